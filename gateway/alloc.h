@@ -1,0 +1,32 @@
+/* alloc.h: the one allocation wrapper (so tests can fail the N-th allocation), a wipe-on-free
+ * buffer for PII, and a per-stream arena from which protobuf-c messages are allocated. */
+#ifndef GW_ALLOC_H
+#define GW_ALLOC_H
+
+#include <stddef.h>
+
+/* Like malloc/calloc/realloc/strdup/free; return NULL on failure (never abort). */
+void *gw_malloc(size_t n);
+void *gw_calloc(size_t nmemb, size_t size);
+void *gw_realloc(void *p, size_t n);
+char *gw_strdup(const char *s);
+char *gw_strndup(const char *s, size_t n);
+void gw_free(void *p);
+
+/* Frees p after wiping its n bytes with OPENSSL_cleanse; NULL-safe. For PII and key material. */
+void gw_free_wipe(void *p, size_t n);
+/* Wipes a NUL-terminated string and frees it; NULL-safe. */
+void gw_free_str_wipe(char *s);
+
+/* Test hook: the n-th allocation from now on (1 = the next) fails; 0 disables. */
+void gw_alloc_fail_nth(long n);
+
+/* An arena: many allocations, one free. Memory is wiped on gw_arena_free (it may hold PII).
+ * gw_arena_alloc returns 16-byte aligned memory or NULL; allocations over the arena's cap fail. */
+struct gw_arena;
+struct gw_arena *gw_arena_new(size_t cap);
+void *gw_arena_alloc(struct gw_arena *a, size_t n);
+size_t gw_arena_used(const struct gw_arena *a);
+void gw_arena_free(struct gw_arena *a);
+
+#endif

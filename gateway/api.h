@@ -1,0 +1,21 @@
+/* api.h: the gRPC handlers, one per implemented method (see rpc.c for the table). Each follows
+ * the lifecycle contract of call.h. */
+#ifndef GW_API_H
+#define GW_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "call.h"
+
+/* grpc.health.v1.Health/Check: SERVING when the database answers SELECT 1. */
+void gw_api_health_check(struct gw_call *call, const uint8_t *req, size_t len);
+
+/* waygate.v1.WaybillIntake/Submit and /SubmitBatch (role courier). */
+void gw_api_intake_submit(struct gw_call *call, const uint8_t *req, size_t len);
+void gw_api_intake_submit_batch(struct gw_call *call, const uint8_t *req, size_t len);
+
+/* waygate.v1.WaybillQuery/Get (role courier until the principals issue: own branch, masked). */
+void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len);
+
+#endif

@@ -1,0 +1,422 @@
+/* api_intake.c: waygate.v1.WaybillIntake Submit and SubmitBatch (scanners, role courier).
+ * A waybill goes: unpack (UTF-8 checked) -> validate -> branch and segment checks (Art. 18) ->
+ * seal (envelope encryption) -> store (group commit) -> acknowledged after its commit.
+ * Invariants: every item ends with exactly one status; a refusal names the field path and the
+ * rule, never a value; when the call is cancelled every pending segment check and store request
+ * is cancelled first, so no callback reaches a dead call. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "waygate/v1/intake.pb-c.h"
+
+#include "alloc.h"
+#include "api.h"
+#include "api_pb.h"
+#include "app.h"
+#include "log.h"
+#include "seal.h"
+#include "segcache.h"
+#include "store.h"
+#include "waybillno.h"
+
+#define BATCH_MAX GW_STORE_GROUP_MAX
+#define ITEM_PENDING (-1)
+
+struct intake;
+
+struct item {
+    struct intake *in;
+    size_t index;
+    struct gw_waybill w;
+    int code; /* enum gw_grpc_status, or ITEM_PENDING while still on its way */
+    char msg[200];
+    char prefix[GW_WAYBILLNO_PREFIX_MAX + 1];
+    int64_t numeric;
+    struct gw_segcache_req *segreq;
+    uint8_t id[GW_STORE_ID_LEN];
+    bool duplicate;
+};
+
+struct intake {
+    struct gw_call *call;
+    struct gw_app *app;
+    const struct gw_principal *who;
+    bool batch;
+    size_t n;
+    struct item *items;
+    size_t seg_pending;
+    size_t *stored;          /* indexes of the items sent to the store */
+    size_t nstored;
+    struct gw_store_req *storereq;
+};
+
+static void refuse(struct item *it, enum gw_grpc_status code, const char *field, const char *rule)
+{
+    char root[32];
+
+    if (it->in->batch)
+        snprintf(root, sizeof(root), "waybills[%zu]", it->index);
+    else
+        snprintf(root, sizeof(root), "waybill");
+    it->code = code;
+    snprintf(it->msg, sizeof(it->msg), "%s%s%s: %s", root, field[0] ? "." : "", field, rule);
+}
+
+static void finish(struct intake *in)
+{
+    Waygate__V1__SubmitBatchResponse bresp = WAYGATE__V1__SUBMIT_BATCH_RESPONSE__INIT;
+    Waygate__V1__SubmitResponse resp = WAYGATE__V1__SUBMIT_RESPONSE__INIT;
+    struct gw_arena *a = gw_call_arena(in->call);
+    struct gw_call *call = in->call;
+    char *idtext;
+    size_t i;
+    int rc;
+
+    gw_call_set_cancel(call, NULL, NULL);
+    if (!in->batch) {
+        struct item *it = &in->items[0];
+        if (it->code != GW_GRPC_OK) {
+            gw_call_finish(call, (enum gw_grpc_status)it->code, it->msg);
+            return;
+        }
+        idtext = gw_arena_alloc(a, 37);
+        if (idtext == NULL) {
+            gw_call_finish_err(call, GW_ENOMEM, NULL);
+            return;
+        }
+        gw_store_id_text(it->id, idtext);
+        resp.id = idtext;
+        resp.duplicate = it->duplicate;
+        rc = gw_call_send(call, &resp.base);
+        if (rc != 0) {
+            gw_call_finish_err(call, rc, NULL);
+            return;
+        }
+        gw_call_finish(call, GW_GRPC_OK, NULL);
+        return;
+    }
+    bresp.n_results = in->n;
+    bresp.results = gw_arena_alloc(a, in->n * sizeof(*bresp.results));
+    if (bresp.results == NULL) {
+        gw_call_finish_err(call, GW_ENOMEM, NULL);
+        return;
+    }
+    for (i = 0; i < in->n; i++) {
+        struct item *it = &in->items[i];
+        Waygate__V1__ItemResult *r = gw_arena_alloc(a, sizeof(*r));
+        char *msg = gw_arena_alloc(a, sizeof(it->msg));
+        idtext = gw_arena_alloc(a, 37);
+        if (r == NULL || msg == NULL || idtext == NULL) {
+            gw_call_finish_err(call, GW_ENOMEM, NULL);
+            return;
+        }
+        waygate__v1__item_result__init(r);
+        r->index = (int32_t)i;
+        r->code = it->code;
+        if (it->code == GW_GRPC_OK) {
+            gw_store_id_text(it->id, idtext);
+            r->id = idtext;
+            r->duplicate = it->duplicate;
+        } else {
+            memcpy(msg, it->msg, sizeof(it->msg));
+            r->message = msg;
+        }
+        bresp.results[i] = r;
+    }
+    rc = gw_call_send(call, &bresp.base);
+    if (rc != 0) {
+        gw_call_finish_err(call, rc, NULL);
+        return;
+    }
+    gw_call_finish(call, GW_GRPC_OK, NULL);
+}
+
+static void cancel_cb(void *arg)
+{
+    struct intake *in = arg;
+    size_t i;
+
+    for (i = 0; i < in->n; i++) {
+        gw_segcache_cancel(in->items[i].segreq);
+        in->items[i].segreq = NULL;
+    }
+    gw_store_cancel(in->storereq);
+    in->storereq = NULL;
+}
+
+static void store_outcome(struct item *it, const struct gw_store_result *r)
+{
+    char idtext[37];
+
+    switch (r->err) {
+    case 0:
+        it->code = GW_GRPC_OK;
+        memcpy(it->id, r->id, GW_STORE_ID_LEN);
+        it->duplicate = r->outcome == GW_STORE_EXISTING_SAME;
+        if (GW_LOG_DEBUG >= gw_log_level) {
+            gw_store_id_text(it->id, idtext);
+            GW_LOG(GW_LOG_DEBUG, "intake", gw_call_log_ctx(it->in->call),
+                   "waybill stored record=%s duplicate=%s", idtext,
+                   it->duplicate ? "true" : "false");
+        }
+        break;
+    case GW_EEXIST:
+        refuse(it, GW_GRPC_ALREADY_EXISTS, "waybill_no",
+               "already stored with different content (a waybill number is used once)");
+        break;
+    case GW_EUNAVAIL:
+        refuse(it, GW_GRPC_UNAVAILABLE, "",
+               "database unavailable, the waybill was not acknowledged; retrying is safe");
+        break;
+    default:
+        refuse(it, gw_err_grpc_status(r->err), "", "the waybill could not be stored");
+        break;
+    }
+}
+
+static void submit_done_cb(void *arg, const struct gw_store_result *r)
+{
+    struct intake *in = arg;
+
+    in->storereq = NULL;
+    store_outcome(&in->items[0], r);
+    finish(in);
+}
+
+static void batch_done_cb(void *arg, const struct gw_store_result *r, size_t n)
+{
+    struct intake *in = arg;
+    size_t i;
+
+    in->storereq = NULL;
+    for (i = 0; i < n && i < in->nstored; i++)
+        store_outcome(&in->items[in->stored[i]], &r[i]);
+    finish(in);
+}
+
+/* Seals every item still pending and hands them to the store. */
+static void store_stage(struct intake *in)
+{
+    struct gw_arena *a = gw_call_arena(in->call);
+    struct gw_sealed_waybill *sealed;
+    const char *branch = in->who->branch, *by = in->who->name;
+    int64_t now = (int64_t)time(NULL);
+    size_t i;
+    int rc;
+
+    sealed = gw_arena_alloc(a, in->n * sizeof(*sealed));
+    in->stored = gw_arena_alloc(a, in->n * sizeof(*in->stored));
+    if (sealed == NULL || in->stored == NULL) {
+        gw_call_set_cancel(in->call, NULL, NULL);
+        gw_call_finish_err(in->call, GW_ENOMEM, NULL);
+        return;
+    }
+    in->nstored = 0;
+    for (i = 0; i < in->n; i++) {
+        struct item *it = &in->items[i];
+        if (it->code != ITEM_PENDING)
+            continue;
+        rc = gw_seal_new_id(it->id);
+        if (rc == 0)
+            rc = gw_seal_waybill(in->app->crypto, in->app->keys, &it->w, it->id, branch, by, now,
+                                 a, &sealed[in->nstored]);
+        if (rc != 0) {
+            GW_LOG(GW_LOG_ERROR, "intake", gw_call_log_ctx(in->call),
+                   "sealing a waybill failed: %s", gw_err_str(rc));
+            refuse(it, gw_err_grpc_status(rc), "", "the waybill could not be encrypted");
+            continue;
+        }
+        in->stored[in->nstored++] = i;
+    }
+    if (in->nstored == 0) {
+        finish(in);
+        return;
+    }
+    if (!in->batch)
+        rc = gw_store_submit(in->app->store, &sealed[0], submit_done_cb, in, &in->storereq);
+    else
+        rc = gw_store_submit_batch(in->app->store, sealed, in->nstored, batch_done_cb, in,
+                                   &in->storereq);
+    if (rc != 0) {
+        struct gw_store_result r = {.err = rc};
+        for (i = 0; i < in->nstored; i++)
+            store_outcome(&in->items[in->stored[i]], &r);
+        finish(in);
+    }
+}
+
+static void segment_refused(struct item *it)
+{
+    struct intake *in = it->in;
+    const struct gw_log_ctx *lc = gw_call_log_ctx(in->call);
+    char rule[128];
+    int rc;
+
+    snprintf(rule, sizeof(rule),
+             "outside the waybill-number segments issued to branch %s (Art. 18)", in->who->branch);
+    refuse(it, GW_GRPC_FAILED_PRECONDITION, "waybill_no", rule);
+    GW_LOG(GW_LOG_WARN, "intake", lc, "waybill number outside the branch's segments refused");
+    rc = gw_store_record_incident(in->app->store, "medium", "segment_violation", in->who->name,
+                                  lc->peer, in->who->branch,
+                                  "submitted waybill number outside the branch's segments",
+                                  NULL, NULL, NULL, NULL);
+    if (rc != 0)
+        GW_LOG(GW_LOG_ERROR, "intake", lc, "could not record the segment incident: %s",
+               gw_err_str(rc));
+}
+
+static void segment_cb(void *arg, int err, bool found)
+{
+    struct item *it = arg;
+    struct intake *in = it->in;
+
+    it->segreq = NULL;
+    if (err != 0)
+        refuse(it, GW_GRPC_UNAVAILABLE, "waybill_no",
+               "the segment register could not be read; retrying is safe");
+    else if (!found)
+        segment_refused(it);
+    if (--in->seg_pending == 0)
+        store_stage(in);
+}
+
+/* Runs every synchronous check on one item; leaves it ITEM_PENDING if it passed so far. */
+static void check_item(struct intake *in, struct item *it, const Waygate__V1__Waybill *pb,
+                       int64_t now)
+{
+    struct gw_verr verr;
+    char root[32];
+    int rc;
+
+    gw_api_waybill_from_pb(pb, &it->w);
+    if (pb == NULL) {
+        refuse(it, GW_GRPC_INVALID_ARGUMENT, "", "is required");
+        return;
+    }
+    if (in->batch)
+        snprintf(root, sizeof(root), "waybills[%zu]", it->index);
+    else
+        snprintf(root, sizeof(root), "waybill");
+    if (gw_waybill_validate_at(&it->w, now, root, &verr) != 0) {
+        it->code = GW_GRPC_INVALID_ARGUMENT;
+        snprintf(it->msg, sizeof(it->msg), "%s: %s", verr.path, verr.rule);
+        return;
+    }
+    if (it->w.origin_branch.n != 0 &&
+        (it->w.origin_branch.n != strlen(in->who->branch) ||
+         memcmp(it->w.origin_branch.p, in->who->branch, it->w.origin_branch.n) != 0)) {
+        refuse(it, GW_GRPC_PERMISSION_DENIED, "origin_branch",
+               "must be the submitting device's own branch");
+        return;
+    }
+    if (gw_waybillno_parse(it->w.waybill_no.p, it->w.waybill_no.n, it->prefix, &it->numeric) != 0) {
+        refuse(it, GW_GRPC_INVALID_ARGUMENT, "waybill_no", "is not a valid waybill number");
+        return;
+    }
+    rc = gw_segcache_check(in->app->segs, in->who->branch, it->prefix, it->numeric, segment_cb,
+                           it, &it->segreq);
+    if (rc == 1)
+        return;
+    if (rc == 0)
+        segment_refused(it);
+    else if (rc == GW_OK_PENDING)
+        in->seg_pending++;
+    else
+        refuse(it, GW_GRPC_UNAVAILABLE, "waybill_no",
+               "the segment register could not be read; retrying is safe");
+}
+
+static void intake_start(struct gw_call *call, Waygate__V1__Waybill **waybills, size_t n,
+                         bool batch)
+{
+    struct gw_arena *a = gw_call_arena(call);
+    struct intake *in;
+    int64_t now = (int64_t)time(NULL);
+    size_t i;
+
+    in = gw_arena_alloc(a, sizeof(*in));
+    if (in != NULL)
+        in->items = gw_arena_alloc(a, n * sizeof(*in->items));
+    if (in == NULL || in->items == NULL) {
+        gw_call_finish_err(call, GW_ENOMEM, NULL);
+        return;
+    }
+    in->call = call;
+    in->app = gw_call_app(call);
+    in->who = gw_call_principal(call);
+    in->batch = batch;
+    in->n = n;
+    in->seg_pending = 0;
+    in->stored = NULL;
+    in->nstored = 0;
+    in->storereq = NULL;
+    memset(in->items, 0, n * sizeof(*in->items));
+    gw_call_set_cancel(call, cancel_cb, in);
+    for (i = 0; i < n; i++) {
+        in->items[i].in = in;
+        in->items[i].index = i;
+        in->items[i].code = ITEM_PENDING;
+        check_item(in, &in->items[i], waybills[i], now);
+        if (!batch && in->items[i].code != ITEM_PENDING && in->items[i].code != GW_GRPC_OK)
+            GW_LOG(GW_LOG_INFO, "intake", gw_call_log_ctx(call), "waybill refused: %s",
+                   in->items[i].msg);
+    }
+    if (in->seg_pending == 0)
+        store_stage(in);
+}
+
+/* The checks every intake call shares: a scanner with a branch, a usable app. */
+static bool intake_ready(struct gw_call *call)
+{
+    const struct gw_principal *who = gw_call_principal(call);
+    struct gw_app *app = gw_call_app(call);
+
+    if (who->branch[0] == '\0') {
+        gw_call_finish(call, GW_GRPC_PERMISSION_DENIED,
+                       "principal: a scanner certificate must name its branch (subject L)");
+        return false;
+    }
+    if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL ||
+        app->segs == NULL) {
+        gw_call_finish(call, GW_GRPC_UNAVAILABLE, "intake is not configured on this gateway");
+        return false;
+    }
+    return true;
+}
+
+void gw_api_intake_submit(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Waygate__V1__SubmitRequest *in;
+
+    if (!intake_ready(call))
+        return;
+    in = (Waygate__V1__SubmitRequest *)gw_call_unpack(call, &waygate__v1__submit_request__descriptor,
+                                                      req, len);
+    if (in == NULL)
+        return;
+    intake_start(call, &in->waybill, 1, false);
+}
+
+void gw_api_intake_submit_batch(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Waygate__V1__SubmitBatchRequest *in;
+    char msg[96];
+
+    if (!intake_ready(call))
+        return;
+    in = (Waygate__V1__SubmitBatchRequest *)gw_call_unpack(
+        call, &waygate__v1__submit_batch_request__descriptor, req, len);
+    if (in == NULL)
+        return;
+    if (in->n_waybills == 0) {
+        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, "waybills: at least one waybill is required");
+        return;
+    }
+    if (in->n_waybills > BATCH_MAX) {
+        snprintf(msg, sizeof(msg), "waybills: at most %d waybills per batch", BATCH_MAX);
+        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, msg);
+        return;
+    }
+    intake_start(call, in->waybills, in->n_waybills, true);
+}

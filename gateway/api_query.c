@@ -1,0 +1,261 @@
+/* api_query.c: waygate.v1.WaybillQuery/Get: one waybill by number, decrypted and rendered as the
+ * caller's role may see it (view.h). A record outside the caller's branch scope is NOT_FOUND,
+ * exactly as a missing one (no hint that it exists). A record that fails to authenticate is
+ * DATA_LOSS and an incident, never another record's data.
+ * Invariant: clear values live only in the call's arena (wiped when the call ends). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "waygate/v1/query.pb-c.h"
+
+#include "alloc.h"
+#include "api.h"
+#include "app.h"
+#include "log.h"
+#include "seal.h"
+#include "store.h"
+#include "view.h"
+#include "waybillno.h"
+
+struct get {
+    struct gw_call *call;
+    struct gw_app *app;
+    struct gw_store_req *req;
+};
+
+static const char *const not_found =
+    "waybill_no: no waybill with this number in the caller's scope";
+
+static void cancel_cb(void *arg)
+{
+    struct get *g = arg;
+
+    gw_store_cancel(g->req);
+    g->req = NULL;
+}
+
+/* The string slot of the view that shows column c, or NULL for the numeric columns. */
+static char **slot(Waygate__V1__Waybill *w, enum gw_col c)
+{
+    Waygate__V1__Party *p = c >= GW_COL_RECIPIENT_NAME ? w->recipient : w->sender;
+
+    switch (c) {
+    case GW_COL_WAYBILL_NO: return &w->waybill_no;
+    case GW_COL_ITEM_DESCRIPTION: return &w->item_description;
+    case GW_COL_SENDER_NAME: case GW_COL_RECIPIENT_NAME: return &p->name;
+    case GW_COL_SENDER_PHONE: case GW_COL_RECIPIENT_PHONE: return &p->phone;
+    case GW_COL_SENDER_PROVINCE: case GW_COL_RECIPIENT_PROVINCE: return &p->province;
+    case GW_COL_SENDER_CITY: case GW_COL_RECIPIENT_CITY: return &p->city;
+    case GW_COL_SENDER_DISTRICT: case GW_COL_RECIPIENT_DISTRICT: return &p->district;
+    case GW_COL_SENDER_ADDRESS_DETAIL: case GW_COL_RECIPIENT_ADDRESS_DETAIL:
+        return &p->address_detail;
+    case GW_COL_SENDER_COMPANY: case GW_COL_RECIPIENT_COMPANY: return &p->company;
+    case GW_COL_SENDER_ID_NUMBER: case GW_COL_RECIPIENT_ID_NUMBER: return &p->id_number;
+    default: return NULL;
+    }
+}
+
+static void set_number(Waygate__V1__Waybill *w, enum gw_col c, const struct gw_str *v)
+{
+    long long x = v->n > 0 ? strtoll(v->p, NULL, 10) : 0;
+
+    switch (c) {
+    case GW_COL_PICKUP_TIME: w->pickup_time = x; break;
+    case GW_COL_SENDER_ID_TYPE: w->sender->id_type = (Waygate__V1__IdType)x; break;
+    case GW_COL_RECIPIENT_ID_TYPE: w->recipient->id_type = (Waygate__V1__IdType)x; break;
+    case GW_COL_SENDER_GENDER: w->sender->gender = (Waygate__V1__Gender)x; break;
+    case GW_COL_RECIPIENT_GENDER: w->recipient->gender = (Waygate__V1__Gender)x; break;
+    default: break;
+    }
+}
+
+static char *arena_str(struct gw_arena *a, const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    char *p = gw_arena_alloc(a, n + 1);
+
+    if (p != NULL) {
+        memcpy(p, s != NULL ? s : "", n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
+static int render(struct get *g, const struct gw_sealed_waybill *row,
+                  const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
+{
+    struct gw_arena *a = gw_call_arena(g->call);
+    const char *role = gw_call_principal(g->call)->role;
+    Waygate__V1__Waybill *w;
+    Waygate__V1__Party *s, *r;
+    size_t c, nred = 0, len;
+    char **dst, *buf;
+    int rc;
+
+    w = gw_arena_alloc(a, sizeof(*w));
+    s = gw_arena_alloc(a, sizeof(*s));
+    r = gw_arena_alloc(a, sizeof(*r));
+    view->redacted_fields = gw_arena_alloc(a, GW_COL_COUNT * sizeof(char *));
+    view->id = gw_arena_alloc(a, 37);
+    if (w == NULL || s == NULL || r == NULL || view->redacted_fields == NULL || view->id == NULL)
+        return GW_ENOMEM;
+    waygate__v1__waybill__init(w);
+    waygate__v1__party__init(s);
+    waygate__v1__party__init(r);
+    w->sender = s;
+    w->recipient = r;
+    gw_store_id_text(row->id, view->id);
+    view->status = "accepted";
+    w->origin_branch = arena_str(a, row->origin_branch);
+    w->dest_region_code = arena_str(a, row->dest_region_code);
+    w->service_type = arena_str(a, row->service_type);
+    if (w->origin_branch == NULL || w->dest_region_code == NULL || w->service_type == NULL)
+        return GW_ENOMEM;
+    w->weight_grams = row->weight_grams > 0 ? (uint32_t)row->weight_grams : 0;
+    w->security_level = (Waygate__V1__SecurityLevel)row->security_level;
+
+    for (c = 0; c < GW_COL_COUNT; c++) {
+        enum gw_view_mode mode = gw_view_policy(role, (enum gw_col)c);
+        dst = slot(w, (enum gw_col)c);
+        if (mode != GW_VIEW_CLEAR && clear[c].n > 0)
+            view->redacted_fields[nred++] = (char *)gw_col_field[c];
+        if (dst == NULL) {
+            if (mode == GW_VIEW_CLEAR)
+                set_number(w, (enum gw_col)c, &clear[c]);
+            continue;
+        }
+        buf = gw_arena_alloc(a, GW_VIEW_BOUND(clear[c].n));
+        if (buf == NULL)
+            return GW_ENOMEM;
+        rc = gw_view_render(g->app->crypto, gw_keyring_token_key(g->app->keys), (enum gw_col)c,
+                            mode, clear[c].p, clear[c].n, buf, GW_VIEW_BOUND(clear[c].n), &len);
+        if (rc != 0)
+            return rc;
+        *dst = buf;
+    }
+    view->n_redacted_fields = nred;
+    view->waybill = w;
+    return 0;
+}
+
+static void data_loss(struct get *g, const struct gw_sealed_waybill *row, int bad, int err)
+{
+    const struct gw_log_ctx *lc = gw_call_log_ctx(g->call);
+    const struct gw_principal *who = gw_call_principal(g->call);
+    const char *part = bad >= 0 ? gw_col_sql[bad]
+                       : bad == GW_SEAL_PART_DEK ? "dek_wrapped"
+                       : bad == GW_SEAL_PART_CONTENT ? "content_mac"
+                                                     : "record";
+    char idtext[37], detail[160];
+    int rc;
+
+    gw_store_id_text(row->id, idtext);
+    if (err == GW_EDATALOSS)
+        snprintf(detail, sizeof(detail), "stored record failed authentication at %s", part);
+    else
+        snprintf(detail, sizeof(detail), "record's key-encryption key version %d is unavailable",
+                 (int)row->kek_version);
+    GW_LOG(GW_LOG_ERROR, "query", lc, "record=%s: %s", idtext, detail);
+    rc = gw_store_record_incident(g->app->store, err == GW_EDATALOSS ? "high" : "medium",
+                                  err == GW_EDATALOSS ? "decryption_failure" : "key_unavailable",
+                                  who->name, lc->peer, who->branch, detail, row->id, NULL, NULL,
+                                  NULL);
+    if (rc != 0)
+        GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
+    if (err == GW_EDATALOSS)
+        gw_call_finish(g->call, GW_GRPC_DATA_LOSS,
+                       "the stored record failed authentication; an incident was recorded");
+    else
+        gw_call_finish(g->call, GW_GRPC_FAILED_PRECONDITION,
+                       "the record's key version is not available to this gateway");
+}
+
+static void got_cb(void *arg, int err, const struct gw_sealed_waybill *row)
+{
+    Waygate__V1__WaybillView view = WAYGATE__V1__WAYBILL_VIEW__INIT;
+    struct get *g = arg;
+    struct gw_str clear[GW_COL_COUNT];
+    int bad, rc;
+
+    g->req = NULL;
+    gw_call_set_cancel(g->call, NULL, NULL);
+    if (err == GW_ENOTFOUND ||
+        (err == 0 && strcmp(row->origin_branch, gw_call_principal(g->call)->branch) != 0)) {
+        gw_call_finish(g->call, GW_GRPC_NOT_FOUND, not_found);
+        return;
+    }
+    if (err != 0) {
+        gw_call_finish(g->call, gw_err_grpc_status(err), "the waybill could not be read");
+        return;
+    }
+    rc = gw_unseal_waybill(g->app->crypto, g->app->keys, row, gw_call_arena(g->call), clear, &bad);
+    if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
+        data_loss(g, row, bad, rc);
+        return;
+    }
+    if (rc == 0)
+        rc = render(g, row, clear, &view);
+    if (rc == 0)
+        rc = gw_call_send(g->call, &view.base);
+    if (rc != 0) {
+        gw_call_finish_err(g->call, rc, "the waybill could not be rendered");
+        return;
+    }
+    gw_call_finish(g->call, GW_GRPC_OK, NULL);
+}
+
+void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Waygate__V1__GetRequest *in;
+    struct gw_app *app = gw_call_app(call);
+    uint8_t bidx[GW_CRYPTO_BIDX_LEN];
+    struct get *g;
+    int rc;
+
+    if (gw_call_principal(call)->branch[0] == '\0') {
+        gw_call_finish(call, GW_GRPC_PERMISSION_DENIED,
+                       "principal: a courier certificate must name its branch (subject L)");
+        return;
+    }
+    if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL) {
+        gw_call_finish(call, GW_GRPC_UNAVAILABLE, "queries are not configured on this gateway");
+        return;
+    }
+    in = (Waygate__V1__GetRequest *)gw_call_unpack(call, &waygate__v1__get_request__descriptor,
+                                                   req, len);
+    if (in == NULL)
+        return;
+    if (in->waybill_no[0] == '\0') {
+        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, "waybill_no: is required");
+        return;
+    }
+    rc = gw_seal_waybill_bidx(app->crypto, app->keys, in->waybill_no, strlen(in->waybill_no),
+                              bidx);
+    if (rc == GW_EINVAL) {
+        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT,
+                       "waybill_no: must be 10 to 20 ASCII letters and digits, letter prefix "
+                       "first");
+        return;
+    }
+    if (rc != 0) {
+        gw_call_finish_err(call, rc, NULL);
+        return;
+    }
+    g = gw_arena_alloc(gw_call_arena(call), sizeof(*g));
+    if (g == NULL) {
+        gw_call_finish_err(call, GW_ENOMEM, NULL);
+        return;
+    }
+    g->call = call;
+    g->app = app;
+    g->req = NULL;
+    rc = gw_store_get(app->store, bidx, got_cb, g, &g->req);
+    if (rc != 0) {
+        gw_call_finish(call, gw_err_grpc_status(rc),
+                       rc == GW_EUNAVAIL ? "database unavailable; retry" : "the waybill could not "
+                                                                           "be read");
+        return;
+    }
+    gw_call_set_cancel(call, cancel_cb, g);
+}

@@ -1,0 +1,24 @@
+/* app.h: what a handler can reach. main.c builds one struct gw_app and owns everything in it;
+ * handlers receive it through gw_call_app() and must not keep pointers past their call. */
+#ifndef GW_APP_H
+#define GW_APP_H
+
+struct event_base;
+struct gw_config;
+struct gw_db;
+struct gw_crypto;
+struct gw_keyring;
+struct gw_segcache;
+struct gw_store;
+
+struct gw_app {
+    const struct gw_config *cfg;
+    struct event_base *base;
+    struct gw_db *db;           /* the asynchronous PostgreSQL pool */
+    struct gw_keyring *keys;    /* the loaded keyring (replaced whole on SIGHUP) */
+    struct gw_crypto *crypto;   /* the loop's crypto context (not thread-safe: one per loop) */
+    struct gw_store *store;     /* the SQL layer for waybills, segments, incidents */
+    struct gw_segcache *segs;   /* waybill-number segments, cached */
+};
+
+#endif

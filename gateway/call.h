@@ -1,0 +1,83 @@
+/* call.h: one gRPC call as a handler sees it. The transport (conn/h2/grpc) creates the call when a
+ * request's headers and its one request message have arrived, hands it to the method's handler on
+ * the event loop, and owns it until the handler finishes it or the stream dies.
+ *
+ * Lifecycle contract:
+ *  - The handler must eventually call gw_call_finish() (or gw_call_finish_err()), possibly from a
+ *    later callback; before that it may gw_call_send() responses (once for unary methods).
+ *  - If the stream goes away first (client reset, connection closed, deadline passed, server drain
+ *    cut-off) the transport calls the cancel function set with gw_call_set_cancel() exactly once,
+ *    then frees the call: after the cancel function returns, the handler must not touch the call,
+ *    and it must have cancelled every asynchronous operation that would call back into it.
+ *  - After gw_call_finish() the call pointer is dead for the handler.
+ *  - Handlers never block: database work goes through db.h / store.h callbacks. */
+#ifndef GW_CALL_H
+#define GW_CALL_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "err.h"
+#include "log.h"
+
+struct gw_app;
+struct gw_arena;
+struct gw_call;
+
+/* Who is calling. Devices and systems are known by their client certificate: the carrier CA
+ * puts the principal's name in the subject CN, its role in OU and its branch scope in L. */
+struct gw_principal {
+    char name[64];
+    char role[32];    /* "courier", "branch_clerk", ..., "backend"; "" when unauthenticated */
+    char branch[32];  /* "" when the principal has no branch scope */
+    bool authenticated; /* false only on the insecure loopback listener */
+};
+
+typedef void (*gw_handler_fn)(struct gw_call *call, const uint8_t *req, size_t len);
+typedef void (*gw_cancel_fn)(void *arg);
+
+struct gw_method {
+    const char *path;       /* "/waygate.v1.WaybillIntake/Submit" */
+    gw_handler_fn handler;  /* NULL: answered UNIMPLEMENTED by the transport */
+    bool server_streaming;  /* the handler may gw_call_send() more than once */
+};
+
+struct gw_app *gw_call_app(struct gw_call *call);
+const struct gw_principal *gw_call_principal(const struct gw_call *call);
+const struct gw_log_ctx *gw_call_log_ctx(const struct gw_call *call);
+const char *gw_call_request_id(const struct gw_call *call);
+/* A request metadata value, or NULL when absent. Only "authorization" is kept for now (the
+ * transport drops other metadata); valid until the call ends. */
+const char *gw_call_metadata(const struct gw_call *call, const char *name);
+/* Monotonic deadline in milliseconds (gw_now_ms() clock); always set (capped by config). */
+uint64_t gw_call_deadline_ms(const struct gw_call *call);
+/* The call's arena: freed (and wiped) when the call ends. */
+struct gw_arena *gw_call_arena(struct gw_call *call);
+/* A protobuf-c allocator drawing from the call's arena (free is a no-op). */
+ProtobufCAllocator *gw_call_pb_allocator(struct gw_call *call);
+
+/* Unpacks the request into the call's arena and checks that every string field, at any depth,
+ * is valid UTF-8. On failure finishes the call (INVALID_ARGUMENT naming the field) and returns
+ * NULL: the handler must return at once without touching the call. */
+ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDescriptor *desc,
+                                 const uint8_t *req, size_t len);
+
+/* Packs msg and queues it as one response message. Returns 0, GW_ETOOBIG (over the message cap)
+ * or GW_ENOMEM; on error the handler should finish the call with that error. */
+int gw_call_send(struct gw_call *call, const ProtobufCMessage *msg) GW_MUST_CHECK;
+
+/* Ends the call with a status; message (may be NULL for OK) names the field and the rule and
+ * must never contain caller data. */
+void gw_call_finish(struct gw_call *call, enum gw_grpc_status status, const char *message);
+/* Same, from a project error code. */
+void gw_call_finish_err(struct gw_call *call, int err, const char *message);
+
+void gw_call_set_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg);
+
+/* Monotonic clock in milliseconds. */
+uint64_t gw_now_ms(void);
+
+#endif

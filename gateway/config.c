@@ -1,0 +1,678 @@
+/* config.c: the INI parser behind struct gw_config. A static key table (section, key, type,
+ * offset, range, required) drives it; every value is validated as it is read, cross-field rules
+ * after. Invariants: a failed load leaves nothing allocated in *out; an error message names the
+ * file, the line and the key, never a value (values may be conninfo strings or paths to secrets).
+ */
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <libpq-fe.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "alloc.h"
+
+#define CONFIG_LINE_MAX 4096          /* bytes of one line, newline excluded */
+#define CONFIG_FILE_MAX (1024 * 1024) /* bytes of the whole file */
+#define NAME_SHOWN_MAX 64             /* bytes of an unknown section or key name quoted back */
+
+enum ktype { T_STRING, T_PATH, T_BOOL, T_U32, T_LEVEL, T_HOSTPORT };
+
+struct keydef {
+    const char *section;
+    const char *key;
+    enum ktype type;
+    size_t off;
+    uint32_t min, max;
+    int required;
+};
+
+#define F(m) offsetof(struct gw_config, m)
+
+static const struct keydef keys[] = {
+    {"server", "listen", T_HOSTPORT, F(listen), 0, 0, 1},
+    {"server", "insecure_loopback_only", T_BOOL, F(insecure_loopback_only), 0, 0, 0},
+    {"server", "insecure_listen", T_HOSTPORT, F(insecure_listen), 0, 0, 0},
+    {"server", "max_connections", T_U32, F(max_connections), 1, 1000000, 0},
+    {"server", "max_concurrent_streams", T_U32, F(max_concurrent_streams), 1, 10000, 0},
+    {"server", "max_header_list_size", T_U32, F(max_header_list_size), 1024, 1048576, 0},
+    {"server", "max_message_size", T_U32, F(max_message_size), 1024, 67108864, 0},
+    {"server", "handshake_timeout_ms", T_U32, F(handshake_timeout_ms), 100, 600000, 0},
+    {"server", "idle_timeout_ms", T_U32, F(idle_timeout_ms), 1000, 86400000, 0},
+    {"server", "drain_timeout_ms", T_U32, F(drain_timeout_ms), 0, 600000, 0},
+    {"server", "max_deadline_ms", T_U32, F(max_deadline_ms), 100, 3600000, 0},
+    {"tls", "cert", T_PATH, F(tls_cert), 0, 0, 1},
+    {"tls", "key", T_PATH, F(tls_key), 0, 0, 1},
+    {"tls", "client_ca", T_PATH, F(tls_client_ca), 0, 0, 1},
+    {"tls", "crl", T_PATH, F(tls_crl), 0, 0, 0},
+    {"database", "conninfo", T_STRING, F(db_conninfo), 0, 0, 1},
+    {"database", "pool_size", T_U32, F(db_pool_size), 1, 256, 0},
+    {"database", "pipeline_depth", T_U32, F(db_pipeline_depth), 1, 1024, 0},
+    {"database", "queue_max", T_U32, F(db_queue_max), 1, 1000000, 0},
+    {"database", "connect_timeout_ms", T_U32, F(db_connect_timeout_ms), 100, 600000, 0},
+    {"database", "reconnect_max_ms", T_U32, F(db_reconnect_max_ms), 100, 600000, 0},
+    {"keys", "keyring", T_PATH, F(keyring), 0, 0, 1},
+    {"log", "level", T_LEVEL, F(log_level), 0, 0, 0},
+};
+
+#define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+static const char *const sections[] = {"server", "tls", "database", "keys", "log"};
+
+/* Parser state for one load. */
+struct parse {
+    const char *path; /* as given, for messages */
+    char *dir;        /* directory of the file, for relative paths */
+    int seen[NKEYS];  /* line on which each key was set, 0 = not set */
+    char *errbuf;
+    size_t errlen;
+};
+
+static void set_defaults(struct gw_config *c)
+{
+    memset(c, 0, sizeof(*c));
+    c->insecure_loopback_only = false;
+    c->max_connections = 1024;
+    c->max_concurrent_streams = 100;
+    c->max_header_list_size = 16384;
+    c->max_message_size = 4u * 1024 * 1024;
+    c->handshake_timeout_ms = 10000;
+    c->idle_timeout_ms = 300000;
+    c->drain_timeout_ms = 10000;
+    c->max_deadline_ms = 60000;
+    c->db_pool_size = 4;
+    c->db_pipeline_depth = 8;
+    c->db_queue_max = 4096;
+    c->db_connect_timeout_ms = 5000;
+    c->db_reconnect_max_ms = 5000;
+    c->log_level = GW_LOG_INFO;
+}
+
+void gw_config_clear(struct gw_config *cfg)
+{
+    size_t i;
+
+    if (cfg == NULL)
+        return;
+    for (i = 0; i < NKEYS; i++) {
+        if (keys[i].type == T_STRING || keys[i].type == T_PATH || keys[i].type == T_HOSTPORT) {
+            char **p = (char **)((char *)cfg + keys[i].off);
+            gw_free(*p);
+            *p = NULL;
+        }
+    }
+}
+
+/* Copies a name from the file for an error message: printable ASCII only, capped. */
+static void shown_name(char *dst, size_t dstlen, const char *s, size_t n)
+{
+    size_t i, j = 0;
+
+    for (i = 0; i < n && j + 1 < dstlen && i < NAME_SHOWN_MAX; i++)
+        dst[j++] = (s[i] > 0x20 && s[i] < 0x7f) ? s[i] : '?';
+    dst[j] = '\0';
+}
+
+static void __attribute__((format(printf, 3, 4)))
+fail(struct parse *ps, int line, const char *fmt, ...)
+{
+    va_list ap;
+    int n;
+
+    if (ps->errbuf == NULL || ps->errlen == 0)
+        return;
+    if (line > 0)
+        n = snprintf(ps->errbuf, ps->errlen, "%s:%d: ", ps->path, line);
+    else
+        n = snprintf(ps->errbuf, ps->errlen, "%s: ", ps->path);
+    if (n < 0 || (size_t)n >= ps->errlen)
+        return;
+    va_start(ap, fmt);
+    vsnprintf(ps->errbuf + n, ps->errlen - (size_t)n, fmt, ap);
+    va_end(ap);
+}
+
+static int is_ws(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Trims [*s, *e) of blanks on both ends. */
+static void trim(const char **s, const char **e)
+{
+    while (*s < *e && is_ws(**s))
+        (*s)++;
+    while (*e > *s && is_ws((*e)[-1]))
+        (*e)--;
+}
+
+int gw_config_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port)
+{
+    const char *h, *he, *p;
+    unsigned long v = 0;
+    size_t hl, i;
+
+    if (s == NULL || host == NULL || hostlen == 0 || port == NULL)
+        return GW_EINVAL;
+    if (s[0] == '[') {
+        h = s + 1;
+        he = strchr(h, ']');
+        if (he == NULL || he[1] != ':')
+            return GW_EINVAL;
+        p = he + 2;
+    } else {
+        h = s;
+        he = strrchr(s, ':');
+        if (he == NULL)
+            return GW_EINVAL;
+        p = he + 1;
+        if (memchr(h, ':', (size_t)(he - h)) != NULL) /* bare IPv6 must be bracketed */
+            return GW_EINVAL;
+    }
+    hl = (size_t)(he - h);
+    if (hl == 0 || hl >= hostlen)
+        return GW_EINVAL;
+    if (*p == '\0' || strlen(p) > 5)
+        return GW_EINVAL;
+    for (i = 0; p[i] != '\0'; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return GW_EINVAL;
+        v = v * 10 + (unsigned long)(p[i] - '0');
+    }
+    if (v == 0 || v > 65535)
+        return GW_EINVAL;
+    for (i = 0; i < hl; i++) {
+        char c = h[i];
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 c == '.' || c == '-' || (s[0] == '[' && c == ':');
+        if (!ok)
+            return GW_EINVAL;
+    }
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (s[0] == '[') {
+        struct in6_addr a6;
+        if (inet_pton(AF_INET6, host, &a6) != 1)
+            return GW_EINVAL;
+    }
+    *port = (uint16_t)v;
+    return 0;
+}
+
+static int is_loopback_host(const char *host)
+{
+    struct in_addr a4;
+    struct in6_addr a6;
+
+    if (strcasecmp(host, "localhost") == 0)
+        return 1;
+    if (inet_pton(AF_INET, host, &a4) == 1)
+        return (ntohl(a4.s_addr) >> 24) == 127;
+    if (inet_pton(AF_INET6, host, &a6) == 1)
+        return memcmp(&a6, &in6addr_loopback, sizeof(a6)) == 0;
+    return 0;
+}
+
+/* Joins a relative path onto the config file's directory. Returns an allocated string or NULL. */
+static char *resolve_path(const struct parse *ps, const char *v)
+{
+    size_t dl, vl;
+    char *r;
+
+    if (v[0] == '/' || ps->dir == NULL)
+        return gw_strdup(v);
+    dl = strlen(ps->dir);
+    vl = strlen(v);
+    r = gw_malloc(dl + 1 + vl + 1);
+    if (r == NULL)
+        return NULL;
+    memcpy(r, ps->dir, dl);
+    r[dl] = '/';
+    memcpy(r + dl + 1, v, vl + 1);
+    return r;
+}
+
+/* Converts and stores one value. v is NUL-terminated, already unquoted. */
+static int set_value(struct parse *ps, struct gw_config *c, const struct keydef *k, int line,
+                     const char *v)
+{
+    void *field = (char *)c + k->off;
+    char host[256];
+    uint16_t port;
+    char *copy = NULL;
+
+    switch (k->type) {
+    case T_BOOL:
+        if (strcmp(v, "true") == 0)
+            *(bool *)field = true;
+        else if (strcmp(v, "false") == 0)
+            *(bool *)field = false;
+        else {
+            fail(ps, line, "[%s] %s: must be true or false", k->section, k->key);
+            return GW_EINVAL;
+        }
+        return 0;
+    case T_U32: {
+        unsigned long long n = 0;
+        size_t i;
+        if (v[0] == '\0') {
+            fail(ps, line, "[%s] %s: bad number: expected a decimal integer", k->section, k->key);
+            return GW_EINVAL;
+        }
+        for (i = 0; v[i] != '\0'; i++) {
+            if (v[i] < '0' || v[i] > '9') {
+                fail(ps, line, "[%s] %s: bad number: expected a decimal integer", k->section,
+                     k->key);
+                return GW_EINVAL;
+            }
+            if (n <= UINT32_MAX)
+                n = n * 10 + (unsigned long long)(v[i] - '0');
+        }
+        if (n < k->min || n > k->max) {
+            fail(ps, line, "[%s] %s: out of range: must be between %u and %u", k->section, k->key,
+                 (unsigned)k->min, (unsigned)k->max);
+            return GW_EINVAL;
+        }
+        *(uint32_t *)field = (uint32_t)n;
+        return 0;
+    }
+    case T_LEVEL:
+        if (gw_log_level_parse(v, (enum gw_log_level *)field) != 0) {
+            fail(ps, line, "[%s] %s: must be one of debug, info, warn, error, off", k->section,
+                 k->key);
+            return GW_EINVAL;
+        }
+        return 0;
+    case T_HOSTPORT:
+        if (gw_config_split_hostport(v, host, sizeof(host), &port) != 0) {
+            fail(ps, line,
+                 "[%s] %s: bad host:port: expected host:port or [ipv6]:port, port 1-65535",
+                 k->section, k->key);
+            return GW_EINVAL;
+        }
+        copy = gw_strdup(v);
+        break;
+    case T_STRING:
+        if (v[0] == '\0') {
+            fail(ps, line, "[%s] %s: must not be empty", k->section, k->key);
+            return GW_EINVAL;
+        }
+        copy = gw_strdup(v);
+        break;
+    case T_PATH: {
+        struct stat st;
+        int fd;
+        if (v[0] == '\0') {
+            fail(ps, line, "[%s] %s: must not be empty", k->section, k->key);
+            return GW_EINVAL;
+        }
+        copy = resolve_path(ps, v);
+        if (copy == NULL)
+            break;
+        fd = open(copy, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+        if (fd < 0) {
+            fail(ps, line, "[%s] %s: file cannot be read: %s", k->section, k->key, strerror(errno));
+            gw_free(copy);
+            return GW_EINVAL;
+        }
+        if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+            fail(ps, line, "[%s] %s: not a regular file", k->section, k->key);
+            close(fd);
+            gw_free(copy);
+            return GW_EINVAL;
+        }
+        close(fd);
+        break;
+    }
+    }
+    if (copy == NULL) {
+        fail(ps, line, "[%s] %s: out of memory", k->section, k->key);
+        return GW_ENOMEM;
+    }
+    gw_free(*(char **)field);
+    *(char **)field = copy;
+    return 0;
+}
+
+/* Unquotes/uncomments the value text [s, e) into dst (capacity > e - s). */
+static int parse_value(struct parse *ps, int line, const struct keydef *k, const char *s,
+                       const char *e, char *dst)
+{
+    size_t n = 0;
+
+    trim(&s, &e);
+    if (s < e && *s == '"') {
+        s++;
+        while (s < e && *s != '"') {
+            if (*s == '\\' && s + 1 < e && (s[1] == '"' || s[1] == '\\'))
+                s++;
+            dst[n++] = *s++;
+        }
+        if (s >= e) {
+            fail(ps, line, "[%s] %s: unterminated quoted value", k->section, k->key);
+            return GW_EINVAL;
+        }
+        s++; /* closing quote */
+        while (s < e && is_ws(*s))
+            s++;
+        if (s < e && *s != '#' && *s != ';') {
+            fail(ps, line, "[%s] %s: text after the closing quote", k->section, k->key);
+            return GW_EINVAL;
+        }
+    } else {
+        /* an unquoted value ends at a '#' or ';' that follows a blank */
+        const char *p;
+        for (p = s; p < e; p++) {
+            if ((*p == '#' || *p == ';') && p > s && is_ws(p[-1])) {
+                e = p;
+                break;
+            }
+        }
+        trim(&s, &e);
+        memcpy(dst, s, (size_t)(e - s));
+        n = (size_t)(e - s);
+    }
+    dst[n] = '\0';
+    return 0;
+}
+
+static int parse_line(struct parse *ps, struct gw_config *c, int line, const char *s, const char *e,
+                      int *section)
+{
+    char shown[NAME_SHOWN_MAX + 1];
+    char shown_key[NAME_SHOWN_MAX + 1];
+    char value[CONFIG_LINE_MAX + 1];
+    const char *eq, *ks, *ke;
+    size_t i;
+    int k = -1, rc;
+
+    trim(&s, &e);
+    if (s == e || *s == '#' || *s == ';')
+        return 0;
+    if (memchr(s, '\0', (size_t)(e - s)) != NULL) {
+        fail(ps, line, "NUL byte in line");
+        return GW_EINVAL;
+    }
+    if (*s == '[') {
+        const char *ns = s + 1, *ne = e - 1;
+        if (e[-1] != ']' || e - s < 2) {
+            fail(ps, line, "section header must look like [name]");
+            return GW_EINVAL;
+        }
+        trim(&ns, &ne);
+        for (i = 0; i < sizeof(sections) / sizeof(sections[0]); i++) {
+            if (strlen(sections[i]) == (size_t)(ne - ns) &&
+                memcmp(sections[i], ns, (size_t)(ne - ns)) == 0) {
+                *section = (int)i;
+                return 0;
+            }
+        }
+        shown_name(shown, sizeof(shown), ns, (size_t)(ne - ns));
+        fail(ps, line, "[%s]: unknown section", shown);
+        return GW_EINVAL;
+    }
+
+    eq = memchr(s, '=', (size_t)(e - s));
+    ks = s;
+    ke = eq;
+    if (ke == NULL) /* without '=', the key is the first word */
+        for (ke = s; ke < e && !is_ws(*ke); ke++)
+            ;
+    trim(&ks, &ke);
+    shown_name(shown_key, sizeof(shown_key), ks, (size_t)(ke - ks));
+    if (*section < 0) {
+        fail(ps, line, "%s: key outside of any [section]", shown_key);
+        return GW_EINVAL;
+    }
+    if (eq == NULL) {
+        fail(ps, line, "[%s] %s: missing '='", sections[*section], shown_key);
+        return GW_EINVAL;
+    }
+    if (ke == ks) {
+        fail(ps, line, "[%s]: missing key name before '='", sections[*section]);
+        return GW_EINVAL;
+    }
+    for (i = 0; i < NKEYS; i++) {
+        if (strcmp(keys[i].section, sections[*section]) == 0 &&
+            strlen(keys[i].key) == (size_t)(ke - ks) &&
+            memcmp(keys[i].key, ks, (size_t)(ke - ks)) == 0) {
+            k = (int)i;
+            break;
+        }
+    }
+    if (k < 0) {
+        fail(ps, line, "[%s] %s: unknown key", sections[*section], shown_key);
+        return GW_EINVAL;
+    }
+    if (ps->seen[k] != 0) {
+        fail(ps, line, "[%s] %s: duplicate key (first set on line %d)", keys[k].section,
+             keys[k].key, ps->seen[k]);
+        return GW_EINVAL;
+    }
+    ps->seen[k] = line;
+    rc = parse_value(ps, line, &keys[k], eq + 1, e, value);
+    if (rc != 0)
+        return rc;
+    return set_value(ps, c, &keys[k], line, value);
+}
+
+static int key_index(const char *section, const char *key)
+{
+    size_t i;
+
+    for (i = 0; i < NKEYS; i++)
+        if (strcmp(keys[i].section, section) == 0 && strcmp(keys[i].key, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* True when conninfo carries a password (keyword, URI user:pass@ or ?password=). */
+static int conninfo_has_password(const char *conninfo, int *invalid)
+{
+    PQconninfoOption *opts, *o;
+    char *err = NULL;
+    int found = 0;
+
+    *invalid = 0;
+    opts = PQconninfoParse(conninfo, &err);
+    if (opts == NULL) {
+        PQfreemem(err);
+        *invalid = 1;
+        return 0;
+    }
+    for (o = opts; o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "password") == 0 && o->val != NULL)
+            found = 1;
+    PQconninfoFree(opts);
+    return found;
+}
+
+static int cross_check(struct parse *ps, const struct gw_config *c)
+{
+    size_t i;
+    int invalid;
+
+    for (i = 0; i < NKEYS; i++) {
+        if (keys[i].required && ps->seen[i] == 0) {
+            fail(ps, 0, "[%s] %s: required key is missing", keys[i].section, keys[i].key);
+            return GW_EINVAL;
+        }
+    }
+    if (c->insecure_listen != NULL) {
+        int line = ps->seen[key_index("server", "insecure_listen")];
+        char host[256];
+        uint16_t port;
+        if (!c->insecure_loopback_only) {
+            fail(ps, line, "[server] insecure_listen: requires insecure_loopback_only = true");
+            return GW_EINVAL;
+        }
+        if (gw_config_split_hostport(c->insecure_listen, host, sizeof(host), &port) != 0 ||
+            !is_loopback_host(host)) {
+            fail(ps, line,
+                 "[server] insecure_listen: must be a loopback address (127.0.0.0/8, ::1 or "
+                 "localhost)");
+            return GW_EINVAL;
+        }
+    }
+    if (c->db_conninfo != NULL) {
+        int line = ps->seen[key_index("database", "conninfo")];
+        if (conninfo_has_password(c->db_conninfo, &invalid)) {
+            fail(ps, line,
+                 "[database] conninfo: must not contain a password: use a passfile (PGPASSFILE "
+                 "or ~/.pgpass)");
+            return GW_EINVAL;
+        }
+        if (invalid) {
+            fail(ps, line, "[database] conninfo: not a valid libpq connection string or URI");
+            return GW_EINVAL;
+        }
+    }
+    return 0;
+}
+
+/* Refuses a line over CONFIG_LINE_MAX, naming its key when one can be seen at its start. */
+static void too_long(struct parse *ps, int line, int section, const char *s)
+{
+    char shown[NAME_SHOWN_MAX + 1];
+    const char *e = s + NAME_SHOWN_MAX, *eq;
+
+    while (s < e && is_ws(*s))
+        s++;
+    eq = memchr(s, '=', (size_t)(e - s));
+    if (section >= 0 && *s != '[' && *s != '#' && *s != ';' && eq != NULL && eq > s) {
+        e = eq;
+        trim(&s, &e);
+        shown_name(shown, sizeof(shown), s, (size_t)(e - s));
+        fail(ps, line, "[%s] %s: line too long (over %d bytes)", sections[section], shown,
+             CONFIG_LINE_MAX);
+        return;
+    }
+    fail(ps, line, "line too long (over %d bytes)", CONFIG_LINE_MAX);
+}
+
+/* Reads the whole file (at most CONFIG_FILE_MAX bytes). */
+static int read_file(struct parse *ps, char **buf, size_t *len)
+{
+    struct stat st;
+    char *b = NULL;
+    size_t n = 0;
+    int fd, rc = 0;
+
+    fd = open(ps->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    if (fd < 0) {
+        fail(ps, 0, "cannot open: %s", strerror(errno));
+        return GW_EIO;
+    }
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        fail(ps, 0, "not a regular file");
+        rc = GW_EIO;
+        goto out;
+    }
+    if (st.st_size > CONFIG_FILE_MAX) {
+        fail(ps, 0, "file too large (over %d bytes)", CONFIG_FILE_MAX);
+        rc = GW_EINVAL;
+        goto out;
+    }
+    b = gw_malloc((size_t)st.st_size + 1);
+    if (b == NULL) {
+        fail(ps, 0, "out of memory");
+        rc = GW_ENOMEM;
+        goto out;
+    }
+    while (n < (size_t)st.st_size) {
+        ssize_t r = read(fd, b + n, (size_t)st.st_size - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            fail(ps, 0, "read failed: %s", strerror(errno));
+            rc = GW_EIO;
+            goto out;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    b[n] = '\0';
+    *buf = b;
+    *len = n;
+    b = NULL;
+out:
+    gw_free(b);
+    close(fd);
+    return rc;
+}
+
+int gw_config_load(const char *path, struct gw_config *out, char *errbuf, size_t errlen)
+{
+    struct parse ps;
+    struct gw_config c;
+    char *buf = NULL;
+    const char *p, *end, *slash;
+    size_t len = 0;
+    int line = 0, section = -1, rc;
+
+    memset(&ps, 0, sizeof(ps));
+    set_defaults(&c);
+    ps.path = path != NULL ? path : "(null)";
+    ps.errbuf = errbuf;
+    ps.errlen = errlen;
+    if (errbuf != NULL && errlen > 0)
+        errbuf[0] = '\0';
+    if (path == NULL || out == NULL) {
+        fail(&ps, 0, "no configuration file given");
+        if (out != NULL)
+            memset(out, 0, sizeof(*out));
+        return GW_EINVAL;
+    }
+    slash = strrchr(path, '/');
+    if (slash != NULL) {
+        ps.dir = gw_strndup(path, slash == path ? 1 : (size_t)(slash - path));
+        if (ps.dir == NULL) {
+            fail(&ps, 0, "out of memory");
+            memset(out, 0, sizeof(*out));
+            return GW_ENOMEM;
+        }
+    }
+
+    rc = read_file(&ps, &buf, &len);
+    if (rc != 0)
+        goto out;
+    p = buf;
+    end = buf + len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *le = nl != NULL ? nl : end;
+        line++;
+        if (le > p && le[-1] == '\r')
+            le--;
+        if (le - p > CONFIG_LINE_MAX) {
+            too_long(&ps, line, section, p);
+            rc = GW_EINVAL;
+            goto out;
+        }
+        rc = parse_line(&ps, &c, line, p, le, &section);
+        if (rc != 0)
+            goto out;
+        p = nl != NULL ? nl + 1 : end;
+    }
+    rc = cross_check(&ps, &c);
+out:
+    if (buf != NULL)
+        gw_free_wipe(buf, len);
+    gw_free(ps.dir);
+    if (rc != 0) {
+        gw_config_clear(&c);
+        memset(out, 0, sizeof(*out));
+        return rc;
+    }
+    *out = c;
+    return 0;
+}

@@ -1,0 +1,360 @@
+/* conn.c: one connection's lifecycle: accept -> TLS handshake (ALPN h2, client certificate ->
+ * principal) -> HTTP/2 session -> close. Owns the bufferevent (which owns the SSL and the fd),
+ * the h2 session and two timers. Invariants: the connection is torn down only from its own
+ * libevent callbacks or by its owner, never from code the h2 session calls; reading stops while
+ * the output to the peer is backed up. */
+#include "conn.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+
+#include "alloc.h"
+#include "app.h"
+#include "call.h"
+#include "config.h"
+#include "h2.h"
+#include "log.h"
+#include "tls.h"
+
+#define READ_HIGH_WATERMARK (256u * 1024u)
+#define LINGER_MS 2000u
+
+struct gw_conn {
+    struct gw_app *app;
+    const struct gw_config *cfg;
+    const struct gw_rpc_table *rpc;
+    bool tls;
+    struct bufferevent *bev;
+    struct gw_h2 *h2;
+    struct event *handshake_ev; /* handshake deadline, later the linger deadline after GOAWAY */
+    struct event *idle_ev;
+    struct gw_principal principal;
+    char peer[64];
+    struct gw_log_ctx log;
+    gw_conn_closed_cb closed_cb;
+    void *cb_arg;
+    bool closing;
+    bool handshake_done;        /* client preface received: handshake_ev no longer a deadline */
+    struct gw_conn *next, *prev;
+};
+
+static void set_timer(struct event *ev, uint32_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+
+    (void)evtimer_add(ev, &tv);
+}
+
+/* Reports the connection as finished; the owner frees it. */
+static void conn_close(struct gw_conn *c, const char *why)
+{
+    if (c->closing)
+        return;
+    c->closing = true;
+    GW_LOG(GW_LOG_DEBUG, "conn", &c->log, "connection closed: %s", why);
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    c->closed_cb(c->cb_arg, c);
+}
+
+static int io_send(void *arg, const uint8_t *data, size_t len)
+{
+    struct gw_conn *c = arg;
+
+    return bufferevent_write(c->bev, data, len) == 0 ? 0 : GW_ENOMEM;
+}
+
+static size_t io_out_pending(void *arg)
+{
+    struct gw_conn *c = arg;
+
+    return evbuffer_get_length(bufferevent_get_output(c->bev));
+}
+
+/* Closes the connection when the session is over and its last bytes have left. Returns true
+ * when it closed (c may then be freed). */
+static bool maybe_close(struct gw_conn *c)
+{
+    if (c->h2 != NULL && gw_h2_want_io(c->h2))
+        return false;
+    if (c->h2 != NULL && io_out_pending(c) > 0)
+        return false;
+    conn_close(c, "session finished");
+    return true;
+}
+
+static int start_session(struct gw_conn *c)
+{
+    struct gw_h2_params p = {
+        .cfg = c->cfg,
+        .app = c->app,
+        .base = c->app->base,
+        .rpc = c->rpc,
+        .principal = &c->principal,
+        .peer = c->peer,
+        .io = {io_send, io_out_pending, c},
+    };
+
+    c->h2 = gw_h2_new(&p);
+    if (c->h2 == NULL)
+        return GW_ENOMEM;
+    return gw_h2_flush(c->h2);
+}
+
+static void process_input(struct gw_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer_iovec v;
+
+    if (c->h2 == NULL || c->closing)
+        return;
+    while (evbuffer_get_length(in) > 0) {
+        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+            break;
+        if (gw_h2_recv(c->h2, v.iov_base, v.iov_len) != 0) {
+            conn_close(c, "protocol error");
+            return;
+        }
+        evbuffer_drain(in, v.iov_len);
+        if (io_out_pending(c) >= GW_H2_OUT_HIGH) {
+            bufferevent_disable(c->bev, EV_READ); /* resumed by write_cb */
+            break;
+        }
+    }
+    if (!c->handshake_done && gw_h2_preface_received(c->h2)) {
+        c->handshake_done = true;
+        evtimer_del(c->handshake_ev);
+    }
+    set_timer(c->idle_ev, c->cfg->idle_timeout_ms);
+    (void)maybe_close(c);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    process_input(arg);
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct gw_conn *c = arg;
+
+    (void)bev;
+    if (c->h2 == NULL || c->closing)
+        return;
+    (void)gw_h2_flush(c->h2);
+    if (maybe_close(c))
+        return;
+    if (io_out_pending(c) < GW_H2_OUT_HIGH && !(bufferevent_get_enabled(c->bev) & EV_READ)) {
+        bufferevent_enable(c->bev, EV_READ);
+        process_input(c);
+    }
+}
+
+static void on_connected(struct gw_conn *c)
+{
+    struct ssl_st *ssl = bufferevent_openssl_get_ssl(c->bev);
+
+    if (!gw_tls_alpn_is_h2(ssl)) {
+        GW_LOG(GW_LOG_INFO, "conn", &c->log, "refused: ALPN h2 not negotiated");
+        conn_close(c, "no h2");
+        return;
+    }
+    if (gw_tls_peer_principal(ssl, &c->principal) != 0) {
+        GW_LOG(GW_LOG_WARN, "conn", &c->log,
+               "refused: client certificate subject lacks a valid CN or OU");
+        conn_close(c, "no principal");
+        return;
+    }
+    c->log.principal = c->principal.name;
+    GW_LOG(GW_LOG_INFO, "conn", &c->log, "tls established: %s, role %s", gw_tls_version(ssl),
+           c->principal.role);
+    if (start_session(c) != 0) {
+        conn_close(c, "cannot start session");
+        return;
+    }
+    process_input(c);
+}
+
+static void event_cb(struct bufferevent *bev, short events, void *arg)
+{
+    struct gw_conn *c = arg;
+    char reason[256];
+
+    if (c->closing)
+        return;
+    if (events & BEV_EVENT_CONNECTED) {
+        on_connected(c);
+        return;
+    }
+    if (events & BEV_EVENT_ERROR) {
+        unsigned long e = c->tls ? bufferevent_get_openssl_error(bev) : 0;
+        if (e != 0) {
+            gw_tls_error_string(e, reason, sizeof(reason));
+            GW_LOG(GW_LOG_INFO, "conn", &c->log, "tls error: %s", reason);
+        }
+        conn_close(c, "socket error");
+        return;
+    }
+    if (events & (BEV_EVENT_EOF | BEV_EVENT_TIMEOUT))
+        conn_close(c, "peer closed");
+}
+
+static void handshake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (!c->handshake_done)
+        GW_LOG(GW_LOG_INFO, "conn", &c->log, "handshake timeout");
+    conn_close(c, "handshake or linger timeout");
+}
+
+static void idle_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_conn *c = arg;
+
+    (void)fd;
+    (void)what;
+    if (c->h2 == NULL || c->closing)
+        return;
+    if (gw_h2_open_streams(c->h2) > 0) {
+        set_timer(c->idle_ev, c->cfg->idle_timeout_ms);
+        return;
+    }
+    GW_LOG(GW_LOG_DEBUG, "conn", &c->log, "idle timeout");
+    gw_h2_terminate(c->h2);
+    set_timer(c->handshake_ev, LINGER_MS);
+    (void)maybe_close(c);
+}
+
+static void format_peer(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    char ip[INET6_ADDRSTRLEN] = "?";
+    unsigned port = 0;
+
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        evutil_inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+        port = ntohs(s4->sin_port);
+        snprintf(out, outlen, "%s:%u", ip, port);
+    } else if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        evutil_inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+        port = ntohs(s6->sin6_port);
+        snprintf(out, outlen, "[%s]:%u", ip, port);
+    } else {
+        snprintf(out, outlen, "unknown");
+    }
+}
+
+struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls,
+                            const struct gw_rpc_table *rpc, evutil_socket_t fd,
+                            const struct sockaddr *sa, int salen, gw_conn_closed_cb cb,
+                            void *cb_arg)
+{
+    struct gw_conn *c = NULL;
+    struct ssl_st *ssl = NULL;
+    int opts = BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS;
+
+    (void)salen;
+    c = gw_calloc(1, sizeof(*c));
+    if (c == NULL)
+        goto fail;
+    c->app = app;
+    c->cfg = app->cfg;
+    c->rpc = rpc;
+    c->tls = tls != NULL;
+    c->closed_cb = cb;
+    c->cb_arg = cb_arg;
+    format_peer(sa, c->peer, sizeof(c->peer));
+    c->log.peer = c->peer;
+    c->handshake_ev = evtimer_new(app->base, handshake_cb, c);
+    c->idle_ev = evtimer_new(app->base, idle_cb, c);
+    if (c->handshake_ev == NULL || c->idle_ev == NULL)
+        goto fail;
+    if (tls != NULL) {
+        ssl = gw_tls_ssl_new(tls);
+        if (ssl == NULL)
+            goto fail;
+        c->bev = bufferevent_openssl_socket_new(app->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                opts);
+        if (c->bev == NULL)
+            goto fail;
+        ssl = NULL; /* owned by the bufferevent now, and so is fd */
+        fd = -1;
+        bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    } else {
+        c->bev = bufferevent_socket_new(app->base, fd, opts);
+        if (c->bev == NULL)
+            goto fail;
+        fd = -1;
+        /* Only the loopback-only listener is plaintext: its callers are not authenticated. */
+        c->principal.authenticated = false;
+    }
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATERMARK);
+    if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0)
+        goto fail;
+    set_timer(c->handshake_ev, c->cfg->handshake_timeout_ms);
+    if (tls == NULL && start_session(c) != 0)
+        goto fail;
+    GW_LOG(GW_LOG_DEBUG, "conn", &c->log, "connection accepted (%s)", tls ? "tls" : "plaintext");
+    return c;
+fail:
+    if (ssl != NULL)
+        gw_tls_ssl_free(ssl);
+    if (fd >= 0)
+        evutil_closesocket(fd);
+    gw_conn_free(c);
+    return NULL;
+}
+
+void gw_conn_free(struct gw_conn *c)
+{
+    if (c == NULL)
+        return;
+    gw_h2_free(c->h2); /* cancels live calls */
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    if (c->handshake_ev != NULL)
+        event_free(c->handshake_ev);
+    if (c->idle_ev != NULL)
+        event_free(c->idle_ev);
+    gw_free(c);
+}
+
+void gw_conn_drain(struct gw_conn *c)
+{
+    if (c->closing)
+        return;
+    if (c->h2 == NULL) {
+        conn_close(c, "draining before the session started");
+        return;
+    }
+    gw_h2_goaway(c->h2);
+    (void)maybe_close(c);
+}
+
+const char *gw_conn_peer(const struct gw_conn *c)
+{
+    return c->peer;
+}
+
+struct gw_conn **gw_conn_next(struct gw_conn *c)
+{
+    return &c->next;
+}
+
+struct gw_conn **gw_conn_prev(struct gw_conn *c)
+{
+    return &c->prev;
+}

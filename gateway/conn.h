@@ -1,0 +1,40 @@
+/* conn.h: one client connection: its socket bufferevent (TLS or, on the loopback-only insecure
+ * listener, plain), its SSL, its HTTP/2 session (h2.h) and through it its streams and calls.
+ * Timeouts: TLS handshake + HTTP/2 client preface within handshake_timeout_ms; the connection is
+ * closed after idle_timeout_ms without traffic while no stream is open. */
+#ifndef GW_CONN_H
+#define GW_CONN_H
+
+#include <event2/util.h>
+
+struct sockaddr;
+struct gw_app;
+struct gw_conn;
+struct gw_rpc_table;
+struct gw_tls;
+
+/* Called once when the connection has finished (peer gone, error, timeout, drained). The owner
+ * must then free the connection with gw_conn_free (it may do so inside the callback). */
+typedef void (*gw_conn_closed_cb)(void *arg, struct gw_conn *c);
+
+/* Takes ownership of fd (closed on failure too). tls NULL means plaintext HTTP/2 with prior
+ * knowledge and an unauthenticated principal. Returns NULL on failure. */
+struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls,
+                            const struct gw_rpc_table *rpc, evutil_socket_t fd,
+                            const struct sockaddr *sa, int salen, gw_conn_closed_cb cb,
+                            void *cb_arg);
+
+/* Closes at once: live calls are cancelled; the closed callback is not called. NULL-safe. */
+void gw_conn_free(struct gw_conn *c);
+
+/* Graceful: sends GOAWAY; open streams may finish, then the connection closes itself. */
+void gw_conn_drain(struct gw_conn *c);
+
+/* Peer address "ip:port" for logs. */
+const char *gw_conn_peer(const struct gw_conn *c);
+
+/* Intrusive list links for the owner's registry. */
+struct gw_conn **gw_conn_next(struct gw_conn *c);
+struct gw_conn **gw_conn_prev(struct gw_conn *c);
+
+#endif

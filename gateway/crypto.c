@@ -1,0 +1,710 @@
+/* crypto.c: AES-256-GCM sealing, data-key wrapping and HMAC-SHA256 keyed hashes on OpenSSL 3 EVP.
+ * Invariants: algorithms are fetched once per struct gw_crypto and contexts are reused; a cached
+ * key is only a copy of one the caller holds, and every key copy and plaintext buffer this file
+ * owns is wiped with OPENSSL_cleanse; a failed open never leaves plaintext in the caller's buffer. */
+#include "crypto.h"
+
+#include <stdbool.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/crypto.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+
+#include "alloc.h"
+
+/* RAND_bytes costs ~2 us a call whatever its length (fork check, locks), more than sealing a
+ * field, so nonces and data keys are drawn from pools refilled in bulk. The pools live in one
+ * page marked MADV_WIPEONFORK: a forked child sees them empty and refills from its own DRBG, so
+ * no nonce or data key is ever handed out twice. Without that page there is no pool. */
+#define NONCE_POOL 128
+#define DEK_POOL 32
+struct rand_pool {
+    uint32_t nonces_left; /* zero after fork (page wiped) */
+    uint32_t deks_left;
+    uint8_t nonce[NONCE_POOL * GW_CRYPTO_NONCE_LEN];
+    uint8_t dek[DEK_POOL * GW_CRYPTO_DEK_LEN]; /* from RAND_priv_bytes; wiped as consumed */
+};
+
+struct gw_crypto {
+    struct rand_pool *pool; /* mmap'd page, or NULL: draw from the DRBG each time */
+    size_t pool_len;
+    EVP_CIPHER *gcm;
+    EVP_MAC *hmac;
+    EVP_CIPHER_CTX *enc; /* NULL after gw_crypto_forget: recreated on next use */
+    EVP_CIPHER_CTX *dec;
+    EVP_MAC_CTX *mac;
+    bool enc_keyed, dec_keyed, mac_keyed;
+    uint8_t enc_key[GW_CRYPTO_KEY_LEN]; /* copy of the key the context is keyed with */
+    uint8_t dec_key[GW_CRYPTO_KEY_LEN];
+    uint8_t mac_key[GW_CRYPTO_KEY_LEN]; /* cached only for 32-byte keys */
+};
+
+static const char *const bidx_label[GW_BIDX_COUNT] = {"waybill_no", "phone", "id_number"};
+
+/* ---- contexts ---- */
+
+/* Constant-time equality of two 32-byte keys (CRYPTO_memcmp is byte-wise and shows in profiles). */
+static bool key_eq(const uint8_t *a, const uint8_t *b)
+{
+    uint64_t d = 0, x, y;
+    for (size_t i = 0; i < GW_CRYPTO_KEY_LEN; i += 8) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        d |= x ^ y;
+    }
+    return d == 0;
+}
+
+static void drop_contexts(struct gw_crypto *cx)
+{
+    EVP_CIPHER_CTX_free(cx->enc); /* frees wipe the key schedule */
+    EVP_CIPHER_CTX_free(cx->dec);
+    EVP_MAC_CTX_free(cx->mac);
+    cx->enc = NULL;
+    cx->dec = NULL;
+    cx->mac = NULL;
+    cx->enc_keyed = cx->dec_keyed = cx->mac_keyed = false;
+    OPENSSL_cleanse(cx->enc_key, sizeof cx->enc_key);
+    OPENSSL_cleanse(cx->dec_key, sizeof cx->dec_key);
+    OPENSSL_cleanse(cx->mac_key, sizeof cx->mac_key);
+}
+
+static int ensure_enc(struct gw_crypto *cx)
+{
+    if (cx->enc)
+        return 0;
+    cx->enc = EVP_CIPHER_CTX_new();
+    if (!cx->enc || EVP_EncryptInit_ex2(cx->enc, cx->gcm, NULL, NULL, NULL) != 1) {
+        EVP_CIPHER_CTX_free(cx->enc);
+        cx->enc = NULL;
+        return GW_ECRYPTO;
+    }
+    cx->enc_keyed = false;
+    return 0;
+}
+
+static int ensure_dec(struct gw_crypto *cx)
+{
+    if (cx->dec)
+        return 0;
+    cx->dec = EVP_CIPHER_CTX_new();
+    if (!cx->dec || EVP_DecryptInit_ex2(cx->dec, cx->gcm, NULL, NULL, NULL) != 1) {
+        EVP_CIPHER_CTX_free(cx->dec);
+        cx->dec = NULL;
+        return GW_ECRYPTO;
+    }
+    cx->dec_keyed = false;
+    return 0;
+}
+
+static int ensure_mac(struct gw_crypto *cx)
+{
+    if (cx->mac)
+        return 0;
+    OSSL_PARAM params[2];
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[1] = OSSL_PARAM_construct_end();
+    cx->mac = EVP_MAC_CTX_new(cx->hmac);
+    if (!cx->mac || EVP_MAC_CTX_set_params(cx->mac, params) != 1) {
+        EVP_MAC_CTX_free(cx->mac);
+        cx->mac = NULL;
+        return GW_ECRYPTO;
+    }
+    cx->mac_keyed = false;
+    return 0;
+}
+
+static void pool_new(struct gw_crypto *cx)
+{
+    long pg = sysconf(_SC_PAGESIZE);
+    size_t len = pg > 0 ? (size_t)pg : 4096;
+    while (len < sizeof(struct rand_pool))
+        len *= 2;
+    void *p = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (p == MAP_FAILED)
+        return;
+#ifdef MADV_WIPEONFORK
+    if (madvise(p, len, MADV_WIPEONFORK) == 0) {
+        (void)madvise(p, len, MADV_DONTDUMP);
+        (void)mlock(p, len); /* best effort: keep pooled data keys out of swap */
+        cx->pool = p;
+        cx->pool_len = len;
+        return;
+    }
+#endif
+    munmap(p, len);
+}
+
+static void pool_free(struct gw_crypto *cx)
+{
+    if (!cx->pool)
+        return;
+    OPENSSL_cleanse(cx->pool, cx->pool_len);
+    munlock(cx->pool, cx->pool_len);
+    munmap(cx->pool, cx->pool_len);
+    cx->pool = NULL;
+}
+
+static int next_nonce(struct gw_crypto *cx, uint8_t nonce[GW_CRYPTO_NONCE_LEN])
+{
+    struct rand_pool *rp = cx->pool;
+    if (!rp)
+        return RAND_bytes(nonce, GW_CRYPTO_NONCE_LEN) == 1 ? 0 : GW_ECRYPTO;
+    if (rp->nonces_left == 0 || rp->nonces_left > NONCE_POOL) {
+        if (RAND_bytes(rp->nonce, sizeof rp->nonce) != 1)
+            return GW_ECRYPTO;
+        rp->nonces_left = NONCE_POOL;
+    }
+    rp->nonces_left--;
+    memcpy(nonce, rp->nonce + (size_t)rp->nonces_left * GW_CRYPTO_NONCE_LEN, GW_CRYPTO_NONCE_LEN);
+    return 0;
+}
+
+static int next_dek(struct gw_crypto *cx, uint8_t dek[GW_CRYPTO_DEK_LEN])
+{
+    struct rand_pool *rp = cx ? cx->pool : NULL;
+    if (!rp)
+        return RAND_priv_bytes(dek, GW_CRYPTO_DEK_LEN) == 1 ? 0 : GW_ECRYPTO;
+    if (rp->deks_left == 0 || rp->deks_left > DEK_POOL) {
+        if (RAND_priv_bytes(rp->dek, sizeof rp->dek) != 1)
+            return GW_ECRYPTO;
+        rp->deks_left = DEK_POOL;
+    }
+    rp->deks_left--;
+    uint8_t *src = rp->dek + (size_t)rp->deks_left * GW_CRYPTO_DEK_LEN;
+    memcpy(dek, src, GW_CRYPTO_DEK_LEN);
+    OPENSSL_cleanse(src, GW_CRYPTO_DEK_LEN);
+    return 0;
+}
+
+struct gw_crypto *gw_crypto_new(void)
+{
+    struct gw_crypto *cx = gw_calloc(1, sizeof *cx);
+    if (!cx)
+        return NULL;
+    pool_new(cx);
+    cx->gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
+    cx->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (!cx->gcm || !cx->hmac || ensure_enc(cx) != 0 || ensure_dec(cx) != 0 ||
+        ensure_mac(cx) != 0) {
+        ERR_clear_error();
+        gw_crypto_free(cx);
+        return NULL;
+    }
+    return cx;
+}
+
+void gw_crypto_free(struct gw_crypto *cx)
+{
+    if (!cx)
+        return;
+    drop_contexts(cx);
+    pool_free(cx);
+    EVP_CIPHER_free(cx->gcm);
+    EVP_MAC_free(cx->hmac);
+    gw_free_wipe(cx, sizeof *cx);
+}
+
+void gw_crypto_forget(struct gw_crypto *cx)
+{
+    if (!cx)
+        return;
+    drop_contexts(cx);
+    if (cx->pool) {
+        OPENSSL_cleanse(cx->pool->dek, sizeof cx->pool->dek);
+        cx->pool->deks_left = 0;
+    }
+}
+
+/* ---- AAD ---- */
+
+static int put_bytes(struct gw_crypto_aad *a, const void *p, size_t n)
+{
+    if (n > GW_CRYPTO_AAD_MAX || a->n + 4 + n > GW_CRYPTO_AAD_MAX)
+        return GW_EINVAL;
+    a->b[a->n++] = (uint8_t)(n >> 24);
+    a->b[a->n++] = (uint8_t)(n >> 16);
+    a->b[a->n++] = (uint8_t)(n >> 8);
+    a->b[a->n++] = (uint8_t)n;
+    if (n)
+        memcpy(a->b + a->n, p, n);
+    a->n += n;
+    return 0;
+}
+
+static int put_name(struct gw_crypto_aad *a, const char *s)
+{
+    if (!s)
+        return GW_EINVAL;
+    size_t n = strnlen(s, GW_CRYPTO_NAME_MAX + 1);
+    if (n == 0 || n > GW_CRYPTO_NAME_MAX)
+        return GW_EINVAL;
+    return put_bytes(a, s, n);
+}
+
+static int put_u32(struct gw_crypto_aad *a, uint32_t v)
+{
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+    return put_bytes(a, b, sizeof b);
+}
+
+int gw_crypto_aad_field(struct gw_crypto_aad *a, const char *table, const char *column,
+                        const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN], uint32_t dek_version)
+{
+    static const char label[] = "waygate-field-v1";
+    a->n = 0;
+    int rc = 0;
+    if (!record_id ||
+        (rc = put_bytes(a, label, sizeof label - 1)) != 0 || (rc = put_name(a, table)) != 0 ||
+        (rc = put_name(a, column)) != 0 ||
+        (rc = put_bytes(a, record_id, GW_CRYPTO_RECORD_ID_LEN)) != 0 ||
+        (rc = put_u32(a, dek_version)) != 0) {
+        a->n = 0;
+        return GW_EINVAL;
+    }
+    return 0;
+}
+
+int gw_crypto_aad_dek(struct gw_crypto_aad *a, const char *table,
+                      const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN], uint32_t kek_version)
+{
+    static const char label[] = "waygate-dek-v1";
+    a->n = 0;
+    int rc = 0;
+    if (!record_id ||
+        (rc = put_bytes(a, label, sizeof label - 1)) != 0 || (rc = put_name(a, table)) != 0 ||
+        (rc = put_bytes(a, record_id, GW_CRYPTO_RECORD_ID_LEN)) != 0 ||
+        (rc = put_u32(a, kek_version)) != 0) {
+        a->n = 0;
+        return GW_EINVAL;
+    }
+    return 0;
+}
+
+/* ---- AES-256-GCM ---- */
+
+/* Feeds hdr | aad as AAD in one update when it fits on the stack (GHASH pads each update's
+ * tail, so one call is cheaper than two). */
+static int gcm_aad(EVP_CIPHER_CTX *c, int enc, const uint8_t *hdr, size_t hdrlen,
+                   const uint8_t *aad, size_t aadlen)
+{
+    int outl = 0;
+    uint8_t buf[GW_CRYPTO_HDR_LEN + GW_CRYPTO_AAD_MAX];
+    int (*update)(EVP_CIPHER_CTX *, unsigned char *, int *, const unsigned char *, int) =
+        enc ? EVP_EncryptUpdate : EVP_DecryptUpdate;
+    if (hdrlen && aadlen && hdrlen + aadlen <= sizeof buf) {
+        memcpy(buf, hdr, hdrlen);
+        memcpy(buf + hdrlen, aad, aadlen);
+        return update(c, NULL, &outl, buf, (int)(hdrlen + aadlen)) == 1 ? 0 : GW_ECRYPTO;
+    }
+    if (hdrlen && update(c, NULL, &outl, hdr, (int)hdrlen) != 1)
+        return GW_ECRYPTO;
+    if (aadlen && update(c, NULL, &outl, aad, (int)aadlen) != 1)
+        return GW_ECRYPTO;
+    return 0;
+}
+
+/* Encrypts with AAD = hdr | aad (hdr may be NULL). */
+static int gcm_seal(struct gw_crypto *cx, const uint8_t *key, const uint8_t *nonce,
+                    const uint8_t *hdr, size_t hdrlen, const uint8_t *aad, size_t aadlen,
+                    const uint8_t *pt, size_t ptlen, uint8_t *ct, uint8_t *tag)
+{
+    int outl = 0;
+    if (ptlen > GW_CRYPTO_MAX_PT || aadlen > GW_CRYPTO_MAX_PT)
+        return GW_ETOOBIG;
+    if (ensure_enc(cx) != 0)
+        goto fail;
+    bool same = cx->enc_keyed && key_eq(cx->enc_key, key);
+    if (EVP_EncryptInit_ex2(cx->enc, NULL, same ? NULL : key, nonce, NULL) != 1)
+        goto fail;
+    if (!same) {
+        memcpy(cx->enc_key, key, GW_CRYPTO_KEY_LEN);
+        cx->enc_keyed = true;
+    }
+    if (gcm_aad(cx->enc, 1, hdr, hdrlen, aad, aadlen) != 0)
+        goto fail;
+    if (ptlen && (EVP_EncryptUpdate(cx->enc, ct, &outl, pt, (int)ptlen) != 1 ||
+                  (size_t)outl != ptlen))
+        goto fail;
+    if (EVP_EncryptFinal_ex(cx->enc, ct + ptlen, &outl) != 1 || outl != 0)
+        goto fail;
+    OSSL_PARAM tp[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag,
+                                                          GW_CRYPTO_TAG_LEN),
+                        OSSL_PARAM_construct_end()};
+    if (EVP_CIPHER_CTX_get_params(cx->enc, tp) != 1)
+        goto fail;
+    return 0;
+fail:
+    ERR_clear_error();
+    cx->enc_keyed = false;
+    OPENSSL_cleanse(cx->enc_key, sizeof cx->enc_key);
+    if (ptlen)
+        OPENSSL_cleanse(ct, ptlen);
+    return GW_ECRYPTO;
+}
+
+/* Decrypts with AAD = hdr | aad; on any failure pt is wiped. */
+static int gcm_open(struct gw_crypto *cx, const uint8_t *key, const uint8_t *nonce,
+                    const uint8_t *hdr, size_t hdrlen, const uint8_t *aad, size_t aadlen,
+                    const uint8_t *ct, size_t ctlen, const uint8_t *tag, uint8_t *pt)
+{
+    int outl = 0, rc = GW_ECRYPTO;
+    uint8_t tagbuf[GW_CRYPTO_TAG_LEN];
+    if (ctlen > GW_CRYPTO_MAX_PT || aadlen > GW_CRYPTO_MAX_PT)
+        return GW_EDATALOSS;
+    memcpy(tagbuf, tag, sizeof tagbuf); /* OSSL_PARAM takes a non-const pointer */
+    if (ensure_dec(cx) != 0)
+        goto fail;
+    bool same = cx->dec_keyed && key_eq(cx->dec_key, key);
+    /* the expected tag goes in with the nonce (one parameter pass instead of a ctrl call) */
+    OSSL_PARAM tp[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tagbuf,
+                                                          GW_CRYPTO_TAG_LEN),
+                        OSSL_PARAM_construct_end()};
+    if (EVP_DecryptInit_ex2(cx->dec, NULL, same ? NULL : key, nonce, tp) != 1)
+        goto fail;
+    if (!same) {
+        memcpy(cx->dec_key, key, GW_CRYPTO_KEY_LEN);
+        cx->dec_keyed = true;
+    }
+    if (gcm_aad(cx->dec, 0, hdr, hdrlen, aad, aadlen) != 0)
+        goto fail;
+    if (ctlen && (EVP_DecryptUpdate(cx->dec, pt, &outl, ct, (int)ctlen) != 1 ||
+                  (size_t)outl != ctlen))
+        goto fail;
+    if (EVP_DecryptFinal_ex(cx->dec, pt + ctlen, &outl) != 1) {
+        rc = GW_EDATALOSS; /* the tag did not verify */
+        goto fail;
+    }
+    return 0;
+fail:
+    ERR_clear_error();
+    if (rc != GW_EDATALOSS) {
+        cx->dec_keyed = false;
+        OPENSSL_cleanse(cx->dec_key, sizeof cx->dec_key);
+    }
+    if (ctlen)
+        OPENSSL_cleanse(pt, ctlen);
+    return rc;
+}
+
+int gw_crypto_gcm_seal_raw(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                           const uint8_t nonce[GW_CRYPTO_NONCE_LEN], const uint8_t *aad,
+                           size_t aadlen, const uint8_t *pt, size_t ptlen, uint8_t *ct,
+                           uint8_t tag[GW_CRYPTO_TAG_LEN])
+{
+    return gcm_seal(cx, key, nonce, NULL, 0, aad, aadlen, pt, ptlen, ct, tag);
+}
+
+int gw_crypto_gcm_open_raw(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                           const uint8_t nonce[GW_CRYPTO_NONCE_LEN], const uint8_t *aad,
+                           size_t aadlen, const uint8_t *ct, size_t ctlen,
+                           const uint8_t tag[GW_CRYPTO_TAG_LEN], uint8_t *pt)
+{
+    return gcm_open(cx, key, nonce, NULL, 0, aad, aadlen, ct, ctlen, tag, pt);
+}
+
+int gw_crypto_seal_into(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                        const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t ptlen,
+                        uint8_t *out, size_t outcap, size_t *outlen)
+{
+    *outlen = 0;
+    if (ptlen > GW_CRYPTO_MAX_PT)
+        return GW_ETOOBIG;
+    if (outcap < GW_CRYPTO_SEALED_LEN(ptlen))
+        return GW_EINVAL;
+    out[0] = GW_CRYPTO_FMT_V1;
+    out[1] = GW_CRYPTO_ALG_AES256GCM;
+    uint8_t *nonce = out + GW_CRYPTO_HDR_LEN;
+    if (next_nonce(cx, nonce) != 0) {
+        ERR_clear_error();
+        return GW_ECRYPTO;
+    }
+    uint8_t *ct = nonce + GW_CRYPTO_NONCE_LEN;
+    int rc = gcm_seal(cx, key, nonce, out, GW_CRYPTO_HDR_LEN, aad, aadlen, pt, ptlen, ct,
+                      ct + ptlen);
+    if (rc != 0)
+        return rc;
+    *outlen = GW_CRYPTO_SEALED_LEN(ptlen);
+    return 0;
+}
+
+int gw_crypto_seal(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *aad,
+                   size_t aadlen, const uint8_t *pt, size_t ptlen, struct gw_bytes *out)
+{
+    out->p = NULL;
+    out->n = 0;
+    if (ptlen > GW_CRYPTO_MAX_PT)
+        return GW_ETOOBIG;
+    size_t cap = GW_CRYPTO_SEALED_LEN(ptlen), n = 0;
+    uint8_t *buf = gw_malloc(cap);
+    if (!buf)
+        return GW_ENOMEM;
+    int rc = gw_crypto_seal_into(cx, key, aad, aadlen, pt, ptlen, buf, cap, &n);
+    if (rc != 0) {
+        gw_free(buf);
+        return rc;
+    }
+    out->p = buf;
+    out->n = n;
+    return 0;
+}
+
+int gw_crypto_open_into(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                        const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen,
+                        uint8_t *buf, size_t cap, size_t *outlen)
+{
+    *outlen = 0;
+    if (!in || inlen < GW_CRYPTO_OVERHEAD || in[0] != GW_CRYPTO_FMT_V1 ||
+        in[1] != GW_CRYPTO_ALG_AES256GCM)
+        return GW_EDATALOSS;
+    size_t ctlen = inlen - GW_CRYPTO_OVERHEAD;
+    if (ctlen > GW_CRYPTO_MAX_PT)
+        return GW_EDATALOSS;
+    if (cap < ctlen)
+        return GW_EINVAL;
+    const uint8_t *nonce = in + GW_CRYPTO_HDR_LEN;
+    const uint8_t *ct = nonce + GW_CRYPTO_NONCE_LEN;
+    int rc = gcm_open(cx, key, nonce, in, GW_CRYPTO_HDR_LEN, aad, aadlen, ct, ctlen, ct + ctlen,
+                      buf);
+    if (rc != 0)
+        return rc;
+    *outlen = ctlen;
+    return 0;
+}
+
+int gw_crypto_open(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *aad,
+                   size_t aadlen, const uint8_t *in, size_t inlen, struct gw_bytes *out)
+{
+    out->p = NULL;
+    out->n = 0;
+    if (!in || inlen < GW_CRYPTO_OVERHEAD || inlen - GW_CRYPTO_OVERHEAD > GW_CRYPTO_MAX_PT)
+        return GW_EDATALOSS;
+    size_t cap = inlen - GW_CRYPTO_OVERHEAD, n = 0;
+    uint8_t *buf = gw_malloc(cap + 1);
+    if (!buf)
+        return GW_ENOMEM;
+    int rc = gw_crypto_open_into(cx, key, aad, aadlen, in, inlen, buf, cap, &n);
+    if (rc != 0) {
+        gw_free_wipe(buf, cap + 1);
+        return rc;
+    }
+    buf[n] = 0;
+    out->p = buf;
+    out->n = n;
+    return 0;
+}
+
+/* ---- data keys ---- */
+
+int gw_crypto_dek_new(struct gw_crypto *cx, uint8_t dek[GW_CRYPTO_DEK_LEN])
+{
+    if (next_dek(cx, dek) != 0) {
+        ERR_clear_error();
+        OPENSSL_cleanse(dek, GW_CRYPTO_DEK_LEN);
+        return GW_ECRYPTO;
+    }
+    return 0;
+}
+
+int gw_crypto_dek_wrap(struct gw_crypto *cx, const uint8_t kek[GW_CRYPTO_KEY_LEN],
+                       uint32_t kek_version, const char *table,
+                       const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
+                       const uint8_t dek[GW_CRYPTO_DEK_LEN], uint8_t out[GW_CRYPTO_WRAPPED_DEK_LEN])
+{
+    struct gw_crypto_aad aad;
+    size_t n = 0;
+    int rc = gw_crypto_aad_dek(&aad, table, record_id, kek_version);
+    if (rc != 0)
+        return rc;
+    return gw_crypto_seal_into(cx, kek, aad.b, aad.n, dek, GW_CRYPTO_DEK_LEN, out,
+                               GW_CRYPTO_WRAPPED_DEK_LEN, &n);
+}
+
+int gw_crypto_dek_unwrap(struct gw_crypto *cx, const uint8_t kek[GW_CRYPTO_KEY_LEN],
+                         uint32_t kek_version, const char *table,
+                         const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN], const uint8_t *in,
+                         size_t inlen, uint8_t dek[GW_CRYPTO_DEK_LEN])
+{
+    struct gw_crypto_aad aad;
+    size_t n = 0;
+    int rc = gw_crypto_aad_dek(&aad, table, record_id, kek_version);
+    if (rc != 0)
+        return rc;
+    if (inlen != GW_CRYPTO_WRAPPED_DEK_LEN)
+        return GW_EDATALOSS;
+    rc = gw_crypto_open_into(cx, kek, aad.b, aad.n, in, inlen, dek, GW_CRYPTO_DEK_LEN, &n);
+    if (rc == 0 && n != GW_CRYPTO_DEK_LEN)
+        rc = GW_EDATALOSS;
+    if (rc != 0)
+        OPENSSL_cleanse(dek, GW_CRYPTO_DEK_LEN);
+    return rc;
+}
+
+/* ---- HMAC-SHA256 ---- */
+
+static int mac_begin(struct gw_crypto *cx, const uint8_t *key, size_t keylen)
+{
+    if (ensure_mac(cx) != 0)
+        return GW_ECRYPTO;
+    bool cacheable = keylen == GW_CRYPTO_KEY_LEN;
+    bool same = cacheable && cx->mac_keyed &&
+                key_eq(cx->mac_key, key);
+    /* A NULL key re-initialises the HMAC with the key it already holds. */
+    if (EVP_MAC_init(cx->mac, same ? NULL : key, same ? 0 : keylen, NULL) != 1) {
+        ERR_clear_error();
+        cx->mac_keyed = false;
+        OPENSSL_cleanse(cx->mac_key, sizeof cx->mac_key);
+        return GW_ECRYPTO;
+    }
+    if (!same) {
+        cx->mac_keyed = cacheable;
+        if (cacheable)
+            memcpy(cx->mac_key, key, GW_CRYPTO_KEY_LEN);
+        else
+            OPENSSL_cleanse(cx->mac_key, sizeof cx->mac_key);
+    }
+    return 0;
+}
+
+static int mac_update(struct gw_crypto *cx, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    if (EVP_MAC_update(cx->mac, p, n) != 1) {
+        ERR_clear_error();
+        return GW_ECRYPTO;
+    }
+    return 0;
+}
+
+static int mac_final(struct gw_crypto *cx, uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    size_t outl = 0;
+    if (EVP_MAC_final(cx->mac, out, &outl, GW_CRYPTO_MAC_LEN) != 1 || outl != GW_CRYPTO_MAC_LEN) {
+        ERR_clear_error();
+        OPENSSL_cleanse(out, GW_CRYPTO_MAC_LEN);
+        return GW_ECRYPTO;
+    }
+    return 0;
+}
+
+int gw_crypto_hmac(struct gw_crypto *cx, const uint8_t *key, size_t keylen, const uint8_t *data,
+                   size_t datalen, uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    int rc = mac_begin(cx, key, keylen);
+    if (rc == 0)
+        rc = mac_update(cx, data, datalen);
+    if (rc == 0)
+        rc = mac_final(cx, out);
+    return rc;
+}
+
+/* HMAC(key, label | 0x00 | value) */
+static int mac_labelled(struct gw_crypto *cx, const uint8_t *key, const char *label,
+                        const uint8_t *value, size_t len, uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    static const uint8_t zero = 0;
+    int rc = mac_begin(cx, key, GW_CRYPTO_KEY_LEN);
+    if (rc == 0)
+        rc = mac_update(cx, label, strlen(label));
+    if (rc == 0)
+        rc = mac_update(cx, &zero, 1);
+    if (rc == 0)
+        rc = mac_update(cx, value, len);
+    if (rc == 0)
+        rc = mac_final(cx, out);
+    return rc;
+}
+
+int gw_crypto_blind_index(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                          enum gw_bidx purpose, const uint8_t *value, size_t len,
+                          uint8_t out[GW_CRYPTO_BIDX_LEN])
+{
+    uint8_t mac[GW_CRYPTO_MAC_LEN];
+    if ((unsigned)purpose >= GW_BIDX_COUNT || (!value && len))
+        return GW_EINVAL;
+    int rc = mac_labelled(cx, key, bidx_label[purpose], value, len, mac);
+    if (rc == 0)
+        memcpy(out, mac, GW_CRYPTO_BIDX_LEN);
+    OPENSSL_cleanse(mac, sizeof mac);
+    return rc;
+}
+
+int gw_crypto_token(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], const char *field,
+                    const uint8_t *value, size_t len, char out[GW_CRYPTO_TOKEN_LEN + 1])
+{
+    static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
+    uint8_t mac[GW_CRYPTO_MAC_LEN];
+    out[0] = 0;
+    if (!field || !field[0] || (!value && len))
+        return GW_EINVAL;
+    int rc = mac_labelled(cx, key, field, value, len, mac);
+    if (rc != 0)
+        return rc;
+    /* base32 of mac[0..12): 96 bits -> 20 characters, the last one padded with 4 zero bits */
+    memcpy(out, "tok_", 4);
+    size_t o = 4;
+    uint32_t acc = 0;
+    int bits = 0;
+    for (size_t i = 0; i < 12; i++) {
+        acc = (acc << 8) | mac[i];
+        bits += 8;
+        while (bits >= 5) {
+            out[o++] = b32[(acc >> (bits - 5)) & 31];
+            bits -= 5;
+        }
+    }
+    if (bits > 0)
+        out[o++] = b32[(acc << (5 - bits)) & 31];
+    out[o] = 0;
+    OPENSSL_cleanse(mac, sizeof mac);
+    return 0;
+}
+
+int gw_crypto_content_mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                          const struct gw_crypto_item *items, size_t count,
+                          uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    static const char label[] = "waygate-content-v1";
+    uint8_t hdr[8];
+    if (count > UINT32_MAX || (!items && count))
+        return GW_EINVAL;
+    for (size_t i = 0; i < count; i++)
+        if (!items[i].name || strlen(items[i].name) > UINT32_MAX || (!items[i].p && items[i].n))
+            return GW_EINVAL;
+    int rc = mac_begin(cx, key, GW_CRYPTO_KEY_LEN);
+    if (rc == 0)
+        rc = mac_update(cx, label, sizeof label - 1);
+    for (int k = 0; k < 4; k++)
+        hdr[k] = (uint8_t)(count >> (24 - 8 * k));
+    if (rc == 0)
+        rc = mac_update(cx, hdr, 4);
+    for (size_t i = 0; rc == 0 && i < count; i++) {
+        size_t nl = strlen(items[i].name);
+        for (int k = 0; k < 4; k++)
+            hdr[k] = (uint8_t)(nl >> (24 - 8 * k));
+        rc = mac_update(cx, hdr, 4);
+        if (rc == 0)
+            rc = mac_update(cx, items[i].name, nl);
+        uint8_t present = items[i].p ? 1 : 0;
+        if (rc == 0)
+            rc = mac_update(cx, &present, 1);
+        if (rc == 0 && present) {
+            uint64_t vl = items[i].n;
+            for (int k = 0; k < 8; k++)
+                hdr[k] = (uint8_t)(vl >> (56 - 8 * k));
+            rc = mac_update(cx, hdr, 8);
+            if (rc == 0)
+                rc = mac_update(cx, items[i].p, items[i].n);
+        }
+    }
+    if (rc == 0)
+        rc = mac_final(cx, out);
+    return rc;
+}

@@ -1,0 +1,208 @@
+/* crypto.h: the gateway's cryptographic primitives on OpenSSL 3 EVP: field sealing (AES-256-GCM),
+ * data-key wrapping, blind indexes, tokens and content MACs. Pure: no I/O, no logging.
+ *
+ * Sealed value format (fields and wrapped data keys alike):
+ *
+ *   offset  size  content
+ *   0       1     format version            GW_CRYPTO_FMT_V1 (1)
+ *   1       1     algorithm id              GW_CRYPTO_ALG_AES256GCM (1);
+ *                                           2 is reserved for SM4-CTR + HMAC-SM3 (encrypt-then-MAC)
+ *   2       12    nonce                     fresh from the OpenSSL DRBG for every seal
+ *   14      n     ciphertext                same length as the plaintext
+ *   14+n    16    GCM tag
+ *
+ * The GCM AAD is the two header bytes followed by the caller's AAD, so the version and algorithm
+ * bytes are authenticated too. Opening refuses (GW_EDATALOSS) any value that is truncated, names an
+ * unknown version or algorithm, or fails to authenticate; it never returns partial plaintext.
+ *
+ * AAD encodings (gw_crypto_aad_field, gw_crypto_aad_dek): a purpose label, then each component as
+ * a 4-byte big-endian length followed by its bytes (integers as 4-byte big-endian values, also
+ * length-prefixed), so no two distinct tuples encode to the same bytes:
+ *   field AAD:  "waygate-field-v1" | table | column | record id (16) | dek_version
+ *   DEK AAD:    "waygate-dek-v1"   | table | record id (16) | kek_version
+ * A field's AAD carries the version of the record's DATA key (dek_version), not the KEK version:
+ * `keys rewrap` re-wraps data keys under a new KEK without touching field ciphertexts, so the
+ * field AAD must not depend on the KEK. The wrapped data key's AAD carries the KEK version.
+ *
+ * Blind index: HMAC-SHA256(index key, label | 0x00 | normalised value), first 16 bytes; labels
+ * are "waybill_no", "phone", "id_number". Normalising is the caller's job (validation module).
+ * Token: "tok_" + base32 (RFC 4648 alphabet, lower case, no padding) of the first 12 bytes of
+ * HMAC-SHA256(token key, field name | 0x00 | value). Deterministic; a different key from the index.
+ * Content MAC: HMAC-SHA256(content key, encoding below), 32 bytes:
+ *   "waygate-content-v1" | count (4 BE) | per item: name length (4 BE) | name |
+ *   present (1 byte: 0 absent, 1 present) | [value length (8 BE) | value]
+ * Item order is part of the encoding: callers pass items in a fixed order (enum gw_col).
+ *
+ * Randomness: nonces and data keys come from the OpenSSL DRBG (RAND_bytes, RAND_priv_bytes),
+ * drawn in bulk into a per-context pool held in a MADV_WIPEONFORK page (a forked child starts
+ * with an empty pool), because one RAND_bytes call costs more than sealing a field.
+ *
+ * Threading: a struct gw_crypto is not thread-safe; use one per thread. It caches the last key
+ * used per operation (AES key schedule, HMAC state) so sealing many fields under one data key
+ * re-initialises only the nonce; gw_crypto_forget wipes these caches, gw_crypto_free wipes all. */
+#ifndef GW_CRYPTO_H
+#define GW_CRYPTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "record.h"
+
+#define GW_CRYPTO_FMT_V1 1
+#define GW_CRYPTO_ALG_AES256GCM 1
+#define GW_CRYPTO_ALG_SM4CTR_HMACSM3 2 /* reserved, not implemented: opening it -> GW_EDATALOSS */
+
+#define GW_CRYPTO_KEY_LEN 32
+#define GW_CRYPTO_NONCE_LEN 12
+#define GW_CRYPTO_TAG_LEN 16
+#define GW_CRYPTO_HDR_LEN 2
+#define GW_CRYPTO_OVERHEAD (GW_CRYPTO_HDR_LEN + GW_CRYPTO_NONCE_LEN + GW_CRYPTO_TAG_LEN) /* 30 */
+#define GW_CRYPTO_SEALED_LEN(ptlen) ((size_t)(ptlen) + GW_CRYPTO_OVERHEAD)
+#define GW_CRYPTO_MAX_PT (16u * 1024 * 1024) /* larger plaintexts -> GW_ETOOBIG */
+
+#define GW_CRYPTO_RECORD_ID_LEN 16
+#define GW_CRYPTO_DEK_LEN 32
+#define GW_CRYPTO_WRAPPED_DEK_LEN GW_CRYPTO_SEALED_LEN(GW_CRYPTO_DEK_LEN) /* 62 */
+#define GW_CRYPTO_BIDX_LEN 16
+#define GW_CRYPTO_MAC_LEN 32
+#define GW_CRYPTO_TOKEN_LEN 24 /* "tok_" + 20 base32 characters, without the NUL */
+
+#define GW_CRYPTO_AAD_MAX 256
+#define GW_CRYPTO_NAME_MAX 96 /* longest table or column name in an AAD */
+
+struct gw_crypto;
+
+/* Fetches AES-256-GCM and HMAC-SHA256 once and allocates reusable contexts; NULL on failure. */
+struct gw_crypto *gw_crypto_new(void);
+/* Wipes cached keys and frees; NULL-safe. */
+void gw_crypto_free(struct gw_crypto *cx);
+/* Wipes the cached keys (and key schedules) without freeing; e.g. after finishing one record. */
+void gw_crypto_forget(struct gw_crypto *cx);
+
+/* ---- AAD ---- */
+
+struct gw_crypto_aad {
+    uint8_t b[GW_CRYPTO_AAD_MAX];
+    size_t n;
+};
+
+/* Builds the AAD of one field ciphertext. table and column are non-empty NUL-terminated strings
+ * of at most GW_CRYPTO_NAME_MAX bytes. Returns 0 or GW_EINVAL. */
+int gw_crypto_aad_field(struct gw_crypto_aad *a, const char *table, const char *column,
+                        const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
+                        uint32_t dek_version) GW_MUST_CHECK;
+
+/* Builds the AAD of a wrapped data key. Returns 0 or GW_EINVAL. */
+int gw_crypto_aad_dek(struct gw_crypto_aad *a, const char *table,
+                      const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
+                      uint32_t kek_version) GW_MUST_CHECK;
+
+/* ---- sealing (format above) ---- */
+
+/* Seals pt under key with a fresh random nonce into out (capacity outcap, which must be at least
+ * GW_CRYPTO_SEALED_LEN(ptlen)); *outlen receives that length. pt may be NULL when ptlen is 0.
+ * Returns 0, GW_EINVAL (outcap too small), GW_ETOOBIG (ptlen > GW_CRYPTO_MAX_PT) or GW_ECRYPTO. */
+int gw_crypto_seal_into(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                        const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t ptlen,
+                        uint8_t *out, size_t outcap, size_t *outlen) GW_MUST_CHECK;
+
+/* As gw_crypto_seal_into, into out->p allocated with gw_malloc (the caller frees it with
+ * gw_free). On failure out is {NULL, 0}. Additionally GW_ENOMEM. */
+int gw_crypto_seal(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *aad,
+                   size_t aadlen, const uint8_t *pt, size_t ptlen,
+                   struct gw_bytes *out) GW_MUST_CHECK;
+
+/* Opens a sealed value into buf (capacity cap >= inlen - GW_CRYPTO_OVERHEAD); *outlen receives
+ * the plaintext length. Returns 0; GW_EDATALOSS if the value is truncated, has an unknown format
+ * version or algorithm, or fails to authenticate (buf is wiped); GW_EINVAL if cap is too small;
+ * GW_ECRYPTO on a library failure. */
+int gw_crypto_open_into(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                        const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen,
+                        uint8_t *buf, size_t cap, size_t *outlen) GW_MUST_CHECK;
+
+/* As gw_crypto_open_into, into out->p allocated with gw_malloc (at least one byte, and
+ * NUL-terminated one past out->n for convenience); the caller frees it with
+ * gw_free_wipe(out->p, out->n). On failure out is {NULL, 0}. Additionally GW_ENOMEM. */
+int gw_crypto_open(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *aad,
+                   size_t aadlen, const uint8_t *in, size_t inlen,
+                   struct gw_bytes *out) GW_MUST_CHECK;
+
+/* Low level, for known-answer tests only: AES-256-GCM with an explicit nonce and exactly the
+ * given AAD (no format header). ct receives ptlen bytes, tag 16 bytes. Never use a nonce twice
+ * under one key; production code calls gw_crypto_seal*. Returns 0, GW_ETOOBIG or GW_ECRYPTO. */
+int gw_crypto_gcm_seal_raw(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                           const uint8_t nonce[GW_CRYPTO_NONCE_LEN], const uint8_t *aad,
+                           size_t aadlen, const uint8_t *pt, size_t ptlen, uint8_t *ct,
+                           uint8_t tag[GW_CRYPTO_TAG_LEN]) GW_MUST_CHECK;
+/* Inverse of the above; GW_EDATALOSS (pt wiped) if the tag does not verify. */
+int gw_crypto_gcm_open_raw(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                           const uint8_t nonce[GW_CRYPTO_NONCE_LEN], const uint8_t *aad,
+                           size_t aadlen, const uint8_t *ct, size_t ctlen,
+                           const uint8_t tag[GW_CRYPTO_TAG_LEN], uint8_t *pt) GW_MUST_CHECK;
+
+/* ---- data keys ---- */
+
+/* Fills dek with 32 fresh bytes from the OpenSSL private DRBG (drawn through cx's pool; cx may
+ * be NULL to draw directly). Returns 0 or GW_ECRYPTO. */
+int gw_crypto_dek_new(struct gw_crypto *cx, uint8_t dek[GW_CRYPTO_DEK_LEN]) GW_MUST_CHECK;
+
+/* Wraps dek under kek (the KEK of version kek_version) with the DEK AAD of (table, record_id,
+ * kek_version) into out (GW_CRYPTO_WRAPPED_DEK_LEN bytes). Returns 0, GW_EINVAL or GW_ECRYPTO.
+ * Normally reached through gw_keyring_wrap, which holds the KEKs. */
+int gw_crypto_dek_wrap(struct gw_crypto *cx, const uint8_t kek[GW_CRYPTO_KEY_LEN],
+                       uint32_t kek_version, const char *table,
+                       const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
+                       const uint8_t dek[GW_CRYPTO_DEK_LEN],
+                       uint8_t out[GW_CRYPTO_WRAPPED_DEK_LEN]) GW_MUST_CHECK;
+
+/* Unwraps; GW_EDATALOSS (dek wiped) if in is not a wrapped key of exactly this table, record and
+ * KEK version under kek. Returns 0, GW_EDATALOSS, GW_EINVAL or GW_ECRYPTO. */
+int gw_crypto_dek_unwrap(struct gw_crypto *cx, const uint8_t kek[GW_CRYPTO_KEY_LEN],
+                         uint32_t kek_version, const char *table,
+                         const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN], const uint8_t *in,
+                         size_t inlen, uint8_t dek[GW_CRYPTO_DEK_LEN]) GW_MUST_CHECK;
+
+/* ---- keyed hashes ---- */
+
+/* HMAC-SHA256 with an arbitrary key length (known-answer tests; building block of the rest).
+ * Returns 0 or GW_ECRYPTO. */
+int gw_crypto_hmac(struct gw_crypto *cx, const uint8_t *key, size_t keylen, const uint8_t *data,
+                   size_t datalen, uint8_t out[GW_CRYPTO_MAC_LEN]) GW_MUST_CHECK;
+
+enum gw_bidx {
+    GW_BIDX_WAYBILL_NO = 0, /* label "waybill_no" */
+    GW_BIDX_PHONE,          /* label "phone" */
+    GW_BIDX_ID_NUMBER,      /* label "id_number" */
+    GW_BIDX_COUNT
+};
+
+/* The blind index of a normalised value for a purpose, under the index key.
+ * Returns 0, GW_EINVAL (unknown purpose) or GW_ECRYPTO. */
+int gw_crypto_blind_index(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                          enum gw_bidx purpose, const uint8_t *value, size_t len,
+                          uint8_t out[GW_CRYPTO_BIDX_LEN]) GW_MUST_CHECK;
+
+/* The token of value for field (a non-empty NUL-terminated name without NUL bytes, e.g.
+ * "sender.phone"; pass a shared name such as "phone" to let tokens correlate across fields),
+ * under the token key. out receives GW_CRYPTO_TOKEN_LEN characters and a NUL.
+ * Returns 0, GW_EINVAL or GW_ECRYPTO. */
+int gw_crypto_token(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], const char *field,
+                    const uint8_t *value, size_t len,
+                    char out[GW_CRYPTO_TOKEN_LEN + 1]) GW_MUST_CHECK;
+
+/* One item of a content MAC: name is a NUL-terminated field name; p == NULL means the field is
+ * absent (distinct from present and empty: p != NULL, n == 0). */
+struct gw_crypto_item {
+    const char *name;
+    const uint8_t *p;
+    size_t n;
+};
+
+/* The content MAC of items[0..count) (encoding above) under the content key.
+ * Returns 0, GW_EINVAL or GW_ECRYPTO. */
+int gw_crypto_content_mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                          const struct gw_crypto_item *items, size_t count,
+                          uint8_t out[GW_CRYPTO_MAC_LEN]) GW_MUST_CHECK;
+
+#endif

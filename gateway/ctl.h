@@ -1,0 +1,26 @@
+/* ctl.h: the commands of waygatectl. Each takes its own argc/argv (argv[0] is the command name,
+ * so getopt works as usual), writes results to stdout and errors to stderr, and returns the
+ * process exit status: 0 success, 1 failure, 2 usage error. To add a command: declare
+ * gw_ctl_<name> here, implement it in gateway/ctl_<name>.c and add one line to the table in
+ * gateway/ctl_main.c. */
+#ifndef GW_CTL_H
+#define GW_CTL_H
+
+#define GW_CTL_OK 0
+#define GW_CTL_FAIL 1
+#define GW_CTL_USAGE 2
+
+/* waygatectl migrate [--db CONNINFO]: applies the embedded schema migrations
+ * (CONNINFO defaults to $WAYGATE_PGURI). */
+int gw_ctl_migrate(int argc, char **argv);
+
+/* waygatectl segments issue|list: the waybill-number segments issued to branches (Art. 18). */
+int gw_ctl_segments(int argc, char **argv);
+
+/* waygatectl suspicious list: phone numbers used by different senders (part 12 Art. 7). */
+int gw_ctl_suspicious(int argc, char **argv);
+
+/* waygatectl keys init|rotate|retire|status|rewrap: the keyring file and data-key re-wrapping. */
+int gw_ctl_keys(int argc, char **argv);
+
+#endif

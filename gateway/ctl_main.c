@@ -1,0 +1,62 @@
+/* ctl_main.c: waygatectl's entry point: the command table and dispatch. Commands live in
+ * gateway/ctl_<name>.c (declared in ctl.h); this file only routes argv and returns their status.
+ * Invariant: the only place in waygatectl that ends the process (by returning from main). */
+#include <stdio.h>
+#include <string.h>
+
+#include "ctl.h"
+
+struct ctl_cmd {
+    const char *name;
+    int (*fn)(int argc, char **argv);
+    const char *help;
+};
+
+static int cmd_help(int argc, char **argv);
+
+/* One line per command; keep sorted by name except help, which comes first. */
+static const struct ctl_cmd commands[] = {
+    {"help", cmd_help, "list the commands"},
+    {"keys", gw_ctl_keys, "keyring: init, rotate, retire, status, rewrap data keys"},
+    {"migrate", gw_ctl_migrate, "apply the schema migrations (--db CONNINFO or $WAYGATE_PGURI)"},
+    {"segments", gw_ctl_segments, "issue and list waybill-number segments of branches (Art. 18)"},
+    {"suspicious", gw_ctl_suspicious, "list phone numbers used by different senders (part 12 Art. 7)"},
+};
+
+#define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))
+
+static void usage(FILE *f)
+{
+    size_t i;
+
+    fprintf(f, "usage: waygatectl COMMAND [OPTIONS]\n\ncommands:\n");
+    for (i = 0; i < NCOMMANDS; i++)
+        fprintf(f, "  %-12s %s\n", commands[i].name, commands[i].help);
+    fprintf(f, "\nRun 'waygatectl COMMAND --help' for a command's options.\n");
+}
+
+static int cmd_help(int argc, char **argv)
+{
+    (void)argc;
+    (void)argv;
+    usage(stdout);
+    return GW_CTL_OK;
+}
+
+int main(int argc, char **argv)
+{
+    size_t i;
+
+    if (argc < 2) {
+        usage(stderr);
+        return GW_CTL_USAGE;
+    }
+    if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)
+        return cmd_help(argc - 1, argv + 1);
+    for (i = 0; i < NCOMMANDS; i++)
+        if (strcmp(argv[1], commands[i].name) == 0)
+            return commands[i].fn(argc - 1, argv + 1);
+    fprintf(stderr, "waygatectl: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return GW_CTL_USAGE;
+}

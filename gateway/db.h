@@ -1,0 +1,86 @@
+/* db.h: the asynchronous PostgreSQL pool on libpq and libevent. Connections connect without
+ * blocking (PQconnectStart/PQconnectPoll), run in pipeline mode, and reconnect with exponential
+ * backoff when the server goes away. No call in this module blocks the event loop.
+ *
+ * A request is a list of statements sent back to back in one pipeline, optionally wrapped in
+ * BEGIN/COMMIT, ended by a sync point; its callback runs once with every statement's result,
+ * unless the request was cancelled first. */
+#ifndef GW_DB_H
+#define GW_DB_H
+
+#include <stdbool.h>
+#include <libpq-fe.h>
+
+#include "err.h"
+
+struct event_base;
+struct gw_config;
+struct gw_db;
+struct gw_db_req;
+
+struct gw_db_stmt {
+    const char *sql;
+    int nparams;
+    const char *const *values; /* NULL entries are SQL NULL */
+    const int *lengths;        /* used for binary parameters; may be NULL when all are text */
+    const int *formats;        /* 0 text, 1 binary; NULL = all text */
+    int result_format;         /* 0 text, 1 binary */
+};
+
+struct gw_db_result {
+    int nresults;                  /* == number of statements submitted */
+    PGresult *const *results;      /* results[i] for stmts[i]; NULL past a failed statement */
+    int failed_stmt;               /* index of the failing statement, or -1 */
+    const char *sqlstate;          /* SQLSTATE of the failure, or NULL */
+    const char *errmsg;            /* server's message: may quote values, never log or return it */
+};
+
+/* err: 0; GW_EINTERNAL when a statement failed (see res->failed_stmt, res->sqlstate; the
+ * transaction, if any, was rolled back); GW_EUNAVAIL when the connection was lost before the
+ * outcome was known (a transaction may or may not have committed). res and everything it points
+ * to are valid only during the callback. */
+typedef void (*gw_db_done_cb)(void *arg, int err, const struct gw_db_result *res);
+
+/* Wrap the statements in one transaction. Note: every request already is one (the statements
+ * between two pipeline sync points form an implicit transaction, committed at the sync, rolled
+ * back when one fails), so db.c sends no BEGIN/COMMIT; the flag documents the caller's intent. */
+enum { GW_DB_TXN = 1 << 0 };
+
+/* Creates the pool; nothing connects until gw_db_start(). Returns NULL on allocation failure. */
+struct gw_db *gw_db_new(struct event_base *base, const struct gw_config *cfg);
+/* Starts connecting every pool slot; returns 0 (connection failures are retried, not returned). */
+int gw_db_start(struct gw_db *db) GW_MUST_CHECK;
+/* Closes every connection; pending requests are dropped without callbacks. NULL-safe. Must not
+ * be called from inside a gw_db_done_cb. */
+void gw_db_free(struct gw_db *db);
+
+/* Queues a request. The statements, parameters and SQL are copied: the caller's memory may be
+ * released when this returns. Returns 0 and a cancellable handle in *out (may be NULL if the
+ * caller never cancels), or GW_EUNAVAIL (no connection is up), GW_ETOOBIG (queue full),
+ * GW_ENOMEM, GW_EINVAL; on an error return cb will not be called. */
+int gw_db_exec(struct gw_db *db, const struct gw_db_stmt *stmts, int nstmts, unsigned flags,
+               gw_db_done_cb cb, void *arg, struct gw_db_req **out) GW_MUST_CHECK;
+
+/* Cancels a request: its callback will not run. A request already sent still executes on the
+ * server (a transaction may commit); its results are discarded. The handle is valid until its
+ * callback starts or until this returns: never cancel a handle whose callback already ran. */
+void gw_db_cancel(struct gw_db_req *req);
+
+/* Registers a statement text to be prepared (server-side, unnamed types) on every connection,
+ * now and after each reconnect. Later statements whose sql is the identical text run as the
+ * prepared statement on connections where the prepare succeeded (as plain text elsewhere), so the
+ * server parses and plans it once per connection. Returns 0, GW_ETOOBIG (more than 16), GW_ENOMEM,
+ * GW_EINVAL. Added by the database engineer. */
+int gw_db_prepare(struct gw_db *db, const char *sql) GW_MUST_CHECK;
+
+/* True when at least one connection is established and usable. */
+bool gw_db_ready(const struct gw_db *db);
+/* Number of requests queued or in flight (for drain and metrics). */
+unsigned gw_db_pending(const struct gw_db *db);
+/* Number of connections in the pool (the most transactions that can run at once). */
+unsigned gw_db_pool_size(const struct gw_db *db);
+/* The event loop the pool runs on (for modules layered on it, e.g. the store's group commit).
+ * Added by the database engineer. */
+struct event_base *gw_db_base(const struct gw_db *db);
+
+#endif

@@ -1,0 +1,211 @@
+/* main.c: waygated: argv, config, process hardening, the event loop, signals and teardown.
+ * The only place that exits. Owns everything in struct gw_app, the TLS context and the server;
+ * frees them in reverse order of creation. */
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+
+#include <event2/event.h>
+
+#include "app.h"
+#include "config.h"
+#include "crypto.h"
+#include "db.h"
+#include "keyring.h"
+#include "log.h"
+#include "rpc.h"
+#include "segcache.h"
+#include "server.h"
+#include "store.h"
+#include "tls.h"
+
+struct daemon {
+    struct event_base *base;
+    struct gw_server *server;
+    struct gw_app *app;
+    bool draining;
+};
+
+static void usage(void)
+{
+    fprintf(stderr, "usage: waygated -c FILE [--check-config]\n");
+}
+
+/* Memory holds PII and keys: no core dumps, no ptrace by other users of the same uid. */
+/* SIGHUP: load the keyring again (a rotated KEK becomes current, a retired one goes away) and
+ * swap it in only if it loads; handlers never keep the keyring across callbacks. */
+static void reload_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    struct gw_keyring *kr = NULL;
+    char err[512];
+
+    (void)sig;
+    (void)what;
+    if (gw_keyring_file_load(d->app->cfg->keyring, &kr, err, sizeof(err)) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring not reloaded: %s", err);
+        return;
+    }
+    gw_keyring_free(d->app->keys);
+    d->app->keys = kr;
+    GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: keyring reloaded, current KEK version %u",
+           gw_keyring_current(kr));
+}
+
+static int harden(void)
+{
+    struct rlimit rl = {0, 0};
+
+    if (setrlimit(RLIMIT_CORE, &rl) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
+        return -1;
+    return 0;
+}
+
+static void drained_cb(void *arg)
+{
+    struct daemon *d = arg;
+
+    GW_LOG(GW_LOG_INFO, "main", NULL, "drained: exiting");
+    event_base_loopexit(d->base, NULL);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+
+    (void)what;
+    if (d->draining) {
+        GW_LOG(GW_LOG_WARN, "main", NULL, "second signal %d: stopping now", (int)sig);
+        event_base_loopbreak(d->base);
+        return;
+    }
+    d->draining = true;
+    GW_LOG(GW_LOG_INFO, "main", NULL, "signal %d: draining", (int)sig);
+    gw_server_drain(d->server, drained_cb, d);
+}
+
+int main(int argc, char **argv)
+{
+    struct gw_config cfg;
+    struct gw_app app;
+    struct daemon d;
+    struct gw_tls *tls = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+    const char *path = NULL;
+    bool check_only = false;
+    char err[512];
+    char addr[128], iaddr[128];
+    int status = 1;
+
+    memset(&cfg, 0, sizeof(cfg));
+    memset(&app, 0, sizeof(app));
+    memset(&d, 0, sizeof(d));
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else if (strcmp(argv[i], "--check-config") == 0)
+            check_only = true;
+        else {
+            usage();
+            return 2;
+        }
+    }
+    if (path == NULL) {
+        usage();
+        return 2;
+    }
+    if (harden() != 0) {
+        fprintf(stderr, "waygated: cannot disable core dumps\n");
+        return 1;
+    }
+    if (gw_config_load(path, &cfg, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s\n", err);
+        return 2;
+    }
+    if (gw_keyring_file_load(cfg.keyring, &app.keys, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: [keys] keyring: %s\n", path, err);
+        gw_config_clear(&cfg);
+        return 2;
+    }
+    if (check_only) {
+        printf("%s: ok\n", path);
+        gw_keyring_free(app.keys);
+        gw_config_clear(&cfg);
+        return 0;
+    }
+    gw_log_level = cfg.log_level;
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
+        goto out;
+
+    d.base = event_base_new();
+    if (d.base == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the event loop");
+        goto out;
+    }
+    app.cfg = &cfg;
+    app.base = d.base;
+    d.app = &app;
+    app.crypto = gw_crypto_new();
+    if (app.crypto == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot initialise the crypto context");
+        goto out;
+    }
+    app.db = gw_db_new(d.base, &cfg);
+    if (app.db == NULL || gw_db_start(app.db) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the database pool");
+        goto out;
+    }
+    app.store = gw_store_new(app.db);
+    app.segs = app.store != NULL ? gw_segcache_new(app.store) : NULL;
+    if (app.segs == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");
+        goto out;
+    }
+    tls = gw_tls_new(&cfg, err, sizeof(err));
+    if (tls == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
+        goto out;
+    }
+    d.server = gw_server_new(&app, tls, gw_rpc_default(), err, sizeof(err));
+    if (d.server == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
+        goto out;
+    }
+    sigterm = evsignal_new(d.base, SIGTERM, signal_cb, &d);
+    sigint = evsignal_new(d.base, SIGINT, signal_cb, &d);
+    sighup = evsignal_new(d.base, SIGHUP, reload_cb, &d);
+    if (sigterm == NULL || sigint == NULL || sighup == NULL || evsignal_add(sigterm, NULL) != 0 ||
+        evsignal_add(sigint, NULL) != 0 || evsignal_add(sighup, NULL) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot install signal handlers");
+        goto out;
+    }
+    gw_server_address(d.server, 0, addr, sizeof(addr));
+    gw_server_address(d.server, 1, iaddr, sizeof(iaddr));
+    GW_LOG(GW_LOG_INFO, "main", NULL, "listening: tls %s%s%s", addr,
+           iaddr[0] ? ", insecure loopback " : "", iaddr);
+    if (event_base_dispatch(d.base) < 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "event loop failed");
+        goto out;
+    }
+    status = 0;
+out:
+    if (sigterm != NULL)
+        event_free(sigterm);
+    if (sigint != NULL)
+        event_free(sigint);
+    if (sighup != NULL)
+        event_free(sighup);
+    gw_server_free(d.server);
+    gw_tls_free(tls);
+    gw_segcache_free(app.segs);
+    gw_store_free(app.store);
+    gw_db_free(app.db);
+    gw_crypto_free(app.crypto);
+    gw_keyring_free(app.keys);
+    if (d.base != NULL)
+        event_base_free(d.base);
+    gw_config_clear(&cfg);
+    return status;
+}

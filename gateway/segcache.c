@@ -1,0 +1,172 @@
+/* segcache.c: an in-memory copy of the segment register, reloaded on a miss.
+ * Invariants: at most one load in flight; every waiting check is answered exactly once when it
+ * completes, unless cancelled; the cache is replaced whole, never half-updated. */
+#include <string.h>
+#include <time.h>
+
+#include "alloc.h"
+#include "segcache.h"
+#include "store.h"
+#include "waybillno.h"
+
+struct gw_segcache_req {
+    struct gw_segcache *cache;
+    struct gw_segcache_req *next;
+    gw_segcache_cb cb;
+    void *arg;
+    char branch[64];
+    char prefix[GW_WAYBILLNO_PREFIX_MAX + 1];
+    int64_t numeric;
+};
+
+struct gw_segcache {
+    struct gw_store *store;
+    struct gw_segment *segs; /* branch strings allocated with the array (one block each) */
+    size_t nsegs;
+    uint64_t loaded_at_ms;   /* 0: never */
+    struct gw_store_req *load;
+    struct gw_segcache_req *waiting;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void free_segs(struct gw_segment *segs, size_t n)
+{
+    size_t i;
+
+    for (i = 0; i < n; i++)
+        gw_free((void *)segs[i].branch);
+    gw_free(segs);
+}
+
+struct gw_segcache *gw_segcache_new(struct gw_store *store)
+{
+    struct gw_segcache *c = gw_calloc(1, sizeof(*c));
+
+    if (c != NULL)
+        c->store = store;
+    return c;
+}
+
+void gw_segcache_free(struct gw_segcache *c)
+{
+    struct gw_segcache_req *r, *next;
+
+    if (c == NULL)
+        return;
+    gw_store_cancel(c->load);
+    for (r = c->waiting; r != NULL; r = next) {
+        next = r->next;
+        gw_free(r);
+    }
+    free_segs(c->segs, c->nsegs);
+    gw_free(c);
+}
+
+static bool lookup(const struct gw_segcache *c, const char *branch, const char *prefix,
+                   int64_t numeric)
+{
+    return gw_segment_find(c->segs, c->nsegs, branch, prefix, numeric);
+}
+
+static void loaded_cb(void *arg, int err, const struct gw_store_segment *seg, size_t n)
+{
+    struct gw_segcache *c = arg;
+    struct gw_segcache_req *r, *next, *list = c->waiting;
+    struct gw_segment *segs = NULL;
+    size_t i, got = 0;
+
+    c->load = NULL;
+    c->waiting = NULL;
+    if (err == 0 && n > 0) {
+        segs = gw_calloc(n, sizeof(*segs));
+        if (segs == NULL)
+            err = GW_ENOMEM;
+        for (i = 0; segs != NULL && i < n; i++) {
+            if (strlen(seg[i].prefix) > GW_WAYBILLNO_PREFIX_MAX)
+                continue; /* cannot match any valid number */
+            segs[got].branch = gw_strdup(seg[i].branch);
+            if (segs[got].branch == NULL) {
+                free_segs(segs, got);
+                segs = NULL;
+                got = 0;
+                err = GW_ENOMEM;
+                break;
+            }
+            strcpy(segs[got].prefix, seg[i].prefix);
+            segs[got].from = seg[i].range_from;
+            segs[got].to = seg[i].range_to;
+            got++;
+        }
+    }
+    if (err == 0) {
+        free_segs(c->segs, c->nsegs);
+        c->segs = segs;
+        c->nsegs = got;
+        c->loaded_at_ms = now_ms();
+    }
+    for (r = list; r != NULL; r = next) {
+        next = r->next;
+        r->cb(r->arg, err, err == 0 && lookup(c, r->branch, r->prefix, r->numeric));
+        gw_free(r);
+    }
+}
+
+int gw_segcache_check(struct gw_segcache *c, const char *branch, const char *prefix,
+                      int64_t numeric, gw_segcache_cb cb, void *arg, struct gw_segcache_req **out)
+{
+    struct gw_segcache_req *r;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (branch == NULL || branch[0] == '\0' || strlen(branch) >= sizeof(r->branch) ||
+        strlen(prefix) > GW_WAYBILLNO_PREFIX_MAX)
+        return 0;
+    if (lookup(c, branch, prefix, numeric))
+        return 1;
+    if (c->load == NULL && c->loaded_at_ms != 0 &&
+        now_ms() - c->loaded_at_ms < GW_SEGCACHE_RELOAD_MS)
+        return 0;
+    r = gw_calloc(1, sizeof(*r));
+    if (r == NULL)
+        return GW_ENOMEM;
+    if (c->load == NULL) {
+        rc = gw_store_load_segments(c->store, loaded_cb, c, &c->load);
+        if (rc != 0) {
+            gw_free(r);
+            return rc;
+        }
+    }
+    r->cache = c;
+    r->cb = cb;
+    r->arg = arg;
+    strcpy(r->branch, branch);
+    strcpy(r->prefix, prefix);
+    r->numeric = numeric;
+    r->next = c->waiting;
+    c->waiting = r;
+    if (out != NULL)
+        *out = r;
+    return GW_OK_PENDING;
+}
+
+void gw_segcache_cancel(struct gw_segcache_req *req)
+{
+    struct gw_segcache_req **pp;
+
+    if (req == NULL)
+        return;
+    for (pp = &req->cache->waiting; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == req) {
+            *pp = req->next;
+            gw_free(req);
+            return;
+        }
+}

@@ -1,0 +1,38 @@
+/* segcache.h: the waybill-number segments issued to branches (Art. 18), cached in memory so that
+ * a submit checks its number without a database round trip, and so that waybill numbers never
+ * travel to PostgreSQL in clear. A number not found in the cache triggers one reload (shared by
+ * every check waiting at that moment, at most one per GW_SEGCACHE_RELOAD_MS), so a segment issued
+ * while the gateway runs is seen at its first use. */
+#ifndef GW_SEGCACHE_H
+#define GW_SEGCACHE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "err.h"
+
+#define GW_SEGCACHE_RELOAD_MS 1000
+
+struct gw_store;
+struct gw_segcache;
+struct gw_segcache_req;
+
+/* err: 0 (found tells), GW_EUNAVAIL or GW_EINTERNAL (the segments could not be read). */
+typedef void (*gw_segcache_cb)(void *arg, int err, bool found);
+
+struct gw_segcache *gw_segcache_new(struct gw_store *store);
+/* Drops waiting checks without callbacks; NULL-safe. */
+void gw_segcache_free(struct gw_segcache *c);
+
+/* Is (prefix, numeric) in a segment issued to branch? Returns 1 or 0 when the cache answers at
+ * once (cb not called); GW_OK_PENDING when a reload is under way (cb runs later; *out, which may
+ * be NULL, receives a handle for gw_segcache_cancel); or a negative error (cb not called). */
+#define GW_OK_PENDING 2
+int gw_segcache_check(struct gw_segcache *c, const char *branch, const char *prefix,
+                      int64_t numeric, gw_segcache_cb cb, void *arg,
+                      struct gw_segcache_req **out) GW_MUST_CHECK;
+
+/* The callback of a pending check will not run. NULL-safe. */
+void gw_segcache_cancel(struct gw_segcache_req *req);
+
+#endif

@@ -1,0 +1,39 @@
+/* server.h: the listeners and the connection registry. The mTLS listener serves cfg->listen; a
+ * plaintext HTTP/2 (prior knowledge) listener exists only when cfg->insecure_loopback_only is
+ * true and cfg->insecure_listen is a loopback address (anything else refuses to start).
+ * Connections past cfg->max_connections are closed at once. */
+#ifndef GW_SERVER_H
+#define GW_SERVER_H
+
+#include <stddef.h>
+
+#include "err.h"
+
+struct gw_app;
+struct gw_rpc_table;
+struct gw_server;
+struct gw_tls;
+
+/* Binds the listeners (this may resolve host names: call before the loop runs). tls is
+ * borrowed and must outlive the server. Returns NULL with one line in err on failure. */
+struct gw_server *gw_server_new(struct gw_app *app, struct gw_tls *tls,
+                                const struct gw_rpc_table *rpc, char *err, size_t errlen);
+
+/* Closes the listeners and every connection at once (live calls are cancelled). NULL-safe. */
+void gw_server_free(struct gw_server *s);
+
+typedef void (*gw_server_drained_cb)(void *arg);
+
+/* Graceful drain: stops accepting, sends GOAWAY on every connection and lets in-flight calls
+ * finish. done(arg) runs once, from the event loop, when no connection is left or when
+ * drain_timeout_ms has passed (remaining connections are then closed, cancelling their calls). */
+void gw_server_drain(struct gw_server *s, gw_server_drained_cb done, void *arg);
+
+/* The bound address of the TLS (insecure = 0) or plaintext (insecure = 1) listener as
+ * "host:port", or "" when that listener does not exist. */
+void gw_server_address(const struct gw_server *s, int insecure, char *out, size_t outlen);
+
+/* Open connections. */
+size_t gw_server_connections(const struct gw_server *s);
+
+#endif

@@ -1,0 +1,999 @@
+/* store.c: the waybill SQL (idempotent group-committed inserts, reads, segments, incidents) over
+ * the asynchronous pool. Invariants: a request (handle) lives until every one of its items is
+ * resolved exactly once, so a group never points at freed items; each item is either waiting on
+ * store->pending, or in exactly one group in flight; a cancelled request's callback never runs. */
+#include "store.h"
+
+#include <arpa/inet.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+
+#include <event2/event.h>
+
+#include "alloc.h"
+#include "db.h"
+#include "log.h"
+
+#define STORE_QUEUE_MAX 16384 /* single submits waiting for a group */
+#define STORE_REQUEUE_MAX 5   /* zero-row or innocent-bystander retries of one item */
+#define NFIXED 17             /* insert parameters before the ciphertext columns */
+#define NPARAMS (NFIXED + GW_COL_COUNT)
+
+enum req_kind { RK_SUBMIT, RK_BATCH, RK_GET, RK_SEGMENTS, RK_INCIDENT };
+
+struct item {
+    TAILQ_ENTRY(item) link; /* store->pending while queued */
+    struct gw_store_req *req;
+    size_t index;
+    int requeues;
+    bool queued;
+    bool resolved;
+    uint8_t id[GW_STORE_ID_LEN];
+    uint8_t mac[GW_STORE_MAC_LEN];
+    uint8_t sort_phone[GW_STORE_BIDX_LEN];
+    uint8_t sort_id[GW_STORE_BIDX_LEN];
+    uint8_t wb[GW_STORE_BIDX_LEN];
+    const char *values[NPARAMS];
+    int lengths[NPARAMS];
+    size_t alloc_size;
+};
+
+struct gw_store_req {
+    TAILQ_ENTRY(gw_store_req) link; /* store->reqs */
+    struct gw_store *store;
+    enum req_kind kind;
+    bool cancelled;
+    void *arg;
+    union {
+        gw_store_submit_cb submit;
+        gw_store_batch_cb batch;
+        gw_store_get_cb get;
+        gw_store_segments_cb segments;
+        gw_store_done_cb done;
+    } cb;
+    struct gw_db_req *dbreq; /* simple operations */
+    size_t n, nleft;         /* submits: items, unresolved items */
+    struct item **items;
+    struct gw_store_result *results;
+};
+
+struct group {
+    TAILQ_ENTRY(group) link;
+    struct gw_store *store;
+    struct gw_db_req *dbreq;
+    bool batch;
+    int attempt;
+    size_t n;
+    struct item *items[];
+};
+
+TAILQ_HEAD(item_list, item);
+TAILQ_HEAD(req_list, gw_store_req);
+TAILQ_HEAD(group_list, group);
+
+struct gw_store {
+    struct gw_db *db;
+    struct event *ev_flush;
+    char *insert_sql;
+    char *get_sql;
+    struct item_list pending;
+    struct req_list reqs;
+    struct group_list groups;
+    struct gw_store_stats st;
+    int insert_formats[NPARAMS];
+    struct gw_db_stmt scratch[GW_STORE_GROUP_MAX];
+};
+
+/* Parameter formats of the insert's fixed columns: 0 text, 1 binary (bytea and uuid); every
+ * ciphertext column after them is binary. */
+static const int fixed_formats[NFIXED] = {1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1};
+
+static const char *const fixed_cols =
+    "id, wb_bidx, origin_branch, submitted_by, dest_region_code, weight_grams, service_type, "
+    "security_level, pickup_day, kek_version, dek_version, dek_wrapped, content_mac, "
+    "sender_phone_bidx, recipient_phone_bidx, sender_id_bidx, recipient_id_bidx";
+
+static const char *const get_fixed_cols =
+    "id, origin_branch, submitted_by, dest_region_code, weight_grams, service_type, "
+    "security_level, to_char(pickup_day, 'YYYY-MM-DD'), wb_bidx, sender_phone_bidx, "
+    "recipient_phone_bidx, sender_id_bidx, recipient_id_bidx, kek_version, dek_version, "
+    "dek_wrapped, content_mac";
+#define GET_NFIXED 17
+
+static void schedule_flush(struct gw_store *s)
+{
+    event_active(s->ev_flush, EV_TIMEOUT, 0);
+}
+
+void gw_store_id_text(const uint8_t id[GW_STORE_ID_LEN], char buf[37])
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t i, o = 0;
+
+    for (i = 0; i < GW_STORE_ID_LEN; i++) {
+        if (i == 4 || i == 6 || i == 8 || i == 10)
+            buf[o++] = '-';
+        buf[o++] = hex[id[i] >> 4];
+        buf[o++] = hex[id[i] & 15];
+    }
+    buf[o] = '\0';
+}
+
+/* ---- SQL text ---- */
+
+static char *build_sql(bool insert)
+{
+    size_t cap = 4096, i;
+    char *sql = gw_malloc(cap), *p;
+    int n, left;
+
+    if (sql == NULL)
+        return NULL;
+    p = sql;
+    left = (int)cap;
+#define APPEND(...)                                                                                \
+    do {                                                                                           \
+        n = snprintf(p, (size_t)left, __VA_ARGS__);                                                \
+        if (n < 0 || n >= left)                                                                    \
+            goto fail;                                                                             \
+        p += n;                                                                                    \
+        left -= n;                                                                                 \
+    } while (0)
+    if (insert) {
+        APPEND("WITH ins AS (INSERT INTO waybill (%s", fixed_cols);
+        for (i = 0; i < GW_COL_COUNT; i++)
+            APPEND(", %s", gw_col_sql[i]);
+        APPEND(") VALUES (");
+        for (i = 1; i <= NPARAMS; i++)
+            APPEND("%s$%zu", i > 1 ? ", " : "", i);
+        APPEND(") ON CONFLICT (wb_bidx) DO NOTHING RETURNING id, content_mac) "
+               "SELECT true, id, content_mac FROM ins UNION ALL "
+               "SELECT false, id, content_mac FROM waybill "
+               "WHERE wb_bidx = $2 AND NOT EXISTS (SELECT 1 FROM ins)");
+    } else {
+        APPEND("SELECT %s", get_fixed_cols);
+        for (i = 0; i < GW_COL_COUNT; i++)
+            APPEND(", %s", gw_col_sql[i]);
+        APPEND(" FROM waybill WHERE wb_bidx = $1");
+    }
+#undef APPEND
+    return sql;
+fail:
+    gw_free(sql);
+    return NULL;
+}
+
+/* ---- requests and items ---- */
+
+static struct gw_store_req *req_new(struct gw_store *s, enum req_kind kind, void *arg)
+{
+    struct gw_store_req *r = gw_calloc(1, sizeof(*r));
+
+    if (r == NULL)
+        return NULL;
+    r->store = s;
+    r->kind = kind;
+    r->arg = arg;
+    TAILQ_INSERT_TAIL(&s->reqs, r, link);
+    return r;
+}
+
+static void item_free(struct item *it)
+{
+    if (it != NULL)
+        gw_free_wipe(it, it->alloc_size);
+}
+
+static void req_free(struct gw_store_req *r)
+{
+    size_t i;
+
+    TAILQ_REMOVE(&r->store->reqs, r, link);
+    if (r->items != NULL)
+        for (i = 0; i < r->n; i++)
+            item_free(r->items[i]);
+    gw_free(r->items);
+    gw_free(r->results);
+    gw_free(r);
+}
+
+/* All items resolved: report (unless cancelled) and free. */
+static void req_finish(struct gw_store_req *r)
+{
+    if (!r->cancelled) {
+        if (r->kind == RK_SUBMIT && r->cb.submit != NULL)
+            r->cb.submit(r->arg, &r->results[0]);
+        else if (r->kind == RK_BATCH && r->cb.batch != NULL)
+            r->cb.batch(r->arg, r->results, r->n);
+    }
+    req_free(r);
+}
+
+static void item_resolve(struct item *it, int err, enum gw_store_outcome oc, const uint8_t *id)
+{
+    struct gw_store_req *r = it->req;
+    struct gw_store_result *res = &r->results[it->index];
+
+    if (it->resolved)
+        return;
+    it->resolved = true;
+    res->err = err;
+    res->outcome = oc;
+    if (id != NULL)
+        memcpy(res->id, id, GW_STORE_ID_LEN);
+    if (--r->nleft == 0)
+        req_finish(r);
+}
+
+static size_t dec_len(void)
+{
+    return 12; /* "-2147483648" + NUL */
+}
+
+static bool opt_present(const char *s)
+{
+    return s != NULL && s[0] != '\0';
+}
+
+/* Copies one sealed waybill into a self-contained item with its parameter arrays ready. */
+static int item_new(const struct gw_sealed_waybill *w, struct item **out)
+{
+    const char *strs[5] = {w->origin_branch, w->submitted_by, w->dest_region_code,
+                           w->service_type, w->pickup_day};
+    size_t size = sizeof(struct item), i;
+    struct item *it;
+    char *p;
+
+    *out = NULL;
+    if (!opt_present(w->origin_branch) || !opt_present(w->submitted_by) ||
+        w->dek_wrapped.p == NULL || w->dek_wrapped.n == 0 || w->dek_wrapped.n > INT_MAX)
+        return GW_EINVAL;
+    for (i = 0; i < 5; i++)
+        if (strs[i] != NULL)
+            size += strlen(strs[i]) + 1;
+    size += 4 * dec_len() + 4 * GW_STORE_BIDX_LEN + w->dek_wrapped.n;
+    for (i = 0; i < GW_COL_COUNT; i++) {
+        if (w->ct[i].p == NULL && w->ct[i].n != 0)
+            return GW_EINVAL;
+        if (w->ct[i].n > INT_MAX / 2)
+            return GW_ETOOBIG;
+        size += w->ct[i].n;
+    }
+    it = gw_calloc(1, size);
+    if (it == NULL)
+        return GW_ENOMEM;
+    it->alloc_size = size;
+    memcpy(it->id, w->id, GW_STORE_ID_LEN);
+    memcpy(it->mac, w->content_mac, GW_STORE_MAC_LEN);
+    memcpy(it->wb, w->wb_bidx, GW_STORE_BIDX_LEN);
+    if (w->has_sender_phone_bidx)
+        memcpy(it->sort_phone, w->sender_phone_bidx, GW_STORE_BIDX_LEN);
+    if (w->has_sender_id_bidx)
+        memcpy(it->sort_id, w->sender_id_bidx, GW_STORE_BIDX_LEN);
+    p = (char *)(it + 1);
+
+    /* binary parameters point into the item's own copies above or into the trailing buffer */
+    it->values[0] = (const char *)it->id;
+    it->lengths[0] = GW_STORE_ID_LEN;
+    it->values[1] = (const char *)it->wb;
+    it->lengths[1] = GW_STORE_BIDX_LEN;
+    {
+        static const int idx[5] = {2, 3, 4, 6, 8};
+        for (i = 0; i < 5; i++) {
+            if (!opt_present(strs[i])) {
+                it->values[idx[i]] = NULL;
+                continue;
+            }
+            size_t n = strlen(strs[i]) + 1;
+            memcpy(p, strs[i], n);
+            it->values[idx[i]] = p;
+            p += n;
+        }
+    }
+    {
+        static const int idx[4] = {5, 7, 9, 10};
+        long v[4] = {w->weight_grams, w->security_level, w->kek_version, w->dek_version};
+        for (i = 0; i < 4; i++) {
+            snprintf(p, dec_len(), "%ld", v[i]);
+            it->values[idx[i]] = p;
+            p += dec_len();
+        }
+    }
+    memcpy(p, w->dek_wrapped.p, w->dek_wrapped.n);
+    it->values[11] = p;
+    it->lengths[11] = (int)w->dek_wrapped.n;
+    p += w->dek_wrapped.n;
+    it->values[12] = (const char *)it->mac;
+    it->lengths[12] = GW_STORE_MAC_LEN;
+    {
+        const uint8_t *b[4] = {w->sender_phone_bidx, w->recipient_phone_bidx, w->sender_id_bidx,
+                               w->recipient_id_bidx};
+        bool has[4] = {w->has_sender_phone_bidx, w->has_recipient_phone_bidx,
+                       w->has_sender_id_bidx, w->has_recipient_id_bidx};
+        for (i = 0; i < 4; i++) {
+            if (!has[i]) {
+                it->values[13 + i] = NULL;
+                continue;
+            }
+            memcpy(p, b[i], GW_STORE_BIDX_LEN);
+            it->values[13 + i] = p;
+            it->lengths[13 + i] = GW_STORE_BIDX_LEN;
+            p += GW_STORE_BIDX_LEN;
+        }
+    }
+    for (i = 0; i < GW_COL_COUNT; i++) {
+        if (w->ct[i].p == NULL) {
+            it->values[NFIXED + i] = NULL;
+            continue;
+        }
+        memcpy(p, w->ct[i].p, w->ct[i].n);
+        it->values[NFIXED + i] = p;
+        it->lengths[NFIXED + i] = (int)w->ct[i].n;
+        p += w->ct[i].n;
+    }
+    *out = it;
+    return 0;
+}
+
+/* ---- groups ---- */
+
+static int item_cmp(const void *a, const void *b)
+{
+    const struct item *x = *(struct item *const *)a, *y = *(struct item *const *)b;
+    int c = memcmp(x->sort_phone, y->sort_phone, GW_STORE_BIDX_LEN);
+
+    if (c == 0)
+        c = memcmp(x->sort_id, y->sort_id, GW_STORE_BIDX_LEN);
+    if (c == 0)
+        c = memcmp(x->wb, y->wb, GW_STORE_BIDX_LEN);
+    return c;
+}
+
+static void group_done_cb(void *arg, int err, const struct gw_db_result *res);
+
+/* Sends g as one transaction. Returns 0 or the gw_db_exec error (g is then not sent). */
+static int group_send(struct gw_store *s, struct group *g)
+{
+    size_t i;
+    int rc;
+
+    for (i = 0; i < g->n; i++) {
+        struct gw_db_stmt *st = &s->scratch[i];
+        st->sql = s->insert_sql;
+        st->nparams = NPARAMS;
+        st->values = g->items[i]->values;
+        st->lengths = g->items[i]->lengths;
+        st->formats = s->insert_formats;
+        st->result_format = 1;
+    }
+    rc = gw_db_exec(s->db, s->scratch, (int)g->n, GW_DB_TXN, group_done_cb, g, &g->dbreq);
+    if (rc == 0)
+        s->st.groups++;
+    return rc;
+}
+
+static struct group *group_new(struct gw_store *s, size_t n, bool batch)
+{
+    struct group *g = gw_calloc(1, sizeof(*g) + n * sizeof(struct item *));
+
+    if (g == NULL)
+        return NULL;
+    g->store = s;
+    g->batch = batch;
+    return g;
+}
+
+/* Sorts and sends a new group; on failure resolves its items with the error. */
+static void group_start(struct gw_store *s, struct group *g)
+{
+    size_t i;
+    int rc;
+
+    qsort(g->items, g->n, sizeof(g->items[0]), item_cmp);
+    rc = group_send(s, g);
+    if (rc != 0) {
+        for (i = 0; i < g->n; i++)
+            item_resolve(g->items[i], rc, 0, NULL);
+        gw_free(g);
+        return;
+    }
+    TAILQ_INSERT_TAIL(&s->groups, g, link);
+    s->st.groups_inflight++;
+}
+
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_store *s = arg;
+    unsigned pool = gw_db_pool_size(s->db);
+
+    (void)fd;
+    (void)what;
+    while (!TAILQ_EMPTY(&s->pending) && s->st.groups_inflight < pool) {
+        size_t n = s->st.queued < GW_STORE_GROUP_MAX ? s->st.queued : GW_STORE_GROUP_MAX;
+        struct group *g = group_new(s, n, false);
+        struct item *it;
+
+        if (g == NULL) {
+            it = TAILQ_FIRST(&s->pending);
+            TAILQ_REMOVE(&s->pending, it, link);
+            it->queued = false;
+            s->st.queued--;
+            item_resolve(it, GW_ENOMEM, 0, NULL);
+            continue;
+        }
+        while (g->n < n && (it = TAILQ_FIRST(&s->pending)) != NULL) {
+            TAILQ_REMOVE(&s->pending, it, link);
+            it->queued = false;
+            s->st.queued--;
+            g->items[g->n++] = it;
+        }
+        group_start(s, g);
+    }
+}
+
+/* An item that must go again (zero rows, or an innocent item of a failed group). */
+static void item_again(struct gw_store *s, struct item *it, struct group *follow)
+{
+    if (it->req->cancelled) {
+        item_resolve(it, GW_ECANCELLED, 0, NULL);
+        return;
+    }
+    if (++it->requeues > STORE_REQUEUE_MAX) {
+        item_resolve(it, GW_EUNAVAIL, 0, NULL);
+        return;
+    }
+    s->st.items_requeued++;
+    if (follow != NULL) {
+        follow->items[follow->n++] = it;
+        return;
+    }
+    it->queued = true;
+    TAILQ_INSERT_HEAD(&s->pending, it, link);
+    s->st.queued++;
+}
+
+static bool retryable(const char *sqlstate)
+{
+    return sqlstate != NULL && (strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0);
+}
+
+static void item_outcome(struct item *it, const PGresult *res)
+{
+    const char *created, *id, *mac;
+
+    if (PQnfields(res) != 3 || PQgetlength(res, 0, 0) != 1 ||
+        PQgetlength(res, 0, 1) != GW_STORE_ID_LEN) {
+        item_resolve(it, GW_EINTERNAL, 0, NULL);
+        return;
+    }
+    created = PQgetvalue(res, 0, 0);
+    id = PQgetvalue(res, 0, 1);
+    mac = PQgetvalue(res, 0, 2);
+    if (created[0] != 0) {
+        item_resolve(it, 0, GW_STORE_NEW, (const uint8_t *)id);
+    } else if (PQgetlength(res, 0, 2) == GW_STORE_MAC_LEN &&
+               memcmp(mac, it->mac, GW_STORE_MAC_LEN) == 0) {
+        item_resolve(it, 0, GW_STORE_EXISTING_SAME, (const uint8_t *)id);
+    } else {
+        item_resolve(it, GW_EEXIST, GW_STORE_EXISTING_DIFFERENT, (const uint8_t *)id);
+    }
+}
+
+static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct group *g = arg;
+    struct gw_store *s = g->store;
+    struct group *follow = NULL;
+    size_t i;
+
+    g->dbreq = NULL;
+    if (err == GW_EINTERNAL && retryable(res->sqlstate) && g->attempt == 0) {
+        /* deadlock or serialization failure: the whole group again, once */
+        g->attempt++;
+        s->st.groups_retried++;
+        GW_LOG(GW_LOG_INFO, "db", NULL, "store: group of %zu retried (sqlstate %s)", g->n,
+               res->sqlstate);
+        if (group_send(s, g) == 0)
+            return;
+        err = GW_EUNAVAIL;
+    }
+    TAILQ_REMOVE(&s->groups, g, link);
+    s->st.groups_inflight--;
+    if (g->batch) {
+        follow = group_new(s, g->n, true);
+        /* without memory for a follow-up, items that need another round fail (ENOMEM below) */
+    }
+
+    if (err == 0) {
+        for (i = 0; i < g->n; i++) {
+            const PGresult *r = res->results[i];
+            if (r == NULL) {
+                item_resolve(g->items[i], GW_EINTERNAL, 0, NULL);
+            } else if (PQntuples(r) == 0) {
+                if (g->batch && follow == NULL)
+                    item_resolve(g->items[i], GW_ENOMEM, 0, NULL);
+                else
+                    item_again(s, g->items[i], follow);
+            } else {
+                item_outcome(g->items[i], r);
+            }
+        }
+    } else if (err == GW_EINTERNAL && !retryable(res->sqlstate) && res->failed_stmt >= 0 &&
+               (size_t)res->failed_stmt < g->n) {
+        /* one row refused: it fails alone; the rest were rolled back with it and go again */
+        char idtext[37];
+        gw_store_id_text(g->items[res->failed_stmt]->id, idtext);
+        GW_LOG(GW_LOG_WARN, "db", NULL, "store: record %s refused (sqlstate %s)", idtext,
+               res->sqlstate ? res->sqlstate : "?");
+        for (i = 0; i < g->n; i++) {
+            if (i == (size_t)res->failed_stmt)
+                item_resolve(g->items[i], GW_EINTERNAL, 0, NULL);
+            else if (g->batch && follow == NULL)
+                item_resolve(g->items[i], GW_ENOMEM, 0, NULL);
+            else
+                item_again(s, g->items[i], follow);
+        }
+    } else {
+        if (err == GW_EINTERNAL)
+            err = retryable(res->sqlstate) ? GW_EUNAVAIL : GW_EINTERNAL;
+        for (i = 0; i < g->n; i++)
+            item_resolve(g->items[i], err, 0, NULL);
+    }
+    gw_free(g);
+    if (follow != NULL) {
+        if (follow->n > 0)
+            group_start(s, follow);
+        else
+            gw_free(follow);
+    }
+    schedule_flush(s);
+}
+
+/* ---- public: lifecycle ---- */
+
+struct gw_store *gw_store_new(struct gw_db *db)
+{
+    struct gw_store *s;
+    struct event_base *base = gw_db_base(db);
+    size_t i;
+
+    if (db == NULL || base == NULL)
+        return NULL;
+    s = gw_calloc(1, sizeof(*s));
+    if (s == NULL)
+        return NULL;
+    s->db = db;
+    for (i = 0; i < NPARAMS; i++)
+        s->insert_formats[i] = i < NFIXED ? fixed_formats[i] : 1;
+    TAILQ_INIT(&s->pending);
+    TAILQ_INIT(&s->reqs);
+    TAILQ_INIT(&s->groups);
+    s->insert_sql = build_sql(true);
+    s->get_sql = build_sql(false);
+    s->ev_flush = event_new(base, -1, 0, on_flush, s);
+    if (s->insert_sql == NULL || s->get_sql == NULL || s->ev_flush == NULL) {
+        gw_store_free(s);
+        return NULL;
+    }
+    /* Prepared once per connection: the insert is parsed and planned once, not per waybill.
+     * A failure only costs speed: db.c then sends the text. */
+    if (gw_db_prepare(db, s->insert_sql) != 0 || gw_db_prepare(db, s->get_sql) != 0)
+        GW_LOG(GW_LOG_WARN, "db", NULL, "store: statements not prepared");
+    return s;
+}
+
+void gw_store_free(struct gw_store *s)
+{
+    struct group *g;
+    struct gw_store_req *r;
+
+    if (s == NULL)
+        return;
+    while ((g = TAILQ_FIRST(&s->groups)) != NULL) {
+        TAILQ_REMOVE(&s->groups, g, link);
+        gw_db_cancel(g->dbreq);
+        gw_free(g);
+    }
+    while ((r = TAILQ_FIRST(&s->reqs)) != NULL) {
+        gw_db_cancel(r->dbreq);
+        req_free(r);
+    }
+    if (s->ev_flush != NULL)
+        event_free(s->ev_flush);
+    gw_free(s->insert_sql);
+    gw_free(s->get_sql);
+    gw_free(s);
+}
+
+void gw_store_stats(const struct gw_store *s, struct gw_store_stats *out)
+{
+    if (out == NULL)
+        return;
+    if (s == NULL) {
+        memset(out, 0, sizeof(*out));
+        return;
+    }
+    *out = s->st;
+}
+
+/* ---- public: submits ---- */
+
+static struct gw_store_req *submit_req_new(struct gw_store *s, enum req_kind kind,
+                                           const struct gw_sealed_waybill *w, size_t n, void *arg,
+                                           int *err)
+{
+    struct gw_store_req *r = req_new(s, kind, arg);
+    size_t i;
+
+    *err = GW_ENOMEM;
+    if (r == NULL)
+        return NULL;
+    r->items = gw_calloc(n, sizeof(*r->items));
+    r->results = gw_calloc(n, sizeof(*r->results));
+    if (r->items == NULL || r->results == NULL)
+        goto fail;
+    r->n = n;
+    r->nleft = n;
+    for (i = 0; i < n; i++) {
+        *err = item_new(&w[i], &r->items[i]);
+        if (*err != 0)
+            goto fail;
+        r->items[i]->req = r;
+        r->items[i]->index = i;
+    }
+    *err = 0;
+    return r;
+fail:
+    req_free(r);
+    return NULL;
+}
+
+int gw_store_submit(struct gw_store *s, const struct gw_sealed_waybill *w, gw_store_submit_cb cb,
+                    void *arg, struct gw_store_req **out)
+{
+    struct gw_store_req *r;
+    int err;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || w == NULL)
+        return GW_EINVAL;
+    if (!gw_db_ready(s->db))
+        return GW_EUNAVAIL;
+    if (s->st.queued >= STORE_QUEUE_MAX)
+        return GW_ETOOBIG;
+    r = submit_req_new(s, RK_SUBMIT, w, 1, arg, &err);
+    if (r == NULL)
+        return err;
+    r->cb.submit = cb;
+    r->items[0]->queued = true;
+    TAILQ_INSERT_TAIL(&s->pending, r->items[0], link);
+    s->st.queued++;
+    s->st.submits++;
+    /* Flushed from the loop, after every submit that arrived in this loop pass has queued. */
+    schedule_flush(s);
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+int gw_store_submit_batch(struct gw_store *s, const struct gw_sealed_waybill *items, size_t n,
+                          gw_store_batch_cb cb, void *arg, struct gw_store_req **out)
+{
+    struct gw_store_req *r;
+    struct group *g;
+    size_t i;
+    int err;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || items == NULL || n == 0)
+        return GW_EINVAL;
+    if (n > GW_STORE_GROUP_MAX)
+        return GW_ETOOBIG;
+    if (!gw_db_ready(s->db))
+        return GW_EUNAVAIL;
+    r = submit_req_new(s, RK_BATCH, items, n, arg, &err);
+    if (r == NULL)
+        return err;
+    r->cb.batch = cb;
+    g = group_new(s, n, true);
+    if (g == NULL) {
+        req_free(r);
+        return GW_ENOMEM;
+    }
+    for (i = 0; i < n; i++)
+        g->items[g->n++] = r->items[i];
+    qsort(g->items, g->n, sizeof(g->items[0]), item_cmp);
+    err = group_send(s, g);
+    if (err != 0) {
+        gw_free(g);
+        req_free(r);
+        return err;
+    }
+    TAILQ_INSERT_TAIL(&s->groups, g, link);
+    s->st.groups_inflight++;
+    s->st.submits += n;
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+/* ---- public: simple operations ---- */
+
+static void simple_fail_err(int *err, const struct gw_db_result *res)
+{
+    (void)res;
+    if (*err != 0 && *err != GW_EUNAVAIL)
+        *err = GW_EINTERNAL;
+}
+
+static const uint8_t *bin(const PGresult *res, int col, int len)
+{
+    if (PQgetisnull(res, 0, col) || (len >= 0 && PQgetlength(res, 0, col) != len))
+        return NULL;
+    return (const uint8_t *)PQgetvalue(res, 0, col);
+}
+
+static int32_t get_i32(const PGresult *res, int col)
+{
+    uint32_t v;
+    if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != 4)
+        return 0;
+    memcpy(&v, PQgetvalue(res, 0, col), 4);
+    return (int32_t)ntohl(v);
+}
+
+static int16_t get_i16(const PGresult *res, int col)
+{
+    uint16_t v;
+    if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != 2)
+        return 0;
+    memcpy(&v, PQgetvalue(res, 0, col), 2);
+    return (int16_t)ntohs(v);
+}
+
+static const char *get_str(const PGresult *res, int col)
+{
+    return PQgetisnull(res, 0, col) ? NULL : PQgetvalue(res, 0, col);
+}
+
+static void copy_bidx(const PGresult *res, int col, uint8_t dst[GW_STORE_BIDX_LEN], bool *has)
+{
+    const uint8_t *b = bin(res, col, GW_STORE_BIDX_LEN);
+    *has = b != NULL;
+    if (b != NULL)
+        memcpy(dst, b, GW_STORE_BIDX_LEN);
+}
+
+static void get_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_req *r = arg;
+    struct gw_sealed_waybill w;
+    const PGresult *pr;
+    const uint8_t *b;
+    bool dummy;
+    int i;
+
+    r->dbreq = NULL;
+    simple_fail_err(&err, res);
+    if (err != 0) {
+        r->cb.get(r->arg, err, NULL);
+        goto out;
+    }
+    pr = res->results[0];
+    if (PQntuples(pr) == 0) {
+        r->cb.get(r->arg, GW_ENOTFOUND, NULL);
+        goto out;
+    }
+    memset(&w, 0, sizeof(w));
+    if (PQnfields(pr) != GET_NFIXED + GW_COL_COUNT || (b = bin(pr, 0, GW_STORE_ID_LEN)) == NULL) {
+        r->cb.get(r->arg, GW_EINTERNAL, NULL);
+        goto out;
+    }
+    memcpy(w.id, b, GW_STORE_ID_LEN);
+    w.origin_branch = get_str(pr, 1);
+    w.submitted_by = get_str(pr, 2);
+    w.dest_region_code = get_str(pr, 3);
+    w.weight_grams = get_i32(pr, 4);
+    w.service_type = get_str(pr, 5);
+    w.security_level = get_i16(pr, 6);
+    w.pickup_day = get_str(pr, 7);
+    copy_bidx(pr, 8, w.wb_bidx, &dummy);
+    copy_bidx(pr, 9, w.sender_phone_bidx, &w.has_sender_phone_bidx);
+    copy_bidx(pr, 10, w.recipient_phone_bidx, &w.has_recipient_phone_bidx);
+    copy_bidx(pr, 11, w.sender_id_bidx, &w.has_sender_id_bidx);
+    copy_bidx(pr, 12, w.recipient_id_bidx, &w.has_recipient_id_bidx);
+    w.kek_version = get_i32(pr, 13);
+    w.dek_version = get_i32(pr, 14);
+    w.dek_wrapped.p = (uint8_t *)PQgetvalue(pr, 0, 15);
+    w.dek_wrapped.n = (size_t)PQgetlength(pr, 0, 15);
+    if ((b = bin(pr, 16, GW_STORE_MAC_LEN)) != NULL)
+        memcpy(w.content_mac, b, GW_STORE_MAC_LEN);
+    for (i = 0; i < GW_COL_COUNT; i++) {
+        if (PQgetisnull(pr, 0, GET_NFIXED + i))
+            continue;
+        w.ct[i].p = (uint8_t *)PQgetvalue(pr, 0, GET_NFIXED + i);
+        w.ct[i].n = (size_t)PQgetlength(pr, 0, GET_NFIXED + i);
+    }
+    r->cb.get(r->arg, 0, &w);
+out:
+    req_free(r);
+}
+
+int gw_store_get(struct gw_store *s, const uint8_t wb_bidx[GW_STORE_BIDX_LEN], gw_store_get_cb cb,
+                 void *arg, struct gw_store_req **out)
+{
+    const char *vals[1] = {(const char *)wb_bidx};
+    static const int lens[1] = {GW_STORE_BIDX_LEN}, fmts[1] = {1};
+    struct gw_db_stmt st = {
+        .nparams = 1, .values = vals, .lengths = lens, .formats = fmts, .result_format = 1};
+    struct gw_store_req *r;
+    int err;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || wb_bidx == NULL || cb == NULL)
+        return GW_EINVAL;
+    st.sql = s->get_sql;
+    r = req_new(s, RK_GET, arg);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.get = cb;
+    err = gw_db_exec(s->db, &st, 1, 0, get_done_cb, r, &r->dbreq);
+    if (err != 0) {
+        req_free(r);
+        return err;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+static void segments_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_req *r = arg;
+    struct gw_store_segment *seg = NULL;
+    const PGresult *pr;
+    int i, n;
+
+    r->dbreq = NULL;
+    simple_fail_err(&err, res);
+    if (err != 0) {
+        r->cb.segments(r->arg, err, NULL, 0);
+        goto out;
+    }
+    pr = res->results[0];
+    n = PQntuples(pr);
+    if (n > 0) {
+        seg = gw_calloc((size_t)n, sizeof(*seg));
+        if (seg == NULL) {
+            r->cb.segments(r->arg, GW_ENOMEM, NULL, 0);
+            goto out;
+        }
+    }
+    for (i = 0; i < n; i++) {
+        seg[i].branch = PQgetvalue(pr, i, 0);
+        seg[i].prefix = PQgetvalue(pr, i, 1);
+        seg[i].range_from = strtoll(PQgetvalue(pr, i, 2), NULL, 10);
+        seg[i].range_to = strtoll(PQgetvalue(pr, i, 3), NULL, 10);
+    }
+    r->cb.segments(r->arg, 0, seg, (size_t)n);
+    gw_free(seg);
+out:
+    req_free(r);
+}
+
+int gw_store_load_segments(struct gw_store *s, gw_store_segments_cb cb, void *arg,
+                           struct gw_store_req **out)
+{
+    struct gw_db_stmt st = {
+        .sql = "SELECT branch, prefix, range_from, range_to FROM segment "
+               "ORDER BY prefix, range_from"};
+    struct gw_store_req *r;
+    int err;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || cb == NULL)
+        return GW_EINVAL;
+    r = req_new(s, RK_SEGMENTS, arg);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.segments = cb;
+    err = gw_db_exec(s->db, &st, 1, 0, segments_done_cb, r, &r->dbreq);
+    if (err != 0) {
+        req_free(r);
+        return err;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+static void incident_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_req *r = arg;
+
+    r->dbreq = NULL;
+    simple_fail_err(&err, res);
+    if (err != 0)
+        GW_LOG(GW_LOG_ERROR, "db", NULL, "store: incident not recorded (%s, sqlstate %s)",
+               gw_err_str(err), res->sqlstate ? res->sqlstate : "-");
+    if (r->cb.done != NULL)
+        r->cb.done(r->arg, err);
+    req_free(r);
+}
+
+int gw_store_record_incident(struct gw_store *s, const char *severity, const char *kind,
+                             const char *principal, const char *peer, const char *branch,
+                             const char *detail, const uint8_t *record_id, gw_store_done_cb cb,
+                             void *arg, struct gw_store_req **out)
+{
+    const char *vals[7] = {severity, kind, principal, peer, branch, detail,
+                           (const char *)record_id};
+    static const int lens[7] = {0, 0, 0, 0, 0, 0, GW_STORE_ID_LEN};
+    static const int fmts[7] = {0, 0, 0, 0, 0, 0, 1};
+    struct gw_db_stmt st = {.sql = "INSERT INTO incident (severity, kind, principal, peer, "
+                                   "branch, detail, record_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+                            .nparams = 7,
+                            .values = vals,
+                            .lengths = lens,
+                            .formats = fmts};
+    struct gw_store_req *r;
+    int err;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || severity == NULL || kind == NULL)
+        return GW_EINVAL;
+    r = req_new(s, RK_INCIDENT, arg);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.done = cb;
+    err = gw_db_exec(s->db, &st, 1, 0, incident_done_cb, r, &r->dbreq);
+    if (err != 0) {
+        req_free(r);
+        return err;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+/* ---- public: cancel ---- */
+
+void gw_store_cancel(struct gw_store_req *r)
+{
+    struct gw_store *s;
+    size_t i, n;
+
+    if (r == NULL || r->cancelled)
+        return;
+    s = r->store;
+    r->cancelled = true;
+    if (r->kind != RK_SUBMIT && r->kind != RK_BATCH) {
+        gw_db_cancel(r->dbreq);
+        req_free(r);
+        return;
+    }
+    /* Queued items leave now; items in a group in flight are resolved (silently) when it ends.
+     * The last resolution frees r. */
+    n = r->n;
+    for (i = 0; i < n; i++) {
+        struct item *it = r->items[i];
+        bool last;
+        if (!it->queued)
+            continue;
+        TAILQ_REMOVE(&s->pending, it, link);
+        it->queued = false;
+        s->st.queued--;
+        last = r->nleft == 1;
+        item_resolve(it, GW_ECANCELLED, 0, NULL);
+        if (last)
+            return; /* r is freed */
+    }
+}

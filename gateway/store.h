@@ -1,0 +1,152 @@
+/* store.h: the SQL layer for waybills, segments and incidents, asynchronous over db.h; the only
+ * module that holds waybill SQL. Nothing here sees clear PII: a waybill arrives sealed (ciphertexts,
+ * blind indexes, wrapped data key) with its operational fields in clear.
+ *
+ * Every call copies what it needs: the caller's buffers may be freed once the call returns.
+ * Every call returns a handle that gw_store_cancel() cancels: after cancel the callback never
+ * runs. A handle is valid until its callback starts or until gw_store_cancel returns.
+ * Callbacks never run from inside the call that started the operation. */
+#ifndef GW_STORE_H
+#define GW_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "record.h"
+
+struct gw_db;
+struct gw_store;
+struct gw_store_req;
+
+#define GW_STORE_ID_LEN 16   /* record id: a UUID's 16 bytes */
+#define GW_STORE_BIDX_LEN 16 /* blind index */
+#define GW_STORE_MAC_LEN 32  /* content MAC */
+#define GW_STORE_GROUP_MAX 256
+
+/* A sealed waybill, as stored. Strings are NUL-terminated; for submit, NULL or "" means SQL NULL
+ * for the optional ones (dest_region_code, service_type, pickup_day). ct[i].p == NULL means the
+ * field is absent (SQL NULL). For gw_store_get the pointers point into the result and are valid
+ * only during the callback. */
+struct gw_sealed_waybill {
+    uint8_t id[GW_STORE_ID_LEN];
+    /* clear operational fields (not PII) */
+    const char *origin_branch;    /* required */
+    const char *submitted_by;     /* principal name, required */
+    const char *dest_region_code; /* 6-digit division code or NULL/"" */
+    int32_t weight_grams;
+    const char *service_type;     /* NULL/"" = none */
+    int16_t security_level;
+    const char *pickup_day;       /* "YYYY-MM-DD" or NULL/"" */
+    /* blind indexes */
+    uint8_t wb_bidx[GW_STORE_BIDX_LEN];
+    uint8_t sender_phone_bidx[GW_STORE_BIDX_LEN];
+    uint8_t recipient_phone_bidx[GW_STORE_BIDX_LEN];
+    uint8_t sender_id_bidx[GW_STORE_BIDX_LEN];
+    uint8_t recipient_id_bidx[GW_STORE_BIDX_LEN];
+    bool has_sender_phone_bidx;
+    bool has_recipient_phone_bidx;
+    bool has_sender_id_bidx;
+    bool has_recipient_id_bidx;
+    /* keys and integrity */
+    int32_t kek_version;
+    int32_t dek_version;
+    struct gw_bytes dek_wrapped;
+    uint8_t content_mac[GW_STORE_MAC_LEN];
+    /* ciphertexts, indexed by enum gw_col */
+    struct gw_bytes ct[GW_COL_COUNT];
+};
+
+enum gw_store_outcome {
+    GW_STORE_NEW = 1,             /* stored under the submitted id */
+    GW_STORE_EXISTING_SAME,       /* same number, same content_mac: idempotent retry; id = stored id */
+    GW_STORE_EXISTING_DIFFERENT,  /* same number, other content: err == GW_EEXIST */
+};
+
+/* One waybill's outcome. err: 0 (NEW or EXISTING_SAME), GW_EEXIST (EXISTING_DIFFERENT),
+ * GW_EUNAVAIL (database down, or deadlock/serialization failure twice: the waybill may or may
+ * not be stored; a retry by the client is safe), GW_EINTERNAL (the database refused this row),
+ * GW_ENOMEM. outcome and id are meaningful when err is 0 or GW_EEXIST. */
+struct gw_store_result {
+    int err;
+    enum gw_store_outcome outcome;
+    uint8_t id[GW_STORE_ID_LEN];
+};
+
+typedef void (*gw_store_submit_cb)(void *arg, const struct gw_store_result *r);
+/* r[i] is the outcome of items[i]; r is valid only during the callback. */
+typedef void (*gw_store_batch_cb)(void *arg, const struct gw_store_result *r, size_t n);
+/* err: 0 (w valid during the callback), GW_ENOTFOUND, GW_EUNAVAIL, GW_EINTERNAL. */
+typedef void (*gw_store_get_cb)(void *arg, int err, const struct gw_sealed_waybill *w);
+
+struct gw_store_segment {
+    const char *branch;
+    const char *prefix;
+    int64_t range_from; /* inclusive */
+    int64_t range_to;   /* inclusive */
+};
+/* err: 0 (seg[0..n) valid during the callback), GW_EUNAVAIL, GW_EINTERNAL. */
+typedef void (*gw_store_segments_cb)(void *arg, int err, const struct gw_store_segment *seg, size_t n);
+/* err: 0, GW_EUNAVAIL, GW_EINTERNAL. */
+typedef void (*gw_store_done_cb)(void *arg, int err);
+
+/* Counters since gw_store_new (for tests and metrics). */
+struct gw_store_stats {
+    uint64_t submits;       /* waybills accepted by gw_store_submit / _batch */
+    uint64_t groups;        /* insert transactions sent (each is one commit) */
+    uint64_t groups_retried;/* after a deadlock or serialization failure */
+    uint64_t items_requeued;/* zero-row outcomes (a concurrent insert of the same number) */
+    uint64_t queued;        /* single submits waiting for a group now */
+    uint64_t groups_inflight;
+};
+
+/* Creates the store over db (which must outlive it); registers its statements with
+ * gw_db_prepare. Returns NULL on allocation failure. */
+struct gw_store *gw_store_new(struct gw_db *db);
+/* Drops every operation without callbacks. NULL-safe. Not from inside a store callback. */
+void gw_store_free(struct gw_store *store);
+
+/* Stores one waybill, idempotently on its wb_bidx. Group commit: submits wait in the store and
+ * are sent together, up to GW_STORE_GROUP_MAX per transaction, whenever fewer than
+ * gw_db_pool_size() insert transactions are in flight; cb runs only after the transaction that
+ * holds the waybill committed (or failed). Returns 0 and a handle in *out (may be NULL);
+ * GW_EUNAVAIL (no database connection), GW_ETOOBIG (too many waiting), GW_EINVAL, GW_ENOMEM:
+ * then cb will not run. */
+int gw_store_submit(struct gw_store *store, const struct gw_sealed_waybill *w,
+                    gw_store_submit_cb cb, void *arg, struct gw_store_req **out) GW_MUST_CHECK;
+
+/* Stores n waybills (1..GW_STORE_GROUP_MAX) in one transaction, outcomes per item. Items that
+ * meet a concurrent insert of the same number, and the other items when one row is refused by
+ * the database, are retried transparently in a follow-up transaction. Returns as gw_store_submit. */
+int gw_store_submit_batch(struct gw_store *store, const struct gw_sealed_waybill *items, size_t n,
+                          gw_store_batch_cb cb, void *arg,
+                          struct gw_store_req **out) GW_MUST_CHECK;
+
+/* Reads the sealed row whose waybill-number blind index is wb_bidx. */
+int gw_store_get(struct gw_store *store, const uint8_t wb_bidx[GW_STORE_BIDX_LEN],
+                 gw_store_get_cb cb, void *arg, struct gw_store_req **out) GW_MUST_CHECK;
+
+/* Reads every issued segment (branch, prefix, range). */
+int gw_store_load_segments(struct gw_store *store, gw_store_segments_cb cb, void *arg,
+                           struct gw_store_req **out) GW_MUST_CHECK;
+
+/* Records a security incident (Art. 17). severity: "low", "medium", "high" or "critical"; kind:
+ * a machine-readable word; principal, peer, branch, detail may be NULL and must never hold PII
+ * (refer to a waybill by record_id). record_id may be NULL. cb may be NULL. */
+int gw_store_record_incident(struct gw_store *store, const char *severity, const char *kind,
+                             const char *principal, const char *peer, const char *branch,
+                             const char *detail, const uint8_t *record_id,
+                             gw_store_done_cb cb, void *arg,
+                             struct gw_store_req **out) GW_MUST_CHECK;
+
+/* Cancels any store operation; its callback never runs. A submit still waiting in the store is
+ * dropped; one already sent is committed or not by the server, silently. NULL-safe. */
+void gw_store_cancel(struct gw_store_req *req);
+
+void gw_store_stats(const struct gw_store *store, struct gw_store_stats *out);
+
+/* The record id as the canonical 36-character UUID text (buf of at least 37 bytes), for logs. */
+void gw_store_id_text(const uint8_t id[GW_STORE_ID_LEN], char buf[37]);
+
+#endif

@@ -1,0 +1,36 @@
+/* text.h: code-point level helpers for the pure domain modules (validation, masking): strict
+ * UTF-8 decoding one code point at a time, and the "safe text" rule applied to every string
+ * field of a waybill.
+ *
+ * Contract: pure, no allocation; rule texts are constants and never quote the input. */
+#ifndef GW_TEXT_H
+#define GW_TEXT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+/* Decodes the code point at s (n > 0 bytes available). Returns the sequence length (1-4) and
+ * sets *cp, or 0 when the bytes are not well-formed UTF-8 (overlong forms, surrogates, values
+ * above U+10FFFF, truncated or stray continuation bytes are all refused). */
+size_t gw_text_decode(const char *s, size_t n, uint32_t *cp);
+
+/* True for code points a stored text field may not contain: C0 controls (U+0000-U+001F, tab
+ * and newlines included), DEL, C1 controls (U+0080-U+009F), the line and paragraph separators
+ * (U+2028, U+2029), bidirectional embedding/override/isolate controls (U+202A-U+202E,
+ * U+2066-U+2069, which can make a displayed value differ from the stored one), and U+FEFF. */
+bool gw_text_forbidden_cp(uint32_t cp);
+
+/* Checks s[0..n) is valid UTF-8 without forbidden code points, at most max_bytes long.
+ * Sets *chars (may be NULL) to the number of code points. Returns 0, or GW_EINVAL with *rule
+ * ("must be valid UTF-8", "must not contain control characters", "is too long (at most N
+ * bytes)" where the bound comes from the caller via too_long_rule). */
+GW_MUST_CHECK int gw_text_check(const char *s, size_t n, size_t max_bytes,
+                                const char *too_long_rule, size_t *chars, const char **rule);
+
+/* True when s[0..n) is empty or only ASCII spaces. */
+bool gw_text_blank(const char *s, size_t n);
+
+#endif

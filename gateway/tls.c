@@ -1,0 +1,236 @@
+/* tls.c: the SSL_CTX of the mTLS listener and the certificate -> principal mapping. The only
+ * file that includes OpenSSL's TLS headers. Invariant: a handshake completes only with TLS >= 1.2,
+ * an AEAD ECDHE suite, ALPN h2 and a client certificate that chains to tls_client_ca and (when a
+ * CRL is configured) is not revoked. */
+#include "tls.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
+
+#include "alloc.h"
+#include "call.h"
+#include "config.h"
+
+struct gw_tls {
+    SSL_CTX *ctx;
+};
+
+static const char tls12_ciphers[] = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:"
+                                    "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305:"
+                                    "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256";
+static const char tls13_suites[] =
+    "TLS_AES_256_GCM_SHA384:TLS_CHACHA20_POLY1305_SHA256:TLS_AES_128_GCM_SHA256";
+
+static void set_err(char *err, size_t errlen, const char *what, const char *path)
+{
+    unsigned long e = ERR_get_error();
+    char reason[160] = "no detail";
+
+    if (e != 0)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    ERR_clear_error();
+    snprintf(err, errlen, "tls: %s%s%s: %s", what, path ? " " : "", path ? path : "", reason);
+}
+
+static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                          const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char h2[] = {2, 'h', '2'};
+    unsigned char *sel = NULL;
+
+    (void)ssl;
+    (void)arg;
+    if (SSL_select_next_proto(&sel, outlen, h2, sizeof(h2), in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+/* Refuses a ClientHello that carries no ALPN extension at all (the select callback only runs
+ * when the extension is present). */
+static int client_hello_cb(SSL *ssl, int *al, void *arg)
+{
+    const unsigned char *ext = NULL;
+    size_t extlen = 0;
+
+    (void)arg;
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation,
+                                   &ext, &extlen)) {
+        *al = SSL_AD_NO_APPLICATION_PROTOCOL;
+        return SSL_CLIENT_HELLO_ERROR;
+    }
+    return SSL_CLIENT_HELLO_SUCCESS;
+}
+
+struct gw_tls *gw_tls_new(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    struct gw_tls *t = NULL;
+    SSL_CTX *ctx = NULL;
+    STACK_OF(X509_NAME) *cas = NULL;
+
+    ERR_clear_error();
+    ctx = SSL_CTX_new(TLS_server_method());
+    if (ctx == NULL) {
+        set_err(err, errlen, "cannot create context", NULL);
+        goto fail;
+    }
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_cipher_list(ctx, tls12_ciphers) ||
+        !SSL_CTX_set_ciphersuites(ctx, tls13_suites) ||
+        !SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384")) {
+        set_err(err, errlen, "cannot set protocol policy", NULL);
+        goto fail;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                 SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_num_tickets(ctx, 0);
+
+    if (SSL_CTX_use_certificate_chain_file(ctx, cfg->tls_cert) != 1) {
+        set_err(err, errlen, "cannot load certificate", cfg->tls_cert);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, cfg->tls_key, SSL_FILETYPE_PEM) != 1) {
+        set_err(err, errlen, "cannot load private key", cfg->tls_key);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        set_err(err, errlen, "private key does not match certificate", cfg->tls_key);
+        goto fail;
+    }
+    if (SSL_CTX_load_verify_locations(ctx, cfg->tls_client_ca, NULL) != 1) {
+        set_err(err, errlen, "cannot load client CA", cfg->tls_client_ca);
+        goto fail;
+    }
+    cas = SSL_load_client_CA_file(cfg->tls_client_ca);
+    if (cas == NULL) {
+        set_err(err, errlen, "no CA names in", cfg->tls_client_ca);
+        goto fail;
+    }
+    SSL_CTX_set_client_CA_list(ctx, cas); /* takes ownership */
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_verify_depth(ctx, 4);
+
+    if (cfg->tls_crl != NULL && cfg->tls_crl[0] != '\0') {
+        X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+        X509_LOOKUP *lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+        if (lu == NULL || X509_load_crl_file(lu, cfg->tls_crl, X509_FILETYPE_PEM) <= 0) {
+            set_err(err, errlen, "cannot load CRL", cfg->tls_crl);
+            goto fail;
+        }
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    }
+    SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
+    SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
+
+    t = gw_calloc(1, sizeof(*t));
+    if (t == NULL) {
+        snprintf(err, errlen, "tls: out of memory");
+        goto fail;
+    }
+    t->ctx = ctx;
+    return t;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+void gw_tls_free(struct gw_tls *t)
+{
+    if (t == NULL)
+        return;
+    SSL_CTX_free(t->ctx);
+    gw_free(t);
+}
+
+struct ssl_st *gw_tls_ssl_new(struct gw_tls *t)
+{
+    return SSL_new(t->ctx);
+}
+
+void gw_tls_ssl_free(struct ssl_st *ssl)
+{
+    SSL_free(ssl);
+}
+
+bool gw_tls_alpn_is_h2(const struct ssl_st *ssl)
+{
+    const unsigned char *p = NULL;
+    unsigned int n = 0;
+
+    SSL_get0_alpn_selected(ssl, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0;
+}
+
+static bool name_char_ok(unsigned char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == '-';
+}
+
+/* Copies the single entry nid of name into out. Returns 0, 1 when absent, or GW_EAUTH. */
+static int subject_field(const X509_NAME *name, int nid, char *out, size_t outlen)
+{
+    int idx = X509_NAME_get_index_by_NID(name, nid, -1);
+    unsigned char *utf8 = NULL;
+    int n, rc = GW_EAUTH;
+
+    out[0] = '\0';
+    if (idx < 0)
+        return 1;
+    if (X509_NAME_get_index_by_NID(name, nid, idx) >= 0)
+        return GW_EAUTH; /* repeated: ambiguous */
+    n = ASN1_STRING_to_UTF8(&utf8, X509_NAME_ENTRY_get_data(X509_NAME_get_entry(name, idx)));
+    if (n <= 0 || (size_t)n >= outlen)
+        goto out;
+    for (int i = 0; i < n; i++)
+        if (!name_char_ok(utf8[i]))
+            goto out;
+    memcpy(out, utf8, (size_t)n);
+    out[n] = '\0';
+    rc = 0;
+out:
+    OPENSSL_free(utf8);
+    return rc;
+}
+
+int gw_tls_peer_principal(const struct ssl_st *ssl, struct gw_principal *out)
+{
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+    const X509_NAME *subj;
+
+    memset(out, 0, sizeof(*out));
+    if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
+        return GW_EAUTH;
+    subj = X509_get_subject_name(cert);
+    if (subject_field(subj, NID_commonName, out->name, sizeof(out->name)) != 0 ||
+        subject_field(subj, NID_organizationalUnitName, out->role, sizeof(out->role)) != 0 ||
+        subject_field(subj, NID_localityName, out->branch, sizeof(out->branch)) < 0) {
+        memset(out, 0, sizeof(*out));
+        return GW_EAUTH;
+    }
+    out->authenticated = true;
+    return 0;
+}
+
+const char *gw_tls_version(const struct ssl_st *ssl)
+{
+    return SSL_get_version(ssl);
+}
+
+void gw_tls_error_string(unsigned long e, char *buf, size_t len)
+{
+    if (len == 0)
+        return;
+    if (e == 0) {
+        snprintf(buf, len, "unknown");
+        return;
+    }
+    ERR_error_string_n(e, buf, len);
+}

@@ -1,0 +1,45 @@
+/* tls.h: the server's TLS context (the only module that includes OpenSSL's TLS headers).
+ * Policy: TLS 1.2 minimum (1.3 preferred), ECDHE with AES-GCM or ChaCha20-Poly1305 only, ALPN
+ * must select "h2" (a client offering no h2 fails the handshake), client certificates are
+ * required and verified against tls_client_ca, and the CRL in tls_crl (when configured) is
+ * checked for every certificate of the chain. Session resumption is off, so every connection
+ * is verified against the current CRL. */
+#ifndef GW_TLS_H
+#define GW_TLS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+
+struct ssl_st;
+struct gw_config;
+struct gw_principal;
+struct gw_tls;
+
+/* Builds the context from cfg (reads tls_cert, tls_key, tls_client_ca, tls_crl). Returns NULL
+ * on failure with one line in err naming the file and the problem. Free with gw_tls_free. */
+struct gw_tls *gw_tls_new(const struct gw_config *cfg, char *err, size_t errlen);
+void gw_tls_free(struct gw_tls *t);
+
+/* A new server-side SSL for one connection, or NULL. The caller owns it (gw_tls_ssl_free), until
+ * it hands it to a bufferevent created with BEV_OPT_CLOSE_ON_FREE, which then frees it. */
+struct ssl_st *gw_tls_ssl_new(struct gw_tls *t);
+void gw_tls_ssl_free(struct ssl_st *ssl);
+
+/* True when the completed handshake negotiated ALPN "h2". */
+bool gw_tls_alpn_is_h2(const struct ssl_st *ssl);
+
+/* The principal of the verified peer certificate: CN -> name, OU -> role, L -> branch ("" if
+ * absent). Returns 0, or GW_EAUTH when there is no verified certificate, when CN or OU is missing
+ * or repeated, or when a value is empty, too long or has characters outside [A-Za-z0-9_.-]. */
+int gw_tls_peer_principal(const struct ssl_st *ssl, struct gw_principal *out) GW_MUST_CHECK;
+
+/* "TLSv1.3" etc., for logs. */
+const char *gw_tls_version(const struct ssl_st *ssl);
+
+/* Describes an OpenSSL error code (e.g. from bufferevent_get_openssl_error) for logs; 0 gives
+ * "unknown". Writes a NUL-terminated string into buf. */
+void gw_tls_error_string(unsigned long e, char *buf, size_t len);
+
+#endif

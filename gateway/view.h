@@ -1,0 +1,37 @@
+/* view.h: what each role sees of each encrypted field (SPEC §3), and the rendering of one field
+ * in that mode. The policy here is the built-in default, deny by default: a (role, field) pair
+ * not listed is omitted. The principals issue replaces gw_view_policy's table with a policy
+ * file; gw_view_render stays.
+ * Pure: no I/O, no logging; the only allocation is the caller's buffer. */
+#ifndef GW_VIEW_H
+#define GW_VIEW_H
+
+#include <stddef.h>
+
+#include "crypto.h"
+#include "err.h"
+#include "record.h"
+
+enum gw_view_mode {
+    GW_VIEW_OMIT = 0, /* empty string / zero */
+    GW_VIEW_CLEAR,    /* the value itself */
+    GW_VIEW_MASK,     /* mask.h rendering for the field's kind */
+    GW_VIEW_TOKEN,    /* keyed deterministic token (crypto.h), correlates without revealing */
+};
+
+/* The mode of field col for role (NULL or unknown role: every field GW_VIEW_OMIT). */
+enum gw_view_mode gw_view_policy(const char *role, enum gw_col col);
+
+/* Bytes that always suffice for rendering an n-byte value in any mode. */
+#define GW_VIEW_BOUND(n) ((n) + 16 + GW_CRYPTO_TOKEN_LEN + 1)
+
+/* Renders value (n bytes, the field's clear text) in mode into out (outsz bytes,
+ * NUL-terminated) and *outlen (may be NULL). Masking by kind: names keep the surname, phones
+ * the first digit and last four, ID numbers the first and last character, address details and
+ * every other field become "****" (an empty value stays empty). Tokens are computed with cx and
+ * token_key over the field name. Returns 0, GW_ETOOBIG, GW_EINVAL or GW_ECRYPTO. */
+int gw_view_render(struct gw_crypto *cx, const uint8_t token_key[GW_CRYPTO_KEY_LEN],
+                   enum gw_col col, enum gw_view_mode mode, const char *value, size_t n,
+                   char *out, size_t outsz, size_t *outlen) GW_MUST_CHECK;
+
+#endif

@@ -1,0 +1,196 @@
+/* waybillno.c: the waybill-number grammar (PREFIX letters + NUMERIC digits) and segment
+ * membership. Pure: no allocation, no state. Numeric parts are at most 18 digits, so every value
+ * handled here is in [0, 10^18) and arithmetic cannot overflow int64_t. */
+#include "waybillno.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static bool is_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static bool is_alpha(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static char upper(char c)
+{
+    return (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+}
+
+/* Leading letters into prefix_out (upper-cased); returns their count or -1 when > 6. */
+static int read_prefix(const char *s, size_t n, char *prefix_out)
+{
+    size_t i = 0;
+    while (i < n && is_alpha(s[i])) {
+        if (i == GW_WAYBILLNO_PREFIX_MAX)
+            return -1;
+        if (prefix_out)
+            prefix_out[i] = upper(s[i]);
+        i++;
+    }
+    if (prefix_out)
+        prefix_out[i] = '\0';
+    return (int)i;
+}
+
+/* 1..18 digits -> value; -1 when empty, too long or not all digits. */
+static int64_t read_number(const char *s, size_t n)
+{
+    int64_t v = 0;
+    if (n == 0 || n > GW_WAYBILLNO_DIGITS_MAX)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        if (!is_digit(s[i]))
+            return -1;
+        v = v * 10 + (s[i] - '0');
+    }
+    return v;
+}
+
+int gw_waybillno_parse_ex(const char *s, size_t n, char prefix_out[GW_WAYBILLNO_PREFIX_MAX + 1],
+                          int64_t *numeric, size_t *ndigits, const char **rule)
+{
+    const char *dummy;
+    char pfx[GW_WAYBILLNO_PREFIX_MAX + 1];
+    int np;
+    int64_t v;
+
+    if (!rule)
+        rule = &dummy;
+    if (!s || n < GW_WAYBILLNO_MIN || n > GW_WAYBILLNO_MAX) {
+        *rule = "must be 10 to 20 ASCII letters and digits";
+        return GW_EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (!is_digit(s[i]) && !is_alpha(s[i])) {
+            *rule = "must be 10 to 20 ASCII letters and digits";
+            return GW_EINVAL;
+        }
+    }
+    np = read_prefix(s, n, pfx);
+    if (np < 0) {
+        *rule = "letter prefix must be at most 6 letters";
+        return GW_EINVAL;
+    }
+    for (size_t i = (size_t)np; i < n; i++) {
+        if (!is_digit(s[i])) {
+            *rule = "letters are allowed only as a prefix before the digits";
+            return GW_EINVAL;
+        }
+    }
+    v = read_number(s + np, n - (size_t)np);
+    if (v < 0) {
+        *rule = "numeric part must be 1 to 18 digits";
+        return GW_EINVAL;
+    }
+    if (prefix_out)
+        memcpy(prefix_out, pfx, (size_t)np + 1);
+    if (numeric)
+        *numeric = v;
+    if (ndigits)
+        *ndigits = n - (size_t)np;
+    return 0;
+}
+
+int gw_waybillno_parse(const char *s, size_t n, char prefix_out[GW_WAYBILLNO_PREFIX_MAX + 1],
+                       int64_t *numeric)
+{
+    return gw_waybillno_parse_ex(s, n, prefix_out, numeric, NULL, NULL);
+}
+
+int gw_waybillno_normalize(const char *s, size_t n, char out[GW_WAYBILLNO_MAX + 1], size_t *outlen)
+{
+    if (gw_waybillno_parse_ex(s, n, NULL, NULL, NULL, NULL) != 0)
+        return GW_EINVAL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = upper(s[i]);
+    out[n] = '\0';
+    if (outlen)
+        *outlen = n;
+    return 0;
+}
+
+bool gw_segment_find(const struct gw_segment *segs, size_t count, const char *branch,
+                     const char *prefix, int64_t numeric)
+{
+    if (!segs || !branch || !branch[0] || !prefix)
+        return false;
+    for (size_t i = 0; i < count; i++) {
+        const struct gw_segment *g = &segs[i];
+        if (g->branch && strcmp(g->branch, branch) == 0 && strcmp(g->prefix, prefix) == 0 &&
+            numeric >= g->from && numeric <= g->to)
+            return true;
+    }
+    return false;
+}
+
+bool gw_segment_overlaps(const struct gw_segment *a, const struct gw_segment *b)
+{
+    return strcmp(a->prefix, b->prefix) == 0 && a->from <= b->to && b->from <= a->to;
+}
+
+int gw_segment_parse_text(const char *s, size_t n, char prefix_out[GW_WAYBILLNO_PREFIX_MAX + 1],
+                          int64_t *from, int64_t *to, const char **rule)
+{
+    const char *dummy;
+    const char *colon, *dash;
+    char pfx[GW_WAYBILLNO_PREFIX_MAX + 1];
+    int np;
+    int64_t f, t;
+
+    if (!rule)
+        rule = &dummy;
+    colon = s ? memchr(s, ':', n) : NULL;
+    if (!colon) {
+        *rule = "segment must be written PREFIX:FROM-TO";
+        return GW_EINVAL;
+    }
+    size_t plen = (size_t)(colon - s);
+    np = read_prefix(s, plen, pfx);
+    if (np < 0 || (size_t)np != plen) {
+        *rule = "segment prefix must be 0 to 6 ASCII letters";
+        return GW_EINVAL;
+    }
+    const char *r = colon + 1;
+    size_t rlen = n - plen - 1;
+    dash = memchr(r, '-', rlen);
+    if (!dash) {
+        *rule = "segment must be written PREFIX:FROM-TO";
+        return GW_EINVAL;
+    }
+    f = read_number(r, (size_t)(dash - r));
+    t = read_number(dash + 1, rlen - (size_t)(dash - r) - 1);
+    if (f < 0 || t < 0) {
+        *rule = "segment bounds must be 1 to 18 digits";
+        return GW_EINVAL;
+    }
+    if (f > t) {
+        *rule = "segment start must not exceed its end";
+        return GW_EINVAL;
+    }
+    if (prefix_out)
+        memcpy(prefix_out, pfx, (size_t)np + 1);
+    if (from)
+        *from = f;
+    if (to)
+        *to = t;
+    return 0;
+}
+
+int gw_segment_format(const char *prefix, int64_t from, int64_t to, char *out, size_t outsz)
+{
+    size_t np = prefix ? strlen(prefix) : 0;
+    if (np > GW_WAYBILLNO_PREFIX_MAX || from < 0 || from > to || to > 999999999999999999LL)
+        return GW_EINVAL;
+    for (size_t i = 0; i < np; i++)
+        if (prefix[i] < 'A' || prefix[i] > 'Z')
+            return GW_EINVAL;
+    int w = snprintf(out, outsz, "%s:%lld-%lld", np ? prefix : "", (long long)from, (long long)to);
+    if (w < 0 || (size_t)w >= outsz)
+        return GW_ETOOBIG;
+    return 0;
+}

@@ -1,0 +1,459 @@
+#!/usr/bin/env bash
+# tests/bench/run.sh: the intake benchmark, with its baselines in the same run (issue 3).
+#
+#   tests/bench/run.sh [DIR]            full run (~2 minutes): baselines, then the gateway; prints
+#                                       the figures and rewrites docs/performance.md
+#   tests/bench/run.sh --smoke [DIR]    a few seconds with small counts: proves the harness works;
+#                                       exits non-zero if any call failed; writes no document
+#   tests/bench/run.sh --baseline-only [DIR]   only the pgbench baselines (no gateway needed)
+#
+# DIR is a dev stack (deploy/devstack up DIR; its DIR/env is read). Without DIR a throw-away stack
+# is started under a temporary directory and removed afterwards (needs a build: WAYGATE_BUILD,
+# default ./build); WAYGATE_BENCH_DIR stands for DIR when none is given. With --baseline-only and
+# no DIR, WAYGATE_PGURI must name a database.
+#
+# What runs, all against the same PostgreSQL:
+#   (a1) pgbench, 16 clients, one row per transaction, into bench_baseline: a table created
+#        LIKE the gateway's `waybill` table (same columns, same indexes) with pre-encrypted bytes
+#        (random bytea of the sizes the gateway's sealed fields have: plaintext + 30 bytes);
+#   (a2) pgbench, 8 clients, 50 rows per transaction sent in one pipeline (\startpipeline);
+#   (b)  wgload (tests/bench/wgload.c) through the real mTLS listener as courier_a: Submit at 16,
+#        64 and 128 concurrent streams and SubmitBatch of 100, ~10 s each after a 1 s warm-up.
+# Waybill numbers come from segment A, above the middle of it (integration tests use the low end);
+# the next unused number is kept in DIR/bench-next so that repeated runs never resubmit one.
+#
+# Environment overrides: BENCH_DURATION (s, default 10), BENCH_A1_CLIENTS (16),
+# BENCH_A2_CLIENTS (8), BENCH_CONF ("label:conns:streams:batch ..." for the gateway runs),
+# WGLOAD (path of the wgload binary), WAYGATE_BUILD (build directory), WAYGATE_PGBIN.
+# Not part of the test suite: only --smoke may be (ctest -L smoke with -DWAYGATE_BENCH_SMOKE=ON).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+PGBIN=${WAYGATE_PGBIN:-/usr/lib/postgresql/15/bin}
+MODE=full
+DIR=
+DOC=$ROOT/docs/performance.md
+
+die() { echo "bench: $*" >&2; exit 2; }
+say() { echo "bench: $*" >&2; }
+
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+    --smoke) MODE=smoke ;;
+    --baseline-only) MODE=baseline ;;
+    --doc) DOC=$2; shift ;;
+    -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -*) die "unknown option $1" ;;
+    *) DIR=$1 ;;
+    esac
+    shift
+done
+DIR=${DIR:-${WAYGATE_BENCH_DIR:-}}
+export PGOPTIONS='-c client_min_messages=warning'
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
+
+if [[ $MODE == smoke ]]; then
+    DUR=${BENCH_DURATION:-1}
+else
+    DUR=${BENCH_DURATION:-10}
+fi
+A1_CLIENTS=${BENCH_A1_CLIENTS:-16}
+A2_CLIENTS=${BENCH_A2_CLIENTS:-8}
+A2_ROWS=50
+BUILD=${WAYGATE_BUILD:-$ROOT/build}
+[[ -d $BUILD ]] && BUILD=$(cd "$BUILD" && pwd)
+
+WORK=$(mktemp -d /tmp/wgbench.XXXXXX)
+OWN_STACK=
+cleanup() {
+    local rc=$?
+    if [[ -n $OWN_STACK ]]; then
+        WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" down "$OWN_STACK" >/dev/null 2>&1 || true
+        rm -rf "$OWN_STACK"
+    fi
+    if [[ -n ${PGURI:-} && -n ${BASELINE_CREATED:-} ]]; then
+        "$PGBIN/psql" -X -q -d "$PGURI" -c 'DROP TABLE IF EXISTS bench_baseline' >/dev/null 2>&1 || true
+    fi
+    rm -rf "$WORK"
+    exit $rc
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---------------------------------------------------------------- the stack
+if [[ -z $DIR && $MODE != baseline ]]; then
+    OWN_STACK=$(mktemp -d /tmp/wgbench-stack.XXXXXX)
+    say "starting a throw-away dev stack under $OWN_STACK"
+    WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" up "$OWN_STACK" >"$WORK/devstack.log" 2>&1 ||
+        { cat "$WORK/devstack.log" >&2; die "deploy/devstack up failed"; }
+    DIR=$OWN_STACK
+fi
+if [[ -n $DIR ]]; then
+    [[ -f $DIR/env ]] || die "$DIR/env not found (deploy/devstack up $DIR)"
+    # shellcheck disable=SC1091
+    . "$DIR/env"
+fi
+PGURI=${WAYGATE_PGURI:-}
+[[ -n $PGURI ]] || die "no database: give a dev stack DIR or set WAYGATE_PGURI"
+# The cluster's superuser on the same socket, for CHECKPOINT between runs (optional).
+ADMIN_URI=$(sed -E 's/([?&])user=[^&]*/\1user=postgres/' <<<"$PGURI")
+PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$PGURI")
+
+checkpoint() { "$PGBIN/psql" -X -q -d "$ADMIN_URI" -c CHECKPOINT >/dev/null 2>&1 || true; }
+
+# ---------------------------------------------------------------- the baseline table
+# Column sizes of the plaintexts our synthetic waybills have (UTF-8 bytes); a sealed field is
+# plaintext + 30 bytes (version, algorithm, nonce, tag: gateway/crypto.h).
+declare -A PT=(
+    [waybill_no_ct]=12 [item_description_ct]=15 [pickup_time_ct]=10
+    [sender_name_ct]=8 [sender_phone_ct]=11 [sender_province_ct]=9 [sender_city_ct]=9
+    [sender_district_ct]=9 [sender_address_detail_ct]=45 [sender_company_ct]=6
+    [sender_id_type_ct]=1 [sender_id_number_ct]=18 [sender_gender_ct]=1
+    [recipient_name_ct]=8 [recipient_phone_ct]=11 [recipient_province_ct]=9
+    [recipient_city_ct]=9 [recipient_district_ct]=9 [recipient_address_detail_ct]=45
+    [recipient_company_ct]=0 [recipient_id_type_ct]=1 [recipient_id_number_ct]=0
+    [recipient_gender_ct]=1
+)
+randhex() { openssl rand -hex "$1"; }
+
+# The fallback when the database has no `waybill` table (e.g. --baseline-only on a bare
+# PostgreSQL): the shape of sql/002_waybills.sql as the issue describes it.
+FALLBACK_DDL="
+CREATE TABLE bench_baseline (
+  id uuid PRIMARY KEY, wb_bidx bytea NOT NULL UNIQUE,
+  origin_branch text NOT NULL, dest_region_code text NOT NULL, weight_grams integer NOT NULL,
+  service_type text NOT NULL, security_level smallint NOT NULL, status text NOT NULL,
+  pickup_day date NOT NULL, created_at timestamptz NOT NULL DEFAULT now(),
+  kek_version integer NOT NULL, dek_version integer NOT NULL,
+  dek_wrapped bytea NOT NULL, content_mac bytea NOT NULL,
+  sender_phone_bidx bytea NOT NULL, recipient_phone_bidx bytea NOT NULL,
+  sender_id_bidx bytea, recipient_id_bidx bytea,
+  $(for c in "${!PT[@]}"; do printf '%s bytea, ' "$c"; done | sed 's/, $//'));
+CREATE INDEX ON bench_baseline (sender_phone_bidx);
+CREATE INDEX ON bench_baseline (recipient_phone_bidx);
+CREATE INDEX ON bench_baseline (sender_id_bidx);
+CREATE INDEX ON bench_baseline (recipient_id_bidx);"
+
+# One value expression per column, from its name and type: random 16-byte blind indexes and
+# uuids (unique per row), pre-encrypted constants for the sealed fields, plain constants for the
+# operational columns. Columns with a default are left to it.
+value_for() { # NAME TYPE UDT
+    local name=$1 type=$2 udt=$3
+    case "$type" in
+    uuid) echo "gen_random_uuid()" ;;
+    bytea)
+        case "$name" in
+        *bidx*) echo "uuid_send(gen_random_uuid())" ;;
+        *_ct) echo "'\\x$(randhex $((${PT[$name]:-10} + 30)))'::bytea" ;;
+        dek_wrapped*) echo "'\\x$(randhex 62)'::bytea" ;;
+        *) echo "'\\x$(randhex 32)'::bytea" ;;
+        esac ;;
+    smallint | integer | bigint | numeric | real | "double precision") echo 1 ;;
+    boolean) echo false ;;
+    date) echo current_date ;;
+    timestamp*) echo "now()" ;;
+    json | jsonb) echo "'{}'" ;;
+    USER-DEFINED)
+        "${PSQL[@]}" -tA -c "SELECT quote_literal(enumlabel) || '::' || '$udt'
+                               FROM pg_enum e JOIN pg_type t ON t.oid = e.enumtypid
+                              WHERE t.typname = '$udt' ORDER BY enumsortorder LIMIT 1" ;;
+    *)
+        case "$name" in
+        *branch*) echo "'a'" ;;
+        submitted_by) echo "'courier_a'" ;;
+        *region*) echo "'310104'" ;;
+        status) echo "'accepted'" ;;
+        service_type) echo "'standard'" ;;
+        *) echo "'x'" ;;
+        esac ;;
+    esac
+}
+
+make_baseline() {
+    local has cols=() vals=() name type udt def
+    "${PSQL[@]}" -c 'DROP TABLE IF EXISTS bench_baseline'
+    BASELINE_CREATED=1
+    has=$("${PSQL[@]}" -tA -c "SELECT to_regclass('waybill') IS NOT NULL")
+    if [[ $has == t ]]; then
+        BASELINE_SHAPE="created LIKE the gateway's \`waybill\` table (columns, CHECK constraints, indexes; not its triggers)"
+        "${PSQL[@]}" -c 'CREATE TABLE bench_baseline (LIKE waybill INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING IDENTITY INCLUDING GENERATED)'
+    else
+        BASELINE_SHAPE="no \`waybill\` table in this database: the built-in shape (23 sealed columns, 5 blind-index indexes)"
+        "${PSQL[@]}" -c "$FALLBACK_DDL"
+    fi
+    while IFS='|' read -r name type udt def; do
+        [[ $def == t ]] && continue
+        cols+=("$name")
+        vals+=("$(value_for "$name" "$type" "$udt")")
+    done < <("${PSQL[@]}" -tA -c "SELECT column_name, data_type, udt_name, column_default IS NOT NULL OR is_generated = 'ALWAYS' OR is_identity = 'YES'
+                                    FROM information_schema.columns
+                                   WHERE table_schema = current_schema() AND table_name = 'bench_baseline'
+                                ORDER BY ordinal_position")
+    local IFS=,
+    INSERT="INSERT INTO bench_baseline (${cols[*]}) VALUES (${vals[*]});"
+    unset IFS
+    if ! "${PSQL[@]}" -c "$INSERT" >"$WORK/probe.log" 2>&1; then
+        # a CHECK our constants do not satisfy: keep the shape, drop the checks
+        say "a CHECK constraint refuses the baseline's constants ($(head -n 1 "$WORK/probe.log")); dropping the table's CHECKs"
+        "${PSQL[@]}" -tA -c "SELECT 'ALTER TABLE bench_baseline DROP CONSTRAINT ' || quote_ident(conname) || ';'
+                               FROM pg_constraint WHERE conrelid = 'bench_baseline'::regclass AND contype = 'c'" |
+            "${PSQL[@]}"
+        BASELINE_SHAPE="${BASELINE_SHAPE/CHECK constraints, /}"
+        "${PSQL[@]}" -c "$INSERT"
+    fi
+    NINDEX=$("${PSQL[@]}" -tA -c "SELECT count(*) FROM pg_indexes WHERE tablename = 'bench_baseline'")
+    echo "$INSERT" >"$WORK/a1.sql"
+    {
+        echo '\startpipeline'
+        echo 'BEGIN;'
+        for ((i = 0; i < A2_ROWS; i++)); do echo "$INSERT"; done
+        echo 'COMMIT;'
+        echo '\endpipeline'
+    } >"$WORK/a2.sql"
+}
+
+# percentiles of pgbench's per-transaction log (3rd column: latency in microseconds)
+pgbench_pct() { # PREFIX -> "p50_ms p99_ms"
+    cat "$1".* 2>/dev/null | awk '{print $3}' | sort -n | awk '
+        { v[NR] = $1 }
+        END { if (NR == 0) { print "0 0"; exit }
+              i50 = int(0.50 * (NR - 1) + 1.5); i99 = int(0.99 * (NR - 1) + 1.5)
+              printf "%.3f %.3f\n", v[i50] / 1000, v[i99] / 1000 }'
+}
+
+run_pgbench() { # NAME CLIENTS SCRIPT ROWS_PER_TXN -> sets R_wps R_p50 R_p99 R_err
+    local name=$1 clients=$2 script=$3 rows=$4 out tps failed
+    "${PSQL[@]}" -c 'TRUNCATE bench_baseline'
+    checkpoint
+    local dur_args=(-T "$DUR")
+    [[ $MODE == smoke ]] && dur_args=(-t 20)
+    out=$("$PGBIN/pgbench" -n -M prepared -c "$clients" -j 2 "${dur_args[@]}" -f "$script" \
+        -l --log-prefix="$WORK/$name" "$PGURI" 2>&1) || { echo "$out" >&2; die "pgbench $name failed"; }
+    tps=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' <<<"$out")
+    failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' <<<"$out")
+    [[ -n $tps ]] || { echo "$out" >&2; die "cannot read pgbench's tps"; }
+    R_wps=$(awk -v t="$tps" -v r="$rows" 'BEGIN { printf "%.0f", t * r }')
+    read -r R_p50 R_p99 < <(pgbench_pct "$WORK/$name")
+    R_err=${failed:-0}
+    rm -f "$WORK/$name".*
+}
+
+# ---------------------------------------------------------------- the gateway
+find_wgload() {
+    if [[ -n ${WGLOAD:-} ]]; then
+        [[ -x $WGLOAD ]] || die "WGLOAD=$WGLOAD is not executable"
+        return
+    fi
+    WGLOAD=$BUILD/tests/bench/wgload
+    if [[ ! -x $WGLOAD ]]; then
+        say "building wgload in $BUILD"
+        cmake --build "$BUILD" --target wgload >"$WORK/build.log" 2>&1 ||
+            { tail -n 30 "$WORK/build.log" >&2; die "cannot build wgload (set WGLOAD=...)"; }
+    fi
+}
+
+gw_cpu_ticks() { # utime + stime of the running waygated, in clock ticks; 0 when unknown
+    local pid
+    pid=$(cat "${WAYGATE_PIDFILE:-/nonexistent}" 2>/dev/null) || { echo 0; return; }
+    [[ -r /proc/$pid/stat ]] || { echo 0; return; }
+    sed -E 's/^.*\) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
+}
+
+NEXT_FILE=
+next_number() { # the first unused number of segment A for the benchmark
+    local prefix from to
+    prefix=${WAYGATE_SEGMENT_A%%:*}
+    from=${WAYGATE_SEGMENT_A#*:}; from=${from%-*}
+    to=${WAYGATE_SEGMENT_A##*-}
+    SEG_TO=$to
+    NEXT_FILE=$DIR/bench-next
+    if [[ -s $NEXT_FILE ]]; then
+        NEXT=$(cat "$NEXT_FILE")
+    else
+        NEXT=$((from + (to - from) / 2))
+    fi
+    [[ $NEXT =~ ^[0-9]+$ && $NEXT -le $to ]] || die "bad $NEXT_FILE (segment exhausted?)"
+    : "$prefix"
+}
+
+run_wgload() { # NAME CONNS STREAMS BATCH -> R_* ; appends the full output to $WORK/wgload.log
+    local name=$1 conns=$2 streams=$3 batch=$4 out line rc=0 t0 t1 args
+    checkpoint
+    args=(-c "$conns" -s "$streams" --first "$NEXT")
+    ((batch > 0)) && args+=(-b "$batch")
+    if [[ $MODE == smoke ]]; then
+        args+=(-n $((batch > 0 ? 4 : 200)) -w 0)
+    else
+        args+=(-d "$DUR" -w 1)
+    fi
+    t0=$(gw_cpu_ticks)
+    out=$("$WGLOAD" "${args[@]}" 2>&1) || rc=$?
+    t1=$(gw_cpu_ticks)
+    { echo "== $name: wgload ${args[*]}"; echo "$out"; } >>"$WORK/wgload.log"
+    line=$(grep '^RESULT ' <<<"$out" | tail -n 1 || true)
+    if [[ -z $line ]]; then
+        echo "$out" >&2
+        die "wgload $name produced no result (exit $rc)"
+    fi
+    kv() { sed -nE "s/.* $1=([^ ]*).*/\1/p" <<<"$line"; }
+    R_wps=$(kv wps); R_p50=$(kv p50_ms); R_p99=$(kv p99_ms); R_err=$(kv errors)
+    R_cpu=$(kv cpu_us_per_wb); R_ok=$(kv ok_wb); R_okall=$(kv ok_all)
+    NEXT=$(kv next)
+    echo "$NEXT" >"$NEXT_FILE"
+    R_gwcpu="n/a"
+    if [[ $t0 != 0 && $t1 != 0 ]]; then
+        # over the whole call (warm-up and drain included) and every waybill it got accepted
+        R_gwcpu=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v n="$R_okall" \
+            'BEGIN { if (n > 0) printf "%.1f", (b - a) / hz * 1e6 / n; else print "n/a" }')
+    fi
+    if ((rc != 0)); then
+        grep -E '^  (errors|call status|item status|e\.g\.)' <<<"$out" | sed "s/^/bench: $name: /" >&2 || true
+    fi
+    return 0
+}
+
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+
+# ---------------------------------------------------------------- run
+say "mode $MODE, ${DUR}s per figure, database $(sed -E 's/\?.*//' <<<"$PGURI")"
+make_baseline
+say "baseline table: $BASELINE_SHAPE; $NINDEX indexes"
+
+declare -A W P50 P99 ERR CPU GWCPU DESC
+run_pgbench a1 "$A1_CLIENTS" "$WORK/a1.sql" 1
+W[a1]=$R_wps P50[a1]=$R_p50 P99[a1]=$R_p99 ERR[a1]=$R_err
+DESC[a1]="pgbench, $A1_CLIENTS clients, 1 row per transaction"
+say "a1 one row/txn:  ${W[a1]} rows/s  p50 ${P50[a1]} ms  p99 ${P99[a1]} ms"
+run_pgbench a2 "$A2_CLIENTS" "$WORK/a2.sql" "$A2_ROWS"
+W[a2]=$R_wps P50[a2]=$R_p50 P99[a2]=$R_p99 ERR[a2]=$R_err
+DESC[a2]="pgbench, $A2_CLIENTS clients, $A2_ROWS rows per transaction, pipelined"
+say "a2 pipelined:    ${W[a2]} rows/s  p50 ${P50[a2]} ms (per transaction)  p99 ${P99[a2]} ms"
+"${PSQL[@]}" -c 'DROP TABLE IF EXISTS bench_baseline'
+BASELINE_CREATED=
+
+FAILED=0
+((ERR[a1] + ERR[a2] == 0)) || FAILED=1
+GW_RUNS=()
+if [[ $MODE != baseline ]]; then
+    [[ -n ${WAYGATE_SEGMENT_A:-} ]] || die "the dev stack issued no segment to branch a (WAYGATE_SEGMENT_A empty)"
+    find_wgload
+    next_number
+    if [[ $MODE == smoke ]]; then
+        CONF=${BENCH_CONF:-"s8:1:8:0 b20:1:2:20"}
+    else
+        CONF=${BENCH_CONF:-"s16:2:8:0 s64:4:16:0 s128:8:16:0 b100:4:2:100"}
+    fi
+    for spec in $CONF; do
+        IFS=: read -r name conns streams batch <<<"$spec"
+        run_wgload "$name" "$conns" "$streams" "$batch"
+        W[$name]=$R_wps P50[$name]=$R_p50 P99[$name]=$R_p99 ERR[$name]=$R_err
+        CPU[$name]=$R_cpu GWCPU[$name]=$R_gwcpu
+        if ((batch > 0)); then
+            DESC[$name]="gateway SubmitBatch of $batch, $conns conn x $streams streams"
+        else
+            DESC[$name]="gateway Submit, $((conns * streams)) streams ($conns conn x $streams)"
+        fi
+        ((R_err == 0)) || FAILED=1
+        GW_RUNS+=("$name:$batch")
+        say "$name: ${W[$name]} waybills/s  p50 ${P50[$name]} ms  p99 ${P99[$name]} ms  errors $R_err  client ${CPU[$name]} us/wb  gateway ${GWCPU[$name]} us/wb"
+    done
+fi
+
+# ---------------------------------------------------------------- report
+vs() { # NAME -> the baseline it is compared with
+    local b=${1#*:}
+    ((b > 0)) && echo a2 || echo a1
+}
+TABLE=$WORK/table.md
+{
+    echo "| figure | what | waybills/s | vs baseline | p50 ms | p99 ms | client CPU us/wb | gateway CPU us/wb | errors |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    for n in a1 a2; do
+        echo "| $n | ${DESC[$n]} | ${W[$n]} | 1.00 | ${P50[$n]} | ${P99[$n]} | | | ${ERR[$n]} |"
+    done
+    for r in "${GW_RUNS[@]}"; do
+        n=${r%%:*} b=$(vs "$r")
+        echo "| $n | ${DESC[$n]} | ${W[$n]} | $(ratio "${W[$n]}" "${W[$b]}") x $b | ${P50[$n]} | ${P99[$n]} | ${CPU[$n]} | ${GWCPU[$n]} | ${ERR[$n]} |"
+    done
+} >"$TABLE"
+echo
+cat "$TABLE"
+echo
+
+TARGETS=$WORK/targets.md
+: >"$TARGETS"
+if [[ -n ${W[s64]:-} ]]; then
+    r=$(ratio "${W[s64]}" "${W[a1]}")
+    ok=$(awk -v r="$r" -v p="${P99[s64]}" -v e="${ERR[s64]}" 'BEGIN { print (r >= 1.2 && p < 50 && e == 0) ? "met" : "NOT met" }')
+    echo "- Submit at 64 streams >= 1.2x the one-row baseline (a1) with p99 < 50 ms: ${r}x, p99 ${P99[s64]} ms: **$ok**" >>"$TARGETS"
+fi
+if [[ -n ${W[b100]:-} ]]; then
+    r=$(ratio "${W[b100]}" "${W[a2]}")
+    ok=$(awk -v r="$r" -v e="${ERR[b100]}" 'BEGIN { print (r >= 0.6 && e == 0) ? "met" : "NOT met" }')
+    echo "- SubmitBatch of 100 >= 0.6x the pipelined baseline (a2): ${r}x: **$ok**" >>"$TARGETS"
+fi
+cat "$TARGETS"
+
+if [[ $MODE == full ]]; then
+    mkdir -p "$(dirname "$DOC")"
+    CPU_MODEL=$(sed -nE 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+    MEM=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+    PGVER=$("${PSQL[@]}" -tA -c 'SHOW server_version')
+    SYNC=$("${PSQL[@]}" -tA -c 'SHOW synchronous_commit')
+    REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    cat >"$DOC" <<EOF
+# Performance
+
+Written by \`tests/bench/run.sh\` (do not edit by hand: the next run rewrites it). The benchmark is
+**not part of the test suite**; \`tests/bench/run.sh --smoke\` (a few seconds, small counts) is
+the only part a test run may call. Figures are of one machine and one run: compare ratios, not
+absolute numbers, across machines.
+
+## This run
+
+- date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $REV
+- machine: $(nproc) CPUs ($CPU_MODEL), $MEM, $(uname -sr); PostgreSQL $PGVER on the same box
+  (synchronous_commit = $SYNC: a waybill is acknowledged only after its commit is durable)
+- each figure: ${DUR} s after a 1 s warm-up (gateway) or ${DUR} s (pgbench), in this order
+- load average at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (anything
+  else running on the machine shows up in these figures)
+
+$(cat "$TABLE")
+
+## Targets (issue 3)
+
+$(if [[ -s $TARGETS ]]; then cat "$TARGETS"; else echo "- gateway figures not measured in this run"; fi)
+
+## What is measured
+
+- **a1, a2 (baselines)**: pgbench against the same PostgreSQL, into \`bench_baseline\`, $BASELINE_SHAPE; $NINDEX indexes.
+  Sealed columns hold random bytes of the sizes the gateway writes (plaintext + 30 bytes), the
+  wrapped data key 62 bytes, the content MAC 32; blind indexes and ids are random per row, so
+  the index inserts land where the gateway's land. \`-M prepared\`; the table is emptied before
+  each baseline. a2 sends BEGIN, ${A2_ROWS} INSERTs and COMMIT in one pipeline
+  (\`\\startpipeline\`); its latency is per transaction. The baselines do no TLS, HTTP/2,
+  protobuf, validation or encryption: they are what the database alone can take. Nor do they
+  fire the \`waybill\` table's triggers (the suspicious-customer register: two more rows per
+  new sender) or read segments: the gateway does all of that on top.
+- **gateway**: \`wgload\` (tests/bench/wgload.c: libnghttp2 + OpenSSL + libevent, one thread)
+  drives \`waygate.v1.WaybillIntake\` through the real mTLS listener with the courier_a
+  certificate, C connections x S streams in a closed loop, synthetic valid waybills (unique
+  numbers in segment A, Chinese names, mobile numbers, 18-digit ID numbers with a correct GB 11643
+  check digit). Every response's HTTP status, grpc-status and, for batches, each item's code is
+  checked; waybills/s counts only accepted waybills completed in the measured window. Latency is
+  per call (a batch of 100 is one call). "client CPU" is wgload's own user+sys time per waybill
+  (getrusage), on the same two CPUs as the gateway and PostgreSQL; "gateway CPU" is waygated's
+  user+sys time (from /proc) over the whole wgload call, warm-up included, per waybill
+  accepted in that call. The gateway's \`waybill\` table is not emptied between runs (it keeps growing).
+- Run it: \`tests/bench/run.sh\` (a throw-away dev stack) or \`tests/bench/run.sh DIR\` (an
+  existing one; it adds the benchmark's waybills to that stack's database).
+EOF
+    say "wrote $DOC"
+fi
+
+if ((FAILED)); then
+    say "FAILED: some calls or transactions failed (see above)"
+    [[ -s $WORK/wgload.log ]] && grep -E '^(==|  (errors|call status|item status|e\.g\.))' "$WORK/wgload.log" >&2
+    exit 1
+fi
+say "ok"

@@ -1,0 +1,150 @@
+/* test_alloc.c: the allocation wrapper's fail-nth hook and the arena (alignment, cap, wipe). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "alloc.h"
+
+static void test_fail_nth(void **state)
+{
+    void *a, *b, *c;
+
+    (void)state;
+    gw_alloc_fail_nth(2);
+    a = gw_malloc(10);
+    b = gw_malloc(10);
+    c = gw_malloc(10);
+    assert_non_null(a);
+    assert_null(b);
+    assert_non_null(c);
+    gw_free(a);
+    gw_free(c);
+
+    gw_alloc_fail_nth(1);
+    assert_null(gw_strdup("x"));
+    a = gw_strdup("x");
+    assert_non_null(a);
+    assert_string_equal(a, "x");
+    gw_free(a);
+
+    gw_alloc_fail_nth(1);
+    assert_null(gw_calloc(2, 8));
+    gw_alloc_fail_nth(1);
+    assert_null(gw_realloc(NULL, 8));
+
+    gw_alloc_fail_nth(0);
+    a = gw_malloc(1);
+    assert_non_null(a);
+    gw_free(a);
+}
+
+static void test_calloc_overflow(void **state)
+{
+    (void)state;
+    assert_null(gw_calloc(SIZE_MAX / 2, 4));
+}
+
+static void test_strndup(void **state)
+{
+    char *s;
+
+    (void)state;
+    s = gw_strndup("abcdef", 3);
+    assert_string_equal(s, "abc");
+    gw_free_str_wipe(s);
+    gw_free_str_wipe(NULL);
+    gw_free_wipe(NULL, 5);
+    gw_free(NULL);
+}
+
+static void test_arena_alignment(void **state)
+{
+    struct gw_arena *a;
+    size_t sizes[] = {1, 3, 16, 17, 0, 100, 5000, 7, 9000, 1};
+    size_t i;
+
+    (void)state;
+    a = gw_arena_new(1 << 20);
+    assert_non_null(a);
+    for (i = 0; i < sizeof(sizes) / sizeof(sizes[0]); i++) {
+        unsigned char *p = gw_arena_alloc(a, sizes[i]);
+        assert_non_null(p);
+        assert_int_equal((uintptr_t)p % 16, 0);
+        memset(p, 0xa5, sizes[i]);
+    }
+    assert_true(gw_arena_used(a) >= 1 + 3 + 16 + 17 + 100 + 5000 + 7 + 9000 + 1);
+    gw_arena_free(a);
+    gw_arena_free(NULL);
+}
+
+static void test_arena_distinct(void **state)
+{
+    struct gw_arena *a = gw_arena_new(1 << 16);
+    unsigned char *p[200];
+    size_t i;
+
+    (void)state;
+    assert_non_null(a);
+    for (i = 0; i < 200; i++) {
+        p[i] = gw_arena_alloc(a, 40);
+        assert_non_null(p[i]);
+        memset(p[i], (int)i, 40);
+    }
+    for (i = 0; i < 200; i++) {
+        unsigned char want[40];
+        memset(want, (int)i, 40);
+        assert_memory_equal(p[i], want, 40);
+    }
+    gw_arena_free(a);
+}
+
+static void test_arena_cap(void **state)
+{
+    struct gw_arena *a;
+
+    (void)state;
+    assert_null(gw_arena_new(0));
+    a = gw_arena_new(100);
+    assert_non_null(a);
+    assert_null(gw_arena_alloc(a, 101));
+    assert_non_null(gw_arena_alloc(a, 48)); /* 48 used */
+    assert_non_null(gw_arena_alloc(a, 40)); /* rounded: 96 used */
+    assert_int_equal(gw_arena_used(a), 96);
+    assert_null(gw_arena_alloc(a, 5)); /* would take 16 more: over 100 */
+    assert_null(gw_arena_alloc(a, SIZE_MAX));
+    gw_arena_free(a);
+}
+
+static void test_arena_fail_nth(void **state)
+{
+    struct gw_arena *a;
+
+    (void)state;
+    gw_alloc_fail_nth(1);
+    assert_null(gw_arena_new(1024));
+    a = gw_arena_new(1 << 20);
+    assert_non_null(a);
+    gw_alloc_fail_nth(1); /* the first chunk cannot be had */
+    assert_null(gw_arena_alloc(a, 10));
+    assert_int_equal(gw_arena_used(a), 0);
+    assert_non_null(gw_arena_alloc(a, 10));
+    gw_alloc_fail_nth(1); /* a big one-off chunk cannot be had; the arena stays usable */
+    assert_null(gw_arena_alloc(a, 100000));
+    assert_non_null(gw_arena_alloc(a, 10));
+    gw_arena_free(a);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fail_nth),       cmocka_unit_test(test_calloc_overflow),
+        cmocka_unit_test(test_strndup),        cmocka_unit_test(test_arena_alignment),
+        cmocka_unit_test(test_arena_distinct), cmocka_unit_test(test_arena_cap),
+        cmocka_unit_test(test_arena_fail_nth),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,269 @@
+/* test_config.c: the INI parser: a full and a minimal file, every refusal with its file, line,
+ * key and rule, cross-field rules, host:port splitting, and allocation failure at every step.
+ * Data files live in $WAYGATE_TEST_DATA/config (default: data/config). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "alloc.h"
+#include "config.h"
+
+static char datadir[4096];
+
+static const char *data(const char *name)
+{
+    static char path[8192];
+    snprintf(path, sizeof(path), "%s/%s", datadir, name);
+    return path;
+}
+
+static int setup(void **state)
+{
+    const char *d = getenv("WAYGATE_TEST_DATA");
+    (void)state;
+    snprintf(datadir, sizeof(datadir), "%s/config", d != NULL ? d : "data");
+    return 0;
+}
+
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && strcmp(s + a - b, suffix) == 0;
+}
+
+static void test_good(void **state)
+{
+    struct gw_config c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(gw_config_load(data("good.conf"), &c, err, sizeof(err)), 0);
+    assert_string_equal(c.listen, "0.0.0.0:8443");
+    assert_true(c.insecure_loopback_only);
+    assert_string_equal(c.insecure_listen, "127.0.0.1:8080"); /* inline comment stripped */
+    assert_int_equal(c.max_connections, 2000);
+    assert_int_equal(c.max_concurrent_streams, 50);
+    assert_int_equal(c.max_header_list_size, 8192);
+    assert_int_equal(c.max_message_size, 1048576);
+    assert_int_equal(c.handshake_timeout_ms, 5000);
+    assert_int_equal(c.idle_timeout_ms, 60000);
+    assert_int_equal(c.drain_timeout_ms, 2000);
+    assert_int_equal(c.max_deadline_ms, 30000);
+    assert_true(ends_with(c.tls_cert, "/files/cert.pem")); /* relative to the file's directory */
+    assert_true(ends_with(c.tls_key, "/files/key.pem"));   /* quoted */
+    assert_true(ends_with(c.tls_client_ca, "/files/ca.pem"));
+    assert_true(ends_with(c.tls_crl, "/files/crl.pem"));
+    assert_int_equal(access(c.tls_cert, R_OK), 0);
+    /* a quoted value keeps its '#' */
+    assert_string_equal(c.db_conninfo,
+                        "host=/run/postgresql dbname=waygate user=waygate application_name=gw#1");
+    assert_int_equal(c.db_pool_size, 8);
+    assert_int_equal(c.db_pipeline_depth, 16);
+    assert_int_equal(c.db_queue_max, 100);
+    assert_int_equal(c.db_connect_timeout_ms, 3000);
+    assert_int_equal(c.db_reconnect_max_ms, 10000);
+    assert_true(ends_with(c.keyring, "/files/keyring"));
+    assert_int_equal(c.log_level, GW_LOG_DEBUG);
+    gw_config_clear(&c);
+    gw_config_clear(&c); /* idempotent */
+}
+
+static void test_defaults(void **state)
+{
+    struct gw_config c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(gw_config_load(data("minimal.conf"), &c, err, sizeof(err)), 0);
+    assert_string_equal(c.listen, "[::1]:8443");
+    assert_false(c.insecure_loopback_only);
+    assert_null(c.insecure_listen);
+    assert_int_equal(c.max_connections, 1024);
+    assert_int_equal(c.max_concurrent_streams, 100);
+    assert_int_equal(c.max_header_list_size, 16384);
+    assert_int_equal(c.max_message_size, 4 * 1024 * 1024);
+    assert_int_equal(c.handshake_timeout_ms, 10000);
+    assert_int_equal(c.idle_timeout_ms, 300000);
+    assert_int_equal(c.drain_timeout_ms, 10000);
+    assert_int_equal(c.max_deadline_ms, 60000);
+    assert_null(c.tls_crl);
+    assert_string_equal(c.db_conninfo, "postgresql://waygate@localhost/waygate");
+    assert_int_equal(c.db_pool_size, 4);
+    assert_int_equal(c.db_pipeline_depth, 8);
+    assert_int_equal(c.db_queue_max, 4096);
+    assert_int_equal(c.db_connect_timeout_ms, 5000);
+    assert_int_equal(c.db_reconnect_max_ms, 5000);
+    assert_int_equal(c.log_level, GW_LOG_INFO);
+    gw_config_clear(&c);
+}
+
+struct bad {
+    const char *file;
+    int line;          /* 0: the message has no line (file-level) */
+    const char *where; /* "[section] key" */
+    const char *rule;
+};
+
+static const struct bad bads[] = {
+    {"bad_unknown_section.conf", 11, "[serverx]", "unknown section"},
+    {"bad_unknown_key.conf", 12, "[server] listn", "unknown key"},
+    {"bad_duplicate_key.conf", 12, "[server] listen", "duplicate key (first set on line 2)"},
+    {"bad_number.conf", 12, "[server] max_connections", "bad number"},
+    {"bad_range.conf", 12, "[server] max_connections", "out of range: must be between 1 and"},
+    {"bad_range_overflow.conf", 12, "[server] max_message_size", "out of range"},
+    {"bad_bool.conf", 12, "[server] insecure_loopback_only", "must be true or false"},
+    {"bad_missing_equals.conf", 12, "[server] max_connections", "missing '='"},
+    {"bad_hostport.conf", 12, "[server] insecure_listen", "bad host:port"},
+    {"bad_insecure_flag.conf", 12, "[server] insecure_listen",
+     "requires insecure_loopback_only = true"},
+    {"bad_insecure_host.conf", 13, "[server] insecure_listen", "must be a loopback address"},
+    {"bad_level.conf", 12, "[log] level", "must be one of"},
+    {"bad_path.conf", 12, "[tls] crl", "file cannot be read"},
+    {"bad_quote.conf", 12, "[database] pool_size", "unterminated quoted value"},
+    {"bad_outside_section.conf", 1, "listen", "outside of any [section]"},
+    {"bad_missing_required.conf", 0, "[keys] keyring", "required key is missing"},
+    {"bad_password.conf", 8, "[database] conninfo", "use a passfile"},
+    {"bad_password_uri.conf", 8, "[database] conninfo", "use a passfile"},
+    {"bad_password_query.conf", 8, "[database] conninfo", "use a passfile"},
+    {"bad_conninfo.conf", 8, "[database] conninfo", "not a valid libpq connection string"},
+};
+
+static void check_refusal(const char *path, int line, const char *where, const char *rule)
+{
+    struct gw_config c;
+    char err[512], want[8192];
+    const char *base = strrchr(path, '/') ? strrchr(path, '/') + 1 : path;
+    int rc;
+
+    memset(&c, 0xff, sizeof(c)); /* failure must leave it zeroed */
+    rc = gw_config_load(path, &c, err, sizeof(err));
+    if (rc != GW_EINVAL)
+        fail_msg("%s: expected GW_EINVAL, got %d (%s)", base, rc, err);
+    assert_null(c.listen);
+    assert_null(c.db_conninfo);
+    if (line > 0)
+        snprintf(want, sizeof(want), "%s:%d: %s: ", path, line, where);
+    else
+        snprintf(want, sizeof(want), "%s: %s: ", path, where);
+    if (strstr(err, want) != err || strstr(err, rule) == NULL)
+        fail_msg("%s: message \"%s\" lacks \"%s\" or \"%s\"", base, err, want, rule);
+    assert_null(strstr(err, "s3cretpw")); /* values never echoed */
+    assert_null(strchr(err, '\n'));
+}
+
+static void test_bad_files(void **state)
+{
+    size_t i;
+
+    (void)state;
+    for (i = 0; i < sizeof(bads) / sizeof(bads[0]); i++)
+        check_refusal(data(bads[i].file), bads[i].line, bads[i].where, bads[i].rule);
+}
+
+static void test_long_line(void **state)
+{
+    char dir[] = "/tmp/gw-config-XXXXXX";
+    char path[256];
+    FILE *f;
+    int i;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/long.conf", dir);
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "# first\n[database]\nconninfo = \"");
+    for (i = 0; i < 4100; i++)
+        fputc('x', f);
+    fprintf(f, "\"\n");
+    fclose(f);
+    check_refusal(path, 3, "[database] conninfo", "line too long (over 4096 bytes)");
+    unlink(path);
+
+    /* exactly 4096 bytes is accepted (and then fails later for another reason) */
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f, "[log]\n#");
+    for (i = 0; i < 4095; i++)
+        fputc('x', f);
+    fprintf(f, "\r\n");
+    fclose(f);
+    check_refusal(path, 0, "[server] listen", "required key is missing");
+    unlink(path);
+    rmdir(dir);
+}
+
+static void test_no_file(void **state)
+{
+    struct gw_config c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(gw_config_load(data("no-such.conf"), &c, err, sizeof(err)), GW_EIO);
+    assert_non_null(strstr(err, "no-such.conf: cannot open"));
+}
+
+static void test_alloc_failures(void **state)
+{
+    struct gw_config c;
+    char err[512];
+    long n;
+    int rc = -1;
+
+    (void)state;
+    for (n = 1; n < 200 && rc != 0; n++) {
+        gw_alloc_fail_nth(n);
+        rc = gw_config_load(data("good.conf"), &c, err, sizeof(err));
+        if (rc != 0) {
+            assert_int_equal(rc, GW_ENOMEM);
+            assert_null(c.listen);
+        }
+    }
+    gw_alloc_fail_nth(0);
+    assert_int_equal(rc, 0);
+    gw_config_clear(&c);
+}
+
+static void test_hostport(void **state)
+{
+    char host[64];
+    uint16_t port;
+    static const char *const bad[] = {
+        "",        ":80",    "host:",  "host:0",   "host:65536", "host:8o",     "::1:80", "[::1]80",
+        "[zz]:80", "a b:80", "[::1]:", "host:+80", "host",       "host:123456", "[]:80",  "h_x:80",
+    };
+    size_t i;
+
+    (void)state;
+    assert_int_equal(gw_config_split_hostport("127.0.0.1:8443", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "127.0.0.1");
+    assert_int_equal(port, 8443);
+    assert_int_equal(gw_config_split_hostport("[::1]:65535", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "::1");
+    assert_int_equal(port, 65535);
+    assert_int_equal(gw_config_split_hostport("gw-1.example.net:1", host, sizeof(host), &port), 0);
+    assert_string_equal(host, "gw-1.example.net");
+    assert_int_equal(port, 1);
+    assert_int_equal(gw_config_split_hostport("localhost:80", host, 9, &port), GW_EINVAL);
+    assert_int_equal(gw_config_split_hostport("localhost:80", host, 10, &port), 0);
+    for (i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+        if (gw_config_split_hostport(bad[i], host, sizeof(host), &port) != GW_EINVAL)
+            fail_msg("accepted \"%s\"", bad[i]);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_good),      cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_bad_files), cmocka_unit_test(test_long_line),
+        cmocka_unit_test(test_no_file),   cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_hostport),
+    };
+    return cmocka_run_group_tests(tests, setup, NULL);
+}

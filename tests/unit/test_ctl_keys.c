@@ -1,0 +1,269 @@
+/* test_ctl_keys.c: `waygatectl keys rewrap` and `keys retire --db` against a throwaway PostgreSQL
+ * with the real migrations: records sealed under KEK v1, rotate, retire refused, rewrap in
+ * batches (field ciphertexts untouched), locked rows left for a rerun, a moved wrapped key
+ * reported, retire allowed, every record still opens. Skips when PostgreSQL is not installed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <arpa/inet.h>
+#include <cmocka.h>
+#include <libpq-fe.h>
+#include <openssl/rand.h>
+
+#include "crypto.h"
+#include "ctl.h"
+#include "keyring.h"
+#include "pg_harness.h"
+#include "record.h"
+
+#define NREC 1234
+
+struct fx {
+    struct pgh pg;
+    char dir[64], keyring[128];
+    PGconn *conn;
+    struct gw_crypto *cx;
+};
+
+static struct fx F;
+
+static int ctl(const char *a0, ...)
+{
+    char *argv[16];
+    int argc = 0;
+    va_list ap;
+    argv[argc++] = (char *)a0;
+    va_start(ap, a0);
+    for (char *s; argc < 15 && (s = va_arg(ap, char *)) != NULL;)
+        argv[argc++] = s;
+    va_end(ap);
+    argv[argc] = NULL;
+    if (strcmp(a0, "migrate") == 0)
+        return gw_ctl_migrate(argc, argv);
+    return gw_ctl_keys(argc, argv);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    if (!pgh_available())
+        return 0;
+    if (pgh_init(&F.pg) != 0)
+        return -1;
+    snprintf(F.dir, sizeof F.dir, "/tmp/gw-ctlkeys-XXXXXX");
+    if (!mkdtemp(F.dir))
+        return -1;
+    snprintf(F.keyring, sizeof F.keyring, "%s/keyring", F.dir);
+    if (ctl("migrate", "--db", F.pg.conninfo, NULL) != 0)
+        return -1;
+    F.conn = PQconnectdb(F.pg.conninfo);
+    F.cx = gw_crypto_new();
+    return PQstatus(F.conn) == CONNECTION_OK && F.cx ? 0 : -1;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    PQfinish(F.conn);
+    gw_crypto_free(F.cx);
+    pgh_destroy(&F.pg);
+    if (F.dir[0]) {
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", F.dir);
+        if (system(cmd) != 0)
+            return -1;
+    }
+    return 0;
+}
+
+static void exec_ok(const char *sql)
+{
+    PGresult *r = PQexec(F.conn, sql);
+    if (PQresultStatus(r) != PGRES_COMMAND_OK && PQresultStatus(r) != PGRES_TUPLES_OK)
+        fail_msg("%s: %s", sql, PQerrorMessage(F.conn));
+    PQclear(r);
+}
+
+static long long scalar(const char *sql)
+{
+    PGresult *r = PQexec(F.conn, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQerrorMessage(F.conn));
+    long long v = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+static char *text_scalar(const char *sql)
+{
+    static char buf[128];
+    PGresult *r = PQexec(F.conn, sql);
+    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
+        fail_msg("%s: %s", sql, PQerrorMessage(F.conn));
+    snprintf(buf, sizeof buf, "%s", PQgetvalue(r, 0, 0));
+    PQclear(r);
+    return buf;
+}
+
+static void name_of(const uint8_t id[16], char out[64])
+{
+    int n = snprintf(out, 64, "name-");
+    for (int i = 0; i < 16; i++)
+        n += snprintf(out + n, 64 - (size_t)n, "%02x", id[i]);
+}
+
+static void insert_records(void)
+{
+    struct gw_keyring *kr = NULL;
+    char err[256];
+    assert_int_equal(gw_keyring_file_load(F.keyring, &kr, err, sizeof err), 0);
+    uint32_t v = gw_keyring_current(kr);
+    exec_ok("BEGIN");
+    for (int i = 0; i < NREC; i++) {
+        uint8_t id[16], bidx[16], mac[32], dek[32], w[GW_CRYPTO_WRAPPED_DEK_LEN], ct[128];
+        char name[64];
+        size_t ctn = 0;
+        struct gw_crypto_aad aad;
+        assert_int_equal(RAND_bytes(id, 16), 1);
+        assert_int_equal(RAND_bytes(bidx, 16), 1);
+        memset(mac, 0, sizeof mac);
+        name_of(id, name);
+        assert_int_equal(gw_crypto_dek_new(F.cx, dek), 0);
+        assert_int_equal(gw_keyring_wrap(kr, F.cx, v, GW_RECORD_TABLE, id, dek, w), 0);
+        assert_int_equal(gw_crypto_aad_field(&aad, GW_RECORD_TABLE,
+                                             gw_col_sql[GW_COL_SENDER_NAME], id, 1), 0);
+        assert_int_equal(gw_crypto_seal_into(F.cx, dek, aad.b, aad.n, (const uint8_t *)name,
+                                             strlen(name), ct, sizeof ct, &ctn), 0);
+        uint32_t vn = htonl(v);
+        const char *p[6] = {(char *)id, (char *)bidx, (char *)&vn, (char *)w, (char *)mac,
+                            (char *)ct};
+        int l[6] = {16, 16, 4, (int)sizeof w, 32, (int)ctn}, f[6] = {1, 1, 1, 1, 1, 1};
+        PGresult *r = PQexecParams(F.conn,
+                                   "INSERT INTO waybill (id, wb_bidx, origin_branch, submitted_by,"
+                                   " kek_version, dek_version, dek_wrapped, content_mac,"
+                                   " sender_name_ct) VALUES ($1::uuid, $2, 'a', 'test',"
+                                   " $3::int4, 1, $4, $5, $6)",
+                                   6, NULL, p, l, f, 0);
+        if (PQresultStatus(r) != PGRES_COMMAND_OK)
+            fail_msg("insert: %s", PQerrorMessage(F.conn));
+        PQclear(r);
+    }
+    exec_ok("COMMIT");
+    gw_keyring_free(kr);
+}
+
+/* Every record's data key unwraps under its KEK version and opens its field. */
+static void check_all_open(void)
+{
+    struct gw_keyring *kr = NULL;
+    char err[256];
+    assert_int_equal(gw_keyring_file_load(F.keyring, &kr, err, sizeof err), 0);
+    PGresult *r = PQexecParams(F.conn,
+                               "SELECT id, kek_version, dek_version, dek_wrapped, sender_name_ct "
+                               "FROM waybill",
+                               0, NULL, NULL, NULL, NULL, 1);
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_int_equal(PQntuples(r), NREC);
+    for (int i = 0; i < PQntuples(r); i++) {
+        const uint8_t *id = (const uint8_t *)PQgetvalue(r, i, 0);
+        uint32_t kv, dv;
+        memcpy(&kv, PQgetvalue(r, i, 1), 4);
+        memcpy(&dv, PQgetvalue(r, i, 2), 4);
+        uint8_t dek[32], pt[128];
+        size_t n = 0;
+        char name[64];
+        struct gw_crypto_aad aad;
+        assert_int_equal(gw_keyring_unwrap(kr, F.cx, ntohl(kv), GW_RECORD_TABLE, id,
+                                           (const uint8_t *)PQgetvalue(r, i, 3),
+                                           (size_t)PQgetlength(r, i, 3), dek), 0);
+        assert_int_equal(gw_crypto_aad_field(&aad, GW_RECORD_TABLE,
+                                             gw_col_sql[GW_COL_SENDER_NAME], id, ntohl(dv)), 0);
+        assert_int_equal(gw_crypto_open_into(F.cx, dek, aad.b, aad.n,
+                                             (const uint8_t *)PQgetvalue(r, i, 4),
+                                             (size_t)PQgetlength(r, i, 4), pt, sizeof pt, &n),
+                         0);
+        name_of(id, name);
+        assert_int_equal(n, strlen(name));
+        assert_memory_equal(pt, name, n);
+    }
+    PQclear(r);
+    gw_keyring_free(kr);
+}
+
+#define FIELDS_DIGEST "SELECT md5(string_agg(sender_name_ct, ''::bytea ORDER BY id)) FROM waybill"
+
+static void test_rewrap_flow(void **state)
+{
+    (void)state;
+    if (!F.conn)
+        skip();
+    char digest[64], v[8];
+    assert_int_equal(ctl("keys", "init", "--keyring", F.keyring, NULL), 0);
+    insert_records();
+    snprintf(digest, sizeof digest, "%s", text_scalar(FIELDS_DIGEST));
+
+    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, NULL), 0);
+    /* retire refused while records use v1 */
+    assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, "--version", "1", "--db",
+                         F.pg.conninfo, NULL), GW_CTL_FAIL);
+    assert_int_equal(ctl("keys", "status", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL),
+                     0);
+
+    /* a row locked by another transaction is skipped, and left for a rerun */
+    PGconn *other = PQconnectdb(F.pg.conninfo);
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    PGresult *r = PQexec(other, "BEGIN");
+    PQclear(r);
+    /* (not "OFFSET 700 ... FOR UPDATE": that locks the 700 skipped rows too) */
+    r = PQexec(other, "SELECT id FROM waybill WHERE id = (SELECT id FROM waybill ORDER BY id "
+                      "OFFSET 700 LIMIT 1) FOR UPDATE");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    PQclear(r);
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo,
+                         "--batch", "500", NULL), GW_CTL_FAIL);
+    assert_int_equal(scalar("SELECT count(*) FROM waybill WHERE kek_version = 1"), 1);
+    r = PQexec(other, "COMMIT");
+    PQclear(r);
+    PQfinish(other);
+    /* rerun: resumes with what is left */
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL),
+                     0);
+    assert_int_equal(scalar("SELECT count(*) FROM waybill WHERE kek_version = 2"), NREC);
+    assert_string_equal(text_scalar(FIELDS_DIGEST), digest); /* fields untouched */
+    /* nothing left: a no-op */
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL),
+                     0);
+    assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, "--version", "1", "--db",
+                         F.pg.conninfo, NULL), 0);
+    check_all_open();
+
+    /* a wrapped key moved to another record is reported, not re-wrapped, and not lost */
+    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, NULL), 0);
+    exec_ok("UPDATE waybill SET dek_wrapped = (SELECT dek_wrapped FROM waybill ORDER BY id "
+            "LIMIT 1) WHERE id = (SELECT id FROM waybill ORDER BY id OFFSET 10 LIMIT 1)");
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo,
+                         "--batch", "100", NULL), GW_CTL_FAIL);
+    assert_int_equal(scalar("SELECT count(*) FROM waybill WHERE kek_version = 2"), 1);
+    assert_int_equal(scalar("SELECT count(*) FROM waybill WHERE kek_version = 3"), NREC - 1);
+    snprintf(v, sizeof v, "2");
+    assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, "--version", v, "--db",
+                         F.pg.conninfo, NULL), GW_CTL_FAIL);
+    assert_string_equal(text_scalar(FIELDS_DIGEST), digest);
+    /* usage errors */
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo,
+                         "--batch", "0", NULL), GW_CTL_USAGE);
+    assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, NULL), GW_CTL_USAGE);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rewrap_flow),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

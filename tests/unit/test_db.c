@@ -1,0 +1,514 @@
+/* test_db.c: the asynchronous pool against a throwaway PostgreSQL started in group setup:
+ * queries, transactions, failures, pipelining, prepared statements, cancellation, and the server
+ * going away and coming back. Skipped when the PostgreSQL binaries are missing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "pg_harness.h"
+
+static struct pgh pg;
+static bool pg_ok;
+static struct event_base *base;
+static struct event *tick;
+static struct gw_config cfg;
+
+struct ctx {
+    int calls;
+    int err;
+    int failed_stmt;
+    char sqlstate[6];
+    char value[128];
+    int nresults;
+};
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static long now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
+}
+
+/* Runs the loop until pred(arg) or timeout_ms; returns pred's last value. */
+static bool run_until(bool (*pred)(void *), void *arg, long timeout_ms)
+{
+    long end = now_ms() + timeout_ms;
+    while (!pred(arg) && now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    return pred(arg);
+}
+
+static bool db_is_ready(void *arg)
+{
+    return gw_db_ready(arg);
+}
+static bool db_is_down(void *arg)
+{
+    return !gw_db_ready(arg);
+}
+static bool db_idle(void *arg)
+{
+    return gw_db_pending(arg) == 0;
+}
+static bool ctx_done(void *arg)
+{
+    return ((struct ctx *)arg)->calls > 0;
+}
+
+static void done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct ctx *c = arg;
+
+    c->calls++;
+    c->err = err;
+    c->failed_stmt = res->failed_stmt;
+    c->nresults = res->nresults;
+    snprintf(c->sqlstate, sizeof(c->sqlstate), "%s", res->sqlstate ? res->sqlstate : "");
+    c->value[0] = '\0';
+    if (err == 0 && res->nresults > 0) {
+        PGresult *last = res->results[res->nresults - 1];
+        if (last != NULL && PQntuples(last) > 0)
+            snprintf(c->value, sizeof(c->value), "%s", PQgetvalue(last, 0, 0));
+    }
+}
+
+static struct gw_db *new_db(void)
+{
+    struct gw_db *db = gw_db_new(base, &cfg);
+    assert_non_null(db);
+    assert_int_equal(gw_db_start(db), 0);
+    assert_true(run_until(db_is_ready, db, 10000));
+    return db;
+}
+
+/* Runs one request to completion. */
+static void exec_sync(struct gw_db *db, const struct gw_db_stmt *st, int n, unsigned flags,
+                      struct ctx *c)
+{
+    memset(c, 0, sizeof(*c));
+    assert_int_equal(gw_db_exec(db, st, n, flags, done_cb, c, NULL), 0);
+    assert_true(run_until(ctx_done, c, 10000));
+    assert_int_equal(c->calls, 1);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    base = event_base_new();
+    if (base == NULL)
+        return -1;
+    tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    struct timeval tv = {0, 10000};
+    event_add(tick, &tv);
+    gw_log_level = GW_LOG_WARN;
+    if (!pgh_available())
+        return 0;
+    if (pgh_init(&pg) != 0) {
+        fprintf(stderr, "test_db: could not start PostgreSQL (see %s/harness.log)\n", pg.dir);
+        return -1;
+    }
+    pg_ok = true;
+    cfg.db_conninfo = pg.conninfo;
+    cfg.db_pool_size = 2;
+    cfg.db_pipeline_depth = 4;
+    cfg.db_queue_max = 4096;
+    cfg.db_connect_timeout_ms = 2000;
+    cfg.db_reconnect_max_ms = 400;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (pg_ok)
+        pgh_destroy(&pg);
+    event_free(tick);
+    event_base_free(base);
+    return 0;
+}
+
+static void test_simple_query(void **state)
+{
+    struct gw_db_stmt st = {.sql = "SELECT 40 + 2"};
+    struct ctx c;
+    struct gw_db *db;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    exec_sync(db, &st, 1, 0, &c);
+    assert_int_equal(c.err, 0);
+    assert_int_equal(c.failed_stmt, -1);
+    assert_string_equal(c.value, "42");
+    assert_int_equal(gw_db_pool_size(db), 2);
+    assert_int_equal(gw_db_pending(db), 0);
+    gw_db_free(db);
+}
+
+static void test_params_text_and_binary(void **state)
+{
+    static const char blob[5] = {0x00, 0x01, (char)0xff, 0x00, 0x7f};
+    const char *vals[2] = {"hello", blob};
+    const int lens[2] = {0, 5};
+    const int fmts[2] = {0, 1};
+    struct gw_db_stmt st = {.sql = "SELECT $1::text || ':' || encode($2::bytea, 'hex')",
+                            .nparams = 2,
+                            .values = vals,
+                            .lengths = lens,
+                            .formats = fmts};
+    const char *nullv[1] = {NULL};
+    struct gw_db_stmt stn = {
+        .sql = "SELECT coalesce($1::text, 'was null')", .nparams = 1, .values = nullv};
+    struct ctx c;
+    struct gw_db *db;
+    char copy[8];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    /* the request copies its parameters: scribble over ours before the loop runs */
+    strcpy(copy, "hello");
+    vals[0] = copy;
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(gw_db_exec(db, &st, 1, 0, done_cb, &c, NULL), 0);
+    memset(copy, 'X', 5);
+    assert_true(run_until(ctx_done, &c, 10000));
+    assert_int_equal(c.err, 0);
+    assert_string_equal(c.value, "hello:0001ff007f");
+    exec_sync(db, &stn, 1, 0, &c);
+    assert_string_equal(c.value, "was null");
+    gw_db_free(db);
+}
+
+static void test_transaction(void **state)
+{
+    struct gw_db_stmt setup[] = {
+        {.sql = "CREATE TABLE IF NOT EXISTS t_txn (k int PRIMARY KEY, v text)"},
+        {.sql = "TRUNCATE t_txn"},
+    };
+    const char *v1[] = {"1", "one"}, *v2[] = {"2", "two"}, *v3[] = {"3", "three"};
+    struct gw_db_stmt txn[] = {
+        {.sql = "INSERT INTO t_txn VALUES ($1, $2)", .nparams = 2, .values = v1},
+        {.sql = "INSERT INTO t_txn VALUES ($1, $2)", .nparams = 2, .values = v2},
+        {.sql = "INSERT INTO t_txn VALUES ($1, $2)", .nparams = 2, .values = v3},
+        {.sql = "UPDATE t_txn SET v = upper(v) WHERE k = 2"},
+        {.sql = "SELECT string_agg(v, ',' ORDER BY k) FROM t_txn"},
+    };
+    struct gw_db_stmt check = {.sql = "SELECT count(*) FROM t_txn"};
+    struct ctx c;
+    struct gw_db *db;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    exec_sync(db, setup, 2, GW_DB_TXN, &c);
+    assert_int_equal(c.err, 0);
+    exec_sync(db, txn, 5, GW_DB_TXN, &c);
+    assert_int_equal(c.err, 0);
+    assert_int_equal(c.nresults, 5);
+    assert_string_equal(c.value, "one,TWO,three");
+    exec_sync(db, &check, 1, 0, &c);
+    assert_string_equal(c.value, "3");
+    gw_db_free(db);
+}
+
+/* Captures what the failure callback sees beyond ctx. */
+static int fail_seen_results;
+static void fail_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    int i;
+    fail_seen_results = 0;
+    for (i = 0; i < res->nresults; i++)
+        if (res->results[i] != NULL)
+            fail_seen_results |= 1 << i;
+    assert_non_null(res->errmsg);
+    done_cb(arg, err, res);
+}
+
+static void test_failure_isolated(void **state)
+{
+    struct gw_db_stmt setup[] = {
+        {.sql = "CREATE TABLE IF NOT EXISTS t_fail (k int PRIMARY KEY)"},
+        {.sql = "TRUNCATE t_fail"},
+    };
+    const char *k10[] = {"10"};
+    struct gw_db_stmt bad[] = {
+        {.sql = "INSERT INTO t_fail VALUES ($1)", .nparams = 1, .values = k10},
+        {.sql = "INSERT INTO t_fail VALUES ($1)", .nparams = 1, .values = k10},
+        {.sql = "SELECT 1"},
+    };
+    struct gw_db_stmt check = {.sql = "SELECT count(*) FROM t_fail"};
+    struct ctx c, c2, c3;
+    struct gw_db *db;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    exec_sync(db, setup, 2, GW_DB_TXN, &c);
+    assert_int_equal(c.err, 0);
+
+    /* the failing request and the next one are pipelined back to back on one connection */
+    memset(&c, 0, sizeof(c));
+    memset(&c2, 0, sizeof(c2));
+    memset(&c3, 0, sizeof(c3));
+    assert_int_equal(gw_db_exec(db, bad, 3, GW_DB_TXN, fail_cb, &c, NULL), 0);
+    assert_int_equal(gw_db_exec(db, &check, 1, 0, done_cb, &c2, NULL), 0);
+    assert_int_equal(gw_db_exec(db, bad, 3, 0, fail_cb, &c3, NULL), 0);
+    assert_true(run_until(db_idle, db, 10000));
+    assert_int_equal(c.calls, 1);
+    assert_int_equal(c.err, GW_EINTERNAL);
+    assert_int_equal(c.failed_stmt, 1);
+    assert_string_equal(c.sqlstate, "23505");
+    assert_int_equal(fail_seen_results, 1); /* results[0] kept, NULL from the failed one on */
+    assert_int_equal(c2.calls, 1);
+    assert_int_equal(c2.err, 0);
+    assert_int_equal(c3.err, GW_EINTERNAL);
+    assert_int_equal(c3.failed_stmt, 1);
+
+    /* the first insert was rolled back with the transaction */
+    exec_sync(db, &check, 1, 0, &c);
+    assert_int_equal(c.err, 0);
+    assert_string_equal(c.value, "0");
+    gw_db_free(db);
+}
+
+#define NPIPE 600
+static int pipe_ok, pipe_calls;
+static void pipe_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    intptr_t want = (intptr_t)arg;
+    pipe_calls++;
+    if (err == 0 && PQntuples(res->results[0]) == 1 &&
+        atol(PQgetvalue(res->results[0], 0, 0)) == (long)want * 2)
+        pipe_ok++;
+}
+
+static void test_many_pipelined(void **state)
+{
+    struct gw_db *db;
+    char num[16];
+    const char *vals[1] = {num};
+    struct gw_db_stmt st = {.sql = "SELECT $1::int * 2", .nparams = 1, .values = vals};
+    intptr_t i;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    pipe_ok = pipe_calls = 0;
+    for (i = 0; i < NPIPE; i++) {
+        snprintf(num, sizeof(num), "%ld", (long)i);
+        assert_int_equal(gw_db_exec(db, &st, 1, 0, pipe_cb, (void *)i, NULL), 0);
+    }
+    assert_true(gw_db_pending(db) == NPIPE);
+    assert_true(run_until(db_idle, db, 20000));
+    assert_int_equal(pipe_calls, NPIPE);
+    assert_int_equal(pipe_ok, NPIPE);
+    gw_db_free(db);
+}
+
+static void test_prepared(void **state)
+{
+    static const char *sql = "SELECT $1::int + 1000";
+    struct gw_db *db;
+    char num[16];
+    const char *vals[1] = {num};
+    struct gw_db_stmt st = {.sql = sql, .nparams = 1, .values = vals};
+    struct gw_db_stmt count = {
+        .sql = "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int + 1000'"};
+    struct ctx c;
+    int i;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    assert_int_equal(gw_db_prepare(db, sql), 0);
+    assert_int_equal(gw_db_prepare(db, sql), 0); /* idempotent */
+    assert_true(run_until(db_idle, db, 10000));
+    for (i = 0; i < 20; i++) {
+        snprintf(num, sizeof(num), "%d", i);
+        exec_sync(db, &st, 1, 0, &c);
+        assert_int_equal(c.err, 0);
+        assert_int_equal(atoi(c.value), 1000 + i);
+    }
+    exec_sync(db, &count, 1, 0, &c);
+    assert_string_equal(c.value, "1");
+    /* a prepare that fails (no such table) leaves the text path working */
+    assert_int_equal(gw_db_prepare(db, "SELECT * FROM no_such_table_xyz"), 0);
+    assert_true(run_until(db_idle, db, 10000));
+    snprintf(num, sizeof(num), "5");
+    exec_sync(db, &st, 1, 0, &c);
+    assert_int_equal(atoi(c.value), 1005);
+    gw_db_free(db);
+}
+
+static void test_cancel(void **state)
+{
+    struct gw_db *db;
+    struct gw_db_stmt slow = {.sql = "SELECT 'slow' FROM pg_sleep(0.2)"};
+    struct gw_db_stmt fast = {.sql = "SELECT 'fast'"};
+    struct ctx busy[8], queued, inflight, after;
+    struct gw_db_req *hq = NULL, *hi = NULL;
+    int i;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    memset(busy, 0, sizeof(busy));
+    memset(&queued, 0, sizeof(queued));
+    memset(&inflight, 0, sizeof(inflight));
+    memset(&after, 0, sizeof(after));
+    /* one in flight that we cancel, then fill every slot to its depth */
+    assert_int_equal(gw_db_exec(db, &slow, 1, 0, done_cb, &inflight, &hi), 0);
+    for (i = 0; i < 7; i++)
+        assert_int_equal(gw_db_exec(db, &slow, 1, 0, done_cb, &busy[i], NULL), 0);
+    /* 2 connections x depth 4 = 8 in flight: this one waits in the queue */
+    assert_int_equal(gw_db_exec(db, &fast, 1, 0, done_cb, &queued, &hq), 0);
+    assert_int_equal(gw_db_pending(db), 9);
+    assert_int_equal(gw_db_exec(db, &fast, 1, 0, done_cb, &after, NULL), 0);
+    gw_db_cancel(hq);
+    assert_int_equal(gw_db_pending(db), 9);
+    gw_db_cancel(hi);
+    assert_true(run_until(db_idle, db, 20000));
+    assert_int_equal(queued.calls, 0);
+    assert_int_equal(inflight.calls, 0);
+    for (i = 0; i < 7; i++) {
+        assert_int_equal(busy[i].calls, 1);
+        assert_string_equal(busy[i].value, "slow");
+    }
+    assert_int_equal(after.calls, 1);
+    assert_string_equal(after.value, "fast");
+    /* cancelling NULL is harmless */
+    gw_db_cancel(NULL);
+    gw_db_free(db);
+}
+
+static void test_queue_full(void **state)
+{
+    struct gw_config small = cfg;
+    struct gw_db *db;
+    struct gw_db_stmt slow = {.sql = "SELECT pg_sleep(0.1)"};
+    int i, rc;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    small.db_pool_size = 1;
+    small.db_pipeline_depth = 1;
+    small.db_queue_max = 2;
+    db = gw_db_new(base, &small);
+    assert_non_null(db);
+    assert_int_equal(gw_db_start(db), 0);
+    assert_true(run_until(db_is_ready, db, 10000));
+    for (i = 0; i < 3; i++)
+        assert_int_equal(gw_db_exec(db, &slow, 1, 0, NULL, NULL, NULL), 0);
+    rc = gw_db_exec(db, &slow, 1, 0, NULL, NULL, NULL);
+    assert_int_equal(rc, GW_ETOOBIG);
+    assert_int_equal(gw_db_exec(db, NULL, 0, 0, NULL, NULL, NULL), GW_EINVAL);
+    /* free with requests in flight and queued: no callbacks, no leaks */
+    gw_db_free(db);
+}
+
+static void test_server_restart(void **state)
+{
+    struct gw_db *db;
+    struct gw_db_stmt slow = {.sql = "SELECT pg_sleep(30)"};
+    struct gw_db_stmt fast = {.sql = "SELECT 'back'"};
+    struct ctx c[3], c2;
+    int i;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    memset(c, 0, sizeof(c));
+    for (i = 0; i < 3; i++)
+        assert_int_equal(gw_db_exec(db, &slow, 1, 0, done_cb, &c[i], NULL), 0);
+    /* let them reach the server */
+    for (i = 0; i < 20; i++)
+        event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(pgh_stop(&pg), 0);
+    assert_true(run_until(db_is_down, db, 10000));
+    assert_true(run_until(db_idle, db, 10000));
+    for (i = 0; i < 3; i++) {
+        assert_int_equal(c[i].calls, 1);
+        assert_int_equal(c[i].err, GW_EUNAVAIL);
+    }
+    assert_int_equal(gw_db_exec(db, &fast, 1, 0, done_cb, &c2, NULL), GW_EUNAVAIL);
+    /* a while down: the backoff grows but stays under db_reconnect_max_ms */
+    run_until(db_is_ready, db, 1500);
+    assert_false(gw_db_ready(db));
+    assert_int_equal(pgh_start(&pg), 0);
+    assert_true(run_until(db_is_ready, db, 10000));
+    exec_sync(db, &fast, 1, 0, &c2);
+    assert_int_equal(c2.err, 0);
+    assert_string_equal(c2.value, "back");
+    gw_db_free(db);
+}
+
+static void test_connect_refused_then_up(void **state)
+{
+    struct gw_config bad = cfg;
+    struct gw_db *db;
+    char ci[600];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    /* nothing listens on this port: the pool keeps retrying without blocking */
+    snprintf(ci, sizeof(ci), "host=%s port=%d dbname=postgres user=postgres", pg.dir, pg.port + 1);
+    bad.db_conninfo = ci;
+    db = gw_db_new(base, &bad);
+    assert_non_null(db);
+    assert_int_equal(gw_db_start(db), 0);
+    run_until(db_is_ready, db, 500);
+    assert_false(gw_db_ready(db));
+    assert_int_equal(gw_db_exec(db, &(struct gw_db_stmt){.sql = "SELECT 1"}, 1, 0, NULL, NULL,
+                                NULL),
+                     GW_EUNAVAIL);
+    gw_db_free(db);
+    assert_null(gw_db_new(base, &(struct gw_config){0}));
+    gw_db_free(NULL);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_simple_query),
+        cmocka_unit_test(test_params_text_and_binary),
+        cmocka_unit_test(test_transaction),
+        cmocka_unit_test(test_failure_isolated),
+        cmocka_unit_test(test_many_pipelined),
+        cmocka_unit_test(test_prepared),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_queue_full),
+        cmocka_unit_test(test_connect_refused_then_up),
+        cmocka_unit_test(test_server_restart),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}

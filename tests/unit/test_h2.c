@@ -1,0 +1,566 @@
+/* test_h2.c: the HTTP/2 + gRPC layers (h2.c, call.c, grpc.c) driven in memory by an nghttp2
+ * client session: no sockets. The server's output goes into a buffer that the test feeds to the
+ * client and vice versa; deadline timers run on a real event_base. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+
+#include "grpc/health/v1/health.pb-c.h"
+
+#include "alloc.h"
+#include "config.h"
+#include "h2.h"
+#include "rpc.h"
+
+/* ---- test handlers ---- */
+
+static int cancels;
+static int hang_started;
+
+static void echo_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Grpc__Health__V1__HealthCheckRequest *in;
+
+    in = (Grpc__Health__V1__HealthCheckRequest *)gw_call_unpack(
+        call, &grpc__health__v1__health_check_request__descriptor, req, len);
+    if (in == NULL)
+        return;
+    assert_int_equal(gw_call_send(call, &in->base), 0);
+    gw_call_finish(call, GW_GRPC_OK, NULL);
+}
+
+static void stream_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Grpc__Health__V1__HealthCheckRequest out = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+
+    (void)req;
+    (void)len;
+    out.service = "one";
+    assert_int_equal(gw_call_send(call, &out.base), 0);
+    out.service = "two";
+    assert_int_equal(gw_call_send(call, &out.base), 0);
+    out.service = "three";
+    assert_int_equal(gw_call_send(call, &out.base), 0);
+    gw_call_finish(call, GW_GRPC_OK, NULL);
+}
+
+static void cancel_cb(void *arg)
+{
+    int *flag = arg;
+
+    assert_int_equal(*flag, 0x5a);
+    cancels++;
+}
+
+static int cancel_token = 0x5a;
+static struct gw_call *hung_call;
+
+/* Never finishes by itself: an asynchronous operation that only its cancel stops. */
+static void hang_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    (void)req;
+    (void)len;
+    hang_started++;
+    hung_call = call;
+    gw_call_set_cancel(call, cancel_cb, &cancel_token);
+}
+
+static const struct gw_rpc_method test_methods[] = {
+    {{"/t.T/Echo", echo_handler, false}, GW_RPC_AUTHENTICATED, NULL},
+    {{"/t.T/Stream", stream_handler, true}, GW_RPC_AUTHENTICATED, NULL},
+    {{"/t.T/Hang", hang_handler, false}, GW_RPC_AUTHENTICATED, NULL},
+    {{"/t.T/Nothing", NULL, false}, GW_RPC_AUTHENTICATED, NULL},
+    {{"/t.T/Open", echo_handler, false}, GW_RPC_ANYONE, NULL},
+};
+static const struct gw_rpc_table test_table = {test_methods, 5};
+
+/* ---- the harness ---- */
+
+struct reply {
+    bool closed;
+    char http_status[8];
+    int grpc_status;
+    char grpc_message[256];
+    uint8_t data[4096];
+    size_t ndata;
+};
+
+struct harness {
+    struct event_base *base;
+    struct gw_config cfg;
+    struct gw_h2 *server;
+    nghttp2_session *client;
+    uint8_t *out; /* server -> client bytes not yet delivered */
+    size_t nout;
+    struct reply replies[16]; /* indexed by (stream id - 1) / 2 */
+};
+
+static struct reply *reply_for(struct harness *h, int32_t id)
+{
+    size_t i = (size_t)(id - 1) / 2;
+
+    assert_true(i < 16);
+    return &h->replies[i];
+}
+
+static int io_send(void *arg, const uint8_t *data, size_t len)
+{
+    struct harness *h = arg;
+
+    h->out = realloc(h->out, h->nout + len);
+    assert_non_null(h->out);
+    memcpy(h->out + h->nout, data, len);
+    h->nout += len;
+    return 0;
+}
+
+static size_t io_pending(void *arg)
+{
+    (void)arg;
+    return 0;
+}
+
+static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                       size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                       void *ud)
+{
+    struct reply *r = reply_for(ud, f->hd.stream_id);
+
+    (void)s;
+    (void)flags;
+    if (namelen == 7 && memcmp(name, ":status", 7) == 0)
+        snprintf(r->http_status, sizeof(r->http_status), "%.*s", (int)valuelen, value);
+    else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
+        r->grpc_status = atoi((const char *)value);
+    else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0)
+        snprintf(r->grpc_message, sizeof(r->grpc_message), "%.*s", (int)valuelen, value);
+    return 0;
+}
+
+static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+                     size_t len, void *ud)
+{
+    struct reply *r = reply_for(ud, id);
+
+    (void)s;
+    (void)flags;
+    assert_true(r->ndata + len <= sizeof(r->data));
+    memcpy(r->data + r->ndata, data, len);
+    r->ndata += len;
+    return 0;
+}
+
+static int c_on_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
+{
+    (void)s;
+    (void)err;
+    reply_for(ud, id)->closed = true;
+    return 0;
+}
+
+/* Moves bytes both ways until neither side has anything to say. */
+static void pump(struct harness *h)
+{
+    for (int round = 0; round < 100; round++) {
+        const uint8_t *data;
+        ssize_t n;
+        bool moved = false;
+
+        while ((n = nghttp2_session_mem_send(h->client, &data)) > 0) {
+            assert_int_equal(gw_h2_recv(h->server, data, (size_t)n), 0);
+            moved = true;
+        }
+        assert_true(n == 0);
+        if (h->nout > 0) {
+            uint8_t *buf = h->out;
+            size_t len = h->nout;
+            h->out = NULL;
+            h->nout = 0;
+            assert_int_equal(nghttp2_session_mem_recv(h->client, buf, len), (ssize_t)len);
+            free(buf);
+            moved = true;
+        }
+        if (!moved)
+            return;
+    }
+    fail_msg("pump did not settle");
+}
+
+static struct harness *harness_new(bool authenticated)
+{
+    struct harness *h = calloc(1, sizeof(*h));
+    nghttp2_session_callbacks *cbs;
+    struct gw_principal p = {.name = "tester", .role = "courier", .authenticated = true};
+    struct gw_h2_params params;
+
+    assert_non_null(h);
+    if (!authenticated)
+        memset(&p, 0, sizeof(p));
+    h->base = event_base_new();
+    assert_non_null(h->base);
+    h->cfg.max_concurrent_streams = 8;
+    h->cfg.max_header_list_size = 2048;
+    h->cfg.max_message_size = 1024;
+    h->cfg.max_deadline_ms = 60000;
+    memset(&params, 0, sizeof(params));
+    params.cfg = &h->cfg;
+    params.base = h->base;
+    params.rpc = &test_table;
+    params.principal = &p;
+    params.peer = "127.0.0.1:1";
+    params.io = (struct gw_h2_io){io_send, io_pending, h};
+    h->server = gw_h2_new(&params);
+    assert_non_null(h->server);
+    assert_int_equal(gw_h2_flush(h->server), 0);
+
+    assert_int_equal(nghttp2_session_callbacks_new(&cbs), 0);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, c_on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, c_on_data);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, c_on_close);
+    assert_int_equal(nghttp2_session_client_new(&h->client, cbs, h), 0);
+    nghttp2_session_callbacks_del(cbs);
+    assert_int_equal(nghttp2_submit_settings(h->client, NGHTTP2_FLAG_NONE, NULL, 0), 0);
+    pump(h);
+    assert_true(gw_h2_preface_received(h->server));
+    cancels = 0;
+    hang_started = 0;
+    hung_call = NULL;
+    return h;
+}
+
+static void harness_free(struct harness *h)
+{
+    gw_h2_free(h->server);
+    nghttp2_session_del(h->client);
+    event_base_free(h->base);
+    free(h->out);
+    free(h);
+}
+
+#define HNV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, 0}
+
+struct body {
+    const uint8_t *p;
+    size_t n, off;
+};
+
+static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                         uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    struct body *b = src->ptr;
+    size_t take = b->n - b->off;
+
+    (void)s;
+    (void)id;
+    (void)ud;
+    if (take > len)
+        take = len;
+    memcpy(buf, b->p + b->off, take);
+    b->off += take;
+    if (b->off == b->n)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)take;
+}
+
+/* Starts a call; body (may be NULL) is sent whole, then END_STREAM. */
+static int32_t start_call(struct harness *h, const char *path, const char *timeout,
+                          struct body *body)
+{
+    nghttp2_nv nv[8] = {
+        HNV(":method", "POST"), HNV(":scheme", "http"), HNV(":authority", "localhost"),
+        {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
+        HNV("content-type", "application/grpc"), HNV("te", "trailers"),
+    };
+    size_t n = 6;
+    nghttp2_data_provider prd = {.source.ptr = body, .read_callback = body_read};
+    int32_t id;
+
+    if (timeout != NULL)
+        nv[n++] = (nghttp2_nv){(uint8_t *)"grpc-timeout", (uint8_t *)timeout, 12,
+                               strlen(timeout), 0};
+    id = nghttp2_submit_request(h->client, NULL, nv, n, body ? &prd : NULL, NULL);
+    assert_true(id > 0);
+    pump(h);
+    return id;
+}
+
+/* A framed HealthCheckRequest{service = svc}. */
+static size_t frame_service(uint8_t *out, const char *svc)
+{
+    size_t n = strlen(svc);
+
+    out[0] = 0;
+    out[1] = out[2] = out[3] = 0;
+    out[4] = (uint8_t)(n + 2);
+    out[5] = 0x0a;
+    out[6] = (uint8_t)n;
+    memcpy(out + 7, svc, n);
+    return n + 7;
+}
+
+/* ---- tests ---- */
+
+static void test_unknown_method(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    r = reply_for(h, start_call(h, "/no.Such/Method", NULL, &b));
+    assert_true(r->closed);
+    assert_string_equal(r->http_status, "200");
+    assert_int_equal(r->grpc_status, GW_GRPC_UNIMPLEMENTED);
+    assert_string_equal(r->grpc_message, "unknown method");
+    r = reply_for(h, start_call(h, "/t.T/Nothing", NULL, NULL));
+    assert_int_equal(r->grpc_status, GW_GRPC_UNIMPLEMENTED);
+    assert_string_equal(r->grpc_message, "method /t.T/Nothing is not implemented");
+    harness_free(h);
+}
+
+static void test_echo(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    size_t n = frame_service(buf, "hello");
+    struct body b = {buf, n, 0};
+    struct reply *r;
+
+    (void)state;
+    r = reply_for(h, start_call(h, "/t.T/Echo", "10S", &b));
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_int_equal(r->ndata, n);
+    assert_memory_equal(r->data, buf, n);
+    assert_int_equal(gw_h2_open_streams(h->server), 0);
+    harness_free(h);
+}
+
+static void test_echo_bad_utf8(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    size_t n = frame_service(buf, "\xed\xa0\x80"); /* a surrogate */
+    struct body b = {buf, n, 0};
+    struct reply *r;
+
+    (void)state;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_INVALID_ARGUMENT);
+    assert_string_equal(r->grpc_message, "service: not valid UTF-8");
+    harness_free(h);
+}
+
+static void test_streaming(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, ""), 0};
+    struct reply *r;
+
+    (void)state;
+    r = reply_for(h, start_call(h, "/t.T/Stream", NULL, &b));
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_int_equal(r->ndata, (5 + 5) + (5 + 5) + (5 + 7));
+    assert_memory_equal(r->data + 7, "one", 3);
+    assert_memory_equal(r->data + 27, "three", 5);
+    harness_free(h);
+}
+
+static void test_oversized(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t *buf = calloc(1, 2000);
+    struct body b = {buf, 2000, 0};
+    struct reply *r;
+
+    (void)state;
+    buf[3] = 0x07; /* declared 0x7d0 = 2000 > 1024 */
+    buf[4] = 0xd0;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_RESOURCE_EXHAUSTED);
+    assert_string_equal(r->grpc_message,
+                        "request message exceeds the maximum size of 1024 bytes");
+    free(buf);
+    harness_free(h);
+}
+
+static void test_compressed_and_second_message(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[64];
+    size_t n = frame_service(buf, "a");
+    struct body b = {buf, n, 0};
+    struct reply *r;
+
+    (void)state;
+    buf[0] = 1;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_UNIMPLEMENTED);
+    assert_string_equal(r->grpc_message, "compressed messages are not supported");
+
+    buf[0] = 0;
+    n += frame_service(buf + n, "b");
+    b = (struct body){buf, n, 0};
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_INTERNAL);
+
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, NULL)); /* no message at all */
+    assert_int_equal(r->grpc_status, GW_GRPC_INTERNAL);
+    harness_free(h);
+}
+
+static void test_unauthenticated(void **state)
+{
+    struct harness *h = harness_new(false);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_UNAUTHENTICATED);
+    assert_string_equal(r->grpc_message, "client certificate required");
+    b.off = 0;
+    r = reply_for(h, start_call(h, "/t.T/Open", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    harness_free(h);
+}
+
+static void test_deadline(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+    uint64_t t0 = gw_now_ms();
+
+    (void)state;
+    r = reply_for(h, start_call(h, "/t.T/Hang", "50m", &b));
+    assert_int_equal(hang_started, 1);
+    assert_false(r->closed);
+    assert_int_equal(gw_call_deadline_ms(hung_call) - t0 <= 60, 1);
+    event_base_loop(h->base, EVLOOP_ONCE);
+    pump(h);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_DEADLINE_EXCEEDED);
+    assert_int_equal(cancels, 1);
+    assert_true(gw_now_ms() - t0 >= 50);
+    harness_free(h);
+    assert_int_equal(cancels, 1);
+}
+
+static void test_client_reset(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    int32_t id;
+    struct timeval tv = {0, 100000};
+
+    (void)state;
+    id = start_call(h, "/t.T/Hang", "50m", &b);
+    assert_int_equal(hang_started, 1);
+    assert_int_equal(nghttp2_submit_rst_stream(h->client, NGHTTP2_FLAG_NONE, id,
+                                               NGHTTP2_CANCEL), 0);
+    pump(h);
+    assert_int_equal(cancels, 1);
+    assert_int_equal(gw_h2_open_streams(h->server), 0);
+    /* the deadline timer died with the call: nothing fires later */
+    event_base_loopexit(h->base, &tv);
+    event_base_dispatch(h->base);
+    pump(h);
+    assert_int_equal(cancels, 1);
+    harness_free(h);
+    assert_int_equal(cancels, 1);
+}
+
+static void test_session_freed_with_live_call(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+
+    (void)state;
+    (void)start_call(h, "/t.T/Hang", NULL, &b);
+    assert_int_equal(hang_started, 1);
+    assert_int_equal(cancels, 0);
+    harness_free(h); /* connection closed, e.g. at the end of a drain */
+    assert_int_equal(cancels, 1);
+}
+
+static void test_header_list_cap(void **state)
+{
+    struct harness *h = harness_new(true);
+    char big[1500];
+    nghttp2_nv nv[8] = {
+        HNV(":method", "POST"), HNV(":scheme", "http"), HNV(":authority", "localhost"),
+        HNV(":path", "/t.T/Echo"), HNV("content-type", "application/grpc"),
+    };
+    int32_t id;
+    struct reply *r;
+
+    (void)state;
+    memset(big, 'a', sizeof(big));
+    nv[5] = (nghttp2_nv){(uint8_t *)"x-big", (uint8_t *)big, 5, sizeof(big), 0};
+    nv[6] = (nghttp2_nv){(uint8_t *)"x-big2", (uint8_t *)big, 6, sizeof(big), 0};
+    id = nghttp2_submit_request(h->client, NULL, nv, 7, NULL, NULL);
+    pump(h);
+    r = reply_for(h, id);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_RESOURCE_EXHAUSTED);
+    harness_free(h);
+}
+
+static void test_goaway(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    r = reply_for(h, start_call(h, "/t.T/Hang", NULL, &b));
+    gw_h2_goaway(h->server);
+    pump(h);
+    assert_true(gw_h2_want_io(h->server)); /* the call is still in flight */
+    gw_call_finish(hung_call, GW_GRPC_OK, NULL);
+    pump(h);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_false(gw_h2_want_io(h->server));
+    assert_int_equal(cancels, 0);
+    harness_free(h);
+    assert_int_equal(cancels, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_unknown_method),
+        cmocka_unit_test(test_echo),
+        cmocka_unit_test(test_echo_bad_utf8),
+        cmocka_unit_test(test_streaming),
+        cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_compressed_and_second_message),
+        cmocka_unit_test(test_unauthenticated),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_client_reset),
+        cmocka_unit_test(test_session_freed_with_live_call),
+        cmocka_unit_test(test_header_list_cap),
+        cmocka_unit_test(test_goaway),
+    };
+    gw_log_level = getenv("TEST_LOG") ? GW_LOG_DEBUG : GW_LOG_OFF;
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,393 @@
+/* test_keyring.c: the key file backend (init, load checks, rotate, retire, atomic rewrite) and
+ * the keyring interface (wrap/unwrap through a backend, rotation, retirement). Each test works
+ * in its own temporary directory. */
+#include <fcntl.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "alloc.h"
+#include "crypto.h"
+#include "keyring.h"
+
+struct fx {
+    char dir[64];
+    char path[128];
+    struct gw_crypto *cx;
+};
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof *f);
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "/tmp/gw-keyring-XXXXXX");
+    if (!mkdtemp(f->dir))
+        return -1;
+    snprintf(f->path, sizeof f->path, "%s/keyring", f->dir);
+    f->cx = gw_crypto_new();
+    *state = f;
+    return f->cx ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[160];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", f->dir);
+    if (system(cmd) != 0)
+        return -1;
+    gw_crypto_free(f->cx);
+    free(f);
+    return 0;
+}
+
+static char *slurp(const char *path)
+{
+    static char buf[8192];
+    FILE *fp = fopen(path, "r");
+    assert_non_null(fp);
+    size_t n = fread(buf, 1, sizeof buf - 1, fp);
+    fclose(fp);
+    buf[n] = 0;
+    return buf;
+}
+
+static void write_file(const char *path, const char *text, mode_t mode)
+{
+    unlink(path);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL, mode);
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    assert_int_equal(fchmod(fd, mode), 0);
+    close(fd);
+}
+
+static const uint8_t RID[16] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16};
+
+static void test_init(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "";
+    struct stat st;
+    assert_int_equal(gw_keyring_file_init(f->path, err, sizeof err), 0);
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    char before[8192];
+    snprintf(before, sizeof before, "%s", slurp(f->path));
+    assert_non_null(strstr(before, "waygate-keyring 1\n"));
+    assert_non_null(strstr(before, "\nkek 1 active "));
+    /* refuses to overwrite, and leaves the file alone */
+    assert_int_equal(gw_keyring_file_init(f->path, err, sizeof err), GW_EEXIST);
+    assert_non_null(strstr(err, f->path));
+    assert_string_equal(slurp(f->path), before);
+
+    struct gw_keyring *kr = NULL;
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_current(kr), 1);
+    assert_int_equal(gw_keyring_kek_count(kr), 1);
+    assert_string_equal(gw_keyring_backend_name(kr), "file");
+    const uint8_t *ik = gw_keyring_index_key(kr), *tk = gw_keyring_token_key(kr),
+                  *ck = gw_keyring_content_key(kr);
+    assert_memory_not_equal(ik, tk, 32);
+    assert_memory_not_equal(ik, ck, 32);
+    assert_memory_not_equal(tk, ck, 32);
+    gw_keyring_free(kr);
+    gw_keyring_free(NULL);
+
+    /* two keyrings never share keys */
+    char other[160];
+    snprintf(other, sizeof other, "%s/other", f->dir);
+    assert_int_equal(gw_keyring_file_init(other, err, sizeof err), 0);
+    struct gw_keyring *k2 = NULL;
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_load(other, &k2, err, sizeof err), 0);
+    assert_memory_not_equal(gw_keyring_index_key(kr), gw_keyring_index_key(k2), 32);
+    gw_keyring_free(kr);
+    gw_keyring_free(k2);
+}
+
+static void test_load_refuses_modes(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "";
+    struct gw_keyring *kr = NULL;
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), GW_EIO); /* missing */
+    assert_null(kr);
+    assert_non_null(strstr(err, f->path));
+    assert_int_equal(gw_keyring_file_init(f->path, err, sizeof err), 0);
+    mode_t bad[] = {0640, 0604, 0660, 0644, 0601, 0610, 0700 | 0004};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        char want[16];
+        assert_int_equal(chmod(f->path, bad[i]), 0);
+        err[0] = 0;
+        assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), GW_EPERM);
+        assert_null(kr);
+        snprintf(want, sizeof want, "%04o", (unsigned)bad[i]);
+        assert_non_null(strstr(err, want));
+        assert_non_null(strstr(err, f->path));
+    }
+    assert_int_equal(chmod(f->path, 0400), 0); /* read-only for the owner is fine */
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
+    gw_keyring_free(kr);
+    assert_int_equal(chmod(f->path, 0600), 0);
+    if (geteuid() == 0) { /* owned by someone else */
+        assert_int_equal(chown(f->path, 65534, 65534), 0);
+        assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), GW_EPERM);
+        assert_non_null(strstr(err, "owned by uid 65534"));
+        assert_int_equal(chown(f->path, 0, 0), 0);
+    }
+    /* rotate and retire check the file the same way */
+    uint32_t v = 0;
+    assert_int_equal(chmod(f->path, 0640), 0);
+    assert_int_equal(gw_keyring_file_rotate(f->path, &v, err, sizeof err), GW_EPERM);
+    assert_int_equal(gw_keyring_file_retire(f->path, 1, err, sizeof err), GW_EPERM);
+}
+
+#define B64A "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8="
+#define B64B "ICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8="
+
+static void test_load_refuses_malformed(void **state)
+{
+    struct fx *f = *state;
+    struct {
+        const char *text;
+        const char *want; /* substring of the message */
+    } cases[] = {
+        {"", "empty"},
+        {"waygate-keyring 2\n", ":1:"},
+        {"waygate-keyring 1\nkek 1 active " B64A "\nindex " B64A "\ntoken " B64A
+         "\ncontent nope\n", ":5:"},
+        {"waygate-keyring 1\n# c\n\nkek 1 active " B64A "x\n", ":4:"},
+        {"waygate-keyring 1\nkek 0 active " B64A "\n", ":2:"},
+        {"waygate-keyring 1\nkek 01 active " B64A "\n", ":2:"},
+        {"waygate-keyring 1\nkek 2147483648 active " B64A "\n", ":2:"},
+        {"waygate-keyring 1\nkek 1 active\n", ":2:"},
+        {"waygate-keyring 1\nkek 1 retired " B64A "\n", ":2:"},
+        {"waygate-keyring 1\nkek 1  active " B64A "\n", ":2:"},
+        {"waygate-keyring 1\nkek 1 active " B64A "\r\n", ":2:"},
+        {"waygate-keyring 1\nkek 1 active " B64A "\nkek 1 active " B64B "\n", ":3:"},
+        {"waygate-keyring 1\nkek 1 active " B64A "\nsecret " B64B "\n", ":3:"},
+        {"waygate-keyring 1\nkek 1 active " B64A "\nindex " B64A "\nindex " B64B "\n", ":4:"},
+        /* non-canonical base64: stray bits in the last character */
+        {"waygate-keyring 1\nkek 1 active AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=\n", ":2:"},
+        {"waygate-keyring 1\nindex " B64A "\ntoken " B64A "\ncontent " B64A "\n",
+         "no active KEK"},
+        {"waygate-keyring 1\nkek 1 retired\nindex " B64A "\ntoken " B64A "\ncontent " B64A "\n",
+         "no active KEK"},
+        {"waygate-keyring 1\nkek 1 active " B64A "\nkek 2 retired\nindex " B64A "\ntoken " B64A
+         "\ncontent " B64A "\n",
+         "newest KEK (version 2) is retired"},
+        {"waygate-keyring 1\nkek 1 active " B64A "\nindex " B64A "\ntoken " B64A "\n",
+         "missing the content key"},
+        {"waygate-keyring 1\nkek 1 active " B64A "\ntoken " B64A "\ncontent " B64A "\n",
+         "missing the index key"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char err[256] = "";
+        struct gw_keyring *kr = NULL;
+        write_file(f->path, cases[i].text, 0600);
+        int rc = gw_keyring_file_load(f->path, &kr, err, sizeof err);
+        if (rc != GW_EINVAL || !strstr(err, cases[i].want))
+            fail_msg("case %zu: rc %d, message \"%s\", wanted \"%s\"", i, rc, err,
+                     cases[i].want);
+        assert_null(kr);
+        /* no key material in messages */
+        assert_null(strstr(err, "AAECAw"));
+        assert_null(strstr(err, "ICEiIy"));
+    }
+    /* a well-formed hand-written file with comments, retired KEKs and versions out of order */
+    char err[256] = "";
+    struct gw_keyring *kr = NULL;
+    write_file(f->path,
+               "waygate-keyring 1\n# hand-written\nkek 7 active " B64B "\nkek 3 retired\n"
+               "kek 5 active " B64A "\n\nindex " B64A "\ntoken " B64B "\ncontent " B64A,
+               0600);
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_current(kr), 7);
+    assert_int_equal(gw_keyring_kek_count(kr), 3);
+    assert_int_equal(gw_keyring_kek_at(kr, 0).version, 3);
+    assert_false(gw_keyring_kek_at(kr, 0).active);
+    assert_int_equal(gw_keyring_kek_at(kr, 1).version, 5);
+    assert_true(gw_keyring_kek_at(kr, 1).active);
+    assert_int_equal(gw_keyring_kek_at(kr, 9).version, 0);
+    assert_int_equal(gw_keyring_index_key(kr)[1], 1);
+    assert_int_equal(gw_keyring_token_key(kr)[0], 0x20);
+    gw_keyring_free(kr);
+}
+
+static void test_rotate_retire(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "";
+    uint32_t v = 0;
+    struct stat st;
+    struct gw_keyring *kr = NULL;
+    assert_int_equal(gw_keyring_file_init(f->path, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_rotate(f->path, &v, err, sizeof err), 0);
+    assert_int_equal(v, 2);
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_current(kr), 2);
+    assert_int_equal(gw_keyring_kek_count(kr), 2);
+    const uint8_t ik = gw_keyring_index_key(kr)[0];
+    gw_keyring_free(kr);
+
+    /* the v1 key text, to check that retiring erases it */
+    char v1[64] = "";
+    const char *p = strstr(slurp(f->path), "kek 1 active ");
+    assert_non_null(p);
+    memcpy(v1, p + 13, 44);
+
+    assert_int_equal(gw_keyring_file_retire(f->path, 2, err, sizeof err), GW_EPRECOND);
+    assert_non_null(strstr(err, "newest"));
+    assert_int_equal(gw_keyring_file_retire(f->path, 9, err, sizeof err), GW_ENOTFOUND);
+    assert_int_equal(gw_keyring_file_retire(f->path, 1, err, sizeof err), 0);
+    const char *text = slurp(f->path);
+    assert_non_null(strstr(text, "\nkek 1 retired\n"));
+    assert_null(strstr(text, v1));
+    assert_int_equal(gw_keyring_file_retire(f->path, 1, err, sizeof err), 0); /* idempotent */
+    assert_int_equal(stat(f->path, &st), 0);
+    assert_int_equal(st.st_mode & 0777, 0600);
+    assert_int_equal(gw_keyring_file_rotate(f->path, &v, err, sizeof err), 0);
+    assert_int_equal(v, 3);
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_current(kr), 3);
+    assert_false(gw_keyring_kek_at(kr, 0).active);
+    assert_int_equal(gw_keyring_index_key(kr)[0], ik); /* the other keys are kept */
+    gw_keyring_free(kr);
+    /* no temporary files left behind */
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "test $(ls -A '%s' | wc -l) -eq 1", f->dir);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* wrap under v1, rotate, unwrap still works, rewrap to v2, retire v1, unwrap works. */
+static void test_rotation_flow(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "";
+    uint32_t v = 0;
+    struct gw_keyring *k1 = NULL, *k2 = NULL, *k3 = NULL;
+    uint8_t dek[32], back[32], w1[GW_CRYPTO_WRAPPED_DEK_LEN], w2[GW_CRYPTO_WRAPPED_DEK_LEN];
+    uint8_t rid2[16];
+    memcpy(rid2, RID, 16);
+    rid2[3] ^= 1;
+    assert_int_equal(gw_keyring_file_init(f->path, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_load(f->path, &k1, err, sizeof err), 0);
+    assert_int_equal(gw_crypto_dek_new(f->cx, dek), 0);
+    assert_int_equal(gw_keyring_wrap(k1, f->cx, gw_keyring_current(k1), "waybill", RID, dek, w1),
+                     0);
+    /* moved to another record -> refused */
+    assert_int_equal(gw_keyring_unwrap(k1, f->cx, 1, "waybill", rid2, w1, sizeof w1, back),
+                     GW_EDATALOSS);
+    assert_int_equal(gw_keyring_unwrap(k1, f->cx, 2, "waybill", RID, w1, sizeof w1, back),
+                     GW_EPRECOND); /* no such version yet */
+    assert_int_equal(gw_keyring_wrap(k1, f->cx, 2, "waybill", RID, dek, w2), GW_EPRECOND);
+
+    assert_int_equal(gw_keyring_file_rotate(f->path, &v, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_load(f->path, &k2, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_current(k2), 2);
+    assert_int_equal(gw_keyring_unwrap(k2, f->cx, 1, "waybill", RID, w1, sizeof w1, back), 0);
+    assert_memory_equal(back, dek, 32);
+    /* rewrap: unwrap under v1, wrap under v2 */
+    assert_int_equal(gw_keyring_wrap(k2, f->cx, 2, "waybill", RID, back, w2), 0);
+    /* the v1 wrapping does not open as v2 */
+    assert_int_equal(gw_keyring_unwrap(k2, f->cx, 2, "waybill", RID, w1, sizeof w1, back),
+                     GW_EDATALOSS);
+    assert_int_equal(gw_keyring_file_retire(f->path, 1, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_load(f->path, &k3, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_unwrap(k3, f->cx, 2, "waybill", RID, w2, sizeof w2, back), 0);
+    assert_memory_equal(back, dek, 32);
+    assert_int_equal(gw_keyring_unwrap(k3, f->cx, 1, "waybill", RID, w1, sizeof w1, back),
+                     GW_EPRECOND); /* retired */
+    for (int i = 0; i < 32; i++)
+        assert_int_equal(back[i], 0);
+    /* a keyring loaded before the retirement still holds v1 in memory until reloaded */
+    assert_int_equal(gw_keyring_unwrap(k1, f->cx, 1, "waybill", RID, w1, sizeof w1, back), 0);
+    gw_keyring_free(k1);
+    gw_keyring_free(k2);
+    gw_keyring_free(k3);
+}
+
+/* A backend other than the file plugs in through gw_keyring_new (as an HSM backend would). */
+struct mock_be {
+    uint8_t kek[32];
+    int wraps, unwraps, freed;
+    size_t last_aadlen;
+};
+static int mock_wrap(void *be, struct gw_crypto *cx, uint32_t v, const uint8_t *aad, size_t aadlen,
+                     const uint8_t *dek, uint8_t *out)
+{
+    struct mock_be *m = be;
+    size_t n;
+    m->wraps++;
+    m->last_aadlen = aadlen;
+    if (v != 4)
+        return GW_EPRECOND;
+    return gw_crypto_seal_into(cx, m->kek, aad, aadlen, dek, 32, out, GW_CRYPTO_WRAPPED_DEK_LEN,
+                               &n);
+}
+static int mock_unwrap(void *be, struct gw_crypto *cx, uint32_t v, const uint8_t *aad,
+                       size_t aadlen, const uint8_t *in, size_t inlen, uint8_t *dek)
+{
+    struct mock_be *m = be;
+    size_t n;
+    m->unwraps++;
+    if (v != 4)
+        return GW_EPRECOND;
+    return gw_crypto_open_into(cx, m->kek, aad, aadlen, in, inlen, dek, 32, &n);
+}
+static void mock_free(void *be)
+{
+    ((struct mock_be *)be)->freed++;
+}
+
+static void test_custom_backend(void **state)
+{
+    struct fx *f = *state;
+    static const struct gw_keyring_backend ops = {"mock", mock_wrap, mock_unwrap, mock_free};
+    struct mock_be m = {.wraps = 0};
+    struct gw_keyring_kek keks[] = {{4, true}, {2, false}};
+    struct gw_keyring_kek bad[] = {{4, false}};
+    uint8_t keys[32] = {7}, dek[32] = {1, 2, 3}, back[32], w[GW_CRYPTO_WRAPPED_DEK_LEN];
+    memset(m.kek, 0x42, 32);
+    assert_null(gw_keyring_new(&ops, &m, bad, 1, keys, keys, keys)); /* newest retired */
+    assert_null(gw_keyring_new(&ops, &m, keks, 0, keys, keys, keys));
+    struct gw_keyring *kr = gw_keyring_new(&ops, &m, keks, 2, keys, keys, keys);
+    assert_non_null(kr);
+    assert_int_equal(gw_keyring_current(kr), 4);
+    assert_int_equal(gw_keyring_kek_at(kr, 0).version, 2);
+    assert_string_equal(gw_keyring_backend_name(kr), "mock");
+    assert_int_equal(gw_keyring_wrap(kr, f->cx, 4, "waybill", RID, dek, w), 0);
+    assert_int_equal(gw_keyring_unwrap(kr, f->cx, 4, "waybill", RID, w, sizeof w, back), 0);
+    assert_memory_equal(back, dek, 32);
+    /* the keyring, not the backend, binds the record: same AAD as gw_crypto_dek_wrap */
+    assert_int_equal(gw_crypto_dek_unwrap(f->cx, m.kek, 4, "waybill", RID, w, sizeof w, back), 0);
+    assert_int_equal(m.wraps, 1);
+    assert_int_equal(m.unwraps, 1);
+    gw_keyring_free(kr);
+    assert_int_equal(m.freed, 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_init, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_refuses_modes, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_refuses_malformed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotate_retire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_rotation_flow, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_custom_backend, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,693 @@
+/* test_store.c: the waybill store against a throwaway PostgreSQL with the real migrations:
+ * idempotent submit outcomes, group commit, concurrent same-number inserts, batches, a refused
+ * row failing alone, the suspicious-phone register, reads, segments, incidents, cancellation.
+ * Skipped when the PostgreSQL binaries are missing. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/time.h>
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "migrate.h"
+#include "store.h"
+#include "pg_harness.h"
+
+static struct pgh pg;
+static bool pg_ok;
+static struct event_base *base;
+static struct event *tick;
+static struct gw_config cfg;
+static struct gw_db *db;
+static struct gw_store *store;
+static PGconn *check; /* blocking connection for assertions */
+
+static void on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static long now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
+}
+
+static bool run_until(bool (*pred)(void *), void *arg, long timeout_ms)
+{
+    long end = now_ms() + timeout_ms;
+    while (!pred(arg) && now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    return pred(arg);
+}
+
+static bool int_reached(void *arg)
+{
+    int *p = arg;
+    return p[0] >= p[1];
+}
+
+static bool db_is_ready(void *arg)
+{
+    return gw_db_ready(arg);
+}
+
+static bool db_idle(void *arg)
+{
+    return gw_db_pending(arg) == 0;
+}
+
+static char *q1(const char *sql)
+{
+    static char buf[256];
+    PGresult *r = PQexec(check, sql);
+    assert_true(PQresultStatus(r) == PGRES_TUPLES_OK);
+    snprintf(buf, sizeof(buf), "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
+    PQclear(r);
+    return buf;
+}
+
+/* ---- a sealed waybill with deterministic fake contents ---- */
+
+struct fake {
+    struct gw_sealed_waybill w;
+    uint8_t dek[40];
+    uint8_t ct[GW_COL_COUNT][24];
+};
+
+static void fill(uint8_t *p, size_t n, unsigned seed)
+{
+    size_t i;
+    for (i = 0; i < n; i++) {
+        seed = seed * 1103515245u + 12345u;
+        p[i] = (uint8_t)(seed >> 16);
+    }
+}
+
+/* wb: the waybill "number"; content: varies content_mac; phone/idn: sender phone and id (0 = none) */
+static void make(struct fake *f, unsigned id, unsigned wb, unsigned content, unsigned phone,
+                 unsigned idn)
+{
+    size_t i;
+
+    memset(f, 0, sizeof(*f));
+    fill(f->w.id, 16, id * 7 + 1);
+    f->w.id[6] = (uint8_t)((f->w.id[6] & 0x0f) | 0x40); /* a v4 UUID shape */
+    f->w.id[8] = (uint8_t)((f->w.id[8] & 0x3f) | 0x80);
+    f->w.origin_branch = "a";
+    f->w.submitted_by = "courier_a";
+    f->w.dest_region_code = "110101";
+    f->w.weight_grams = 1500;
+    f->w.service_type = "standard";
+    f->w.security_level = 1;
+    f->w.pickup_day = "2026-11-27";
+    fill(f->w.wb_bidx, 16, wb * 13 + 3);
+    if (phone) {
+        fill(f->w.sender_phone_bidx, 16, phone * 17 + 5);
+        f->w.has_sender_phone_bidx = true;
+    }
+    if (idn) {
+        fill(f->w.sender_id_bidx, 16, idn * 19 + 7);
+        f->w.has_sender_id_bidx = true;
+    }
+    fill(f->w.recipient_phone_bidx, 16, 99);
+    f->w.has_recipient_phone_bidx = true;
+    f->w.kek_version = 1;
+    f->w.dek_version = 1;
+    fill(f->dek, sizeof(f->dek), id + 11);
+    f->w.dek_wrapped.p = f->dek;
+    f->w.dek_wrapped.n = sizeof(f->dek);
+    fill(f->w.content_mac, 32, content * 23 + 9);
+    for (i = 0; i < GW_COL_COUNT; i++) {
+        if (i == GW_COL_SENDER_COMPANY)
+            continue; /* an absent field */
+        fill(f->ct[i], sizeof(f->ct[i]), (unsigned)(id * 31 + i));
+        f->w.ct[i].p = f->ct[i];
+        f->w.ct[i].n = sizeof(f->ct[i]);
+    }
+}
+
+struct sub_out {
+    int calls;
+    struct gw_store_result r;
+};
+
+static void submit_cb(void *arg, const struct gw_store_result *r)
+{
+    struct sub_out *o = arg;
+    o->calls++;
+    o->r = *r;
+}
+
+static bool sub_done(void *arg)
+{
+    return ((struct sub_out *)arg)->calls > 0;
+}
+
+static struct gw_store_result submit_wait(const struct fake *f)
+{
+    struct sub_out o = {0};
+    assert_int_equal(gw_store_submit(store, &f->w, submit_cb, &o, NULL), 0);
+    assert_true(run_until(sub_done, &o, 10000));
+    assert_int_equal(o.calls, 1);
+    return o.r;
+}
+
+/* ---- setup ---- */
+
+static int group_setup(void **state)
+{
+    char errbuf[512];
+    struct timeval tv = {0, 10000};
+    int ver = 0;
+
+    (void)state;
+    base = event_base_new();
+    tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    event_add(tick, &tv);
+    gw_log_level = GW_LOG_WARN;
+    if (!pgh_available())
+        return 0;
+    if (pgh_init(&pg) != 0) {
+        fprintf(stderr, "test_store: could not start PostgreSQL (see %s)\n", pg.dir);
+        return -1;
+    }
+    pg_ok = true;
+    if (gw_migrate_run(pg.conninfo, gw_migrations, gw_migrations_count, NULL, NULL, &ver, errbuf,
+                       sizeof(errbuf)) != 0) {
+        fprintf(stderr, "test_store: migrations failed: %s\n", errbuf);
+        return -1;
+    }
+    check = PQconnectdb(pg.conninfo);
+    if (PQstatus(check) != CONNECTION_OK)
+        return -1;
+    cfg.db_conninfo = pg.conninfo;
+    cfg.db_pool_size = 2;
+    cfg.db_pipeline_depth = 4;
+    cfg.db_queue_max = 4096;
+    cfg.db_connect_timeout_ms = 2000;
+    cfg.db_reconnect_max_ms = 400;
+    db = gw_db_new(base, &cfg);
+    store = gw_store_new(db);
+    if (db == NULL || store == NULL || gw_db_start(db) != 0)
+        return -1;
+    if (!run_until(db_is_ready, db, 10000))
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    gw_store_free(store);
+    gw_db_free(db);
+    if (check != NULL)
+        PQfinish(check);
+    if (pg_ok)
+        pgh_destroy(&pg);
+    event_free(tick);
+    event_base_free(base);
+    return 0;
+}
+
+/* ---- tests ---- */
+
+static void test_new_same_different(void **state)
+{
+    struct fake a, b, c;
+    struct gw_store_result r;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    make(&a, 1, 1, 1, 0, 0);
+    r = submit_wait(&a);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.outcome, GW_STORE_NEW);
+    assert_memory_equal(r.id, a.w.id, 16);
+
+    /* a retry: same number, same content, a fresh id from the gateway -> the stored id */
+    make(&b, 2, 1, 1, 0, 0);
+    r = submit_wait(&b);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.outcome, GW_STORE_EXISTING_SAME);
+    assert_memory_equal(r.id, a.w.id, 16);
+
+    /* same number, other content */
+    make(&c, 3, 1, 2, 0, 0);
+    r = submit_wait(&c);
+    assert_int_equal(r.err, GW_EEXIST);
+    assert_int_equal(r.outcome, GW_STORE_EXISTING_DIFFERENT);
+    assert_string_equal(q1("SELECT count(*) FROM waybill WHERE weight_grams = 1500"), "1");
+}
+
+struct get_out {
+    int calls, err;
+    struct fake seen;
+    char branch[32], day[16], region[16], service[32];
+    size_t ctn[GW_COL_COUNT];
+    bool ctnull[GW_COL_COUNT];
+};
+
+static void get_cb(void *arg, int err, const struct gw_sealed_waybill *w)
+{
+    struct get_out *o = arg;
+    size_t i;
+
+    o->calls++;
+    o->err = err;
+    if (err != 0)
+        return;
+    o->seen.w = *w;
+    snprintf(o->branch, sizeof(o->branch), "%s", w->origin_branch);
+    snprintf(o->day, sizeof(o->day), "%s", w->pickup_day ? w->pickup_day : "");
+    snprintf(o->region, sizeof(o->region), "%s", w->dest_region_code ? w->dest_region_code : "");
+    snprintf(o->service, sizeof(o->service), "%s", w->service_type ? w->service_type : "");
+    assert_int_equal(w->dek_wrapped.n, 40);
+    memcpy(o->seen.dek, w->dek_wrapped.p, 40);
+    for (i = 0; i < GW_COL_COUNT; i++) {
+        o->ctnull[i] = w->ct[i].p == NULL;
+        o->ctn[i] = w->ct[i].n;
+        if (w->ct[i].p != NULL && w->ct[i].n == 24)
+            memcpy(o->seen.ct[i], w->ct[i].p, 24);
+    }
+}
+
+static bool get_done(void *arg)
+{
+    return ((struct get_out *)arg)->calls > 0;
+}
+
+static void test_get(void **state)
+{
+    struct fake a;
+    struct get_out *o = calloc(1, sizeof(*o));
+    uint8_t unknown[16] = {0};
+    size_t i;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    make(&a, 40, 40, 40, 4040, 4041);
+    a.w.dest_region_code = NULL;
+    a.w.service_type = "";
+    assert_int_equal(submit_wait(&a).outcome, GW_STORE_NEW);
+    assert_int_equal(gw_store_get(store, a.w.wb_bidx, get_cb, o, NULL), 0);
+    assert_true(run_until(get_done, o, 10000));
+    assert_int_equal(o->err, 0);
+    assert_memory_equal(o->seen.w.id, a.w.id, 16);
+    assert_string_equal(o->branch, "a");
+    assert_string_equal(o->day, "2026-11-27");
+    assert_string_equal(o->region, "");
+    assert_string_equal(o->service, "");
+    assert_int_equal(o->seen.w.weight_grams, 1500);
+    assert_int_equal(o->seen.w.security_level, 1);
+    assert_int_equal(o->seen.w.kek_version, 1);
+    assert_memory_equal(o->seen.w.wb_bidx, a.w.wb_bidx, 16);
+    assert_true(o->seen.w.has_sender_phone_bidx);
+    assert_memory_equal(o->seen.w.sender_phone_bidx, a.w.sender_phone_bidx, 16);
+    assert_true(o->seen.w.has_sender_id_bidx);
+    assert_false(o->seen.w.has_recipient_id_bidx);
+    assert_memory_equal(o->seen.w.content_mac, a.w.content_mac, 32);
+    assert_memory_equal(o->seen.dek, a.dek, 40);
+    for (i = 0; i < GW_COL_COUNT; i++) {
+        if (i == GW_COL_SENDER_COMPANY) {
+            assert_true(o->ctnull[i]);
+            continue;
+        }
+        assert_int_equal(o->ctn[i], 24);
+        assert_memory_equal(o->seen.ct[i], a.ct[i], 24);
+    }
+    memset(o, 0, sizeof(*o));
+    assert_int_equal(gw_store_get(store, unknown, get_cb, o, NULL), 0);
+    assert_true(run_until(get_done, o, 10000));
+    assert_int_equal(o->err, GW_ENOTFOUND);
+    free(o);
+}
+
+#define NCONC 400
+static int conc_done[2], conc_new;
+static void conc_cb(void *arg, const struct gw_store_result *r)
+{
+    (void)arg;
+    conc_done[0]++;
+    if (r->err == 0 && r->outcome == GW_STORE_NEW)
+        conc_new++;
+}
+
+static void test_group_commit(void **state)
+{
+    struct gw_store_stats before, after;
+    struct fake *f = calloc(NCONC, sizeof(*f));
+    int i;
+    long n0;
+    char want[32];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    n0 = atol(q1("SELECT count(*) FROM waybill"));
+
+    gw_store_stats(store, &before);
+    conc_done[0] = 0;
+    conc_done[1] = NCONC;
+    conc_new = 0;
+    /* submits arrive over several loop passes, as streams would */
+    for (i = 0; i < NCONC; i++) {
+        make(&f[i], 1000 + i, 1000 + i, 1, 100 + i % 7, 200 + i % 5);
+        assert_int_equal(gw_store_submit(store, &f[i].w, conc_cb, NULL, NULL), 0);
+        if (i % 50 == 49)
+            event_base_loop(base, EVLOOP_NONBLOCK);
+    }
+    assert_true(run_until(int_reached, conc_done, 20000));
+    assert_int_equal(conc_new, NCONC);
+    gw_store_stats(store, &after);
+    print_message("group commit: %d submits in %llu transactions\n", NCONC,
+                  (unsigned long long)(after.groups - before.groups));
+    assert_true(after.groups - before.groups < NCONC / 4);
+    assert_int_equal(after.queued, 0);
+    assert_int_equal(after.groups_inflight, 0);
+    snprintf(want, sizeof(want), "%ld", n0 + NCONC);
+    assert_string_equal(q1("SELECT count(*) FROM waybill"), want);
+    free(f);
+}
+
+/* A concurrent insert of the same number, still uncommitted when the store's statement runs:
+ * zero rows, retried transparently in the next group, then seen as the existing row. */
+static int slow_done;
+static void slow_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    (void)arg;
+    (void)res;
+    assert_int_equal(err, 0);
+    slow_done = 1;
+}
+
+static void test_concurrent_same_number(void **state)
+{
+    struct fake a, b;
+    struct gw_store_stats before, after;
+    struct sub_out o = {0};
+    char idhex[64], wbhex[64], mac[80], sql[1024];
+    struct gw_db_stmt st[2];
+    int i;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    make(&a, 50, 50, 5, 0, 0);
+    make(&b, 51, 50, 5, 0, 0);
+    for (i = 0; i < 16; i++) {
+        sprintf(idhex + 2 * i, "%02x", a.w.id[i]);
+        sprintf(wbhex + 2 * i, "%02x", a.w.wb_bidx[i]);
+    }
+    for (i = 0; i < 32; i++)
+        sprintf(mac + 2 * i, "%02x", a.w.content_mac[i]);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO waybill (id, wb_bidx, origin_branch, submitted_by, kek_version, "
+             "dek_version, dek_wrapped, content_mac) VALUES ('%s', '\\x%s', 'a', 'x', 1, 1, "
+             "'\\x00', '\\x%s')",
+             idhex, wbhex, mac);
+    memset(st, 0, sizeof(st));
+    st[0].sql = sql;
+    st[1].sql = "SELECT pg_sleep(0.5)";
+    gw_store_stats(store, &before);
+    slow_done = 0;
+    assert_int_equal(gw_db_exec(db, st, 2, GW_DB_TXN, slow_cb, NULL, NULL), 0);
+    for (i = 0; i < 10; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    assert_int_equal(gw_store_submit(store, &b.w, submit_cb, &o, NULL), 0);
+    assert_true(run_until(sub_done, &o, 10000));
+    assert_int_equal(slow_done, 1);
+    assert_int_equal(o.r.err, 0);
+    assert_int_equal(o.r.outcome, GW_STORE_EXISTING_SAME);
+    assert_memory_equal(o.r.id, a.w.id, 16);
+    gw_store_stats(store, &after);
+    assert_true(after.items_requeued > before.items_requeued);
+}
+
+struct batch_out {
+    int calls;
+    size_t n;
+    struct gw_store_result r[16];
+};
+
+static void batch_cb(void *arg, const struct gw_store_result *r, size_t n)
+{
+    struct batch_out *o = arg;
+    o->calls++;
+    o->n = n;
+    memcpy(o->r, r, n * sizeof(*r));
+}
+
+static bool batch_done(void *arg)
+{
+    return ((struct batch_out *)arg)->calls > 0;
+}
+
+static void test_batch(void **state)
+{
+    struct fake f[6], dup;
+    struct gw_sealed_waybill items[6];
+    struct batch_out o = {0};
+    struct gw_store_stats before, after;
+    int i;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    make(&dup, 60, 60, 6, 0, 0);
+    assert_int_equal(submit_wait(&dup).outcome, GW_STORE_NEW);
+    for (i = 0; i < 4; i++)
+        make(&f[i], 61 + i, 61 + i, 6, 0, 0);
+    make(&f[4], 70, 60, 6, 0, 0); /* same as dup */
+    make(&f[5], 71, 60, 7, 0, 0); /* dup's number, other content */
+    for (i = 0; i < 6; i++)
+        items[i] = f[i].w;
+    gw_store_stats(store, &before);
+    assert_int_equal(gw_store_submit_batch(store, items, 6, batch_cb, &o, NULL), 0);
+    assert_true(run_until(batch_done, &o, 10000));
+    gw_store_stats(store, &after);
+    assert_int_equal(after.groups - before.groups, 1);
+    assert_int_equal(o.n, 6);
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(o.r[i].err, 0);
+        assert_int_equal(o.r[i].outcome, GW_STORE_NEW);
+        assert_memory_equal(o.r[i].id, f[i].w.id, 16);
+    }
+    assert_int_equal(o.r[4].outcome, GW_STORE_EXISTING_SAME);
+    assert_memory_equal(o.r[4].id, dup.w.id, 16);
+    assert_int_equal(o.r[5].err, GW_EEXIST);
+    assert_int_equal(o.r[5].outcome, GW_STORE_EXISTING_DIFFERENT);
+
+    /* a row the database refuses (no such date) fails alone; the others are stored */
+    memset(&o, 0, sizeof(o));
+    for (i = 0; i < 3; i++) {
+        make(&f[i], 80 + i, 80 + i, 8, 0, 0);
+        items[i] = f[i].w;
+    }
+    items[1].pickup_day = "2026-13-45";
+    assert_int_equal(gw_store_submit_batch(store, items, 3, batch_cb, &o, NULL), 0);
+    assert_true(run_until(batch_done, &o, 10000));
+    assert_int_equal(o.r[0].outcome, GW_STORE_NEW);
+    assert_int_equal(o.r[1].err, GW_EINTERNAL);
+    assert_int_equal(o.r[2].outcome, GW_STORE_NEW);
+    assert_int_equal(o.r[2].err, 0);
+
+    assert_int_equal(gw_store_submit_batch(store, items, 0, batch_cb, &o, NULL), GW_EINVAL);
+}
+
+static void test_suspicious(void **state)
+{
+    struct fake f;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    /* phone 5001 with the same sender id twice: not suspicious */
+    make(&f, 500, 500, 1, 5001, 7001);
+    assert_int_equal(submit_wait(&f).outcome, GW_STORE_NEW);
+    make(&f, 501, 501, 1, 5001, 7001);
+    assert_int_equal(submit_wait(&f).outcome, GW_STORE_NEW);
+    /* phone 5002 with two different sender ids: flagged */
+    make(&f, 502, 502, 1, 5002, 7001);
+    assert_int_equal(submit_wait(&f).outcome, GW_STORE_NEW);
+    make(&f, 503, 503, 1, 5002, 7002);
+    assert_int_equal(submit_wait(&f).outcome, GW_STORE_NEW);
+    make(&f, 504, 504, 1, 5002, 7002);
+    assert_int_equal(submit_wait(&f).outcome, GW_STORE_NEW);
+
+    uint8_t p1[16], p2[16];
+    char sql[256];
+    int i, o;
+    fill(p1, 16, 5001 * 17 + 5);
+    fill(p2, 16, 5002 * 17 + 5);
+    o = snprintf(sql, sizeof(sql), "SELECT suspicious::text || senders FROM phone_owner WHERE phone_bidx = '\\x");
+    for (i = 0; i < 16; i++)
+        o += snprintf(sql + o, sizeof(sql) - (size_t)o, "%02x", p1[i]);
+    snprintf(sql + o, sizeof(sql) - (size_t)o, "'");
+    assert_string_equal(q1(sql), "false1");
+    o = snprintf(sql, sizeof(sql), "SELECT suspicious::text || senders FROM phone_owner WHERE phone_bidx = '\\x");
+    for (i = 0; i < 16; i++)
+        o += snprintf(sql + o, sizeof(sql) - (size_t)o, "%02x", p2[i]);
+    snprintf(sql + o, sizeof(sql) - (size_t)o, "'");
+    assert_string_equal(q1(sql), "true2");
+    /* the register holds blind indexes and record ids only: two distinct senders, two records */
+    o = snprintf(sql, sizeof(sql), "SELECT count(*) FROM phone_sender WHERE phone_bidx = '\\x");
+    for (i = 0; i < 16; i++)
+        o += snprintf(sql + o, sizeof(sql) - (size_t)o, "%02x", p2[i]);
+    snprintf(sql + o, sizeof(sql) - (size_t)o, "'");
+    assert_string_equal(q1(sql), "2");
+}
+
+static void test_cancel(void **state)
+{
+    struct fake a, b, c[3];
+    struct gw_sealed_waybill items[3];
+    struct sub_out oa = {0}, ob = {0}, probe = {0};
+    struct batch_out obatch = {0};
+    struct gw_store_req *ha = NULL, *hb = NULL, *hc = NULL;
+    int i;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    /* cancelled while still queued in the store: dropped, never stored */
+    make(&a, 900, 900, 1, 0, 0);
+    assert_int_equal(gw_store_submit(store, &a.w, submit_cb, &oa, &ha), 0);
+    gw_store_cancel(ha);
+    /* cancelled after its group was sent */
+    make(&b, 901, 901, 1, 0, 0);
+    assert_int_equal(gw_store_submit(store, &b.w, submit_cb, &ob, &hb), 0);
+    event_base_loop(base, EVLOOP_NONBLOCK); /* the flush runs: the group is on the wire */
+    gw_store_cancel(hb);
+    for (i = 0; i < 3; i++) {
+        make(&c[i], 910 + i, 910 + i, 1, 0, 0);
+        items[i] = c[i].w;
+    }
+    assert_int_equal(gw_store_submit_batch(store, items, 3, batch_cb, &obatch, &hc), 0);
+    gw_store_cancel(hc);
+    /* a later submit completes: everything before it has been answered or dropped */
+    make(&a, 920, 920, 1, 0, 0);
+    assert_int_equal(gw_store_submit(store, &a.w, submit_cb, &probe, NULL), 0);
+    assert_true(run_until(sub_done, &probe, 10000));
+    for (i = 0; i < 50; i++)
+        event_base_loop(base, EVLOOP_NONBLOCK);
+    {
+        struct gw_store_stats st;
+        gw_store_stats(store, &st);
+        assert_int_equal(st.groups_inflight, 0);
+    }
+    assert_int_equal(oa.calls, 0);
+    assert_int_equal(ob.calls, 0);
+    assert_int_equal(obatch.calls, 0);
+    gw_store_cancel(NULL);
+}
+
+struct seg_out {
+    int calls, err;
+    size_t n;
+    char first[64];
+};
+
+static void seg_cb(void *arg, int err, const struct gw_store_segment *seg, size_t n)
+{
+    struct seg_out *o = arg;
+    o->calls++;
+    o->err = err;
+    o->n = n;
+    if (n > 0)
+        snprintf(o->first, sizeof(o->first), "%s %s %lld-%lld", seg[0].branch, seg[0].prefix,
+                 (long long)seg[0].range_from, (long long)seg[0].range_to);
+}
+
+static bool seg_done(void *arg)
+{
+    return ((struct seg_out *)arg)->calls > 0;
+}
+
+static void test_segments(void **state)
+{
+    struct seg_out o = {0};
+    PGresult *r;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    r = PQexec(check, "INSERT INTO segment (branch, prefix, range_from, range_to, issued_by) "
+                      "VALUES ('a', 'WG', 1000, 1999, 'sec'), ('b', 'WG', 2000, 2999, 'sec')");
+    assert_int_equal(PQresultStatus(r), PGRES_COMMAND_OK);
+    PQclear(r);
+    r = PQexec(check, "INSERT INTO segment (branch, prefix, range_from, range_to, issued_by) "
+                      "VALUES ('c', 'WG', 1999, 2000, 'sec')");
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23P01");
+    PQclear(r);
+    assert_int_equal(gw_store_load_segments(store, seg_cb, &o, NULL), 0);
+    assert_true(run_until(seg_done, &o, 10000));
+    assert_int_equal(o.err, 0);
+    assert_int_equal(o.n, 2);
+    assert_string_equal(o.first, "a WG 1000-1999");
+}
+
+static int inc_done[2];
+static void inc_cb(void *arg, int err)
+{
+    (void)arg;
+    assert_int_equal(err, 0);
+    inc_done[0]++;
+}
+
+static void test_incident(void **state)
+{
+    uint8_t rid[16];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    fill(rid, 16, 4242);
+    inc_done[0] = 0;
+    inc_done[1] = 2;
+    assert_int_equal(gw_store_record_incident(store, "high", "decrypt_failure", "courier_a",
+                                              "127.0.0.1:5555", "a", "ciphertext failed to "
+                                              "authenticate", rid, inc_cb, NULL, NULL),
+                     0);
+    assert_int_equal(gw_store_record_incident(store, "low", "auth_failures", NULL, NULL, NULL, NULL,
+                                              NULL, inc_cb, NULL, NULL),
+                     0);
+    assert_int_equal(gw_store_record_incident(store, "medium", "bulk_scraping", NULL, NULL, NULL,
+                                              NULL, NULL, NULL, NULL, NULL),
+                     0);
+    assert_true(run_until(int_reached, inc_done, 10000));
+    assert_true(run_until(db_idle, db, 10000)); /* the third has no callback */
+    assert_string_equal(q1("SELECT count(*) FROM incident"), "3");
+    assert_string_equal(q1("SELECT count(*) FROM incident WHERE record_id IS NOT NULL"), "1");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_new_same_different),
+        cmocka_unit_test(test_get),
+        cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_concurrent_same_number),
+        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_suspicious),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_incident),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
