@@ -47,14 +47,14 @@ struct gw_call {
     bool arena_exhausted;
     ProtobufCAllocator pba;
     struct gw_grpc_decoder dec;
-    uint8_t *req;        /* the one request message (gw_malloc'd) */
+    uint8_t *req; /* the one request message (gw_malloc'd) */
     size_t req_len;
     unsigned nreq;
     unsigned nsent;
     struct evbuffer *out; /* framed response messages not yet handed to nghttp2 */
     bool response_started;
     enum gw_grpc_status status;
-    char message[512];   /* percent-encoded grpc-message */
+    char message[512]; /* percent-encoded grpc-message */
     gw_cancel_fn cancel_fn;
     void *cancel_arg;
     bool in_cancel;
@@ -288,8 +288,8 @@ static void submit_trailer(struct gw_call *call)
         n = 2;
     }
     if (nghttp2_submit_trailer(gw_h2_session(call->h2), call->stream_id, nv, n) != 0)
-        (void)nghttp2_submit_rst_stream(gw_h2_session(call->h2), NGHTTP2_FLAG_NONE,
-                                        call->stream_id, NGHTTP2_INTERNAL_ERROR);
+        (void)nghttp2_submit_rst_stream(gw_h2_session(call->h2), NGHTTP2_FLAG_NONE, call->stream_id,
+                                        NGHTTP2_INTERNAL_ERROR);
 }
 
 static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
@@ -343,12 +343,12 @@ static void finish(struct gw_call *call, enum gw_grpc_status status, const char 
     call->status = status;
     gw_grpc_percent_encode(message ? message : "", call->message, sizeof(call->message));
     GW_LOG(status == GW_GRPC_OK ? GW_LOG_DEBUG : GW_LOG_INFO, "call", &call->log,
-           "call finished: %s grpc-status %d (%s) after %llu ms", call->method->m.path,
-           (int)status, message ? message : "", (unsigned long long)(gw_now_ms() - call->start_ms));
+           "call finished: %s grpc-status %d (%s) after %llu ms", call->method->m.path, (int)status,
+           message ? message : "", (unsigned long long)(gw_now_ms() - call->start_ms));
     if (!call->response_started) {
         if (gw_h2_submit_trailers_only(h2, call->stream_id, 200, status, message) != 0)
-            (void)nghttp2_submit_rst_stream(gw_h2_session(h2), NGHTTP2_FLAG_NONE,
-                                            call->stream_id, NGHTTP2_INTERNAL_ERROR);
+            (void)nghttp2_submit_rst_stream(gw_h2_session(h2), NGHTTP2_FLAG_NONE, call->stream_id,
+                                            NGHTTP2_INTERNAL_ERROR);
     } else {
         (void)nghttp2_session_resume_data(gw_h2_session(h2), call->stream_id);
     }
@@ -365,6 +365,9 @@ int gw_call_send(struct gw_call *call, const ProtobufCMessage *msg)
     if (!call->method->m.server_streaming && call->nsent > 0)
         return GW_EINVAL;
     if (size > gw_h2_cfg(call->h2)->max_message_size)
+        return GW_ETOOBIG;
+    /* A client that does not read cannot make us queue without bound. */
+    if (evbuffer_get_length(call->out) > (size_t)gw_h2_cfg(call->h2)->max_message_size * 4u)
         return GW_ETOOBIG;
     if (evbuffer_reserve_space(call->out, (ev_ssize_t)(size + GW_GRPC_PREFIX_LEN), &v, 1) < 1 ||
         v.iov_len < size + GW_GRPC_PREFIX_LEN)
@@ -408,16 +411,34 @@ void gw_call_set_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg)
 
 /* ---- accessors ---- */
 
-struct gw_app *gw_call_app(struct gw_call *call) { return gw_h2_app(call->h2); }
+struct gw_app *gw_call_app(struct gw_call *call)
+{
+    return gw_h2_app(call->h2);
+}
 const struct gw_principal *gw_call_principal(const struct gw_call *call)
 {
     return gw_h2_principal(call->h2);
 }
-const struct gw_log_ctx *gw_call_log_ctx(const struct gw_call *call) { return &call->log; }
-const char *gw_call_request_id(const struct gw_call *call) { return call->request_id; }
-uint64_t gw_call_deadline_ms(const struct gw_call *call) { return call->deadline_ms; }
-struct gw_arena *gw_call_arena(struct gw_call *call) { return call->arena; }
-ProtobufCAllocator *gw_call_pb_allocator(struct gw_call *call) { return &call->pba; }
+const struct gw_log_ctx *gw_call_log_ctx(const struct gw_call *call)
+{
+    return &call->log;
+}
+const char *gw_call_request_id(const struct gw_call *call)
+{
+    return call->request_id;
+}
+uint64_t gw_call_deadline_ms(const struct gw_call *call)
+{
+    return call->deadline_ms;
+}
+struct gw_arena *gw_call_arena(struct gw_call *call)
+{
+    return call->arena;
+}
+ProtobufCAllocator *gw_call_pb_allocator(struct gw_call *call)
+{
+    return &call->pba;
+}
 
 const char *gw_call_metadata(const struct gw_call *call, const char *name)
 {
@@ -467,8 +488,7 @@ static int check_strings(const ProtobufCMessage *m, const char *path, int depth,
         }
         for (size_t k = 0; k < count; k++) {
             const void *item = items[k];
-            if (item == NULL || (f->type == PROTOBUF_C_TYPE_STRING &&
-                                 item == f->default_value))
+            if (item == NULL || (f->type == PROTOBUF_C_TYPE_STRING && item == f->default_value))
                 continue;
             path_join(sub, sizeof(sub), path, f->name,
                       f->label == PROTOBUF_C_LABEL_REPEATED ? (long)k : -1);
@@ -497,11 +517,9 @@ ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDes
     m = protobuf_c_message_unpack(desc, &call->pba, len, req);
     if (m == NULL) {
         if (call->arena_exhausted)
-            gw_call_finish(call, GW_GRPC_RESOURCE_EXHAUSTED,
-                           "request message too large to unpack");
+            gw_call_finish(call, GW_GRPC_RESOURCE_EXHAUSTED, "request message too large to unpack");
         else
-            gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT,
-                           "request: not a valid protobuf message");
+            gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, "request: not a valid protobuf message");
         return NULL;
     }
     switch (check_strings(m, "", 0, bad, sizeof(bad))) {

@@ -65,8 +65,9 @@ ProtobufCAllocator *gw_call_pb_allocator(struct gw_call *call);
 ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDescriptor *desc,
                                  const uint8_t *req, size_t len);
 
-/* Packs msg and queues it as one response message. Returns 0, GW_ETOOBIG (over the message cap)
- * or GW_ENOMEM; on error the handler should finish the call with that error. */
+/* Packs msg and queues it as one response message. Returns 0, GW_ETOOBIG (over the message cap,
+ * or more than 4 x max_message_size of earlier responses still waiting for a slow client) or
+ * GW_ENOMEM; on error the handler should finish the call with that error. */
 int gw_call_send(struct gw_call *call, const ProtobufCMessage *msg) GW_MUST_CHECK;
 
 /* Ends the call with a status; message (may be NULL for OK) names the field and the rule and

@@ -5,11 +5,11 @@
  * the output to the peer is backed up. */
 #include "conn.h"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -42,7 +42,7 @@ struct gw_conn {
     gw_conn_closed_cb closed_cb;
     void *cb_arg;
     bool closing;
-    bool handshake_done;        /* client preface received: handshake_ev no longer a deadline */
+    bool handshake_done; /* client preface received: handshake_ev no longer a deadline */
     struct gw_conn *next, *prev;
 };
 
@@ -203,7 +203,12 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
         conn_close(c, "socket error");
         return;
     }
-    if (events & (BEV_EVENT_EOF | BEV_EVENT_TIMEOUT))
+    if (events & BEV_EVENT_TIMEOUT) {
+        GW_LOG(GW_LOG_INFO, "conn", &c->log, "peer stopped reading: closing");
+        conn_close(c, "write timeout");
+        return;
+    }
+    if (events & BEV_EVENT_EOF)
         conn_close(c, "peer closed");
 }
 
@@ -256,10 +261,9 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t outlen)
     }
 }
 
-struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls,
-                            const struct gw_rpc_table *rpc, evutil_socket_t fd,
-                            const struct sockaddr *sa, int salen, gw_conn_closed_cb cb,
-                            void *cb_arg)
+struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls, const struct gw_rpc_table *rpc,
+                            evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                            gw_conn_closed_cb cb, void *cb_arg)
 {
     struct gw_conn *c = NULL;
     struct ssl_st *ssl = NULL;
@@ -285,8 +289,8 @@ struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls,
         ssl = gw_tls_ssl_new(tls);
         if (ssl == NULL)
             goto fail;
-        c->bev = bufferevent_openssl_socket_new(app->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                                opts);
+        c->bev =
+            bufferevent_openssl_socket_new(app->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
         if (c->bev == NULL)
             goto fail;
         ssl = NULL; /* owned by the bufferevent now, and so is fd */
@@ -302,6 +306,12 @@ struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls,
     }
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATERMARK);
+    /* A peer that stops reading our output is dropped after idle_timeout_ms without progress. */
+    {
+        struct timeval wt = {(time_t)(c->cfg->idle_timeout_ms / 1000u),
+                             (suseconds_t)(c->cfg->idle_timeout_ms % 1000u) * 1000};
+        (void)bufferevent_set_timeouts(c->bev, NULL, &wt);
+    }
     if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0)
         goto fail;
     set_timer(c->handshake_ev, c->cfg->handshake_timeout_ms);

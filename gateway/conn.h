@@ -19,10 +19,9 @@ typedef void (*gw_conn_closed_cb)(void *arg, struct gw_conn *c);
 
 /* Takes ownership of fd (closed on failure too). tls NULL means plaintext HTTP/2 with prior
  * knowledge and an unauthenticated principal. Returns NULL on failure. */
-struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls,
-                            const struct gw_rpc_table *rpc, evutil_socket_t fd,
-                            const struct sockaddr *sa, int salen, gw_conn_closed_cb cb,
-                            void *cb_arg);
+struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls, const struct gw_rpc_table *rpc,
+                            evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                            gw_conn_closed_cb cb, void *cb_arg);
 
 /* Closes at once: live calls are cancelled; the closed callback is not called. NULL-safe. */
 void gw_conn_free(struct gw_conn *c);

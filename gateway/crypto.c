@@ -1,7 +1,8 @@
 /* crypto.c: AES-256-GCM sealing, data-key wrapping and HMAC-SHA256 keyed hashes on OpenSSL 3 EVP.
  * Invariants: algorithms are fetched once per struct gw_crypto and contexts are reused; a cached
  * key is only a copy of one the caller holds, and every key copy and plaintext buffer this file
- * owns is wiped with OPENSSL_cleanse; a failed open never leaves plaintext in the caller's buffer. */
+ * owns is wiped with OPENSSL_cleanse; a failed open never leaves plaintext in the caller's buffer.
+ */
 #include "crypto.h"
 
 #include <stdbool.h>
@@ -260,9 +261,8 @@ int gw_crypto_aad_field(struct gw_crypto_aad *a, const char *table, const char *
     static const char label[] = "waygate-field-v1";
     a->n = 0;
     int rc = 0;
-    if (!record_id ||
-        (rc = put_bytes(a, label, sizeof label - 1)) != 0 || (rc = put_name(a, table)) != 0 ||
-        (rc = put_name(a, column)) != 0 ||
+    if (!record_id || (rc = put_bytes(a, label, sizeof label - 1)) != 0 ||
+        (rc = put_name(a, table)) != 0 || (rc = put_name(a, column)) != 0 ||
         (rc = put_bytes(a, record_id, GW_CRYPTO_RECORD_ID_LEN)) != 0 ||
         (rc = put_u32(a, dek_version)) != 0) {
         a->n = 0;
@@ -277,8 +277,8 @@ int gw_crypto_aad_dek(struct gw_crypto_aad *a, const char *table,
     static const char label[] = "waygate-dek-v1";
     a->n = 0;
     int rc = 0;
-    if (!record_id ||
-        (rc = put_bytes(a, label, sizeof label - 1)) != 0 || (rc = put_name(a, table)) != 0 ||
+    if (!record_id || (rc = put_bytes(a, label, sizeof label - 1)) != 0 ||
+        (rc = put_name(a, table)) != 0 ||
         (rc = put_bytes(a, record_id, GW_CRYPTO_RECORD_ID_LEN)) != 0 ||
         (rc = put_u32(a, kek_version)) != 0) {
         a->n = 0;
@@ -329,14 +329,14 @@ static int gcm_seal(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
     }
     if (gcm_aad(cx->enc, 1, hdr, hdrlen, aad, aadlen) != 0)
         goto fail;
-    if (ptlen && (EVP_EncryptUpdate(cx->enc, ct, &outl, pt, (int)ptlen) != 1 ||
-                  (size_t)outl != ptlen))
+    if (ptlen &&
+        (EVP_EncryptUpdate(cx->enc, ct, &outl, pt, (int)ptlen) != 1 || (size_t)outl != ptlen))
         goto fail;
     if (EVP_EncryptFinal_ex(cx->enc, ct + ptlen, &outl) != 1 || outl != 0)
         goto fail;
-    OSSL_PARAM tp[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag,
-                                                          GW_CRYPTO_TAG_LEN),
-                        OSSL_PARAM_construct_end()};
+    OSSL_PARAM tp[2] = {
+        OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, GW_CRYPTO_TAG_LEN),
+        OSSL_PARAM_construct_end()};
     if (EVP_CIPHER_CTX_get_params(cx->enc, tp) != 1)
         goto fail;
     return 0;
@@ -363,9 +363,9 @@ static int gcm_open(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
         goto fail;
     bool same = cx->dec_keyed && key_eq(cx->dec_key, key);
     /* the expected tag goes in with the nonce (one parameter pass instead of a ctrl call) */
-    OSSL_PARAM tp[2] = {OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tagbuf,
-                                                          GW_CRYPTO_TAG_LEN),
-                        OSSL_PARAM_construct_end()};
+    OSSL_PARAM tp[2] = {
+        OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tagbuf, GW_CRYPTO_TAG_LEN),
+        OSSL_PARAM_construct_end()};
     if (EVP_DecryptInit_ex2(cx->dec, NULL, same ? NULL : key, nonce, tp) != 1)
         goto fail;
     if (!same) {
@@ -374,8 +374,8 @@ static int gcm_open(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
     }
     if (gcm_aad(cx->dec, 0, hdr, hdrlen, aad, aadlen) != 0)
         goto fail;
-    if (ctlen && (EVP_DecryptUpdate(cx->dec, pt, &outl, ct, (int)ctlen) != 1 ||
-                  (size_t)outl != ctlen))
+    if (ctlen &&
+        (EVP_DecryptUpdate(cx->dec, pt, &outl, ct, (int)ctlen) != 1 || (size_t)outl != ctlen))
         goto fail;
     if (EVP_DecryptFinal_ex(cx->dec, pt + ctlen, &outl) != 1) {
         rc = GW_EDATALOSS; /* the tag did not verify */
@@ -426,8 +426,8 @@ int gw_crypto_seal_into(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LE
         return GW_ECRYPTO;
     }
     uint8_t *ct = nonce + GW_CRYPTO_NONCE_LEN;
-    int rc = gcm_seal(cx, key, nonce, out, GW_CRYPTO_HDR_LEN, aad, aadlen, pt, ptlen, ct,
-                      ct + ptlen);
+    int rc =
+        gcm_seal(cx, key, nonce, out, GW_CRYPTO_HDR_LEN, aad, aadlen, pt, ptlen, ct, ct + ptlen);
     if (rc != 0)
         return rc;
     *outlen = GW_CRYPTO_SEALED_LEN(ptlen);
@@ -470,8 +470,8 @@ int gw_crypto_open_into(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LE
         return GW_EINVAL;
     const uint8_t *nonce = in + GW_CRYPTO_HDR_LEN;
     const uint8_t *ct = nonce + GW_CRYPTO_NONCE_LEN;
-    int rc = gcm_open(cx, key, nonce, in, GW_CRYPTO_HDR_LEN, aad, aadlen, ct, ctlen, ct + ctlen,
-                      buf);
+    int rc =
+        gcm_open(cx, key, nonce, in, GW_CRYPTO_HDR_LEN, aad, aadlen, ct, ctlen, ct + ctlen, buf);
     if (rc != 0)
         return rc;
     *outlen = ctlen;
@@ -553,8 +553,7 @@ static int mac_begin(struct gw_crypto *cx, const uint8_t *key, size_t keylen)
     if (ensure_mac(cx) != 0)
         return GW_ECRYPTO;
     bool cacheable = keylen == GW_CRYPTO_KEY_LEN;
-    bool same = cacheable && cx->mac_keyed &&
-                key_eq(cx->mac_key, key);
+    bool same = cacheable && cx->mac_keyed && key_eq(cx->mac_key, key);
     /* A NULL key re-initialises the HMAC with the key it already holds. */
     if (EVP_MAC_init(cx->mac, same ? NULL : key, same ? 0 : keylen, NULL) != 1) {
         ERR_clear_error();
@@ -667,44 +666,71 @@ int gw_crypto_token(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], 
     return 0;
 }
 
+/* Buffers small writes into one EVP_MAC_update (each update costs a provider dispatch). */
+struct macbuf {
+    struct gw_crypto *cx;
+    size_t n;
+    int rc;
+    uint8_t b[1024];
+};
+
+static void mb_put(struct macbuf *m, const void *p, size_t n)
+{
+    if (m->rc != 0 || n == 0)
+        return;
+    if (m->n + n > sizeof m->b) {
+        m->rc = mac_update(m->cx, m->b, m->n);
+        m->n = 0;
+        if (m->rc != 0)
+            return;
+        if (n > sizeof m->b) {
+            m->rc = mac_update(m->cx, p, n);
+            return;
+        }
+    }
+    memcpy(m->b + m->n, p, n);
+    m->n += n;
+}
+
+static void mb_be(struct macbuf *m, uint64_t v, int bytes)
+{
+    uint8_t b[8];
+    for (int k = 0; k < bytes; k++)
+        b[k] = (uint8_t)(v >> (8 * (bytes - 1 - k)));
+    mb_put(m, b, (size_t)bytes);
+}
+
 int gw_crypto_content_mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
                           const struct gw_crypto_item *items, size_t count,
                           uint8_t out[GW_CRYPTO_MAC_LEN])
 {
     static const char label[] = "waygate-content-v1";
-    uint8_t hdr[8];
+    struct macbuf m;
     if (count > UINT32_MAX || (!items && count))
         return GW_EINVAL;
     for (size_t i = 0; i < count; i++)
         if (!items[i].name || strlen(items[i].name) > UINT32_MAX || (!items[i].p && items[i].n))
             return GW_EINVAL;
-    int rc = mac_begin(cx, key, GW_CRYPTO_KEY_LEN);
-    if (rc == 0)
-        rc = mac_update(cx, label, sizeof label - 1);
-    for (int k = 0; k < 4; k++)
-        hdr[k] = (uint8_t)(count >> (24 - 8 * k));
-    if (rc == 0)
-        rc = mac_update(cx, hdr, 4);
-    for (size_t i = 0; rc == 0 && i < count; i++) {
+    m.cx = cx;
+    m.n = 0;
+    m.rc = mac_begin(cx, key, GW_CRYPTO_KEY_LEN);
+    mb_put(&m, label, sizeof label - 1);
+    mb_be(&m, count, 4);
+    for (size_t i = 0; i < count; i++) {
         size_t nl = strlen(items[i].name);
-        for (int k = 0; k < 4; k++)
-            hdr[k] = (uint8_t)(nl >> (24 - 8 * k));
-        rc = mac_update(cx, hdr, 4);
-        if (rc == 0)
-            rc = mac_update(cx, items[i].name, nl);
         uint8_t present = items[i].p ? 1 : 0;
-        if (rc == 0)
-            rc = mac_update(cx, &present, 1);
-        if (rc == 0 && present) {
-            uint64_t vl = items[i].n;
-            for (int k = 0; k < 8; k++)
-                hdr[k] = (uint8_t)(vl >> (56 - 8 * k));
-            rc = mac_update(cx, hdr, 8);
-            if (rc == 0)
-                rc = mac_update(cx, items[i].p, items[i].n);
+        mb_be(&m, nl, 4);
+        mb_put(&m, items[i].name, nl);
+        mb_put(&m, &present, 1);
+        if (present) {
+            mb_be(&m, items[i].n, 8);
+            mb_put(&m, items[i].p, items[i].n);
         }
     }
-    if (rc == 0)
-        rc = mac_final(cx, out);
-    return rc;
+    if (m.rc == 0)
+        m.rc = mac_update(cx, m.b, m.n);
+    if (m.rc == 0)
+        m.rc = mac_final(cx, out);
+    OPENSSL_cleanse(m.b, sizeof m.b); /* held plaintext field values */
+    return m.rc;
 }

@@ -26,21 +26,22 @@
 
 static void keys_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: waygatectl keys init   --keyring PATH\n"
-            "       waygatectl keys rotate --keyring PATH\n"
-            "       waygatectl keys retire --keyring PATH --version N [--db CONNINFO]\n"
-            "       waygatectl keys status --keyring PATH [--db CONNINFO]\n"
-            "       waygatectl keys rewrap --keyring PATH [--db CONNINFO] [--batch N]\n"
-            "  init    create a new key file (mode 0600) with random keys; never overwrites\n"
-            "  rotate  add a KEK version; new records use it once the gateway reloads the keys\n"
-            "  rewrap  re-wrap every record's data key under the newest KEK, in batches of N\n"
-            "          (default %d); field ciphertexts are not touched; safe to interrupt and rerun\n"
-            "  retire  erase KEK version N from the key file; refused while records still use it\n"
-            "  status  KEK versions and states (never key bytes); with --db, records per version\n"
-            "  PATH defaults to $WAYGATE_KEYRING; rewrap and retire use $WAYGATE_PGURI when --db\n"
-            "  is not given.\n",
-            BATCH_DEFAULT);
+    fprintf(
+        f,
+        "usage: waygatectl keys init   --keyring PATH\n"
+        "       waygatectl keys rotate --keyring PATH\n"
+        "       waygatectl keys retire --keyring PATH --version N [--db CONNINFO]\n"
+        "       waygatectl keys status --keyring PATH [--db CONNINFO]\n"
+        "       waygatectl keys rewrap --keyring PATH [--db CONNINFO] [--batch N]\n"
+        "  init    create a new key file (mode 0600) with random keys; never overwrites\n"
+        "  rotate  add a KEK version; new records use it once the gateway reloads the keys\n"
+        "  rewrap  re-wrap every record's data key under the newest KEK, in batches of N\n"
+        "          (default %d); field ciphertexts are not touched; safe to interrupt and rerun\n"
+        "  retire  erase KEK version N from the key file; refused while records still use it\n"
+        "  status  KEK versions and states (never key bytes); with --db, records per version\n"
+        "  PATH defaults to $WAYGATE_KEYRING; rewrap and retire use $WAYGATE_PGURI when --db\n"
+        "  is not given.\n",
+        BATCH_DEFAULT);
 }
 
 struct keys_opts {
@@ -112,7 +113,8 @@ static int keys_init(const struct keys_opts *o)
         return GW_CTL_FAIL;
     }
     printf("created keyring %s (mode 0600) with KEK version 1 and new index, token and content "
-           "keys\n", o->keyring);
+           "keys\n",
+           o->keyring);
     return GW_CTL_OK;
 }
 
@@ -125,7 +127,8 @@ static int keys_rotate(const struct keys_opts *o)
         return GW_CTL_FAIL;
     }
     printf("added KEK version %" PRIu32 " (now current); reload or restart the gateways, then "
-           "run 'waygatectl keys rewrap'\n", v);
+           "run 'waygatectl keys rewrap'\n",
+           v);
     return GW_CTL_OK;
 }
 
@@ -153,15 +156,21 @@ static int keys_status(const struct keys_opts *o, bool use_db)
            gw_keyring_backend_name(kr), gw_keyring_current(kr));
     for (size_t i = 0; i < gw_keyring_kek_count(kr); i++) {
         struct gw_keyring_kek k = gw_keyring_kek_at(kr, i);
-        printf("  kek %-6" PRIu32 " %-7s", k.version, k.active ? "active" : "retired");
+        char line[160];
+        size_t n = (size_t)snprintf(line, sizeof line, "  kek %-6" PRIu32 " %-7s", k.version,
+                                    k.active ? "active" : "retired");
         if (r) {
-            long long n = 0;
+            long long cnt = 0;
             for (int j = 0; j < PQntuples(r); j++)
                 if (strtoul(PQgetvalue(r, j, 0), NULL, 10) == k.version)
-                    n = strtoll(PQgetvalue(r, j, 1), NULL, 10);
-            printf("  %lld records", n);
+                    cnt = strtoll(PQgetvalue(r, j, 1), NULL, 10);
+            n += (size_t)snprintf(line + n, sizeof line - n, "  %lld records", cnt);
         }
-        printf("%s\n", k.version == gw_keyring_current(kr) ? "  (current)" : "");
+        if (k.version == gw_keyring_current(kr))
+            n += (size_t)snprintf(line + n, sizeof line - n, "  (current)");
+        while (n > 0 && line[n - 1] == ' ')
+            line[--n] = 0;
+        puts(line);
     }
     if (r) /* versions in the database that the keyring does not know */
         for (int j = 0; j < PQntuples(r); j++) {
@@ -196,8 +205,7 @@ static int keys_retire(const struct keys_opts *o)
         known |= gw_keyring_kek_at(kr, i).version == o->version;
     gw_keyring_free(kr);
     if (!known) {
-        fprintf(stderr, ME ": keyring %s has no KEK version %" PRIu32 "\n", o->keyring,
-                o->version);
+        fprintf(stderr, ME ": keyring %s has no KEK version %" PRIu32 "\n", o->keyring, o->version);
         return GW_CTL_FAIL;
     }
     if (o->version == current) {
@@ -209,20 +217,22 @@ static int keys_retire(const struct keys_opts *o)
         PGconn *pg = connect_db(o->db);
         if (!pg)
             return GW_CTL_FAIL;
-        long long n = count_where(pg, "SELECT count(*) FROM waybill WHERE kek_version = $1",
-                                  o->version);
+        long long n =
+            count_where(pg, "SELECT count(*) FROM waybill WHERE kek_version = $1", o->version);
         PQfinish(pg);
         if (n < 0)
             return GW_CTL_FAIL;
         if (n > 0) {
             fprintf(stderr,
-                    ME ": %lld records still use KEK version %" PRIu32
-                       ": run keys rewrap first\n", n, o->version);
+                    ME ": %lld records still use KEK version %" PRIu32 ": run keys rewrap first\n",
+                    n, o->version);
             return GW_CTL_FAIL;
         }
     } else {
-        fprintf(stderr, ME ": warning: no --db given, not checking that no record uses KEK "
-                        "version %" PRIu32 "\n", o->version);
+        fprintf(stderr,
+                ME ": warning: no --db given, not checking that no record uses KEK "
+                   "version %" PRIu32 "\n",
+                o->version);
     }
     if (gw_keyring_file_retire(o->keyring, o->version, err, sizeof err) != 0) {
         fprintf(stderr, ME ": %s\n", err);
@@ -251,8 +261,8 @@ struct rewrap {
     struct gw_crypto *cx;
     uint32_t newest;
     long batch;
-    bool tty;            /* a progress bar is on stderr: end its line before a message */
-    uint8_t cursor[16];  /* the last id seen in this pass */
+    bool tty;           /* a progress bar is on stderr: end its line before a message */
+    uint8_t cursor[16]; /* the last id seen in this pass */
     bool have_cursor;
     long long done, failed;
 };
@@ -306,15 +316,15 @@ static long rewrap_batch(struct rewrap *rw)
         memcpy(cursor, id, 16);
         *have_cursor = true;
         uuid_str(id, idtxt);
-        uint32_t old = ((uint32_t)vb[0] << 24) | ((uint32_t)vb[1] << 16) |
-                       ((uint32_t)vb[2] << 8) | vb[3];
+        uint32_t old =
+            ((uint32_t)vb[0] << 24) | ((uint32_t)vb[1] << 16) | ((uint32_t)vb[2] << 8) | vb[3];
         int crc = gw_keyring_unwrap(rw->kr, rw->cx, old, GW_RECORD_TABLE, id, w, wl, dek);
         if (crc == 0)
             crc = gw_keyring_wrap(rw->kr, rw->cx, rw->newest, GW_RECORD_TABLE, id, dek, wrapped);
         OPENSSL_cleanse(dek, sizeof dek);
         if (crc != 0) {
             fprintf(stderr, "%s" ME ": record %s (KEK version %" PRIu32 "): %s\n", nl, idtxt, old,
-                    crc == GW_EDATALOSS ? "wrapped data key does not authenticate"
+                    crc == GW_EDATALOSS  ? "wrapped data key does not authenticate"
                     : crc == GW_EPRECOND ? "KEK version unknown or retired in this keyring"
                                          : gw_err_str(crc));
             rw->failed++;
@@ -394,8 +404,8 @@ static int keys_rewrap(const struct keys_opts *o)
             if (seen == 0)
                 break;
         }
-        left = count_where(rw.pg, "SELECT count(*) FROM waybill WHERE kek_version <> $1",
-                           rw.newest);
+        left =
+            count_where(rw.pg, "SELECT count(*) FROM waybill WHERE kek_version <> $1", rw.newest);
         if (left < 0)
             goto out;
         if (left <= rw.failed || rw.done == before)

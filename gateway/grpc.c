@@ -16,8 +16,9 @@ void gw_grpc_decoder_init(struct gw_grpc_decoder *d, uint32_t max_message)
 
 void gw_grpc_decoder_clear(struct gw_grpc_decoder *d)
 {
-    gw_free_wipe(d->buf, d->need);
+    gw_free_wipe(d->buf, d->bufcap);
     d->buf = NULL;
+    d->bufcap = 0;
     d->need = d->have = 0;
     d->prefix_have = 0;
 }
@@ -32,6 +33,28 @@ static int decoder_fail(struct gw_grpc_decoder *d, int err)
     gw_grpc_decoder_clear(d);
     d->error = err;
     return err;
+}
+
+/* Makes room for at least want bytes (want <= need): doubles, starting at 16 KiB, capped at
+ * need. The old buffer is wiped before it is released. */
+static int grow(struct gw_grpc_decoder *d, size_t want)
+{
+    size_t cap = d->bufcap ? (size_t)d->bufcap * 2 : 16384;
+    uint8_t *nb;
+
+    if (cap < want)
+        cap = want;
+    if (cap > d->need)
+        cap = d->need;
+    nb = gw_malloc(cap);
+    if (nb == NULL)
+        return GW_ENOMEM;
+    if (d->have > 0)
+        memcpy(nb, d->buf, d->have);
+    gw_free_wipe(d->buf, d->bufcap);
+    d->buf = nb;
+    d->bufcap = (uint32_t)cap;
+    return 0;
 }
 
 int gw_grpc_decoder_feed(struct gw_grpc_decoder *d, const uint8_t *data, size_t len,
@@ -73,14 +96,15 @@ int gw_grpc_decoder_feed(struct gw_grpc_decoder *d, const uint8_t *data, size_t 
                     return decoder_fail(d, rc);
                 continue;
             }
-            d->buf = gw_malloc(d->need);
-            if (d->buf == NULL)
-                return decoder_fail(d, GW_ENOMEM);
         }
         if (d->have < d->need) {
             size_t take = d->need - d->have;
             if (take > len - off)
                 take = len - off;
+            if (take == 0)
+                break; /* the prefix ended this chunk */
+            if (d->have + take > d->bufcap && grow(d, d->have + take) != 0)
+                return decoder_fail(d, GW_ENOMEM);
             memcpy(d->buf + d->have, data + off, take);
             d->have += (uint32_t)take;
             off += take;
@@ -118,13 +142,26 @@ int gw_grpc_timeout_parse(const char *s, uint64_t *ms)
     if (n == 0 || s[n] == '\0' || s[n + 1] != '\0')
         return GW_EINVAL;
     switch (s[n]) {
-    case 'H': *ms = v * 3600000u; break;
-    case 'M': *ms = v * 60000u; break;
-    case 'S': *ms = v * 1000u; break;
-    case 'm': *ms = v; break;
-    case 'u': *ms = (v + 999u) / 1000u; break;
-    case 'n': *ms = (v + 999999u) / 1000000u; break;
-    default: return GW_EINVAL;
+    case 'H':
+        *ms = v * 3600000u;
+        break;
+    case 'M':
+        *ms = v * 60000u;
+        break;
+    case 'S':
+        *ms = v * 1000u;
+        break;
+    case 'm':
+        *ms = v;
+        break;
+    case 'u':
+        *ms = (v + 999u) / 1000u;
+        break;
+    case 'n':
+        *ms = (v + 999999u) / 1000000u;
+        break;
+    default:
+        return GW_EINVAL;
     }
     return 0;
 }
@@ -208,8 +245,7 @@ void gw_grpc_headers_add(struct gw_grpc_headers *h, const uint8_t *name, size_t 
             h->has_request_id = gw_grpc_request_id_valid(h->request_id);
         }
     } else if (name_is(name, namelen, "authorization"))
-        keep(h, &h->has_authorization, h->authorization, sizeof(h->authorization), value,
-             valuelen);
+        keep(h, &h->has_authorization, h->authorization, sizeof(h->authorization), value, valuelen);
 }
 
 static bool content_type_ok(const char *ct)

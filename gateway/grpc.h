@@ -23,11 +23,14 @@ struct gw_grpc_decoder {
     uint32_t max_message;
     uint8_t prefix[GW_GRPC_PREFIX_LEN];
     size_t prefix_have;
-    uint8_t *buf;       /* body of the message being assembled (gw_malloc'd), or NULL */
-    uint32_t need;      /* declared length of that message */
-    uint32_t have;      /* bytes of it received */
-    int error;          /* sticky: once set, the decoder yields nothing more */
-    bool compressed;    /* the error was a compressed-flag message */
+    uint8_t *buf;    /* body of the message being assembled (gw_malloc'd), or NULL; it
+                      * grows with the bytes actually received, never ahead of them by more
+                      * than 16 KiB or 2x, so a large declared length costs nothing up front */
+    uint32_t bufcap; /* allocated size of buf */
+    uint32_t need;   /* declared length of that message */
+    uint32_t have;   /* bytes of it received */
+    int error;       /* sticky: once set, the decoder yields nothing more */
+    bool compressed; /* the error was a compressed-flag message */
 };
 
 void gw_grpc_decoder_init(struct gw_grpc_decoder *d, uint32_t max_message);
@@ -62,10 +65,10 @@ size_t gw_grpc_percent_encode(const char *s, char *out, size_t outlen);
 
 /* ---- request headers ---- */
 struct gw_grpc_headers {
-    uint32_t max_bytes;     /* header-list cap (HPACK sizes: name + value + 32 per field) */
-    uint32_t bytes;         /* accumulated size */
-    bool too_big;           /* the cap was passed; later fields were dropped */
-    bool bad_value;         /* a field we keep was too long for its buffer, or duplicated */
+    uint32_t max_bytes; /* header-list cap (HPACK sizes: name + value + 32 per field) */
+    uint32_t bytes;     /* accumulated size */
+    bool too_big;       /* the cap was passed; later fields were dropped */
+    bool bad_value;     /* a field we keep was too long for its buffer, or duplicated */
     bool has_method, has_path, has_ctype, has_te, has_timeout, has_encoding, has_request_id,
         has_authorization;
     char method[16];

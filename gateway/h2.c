@@ -22,8 +22,8 @@ struct stream {
     int32_t id;
     struct gw_h2 *h2;
     struct gw_grpc_headers hdrs;
-    struct gw_call *call;   /* NULL until the headers pass, or after an early answer */
-    bool answered;          /* an early (trailers-only) answer was queued */
+    struct gw_call *call; /* NULL until the headers pass, or after an early answer */
+    bool answered;        /* an early (trailers-only) answer was queued */
     struct stream *prev, *next;
 };
 
@@ -39,8 +39,8 @@ struct gw_h2 {
     struct gw_h2_io io;
     struct stream *streams;
     size_t nstreams;
-    bool busy;          /* inside nghttp2_session_mem_recv / mem_send */
-    bool want_flush;    /* a flush was asked for while busy */
+    bool busy;       /* inside nghttp2_session_mem_recv / mem_send */
+    bool want_flush; /* a flush was asked for while busy */
     bool failed;
     bool preface;
     uint64_t reset_window_start;
@@ -178,9 +178,9 @@ static int on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame *fr
     return 0;
 }
 
-static int on_header_cb(nghttp2_session *session, const nghttp2_frame *frame,
-                        const uint8_t *name, size_t namelen, const uint8_t *value,
-                        size_t valuelen, uint8_t flags, void *user_data)
+static int on_header_cb(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *user_data)
 {
     struct stream *s;
 
@@ -220,8 +220,7 @@ static void note_reset(struct gw_h2 *h2)
     }
 }
 
-static int on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame,
-                            void *user_data)
+static int on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     struct gw_h2 *h2 = user_data;
     struct stream *s;
@@ -408,9 +407,27 @@ void gw_h2_terminate(struct gw_h2 *h2)
     (void)gw_h2_flush(h2);
 }
 
-struct nghttp2_session *gw_h2_session(struct gw_h2 *h2) { return h2->session; }
-struct event_base *gw_h2_base(struct gw_h2 *h2) { return h2->base; }
-struct gw_app *gw_h2_app(struct gw_h2 *h2) { return h2->app; }
-const struct gw_config *gw_h2_cfg(struct gw_h2 *h2) { return h2->cfg; }
-const struct gw_principal *gw_h2_principal(struct gw_h2 *h2) { return &h2->principal; }
-const char *gw_h2_peer(struct gw_h2 *h2) { return h2->peer; }
+struct nghttp2_session *gw_h2_session(struct gw_h2 *h2)
+{
+    return h2->session;
+}
+struct event_base *gw_h2_base(struct gw_h2 *h2)
+{
+    return h2->base;
+}
+struct gw_app *gw_h2_app(struct gw_h2 *h2)
+{
+    return h2->app;
+}
+const struct gw_config *gw_h2_cfg(struct gw_h2 *h2)
+{
+    return h2->cfg;
+}
+const struct gw_principal *gw_h2_principal(struct gw_h2 *h2)
+{
+    return &h2->principal;
+}
+const char *gw_h2_peer(struct gw_h2 *h2)
+{
+    return h2->peer;
+}

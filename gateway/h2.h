@@ -39,10 +39,10 @@ struct gw_h2_io {
 struct gw_h2_params {
     const struct gw_config *cfg;
     struct gw_app *app;
-    struct event_base *base;          /* for call deadline timers */
+    struct event_base *base; /* for call deadline timers */
     const struct gw_rpc_table *rpc;
     const struct gw_principal *principal; /* copied */
-    const char *peer;                 /* copied; for logs */
+    const char *peer;                     /* copied; for logs */
     struct gw_h2_io io;
 };
 

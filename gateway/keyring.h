@@ -2,6 +2,8 @@
  * keys, behind a backend interface so that KEKs can later live in an HSM (PKCS#11) and never
  * leave it; and the index, token and content keys, which the gateway needs in memory.
  *
+ * keyring.c holds the generic part, keyring_file.c the key file backend.
+ *
  * Key file backend, format version 1 (text, one item per line, fields separated by one space):
  *
  *   waygate-keyring 1                 first line, exactly

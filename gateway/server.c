@@ -4,12 +4,12 @@
  * and only when the config explicitly allows it; the drain callback runs exactly once. */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <netdb.h>
+#include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <netinet/in.h>
-#include <arpa/inet.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -30,8 +30,8 @@ struct gw_server {
     struct gw_conn *conns;
     size_t nconns;
     bool draining;
-    struct event *drain_ev;     /* drain deadline */
-    struct event *done_ev;      /* runs the done callback from the loop */
+    struct event *drain_ev; /* drain deadline */
+    struct event *done_ev;  /* runs the done callback from the loop */
     gw_server_drained_cb done;
     void *done_arg;
     bool done_called;
@@ -294,8 +294,7 @@ void gw_server_address(const struct gw_server *s, int insecure, char *out, size_
     char ip[INET6_ADDRSTRLEN] = "";
 
     out[0] = '\0';
-    if (lev == NULL ||
-        getsockname(evconnlistener_get_fd(lev), (struct sockaddr *)&ss, &len) != 0)
+    if (lev == NULL || getsockname(evconnlistener_get_fd(lev), (struct sockaddr *)&ss, &len) != 0)
         return;
     if (ss.ss_family == AF_INET) {
         struct sockaddr_in *s4 = (struct sockaddr_in *)&ss;

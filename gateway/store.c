@@ -18,6 +18,7 @@
 #include "log.h"
 
 #define STORE_QUEUE_MAX 16384 /* single submits waiting for a group */
+#define STORE_GROUP_MIN 8     /* smallest group made when spreading over connections */
 #define STORE_REQUEUE_MAX 5   /* zero-row or innocent-bystander retries of one item */
 #define NFIXED 17             /* insert parameters before the ciphertext columns */
 #define NPARAMS (NFIXED + GW_COL_COUNT)
@@ -408,14 +409,24 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_store *s = arg;
     unsigned pool = gw_db_pool_size(s->db);
+    struct item *it;
 
     (void)fd;
     (void)what;
     while (!TAILQ_EMPTY(&s->pending) && s->st.groups_inflight < pool) {
-        size_t n = s->st.queued < GW_STORE_GROUP_MAX ? s->st.queued : GW_STORE_GROUP_MAX;
-        struct group *g = group_new(s, n, false);
-        struct item *it;
+        /* Spread what is queued over the free connections, so that several backends (cores)
+         * work at once, but keep groups big enough to share commits. */
+        size_t free_slots = pool - (size_t)s->st.groups_inflight;
+        size_t n = (s->st.queued + free_slots - 1) / free_slots;
+        struct group *g;
 
+        if (n < STORE_GROUP_MIN)
+            n = STORE_GROUP_MIN;
+        if (n > s->st.queued)
+            n = s->st.queued;
+        if (n > GW_STORE_GROUP_MAX)
+            n = GW_STORE_GROUP_MAX;
+        g = group_new(s, n, false);
         if (g == NULL) {
             it = TAILQ_FIRST(&s->pending);
             TAILQ_REMOVE(&s->pending, it, link);

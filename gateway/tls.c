@@ -45,8 +45,7 @@ static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *ou
 
     (void)ssl;
     (void)arg;
-    if (SSL_select_next_proto(&sel, outlen, h2, sizeof(h2), in, inlen) !=
-        OPENSSL_NPN_NEGOTIATED)
+    if (SSL_select_next_proto(&sel, outlen, h2, sizeof(h2), in, inlen) != OPENSSL_NPN_NEGOTIATED)
         return SSL_TLSEXT_ERR_ALERT_FATAL;
     *out = sel;
     return SSL_TLSEXT_ERR_OK;
@@ -60,8 +59,8 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
     size_t extlen = 0;
 
     (void)arg;
-    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation,
-                                   &ext, &extlen)) {
+    if (!SSL_client_hello_get0_ext(ssl, TLSEXT_TYPE_application_layer_protocol_negotiation, &ext,
+                                   &extlen)) {
         *al = SSL_AD_NO_APPLICATION_PROTOCOL;
         return SSL_CLIENT_HELLO_ERROR;
     }
@@ -170,8 +169,8 @@ bool gw_tls_alpn_is_h2(const struct ssl_st *ssl)
 
 static bool name_char_ok(unsigned char c)
 {
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-           c == '_' || c == '.' || c == '-';
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
 }
 
 /* Copies the single entry nid of name into out. Returns 0, 1 when absent, or GW_EAUTH. */

@@ -99,7 +99,10 @@ PGURI=${WAYGATE_PGURI:-}
 ADMIN_URI=$(sed -E 's/([?&])user=[^&]*/\1user=postgres/' <<<"$PGURI")
 PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$PGURI")
 
-checkpoint() { "$PGBIN/psql" -X -q -d "$ADMIN_URI" -c CHECKPOINT >/dev/null 2>&1 || true; }
+checkpoint() { # flush dirty pages between figures so one figure's writes do not slow the next
+    [[ $MODE == smoke ]] && return 0
+    "$PGBIN/psql" -X -q -d "$ADMIN_URI" -c CHECKPOINT >/dev/null 2>&1 || true
+}
 
 # ---------------------------------------------------------------- the baseline table
 # Column sizes of the plaintexts our synthetic waybills have (UTF-8 bytes); a sealed field is
@@ -114,7 +117,12 @@ declare -A PT=(
     [recipient_company_ct]=0 [recipient_id_type_ct]=1 [recipient_id_number_ct]=0
     [recipient_gender_ct]=1
 )
-randhex() { openssl rand -hex "$1"; }
+HEXPOOL=$(openssl rand -hex 8192)
+HEXOFF=0
+randhex() { # N: N random bytes as hex, into HEX (no subshell: the pool offset must advance)
+    HEX=${HEXPOOL:HEXOFF:$(($1 * 2))}
+    HEXOFF=$((HEXOFF + $1 * 2))
+}
 
 # The fallback when the database has no `waybill` table (e.g. --baseline-only on a bare
 # PostgreSQL): the shape of sql/002_waybills.sql as the issue describes it.
@@ -137,16 +145,14 @@ CREATE INDEX ON bench_baseline (recipient_id_bidx);"
 # One value expression per column, from its name and type: random 16-byte blind indexes and
 # uuids (unique per row), pre-encrypted constants for the sealed fields, plain constants for the
 # operational columns. Columns with a default are left to it.
-value_for() { # NAME TYPE UDT
+value_for() { # NAME TYPE UDT -> prints the expression
     local name=$1 type=$2 udt=$3
     case "$type" in
     uuid) echo "gen_random_uuid()" ;;
     bytea)
         case "$name" in
         *bidx*) echo "uuid_send(gen_random_uuid())" ;;
-        *_ct) echo "'\\x$(randhex $((${PT[$name]:-10} + 30)))'::bytea" ;;
-        dek_wrapped*) echo "'\\x$(randhex 62)'::bytea" ;;
-        *) echo "'\\x$(randhex 32)'::bytea" ;;
+        *) echo "'\\x$HEX'::bytea" ;; # HEX: set by the caller (randhex)
         esac ;;
     smallint | integer | bigint | numeric | real | "double precision") echo 1 ;;
     boolean) echo false ;;
@@ -184,6 +190,11 @@ make_baseline() {
     while IFS='|' read -r name type udt def; do
         [[ $def == t ]] && continue
         cols+=("$name")
+        case "$name" in
+        *_ct) randhex $((${PT[$name]:-10} + 30)) ;;
+        dek_wrapped*) randhex 62 ;;
+        *) randhex 32 ;;
+        esac
         vals+=("$(value_for "$name" "$type" "$udt")")
     done < <("${PSQL[@]}" -tA -c "SELECT column_name, data_type, udt_name, column_default IS NOT NULL OR is_generated = 'ALWAYS' OR is_identity = 'YES'
                                     FROM information_schema.columns
@@ -204,11 +215,11 @@ make_baseline() {
     NINDEX=$("${PSQL[@]}" -tA -c "SELECT count(*) FROM pg_indexes WHERE tablename = 'bench_baseline'")
     echo "$INSERT" >"$WORK/a1.sql"
     {
-        echo '\startpipeline'
+        printf '%s\n' '\startpipeline'
         echo 'BEGIN;'
         for ((i = 0; i < A2_ROWS; i++)); do echo "$INSERT"; done
         echo 'COMMIT;'
-        echo '\endpipeline'
+        printf '%s\n' '\endpipeline'
     } >"$WORK/a2.sql"
 }
 
@@ -222,20 +233,24 @@ pgbench_pct() { # PREFIX -> "p50_ms p99_ms"
 }
 
 run_pgbench() { # NAME CLIENTS SCRIPT ROWS_PER_TXN -> sets R_wps R_p50 R_p99 R_err
-    local name=$1 clients=$2 script=$3 rows=$4 out tps failed
+    local name=$1 clients=$2 script=$3 rows=$4 out tps failed ntx p0 p1
     "${PSQL[@]}" -c 'TRUNCATE bench_baseline'
     checkpoint
     local dur_args=(-T "$DUR")
-    [[ $MODE == smoke ]] && dur_args=(-t 20)
+    [[ $MODE == smoke ]] && dur_args=(-t $((rows > 1 ? 3 : 10)))
+    p0=$(pg_cpu_ticks)
     out=$("$PGBIN/pgbench" -n -M prepared -c "$clients" -j 2 "${dur_args[@]}" -f "$script" \
-        -l --log-prefix="$WORK/$name" "$PGURI" 2>&1) || { echo "$out" >&2; die "pgbench $name failed"; }
+        -l --log-prefix="$WORK/log-$name" "$PGURI" 2>&1) || { echo "$out" >&2; die "pgbench $name failed"; }
+    p1=$(pg_cpu_ticks)
     tps=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' <<<"$out")
+    ntx=$(sed -nE 's/^number of transactions actually processed: ([0-9]+).*/\1/p' <<<"$out")
+    R_pgcpu=$(per_unit_us "$p0" "$p1" $((${ntx:-0} * rows)))
     failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' <<<"$out")
     [[ -n $tps ]] || { echo "$out" >&2; die "cannot read pgbench's tps"; }
     R_wps=$(awk -v t="$tps" -v r="$rows" 'BEGIN { printf "%.0f", t * r }')
-    read -r R_p50 R_p99 < <(pgbench_pct "$WORK/$name")
+    read -r R_p50 R_p99 < <(pgbench_pct "$WORK/log-$name")
     R_err=${failed:-0}
-    rm -f "$WORK/$name".*
+    rm -f "$WORK/log-$name".*
 }
 
 # ---------------------------------------------------------------- the gateway
@@ -259,13 +274,29 @@ gw_cpu_ticks() { # utime + stime of the running waygated, in clock ticks; 0 when
     sed -E 's/^.*\) //' "/proc/$pid/stat" | awk '{ print $12 + $13 }'
 }
 
+# CPU of the PostgreSQL cluster: the postmaster (with the children it has reaped) plus its live
+# children, in clock ticks; 0 when the cluster's postmaster is not known.
+PG_PM=
+if [[ -n ${WAYGATE_DIR:-} && -r $WAYGATE_DIR/pg/data/postmaster.pid ]]; then
+    PG_PM=$(head -n 1 "$WAYGATE_DIR/pg/data/postmaster.pid")
+fi
+pg_cpu_ticks() {
+    [[ -n $PG_PM && -r /proc/$PG_PM/stat ]] || { echo 0; return; }
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$PG_PM" '
+        { pid = $1; sub(/^.*\) /, "")
+          if (pid == pm) t += $12 + $13 + $14 + $15; else if ($2 == pm) t += $12 + $13 }
+        END { print t + 0 }'
+}
+per_unit_us() { # TICKS0 TICKS1 UNITS -> microseconds per unit, or n/a
+    awk -v a="$1" -v b="$2" -v hz="$(getconf CLK_TCK)" -v n="$3" \
+        'BEGIN { if (a > 0 && b > 0 && n > 0) printf "%.1f", (b - a) / hz * 1e6 / n; else print "n/a" }'
+}
+
 NEXT_FILE=
 next_number() { # the first unused number of segment A for the benchmark
-    local prefix from to
-    prefix=${WAYGATE_SEGMENT_A%%:*}
+    local from to
     from=${WAYGATE_SEGMENT_A#*:}; from=${from%-*}
     to=${WAYGATE_SEGMENT_A##*-}
-    SEG_TO=$to
     NEXT_FILE=$DIR/bench-next
     if [[ -s $NEXT_FILE ]]; then
         NEXT=$(cat "$NEXT_FILE")
@@ -273,11 +304,10 @@ next_number() { # the first unused number of segment A for the benchmark
         NEXT=$((from + (to - from) / 2))
     fi
     [[ $NEXT =~ ^[0-9]+$ && $NEXT -le $to ]] || die "bad $NEXT_FILE (segment exhausted?)"
-    : "$prefix"
 }
 
 run_wgload() { # NAME CONNS STREAMS BATCH -> R_* ; appends the full output to $WORK/wgload.log
-    local name=$1 conns=$2 streams=$3 batch=$4 out line rc=0 t0 t1 args
+    local name=$1 conns=$2 streams=$3 batch=$4 out line rc=0 t0 t1 p0 p1 args
     checkpoint
     args=(-c "$conns" -s "$streams" --first "$NEXT")
     ((batch > 0)) && args+=(-b "$batch")
@@ -286,9 +316,9 @@ run_wgload() { # NAME CONNS STREAMS BATCH -> R_* ; appends the full output to $W
     else
         args+=(-d "$DUR" -w 1)
     fi
-    t0=$(gw_cpu_ticks)
+    t0=$(gw_cpu_ticks) p0=$(pg_cpu_ticks)
     out=$("$WGLOAD" "${args[@]}" 2>&1) || rc=$?
-    t1=$(gw_cpu_ticks)
+    t1=$(gw_cpu_ticks) p1=$(pg_cpu_ticks)
     { echo "== $name: wgload ${args[*]}"; echo "$out"; } >>"$WORK/wgload.log"
     line=$(grep '^RESULT ' <<<"$out" | tail -n 1 || true)
     if [[ -z $line ]]; then
@@ -297,19 +327,23 @@ run_wgload() { # NAME CONNS STREAMS BATCH -> R_* ; appends the full output to $W
     fi
     kv() { sed -nE "s/.* $1=([^ ]*).*/\1/p" <<<"$line"; }
     R_wps=$(kv wps); R_p50=$(kv p50_ms); R_p99=$(kv p99_ms); R_err=$(kv errors)
-    R_cpu=$(kv cpu_us_per_wb); R_ok=$(kv ok_wb); R_okall=$(kv ok_all)
+    R_cpu=$(kv cpu_us_per_wb); R_okall=$(kv ok_all)
     NEXT=$(kv next)
     echo "$NEXT" >"$NEXT_FILE"
-    R_gwcpu="n/a"
-    if [[ $t0 != 0 && $t1 != 0 ]]; then
-        # over the whole call (warm-up and drain included) and every waybill it got accepted
-        R_gwcpu=$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" -v n="$R_okall" \
-            'BEGIN { if (n > 0) printf "%.1f", (b - a) / hz * 1e6 / n; else print "n/a" }')
-    fi
+    # over the whole call (warm-up and drain included) and every waybill it got accepted
+    R_gwcpu=$(per_unit_us "$t0" "$t1" "${R_okall:-0}")
+    R_pgcpu=$(per_unit_us "$p0" "$p1" "${R_okall:-0}")
     if ((rc != 0)); then
         grep -E '^  (errors|call status|item status|e\.g\.)' <<<"$out" | sed "s/^/bench: $name: /" >&2 || true
     fi
     return 0
+}
+
+gw_conf_summary() { # the [server]/[database] settings that shape these figures
+    local f=${WAYGATE_CONF:-}
+    [[ -r $f ]] || { echo "configuration not readable"; return; }
+    grep -E '^[[:space:]]*(max_concurrent_streams|pool_size|pipeline_depth|queue_max)[[:space:]]*=' "$f" |
+        tr -d ' ' | paste -sd' ' | sed 's/^$/defaults/; s/^/waygated.conf: /'
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
@@ -319,13 +353,13 @@ say "mode $MODE, ${DUR}s per figure, database $(sed -E 's/\?.*//' <<<"$PGURI")"
 make_baseline
 say "baseline table: $BASELINE_SHAPE; $NINDEX indexes"
 
-declare -A W P50 P99 ERR CPU GWCPU DESC
+declare -A W P50 P99 ERR CPU GWCPU PGCPU DESC
 run_pgbench a1 "$A1_CLIENTS" "$WORK/a1.sql" 1
-W[a1]=$R_wps P50[a1]=$R_p50 P99[a1]=$R_p99 ERR[a1]=$R_err
+W[a1]=$R_wps P50[a1]=$R_p50 P99[a1]=$R_p99 ERR[a1]=$R_err PGCPU[a1]=$R_pgcpu
 DESC[a1]="pgbench, $A1_CLIENTS clients, 1 row per transaction"
 say "a1 one row/txn:  ${W[a1]} rows/s  p50 ${P50[a1]} ms  p99 ${P99[a1]} ms"
 run_pgbench a2 "$A2_CLIENTS" "$WORK/a2.sql" "$A2_ROWS"
-W[a2]=$R_wps P50[a2]=$R_p50 P99[a2]=$R_p99 ERR[a2]=$R_err
+W[a2]=$R_wps P50[a2]=$R_p50 P99[a2]=$R_p99 ERR[a2]=$R_err PGCPU[a2]=$R_pgcpu
 DESC[a2]="pgbench, $A2_CLIENTS clients, $A2_ROWS rows per transaction, pipelined"
 say "a2 pipelined:    ${W[a2]} rows/s  p50 ${P50[a2]} ms (per transaction)  p99 ${P99[a2]} ms"
 "${PSQL[@]}" -c 'DROP TABLE IF EXISTS bench_baseline'
@@ -347,7 +381,7 @@ if [[ $MODE != baseline ]]; then
         IFS=: read -r name conns streams batch <<<"$spec"
         run_wgload "$name" "$conns" "$streams" "$batch"
         W[$name]=$R_wps P50[$name]=$R_p50 P99[$name]=$R_p99 ERR[$name]=$R_err
-        CPU[$name]=$R_cpu GWCPU[$name]=$R_gwcpu
+        CPU[$name]=$R_cpu GWCPU[$name]=$R_gwcpu PGCPU[$name]=$R_pgcpu
         if ((batch > 0)); then
             DESC[$name]="gateway SubmitBatch of $batch, $conns conn x $streams streams"
         else
@@ -355,7 +389,7 @@ if [[ $MODE != baseline ]]; then
         fi
         ((R_err == 0)) || FAILED=1
         GW_RUNS+=("$name:$batch")
-        say "$name: ${W[$name]} waybills/s  p50 ${P50[$name]} ms  p99 ${P99[$name]} ms  errors $R_err  client ${CPU[$name]} us/wb  gateway ${GWCPU[$name]} us/wb"
+        say "$name: ${W[$name]} waybills/s  p50 ${P50[$name]} ms  p99 ${P99[$name]} ms  errors $R_err  client ${CPU[$name]} us/wb  gateway ${GWCPU[$name]} us/wb  postgres ${PGCPU[$name]} us/wb"
     done
 fi
 
@@ -366,14 +400,14 @@ vs() { # NAME -> the baseline it is compared with
 }
 TABLE=$WORK/table.md
 {
-    echo "| figure | what | waybills/s | vs baseline | p50 ms | p99 ms | client CPU us/wb | gateway CPU us/wb | errors |"
-    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|"
+    echo "| figure | what | waybills/s | vs baseline | p50 ms | p99 ms | client CPU us/wb | gateway CPU us/wb | PostgreSQL CPU us/wb | errors |"
+    echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for n in a1 a2; do
-        echo "| $n | ${DESC[$n]} | ${W[$n]} | 1.00 | ${P50[$n]} | ${P99[$n]} | | | ${ERR[$n]} |"
+        echo "| $n | ${DESC[$n]} | ${W[$n]} | 1.00 | ${P50[$n]} | ${P99[$n]} | | | ${PGCPU[$n]} | ${ERR[$n]} |"
     done
     for r in "${GW_RUNS[@]}"; do
         n=${r%%:*} b=$(vs "$r")
-        echo "| $n | ${DESC[$n]} | ${W[$n]} | $(ratio "${W[$n]}" "${W[$b]}") x $b | ${P50[$n]} | ${P99[$n]} | ${CPU[$n]} | ${GWCPU[$n]} | ${ERR[$n]} |"
+        echo "| $n | ${DESC[$n]} | ${W[$n]} | $(ratio "${W[$n]}" "${W[$b]}") x $b | ${P50[$n]} | ${P99[$n]} | ${CPU[$n]} | ${GWCPU[$n]} | ${PGCPU[$n]} | ${ERR[$n]} |"
     done
 } >"$TABLE"
 echo
@@ -415,6 +449,7 @@ absolute numbers, across machines.
 - machine: $(nproc) CPUs ($CPU_MODEL), $MEM, $(uname -sr); PostgreSQL $PGVER on the same box
   (synchronous_commit = $SYNC: a waybill is acknowledged only after its commit is durable)
 - each figure: ${DUR} s after a 1 s warm-up (gateway) or ${DUR} s (pgbench), in this order
+- gateway: $(gw_conf_summary)
 - load average at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (anything
   else running on the machine shows up in these figures)
 
@@ -444,7 +479,9 @@ $(if [[ -s $TARGETS ]]; then cat "$TARGETS"; else echo "- gateway figures not me
   per call (a batch of 100 is one call). "client CPU" is wgload's own user+sys time per waybill
   (getrusage), on the same two CPUs as the gateway and PostgreSQL; "gateway CPU" is waygated's
   user+sys time (from /proc) over the whole wgload call, warm-up included, per waybill
-  accepted in that call. The gateway's \`waybill\` table is not emptied between runs (it keeps growing).
+  accepted in that call; "PostgreSQL CPU" likewise for the whole cluster (postmaster, its
+  backends, background writers), per row for the baselines. Out of 2 CPUs, 1 000 000 us of
+  CPU per second are available in all: the three CPU columns show who spends them. The gateway's \`waybill\` table is not emptied between runs (it keeps growing).
 - Run it: \`tests/bench/run.sh\` (a throw-away dev stack) or \`tests/bench/run.sh DIR\` (an
   existing one; it adds the benchmark's waybills to that stack's database).
 EOF

@@ -26,8 +26,8 @@ static const char *const surnames[] = {"王", "李", "张", "刘", "陈", "杨",
 static const char *const given[] = {"伟", "芳", "娜", "敏", "静", "丽", "强", "磊", "军", "洋",
                                     "勇", "艳", "杰", "娟", "涛", "明", "超", "秀", "霞", "平",
                                     "刚", "英", "华", "玉", "兰", "辉", "建", "国", "红", "文"};
-static const char *const items[] = {"图书", "衣服", "电子产品配件", "文件", "茶叶", "日用品",
-                                    "鞋", "玩具"};
+static const char *const items[] = {"图书", "衣服",   "电子产品配件", "文件",
+                                    "茶叶", "日用品", "鞋",           "玩具"};
 static const char *const companies[] = {"星河贸易有限公司", "青禾文化传媒有限公司",
                                         "远帆电子科技有限公司"};
 
@@ -128,8 +128,8 @@ int wl_synth_fill(struct wl_synth *s, const struct wl_synth_cfg *cfg, uint64_t n
     s->sender.company = s->s_company;
     s->sender.id_type = WAYGATE__V1__ID_TYPE__ID_TYPE_RESIDENT_CARD;
     s->sender.id_number = s->s_id;
-    s->sender.gender = (seq % 2) ? WAYGATE__V1__GENDER__GENDER_MALE
-                                 : WAYGATE__V1__GENDER__GENDER_FEMALE;
+    s->sender.gender =
+        (seq % 2) ? WAYGATE__V1__GENDER__GENDER_MALE : WAYGATE__V1__GENDER__GENDER_FEMALE;
 
     waygate__v1__party__init(&s->recipient);
     s->recipient.name = s->r_name;
@@ -163,8 +163,8 @@ int wl_synth_selftest(void)
     if (wl_synth_id_check("4405241880010100a") != 0)
         return -1;
 
-    struct wl_synth_cfg cfg = {.prefix = "WG", .width = 12, .origin_branch = "", .seed = 1,
-                               .now = 1700000000};
+    struct wl_synth_cfg cfg = {
+        .prefix = "WG", .width = 12, .origin_branch = "", .seed = 1, .now = 1700000000};
     static struct wl_synth a, b;
     for (uint64_t n = 1; n < 20000; n++) {
         if (wl_synth_fill(&a, &cfg, n) != 0 || wl_synth_fill(&b, &cfg, n + 1) != 0)

@@ -37,9 +37,10 @@
 #define NSAMPLES 6           /* distinct error messages kept for the report */
 
 static const char *const code_names[NCODES] = {
-    "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-    "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED",
-    "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS", "UNAUTHENTICATED"};
+    "OK",        "CANCELLED",      "UNKNOWN",           "INVALID_ARGUMENT",   "DEADLINE_EXCEEDED",
+    "NOT_FOUND", "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
+    "ABORTED",   "OUT_OF_RANGE",   "UNIMPLEMENTED",     "INTERNAL",           "UNAVAILABLE",
+    "DATA_LOSS", "UNAUTHENTICATED"};
 
 struct opts {
     const char *addr, *ca, *cert, *key, *servername, *origin_branch, *path;
@@ -212,9 +213,11 @@ static ssize_t body_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_
     return (ssize_t)n;
 }
 
-#define NV(n, v)                                                                                  \
-    {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                                    \
-     NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE}
+#define NV(n, v)                                                                                   \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, strlen(v),                                  \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                           \
+    }
 
 static void req_free(struct req *r)
 {
@@ -299,8 +302,7 @@ static void conn_flush(struct conn *c)
 
 static void conn_fill(struct conn *c)
 {
-    while (!c->dead && c->ready && !c->goaway && c->inflight < c->L->o.streams &&
-           may_issue(c->L))
+    while (!c->dead && c->ready && !c->goaway && c->inflight < c->L->o.streams && may_issue(c->L))
         if (submit_one(c) != 0)
             break;
     conn_flush(c);
@@ -457,8 +459,7 @@ static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int 
 }
 
 static int header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *ud)
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags, void *ud)
 {
     if (f->hd.type != NGHTTP2_HEADERS)
         return 0;
@@ -482,8 +483,8 @@ static int header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
     return 0;
 }
 
-static int data_cb(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data,
-                   size_t len, void *ud)
+static int data_cb(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t *data, size_t len,
+                   void *ud)
 {
     struct req *r = nghttp2_session_get_stream_user_data(s, sid);
     if (!r)
@@ -536,10 +537,13 @@ static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *ud)
     struct load *L = c->L;
     if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK) && !c->ready) {
         c->ready = true;
-        uint32_t max = nghttp2_session_get_remote_settings(s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+        uint32_t max =
+            nghttp2_session_get_remote_settings(s, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
         if ((uint32_t)L->o.streams > max)
-            fprintf(stderr, "wgload: server allows %u streams per connection; asked for %d "
-                            "(the rest wait inside the client)\n", max, L->o.streams);
+            fprintf(stderr,
+                    "wgload: server allows %u streams per connection; asked for %d "
+                    "(the rest wait inside the client)\n",
+                    max, L->o.streams);
         L->nready++;
     } else if (f->hd.type == NGHTTP2_GOAWAY) {
         c->goaway = true;
@@ -775,8 +779,8 @@ static double pct_ms(const uint32_t *v, size_t n, double p)
 
 static uint64_t sum_errs(const struct errs *e)
 {
-    uint64_t s = e->http + e->reset + e->nostatus + e->decode + e->conn + e->unfinished +
-                 e->exhausted;
+    uint64_t s =
+        e->http + e->reset + e->nostatus + e->decode + e->conn + e->unfinished + e->exhausted;
     for (int i = 0; i <= NCODES; i++)
         s += e->grpc[i] + e->item[i];
     return s;
@@ -813,40 +817,47 @@ static int report(struct load *L)
 
     printf("wgload: %s of %d, %d connection(s) x %d streams = %d concurrent calls, "
            "warm-up %.1f s, measured %.2f s\n",
-           mode, o->batch ? o->batch : 1, o->conns, o->streams, o->conns * o->streams,
-           o->warmup, win);
+           mode, o->batch ? o->batch : 1, o->conns, o->streams, o->conns * o->streams, o->warmup,
+           win);
     printf("  waybills/s   %.1f  (calls/s %.1f)\n", wps, rps);
-    printf("  latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (per call, %zu calls)\n",
+    printf("  latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (per call, %zu "
+           "calls)\n",
            p50, p90, p99, mx, L->nlat);
     printf("  accepted     %" PRIu64 " waybills in the window, %" PRIu64 " in the whole run, "
            "%" PRIu64 " reported as duplicates\n",
            L->m_wb_ok, L->all_wb_ok, L->all_dup);
-    printf("  errors       %" PRIu64 "  (http %" PRIu64 ", reset %" PRIu64 ", no grpc-status %" PRIu64
-           ", undecodable %" PRIu64 ", connection %" PRIu64 ", unfinished %" PRIu64 "%s)\n",
+    printf("  errors       %" PRIu64 "  (http %" PRIu64 ", reset %" PRIu64
+           ", no grpc-status %" PRIu64 ", undecodable %" PRIu64 ", connection %" PRIu64
+           ", unfinished %" PRIu64 "%s)\n",
            nerr, L->e.http, L->e.reset, L->e.nostatus, L->e.decode, L->e.conn, L->e.unfinished,
            L->e.exhausted ? ", segment exhausted or request not buildable" : "");
     print_codes("  call status ", L->e.grpc);
     print_codes("  item status ", L->e.item);
     for (int i = 0; i < L->nsamples; i++)
         printf("  e.g.         %s\n", L->samples[i]);
-    printf("  client CPU   %.2f s user+sys in the window = %.0f%% of one core, %.1f us per waybill\n",
-           cpu, 100.0 * cpu / win, L->m_wb_ok ? cpu * 1e6 / (double)L->m_wb_ok : 0.0);
+    printf(
+        "  client CPU   %.2f s user+sys in the window = %.0f%% of one core, %.1f us per waybill\n",
+        cpu, 100.0 * cpu / win, L->m_wb_ok ? cpu * 1e6 / (double)L->m_wb_ok : 0.0);
     printf("RESULT mode=%s batch=%d conns=%d streams=%d concurrency=%d window_s=%.3f wps=%.1f "
            "cps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f ok_wb=%" PRIu64
-           " ok_all=%" PRIu64 " errors=%" PRIu64 " dup=%" PRIu64 " cpu_s=%.3f cpu_us_per_wb=%.2f next=%" PRIu64 "\n",
+           " ok_all=%" PRIu64 " errors=%" PRIu64 " dup=%" PRIu64
+           " cpu_s=%.3f cpu_us_per_wb=%.2f next=%" PRIu64 "\n",
            o->batch ? "batch" : "submit", o->batch ? o->batch : 1, o->conns, o->streams,
-           o->conns * o->streams, win, wps, rps, p50, p90, p99, mx, L->m_wb_ok, L->all_wb_ok, nerr, L->all_dup,
-           cpu, L->m_wb_ok ? cpu * 1e6 / (double)L->m_wb_ok : 0.0, L->next_no);
+           o->conns * o->streams, win, wps, rps, p50, p90, p99, mx, L->m_wb_ok, L->all_wb_ok, nerr,
+           L->all_dup, cpu, L->m_wb_ok ? cpu * 1e6 / (double)L->m_wb_ok : 0.0, L->next_no);
     return nerr == 0 && L->m_wb_ok > 0 ? 0 : 1;
 }
 
 static void usage(FILE *f)
 {
-    fprintf(f,
+    fprintf(
+        f,
         "usage: wgload [options]\n"
         "  --addr HOST:PORT      gateway mTLS listener (default $WAYGATE_ADDR)\n"
-        "  --ca FILE             CA bundle that signs the server certificate (default $WAYGATE_CA)\n"
-        "  --cert FILE --key FILE  client certificate and key (default $WAYGATE_P_courier_a_CERT/KEY)\n"
+        "  --ca FILE             CA bundle that signs the server certificate (default "
+        "$WAYGATE_CA)\n"
+        "  --cert FILE --key FILE  client certificate and key (default "
+        "$WAYGATE_P_courier_a_CERT/KEY)\n"
         "  --segment P:FROM-TO   waybill-number segment (default $WAYGATE_SEGMENT_A)\n"
         "  --first N             first numeric part to use (default FROM)\n"
         "  --width W             digits of the numeric part (default: those of TO)\n"
@@ -975,45 +986,115 @@ int main(int argc, char **argv)
     o->warmup = 1;
     o->seed = (uint64_t)time(NULL);
 
-    enum { O_ADDR = 256, O_CA, O_CERT, O_KEY, O_SEG, O_FIRST, O_WIDTH, O_TMO, O_BRANCH, O_SNI,
-           O_SEED, O_PATH, O_DUMP, O_SELF };
-    static const struct option lo[] = {
-        {"addr", 1, NULL, O_ADDR},       {"ca", 1, NULL, O_CA},
-        {"cert", 1, NULL, O_CERT},       {"key", 1, NULL, O_KEY},
-        {"segment", 1, NULL, O_SEG},     {"first", 1, NULL, O_FIRST},
-        {"width", 1, NULL, O_WIDTH},     {"connections", 1, NULL, 'c'},
-        {"streams", 1, NULL, 's'},       {"batch", 1, NULL, 'b'},
-        {"duration", 1, NULL, 'd'},      {"warmup", 1, NULL, 'w'},
-        {"requests", 1, NULL, 'n'},      {"timeout-ms", 1, NULL, O_TMO},
-        {"origin-branch", 1, NULL, O_BRANCH}, {"servername", 1, NULL, O_SNI},
-        {"seed", 1, NULL, O_SEED},       {"path", 1, NULL, O_PATH},
-        {"dump", 1, NULL, O_DUMP},       {"self-test", 0, NULL, O_SELF},
-        {"help", 0, NULL, 'h'},          {NULL, 0, NULL, 0}};
+    enum {
+        O_ADDR = 256,
+        O_CA,
+        O_CERT,
+        O_KEY,
+        O_SEG,
+        O_FIRST,
+        O_WIDTH,
+        O_TMO,
+        O_BRANCH,
+        O_SNI,
+        O_SEED,
+        O_PATH,
+        O_DUMP,
+        O_SELF
+    };
+    static const struct option lo[] = {{"addr", 1, NULL, O_ADDR},
+                                       {"ca", 1, NULL, O_CA},
+                                       {"cert", 1, NULL, O_CERT},
+                                       {"key", 1, NULL, O_KEY},
+                                       {"segment", 1, NULL, O_SEG},
+                                       {"first", 1, NULL, O_FIRST},
+                                       {"width", 1, NULL, O_WIDTH},
+                                       {"connections", 1, NULL, 'c'},
+                                       {"streams", 1, NULL, 's'},
+                                       {"batch", 1, NULL, 'b'},
+                                       {"duration", 1, NULL, 'd'},
+                                       {"warmup", 1, NULL, 'w'},
+                                       {"requests", 1, NULL, 'n'},
+                                       {"timeout-ms", 1, NULL, O_TMO},
+                                       {"origin-branch", 1, NULL, O_BRANCH},
+                                       {"servername", 1, NULL, O_SNI},
+                                       {"seed", 1, NULL, O_SEED},
+                                       {"path", 1, NULL, O_PATH},
+                                       {"dump", 1, NULL, O_DUMP},
+                                       {"self-test", 0, NULL, O_SELF},
+                                       {"help", 0, NULL, 'h'},
+                                       {NULL, 0, NULL, 0}};
     int ch;
     while ((ch = getopt_long(argc, argv, "c:s:b:d:w:n:h", lo, NULL)) != -1) {
         switch (ch) {
-        case O_ADDR: o->addr = optarg; break;
-        case O_CA: o->ca = optarg; break;
-        case O_CERT: o->cert = optarg; break;
-        case O_KEY: o->key = optarg; break;
-        case O_SEG: segment = optarg; break;
-        case O_FIRST: o->first = strtoull(optarg, NULL, 10); first_set = true; break;
-        case O_WIDTH: o->width = atoi(optarg); break;
-        case 'c': o->conns = atoi(optarg); break;
-        case 's': o->streams = atoi(optarg); break;
-        case 'b': o->batch = atoi(optarg); break;
-        case 'd': o->duration = atof(optarg); break;
-        case 'w': o->warmup = atof(optarg); warm_set = true; break;
-        case 'n': o->requests = atoll(optarg); break;
-        case O_TMO: o->timeout_ms = atol(optarg); break;
-        case O_BRANCH: o->origin_branch = optarg; break;
-        case O_SNI: o->servername = optarg; break;
-        case O_SEED: o->seed = strtoull(optarg, NULL, 10); break;
-        case O_PATH: o->path = optarg; break;
-        case O_DUMP: o->dump = atoi(optarg); break;
-        case O_SELF: selftest = true; break;
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case O_ADDR:
+            o->addr = optarg;
+            break;
+        case O_CA:
+            o->ca = optarg;
+            break;
+        case O_CERT:
+            o->cert = optarg;
+            break;
+        case O_KEY:
+            o->key = optarg;
+            break;
+        case O_SEG:
+            segment = optarg;
+            break;
+        case O_FIRST:
+            o->first = strtoull(optarg, NULL, 10);
+            first_set = true;
+            break;
+        case O_WIDTH:
+            o->width = atoi(optarg);
+            break;
+        case 'c':
+            o->conns = atoi(optarg);
+            break;
+        case 's':
+            o->streams = atoi(optarg);
+            break;
+        case 'b':
+            o->batch = atoi(optarg);
+            break;
+        case 'd':
+            o->duration = atof(optarg);
+            break;
+        case 'w':
+            o->warmup = atof(optarg);
+            warm_set = true;
+            break;
+        case 'n':
+            o->requests = atoll(optarg);
+            break;
+        case O_TMO:
+            o->timeout_ms = atol(optarg);
+            break;
+        case O_BRANCH:
+            o->origin_branch = optarg;
+            break;
+        case O_SNI:
+            o->servername = optarg;
+            break;
+        case O_SEED:
+            o->seed = strtoull(optarg, NULL, 10);
+            break;
+        case O_PATH:
+            o->path = optarg;
+            break;
+        case O_DUMP:
+            o->dump = atoi(optarg);
+            break;
+        case O_SELF:
+            selftest = true;
+            break;
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (selftest) {
@@ -1025,9 +1106,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "wgload: need --segment PREFIX:FROM-TO (or $WAYGATE_SEGMENT_A)\n");
         return 2;
     }
-    if (o->conns < 1 || o->conns > 1000 || o->streams < 1 || o->streams > 10000 ||
-        o->batch < 0 || o->batch > 100000 || o->duration <= 0 || o->warmup < 0 ||
-        o->requests < 0 || o->timeout_ms < 0) {
+    if (o->conns < 1 || o->conns > 1000 || o->streams < 1 || o->streams > 10000 || o->batch < 0 ||
+        o->batch > 100000 || o->duration <= 0 || o->warmup < 0 || o->requests < 0 ||
+        o->timeout_ms < 0) {
         fprintf(stderr, "wgload: an option is out of range\n");
         return 2;
     }
@@ -1041,13 +1122,15 @@ int main(int argc, char **argv)
     if (L->count_mode && !warm_set)
         o->warmup = 0;
     if (!o->path)
-        o->path = o->batch ? "/waygate.v1.WaybillIntake/SubmitBatch"
-                           : "/waygate.v1.WaybillIntake/Submit";
+        o->path =
+            o->batch ? "/waygate.v1.WaybillIntake/SubmitBatch" : "/waygate.v1.WaybillIntake/Submit";
     if (o->timeout_ms)
         snprintf(L->timeout_hdr, sizeof L->timeout_hdr, "%ldm", o->timeout_ms);
     L->next_no = o->first;
-    L->scfg = (struct wl_synth_cfg){.prefix = o->prefix, .width = o->width,
-                                    .origin_branch = o->origin_branch, .seed = o->seed,
+    L->scfg = (struct wl_synth_cfg){.prefix = o->prefix,
+                                    .width = o->width,
+                                    .origin_branch = o->origin_branch,
+                                    .seed = o->seed,
                                     .now = (int64_t)time(NULL)};
     size_t nsynth = o->batch ? (size_t)o->batch : 1;
     L->synth = calloc(nsynth, sizeof *L->synth);

@@ -23,6 +23,7 @@ import waygate_proto  # noqa: E402
 
 DEVSTACK = os.path.join(ROOT, "deploy", "devstack")
 BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
+PGBIN = os.environ.get("WAYGATE_PGBIN", "/usr/lib/postgresql/15/bin")
 
 
 class Stack:
@@ -65,6 +66,21 @@ class Stack:
                            env=dict(os.environ, WAYGATE_BUILD=BUILD))
         assert r.returncode == 0, "devstack %s failed:\n%s%s" % (cmd, r.stdout, r.stderr)
         return r.stdout
+
+    def psql(self, sql, timeout=30):
+        """Runs SQL with psql against the stack's database (role waygate, the schema's owner);
+        returns the output lines (unaligned, tuples only, fields separated by '|')."""
+        r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
+                            "-v", "ON_ERROR_STOP=1", "-d", self.pguri, "-c", sql],
+                           capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, "psql failed: %s" % r.stderr
+        return r.stdout.splitlines()
+
+    def ctl(self, *args, timeout=120):
+        """Runs build/waygatectl with args; returns the CompletedProcess (text, not checked)."""
+        return subprocess.run([os.path.join(BUILD, "waygatectl")] + [str(a) for a in args],
+                              capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
 
     def gateway_pid(self):
         with open(os.path.join(self.dir, "waygated.pid")) as f:

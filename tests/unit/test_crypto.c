@@ -46,10 +46,12 @@ struct gcm_kat {
 };
 
 #define K16 "feffe9928665731c6d6a8f9467308308feffe9928665731c6d6a8f9467308308"
-#define P16 "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72" \
-            "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39"
-#define C16 "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa" \
-            "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
+#define P16                                                                                        \
+    "d9313225f88406e5a55909c5aff5269a86a7a9531534f7da2e4c303d8a318a72"                             \
+    "1c3c0c95956809532fcf0e2449a6b525b16aedf5aa0de657ba637b39"
+#define C16                                                                                        \
+    "522dc1f099567d07f47f37a32a84427d643a8cdcbfe5c0c97598a2bd2555d1aa"                             \
+    "8cb08e48590dbb3da7b08b1056828838c5f61e6393ba7a0abcc9f662"
 
 static const struct gcm_kat gcm_kats[] = {
     {"TC13", "0000000000000000000000000000000000000000000000000000000000000000",
@@ -77,13 +79,13 @@ static void test_gcm_kat(void **state)
         assert_int_equal(ptlen, ctlen);
         /* twice: the second time the cached key schedule is reused */
         for (int rep = 0; rep < 2; rep++) {
-            assert_int_equal(gw_crypto_gcm_seal_raw(cx, key, iv, aad, aadlen, pt, ptlen, out,
-                                                    otag), 0);
+            assert_int_equal(gw_crypto_gcm_seal_raw(cx, key, iv, aad, aadlen, pt, ptlen, out, otag),
+                             0);
             if (ctlen) /* TC13 has no ciphertext, only a tag */
                 assert_memory_equal(out, ct, ctlen);
             assert_memory_equal(otag, tag, 16);
-            assert_int_equal(gw_crypto_gcm_open_raw(cx, key, iv, aad, aadlen, ct, ctlen, tag,
-                                                    back), 0);
+            assert_int_equal(gw_crypto_gcm_open_raw(cx, key, iv, aad, aadlen, ct, ctlen, tag, back),
+                             0);
             if (ptlen)
                 assert_memory_equal(back, pt, ptlen);
         }
@@ -207,17 +209,19 @@ static void test_round_trip(void **state)
     /* the _into variants and their capacity checks */
     uint8_t out[64], back[64];
     size_t n = 0, m = 0;
-    assert_int_equal(gw_crypto_seal_into(cx, key, a.b, a.n, (const uint8_t *)"hello", 5, out,
-                                         34, &n), GW_EINVAL);
-    assert_int_equal(gw_crypto_seal_into(cx, key, a.b, a.n, (const uint8_t *)"hello", 5, out,
-                                         35, &n), 0);
+    assert_int_equal(
+        gw_crypto_seal_into(cx, key, a.b, a.n, (const uint8_t *)"hello", 5, out, 34, &n),
+        GW_EINVAL);
+    assert_int_equal(
+        gw_crypto_seal_into(cx, key, a.b, a.n, (const uint8_t *)"hello", 5, out, 35, &n), 0);
     assert_int_equal(n, 35);
     assert_int_equal(gw_crypto_open_into(cx, key, a.b, a.n, out, n, back, 4, &m), GW_EINVAL);
     assert_int_equal(gw_crypto_open_into(cx, key, a.b, a.n, out, n, back, 5, &m), 0);
     assert_int_equal(m, 5);
     assert_memory_equal(back, "hello", 5);
-    assert_int_equal(gw_crypto_seal_into(cx, key, a.b, a.n, big, (size_t)GW_CRYPTO_MAX_PT + 1,
-                                         out, sizeof out, &n), GW_ETOOBIG);
+    assert_int_equal(gw_crypto_seal_into(cx, key, a.b, a.n, big, (size_t)GW_CRYPTO_MAX_PT + 1, out,
+                                         sizeof out, &n),
+                     GW_ETOOBIG);
 }
 
 static void test_tamper_every_bit(void **state)
@@ -229,7 +233,8 @@ static void test_tamper_every_bit(void **state)
     assert_int_equal(gw_crypto_dek_new(cx, key), 0);
     field_aad(&a, "recipient_name_ct", RID, 1);
     assert_int_equal(gw_crypto_seal_into(cx, key, a.b, a.n, (const uint8_t *)"Zhang", 5, sealed,
-                                         sizeof sealed, &n), 0);
+                                         sizeof sealed, &n),
+                     0);
     for (size_t bit = 0; bit < n * 8; bit++) {
         sealed[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         memset(back, 0x77, sizeof back);
@@ -247,8 +252,8 @@ static void test_tamper_every_bit(void **state)
     /* a flipped AAD bit too */
     for (size_t bit = 0; bit < a.n * 8; bit += 7) {
         a.b[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        assert_int_equal(gw_crypto_open_into(cx, key, a.b, a.n, sealed, n, back, sizeof back,
-                                             &m), GW_EDATALOSS);
+        assert_int_equal(gw_crypto_open_into(cx, key, a.b, a.n, sealed, n, back, sizeof back, &m),
+                         GW_EDATALOSS);
         a.b[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
 }
@@ -263,8 +268,7 @@ static void test_wrong_aad(void **state)
     memcpy(other_rid, RID, 16);
     other_rid[15] ^= 1;
     field_aad(&a, "sender_phone_ct", RID, 1);
-    assert_int_equal(gw_crypto_seal(cx, key, a.b, a.n, (const uint8_t *)"13800138000", 11, &s),
-                     0);
+    assert_int_equal(gw_crypto_seal(cx, key, a.b, a.n, (const uint8_t *)"13800138000", 11, &s), 0);
     field_aad(&b, "recipient_phone_ct", RID, 1); /* other column */
     assert_int_equal(gw_crypto_open(cx, key, b.b, b.n, s.p, s.n, &o), GW_EDATALOSS);
     assert_null(o.p);
@@ -293,8 +297,7 @@ static void test_truncated_and_unknown(void **state)
     struct gw_bytes s, o;
     assert_int_equal(gw_crypto_dek_new(cx, key), 0);
     field_aad(&a, "waybill_no_ct", RID, 1);
-    assert_int_equal(gw_crypto_seal(cx, key, a.b, a.n, (const uint8_t *)"WG1000000001", 12, &s),
-                     0);
+    assert_int_equal(gw_crypto_seal(cx, key, a.b, a.n, (const uint8_t *)"WG1000000001", 12, &s), 0);
     for (size_t len = 0; len < s.n; len++) {
         assert_int_equal(gw_crypto_open(cx, key, a.b, a.n, s.p, len, &o), GW_EDATALOSS);
         assert_null(o.p);
@@ -383,8 +386,8 @@ static void test_randomness_distinct(void **state)
     memset(key, 9, sizeof key);
     for (int i = 0; i < N; i++) {
         assert_int_equal(gw_crypto_dek_new(cx, deks[i]), 0);
-        assert_int_equal(gw_crypto_seal_into(cx, key, NULL, 0, (const uint8_t *)"", 0, out,
-                                             sizeof out, &n), 0);
+        assert_int_equal(
+            gw_crypto_seal_into(cx, key, NULL, 0, (const uint8_t *)"", 0, out, sizeof out, &n), 0);
         memcpy(nonces[i], out + 2, 12);
     }
     for (int i = 0; i < N; i++)

@@ -135,13 +135,14 @@ static void insert_records(void)
         name_of(id, name);
         assert_int_equal(gw_crypto_dek_new(F.cx, dek), 0);
         assert_int_equal(gw_keyring_wrap(kr, F.cx, v, GW_RECORD_TABLE, id, dek, w), 0);
-        assert_int_equal(gw_crypto_aad_field(&aad, GW_RECORD_TABLE,
-                                             gw_col_sql[GW_COL_SENDER_NAME], id, 1), 0);
+        assert_int_equal(
+            gw_crypto_aad_field(&aad, GW_RECORD_TABLE, gw_col_sql[GW_COL_SENDER_NAME], id, 1), 0);
         assert_int_equal(gw_crypto_seal_into(F.cx, dek, aad.b, aad.n, (const uint8_t *)name,
-                                             strlen(name), ct, sizeof ct, &ctn), 0);
+                                             strlen(name), ct, sizeof ct, &ctn),
+                         0);
         uint32_t vn = htonl(v);
-        const char *p[6] = {(char *)id, (char *)bidx, (char *)&vn, (char *)w, (char *)mac,
-                            (char *)ct};
+        const char *p[6] = {(char *)id, (char *)bidx, (char *)&vn,
+                            (char *)w,  (char *)mac,  (char *)ct};
         int l[6] = {16, 16, 4, (int)sizeof w, 32, (int)ctn}, f[6] = {1, 1, 1, 1, 1, 1};
         PGresult *r = PQexecParams(F.conn,
                                    "INSERT INTO waybill (id, wb_bidx, origin_branch, submitted_by,"
@@ -180,9 +181,11 @@ static void check_all_open(void)
         struct gw_crypto_aad aad;
         assert_int_equal(gw_keyring_unwrap(kr, F.cx, ntohl(kv), GW_RECORD_TABLE, id,
                                            (const uint8_t *)PQgetvalue(r, i, 3),
-                                           (size_t)PQgetlength(r, i, 3), dek), 0);
-        assert_int_equal(gw_crypto_aad_field(&aad, GW_RECORD_TABLE,
-                                             gw_col_sql[GW_COL_SENDER_NAME], id, ntohl(dv)), 0);
+                                           (size_t)PQgetlength(r, i, 3), dek),
+                         0);
+        assert_int_equal(gw_crypto_aad_field(&aad, GW_RECORD_TABLE, gw_col_sql[GW_COL_SENDER_NAME],
+                                             id, ntohl(dv)),
+                         0);
         assert_int_equal(gw_crypto_open_into(F.cx, dek, aad.b, aad.n,
                                              (const uint8_t *)PQgetvalue(r, i, 4),
                                              (size_t)PQgetlength(r, i, 4), pt, sizeof pt, &n),
@@ -210,9 +213,9 @@ static void test_rewrap_flow(void **state)
     assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, NULL), 0);
     /* retire refused while records use v1 */
     assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, "--version", "1", "--db",
-                         F.pg.conninfo, NULL), GW_CTL_FAIL);
-    assert_int_equal(ctl("keys", "status", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL),
-                     0);
+                         F.pg.conninfo, NULL),
+                     GW_CTL_FAIL);
+    assert_int_equal(ctl("keys", "status", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL), 0);
 
     /* a row locked by another transaction is skipped, and left for a rerun */
     PGconn *other = PQconnectdb(F.pg.conninfo);
@@ -224,39 +227,42 @@ static void test_rewrap_flow(void **state)
                       "OFFSET 700 LIMIT 1) FOR UPDATE");
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     PQclear(r);
-    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo,
-                         "--batch", "500", NULL), GW_CTL_FAIL);
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, "--batch",
+                         "500", NULL),
+                     GW_CTL_FAIL);
     assert_int_equal(scalar("SELECT count(*) FROM waybill WHERE kek_version = 1"), 1);
     r = PQexec(other, "COMMIT");
     PQclear(r);
     PQfinish(other);
     /* rerun: resumes with what is left */
-    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL),
-                     0);
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL), 0);
     assert_int_equal(scalar("SELECT count(*) FROM waybill WHERE kek_version = 2"), NREC);
     assert_string_equal(text_scalar(FIELDS_DIGEST), digest); /* fields untouched */
     /* nothing left: a no-op */
-    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL),
-                     0);
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL), 0);
     assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, "--version", "1", "--db",
-                         F.pg.conninfo, NULL), 0);
+                         F.pg.conninfo, NULL),
+                     0);
     check_all_open();
 
     /* a wrapped key moved to another record is reported, not re-wrapped, and not lost */
     assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, NULL), 0);
     exec_ok("UPDATE waybill SET dek_wrapped = (SELECT dek_wrapped FROM waybill ORDER BY id "
             "LIMIT 1) WHERE id = (SELECT id FROM waybill ORDER BY id OFFSET 10 LIMIT 1)");
-    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo,
-                         "--batch", "100", NULL), GW_CTL_FAIL);
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, "--batch",
+                         "100", NULL),
+                     GW_CTL_FAIL);
     assert_int_equal(scalar("SELECT count(*) FROM waybill WHERE kek_version = 2"), 1);
     assert_int_equal(scalar("SELECT count(*) FROM waybill WHERE kek_version = 3"), NREC - 1);
     snprintf(v, sizeof v, "2");
-    assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, "--version", v, "--db",
-                         F.pg.conninfo, NULL), GW_CTL_FAIL);
+    assert_int_equal(
+        ctl("keys", "retire", "--keyring", F.keyring, "--version", v, "--db", F.pg.conninfo, NULL),
+        GW_CTL_FAIL);
     assert_string_equal(text_scalar(FIELDS_DIGEST), digest);
     /* usage errors */
-    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo,
-                         "--batch", "0", NULL), GW_CTL_USAGE);
+    assert_int_equal(
+        ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, "--batch", "0", NULL),
+        GW_CTL_USAGE);
     assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, NULL), GW_CTL_USAGE);
 }
 

@@ -141,6 +141,32 @@ static void test_oversized_refused_from_prefix(void **state)
     }
 }
 
+static void test_buffer_grows_with_data(void **state)
+{
+    struct gw_grpc_decoder d;
+    struct sink s = {0};
+    uint8_t prefix[5];
+    static uint8_t body[100000];
+
+    (void)state;
+    memset(body, 'z', sizeof(body));
+    gw_grpc_frame_prefix(prefix, sizeof(body));
+    gw_grpc_decoder_init(&d, 4u << 20);
+    assert_int_equal(gw_grpc_decoder_feed(&d, prefix, 5, collect, &s), 0);
+    assert_int_equal(gw_grpc_decoder_feed(&d, body, 1, collect, &s), 0);
+    /* a 100000-byte declaration with 1 byte received holds a small buffer only */
+    assert_true(d.bufcap <= 16384);
+    for (size_t off = 1; off < sizeof(body); off += 777) {
+        size_t n = sizeof(body) - off < 777 ? sizeof(body) - off : 777;
+        assert_int_equal(gw_grpc_decoder_feed(&d, body + off, n, collect, &s), 0);
+    }
+    assert_int_equal(s.n, 1);
+    assert_int_equal(s.lens[0], sizeof(body));
+    assert_memory_equal(s.data[0], body, 64);
+    assert_true(gw_grpc_decoder_idle(&d));
+    gw_grpc_decoder_clear(&d);
+}
+
 static void test_compressed_flag(void **state)
 {
     struct gw_grpc_decoder d;
@@ -342,21 +368,21 @@ static void test_utf8(void **state)
     (void)state;
     assert_true(gw_utf8_valid("", 0));
     assert_true(gw_utf8_valid("abc", 3));
-    assert_true(gw_utf8_valid("\xe5\xbc\xa0\xe4\xb8\x89", 6));     /* 张三 */
-    assert_true(gw_utf8_valid("\xf0\x9f\x98\x80", 4));             /* U+1F600 */
-    assert_true(gw_utf8_valid("\xf4\x8f\xbf\xbf", 4));             /* U+10FFFF */
-    assert_true(gw_utf8_valid("\xed\x9f\xbf", 3));                 /* U+D7FF */
-    assert_true(gw_utf8_valid("\xee\x80\x80", 3));                 /* U+E000 */
-    assert_false(gw_utf8_valid("\xc0\xaf", 2));                    /* overlong '/' */
-    assert_false(gw_utf8_valid("\xe0\x80\xaf", 3));                /* overlong */
-    assert_false(gw_utf8_valid("\xf0\x80\x80\xaf", 4));            /* overlong */
-    assert_false(gw_utf8_valid("\xed\xa0\x80", 3));                /* surrogate U+D800 */
-    assert_false(gw_utf8_valid("\xed\xbf\xbf", 3));                /* surrogate U+DFFF */
-    assert_false(gw_utf8_valid("\xf4\x90\x80\x80", 4));            /* U+110000 */
+    assert_true(gw_utf8_valid("\xe5\xbc\xa0\xe4\xb8\x89", 6)); /* 张三 */
+    assert_true(gw_utf8_valid("\xf0\x9f\x98\x80", 4));         /* U+1F600 */
+    assert_true(gw_utf8_valid("\xf4\x8f\xbf\xbf", 4));         /* U+10FFFF */
+    assert_true(gw_utf8_valid("\xed\x9f\xbf", 3));             /* U+D7FF */
+    assert_true(gw_utf8_valid("\xee\x80\x80", 3));             /* U+E000 */
+    assert_false(gw_utf8_valid("\xc0\xaf", 2));                /* overlong '/' */
+    assert_false(gw_utf8_valid("\xe0\x80\xaf", 3));            /* overlong */
+    assert_false(gw_utf8_valid("\xf0\x80\x80\xaf", 4));        /* overlong */
+    assert_false(gw_utf8_valid("\xed\xa0\x80", 3));            /* surrogate U+D800 */
+    assert_false(gw_utf8_valid("\xed\xbf\xbf", 3));            /* surrogate U+DFFF */
+    assert_false(gw_utf8_valid("\xf4\x90\x80\x80", 4));        /* U+110000 */
     assert_false(gw_utf8_valid("\xf5\x80\x80\x80", 4));
-    assert_false(gw_utf8_valid("\x80", 1));                        /* lone continuation */
-    assert_false(gw_utf8_valid("\xe5\xbc", 2));                    /* truncated */
-    assert_false(gw_utf8_valid("\xe5\x41\xa0", 3));                /* bad continuation */
+    assert_false(gw_utf8_valid("\x80", 1));         /* lone continuation */
+    assert_false(gw_utf8_valid("\xe5\xbc", 2));     /* truncated */
+    assert_false(gw_utf8_valid("\xe5\x41\xa0", 3)); /* bad continuation */
     assert_false(gw_utf8_valid("\xff", 1));
 }
 
@@ -367,6 +393,7 @@ int main(void)
         cmocka_unit_test(test_several_in_one_chunk_and_partial),
         cmocka_unit_test(test_zero_length_only),
         cmocka_unit_test(test_oversized_refused_from_prefix),
+        cmocka_unit_test(test_buffer_grows_with_data),
         cmocka_unit_test(test_compressed_flag),
         cmocka_unit_test(test_callback_error_sticky),
         cmocka_unit_test(test_decoder_alloc_failure),

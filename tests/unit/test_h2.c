@@ -14,6 +14,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "grpc/health/v1/health.pb-c.h"
+#include "waygate/v1/intake.pb-c.h"
 
 #include "alloc.h"
 #include "config.h"
@@ -52,6 +53,13 @@ static void stream_handler(struct gw_call *call, const uint8_t *req, size_t len)
     gw_call_finish(call, GW_GRPC_OK, NULL);
 }
 
+static void unpack_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    if (gw_call_unpack(call, &waygate__v1__submit_batch_request__descriptor, req, len) == NULL)
+        return;
+    gw_call_finish(call, GW_GRPC_OK, NULL);
+}
+
 static void cancel_cb(void *arg)
 {
     int *flag = arg;
@@ -79,8 +87,9 @@ static const struct gw_rpc_method test_methods[] = {
     {{"/t.T/Hang", hang_handler, false}, GW_RPC_AUTHENTICATED, NULL},
     {{"/t.T/Nothing", NULL, false}, GW_RPC_AUTHENTICATED, NULL},
     {{"/t.T/Open", echo_handler, false}, GW_RPC_ANYONE, NULL},
+    {{"/t.T/Unpack", unpack_handler, false}, GW_RPC_AUTHENTICATED, NULL},
 };
-static const struct gw_rpc_table test_table = {test_methods, 5};
+static const struct gw_rpc_table test_table = {test_methods, 6};
 
 /* ---- the harness ---- */
 
@@ -145,8 +154,8 @@ static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t
     return 0;
 }
 
-static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
-                     size_t len, void *ud)
+static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
+                     void *ud)
 {
     struct reply *r = reply_for(ud, id);
 
@@ -245,15 +254,18 @@ static void harness_free(struct harness *h)
     free(h);
 }
 
-#define HNV(n, v) {(uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, 0}
+#define HNV(n, v)                                                                                  \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1, 0                            \
+    }
 
 struct body {
     const uint8_t *p;
     size_t n, off;
 };
 
-static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
-                         uint32_t *flags, nghttp2_data_source *src, void *ud)
+static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *ud)
 {
     struct body *b = src->ptr;
     size_t take = b->n - b->off;
@@ -275,17 +287,20 @@ static int32_t start_call(struct harness *h, const char *path, const char *timeo
                           struct body *body)
 {
     nghttp2_nv nv[8] = {
-        HNV(":method", "POST"), HNV(":scheme", "http"), HNV(":authority", "localhost"),
+        HNV(":method", "POST"),
+        HNV(":scheme", "http"),
+        HNV(":authority", "localhost"),
         {(uint8_t *)":path", (uint8_t *)path, 5, strlen(path), 0},
-        HNV("content-type", "application/grpc"), HNV("te", "trailers"),
+        HNV("content-type", "application/grpc"),
+        HNV("te", "trailers"),
     };
     size_t n = 6;
     nghttp2_data_provider prd = {.source.ptr = body, .read_callback = body_read};
     int32_t id;
 
     if (timeout != NULL)
-        nv[n++] = (nghttp2_nv){(uint8_t *)"grpc-timeout", (uint8_t *)timeout, 12,
-                               strlen(timeout), 0};
+        nv[n++] =
+            (nghttp2_nv){(uint8_t *)"grpc-timeout", (uint8_t *)timeout, 12, strlen(timeout), 0};
     id = nghttp2_submit_request(h->client, NULL, nv, n, body ? &prd : NULL, NULL);
     assert_true(id > 0);
     pump(h);
@@ -360,6 +375,51 @@ static void test_echo_bad_utf8(void **state)
     harness_free(h);
 }
 
+/* A batch whose second waybill's sender name is not UTF-8: the message names the path. */
+static void test_nested_utf8_path(void **state)
+{
+    struct harness *h = harness_new(true);
+    Waygate__V1__Party good = WAYGATE__V1__PARTY__INIT, bad = WAYGATE__V1__PARTY__INIT;
+    Waygate__V1__Waybill w0 = WAYGATE__V1__WAYBILL__INIT, w1 = WAYGATE__V1__WAYBILL__INIT;
+    Waygate__V1__Waybill *ws[2] = {&w0, &w1};
+    Waygate__V1__SubmitBatchRequest req = WAYGATE__V1__SUBMIT_BATCH_REQUEST__INIT;
+    uint8_t buf[256];
+    size_t n;
+    struct body b;
+    struct reply *r;
+
+    (void)state;
+    good.name = "\xe5\xbc\xa0\xe4\xb8\x89";
+    bad.name = "\xe5\xbc";
+    w0.sender = &good;
+    w0.recipient = &good;
+    w1.sender = &bad;
+    req.n_waybills = 2;
+    req.waybills = ws;
+    n = protobuf_c_message_get_packed_size(&req.base);
+    assert_true(n + 5 <= sizeof(buf));
+    gw_grpc_frame_prefix(buf, (uint32_t)n);
+    protobuf_c_message_pack(&req.base, buf + 5);
+    b = (struct body){buf, n + 5, 0};
+    r = reply_for(h, start_call(h, "/t.T/Unpack", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_INVALID_ARGUMENT);
+    assert_string_equal(r->grpc_message, "waybills[1].sender.name: not valid UTF-8");
+
+    bad.name = "\xe5\xbc\xa0";
+    n = protobuf_c_message_get_packed_size(&req.base);
+    gw_grpc_frame_prefix(buf, (uint32_t)n);
+    protobuf_c_message_pack(&req.base, buf + 5);
+    b = (struct body){buf, n + 5, 0};
+    r = reply_for(h, start_call(h, "/t.T/Unpack", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+
+    buf[5] = 0xff; /* not protobuf */
+    b = (struct body){buf, n + 5, 0};
+    r = reply_for(h, start_call(h, "/t.T/Unpack", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_INVALID_ARGUMENT);
+    harness_free(h);
+}
+
 static void test_streaming(void **state)
 {
     struct harness *h = harness_new(true);
@@ -390,8 +450,7 @@ static void test_oversized(void **state)
     r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
     assert_true(r->closed);
     assert_int_equal(r->grpc_status, GW_GRPC_RESOURCE_EXHAUSTED);
-    assert_string_equal(r->grpc_message,
-                        "request message exceeds the maximum size of 1024 bytes");
+    assert_string_equal(r->grpc_message, "request message exceeds the maximum size of 1024 bytes");
     free(buf);
     harness_free(h);
 }
@@ -472,8 +531,8 @@ static void test_client_reset(void **state)
     (void)state;
     id = start_call(h, "/t.T/Hang", "50m", &b);
     assert_int_equal(hang_started, 1);
-    assert_int_equal(nghttp2_submit_rst_stream(h->client, NGHTTP2_FLAG_NONE, id,
-                                               NGHTTP2_CANCEL), 0);
+    assert_int_equal(nghttp2_submit_rst_stream(h->client, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL),
+                     0);
     pump(h);
     assert_int_equal(cancels, 1);
     assert_int_equal(gw_h2_open_streams(h->server), 0);
@@ -505,8 +564,11 @@ static void test_header_list_cap(void **state)
     struct harness *h = harness_new(true);
     char big[1500];
     nghttp2_nv nv[8] = {
-        HNV(":method", "POST"), HNV(":scheme", "http"), HNV(":authority", "localhost"),
-        HNV(":path", "/t.T/Echo"), HNV("content-type", "application/grpc"),
+        HNV(":method", "POST"),
+        HNV(":scheme", "http"),
+        HNV(":authority", "localhost"),
+        HNV(":path", "/t.T/Echo"),
+        HNV("content-type", "application/grpc"),
     };
     int32_t id;
     struct reply *r;
@@ -551,6 +613,7 @@ int main(void)
         cmocka_unit_test(test_unknown_method),
         cmocka_unit_test(test_echo),
         cmocka_unit_test(test_echo_bad_utf8),
+        cmocka_unit_test(test_nested_utf8_path),
         cmocka_unit_test(test_streaming),
         cmocka_unit_test(test_oversized),
         cmocka_unit_test(test_compressed_and_second_message),

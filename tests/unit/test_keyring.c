@@ -164,8 +164,8 @@ static void test_load_refuses_malformed(void **state)
     } cases[] = {
         {"", "empty"},
         {"waygate-keyring 2\n", ":1:"},
-        {"waygate-keyring 1\nkek 1 active " B64A "\nindex " B64A "\ntoken " B64A
-         "\ncontent nope\n", ":5:"},
+        {"waygate-keyring 1\nkek 1 active " B64A "\nindex " B64A "\ntoken " B64A "\ncontent nope\n",
+         ":5:"},
         {"waygate-keyring 1\n# c\n\nkek 1 active " B64A "x\n", ":4:"},
         {"waygate-keyring 1\nkek 0 active " B64A "\n", ":2:"},
         {"waygate-keyring 1\nkek 01 active " B64A "\n", ":2:"},
@@ -179,8 +179,7 @@ static void test_load_refuses_malformed(void **state)
         {"waygate-keyring 1\nkek 1 active " B64A "\nindex " B64A "\nindex " B64B "\n", ":4:"},
         /* non-canonical base64: stray bits in the last character */
         {"waygate-keyring 1\nkek 1 active AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh9=\n", ":2:"},
-        {"waygate-keyring 1\nindex " B64A "\ntoken " B64A "\ncontent " B64A "\n",
-         "no active KEK"},
+        {"waygate-keyring 1\nindex " B64A "\ntoken " B64A "\ncontent " B64A "\n", "no active KEK"},
         {"waygate-keyring 1\nkek 1 retired\nindex " B64A "\ntoken " B64A "\ncontent " B64A "\n",
          "no active KEK"},
         {"waygate-keyring 1\nkek 1 active " B64A "\nkek 2 retired\nindex " B64A "\ntoken " B64A
@@ -197,8 +196,7 @@ static void test_load_refuses_malformed(void **state)
         write_file(f->path, cases[i].text, 0600);
         int rc = gw_keyring_file_load(f->path, &kr, err, sizeof err);
         if (rc != GW_EINVAL || !strstr(err, cases[i].want))
-            fail_msg("case %zu: rc %d, message \"%s\", wanted \"%s\"", i, rc, err,
-                     cases[i].want);
+            fail_msg("case %zu: rc %d, message \"%s\", wanted \"%s\"", i, rc, err, cases[i].want);
         assert_null(kr);
         /* no key material in messages */
         assert_null(strstr(err, "AAECAw"));

@@ -70,6 +70,13 @@ static bool db_idle(void *arg)
     return gw_db_pending(arg) == 0;
 }
 
+static bool store_idle(void *arg)
+{
+    struct gw_store_stats st;
+    gw_store_stats(arg, &st);
+    return st.groups_inflight == 0 && st.queued == 0;
+}
+
 static char *q1(const char *sql)
 {
     static char buf[256];
@@ -212,12 +219,13 @@ static int group_setup(void **state)
 static int group_teardown(void **state)
 {
     (void)state;
-    gw_store_free(store);
-    gw_db_free(db);
+    /* the server first: whatever state a failed test left the loop in, no postgres outlives us */
     if (check != NULL)
         PQfinish(check);
     if (pg_ok)
         pgh_destroy(&pg);
+    gw_store_free(store);
+    gw_db_free(db);
     event_free(tick);
     event_base_free(base);
     return 0;
@@ -427,8 +435,16 @@ static void test_concurrent_same_number(void **state)
     gw_store_stats(store, &before);
     slow_done = 0;
     assert_int_equal(gw_db_exec(db, st, 2, GW_DB_TXN, slow_cb, NULL, NULL), 0);
-    for (i = 0; i < 10; i++)
+    /* wait until the other transaction has inserted and sleeps, holding the row uncommitted */
+    for (i = 0; i < 300; i++) {
         event_base_loop(base, EVLOOP_NONBLOCK);
+        if (strcmp(q1("SELECT count(*) FROM pg_stat_activity "
+                      "WHERE query = 'SELECT pg_sleep(0.5)' AND state = 'active'"),
+                   "1") == 0)
+            break;
+        usleep(10000);
+    }
+    assert_true(i < 300);
     assert_int_equal(gw_store_submit(store, &b.w, submit_cb, &o, NULL), 0);
     assert_true(run_until(sub_done, &o, 10000));
     assert_int_equal(slow_done, 1);
@@ -584,16 +600,20 @@ static void test_cancel(void **state)
     make(&a, 920, 920, 1, 0, 0);
     assert_int_equal(gw_store_submit(store, &a.w, submit_cb, &probe, NULL), 0);
     assert_true(run_until(sub_done, &probe, 10000));
-    for (i = 0; i < 50; i++)
-        event_base_loop(base, EVLOOP_NONBLOCK);
-    {
-        struct gw_store_stats st;
-        gw_store_stats(store, &st);
-        assert_int_equal(st.groups_inflight, 0);
-    }
+    assert_true(run_until(store_idle, store, 10000));
     assert_int_equal(oa.calls, 0);
     assert_int_equal(ob.calls, 0);
     assert_int_equal(obatch.calls, 0);
+    /* the one dropped before its group was sent was never stored */
+    {
+        char sql[128];
+        int o = snprintf(sql, sizeof(sql), "SELECT count(*) FROM waybill WHERE id = '");
+        make(&a, 900, 900, 1, 0, 0);
+        for (i = 0; i < 16; i++)
+            o += snprintf(sql + o, sizeof(sql) - (size_t)o, "%02x", a.w.id[i]);
+        snprintf(sql + o, sizeof(sql) - (size_t)o, "'");
+        assert_string_equal(q1(sql), "0");
+    }
     gw_store_cancel(NULL);
 }
 
