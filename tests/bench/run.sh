@@ -282,7 +282,7 @@ if [[ -n ${WAYGATE_DIR:-} && -r $WAYGATE_DIR/pg/data/postmaster.pid ]]; then
 fi
 pg_cpu_ticks() {
     [[ -n $PG_PM && -r /proc/$PG_PM/stat ]] || { echo 0; return; }
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$PG_PM" '
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v pm="$PG_PM" '
         { pid = $1; sub(/^.*\) /, "")
           if (pid == pm) t += $12 + $13 + $14 + $15; else if ($2 == pm) t += $12 + $13 }
         END { print t + 0 }'
