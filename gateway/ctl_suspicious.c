@@ -1,6 +1,7 @@
 /* ctl_suspicious.c: `waygatectl suspicious list`: the suspicious-customer register (part 12
  * Art. 7): sender phone numbers seen with two or more different sender ID numbers. Prints only
- * what the database holds: a blind-index prefix, counts, times and record ids, never a clear value. */
+ * what the database holds: a blind-index prefix, counts, times and record ids, never a clear value.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,12 +17,12 @@
 
 static void suspicious_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: waygatectl suspicious list [--limit N] [--db CONNINFO]\n"
-            "  Lists sender phone numbers used by two or more different senders (different ID\n"
-            "  numbers), newest flag first: the phone's blind-index prefix, the number of distinct\n"
-            "  senders, when it was flagged, and the first record id seen for each sender.\n"
-            "  No clear value is stored or shown. CONNINFO defaults to $WAYGATE_PGURI.\n");
+    fprintf(
+        f, "usage: waygatectl suspicious list [--limit N] [--db CONNINFO]\n"
+           "  Lists sender phone numbers used by two or more different senders (different ID\n"
+           "  numbers), newest flag first: the phone's blind-index prefix, the number of distinct\n"
+           "  senders, when it was flagged, and the first record id seen for each sender.\n"
+           "  No clear value is stored or shown. CONNINFO defaults to $WAYGATE_PGURI.\n");
 }
 
 static int suspicious_list(const char *conninfo, const char *limit)
@@ -46,14 +47,17 @@ static int suspicious_list(const char *conninfo, const char *limit)
     }
     res = PQexecParams(
         pg,
-        "SELECT substr(encode(o.phone_bidx, 'hex'), 1, " STR(BIDX_HEX_SHOWN) "), o.senders, "
-        "       to_char(o.flagged_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-        "       string_agg(s.first_record::text, ',' ORDER BY s.first_seen, s.first_record) "
-        "FROM phone_owner o JOIN phone_sender s ON s.phone_bidx = o.phone_bidx "
-        "WHERE o.suspicious "
-        "GROUP BY o.phone_bidx, o.senders, o.flagged_at "
-        "ORDER BY o.flagged_at DESC, o.phone_bidx "
-        "LIMIT $1::bigint",
+        "SELECT substr(encode(o.phone_bidx, 'hex'), 1, " STR(
+            BIDX_HEX_SHOWN) "), o.senders, "
+                            "       to_char(o.flagged_at AT TIME ZONE 'UTC', "
+                            "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
+                            "       string_agg(s.first_record::text, ',' ORDER BY s.first_seen, "
+                            "s.first_record) "
+                            "FROM phone_owner o JOIN phone_sender s ON s.phone_bidx = o.phone_bidx "
+                            "WHERE o.suspicious "
+                            "GROUP BY o.phone_bidx, o.senders, o.flagged_at "
+                            "ORDER BY o.flagged_at DESC, o.phone_bidx "
+                            "LIMIT $1::bigint",
         1, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         /* the server's message may quote the --limit value only; no PII reaches this query */

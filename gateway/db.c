@@ -73,10 +73,10 @@ struct conn {
     struct event *ev_wr;    /* ready: one-shot write, armed while PQflush has more to send */
     struct event *ev_timer; /* connect timeout, reconnect backoff, deferred teardown */
     PostgresPollingStatusType poll;
-    unsigned attempt;       /* failed connects in a row (backoff exponent) */
+    unsigned attempt; /* failed connects in a row (backoff exponent) */
     unsigned ninflight;
     struct req_list inflight;
-    uint32_t prepared_ok;   /* bit i: db->prepared[i] is prepared on this connection */
+    uint32_t prepared_ok; /* bit i: db->prepared[i] is prepared on this connection */
 };
 
 struct prepared {
@@ -253,8 +253,8 @@ static struct gw_db_req *req_new(const struct gw_db_stmt *stmts, int nstmts, int
 
 static uint32_t backoff_ms(struct conn *c)
 {
-    uint32_t max = c->db->reconnect_max_ms < DB_BACKOFF_MIN_MS ? DB_BACKOFF_MIN_MS
-                                                                : c->db->reconnect_max_ms;
+    uint32_t max =
+        c->db->reconnect_max_ms < DB_BACKOFF_MIN_MS ? DB_BACKOFF_MIN_MS : c->db->reconnect_max_ms;
     uint32_t d = DB_BACKOFF_MIN_MS;
     uint32_t rnd = 0;
     unsigned i;
@@ -342,12 +342,12 @@ static void conn_teardown(struct conn *c)
     c->ninflight = 0;
     if (db->nready == 0) {
         TAILQ_FOREACH(r, &db->queue, link)
-            r->queued = false;
+        r->queued = false;
         TAILQ_CONCAT(&failed, &db->queue, link);
         db->nqueued = 0;
     }
     TAILQ_FOREACH(r, &failed, link)
-        r->conn = NULL;
+    r->conn = NULL;
     conn_schedule_reconnect(c);
 
     /* Callbacks may gw_db_exec (the slot is down now) or cancel requests still on `failed`
@@ -364,8 +364,7 @@ static void conn_connect_failed(struct conn *c, const char *why)
     if (c->attempt == 0)
         GW_LOG(GW_LOG_WARN, "db", NULL, "connection %u: connect failed (%s)", c->slot, why);
     else
-        GW_LOG(GW_LOG_DEBUG, "db", NULL, "connection %u: connect failed again (%s)", c->slot,
-               why);
+        GW_LOG(GW_LOG_DEBUG, "db", NULL, "connection %u: connect failed again (%s)", c->slot, why);
     evtimer_del(c->ev_timer);
     conn_close_pg(c);
     conn_schedule_reconnect(c);
@@ -720,8 +719,7 @@ static bool conn_process(struct conn *c)
     return true;
 
 confused:
-    GW_LOG(GW_LOG_ERROR, "db", NULL, "connection %u: results out of step with requests",
-           c->slot);
+    GW_LOG(GW_LOG_ERROR, "db", NULL, "connection %u: results out of step with requests", c->slot);
     conn_teardown(c);
     return false;
 }

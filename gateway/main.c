@@ -33,7 +33,6 @@ static void usage(void)
     fprintf(stderr, "usage: waygated -c FILE [--check-config]\n");
 }
 
-/* Memory holds PII and keys: no core dumps, no ptrace by other users of the same uid. */
 /* SIGHUP: load the keyring again (a rotated KEK becomes current, a retired one goes away) and
  * swap it in only if it loads; handlers never keep the keyring across callbacks. */
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
@@ -54,6 +53,7 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
            gw_keyring_current(kr));
 }
 
+/* Memory holds PII and keys: no core dumps, no ptrace by other users of the same uid. */
 static int harden(void)
 {
     struct rlimit rl = {0, 0};

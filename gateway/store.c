@@ -1,11 +1,12 @@
-/* store.c: the waybill SQL (idempotent group-committed inserts, reads, segments, incidents) over
- * the asynchronous pool. Invariants: a request (handle) lives until every one of its items is
- * resolved exactly once, so a group never points at freed items; each item is either waiting on
- * store->pending, or in exactly one group in flight; a cancelled request's callback never runs. */
+/* store.c: the store's core: handles, idempotent group-committed waybill inserts and cancel
+ * (reads, segments and incidents are in store_read.c). Invariants: a request (handle) lives until
+ * every one of its items is resolved exactly once, so a group never points at freed items; each
+ * item is either waiting on store->pending, or in exactly one group in flight; a cancelled
+ * request's callback never runs. */
 #include "store.h"
 
-#include <arpa/inet.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,17 +17,15 @@
 #include "alloc.h"
 #include "db.h"
 #include "log.h"
-
+#include "store_int.h"
 #define STORE_QUEUE_MAX 16384 /* single submits waiting for a group */
 #define STORE_GROUP_MIN 8     /* smallest group made when spreading over connections */
 #define STORE_REQUEUE_MAX 5   /* zero-row or innocent-bystander retries of one item */
-#define NFIXED 17             /* insert parameters before the ciphertext columns */
-#define NPARAMS (NFIXED + GW_COL_COUNT)
+#define NFIXED GW_STORE_NFIXED
+#define NPARAMS GW_STORE_NPARAMS
 
-enum req_kind { RK_SUBMIT, RK_BATCH, RK_GET, RK_SEGMENTS, RK_INCIDENT };
-
-struct item {
-    TAILQ_ENTRY(item) link; /* store->pending while queued */
+struct gw_store_item {
+    TAILQ_ENTRY(gw_store_item) link; /* store->pending while queued */
     struct gw_store_req *req;
     size_t index;
     int requeues;
@@ -41,51 +40,14 @@ struct item {
     int lengths[NPARAMS];
     size_t alloc_size;
 };
-
-struct gw_store_req {
-    TAILQ_ENTRY(gw_store_req) link; /* store->reqs */
-    struct gw_store *store;
-    enum req_kind kind;
-    bool cancelled;
-    void *arg;
-    union {
-        gw_store_submit_cb submit;
-        gw_store_batch_cb batch;
-        gw_store_get_cb get;
-        gw_store_segments_cb segments;
-        gw_store_done_cb done;
-    } cb;
-    struct gw_db_req *dbreq; /* simple operations */
-    size_t n, nleft;         /* submits: items, unresolved items */
-    struct item **items;
-    struct gw_store_result *results;
-};
-
-struct group {
-    TAILQ_ENTRY(group) link;
+struct gw_store_group {
+    TAILQ_ENTRY(gw_store_group) link;
     struct gw_store *store;
     struct gw_db_req *dbreq;
     bool batch;
     int attempt;
     size_t n;
-    struct item *items[];
-};
-
-TAILQ_HEAD(item_list, item);
-TAILQ_HEAD(req_list, gw_store_req);
-TAILQ_HEAD(group_list, group);
-
-struct gw_store {
-    struct gw_db *db;
-    struct event *ev_flush;
-    char *insert_sql;
-    char *get_sql;
-    struct item_list pending;
-    struct req_list reqs;
-    struct group_list groups;
-    struct gw_store_stats st;
-    int insert_formats[NPARAMS];
-    struct gw_db_stmt scratch[GW_STORE_GROUP_MAX];
+    struct gw_store_item *items[];
 };
 
 /* Parameter formats of the insert's fixed columns: 0 text, 1 binary (bytea and uuid); every
@@ -96,13 +58,6 @@ static const char *const fixed_cols =
     "id, wb_bidx, origin_branch, submitted_by, dest_region_code, weight_grams, service_type, "
     "security_level, pickup_day, kek_version, dek_version, dek_wrapped, content_mac, "
     "sender_phone_bidx, recipient_phone_bidx, sender_id_bidx, recipient_id_bidx";
-
-static const char *const get_fixed_cols =
-    "id, origin_branch, submitted_by, dest_region_code, weight_grams, service_type, "
-    "security_level, to_char(pickup_day, 'YYYY-MM-DD'), wb_bidx, sender_phone_bidx, "
-    "recipient_phone_bidx, sender_id_bidx, recipient_id_bidx, kek_version, dek_version, "
-    "dek_wrapped, content_mac";
-#define GET_NFIXED 17
 
 static void schedule_flush(struct gw_store *s)
 {
@@ -125,51 +80,44 @@ void gw_store_id_text(const uint8_t id[GW_STORE_ID_LEN], char buf[37])
 
 /* ---- SQL text ---- */
 
-static char *build_sql(bool insert)
+void gw_store_sql_add(struct gw_store_sql *b, const char *fmt, ...)
 {
-    size_t cap = 4096, i;
-    char *sql = gw_malloc(cap), *p;
-    int n, left;
+    va_list ap;
+    int n;
 
-    if (sql == NULL)
-        return NULL;
-    p = sql;
-    left = (int)cap;
-#define APPEND(...)                                                                                \
-    do {                                                                                           \
-        n = snprintf(p, (size_t)left, __VA_ARGS__);                                                \
-        if (n < 0 || n >= left)                                                                    \
-            goto fail;                                                                             \
-        p += n;                                                                                    \
-        left -= n;                                                                                 \
-    } while (0)
-    if (insert) {
-        APPEND("WITH ins AS (INSERT INTO waybill (%s", fixed_cols);
-        for (i = 0; i < GW_COL_COUNT; i++)
-            APPEND(", %s", gw_col_sql[i]);
-        APPEND(") VALUES (");
-        for (i = 1; i <= NPARAMS; i++)
-            APPEND("%s$%zu", i > 1 ? ", " : "", i);
-        APPEND(") ON CONFLICT (wb_bidx) DO NOTHING RETURNING id, content_mac) "
-               "SELECT true, id, content_mac FROM ins UNION ALL "
-               "SELECT false, id, content_mac FROM waybill "
-               "WHERE wb_bidx = $2 AND NOT EXISTS (SELECT 1 FROM ins)");
-    } else {
-        APPEND("SELECT %s", get_fixed_cols);
-        for (i = 0; i < GW_COL_COUNT; i++)
-            APPEND(", %s", gw_col_sql[i]);
-        APPEND(" FROM waybill WHERE wb_bidx = $1");
+    if (b->overflow)
+        return;
+    va_start(ap, fmt);
+    n = vsnprintf(b->buf + b->len, sizeof(b->buf) - b->len, fmt, ap);
+    va_end(ap);
+    if (n < 0 || (size_t)n >= sizeof(b->buf) - b->len) {
+        b->overflow = true;
+        return;
     }
-#undef APPEND
-    return sql;
-fail:
-    gw_free(sql);
-    return NULL;
+    b->len += (size_t)n;
+}
+
+static char *insert_sql_new(void)
+{
+    struct gw_store_sql b = {.len = 0};
+    size_t i;
+
+    gw_store_sql_add(&b, "WITH ins AS (INSERT INTO waybill (%s", fixed_cols);
+    for (i = 0; i < GW_COL_COUNT; i++)
+        gw_store_sql_add(&b, ", %s", gw_col_sql[i]);
+    gw_store_sql_add(&b, ") VALUES (");
+    for (i = 1; i <= NPARAMS; i++)
+        gw_store_sql_add(&b, "%s$%zu", i > 1 ? ", " : "", i);
+    gw_store_sql_add(&b, ") ON CONFLICT (wb_bidx) DO NOTHING RETURNING id, content_mac) "
+                         "SELECT true, id, content_mac FROM ins UNION ALL "
+                         "SELECT false, id, content_mac FROM waybill "
+                         "WHERE wb_bidx = $2 AND NOT EXISTS (SELECT 1 FROM ins)");
+    return b.overflow ? NULL : gw_strdup(b.buf);
 }
 
 /* ---- requests and items ---- */
 
-static struct gw_store_req *req_new(struct gw_store *s, enum req_kind kind, void *arg)
+struct gw_store_req *gw_store_req_new(struct gw_store *s, enum gw_store_kind kind, void *arg)
 {
     struct gw_store_req *r = gw_calloc(1, sizeof(*r));
 
@@ -182,13 +130,13 @@ static struct gw_store_req *req_new(struct gw_store *s, enum req_kind kind, void
     return r;
 }
 
-static void item_free(struct item *it)
+static void item_free(struct gw_store_item *it)
 {
     if (it != NULL)
         gw_free_wipe(it, it->alloc_size);
 }
 
-static void req_free(struct gw_store_req *r)
+void gw_store_req_free(struct gw_store_req *r)
 {
     size_t i;
 
@@ -205,15 +153,16 @@ static void req_free(struct gw_store_req *r)
 static void req_finish(struct gw_store_req *r)
 {
     if (!r->cancelled) {
-        if (r->kind == RK_SUBMIT && r->cb.submit != NULL)
+        if (r->kind == GW_STORE_RK_SUBMIT && r->cb.submit != NULL)
             r->cb.submit(r->arg, &r->results[0]);
-        else if (r->kind == RK_BATCH && r->cb.batch != NULL)
+        else if (r->kind == GW_STORE_RK_BATCH && r->cb.batch != NULL)
             r->cb.batch(r->arg, r->results, r->n);
     }
-    req_free(r);
+    gw_store_req_free(r);
 }
 
-static void item_resolve(struct item *it, int err, enum gw_store_outcome oc, const uint8_t *id)
+static void item_resolve(struct gw_store_item *it, int err, enum gw_store_outcome oc,
+                         const uint8_t *id)
 {
     struct gw_store_req *r = it->req;
     struct gw_store_result *res = &r->results[it->index];
@@ -240,12 +189,12 @@ static bool opt_present(const char *s)
 }
 
 /* Copies one sealed waybill into a self-contained item with its parameter arrays ready. */
-static int item_new(const struct gw_sealed_waybill *w, struct item **out)
+static int item_new(const struct gw_sealed_waybill *w, struct gw_store_item **out)
 {
-    const char *strs[5] = {w->origin_branch, w->submitted_by, w->dest_region_code,
-                           w->service_type, w->pickup_day};
-    size_t size = sizeof(struct item), i;
-    struct item *it;
+    const char *strs[5] = {w->origin_branch, w->submitted_by, w->dest_region_code, w->service_type,
+                           w->pickup_day};
+    size_t size = sizeof(struct gw_store_item), i;
+    struct gw_store_item *it;
     char *p;
 
     *out = NULL;
@@ -312,8 +261,8 @@ static int item_new(const struct gw_sealed_waybill *w, struct item **out)
     {
         const uint8_t *b[4] = {w->sender_phone_bidx, w->recipient_phone_bidx, w->sender_id_bidx,
                                w->recipient_id_bidx};
-        bool has[4] = {w->has_sender_phone_bidx, w->has_recipient_phone_bidx,
-                       w->has_sender_id_bidx, w->has_recipient_id_bidx};
+        bool has[4] = {w->has_sender_phone_bidx, w->has_recipient_phone_bidx, w->has_sender_id_bidx,
+                       w->has_recipient_id_bidx};
         for (i = 0; i < 4; i++) {
             if (!has[i]) {
                 it->values[13 + i] = NULL;
@@ -343,7 +292,8 @@ static int item_new(const struct gw_sealed_waybill *w, struct item **out)
 
 static int item_cmp(const void *a, const void *b)
 {
-    const struct item *x = *(struct item *const *)a, *y = *(struct item *const *)b;
+    const struct gw_store_item *x = *(struct gw_store_item *const *)a,
+                               *y = *(struct gw_store_item *const *)b;
     int c = memcmp(x->sort_phone, y->sort_phone, GW_STORE_BIDX_LEN);
 
     if (c == 0)
@@ -356,7 +306,7 @@ static int item_cmp(const void *a, const void *b)
 static void group_done_cb(void *arg, int err, const struct gw_db_result *res);
 
 /* Sends g as one transaction. Returns 0 or the gw_db_exec error (g is then not sent). */
-static int group_send(struct gw_store *s, struct group *g)
+static int group_send(struct gw_store *s, struct gw_store_group *g)
 {
     size_t i;
     int rc;
@@ -376,9 +326,9 @@ static int group_send(struct gw_store *s, struct group *g)
     return rc;
 }
 
-static struct group *group_new(struct gw_store *s, size_t n, bool batch)
+static struct gw_store_group *group_new(struct gw_store *s, size_t n, bool batch)
 {
-    struct group *g = gw_calloc(1, sizeof(*g) + n * sizeof(struct item *));
+    struct gw_store_group *g = gw_calloc(1, sizeof(*g) + n * sizeof(struct gw_store_item *));
 
     if (g == NULL)
         return NULL;
@@ -388,7 +338,7 @@ static struct group *group_new(struct gw_store *s, size_t n, bool batch)
 }
 
 /* Sorts and sends a new group; on failure resolves its items with the error. */
-static void group_start(struct gw_store *s, struct group *g)
+static void group_start(struct gw_store *s, struct gw_store_group *g)
 {
     size_t i;
     int rc;
@@ -409,7 +359,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_store *s = arg;
     unsigned pool = gw_db_pool_size(s->db);
-    struct item *it;
+    struct gw_store_item *it;
 
     (void)fd;
     (void)what;
@@ -418,7 +368,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
          * work at once, but keep groups big enough to share commits. */
         size_t free_slots = pool - (size_t)s->st.groups_inflight;
         size_t n = (s->st.queued + free_slots - 1) / free_slots;
-        struct group *g;
+        struct gw_store_group *g;
 
         if (n < STORE_GROUP_MIN)
             n = STORE_GROUP_MIN;
@@ -446,7 +396,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 }
 
 /* An item that must go again (zero rows, or an innocent item of a failed group). */
-static void item_again(struct gw_store *s, struct item *it, struct group *follow)
+static void item_again(struct gw_store *s, struct gw_store_item *it, struct gw_store_group *follow)
 {
     if (it->req->cancelled) {
         item_resolve(it, GW_ECANCELLED, 0, NULL);
@@ -471,7 +421,7 @@ static bool retryable(const char *sqlstate)
     return sqlstate != NULL && (strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0);
 }
 
-static void item_outcome(struct item *it, const PGresult *res)
+static void item_outcome(struct gw_store_item *it, const PGresult *res)
 {
     const char *created, *id, *mac;
 
@@ -495,9 +445,9 @@ static void item_outcome(struct item *it, const PGresult *res)
 
 static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
 {
-    struct group *g = arg;
+    struct gw_store_group *g = arg;
     struct gw_store *s = g->store;
-    struct group *follow = NULL;
+    struct gw_store_group *follow = NULL;
     size_t i;
 
     g->dbreq = NULL;
@@ -582,8 +532,8 @@ struct gw_store *gw_store_new(struct gw_db *db)
     TAILQ_INIT(&s->pending);
     TAILQ_INIT(&s->reqs);
     TAILQ_INIT(&s->groups);
-    s->insert_sql = build_sql(true);
-    s->get_sql = build_sql(false);
+    s->insert_sql = insert_sql_new();
+    s->get_sql = gw_store_get_sql_new();
     s->ev_flush = event_new(base, -1, 0, on_flush, s);
     if (s->insert_sql == NULL || s->get_sql == NULL || s->ev_flush == NULL) {
         gw_store_free(s);
@@ -598,7 +548,7 @@ struct gw_store *gw_store_new(struct gw_db *db)
 
 void gw_store_free(struct gw_store *s)
 {
-    struct group *g;
+    struct gw_store_group *g;
     struct gw_store_req *r;
 
     if (s == NULL)
@@ -610,7 +560,7 @@ void gw_store_free(struct gw_store *s)
     }
     while ((r = TAILQ_FIRST(&s->reqs)) != NULL) {
         gw_db_cancel(r->dbreq);
-        req_free(r);
+        gw_store_req_free(r);
     }
     if (s->ev_flush != NULL)
         event_free(s->ev_flush);
@@ -632,11 +582,11 @@ void gw_store_stats(const struct gw_store *s, struct gw_store_stats *out)
 
 /* ---- public: submits ---- */
 
-static struct gw_store_req *submit_req_new(struct gw_store *s, enum req_kind kind,
+static struct gw_store_req *submit_req_new(struct gw_store *s, enum gw_store_kind kind,
                                            const struct gw_sealed_waybill *w, size_t n, void *arg,
                                            int *err)
 {
-    struct gw_store_req *r = req_new(s, kind, arg);
+    struct gw_store_req *r = gw_store_req_new(s, kind, arg);
     size_t i;
 
     *err = GW_ENOMEM;
@@ -658,7 +608,7 @@ static struct gw_store_req *submit_req_new(struct gw_store *s, enum req_kind kin
     *err = 0;
     return r;
 fail:
-    req_free(r);
+    gw_store_req_free(r);
     return NULL;
 }
 
@@ -676,7 +626,7 @@ int gw_store_submit(struct gw_store *s, const struct gw_sealed_waybill *w, gw_st
         return GW_EUNAVAIL;
     if (s->st.queued >= STORE_QUEUE_MAX)
         return GW_ETOOBIG;
-    r = submit_req_new(s, RK_SUBMIT, w, 1, arg, &err);
+    r = submit_req_new(s, GW_STORE_RK_SUBMIT, w, 1, arg, &err);
     if (r == NULL)
         return err;
     r->cb.submit = cb;
@@ -695,7 +645,7 @@ int gw_store_submit_batch(struct gw_store *s, const struct gw_sealed_waybill *it
                           gw_store_batch_cb cb, void *arg, struct gw_store_req **out)
 {
     struct gw_store_req *r;
-    struct group *g;
+    struct gw_store_group *g;
     size_t i;
     int err;
 
@@ -707,13 +657,13 @@ int gw_store_submit_batch(struct gw_store *s, const struct gw_sealed_waybill *it
         return GW_ETOOBIG;
     if (!gw_db_ready(s->db))
         return GW_EUNAVAIL;
-    r = submit_req_new(s, RK_BATCH, items, n, arg, &err);
+    r = submit_req_new(s, GW_STORE_RK_BATCH, items, n, arg, &err);
     if (r == NULL)
         return err;
     r->cb.batch = cb;
     g = group_new(s, n, true);
     if (g == NULL) {
-        req_free(r);
+        gw_store_req_free(r);
         return GW_ENOMEM;
     }
     for (i = 0; i < n; i++)
@@ -722,254 +672,12 @@ int gw_store_submit_batch(struct gw_store *s, const struct gw_sealed_waybill *it
     err = group_send(s, g);
     if (err != 0) {
         gw_free(g);
-        req_free(r);
+        gw_store_req_free(r);
         return err;
     }
     TAILQ_INSERT_TAIL(&s->groups, g, link);
     s->st.groups_inflight++;
     s->st.submits += n;
-    if (out != NULL)
-        *out = r;
-    return 0;
-}
-
-/* ---- public: simple operations ---- */
-
-static void simple_fail_err(int *err, const struct gw_db_result *res)
-{
-    (void)res;
-    if (*err != 0 && *err != GW_EUNAVAIL)
-        *err = GW_EINTERNAL;
-}
-
-static const uint8_t *bin(const PGresult *res, int col, int len)
-{
-    if (PQgetisnull(res, 0, col) || (len >= 0 && PQgetlength(res, 0, col) != len))
-        return NULL;
-    return (const uint8_t *)PQgetvalue(res, 0, col);
-}
-
-static int32_t get_i32(const PGresult *res, int col)
-{
-    uint32_t v;
-    if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != 4)
-        return 0;
-    memcpy(&v, PQgetvalue(res, 0, col), 4);
-    return (int32_t)ntohl(v);
-}
-
-static int16_t get_i16(const PGresult *res, int col)
-{
-    uint16_t v;
-    if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != 2)
-        return 0;
-    memcpy(&v, PQgetvalue(res, 0, col), 2);
-    return (int16_t)ntohs(v);
-}
-
-static const char *get_str(const PGresult *res, int col)
-{
-    return PQgetisnull(res, 0, col) ? NULL : PQgetvalue(res, 0, col);
-}
-
-static void copy_bidx(const PGresult *res, int col, uint8_t dst[GW_STORE_BIDX_LEN], bool *has)
-{
-    const uint8_t *b = bin(res, col, GW_STORE_BIDX_LEN);
-    *has = b != NULL;
-    if (b != NULL)
-        memcpy(dst, b, GW_STORE_BIDX_LEN);
-}
-
-static void get_done_cb(void *arg, int err, const struct gw_db_result *res)
-{
-    struct gw_store_req *r = arg;
-    struct gw_sealed_waybill w;
-    const PGresult *pr;
-    const uint8_t *b;
-    bool dummy;
-    int i;
-
-    r->dbreq = NULL;
-    simple_fail_err(&err, res);
-    if (err != 0) {
-        r->cb.get(r->arg, err, NULL);
-        goto out;
-    }
-    pr = res->results[0];
-    if (PQntuples(pr) == 0) {
-        r->cb.get(r->arg, GW_ENOTFOUND, NULL);
-        goto out;
-    }
-    memset(&w, 0, sizeof(w));
-    if (PQnfields(pr) != GET_NFIXED + GW_COL_COUNT || (b = bin(pr, 0, GW_STORE_ID_LEN)) == NULL) {
-        r->cb.get(r->arg, GW_EINTERNAL, NULL);
-        goto out;
-    }
-    memcpy(w.id, b, GW_STORE_ID_LEN);
-    w.origin_branch = get_str(pr, 1);
-    w.submitted_by = get_str(pr, 2);
-    w.dest_region_code = get_str(pr, 3);
-    w.weight_grams = get_i32(pr, 4);
-    w.service_type = get_str(pr, 5);
-    w.security_level = get_i16(pr, 6);
-    w.pickup_day = get_str(pr, 7);
-    copy_bidx(pr, 8, w.wb_bidx, &dummy);
-    copy_bidx(pr, 9, w.sender_phone_bidx, &w.has_sender_phone_bidx);
-    copy_bidx(pr, 10, w.recipient_phone_bidx, &w.has_recipient_phone_bidx);
-    copy_bidx(pr, 11, w.sender_id_bidx, &w.has_sender_id_bidx);
-    copy_bidx(pr, 12, w.recipient_id_bidx, &w.has_recipient_id_bidx);
-    w.kek_version = get_i32(pr, 13);
-    w.dek_version = get_i32(pr, 14);
-    w.dek_wrapped.p = (uint8_t *)PQgetvalue(pr, 0, 15);
-    w.dek_wrapped.n = (size_t)PQgetlength(pr, 0, 15);
-    if ((b = bin(pr, 16, GW_STORE_MAC_LEN)) != NULL)
-        memcpy(w.content_mac, b, GW_STORE_MAC_LEN);
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        if (PQgetisnull(pr, 0, GET_NFIXED + i))
-            continue;
-        w.ct[i].p = (uint8_t *)PQgetvalue(pr, 0, GET_NFIXED + i);
-        w.ct[i].n = (size_t)PQgetlength(pr, 0, GET_NFIXED + i);
-    }
-    r->cb.get(r->arg, 0, &w);
-out:
-    req_free(r);
-}
-
-int gw_store_get(struct gw_store *s, const uint8_t wb_bidx[GW_STORE_BIDX_LEN], gw_store_get_cb cb,
-                 void *arg, struct gw_store_req **out)
-{
-    const char *vals[1] = {(const char *)wb_bidx};
-    static const int lens[1] = {GW_STORE_BIDX_LEN}, fmts[1] = {1};
-    struct gw_db_stmt st = {
-        .nparams = 1, .values = vals, .lengths = lens, .formats = fmts, .result_format = 1};
-    struct gw_store_req *r;
-    int err;
-
-    if (out != NULL)
-        *out = NULL;
-    if (s == NULL || wb_bidx == NULL || cb == NULL)
-        return GW_EINVAL;
-    st.sql = s->get_sql;
-    r = req_new(s, RK_GET, arg);
-    if (r == NULL)
-        return GW_ENOMEM;
-    r->cb.get = cb;
-    err = gw_db_exec(s->db, &st, 1, 0, get_done_cb, r, &r->dbreq);
-    if (err != 0) {
-        req_free(r);
-        return err;
-    }
-    if (out != NULL)
-        *out = r;
-    return 0;
-}
-
-static void segments_done_cb(void *arg, int err, const struct gw_db_result *res)
-{
-    struct gw_store_req *r = arg;
-    struct gw_store_segment *seg = NULL;
-    const PGresult *pr;
-    int i, n;
-
-    r->dbreq = NULL;
-    simple_fail_err(&err, res);
-    if (err != 0) {
-        r->cb.segments(r->arg, err, NULL, 0);
-        goto out;
-    }
-    pr = res->results[0];
-    n = PQntuples(pr);
-    if (n > 0) {
-        seg = gw_calloc((size_t)n, sizeof(*seg));
-        if (seg == NULL) {
-            r->cb.segments(r->arg, GW_ENOMEM, NULL, 0);
-            goto out;
-        }
-    }
-    for (i = 0; i < n; i++) {
-        seg[i].branch = PQgetvalue(pr, i, 0);
-        seg[i].prefix = PQgetvalue(pr, i, 1);
-        seg[i].range_from = strtoll(PQgetvalue(pr, i, 2), NULL, 10);
-        seg[i].range_to = strtoll(PQgetvalue(pr, i, 3), NULL, 10);
-    }
-    r->cb.segments(r->arg, 0, seg, (size_t)n);
-    gw_free(seg);
-out:
-    req_free(r);
-}
-
-int gw_store_load_segments(struct gw_store *s, gw_store_segments_cb cb, void *arg,
-                           struct gw_store_req **out)
-{
-    struct gw_db_stmt st = {
-        .sql = "SELECT branch, prefix, range_from, range_to FROM segment "
-               "ORDER BY prefix, range_from"};
-    struct gw_store_req *r;
-    int err;
-
-    if (out != NULL)
-        *out = NULL;
-    if (s == NULL || cb == NULL)
-        return GW_EINVAL;
-    r = req_new(s, RK_SEGMENTS, arg);
-    if (r == NULL)
-        return GW_ENOMEM;
-    r->cb.segments = cb;
-    err = gw_db_exec(s->db, &st, 1, 0, segments_done_cb, r, &r->dbreq);
-    if (err != 0) {
-        req_free(r);
-        return err;
-    }
-    if (out != NULL)
-        *out = r;
-    return 0;
-}
-
-static void incident_done_cb(void *arg, int err, const struct gw_db_result *res)
-{
-    struct gw_store_req *r = arg;
-
-    r->dbreq = NULL;
-    simple_fail_err(&err, res);
-    if (err != 0)
-        GW_LOG(GW_LOG_ERROR, "db", NULL, "store: incident not recorded (%s, sqlstate %s)",
-               gw_err_str(err), res->sqlstate ? res->sqlstate : "-");
-    if (r->cb.done != NULL)
-        r->cb.done(r->arg, err);
-    req_free(r);
-}
-
-int gw_store_record_incident(struct gw_store *s, const char *severity, const char *kind,
-                             const char *principal, const char *peer, const char *branch,
-                             const char *detail, const uint8_t *record_id, gw_store_done_cb cb,
-                             void *arg, struct gw_store_req **out)
-{
-    const char *vals[7] = {severity, kind, principal, peer, branch, detail,
-                           (const char *)record_id};
-    static const int lens[7] = {0, 0, 0, 0, 0, 0, GW_STORE_ID_LEN};
-    static const int fmts[7] = {0, 0, 0, 0, 0, 0, 1};
-    struct gw_db_stmt st = {.sql = "INSERT INTO incident (severity, kind, principal, peer, "
-                                   "branch, detail, record_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                            .nparams = 7,
-                            .values = vals,
-                            .lengths = lens,
-                            .formats = fmts};
-    struct gw_store_req *r;
-    int err;
-
-    if (out != NULL)
-        *out = NULL;
-    if (s == NULL || severity == NULL || kind == NULL)
-        return GW_EINVAL;
-    r = req_new(s, RK_INCIDENT, arg);
-    if (r == NULL)
-        return GW_ENOMEM;
-    r->cb.done = cb;
-    err = gw_db_exec(s->db, &st, 1, 0, incident_done_cb, r, &r->dbreq);
-    if (err != 0) {
-        req_free(r);
-        return err;
-    }
     if (out != NULL)
         *out = r;
     return 0;
@@ -986,16 +694,16 @@ void gw_store_cancel(struct gw_store_req *r)
         return;
     s = r->store;
     r->cancelled = true;
-    if (r->kind != RK_SUBMIT && r->kind != RK_BATCH) {
+    if (r->kind != GW_STORE_RK_SUBMIT && r->kind != GW_STORE_RK_BATCH) {
         gw_db_cancel(r->dbreq);
-        req_free(r);
+        gw_store_req_free(r);
         return;
     }
     /* Queued items leave now; items in a group in flight are resolved (silently) when it ends.
      * The last resolution frees r. */
     n = r->n;
     for (i = 0; i < n; i++) {
-        struct item *it = r->items[i];
+        struct gw_store_item *it = r->items[i];
         bool last;
         if (!it->queued)
             continue;

@@ -1,6 +1,6 @@
 /* store.h: the SQL layer for waybills, segments and incidents, asynchronous over db.h; the only
- * module that holds waybill SQL. Nothing here sees clear PII: a waybill arrives sealed (ciphertexts,
- * blind indexes, wrapped data key) with its operational fields in clear.
+ * module that holds waybill SQL. Nothing here sees clear PII: a waybill arrives sealed
+ * (ciphertexts, blind indexes, wrapped data key) with its operational fields in clear.
  *
  * Every call copies what it needs: the caller's buffers may be freed once the call returns.
  * Every call returns a handle that gw_store_cancel() cancels: after cancel the callback never
@@ -36,9 +36,9 @@ struct gw_sealed_waybill {
     const char *submitted_by;     /* principal name, required */
     const char *dest_region_code; /* 6-digit division code or NULL/"" */
     int32_t weight_grams;
-    const char *service_type;     /* NULL/"" = none */
+    const char *service_type; /* NULL/"" = none */
     int16_t security_level;
-    const char *pickup_day;       /* "YYYY-MM-DD" or NULL/"" */
+    const char *pickup_day; /* "YYYY-MM-DD" or NULL/"" */
     /* blind indexes */
     uint8_t wb_bidx[GW_STORE_BIDX_LEN];
     uint8_t sender_phone_bidx[GW_STORE_BIDX_LEN];
@@ -59,9 +59,9 @@ struct gw_sealed_waybill {
 };
 
 enum gw_store_outcome {
-    GW_STORE_NEW = 1,             /* stored under the submitted id */
-    GW_STORE_EXISTING_SAME,       /* same number, same content_mac: idempotent retry; id = stored id */
-    GW_STORE_EXISTING_DIFFERENT,  /* same number, other content: err == GW_EEXIST */
+    GW_STORE_NEW = 1,       /* stored under the submitted id */
+    GW_STORE_EXISTING_SAME, /* same number, same content_mac: idempotent retry; id = stored id */
+    GW_STORE_EXISTING_DIFFERENT, /* same number, other content: err == GW_EEXIST */
 };
 
 /* One waybill's outcome. err: 0 (NEW or EXISTING_SAME), GW_EEXIST (EXISTING_DIFFERENT),
@@ -87,17 +87,18 @@ struct gw_store_segment {
     int64_t range_to;   /* inclusive */
 };
 /* err: 0 (seg[0..n) valid during the callback), GW_EUNAVAIL, GW_EINTERNAL. */
-typedef void (*gw_store_segments_cb)(void *arg, int err, const struct gw_store_segment *seg, size_t n);
+typedef void (*gw_store_segments_cb)(void *arg, int err, const struct gw_store_segment *seg,
+                                     size_t n);
 /* err: 0, GW_EUNAVAIL, GW_EINTERNAL. */
 typedef void (*gw_store_done_cb)(void *arg, int err);
 
 /* Counters since gw_store_new (for tests and metrics). */
 struct gw_store_stats {
-    uint64_t submits;       /* waybills accepted by gw_store_submit / _batch */
-    uint64_t groups;        /* insert transactions sent (each is one commit) */
-    uint64_t groups_retried;/* after a deadlock or serialization failure */
-    uint64_t items_requeued;/* zero-row outcomes (a concurrent insert of the same number) */
-    uint64_t queued;        /* single submits waiting for a group now */
+    uint64_t submits;        /* waybills accepted by gw_store_submit / _batch */
+    uint64_t groups;         /* insert transactions sent (each is one commit) */
+    uint64_t groups_retried; /* after a deadlock or serialization failure */
+    uint64_t items_requeued; /* zero-row outcomes (a concurrent insert of the same number) */
+    uint64_t queued;         /* single submits waiting for a group now */
     uint64_t groups_inflight;
 };
 
@@ -118,10 +119,10 @@ int gw_store_submit(struct gw_store *store, const struct gw_sealed_waybill *w,
 
 /* Stores n waybills (1..GW_STORE_GROUP_MAX) in one transaction, outcomes per item. Items that
  * meet a concurrent insert of the same number, and the other items when one row is refused by
- * the database, are retried transparently in a follow-up transaction. Returns as gw_store_submit. */
+ * the database, are retried transparently in a follow-up transaction. Returns as gw_store_submit.
+ */
 int gw_store_submit_batch(struct gw_store *store, const struct gw_sealed_waybill *items, size_t n,
-                          gw_store_batch_cb cb, void *arg,
-                          struct gw_store_req **out) GW_MUST_CHECK;
+                          gw_store_batch_cb cb, void *arg, struct gw_store_req **out) GW_MUST_CHECK;
 
 /* Reads the sealed row whose waybill-number blind index is wb_bidx. */
 int gw_store_get(struct gw_store *store, const uint8_t wb_bidx[GW_STORE_BIDX_LEN],
@@ -136,9 +137,8 @@ int gw_store_load_segments(struct gw_store *store, gw_store_segments_cb cb, void
  * (refer to a waybill by record_id). record_id may be NULL. cb may be NULL. */
 int gw_store_record_incident(struct gw_store *store, const char *severity, const char *kind,
                              const char *principal, const char *peer, const char *branch,
-                             const char *detail, const uint8_t *record_id,
-                             gw_store_done_cb cb, void *arg,
-                             struct gw_store_req **out) GW_MUST_CHECK;
+                             const char *detail, const uint8_t *record_id, gw_store_done_cb cb,
+                             void *arg, struct gw_store_req **out) GW_MUST_CHECK;
 
 /* Cancels any store operation; its callback never runs. A submit still waiting in the store is
  * dropped; one already sent is committed or not by the server, silently. NULL-safe. */

@@ -42,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --smoke) MODE=smoke ;;
     --baseline-only) MODE=baseline ;;
     --doc) DOC=$2; shift ;;
-    -h | --help) sed -n '2,27p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) DIR=$1 ;;
     esac

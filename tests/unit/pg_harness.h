@@ -67,10 +67,11 @@ static inline int pgh_start(struct pgh *h)
 {
     char cmd[1536];
 
-    snprintf(cmd, sizeof(cmd),
-             "%s/pg_ctl -D %s/data -l %s/server.log -w -t 60 "
-             "-o \"-k %s -c listen_addresses='' -p %d -c fsync=off -c synchronous_commit=on\" start",
-             h->bin, h->dir, h->dir, h->dir, h->port);
+    snprintf(
+        cmd, sizeof(cmd),
+        "%s/pg_ctl -D %s/data -l %s/server.log -w -t 60 "
+        "-o \"-k %s -c listen_addresses='' -p %d -c fsync=off -c synchronous_commit=on\" start",
+        h->bin, h->dir, h->dir, h->dir, h->port);
     if (pgh_run(h, cmd) != 0)
         return -1;
     h->running = true;
@@ -111,8 +112,7 @@ static inline int pgh_init(struct pgh *h)
     }
     chmod(h->dir, 0700);
     snprintf(cmd, sizeof(cmd),
-             "%s/initdb -D %s/data -U postgres --auth=trust -E UTF8 --locale=C -N", h->bin,
-             h->dir);
+             "%s/initdb -D %s/data -U postgres --auth=trust -E UTF8 --locale=C -N", h->bin, h->dir);
     if (pgh_run(h, cmd) != 0)
         return -1;
     snprintf(h->conninfo, sizeof(h->conninfo), "host=%s port=%d dbname=postgres user=postgres",
@@ -125,8 +125,9 @@ static inline int pgh_psql_file(struct pgh *h, const char *path)
 {
     char cmd[1536];
 
-    snprintf(cmd, sizeof(cmd), "%s/psql -X -q -v ON_ERROR_STOP=1 -h %s -p %d -U postgres -d postgres -f %s",
-             h->bin, h->dir, h->port, path);
+    snprintf(cmd, sizeof(cmd),
+             "%s/psql -X -q -v ON_ERROR_STOP=1 -h %s -p %d -U postgres -d postgres -f %s", h->bin,
+             h->dir, h->port, path);
     return pgh_run(h, cmd);
 }
 

@@ -1,11 +1,11 @@
 /* test_db.c: the asynchronous pool against a throwaway PostgreSQL started in group setup:
  * queries, transactions, failures, pipelining, prepared statements, cancellation, and the server
  * going away and coming back. Skipped when the PostgreSQL binaries are missing. */
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -337,8 +337,8 @@ static void test_prepared(void **state)
     char num[16];
     const char *vals[1] = {num};
     struct gw_db_stmt st = {.sql = sql, .nparams = 1, .values = vals};
-    struct gw_db_stmt count = {
-        .sql = "SELECT count(*) FROM pg_prepared_statements WHERE statement = 'SELECT $1::int + 1000'"};
+    struct gw_db_stmt count = {.sql = "SELECT count(*) FROM pg_prepared_statements WHERE statement "
+                                      "= 'SELECT $1::int + 1000'"};
     struct ctx c;
     int i;
 
@@ -488,9 +488,9 @@ static void test_connect_refused_then_up(void **state)
     assert_int_equal(gw_db_start(db), 0);
     run_until(db_is_ready, db, 500);
     assert_false(gw_db_ready(db));
-    assert_int_equal(gw_db_exec(db, &(struct gw_db_stmt){.sql = "SELECT 1"}, 1, 0, NULL, NULL,
-                                NULL),
-                     GW_EUNAVAIL);
+    assert_int_equal(
+        gw_db_exec(db, &(struct gw_db_stmt){.sql = "SELECT 1"}, 1, 0, NULL, NULL, NULL),
+        GW_EUNAVAIL);
     gw_db_free(db);
     assert_null(gw_db_new(base, &(struct gw_config){0}));
     gw_db_free(NULL);

@@ -2,11 +2,11 @@
  * idempotent submit outcomes, group commit, concurrent same-number inserts, batches, a refused
  * row failing alone, the suspicious-phone register, reads, segments, incidents, cancellation.
  * Skipped when the PostgreSQL binaries are missing. */
+#include <cmocka.h>
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
-#include <cmocka.h>
 
 #include <stdbool.h>
 #include <stdlib.h>
@@ -20,8 +20,8 @@
 #include "db.h"
 #include "log.h"
 #include "migrate.h"
-#include "store.h"
 #include "pg_harness.h"
+#include "store.h"
 
 static struct pgh pg;
 static bool pg_ok;
@@ -104,7 +104,8 @@ static void fill(uint8_t *p, size_t n, unsigned seed)
     }
 }
 
-/* wb: the waybill "number"; content: varies content_mac; phone/idn: sender phone and id (0 = none) */
+/* wb: the waybill "number"; content: varies content_mac; phone/idn: sender phone and id (0 = none)
+ */
 static void make(struct fake *f, unsigned id, unsigned wb, unsigned content, unsigned phone,
                  unsigned idn)
 {
@@ -551,12 +552,14 @@ static void test_suspicious(void **state)
     int i, o;
     fill(p1, 16, 5001 * 17 + 5);
     fill(p2, 16, 5002 * 17 + 5);
-    o = snprintf(sql, sizeof(sql), "SELECT suspicious::text || senders FROM phone_owner WHERE phone_bidx = '\\x");
+    o = snprintf(sql, sizeof(sql),
+                 "SELECT suspicious::text || senders FROM phone_owner WHERE phone_bidx = '\\x");
     for (i = 0; i < 16; i++)
         o += snprintf(sql + o, sizeof(sql) - (size_t)o, "%02x", p1[i]);
     snprintf(sql + o, sizeof(sql) - (size_t)o, "'");
     assert_string_equal(q1(sql), "false1");
-    o = snprintf(sql, sizeof(sql), "SELECT suspicious::text || senders FROM phone_owner WHERE phone_bidx = '\\x");
+    o = snprintf(sql, sizeof(sql),
+                 "SELECT suspicious::text || senders FROM phone_owner WHERE phone_bidx = '\\x");
     for (i = 0; i < 16; i++)
         o += snprintf(sql + o, sizeof(sql) - (size_t)o, "%02x", p2[i]);
     snprintf(sql + o, sizeof(sql) - (size_t)o, "'");
@@ -681,8 +684,10 @@ static void test_incident(void **state)
     inc_done[0] = 0;
     inc_done[1] = 2;
     assert_int_equal(gw_store_record_incident(store, "high", "decrypt_failure", "courier_a",
-                                              "127.0.0.1:5555", "a", "ciphertext failed to "
-                                              "authenticate", rid, inc_cb, NULL, NULL),
+                                              "127.0.0.1:5555", "a",
+                                              "ciphertext failed to "
+                                              "authenticate",
+                                              rid, inc_cb, NULL, NULL),
                      0);
     assert_int_equal(gw_store_record_incident(store, "low", "auth_failures", NULL, NULL, NULL, NULL,
                                               NULL, inc_cb, NULL, NULL),

@@ -1,0 +1,80 @@
+/* store_int.h: private to the store (store.c: submits and group commit; store_read.c: reads,
+ * segments, incidents). Not for other modules: they use store.h. */
+#ifndef GW_STORE_INT_H
+#define GW_STORE_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/queue.h>
+
+#include "db.h"
+#include "store.h"
+
+#define GW_STORE_NFIXED 17 /* insert parameters before the ciphertext columns */
+#define GW_STORE_NPARAMS (GW_STORE_NFIXED + GW_COL_COUNT)
+
+enum gw_store_kind {
+    GW_STORE_RK_SUBMIT,
+    GW_STORE_RK_BATCH,
+    GW_STORE_RK_GET,
+    GW_STORE_RK_SEGMENTS,
+    GW_STORE_RK_INCIDENT
+};
+
+struct gw_store_item;
+struct gw_store_group;
+
+/* A handle. Submits own their items; simple operations own one db request. */
+struct gw_store_req {
+    TAILQ_ENTRY(gw_store_req) link; /* store->reqs */
+    struct gw_store *store;
+    enum gw_store_kind kind;
+    bool cancelled;
+    void *arg;
+    union {
+        gw_store_submit_cb submit;
+        gw_store_batch_cb batch;
+        gw_store_get_cb get;
+        gw_store_segments_cb segments;
+        gw_store_done_cb done;
+    } cb;
+    struct gw_db_req *dbreq; /* simple operations */
+    size_t n, nleft;         /* submits: items, unresolved items */
+    struct gw_store_item **items;
+    struct gw_store_result *results;
+};
+
+TAILQ_HEAD(gw_store_item_list, gw_store_item);
+TAILQ_HEAD(gw_store_req_list, gw_store_req);
+TAILQ_HEAD(gw_store_group_list, gw_store_group);
+
+struct gw_store {
+    struct gw_db *db;
+    struct event *ev_flush;
+    char *insert_sql;
+    char *get_sql;
+    struct gw_store_item_list pending;
+    struct gw_store_req_list reqs;
+    struct gw_store_group_list groups;
+    struct gw_store_stats st;
+    int insert_formats[GW_STORE_NPARAMS];
+    struct gw_db_stmt scratch[GW_STORE_GROUP_MAX];
+};
+
+/* A growing SQL text in a fixed buffer; overflow is sticky and checked once at the end. */
+struct gw_store_sql {
+    char buf[4096];
+    size_t len;
+    bool overflow;
+};
+void gw_store_sql_add(struct gw_store_sql *b, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* store.c: a handle on store->reqs / its release (frees items; never calls back). */
+struct gw_store_req *gw_store_req_new(struct gw_store *s, enum gw_store_kind kind, void *arg);
+void gw_store_req_free(struct gw_store_req *r);
+
+/* store_read.c: the text of the read-by-wb_bidx statement (gw_free), NULL on overflow/ENOMEM. */
+char *gw_store_get_sql_new(void);
+
+#endif
