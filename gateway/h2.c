@@ -139,7 +139,9 @@ static void on_request_headers(struct stream *s)
         return;
     }
     if (rc != 0) {
-        answer_early(s, 200, GW_GRPC_PERMISSION_DENIED, "role may not call this method");
+        snprintf(msg, sizeof(msg), "role %s may not call %s (least privilege, Art. 34)",
+                 h2->principal.role, m->m.path);
+        answer_early(s, 200, GW_GRPC_PERMISSION_DENIED, msg);
         return;
     }
     if (m->m.handler == NULL) {

@@ -223,6 +223,11 @@ const char *gw_tls_version(const struct ssl_st *ssl)
     return SSL_get_version(ssl);
 }
 
+bool gw_tls_error_is_eof(unsigned long e)
+{
+    return ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;
+}
+
 void gw_tls_error_string(unsigned long e, char *buf, size_t len)
 {
     if (len == 0)

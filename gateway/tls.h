@@ -42,4 +42,8 @@ const char *gw_tls_version(const struct ssl_st *ssl);
  * "unknown". Writes a NUL-terminated string into buf. */
 void gw_tls_error_string(unsigned long e, char *buf, size_t len);
 
+/* True when e only says the peer closed TCP without a TLS close_notify: routine for gRPC clients
+ * that drop a finished connection, so not worth an info-level line. */
+bool gw_tls_error_is_eof(unsigned long e);
+
 #endif

@@ -79,7 +79,8 @@ def person_id(n, male=True):
 
 
 def person_name(n):
-    return SURNAMES[n % len(SURNAMES)] + GIVEN[(n * 7) % len(GIVEN)] + GIVEN[(n * 13 + 5) % len(GIVEN)]
+    return (SURNAMES[n % len(SURNAMES)] + GIVEN[(n * 7) % len(GIVEN)]
+            + GIVEN[(n * 13 + 5) % len(GIVEN)])
 
 
 def mobile(n):
@@ -276,8 +277,10 @@ def _check_x(w):
 
 
 def _legacy15(w):
-    w.sender.id_number = "3301067905%02d%02d%d" % (next(_counter) % 28 + 1, 20 + next(_counter) % 70, 3)
-    w.sender.gender = 1  # digit 15 odd
+    # region 330106, born 1979-05-DD, sequence SS, gender digit 3 (odd: male), no check digit
+    day, seq = next(_counter) % 28 + 1, 20 + next(_counter) % 70
+    w.sender.id_number = "3301067905%02d%02d3" % (day, seq)
+    w.sender.gender = 1
 
 
 @pytest.mark.parametrize("variant", [_landline, _plus86, _check_x, _legacy15],
@@ -392,7 +395,7 @@ def test_validation_refused(stack, mutate, path, rule):
     e = rpc_error(lambda: submit(stack, w))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (e.code(), e.details())
     msg = e.details() or ""
-    assert re.match(path + r"\b", msg), "message %r does not start with the field path %s" % (msg, path)
+    assert re.match(path + r"\b", msg), "message %r does not start with %s" % (msg, path)
     if rule:
         assert rule in msg.lower(), "message %r does not state the rule (%s)" % (msg, rule)
     assert_no_value(msg, w, before)

@@ -1,16 +1,17 @@
 /* test_db.c: the asynchronous pool against a throwaway PostgreSQL started in group setup:
  * queries, transactions, failures, pipelining, prepared statements, cancellation, and the server
  * going away and coming back. Skipped when the PostgreSQL binaries are missing. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
 
 #include <event2/event.h>
 

@@ -2,16 +2,17 @@
  * idempotent submit outcomes, group commit, concurrent same-number inserts, batches, a refused
  * row failing alone, the suspicious-phone register, reads, segments, incidents, cancellation.
  * Skipped when the PostgreSQL binaries are missing. */
-#include <cmocka.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
 
 #include <event2/event.h>
 #include <libpq-fe.h>
