@@ -19,7 +19,9 @@
 #include "log.h"
 #include "store_int.h"
 #define STORE_QUEUE_MAX 16384 /* single submits waiting for a group */
-#define STORE_GROUP_MIN 8     /* smallest group made when spreading over connections */
+#ifndef STORE_GROUP_MIN
+#define STORE_GROUP_MIN 8 /* smallest group made when spreading over connections */
+#endif
 #define STORE_REQUEUE_MAX 5   /* zero-row or innocent-bystander retries of one item */
 #define NFIXED GW_STORE_NFIXED
 #define NPARAMS GW_STORE_NPARAMS

@@ -18,7 +18,7 @@ CREATE TABLE incident (
 COMMENT ON TABLE incident IS
     'Security incidents (Art. 17), kept for the regulator report; never holds clear PII.';
 COMMENT ON COLUMN incident.kind IS
-    'Machine-readable incident kind, e.g. bulk_scraping, audit_chain_break, decrypt_failure, auth_failures.';
+    'Machine-readable incident kind, e.g. bulk_scraping, audit_chain_break, decryption_failure, auth_failures.';
 COMMENT ON COLUMN incident.principal IS 'Principal (account or certificate subject) involved, if any.';
 COMMENT ON COLUMN incident.peer IS 'Remote address of the peer involved, if any.';
 COMMENT ON COLUMN incident.branch IS 'Branch code involved, if any.';

@@ -457,6 +457,99 @@ static void test_concurrent_same_number(void **state)
     assert_true(after.items_requeued > before.items_requeued);
 }
 
+static void tohex(const uint8_t *p, size_t n, char *out)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", p[i]);
+}
+
+/* Another transaction takes the phone rows in the opposite order: PostgreSQL aborts the store's
+ * group (40P01, it waited first); the store retries it once and both waybills are stored. */
+static int dl_done;
+static void dl_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    (void)arg;
+    (void)res;
+    dl_done = err == 0 ? 1 : -1;
+}
+
+static void test_deadlock_retried(void **state)
+{
+    struct fake lo, hi;
+    struct sub_out olo = {0}, ohi = {0};
+    struct gw_store_stats before, after;
+    char plo[40], phi[40], sql_lo[512], sql_hi[512];
+    struct gw_db_stmt st[3];
+    int i;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    make(&lo, 700, 700, 1, 7100, 7200);
+    make(&hi, 701, 701, 1, 7101, 7201);
+    if (memcmp(lo.w.sender_phone_bidx, hi.w.sender_phone_bidx, 16) > 0) {
+        struct fake t = lo;
+        lo = hi;
+        hi = t;
+        lo.w.dek_wrapped.p = lo.dek;
+        hi.w.dek_wrapped.p = hi.dek;
+        for (i = 0; i < GW_COL_COUNT; i++) {
+            if (lo.w.ct[i].p != NULL)
+                lo.w.ct[i].p = lo.ct[i];
+            if (hi.w.ct[i].p != NULL)
+                hi.w.ct[i].p = hi.ct[i];
+        }
+    }
+    tohex(lo.w.sender_phone_bidx, 16, plo);
+    tohex(hi.w.sender_phone_bidx, 16, phi);
+    /* the other transaction: the higher phone first, then (after a pause) the lower one, each
+     * with a sender id of its own so that both phone_owner rows are written */
+    snprintf(sql_hi, sizeof(sql_hi),
+             "INSERT INTO waybill (id, wb_bidx, origin_branch, submitted_by, kek_version, "
+             "dek_version, dek_wrapped, content_mac, sender_phone_bidx, sender_id_bidx) VALUES "
+             "(gen_random_uuid(), decode(md5('dl-hi'), 'hex'), 'a', 'x', 1, 1, '\\x00', "
+             "decode(md5('m') || md5('m'), 'hex'), '\\x%s', decode(md5('other-hi'), 'hex'))",
+             phi);
+    snprintf(sql_lo, sizeof(sql_lo),
+             "INSERT INTO waybill (id, wb_bidx, origin_branch, submitted_by, kek_version, "
+             "dek_version, dek_wrapped, content_mac, sender_phone_bidx, sender_id_bidx) VALUES "
+             "(gen_random_uuid(), decode(md5('dl-lo'), 'hex'), 'a', 'x', 1, 1, '\\x00', "
+             "decode(md5('m') || md5('m'), 'hex'), '\\x%s', decode(md5('other-lo'), 'hex'))",
+             plo);
+    memset(st, 0, sizeof(st));
+    st[0].sql = sql_hi;
+    st[1].sql = "SELECT pg_sleep(0.4)";
+    st[2].sql = sql_lo;
+    gw_store_stats(store, &before);
+    dl_done = 0;
+    assert_int_equal(gw_db_exec(db, st, 3, GW_DB_TXN, dl_cb, NULL, NULL), 0);
+    for (i = 0; i < 300; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        if (strcmp(q1("SELECT count(*) FROM pg_stat_activity "
+                      "WHERE query = 'SELECT pg_sleep(0.4)' AND state = 'active'"),
+                   "1") == 0)
+            break;
+        usleep(10000);
+    }
+    assert_true(i < 300);
+    /* one group, sorted: the lower phone first, then the higher one (held by the other) */
+    assert_int_equal(gw_store_submit(store, &hi.w, submit_cb, &ohi, NULL), 0);
+    assert_int_equal(gw_store_submit(store, &lo.w, submit_cb, &olo, NULL), 0);
+    assert_true(run_until(sub_done, &olo, 15000));
+    assert_true(run_until(sub_done, &ohi, 15000));
+    assert_int_equal(olo.r.err, 0);
+    assert_int_equal(olo.r.outcome, GW_STORE_NEW);
+    assert_int_equal(ohi.r.err, 0);
+    assert_int_equal(ohi.r.outcome, GW_STORE_NEW);
+    assert_true(run_until(db_idle, db, 10000));
+    gw_store_stats(store, &after);
+    print_message("deadlock: other transaction %s, store groups retried %llu\n",
+                  dl_done == 1 ? "committed" : "aborted",
+                  (unsigned long long)(after.groups_retried - before.groups_retried));
+    assert_true(after.groups_retried - before.groups_retried == 1 || dl_done == -1);
+}
+
 struct batch_out {
     int calls;
     size_t n;
@@ -705,15 +798,11 @@ static void test_incident(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_new_same_different),
-        cmocka_unit_test(test_get),
-        cmocka_unit_test(test_group_commit),
-        cmocka_unit_test(test_concurrent_same_number),
-        cmocka_unit_test(test_batch),
-        cmocka_unit_test(test_suspicious),
-        cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_segments),
-        cmocka_unit_test(test_incident),
+        cmocka_unit_test(test_new_same_different), cmocka_unit_test(test_get),
+        cmocka_unit_test(test_group_commit),       cmocka_unit_test(test_concurrent_same_number),
+        cmocka_unit_test(test_deadlock_retried),   cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_suspicious),         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_segments),           cmocka_unit_test(test_incident),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
