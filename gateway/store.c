@@ -22,7 +22,7 @@
 #ifndef STORE_GROUP_MIN
 #define STORE_GROUP_MIN 8 /* smallest group made when spreading over connections */
 #endif
-#define STORE_REQUEUE_MAX 5   /* zero-row or innocent-bystander retries of one item */
+#define STORE_REQUEUE_MAX 5 /* zero-row or innocent-bystander retries of one item */
 #define NFIXED GW_STORE_NFIXED
 #define NPARAMS GW_STORE_NPARAMS
 
@@ -457,7 +457,7 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
         /* deadlock or serialization failure: the whole group again, once */
         g->attempt++;
         s->st.groups_retried++;
-        GW_LOG(GW_LOG_INFO, "db", NULL, "store: group of %zu retried (sqlstate %s)", g->n,
+        GW_LOG(GW_LOG_INFO, "store", NULL, "group of %zu retried (sqlstate %s)", g->n,
                res->sqlstate);
         if (group_send(s, g) == 0)
             return;
@@ -489,7 +489,7 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
         /* one row refused: it fails alone; the rest were rolled back with it and go again */
         char idtext[37];
         gw_store_id_text(g->items[res->failed_stmt]->id, idtext);
-        GW_LOG(GW_LOG_WARN, "db", NULL, "store: record %s refused (sqlstate %s)", idtext,
+        GW_LOG(GW_LOG_WARN, "store", NULL, "record %s refused (sqlstate %s)", idtext,
                res->sqlstate ? res->sqlstate : "?");
         for (i = 0; i < g->n; i++) {
             if (i == (size_t)res->failed_stmt)
@@ -544,7 +544,7 @@ struct gw_store *gw_store_new(struct gw_db *db)
     /* Prepared once per connection: the insert is parsed and planned once, not per waybill.
      * A failure only costs speed: db.c then sends the text. */
     if (gw_db_prepare(db, s->insert_sql) != 0 || gw_db_prepare(db, s->get_sql) != 0)
-        GW_LOG(GW_LOG_WARN, "db", NULL, "store: statements not prepared");
+        GW_LOG(GW_LOG_WARN, "store", NULL, "statements not prepared");
     return s;
 }
 

@@ -227,7 +227,7 @@ static void incident_done_cb(void *arg, int err, const struct gw_db_result *res)
     r->dbreq = NULL;
     simple_fail_err(&err, res);
     if (err != 0)
-        GW_LOG(GW_LOG_ERROR, "db", NULL, "store: incident not recorded (%s, sqlstate %s)",
+        GW_LOG(GW_LOG_ERROR, "store", NULL, "incident not recorded (%s, sqlstate %s)",
                gw_err_str(err), res->sqlstate ? res->sqlstate : "-");
     if (r->cb.done != NULL)
         r->cb.done(r->arg, err);
