@@ -20,25 +20,10 @@ bool gw_gender_valid(int v)
     return v >= GW_GENDER_UNSPECIFIED && v <= GW_GENDER_FEMALE;
 }
 
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static bool is_alpha(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-static char upper(char c)
-{
-    return (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
-}
-
 static bool all_digits(const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++)
-        if (!is_digit(s[i]))
+        if (!gw_ascii_digit(s[i]))
             return false;
     return true;
 }
@@ -118,7 +103,7 @@ char gw_idcard_check_char(const char *d17)
     static const char map[] = "10X98765432";
     int sum = 0;
     for (int i = 0; i < 17; i++) {
-        if (!is_digit(d17[i]))
+        if (!gw_ascii_digit(d17[i]))
             return 0;
         sum += (d17[i] - '0') * w[i];
     }
@@ -139,7 +124,7 @@ int gw_idcard_resident_check(const char *s, size_t n, int64_t now, enum gw_gende
         return GW_EINVAL;
     }
     if (n == 18) {
-        if (!all_digits(s, 17) || !(is_digit(s[17]) || upper(s[17]) == 'X')) {
+        if (!all_digits(s, 17) || !(gw_ascii_digit(s[17]) || gw_ascii_upper(s[17]) == 'X')) {
             *rule = "must be 17 digits followed by a digit or X";
             return GW_EINVAL;
         }
@@ -165,7 +150,7 @@ int gw_idcard_resident_check(const char *s, size_t n, int64_t now, enum gw_gende
     int rc = birth_check(y, m, d, now, rule);
     if (rc)
         return rc;
-    if (n == 18 && gw_idcard_check_char(s) != upper(s[17])) {
+    if (n == 18 && gw_idcard_check_char(s) != gw_ascii_upper(s[17])) {
         *rule = "check digit does not match (GB 11643 ISO 7064 MOD 11-2)";
         return GW_EINVAL;
     }
@@ -202,7 +187,7 @@ static int check_passport(const char *s, size_t n, const char **rule)
         return GW_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!is_digit(s[i]) && !is_alpha(s[i])) {
+        if (!gw_ascii_digit(s[i]) && !gw_ascii_alpha(s[i])) {
             *rule = "passport number must be 5 to 17 letters and digits";
             return GW_EINVAL;
         }
@@ -212,7 +197,7 @@ static int check_passport(const char *s, size_t n, const char **rule)
 
 static int check_hk_macao(const char *s, size_t n, const char **rule)
 {
-    char c = n ? upper(s[0]) : 0;
+    char c = n ? gw_ascii_upper(s[0]) : 0;
     if ((n != 9 && n != 11) || (c != 'H' && c != 'M') || !all_digits(s + 1, n - 1)) {
         *rule = "permit number must be H or M followed by 8 or 10 digits";
         return GW_EINVAL;
@@ -224,8 +209,8 @@ static int check_taiwan(const char *s, size_t n, const char **rule)
 {
     if (n == 8 && all_digits(s, 8))
         return 0;
-    if (n == 10 && all_digits(s, 8) && (is_digit(s[8]) || is_alpha(s[8])) &&
-        (is_digit(s[9]) || is_alpha(s[9])))
+    if (n == 10 && all_digits(s, 8) && (gw_ascii_digit(s[8]) || gw_ascii_alpha(s[8])) &&
+        (gw_ascii_digit(s[9]) || gw_ascii_alpha(s[9])))
         return 0;
     *rule = "permit number must be 8 digits, or 8 digits followed by 2 letters or digits";
     return GW_EINVAL;
@@ -234,13 +219,13 @@ static int check_taiwan(const char *s, size_t n, const char **rule)
 static int check_foreign(const char *s, size_t n, int64_t now, const char **rule)
 {
     if (n == 15) {
-        if (!is_alpha(s[0]) || !is_alpha(s[1]) || !is_alpha(s[2]) || !all_digits(s + 3, 12)) {
+        if (!gw_ascii_alpha(s[0]) || !gw_ascii_alpha(s[1]) || !gw_ascii_alpha(s[2]) || !all_digits(s + 3, 12)) {
             *rule = "a 15-character card number must be 3 letters followed by 12 digits";
             return GW_EINVAL;
         }
         return 0;
     }
-    if (n != 18 || s[0] != '9' || !all_digits(s, 17) || !(is_digit(s[17]) || upper(s[17]) == 'X')) {
+    if (n != 18 || s[0] != '9' || !all_digits(s, 17) || !(gw_ascii_digit(s[17]) || gw_ascii_upper(s[17]) == 'X')) {
         *rule = "card number must be 18 characters starting with 9 (or the 15-character form)";
         return GW_EINVAL;
     }
@@ -251,7 +236,7 @@ static int check_foreign(const char *s, size_t n, int64_t now, const char **rule
     int rc = birth_check(num(s + 6, 4), num(s + 10, 2), num(s + 12, 2), now, rule);
     if (rc)
         return rc;
-    if (gw_idcard_check_char(s) != upper(s[17])) {
+    if (gw_idcard_check_char(s) != gw_ascii_upper(s[17])) {
         *rule = "check digit does not match (GB 11643 ISO 7064 MOD 11-2)";
         return GW_EINVAL;
     }
@@ -272,8 +257,8 @@ static int check_free_form(const char *s, size_t n, const char **rule)
             *rule = "must be valid UTF-8";
             return GW_EINVAL;
         }
-        bool ok = (cp >= 0xA0 && !gw_text_forbidden_cp(cp)) || is_digit((char)cp) ||
-                  is_alpha((char)cp) || cp == ' ' || cp == '-' || cp == '(' || cp == ')';
+        bool ok = (cp >= 0xA0 && !gw_text_forbidden_cp(cp)) || gw_ascii_digit((char)cp) ||
+                  gw_ascii_alpha((char)cp) || cp == ' ' || cp == '-' || cp == '(' || cp == ')';
         if (!ok) {
             *rule = "document number must be 4 to 32 printable characters without outer spaces";
             return GW_EINVAL;
@@ -334,7 +319,7 @@ int gw_idcard_normalize(enum gw_id_type type, const char *s, size_t n, char *out
     if (n > GW_ID_NORM_MAX || outsz < n + 1)
         return GW_ETOOBIG;
     for (size_t i = 0; i < n; i++)
-        out[i] = upper(s[i]);
+        out[i] = gw_ascii_upper(s[i]);
     out[n] = '\0';
     if (outlen)
         *outlen = n;

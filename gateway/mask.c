@@ -73,15 +73,10 @@ static size_t offset_of(const char *s, size_t n, size_t k)
     return i;
 }
 
-static char upper(char c)
-{
-    return (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
-}
-
 static void put_upper(struct out *o, const char *s, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
-        char c = upper(s[i]);
+        char c = gw_ascii_upper(s[i]);
         put(o, &c, 1);
     }
 }

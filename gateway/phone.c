@@ -2,15 +2,11 @@
  * the normalised digits (so validation and blind index can never disagree). Pure: no
  * allocation, no state; rule texts never quote the number. */
 #include "phone.h"
+#include "text.h"
 
 #include <string.h>
 
 #define MAX_SEPARATORS 8
-
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
 
 /* digits of a national number (no country code): mobile or landline with trunk 0. */
 static int classify(const char *d, size_t n, enum gw_phone_kind *kind, const char **rule)
@@ -76,11 +72,11 @@ int gw_phone_parse(const char *s, size_t n, char out[GW_PHONE_NORM_MAX + 1], siz
     }
     for (; i < n; i++) {
         char c = s[i];
-        if (is_digit(c)) {
+        if (gw_ascii_digit(c)) {
             d[nd++] = c;
         } else if (c == ' ' || c == '-') {
             /* a separator sits between two digits (or right after "+86") */
-            bool after_ok = (nd > 0 || (intl && i == 3)) && i + 1 < n && is_digit(s[i + 1]);
+            bool after_ok = (nd > 0 || (intl && i == 3)) && i + 1 < n && gw_ascii_digit(s[i + 1]);
             if (!after_ok || ++seps > MAX_SEPARATORS) {
                 *rule = "must be digits, optionally separated by single spaces or dashes";
                 return GW_EINVAL;

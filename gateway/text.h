@@ -12,6 +12,22 @@
 
 #include "err.h"
 
+/* ASCII character classes (locale-independent, unlike <ctype.h>). */
+static inline bool gw_ascii_digit(char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static inline bool gw_ascii_alpha(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+static inline char gw_ascii_upper(char c)
+{
+    return (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
+}
+
 /* Decodes the code point at s (n > 0 bytes available). Returns the sequence length (1-4) and
  * sets *cp, or 0 when the bytes are not well-formed UTF-8 (overlong forms, surrogates, values
  * above U+10FFFF, truncated or stray continuation bytes are all refused). */

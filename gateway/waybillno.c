@@ -2,34 +2,20 @@
  * membership. Pure: no allocation, no state. Numeric parts are at most 18 digits, so every value
  * handled here is in [0, 10^18) and arithmetic cannot overflow int64_t. */
 #include "waybillno.h"
+#include "text.h"
 
 #include <stdio.h>
 #include <string.h>
-
-static bool is_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
-static bool is_alpha(char c)
-{
-    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-static char upper(char c)
-{
-    return (c >= 'a' && c <= 'z') ? (char)(c - 'a' + 'A') : c;
-}
 
 /* Leading letters into prefix_out (upper-cased); returns their count or -1 when > 6. */
 static int read_prefix(const char *s, size_t n, char *prefix_out)
 {
     size_t i = 0;
-    while (i < n && is_alpha(s[i])) {
+    while (i < n && gw_ascii_alpha(s[i])) {
         if (i == GW_WAYBILLNO_PREFIX_MAX)
             return -1;
         if (prefix_out)
-            prefix_out[i] = upper(s[i]);
+            prefix_out[i] = gw_ascii_upper(s[i]);
         i++;
     }
     if (prefix_out)
@@ -44,7 +30,7 @@ static int64_t read_number(const char *s, size_t n)
     if (n == 0 || n > GW_WAYBILLNO_DIGITS_MAX)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        if (!is_digit(s[i]))
+        if (!gw_ascii_digit(s[i]))
             return -1;
         v = v * 10 + (s[i] - '0');
     }
@@ -66,7 +52,7 @@ int gw_waybillno_parse_ex(const char *s, size_t n, char prefix_out[GW_WAYBILLNO_
         return GW_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
-        if (!is_digit(s[i]) && !is_alpha(s[i])) {
+        if (!gw_ascii_digit(s[i]) && !gw_ascii_alpha(s[i])) {
             *rule = "must be 10 to 20 ASCII letters and digits";
             return GW_EINVAL;
         }
@@ -77,7 +63,7 @@ int gw_waybillno_parse_ex(const char *s, size_t n, char prefix_out[GW_WAYBILLNO_
         return GW_EINVAL;
     }
     for (size_t i = (size_t)np; i < n; i++) {
-        if (!is_digit(s[i])) {
+        if (!gw_ascii_digit(s[i])) {
             *rule = "letters are allowed only as a prefix before the digits";
             return GW_EINVAL;
         }
@@ -107,7 +93,7 @@ int gw_waybillno_normalize(const char *s, size_t n, char out[GW_WAYBILLNO_MAX + 
     if (gw_waybillno_parse_ex(s, n, NULL, NULL, NULL, NULL) != 0)
         return GW_EINVAL;
     for (size_t i = 0; i < n; i++)
-        out[i] = upper(s[i]);
+        out[i] = gw_ascii_upper(s[i]);
     out[n] = '\0';
     if (outlen)
         *outlen = n;

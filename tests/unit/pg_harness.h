@@ -6,6 +6,7 @@
 #define GW_TEST_PG_HARNESS_H
 
 #include <pwd.h>
+#include <sys/time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,8 @@
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <unistd.h>
+
+#include <event2/event.h>
 
 struct pgh {
     char bin[256];
@@ -145,6 +148,31 @@ static inline void pgh_destroy(struct pgh *h)
             fprintf(stderr, "pg_harness: could not remove %s\n", h->dir);
     }
     h->dir[0] = '\0';
+}
+
+/* A no-op timer callback: a periodic timer with it keeps EVLOOP_ONCE from sleeping forever. */
+static inline void pgh_on_tick(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+static inline long pgh_now_ms(void)
+{
+    struct timeval tv;
+    gettimeofday(&tv, NULL);
+    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
+}
+
+/* Runs base's loop until pred(arg) or timeout_ms; returns pred's last value. */
+static inline bool pgh_loop_until(struct event_base *base, bool (*pred)(void *), void *arg,
+                                  long timeout_ms)
+{
+    long end = pgh_now_ms() + timeout_ms;
+    while (!pred(arg) && pgh_now_ms() < end)
+        event_base_loop(base, EVLOOP_ONCE);
+    return pred(arg);
 }
 
 #endif

@@ -35,27 +35,9 @@ struct ctx {
     int nresults;
 };
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-static long now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
-}
-
-/* Runs the loop until pred(arg) or timeout_ms; returns pred's last value. */
 static bool run_until(bool (*pred)(void *), void *arg, long timeout_ms)
 {
-    long end = now_ms() + timeout_ms;
-    while (!pred(arg) && now_ms() < end)
-        event_base_loop(base, EVLOOP_ONCE);
-    return pred(arg);
+    return pgh_loop_until(base, pred, arg, timeout_ms);
 }
 
 static bool db_is_ready(void *arg)
@@ -117,7 +99,7 @@ static int group_setup(void **state)
     base = event_base_new();
     if (base == NULL)
         return -1;
-    tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    tick = event_new(base, -1, EV_PERSIST, pgh_on_tick, NULL);
     struct timeval tv = {0, 10000};
     event_add(tick, &tv);
     gw_log_level = GW_LOG_WARN;

@@ -33,26 +33,9 @@ static struct gw_db *db;
 static struct gw_store *store;
 static PGconn *check; /* blocking connection for assertions */
 
-static void on_tick(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    (void)arg;
-}
-
-static long now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return tv.tv_sec * 1000L + tv.tv_usec / 1000;
-}
-
 static bool run_until(bool (*pred)(void *), void *arg, long timeout_ms)
 {
-    long end = now_ms() + timeout_ms;
-    while (!pred(arg) && now_ms() < end)
-        event_base_loop(base, EVLOOP_ONCE);
-    return pred(arg);
+    return pgh_loop_until(base, pred, arg, timeout_ms);
 }
 
 static bool int_reached(void *arg)
@@ -185,7 +168,7 @@ static int group_setup(void **state)
 
     (void)state;
     base = event_base_new();
-    tick = event_new(base, -1, EV_PERSIST, on_tick, NULL);
+    tick = event_new(base, -1, EV_PERSIST, pgh_on_tick, NULL);
     event_add(tick, &tv);
     gw_log_level = GW_LOG_WARN;
     if (!pgh_available())
