@@ -99,22 +99,126 @@ void gw_store_sql_add(struct gw_store_sql *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-static char *insert_sql_new(void)
+/* Element types of the group statement's array parameters (pg_type OIDs). */
+#define OID_BYTEA 17
+#define OID_TEXT 25
+#define OID_UUID 2950
+
+/* SQL type of the array carrying fixed parameter i, and the cast that turns its text element
+ * into the column's type (text parameters only). */
+static const char *const fixed_casts[NFIXED] = {
+    "", "", "", "", "", "::integer", "", "::smallint", "::date", "::integer", "::integer",
+    "",  "", "", "", "", "",
+};
+
+/* The column names in parameter order: fixed_cols, then every ciphertext column. */
+static void add_cols(struct gw_store_sql *b, const char *prefix, bool casts)
+{
+    const char *p = fixed_cols, *q;
+    size_t i = 0;
+
+    while (*p != '\0') {
+        q = strchr(p, ',');
+        if (q == NULL)
+            q = p + strlen(p);
+        gw_store_sql_add(b, "%s%s%.*s%s", i > 0 ? ", " : "", prefix, (int)(q - p), p,
+                         casts ? fixed_casts[i] : "");
+        i++;
+        p = *q == ',' ? q + 2 : q;
+    }
+    for (i = 0; i < GW_COL_COUNT; i++)
+        gw_store_sql_add(b, ", %s%s", prefix, gw_col_sql[i]);
+}
+
+/* One statement stores a whole group: every parameter is an array with one element per waybill
+ * (unnest zips them), the insert is idempotent on wb_bidx, and each waybill comes back as one
+ * row (ordinal, created, id, content_mac): created with the submitted id, or the id and MAC of the
+ * row already stored under that number. A waybill with no row met a concurrent insert of the
+ * same number (in flight elsewhere, or earlier in this very group) and goes again. */
+static char *group_sql_new(void)
 {
     struct gw_store_sql b = {.len = 0};
     size_t i;
 
-    gw_store_sql_add(&b, "WITH ins AS (INSERT INTO waybill (%s", fixed_cols);
-    for (i = 0; i < GW_COL_COUNT; i++)
-        gw_store_sql_add(&b, ", %s", gw_col_sql[i]);
-    gw_store_sql_add(&b, ") VALUES (");
-    for (i = 1; i <= NPARAMS; i++)
-        gw_store_sql_add(&b, "%s$%zu", i > 1 ? ", " : "", i);
-    gw_store_sql_add(&b, ") ON CONFLICT (wb_bidx) DO NOTHING RETURNING id, content_mac) "
-                         "SELECT true, id, content_mac FROM ins UNION ALL "
-                         "SELECT false, id, content_mac FROM waybill "
-                         "WHERE wb_bidx = $2 AND NOT EXISTS (SELECT 1 FROM ins)");
+    gw_store_sql_add(&b, "WITH v AS (SELECT * FROM unnest(");
+    for (i = 0; i < NPARAMS; i++)
+        gw_store_sql_add(&b, "%s$%zu::%s[]", i > 0 ? ", " : "", i + 1,
+                         i == 0 ? "uuid" : (i < NFIXED && fixed_formats[i] == 0) ? "text" : "bytea");
+    gw_store_sql_add(&b, ") WITH ORDINALITY AS v(");
+    add_cols(&b, "", false);
+    gw_store_sql_add(&b, ", ord)), ins AS (INSERT INTO waybill (");
+    add_cols(&b, "", false);
+    gw_store_sql_add(&b, ") SELECT ");
+    add_cols(&b, "v.", true);
+    gw_store_sql_add(&b, " FROM v ORDER BY v.ord ON CONFLICT (wb_bidx) DO NOTHING "
+                         "RETURNING id, content_mac) "
+                         "SELECT v.ord::integer, true, ins.id, ins.content_mac "
+                         "FROM v JOIN ins ON ins.id = v.id UNION ALL "
+                         "SELECT v.ord::integer, false, w.id, w.content_mac "
+                         "FROM v JOIN waybill w ON w.wb_bidx = v.wb_bidx "
+                         "WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = v.id)");
     return b.overflow ? NULL : gw_strdup(b.buf);
+}
+
+/* A one-dimensional array in PostgreSQL's binary format (array_recv), growing as needed. */
+struct pgarray {
+    uint8_t *p;
+    size_t len, cap;
+    bool failed;
+};
+
+static void arr_put(struct pgarray *a, const void *src, size_t n)
+{
+    uint8_t *np;
+    size_t cap;
+
+    if (a->failed)
+        return;
+    if (a->len + n > a->cap) {
+        cap = a->cap ? a->cap : 256;
+        while (cap < a->len + n)
+            cap *= 2;
+        np = gw_realloc(a->p, cap);
+        if (np == NULL) {
+            a->failed = true;
+            return;
+        }
+        a->p = np;
+        a->cap = cap;
+    }
+    memcpy(a->p + a->len, src, n);
+    a->len += n;
+}
+
+static void arr_put32(struct pgarray *a, uint32_t v)
+{
+    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
+
+    arr_put(a, b, 4);
+}
+
+/* Header: one dimension of n elements of type oid, lower bound 1, "may hold NULLs". */
+static void arr_begin(struct pgarray *a, uint32_t oid, size_t n)
+{
+    arr_put32(a, 1);
+    arr_put32(a, 1);
+    arr_put32(a, oid);
+    arr_put32(a, (uint32_t)n);
+    arr_put32(a, 1);
+}
+
+static void arr_elem(struct gw_store_item *it, size_t k, struct pgarray *a)
+{
+    const char *v = it->values[k];
+    size_t n;
+
+    if (v == NULL) {
+        arr_put32(a, 0xffffffffu); /* NULL */
+        return;
+    }
+    n = (k < NFIXED && fixed_formats[k] == 0) ? strlen(v) : (size_t)it->lengths[k];
+    arr_put32(a, (uint32_t)n);
+    arr_put(a, v, n);
 }
 
 /* ---- requests and items ---- */
@@ -307,24 +411,37 @@ static int item_cmp(const void *a, const void *b)
 
 static void group_done_cb(void *arg, int err, const struct gw_db_result *res);
 
-/* Sends g as one transaction. Returns 0 or the gw_db_exec error (g is then not sent). */
+/* Sends g as one statement (one transaction). Returns 0 or the gw_db_exec error (g is then not
+ * sent). The arrays are copied by gw_db_exec and freed here. */
 static int group_send(struct gw_store *s, struct gw_store_group *g)
 {
-    size_t i;
-    int rc;
+    struct pgarray arrays[NPARAMS];
+    const char *values[NPARAMS];
+    int lengths[NPARAMS], formats[NPARAMS];
+    struct gw_db_stmt st = {.sql = s->group_sql, .nparams = NPARAMS, .values = values,
+                            .lengths = lengths, .formats = formats, .result_format = 1};
+    size_t i, k;
+    int rc = 0;
 
-    for (i = 0; i < g->n; i++) {
-        struct gw_db_stmt *st = &s->scratch[i];
-        st->sql = s->insert_sql;
-        st->nparams = NPARAMS;
-        st->values = g->items[i]->values;
-        st->lengths = g->items[i]->lengths;
-        st->formats = s->insert_formats;
-        st->result_format = 1;
+    memset(arrays, 0, sizeof(arrays));
+    for (k = 0; k < NPARAMS; k++) {
+        arr_begin(&arrays[k],
+                  k == 0 ? OID_UUID : (k < NFIXED && fixed_formats[k] == 0) ? OID_TEXT : OID_BYTEA,
+                  g->n);
+        for (i = 0; i < g->n; i++)
+            arr_elem(g->items[i], k, &arrays[k]);
+        if (arrays[k].failed || arrays[k].len > INT_MAX)
+            rc = GW_ENOMEM;
+        values[k] = (const char *)arrays[k].p;
+        lengths[k] = (int)arrays[k].len;
+        formats[k] = 1;
     }
-    rc = gw_db_exec(s->db, s->scratch, (int)g->n, GW_DB_TXN, group_done_cb, g, &g->dbreq);
+    if (rc == 0)
+        rc = gw_db_exec(s->db, &st, 1, GW_DB_TXN, group_done_cb, g, &g->dbreq);
     if (rc == 0)
         s->st.groups++;
+    for (k = 0; k < NPARAMS; k++)
+        gw_free_wipe(arrays[k].p, arrays[k].cap);
     return rc;
 }
 
@@ -423,26 +540,34 @@ static bool retryable(const char *sqlstate)
     return sqlstate != NULL && (strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0);
 }
 
-static void item_outcome(struct gw_store_item *it, const PGresult *res)
+/* Row `row` of the group statement's result: (ordinal, created, id, content_mac). */
+static void item_outcome(struct gw_store_item *it, const PGresult *res, int row)
 {
-    const char *created, *id, *mac;
+    const char *created = PQgetvalue(res, row, 1), *id = PQgetvalue(res, row, 2),
+               *mac = PQgetvalue(res, row, 3);
 
-    if (PQnfields(res) != 3 || PQgetlength(res, 0, 0) != 1 ||
-        PQgetlength(res, 0, 1) != GW_STORE_ID_LEN) {
+    if (PQgetlength(res, row, 1) != 1 || PQgetlength(res, row, 2) != GW_STORE_ID_LEN) {
         item_resolve(it, GW_EINTERNAL, 0, NULL);
-        return;
-    }
-    created = PQgetvalue(res, 0, 0);
-    id = PQgetvalue(res, 0, 1);
-    mac = PQgetvalue(res, 0, 2);
-    if (created[0] != 0) {
+    } else if (created[0] != 0) {
         item_resolve(it, 0, GW_STORE_NEW, (const uint8_t *)id);
-    } else if (PQgetlength(res, 0, 2) == GW_STORE_MAC_LEN &&
+    } else if (PQgetlength(res, row, 3) == GW_STORE_MAC_LEN &&
                memcmp(mac, it->mac, GW_STORE_MAC_LEN) == 0) {
         item_resolve(it, 0, GW_STORE_EXISTING_SAME, (const uint8_t *)id);
     } else {
         item_resolve(it, GW_EEXIST, GW_STORE_EXISTING_DIFFERENT, (const uint8_t *)id);
     }
+}
+
+/* The 1-based ordinal of a result row, or 0 when malformed. */
+static size_t row_ordinal(const PGresult *res, int row, size_t n)
+{
+    const uint8_t *p = (const uint8_t *)PQgetvalue(res, row, 0);
+    uint32_t v;
+
+    if (PQgetlength(res, row, 0) != 4)
+        return 0;
+    v = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    return v >= 1 && v <= n ? v : 0;
 }
 
 static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
@@ -470,35 +595,50 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
         /* without memory for a follow-up, items that need another round fail (ENOMEM below) */
     }
 
-    if (err == 0) {
-        for (i = 0; i < g->n; i++) {
-            const PGresult *r = res->results[i];
-            if (r == NULL) {
-                item_resolve(g->items[i], GW_EINTERNAL, 0, NULL);
-            } else if (PQntuples(r) == 0) {
-                if (g->batch && follow == NULL)
-                    item_resolve(g->items[i], GW_ENOMEM, 0, NULL);
-                else
-                    item_again(s, g->items[i], follow);
-            } else {
-                item_outcome(g->items[i], r);
+    if (err == 0 && res->nresults == 1 && res->results[0] != NULL &&
+        PQnfields(res->results[0]) == 4) {
+        /* a resolved item may be freed at once (its request finished): track by index */
+        bool answered[GW_STORE_GROUP_MAX] = {false};
+        const PGresult *r = res->results[0];
+        int row, nrows = PQntuples(r);
+        for (row = 0; row < nrows; row++) {
+            size_t ord = row_ordinal(r, row, g->n);
+            if (ord != 0 && !answered[ord - 1]) {
+                answered[ord - 1] = true;
+                item_outcome(g->items[ord - 1], r, row);
             }
         }
-    } else if (err == GW_EINTERNAL && !retryable(res->sqlstate) && res->failed_stmt >= 0 &&
-               (size_t)res->failed_stmt < g->n) {
-        /* one row refused: it fails alone; the rest were rolled back with it and go again */
-        char idtext[37];
-        gw_store_id_text(g->items[res->failed_stmt]->id, idtext);
-        GW_LOG(GW_LOG_WARN, "store", NULL, "record %s refused (sqlstate %s)", idtext,
-               res->sqlstate ? res->sqlstate : "?");
         for (i = 0; i < g->n; i++) {
-            if (i == (size_t)res->failed_stmt)
-                item_resolve(g->items[i], GW_EINTERNAL, 0, NULL);
-            else if (g->batch && follow == NULL)
+            if (answered[i])
+                continue;
+            if (g->batch && follow == NULL)
                 item_resolve(g->items[i], GW_ENOMEM, 0, NULL);
             else
                 item_again(s, g->items[i], follow);
         }
+    } else if (err == 0) {
+        for (i = 0; i < g->n; i++)
+            item_resolve(g->items[i], GW_EINTERNAL, 0, NULL);
+    } else if (err == GW_EINTERNAL && !retryable(res->sqlstate) && g->n > 1) {
+        /* the database refused a row of the group: every waybill goes again on its own, so the
+         * one it refuses fails alone (a group of one that fails is resolved below) */
+        GW_LOG(GW_LOG_WARN, "store", NULL, "group of %zu refused (sqlstate %s): storing singly",
+               g->n, res->sqlstate ? res->sqlstate : "?");
+        for (i = 0; i < g->n; i++) {
+            struct gw_store_group *one = group_new(s, 1, g->batch);
+            if (one == NULL) {
+                item_resolve(g->items[i], GW_ENOMEM, 0, NULL);
+                continue;
+            }
+            one->items[one->n++] = g->items[i];
+            group_start(s, one);
+        }
+    } else if (err == GW_EINTERNAL && !retryable(res->sqlstate)) {
+        char idtext[37];
+        gw_store_id_text(g->items[0]->id, idtext);
+        GW_LOG(GW_LOG_WARN, "store", NULL, "record %s refused (sqlstate %s)", idtext,
+               res->sqlstate ? res->sqlstate : "?");
+        item_resolve(g->items[0], GW_EINTERNAL, 0, NULL);
     } else {
         if (err == GW_EINTERNAL)
             err = retryable(res->sqlstate) ? GW_EUNAVAIL : GW_EINTERNAL;
@@ -521,7 +661,6 @@ struct gw_store *gw_store_new(struct gw_db *db)
 {
     struct gw_store *s;
     struct event_base *base = gw_db_base(db);
-    size_t i;
 
     if (db == NULL || base == NULL)
         return NULL;
@@ -529,21 +668,19 @@ struct gw_store *gw_store_new(struct gw_db *db)
     if (s == NULL)
         return NULL;
     s->db = db;
-    for (i = 0; i < NPARAMS; i++)
-        s->insert_formats[i] = i < NFIXED ? fixed_formats[i] : 1;
     TAILQ_INIT(&s->pending);
     TAILQ_INIT(&s->reqs);
     TAILQ_INIT(&s->groups);
-    s->insert_sql = insert_sql_new();
+    s->group_sql = group_sql_new();
     s->get_sql = gw_store_get_sql_new();
     s->ev_flush = event_new(base, -1, 0, on_flush, s);
-    if (s->insert_sql == NULL || s->get_sql == NULL || s->ev_flush == NULL) {
+    if (s->group_sql == NULL || s->get_sql == NULL || s->ev_flush == NULL) {
         gw_store_free(s);
         return NULL;
     }
     /* Prepared once per connection: the insert is parsed and planned once, not per waybill.
      * A failure only costs speed: db.c then sends the text. */
-    if (gw_db_prepare(db, s->insert_sql) != 0 || gw_db_prepare(db, s->get_sql) != 0)
+    if (gw_db_prepare(db, s->group_sql) != 0 || gw_db_prepare(db, s->get_sql) != 0)
         GW_LOG(GW_LOG_WARN, "store", NULL, "statements not prepared");
     return s;
 }
@@ -566,7 +703,7 @@ void gw_store_free(struct gw_store *s)
     }
     if (s->ev_flush != NULL)
         event_free(s->ev_flush);
-    gw_free(s->insert_sql);
+    gw_free(s->group_sql);
     gw_free(s->get_sql);
     gw_free(s);
 }

@@ -51,19 +51,17 @@ TAILQ_HEAD(gw_store_group_list, gw_store_group);
 struct gw_store {
     struct gw_db *db;
     struct event *ev_flush;
-    char *insert_sql;
+    char *group_sql;   /* stores a whole group in one statement */
     char *get_sql;
     struct gw_store_item_list pending;
     struct gw_store_req_list reqs;
     struct gw_store_group_list groups;
     struct gw_store_stats st;
-    int insert_formats[GW_STORE_NPARAMS];
-    struct gw_db_stmt scratch[GW_STORE_GROUP_MAX];
 };
 
 /* A growing SQL text in a fixed buffer; overflow is sticky and checked once at the end. */
 struct gw_store_sql {
-    char buf[4096];
+    char buf[8192];
     size_t len;
     bool overflow;
 };

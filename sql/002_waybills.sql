@@ -112,31 +112,43 @@ COMMENT ON TABLE phone_owner IS
     'Suspicious-customer register (part 12 Art. 7): sender phone blind index -> distinct senders.';
 COMMENT ON TABLE phone_sender IS 'Distinct (sender phone, sender ID) blind-index pairs seen.';
 
--- Race-free under concurrent inserts: the pair insert and the owner upsert both resolve
--- conflicts on a unique index (a concurrent inserter of the same key is waited for, then seen).
--- The store orders each transaction's rows by sender phone index, so transactions take these row
--- locks in one order.
+-- Maintained once per INSERT statement over its transition table (the store inserts a whole
+-- group of waybills in one statement), set-based, race-free under concurrent inserts: both
+-- inserts resolve conflicts on a unique index (a concurrent inserter of the same key is waited
+-- for, then seen), and rows are taken in blind-index order, so concurrent statements lock
+-- phone_owner rows in one order.
 CREATE FUNCTION waybill_phone_owner_trg() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
-    IF NEW.sender_phone_bidx IS NULL OR NEW.sender_id_bidx IS NULL THEN
-        RETURN NULL;
-    END IF;
-    INSERT INTO phone_sender (phone_bidx, id_bidx, first_record)
-    VALUES (NEW.sender_phone_bidx, NEW.sender_id_bidx, NEW.id)
-    ON CONFLICT (phone_bidx, id_bidx) DO NOTHING;
-    IF NOT FOUND THEN
-        RETURN NULL; -- this sender was already known for this phone
-    END IF;
-    INSERT INTO phone_owner (phone_bidx, first_id_bidx, first_record)
-    VALUES (NEW.sender_phone_bidx, NEW.sender_id_bidx, NEW.id)
+    WITH pairs AS (
+        INSERT INTO phone_sender (phone_bidx, id_bidx, first_record)
+        SELECT DISTINCT ON (sender_phone_bidx, sender_id_bidx)
+               sender_phone_bidx, sender_id_bidx, id
+          FROM new_rows
+         WHERE sender_phone_bidx IS NOT NULL AND sender_id_bidx IS NOT NULL
+         ORDER BY sender_phone_bidx, sender_id_bidx, id
+        ON CONFLICT (phone_bidx, id_bidx) DO NOTHING
+        RETURNING phone_bidx, id_bidx, first_record
+    )
+    INSERT INTO phone_owner AS o (phone_bidx, first_id_bidx, first_record, senders, suspicious,
+                                  flagged_at)
+    SELECT phone_bidx,
+           (array_agg(id_bidx ORDER BY first_record))[1],
+           (array_agg(first_record ORDER BY first_record))[1],
+           count(*),
+           count(*) > 1,
+           CASE WHEN count(*) > 1 THEN now() END
+      FROM pairs
+     GROUP BY phone_bidx
+     ORDER BY phone_bidx
     ON CONFLICT (phone_bidx) DO UPDATE
-        SET senders    = phone_owner.senders + 1,
+        SET senders    = o.senders + EXCLUDED.senders,
             suspicious = true,
-            flagged_at = coalesce(phone_owner.flagged_at, now());
+            flagged_at = coalesce(o.flagged_at, now());
     RETURN NULL;
 END;
 $$;
 
 CREATE TRIGGER waybill_phone_owner AFTER INSERT ON waybill
-    FOR EACH ROW EXECUTE FUNCTION waybill_phone_owner_trg();
+    REFERENCING NEW TABLE AS new_rows
+    FOR EACH STATEMENT EXECUTE FUNCTION waybill_phone_owner_trg();
