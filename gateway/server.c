@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -87,6 +88,12 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         return;
     }
     (void)evutil_make_socket_nonblocking(fd);
+    /* gRPC answers are small HEADERS/DATA/trailers writes: without NODELAY, Nagle holds one back
+     * until the peer's delayed ACK (~40 ms) and every such answer pays for it. */
+    if (sa->sa_family == AF_INET || sa->sa_family == AF_INET6) {
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
     c = gw_conn_new(s->app, tls, s->rpc, fd, sa, salen, conn_closed_cb, s);
     if (c == NULL) {
         GW_LOG(GW_LOG_WARN, "server", NULL, "cannot set up a connection (out of memory?)");
