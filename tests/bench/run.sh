@@ -22,7 +22,11 @@
 # Waybill numbers come from segment A, above the middle of it (integration tests use the low end);
 # the next unused number is kept in DIR/bench-next so that repeated runs never resubmit one.
 #
-# Environment overrides: BENCH_DURATION (s, default 10), BENCH_A1_CLIENTS (16),
+# On a stack it started itself, run.sh empties the gateway's waybill tables before each gateway
+# figure, as it empties bench_baseline before each baseline (same starting state for every
+# figure); on a given DIR it does so only with BENCH_RESET=1.
+# Environment overrides: BENCH_DURATION (s, default 10), BENCH_REPEAT (rounds of the whole
+# sequence, each cell then the median; default 1), BENCH_A1_CLIENTS (16),
 # BENCH_A2_CLIENTS (8), BENCH_CONF ("label:conns:streams:batch ..." for the gateway runs),
 # WGLOAD (path of the wgload binary), WAYGATE_BUILD (build directory), WAYGATE_PGBIN.
 # Not part of the test suite: only --smoke may be (ctest -L smoke with -DWAYGATE_BENCH_SMOKE=ON).
@@ -42,7 +46,7 @@ while [[ $# -gt 0 ]]; do
     --smoke) MODE=smoke ;;
     --baseline-only) MODE=baseline ;;
     --doc) DOC=$2; shift ;;
-    -h | --help) sed -n '2,28p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) DIR=$1 ;;
     esac
@@ -60,6 +64,8 @@ fi
 A1_CLIENTS=${BENCH_A1_CLIENTS:-16}
 A2_CLIENTS=${BENCH_A2_CLIENTS:-8}
 A2_ROWS=50
+REPEAT=${BENCH_REPEAT:-1}
+[[ $MODE == smoke ]] && REPEAT=1
 BUILD=${WAYGATE_BUILD:-$ROOT/build}
 [[ -d $BUILD ]] && BUILD=$(cd "$BUILD" && pwd)
 
@@ -78,7 +84,7 @@ cleanup() {
     exit $rc
 }
 trap cleanup EXIT
-trap 'exit 130' INT TERM
+trap 'exit 130' INT TERM HUP PIPE
 
 # ---------------------------------------------------------------- the stack
 if [[ -z $DIR && $MODE != baseline ]]; then
@@ -234,6 +240,7 @@ pgbench_pct() { # PREFIX -> "p50_ms p99_ms"
 
 run_pgbench() { # NAME CLIENTS SCRIPT ROWS_PER_TXN -> sets R_wps R_p50 R_p99 R_err
     local name=$1 clients=$2 script=$3 rows=$4 out tps failed ntx p0 p1
+    R_cpu='' R_gwcpu=''
     "${PSQL[@]}" -c 'TRUNCATE bench_baseline'
     checkpoint
     local dur_args=(-T "$DUR")
@@ -306,8 +313,29 @@ next_number() { # the first unused number of segment A for the benchmark
     [[ $NEXT =~ ^[0-9]+$ && $NEXT -le $to ]] || die "bad $NEXT_FILE (segment exhausted?)"
 }
 
+# Every figure starts from the same state: an empty table and a checkpoint. For the gateway that
+# means emptying its waybill tables, which run.sh does only on a stack it started itself (or with
+# BENCH_RESET=1); on someone else's stack the table keeps what it has and the doc says how much.
+RESET=${BENCH_RESET:-}
+[[ -n $OWN_STACK ]] && RESET=1
+reset_gateway_tables() {
+    local t tables=()
+    for t in waybill phone_owner phone_sender; do
+        [[ $("${PSQL[@]}" -tA -c "SELECT to_regclass('$t') IS NOT NULL") == t ]] && tables+=("$t")
+    done
+    ((${#tables[@]})) || return 0
+    local IFS=,
+    "${PSQL[@]}" -c "TRUNCATE ${tables[*]} CASCADE"
+}
+GW_ROWS_AT_START=
+
 run_wgload() { # NAME CONNS STREAMS BATCH -> R_* ; appends the full output to $WORK/wgload.log
     local name=$1 conns=$2 streams=$3 batch=$4 out line rc=0 t0 t1 p0 p1 args
+    if [[ -n $RESET && $MODE != smoke ]]; then
+        reset_gateway_tables
+    elif [[ -z $GW_ROWS_AT_START ]]; then
+        GW_ROWS_AT_START=$("${PSQL[@]}" -tA -c 'SELECT count(*) FROM waybill' 2>/dev/null || echo "?")
+    fi
     checkpoint
     args=(-c "$conns" -s "$streams" --first "$NEXT")
     ((batch > 0)) && args+=(-b "$batch")
@@ -347,26 +375,36 @@ gw_conf_summary() { # the [server]/[database] settings that shape these figures
 }
 
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else print "n/a" }'; }
+# NAME BASE -> the median over rounds of NAME's waybills/s over BASE's in the same round (a figure
+# is compared with the baseline measured minutes before it, not with another round's)
+paired_ratio() {
+    awk -v a="${V_W[$1]}" -v b="${V_W[$2]}" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " ")
+        for (i = 1; i <= n; i++) if (y[i] > 0) printf "%.2f\n", x[i] / y[i] }' | median
+}
+ratios_list() { # NAME BASE -> "1.16, 1.41, 1.19"
+    awk -v a="${V_W[$1]}" -v b="${V_W[$2]}" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " ")
+        for (i = 1; i <= n; i++) if (y[i] > 0) printf "%s%.2f", (i > 1 ? ", " : ""), x[i] / y[i] }'
+}
 
 # ---------------------------------------------------------------- run
 say "mode $MODE, ${DUR}s per figure, database $(sed -E 's/\?.*//' <<<"$PGURI")"
 make_baseline
 say "baseline table: $BASELINE_SHAPE; $NINDEX indexes"
 
-declare -A W P50 P99 ERR CPU GWCPU PGCPU DESC
-run_pgbench a1 "$A1_CLIENTS" "$WORK/a1.sql" 1
-W[a1]=$R_wps P50[a1]=$R_p50 P99[a1]=$R_p99 ERR[a1]=$R_err PGCPU[a1]=$R_pgcpu
-DESC[a1]="pgbench, $A1_CLIENTS clients, 1 row per transaction"
-say "a1 one row/txn:  ${W[a1]} rows/s  p50 ${P50[a1]} ms  p99 ${P99[a1]} ms"
-run_pgbench a2 "$A2_CLIENTS" "$WORK/a2.sql" "$A2_ROWS"
-W[a2]=$R_wps P50[a2]=$R_p50 P99[a2]=$R_p99 ERR[a2]=$R_err PGCPU[a2]=$R_pgcpu
-DESC[a2]="pgbench, $A2_CLIENTS clients, $A2_ROWS rows per transaction, pipelined"
-say "a2 pipelined:    ${W[a2]} rows/s  p50 ${P50[a2]} ms (per transaction)  p99 ${P99[a2]} ms"
-"${PSQL[@]}" -c 'DROP TABLE IF EXISTS bench_baseline'
-BASELINE_CREATED=
+declare -A V_W V_P50 V_P99 V_CPU V_GWCPU V_PGCPU W P50 P99 CPU GWCPU PGCPU ERR DESC
+keep() { # NAME: appends this round's R_* figures to NAME's lists
+    local n=$1
+    V_W[$n]+=" $R_wps" V_P50[$n]+=" $R_p50" V_P99[$n]+=" $R_p99"
+    V_CPU[$n]+=" ${R_cpu:-}" V_GWCPU[$n]+=" ${R_gwcpu:-}" V_PGCPU[$n]+=" ${R_pgcpu:-}"
+    ERR[$n]=$((${ERR[$n]:-0} + R_err))
+}
+median() { # the median of the numbers on stdin (the lower one for an even count), or n/a
+    tr ' ' '\n' | awk '/^[0-9.]+$/' | sort -g |
+        awk '{ v[NR] = $1 } END { if (NR == 0) print "n/a"; else print v[int((NR + 1) / 2)] }'
+}
 
-FAILED=0
-((ERR[a1] + ERR[a2] == 0)) || FAILED=1
 GW_RUNS=()
 if [[ $MODE != baseline ]]; then
     [[ -n ${WAYGATE_SEGMENT_A:-} ]] || die "the dev stack issued no segment to branch a (WAYGATE_SEGMENT_A empty)"
@@ -379,19 +417,43 @@ if [[ $MODE != baseline ]]; then
     fi
     for spec in $CONF; do
         IFS=: read -r name conns streams batch <<<"$spec"
-        run_wgload "$name" "$conns" "$streams" "$batch"
-        W[$name]=$R_wps P50[$name]=$R_p50 P99[$name]=$R_p99 ERR[$name]=$R_err
-        CPU[$name]=$R_cpu GWCPU[$name]=$R_gwcpu PGCPU[$name]=$R_pgcpu
+        GW_RUNS+=("$name:$batch")
         if ((batch > 0)); then
             DESC[$name]="gateway SubmitBatch of $batch, $conns conn x $streams streams"
         else
             DESC[$name]="gateway Submit, $((conns * streams)) streams ($conns conn x $streams)"
         fi
-        ((R_err == 0)) || FAILED=1
-        GW_RUNS+=("$name:$batch")
-        say "$name: ${W[$name]} waybills/s  p50 ${P50[$name]} ms  p99 ${P99[$name]} ms  errors $R_err  client ${CPU[$name]} us/wb  gateway ${GWCPU[$name]} us/wb  postgres ${PGCPU[$name]} us/wb"
     done
 fi
+DESC[a1]="pgbench, $A1_CLIENTS clients, 1 row per transaction"
+DESC[a2]="pgbench, $A2_CLIENTS clients, $A2_ROWS rows per transaction, pipelined"
+
+for ((round = 1; round <= REPEAT; round++)); do
+    ((REPEAT == 1)) || say "round $round of $REPEAT"
+    run_pgbench a1 "$A1_CLIENTS" "$WORK/a1.sql" 1
+    keep a1
+    say "a1 one row/txn:  $R_wps rows/s  p50 $R_p50 ms  p99 $R_p99 ms  postgres $R_pgcpu us/row"
+    run_pgbench a2 "$A2_CLIENTS" "$WORK/a2.sql" "$A2_ROWS"
+    keep a2
+    say "a2 pipelined:    $R_wps rows/s  p50 $R_p50 ms (per transaction)  p99 $R_p99 ms  postgres $R_pgcpu us/row"
+    [[ $MODE != baseline ]] || continue
+    for spec in $CONF; do
+        IFS=: read -r name conns streams batch <<<"$spec"
+        run_wgload "$name" "$conns" "$streams" "$batch"
+        keep "$name"
+        say "$name: $R_wps waybills/s  p50 $R_p50 ms  p99 $R_p99 ms  errors $R_err  client $R_cpu us/wb  gateway $R_gwcpu us/wb  postgres $R_pgcpu us/wb"
+    done
+done
+"${PSQL[@]}" -c 'DROP TABLE IF EXISTS bench_baseline'
+BASELINE_CREATED=
+
+FAILED=0
+for n in "${!ERR[@]}"; do
+    ((ERR[$n] == 0)) || FAILED=1
+    W[$n]=$(median <<<"${V_W[$n]}") P50[$n]=$(median <<<"${V_P50[$n]}")
+    P99[$n]=$(median <<<"${V_P99[$n]}") CPU[$n]=$(median <<<"${V_CPU[$n]}")
+    GWCPU[$n]=$(median <<<"${V_GWCPU[$n]}") PGCPU[$n]=$(median <<<"${V_PGCPU[$n]}")
+done
 
 # ---------------------------------------------------------------- report
 vs() { # NAME -> the baseline it is compared with
@@ -407,7 +469,7 @@ TABLE=$WORK/table.md
     done
     for r in "${GW_RUNS[@]}"; do
         n=${r%%:*} b=$(vs "$r")
-        echo "| $n | ${DESC[$n]} | ${W[$n]} | $(ratio "${W[$n]}" "${W[$b]}") x $b | ${P50[$n]} | ${P99[$n]} | ${CPU[$n]} | ${GWCPU[$n]} | ${PGCPU[$n]} | ${ERR[$n]} |"
+        echo "| $n | ${DESC[$n]} | ${W[$n]} | $(paired_ratio "$n" "$b") x $b | ${P50[$n]} | ${P99[$n]} | ${CPU[$n]} | ${GWCPU[$n]} | ${PGCPU[$n]} | ${ERR[$n]} |"
     done
 } >"$TABLE"
 echo
@@ -417,14 +479,16 @@ echo
 TARGETS=$WORK/targets.md
 : >"$TARGETS"
 if [[ -n ${W[s64]:-} ]]; then
-    r=$(ratio "${W[s64]}" "${W[a1]}")
+    r=$(paired_ratio s64 a1)
     ok=$(awk -v r="$r" -v p="${P99[s64]}" -v e="${ERR[s64]}" 'BEGIN { print (r >= 1.2 && p < 50 && e == 0) ? "met" : "NOT met" }')
     echo "- Submit at 64 streams >= 1.2x the one-row baseline (a1) with p99 < 50 ms: ${r}x, p99 ${P99[s64]} ms: **$ok**" >>"$TARGETS"
+    ((REPEAT == 1)) || echo "  (per round: ratio $(ratios_list s64 a1); p99 $(sed 's/^ //; s/ /, /g' <<<"${V_P99[s64]}") ms)" >>"$TARGETS"
 fi
 if [[ -n ${W[b100]:-} ]]; then
-    r=$(ratio "${W[b100]}" "${W[a2]}")
+    r=$(paired_ratio b100 a2)
     ok=$(awk -v r="$r" -v e="${ERR[b100]}" 'BEGIN { print (r >= 0.6 && e == 0) ? "met" : "NOT met" }')
     echo "- SubmitBatch of 100 >= 0.6x the pipelined baseline (a2): ${r}x: **$ok**" >>"$TARGETS"
+    ((REPEAT == 1)) || echo "  (per round: ratio $(ratios_list b100 a2))" >>"$TARGETS"
 fi
 cat "$TARGETS"
 
@@ -435,6 +499,9 @@ if [[ $MODE == full ]]; then
     PGVER=$("${PSQL[@]}" -tA -c 'SHOW server_version')
     SYNC=$("${PSQL[@]}" -tA -c 'SHOW synchronous_commit')
     REV=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo unknown)
+    if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | head -n 1) ]]; then
+        REV="$REV with uncommitted changes"
+    fi
     cat >"$DOC" <<EOF
 # Performance
 
@@ -448,7 +515,8 @@ absolute numbers, across machines.
 - date: $(date -u '+%Y-%m-%d %H:%M UTC'), commit $REV
 - machine: $(nproc) CPUs ($CPU_MODEL), $MEM, $(uname -sr); PostgreSQL $PGVER on the same box
   (synchronous_commit = $SYNC: a waybill is acknowledged only after its commit is durable)
-- each figure: ${DUR} s after a 1 s warm-up (gateway) or ${DUR} s (pgbench), in this order
+- each figure: ${DUR} s after a 1 s warm-up (gateway) or ${DUR} s (pgbench), in the table's
+  order; $(if ((REPEAT > 1)); then echo "the whole sequence ran $REPEAT times; each cell is the median of its $REPEAT values (errors: the sum), a ratio the median of the per-round ratios (each figure over the baseline of its own round)"; else echo "one round (BENCH_REPEAT=3 gives medians of three)"; fi)
 - gateway: $(gw_conf_summary)
 - load average at the start: $LOAD_START; at the end: $(cut -d' ' -f1-3 /proc/loadavg) (anything
   else running on the machine shows up in these figures)
@@ -480,10 +548,13 @@ $(if [[ -s $TARGETS ]]; then cat "$TARGETS"; else echo "- gateway figures not me
   (getrusage), on the same two CPUs as the gateway and PostgreSQL; "gateway CPU" is waygated's
   user+sys time (from /proc) over the whole wgload call, warm-up included, per waybill
   accepted in that call; "PostgreSQL CPU" likewise for the whole cluster (postmaster, its
-  backends, background writers), per row for the baselines. Out of 2 CPUs, 1 000 000 us of
-  CPU per second are available in all: the three CPU columns show who spends them. The gateway's \`waybill\` table is not emptied between runs (it keeps growing).
+  backends, background writers), per row for the baselines. With $(nproc) CPUs, $(nproc) 000 000 us
+  of CPU per second are available in all: the three CPU columns show who spends them.
+- The gateway's tables: $(if [[ -n $RESET ]]; then echo "emptied (\`waybill\`, \`phone_owner\`, \`phone_sender\`) before each gateway figure, as \`bench_baseline\` is before each baseline, so that every figure starts from an empty table and a checkpoint (with random blind-index keys, index size and full-page writes after a checkpoint grow with the table)"; else echo "not emptied (someone else's stack): the \`waybill\` table held ${GW_ROWS_AT_START:-?} rows at the first gateway figure and grew during the run, which makes the gateway figures lower than on an empty table"; fi).
 - Run it: \`tests/bench/run.sh\` (a throw-away dev stack) or \`tests/bench/run.sh DIR\` (an
-  existing one; it adds the benchmark's waybills to that stack's database).
+  existing one; it adds the benchmark's waybills to that stack's database);
+  \`BENCH_REPEAT=3\` for medians of three rounds. This file came from:
+  \`BENCH_REPEAT=$REPEAT BENCH_DURATION=$DUR tests/bench/run.sh$([[ -n $OWN_STACK ]] || echo " DIR")\`.
 EOF
     say "wrote $DOC"
 fi

@@ -1,0 +1,109 @@
+/* wgload.h: the state shared by wgload's two halves: wlnet.c (connections, HTTP/2 streams,
+ * request building, response checks, the run's phases) and wgload.c (options, set-up, report).
+ * Everything runs on one libevent loop in one thread; struct load is the whole run's state. */
+#ifndef WL_WGLOAD_H
+#define WL_WGLOAD_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+#include <openssl/ssl.h>
+
+#include "synth.h"
+
+#define MAX_RESP (64u << 20) /* bytes of one response body we are willing to buffer */
+#define NCODES 17            /* gRPC status codes 0..16 */
+#define NSAMPLES 6           /* distinct error messages kept for the report */
+
+/* Names of the gRPC status codes 0..16. */
+extern const char *const wl_code_names[NCODES];
+
+struct opts {
+    const char *addr, *ca, *cert, *key, *servername, *origin_branch, *path;
+    char prefix[24];
+    uint64_t seg_from, seg_to, first;
+    int width, conns, streams, batch, dump;
+    double duration, warmup;
+    long long requests;
+    long timeout_ms;
+    uint64_t seed;
+};
+
+/* Failures, whatever the phase they happen in: any of them makes the exit status 1. */
+struct errs {
+    uint64_t grpc[NCODES + 1]; /* call-level grpc-status != 0; [NCODES] = out of range */
+    uint64_t item[NCODES + 1]; /* per-item codes != 0 in SubmitBatch responses */
+    uint64_t http, reset, nostatus, decode, conn, unfinished, exhausted;
+};
+
+enum phase { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE };
+
+struct load;
+
+struct req {
+    struct conn *c;
+    struct req *prev, *next; /* the connection's in-flight list */
+    int32_t sid;
+    uint32_t nwb;
+    double t0;
+    uint8_t *body;
+    size_t blen, boff;
+    uint8_t *resp;
+    size_t rlen, rcap;
+    int http, grpc;
+    char msg[128];
+};
+
+struct conn {
+    struct load *L;
+    struct bufferevent *bev;
+    nghttp2_session *ng;
+    struct req *reqs;
+    int inflight;
+    bool ready, dead, goaway;
+};
+
+struct load {
+    struct opts o;
+    struct event_base *base;
+    SSL_CTX *ssl;
+    struct sockaddr_storage sa;
+    socklen_t salen;
+    char authority[300], timeout_hdr[32];
+    struct conn *conns;
+    int nready;
+    struct wl_synth_cfg scfg;
+    struct wl_synth *synth;
+    Waygate__V1__Waybill **wbp;
+    uint64_t next_no;
+    long long issued;
+    long inflight;
+    enum phase phase;
+    bool count_mode;
+    struct event *ev_timer;
+    double t_start, t_meas0, t_meas1;
+    struct rusage ru0, ru1;
+    /* measured window */
+    uint64_t m_req_ok, m_wb_ok;
+    uint32_t *lat_us;
+    size_t nlat, caplat;
+    /* whole run */
+    uint64_t all_wb_ok, all_dup;
+    struct errs e;
+    char samples[NSAMPLES][160];
+    int nsamples;
+};
+
+/* Opens connection c (TCP, TLS with ALPN h2, then HTTP/2); returns 0 or -1. Progress and
+ * failures are reported through the event loop. */
+int wl_conn_open(struct load *L, struct conn *c);
+/* The phase timer (warm-up -> measure -> drain -> done); arg is the struct load. */
+void wl_timer_cb(evutil_socket_t fd, short what, void *arg);
+/* Frees one request and its buffers; NULL-safe. */
+void wl_req_free(struct req *r);
+
+#endif
