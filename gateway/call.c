@@ -457,53 +457,86 @@ static void path_join(char *dst, size_t dstlen, const char *parent, const char *
         snprintf(dst, dstlen, "%s%s%s", parent, parent[0] ? "." : "", field);
 }
 
-/* Returns 0, GW_EINVAL with the offending field's path in bad, or GW_ETOOBIG when messages nest
- * deeper than MAX_NESTING. */
-static int check_strings(const ProtobufCMessage *m, const char *path, int depth, char *bad,
-                         size_t badlen)
+static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
 {
-    const ProtobufCMessageDescriptor *d = m->descriptor;
+    *v = 0;
+    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
+        uint8_t b = *(*p)++;
+        *v |= (uint64_t)(b & 0x7f) << shift;
+        if ((b & 0x80) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Checks every string field of the wire-format message p[0..len) of type d, at any depth, on the
+ * raw bytes: valid UTF-8 and no NUL (protobuf-c hands strings over NUL-terminated, so a NUL
+ * would silently cut the value short). Returns 0; GW_EINVAL with the field's path in bad and the
+ * rule in *why; or GW_ETOOBIG when messages nest deeper than MAX_NESTING. Called only on bytes
+ * that protobuf-c unpacked successfully, so the framing is known to be sound. */
+static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+                         const char *path, int depth, char *bad, size_t badlen, const char **why)
+{
+    const uint8_t *end = p + len;
+    unsigned seen[64] = {0}; /* occurrences of each repeated field so far, for its index */
 
     if (depth > MAX_NESTING)
         return GW_ETOOBIG;
-    for (unsigned i = 0; i < d->n_fields; i++) {
-        const ProtobufCFieldDescriptor *f = &d->fields[i];
-        const char *base = (const char *)m + f->offset;
+    while (p < end) {
+        const ProtobufCFieldDescriptor *f;
+        uint64_t key, n;
         char sub[256];
-        size_t count = 1;
-        const void *const *items;
+        long idx = -1;
+        int rc;
 
-        if (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)
+        if (!read_varint(&p, end, &key))
+            return GW_EINVAL;
+        switch (key & 7) {
+        case 0:
+            if (!read_varint(&p, end, &n))
+                return GW_EINVAL;
             continue;
-        if (f->flags & PROTOBUF_C_FIELD_FLAG_ONEOF) {
-            uint32_t which = *(const uint32_t *)((const char *)m + f->quantifier_offset);
-            if (which != f->id)
-                continue;
+        case 1:
+            p += 8;
+            continue;
+        case 5:
+            p += 4;
+            continue;
+        case 2:
+            break;
+        default:
+            return GW_EINVAL;
+        }
+        if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p))
+            return GW_EINVAL;
+        f = protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3));
+        if (f == NULL ||
+            (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)) {
+            p += n;
+            continue;
         }
         if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            count = *(const size_t *)((const char *)m + f->quantifier_offset);
-            items = *(const void *const *const *)base;
-        } else {
-            items = (const void *const *)base;
+            size_t fi = (size_t)(f - d->fields);
+            idx = fi < 64 ? (long)seen[fi]++ : 0;
         }
-        for (size_t k = 0; k < count; k++) {
-            const void *item = items[k];
-            if (item == NULL || (f->type == PROTOBUF_C_TYPE_STRING && item == f->default_value))
-                continue;
-            path_join(sub, sizeof(sub), path, f->name,
-                      f->label == PROTOBUF_C_LABEL_REPEATED ? (long)k : -1);
-            if (f->type == PROTOBUF_C_TYPE_STRING) {
-                const char *str = item;
-                if (!gw_utf8_valid(str, strlen(str))) {
-                    snprintf(bad, badlen, "%s", sub);
-                    return GW_EINVAL;
-                }
-            } else {
-                int rc = check_strings(item, sub, depth + 1, bad, badlen);
-                if (rc != 0)
-                    return rc;
+        path_join(sub, sizeof(sub), path, f->name, idx);
+        if (f->type == PROTOBUF_C_TYPE_STRING) {
+            if (!gw_utf8_valid((const char *)p, (size_t)n)) {
+                *why = "not valid UTF-8";
+                snprintf(bad, badlen, "%s", sub);
+                return GW_EINVAL;
             }
+            if (memchr(p, 0, (size_t)n) != NULL) {
+                *why = "must not contain a NUL character";
+                snprintf(bad, badlen, "%s", sub);
+                return GW_EINVAL;
+            }
+        } else {
+            rc = check_strings(f->descriptor, p, (size_t)n, sub, depth + 1, bad, badlen, why);
+            if (rc != 0)
+                return rc;
         }
+        p += n;
     }
     return 0;
 }
@@ -512,6 +545,7 @@ ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDes
                                  const uint8_t *req, size_t len)
 {
     ProtobufCMessage *m;
+    const char *why = "not valid UTF-8";
     char bad[256], msg[320];
 
     m = protobuf_c_message_unpack(desc, &call->pba, len, req);
@@ -522,11 +556,12 @@ ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDes
             gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, "request: not a valid protobuf message");
         return NULL;
     }
-    switch (check_strings(m, "", 0, bad, sizeof(bad))) {
+    bad[0] = '\0';
+    switch (check_strings(desc, req, len, "", 0, bad, sizeof(bad), &why)) {
     case 0:
         return m;
     case GW_EINVAL:
-        snprintf(msg, sizeof(msg), "%s: not valid UTF-8", bad);
+        snprintf(msg, sizeof(msg), "%s: %s", bad[0] ? bad : "request", why);
         gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, msg);
         return NULL;
     default:

@@ -375,6 +375,24 @@ static void test_echo_bad_utf8(void **state)
     harness_free(h);
 }
 
+/* A NUL inside a string would be cut off silently by protobuf-c's NUL-terminated strings: it is
+ * refused, with the field's path, before the handler sees a shortened value. */
+static void test_embedded_nul_refused(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    size_t n = frame_service(buf, "ab_cd");
+    struct body b = {buf, n, 0};
+    struct reply *r;
+
+    (void)state;
+    buf[9] = '\0'; /* "ab\0cd" */
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_INVALID_ARGUMENT);
+    assert_string_equal(r->grpc_message, "service: must not contain a NUL character");
+    harness_free(h);
+}
+
 /* A batch whose second waybill's sender name is not UTF-8: the message names the path. */
 static void test_nested_utf8_path(void **state)
 {
@@ -613,6 +631,7 @@ int main(void)
         cmocka_unit_test(test_unknown_method),
         cmocka_unit_test(test_echo),
         cmocka_unit_test(test_echo_bad_utf8),
+        cmocka_unit_test(test_embedded_nul_refused),
         cmocka_unit_test(test_nested_utf8_path),
         cmocka_unit_test(test_streaming),
         cmocka_unit_test(test_oversized),
