@@ -16,7 +16,7 @@ PKGS=(
     # integration tests and the shipped client (a real gRPC client)
     python3-grpcio python3-protobuf python3-pytest protobuf-compiler
     # tooling: certificates, HTTP/2 load (h2load)
-    nghttp2-client openssl
+    nghttp2-client openssl clang-format
 )
 
 missing=()

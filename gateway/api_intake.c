@@ -46,7 +46,7 @@ struct intake {
     size_t n;
     struct item *items;
     size_t seg_pending;
-    size_t *stored;          /* indexes of the items sent to the store */
+    size_t *stored; /* indexes of the items sent to the store */
     size_t nstored;
     struct gw_store_req *storereq;
 };
@@ -219,8 +219,8 @@ static void store_stage(struct intake *in)
             continue;
         rc = gw_seal_new_id(it->id);
         if (rc == 0)
-            rc = gw_seal_waybill(in->app->crypto, in->app->keys, &it->w, it->id, branch, by, now,
-                                 a, &sealed[in->nstored]);
+            rc = gw_seal_waybill(in->app->crypto, in->app->keys, &it->w, it->id, branch, by, now, a,
+                                 &sealed[in->nstored]);
         if (rc != 0) {
             GW_LOG(GW_LOG_ERROR, "intake", gw_call_log_ctx(in->call),
                    "sealing a waybill failed: %s", gw_err_str(rc));
@@ -257,10 +257,9 @@ static void segment_refused(struct item *it)
              "outside the waybill-number segments issued to branch %s (Art. 18)", in->who->branch);
     refuse(it, GW_GRPC_FAILED_PRECONDITION, "waybill_no", rule);
     GW_LOG(GW_LOG_WARN, "intake", lc, "waybill number outside the branch's segments refused");
-    rc = gw_store_record_incident(in->app->store, "medium", "segment_violation", in->who->name,
-                                  lc->peer, in->who->branch,
-                                  "submitted waybill number outside the branch's segments",
-                                  NULL, NULL, NULL, NULL);
+    rc = gw_store_record_incident(
+        in->app->store, "medium", "segment_violation", in->who->name, lc->peer, in->who->branch,
+        "submitted waybill number outside the branch's segments", NULL, NULL, NULL, NULL);
     if (rc != 0)
         GW_LOG(GW_LOG_ERROR, "intake", lc, "could not record the segment incident: %s",
                gw_err_str(rc));
@@ -314,8 +313,8 @@ static void check_item(struct intake *in, struct item *it, const Waygate__V1__Wa
         refuse(it, GW_GRPC_INVALID_ARGUMENT, "waybill_no", "is not a valid waybill number");
         return;
     }
-    rc = gw_segcache_check(in->app->segs, in->who->branch, it->prefix, it->numeric, segment_cb,
-                           it, &it->segreq);
+    rc = gw_segcache_check(in->app->segs, in->who->branch, it->prefix, it->numeric, segment_cb, it,
+                           &it->segreq);
     if (rc == 1)
         return;
     if (rc == 0)
@@ -391,8 +390,8 @@ void gw_api_intake_submit(struct gw_call *call, const uint8_t *req, size_t len)
 
     if (!intake_ready(call))
         return;
-    in = (Waygate__V1__SubmitRequest *)gw_call_unpack(call, &waygate__v1__submit_request__descriptor,
-                                                      req, len);
+    in = (Waygate__V1__SubmitRequest *)gw_call_unpack(
+        call, &waygate__v1__submit_request__descriptor, req, len);
     if (in == NULL)
         return;
     intake_start(call, &in->waybill, 1, false);
@@ -410,7 +409,8 @@ void gw_api_intake_submit_batch(struct gw_call *call, const uint8_t *req, size_t
     if (in == NULL)
         return;
     if (in->n_waybills == 0) {
-        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, "waybills: at least one waybill is required");
+        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT,
+                       "waybills: at least one waybill is required");
         return;
     }
     if (in->n_waybills > BATCH_MAX) {

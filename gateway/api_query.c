@@ -41,18 +41,36 @@ static char **slot(Waygate__V1__Waybill *w, enum gw_col c)
     Waygate__V1__Party *p = c >= GW_COL_RECIPIENT_NAME ? w->recipient : w->sender;
 
     switch (c) {
-    case GW_COL_WAYBILL_NO: return &w->waybill_no;
-    case GW_COL_ITEM_DESCRIPTION: return &w->item_description;
-    case GW_COL_SENDER_NAME: case GW_COL_RECIPIENT_NAME: return &p->name;
-    case GW_COL_SENDER_PHONE: case GW_COL_RECIPIENT_PHONE: return &p->phone;
-    case GW_COL_SENDER_PROVINCE: case GW_COL_RECIPIENT_PROVINCE: return &p->province;
-    case GW_COL_SENDER_CITY: case GW_COL_RECIPIENT_CITY: return &p->city;
-    case GW_COL_SENDER_DISTRICT: case GW_COL_RECIPIENT_DISTRICT: return &p->district;
-    case GW_COL_SENDER_ADDRESS_DETAIL: case GW_COL_RECIPIENT_ADDRESS_DETAIL:
+    case GW_COL_WAYBILL_NO:
+        return &w->waybill_no;
+    case GW_COL_ITEM_DESCRIPTION:
+        return &w->item_description;
+    case GW_COL_SENDER_NAME:
+    case GW_COL_RECIPIENT_NAME:
+        return &p->name;
+    case GW_COL_SENDER_PHONE:
+    case GW_COL_RECIPIENT_PHONE:
+        return &p->phone;
+    case GW_COL_SENDER_PROVINCE:
+    case GW_COL_RECIPIENT_PROVINCE:
+        return &p->province;
+    case GW_COL_SENDER_CITY:
+    case GW_COL_RECIPIENT_CITY:
+        return &p->city;
+    case GW_COL_SENDER_DISTRICT:
+    case GW_COL_RECIPIENT_DISTRICT:
+        return &p->district;
+    case GW_COL_SENDER_ADDRESS_DETAIL:
+    case GW_COL_RECIPIENT_ADDRESS_DETAIL:
         return &p->address_detail;
-    case GW_COL_SENDER_COMPANY: case GW_COL_RECIPIENT_COMPANY: return &p->company;
-    case GW_COL_SENDER_ID_NUMBER: case GW_COL_RECIPIENT_ID_NUMBER: return &p->id_number;
-    default: return NULL;
+    case GW_COL_SENDER_COMPANY:
+    case GW_COL_RECIPIENT_COMPANY:
+        return &p->company;
+    case GW_COL_SENDER_ID_NUMBER:
+    case GW_COL_RECIPIENT_ID_NUMBER:
+        return &p->id_number;
+    default:
+        return NULL;
     }
 }
 
@@ -61,12 +79,23 @@ static void set_number(Waygate__V1__Waybill *w, enum gw_col c, const struct gw_s
     long long x = v->n > 0 ? strtoll(v->p, NULL, 10) : 0;
 
     switch (c) {
-    case GW_COL_PICKUP_TIME: w->pickup_time = x; break;
-    case GW_COL_SENDER_ID_TYPE: w->sender->id_type = (Waygate__V1__IdType)x; break;
-    case GW_COL_RECIPIENT_ID_TYPE: w->recipient->id_type = (Waygate__V1__IdType)x; break;
-    case GW_COL_SENDER_GENDER: w->sender->gender = (Waygate__V1__Gender)x; break;
-    case GW_COL_RECIPIENT_GENDER: w->recipient->gender = (Waygate__V1__Gender)x; break;
-    default: break;
+    case GW_COL_PICKUP_TIME:
+        w->pickup_time = x;
+        break;
+    case GW_COL_SENDER_ID_TYPE:
+        w->sender->id_type = (Waygate__V1__IdType)x;
+        break;
+    case GW_COL_RECIPIENT_ID_TYPE:
+        w->recipient->id_type = (Waygate__V1__IdType)x;
+        break;
+    case GW_COL_SENDER_GENDER:
+        w->sender->gender = (Waygate__V1__Gender)x;
+        break;
+    case GW_COL_RECIPIENT_GENDER:
+        w->recipient->gender = (Waygate__V1__Gender)x;
+        break;
+    default:
+        break;
     }
 }
 
@@ -143,8 +172,8 @@ static void data_loss(struct get *g, const struct gw_sealed_waybill *row, int ba
 {
     const struct gw_log_ctx *lc = gw_call_log_ctx(g->call);
     const struct gw_principal *who = gw_call_principal(g->call);
-    const char *part = bad >= 0 ? gw_col_sql[bad]
-                       : bad == GW_SEAL_PART_DEK ? "dek_wrapped"
+    const char *part = bad >= 0                      ? gw_col_sql[bad]
+                       : bad == GW_SEAL_PART_DEK     ? "dek_wrapped"
                        : bad == GW_SEAL_PART_CONTENT ? "content_mac"
                                                      : "record";
     char idtext[37], detail[160];
@@ -222,16 +251,15 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_finish(call, GW_GRPC_UNAVAILABLE, "queries are not configured on this gateway");
         return;
     }
-    in = (Waygate__V1__GetRequest *)gw_call_unpack(call, &waygate__v1__get_request__descriptor,
-                                                   req, len);
+    in = (Waygate__V1__GetRequest *)gw_call_unpack(call, &waygate__v1__get_request__descriptor, req,
+                                                   len);
     if (in == NULL)
         return;
     if (in->waybill_no[0] == '\0') {
         gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, "waybill_no: is required");
         return;
     }
-    rc = gw_seal_waybill_bidx(app->crypto, app->keys, in->waybill_no, strlen(in->waybill_no),
-                              bidx);
+    rc = gw_seal_waybill_bidx(app->crypto, app->keys, in->waybill_no, strlen(in->waybill_no), bidx);
     if (rc == GW_EINVAL) {
         gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT,
                        "waybill_no: must be 10 to 20 ASCII letters and digits, letter prefix "
@@ -253,8 +281,9 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
     rc = gw_store_get(app->store, bidx, got_cb, g, &g->req);
     if (rc != 0) {
         gw_call_finish(call, gw_err_grpc_status(rc),
-                       rc == GW_EUNAVAIL ? "database unavailable; retry" : "the waybill could not "
-                                                                           "be read");
+                       rc == GW_EUNAVAIL ? "database unavailable; retry"
+                                         : "the waybill could not "
+                                           "be read");
         return;
     }
     gw_call_set_cancel(call, cancel_cb, g);

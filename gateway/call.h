@@ -31,8 +31,8 @@ struct gw_call;
  * puts the principal's name in the subject CN, its role in OU and its branch scope in L. */
 struct gw_principal {
     char name[64];
-    char role[32];    /* "courier", "branch_clerk", ..., "backend"; "" when unauthenticated */
-    char branch[32];  /* "" when the principal has no branch scope */
+    char role[32];      /* "courier", "branch_clerk", ..., "backend"; "" when unauthenticated */
+    char branch[32];    /* "" when the principal has no branch scope */
     bool authenticated; /* false only on the insecure loopback listener */
 };
 
@@ -40,9 +40,9 @@ typedef void (*gw_handler_fn)(struct gw_call *call, const uint8_t *req, size_t l
 typedef void (*gw_cancel_fn)(void *arg);
 
 struct gw_method {
-    const char *path;       /* "/waygate.v1.WaybillIntake/Submit" */
-    gw_handler_fn handler;  /* NULL: answered UNIMPLEMENTED by the transport */
-    bool server_streaming;  /* the handler may gw_call_send() more than once */
+    const char *path;      /* "/waygate.v1.WaybillIntake/Submit" */
+    gw_handler_fn handler; /* NULL: answered UNIMPLEMENTED by the transport */
+    bool server_streaming; /* the handler may gw_call_send() more than once */
 };
 
 struct gw_app *gw_call_app(struct gw_call *call);

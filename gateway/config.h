@@ -12,23 +12,24 @@
 
 struct gw_config {
     /* [server] */
-    char *listen;                   /* "host:port" of the mTLS listener (required) */
-    bool insecure_loopback_only;    /* default false; true allows insecure_listen */
-    char *insecure_listen;          /* "host:port", must be a loopback address; NULL = none */
-    uint32_t max_connections;       /* default 1024 */
-    uint32_t max_concurrent_streams;/* per connection, default 100 */
-    uint32_t max_header_list_size;  /* bytes, default 16384 */
-    uint32_t max_message_size;      /* bytes of one gRPC message, default 4 MiB */
-    uint32_t handshake_timeout_ms;  /* TLS handshake + HTTP/2 preface, default 10000 */
-    uint32_t idle_timeout_ms;       /* no stream open and no bytes, default 300000 */
-    uint32_t drain_timeout_ms;      /* SIGTERM: longest wait for in-flight calls, default 10000 */
-    uint32_t max_deadline_ms;       /* cap on a client's grpc-timeout and default deadline, default 60000 */
+    char *listen;                    /* "host:port" of the mTLS listener (required) */
+    bool insecure_loopback_only;     /* default false; true allows insecure_listen */
+    char *insecure_listen;           /* "host:port", must be a loopback address; NULL = none */
+    uint32_t max_connections;        /* default 1024 */
+    uint32_t max_concurrent_streams; /* per connection, default 100 */
+    uint32_t max_header_list_size;   /* bytes, default 16384 */
+    uint32_t max_message_size;       /* bytes of one gRPC message, default 4 MiB */
+    uint32_t handshake_timeout_ms;   /* TLS handshake + HTTP/2 preface, default 10000 */
+    uint32_t idle_timeout_ms;        /* no stream open and no bytes, default 300000 */
+    uint32_t drain_timeout_ms;       /* SIGTERM: longest wait for in-flight calls, default 10000 */
+    uint32_t
+        max_deadline_ms; /* cap on a client's grpc-timeout and default deadline, default 60000 */
 
     /* [tls] */
-    char *tls_cert;                 /* server certificate chain (PEM), required */
-    char *tls_key;                  /* server private key (PEM), required */
-    char *tls_client_ca;            /* CA bundle that client certificates must chain to, required */
-    char *tls_crl;                  /* certificate revocation list (PEM), optional */
+    char *tls_cert;      /* server certificate chain (PEM), required */
+    char *tls_key;       /* server private key (PEM), required */
+    char *tls_client_ca; /* CA bundle that client certificates must chain to, required */
+    char *tls_crl;       /* certificate revocation list (PEM), optional */
 
     /* [database] */
     char *db_conninfo;              /* libpq conninfo or URI; must not contain a password */
@@ -39,10 +40,10 @@ struct gw_config {
     uint32_t db_reconnect_max_ms;   /* cap of the reconnect backoff, default 5000 */
 
     /* [keys] */
-    char *keyring;                  /* path of the keyring file (mode 0600), required */
+    char *keyring; /* path of the keyring file (mode 0600), required */
 
     /* [log] */
-    enum gw_log_level log_level;    /* default info */
+    enum gw_log_level log_level; /* default info */
 };
 
 /* Parses the INI file at path into *out (fields not in the file get their defaults).
@@ -50,12 +51,14 @@ struct gw_config {
  * naming the file, the line and the key, e.g.
  *   "waygated.conf:12: [server] max_connections: must be between 1 and 1000000"
  * On failure *out holds nothing that needs freeing. */
-int gw_config_load(const char *path, struct gw_config *out, char *errbuf, size_t errlen) GW_MUST_CHECK;
+int gw_config_load(const char *path, struct gw_config *out, char *errbuf,
+                   size_t errlen) GW_MUST_CHECK;
 
 /* Frees what gw_config_load allocated; safe on a zeroed struct. */
 void gw_config_clear(struct gw_config *cfg);
 
 /* Splits "host:port" or "[v6]:port" into host and port; returns 0 or GW_EINVAL. */
-int gw_config_split_hostport(const char *s, char *host, size_t hostlen, uint16_t *port) GW_MUST_CHECK;
+int gw_config_split_hostport(const char *s, char *host, size_t hostlen,
+                             uint16_t *port) GW_MUST_CHECK;
 
 #endif

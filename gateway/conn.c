@@ -198,8 +198,8 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
         unsigned long e = c->tls ? bufferevent_get_openssl_error(bev) : 0;
         if (e != 0) {
             gw_tls_error_string(e, reason, sizeof(reason));
-            GW_LOG(c->handshake_done && gw_tls_error_is_eof(e) ? GW_LOG_DEBUG : GW_LOG_INFO,
-                   "conn", &c->log, "tls error: %s", reason);
+            GW_LOG(c->handshake_done && gw_tls_error_is_eof(e) ? GW_LOG_DEBUG : GW_LOG_INFO, "conn",
+                   &c->log, "tls error: %s", reason);
         }
         conn_close(c, "socket error");
         return;

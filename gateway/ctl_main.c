@@ -20,7 +20,8 @@ static const struct ctl_cmd commands[] = {
     {"keys", gw_ctl_keys, "keyring: init, rotate, retire, status, rewrap data keys"},
     {"migrate", gw_ctl_migrate, "apply the schema migrations (--db CONNINFO or $WAYGATE_PGURI)"},
     {"segments", gw_ctl_segments, "issue and list waybill-number segments of branches (Art. 18)"},
-    {"suspicious", gw_ctl_suspicious, "list phone numbers used by different senders (part 12 Art. 7)"},
+    {"suspicious", gw_ctl_suspicious,
+     "list phone numbers used by different senders (part 12 Art. 7)"},
 };
 
 #define NCOMMANDS (sizeof(commands) / sizeof(commands[0]))

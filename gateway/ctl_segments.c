@@ -17,7 +17,8 @@ static void segments_usage(FILE *f)
 {
     fprintf(f,
             "usage: waygatectl segments issue --branch B (--segment PREFIX:FROM-TO |\n"
-            "                                 [--prefix P] --from N --to M) [--by NAME] [--db CONNINFO]\n"
+            "                                 [--prefix P] --from N --to M) [--by NAME] [--db "
+            "CONNINFO]\n"
             "       waygatectl segments list [--branch B] [--db CONNINFO]\n"
             "  FROM and TO are the numeric parts of the first and last waybill number, or whole\n"
             "  numbers such as WG1000000000 (their letter prefix then gives the prefix).\n"
@@ -31,7 +32,8 @@ static PGconn *connect_db(const char *conninfo)
     if (conninfo == NULL)
         conninfo = getenv("WAYGATE_PGURI");
     if (conninfo == NULL || conninfo[0] == '\0') {
-        fprintf(stderr, "waygatectl segments: no database: give --db CONNINFO or set WAYGATE_PGURI\n");
+        fprintf(stderr,
+                "waygatectl segments: no database: give --db CONNINFO or set WAYGATE_PGURI\n");
         return NULL;
     }
     pg = PQconnectdb(conninfo);
@@ -60,8 +62,10 @@ static int parse_bound(const char *s, char prefix[GW_WAYBILLNO_PREFIX_MAX + 1], 
         return 0;
     }
     if (gw_waybillno_parse_ex(s, n, prefix, &num, NULL, &rule) != 0) {
-        fprintf(stderr, "waygatectl segments: '%s' is neither a number of at most %d digits nor a "
-                        "waybill number (%s)\n", s, GW_WAYBILLNO_DIGITS_MAX, rule ? rule : "invalid");
+        fprintf(stderr,
+                "waygatectl segments: '%s' is neither a number of at most %d digits nor a "
+                "waybill number (%s)\n",
+                s, GW_WAYBILLNO_DIGITS_MAX, rule ? rule : "invalid");
         return -1;
     }
     *has_prefix = 1;
@@ -140,8 +144,10 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
         }
     }
     if (gw_segment_format(prefix, from, to, text, sizeof(text)) != 0) {
-        fprintf(stderr, "waygatectl segments issue: the range is invalid (FROM must not exceed TO, "
-                        "both at most %d digits)\n", GW_WAYBILLNO_DIGITS_MAX);
+        fprintf(stderr,
+                "waygatectl segments issue: the range is invalid (FROM must not exceed TO, "
+                "both at most %d digits)\n",
+                GW_WAYBILLNO_DIGITS_MAX);
         return GW_CTL_USAGE;
     }
     pg = connect_db(conninfo);
@@ -161,8 +167,9 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state != NULL && strcmp(state, "23P01") == 0)
-            fprintf(stderr, "waygatectl segments issue: %s overlaps a segment already issued "
-                            "(Art. 18: a number belongs to one branch only); nothing issued\n",
+            fprintf(stderr,
+                    "waygatectl segments issue: %s overlaps a segment already issued "
+                    "(Art. 18: a number belongs to one branch only); nothing issued\n",
                     text);
         else
             fprintf(stderr, "waygatectl segments issue: the database refused: %s",
@@ -216,10 +223,14 @@ out:
 int gw_ctl_segments(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},     {"branch", required_argument, NULL, 'b'},
-        {"segment", required_argument, NULL, 's'}, {"prefix", required_argument, NULL, 'p'},
-        {"from", required_argument, NULL, 'f'},   {"to", required_argument, NULL, 't'},
-        {"by", required_argument, NULL, 'y'},     {"help", no_argument, NULL, 'h'},
+        {"db", required_argument, NULL, 'd'},
+        {"branch", required_argument, NULL, 'b'},
+        {"segment", required_argument, NULL, 's'},
+        {"prefix", required_argument, NULL, 'p'},
+        {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},
+        {"by", required_argument, NULL, 'y'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *db = NULL, *branch = NULL, *segment = NULL, *prefix = NULL, *from = NULL,
@@ -234,15 +245,33 @@ int gw_ctl_segments(int argc, char **argv)
     optind = 2;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
-        case 'd': db = optarg; break;
-        case 'b': branch = optarg; break;
-        case 's': segment = optarg; break;
-        case 'p': prefix = optarg; break;
-        case 'f': from = optarg; break;
-        case 't': to = optarg; break;
-        case 'y': by = optarg; break;
-        case 'h': segments_usage(stdout); return GW_CTL_OK;
-        default: segments_usage(stderr); return GW_CTL_USAGE;
+        case 'd':
+            db = optarg;
+            break;
+        case 'b':
+            branch = optarg;
+            break;
+        case 's':
+            segment = optarg;
+            break;
+        case 'p':
+            prefix = optarg;
+            break;
+        case 'f':
+            from = optarg;
+            break;
+        case 't':
+            to = optarg;
+            break;
+        case 'y':
+            by = optarg;
+            break;
+        case 'h':
+            segments_usage(stdout);
+            return GW_CTL_OK;
+        default:
+            segments_usage(stderr);
+            return GW_CTL_USAGE;
         }
     }
     if (optind != argc) {

@@ -8,8 +8,8 @@
 #ifndef GW_DB_H
 #define GW_DB_H
 
-#include <stdbool.h>
 #include <libpq-fe.h>
+#include <stdbool.h>
 
 #include "err.h"
 
@@ -28,11 +28,11 @@ struct gw_db_stmt {
 };
 
 struct gw_db_result {
-    int nresults;                  /* == number of statements submitted */
-    PGresult *const *results;      /* results[i] for stmts[i]; NULL past a failed statement */
-    int failed_stmt;               /* index of the failing statement, or -1 */
-    const char *sqlstate;          /* SQLSTATE of the failure, or NULL */
-    const char *errmsg;            /* server's message: may quote values, never log or return it */
+    int nresults;             /* == number of statements submitted */
+    PGresult *const *results; /* results[i] for stmts[i]; NULL past a failed statement */
+    int failed_stmt;          /* index of the failing statement, or -1 */
+    const char *sqlstate;     /* SQLSTATE of the failure, or NULL */
+    const char *errmsg;       /* server's message: may quote values, never log or return it */
 };
 
 /* err: 0; GW_EINTERNAL when a statement failed (see res->failed_stmt, res->sqlstate; the

@@ -219,13 +219,15 @@ static int check_taiwan(const char *s, size_t n, const char **rule)
 static int check_foreign(const char *s, size_t n, int64_t now, const char **rule)
 {
     if (n == 15) {
-        if (!gw_ascii_alpha(s[0]) || !gw_ascii_alpha(s[1]) || !gw_ascii_alpha(s[2]) || !all_digits(s + 3, 12)) {
+        if (!gw_ascii_alpha(s[0]) || !gw_ascii_alpha(s[1]) || !gw_ascii_alpha(s[2]) ||
+            !all_digits(s + 3, 12)) {
             *rule = "a 15-character card number must be 3 letters followed by 12 digits";
             return GW_EINVAL;
         }
         return 0;
     }
-    if (n != 18 || s[0] != '9' || !all_digits(s, 17) || !(gw_ascii_digit(s[17]) || gw_ascii_upper(s[17]) == 'X')) {
+    if (n != 18 || s[0] != '9' || !all_digits(s, 17) ||
+        !(gw_ascii_digit(s[17]) || gw_ascii_upper(s[17]) == 'X')) {
         *rule = "card number must be 18 characters starting with 9 (or the 15-character form)";
         return GW_EINVAL;
     }

@@ -8,9 +8,13 @@
 #include "api.h"
 
 #define M(path, handler, streaming, access)                                                        \
-    { {path, handler, streaming}, access, NULL }
+    {                                                                                              \
+        {path, handler, streaming}, access, NULL                                                   \
+    }
 #define R(path, handler, streaming, roles)                                                         \
-    { {path, handler, streaming}, GW_RPC_AUTHENTICATED, roles }
+    {                                                                                              \
+        {path, handler, streaming}, GW_RPC_AUTHENTICATED, roles                                    \
+    }
 
 static const char *const couriers[] = {"courier", NULL};
 

@@ -31,8 +31,7 @@ static struct gw_str str_of(const char *s)
     return v;
 }
 
-static void party_values(const struct gw_party *p, char type[12], char gender[12],
-                         struct gw_str *v)
+static void party_values(const struct gw_party *p, char type[12], char gender[12], struct gw_str *v)
 {
     if (p->id_type != GW_ID_UNSPECIFIED)
         snprintf(type, 12, "%d", (int)p->id_type);
@@ -128,8 +127,8 @@ int gw_seal_new_id(uint8_t id[GW_STORE_ID_LEN])
     return 0;
 }
 
-int gw_seal_waybill_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const char *s,
-                         size_t n, uint8_t out[GW_CRYPTO_BIDX_LEN])
+int gw_seal_waybill_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const char *s, size_t n,
+                         uint8_t out[GW_CRYPTO_BIDX_LEN])
 {
     char norm[GW_WAYBILLNO_MAX + 1];
     size_t len = 0;
@@ -152,8 +151,8 @@ static int phone_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, struct 
     if (gw_phone_normalize(phone.p, phone.n, norm, sizeof(norm), &len) != 0)
         return GW_EINVAL;
     *has = true;
-    return gw_crypto_blind_index(cx, gw_keyring_index_key(kr), GW_BIDX_PHONE,
-                                 (const uint8_t *)norm, len, out);
+    return gw_crypto_blind_index(cx, gw_keyring_index_key(kr), GW_BIDX_PHONE, (const uint8_t *)norm,
+                                 len, out);
 }
 
 static int id_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const struct gw_party *p,
@@ -165,8 +164,8 @@ static int id_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const stru
     *has = false;
     if (p->id_number.n == 0)
         return 0;
-    if (gw_idcard_normalize(p->id_type, p->id_number.p, p->id_number.n, norm, sizeof(norm),
-                            &len) != 0)
+    if (gw_idcard_normalize(p->id_type, p->id_number.p, p->id_number.n, norm, sizeof(norm), &len) !=
+        0)
         return GW_EINVAL;
     *has = true;
     return gw_crypto_blind_index(cx, gw_keyring_index_key(kr), GW_BIDX_ID_NUMBER,
@@ -315,8 +314,8 @@ int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
         buf = gw_arena_alloc(a, row->ct[i].n - GW_CRYPTO_OVERHEAD + 1);
         if (buf == NULL)
             goto out;
-        rc = gw_crypto_open_into(cx, dek, aad.b, aad.n, row->ct[i].p, row->ct[i].n,
-                                 (uint8_t *)buf, row->ct[i].n - GW_CRYPTO_OVERHEAD + 1, &len);
+        rc = gw_crypto_open_into(cx, dek, aad.b, aad.n, row->ct[i].p, row->ct[i].n, (uint8_t *)buf,
+                                 row->ct[i].n - GW_CRYPTO_OVERHEAD + 1, &len);
         if (rc != 0) {
             if (rc == GW_EDATALOSS)
                 *bad = (int)i;

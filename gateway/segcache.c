@@ -23,7 +23,7 @@ struct gw_segcache {
     struct gw_store *store;
     struct gw_segment *segs; /* branch strings allocated with the array (one block each) */
     size_t nsegs;
-    uint64_t loaded_at_ms;   /* 0: never */
+    uint64_t loaded_at_ms; /* 0: never */
     struct gw_store_req *load;
     struct gw_segcache_req *waiting;
 };

@@ -107,8 +107,8 @@ void gw_store_sql_add(struct gw_store_sql *b, const char *fmt, ...)
 /* SQL type of the array carrying fixed parameter i, and the cast that turns its text element
  * into the column's type (text parameters only). */
 static const char *const fixed_casts[NFIXED] = {
-    "", "", "", "", "", "::integer", "", "::smallint", "::date", "::integer", "::integer",
-    "",  "", "", "", "", "",
+    "",          "",          "", "", "", "::integer", "", "::smallint", "::date",
+    "::integer", "::integer", "", "", "", "",          "", "",
 };
 
 /* The column names in parameter order: fixed_cols, then every ciphertext column. */
@@ -143,7 +143,9 @@ static char *group_sql_new(void)
     gw_store_sql_add(&b, "WITH v AS (SELECT * FROM unnest(");
     for (i = 0; i < NPARAMS; i++)
         gw_store_sql_add(&b, "%s$%zu::%s[]", i > 0 ? ", " : "", i + 1,
-                         i == 0 ? "uuid" : (i < NFIXED && fixed_formats[i] == 0) ? "text" : "bytea");
+                         i == 0                                  ? "uuid"
+                         : (i < NFIXED && fixed_formats[i] == 0) ? "text"
+                                                                 : "bytea");
     gw_store_sql_add(&b, ") WITH ORDINALITY AS v(");
     add_cols(&b, "", false);
     gw_store_sql_add(&b, ", ord)), ins AS (INSERT INTO waybill (");
@@ -418,15 +420,21 @@ static int group_send(struct gw_store *s, struct gw_store_group *g)
     struct pgarray arrays[NPARAMS];
     const char *values[NPARAMS];
     int lengths[NPARAMS], formats[NPARAMS];
-    struct gw_db_stmt st = {.sql = s->group_sql, .nparams = NPARAMS, .values = values,
-                            .lengths = lengths, .formats = formats, .result_format = 1};
+    struct gw_db_stmt st = {.sql = s->group_sql,
+                            .nparams = NPARAMS,
+                            .values = values,
+                            .lengths = lengths,
+                            .formats = formats,
+                            .result_format = 1};
     size_t i, k;
     int rc = 0;
 
     memset(arrays, 0, sizeof(arrays));
     for (k = 0; k < NPARAMS; k++) {
         arr_begin(&arrays[k],
-                  k == 0 ? OID_UUID : (k < NFIXED && fixed_formats[k] == 0) ? OID_TEXT : OID_BYTEA,
+                  k == 0                                  ? OID_UUID
+                  : (k < NFIXED && fixed_formats[k] == 0) ? OID_TEXT
+                                                          : OID_BYTEA,
                   g->n);
         for (i = 0; i < g->n; i++)
             arr_elem(g->items[i], k, &arrays[k]);

@@ -51,7 +51,7 @@ TAILQ_HEAD(gw_store_group_list, gw_store_group);
 struct gw_store {
     struct gw_db *db;
     struct event *ev_flush;
-    char *group_sql;   /* stores a whole group in one statement */
+    char *group_sql; /* stores a whole group in one statement */
     char *get_sql;
     struct gw_store_item_list pending;
     struct gw_store_req_list reqs;

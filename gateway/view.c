@@ -76,8 +76,8 @@ static int mask(enum gw_col col, const char *value, size_t n, char *out, size_t 
 }
 
 int gw_view_render(struct gw_crypto *cx, const uint8_t token_key[GW_CRYPTO_KEY_LEN],
-                   enum gw_col col, enum gw_view_mode mode, const char *value, size_t n,
-                   char *out, size_t outsz, size_t *outlen)
+                   enum gw_col col, enum gw_view_mode mode, const char *value, size_t n, char *out,
+                   size_t outsz, size_t *outlen)
 {
     char tok[GW_CRYPTO_TOKEN_LEN + 1];
     int rc;

@@ -31,7 +31,7 @@ enum gw_view_mode gw_view_policy(const char *role, enum gw_col col);
  * every other field become "****" (an empty value stays empty). Tokens are computed with cx and
  * token_key over the field name. Returns 0, GW_ETOOBIG, GW_EINVAL or GW_ECRYPTO. */
 int gw_view_render(struct gw_crypto *cx, const uint8_t token_key[GW_CRYPTO_KEY_LEN],
-                   enum gw_col col, enum gw_view_mode mode, const char *value, size_t n,
-                   char *out, size_t outsz, size_t *outlen) GW_MUST_CHECK;
+                   enum gw_col col, enum gw_view_mode mode, const char *value, size_t n, char *out,
+                   size_t outsz, size_t *outlen) GW_MUST_CHECK;
 
 #endif

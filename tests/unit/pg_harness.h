@@ -6,12 +6,12 @@
 #define GW_TEST_PG_HARNESS_H
 
 #include <pwd.h>
-#include <sys/time.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/types.h>
 #include <unistd.h>
 
