@@ -136,6 +136,7 @@ static int render(struct get *g, const struct gw_sealed_waybill *row,
     w->recipient = r;
     gw_store_id_text(row->id, view->id);
     view->status = "accepted";
+    view->accepted_at = row->created_at;
     w->origin_branch = arena_str(a, row->origin_branch);
     w->dest_region_code = arena_str(a, row->dest_region_code);
     w->service_type = arena_str(a, row->service_type);

@@ -56,6 +56,8 @@ struct gw_sealed_waybill {
     uint8_t content_mac[GW_STORE_MAC_LEN];
     /* ciphertexts, indexed by enum gw_col */
     struct gw_bytes ct[GW_COL_COUNT];
+    /* when the row was committed, Unix seconds (set by gw_store_get; ignored on submit) */
+    int64_t created_at;
 };
 
 enum gw_store_outcome {

@@ -16,8 +16,8 @@ static const char *const get_fixed_cols =
     "id, origin_branch, submitted_by, dest_region_code, weight_grams, service_type, "
     "security_level, to_char(pickup_day, 'YYYY-MM-DD'), wb_bidx, sender_phone_bidx, "
     "recipient_phone_bidx, sender_id_bidx, recipient_id_bidx, kek_version, dek_version, "
-    "dek_wrapped, content_mac";
-#define GET_NFIXED 17
+    "dek_wrapped, content_mac, extract(epoch FROM created_at)::bigint";
+#define GET_NFIXED 18
 
 char *gw_store_get_sql_new(void)
 {
@@ -61,6 +61,19 @@ static int16_t get_i16(const PGresult *res, int col)
         return 0;
     memcpy(&v, PQgetvalue(res, 0, col), 2);
     return (int16_t)ntohs(v);
+}
+
+static int64_t get_i64(const PGresult *res, int col)
+{
+    const uint8_t *p;
+    uint64_t v = 0;
+
+    if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != 8)
+        return 0;
+    p = (const uint8_t *)PQgetvalue(res, 0, col);
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return (int64_t)v;
 }
 
 static const char *get_str(const PGresult *res, int col)
@@ -120,6 +133,7 @@ static void get_done_cb(void *arg, int err, const struct gw_db_result *res)
     w.dek_wrapped.n = (size_t)PQgetlength(pr, 0, 15);
     if ((b = bin(pr, 16, GW_STORE_MAC_LEN)) != NULL)
         memcpy(w.content_mac, b, GW_STORE_MAC_LEN);
+    w.created_at = get_i64(pr, 17);
     for (i = 0; i < GW_COL_COUNT; i++) {
         if (PQgetisnull(pr, 0, GET_NFIXED + i))
             continue;

@@ -232,12 +232,15 @@ def assert_no_value(msg, w, extra=()):
 
 def test_valid_waybills_accepted_and_readable_masked(stack):
     for branch, principal in (("a", "courier_a"), ("a", "courier_a"), ("b", "courier_b")):
+        before = int(time.time())
         w = new_waybill(stack, branch)
         rec_id = accepted(stack, w, principal)
         view = get(stack, w.waybill_no, principal)
         check_courier_view(view, w, rec_id)
         assert view.waybill.origin_branch == branch
         assert view.status == "accepted"
+        # the commit time of the record (same machine clock as the test's)
+        assert before - 2 <= view.accepted_at <= int(time.time()) + 2
 
 
 def test_get_of_other_branch_is_not_found_like_unknown(stack):
