@@ -197,9 +197,15 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
     if (events & BEV_EVENT_ERROR) {
         unsigned long e = c->tls ? bufferevent_get_openssl_error(bev) : 0;
         if (e != 0) {
+            const char *why =
+                c->handshake_done ? NULL : gw_tls_verify_error(bufferevent_openssl_get_ssl(bev));
             gw_tls_error_string(e, reason, sizeof(reason));
-            GW_LOG(c->handshake_done && gw_tls_error_is_eof(e) ? GW_LOG_DEBUG : GW_LOG_INFO, "conn",
-                   &c->log, "tls error: %s", reason);
+            if (why != NULL)
+                GW_LOG(GW_LOG_INFO, "conn", &c->log,
+                       "tls handshake refused: client certificate: %s (%s)", why, reason);
+            else
+                GW_LOG(c->handshake_done && gw_tls_error_is_eof(e) ? GW_LOG_DEBUG : GW_LOG_INFO,
+                       "conn", &c->log, "tls error: %s", reason);
         }
         conn_close(c, "socket error");
         return;

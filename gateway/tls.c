@@ -223,6 +223,13 @@ const char *gw_tls_version(const struct ssl_st *ssl)
     return SSL_get_version(ssl);
 }
 
+const char *gw_tls_verify_error(const struct ssl_st *ssl)
+{
+    long v = SSL_get_verify_result(ssl);
+
+    return v == X509_V_OK ? NULL : X509_verify_cert_error_string(v);
+}
+
 bool gw_tls_error_is_eof(unsigned long e)
 {
     return ERR_GET_LIB(e) == ERR_LIB_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING;

@@ -42,6 +42,10 @@ const char *gw_tls_version(const struct ssl_st *ssl);
  * "unknown". Writes a NUL-terminated string into buf. */
 void gw_tls_error_string(unsigned long e, char *buf, size_t len);
 
+/* Why the peer's certificate failed verification ("certificate revoked", "unable to get local
+ * issuer certificate", ...), or NULL when verification did not fail. For logs. */
+const char *gw_tls_verify_error(const struct ssl_st *ssl);
+
 /* True when e only says the peer closed TCP without a TLS close_notify: routine for gRPC clients
  * that drop a finished connection, so not worth an info-level line. */
 bool gw_tls_error_is_eof(unsigned long e);

@@ -154,8 +154,13 @@ def test_certificate_from_another_ca_refused(stack):
 
 
 def test_revoked_certificate_refused(stack):
+    since = len(stack.log_lines())
     err = check_refused(stack, "revoked")
     assert re.search(r"revoked|certificate|eof|reset|closed", err, re.I), err
+    # the gateway's log says why: the certificate is on the CRL
+    assert wait_for(lambda: any("certificate revoked" in r.get("msg", "")
+                                for r in stack.log_records()[since:]), timeout=3), \
+        "the log does not say the certificate was revoked"
 
 
 def test_server_certificate_checked_by_client(stack):
