@@ -46,7 +46,8 @@ struct intake {
     size_t n;
     struct item *items;
     size_t seg_pending;
-    size_t *stored; /* indexes of the items sent to the store */
+    size_t seg_refused; /* items refused for their segment */
+    size_t *stored;     /* indexes of the items sent to the store */
     size_t nstored;
     struct gw_store_req *storereq;
 };
@@ -195,6 +196,24 @@ static void batch_done_cb(void *arg, const struct gw_store_result *r, size_t n)
     finish(in);
 }
 
+/* One incident per call for its numbers outside the branch's segments (Art. 17, 18). */
+static void record_segment_incident(struct intake *in)
+{
+    const struct gw_log_ctx *lc = gw_call_log_ctx(in->call);
+    char detail[128];
+    int rc;
+
+    GW_LOG(GW_LOG_WARN, "intake", lc, "%zu waybill number(s) outside the branch's segments refused",
+           in->seg_refused);
+    snprintf(detail, sizeof(detail),
+             "%zu submitted waybill number(s) outside the branch's segments", in->seg_refused);
+    rc = gw_store_record_incident(in->app->store, "medium", "segment_violation", in->who->name,
+                                  lc->peer, in->who->branch, detail, NULL, NULL, NULL, NULL);
+    if (rc != 0)
+        GW_LOG(GW_LOG_ERROR, "intake", lc, "could not record the segment incident: %s",
+               gw_err_str(rc));
+}
+
 /* Seals every item still pending and hands them to the store. */
 static void store_stage(struct intake *in)
 {
@@ -205,6 +224,8 @@ static void store_stage(struct intake *in)
     size_t i;
     int rc;
 
+    if (in->seg_refused > 0)
+        record_segment_incident(in);
     sealed = gw_arena_alloc(a, in->n * sizeof(*sealed));
     in->stored = gw_arena_alloc(a, in->n * sizeof(*in->stored));
     if (sealed == NULL || in->stored == NULL) {
@@ -249,20 +270,12 @@ static void store_stage(struct intake *in)
 static void segment_refused(struct item *it)
 {
     struct intake *in = it->in;
-    const struct gw_log_ctx *lc = gw_call_log_ctx(in->call);
     char rule[128];
-    int rc;
 
     snprintf(rule, sizeof(rule),
              "outside the waybill-number segments issued to branch %s (Art. 18)", in->who->branch);
     refuse(it, GW_GRPC_FAILED_PRECONDITION, "waybill_no", rule);
-    GW_LOG(GW_LOG_WARN, "intake", lc, "waybill number outside the branch's segments refused");
-    rc = gw_store_record_incident(
-        in->app->store, "medium", "segment_violation", in->who->name, lc->peer, in->who->branch,
-        "submitted waybill number outside the branch's segments", NULL, NULL, NULL, NULL);
-    if (rc != 0)
-        GW_LOG(GW_LOG_ERROR, "intake", lc, "could not record the segment incident: %s",
-               gw_err_str(rc));
+    in->seg_refused++;
 }
 
 static void segment_cb(void *arg, int err, bool found)
@@ -347,6 +360,7 @@ static void intake_start(struct gw_call *call, Waygate__V1__Waybill **waybills, 
     in->batch = batch;
     in->n = n;
     in->seg_pending = 0;
+    in->seg_refused = 0;
     in->stored = NULL;
     in->nstored = 0;
     in->storereq = NULL;

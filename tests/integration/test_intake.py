@@ -463,6 +463,25 @@ def test_number_outside_branch_segments_refused_and_recorded(stack):
             assert no not in row
 
 
+def test_batch_outside_segments_is_one_incident(stack):
+    """A batch with several numbers outside the branch's segments refuses each of them and records
+    one incident for the call, with the count, rather than one per waybill."""
+    before = incident_count(stack, "segment_violation")
+    items = [new_waybill(stack, "a") for _ in range(4)]
+    for it in items[1:]:
+        it.waybill_no = number_in(stack, "b", next(_counter))
+    resp = submit_batch(stack, items)
+    assert [r.code for r in resp.results] == [0, 9, 9, 9]
+    assert wait_for(lambda: incident_count(stack, "segment_violation") == before + 1, timeout=5)
+    time.sleep(0.5)  # nothing more arrives
+    assert incident_count(stack, "segment_violation") == before + 1
+    detail = stack.psql("SELECT detail FROM incident WHERE kind = 'segment_violation' "
+                        "ORDER BY id DESC LIMIT 1")[0]
+    assert detail.startswith("3 submitted waybill number(s)"), detail
+    for it in items[1:]:
+        assert it.waybill_no not in detail
+
+
 # --- idempotency ---------------------------------------------------------------------------------
 
 def test_resubmit_same_content_is_duplicate_with_same_id(stack):
