@@ -247,9 +247,67 @@ def test_garbage_request_invalid_argument(stack):
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
 
 
-@pytest.mark.skip(reason="needs a method that takes longer than a deadline; none exists yet")
+def cluster_pids(stack):
+    """The stack's PostgreSQL processes: the postmaster and its children."""
+    with open(os.path.join(stack.dir, "pg", "data", "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    pids = [postmaster]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                        pids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids
+
+
 def test_deadline_exceeded(stack):
-    pass
+    """A health check whose SELECT 1 cannot finish (PostgreSQL frozen with SIGSTOP) is ended by the
+    gateway at its deadline: a second gateway caps deadlines at 1 s (max_deadline_ms), the client
+    allows 10 s, and the answer is the gateway's own DEADLINE_EXCEEDED (its log says so). Once
+    the database moves again the gateway serves."""
+    with open(os.path.join(stack.dir, "waygated.conf")) as f:
+        conf = f.read()
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    conf = re.sub(r"(?m)^listen\s*=.*$", "listen = 127.0.0.1:%d\nmax_deadline_ms = 1000" % port,
+                  conf)
+    path = os.path.join(stack.dir, "deadline.conf")
+    with open(path, "w") as f:
+        f.write(conf)
+    log_path = os.path.join(stack.dir, "deadline.log")
+    log = open(log_path, "wb")
+    p = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", path], stdin=subprocess.DEVNULL,
+                         stdout=log, stderr=log)
+    addr = "127.0.0.1:%d" % port
+    pids = []
+    try:
+        assert wait_for(lambda: p.poll() is None and
+                        stack.health(addr=addr, timeout=2) == "SERVING", timeout=30)
+        pids = cluster_pids(stack)
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        e = rpc_error(lambda: stack.health(addr=addr, timeout=10))
+        assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e
+        assert e.details() == "deadline exceeded", e.details()  # the gateway's words, not grpcio's
+        with open(log_path, encoding="utf-8", errors="replace") as f:
+            assert "Health/Check grpc-status 4" in f.read()
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        log.close()
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=15)
 
 
 # --- the database's health ---
