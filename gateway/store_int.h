@@ -1,10 +1,12 @@
-/* store_int.h: private to the store (store.c: submits and group commit; store_read.c: reads,
- * segments, incidents). Not for other modules: they use store.h. */
+/* store_int.h: private to the store (store.c: submits and group commit; store_group.c: items and
+ * the group statement; store_read.c: reads, segments, incidents). Not for other modules: they use
+ * store.h. */
 #ifndef GW_STORE_INT_H
 #define GW_STORE_INT_H
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <sys/queue.h>
 
 #include "db.h"
@@ -21,8 +23,32 @@ enum gw_store_kind {
     GW_STORE_RK_INCIDENT
 };
 
-struct gw_store_item;
-struct gw_store_group;
+struct gw_store_item {
+    TAILQ_ENTRY(gw_store_item) link; /* store->pending while queued */
+    struct gw_store_req *req;
+    size_t index;
+    int requeues;
+    bool queued;
+    bool resolved;
+    uint8_t id[GW_STORE_ID_LEN];
+    uint8_t mac[GW_STORE_MAC_LEN];
+    uint8_t sort_phone[GW_STORE_BIDX_LEN];
+    uint8_t sort_id[GW_STORE_BIDX_LEN];
+    uint8_t wb[GW_STORE_BIDX_LEN];
+    const char *values[GW_STORE_NPARAMS];
+    int lengths[GW_STORE_NPARAMS];
+    size_t alloc_size;
+};
+
+struct gw_store_group {
+    TAILQ_ENTRY(gw_store_group) link;
+    struct gw_store *store;
+    struct gw_db_req *dbreq;
+    bool batch;
+    int attempt;
+    size_t n;
+    struct gw_store_item *items[];
+};
 
 /* A handle. Submits own their items; simple operations own one db request. */
 struct gw_store_req {
@@ -71,6 +97,17 @@ void gw_store_sql_add(struct gw_store_sql *b, const char *fmt, ...)
 /* store.c: a handle on store->reqs / its release (frees items; never calls back). */
 struct gw_store_req *gw_store_req_new(struct gw_store *s, enum gw_store_kind kind, void *arg);
 void gw_store_req_free(struct gw_store_req *r);
+
+/* store_group.c: the text of the group insert statement (gw_free), NULL on overflow/ENOMEM. */
+char *gw_store_group_sql_new(void);
+/* store_group.c: copies one sealed waybill into a self-contained item with its parameters ready;
+ * 0 or a negative gw_err (*out is then NULL). The item is freed (wiped) with gw_store_item_free. */
+int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **out) GW_MUST_CHECK;
+void gw_store_item_free(struct gw_store_item *it);
+/* store_group.c: sends g as one statement (one transaction) with gw_store_group_done_cb (store.c)
+ * as its callback. Returns 0 or the gw_db_exec error (g is then not sent). */
+int gw_store_group_send(struct gw_store *s, struct gw_store_group *g) GW_MUST_CHECK;
+void gw_store_group_done_cb(void *arg, int err, const struct gw_db_result *res);
 
 /* store_read.c: the text of the read-by-wb_bidx statement (gw_free), NULL on overflow/ENOMEM. */
 char *gw_store_get_sql_new(void);
