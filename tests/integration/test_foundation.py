@@ -263,50 +263,66 @@ def cluster_pids(stack):
     return pids
 
 
+class SecondGateway:
+    """Another waygated on a free port, with the dev stack's config plus `extra` [server] lines,
+    logging to DIR/<name>.log: for tests that must not disturb the session's gateway."""
+
+    def __init__(self, stack, name, extra=""):
+        with open(os.path.join(stack.dir, "waygated.conf")) as f:
+            conf = f.read()
+        s = socket.socket()
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        s.close()
+        conf = re.sub(r"(?m)^listen\s*=.*$", "listen = 127.0.0.1:%d\n%s" % (port, extra), conf)
+        path = os.path.join(stack.dir, name + ".conf")
+        with open(path, "w") as f:
+            f.write(conf)
+        self.addr = "127.0.0.1:%d" % port
+        self.log_path = os.path.join(stack.dir, name + ".log")
+        self._log = open(self.log_path, "wb")
+        self.proc = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", path],
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        ok = wait_for(lambda: self.proc.poll() is None and
+                      stack.health(addr=self.addr, timeout=2) == "SERVING", timeout=30)
+        if not ok:
+            self.close()
+            pytest.fail("second gateway did not become SERVING (exit %r)" % self.proc.poll())
+
+    def log_text(self):
+        with open(self.log_path, encoding="utf-8", errors="replace") as f:
+            return f.read()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
+
+
 def test_deadline_exceeded(stack):
     """A health check whose SELECT 1 cannot finish (PostgreSQL frozen with SIGSTOP) is ended by the
     gateway at its deadline: a second gateway caps deadlines at 1 s (max_deadline_ms), the client
     allows 10 s, and the answer is the gateway's own DEADLINE_EXCEEDED (its log says so). Once
     the database moves again the gateway serves."""
-    with open(os.path.join(stack.dir, "waygated.conf")) as f:
-        conf = f.read()
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    conf = re.sub(r"(?m)^listen\s*=.*$", "listen = 127.0.0.1:%d\nmax_deadline_ms = 1000" % port,
-                  conf)
-    path = os.path.join(stack.dir, "deadline.conf")
-    with open(path, "w") as f:
-        f.write(conf)
-    log_path = os.path.join(stack.dir, "deadline.log")
-    log = open(log_path, "wb")
-    p = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", path], stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log)
-    addr = "127.0.0.1:%d" % port
+    gw = SecondGateway(stack, "deadline", "max_deadline_ms = 1000")
     pids = []
     try:
-        assert wait_for(lambda: p.poll() is None and
-                        stack.health(addr=addr, timeout=2) == "SERVING", timeout=30)
         pids = cluster_pids(stack)
         for pid in pids:
             os.kill(pid, signal.SIGSTOP)
-        e = rpc_error(lambda: stack.health(addr=addr, timeout=10))
+        e = rpc_error(lambda: stack.health(addr=gw.addr, timeout=10))
         assert e.code() == grpc.StatusCode.DEADLINE_EXCEEDED, e
         assert e.details() == "deadline exceeded", e.details()  # the gateway's words, not grpcio's
-        with open(log_path, encoding="utf-8", errors="replace") as f:
-            assert "Health/Check grpc-status 4" in f.read()
+        assert "Health/Check grpc-status 4" in gw.log_text()
     finally:
         for pid in pids:
             os.kill(pid, signal.SIGCONT)
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-            try:
-                p.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-        log.close()
+        gw.close()
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=15)
 
 
@@ -341,32 +357,12 @@ def test_log_is_one_json_object_per_line(stack):
 # --- shutdown (own gateway process, so that the session's stays up) ---
 
 def test_sigterm_exits_zero(stack):
-    with open(os.path.join(stack.dir, "waygated.conf")) as f:
-        conf = f.read()
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    conf = re.sub(r"(?m)^listen\s*=.*$", "listen = 127.0.0.1:%d" % port, conf)
-    path = os.path.join(stack.dir, "sigterm.conf")
-    with open(path, "w") as f:
-        f.write(conf)
-    log = open(os.path.join(stack.dir, "sigterm.log"), "wb")
-    p = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", path], stdin=subprocess.DEVNULL,
-                         stdout=log, stderr=log)
+    gw = SecondGateway(stack, "sigterm")
     try:
-        addr = "127.0.0.1:%d" % port
-        ok = wait_for(lambda: p.poll() is None and stack.health(addr=addr, timeout=2) == "SERVING",
-                      timeout=30)
-        assert ok, "second gateway did not become SERVING (exit %r)" % p.poll()
-        p.send_signal(signal.SIGTERM)
-        rc = p.wait(timeout=20)
+        gw.proc.send_signal(signal.SIGTERM)
+        rc = gw.proc.wait(timeout=20)
         assert rc == 0, "waygated exited %d after SIGTERM" % rc
     finally:
-        if p.poll() is None:
-            p.kill()
-            p.wait()
-        log.close()
-    with open(os.path.join(stack.dir, "sigterm.log"), encoding="utf-8", errors="replace") as f:
-        for i, line in enumerate(f, 1):
-            assert isinstance(json.loads(line), dict), "sigterm.log line %d not JSON" % i
+        gw.close()
+    for i, line in enumerate(gw.log_text().splitlines(), 1):
+        assert isinstance(json.loads(line), dict), "sigterm.log line %d not JSON" % i
