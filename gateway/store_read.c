@@ -89,6 +89,22 @@ static void copy_bidx(const PGresult *res, int col, uint8_t dst[GW_STORE_BIDX_LE
         memcpy(dst, b, GW_STORE_BIDX_LEN);
 }
 
+/* Sends a simple operation's one statement for r (already on the store's list, its callback
+ * set); frees r if it cannot be sent. Returns 0 with *out = r (out may be NULL) or the error. */
+static int simple_start(struct gw_store_req *r, const struct gw_db_stmt *st, gw_db_done_cb done,
+                        struct gw_store_req **out)
+{
+    int err = gw_db_exec(r->store->db, st, 1, 0, done, r, &r->dbreq);
+
+    if (err != 0) {
+        gw_store_req_free(r);
+        return err;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
 static void get_done_cb(void *arg, int err, const struct gw_db_result *res)
 {
     struct gw_store_req *r = arg;
@@ -153,7 +169,6 @@ int gw_store_get(struct gw_store *s, const uint8_t wb_bidx[GW_STORE_BIDX_LEN], g
     struct gw_db_stmt st = {
         .nparams = 1, .values = vals, .lengths = lens, .formats = fmts, .result_format = 1};
     struct gw_store_req *r;
-    int err;
 
     if (out != NULL)
         *out = NULL;
@@ -164,14 +179,7 @@ int gw_store_get(struct gw_store *s, const uint8_t wb_bidx[GW_STORE_BIDX_LEN], g
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.get = cb;
-    err = gw_db_exec(s->db, &st, 1, 0, get_done_cb, r, &r->dbreq);
-    if (err != 0) {
-        gw_store_req_free(r);
-        return err;
-    }
-    if (out != NULL)
-        *out = r;
-    return 0;
+    return simple_start(r, &st, get_done_cb, out);
 }
 
 static void segments_done_cb(void *arg, int err, const struct gw_db_result *res)
@@ -214,7 +222,6 @@ int gw_store_load_segments(struct gw_store *s, gw_store_segments_cb cb, void *ar
     struct gw_db_stmt st = {.sql = "SELECT branch, prefix, range_from, range_to FROM segment "
                                    "ORDER BY prefix, range_from"};
     struct gw_store_req *r;
-    int err;
 
     if (out != NULL)
         *out = NULL;
@@ -224,14 +231,7 @@ int gw_store_load_segments(struct gw_store *s, gw_store_segments_cb cb, void *ar
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.segments = cb;
-    err = gw_db_exec(s->db, &st, 1, 0, segments_done_cb, r, &r->dbreq);
-    if (err != 0) {
-        gw_store_req_free(r);
-        return err;
-    }
-    if (out != NULL)
-        *out = r;
-    return 0;
+    return simple_start(r, &st, segments_done_cb, out);
 }
 
 static void incident_done_cb(void *arg, int err, const struct gw_db_result *res)
@@ -264,7 +264,6 @@ int gw_store_record_incident(struct gw_store *s, const char *severity, const cha
                             .lengths = lens,
                             .formats = fmts};
     struct gw_store_req *r;
-    int err;
 
     if (out != NULL)
         *out = NULL;
@@ -274,12 +273,5 @@ int gw_store_record_incident(struct gw_store *s, const char *severity, const cha
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.done = cb;
-    err = gw_db_exec(s->db, &st, 1, 0, incident_done_cb, r, &r->dbreq);
-    if (err != 0) {
-        gw_store_req_free(r);
-        return err;
-    }
-    if (out != NULL)
-        *out = r;
-    return 0;
+    return simple_start(r, &st, incident_done_cb, out);
 }
