@@ -35,6 +35,7 @@ struct item {
     int64_t numeric;
     struct gw_segcache_req *segreq;
     uint8_t id[GW_STORE_ID_LEN];
+    char idtext[37]; /* id as UUID text, for the response */
     bool duplicate;
 };
 
@@ -64,13 +65,14 @@ static void refuse(struct item *it, enum gw_grpc_status code, const char *field,
     snprintf(it->msg, sizeof(it->msg), "%s%s%s: %s", root, field[0] ? "." : "", field, rule);
 }
 
+/* Answers the call from its items (which live in the call's arena, as long as the call). */
 static void finish(struct intake *in)
 {
     Waygate__V1__SubmitBatchResponse bresp = WAYGATE__V1__SUBMIT_BATCH_RESPONSE__INIT;
     Waygate__V1__SubmitResponse resp = WAYGATE__V1__SUBMIT_RESPONSE__INIT;
     struct gw_arena *a = gw_call_arena(in->call);
     struct gw_call *call = in->call;
-    char *idtext;
+    const ProtobufCMessage *out;
     size_t i;
     int rc;
 
@@ -81,51 +83,37 @@ static void finish(struct intake *in)
             gw_call_finish(call, (enum gw_grpc_status)it->code, it->msg);
             return;
         }
-        idtext = gw_arena_alloc(a, 37);
-        if (idtext == NULL) {
-            gw_call_finish_err(call, GW_ENOMEM, NULL);
-            return;
-        }
-        gw_store_id_text(it->id, idtext);
-        resp.id = idtext;
+        resp.id = it->idtext;
         resp.duplicate = it->duplicate;
-        rc = gw_call_send(call, &resp.base);
-        if (rc != 0) {
-            gw_call_finish_err(call, rc, NULL);
-            return;
-        }
-        gw_call_finish(call, GW_GRPC_OK, NULL);
-        return;
-    }
-    bresp.n_results = in->n;
-    bresp.results = gw_arena_alloc(a, in->n * sizeof(*bresp.results));
-    if (bresp.results == NULL) {
-        gw_call_finish_err(call, GW_ENOMEM, NULL);
-        return;
-    }
-    for (i = 0; i < in->n; i++) {
-        struct item *it = &in->items[i];
-        Waygate__V1__ItemResult *r = gw_arena_alloc(a, sizeof(*r));
-        char *msg = gw_arena_alloc(a, sizeof(it->msg));
-        idtext = gw_arena_alloc(a, 37);
-        if (r == NULL || msg == NULL || idtext == NULL) {
+        out = &resp.base;
+    } else {
+        bresp.n_results = in->n;
+        bresp.results = gw_arena_alloc(a, in->n * sizeof(*bresp.results));
+        if (bresp.results == NULL) {
             gw_call_finish_err(call, GW_ENOMEM, NULL);
             return;
         }
-        waygate__v1__item_result__init(r);
-        r->index = (int32_t)i;
-        r->code = it->code;
-        if (it->code == GW_GRPC_OK) {
-            gw_store_id_text(it->id, idtext);
-            r->id = idtext;
-            r->duplicate = it->duplicate;
-        } else {
-            memcpy(msg, it->msg, sizeof(it->msg));
-            r->message = msg;
+        for (i = 0; i < in->n; i++) {
+            struct item *it = &in->items[i];
+            Waygate__V1__ItemResult *r = gw_arena_alloc(a, sizeof(*r));
+            if (r == NULL) {
+                gw_call_finish_err(call, GW_ENOMEM, NULL);
+                return;
+            }
+            waygate__v1__item_result__init(r);
+            r->index = (int32_t)i;
+            r->code = it->code;
+            if (it->code == GW_GRPC_OK) {
+                r->id = it->idtext;
+                r->duplicate = it->duplicate;
+            } else {
+                r->message = it->msg;
+            }
+            bresp.results[i] = r;
         }
-        bresp.results[i] = r;
+        out = &bresp.base;
     }
-    rc = gw_call_send(call, &bresp.base);
+    rc = gw_call_send(call, out);
     if (rc != 0) {
         gw_call_finish_err(call, rc, NULL);
         return;
@@ -148,19 +136,15 @@ static void cancel_cb(void *arg)
 
 static void store_outcome(struct item *it, const struct gw_store_result *r)
 {
-    char idtext[37];
-
     switch (r->err) {
     case 0:
         it->code = GW_GRPC_OK;
         memcpy(it->id, r->id, GW_STORE_ID_LEN);
         it->duplicate = r->outcome == GW_STORE_EXISTING_SAME;
-        if (GW_LOG_DEBUG >= gw_log_level) {
-            gw_store_id_text(it->id, idtext);
-            GW_LOG(GW_LOG_DEBUG, "intake", gw_call_log_ctx(it->in->call),
-                   "waybill stored record=%s duplicate=%s", idtext,
-                   it->duplicate ? "true" : "false");
-        }
+        gw_store_id_text(it->id, it->idtext);
+        GW_LOG(GW_LOG_DEBUG, "intake", gw_call_log_ctx(it->in->call),
+               "waybill stored record=%s duplicate=%s", it->idtext,
+               it->duplicate ? "true" : "false");
         break;
     case GW_EEXIST:
         refuse(it, GW_GRPC_ALREADY_EXISTS, "waybill_no",
