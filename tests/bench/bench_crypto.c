@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "crypto.h"
+#include "record.h"
 
 static double cpu_now(void)
 {

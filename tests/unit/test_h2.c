@@ -1,6 +1,7 @@
-/* test_h2.c: the HTTP/2 + gRPC layers (h2.c, call.c, grpc.c) driven in memory by an nghttp2
- * client session: no sockets. The server's output goes into a buffer that the test feeds to the
- * client and vice versa; deadline timers run on a real event_base. */
+/* test_h2.c: the HTTP/2 + gRPC layers (h2.c, grpc.c) and the rpc layer above them (rpc.c,
+ * call.c: routing, the identity and policy step, the handler lifecycle, backpressure) driven in
+ * memory by an nghttp2 client session: no sockets. The server's output goes into a buffer that the
+ * test feeds to the client and vice versa; deadline timers run on a real event_base. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -19,6 +20,7 @@
 #include "alloc.h"
 #include "config.h"
 #include "h2.h"
+#include "policy.h"
 #include "rpc.h"
 
 /* ---- test handlers ---- */
@@ -81,15 +83,22 @@ static void hang_handler(struct gw_call *call, const uint8_t *req, size_t len)
     gw_call_set_cancel(call, cancel_cb, &cancel_token);
 }
 
-static const struct gw_rpc_method test_methods[] = {
-    {{"/t.T/Echo", echo_handler, false}, GW_RPC_AUTHENTICATED, NULL},
-    {{"/t.T/Stream", stream_handler, true}, GW_RPC_AUTHENTICATED, NULL},
-    {{"/t.T/Hang", hang_handler, false}, GW_RPC_AUTHENTICATED, NULL},
-    {{"/t.T/Nothing", NULL, false}, GW_RPC_AUTHENTICATED, NULL},
-    {{"/t.T/Open", echo_handler, false}, GW_RPC_ANYONE, NULL},
-    {{"/t.T/Unpack", unpack_handler, false}, GW_RPC_AUTHENTICATED, NULL},
+static const struct gw_method test_methods[] = {
+    {"/t.T/Echo", echo_handler, false},  {"/t.T/Stream", stream_handler, true},
+    {"/t.T/Hang", hang_handler, false},  {"/t.T/Nothing", NULL, false},
+    {"/t.T/Open", echo_handler, false},  {"/t.T/Unpack", unpack_handler, false},
+    {"/t.T/Admin", echo_handler, false}, {"/t.T/NoRule", echo_handler, false},
 };
-static const struct gw_rpc_table test_table = {test_methods, 6};
+static const struct gw_rpc_table test_table = {test_methods, 8};
+
+static const char *const admins[] = {"security_admin", NULL};
+/* The policy's rules for the test methods; /t.T/NoRule has none, so nobody may call it. */
+static const struct gw_policy_method test_rules[] = {
+    {"/t.T/Echo", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Stream", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Hang", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Nothing", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Open", GW_POLICY_ANYONE, NULL},        {"/t.T/Unpack", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Admin", GW_POLICY_ROLES, admins},
+};
 
 /* ---- the harness ---- */
 
@@ -105,6 +114,8 @@ struct reply {
 struct harness {
     struct event_base *base;
     struct gw_config cfg;
+    struct gw_policy *policy;
+    struct gw_rpc *rpc;
     struct gw_h2 *server;
     nghttp2_session *client;
     uint8_t *out; /* server -> client bytes not yet delivered */
@@ -207,25 +218,42 @@ static struct harness *harness_new(bool authenticated)
 {
     struct harness *h = calloc(1, sizeof(*h));
     nghttp2_session_callbacks *cbs;
-    struct gw_principal p = {.name = "tester", .role = "courier", .authenticated = true};
+    struct gw_peer peer = {.addr = "127.0.0.1:1",
+                           .tls = true,
+                           .cert = true,
+                           .cert_cn = "tester",
+                           .cert_ou = "courier",
+                           .cert_l = "a"};
+    struct gw_rpc_params rp;
     struct gw_h2_params params;
 
     assert_non_null(h);
-    if (!authenticated)
-        memset(&p, 0, sizeof(p));
+    if (!authenticated) {
+        peer.tls = peer.cert = false;
+        peer.cert_cn[0] = peer.cert_ou[0] = peer.cert_l[0] = '\0';
+    }
     h->base = event_base_new();
     assert_non_null(h->base);
     h->cfg.max_concurrent_streams = 8;
     h->cfg.max_header_list_size = 2048;
     h->cfg.max_message_size = 1024;
     h->cfg.max_deadline_ms = 60000;
+    h->cfg.stream_write_timeout_ms = 30000;
+    h->policy = gw_policy_new(test_rules, sizeof(test_rules) / sizeof(test_rules[0]));
+    assert_non_null(h->policy);
+    memset(&rp, 0, sizeof(rp));
+    rp.cfg = &h->cfg;
+    rp.base = h->base;
+    rp.methods = &test_table;
+    rp.policy = h->policy;
+    h->rpc = gw_rpc_new(&rp);
+    assert_non_null(h->rpc);
     memset(&params, 0, sizeof(params));
     params.cfg = &h->cfg;
     params.base = h->base;
-    params.rpc = &test_table;
-    params.principal = &p;
-    params.peer = "127.0.0.1:1";
+    params.peer = &peer;
     params.io = (struct gw_h2_io){io_send, io_pending, h};
+    params.up = gw_rpc_upcalls(h->rpc);
     h->server = gw_h2_new(&params);
     assert_non_null(h->server);
     assert_int_equal(gw_h2_flush(h->server), 0);
@@ -248,6 +276,8 @@ static struct harness *harness_new(bool authenticated)
 static void harness_free(struct harness *h)
 {
     gw_h2_free(h->server);
+    gw_rpc_free(h->rpc);
+    gw_policy_free(h->policy);
     nghttp2_session_del(h->client);
     event_base_free(h->base);
     free(h->out);
@@ -356,7 +386,7 @@ static void test_echo(void **state)
     assert_int_equal(r->grpc_status, GW_GRPC_OK);
     assert_int_equal(r->ndata, n);
     assert_memory_equal(r->data, buf, n);
-    assert_int_equal(gw_h2_open_streams(h->server), 0);
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
     harness_free(h);
 }
 
@@ -508,7 +538,7 @@ static void test_unauthenticated(void **state)
     (void)state;
     r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
     assert_int_equal(r->grpc_status, GW_GRPC_UNAUTHENTICATED);
-    assert_string_equal(r->grpc_message, "client certificate required");
+    assert_string_equal(r->grpc_message, "a verified client certificate is required (Art. 31)");
     b.off = 0;
     r = reply_for(h, start_call(h, "/t.T/Open", NULL, &b));
     assert_int_equal(r->grpc_status, GW_GRPC_OK);
@@ -553,7 +583,7 @@ static void test_client_reset(void **state)
                      0);
     pump(h);
     assert_int_equal(cancels, 1);
-    assert_int_equal(gw_h2_open_streams(h->server), 0);
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
     /* the deadline timer died with the call: nothing fires later */
     event_base_loopexit(h->base, &tv);
     event_base_dispatch(h->base);

@@ -46,8 +46,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alloc.h"
 #include "err.h"
-#include "record.h"
 
 #define GW_CRYPTO_FMT_V1 1
 #define GW_CRYPTO_ALG_AES256GCM 1

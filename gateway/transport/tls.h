@@ -14,7 +14,7 @@
 
 struct ssl_st;
 struct gw_config;
-struct gw_principal;
+struct gw_peer;
 struct gw_tls;
 
 /* Builds the context from cfg (reads tls_cert, tls_key, tls_client_ca, tls_crl). Returns NULL
@@ -30,10 +30,11 @@ void gw_tls_ssl_free(struct ssl_st *ssl);
 /* True when the completed handshake negotiated ALPN "h2". */
 bool gw_tls_alpn_is_h2(const struct ssl_st *ssl);
 
-/* The principal of the verified peer certificate: CN -> name, OU -> role, L -> branch ("" if
- * absent). Returns 0, or GW_EAUTH when there is no verified certificate, when CN or OU is missing
- * or repeated, or when a value is empty, too long or has characters outside [A-Za-z0-9_.-]. */
-int gw_tls_peer_principal(const struct ssl_st *ssl, struct gw_principal *out) GW_MUST_CHECK;
+/* Fills out's certificate fields from the verified peer certificate: subject CN, OU, L (each
+ * single-valued, 1..n characters of [A-Za-z0-9_.-], "" when OU or L is absent) and the SHA-256
+ * fingerprint. Returns 0 with out->cert set, or GW_EAUTH when there is no verified certificate,
+ * CN is missing, or a field is repeated, too long or has other characters. */
+int gw_tls_peer_cert(const struct ssl_st *ssl, struct gw_peer *out) GW_MUST_CHECK;
 
 /* "TLSv1.3" etc., for logs. */
 const char *gw_tls_version(const struct ssl_st *ssl);

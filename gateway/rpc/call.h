@@ -1,16 +1,24 @@
-/* call.h: one gRPC call as a handler sees it. The transport (conn/h2/grpc) creates the call when a
- * request's headers and its one request message have arrived, hands it to the method's handler on
- * the event loop, and owns it until the handler finishes it or the stream dies.
+/* call.h: one gRPC call as a handler sees it. The rpc layer creates the call when a request's
+ * headers have arrived (rpc.h), resolves who is calling and asks the policy whether it may,
+ * and hands the call to the method's handler only when the caller is authorised and the one
+ * request message has arrived. The call owns nothing of HTTP/2: it reaches the peer only
+ * through its transport stream (h2.h).
  *
  * Lifecycle contract:
  *  - The handler must eventually call gw_call_finish() (or gw_call_finish_err()), possibly from a
  *    later callback; before that it may gw_call_send() responses (once for unary methods).
  *  - If the stream goes away first (client reset, connection closed, deadline passed, server drain
- *    cut-off) the transport calls the cancel function set with gw_call_set_cancel() exactly once,
- *    then frees the call: after the cancel function returns, the handler must not touch the call,
- *    and it must have cancelled every asynchronous operation that would call back into it.
+ *    cut-off, client stopped reading) the call runs the cancel function set with
+ *    gw_call_set_cancel() exactly once, then frees itself: after the cancel function returns,
+ *    the handler must not touch the call, and it must have cancelled every asynchronous
+ *    operation that would call back into it.
  *  - After gw_call_finish() the call pointer is dead for the handler.
- *  - Handlers never block: database work goes through db.h / store.h callbacks. */
+ *  - Handlers never block: database work goes through db.h / store.h callbacks.
+ *  - Server streaming with backpressure: send while gw_call_writable() is true; when it turns
+ *    false, register gw_call_on_writable() and return to the loop; the function runs (from the
+ *    loop, once) when the client has taken enough of the queue. Memory per call stays bounded
+ *    whatever the client's reading speed; a client that takes nothing for
+ *    stream_write_timeout_ms is reset and the cancel function runs. */
 #ifndef GW_CALL_H
 #define GW_CALL_H
 
@@ -21,31 +29,27 @@
 #include <protobuf-c/protobuf-c.h>
 
 #include "err.h"
+#include "identity.h"
 #include "log.h"
 
 struct gw_app;
 struct gw_arena;
 struct gw_call;
-
-/* Who is calling. Devices and systems are known by their client certificate: the carrier CA
- * puts the principal's name in the subject CN, its role in OU and its branch scope in L. */
-struct gw_principal {
-    char name[64];
-    char role[32];      /* "courier", "branch_clerk", ..., "backend"; "" when unauthenticated */
-    char branch[32];    /* "" when the principal has no branch scope */
-    bool authenticated; /* false only on the insecure loopback listener */
-};
+struct gw_policy;
 
 typedef void (*gw_handler_fn)(struct gw_call *call, const uint8_t *req, size_t len);
 typedef void (*gw_cancel_fn)(void *arg);
+typedef void (*gw_writable_fn)(void *arg);
 
 struct gw_method {
     const char *path;      /* "/waygate.v1.WaybillIntake/Submit" */
-    gw_handler_fn handler; /* NULL: answered UNIMPLEMENTED by the transport */
+    gw_handler_fn handler; /* NULL: answered UNIMPLEMENTED once the caller is authorised */
     bool server_streaming; /* the handler may gw_call_send() more than once */
 };
 
 struct gw_app *gw_call_app(struct gw_call *call);
+const struct gw_policy *gw_call_policy(const struct gw_call *call);
+/* The resolved caller (valid from the handler's start to the call's end). */
 const struct gw_principal *gw_call_principal(const struct gw_call *call);
 const struct gw_log_ctx *gw_call_log_ctx(const struct gw_call *call);
 const char *gw_call_request_id(const struct gw_call *call);
@@ -60,15 +64,21 @@ struct gw_arena *gw_call_arena(struct gw_call *call);
 ProtobufCAllocator *gw_call_pb_allocator(struct gw_call *call);
 
 /* Unpacks the request into the call's arena and checks that every string field, at any depth,
- * is valid UTF-8. On failure finishes the call (INVALID_ARGUMENT naming the field) and returns
- * NULL: the handler must return at once without touching the call. */
+ * is valid UTF-8 without NUL. On failure finishes the call (INVALID_ARGUMENT naming the field)
+ * and returns NULL: the handler must return at once without touching the call. */
 ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDescriptor *desc,
                                  const uint8_t *req, size_t len);
 
-/* Packs msg and queues it as one response message. Returns 0, GW_ETOOBIG (over the message cap,
- * or more than 4 x max_message_size of earlier responses still waiting for a slow client) or
- * GW_ENOMEM; on error the handler should finish the call with that error. */
+/* Packs msg and queues it as one response message. Returns 0, GW_ETOOBIG (over the message
+ * cap, or the handler kept sending past gw_call_writable() false), GW_EINVAL (a second
+ * response on a unary method, or the call is not running) or GW_ENOMEM; on error the handler
+ * should finish the call with that error. */
 int gw_call_send(struct gw_call *call, const ProtobufCMessage *msg) GW_MUST_CHECK;
+/* True while the call's queued responses are under the stream's high-water mark. */
+bool gw_call_writable(struct gw_call *call);
+/* Runs fn(arg) once, from the event loop, when the queue has drained below the low-water mark
+ * (at once, from the loop, if it already has). Replaces an earlier registration. */
+void gw_call_on_writable(struct gw_call *call, gw_writable_fn fn, void *arg);
 
 /* Ends the call with a status; message (may be NULL for OK) names the field and the rule and
  * must never contain caller data. */

@@ -4,6 +4,7 @@
 #define GW_ALLOC_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 /* Like malloc/calloc/realloc/strdup/free; return NULL on failure (never abort). */
 void *gw_malloc(size_t n);
@@ -12,6 +13,14 @@ void *gw_realloc(void *p, size_t n);
 char *gw_strdup(const char *s);
 char *gw_strndup(const char *s, size_t n);
 void gw_free(void *p);
+
+/* Wipes n bytes at p with OPENSSL_cleanse (not optimised away); NULL-safe. */
+void gw_wipe(void *p, size_t n);
+/* A byte string owned by whoever holds the struct containing it. */
+struct gw_bytes {
+    uint8_t *p;
+    size_t n;
+};
 
 /* Frees p after wiping its n bytes with OPENSSL_cleanse; NULL-safe. For PII and key material. */
 void gw_free_wipe(void *p, size_t n);

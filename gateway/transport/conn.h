@@ -7,10 +7,11 @@
 
 #include <event2/util.h>
 
+struct event_base;
 struct sockaddr;
-struct gw_app;
+struct gw_config;
 struct gw_conn;
-struct gw_rpc_table;
+struct gw_h2_upcalls;
 struct gw_tls;
 
 /* Called once when the connection has finished (peer gone, error, timeout, drained). The owner
@@ -18,10 +19,12 @@ struct gw_tls;
 typedef void (*gw_conn_closed_cb)(void *arg, struct gw_conn *c);
 
 /* Takes ownership of fd (closed on failure too). tls NULL means plaintext HTTP/2 with prior
- * knowledge and an unauthenticated principal. Returns NULL on failure. */
-struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls, const struct gw_rpc_table *rpc,
-                            evutil_socket_t fd, const struct sockaddr *sa, int salen,
-                            gw_conn_closed_cb cb, void *cb_arg);
+ * knowledge and a peer without a certificate. up: what the layer above does with the streams
+ * (copied). Returns NULL on failure. */
+struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base,
+                            struct gw_tls *tls, const struct gw_h2_upcalls *up, evutil_socket_t fd,
+                            const struct sockaddr *sa, int salen, gw_conn_closed_cb cb,
+                            void *cb_arg);
 
 /* Closes at once: live calls are cancelled; the closed callback is not called. NULL-safe. */
 void gw_conn_free(struct gw_conn *c);

@@ -16,16 +16,16 @@
 #include <event2/listener.h>
 
 #include "alloc.h"
-#include "app.h"
 #include "config.h"
 #include "conn.h"
+#include "h2.h"
 #include "log.h"
 
 struct gw_server {
-    struct gw_app *app;
     const struct gw_config *cfg;
+    struct event_base *base;
     struct gw_tls *tls;
-    const struct gw_rpc_table *rpc;
+    struct gw_h2_upcalls up;
     struct evconnlistener *tls_lev;
     struct evconnlistener *plain_lev;
     struct gw_conn *conns;
@@ -94,7 +94,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    c = gw_conn_new(s->app, tls, s->rpc, fd, sa, salen, conn_closed_cb, s);
+    c = gw_conn_new(s->cfg, s->base, tls, &s->up, fd, sa, salen, conn_closed_cb, s);
     if (c == NULL) {
         GW_LOG(GW_LOG_WARN, "server", NULL, "cannot set up a connection (out of memory?)");
         return;
@@ -158,7 +158,7 @@ static struct evconnlistener *bind_listener(struct gw_server *s, const char *hos
             }
         }
     }
-    lev = evconnlistener_new_bind(s->app->base, accept_cb, s,
+    lev = evconnlistener_new_bind(s->base, accept_cb, s,
                                   LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC,
                                   -1, res->ai_addr, (int)res->ai_addrlen);
     if (lev == NULL) {
@@ -204,22 +204,22 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         s->done(s->done_arg);
 }
 
-struct gw_server *gw_server_new(struct gw_app *app, struct gw_tls *tls,
-                                const struct gw_rpc_table *rpc, char *err, size_t errlen)
+struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *base,
+                                struct gw_tls *tls, const struct gw_h2_upcalls *up, char *err,
+                                size_t errlen)
 {
-    const struct gw_config *cfg = app->cfg;
     struct gw_server *s = gw_calloc(1, sizeof(*s));
 
     if (s == NULL) {
         snprintf(err, errlen, "server: out of memory");
         return NULL;
     }
-    s->app = app;
+    s->base = base;
     s->cfg = cfg;
     s->tls = tls;
-    s->rpc = rpc;
-    s->drain_ev = evtimer_new(app->base, drain_timeout_cb, s);
-    s->done_ev = event_new(app->base, -1, 0, done_cb, s);
+    s->up = *up;
+    s->drain_ev = evtimer_new(base, drain_timeout_cb, s);
+    s->done_ev = event_new(base, -1, 0, done_cb, s);
     if (s->drain_ev == NULL || s->done_ev == NULL) {
         snprintf(err, errlen, "server: out of memory");
         goto fail;

@@ -82,6 +82,12 @@ void gw_free(void *p)
     free(p);
 }
 
+void gw_wipe(void *p, size_t n)
+{
+    if (p != NULL && n > 0)
+        OPENSSL_cleanse(p, n);
+}
+
 void gw_free_wipe(void *p, size_t n)
 {
     if (p == NULL)

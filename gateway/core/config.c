@@ -47,6 +47,7 @@ static const struct keydef keys[] = {
     {"server", "max_message_size", T_U32, F(max_message_size), 1024, 67108864, 0},
     {"server", "handshake_timeout_ms", T_U32, F(handshake_timeout_ms), 100, 600000, 0},
     {"server", "idle_timeout_ms", T_U32, F(idle_timeout_ms), 1000, 86400000, 0},
+    {"server", "stream_write_timeout_ms", T_U32, F(stream_write_timeout_ms), 100, 3600000, 0},
     {"server", "drain_timeout_ms", T_U32, F(drain_timeout_ms), 0, 600000, 0},
     {"server", "max_deadline_ms", T_U32, F(max_deadline_ms), 100, 3600000, 0},
     {"tls", "cert", T_PATH, F(tls_cert), 0, 0, 1},
@@ -86,6 +87,7 @@ static void set_defaults(struct gw_config *c)
     c->max_message_size = 4u * 1024 * 1024;
     c->handshake_timeout_ms = 10000;
     c->idle_timeout_ms = 300000;
+    c->stream_write_timeout_ms = 30000;
     c->drain_timeout_ms = 10000;
     c->max_deadline_ms = 60000;
     c->db_pool_size = 4;

@@ -1,6 +1,7 @@
-/* main.c: waygated: argv, config, process hardening, the event loop, signals and teardown.
- * The only place that exits. Owns everything in struct gw_app, the TLS context and the server;
- * frees them in reverse order of creation. */
+/* daemon.c: waygated's body: argv, config, process hardening, the event loop, signals and
+ * teardown. Owns everything in struct gw_app, the policy, the dispatcher, the TLS context and the
+ * server; frees them in reverse order of creation. Returns the exit status to main(), the only
+ * place that exits. */
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -9,12 +10,15 @@
 
 #include <event2/event.h>
 
+#include "api.h"
 #include "app.h"
 #include "config.h"
 #include "crypto.h"
+#include "daemon.h"
 #include "db.h"
 #include "keyring.h"
 #include "log.h"
+#include "policy.h"
 #include "rpc.h"
 #include "segcache.h"
 #include "server.h"
@@ -86,12 +90,15 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     gw_server_drain(d->server, drained_cb, d);
 }
 
-int main(int argc, char **argv)
+int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
 {
     struct gw_config cfg;
     struct gw_app app;
     struct daemon d;
     struct gw_tls *tls = NULL;
+    struct gw_policy *policy = NULL;
+    struct gw_rpc *rpc = NULL;
+    struct gw_h2_upcalls up;
     struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     const char *path = NULL;
     bool check_only = false;
@@ -168,7 +175,23 @@ int main(int argc, char **argv)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
         goto out;
     }
-    d.server = gw_server_new(&app, tls, gw_rpc_default(), err, sizeof(err));
+    policy = gw_policy_new(ext ? ext->rules : NULL, ext ? ext->nrules : 0);
+    {
+        struct gw_rpc_params rp = {
+            .cfg = &cfg,
+            .base = d.base,
+            .app = &app,
+            .methods = ext && ext->methods ? ext->methods : gw_api_methods(),
+            .policy = policy,
+        };
+        rpc = policy != NULL ? gw_rpc_new(&rp) : NULL;
+    }
+    if (rpc == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the dispatcher");
+        goto out;
+    }
+    up = gw_rpc_upcalls(rpc);
+    d.server = gw_server_new(&cfg, d.base, tls, &up, err, sizeof(err));
     if (d.server == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
         goto out;
@@ -198,6 +221,8 @@ out:
     if (sighup != NULL)
         event_free(sighup);
     gw_server_free(d.server);
+    gw_rpc_free(rpc);
+    gw_policy_free(policy);
     gw_tls_free(tls);
     gw_segcache_free(app.segs);
     gw_store_free(app.store);

@@ -13,8 +13,8 @@
 #include <openssl/x509_vfy.h>
 
 #include "alloc.h"
-#include "call.h"
 #include "config.h"
+#include "peer.h"
 
 struct gw_tls {
     SSL_CTX *ctx;
@@ -199,22 +199,27 @@ out:
     return rc;
 }
 
-int gw_tls_peer_principal(const struct ssl_st *ssl, struct gw_principal *out)
+int gw_tls_peer_cert(const struct ssl_st *ssl, struct gw_peer *out)
 {
     X509 *cert = SSL_get0_peer_certificate(ssl);
     const X509_NAME *subj;
+    unsigned int mdlen = 0;
 
-    memset(out, 0, sizeof(*out));
+    out->cert = false;
+    out->cert_cn[0] = out->cert_ou[0] = out->cert_l[0] = '\0';
+    memset(out->cert_sha256, 0, sizeof(out->cert_sha256));
     if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
         return GW_EAUTH;
     subj = X509_get_subject_name(cert);
-    if (subject_field(subj, NID_commonName, out->name, sizeof(out->name)) != 0 ||
-        subject_field(subj, NID_organizationalUnitName, out->role, sizeof(out->role)) != 0 ||
-        subject_field(subj, NID_localityName, out->branch, sizeof(out->branch)) < 0) {
-        memset(out, 0, sizeof(*out));
+    if (subject_field(subj, NID_commonName, out->cert_cn, sizeof(out->cert_cn)) != 0 ||
+        subject_field(subj, NID_organizationalUnitName, out->cert_ou, sizeof(out->cert_ou)) < 0 ||
+        subject_field(subj, NID_localityName, out->cert_l, sizeof(out->cert_l)) < 0 ||
+        X509_digest(cert, EVP_sha256(), out->cert_sha256, &mdlen) != 1 ||
+        mdlen != sizeof(out->cert_sha256)) {
+        out->cert_cn[0] = out->cert_ou[0] = out->cert_l[0] = '\0';
         return GW_EAUTH;
     }
-    out->authenticated = true;
+    out->cert = true;
     return 0;
 }
 

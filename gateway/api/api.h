@@ -1,5 +1,5 @@
-/* api.h: the gRPC handlers, one per implemented method (see rpc.c for the table). Each follows
- * the lifecycle contract of call.h. */
+/* api.h: the gRPC handlers, one per implemented method, and the method table that routes to
+ * them (methods.c). Each handler follows the lifecycle contract of call.h. */
 #ifndef GW_API_H
 #define GW_API_H
 
@@ -7,6 +7,10 @@
 #include <stdint.h>
 
 #include "call.h"
+#include "rpc.h"
+
+/* The gateway's method table (static, never freed). */
+const struct gw_rpc_table *gw_api_methods(void);
 
 /* grpc.health.v1.Health/Check: SERVING when the database answers SELECT 1. */
 void gw_api_health_check(struct gw_call *call, const uint8_t *req, size_t len);

@@ -13,6 +13,7 @@
 #include "api.h"
 #include "app.h"
 #include "log.h"
+#include "policy.h"
 #include "seal.h"
 #include "store.h"
 #include "view.h"
@@ -146,7 +147,7 @@ static int render(struct get *g, const struct gw_sealed_waybill *row,
     w->security_level = (Waygate__V1__SecurityLevel)row->security_level;
 
     for (c = 0; c < GW_COL_COUNT; c++) {
-        enum gw_view_mode mode = gw_view_policy(role, (enum gw_col)c);
+        enum gw_view_mode mode = gw_policy_view(gw_call_policy(g->call), role, (enum gw_col)c);
         dst = slot(w, (enum gw_col)c);
         if (mode != GW_VIEW_CLEAR && clear[c].n > 0)
             view->redacted_fields[nred++] = (char *)gw_col_field[c];
@@ -201,6 +202,14 @@ static void data_loss(struct get *g, const struct gw_sealed_waybill *row, int ba
                        "the record's key version is not available to this gateway");
 }
 
+/* The policy's scope: a record outside it is answered exactly like one that does not exist. */
+static bool in_scope(struct get *g, const struct gw_sealed_waybill *row)
+{
+    struct gw_policy_record rec = {.origin_branch = row->origin_branch};
+
+    return gw_policy_in_scope(gw_call_policy(g->call), gw_call_principal(g->call), &rec);
+}
+
 static void got_cb(void *arg, int err, const struct gw_sealed_waybill *row)
 {
     Waygate__V1__WaybillView view = WAYGATE__V1__WAYBILL_VIEW__INIT;
@@ -210,8 +219,7 @@ static void got_cb(void *arg, int err, const struct gw_sealed_waybill *row)
 
     g->req = NULL;
     gw_call_set_cancel(g->call, NULL, NULL);
-    if (err == GW_ENOTFOUND ||
-        (err == 0 && strcmp(row->origin_branch, gw_call_principal(g->call)->branch) != 0)) {
+    if (err == GW_ENOTFOUND || (err == 0 && !in_scope(g, row))) {
         gw_call_finish(g->call, GW_GRPC_NOT_FOUND, not_found);
         return;
     }

@@ -17,8 +17,6 @@
 #include <event2/event.h>
 
 #include "alloc.h"
-#include "app.h"
-#include "call.h"
 #include "config.h"
 #include "h2.h"
 #include "log.h"
@@ -28,16 +26,15 @@
 #define LINGER_MS 2000u
 
 struct gw_conn {
-    struct gw_app *app;
     const struct gw_config *cfg;
-    const struct gw_rpc_table *rpc;
+    struct event_base *base;
+    struct gw_h2_upcalls up;
     bool tls;
     struct bufferevent *bev;
     struct gw_h2 *h2;
     struct event *handshake_ev; /* handshake deadline, later the linger deadline after GOAWAY */
     struct event *idle_ev;
-    struct gw_principal principal;
-    char peer[64];
+    struct gw_peer peer;
     struct gw_log_ctx log;
     gw_conn_closed_cb closed_cb;
     void *cb_arg;
@@ -94,12 +91,10 @@ static int start_session(struct gw_conn *c)
 {
     struct gw_h2_params p = {
         .cfg = c->cfg,
-        .app = c->app,
-        .base = c->app->base,
-        .rpc = c->rpc,
-        .principal = &c->principal,
-        .peer = c->peer,
+        .base = c->base,
+        .peer = &c->peer,
         .io = {io_send, io_out_pending, c},
+        .up = c->up,
     };
 
     c->h2 = gw_h2_new(&p);
@@ -167,15 +162,16 @@ static void on_connected(struct gw_conn *c)
         conn_close(c, "no h2");
         return;
     }
-    if (gw_tls_peer_principal(ssl, &c->principal) != 0) {
+    if (gw_tls_peer_cert(ssl, &c->peer) != 0) {
         GW_LOG(GW_LOG_WARN, "conn", &c->log,
-               "refused: client certificate subject lacks a valid CN or OU");
+               "refused: client certificate subject lacks a valid CN, or has a repeated or "
+               "malformed CN, OU or L");
         conn_close(c, "no principal");
         return;
     }
-    c->log.principal = c->principal.name;
-    GW_LOG(GW_LOG_INFO, "conn", &c->log, "tls established: %s, role %s", gw_tls_version(ssl),
-           c->principal.role);
+    c->log.principal = c->peer.cert_cn;
+    GW_LOG(GW_LOG_INFO, "conn", &c->log, "tls established: %s, OU %s", gw_tls_version(ssl),
+           c->peer.cert_ou);
     if (start_session(c) != 0) {
         conn_close(c, "cannot start session");
         return;
@@ -238,7 +234,7 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->h2 == NULL || c->closing)
         return;
-    if (gw_h2_open_streams(c->h2) > 0) {
+    if (gw_h2_live_streams(c->h2) > 0) {
         set_timer(c->idle_ev, c->cfg->idle_timeout_ms);
         return;
     }
@@ -268,9 +264,10 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t outlen)
     }
 }
 
-struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls, const struct gw_rpc_table *rpc,
-                            evutil_socket_t fd, const struct sockaddr *sa, int salen,
-                            gw_conn_closed_cb cb, void *cb_arg)
+struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base,
+                            struct gw_tls *tls, const struct gw_h2_upcalls *up, evutil_socket_t fd,
+                            const struct sockaddr *sa, int salen, gw_conn_closed_cb cb,
+                            void *cb_arg)
 {
     struct gw_conn *c = NULL;
     struct ssl_st *ssl = NULL;
@@ -280,43 +277,44 @@ struct gw_conn *gw_conn_new(struct gw_app *app, struct gw_tls *tls, const struct
     c = gw_calloc(1, sizeof(*c));
     if (c == NULL)
         goto fail;
-    c->app = app;
-    c->cfg = app->cfg;
-    c->rpc = rpc;
+    c->cfg = cfg;
+    c->base = base;
+    c->up = *up;
     c->tls = tls != NULL;
+    c->peer.tls = tls != NULL;
     c->closed_cb = cb;
     c->cb_arg = cb_arg;
-    format_peer(sa, c->peer, sizeof(c->peer));
-    c->log.peer = c->peer;
-    c->handshake_ev = evtimer_new(app->base, handshake_cb, c);
-    c->idle_ev = evtimer_new(app->base, idle_cb, c);
+    format_peer(sa, c->peer.addr, sizeof(c->peer.addr));
+    c->log.peer = c->peer.addr;
+    c->handshake_ev = evtimer_new(base, handshake_cb, c);
+    c->idle_ev = evtimer_new(base, idle_cb, c);
     if (c->handshake_ev == NULL || c->idle_ev == NULL)
         goto fail;
     if (tls != NULL) {
         ssl = gw_tls_ssl_new(tls);
         if (ssl == NULL)
             goto fail;
-        c->bev =
-            bufferevent_openssl_socket_new(app->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
+        c->bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
         if (c->bev == NULL)
             goto fail;
         ssl = NULL; /* owned by the bufferevent now, and so is fd */
         fd = -1;
         bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
     } else {
-        c->bev = bufferevent_socket_new(app->base, fd, opts);
+        c->bev = bufferevent_socket_new(base, fd, opts);
         if (c->bev == NULL)
             goto fail;
         fd = -1;
-        /* Only the loopback-only listener is plaintext: its callers are not authenticated. */
-        c->principal.authenticated = false;
+        /* Only the loopback-only listener is plaintext: its callers are not authenticated
+         * (peer.cert stays false). */
     }
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATERMARK);
-    /* A peer that stops reading our output is dropped after idle_timeout_ms without progress. */
+    /* A peer that stops reading our output is dropped after stream_write_timeout_ms without
+     * progress. */
     {
-        struct timeval wt = {(time_t)(c->cfg->idle_timeout_ms / 1000u),
-                             (suseconds_t)(c->cfg->idle_timeout_ms % 1000u) * 1000};
+        struct timeval wt = {(time_t)(c->cfg->stream_write_timeout_ms / 1000u),
+                             (suseconds_t)(c->cfg->stream_write_timeout_ms % 1000u) * 1000};
         (void)bufferevent_set_timeouts(c->bev, NULL, &wt);
     }
     if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0)
@@ -363,7 +361,7 @@ void gw_conn_drain(struct gw_conn *c)
 
 const char *gw_conn_peer(const struct gw_conn *c)
 {
-    return c->peer;
+    return c->peer.addr;
 }
 
 struct gw_conn **gw_conn_next(struct gw_conn *c)

@@ -9,15 +9,18 @@
 
 #include "err.h"
 
-struct gw_app;
-struct gw_rpc_table;
+struct event_base;
+struct gw_config;
+struct gw_h2_upcalls;
 struct gw_server;
 struct gw_tls;
 
-/* Binds the listeners (this may resolve host names: call before the loop runs). tls is
- * borrowed and must outlive the server. Returns NULL with one line in err on failure. */
-struct gw_server *gw_server_new(struct gw_app *app, struct gw_tls *tls,
-                                const struct gw_rpc_table *rpc, char *err, size_t errlen);
+/* Binds the listeners (this may resolve host names: call before the loop runs). cfg and tls
+ * are borrowed and must outlive the server; up (copied) is what each connection's HTTP/2
+ * session does with its streams. Returns NULL with one line in err on failure. */
+struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *base,
+                                struct gw_tls *tls, const struct gw_h2_upcalls *up, char *err,
+                                size_t errlen);
 
 /* Closes the listeners and every connection at once (live calls are cancelled). NULL-safe. */
 void gw_server_free(struct gw_server *s);

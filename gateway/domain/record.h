@@ -7,6 +7,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "alloc.h"
+
 #define GW_RECORD_TABLE "waybill"
 
 enum gw_col {
@@ -40,11 +42,5 @@ enum gw_col {
 extern const char *const gw_col_sql[GW_COL_COUNT];
 /* The field's name as used in AAD and messages, e.g. "sender.phone". */
 extern const char *const gw_col_field[GW_COL_COUNT];
-
-/* A byte string owned by whoever holds the struct containing it. */
-struct gw_bytes {
-    uint8_t *p;
-    size_t n;
-};
 
 #endif

@@ -1,24 +1,26 @@
-/* call.c: one gRPC call (call.h for handlers, h2.h for the transport): request assembly, the
- * deadline, the handler's lifecycle, response framing through a deferred nghttp2 data provider,
- * and trailers. Invariants: the stream owns the call and frees it only in gw_call_on_stream_close;
- * the cancel function runs at most once and only while the handler is running; after the call
- * is finished (by the handler, the deadline or an early error) no handler code is called. */
+/* call.c: one gRPC call (call.h for handlers, rpc_int.h for the dispatcher): request assembly,
+ * the identity and policy step, the deadline, the handler's lifecycle, response packing and
+ * backpressure. Protocol only: HTTP/2 is reached through the call's transport stream (h2.h).
+ * Invariants: the stream owns the call and the call frees itself only in its close upcall; the
+ * handler runs only after the caller was identified and the policy allowed the method; the
+ * cancel function runs at most once and only while the identity step or the handler is
+ * running; after the call is finished (by the handler, the deadline, a refusal or an early
+ * error) no handler code is called. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
 
-#include <event2/buffer.h>
 #include <event2/event.h>
-#include <nghttp2/nghttp2.h>
 #include <openssl/rand.h>
 
 #include "alloc.h"
-#include "app.h"
 #include "call.h"
 #include "config.h"
 #include "h2.h"
 #include "log.h"
+#include "policy.h"
 #include "rpc.h"
+#include "rpc_int.h"
 #include "utf8.h"
 
 /* Unpacked messages take more room than their wire form (pointers, structs of defaults). */
@@ -27,21 +29,24 @@
 #define MAX_NESTING 32
 
 enum call_state {
-    CALL_RECEIVING, /* waiting for the request message and the client's half-close */
-    CALL_RUNNING,   /* the handler has the call */
-    CALL_DONE,      /* status decided; responses and trailers draining */
+    CALL_IDENTIFYING, /* the identity step runs; the request may still be arriving */
+    CALL_AUTHORISED,  /* the policy allowed the method; waiting for the request to end */
+    CALL_RUNNING,     /* the handler has the call */
+    CALL_DONE,        /* status decided; responses and trailers draining */
 };
 
 struct gw_call {
-    struct gw_h2 *h2;
-    int32_t stream_id;
-    const struct gw_rpc_method *method;
+    struct gw_rpc *rpc;
+    struct gw_h2_stream *st;
+    const struct gw_method *method;
     enum call_state state;
+    bool request_done; /* the client half-closed after exactly one whole message */
     uint64_t start_ms;
     uint64_t deadline_ms;
     struct event *deadline_ev;
     char request_id[72];
     char *authorization; /* wiped on free */
+    struct gw_principal principal;
     struct gw_log_ctx log;
     struct gw_arena *arena;
     bool arena_exhausted;
@@ -51,13 +56,11 @@ struct gw_call {
     size_t req_len;
     unsigned nreq;
     unsigned nsent;
-    struct evbuffer *out; /* framed response messages not yet handed to nghttp2 */
-    bool response_started;
-    enum gw_grpc_status status;
-    char message[512]; /* percent-encoded grpc-message */
     gw_cancel_fn cancel_fn;
     void *cancel_arg;
     bool in_cancel;
+    gw_writable_fn writable_fn;
+    void *writable_arg;
 };
 
 uint64_t gw_now_ms(void)
@@ -86,6 +89,22 @@ static void pb_free(void *data, void *p)
 
 static void finish(struct gw_call *call, enum gw_grpc_status status, const char *message);
 
+static bool cancellable(const struct gw_call *call)
+{
+    return call->state == CALL_IDENTIFYING || call->state == CALL_RUNNING;
+}
+
+static void run_cancel(struct gw_call *call)
+{
+    if (cancellable(call) && call->cancel_fn != NULL && !call->in_cancel) {
+        gw_cancel_fn fn = call->cancel_fn;
+        call->cancel_fn = NULL;
+        call->in_cancel = true;
+        fn(call->cancel_arg);
+        call->in_cancel = false;
+    }
+}
+
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_call *call = arg;
@@ -94,14 +113,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (call->state == CALL_DONE)
         return;
-    if (call->state == CALL_RUNNING && call->cancel_fn != NULL) {
-        gw_cancel_fn fn = call->cancel_fn;
-        call->cancel_fn = NULL;
-        call->in_cancel = true;
-        fn(call->cancel_arg);
-        call->in_cancel = false;
-    }
-    evbuffer_drain(call->out, evbuffer_get_length(call->out));
+    run_cancel(call);
     finish(call, GW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded"); /* may free the call */
 }
 
@@ -126,8 +138,6 @@ static void call_free(struct gw_call *call)
         return;
     if (call->deadline_ev != NULL)
         event_free(call->deadline_ev);
-    if (call->out != NULL)
-        evbuffer_free(call->out);
     gw_grpc_decoder_clear(&call->dec);
     gw_free_wipe(call->req, call->req_len);
     gw_free_str_wipe(call->authorization);
@@ -135,11 +145,73 @@ static void call_free(struct gw_call *call)
     gw_free(call);
 }
 
-struct gw_call *gw_call_new(struct gw_h2 *h2, int32_t stream_id, const struct gw_rpc_method *m,
-                            const struct gw_grpc_headers *hdrs, uint64_t timeout_ms)
+/* Runs the handler once the caller is authorised and the request is complete. */
+static void maybe_run(struct gw_call *call)
 {
-    const struct gw_config *cfg = gw_h2_cfg(h2);
-    const struct gw_principal *p = gw_h2_principal(h2);
+    char msg[320];
+
+    if (call->state != CALL_AUTHORISED)
+        return;
+    if (call->method->handler == NULL) { /* no need to wait for the request */
+        snprintf(msg, sizeof(msg), "method %s is not implemented", call->method->path);
+        finish(call, GW_GRPC_UNIMPLEMENTED, msg);
+        return;
+    }
+    if (!call->request_done)
+        return;
+    call->state = CALL_RUNNING;
+    GW_LOG(GW_LOG_DEBUG, "call", &call->log, "call started: %s", call->method->path);
+    call->method->handler(call, call->req, call->req_len);
+}
+
+void gw_call_identified(struct gw_call *call, int err, const struct gw_principal *p,
+                        const char *why)
+{
+    const struct gw_rpc_params *rp = gw_rpc_params(call->rpc);
+    char msg[320];
+    int rc;
+
+    if (call->state != CALL_IDENTIFYING)
+        return;
+    call->cancel_fn = NULL;
+    if (err != 0) {
+        finish(call, GW_GRPC_UNAUTHENTICATED, why ? why : "unauthenticated");
+        return;
+    }
+    call->principal = *p;
+    call->log.principal = call->principal.name[0] ? call->principal.name : NULL;
+    rc = gw_policy_may_call(rp->policy, call->method->path, &call->principal, &why);
+    if (rc == GW_EAUTH) {
+        finish(call, GW_GRPC_UNAUTHENTICATED, why);
+        return;
+    }
+    if (rc != 0) {
+        snprintf(msg, sizeof(msg), "role %s may not call %s (least privilege, Art. 34)",
+                 call->principal.role[0] ? call->principal.role : "(none)", call->method->path);
+        finish(call, GW_GRPC_PERMISSION_DENIED, msg);
+        return;
+    }
+    call->state = CALL_AUTHORISED;
+    maybe_run(call);
+}
+
+void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                          const char *authorization)
+{
+    struct gw_principal p;
+    const char *why = NULL;
+    int rc;
+
+    (void)ctx;
+    rc = gw_identity_resolve(peer, authorization, &p, &why);
+    gw_call_identified(call, rc, &p, why);
+}
+
+struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const struct gw_method *m,
+                             const struct gw_grpc_headers *hdrs, uint64_t timeout_ms)
+{
+    const struct gw_rpc_params *rp = gw_rpc_params(rpc);
+    const struct gw_config *cfg = rp->cfg;
     struct gw_call *call = NULL;
     size_t cap = (size_t)cfg->max_message_size * ARENA_FACTOR + ARENA_BASE;
     struct timeval tv;
@@ -147,10 +219,10 @@ struct gw_call *gw_call_new(struct gw_h2 *h2, int32_t stream_id, const struct gw
     call = gw_calloc(1, sizeof(*call));
     if (call == NULL)
         return NULL;
-    call->h2 = h2;
-    call->stream_id = stream_id;
+    call->rpc = rpc;
+    call->st = st;
     call->method = m;
-    call->state = CALL_RECEIVING;
+    call->state = CALL_IDENTIFYING;
     call->start_ms = gw_now_ms();
     call->deadline_ms = call->start_ms + timeout_ms;
     gw_grpc_decoder_init(&call->dec, cfg->max_message_size);
@@ -164,12 +236,10 @@ struct gw_call *gw_call_new(struct gw_h2 *h2, int32_t stream_id, const struct gw
             goto fail;
     }
     call->log.request_id = call->request_id;
-    call->log.peer = gw_h2_peer(h2);
-    call->log.principal = p->name[0] ? p->name : NULL;
+    call->log.peer = gw_h2_stream_peer(st)->addr;
     call->arena = gw_arena_new(cap);
-    call->out = evbuffer_new();
-    call->deadline_ev = evtimer_new(gw_h2_base(h2), deadline_cb, call);
-    if (call->arena == NULL || call->out == NULL || call->deadline_ev == NULL)
+    call->deadline_ev = evtimer_new(rp->base, deadline_cb, call);
+    if (call->arena == NULL || call->deadline_ev == NULL)
         goto fail;
     call->pba.alloc = pb_alloc;
     call->pba.free = pb_free;
@@ -178,19 +248,21 @@ struct gw_call *gw_call_new(struct gw_h2 *h2, int32_t stream_id, const struct gw
     tv.tv_usec = (suseconds_t)(timeout_ms % 1000u) * 1000;
     if (evtimer_add(call->deadline_ev, &tv) != 0)
         goto fail;
-    GW_LOG(GW_LOG_DEBUG, "call", &call->log, "call started: %s, deadline in %llu ms", m->m.path,
-           (unsigned long long)timeout_ms);
+    /* Inside the transport's input processing: a synchronous refusal only queues the answer. */
+    (rp->identify ? rp->identify : gw_rpc_identify_cert)(
+        rp->identify_ctx, call, gw_h2_stream_peer(st), call->authorization);
     return call;
 fail:
     call_free(call);
     return NULL;
 }
 
-/* An error found while the request is still arriving: answer trailers-only at once. */
+/* An error found while the request is still arriving: answer at once. */
 static void fail_request(struct gw_call *call, enum gw_grpc_status status, const char *message)
 {
-    if (call->state != CALL_RECEIVING)
+    if (call->state == CALL_RUNNING || call->state == CALL_DONE)
         return;
+    run_cancel(call);
     finish(call, status, message);
 }
 
@@ -210,12 +282,13 @@ static int on_message(void *arg, const uint8_t *msg, size_t len)
     return 0;
 }
 
-void gw_call_on_data(struct gw_call *call, const uint8_t *data, size_t len)
+void gw_call_up_data(void *obj, const uint8_t *data, size_t len)
 {
+    struct gw_call *call = obj;
     char msg[128];
     int rc;
 
-    if (call->state != CALL_RECEIVING)
+    if (call->state == CALL_RUNNING || call->state == CALL_DONE || call->request_done)
         return; /* an answered call ignores the rest of the body */
     rc = gw_grpc_decoder_feed(&call->dec, data, len, on_message, call);
     switch (rc) {
@@ -223,7 +296,7 @@ void gw_call_on_data(struct gw_call *call, const uint8_t *data, size_t len)
         return;
     case GW_ETOOBIG:
         snprintf(msg, sizeof(msg), "request message exceeds the maximum size of %u bytes",
-                 (unsigned)gw_h2_cfg(call->h2)->max_message_size);
+                 (unsigned)gw_rpc_params(call->rpc)->cfg->max_message_size);
         fail_request(call, GW_GRPC_RESOURCE_EXHAUSTED, msg);
         return;
     case GW_EUNIMPL:
@@ -243,9 +316,11 @@ void gw_call_on_data(struct gw_call *call, const uint8_t *data, size_t len)
     }
 }
 
-void gw_call_on_request_end(struct gw_call *call)
+void gw_call_up_end(void *obj)
 {
-    if (call->state != CALL_RECEIVING)
+    struct gw_call *call = obj;
+
+    if (call->state == CALL_RUNNING || call->state == CALL_DONE || call->request_done)
         return;
     if (!gw_grpc_decoder_idle(&call->dec)) {
         fail_request(call, GW_GRPC_INTERNAL, "request ended inside a message");
@@ -255,138 +330,88 @@ void gw_call_on_request_end(struct gw_call *call)
         fail_request(call, GW_GRPC_INTERNAL, "request carries no message");
         return;
     }
-    call->state = CALL_RUNNING;
-    call->method->m.handler(call, call->req, call->req_len);
+    call->request_done = true;
+    maybe_run(call);
 }
 
-void gw_call_on_stream_close(struct gw_call *call)
+void gw_call_up_writable(void *obj)
 {
-    if (call->state == CALL_RUNNING && call->cancel_fn != NULL && !call->in_cancel) {
-        gw_cancel_fn fn = call->cancel_fn;
-        call->cancel_fn = NULL;
-        call->in_cancel = true;
-        GW_LOG(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->m.path);
-        fn(call->cancel_arg);
+    struct gw_call *call = obj;
+    gw_writable_fn fn = call->writable_fn;
+
+    if (call->state != CALL_RUNNING || fn == NULL)
+        return;
+    call->writable_fn = NULL;
+    fn(call->writable_arg); /* may finish or free the call */
+}
+
+void gw_call_up_close(void *obj)
+{
+    struct gw_call *call = obj;
+
+    call->st = NULL;
+    if (cancellable(call) && call->cancel_fn != NULL && !call->in_cancel) {
+        GW_LOG(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->path);
+        run_cancel(call);
     }
     call_free(call);
 }
 
 /* ---- responses ---- */
 
-static void submit_trailer(struct gw_call *call)
-{
-    char code[8];
-    nghttp2_nv nv[2];
-    size_t n = 1;
-
-    snprintf(code, sizeof(code), "%d", (int)call->status);
-    nv[0] = (nghttp2_nv){(uint8_t *)"grpc-status", (uint8_t *)code, 11, strlen(code),
-                         NGHTTP2_NV_FLAG_NONE};
-    if (call->message[0] != '\0') {
-        nv[1] = (nghttp2_nv){(uint8_t *)"grpc-message", (uint8_t *)call->message, 12,
-                             strlen(call->message), NGHTTP2_NV_FLAG_NONE};
-        n = 2;
-    }
-    if (nghttp2_submit_trailer(gw_h2_session(call->h2), call->stream_id, nv, n) != 0)
-        (void)nghttp2_submit_rst_stream(gw_h2_session(call->h2), NGHTTP2_FLAG_NONE, call->stream_id,
-                                        NGHTTP2_INTERNAL_ERROR);
-}
-
-static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
-                            size_t length, uint32_t *data_flags, nghttp2_data_source *source,
-                            void *user_data)
-{
-    struct gw_call *call = source->ptr;
-    size_t avail = evbuffer_get_length(call->out);
-
-    (void)session;
-    (void)stream_id;
-    (void)user_data;
-    if (avail > 0) {
-        int n = evbuffer_remove(call->out, buf, avail < length ? avail : length);
-        return n < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : n;
-    }
-    if (call->state != CALL_DONE)
-        return NGHTTP2_ERR_DEFERRED;
-    *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
-    submit_trailer(call);
-    return 0;
-}
-
-static int start_response(struct gw_call *call)
-{
-    nghttp2_nv nv[2] = {
-        {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
-        {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
-    };
-    nghttp2_data_provider prd;
-
-    prd.source.ptr = call;
-    prd.read_callback = data_read_cb;
-    if (nghttp2_submit_response(gw_h2_session(call->h2), call->stream_id, nv, 2, &prd) != 0)
-        return GW_ENOMEM;
-    call->response_started = true;
-    return 0;
-}
-
-/* Decides the status and queues what remains; the last thing it does is flush, which may close
- * the stream and free the call. */
+/* Decides the status and hands it to the stream; the last thing it does, since the stream may
+ * close and free the call before gw_h2_stream_finish returns. */
 static void finish(struct gw_call *call, enum gw_grpc_status status, const char *message)
 {
-    struct gw_h2 *h2 = call->h2;
-
     if (call->state == CALL_DONE)
         return;
     call->state = CALL_DONE;
     call->cancel_fn = NULL;
+    call->writable_fn = NULL;
     event_del(call->deadline_ev);
-    call->status = status;
-    gw_grpc_percent_encode(message ? message : "", call->message, sizeof(call->message));
     GW_LOG(status == GW_GRPC_OK ? GW_LOG_DEBUG : GW_LOG_INFO, "call", &call->log,
-           "call finished: %s grpc-status %d (%s) after %llu ms", call->method->m.path, (int)status,
+           "call finished: %s grpc-status %d (%s) after %llu ms", call->method->path, (int)status,
            message ? message : "", (unsigned long long)(gw_now_ms() - call->start_ms));
-    if (!call->response_started) {
-        if (gw_h2_submit_trailers_only(h2, call->stream_id, 200, status, message) != 0)
-            (void)nghttp2_submit_rst_stream(gw_h2_session(h2), NGHTTP2_FLAG_NONE, call->stream_id,
-                                            NGHTTP2_INTERNAL_ERROR);
-    } else {
-        (void)nghttp2_session_resume_data(gw_h2_session(h2), call->stream_id);
-    }
-    (void)gw_h2_flush(h2);
+    if (call->st != NULL)
+        gw_h2_stream_finish(call->st, status, message); /* may free the call */
 }
 
 int gw_call_send(struct gw_call *call, const ProtobufCMessage *msg)
 {
     size_t size = protobuf_c_message_get_packed_size(msg);
-    struct evbuffer_iovec v;
+    uint8_t *p;
+    int rc;
 
-    if (call->state != CALL_RUNNING || call->in_cancel)
+    if (call->state != CALL_RUNNING || call->in_cancel || call->st == NULL)
         return GW_EINVAL;
-    if (!call->method->m.server_streaming && call->nsent > 0)
+    if (!call->method->server_streaming && call->nsent > 0)
         return GW_EINVAL;
-    if (size > gw_h2_cfg(call->h2)->max_message_size)
+    if (size > gw_rpc_params(call->rpc)->cfg->max_message_size)
         return GW_ETOOBIG;
-    /* A client that does not read cannot make us queue without bound. */
-    if (evbuffer_get_length(call->out) > (size_t)gw_h2_cfg(call->h2)->max_message_size * 4u)
-        return GW_ETOOBIG;
-    if (evbuffer_reserve_space(call->out, (ev_ssize_t)(size + GW_GRPC_PREFIX_LEN), &v, 1) < 1 ||
-        v.iov_len < size + GW_GRPC_PREFIX_LEN)
-        return GW_ENOMEM;
-    gw_grpc_frame_prefix(v.iov_base, (uint32_t)size);
-    if (protobuf_c_message_pack(msg, (uint8_t *)v.iov_base + GW_GRPC_PREFIX_LEN) != size)
+    p = gw_h2_stream_reserve(call->st, size);
+    if (p == NULL)
+        return gw_h2_stream_writable(call->st) ? GW_ENOMEM : GW_ETOOBIG;
+    if (protobuf_c_message_pack(msg, p) != size)
         return GW_EINTERNAL;
-    v.iov_len = size + GW_GRPC_PREFIX_LEN;
-    if (evbuffer_commit_space(call->out, &v, 1) != 0)
-        return GW_ENOMEM;
+    rc = gw_h2_stream_commit(call->st, size);
+    if (rc != 0)
+        return rc;
     call->nsent++;
-    if (!call->response_started) {
-        if (start_response(call) != 0)
-            return GW_ENOMEM;
-    } else {
-        (void)nghttp2_session_resume_data(gw_h2_session(call->h2), call->stream_id);
-    }
-    (void)gw_h2_flush(call->h2); /* sends DATA without END_STREAM: the stream stays open */
     return 0;
+}
+
+bool gw_call_writable(struct gw_call *call)
+{
+    return call->st != NULL && call->state == CALL_RUNNING && gw_h2_stream_writable(call->st);
+}
+
+void gw_call_on_writable(struct gw_call *call, gw_writable_fn fn, void *arg)
+{
+    if (call->state != CALL_RUNNING || call->st == NULL)
+        return;
+    call->writable_fn = fn;
+    call->writable_arg = arg;
+    gw_h2_stream_want_writable(call->st);
 }
 
 void gw_call_finish(struct gw_call *call, enum gw_grpc_status status, const char *message)
@@ -403,7 +428,7 @@ void gw_call_finish_err(struct gw_call *call, int err, const char *message)
 
 void gw_call_set_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg)
 {
-    if (call->state != CALL_RUNNING)
+    if (!cancellable(call))
         return;
     call->cancel_fn = fn;
     call->cancel_arg = arg;
@@ -413,11 +438,15 @@ void gw_call_set_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg)
 
 struct gw_app *gw_call_app(struct gw_call *call)
 {
-    return gw_h2_app(call->h2);
+    return gw_rpc_params(call->rpc)->app;
+}
+const struct gw_policy *gw_call_policy(const struct gw_call *call)
+{
+    return gw_rpc_params(call->rpc)->policy;
 }
 const struct gw_principal *gw_call_principal(const struct gw_call *call)
 {
-    return gw_h2_principal(call->h2);
+    return &call->principal;
 }
 const struct gw_log_ctx *gw_call_log_ctx(const struct gw_call *call)
 {

@@ -1,0 +1,39 @@
+/* methods.c: the method table of SPEC §7.1 plus the standard health service: path -> handler.
+ * Who may call each method is the policy's business (policy.c), not this table's.
+ * Invariant: static and constant; a method not built yet has a NULL handler (UNIMPLEMENTED for
+ * callers the policy allows). */
+#include "api.h"
+
+static const struct gw_method methods[] = {
+    {"/grpc.health.v1.Health/Check", gw_api_health_check, false},
+
+    {"/waygate.v1.WaybillIntake/Submit", gw_api_intake_submit, false},
+    {"/waygate.v1.WaybillIntake/SubmitBatch", gw_api_intake_submit_batch, false},
+    {"/waygate.v1.WaybillIntake/RecordScan", NULL, false},
+
+    {"/waygate.v1.WaybillQuery/Get", gw_api_query_get, false},
+    {"/waygate.v1.WaybillQuery/Search", NULL, true},
+    {"/waygate.v1.WaybillQuery/Reveal", NULL, false},
+
+    {"/waygate.v1.Compliance/RequestBulk", NULL, false},
+    {"/waygate.v1.Compliance/ApproveBulk", NULL, false},
+    {"/waygate.v1.Compliance/RunBulk", NULL, true},
+    {"/waygate.v1.Compliance/ExportAudit", NULL, true},
+    {"/waygate.v1.Compliance/Report", NULL, false},
+    {"/waygate.v1.Compliance/RequestLawfulAccess", NULL, false},
+    {"/waygate.v1.Compliance/DecideLawfulAccess", NULL, false},
+
+    {"/waygate.v1.Admin/Login", NULL, false},
+    {"/waygate.v1.Admin/ChangePassword", NULL, false},
+    {"/waygate.v1.Admin/CreateAccount", NULL, false},
+    {"/waygate.v1.Admin/DisableAccount", NULL, false},
+    {"/waygate.v1.Admin/IssueSegment", NULL, false},
+    {"/waygate.v1.Admin/RotateKey", NULL, false},
+};
+
+static const struct gw_rpc_table table = {methods, sizeof(methods) / sizeof(methods[0])};
+
+const struct gw_rpc_table *gw_api_methods(void)
+{
+    return &table;
+}

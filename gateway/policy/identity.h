@@ -1,0 +1,46 @@
+/* identity.h: who is calling. A principal is resolved once per call from what the transport
+ * verified (struct gw_peer: the client certificate) and what the call carries (an
+ * "authorization" metadata value). Devices, branch systems and the backend are known by their
+ * client certificate; people will log in and present a bearer token (accounts issue), which is
+ * why resolution is a step of the call that may wait (rpc layer), not a property of the
+ * connection.
+ * Pure: no I/O, no logging. */
+#ifndef GW_IDENTITY_H
+#define GW_IDENTITY_H
+
+#include <stdbool.h>
+
+#include "err.h"
+#include "peer.h"
+
+/* How the principal proved who it is. */
+enum gw_authn {
+    GW_AUTHN_NONE = 0, /* nothing verified: only the insecure loopback listener */
+    GW_AUTHN_CERT,     /* a verified client certificate */
+    GW_AUTHN_TOKEN,    /* a bearer token over a verified certificate (accounts issue) */
+};
+
+struct gw_principal {
+    char name[64];   /* certificate CN (or account name) */
+    char role[32];   /* one of the roles policy.h knows; "" when unauthenticated */
+    char branch[32]; /* branch scope; "" when the principal has none */
+    enum gw_authn authn;
+    char peer[64]; /* the connection's address, for logs and audit records */
+};
+
+/* True when p was authenticated at all (certificate or token). */
+static inline bool gw_principal_authenticated(const struct gw_principal *p)
+{
+    return p->authn != GW_AUTHN_NONE;
+}
+
+/* Resolves the caller from the connection's peer and the call's authorization metadata (NULL
+ * when absent). Bootstrap rule until principals are registered in the database: a verified
+ * certificate's subject gives the principal (CN the name, OU the role, L the branch scope).
+ * Returns 0 with *out filled (authn NONE on a connection without a certificate), or GW_EAUTH
+ * with *why set to a constant sentence naming the rule: a certificate without a role (OU), or a
+ * bearer token (accounts are not built yet, so no token is valid). */
+int gw_identity_resolve(const struct gw_peer *peer, const char *authorization,
+                        struct gw_principal *out, const char **why) GW_MUST_CHECK;
+
+#endif

@@ -1,0 +1,145 @@
+/* policy.c: the built-in rules of SPEC §3 (who may call what, which records a principal sees,
+ * how each role sees each field) and the checks over them.
+ * Invariants: deny by default everywhere (no rule, unknown role, empty scope: refused); a rule
+ * names roles only from gw_policy_roles. */
+#include "policy.h"
+
+#include <string.h>
+
+#include "alloc.h"
+
+const char *const gw_policy_roles[] = {
+    "courier",
+    "branch_clerk",
+    "customer_service",
+    "compliance_auditor",
+    "security_admin",
+    "system_admin",
+    "lawful_access",
+    "backend",
+    NULL,
+};
+
+static const char *const couriers[] = {"courier", NULL};
+static const char *const searchers[] = {"branch_clerk", "customer_service", NULL};
+static const char *const revealers[] = {"courier", "branch_clerk", "customer_service", NULL};
+static const char *const bulk[] = {"security_admin", "compliance_auditor", NULL};
+static const char *const auditors[] = {"compliance_auditor", NULL};
+static const char *const lawful[] = {"lawful_access", NULL};
+static const char *const secadmin[] = {"security_admin", NULL};
+
+#define ROLES(path, roles)                                                                         \
+    {                                                                                              \
+        path, GW_POLICY_ROLES, roles                                                               \
+    }
+
+/* Method permissions (SPEC §3 and §7.1). Art. 34: least privilege; the three administrator
+ * roles hold disjoint powers. */
+static const struct gw_policy_method builtin[] = {
+    {"/grpc.health.v1.Health/Check", GW_POLICY_ANYONE, NULL},
+
+    ROLES("/waygate.v1.WaybillIntake/Submit", couriers),
+    ROLES("/waygate.v1.WaybillIntake/SubmitBatch", couriers),
+    ROLES("/waygate.v1.WaybillIntake/RecordScan", couriers),
+
+    ROLES("/waygate.v1.WaybillQuery/Get", couriers),
+    ROLES("/waygate.v1.WaybillQuery/Search", searchers),
+    ROLES("/waygate.v1.WaybillQuery/Reveal", revealers),
+
+    ROLES("/waygate.v1.Compliance/RequestBulk", bulk),
+    ROLES("/waygate.v1.Compliance/ApproveBulk", bulk),
+    ROLES("/waygate.v1.Compliance/RunBulk", bulk),
+    ROLES("/waygate.v1.Compliance/ExportAudit", auditors),
+    ROLES("/waygate.v1.Compliance/Report", auditors),
+    ROLES("/waygate.v1.Compliance/RequestLawfulAccess", lawful),
+    ROLES("/waygate.v1.Compliance/DecideLawfulAccess", secadmin),
+
+    {"/waygate.v1.Admin/Login", GW_POLICY_AUTHENTICATED, NULL},
+    {"/waygate.v1.Admin/ChangePassword", GW_POLICY_AUTHENTICATED, NULL},
+    ROLES("/waygate.v1.Admin/CreateAccount", secadmin),
+    ROLES("/waygate.v1.Admin/DisableAccount", secadmin),
+    ROLES("/waygate.v1.Admin/IssueSegment", secadmin),
+    ROLES("/waygate.v1.Admin/RotateKey", secadmin),
+};
+
+struct gw_policy {
+    const struct gw_policy_method *extra;
+    size_t nextra;
+};
+
+struct gw_policy *gw_policy_new(const struct gw_policy_method *extra, size_t n)
+{
+    struct gw_policy *p = gw_calloc(1, sizeof(*p));
+
+    if (p == NULL)
+        return NULL;
+    p->extra = extra;
+    p->nextra = extra != NULL ? n : 0;
+    return p;
+}
+
+void gw_policy_free(struct gw_policy *p)
+{
+    gw_free(p);
+}
+
+const struct gw_policy_method *gw_policy_method_rule(const struct gw_policy *pol, const char *path)
+{
+    for (size_t i = 0; i < sizeof(builtin) / sizeof(builtin[0]); i++)
+        if (strcmp(builtin[i].path, path) == 0)
+            return &builtin[i];
+    for (size_t i = 0; i < pol->nextra; i++)
+        if (strcmp(pol->extra[i].path, path) == 0)
+            return &pol->extra[i];
+    return NULL;
+}
+
+static bool known_role(const char *role)
+{
+    for (const char *const *r = gw_policy_roles; *r; r++)
+        if (strcmp(*r, role) == 0)
+            return true;
+    return false;
+}
+
+int gw_policy_may_call(const struct gw_policy *pol, const char *path, const struct gw_principal *p,
+                       const char **why)
+{
+    const struct gw_policy_method *m = gw_policy_method_rule(pol, path);
+
+    *why = NULL;
+    if (m != NULL && m->access == GW_POLICY_ANYONE)
+        return 0;
+    if (!gw_principal_authenticated(p)) {
+        *why = "a verified client certificate is required (Art. 31)";
+        return GW_EAUTH;
+    }
+    if (m == NULL || !known_role(p->role)) {
+        *why = "no rule grants this method to the role (least privilege, Art. 34)";
+        return GW_EPERM;
+    }
+    if (m->access == GW_POLICY_AUTHENTICATED)
+        return 0;
+    for (const char *const *r = m->roles; r != NULL && *r; r++)
+        if (strcmp(*r, p->role) == 0)
+            return 0;
+    *why = "the role may not call this method (least privilege, Art. 34)";
+    return GW_EPERM;
+}
+
+bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,
+                        const struct gw_policy_record *rec)
+{
+    (void)pol;
+    /* Every role that reads waybills today is branch-scoped; a principal without a branch
+     * sees nothing rather than everything. */
+    if (p->branch[0] == '\0' || rec->origin_branch == NULL)
+        return false;
+    return strcmp(p->branch, rec->origin_branch) == 0;
+}
+
+enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, enum gw_col col)
+{
+    (void)pol;
+    return gw_view_policy(role, col);
+}

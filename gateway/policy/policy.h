@@ -1,0 +1,68 @@
+/* policy.h: the one place that answers "may this caller do this, and see what". It owns
+ *  - method permissions: which roles may call which gRPC method (deny by default: a method
+ *    without a rule is refused to everyone; a rule open to anyone must say so);
+ *  - field views: how each role sees each encrypted field (view.h renders a field);
+ *  - scope: whether a principal may see a given record at all.
+ * The rules are built in today; the principals issue loads them from a policy file, which is why
+ * callers hold a struct gw_policy (replaced whole on reload) instead of static tables.
+ * Pure: no I/O, no logging. */
+#ifndef GW_POLICY_H
+#define GW_POLICY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+#include "identity.h"
+#include "record.h"
+#include "view.h"
+
+/* The roles of SPEC §3. A role name not in this list never passes a check. */
+extern const char *const gw_policy_roles[];
+
+enum gw_policy_access {
+    GW_POLICY_ROLES = 0,     /* an authenticated principal holding one of the rule's roles */
+    GW_POLICY_AUTHENTICATED, /* any authenticated principal (the account layer decides more) */
+    GW_POLICY_ANYONE,        /* also unauthenticated callers (the health check) */
+};
+
+/* One method-permission rule. roles: NULL-terminated, used with GW_POLICY_ROLES. */
+struct gw_policy_method {
+    const char *path; /* "/waygate.v1.WaybillIntake/Submit" */
+    enum gw_policy_access access;
+    const char *const *roles;
+};
+
+struct gw_policy;
+
+/* The built-in policy plus n extra method rules (a test build registers its test-only methods
+ * this way; NULL/0 otherwise; the array must outlive the policy). Returns NULL on allocation
+ * failure. */
+struct gw_policy *gw_policy_new(const struct gw_policy_method *extra, size_t n);
+void gw_policy_free(struct gw_policy *p);
+
+/* May principal p call the method at path? Returns 0, GW_EAUTH (the method needs an
+ * authenticated caller) or GW_EPERM (no rule for the method, or p's role is not in it). On
+ * refusal *why is a constant sentence naming the rule. */
+int gw_policy_may_call(const struct gw_policy *pol, const char *path, const struct gw_principal *p,
+                       const char **why) GW_MUST_CHECK;
+
+/* The rule for path, or NULL when there is none (for tests and documentation). */
+const struct gw_policy_method *gw_policy_method_rule(const struct gw_policy *pol, const char *path);
+
+/* What a scope decision looks at: the clear operational columns of a record that place it. */
+struct gw_policy_record {
+    const char *origin_branch; /* the branch that accepted the waybill */
+};
+
+/* True when p may see the record at all. Branch-scoped roles see the records of their branch
+ * (the origin branch today; the destination branch and custody join here later). A record
+ * outside the scope must be answered exactly like a record that does not exist. Every read
+ * path asks this one function. */
+bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,
+                        const struct gw_policy_record *rec);
+
+/* How role sees field col (deny by default: GW_VIEW_OMIT for anything not granted). */
+enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, enum gw_col col);
+
+#endif

@@ -1,0 +1,67 @@
+/* rpc.c: the dispatcher: routes a new stream by its :path to the method table and opens the
+ * call, which then identifies the caller and asks the policy (call.c). Invariant: a path not in
+ * the table is answered UNIMPLEMENTED before any call exists; the table is never modified. */
+#include "rpc.h"
+
+#include <string.h>
+
+#include "alloc.h"
+#include "rpc_int.h"
+
+struct gw_rpc {
+    struct gw_rpc_params p;
+};
+
+const struct gw_rpc_params *gw_rpc_params(const struct gw_rpc *rpc)
+{
+    return &rpc->p;
+}
+
+struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
+{
+    struct gw_rpc *rpc = gw_calloc(1, sizeof(*rpc));
+
+    if (rpc == NULL)
+        return NULL;
+    rpc->p = *p;
+    return rpc;
+}
+
+void gw_rpc_free(struct gw_rpc *rpc)
+{
+    gw_free(rpc);
+}
+
+const struct gw_method *gw_rpc_lookup(const struct gw_rpc_table *t, const char *path)
+{
+    for (size_t i = 0; i < t->n; i++)
+        if (strcmp(t->methods[i].path, path) == 0)
+            return &t->methods[i];
+    return NULL;
+}
+
+static void *open_cb(void *ctx, struct gw_h2_stream *st, const struct gw_grpc_headers *hdrs,
+                     uint64_t timeout_ms)
+{
+    struct gw_rpc *rpc = ctx;
+    const struct gw_method *m = gw_rpc_lookup(rpc->p.methods, hdrs->path);
+
+    if (m == NULL) {
+        gw_h2_stream_finish(st, GW_GRPC_UNIMPLEMENTED, "unknown method");
+        return NULL;
+    }
+    return gw_call_open(rpc, st, m, hdrs, timeout_ms);
+}
+
+struct gw_h2_upcalls gw_rpc_upcalls(struct gw_rpc *rpc)
+{
+    struct gw_h2_upcalls up = {
+        .open = open_cb,
+        .data = gw_call_up_data,
+        .end = gw_call_up_end,
+        .writable = gw_call_up_writable,
+        .close = gw_call_up_close,
+        .ctx = rpc,
+    };
+    return up;
+}

@@ -1,0 +1,62 @@
+/* rpc.h: the dispatcher between the HTTP/2 session and the handlers. It implements the
+ * transport's upcalls (h2.h): a new stream is routed by its :path in the method table; the call
+ * (call.h) then resolves the caller's identity, a step that may wait, asks the policy
+ * (policy.h) whether that principal may call the method, and only then runs the handler. A
+ * refusal is decided before any handler work and before any data is read.
+ * The method table (path -> handler) belongs to the handlers' layer and is passed in; who may
+ * call what belongs to the policy. */
+#ifndef GW_RPC_H
+#define GW_RPC_H
+
+#include <stddef.h>
+
+#include "call.h"
+#include "h2.h"
+
+struct event_base;
+struct gw_config;
+struct gw_rpc;
+
+struct gw_rpc_table {
+    const struct gw_method *methods;
+    size_t n;
+};
+
+/* The identity step. Called once per call with the connection's verified peer and the call's
+ * authorization metadata (NULL when absent). It must end in exactly one gw_call_identified(),
+ * now or from a later callback; if it waits, it sets a cancel hook with gw_call_set_cancel()
+ * first (the call may be reset meanwhile). */
+typedef void (*gw_rpc_identify_fn)(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                                   const char *authorization);
+
+/* The outcome of the identity step: err 0 with the principal, or GW_EAUTH (UNAUTHENTICATED)
+ * with why, a constant sentence naming the rule. The call then checks the policy; on refusal it
+ * is finished (and may be freed) before this returns. */
+void gw_call_identified(struct gw_call *call, int err, const struct gw_principal *p,
+                        const char *why);
+
+/* The synchronous identity step for certificates (identity.h's bootstrap rule). */
+void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                          const char *authorization);
+
+struct gw_rpc_params {
+    const struct gw_config *cfg;
+    struct event_base *base;
+    struct gw_app *app; /* handed to handlers through gw_call_app() */
+    const struct gw_rpc_table *methods;
+    const struct gw_policy *policy;
+    gw_rpc_identify_fn identify; /* NULL: gw_rpc_identify_cert */
+    void *identify_ctx;
+};
+
+/* Returns NULL on allocation failure. The params' pointers must outlive the dispatcher. */
+struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p);
+void gw_rpc_free(struct gw_rpc *rpc);
+
+/* The upcalls the HTTP/2 sessions of a server call (ctx is rpc). */
+struct gw_h2_upcalls gw_rpc_upcalls(struct gw_rpc *rpc);
+
+/* The entry for path, or NULL when the path is not in the table. */
+const struct gw_method *gw_rpc_lookup(const struct gw_rpc_table *t, const char *path);
+
+#endif

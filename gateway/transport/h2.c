@@ -1,0 +1,674 @@
+/* h2.c: the nghttp2 server session: callbacks, the stream list, request-header checks, routing
+ * to the layer above (struct gw_h2_upcalls), response framing, flow-controlled output and
+ * trailers. Invariants: every stream nghttp2 opens has one struct stream in the list until
+ * nghttp2 closes it (or the session is freed), and its upper object gets exactly one close
+ * upcall; output leaves only through gw_h2_flush, never re-entrantly; a stream's queued output is
+ * bounded (GW_H2_STREAM_HIGH plus one message) and a stream whose client takes none of it for
+ * stream_write_timeout_ms is reset; header lists are capped at cfg->max_header_list_size. */
+#include "h2.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+
+#include "alloc.h"
+#include "config.h"
+#include "log.h"
+
+/* A client resetting more streams than this within one window is flooding us (CVE-2023-44487). */
+#define RESET_WINDOW_MS 10000u
+#define RESET_MAX 400u
+
+struct gw_h2_stream {
+    int32_t id;
+    struct gw_h2 *h2;
+    struct gw_grpc_headers hdrs;
+    void *obj;                  /* the upper object, NULL until opened (or when open refused) */
+    bool answered;              /* a status was decided: trailers queued or to follow the data */
+    bool response_started;      /* response headers submitted with the data provider */
+    bool want_writable;         /* the upper layer saw gw_h2_stream_writable() false */
+    bool notify;                /* a writable upcall is due */
+    struct evbuffer *out;       /* framed response messages not yet taken by nghttp2 */
+    struct evbuffer_iovec resv; /* space handed out by gw_h2_stream_reserve, not committed */
+    enum gw_grpc_status status;
+    char message[512];    /* percent-encoded grpc-message for the trailers */
+    uint64_t progress_ms; /* last time the peer took bytes of this stream */
+    struct event *stall_ev;
+    struct gw_h2_stream *prev, *next;
+};
+
+struct gw_h2 {
+    nghttp2_session *session;
+    const struct gw_config *cfg;
+    struct event_base *base;
+    struct gw_peer peer;
+    struct gw_log_ctx log;
+    struct gw_h2_io io;
+    struct gw_h2_upcalls up;
+    struct event *notify_ev; /* runs due writable upcalls from the loop */
+    struct gw_h2_stream *streams;
+    size_t nstreams;
+    size_t nlive;    /* streams whose upper object has not been answered */
+    bool busy;       /* inside nghttp2_session_mem_recv / mem_send */
+    bool want_flush; /* a flush was asked for while busy */
+    bool failed;
+    bool preface;
+    uint64_t reset_window_start;
+    unsigned resets;
+};
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void mark_answered(struct gw_h2_stream *st)
+{
+    if (st->answered)
+        return;
+    st->answered = true;
+    if (st->obj != NULL)
+        st->h2->nlive--;
+}
+
+static void stream_free(struct gw_h2_stream *st)
+{
+    struct gw_h2 *h2 = st->h2;
+
+    mark_answered(st);
+    if (st->obj != NULL) {
+        void *obj = st->obj;
+        st->obj = NULL;
+        h2->up.close(obj);
+    }
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        h2->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    h2->nstreams--;
+    if (st->stall_ev != NULL)
+        event_free(st->stall_ev);
+    if (st->out != NULL) {
+        /* Response messages may hold PII: wipe what was never sent. */
+        struct evbuffer_iovec v[8];
+        int n;
+        while ((n = evbuffer_peek(st->out, -1, NULL, v, 8)) > 0) {
+            size_t drained = 0;
+            for (int i = 0; i < n && i < 8; i++) {
+                gw_wipe(v[i].iov_base, v[i].iov_len);
+                drained += v[i].iov_len;
+            }
+            evbuffer_drain(st->out, drained);
+        }
+        evbuffer_free(st->out);
+    }
+    /* The headers may hold a bearer token. */
+    gw_free_wipe(st, sizeof(*st));
+}
+
+static int submit_trailers_only(struct gw_h2 *h2, int32_t stream_id, int http_status,
+                                enum gw_grpc_status status, const char *message)
+{
+    char stat[8], code[8], enc[512];
+    nghttp2_nv nv[4];
+    size_t n = 0;
+
+#define NV(NAME, VALUE)                                                                            \
+    do {                                                                                           \
+        nv[n].name = (uint8_t *)(NAME);                                                            \
+        nv[n].namelen = strlen(NAME);                                                              \
+        nv[n].value = (uint8_t *)(VALUE);                                                          \
+        nv[n].valuelen = strlen(VALUE);                                                            \
+        nv[n].flags = NGHTTP2_NV_FLAG_NONE;                                                        \
+        n++;                                                                                       \
+    } while (0)
+
+    snprintf(stat, sizeof(stat), "%d", http_status);
+    snprintf(code, sizeof(code), "%d", (int)status);
+    NV(":status", stat);
+    NV("content-type", "application/grpc");
+    NV("grpc-status", code);
+    if (message != NULL && message[0] != '\0') {
+        gw_grpc_percent_encode(message, enc, sizeof(enc));
+        NV("grpc-message", enc);
+    }
+#undef NV
+    /* No RST_STREAM(NO_ERROR) after it even when the client is still sending: grpc-core
+     * clients report such a reset as INTERNAL instead of the status we sent. The rest of the
+     * body is discarded as it arrives. */
+    if (nghttp2_submit_response(h2->session, stream_id, nv, n, NULL) != 0)
+        return GW_ENOMEM;
+    return 0;
+}
+
+static void answer_early(struct gw_h2_stream *st, int http_status, enum gw_grpc_status status,
+                         const char *message)
+{
+    mark_answered(st);
+    GW_LOG(GW_LOG_INFO, "h2", &st->h2->log, "stream %d refused: grpc-status %d: %s", (int)st->id,
+           (int)status, message ? message : "");
+    if (submit_trailers_only(st->h2, st->id, http_status, status, message) != 0)
+        (void)nghttp2_submit_rst_stream(st->h2->session, NGHTTP2_FLAG_NONE, st->id,
+                                        NGHTTP2_INTERNAL_ERROR);
+}
+
+/* The request headers are complete: check them and hand the stream to the layer above. */
+static void on_request_headers(struct gw_h2_stream *st)
+{
+    struct gw_h2 *h2 = st->h2;
+    struct gw_grpc_verdict v;
+    uint64_t timeout_ms = 0;
+    void *obj;
+
+    gw_grpc_headers_check(&st->hdrs, h2->cfg->max_deadline_ms, &v, &timeout_ms);
+    if (v.status != GW_GRPC_OK) {
+        answer_early(st, v.http_status, v.status, v.message);
+        return;
+    }
+    obj = h2->up.open(h2->up.ctx, st, &st->hdrs, timeout_ms);
+    if (obj == NULL) {
+        if (!st->answered)
+            answer_early(st, 200, GW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+        return;
+    }
+    st->obj = obj;
+    if (!st->answered)
+        h2->nlive++;
+}
+
+static int on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame *frame,
+                               void *user_data)
+{
+    struct gw_h2 *h2 = user_data;
+    struct gw_h2_stream *st;
+
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    st = gw_calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 resets the stream */
+    st->id = frame->hd.stream_id;
+    st->h2 = h2;
+    gw_grpc_headers_init(&st->hdrs, h2->cfg->max_header_list_size);
+    if (nghttp2_session_set_stream_user_data(session, st->id, st) != 0) {
+        gw_free(st);
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    st->next = h2->streams;
+    if (h2->streams)
+        h2->streams->prev = st;
+    h2->streams = st;
+    h2->nstreams++;
+    return 0;
+}
+
+static int on_header_cb(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *user_data)
+{
+    struct gw_h2_stream *st;
+
+    (void)flags;
+    (void)user_data;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0; /* client trailers carry nothing we use */
+    st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (st != NULL)
+        gw_grpc_headers_add(&st->hdrs, name, namelen, value, valuelen);
+    return 0;
+}
+
+static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_t stream_id,
+                                 const uint8_t *data, size_t len, void *user_data)
+{
+    struct gw_h2_stream *st = nghttp2_session_get_stream_user_data(session, stream_id);
+    struct gw_h2 *h2 = user_data;
+
+    (void)flags;
+    if (st != NULL && st->obj != NULL && !st->answered)
+        h2->up.data(st->obj, data, len);
+    return 0;
+}
+
+static void note_reset(struct gw_h2 *h2)
+{
+    uint64_t now = now_ms();
+
+    if (now - h2->reset_window_start > RESET_WINDOW_MS) {
+        h2->reset_window_start = now;
+        h2->resets = 0;
+    }
+    if (++h2->resets == RESET_MAX) {
+        GW_LOG(GW_LOG_WARN, "h2", &h2->log, "too many stream resets: closing the connection");
+        (void)nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
+    }
+}
+
+static int on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    struct gw_h2 *h2 = user_data;
+    struct gw_h2_stream *st;
+
+    switch (frame->hd.type) {
+    case NGHTTP2_SETTINGS:
+        if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
+            h2->preface = true;
+        return 0;
+    case NGHTTP2_RST_STREAM:
+        note_reset(h2);
+        return 0;
+    case NGHTTP2_HEADERS:
+    case NGHTTP2_DATA:
+        break;
+    default:
+        return 0;
+    }
+    st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (st == NULL)
+        return 0;
+    if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+        on_request_headers(st);
+    if ((frame->hd.flags & NGHTTP2_FLAG_END_STREAM) && st->obj != NULL && !st->answered)
+        h2->up.end(st->obj);
+    return 0;
+}
+
+static int on_stream_close_cb(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
+                              void *user_data)
+{
+    struct gw_h2_stream *st = nghttp2_session_get_stream_user_data(session, stream_id);
+
+    (void)error_code;
+    (void)user_data;
+    if (st == NULL)
+        return 0;
+    (void)nghttp2_session_set_stream_user_data(session, stream_id, NULL);
+    stream_free(st);
+    return 0;
+}
+
+/* ---- response output ---- */
+
+static void notify_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_h2 *h2 = arg;
+
+    (void)fd;
+    (void)what;
+    /* An upcall may finish, reset or close any stream, so start from the head after each. */
+    for (;;) {
+        struct gw_h2_stream *st = h2->streams;
+        while (st != NULL && !st->notify)
+            st = st->next;
+        if (st == NULL)
+            break;
+        st->notify = false;
+        st->want_writable = false;
+        if (st->obj != NULL && !st->answered)
+            h2->up.writable(st->obj);
+    }
+    (void)gw_h2_flush(h2);
+}
+
+static void stream_progress(struct gw_h2_stream *st)
+{
+    st->progress_ms = now_ms();
+    if (st->want_writable && !st->notify && evbuffer_get_length(st->out) < GW_H2_STREAM_LOW) {
+        st->notify = true;
+        event_active(st->h2->notify_ev, EV_TIMEOUT, 0);
+    }
+}
+
+static void submit_trailer(struct gw_h2_stream *st)
+{
+    char code[8];
+    nghttp2_nv nv[2];
+    size_t n = 1;
+
+    snprintf(code, sizeof(code), "%d", (int)st->status);
+    nv[0] = (nghttp2_nv){(uint8_t *)"grpc-status", (uint8_t *)code, 11, strlen(code),
+                         NGHTTP2_NV_FLAG_NONE};
+    if (st->message[0] != '\0') {
+        nv[1] = (nghttp2_nv){(uint8_t *)"grpc-message", (uint8_t *)st->message, 12,
+                             strlen(st->message), NGHTTP2_NV_FLAG_NONE};
+        n = 2;
+    }
+    if (nghttp2_submit_trailer(st->h2->session, st->id, nv, n) != 0)
+        (void)nghttp2_submit_rst_stream(st->h2->session, NGHTTP2_FLAG_NONE, st->id,
+                                        NGHTTP2_INTERNAL_ERROR);
+}
+
+static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t *buf,
+                            size_t length, uint32_t *data_flags, nghttp2_data_source *source,
+                            void *user_data)
+{
+    struct gw_h2_stream *st = source->ptr;
+    size_t avail = evbuffer_get_length(st->out);
+
+    (void)session;
+    (void)stream_id;
+    (void)user_data;
+    if (avail > 0) {
+        int n = evbuffer_remove(st->out, buf, avail < length ? avail : length);
+        if (n < 0)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        stream_progress(st);
+        return n;
+    }
+    if (!st->answered)
+        return NGHTTP2_ERR_DEFERRED;
+    *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
+    submit_trailer(st);
+    return 0;
+}
+
+static void arm_stall(struct gw_h2_stream *st, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+
+    (void)evtimer_add(st->stall_ev, &tv);
+}
+
+static void stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_h2_stream *st = arg;
+    uint64_t limit = st->h2->cfg->stream_write_timeout_ms, idle;
+
+    (void)fd;
+    (void)what;
+    if (evbuffer_get_length(st->out) == 0)
+        return; /* nothing waiting: re-armed by the next commit */
+    idle = now_ms() - st->progress_ms;
+    if (idle < limit) {
+        arm_stall(st, limit - idle);
+        return;
+    }
+    GW_LOG(GW_LOG_INFO, "h2", &st->h2->log,
+           "stream %d reset: the client took no response bytes for %u ms", (int)st->id,
+           (unsigned)limit);
+    gw_h2_stream_reset(st);
+    (void)gw_h2_flush(st->h2);
+}
+
+const struct gw_peer *gw_h2_stream_peer(const struct gw_h2_stream *st)
+{
+    return &st->h2->peer;
+}
+
+int32_t gw_h2_stream_id(const struct gw_h2_stream *st)
+{
+    return st->id;
+}
+
+size_t gw_h2_stream_queued(const struct gw_h2_stream *st)
+{
+    return st->out != NULL ? evbuffer_get_length(st->out) : 0;
+}
+
+bool gw_h2_stream_writable(const struct gw_h2_stream *st)
+{
+    return gw_h2_stream_queued(st) < GW_H2_STREAM_HIGH;
+}
+
+void gw_h2_stream_want_writable(struct gw_h2_stream *st)
+{
+    if (st->answered)
+        return;
+    st->want_writable = true;
+    if (!st->notify && gw_h2_stream_queued(st) < GW_H2_STREAM_LOW) {
+        st->notify = true;
+        event_active(st->h2->notify_ev, EV_TIMEOUT, 0);
+    }
+}
+
+uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len)
+{
+    size_t queued;
+
+    st->resv.iov_base = NULL;
+    if (st->answered || len > st->h2->cfg->max_message_size)
+        return NULL;
+    if (st->out == NULL && (st->out = evbuffer_new()) == NULL)
+        return NULL;
+    /* A handler that ignores gw_h2_stream_writable() still cannot make us queue without bound. */
+    queued = evbuffer_get_length(st->out);
+    if (queued > 0 && queued + len > GW_H2_STREAM_HIGH + st->h2->cfg->max_message_size)
+        return NULL;
+    if (evbuffer_reserve_space(st->out, (ev_ssize_t)(len + GW_GRPC_PREFIX_LEN), &st->resv, 1) < 1 ||
+        st->resv.iov_len < len + GW_GRPC_PREFIX_LEN) {
+        st->resv.iov_base = NULL;
+        return NULL;
+    }
+    gw_grpc_frame_prefix(st->resv.iov_base, (uint32_t)len);
+    return (uint8_t *)st->resv.iov_base + GW_GRPC_PREFIX_LEN;
+}
+
+static int start_response(struct gw_h2_stream *st)
+{
+    nghttp2_nv nv[2] = {
+        {(uint8_t *)":status", (uint8_t *)"200", 7, 3, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+    };
+    nghttp2_data_provider prd;
+
+    prd.source.ptr = st;
+    prd.read_callback = data_read_cb;
+    if (nghttp2_submit_response(st->h2->session, st->id, nv, 2, &prd) != 0)
+        return GW_ENOMEM;
+    st->response_started = true;
+    return 0;
+}
+
+int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
+{
+    if (st->answered || st->resv.iov_base == NULL)
+        return GW_EINVAL;
+    st->resv.iov_len = len + GW_GRPC_PREFIX_LEN;
+    if (evbuffer_commit_space(st->out, &st->resv, 1) != 0) {
+        st->resv.iov_base = NULL;
+        return GW_ENOMEM;
+    }
+    st->resv.iov_base = NULL;
+    if (!st->response_started) {
+        if (start_response(st) != 0)
+            return GW_ENOMEM;
+    } else {
+        (void)nghttp2_session_resume_data(st->h2->session, st->id);
+    }
+    if (st->stall_ev == NULL) {
+        st->stall_ev = evtimer_new(st->h2->base, stall_cb, st);
+        if (st->stall_ev == NULL)
+            return GW_ENOMEM;
+    }
+    if (!evtimer_pending(st->stall_ev, NULL)) {
+        st->progress_ms = now_ms();
+        arm_stall(st, st->h2->cfg->stream_write_timeout_ms);
+    }
+    (void)gw_h2_flush(st->h2); /* DATA without END_STREAM: the stream stays open */
+    return 0;
+}
+
+void gw_h2_stream_finish(struct gw_h2_stream *st, enum gw_grpc_status status, const char *message)
+{
+    struct gw_h2 *h2 = st->h2;
+
+    if (st->answered)
+        return;
+    mark_answered(st);
+    if (!st->response_started) {
+        if (submit_trailers_only(h2, st->id, 200, status, message) != 0)
+            (void)nghttp2_submit_rst_stream(h2->session, NGHTTP2_FLAG_NONE, st->id,
+                                            NGHTTP2_INTERNAL_ERROR);
+    } else {
+        st->status = status;
+        gw_grpc_percent_encode(message ? message : "", st->message, sizeof(st->message));
+        (void)nghttp2_session_resume_data(h2->session, st->id);
+    }
+    (void)gw_h2_flush(h2); /* may close st */
+}
+
+void gw_h2_stream_reset(struct gw_h2_stream *st)
+{
+    mark_answered(st);
+    if (st->out != NULL)
+        evbuffer_drain(st->out, evbuffer_get_length(st->out));
+    (void)nghttp2_submit_rst_stream(st->h2->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+}
+
+/* ---- the session ---- */
+
+struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
+{
+    struct gw_h2 *h2 = NULL;
+    nghttp2_session_callbacks *cbs = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_settings_entry iv[3];
+
+    h2 = gw_calloc(1, sizeof(*h2));
+    if (h2 == NULL)
+        goto fail;
+    h2->cfg = p->cfg;
+    h2->base = p->base;
+    h2->peer = *p->peer;
+    h2->log.peer = h2->peer.addr;
+    h2->log.principal = h2->peer.cert_cn[0] ? h2->peer.cert_cn : NULL;
+    h2->io = p->io;
+    h2->up = p->up;
+    h2->reset_window_start = now_ms();
+    h2->notify_ev = event_new(p->base, -1, 0, notify_cb, h2);
+    if (h2->notify_ev == NULL)
+        goto fail;
+
+    if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0)
+        goto fail;
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers_cb);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header_cb);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv_cb);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv_cb);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close_cb);
+    /* Our responses carry a handful of short headers; refuse to emit anything larger. */
+    nghttp2_option_set_max_send_header_block_length(opt, 16384);
+    if (nghttp2_session_server_new2(&h2->session, cbs, h2, opt) != 0)
+        goto fail;
+    nghttp2_session_callbacks_del(cbs);
+    cbs = NULL;
+    nghttp2_option_del(opt);
+    opt = NULL;
+
+    iv[0].settings_id = NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS;
+    iv[0].value = p->cfg->max_concurrent_streams;
+    iv[1].settings_id = NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE;
+    iv[1].value = p->cfg->max_header_list_size;
+    iv[2].settings_id = NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE;
+    iv[2].value = 1u << 20;
+    if (nghttp2_submit_settings(h2->session, NGHTTP2_FLAG_NONE, iv, 3) != 0)
+        goto fail;
+    return h2;
+fail:
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_option_del(opt);
+    gw_h2_free(h2);
+    return NULL;
+}
+
+void gw_h2_free(struct gw_h2 *h2)
+{
+    if (h2 == NULL)
+        return;
+    while (h2->streams != NULL)
+        stream_free(h2->streams);
+    nghttp2_session_del(h2->session);
+    if (h2->notify_ev != NULL)
+        event_free(h2->notify_ev);
+    gw_free(h2);
+}
+
+int gw_h2_flush(struct gw_h2 *h2)
+{
+    if (h2->failed)
+        return GW_EIO;
+    if (h2->busy) {
+        h2->want_flush = true;
+        return 0;
+    }
+    h2->busy = true;
+    for (;;) {
+        const uint8_t *data = NULL;
+        ssize_t n;
+
+        h2->want_flush = false;
+        if (h2->io.out_pending(h2->io.arg) >= GW_H2_OUT_HIGH)
+            break; /* resumed from the owner's write callback */
+        n = nghttp2_session_mem_send(h2->session, &data);
+        if (n < 0) {
+            GW_LOG(GW_LOG_WARN, "h2", &h2->log, "nghttp2 send failed: %s",
+                   nghttp2_strerror((int)n));
+            h2->failed = true;
+            break;
+        }
+        if (n == 0)
+            break;
+        if (h2->io.send(h2->io.arg, data, (size_t)n) != 0) {
+            h2->failed = true;
+            break;
+        }
+    }
+    h2->busy = false;
+    return h2->failed ? GW_EIO : 0;
+}
+
+int gw_h2_recv(struct gw_h2 *h2, const uint8_t *data, size_t len)
+{
+    ssize_t n;
+
+    if (h2->failed)
+        return GW_EIO;
+    h2->busy = true;
+    n = nghttp2_session_mem_recv(h2->session, data, len);
+    h2->busy = false;
+    if (n < 0) {
+        GW_LOG(GW_LOG_INFO, "h2", &h2->log, "protocol error: %s", nghttp2_strerror((int)n));
+        h2->failed = true;
+        return GW_EPROTO;
+    }
+    return gw_h2_flush(h2);
+}
+
+bool gw_h2_want_io(const struct gw_h2 *h2)
+{
+    return !h2->failed &&
+           (nghttp2_session_want_read(h2->session) || nghttp2_session_want_write(h2->session));
+}
+
+bool gw_h2_preface_received(const struct gw_h2 *h2)
+{
+    return h2->preface;
+}
+
+size_t gw_h2_live_streams(const struct gw_h2 *h2)
+{
+    return h2->nlive;
+}
+
+void gw_h2_goaway(struct gw_h2 *h2)
+{
+    (void)nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE,
+                                nghttp2_session_get_last_proc_stream_id(h2->session),
+                                NGHTTP2_NO_ERROR, NULL, 0);
+    (void)gw_h2_flush(h2);
+}
+
+void gw_h2_terminate(struct gw_h2 *h2)
+{
+    (void)nghttp2_session_terminate_session(h2->session, NGHTTP2_NO_ERROR);
+    (void)gw_h2_flush(h2);
+}

@@ -1,0 +1,130 @@
+/* h2.h: one HTTP/2 server session (nghttp2) carrying gRPC calls, independent of sockets: bytes
+ * come in through gw_h2_recv and go out through the io.send callback, so the session can be
+ * driven from memory in tests. This module owns every nghttp2 call: streams, request-header
+ * checks (grpc.h), response headers, message framing, flow control and trailers. What a stream
+ * carries is the business of the layer above, reached through struct gw_h2_upcalls: the session
+ * routes, it does not decide.
+ *
+ * Re-entrancy: output is produced only by gw_h2_flush, never from inside nghttp2's callbacks; a
+ * flush requested while the session is processing input (e.g. a call finishing at once) runs
+ * when gw_h2_recv returns. "Writable" notifications run from the event loop, never from inside
+ * another upcall. The owner frees the session only from its own callbacks, never from code
+ * called by the session. */
+#ifndef GW_H2_H
+#define GW_H2_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "grpc.h"
+#include "peer.h"
+
+struct event_base;
+struct gw_config;
+struct gw_h2;
+struct gw_h2_stream;
+
+/* Output is not produced while out_pending() is at or above this many bytes. */
+#define GW_H2_OUT_HIGH (256u * 1024u)
+/* A stream's queued response bytes: gw_h2_stream_writable() is false at or above HIGH, and the
+ * writable upcall runs once the queue has drained below LOW. */
+#define GW_H2_STREAM_HIGH (256u * 1024u)
+#define GW_H2_STREAM_LOW (64u * 1024u)
+
+struct gw_h2_io {
+    /* Queues len bytes for the peer; returns 0 or GW_ENOMEM (the session then fails). */
+    int (*send)(void *arg, const uint8_t *data, size_t len);
+    /* Bytes queued and not yet written to the peer. */
+    size_t (*out_pending)(void *arg);
+    void *arg;
+};
+
+/* What the layer above (the rpc layer) does with a stream. Each upcall may answer the stream
+ * (gw_h2_stream_finish) and may finish or reset other streams; none may free the session. */
+struct gw_h2_upcalls {
+    /* A request's headers passed the gRPC checks (content-type, method, te, grpc-timeout,
+     * header-list cap). timeout_ms is the deadline to apply. Returns the upper object for the
+     * stream, or NULL after answering it with gw_h2_stream_finish (when it returns NULL without
+     * answering, the session answers RESOURCE_EXHAUSTED). */
+    void *(*open)(void *ctx, struct gw_h2_stream *st, const struct gw_grpc_headers *hdrs,
+                  uint64_t timeout_ms);
+    /* A chunk of the request body. */
+    void (*data)(void *obj, const uint8_t *data, size_t len);
+    /* The client half-closed the stream. */
+    void (*end)(void *obj);
+    /* The stream's queued output drained below GW_H2_STREAM_LOW after gw_h2_stream_writable()
+     * had said false. */
+    void (*writable)(void *obj);
+    /* The stream is gone (answered and done, reset by the client or by us, connection closed):
+     * the upper object must cancel its work and free itself, and never touch st again. */
+    void (*close)(void *obj);
+    void *ctx;
+};
+
+struct gw_h2_params {
+    const struct gw_config *cfg;
+    struct event_base *base;
+    const struct gw_peer *peer; /* copied */
+    struct gw_h2_io io;
+    struct gw_h2_upcalls up;
+};
+
+/* Creates the session and queues the server's SETTINGS. Returns NULL on failure. */
+struct gw_h2 *gw_h2_new(const struct gw_h2_params *p);
+/* Frees every stream (each open upper object gets its close upcall once) and the session.
+ * NULL-safe. */
+void gw_h2_free(struct gw_h2 *h2);
+
+/* Processes bytes from the peer, then flushes. Returns 0, or GW_EPROTO / GW_ENOMEM when the
+ * connection must be closed. */
+int gw_h2_recv(struct gw_h2 *h2, const uint8_t *data, size_t len) GW_MUST_CHECK;
+/* Sends what the session has queued while io.out_pending() stays under GW_H2_OUT_HIGH. Deferred
+ * when called during gw_h2_recv. Returns 0 or an error (the session is then failed). */
+int gw_h2_flush(struct gw_h2 *h2);
+/* False when the session is finished (both sides done, GOAWAY completed, or failed): close the
+ * connection once its output has drained. */
+bool gw_h2_want_io(const struct gw_h2 *h2);
+/* True once the client's connection preface (and its first SETTINGS) has been received. */
+bool gw_h2_preface_received(const struct gw_h2 *h2);
+/* Streams with a call still running (not yet answered). A connection with none is idle even if
+ * the client keeps answered streams open. */
+size_t gw_h2_live_streams(const struct gw_h2 *h2);
+/* Graceful shutdown: GOAWAY naming the last stream accepted; open streams may finish. */
+void gw_h2_goaway(struct gw_h2 *h2);
+/* Immediate shutdown: GOAWAY(NO_ERROR), no stream is served further. */
+void gw_h2_terminate(struct gw_h2 *h2);
+
+/* ---- one stream, for the layer above ---- */
+
+/* The connection's peer (address, verified certificate). */
+const struct gw_peer *gw_h2_stream_peer(const struct gw_h2_stream *st);
+int32_t gw_h2_stream_id(const struct gw_h2_stream *st);
+
+/* Space for one response message of exactly len bytes (the 5-byte gRPC prefix is the session's
+ * business). Returns a pointer valid until gw_h2_stream_commit, or NULL (GW_ENOMEM, or the
+ * stream is answered or over max_message_size). */
+uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len);
+/* Queues the message written into the reserved space and flushes. The first message sends the
+ * response headers. Returns 0 or GW_ENOMEM. May close other streams (a flush), never st. */
+int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len) GW_MUST_CHECK;
+/* Response bytes queued on the stream and not yet taken by the peer's flow-control window. */
+size_t gw_h2_stream_queued(const struct gw_h2_stream *st);
+/* False when the stream's queue is at or above GW_H2_STREAM_HIGH. */
+bool gw_h2_stream_writable(const struct gw_h2_stream *st);
+/* Asks for one writable upcall, from the loop, once the queue is below GW_H2_STREAM_LOW (at the
+ * next loop iteration if it already is). */
+void gw_h2_stream_want_writable(struct gw_h2_stream *st);
+
+/* Ends the stream with a gRPC status: trailers after the queued messages, or a trailers-only
+ * response when nothing was sent. message (NULL for none) must never carry caller data; it is
+ * percent-encoded here. The rest of a request body still arriving is discarded. Flushes: the
+ * stream may close (close upcall) before this returns, unless called from inside an upcall of
+ * this session's input processing. */
+void gw_h2_stream_finish(struct gw_h2_stream *st, enum gw_grpc_status status, const char *message);
+/* Resets the stream (RST_STREAM CANCEL): for a client that stopped reading. The close upcall
+ * follows. Queued output is discarded at once. */
+void gw_h2_stream_reset(struct gw_h2_stream *st);
+
+#endif
