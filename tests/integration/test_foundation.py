@@ -180,12 +180,14 @@ def test_unknown_method_unimplemented(stack):
 
 
 def test_not_yet_implemented_api_method_unimplemented(stack):
-    # Compliance.Report belongs to a later issue; until then the method table answers
-    # UNIMPLEMENTED. (When it is implemented, point this test at a method that still is not.)
-    e = rpc_error(lambda: stack.unary("/waygate.v1.Compliance/Report",
-                                      stack.pb.compliance.ReportRequest(month="2026-01"),
-                                      stack.pb.compliance.ReportResponse))
+    # Admin.RotateKey belongs to a later issue; until then a caller the policy allows (a
+    # security admin) gets UNIMPLEMENTED. (When it is implemented, point this test at a method
+    # that still is not.)
+    e = rpc_error(lambda: stack.unary("/waygate.v1.Admin/RotateKey",
+                                      stack.pb.admin.RotateKeyRequest(),
+                                      stack.pb.admin.RotateKeyResponse, principal="admin"))
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED, e
+    assert e.details() == "method /waygate.v1.Admin/RotateKey is not implemented"
 
 
 def all_api_methods(pb):
