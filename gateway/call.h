@@ -3,8 +3,9 @@
  * the event loop, and owns it until the handler finishes it or the stream dies.
  *
  * Lifecycle contract:
- *  - The handler must eventually call gw_call_finish() (or gw_call_finish_err()), possibly from a
- *    later callback; before that it may gw_call_send() responses (once for unary methods).
+ *  - The handler must eventually call gw_call_finish() (or gw_call_finish_fault() /
+ *    gw_call_fail()), possibly from a later callback; before that it may gw_call_send() responses
+ * (once for unary methods).
  *  - If the stream goes away first (client reset, connection closed, deadline passed, server drain
  *    cut-off) the transport calls the cancel function set with gw_call_set_cancel() exactly once,
  *    then frees the call: after the cancel function returns, the handler must not touch the call,
@@ -59,9 +60,10 @@ struct gw_arena *gw_call_arena(struct gw_call *call);
 /* A protobuf-c allocator drawing from the call's arena (free is a no-op). */
 ProtobufCAllocator *gw_call_pb_allocator(struct gw_call *call);
 
-/* Unpacks the request into the call's arena and checks that every string field, at any depth,
- * is valid UTF-8. On failure finishes the call (INVALID_ARGUMENT naming the field) and returns
- * NULL: the handler must return at once without touching the call. */
+/* Unpacks the request into the call's arena and checks every string field, at any depth
+ * (wirecheck.h: valid UTF-8, no NUL). On failure finishes the call (INVALID_ARGUMENT naming the
+ * field and the rule) and returns NULL: the handler must return at once without touching the
+ * call. */
 ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDescriptor *desc,
                                  const uint8_t *req, size_t len);
 
@@ -70,11 +72,16 @@ ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDes
  * GW_ENOMEM; on error the handler should finish the call with that error. */
 int gw_call_send(struct gw_call *call, const ProtobufCMessage *msg) GW_MUST_CHECK;
 
-/* Ends the call with a status; message (may be NULL for OK) names the field and the rule and
- * must never contain caller data. */
+/* Ends the call with a status and message. Handlers use it only for OK
+ * (gw_call_finish(call, GW_GRPC_OK, NULL)); every refusal goes through gw_call_finish_fault or
+ * gw_call_fail, so that err.c alone chooses the status and writes the message. */
 void gw_call_finish(struct gw_call *call, enum gw_grpc_status status, const char *message);
-/* Same, from a project error code. */
-void gw_call_finish_err(struct gw_call *call, int err, const char *message);
+/* Ends the call refused with f: status and grpc-message from err.c (gw_fault_status,
+ * gw_fault_format). */
+void gw_call_finish_fault(struct gw_call *call, const struct gw_fault *f);
+/* Same for a fault made here: err (enum gw_err), field path (may be NULL or "") and rule
+ * (GW_RULE_NONE: the code's description). */
+void gw_call_fail(struct gw_call *call, int err, const char *field, enum gw_rule rule);
 
 void gw_call_set_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg);
 
