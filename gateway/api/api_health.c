@@ -35,7 +35,7 @@ static void reply(struct gw_call *call, bool serving)
                           : GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     rc = gw_call_send(call, &resp.base);
     if (rc != 0) {
-        gw_call_finish_err(call, rc, NULL);
+        gw_call_fail(call, rc, NULL, GW_RULE_NONE);
         return;
     }
     gw_call_finish(call, GW_GRPC_OK, NULL);
@@ -75,7 +75,7 @@ void gw_api_health_check(struct gw_call *call, const uint8_t *req, size_t len)
         if (strcmp(in->service, known_services[i]) == 0)
             known = true;
     if (!known) {
-        gw_call_finish(call, GW_GRPC_NOT_FOUND, "service: unknown service name");
+        gw_call_fail(call, GW_ENOTFOUND, "service", GW_RULE_UNKNOWN_SERVICE);
         return;
     }
     if (app == NULL || app->db == NULL) {
@@ -84,7 +84,7 @@ void gw_api_health_check(struct gw_call *call, const uint8_t *req, size_t len)
     }
     h = gw_arena_alloc(gw_call_arena(call), sizeof(*h));
     if (h == NULL) {
-        gw_call_finish_err(call, GW_ENOMEM, NULL);
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
         return;
     }
     h->call = call;

@@ -29,8 +29,9 @@ struct item {
     struct intake *in;
     size_t index;
     struct gw_waybill w;
-    int code; /* enum gw_grpc_status, or ITEM_PENDING while still on its way */
-    char msg[200];
+    int code;              /* its gRPC status (from err.c), or ITEM_PENDING while on its way */
+    struct gw_fault fault; /* why it was refused, when code is not OK */
+    char msg[200];         /* the fault's grpc-message (err.c's words) */
     char prefix[GW_WAYBILLNO_PREFIX_MAX + 1];
     int64_t numeric;
     struct gw_segcache_req *segreq;
@@ -53,16 +54,32 @@ struct intake {
     struct gw_store_req *storereq;
 };
 
-static void refuse(struct item *it, enum gw_grpc_status code, const char *field, const char *rule)
+/* The root of an item's field paths: "waybill" (Submit) or "waybills[i]" (SubmitBatch). */
+static void item_root(const struct item *it, char root[32])
 {
+    if (it->in->batch)
+        snprintf(root, 32, "waybills[%zu]", it->index);
+    else
+        snprintf(root, 32, "waybill");
+}
+
+/* Refuses the item with f (whose field path starts at the item's root). */
+static void refuse_fault(struct item *it, const struct gw_fault *f)
+{
+    it->fault = *f;
+    it->code = gw_fault_status(f);
+    gw_fault_format(f, it->msg, sizeof(it->msg));
+}
+
+/* Refuses the item for rule at <root>.<field> (field may be NULL: the waybill as a whole). */
+static void refuse(struct item *it, int err, const char *field, enum gw_rule rule)
+{
+    struct gw_fault f;
     char root[32];
 
-    if (it->in->batch)
-        snprintf(root, sizeof(root), "waybills[%zu]", it->index);
-    else
-        snprintf(root, sizeof(root), "waybill");
-    it->code = code;
-    snprintf(it->msg, sizeof(it->msg), "%s%s%s: %s", root, field[0] ? "." : "", field, rule);
+    item_root(it, root);
+    (void)gw_fault_set(&f, err, root, field, rule);
+    refuse_fault(it, &f);
 }
 
 /* Answers the call from its items (which live in the call's arena, as long as the call). */
@@ -80,7 +97,7 @@ static void finish(struct intake *in)
     if (!in->batch) {
         struct item *it = &in->items[0];
         if (it->code != GW_GRPC_OK) {
-            gw_call_finish(call, (enum gw_grpc_status)it->code, it->msg);
+            gw_call_finish_fault(call, &it->fault);
             return;
         }
         resp.id = it->idtext;
@@ -90,14 +107,14 @@ static void finish(struct intake *in)
         bresp.n_results = in->n;
         bresp.results = gw_arena_alloc(a, in->n * sizeof(*bresp.results));
         if (bresp.results == NULL) {
-            gw_call_finish_err(call, GW_ENOMEM, NULL);
+            gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
             return;
         }
         for (i = 0; i < in->n; i++) {
             struct item *it = &in->items[i];
             Waygate__V1__ItemResult *r = gw_arena_alloc(a, sizeof(*r));
             if (r == NULL) {
-                gw_call_finish_err(call, GW_ENOMEM, NULL);
+                gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
                 return;
             }
             waygate__v1__item_result__init(r);
@@ -115,7 +132,7 @@ static void finish(struct intake *in)
     }
     rc = gw_call_send(call, out);
     if (rc != 0) {
-        gw_call_finish_err(call, rc, NULL);
+        gw_call_fail(call, rc, NULL, GW_RULE_NONE);
         return;
     }
     gw_call_finish(call, GW_GRPC_OK, NULL);
@@ -147,15 +164,13 @@ static void store_outcome(struct item *it, const struct gw_store_result *r)
                it->duplicate ? "true" : "false");
         break;
     case GW_EEXIST:
-        refuse(it, GW_GRPC_ALREADY_EXISTS, "waybill_no",
-               "already stored with different content (a waybill number is used once)");
+        refuse(it, GW_EEXIST, "waybill_no", GW_RULE_NUMBER_REUSED);
         break;
     case GW_EUNAVAIL:
-        refuse(it, GW_GRPC_UNAVAILABLE, "",
-               "database unavailable, the waybill was not acknowledged; retrying is safe");
+        refuse(it, GW_EUNAVAIL, NULL, GW_RULE_DB_UNAVAILABLE);
         break;
     default:
-        refuse(it, gw_err_grpc_status(r->err), "", "the waybill could not be stored");
+        refuse(it, r->err, NULL, GW_RULE_NOT_STORED);
         break;
     }
 }
@@ -214,7 +229,7 @@ static void store_stage(struct intake *in)
     in->stored = gw_arena_alloc(a, in->n * sizeof(*in->stored));
     if (sealed == NULL || in->stored == NULL) {
         gw_call_set_cancel(in->call, NULL, NULL);
-        gw_call_finish_err(in->call, GW_ENOMEM, NULL);
+        gw_call_fail(in->call, GW_ENOMEM, NULL, GW_RULE_NONE);
         return;
     }
     in->nstored = 0;
@@ -229,7 +244,7 @@ static void store_stage(struct intake *in)
         if (rc != 0) {
             GW_LOG(GW_LOG_ERROR, "intake", gw_call_log_ctx(in->call),
                    "sealing a waybill failed: %s", gw_err_str(rc));
-            refuse(it, gw_err_grpc_status(rc), "", "the waybill could not be encrypted");
+            refuse(it, rc, NULL, GW_RULE_NOT_SEALED);
             continue;
         }
         in->stored[in->nstored++] = i;
@@ -253,13 +268,8 @@ static void store_stage(struct intake *in)
 
 static void segment_refused(struct item *it)
 {
-    struct intake *in = it->in;
-    char rule[128];
-
-    snprintf(rule, sizeof(rule),
-             "outside the waybill-number segments issued to branch %s (Art. 18)", in->who->branch);
-    refuse(it, GW_GRPC_FAILED_PRECONDITION, "waybill_no", rule);
-    in->seg_refused++;
+    refuse(it, GW_EPRECOND, "waybill_no", GW_RULE_OUTSIDE_SEGMENTS);
+    it->in->seg_refused++;
 }
 
 static void segment_cb(void *arg, int err, bool found)
@@ -269,8 +279,7 @@ static void segment_cb(void *arg, int err, bool found)
 
     it->segreq = NULL;
     if (err != 0)
-        refuse(it, GW_GRPC_UNAVAILABLE, "waybill_no",
-               "the segment register could not be read; retrying is safe");
+        refuse(it, GW_EUNAVAIL, "waybill_no", GW_RULE_SEGMENTS_UNREADABLE);
     else if (!found)
         segment_refused(it);
     if (--in->seg_pending == 0)
@@ -281,33 +290,30 @@ static void segment_cb(void *arg, int err, bool found)
 static void check_item(struct intake *in, struct item *it, const Waygate__V1__Waybill *pb,
                        int64_t now)
 {
-    struct gw_verr verr;
+    struct gw_fault fault;
+    enum gw_rule rule = GW_RULE_NONE;
     char root[32];
     int rc;
 
     gw_api_waybill_from_pb(pb, &it->w);
     if (pb == NULL) {
-        refuse(it, GW_GRPC_INVALID_ARGUMENT, "", "is required");
+        refuse(it, GW_EINVAL, NULL, GW_RULE_REQUIRED);
         return;
     }
-    if (in->batch)
-        snprintf(root, sizeof(root), "waybills[%zu]", it->index);
-    else
-        snprintf(root, sizeof(root), "waybill");
-    if (gw_waybill_validate_at(&it->w, now, root, &verr) != 0) {
-        it->code = GW_GRPC_INVALID_ARGUMENT;
-        snprintf(it->msg, sizeof(it->msg), "%s: %s", verr.path, verr.rule);
+    item_root(it, root);
+    if (gw_waybill_validate_at(&it->w, now, root, &fault) != 0) {
+        refuse_fault(it, &fault);
         return;
     }
     if (it->w.origin_branch.n != 0 &&
         (it->w.origin_branch.n != strlen(in->who->branch) ||
          memcmp(it->w.origin_branch.p, in->who->branch, it->w.origin_branch.n) != 0)) {
-        refuse(it, GW_GRPC_PERMISSION_DENIED, "origin_branch",
-               "must be the submitting device's own branch");
+        refuse(it, GW_EPERM, "origin_branch", GW_RULE_OWN_BRANCH);
         return;
     }
-    if (gw_waybillno_parse(it->w.waybill_no.p, it->w.waybill_no.n, it->prefix, &it->numeric) != 0) {
-        refuse(it, GW_GRPC_INVALID_ARGUMENT, "waybill_no", "is not a valid waybill number");
+    if (gw_waybillno_parse_ex(it->w.waybill_no.p, it->w.waybill_no.n, it->prefix, &it->numeric,
+                              NULL, &rule) != 0) {
+        refuse(it, GW_EINVAL, "waybill_no", rule);
         return;
     }
     rc = gw_segcache_check(in->app->segs, in->who->branch, it->prefix, it->numeric, segment_cb, it,
@@ -319,8 +325,7 @@ static void check_item(struct intake *in, struct item *it, const Waygate__V1__Wa
     else if (rc == GW_OK_PENDING)
         in->seg_pending++;
     else
-        refuse(it, GW_GRPC_UNAVAILABLE, "waybill_no",
-               "the segment register could not be read; retrying is safe");
+        refuse(it, GW_EUNAVAIL, "waybill_no", GW_RULE_SEGMENTS_UNREADABLE);
 }
 
 static void intake_start(struct gw_call *call, Waygate__V1__Waybill **waybills, size_t n,
@@ -335,7 +340,7 @@ static void intake_start(struct gw_call *call, Waygate__V1__Waybill **waybills, 
     if (in != NULL)
         in->items = gw_arena_alloc(a, n * sizeof(*in->items));
     if (in == NULL || in->items == NULL) {
-        gw_call_finish_err(call, GW_ENOMEM, NULL);
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
         return;
     }
     in->call = call;
@@ -370,13 +375,12 @@ static bool intake_ready(struct gw_call *call)
     struct gw_app *app = gw_call_app(call);
 
     if (who->branch[0] == '\0') {
-        gw_call_finish(call, GW_GRPC_PERMISSION_DENIED,
-                       "principal: a scanner certificate must name its branch (subject L)");
+        gw_call_fail(call, GW_EPERM, "principal", GW_RULE_PRINCIPAL_BRANCH);
         return false;
     }
     if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL ||
         app->segs == NULL) {
-        gw_call_finish(call, GW_GRPC_UNAVAILABLE, "intake is not configured on this gateway");
+        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
         return false;
     }
     return true;
@@ -398,7 +402,7 @@ void gw_api_intake_submit(struct gw_call *call, const uint8_t *req, size_t len)
 void gw_api_intake_submit_batch(struct gw_call *call, const uint8_t *req, size_t len)
 {
     Waygate__V1__SubmitBatchRequest *in;
-    char msg[96];
+    struct gw_fault f;
 
     if (!intake_ready(call))
         return;
@@ -407,13 +411,13 @@ void gw_api_intake_submit_batch(struct gw_call *call, const uint8_t *req, size_t
     if (in == NULL)
         return;
     if (in->n_waybills == 0) {
-        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT,
-                       "waybills: at least one waybill is required");
+        gw_call_fail(call, GW_EINVAL, "waybills", GW_RULE_BATCH_EMPTY);
         return;
     }
     if (in->n_waybills > BATCH_MAX) {
-        snprintf(msg, sizeof(msg), "waybills: at most %d waybills per batch", BATCH_MAX);
-        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, msg);
+        (void)gw_fault_set(&f, GW_EINVAL, NULL, "waybills", GW_RULE_BATCH_TOO_MANY);
+        f.limit = BATCH_MAX;
+        gw_call_finish_fault(call, &f);
         return;
     }
     intake_start(call, in->waybills, in->n_waybills, true);

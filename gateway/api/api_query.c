@@ -25,9 +25,6 @@ struct get {
     struct gw_store_req *req;
 };
 
-static const char *const not_found =
-    "waybill_no: no waybill with this number in the caller's scope";
-
 static void cancel_cb(void *arg)
 {
     struct get *g = arg;
@@ -194,12 +191,15 @@ static void data_loss(struct get *g, const struct gw_sealed_waybill *row, int ba
                                   NULL);
     if (rc != 0)
         GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
-    if (err == GW_EDATALOSS)
-        gw_call_finish(g->call, GW_GRPC_DATA_LOSS,
-                       "the stored record failed authentication; an incident was recorded");
-    else
-        gw_call_finish(g->call, GW_GRPC_FAILED_PRECONDITION,
-                       "the record's key version is not available to this gateway");
+    gw_call_fail(g->call, err, NULL,
+                 err == GW_EDATALOSS ? GW_RULE_RECORD_TAMPERED : GW_RULE_KEY_UNAVAILABLE);
+}
+
+/* The store could not answer: a database outage says so (retrying is safe); anything else is
+ * an unreadable waybill. */
+static void read_failed(struct gw_call *call, int err)
+{
+    gw_call_fail(call, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
 }
 
 /* The policy's scope: a record outside it is answered exactly like one that does not exist. */
@@ -220,11 +220,11 @@ static void got_cb(void *arg, int err, const struct gw_sealed_waybill *row)
     g->req = NULL;
     gw_call_set_cancel(g->call, NULL, NULL);
     if (err == GW_ENOTFOUND || (err == 0 && !in_scope(g, row))) {
-        gw_call_finish(g->call, GW_GRPC_NOT_FOUND, not_found);
+        gw_call_fail(g->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
         return;
     }
     if (err != 0) {
-        gw_call_finish(g->call, gw_err_grpc_status(err), "the waybill could not be read");
+        read_failed(g->call, err);
         return;
     }
     rc = gw_unseal_waybill(g->app->crypto, g->app->keys, row, gw_call_arena(g->call), clear, &bad);
@@ -237,7 +237,7 @@ static void got_cb(void *arg, int err, const struct gw_sealed_waybill *row)
     if (rc == 0)
         rc = gw_call_send(g->call, &view.base);
     if (rc != 0) {
-        gw_call_finish_err(g->call, rc, "the waybill could not be rendered");
+        gw_call_fail(g->call, rc, NULL, GW_RULE_NOT_RENDERED);
         return;
     }
     gw_call_finish(g->call, GW_GRPC_OK, NULL);
@@ -248,16 +248,16 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
     Waygate__V1__GetRequest *in;
     struct gw_app *app = gw_call_app(call);
     uint8_t bidx[GW_CRYPTO_BIDX_LEN];
+    enum gw_rule rule = GW_RULE_NONE;
     struct get *g;
     int rc;
 
     if (gw_call_principal(call)->branch[0] == '\0') {
-        gw_call_finish(call, GW_GRPC_PERMISSION_DENIED,
-                       "principal: a courier certificate must name its branch (subject L)");
+        gw_call_fail(call, GW_EPERM, "principal", GW_RULE_PRINCIPAL_BRANCH);
         return;
     }
     if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL) {
-        gw_call_finish(call, GW_GRPC_UNAVAILABLE, "queries are not configured on this gateway");
+        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
         return;
     }
     in = (Waygate__V1__GetRequest *)gw_call_unpack(call, &waygate__v1__get_request__descriptor, req,
@@ -265,23 +265,22 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
     if (in == NULL)
         return;
     if (in->waybill_no[0] == '\0') {
-        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, "waybill_no: is required");
+        gw_call_fail(call, GW_EINVAL, "waybill_no", GW_RULE_REQUIRED);
+        return;
+    }
+    if (gw_waybillno_parse_ex(in->waybill_no, strlen(in->waybill_no), NULL, NULL, NULL, &rule) !=
+        0) {
+        gw_call_fail(call, GW_EINVAL, "waybill_no", rule);
         return;
     }
     rc = gw_seal_waybill_bidx(app->crypto, app->keys, in->waybill_no, strlen(in->waybill_no), bidx);
-    if (rc == GW_EINVAL) {
-        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT,
-                       "waybill_no: must be 10 to 20 ASCII letters and digits, letter prefix "
-                       "first");
-        return;
-    }
     if (rc != 0) {
-        gw_call_finish_err(call, rc, NULL);
+        gw_call_fail(call, rc, NULL, GW_RULE_NONE);
         return;
     }
     g = gw_arena_alloc(gw_call_arena(call), sizeof(*g));
     if (g == NULL) {
-        gw_call_finish_err(call, GW_ENOMEM, NULL);
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
         return;
     }
     g->call = call;
@@ -289,10 +288,7 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
     g->req = NULL;
     rc = gw_store_get(app->store, bidx, got_cb, g, &g->req);
     if (rc != 0) {
-        gw_call_finish(call, gw_err_grpc_status(rc),
-                       rc == GW_EUNAVAIL ? "database unavailable; retry"
-                                         : "the waybill could not "
-                                           "be read");
+        read_failed(call, rc);
         return;
     }
     gw_call_set_cancel(call, cancel_cb, g);

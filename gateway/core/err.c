@@ -1,6 +1,162 @@
-/* err.c: the single mapping from enum gw_err to a gRPC status, and constant descriptions.
- * Invariant: nothing else in the tree maps errors to statuses; strings never carry caller data. */
+/* err.c: the single mapping from enum gw_err to a gRPC status, the one wording of every rule,
+ * and the grpc-message of a fault. Invariant: nothing else in the tree maps errors to statuses or
+ * words a refusal; every string here is a constant and never carries caller data. */
 #include "err.h"
+
+#include <stdio.h>
+#include <string.h>
+
+/* One wording per rule. A '%' marks where a bounded rule's limit goes. */
+static const char *const rule_text[GW_RULE_COUNT] = {
+    [GW_RULE_NONE] = "",
+    [GW_RULE_REQUIRED] = "is required",
+    [GW_RULE_REQUIRED_KEY_FIELD] = "is required (key field)",
+    [GW_RULE_REQUIRED_REAL_NAME] = "is required (real-name pickup)",
+    [GW_RULE_REQUIRED_WITH_ID_NUMBER] = "is required when an ID number is given",
+    [GW_RULE_REQUIRED_WITH_ID_TYPE] = "is required when an ID type is given",
+    [GW_RULE_UTF8] = "is not valid UTF-8",
+    [GW_RULE_NUL] = "must not contain a NUL character",
+    [GW_RULE_CONTROL_CHAR] = "must not contain control characters",
+    [GW_RULE_TOO_LONG] = "is too long (at most % bytes)",
+    [GW_RULE_PROTOBUF] = "is not a valid protobuf message",
+    [GW_RULE_WIRE_TYPE] = "has the wrong wire type for a string or message field",
+    [GW_RULE_NESTING] = "nests messages deeper than % levels",
+    [GW_RULE_UNPACK_TOO_LARGE] = "is too large to unpack",
+    [GW_RULE_MESSAGE_TOO_LARGE] = "request message exceeds the maximum size of % bytes",
+    [GW_RULE_COMPRESSED] = "compressed messages are not supported",
+    [GW_RULE_SECOND_MESSAGE] = "more than one request message for a unary request",
+    [GW_RULE_MALFORMED_PREFIX] = "malformed message prefix",
+    [GW_RULE_TRUNCATED_MESSAGE] = "request ended inside a message",
+    [GW_RULE_NO_MESSAGE] = "request carries no message",
+    [GW_RULE_GENDER_UNKNOWN] = "unknown gender value",
+    [GW_RULE_ID_TYPE_UNKNOWN] = "unknown ID type",
+    [GW_RULE_SECURITY_LEVEL_UNKNOWN] = "unknown security level",
+    [GW_RULE_PICKUP_BEFORE_2000] = "is before 2000-01-01",
+    [GW_RULE_PICKUP_FUTURE] = "is in the future (more than 5 minutes ahead of the gateway clock)",
+    [GW_RULE_BRANCH_FORMAT] = "must be 1 to 32 ASCII letters, digits, '_' or '-'",
+    [GW_RULE_REGION_CODE] =
+        "must be a 6-digit administrative-division code with a valid province code",
+    [GW_RULE_WEIGHT] = "must be between 1 and 1000000 grams",
+    [GW_RULE_SERVICE_TYPE] = "must be 1 to 32 ASCII letters, digits, '_', '-' or '.'",
+    [GW_RULE_PHONE_MOBILE] = "mobile number must be 11 digits starting with 13-19",
+    [GW_RULE_PHONE_LANDLINE] = "landline must be 0, an area code and a 7- or 8-digit number",
+    [GW_RULE_PHONE_KIND] = "must be a mainland mobile number or a landline with area code",
+    [GW_RULE_PHONE_COUNTRY] = "only the mainland country code +86 is accepted",
+    [GW_RULE_PHONE_CHARS] = "must be digits, optionally separated by single spaces or dashes",
+    [GW_RULE_ID_RESIDENT_LENGTH] = "must be 18 characters (or a 15-digit legacy number)",
+    [GW_RULE_ID_RESIDENT_FORMAT] = "must be 17 digits followed by a digit or X",
+    [GW_RULE_ID_LEGACY_DIGITS] = "a 15-character number must be all digits",
+    [GW_RULE_ID_REGION] = "region code is not a valid province-level code",
+    [GW_RULE_ID_CHECK_DIGIT] = "check digit does not match (GB 11643 ISO 7064 MOD 11-2)",
+    [GW_RULE_ID_BIRTH_DATE] = "birth date is not a real calendar date",
+    [GW_RULE_ID_BIRTH_BEFORE_1900] = "birth date is before 1900",
+    [GW_RULE_ID_BIRTH_FUTURE] = "birth date is in the future",
+    [GW_RULE_ID_GENDER_DIGIT] = "gender digit does not match the stated gender",
+    [GW_RULE_ID_PASSPORT] = "passport number must be 5 to 17 letters and digits",
+    [GW_RULE_ID_HK_MACAO] = "permit number must be H or M followed by 8 or 10 digits",
+    [GW_RULE_ID_TAIWAN] =
+        "permit number must be 8 digits, or 8 digits followed by 2 letters or digits",
+    [GW_RULE_ID_FOREIGN] =
+        "card number must be 18 characters starting with 9 (or the 15-character form)",
+    [GW_RULE_ID_FOREIGN_LEGACY] =
+        "a 15-character card number must be 3 letters followed by 12 digits",
+    [GW_RULE_ID_FREE_FORM] =
+        "document number must be 4 to 32 printable characters without outer spaces",
+    [GW_RULE_WAYBILLNO_CHARS] = "must be 10 to 20 ASCII letters and digits",
+    [GW_RULE_WAYBILLNO_PREFIX] = "letter prefix must be at most 6 letters",
+    [GW_RULE_WAYBILLNO_LETTER_AFTER_DIGIT] =
+        "letters are allowed only as a prefix before the digits",
+    [GW_RULE_WAYBILLNO_DIGITS] = "numeric part must be 1 to 18 digits",
+    [GW_RULE_SEGMENT_FORMAT] = "segment must be written PREFIX:FROM-TO",
+    [GW_RULE_SEGMENT_PREFIX] = "segment prefix must be 0 to 6 ASCII letters",
+    [GW_RULE_SEGMENT_BOUNDS] = "segment bounds must be 1 to 18 digits",
+    [GW_RULE_SEGMENT_ORDER] = "segment start must not exceed its end",
+    [GW_RULE_OUTSIDE_SEGMENTS] = "is outside the branch's issued segments (Art. 18)",
+    [GW_RULE_SEGMENTS_UNREADABLE] = "the segment register could not be read; retrying is safe",
+    [GW_RULE_OWN_BRANCH] = "must be the submitting device's own branch",
+    [GW_RULE_NUMBER_REUSED] =
+        "already stored with different content (a waybill number is used once)",
+    [GW_RULE_BATCH_EMPTY] = "at least one waybill is required",
+    [GW_RULE_BATCH_TOO_MANY] = "at most % waybills per batch",
+    [GW_RULE_PRINCIPAL_BRANCH] = "the client certificate must name its branch (subject L)",
+    [GW_RULE_NOT_CONFIGURED] = "this service is not configured on this gateway",
+    [GW_RULE_DB_UNAVAILABLE] = "database unavailable; retrying is safe",
+    [GW_RULE_NOT_STORED] = "the waybill could not be stored",
+    [GW_RULE_NOT_SEALED] = "the waybill could not be encrypted",
+    [GW_RULE_NOT_READ] = "the waybill could not be read",
+    [GW_RULE_NOT_RENDERED] = "the waybill could not be rendered",
+    [GW_RULE_NOT_IN_SCOPE] = "no waybill with this number in the caller's scope",
+    [GW_RULE_RECORD_TAMPERED] = "the stored record failed authentication; an incident was recorded",
+    [GW_RULE_KEY_UNAVAILABLE] = "the record's key version is not available to this gateway",
+    [GW_RULE_UNKNOWN_SERVICE] = "unknown service name",
+    [GW_RULE_CERT_REQUIRED] = "a verified client certificate is required (Art. 31)",
+    [GW_RULE_CERT_SUBJECT] = "the subject must name the principal (CN) and its role (OU)",
+    [GW_RULE_TOKEN_NOT_ACCEPTED] = "bearer tokens are not accepted by this gateway",
+    [GW_RULE_ROLE_DENIED] = "may not call this method (least privilege, Art. 34)",
+    [GW_RULE_NOT_IMPLEMENTED] = "is not implemented",
+    [GW_RULE_UNKNOWN_METHOD] = "unknown method",
+};
+
+const char *gw_rule_str(enum gw_rule rule)
+{
+    if ((unsigned)rule >= GW_RULE_COUNT || rule_text[rule] == NULL)
+        return "";
+    return rule_text[rule];
+}
+
+int gw_rule_bounded(enum gw_rule rule)
+{
+    return strchr(gw_rule_str(rule), '%') != NULL;
+}
+
+int gw_fault_set(struct gw_fault *f, int code, const char *path, const char *field,
+                 enum gw_rule rule)
+{
+    if (f == NULL)
+        return code;
+    if (path == NULL)
+        path = "";
+    if (field == NULL)
+        field = "";
+    snprintf(f->field, sizeof(f->field), "%s%s%s", path, path[0] && field[0] ? "." : "", field);
+    f->code = code;
+    f->rule = rule;
+    f->limit = 0;
+    return code;
+}
+
+void gw_fault_clear(struct gw_fault *f)
+{
+    (void)gw_fault_set(f, 0, NULL, NULL, GW_RULE_NONE);
+}
+
+size_t gw_fault_format(const struct gw_fault *f, char *out, size_t outsz)
+{
+    const char *text = gw_rule_str(f->rule);
+    const char *mark;
+    int n;
+
+    if (outsz == 0)
+        return 0;
+    if (text[0] == '\0')
+        text = gw_err_str(f->code);
+    mark = strchr(text, '%');
+    if (mark == NULL)
+        n = snprintf(out, outsz, "%s%s%s", f->field, f->field[0] ? ": " : "", text);
+    else
+        n = snprintf(out, outsz, "%s%s%.*s%lu%s", f->field, f->field[0] ? ": " : "",
+                     (int)(mark - text), text, f->limit, mark + 1);
+    if (n < 0) {
+        out[0] = '\0';
+        return 0;
+    }
+    return (size_t)n < outsz ? (size_t)n : outsz - 1;
+}
+
+enum gw_grpc_status gw_fault_status(const struct gw_fault *f)
+{
+    return gw_err_grpc_status(f->code);
+}
 
 enum gw_grpc_status gw_err_grpc_status(int err)
 {

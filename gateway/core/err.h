@@ -1,7 +1,11 @@
-/* err.h: the project's error codes and the single mapping from them to a gRPC status.
- * Fallible functions return 0 or a negative enum gw_err; nothing else maps errors to statuses. */
+/* err.h: the project's error codes, the rules a refusal names, and the single mapping from them
+ * to a gRPC status and message. Fallible functions return 0 or a negative enum gw_err; validation
+ * and handlers describe a refusal as a struct gw_fault (code, field path, rule) and nothing but
+ * err.c chooses the status or writes the words. */
 #ifndef GW_ERR_H
 #define GW_ERR_H
+
+#include <stddef.h>
 
 #define GW_MUST_CHECK __attribute__((warn_unused_result))
 
@@ -46,6 +50,138 @@ enum gw_grpc_status {
     GW_GRPC_DATA_LOSS = 15,
     GW_GRPC_UNAUTHENTICATED = 16,
 };
+
+/* The rules a refusal can name. Each rule has exactly one wording (err.c), a constant that never
+ * contains caller data. A wording marked "(bound)" names a limit: the fault's limit is written
+ * in its place. Validation and handlers report a rule; only err.c turns it into words. */
+enum gw_rule {
+    GW_RULE_NONE = 0, /* no rule: the message is the error code's description (gw_err_str) */
+    /* any field */
+    GW_RULE_REQUIRED,           /* is required */
+    GW_RULE_REQUIRED_KEY_FIELD, /* is required (key field) */
+    GW_RULE_REQUIRED_REAL_NAME, /* is required (real-name pickup) */
+    GW_RULE_REQUIRED_WITH_ID_NUMBER,
+    GW_RULE_REQUIRED_WITH_ID_TYPE,
+    GW_RULE_UTF8,         /* is not valid UTF-8 */
+    GW_RULE_NUL,          /* must not contain a NUL character */
+    GW_RULE_CONTROL_CHAR, /* must not contain control characters */
+    GW_RULE_TOO_LONG,     /* is too long (at most N bytes) (bound) */
+    /* the request message */
+    GW_RULE_PROTOBUF,          /* is not a valid protobuf message */
+    GW_RULE_WIRE_TYPE,         /* wrong wire type for a string or message field */
+    GW_RULE_NESTING,           /* nests messages too deeply (bound) */
+    GW_RULE_UNPACK_TOO_LARGE,  /* is too large to unpack */
+    GW_RULE_MESSAGE_TOO_LARGE, /* request message over max_message_size (bound) */
+    GW_RULE_COMPRESSED,
+    GW_RULE_SECOND_MESSAGE,
+    GW_RULE_MALFORMED_PREFIX,
+    GW_RULE_TRUNCATED_MESSAGE,
+    GW_RULE_NO_MESSAGE,
+    /* enumerations and simple formats of a waybill */
+    GW_RULE_GENDER_UNKNOWN,
+    GW_RULE_ID_TYPE_UNKNOWN,
+    GW_RULE_SECURITY_LEVEL_UNKNOWN,
+    GW_RULE_PICKUP_BEFORE_2000,
+    GW_RULE_PICKUP_FUTURE,
+    GW_RULE_BRANCH_FORMAT,
+    GW_RULE_REGION_CODE,
+    GW_RULE_WEIGHT,
+    GW_RULE_SERVICE_TYPE,
+    /* phone numbers (phone.h) */
+    GW_RULE_PHONE_MOBILE,
+    GW_RULE_PHONE_LANDLINE,
+    GW_RULE_PHONE_KIND,
+    GW_RULE_PHONE_COUNTRY,
+    GW_RULE_PHONE_CHARS,
+    /* identity documents (idcard.h) */
+    GW_RULE_ID_RESIDENT_LENGTH,
+    GW_RULE_ID_RESIDENT_FORMAT,
+    GW_RULE_ID_LEGACY_DIGITS,
+    GW_RULE_ID_REGION,
+    GW_RULE_ID_CHECK_DIGIT,
+    GW_RULE_ID_BIRTH_DATE,
+    GW_RULE_ID_BIRTH_BEFORE_1900,
+    GW_RULE_ID_BIRTH_FUTURE,
+    GW_RULE_ID_GENDER_DIGIT,
+    GW_RULE_ID_PASSPORT,
+    GW_RULE_ID_HK_MACAO,
+    GW_RULE_ID_TAIWAN,
+    GW_RULE_ID_FOREIGN,
+    GW_RULE_ID_FOREIGN_LEGACY,
+    GW_RULE_ID_FREE_FORM,
+    /* waybill numbers and segments (waybillno.h) */
+    GW_RULE_WAYBILLNO_CHARS,
+    GW_RULE_WAYBILLNO_PREFIX,
+    GW_RULE_WAYBILLNO_LETTER_AFTER_DIGIT,
+    GW_RULE_WAYBILLNO_DIGITS,
+    GW_RULE_SEGMENT_FORMAT,
+    GW_RULE_SEGMENT_PREFIX,
+    GW_RULE_SEGMENT_BOUNDS,
+    GW_RULE_SEGMENT_ORDER,
+    /* intake and query */
+    GW_RULE_OUTSIDE_SEGMENTS,
+    GW_RULE_SEGMENTS_UNREADABLE,
+    GW_RULE_OWN_BRANCH,
+    GW_RULE_NUMBER_REUSED,
+    GW_RULE_BATCH_EMPTY,
+    GW_RULE_BATCH_TOO_MANY, /* (bound) */
+    GW_RULE_PRINCIPAL_BRANCH,
+    GW_RULE_NOT_CONFIGURED,
+    GW_RULE_DB_UNAVAILABLE,
+    GW_RULE_NOT_STORED,
+    GW_RULE_NOT_SEALED,
+    GW_RULE_NOT_READ,
+    GW_RULE_NOT_RENDERED,
+    GW_RULE_NOT_IN_SCOPE,
+    GW_RULE_RECORD_TAMPERED,
+    GW_RULE_KEY_UNAVAILABLE,
+    GW_RULE_UNKNOWN_SERVICE,
+    /* identity and policy */
+    GW_RULE_CERT_REQUIRED,
+    GW_RULE_CERT_SUBJECT,
+    GW_RULE_TOKEN_NOT_ACCEPTED,
+    GW_RULE_ROLE_DENIED,
+    GW_RULE_NOT_IMPLEMENTED,
+    GW_RULE_UNKNOWN_METHOD,
+    GW_RULE_COUNT
+};
+
+/* Longest field path kept in a fault (longer paths are cut, never overflow). */
+#define GW_FAULT_FIELD_MAX 96
+
+/* One refusal: what went wrong (the error code, which decides the gRPC status), where (the field
+ * path: "waybill.sender.phone", "waybills[3].recipient.id_number"; "" for the request as a
+ * whole) and which rule. Never holds a value from the request. */
+struct gw_fault {
+    int code; /* a negative enum gw_err; 0 when there is no fault */
+    char field[GW_FAULT_FIELD_MAX];
+    enum gw_rule rule;
+    unsigned long limit; /* the bound a "(bound)" rule names; 0 otherwise */
+};
+
+/* Fills *f (f may be NULL) with code and rule at the path "<path>.<field>" (either part may be
+ * NULL or empty; then no dot) and limit 0. Returns code, so a check can end with
+ * `return gw_fault_set(...)`. */
+int gw_fault_set(struct gw_fault *f, int code, const char *path, const char *field,
+                 enum gw_rule rule);
+
+/* Empties *f (code 0, no field, no rule). f may be NULL. */
+void gw_fault_clear(struct gw_fault *f);
+
+/* The one wording of a rule (never NULL; "" only for GW_RULE_NONE and unknown rules). A "(bound)"
+ * rule's wording holds one '%' where the limit goes. */
+const char *gw_rule_str(enum gw_rule rule);
+
+/* True when the rule's wording names a bound (the fault's limit). */
+int gw_rule_bounded(enum gw_rule rule);
+
+/* Writes the fault's grpc-message into out (outsz bytes, NUL-terminated, cut to fit):
+ * "<field>: <rule wording>", or the wording alone when field is empty; a fault without a rule
+ * uses the error code's description. Returns the length written. Never contains a value. */
+size_t gw_fault_format(const struct gw_fault *f, char *out, size_t outsz);
+
+/* The gRPC status of a fault: gw_err_grpc_status(f->code). */
+enum gw_grpc_status gw_fault_status(const struct gw_fault *f);
 
 /* The gRPC status for an error code (0 -> OK; unknown codes -> INTERNAL). */
 enum gw_grpc_status gw_err_grpc_status(int err);

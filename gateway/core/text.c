@@ -45,27 +45,26 @@ bool gw_text_forbidden_cp(uint32_t cp)
            (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) || cp == 0xFEFF;
 }
 
-int gw_text_check(const char *s, size_t n, size_t max_bytes, const char *too_long_rule,
-                  size_t *chars, const char **rule)
+int gw_text_check(const char *s, size_t n, size_t max_bytes, size_t *chars, enum gw_rule *rule)
 {
-    const char *dummy;
+    enum gw_rule dummy;
     size_t count = 0;
 
     if (!rule)
         rule = &dummy;
     if ((n > 0 && !s) || !gw_utf8_valid(s, n)) {
-        *rule = "must be valid UTF-8";
+        *rule = GW_RULE_UTF8;
         return GW_EINVAL;
     }
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         size_t l = gw_text_decode(s + i, n - i, &cp);
         if (l == 0) {
-            *rule = "must be valid UTF-8";
+            *rule = GW_RULE_UTF8;
             return GW_EINVAL;
         }
         if (gw_text_forbidden_cp(cp)) {
-            *rule = "must not contain control characters";
+            *rule = GW_RULE_CONTROL_CHAR;
             return GW_EINVAL;
         }
         i += l;
@@ -74,7 +73,7 @@ int gw_text_check(const char *s, size_t n, size_t max_bytes, const char *too_lon
     /* Length after the encoding checks so that the rule reported for a long binary blob is the
      * encoding, which is the more useful message. */
     if (n > max_bytes) {
-        *rule = too_long_rule ? too_long_rule : "is too long";
+        *rule = GW_RULE_TOO_LONG;
         return GW_EINVAL;
     }
     if (chars)

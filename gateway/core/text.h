@@ -2,7 +2,7 @@
  * UTF-8 decoding one code point at a time, and the "safe text" rule applied to every string
  * field of a waybill.
  *
- * Contract: pure, no allocation; rule texts are constants and never quote the input. */
+ * Contract: pure, no allocation; a broken rule is reported as an enum gw_rule (err.h words it). */
 #ifndef GW_TEXT_H
 #define GW_TEXT_H
 
@@ -41,10 +41,10 @@ bool gw_text_forbidden_cp(uint32_t cp);
 
 /* Checks s[0..n) is valid UTF-8 without forbidden code points, at most max_bytes long.
  * Sets *chars (may be NULL) to the number of code points. Returns 0, or GW_EINVAL with *rule
- * ("must be valid UTF-8", "must not contain control characters", "is too long (at most N
- * bytes)" where the bound comes from the caller via too_long_rule). */
-GW_MUST_CHECK int gw_text_check(const char *s, size_t n, size_t max_bytes,
-                                const char *too_long_rule, size_t *chars, const char **rule);
+ * (may be NULL): GW_RULE_UTF8, GW_RULE_CONTROL_CHAR or GW_RULE_TOO_LONG (whose bound is the
+ * caller's max_bytes). */
+GW_MUST_CHECK int gw_text_check(const char *s, size_t n, size_t max_bytes, size_t *chars,
+                                enum gw_rule *rule);
 
 /* True when s[0..n) is empty or only ASCII spaces. */
 bool gw_text_blank(const char *s, size_t n);

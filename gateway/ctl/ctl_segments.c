@@ -52,7 +52,7 @@ static int parse_bound(const char *s, char prefix[GW_WAYBILLNO_PREFIX_MAX + 1], 
 {
     int64_t num;
     size_t i, n = strlen(s);
-    const char *rule = NULL;
+    enum gw_rule rule = GW_RULE_NONE;
 
     for (i = 0; i < n && s[i] >= '0' && s[i] <= '9'; i++)
         ;
@@ -65,7 +65,7 @@ static int parse_bound(const char *s, char prefix[GW_WAYBILLNO_PREFIX_MAX + 1], 
         fprintf(stderr,
                 "waygatectl segments: '%s' is neither a number of at most %d digits nor a "
                 "waybill number (%s)\n",
-                s, GW_WAYBILLNO_DIGITS_MAX, rule ? rule : "invalid");
+                s, GW_WAYBILLNO_DIGITS_MAX, rule != GW_RULE_NONE ? gw_rule_str(rule) : "invalid");
         return -1;
     }
     *has_prefix = 1;
@@ -86,7 +86,7 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
 {
     char prefix[GW_WAYBILLNO_PREFIX_MAX + 1] = "", p2[GW_WAYBILLNO_PREFIX_MAX + 1] = "";
     char from_txt[24], to_txt[24], text[64];
-    const char *rule = NULL;
+    enum gw_rule rule = GW_RULE_NONE;
     long long from = 0, to = 0;
     int64_t f64, t64;
     int hp1 = 0, hp2 = 0, rc = GW_CTL_FAIL;
@@ -108,7 +108,8 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
         }
     if (segment != NULL) {
         if (gw_segment_parse_text(segment, strlen(segment), prefix, &f64, &t64, &rule) != 0) {
-            fprintf(stderr, "waygatectl segments issue: --segment: %s\n", rule ? rule : "invalid");
+            fprintf(stderr, "waygatectl segments issue: --segment: %s\n",
+                    rule != GW_RULE_NONE ? gw_rule_str(rule) : "invalid");
             return GW_CTL_USAGE;
         }
         from = f64;
@@ -132,7 +133,7 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
             snprintf(text, sizeof(text), "%s:0-0", prefix_opt);
             if (gw_segment_parse_text(text, strlen(text), check, &f64, &t64, &rule) != 0) {
                 fprintf(stderr, "waygatectl segments issue: --prefix: %s\n",
-                        rule ? rule : "invalid");
+                        rule != GW_RULE_NONE ? gw_rule_str(rule) : "invalid");
                 return GW_CTL_USAGE;
             }
             if ((hp1 || hp2) && strcmp(check, prefix) != 0) {

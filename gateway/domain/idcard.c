@@ -79,19 +79,19 @@ static int64_t floor_div(int64_t a, int64_t b)
 }
 
 /* Birth date rules shared by the resident card and the 2023 foreigner's card. */
-static int birth_check(int y, int m, int d, int64_t now, const char **rule)
+static int birth_check(int y, int m, int d, int64_t now, enum gw_rule *rule)
 {
     if (!date_ok(y, m, d)) {
-        *rule = "birth date is not a real calendar date";
+        *rule = GW_RULE_ID_BIRTH_DATE;
         return GW_EINVAL;
     }
     if (y < 1900) {
-        *rule = "birth date is before 1900";
+        *rule = GW_RULE_ID_BIRTH_BEFORE_1900;
         return GW_EINVAL;
     }
     int64_t today = floor_div(now + CST_OFFSET, SECONDS_PER_DAY);
     if (days_from_civil(y, m, d) > today) {
-        *rule = "birth date is in the future";
+        *rule = GW_RULE_ID_BIRTH_FUTURE;
         return GW_EINVAL;
     }
     return 0;
@@ -111,21 +111,21 @@ char gw_idcard_check_char(const char *d17)
 }
 
 int gw_idcard_resident_check(const char *s, size_t n, int64_t now, enum gw_gender stated,
-                             struct gw_idcard_info *info, const char **rule)
+                             struct gw_idcard_info *info, enum gw_rule *rule)
 {
-    const char *dummy;
+    enum gw_rule dummy;
     struct gw_idcard_info inf = {0};
     int y, m, d, seq_digit;
 
     if (!rule)
         rule = &dummy;
     if (!s || (n != 18 && n != 15)) {
-        *rule = "must be 18 characters (or a 15-digit legacy number)";
+        *rule = GW_RULE_ID_RESIDENT_LENGTH;
         return GW_EINVAL;
     }
     if (n == 18) {
         if (!all_digits(s, 17) || !(gw_ascii_digit(s[17]) || gw_ascii_upper(s[17]) == 'X')) {
-            *rule = "must be 17 digits followed by a digit or X";
+            *rule = GW_RULE_ID_RESIDENT_FORMAT;
             return GW_EINVAL;
         }
         y = num(s + 6, 4);
@@ -134,7 +134,7 @@ int gw_idcard_resident_check(const char *s, size_t n, int64_t now, enum gw_gende
         seq_digit = s[16] - '0';
     } else {
         if (!all_digits(s, 15)) {
-            *rule = "a 15-character number must be all digits";
+            *rule = GW_RULE_ID_LEGACY_DIGITS;
             return GW_EINVAL;
         }
         y = 1900 + num(s + 6, 2);
@@ -144,14 +144,14 @@ int gw_idcard_resident_check(const char *s, size_t n, int64_t now, enum gw_gende
         inf.legacy15 = true;
     }
     if (!province_ok(num(s, 2))) {
-        *rule = "region code is not a valid province-level code";
+        *rule = GW_RULE_ID_REGION;
         return GW_EINVAL;
     }
     int rc = birth_check(y, m, d, now, rule);
     if (rc)
         return rc;
     if (n == 18 && gw_idcard_check_char(s) != gw_ascii_upper(s[17])) {
-        *rule = "check digit does not match (GB 11643 ISO 7064 MOD 11-2)";
+        *rule = GW_RULE_ID_CHECK_DIGIT;
         return GW_EINVAL;
     }
     inf.year = y;
@@ -159,7 +159,7 @@ int gw_idcard_resident_check(const char *s, size_t n, int64_t now, enum gw_gende
     inf.day = d;
     inf.gender = (seq_digit % 2) ? GW_GENDER_MALE : GW_GENDER_FEMALE;
     if (stated != GW_GENDER_UNSPECIFIED && stated != inf.gender) {
-        *rule = "gender digit does not match the stated gender";
+        *rule = GW_RULE_ID_GENDER_DIGIT;
         return GW_EINVAL;
     }
     if (info)
@@ -180,105 +180,105 @@ int gw_idcard_upgrade15(const char *s, size_t n, char out[19])
     return 0;
 }
 
-static int check_passport(const char *s, size_t n, const char **rule)
+static int check_passport(const char *s, size_t n, enum gw_rule *rule)
 {
     if (n < 5 || n > 17) {
-        *rule = "passport number must be 5 to 17 letters and digits";
+        *rule = GW_RULE_ID_PASSPORT;
         return GW_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
         if (!gw_ascii_digit(s[i]) && !gw_ascii_alpha(s[i])) {
-            *rule = "passport number must be 5 to 17 letters and digits";
+            *rule = GW_RULE_ID_PASSPORT;
             return GW_EINVAL;
         }
     }
     return 0;
 }
 
-static int check_hk_macao(const char *s, size_t n, const char **rule)
+static int check_hk_macao(const char *s, size_t n, enum gw_rule *rule)
 {
     char c = n ? gw_ascii_upper(s[0]) : 0;
     if ((n != 9 && n != 11) || (c != 'H' && c != 'M') || !all_digits(s + 1, n - 1)) {
-        *rule = "permit number must be H or M followed by 8 or 10 digits";
+        *rule = GW_RULE_ID_HK_MACAO;
         return GW_EINVAL;
     }
     return 0;
 }
 
-static int check_taiwan(const char *s, size_t n, const char **rule)
+static int check_taiwan(const char *s, size_t n, enum gw_rule *rule)
 {
     if (n == 8 && all_digits(s, 8))
         return 0;
     if (n == 10 && all_digits(s, 8) && (gw_ascii_digit(s[8]) || gw_ascii_alpha(s[8])) &&
         (gw_ascii_digit(s[9]) || gw_ascii_alpha(s[9])))
         return 0;
-    *rule = "permit number must be 8 digits, or 8 digits followed by 2 letters or digits";
+    *rule = GW_RULE_ID_TAIWAN;
     return GW_EINVAL;
 }
 
-static int check_foreign(const char *s, size_t n, int64_t now, const char **rule)
+static int check_foreign(const char *s, size_t n, int64_t now, enum gw_rule *rule)
 {
     if (n == 15) {
         if (!gw_ascii_alpha(s[0]) || !gw_ascii_alpha(s[1]) || !gw_ascii_alpha(s[2]) ||
             !all_digits(s + 3, 12)) {
-            *rule = "a 15-character card number must be 3 letters followed by 12 digits";
+            *rule = GW_RULE_ID_FOREIGN_LEGACY;
             return GW_EINVAL;
         }
         return 0;
     }
     if (n != 18 || s[0] != '9' || !all_digits(s, 17) ||
         !(gw_ascii_digit(s[17]) || gw_ascii_upper(s[17]) == 'X')) {
-        *rule = "card number must be 18 characters starting with 9 (or the 15-character form)";
+        *rule = GW_RULE_ID_FOREIGN;
         return GW_EINVAL;
     }
     if (!province_ok(num(s + 1, 2))) {
-        *rule = "region code is not a valid province-level code";
+        *rule = GW_RULE_ID_REGION;
         return GW_EINVAL;
     }
     int rc = birth_check(num(s + 6, 4), num(s + 10, 2), num(s + 12, 2), now, rule);
     if (rc)
         return rc;
     if (gw_idcard_check_char(s) != gw_ascii_upper(s[17])) {
-        *rule = "check digit does not match (GB 11643 ISO 7064 MOD 11-2)";
+        *rule = GW_RULE_ID_CHECK_DIGIT;
         return GW_EINVAL;
     }
     return 0;
 }
 
-static int check_free_form(const char *s, size_t n, const char **rule)
+static int check_free_form(const char *s, size_t n, enum gw_rule *rule)
 {
     size_t chars = 0;
     if (n == 0 || n > 64 || s[0] == ' ' || s[n - 1] == ' ') {
-        *rule = "document number must be 4 to 32 printable characters without outer spaces";
+        *rule = GW_RULE_ID_FREE_FORM;
         return GW_EINVAL;
     }
     for (size_t i = 0; i < n;) {
         uint32_t cp;
         size_t l = gw_text_decode(s + i, n - i, &cp);
         if (l == 0) {
-            *rule = "must be valid UTF-8";
+            *rule = GW_RULE_UTF8;
             return GW_EINVAL;
         }
         bool ok = (cp >= 0xA0 && !gw_text_forbidden_cp(cp)) || gw_ascii_digit((char)cp) ||
                   gw_ascii_alpha((char)cp) || cp == ' ' || cp == '-' || cp == '(' || cp == ')';
         if (!ok) {
-            *rule = "document number must be 4 to 32 printable characters without outer spaces";
+            *rule = GW_RULE_ID_FREE_FORM;
             return GW_EINVAL;
         }
         i += l;
         chars++;
     }
     if (chars < 4 || chars > 32) {
-        *rule = "document number must be 4 to 32 printable characters without outer spaces";
+        *rule = GW_RULE_ID_FREE_FORM;
         return GW_EINVAL;
     }
     return 0;
 }
 
 int gw_idcard_check(enum gw_id_type type, const char *s, size_t n, int64_t now,
-                    enum gw_gender stated, const char **rule)
+                    enum gw_gender stated, enum gw_rule *rule)
 {
-    const char *dummy;
+    enum gw_rule dummy;
     if (!rule)
         rule = &dummy;
     if (!s)
@@ -299,7 +299,7 @@ int gw_idcard_check(enum gw_id_type type, const char *s, size_t n, int64_t now,
         return check_free_form(s, n, rule);
     case GW_ID_UNSPECIFIED:
     default:
-        *rule = "ID type is not specified or unknown";
+        *rule = GW_RULE_ID_TYPE_UNKNOWN;
         return GW_EINVAL;
     }
 }
@@ -307,10 +307,9 @@ int gw_idcard_check(enum gw_id_type type, const char *s, size_t n, int64_t now,
 int gw_idcard_normalize(enum gw_id_type type, const char *s, size_t n, char *out, size_t outsz,
                         size_t *outlen)
 {
-    const char *rule;
     char up[19];
     /* Only structural rules matter here (no date horizon): a far-future `now`. */
-    if (gw_idcard_check(type, s, n, INT64_MAX / 2, GW_GENDER_UNSPECIFIED, &rule) != 0)
+    if (gw_idcard_check(type, s, n, INT64_MAX / 2, GW_GENDER_UNSPECIFIED, NULL) != 0)
         return GW_EINVAL;
     if (type == GW_ID_RESIDENT_CARD && n == 15) {
         if (gw_idcard_upgrade15(s, n, up) != 0)

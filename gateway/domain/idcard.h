@@ -2,8 +2,8 @@
  *
  * Contract:
  *  - Pure functions over (pointer, length) byte strings; nothing is allocated, nothing logged.
- *  - Checks return 0 or GW_EINVAL and, on GW_EINVAL, set *rule (when rule != NULL) to a constant
- *    English sentence naming the broken rule. A rule text never contains the checked value.
+ *  - Checks return 0 or GW_EINVAL and, on GW_EINVAL, set *rule (when rule != NULL) to the broken
+ *    rule (enum gw_rule; its one wording is in err.c and never contains the checked value).
  *  - enum gw_id_type and enum gw_gender are numbered exactly like waygate.v1.IdType and
  *    waygate.v1.Gender (proto/waygate/v1/common.proto), so a proto value converts by a cast
  *    after a range check (gw_id_type_valid / gw_gender_valid).
@@ -79,7 +79,7 @@ char gw_idcard_check_char(const char *d17);
  * Returns 0 or GW_EINVAL (+ *rule). */
 GW_MUST_CHECK int gw_idcard_resident_check(const char *s, size_t n, int64_t now,
                                            enum gw_gender stated, struct gw_idcard_info *info,
-                                           const char **rule);
+                                           enum gw_rule *rule);
 
 /* Converts a valid 15-digit number to its 18-digit form: inserts "19" before the YYMMDD birth
  * date and appends the check character. out must hold 19 bytes (NUL-terminated on success).
@@ -89,7 +89,7 @@ GW_MUST_CHECK int gw_idcard_upgrade15(const char *s, size_t n, char out[19]);
 /* Checks an ID number of the given type (rules above). UNSPECIFIED or an unknown type is
  * GW_EINVAL. stated is only used for the resident card. Returns 0 or GW_EINVAL (+ *rule). */
 GW_MUST_CHECK int gw_idcard_check(enum gw_id_type type, const char *s, size_t n, int64_t now,
-                                  enum gw_gender stated, const char **rule);
+                                  enum gw_gender stated, enum gw_rule *rule);
 
 /* The normalised form used for blind indexes: ASCII letters upper-cased; a 15-digit resident
  * number upgraded to 18 digits. The input must have passed gw_idcard_check. Writes a

@@ -9,11 +9,11 @@
 #define MAX_SEPARATORS 8
 
 /* digits of a national number (no country code): mobile or landline with trunk 0. */
-static int classify(const char *d, size_t n, enum gw_phone_kind *kind, const char **rule)
+static int classify(const char *d, size_t n, enum gw_phone_kind *kind, enum gw_rule *rule)
 {
     if (n > 0 && d[0] == '1') {
         if (n != 11 || d[1] < '3' || d[1] > '9') {
-            *rule = "mobile number must be 11 digits starting with 13-19";
+            *rule = GW_RULE_PHONE_MOBILE;
             return GW_EINVAL;
         }
         *kind = GW_PHONE_MOBILE;
@@ -22,30 +22,30 @@ static int classify(const char *d, size_t n, enum gw_phone_kind *kind, const cha
     if (n > 0 && d[0] == '0') {
         size_t area; /* digits of the area code, without the trunk 0 */
         if (n < 2 || d[1] == '0') {
-            *rule = "landline must be 0, an area code and a 7- or 8-digit number";
+            *rule = GW_RULE_PHONE_LANDLINE;
             return GW_EINVAL;
         }
         area = (d[1] == '1' || d[1] == '2') ? 2 : 3;
         if (area == 2 && d[1] == '1' && n > 2 && d[2] != '0') {
-            *rule = "landline must be 0, an area code and a 7- or 8-digit number";
+            *rule = GW_RULE_PHONE_LANDLINE;
             return GW_EINVAL;
         }
         size_t local = n - 1 - area;
         if (n < 1 + area || local < 7 || local > 8 || d[1 + area] == '0' || d[1 + area] == '1') {
-            *rule = "landline must be 0, an area code and a 7- or 8-digit number";
+            *rule = GW_RULE_PHONE_LANDLINE;
             return GW_EINVAL;
         }
         *kind = GW_PHONE_LANDLINE;
         return 0;
     }
-    *rule = "must be a mainland mobile number or a landline with area code";
+    *rule = GW_RULE_PHONE_KIND;
     return GW_EINVAL;
 }
 
 int gw_phone_parse(const char *s, size_t n, char out[GW_PHONE_NORM_MAX + 1], size_t *outlen,
-                   enum gw_phone_kind *kind, const char **rule)
+                   enum gw_phone_kind *kind, enum gw_rule *rule)
 {
-    const char *dummy;
+    enum gw_rule dummy;
     char d[GW_PHONE_INPUT_MAX + 2]; /* room for an inserted trunk 0 */
     size_t nd = 0, seps = 0, i = 0;
     bool intl = false;
@@ -55,16 +55,16 @@ int gw_phone_parse(const char *s, size_t n, char out[GW_PHONE_NORM_MAX + 1], siz
     if (!rule)
         rule = &dummy;
     if (!s || n == 0) {
-        *rule = "is required";
+        *rule = GW_RULE_REQUIRED;
         return GW_EINVAL;
     }
     if (n > GW_PHONE_INPUT_MAX) {
-        *rule = "is too long (at most 32 bytes)";
+        *rule = GW_RULE_TOO_LONG;
         return GW_EINVAL;
     }
     if (s[0] == '+') {
         if (n < 3 || s[1] != '8' || s[2] != '6') {
-            *rule = "only the mainland country code +86 is accepted";
+            *rule = GW_RULE_PHONE_COUNTRY;
             return GW_EINVAL;
         }
         intl = true;
@@ -78,11 +78,11 @@ int gw_phone_parse(const char *s, size_t n, char out[GW_PHONE_NORM_MAX + 1], siz
             /* a separator sits between two digits (or right after "+86") */
             bool after_ok = (nd > 0 || (intl && i == 3)) && i + 1 < n && gw_ascii_digit(s[i + 1]);
             if (!after_ok || ++seps > MAX_SEPARATORS) {
-                *rule = "must be digits, optionally separated by single spaces or dashes";
+                *rule = GW_RULE_PHONE_CHARS;
                 return GW_EINVAL;
             }
         } else {
-            *rule = "must be digits, optionally separated by single spaces or dashes";
+            *rule = GW_RULE_PHONE_CHARS;
             return GW_EINVAL;
         }
     }
@@ -116,7 +116,7 @@ int gw_phone_parse(const char *s, size_t n, char out[GW_PHONE_NORM_MAX + 1], siz
     return 0;
 }
 
-int gw_phone_check(const char *s, size_t n, const char **rule)
+int gw_phone_check(const char *s, size_t n, enum gw_rule *rule)
 {
     return gw_phone_parse(s, n, NULL, NULL, NULL, rule);
 }
@@ -125,8 +125,7 @@ int gw_phone_normalize(const char *s, size_t n, char *out, size_t outsz, size_t 
 {
     char buf[GW_PHONE_NORM_MAX + 1];
     size_t len;
-    const char *rule;
-    if (gw_phone_parse(s, n, buf, &len, NULL, &rule) != 0)
+    if (gw_phone_parse(s, n, buf, &len, NULL, NULL) != 0)
         return GW_EINVAL;
     if (!out || outsz < len + 1)
         return GW_ETOOBIG;

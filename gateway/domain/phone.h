@@ -16,7 +16,8 @@
  *
  * Normalised form: digits only, country code removed, trunk "0" present for landlines, so every
  * spelling of one line gives the same string: "13800138000", "01065521234".
- * Contract: pure, no allocation; rule texts never quote the number. */
+ * Contract: pure, no allocation; a broken rule is an enum gw_rule (err.c words it, never quoting
+ * the number). A too-long input is GW_RULE_TOO_LONG with the bound GW_PHONE_INPUT_MAX. */
 #ifndef GW_PHONE_H
 #define GW_PHONE_H
 
@@ -37,10 +38,10 @@ enum gw_phone_kind {
  * normalised digits and must then hold GW_PHONE_NORM_MAX + 1 bytes; *outlen and *kind may be
  * NULL. Returns 0, or GW_EINVAL with *rule (rule may be NULL). */
 GW_MUST_CHECK int gw_phone_parse(const char *s, size_t n, char out[GW_PHONE_NORM_MAX + 1],
-                                 size_t *outlen, enum gw_phone_kind *kind, const char **rule);
+                                 size_t *outlen, enum gw_phone_kind *kind, enum gw_rule *rule);
 
 /* gw_phone_parse without the outputs: 0 or GW_EINVAL (+ *rule). */
-GW_MUST_CHECK int gw_phone_check(const char *s, size_t n, const char **rule);
+GW_MUST_CHECK int gw_phone_check(const char *s, size_t n, enum gw_rule *rule);
 
 /* The normalised form into out (outsz bytes). Returns 0, GW_EINVAL (not a valid phone) or
  * GW_ETOOBIG (outsz < normalised length + 1). */

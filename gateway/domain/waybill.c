@@ -1,6 +1,6 @@
 /* waybill.c: intake validation of a waybill (key fields, text safety, per-field formats),
- * first failure wins. Pure: no allocation, no logging; the error names a path and a constant
- * rule and never carries a value from the waybill. */
+ * first failure wins. Pure: no allocation, no logging; the fault names a path and a rule
+ * (err.h) and never carries a value from the waybill. */
 #include "waybill.h"
 
 #include <stdio.h>
@@ -10,42 +10,31 @@
 #include "text.h"
 #include "waybillno.h"
 
-static int fail(struct gw_verr *err, const char *prefix, const char *field, const char *rule)
+static int fail(struct gw_fault *err, const char *prefix, const char *field, enum gw_rule rule)
 {
-    if (err) {
-        snprintf(err->path, sizeof err->path, "%s.%s", prefix, field);
-        err->rule = rule;
-    }
-    return GW_EINVAL;
+    return gw_fault_set(err, GW_EINVAL, prefix, field, rule);
 }
 
-static const char *too_long(size_t limit)
+/* A rule that names a bound (GW_RULE_TOO_LONG): the bound goes into the fault. */
+static int fail_bound(struct gw_fault *err, const char *prefix, const char *field,
+                      enum gw_rule rule, size_t limit)
 {
-    switch (limit) {
-    case 32:
-        return "is too long (at most 32 bytes)";
-    case 64:
-        return "is too long (at most 64 bytes)";
-    case 128:
-        return "is too long (at most 128 bytes)";
-    case 256:
-        return "is too long (at most 256 bytes)";
-    case 512:
-        return "is too long (at most 512 bytes)";
-    default:
-        return "is too long";
-    }
+    int rc = fail(err, prefix, field, rule);
+
+    if (err)
+        err->limit = limit;
+    return rc;
 }
 
 /* Safe text within limit; required fields must also be non-blank. */
-static int text(const struct gw_str *s, size_t limit, bool required, struct gw_verr *err,
+static int text(const struct gw_str *s, size_t limit, bool required, struct gw_fault *err,
                 const char *prefix, const char *field)
 {
-    const char *rule = NULL;
+    enum gw_rule rule = GW_RULE_NONE;
     if (required && gw_text_blank(s->p, s->n))
-        return fail(err, prefix, field, "is required (key field)");
-    if (gw_text_check(s->p, s->n, limit, too_long(limit), NULL, &rule) != 0)
-        return fail(err, prefix, field, rule);
+        return fail(err, prefix, field, GW_RULE_REQUIRED_KEY_FIELD);
+    if (gw_text_check(s->p, s->n, limit, NULL, &rule) != 0)
+        return fail_bound(err, prefix, field, rule, rule == GW_RULE_TOO_LONG ? limit : 0);
     return 0;
 }
 
@@ -80,16 +69,17 @@ bool gw_region_code_valid(const char *code, size_t n)
 }
 
 int gw_party_validate(const struct gw_party *p, bool sender, int64_t now, const char *prefix,
-                      struct gw_verr *err)
+                      struct gw_fault *err)
 {
-    const char *rule = NULL;
+    enum gw_rule rule = GW_RULE_NONE;
     int rc;
 
     if ((rc = text(&p->name, GW_LIMIT_NAME, true, err, prefix, "name")) != 0 ||
         (rc = text(&p->phone, GW_LIMIT_PHONE, true, err, prefix, "phone")) != 0)
         return rc;
     if (gw_phone_check(p->phone.p, p->phone.n, &rule) != 0)
-        return fail(err, prefix, "phone", rule);
+        return fail_bound(err, prefix, "phone", rule,
+                          rule == GW_RULE_TOO_LONG ? GW_PHONE_INPUT_MAX : 0);
     if ((rc = text(&p->province, GW_LIMIT_DIVISION, true, err, prefix, "province")) != 0 ||
         (rc = text(&p->city, GW_LIMIT_DIVISION, true, err, prefix, "city")) != 0 ||
         (rc = text(&p->district, GW_LIMIT_DIVISION, false, err, prefix, "district")) != 0 ||
@@ -98,20 +88,20 @@ int gw_party_validate(const struct gw_party *p, bool sender, int64_t now, const 
         (rc = text(&p->company, GW_LIMIT_COMPANY, false, err, prefix, "company")) != 0)
         return rc;
     if (!gw_gender_valid((int)p->gender))
-        return fail(err, prefix, "gender", "unknown gender value");
+        return fail(err, prefix, "gender", GW_RULE_GENDER_UNKNOWN);
     if (!gw_id_type_valid((int)p->id_type))
-        return fail(err, prefix, "id_type", "unknown ID type");
+        return fail(err, prefix, "id_type", GW_RULE_ID_TYPE_UNKNOWN);
 
     bool has_type = p->id_type != GW_ID_UNSPECIFIED;
     bool has_number = p->id_number.n > 0;
     if (sender && !has_type)
-        return fail(err, prefix, "id_type", "is required (real-name pickup)");
+        return fail(err, prefix, "id_type", GW_RULE_REQUIRED_REAL_NAME);
     if (sender && !has_number)
-        return fail(err, prefix, "id_number", "is required (real-name pickup)");
+        return fail(err, prefix, "id_number", GW_RULE_REQUIRED_REAL_NAME);
     if (!has_type && has_number)
-        return fail(err, prefix, "id_type", "is required when an ID number is given");
+        return fail(err, prefix, "id_type", GW_RULE_REQUIRED_WITH_ID_NUMBER);
     if (has_type && !has_number)
-        return fail(err, prefix, "id_number", "is required when an ID type is given");
+        return fail(err, prefix, "id_number", GW_RULE_REQUIRED_WITH_ID_TYPE);
     if (!has_number)
         return 0;
     if ((rc = text(&p->id_number, GW_LIMIT_ID_NUMBER, true, err, prefix, "id_number")) != 0)
@@ -122,23 +112,20 @@ int gw_party_validate(const struct gw_party *p, bool sender, int64_t now, const 
 }
 
 int gw_waybill_validate_at(const struct gw_waybill *w, int64_t now, const char *root,
-                           struct gw_verr *err)
+                           struct gw_fault *err)
 {
     char prefix[64];
-    const char *rule = NULL;
+    enum gw_rule rule = GW_RULE_NONE;
     int rc;
 
-    if (err) {
-        err->path[0] = '\0';
-        err->rule = NULL;
-    }
+    gw_fault_clear(err);
     if (!root)
         root = "waybill";
     if (!w)
-        return fail(err, root, "waybill_no", "is required (key field)");
+        return fail(err, root, "waybill_no", GW_RULE_REQUIRED_KEY_FIELD);
 
     if (w->waybill_no.n == 0)
-        return fail(err, root, "waybill_no", "is required (key field)");
+        return fail(err, root, "waybill_no", GW_RULE_REQUIRED_KEY_FIELD);
     if (gw_waybillno_parse_ex(w->waybill_no.p, w->waybill_no.n, NULL, NULL, NULL, &rule) != 0)
         return fail(err, root, "waybill_no", rule);
 
@@ -154,29 +141,25 @@ int gw_waybill_validate_at(const struct gw_waybill *w, int64_t now, const char *
         return rc;
     if (w->pickup_time != 0) {
         if (w->pickup_time < GW_WAYBILL_PICKUP_MIN)
-            return fail(err, root, "pickup_time", "is before 2000-01-01");
+            return fail(err, root, "pickup_time", GW_RULE_PICKUP_BEFORE_2000);
         if (w->pickup_time > now + GW_WAYBILL_CLOCK_SKEW)
-            return fail(err, root, "pickup_time",
-                        "is in the future (more than 5 minutes ahead of the gateway clock)");
+            return fail(err, root, "pickup_time", GW_RULE_PICKUP_FUTURE);
     }
     if (!token_ok(&w->origin_branch, GW_LIMIT_BRANCH, "_-"))
-        return fail(err, root, "origin_branch",
-                    "must be 1 to 32 ASCII letters, digits, '_' or '-'");
+        return fail(err, root, "origin_branch", GW_RULE_BRANCH_FORMAT);
     if (w->dest_region_code.n > 0 &&
         !gw_region_code_valid(w->dest_region_code.p, w->dest_region_code.n))
-        return fail(err, root, "dest_region_code",
-                    "must be a 6-digit administrative-division code with a valid province code");
+        return fail(err, root, "dest_region_code", GW_RULE_REGION_CODE);
     if (w->weight_grams < 0 || w->weight_grams > GW_WAYBILL_WEIGHT_MAX)
-        return fail(err, root, "weight_grams", "must be between 1 and 1000000 grams");
+        return fail(err, root, "weight_grams", GW_RULE_WEIGHT);
     if (!token_ok(&w->service_type, GW_LIMIT_SERVICE_TYPE, "_-."))
-        return fail(err, root, "service_type",
-                    "must be 1 to 32 ASCII letters, digits, '_', '-' or '.'");
+        return fail(err, root, "service_type", GW_RULE_SERVICE_TYPE);
     if (w->security_level < GW_SECLEVEL_NONE || w->security_level > GW_SECLEVEL_TOP_SECRET)
-        return fail(err, root, "security_level", "unknown security level");
+        return fail(err, root, "security_level", GW_RULE_SECURITY_LEVEL_UNKNOWN);
     return 0;
 }
 
-int gw_waybill_validate(const struct gw_waybill *w, int64_t now, struct gw_verr *err)
+int gw_waybill_validate(const struct gw_waybill *w, int64_t now, struct gw_fault *err)
 {
     return gw_waybill_validate_at(w, now, "waybill", err);
 }

@@ -31,9 +31,9 @@
  *  7. weight_grams: 0 = absent; otherwise 1..1000000.
  *  8. service_type: optional, 1-32 ASCII letters, digits, '_', '-' or '.'.
  *  9. security_level: 0 none, 1 秘密, 2 机密, 3 绝密 (enum gw_security_level).
- * On failure err->path names the field ("waybill.sender.id_number") and err->rule the rule
- * ("check digit does not match (GB 11643 ISO 7064 MOD 11-2)"). Neither ever contains a value
- * from the waybill, so both may go into grpc-message and logs.
+ * On failure the fault (err.h) holds GW_EINVAL, the field path ("waybill.sender.id_number") and
+ * the rule (GW_RULE_ID_CHECK_DIGIT; GW_RULE_TOO_LONG with the byte limit in err->limit). Neither
+ * ever contains a value from the waybill; err.c turns them into the grpc-message.
  * Pure: no allocation, no logging. */
 #ifndef GW_WAYBILL_H
 #define GW_WAYBILL_H
@@ -100,25 +100,20 @@ struct gw_waybill {
     int security_level; /* enum gw_security_level; validated */
 };
 
-/* A validation failure: which field, which rule. rule points to a constant string. */
-struct gw_verr {
-    char path[96];
-    const char *rule;
-};
-
 /* Validates w against the rules above; now is Unix seconds. err may be NULL; on success it is
- * left with an empty path and a NULL rule. Returns 0 or GW_EINVAL. */
-GW_MUST_CHECK int gw_waybill_validate(const struct gw_waybill *w, int64_t now, struct gw_verr *err);
+ * left empty (code 0, no field, GW_RULE_NONE). Returns 0 or GW_EINVAL. */
+GW_MUST_CHECK int gw_waybill_validate(const struct gw_waybill *w, int64_t now,
+                                      struct gw_fault *err);
 
-/* Same with another root for the paths, e.g. "waybills[3]" for SubmitBatch item 3 (root is
- * truncated to fit err->path). */
+/* Same with another root for the paths, e.g. "waybills[3]" for SubmitBatch item 3 (the path
+ * is cut to fit err->field). */
 GW_MUST_CHECK int gw_waybill_validate_at(const struct gw_waybill *w, int64_t now, const char *root,
-                                         struct gw_verr *err);
+                                         struct gw_fault *err);
 
 /* Validates one party; path prefix is e.g. "waybill.sender". sender selects the real-name rule
  * (ID required). Returns 0 or GW_EINVAL. */
 GW_MUST_CHECK int gw_party_validate(const struct gw_party *p, bool sender, int64_t now,
-                                    const char *prefix, struct gw_verr *err);
+                                    const char *prefix, struct gw_fault *err);
 
 /* True when code[0..n) is a 6-digit administrative-division code with a valid province part. */
 bool gw_region_code_valid(const char *code, size_t n);

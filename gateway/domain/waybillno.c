@@ -38,9 +38,9 @@ static int64_t read_number(const char *s, size_t n)
 }
 
 int gw_waybillno_parse_ex(const char *s, size_t n, char prefix_out[GW_WAYBILLNO_PREFIX_MAX + 1],
-                          int64_t *numeric, size_t *ndigits, const char **rule)
+                          int64_t *numeric, size_t *ndigits, enum gw_rule *rule)
 {
-    const char *dummy;
+    enum gw_rule dummy;
     char pfx[GW_WAYBILLNO_PREFIX_MAX + 1];
     int np;
     int64_t v;
@@ -48,29 +48,29 @@ int gw_waybillno_parse_ex(const char *s, size_t n, char prefix_out[GW_WAYBILLNO_
     if (!rule)
         rule = &dummy;
     if (!s || n < GW_WAYBILLNO_MIN || n > GW_WAYBILLNO_MAX) {
-        *rule = "must be 10 to 20 ASCII letters and digits";
+        *rule = GW_RULE_WAYBILLNO_CHARS;
         return GW_EINVAL;
     }
     for (size_t i = 0; i < n; i++) {
         if (!gw_ascii_digit(s[i]) && !gw_ascii_alpha(s[i])) {
-            *rule = "must be 10 to 20 ASCII letters and digits";
+            *rule = GW_RULE_WAYBILLNO_CHARS;
             return GW_EINVAL;
         }
     }
     np = read_prefix(s, n, pfx);
     if (np < 0) {
-        *rule = "letter prefix must be at most 6 letters";
+        *rule = GW_RULE_WAYBILLNO_PREFIX;
         return GW_EINVAL;
     }
     for (size_t i = (size_t)np; i < n; i++) {
         if (!gw_ascii_digit(s[i])) {
-            *rule = "letters are allowed only as a prefix before the digits";
+            *rule = GW_RULE_WAYBILLNO_LETTER_AFTER_DIGIT;
             return GW_EINVAL;
         }
     }
     v = read_number(s + np, n - (size_t)np);
     if (v < 0) {
-        *rule = "numeric part must be 1 to 18 digits";
+        *rule = GW_RULE_WAYBILLNO_DIGITS;
         return GW_EINVAL;
     }
     if (prefix_out)
@@ -120,9 +120,9 @@ bool gw_segment_overlaps(const struct gw_segment *a, const struct gw_segment *b)
 }
 
 int gw_segment_parse_text(const char *s, size_t n, char prefix_out[GW_WAYBILLNO_PREFIX_MAX + 1],
-                          int64_t *from, int64_t *to, const char **rule)
+                          int64_t *from, int64_t *to, enum gw_rule *rule)
 {
-    const char *dummy;
+    enum gw_rule dummy;
     const char *colon, *dash;
     char pfx[GW_WAYBILLNO_PREFIX_MAX + 1];
     int np;
@@ -132,30 +132,30 @@ int gw_segment_parse_text(const char *s, size_t n, char prefix_out[GW_WAYBILLNO_
         rule = &dummy;
     colon = s ? memchr(s, ':', n) : NULL;
     if (!colon) {
-        *rule = "segment must be written PREFIX:FROM-TO";
+        *rule = GW_RULE_SEGMENT_FORMAT;
         return GW_EINVAL;
     }
     size_t plen = (size_t)(colon - s);
     np = read_prefix(s, plen, pfx);
     if (np < 0 || (size_t)np != plen) {
-        *rule = "segment prefix must be 0 to 6 ASCII letters";
+        *rule = GW_RULE_SEGMENT_PREFIX;
         return GW_EINVAL;
     }
     const char *r = colon + 1;
     size_t rlen = n - plen - 1;
     dash = memchr(r, '-', rlen);
     if (!dash) {
-        *rule = "segment must be written PREFIX:FROM-TO";
+        *rule = GW_RULE_SEGMENT_FORMAT;
         return GW_EINVAL;
     }
     f = read_number(r, (size_t)(dash - r));
     t = read_number(dash + 1, rlen - (size_t)(dash - r) - 1);
     if (f < 0 || t < 0) {
-        *rule = "segment bounds must be 1 to 18 digits";
+        *rule = GW_RULE_SEGMENT_BOUNDS;
         return GW_EINVAL;
     }
     if (f > t) {
-        *rule = "segment start must not exceed its end";
+        *rule = GW_RULE_SEGMENT_ORDER;
         return GW_EINVAL;
     }
     if (prefix_out)

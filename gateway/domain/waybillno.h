@@ -15,7 +15,8 @@
  *  - Text form of a segment (CLI, dev stack env WAYGATE_SEGMENT_A/B): "PREFIX:FROM-TO", e.g.
  *    "WG:1000000000-1000999999"; an empty prefix is written ":FROM-TO". FROM and TO are 1 to 18
  *    decimal digits, FROM <= TO.
- * Contract: pure, no allocation; rule texts never quote the number. */
+ * Contract: pure, no allocation; a broken rule is an enum gw_rule (err.c words it, never quoting
+ * the number). */
 #ifndef GW_WAYBILLNO_H
 #define GW_WAYBILLNO_H
 
@@ -41,7 +42,7 @@ GW_MUST_CHECK int gw_waybillno_parse(const char *s, size_t n,
  * part (*ndigits, may be NULL). Outputs may be NULL. */
 GW_MUST_CHECK int gw_waybillno_parse_ex(const char *s, size_t n,
                                         char prefix_out[GW_WAYBILLNO_PREFIX_MAX + 1],
-                                        int64_t *numeric, size_t *ndigits, const char **rule);
+                                        int64_t *numeric, size_t *ndigits, enum gw_rule *rule);
 
 /* The normalised (upper-case) number into out (GW_WAYBILLNO_MAX + 1 bytes), NUL-terminated;
  * *outlen may be NULL. Returns 0 or GW_EINVAL (not a valid number). */
@@ -69,7 +70,7 @@ bool gw_segment_overlaps(const struct gw_segment *a, const struct gw_segment *b)
  * Returns 0 or GW_EINVAL (+ *rule, may be NULL). */
 GW_MUST_CHECK int gw_segment_parse_text(const char *s, size_t n,
                                         char prefix_out[GW_WAYBILLNO_PREFIX_MAX + 1], int64_t *from,
-                                        int64_t *to, const char **rule);
+                                        int64_t *to, enum gw_rule *rule);
 
 /* Writes "PREFIX:FROM-TO" into out (outsz bytes; 46 always suffice). Returns 0, GW_EINVAL (bad
  * prefix or range) or GW_ETOOBIG. */

@@ -6,23 +6,19 @@
 #include <string.h>
 
 int gw_identity_resolve(const struct gw_peer *peer, const char *authorization,
-                        struct gw_principal *out, const char **why)
+                        struct gw_principal *out, struct gw_fault *f)
 {
     memset(out, 0, sizeof(*out));
     snprintf(out->peer, sizeof(out->peer), "%s", peer->addr);
-    *why = NULL;
-    if (authorization != NULL) {
+    gw_fault_clear(f);
+    if (authorization != NULL)
         /* Accounts and tokens come with the principals issue; until then no token is valid,
          * and a caller presenting one must not silently run as its certificate instead. */
-        *why = "authorization: bearer tokens are not accepted by this gateway";
-        return GW_EAUTH;
-    }
+        return gw_fault_set(f, GW_EAUTH, NULL, "authorization", GW_RULE_TOKEN_NOT_ACCEPTED);
     if (!peer->cert)
         return 0; /* unauthenticated: only methods open to anyone will accept it */
-    if (peer->cert_cn[0] == '\0' || peer->cert_ou[0] == '\0') {
-        *why = "client certificate: the subject must name the principal (CN) and its role (OU)";
-        return GW_EAUTH;
-    }
+    if (peer->cert_cn[0] == '\0' || peer->cert_ou[0] == '\0')
+        return gw_fault_set(f, GW_EAUTH, NULL, "client certificate", GW_RULE_CERT_SUBJECT);
     snprintf(out->name, sizeof(out->name), "%s", peer->cert_cn);
     snprintf(out->role, sizeof(out->role), "%s", peer->cert_ou);
     snprintf(out->branch, sizeof(out->branch), "%s", peer->cert_l);

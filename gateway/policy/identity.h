@@ -38,9 +38,9 @@ static inline bool gw_principal_authenticated(const struct gw_principal *p)
  * when absent). Bootstrap rule until principals are registered in the database: a verified
  * certificate's subject gives the principal (CN the name, OU the role, L the branch scope).
  * Returns 0 with *out filled (authn NONE on a connection without a certificate), or GW_EAUTH
- * with *why set to a constant sentence naming the rule: a certificate without a role (OU), or a
- * bearer token (accounts are not built yet, so no token is valid). */
+ * with *f naming the field and the rule: a certificate without a role (OU), or a bearer token
+ * (accounts are not built yet, so no token is valid). */
 int gw_identity_resolve(const struct gw_peer *peer, const char *authorization,
-                        struct gw_principal *out, const char **why) GW_MUST_CHECK;
+                        struct gw_principal *out, struct gw_fault *f) GW_MUST_CHECK;
 
 #endif

@@ -4,6 +4,7 @@
  * names roles only from gw_policy_roles. */
 #include "policy.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -103,28 +104,26 @@ static bool known_role(const char *role)
 }
 
 int gw_policy_may_call(const struct gw_policy *pol, const char *path, const struct gw_principal *p,
-                       const char **why)
+                       struct gw_fault *f)
 {
     const struct gw_policy_method *m = gw_policy_method_rule(pol, path);
+    char field[64];
 
-    *why = NULL;
+    gw_fault_clear(f);
     if (m != NULL && m->access == GW_POLICY_ANYONE)
         return 0;
-    if (!gw_principal_authenticated(p)) {
-        *why = "a verified client certificate is required (Art. 31)";
-        return GW_EAUTH;
-    }
-    if (m == NULL || !known_role(p->role)) {
-        *why = "no rule grants this method to the role (least privilege, Art. 34)";
-        return GW_EPERM;
-    }
-    if (m->access == GW_POLICY_AUTHENTICATED)
-        return 0;
-    for (const char *const *r = m->roles; r != NULL && *r; r++)
-        if (strcmp(*r, p->role) == 0)
+    if (!gw_principal_authenticated(p))
+        return gw_fault_set(f, GW_EAUTH, NULL, NULL, GW_RULE_CERT_REQUIRED);
+    if (m != NULL && known_role(p->role)) {
+        if (m->access == GW_POLICY_AUTHENTICATED)
             return 0;
-    *why = "the role may not call this method (least privilege, Art. 34)";
-    return GW_EPERM;
+        for (const char *const *r = m->roles; r != NULL && *r; r++)
+            if (strcmp(*r, p->role) == 0)
+                return 0;
+    }
+    /* No rule, an unknown role, or a role the rule does not list: deny by default. */
+    snprintf(field, sizeof(field), "role %s", p->role[0] ? p->role : "(none)");
+    return gw_fault_set(f, GW_EPERM, NULL, field, GW_RULE_ROLE_DENIED);
 }
 
 bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,

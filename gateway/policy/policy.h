@@ -43,9 +43,9 @@ void gw_policy_free(struct gw_policy *p);
 
 /* May principal p call the method at path? Returns 0, GW_EAUTH (the method needs an
  * authenticated caller) or GW_EPERM (no rule for the method, or p's role is not in it). On
- * refusal *why is a constant sentence naming the rule. */
+ * refusal *f names the rule (for GW_EPERM the field is "role <role>"). */
 int gw_policy_may_call(const struct gw_policy *pol, const char *path, const struct gw_principal *p,
-                       const char **why) GW_MUST_CHECK;
+                       struct gw_fault *f) GW_MUST_CHECK;
 
 /* The rule for path, or NULL when there is none (for tests and documentation). */
 const struct gw_policy_method *gw_policy_method_rule(const struct gw_policy *pol, const char *path);

@@ -21,12 +21,11 @@
 #include "policy.h"
 #include "rpc.h"
 #include "rpc_int.h"
-#include "utf8.h"
+#include "wirecheck.h"
 
 /* Unpacked messages take more room than their wire form (pointers, structs of defaults). */
 #define ARENA_FACTOR 32u
 #define ARENA_BASE (1u << 20)
-#define MAX_NESTING 32
 
 enum call_state {
     CALL_IDENTIFYING, /* the identity step runs; the request may still be arriving */
@@ -114,7 +113,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     if (call->state == CALL_DONE)
         return;
     run_cancel(call);
-    finish(call, GW_GRPC_DEADLINE_EXCEEDED, "deadline exceeded"); /* may free the call */
+    finish(call, gw_err_grpc_status(GW_ETIMEOUT), gw_err_str(GW_ETIMEOUT)); /* may free call */
 }
 
 static int make_request_id(char out[72])
@@ -145,16 +144,25 @@ static void call_free(struct gw_call *call)
     gw_free(call);
 }
 
+/* A refusal decided by the call itself (identity, policy, an unimplemented method), before
+ * the handler runs. */
+static void refuse(struct gw_call *call, const struct gw_fault *f)
+{
+    char msg[256];
+
+    gw_fault_format(f, msg, sizeof(msg));
+    finish(call, gw_fault_status(f), msg);
+}
+
 /* Runs the handler once the caller is authorised and the request is complete. */
 static void maybe_run(struct gw_call *call)
 {
-    char msg[320];
-
     if (call->state != CALL_AUTHORISED)
         return;
     if (call->method->handler == NULL) { /* no need to wait for the request */
-        snprintf(msg, sizeof(msg), "method %s is not implemented", call->method->path);
-        finish(call, GW_GRPC_UNIMPLEMENTED, msg);
+        struct gw_fault f;
+        (void)gw_fault_set(&f, GW_EUNIMPL, NULL, call->method->path, GW_RULE_NOT_IMPLEMENTED);
+        refuse(call, &f);
         return;
     }
     if (!call->request_done)
@@ -164,31 +172,23 @@ static void maybe_run(struct gw_call *call)
     call->method->handler(call, call->req, call->req_len);
 }
 
-void gw_call_identified(struct gw_call *call, int err, const struct gw_principal *p,
-                        const char *why)
+void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
+                        const struct gw_principal *p)
 {
     const struct gw_rpc_params *rp = gw_rpc_params(call->rpc);
-    char msg[320];
-    int rc;
+    struct gw_fault denied;
 
     if (call->state != CALL_IDENTIFYING)
         return;
     call->cancel_fn = NULL;
-    if (err != 0) {
-        finish(call, GW_GRPC_UNAUTHENTICATED, why ? why : "unauthenticated");
+    if (f != NULL && f->code != 0) {
+        refuse(call, f);
         return;
     }
     call->principal = *p;
     call->log.principal = call->principal.name[0] ? call->principal.name : NULL;
-    rc = gw_policy_may_call(rp->policy, call->method->path, &call->principal, &why);
-    if (rc == GW_EAUTH) {
-        finish(call, GW_GRPC_UNAUTHENTICATED, why);
-        return;
-    }
-    if (rc != 0) {
-        snprintf(msg, sizeof(msg), "role %s may not call %s (least privilege, Art. 34)",
-                 call->principal.role[0] ? call->principal.role : "(none)", call->method->path);
-        finish(call, GW_GRPC_PERMISSION_DENIED, msg);
+    if (gw_policy_may_call(rp->policy, call->method->path, &call->principal, &denied) != 0) {
+        refuse(call, &denied);
         return;
     }
     call->state = CALL_AUTHORISED;
@@ -199,12 +199,13 @@ void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer 
                           const char *authorization)
 {
     struct gw_principal p;
-    const char *why = NULL;
-    int rc;
+    struct gw_fault f;
 
     (void)ctx;
-    rc = gw_identity_resolve(peer, authorization, &p, &why);
-    gw_call_identified(call, rc, &p, why);
+    if (gw_identity_resolve(peer, authorization, &p, &f) != 0)
+        gw_call_identified(call, &f, NULL);
+    else
+        gw_call_identified(call, NULL, &p);
 }
 
 struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const struct gw_method *m,
@@ -258,12 +259,18 @@ fail:
 }
 
 /* An error found while the request is still arriving: answer at once. */
-static void fail_request(struct gw_call *call, enum gw_grpc_status status, const char *message)
+static void fail_request(struct gw_call *call, int err, enum gw_rule rule, unsigned long limit)
 {
+    struct gw_fault f;
+    char msg[256];
+
     if (call->state == CALL_RUNNING || call->state == CALL_DONE)
         return;
     run_cancel(call);
-    finish(call, status, message);
+    (void)gw_fault_set(&f, err, NULL, NULL, rule);
+    f.limit = limit;
+    gw_fault_format(&f, msg, sizeof(msg));
+    finish(call, gw_fault_status(&f), msg);
 }
 
 static int on_message(void *arg, const uint8_t *msg, size_t len)
@@ -271,7 +278,7 @@ static int on_message(void *arg, const uint8_t *msg, size_t len)
     struct gw_call *call = arg;
 
     if (call->nreq++ > 0)
-        return GW_EINVAL; /* a second message on a unary-request method */
+        return GW_EPROTO; /* a second message on a unary-request method */
     if (len > 0) {
         call->req = gw_malloc(len);
         if (call->req == NULL)
@@ -285,7 +292,6 @@ static int on_message(void *arg, const uint8_t *msg, size_t len)
 void gw_call_up_data(void *obj, const uint8_t *data, size_t len)
 {
     struct gw_call *call = obj;
-    char msg[128];
     int rc;
 
     if (call->state == CALL_RUNNING || call->state == CALL_DONE || call->request_done)
@@ -295,23 +301,20 @@ void gw_call_up_data(void *obj, const uint8_t *data, size_t len)
     case 0:
         return;
     case GW_ETOOBIG:
-        snprintf(msg, sizeof(msg), "request message exceeds the maximum size of %u bytes",
-                 (unsigned)gw_rpc_params(call->rpc)->cfg->max_message_size);
-        fail_request(call, GW_GRPC_RESOURCE_EXHAUSTED, msg);
+        fail_request(call, rc, GW_RULE_MESSAGE_TOO_LARGE,
+                     gw_rpc_params(call->rpc)->cfg->max_message_size);
         return;
     case GW_EUNIMPL:
-        fail_request(call, GW_GRPC_UNIMPLEMENTED, "compressed messages are not supported");
+        fail_request(call, rc, GW_RULE_COMPRESSED, 0);
         return;
-    case GW_EINVAL:
+    case GW_EPROTO:
         /* gRPC convention (grpc-java, grpc-go): a second request message on a method without
-         * client streaming is a protocol violation, answered INTERNAL. */
-        fail_request(call, GW_GRPC_INTERNAL, "more than one request message for a unary request");
-        return;
-    case GW_ENOMEM:
-        fail_request(call, GW_GRPC_RESOURCE_EXHAUSTED, "out of memory");
+         * client streaming is a protocol violation, answered INTERNAL like a bad prefix. */
+        fail_request(call, rc, call->nreq > 1 ? GW_RULE_SECOND_MESSAGE : GW_RULE_MALFORMED_PREFIX,
+                     0);
         return;
     default:
-        fail_request(call, GW_GRPC_INTERNAL, "malformed message prefix");
+        fail_request(call, rc, GW_RULE_NONE, 0);
         return;
     }
 }
@@ -323,11 +326,11 @@ void gw_call_up_end(void *obj)
     if (call->state == CALL_RUNNING || call->state == CALL_DONE || call->request_done)
         return;
     if (!gw_grpc_decoder_idle(&call->dec)) {
-        fail_request(call, GW_GRPC_INTERNAL, "request ended inside a message");
+        fail_request(call, GW_EPROTO, GW_RULE_TRUNCATED_MESSAGE, 0);
         return;
     }
     if (call->nreq == 0) {
-        fail_request(call, GW_GRPC_INTERNAL, "request carries no message");
+        fail_request(call, GW_EPROTO, GW_RULE_NO_MESSAGE, 0);
         return;
     }
     call->request_done = true;
@@ -421,9 +424,20 @@ void gw_call_finish(struct gw_call *call, enum gw_grpc_status status, const char
     finish(call, status, message);
 }
 
-void gw_call_finish_err(struct gw_call *call, int err, const char *message)
+void gw_call_finish_fault(struct gw_call *call, const struct gw_fault *f)
 {
-    gw_call_finish(call, gw_err_grpc_status(err), message ? message : gw_err_str(err));
+    char msg[256];
+
+    gw_fault_format(f, msg, sizeof(msg));
+    gw_call_finish(call, gw_fault_status(f), msg);
+}
+
+void gw_call_fail(struct gw_call *call, int err, const char *field, enum gw_rule rule)
+{
+    struct gw_fault f;
+
+    (void)gw_fault_set(&f, err, NULL, field, rule);
+    gw_call_finish_fault(call, &f);
 }
 
 void gw_call_set_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg)
@@ -476,125 +490,25 @@ const char *gw_call_metadata(const struct gw_call *call, const char *name)
     return NULL;
 }
 
-/* ---- unpack with UTF-8 validation ---- */
-
-static void path_join(char *dst, size_t dstlen, const char *parent, const char *field, long idx)
-{
-    if (idx >= 0)
-        snprintf(dst, dstlen, "%s%s%s[%ld]", parent, parent[0] ? "." : "", field, idx);
-    else
-        snprintf(dst, dstlen, "%s%s%s", parent, parent[0] ? "." : "", field);
-}
-
-static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
-{
-    *v = 0;
-    for (unsigned shift = 0; shift < 64 && *p < end; shift += 7) {
-        uint8_t b = *(*p)++;
-        *v |= (uint64_t)(b & 0x7f) << shift;
-        if ((b & 0x80) == 0)
-            return true;
-    }
-    return false;
-}
-
-/* Checks every string field of the wire-format message p[0..len) of type d, at any depth, on the
- * raw bytes: valid UTF-8 and no NUL (protobuf-c hands strings over NUL-terminated, so a NUL
- * would silently cut the value short). Returns 0; GW_EINVAL with the field's path in bad and the
- * rule in *why; or GW_ETOOBIG when messages nest deeper than MAX_NESTING. Called only on bytes
- * that protobuf-c unpacked successfully, so the framing is known to be sound. */
-static int check_strings(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
-                         const char *path, int depth, char *bad, size_t badlen, const char **why)
-{
-    const uint8_t *end = p + len;
-    unsigned seen[64] = {0}; /* occurrences of each repeated field so far, for its index */
-
-    if (depth > MAX_NESTING)
-        return GW_ETOOBIG;
-    while (p < end) {
-        const ProtobufCFieldDescriptor *f;
-        uint64_t key, n;
-        char sub[256];
-        long idx = -1;
-        int rc;
-
-        if (!read_varint(&p, end, &key))
-            return GW_EINVAL;
-        switch (key & 7) {
-        case 0:
-            if (!read_varint(&p, end, &n))
-                return GW_EINVAL;
-            continue;
-        case 1:
-            p += 8;
-            continue;
-        case 5:
-            p += 4;
-            continue;
-        case 2:
-            break;
-        default:
-            return GW_EINVAL;
-        }
-        if (!read_varint(&p, end, &n) || n > (uint64_t)(end - p))
-            return GW_EINVAL;
-        f = protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3));
-        if (f == NULL ||
-            (f->type != PROTOBUF_C_TYPE_STRING && f->type != PROTOBUF_C_TYPE_MESSAGE)) {
-            p += n;
-            continue;
-        }
-        if (f->label == PROTOBUF_C_LABEL_REPEATED) {
-            size_t fi = (size_t)(f - d->fields);
-            idx = fi < 64 ? (long)seen[fi]++ : 0;
-        }
-        path_join(sub, sizeof(sub), path, f->name, idx);
-        if (f->type == PROTOBUF_C_TYPE_STRING) {
-            if (!gw_utf8_valid((const char *)p, (size_t)n)) {
-                *why = "not valid UTF-8";
-                snprintf(bad, badlen, "%s", sub);
-                return GW_EINVAL;
-            }
-            if (memchr(p, 0, (size_t)n) != NULL) {
-                *why = "must not contain a NUL character";
-                snprintf(bad, badlen, "%s", sub);
-                return GW_EINVAL;
-            }
-        } else {
-            rc = check_strings(f->descriptor, p, (size_t)n, sub, depth + 1, bad, badlen, why);
-            if (rc != 0)
-                return rc;
-        }
-        p += n;
-    }
-    return 0;
-}
+/* ---- unpack with string checking ---- */
 
 ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDescriptor *desc,
                                  const uint8_t *req, size_t len)
 {
     ProtobufCMessage *m;
-    const char *why = "not valid UTF-8";
-    char bad[256], msg[320];
+    struct gw_fault f;
 
     m = protobuf_c_message_unpack(desc, &call->pba, len, req);
     if (m == NULL) {
         if (call->arena_exhausted)
-            gw_call_finish(call, GW_GRPC_RESOURCE_EXHAUSTED, "request message too large to unpack");
+            gw_call_fail(call, GW_ETOOBIG, "request", GW_RULE_UNPACK_TOO_LARGE);
         else
-            gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, "request: not a valid protobuf message");
+            gw_call_fail(call, GW_EINVAL, "request", GW_RULE_PROTOBUF);
         return NULL;
     }
-    bad[0] = '\0';
-    switch (check_strings(desc, req, len, "", 0, bad, sizeof(bad), &why)) {
-    case 0:
-        return m;
-    case GW_EINVAL:
-        snprintf(msg, sizeof(msg), "%s: %s", bad[0] ? bad : "request", why);
-        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, msg);
-        return NULL;
-    default:
-        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, "request: messages nested too deeply");
+    if (gw_wirecheck(desc, req, len, &f) != 0) {
+        gw_call_finish_fault(call, &f);
         return NULL;
     }
+    return m;
 }

@@ -5,8 +5,9 @@
  * through its transport stream (h2.h).
  *
  * Lifecycle contract:
- *  - The handler must eventually call gw_call_finish() (or gw_call_finish_err()), possibly from a
- *    later callback; before that it may gw_call_send() responses (once for unary methods).
+ *  - The handler must eventually call gw_call_finish() (or gw_call_finish_fault() /
+ *    gw_call_fail()), possibly from a later callback; before that it may gw_call_send() responses
+ * (once for unary methods).
  *  - If the stream goes away first (client reset, connection closed, deadline passed, server drain
  *    cut-off, client stopped reading) the call runs the cancel function set with
  *    gw_call_set_cancel() exactly once, then frees itself: after the cancel function returns,
@@ -63,9 +64,10 @@ struct gw_arena *gw_call_arena(struct gw_call *call);
 /* A protobuf-c allocator drawing from the call's arena (free is a no-op). */
 ProtobufCAllocator *gw_call_pb_allocator(struct gw_call *call);
 
-/* Unpacks the request into the call's arena and checks that every string field, at any depth,
- * is valid UTF-8 without NUL. On failure finishes the call (INVALID_ARGUMENT naming the field)
- * and returns NULL: the handler must return at once without touching the call. */
+/* Unpacks the request into the call's arena and checks every string field, at any depth
+ * (wirecheck.h: valid UTF-8, no NUL). On failure finishes the call (INVALID_ARGUMENT naming the
+ * field and the rule) and returns NULL: the handler must return at once without touching the
+ * call. */
 ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDescriptor *desc,
                                  const uint8_t *req, size_t len);
 
@@ -80,11 +82,16 @@ bool gw_call_writable(struct gw_call *call);
  * (at once, from the loop, if it already has). Replaces an earlier registration. */
 void gw_call_on_writable(struct gw_call *call, gw_writable_fn fn, void *arg);
 
-/* Ends the call with a status; message (may be NULL for OK) names the field and the rule and
- * must never contain caller data. */
+/* Ends the call with a status and message. Handlers use it only for OK
+ * (gw_call_finish(call, GW_GRPC_OK, NULL)); every refusal goes through gw_call_finish_fault or
+ * gw_call_fail, so that err.c alone chooses the status and writes the message. */
 void gw_call_finish(struct gw_call *call, enum gw_grpc_status status, const char *message);
-/* Same, from a project error code. */
-void gw_call_finish_err(struct gw_call *call, int err, const char *message);
+/* Ends the call refused with f: status and grpc-message from err.c (gw_fault_status,
+ * gw_fault_format). */
+void gw_call_finish_fault(struct gw_call *call, const struct gw_fault *f);
+/* Same for a fault made here: err (enum gw_err), field path (may be NULL or "") and rule
+ * (GW_RULE_NONE: the code's description). */
+void gw_call_fail(struct gw_call *call, int err, const char *field, enum gw_rule rule);
 
 void gw_call_set_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg);
 

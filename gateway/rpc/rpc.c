@@ -47,7 +47,11 @@ static void *open_cb(void *ctx, struct gw_h2_stream *st, const struct gw_grpc_he
     const struct gw_method *m = gw_rpc_lookup(rpc->p.methods, hdrs->path);
 
     if (m == NULL) {
-        gw_h2_stream_finish(st, GW_GRPC_UNIMPLEMENTED, "unknown method");
+        struct gw_fault f;
+        char msg[64];
+        (void)gw_fault_set(&f, GW_EUNIMPL, NULL, NULL, GW_RULE_UNKNOWN_METHOD);
+        gw_fault_format(&f, msg, sizeof(msg));
+        gw_h2_stream_finish(st, gw_fault_status(&f), msg);
         return NULL;
     }
     return gw_call_open(rpc, st, m, hdrs, timeout_ms);

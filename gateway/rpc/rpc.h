@@ -29,11 +29,11 @@ struct gw_rpc_table {
 typedef void (*gw_rpc_identify_fn)(void *ctx, struct gw_call *call, const struct gw_peer *peer,
                                    const char *authorization);
 
-/* The outcome of the identity step: err 0 with the principal, or GW_EAUTH (UNAUTHENTICATED)
- * with why, a constant sentence naming the rule. The call then checks the policy; on refusal it
- * is finished (and may be freed) before this returns. */
-void gw_call_identified(struct gw_call *call, int err, const struct gw_principal *p,
-                        const char *why);
+/* The outcome of the identity step: f NULL (or without a code) with the principal, or a fault
+ * (GW_EAUTH: UNAUTHENTICATED) naming the rule. The call then checks the policy; on refusal it is
+ * finished (and may be freed) before this returns. */
+void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
+                        const struct gw_principal *p);
 
 /* The synchronous identity step for certificates (identity.h's bootstrap rule). */
 void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer *peer,

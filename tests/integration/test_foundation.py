@@ -187,7 +187,7 @@ def test_not_yet_implemented_api_method_unimplemented(stack):
                                       stack.pb.admin.RotateKeyRequest(),
                                       stack.pb.admin.RotateKeyResponse, principal="admin"))
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED, e
-    assert e.details() == "method /waygate.v1.Admin/RotateKey is not implemented"
+    assert e.details() == "/waygate.v1.Admin/RotateKey: is not implemented"
 
 
 def all_api_methods(pb):

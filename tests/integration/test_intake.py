@@ -558,6 +558,34 @@ def test_batch_with_mixed_items(stack):
     assert get(stack, stored.waybill_no).id == stored_id
 
 
+@pytest.mark.parametrize("mutate,code", [
+    (_bad_check, grpc.StatusCode.INVALID_ARGUMENT),
+    (clearer("recipient", "phone"), grpc.StatusCode.INVALID_ARGUMENT),
+    (setter("recipient", "address_detail", "玥湖西路澍霁苑" * 13), grpc.StatusCode.INVALID_ARGUMENT),
+    (setter("", "origin_branch", "b"), grpc.StatusCode.PERMISSION_DENIED),
+    ("outside_segments", grpc.StatusCode.FAILED_PRECONDITION),
+], ids=["check_digit", "missing_phone", "too_long", "other_branch", "outside_segments"])
+def test_batch_item_refused_like_submit(stack, mutate, code):
+    """One mapping: a SubmitBatch item is refused with the status and the words Submit uses for
+    the same waybill; only the root of the field path differs (waybills[i] for waybill)."""
+    w = new_waybill(stack, "a")
+    if mutate == "outside_segments":
+        w.waybill_no = number_in(stack, "b", next(_counter))
+    else:
+        mutate(w)
+    e = rpc_error(lambda: submit(stack, w))
+    assert e.code() == code, (e.code(), e.details())
+    assert e.details().startswith("waybill."), e.details()
+    assert_no_value(e.details(), w)
+    good = new_waybill(stack, "a")
+    resp = submit_batch(stack, [good, w])
+    r = resp.results[1]
+    assert r.code == code.value[0], (r.code, r.message)
+    assert r.message == "waybills[1]." + e.details()[len("waybill."):], (r.message, e.details())
+    assert resp.results[0].code == 0
+    RECORDS.append((good.waybill_no, "courier_a", resp.results[0].id, good))
+
+
 def test_batch_empty_invalid_argument(stack):
     e = rpc_error(lambda: submit_batch(stack, []))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e

@@ -38,7 +38,7 @@ static void pump(void *arg)
         }
         rc = gw_call_send(f->call, &f->view.base);
         if (rc != 0) {
-            gw_call_finish_err(f->call, rc, "flood: send failed");
+            gw_call_fail(f->call, rc, NULL, GW_RULE_NONE);
             return;
         }
         f->left--;
@@ -60,13 +60,13 @@ static void flood_handler(struct gw_call *call, const uint8_t *req, size_t len)
     count = strtoul(in->service, &end, 10);
     size = *end == ':' ? strtoul(end + 1, &end, 10) : 0;
     if (*end != '\0' || count == 0 || size == 0 || size > FLOOD_MAX_SIZE) {
-        gw_call_finish(call, GW_GRPC_INVALID_ARGUMENT, "service: must be COUNT:SIZE");
+        gw_call_fail(call, GW_EINVAL, "service", GW_RULE_PROTOBUF);
         return;
     }
     f = gw_arena_alloc(gw_call_arena(call), sizeof(*f));
     filler = gw_arena_alloc(gw_call_arena(call), size + 1);
     if (f == NULL || filler == NULL) {
-        gw_call_finish_err(call, GW_ENOMEM, NULL);
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
         return;
     }
     memset(filler, 'x', size);

@@ -368,7 +368,7 @@ static void test_unknown_method(void **state)
     assert_string_equal(r->grpc_message, "unknown method");
     r = reply_for(h, start_call(h, "/t.T/Nothing", NULL, NULL));
     assert_int_equal(r->grpc_status, GW_GRPC_UNIMPLEMENTED);
-    assert_string_equal(r->grpc_message, "method /t.T/Nothing is not implemented");
+    assert_string_equal(r->grpc_message, "/t.T/Nothing: is not implemented");
     harness_free(h);
 }
 
@@ -401,7 +401,7 @@ static void test_echo_bad_utf8(void **state)
     (void)state;
     r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
     assert_int_equal(r->grpc_status, GW_GRPC_INVALID_ARGUMENT);
-    assert_string_equal(r->grpc_message, "service: not valid UTF-8");
+    assert_string_equal(r->grpc_message, "service: is not valid UTF-8");
     harness_free(h);
 }
 
@@ -451,7 +451,7 @@ static void test_nested_utf8_path(void **state)
     b = (struct body){buf, n + 5, 0};
     r = reply_for(h, start_call(h, "/t.T/Unpack", NULL, &b));
     assert_int_equal(r->grpc_status, GW_GRPC_INVALID_ARGUMENT);
-    assert_string_equal(r->grpc_message, "waybills[1].sender.name: not valid UTF-8");
+    assert_string_equal(r->grpc_message, "waybills[1].sender.name: is not valid UTF-8");
 
     bad.name = "\xe5\xbc\xa0";
     n = protobuf_c_message_get_packed_size(&req.base);
@@ -522,9 +522,11 @@ static void test_compressed_and_second_message(void **state)
     b = (struct body){buf, n, 0};
     r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
     assert_int_equal(r->grpc_status, GW_GRPC_INTERNAL);
+    assert_string_equal(r->grpc_message, "more than one request message for a unary request");
 
     r = reply_for(h, start_call(h, "/t.T/Echo", NULL, NULL)); /* no message at all */
     assert_int_equal(r->grpc_status, GW_GRPC_INTERNAL);
+    assert_string_equal(r->grpc_message, "request carries no message");
     harness_free(h);
 }
 

@@ -1,0 +1,38 @@
+/* wirecheck.h: checks the string fields of a protobuf message on its wire bytes, which protobuf-c
+ * 1.4 does not: every field declared `string` in the descriptor, at any depth (submessages,
+ * repeated fields, map entries), must be valid UTF-8 (utf8.h: no overlongs, surrogates or code
+ * points above U+10FFFF) and must not contain a NUL byte (protobuf-c hands strings over
+ * NUL-terminated, so a NUL would silently cut the value short).
+ *
+ * The walk does not trust the framing: a truncated varint or fixed-width value, a length past the
+ * end, a group (protobuf-c does not support them), an undefined wire type or field number 0 make
+ * the message invalid, and so does a string or message field sent with a wire type other than
+ * length-delimited. Unknown fields are skipped without being looked into.
+ *
+ * Contract: pure (no allocation, no logging, no libevent; protobuf-c descriptors only); reads only
+ * buf[0..len). */
+#ifndef GW_WIRECHECK_H
+#define GW_WIRECHECK_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <protobuf-c/protobuf-c.h>
+
+#include "err.h"
+
+/* Messages nested deeper than this are refused (GW_RULE_NESTING, limit GW_WIRECHECK_MAX_DEPTH). */
+#define GW_WIRECHECK_MAX_DEPTH 32
+
+/* Checks buf[0..len), a serialised message of type desc. Returns 0, or GW_EINVAL with *fault
+ * (may be NULL) naming the field path and the rule:
+ *  - a bad string: the field's path, e.g. "waybills[3].recipient.name", rule GW_RULE_UTF8 or
+ *    GW_RULE_NUL (a repeated field's path carries its 0-based occurrence index);
+ *  - a string or message field with another wire type: its path, GW_RULE_WIRE_TYPE;
+ *  - broken framing: the enclosing message's path ("request" at the top), GW_RULE_PROTOBUF;
+ *  - nesting deeper than GW_WIRECHECK_MAX_DEPTH: the path reached, GW_RULE_NESTING.
+ * The first problem in wire order wins. */
+GW_MUST_CHECK int gw_wirecheck(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
+                               size_t len, struct gw_fault *fault);
+
+#endif
