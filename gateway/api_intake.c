@@ -18,7 +18,6 @@
 #include "seal.h"
 #include "segcache.h"
 #include "store.h"
-#include "waybillno.h"
 
 #define BATCH_MAX GW_STORE_GROUP_MAX
 #define ITEM_PENDING (-1)
@@ -29,10 +28,9 @@ struct item {
     struct intake *in;
     size_t index;
     struct gw_waybill w;
-    int code; /* enum gw_grpc_status, or ITEM_PENDING while still on its way */
+    struct gw_waybill_norm norm; /* validation's normalised values, used by sealing */
+    int code;                    /* enum gw_grpc_status, or ITEM_PENDING while still on its way */
     char msg[200];
-    char prefix[GW_WAYBILLNO_PREFIX_MAX + 1];
-    int64_t numeric;
     struct gw_segcache_req *segreq;
     uint8_t id[GW_STORE_ID_LEN];
     char idtext[37]; /* id as UUID text, for the response */
@@ -224,8 +222,8 @@ static void store_stage(struct intake *in)
             continue;
         rc = gw_seal_new_id(it->id);
         if (rc == 0)
-            rc = gw_seal_waybill(in->app->crypto, in->app->keys, &it->w, it->id, branch, by, now, a,
-                                 &sealed[in->nstored]);
+            rc = gw_seal_waybill(in->app->crypto, in->app->keys, &it->w, &it->norm, it->id, branch,
+                                 by, now, a, &sealed[in->nstored]);
         if (rc != 0) {
             GW_LOG(GW_LOG_ERROR, "intake", gw_call_log_ctx(in->call),
                    "sealing a waybill failed: %s", gw_err_str(rc));
@@ -294,7 +292,7 @@ static void check_item(struct intake *in, struct item *it, const Waygate__V1__Wa
         snprintf(root, sizeof(root), "waybills[%zu]", it->index);
     else
         snprintf(root, sizeof(root), "waybill");
-    if (gw_waybill_validate_at(&it->w, now, root, &verr) != 0) {
+    if (gw_waybill_validate_norm(&it->w, now, root, &verr, &it->norm) != 0) {
         it->code = GW_GRPC_INVALID_ARGUMENT;
         snprintf(it->msg, sizeof(it->msg), "%s: %s", verr.path, verr.rule);
         return;
@@ -306,12 +304,8 @@ static void check_item(struct intake *in, struct item *it, const Waygate__V1__Wa
                "must be the submitting device's own branch");
         return;
     }
-    if (gw_waybillno_parse(it->w.waybill_no.p, it->w.waybill_no.n, it->prefix, &it->numeric) != 0) {
-        refuse(it, GW_GRPC_INVALID_ARGUMENT, "waybill_no", "is not a valid waybill number");
-        return;
-    }
-    rc = gw_segcache_check(in->app->segs, in->who->branch, it->prefix, it->numeric, segment_cb, it,
-                           &it->segreq);
+    rc = gw_segcache_check(in->app->segs, in->who->branch, it->norm.prefix, it->norm.numeric,
+                           segment_cb, it, &it->segreq);
     if (rc == 1)
         return;
     if (rc == 0)
