@@ -1,8 +1,7 @@
 /* store_read.c: the store's simple operations, one statement each: read a sealed waybill by its
  * number's blind index (every column of store_int.h's column list, decoded by kind), load the
- * segments, record an incident. Invariant: a handle is freed
- * exactly once, after its callback or at cancel (then the db request is cancelled first). */
-#include <arpa/inet.h>
+ * segments, record an incident. Invariant: a handle is freed exactly once, after its callback or
+ * at cancel (then the db request is cancelled first). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
