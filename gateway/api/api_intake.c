@@ -18,7 +18,6 @@
 #include "seal.h"
 #include "segcache.h"
 #include "store.h"
-#include "waybillno.h"
 
 #define BATCH_MAX GW_STORE_GROUP_MAX
 #define ITEM_PENDING (-1)
@@ -29,11 +28,10 @@ struct item {
     struct intake *in;
     size_t index;
     struct gw_waybill w;
+    struct gw_waybill_norm norm; /* validation's normalised values, used by sealing */
     int code;              /* its gRPC status (from err.c), or ITEM_PENDING while on its way */
     struct gw_fault fault; /* why it was refused, when code is not OK */
     char msg[200];         /* the fault's grpc-message (err.c's words) */
-    char prefix[GW_WAYBILLNO_PREFIX_MAX + 1];
-    int64_t numeric;
     struct gw_segcache_req *segreq;
     uint8_t id[GW_STORE_ID_LEN];
     char idtext[37]; /* id as UUID text, for the response */
@@ -239,8 +237,8 @@ static void store_stage(struct intake *in)
             continue;
         rc = gw_seal_new_id(it->id);
         if (rc == 0)
-            rc = gw_seal_waybill(in->app->crypto, in->app->keys, &it->w, it->id, branch, by, now, a,
-                                 &sealed[in->nstored]);
+            rc = gw_seal_waybill(in->app->crypto, in->app->keys, &it->w, &it->norm, it->id, branch,
+                                 by, now, a, &sealed[in->nstored]);
         if (rc != 0) {
             GW_LOG(GW_LOG_ERROR, "intake", gw_call_log_ctx(in->call),
                    "sealing a waybill failed: %s", gw_err_str(rc));
@@ -291,7 +289,6 @@ static void check_item(struct intake *in, struct item *it, const Waygate__V1__Wa
                        int64_t now)
 {
     struct gw_fault fault;
-    enum gw_rule rule = GW_RULE_NONE;
     char root[32];
     int rc;
 
@@ -301,7 +298,7 @@ static void check_item(struct intake *in, struct item *it, const Waygate__V1__Wa
         return;
     }
     item_root(it, root);
-    if (gw_waybill_validate_at(&it->w, now, root, &fault) != 0) {
+    if (gw_waybill_validate_norm(&it->w, now, root, &fault, &it->norm) != 0) {
         refuse_fault(it, &fault);
         return;
     }
@@ -311,13 +308,8 @@ static void check_item(struct intake *in, struct item *it, const Waygate__V1__Wa
         refuse(it, GW_EPERM, "origin_branch", GW_RULE_OWN_BRANCH);
         return;
     }
-    if (gw_waybillno_parse_ex(it->w.waybill_no.p, it->w.waybill_no.n, it->prefix, &it->numeric,
-                              NULL, &rule) != 0) {
-        refuse(it, GW_EINVAL, "waybill_no", rule);
-        return;
-    }
-    rc = gw_segcache_check(in->app->segs, in->who->branch, it->prefix, it->numeric, segment_cb, it,
-                           &it->segreq);
+    rc = gw_segcache_check(in->app->segs, in->who->branch, it->norm.prefix, it->norm.numeric,
+                           segment_cb, it, &it->segreq);
     if (rc == 1)
         return;
     if (rc == 0)

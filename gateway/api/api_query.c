@@ -23,6 +23,8 @@ struct get {
     struct gw_call *call;
     struct gw_app *app;
     struct gw_store_req *req;
+    char number[GW_WAYBILLNO_MAX + 1]; /* the number asked for, normalised */
+    size_t number_len;
 };
 
 static void cancel_cb(void *arg)
@@ -134,7 +136,7 @@ static int render(struct get *g, const struct gw_sealed_waybill *row,
     w->recipient = r;
     gw_store_id_text(row->id, view->id);
     view->status = "accepted";
-    view->accepted_at = row->created_at;
+    view->accepted_at = row->accepted_at;
     w->origin_branch = arena_str(a, row->origin_branch);
     w->dest_region_code = arena_str(a, row->dest_region_code);
     w->service_type = arena_str(a, row->service_type);
@@ -174,6 +176,8 @@ static void data_loss(struct get *g, const struct gw_sealed_waybill *row, int ba
     const char *part = bad >= 0                      ? gw_col_sql[bad]
                        : bad == GW_SEAL_PART_DEK     ? "dek_wrapped"
                        : bad == GW_SEAL_PART_CONTENT ? "content_mac"
+                       : bad == GW_SEAL_PART_RECORD  ? "record_mac"
+                       : bad == GW_SEAL_PART_NUMBER  ? "wb_bidx (another waybill's number)"
                                                      : "record";
     char idtext[37], detail[160];
     int rc;
@@ -219,7 +223,7 @@ static void got_cb(void *arg, int err, const struct gw_sealed_waybill *row)
 
     g->req = NULL;
     gw_call_set_cancel(g->call, NULL, NULL);
-    if (err == GW_ENOTFOUND || (err == 0 && !in_scope(g, row))) {
+    if (err == GW_ENOTFOUND) {
         gw_call_fail(g->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
         return;
     }
@@ -227,9 +231,21 @@ static void got_cb(void *arg, int err, const struct gw_sealed_waybill *row)
         read_failed(g->call, err);
         return;
     }
+    /* Authenticate before the scope check: the scope rests on origin_branch, a clear column
+     * that only the record MAC vouches for, and an altered record deserves its incident
+     * whoever reads it. */
     rc = gw_unseal_waybill(g->app->crypto, g->app->keys, row, gw_call_arena(g->call), clear, &bad);
+    if (rc == 0 && (clear[GW_COL_WAYBILL_NO].n != g->number_len ||
+                    memcmp(clear[GW_COL_WAYBILL_NO].p, g->number, g->number_len) != 0)) {
+        bad = GW_SEAL_PART_NUMBER;
+        rc = GW_EDATALOSS;
+    }
     if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
         data_loss(g, row, bad, rc);
+        return;
+    }
+    if (rc == 0 && !in_scope(g, row)) { /* answered exactly like a number that does not exist */
+        gw_call_fail(g->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
         return;
     }
     if (rc == 0)
@@ -273,11 +289,6 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, GW_EINVAL, "waybill_no", rule);
         return;
     }
-    rc = gw_seal_waybill_bidx(app->crypto, app->keys, in->waybill_no, strlen(in->waybill_no), bidx);
-    if (rc != 0) {
-        gw_call_fail(call, rc, NULL, GW_RULE_NONE);
-        return;
-    }
     g = gw_arena_alloc(gw_call_arena(call), sizeof(*g));
     if (g == NULL) {
         gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
@@ -286,6 +297,16 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
     g->call = call;
     g->app = app;
     g->req = NULL;
+    if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), g->number, &g->number_len) !=
+        0) {
+        gw_call_fail(call, GW_EINVAL, "waybill_no", GW_RULE_WAYBILLNO_CHARS);
+        return;
+    }
+    rc = gw_seal_number_bidx(app->crypto, app->keys, g->number, g->number_len, bidx);
+    if (rc != 0) {
+        gw_call_fail(call, rc, NULL, GW_RULE_NONE);
+        return;
+    }
     rc = gw_store_get(app->store, bidx, got_cb, g, &g->req);
     if (rc != 0) {
         read_failed(call, rc);

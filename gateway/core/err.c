@@ -62,6 +62,7 @@ static const char *const rule_text[GW_RULE_COUNT] = {
         "a 15-character card number must be 3 letters followed by 12 digits",
     [GW_RULE_ID_FREE_FORM] =
         "document number must be 4 to 32 printable characters without outer spaces",
+    [GW_RULE_ID_NOT_NORMALISABLE] = "is not a valid number of its ID type",
     [GW_RULE_WAYBILLNO_CHARS] = "must be 10 to 20 ASCII letters and digits",
     [GW_RULE_WAYBILLNO_PREFIX] = "letter prefix must be at most 6 letters",
     [GW_RULE_WAYBILLNO_LETTER_AFTER_DIGIT] =

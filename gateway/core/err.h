@@ -109,6 +109,7 @@ enum gw_rule {
     GW_RULE_ID_FOREIGN,
     GW_RULE_ID_FOREIGN_LEGACY,
     GW_RULE_ID_FREE_FORM,
+    GW_RULE_ID_NOT_NORMALISABLE,
     /* waybill numbers and segments (waybillno.h) */
     GW_RULE_WAYBILLNO_CHARS,
     GW_RULE_WAYBILLNO_PREFIX,

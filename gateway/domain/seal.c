@@ -10,10 +10,7 @@
 #include <openssl/rand.h>
 
 #include "alloc.h"
-#include "idcard.h"
-#include "phone.h"
 #include "seal.h"
-#include "waybillno.h"
 
 #define PARTY_COLS 10 /* name .. gender, in enum gw_col order */
 
@@ -22,7 +19,6 @@ struct numbufs {
     char pickup[24];
     char type[2][12];
     char gender[2][12];
-    char wbno[GW_WAYBILLNO_MAX + 1];
 };
 
 static struct gw_str str_of(const char *s)
@@ -53,57 +49,86 @@ static void party_values(const struct gw_party *p, char type[12], char gender[12
     v[9] = str_of(gender);
 }
 
-static int waybill_values(const struct gw_waybill *w, struct numbufs *nb,
-                          struct gw_str v[GW_COL_COUNT])
+static void waybill_values(const struct gw_waybill *w, const struct gw_waybill_norm *norm,
+                           struct numbufs *nb, struct gw_str v[GW_COL_COUNT])
 {
-    size_t n = 0;
-
-    if (gw_waybillno_normalize(w->waybill_no.p, w->waybill_no.n, nb->wbno, &n) != 0)
-        return GW_EINVAL;
     if (w->pickup_time != 0)
         snprintf(nb->pickup, sizeof(nb->pickup), "%" PRId64, w->pickup_time);
     else
         nb->pickup[0] = '\0';
-    v[GW_COL_WAYBILL_NO].p = nb->wbno;
-    v[GW_COL_WAYBILL_NO].n = n;
+    v[GW_COL_WAYBILL_NO].p = norm->waybill_no;
+    v[GW_COL_WAYBILL_NO].n = norm->waybill_no_len;
     v[GW_COL_ITEM_DESCRIPTION] = w->item_description;
     v[GW_COL_PICKUP_TIME] = str_of(nb->pickup);
     party_values(&w->sender, nb->type[0], nb->gender[0], &v[GW_COL_SENDER_NAME]);
     party_values(&w->recipient, nb->type[1], nb->gender[1], &v[GW_COL_RECIPIENT_NAME]);
-    return 0;
 }
 
-/* The clear operational fields that the content MAC also covers, canonical text. */
-struct ops {
-    const char *origin_branch, *dest_region_code, *service_type;
-    char weight[24], level[12];
-};
+#define CONTENT_OPS 5 /* clear operational fields in content_mac */
+#define MAC_ITEMS_MAX (1 + GW_REC_NCOLS + GW_COL_COUNT)
 
-static int content_mac(struct gw_crypto *cx, const struct gw_keyring *kr,
-                       const struct gw_str v[GW_COL_COUNT], const struct ops *o,
-                       uint8_t out[GW_CRYPTO_MAC_LEN])
+static void item(struct gw_crypto_item *it, const char *name, const char *s)
 {
-    struct gw_crypto_item items[GW_COL_COUNT + 5];
-    size_t i;
+    it->name = name;
+    it->p = (const uint8_t *)(s != NULL ? s : "");
+    it->n = s != NULL ? strlen(s) : 0;
+}
+
+/* content_mac: every field's canonical value, then origin_branch, dest_region_code,
+ * weight_grams, service_type, security_level of row (absent = present and empty, as version 1
+ * always encoded them); from version 2 on, also the version, so that a version 2 row relabelled
+ * as version 1 fails. */
+static int content_digest(struct gw_crypto *cx, const struct gw_keyring *kr,
+                          const struct gw_str v[GW_COL_COUNT], const struct gw_sealed_waybill *row,
+                          int version, uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    struct gw_crypto_item items[GW_COL_COUNT + CONTENT_OPS + 1];
+    char weight[24], level[12], ver[12];
+    size_t i, n = 0;
 
     for (i = 0; i < GW_COL_COUNT; i++) {
-        items[i].name = gw_col_field[i];
-        items[i].p = (const uint8_t *)(v[i].p != NULL ? v[i].p : "");
-        items[i].n = v[i].n;
+        items[n].name = gw_col_field[i];
+        items[n].p = (const uint8_t *)(v[i].p != NULL ? v[i].p : "");
+        items[n++].n = v[i].n;
     }
-#define OPS_ITEM(k, nm, s)                                                                         \
-    do {                                                                                           \
-        items[GW_COL_COUNT + (k)].name = (nm);                                                     \
-        items[GW_COL_COUNT + (k)].p = (const uint8_t *)((s) != NULL ? (s) : "");                   \
-        items[GW_COL_COUNT + (k)].n = (s) != NULL ? strlen(s) : 0;                                 \
-    } while (0)
-    OPS_ITEM(0, "origin_branch", o->origin_branch);
-    OPS_ITEM(1, "dest_region_code", o->dest_region_code);
-    OPS_ITEM(2, "weight_grams", o->weight);
-    OPS_ITEM(3, "service_type", o->service_type);
-    OPS_ITEM(4, "security_level", o->level);
-#undef OPS_ITEM
-    return gw_crypto_content_mac(cx, gw_keyring_content_key(kr), items, GW_COL_COUNT + 5, out);
+    snprintf(weight, sizeof(weight), "%" PRId32, row->weight_grams);
+    snprintf(level, sizeof(level), "%d", (int)row->security_level);
+    item(&items[n++], "origin_branch", row->origin_branch);
+    item(&items[n++], "dest_region_code", row->dest_region_code);
+    item(&items[n++], "weight_grams", weight);
+    item(&items[n++], "service_type", row->service_type);
+    item(&items[n++], "security_level", level);
+    if (version >= GW_RECORD_MAC_V2) {
+        snprintf(ver, sizeof(ver), "%d", version);
+        item(&items[n++], "mac_version", ver);
+    }
+    return gw_crypto_content_mac(cx, gw_keyring_content_key(kr), items, n, out);
+}
+
+/* record_mac (version 2): a purpose item, every clear column of row marked mac in gw_rec_cols
+ * (canonical value, absent when SQL NULL), then every field's clear value. */
+static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr,
+                      const struct gw_str v[GW_COL_COUNT], const struct gw_sealed_waybill *row,
+                      uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    struct gw_crypto_item items[MAC_ITEMS_MAX];
+    char num[GW_REC_NCOLS][GW_REC_NUM_MAX];
+    size_t i, n = 0;
+
+    item(&items[n++], "mac", "waygate-record-v2");
+    for (i = 0; i < GW_REC_NCOLS; i++) {
+        if (!gw_rec_cols[i].mac)
+            continue;
+        items[n].name = gw_rec_cols[i].name;
+        (void)gw_rec_value(row, &gw_rec_cols[i], num[i], &items[n].p, &items[n].n);
+        n++;
+    }
+    for (i = 0; i < GW_COL_COUNT; i++) {
+        items[n].name = gw_col_field[i];
+        items[n].p = (const uint8_t *)(v[i].p != NULL ? v[i].p : "");
+        items[n++].n = v[i].n;
+    }
+    return gw_crypto_content_mac(cx, gw_keyring_content_key(kr), items, n, out);
 }
 
 static char *arena_strndup(struct gw_arena *a, const char *s, size_t n)
@@ -118,58 +143,31 @@ static char *arena_strndup(struct gw_arena *a, const char *s, size_t n)
     return p;
 }
 
-int gw_seal_new_id(uint8_t id[GW_STORE_ID_LEN])
+int gw_seal_new_id(uint8_t id[GW_RECORD_ID_LEN])
 {
-    if (RAND_bytes(id, GW_STORE_ID_LEN) != 1)
+    if (RAND_bytes(id, GW_RECORD_ID_LEN) != 1)
         return GW_ECRYPTO;
     id[6] = (uint8_t)((id[6] & 0x0f) | 0x40); /* version 4 */
     id[8] = (uint8_t)((id[8] & 0x3f) | 0x80); /* RFC 4122 variant */
     return 0;
 }
 
-int gw_seal_waybill_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const char *s, size_t n,
-                         uint8_t out[GW_CRYPTO_BIDX_LEN])
+int gw_seal_number_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const char *norm,
+                        size_t n, uint8_t out[GW_CRYPTO_BIDX_LEN])
 {
-    char norm[GW_WAYBILLNO_MAX + 1];
-    size_t len = 0;
-
-    if (gw_waybillno_normalize(s, n, norm, &len) != 0)
-        return GW_EINVAL;
     return gw_crypto_blind_index(cx, gw_keyring_index_key(kr), GW_BIDX_WAYBILL_NO,
-                                 (const uint8_t *)norm, len, out);
+                                 (const uint8_t *)norm, n, out);
 }
 
-static int phone_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, struct gw_str phone,
-                      uint8_t out[GW_CRYPTO_BIDX_LEN], bool *has)
+/* The blind index of a normalised phone or ID number; absent (len 0) leaves *has false. */
+static int bidx(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_bidx purpose,
+                const char *norm, size_t len, uint8_t out[GW_CRYPTO_BIDX_LEN], bool *has)
 {
-    char norm[GW_PHONE_NORM_MAX + 1];
-    size_t len = 0;
-
-    *has = false;
-    if (phone.n == 0)
+    *has = len > 0;
+    if (len == 0)
         return 0;
-    if (gw_phone_normalize(phone.p, phone.n, norm, sizeof(norm), &len) != 0)
-        return GW_EINVAL;
-    *has = true;
-    return gw_crypto_blind_index(cx, gw_keyring_index_key(kr), GW_BIDX_PHONE, (const uint8_t *)norm,
-                                 len, out);
-}
-
-static int id_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const struct gw_party *p,
-                   uint8_t out[GW_CRYPTO_BIDX_LEN], bool *has)
-{
-    char norm[GW_ID_NORM_MAX + 1];
-    size_t len = 0;
-
-    *has = false;
-    if (p->id_number.n == 0)
-        return 0;
-    if (gw_idcard_normalize(p->id_type, p->id_number.p, p->id_number.n, norm, sizeof(norm), &len) !=
-        0)
-        return GW_EINVAL;
-    *has = true;
-    return gw_crypto_blind_index(cx, gw_keyring_index_key(kr), GW_BIDX_ID_NUMBER,
-                                 (const uint8_t *)norm, len, out);
+    return gw_crypto_blind_index(cx, gw_keyring_index_key(kr), purpose, (const uint8_t *)norm, len,
+                                 out);
 }
 
 /* The pickup day in China Standard Time (UTC+8), "YYYY-MM-DD". */
@@ -183,14 +181,14 @@ static void pickup_day(int64_t t, char out[11])
 }
 
 int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const struct gw_waybill *w,
-                    const uint8_t id[GW_STORE_ID_LEN], const char *origin_branch,
-                    const char *submitted_by, int64_t now, struct gw_arena *a,
-                    struct gw_sealed_waybill *out)
+                    const struct gw_waybill_norm *norm, const uint8_t id[GW_RECORD_ID_LEN],
+                    const char *origin_branch, const char *submitted_by, int64_t now,
+                    struct gw_arena *a, struct gw_sealed_waybill *out)
 {
+    const struct gw_party_norm *sn = &norm->sender, *rn = &norm->recipient;
     struct numbufs nb;
     struct gw_str v[GW_COL_COUNT];
     struct gw_crypto_aad aad;
-    struct ops o;
     uint8_t dek[GW_CRYPTO_DEK_LEN];
     uint8_t *buf;
     char *day;
@@ -198,14 +196,16 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
     int rc;
 
     memset(out, 0, sizeof(*out));
-    rc = waybill_values(w, &nb, v);
-    if (rc != 0)
-        goto out;
-    memcpy(out->id, id, GW_STORE_ID_LEN);
+    memset(dek, 0, sizeof(dek));
+    waybill_values(w, norm, &nb, v);
+    memcpy(out->id, id, GW_RECORD_ID_LEN);
     out->origin_branch = origin_branch;
     out->submitted_by = submitted_by;
     out->weight_grams = (int32_t)w->weight_grams;
     out->security_level = (int16_t)w->security_level;
+    out->accepted_at = now;
+    out->mac_version = GW_RECORD_MAC_CURRENT;
+    out->dek_version = GW_SEAL_DEK_VERSION;
     rc = GW_ENOMEM;
     out->dest_region_code = arena_strndup(a, w->dest_region_code.p, w->dest_region_code.n);
     out->service_type = arena_strndup(a, w->service_type.p, w->service_type.n);
@@ -215,34 +215,28 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
     pickup_day(w->pickup_time != 0 ? w->pickup_time : now, day);
     out->pickup_day = day;
 
-    rc = gw_seal_waybill_bidx(cx, kr, w->waybill_no.p, w->waybill_no.n, out->wb_bidx);
+    rc = gw_seal_number_bidx(cx, kr, norm->waybill_no, norm->waybill_no_len, out->wb_bidx);
     if (rc == 0)
-        rc = phone_bidx(cx, kr, w->sender.phone, out->sender_phone_bidx,
-                        &out->has_sender_phone_bidx);
+        rc = bidx(cx, kr, GW_BIDX_PHONE, sn->phone, sn->phone_len, out->sender_phone_bidx,
+                  &out->has_sender_phone_bidx);
     if (rc == 0)
-        rc = phone_bidx(cx, kr, w->recipient.phone, out->recipient_phone_bidx,
-                        &out->has_recipient_phone_bidx);
+        rc = bidx(cx, kr, GW_BIDX_PHONE, rn->phone, rn->phone_len, out->recipient_phone_bidx,
+                  &out->has_recipient_phone_bidx);
     if (rc == 0)
-        rc = id_bidx(cx, kr, &w->sender, out->sender_id_bidx, &out->has_sender_id_bidx);
+        rc = bidx(cx, kr, GW_BIDX_ID_NUMBER, sn->id_number, sn->id_number_len, out->sender_id_bidx,
+                  &out->has_sender_id_bidx);
     if (rc == 0)
-        rc = id_bidx(cx, kr, &w->recipient, out->recipient_id_bidx, &out->has_recipient_id_bidx);
-    if (rc != 0)
-        goto out;
-
-    o.origin_branch = origin_branch;
-    o.dest_region_code = out->dest_region_code;
-    o.service_type = out->service_type;
-    snprintf(o.weight, sizeof(o.weight), "%" PRId64, w->weight_grams);
-    snprintf(o.level, sizeof(o.level), "%d", w->security_level);
-    rc = content_mac(cx, kr, v, &o, out->content_mac);
-    if (rc != 0)
-        goto out;
-
-    rc = gw_crypto_dek_new(cx, dek);
+        rc = bidx(cx, kr, GW_BIDX_ID_NUMBER, rn->id_number, rn->id_number_len,
+                  out->recipient_id_bidx, &out->has_recipient_id_bidx);
+    if (rc == 0)
+        rc = content_digest(cx, kr, v, out, out->mac_version, out->content_mac);
+    if (rc == 0)
+        rc = record_mac(cx, kr, v, out, out->record_mac);
+    if (rc == 0)
+        rc = gw_crypto_dek_new(cx, dek);
     if (rc != 0)
         goto out;
     out->kek_version = (int32_t)gw_keyring_current(kr);
-    out->dek_version = GW_SEAL_DEK_VERSION;
     rc = GW_ENOMEM;
     buf = gw_arena_alloc(a, GW_CRYPTO_WRAPPED_DEK_LEN);
     if (buf == NULL)
@@ -275,20 +269,52 @@ out:
     return rc;
 }
 
+/* Checks the MACs of row's version over its opened fields v: version 2 the record MAC first
+ * (it covers content_mac too), then content_mac; version 1 content_mac. Returns 0, GW_EDATALOSS
+ * (*bad set) or GW_ECRYPTO. */
+static int check_macs(struct gw_crypto *cx, const struct gw_keyring *kr,
+                      const struct gw_str v[GW_COL_COUNT], const struct gw_sealed_waybill *row,
+                      int *bad)
+{
+    uint8_t mac[GW_CRYPTO_MAC_LEN];
+    int rc;
+
+    if (row->mac_version != GW_RECORD_MAC_V1 && row->mac_version != GW_RECORD_MAC_V2) {
+        *bad = GW_SEAL_PART_CONTENT;
+        return GW_EDATALOSS;
+    }
+    if (row->mac_version >= GW_RECORD_MAC_V2) {
+        rc = record_mac(cx, kr, v, row, mac);
+        if (rc != 0)
+            return rc;
+        if (CRYPTO_memcmp(mac, row->record_mac, sizeof(mac)) != 0) {
+            *bad = GW_SEAL_PART_RECORD;
+            return GW_EDATALOSS;
+        }
+    }
+    rc = content_digest(cx, kr, v, row, row->mac_version, mac);
+    if (rc != 0)
+        return rc;
+    if (CRYPTO_memcmp(mac, row->content_mac, sizeof(mac)) != 0) {
+        *bad = GW_SEAL_PART_CONTENT;
+        return GW_EDATALOSS;
+    }
+    return 0;
+}
+
 int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
                       const struct gw_sealed_waybill *row, struct gw_arena *a,
                       struct gw_str clear[GW_COL_COUNT], int *bad)
 {
     struct gw_crypto_aad aad;
-    struct ops o;
     uint8_t dek[GW_CRYPTO_DEK_LEN];
-    uint8_t mac[GW_CRYPTO_MAC_LEN];
     char *buf;
     size_t i, len;
     int rc;
 
     *bad = GW_SEAL_PART_NONE;
     memset(clear, 0, sizeof(struct gw_str) * GW_COL_COUNT);
+    memset(dek, 0, sizeof(dek));
     if (row->kek_version <= 0) {
         *bad = GW_SEAL_PART_DEK;
         return GW_EDATALOSS;
@@ -325,20 +351,7 @@ int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
         clear[i].p = buf;
         clear[i].n = len;
     }
-    o.origin_branch = row->origin_branch;
-    o.dest_region_code = row->dest_region_code;
-    o.service_type = row->service_type;
-    snprintf(o.weight, sizeof(o.weight), "%" PRId32, row->weight_grams);
-    snprintf(o.level, sizeof(o.level), "%d", (int)row->security_level);
-    rc = content_mac(cx, kr, clear, &o, mac);
-    if (rc != 0)
-        goto out;
-    if (CRYPTO_memcmp(mac, row->content_mac, sizeof(mac)) != 0) {
-        *bad = GW_SEAL_PART_CONTENT;
-        rc = GW_EDATALOSS;
-        goto out;
-    }
-    rc = 0;
+    rc = check_macs(cx, kr, clear, row, bad);
 out:
     OPENSSL_cleanse(dek, sizeof(dek));
     if (rc != 0) {

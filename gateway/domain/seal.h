@@ -1,14 +1,19 @@
 /* seal.h: a validated waybill to the sealed record the store writes, and a stored record back to
- * clear field values. This is where envelope encryption meets the record layout:
+ * clear field values. This is where envelope encryption meets the record layout (record.h):
  *  - a fresh 256-bit data key per record, wrapped by the keyring's current KEK;
- *  - every PII column (record.h) sealed with AES-256-GCM under the data key, AAD = (table,
- *    column, record id, data-key version); an absent field is sealed as the empty string, so a
- *    NULL or missing ciphertext is corruption, never "no value";
- *  - blind indexes over normalised values (waybill number upper-cased; phones as phone.h
- *    normalises them; ID numbers as idcard.h normalises them);
- *  - a content MAC over every field's canonical value and the clear operational fields, used for
- *    idempotent resubmits and verified again when a record is opened, so a clear column altered
- *    in SQL is detected too.
+ *  - every PII column sealed with AES-256-GCM under the data key, AAD = (table, column, record
+ *    id, data-key version); an absent field is sealed as the empty string, so a NULL or missing
+ *    ciphertext is corruption, never "no value";
+ *  - blind indexes over the normalised values validation handed back (struct gw_waybill_norm);
+ *  - content_mac: a keyed digest of every field's canonical value and the clear operational
+ *    fields, equal for a retried submit of the same waybill (the store's idempotency check);
+ *  - record_mac (MAC version 2): a keyed MAC over every clear column of the row that a reader
+ *    relies on (gw_rec_cols entries marked mac: record id, every blind index, pickup day,
+ *    submitter, acceptance time, origin branch, destination, weight, service type, security
+ *    level, data-key version, content_mac, mac_version) and every field's clear value.
+ * Opening verifies the MACs of the row's mac_version: version 1 (rows written before record_mac)
+ * checks content_mac only; version 2 both. The version cannot be lowered unnoticed: a version 2
+ * content_mac includes the version, so checked as version 1 it fails.
  * Pure: no I/O, no logging; memory comes from the caller's arena (wiped when it is freed). */
 #ifndef GW_SEAL_H
 #define GW_SEAL_H
@@ -18,7 +23,7 @@
 #include "crypto.h"
 #include "err.h"
 #include "keyring.h"
-#include "store.h"
+#include "record.h"
 #include "waybill.h"
 
 struct gw_arena;
@@ -29,34 +34,37 @@ struct gw_arena;
 enum gw_seal_part {
     GW_SEAL_PART_NONE = -1,
     GW_SEAL_PART_DEK = -2,     /* the wrapped data key */
-    GW_SEAL_PART_CONTENT = -3, /* content MAC mismatch: a clear column or a field was altered */
+    GW_SEAL_PART_CONTENT = -3, /* content_mac mismatch, or an unknown mac_version */
+    GW_SEAL_PART_RECORD = -4,  /* record_mac mismatch: a clear column was altered */
+    GW_SEAL_PART_NUMBER = -5,  /* the reader's check: not the waybill number asked for */
     /* 0..GW_COL_COUNT-1: that column's ciphertext */
 };
 
-/* Seals w (which passed gw_waybill_validate) as record id. origin_branch and submitted_by are
- * NUL-terminated (the caller resolved origin_branch); now (Unix seconds) gives pickup_day when
- * the waybill has no pickup time. Every pointer in *out points into arena a, origin_branch or
- * submitted_by. Returns 0, GW_ENOMEM, GW_EINVAL (w not valid), GW_EPRECOND (current KEK unusable)
- * or GW_ECRYPTO. */
+/* Seals w (which passed gw_waybill_validate_norm, which filled norm) as record id, MAC version
+ * GW_RECORD_MAC_CURRENT. origin_branch and submitted_by are NUL-terminated (the caller resolved
+ * origin_branch); now (Unix seconds) is the acceptance time (accepted_at) and gives pickup_day
+ * when the waybill has no pickup time. Every pointer in *out points into arena a, origin_branch
+ * or submitted_by. Returns 0, GW_ENOMEM, GW_EPRECOND (current KEK unusable) or GW_ECRYPTO. */
 int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const struct gw_waybill *w,
-                    const uint8_t id[GW_STORE_ID_LEN], const char *origin_branch,
-                    const char *submitted_by, int64_t now, struct gw_arena *a,
-                    struct gw_sealed_waybill *out) GW_MUST_CHECK;
+                    const struct gw_waybill_norm *norm, const uint8_t id[GW_RECORD_ID_LEN],
+                    const char *origin_branch, const char *submitted_by, int64_t now,
+                    struct gw_arena *a, struct gw_sealed_waybill *out) GW_MUST_CHECK;
 
-/* Opens every ciphertext of row into clear[i] (NUL-terminated, in arena a) and checks the
- * content MAC. Returns 0; GW_EDATALOSS with *bad set to the failing part (enum gw_seal_part or a
- * column) when anything fails to authenticate; GW_EPRECOND when the record's KEK version is
- * retired or unknown to this keyring; GW_ENOMEM; GW_ECRYPTO. */
+/* Opens every ciphertext of row into clear[i] (NUL-terminated, in arena a) and checks the MACs
+ * of row->mac_version. Returns 0; GW_EDATALOSS with *bad set to the failing part (enum
+ * gw_seal_part or a column) when anything fails to authenticate or the MAC version is unknown;
+ * GW_EPRECOND when the record's KEK version is retired or unknown to this keyring; GW_ENOMEM;
+ * GW_ECRYPTO. */
 int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
                       const struct gw_sealed_waybill *row, struct gw_arena *a,
                       struct gw_str clear[GW_COL_COUNT], int *bad) GW_MUST_CHECK;
 
-/* The blind index of a waybill number as typed (normalised here). Returns 0, GW_EINVAL (not a
- * valid number) or GW_ECRYPTO. */
-int gw_seal_waybill_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const char *s, size_t n,
-                         uint8_t out[GW_CRYPTO_BIDX_LEN]) GW_MUST_CHECK;
+/* The blind index of a normalised waybill number (gw_waybillno_normalize or
+ * struct gw_waybill_norm). Returns 0 or GW_ECRYPTO. */
+int gw_seal_number_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const char *norm,
+                        size_t n, uint8_t out[GW_CRYPTO_BIDX_LEN]) GW_MUST_CHECK;
 
 /* A fresh random record id (a version-4 UUID's 16 bytes). Returns 0 or GW_ECRYPTO. */
-int gw_seal_new_id(uint8_t id[GW_STORE_ID_LEN]) GW_MUST_CHECK;
+int gw_seal_new_id(uint8_t id[GW_RECORD_ID_LEN]) GW_MUST_CHECK;
 
 #endif

@@ -68,8 +68,9 @@ bool gw_region_code_valid(const char *code, size_t n)
            p == 81 || p == 82;
 }
 
-int gw_party_validate(const struct gw_party *p, bool sender, int64_t now, const char *prefix,
-                      struct gw_fault *err)
+/* Validates p; when norm is not NULL, fills it with the normalised phone and ID number. */
+static int party_check(const struct gw_party *p, bool sender, int64_t now, const char *prefix,
+                       struct gw_fault *err, struct gw_party_norm *norm)
 {
     enum gw_rule rule = GW_RULE_NONE;
     int rc;
@@ -77,7 +78,8 @@ int gw_party_validate(const struct gw_party *p, bool sender, int64_t now, const 
     if ((rc = text(&p->name, GW_LIMIT_NAME, true, err, prefix, "name")) != 0 ||
         (rc = text(&p->phone, GW_LIMIT_PHONE, true, err, prefix, "phone")) != 0)
         return rc;
-    if (gw_phone_check(p->phone.p, p->phone.n, &rule) != 0)
+    if (gw_phone_parse(p->phone.p, p->phone.n, norm != NULL ? norm->phone : NULL,
+                       norm != NULL ? &norm->phone_len : NULL, NULL, &rule) != 0)
         return fail_bound(err, prefix, "phone", rule,
                           rule == GW_RULE_TOO_LONG ? GW_PHONE_INPUT_MAX : 0);
     if ((rc = text(&p->province, GW_LIMIT_DIVISION, true, err, prefix, "province")) != 0 ||
@@ -108,17 +110,41 @@ int gw_party_validate(const struct gw_party *p, bool sender, int64_t now, const 
         return rc;
     if (gw_idcard_check(p->id_type, p->id_number.p, p->id_number.n, now, p->gender, &rule) != 0)
         return fail(err, prefix, "id_number", rule);
+    if (norm != NULL &&
+        gw_idcard_normalize(p->id_type, p->id_number.p, p->id_number.n, norm->id_number,
+                            sizeof(norm->id_number), &norm->id_number_len) != 0)
+        return fail(err, prefix, "id_number", GW_RULE_ID_NOT_NORMALISABLE);
     return 0;
 }
 
-int gw_waybill_validate_at(const struct gw_waybill *w, int64_t now, const char *root,
-                           struct gw_fault *err)
+int gw_party_validate(const struct gw_party *p, bool sender, int64_t now, const char *prefix,
+                      struct gw_fault *err)
+{
+    return party_check(p, sender, now, prefix, err, NULL);
+}
+
+/* The normalised number: the upper-cased prefix, then the numeric part's digits as given. */
+static void number_norm(const struct gw_str *s, size_t ndigits, struct gw_waybill_norm *norm)
+{
+    size_t plen = strlen(norm->prefix);
+
+    memcpy(norm->waybill_no, norm->prefix, plen);
+    memcpy(norm->waybill_no + plen, s->p + s->n - ndigits, ndigits);
+    norm->waybill_no_len = plen + ndigits;
+    norm->waybill_no[norm->waybill_no_len] = '\0';
+}
+
+int gw_waybill_validate_norm(const struct gw_waybill *w, int64_t now, const char *root,
+                             struct gw_fault *err, struct gw_waybill_norm *norm)
 {
     char prefix[64];
     enum gw_rule rule = GW_RULE_NONE;
+    size_t ndigits = 0;
     int rc;
 
     gw_fault_clear(err);
+    if (norm)
+        memset(norm, 0, sizeof(*norm));
     if (!root)
         root = "waybill";
     if (!w)
@@ -126,14 +152,18 @@ int gw_waybill_validate_at(const struct gw_waybill *w, int64_t now, const char *
 
     if (w->waybill_no.n == 0)
         return fail(err, root, "waybill_no", GW_RULE_REQUIRED_KEY_FIELD);
-    if (gw_waybillno_parse_ex(w->waybill_no.p, w->waybill_no.n, NULL, NULL, NULL, &rule) != 0)
+    if (gw_waybillno_parse_ex(w->waybill_no.p, w->waybill_no.n, norm ? norm->prefix : NULL,
+                              norm ? &norm->numeric : NULL, &ndigits, &rule) != 0)
         return fail(err, root, "waybill_no", rule);
+    if (norm)
+        number_norm(&w->waybill_no, ndigits, norm);
 
     snprintf(prefix, sizeof prefix, "%s.sender", root);
-    if ((rc = gw_party_validate(&w->sender, true, now, prefix, err)) != 0)
+    if ((rc = party_check(&w->sender, true, now, prefix, err, norm ? &norm->sender : NULL)) != 0)
         return rc;
     snprintf(prefix, sizeof prefix, "%s.recipient", root);
-    if ((rc = gw_party_validate(&w->recipient, false, now, prefix, err)) != 0)
+    if ((rc = party_check(&w->recipient, false, now, prefix, err,
+                          norm ? &norm->recipient : NULL)) != 0)
         return rc;
 
     if ((rc = text(&w->item_description, GW_LIMIT_ITEM_DESCRIPTION, false, err, root,
@@ -157,6 +187,12 @@ int gw_waybill_validate_at(const struct gw_waybill *w, int64_t now, const char *
     if (w->security_level < GW_SECLEVEL_NONE || w->security_level > GW_SECLEVEL_TOP_SECRET)
         return fail(err, root, "security_level", GW_RULE_SECURITY_LEVEL_UNKNOWN);
     return 0;
+}
+
+int gw_waybill_validate_at(const struct gw_waybill *w, int64_t now, const char *root,
+                           struct gw_fault *err)
+{
+    return gw_waybill_validate_norm(w, now, root, err, NULL);
 }
 
 int gw_waybill_validate(const struct gw_waybill *w, int64_t now, struct gw_fault *err)

@@ -44,6 +44,8 @@
 
 #include "err.h"
 #include "idcard.h"
+#include "phone.h"
+#include "waybillno.h"
 
 #define GW_WAYBILL_CLOCK_SKEW 300
 #define GW_WAYBILL_PICKUP_MIN 946684800 /* 2000-01-01T00:00:00Z */
@@ -100,6 +102,24 @@ struct gw_waybill {
     int security_level; /* enum gw_security_level; validated */
 };
 
+/* The normalised values validation hands back (gw_waybill_validate_norm), so that sealing and
+ * storing use them and never parse the same value again. Holds PII: keep it in memory that is
+ * wiped when freed (a call's arena). */
+struct gw_party_norm {
+    char phone[GW_PHONE_NORM_MAX + 1]; /* phone.h normalised digits */
+    size_t phone_len;
+    char id_number[GW_ID_NORM_MAX + 1]; /* idcard.h normalised form; "" when absent */
+    size_t id_number_len;
+};
+
+struct gw_waybill_norm {
+    char waybill_no[GW_WAYBILLNO_MAX + 1]; /* upper-cased (waybillno.h) */
+    size_t waybill_no_len;
+    char prefix[GW_WAYBILLNO_PREFIX_MAX + 1]; /* upper-cased letter prefix, "" when none */
+    int64_t numeric;                          /* value of the numeric part (segment check) */
+    struct gw_party_norm sender, recipient;
+};
+
 /* Validates w against the rules above; now is Unix seconds. err may be NULL; on success it is
  * left empty (code 0, no field, GW_RULE_NONE). Returns 0 or GW_EINVAL. */
 GW_MUST_CHECK int gw_waybill_validate(const struct gw_waybill *w, int64_t now,
@@ -109,6 +129,12 @@ GW_MUST_CHECK int gw_waybill_validate(const struct gw_waybill *w, int64_t now,
  * is cut to fit err->field). */
 GW_MUST_CHECK int gw_waybill_validate_at(const struct gw_waybill *w, int64_t now, const char *root,
                                          struct gw_fault *err);
+
+/* gw_waybill_validate_at that also fills *norm (not NULL) with the normalised waybill number
+ * (and its prefix and numeric value), phones and ID numbers when w is valid. */
+GW_MUST_CHECK int gw_waybill_validate_norm(const struct gw_waybill *w, int64_t now,
+                                           const char *root, struct gw_fault *err,
+                                           struct gw_waybill_norm *norm);
 
 /* Validates one party; path prefix is e.g. "waybill.sender". sender selects the real-name rule
  * (ID required). Returns 0 or GW_EINVAL. */

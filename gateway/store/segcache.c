@@ -1,6 +1,7 @@
-/* segcache.c: an in-memory copy of the segment register, reloaded on a miss.
- * Invariants: at most one load in flight; every waiting check is answered exactly once when it
- * completes, unless cancelled; the cache is replaced whole, never half-updated. */
+/* segcache.c: an in-memory copy of the segment register, reloaded on a miss, from a source
+ * (the store, or a unit test's). Invariants: at most one load in flight; every waiting check is
+ * answered exactly once when it completes, unless cancelled; the cache is replaced whole, never
+ * half-updated. */
 #include <string.h>
 #include <time.h>
 
@@ -20,20 +21,43 @@ struct gw_segcache_req {
 };
 
 struct gw_segcache {
-    struct gw_store *store;
+    struct gw_segcache_source src;
     struct gw_segment *segs; /* branch strings allocated with the array (one block each) */
     size_t nsegs;
-    uint64_t loaded_at_ms; /* 0: never */
-    struct gw_store_req *load;
+    bool loaded;
+    uint64_t loaded_at_ms;
+    void *load; /* the source's handle of the load in flight */
     struct gw_segcache_req *waiting;
 };
 
-static uint64_t now_ms(void)
+/* ---- the production source: the store and the monotonic clock ---- */
+
+static uint64_t mono_ms(void *ctx)
 {
     struct timespec ts;
 
+    (void)ctx;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void store_loaded_cb(void *arg, int err, const struct gw_store_segment *seg, size_t n)
+{
+    gw_segcache_loaded(arg, err, seg, n);
+}
+
+static int store_load(void *ctx, struct gw_segcache *c, void **handle)
+{
+    struct gw_store_req *req = NULL;
+    int rc = gw_store_load_segments(ctx, store_loaded_cb, c, &req);
+
+    *handle = req;
+    return rc;
+}
+
+static void store_cancel(void *handle)
+{
+    gw_store_cancel(handle);
 }
 
 static void free_segs(struct gw_segment *segs, size_t n)
@@ -45,13 +69,20 @@ static void free_segs(struct gw_segment *segs, size_t n)
     gw_free(segs);
 }
 
-struct gw_segcache *gw_segcache_new(struct gw_store *store)
+struct gw_segcache *gw_segcache_new_source(const struct gw_segcache_source *src)
 {
     struct gw_segcache *c = gw_calloc(1, sizeof(*c));
 
     if (c != NULL)
-        c->store = store;
+        c->src = *src;
     return c;
+}
+
+struct gw_segcache *gw_segcache_new(struct gw_store *store)
+{
+    struct gw_segcache_source src = {store_load, store_cancel, mono_ms, store};
+
+    return gw_segcache_new_source(&src);
 }
 
 void gw_segcache_free(struct gw_segcache *c)
@@ -60,7 +91,8 @@ void gw_segcache_free(struct gw_segcache *c)
 
     if (c == NULL)
         return;
-    gw_store_cancel(c->load);
+    if (c->load != NULL)
+        c->src.cancel(c->load);
     for (r = c->waiting; r != NULL; r = next) {
         next = r->next;
         gw_free(r);
@@ -75,9 +107,9 @@ static bool lookup(const struct gw_segcache *c, const char *branch, const char *
     return gw_segment_find(c->segs, c->nsegs, branch, prefix, numeric);
 }
 
-static void loaded_cb(void *arg, int err, const struct gw_store_segment *seg, size_t n)
+void gw_segcache_loaded(struct gw_segcache *c, int err, const struct gw_store_segment *seg,
+                        size_t n)
 {
-    struct gw_segcache *c = arg;
     struct gw_segcache_req *r, *next, *list = c->waiting;
     struct gw_segment *segs = NULL;
     size_t i, got = 0;
@@ -109,7 +141,8 @@ static void loaded_cb(void *arg, int err, const struct gw_store_segment *seg, si
         free_segs(c->segs, c->nsegs);
         c->segs = segs;
         c->nsegs = got;
-        c->loaded_at_ms = now_ms();
+        c->loaded = true;
+        c->loaded_at_ms = c->src.now_ms(c->src.ctx);
     }
     for (r = list; r != NULL; r = next) {
         next = r->next;
@@ -131,15 +164,16 @@ int gw_segcache_check(struct gw_segcache *c, const char *branch, const char *pre
         return 0;
     if (lookup(c, branch, prefix, numeric))
         return 1;
-    if (c->load == NULL && c->loaded_at_ms != 0 &&
-        now_ms() - c->loaded_at_ms < GW_SEGCACHE_RELOAD_MS)
+    if (c->load == NULL && c->loaded &&
+        c->src.now_ms(c->src.ctx) - c->loaded_at_ms < GW_SEGCACHE_RELOAD_MS)
         return 0;
     r = gw_calloc(1, sizeof(*r));
     if (r == NULL)
         return GW_ENOMEM;
     if (c->load == NULL) {
-        rc = gw_store_load_segments(c->store, loaded_cb, c, &c->load);
+        rc = c->src.load(c->src.ctx, c, &c->load);
         if (rc != 0) {
+            c->load = NULL;
             gw_free(r);
             return rc;
         }

@@ -7,6 +7,7 @@
 #define GW_SEGCACHE_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -14,13 +15,30 @@
 #define GW_SEGCACHE_RELOAD_MS 1000
 
 struct gw_store;
+struct gw_store_segment;
 struct gw_segcache;
 struct gw_segcache_req;
 
 /* err: 0 (found tells), GW_EUNAVAIL or GW_EINTERNAL (the segments could not be read). */
 typedef void (*gw_segcache_cb)(void *arg, int err, bool found);
 
+/* A cache over the store's segment table (gw_store_load_segments). */
 struct gw_segcache *gw_segcache_new(struct gw_store *store);
+
+/* Where a cache loads its segments from and what time it is: the store and the monotonic clock
+ * in production, a test's own in unit tests. load starts one load and returns 0 with a handle
+ * for cancel (the source then calls gw_segcache_loaded exactly once, never from inside load,
+ * unless cancelled first), or a negative error. now_ms: a monotonic clock in milliseconds. */
+struct gw_segcache_source {
+    int (*load)(void *ctx, struct gw_segcache *c, void **handle);
+    void (*cancel)(void *handle);
+    uint64_t (*now_ms)(void *ctx);
+    void *ctx;
+};
+struct gw_segcache *gw_segcache_new_source(const struct gw_segcache_source *src);
+/* A load's outcome: err 0 and seg[0..n) (copied), or an error that every waiting check gets. */
+void gw_segcache_loaded(struct gw_segcache *c, int err, const struct gw_store_segment *seg,
+                        size_t n);
 /* Drops waiting checks without callbacks; NULL-safe. */
 void gw_segcache_free(struct gw_segcache *c);
 

@@ -20,45 +20,12 @@ struct gw_db;
 struct gw_store;
 struct gw_store_req;
 
-#define GW_STORE_ID_LEN 16   /* record id: a UUID's 16 bytes */
-#define GW_STORE_BIDX_LEN 16 /* blind index */
-#define GW_STORE_MAC_LEN 32  /* content MAC */
+/* A waybill arrives and leaves as struct gw_sealed_waybill (record.h); for gw_store_get its
+ * pointers point into the result and are valid only during the callback. */
+#define GW_STORE_ID_LEN GW_RECORD_ID_LEN
+#define GW_STORE_BIDX_LEN GW_RECORD_BIDX_LEN
+#define GW_STORE_MAC_LEN GW_RECORD_MAC_LEN
 #define GW_STORE_GROUP_MAX 256
-
-/* A sealed waybill, as stored. Strings are NUL-terminated; for submit, NULL or "" means SQL NULL
- * for the optional ones (dest_region_code, service_type, pickup_day). ct[i].p == NULL means the
- * field is absent (SQL NULL). For gw_store_get the pointers point into the result and are valid
- * only during the callback. */
-struct gw_sealed_waybill {
-    uint8_t id[GW_STORE_ID_LEN];
-    /* clear operational fields (not PII) */
-    const char *origin_branch;    /* required */
-    const char *submitted_by;     /* principal name, required */
-    const char *dest_region_code; /* 6-digit division code or NULL/"" */
-    int32_t weight_grams;
-    const char *service_type; /* NULL/"" = none */
-    int16_t security_level;
-    const char *pickup_day; /* "YYYY-MM-DD" or NULL/"" */
-    /* blind indexes */
-    uint8_t wb_bidx[GW_STORE_BIDX_LEN];
-    uint8_t sender_phone_bidx[GW_STORE_BIDX_LEN];
-    uint8_t recipient_phone_bidx[GW_STORE_BIDX_LEN];
-    uint8_t sender_id_bidx[GW_STORE_BIDX_LEN];
-    uint8_t recipient_id_bidx[GW_STORE_BIDX_LEN];
-    bool has_sender_phone_bidx;
-    bool has_recipient_phone_bidx;
-    bool has_sender_id_bidx;
-    bool has_recipient_id_bidx;
-    /* keys and integrity */
-    int32_t kek_version;
-    int32_t dek_version;
-    struct gw_bytes dek_wrapped;
-    uint8_t content_mac[GW_STORE_MAC_LEN];
-    /* ciphertexts, indexed by enum gw_col */
-    struct gw_bytes ct[GW_COL_COUNT];
-    /* when the row was committed, Unix seconds (set by gw_store_get; ignored on submit) */
-    int64_t created_at;
-};
 
 enum gw_store_outcome {
     GW_STORE_NEW = 1,       /* stored under the submitted id */

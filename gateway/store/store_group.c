@@ -1,6 +1,7 @@
 /* store_group.c: the group statement: a sealed waybill copied into a self-contained item, the SQL
  * text that stores a whole group at once, and its parameters as binary PostgreSQL arrays (one
- * element per item). Invariants: parameter k of every item is column k of the statement; items
+ * element per item), all built from one column list (store_int.h: the record's clear columns, then
+ * its ciphertexts). Invariants: parameter k of every item is column k of the statement; items
  * and a send's arrays carry ciphertext and blind indexes and are freed with gw_free_wipe. */
 #include <limits.h>
 #include <stdarg.h>
@@ -12,17 +13,52 @@
 #include "store.h"
 #include "store_int.h"
 
-#define NFIXED GW_STORE_NFIXED
-#define NPARAMS GW_STORE_NPARAMS
+#define NCOLS GW_STORE_NCOLS
 
-/* Parameter formats of the insert's fixed columns: 0 text, 1 binary (bytea and uuid); every
- * ciphertext column after them is binary. */
-static const int fixed_formats[NFIXED] = {1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1};
+/* pg_type OIDs of the parameter arrays' elements. */
+#define OID_BYTEA 17
+#define OID_TEXT 25
+#define OID_UUID 2950
 
-static const char *const fixed_cols =
-    "id, wb_bidx, origin_branch, submitted_by, dest_region_code, weight_grams, service_type, "
-    "security_level, pickup_day, kek_version, dek_version, dek_wrapped, content_mac, "
-    "sender_phone_bidx, recipient_phone_bidx, sender_id_bidx, recipient_id_bidx";
+/* Indexed by enum gw_rec_kind. */
+static const struct gw_store_sqltype sqltypes[] = {
+    [GW_REC_UUID] = {"uuid", OID_UUID, false, "%s", "%s"},
+    [GW_REC_BIDX] = {"bytea", OID_BYTEA, false, "%s", "%s"},
+    [GW_REC_MAC] = {"bytea", OID_BYTEA, false, "%s", "%s"},
+    [GW_REC_BYTES] = {"bytea", OID_BYTEA, false, "%s", "%s"},
+    [GW_REC_TEXT] = {"text", OID_TEXT, true, "%s", "%s"},
+    [GW_REC_DATE] = {"text", OID_TEXT, true, "%s::date", "to_char(%s, 'YYYY-MM-DD')"},
+    [GW_REC_I16] = {"text", OID_TEXT, true, "%s::smallint", "%s"},
+    [GW_REC_I32] = {"text", OID_TEXT, true, "%s::integer", "%s"},
+    [GW_REC_TIME] = {"text", OID_TEXT, true, "to_timestamp(%s::bigint)",
+                     "extract(epoch FROM %s)::bigint"},
+};
+
+const char *gw_store_col_name(size_t k)
+{
+    return k < GW_REC_NCOLS ? gw_rec_cols[k].name : gw_col_sql[k - GW_REC_NCOLS];
+}
+
+enum gw_rec_kind gw_store_col_kind(size_t k)
+{
+    return k < GW_REC_NCOLS ? gw_rec_cols[k].kind : GW_REC_BYTES;
+}
+
+const struct gw_store_sqltype *gw_store_col_type(size_t k)
+{
+    return &sqltypes[gw_store_col_kind(k)];
+}
+
+/* Column k's value in w; false when it is SQL NULL. */
+static bool col_value(const struct gw_sealed_waybill *w, size_t k, char num[GW_REC_NUM_MAX],
+                      const uint8_t **p, size_t *n)
+{
+    if (k < GW_REC_NCOLS)
+        return gw_rec_value(w, &gw_rec_cols[k], num, p, n);
+    *p = w->ct[k - GW_REC_NCOLS].p;
+    *n = *p != NULL ? w->ct[k - GW_REC_NCOLS].n : 0;
+    return *p != NULL;
+}
 
 /* ---- SQL text ---- */
 
@@ -43,35 +79,32 @@ void gw_store_sql_add(struct gw_store_sql *b, const char *fmt, ...)
     b->len += (size_t)n;
 }
 
-/* Element types of the group statement's array parameters (pg_type OIDs). */
-#define OID_BYTEA 17
-#define OID_TEXT 25
-#define OID_UUID 2950
+void gw_store_sql_expr(struct gw_store_sql *b, const char *expr, const char *arg)
+{
+    const char *at = strstr(expr, "%s");
 
-/* SQL type of the array carrying fixed parameter i, and the cast that turns its text element
- * into the column's type (text parameters only). */
-static const char *const fixed_casts[NFIXED] = {
-    "",          "",          "", "", "", "::integer", "", "::smallint", "::date",
-    "::integer", "::integer", "", "", "", "",          "", "",
-};
+    if (at == NULL) {
+        gw_store_sql_add(b, "%s", expr);
+        return;
+    }
+    gw_store_sql_add(b, "%.*s%s%s", (int)(at - expr), expr, arg, at + 2);
+}
 
-/* The column names in parameter order: fixed_cols, then every ciphertext column. */
+/* The column names in parameter order; with prefix "v." and casts, the expressions that turn
+ * the parameter arrays' elements into the columns' types. */
 static void add_cols(struct gw_store_sql *b, const char *prefix, bool casts)
 {
-    const char *p = fixed_cols, *q;
-    size_t i = 0;
+    char expr[96];
+    size_t k;
 
-    while (*p != '\0') {
-        q = strchr(p, ',');
-        if (q == NULL)
-            q = p + strlen(p);
-        gw_store_sql_add(b, "%s%s%.*s%s", i > 0 ? ", " : "", prefix, (int)(q - p), p,
-                         casts ? fixed_casts[i] : "");
-        i++;
-        p = *q == ',' ? q + 2 : q;
+    for (k = 0; k < NCOLS; k++) {
+        snprintf(expr, sizeof(expr), "%s%s", prefix, gw_store_col_name(k));
+        gw_store_sql_add(b, "%s", k > 0 ? ", " : "");
+        if (casts)
+            gw_store_sql_expr(b, gw_store_col_type(k)->insert, expr);
+        else
+            gw_store_sql_add(b, "%s", expr);
     }
-    for (i = 0; i < GW_COL_COUNT; i++)
-        gw_store_sql_add(b, ", %s%s", prefix, gw_col_sql[i]);
 }
 
 /* One statement stores a whole group: every parameter is an array with one element per waybill
@@ -85,11 +118,8 @@ char *gw_store_group_sql_new(void)
     size_t i;
 
     gw_store_sql_add(&b, "WITH v AS (SELECT * FROM unnest(");
-    for (i = 0; i < NPARAMS; i++)
-        gw_store_sql_add(&b, "%s$%zu::%s[]", i > 0 ? ", " : "", i + 1,
-                         i == 0                                  ? "uuid"
-                         : (i < NFIXED && fixed_formats[i] == 0) ? "text"
-                                                                 : "bytea");
+    for (i = 0; i < NCOLS; i++)
+        gw_store_sql_add(&b, "%s$%zu::%s[]", i > 0 ? ", " : "", i + 1, gw_store_col_type(i)->array);
     gw_store_sql_add(&b, ") WITH ORDINALITY AS v(");
     add_cols(&b, "", false);
     gw_store_sql_add(&b, ", ord)), ins AS (INSERT INTO waybill (");
@@ -157,16 +187,12 @@ static void arr_begin(struct pgarray *a, uint32_t oid, size_t n)
 
 static void arr_elem(struct gw_store_item *it, size_t k, struct pgarray *a)
 {
-    const char *v = it->values[k];
-    size_t n;
-
-    if (v == NULL) {
+    if (it->values[k] == NULL) {
         arr_put32(a, 0xffffffffu); /* NULL */
         return;
     }
-    n = (k < NFIXED && fixed_formats[k] == 0) ? strlen(v) : (size_t)it->lengths[k];
-    arr_put32(a, (uint32_t)n);
-    arr_put(a, v, n);
+    arr_put32(a, (uint32_t)it->lengths[k]);
+    arr_put(a, it->values[k], (size_t)it->lengths[k]);
 }
 
 /* ---- items ---- */
@@ -177,39 +203,35 @@ void gw_store_item_free(struct gw_store_item *it)
         gw_free_wipe(it, it->alloc_size);
 }
 
-static size_t dec_len(void)
-{
-    return 12; /* "-2147483648" + NUL */
-}
-
 static bool opt_present(const char *s)
 {
     return s != NULL && s[0] != '\0';
 }
 
-/* Copies one sealed waybill into a self-contained item with its parameter arrays ready. */
+/* Copies one sealed waybill into a self-contained item with its parameter values ready: every
+ * column's value (gw_rec_value: binary bytes, or text for the text-typed columns) is copied into
+ * the item's trailing buffer. */
 int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **out)
 {
-    const char *strs[5] = {w->origin_branch, w->submitted_by, w->dest_region_code, w->service_type,
-                           w->pickup_day};
-    size_t size = sizeof(struct gw_store_item), i;
+    size_t size = sizeof(struct gw_store_item), k, n;
+    char num[GW_REC_NUM_MAX];
     struct gw_store_item *it;
+    const uint8_t *v;
     char *p;
 
     *out = NULL;
     if (!opt_present(w->origin_branch) || !opt_present(w->submitted_by) ||
-        w->dek_wrapped.p == NULL || w->dek_wrapped.n == 0 || w->dek_wrapped.n > INT_MAX)
+        w->dek_wrapped.p == NULL || w->dek_wrapped.n == 0)
         return GW_EINVAL;
-    for (i = 0; i < 5; i++)
-        if (strs[i] != NULL)
-            size += strlen(strs[i]) + 1;
-    size += 4 * dec_len() + 4 * GW_STORE_BIDX_LEN + w->dek_wrapped.n;
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        if (w->ct[i].p == NULL && w->ct[i].n != 0)
+    for (k = 0; k < GW_COL_COUNT; k++)
+        if (w->ct[k].p == NULL && w->ct[k].n != 0)
             return GW_EINVAL;
-        if (w->ct[i].n > INT_MAX / 2)
+    for (k = 0; k < NCOLS; k++) {
+        if (!col_value(w, k, num, &v, &n))
+            continue;
+        if (n > INT_MAX / 2)
             return GW_ETOOBIG;
-        size += w->ct[i].n;
+        size += n;
     }
     it = gw_calloc(1, size);
     if (it == NULL)
@@ -223,65 +245,16 @@ int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **
     if (w->has_sender_id_bidx)
         memcpy(it->sort_id, w->sender_id_bidx, GW_STORE_BIDX_LEN);
     p = (char *)(it + 1);
-
-    /* binary parameters point into the item's own copies above or into the trailing buffer */
-    it->values[0] = (const char *)it->id;
-    it->lengths[0] = GW_STORE_ID_LEN;
-    it->values[1] = (const char *)it->wb;
-    it->lengths[1] = GW_STORE_BIDX_LEN;
-    {
-        static const int idx[5] = {2, 3, 4, 6, 8};
-        for (i = 0; i < 5; i++) {
-            if (!opt_present(strs[i])) {
-                it->values[idx[i]] = NULL;
-                continue;
-            }
-            size_t n = strlen(strs[i]) + 1;
-            memcpy(p, strs[i], n);
-            it->values[idx[i]] = p;
-            p += n;
-        }
-    }
-    {
-        static const int idx[4] = {5, 7, 9, 10};
-        long v[4] = {w->weight_grams, w->security_level, w->kek_version, w->dek_version};
-        for (i = 0; i < 4; i++) {
-            snprintf(p, dec_len(), "%ld", v[i]);
-            it->values[idx[i]] = p;
-            p += dec_len();
-        }
-    }
-    memcpy(p, w->dek_wrapped.p, w->dek_wrapped.n);
-    it->values[11] = p;
-    it->lengths[11] = (int)w->dek_wrapped.n;
-    p += w->dek_wrapped.n;
-    it->values[12] = (const char *)it->mac;
-    it->lengths[12] = GW_STORE_MAC_LEN;
-    {
-        const uint8_t *b[4] = {w->sender_phone_bidx, w->recipient_phone_bidx, w->sender_id_bidx,
-                               w->recipient_id_bidx};
-        bool has[4] = {w->has_sender_phone_bidx, w->has_recipient_phone_bidx, w->has_sender_id_bidx,
-                       w->has_recipient_id_bidx};
-        for (i = 0; i < 4; i++) {
-            if (!has[i]) {
-                it->values[13 + i] = NULL;
-                continue;
-            }
-            memcpy(p, b[i], GW_STORE_BIDX_LEN);
-            it->values[13 + i] = p;
-            it->lengths[13 + i] = GW_STORE_BIDX_LEN;
-            p += GW_STORE_BIDX_LEN;
-        }
-    }
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        if (w->ct[i].p == NULL) {
-            it->values[NFIXED + i] = NULL;
+    for (k = 0; k < NCOLS; k++) {
+        if (!col_value(w, k, num, &v, &n)) {
+            it->values[k] = NULL;
             continue;
         }
-        memcpy(p, w->ct[i].p, w->ct[i].n);
-        it->values[NFIXED + i] = p;
-        it->lengths[NFIXED + i] = (int)w->ct[i].n;
-        p += w->ct[i].n;
+        if (n > 0)
+            memcpy(p, v, n);
+        it->values[k] = p;
+        it->lengths[k] = (int)n;
+        p += n;
     }
     *out = it;
     return 0;
@@ -293,11 +266,11 @@ int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **
  * sent). The arrays are copied by gw_db_exec and freed here. */
 int gw_store_group_send(struct gw_store *s, struct gw_store_group *g)
 {
-    struct pgarray arrays[NPARAMS];
-    const char *values[NPARAMS];
-    int lengths[NPARAMS], formats[NPARAMS];
+    struct pgarray arrays[NCOLS];
+    const char *values[NCOLS];
+    int lengths[NCOLS], formats[NCOLS];
     struct gw_db_stmt st = {.sql = s->group_sql,
-                            .nparams = NPARAMS,
+                            .nparams = NCOLS,
                             .values = values,
                             .lengths = lengths,
                             .formats = formats,
@@ -306,12 +279,8 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g)
     int rc = 0;
 
     memset(arrays, 0, sizeof(arrays));
-    for (k = 0; k < NPARAMS; k++) {
-        arr_begin(&arrays[k],
-                  k == 0                                  ? OID_UUID
-                  : (k < NFIXED && fixed_formats[k] == 0) ? OID_TEXT
-                                                          : OID_BYTEA,
-                  g->n);
+    for (k = 0; k < NCOLS; k++) {
+        arr_begin(&arrays[k], gw_store_col_type(k)->oid, g->n);
         for (i = 0; i < g->n; i++)
             arr_elem(g->items[i], k, &arrays[k]);
         if (arrays[k].failed || arrays[k].len > INT_MAX)
@@ -324,7 +293,7 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g)
         rc = gw_db_exec(s->db, &st, 1, GW_DB_TXN, gw_store_group_done_cb, g, &g->dbreq);
     if (rc == 0)
         s->st.groups++;
-    for (k = 0; k < NPARAMS; k++)
+    for (k = 0; k < NCOLS; k++)
         gw_free_wipe(arrays[k].p, arrays[k].cap);
     return rc;
 }

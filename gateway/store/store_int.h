@@ -12,8 +12,26 @@
 #include "db.h"
 #include "store.h"
 
-#define GW_STORE_NFIXED 17 /* insert parameters before the ciphertext columns */
-#define GW_STORE_NPARAMS (GW_STORE_NFIXED + GW_COL_COUNT)
+/* The columns of the waybill statements: the record's clear columns (gw_rec_cols, in order), then
+ * one per ciphertext (enum gw_col). Column k is parameter k + 1 of the group insert and result
+ * column k of the read; nothing is numbered by hand. */
+#define GW_STORE_NCOLS (GW_REC_NCOLS + GW_COL_COUNT)
+
+/* How a kind of column travels: the element type of its parameter array, whether its values are
+ * sent as text (else binary), the expression that turns the text into the column's type (%s is
+ * the value) and the expression that reads it back (%s is the column), in binary result format. */
+struct gw_store_sqltype {
+    const char *array;
+    uint32_t oid;
+    bool text;
+    const char *insert;
+    const char *select;
+};
+
+/* store_group.c: column k's name, kind and SQL type. */
+const char *gw_store_col_name(size_t k);
+enum gw_rec_kind gw_store_col_kind(size_t k);
+const struct gw_store_sqltype *gw_store_col_type(size_t k);
 
 enum gw_store_kind {
     GW_STORE_RK_SUBMIT,
@@ -35,8 +53,8 @@ struct gw_store_item {
     uint8_t sort_phone[GW_STORE_BIDX_LEN];
     uint8_t sort_id[GW_STORE_BIDX_LEN];
     uint8_t wb[GW_STORE_BIDX_LEN];
-    const char *values[GW_STORE_NPARAMS];
-    int lengths[GW_STORE_NPARAMS];
+    const char *values[GW_STORE_NCOLS]; /* NULL: SQL NULL */
+    int lengths[GW_STORE_NCOLS];
     size_t alloc_size;
 };
 
@@ -93,6 +111,9 @@ struct gw_store_sql {
 };
 void gw_store_sql_add(struct gw_store_sql *b, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+
+/* Appends expr with its one "%s" replaced by arg (a gw_store_sqltype expression). */
+void gw_store_sql_expr(struct gw_store_sql *b, const char *expr, const char *arg);
 
 /* store.c: a handle on store->reqs / its release (frees items; never calls back). */
 struct gw_store_req *gw_store_req_new(struct gw_store *s, enum gw_store_kind kind, void *arg);

@@ -1,7 +1,7 @@
 /* store_read.c: the store's simple operations, one statement each: read a sealed waybill by its
- * number's blind index, load the segments, record an incident. Invariant: a handle is freed
- * exactly once, after its callback or at cancel (then the db request is cancelled first). */
-#include <arpa/inet.h>
+ * number's blind index (every column of store_int.h's column list, decoded by kind), load the
+ * segments, record an incident. Invariant: a handle is freed exactly once, after its callback or
+ * at cancel (then the db request is cancelled first). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,21 +12,16 @@
 #include "store.h"
 #include "store_int.h"
 
-static const char *const get_fixed_cols =
-    "id, origin_branch, submitted_by, dest_region_code, weight_grams, service_type, "
-    "security_level, to_char(pickup_day, 'YYYY-MM-DD'), wb_bidx, sender_phone_bidx, "
-    "recipient_phone_bidx, sender_id_bidx, recipient_id_bidx, kek_version, dek_version, "
-    "dek_wrapped, content_mac, extract(epoch FROM created_at)::bigint";
-#define GET_NFIXED 18
-
 char *gw_store_get_sql_new(void)
 {
     struct gw_store_sql b = {.len = 0};
-    size_t i;
+    size_t k;
 
-    gw_store_sql_add(&b, "SELECT %s", get_fixed_cols);
-    for (i = 0; i < GW_COL_COUNT; i++)
-        gw_store_sql_add(&b, ", %s", gw_col_sql[i]);
+    gw_store_sql_add(&b, "SELECT ");
+    for (k = 0; k < GW_STORE_NCOLS; k++) {
+        gw_store_sql_add(&b, "%s", k > 0 ? ", " : "");
+        gw_store_sql_expr(&b, gw_store_col_type(k)->select, gw_store_col_name(k));
+    }
     gw_store_sql_add(&b, " FROM waybill WHERE wb_bidx = $1");
     return b.overflow ? NULL : gw_strdup(b.buf);
 }
@@ -38,55 +33,76 @@ static void simple_fail_err(int *err, const struct gw_db_result *res)
         *err = GW_EINTERNAL;
 }
 
-static const uint8_t *bin(const PGresult *res, int col, int len)
-{
-    if (PQgetisnull(res, 0, col) || (len >= 0 && PQgetlength(res, 0, col) != len))
-        return NULL;
-    return (const uint8_t *)PQgetvalue(res, 0, col);
-}
-
-static int32_t get_i32(const PGresult *res, int col)
-{
-    uint32_t v;
-    if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != 4)
-        return 0;
-    memcpy(&v, PQgetvalue(res, 0, col), 4);
-    return (int32_t)ntohl(v);
-}
-
-static int16_t get_i16(const PGresult *res, int col)
-{
-    uint16_t v;
-    if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != 2)
-        return 0;
-    memcpy(&v, PQgetvalue(res, 0, col), 2);
-    return (int16_t)ntohs(v);
-}
-
-static int64_t get_i64(const PGresult *res, int col)
+/* The big-endian integer of `len` bytes in result column col (binary int2/int4/int8), or 0 when
+ * it is NULL or not that long. */
+static int64_t get_int(const PGresult *res, int col, int len)
 {
     const uint8_t *p;
     uint64_t v = 0;
+    int i;
 
-    if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != 8)
+    if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != len)
         return 0;
     p = (const uint8_t *)PQgetvalue(res, 0, col);
-    for (int i = 0; i < 8; i++)
+    for (i = 0; i < len; i++)
         v = v << 8 | p[i];
+    if (len < 8 && (v >> (8 * len - 1)) != 0) /* sign-extend */
+        v |= ~0ull << (8 * len);
     return (int64_t)v;
 }
 
-static const char *get_str(const PGresult *res, int col)
+/* Result column k into its place in *w (pointers into the result). A blob of the wrong length
+ * is left zero (flag false): the record then fails to authenticate. */
+static void get_col(const PGresult *res, size_t k, struct gw_sealed_waybill *w)
 {
-    return PQgetisnull(res, 0, col) ? NULL : PQgetvalue(res, 0, col);
-}
+    const struct gw_rec_col *c = k < GW_REC_NCOLS ? &gw_rec_cols[k] : NULL;
+    char *dst = c != NULL ? (char *)w + c->off : (char *)&w->ct[k - GW_REC_NCOLS];
+    const char *v = PQgetisnull(res, 0, (int)k) ? NULL : PQgetvalue(res, 0, (int)k);
+    size_t n = (size_t)PQgetlength(res, 0, (int)k), want = 0;
+    struct gw_bytes b = {NULL, 0};
+    int16_t i16;
+    int32_t i32;
+    int64_t i64;
 
-static void copy_bidx(const PGresult *res, int col, uint8_t dst[GW_STORE_BIDX_LEN], bool *has)
-{
-    const uint8_t *b = bin(res, col, GW_STORE_BIDX_LEN);
-    *has = b != NULL;
-    if (b != NULL)
-        memcpy(dst, b, GW_STORE_BIDX_LEN);
+    switch (gw_store_col_kind(k)) {
+    case GW_REC_UUID:
+        want = GW_RECORD_ID_LEN;
+        break;
+    case GW_REC_BIDX:
+        want = GW_RECORD_BIDX_LEN;
+        break;
+    case GW_REC_MAC:
+        want = GW_RECORD_MAC_LEN;
+        break;
+    case GW_REC_BYTES:
+        if (v != NULL) {
+            b.p = (uint8_t *)v;
+            b.n = n;
+        }
+        memcpy(dst, &b, sizeof(b));
+        return;
+    case GW_REC_TEXT:
+    case GW_REC_DATE:
+        memcpy(dst, &v, sizeof(v));
+        return;
+    case GW_REC_I16:
+        i16 = (int16_t)get_int(res, (int)k, 2);
+        memcpy(dst, &i16, sizeof(i16));
+        return;
+    case GW_REC_I32:
+        i32 = (int32_t)get_int(res, (int)k, 4);
+        memcpy(dst, &i32, sizeof(i32));
+        return;
+    case GW_REC_TIME:
+        i64 = get_int(res, (int)k, 8);
+        memcpy(dst, &i64, sizeof(i64));
+        return;
+    }
+    if (v == NULL || n != want)
+        return;
+    memcpy(dst, v, want);
+    if (c->has_off >= 0)
+        *(bool *)((char *)w + c->has_off) = true;
 }
 
 /* Sends a simple operation's one statement for r (already on the store's list, its callback
@@ -110,9 +126,7 @@ static void get_done_cb(void *arg, int err, const struct gw_db_result *res)
     struct gw_store_req *r = arg;
     struct gw_sealed_waybill w;
     const PGresult *pr;
-    const uint8_t *b;
-    bool dummy;
-    int i;
+    size_t k;
 
     r->dbreq = NULL;
     simple_fail_err(&err, res);
@@ -126,36 +140,12 @@ static void get_done_cb(void *arg, int err, const struct gw_db_result *res)
         goto out;
     }
     memset(&w, 0, sizeof(w));
-    if (PQnfields(pr) != GET_NFIXED + GW_COL_COUNT || (b = bin(pr, 0, GW_STORE_ID_LEN)) == NULL) {
+    if (PQnfields(pr) != GW_STORE_NCOLS || PQgetlength(pr, 0, 0) != GW_STORE_ID_LEN) {
         r->cb.get(r->arg, GW_EINTERNAL, NULL);
         goto out;
     }
-    memcpy(w.id, b, GW_STORE_ID_LEN);
-    w.origin_branch = get_str(pr, 1);
-    w.submitted_by = get_str(pr, 2);
-    w.dest_region_code = get_str(pr, 3);
-    w.weight_grams = get_i32(pr, 4);
-    w.service_type = get_str(pr, 5);
-    w.security_level = get_i16(pr, 6);
-    w.pickup_day = get_str(pr, 7);
-    copy_bidx(pr, 8, w.wb_bidx, &dummy);
-    copy_bidx(pr, 9, w.sender_phone_bidx, &w.has_sender_phone_bidx);
-    copy_bidx(pr, 10, w.recipient_phone_bidx, &w.has_recipient_phone_bidx);
-    copy_bidx(pr, 11, w.sender_id_bidx, &w.has_sender_id_bidx);
-    copy_bidx(pr, 12, w.recipient_id_bidx, &w.has_recipient_id_bidx);
-    w.kek_version = get_i32(pr, 13);
-    w.dek_version = get_i32(pr, 14);
-    w.dek_wrapped.p = (uint8_t *)PQgetvalue(pr, 0, 15);
-    w.dek_wrapped.n = (size_t)PQgetlength(pr, 0, 15);
-    if ((b = bin(pr, 16, GW_STORE_MAC_LEN)) != NULL)
-        memcpy(w.content_mac, b, GW_STORE_MAC_LEN);
-    w.created_at = get_i64(pr, 17);
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        if (PQgetisnull(pr, 0, GET_NFIXED + i))
-            continue;
-        w.ct[i].p = (uint8_t *)PQgetvalue(pr, 0, GET_NFIXED + i);
-        w.ct[i].n = (size_t)PQgetlength(pr, 0, GET_NFIXED + i);
-    }
+    for (k = 0; k < GW_STORE_NCOLS; k++)
+        get_col(pr, k, &w);
     r->cb.get(r->arg, 0, &w);
 out:
     gw_store_req_free(r);

@@ -120,6 +120,9 @@ static void make(struct fake *f, unsigned id, unsigned wb, unsigned content, uns
     f->w.service_type = "standard";
     f->w.security_level = 1;
     f->w.pickup_day = "2026-11-27";
+    f->w.accepted_at = 1795766400 + (int64_t)id;
+    f->w.mac_version = 2;
+    fill(f->w.record_mac, 32, id * 29 + 1);
     fill(f->w.wb_bidx, 16, wb * 13 + 3);
     if (phone) {
         fill(f->w.sender_phone_bidx, 16, phone * 17 + 5);
@@ -329,6 +332,9 @@ static void test_get(void **state)
     assert_true(o->seen.w.has_sender_id_bidx);
     assert_false(o->seen.w.has_recipient_id_bidx);
     assert_memory_equal(o->seen.w.content_mac, a.w.content_mac, 32);
+    assert_int_equal(o->seen.w.accepted_at, 1795766400 + 40); /* stored as given */
+    assert_int_equal(o->seen.w.mac_version, 2);
+    assert_memory_equal(o->seen.w.record_mac, a.w.record_mac, 32);
     assert_memory_equal(o->seen.dek, a.dek, 40);
     for (i = 0; i < GW_COL_COUNT; i++) {
         if (i == GW_COL_SENDER_COMPANY) {

@@ -1,0 +1,150 @@
+"""Tampering with a stored waybill in SQL (Art. 36): every clear column of a waybill row that a
+reader relies on is covered by the record MAC (or, for the wrapped data key, by its wrapping AAD),
+so altering any one of them in the database, as the schema's owner (WAYGATE_PGURI), makes
+WaybillQuery.Get answer DATA_LOSS and records a decryption_failure incident naming the record;
+the status message quotes no value. Swapping the waybill number's blind index between two rows
+never serves one number's Get with the other waybill's data.
+
+Each test alters its own fresh waybill and puts the original value back afterwards (Get then
+answers again), so the rows stay whole for the other modules sharing the session's stack."""
+
+import grpc
+import pytest
+
+from conftest import wait_for
+from test_foundation import rpc_error
+import test_intake
+from test_intake import accepted, check_courier_view, get, mask_name, segment
+
+TAMPER_OFFSET = 47_000_000  # numeric offset of this module's waybill numbers in each segment
+_n = iter(range(1, 10**6))
+
+
+def tamper_waybill(stack):
+    """A fresh valid waybill of branch a, numbered in this module's own range."""
+    w = test_intake.new_waybill(stack, "a")
+    prefix, lo, hi = segment(stack, "a")
+    n = lo + TAMPER_OFFSET + next(_n)
+    assert n <= hi
+    w.waybill_no = "%s%d" % (prefix, n)
+    return w
+
+
+def incidents(stack, record_id):
+    return stack.psql("SELECT kind FROM incident WHERE record_id = '%s'" % record_id)
+
+
+def column_text(stack, record_id, column):
+    """The column's value as SQL text (None for NULL)."""
+    rows = stack.psql("SELECT coalesce(%s::text, '<NULL>') FROM waybill WHERE id = '%s'"
+                      % (column, record_id))
+    assert len(rows) == 1, rows
+    return None if rows[0] == "<NULL>" else rows[0]
+
+
+def literal(v):
+    return "NULL" if v is None else "'%s'" % v.replace("'", "''")
+
+
+FLIP = "set_byte({c}, 3, get_byte({c}, 3) # 1)"  # one bit of a bytea
+
+# column -> SQL expression of its altered value; each alters one clear column (mac_version: the
+# downgrade to version 1, which also drops record_mac as a version 1 row would have it).
+TAMPER = {
+    "submitted_by": "'courier_b'",
+    "origin_branch": "'b'",
+    "dest_region_code": "'310104'",
+    "weight_grams": "weight_grams + 1",
+    "service_type": "'express'",
+    "security_level": "security_level + 1",
+    "pickup_day": "pickup_day + 1",
+    "accepted_at": "accepted_at + interval '1 second'",
+    "sender_phone_bidx": FLIP.format(c="sender_phone_bidx"),
+    "recipient_phone_bidx": FLIP.format(c="recipient_phone_bidx"),
+    "sender_id_bidx": FLIP.format(c="sender_id_bidx"),
+    "recipient_id_bidx": "'\\x000102030405060708090a0b0c0d0e0f'::bytea",  # absent made present
+    "id": "gen_random_uuid()",
+    "dek_version": "dek_version + 1",
+    "dek_wrapped": FLIP.format(c="dek_wrapped"),
+    "content_mac": FLIP.format(c="content_mac"),
+    "record_mac": FLIP.format(c="record_mac"),
+    "mac_version": "1, record_mac = NULL",
+}
+
+
+def test_tamper_list_matches_schema(stack):
+    """Every clear column of the table is tampered with below, or tested on its own (wb_bidx:
+    the swap; kek_version: the unavailable key)."""
+    cols = set(stack.psql("SELECT column_name FROM information_schema.columns "
+                          "WHERE table_name = 'waybill' AND column_name NOT LIKE '%\\_ct'"))
+    assert cols == set(TAMPER) | {"wb_bidx", "kek_version"}, sorted(cols)
+
+
+def check_data_loss(stack, w, record_id, other=None):
+    e = rpc_error(lambda: get(stack, w.waybill_no))
+    assert e.code() == grpc.StatusCode.DATA_LOSS, (e.code(), e.details())
+    values = test_intake.pii_values(w)
+    if other is not None:
+        values += test_intake.pii_values(other) + [mask_name(other.sender.name)]
+    for v in values:
+        assert v not in (e.details() or "")
+    ok = wait_for(lambda: "decryption_failure" in incidents(stack, record_id), timeout=10)
+    assert ok, "no decryption_failure incident for record %s" % record_id
+
+
+@pytest.mark.parametrize("column", sorted(TAMPER))
+def test_altered_clear_column_is_data_loss(stack, column):
+    w = tamper_waybill(stack)
+    rec = accepted(stack, w)
+    check_courier_view(get(stack, w.waybill_no), w, rec)
+    touched = ["mac_version", "record_mac"] if column == "mac_version" else [column]
+    saved = {c: column_text(stack, rec, c) for c in touched}
+    rows = stack.psql("UPDATE waybill SET %s = %s WHERE id = '%s' RETURNING id"
+                      % (column, TAMPER[column], rec))
+    assert len(rows) == 1, rows
+    now_id = rows[0]
+    try:
+        check_data_loss(stack, w, now_id)
+    finally:
+        stack.psql("UPDATE waybill SET %s WHERE id = '%s'"
+                   % (", ".join("%s = %s" % (c, literal(v)) for c, v in saved.items()), now_id))
+    check_courier_view(get(stack, w.waybill_no), w, rec)  # whole again
+
+
+def test_unknown_kek_version_is_key_unavailable(stack):
+    """kek_version is bound by the wrapped data key's AAD; a version this gateway has no key for
+    answers FAILED_PRECONDITION with a key_unavailable incident (a retired key looks the same)."""
+    w = tamper_waybill(stack)
+    rec = accepted(stack, w)
+    saved = column_text(stack, rec, "kek_version")
+    stack.psql("UPDATE waybill SET kek_version = kek_version + 1000 WHERE id = '%s'" % rec)
+    try:
+        e = rpc_error(lambda: get(stack, w.waybill_no))
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
+        ok = wait_for(lambda: "key_unavailable" in incidents(stack, rec), timeout=10)
+        assert ok, "no key_unavailable incident"
+    finally:
+        stack.psql("UPDATE waybill SET kek_version = %s WHERE id = '%s'" % (saved, rec))
+    check_courier_view(get(stack, w.waybill_no), w, rec)
+
+
+def test_number_blind_index_swap_never_serves_the_other_waybill(stack):
+    wx, wy = tamper_waybill(stack), tamper_waybill(stack)
+    x, y = accepted(stack, wx), accepted(stack, wy)
+    bx, by = column_text(stack, x, "wb_bidx"), column_text(stack, y, "wb_bidx")
+    # a unique index is checked row by row: park x's index on a placeholder first
+    stack.psql("UPDATE waybill SET wb_bidx = '\\xffffffffffffffffffffffffffffffff' "
+               "WHERE id = '%s'" % x)
+    stack.psql("UPDATE waybill SET wb_bidx = %s WHERE id = '%s'" % (literal(bx), y))
+    stack.psql("UPDATE waybill SET wb_bidx = %s WHERE id = '%s'" % (literal(by), x))
+    try:
+        # Get of x's number now finds y's row, and of y's number x's row: neither is served
+        check_data_loss(stack, wx, y, other=wy)
+        check_data_loss(stack, wy, x, other=wx)
+    finally:
+        stack.psql("UPDATE waybill SET wb_bidx = '\\xffffffffffffffffffffffffffffffff' "
+                   "WHERE id = '%s'" % x)
+        stack.psql("UPDATE waybill SET wb_bidx = %s WHERE id = '%s'" % (literal(by), y))
+        stack.psql("UPDATE waybill SET wb_bidx = %s WHERE id = '%s'" % (literal(bx), x))
+    check_courier_view(get(stack, wx.waybill_no), wx, x)
+    check_courier_view(get(stack, wy.waybill_no), wy, y)

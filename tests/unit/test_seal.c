@@ -1,0 +1,458 @@
+/* test_seal.c: envelope sealing of a waybill record (seal.h): round trip; a ciphertext moved to
+ * another column or record fails; flipping any one clear column (every entry of gw_rec_cols)
+ * fails to open; a version 1 row (before the record MAC) still opens and cannot be forged into by
+ * relabelling a version 2 row; a retired KEK answers GW_EPRECOND with nothing opened; validation
+ * hands back the normalised values sealing uses. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "alloc.h"
+#include "crypto.h"
+#include "keyring.h"
+#include "record.h"
+#include "seal.h"
+#include "waybill.h"
+
+#define NOW ((int64_t)1795766400) /* 2026-11-27T08:00:00Z */
+#define S(lit) ((struct gw_str){(lit), sizeof(lit) - 1})
+
+struct fx {
+    char dir[64];
+    char path[128];
+    struct gw_crypto *cx;
+    struct gw_keyring *kr;
+    struct gw_arena *a;
+    struct gw_waybill w;
+    struct gw_waybill_norm norm;
+    struct gw_sealed_waybill row;
+    uint8_t id[GW_RECORD_ID_LEN];
+};
+
+static struct gw_waybill valid(void)
+{
+    struct gw_waybill w = {0};
+    w.waybill_no = S("wg1000000042");
+    w.sender.name = S("测试甲");
+    w.sender.phone = S("+86 138 0013 8000");
+    w.sender.province = S("浙江省");
+    w.sender.city = S("杭州市");
+    w.sender.district = S("西湖区");
+    w.sender.address_detail = S("测试路1号2幢301室");
+    w.sender.id_type = GW_ID_RESIDENT_CARD;
+    w.sender.id_number = S("330106199003071236");
+    w.sender.gender = GW_GENDER_MALE;
+    w.recipient.name = S("样例乙");
+    w.recipient.phone = S("010-65521234");
+    w.recipient.province = S("北京市");
+    w.recipient.city = S("北京市");
+    w.recipient.address_detail = S("样例街8号");
+    w.item_description = S("书籍 2 本");
+    w.pickup_time = NOW - 60;
+    w.dest_region_code = S("110105");
+    w.weight_grams = 1200;
+    w.service_type = S("standard");
+    w.security_level = GW_SECLEVEL_SECRET;
+    return w;
+}
+
+static int setup(void **state)
+{
+    struct fx *f = calloc(1, sizeof(*f));
+    char err[256];
+
+    if (f == NULL)
+        return -1;
+    snprintf(f->dir, sizeof(f->dir), "/tmp/gw-seal-XXXXXX");
+    if (mkdtemp(f->dir) == NULL)
+        return -1;
+    snprintf(f->path, sizeof(f->path), "%s/keyring", f->dir);
+    f->cx = gw_crypto_new();
+    f->a = gw_arena_new(1 << 20);
+    if (f->cx == NULL || f->a == NULL || gw_keyring_file_init(f->path, err, sizeof(err)) != 0 ||
+        gw_keyring_file_load(f->path, &f->kr, err, sizeof(err)) != 0)
+        return -1;
+    f->w = valid();
+    if (gw_waybill_validate_norm(&f->w, NOW, "waybill", NULL, &f->norm) != 0 ||
+        gw_seal_new_id(f->id) != 0 ||
+        gw_seal_waybill(f->cx, f->kr, &f->w, &f->norm, f->id, "a", "courier_a", NOW, f->a,
+                        &f->row) != 0)
+        return -1;
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fx *f = *state;
+    char cmd[128];
+
+    snprintf(cmd, sizeof(cmd), "rm -rf '%s'", f->dir);
+    if (system(cmd) != 0)
+        return -1;
+    gw_keyring_free(f->kr);
+    gw_arena_free(f->a);
+    gw_crypto_free(f->cx);
+    free(f);
+    return 0;
+}
+
+static int open_row(struct fx *f, const struct gw_sealed_waybill *row, struct gw_str *clear,
+                    int *bad)
+{
+    return gw_unseal_waybill(f->cx, f->kr, row, f->a, clear, bad);
+}
+
+static void assert_field(const struct gw_str *v, const char *want)
+{
+    assert_int_equal(v->n, strlen(want));
+    assert_memory_equal(v->p, want, v->n);
+}
+
+static void assert_nothing_opened(const struct gw_str clear[GW_COL_COUNT])
+{
+    for (size_t i = 0; i < GW_COL_COUNT; i++) {
+        assert_null(clear[i].p);
+        assert_int_equal(clear[i].n, 0);
+    }
+}
+
+static void test_round_trip(void **state)
+{
+    struct fx *f = *state;
+    struct gw_str clear[GW_COL_COUNT];
+    int bad;
+
+    assert_int_equal(open_row(f, &f->row, clear, &bad), 0);
+    assert_int_equal(bad, GW_SEAL_PART_NONE);
+    assert_field(&clear[GW_COL_WAYBILL_NO], "WG1000000042"); /* the normalised number */
+    assert_field(&clear[GW_COL_SENDER_NAME], "测试甲");
+    assert_field(&clear[GW_COL_SENDER_PHONE], "+86 138 0013 8000"); /* as typed */
+    assert_field(&clear[GW_COL_SENDER_ID_NUMBER], "330106199003071236");
+    assert_field(&clear[GW_COL_SENDER_ID_TYPE], "1");
+    assert_field(&clear[GW_COL_SENDER_GENDER], "1");
+    assert_field(&clear[GW_COL_RECIPIENT_ADDRESS_DETAIL], "样例街8号");
+    assert_field(&clear[GW_COL_RECIPIENT_COMPANY], "");
+    assert_field(&clear[GW_COL_ITEM_DESCRIPTION], "书籍 2 本");
+    assert_field(&clear[GW_COL_PICKUP_TIME], "1795766340");
+    /* the clear columns */
+    assert_memory_equal(f->row.id, f->id, GW_RECORD_ID_LEN);
+    assert_int_equal(f->row.accepted_at, NOW);
+    assert_string_equal(f->row.pickup_day, "2026-11-27");
+    assert_string_equal(f->row.origin_branch, "a");
+    assert_string_equal(f->row.submitted_by, "courier_a");
+    assert_int_equal(f->row.mac_version, GW_RECORD_MAC_CURRENT);
+    assert_int_equal(f->row.kek_version, 1);
+    assert_true(f->row.has_sender_phone_bidx && f->row.has_recipient_phone_bidx);
+    assert_true(f->row.has_sender_id_bidx);
+    assert_false(f->row.has_recipient_id_bidx);
+    /* no clear value in any ciphertext */
+    for (size_t i = 0; i < GW_COL_COUNT; i++)
+        assert_true(f->row.ct[i].n >= GW_CRYPTO_OVERHEAD);
+}
+
+/* A retried submit (another id, another acceptance time) has the same content_mac (the store's
+ * idempotency check) but its own record_mac. */
+static void test_retry_same_content_mac(void **state)
+{
+    struct fx *f = *state;
+    struct gw_sealed_waybill again;
+    uint8_t id[GW_RECORD_ID_LEN];
+
+    assert_int_equal(gw_seal_new_id(id), 0);
+    assert_int_equal(
+        gw_seal_waybill(f->cx, f->kr, &f->w, &f->norm, id, "a", "courier_a", NOW + 5, f->a, &again),
+        0);
+    assert_memory_equal(again.content_mac, f->row.content_mac, GW_RECORD_MAC_LEN);
+    assert_memory_equal(again.wb_bidx, f->row.wb_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_not_equal(again.record_mac, f->row.record_mac, GW_RECORD_MAC_LEN);
+}
+
+/* Other spellings of the same number, phones and ID number: validation hands back one
+ * normalised form, so the blind indexes are equal. */
+static void test_normalised_spellings_share_blind_indexes(void **state)
+{
+    struct fx *f = *state;
+    struct gw_waybill w = valid();
+    struct gw_waybill_norm norm;
+    struct gw_sealed_waybill row;
+    uint8_t id[GW_RECORD_ID_LEN];
+
+    w.waybill_no = S("WG1000000042");
+    w.sender.phone = S("13800138000");
+    w.recipient.phone = S("+86 10 6552 1234");
+    w.sender.id_number = S("330106900307123"); /* the same person's 15-digit number */
+    assert_int_equal(gw_waybill_validate_norm(&w, NOW, "waybill", NULL, &norm), 0);
+    assert_string_equal(norm.waybill_no, "WG1000000042");
+    assert_string_equal(norm.prefix, "WG");
+    assert_int_equal(norm.numeric, 1000000042);
+    assert_string_equal(norm.sender.phone, "13800138000");
+    assert_string_equal(norm.recipient.phone, "01065521234");
+    assert_int_equal(norm.recipient.id_number_len, 0);
+    assert_int_equal(gw_seal_new_id(id), 0);
+    assert_int_equal(
+        gw_seal_waybill(f->cx, f->kr, &w, &norm, id, "a", "courier_a", NOW, f->a, &row), 0);
+    assert_memory_equal(row.wb_bidx, f->row.wb_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_equal(row.sender_phone_bidx, f->row.sender_phone_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_equal(row.recipient_phone_bidx, f->row.recipient_phone_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_equal(row.sender_id_bidx, f->row.sender_id_bidx, GW_RECORD_BIDX_LEN);
+}
+
+/* A ciphertext moved to another column of the record, or from the same column of another
+ * record, fails to authenticate at that column (the AAD names column and record). */
+static void test_moved_ciphertext_fails(void **state)
+{
+    struct fx *f = *state;
+    struct gw_sealed_waybill row = f->row, other;
+    struct gw_str clear[GW_COL_COUNT];
+    uint8_t id[GW_RECORD_ID_LEN];
+    int bad;
+
+    row.ct[GW_COL_SENDER_NAME] = f->row.ct[GW_COL_RECIPIENT_NAME];
+    row.ct[GW_COL_RECIPIENT_NAME] = f->row.ct[GW_COL_SENDER_NAME];
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_COL_SENDER_NAME);
+    assert_nothing_opened(clear);
+
+    assert_int_equal(gw_seal_new_id(id), 0);
+    assert_int_equal(
+        gw_seal_waybill(f->cx, f->kr, &f->w, &f->norm, id, "a", "courier_a", NOW, f->a, &other), 0);
+    row = f->row;
+    row.ct[GW_COL_SENDER_PHONE] = other.ct[GW_COL_SENDER_PHONE];
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_COL_SENDER_PHONE);
+    assert_nothing_opened(clear);
+
+    row = f->row; /* the other record's wrapped data key */
+    row.dek_wrapped = other.dek_wrapped;
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_DEK);
+}
+
+/* Changes clear column c of row to another value (into storage that outlives the call). */
+static void flip(struct gw_sealed_waybill *row, const struct gw_rec_col *c, uint8_t *scratch)
+{
+    char *p = (char *)row + c->off;
+    const char *s;
+    struct gw_bytes b;
+    int16_t i16;
+    int32_t i32;
+    int64_t i64;
+
+    switch (c->kind) {
+    case GW_REC_UUID:
+    case GW_REC_BIDX:
+    case GW_REC_MAC:
+        if (c->has_off >= 0 && !*(bool *)((char *)row + c->has_off)) {
+            *(bool *)((char *)row + c->has_off) = true; /* an absent index made present */
+            break;
+        }
+        p[3] ^= 0x01;
+        break;
+    case GW_REC_BYTES:
+        memcpy(&b, p, sizeof(b));
+        memcpy(scratch, b.p, b.n);
+        scratch[b.n - 1] ^= 0x01;
+        b.p = scratch;
+        memcpy(p, &b, sizeof(b));
+        break;
+    case GW_REC_TEXT:
+        memcpy(&s, p, sizeof(s));
+        s = s != NULL && strcmp(s, "b") == 0 ? "c" : "b";
+        memcpy(p, &s, sizeof(s));
+        break;
+    case GW_REC_DATE:
+        s = "2026-11-28";
+        memcpy(p, &s, sizeof(s));
+        break;
+    case GW_REC_I16:
+        memcpy(&i16, p, sizeof(i16));
+        i16++;
+        memcpy(p, &i16, sizeof(i16));
+        break;
+    case GW_REC_I32:
+        memcpy(&i32, p, sizeof(i32));
+        i32++;
+        memcpy(p, &i32, sizeof(i32));
+        break;
+    case GW_REC_TIME:
+        memcpy(&i64, p, sizeof(i64));
+        i64++;
+        memcpy(p, &i64, sizeof(i64));
+        break;
+    }
+}
+
+/* Every clear column of the table, changed alone, makes the record fail to open: DATA_LOSS, or
+ * for kek_version (a version this keyring does not know) GW_EPRECOND. Nothing is opened. */
+static void test_each_clear_column_flipped_fails(void **state)
+{
+    struct fx *f = *state;
+    struct gw_str clear[GW_COL_COUNT];
+    uint8_t scratch[256];
+    size_t k;
+    int bad, rc;
+
+    for (k = 0; k < GW_REC_NCOLS; k++) {
+        const struct gw_rec_col *c = &gw_rec_cols[k];
+        struct gw_sealed_waybill row = f->row;
+
+        flip(&row, c, scratch);
+        rc = open_row(f, &row, clear, &bad);
+        if (strcmp(c->name, "kek_version") == 0) {
+            assert_int_equal(rc, GW_EPRECOND);
+        } else if (rc != GW_EDATALOSS) {
+            fail_msg("column %s changed: rc=%d, expected GW_EDATALOSS", c->name, rc);
+        }
+        if (c->mac)
+            assert_true(bad != GW_SEAL_PART_NONE);
+        assert_nothing_opened(clear);
+    }
+    /* and the untouched record still opens */
+    assert_int_equal(open_row(f, &f->row, clear, &bad), 0);
+}
+
+/* Each clear column the record MAC covers is caught by the record MAC itself (not only by a
+ * ciphertext or the wrapped key that happen to depend on it). */
+static void test_record_mac_covers_each_column(void **state)
+{
+    struct fx *f = *state;
+    struct gw_str clear[GW_COL_COUNT];
+    uint8_t scratch[256];
+    size_t k, covered = 0;
+    int bad;
+
+    for (k = 0; k < GW_REC_NCOLS; k++) {
+        const struct gw_rec_col *c = &gw_rec_cols[k];
+        struct gw_sealed_waybill row = f->row;
+
+        if (!c->mac || strcmp(c->name, "id") == 0 || strcmp(c->name, "dek_version") == 0 ||
+            strcmp(c->name, "mac_version") == 0)
+            continue; /* caught earlier: the AADs bind id and dek_version; an unknown
+                       * mac_version is refused before any MAC */
+        flip(&row, c, scratch);
+        if (open_row(f, &row, clear, &bad) != GW_EDATALOSS || bad != GW_SEAL_PART_RECORD)
+            fail_msg("column %s changed: bad=%d, expected the record MAC", c->name, bad);
+        covered++;
+    }
+    assert_int_equal(covered, 14);
+}
+
+/* The v1 content MAC exactly as rows before the record MAC were written (an independent
+ * rendering of that encoding): every field's value, then five operational fields. */
+static void v1_content_mac(struct fx *f, const struct gw_sealed_waybill *row,
+                           const struct gw_str *clear, uint8_t out[GW_RECORD_MAC_LEN])
+{
+    struct gw_crypto_item items[GW_COL_COUNT + 5];
+    char weight[24], level[12];
+    size_t i;
+
+    for (i = 0; i < GW_COL_COUNT; i++) {
+        items[i].name = gw_col_field[i];
+        items[i].p = (const uint8_t *)clear[i].p;
+        items[i].n = clear[i].n;
+    }
+    snprintf(weight, sizeof(weight), "%d", (int)row->weight_grams);
+    snprintf(level, sizeof(level), "%d", (int)row->security_level);
+    items[i + 0] = (struct gw_crypto_item){"origin_branch", (const uint8_t *)row->origin_branch,
+                                           strlen(row->origin_branch)};
+    items[i + 1] = (struct gw_crypto_item){
+        "dest_region_code", (const uint8_t *)row->dest_region_code, strlen(row->dest_region_code)};
+    items[i + 2] = (struct gw_crypto_item){"weight_grams", (const uint8_t *)weight, strlen(weight)};
+    items[i + 3] = (struct gw_crypto_item){"service_type", (const uint8_t *)row->service_type,
+                                           strlen(row->service_type)};
+    items[i + 4] = (struct gw_crypto_item){"security_level", (const uint8_t *)level, strlen(level)};
+    assert_int_equal(
+        gw_crypto_content_mac(f->cx, gw_keyring_content_key(f->kr), items, GW_COL_COUNT + 5, out),
+        0);
+}
+
+/* A row written before migration 003 (mac_version 1, no record_mac) still opens; its content
+ * MAC still covers the operational fields. */
+static void test_v1_row_still_opens(void **state)
+{
+    struct fx *f = *state;
+    struct gw_sealed_waybill row = f->row;
+    struct gw_str clear[GW_COL_COUNT];
+    int bad;
+
+    assert_int_equal(open_row(f, &f->row, clear, &bad), 0);
+    row.mac_version = GW_RECORD_MAC_V1;
+    memset(row.record_mac, 0, sizeof(row.record_mac));
+    v1_content_mac(f, &row, clear, row.content_mac);
+    assert_int_equal(open_row(f, &row, clear, &bad), 0);
+    assert_field(&clear[GW_COL_WAYBILL_NO], "WG1000000042");
+
+    row.weight_grams++;
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_CONTENT);
+}
+
+/* A version 2 row relabelled as version 1 (record_mac dropped) fails: its content_mac includes
+ * the version. */
+static void test_downgrade_to_v1_fails(void **state)
+{
+    struct fx *f = *state;
+    struct gw_sealed_waybill row = f->row;
+    struct gw_str clear[GW_COL_COUNT];
+    int bad;
+
+    row.mac_version = GW_RECORD_MAC_V1;
+    memset(row.record_mac, 0, sizeof(row.record_mac));
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_CONTENT);
+    assert_nothing_opened(clear);
+}
+
+/* A record under a KEK version that was since retired: GW_EPRECOND (not DATA_LOSS: the record is
+ * whole, the key is gone), nothing opened; the current KEK's records still open. */
+static void test_retired_kek_fails_cleanly(void **state)
+{
+    struct fx *f = *state;
+    struct gw_keyring *kr2 = NULL;
+    struct gw_sealed_waybill fresh;
+    struct gw_str clear[GW_COL_COUNT];
+    uint8_t id[GW_RECORD_ID_LEN];
+    uint32_t v = 0;
+    char err[256];
+    int bad;
+
+    assert_int_equal(gw_keyring_file_rotate(f->path, &v, err, sizeof(err)), 0);
+    assert_int_equal(v, 2);
+    assert_int_equal(gw_keyring_file_retire(f->path, 1, err, sizeof(err)), 0);
+    assert_int_equal(gw_keyring_file_load(f->path, &kr2, err, sizeof(err)), 0);
+
+    assert_int_equal(gw_unseal_waybill(f->cx, kr2, &f->row, f->a, clear, &bad), GW_EPRECOND);
+    assert_int_not_equal(bad, GW_SEAL_PART_DEK); /* not reported as an altered key */
+    assert_nothing_opened(clear);
+
+    assert_int_equal(gw_seal_new_id(id), 0);
+    assert_int_equal(
+        gw_seal_waybill(f->cx, kr2, &f->w, &f->norm, id, "a", "courier_a", NOW, f->a, &fresh), 0);
+    assert_int_equal(fresh.kek_version, 2);
+    assert_int_equal(gw_unseal_waybill(f->cx, kr2, &fresh, f->a, clear, &bad), 0);
+    gw_keyring_free(kr2);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retry_same_content_mac, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_normalised_spellings_share_blind_indexes, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_moved_ciphertext_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_each_clear_column_flipped_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_record_mac_covers_each_column, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_v1_row_still_opens, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_downgrade_to_v1_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_retired_kek_fails_cleanly, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
