@@ -158,3 +158,66 @@ def test_daemon_runs_on_its_own_role(stack, record):
     assert users == ["waygate_gateway"]
     assert get(stack, w.waybill_no).id == rid
     assert stack.psql("SELECT count(*) FROM phone_sender WHERE first_record = '%s'" % rid) == ["1"]
+
+
+def column_privileges(stack):
+    return stack.psql("SELECT grantee, table_name, column_name, privilege_type "
+                      "FROM information_schema.column_privileges "
+                      "WHERE grantee IN ('waygate_gateway', 'waygate_admin') ORDER BY 1, 2, 3, 4")
+
+
+def test_roles_migration_reruns_unchanged(stack):
+    """sql/003_roles.sql run again by the owner succeeds and leaves every grant as it was."""
+    before = column_privileges(stack)
+    assert ("waygate_gateway|incident|severity|INSERT" in before
+            and "waygate_admin|waybill|dek_wrapped|UPDATE" in before), before
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "sql", "003_roles.sql")
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                        "-d", stack.pguri_owner, "-f", path],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert column_privileges(stack) == before
+
+
+def superuser_uri(stack, dbname):
+    return re.sub(r"user=[^&]*", "user=postgres",
+                  stack.pguri_owner.replace("postgresql:///waygate?", "postgresql:///%s?" % dbname))
+
+
+def test_second_database_gets_its_own_roles_and_owns_its_objects(stack):
+    """Roles are cluster-wide: a second database in the same cluster gets <db>_gateway and
+    <db>_admin, and even when a superuser runs its migrations, every object ends up the
+    database owner's. A login role made beforehand with a dangerous attribute is refused."""
+    su = superuser_uri(stack, "postgres")
+    stack.psql("CREATE ROLE wgsecond_owner LOGIN CREATEROLE", uri=su)
+    stack.psql("CREATE DATABASE wgsecond OWNER wgsecond_owner", uri=su)
+    stack.psql("CREATE DATABASE wgbad OWNER wgsecond_owner", uri=su)
+    stack.psql("CREATE ROLE wgbad_gateway LOGIN CREATEDB", uri=su)
+    try:
+        r = stack.ctl("migrate", "--db", superuser_uri(stack, "wgsecond"))
+        assert r.returncode == 0, r.stderr
+        second = superuser_uri(stack, "wgsecond")
+        owners = stack.psql("SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c "
+                            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'S')", uri=second)
+        assert owners == ["wgsecond_owner"]
+        grantees = stack.psql("SELECT DISTINCT grantee FROM information_schema.column_privileges "
+                              "WHERE table_catalog = 'wgsecond' AND grantee LIKE 'wg%' "
+                              "AND grantee <> 'wgsecond_owner' ORDER BY 1",
+                              uri=second)
+        assert grantees == ["wgsecond_admin", "wgsecond_gateway"]
+        # waygate's roles have nothing in the second database
+        r = as_role(stack.pguri_gateway.replace("///waygate?", "///wgsecond?"), "SELECT 1")
+        assert r.returncode != 0
+        assert 'FATAL:  permission denied for database "wgsecond"' in r.stderr, r.stderr
+
+        r = stack.ctl("migrate", "--db", superuser_uri(stack, "wgbad"))
+        assert r.returncode != 0
+        assert "role wgbad_gateway has SUPERUSER, CREATEROLE, CREATEDB" in r.stderr, r.stderr
+    finally:
+        for sql in ("DROP DATABASE IF EXISTS wgsecond", "DROP DATABASE IF EXISTS wgbad",
+                    "DROP ROLE IF EXISTS wgsecond_gateway", "DROP ROLE IF EXISTS wgsecond_admin",
+                    "DROP ROLE IF EXISTS wgbad_gateway", "DROP ROLE IF EXISTS wgbad_admin",
+                    "DROP ROLE IF EXISTS wgsecond_owner"):
+            stack.psql(sql, uri=su)
