@@ -476,7 +476,10 @@ static int key_index(const char *section, const char *key)
     return -1;
 }
 
-/* True when conninfo carries a password (keyword, URI user:pass@ or ?password=). */
+/* True when conninfo carries a password (keyword, URI user:pass@ or ?password=) or the client
+ * key's passphrase (sslpassword). Every other libpq keyword is accepted, among them those of
+ * TLS to a remote database (sslmode=verify-full, sslrootcert, sslcert, sslkey, sslcrl) and
+ * passfile. */
 static int conninfo_has_password(const char *conninfo, int *invalid)
 {
     PQconninfoOption *opts, *o;
@@ -491,7 +494,8 @@ static int conninfo_has_password(const char *conninfo, int *invalid)
         return 0;
     }
     for (o = opts; o->keyword != NULL; o++)
-        if (strcmp(o->keyword, "password") == 0 && o->val != NULL)
+        if ((strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0) &&
+            o->val != NULL)
             found = 1;
     PQconninfoFree(opts);
     return found;
@@ -528,8 +532,8 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
         int line = ps->seen[key_index("database", "conninfo")];
         if (conninfo_has_password(c->db_conninfo, &invalid)) {
             fail(ps, line,
-                 "[database] conninfo: must not contain a password: use a passfile (PGPASSFILE "
-                 "or ~/.pgpass)");
+                 "[database] conninfo: must not contain a password (password, sslpassword): use "
+                 "a passfile (passfile=, PGPASSFILE or ~/.pgpass) or an unencrypted client key");
             return GW_EINVAL;
         }
         if (invalid) {

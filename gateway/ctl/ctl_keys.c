@@ -1,6 +1,6 @@
 /* ctl_keys.c: `waygatectl keys init|rotate|retire|status|rewrap`: the key file's life cycle and the
- * batched re-wrapping of data keys under the newest KEK. Field ciphertexts are never touched;
- * key bytes are never printed. Blocking libpq is fine here (a CLI, not the event loop). */
+ * batched re-wrapping of data keys under the newest KEK (its SQL is in store_admin.c). Field
+ * ciphertexts are never touched; key bytes are never printed. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -8,21 +8,18 @@
 #include <string.h>
 #include <unistd.h>
 
-#include <arpa/inet.h>
-#include <libpq-fe.h>
 #include <openssl/crypto.h>
 
+#include "alloc.h"
 #include "crypto.h"
 #include "ctl.h"
 #include "keyring.h"
 #include "record.h"
+#include "store_admin.h"
 
 #define ME "waygatectl keys"
 #define BATCH_DEFAULT 500
 #define BATCH_MAX 100000
-#define OID_INT4 23
-#define OID_BYTEA 17
-#define OID_UUID 2950
 
 static void keys_usage(FILE *f)
 {
@@ -65,15 +62,16 @@ static int parse_u32(const char *s, uint32_t *v)
     return 0;
 }
 
-static PGconn *connect_db(const char *conninfo)
+static struct gw_admin *connect_db(const char *conninfo)
 {
-    PGconn *pg = PQconnectdb(conninfo);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, ME ": cannot connect to the database: %s", PQerrorMessage(pg));
-        PQfinish(pg);
+    struct gw_admin *a = NULL;
+    char err[512];
+
+    if (gw_admin_connect(conninfo, &a, err, sizeof err) != 0) {
+        fprintf(stderr, ME ": %s\n", err);
         return NULL;
     }
-    return pg;
+    return a;
 }
 
 static void uuid_str(const uint8_t id[16], char out[37])
@@ -89,19 +87,16 @@ static void uuid_str(const uint8_t id[16], char out[37])
     out[o] = 0;
 }
 
-/* SELECT count(*) ... with one int4 parameter; -1 on error (printed). */
-static long long count_where(PGconn *pg, const char *sql, uint32_t v)
+/* The number of records whose KEK version is (equal) or is not v; -1 on error (printed). */
+static long long count_kek(struct gw_admin *a, uint32_t v, bool equal)
 {
-    char vs[16];
-    const char *params[1] = {vs};
+    char err[512];
     long long n = -1;
-    snprintf(vs, sizeof vs, "%" PRIu32, v);
-    PGresult *r = PQexecParams(pg, sql, 1, NULL, params, NULL, NULL, 0);
-    if (PQresultStatus(r) != PGRES_TUPLES_OK || PQntuples(r) != 1)
-        fprintf(stderr, ME ": %s", PQerrorMessage(pg));
-    else
-        n = strtoll(PQgetvalue(r, 0, 0), NULL, 10);
-    PQclear(r);
+
+    if (gw_admin_count_kek(a, v, equal, &n, err, sizeof err) != 0) {
+        fprintf(stderr, ME ": %s\n", err);
+        return -1;
+    }
     return n;
 }
 
@@ -136,19 +131,19 @@ static int keys_status(const struct keys_opts *o, bool use_db)
 {
     char err[512];
     struct gw_keyring *kr = NULL;
-    PGconn *pg = NULL;
-    PGresult *r = NULL;
+    struct gw_admin *a = NULL;
+    struct gw_admin_kek_count *counts = NULL;
+    size_t ncounts = 0;
     int rc = GW_CTL_FAIL;
     if (gw_keyring_file_load(o->keyring, &kr, err, sizeof err) != 0) {
         fprintf(stderr, ME ": %s\n", err);
         return GW_CTL_FAIL;
     }
     if (use_db) {
-        if (!(pg = connect_db(o->db)))
+        if (!(a = connect_db(o->db)))
             goto out;
-        r = PQexec(pg, "SELECT kek_version, count(*) FROM waybill GROUP BY 1 ORDER BY 1");
-        if (PQresultStatus(r) != PGRES_TUPLES_OK) {
-            fprintf(stderr, ME ": %s", PQerrorMessage(pg));
+        if (gw_admin_kek_counts(a, &counts, &ncounts, err, sizeof err) != 0) {
+            fprintf(stderr, ME ": %s\n", err);
             goto out;
         }
     }
@@ -159,11 +154,11 @@ static int keys_status(const struct keys_opts *o, bool use_db)
         char line[160];
         size_t n = (size_t)snprintf(line, sizeof line, "  kek %-6" PRIu32 " %-7s", k.version,
                                     k.active ? "active" : "retired");
-        if (r) {
+        if (use_db) {
             long long cnt = 0;
-            for (int j = 0; j < PQntuples(r); j++)
-                if (strtoul(PQgetvalue(r, j, 0), NULL, 10) == k.version)
-                    cnt = strtoll(PQgetvalue(r, j, 1), NULL, 10);
+            for (size_t j = 0; j < ncounts; j++)
+                if (counts[j].version == k.version)
+                    cnt = counts[j].records;
             n += (size_t)snprintf(line + n, sizeof line - n, "  %lld records", cnt);
         }
         if (k.version == gw_keyring_current(kr))
@@ -172,20 +167,20 @@ static int keys_status(const struct keys_opts *o, bool use_db)
             line[--n] = 0;
         puts(line);
     }
-    if (r) /* versions in the database that the keyring does not know */
-        for (int j = 0; j < PQntuples(r); j++) {
-            unsigned long v = strtoul(PQgetvalue(r, j, 0), NULL, 10);
-            bool known = false;
-            for (size_t i = 0; i < gw_keyring_kek_count(kr); i++)
-                known |= gw_keyring_kek_at(kr, i).version == v;
-            if (!known)
-                printf("  kek %-6lu unknown  %s records (not in this keyring!)\n", v,
-                       PQgetvalue(r, j, 1));
-        }
+    /* versions in the database that the keyring does not know */
+    for (size_t j = 0; j < ncounts; j++) {
+        uint32_t v = counts[j].version;
+        bool known = false;
+        for (size_t i = 0; i < gw_keyring_kek_count(kr); i++)
+            known |= gw_keyring_kek_at(kr, i).version == v;
+        if (!known)
+            printf("  kek %-6" PRIu32 " unknown  %lld records (not in this keyring!)\n", v,
+                   counts[j].records);
+    }
     rc = GW_CTL_OK;
 out:
-    PQclear(r);
-    PQfinish(pg);
+    gw_free(counts);
+    gw_admin_free(a);
     gw_keyring_free(kr);
     return rc;
 }
@@ -214,12 +209,11 @@ static int keys_retire(const struct keys_opts *o)
         return GW_CTL_FAIL;
     }
     if (o->db) {
-        PGconn *pg = connect_db(o->db);
-        if (!pg)
+        struct gw_admin *a = connect_db(o->db);
+        if (!a)
             return GW_CTL_FAIL;
-        long long n =
-            count_where(pg, "SELECT count(*) FROM waybill WHERE kek_version = $1", o->version);
-        PQfinish(pg);
+        long long n = count_kek(a, o->version, true);
+        gw_admin_free(a);
         if (n < 0)
             return GW_CTL_FAIL;
         if (n > 0) {
@@ -256,122 +250,46 @@ static void progress(bool tty, long long done, long long total)
 }
 
 struct rewrap {
-    PGconn *pg;
     const struct gw_keyring *kr;
     struct gw_crypto *cx;
     uint32_t newest;
-    long batch;
-    bool tty;           /* a progress bar is on stderr: end its line before a message */
-    uint8_t cursor[16]; /* the last id seen in this pass */
-    bool have_cursor;
-    long long done, failed;
+    bool tty; /* a progress bar is on stderr: end its line before a message */
 };
 
-/* One batch in one transaction. Rows after the cursor (by id) are taken; failed rows are
- * counted and skipped (the cursor moves past them). Returns the rows seen, or -1 on a database
- * error. */
-static long rewrap_batch(struct rewrap *rw)
+/* Re-wraps one record's data key under the newest KEK; a failure is printed (the record's id,
+ * never key bytes) and the record left as it is. */
+static int rewrap_one_cb(void *arg, const uint8_t id[16], uint32_t old, const uint8_t *w, size_t wl,
+                         uint8_t *out)
 {
-    PGconn *pg = rw->pg;
-    uint8_t *cursor = rw->cursor;
-    bool *have_cursor = &rw->have_cursor;
-    const char *nl = rw->tty ? "\n" : "";
-    char vs[16], ls[24];
-    uint8_t dek[GW_CRYPTO_DEK_LEN], wrapped[GW_CRYPTO_WRAPPED_DEK_LEN];
-    long seen = -1, updated = 0; /* counted into rw->done only once the batch commits */
-    PGresult *r = NULL;
-    snprintf(vs, sizeof vs, "%" PRIu32, rw->newest);
-    snprintf(ls, sizeof ls, "%ld", rw->batch);
+    const struct rewrap *rw = arg;
+    uint8_t dek[GW_CRYPTO_DEK_LEN];
+    char idtxt[37];
+    int crc;
 
-    r = PQexec(pg, "BEGIN");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        goto dberr;
-    PQclear(r);
-    {
-        const char *params[3] = {vs, ls, (const char *)cursor};
-        int lens[3] = {0, 0, 16}, fmts[3] = {0, 0, 1};
-        Oid types[3] = {OID_INT4, OID_INT4, OID_UUID};
-        r = PQexecParams(pg,
-                         *have_cursor
-                             ? "SELECT id, kek_version, dek_wrapped FROM waybill WHERE "
-                               "kek_version <> $1 AND id > $3 ORDER BY id LIMIT $2 "
-                               "FOR UPDATE SKIP LOCKED"
-                             : "SELECT id, kek_version, dek_wrapped FROM waybill WHERE "
-                               "kek_version <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-                         *have_cursor ? 3 : 2, types, params, lens, fmts, 1);
-    }
-    if (PQresultStatus(r) != PGRES_TUPLES_OK)
-        goto dberr;
-    int n = PQntuples(r);
-    for (int i = 0; i < n; i++) {
-        const uint8_t *id = (const uint8_t *)PQgetvalue(r, i, 0);
-        const uint8_t *vb = (const uint8_t *)PQgetvalue(r, i, 1);
-        const uint8_t *w = (const uint8_t *)PQgetvalue(r, i, 2);
-        size_t wl = (size_t)PQgetlength(r, i, 2);
-        char idtxt[37];
-        if (PQgetlength(r, i, 0) != 16 || PQgetlength(r, i, 1) != 4) {
-            fprintf(stderr, "%s" ME ": unexpected column types in table waybill\n", nl);
-            goto fail;
-        }
-        memcpy(cursor, id, 16);
-        *have_cursor = true;
+    crc = gw_keyring_unwrap(rw->kr, rw->cx, old, GW_RECORD_TABLE, id, w, wl, dek);
+    if (crc == 0)
+        crc = gw_keyring_wrap(rw->kr, rw->cx, rw->newest, GW_RECORD_TABLE, id, dek, out);
+    OPENSSL_cleanse(dek, sizeof dek);
+    if (crc != 0) {
         uuid_str(id, idtxt);
-        uint32_t old =
-            ((uint32_t)vb[0] << 24) | ((uint32_t)vb[1] << 16) | ((uint32_t)vb[2] << 8) | vb[3];
-        int crc = gw_keyring_unwrap(rw->kr, rw->cx, old, GW_RECORD_TABLE, id, w, wl, dek);
-        if (crc == 0)
-            crc = gw_keyring_wrap(rw->kr, rw->cx, rw->newest, GW_RECORD_TABLE, id, dek, wrapped);
-        OPENSSL_cleanse(dek, sizeof dek);
-        if (crc != 0) {
-            fprintf(stderr, "%s" ME ": record %s (KEK version %" PRIu32 "): %s\n", nl, idtxt, old,
-                    crc == GW_EDATALOSS  ? "wrapped data key does not authenticate"
-                    : crc == GW_EPRECOND ? "KEK version unknown or retired in this keyring"
-                                         : gw_err_str(crc));
-            rw->failed++;
-            continue;
-        }
-        uint32_t nv = htonl(rw->newest), ov = htonl(old);
-        const char *up[4] = {(const char *)wrapped, (const char *)&nv, (const char *)id,
-                             (const char *)&ov};
-        int ul[4] = {GW_CRYPTO_WRAPPED_DEK_LEN, 4, 16, 4}, uf[4] = {1, 1, 1, 1};
-        Oid ut[4] = {OID_BYTEA, OID_INT4, OID_UUID, OID_INT4};
-        PGresult *u = PQexecParams(pg,
-                                   "UPDATE waybill SET dek_wrapped = $1, kek_version = $2 "
-                                   "WHERE id = $3 AND kek_version = $4",
-                                   4, ut, up, ul, uf, 0);
-        if (PQresultStatus(u) != PGRES_COMMAND_OK) {
-            PQclear(u);
-            goto dberr;
-        }
-        if (strcmp(PQcmdTuples(u), "1") == 0)
-            updated++;
-        PQclear(u);
+        fprintf(stderr, "%s" ME ": record %s (KEK version %" PRIu32 "): %s\n", rw->tty ? "\n" : "",
+                idtxt, old,
+                crc == GW_EDATALOSS  ? "wrapped data key does not authenticate"
+                : crc == GW_EPRECOND ? "KEK version unknown or retired in this keyring"
+                                     : gw_err_str(crc));
     }
-    PQclear(r);
-    r = PQexec(pg, "COMMIT");
-    if (PQresultStatus(r) != PGRES_COMMAND_OK)
-        goto dberr;
-    seen = n;
-    rw->done += updated;
-    goto out;
-dberr:
-    fprintf(stderr, "%s" ME ": database: %s", nl, PQerrorMessage(pg));
-fail:
-    PQclear(r);
-    r = PQexec(pg, "ROLLBACK");
-out:
-    PQclear(r);
-    OPENSSL_cleanse(wrapped, sizeof wrapped);
-    return seen;
+    return crc;
 }
 
 static int keys_rewrap(const struct keys_opts *o)
 {
     char err[512];
     struct gw_keyring *kr = NULL;
-    struct rewrap rw = {.batch = o->batch, .tty = isatty(STDERR_FILENO) == 1};
+    struct gw_admin *a = NULL;
+    struct rewrap rw = {.tty = isatty(STDERR_FILENO) == 1};
+    struct gw_admin_rewrap b = {.limit = o->batch};
     int rc = GW_CTL_FAIL;
-    long long total, left = 0;
+    long long total, left = 0, done = 0, failed = 0;
 
     if (gw_keyring_file_load(o->keyring, &kr, err, sizeof err) != 0) {
         fprintf(stderr, ME ": %s\n", err);
@@ -379,36 +297,39 @@ static int keys_rewrap(const struct keys_opts *o)
     }
     rw.kr = kr;
     rw.newest = gw_keyring_current(kr);
+    b.target = rw.newest;
     if (!(rw.cx = gw_crypto_new())) {
         fprintf(stderr, ME ": cannot set up the cryptographic library\n");
         goto out;
     }
-    if (!(rw.pg = connect_db(o->db)))
+    if (!(a = connect_db(o->db)))
         goto out;
-    total = count_where(rw.pg, "SELECT count(*) FROM waybill WHERE kek_version <> $1", rw.newest);
+    total = count_kek(a, rw.newest, false);
     if (total < 0)
         goto out;
     progress(rw.tty, 0, total);
     /* Passes over the table in id order; another pass picks up rows that were locked by a
      * concurrent writer (left over but not failed), until a pass changes nothing. */
     for (int pass = 0; pass < 100; pass++) {
-        long long before = rw.done;
-        memset(rw.cursor, 0, sizeof rw.cursor);
-        rw.have_cursor = false;
-        rw.failed = 0;
+        long long before = done;
+        memset(b.cursor, 0, sizeof b.cursor);
+        b.have_cursor = false;
+        failed = 0;
         for (;;) {
-            long seen = rewrap_batch(&rw);
-            if (seen < 0)
+            if (gw_admin_rewrap_batch(a, &b, rewrap_one_cb, &rw, err, sizeof err) != 0) {
+                fprintf(stderr, "%s" ME ": database: %s\n", rw.tty ? "\n" : "", err);
                 goto out;
-            progress(rw.tty, rw.done, total);
-            if (seen == 0)
+            }
+            done += b.updated;
+            failed += b.failed;
+            progress(rw.tty, done, total);
+            if (b.seen == 0)
                 break;
         }
-        left =
-            count_where(rw.pg, "SELECT count(*) FROM waybill WHERE kek_version <> $1", rw.newest);
+        left = count_kek(a, rw.newest, false);
         if (left < 0)
             goto out;
-        if (left <= rw.failed || rw.done == before)
+        if (left <= failed || done == before)
             break;
     }
     if (rw.tty)
@@ -416,11 +337,11 @@ static int keys_rewrap(const struct keys_opts *o)
     fprintf(stderr,
             "rewrap: %lld data keys re-wrapped under KEK version %" PRIu32
             ", %lld failed, %lld records left on older versions%s\n",
-            rw.done, rw.newest, rw.failed, left,
-            left > rw.failed ? " (locked by other transactions: run rewrap again)" : "");
-    rc = (rw.failed == 0 && left == 0) ? GW_CTL_OK : GW_CTL_FAIL;
+            done, rw.newest, failed, left,
+            left > failed ? " (locked by other transactions: run rewrap again)" : "");
+    rc = (failed == 0 && left == 0) ? GW_CTL_OK : GW_CTL_FAIL;
 out:
-    PQfinish(rw.pg);
+    gw_admin_free(a);
     gw_crypto_free(rw.cx);
     gw_keyring_free(kr);
     return rc;

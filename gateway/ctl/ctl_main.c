@@ -18,7 +18,8 @@ static int cmd_help(int argc, char **argv);
 static const struct ctl_cmd commands[] = {
     {"help", cmd_help, "list the commands"},
     {"keys", gw_ctl_keys, "keyring: init, rotate, retire, status, rewrap data keys"},
-    {"migrate", gw_ctl_migrate, "apply the schema migrations (--db CONNINFO or $WAYGATE_PGURI)"},
+    {"migrate", gw_ctl_migrate,
+     "apply the schema migrations as the owner (--db or $WAYGATE_PGURI_OWNER)"},
     {"segments", gw_ctl_segments, "issue and list waybill-number segments of branches (Art. 18)"},
     {"suspicious", gw_ctl_suspicious,
      "list phone numbers used by different senders (part 12 Art. 7)"},

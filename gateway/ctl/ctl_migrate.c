@@ -1,5 +1,6 @@
 /* ctl_migrate.c: `waygatectl migrate`: applies the embedded migrations to the database named by
- * --db or $WAYGATE_PGURI, printing each one applied. The connection string is never printed
+ * --db, $WAYGATE_PGURI_OWNER or $WAYGATE_PGURI (as the database's owner: the objects it creates
+ * are the owner's), printing each one applied. The connection string is never printed
  * (it may name a passfile or a host the operator does not want in logs). */
 #include <getopt.h>
 #include <stdio.h>
@@ -11,7 +12,8 @@
 static void migrate_usage(FILE *f)
 {
     fprintf(f, "usage: waygatectl migrate [--db CONNINFO]\n"
-               "  --db CONNINFO  libpq connection string or URI (default: $WAYGATE_PGURI);\n"
+               "  --db CONNINFO  libpq connection string or URI, as the database's owner\n"
+               "                 (default: $WAYGATE_PGURI_OWNER, else $WAYGATE_PGURI);\n"
                "                 put the password in a passfile, never in CONNINFO\n");
 }
 
@@ -54,11 +56,14 @@ int gw_ctl_migrate(int argc, char **argv)
         migrate_usage(stderr);
         return GW_CTL_USAGE;
     }
-    if (conninfo == NULL)
-        conninfo = getenv("WAYGATE_PGURI");
+    if (conninfo == NULL) {
+        conninfo = getenv("WAYGATE_PGURI_OWNER");
+        if (conninfo == NULL || conninfo[0] == '\0')
+            conninfo = getenv("WAYGATE_PGURI");
+    }
     if (conninfo == NULL || conninfo[0] == '\0') {
         fprintf(stderr, "waygatectl migrate: no database: give --db CONNINFO or set "
-                        "WAYGATE_PGURI\n");
+                        "WAYGATE_PGURI_OWNER\n");
         return GW_CTL_USAGE;
     }
 

@@ -3,14 +3,14 @@
  * on prefix and range), so two administrators racing cannot issue one number twice. */
 #include <getopt.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
-#include <libpq-fe.h>
-
 #include "ctl.h"
+#include "store_admin.h"
 #include "waybillno.h"
 
 static void segments_usage(FILE *f)
@@ -25,9 +25,10 @@ static void segments_usage(FILE *f)
             "  CONNINFO defaults to $WAYGATE_PGURI.\n");
 }
 
-static PGconn *connect_db(const char *conninfo)
+static struct gw_admin *connect_db(const char *conninfo)
 {
-    PGconn *pg;
+    struct gw_admin *a = NULL;
+    char err[512];
 
     if (conninfo == NULL)
         conninfo = getenv("WAYGATE_PGURI");
@@ -36,14 +37,11 @@ static PGconn *connect_db(const char *conninfo)
                 "waygatectl segments: no database: give --db CONNINFO or set WAYGATE_PGURI\n");
         return NULL;
     }
-    pg = PQconnectdb(conninfo);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "waygatectl segments: cannot connect to the database: %s",
-                PQerrorMessage(pg));
-        PQfinish(pg);
+    if (gw_admin_connect(conninfo, &a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "waygatectl segments: %s\n", err);
         return NULL;
     }
-    return pg;
+    return a;
 }
 
 /* A --from/--to value: either digits only, or a whole waybill number whose prefix is returned. */
@@ -85,14 +83,12 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
                           const char *by)
 {
     char prefix[GW_WAYBILLNO_PREFIX_MAX + 1] = "", p2[GW_WAYBILLNO_PREFIX_MAX + 1] = "";
-    char from_txt[24], to_txt[24], text[64];
+    char text[64], err[512];
     enum gw_rule rule = GW_RULE_NONE;
-    long long from = 0, to = 0;
+    long long from = 0, to = 0, id = 0;
     int64_t f64, t64;
-    int hp1 = 0, hp2 = 0, rc = GW_CTL_FAIL;
-    const char *values[5];
-    PGconn *pg = NULL;
-    PGresult *res = NULL;
+    int hp1 = 0, hp2 = 0, rc;
+    struct gw_admin *a;
     size_t i;
 
     if (branch == NULL || branch[0] == '\0' || strlen(branch) > 31) {
@@ -151,74 +147,62 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
                 GW_WAYBILLNO_DIGITS_MAX);
         return GW_CTL_USAGE;
     }
-    pg = connect_db(conninfo);
-    if (pg == NULL)
+    a = connect_db(conninfo);
+    if (a == NULL)
         return GW_CTL_FAIL;
-    snprintf(from_txt, sizeof(from_txt), "%lld", from);
-    snprintf(to_txt, sizeof(to_txt), "%lld", to);
-    values[0] = branch;
-    values[1] = prefix;
-    values[2] = from_txt;
-    values[3] = to_txt;
-    values[4] = by != NULL ? by : default_issuer();
-    res = PQexecParams(pg,
-                       "INSERT INTO segment (branch, prefix, range_from, range_to, issued_by) "
-                       "VALUES ($1, $2, $3::bigint, $4::bigint, $5) RETURNING id",
-                       5, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
-        if (state != NULL && strcmp(state, "23P01") == 0)
-            fprintf(stderr,
-                    "waygatectl segments issue: %s overlaps a segment already issued "
-                    "(Art. 18: a number belongs to one branch only); nothing issued\n",
-                    text);
-        else
-            fprintf(stderr, "waygatectl segments issue: the database refused: %s",
-                    PQresultErrorMessage(res));
-        goto out;
+    rc = gw_admin_segment_issue(a, branch, prefix, from, to, by != NULL ? by : default_issuer(),
+                                &id, err, sizeof(err));
+    gw_admin_free(a);
+    if (rc == GW_EEXIST) {
+        fprintf(stderr,
+                "waygatectl segments issue: %s overlaps a segment already issued "
+                "(Art. 18: a number belongs to one branch only); nothing issued\n",
+                text);
+        return GW_CTL_FAIL;
     }
-    printf("issued segment %s to branch %s (id %s)\n", text, branch, PQgetvalue(res, 0, 0));
-    rc = GW_CTL_OK;
-out:
-    PQclear(res);
-    PQfinish(pg);
-    return rc;
+    if (rc != 0) {
+        fprintf(stderr, "waygatectl segments issue: the database refused: %s\n", err);
+        return GW_CTL_FAIL;
+    }
+    printf("issued segment %s to branch %s (id %lld)\n", text, branch, id);
+    return GW_CTL_OK;
+}
+
+static void list_header(bool *printed)
+{
+    if (!*printed)
+        printf("%-6s %-12s %-32s %-20s %s\n", "id", "branch", "segment", "issued_at", "issued_by");
+    *printed = true;
+}
+
+static void list_row_cb(void *arg, const struct gw_admin_segment *seg)
+{
+    char text[64];
+
+    list_header(arg);
+    if (gw_segment_format(seg->prefix, seg->range_from, seg->range_to, text, sizeof(text)) != 0)
+        snprintf(text, sizeof(text), "(malformed row)");
+    printf("%-6lld %-12s %-32s %-20s %s\n", seg->id, seg->branch, text, seg->issued_at,
+           seg->issued_by);
 }
 
 static int segments_list(const char *conninfo, const char *branch)
 {
-    const char *values[1] = {branch};
-    PGconn *pg = connect_db(conninfo);
-    PGresult *res;
-    char text[64];
-    int i, rc = GW_CTL_FAIL;
+    struct gw_admin *a = connect_db(conninfo);
+    bool header = false;
+    char err[512];
+    int rc;
 
-    if (pg == NULL)
+    if (a == NULL)
         return GW_CTL_FAIL;
-    res = PQexecParams(pg,
-                       "SELECT id, branch, prefix, range_from, range_to, issued_by, "
-                       "to_char(issued_at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
-                       "FROM segment WHERE $1::text IS NULL OR branch = $1 "
-                       "ORDER BY prefix, range_from",
-                       1, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        fprintf(stderr, "waygatectl segments list: the database refused: %s",
-                PQresultErrorMessage(res));
-        goto out;
+    rc = gw_admin_segment_list(a, branch, list_row_cb, &header, err, sizeof(err));
+    gw_admin_free(a);
+    if (rc != 0) {
+        fprintf(stderr, "waygatectl segments list: the database refused: %s\n", err);
+        return GW_CTL_FAIL;
     }
-    printf("%-6s %-12s %-32s %-20s %s\n", "id", "branch", "segment", "issued_at", "issued_by");
-    for (i = 0; i < PQntuples(res); i++) {
-        if (gw_segment_format(PQgetvalue(res, i, 2), strtoll(PQgetvalue(res, i, 3), NULL, 10),
-                              strtoll(PQgetvalue(res, i, 4), NULL, 10), text, sizeof(text)) != 0)
-            snprintf(text, sizeof(text), "(malformed row)");
-        printf("%-6s %-12s %-32s %-20s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1), text,
-               PQgetvalue(res, i, 6), PQgetvalue(res, i, 5));
-    }
-    rc = GW_CTL_OK;
-out:
-    PQclear(res);
-    PQfinish(pg);
-    return rc;
+    list_header(&header);
+    return GW_CTL_OK;
 }
 
 int gw_ctl_segments(int argc, char **argv)

@@ -7,13 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include <libpq-fe.h>
-
 #include "ctl.h"
-
-#define BIDX_HEX_SHOWN 12 /* hex digits of the phone's blind index shown: enough to tell apart */
-#define STR_(x) #x
-#define STR(x) STR_(x)
+#include "store_admin.h"
 
 static void suspicious_usage(FILE *f)
 {
@@ -25,12 +20,22 @@ static void suspicious_usage(FILE *f)
            "  No clear value is stored or shown. CONNINFO defaults to $WAYGATE_PGURI.\n");
 }
 
-static int suspicious_list(const char *conninfo, const char *limit)
+static void row_cb(void *arg, const struct gw_admin_suspect *s)
 {
-    const char *values[1] = {limit};
-    PGconn *pg = NULL;
-    PGresult *res = NULL;
-    int i, rc = GW_CTL_FAIL;
+    size_t *n = arg;
+
+    if ((*n)++ == 0)
+        printf("%-*s %-7s %-20s %s\n", GW_ADMIN_BIDX_HEX_SHOWN + 3, "phone_bidx", "senders",
+               "flagged_at", "records");
+    printf("%s... %-7lld %-20s %s\n", s->phone_bidx, s->senders, s->flagged_at, s->records);
+}
+
+static int suspicious_list(const char *conninfo, long limit)
+{
+    struct gw_admin *a = NULL;
+    char err[512];
+    size_t n = 0;
+    int rc;
 
     if (conninfo == NULL)
         conninfo = getenv("WAYGATE_PGURI");
@@ -39,44 +44,21 @@ static int suspicious_list(const char *conninfo, const char *limit)
                 "waygatectl suspicious: no database: give --db CONNINFO or set WAYGATE_PGURI\n");
         return GW_CTL_USAGE;
     }
-    pg = PQconnectdb(conninfo);
-    if (PQstatus(pg) != CONNECTION_OK) {
-        fprintf(stderr, "waygatectl suspicious: cannot connect to the database: %s",
-                PQerrorMessage(pg));
-        goto out;
+    if (gw_admin_connect(conninfo, &a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "waygatectl suspicious: %s\n", err);
+        return GW_CTL_FAIL;
     }
-    res = PQexecParams(
-        pg,
-        "SELECT substr(encode(o.phone_bidx, 'hex'), 1, " STR(
-            BIDX_HEX_SHOWN) "), o.senders, "
-                            "       to_char(o.flagged_at AT TIME ZONE 'UTC', "
-                            "'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), "
-                            "       string_agg(s.first_record::text, ',' ORDER BY s.first_seen, "
-                            "s.first_record) "
-                            "FROM phone_owner o JOIN phone_sender s ON s.phone_bidx = o.phone_bidx "
-                            "WHERE o.suspicious "
-                            "GROUP BY o.phone_bidx, o.senders, o.flagged_at "
-                            "ORDER BY o.flagged_at DESC, o.phone_bidx "
-                            "LIMIT $1::bigint",
-        1, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+    rc = gw_admin_suspicious_list(a, limit, row_cb, &n, err, sizeof(err));
+    gw_admin_free(a);
+    if (rc != 0) {
         /* the server's message may quote the --limit value only; no PII reaches this query */
-        fprintf(stderr, "waygatectl suspicious list: the database refused: %s",
-                PQresultErrorMessage(res));
-        goto out;
+        fprintf(stderr, "waygatectl suspicious list: the database refused: %s\n", err);
+        return GW_CTL_FAIL;
     }
-    printf("%-*s %-7s %-20s %s\n", BIDX_HEX_SHOWN + 3, "phone_bidx", "senders", "flagged_at",
-           "records");
-    for (i = 0; i < PQntuples(res); i++)
-        printf("%s... %-7s %-20s %s\n", PQgetvalue(res, i, 0), PQgetvalue(res, i, 1),
-               PQgetvalue(res, i, 2), PQgetvalue(res, i, 3));
-    if (PQntuples(res) == 0)
-        printf("(no suspicious phone numbers)\n");
-    rc = GW_CTL_OK;
-out:
-    PQclear(res);
-    PQfinish(pg);
-    return rc;
+    if (n == 0)
+        printf("%-*s %-7s %-20s %s\n(no suspicious phone numbers)\n", GW_ADMIN_BIDX_HEX_SHOWN + 3,
+               "phone_bidx", "senders", "flagged_at", "records");
+    return GW_CTL_OK;
 }
 
 int gw_ctl_suspicious(int argc, char **argv)
@@ -88,6 +70,7 @@ int gw_ctl_suspicious(int argc, char **argv)
         {NULL, 0, NULL, 0},
     };
     const char *db = NULL, *limit = NULL, *verb;
+    long limit_n = 0;
     char *end;
     int c;
 
@@ -123,9 +106,10 @@ int gw_ctl_suspicious(int argc, char **argv)
             fprintf(stderr, "waygatectl suspicious: --limit must be between 1 and 1000000\n");
             return GW_CTL_USAGE;
         }
+        limit_n = v;
     }
     if (strcmp(verb, "list") == 0)
-        return suspicious_list(db, limit);
+        return suspicious_list(db, limit_n);
     fprintf(stderr, "waygatectl suspicious: unknown action '%s' (list)\n", verb);
     suspicious_usage(stderr);
     return GW_CTL_USAGE;

@@ -10,7 +10,7 @@
 # DIR is a dev stack (deploy/devstack up DIR; its DIR/env is read). Without DIR a throw-away stack
 # is started under a temporary directory and removed afterwards (needs a build: WAYGATE_BUILD,
 # default ./build); WAYGATE_BENCH_DIR stands for DIR when none is given. With --baseline-only and
-# no DIR, WAYGATE_PGURI must name a database.
+# no DIR, WAYGATE_PGURI_OWNER (or WAYGATE_PGURI) must name a database as its owner.
 #
 # What runs, all against the same PostgreSQL:
 #   (a1) pgbench, 16 clients, one row per transaction, into bench_baseline: a table created
@@ -99,8 +99,9 @@ if [[ -n $DIR ]]; then
     # shellcheck disable=SC1091
     . "$DIR/env"
 fi
-PGURI=${WAYGATE_PGURI:-}
-[[ -n $PGURI ]] || die "no database: give a dev stack DIR or set WAYGATE_PGURI"
+# The schema's owner when the stack names it (the baseline creates a table); else WAYGATE_PGURI.
+PGURI=${WAYGATE_PGURI_OWNER:-${WAYGATE_PGURI:-}}
+[[ -n $PGURI ]] || die "no database: give a dev stack DIR or set WAYGATE_PGURI_OWNER"
 # The cluster's superuser on the same socket, for CHECKPOINT between runs (optional).
 ADMIN_URI=$(sed -E 's/([?&])user=[^&]*/\1user=postgres/' <<<"$PGURI")
 PSQL=("$PGBIN/psql" -X -q -v ON_ERROR_STOP=1 -d "$PGURI")

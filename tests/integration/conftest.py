@@ -34,7 +34,9 @@ class Stack:
         self.env = env
         self.addr = env["WAYGATE_ADDR"]
         self.ca = env["WAYGATE_CA"]
-        self.pguri = env["WAYGATE_PGURI"]
+        self.pguri = env["WAYGATE_PGURI"]                  # waygatectl's role (waygate_admin)
+        self.pguri_gateway = env["WAYGATE_PGURI_GATEWAY"]  # waygated's role (waygate_gateway)
+        self.pguri_owner = env["WAYGATE_PGURI_OWNER"]      # the schema's owner (waygate)
         self.log_path = env["WAYGATE_LOG"]
         self.pb = waygate_proto.load()
         self._channels = []
@@ -67,11 +69,12 @@ class Stack:
         assert r.returncode == 0, "devstack %s failed:\n%s%s" % (cmd, r.stdout, r.stderr)
         return r.stdout
 
-    def psql(self, sql, timeout=30):
-        """Runs SQL with psql against the stack's database (role waygate, the schema's owner);
-        returns the output lines (unaligned, tuples only, fields separated by '|')."""
+    def psql(self, sql, timeout=30, uri=None):
+        """Runs SQL with psql against the stack's database, by default as the schema's owner (to
+        inspect or tamper: the gateway's and the CLI's roles may not); returns the output lines
+        (unaligned, tuples only, fields separated by '|')."""
         r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
-                            "-v", "ON_ERROR_STOP=1", "-d", self.pguri, "-c", sql],
+                            "-v", "ON_ERROR_STOP=1", "-d", uri or self.pguri_owner, "-c", sql],
                            capture_output=True, text=True, timeout=timeout)
         assert r.returncode == 0, "psql failed: %s" % r.stderr
         return r.stdout.splitlines()

@@ -734,7 +734,7 @@ def test_keys_rotate_rewrap_retire_all_records_readable(stack):
 
 def test_pg_dump_holds_no_clear_value(stack):
     assert len(SEEDED) >= 10, "too few seeded values: %d" % len(SEEDED)
-    r = subprocess.run([os.path.join(PGBIN, "pg_dump"), "-d", stack.pguri], capture_output=True,
+    r = subprocess.run([os.path.join(PGBIN, "pg_dump"), "-d", stack.pguri_owner], capture_output=True,
                        timeout=120)
     assert r.returncode == 0, r.stderr.decode(errors="replace")
     dump = r.stdout.decode("utf-8")

@@ -103,6 +103,29 @@ static void test_defaults(void **state)
     gw_config_clear(&c);
 }
 
+/* TLS to a database on another host: the libpq keywords for it are accepted and kept as given. */
+static void test_remote_tls_conninfo(void **state)
+{
+    struct gw_config c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(gw_config_load(data("remote_tls.conf"), &c, err, sizeof(err)), 0);
+    assert_string_equal(
+        c.db_conninfo,
+        "postgresql://waygate_gateway@db.example.net:5432/"
+        "waygate?sslmode=verify-full&sslrootcert=/etc/waygate/pg-ca.crt&sslcert=/"
+        "etc/waygate/pg.crt&sslkey=/etc/waygate/pg.key&passfile=/etc/waygate/pgpass");
+    gw_config_clear(&c);
+    assert_int_equal(gw_config_load(data("remote_tls_keywords.conf"), &c, err, sizeof(err)), 0);
+    assert_string_equal(c.db_conninfo, "host=db.example.net port=5432 dbname=waygate "
+                                       "user=waygate_gateway sslmode=verify-full "
+                                       "sslrootcert=/etc/waygate/pg-ca.crt "
+                                       "sslcert=/etc/waygate/pg.crt sslkey=/etc/waygate/pg.key "
+                                       "sslcrl=/etc/waygate/pg.crl passfile=/etc/waygate/pgpass");
+    gw_config_clear(&c);
+}
+
 struct bad {
     const char *file;
     int line;          /* 0: the message has no line (file-level) */
@@ -131,6 +154,7 @@ static const struct bad bads[] = {
     {"bad_password.conf", 8, "[database] conninfo", "use a passfile"},
     {"bad_password_uri.conf", 8, "[database] conninfo", "use a passfile"},
     {"bad_password_query.conf", 8, "[database] conninfo", "use a passfile"},
+    {"bad_sslpassword.conf", 8, "[database] conninfo", "must not contain a password"},
     {"bad_conninfo.conf", 8, "[database] conninfo", "not a valid libpq connection string"},
 };
 
@@ -260,9 +284,13 @@ static void test_hostport(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_good),      cmocka_unit_test(test_defaults),
-        cmocka_unit_test(test_bad_files), cmocka_unit_test(test_long_line),
-        cmocka_unit_test(test_no_file),   cmocka_unit_test(test_alloc_failures),
+        cmocka_unit_test(test_good),
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_remote_tls_conninfo),
+        cmocka_unit_test(test_bad_files),
+        cmocka_unit_test(test_long_line),
+        cmocka_unit_test(test_no_file),
+        cmocka_unit_test(test_alloc_failures),
         cmocka_unit_test(test_hostport),
     };
     return cmocka_run_group_tests(tests, setup, NULL);

@@ -1,0 +1,109 @@
+/* store_admin.h: the administrative statements of waygatectl on one blocking libpq connection,
+ * as the database's admin role (sql/003_roles.sql): waybill-number segments, the KEK versions
+ * of the data keys and their re-wrapping, the suspicious-customer register. For the CLI only,
+ * never the daemon (its loop must not block). Messages in errbuf are one line and never hold a
+ * record's field value (no statement here carries one). */
+#ifndef GW_STORE_ADMIN_H
+#define GW_STORE_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct gw_admin;
+
+/* Connects (application_name waygatectl). Returns 0 with *out (freed with gw_admin_free);
+ * GW_EINVAL (no conninfo), GW_EUNAVAIL (cannot connect) or GW_ENOMEM, with a message. */
+int gw_admin_connect(const char *conninfo, struct gw_admin **out, char *errbuf,
+                     size_t errlen) GW_MUST_CHECK;
+
+/* Closes the connection (rolling back an open transaction). NULL-safe. */
+void gw_admin_free(struct gw_admin *a);
+
+/* ---- segments (Art. 18) ---- */
+
+/* Issues [from, to] under prefix to branch, recorded as issued by `by`. Returns 0 with the new
+ * segment's id in *id; GW_EEXIST when it overlaps a segment already issued (the database's
+ * exclusion constraint: nothing is stored); GW_EINTERNAL when the database refuses otherwise. */
+int gw_admin_segment_issue(struct gw_admin *a, const char *branch, const char *prefix,
+                           long long from, long long to, const char *by, long long *id,
+                           char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* One issued segment; the strings live until the callback returns. */
+struct gw_admin_segment {
+    long long id;
+    const char *branch, *prefix, *issued_by;
+    const char *issued_at; /* UTC, YYYY-MM-DDTHH:MM:SSZ */
+    long long range_from, range_to;
+};
+
+typedef void (*gw_admin_segment_cb)(void *arg, const struct gw_admin_segment *seg);
+
+/* Calls cb for each segment (of branch, or all when branch is NULL), by prefix and start.
+ * Returns 0 or GW_EINTERNAL. */
+int gw_admin_segment_list(struct gw_admin *a, const char *branch, gw_admin_segment_cb cb, void *arg,
+                          char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* ---- KEK versions and re-wrapping ---- */
+
+struct gw_admin_kek_count {
+    uint32_t version;
+    long long records;
+};
+
+/* The records per KEK version in use, ascending: *out (freed with gw_free; NULL when none) and
+ * its length *n. Returns 0, GW_ENOMEM or GW_EINTERNAL. */
+int gw_admin_kek_counts(struct gw_admin *a, struct gw_admin_kek_count **out, size_t *n,
+                        char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* The number of records whose KEK version is `version` (equal) or is not (!equal).
+ * Returns 0 or GW_EINTERNAL. */
+int gw_admin_count_kek(struct gw_admin *a, uint32_t version, bool equal, long long *n, char *errbuf,
+                       size_t errlen) GW_MUST_CHECK;
+
+/* Re-wraps one record's data key: from its id, KEK version and wrapped key, writes the key
+ * wrapped under the batch's target version to out (GW_CRYPTO_WRAPPED_DEK_LEN bytes). Returns 0,
+ * or an error: the record is then counted as failed and left as it is. */
+typedef int (*gw_admin_rewrap_fn)(void *arg, const uint8_t id[16], uint32_t kek_version,
+                                  const uint8_t *wrapped, size_t wrapped_len, uint8_t *out);
+
+struct gw_admin_rewrap {
+    uint32_t target;    /* in: the KEK version to re-wrap under */
+    long limit;         /* in: records per batch */
+    uint8_t cursor[16]; /* in/out: the last id seen in this pass */
+    bool have_cursor;   /* in/out: false starts a pass at the lowest id */
+    long seen;          /* out: records taken by the last batch (0: the pass is over) */
+    long updated;       /* out: records re-wrapped by the last batch (counted once committed) */
+    long failed;        /* out: records fn refused in the last batch */
+};
+
+/* One batch in one transaction: up to limit records after the cursor (by id) whose KEK version
+ * is not the target, locked (rows locked by another transaction are skipped, for a later pass);
+ * each one's key re-wrapped by fn and written back, with the new version, only if its version
+ * has not changed meanwhile. Field ciphertexts are not touched. Returns 0, or GW_EINTERNAL (the
+ * batch is rolled back and counts nothing). */
+int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admin_rewrap_fn fn,
+                          void *arg, char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* ---- the suspicious-customer register (part 12 Art. 7) ---- */
+
+/* One sender phone used by two or more senders; the strings live until the callback returns. */
+struct gw_admin_suspect {
+    const char *phone_bidx; /* the first hex digits of the phone's blind index */
+    long long senders;      /* distinct sender ID numbers seen with it */
+    const char *flagged_at; /* UTC, YYYY-MM-DDTHH:MM:SSZ */
+    const char *records;    /* the first record id of each sender, comma-separated */
+};
+
+typedef void (*gw_admin_suspect_cb)(void *arg, const struct gw_admin_suspect *s);
+
+#define GW_ADMIN_BIDX_HEX_SHOWN 12 /* hex digits of the blind index shown: enough to tell apart */
+
+/* Calls cb for each suspicious phone, newest flag first, at most limit (0: all).
+ * Returns 0 or GW_EINTERNAL. */
+int gw_admin_suspicious_list(struct gw_admin *a, long limit, gw_admin_suspect_cb cb, void *arg,
+                             char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+#endif

@@ -1,0 +1,223 @@
+"""Least privilege in PostgreSQL (Art. 34; sql/004_roles.sql). The daemon connects as
+waygate_gateway, the CLI as waygate_admin, and only migrations as the owner, waygate. Connected as
+the gateway's role, PostgreSQL itself refuses what a compromised gateway would try: deleting
+incidents, moving a waybill to another branch, DDL, dropping or disabling the trigger that keeps
+the suspicious-customer register, issuing segments, TRUNCATE. The CLI's role cannot change
+incidents either. Each refusal is asserted by its SQLSTATE (42501 insufficient_privilege) and
+its message (a missing privilege, or ownership required), and the owner then sees nothing
+changed. Positive control: the daemon, on its own role, still stores and reads waybills."""
+
+import os
+import re
+import subprocess
+
+import pytest
+
+from conftest import PGBIN
+from test_intake import accepted, get, new_waybill
+
+
+def as_role(uri, sql):
+    """Runs sql with psql as the role in uri; returns the CompletedProcess."""
+    return subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
+                           "-v", "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-d", uri,
+                           "-c", sql], capture_output=True, text=True, timeout=30)
+
+
+def refusal(uri, sql):
+    """(SQLSTATE, message) of PostgreSQL's refusal of sql; fails the test if it ran."""
+    r = as_role(uri, sql)
+    assert r.returncode != 0, "PostgreSQL accepted: %s\n%s" % (sql, r.stdout)
+    m = re.search(r"ERROR:  ([0-9A-Z]{5}): ([^\n]*)", r.stderr)
+    assert m, "no SQLSTATE in psql's error: %r" % r.stderr
+    return m.group(1), m.group(2)
+
+
+def snapshot(stack, rid):
+    """What the refused statements would have changed, as the owner sees it: the incidents up to
+    now (a later one, recorded by the gateway meanwhile, does not count), the waybills, the
+    segments, the trigger and the columns of waybill."""
+    return (stack.psql("SELECT count(*), md5(string_agg(i::text, ',' ORDER BY id)) "
+                       "FROM incident i WHERE id <= %d" % INCIDENTS_SEEN[0]),
+            stack.psql("SELECT count(*) FROM waybill"),
+            stack.psql("SELECT md5(w::text) FROM waybill w WHERE id = '%s'" % rid),
+            stack.psql("SELECT count(*), md5(string_agg(s::text, ',' ORDER BY id)) FROM segment s"),
+            stack.psql("SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'waybill'::regclass"
+                       " AND NOT tgisinternal"),
+            stack.psql("SELECT attname FROM pg_attribute WHERE attrelid = 'waybill'::regclass"
+                       " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"))
+
+
+INCIDENTS_SEEN = [0]
+
+
+@pytest.fixture(scope="module")
+def record(stack):
+    """One waybill stored through the gateway, and one incident (a Get of an unknown number is
+    not one, so a segment violation is provoked): rows for the refused statements to aim at."""
+    w = new_waybill(stack, "a")
+    rid = accepted(stack, w)
+    if stack.psql("SELECT count(*) FROM incident")[0] == "0":
+        stack.psql("INSERT INTO incident (severity, kind, detail) "
+                   "VALUES ('low', 'test_privileges', 'a row to aim at')")
+    INCIDENTS_SEEN[0] = int(stack.psql("SELECT max(id) FROM incident")[0])
+    return w, rid
+
+
+# (name, SQL, SQLSTATE, message pattern): what the gateway's role must not do.
+GATEWAY_REFUSED = [
+    ("delete_incident", "DELETE FROM incident",
+     "42501", r"^permission denied for table incident$"),
+    ("update_incident", "UPDATE incident SET reported_at = now()",
+     "42501", r"^permission denied for table incident$"),
+    ("backdate_incident", "INSERT INTO incident (severity, kind, occurred_at) "
+     "VALUES ('low', 'x', now() - interval '1 year')",
+     "42501", r"^permission denied for table incident$"),
+    ("update_waybill_branch", "UPDATE waybill SET origin_branch = 'b' WHERE id = '{rid}'",
+     "42501", r"^permission denied for table waybill$"),
+    ("delete_waybill", "DELETE FROM waybill WHERE id = '{rid}'",
+     "42501", r"^permission denied for table waybill$"),
+    ("alter_table", "ALTER TABLE waybill ADD COLUMN note text",
+     "42501", r"^must be owner of table waybill$"),
+    ("drop_trigger", "DROP TRIGGER waybill_phone_owner ON waybill",
+     "42501", r"^must be owner of relation waybill$"),
+    ("disable_trigger", "ALTER TABLE waybill DISABLE TRIGGER waybill_phone_owner",
+     "42501", r"^must be owner of table waybill$"),
+    ("replica_mode_skips_triggers", "SET session_replication_role = replica",
+     "42501", r'^permission denied to set parameter "session_replication_role"$'),
+    ("issue_segment", "INSERT INTO segment (branch, prefix, range_from, range_to, issued_by) "
+     "VALUES ('a', 'WG', 9000000000, 9000000009, 'gateway')",
+     "42501", r"^permission denied for table segment$"),
+    ("truncate_incident", "TRUNCATE incident",
+     "42501", r"^permission denied for table incident$"),
+    ("truncate_waybill", "TRUNCATE waybill",
+     "42501", r"^permission denied for table waybill$"),
+    ("clear_suspicious_flag", "UPDATE phone_owner SET suspicious = false",
+     "42501", r"^permission denied for table phone_owner$"),
+    ("create_table", "CREATE TABLE stash (v text)",
+     "42501", r"^permission denied for schema public$"),
+    ("become_owner", "SET ROLE waygate",
+     "42501", r'^permission denied to set role "waygate"$'),
+]
+
+
+@pytest.mark.parametrize("name,sql,state,pattern", GATEWAY_REFUSED,
+                         ids=[c[0] for c in GATEWAY_REFUSED])
+def test_gateway_role_refused(stack, record, name, sql, state, pattern):
+    _, rid = record
+    before = snapshot(stack, rid)
+    got_state, message = refusal(stack.pguri_gateway, sql.format(rid=rid))
+    assert (got_state, bool(re.search(pattern, message))) == (state, True), (name, message)
+    assert snapshot(stack, rid) == before
+
+
+CLI_REFUSED = [
+    ("delete_incident", "DELETE FROM incident", r"^permission denied for table incident$"),
+    ("update_incident", "UPDATE incident SET detail = 'rewritten'",
+     r"^permission denied for table incident$"),
+    ("update_waybill_branch", "UPDATE waybill SET origin_branch = 'b' WHERE id = '{rid}'",
+     r"^permission denied for table waybill$"),
+    ("update_ciphertext", "UPDATE waybill SET sender_name_ct = NULL WHERE id = '{rid}'",
+     r"^permission denied for table waybill$"),
+    ("delete_segment", "DELETE FROM segment", r"^permission denied for table segment$"),
+    ("alter_table", "ALTER TABLE incident ADD COLUMN note text",
+     r"^must be owner of table incident$"),
+]
+
+
+@pytest.mark.parametrize("name,sql,pattern", CLI_REFUSED, ids=[c[0] for c in CLI_REFUSED])
+def test_cli_role_refused(stack, record, name, sql, pattern):
+    _, rid = record
+    before = snapshot(stack, rid)
+    got_state, message = refusal(stack.pguri, sql.format(rid=rid))
+    assert (got_state, bool(re.search(pattern, message))) == ("42501", True), (name, message)
+    assert snapshot(stack, rid) == before
+
+
+def test_roles_and_ownership(stack):
+    """Every object belongs to the owner; the login roles are plain (no superuser, createrole,
+    createdb, bypassrls) and not members of the owner."""
+    owners = stack.psql("SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c "
+                        "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                        "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'S', 'i')")
+    assert owners == ["waygate"]
+    assert stack.psql("SELECT pg_get_userbyid(proowner), prosecdef FROM pg_proc "
+                      "WHERE proname = 'waybill_phone_owner_trg'") == ["waygate|t"]
+    rows = stack.psql("SELECT rolname, rolsuper OR rolcreaterole OR rolcreatedb OR rolbypassrls, "
+                      "pg_has_role(rolname, 'waygate', 'MEMBER') FROM pg_roles "
+                      "WHERE rolname IN ('waygate_gateway', 'waygate_admin') ORDER BY 1")
+    assert rows == ["waygate_admin|f|f", "waygate_gateway|f|f"]
+
+
+def test_daemon_runs_on_its_own_role(stack, record):
+    """Positive control: the daemon's sessions are waygate_gateway's, and through them a
+    waybill is stored (the trigger keeping the register ran too) and read back."""
+    w, rid = record
+    users = stack.psql("SELECT DISTINCT usename FROM pg_stat_activity "
+                       "WHERE application_name = 'waygated'")
+    assert users == ["waygate_gateway"]
+    assert get(stack, w.waybill_no).id == rid
+    assert stack.psql("SELECT count(*) FROM phone_sender WHERE first_record = '%s'" % rid) == ["1"]
+
+
+def column_privileges(stack):
+    return stack.psql("SELECT grantee, table_name, column_name, privilege_type "
+                      "FROM information_schema.column_privileges "
+                      "WHERE grantee IN ('waygate_gateway', 'waygate_admin') ORDER BY 1, 2, 3, 4")
+
+
+def test_roles_migration_reruns_unchanged(stack):
+    """sql/004_roles.sql run again by the owner succeeds and leaves every grant as it was."""
+    before = column_privileges(stack)
+    assert ("waygate_gateway|incident|severity|INSERT" in before
+            and "waygate_admin|waybill|dek_wrapped|UPDATE" in before), before
+    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+        os.path.abspath(__file__)))), "sql", "004_roles.sql")
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                        "-d", stack.pguri_owner, "-f", path],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert column_privileges(stack) == before
+
+
+def superuser_uri(stack, dbname):
+    return re.sub(r"user=[^&]*", "user=postgres",
+                  stack.pguri_owner.replace("postgresql:///waygate?", "postgresql:///%s?" % dbname))
+
+
+def test_second_database_gets_its_own_roles_and_owns_its_objects(stack):
+    """Roles are cluster-wide: a second database in the same cluster gets <db>_gateway and
+    <db>_admin, and even when a superuser runs its migrations, every object ends up the
+    database owner's. A login role made beforehand with a dangerous attribute is refused."""
+    su = superuser_uri(stack, "postgres")
+    stack.psql("CREATE ROLE wgsecond_owner LOGIN CREATEROLE", uri=su)
+    stack.psql("CREATE DATABASE wgsecond OWNER wgsecond_owner", uri=su)
+    stack.psql("CREATE DATABASE wgbad OWNER wgsecond_owner", uri=su)
+    stack.psql("CREATE ROLE wgbad_gateway LOGIN CREATEDB", uri=su)
+    try:
+        r = stack.ctl("migrate", "--db", superuser_uri(stack, "wgsecond"))
+        assert r.returncode == 0, r.stderr
+        second = superuser_uri(stack, "wgsecond")
+        owners = stack.psql("SELECT DISTINCT pg_get_userbyid(c.relowner) FROM pg_class c "
+                            "JOIN pg_namespace n ON n.oid = c.relnamespace "
+                            "WHERE n.nspname = 'public' AND c.relkind IN ('r', 'S')", uri=second)
+        assert owners == ["wgsecond_owner"]
+        grantees = stack.psql("SELECT DISTINCT grantee FROM information_schema.column_privileges "
+                              "WHERE table_catalog = 'wgsecond' AND grantee LIKE 'wg%' "
+                              "AND grantee <> 'wgsecond_owner' ORDER BY 1",
+                              uri=second)
+        assert grantees == ["wgsecond_admin", "wgsecond_gateway"]
+        # waygate's roles have nothing in the second database
+        r = as_role(stack.pguri_gateway.replace("///waygate?", "///wgsecond?"), "SELECT 1")
+        assert r.returncode != 0
+        assert 'FATAL:  permission denied for database "wgsecond"' in r.stderr, r.stderr
+
+        r = stack.ctl("migrate", "--db", superuser_uri(stack, "wgbad"))
+        assert r.returncode != 0
+        assert "role wgbad_gateway has SUPERUSER, CREATEROLE, CREATEDB" in r.stderr, r.stderr
+    finally:
+        for sql in ("DROP DATABASE IF EXISTS wgsecond", "DROP DATABASE IF EXISTS wgbad",
+                    "DROP ROLE IF EXISTS wgsecond_gateway", "DROP ROLE IF EXISTS wgsecond_admin",
+                    "DROP ROLE IF EXISTS wgbad_gateway", "DROP ROLE IF EXISTS wgbad_admin",
+                    "DROP ROLE IF EXISTS wgsecond_owner"):
+            stack.psql(sql, uri=su)
