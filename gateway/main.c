@@ -13,6 +13,7 @@
 #include "config.h"
 #include "crypto.h"
 #include "db.h"
+#include "incident.h"
 #include "keyring.h"
 #include "log.h"
 #include "rpc.h"
@@ -63,12 +64,21 @@ static int harden(void)
     return 0;
 }
 
+static void incidents_flushed_cb(void *arg, uint64_t left)
+{
+    struct daemon *d = arg;
+
+    GW_LOG(left == 0 ? GW_LOG_INFO : GW_LOG_ERROR, "main", NULL,
+           "drained: exiting, %llu incident(s) not written", (unsigned long long)left);
+    event_base_loopexit(d->base, NULL);
+}
+
+/* The calls are done; queued incidents get drain_timeout_ms more to be written. */
 static void drained_cb(void *arg)
 {
     struct daemon *d = arg;
 
-    GW_LOG(GW_LOG_INFO, "main", NULL, "drained: exiting");
-    event_base_loopexit(d->base, NULL);
+    gw_incident_drain(d->app->incidents, d->app->cfg->drain_timeout_ms, incidents_flushed_cb, d);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -158,8 +168,9 @@ int main(int argc, char **argv)
         goto out;
     }
     app.store = gw_store_new(app.db);
-    app.segs = app.store != NULL ? gw_segcache_new(app.store) : NULL;
-    if (app.segs == NULL) {
+    app.segs = app.store != NULL ? gw_segcache_new(app.store, cfg.segment_refresh_ms) : NULL;
+    app.incidents = gw_incident_new(app.db, cfg.incident_queue_max, cfg.db_reconnect_max_ms);
+    if (app.segs == NULL || app.incidents == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");
         goto out;
     }
@@ -200,6 +211,7 @@ out:
     gw_server_free(d.server);
     gw_tls_free(tls);
     gw_segcache_free(app.segs);
+    gw_incident_free(app.incidents);
     gw_store_free(app.store);
     gw_db_free(app.db);
     gw_crypto_free(app.crypto);

@@ -1,6 +1,7 @@
-/* segcache.c: an in-memory copy of the segment register, reloaded on a miss.
- * Invariants: at most one load in flight; every waiting check is answered exactly once when it
- * completes, unless cancelled; the cache is replaced whole, never half-updated. */
+/* segcache.c: an in-memory copy of the segment register, reloaded on a miss at most once per
+ * refresh interval. Invariants: at most one load in flight; every waiting check is answered exactly
+ * once when it completes, unless cancelled (also from another waiter's callback: each waiter is
+ * detached before its callback runs); the cache is replaced whole, never half-updated. */
 #include <string.h>
 #include <time.h>
 
@@ -24,8 +25,10 @@ struct gw_segcache {
     struct gw_segment *segs; /* branch strings allocated with the array (one block each) */
     size_t nsegs;
     uint64_t loaded_at_ms; /* 0: never */
+    uint32_t refresh_ms;
     struct gw_store_req *load;
-    struct gw_segcache_req *waiting;
+    struct gw_segcache_req *waiting;   /* for the load in flight */
+    struct gw_segcache_req *answering; /* the finished load's waiters not yet called back */
 };
 
 static uint64_t now_ms(void)
@@ -45,26 +48,34 @@ static void free_segs(struct gw_segment *segs, size_t n)
     gw_free(segs);
 }
 
-struct gw_segcache *gw_segcache_new(struct gw_store *store)
+struct gw_segcache *gw_segcache_new(struct gw_store *store, uint32_t refresh_ms)
 {
     struct gw_segcache *c = gw_calloc(1, sizeof(*c));
 
-    if (c != NULL)
+    if (c != NULL) {
         c->store = store;
+        c->refresh_ms = refresh_ms;
+    }
     return c;
+}
+
+static void free_list(struct gw_segcache_req *r)
+{
+    struct gw_segcache_req *next;
+
+    for (; r != NULL; r = next) {
+        next = r->next;
+        gw_free(r);
+    }
 }
 
 void gw_segcache_free(struct gw_segcache *c)
 {
-    struct gw_segcache_req *r, *next;
-
     if (c == NULL)
         return;
     gw_store_cancel(c->load);
-    for (r = c->waiting; r != NULL; r = next) {
-        next = r->next;
-        gw_free(r);
-    }
+    free_list(c->waiting);
+    free_list(c->answering);
     free_segs(c->segs, c->nsegs);
     gw_free(c);
 }
@@ -78,11 +89,12 @@ static bool lookup(const struct gw_segcache *c, const char *branch, const char *
 static void loaded_cb(void *arg, int err, const struct gw_store_segment *seg, size_t n)
 {
     struct gw_segcache *c = arg;
-    struct gw_segcache_req *r, *next, *list = c->waiting;
+    struct gw_segcache_req *r;
     struct gw_segment *segs = NULL;
     size_t i, got = 0;
 
     c->load = NULL;
+    c->answering = c->waiting;
     c->waiting = NULL;
     if (err == 0 && n > 0) {
         segs = gw_calloc(n, sizeof(*segs));
@@ -111,8 +123,11 @@ static void loaded_cb(void *arg, int err, const struct gw_store_segment *seg, si
         c->nsegs = got;
         c->loaded_at_ms = now_ms();
     }
-    for (r = list; r != NULL; r = next) {
-        next = r->next;
+    /* A callback may finish its call and so cancel other waiters (of its call or of another call
+     * on the same connection): take each off the list before calling it, never hold a pointer into
+     * the list across a callback. */
+    while ((r = c->answering) != NULL) {
+        c->answering = r->next;
         r->cb(r->arg, err, err == 0 && lookup(c, r->branch, r->prefix, r->numeric));
         gw_free(r);
     }
@@ -131,8 +146,7 @@ int gw_segcache_check(struct gw_segcache *c, const char *branch, const char *pre
         return 0;
     if (lookup(c, branch, prefix, numeric))
         return 1;
-    if (c->load == NULL && c->loaded_at_ms != 0 &&
-        now_ms() - c->loaded_at_ms < GW_SEGCACHE_RELOAD_MS)
+    if (c->load == NULL && c->loaded_at_ms != 0 && now_ms() - c->loaded_at_ms < c->refresh_ms)
         return 0;
     r = gw_calloc(1, sizeof(*r));
     if (r == NULL)
@@ -159,14 +173,18 @@ int gw_segcache_check(struct gw_segcache *c, const char *branch, const char *pre
 
 void gw_segcache_cancel(struct gw_segcache_req *req)
 {
-    struct gw_segcache_req **pp;
+    struct gw_segcache_req **lists[2], **pp;
+    size_t i;
 
     if (req == NULL)
         return;
-    for (pp = &req->cache->waiting; *pp != NULL; pp = &(*pp)->next)
-        if (*pp == req) {
-            *pp = req->next;
-            gw_free(req);
-            return;
-        }
+    lists[0] = &req->cache->waiting;
+    lists[1] = &req->cache->answering;
+    for (i = 0; i < 2; i++)
+        for (pp = lists[i]; *pp != NULL; pp = &(*pp)->next)
+            if (*pp == req) {
+                *pp = req->next;
+                gw_free(req);
+                return;
+            }
 }

@@ -1,8 +1,10 @@
 /* segcache.h: the waybill-number segments issued to branches (Art. 18), cached in memory so that
  * a submit checks its number without a database round trip, and so that waybill numbers never
  * travel to PostgreSQL in clear. A number not found in the cache triggers one reload (shared by
- * every check waiting at that moment, at most one per GW_SEGCACHE_RELOAD_MS), so a segment issued
- * while the gateway runs is seen at its first use. */
+ * every check waiting at that moment) only when the last load is older than the refresh interval;
+ * within it the miss is answered from the cache (refused), even while the database is away, and a
+ * caller sending bad numbers cannot drive a reload per number. A segment issued while the gateway
+ * runs is seen at its first use after at most one interval. */
 #ifndef GW_SEGCACHE_H
 #define GW_SEGCACHE_H
 
@@ -11,8 +13,6 @@
 
 #include "err.h"
 
-#define GW_SEGCACHE_RELOAD_MS 1000
-
 struct gw_store;
 struct gw_segcache;
 struct gw_segcache_req;
@@ -20,7 +20,8 @@ struct gw_segcache_req;
 /* err: 0 (found tells), GW_EUNAVAIL or GW_EINTERNAL (the segments could not be read). */
 typedef void (*gw_segcache_cb)(void *arg, int err, bool found);
 
-struct gw_segcache *gw_segcache_new(struct gw_store *store);
+/* refresh_ms: the shortest time between two loads started by a miss (config segment_refresh_ms). */
+struct gw_segcache *gw_segcache_new(struct gw_store *store, uint32_t refresh_ms);
 /* Drops waiting checks without callbacks; NULL-safe. */
 void gw_segcache_free(struct gw_segcache *c);
 
