@@ -134,16 +134,14 @@ static struct entry *find_merge(struct gw_incidents *q, const struct gw_incident
 {
     struct entry *e;
 
-    TAILQ_FOREACH(e, &q->q, link)
-    {
+    for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
         if (!e->inflight && !e->by_kind && e->count < COUNT_MAX && same(e->kind, inc->kind) &&
             same(e->principal, inc->principal) && same(e->peer, inc->peer))
             return e;
     }
     if (!by_kind)
         return NULL;
-    TAILQ_FOREACH(e, &q->q, link)
-    {
+    for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
         if (!e->inflight && e->by_kind && e->count < COUNT_MAX && same(e->kind, inc->kind))
             return e;
     }
@@ -270,8 +268,8 @@ static void written_cb(void *arg, int err, const struct gw_db_result *res)
 
     q->dbreq = NULL;
     if (err != 0) {
-        TAILQ_FOREACH(e, &q->q, link)
-        e->inflight = false;
+        for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link))
+            e->inflight = false;
         q->batch_n = 0;
         failed(q, err, res != NULL ? res->sqlstate : NULL);
         return;
@@ -318,8 +316,7 @@ static void flush(struct gw_incidents *q)
 
     if (q->dbreq != NULL || evtimer_pending(q->ev_retry, NULL) || TAILQ_EMPTY(&q->q))
         return;
-    TAILQ_FOREACH(e, &q->q, link)
-    {
+    for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
         if (n == BATCH_MAX)
             break;
         snprintf(counts[n], sizeof(counts[n]), "%u", e->count);
@@ -350,8 +347,7 @@ static void flush(struct gw_incidents *q)
     }
     q->batch_n = n;
     n = 0;
-    TAILQ_FOREACH(e, &q->q, link)
-    {
+    for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
         if (n++ == q->batch_n)
             break;
         e->inflight = true;
