@@ -128,9 +128,9 @@ static struct entry *entry_new(const struct gw_incident *inc, int sev, bool by_k
     return e;
 }
 
-/* A waiting row that inc can be merged into: same kind, principal and peer; else (when by_kind
- * is allowed) the kind's by-kind row. NULL when none. */
-static struct entry *find_merge(struct gw_incidents *q, const struct gw_incident *inc, bool by_kind)
+/* A waiting row that inc can be merged into: same kind, principal and peer; else the kind's
+ * by-kind row. NULL when none. */
+static struct entry *find_merge(struct gw_incidents *q, const struct gw_incident *inc)
 {
     struct entry *e;
 
@@ -139,8 +139,6 @@ static struct entry *find_merge(struct gw_incidents *q, const struct gw_incident
             same(e->principal, inc->principal) && same(e->peer, inc->peer))
             return e;
     }
-    if (!by_kind)
-        return NULL;
     for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
         if (!e->inflight && e->by_kind && e->count < COUNT_MAX && same(e->kind, inc->kind))
             return e;
@@ -176,6 +174,7 @@ int gw_incident_record(struct gw_incidents *q, const struct gw_incident *inc)
 {
     struct timespec now;
     struct entry *e;
+    bool full;
     int sev;
 
     if (q == NULL || inc == NULL || inc->kind == NULL || inc->kind[0] == '\0')
@@ -184,34 +183,27 @@ int gw_incident_record(struct gw_incidents *q, const struct gw_incident *inc)
     if (sev < 0)
         return GW_EINVAL;
     clock_gettime(CLOCK_REALTIME, &now);
-    e = NULL;
-    if (q->nrows >= q->cap) {
+    full = q->nrows >= q->cap;
+    if (full)
         coalescing(q);
-        e = find_merge(q, inc, true);
-        if (e == NULL)
-            e = entry_new(inc, sev, true, &now);
-        else {
-            merge(q, e, sev, &now);
-            goto queued;
-        }
-    } else {
-        e = entry_new(inc, sev, false, &now);
-    }
+    e = full ? find_merge(q, inc) : NULL;
     if (e == NULL) {
-        /* Out of memory: merging into any waiting row still keeps the count. */
-        e = find_merge(q, inc, true);
-        if (e == NULL) {
+        e = entry_new(inc, sev, full, &now);
+        if (e != NULL) {
+            TAILQ_INSERT_TAIL(&q->q, e, link);
+            q->nrows++;
+        } else if ((e = find_merge(q, inc)) == NULL) {
+            /* out of memory and nothing waiting to merge into (which would keep the count) */
             q->st.lost++;
             GW_LOG(GW_LOG_ERROR, "incident", NULL, "out of memory: a %s incident was lost",
                    inc->kind);
             return GW_ENOMEM;
+        } else {
+            merge(q, e, sev, &now);
         }
+    } else {
         merge(q, e, sev, &now);
-        goto queued;
     }
-    TAILQ_INSERT_TAIL(&q->q, e, link);
-    q->nrows++;
-queued:
     q->st.recorded++;
     q->st.pending++;
     flush(q);

@@ -1,8 +1,8 @@
 /* test_incident.c: the incident queue against a throwaway PostgreSQL with the real migrations:
  * rows written in FIFO order with their fields; queued while the database is stopped and written
  * after it restarts, none lost; at the cap, incidents coalesced into counted rows (one error-level
- * episode); drain at shutdown reports what is left. Skipped when the PostgreSQL binaries are
- * missing. */
+ * episode); out of memory, merged where possible; drain at shutdown reports what is left. Skipped
+ * when the PostgreSQL binaries are missing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "alloc.h"
 #include "config.h"
 #include "db.h"
 #include "incident.h"
@@ -269,6 +270,37 @@ static void test_cap_coalesces(void **state)
     gw_incident_free(q);
 }
 
+/* Out of memory: an incident that can merge into a waiting row is kept (counted); only one with
+ * nothing to merge into is lost, and says so. */
+static void test_out_of_memory(void **state)
+{
+    struct gw_incidents *q;
+    struct want w;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    exec_ok("TRUNCATE incident");
+    q = gw_incident_new(db, 8, 200);
+    assert_non_null(q);
+    db_stop();
+    record(q, "medium", "segment_violation", "courier_a", "10.0.0.1:1");
+    gw_alloc_fail_nth(1);
+    record(q, "medium", "segment_violation", "courier_a", "10.0.0.1:1");
+    gw_alloc_fail_nth(1);
+    assert_int_equal(
+        gw_incident_record(q, &(struct gw_incident){.severity = "low", .kind = "auth_failures"}),
+        GW_ENOMEM);
+    gw_alloc_fail_nth(0);
+    assert_int_equal(stats(q).lost, 1);
+    assert_int_equal(stats(q).pending, 2);
+    db_start();
+    w = (struct want){q, 2};
+    assert_true(run_until(written_reached, &w, 30000));
+    assert_string_equal(rows("SELECT kind || ':' || count FROM incident"), "segment_violation:2");
+    gw_incident_free(q);
+}
+
 struct drained {
     int calls;
     uint64_t left;
@@ -388,6 +420,7 @@ int main(void)
         cmocka_unit_test(test_written_in_order),
         cmocka_unit_test(test_queued_while_database_down),
         cmocka_unit_test(test_cap_coalesces),
+        cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_drain),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
