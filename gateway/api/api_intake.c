@@ -14,6 +14,7 @@
 #include "api.h"
 #include "api_pb.h"
 #include "app.h"
+#include "incident.h"
 #include "log.h"
 #include "seal.h"
 #include "segcache.h"
@@ -197,6 +198,7 @@ static void batch_done_cb(void *arg, const struct gw_store_result *r, size_t n)
 static void record_segment_incident(struct intake *in)
 {
     const struct gw_log_ctx *lc = gw_call_log_ctx(in->call);
+    struct gw_incident inc = {.severity = "medium", .kind = "segment_violation"};
     char detail[128];
     int rc;
 
@@ -204,8 +206,11 @@ static void record_segment_incident(struct intake *in)
            in->seg_refused);
     snprintf(detail, sizeof(detail),
              "%zu submitted waybill number(s) outside the branch's segments", in->seg_refused);
-    rc = gw_store_record_incident(in->app->store, "medium", "segment_violation", in->who->name,
-                                  lc->peer, in->who->branch, detail, NULL, NULL, NULL, NULL);
+    inc.principal = in->who->name;
+    inc.peer = lc->peer;
+    inc.branch = in->who->branch;
+    inc.detail = detail;
+    rc = gw_incident_record(in->app->incidents, &inc);
     if (rc != 0)
         GW_LOG(GW_LOG_ERROR, "intake", lc, "could not record the segment incident: %s",
                gw_err_str(rc));
@@ -371,7 +376,7 @@ static bool intake_ready(struct gw_call *call)
         return false;
     }
     if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL ||
-        app->segs == NULL) {
+        app->segs == NULL || app->incidents == NULL) {
         gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
         return false;
     }

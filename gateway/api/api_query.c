@@ -12,6 +12,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "app.h"
+#include "incident.h"
 #include "log.h"
 #include "policy.h"
 #include "seal.h"
@@ -169,6 +170,8 @@ static int render(struct get *g, const struct gw_sealed_waybill *row,
     return 0;
 }
 
+_Static_assert(GW_INCIDENT_ID_LEN == GW_STORE_ID_LEN, "an incident's record id is a record id");
+
 static void data_loss(struct get *g, const struct gw_sealed_waybill *row, int bad, int err)
 {
     const struct gw_log_ctx *lc = gw_call_log_ctx(g->call);
@@ -179,6 +182,7 @@ static void data_loss(struct get *g, const struct gw_sealed_waybill *row, int ba
                        : bad == GW_SEAL_PART_RECORD  ? "record_mac"
                        : bad == GW_SEAL_PART_NUMBER  ? "wb_bidx (another waybill's number)"
                                                      : "record";
+    struct gw_incident inc;
     char idtext[37], detail[160];
     int rc;
 
@@ -189,10 +193,14 @@ static void data_loss(struct get *g, const struct gw_sealed_waybill *row, int ba
         snprintf(detail, sizeof(detail), "record's key-encryption key version %d is unavailable",
                  (int)row->kek_version);
     GW_LOG(GW_LOG_ERROR, "query", lc, "record=%s: %s", idtext, detail);
-    rc = gw_store_record_incident(g->app->store, err == GW_EDATALOSS ? "high" : "medium",
-                                  err == GW_EDATALOSS ? "decryption_failure" : "key_unavailable",
-                                  who->name, lc->peer, who->branch, detail, row->id, NULL, NULL,
-                                  NULL);
+    inc.severity = err == GW_EDATALOSS ? "high" : "medium";
+    inc.kind = err == GW_EDATALOSS ? "decryption_failure" : "key_unavailable";
+    inc.principal = who->name;
+    inc.peer = lc->peer;
+    inc.branch = who->branch;
+    inc.detail = detail;
+    inc.record_id = row->id;
+    rc = gw_incident_record(g->app->incidents, &inc);
     if (rc != 0)
         GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
     gw_call_fail(g->call, err, NULL,

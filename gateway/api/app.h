@@ -7,6 +7,7 @@ struct event_base;
 struct gw_config;
 struct gw_db;
 struct gw_crypto;
+struct gw_incidents;
 struct gw_keyring;
 struct gw_segcache;
 struct gw_store;
@@ -14,11 +15,12 @@ struct gw_store;
 struct gw_app {
     const struct gw_config *cfg;
     struct event_base *base;
-    struct gw_db *db;         /* the asynchronous PostgreSQL pool */
-    struct gw_keyring *keys;  /* the loaded keyring (replaced whole on SIGHUP) */
-    struct gw_crypto *crypto; /* the loop's crypto context (not thread-safe: one per loop) */
-    struct gw_store *store;   /* the SQL layer for waybills, segments, incidents */
-    struct gw_segcache *segs; /* waybill-number segments, cached */
+    struct gw_db *db;               /* the asynchronous PostgreSQL pool */
+    struct gw_keyring *keys;        /* the loaded keyring (replaced whole on SIGHUP) */
+    struct gw_crypto *crypto;       /* the loop's crypto context (not thread-safe: one per loop) */
+    struct gw_store *store;         /* the SQL layer for waybills, segments, incidents */
+    struct gw_segcache *segs;       /* waybill-number segments, cached */
+    struct gw_incidents *incidents; /* security incidents, queued until written (Art. 17) */
 };
 
 #endif

@@ -16,6 +16,7 @@
 #include "crypto.h"
 #include "daemon.h"
 #include "db.h"
+#include "incident.h"
 #include "keyring.h"
 #include "log.h"
 #include "policy.h"
@@ -67,12 +68,21 @@ static int harden(void)
     return 0;
 }
 
+static void incidents_flushed_cb(void *arg, uint64_t left)
+{
+    struct daemon *d = arg;
+
+    GW_LOG(left == 0 ? GW_LOG_INFO : GW_LOG_ERROR, "main", NULL,
+           "drained: exiting, %llu incident(s) not written", (unsigned long long)left);
+    event_base_loopexit(d->base, NULL);
+}
+
+/* The calls are done; queued incidents get drain_timeout_ms more to be written. */
 static void drained_cb(void *arg)
 {
     struct daemon *d = arg;
 
-    GW_LOG(GW_LOG_INFO, "main", NULL, "drained: exiting");
-    event_base_loopexit(d->base, NULL);
+    gw_incident_drain(d->app->incidents, d->app->cfg->drain_timeout_ms, incidents_flushed_cb, d);
 }
 
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
@@ -165,8 +175,9 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         goto out;
     }
     app.store = gw_store_new(app.db);
-    app.segs = app.store != NULL ? gw_segcache_new(app.store) : NULL;
-    if (app.segs == NULL) {
+    app.segs = app.store != NULL ? gw_segcache_new(app.store, cfg.segment_refresh_ms) : NULL;
+    app.incidents = gw_incident_new(app.db, cfg.incident_queue_max, cfg.db_reconnect_max_ms);
+    if (app.segs == NULL || app.incidents == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");
         goto out;
     }
@@ -225,6 +236,7 @@ out:
     gw_policy_free(policy);
     gw_tls_free(tls);
     gw_segcache_free(app.segs);
+    gw_incident_free(app.incidents);
     gw_store_free(app.store);
     gw_db_free(app.db);
     gw_crypto_free(app.crypto);

@@ -50,6 +50,8 @@ static const struct keydef keys[] = {
     {"server", "stream_write_timeout_ms", T_U32, F(stream_write_timeout_ms), 100, 3600000, 0},
     {"server", "drain_timeout_ms", T_U32, F(drain_timeout_ms), 0, 600000, 0},
     {"server", "max_deadline_ms", T_U32, F(max_deadline_ms), 100, 3600000, 0},
+    {"server", "segment_refresh_ms", T_U32, F(segment_refresh_ms), 100, 86400000, 0},
+    {"server", "incident_queue_max", T_U32, F(incident_queue_max), 1, 1000000, 0},
     {"tls", "cert", T_PATH, F(tls_cert), 0, 0, 1},
     {"tls", "key", T_PATH, F(tls_key), 0, 0, 1},
     {"tls", "client_ca", T_PATH, F(tls_client_ca), 0, 0, 1},
@@ -90,6 +92,8 @@ static void set_defaults(struct gw_config *c)
     c->stream_write_timeout_ms = 30000;
     c->drain_timeout_ms = 10000;
     c->max_deadline_ms = 60000;
+    c->segment_refresh_ms = 5000;
+    c->incident_queue_max = 4096;
     c->db_pool_size = 4;
     c->db_pipeline_depth = 8;
     c->db_queue_max = 4096;

@@ -26,6 +26,8 @@ struct gw_config {
     uint32_t drain_timeout_ms;        /* SIGTERM: longest wait for in-flight calls, default 10000 */
     uint32_t
         max_deadline_ms; /* cap on a client's grpc-timeout and default deadline, default 60000 */
+    uint32_t segment_refresh_ms; /* segment cache: at most one reload per interval, default 5000 */
+    uint32_t incident_queue_max; /* incident rows queued before coalescing, default 4096 */
 
     /* [tls] */
     char *tls_cert;      /* server certificate chain (PEM), required */

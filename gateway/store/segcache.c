@@ -1,6 +1,7 @@
 /* segcache.c: an in-memory copy of the segment register, reloaded on a miss, from a source
  * (the store, or a unit test's). Invariants: at most one load in flight; every waiting check is
- * answered exactly once when it completes, unless cancelled; the cache is replaced whole, never
+ * answered exactly once when it completes, unless cancelled (also from another waiter's callback:
+ * each waiter is detached before its callback runs); the cache is replaced whole, never
  * half-updated. */
 #include <string.h>
 #include <time.h>
@@ -27,7 +28,9 @@ struct gw_segcache {
     bool loaded;
     uint64_t loaded_at_ms;
     void *load; /* the source's handle of the load in flight */
-    struct gw_segcache_req *waiting;
+    uint32_t refresh_ms;
+    struct gw_segcache_req *waiting;   /* for the load in flight */
+    struct gw_segcache_req *answering; /* the finished load's waiters not yet called back */
 };
 
 /* ---- the production source: the store and the monotonic clock ---- */
@@ -69,34 +72,43 @@ static void free_segs(struct gw_segment *segs, size_t n)
     gw_free(segs);
 }
 
-struct gw_segcache *gw_segcache_new_source(const struct gw_segcache_source *src)
+struct gw_segcache *gw_segcache_new_source(const struct gw_segcache_source *src,
+                                           uint32_t refresh_ms)
 {
     struct gw_segcache *c = gw_calloc(1, sizeof(*c));
 
-    if (c != NULL)
+    if (c != NULL) {
         c->src = *src;
+        c->refresh_ms = refresh_ms;
+    }
     return c;
 }
 
-struct gw_segcache *gw_segcache_new(struct gw_store *store)
+struct gw_segcache *gw_segcache_new(struct gw_store *store, uint32_t refresh_ms)
 {
     struct gw_segcache_source src = {store_load, store_cancel, mono_ms, store};
 
-    return gw_segcache_new_source(&src);
+    return gw_segcache_new_source(&src, refresh_ms);
+}
+
+static void free_list(struct gw_segcache_req *r)
+{
+    struct gw_segcache_req *next;
+
+    for (; r != NULL; r = next) {
+        next = r->next;
+        gw_free(r);
+    }
 }
 
 void gw_segcache_free(struct gw_segcache *c)
 {
-    struct gw_segcache_req *r, *next;
-
     if (c == NULL)
         return;
     if (c->load != NULL)
         c->src.cancel(c->load);
-    for (r = c->waiting; r != NULL; r = next) {
-        next = r->next;
-        gw_free(r);
-    }
+    free_list(c->waiting);
+    free_list(c->answering);
     free_segs(c->segs, c->nsegs);
     gw_free(c);
 }
@@ -110,11 +122,12 @@ static bool lookup(const struct gw_segcache *c, const char *branch, const char *
 void gw_segcache_loaded(struct gw_segcache *c, int err, const struct gw_store_segment *seg,
                         size_t n)
 {
-    struct gw_segcache_req *r, *next, *list = c->waiting;
+    struct gw_segcache_req *r;
     struct gw_segment *segs = NULL;
     size_t i, got = 0;
 
     c->load = NULL;
+    c->answering = c->waiting;
     c->waiting = NULL;
     if (err == 0 && n > 0) {
         segs = gw_calloc(n, sizeof(*segs));
@@ -144,8 +157,11 @@ void gw_segcache_loaded(struct gw_segcache *c, int err, const struct gw_store_se
         c->loaded = true;
         c->loaded_at_ms = c->src.now_ms(c->src.ctx);
     }
-    for (r = list; r != NULL; r = next) {
-        next = r->next;
+    /* A callback may finish its call and so cancel other waiters (of its call or of another call
+     * on the same connection): take each off the list before calling it, never hold a pointer into
+     * the list across a callback. */
+    while ((r = c->answering) != NULL) {
+        c->answering = r->next;
         r->cb(r->arg, err, err == 0 && lookup(c, r->branch, r->prefix, r->numeric));
         gw_free(r);
     }
@@ -164,8 +180,7 @@ int gw_segcache_check(struct gw_segcache *c, const char *branch, const char *pre
         return 0;
     if (lookup(c, branch, prefix, numeric))
         return 1;
-    if (c->load == NULL && c->loaded &&
-        c->src.now_ms(c->src.ctx) - c->loaded_at_ms < GW_SEGCACHE_RELOAD_MS)
+    if (c->load == NULL && c->loaded && c->src.now_ms(c->src.ctx) - c->loaded_at_ms < c->refresh_ms)
         return 0;
     r = gw_calloc(1, sizeof(*r));
     if (r == NULL)
@@ -193,14 +208,18 @@ int gw_segcache_check(struct gw_segcache *c, const char *branch, const char *pre
 
 void gw_segcache_cancel(struct gw_segcache_req *req)
 {
-    struct gw_segcache_req **pp;
+    struct gw_segcache_req **lists[2], **pp;
+    size_t i;
 
     if (req == NULL)
         return;
-    for (pp = &req->cache->waiting; *pp != NULL; pp = &(*pp)->next)
-        if (*pp == req) {
-            *pp = req->next;
-            gw_free(req);
-            return;
-        }
+    lists[0] = &req->cache->waiting;
+    lists[1] = &req->cache->answering;
+    for (i = 0; i < 2; i++)
+        for (pp = lists[i]; *pp != NULL; pp = &(*pp)->next)
+            if (*pp == req) {
+                *pp = req->next;
+                gw_free(req);
+                return;
+            }
 }

@@ -1,8 +1,10 @@
 /* segcache.h: the waybill-number segments issued to branches (Art. 18), cached in memory so that
  * a submit checks its number without a database round trip, and so that waybill numbers never
  * travel to PostgreSQL in clear. A number not found in the cache triggers one reload (shared by
- * every check waiting at that moment, at most one per GW_SEGCACHE_RELOAD_MS), so a segment issued
- * while the gateway runs is seen at its first use. */
+ * every check waiting at that moment) only when the last load is older than the refresh interval;
+ * within it the miss is answered from the cache (refused), even while the database is away, and a
+ * caller sending bad numbers cannot drive a reload per number. A segment issued while the gateway
+ * runs is seen at its first use after at most one interval. */
 #ifndef GW_SEGCACHE_H
 #define GW_SEGCACHE_H
 
@@ -11,8 +13,6 @@
 #include <stdint.h>
 
 #include "err.h"
-
-#define GW_SEGCACHE_RELOAD_MS 1000
 
 struct gw_store;
 struct gw_store_segment;
@@ -23,7 +23,8 @@ struct gw_segcache_req;
 typedef void (*gw_segcache_cb)(void *arg, int err, bool found);
 
 /* A cache over the store's segment table (gw_store_load_segments). */
-struct gw_segcache *gw_segcache_new(struct gw_store *store);
+/* refresh_ms: the shortest time between two loads started by a miss (config segment_refresh_ms). */
+struct gw_segcache *gw_segcache_new(struct gw_store *store, uint32_t refresh_ms);
 
 /* Where a cache loads its segments from and what time it is: the store and the monotonic clock
  * in production, a test's own in unit tests. load starts one load and returns 0 with a handle
@@ -35,7 +36,8 @@ struct gw_segcache_source {
     uint64_t (*now_ms)(void *ctx);
     void *ctx;
 };
-struct gw_segcache *gw_segcache_new_source(const struct gw_segcache_source *src);
+struct gw_segcache *gw_segcache_new_source(const struct gw_segcache_source *src,
+                                           uint32_t refresh_ms);
 /* A load's outcome: err 0 and seg[0..n) (copied), or an error that every waiting check gets. */
 void gw_segcache_loaded(struct gw_segcache *c, int err, const struct gw_store_segment *seg,
                         size_t n);

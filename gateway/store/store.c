@@ -1,5 +1,5 @@
 /* store.c: the store's core: handles, idempotent group-committed waybill inserts and cancel
- * (reads, segments and incidents are in store_read.c; items and the group statement's text and
+ * (reads and segments are in store_read.c; items and the group statement's text and
  * parameters in store_group.c). Invariants: a request (handle) lives until every one of its items
  * is resolved exactly once, so a group never points at freed items; each item is either waiting on
  * store->pending, or in exactly one group in flight; a cancelled request's callback never runs. */

@@ -1,4 +1,4 @@
-/* store.h: the SQL layer for waybills, segments and incidents, asynchronous over db.h; the only
+/* store.h: the SQL layer for waybills and segments, asynchronous over db.h; the only
  * module that holds waybill SQL. Nothing here sees clear PII: a waybill arrives sealed
  * (ciphertexts, blind indexes, wrapped data key) with its operational fields in clear.
  *
@@ -58,8 +58,6 @@ struct gw_store_segment {
 /* err: 0 (seg[0..n) valid during the callback), GW_EUNAVAIL, GW_EINTERNAL. */
 typedef void (*gw_store_segments_cb)(void *arg, int err, const struct gw_store_segment *seg,
                                      size_t n);
-/* err: 0, GW_EUNAVAIL, GW_EINTERNAL. */
-typedef void (*gw_store_done_cb)(void *arg, int err);
 
 /* Counters since gw_store_new (for tests and metrics). */
 struct gw_store_stats {
@@ -100,14 +98,6 @@ int gw_store_get(struct gw_store *store, const uint8_t wb_bidx[GW_STORE_BIDX_LEN
 /* Reads every issued segment (branch, prefix, range). */
 int gw_store_load_segments(struct gw_store *store, gw_store_segments_cb cb, void *arg,
                            struct gw_store_req **out) GW_MUST_CHECK;
-
-/* Records a security incident (Art. 17). severity: "low", "medium", "high" or "critical"; kind:
- * a machine-readable word; principal, peer, branch, detail may be NULL and must never hold PII
- * (refer to a waybill by record_id). record_id may be NULL. cb may be NULL. */
-int gw_store_record_incident(struct gw_store *store, const char *severity, const char *kind,
-                             const char *principal, const char *peer, const char *branch,
-                             const char *detail, const uint8_t *record_id, gw_store_done_cb cb,
-                             void *arg, struct gw_store_req **out) GW_MUST_CHECK;
 
 /* Cancels any store operation; its callback never runs. A submit still waiting in the store is
  * dropped; one already sent is committed or not by the server, silently. NULL-safe. */

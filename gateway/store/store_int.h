@@ -1,5 +1,5 @@
 /* store_int.h: private to the store (store.c: submits and group commit; store_group.c: items and
- * the group statement; store_read.c: reads, segments, incidents). Not for other modules: they use
+ * the group statement; store_read.c: reads, segments). Not for other modules: they use
  * store.h. */
 #ifndef GW_STORE_INT_H
 #define GW_STORE_INT_H
@@ -33,13 +33,7 @@ const char *gw_store_col_name(size_t k);
 enum gw_rec_kind gw_store_col_kind(size_t k);
 const struct gw_store_sqltype *gw_store_col_type(size_t k);
 
-enum gw_store_kind {
-    GW_STORE_RK_SUBMIT,
-    GW_STORE_RK_BATCH,
-    GW_STORE_RK_GET,
-    GW_STORE_RK_SEGMENTS,
-    GW_STORE_RK_INCIDENT
-};
+enum gw_store_kind { GW_STORE_RK_SUBMIT, GW_STORE_RK_BATCH, GW_STORE_RK_GET, GW_STORE_RK_SEGMENTS };
 
 struct gw_store_item {
     TAILQ_ENTRY(gw_store_item) link; /* store->pending while queued */
@@ -80,7 +74,6 @@ struct gw_store_req {
         gw_store_batch_cb batch;
         gw_store_get_cb get;
         gw_store_segments_cb segments;
-        gw_store_done_cb done;
     } cb;
     struct gw_db_req *dbreq; /* simple operations */
     size_t n, nleft;         /* submits: items, unresolved items */

@@ -1,7 +1,8 @@
 /* store_read.c: the store's simple operations, one statement each: read a sealed waybill by its
  * number's blind index (every column of store_int.h's column list, decoded by kind), load the
- * segments, record an incident. Invariant: a handle is freed exactly once, after its callback or
- * at cancel (then the db request is cancelled first). */
+ * segments. Invariant: a handle is freed exactly once, after its callback or at cancel (then the
+ * db request is cancelled first). */
+#include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -222,46 +223,4 @@ int gw_store_load_segments(struct gw_store *s, gw_store_segments_cb cb, void *ar
         return GW_ENOMEM;
     r->cb.segments = cb;
     return simple_start(r, &st, segments_done_cb, out);
-}
-
-static void incident_done_cb(void *arg, int err, const struct gw_db_result *res)
-{
-    struct gw_store_req *r = arg;
-
-    r->dbreq = NULL;
-    simple_fail_err(&err, res);
-    if (err != 0)
-        GW_LOG(GW_LOG_ERROR, "store", NULL, "incident not recorded (%s, sqlstate %s)",
-               gw_err_str(err), res->sqlstate ? res->sqlstate : "-");
-    if (r->cb.done != NULL)
-        r->cb.done(r->arg, err);
-    gw_store_req_free(r);
-}
-
-int gw_store_record_incident(struct gw_store *s, const char *severity, const char *kind,
-                             const char *principal, const char *peer, const char *branch,
-                             const char *detail, const uint8_t *record_id, gw_store_done_cb cb,
-                             void *arg, struct gw_store_req **out)
-{
-    const char *vals[7] = {
-        severity, kind, principal, peer, branch, detail, (const char *)record_id};
-    static const int lens[7] = {0, 0, 0, 0, 0, 0, GW_STORE_ID_LEN};
-    static const int fmts[7] = {0, 0, 0, 0, 0, 0, 1};
-    struct gw_db_stmt st = {.sql = "INSERT INTO incident (severity, kind, principal, peer, "
-                                   "branch, detail, record_id) VALUES ($1, $2, $3, $4, $5, $6, $7)",
-                            .nparams = 7,
-                            .values = vals,
-                            .lengths = lens,
-                            .formats = fmts};
-    struct gw_store_req *r;
-
-    if (out != NULL)
-        *out = NULL;
-    if (s == NULL || severity == NULL || kind == NULL)
-        return GW_EINVAL;
-    r = gw_store_req_new(s, GW_STORE_RK_INCIDENT, arg);
-    if (r == NULL)
-        return GW_ENOMEM;
-    r->cb.done = cb;
-    return simple_start(r, &st, incident_done_cb, out);
 }

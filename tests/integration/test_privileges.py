@@ -1,4 +1,4 @@
-"""Least privilege in PostgreSQL (Art. 34; sql/004_roles.sql). The daemon connects as
+"""Least privilege in PostgreSQL (Art. 34; sql/005_roles.sql). The daemon connects as
 waygate_gateway, the CLI as waygate_admin, and only migrations as the owner, waygate. Connected as
 the gateway's role, PostgreSQL itself refuses what a compromised gateway would try: deleting
 incidents, moving a waybill to another branch, DDL, dropping or disabling the trigger that keeps
@@ -167,12 +167,12 @@ def column_privileges(stack):
 
 
 def test_roles_migration_reruns_unchanged(stack):
-    """sql/004_roles.sql run again by the owner succeeds and leaves every grant as it was."""
+    """sql/005_roles.sql run again by the owner succeeds and leaves every grant as it was."""
     before = column_privileges(stack)
     assert ("waygate_gateway|incident|severity|INSERT" in before
             and "waygate_admin|waybill|dek_wrapped|UPDATE" in before), before
     path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "sql", "004_roles.sql")
+        os.path.abspath(__file__)))), "sql", "005_roles.sql")
     r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
                         "-d", stack.pguri_owner, "-f", path],
                        capture_output=True, text=True, timeout=60)

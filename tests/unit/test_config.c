@@ -92,6 +92,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.idle_timeout_ms, 300000);
     assert_int_equal(c.drain_timeout_ms, 10000);
     assert_int_equal(c.max_deadline_ms, 60000);
+    assert_int_equal(c.segment_refresh_ms, 5000);
+    assert_int_equal(c.incident_queue_max, 4096);
     assert_null(c.tls_crl);
     assert_string_equal(c.db_conninfo, "postgresql://waygate@localhost/waygate");
     assert_int_equal(c.db_pool_size, 4);

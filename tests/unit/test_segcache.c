@@ -12,6 +12,8 @@
 #include <cmocka.h>
 
 #include "segcache.h"
+
+#define REFRESH_MS 1000 /* the cache's refresh interval in these tests */
 #include "store.h"
 
 struct fx {
@@ -68,7 +70,7 @@ static int setup(void **state)
         return -1;
     src.ctx = f;
     f->now = 5000;
-    f->c = gw_segcache_new_source(&src);
+    f->c = gw_segcache_new_source(&src, REFRESH_MS);
     *state = f;
     return f->c != NULL ? 0 : -1;
 }
@@ -186,7 +188,7 @@ static void test_reload_after_interval_sees_new_segment(void **state)
     struct answer a = {0};
 
     load_all(f);
-    f->now += GW_SEGCACHE_RELOAD_MS - 1;
+    f->now += REFRESH_MS - 1;
     assert_int_equal(check(f, "a", "WG", 8000, &a), 0);
     assert_int_equal(f->loads, 1);
 
@@ -201,7 +203,7 @@ static void test_reload_after_interval_sees_new_segment(void **state)
     assert_int_equal(check(f, "a", "WG", 8999, &a), 1);
 
     /* a reload replaces the whole register: a segment gone is gone */
-    f->now += GW_SEGCACHE_RELOAD_MS;
+    f->now += REFRESH_MS;
     assert_int_equal(check(f, "a", "WG", 9000, &a), GW_OK_PENDING);
     gw_segcache_loaded(f->c, 0, SEGS, 1);
     assert_int_equal(check(f, "a", "WG", 2500, &a), 0);
@@ -247,7 +249,7 @@ static void test_cancel(void **state)
     assert_int_equal(b.calls, 1);
 
     /* freeing the cache with a load in flight cancels the load; no callback */
-    f->now += GW_SEGCACHE_RELOAD_MS;
+    f->now += REFRESH_MS;
     assert_int_equal(check(f, "a", "WG", 9999, &a), GW_OK_PENDING);
     gw_segcache_free(f->c);
     f->c = NULL;

@@ -1,6 +1,6 @@
 /* test_store.c: the waybill store against a throwaway PostgreSQL with the real migrations:
  * idempotent submit outcomes, group commit, concurrent same-number inserts, batches, a refused
- * row failing alone, the suspicious-phone register, reads, segments, incidents, cancellation.
+ * row failing alone, the suspicious-phone register, reads, segments, cancellation.
  * Skipped when the PostgreSQL binaries are missing. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -767,42 +767,6 @@ static void test_segments(void **state)
     assert_string_equal(o.first, "a WG 1000-1999");
 }
 
-static int inc_done[2];
-static void inc_cb(void *arg, int err)
-{
-    (void)arg;
-    assert_int_equal(err, 0);
-    inc_done[0]++;
-}
-
-static void test_incident(void **state)
-{
-    uint8_t rid[16];
-
-    (void)state;
-    if (!pg_ok)
-        skip();
-    fill(rid, 16, 4242);
-    inc_done[0] = 0;
-    inc_done[1] = 2;
-    assert_int_equal(gw_store_record_incident(store, "high", "decrypt_failure", "courier_a",
-                                              "127.0.0.1:5555", "a",
-                                              "ciphertext failed to "
-                                              "authenticate",
-                                              rid, inc_cb, NULL, NULL),
-                     0);
-    assert_int_equal(gw_store_record_incident(store, "low", "auth_failures", NULL, NULL, NULL, NULL,
-                                              NULL, inc_cb, NULL, NULL),
-                     0);
-    assert_int_equal(gw_store_record_incident(store, "medium", "bulk_scraping", NULL, NULL, NULL,
-                                              NULL, NULL, NULL, NULL, NULL),
-                     0);
-    assert_true(run_until(int_reached, inc_done, 10000));
-    assert_true(run_until(db_idle, db, 10000)); /* the third has no callback */
-    assert_string_equal(q1("SELECT count(*) FROM incident"), "3");
-    assert_string_equal(q1("SELECT count(*) FROM incident WHERE record_id IS NOT NULL"), "1");
-}
-
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -810,7 +774,7 @@ int main(void)
         cmocka_unit_test(test_group_commit),       cmocka_unit_test(test_concurrent_same_number),
         cmocka_unit_test(test_deadlock_retried),   cmocka_unit_test(test_batch),
         cmocka_unit_test(test_suspicious),         cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_segments),           cmocka_unit_test(test_incident),
+        cmocka_unit_test(test_segments),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -1,4 +1,4 @@
--- 004_roles: least privilege (Art. 34). Three roles per database D:
+-- 005_roles: least privilege (Art. 34). Three roles per database D:
 --   owner       the database's owner: owns every object, runs the migrations, nothing else;
 --   D_gateway   waygated: stores and reads waybills, reads segments, records incidents;
 --   D_admin     waygatectl: segments issue/list, keys rewrap/status/retire, suspicious list.
@@ -66,13 +66,15 @@ BEGIN
                    'SET search_path = %I, pg_temp', current_schema());
     REVOKE ALL ON FUNCTION waybill_phone_owner_trg() FROM PUBLIC;
 
-    -- waygated (gateway/store/store_group.c, store_read.c): the group insert (every column,
-    -- accepted_at and the record MAC included, since the gateway stamps and seals them), reads by blind index, the segments, incidents (their
-    -- time and report columns keep their defaults). No UPDATE, DELETE, TRUNCATE anywhere.
+    -- waygated (gateway/store/store_group.c, store_read.c, incident.c): the group insert (every
+    -- column, accepted_at and the record MAC included, since the gateway stamps and seals them),
+    -- reads by blind index, the segments, incidents (with their count and the gateway's first and
+    -- last occurrence; occurred_at and the report columns keep their defaults, so no incident can
+    -- be back-dated). No UPDATE, DELETE, TRUNCATE anywhere.
     EXECUTE format('GRANT INSERT (id, wb_bidx, origin_branch, submitted_by, dest_region_code, '
         'weight_grams, service_type, security_level, pickup_day, accepted_at, kek_version, '
-        'dek_version, dek_wrapped, content_mac, mac_version, record_mac, sender_phone_bidx, recipient_phone_bidx, sender_id_bidx, '
-        'recipient_id_bidx, waybill_no_ct, item_description_ct, pickup_time_ct, sender_name_ct, '
+        'dek_version, dek_wrapped, content_mac, mac_version, record_mac, sender_phone_bidx, '
+        'recipient_phone_bidx, sender_id_bidx, recipient_id_bidx, waybill_no_ct, item_description_ct, pickup_time_ct, sender_name_ct, '
         'sender_phone_ct, sender_province_ct, sender_city_ct, sender_district_ct, '
         'sender_address_detail_ct, sender_company_ct, sender_id_type_ct, sender_id_number_ct, '
         'sender_gender_ct, recipient_name_ct, recipient_phone_ct, recipient_province_ct, '
@@ -81,8 +83,8 @@ BEGIN
         'ON waybill TO %I', gw);
     EXECUTE format('GRANT SELECT (id, wb_bidx, origin_branch, submitted_by, dest_region_code, '
         'weight_grams, service_type, security_level, pickup_day, accepted_at, kek_version, '
-        'dek_version, dek_wrapped, content_mac, mac_version, record_mac, sender_phone_bidx, recipient_phone_bidx, '
-        'sender_id_bidx, recipient_id_bidx, waybill_no_ct, item_description_ct, pickup_time_ct, '
+        'dek_version, dek_wrapped, content_mac, mac_version, record_mac, sender_phone_bidx, '
+        'recipient_phone_bidx, sender_id_bidx, recipient_id_bidx, waybill_no_ct, item_description_ct, pickup_time_ct, '
         'sender_name_ct, sender_phone_ct, sender_province_ct, sender_city_ct, sender_district_ct, '
         'sender_address_detail_ct, sender_company_ct, sender_id_type_ct, sender_id_number_ct, '
         'sender_gender_ct, recipient_name_ct, recipient_phone_ct, recipient_province_ct, '
@@ -90,11 +92,11 @@ BEGIN
         'recipient_company_ct, recipient_id_type_ct, recipient_id_number_ct, recipient_gender_ct) '
         'ON waybill TO %I', gw);
     EXECUTE format('GRANT SELECT (branch, prefix, range_from, range_to) ON segment TO %I', gw);
-    EXECUTE format('GRANT INSERT (severity, kind, principal, peer, branch, detail, record_id) '
-                   'ON incident TO %I', gw);
+    EXECUTE format('GRANT INSERT (severity, kind, principal, peer, branch, detail, record_id, '
+                   'count, first_occurred_at, last_occurred_at) ON incident TO %I', gw);
     EXECUTE format('GRANT USAGE ON SEQUENCE incident_id_seq TO %I', gw);
 
-    -- waygatectl (gateway/store_admin.c): issue and list segments; re-wrap data keys (read the
+    -- waygatectl (gateway/store/store_admin.c): issue and list segments; re-wrap data keys (read the
     -- wrapped key, write it and its KEK version, nothing else of a waybill); read the
     -- suspicious-customer register. Incidents: nothing.
     EXECUTE format('GRANT INSERT (branch, prefix, range_from, range_to, issued_by) '

@@ -1,0 +1,432 @@
+/* incident.c: the incident queue. Rows wait in FIFO order and go to the database head first, at
+ * most BATCH_MAX per transaction, one transaction in flight at a time; a failed transaction
+ * leaves its rows at the head and is retried after a backoff. Invariants: a row in flight is
+ * never changed (coalescing merges only into rows still waiting); a row leaves the queue only
+ * when its transaction committed or when the queue is freed (then it is counted in the log). */
+#include <stdio.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/event.h>
+
+#include "alloc.h"
+#include "db.h"
+#include "incident.h"
+#include "log.h"
+
+#define BATCH_MAX 32
+#define NPARAMS 10
+#define RETRY_MIN_MS 50u
+#define COUNT_MAX 2147483647u /* incident.count is an integer */
+
+static const char *const insert_sql =
+    "INSERT INTO incident (severity, kind, principal, peer, branch, detail, record_id, count, "
+    "first_occurred_at, last_occurred_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::timestamptz, "
+    "$10::timestamptz)";
+
+static const char *const severities[] = {"low", "medium", "high", "critical"};
+
+struct entry {
+    TAILQ_ENTRY(entry) link;
+    bool inflight;
+    bool by_kind; /* a row per kind beyond the cap: only kind, severity and count are kept */
+    int severity; /* index in severities */
+    uint32_t count;
+    struct timespec first, last;
+    char *kind, *principal, *peer, *branch, *detail; /* in the entry's own block */
+    bool has_record;
+    uint8_t record_id[GW_INCIDENT_ID_LEN];
+};
+
+TAILQ_HEAD(entry_list, entry);
+
+struct gw_incidents {
+    struct gw_db *db;
+    uint32_t cap;
+    uint32_t retry_max_ms;
+    uint32_t retry_ms; /* the next backoff */
+    struct event *ev_retry;
+    struct event *ev_drain;
+    struct entry_list q;
+    uint32_t nrows; /* rows on q; by-kind rows beyond the cap count too */
+    struct gw_db_req *dbreq;
+    size_t batch_n; /* rows of the transaction in flight (the head of q) */
+    bool failing;   /* the last attempt failed (logged once per outage) */
+    uint64_t episode_coalesced;
+    gw_incident_drained_cb drain_cb;
+    void *drain_arg;
+    struct gw_incident_stats st;
+};
+
+static void flush(struct gw_incidents *q);
+
+static int severity_index(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s != NULL && i < sizeof(severities) / sizeof(severities[0]); i++)
+        if (strcmp(s, severities[i]) == 0)
+            return (int)i;
+    return -1;
+}
+
+static bool same(const char *a, const char *b)
+{
+    if (a == NULL || b == NULL)
+        return a == b;
+    return strcmp(a, b) == 0;
+}
+
+static size_t slen(const char *s)
+{
+    return s != NULL ? strlen(s) + 1 : 0;
+}
+
+static char *put(char **p, const char *s)
+{
+    char *d = *p;
+
+    if (s == NULL)
+        return NULL;
+    memcpy(d, s, strlen(s) + 1);
+    *p += strlen(s) + 1;
+    return d;
+}
+
+/* A new row holding inc (all of it, or by_kind: only kind and severity). NULL on ENOMEM. */
+static struct entry *entry_new(const struct gw_incident *inc, int sev, bool by_kind,
+                               const struct timespec *now)
+{
+    static const char by_kind_detail[] =
+        "incidents of this kind coalesced while the gateway's incident queue was full; "
+        "principals, peers and details not kept";
+    const char *principal = by_kind ? NULL : inc->principal, *peer = by_kind ? NULL : inc->peer;
+    const char *branch = by_kind ? NULL : inc->branch;
+    const char *detail = by_kind ? by_kind_detail : inc->detail;
+    size_t n = sizeof(struct entry) + slen(inc->kind) + slen(principal) + slen(peer) +
+               slen(branch) + slen(detail);
+    struct entry *e = gw_calloc(1, n);
+    char *p;
+
+    if (e == NULL)
+        return NULL;
+    p = (char *)(e + 1);
+    e->kind = put(&p, inc->kind);
+    e->principal = put(&p, principal);
+    e->peer = put(&p, peer);
+    e->branch = put(&p, branch);
+    e->detail = put(&p, detail);
+    e->by_kind = by_kind;
+    e->severity = sev;
+    e->count = 1;
+    e->first = e->last = *now;
+    if (!by_kind && inc->record_id != NULL) {
+        e->has_record = true;
+        memcpy(e->record_id, inc->record_id, GW_INCIDENT_ID_LEN);
+    }
+    return e;
+}
+
+/* A waiting row that inc can be merged into: same kind, principal and peer; else the kind's
+ * by-kind row. NULL when none. */
+static struct entry *find_merge(struct gw_incidents *q, const struct gw_incident *inc)
+{
+    struct entry *e;
+
+    for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
+        if (!e->inflight && !e->by_kind && e->count < COUNT_MAX && same(e->kind, inc->kind) &&
+            same(e->principal, inc->principal) && same(e->peer, inc->peer))
+            return e;
+    }
+    for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
+        if (!e->inflight && e->by_kind && e->count < COUNT_MAX && same(e->kind, inc->kind))
+            return e;
+    }
+    return NULL;
+}
+
+static void merge(struct gw_incidents *q, struct entry *e, int sev, const struct timespec *now)
+{
+    e->count++;
+    e->last = *now;
+    if (sev > e->severity)
+        e->severity = sev;
+    q->st.coalesced++;
+    q->episode_coalesced++;
+}
+
+/* A new row beyond the cap, or merged into one: the queue is full. */
+static void coalescing(struct gw_incidents *q)
+{
+    if (q->st.coalescing)
+        return;
+    q->st.coalescing = true;
+    q->st.episodes++;
+    q->episode_coalesced = 0;
+    GW_LOG(GW_LOG_ERROR, "incident", NULL,
+           "incident queue full (%u rows, %llu incidents unwritten): coalescing incidents "
+           "of one kind, principal and peer into one row until the database catches up",
+           q->nrows, (unsigned long long)q->st.pending);
+}
+
+int gw_incident_record(struct gw_incidents *q, const struct gw_incident *inc)
+{
+    struct timespec now;
+    struct entry *e;
+    bool full;
+    int sev;
+
+    if (q == NULL || inc == NULL || inc->kind == NULL || inc->kind[0] == '\0')
+        return GW_EINVAL;
+    sev = severity_index(inc->severity);
+    if (sev < 0)
+        return GW_EINVAL;
+    clock_gettime(CLOCK_REALTIME, &now);
+    full = q->nrows >= q->cap;
+    if (full)
+        coalescing(q);
+    e = full ? find_merge(q, inc) : NULL;
+    if (e == NULL) {
+        e = entry_new(inc, sev, full, &now);
+        if (e != NULL) {
+            TAILQ_INSERT_TAIL(&q->q, e, link);
+            q->nrows++;
+        } else if ((e = find_merge(q, inc)) == NULL) {
+            /* out of memory and nothing waiting to merge into (which would keep the count) */
+            q->st.lost++;
+            GW_LOG(GW_LOG_ERROR, "incident", NULL, "out of memory: a %s incident was lost",
+                   inc->kind);
+            return GW_ENOMEM;
+        } else {
+            merge(q, e, sev, &now);
+        }
+    } else {
+        merge(q, e, sev, &now);
+    }
+    q->st.recorded++;
+    q->st.pending++;
+    flush(q);
+    return 0;
+}
+
+static void fmt_time(const struct timespec *ts, char *buf, size_t len)
+{
+    struct tm tm;
+    size_t n;
+
+    gmtime_r(&ts->tv_sec, &tm);
+    n = strftime(buf, len, "%Y-%m-%d %H:%M:%S", &tm);
+    snprintf(buf + n, len - n, ".%06u+00", (unsigned)(ts->tv_nsec / 1000 % 1000000));
+}
+
+static void schedule_retry(struct gw_incidents *q)
+{
+    struct timeval tv = {.tv_sec = q->retry_ms / 1000, .tv_usec = (q->retry_ms % 1000) * 1000};
+
+    evtimer_add(q->ev_retry, &tv);
+    q->retry_ms = q->retry_ms * 2 > q->retry_max_ms ? q->retry_max_ms : q->retry_ms * 2;
+}
+
+static void failed(struct gw_incidents *q, int err, const char *sqlstate)
+{
+    q->st.failures++;
+    if (!q->failing) {
+        q->failing = true;
+        GW_LOG(GW_LOG_ERROR, "incident", NULL,
+               "incidents not written yet (%s, sqlstate %s): %llu waiting, retrying with backoff",
+               gw_err_str(err), sqlstate != NULL ? sqlstate : "-",
+               (unsigned long long)q->st.pending);
+    }
+    schedule_retry(q);
+}
+
+static void drained(struct gw_incidents *q)
+{
+    gw_incident_drained_cb cb = q->drain_cb;
+
+    if (cb == NULL)
+        return;
+    q->drain_cb = NULL;
+    evtimer_del(q->ev_drain);
+    cb(q->drain_arg, q->st.pending);
+}
+
+static void written_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_incidents *q = arg;
+    struct entry *e;
+    size_t i;
+
+    q->dbreq = NULL;
+    if (err != 0) {
+        for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link))
+            e->inflight = false;
+        q->batch_n = 0;
+        failed(q, err, res != NULL ? res->sqlstate : NULL);
+        return;
+    }
+    for (i = 0; i < q->batch_n; i++) {
+        e = TAILQ_FIRST(&q->q);
+        TAILQ_REMOVE(&q->q, e, link);
+        q->nrows--;
+        q->st.rows++;
+        q->st.written += e->count;
+        q->st.pending -= e->count;
+        gw_free(e);
+    }
+    q->batch_n = 0;
+    q->retry_ms = RETRY_MIN_MS;
+    if (q->failing) {
+        q->failing = false;
+        GW_LOG(GW_LOG_INFO, "incident", NULL, "incidents written again, %llu waiting",
+               (unsigned long long)q->st.pending);
+    }
+    if (q->st.coalescing && q->nrows < q->cap) {
+        q->st.coalescing = false;
+        GW_LOG(GW_LOG_WARN, "incident", NULL,
+               "incident queue below its cap again: %llu incidents were coalesced meanwhile",
+               (unsigned long long)q->episode_coalesced);
+    }
+    if (TAILQ_EMPTY(&q->q))
+        drained(q);
+    else
+        flush(q);
+}
+
+/* Sends the head of the queue as one transaction, unless one is in flight or a retry waits. */
+static void flush(struct gw_incidents *q)
+{
+    static const int fmts[NPARAMS] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+    static const int lens[NPARAMS] = {0, 0, 0, 0, 0, 0, GW_INCIDENT_ID_LEN, 0, 0, 0};
+    const char *vals[BATCH_MAX][NPARAMS];
+    char counts[BATCH_MAX][12], first[BATCH_MAX][48], last[BATCH_MAX][48];
+    struct gw_db_stmt st[BATCH_MAX];
+    struct entry *e;
+    size_t n = 0;
+    int err;
+
+    if (q->dbreq != NULL || evtimer_pending(q->ev_retry, NULL) || TAILQ_EMPTY(&q->q))
+        return;
+    for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
+        if (n == BATCH_MAX)
+            break;
+        snprintf(counts[n], sizeof(counts[n]), "%u", e->count);
+        fmt_time(&e->first, first[n], sizeof(first[n]));
+        fmt_time(&e->last, last[n], sizeof(last[n]));
+        vals[n][0] = severities[e->severity];
+        vals[n][1] = e->kind;
+        vals[n][2] = e->principal;
+        vals[n][3] = e->peer;
+        vals[n][4] = e->branch;
+        vals[n][5] = e->detail;
+        vals[n][6] = e->has_record ? (const char *)e->record_id : NULL;
+        vals[n][7] = counts[n];
+        vals[n][8] = first[n];
+        vals[n][9] = e->count > 1 ? last[n] : NULL;
+        st[n] = (struct gw_db_stmt){.sql = insert_sql,
+                                    .nparams = NPARAMS,
+                                    .values = vals[n],
+                                    .lengths = lens,
+                                    .formats = fmts};
+        n++;
+    }
+    err = gw_db_exec(q->db, st, (int)n, GW_DB_TXN, written_cb, q, &q->dbreq);
+    if (err != 0) {
+        q->dbreq = NULL;
+        failed(q, err, NULL);
+        return;
+    }
+    q->batch_n = n;
+    n = 0;
+    for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
+        if (n++ == q->batch_n)
+            break;
+        e->inflight = true;
+    }
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    flush(arg);
+}
+
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_incidents *q = arg;
+
+    (void)fd;
+    (void)what;
+    drained(q);
+}
+
+struct gw_incidents *gw_incident_new(struct gw_db *db, uint32_t cap, uint32_t retry_max_ms)
+{
+    struct gw_incidents *q;
+
+    if (db == NULL || cap == 0)
+        return NULL;
+    q = gw_calloc(1, sizeof(*q));
+    if (q == NULL)
+        return NULL;
+    q->db = db;
+    q->cap = cap;
+    q->retry_max_ms = retry_max_ms < RETRY_MIN_MS ? RETRY_MIN_MS : retry_max_ms;
+    q->retry_ms = RETRY_MIN_MS;
+    TAILQ_INIT(&q->q);
+    q->ev_retry = evtimer_new(gw_db_base(db), retry_cb, q);
+    q->ev_drain = evtimer_new(gw_db_base(db), drain_timeout_cb, q);
+    if (q->ev_retry == NULL || q->ev_drain == NULL || gw_db_prepare(db, insert_sql) != 0) {
+        gw_incident_free(q);
+        return NULL;
+    }
+    return q;
+}
+
+void gw_incident_drain(struct gw_incidents *q, uint32_t timeout_ms, gw_incident_drained_cb cb,
+                       void *arg)
+{
+    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+
+    q->drain_cb = cb;
+    q->drain_arg = arg;
+    if (TAILQ_EMPTY(&q->q))
+        tv = (struct timeval){0, 0}; /* answered from the loop, never from inside this call */
+    evtimer_add(q->ev_drain, &tv);
+    if (evtimer_pending(q->ev_retry, NULL)) {
+        evtimer_del(q->ev_retry);
+        flush(q);
+    }
+}
+
+void gw_incident_free(struct gw_incidents *q)
+{
+    struct entry *e;
+
+    if (q == NULL)
+        return;
+    if (q->dbreq != NULL)
+        gw_db_cancel(q->dbreq);
+    if (q->nrows > 0)
+        GW_LOG(GW_LOG_ERROR, "incident", NULL,
+               "%llu incident(s) in %u row(s) not written at shutdown (a row in flight may have "
+               "been written)",
+               (unsigned long long)q->st.pending, q->nrows);
+    while ((e = TAILQ_FIRST(&q->q)) != NULL) {
+        TAILQ_REMOVE(&q->q, e, link);
+        gw_free(e);
+    }
+    if (q->ev_retry != NULL)
+        event_free(q->ev_retry);
+    if (q->ev_drain != NULL)
+        event_free(q->ev_drain);
+    gw_free(q);
+}
+
+void gw_incident_stats(const struct gw_incidents *q, struct gw_incident_stats *out)
+{
+    *out = q->st;
+    out->queued = q->nrows;
+}
