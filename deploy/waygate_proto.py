@@ -24,7 +24,7 @@ import types
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTO_DIR = os.path.join(ROOT, "proto")
 
-# Principals whose certificates the dev stack writes to DIR/env (SPEC §3, issue 2).
+# Principals whose certificates the dev stack writes to DIR/env (docs/roles.md).
 PRINCIPALS = ("courier_a", "courier_b", "branch_a", "branch_b", "backend", "admin")
 
 _loaded = None

@@ -1,4 +1,4 @@
-/* mask.c: masked renderings of names, phones, addresses and ID numbers (SPEC §3). Pure apart
+/* mask.c: masked renderings of names, phones, addresses and ID numbers (docs/roles.md). Pure apart
  * from the _dup helpers' allocation; code-point aware (a masked character is one '*'). Every
  * rule hides at least what GB/T 41833-2022 requires, whatever the input length. */
 #include "mask.h"

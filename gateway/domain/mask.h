@@ -1,4 +1,4 @@
-/* mask.h: masked renderings of PII for the views of SPEC §3. The defaults go beyond the
+/* mask.h: masked renderings of PII for the views of docs/roles.md. The defaults go beyond the
  * GB/T 41833-2022 privacy-waybill minimums (name hides >= 1 character, phone >= 6 digits,
  * address at least unit and room):
  *  - name: keeps the surname, every other character becomes '*': "张三丰" -> "张**",

@@ -1,4 +1,4 @@
-/* waybill.h: the waybill as the domain sees it, and its intake validation (SPEC §2, §4 part 12
+/* waybill.h: the waybill as the domain sees it, and its intake validation (Art. 3, 36; part 12 Art. 5-7
  * Art. 5-6, Art. 18 format; issue 3 "Intake").
  *
  * Strings are (pointer, length) views into the request message; the caller owns the bytes and

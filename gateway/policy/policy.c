@@ -1,4 +1,4 @@
-/* policy.c: the built-in rules of SPEC §3 (who may call what, which records a principal sees,
+/* policy.c: the built-in rules of docs/roles.md (Art. 34) (who may call what, which records a principal sees,
  * how each role sees each field) and the checks over them.
  * Invariants: deny by default everywhere (no rule, unknown role, empty scope: refused); a rule
  * names roles only from gw_policy_roles. */
@@ -34,7 +34,7 @@ static const char *const secadmin[] = {"security_admin", NULL};
         path, GW_POLICY_ROLES, roles                                                               \
     }
 
-/* Method permissions (SPEC §3 and §7.1). Art. 34: least privilege; the three administrator
+/* Method permissions (docs/roles.md). Art. 34: least privilege; the three administrator
  * roles hold disjoint powers. */
 static const struct gw_policy_method builtin[] = {
     {"/grpc.health.v1.Health/Check", GW_POLICY_ANYONE, NULL},

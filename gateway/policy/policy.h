@@ -17,7 +17,7 @@
 #include "record.h"
 #include "view.h"
 
-/* The roles of SPEC §3. A role name not in this list never passes a check. */
+/* The roles of docs/roles.md (Art. 34). A role name not in this list never passes a check. */
 extern const char *const gw_policy_roles[];
 
 enum gw_policy_access {

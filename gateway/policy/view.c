@@ -10,7 +10,7 @@ struct role_view {
     unsigned char mode[GW_COL_COUNT]; /* enum gw_view_mode; 0 (omit) where not listed */
 };
 
-/* The courier (scanner) view of SPEC §3: names masked (surname kept), phones masked (last four
+/* The courier (scanner) view of docs/roles.md: names masked (surname kept), phones masked (last four
  * kept), the full delivery address; nothing the courier does not need to deliver. */
 static const struct role_view policies[] = {
     {"courier",

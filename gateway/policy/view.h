@@ -1,4 +1,4 @@
-/* view.h: what each role sees of each encrypted field (SPEC §3), and the rendering of one field
+/* view.h: what each role sees of each encrypted field (docs/roles.md), and the rendering of one field
  * in that mode. The policy here is the built-in default, deny by default: a (role, field) pair
  * not listed is omitted. The principals issue replaces gw_view_policy's table with a policy
  * file; gw_view_render stays.

@@ -368,7 +368,7 @@ static int header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         v[n] = '\0';
         r->grpc = (n > 0 && n < 4) ? atoi(v) : NCODES;
     } else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0) {
-        /* percent-encoded field path and rule; never a value (SPEC) */
+        /* percent-encoded field path and rule; never a value */
         size_t n = valuelen < sizeof r->msg - 1 ? valuelen : sizeof r->msg - 1;
         memcpy(r->msg, value, n);
         r->msg[n] = '\0';

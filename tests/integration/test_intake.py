@@ -198,7 +198,7 @@ def mask_phone(phone):
 
 
 def check_courier_view(view, w, rec_id):
-    """The courier's masked view of SPEC §3 (gateway/view.c)."""
+    """The courier's masked view of docs/roles.md (gateway/view.c)."""
     v = view.waybill
     assert view.id == rec_id
     assert v.waybill_no == w.waybill_no.upper()

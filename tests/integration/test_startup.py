@@ -1,6 +1,6 @@
 """The daemon refuses to start on a bad configuration or an unsafe keyring, and says why: the
 file, the line and the key for a bad value (issue 2), the path and the mode for a keyring that
-group or others may read (issue 3, SPEC §2). Each case runs the real waygated binary with a copy
+group or others may read (Art. 36). Each case runs the real waygated binary with a copy
 of the dev stack's configuration and checks its exit status and its one-line message."""
 
 import os

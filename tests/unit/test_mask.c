@@ -1,4 +1,4 @@
-/* test_mask.c: masking rules of SPEC §3 (mask.h), UTF-8 aware, with the GB/T 41833-2022
+/* test_mask.c: masking rules of docs/roles.md (mask.h), UTF-8 aware, with the GB/T 41833-2022
  * minimums checked on every output. Synthetic names, phones and numbers. */
 #include <setjmp.h>
 #include <stdarg.h>
