@@ -1,5 +1,5 @@
-/* methods.c: the method table of the API (proto/waygate/v1) plus the standard health service: path -> handler.
- * Who may call each method is the policy's business (policy.c), not this table's.
+/* methods.c: the method table of the API (proto/waygate/v1) plus the standard health service: path
+ * -> handler. Who may call each method is the policy's business (policy.c), not this table's.
  * Invariant: static and constant; a method not built yet has a NULL handler (UNIMPLEMENTED for
  * callers the policy allows). */
 #include "api.h"

@@ -1,5 +1,5 @@
-/* waybill.h: the waybill as the domain sees it, and its intake validation (Art. 3, 36; part 12 Art. 5-7
- * Art. 5-6, Art. 18 format; issue 3 "Intake").
+/* waybill.h: the waybill as the domain sees it, and its intake validation (Art. 3, 36; part 12 Art.
+ * 5-7 Art. 5-6, Art. 18 format; issue 3 "Intake").
  *
  * Strings are (pointer, length) views into the request message; the caller owns the bytes and
  * keeps them alive while the struct is used. Length 0 means "absent" for every string.

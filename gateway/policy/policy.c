@@ -1,7 +1,7 @@
-/* policy.c: the built-in rules of docs/roles.md (Art. 34) (who may call what, which records a principal sees,
- * how each role sees each field) and the checks over them.
- * Invariants: deny by default everywhere (no rule, unknown role, empty scope: refused); a rule
- * names roles only from gw_policy_roles. */
+/* policy.c: the built-in rules of docs/roles.md (Art. 34) (who may call what, which records a
+ * principal sees, how each role sees each field) and the checks over them. Invariants: deny by
+ * default everywhere (no rule, unknown role, empty scope: refused); a rule names roles only from
+ * gw_policy_roles. */
 #include "policy.h"
 
 #include <stdio.h>

@@ -10,8 +10,8 @@ struct role_view {
     unsigned char mode[GW_COL_COUNT]; /* enum gw_view_mode; 0 (omit) where not listed */
 };
 
-/* The courier (scanner) view of docs/roles.md: names masked (surname kept), phones masked (last four
- * kept), the full delivery address; nothing the courier does not need to deliver. */
+/* The courier (scanner) view of docs/roles.md: names masked (surname kept), phones masked (last
+ * four kept), the full delivery address; nothing the courier does not need to deliver. */
 static const struct role_view policies[] = {
     {"courier",
      {

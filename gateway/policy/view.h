@@ -1,6 +1,6 @@
-/* view.h: what each role sees of each encrypted field (docs/roles.md), and the rendering of one field
- * in that mode. The policy here is the built-in default, deny by default: a (role, field) pair
- * not listed is omitted. The principals issue replaces gw_view_policy's table with a policy
+/* view.h: what each role sees of each encrypted field (docs/roles.md), and the rendering of one
+ * field in that mode. The policy here is the built-in default, deny by default: a (role, field)
+ * pair not listed is omitted. The principals issue replaces gw_view_policy's table with a policy
  * file; gw_view_render stays.
  * Pure: no I/O, no logging; the only allocation is the caller's buffer. */
 #ifndef GW_VIEW_H
