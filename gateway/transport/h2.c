@@ -659,6 +659,15 @@ size_t gw_h2_live_streams(const struct gw_h2 *h2)
     return h2->nlive;
 }
 
+size_t gw_h2_queued(const struct gw_h2 *h2)
+{
+    size_t n = 0;
+
+    for (const struct gw_h2_stream *st = h2->streams; st != NULL; st = st->next)
+        n += gw_h2_stream_queued(st);
+    return n;
+}
+
 void gw_h2_goaway(struct gw_h2 *h2)
 {
     (void)nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE,
