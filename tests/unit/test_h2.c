@@ -214,9 +214,9 @@ static const struct gw_method test_methods[] = {
     {"/t.T/Hang", hang_handler, false},     {"/t.T/Nothing", NULL, false},
     {"/t.T/Open", echo_handler, false},     {"/t.T/Unpack", unpack_handler, false},
     {"/t.T/Admin", guarded_handler, false}, {"/t.T/NoRule", guarded_handler, false},
-    {"/t.T/Flood", flood_handler, true},
+    {"/t.T/Flood", flood_handler, true},    {"/t.T/Hold", hang_handler, true},
 };
-static const struct gw_rpc_table test_table = {test_methods, 9};
+static const struct gw_rpc_table test_table = {test_methods, 10};
 
 static const char *const admins[] = {"security_admin", NULL};
 /* The policy's rules for the test methods; /t.T/NoRule has none, so nobody may call it. */
@@ -225,6 +225,7 @@ static const struct gw_policy_method test_rules[] = {
     {"/t.T/Hang", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Nothing", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Open", GW_POLICY_ANYONE, NULL},        {"/t.T/Unpack", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Admin", GW_POLICY_ROLES, admins},      {"/t.T/Flood", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Hold", GW_POLICY_AUTHENTICATED, NULL},
 };
 
 /* ---- the harness ---- */
@@ -973,6 +974,51 @@ static void test_stalled_stream_reset(void **state)
     assert_int_equal(floods[0].cancels, 1);
 }
 
+/* The stall clock runs only while response bytes wait: a client that took everything, then
+ * gets a new message after a pause, has the whole stream_write_timeout_ms to take it. (Timing
+ * can only make this test pass wrongly, never fail wrongly: timers never fire early.) */
+static void test_stall_clock_starts_when_bytes_wait(void **state)
+{
+    Grpc__Health__V1__HealthCheckRequest out = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    char svc[1001];
+    /* the client's window holds exactly one message */
+    struct harness *h = harness_new_window(true, GW_GRPC_PREFIX_LEN + 3 + 1000);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct timeval pause = {0, 60000};
+    uint64_t t2;
+    struct reply *r;
+
+    (void)state;
+    h->cfg.stream_write_timeout_ms = 100;
+    h->cfg.max_message_size = 65536;
+    memset(svc, 'x', 1000);
+    svc[1000] = '\0';
+    out.service = svc;
+    r = reply_for(h, start_call(h, "/t.T/Hold", "5S", &b));
+    assert_non_null(hung_call);
+    assert_int_equal(gw_call_send(hung_call, &out.base), 0); /* taken at once: the window */
+    pump(h);
+    assert_int_equal(r->received, GW_GRPC_PREFIX_LEN + 3 + 1000);
+    assert_int_equal(gw_h2_queued(h->server), 0);
+    event_base_loopexit(h->base, &pause); /* a pause with nothing to send */
+    event_base_dispatch(h->base);
+    assert_false(r->closed);
+    assert_int_equal(gw_call_send(hung_call, &out.base), 0); /* waits: the window is closed */
+    t2 = gw_now_ms();
+    pump(h);
+    assert_true(gw_h2_queued(h->server) > 0);
+    for (int i = 0; i < 20 && !r->closed; i++) {
+        event_base_loop(h->base, EVLOOP_ONCE);
+        pump(h);
+    }
+    assert_true(r->closed);
+    assert_int_equal(r->close_error, NGHTTP2_CANCEL);
+    assert_true(gw_now_ms() - t2 >= 100);
+    assert_int_equal(cancels, 1);
+    harness_free(h);
+}
+
 /* The policy step runs before the handler: a courier calling a security_admin-only method, or a
  * method without any rule, is PERMISSION_DENIED naming the role, and the handler never runs. */
 static void test_policy_denies_before_handler(void **state)
@@ -1113,6 +1159,7 @@ int main(void)
         cmocka_unit_test(test_goaway),
         cmocka_unit_test(test_stream_backpressure),
         cmocka_unit_test(test_stalled_stream_reset),
+        cmocka_unit_test(test_stall_clock_starts_when_bytes_wait),
         cmocka_unit_test(test_policy_denies_before_handler),
         cmocka_unit_test(test_writable_finishes_own_call),
         cmocka_unit_test(test_writable_finishes_other_calls),
