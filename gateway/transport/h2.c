@@ -470,8 +470,11 @@ static int start_response(struct gw_h2_stream *st)
 
 int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
 {
+    bool was_empty;
+
     if (st->answered || st->resv.iov_base == NULL)
         return GW_EINVAL;
+    was_empty = evbuffer_get_length(st->out) == 0;
     st->resv.iov_len = len + GW_GRPC_PREFIX_LEN;
     if (evbuffer_commit_space(st->out, &st->resv, 1) != 0) {
         st->resv.iov_base = NULL;
@@ -489,10 +492,12 @@ int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
         if (st->stall_ev == NULL)
             return GW_ENOMEM;
     }
-    if (!evtimer_pending(st->stall_ev, NULL)) {
+    /* The stall clock runs only while bytes wait: a client is not blamed for a pause of ours. A
+     * timer still pending from an earlier message re-arms itself for the rest of the limit. */
+    if (was_empty)
         st->progress_ms = now_ms();
+    if (!evtimer_pending(st->stall_ev, NULL))
         arm_stall(st, st->h2->cfg->stream_write_timeout_ms);
-    }
     (void)gw_h2_flush(st->h2); /* DATA without END_STREAM: the stream stays open */
     return 0;
 }
@@ -657,6 +662,15 @@ bool gw_h2_preface_received(const struct gw_h2 *h2)
 size_t gw_h2_live_streams(const struct gw_h2 *h2)
 {
     return h2->nlive;
+}
+
+size_t gw_h2_queued(const struct gw_h2 *h2)
+{
+    size_t n = 0;
+
+    for (const struct gw_h2_stream *st = h2->streams; st != NULL; st = st->next)
+        n += gw_h2_stream_queued(st);
+    return n;
 }
 
 void gw_h2_goaway(struct gw_h2 *h2)

@@ -91,6 +91,9 @@ bool gw_h2_preface_received(const struct gw_h2 *h2);
 /* Streams with a call still running (not yet answered). A connection with none is idle even if
  * the client keeps answered streams open. */
 size_t gw_h2_live_streams(const struct gw_h2 *h2);
+/* Response bytes queued on all of the session's streams and not yet taken by the peer's
+ * flow-control windows: at most max_concurrent_streams x (GW_H2_STREAM_HIGH + one message). */
+size_t gw_h2_queued(const struct gw_h2 *h2);
 /* Graceful shutdown: GOAWAY naming the last stream accepted; open streams may finish. */
 void gw_h2_goaway(struct gw_h2 *h2);
 /* Immediate shutdown: GOAWAY(NO_ERROR), no stream is served further. */

@@ -267,9 +267,10 @@ def cluster_pids(stack):
 
 class SecondGateway:
     """Another waygated on a free port, with the dev stack's config plus `extra` [server] lines,
-    logging to DIR/<name>.log: for tests that must not disturb the session's gateway."""
+    logging to DIR/<name>.log: for tests that must not disturb the session's gateway. `binary`
+    names the program in the build directory (waygated-test adds test-only methods)."""
 
-    def __init__(self, stack, name, extra=""):
+    def __init__(self, stack, name, extra="", binary="waygated"):
         with open(os.path.join(stack.dir, "waygated.conf")) as f:
             conf = f.read()
         s = socket.socket()
@@ -283,7 +284,7 @@ class SecondGateway:
         self.addr = "127.0.0.1:%d" % port
         self.log_path = os.path.join(stack.dir, name + ".log")
         self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", path],
+        self.proc = subprocess.Popen([os.path.join(BUILD, binary), "-c", path],
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         ok = wait_for(lambda: self.proc.poll() is None and
                       stack.health(addr=self.addr, timeout=2) == "SERVING", timeout=30)

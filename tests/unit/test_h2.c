@@ -19,6 +19,7 @@
 
 #include "alloc.h"
 #include "config.h"
+#include "grpc.h"
 #include "h2.h"
 #include "policy.h"
 #include "rpc.h"
@@ -72,6 +73,7 @@ static void cancel_cb(void *arg)
 
 static int cancel_token = 0x5a;
 static struct gw_call *hung_call;
+static int guarded_runs;
 
 /* Never finishes by itself: an asynchronous operation that only its cancel stops. */
 static void hang_handler(struct gw_call *call, const uint8_t *req, size_t len)
@@ -83,13 +85,138 @@ static void hang_handler(struct gw_call *call, const uint8_t *req, size_t len)
     gw_call_set_cancel(call, cancel_cb, &cancel_token);
 }
 
-static const struct gw_method test_methods[] = {
-    {"/t.T/Echo", echo_handler, false},  {"/t.T/Stream", stream_handler, true},
-    {"/t.T/Hang", hang_handler, false},  {"/t.T/Nothing", NULL, false},
-    {"/t.T/Open", echo_handler, false},  {"/t.T/Unpack", unpack_handler, false},
-    {"/t.T/Admin", echo_handler, false}, {"/t.T/NoRule", echo_handler, false},
+/* For methods the policy must keep the caller out of: it counts the runs that must not happen. */
+static void guarded_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    guarded_runs++;
+    echo_handler(call, req, len);
+}
+
+/* ---- a server-streaming handler using the writable pattern (call.h) ----
+ * Streams flood_count messages of flood_size bytes: HealthCheckRequest{service = "#<8-digit
+ * sequence number><filler>"}, sending while gw_call_writable() and otherwise waiting for the
+ * writable callback. The test reads its state after the call is gone, so it lives here. */
+
+struct harness;
+static struct harness *cur_h; /* the harness of the running test, for the handlers */
+static size_t h_queued(void);
+
+enum flood_mode {
+    FLOOD_SEND,         /* send everything, then finish OK */
+    FLOOD_FINISH_OWN,   /* on the writable callback: finish its own call */
+    FLOOD_FINISH_GROUP, /* on the writable callback: finish every flood call still running */
 };
-static const struct gw_rpc_table test_table = {test_methods, 8};
+
+struct flood {
+    struct gw_call *call; /* NULL once finished or cancelled */
+    unsigned sent;
+    unsigned writable_runs;
+    unsigned cancels;
+    int send_err;
+    size_t max_queued; /* the session's queued bytes, sampled after every send */
+};
+
+static unsigned flood_count, flood_size;
+static enum flood_mode flood_mode;
+static struct flood floods[4];
+static unsigned nfloods;
+
+static void flood_cancel(void *arg)
+{
+    struct flood *f = arg;
+
+    f->cancels++;
+    f->call = NULL;
+}
+
+static void flood_finish(struct flood *f)
+{
+    struct gw_call *call = f->call;
+
+    f->call = NULL;
+    gw_call_finish(call, GW_GRPC_OK, NULL); /* may free the call and its stream */
+}
+
+static void flood_pump(void *arg);
+
+static void flood_send(struct flood *f)
+{
+    Grpc__Health__V1__HealthCheckRequest out = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    char *svc = malloc(flood_size + 1);
+    size_t q;
+
+    assert_non_null(svc);
+    memset(svc, 'x', flood_size);
+    svc[flood_size] = '\0';
+    while (f->sent < flood_count) {
+        if (!gw_call_writable(f->call)) {
+            gw_call_on_writable(f->call, flood_pump, f);
+            free(svc);
+            return;
+        }
+        snprintf(svc, flood_size + 1, "#%08u", f->sent);
+        svc[9] = 'x';
+        out.service = svc;
+        f->send_err = gw_call_send(f->call, &out.base);
+        if (f->send_err != 0) {
+            struct gw_call *call = f->call;
+            f->call = NULL;
+            free(svc);
+            gw_call_fail(call, f->send_err, NULL, GW_RULE_NONE);
+            return;
+        }
+        f->sent++;
+        q = h_queued();
+        if (q > f->max_queued)
+            f->max_queued = q;
+    }
+    free(svc);
+    flood_finish(f);
+}
+
+static void flood_pump(void *arg)
+{
+    struct flood *f = arg;
+
+    f->writable_runs++;
+    assert_non_null(f->call);
+    switch (flood_mode) {
+    case FLOOD_SEND:
+        flood_send(f);
+        return;
+    case FLOOD_FINISH_OWN:
+        flood_finish(f);
+        return;
+    case FLOOD_FINISH_GROUP:
+        for (unsigned i = 0; i < nfloods; i++)
+            if (floods[i].call != NULL)
+                flood_finish(&floods[i]);
+        return;
+    }
+}
+
+static void flood_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    struct flood *f;
+
+    (void)req;
+    (void)len;
+    assert_true(nfloods < 4);
+    f = &floods[nfloods++];
+    memset(f, 0, sizeof(*f));
+    f->call = call;
+    gw_call_set_cancel(call, flood_cancel, f);
+    flood_send(f);
+}
+
+static const struct gw_method test_methods[] = {
+    {"/t.T/Echo", echo_handler, false},     {"/t.T/Stream", stream_handler, true},
+    {"/t.T/Hang", hang_handler, false},     {"/t.T/Nothing", NULL, false},
+    {"/t.T/Open", echo_handler, false},     {"/t.T/Unpack", unpack_handler, false},
+    {"/t.T/Admin", guarded_handler, false}, {"/t.T/NoRule", guarded_handler, false},
+    {"/t.T/Flood", flood_handler, true},    {"/t.T/Hold", hang_handler, true},
+};
+static const struct gw_rpc_table test_table = {test_methods, 10};
 
 static const char *const admins[] = {"security_admin", NULL};
 /* The policy's rules for the test methods; /t.T/NoRule has none, so nobody may call it. */
@@ -97,18 +224,26 @@ static const struct gw_policy_method test_rules[] = {
     {"/t.T/Echo", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Stream", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Hang", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Nothing", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Open", GW_POLICY_ANYONE, NULL},        {"/t.T/Unpack", GW_POLICY_AUTHENTICATED, NULL},
-    {"/t.T/Admin", GW_POLICY_ROLES, admins},
+    {"/t.T/Admin", GW_POLICY_ROLES, admins},      {"/t.T/Flood", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Hold", GW_POLICY_AUTHENTICATED, NULL},
 };
 
 /* ---- the harness ---- */
 
 struct reply {
     bool closed;
+    uint32_t close_error; /* the HTTP/2 error code the stream closed with (RST_STREAM) */
     char http_status[8];
     int grpc_status;
     char grpc_message[256];
-    uint8_t data[4096];
+    uint8_t data[4096]; /* the first bytes of the response body */
     size_t ndata;
+    size_t received; /* response body bytes, all of them */
+    size_t consumed; /* of which the client gave back as flow-control window */
+    struct gw_grpc_decoder dec;
+    unsigned nmsgs;      /* response messages */
+    unsigned nseq;       /* flood messages in order: "#<nseq>..." */
+    unsigned seq_errors; /* flood messages out of order */
 };
 
 struct harness {
@@ -165,6 +300,25 @@ static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t
     return 0;
 }
 
+/* One whole response message: counts it, and checks a flood message's sequence number. */
+static int c_on_message(void *arg, const uint8_t *msg, size_t len)
+{
+    struct reply *r = arg;
+    char digits[9];
+
+    r->nmsgs++;
+    /* HealthCheckRequest.service (field 1, a 3-byte length for flood sizes), then "#%08u" */
+    if (len >= 13 && msg[0] == 0x0a && msg[4] == '#') {
+        memcpy(digits, msg + 5, 8);
+        digits[8] = '\0';
+        if (strtoul(digits, NULL, 10) == r->nseq)
+            r->nseq++;
+        else
+            r->seq_errors++;
+    }
+    return 0;
+}
+
 static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data, size_t len,
                      void *ud)
 {
@@ -172,17 +326,25 @@ static int c_on_data(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_
 
     (void)s;
     (void)flags;
-    assert_true(r->ndata + len <= sizeof(r->data));
-    memcpy(r->data + r->ndata, data, len);
-    r->ndata += len;
+    if (r->ndata < sizeof(r->data)) {
+        size_t take = len < sizeof(r->data) - r->ndata ? len : sizeof(r->data) - r->ndata;
+        memcpy(r->data + r->ndata, data, take);
+        r->ndata += take;
+    }
+    r->received += len;
+    if (r->dec.max_message == 0)
+        gw_grpc_decoder_init(&r->dec, 1u << 20);
+    assert_int_equal(gw_grpc_decoder_feed(&r->dec, data, len, c_on_message, r), 0);
     return 0;
 }
 
 static int c_on_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
 {
+    struct reply *r = reply_for(ud, id);
+
     (void)s;
-    (void)err;
-    reply_for(ud, id)->closed = true;
+    r->closed = true;
+    r->close_error = err;
     return 0;
 }
 
@@ -214,10 +376,14 @@ static void pump(struct harness *h)
     fail_msg("pump did not settle");
 }
 
-static struct harness *harness_new(bool authenticated)
+/* client_window: 0 for nghttp2's defaults (the client gives back window as it receives); else
+ * the client's initial stream window, given back only when the test consumes (client_consume). */
+static struct harness *harness_new_window(bool authenticated, uint32_t client_window)
 {
     struct harness *h = calloc(1, sizeof(*h));
     nghttp2_session_callbacks *cbs;
+    nghttp2_option *opt;
+    nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, client_window};
     struct gw_peer peer = {.addr = "127.0.0.1:1",
                            .tls = true,
                            .cert = true,
@@ -262,19 +428,57 @@ static struct harness *harness_new(bool authenticated)
     nghttp2_session_callbacks_set_on_header_callback(cbs, c_on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, c_on_data);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, c_on_close);
-    assert_int_equal(nghttp2_session_client_new(&h->client, cbs, h), 0);
+    assert_int_equal(nghttp2_option_new(&opt), 0);
+    if (client_window > 0)
+        nghttp2_option_set_no_auto_window_update(opt, 1);
+    assert_int_equal(nghttp2_session_client_new2(&h->client, cbs, h, opt), 0);
+    nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cbs);
-    assert_int_equal(nghttp2_submit_settings(h->client, NGHTTP2_FLAG_NONE, NULL, 0), 0);
+    assert_int_equal(
+        nghttp2_submit_settings(h->client, NGHTTP2_FLAG_NONE, &iv, client_window > 0 ? 1 : 0), 0);
     pump(h);
     assert_true(gw_h2_preface_received(h->server));
     cancels = 0;
     hang_started = 0;
     hung_call = NULL;
+    guarded_runs = 0;
+    nfloods = 0;
+    memset(floods, 0, sizeof(floods));
+    flood_mode = FLOOD_SEND;
+    cur_h = h;
     return h;
+}
+
+static struct harness *harness_new(bool authenticated)
+{
+    return harness_new_window(authenticated, 0);
+}
+
+static size_t h_queued(void)
+{
+    return gw_h2_queued(cur_h->server);
+}
+
+/* The client's application reads up to max bytes of what stream id received (all of it when
+ * max is 0), giving the window back to the server. Returns the bytes consumed. */
+static size_t client_consume(struct harness *h, int32_t id, size_t max)
+{
+    struct reply *r = reply_for(h, id);
+    size_t n = r->received - r->consumed;
+
+    if (max > 0 && n > max)
+        n = max;
+    if (n > 0) {
+        assert_int_equal(nghttp2_session_consume(h->client, id, n), 0);
+        r->consumed += n;
+    }
+    return n;
 }
 
 static void harness_free(struct harness *h)
 {
+    for (size_t i = 0; i < 16; i++)
+        gw_grpc_decoder_clear(&h->replies[i].dec);
     gw_h2_free(h->server);
     gw_rpc_free(h->rpc);
     gw_policy_free(h->policy);
@@ -554,12 +758,16 @@ static void test_deadline(void **state)
     struct body b = {buf, frame_service(buf, "x"), 0};
     struct reply *r;
     uint64_t t0 = gw_now_ms();
+    uint64_t t1;
 
     (void)state;
     r = reply_for(h, start_call(h, "/t.T/Hang", "50m", &b));
+    t1 = gw_now_ms();
     assert_int_equal(hang_started, 1);
     assert_false(r->closed);
-    assert_int_equal(gw_call_deadline_ms(hung_call) - t0 <= 60, 1);
+    /* 50 ms from when the call started, which was between t0 and t1 (however loaded the box) */
+    assert_true(gw_call_deadline_ms(hung_call) >= t0 + 50);
+    assert_true(gw_call_deadline_ms(hung_call) <= t1 + 50);
     event_base_loop(h->base, EVLOOP_ONCE);
     pump(h);
     assert_true(r->closed);
@@ -657,6 +865,287 @@ static void test_goaway(void **state)
     assert_int_equal(cancels, 0);
 }
 
+/* ---- server streaming and backpressure ---- */
+
+/* 256 messages of 16 KiB: 4 MiB through a client whose window is 16 KiB and which reads only
+ * when the test says so. The server never holds more than the high-water mark plus one message
+ * for the stream, parks the handler while the client reads nothing, and delivers every message
+ * in order once the client reads. */
+static void test_stream_backpressure(void **state)
+{
+    struct harness *h = harness_new_window(true, 16384);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    /* one message on the wire: prefix, tag, 3-byte length, payload */
+    const size_t frame = GW_GRPC_PREFIX_LEN + 1 + 3 + 16384;
+    const size_t bound = GW_H2_STREAM_HIGH + frame;
+    size_t max_seen = 0, q;
+    unsigned parked;
+    struct reply *r;
+    int32_t id;
+
+    (void)state;
+    h->cfg.max_message_size = 65536; /* looser than the bound: the bound must come from h2 */
+    flood_count = 256;
+    flood_size = 16384;
+    id = start_call(h, "/t.T/Flood", NULL, &b);
+    r = reply_for(h, id);
+    assert_int_equal(nfloods, 1);
+
+    /* The client reads nothing: the handler fills the queue up to the mark, then waits. */
+    for (int i = 0; i < 20; i++) {
+        event_base_loop(h->base, EVLOOP_NONBLOCK);
+        pump(h);
+    }
+    parked = floods[0].sent;
+    q = gw_h2_queued(h->server);
+    assert_false(r->closed);
+    assert_true(parked < flood_count);
+    /* it did fill up to the mark (less what the window took): the bound is not vacuous */
+    assert_true(q + r->received >= GW_H2_STREAM_HIGH);
+    assert_true(q <= bound);
+    assert_true(floods[0].max_queued <= bound);
+    assert_int_equal(floods[0].writable_runs, 0);
+    assert_int_equal(r->received, 16384); /* exactly the client's window */
+
+    /* The client reads 8 KiB at a time. */
+    for (int guard = 0; !r->closed; guard++) {
+        assert_true(guard < 100000);
+        (void)client_consume(h, id, 8192);
+        pump(h);
+        q = gw_h2_queued(h->server);
+        if (q > max_seen)
+            max_seen = q;
+        event_base_loop(h->base, EVLOOP_NONBLOCK); /* the writable upcall, when due */
+        pump(h);
+    }
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_int_equal(r->close_error, NGHTTP2_NO_ERROR);
+    assert_int_equal(floods[0].send_err, 0);
+    assert_int_equal(floods[0].sent, flood_count);
+    assert_int_equal(r->nmsgs, flood_count);
+    assert_int_equal(r->nseq, flood_count);
+    assert_int_equal(r->seq_errors, 0);
+    assert_int_equal(r->received, (size_t)flood_count * frame);
+    assert_true(max_seen <= bound);
+    assert_true(floods[0].max_queued <= bound);
+    assert_true(floods[0].writable_runs > 0);
+    assert_int_equal(floods[0].cancels, 0);
+    assert_int_equal(gw_h2_queued(h->server), 0);
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
+    harness_free(h);
+}
+
+/* A client that takes no response bytes for stream_write_timeout_ms is reset (RST_STREAM
+ * CANCEL) by the stall timer on the real event loop, and the handler's cancel function runs
+ * exactly once. */
+static void test_stalled_stream_reset(void **state)
+{
+    struct harness *h = harness_new_window(true, 16384);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    uint64_t t0 = gw_now_ms();
+    struct reply *r;
+    int32_t id;
+
+    (void)state;
+    h->cfg.stream_write_timeout_ms = 100;
+    h->cfg.max_message_size = 65536;
+    flood_count = 256;
+    flood_size = 16384;
+    /* a deadline well past the stall limit (so a missing stall reset fails, late, here) */
+    id = start_call(h, "/t.T/Flood", "5S", &b);
+    r = reply_for(h, id);
+    assert_int_equal(nfloods, 1);
+    assert_false(r->closed);
+    assert_true(floods[0].sent < flood_count);
+    /* Each turn waits for the next timer to fire: the stall timer, or the deadline. */
+    for (int i = 0; i < 20 && !r->closed; i++) {
+        event_base_loop(h->base, EVLOOP_ONCE);
+        pump(h);
+    }
+    assert_true(r->closed);
+    assert_int_equal(r->close_error, NGHTTP2_CANCEL);
+    assert_int_equal(r->grpc_status, 0); /* no trailers: the stream was reset */
+    assert_true(gw_now_ms() - t0 >= 100);
+    assert_int_equal(floods[0].cancels, 1);
+    assert_int_equal(floods[0].writable_runs, 0);
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
+    assert_int_equal(gw_h2_queued(h->server), 0);
+    /* the connection goes on: another call is answered */
+    b.off = 0;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    harness_free(h);
+    assert_int_equal(floods[0].cancels, 1);
+}
+
+/* The stall clock runs only while response bytes wait: a client that took everything, then
+ * gets a new message after a pause, has the whole stream_write_timeout_ms to take it. (Timing
+ * can only make this test pass wrongly, never fail wrongly: timers never fire early.) */
+static void test_stall_clock_starts_when_bytes_wait(void **state)
+{
+    Grpc__Health__V1__HealthCheckRequest out = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    char svc[1001];
+    /* the client's window holds exactly one message */
+    struct harness *h = harness_new_window(true, GW_GRPC_PREFIX_LEN + 3 + 1000);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct timeval pause = {0, 60000};
+    uint64_t t2;
+    struct reply *r;
+
+    (void)state;
+    h->cfg.stream_write_timeout_ms = 100;
+    h->cfg.max_message_size = 65536;
+    memset(svc, 'x', 1000);
+    svc[1000] = '\0';
+    out.service = svc;
+    r = reply_for(h, start_call(h, "/t.T/Hold", "5S", &b));
+    assert_non_null(hung_call);
+    assert_int_equal(gw_call_send(hung_call, &out.base), 0); /* taken at once: the window */
+    pump(h);
+    assert_int_equal(r->received, GW_GRPC_PREFIX_LEN + 3 + 1000);
+    assert_int_equal(gw_h2_queued(h->server), 0);
+    event_base_loopexit(h->base, &pause); /* a pause with nothing to send */
+    event_base_dispatch(h->base);
+    assert_false(r->closed);
+    assert_int_equal(gw_call_send(hung_call, &out.base), 0); /* waits: the window is closed */
+    t2 = gw_now_ms();
+    pump(h);
+    assert_true(gw_h2_queued(h->server) > 0);
+    for (int i = 0; i < 20 && !r->closed; i++) {
+        event_base_loop(h->base, EVLOOP_ONCE);
+        pump(h);
+    }
+    assert_true(r->closed);
+    assert_int_equal(r->close_error, NGHTTP2_CANCEL);
+    assert_true(gw_now_ms() - t2 >= 100);
+    assert_int_equal(cancels, 1);
+    harness_free(h);
+}
+
+/* The policy step runs before the handler: a courier calling a security_admin-only method, or a
+ * method without any rule, is PERMISSION_DENIED naming the role, and the handler never runs. */
+static void test_policy_denies_before_handler(void **state)
+{
+    struct harness *h = harness_new(true); /* the certificate says OU=courier */
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    r = reply_for(h, start_call(h, "/t.T/Admin", NULL, &b));
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_PERMISSION_DENIED);
+    assert_string_equal(r->grpc_message,
+                        "role courier: may not call this method (least privilege, Art. 34)");
+    assert_int_equal(r->ndata, 0);
+    b.off = 0;
+    r = reply_for(h, start_call(h, "/t.T/NoRule", NULL, &b));
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_PERMISSION_DENIED);
+    assert_string_equal(r->grpc_message,
+                        "role courier: may not call this method (least privilege, Art. 34)");
+    assert_int_equal(guarded_runs, 0);
+    /* an unauthenticated caller is not even asked about its role */
+    harness_free(h);
+    h = harness_new(false);
+    b.off = 0;
+    r = reply_for(h, start_call(h, "/t.T/Admin", NULL, &b));
+    assert_int_equal(r->grpc_status, GW_GRPC_UNAUTHENTICATED);
+    assert_int_equal(guarded_runs, 0);
+    harness_free(h);
+}
+
+/* Three flood calls wait for the writable upcall; the client then reads everything, so all three
+ * upcalls fall due in one loop turn. */
+static struct harness *three_parked_floods(int32_t ids[3])
+{
+    struct harness *h = harness_new_window(true, 16384);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+
+    h->cfg.max_message_size = 65536;
+    flood_count = 64; /* 1 MiB each: more than the high-water mark */
+    flood_size = 16384;
+    for (int i = 0; i < 3; i++) {
+        b.off = 0;
+        ids[i] = start_call(h, "/t.T/Flood", NULL, &b);
+    }
+    assert_int_equal(nfloods, 3);
+    /* the client reads, without the loop running: the queues drain, upcalls fall due */
+    for (int guard = 0; gw_h2_queued(h->server) > 0; guard++) {
+        assert_true(guard < 10000);
+        for (int i = 0; i < 3; i++)
+            (void)client_consume(h, ids[i], 0);
+        pump(h);
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_true(floods[i].sent < flood_count);
+        assert_int_equal(floods[i].writable_runs, 0);
+        assert_false(reply_for(h, ids[i])->closed);
+    }
+    return h;
+}
+
+/* Writable upcalls that finish (and so free) their own call and stream, one after the other in
+ * the same loop turn: each runs once, each call ends OK, nothing is touched after it is freed
+ * (the ASan build proves it). */
+static void test_writable_finishes_own_call(void **state)
+{
+    int32_t ids[3];
+    struct harness *h = three_parked_floods(ids);
+
+    (void)state;
+    flood_mode = FLOOD_FINISH_OWN;
+    event_base_loop(h->base, EVLOOP_NONBLOCK); /* one turn: all three upcalls */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(floods[i].writable_runs, 1);
+        assert_null(floods[i].call);
+    }
+    pump(h);
+    for (int i = 0; i < 3; i++) {
+        struct reply *r = reply_for(h, ids[i]);
+        assert_true(r->closed);
+        assert_int_equal(r->grpc_status, GW_GRPC_OK);
+        assert_int_equal(r->nseq, floods[i].sent);
+        assert_int_equal(floods[i].cancels, 0);
+    }
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
+    harness_free(h);
+}
+
+/* The first writable upcall of the turn finishes every call, freeing streams whose upcalls were
+ * due next: those upcalls never run, and nothing freed is touched. */
+static void test_writable_finishes_other_calls(void **state)
+{
+    int32_t ids[3];
+    struct harness *h = three_parked_floods(ids);
+    unsigned runs = 0;
+
+    (void)state;
+    flood_mode = FLOOD_FINISH_GROUP;
+    event_base_loop(h->base, EVLOOP_NONBLOCK);
+    for (int i = 0; i < 3; i++) {
+        runs += floods[i].writable_runs;
+        assert_null(floods[i].call);
+    }
+    assert_int_equal(runs, 1);
+    pump(h);
+    for (int i = 0; i < 3; i++) {
+        struct reply *r = reply_for(h, ids[i]);
+        assert_true(r->closed);
+        assert_int_equal(r->grpc_status, GW_GRPC_OK);
+        assert_int_equal(floods[i].cancels, 0);
+    }
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
+    event_base_loop(h->base, EVLOOP_NONBLOCK); /* nothing late */
+    assert_int_equal(floods[0].writable_runs + floods[1].writable_runs + floods[2].writable_runs,
+                     1);
+    harness_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -674,6 +1163,12 @@ int main(void)
         cmocka_unit_test(test_session_freed_with_live_call),
         cmocka_unit_test(test_header_list_cap),
         cmocka_unit_test(test_goaway),
+        cmocka_unit_test(test_stream_backpressure),
+        cmocka_unit_test(test_stalled_stream_reset),
+        cmocka_unit_test(test_stall_clock_starts_when_bytes_wait),
+        cmocka_unit_test(test_policy_denies_before_handler),
+        cmocka_unit_test(test_writable_finishes_own_call),
+        cmocka_unit_test(test_writable_finishes_other_calls),
     };
     gw_log_level = getenv("TEST_LOG") ? GW_LOG_DEBUG : GW_LOG_OFF;
     return cmocka_run_group_tests(tests, NULL, NULL);
