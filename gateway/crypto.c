@@ -29,7 +29,7 @@
 struct rand_pool {
     uint32_t pub_left; /* zero after fork (page wiped) */
     uint32_t deks_left;
-    uint8_t pub[PUB_POOL]; /* from RAND_bytes; each byte handed out once */
+    uint8_t pub[PUB_POOL];                     /* from RAND_bytes; each byte handed out once */
     uint8_t dek[DEK_POOL * GW_CRYPTO_DEK_LEN]; /* from RAND_priv_bytes; wiped as consumed */
 };
 

@@ -108,32 +108,24 @@ char *gw_store_group_sql_new(void)
 
 /* ---- binary array parameters ---- */
 
-/* A one-dimensional array in PostgreSQL's binary format (array_recv), growing as needed. */
+/* One-dimensional arrays in PostgreSQL's binary format (array_recv), written into one buffer
+ * sized exactly beforehand (element sizes are known), so a group costs one allocation. */
 struct pgarray {
     uint8_t *p;
-    size_t len, cap;
-    bool failed;
+    size_t len;
 };
+
+static size_t elem_len(const struct gw_store_item *it, size_t k)
+{
+    const char *v = it->values[k];
+
+    if (v == NULL)
+        return 0;
+    return (k < NFIXED && fixed_formats[k] == 0) ? strlen(v) : (size_t)it->lengths[k];
+}
 
 static void arr_put(struct pgarray *a, const void *src, size_t n)
 {
-    uint8_t *np;
-    size_t cap;
-
-    if (a->failed)
-        return;
-    if (a->len + n > a->cap) {
-        cap = a->cap ? a->cap : 256;
-        while (cap < a->len + n)
-            cap *= 2;
-        np = gw_realloc(a->p, cap);
-        if (np == NULL) {
-            a->failed = true;
-            return;
-        }
-        a->p = np;
-        a->cap = cap;
-    }
     memcpy(a->p + a->len, src, n);
     a->len += n;
 }
@@ -145,6 +137,8 @@ static void arr_put32(struct pgarray *a, uint32_t v)
     arr_put(a, b, 4);
 }
 
+#define ARR_HEADER_LEN 20u
+
 /* Header: one dimension of n elements of type oid, lower bound 1, "may hold NULLs". */
 static void arr_begin(struct pgarray *a, uint32_t oid, size_t n)
 {
@@ -155,7 +149,7 @@ static void arr_begin(struct pgarray *a, uint32_t oid, size_t n)
     arr_put32(a, 1);
 }
 
-static void arr_elem(struct gw_store_item *it, size_t k, struct pgarray *a)
+static void arr_elem(const struct gw_store_item *it, size_t k, struct pgarray *a)
 {
     const char *v = it->values[k];
     size_t n;
@@ -164,7 +158,7 @@ static void arr_elem(struct gw_store_item *it, size_t k, struct pgarray *a)
         arr_put32(a, 0xffffffffu); /* NULL */
         return;
     }
-    n = (k < NFIXED && fixed_formats[k] == 0) ? strlen(v) : (size_t)it->lengths[k];
+    n = elem_len(it, k);
     arr_put32(a, (uint32_t)n);
     arr_put(a, v, n);
 }
@@ -180,6 +174,25 @@ void gw_store_item_free(struct gw_store_item *it)
 static size_t dec_len(void)
 {
     return 12; /* "-2147483648" + NUL */
+}
+
+/* The decimal text of v into p[0..dec_len()), cut like snprintf would, without printf (four a
+ * waybill). */
+static void put_dec(char *p, long v)
+{
+    char tmp[24];
+    size_t n = 0, o = 0;
+    unsigned long u = v < 0 ? 0UL - (unsigned long)v : (unsigned long)v;
+
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u != 0);
+    if (v < 0)
+        tmp[n++] = '-';
+    while (n > 0 && o < dec_len() - 1)
+        p[o++] = tmp[--n];
+    p[o] = '\0';
 }
 
 static bool opt_present(const char *s)
@@ -246,7 +259,7 @@ int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **
         static const int idx[4] = {5, 7, 9, 10};
         long v[4] = {w->weight_grams, w->security_level, w->kek_version, w->dek_version};
         for (i = 0; i < 4; i++) {
-            snprintf(p, dec_len(), "%ld", v[i]);
+            put_dec(p, v[i]);
             it->values[idx[i]] = p;
             p += dec_len();
         }
@@ -296,17 +309,31 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g)
     struct pgarray arrays[NPARAMS];
     const char *values[NPARAMS];
     int lengths[NPARAMS], formats[NPARAMS];
+    size_t sizes[NPARAMS];
     struct gw_db_stmt st = {.sql = s->group_sql,
                             .nparams = NPARAMS,
                             .values = values,
                             .lengths = lengths,
                             .formats = formats,
                             .result_format = 1};
-    size_t i, k;
+    size_t i, k, total = 0;
+    uint8_t *buf;
     int rc = 0;
 
-    memset(arrays, 0, sizeof(arrays));
     for (k = 0; k < NPARAMS; k++) {
+        sizes[k] = ARR_HEADER_LEN + 4 * g->n;
+        for (i = 0; i < g->n; i++)
+            sizes[k] += elem_len(g->items[i], k);
+        if (sizes[k] > INT_MAX || total > SIZE_MAX - sizes[k])
+            return GW_ENOMEM;
+        total += sizes[k];
+    }
+    buf = gw_malloc(total);
+    if (buf == NULL)
+        return GW_ENOMEM;
+    for (k = 0; k < NPARAMS; k++) {
+        arrays[k].p = k == 0 ? buf : arrays[k - 1].p + sizes[k - 1];
+        arrays[k].len = 0;
         arr_begin(&arrays[k],
                   k == 0                                  ? OID_UUID
                   : (k < NFIXED && fixed_formats[k] == 0) ? OID_TEXT
@@ -314,17 +341,13 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g)
                   g->n);
         for (i = 0; i < g->n; i++)
             arr_elem(g->items[i], k, &arrays[k]);
-        if (arrays[k].failed || arrays[k].len > INT_MAX)
-            rc = GW_ENOMEM;
         values[k] = (const char *)arrays[k].p;
         lengths[k] = (int)arrays[k].len;
         formats[k] = 1;
     }
-    if (rc == 0)
-        rc = gw_db_exec(s->db, &st, 1, GW_DB_TXN, gw_store_group_done_cb, g, &g->dbreq);
+    rc = gw_db_exec(s->db, &st, 1, GW_DB_TXN, gw_store_group_done_cb, g, &g->dbreq);
     if (rc == 0)
         s->st.groups++;
-    for (k = 0; k < NPARAMS; k++)
-        gw_free_wipe(arrays[k].p, arrays[k].cap);
+    gw_free_wipe(buf, total);
     return rc;
 }
