@@ -620,18 +620,30 @@ int gw_crypto_hmac(struct gw_crypto *cx, const uint8_t *key, size_t keylen, cons
     return rc;
 }
 
-/* HMAC(key, label | 0x00 | value) */
+/* HMAC(key, label | 0x00 | value), in one update when it fits on the stack (each update is a
+ * provider dispatch); the stack copy holds the value and is wiped. */
 static int mac_labelled(struct gw_crypto *cx, const uint8_t *key, const char *label,
                         const uint8_t *value, size_t len, uint8_t out[GW_CRYPTO_MAC_LEN])
 {
     static const uint8_t zero = 0;
+    uint8_t buf[160];
+    size_t ll = strlen(label);
     int rc = mac_begin(cx, key, GW_CRYPTO_KEY_LEN);
-    if (rc == 0)
-        rc = mac_update(cx, label, strlen(label));
-    if (rc == 0)
-        rc = mac_update(cx, &zero, 1);
-    if (rc == 0)
-        rc = mac_update(cx, value, len);
+    if (rc == 0 && ll < sizeof buf && len < sizeof buf - ll) {
+        memcpy(buf, label, ll);
+        buf[ll] = 0;
+        if (len)
+            memcpy(buf + ll + 1, value, len);
+        rc = mac_update(cx, buf, ll + 1 + len);
+        OPENSSL_cleanse(buf, ll + 1 + len);
+    } else {
+        if (rc == 0)
+            rc = mac_update(cx, label, ll);
+        if (rc == 0)
+            rc = mac_update(cx, &zero, 1);
+        if (rc == 0)
+            rc = mac_update(cx, value, len);
+    }
     if (rc == 0)
         rc = mac_final(cx, out);
     return rc;

@@ -491,6 +491,14 @@ static void test_blind_index(void **state)
     assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_PHONE, v, 10, b), 0);
     assert_memory_not_equal(a, b, 16);
     assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_COUNT, v, 11, b), GW_EINVAL);
+    /* a value too long for the one-update path: the same definition */
+    static uint8_t longv[300], longmsg[306];
+    memset(longv, 'x', sizeof longv);
+    memcpy(longmsg, "phone", 6); /* with its NUL */
+    memcpy(longmsg + 6, longv, sizeof longv);
+    assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_PHONE, longv, sizeof longv, a), 0);
+    assert_int_equal(gw_crypto_hmac(cx, key, 32, longmsg, sizeof longmsg, mac), 0);
+    assert_memory_equal(a, mac, 16);
 }
 
 static void test_token(void **state)
