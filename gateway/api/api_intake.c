@@ -240,7 +240,7 @@ static void store_stage(struct intake *in)
         struct item *it = &in->items[i];
         if (it->code != ITEM_PENDING)
             continue;
-        rc = gw_seal_new_id(it->id);
+        rc = gw_seal_new_id(in->app->crypto, it->id);
         if (rc == 0)
             rc = gw_seal_waybill(in->app->crypto, in->app->keys, &it->w, &it->norm, it->id, branch,
                                  by, now, a, &sealed[in->nstored]);

@@ -206,7 +206,7 @@ void gw_arena_free(struct gw_arena *a)
         return;
     for (c = a->head; c != NULL; c = next) {
         next = c->next;
-        OPENSSL_cleanse(c->base, c->size);
+        OPENSSL_cleanse(c->base, c->off); /* bytes past off were never handed out */
         free(c);
     }
     OPENSSL_cleanse(a, sizeof(*a));

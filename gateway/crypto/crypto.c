@@ -5,6 +5,7 @@
  */
 #include "crypto.h"
 
+#include <limits.h>
 #include <stdbool.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -23,12 +24,12 @@
  * field, so nonces and data keys are drawn from pools refilled in bulk. The pools live in one
  * page marked MADV_WIPEONFORK: a forked child sees them empty and refills from its own DRBG, so
  * no nonce or data key is ever handed out twice. Without that page there is no pool. */
-#define NONCE_POOL 128
+#define PUB_POOL 2048 /* bytes of public randomness: nonces, record and request ids */
 #define DEK_POOL 32
 struct rand_pool {
-    uint32_t nonces_left; /* zero after fork (page wiped) */
+    uint32_t pub_left; /* zero after fork (page wiped) */
     uint32_t deks_left;
-    uint8_t nonce[NONCE_POOL * GW_CRYPTO_NONCE_LEN];
+    uint8_t pub[PUB_POOL];                     /* from RAND_bytes; each byte handed out once */
     uint8_t dek[DEK_POOL * GW_CRYPTO_DEK_LEN]; /* from RAND_priv_bytes; wiped as consumed */
 };
 
@@ -152,19 +153,34 @@ static void pool_free(struct gw_crypto *cx)
     cx->pool = NULL;
 }
 
+/* n bytes of public randomness, each pool byte handed out once; n <= PUB_POOL. */
+static int next_pub(struct gw_crypto *cx, uint8_t *out, size_t n)
+{
+    struct rand_pool *rp = cx ? cx->pool : NULL;
+    if (!rp || n > PUB_POOL)
+        return RAND_bytes(out, (int)n) == 1 ? 0 : GW_ECRYPTO;
+    if (rp->pub_left < n || rp->pub_left > PUB_POOL) {
+        if (RAND_bytes(rp->pub, sizeof rp->pub) != 1)
+            return GW_ECRYPTO;
+        rp->pub_left = PUB_POOL;
+    }
+    rp->pub_left -= (uint32_t)n;
+    memcpy(out, rp->pub + rp->pub_left, n);
+    return 0;
+}
+
 static int next_nonce(struct gw_crypto *cx, uint8_t nonce[GW_CRYPTO_NONCE_LEN])
 {
-    struct rand_pool *rp = cx->pool;
-    if (!rp)
-        return RAND_bytes(nonce, GW_CRYPTO_NONCE_LEN) == 1 ? 0 : GW_ECRYPTO;
-    if (rp->nonces_left == 0 || rp->nonces_left > NONCE_POOL) {
-        if (RAND_bytes(rp->nonce, sizeof rp->nonce) != 1)
-            return GW_ECRYPTO;
-        rp->nonces_left = NONCE_POOL;
-    }
-    rp->nonces_left--;
-    memcpy(nonce, rp->nonce + (size_t)rp->nonces_left * GW_CRYPTO_NONCE_LEN, GW_CRYPTO_NONCE_LEN);
-    return 0;
+    return next_pub(cx, nonce, GW_CRYPTO_NONCE_LEN);
+}
+
+int gw_crypto_random(struct gw_crypto *cx, uint8_t *out, size_t n)
+{
+    if (!out && n)
+        return GW_EINVAL;
+    if (n > INT_MAX)
+        return GW_ETOOBIG;
+    return n ? next_pub(cx, out, n) : 0;
 }
 
 static int next_dek(struct gw_crypto *cx, uint8_t dek[GW_CRYPTO_DEK_LEN])
@@ -604,18 +620,30 @@ int gw_crypto_hmac(struct gw_crypto *cx, const uint8_t *key, size_t keylen, cons
     return rc;
 }
 
-/* HMAC(key, label | 0x00 | value) */
+/* HMAC(key, label | 0x00 | value), in one update when it fits on the stack (each update is a
+ * provider dispatch); the stack copy holds the value and is wiped. */
 static int mac_labelled(struct gw_crypto *cx, const uint8_t *key, const char *label,
                         const uint8_t *value, size_t len, uint8_t out[GW_CRYPTO_MAC_LEN])
 {
     static const uint8_t zero = 0;
+    uint8_t buf[160];
+    size_t ll = strlen(label);
     int rc = mac_begin(cx, key, GW_CRYPTO_KEY_LEN);
-    if (rc == 0)
-        rc = mac_update(cx, label, strlen(label));
-    if (rc == 0)
-        rc = mac_update(cx, &zero, 1);
-    if (rc == 0)
-        rc = mac_update(cx, value, len);
+    if (rc == 0 && ll < sizeof buf && len < sizeof buf - ll) {
+        memcpy(buf, label, ll);
+        buf[ll] = 0;
+        if (len)
+            memcpy(buf + ll + 1, value, len);
+        rc = mac_update(cx, buf, ll + 1 + len);
+        OPENSSL_cleanse(buf, ll + 1 + len);
+    } else {
+        if (rc == 0)
+            rc = mac_update(cx, label, ll);
+        if (rc == 0)
+            rc = mac_update(cx, &zero, 1);
+        if (rc == 0)
+            rc = mac_update(cx, value, len);
+    }
     if (rc == 0)
         rc = mac_final(cx, out);
     return rc;

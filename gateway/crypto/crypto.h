@@ -33,9 +33,10 @@
  *   present (1 byte: 0 absent, 1 present) | [value length (8 BE) | value]
  * Item order is part of the encoding: callers pass items in a fixed order (enum gw_col).
  *
- * Randomness: nonces and data keys come from the OpenSSL DRBG (RAND_bytes, RAND_priv_bytes),
- * drawn in bulk into a per-context pool held in a MADV_WIPEONFORK page (a forked child starts
- * with an empty pool), because one RAND_bytes call costs more than sealing a field.
+ * Randomness: nonces, record ids and request ids (public) and data keys (private) come from the
+ * OpenSSL DRBGs (RAND_bytes, RAND_priv_bytes), drawn in bulk into a per-context pool held in a
+ * MADV_WIPEONFORK page (a forked child starts with an empty pool), because one RAND_bytes call
+ * costs more than sealing a field.
  *
  * Threading: a struct gw_crypto is not thread-safe; use one per thread. It caches the last key
  * used per operation (AES key schedule, HMAC state) so sealing many fields under one data key
@@ -140,6 +141,14 @@ int gw_crypto_gcm_open_raw(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY
                            const uint8_t nonce[GW_CRYPTO_NONCE_LEN], const uint8_t *aad,
                            size_t aadlen, const uint8_t *ct, size_t ctlen,
                            const uint8_t tag[GW_CRYPTO_TAG_LEN], uint8_t *pt) GW_MUST_CHECK;
+
+/* ---- randomness ---- */
+
+/* Fills out with n bytes of public randomness (record ids, request ids) from the OpenSSL public
+ * DRBG, drawn through cx's pool (the one nonces come from; no byte is handed out twice); cx may
+ * be NULL to draw directly. Returns 0, GW_EINVAL (out NULL with n > 0), GW_ETOOBIG (n > INT_MAX)
+ * or GW_ECRYPTO. */
+int gw_crypto_random(struct gw_crypto *cx, uint8_t *out, size_t n) GW_MUST_CHECK;
 
 /* ---- data keys ---- */
 

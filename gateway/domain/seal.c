@@ -7,7 +7,6 @@
 #include <time.h>
 
 #include <openssl/crypto.h>
-#include <openssl/rand.h>
 
 #include "alloc.h"
 #include "seal.h"
@@ -143,9 +142,9 @@ static char *arena_strndup(struct gw_arena *a, const char *s, size_t n)
     return p;
 }
 
-int gw_seal_new_id(uint8_t id[GW_RECORD_ID_LEN])
+int gw_seal_new_id(struct gw_crypto *cx, uint8_t id[GW_RECORD_ID_LEN])
 {
-    if (RAND_bytes(id, GW_RECORD_ID_LEN) != 1)
+    if (gw_crypto_random(cx, id, GW_RECORD_ID_LEN) != 0)
         return GW_ECRYPTO;
     id[6] = (uint8_t)((id[6] & 0x0f) | 0x40); /* version 4 */
     id[8] = (uint8_t)((id[8] & 0x3f) | 0x80); /* RFC 4122 variant */

@@ -64,7 +64,8 @@ int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
 int gw_seal_number_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const char *norm,
                         size_t n, uint8_t out[GW_CRYPTO_BIDX_LEN]) GW_MUST_CHECK;
 
-/* A fresh random record id (a version-4 UUID's 16 bytes). Returns 0 or GW_ECRYPTO. */
-int gw_seal_new_id(uint8_t id[GW_RECORD_ID_LEN]) GW_MUST_CHECK;
+/* A fresh random record id (a version-4 UUID's 16 bytes), drawn through cx's randomness pool (cx
+ * may be NULL). Returns 0 or GW_ECRYPTO. */
+int gw_seal_new_id(struct gw_crypto *cx, uint8_t id[GW_RECORD_ID_LEN]) GW_MUST_CHECK;
 
 #endif

@@ -10,6 +10,20 @@
 #include "text.h"
 #include "waybillno.h"
 
+/* dst = a | b, cut to cap - 1 bytes like snprintf (called for every waybill, so no printf). */
+static void join(char *dst, size_t cap, const char *a, const char *b)
+{
+    size_t na = strlen(a), nb = strlen(b);
+
+    if (na > cap - 1)
+        na = cap - 1;
+    if (nb > cap - 1 - na)
+        nb = cap - 1 - na;
+    memcpy(dst, a, na);
+    memcpy(dst + na, b, nb);
+    dst[na + nb] = '\0';
+}
+
 static int fail(struct gw_fault *err, const char *prefix, const char *field, enum gw_rule rule)
 {
     return gw_fault_set(err, GW_EINVAL, prefix, field, rule);
@@ -158,10 +172,10 @@ int gw_waybill_validate_norm(const struct gw_waybill *w, int64_t now, const char
     if (norm)
         number_norm(&w->waybill_no, ndigits, norm);
 
-    snprintf(prefix, sizeof prefix, "%s.sender", root);
+    join(prefix, sizeof prefix, root, ".sender");
     if ((rc = party_check(&w->sender, true, now, prefix, err, norm ? &norm->sender : NULL)) != 0)
         return rc;
-    snprintf(prefix, sizeof prefix, "%s.recipient", root);
+    join(prefix, sizeof prefix, root, ".recipient");
     if ((rc = party_check(&w->recipient, false, now, prefix, err,
                           norm ? &norm->recipient : NULL)) != 0)
         return rc;

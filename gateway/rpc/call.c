@@ -11,7 +11,6 @@
 #include <time.h>
 
 #include <event2/event.h>
-#include <openssl/rand.h>
 
 #include "alloc.h"
 #include "call.h"
@@ -116,19 +115,20 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     finish(call, gw_err_grpc_status(GW_ETIMEOUT), gw_err_str(GW_ETIMEOUT)); /* may free call */
 }
 
-static int make_request_id(char out[72])
+/* A request id for logs: the dispatcher's random prefix (drawn once) and a per-dispatcher counter,
+ * so ids are unique across gateways and restarts without a RAND_bytes per call. Not a secret. */
+static void make_request_id(struct gw_rpc *rpc, char out[72])
 {
     static const char hex[] = "0123456789abcdef";
-    unsigned char rnd[16];
+    uint64_t n = gw_rpc_next_call(rpc);
+    const char *prefix = gw_rpc_id_prefix(rpc);
+    size_t len = strlen(prefix);
 
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1)
-        return GW_ECRYPTO;
-    for (size_t i = 0; i < sizeof(rnd); i++) {
-        out[2 * i] = hex[rnd[i] >> 4];
-        out[2 * i + 1] = hex[rnd[i] & 15];
-    }
-    out[2 * sizeof(rnd)] = '\0';
-    return 0;
+    memcpy(out, prefix, len);
+    out[len++] = '-';
+    for (int shift = 60; shift >= 0; shift -= 4)
+        out[len++] = hex[(n >> shift) & 15];
+    out[len] = '\0';
 }
 
 static void call_free(struct gw_call *call)
@@ -229,8 +229,8 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     gw_grpc_decoder_init(&call->dec, cfg->max_message_size);
     if (hdrs->has_request_id)
         snprintf(call->request_id, sizeof(call->request_id), "%s", hdrs->request_id);
-    else if (make_request_id(call->request_id) != 0)
-        goto fail;
+    else
+        make_request_id(rpc, call->request_id);
     if (hdrs->has_authorization) {
         call->authorization = gw_strdup(hdrs->authorization);
         if (call->authorization == NULL)

@@ -5,11 +5,15 @@
 
 #include <string.h>
 
+#include <openssl/rand.h>
+
 #include "alloc.h"
 #include "rpc_int.h"
 
 struct gw_rpc {
     struct gw_rpc_params p;
+    char id_prefix[17]; /* random, per dispatcher: request ids stay unique across gateways */
+    uint64_t calls;
 };
 
 const struct gw_rpc_params *gw_rpc_params(const struct gw_rpc *rpc)
@@ -17,13 +21,33 @@ const struct gw_rpc_params *gw_rpc_params(const struct gw_rpc *rpc)
     return &rpc->p;
 }
 
+const char *gw_rpc_id_prefix(const struct gw_rpc *rpc)
+{
+    return rpc->id_prefix;
+}
+
+uint64_t gw_rpc_next_call(struct gw_rpc *rpc)
+{
+    return ++rpc->calls;
+}
+
 struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
 {
+    static const char hex[] = "0123456789abcdef";
     struct gw_rpc *rpc = gw_calloc(1, sizeof(*rpc));
+    unsigned char rnd[8];
 
     if (rpc == NULL)
         return NULL;
     rpc->p = *p;
+    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        gw_free(rpc);
+        return NULL;
+    }
+    for (size_t i = 0; i < sizeof(rnd); i++) {
+        rpc->id_prefix[2 * i] = hex[rnd[i] >> 4];
+        rpc->id_prefix[2 * i + 1] = hex[rnd[i] & 15];
+    }
     return rpc;
 }
 

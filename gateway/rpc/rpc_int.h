@@ -5,6 +5,9 @@
 #include "rpc.h"
 
 const struct gw_rpc_params *gw_rpc_params(const struct gw_rpc *rpc);
+/* For request ids: 16 random hex digits drawn when the dispatcher was made, and a counter. */
+const char *gw_rpc_id_prefix(const struct gw_rpc *rpc);
+uint64_t gw_rpc_next_call(struct gw_rpc *rpc);
 
 /* Creates the call for a routed stream and starts its identity step. Returns NULL on allocation
  * failure (the transport answers). */

@@ -34,21 +34,41 @@ static bool read_varint(const uint8_t **p, const uint8_t *end, uint64_t *v)
     return false; /* truncated, or longer than 10 bytes */
 }
 
-static void path_join(char *dst, size_t dstlen, const char *parent, const char *field, long idx)
+/* A field's place in the message, one frame per nesting level on the stack: the text of a path
+ * is rendered only for a refusal, never for every field that passes (it is on every call's path).
+ */
+struct frame {
+    const struct frame *up; /* NULL at the top-level message */
+    const char *name;
+    long idx; /* index among the repeated field's occurrences, or -1 */
+};
+
+static void render(const struct frame *fr, char *dst, size_t dstlen)
 {
-    if (idx >= 0)
-        snprintf(dst, dstlen, "%s%s%s[%ld]", parent, parent[0] ? "." : "", field, idx);
+    size_t n;
+
+    if (fr == NULL) {
+        dst[0] = '\0';
+        return;
+    }
+    render(fr->up, dst, dstlen);
+    n = strlen(dst);
+    if (fr->idx >= 0)
+        snprintf(dst + n, dstlen - n, "%s%s[%ld]", n ? "." : "", fr->name, fr->idx);
     else
-        snprintf(dst, dstlen, "%s%s%s", parent, parent[0] ? "." : "", field);
+        snprintf(dst + n, dstlen - n, "%s%s", n ? "." : "", fr->name);
 }
 
-static int fail(struct gw_fault *fault, const char *path, enum gw_rule rule)
+static int fail(struct gw_fault *fault, const struct frame *fr, enum gw_rule rule)
 {
+    char path[PATH_MAX_LEN];
+
+    render(fr, path, sizeof(path));
     return gw_fault_set(fault, GW_EINVAL, NULL, path[0] ? path : ROOT, rule);
 }
 
-static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len, const char *path,
-                int depth, struct gw_fault *fault)
+static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
+                const struct frame *path, int depth, struct gw_fault *fault)
 {
     const uint8_t *end = p + len;
     unsigned seen[COUNTED_FIELDS] = {0}; /* occurrences of each repeated field so far */
@@ -62,8 +82,7 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t le
     while (p < end) {
         const ProtobufCFieldDescriptor *f;
         uint64_t key, n;
-        char sub[PATH_MAX_LEN];
-        long idx = -1;
+        struct frame sub = {path, NULL, -1};
         bool text;
         int rc;
 
@@ -75,10 +94,10 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t le
         if (text && f->label == PROTOBUF_C_LABEL_REPEATED) {
             size_t fi = (size_t)(f - d->fields);
             if (fi < COUNTED_FIELDS)
-                idx = (long)seen[fi]++;
+                sub.idx = (long)seen[fi]++;
         }
         if (text)
-            path_join(sub, sizeof(sub), path, f->name, idx);
+            sub.name = f->name;
         switch (key & 7) {
         case WIRE_LEN:
             break;
@@ -86,7 +105,7 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t le
         case WIRE_FIXED64:
         case WIRE_FIXED32:
             if (text)
-                return fail(fault, sub, GW_RULE_WIRE_TYPE);
+                return fail(fault, &sub, GW_RULE_WIRE_TYPE);
             if ((key & 7) == WIRE_VARINT) {
                 if (!read_varint(&p, end, &n))
                     return fail(fault, path, GW_RULE_PROTOBUF);
@@ -108,11 +127,11 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t le
         }
         if (f->type == PROTOBUF_C_TYPE_STRING) {
             if (!gw_utf8_valid((const char *)p, (size_t)n))
-                return fail(fault, sub, GW_RULE_UTF8);
+                return fail(fault, &sub, GW_RULE_UTF8);
             if (memchr(p, 0, (size_t)n) != NULL)
-                return fail(fault, sub, GW_RULE_NUL);
+                return fail(fault, &sub, GW_RULE_NUL);
         } else {
-            rc = walk(f->descriptor, p, (size_t)n, sub, depth + 1, fault);
+            rc = walk(f->descriptor, p, (size_t)n, &sub, depth + 1, fault);
             if (rc != 0)
                 return rc;
         }
@@ -128,6 +147,6 @@ int gw_wirecheck(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, siz
     if (len == 0)
         return 0;
     if (buf == NULL)
-        return fail(fault, "", GW_RULE_PROTOBUF);
-    return walk(desc, buf, len, "", 0, fault);
+        return fail(fault, NULL, GW_RULE_PROTOBUF);
+    return walk(desc, buf, len, NULL, 0, fault);
 }

@@ -503,10 +503,15 @@ if [[ $MODE == full ]]; then
     if [[ -n $(git -C "$ROOT" status --porcelain --untracked-files=no 2>/dev/null | head -n 1) ]]; then
         REV="$REV with uncommitted changes"
     fi
+    # The hand-written part of the document (the CPU profile) follows KEEP_MARK and is carried over.
+    KEEP_MARK='<!-- tests/bench/run.sh keeps everything below this line -->'
+    KEPT=
+    [[ -f $DOC ]] && KEPT=$(sed -n "\|^$KEEP_MARK\$|,\$p" "$DOC")
     cat >"$DOC" <<EOF
 # Performance
 
-Written by \`tests/bench/run.sh\` (do not edit by hand: the next run rewrites it). The benchmark is
+Written by \`tests/bench/run.sh\` (do not edit by hand above the marker line: the next run
+rewrites that part; what follows the marker is carried over). The benchmark is
 **not part of the test suite**; \`tests/bench/run.sh --smoke\` (a few seconds, small counts) is
 the only part a test run may call. Figures are of one machine and one run: compare ratios, not
 absolute numbers, across machines.
@@ -557,6 +562,7 @@ $(if [[ -s $TARGETS ]]; then cat "$TARGETS"; else echo "- gateway figures not me
   \`BENCH_REPEAT=3\` for medians of three rounds. This file came from:
   \`BENCH_REPEAT=$REPEAT BENCH_DURATION=$DUR tests/bench/run.sh$([[ -n $OWN_STACK ]] || echo " DIR")\`.
 EOF
+    [[ -z $KEPT ]] || printf '\n%s\n' "$KEPT" >>"$DOC"
     say "wrote $DOC"
 fi
 

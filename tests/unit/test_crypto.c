@@ -398,6 +398,38 @@ static void test_randomness_distinct(void **state)
     assert_int_equal(gw_crypto_dek_new(NULL, key), 0); /* without a pool */
 }
 
+/* Record ids and request ids come from the pool nonces come from: across several refills no
+ * byte drawn is handed out again, whether in an id or in a nonce (no 8-byte run of one value
+ * appears anywhere in another). */
+static void test_random_shares_pool(void **state)
+{
+    struct gw_crypto *cx = *state;
+    enum { N = 200, W = 8 }; /* 200 x (16 + 12) bytes: more than two refills of the pool */
+    static uint8_t vals[2 * N][16];
+    static size_t lens[2 * N];
+    uint8_t key[32], out[64], big[5000], zero[sizeof big];
+    size_t n;
+    memset(key, 7, sizeof key);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(gw_crypto_random(cx, vals[2 * i], 16), 0);
+        lens[2 * i] = 16;
+        assert_int_equal(gw_crypto_seal_into(cx, key, NULL, 0, NULL, 0, out, sizeof out, &n), 0);
+        memcpy(vals[2 * i + 1], out + 2, 12);
+        lens[2 * i + 1] = 12;
+    }
+    for (int i = 0; i < 2 * N; i++)
+        for (int j = 0; j < 2 * N; j++)
+            for (size_t o = 0; i != j && o + W <= lens[i]; o++)
+                assert_null(memmem(vals[j], lens[j], vals[i] + o, W));
+    assert_int_equal(gw_crypto_random(cx, NULL, 1), GW_EINVAL);
+    assert_int_equal(gw_crypto_random(cx, NULL, 0), 0);
+    memset(big, 0, sizeof big);
+    memset(zero, 0, sizeof zero);
+    assert_int_equal(gw_crypto_random(cx, big, sizeof big), 0); /* larger than the pool */
+    assert_memory_not_equal(big, zero, sizeof big);
+    assert_int_equal(gw_crypto_random(NULL, vals[0], 16), 0); /* without a pool */
+}
+
 /* A forked child must not reuse the parent's pooled nonces or data keys. */
 static void test_fork_pool(void **state)
 {
@@ -459,6 +491,14 @@ static void test_blind_index(void **state)
     assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_PHONE, v, 10, b), 0);
     assert_memory_not_equal(a, b, 16);
     assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_COUNT, v, 11, b), GW_EINVAL);
+    /* a value too long for the one-update path: the same definition */
+    static uint8_t longv[300], longmsg[306];
+    memset(longv, 'x', sizeof longv);
+    memcpy(longmsg, "phone", 6); /* with its NUL */
+    memcpy(longmsg + 6, longv, sizeof longv);
+    assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_PHONE, longv, sizeof longv, a), 0);
+    assert_int_equal(gw_crypto_hmac(cx, key, 32, longmsg, sizeof longmsg, mac), 0);
+    assert_memory_equal(a, mac, 16);
 }
 
 static void test_token(void **state)
@@ -559,6 +599,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_aad_encoding, setup, teardown),
         cmocka_unit_test_setup_teardown(test_dek_wrap, setup, teardown),
         cmocka_unit_test_setup_teardown(test_randomness_distinct, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_random_shares_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_fork_pool, setup, teardown),
         cmocka_unit_test_setup_teardown(test_blind_index, setup, teardown),
         cmocka_unit_test_setup_teardown(test_token, setup, teardown),
