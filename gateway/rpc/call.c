@@ -120,8 +120,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 static void make_request_id(struct gw_rpc *rpc, char out[72])
 {
     static const char hex[] = "0123456789abcdef";
-    uint64_t n = gw_rpc_next_call(rpc);
-    const char *prefix = gw_rpc_id_prefix(rpc);
+    uint64_t n = ++rpc->calls;
+    const char *prefix = rpc->id_prefix;
     size_t len = strlen(prefix);
 
     memcpy(out, prefix, len);
@@ -175,7 +175,7 @@ static void maybe_run(struct gw_call *call)
 void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
                         const struct gw_principal *p)
 {
-    const struct gw_rpc_params *rp = gw_rpc_params(call->rpc);
+    const struct gw_rpc_params *rp = &call->rpc->p;
     struct gw_fault denied;
 
     if (call->state != CALL_IDENTIFYING)
@@ -195,23 +195,10 @@ void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
     maybe_run(call);
 }
 
-void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer *peer,
-                          const char *authorization)
-{
-    struct gw_principal p;
-    struct gw_fault f;
-
-    (void)ctx;
-    if (gw_identity_resolve(peer, authorization, &p, &f) != 0)
-        gw_call_identified(call, &f, NULL);
-    else
-        gw_call_identified(call, NULL, &p);
-}
-
 struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const struct gw_method *m,
                              const struct gw_grpc_headers *hdrs, uint64_t timeout_ms)
 {
-    const struct gw_rpc_params *rp = gw_rpc_params(rpc);
+    const struct gw_rpc_params *rp = &rpc->p;
     const struct gw_config *cfg = rp->cfg;
     struct gw_call *call = NULL;
     size_t cap = (size_t)cfg->max_message_size * ARENA_FACTOR + ARENA_BASE;
@@ -250,8 +237,7 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     if (evtimer_add(call->deadline_ev, &tv) != 0)
         goto fail;
     /* Inside the transport's input processing: a synchronous refusal only queues the answer. */
-    (rp->identify ? rp->identify : gw_rpc_identify_cert)(
-        rp->identify_ctx, call, gw_h2_stream_peer(st), call->authorization);
+    rp->identify(rp->identify_ctx, call, gw_h2_stream_peer(st), call->authorization);
     return call;
 fail:
     call_free(call);
@@ -301,8 +287,7 @@ void gw_call_up_data(void *obj, const uint8_t *data, size_t len)
     case 0:
         return;
     case GW_ETOOBIG:
-        fail_request(call, rc, GW_RULE_MESSAGE_TOO_LARGE,
-                     gw_rpc_params(call->rpc)->cfg->max_message_size);
+        fail_request(call, rc, GW_RULE_MESSAGE_TOO_LARGE, call->rpc->p.cfg->max_message_size);
         return;
     case GW_EUNIMPL:
         fail_request(call, rc, GW_RULE_COMPRESSED, 0);
@@ -389,7 +374,7 @@ int gw_call_send(struct gw_call *call, const ProtobufCMessage *msg)
         return GW_EINVAL;
     if (!call->method->server_streaming && call->nsent > 0)
         return GW_EINVAL;
-    if (size > gw_rpc_params(call->rpc)->cfg->max_message_size)
+    if (size > call->rpc->p.cfg->max_message_size)
         return GW_ETOOBIG;
     p = gw_h2_stream_reserve(call->st, size);
     if (p == NULL)
@@ -452,11 +437,11 @@ void gw_call_set_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg)
 
 struct gw_app *gw_call_app(struct gw_call *call)
 {
-    return gw_rpc_params(call->rpc)->app;
+    return call->rpc->p.app;
 }
 const struct gw_policy *gw_call_policy(const struct gw_call *call)
 {
-    return gw_rpc_params(call->rpc)->policy;
+    return call->rpc->p.policy;
 }
 const struct gw_principal *gw_call_principal(const struct gw_call *call)
 {

@@ -8,27 +8,20 @@
 #include <openssl/rand.h>
 
 #include "alloc.h"
+#include "identity.h"
 #include "rpc_int.h"
 
-struct gw_rpc {
-    struct gw_rpc_params p;
-    char id_prefix[17]; /* random, per dispatcher: request ids stay unique across gateways */
-    uint64_t calls;
-};
-
-const struct gw_rpc_params *gw_rpc_params(const struct gw_rpc *rpc)
+void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                          const char *authorization)
 {
-    return &rpc->p;
-}
+    struct gw_principal p;
+    struct gw_fault f;
 
-const char *gw_rpc_id_prefix(const struct gw_rpc *rpc)
-{
-    return rpc->id_prefix;
-}
-
-uint64_t gw_rpc_next_call(struct gw_rpc *rpc)
-{
-    return ++rpc->calls;
+    (void)ctx;
+    if (gw_identity_resolve(peer, authorization, &p, &f) != 0)
+        gw_call_identified(call, &f, NULL);
+    else
+        gw_call_identified(call, NULL, &p);
 }
 
 struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
@@ -40,6 +33,8 @@ struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
     if (rpc == NULL)
         return NULL;
     rpc->p = *p;
+    if (rpc->p.identify == NULL)
+        rpc->p.identify = gw_rpc_identify_cert;
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
         gw_free(rpc);
         return NULL;

@@ -1,13 +1,17 @@
-/* rpc_int.h: between the dispatcher (rpc.c) and the call (call.c); nothing else includes it. */
+/* rpc_int.h: between the dispatcher (rpc.c) and the call (call.c); nothing else includes it.
+ * rpc.c depends on call.c, never the reverse. */
 #ifndef GW_RPC_INT_H
 #define GW_RPC_INT_H
 
 #include "rpc.h"
 
-const struct gw_rpc_params *gw_rpc_params(const struct gw_rpc *rpc);
-/* For request ids: 16 random hex digits drawn when the dispatcher was made, and a counter. */
-const char *gw_rpc_id_prefix(const struct gw_rpc *rpc);
-uint64_t gw_rpc_next_call(struct gw_rpc *rpc);
+/* The dispatcher's state, read by the calls it opens (call.c never calls into rpc.c: rpc.c opens
+ * calls and routes the transport's upcalls to them, the one direction of the dependency). */
+struct gw_rpc {
+    struct gw_rpc_params p;
+    char id_prefix[17]; /* random, per dispatcher: request ids stay unique across gateways */
+    uint64_t calls;     /* request-id counter */
+};
 
 /* Creates the call for a routed stream and starts its identity step. Returns NULL on allocation
  * failure (the transport answers). */

@@ -221,7 +221,7 @@ static void conn_established(struct conn *c)
            PQserverVersion(c->pg));
     for (i = 0; i < c->db->nprepared && c->state == CONN_READY; i++)
         gw_db_conn_send_prepare(c, i);
-    gw_db_dispatch(c->db);
+    c->db->dispatch(c->db);
 }
 
 static void on_connect_io(evutil_socket_t fd, short what, void *arg)
@@ -454,7 +454,7 @@ static bool conn_process(struct conn *c)
         if (r->nstmts == 1 && r->stmts[0].prepare_slot >= 0)
             prepared_done(c, r);
         gw_db_req_complete(r, r->failed_stmt >= 0 ? GW_EINTERNAL : 0);
-        gw_db_dispatch(c->db);
+        c->db->dispatch(c->db);
     }
     if (c->state == CONN_READY && PQstatus(c->pg) == CONNECTION_BAD) {
         conn_teardown(c);

@@ -92,13 +92,17 @@ struct gw_db {
     struct prepared prepared[DB_PREPARED_MAX];
     int nprepared;
     struct conn *conns;
+    /* db.c's dispatcher (gives queued requests to connections with room), called by a connection
+     * when it becomes ready or a request completes: the one upcall from db_conn.c to db.c. */
+    void (*dispatch)(struct gw_db *db);
 };
-/* db.c: the request's single allocation holding copies of the statements, NULL with *err set;
+/* db_req.c: the request's single allocation holding copies of the statements, NULL with *err set;
  * running its callback (unless cancelled) and freeing it (r is on no list). */
 struct gw_db_req *gw_db_req_new(const struct gw_db_stmt *stmts, int nstmts, int *err);
 void gw_db_req_complete(struct gw_db_req *r, int err);
-/* db.c: gives queued requests to connections with room; the slot of a prepared statement or -1. */
-void gw_db_dispatch(struct gw_db *db);
+/* db_req.c: frees (and wipes) r without running its callback (r is on no list). NULL-safe. */
+void gw_db_req_free(struct gw_db_req *r);
+/* db_req.c: the slot of a prepared statement or -1. */
 int gw_db_find_prepared(const struct gw_db *db, const char *sql);
 
 /* db_conn.c: starts a non-blocking connect; closes the PGconn and its events (no callbacks). */

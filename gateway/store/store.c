@@ -15,6 +15,8 @@
 #include "db.h"
 #include "log.h"
 #include "store_int.h"
+
+static void group_done_cb(void *arg, int err, const struct gw_db_result *res);
 #define STORE_QUEUE_MAX 16384 /* single submits waiting for a group */
 #ifndef STORE_GROUP_MIN
 #define STORE_GROUP_MIN 8 /* smallest group made when spreading over connections */
@@ -41,32 +43,6 @@ void gw_store_id_text(const uint8_t id[GW_STORE_ID_LEN], char buf[37])
 }
 
 /* ---- requests and items ---- */
-
-struct gw_store_req *gw_store_req_new(struct gw_store *s, enum gw_store_kind kind, void *arg)
-{
-    struct gw_store_req *r = gw_calloc(1, sizeof(*r));
-
-    if (r == NULL)
-        return NULL;
-    r->store = s;
-    r->kind = kind;
-    r->arg = arg;
-    TAILQ_INSERT_TAIL(&s->reqs, r, link);
-    return r;
-}
-
-void gw_store_req_free(struct gw_store_req *r)
-{
-    size_t i;
-
-    TAILQ_REMOVE(&r->store->reqs, r, link);
-    if (r->items != NULL)
-        for (i = 0; i < r->n; i++)
-            gw_store_item_free(r->items[i]);
-    gw_free(r->items);
-    gw_free(r->results);
-    gw_free(r);
-}
 
 /* All items resolved: report (unless cancelled) and free. */
 static void req_finish(struct gw_store_req *r)
@@ -130,7 +106,7 @@ static void group_start(struct gw_store *s, struct gw_store_group *g)
     int rc;
 
     qsort(g->items, g->n, sizeof(g->items[0]), item_cmp);
-    rc = gw_store_group_send(s, g);
+    rc = gw_store_group_send(s, g, group_done_cb);
     if (rc != 0) {
         for (i = 0; i < g->n; i++)
             item_resolve(g->items[i], rc, 0, NULL);
@@ -237,7 +213,7 @@ static size_t row_ordinal(const PGresult *res, int row, size_t n)
     return v >= 1 && v <= n ? v : 0;
 }
 
-void gw_store_group_done_cb(void *arg, int err, const struct gw_db_result *res)
+static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
 {
     struct gw_store_group *g = arg;
     struct gw_store *s = g->store;
@@ -251,7 +227,7 @@ void gw_store_group_done_cb(void *arg, int err, const struct gw_db_result *res)
         s->st.groups_retried++;
         GW_LOG(GW_LOG_INFO, "store", NULL, "group of %zu retried (sqlstate %s)", g->n,
                res->sqlstate);
-        if (gw_store_group_send(s, g) == 0)
+        if (gw_store_group_send(s, g, group_done_cb) == 0)
             return;
         err = GW_EUNAVAIL;
     }
@@ -475,7 +451,7 @@ int gw_store_submit_batch(struct gw_store *s, const struct gw_sealed_waybill *it
     for (i = 0; i < n; i++)
         g->items[g->n++] = r->items[i];
     qsort(g->items, g->n, sizeof(g->items[0]), item_cmp);
-    err = gw_store_group_send(s, g);
+    err = gw_store_group_send(s, g, group_done_cb);
     if (err != 0) {
         gw_free(g);
         gw_store_req_free(r);

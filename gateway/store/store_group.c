@@ -264,7 +264,7 @@ int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **
 
 /* Sends g as one statement (one transaction). Returns 0 or the gw_db_exec error (g is then not
  * sent). The arrays are copied by gw_db_exec and freed here. */
-int gw_store_group_send(struct gw_store *s, struct gw_store_group *g)
+int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done_cb done)
 {
     struct pgarray arrays[NCOLS];
     const char *values[NCOLS];
@@ -290,7 +290,7 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g)
         formats[k] = 1;
     }
     if (rc == 0)
-        rc = gw_db_exec(s->db, &st, 1, GW_DB_TXN, gw_store_group_done_cb, g, &g->dbreq);
+        rc = gw_db_exec(s->db, &st, 1, GW_DB_TXN, done, g, &g->dbreq);
     if (rc == 0)
         s->st.groups++;
     for (k = 0; k < NCOLS; k++)

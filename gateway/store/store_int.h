@@ -108,7 +108,7 @@ void gw_store_sql_add(struct gw_store_sql *b, const char *fmt, ...)
 /* Appends expr with its one "%s" replaced by arg (a gw_store_sqltype expression). */
 void gw_store_sql_expr(struct gw_store_sql *b, const char *expr, const char *arg);
 
-/* store.c: a handle on store->reqs / its release (frees items; never calls back). */
+/* store_req.c: a handle on store->reqs / its release (frees items; never calls back). */
 struct gw_store_req *gw_store_req_new(struct gw_store *s, enum gw_store_kind kind, void *arg);
 void gw_store_req_free(struct gw_store_req *r);
 
@@ -118,10 +118,10 @@ char *gw_store_group_sql_new(void);
  * 0 or a negative gw_err (*out is then NULL). The item is freed (wiped) with gw_store_item_free. */
 int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **out) GW_MUST_CHECK;
 void gw_store_item_free(struct gw_store_item *it);
-/* store_group.c: sends g as one statement (one transaction) with gw_store_group_done_cb (store.c)
- * as its callback. Returns 0 or the gw_db_exec error (g is then not sent). */
-int gw_store_group_send(struct gw_store *s, struct gw_store_group *g) GW_MUST_CHECK;
-void gw_store_group_done_cb(void *arg, int err, const struct gw_db_result *res);
+/* store_group.c: sends g as one statement (one transaction) with done (store.c's completion,
+ * called with g) as its callback. Returns 0 or the gw_db_exec error (g is then not sent). */
+int gw_store_group_send(struct gw_store *s, struct gw_store_group *g,
+                        gw_db_done_cb done) GW_MUST_CHECK;
 
 /* store_read.c: the text of the read-by-wb_bidx statement (gw_free), NULL on overflow/ENOMEM. */
 char *gw_store_get_sql_new(void);
