@@ -17,32 +17,38 @@
     }
 
 static const char *const couriers[] = {"courier", NULL};
+static const char *const searchers[] = {"branch_clerk", "customer_service", NULL};
+static const char *const revealers[] = {"courier", "branch_clerk", "customer_service", NULL};
+static const char *const bulk[] = {"security_admin", "compliance_auditor", NULL};
+static const char *const auditors[] = {"compliance_auditor", NULL};
+static const char *const lawful[] = {"lawful_access", NULL};
+static const char *const secadmins[] = {"security_admin", NULL};
 
 static const struct gw_rpc_method methods[] = {
     M("/grpc.health.v1.Health/Check", gw_api_health_check, false, GW_RPC_ANYONE),
 
     R("/waygate.v1.WaybillIntake/Submit", gw_api_intake_submit, false, couriers),
     R("/waygate.v1.WaybillIntake/SubmitBatch", gw_api_intake_submit_batch, false, couriers),
-    M("/waygate.v1.WaybillIntake/RecordScan", NULL, false, GW_RPC_AUTHENTICATED),
+    R("/waygate.v1.WaybillIntake/RecordScan", NULL, false, couriers),
 
     R("/waygate.v1.WaybillQuery/Get", gw_api_query_get, false, couriers),
-    M("/waygate.v1.WaybillQuery/Search", NULL, true, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.WaybillQuery/Reveal", NULL, false, GW_RPC_AUTHENTICATED),
+    R("/waygate.v1.WaybillQuery/Search", NULL, true, searchers),
+    R("/waygate.v1.WaybillQuery/Reveal", NULL, false, revealers),
 
-    M("/waygate.v1.Compliance/RequestBulk", NULL, false, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.Compliance/ApproveBulk", NULL, false, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.Compliance/RunBulk", NULL, true, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.Compliance/ExportAudit", NULL, true, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.Compliance/Report", NULL, false, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.Compliance/RequestLawfulAccess", NULL, false, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.Compliance/DecideLawfulAccess", NULL, false, GW_RPC_AUTHENTICATED),
+    R("/waygate.v1.Compliance/RequestBulk", NULL, false, bulk),
+    R("/waygate.v1.Compliance/ApproveBulk", NULL, false, bulk),
+    R("/waygate.v1.Compliance/RunBulk", NULL, true, bulk),
+    R("/waygate.v1.Compliance/ExportAudit", NULL, true, auditors),
+    R("/waygate.v1.Compliance/Report", NULL, false, auditors),
+    R("/waygate.v1.Compliance/RequestLawfulAccess", NULL, false, lawful),
+    R("/waygate.v1.Compliance/DecideLawfulAccess", NULL, false, secadmins),
 
     M("/waygate.v1.Admin/Login", NULL, false, GW_RPC_AUTHENTICATED),
     M("/waygate.v1.Admin/ChangePassword", NULL, false, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.Admin/CreateAccount", NULL, false, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.Admin/DisableAccount", NULL, false, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.Admin/IssueSegment", NULL, false, GW_RPC_AUTHENTICATED),
-    M("/waygate.v1.Admin/RotateKey", NULL, false, GW_RPC_AUTHENTICATED),
+    R("/waygate.v1.Admin/CreateAccount", NULL, false, secadmins),
+    R("/waygate.v1.Admin/DisableAccount", NULL, false, secadmins),
+    R("/waygate.v1.Admin/IssueSegment", NULL, false, secadmins),
+    R("/waygate.v1.Admin/RotateKey", NULL, false, secadmins),
 };
 
 static const struct gw_rpc_table table = {methods, sizeof(methods) / sizeof(methods[0])};
