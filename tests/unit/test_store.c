@@ -459,7 +459,7 @@ static void test_concurrent_same_number(void **state)
     other_exec(other, sql);
     gw_store_stats(store, &before);
     assert_int_equal(gw_store_submit(store, &b.w, submit_cb, &o, NULL), 0);
-    assert_true(run_until(blocked_by, &other_pid, 10000));
+    assert_true(run_until(blocked_by, &other_pid, 30000));
     assert_int_equal(o.calls, 0);
     other_exec(other, "COMMIT");
     PQfinish(other);
@@ -541,7 +541,7 @@ static void test_deadlock_retried(void **state)
     /* submitted in one loop pass: one group */
     assert_int_equal(gw_store_submit(store, &hi.w, submit_cb, &ohi, NULL), 0);
     assert_int_equal(gw_store_submit(store, &lo.w, submit_cb, &olo, NULL), 0);
-    assert_true(run_until(blocked_by, &other_pid, 10000));
+    assert_true(run_until(blocked_by, &other_pid, 30000));
     /* close the cycle; this returns once the store's backend has detected it and aborted */
     assert_int_equal(PQsendQuery(other, sql_lo), 1);
     r = PQgetResult(other);
@@ -551,7 +551,7 @@ static void test_deadlock_retried(void **state)
     other_exec(other, "COMMIT");
     PQfinish(other);
 
-    assert_true(run_until(retried, &retried0, 10000));
+    assert_true(run_until(retried, &retried0, 30000));
     assert_true(run_until(sub_done, &olo, 15000));
     assert_true(run_until(sub_done, &ohi, 15000));
     assert_int_equal(olo.r.err, 0);
