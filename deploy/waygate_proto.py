@@ -25,7 +25,8 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 PROTO_DIR = os.path.join(ROOT, "proto")
 
 # Principals whose certificates the dev stack writes to DIR/env (docs/roles.md).
-PRINCIPALS = ("courier_a", "courier_b", "branch_a", "branch_b", "backend", "admin")
+PRINCIPALS = ("courier_a", "courier_b", "branch_a", "branch_b", "backend", "admin", "cs_a", "auditor",
+              "sysadmin", "lawful")
 
 _loaded = None
 

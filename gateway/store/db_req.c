@@ -153,4 +153,3 @@ int gw_db_find_prepared(const struct gw_db *db, const char *sql)
             return i;
     return -1;
 }
-

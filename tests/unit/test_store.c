@@ -49,11 +49,6 @@ static bool db_is_ready(void *arg)
     return gw_db_ready(arg);
 }
 
-static bool db_idle(void *arg)
-{
-    return gw_db_pending(arg) == 0;
-}
-
 static bool store_idle(void *arg)
 {
     struct gw_store_stats st;
@@ -83,6 +78,13 @@ static char *q1(const char *sql)
     snprintf(buf, sizeof(buf), "%s", PQntuples(r) > 0 ? PQgetvalue(r, 0, 0) : "");
     PQclear(r);
     return buf;
+}
+
+static void tohex(const uint8_t *p, size_t n, char *out)
+{
+    size_t i;
+    for (i = 0; i < n; i++)
+        sprintf(out + 2 * i, "%02x", p[i]);
 }
 
 /* ---- a sealed waybill with deterministic fake contents ---- */
@@ -398,93 +400,102 @@ static void test_group_commit(void **state)
     free(f);
 }
 
-/* A concurrent insert of the same number, still uncommitted when the store's statement runs:
- * zero rows, retried transparently in the next group, then seen as the existing row. */
-static int slow_done;
-static void slow_cb(void *arg, int err, const struct gw_db_result *res)
+/* ---- a second client, holding locks in a fixed order ---- */
+
+/* A blocking connection of its own, for a transaction that holds rows while the store runs. */
+static PGconn *other_open(void)
 {
-    (void)arg;
-    (void)res;
-    assert_int_equal(err, 0);
-    slow_done = 1;
+    PGconn *c = PQconnectdb(pg.conninfo);
+    assert_true(PQstatus(c) == CONNECTION_OK);
+    return c;
 }
 
+static void other_exec(PGconn *c, const char *sql)
+{
+    PGresult *r = PQexec(c, sql);
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+}
+
+/* True once some backend waits for a lock that the backend `pid` holds. */
+static bool blocked_by(void *arg)
+{
+    char sql[160];
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM pg_stat_activity WHERE %d = ANY(pg_blocking_pids(pid))",
+             *(int *)arg);
+    return strcmp(q1(sql), "0") != 0;
+}
+
+/* A concurrent insert of the same number, uncommitted when the store's statement runs: the
+ * statement waits for it, its snapshot (taken before the commit) does not see the row, so the
+ * waybill gets zero rows and goes again in the next group, which sees the existing row. The
+ * order is forced: the other transaction inserts, the store's statement is seen waiting on it,
+ * and only then does the other transaction commit. */
 static void test_concurrent_same_number(void **state)
 {
     struct fake a, b;
     struct gw_store_stats before, after;
     struct sub_out o = {0};
     char idhex[64], wbhex[64], mac[80], sql[1024];
-    struct gw_db_stmt st[2];
-    int i;
+    PGconn *other;
+    int other_pid;
 
     (void)state;
     if (!pg_ok)
         skip();
     make(&a, 50, 50, 5, 0, 0);
     make(&b, 51, 50, 5, 0, 0);
-    for (i = 0; i < 16; i++) {
-        sprintf(idhex + 2 * i, "%02x", a.w.id[i]);
-        sprintf(wbhex + 2 * i, "%02x", a.w.wb_bidx[i]);
-    }
-    for (i = 0; i < 32; i++)
-        sprintf(mac + 2 * i, "%02x", a.w.content_mac[i]);
+    tohex(a.w.id, 16, idhex);
+    tohex(a.w.wb_bidx, 16, wbhex);
+    tohex(a.w.content_mac, 32, mac);
     snprintf(sql, sizeof(sql),
              "INSERT INTO waybill (id, wb_bidx, origin_branch, submitted_by, kek_version, "
              "dek_version, dek_wrapped, content_mac) VALUES ('%s', '\\x%s', 'a', 'x', 1, 1, "
              "'\\x00', '\\x%s')",
              idhex, wbhex, mac);
-    memset(st, 0, sizeof(st));
-    st[0].sql = sql;
-    st[1].sql = "SELECT pg_sleep(0.5)";
+    other = other_open();
+    other_pid = PQbackendPID(other);
+    other_exec(other, "BEGIN");
+    other_exec(other, sql);
     gw_store_stats(store, &before);
-    slow_done = 0;
-    assert_int_equal(gw_db_exec(db, st, 2, GW_DB_TXN, slow_cb, NULL, NULL), 0);
-    /* wait until the other transaction has inserted and sleeps, holding the row uncommitted */
-    for (i = 0; i < 300; i++) {
-        event_base_loop(base, EVLOOP_NONBLOCK);
-        if (strcmp(q1("SELECT count(*) FROM pg_stat_activity "
-                      "WHERE query = 'SELECT pg_sleep(0.5)' AND state = 'active'"),
-                   "1") == 0)
-            break;
-        usleep(10000);
-    }
-    assert_true(i < 300);
     assert_int_equal(gw_store_submit(store, &b.w, submit_cb, &o, NULL), 0);
+    assert_true(run_until(blocked_by, &other_pid, 30000));
+    assert_int_equal(o.calls, 0);
+    other_exec(other, "COMMIT");
+    PQfinish(other);
     assert_true(run_until(sub_done, &o, 10000));
-    assert_int_equal(slow_done, 1);
     assert_int_equal(o.r.err, 0);
     assert_int_equal(o.r.outcome, GW_STORE_EXISTING_SAME);
     assert_memory_equal(o.r.id, a.w.id, 16);
     gw_store_stats(store, &after);
-    assert_true(after.items_requeued > before.items_requeued);
+    assert_int_equal(after.items_requeued - before.items_requeued, 1);
+    assert_int_equal(after.groups_retried - before.groups_retried, 0);
 }
 
-static void tohex(const uint8_t *p, size_t n, char *out)
+static bool retried(void *arg)
 {
-    size_t i;
-    for (i = 0; i < n; i++)
-        sprintf(out + 2 * i, "%02x", p[i]);
+    struct gw_store_stats st;
+    gw_store_stats(store, &st);
+    return st.groups_retried > *(unsigned long long *)arg;
 }
 
-/* Another transaction takes the phone rows in the opposite order: PostgreSQL aborts the store's
- * group (40P01, it waited first); the store retries it once and both waybills are stored. */
-static int dl_done;
-static void dl_cb(void *arg, int err, const struct gw_db_result *res)
-{
-    (void)arg;
-    (void)res;
-    dl_done = err == 0 ? 1 : -1;
-}
-
+/* A forced deadlock: another transaction holds the higher phone's register row; the store's
+ * group (sorted: the lower phone first) takes the lower one and is seen waiting for the higher;
+ * then the other transaction asks for the lower one. The other session's deadlock_timeout is an
+ * hour, so the store's backend is the one that detects the cycle and is aborted (40P01); the
+ * other's insert then completes and commits before the event loop runs again, and the store's
+ * one retry of the whole group stores both waybills. */
 static void test_deadlock_retried(void **state)
 {
     struct fake lo, hi;
     struct sub_out olo = {0}, ohi = {0};
     struct gw_store_stats before, after;
     char plo[40], phi[40], sql_lo[512], sql_hi[512];
-    struct gw_db_stmt st[3];
-    int i;
+    unsigned long long retried0;
+    PGconn *other;
+    PGresult *r;
+    int i, other_pid;
 
     (void)state;
     if (!pg_ok)
@@ -506,8 +517,8 @@ static void test_deadlock_retried(void **state)
     }
     tohex(lo.w.sender_phone_bidx, 16, plo);
     tohex(hi.w.sender_phone_bidx, 16, phi);
-    /* the other transaction: the higher phone first, then (after a pause) the lower one, each
-     * with a sender id of its own so that both phone_owner rows are written */
+    /* the other transaction's rows: each phone with a sender id of its own, so that both
+     * phone_owner rows are written */
     snprintf(sql_hi, sizeof(sql_hi),
              "INSERT INTO waybill (id, wb_bidx, origin_branch, submitted_by, kek_version, "
              "dek_version, dek_wrapped, content_mac, sender_phone_bidx, sender_id_bidx) VALUES "
@@ -520,37 +531,45 @@ static void test_deadlock_retried(void **state)
              "(gen_random_uuid(), decode(md5('dl-lo'), 'hex'), 'a', 'x', 1, 1, '\\x00', "
              "decode(md5('m') || md5('m'), 'hex'), '\\x%s', decode(md5('other-lo'), 'hex'))",
              plo);
-    memset(st, 0, sizeof(st));
-    st[0].sql = sql_hi;
-    st[1].sql = "SELECT pg_sleep(0.4)";
-    st[2].sql = sql_lo;
+    other = other_open();
+    other_pid = PQbackendPID(other);
+    other_exec(other, "SET deadlock_timeout = '1h'");
+    other_exec(other, "BEGIN");
+    other_exec(other, sql_hi);
+
     gw_store_stats(store, &before);
-    dl_done = 0;
-    assert_int_equal(gw_db_exec(db, st, 3, GW_DB_TXN, dl_cb, NULL, NULL), 0);
-    for (i = 0; i < 300; i++) {
-        event_base_loop(base, EVLOOP_NONBLOCK);
-        if (strcmp(q1("SELECT count(*) FROM pg_stat_activity "
-                      "WHERE query = 'SELECT pg_sleep(0.4)' AND state = 'active'"),
-                   "1") == 0)
-            break;
-        usleep(10000);
-    }
-    assert_true(i < 300);
-    /* one group, sorted: the lower phone first, then the higher one (held by the other) */
+    retried0 = before.groups_retried;
+    /* submitted in one loop pass: one group */
     assert_int_equal(gw_store_submit(store, &hi.w, submit_cb, &ohi, NULL), 0);
     assert_int_equal(gw_store_submit(store, &lo.w, submit_cb, &olo, NULL), 0);
+    assert_true(run_until(blocked_by, &other_pid, 30000));
+    /* close the cycle; this returns once the store's backend has detected it and aborted */
+    assert_int_equal(PQsendQuery(other, sql_lo), 1);
+    r = PQgetResult(other);
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+    assert_null(PQgetResult(other));
+    other_exec(other, "COMMIT");
+    PQfinish(other);
+
+    assert_true(run_until(retried, &retried0, 30000));
     assert_true(run_until(sub_done, &olo, 15000));
     assert_true(run_until(sub_done, &ohi, 15000));
     assert_int_equal(olo.r.err, 0);
     assert_int_equal(olo.r.outcome, GW_STORE_NEW);
+    assert_memory_equal(olo.r.id, lo.w.id, 16);
     assert_int_equal(ohi.r.err, 0);
     assert_int_equal(ohi.r.outcome, GW_STORE_NEW);
-    assert_true(run_until(db_idle, db, 10000));
+    assert_memory_equal(ohi.r.id, hi.w.id, 16);
     gw_store_stats(store, &after);
-    print_message("deadlock: other transaction %s, store groups retried %llu\n",
-                  dl_done == 1 ? "committed" : "aborted",
-                  (unsigned long long)(after.groups_retried - before.groups_retried));
-    assert_true(after.groups_retried - before.groups_retried == 1 || dl_done == -1);
+    assert_int_equal(after.groups_retried - before.groups_retried, 1);
+    assert_int_equal(after.groups - before.groups, 2); /* one group, sent twice */
+    /* both phones now have two senders: the other transaction's and the store's */
+    snprintf(sql_lo, sizeof(sql_lo),
+             "SELECT string_agg(senders::text, ',' ORDER BY phone_bidx) FROM phone_owner "
+             "WHERE phone_bidx IN ('\\x%s', '\\x%s')",
+             plo, phi);
+    assert_string_equal(q1(sql_lo), "2,2");
 }
 
 struct batch_out {
