@@ -378,6 +378,29 @@ static void pump(struct harness *h)
 
 /* client_window: 0 for nghttp2's defaults (the client gives back window as it receives); else
  * the client's initial stream window, given back only when the test consumes (client_consume). */
+/* An identity step that waits (as a bearer-token lookup in the database will): it parks the call
+ * until the test completes it, and counts cancellations. NULL: the certificate step. */
+static gw_rpc_identify_fn test_identify;
+static struct gw_call *identifying;
+static int identify_cancels;
+
+static void identify_cancel_cb(void *arg)
+{
+    assert_ptr_equal(arg, identifying);
+    identify_cancels++;
+    identifying = NULL;
+}
+
+static void waiting_identify(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                             const char *authorization)
+{
+    (void)ctx;
+    (void)peer;
+    (void)authorization;
+    identifying = call;
+    gw_call_set_cancel(call, identify_cancel_cb, call);
+}
+
 static struct harness *harness_new_window(bool authenticated, uint32_t client_window)
 {
     struct harness *h = calloc(1, sizeof(*h));
@@ -412,6 +435,7 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     rp.base = h->base;
     rp.methods = &test_table;
     rp.policy = h->policy;
+    rp.identify = test_identify; /* NULL: the certificate step */
     h->rpc = gw_rpc_new(&rp);
     assert_non_null(h->rpc);
     memset(&params, 0, sizeof(params));
@@ -803,6 +827,77 @@ static void test_client_reset(void **state)
     assert_int_equal(cancels, 1);
 }
 
+/* The identity step may wait: the request arrives meanwhile, the handler runs only once the
+ * step has completed and the policy allowed the call. */
+static void test_identity_step_waits(void **state)
+{
+    struct harness *h;
+    uint8_t buf[32];
+    size_t n = frame_service(buf, "later");
+    struct body b = {buf, n, 0};
+    struct gw_principal p = {.name = "tester", .role = "courier", .branch = "a"};
+    struct reply *r;
+    int32_t id;
+
+    (void)state;
+    test_identify = waiting_identify;
+    h = harness_new(true);
+    identify_cancels = 0;
+    id = start_call(h, "/t.T/Echo", NULL, &b);
+    r = reply_for(h, id);
+    assert_non_null(identifying);
+    assert_false(r->closed); /* whole request in, no answer: the caller is not known yet */
+    assert_int_equal(r->ndata, 0);
+    p.authn = GW_AUTHN_TOKEN;
+    gw_call_identified(identifying, NULL, &p);
+    identifying = NULL;
+    pump(h);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_int_equal(r->ndata, n); /* echoed */
+    assert_int_equal(identify_cancels, 0);
+
+    /* a principal the policy refuses: PERMISSION_DENIED, and the handler never runs */
+    b.off = 0;
+    id = start_call(h, "/t.T/Admin", NULL, &b);
+    r = reply_for(h, id);
+    assert_non_null(identifying);
+    gw_call_identified(identifying, NULL, &p);
+    identifying = NULL;
+    pump(h);
+    assert_int_equal(r->grpc_status, GW_GRPC_PERMISSION_DENIED);
+    assert_int_equal(r->ndata, 0);
+    test_identify = NULL;
+    harness_free(h);
+}
+
+/* A client that resets the stream while its identity is being resolved: the step is cancelled
+ * once, nothing else runs, and nothing is left behind. */
+static void test_identity_step_cancelled_by_reset(void **state)
+{
+    struct harness *h;
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    int32_t id;
+
+    (void)state;
+    test_identify = waiting_identify;
+    h = harness_new(true);
+    identify_cancels = 0;
+    id = start_call(h, "/t.T/Hang", NULL, &b);
+    assert_non_null(identifying);
+    assert_int_equal(gw_h2_live_streams(h->server), 1);
+    assert_int_equal(nghttp2_submit_rst_stream(h->client, NGHTTP2_FLAG_NONE, id, NGHTTP2_CANCEL),
+                     0);
+    pump(h);
+    assert_int_equal(identify_cancels, 1);
+    assert_null(identifying);
+    assert_int_equal(hang_started, 0);
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
+    test_identify = NULL;
+    harness_free(h);
+}
+
 static void test_session_freed_with_live_call(void **state)
 {
     struct harness *h = harness_new(true);
@@ -1160,6 +1255,8 @@ int main(void)
         cmocka_unit_test(test_unauthenticated),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_client_reset),
+        cmocka_unit_test(test_identity_step_waits),
+        cmocka_unit_test(test_identity_step_cancelled_by_reset),
         cmocka_unit_test(test_session_freed_with_live_call),
         cmocka_unit_test(test_header_list_cap),
         cmocka_unit_test(test_goaway),
