@@ -3,8 +3,9 @@
  * trailers. Invariants: every stream nghttp2 opens has one struct stream in the list until
  * nghttp2 closes it (or the session is freed), and its upper object gets exactly one close
  * upcall; output leaves only through gw_h2_flush, never re-entrantly; a stream's queued output is
- * bounded (GW_H2_STREAM_HIGH plus one message) and a stream whose client takes none of it for
- * stream_write_timeout_ms is reset; header lists are capped at cfg->max_header_list_size. */
+ * bounded (GW_H2_STREAM_HIGH plus one message), wiped as it leaves the queue (sent or discarded),
+ * and a stream whose client takes none of it for stream_write_timeout_ms is reset; header lists are
+ * capped at cfg->max_header_list_size. */
 #include "h2.h"
 
 #include <stdio.h>
@@ -78,6 +79,27 @@ static void mark_answered(struct gw_h2_stream *st)
         st->h2->nlive--;
 }
 
+/* Drains n bytes from the front of b after wiping them: response messages may hold PII, and
+ * libevent releases a drained chain's memory without clearing it. */
+static void wipe_drain(struct evbuffer *b, size_t n)
+{
+    while (n > 0) {
+        struct evbuffer_iovec v[8];
+        int k = evbuffer_peek(b, (ev_ssize_t)n, NULL, v, 8);
+        size_t done = 0;
+
+        for (int i = 0; i < k && i < 8 && done < n; i++) {
+            size_t take = v[i].iov_len < n - done ? v[i].iov_len : n - done;
+            gw_wipe(v[i].iov_base, take);
+            done += take;
+        }
+        if (done == 0)
+            break;
+        evbuffer_drain(b, done);
+        n -= done;
+    }
+}
+
 static void stream_free(struct gw_h2_stream *st)
 {
     struct gw_h2 *h2 = st->h2;
@@ -98,17 +120,7 @@ static void stream_free(struct gw_h2_stream *st)
     if (st->stall_ev != NULL)
         event_free(st->stall_ev);
     if (st->out != NULL) {
-        /* Response messages may hold PII: wipe what was never sent. */
-        struct evbuffer_iovec v[8];
-        int n;
-        while ((n = evbuffer_peek(st->out, -1, NULL, v, 8)) > 0) {
-            size_t drained = 0;
-            for (int i = 0; i < n && i < 8; i++) {
-                gw_wipe(v[i].iov_base, v[i].iov_len);
-                drained += v[i].iov_len;
-            }
-            evbuffer_drain(st->out, drained);
-        }
+        wipe_drain(st->out, evbuffer_get_length(st->out)); /* what was never sent */
         evbuffer_free(st->out);
     }
     /* The headers may hold a bearer token. */
@@ -358,11 +370,12 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     (void)stream_id;
     (void)user_data;
     if (avail > 0) {
-        int n = evbuffer_remove(st->out, buf, avail < length ? avail : length);
-        if (n < 0)
+        size_t n = avail < length ? avail : length;
+        if (evbuffer_copyout(st->out, buf, n) != (ev_ssize_t)n)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        wipe_drain(st->out, n);
         stream_progress(st);
-        return n;
+        return (ssize_t)n;
     }
     if (!st->answered)
         return NGHTTP2_ERR_DEFERRED;
@@ -525,7 +538,7 @@ void gw_h2_stream_reset(struct gw_h2_stream *st)
 {
     mark_answered(st);
     if (st->out != NULL)
-        evbuffer_drain(st->out, evbuffer_get_length(st->out));
+        wipe_drain(st->out, evbuffer_get_length(st->out));
     (void)nghttp2_submit_rst_stream(st->h2->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
 }
 

@@ -24,6 +24,62 @@
 #include "policy.h"
 #include "rpc.h"
 
+/* ---- libevent's memory, seen by the test ----
+ * Every libevent allocation goes through these (installed first thing in main), so a test can
+ * ask whether a block went back to the C library still holding a marker string: response bytes
+ * queued on a stream may be PII and must be wiped before their memory is released. */
+
+static const char *freed_marker;
+static unsigned freed_with_marker;
+
+static void *ev_malloc(size_t n)
+{
+    size_t *b = malloc(n + 16);
+
+    if (b == NULL)
+        return NULL;
+    b[0] = n;
+    return (char *)b + 16;
+}
+
+static bool holds_marker(const char *p, size_t n)
+{
+    size_t m = freed_marker != NULL ? strlen(freed_marker) : 0;
+
+    for (size_t i = 0; m > 0 && i + m <= n; i++)
+        if (memcmp(p + i, freed_marker, m) == 0)
+            return true;
+    return false;
+}
+
+static void ev_free(void *p)
+{
+    char *b;
+
+    if (p == NULL)
+        return;
+    b = (char *)p - 16;
+    if (holds_marker(p, *(size_t *)(void *)b))
+        freed_with_marker++;
+    free(b);
+}
+
+static void *ev_realloc(void *p, size_t n)
+{
+    void *q;
+    size_t old;
+
+    if (p == NULL)
+        return ev_malloc(n);
+    old = *(size_t *)(void *)((char *)p - 16);
+    q = ev_malloc(n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    ev_free(p);
+    return q;
+}
+
 /* ---- test handlers ---- */
 
 static int cancels;
@@ -1146,6 +1202,64 @@ static void test_writable_finishes_other_calls(void **state)
     harness_free(h);
 }
 
+/* Response bytes are wiped before libevent releases their memory: both the bytes the client
+ * took (drained into nghttp2's frames) and the bytes a reset stream discards. */
+#define MARKER "PII-4e1f-MARKER"
+
+static void test_sent_response_wiped(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[64];
+    struct body b = {buf, frame_service(buf, "x" MARKER "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    freed_marker = MARKER;
+    freed_with_marker = 0;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_true(holds_marker((const char *)r->data, r->ndata)); /* the marker did go out */
+    harness_free(h);
+    assert_int_equal(freed_with_marker, 0);
+    freed_marker = NULL;
+}
+
+static void test_reset_response_wiped(void **state)
+{
+    Grpc__Health__V1__HealthCheckRequest out = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    char svc[600];
+    struct harness *h = harness_new_window(true, 16); /* takes 16 bytes, then stops reading */
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    h->cfg.stream_write_timeout_ms = 50;
+    memset(svc, 'x', sizeof(svc) - 1);
+    svc[sizeof(svc) - 1] = '\0';
+    memcpy(svc + 100, MARKER, strlen(MARKER));
+    out.service = svc;
+    freed_marker = MARKER;
+    freed_with_marker = 0;
+    r = reply_for(h, start_call(h, "/t.T/Hold", "5S", &b));
+    assert_non_null(hung_call);
+    assert_int_equal(gw_call_send(hung_call, &out.base), 0);
+    pump(h);
+    assert_int_equal(r->received, 16);
+    assert_true(gw_h2_queued(h->server) > 0);
+    for (int i = 0; i < 20 && !r->closed; i++) { /* the stall timer resets the stream */
+        event_base_loop(h->base, EVLOOP_ONCE);
+        pump(h);
+    }
+    assert_true(r->closed);
+    assert_int_equal(r->close_error, NGHTTP2_CANCEL);
+    assert_int_equal(freed_with_marker, 0);
+    harness_free(h);
+    assert_int_equal(freed_with_marker, 0);
+    freed_marker = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1169,7 +1283,11 @@ int main(void)
         cmocka_unit_test(test_policy_denies_before_handler),
         cmocka_unit_test(test_writable_finishes_own_call),
         cmocka_unit_test(test_writable_finishes_other_calls),
+        cmocka_unit_test(test_sent_response_wiped),
+        cmocka_unit_test(test_reset_response_wiped),
     };
+    /* before any libevent call: every libevent allocation is seen by the test */
+    event_set_mem_functions(ev_malloc, ev_realloc, ev_free);
     gw_log_level = getenv("TEST_LOG") ? GW_LOG_DEBUG : GW_LOG_OFF;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
