@@ -432,6 +432,9 @@ static void pump(struct harness *h)
     fail_msg("pump did not settle");
 }
 
+/* The identity step of the next harness (NULL: the certificate's, synchronous). */
+static gw_rpc_identify_fn harness_identify;
+
 /* client_window: 0 for nghttp2's defaults (the client gives back window as it receives); else
  * the client's initial stream window, given back only when the test consumes (client_consume). */
 static struct harness *harness_new_window(bool authenticated, uint32_t client_window)
@@ -468,6 +471,7 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     rp.base = h->base;
     rp.methods = &test_table;
     rp.policy = h->policy;
+    rp.identify = harness_identify;
     h->rpc = gw_rpc_new(&rp);
     assert_non_null(h->rpc);
     memset(&params, 0, sizeof(params));
@@ -1260,6 +1264,77 @@ static void test_reset_response_wiped(void **state)
     freed_marker = NULL;
 }
 
+/* ---- an identity step that waits (as a token lookup will) ---- */
+
+static struct gw_call *identifying;
+static int identify_cancels;
+
+static void identify_cancel(void *arg)
+{
+    (void)arg;
+    identify_cancels++;
+    identifying = NULL;
+}
+
+static void identify_later(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                           const char *authorization)
+{
+    (void)ctx;
+    (void)peer;
+    (void)authorization;
+    identifying = call;
+    gw_call_set_cancel(call, identify_cancel, NULL);
+}
+
+/* While the identity step runs, nothing about the request body is answered: a caller who is not
+ * yet identified learns no message rule (size cap, compression) from the gateway, and a caller
+ * then refused is told UNAUTHENTICATED, not what was wrong with its message. An allowed caller
+ * gets the body's refusal after the step. */
+static void test_identity_decides_before_body(void **state)
+{
+    struct harness *h;
+    uint8_t buf[32];
+    size_t n = frame_service(buf, "a");
+    struct body b = {buf, n, 0};
+    struct gw_principal who;
+    struct gw_fault f;
+    struct reply *r;
+
+    (void)state;
+    harness_identify = identify_later;
+    h = harness_new(true);
+    harness_identify = NULL;
+    identify_cancels = 0;
+    buf[0] = 1; /* compressed: refused, but only once the caller is known */
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_non_null(identifying);
+    assert_false(r->closed);
+    assert_int_equal(r->grpc_status, 0);
+    (void)gw_fault_set(&f, GW_EAUTH, NULL, "authorization", GW_RULE_TOKEN_NOT_ACCEPTED);
+    gw_call_identified(identifying, &f, NULL);
+    pump(h);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_UNAUTHENTICATED);
+
+    /* the same body from a caller the step allows: now the body's own refusal */
+    b.off = 0;
+    identifying = NULL;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_non_null(identifying);
+    assert_false(r->closed);
+    memset(&who, 0, sizeof(who));
+    snprintf(who.name, sizeof(who.name), "tester");
+    snprintf(who.role, sizeof(who.role), "courier");
+    who.authn = GW_AUTHN_CERT;
+    gw_call_identified(identifying, NULL, &who);
+    pump(h);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_UNIMPLEMENTED);
+    assert_string_equal(r->grpc_message, "compressed messages are not supported");
+    assert_int_equal(identify_cancels, 0);
+    harness_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1285,6 +1360,7 @@ int main(void)
         cmocka_unit_test(test_writable_finishes_other_calls),
         cmocka_unit_test(test_sent_response_wiped),
         cmocka_unit_test(test_reset_response_wiped),
+        cmocka_unit_test(test_identity_decides_before_body),
     };
     /* before any libevent call: every libevent allocation is seen by the test */
     event_set_mem_functions(ev_malloc, ev_realloc, ev_free);
