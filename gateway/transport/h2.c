@@ -33,6 +33,7 @@ struct gw_h2_stream {
     bool response_started;      /* response headers submitted with the data provider */
     bool want_writable;         /* the upper layer saw gw_h2_stream_writable() false */
     bool notify;                /* a writable upcall is due */
+    bool due;                   /* its upcall runs in the notify_cb now running */
     struct evbuffer *out;       /* framed response messages not yet taken by nghttp2 */
     struct evbuffer_iovec resv; /* space handed out by gw_h2_stream_reserve, not committed */
     enum gw_grpc_status status;
@@ -310,20 +311,36 @@ static int on_stream_close_cb(nghttp2_session *session, int32_t stream_id, uint3
 
 /* ---- response output ---- */
 
+/* Runs notify_cb at the next loop turn: a zero timeout, not event_active, which libevent would
+ * run again within the same turn when activated from inside the callback. */
+static void notify_soon(struct gw_h2 *h2)
+{
+    static const struct timeval zero = {0, 0};
+
+    if (!evtimer_pending(h2->notify_ev, NULL))
+        (void)evtimer_add(h2->notify_ev, &zero);
+}
+
 static void notify_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_h2 *h2 = arg;
 
     (void)fd;
     (void)what;
+    /* The upcalls due now. One asked for again from inside an upcall runs at the next loop turn,
+     * after I/O: a handler that keeps asking cannot hold the loop. */
+    for (struct gw_h2_stream *st = h2->streams; st != NULL; st = st->next) {
+        st->due = st->notify;
+        st->notify = false;
+    }
     /* An upcall may finish, reset or close any stream, so start from the head after each. */
     for (;;) {
         struct gw_h2_stream *st = h2->streams;
-        while (st != NULL && !st->notify)
+        while (st != NULL && !st->due)
             st = st->next;
         if (st == NULL)
             break;
-        st->notify = false;
+        st->due = false;
         st->want_writable = false;
         if (st->obj != NULL && !st->answered)
             h2->up.writable(st->obj);
@@ -336,7 +353,7 @@ static void stream_progress(struct gw_h2_stream *st)
     st->progress_ms = now_ms();
     if (st->want_writable && !st->notify && evbuffer_get_length(st->out) < GW_H2_STREAM_LOW) {
         st->notify = true;
-        event_active(st->h2->notify_ev, EV_TIMEOUT, 0);
+        notify_soon(st->h2);
     }
 }
 
@@ -439,7 +456,7 @@ void gw_h2_stream_want_writable(struct gw_h2_stream *st)
     st->want_writable = true;
     if (!st->notify && gw_h2_stream_queued(st) < GW_H2_STREAM_LOW) {
         st->notify = true;
-        event_active(st->h2->notify_ev, EV_TIMEOUT, 0);
+        notify_soon(st->h2);
     }
 }
 

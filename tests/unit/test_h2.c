@@ -265,14 +265,39 @@ static void flood_handler(struct gw_call *call, const uint8_t *req, size_t len)
     flood_send(f);
 }
 
+/* A streaming handler that, on every writable callback, asks for the next one without sending:
+ * polls_left more times, then finishes. */
+static unsigned poll_runs, polls_left;
+
+static void poll_writable(void *arg)
+{
+    struct gw_call *call = arg;
+
+    poll_runs++;
+    if (polls_left == 0) {
+        gw_call_finish(call, GW_GRPC_OK, NULL);
+        return;
+    }
+    polls_left--;
+    gw_call_on_writable(call, poll_writable, call);
+}
+
+static void poll_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    (void)req;
+    (void)len;
+    gw_call_on_writable(call, poll_writable, call);
+}
+
 static const struct gw_method test_methods[] = {
     {"/t.T/Echo", echo_handler, false},     {"/t.T/Stream", stream_handler, true},
     {"/t.T/Hang", hang_handler, false},     {"/t.T/Nothing", NULL, false},
     {"/t.T/Open", echo_handler, false},     {"/t.T/Unpack", unpack_handler, false},
     {"/t.T/Admin", guarded_handler, false}, {"/t.T/NoRule", guarded_handler, false},
     {"/t.T/Flood", flood_handler, true},    {"/t.T/Hold", hang_handler, true},
+    {"/t.T/Poll", poll_handler, true},
 };
-static const struct gw_rpc_table test_table = {test_methods, 10};
+static const struct gw_rpc_table test_table = {test_methods, 11};
 
 static const char *const admins[] = {"security_admin", NULL};
 /* The policy's rules for the test methods; /t.T/NoRule has none, so nobody may call it. */
@@ -281,7 +306,7 @@ static const struct gw_policy_method test_rules[] = {
     {"/t.T/Hang", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Nothing", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Open", GW_POLICY_ANYONE, NULL},        {"/t.T/Unpack", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Admin", GW_POLICY_ROLES, admins},      {"/t.T/Flood", GW_POLICY_AUTHENTICATED, NULL},
-    {"/t.T/Hold", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Hold", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Poll", GW_POLICY_AUTHENTICATED, NULL},
 };
 
 /* ---- the harness ---- */
@@ -1335,6 +1360,34 @@ static void test_identity_decides_before_body(void **state)
     harness_free(h);
 }
 
+/* A writable callback that asks for the next one runs it at the next loop turn, after I/O, not
+ * again inside the same turn: a handler that keeps asking cannot hold the event loop (and every
+ * other connection) in one callback. */
+static void test_writable_reasked_runs_next_turn(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    poll_runs = 0;
+    polls_left = 1000;
+    r = reply_for(h, start_call(h, "/t.T/Poll", NULL, &b));
+    assert_false(r->closed);
+    event_base_loop(h->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(poll_runs, 1);
+    event_base_loop(h->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(poll_runs, 2);
+    polls_left = 0;
+    event_base_loop(h->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(poll_runs, 3);
+    pump(h);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    harness_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1361,6 +1414,7 @@ int main(void)
         cmocka_unit_test(test_sent_response_wiped),
         cmocka_unit_test(test_reset_response_wiped),
         cmocka_unit_test(test_identity_decides_before_body),
+        cmocka_unit_test(test_writable_reasked_runs_next_turn),
     };
     /* before any libevent call: every libevent allocation is seen by the test */
     event_set_mem_functions(ev_malloc, ev_realloc, ev_free);
