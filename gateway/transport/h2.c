@@ -3,7 +3,8 @@
  * trailers. Invariants: every stream nghttp2 opens has one struct stream in the list until
  * nghttp2 closes it (or the session is freed), and its upper object gets exactly one close
  * upcall; output leaves only through gw_h2_flush, never re-entrantly; a stream's queued output is
- * bounded (GW_H2_STREAM_HIGH plus one message), wiped as it leaves the queue (sent or discarded),
+ * bounded (GW_H2_STREAM_HIGH plus one message), never copied by libevent, and wiped as it leaves
+ * the queue (sent or discarded),
  * and a stream whose client takes none of it for stream_write_timeout_ms is reset; header lists are
  * capped at cfg->max_header_list_size. */
 #include "h2.h"
@@ -35,7 +36,8 @@ struct gw_h2_stream {
     bool notify;                /* a writable upcall is due */
     bool due;                   /* its upcall runs in the notify_cb now running */
     struct evbuffer *out;       /* framed response messages not yet taken by nghttp2 */
-    struct evbuffer_iovec resv; /* space handed out by gw_h2_stream_reserve, not committed */
+    struct evbuffer *stage;     /* empty but for the space handed out by gw_h2_stream_reserve */
+    struct evbuffer_iovec resv; /* that space, not committed */
     enum gw_grpc_status status;
     char message[512];    /* percent-encoded grpc-message for the trailers */
     uint64_t progress_ms; /* last time the peer took bytes of this stream */
@@ -123,6 +125,11 @@ static void stream_free(struct gw_h2_stream *st)
     if (st->out != NULL) {
         wipe_drain(st->out, evbuffer_get_length(st->out)); /* what was never sent */
         evbuffer_free(st->out);
+    }
+    if (st->stage != NULL) {
+        if (st->resv.iov_base != NULL) /* reserved, perhaps written, never committed */
+            gw_wipe(st->resv.iov_base, st->resv.iov_len);
+        evbuffer_free(st->stage);
     }
     /* The headers may hold a bearer token. */
     gw_free_wipe(st, sizeof(*st));
@@ -469,11 +476,17 @@ uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len)
         return NULL;
     if (st->out == NULL && (st->out = evbuffer_new()) == NULL)
         return NULL;
+    if (st->stage == NULL && (st->stage = evbuffer_new()) == NULL)
+        return NULL;
     /* A handler that ignores gw_h2_stream_writable() still cannot make us queue without bound. */
     queued = evbuffer_get_length(st->out);
     if (queued > 0 && queued + len > GW_H2_STREAM_HIGH + st->h2->cfg->max_message_size)
         return NULL;
-    if (evbuffer_reserve_space(st->out, (ev_ssize_t)(len + GW_GRPC_PREFIX_LEN), &st->resv, 1) < 1 ||
+    /* Written in the empty stage buffer, then moved whole onto the queue: reserving on the queue
+     * itself lets libevent copy queued messages into a bigger chain and free the old one
+     * unwiped. Moving chains (evbuffer_add_buffer) never copies. */
+    if (evbuffer_reserve_space(st->stage, (ev_ssize_t)(len + GW_GRPC_PREFIX_LEN), &st->resv, 1) <
+            1 ||
         st->resv.iov_len < len + GW_GRPC_PREFIX_LEN) {
         st->resv.iov_base = NULL;
         return NULL;
@@ -506,11 +519,16 @@ int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
         return GW_EINVAL;
     was_empty = evbuffer_get_length(st->out) == 0;
     st->resv.iov_len = len + GW_GRPC_PREFIX_LEN;
-    if (evbuffer_commit_space(st->out, &st->resv, 1) != 0) {
+    if (evbuffer_commit_space(st->stage, &st->resv, 1) != 0) {
+        gw_wipe(st->resv.iov_base, st->resv.iov_len);
         st->resv.iov_base = NULL;
         return GW_ENOMEM;
     }
     st->resv.iov_base = NULL;
+    if (evbuffer_add_buffer(st->out, st->stage) != 0) {
+        wipe_drain(st->stage, evbuffer_get_length(st->stage));
+        return GW_ENOMEM;
+    }
     if (!st->response_started) {
         if (start_response(st) != 0)
             return GW_ENOMEM;

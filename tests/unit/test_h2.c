@@ -1388,6 +1388,37 @@ static void test_writable_reasked_runs_next_turn(void **state)
     harness_free(h);
 }
 
+/* Messages queued behind a closed window stay where they were written: libevent never copies a
+ * queued message into a bigger block and releases the old one holding it. */
+static void test_queued_responses_not_copied(void **state)
+{
+    Grpc__Health__V1__HealthCheckRequest out = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    char svc[600];
+    struct harness *h = harness_new_window(true, 16);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    memset(svc, 'x', sizeof(svc) - 1);
+    svc[sizeof(svc) - 1] = '\0';
+    memcpy(svc + 100, MARKER, strlen(MARKER));
+    out.service = svc;
+    freed_marker = MARKER;
+    freed_with_marker = 0;
+    r = reply_for(h, start_call(h, "/t.T/Hold", "5S", &b));
+    assert_non_null(hung_call);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(gw_call_send(hung_call, &out.base), 0);
+        pump(h);
+    }
+    assert_int_equal(r->received, 16);
+    assert_int_equal(freed_with_marker, 0);
+    harness_free(h);
+    assert_int_equal(freed_with_marker, 0);
+    freed_marker = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1415,6 +1446,7 @@ int main(void)
         cmocka_unit_test(test_reset_response_wiped),
         cmocka_unit_test(test_identity_decides_before_body),
         cmocka_unit_test(test_writable_reasked_runs_next_turn),
+        cmocka_unit_test(test_queued_responses_not_copied),
     };
     /* before any libevent call: every libevent allocation is seen by the test */
     event_set_mem_functions(ev_malloc, ev_realloc, ev_free);
