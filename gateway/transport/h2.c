@@ -4,9 +4,8 @@
  * nghttp2 closes it (or the session is freed), and its upper object gets exactly one close
  * upcall; output leaves only through gw_h2_flush, never re-entrantly; a stream's queued output is
  * bounded (GW_H2_STREAM_HIGH plus one message), never copied by libevent, and wiped as it leaves
- * the queue (sent or discarded),
- * and a stream whose client takes none of it for stream_write_timeout_ms is reset; header lists are
- * capped at cfg->max_header_list_size. */
+ * the queue (sent or discarded); a stream whose client takes none of it for
+ * stream_write_timeout_ms is reset; header lists are capped at cfg->max_header_list_size. */
 #include "h2.h"
 
 #include <stdio.h>
