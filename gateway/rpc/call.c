@@ -5,7 +5,8 @@
  * handler runs only after the caller was identified and the policy allowed the method; the
  * cancel function runs at most once and only while the identity step or the handler is
  * running; after the call is finished (by the handler, the deadline, a refusal or an early
- * error) no handler code is called. */
+ * error) no handler code is called; a request error is answered only after the identity and
+ * policy steps allowed the caller. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -39,6 +40,11 @@ struct gw_call {
     const struct gw_method *method;
     enum call_state state;
     bool request_done; /* the client half-closed after exactly one whole message */
+    /* A request error found while the identity step ran: answered only once the caller is
+     * identified and allowed (an unidentified caller learns nothing about message rules). */
+    int held_err;
+    enum gw_rule held_rule;
+    unsigned long held_limit;
     uint64_t start_ms;
     uint64_t deadline_ms;
     struct event *deadline_ev;
@@ -86,6 +92,7 @@ static void pb_free(void *data, void *p)
 }
 
 static void finish(struct gw_call *call, enum gw_grpc_status status, const char *message);
+static void fail_request(struct gw_call *call, int err, enum gw_rule rule, unsigned long limit);
 
 static bool cancellable(const struct gw_call *call)
 {
@@ -192,6 +199,10 @@ void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
         return;
     }
     call->state = CALL_AUTHORISED;
+    if (call->held_err != 0) {
+        fail_request(call, call->held_err, call->held_rule, call->held_limit);
+        return;
+    }
     maybe_run(call);
 }
 
@@ -252,6 +263,14 @@ static void fail_request(struct gw_call *call, int err, enum gw_rule rule, unsig
 
     if (call->state == CALL_RUNNING || call->state == CALL_DONE)
         return;
+    if (call->state == CALL_IDENTIFYING) {
+        if (call->held_err == 0) {
+            call->held_err = err;
+            call->held_rule = rule;
+            call->held_limit = limit;
+        }
+        return;
+    }
     run_cancel(call);
     (void)gw_fault_set(&f, err, NULL, NULL, rule);
     f.limit = limit;
@@ -280,8 +299,9 @@ void gw_call_up_data(void *obj, const uint8_t *data, size_t len)
     struct gw_call *call = obj;
     int rc;
 
-    if (call->state == CALL_RUNNING || call->state == CALL_DONE || call->request_done)
-        return; /* an answered call ignores the rest of the body */
+    if (call->state == CALL_RUNNING || call->state == CALL_DONE || call->request_done ||
+        call->held_err != 0)
+        return; /* an answered (or refused) call ignores the rest of the body */
     rc = gw_grpc_decoder_feed(&call->dec, data, len, on_message, call);
     switch (rc) {
     case 0:
@@ -308,7 +328,8 @@ void gw_call_up_end(void *obj)
 {
     struct gw_call *call = obj;
 
-    if (call->state == CALL_RUNNING || call->state == CALL_DONE || call->request_done)
+    if (call->state == CALL_RUNNING || call->state == CALL_DONE || call->request_done ||
+        call->held_err != 0)
         return;
     if (!gw_grpc_decoder_idle(&call->dec)) {
         fail_request(call, GW_EPROTO, GW_RULE_TRUNCATED_MESSAGE, 0);

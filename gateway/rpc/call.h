@@ -79,7 +79,8 @@ int gw_call_send(struct gw_call *call, const ProtobufCMessage *msg) GW_MUST_CHEC
 /* True while the call's queued responses are under the stream's high-water mark. */
 bool gw_call_writable(struct gw_call *call);
 /* Runs fn(arg) once, from the event loop, when the queue has drained below the low-water mark
- * (at once, from the loop, if it already has). Replaces an earlier registration. */
+ * (at the next loop turn if it already has; never twice in one turn). Replaces an earlier
+ * registration. */
 void gw_call_on_writable(struct gw_call *call, gw_writable_fn fn, void *arg);
 
 /* Ends the call with a status and message. Handlers use it only for OK

@@ -2,7 +2,9 @@
  * transport's upcalls (h2.h): a new stream is routed by its :path in the method table; the call
  * (call.h) then resolves the caller's identity, a step that may wait, asks the policy
  * (policy.h) whether that principal may call the method, and only then runs the handler. A
- * refusal is decided before any handler work and before any data is read.
+ * refusal is decided before any handler work. The request body may arrive while the identity
+ * step runs (held within max_message_size), but a fault in it is answered only once the caller
+ * is identified and allowed: a caller refused by identity or policy gets that refusal.
  * The method table (path -> handler) belongs to the handlers' layer and is passed in; who may
  * call what belongs to the policy. */
 #ifndef GW_RPC_H

@@ -3,7 +3,8 @@
  * trailers. Invariants: every stream nghttp2 opens has one struct stream in the list until
  * nghttp2 closes it (or the session is freed), and its upper object gets exactly one close
  * upcall; output leaves only through gw_h2_flush, never re-entrantly; a stream's queued output is
- * bounded (GW_H2_STREAM_HIGH plus one message) and a stream whose client takes none of it for
+ * bounded (GW_H2_STREAM_HIGH plus one message), never copied by libevent, and wiped as it leaves
+ * the queue (sent or discarded); a stream whose client takes none of it for
  * stream_write_timeout_ms is reset; header lists are capped at cfg->max_header_list_size. */
 #include "h2.h"
 
@@ -32,8 +33,10 @@ struct gw_h2_stream {
     bool response_started;      /* response headers submitted with the data provider */
     bool want_writable;         /* the upper layer saw gw_h2_stream_writable() false */
     bool notify;                /* a writable upcall is due */
+    bool due;                   /* its upcall runs in the notify_cb now running */
     struct evbuffer *out;       /* framed response messages not yet taken by nghttp2 */
-    struct evbuffer_iovec resv; /* space handed out by gw_h2_stream_reserve, not committed */
+    struct evbuffer *stage;     /* empty but for the space handed out by gw_h2_stream_reserve */
+    struct evbuffer_iovec resv; /* that space, not committed */
     enum gw_grpc_status status;
     char message[512];    /* percent-encoded grpc-message for the trailers */
     uint64_t progress_ms; /* last time the peer took bytes of this stream */
@@ -78,6 +81,27 @@ static void mark_answered(struct gw_h2_stream *st)
         st->h2->nlive--;
 }
 
+/* Drains n bytes from the front of b after wiping them: response messages may hold PII, and
+ * libevent releases a drained chain's memory without clearing it. */
+static void wipe_drain(struct evbuffer *b, size_t n)
+{
+    while (n > 0) {
+        struct evbuffer_iovec v[8];
+        int k = evbuffer_peek(b, (ev_ssize_t)n, NULL, v, 8);
+        size_t done = 0;
+
+        for (int i = 0; i < k && i < 8 && done < n; i++) {
+            size_t take = v[i].iov_len < n - done ? v[i].iov_len : n - done;
+            gw_wipe(v[i].iov_base, take);
+            done += take;
+        }
+        if (done == 0)
+            break;
+        evbuffer_drain(b, done);
+        n -= done;
+    }
+}
+
 static void stream_free(struct gw_h2_stream *st)
 {
     struct gw_h2 *h2 = st->h2;
@@ -98,18 +122,13 @@ static void stream_free(struct gw_h2_stream *st)
     if (st->stall_ev != NULL)
         event_free(st->stall_ev);
     if (st->out != NULL) {
-        /* Response messages may hold PII: wipe what was never sent. */
-        struct evbuffer_iovec v[8];
-        int n;
-        while ((n = evbuffer_peek(st->out, -1, NULL, v, 8)) > 0) {
-            size_t drained = 0;
-            for (int i = 0; i < n && i < 8; i++) {
-                gw_wipe(v[i].iov_base, v[i].iov_len);
-                drained += v[i].iov_len;
-            }
-            evbuffer_drain(st->out, drained);
-        }
+        wipe_drain(st->out, evbuffer_get_length(st->out)); /* what was never sent */
         evbuffer_free(st->out);
+    }
+    if (st->stage != NULL) {
+        if (st->resv.iov_base != NULL) /* reserved, perhaps written, never committed */
+            gw_wipe(st->resv.iov_base, st->resv.iov_len);
+        evbuffer_free(st->stage);
     }
     /* The headers may hold a bearer token. */
     gw_free_wipe(st, sizeof(*st));
@@ -298,20 +317,36 @@ static int on_stream_close_cb(nghttp2_session *session, int32_t stream_id, uint3
 
 /* ---- response output ---- */
 
+/* Runs notify_cb at the next loop turn: a zero timeout, not event_active, which libevent would
+ * run again within the same turn when activated from inside the callback. */
+static void notify_soon(struct gw_h2 *h2)
+{
+    static const struct timeval zero = {0, 0};
+
+    if (!evtimer_pending(h2->notify_ev, NULL))
+        (void)evtimer_add(h2->notify_ev, &zero);
+}
+
 static void notify_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_h2 *h2 = arg;
 
     (void)fd;
     (void)what;
+    /* The upcalls due now. One asked for again from inside an upcall runs at the next loop turn,
+     * after I/O: a handler that keeps asking cannot hold the loop. */
+    for (struct gw_h2_stream *st = h2->streams; st != NULL; st = st->next) {
+        st->due = st->notify;
+        st->notify = false;
+    }
     /* An upcall may finish, reset or close any stream, so start from the head after each. */
     for (;;) {
         struct gw_h2_stream *st = h2->streams;
-        while (st != NULL && !st->notify)
+        while (st != NULL && !st->due)
             st = st->next;
         if (st == NULL)
             break;
-        st->notify = false;
+        st->due = false;
         st->want_writable = false;
         if (st->obj != NULL && !st->answered)
             h2->up.writable(st->obj);
@@ -324,7 +359,7 @@ static void stream_progress(struct gw_h2_stream *st)
     st->progress_ms = now_ms();
     if (st->want_writable && !st->notify && evbuffer_get_length(st->out) < GW_H2_STREAM_LOW) {
         st->notify = true;
-        event_active(st->h2->notify_ev, EV_TIMEOUT, 0);
+        notify_soon(st->h2);
     }
 }
 
@@ -358,11 +393,12 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     (void)stream_id;
     (void)user_data;
     if (avail > 0) {
-        int n = evbuffer_remove(st->out, buf, avail < length ? avail : length);
-        if (n < 0)
+        size_t n = avail < length ? avail : length;
+        if (evbuffer_copyout(st->out, buf, n) != (ev_ssize_t)n)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        wipe_drain(st->out, n);
         stream_progress(st);
-        return n;
+        return (ssize_t)n;
     }
     if (!st->answered)
         return NGHTTP2_ERR_DEFERRED;
@@ -426,7 +462,7 @@ void gw_h2_stream_want_writable(struct gw_h2_stream *st)
     st->want_writable = true;
     if (!st->notify && gw_h2_stream_queued(st) < GW_H2_STREAM_LOW) {
         st->notify = true;
-        event_active(st->h2->notify_ev, EV_TIMEOUT, 0);
+        notify_soon(st->h2);
     }
 }
 
@@ -439,11 +475,17 @@ uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len)
         return NULL;
     if (st->out == NULL && (st->out = evbuffer_new()) == NULL)
         return NULL;
+    if (st->stage == NULL && (st->stage = evbuffer_new()) == NULL)
+        return NULL;
     /* A handler that ignores gw_h2_stream_writable() still cannot make us queue without bound. */
     queued = evbuffer_get_length(st->out);
     if (queued > 0 && queued + len > GW_H2_STREAM_HIGH + st->h2->cfg->max_message_size)
         return NULL;
-    if (evbuffer_reserve_space(st->out, (ev_ssize_t)(len + GW_GRPC_PREFIX_LEN), &st->resv, 1) < 1 ||
+    /* Written in the empty stage buffer, then moved whole onto the queue: reserving on the queue
+     * itself lets libevent copy queued messages into a bigger chain and free the old one
+     * unwiped. Moving chains (evbuffer_add_buffer) never copies. */
+    if (evbuffer_reserve_space(st->stage, (ev_ssize_t)(len + GW_GRPC_PREFIX_LEN), &st->resv, 1) <
+            1 ||
         st->resv.iov_len < len + GW_GRPC_PREFIX_LEN) {
         st->resv.iov_base = NULL;
         return NULL;
@@ -476,11 +518,16 @@ int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
         return GW_EINVAL;
     was_empty = evbuffer_get_length(st->out) == 0;
     st->resv.iov_len = len + GW_GRPC_PREFIX_LEN;
-    if (evbuffer_commit_space(st->out, &st->resv, 1) != 0) {
+    if (evbuffer_commit_space(st->stage, &st->resv, 1) != 0) {
+        gw_wipe(st->resv.iov_base, st->resv.iov_len);
         st->resv.iov_base = NULL;
         return GW_ENOMEM;
     }
     st->resv.iov_base = NULL;
+    if (evbuffer_add_buffer(st->out, st->stage) != 0) {
+        wipe_drain(st->stage, evbuffer_get_length(st->stage));
+        return GW_ENOMEM;
+    }
     if (!st->response_started) {
         if (start_response(st) != 0)
             return GW_ENOMEM;
@@ -525,7 +572,7 @@ void gw_h2_stream_reset(struct gw_h2_stream *st)
 {
     mark_answered(st);
     if (st->out != NULL)
-        evbuffer_drain(st->out, evbuffer_get_length(st->out));
+        wipe_drain(st->out, evbuffer_get_length(st->out));
     (void)nghttp2_submit_rst_stream(st->h2->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
 }
 
@@ -589,6 +636,9 @@ void gw_h2_free(struct gw_h2 *h2)
 {
     if (h2 == NULL)
         return;
+    /* A close upcall (a call's cancel) must not make nghttp2 send while streams it still points
+     * at are being freed: every flush from here on is refused. */
+    h2->failed = true;
     while (h2->streams != NULL)
         stream_free(h2->streams);
     nghttp2_session_del(h2->session);

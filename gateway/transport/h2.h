@@ -127,7 +127,7 @@ void gw_h2_stream_want_writable(struct gw_h2_stream *st);
  * this session's input processing. */
 void gw_h2_stream_finish(struct gw_h2_stream *st, enum gw_grpc_status status, const char *message);
 /* Resets the stream (RST_STREAM CANCEL): for a client that stopped reading. The close upcall
- * follows. Queued output is discarded at once. */
+ * follows. Queued output is wiped and discarded at once. */
 void gw_h2_stream_reset(struct gw_h2_stream *st);
 
 #endif

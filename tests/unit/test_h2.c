@@ -24,6 +24,62 @@
 #include "policy.h"
 #include "rpc.h"
 
+/* ---- libevent's memory, seen by the test ----
+ * Every libevent allocation goes through these (installed first thing in main), so a test can
+ * ask whether a block went back to the C library still holding a marker string: response bytes
+ * queued on a stream may be PII and must be wiped before their memory is released. */
+
+static const char *freed_marker;
+static unsigned freed_with_marker;
+
+static void *ev_malloc(size_t n)
+{
+    size_t *b = malloc(n + 16);
+
+    if (b == NULL)
+        return NULL;
+    b[0] = n;
+    return (char *)b + 16;
+}
+
+static bool holds_marker(const char *p, size_t n)
+{
+    size_t m = freed_marker != NULL ? strlen(freed_marker) : 0;
+
+    for (size_t i = 0; m > 0 && i + m <= n; i++)
+        if (memcmp(p + i, freed_marker, m) == 0)
+            return true;
+    return false;
+}
+
+static void ev_free(void *p)
+{
+    char *b;
+
+    if (p == NULL)
+        return;
+    b = (char *)p - 16;
+    if (holds_marker(p, *(size_t *)(void *)b))
+        freed_with_marker++;
+    free(b);
+}
+
+static void *ev_realloc(void *p, size_t n)
+{
+    void *q;
+    size_t old;
+
+    if (p == NULL)
+        return ev_malloc(n);
+    old = *(size_t *)(void *)((char *)p - 16);
+    q = ev_malloc(n);
+    if (q == NULL)
+        return NULL;
+    memcpy(q, p, old < n ? old : n);
+    ev_free(p);
+    return q;
+}
+
 /* ---- test handlers ---- */
 
 static int cancels;
@@ -209,14 +265,39 @@ static void flood_handler(struct gw_call *call, const uint8_t *req, size_t len)
     flood_send(f);
 }
 
+/* A streaming handler that, on every writable callback, asks for the next one without sending:
+ * polls_left more times, then finishes. */
+static unsigned poll_runs, polls_left;
+
+static void poll_writable(void *arg)
+{
+    struct gw_call *call = arg;
+
+    poll_runs++;
+    if (polls_left == 0) {
+        gw_call_finish(call, GW_GRPC_OK, NULL);
+        return;
+    }
+    polls_left--;
+    gw_call_on_writable(call, poll_writable, call);
+}
+
+static void poll_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    (void)req;
+    (void)len;
+    gw_call_on_writable(call, poll_writable, call);
+}
+
 static const struct gw_method test_methods[] = {
     {"/t.T/Echo", echo_handler, false},     {"/t.T/Stream", stream_handler, true},
     {"/t.T/Hang", hang_handler, false},     {"/t.T/Nothing", NULL, false},
     {"/t.T/Open", echo_handler, false},     {"/t.T/Unpack", unpack_handler, false},
     {"/t.T/Admin", guarded_handler, false}, {"/t.T/NoRule", guarded_handler, false},
     {"/t.T/Flood", flood_handler, true},    {"/t.T/Hold", hang_handler, true},
+    {"/t.T/Poll", poll_handler, true},
 };
-static const struct gw_rpc_table test_table = {test_methods, 10};
+static const struct gw_rpc_table test_table = {test_methods, 11};
 
 static const char *const admins[] = {"security_admin", NULL};
 /* The policy's rules for the test methods; /t.T/NoRule has none, so nobody may call it. */
@@ -225,7 +306,7 @@ static const struct gw_policy_method test_rules[] = {
     {"/t.T/Hang", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Nothing", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Open", GW_POLICY_ANYONE, NULL},        {"/t.T/Unpack", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Admin", GW_POLICY_ROLES, admins},      {"/t.T/Flood", GW_POLICY_AUTHENTICATED, NULL},
-    {"/t.T/Hold", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Hold", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Poll", GW_POLICY_AUTHENTICATED, NULL},
 };
 
 /* ---- the harness ---- */
@@ -376,6 +457,9 @@ static void pump(struct harness *h)
     fail_msg("pump did not settle");
 }
 
+/* The identity step of the next harness (NULL: the certificate's, synchronous). */
+static gw_rpc_identify_fn harness_identify;
+
 /* client_window: 0 for nghttp2's defaults (the client gives back window as it receives); else
  * the client's initial stream window, given back only when the test consumes (client_consume). */
 /* An identity step that waits (as a bearer-token lookup in the database will): it parks the call
@@ -435,7 +519,8 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     rp.base = h->base;
     rp.methods = &test_table;
     rp.policy = h->policy;
-    rp.identify = test_identify; /* NULL: the certificate step */
+    /* a test's waiting identity step, or NULL: the certificate step */
+    rp.identify = test_identify != NULL ? test_identify : harness_identify;
     h->rpc = gw_rpc_new(&rp);
     assert_non_null(h->rpc);
     memset(&params, 0, sizeof(params));
@@ -1241,6 +1326,194 @@ static void test_writable_finishes_other_calls(void **state)
     harness_free(h);
 }
 
+/* Response bytes are wiped before libevent releases their memory: both the bytes the client
+ * took (drained into nghttp2's frames) and the bytes a reset stream discards. */
+#define MARKER "PII-4e1f-MARKER"
+
+static void test_sent_response_wiped(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[64];
+    struct body b = {buf, frame_service(buf, "x" MARKER "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    freed_marker = MARKER;
+    freed_with_marker = 0;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_true(holds_marker((const char *)r->data, r->ndata)); /* the marker did go out */
+    harness_free(h);
+    assert_int_equal(freed_with_marker, 0);
+    freed_marker = NULL;
+}
+
+static void test_reset_response_wiped(void **state)
+{
+    Grpc__Health__V1__HealthCheckRequest out = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    char svc[600];
+    struct harness *h = harness_new_window(true, 16); /* takes 16 bytes, then stops reading */
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    h->cfg.stream_write_timeout_ms = 50;
+    memset(svc, 'x', sizeof(svc) - 1);
+    svc[sizeof(svc) - 1] = '\0';
+    memcpy(svc + 100, MARKER, strlen(MARKER));
+    out.service = svc;
+    freed_marker = MARKER;
+    freed_with_marker = 0;
+    r = reply_for(h, start_call(h, "/t.T/Hold", "5S", &b));
+    assert_non_null(hung_call);
+    assert_int_equal(gw_call_send(hung_call, &out.base), 0);
+    pump(h);
+    assert_int_equal(r->received, 16);
+    assert_true(gw_h2_queued(h->server) > 0);
+    for (int i = 0; i < 20 && !r->closed; i++) { /* the stall timer resets the stream */
+        event_base_loop(h->base, EVLOOP_ONCE);
+        pump(h);
+    }
+    assert_true(r->closed);
+    assert_int_equal(r->close_error, NGHTTP2_CANCEL);
+    assert_int_equal(freed_with_marker, 0);
+    harness_free(h);
+    assert_int_equal(freed_with_marker, 0);
+    freed_marker = NULL;
+}
+
+/* ---- an identity step that waits (as a token lookup will) ---- */
+
+static struct gw_call *identifying;
+static int identify_cancels;
+
+static void identify_cancel(void *arg)
+{
+    (void)arg;
+    identify_cancels++;
+    identifying = NULL;
+}
+
+static void identify_later(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                           const char *authorization)
+{
+    (void)ctx;
+    (void)peer;
+    (void)authorization;
+    identifying = call;
+    gw_call_set_cancel(call, identify_cancel, NULL);
+}
+
+/* While the identity step runs, nothing about the request body is answered: a caller who is not
+ * yet identified learns no message rule (size cap, compression) from the gateway, and a caller
+ * then refused is told UNAUTHENTICATED, not what was wrong with its message. An allowed caller
+ * gets the body's refusal after the step. */
+static void test_identity_decides_before_body(void **state)
+{
+    struct harness *h;
+    uint8_t buf[32];
+    size_t n = frame_service(buf, "a");
+    struct body b = {buf, n, 0};
+    struct gw_principal who;
+    struct gw_fault f;
+    struct reply *r;
+
+    (void)state;
+    harness_identify = identify_later;
+    h = harness_new(true);
+    harness_identify = NULL;
+    identify_cancels = 0;
+    buf[0] = 1; /* compressed: refused, but only once the caller is known */
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_non_null(identifying);
+    assert_false(r->closed);
+    assert_int_equal(r->grpc_status, 0);
+    (void)gw_fault_set(&f, GW_EAUTH, NULL, "authorization", GW_RULE_TOKEN_NOT_ACCEPTED);
+    gw_call_identified(identifying, &f, NULL);
+    pump(h);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_UNAUTHENTICATED);
+
+    /* the same body from a caller the step allows: now the body's own refusal */
+    b.off = 0;
+    identifying = NULL;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_non_null(identifying);
+    assert_false(r->closed);
+    memset(&who, 0, sizeof(who));
+    snprintf(who.name, sizeof(who.name), "tester");
+    snprintf(who.role, sizeof(who.role), "courier");
+    who.authn = GW_AUTHN_CERT;
+    gw_call_identified(identifying, NULL, &who);
+    pump(h);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_UNIMPLEMENTED);
+    assert_string_equal(r->grpc_message, "compressed messages are not supported");
+    assert_int_equal(identify_cancels, 0);
+    harness_free(h);
+}
+
+/* A writable callback that asks for the next one runs it at the next loop turn, after I/O, not
+ * again inside the same turn: a handler that keeps asking cannot hold the event loop (and every
+ * other connection) in one callback. */
+static void test_writable_reasked_runs_next_turn(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    poll_runs = 0;
+    polls_left = 1000;
+    r = reply_for(h, start_call(h, "/t.T/Poll", NULL, &b));
+    assert_false(r->closed);
+    event_base_loop(h->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(poll_runs, 1);
+    event_base_loop(h->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(poll_runs, 2);
+    polls_left = 0;
+    event_base_loop(h->base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(poll_runs, 3);
+    pump(h);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    harness_free(h);
+}
+
+/* Messages queued behind a closed window stay where they were written: libevent never copies a
+ * queued message into a bigger block and releases the old one holding it. */
+static void test_queued_responses_not_copied(void **state)
+{
+    Grpc__Health__V1__HealthCheckRequest out = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
+    char svc[600];
+    struct harness *h = harness_new_window(true, 16);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    memset(svc, 'x', sizeof(svc) - 1);
+    svc[sizeof(svc) - 1] = '\0';
+    memcpy(svc + 100, MARKER, strlen(MARKER));
+    out.service = svc;
+    freed_marker = MARKER;
+    freed_with_marker = 0;
+    r = reply_for(h, start_call(h, "/t.T/Hold", "5S", &b));
+    assert_non_null(hung_call);
+    for (int i = 0; i < 4; i++) {
+        assert_int_equal(gw_call_send(hung_call, &out.base), 0);
+        pump(h);
+    }
+    assert_int_equal(r->received, 16);
+    assert_int_equal(freed_with_marker, 0);
+    harness_free(h);
+    assert_int_equal(freed_with_marker, 0);
+    freed_marker = NULL;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1266,7 +1539,14 @@ int main(void)
         cmocka_unit_test(test_policy_denies_before_handler),
         cmocka_unit_test(test_writable_finishes_own_call),
         cmocka_unit_test(test_writable_finishes_other_calls),
+        cmocka_unit_test(test_sent_response_wiped),
+        cmocka_unit_test(test_reset_response_wiped),
+        cmocka_unit_test(test_identity_decides_before_body),
+        cmocka_unit_test(test_writable_reasked_runs_next_turn),
+        cmocka_unit_test(test_queued_responses_not_copied),
     };
+    /* before any libevent call: every libevent allocation is seen by the test */
+    event_set_mem_functions(ev_malloc, ev_realloc, ev_free);
     gw_log_level = getenv("TEST_LOG") ? GW_LOG_DEBUG : GW_LOG_OFF;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
