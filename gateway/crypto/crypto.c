@@ -24,7 +24,7 @@
  * field, so nonces and data keys are drawn from pools refilled in bulk. The pools live in one
  * page marked MADV_WIPEONFORK: a forked child sees them empty and refills from its own DRBG, so
  * no nonce or data key is ever handed out twice. Without that page there is no pool. */
-#define PUB_POOL 2048 /* bytes of public randomness: nonces, record and request ids */
+#define PUB_POOL 4096 /* bytes of public randomness: nonces, record and request ids */
 #define DEK_POOL 32
 struct rand_pool {
     uint32_t pub_left; /* zero after fork (page wiped) */

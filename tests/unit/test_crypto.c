@@ -404,7 +404,7 @@ static void test_randomness_distinct(void **state)
 static void test_random_shares_pool(void **state)
 {
     struct gw_crypto *cx = *state;
-    enum { N = 200, W = 8 }; /* 200 x (16 + 12) bytes: more than two refills of the pool */
+    enum { N = 300, W = 8 }; /* 300 x (16 + 12) bytes: more than two refills of the pool */
     static uint8_t vals[2 * N][16];
     static size_t lens[2 * N];
     uint8_t key[32], out[64], big[5000], zero[sizeof big];
