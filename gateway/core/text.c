@@ -88,3 +88,28 @@ bool gw_text_blank(const char *s, size_t n)
             return false;
     return true;
 }
+
+size_t gw_text_i64(int64_t v, char *out, size_t cap)
+{
+    char tmp[20];
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    size_t n = 0, len;
+    char *p = out;
+
+    do {
+        tmp[n++] = (char)('0' + (int)(u % 10u));
+        u /= 10u;
+    } while (u != 0);
+    len = n + (v < 0 ? 1u : 0u);
+    if (cap <= len) {
+        if (cap > 0)
+            out[0] = '\0';
+        return 0;
+    }
+    if (v < 0)
+        *p++ = '-';
+    while (n > 0)
+        *p++ = tmp[--n];
+    *p = '\0';
+    return len;
+}

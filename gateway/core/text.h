@@ -49,4 +49,9 @@ GW_MUST_CHECK int gw_text_check(const char *s, size_t n, size_t max_bytes, size_
 /* True when s[0..n) is empty or only ASCII spaces. */
 bool gw_text_blank(const char *s, size_t n);
 
+/* Writes v in decimal ("-" for a negative value, no leading zeros) and a NUL into out, as
+ * snprintf "%" PRId64 would, without its cost. Returns the length, or 0 with out = "" when cap
+ * is too small (21 bytes always suffice). */
+size_t gw_text_i64(int64_t v, char *out, size_t cap);
+
 #endif

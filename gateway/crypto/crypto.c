@@ -24,7 +24,7 @@
  * field, so nonces and data keys are drawn from pools refilled in bulk. The pools live in one
  * page marked MADV_WIPEONFORK: a forked child sees them empty and refills from its own DRBG, so
  * no nonce or data key is ever handed out twice. Without that page there is no pool. */
-#define PUB_POOL 2048 /* bytes of public randomness: nonces, record and request ids */
+#define PUB_POOL 4096 /* bytes of public randomness: nonces, record and request ids */
 #define DEK_POOL 32
 struct rand_pool {
     uint32_t pub_left; /* zero after fork (page wiped) */
@@ -698,8 +698,9 @@ int gw_crypto_token(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], 
 struct macbuf {
     struct gw_crypto *cx;
     size_t n;
+    size_t hi; /* the most of b ever written: what the wipe covers */
     int rc;
-    uint8_t b[1024];
+    uint8_t b[4096];
 };
 
 static void mb_put(struct macbuf *m, const void *p, size_t n)
@@ -718,6 +719,15 @@ static void mb_put(struct macbuf *m, const void *p, size_t n)
     }
     memcpy(m->b + m->n, p, n);
     m->n += n;
+    if (m->n > m->hi)
+        m->hi = m->n;
+}
+
+static uint8_t *put_be(uint8_t *q, uint64_t v, int bytes)
+{
+    for (int k = 0; k < bytes; k++)
+        *q++ = (uint8_t)(v >> (8 * (bytes - 1 - k)));
+    return q;
 }
 
 static void mb_be(struct macbuf *m, uint64_t v, int bytes)
@@ -740,13 +750,30 @@ int gw_crypto_content_mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_
         if (!items[i].name || strlen(items[i].name) > UINT32_MAX || (!items[i].p && items[i].n))
             return GW_EINVAL;
     m.cx = cx;
-    m.n = 0;
+    m.n = m.hi = 0;
     m.rc = mac_begin(cx, key, GW_CRYPTO_KEY_LEN);
     mb_put(&m, label, sizeof label - 1);
     mb_be(&m, count, 4);
     for (size_t i = 0; i < count; i++) {
         size_t nl = strlen(items[i].name);
         uint8_t present = items[i].p ? 1 : 0;
+        size_t need = 4 + nl + 1 + (present ? 8 + items[i].n : 0);
+        if (m.rc == 0 && need <= sizeof m.b - m.n) { /* the whole item fits: no call per part */
+            uint8_t *q = put_be(m.b + m.n, nl, 4);
+            memcpy(q, items[i].name, nl);
+            q += nl;
+            *q++ = present;
+            if (present) {
+                q = put_be(q, items[i].n, 8);
+                if (items[i].n)
+                    memcpy(q, items[i].p, items[i].n);
+                q += items[i].n;
+            }
+            m.n = (size_t)(q - m.b);
+            if (m.n > m.hi)
+                m.hi = m.n;
+            continue;
+        }
         mb_be(&m, nl, 4);
         mb_put(&m, items[i].name, nl);
         mb_put(&m, &present, 1);
@@ -759,6 +786,6 @@ int gw_crypto_content_mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_
         m.rc = mac_update(cx, m.b, m.n);
     if (m.rc == 0)
         m.rc = mac_final(cx, out);
-    OPENSSL_cleanse(m.b, sizeof m.b); /* held plaintext field values */
+    OPENSSL_cleanse(m.b, m.hi); /* held plaintext field values (bytes past hi never written) */
     return m.rc;
 }

@@ -3,9 +3,9 @@
  * of the waybill table exactly once. Pure. */
 #include "record.h"
 
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
+
+#include "text.h"
 
 const char *const gw_col_sql[GW_COL_COUNT] = {
     "waybill_no_ct",
@@ -145,8 +145,7 @@ bool gw_rec_value(const struct gw_sealed_waybill *w, const struct gw_rec_col *c,
         memcpy(&v, base, sizeof(v));
         break;
     }
-    snprintf(num, GW_REC_NUM_MAX, "%" PRId64, v);
+    *n = gw_text_i64(v, num, GW_REC_NUM_MAX);
     *p = (const uint8_t *)num;
-    *n = strlen(num);
     return true;
 }

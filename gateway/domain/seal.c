@@ -1,8 +1,6 @@
 /* seal.c: envelope encryption of a waybill record (see seal.h for the scheme).
  * Invariants: every column is sealed (absent = empty plaintext); the data key lives only on the
  * stack and is wiped before return; clear values are only ever written into the caller's arena. */
-#include <inttypes.h>
-#include <stdio.h>
 #include <string.h>
 #include <time.h>
 
@@ -10,6 +8,7 @@
 
 #include "alloc.h"
 #include "seal.h"
+#include "text.h"
 
 #define PARTY_COLS 10 /* name .. gender, in enum gw_col order */
 
@@ -29,11 +28,11 @@ static struct gw_str str_of(const char *s)
 static void party_values(const struct gw_party *p, char type[12], char gender[12], struct gw_str *v)
 {
     if (p->id_type != GW_ID_UNSPECIFIED)
-        snprintf(type, 12, "%d", (int)p->id_type);
+        (void)gw_text_i64(p->id_type, type, 12);
     else
         type[0] = '\0';
     if (p->gender != GW_GENDER_UNSPECIFIED)
-        snprintf(gender, 12, "%d", (int)p->gender);
+        (void)gw_text_i64(p->gender, gender, 12);
     else
         gender[0] = '\0';
     v[0] = p->name;
@@ -52,7 +51,7 @@ static void waybill_values(const struct gw_waybill *w, const struct gw_waybill_n
                            struct numbufs *nb, struct gw_str v[GW_COL_COUNT])
 {
     if (w->pickup_time != 0)
-        snprintf(nb->pickup, sizeof(nb->pickup), "%" PRId64, w->pickup_time);
+        (void)gw_text_i64(w->pickup_time, nb->pickup, sizeof(nb->pickup));
     else
         nb->pickup[0] = '\0';
     v[GW_COL_WAYBILL_NO].p = norm->waybill_no;
@@ -90,15 +89,15 @@ static int content_digest(struct gw_crypto *cx, const struct gw_keyring *kr,
         items[n].p = (const uint8_t *)(v[i].p != NULL ? v[i].p : "");
         items[n++].n = v[i].n;
     }
-    snprintf(weight, sizeof(weight), "%" PRId32, row->weight_grams);
-    snprintf(level, sizeof(level), "%d", (int)row->security_level);
+    (void)gw_text_i64(row->weight_grams, weight, sizeof(weight));
+    (void)gw_text_i64(row->security_level, level, sizeof(level));
     item(&items[n++], "origin_branch", row->origin_branch);
     item(&items[n++], "dest_region_code", row->dest_region_code);
     item(&items[n++], "weight_grams", weight);
     item(&items[n++], "service_type", row->service_type);
     item(&items[n++], "security_level", level);
     if (version >= GW_RECORD_MAC_V2) {
-        snprintf(ver, sizeof(ver), "%d", version);
+        (void)gw_text_i64(version, ver, sizeof(ver));
         item(&items[n++], "mac_version", ver);
     }
     return gw_crypto_content_mac(cx, gw_keyring_content_key(kr), items, n, out);

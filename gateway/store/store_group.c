@@ -5,6 +5,7 @@
  * and a send's arrays carry ciphertext and blind indexes and are freed with gw_free_wipe. */
 #include <limits.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -138,61 +139,53 @@ char *gw_store_group_sql_new(void)
 
 /* ---- binary array parameters ---- */
 
-/* A one-dimensional array in PostgreSQL's binary format (array_recv), growing as needed. */
-struct pgarray {
-    uint8_t *p;
-    size_t len, cap;
-    bool failed;
-};
+/* One-dimensional arrays in PostgreSQL's binary format (array_recv): a header, then each
+ * element's length (-1 for NULL) and bytes. */
+#define ARR_HEADER 20u
 
-static void arr_put(struct pgarray *a, const void *src, size_t n)
+static uint8_t *put32(uint8_t *p, uint32_t v)
 {
-    uint8_t *np;
-    size_t cap;
+    p[0] = (uint8_t)(v >> 24);
+    p[1] = (uint8_t)(v >> 16);
+    p[2] = (uint8_t)(v >> 8);
+    p[3] = (uint8_t)v;
+    return p + 4;
+}
 
-    if (a->failed)
-        return;
-    if (a->len + n > a->cap) {
-        cap = a->cap ? a->cap : 256;
-        while (cap < a->len + n)
-            cap *= 2;
-        np = gw_realloc(a->p, cap);
-        if (np == NULL) {
-            a->failed = true;
-            return;
+/* The size of column k's array for g. */
+static size_t arr_size(const struct gw_store_group *g, size_t k)
+{
+    size_t n = ARR_HEADER, i;
+
+    for (i = 0; i < g->n; i++)
+        n += 4u + (g->items[i]->values[k] != NULL ? (size_t)g->items[i]->lengths[k] : 0u);
+    return n;
+}
+
+/* Writes column k's array for g at p (arr_size bytes): one dimension of g->n elements of type
+ * oid, lower bound 1, "may hold NULLs". Returns the end. */
+static uint8_t *arr_write(uint8_t *p, const struct gw_store_group *g, size_t k, uint32_t oid)
+{
+    size_t i;
+
+    p = put32(p, 1);
+    p = put32(p, 1);
+    p = put32(p, oid);
+    p = put32(p, (uint32_t)g->n);
+    p = put32(p, 1);
+    for (i = 0; i < g->n; i++) {
+        const struct gw_store_item *it = g->items[i];
+
+        if (it->values[k] == NULL) {
+            p = put32(p, 0xffffffffu); /* NULL */
+            continue;
         }
-        a->p = np;
-        a->cap = cap;
+        p = put32(p, (uint32_t)it->lengths[k]);
+        if (it->lengths[k] > 0)
+            memcpy(p, it->values[k], (size_t)it->lengths[k]);
+        p += it->lengths[k];
     }
-    memcpy(a->p + a->len, src, n);
-    a->len += n;
-}
-
-static void arr_put32(struct pgarray *a, uint32_t v)
-{
-    uint8_t b[4] = {(uint8_t)(v >> 24), (uint8_t)(v >> 16), (uint8_t)(v >> 8), (uint8_t)v};
-
-    arr_put(a, b, 4);
-}
-
-/* Header: one dimension of n elements of type oid, lower bound 1, "may hold NULLs". */
-static void arr_begin(struct pgarray *a, uint32_t oid, size_t n)
-{
-    arr_put32(a, 1);
-    arr_put32(a, 1);
-    arr_put32(a, oid);
-    arr_put32(a, (uint32_t)n);
-    arr_put32(a, 1);
-}
-
-static void arr_elem(struct gw_store_item *it, size_t k, struct pgarray *a)
-{
-    if (it->values[k] == NULL) {
-        arr_put32(a, 0xffffffffu); /* NULL */
-        return;
-    }
-    arr_put32(a, (uint32_t)it->lengths[k]);
-    arr_put(a, it->values[k], (size_t)it->lengths[k]);
+    return p;
 }
 
 /* ---- items ---- */
@@ -263,10 +256,10 @@ int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **
 /* ---- sending a group ---- */
 
 /* Sends g as one statement (one transaction). Returns 0 or the gw_db_exec error (g is then not
- * sent). The arrays are copied by gw_db_exec and freed here. */
+ * sent). The arrays are built in one buffer of their exact total size, copied by gw_db_exec and
+ * wiped and freed here. done (store.c's completion) gets g. */
 int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done_cb done)
 {
-    struct pgarray arrays[NCOLS];
     const char *values[NCOLS];
     int lengths[NCOLS], formats[NCOLS];
     struct gw_db_stmt st = {.sql = s->group_sql,
@@ -275,25 +268,30 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
                             .lengths = lengths,
                             .formats = formats,
                             .result_format = 1};
-    size_t i, k;
-    int rc = 0;
+    size_t total = 0, k;
+    uint8_t *buf, *p;
+    int rc;
 
-    memset(arrays, 0, sizeof(arrays));
     for (k = 0; k < NCOLS; k++) {
-        arr_begin(&arrays[k], gw_store_col_type(k)->oid, g->n);
-        for (i = 0; i < g->n; i++)
-            arr_elem(g->items[i], k, &arrays[k]);
-        if (arrays[k].failed || arrays[k].len > INT_MAX)
-            rc = GW_ENOMEM;
-        values[k] = (const char *)arrays[k].p;
-        lengths[k] = (int)arrays[k].len;
-        formats[k] = 1;
+        size_t n = arr_size(g, k);
+
+        if (n > INT_MAX || total > SIZE_MAX - n)
+            return GW_ENOMEM;
+        lengths[k] = (int)n;
+        total += n;
     }
-    if (rc == 0)
-        rc = gw_db_exec(s->db, &st, 1, GW_DB_TXN, done, g, &g->dbreq);
+    buf = gw_malloc(total);
+    if (buf == NULL)
+        return GW_ENOMEM;
+    p = buf;
+    for (k = 0; k < NCOLS; k++) {
+        values[k] = (const char *)p;
+        formats[k] = 1;
+        p = arr_write(p, g, k, gw_store_col_type(k)->oid);
+    }
+    rc = gw_db_exec(s->db, &st, 1, GW_DB_TXN, done, g, &g->dbreq);
     if (rc == 0)
         s->st.groups++;
-    for (k = 0; k < NCOLS; k++)
-        gw_free_wipe(arrays[k].p, arrays[k].cap);
+    gw_free_wipe(buf, total);
     return rc;
 }

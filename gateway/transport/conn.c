@@ -2,7 +2,10 @@
  * principal) -> HTTP/2 session -> close. Owns the bufferevent (which owns the SSL and the fd),
  * the h2 session and two timers. Invariants: the connection is torn down only from its own
  * libevent callbacks or by its owner, never from code the h2 session calls; reading stops while
- * the output to the peer is backed up. */
+ * the output to the peer is backed up. Output the session queues during one loop pass is written
+ * once, at the end of that pass (flush_ev): one TLS record and one write(2) for all of it, made
+ * directly while the socket takes it, through the bufferevent (which waits for writability and
+ * keeps the order) once it does not. */
 #include "conn.h"
 
 #include <arpa/inet.h>
@@ -34,6 +37,9 @@ struct gw_conn {
     struct gw_h2 *h2;
     struct event *handshake_ev; /* handshake deadline, later the linger deadline after GOAWAY */
     struct event *idle_ev;
+    struct event *flush_ev;   /* writes `pending`, activated by io_send */
+    struct evbuffer *pending; /* session output not yet written or handed to the bufferevent */
+    struct ssl_st *ssl;       /* owned by the bufferevent; NULL for plaintext */
     struct gw_peer peer;
     struct gw_log_ctx log;
     gw_conn_closed_cb closed_cb;
@@ -61,18 +67,22 @@ static void conn_close(struct gw_conn *c, const char *why)
     c->closed_cb(c->cb_arg, c);
 }
 
+/* Never writes: the h2 session may call this from inside a completion. */
 static int io_send(void *arg, const uint8_t *data, size_t len)
 {
     struct gw_conn *c = arg;
 
-    return bufferevent_write(c->bev, data, len) == 0 ? 0 : GW_ENOMEM;
+    if (evbuffer_add(c->pending, data, len) != 0)
+        return GW_ENOMEM;
+    event_active(c->flush_ev, EV_TIMEOUT, 0);
+    return 0;
 }
 
 static size_t io_out_pending(void *arg)
 {
     struct gw_conn *c = arg;
 
-    return evbuffer_get_length(bufferevent_get_output(c->bev));
+    return evbuffer_get_length(c->pending) + evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
 /* Closes the connection when the session is over and its last bytes have left. Returns true
@@ -103,25 +113,64 @@ static int start_session(struct gw_conn *c)
     return gw_h2_flush(c->h2);
 }
 
+/* Moves records left in OpenSSL's read-ahead buffer into the input buffer. Returns 1 when it
+ * moved some, 0 when none wait, -1 when it closed the connection (close_notify or a TLS error;
+ * c is then freed). */
+static int read_buffered(struct gw_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer_iovec v;
+    unsigned long e = 0;
+    char reason[256];
+    int n;
+
+    if (c->ssl == NULL || !gw_tls_has_buffered(c->ssl) ||
+        evbuffer_reserve_space(in, GW_TLS_RECORD_MAX, &v, 1) < 1)
+        return 0;
+    n = gw_tls_read_buffered(c->ssl, v.iov_base, v.iov_len, &e);
+    if (n <= 0) {
+        if (n == GW_EPROTO) {
+            gw_tls_error_string(e, reason, sizeof(reason));
+            GW_LOG(GW_LOG_INFO, "conn", &c->log, "tls error: %s", reason);
+        }
+        if (n == 0)
+            return 0;
+        conn_close(c, n == GW_EIO ? "peer closed" : "socket error");
+        return -1;
+    }
+    v.iov_len = (size_t)n;
+    return evbuffer_commit_space(in, &v, 1) == 0 ? 1 : 0;
+}
+
 static void process_input(struct gw_conn *c)
 {
     struct evbuffer *in = bufferevent_get_input(c->bev);
     struct evbuffer_iovec v;
+    int r;
 
     if (c->h2 == NULL || c->closing)
         return;
-    while (evbuffer_get_length(in) > 0) {
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        if (gw_h2_recv(c->h2, v.iov_base, v.iov_len) != 0) {
-            conn_close(c, "protocol error");
-            return;
+    for (;;) {
+        while (evbuffer_get_length(in) > 0) {
+            if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
+                break;
+            if (gw_h2_recv(c->h2, v.iov_base, v.iov_len) != 0) {
+                conn_close(c, "protocol error");
+                return;
+            }
+            evbuffer_drain(in, v.iov_len);
+            if (io_out_pending(c) >= GW_H2_OUT_HIGH) {
+                bufferevent_disable(c->bev, EV_READ); /* resumed by output_done */
+                break;
+            }
         }
-        evbuffer_drain(in, v.iov_len);
-        if (io_out_pending(c) >= GW_H2_OUT_HIGH) {
-            bufferevent_disable(c->bev, EV_READ); /* resumed by write_cb */
+        if (!(bufferevent_get_enabled(c->bev) & EV_READ))
             break;
-        }
+        r = read_buffered(c);
+        if (r < 0)
+            return; /* c is gone */
+        if (r == 0)
+            break;
     }
     if (!c->handshake_done && gw_h2_preface_received(c->h2)) {
         c->handshake_done = true;
@@ -137,11 +186,9 @@ static void read_cb(struct bufferevent *bev, void *arg)
     process_input(arg);
 }
 
-static void write_cb(struct bufferevent *bev, void *arg)
+/* Output left: produce more, close a finished session, resume reading. */
+static void output_done(struct gw_conn *c)
 {
-    struct gw_conn *c = arg;
-
-    (void)bev;
     if (c->h2 == NULL || c->closing)
         return;
     (void)gw_h2_flush(c->h2);
@@ -151,6 +198,43 @@ static void write_cb(struct bufferevent *bev, void *arg)
         bufferevent_enable(c->bev, EV_READ);
         process_input(c);
     }
+}
+
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    output_done(arg);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_conn *c = arg;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t len;
+
+    (void)fd;
+    (void)what;
+    if (c->closing)
+        return;
+    while ((len = evbuffer_get_length(c->pending)) > 0) {
+        int n = 0;
+
+        if (c->ssl != NULL && evbuffer_get_length(out) == 0) {
+            if (len > GW_TLS_RECORD_MAX)
+                len = GW_TLS_RECORD_MAX;
+            n = gw_tls_write(c->ssl, evbuffer_pullup(c->pending, (ev_ssize_t)len), len);
+        }
+        if (n <= 0) {
+            if (evbuffer_add_buffer(out, c->pending) != 0) {
+                conn_close(c, "out of memory");
+                return;
+            }
+            break;
+        }
+        evbuffer_drain(c->pending, (size_t)n);
+    }
+    if (evbuffer_get_length(out) == 0)
+        output_done(c); /* otherwise write_cb, once the bufferevent has written it */
 }
 
 static void on_connected(struct gw_conn *c)
@@ -170,6 +254,7 @@ static void on_connected(struct gw_conn *c)
         return;
     }
     c->log.principal = c->peer.cert_cn;
+    c->ssl = ssl;
     GW_LOG(GW_LOG_INFO, "conn", &c->log, "tls established: %s, OU %s", gw_tls_version(ssl),
            c->peer.cert_ou);
     if (start_session(c) != 0) {
@@ -288,7 +373,9 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
     c->log.peer = c->peer.addr;
     c->handshake_ev = evtimer_new(base, handshake_cb, c);
     c->idle_ev = evtimer_new(base, idle_cb, c);
-    if (c->handshake_ev == NULL || c->idle_ev == NULL)
+    c->flush_ev = event_new(base, -1, 0, flush_cb, c);
+    c->pending = evbuffer_new();
+    if (c->handshake_ev == NULL || c->idle_ev == NULL || c->flush_ev == NULL || c->pending == NULL)
         goto fail;
     if (tls != NULL) {
         ssl = gw_tls_ssl_new(tls);
@@ -344,6 +431,10 @@ void gw_conn_free(struct gw_conn *c)
         event_free(c->handshake_ev);
     if (c->idle_ev != NULL)
         event_free(c->idle_ev);
+    if (c->flush_ev != NULL)
+        event_free(c->flush_ev);
+    if (c->pending != NULL)
+        evbuffer_free(c->pending);
     gw_free(c);
 }
 

@@ -4,6 +4,7 @@
  * CRL is configured) is not revoked. */
 #include "tls.h"
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -150,7 +151,65 @@ void gw_tls_free(struct gw_tls *t)
 
 struct ssl_st *gw_tls_ssl_new(struct gw_tls *t)
 {
-    return SSL_new(t->ctx);
+    SSL *ssl = SSL_new(t->ctx);
+
+    if (ssl == NULL)
+        return NULL;
+    /* One read(2) takes whatever records have arrived, not a 5-byte header and then a body;
+     * gw_tls_read_buffered drains what the bufferevent leaves in OpenSSL's buffer. */
+    SSL_set_read_ahead(ssl, 1);
+    /* A write that would block is retried by the bufferevent from its own buffer. */
+    SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    return ssl;
+}
+
+int gw_tls_write(struct ssl_st *ssl, const uint8_t *data, size_t len)
+{
+    int n;
+
+    if (len == 0)
+        return 0;
+    if (len > GW_TLS_RECORD_MAX)
+        len = GW_TLS_RECORD_MAX;
+    ERR_clear_error();
+    n = SSL_write(ssl, data, (int)len);
+    if (n > 0)
+        return n;
+    /* Blocked or failed: the caller hands the same bytes to the bufferevent, whose SSL_write
+     * retries them (the retry OpenSSL requires) or reports the failure. */
+    ERR_clear_error();
+    return 0;
+}
+
+bool gw_tls_has_buffered(const struct ssl_st *ssl)
+{
+    return SSL_has_pending(ssl) != 0;
+}
+
+int gw_tls_read_buffered(struct ssl_st *ssl, uint8_t *buf, size_t len, unsigned long *err)
+{
+    int n;
+
+    *err = 0;
+    if (len == 0 || !SSL_has_pending(ssl))
+        return 0;
+    if (len > INT_MAX)
+        len = INT_MAX;
+    ERR_clear_error();
+    n = SSL_read(ssl, buf, (int)len);
+    if (n > 0)
+        return n;
+    switch (SSL_get_error(ssl, n)) {
+    case SSL_ERROR_WANT_READ: /* a partial record: the rest arrives on the socket */
+    case SSL_ERROR_WANT_WRITE:
+        return 0;
+    case SSL_ERROR_ZERO_RETURN:
+        return GW_EIO;
+    default:
+        *err = ERR_get_error();
+        ERR_clear_error();
+        return GW_EPROTO;
+    }
 }
 
 void gw_tls_ssl_free(struct ssl_st *ssl)

@@ -9,8 +9,12 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
+
+/* The most application data one TLS record carries. */
+#define GW_TLS_RECORD_MAX 16384u
 
 struct ssl_st;
 struct gw_config;
@@ -26,6 +30,20 @@ void gw_tls_free(struct gw_tls *t);
  * it hands it to a bufferevent created with BEV_OPT_CLOSE_ON_FREE, which then frees it. */
 struct ssl_st *gw_tls_ssl_new(struct gw_tls *t);
 void gw_tls_ssl_free(struct ssl_st *ssl);
+
+/* Encrypts and sends up to GW_TLS_RECORD_MAX bytes of data directly (one record, one write(2)),
+ * for an established connection whose bufferevent holds no output. Returns the bytes sent, or 0
+ * when the socket would block or the write failed: then hand the same bytes to the bufferevent,
+ * which retries them and reports any error. */
+int gw_tls_write(struct ssl_st *ssl, const uint8_t *data, size_t len);
+/* With read-ahead, whole records can wait in OpenSSL's buffer after the bufferevent stopped
+ * reading and the socket is drained (no readiness event would come for them). Decrypts up to len
+ * bytes of them into buf. Returns the bytes read, 0 when no whole record waits, GW_EIO after the
+ * peer's close_notify, or GW_EPROTO on a TLS error (its code in *err, for
+ * gw_tls_error_string). */
+int gw_tls_read_buffered(struct ssl_st *ssl, uint8_t *buf, size_t len, unsigned long *err);
+/* True when OpenSSL holds received bytes not yet read (whole records or part of one). */
+bool gw_tls_has_buffered(const struct ssl_st *ssl);
 
 /* True when the completed handshake negotiated ALPN "h2". */
 bool gw_tls_alpn_is_h2(const struct ssl_st *ssl);

@@ -1,6 +1,7 @@
 /* test_waybill.c: intake validation of a whole waybill (waybill.h): a valid waybill, every
  * missing key field, every rule with its path and rule text, and no value ever echoed in an
  * error. All people, numbers and addresses are synthetic. */
+#include <inttypes.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -10,6 +11,7 @@
 
 #include <cmocka.h>
 
+#include "text.h"
 #include "waybill.h"
 
 #define NOW ((int64_t)1795766400) /* 2026-11-27T08:00:00Z */
@@ -367,10 +369,32 @@ static void test_region_codes(void **state)
         assert_false(gw_region_code_valid(bad[i], strlen(bad[i])));
 }
 
+/* gw_text_i64 writes what snprintf "%" PRId64 writes (the canonical numbers of sealed and
+ * MAC'd columns), and nothing when the buffer is too small. */
+static void test_text_i64(void **state)
+{
+    const int64_t vals[] = {0,          7,         -7,        10,        99,        -100,
+                            1700000000, INT32_MAX, INT32_MIN, INT64_MAX, INT64_MIN, INT64_MIN + 1};
+    char got[21], want[32];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(vals) / sizeof(vals[0]); i++) {
+        snprintf(want, sizeof(want), "%" PRId64, vals[i]);
+        assert_int_equal(gw_text_i64(vals[i], got, sizeof(got)), strlen(want));
+        assert_string_equal(got, want);
+    }
+    memset(got, 'x', sizeof(got));
+    assert_int_equal(gw_text_i64(-2147483648LL, got, 11), 0); /* 11 characters need 12 bytes */
+    assert_string_equal(got, "");
+    assert_int_equal(gw_text_i64(-2147483648LL, got, 12), 11);
+    assert_int_equal(gw_text_i64(5, got, 0), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_valid),
+        cmocka_unit_test(test_text_i64),
         cmocka_unit_test(test_missing_key_fields),
         cmocka_unit_test(test_rules),
         cmocka_unit_test(test_lengths),
