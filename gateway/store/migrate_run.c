@@ -13,6 +13,7 @@
 #include <openssl/evp.h>
 
 #include "alloc.h"
+#include "pq_msg.h"
 
 /* pg_advisory_lock key of the runner: "Waygate\0" read as a big-endian int64. */
 #define MIGRATE_LOCK_KEY "6296447238964274432"
@@ -22,25 +23,6 @@ static const char *const create_sql = "CREATE TABLE IF NOT EXISTS schema_migrati
                                       " name text NOT NULL,"
                                       " checksum bytea NOT NULL,"
                                       " applied_at timestamptz NOT NULL DEFAULT now())";
-
-static void __attribute__((format(printf, 3, 4)))
-msg(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    size_t n;
-
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-    /* libpq messages span lines (and end in a newline); the caller prints one line */
-    for (n = 0; errbuf[n] != '\0'; n++)
-        if (errbuf[n] == '\n' || errbuf[n] == '\t' || errbuf[n] == '\r')
-            errbuf[n] = ' ';
-    while (n > 0 && errbuf[n - 1] == ' ')
-        errbuf[--n] = '\0';
-}
 
 static void quiet_notice_cb(void *arg, const char *message)
 {
@@ -69,7 +51,7 @@ static int exec_cmd(PGconn *conn, const char *sql, const char *what, char *errbu
     int rc = 0;
 
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK) {
-        msg(errbuf, errlen, "%s failed: %s", what, PQerrorMessage(conn));
+        gw_pq_msg(errbuf, errlen, "%s failed: %s", what, PQerrorMessage(conn));
         rc = GW_EINTERNAL;
     }
     PQclear(res);
@@ -87,7 +69,7 @@ static int apply_one(PGconn *conn, const struct gw_migration *m, char *errbuf, s
 
     rc = sha256_hex(m, hex);
     if (rc != 0) {
-        msg(errbuf, errlen, "migration %03d: cannot compute its checksum", m->version);
+        gw_pq_msg(errbuf, errlen, "migration %03d: cannot compute its checksum", m->version);
         return rc;
     }
     snprintf(ver, sizeof(ver), "%d", m->version);
@@ -97,8 +79,8 @@ static int apply_one(PGconn *conn, const struct gw_migration *m, char *errbuf, s
     res = PQexec(conn, m->sql);
     if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK &&
         PQresultStatus(res) != PGRES_EMPTY_QUERY) {
-        msg(errbuf, errlen, "migration %03d (%s) failed: %s", m->version, m->name,
-            PQerrorMessage(conn));
+        gw_pq_msg(errbuf, errlen, "migration %03d (%s) failed: %s", m->version, m->name,
+                  PQerrorMessage(conn));
         rc = GW_EINTERNAL;
         goto fail;
     }
@@ -111,8 +93,8 @@ static int apply_one(PGconn *conn, const struct gw_migration *m, char *errbuf, s
                        " VALUES ($1::int, $2::text, decode($3::text, 'hex'))",
                        3, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
-        msg(errbuf, errlen, "migration %03d: recording it failed: %s", m->version,
-            PQerrorMessage(conn));
+        gw_pq_msg(errbuf, errlen, "migration %03d: recording it failed: %s", m->version,
+                  PQerrorMessage(conn));
         rc = GW_EINTERNAL;
         goto fail;
     }
@@ -143,17 +125,17 @@ int gw_migrate_run(const char *conninfo, const struct gw_migration *known, size_
     if (rc != 0)
         return rc;
     if (conninfo == NULL) {
-        msg(errbuf, errlen, "no database connection string given");
+        gw_pq_msg(errbuf, errlen, "no database connection string given");
         return GW_EINVAL;
     }
 
     conn = PQconnectdb(conninfo);
     if (conn == NULL) {
-        msg(errbuf, errlen, "cannot connect to the database: out of memory");
+        gw_pq_msg(errbuf, errlen, "cannot connect to the database: out of memory");
         return GW_ENOMEM;
     }
     if (PQstatus(conn) != CONNECTION_OK) {
-        msg(errbuf, errlen, "cannot connect to the database: %s", PQerrorMessage(conn));
+        gw_pq_msg(errbuf, errlen, "cannot connect to the database: %s", PQerrorMessage(conn));
         rc = GW_EUNAVAIL;
         goto out;
     }
@@ -170,7 +152,7 @@ int gw_migrate_run(const char *conninfo, const struct gw_migration *known, size_
     res = PQexec(conn, "SELECT version, encode(checksum, 'hex') FROM schema_migrations"
                        " ORDER BY version");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        msg(errbuf, errlen, "reading schema_migrations failed: %s", PQerrorMessage(conn));
+        gw_pq_msg(errbuf, errlen, "reading schema_migrations failed: %s", PQerrorMessage(conn));
         rc = GW_EINTERNAL;
         goto out;
     }
@@ -178,7 +160,7 @@ int gw_migrate_run(const char *conninfo, const struct gw_migration *known, size_
     applied = gw_calloc(n_applied ? n_applied : 1, sizeof(*applied));
     todo = gw_calloc(n_known ? n_known : 1, sizeof(*todo));
     if (applied == NULL || todo == NULL) {
-        msg(errbuf, errlen, "out of memory");
+        gw_pq_msg(errbuf, errlen, "out of memory");
         rc = GW_ENOMEM;
         goto out;
     }
@@ -200,13 +182,13 @@ int gw_migrate_run(const char *conninfo, const struct gw_migration *known, size_
                 continue;
             rc = sha256_hex(&known[j], hex);
             if (rc != 0) {
-                msg(errbuf, errlen, "migration %03d: cannot compute its checksum",
-                    known[j].version);
+                gw_pq_msg(errbuf, errlen, "migration %03d: cannot compute its checksum",
+                          known[j].version);
                 goto out;
             }
             if (strcmp(hex, PQgetvalue(res, (int)i, 1)) != 0) {
-                msg(errbuf, errlen, "migration %03d was changed after it was applied",
-                    known[j].version);
+                gw_pq_msg(errbuf, errlen, "migration %03d was changed after it was applied",
+                          known[j].version);
                 rc = GW_EPRECOND;
                 goto out;
             }

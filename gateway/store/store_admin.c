@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "crypto.h"
+#include "pq_msg.h"
 
 #define OID_INT4 23
 #define OID_BYTEA 17
@@ -27,29 +28,11 @@ struct gw_admin {
     PGconn *pg;
 };
 
-static void __attribute__((format(printf, 3, 4)))
-msg(char *errbuf, size_t errlen, const char *fmt, ...)
-{
-    va_list ap;
-    size_t n;
-
-    if (errbuf == NULL || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
-    va_end(ap);
-    /* libpq messages span lines (and end in a newline); the caller prints one line */
-    for (n = 0; errbuf[n] != '\0'; n++)
-        if (errbuf[n] == '\n' || errbuf[n] == '\t' || errbuf[n] == '\r')
-            errbuf[n] = ' ';
-    while (n > 0 && errbuf[n - 1] == ' ')
-        errbuf[--n] = '\0';
-}
-
 /* A failed statement: its server message (it may quote a parameter, never a field value). */
 static int refused(const PGresult *res, const struct gw_admin *a, char *errbuf, size_t errlen)
 {
-    msg(errbuf, errlen, "%s", res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(a->pg));
+    gw_pq_msg(errbuf, errlen, "%s",
+              res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(a->pg));
     return GW_EINTERNAL;
 }
 
@@ -61,22 +44,22 @@ int gw_admin_connect(const char *conninfo, struct gw_admin **out, char *errbuf, 
 
     *out = NULL;
     if (conninfo == NULL || conninfo[0] == '\0') {
-        msg(errbuf, errlen, "no database connection string given");
+        gw_pq_msg(errbuf, errlen, "no database connection string given");
         return GW_EINVAL;
     }
     a = gw_calloc(1, sizeof(*a));
     if (a == NULL) {
-        msg(errbuf, errlen, "out of memory");
+        gw_pq_msg(errbuf, errlen, "out of memory");
         return GW_ENOMEM;
     }
     a->pg = PQconnectdbParams(kw, val, 1);
     if (a->pg == NULL) {
         gw_free(a);
-        msg(errbuf, errlen, "cannot connect to the database: out of memory");
+        gw_pq_msg(errbuf, errlen, "cannot connect to the database: out of memory");
         return GW_ENOMEM;
     }
     if (PQstatus(a->pg) != CONNECTION_OK) {
-        msg(errbuf, errlen, "cannot connect to the database: %s", PQerrorMessage(a->pg));
+        gw_pq_msg(errbuf, errlen, "cannot connect to the database: %s", PQerrorMessage(a->pg));
         gw_admin_free(a);
         return GW_EUNAVAIL;
     }
@@ -113,7 +96,7 @@ int gw_admin_segment_issue(struct gw_admin *a, const char *branch, const char *p
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         if (state != NULL && strcmp(state, "23P01") == 0) {
-            msg(errbuf, errlen, "overlaps a segment already issued");
+            gw_pq_msg(errbuf, errlen, "overlaps a segment already issued");
             rc = GW_EEXIST;
         } else {
             rc = refused(res, a, errbuf, errlen);
@@ -176,7 +159,7 @@ int gw_admin_kek_counts(struct gw_admin *a, struct gw_admin_kek_count **out, siz
     }
     rows = PQntuples(res);
     if (rows > 0 && (v = gw_calloc((size_t)rows, sizeof(*v))) == NULL) {
-        msg(errbuf, errlen, "out of memory");
+        gw_pq_msg(errbuf, errlen, "out of memory");
         rc = GW_ENOMEM;
         goto out;
     }
@@ -285,7 +268,7 @@ int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admi
         uint32_t old;
 
         if (PQgetlength(res, i, 0) != 16 || PQgetlength(res, i, 1) != 4) {
-            msg(errbuf, errlen, "unexpected column types in table waybill");
+            gw_pq_msg(errbuf, errlen, "unexpected column types in table waybill");
             rc = GW_EINTERNAL;
             goto fail;
         }

@@ -16,6 +16,9 @@
 #include <unistd.h>
 
 #include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "migrate.h"
 
 struct pgh {
     char bin[256];
@@ -179,6 +182,32 @@ static inline bool pgh_loop_until(struct event_base *base, bool (*pred)(void *),
     while (!pred(arg) && pgh_now_ms() < end)
         event_base_loop(base, EVLOOP_ONCE);
     return pred(arg);
+}
+
+/* Starts PostgreSQL in h (*started then true, so the teardown knows to destroy it), applies the
+ * gateway's migrations and opens *check, a blocking connection for the test's own SQL. Returns
+ * 0, or -1 after one line on stderr naming test and what failed. */
+static inline int pgh_init_migrated(struct pgh *h, const char *test, PGconn **check, bool *started)
+{
+    char errbuf[512];
+    int ver = 0;
+
+    if (pgh_init(h) != 0) {
+        fprintf(stderr, "%s: could not start PostgreSQL (see %s)\n", test, h->dir);
+        return -1;
+    }
+    *started = true;
+    if (gw_migrate_run(h->conninfo, gw_migrations, gw_migrations_count, NULL, NULL, &ver, errbuf,
+                       sizeof(errbuf)) != 0) {
+        fprintf(stderr, "%s: migrations failed: %s\n", test, errbuf);
+        return -1;
+    }
+    *check = PQconnectdb(h->conninfo);
+    if (PQstatus(*check) != CONNECTION_OK) {
+        fprintf(stderr, "%s: cannot connect: %s\n", test, PQerrorMessage(*check));
+        return -1;
+    }
+    return 0;
 }
 
 #endif

@@ -363,9 +363,7 @@ static void test_drain(void **state)
 
 static int group_setup(void **state)
 {
-    char errbuf[512];
     struct timeval tv = {0, 10000};
-    int ver = 0;
 
     (void)state;
     base = event_base_new();
@@ -374,18 +372,7 @@ static int group_setup(void **state)
     gw_log_level = GW_LOG_OFF;
     if (!pgh_available())
         return 0;
-    if (pgh_init(&pg) != 0) {
-        fprintf(stderr, "test_incident: could not start PostgreSQL (see %s)\n", pg.dir);
-        return -1;
-    }
-    pg_ok = true;
-    if (gw_migrate_run(pg.conninfo, gw_migrations, gw_migrations_count, NULL, NULL, &ver, errbuf,
-                       sizeof(errbuf)) != 0) {
-        fprintf(stderr, "test_incident: migrations failed: %s\n", errbuf);
-        return -1;
-    }
-    check = PQconnectdb(pg.conninfo);
-    if (PQstatus(check) != CONNECTION_OK)
+    if (pgh_init_migrated(&pg, "test_incident", &check, &pg_ok) != 0)
         return -1;
     cfg.db_conninfo = pg.conninfo;
     cfg.db_pool_size = 2;

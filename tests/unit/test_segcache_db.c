@@ -153,9 +153,7 @@ static void test_refresh_interval(void **state)
 
 static int group_setup(void **state)
 {
-    char errbuf[512];
     struct timeval tv = {0, 10000};
-    int ver = 0;
 
     (void)state;
     base = event_base_new();
@@ -164,18 +162,7 @@ static int group_setup(void **state)
     gw_log_level = GW_LOG_WARN;
     if (!pgh_available())
         return 0;
-    if (pgh_init(&pg) != 0) {
-        fprintf(stderr, "test_segcache: could not start PostgreSQL (see %s)\n", pg.dir);
-        return -1;
-    }
-    pg_ok = true;
-    if (gw_migrate_run(pg.conninfo, gw_migrations, gw_migrations_count, NULL, NULL, &ver, errbuf,
-                       sizeof(errbuf)) != 0) {
-        fprintf(stderr, "test_segcache: migrations failed: %s\n", errbuf);
-        return -1;
-    }
-    check = PQconnectdb(pg.conninfo);
-    if (PQstatus(check) != CONNECTION_OK)
+    if (pgh_init_migrated(&pg, "test_segcache", &check, &pg_ok) != 0)
         return -1;
     exec_ok("INSERT INTO segment (branch, prefix, range_from, range_to, issued_by) "
             "VALUES ('a', 'WG', 1000, 1999, 'test')");

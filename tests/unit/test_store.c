@@ -181,9 +181,7 @@ static struct gw_store_result submit_wait(const struct fake *f)
 
 static int group_setup(void **state)
 {
-    char errbuf[512];
     struct timeval tv = {0, 10000};
-    int ver = 0;
 
     (void)state;
     base = event_base_new();
@@ -192,18 +190,7 @@ static int group_setup(void **state)
     gw_log_level = GW_LOG_WARN;
     if (!pgh_available())
         return 0;
-    if (pgh_init(&pg) != 0) {
-        fprintf(stderr, "test_store: could not start PostgreSQL (see %s)\n", pg.dir);
-        return -1;
-    }
-    pg_ok = true;
-    if (gw_migrate_run(pg.conninfo, gw_migrations, gw_migrations_count, NULL, NULL, &ver, errbuf,
-                       sizeof(errbuf)) != 0) {
-        fprintf(stderr, "test_store: migrations failed: %s\n", errbuf);
-        return -1;
-    }
-    check = PQconnectdb(pg.conninfo);
-    if (PQstatus(check) != CONNECTION_OK)
+    if (pgh_init_migrated(&pg, "test_store", &check, &pg_ok) != 0)
         return -1;
     cfg.db_conninfo = pg.conninfo;
     cfg.db_pool_size = 2;
