@@ -292,11 +292,6 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, GW_EINVAL, "waybill_no", GW_RULE_REQUIRED);
         return;
     }
-    if (gw_waybillno_parse_ex(in->waybill_no, strlen(in->waybill_no), NULL, NULL, NULL, &rule) !=
-        0) {
-        gw_call_fail(call, GW_EINVAL, "waybill_no", rule);
-        return;
-    }
     g = gw_arena_alloc(gw_call_arena(call), sizeof(*g));
     if (g == NULL) {
         gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
@@ -305,9 +300,9 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
     g->call = call;
     g->app = app;
     g->req = NULL;
-    if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), g->number, &g->number_len) !=
-        0) {
-        gw_call_fail(call, GW_EINVAL, "waybill_no", GW_RULE_WAYBILLNO_CHARS);
+    if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), g->number, &g->number_len,
+                               &rule) != 0) {
+        gw_call_fail(call, GW_EINVAL, "waybill_no", rule);
         return;
     }
     rc = gw_seal_number_bidx(app->crypto, app->keys, g->number, g->number_len, bidx);

@@ -18,7 +18,7 @@ struct gw_app {
     struct gw_db *db;               /* the asynchronous PostgreSQL pool */
     struct gw_keyring *keys;        /* the loaded keyring (replaced whole on SIGHUP) */
     struct gw_crypto *crypto;       /* the loop's crypto context (not thread-safe: one per loop) */
-    struct gw_store *store;         /* the SQL layer for waybills, segments, incidents */
+    struct gw_store *store;         /* the SQL layer for waybills and segments */
     struct gw_segcache *segs;       /* waybill-number segments, cached */
     struct gw_incidents *incidents; /* security incidents, queued until written (Art. 17) */
 };

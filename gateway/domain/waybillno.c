@@ -88,9 +88,10 @@ int gw_waybillno_parse(const char *s, size_t n, char prefix_out[GW_WAYBILLNO_PRE
     return gw_waybillno_parse_ex(s, n, prefix_out, numeric, NULL, NULL);
 }
 
-int gw_waybillno_normalize(const char *s, size_t n, char out[GW_WAYBILLNO_MAX + 1], size_t *outlen)
+int gw_waybillno_normalize(const char *s, size_t n, char out[GW_WAYBILLNO_MAX + 1], size_t *outlen,
+                           enum gw_rule *rule)
 {
-    if (gw_waybillno_parse_ex(s, n, NULL, NULL, NULL, NULL) != 0)
+    if (gw_waybillno_parse_ex(s, n, NULL, NULL, NULL, rule) != 0)
         return GW_EINVAL;
     for (size_t i = 0; i < n; i++)
         out[i] = gw_ascii_upper(s[i]);

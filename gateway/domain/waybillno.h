@@ -45,9 +45,10 @@ GW_MUST_CHECK int gw_waybillno_parse_ex(const char *s, size_t n,
                                         int64_t *numeric, size_t *ndigits, enum gw_rule *rule);
 
 /* The normalised (upper-case) number into out (GW_WAYBILLNO_MAX + 1 bytes), NUL-terminated;
- * *outlen may be NULL. Returns 0 or GW_EINVAL (not a valid number). */
+ * *outlen may be NULL. Returns 0 or GW_EINVAL (not a valid number) with *rule (may be NULL) set
+ * as gw_waybillno_parse_ex sets it. */
 GW_MUST_CHECK int gw_waybillno_normalize(const char *s, size_t n, char out[GW_WAYBILLNO_MAX + 1],
-                                         size_t *outlen);
+                                         size_t *outlen, enum gw_rule *rule);
 
 /* A segment issued to a branch. branch is NUL-terminated and owned by whoever owns the array. */
 struct gw_segment {

@@ -18,6 +18,7 @@
 #include <event2/event.h>
 #include <libpq-fe.h>
 
+#include "config.h"
 #include "migrate.h"
 
 struct pgh {
@@ -208,6 +209,19 @@ static inline int pgh_init_migrated(struct pgh *h, const char *test, PGconn **ch
         return -1;
     }
     return 0;
+}
+
+/* The pool settings the database unit tests use against h: 2 connections, 4 in flight each, a
+ * 2 s connect timeout and reconnect_max_ms of backoff at most. */
+static inline void pgh_db_config(const struct pgh *h, struct gw_config *cfg,
+                                 uint32_t reconnect_max_ms)
+{
+    cfg->db_conninfo = (char *)h->conninfo;
+    cfg->db_pool_size = 2;
+    cfg->db_pipeline_depth = 4;
+    cfg->db_queue_max = 4096;
+    cfg->db_connect_timeout_ms = 2000;
+    cfg->db_reconnect_max_ms = reconnect_max_ms;
 }
 
 #endif

@@ -110,12 +110,7 @@ static int group_setup(void **state)
         return -1;
     }
     pg_ok = true;
-    cfg.db_conninfo = pg.conninfo;
-    cfg.db_pool_size = 2;
-    cfg.db_pipeline_depth = 4;
-    cfg.db_queue_max = 4096;
-    cfg.db_connect_timeout_ms = 2000;
-    cfg.db_reconnect_max_ms = 400;
+    pgh_db_config(&pg, &cfg, 400);
     return 0;
 }
 

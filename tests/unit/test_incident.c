@@ -374,12 +374,7 @@ static int group_setup(void **state)
         return 0;
     if (pgh_init_migrated(&pg, "test_incident", &check, &pg_ok) != 0)
         return -1;
-    cfg.db_conninfo = pg.conninfo;
-    cfg.db_pool_size = 2;
-    cfg.db_pipeline_depth = 4;
-    cfg.db_queue_max = 4096;
-    cfg.db_connect_timeout_ms = 2000;
-    cfg.db_reconnect_max_ms = 200;
+    pgh_db_config(&pg, &cfg, 200);
     db = gw_db_new(base, &cfg);
     if (db == NULL || gw_db_start(db) != 0)
         return -1;

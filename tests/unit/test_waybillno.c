@@ -71,10 +71,11 @@ static void test_shape(void **state)
     assert_string_equal(pfx, "WG");
     char norm[GW_WAYBILLNO_MAX + 1];
     size_t len;
-    assert_int_equal(gw_waybillno_normalize("sF1000000042", 12, norm, &len), 0);
+    assert_int_equal(gw_waybillno_normalize("sF1000000042", 12, norm, &len, NULL), 0);
     assert_string_equal(norm, "SF1000000042");
     assert_int_equal(len, 12);
-    assert_int_equal(gw_waybillno_normalize("SF-100000004", 12, norm, &len), GW_EINVAL);
+    assert_int_equal(gw_waybillno_normalize("SF-100000004", 12, norm, &len, &rule), GW_EINVAL);
+    assert_int_equal(rule, GW_RULE_WAYBILLNO_CHARS);
 
     assert_int_equal(gw_waybillno_parse_ex("WG10000000A2", 12, NULL, NULL, NULL, &rule), GW_EINVAL);
     assert_string_equal(gw_rule_str(rule),
