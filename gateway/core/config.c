@@ -63,12 +63,23 @@ static const struct keydef keys[] = {
     {"database", "connect_timeout_ms", T_U32, F(db_connect_timeout_ms), 100, 600000, 0},
     {"database", "reconnect_max_ms", T_U32, F(db_reconnect_max_ms), 100, 600000, 0},
     {"keys", "keyring", T_PATH, F(keyring), 0, 0, 1},
+    {"auth", "token_ttl_s", T_U32, F(token_ttl_s), 60, 604800, 0},
+    {"auth", "password_max_age_days", T_U32, F(password_max_age_days), 0, 3650, 0},
+    {"auth", "lockout_failures", T_U32, F(lockout_failures), 1, 100, 0},
+    {"auth", "lockout_minutes", T_U32, F(lockout_minutes), 1, 100000, 0},
+    {"auth", "inactive_disable_days", T_U32, F(inactive_disable_days), 0, 3650, 0},
+    {"auth", "inactive_check_ms", T_U32, F(inactive_check_ms), 1000, 86400000, 0},
+    {"auth", "scrypt_n", T_U32, F(scrypt_n), 1024, 1048576, 0},
+    {"auth", "workers", T_U32, F(auth_workers), 1, 64, 0},
+    {"auth", "principal_cache_ms", T_U32, F(principal_cache_ms), 0, 600000, 0},
+    {"policy", "file", T_PATH, F(policy_file), 0, 0, 0},
     {"log", "level", T_LEVEL, F(log_level), 0, 0, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = {"server", "tls", "database", "keys", "log"};
+static const char *const sections[] = {"server", "tls",    "database", "keys",
+                                       "auth",   "policy", "log"};
 
 /* Parser state for one load. */
 struct parse {
@@ -99,6 +110,15 @@ static void set_defaults(struct gw_config *c)
     c->db_queue_max = 4096;
     c->db_connect_timeout_ms = 5000;
     c->db_reconnect_max_ms = 5000;
+    c->token_ttl_s = 8 * 3600;
+    c->password_max_age_days = 90;
+    c->lockout_failures = 5;
+    c->lockout_minutes = 15;
+    c->inactive_disable_days = 90;
+    c->inactive_check_ms = 3600000;
+    c->scrypt_n = 32768;
+    c->auth_workers = 2;
+    c->principal_cache_ms = 1000;
     c->log_level = GW_LOG_INFO;
 }
 

@@ -46,6 +46,25 @@ struct gw_config {
     /* [keys] */
     char *keyring; /* path of the keyring file (mode 0600), required */
 
+    /* [auth] accounts, passwords and tokens (Art. 35, 38) */
+    uint32_t token_ttl_s;           /* bearer-token lifetime, default 28800 (8 h) */
+    uint32_t password_max_age_days; /* a password older than this must be changed, default 90;
+                                     * 0 = no expiry */
+    uint32_t lockout_failures;      /* consecutive failed logins that lock, default 5 */
+    uint32_t lockout_minutes;       /* how long the lock lasts, default 15 */
+    uint32_t inactive_disable_days; /* accounts unused this long are disabled, default 90;
+                                     * 0 = never */
+    uint32_t inactive_check_ms;     /* how often the gateway looks for them, default 3600000 */
+    uint32_t scrypt_n;              /* scrypt cost N for new password hashes (power of two),
+                                     * default 32768 (r 8, p 1) */
+    uint32_t auth_workers;          /* threads that run password hashing, default 2 */
+    uint32_t principal_cache_ms;    /* how long a certificate's registration is cached; a
+                                     * disabled certificate is refused at most this much later,
+                                     * default 1000; 0 = look up on every call */
+
+    /* [policy] */
+    char *policy_file; /* the policy file (field views, levels, quotas); NULL = built-in */
+
     /* [log] */
     enum gw_log_level log_level; /* default info */
 };

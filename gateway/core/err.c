@@ -96,6 +96,49 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_ROLE_DENIED] = "may not call this method (least privilege, Art. 34)",
     [GW_RULE_NOT_IMPLEMENTED] = "is not implemented",
     [GW_RULE_UNKNOWN_METHOD] = "unknown method",
+    [GW_RULE_CERT_NOT_REGISTERED] = "is not a registered, enabled principal (Art. 31)",
+    [GW_RULE_LOGIN_REFUSED] =
+        "login refused: unknown account, wrong password, or account locked or disabled",
+    [GW_RULE_TOKEN_FORMAT] = "must be \"Bearer \" followed by a token",
+    [GW_RULE_TOKEN_INVALID] =
+        "is not a valid token: unknown, expired, or its account is disabled (Art. 38)",
+    [GW_RULE_TOKEN_BRANCH_CERT] =
+        "a branch account is usable only over a certificate of its own branch (Art. 34)",
+    [GW_RULE_TOKEN_ADMIN_CERT] = "an administrative account is usable only over a certificate "
+                                 "registered for administration (Art. 31)",
+    [GW_RULE_PASSWORD_MUST_CHANGE] =
+        "the password has expired or is an initial one: call ChangePassword first (Art. 35)",
+    [GW_RULE_PASSWORD_LENGTH] = "must be at least % characters long (Art. 35)",
+    [GW_RULE_PASSWORD_CLASSES] = "must mix at least three of: lower-case letters, upper-case "
+                                 "letters, digits, other characters (Art. 35)",
+    [GW_RULE_PASSWORD_HAS_ACCOUNT] = "must not contain the account name (Art. 35)",
+    [GW_RULE_PASSWORD_REUSED] =
+        "must differ from the current and the last five passwords (Art. 35)",
+    [GW_RULE_PASSWORD_WRONG] = "is not the account's current password",
+    [GW_RULE_ACCOUNT_NAME] = "must be 3 to 64 characters of a-z, 0-9, '.', '_' or '-'",
+    [GW_RULE_ACCOUNT_ROLE] = "is not a role an account may hold",
+    [GW_RULE_ACCOUNT_BRANCH] = "is required for branch_clerk and customer_service accounts and "
+                               "must be empty for the other roles",
+    [GW_RULE_ACCOUNT_EXISTS] = "an account with this name already exists",
+    [GW_RULE_ACCOUNT_UNKNOWN] = "no such account",
+    [GW_RULE_SEPARATION_OF_DUTIES] =
+        "the person already holds one of the administrator roles system_admin, security_admin, "
+        "compliance_auditor (separation of duties, Art. 34); an incident was recorded",
+    [GW_RULE_BUSY] = "too many requests of this kind in progress (at most %): retry later",
+    [GW_RULE_SEARCH_ONE_KEY] =
+        "exactly one of phone, id_number, waybill_no, pickup_day must be set",
+    [GW_RULE_PICKUP_DAY_FORMAT] = "must be a calendar date YYYY-MM-DD",
+    [GW_RULE_BRANCH_OUT_OF_SCOPE] = "is outside the caller's scope",
+    [GW_RULE_CONTINUATION] = "is not a continuation of this search",
+    [GW_RULE_FIELD_UNKNOWN] = "is not a field path of a waybill",
+    [GW_RULE_REVEAL_DENIED] = "the caller's role may not reveal this field of this waybill "
+                              "(least privilege, Art. 34)",
+    [GW_RULE_REVEAL_QUOTA] =
+        "reveal quota used up (% in the current period); an incident was recorded",
+    [GW_RULE_LOOKUPS_THROTTLED] = "too many distinct waybills or phone numbers looked up "
+                                  "(at most % in the window); an incident was recorded",
+    [GW_RULE_ACCESS_NOT_RECORDED] =
+        "the access record could not be written, so nothing was released",
 };
 
 const char *gw_rule_str(enum gw_rule rule)

@@ -9,6 +9,7 @@
 #define GW_IDENTITY_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "peer.h"
@@ -21,11 +22,16 @@ enum gw_authn {
 };
 
 struct gw_principal {
-    char name[64];   /* certificate CN (or account name) */
+    char name[64];   /* the registered principal's name, or the account name (GW_AUTHN_TOKEN) */
     char role[32];   /* one of the roles policy.h knows; "" when unauthenticated */
     char branch[32]; /* branch scope; "" when the principal has none */
     enum gw_authn authn;
-    char peer[64]; /* the connection's address, for logs and audit records */
+    char peer[64];      /* the connection's address, for logs and audit records */
+    char cert[64];      /* the certificate principal the call came over (its registered name);
+                         * equal to name for GW_AUTHN_CERT; "" without a certificate */
+    bool cert_admin;    /* that certificate is registered for administration */
+    int64_t account_id; /* GW_AUTHN_TOKEN: the account's id; 0 otherwise */
+    bool must_change;   /* GW_AUTHN_TOKEN: the password must be changed before anything else */
 };
 
 /* True when p was authenticated at all (certificate or token). */

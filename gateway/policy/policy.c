@@ -142,3 +142,23 @@ enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, 
     (void)pol;
     return gw_view_policy(role, col);
 }
+
+bool gw_policy_may_reveal(const struct gw_policy *pol, const char *role, enum gw_col col)
+{
+    (void)pol;
+    /* Built-in until the policy file: a courier the recipient's phone only. */
+    return strcmp(role, "courier") == 0 && col == GW_COL_RECIPIENT_PHONE;
+}
+
+void gw_policy_limits(const struct gw_policy *pol, const char *role, struct gw_policy_limits *out)
+{
+    (void)pol;
+    memset(out, 0, sizeof(*out));
+    if (!known_role(role))
+        return;
+    out->reveals_per_hour = 20;
+    out->reveals_per_day = 100;
+    out->lookups_per_window = 200;
+    out->lookup_window_s = 600;
+    out->search_limit_max = 100;
+}

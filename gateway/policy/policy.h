@@ -11,6 +11,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "identity.h"
@@ -53,10 +54,13 @@ const struct gw_policy_method *gw_policy_method_rule(const struct gw_policy *pol
 /* What a scope decision looks at: the clear operational columns of a record that place it. */
 struct gw_policy_record {
     const char *origin_branch; /* the branch that accepted the waybill */
+    const char *dest_branch;   /* the branch its destination region routes to; NULL: none */
+    int security_level;        /* enum Waygate__V1__SecurityLevel value, 0 = unclassified */
 };
 
-/* True when p may see the record at all. Branch-scoped roles see the records of their branch
- * (the origin branch today; the destination branch and custody join here later). A record
+/* True when p may see the record at all. Branch-scoped roles see the records of their branch:
+ * its origin branch, and its destination branch (routing table); custody joins here later. A
+ * record above the highest security level p's role may see is outside the scope too. A record
  * outside the scope must be answered exactly like a record that does not exist. Every read
  * path asks this one function. */
 bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,
@@ -64,5 +68,21 @@ bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *
 
 /* How role sees field col (deny by default: GW_VIEW_OMIT for anything not granted). */
 enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, enum gw_col col);
+
+/* May role reveal field col at all (Reveal)? Deny by default. Whether the record allows it (a
+ * courier: only a waybill its branch delivers) is the caller's further check. */
+bool gw_policy_may_reveal(const struct gw_policy *pol, const char *role, enum gw_col col);
+
+/* A role's limits (the policy file's [limits.<role>]; 0 means "none allowed"). */
+struct gw_policy_limits {
+    uint32_t reveals_per_hour;   /* Reveal calls per account (or certificate) per hour */
+    uint32_t reveals_per_day;    /* ... and per calendar day (UTC) */
+    uint32_t lookups_per_window; /* distinct waybills or phones looked up per window */
+    uint32_t lookup_window_s;    /* the window, seconds */
+    uint32_t search_limit_max;   /* most results one Search page returns */
+};
+
+/* The limits of role (an unknown role gets all zeros: nothing allowed). */
+void gw_policy_limits(const struct gw_policy *pol, const char *role, struct gw_policy_limits *out);
 
 #endif
