@@ -1,28 +1,32 @@
 /* api_query.c: waygate.v1.WaybillQuery/Get: one waybill by number, decrypted and rendered as the
- * caller's role may see it (view.h). A record outside the caller's branch scope is NOT_FOUND,
- * exactly as a missing one (no hint that it exists). A record that fails to authenticate is
- * DATA_LOSS and an incident, never another record's data.
+ * caller's role may see it (view.h), and what Search and Reveal share with it (api_query.h). A
+ * record outside the caller's scope (origin or destination branch, read under the database's
+ * row-level security as well) is NOT_FOUND, exactly as a missing one (no hint that it exists). A
+ * record that fails to authenticate is DATA_LOSS and an incident, never another record's data.
  * Invariant: clear values live only in the call's arena (wiped when the call ends). */
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "waygate/v1/query.pb-c.h"
 
 #include "alloc.h"
 #include "api.h"
+#include "api_query.h"
 #include "app.h"
 #include "incident.h"
 #include "log.h"
 #include "policy.h"
 #include "seal.h"
 #include "store.h"
+#include "throttle.h"
 #include "view.h"
 #include "waybillno.h"
 
 struct get {
     struct gw_call *call;
-    struct gw_app *app;
     struct gw_store_req *req;
     char number[GW_WAYBILLNO_MAX + 1]; /* the number asked for, normalised */
     size_t number_len;
@@ -112,11 +116,12 @@ static char *arena_str(struct gw_arena *a, const char *s)
     return p;
 }
 
-static int render(struct get *g, const struct gw_sealed_waybill *row,
-                  const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
+int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row,
+                       const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
 {
-    struct gw_arena *a = gw_call_arena(g->call);
-    const char *role = gw_call_principal(g->call)->role;
+    struct gw_arena *a = gw_call_arena(call);
+    struct gw_app *app = gw_call_app(call);
+    const char *role = gw_call_principal(call)->role;
     Waygate__V1__Waybill *w;
     Waygate__V1__Party *s, *r;
     size_t c, nred = 0, len;
@@ -147,7 +152,7 @@ static int render(struct get *g, const struct gw_sealed_waybill *row,
     w->security_level = (Waygate__V1__SecurityLevel)row->security_level;
 
     for (c = 0; c < GW_COL_COUNT; c++) {
-        enum gw_view_mode mode = gw_policy_view(gw_call_policy(g->call), role, (enum gw_col)c);
+        enum gw_view_mode mode = gw_policy_view(gw_call_policy(call), role, (enum gw_col)c);
         dst = slot(w, (enum gw_col)c);
         if (mode != GW_VIEW_CLEAR && clear[c].n > 0)
             view->redacted_fields[nred++] = (char *)gw_col_field[c];
@@ -159,8 +164,8 @@ static int render(struct get *g, const struct gw_sealed_waybill *row,
         buf = gw_arena_alloc(a, GW_VIEW_BOUND(clear[c].n));
         if (buf == NULL)
             return GW_ENOMEM;
-        rc = gw_view_render(g->app->crypto, gw_keyring_token_key(g->app->keys), (enum gw_col)c,
-                            mode, clear[c].p, clear[c].n, buf, GW_VIEW_BOUND(clear[c].n), &len);
+        rc = gw_view_render(app->crypto, gw_keyring_token_key(app->keys), (enum gw_col)c, mode,
+                            clear[c].p, clear[c].n, buf, GW_VIEW_BOUND(clear[c].n), &len);
         if (rc != 0)
             return rc;
         *dst = buf;
@@ -172,10 +177,13 @@ static int render(struct get *g, const struct gw_sealed_waybill *row,
 
 _Static_assert(GW_INCIDENT_ID_LEN == GW_STORE_ID_LEN, "an incident's record id is a record id");
 
-static void data_loss(struct get *g, const struct gw_sealed_waybill *row, int bad, int err)
+/* Logs and records the incident of a row that failed to open (err GW_EDATALOSS at part bad, or
+ * GW_EPRECOND: its key is unavailable). */
+static void record_unreadable(struct gw_call *call, const struct gw_sealed_waybill *row, int bad,
+                              int err)
 {
-    const struct gw_log_ctx *lc = gw_call_log_ctx(g->call);
-    const struct gw_principal *who = gw_call_principal(g->call);
+    const struct gw_log_ctx *lc = gw_call_log_ctx(call);
+    const struct gw_principal *who = gw_call_principal(call);
     const char *part = bad >= 0                      ? gw_col_sql[bad]
                        : bad == GW_SEAL_PART_DEK     ? "dek_wrapped"
                        : bad == GW_SEAL_PART_CONTENT ? "content_mac"
@@ -200,34 +208,109 @@ static void data_loss(struct get *g, const struct gw_sealed_waybill *row, int ba
     inc.branch = who->branch;
     inc.detail = detail;
     inc.record_id = row->id;
-    rc = gw_incident_record(g->app->incidents, &inc);
+    rc = gw_incident_record(gw_call_app(call)->incidents, &inc);
     if (rc != 0)
         GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
-    gw_call_fail(g->call, err, NULL,
+}
+
+int gw_api_open_row(struct gw_call *call, const struct gw_sealed_waybill *row, const char *number,
+                    size_t number_len, struct gw_str clear[GW_COL_COUNT])
+{
+    struct gw_app *app = gw_call_app(call);
+    int bad = GW_SEAL_PART_NONE;
+    int rc = gw_unseal_waybill(app->crypto, app->keys, row, gw_call_arena(call), clear, &bad);
+
+    if (rc == 0 && number != NULL &&
+        (clear[GW_COL_WAYBILL_NO].n != number_len ||
+         memcmp(clear[GW_COL_WAYBILL_NO].p, number, number_len) != 0)) {
+        bad = GW_SEAL_PART_NUMBER;
+        rc = GW_EDATALOSS;
+    }
+    if (rc == GW_EDATALOSS || rc == GW_EPRECOND)
+        record_unreadable(call, row, bad, rc);
+    return rc;
+}
+
+void gw_api_fail_unreadable(struct gw_call *call, int err)
+{
+    gw_call_fail(call, err, NULL,
                  err == GW_EDATALOSS ? GW_RULE_RECORD_TAMPERED : GW_RULE_KEY_UNAVAILABLE);
 }
 
 /* The store could not answer: a database outage says so (retrying is safe); anything else is
  * an unreadable waybill. */
-static void read_failed(struct gw_call *call, int err)
+void gw_api_read_failed(struct gw_call *call, int err)
 {
     gw_call_fail(call, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
 }
 
-/* The policy's scope: a record outside it is answered exactly like one that does not exist. */
-static bool in_scope(struct get *g, const struct gw_sealed_waybill *row)
+const char *gw_api_who(const struct gw_principal *p, char buf[GW_API_WHO_MAX])
 {
-    struct gw_policy_record rec = {.origin_branch = row->origin_branch};
-
-    return gw_policy_in_scope(gw_call_policy(g->call), gw_call_principal(g->call), &rec);
+    if (p->authn == GW_AUTHN_TOKEN)
+        snprintf(buf, GW_API_WHO_MAX, "account:%" PRId64, p->account_id);
+    else
+        snprintf(buf, GW_API_WHO_MAX, "cert:%s", p->name);
+    return buf;
 }
 
-static void got_cb(void *arg, int err, const struct gw_sealed_waybill *row)
+/* The policy's scope: a record outside it is answered exactly like one that does not exist. */
+bool gw_api_in_scope(struct gw_call *call, const struct gw_store_row *row)
+{
+    struct gw_policy_record rec = {.origin_branch = row->w.origin_branch,
+                                   .dest_branch = row->dest_branch,
+                                   .security_level = row->w.security_level};
+
+    return gw_policy_in_scope(gw_call_policy(call), gw_call_principal(call), &rec);
+}
+
+bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])
+{
+    struct gw_app *app = gw_call_app(call);
+    const struct gw_principal *p = gw_call_principal(call);
+    const struct gw_log_ctx *lc = gw_call_log_ctx(call);
+    struct gw_policy_limits lim;
+    struct gw_fault f;
+    struct gw_incident inc;
+    struct timespec ts;
+    char who[GW_API_WHO_MAX], detail[200];
+    bool incident = false;
+    int rc;
+
+    gw_policy_limits(gw_call_policy(call), p->role, &lim);
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    if (gw_throttle_check(app->throttle, gw_api_who(p, who), key, lim.lookups_per_window,
+                          lim.lookup_window_s, (uint64_t)ts.tv_sec, &incident) == GW_THROTTLE_OK)
+        return true;
+    if (incident) {
+        snprintf(detail, sizeof(detail),
+                 "more than %" PRIu32
+                 " distinct waybills or phone numbers looked up within %" PRIu32
+                 " s on this gateway instance; further lookups refused",
+                 lim.lookups_per_window, lim.lookup_window_s);
+        GW_LOG(GW_LOG_WARN, "query", lc, "%s", detail);
+        memset(&inc, 0, sizeof(inc));
+        inc.severity = "high";
+        inc.kind = "bulk_scraping";
+        inc.principal = p->name;
+        inc.peer = lc->peer;
+        inc.branch = p->branch;
+        inc.detail = detail;
+        rc = gw_incident_record(app->incidents, &inc);
+        if (rc != 0)
+            GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
+    }
+    gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, GW_RULE_LOOKUPS_THROTTLED);
+    f.limit = lim.lookups_per_window;
+    gw_call_finish_fault(call, &f);
+    return false;
+}
+
+static void got_cb(void *arg, int err, const struct gw_store_row *row)
 {
     Waygate__V1__WaybillView view = WAYGATE__V1__WAYBILL_VIEW__INIT;
     struct get *g = arg;
     struct gw_str clear[GW_COL_COUNT];
-    int bad, rc;
+    int rc;
 
     g->req = NULL;
     gw_call_set_cancel(g->call, NULL, NULL);
@@ -236,28 +319,23 @@ static void got_cb(void *arg, int err, const struct gw_sealed_waybill *row)
         return;
     }
     if (err != 0) {
-        read_failed(g->call, err);
+        gw_api_read_failed(g->call, err);
         return;
     }
-    /* Authenticate before the scope check: the scope rests on origin_branch, a clear column
-     * that only the record MAC vouches for, and an altered record deserves its incident
-     * whoever reads it. */
-    rc = gw_unseal_waybill(g->app->crypto, g->app->keys, row, gw_call_arena(g->call), clear, &bad);
-    if (rc == 0 && (clear[GW_COL_WAYBILL_NO].n != g->number_len ||
-                    memcmp(clear[GW_COL_WAYBILL_NO].p, g->number, g->number_len) != 0)) {
-        bad = GW_SEAL_PART_NUMBER;
-        rc = GW_EDATALOSS;
-    }
+    /* Authenticate before the scope check: the scope rests on origin_branch and
+     * dest_region_code, clear columns that only the record MAC vouches for, and an altered
+     * record deserves its incident whoever reads it. */
+    rc = gw_api_open_row(g->call, &row->w, g->number, g->number_len, clear);
     if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
-        data_loss(g, row, bad, rc);
+        gw_api_fail_unreadable(g->call, rc);
         return;
     }
-    if (rc == 0 && !in_scope(g, row)) { /* answered exactly like a number that does not exist */
+    if (rc == 0 && !gw_api_in_scope(g->call, row)) { /* exactly like a number that does not exist */
         gw_call_fail(g->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
         return;
     }
     if (rc == 0)
-        rc = render(g, row, clear, &view);
+        rc = gw_api_render_view(g->call, &row->w, clear, &view);
     if (rc == 0)
         rc = gw_call_send(g->call, &view.base);
     if (rc != 0) {
@@ -280,7 +358,8 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, GW_EPERM, "principal", GW_RULE_PRINCIPAL_BRANCH);
         return;
     }
-    if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL) {
+    if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL ||
+        app->throttle == NULL) {
         gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
         return;
     }
@@ -298,7 +377,6 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
         return;
     }
     g->call = call;
-    g->app = app;
     g->req = NULL;
     if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), g->number, &g->number_len,
                                &rule) != 0) {
@@ -310,9 +388,11 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, rc, NULL, GW_RULE_NONE);
         return;
     }
-    rc = gw_store_get(app->store, bidx, got_cb, g, &g->req);
+    if (!gw_api_throttle(call, bidx))
+        return;
+    rc = gw_store_get(app->store, gw_call_principal(call)->branch, bidx, got_cb, g, &g->req);
     if (rc != 0) {
-        read_failed(call, rc);
+        gw_api_read_failed(call, rc);
         return;
     }
     gw_call_set_cancel(call, cancel_cb, g);

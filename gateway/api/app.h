@@ -11,6 +11,12 @@ struct gw_incidents;
 struct gw_keyring;
 struct gw_segcache;
 struct gw_store;
+struct gw_throttle;
+
+/* The scraping throttle's bounds (policy/throttle.h): principals tracked at once, and keys (16
+ * bytes and a time each) over all of them: about 24 MiB at most. */
+#define GW_APP_THROTTLE_PRINCIPALS 4096
+#define GW_APP_THROTTLE_KEYS (1u << 20)
 
 struct gw_app {
     const struct gw_config *cfg;
@@ -21,6 +27,7 @@ struct gw_app {
     struct gw_store *store;         /* the SQL layer for waybills and segments */
     struct gw_segcache *segs;       /* waybill-number segments, cached */
     struct gw_incidents *incidents; /* security incidents, queued until written (Art. 17) */
+    struct gw_throttle *throttle;   /* distinct lookups per principal (scraping throttle) */
 };
 
 #endif

@@ -24,6 +24,7 @@
 #include "segcache.h"
 #include "server.h"
 #include "store.h"
+#include "throttle.h"
 #include "tls.h"
 
 struct daemon {
@@ -177,7 +178,8 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     app.store = gw_store_new(app.db);
     app.segs = app.store != NULL ? gw_segcache_new(app.store, cfg.segment_refresh_ms) : NULL;
     app.incidents = gw_incident_new(app.db, cfg.incident_queue_max, cfg.db_reconnect_max_ms);
-    if (app.segs == NULL || app.incidents == NULL) {
+    app.throttle = gw_throttle_new(GW_APP_THROTTLE_PRINCIPALS, GW_APP_THROTTLE_KEYS);
+    if (app.segs == NULL || app.incidents == NULL || app.throttle == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");
         goto out;
     }
@@ -237,6 +239,7 @@ out:
     gw_tls_free(tls);
     gw_segcache_free(app.segs);
     gw_incident_free(app.incidents);
+    gw_throttle_free(app.throttle);
     gw_store_free(app.store);
     gw_db_free(app.db);
     gw_crypto_free(app.crypto);

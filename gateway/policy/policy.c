@@ -134,7 +134,8 @@ bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *
      * sees nothing rather than everything. */
     if (p->branch[0] == '\0' || rec->origin_branch == NULL)
         return false;
-    return strcmp(p->branch, rec->origin_branch) == 0;
+    return strcmp(p->branch, rec->origin_branch) == 0 ||
+           (rec->dest_branch != NULL && strcmp(p->branch, rec->dest_branch) == 0);
 }
 
 enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, enum gw_col col)

@@ -238,11 +238,11 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
         /* without memory for a follow-up, items that need another round fail (ENOMEM below) */
     }
 
-    if (err == 0 && res->nresults == 1 && res->results[0] != NULL &&
-        PQnfields(res->results[0]) == 4) {
+    if (err == 0 && res->nresults == 2 && res->results[1] != NULL &&
+        PQnfields(res->results[1]) == 4) {
         /* a resolved item may be freed at once (its request finished): track by index */
         bool answered[GW_STORE_GROUP_MAX] = {false};
-        const PGresult *r = res->results[0];
+        const PGresult *r = res->results[1]; /* [0] set the scope (store_int.h) */
         int row, nrows = PQntuples(r);
         for (row = 0; row < nrows; row++) {
             size_t ord = row_ordinal(r, row, g->n);
@@ -323,7 +323,8 @@ struct gw_store *gw_store_new(struct gw_db *db)
     }
     /* Prepared once per connection: the insert is parsed and planned once, not per waybill.
      * A failure only costs speed: db.c then sends the text. */
-    if (gw_db_prepare(db, s->group_sql) != 0 || gw_db_prepare(db, s->get_sql) != 0)
+    if (gw_db_prepare(db, s->group_sql) != 0 || gw_db_prepare(db, s->get_sql) != 0 ||
+        gw_db_prepare(db, GW_STORE_SCOPE_SQL) != 0)
         GW_LOG(GW_LOG_WARN, "store", NULL, "statements not prepared");
     return s;
 }

@@ -46,8 +46,65 @@ struct gw_store_result {
 typedef void (*gw_store_submit_cb)(void *arg, const struct gw_store_result *r);
 /* r[i] is the outcome of items[i]; r is valid only during the callback. */
 typedef void (*gw_store_batch_cb)(void *arg, const struct gw_store_result *r, size_t n);
-/* err: 0 (w valid during the callback), GW_ENOTFOUND, GW_EUNAVAIL, GW_EINTERNAL. */
-typedef void (*gw_store_get_cb)(void *arg, int err, const struct gw_sealed_waybill *w);
+/* A row read within a scope: the sealed waybill and the branch its destination region routes to
+ * (table route), or NULL when no route covers it. Pointers valid only during the callback. */
+struct gw_store_row {
+    struct gw_sealed_waybill w;
+    const char *dest_branch;
+};
+
+/* err: 0 (row valid during the callback), GW_ENOTFOUND (no such number within the scope: the
+ * same answer as no such number at all), GW_EUNAVAIL, GW_EINTERNAL. */
+typedef void (*gw_store_get_cb)(void *arg, int err, const struct gw_store_row *row);
+
+/* What a Search looks for: exactly one key; within the branch `branch` (records it accepted or
+ * delivers); newest first (accepted_at, then id, descending); after a keyset position when
+ * `after` is set; at most limit rows. */
+enum gw_store_key {
+    GW_STORE_KEY_PHONE = 1, /* bidx: a phone's blind index, sender or recipient */
+    GW_STORE_KEY_ID_NUMBER, /* bidx: an ID number's blind index, sender or recipient */
+    GW_STORE_KEY_NUMBER,    /* bidx: the waybill number's blind index */
+    GW_STORE_KEY_DAY,       /* day: "YYYY-MM-DD" pickup day */
+};
+struct gw_store_search {
+    const char *scope; /* the caller's scope (row-level security): a branch code */
+    const char *branch;
+    enum gw_store_key key;
+    uint8_t bidx[GW_STORE_BIDX_LEN];
+    const char *day;
+    bool after;
+    int64_t after_at; /* Unix seconds */
+    uint8_t after_id[GW_STORE_ID_LEN];
+    uint32_t limit; /* 1..GW_STORE_SEARCH_MAX */
+};
+#define GW_STORE_SEARCH_MAX 1000
+/* err: 0 (rows[0..n) valid during the callback, newest first), GW_EUNAVAIL, GW_EINTERNAL,
+ * GW_ENOMEM. */
+typedef void (*gw_store_search_cb)(void *arg, int err, const struct gw_store_row *rows, size_t n);
+
+/* One reveal to record, under a quota: every string NUL-terminated (cert and peer may be ""). */
+struct gw_store_reveal {
+    const char *scope; /* the revealer's branch: the row is written and counted in it */
+    const char *quota_key;
+    const char *principal;
+    int64_t account_id; /* 0: none */
+    const char *role;
+    const char *cert;
+    const char *peer;
+    uint8_t record_id[GW_STORE_ID_LEN];
+    const char *field;
+    const char *reason;
+    uint32_t per_hour, per_day; /* the quota */
+};
+/* err: 0 and seq (the reveal_log row's id, committed) with used_hour/used_day counting it; or
+ * GW_ETOOBIG (over quota: nothing written; hour_hit tells which limit) with the counts; or
+ * GW_EUNAVAIL / GW_EINTERNAL (nothing known to be written). */
+struct gw_store_reveal_result {
+    int64_t seq;
+    uint32_t used_hour, used_day;
+    bool hour_hit;
+};
+typedef void (*gw_store_reveal_cb)(void *arg, int err, const struct gw_store_reveal_result *r);
 
 struct gw_store_segment {
     const char *branch;
@@ -91,9 +148,21 @@ int gw_store_submit(struct gw_store *store, const struct gw_sealed_waybill *w,
 int gw_store_submit_batch(struct gw_store *store, const struct gw_sealed_waybill *items, size_t n,
                           gw_store_batch_cb cb, void *arg, struct gw_store_req **out) GW_MUST_CHECK;
 
-/* Reads the sealed row whose waybill-number blind index is wb_bidx. */
-int gw_store_get(struct gw_store *store, const uint8_t wb_bidx[GW_STORE_BIDX_LEN],
-                 gw_store_get_cb cb, void *arg, struct gw_store_req **out) GW_MUST_CHECK;
+/* Reads the sealed row whose waybill-number blind index is wb_bidx, within scope (a branch code:
+ * the database's row-level security shows only that branch's rows, sql/007_scope.sql). */
+int gw_store_get(struct gw_store *store, const char *scope,
+                 const uint8_t wb_bidx[GW_STORE_BIDX_LEN], gw_store_get_cb cb, void *arg,
+                 struct gw_store_req **out) GW_MUST_CHECK;
+
+/* Reads one page of a search (struct gw_store_search, copied). */
+int gw_store_search(struct gw_store *store, const struct gw_store_search *q, gw_store_search_cb cb,
+                    void *arg, struct gw_store_req **out) GW_MUST_CHECK;
+
+/* Records one reveal in one transaction: serialised per quota_key (advisory lock), counts the
+ * key's reveals in the last hour and the current UTC day, and writes the reveal_log row only
+ * when both are under their limit. cb runs after the commit. */
+int gw_store_reveal(struct gw_store *store, const struct gw_store_reveal *rv, gw_store_reveal_cb cb,
+                    void *arg, struct gw_store_req **out) GW_MUST_CHECK;
 
 /* Reads every issued segment (branch, prefix, range). */
 int gw_store_load_segments(struct gw_store *store, gw_store_segments_cb cb, void *arg,

@@ -262,12 +262,14 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
 {
     const char *values[NCOLS];
     int lengths[NCOLS], formats[NCOLS];
-    struct gw_db_stmt st = {.sql = s->group_sql,
-                            .nparams = NCOLS,
-                            .values = values,
-                            .lengths = lengths,
-                            .formats = formats,
-                            .result_format = 1};
+    const char *scope[1];
+    struct gw_db_stmt st[2] = {{.sql = NULL},
+                               {.sql = s->group_sql,
+                                .nparams = NCOLS,
+                                .values = values,
+                                .lengths = lengths,
+                                .formats = formats,
+                                .result_format = 1}};
     size_t total = 0, k;
     uint8_t *buf, *p;
     int rc;
@@ -289,7 +291,10 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
         formats[k] = 1;
         p = arr_write(p, g, k, gw_store_col_type(k)->oid);
     }
-    rc = gw_db_exec(s->db, &st, 1, GW_DB_TXN, done, g, &g->dbreq);
+    /* Every row: ON CONFLICT reads the row already stored under a number, of whatever branch
+     * (idempotency). Pipelined with the insert: no extra round trip. */
+    gw_store_scope_stmt(&st[0], scope, GW_STORE_SCOPE_ALL);
+    rc = gw_db_exec(s->db, st, 2, GW_DB_TXN, done, g, &g->dbreq);
     if (rc == 0)
         s->st.groups++;
     gw_free_wipe(buf, total);

@@ -33,7 +33,14 @@ const char *gw_store_col_name(size_t k);
 enum gw_rec_kind gw_store_col_kind(size_t k);
 const struct gw_store_sqltype *gw_store_col_type(size_t k);
 
-enum gw_store_kind { GW_STORE_RK_SUBMIT, GW_STORE_RK_BATCH, GW_STORE_RK_GET, GW_STORE_RK_SEGMENTS };
+enum gw_store_kind {
+    GW_STORE_RK_SUBMIT,
+    GW_STORE_RK_BATCH,
+    GW_STORE_RK_GET,
+    GW_STORE_RK_SEGMENTS,
+    GW_STORE_RK_SEARCH,
+    GW_STORE_RK_REVEAL,
+};
 
 struct gw_store_item {
     TAILQ_ENTRY(gw_store_item) link; /* store->pending while queued */
@@ -74,6 +81,8 @@ struct gw_store_req {
         gw_store_batch_cb batch;
         gw_store_get_cb get;
         gw_store_segments_cb segments;
+        gw_store_search_cb search;
+        gw_store_reveal_cb reveal;
     } cb;
     struct gw_db_req *dbreq; /* simple operations */
     size_t n, nleft;         /* submits: items, unresolved items */
@@ -125,5 +134,25 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g,
 
 /* store_read.c: the text of the read-by-wb_bidx statement (gw_free), NULL on overflow/ENOMEM. */
 char *gw_store_get_sql_new(void);
+
+/* store_read.c: row `row` of a read's result (every column of the column list, then the
+ * destination branch) into *out (pointers into the result). Returns 0 or GW_EINTERNAL (the
+ * result does not have the read's shape). */
+int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out) GW_MUST_CHECK;
+/* store_read.c: starts r's statements (one transaction) with done as the db callback; frees r
+ * when they cannot be sent. Returns 0 with *out = r (out may be NULL) or the error. */
+int gw_store_simple_start(struct gw_store_req *r, const struct gw_db_stmt *st, int nst,
+                          gw_db_done_cb done, struct gw_store_req **out) GW_MUST_CHECK;
+/* store_read.c: the column list of a read, then the destination branch, from table alias w. */
+void gw_store_read_cols(struct gw_store_sql *b);
+
+/* The first statement of every request that touches a table under row-level security (sql/
+ * 007_scope.sql): sets the transaction's scope, a branch code or GW_STORE_SCOPE_ALL (intake's
+ * group insert only). Results of the request's statements are then at index 1 onwards. */
+#define GW_STORE_SCOPE_SQL "SELECT set_config('waygate.scope', $1, true)"
+#define GW_STORE_SCOPE_ALL "*"
+/* Fills *st with the scope statement for scope (NUL-terminated; must outlive the gw_db_exec
+ * call, which copies it). vals must hold one pointer. */
+void gw_store_scope_stmt(struct gw_db_stmt *st, const char **vals, const char *scope);
 
 #endif

@@ -1,7 +1,7 @@
-/* store_read.c: the store's simple operations, one statement each: read a sealed waybill by its
- * number's blind index (every column of store_int.h's column list, decoded by kind), load the
- * segments. Invariant: a handle is freed exactly once, after its callback or at cancel (then the
- * db request is cancelled first). */
+/* store_read.c: the store's simple operations: read a sealed waybill by its number's blind index
+ * within a scope (every column of store_int.h's column list, decoded by kind, and the branch its
+ * destination routes to), load the segments. Invariant: a handle is freed exactly once, after its
+ * callback or at cancel (then the db request is cancelled first). */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,18 +13,37 @@
 #include "store.h"
 #include "store_int.h"
 
+void gw_store_read_cols(struct gw_store_sql *b)
+{
+    char col[96];
+    size_t k;
+
+    for (k = 0; k < GW_STORE_NCOLS; k++) {
+        snprintf(col, sizeof(col), "w.%s", gw_store_col_name(k));
+        gw_store_sql_add(b, "%s", k > 0 ? ", " : "");
+        gw_store_sql_expr(b, gw_store_col_type(k)->select, col);
+    }
+    gw_store_sql_add(b, ", (SELECT r.branch FROM route r WHERE r.region_code = "
+                        "w.dest_region_code)");
+}
+
 char *gw_store_get_sql_new(void)
 {
     struct gw_store_sql b = {.len = 0};
-    size_t k;
 
     gw_store_sql_add(&b, "SELECT ");
-    for (k = 0; k < GW_STORE_NCOLS; k++) {
-        gw_store_sql_add(&b, "%s", k > 0 ? ", " : "");
-        gw_store_sql_expr(&b, gw_store_col_type(k)->select, gw_store_col_name(k));
-    }
-    gw_store_sql_add(&b, " FROM waybill WHERE wb_bidx = $1");
+    gw_store_read_cols(&b);
+    gw_store_sql_add(&b, " FROM waybill w WHERE w.wb_bidx = $1");
     return b.overflow ? NULL : gw_strdup(b.buf);
+}
+
+void gw_store_scope_stmt(struct gw_db_stmt *st, const char **vals, const char *scope)
+{
+    memset(st, 0, sizeof(*st));
+    vals[0] = scope;
+    st->sql = GW_STORE_SCOPE_SQL;
+    st->nparams = 1;
+    st->values = vals;
 }
 
 static void simple_fail_err(int *err, const struct gw_db_result *res)
@@ -36,15 +55,15 @@ static void simple_fail_err(int *err, const struct gw_db_result *res)
 
 /* The big-endian integer of `len` bytes in result column col (binary int2/int4/int8), or 0 when
  * it is NULL or not that long. */
-static int64_t get_int(const PGresult *res, int col, int len)
+static int64_t get_int(const PGresult *res, int row, int col, int len)
 {
     const uint8_t *p;
     uint64_t v = 0;
     int i;
 
-    if (PQgetisnull(res, 0, col) || PQgetlength(res, 0, col) != len)
+    if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != len)
         return 0;
-    p = (const uint8_t *)PQgetvalue(res, 0, col);
+    p = (const uint8_t *)PQgetvalue(res, row, col);
     for (i = 0; i < len; i++)
         v = v << 8 | p[i];
     if (len < 8 && (v >> (8 * len - 1)) != 0) /* sign-extend */
@@ -54,12 +73,12 @@ static int64_t get_int(const PGresult *res, int col, int len)
 
 /* Result column k into its place in *w (pointers into the result). A blob of the wrong length
  * is left zero (flag false): the record then fails to authenticate. */
-static void get_col(const PGresult *res, size_t k, struct gw_sealed_waybill *w)
+static void get_col(const PGresult *res, int row, size_t k, struct gw_sealed_waybill *w)
 {
     const struct gw_rec_col *c = k < GW_REC_NCOLS ? &gw_rec_cols[k] : NULL;
     char *dst = c != NULL ? (char *)w + c->off : (char *)&w->ct[k - GW_REC_NCOLS];
-    const char *v = PQgetisnull(res, 0, (int)k) ? NULL : PQgetvalue(res, 0, (int)k);
-    size_t n = (size_t)PQgetlength(res, 0, (int)k), want = 0;
+    const char *v = PQgetisnull(res, row, (int)k) ? NULL : PQgetvalue(res, row, (int)k);
+    size_t n = (size_t)PQgetlength(res, row, (int)k), want = 0;
     struct gw_bytes b = {NULL, 0};
     int16_t i16;
     int32_t i32;
@@ -87,15 +106,15 @@ static void get_col(const PGresult *res, size_t k, struct gw_sealed_waybill *w)
         memcpy(dst, &v, sizeof(v));
         return;
     case GW_REC_I16:
-        i16 = (int16_t)get_int(res, (int)k, 2);
+        i16 = (int16_t)get_int(res, row, (int)k, 2);
         memcpy(dst, &i16, sizeof(i16));
         return;
     case GW_REC_I32:
-        i32 = (int32_t)get_int(res, (int)k, 4);
+        i32 = (int32_t)get_int(res, row, (int)k, 4);
         memcpy(dst, &i32, sizeof(i32));
         return;
     case GW_REC_TIME:
-        i64 = get_int(res, (int)k, 8);
+        i64 = get_int(res, row, (int)k, 8);
         memcpy(dst, &i64, sizeof(i64));
         return;
     }
@@ -106,12 +125,33 @@ static void get_col(const PGresult *res, size_t k, struct gw_sealed_waybill *w)
         *(bool *)((char *)w + c->has_off) = true;
 }
 
+int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out)
+{
+    size_t k;
+
+    memset(out, 0, sizeof(*out));
+    if (PQnfields(res) != GW_STORE_NCOLS + 1 || row >= PQntuples(res) ||
+        PQgetlength(res, row, 0) != GW_STORE_ID_LEN)
+        return GW_EINTERNAL;
+    for (k = 0; k < GW_STORE_NCOLS; k++)
+        get_col(res, row, k, &out->w);
+    out->dest_branch =
+        PQgetisnull(res, row, GW_STORE_NCOLS) ? NULL : PQgetvalue(res, row, GW_STORE_NCOLS);
+    return 0;
+}
+
 /* Sends a simple operation's one statement for r (already on the store's list, its callback
  * set); frees r if it cannot be sent. Returns 0 with *out = r (out may be NULL) or the error. */
 static int simple_start(struct gw_store_req *r, const struct gw_db_stmt *st, gw_db_done_cb done,
                         struct gw_store_req **out)
 {
-    int err = gw_db_exec(r->store->db, st, 1, 0, done, r, &r->dbreq);
+    return gw_store_simple_start(r, st, 1, done, out);
+}
+
+int gw_store_simple_start(struct gw_store_req *r, const struct gw_db_stmt *st, int nst,
+                          gw_db_done_cb done, struct gw_store_req **out)
+{
+    int err = gw_db_exec(r->store->db, st, nst, GW_DB_TXN, done, r, &r->dbreq);
 
     if (err != 0) {
         gw_store_req_free(r);
@@ -125,9 +165,8 @@ static int simple_start(struct gw_store_req *r, const struct gw_db_stmt *st, gw_
 static void get_done_cb(void *arg, int err, const struct gw_db_result *res)
 {
     struct gw_store_req *r = arg;
-    struct gw_sealed_waybill w;
+    struct gw_store_row row;
     const PGresult *pr;
-    size_t k;
 
     r->dbreq = NULL;
     simple_fail_err(&err, res);
@@ -135,42 +174,44 @@ static void get_done_cb(void *arg, int err, const struct gw_db_result *res)
         r->cb.get(r->arg, err, NULL);
         goto out;
     }
-    pr = res->results[0];
+    pr = res->results[1]; /* [0] set the scope */
     if (PQntuples(pr) == 0) {
         r->cb.get(r->arg, GW_ENOTFOUND, NULL);
         goto out;
     }
-    memset(&w, 0, sizeof(w));
-    if (PQnfields(pr) != GW_STORE_NCOLS || PQgetlength(pr, 0, 0) != GW_STORE_ID_LEN) {
+    if (gw_store_row_get(pr, 0, &row) != 0) {
         r->cb.get(r->arg, GW_EINTERNAL, NULL);
         goto out;
     }
-    for (k = 0; k < GW_STORE_NCOLS; k++)
-        get_col(pr, k, &w);
-    r->cb.get(r->arg, 0, &w);
+    r->cb.get(r->arg, 0, &row);
 out:
     gw_store_req_free(r);
 }
 
-int gw_store_get(struct gw_store *s, const uint8_t wb_bidx[GW_STORE_BIDX_LEN], gw_store_get_cb cb,
-                 void *arg, struct gw_store_req **out)
+int gw_store_get(struct gw_store *s, const char *scope, const uint8_t wb_bidx[GW_STORE_BIDX_LEN],
+                 gw_store_get_cb cb, void *arg, struct gw_store_req **out)
 {
-    const char *vals[1] = {(const char *)wb_bidx};
+    const char *vals[1] = {(const char *)wb_bidx}, *sv[1];
     static const int lens[1] = {GW_STORE_BIDX_LEN}, fmts[1] = {1};
-    struct gw_db_stmt st = {
-        .nparams = 1, .values = vals, .lengths = lens, .formats = fmts, .result_format = 1};
+    struct gw_db_stmt st[2];
     struct gw_store_req *r;
 
     if (out != NULL)
         *out = NULL;
-    if (s == NULL || wb_bidx == NULL || cb == NULL)
+    if (s == NULL || scope == NULL || scope[0] == '\0' || wb_bidx == NULL || cb == NULL)
         return GW_EINVAL;
-    st.sql = s->get_sql;
+    gw_store_scope_stmt(&st[0], sv, scope);
+    st[1] = (struct gw_db_stmt){.sql = s->get_sql,
+                                .nparams = 1,
+                                .values = vals,
+                                .lengths = lens,
+                                .formats = fmts,
+                                .result_format = 1};
     r = gw_store_req_new(s, GW_STORE_RK_GET, arg);
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.get = cb;
-    return simple_start(r, &st, get_done_cb, out);
+    return gw_store_simple_start(r, st, 2, get_done_cb, out);
 }
 
 static void segments_done_cb(void *arg, int err, const struct gw_db_result *res)

@@ -254,17 +254,21 @@ struct get_out {
     char branch[32], day[16], region[16], service[32];
     size_t ctn[GW_COL_COUNT];
     bool ctnull[GW_COL_COUNT];
+    bool dest_null;
 };
 
-static void get_cb(void *arg, int err, const struct gw_sealed_waybill *w)
+static void get_cb(void *arg, int err, const struct gw_store_row *row)
 {
     struct get_out *o = arg;
+    const struct gw_sealed_waybill *w;
     size_t i;
 
     o->calls++;
     o->err = err;
     if (err != 0)
         return;
+    w = &row->w;
+    o->dest_null = row->dest_branch == NULL;
     o->seen.w = *w;
     snprintf(o->branch, sizeof(o->branch), "%s", w->origin_branch);
     snprintf(o->day, sizeof(o->day), "%s", w->pickup_day ? w->pickup_day : "");
@@ -299,13 +303,14 @@ static void test_get(void **state)
     a.w.dest_region_code = NULL;
     a.w.service_type = "";
     assert_int_equal(submit_wait(&a).outcome, GW_STORE_NEW);
-    assert_int_equal(gw_store_get(store, a.w.wb_bidx, get_cb, o, NULL), 0);
+    assert_int_equal(gw_store_get(store, "a", a.w.wb_bidx, get_cb, o, NULL), 0);
     assert_true(run_until(get_done, o, 10000));
     assert_int_equal(o->err, 0);
     assert_memory_equal(o->seen.w.id, a.w.id, 16);
     assert_string_equal(o->branch, "a");
     assert_string_equal(o->day, "2026-11-27");
     assert_string_equal(o->region, "");
+    assert_true(o->dest_null); /* no route for a waybill without a destination */
     assert_string_equal(o->service, "");
     assert_int_equal(o->seen.w.weight_grams, 1500);
     assert_int_equal(o->seen.w.security_level, 1);
@@ -329,7 +334,7 @@ static void test_get(void **state)
         assert_memory_equal(o->seen.ct[i], a.ct[i], 24);
     }
     memset(o, 0, sizeof(*o));
-    assert_int_equal(gw_store_get(store, unknown, get_cb, o, NULL), 0);
+    assert_int_equal(gw_store_get(store, "a", unknown, get_cb, o, NULL), 0);
     assert_true(run_until(get_done, o, 10000));
     assert_int_equal(o->err, GW_ENOTFOUND);
     free(o);

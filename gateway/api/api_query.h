@@ -1,0 +1,51 @@
+/* api_query.h: what WaybillQuery's handlers share (api_query.c: Get and these helpers;
+ * api_search.c: Search; api_reveal.c: Reveal): one rendering of a waybill, one scope decision,
+ * one answer for an unreadable record, and the scraping throttle. Not for other modules. */
+#ifndef GW_API_QUERY_H
+#define GW_API_QUERY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "waygate/v1/query.pb-c.h"
+
+#include "call.h"
+#include "record.h"
+#include "store.h"
+#include "waybill.h"
+
+struct gw_app;
+
+/* The quota and throttle identity of the caller: "account:<id>" for a person's token, else
+ * "cert:<principal name>" (buf of GW_API_WHO_MAX bytes). Returns buf. */
+#define GW_API_WHO_MAX 80
+const char *gw_api_who(const struct gw_principal *p, char buf[GW_API_WHO_MAX]);
+
+/* True when the caller may see the row at all (policy.h: origin branch, destination branch,
+ * security level). Every read path asks this, after the row authenticated. */
+bool gw_api_in_scope(struct gw_call *call, const struct gw_store_row *row);
+
+/* Renders the authenticated row (clear: its opened fields) as the caller's role may see it into
+ * *view (everything in the call's arena). Returns 0 or a gw_err. */
+int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row,
+                       const struct gw_str clear[GW_COL_COUNT],
+                       Waygate__V1__WaybillView *view) GW_MUST_CHECK;
+
+/* Opens row into clear (call's arena) and checks it: 0, or GW_EDATALOSS / GW_EPRECOND after the
+ * incident was logged and recorded (the caller answers), or another gw_err. number/number_len:
+ * the normalised waybill number the row must hold (NULL: no check). */
+int gw_api_open_row(struct gw_call *call, const struct gw_sealed_waybill *row, const char *number,
+                    size_t number_len, struct gw_str clear[GW_COL_COUNT]);
+
+/* Fails the call for an unreadable row (gw_api_open_row's GW_EDATALOSS / GW_EPRECOND). */
+void gw_api_fail_unreadable(struct gw_call *call, int err);
+
+/* Fails the call for a store error (database outage: UNAVAILABLE; else INTERNAL). */
+void gw_api_read_failed(struct gw_call *call, int err);
+
+/* The scraping throttle: counts key (a blind index) as looked up by the caller. Returns true
+ * when allowed; otherwise the call has been failed (RESOURCE_EXHAUSTED, the limit named) and,
+ * once per window, a 'bulk_scraping' incident recorded. */
+bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN]);
+
+#endif

@@ -1,0 +1,120 @@
+/* continuation.c: Search continuations (continuation.h): version 1 | accepted_at (8 bytes, big
+ * endian) | record id (16) | HMAC-SHA256 truncated to 16 bytes over a label, the search and the
+ * position, all in hex. Invariant: decode accepts only what encode under the same key and search
+ * produced. */
+#include "continuation.h"
+
+#include <openssl/crypto.h>
+#include <string.h>
+
+#define VERSION 1
+#define MAC_LEN 16
+#define RAW_LEN (1 + 8 + GW_CONT_ID_LEN + MAC_LEN)
+#define LABEL "waygate.v1.search.continuation"
+
+_Static_assert(GW_CONT_TEXT_LEN == 2 * RAW_LEN, "hex of the raw form");
+
+/* The MAC over label, search and position (each variable part length-prefixed). */
+static int mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+               const struct gw_cont_search *s, const uint8_t pos[1 + 8 + GW_CONT_ID_LEN],
+               uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    uint8_t buf[512];
+    size_t n = 0, who = strlen(s->who), br = strlen(s->branch);
+    const struct {
+        const void *p;
+        size_t n;
+    } parts[] = {
+        {LABEL, sizeof(LABEL) - 1}, {s->who, who},
+        {s->key, s->key_len},       {s->branch, br},
+        {pos, 1 + 8 + GW_CONT_ID_LEN},
+    };
+    int rc;
+
+    if (s->key_kind < 0 || s->key_kind > 255)
+        return GW_EINVAL;
+    buf[n++] = (uint8_t)s->key_kind;
+    for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
+        if (parts[i].n > 255 || n + 1 + parts[i].n > sizeof(buf))
+            return GW_EINVAL;
+        buf[n++] = (uint8_t)parts[i].n;
+        memcpy(buf + n, parts[i].p, parts[i].n);
+        n += parts[i].n;
+    }
+    rc = gw_crypto_hmac(cx, key, GW_CRYPTO_KEY_LEN, buf, n, out);
+    OPENSSL_cleanse(buf, n);
+    return rc;
+}
+
+static void pos_encode(int64_t at, const uint8_t id[GW_CONT_ID_LEN], uint8_t pos[])
+{
+    uint64_t v = (uint64_t)at;
+
+    pos[0] = VERSION;
+    for (int i = 0; i < 8; i++)
+        pos[1 + i] = (uint8_t)(v >> (56 - 8 * i));
+    memcpy(pos + 9, id, GW_CONT_ID_LEN);
+}
+
+int gw_cont_encode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN],
+                   const struct gw_cont_search *s, int64_t at, const uint8_t id[GW_CONT_ID_LEN],
+                   char out[GW_CONT_TEXT_LEN + 1])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint8_t raw[RAW_LEN], m[GW_CRYPTO_MAC_LEN];
+    int rc;
+
+    if (s == NULL || s->who == NULL || s->branch == NULL || (s->key == NULL && s->key_len > 0))
+        return GW_EINVAL;
+    pos_encode(at, id, raw);
+    rc = mac(cx, mac_key, s, raw, m);
+    if (rc != 0)
+        return rc;
+    memcpy(raw + 1 + 8 + GW_CONT_ID_LEN, m, MAC_LEN);
+    for (size_t i = 0; i < RAW_LEN; i++) {
+        out[2 * i] = hex[raw[i] >> 4];
+        out[2 * i + 1] = hex[raw[i] & 15];
+    }
+    out[GW_CONT_TEXT_LEN] = '\0';
+    return 0;
+}
+
+static int unhex(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    return -1;
+}
+
+int gw_cont_decode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN],
+                   const struct gw_cont_search *s, const char *text, size_t n, int64_t *at,
+                   uint8_t id[GW_CONT_ID_LEN])
+{
+    uint8_t raw[RAW_LEN], m[GW_CRYPTO_MAC_LEN];
+    uint64_t v = 0;
+    int rc;
+
+    if (s == NULL || s->who == NULL || s->branch == NULL || text == NULL ||
+        n != GW_CONT_TEXT_LEN || (s->key == NULL && s->key_len > 0))
+        return GW_EINVAL;
+    for (size_t i = 0; i < RAW_LEN; i++) {
+        int hi = unhex(text[2 * i]), lo = unhex(text[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return GW_EINVAL;
+        raw[i] = (uint8_t)(hi << 4 | lo);
+    }
+    if (raw[0] != VERSION)
+        return GW_EINVAL;
+    rc = mac(cx, mac_key, s, raw, m);
+    if (rc != 0)
+        return rc;
+    if (CRYPTO_memcmp(m, raw + 1 + 8 + GW_CONT_ID_LEN, MAC_LEN) != 0)
+        return GW_EINVAL;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | raw[1 + i];
+    *at = (int64_t)v;
+    memcpy(id, raw + 9, GW_CONT_ID_LEN);
+    return 0;
+}

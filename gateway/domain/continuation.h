@@ -1,0 +1,42 @@
+/* continuation.h: the continuation of a Search page (WaybillQuery.Search): the keyset position
+ * after a result (its accepted_at and record id, both shown to the caller in that very result)
+ * made tamper-proof by a MAC that also binds it to the search it came from (who searched, by
+ * which key, within which branch). It reveals nothing the caller could not see: the key is only
+ * inside the MAC. Text form: 82 lowercase hex characters (version, position, 16-byte MAC).
+ * Pure: no I/O, no logging. */
+#ifndef GW_CONTINUATION_H
+#define GW_CONTINUATION_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "crypto.h"
+#include "err.h"
+
+#define GW_CONT_ID_LEN 16
+#define GW_CONT_TEXT_LEN 82 /* without the NUL */
+
+/* The search a continuation belongs to. key: the key's bytes (a blind index, or the day's text);
+ * who: the caller's quota identity; branch: the branch searched. */
+struct gw_cont_search {
+    const char *who;
+    int key_kind;
+    const uint8_t *key;
+    size_t key_len;
+    const char *branch;
+};
+
+/* Writes the continuation after (at, id) of search s into out (GW_CONT_TEXT_LEN + 1 bytes,
+ * NUL-terminated), under mac_key (32 bytes). Returns 0, GW_EINVAL or GW_ECRYPTO. */
+int gw_cont_encode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN],
+                   const struct gw_cont_search *s, int64_t at, const uint8_t id[GW_CONT_ID_LEN],
+                   char out[GW_CONT_TEXT_LEN + 1]) GW_MUST_CHECK;
+
+/* Checks text (n bytes) as a continuation of search s under mac_key; on success fills *at and
+ * id. Returns 0, GW_EINVAL (malformed, altered, or of another search: one answer for all) or
+ * GW_ECRYPTO. The MAC is compared in constant time. */
+int gw_cont_decode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN],
+                   const struct gw_cont_search *s, const char *text, size_t n, int64_t *at,
+                   uint8_t id[GW_CONT_ID_LEN]) GW_MUST_CHECK;
+
+#endif
