@@ -22,4 +22,8 @@ void gw_api_intake_submit_batch(struct gw_call *call, const uint8_t *req, size_t
 /* waygate.v1.WaybillQuery/Get (role courier until the principals issue: own branch, masked). */
 void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len);
 
+/* waygate.v1.WaybillQuery/Search (server-streaming) and /Reveal (api_search.c, api_reveal.c). */
+void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len);
+void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len);
+
 #endif

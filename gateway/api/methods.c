@@ -12,8 +12,8 @@ static const struct gw_method methods[] = {
     {"/waygate.v1.WaybillIntake/RecordScan", NULL, false},
 
     {"/waygate.v1.WaybillQuery/Get", gw_api_query_get, false},
-    {"/waygate.v1.WaybillQuery/Search", NULL, true},
-    {"/waygate.v1.WaybillQuery/Reveal", NULL, false},
+    {"/waygate.v1.WaybillQuery/Search", gw_api_query_search, true},
+    {"/waygate.v1.WaybillQuery/Reveal", gw_api_query_reveal, false},
 
     {"/waygate.v1.Compliance/RequestBulk", NULL, false},
     {"/waygate.v1.Compliance/ApproveBulk", NULL, false},

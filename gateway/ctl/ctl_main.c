@@ -20,6 +20,7 @@ static const struct ctl_cmd commands[] = {
     {"keys", gw_ctl_keys, "keyring: init, rotate, retire, status, rewrap data keys"},
     {"migrate", gw_ctl_migrate,
      "apply the schema migrations as the owner (--db or $WAYGATE_PGURI_OWNER)"},
+    {"routes", gw_ctl_routes, "add, list and remove routes: region code -> delivering branch"},
     {"segments", gw_ctl_segments, "issue and list waybill-number segments of branches (Art. 18)"},
     {"suspicious", gw_ctl_suspicious,
      "list phone numbers used by different senders (part 12 Art. 7)"},

@@ -25,8 +25,7 @@ static int mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
         const void *p;
         size_t n;
     } parts[] = {
-        {LABEL, sizeof(LABEL) - 1}, {s->who, who},
-        {s->key, s->key_len},       {s->branch, br},
+        {LABEL, sizeof(LABEL) - 1},    {s->who, who}, {s->key, s->key_len}, {s->branch, br},
         {pos, 1 + 8 + GW_CONT_ID_LEN},
     };
     int rc;
@@ -96,8 +95,8 @@ int gw_cont_decode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN
     uint64_t v = 0;
     int rc;
 
-    if (s == NULL || s->who == NULL || s->branch == NULL || text == NULL ||
-        n != GW_CONT_TEXT_LEN || (s->key == NULL && s->key_len > 0))
+    if (s == NULL || s->who == NULL || s->branch == NULL || text == NULL || n != GW_CONT_TEXT_LEN ||
+        (s->key == NULL && s->key_len > 0))
         return GW_EINVAL;
     for (size_t i = 0; i < RAW_LEN; i++) {
         int hi = unhex(text[2 * i]), lo = unhex(text[2 * i + 1]);

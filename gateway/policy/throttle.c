@@ -104,8 +104,7 @@ static struct who *find(struct gw_throttle *t, const char *who, uint32_t window_
     return free_slot;
 }
 
-static enum gw_throttle_verdict over(struct who *w, uint32_t window_s, uint64_t now,
-                                     bool *incident)
+static enum gw_throttle_verdict over(struct who *w, uint32_t window_s, uint64_t now, bool *incident)
 {
     if (w != NULL && (w->incident_at == 0 || now - w->incident_at >= window_s)) {
         w->incident_at = now != 0 ? now : 1;

@@ -355,3 +355,8 @@ out:
     PQclear(res);
     return rc;
 }
+
+PGconn *gw_admin_conn(struct gw_admin *a)
+{
+    return a->pg;
+}

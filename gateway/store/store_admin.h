@@ -106,4 +106,8 @@ typedef void (*gw_admin_suspect_cb)(void *arg, const struct gw_admin_suspect *s)
 int gw_admin_suspicious_list(struct gw_admin *a, long limit, gw_admin_suspect_cb cb, void *arg,
                              char *errbuf, size_t errlen) GW_MUST_CHECK;
 
+/* The connection itself, for the CLI's statements kept in other store files (store_routes.c). */
+struct pg_conn;
+struct pg_conn *gw_admin_conn(struct gw_admin *a);
+
 #endif

@@ -1,0 +1,265 @@
+/* api_reveal.c: waygate.v1.WaybillQuery/Reveal: one field of one waybill in clear, for a stated
+ * reason. Checks, in order: the request (number, field path, reason), whether the role may reveal
+ * that field at all (policy), the scraping throttle, the record within the caller's scope (read
+ * and authenticated exactly as Get: outside the scope is NOT_FOUND like a missing number), and for
+ * a courier that its branch delivers the waybill. Then one database transaction counts the
+ * caller's reveals in the last hour and the current UTC day and writes the reveal_log row (who,
+ * certificate, peer, record, field, reason; never the value) only under both quotas; the value is
+ * sent only after that row committed (fail closed). Over quota: RESOURCE_EXHAUSTED naming the
+ * quota hit, and a 'reveal_quota' incident. audit_seq is the reveal_log row's id until the audit
+ * chain exists. Invariant: the clear value lives only in the call's arena. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "waygate/v1/query.pb-c.h"
+
+#include "alloc.h"
+#include "api.h"
+#include "api_query.h"
+#include "app.h"
+#include "incident.h"
+#include "log.h"
+#include "policy.h"
+#include "seal.h"
+#include "store.h"
+#include "waybillno.h"
+
+#define REASON_MAX 512 /* bytes; reveal_log's CHECK says the same */
+
+struct reveal {
+    struct gw_call *call;
+    struct gw_store_req *req;
+    enum gw_col col;
+    char number[GW_WAYBILLNO_MAX + 1];
+    size_t number_len;
+    const char *reason; /* in the request, in the call's arena */
+    char who[GW_API_WHO_MAX];
+    struct gw_str value; /* the clear value, in the call's arena */
+    struct gw_policy_limits lim;
+};
+
+static void cancel_cb(void *arg)
+{
+    struct reveal *r = arg;
+
+    gw_store_cancel(r->req);
+    r->req = NULL;
+}
+
+static void quota_incident(struct reveal *r, const struct gw_store_reveal_result *res)
+{
+    const struct gw_principal *p = gw_call_principal(r->call);
+    const struct gw_log_ctx *lc = gw_call_log_ctx(r->call);
+    struct gw_incident inc;
+    char detail[160];
+    int rc;
+
+    snprintf(detail, sizeof(detail),
+             "reveal quota used up: %" PRIu32 " in the last hour (at most %" PRIu32
+             "), %" PRIu32 " today (at most %" PRIu32 ")",
+             res->used_hour, r->lim.reveals_per_hour, res->used_day, r->lim.reveals_per_day);
+    GW_LOG(GW_LOG_WARN, "query", lc, "%s", detail);
+    memset(&inc, 0, sizeof(inc));
+    inc.severity = "medium";
+    inc.kind = "reveal_quota";
+    inc.principal = p->name;
+    inc.peer = lc->peer;
+    inc.branch = p->branch;
+    inc.detail = detail;
+    rc = gw_incident_record(gw_call_app(r->call)->incidents, &inc);
+    if (rc != 0)
+        GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
+}
+
+static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *res)
+{
+    Waygate__V1__RevealResponse out = WAYGATE__V1__REVEAL_RESPONSE__INIT;
+    struct reveal *r = arg;
+    struct gw_fault f;
+    uint32_t left_h, left_d;
+    int rc;
+
+    r->req = NULL;
+    gw_call_set_cancel(r->call, NULL, NULL);
+    if (err == GW_ETOOBIG) {
+        quota_incident(r, res);
+        gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, GW_RULE_REVEAL_QUOTA);
+        f.limit = res->hour_hit ? r->lim.reveals_per_hour : r->lim.reveals_per_day;
+        gw_call_finish_fault(r->call, &f);
+        return;
+    }
+    if (err != 0) { /* not recorded (or not known to be): nothing is released */
+        GW_LOG(GW_LOG_ERROR, "query", gw_call_log_ctx(r->call),
+               "reveal not recorded (%s): value withheld", gw_err_str(err));
+        gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        return;
+    }
+    left_h = res->used_hour < r->lim.reveals_per_hour ? r->lim.reveals_per_hour - res->used_hour
+                                                      : 0;
+    left_d = res->used_day < r->lim.reveals_per_day ? r->lim.reveals_per_day - res->used_day : 0;
+    out.field = (char *)gw_col_field[r->col];
+    out.value = (char *)r->value.p;
+    out.remaining_quota = left_h < left_d ? left_h : left_d;
+    out.audit_seq = res->seq > 0 ? (uint64_t)res->seq : 0;
+    GW_LOG(GW_LOG_INFO, "query", gw_call_log_ctx(r->call), "revealed %s (reveal_log %" PRId64 ")",
+           gw_col_field[r->col], res->seq);
+    rc = gw_call_send(r->call, &out.base);
+    if (rc != 0) {
+        gw_call_fail(r->call, rc, NULL, GW_RULE_NOT_RENDERED);
+        return;
+    }
+    gw_call_finish(r->call, GW_GRPC_OK, NULL);
+}
+
+static void got_cb(void *arg, int err, const struct gw_store_row *row)
+{
+    struct reveal *r = arg;
+    struct gw_app *app = gw_call_app(r->call);
+    const struct gw_principal *p = gw_call_principal(r->call);
+    struct gw_str clear[GW_COL_COUNT];
+    struct gw_store_reveal rv;
+    int rc;
+
+    r->req = NULL;
+    gw_call_set_cancel(r->call, NULL, NULL);
+    if (err == GW_ENOTFOUND) {
+        gw_call_fail(r->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
+        return;
+    }
+    if (err != 0) {
+        gw_api_read_failed(r->call, err);
+        return;
+    }
+    /* As Get: authenticate, then decide the scope on what the record MAC vouches for. */
+    rc = gw_api_open_row(r->call, &row->w, r->number, r->number_len, clear);
+    if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
+        gw_api_fail_unreadable(r->call, rc);
+        return;
+    }
+    if (rc != 0) {
+        gw_call_fail(r->call, rc, NULL, GW_RULE_NOT_READ);
+        return;
+    }
+    if (!gw_api_in_scope(r->call, row)) {
+        gw_call_fail(r->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
+        return;
+    }
+    /* A courier reveals only for a waybill its branch delivers. */
+    if (strcmp(p->role, "courier") == 0 &&
+        (row->dest_branch == NULL || strcmp(row->dest_branch, p->branch) != 0)) {
+        gw_call_fail(r->call, GW_EPERM, "field", GW_RULE_REVEAL_DENIED);
+        return;
+    }
+    r->value = clear[r->col];
+    memset(&rv, 0, sizeof(rv));
+    rv.scope = p->branch;
+    rv.quota_key = r->who;
+    rv.principal = p->name;
+    rv.account_id = p->authn == GW_AUTHN_TOKEN ? p->account_id : 0;
+    rv.role = p->role;
+    rv.cert = p->cert;
+    rv.peer = gw_call_log_ctx(r->call)->peer != NULL ? gw_call_log_ctx(r->call)->peer : p->peer;
+    memcpy(rv.record_id, row->w.id, sizeof(rv.record_id));
+    rv.field = gw_col_field[r->col];
+    rv.reason = r->reason;
+    rv.per_hour = r->lim.reveals_per_hour;
+    rv.per_day = r->lim.reveals_per_day;
+    rc = gw_store_reveal(app->store, &rv, logged_cb, r, &r->req);
+    if (rc != 0) {
+        gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        return;
+    }
+    gw_call_set_cancel(r->call, cancel_cb, r);
+}
+
+/* The column whose field path is path, or GW_COL_COUNT. */
+static enum gw_col col_of(const char *path)
+{
+    for (size_t c = 0; c < GW_COL_COUNT; c++)
+        if (strcmp(gw_col_field[c], path) == 0)
+            return (enum gw_col)c;
+    return GW_COL_COUNT;
+}
+
+void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Waygate__V1__RevealRequest *in;
+    struct gw_app *app = gw_call_app(call);
+    const struct gw_principal *p = gw_call_principal(call);
+    uint8_t bidx[GW_CRYPTO_BIDX_LEN];
+    enum gw_rule rule = GW_RULE_NONE;
+    struct gw_fault f;
+    struct reveal *r;
+    int rc;
+
+    if (p->branch[0] == '\0') {
+        gw_call_fail(call, GW_EPERM, "principal", GW_RULE_PRINCIPAL_BRANCH);
+        return;
+    }
+    if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL ||
+        app->throttle == NULL) {
+        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
+        return;
+    }
+    in = (Waygate__V1__RevealRequest *)gw_call_unpack(
+        call, &waygate__v1__reveal_request__descriptor, req, len);
+    if (in == NULL)
+        return;
+    r = gw_arena_alloc(gw_call_arena(call), sizeof(*r));
+    if (r == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return;
+    }
+    memset(r, 0, sizeof(*r));
+    r->call = call;
+    if (in->waybill_no[0] == '\0') {
+        gw_call_fail(call, GW_EINVAL, "waybill_no", GW_RULE_REQUIRED);
+        return;
+    }
+    if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), r->number, &r->number_len,
+                               &rule) != 0) {
+        gw_call_fail(call, GW_EINVAL, "waybill_no", rule);
+        return;
+    }
+    if (in->field[0] == '\0') {
+        gw_call_fail(call, GW_EINVAL, "field", GW_RULE_REQUIRED);
+        return;
+    }
+    r->col = col_of(in->field);
+    if (r->col == GW_COL_COUNT) {
+        gw_call_fail(call, GW_EINVAL, "field", GW_RULE_FIELD_UNKNOWN);
+        return;
+    }
+    if (in->reason[0] == '\0') {
+        gw_call_fail(call, GW_EINVAL, "reason", GW_RULE_REQUIRED);
+        return;
+    }
+    if (strlen(in->reason) > REASON_MAX) {
+        gw_fault_set(&f, GW_EINVAL, NULL, "reason", GW_RULE_TOO_LONG);
+        f.limit = REASON_MAX;
+        gw_call_finish_fault(call, &f);
+        return;
+    }
+    r->reason = in->reason;
+    /* Whether the role may reveal this field at all depends on no record: asked first. */
+    if (!gw_policy_may_reveal(gw_call_policy(call), p->role, r->col)) {
+        gw_call_fail(call, GW_EPERM, "field", GW_RULE_REVEAL_DENIED);
+        return;
+    }
+    gw_policy_limits(gw_call_policy(call), p->role, &r->lim);
+    gw_api_who(p, r->who);
+    rc = gw_seal_number_bidx(app->crypto, app->keys, r->number, r->number_len, bidx);
+    if (rc != 0) {
+        gw_call_fail(call, rc, NULL, GW_RULE_NONE);
+        return;
+    }
+    if (!gw_api_throttle(call, bidx))
+        return;
+    rc = gw_store_get(app->store, p->branch, bidx, got_cb, r, &r->req);
+    if (rc != 0) {
+        gw_api_read_failed(call, rc);
+        return;
+    }
+    gw_call_set_cancel(call, cancel_cb, r);
+}

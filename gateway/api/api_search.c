@@ -1,0 +1,318 @@
+/* api_search.c: waygate.v1.WaybillQuery/Search: the waybills matching exactly one key (a phone, an
+ * ID number or a waybill number through their blind indexes, normalised as at intake; or a pickup
+ * day) within the caller's scope (its branch: waybills it accepted or delivers; a branch outside
+ * the scope is PERMISSION_DENIED), newest first, one page of at most the policy's
+ * search_limit_max, each rendered exactly as Get renders it and carrying its continuation. The
+ * key counts against the scraping throttle; searches by phone or ID number are logged (never the
+ * value). A row that fails to authenticate is left out of the page and recorded as an incident
+ * (one altered row must not hide the others from the branch, and never shows its data).
+ * Invariant: the page (clear values included) lives in the call's arena, wiped when the call ends;
+ * responses are sent only while the stream is writable. */
+#include <ctype.h>
+#include <openssl/crypto.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "waygate/v1/query.pb-c.h"
+
+#include "alloc.h"
+#include "api.h"
+#include "api_query.h"
+#include "app.h"
+#include "continuation.h"
+#include "crypto.h"
+#include "idcard.h"
+#include "keyring.h"
+#include "log.h"
+#include "phone.h"
+#include "policy.h"
+#include "seal.h"
+#include "store.h"
+#include "waybillno.h"
+
+#define DEFAULT_LIMIT 20
+
+struct search {
+    struct gw_call *call;
+    struct gw_store_req *req;
+    struct gw_store_search q;
+    struct gw_cont_search cs;
+    char who[GW_API_WHO_MAX];
+    char day[11];
+    char number[GW_WAYBILLNO_MAX + 1]; /* GW_STORE_KEY_NUMBER: the number asked for */
+    size_t number_len;
+    Waygate__V1__WaybillView *views; /* the page, in the call's arena */
+    size_t n, next;
+};
+
+static void cancel_cb(void *arg)
+{
+    struct search *s = arg;
+
+    gw_store_cancel(s->req);
+    s->req = NULL;
+}
+
+/* Sends the page while the stream takes it; resumes when it is writable again. */
+static void pump(void *arg)
+{
+    struct search *s = arg;
+    int rc;
+
+    while (s->next < s->n) {
+        if (!gw_call_writable(s->call)) {
+            gw_call_on_writable(s->call, pump, s);
+            return;
+        }
+        rc = gw_call_send(s->call, &s->views[s->next].base);
+        if (rc != 0) {
+            gw_call_fail(s->call, rc, NULL, GW_RULE_NOT_RENDERED);
+            return;
+        }
+        s->next++;
+    }
+    gw_call_finish(s->call, GW_GRPC_OK, NULL);
+}
+
+static void found_cb(void *arg, int err, const struct gw_store_row *rows, size_t n)
+{
+    struct search *s = arg;
+    struct gw_app *app = gw_call_app(s->call);
+    struct gw_arena *a = gw_call_arena(s->call);
+    struct gw_str clear[GW_COL_COUNT];
+    size_t i;
+    int rc;
+
+    s->req = NULL;
+    gw_call_set_cancel(s->call, NULL, NULL);
+    if (err != 0) {
+        gw_api_read_failed(s->call, err);
+        return;
+    }
+    if (n > 0 && (s->views = gw_arena_alloc(a, n * sizeof(*s->views))) == NULL) {
+        gw_call_fail(s->call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        Waygate__V1__WaybillView *v = &s->views[s->n];
+        const char *num = s->q.key == GW_STORE_KEY_NUMBER ? s->number : NULL;
+
+        waygate__v1__waybill_view__init(v);
+        rc = gw_api_open_row(s->call, &rows[i].w, num, s->number_len, clear);
+        if (rc == GW_EDATALOSS || rc == GW_EPRECOND)
+            continue; /* incident recorded; the row is left out */
+        if (rc == 0 && !gw_api_in_scope(s->call, &rows[i]))
+            continue; /* the database's scope and the policy's disagree: show nothing */
+        if (rc == 0)
+            rc = gw_api_render_view(s->call, &rows[i].w, clear, v);
+        if (rc == 0 && (v->continuation = gw_arena_alloc(a, GW_CONT_TEXT_LEN + 1)) == NULL)
+            rc = GW_ENOMEM;
+        if (rc == 0)
+            rc = gw_cont_encode(app->crypto, gw_keyring_token_key(app->keys), &s->cs,
+                                rows[i].w.accepted_at, rows[i].w.id, v->continuation);
+        if (rc != 0) {
+            gw_call_fail(s->call, rc, NULL, GW_RULE_NOT_RENDERED);
+            return;
+        }
+        s->n++;
+    }
+    pump(s);
+}
+
+/* A calendar date "YYYY-MM-DD" (years 2000-2099 are the ones a pickup can have). */
+static bool valid_day(const char *d)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int y, m, day;
+
+    if (strlen(d) != 10 || d[4] != '-' || d[7] != '-')
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !isdigit((unsigned char)d[i]))
+            return false;
+    y = (d[0] - '0') * 1000 + (d[1] - '0') * 100 + (d[2] - '0') * 10 + (d[3] - '0');
+    m = (d[5] - '0') * 10 + (d[6] - '0');
+    day = (d[8] - '0') * 10 + (d[9] - '0');
+    if (y < 2000 || y > 2099 || m < 1 || m > 12 || day < 1 || day > mdays[m - 1])
+        return false;
+    return !(m == 2 && day == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)));
+}
+
+/* An ID number as intake normalises it, whatever its type: a 15-digit resident number upgraded
+ * to 18 digits, ASCII letters upper-cased. */
+static int id_normalize(const char *in, char out[GW_ID_NORM_MAX + 1], size_t *len)
+{
+    size_t n = strlen(in);
+
+    if (gw_idcard_normalize(GW_ID_RESIDENT_CARD, in, n, out, GW_ID_NORM_MAX + 1, len) == 0)
+        return 0;
+    if (n > GW_ID_NORM_MAX)
+        return GW_ETOOBIG;
+    for (size_t i = 0; i < n; i++)
+        out[i] = (in[i] >= 'a' && in[i] <= 'z') ? (char)(in[i] - 'a' + 'A') : in[i];
+    out[n] = '\0';
+    *len = n;
+    return 0;
+}
+
+/* The key's blind index into s->q.bidx (for a day: s->day and a keyed hash of it, so that the
+ * throttle counts days like the other keys). Fails the call and returns false on a bad key. */
+static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
+{
+    struct gw_app *app = gw_call_app(s->call);
+    const uint8_t *ik = gw_keyring_index_key(app->keys);
+    char norm[GW_ID_NORM_MAX + 1];
+    uint8_t mac[GW_CRYPTO_MAC_LEN];
+    enum gw_rule rule = GW_RULE_NONE;
+    const char *field = NULL;
+    size_t len = 0;
+    int rc = 0;
+
+    switch (in->key_case) {
+    case WAYGATE__V1__SEARCH_REQUEST__KEY_PHONE:
+        field = "phone";
+        s->q.key = GW_STORE_KEY_PHONE;
+        if (in->phone[0] == '\0')
+            rule = GW_RULE_REQUIRED;
+        else if (gw_phone_parse(in->phone, strlen(in->phone), norm, &len, NULL, &rule) == 0)
+            rc = gw_crypto_blind_index(app->crypto, ik, GW_BIDX_PHONE, (const uint8_t *)norm, len,
+                                       s->q.bidx);
+        break;
+    case WAYGATE__V1__SEARCH_REQUEST__KEY_ID_NUMBER:
+        field = "id_number";
+        s->q.key = GW_STORE_KEY_ID_NUMBER;
+        if (in->id_number[0] == '\0')
+            rule = GW_RULE_REQUIRED;
+        else if (id_normalize(in->id_number, norm, &len) != 0)
+            rule = GW_RULE_TOO_LONG;
+        else
+            rc = gw_crypto_blind_index(app->crypto, ik, GW_BIDX_ID_NUMBER, (const uint8_t *)norm,
+                                       len, s->q.bidx);
+        break;
+    case WAYGATE__V1__SEARCH_REQUEST__KEY_WAYBILL_NO:
+        field = "waybill_no";
+        s->q.key = GW_STORE_KEY_NUMBER;
+        if (in->waybill_no[0] == '\0')
+            rule = GW_RULE_REQUIRED;
+        else if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), s->number,
+                                        &s->number_len, &rule) == 0)
+            rc = gw_seal_number_bidx(app->crypto, app->keys, s->number, s->number_len,
+                                     s->q.bidx);
+        break;
+    case WAYGATE__V1__SEARCH_REQUEST__KEY_PICKUP_DAY:
+        field = "pickup_day";
+        s->q.key = GW_STORE_KEY_DAY;
+        if (in->pickup_day[0] == '\0') {
+            rule = GW_RULE_REQUIRED;
+            break;
+        }
+        if (!valid_day(in->pickup_day)) {
+            rule = GW_RULE_PICKUP_DAY_FORMAT;
+            break;
+        }
+        memcpy(s->day, in->pickup_day, sizeof(s->day));
+        s->q.day = s->day;
+        snprintf(norm, sizeof(norm), "search.pickup_day:%s", s->day);
+        rc = gw_crypto_hmac(app->crypto, ik, GW_CRYPTO_KEY_LEN, (const uint8_t *)norm,
+                            strlen(norm), mac);
+        if (rc == 0)
+            memcpy(s->q.bidx, mac, sizeof(s->q.bidx));
+        break;
+    default:
+        gw_call_fail(s->call, GW_EINVAL, NULL, GW_RULE_SEARCH_ONE_KEY);
+        return false;
+    }
+    OPENSSL_cleanse(norm, sizeof(norm));
+    if (rule != GW_RULE_NONE) {
+        struct gw_fault f;
+        gw_fault_set(&f, GW_EINVAL, NULL, field, rule);
+        if (rule == GW_RULE_TOO_LONG)
+            f.limit = GW_ID_NORM_MAX;
+        gw_call_finish_fault(s->call, &f);
+        return false;
+    }
+    if (rc != 0) {
+        gw_call_fail(s->call, rc, NULL, GW_RULE_NONE);
+        return false;
+    }
+    s->cs.key_kind = (int)s->q.key;
+    s->cs.key = s->q.bidx;
+    s->cs.key_len = sizeof(s->q.bidx);
+    return true;
+}
+
+void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Waygate__V1__SearchRequest *in;
+    struct gw_app *app = gw_call_app(call);
+    const struct gw_principal *p = gw_call_principal(call);
+    struct gw_policy_limits lim;
+    struct search *s;
+    int rc;
+
+    if (p->branch[0] == '\0') {
+        gw_call_fail(call, GW_EPERM, "principal", GW_RULE_PRINCIPAL_BRANCH);
+        return;
+    }
+    if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL ||
+        app->throttle == NULL) {
+        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
+        return;
+    }
+    in = (Waygate__V1__SearchRequest *)gw_call_unpack(
+        call, &waygate__v1__search_request__descriptor, req, len);
+    if (in == NULL)
+        return;
+    s = gw_arena_alloc(gw_call_arena(call), sizeof(*s));
+    if (s == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return;
+    }
+    memset(s, 0, sizeof(*s));
+    s->call = call;
+    if (!key_of(s, in))
+        return;
+    /* Today a scope is one branch: a branch named must be it. */
+    if (in->branch[0] != '\0' && strcmp(in->branch, p->branch) != 0) {
+        gw_call_fail(call, GW_EPERM, "branch", GW_RULE_BRANCH_OUT_OF_SCOPE);
+        return;
+    }
+    s->q.scope = p->branch;
+    s->q.branch = p->branch;
+    s->cs.who = gw_api_who(p, s->who);
+    s->cs.branch = p->branch;
+    if (in->continuation[0] != '\0') {
+        rc = gw_cont_decode(app->crypto, gw_keyring_token_key(app->keys), &s->cs,
+                            in->continuation, strlen(in->continuation), &s->q.after_at,
+                            s->q.after_id);
+        if (rc != 0) {
+            gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : rc, "continuation",
+                         rc == GW_EINVAL ? GW_RULE_CONTINUATION : GW_RULE_NONE);
+            return;
+        }
+        s->q.after = true;
+    }
+    gw_policy_limits(gw_call_policy(call), p->role, &lim);
+    s->q.limit = in->limit != 0 ? in->limit : DEFAULT_LIMIT;
+    if (s->q.limit > lim.search_limit_max)
+        s->q.limit = lim.search_limit_max;
+    if (s->q.limit > GW_STORE_SEARCH_MAX)
+        s->q.limit = GW_STORE_SEARCH_MAX;
+    if (s->q.key == GW_STORE_KEY_PHONE || s->q.key == GW_STORE_KEY_ID_NUMBER)
+        GW_LOG(GW_LOG_INFO, "query", gw_call_log_ctx(call),
+               "search by %s within branch %s (limit %u%s)",
+               s->q.key == GW_STORE_KEY_PHONE ? "phone" : "id_number", p->branch,
+               (unsigned)s->q.limit, s->q.after ? ", continued" : "");
+    if (!gw_api_throttle(call, s->q.bidx))
+        return;
+    if (s->q.limit == 0) { /* the role may search nothing: an empty page */
+        gw_call_finish(call, GW_GRPC_OK, NULL);
+        return;
+    }
+    rc = gw_store_search(app->store, &s->q, found_cb, s, &s->req);
+    if (rc != 0) {
+        gw_api_read_failed(call, rc);
+        return;
+    }
+    gw_call_set_cancel(call, cancel_cb, s);
+}

@@ -1,0 +1,145 @@
+/* ctl_routes.c: `waygatectl routes add REGION BRANCH | list | remove REGION`: the routing table
+ * (destination region code -> delivering branch) that puts a waybill into its destination
+ * branch's scope (Art. 34). Every change is recorded in admin_log (via 'cli') in the same
+ * statement as the change itself. */
+#include <getopt.h>
+#include <pwd.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+#include "store_admin.h"
+#include "store_routes.h"
+
+static void routes_usage(FILE *f)
+{
+    fprintf(f, "usage: waygatectl routes add REGION BRANCH [--by NAME] [--db CONNINFO]\n"
+               "       waygatectl routes remove REGION [--by NAME] [--db CONNINFO]\n"
+               "       waygatectl routes list [--db CONNINFO]\n"
+               "  REGION is a 6-digit administrative division code; BRANCH the branch that\n"
+               "  delivers there (its principals then see waybills bound for REGION).\n"
+               "  CONNINFO defaults to $WAYGATE_PGURI.\n");
+}
+
+static bool valid_region(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0'; i++)
+        if (s[i] < '0' || s[i] > '9')
+            return false;
+    return i == 6;
+}
+
+static bool valid_branch(const char *s)
+{
+    size_t i;
+
+    for (i = 0; s[i] != '\0'; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+            return false;
+    return i >= 1 && i <= 31;
+}
+
+static const char *default_actor(void)
+{
+    const struct passwd *pw = getpwuid(getuid());
+
+    return pw != NULL ? pw->pw_name : "unknown";
+}
+
+static void print_route(void *arg, const struct gw_admin_route *r)
+{
+    (void)arg;
+    printf("%s\t%s\t%s\t%s\n", r->region, r->branch, r->created_at, r->created_by);
+}
+
+int gw_ctl_routes(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"by", required_argument, NULL, 'y'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *db = NULL, *by = NULL, *verb, *args[2] = {NULL, NULL};
+    struct gw_admin *a = NULL;
+    char err[512];
+    int c, nargs, rc = GW_CTL_OK, e;
+
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        routes_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? GW_CTL_USAGE : GW_CTL_OK;
+    }
+    verb = argv[1];
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            db = optarg;
+            break;
+        case 'y':
+            by = optarg;
+            break;
+        case 'h':
+            routes_usage(stdout);
+            return GW_CTL_OK;
+        default:
+            routes_usage(stderr);
+            return GW_CTL_USAGE;
+        }
+    }
+    nargs = argc - optind;
+    if (nargs > 2) {
+        fprintf(stderr, "waygatectl routes: unexpected argument '%s'\n", argv[optind + 2]);
+        return GW_CTL_USAGE;
+    }
+    for (int i = 0; i < nargs; i++)
+        args[i] = argv[optind + i];
+    if (!((strcmp(verb, "add") == 0 && nargs == 2) || (strcmp(verb, "remove") == 0 && nargs == 1) ||
+          (strcmp(verb, "list") == 0 && nargs == 0))) {
+        routes_usage(stderr);
+        return GW_CTL_USAGE;
+    }
+    if (nargs >= 1 && !valid_region(args[0])) {
+        fprintf(stderr, "waygatectl routes: REGION must be 6 digits\n");
+        return GW_CTL_USAGE;
+    }
+    if (nargs == 2 && !valid_branch(args[1])) {
+        fprintf(stderr, "waygatectl routes: BRANCH must be 1 to 31 letters, digits, '_' or '-'\n");
+        return GW_CTL_USAGE;
+    }
+    if (by == NULL)
+        by = default_actor();
+    if (db == NULL)
+        db = getenv("WAYGATE_PGURI");
+    if (db == NULL || db[0] == '\0') {
+        fprintf(stderr, "waygatectl routes: no database: give --db CONNINFO or set WAYGATE_PGURI\n");
+        return GW_CTL_FAIL;
+    }
+    if (gw_admin_connect(db, &a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "waygatectl routes: %s\n", err);
+        return GW_CTL_FAIL;
+    }
+    if (strcmp(verb, "add") == 0) {
+        e = gw_admin_route_set(a, args[0], args[1], by, err, sizeof(err));
+        if (e == 0)
+            printf("route %s -> %s\n", args[0], args[1]);
+    } else if (strcmp(verb, "remove") == 0) {
+        e = gw_admin_route_remove(a, args[0], by, err, sizeof(err));
+        if (e == 0)
+            printf("route %s removed\n", args[0]);
+    } else {
+        e = gw_admin_route_list(a, print_route, NULL, err, sizeof(err));
+    }
+    if (e != 0) {
+        fprintf(stderr, "waygatectl routes %s: %s\n", verb, err);
+        rc = GW_CTL_FAIL;
+    }
+    gw_admin_free(a);
+    return rc;
+}
