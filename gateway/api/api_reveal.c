@@ -56,8 +56,8 @@ static void quota_incident(struct reveal *r, const struct gw_store_reveal_result
     int rc;
 
     snprintf(detail, sizeof(detail),
-             "reveal quota used up: %" PRIu32 " in the last hour (at most %" PRIu32
-             "), %" PRIu32 " today (at most %" PRIu32 ")",
+             "reveal quota used up: %" PRIu32 " in the last hour (at most %" PRIu32 "), %" PRIu32
+             " today (at most %" PRIu32 ")",
              res->used_hour, r->lim.reveals_per_hour, res->used_day, r->lim.reveals_per_day);
     GW_LOG(GW_LOG_WARN, "query", lc, "%s", detail);
     memset(&inc, 0, sizeof(inc));
@@ -95,8 +95,8 @@ static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *r
         gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
-    left_h = res->used_hour < r->lim.reveals_per_hour ? r->lim.reveals_per_hour - res->used_hour
-                                                      : 0;
+    left_h =
+        res->used_hour < r->lim.reveals_per_hour ? r->lim.reveals_per_hour - res->used_hour : 0;
     left_d = res->used_day < r->lim.reveals_per_day ? r->lim.reveals_per_day - res->used_day : 0;
     out.field = (char *)gw_col_field[r->col];
     out.value = (char *)r->value.p;
@@ -158,7 +158,8 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     rv.principal = p->name;
     rv.account_id = p->authn == GW_AUTHN_TOKEN ? p->account_id : 0;
     rv.role = p->role;
-    rv.cert = p->cert;
+    /* the certificate the call came over (for a certificate principal: itself) */
+    rv.cert = p->cert[0] != '\0' ? p->cert : p->authn == GW_AUTHN_CERT ? p->name : "";
     rv.peer = gw_call_log_ctx(r->call)->peer != NULL ? gw_call_log_ctx(r->call)->peer : p->peer;
     memcpy(rv.record_id, row->w.id, sizeof(rv.record_id));
     rv.field = gw_col_field[r->col];

@@ -196,8 +196,7 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
             rule = GW_RULE_REQUIRED;
         else if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), s->number,
                                         &s->number_len, &rule) == 0)
-            rc = gw_seal_number_bidx(app->crypto, app->keys, s->number, s->number_len,
-                                     s->q.bidx);
+            rc = gw_seal_number_bidx(app->crypto, app->keys, s->number, s->number_len, s->q.bidx);
         break;
     case WAYGATE__V1__SEARCH_REQUEST__KEY_PICKUP_DAY:
         field = "pickup_day";
@@ -213,8 +212,8 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
         memcpy(s->day, in->pickup_day, sizeof(s->day));
         s->q.day = s->day;
         snprintf(norm, sizeof(norm), "search.pickup_day:%s", s->day);
-        rc = gw_crypto_hmac(app->crypto, ik, GW_CRYPTO_KEY_LEN, (const uint8_t *)norm,
-                            strlen(norm), mac);
+        rc = gw_crypto_hmac(app->crypto, ik, GW_CRYPTO_KEY_LEN, (const uint8_t *)norm, strlen(norm),
+                            mac);
         if (rc == 0)
             memcpy(s->q.bidx, mac, sizeof(s->q.bidx));
         break;
@@ -282,9 +281,8 @@ void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
     s->cs.who = gw_api_who(p, s->who);
     s->cs.branch = p->branch;
     if (in->continuation[0] != '\0') {
-        rc = gw_cont_decode(app->crypto, gw_keyring_token_key(app->keys), &s->cs,
-                            in->continuation, strlen(in->continuation), &s->q.after_at,
-                            s->q.after_id);
+        rc = gw_cont_decode(app->crypto, gw_keyring_token_key(app->keys), &s->cs, in->continuation,
+                            strlen(in->continuation), &s->q.after_at, s->q.after_id);
         if (rc != 0) {
             gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : rc, "continuation",
                          rc == GW_EINVAL ? GW_RULE_CONTINUATION : GW_RULE_NONE);

@@ -118,7 +118,8 @@ int gw_ctl_routes(int argc, char **argv)
     if (db == NULL)
         db = getenv("WAYGATE_PGURI");
     if (db == NULL || db[0] == '\0') {
-        fprintf(stderr, "waygatectl routes: no database: give --db CONNINFO or set WAYGATE_PGURI\n");
+        fprintf(stderr,
+                "waygatectl routes: no database: give --db CONNINFO or set WAYGATE_PGURI\n");
         return GW_CTL_FAIL;
     }
     if (gw_admin_connect(db, &a, err, sizeof(err)) != 0) {

@@ -76,8 +76,8 @@ int gw_admin_route_list(struct gw_admin *a, gw_admin_route_cb cb, void *arg, cha
     PGresult *res;
     int i, rc = 0;
 
-    res = PQexec(pg, "SELECT region_code, branch, created_by, " UTC_TEXT("created_at")
-                     " FROM route ORDER BY region_code");
+    res = PQexec(pg, "SELECT region_code, branch, created_by, " UTC_TEXT(
+                         "created_at") " FROM route ORDER BY region_code");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = refused(pg, res, errbuf, errlen);
         goto out;

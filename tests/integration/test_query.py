@@ -1,0 +1,276 @@
+"""WaybillQuery.Search and Reveal, and the scraping throttle (issue 7; Art. 31, 34, 35).
+
+Search: exactly one key (phone, ID number, waybill number through their blind indexes, or a
+pickup day), within the caller's scope, newest first, one page at most the policy's
+search_limit_max (100 built in), each view carrying a continuation that resumes after it; an
+altered continuation, or one of another search, is INVALID_ARGUMENT. Searches by phone or ID
+number are logged without the value.
+
+Reveal: one field, a reason required, the role's permission (a courier: the recipient's phone of
+a waybill its branch delivers), a reveal_log row with who/where/why and never the value, written
+before the value is sent; a quota per hour (20 built in) past which RESOURCE_EXHAUSTED and a
+'reveal_quota' incident.
+
+Throttle: distinct waybills or phones looked up per principal in a window (200 per 600 s built
+in), shared by the principal's connections on one gateway: the 201st is RESOURCE_EXHAUSTED and
+one 'bulk_scraping' incident is recorded per window. It runs on a second gateway process of its
+own (same database), so the session's gateway keeps a fresh table."""
+
+import os
+import signal
+import socket
+import subprocess
+
+import grpc
+import pytest
+
+from conftest import BUILD, wait_for
+from query_data import (PICKUP_DAY, get, new_waybill, nonexistent, refusal, reveal, search,
+                        submit, number_in)
+import waygate_proto
+
+SENDER = 7  # the shared sender of the paging set
+PAGING_N = 5
+
+
+@pytest.fixture(scope="module")
+def paging(stack):
+    """PAGING_N waybills of branch a from one sender, submitted one by one (ids in order)."""
+    out = []
+    for _ in range(PAGING_N):
+        w = new_waybill(stack, "a", sender_n=SENDER)
+        out.append((w, submit(stack, w)))
+    return out
+
+
+def ids(views):
+    return [v.id for v in views]
+
+
+def test_search_by_phone_pages_with_continuation(stack, paging):
+    phone = paging[0][0].sender.phone
+    full = search(stack, "branch_a", phone=phone, limit=50)
+    assert sorted(ids(full)) == sorted(i for _, i in paging)
+    # newest first (accepted_at, then id, descending)
+    keys = [(v.accepted_at, v.id) for v in full]
+    assert keys == sorted(keys, reverse=True)
+    pages, cont = [], ""
+    while True:
+        page = search(stack, "branch_a", phone=phone, limit=2, continuation=cont)
+        assert len(page) <= 2
+        if not page:
+            break
+        pages += page
+        cont = page[-1].continuation
+        assert cont
+    assert ids(pages) == ids(full)
+    # the view is Get's rendering: masked, with the redacted fields listed
+    v = full[0]
+    assert v.waybill.sender.phone != phone
+    assert "sender.phone" in v.redacted_fields
+
+
+def test_search_by_id_number_and_number_and_day(stack, paging):
+    idn = paging[0][0].sender.id_number
+    assert sorted(ids(search(stack, "branch_a", id_number=idn))) == sorted(i for _, i in paging)
+    # normalised as at intake: a lower-case check character finds the same
+    if idn.endswith("X"):
+        assert sorted(ids(search(stack, "branch_a", id_number=idn.lower()))) == \
+            sorted(i for _, i in paging)
+    w, wid = paging[2]
+    assert ids(search(stack, "branch_a", waybill_no=w.waybill_no)) == [wid]
+    day = ids(search(stack, "branch_a", pickup_day=PICKUP_DAY, limit=100))
+    assert set(i for _, i in paging) <= set(day)
+    assert ids(search(stack, "branch_a", pickup_day=PICKUP_DAY, branch="a", limit=100)) == day
+
+
+def test_search_refusals(stack, paging):
+    code, msg = refusal(lambda: search(stack, "branch_a"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert msg == "exactly one of phone, id_number, waybill_no, pickup_day must be set"
+    code, msg = refusal(lambda: search(stack, "branch_a", pickup_day="2026-02-30"))
+    assert (code, msg) == (grpc.StatusCode.INVALID_ARGUMENT,
+                           "pickup_day: must be a calendar date YYYY-MM-DD")
+    code, msg = refusal(lambda: search(stack, "branch_a", phone="12345"))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("phone: ")
+
+
+def test_tampered_or_foreign_continuation_refused(stack, paging):
+    phone = paging[0][0].sender.phone
+    cont = search(stack, "branch_a", phone=phone, limit=1)[0].continuation
+    flipped = cont[:20] + ("0" if cont[20] != "0" else "1") + cont[21:]
+    want = (grpc.StatusCode.INVALID_ARGUMENT, "continuation: is not a continuation of this search")
+    assert refusal(lambda: search(stack, "branch_a", phone=phone, continuation=flipped)) == want
+    assert refusal(lambda: search(stack, "branch_a", phone=phone, continuation="zz")) == want
+    # a genuine continuation, but of another search
+    idn = paging[0][0].sender.id_number
+    assert refusal(lambda: search(stack, "branch_a", id_number=idn, continuation=cont)) == want
+    # the untouched one is accepted
+    assert len(search(stack, "branch_a", phone=phone, limit=1, continuation=cont)) == 1
+
+
+def test_search_limit_capped_by_policy(stack):
+    pb = stack.pb
+    batch = [new_waybill(stack, "a") for _ in range(105)]
+    r = waygate_proto.unary(stack.channel("courier_a"), "/waygate.v1.WaybillIntake/SubmitBatch",
+                            pb.intake.SubmitBatchRequest(waybills=batch),
+                            pb.intake.SubmitBatchResponse, timeout=60)
+    assert len(r.results) == 105
+    page = search(stack, "branch_a", pickup_day=PICKUP_DAY, limit=1000)
+    assert len(page) == 100  # search_limit_max of the built-in policy
+
+
+def test_phone_search_logged_without_value(stack, paging):
+    phone = paging[1][0].sender.phone
+    search(stack, "branch_a", phone=phone)
+    lines = stack.log_lines()
+    assert any("search by phone within branch a" in l for l in lines)
+    assert not any(phone in l for l in lines)
+
+
+# --- Reveal -------------------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def delivered(stack):
+    """A waybill of branch a bound for 320102, which branch b delivers."""
+    w = new_waybill(stack, "a", dest="320102")
+    return w, submit(stack, w)
+
+
+def test_reveal_refusals(stack, delivered):
+    w, _ = delivered
+    assert refusal(lambda: reveal(stack, "courier_b", w.waybill_no, "recipient.phone",
+                                  reason="")) == \
+        (grpc.StatusCode.INVALID_ARGUMENT, "reason: is required")
+    assert refusal(lambda: reveal(stack, "courier_b", w.waybill_no, "recipient.shoe_size")) == \
+        (grpc.StatusCode.INVALID_ARGUMENT, "field: is not a field path of a waybill")
+    denied = (grpc.StatusCode.PERMISSION_DENIED,
+              "field: the caller's role may not reveal this field of this waybill "
+              "(least privilege, Art. 34)")
+    # a courier: not another field
+    assert refusal(lambda: reveal(stack, "courier_b", w.waybill_no, "sender.phone")) == denied
+    # a courier of the origin branch, which does not deliver it: the same refusal
+    assert refusal(lambda: reveal(stack, "courier_a", w.waybill_no, "recipient.phone")) == denied
+
+
+def test_reveal_recorded_before_release_without_value(stack, delivered):
+    w, wid = delivered
+    before = int(stack.psql("SELECT count(*) FROM reveal_log")[0])
+    r = reveal(stack, "courier_b", w.waybill_no, "recipient.phone", reason="parcel at door 3")
+    assert r.field == "recipient.phone"
+    assert r.value == w.recipient.phone
+    assert r.audit_seq > 0
+    assert int(stack.psql("SELECT count(*) FROM reveal_log")[0]) == before + 1
+    row = stack.psql("SELECT principal, role, branch, cert, peer IS NOT NULL, record_id, field, "
+                     "reason, quota_key FROM reveal_log WHERE id = %d" % r.audit_seq)
+    assert row == ["courier_b|courier|b|courier_b|t|%s|recipient.phone|parcel at door 3|"
+                   "cert:courier_b" % wid]
+    whole = "\n".join(stack.psql("SELECT row_to_json(l)::text FROM reveal_log l"))
+    assert w.recipient.phone not in whole
+
+
+def test_reveal_quota_exhausted_records_incident(stack, delivered):
+    w, _ = delivered
+    stack.psql("DELETE FROM reveal_log WHERE quota_key = 'cert:courier_b'")
+    incidents = "SELECT coalesce(sum(count), 0) FROM incident WHERE kind = 'reveal_quota' " \
+                "AND principal = 'courier_b'"
+    before = int(stack.psql(incidents)[0])
+    left = []
+    for _ in range(20):
+        left.append(reveal(stack, "courier_b", w.waybill_no, "recipient.phone").remaining_quota)
+    assert left == list(range(19, -1, -1))
+    code, msg = refusal(lambda: reveal(stack, "courier_b", w.waybill_no, "recipient.phone"))
+    assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert msg == "reveal quota used up (20 in the current period); an incident was recorded"
+    assert wait_for(lambda: int(stack.psql(incidents)[0]) == before + 1, 20)
+    # nothing was logged for the refused reveal
+    assert stack.psql("SELECT count(*) FROM reveal_log WHERE quota_key = 'cert:courier_b'") == \
+        ["20"]
+    stack.psql("DELETE FROM reveal_log WHERE quota_key = 'cert:courier_b'")
+
+
+# --- throttle -----------------------------------------------------------------------------------
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def second_gateway(stack):
+    """A second waygated on the stack's database and keys, with a fresh throttle table."""
+    port = free_port()
+    conf = os.path.join(stack.dir, "waygated-throttle.conf")
+    with open(os.path.join(stack.dir, "waygated.conf")) as f:
+        text = f.read()
+    lines = []
+    for line in text.splitlines():
+        if line.strip().startswith("listen"):
+            line = "listen = 127.0.0.1:%d" % port
+        lines.append(line)
+    with open(conf, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    log = open(os.path.join(stack.dir, "waygated-throttle.log"), "ab")
+    proc = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", conf],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    addr = "127.0.0.1:%d" % port
+    try:
+        assert wait_for(lambda: stack.health("backend", addr=addr) == "SERVING", 30)
+        yield addr
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+        log.close()
+
+
+def test_throttle_across_two_connections_one_incident(stack, second_gateway):
+    pb = stack.pb
+    addr = second_gateway
+    # two connections (a channel of its own subchannel pool each: grpc would share one)
+    own = (("grpc.use_local_subchannel_pool", 1),)
+    chans = [stack.channel("courier_a", addr=addr, options=own),
+             stack.channel("courier_a", addr=addr, options=own)]
+    incidents = "SELECT coalesce(sum(count), 0) FROM incident WHERE kind = 'bulk_scraping' " \
+                "AND principal = 'courier_a'"
+    before = int(stack.psql(incidents)[0])
+
+    def get_on(ch, number):
+        return waygate_proto.unary(ch, "/waygate.v1.WaybillQuery/Get",
+                                   pb.query.GetRequest(waybill_no=number), pb.common.WaybillView)
+
+    for i in range(200):  # distinct numbers, alternating connections: all allowed
+        code, _ = refusal(lambda: get_on(chans[i % 2], nonexistent(stack, "a", 10 + i)))
+        assert code == grpc.StatusCode.NOT_FOUND, i
+    # a number already looked up in the window is not a new lookup
+    assert refusal(lambda: get_on(chans[0], nonexistent(stack, "a", 10)))[0] == \
+        grpc.StatusCode.NOT_FOUND
+    want = (grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "too many distinct waybills or phone numbers looked up (at most 200 in the window); "
+            "an incident was recorded")
+    assert refusal(lambda: get_on(chans[0], nonexistent(stack, "a", 500))) == want
+    assert refusal(lambda: get_on(chans[1], nonexistent(stack, "a", 501))) == want
+    # Reveal keys count too
+    assert refusal(lambda: waygate_proto.unary(
+        chans[1], "/waygate.v1.WaybillQuery/Reveal",
+        pb.query.RevealRequest(waybill_no=nonexistent(stack, "a", 502), field="recipient.phone",
+                               reason="r"), pb.query.RevealResponse)) == want
+    # Incidents are written in order: once a later incident of the same gateway is in the
+    # table, every earlier one is. A number outside courier_a's segments is one.
+    fence = "SELECT coalesce(sum(count), 0) FROM incident WHERE principal = 'courier_a' AND " \
+            "kind = 'segment_violation'"
+    fenced = int(stack.psql(fence)[0])
+    w = new_waybill(stack, "b")
+    w.waybill_no = number_in(stack, "b", 900_000)
+    assert refusal(lambda: waygate_proto.unary(
+        chans[0], "/waygate.v1.WaybillIntake/Submit", pb.intake.SubmitRequest(waybill=w),
+        pb.intake.SubmitResponse))[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert wait_for(lambda: int(stack.psql(fence)[0]) > fenced, 20)
+    assert int(stack.psql(incidents)[0]) == before + 1
+    # the session's own gateway keeps its own table: courier_a is not throttled there
+    assert refusal(lambda: get(stack, nonexistent(stack, "a", 503), "courier_a"))[0] == \
+        grpc.StatusCode.NOT_FOUND
