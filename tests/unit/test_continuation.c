@@ -1,0 +1,128 @@
+/* test_continuation.c: Search continuations (domain/continuation.h): a round trip gives back the
+ * position; any altered character, another key, another search or another caller is refused. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "continuation.h"
+#include "crypto.h"
+
+static const uint8_t key1[GW_CRYPTO_KEY_LEN] = {1, 2, 3, 4};
+static const uint8_t key2[GW_CRYPTO_KEY_LEN] = {9, 9, 9};
+static const uint8_t bidx[16] = {0xaa, 0xbb, 0xcc};
+static const uint8_t id[GW_CONT_ID_LEN] = {0x10, 0x20, 0x30, 0x40, 5, 6, 7, 8, 9, 10, 11, 12};
+
+static struct gw_cont_search search(void)
+{
+    struct gw_cont_search s = {
+        .who = "cert:branch_a", .key_kind = 1, .key = bidx, .key_len = 16, .branch = "a"};
+    return s;
+}
+
+static void round_trip(void **state)
+{
+    struct gw_crypto *cx = gw_crypto_new();
+    struct gw_cont_search s = search();
+    char text[GW_CONT_TEXT_LEN + 1];
+    uint8_t got[GW_CONT_ID_LEN];
+    int64_t at = 0;
+
+    (void)state;
+    assert_int_equal(gw_cont_encode(cx, key1, &s, 1795766400, id, text), 0);
+    assert_int_equal(strlen(text), GW_CONT_TEXT_LEN);
+    assert_int_equal(gw_cont_decode(cx, key1, &s, text, strlen(text), &at, got), 0);
+    assert_int_equal(at, 1795766400);
+    assert_memory_equal(got, id, GW_CONT_ID_LEN);
+    gw_crypto_free(cx);
+}
+
+static void every_altered_character_refused(void **state)
+{
+    struct gw_crypto *cx = gw_crypto_new();
+    struct gw_cont_search s = search();
+    char text[GW_CONT_TEXT_LEN + 1], bad[GW_CONT_TEXT_LEN + 1];
+    uint8_t got[GW_CONT_ID_LEN];
+    int64_t at;
+
+    (void)state;
+    assert_int_equal(gw_cont_encode(cx, key1, &s, 1795766400, id, text), 0);
+    for (size_t i = 0; i < GW_CONT_TEXT_LEN; i++) {
+        memcpy(bad, text, sizeof(bad));
+        bad[i] = bad[i] == '0' ? '1' : '0';
+        assert_int_equal(gw_cont_decode(cx, key1, &s, bad, GW_CONT_TEXT_LEN, &at, got),
+                         GW_EINVAL);
+    }
+    /* upper-case hex, truncation, extension: not the encoder's form */
+    memcpy(bad, text, sizeof(bad));
+    for (size_t i = 0; i < GW_CONT_TEXT_LEN; i++)
+        if (bad[i] >= 'a' && bad[i] <= 'f') {
+            bad[i] = (char)(bad[i] - 'a' + 'A');
+            break;
+        }
+    if (strcmp(bad, text) != 0)
+        assert_int_equal(gw_cont_decode(cx, key1, &s, bad, GW_CONT_TEXT_LEN, &at, got),
+                         GW_EINVAL);
+    assert_int_equal(gw_cont_decode(cx, key1, &s, text, GW_CONT_TEXT_LEN - 2, &at, got),
+                     GW_EINVAL);
+    assert_int_equal(gw_cont_decode(cx, key1, &s, "", 0, &at, got), GW_EINVAL);
+    gw_crypto_free(cx);
+}
+
+static void other_key_search_or_caller_refused(void **state)
+{
+    struct gw_crypto *cx = gw_crypto_new();
+    struct gw_cont_search s = search(), t;
+    static const uint8_t other[16] = {0xaa, 0xbb, 0xcd};
+    char text[GW_CONT_TEXT_LEN + 1];
+    uint8_t got[GW_CONT_ID_LEN];
+    int64_t at;
+
+    (void)state;
+    assert_int_equal(gw_cont_encode(cx, key1, &s, 42, id, text), 0);
+    assert_int_equal(gw_cont_decode(cx, key2, &s, text, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    t = s;
+    t.key = other;
+    assert_int_equal(gw_cont_decode(cx, key1, &t, text, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    t = s;
+    t.key_kind = 2;
+    assert_int_equal(gw_cont_decode(cx, key1, &t, text, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    t = s;
+    t.who = "cert:branch_b";
+    assert_int_equal(gw_cont_decode(cx, key1, &t, text, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    t = s;
+    t.branch = "b";
+    assert_int_equal(gw_cont_decode(cx, key1, &t, text, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    gw_crypto_free(cx);
+}
+
+static void reveals_only_the_position(void **state)
+{
+    struct gw_crypto *cx = gw_crypto_new();
+    struct gw_cont_search s = search();
+    char text[GW_CONT_TEXT_LEN + 1], hex[33];
+
+    (void)state;
+    assert_int_equal(gw_cont_encode(cx, key1, &s, 42, id, text), 0);
+    /* the key's blind index is not in the text (only inside the MAC) */
+    for (int i = 0; i < 16; i++)
+        snprintf(hex + 2 * i, 3, "%02x", bidx[i]);
+    assert_null(strstr(text, hex));
+    assert_null(strstr(text, "aabbcc"));
+    gw_crypto_free(cx);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(round_trip),
+        cmocka_unit_test(every_altered_character_refused),
+        cmocka_unit_test(other_key_search_or_caller_refused),
+        cmocka_unit_test(reveals_only_the_position),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

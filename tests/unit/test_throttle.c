@@ -1,0 +1,108 @@
+/* test_throttle.c: the scraping throttle's table (policy/throttle.h): distinct keys per principal
+ * in a sliding window, a repeat not counted, one incident per window, principals independent,
+ * bounded memory (full tables refuse, expired entries make room). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "throttle.h"
+
+static void key(uint8_t k[GW_THROTTLE_KEY_LEN], unsigned n)
+{
+    memset(k, 0, GW_THROTTLE_KEY_LEN);
+    memcpy(k, &n, sizeof(n));
+}
+
+static enum gw_throttle_verdict look(struct gw_throttle *t, const char *who, unsigned n,
+                                     uint64_t now, bool *inc)
+{
+    uint8_t k[GW_THROTTLE_KEY_LEN];
+
+    key(k, n);
+    return gw_throttle_check(t, who, k, 3, 60, now, inc);
+}
+
+static void limit_repeat_and_one_incident_per_window(void **state)
+{
+    struct gw_throttle *t = gw_throttle_new(8, 100);
+    bool inc;
+
+    (void)state;
+    for (unsigned i = 0; i < 3; i++)
+        assert_int_equal(look(t, "cert:c", i, 1000, &inc), GW_THROTTLE_OK);
+    /* a key already seen is not a new lookup */
+    assert_int_equal(look(t, "cert:c", 1, 1001, &inc), GW_THROTTLE_OK);
+    assert_int_equal(look(t, "cert:c", 3, 1002, &inc), GW_THROTTLE_OVER);
+    assert_true(inc);
+    assert_int_equal(look(t, "cert:c", 4, 1003, &inc), GW_THROTTLE_OVER);
+    assert_false(inc); /* one incident per window, not one per call */
+    /* another principal is not affected */
+    assert_int_equal(look(t, "cert:d", 3, 1003, &inc), GW_THROTTLE_OK);
+    /* keys 0 and 2 (seen at 1000) leave the window at 1060; key 1 was seen again at 1001 */
+    assert_int_equal(look(t, "cert:c", 5, 1060, &inc), GW_THROTTLE_OK);
+    assert_int_equal(look(t, "cert:c", 6, 1060, &inc), GW_THROTTLE_OK);
+    assert_int_equal(look(t, "cert:c", 7, 1060, &inc), GW_THROTTLE_OVER);
+    assert_false(inc); /* still the window of the first incident */
+    /* key 1 (seen at 1001) leaves at 1061: room for one more */
+    assert_int_equal(look(t, "cert:c", 8, 1062, &inc), GW_THROTTLE_OK);
+    assert_int_equal(look(t, "cert:c", 9, 1062, &inc), GW_THROTTLE_OVER);
+    assert_true(inc); /* 60 s after the first incident: a new window, a new incident */
+    gw_throttle_free(t);
+}
+
+static void zero_limit_allows_nothing(void **state)
+{
+    struct gw_throttle *t = gw_throttle_new(2, 10);
+    uint8_t k[GW_THROTTLE_KEY_LEN];
+    bool inc;
+
+    (void)state;
+    key(k, 1);
+    assert_int_equal(gw_throttle_check(t, "cert:x", k, 0, 60, 5, &inc), GW_THROTTLE_OVER);
+    assert_int_equal(gw_throttle_check(t, "", k, 10, 60, 5, &inc), GW_THROTTLE_OVER);
+    assert_int_equal(gw_throttle_check(NULL, "cert:x", k, 10, 60, 5, &inc), GW_THROTTLE_OVER);
+    gw_throttle_free(t);
+}
+
+static void bounded_principals_and_keys(void **state)
+{
+    struct gw_throttle *t = gw_throttle_new(2, 4);
+    size_t np, nk;
+    bool inc;
+
+    (void)state;
+    assert_int_equal(look(t, "cert:a", 1, 100, &inc), GW_THROTTLE_OK);
+    assert_int_equal(look(t, "cert:b", 1, 100, &inc), GW_THROTTLE_OK);
+    /* both slots hold live keys: a third principal is refused (fail closed) */
+    assert_int_equal(look(t, "cert:c", 1, 100, &inc), GW_THROTTLE_OVER);
+    gw_throttle_usage(t, &np, &nk);
+    assert_int_equal(np, 2);
+    assert_int_equal(nk, 2);
+    /* total key budget: 4 */
+    assert_int_equal(look(t, "cert:a", 2, 101, &inc), GW_THROTTLE_OK);
+    assert_int_equal(look(t, "cert:b", 2, 101, &inc), GW_THROTTLE_OK);
+    assert_int_equal(look(t, "cert:a", 3, 102, &inc), GW_THROTTLE_OVER);
+    gw_throttle_usage(t, &np, &nk);
+    assert_int_equal(nk, 4);
+    /* once the window has passed, an idle principal's slot and keys are reused */
+    assert_int_equal(look(t, "cert:c", 1, 200, &inc), GW_THROTTLE_OK);
+    gw_throttle_usage(t, &np, &nk);
+    assert_int_equal(np, 2);
+    assert_true(nk <= 4);
+    gw_throttle_free(t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(limit_repeat_and_one_incident_per_window),
+        cmocka_unit_test(zero_limit_allows_nothing),
+        cmocka_unit_test(bounded_principals_and_keys),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
