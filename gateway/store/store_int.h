@@ -152,7 +152,12 @@ void gw_store_read_cols(struct gw_store_sql *b);
 #define GW_STORE_SCOPE_SQL "SELECT set_config('waygate.scope', $1, true)"
 #define GW_STORE_SCOPE_ALL "*"
 /* Fills *st with the scope statement for scope (NUL-terminated; must outlive the gw_db_exec
- * call, which copies it). vals must hold one pointer. */
-void gw_store_scope_stmt(struct gw_db_stmt *st, const char **vals, const char *scope);
+ * call, which copies it). vals must hold one pointer. Inline: the group insert and the reads
+ * both use it, and neither file may need the other. */
+static inline void gw_store_scope_stmt(struct gw_db_stmt *st, const char **vals, const char *scope)
+{
+    vals[0] = scope;
+    *st = (struct gw_db_stmt){.sql = GW_STORE_SCOPE_SQL, .nparams = 1, .values = vals};
+}
 
 #endif

@@ -37,15 +37,6 @@ char *gw_store_get_sql_new(void)
     return b.overflow ? NULL : gw_strdup(b.buf);
 }
 
-void gw_store_scope_stmt(struct gw_db_stmt *st, const char **vals, const char *scope)
-{
-    memset(st, 0, sizeof(*st));
-    vals[0] = scope;
-    st->sql = GW_STORE_SCOPE_SQL;
-    st->nparams = 1;
-    st->values = vals;
-}
-
 static void simple_fail_err(int *err, const struct gw_db_result *res)
 {
     (void)res;

@@ -49,6 +49,11 @@ EMPTY_REQUEST_ANSWER = {
     "/waygate.v1.WaybillIntake/SubmitBatch": (grpc.StatusCode.INVALID_ARGUMENT,
                                               "waybills: at least one waybill is required"),
     "/waygate.v1.WaybillQuery/Get": (grpc.StatusCode.INVALID_ARGUMENT, "waybill_no: is required"),
+    "/waygate.v1.WaybillQuery/Search": (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "exactly one of phone, id_number, waybill_no, pickup_day must be set"),
+    "/waygate.v1.WaybillQuery/Reveal": (grpc.StatusCode.INVALID_ARGUMENT,
+                                        "waybill_no: is required"),
 }
 
 # dev-stack principal -> its role (the OU of its certificate, deploy/gen-certs)

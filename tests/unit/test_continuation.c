@@ -54,8 +54,7 @@ static void every_altered_character_refused(void **state)
     for (size_t i = 0; i < GW_CONT_TEXT_LEN; i++) {
         memcpy(bad, text, sizeof(bad));
         bad[i] = bad[i] == '0' ? '1' : '0';
-        assert_int_equal(gw_cont_decode(cx, key1, &s, bad, GW_CONT_TEXT_LEN, &at, got),
-                         GW_EINVAL);
+        assert_int_equal(gw_cont_decode(cx, key1, &s, bad, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
     }
     /* upper-case hex, truncation, extension: not the encoder's form */
     memcpy(bad, text, sizeof(bad));
@@ -65,10 +64,8 @@ static void every_altered_character_refused(void **state)
             break;
         }
     if (strcmp(bad, text) != 0)
-        assert_int_equal(gw_cont_decode(cx, key1, &s, bad, GW_CONT_TEXT_LEN, &at, got),
-                         GW_EINVAL);
-    assert_int_equal(gw_cont_decode(cx, key1, &s, text, GW_CONT_TEXT_LEN - 2, &at, got),
-                     GW_EINVAL);
+        assert_int_equal(gw_cont_decode(cx, key1, &s, bad, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    assert_int_equal(gw_cont_decode(cx, key1, &s, text, GW_CONT_TEXT_LEN - 2, &at, got), GW_EINVAL);
     assert_int_equal(gw_cont_decode(cx, key1, &s, "", 0, &at, got), GW_EINVAL);
     gw_crypto_free(cx);
 }
