@@ -18,7 +18,7 @@ GET = "/waygate.v1.WaybillQuery/Get"
 SEARCH = "/waygate.v1.WaybillQuery/Search"
 REVEAL = "/waygate.v1.WaybillQuery/Reveal"
 
-QUERY_OFFSET = 47_000_000
+QUERY_OFFSET = 53_000_000  # test_intake: 31e6, test_tamper: 47e6
 PARTY_BASE = 500_000
 PICKUP = int(time.time()) // 60 * 60 - 7200
 # the pickup day as the gateway files it: the calendar day in China Standard Time

@@ -5,6 +5,11 @@ WaybillQuery.Get answer DATA_LOSS and records a decryption_failure incident nami
 the status message quotes no value. Swapping the waybill number's blind index between two rows
 never serves one number's Get with the other waybill's data.
 
+origin_branch is the one column the database's row-level security decides on (sql/007_scope.sql):
+a row moved to branch b is no longer in a's scope, so a's courier gets NOT_FOUND (such a writer
+could as well delete the row; docs/threat-model.md); the branch it was moved into reads it, and
+that read is DATA_LOSS with its incident: a moved row never shows its data to another branch.
+
 Each test alters its own fresh waybill and puts the original value back afterwards (Get then
 answers again), so the rows stay whole for the other modules sharing the session's stack."""
 
@@ -80,8 +85,8 @@ def test_tamper_list_matches_schema(stack):
     assert cols == set(TAMPER) | {"wb_bidx", "kek_version"}, sorted(cols)
 
 
-def check_data_loss(stack, w, record_id, other=None):
-    e = rpc_error(lambda: get(stack, w.waybill_no))
+def check_data_loss(stack, w, record_id, other=None, principal="courier_a"):
+    e = rpc_error(lambda: get(stack, w.waybill_no, principal))
     assert e.code() == grpc.StatusCode.DATA_LOSS, (e.code(), e.details())
     values = test_intake.pii_values(w)
     if other is not None:
@@ -104,7 +109,12 @@ def test_altered_clear_column_is_data_loss(stack, column):
     assert len(rows) == 1, rows
     now_id = rows[0]
     try:
-        check_data_loss(stack, w, now_id)
+        if column == "origin_branch":  # moved out of a's scope (row-level security), into b's
+            e = rpc_error(lambda: get(stack, w.waybill_no))
+            assert e.code() == grpc.StatusCode.NOT_FOUND, (e.code(), e.details())
+            check_data_loss(stack, w, now_id, principal="courier_b")
+        else:
+            check_data_loss(stack, w, now_id)
     finally:
         stack.psql("UPDATE waybill SET %s WHERE id = '%s'"
                    % (", ".join("%s = %s" % (c, literal(v)) for c, v in saved.items()), now_id))
