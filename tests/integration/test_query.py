@@ -128,6 +128,22 @@ def test_phone_search_logged_without_value(stack, paging):
     assert not any(phone in l for l in lines)
 
 
+def test_search_leaves_out_a_row_that_fails_authentication(stack, paging):
+    """A row altered in SQL is left out of the page and recorded as an incident; the others are
+    still served (one altered row must not hide a branch's other waybills)."""
+    phone = paging[0][0].sender.phone
+    bad = paging[4][1]
+    stack.psql("UPDATE waybill SET weight_grams = weight_grams + 1 WHERE id = '%s'" % bad)
+    try:
+        got = ids(search(stack, "branch_a", phone=phone, limit=50))
+        assert sorted(got) == sorted(i for _, i in paging[:4])
+        assert wait_for(lambda: "decryption_failure" in stack.psql(
+            "SELECT kind FROM incident WHERE record_id = '%s'" % bad), 20)
+    finally:
+        stack.psql("UPDATE waybill SET weight_grams = weight_grams - 1 WHERE id = '%s'" % bad)
+    assert bad in ids(search(stack, "branch_a", phone=phone, limit=50))
+
+
 # --- Reveal -------------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
