@@ -185,6 +185,19 @@ def test_reveal_recorded_before_release_without_value(stack, delivered):
     assert w.recipient.phone not in whole
 
 
+def test_reveal_not_recorded_releases_nothing(stack, delivered):
+    """Fail closed: when the reveal_log row cannot be written, the value is not sent."""
+    w, _ = delivered
+    stack.psql("ALTER TABLE reveal_log ADD CONSTRAINT test_block CHECK (false) NOT VALID")
+    try:
+        assert refusal(lambda: reveal(stack, "courier_b", w.waybill_no, "recipient.phone")) == \
+            (grpc.StatusCode.UNAVAILABLE,
+             "the access record could not be written, so nothing was released")
+    finally:
+        stack.psql("ALTER TABLE reveal_log DROP CONSTRAINT test_block")
+    assert reveal(stack, "courier_b", w.waybill_no, "recipient.phone").value == w.recipient.phone
+
+
 def test_reveal_quota_exhausted_records_incident(stack, delivered):
     w, _ = delivered
     stack.psql("DELETE FROM reveal_log WHERE quota_key = 'cert:courier_b'")
