@@ -197,8 +197,9 @@ static int section_line(struct parse *ps, const char *s, size_t n)
 unknown:
     ps->kind = SEC_NONE;
     ps->section[0] = '\0';
-    return refuse(ps, s, n, "unknown section (expected [view.<role>], [levels], "
-                            "[reveal.<role>] or [limits.<role>])");
+    return refuse(ps, s, n,
+                  "unknown section (expected [view.<role>], [levels], "
+                  "[reveal.<role>] or [limits.<role>])");
 }
 
 static int view_key(struct parse *ps, const char *k, size_t kn, const char *v, size_t vn)

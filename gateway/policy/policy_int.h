@@ -7,7 +7,7 @@
 
 #include "policy.h"
 
-#define GW_POLICY_NROLES 8 /* entries of gw_policy_roles, NULL excluded */
+#define GW_POLICY_NROLES 8        /* entries of gw_policy_roles, NULL excluded */
 #define GW_POLICY_LEVEL_NONE (-1) /* a role absent from [levels]: sees no record at all */
 
 struct gw_policy {

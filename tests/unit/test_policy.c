@@ -44,8 +44,8 @@ static void each_refusal_names_file_and_line(void **state)
     refused("[view.courier]\nrecipient.phone = mask\nrecipient.phne = mask\n",
             "t.conf:3: [view.courier] recipient.phne: unknown field");
     refused("# c\n[views.courier]\n", "t.conf:2: [views.courier]: unknown section (expected "
-                                       "[view.<role>], [levels], [reveal.<role>] or "
-                                       "[limits.<role>])");
+                                      "[view.<role>], [levels], [reveal.<role>] or "
+                                      "[limits.<role>])");
     refused("[oops]\n", "t.conf:1: [oops]: unknown section (expected [view.<role>], [levels], "
                         "[reveal.<role>] or [limits.<role>])");
     refused("\n\n[view.couriers]\n", "t.conf:3: [view.couriers]: unknown role");
@@ -155,9 +155,8 @@ static void builtin_equals_deploy_policy_conf(void **state)
 
     (void)state;
     assert_non_null(b);
-    assert_int_equal(gw_policy_parse(text, len, "deploy/policy.conf", NULL, 0, &f, err,
-                                     sizeof(err)),
-                     0);
+    assert_int_equal(
+        gw_policy_parse(text, len, "deploy/policy.conf", NULL, 0, &f, err, sizeof(err)), 0);
     for (const char *const *r = gw_policy_roles; *r; r++) {
         struct gw_policy_limits lb, lf;
         for (int c = 0; c < GW_COL_COUNT; c++) {
@@ -186,22 +185,20 @@ static void defaults(void **state)
     /* courier: masked names and phones, the full delivery address */
     assert_int_equal(gw_policy_view(p, "courier", GW_COL_RECIPIENT_NAME), GW_VIEW_MASK);
     assert_int_equal(gw_policy_view(p, "courier", GW_COL_RECIPIENT_PHONE), GW_VIEW_MASK);
-    assert_int_equal(gw_policy_view(p, "courier", GW_COL_RECIPIENT_ADDRESS_DETAIL),
-                     GW_VIEW_CLEAR);
+    assert_int_equal(gw_policy_view(p, "courier", GW_COL_RECIPIENT_ADDRESS_DETAIL), GW_VIEW_CLEAR);
     assert_int_equal(gw_policy_view(p, "courier", GW_COL_SENDER_ID_NUMBER), GW_VIEW_OMIT);
     /* clerk and customer service: masked, address to the district */
     assert_int_equal(gw_policy_view(p, "branch_clerk", GW_COL_RECIPIENT_ADDRESS_DETAIL),
                      GW_VIEW_MASK);
     assert_int_equal(gw_policy_view(p, "branch_clerk", GW_COL_RECIPIENT_DISTRICT), GW_VIEW_CLEAR);
     assert_int_equal(gw_policy_view(p, "customer_service", GW_COL_SENDER_PHONE), GW_VIEW_MASK);
-    assert_int_equal(gw_policy_view(p, "customer_service", GW_COL_SENDER_ID_NUMBER),
-                     GW_VIEW_OMIT);
+    assert_int_equal(gw_policy_view(p, "customer_service", GW_COL_SENDER_ID_NUMBER), GW_VIEW_OMIT);
     /* backend: tokens */
     assert_int_equal(gw_policy_view(p, "backend", GW_COL_RECIPIENT_PHONE), GW_VIEW_TOKEN);
     /* nothing of any clear value for any other role, nor for an unknown one */
     for (int c = 0; c < GW_COL_COUNT; c++) {
-        static const char *const none[] = {"compliance_auditor", "security_admin",
-                                           "system_admin", "lawful_access", "nobody", NULL};
+        static const char *const none[] = {"compliance_auditor", "security_admin", "system_admin",
+                                           "lawful_access",      "nobody",         NULL};
         for (const char *const *r = none; *r; r++)
             assert_int_equal(gw_policy_view(p, *r, (enum gw_col)c), GW_VIEW_OMIT);
         assert_int_equal(gw_policy_view(p, NULL, (enum gw_col)c), GW_VIEW_OMIT);
@@ -245,8 +242,8 @@ static void scope_branches_and_levels(void **state)
     struct gw_policy_record r = {.origin_branch = "a", .dest_branch = "b", .security_level = 0};
 
     (void)state;
-    assert_true(gw_policy_in_scope(p, &a, &r));   /* origin */
-    assert_true(gw_policy_in_scope(p, &b, &r));   /* destination */
+    assert_true(gw_policy_in_scope(p, &a, &r));    /* origin */
+    assert_true(gw_policy_in_scope(p, &b, &r));    /* destination */
     assert_false(gw_policy_in_scope(p, &nob, &r)); /* no branch: nothing */
     r.dest_branch = NULL;
     assert_false(gw_policy_in_scope(p, &b, &r));
@@ -316,8 +313,7 @@ static void reference_outlives_reload(void **state)
     (void)state;
     held = gw_policy_ref(old);
     /* a bad new file: no policy made, the old one untouched */
-    assert_int_equal(gw_policy_parse(bad, strlen(bad), "new.conf", NULL, 0, &nw, err,
-                                     sizeof(err)),
+    assert_int_equal(gw_policy_parse(bad, strlen(bad), "new.conf", NULL, 0, &nw, err, sizeof(err)),
                      GW_EINVAL);
     assert_null(nw);
     assert_string_equal(err, "new.conf:2: [view.courier] recipient.phone: unknown action "
