@@ -18,11 +18,12 @@ import itertools
 import os
 import re
 import signal
+import subprocess
 import time
 
 import grpc
 
-from conftest import ROOT, wait_for
+from conftest import BUILD, ROOT, wait_for
 from test_foundation import rpc_error
 import waygate_proto
 
@@ -345,3 +346,31 @@ def test_unknown_role_in_policy_file_keeps_running_policy(stack):
     finally:
         set_policy_file(stack, None)
         assert "built-in default" in sighup(stack)
+
+
+def test_daemon_refuses_to_start_with_a_bad_policy_file(stack):
+    """waygated (a real start, not --check-config) exits 2 naming file:line and the reason;
+    deploy/policy.conf itself is accepted as a [policy] file."""
+    bad = os.path.join(stack.dir, "policy_start_bad.conf")
+    with open(bad, "w", encoding="utf-8") as f:
+        f.write(default_text().replace("[levels]\n", "[levels]\nbackend = 1\n", 1))
+    with open(bad, encoding="utf-8") as f:
+        lines = f.read().split("\n")
+    start = lines.index("[levels]")
+    bad_line = [i + 1 for i, l in enumerate(lines) if i > start and l.startswith("backend =")][1]
+    with open(conf_path(stack), encoding="utf-8") as f:
+        base = f.read()
+    for name, policy, want_rc in (("start-bad.conf", bad, 2),
+                                  ("start-default.conf", POLICY_CONF, 0)):
+        path = os.path.join(stack.dir, name)
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(base + "\n[policy]\nfile = %s\n" % policy)
+        args = [os.path.join(BUILD, "waygated"), "-c", path]
+        if want_rc == 0:
+            args.append("--check-config")  # the stack's own gateway holds the port
+        r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == want_rc, (name, r.returncode, r.stderr)
+        if want_rc == 2:
+            assert "%s:%d: [levels] backend: duplicate role" % (bad, bad_line) in r.stderr, \
+                r.stderr
