@@ -253,8 +253,8 @@ int gw_mask_address(const char *province, size_t pn, const char *city, size_t cn
     if ((pn && !province) || (cn && !city) || (dn && !district) || (detn && !detail))
         return GW_EINVAL;
     if (count_chars(province, pn, &ignore) || count_chars(city, cn, &ignore) ||
-        count_chars(district, dn, &ignore))
-        return GW_EINVAL;
+        count_chars(district, dn, &ignore) || count_chars(detail, detn, &ignore))
+        return GW_EINVAL; /* the detail is not shown, but bad input is refused all the same */
     put(&o, province, pn);
     put(&o, city, cn);
     put(&o, district, dn);

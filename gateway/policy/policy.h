@@ -8,7 +8,8 @@
  * file (docs/policy.md, parsed by policy_file.c). The built-in policy is deploy/policy.conf
  * compiled in. A policy is immutable once made and reference-counted: a reload makes a new one,
  * and a call keeps the one it started with (gw_policy_ref) until it ends.
- * Pure apart from gw_policy_load reading its file: no logging; loop thread only. */
+ * Pure apart from gw_policy_load reading its file: no logging. A policy may be read from any
+ * thread; its reference count is taken and dropped on the event-loop thread only. */
 #ifndef GW_POLICY_H
 #define GW_POLICY_H
 

@@ -171,6 +171,9 @@ static void test_address(void **state)
     assert_int_equal(gw_mask_address("\xff", 1, c, strlen(c), d, strlen(d), det, strlen(det), out,
                                      sizeof out, &len),
                      GW_EINVAL);
+    assert_int_equal(gw_mask_address(p, strlen(p), c, strlen(c), d, strlen(d), "3\xe5\xb9", 3, out,
+                                     sizeof out, &len),
+                     GW_EINVAL); /* a detail cut inside 幢 */
 }
 
 static void test_buffer_limits(void **state)
