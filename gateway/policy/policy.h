@@ -54,7 +54,8 @@ int gw_policy_parse(const char *text, size_t len, const char *name,
                     const struct gw_policy_method *extra, size_t n, struct gw_policy **out,
                     char *err, size_t errsz) GW_MUST_CHECK;
 
-/* gw_policy_parse of the file at path (at most 256 KiB); GW_EIO when it cannot be read. */
+/* gw_policy_parse of the file at path (at most 256 KiB); GW_EIO when it cannot be read,
+ * GW_EPERM when group or others may write it. */
 int gw_policy_load(const char *path, const struct gw_policy_method *extra, size_t n,
                    struct gw_policy **out, char *err, size_t errsz) GW_MUST_CHECK;
 

@@ -404,6 +404,13 @@ int gw_policy_load(const char *path, const struct gw_policy_method *extra, size_
         close(fd);
         return GW_EIO;
     }
+    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
+        /* whoever may write it decides who sees what: the operator only */
+        snprintf(err, errsz, "%s: mode %04o lets group or others write it; run chmod go-w on it",
+                 path, (unsigned)(st.st_mode & 07777));
+        close(fd);
+        return GW_EPERM;
+    }
     if (st.st_size > POLICY_FILE_MAX) {
         snprintf(err, errsz, "%s: larger than %d bytes", path, POLICY_FILE_MAX);
         close(fd);

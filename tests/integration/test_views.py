@@ -234,6 +234,13 @@ def conf_path(stack):
     return os.path.join(stack.dir, "waygated.conf")
 
 
+def write_policy(path, text):
+    """Writes a policy file as the operator would: nobody else may write it (go-w)."""
+    with open(path, "w", encoding="utf-8") as f:
+        f.write(text)
+    os.chmod(path, 0o644)
+
+
 def set_policy_file(stack, path):
     """Points waygated.conf's [policy] file at path (None: no [policy] section, the built-in)."""
     with open(conf_path(stack), encoding="utf-8") as f:
@@ -301,8 +308,7 @@ def test_one_cell_changed_changes_exactly_that_field(stack, tmp_path):
     w = submitted(stack)
     path = os.path.join(stack.dir, "policy_views.conf")
     changed = change_cell(base, "courier", "recipient.phone", "clear")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(changed)
+    write_policy(path, changed)
     set_policy_file(stack, path)
     try:
         line = sighup(stack)
@@ -321,8 +327,7 @@ def test_one_cell_changed_changes_exactly_that_field(stack, tmp_path):
         lines = changed.split("\n")
         bad_line = next(i for i, l in enumerate(lines) if l.startswith("recipient.phone = clear"))
         lines[bad_line] = "recipient.phne = mask"
-        with open(path, "w", encoding="utf-8") as f:
-            f.write("\n".join(lines))
+        write_policy(path, "\n".join(lines))
         line = sighup(stack)
         assert "policy not reloaded" in line, line
         assert "%s:%d: [view.courier] recipient.phne: unknown field" % (path, bad_line + 1) \
@@ -354,8 +359,7 @@ def test_other_single_cells(stack, role, field, new):
     call(stack, SUBMIT, stack.pb.intake.SubmitRequest(waybill=w3), stack.pb.intake.SubmitResponse,
          "courier_a")
     path = os.path.join(stack.dir, "policy_cell.conf")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write(changed)
+    write_policy(path, changed)
     set_policy_file(stack, path)
     try:
         assert "policy reloaded from %s" % path in sighup(stack)
@@ -379,8 +383,7 @@ def test_unknown_role_in_policy_file_keeps_running_policy(stack):
     views = read_views(default_text())
     w = submitted(stack)
     path = os.path.join(stack.dir, "policy_bad.conf")
-    with open(path, "w", encoding="utf-8") as f:
-        f.write("# a policy with a typo\n[view.curier]\nrecipient.phone = clear\n")
+    write_policy(path, "# a policy with a typo\n[view.curier]\nrecipient.phone = clear\n")
     set_policy_file(stack, path)
     try:
         line = sighup(stack)
@@ -393,11 +396,16 @@ def test_unknown_role_in_policy_file_keeps_running_policy(stack):
 
 
 def test_daemon_refuses_to_start_with_a_bad_policy_file(stack):
-    """waygated (a real start, not --check-config) exits 2 naming file:line and the reason;
-    deploy/policy.conf itself is accepted as a [policy] file."""
+    """waygated (a real start, not --check-config) exits 2 naming file:line and the reason, also
+    for a good file that group or others may write; deploy/policy.conf itself (a copy, go-w) is
+    accepted as a [policy] file."""
     bad = os.path.join(stack.dir, "policy_start_bad.conf")
-    with open(bad, "w", encoding="utf-8") as f:
-        f.write(default_text().replace("[levels]\n", "[levels]\nbackend = 1\n", 1))
+    write_policy(bad, default_text().replace("[levels]\n", "[levels]\nbackend = 1\n", 1))
+    good = os.path.join(stack.dir, "policy_start_good.conf")
+    write_policy(good, default_text())
+    writable = os.path.join(stack.dir, "policy_start_writable.conf")
+    write_policy(writable, default_text())
+    os.chmod(writable, 0o664)
     with open(bad, encoding="utf-8") as f:
         lines = f.read().split("\n")
     start = lines.index("[levels]")
@@ -405,7 +413,8 @@ def test_daemon_refuses_to_start_with_a_bad_policy_file(stack):
     with open(conf_path(stack), encoding="utf-8") as f:
         base = f.read()
     for name, policy, want_rc in (("start-bad.conf", bad, 2),
-                                  ("start-default.conf", POLICY_CONF, 0)):
+                                  ("start-writable.conf", writable, 2),
+                                  ("start-default.conf", good, 0)):
         path = os.path.join(stack.dir, name)
         with open(path, "w", encoding="utf-8") as f:
             f.write(base + "\n[policy]\nfile = %s\n" % policy)
@@ -415,6 +424,8 @@ def test_daemon_refuses_to_start_with_a_bad_policy_file(stack):
         r = subprocess.run(args, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                            timeout=30)
         assert r.returncode == want_rc, (name, r.returncode, r.stderr)
-        if want_rc == 2:
+        if policy == bad:
             assert "%s:%d: [levels] backend: duplicate role" % (bad, bad_line) in r.stderr, \
                 r.stderr
+        if policy == writable:
+            assert "%s: mode 0664 lets group or others write it" % writable in r.stderr, r.stderr

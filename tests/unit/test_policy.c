@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -117,6 +118,13 @@ static void refusal_of_a_file_names_its_path(void **state)
     assert_int_equal(gw_policy_load(path, NULL, 0, &p, err, sizeof(err)), GW_EINVAL);
     assert_null(p);
     snprintf(want, sizeof(want), "%s:5: [view.courier] recipient.phne: unknown field", path);
+    assert_string_equal(err, want);
+    /* a file group or others may write is refused, whatever it says */
+    assert_int_equal(chmod(path, 0620), 0);
+    assert_int_equal(gw_policy_load(path, NULL, 0, &p, err, sizeof(err)), GW_EPERM);
+    assert_null(p);
+    snprintf(want, sizeof(want),
+             "%s: mode 0620 lets group or others write it; run chmod go-w on it", path);
     assert_string_equal(err, want);
     unlink(path);
     assert_int_equal(gw_policy_load(path, NULL, 0, &p, err, sizeof(err)), GW_EIO);
