@@ -30,6 +30,10 @@ struct daemon {
     struct event_base *base;
     struct gw_server *server;
     struct gw_app *app;
+    struct gw_rpc *rpc;
+    struct gw_policy *policy; /* the daemon's reference to the current policy */
+    const struct gw_daemon_ext *ext;
+    const char *config_path;
     bool draining;
 };
 
@@ -38,8 +42,54 @@ static void usage(void)
     fprintf(stderr, "usage: waygated -c FILE [--check-config]\n");
 }
 
+/* The policy of [policy] file (NULL: the built-in one), with the test build's extra rules. */
+static int load_policy(const char *file, const struct gw_daemon_ext *ext, struct gw_policy **out,
+                       char *err, size_t errsz)
+{
+    const struct gw_policy_method *rules = ext ? ext->rules : NULL;
+    size_t nrules = ext ? ext->nrules : 0;
+
+    if (file == NULL) {
+        *out = gw_policy_new(rules, nrules);
+        if (*out == NULL)
+            snprintf(err, errsz, "cannot allocate the built-in policy");
+        return *out != NULL ? 0 : GW_ENOMEM;
+    }
+    return gw_policy_load(file, rules, nrules, out, err, errsz);
+}
+
+/* SIGHUP, the policy: read waygated.conf again for its [policy] file (the other keys need a
+ * restart), parse that file and swap it in only if it parses; otherwise the running policy
+ * stays and the log says why. Calls already open keep the policy they started with. */
+static void reload_policy(struct daemon *d)
+{
+    struct gw_config nc;
+    struct gw_policy *np = NULL;
+    char err[512];
+
+    memset(&nc, 0, sizeof(nc));
+    if (gw_config_load(d->config_path, &nc, err, sizeof(err)) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: policy not reloaded, the running one stays: %s",
+               err);
+        return;
+    }
+    if (load_policy(nc.policy_file, d->ext, &np, err, sizeof(err)) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: policy not reloaded, the running one stays: %s",
+               err);
+        gw_config_clear(&nc);
+        return;
+    }
+    gw_rpc_set_policy(d->rpc, np);
+    gw_policy_free(d->policy);
+    d->policy = np;
+    GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: policy reloaded from %s",
+           nc.policy_file != NULL ? nc.policy_file : "the built-in default");
+    gw_config_clear(&nc);
+}
+
 /* SIGHUP: load the keyring again (a rotated KEK becomes current, a retired one goes away) and
- * swap it in only if it loads; handlers never keep the keyring across callbacks. */
+ * swap it in only if it loads; handlers never keep the keyring across callbacks. Then the
+ * policy (reload_policy). */
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
@@ -50,12 +100,13 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     (void)what;
     if (gw_keyring_file_load(d->app->cfg->keyring, &kr, err, sizeof(err)) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring not reloaded: %s", err);
-        return;
+    } else {
+        gw_keyring_free(d->app->keys);
+        d->app->keys = kr;
+        GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: keyring reloaded, current KEK version %u",
+               gw_keyring_current(kr));
     }
-    gw_keyring_free(d->app->keys);
-    d->app->keys = kr;
-    GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: keyring reloaded, current KEK version %u",
-           gw_keyring_current(kr));
+    reload_policy(d);
 }
 
 /* Memory holds PII and keys: no core dumps, no ptrace by other users of the same uid. */
@@ -146,8 +197,16 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         gw_config_clear(&cfg);
         return 2;
     }
+    if (load_policy(cfg.policy_file, ext, &policy, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: [policy] file: %s\n", path, err);
+        gw_keyring_free(app.keys);
+        gw_config_clear(&cfg);
+        return 2;
+    }
+    d.policy = policy;
     if (check_only) {
         printf("%s: ok\n", path);
+        gw_policy_free(policy);
         gw_keyring_free(app.keys);
         gw_config_clear(&cfg);
         return 0;
@@ -186,7 +245,6 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
         goto out;
     }
-    policy = gw_policy_new(ext ? ext->rules : NULL, ext ? ext->nrules : 0);
     {
         struct gw_rpc_params rp = {
             .cfg = &cfg,
@@ -195,8 +253,11 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
             .methods = ext && ext->methods ? ext->methods : gw_api_methods(),
             .policy = policy,
         };
-        rpc = policy != NULL ? gw_rpc_new(&rp) : NULL;
+        rpc = gw_rpc_new(&rp);
     }
+    d.rpc = rpc;
+    d.ext = ext;
+    d.config_path = path;
     if (rpc == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the dispatcher");
         goto out;
@@ -233,7 +294,7 @@ out:
         event_free(sighup);
     gw_server_free(d.server);
     gw_rpc_free(rpc);
-    gw_policy_free(policy);
+    gw_policy_free(d.policy);
     gw_tls_free(tls);
     gw_segcache_free(app.segs);
     gw_incident_free(app.incidents);

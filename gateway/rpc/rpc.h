@@ -55,6 +55,11 @@ struct gw_rpc_params {
 struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p);
 void gw_rpc_free(struct gw_rpc *rpc);
 
+/* Replaces the policy new calls get (a reload). The calls already open keep the policy they
+ * started with (each holds a reference, policy.h); the caller keeps its own reference to pol
+ * and must keep it until the dispatcher is freed or the policy replaced again. */
+void gw_rpc_set_policy(struct gw_rpc *rpc, const struct gw_policy *pol);
+
 /* The upcalls the HTTP/2 sessions of a server call (ctx is rpc). */
 struct gw_h2_upcalls gw_rpc_upcalls(struct gw_rpc *rpc);
 

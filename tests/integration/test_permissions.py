@@ -23,7 +23,8 @@ ALLOWED = {
     "/waygate.v1.WaybillIntake/Submit": {"courier"},
     "/waygate.v1.WaybillIntake/SubmitBatch": {"courier"},
     "/waygate.v1.WaybillIntake/RecordScan": {"courier"},
-    "/waygate.v1.WaybillQuery/Get": {"courier"},  # other roles come with their issue
+    # courier: by number, to deliver; clerk: its branch's waybills; customer service: in scope
+    "/waygate.v1.WaybillQuery/Get": {"courier", "branch_clerk", "customer_service"},
     "/waygate.v1.WaybillQuery/Search": {"branch_clerk", "customer_service"},
     "/waygate.v1.WaybillQuery/Reveal": {"courier", "branch_clerk", "customer_service"},
     "/waygate.v1.Compliance/RequestBulk": {"security_admin", "compliance_auditor"},
