@@ -15,10 +15,13 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "waygate/v1/admin.pb-c.h"
 #include "waygate/v1/intake.pb-c.h"
+#include "waygate/v1/query.pb-c.h"
 #include "wgload.h"
 
 const char *const wl_code_names[NCODES] = {
@@ -57,38 +60,78 @@ static void put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-/* Packs the next nwb synthetic waybills into a length-prefixed gRPC message. */
+/* The next random number in 0 .. n - 1 (xorshift64*; n > 0). */
+static uint64_t pick(struct load *L, uint64_t n)
+{
+    uint64_t x = L->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    L->rng = x;
+    return (x * 0x2545f4914f6cdd1dULL) % n;
+}
+
+/* Frames the packed message of n bytes: a 5-byte gRPC prefix, then pack(msg) into r->body. */
+static int frame(struct req *r, size_t n, const ProtobufCMessage *msg)
+{
+    r->body = malloc(5 + n);
+    if (!r->body)
+        return -1;
+    r->body[0] = 0;
+    put_be32(r->body + 1, (uint32_t)n);
+    protobuf_c_message_pack(msg, r->body + 5);
+    r->blen = 5 + n;
+    return 0;
+}
+
+/* Packs the call's request: the next nwb synthetic waybills (Submit, SubmitBatch), a random
+ * number of the range (Get), the phone (Search) or the account and password (Login). */
 static int build_body(struct load *L, struct req *r)
 {
+    const struct opts *o = &L->o;
+    char number[32];
+
+    switch (o->mode) {
+    case WL_GET: {
+        Waygate__V1__GetRequest gr = WAYGATE__V1__GET_REQUEST__INIT;
+        if (wl_synth_number(number, sizeof number, &L->scfg, o->first + pick(L, o->count)) != 0)
+            return -1;
+        gr.waybill_no = number;
+        return frame(r, waygate__v1__get_request__get_packed_size(&gr), &gr.base);
+    }
+    case WL_SEARCH: {
+        Waygate__V1__SearchRequest sr = WAYGATE__V1__SEARCH_REQUEST__INIT;
+        sr.key_case = WAYGATE__V1__SEARCH_REQUEST__KEY_PHONE;
+        sr.phone = (char *)o->search_phone;
+        sr.limit = (uint32_t)o->expect + 1; /* one more: a surplus result is seen */
+        return frame(r, waygate__v1__search_request__get_packed_size(&sr), &sr.base);
+    }
+    case WL_LOGIN: {
+        Waygate__V1__LoginRequest lr = WAYGATE__V1__LOGIN_REQUEST__INIT;
+        lr.account = (char *)o->login_account;
+        lr.password = (char *)o->password;
+        r->wipe = true;
+        return frame(r, waygate__v1__login_request__get_packed_size(&lr), &lr.base);
+    }
+    case WL_SUBMIT:
+    case WL_BATCH:
+        break;
+    }
     for (uint32_t i = 0; i < r->nwb; i++) {
         if (wl_synth_fill(&L->synth[i], &L->scfg, L->next_no + i) != 0)
             return -1;
         L->wbp[i] = &L->synth[i].wb;
     }
     L->next_no += r->nwb;
-
-    size_t n;
-    Waygate__V1__SubmitRequest sr = WAYGATE__V1__SUBMIT_REQUEST__INIT;
-    Waygate__V1__SubmitBatchRequest br = WAYGATE__V1__SUBMIT_BATCH_REQUEST__INIT;
-    if (L->o.batch) {
+    if (o->mode == WL_BATCH) {
+        Waygate__V1__SubmitBatchRequest br = WAYGATE__V1__SUBMIT_BATCH_REQUEST__INIT;
         br.n_waybills = r->nwb;
         br.waybills = L->wbp;
-        n = waygate__v1__submit_batch_request__get_packed_size(&br);
-    } else {
-        sr.waybill = L->wbp[0];
-        n = waygate__v1__submit_request__get_packed_size(&sr);
+        return frame(r, waygate__v1__submit_batch_request__get_packed_size(&br), &br.base);
     }
-    r->body = malloc(5 + n);
-    if (!r->body)
-        return -1;
-    r->body[0] = 0;
-    put_be32(r->body + 1, (uint32_t)n);
-    if (L->o.batch)
-        waygate__v1__submit_batch_request__pack(&br, r->body + 5);
-    else
-        waygate__v1__submit_request__pack(&sr, r->body + 5);
-    r->blen = 5 + n;
-    return 0;
+    Waygate__V1__SubmitRequest sr = WAYGATE__V1__SUBMIT_REQUEST__INIT;
+    sr.waybill = L->wbp[0];
+    return frame(r, waygate__v1__submit_request__get_packed_size(&sr), &sr.base);
 }
 
 static ssize_t body_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
@@ -115,6 +158,10 @@ void wl_req_free(struct req *r)
 {
     if (!r)
         return;
+    if (r->wipe) {
+        OPENSSL_cleanse(r->body, r->blen);
+        OPENSSL_cleanse(r->resp, r->rcap);
+    }
     free(r->body);
     free(r->resp);
     free(r);
@@ -125,7 +172,8 @@ static int submit_one(struct conn *c)
 {
     struct load *L = c->L;
     uint32_t nwb = L->o.batch ? (uint32_t)L->o.batch : 1;
-    if (L->next_no + nwb - 1 > L->o.seg_to || L->next_no + nwb - 1 < L->next_no) {
+    bool fresh = L->o.mode == WL_SUBMIT || L->o.mode == WL_BATCH;
+    if (fresh && (L->next_no + nwb - 1 > L->o.seg_to || L->next_no + nwb - 1 < L->next_no)) {
         if (!L->e.exhausted)
             fprintf(stderr, "wgload: segment exhausted at %" PRIu64 "\n", L->next_no);
         L->e.exhausted = 1;
@@ -140,7 +188,7 @@ static int submit_one(struct conn *c)
     }
     r->c = c;
     r->grpc = -1;
-    nghttp2_nv hdrs[8] = {
+    nghttp2_nv hdrs[8 + MAX_META] = {
         NV(":method", "POST"),
         NV(":scheme", "https"),
         NV(":authority", L->authority),
@@ -151,6 +199,15 @@ static int submit_one(struct conn *c)
         NV("grpc-timeout", L->timeout_hdr),
     };
     size_t nh = L->timeout_hdr[0] ? 8 : 7;
+    for (int i = 0; i < L->o.nmeta; i++, nh++) {
+        hdrs[nh].name = (uint8_t *)L->o.meta_name[i];
+        hdrs[nh].namelen = strlen(L->o.meta_name[i]);
+        hdrs[nh].value = (uint8_t *)L->o.meta_value[i];
+        hdrs[nh].valuelen = strlen(L->o.meta_value[i]);
+        /* never indexed: a bearer token must not sit in a compression table */
+        hdrs[nh].flags =
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE | NGHTTP2_NV_FLAG_NO_INDEX;
+    }
     nghttp2_data_provider prd = {.source.ptr = r, .read_callback = body_read_cb};
     r->t0 = now_s();
     int32_t sid = nghttp2_submit_request(c->ng, NULL, hdrs, nh, &prd, r);
@@ -252,8 +309,72 @@ static uint32_t get_be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Checks a completed call; returns -1 when the call failed, else the number of waybills it got
- * accepted (items of a batch refused one by one are counted in L->e.item). */
+/* A WaybillView from Get or Search: it must decode and carry the record id. */
+static bool view_ok(const uint8_t *p, size_t n)
+{
+    Waygate__V1__WaybillView *v = waygate__v1__waybill_view__unpack(NULL, n, p);
+    bool ok = v && v->id && v->id[0] && v->waybill;
+    if (v)
+        waygate__v1__waybill_view__free_unpacked(v, NULL);
+    return ok;
+}
+
+/* Search: every message of the stream is a view, and there are exactly o.expect of them.
+ * Returns the number of results, or -1. */
+static long check_search(struct load *L, const struct req *r)
+{
+    size_t off = 0;
+    long n = 0;
+    while (off < r->rlen) {
+        if (r->rlen - off < 5 || r->resp[off] != 0 ||
+            get_be32(r->resp + off + 1) > r->rlen - off - 5) {
+            L->e.decode++;
+            sample(L, "bad gRPC framing of the response", "");
+            return -1;
+        }
+        uint32_t len = get_be32(r->resp + off + 1);
+        if (!view_ok(r->resp + off + 5, len)) {
+            L->e.decode++;
+            sample(L, "Search: a result is not a WaybillView with an id", "");
+            return -1;
+        }
+        off += 5 + (size_t)len;
+        n++;
+    }
+    if (n != L->o.expect) {
+        char w[64];
+        L->e.count++;
+        snprintf(w, sizeof w, "%ld results, expected %d", n, L->o.expect);
+        sample(L, "Search returned ", w);
+        return -1;
+    }
+    return n;
+}
+
+/* Login: a token, never printed; a token that allows only ChangePassword is counted. */
+static long check_login(struct load *L, const struct req *r)
+{
+    Waygate__V1__LoginResponse *m =
+        waygate__v1__login_response__unpack(NULL, r->rlen - 5, r->resp + 5);
+    bool ok = m && m->token && m->token[0];
+    if (ok && m->must_change_password)
+        L->must_change++;
+    if (m) {
+        if (m->token)
+            OPENSSL_cleanse(m->token, strlen(m->token));
+        waygate__v1__login_response__free_unpacked(m, NULL);
+    }
+    if (!ok) {
+        L->e.decode++;
+        sample(L, "LoginResponse without a token", "");
+        return -1;
+    }
+    return 1;
+}
+
+/* Checks a completed call; returns -1 when the call failed, else the number of items it counts
+ * for: waybills accepted (items of a batch refused one by one are counted in L->e.item), 1 for
+ * a Get or a Login, the results of a Search. */
 static long check_response(struct load *L, struct req *r, uint32_t error_code)
 {
     if (error_code != NGHTTP2_NO_ERROR && r->grpc < 0) {
@@ -280,12 +401,23 @@ static long check_response(struct load *L, struct req *r, uint32_t error_code)
         sample(L, w, r->msg);
         return -1;
     }
+    if (L->o.mode == WL_SEARCH)
+        return check_search(L, r);
     if (r->rlen < 5 || r->resp[0] != 0 || get_be32(r->resp + 1) != r->rlen - 5) {
         L->e.decode++;
         sample(L, "bad gRPC framing of the response", "");
         return -1;
     }
-    if (!L->o.batch) {
+    if (L->o.mode == WL_LOGIN)
+        return check_login(L, r);
+    if (L->o.mode == WL_GET) {
+        if (view_ok(r->resp + 5, r->rlen - 5))
+            return 1;
+        L->e.decode++;
+        sample(L, "Get: the answer is not a WaybillView with an id", "");
+        return -1;
+    }
+    if (L->o.mode == WL_SUBMIT) {
         Waygate__V1__SubmitResponse *m =
             waygate__v1__submit_response__unpack(NULL, r->rlen - 5, r->resp + 5);
         if (!m || !m->id || !m->id[0]) {
@@ -388,9 +520,14 @@ static int data_cb(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t
         size_t cap = r->rcap ? r->rcap : 256;
         while (cap < r->rlen + len)
             cap *= 2;
-        uint8_t *p = realloc(r->resp, cap);
+        uint8_t *p = malloc(cap);
         if (!p)
             return NGHTTP2_ERR_CALLBACK_FAILURE;
+        if (r->rlen)
+            memcpy(p, r->resp, r->rlen);
+        if (r->wipe)
+            OPENSSL_cleanse(r->resp, r->rcap);
+        free(r->resp);
         r->resp = p;
         r->rcap = cap;
     }
