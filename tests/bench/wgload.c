@@ -231,6 +231,8 @@ static void usage(FILE *f)
         "  --same-phone PHONE    Submit: every recipient gets PHONE (a target for --search-phone)\n"
         "  --metadata 'NAME: VALUE'  an extra header on every call (repeatable)\n"
         "  --token-env VAR       send 'authorization: Bearer $VAR' (a token from Login)\n"
+        "  --as ACCOUNT          log in as ACCOUNT first (password: --password-env VAR), then\n"
+        "                        send its token with every call of the load\n"
         "  --timeout-ms MS       send grpc-timeout\n"
         "  --origin-branch CODE  origin_branch of every waybill (default empty: the caller's)\n"
         "  --servername NAME     name (or IP) to verify in the server certificate (default: host)\n"
@@ -340,7 +342,6 @@ int main(int argc, char **argv)
     bool first_set = false, warm_set = false, selftest = false;
     int nmodes = 0;
     const char *pwenv = NULL, *tokenv = NULL;
-    char *bearer = NULL;
 
     o->addr = getenv("WAYGATE_ADDR");
     o->ca = getenv("WAYGATE_CA");
@@ -376,7 +377,8 @@ int main(int argc, char **argv)
         O_PWENV,
         O_SAME,
         O_META,
-        O_TOKENV
+        O_TOKENV,
+        O_AS
     };
     static const struct option lo[] = {{"addr", 1, NULL, O_ADDR},
                                        {"ca", 1, NULL, O_CA},
@@ -407,6 +409,7 @@ int main(int argc, char **argv)
                                        {"same-phone", 1, NULL, O_SAME},
                                        {"metadata", 1, NULL, O_META},
                                        {"token-env", 1, NULL, O_TOKENV},
+                                       {"as", 1, NULL, O_AS},
                                        {"help", 0, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     int ch;
@@ -507,6 +510,9 @@ int main(int argc, char **argv)
         case O_TOKENV:
             tokenv = optarg;
             break;
+        case O_AS:
+            o->as_account = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -549,30 +555,27 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (o->as_account) {
+        o->password = pwenv ? getenv(pwenv) : NULL;
+        if (o->mode == WL_LOGIN || tokenv || !o->password || !o->password[0]) {
+            fprintf(stderr, "wgload: --as needs --password-env VAR (a set, non-empty variable), "
+                            "and excludes --login and --token-env\n");
+            return 2;
+        }
+    }
     if (tokenv) {
         const char *tok = getenv(tokenv);
-        if (!tok || !tok[0] || o->nmeta >= MAX_META) {
-            fprintf(stderr,
-                    "wgload: --token-env %s: variable unset or empty (or too many "
-                    "headers)\n",
-                    tokenv);
+        if (!tok || !tok[0]) {
+            fprintf(stderr, "wgload: --token-env %s: variable unset or empty\n", tokenv);
             return 2;
         }
         size_t n = strlen(tok) + sizeof "Bearer ";
-        bearer = malloc(n);
-        if (!bearer) {
+        L->bearer = malloc(n);
+        if (!L->bearer) {
             fprintf(stderr, "wgload: out of memory\n");
             return 2;
         }
-        snprintf(bearer, n, "Bearer %s", tok);
-        o->meta_name[o->nmeta] = "authorization";
-        o->meta_value[o->nmeta++] = bearer;
-    }
-    if (o->conns < 1 || o->conns > 1000 || o->streams < 1 || o->streams > 10000 || o->batch < 0 ||
-        o->batch > 100000 || o->duration <= 0 || o->warmup < 0 || o->requests < 0 ||
-        o->timeout_ms < 0) {
-        fprintf(stderr, "wgload: an option is out of range\n");
-        goto out;
+        snprintf(L->bearer, n, "Bearer %s", tok);
     }
     if (!first_set)
         o->first = o->seg_from;
@@ -645,7 +648,7 @@ int main(int argc, char **argv)
             goto out;
         }
     event_base_dispatch(L->base);
-    if (L->phase == PH_CONNECT) {
+    if (L->phase == PH_CONNECT || L->phase == PH_LOGIN) {
         fprintf(stderr, "wgload: not every connection came up; no load was sent\n");
         goto out;
     }
@@ -671,9 +674,9 @@ out:
     free(L->synth);
     free(L->wbp);
     free(L->lat_us);
-    if (bearer) {
-        OPENSSL_cleanse(bearer, strlen(bearer));
-        free(bearer);
+    if (L->bearer) {
+        OPENSSL_cleanse(L->bearer, strlen(L->bearer));
+        free(L->bearer);
     }
     return rc;
 }

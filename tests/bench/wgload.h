@@ -41,11 +41,12 @@ struct opts {
     const char *search_phone;         /* Search: the phone */
     int expect;                       /* Search: results every call must return */
     const char *login_account;        /* Login: the account */
+    const char *as_account;           /* other modes: log in as this account first */
     const char *password;             /* Login: its password (from the environment) */
     const char *same_phone;           /* Submit: every recipient's phone */
     int nmeta;                        /* extra headers sent with every call */
     const char *meta_name[MAX_META];  /* lower-case names */
-    const char *meta_value[MAX_META]; /* values (a bearer token is one: wiped at exit) */
+    const char *meta_value[MAX_META]; /* values */
 };
 
 /* Failures, whatever the phase they happen in: any of them makes the exit status 1. */
@@ -56,7 +57,8 @@ struct errs {
     uint64_t count; /* Search answers with another number of results than expected */
 };
 
-enum phase { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE };
+/* PH_LOGIN: with --as, the one Login whose token the load then sends. */
+enum phase { PH_CONNECT, PH_LOGIN, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE };
 
 struct load;
 
@@ -72,6 +74,7 @@ struct req {
     size_t rlen, rcap;
     int http, grpc;
     bool wipe; /* body or response holds a secret (password, token): cleansed when freed */
+    bool pre;  /* the Login of --as, before the load */
     char msg[128];
 };
 
@@ -112,6 +115,8 @@ struct load {
     uint64_t all_wb_ok, all_dup;
     uint64_t must_change; /* Login: tokens that allow only ChangePassword */
     uint64_t rng;         /* Get: picks the numbers (xorshift64*) */
+    char *bearer;         /* "Bearer <token>" sent with every call, or NULL; wiped at exit */
+    int pre_state;        /* the Login of --as: 0 pending, 1 done, -1 failed */
     struct errs e;
     char samples[NSAMPLES][160];
     int nsamples;

@@ -86,12 +86,12 @@ static int frame(struct req *r, size_t n, const ProtobufCMessage *msg)
 
 /* Packs the call's request: the next nwb synthetic waybills (Submit, SubmitBatch), a random
  * number of the range (Get), the phone (Search) or the account and password (Login). */
-static int build_body(struct load *L, struct req *r)
+static int build_body(struct load *L, struct req *r, enum wl_mode mode)
 {
     const struct opts *o = &L->o;
     char number[32];
 
-    switch (o->mode) {
+    switch (mode) {
     case WL_GET: {
         Waygate__V1__GetRequest gr = WAYGATE__V1__GET_REQUEST__INIT;
         if (wl_synth_number(number, sizeof number, &L->scfg, o->first + pick(L, o->count)) != 0)
@@ -108,7 +108,7 @@ static int build_body(struct load *L, struct req *r)
     }
     case WL_LOGIN: {
         Waygate__V1__LoginRequest lr = WAYGATE__V1__LOGIN_REQUEST__INIT;
-        lr.account = (char *)o->login_account;
+        lr.account = (char *)(r->pre ? o->as_account : o->login_account);
         lr.password = (char *)o->password;
         r->wipe = true;
         return frame(r, waygate__v1__login_request__get_packed_size(&lr), &lr.base);
@@ -168,44 +168,35 @@ void wl_req_free(struct req *r)
 }
 
 /* Opens one stream carrying the next waybills; returns 0, or -1 (nothing was issued). */
-static int submit_one(struct conn *c)
+/* Sends r (its body built) on c to path; frees r and returns -1 when it cannot. */
+static int send_req(struct conn *c, struct req *r, const char *path)
 {
     struct load *L = c->L;
-    uint32_t nwb = L->o.batch ? (uint32_t)L->o.batch : 1;
-    bool fresh = L->o.mode == WL_SUBMIT || L->o.mode == WL_BATCH;
-    if (fresh && (L->next_no + nwb - 1 > L->o.seg_to || L->next_no + nwb - 1 < L->next_no)) {
-        if (!L->e.exhausted)
-            fprintf(stderr, "wgload: segment exhausted at %" PRIu64 "\n", L->next_no);
-        L->e.exhausted = 1;
-        return -1;
-    }
-    struct req *r = calloc(1, sizeof *r);
-    if (!r || (r->nwb = nwb, build_body(L, r) != 0)) {
-        wl_req_free(r);
-        fprintf(stderr, "wgload: cannot build a request\n");
-        L->e.exhausted = 1; /* stops issuing; counted as a failure */
-        return -1;
-    }
     r->c = c;
     r->grpc = -1;
-    nghttp2_nv hdrs[8 + MAX_META] = {
+    nghttp2_nv hdrs[9 + MAX_META] = {
         NV(":method", "POST"),
         NV(":scheme", "https"),
         NV(":authority", L->authority),
-        NV(":path", L->o.path),
+        NV(":path", path),
         NV("content-type", "application/grpc"),
         NV("te", "trailers"),
         NV("user-agent", "wgload/1"),
         NV("grpc-timeout", L->timeout_hdr),
     };
     size_t nh = L->timeout_hdr[0] ? 8 : 7;
-    for (int i = 0; i < L->o.nmeta; i++, nh++) {
-        hdrs[nh].name = (uint8_t *)L->o.meta_name[i];
-        hdrs[nh].namelen = strlen(L->o.meta_name[i]);
-        hdrs[nh].value = (uint8_t *)L->o.meta_value[i];
-        hdrs[nh].valuelen = strlen(L->o.meta_value[i]);
+    int nmeta = L->o.nmeta;
+    for (int i = 0; i <= nmeta; i++) {
+        const char *name = i < nmeta ? L->o.meta_name[i] : "authorization";
+        const char *value = i < nmeta ? L->o.meta_value[i] : L->bearer;
+        if (!value || (r->pre && strcmp(name, "authorization") == 0))
+            continue;
+        hdrs[nh].name = (uint8_t *)name;
+        hdrs[nh].namelen = strlen(name);
+        hdrs[nh].value = (uint8_t *)value;
+        hdrs[nh].valuelen = strlen(value);
         /* never indexed: a bearer token must not sit in a compression table */
-        hdrs[nh].flags =
+        hdrs[nh++].flags =
             NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE | NGHTTP2_NV_FLAG_NO_INDEX;
     }
     nghttp2_data_provider prd = {.source.ptr = r, .read_callback = body_read_cb};
@@ -225,6 +216,30 @@ static int submit_one(struct conn *c)
     c->reqs = r;
     c->inflight++;
     L->inflight++;
+    return 0;
+}
+
+/* Opens one stream carrying the next call; returns 0, or -1 (nothing was issued). */
+static int submit_one(struct conn *c)
+{
+    struct load *L = c->L;
+    uint32_t nwb = L->o.batch ? (uint32_t)L->o.batch : 1;
+    bool fresh = L->o.mode == WL_SUBMIT || L->o.mode == WL_BATCH;
+    if (fresh && (L->next_no + nwb - 1 > L->o.seg_to || L->next_no + nwb - 1 < L->next_no)) {
+        if (!L->e.exhausted)
+            fprintf(stderr, "wgload: segment exhausted at %" PRIu64 "\n", L->next_no);
+        L->e.exhausted = 1;
+        return -1;
+    }
+    struct req *r = calloc(1, sizeof *r);
+    if (!r || (r->nwb = nwb, build_body(L, r, L->o.mode) != 0)) {
+        wl_req_free(r);
+        fprintf(stderr, "wgload: cannot build a request\n");
+        L->e.exhausted = 1; /* stops issuing; counted as a failure */
+        return -1;
+    }
+    if (send_req(c, r, L->o.path) != 0)
+        return -1;
     L->issued++;
     return 0;
 }
@@ -266,6 +281,10 @@ static void finish_run(struct load *L)
     if (L->count_mode || L->t_meas1 == 0) {
         L->t_meas1 = now_s();
         getrusage(RUSAGE_SELF, &L->ru1);
+    }
+    if (L->t_meas0 == 0) { /* never measured (a failed Login of --as): an empty window */
+        L->t_meas0 = L->t_meas1;
+        L->ru0 = L->ru1;
     }
     L->phase = PH_DONE;
     for (int i = 0; i < L->o.conns; i++) {
@@ -351,7 +370,8 @@ static long check_search(struct load *L, const struct req *r)
     return n;
 }
 
-/* Login: a token, never printed; a token that allows only ChangePassword is counted. */
+/* Login: a token, never printed; a token that allows only ChangePassword is counted. The
+ * Login of --as keeps "Bearer <token>" in L->bearer. */
 static long check_login(struct load *L, const struct req *r)
 {
     Waygate__V1__LoginResponse *m =
@@ -359,6 +379,13 @@ static long check_login(struct load *L, const struct req *r)
     bool ok = m && m->token && m->token[0];
     if (ok && m->must_change_password)
         L->must_change++;
+    if (ok && r->pre) {
+        size_t n = strlen(m->token) + sizeof "Bearer ";
+        L->bearer = malloc(n);
+        if (L->bearer)
+            snprintf(L->bearer, n, "Bearer %s", m->token);
+        ok = L->bearer != NULL;
+    }
     if (m) {
         if (m->token)
             OPENSSL_cleanse(m->token, strlen(m->token));
@@ -401,14 +428,14 @@ static long check_response(struct load *L, struct req *r, uint32_t error_code)
         sample(L, w, r->msg);
         return -1;
     }
-    if (L->o.mode == WL_SEARCH)
+    if (L->o.mode == WL_SEARCH && !r->pre)
         return check_search(L, r);
     if (r->rlen < 5 || r->resp[0] != 0 || get_be32(r->resp + 1) != r->rlen - 5) {
         L->e.decode++;
         sample(L, "bad gRPC framing of the response", "");
         return -1;
     }
-    if (L->o.mode == WL_LOGIN)
+    if (L->o.mode == WL_LOGIN || r->pre)
         return check_login(L, r);
     if (L->o.mode == WL_GET) {
         if (view_ok(r->resp + 5, r->rlen - 5))
@@ -463,6 +490,10 @@ static void complete(struct load *L, struct req *r, uint32_t error_code)
 {
     double t = now_s();
     long ok = check_response(L, r, error_code);
+    if (r->pre) { /* acted on by read_cb, outside nghttp2's callbacks */
+        L->pre_state = ok < 0 ? -1 : 1;
+        return;
+    }
     if (ok < 0)
         return;
     L->all_wb_ok += (uint64_t)ok;
@@ -610,7 +641,7 @@ static void conn_fail(struct conn *c, const char *why)
     c->ng = NULL;
     bufferevent_free(c->bev);
     c->bev = NULL;
-    if (L->phase == PH_CONNECT) {
+    if (L->phase == PH_CONNECT || L->phase == PH_LOGIN) {
         fprintf(stderr, "wgload: connection failed before the run: %s\n", why);
         event_base_loopbreak(L->base);
         return;
@@ -619,6 +650,32 @@ static void conn_fail(struct conn *c, const char *why)
 }
 
 static void start_phase(struct load *L);
+
+/* With --as: one Login on the first connection; its answer starts the load (complete()). */
+static void begin(struct load *L)
+{
+    if (!L->o.as_account) {
+        start_phase(L);
+        return;
+    }
+    L->phase = PH_LOGIN;
+    struct conn *c = &L->conns[0];
+    struct req *r = calloc(1, sizeof *r);
+    if (r)
+        r->pre = true;
+    if (!r || build_body(L, r, WL_LOGIN) != 0) {
+        wl_req_free(r);
+        fprintf(stderr, "wgload: cannot build the Login request\n");
+        L->e.exhausted = 1;
+        finish_run(L);
+        return;
+    }
+    if (send_req(c, r, "/waygate.v1.Admin/Login") != 0) {
+        finish_run(L);
+        return;
+    }
+    conn_flush(c);
+}
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
@@ -640,7 +697,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
     }
     struct load *L = c->L;
     if (L->phase == PH_CONNECT && L->nready == L->o.conns)
+        begin(L);
+    if (L->phase == PH_LOGIN && L->pre_state > 0)
         start_phase(L);
+    if (L->phase == PH_LOGIN && L->pre_state < 0) {
+        fprintf(stderr, "wgload: the Login of --as failed; no load was sent\n");
+        finish_run(L);
+    }
     conn_fill(c);
     maybe_done(L);
 }
