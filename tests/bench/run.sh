@@ -18,7 +18,12 @@
 #        (random bytea of the sizes the gateway's sealed fields have: plaintext + 30 bytes);
 #   (a2) pgbench, 8 clients, 50 rows per transaction sent in one pipeline (\startpipeline);
 #   (b)  wgload (tests/bench/wgload.c) through the real mTLS listener as courier_a: Submit at 16,
-#        64 and 128 concurrent streams and SubmitBatch of 100, ~10 s each after a 1 s warm-up.
+#        64 and 128 concurrent streams and SubmitBatch of 100, ~10 s each after a 1 s warm-up;
+# and for issue 7, each beside its baseline (see "issue 7" below for the details):
+#   (g)  Get at 64 streams vs (g0) pgbench, 16 clients, the gateway's Get statement by wb_bidx;
+#   (s)  Search by a phone 20 waybills share vs (s0) pgbench fetching those 20 rows;
+#   (l)  Login throughput vs (l0) one thread's scrypt verifications at the gateway's cost;
+#   (p)  Submit p99 at 64 streams during 20 parallel Logins vs (p0) without them.
 # Waybill numbers come from segment A, above the middle of it (integration tests use the low end);
 # the next unused number is kept in DIR/bench-next so that repeated runs never resubmit one.
 #
@@ -28,7 +33,13 @@
 # Environment overrides: BENCH_DURATION (s, default 10), BENCH_REPEAT (rounds of the whole
 # sequence, each cell then the median; default 1), BENCH_A1_CLIENTS (16),
 # BENCH_A2_CLIENTS (8), BENCH_CONF ("label:conns:streams:batch ..." for the gateway runs),
-# WGLOAD (path of the wgload binary), WAYGATE_BUILD (build directory), WAYGATE_PGBIN.
+# WGLOAD (path of the wgload binary), WAYGATE_BUILD (build directory), WAYGATE_PGBIN,
+# BENCH_FIGURES (a subset of "submit get search login storm"; the document is then not
+# rewritten), BENCH_GET_N (waybills submitted for Get, 20000; smoke 200), BENCH_READ_CLIENTS
+# (pgbench clients of g0 and s0, 16), BENCH_BASE (path of bench_base).
+# Login (l, p) needs the stack's clerk_a account (WAYGATE_P_clerk_a_ACCOUNT/PASSWORD in DIR/env)
+# and Search (s) logs in as it when it exists (else courier_a); a figure the stack cannot give is
+# skipped and said so.
 # Not part of the test suite: only --smoke may be (ctest -L smoke with -DWAYGATE_BENCH_SMOKE=ON).
 set -euo pipefail
 
@@ -46,7 +57,7 @@ while [[ $# -gt 0 ]]; do
     --smoke) MODE=smoke ;;
     --baseline-only) MODE=baseline ;;
     --doc) DOC=$2; shift ;;
-    -h | --help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,43p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) DIR=$1 ;;
     esac
@@ -885,6 +896,10 @@ $(cat "$TABLE")
 
 $(if [[ -s $TARGETS ]]; then cat "$TARGETS"; else echo "- gateway figures not measured in this run"; fi)
 
+## Reads, Search and Login (issue 7)
+
+$(if [[ -s $TABLE7 ]]; then cat "$TABLE7"; echo; cat "$TARGETS7"; else echo "- not measured in this run"; fi)
+
 ## What is measured
 
 - **a1, a2 (baselines)**: pgbench against the same PostgreSQL, into \`bench_baseline\`, $BASELINE_SHAPE; $NINDEX indexes.
@@ -908,6 +923,27 @@ $(if [[ -s $TARGETS ]]; then cat "$TARGETS"; else echo "- gateway figures not me
   accepted in that call; "PostgreSQL CPU" likewise for the whole cluster (postmaster, its
   backends, background writers), per row for the baselines. With $(nproc) CPUs, $(nproc) 000 000 us
   of CPU per second are available in all: the three CPU columns show who spends them.
+- **g, g0 (issue 7)**: $GET_N waybills are submitted as courier_a (its own branch's), then
+  \`wgload --get\` looks up random ones of them at 64 streams (4 connections x 16) with the
+  courier_a certificate: each call reads the row, checks its MAC, decrypts it and renders the
+  role's view; a call counts when it returns a view with the record id. g0 is pgbench at
+  $READ_CLIENTS clients on the same \`waybill\` table right after: the gateway's own Get statement
+  (printed by \`bench_base get-sql\`: the same columns and expressions) with the blind index taken
+  by \`\\set k random(1, N)\` from \`bench_get_keys\` (the new rows' \`wb_bidx\`, numbered) in a
+  sub-select, as the table's owner, text results. The ratio is lookups/s over transactions/s.
+- **s, s0**: 20 waybills are submitted whose recipients share one phone (\`wgload --same-phone\`,
+  a phone new to the table), then \`wgload --search-phone\` streams them at 64 streams, as
+  $(echo "${S_WHO:-courier_a}"); a call counts when exactly 20 views arrive (the request's limit is 21, so
+  a surplus shows). s0: pgbench, $READ_CLIENTS clients, the Get statement's columns for those rows by
+  the phone's blind index (sender or recipient), newest first, LIMIT 21.
+- **l, l0**: \`wgload --login\` with the dev stack's clerk_a account over the branch_a certificate,
+  16 calls in flight; a call counts when it returns a token (never printed). l0 is
+  \`bench_base scrypt N\`: one thread verifying a password at the configured cost (scrypt_n
+  ${SCRYPT_N:-?}, r 8, p 1) through the gateway's crypto/password.c; the pool can reach at most
+  min(auth workers, CPUs) times that.
+- **p0, p**: Submit at 64 streams for the same duration without logins (p0), then with a second
+  wgload running 20 Logins in parallel over the whole window (p); both start from an empty table
+  on a stack run.sh started. The issue asks that Submit latency not move: compare the p99s.
 - The gateway's tables: $(if [[ -n $RESET ]]; then echo "emptied (\`waybill\`, \`phone_owner\`, \`phone_sender\`) before each gateway figure, as \`bench_baseline\` is before each baseline, so that every figure starts from an empty table and a checkpoint (with random blind-index keys, index size and full-page writes after a checkpoint grow with the table)"; else echo "not emptied (someone else's stack): the \`waybill\` table held ${GW_ROWS_AT_START:-?} rows at the first gateway figure and grew during the run, which makes the gateway figures lower than on an empty table"; fi).
 - Run it: \`tests/bench/run.sh\` (a throw-away dev stack) or \`tests/bench/run.sh DIR\` (an
   existing one; it adds the benchmark's waybills to that stack's database);
