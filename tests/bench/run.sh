@@ -568,7 +568,16 @@ figure_search() {
         say "s0: the 20 rows sharing the phone are not visible to the owner; no baseline"
         return
     fi
-    echo "$("$BENCH_BASE" get-sql | sed "s/WHERE wb_bidx = \\\$1/WHERE sender_phone_bidx = '\\\\x$bidx'::bytea OR recipient_phone_bidx = '\\\\x$bidx'::bytea ORDER BY accepted_at DESC, id LIMIT 21/");" >"$WORK/s0.sql"
+    local sql where
+    sql=$("$BENCH_BASE" get-sql)
+    where="WHERE \\1sender_phone_bidx = '\\\\x$bidx'::bytea OR \\1recipient_phone_bidx = '\\\\x$bidx'::bytea ORDER BY \\1accepted_at DESC, \\1id LIMIT 21"
+    sql=$(sed -E "s/WHERE ([a-z_]+\\.)?wb_bidx = \\\$1\$/$where/" <<<"$sql")
+    if [[ $sql == *'$1'* ]]; then
+        R_state=fail R_why="bench_base get-sql: the statement does not end in WHERE wb_bidx = \$1; cannot derive the Search baseline"
+        note_state s0
+        return
+    fi
+    echo "$sql;" >"$WORK/s0.sql"
     run_pgbench_read s0 "$READ_CLIENTS" "$WORK/s0.sql"
     keep s0
     say "s0 pgbench $READ_CLIENTS clients: $R_wps searches/s  p50 $R_p50 ms  p99 $R_p99 ms"
