@@ -192,6 +192,20 @@ int wl_synth_selftest(void)
         if (strcmp(a.waybill_no, b.waybill_no) == 0)
             return -1;
     }
+    /* A Search target: every recipient has the given phone, the senders' stay distinct. */
+    cfg.same_phone = "13800138000";
+    if (wl_synth_fill(&a, &cfg, 7) != 0 || wl_synth_fill(&b, &cfg, 8) != 0 ||
+        strcmp(a.recipient.phone, "13800138000") != 0 ||
+        strcmp(b.recipient.phone, "13800138000") != 0 || strcmp(a.s_phone, b.s_phone) == 0)
+        return -1;
+    cfg.same_phone = NULL;
+    /* The number Get asks for is the one Submit sent. */
+    char no[32];
+    if (wl_synth_number(no, sizeof no, &cfg, 42) != 0 || strcmp(no, "WG000000000042") != 0 ||
+        strcmp(no, a.waybill_no) == 0)
+        return -1;
+    if (wl_synth_fill(&a, &cfg, 42) != 0 || strcmp(no, a.waybill_no) != 0)
+        return -1;
     /* Too long a number is refused rather than truncated. */
     cfg.width = 19;
     if (wl_synth_fill(&a, &cfg, 1) == 0)
