@@ -117,6 +117,7 @@ if [[ -z $DIR && $MODE != baseline ]]; then
     if [[ $MODE == full && -f $POLICY_SRC ]] && grep -qE '^lookups_per_window[[:space:]]*=' "$POLICY_SRC" &&
         ! grep -q '^\[policy\]' "$DIR/waygated.conf"; then
         sed -E 's/^(lookups_per_window[[:space:]]*=[[:space:]]*).*/\11000000000/' "$POLICY_SRC" >"$DIR/bench-policy.conf"
+        chmod 0600 "$DIR/bench-policy.conf" # waygated refuses a policy file others may write
         printf '\n[policy]\nfile = %s\n' "$DIR/bench-policy.conf" >>"$DIR/waygated.conf"
         say "restarting the stack's gateway with deploy/policy.conf, lookups_per_window raised to 10^9 (the read figures' many distinct lookups)"
         { WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" down "$DIR" && WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" up "$DIR"; } \
