@@ -69,10 +69,10 @@ int gw_pw_hash(const char *pw, size_t n, const uint8_t salt[GW_PW_SALT_LEN],
     if (kctx == NULL)
         return GW_ECRYPTO;
     /* The KDF only reads the password; OSSL_PARAM's type is not const. */
-    params[0] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)(uintptr_t)pw,
-                                                  n);
-    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT,
-                                                  (void *)(uintptr_t)salt, GW_PW_SALT_LEN);
+    params[0] =
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_PASSWORD, (void *)(uintptr_t)pw, n);
+    params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)(uintptr_t)salt,
+                                                  GW_PW_SALT_LEN);
     params[2] = OSSL_PARAM_construct_uint64(OSSL_KDF_PARAM_SCRYPT_N, &nn);
     params[3] = OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_R, &r);
     params[4] = OSSL_PARAM_construct_uint32(OSSL_KDF_PARAM_SCRYPT_P, &p);
