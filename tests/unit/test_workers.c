@@ -133,9 +133,8 @@ static void test_done_on_loop_in_order(void **state)
     reset_gate();
     assert_non_null(w);
     for (int i = 0; i < 5; i++)
-        assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, item(i, false, log, &ndone),
-                                           NULL),
-                         0);
+        assert_int_equal(
+            gw_workers_submit(w, work_fn, done_fn, drop_fn, item(i, false, log, &ndone), NULL), 0);
     assert_int_equal(ndone, 0); /* done never runs inside submit */
     run_until(base, &ndone, 5);
     for (int i = 0; i < 5; i++)
@@ -178,14 +177,12 @@ static void test_queue_full_refused(void **state)
     (void)state;
     reset_gate();
     /* one running (held at the gate) and two waiting fill a pool of one thread, queue 2 */
-    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, true, log, &ndone),
-                                       NULL),
-                     0);
+    assert_int_equal(
+        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, true, log, &ndone), NULL), 0);
     wait_started(1);
     for (int i = 1; i <= 2; i++)
-        assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn,
-                                           item(i, true, log, &ndone), NULL),
-                         0);
+        assert_int_equal(
+            gw_workers_submit(w, work_fn, done_fn, drop_fn, item(i, true, log, &ndone), NULL), 0);
     assert_int_equal(gw_workers_queued(w), 2);
     extra = item(3, true, log, &ndone);
     assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, extra, NULL), GW_ETOOBIG);
@@ -206,13 +203,11 @@ static void test_cancel_queued(void **state)
 
     (void)state;
     reset_gate();
-    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, true, log, &ndone),
-                                       NULL),
-                     0);
+    assert_int_equal(
+        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, true, log, &ndone), NULL), 0);
     wait_started(1);
-    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, true, log, &ndone),
-                                       &job),
-                     0);
+    assert_int_equal(
+        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, true, log, &ndone), &job), 0);
     gw_workers_cancel(job);
     assert_int_equal(drops(), 1); /* not started: dropped at once */
     assert_int_equal(gw_workers_queued(w), 0);
@@ -233,16 +228,14 @@ static void test_cancel_running(void **state)
 
     (void)state;
     reset_gate();
-    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, true, log, &ndone),
-                                       &job),
-                     0);
+    assert_int_equal(
+        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, true, log, &ndone), &job), 0);
     wait_started(1);
     gw_workers_cancel(job); /* running: the worker thread drops it when work returns */
     assert_int_equal(drops(), 0);
     /* a later job finishing on the same (only) thread proves the cancelled one has returned */
-    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, false, log, &ndone),
-                                       NULL),
-                     0);
+    assert_int_equal(
+        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, false, log, &ndone), NULL), 0);
     open_gate();
     run_until(base, &ndone, 1);
     assert_int_equal(log[0], 1);
@@ -284,9 +277,8 @@ static void test_cancel_finished(void **state)
     c->victim = &victim;
     /* both finish before the loop runs: the first's done cancels the second, already done */
     assert_int_equal(gw_workers_submit(w, work_fn, done_cancel_fn, drop_fn, c, NULL), 0);
-    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, false, log, &ndone),
-                                       &victim),
-                     0);
+    assert_int_equal(
+        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, false, log, &ndone), &victim), 0);
     wait_started(2);
     run_until(base, &ndone, 1);
     /* The second job was either finished (dropped by the loop in the same pass) or still running
@@ -308,17 +300,14 @@ static void test_free_drops_everything(void **state)
     (void)state;
     reset_gate();
     /* one finished (its done never runs: the loop is not run), one running, two queued */
-    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, false, log, &ndone),
-                                       NULL),
-                     0);
-    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, true, log, &ndone),
-                                       NULL),
-                     0);
+    assert_int_equal(
+        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, false, log, &ndone), NULL), 0);
+    assert_int_equal(
+        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, true, log, &ndone), NULL), 0);
     wait_started(2);
     for (int i = 2; i < 4; i++)
-        assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn,
-                                           item(i, true, log, &ndone), NULL),
-                         0);
+        assert_int_equal(
+            gw_workers_submit(w, work_fn, done_fn, drop_fn, item(i, true, log, &ndone), NULL), 0);
     open_gate(); /* let the running one return so that free can join */
     gw_workers_free(w);
     assert_int_equal(ndone, 0);
@@ -350,9 +339,9 @@ static void test_bad_arguments(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_done_on_loop_in_order),  cmocka_unit_test(test_work_off_loop_thread),
-        cmocka_unit_test(test_queue_full_refused),     cmocka_unit_test(test_cancel_queued),
-        cmocka_unit_test(test_cancel_running),         cmocka_unit_test(test_cancel_finished),
+        cmocka_unit_test(test_done_on_loop_in_order), cmocka_unit_test(test_work_off_loop_thread),
+        cmocka_unit_test(test_queue_full_refused),    cmocka_unit_test(test_cancel_queued),
+        cmocka_unit_test(test_cancel_running),        cmocka_unit_test(test_cancel_finished),
         cmocka_unit_test(test_free_drops_everything), cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
