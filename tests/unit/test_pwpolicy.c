@@ -93,7 +93,11 @@ static void test_bytes(void **state)
     assert_int_equal(check("bob", "Abcdefgh123\xc0\xaf", NULL), GW_RULE_UTF8);
     assert_int_equal(check("bob", "Abcdefgh123\xed\xa0\x80", NULL), GW_RULE_UTF8);
     /* NUL inside */
-    assert_int_equal(gw_pwpolicy_check("bob", "Abcdefgh\0" "123!!", 14, &f), GW_EINVAL);
+    assert_int_equal(gw_pwpolicy_check("bob",
+                                       "Abcdefgh\0"
+                                       "123!!",
+                                       14, &f),
+                     GW_EINVAL);
     assert_int_equal(f.rule, GW_RULE_NUL);
     /* bounded: at most GW_PWPOLICY_MAX_BYTES bytes */
     memset(big, 'a', sizeof big);
@@ -145,7 +149,7 @@ static void test_generate(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_length), cmocka_unit_test(test_classes),
+        cmocka_unit_test(test_length),       cmocka_unit_test(test_classes),
         cmocka_unit_test(test_account_name), cmocka_unit_test(test_bytes),
         cmocka_unit_test(test_generate),
     };
