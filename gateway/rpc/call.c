@@ -189,12 +189,17 @@ void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
         return;
     call->cancel_fn = NULL;
     if (f != NULL && f->code != 0) {
+        if (rp->refused != NULL)
+            rp->refused(rp->refused_ctx, call->method->path, gw_h2_stream_peer(call->st), p, f);
         refuse(call, f);
         return;
     }
     call->principal = *p;
     call->log.principal = call->principal.name[0] ? call->principal.name : NULL;
     if (gw_policy_may_call(rp->policy, call->method->path, &call->principal, &denied) != 0) {
+        if (rp->refused != NULL)
+            rp->refused(rp->refused_ctx, call->method->path, gw_h2_stream_peer(call->st),
+                        &call->principal, &denied);
         refuse(call, &denied);
         return;
     }
