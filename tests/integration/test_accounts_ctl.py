@@ -7,7 +7,6 @@ gateway's log, the database or its log. Also the dev stack's own principals and 
 
 import hashlib
 import os
-import re
 import ssl
 import stat
 import subprocess
@@ -400,32 +399,40 @@ def test_disable_ends_sessions_at_once(stack):
 
 def test_disable_stops_a_live_token(stack):
     """Over gRPC: a token that works stops working on its very next call once the CLI disables
-    the account."""
-    given = "It-Clerk-Password-55"
+    the account. The account is lawful_access over the `admin` certificate (a security_admin
+    principal): a call only the token's role may make shows the token is what was honoured."""
+    given = "It-Lawful-Password-55"
     SEEN.add(given)
-    r = ctl(stack, "accounts", "create", "it_clerk5", "--role", "branch_clerk", "--branch", "a",
-            "--password-stdin", "--scrypt-n", "1024", input=given + "\n")
+    r = ctl(stack, "accounts", "create", "it_law5", "--role", "lawful_access", "--password-stdin",
+            "--scrypt-n", "1024", input=given + "\n")
     assert r.returncode == 0, r.stderr
-    resp = login_or_skip(stack, "it_clerk5", given, "branch_a")
-    new = "It-Clerk-Password-56"
+    resp = login_or_skip(stack, "it_law5", given, "admin")
+    new = "It-Lawful-Password-56"
     SEEN.add(new)
     pb = stack.pb
     stack.unary("/waygate.v1.Admin/ChangePassword",
                 pb.admin.ChangePasswordRequest(old_password=given, new_password=new),
-                pb.admin.ChangePasswordResponse, principal="branch_a",
-                metadata=bearer(resp.token))
-    md = stack.login("it_clerk5", new, "branch_a")
-    req = pb.query.GetRequest(waybill_no="WG1999999999")
-    with pytest.raises(grpc.RpcError) as e:  # accepted: the answer is about the waybill
-        stack.unary("/waygate.v1.WaybillQuery/Get", req, pb.query.WaybillView,
-                    principal="branch_a", metadata=md)
-    assert e.value.code() == grpc.StatusCode.NOT_FOUND
-    r = ctl(stack, "accounts", "disable", "it_clerk5", "--reason", "test")
-    assert r.returncode == 0 and "1 sessions ended" in r.stdout
-    with pytest.raises(grpc.RpcError) as e:
-        stack.unary("/waygate.v1.WaybillQuery/Get", req, pb.query.WaybillView,
-                    principal="branch_a", metadata=md)
-    assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+                pb.admin.ChangePasswordResponse, principal="admin", metadata=bearer(resp.token))
+    md = stack.login("it_law5", new, "admin")
+    method = "/waygate.v1.Compliance/RequestLawfulAccess"
+    req = pb.compliance.RequestLawfulAccessRequest()
+
+    def call(metadata):
+        try:
+            stack.unary(method, req, pb.compliance.RequestLawfulAccessResponse,
+                        principal="admin", metadata=metadata)
+            return grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            return e.code()
+
+    # the certificate alone (security_admin) may not; with the token (lawful_access) it gets past
+    # authorization (the method itself may still be unbuilt)
+    assert call(None) == grpc.StatusCode.PERMISSION_DENIED
+    honoured = call(md)
+    assert honoured not in (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
+    r = ctl(stack, "accounts", "disable", "it_law5", "--reason", "test")
+    assert r.returncode == 0 and "2 sessions ended" in r.stdout  # the limited and the full one
+    assert call(md) == grpc.StatusCode.UNAUTHENTICATED
 
 
 def test_no_password_in_logs_or_tables(stack):
@@ -450,4 +457,4 @@ def test_no_password_in_logs_or_tables(stack):
     # and the hashes are what the table holds: 32 bytes each, with their parameters
     assert stack.psql("SELECT count(*) FROM account WHERE octet_length(pw_hash) <> 32 "
                       "OR pw_params !~ '^scrypt:N=[0-9]+,r=8,p=1$'") == ["0"]
-    assert re.search(r"it_boot|it_clerk", dump)
+    assert "secadmin" in dump  # the dump does hold the accounts
