@@ -225,10 +225,12 @@ int gw_admin_principal_disable(struct gw_admin *a, const char *name, const char 
     "id, name, person, role, branch, must_change, failed_count, " UTC_TEXT(                        \
         "pw_set_at") ", " UTC_TEXT("locked_until") ", " UTC_TEXT("created_at") ", "                \
                                                                                "created_by,"       \
-                                                                               " " UTC_TEXT("last" \
-                                                                                            "_use" \
-                                                                                            "d_"   \
-                                                                                            "at") ", " UTC_TEXT("disabled_at") ", disabled_by, disabled_reason"
+                                                                               " " UTC_TEXT(       \
+                                                                                   "last"          \
+                                                                                   "_use"          \
+                                                                                   "d_"            \
+                                                                                   "at") ","       \
+                                                                                         " " UTC_TEXT("disabled_at") ", disabled_by, disabled_reason"
 
 static int account_rows(struct gw_admin *a, PGresult *res, gw_admin_account_cb cb, void *arg,
                         char *errbuf, size_t errlen)
@@ -396,11 +398,10 @@ int gw_admin_incident(struct gw_admin *a, const char *severity, const char *kind
                       size_t errlen)
 {
     const char *values[5] = {severity, kind, principal, branch, detail};
-    PGresult *res = PQexecParams(a->pg,
-                                 "INSERT INTO incident (severity, kind, principal, peer, branch, "
-                                 "detail) VALUES ($1, $2, $3, 'local', $4, $5)",
-                                 5, NULL, values, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : refused(res, a, errbuf, errlen);
+    /* sql/006_accounts.sql: the CLI's role writes incidents through this function only */
+    PGresult *res = PQexecParams(a->pg, "SELECT cli_record_incident($1, $2, $3, $4, $5)", 5, NULL,
+                                 values, NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : refused(res, a, errbuf, errlen);
 
     PQclear(res);
     return rc;

@@ -127,8 +127,9 @@ struct gw_admin_logrec {
 int gw_admin_log(struct gw_admin *a, const struct gw_admin_logrec *r, char *errbuf,
                  size_t errlen) GW_MUST_CHECK;
 
-/* Records an incident (severity low|medium|high|critical). principal, branch, detail may be
- * NULL; detail never holds PII or a secret. Returns 0 or GW_EINTERNAL. */
+/* Records an incident (severity low|medium|high|critical; peer 'local') through the database's
+ * cli_record_incident (the CLI's role has no grant on the table itself). principal, branch, detail
+ * may be NULL; detail never holds PII or a secret. Returns 0 or GW_EINTERNAL. */
 int gw_admin_incident(struct gw_admin *a, const char *severity, const char *kind,
                       const char *principal, const char *branch, const char *detail, char *errbuf,
                       size_t errlen) GW_MUST_CHECK;

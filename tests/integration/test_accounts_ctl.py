@@ -370,6 +370,11 @@ def test_separation_of_duties_refused_in_code_and_by_the_database(stack):
                         "'scrypt:N=1024,r=8,p=1', 'it')"], capture_output=True, text=True)
     assert r.returncode != 0
     assert "account_one_admin_role_per_person" in r.stderr
+    # the CLI's role writes incidents only through cli_record_incident, not into the table
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", stack.pguri, "-c",
+                        "INSERT INTO incident (severity, kind) VALUES ('low', 'forged')"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "permission denied for table incident" in r.stderr
 
 
 def test_disable_ends_sessions_at_once(stack):
