@@ -85,16 +85,16 @@ static bool account_name_ok(const char *s)
 }
 
 /* Reads the first line of stdin (without its "\n" or "\r\n") into buf (cap bytes, NUL added).
- * Returns its length; cap when the line is longer than cap - 2 (the caller refuses it). */
+ * Returns its length, or cap when the line does not fit (the caller refuses it as too long). */
 static size_t read_password(char *buf, size_t cap)
 {
     size_t n = 0;
-    int ch;
+    int ch = EOF;
 
     while (n < cap - 1 && (ch = getchar()) != EOF && ch != '\n')
         buf[n++] = (char)ch;
     buf[n] = '\0';
-    if (n == cap - 1)
+    if (n == cap - 1 && ch != '\n' && ch != EOF && (ch = getchar()) != EOF && ch != '\n')
         return cap;
     if (n > 0 && buf[n - 1] == '\r')
         buf[--n] = '\0';
@@ -239,7 +239,7 @@ static int accounts_create(struct ctl_admin *c, const char *name, const char *ro
                            const char *branch, const char *person, bool pw_stdin, uint64_t scrypt_n,
                            bool bootstrap)
 {
-    char pw[GW_PWPOLICY_MAX_BYTES + 2];
+    char pw[GW_PWPOLICY_MAX_BYTES + 3]; /* the longest line, its "\r", the NUL */
     struct newacct n = {0};
     struct gw_fault f;
     enum gw_rule rule = GW_RULE_NONE;

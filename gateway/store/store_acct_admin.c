@@ -221,16 +221,20 @@ int gw_admin_principal_disable(struct gw_admin *a, const char *name, const char 
 
 /* ---- accounts ---- */
 
-#define ACCOUNT_COLS                                                                               \
-    "id, name, person, role, branch, must_change, failed_count, " UTC_TEXT(                        \
-        "pw_set_at") ", " UTC_TEXT("locked_until") ", " UTC_TEXT("created_at") ", "                \
-                                                                               "created_by,"       \
-                                                                               " " UTC_TEXT(       \
-                                                                                   "last"          \
-                                                                                   "_use"          \
-                                                                                   "d_"            \
-                                                                                   "at") ","       \
-                                                                                         " " UTC_TEXT("disabled_at") ", disabled_by, disabled_reason"
+#define ACCOUNT_COLS                                                                                   \
+    "id, name, person, role, branch, must_change, failed_count, " UTC_TEXT(                            \
+        "pw_set_at") ", " UTC_TEXT("locked_until") ", " UTC_TEXT("created_at") ", "                    \
+                                                                               "created_by,"           \
+                                                                               " " UTC_TEXT(           \
+                                                                                   "last"              \
+                                                                                   "_use"              \
+                                                                                   "d_"                \
+                                                                                   "at") ","           \
+                                                                                         " " UTC_TEXT( \
+                                                                                             "dis"     \
+                                                                                             "abl"     \
+                                                                                             "ed_"     \
+                                                                                             "at") ", disabled_by, disabled_reason"
 
 static int account_rows(struct gw_admin *a, PGresult *res, gw_admin_account_cb cb, void *arg,
                         char *errbuf, size_t errlen)
