@@ -294,6 +294,18 @@ def test_create_password_policy_refusals(stack, password, words):
     SEEN.add(password.decode(errors="replace"))
 
 
+def test_create_password_length_bound(stack):
+    """256 bytes (followed by CRLF) are accepted, 257 refused naming the bound."""
+    for n, code in ((256, 0), (257, 3)):
+        pw = "A1-" + "b" * (n - 3)
+        r = ctl(stack, "accounts", "create", "it_len%d" % n, "--role", "lawful_access",
+                "--password-stdin", "--scrypt-n", "1024", input=pw + "\r\n")
+        assert r.returncode == code, r.stderr
+        if code:
+            assert "password: is too long (at most 256 bytes)" in r.stderr
+        assert (account_row(stack, "it_len%d" % n) is not None) == (code == 0)
+
+
 @pytest.mark.parametrize("args, words", [
     (["it_Bad", "--role", "lawful_access"], "account: must be 3 to 64 characters"),
     (["it_x1", "--role", "courier", "--branch", "a"], "role: is not a role an account may hold"),
