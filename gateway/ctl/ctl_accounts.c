@@ -85,16 +85,16 @@ static bool account_name_ok(const char *s)
 }
 
 /* Reads the first line of stdin (without its "\n" or "\r\n") into buf (cap bytes, NUL added).
- * Returns its length; cap when the line is longer than cap - 2 (the caller refuses it). */
+ * Returns its length, or cap when the line does not fit (the caller refuses it as too long). */
 static size_t read_password(char *buf, size_t cap)
 {
     size_t n = 0;
-    int ch;
+    int ch = EOF;
 
     while (n < cap - 1 && (ch = getchar()) != EOF && ch != '\n')
         buf[n++] = (char)ch;
     buf[n] = '\0';
-    if (n == cap - 1)
+    if (n == cap - 1 && ch != '\n' && ch != EOF && (ch = getchar()) != EOF && ch != '\n')
         return cap;
     if (n > 0 && buf[n - 1] == '\r')
         buf[--n] = '\0';
@@ -127,8 +127,8 @@ static int refuse_sod(struct ctl_admin *c, const char *name, const char *role, c
     ctl_admin_rollback(c);
     if (s != NULL && s->found)
         snprintf(detail, sizeof(detail),
-                 "account %s as %s refused: its person holds %s already (account %s)", name,
-                 role, s->role, s->name);
+                 "account %s as %s refused: its person holds %s already (account %s)", name, role,
+                 s->role, s->name);
     else
         snprintf(detail, sizeof(detail),
                  "account %s as %s refused by the database: its person holds an administrator "
@@ -236,10 +236,10 @@ out:
 }
 
 static int accounts_create(struct ctl_admin *c, const char *name, const char *role,
-                           const char *branch, const char *person, bool pw_stdin,
-                           uint64_t scrypt_n, bool bootstrap)
+                           const char *branch, const char *person, bool pw_stdin, uint64_t scrypt_n,
+                           bool bootstrap)
 {
-    char pw[GW_PWPOLICY_MAX_BYTES + 2];
+    char pw[GW_PWPOLICY_MAX_BYTES + 3]; /* the longest line, its "\r", the NUL */
     struct newacct n = {0};
     struct gw_fault f;
     enum gw_rule rule = GW_RULE_NONE;
@@ -259,8 +259,7 @@ static int accounts_create(struct ctl_admin *c, const char *name, const char *ro
     if (person == NULL || person[0] == '\0')
         person = name;
     if (gw_text_check(person, strlen(person), PERSON_MAX, NULL, &rule) != 0)
-        return ctl_admin_refuse(c, name, "person", rule,
-                                rule == GW_RULE_TOO_LONG ? PERSON_MAX : 0);
+        return ctl_admin_refuse(c, name, "person", rule, rule == GW_RULE_TOO_LONG ? PERSON_MAX : 0);
     if (gw_text_blank(person, strlen(person)))
         return ctl_admin_refuse(c, name, "person", GW_RULE_REQUIRED, 0);
 
@@ -438,8 +437,10 @@ int gw_ctl_accounts(int argc, char **argv)
     is_list = strcmp(verb, "list") == 0;
     if (!is_list && strcmp(verb, "bootstrap") != 0 && strcmp(verb, "create") != 0 &&
         strcmp(verb, "disable") != 0) {
-        fprintf(stderr, "waygatectl accounts: unknown action '%s' (bootstrap, create, list or "
-                        "disable)\n", verb);
+        fprintf(stderr,
+                "waygatectl accounts: unknown action '%s' (bootstrap, create, list or "
+                "disable)\n",
+                verb);
         accounts_usage(stderr);
         return GW_CTL_USAGE;
     }
@@ -454,13 +455,17 @@ int gw_ctl_accounts(int argc, char **argv)
         (strcmp(verb, "create") != 0 && strcmp(verb, "bootstrap") != 0 &&
          (person != NULL || scrypt_s != NULL)) ||
         (strcmp(verb, "disable") != 0 && reason != NULL)) {
-        fprintf(stderr, "waygatectl accounts %s: an option of another action was given (see "
-                        "--help)\n", verb);
+        fprintf(stderr,
+                "waygatectl accounts %s: an option of another action was given (see "
+                "--help)\n",
+                verb);
         return GW_CTL_USAGE;
     }
     if (parse_scrypt_n(scrypt_s, &scrypt_n) != 0) {
-        fprintf(stderr, "waygatectl accounts %s: --scrypt-n must be a power of two from 1024 "
-                        "to 1048576\n", verb);
+        fprintf(stderr,
+                "waygatectl accounts %s: --scrypt-n must be a power of two from 1024 "
+                "to 1048576\n",
+                verb);
         return GW_CTL_USAGE;
     }
     snprintf(cmd, sizeof(cmd), "accounts %s", verb);

@@ -82,8 +82,7 @@ void ctl_admin_rollback(struct ctl_admin *c)
     c->txn = false;
 }
 
-int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome,
-                  const char *detail)
+int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome, const char *detail)
 {
     struct gw_admin_logrec r = {c->actor, c->action, object, outcome, detail};
     char err[512];
@@ -111,8 +110,8 @@ int ctl_admin_refuse_text(struct ctl_admin *c, const char *object, const char *f
     return GW_CTL_REFUSED;
 }
 
-int ctl_admin_refuse(struct ctl_admin *c, const char *object, const char *field,
-                     enum gw_rule rule, unsigned long limit)
+int ctl_admin_refuse(struct ctl_admin *c, const char *object, const char *field, enum gw_rule rule,
+                     unsigned long limit)
 {
     struct gw_fault f;
     char msg[400];

@@ -38,20 +38,20 @@ void ctl_admin_rollback(struct ctl_admin *c);
 
 /* Appends the admin_log row of this command (object, outcome, detail: never a secret). Prints
  * a line on failure and returns GW_CTL_FAIL; 0 when recorded. */
-int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome,
-                  const char *detail);
+int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome, const char *detail);
 
 /* Rolls back an open transaction (nothing of this command is kept), prints "<cmd>: <field>:
- * <rule wording>" (the limit in place for a bounded rule) to stderr, records the refusal (outcome "refused", detail the same words) when connected, and returns
- * GW_CTL_REFUSED. */
-int ctl_admin_refuse(struct ctl_admin *c, const char *object, const char *field,
-                     enum gw_rule rule, unsigned long limit);
+ * <rule wording>" (the limit in place for a bounded rule) to stderr, records the refusal (outcome
+ * "refused", detail the same words) when connected, and returns GW_CTL_REFUSED. */
+int ctl_admin_refuse(struct ctl_admin *c, const char *object, const char *field, enum gw_rule rule,
+                     unsigned long limit);
 
 /* Same with a CLI-only wording (no gRPC rule applies). */
 int ctl_admin_refuse_text(struct ctl_admin *c, const char *object, const char *field,
                           const char *words);
 
-/* Rolls back an open transaction, prints "<cmd>: <what>: <msg>" and records outcome "failed". Returns GW_CTL_FAIL. */
+/* Rolls back an open transaction, prints "<cmd>: <what>: <msg>" and records outcome "failed".
+ * Returns GW_CTL_FAIL. */
 int ctl_admin_fail(struct ctl_admin *c, const char *object, const char *what, const char *msg);
 
 /* Branch codes: 1 to 31 of A-Z a-z 0-9 _ - (the column's CHECK). */

@@ -21,19 +21,18 @@ static const char *const PRINCIPAL_ROLES[] = {
 
 static void principals_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: waygatectl principals add NAME --cert FILE.pem --role ROLE [--branch B] "
-            "[--admin]\n"
-            "       waygatectl principals list\n"
-            "       waygatectl principals disable NAME\n"
-            "  common options: [--actor WHO] [--db CONNINFO]\n"
-            "  ROLE: courier, branch_clerk, customer_service (these three need --branch),\n"
-            "  compliance_auditor, security_admin, system_admin, lawful_access, backend.\n"
-            "  --admin registers the certificate for administration: accounts of the\n"
-            "  administrative roles may log in only over such a certificate.\n"
-            "  The certificate is known by the SHA-256 of its DER encoding. Adding a principal\n"
-            "  exactly as registered already changes nothing (exit 0). CONNINFO defaults to\n"
-            "  $WAYGATE_PGURI; WHO to $USER. Exit: 0 done, 1 failed, 2 usage, 3 refused.\n");
+    fprintf(f, "usage: waygatectl principals add NAME --cert FILE.pem --role ROLE [--branch B] "
+               "[--admin]\n"
+               "       waygatectl principals list\n"
+               "       waygatectl principals disable NAME\n"
+               "  common options: [--actor WHO] [--db CONNINFO]\n"
+               "  ROLE: courier, branch_clerk, customer_service (these three need --branch),\n"
+               "  compliance_auditor, security_admin, system_admin, lawful_access, backend.\n"
+               "  --admin registers the certificate for administration: accounts of the\n"
+               "  administrative roles may log in only over such a certificate.\n"
+               "  The certificate is known by the SHA-256 of its DER encoding. Adding a principal\n"
+               "  exactly as registered already changes nothing (exit 0). CONNINFO defaults to\n"
+               "  $WAYGATE_PGURI; WHO to $USER. Exit: 0 done, 1 failed, 2 usage, 3 refused.\n");
 }
 
 static bool role_ok(const char *r)
@@ -95,8 +94,8 @@ static void hex(const uint8_t *p, size_t n, char *out)
 struct found {
     const struct gw_admin_principal *want;
     int rows;
-    bool same;                /* one row, identical to want, enabled */
-    char other[64];           /* the name of the principal holding want's certificate, if other */
+    bool same;                 /* one row, identical to want, enabled */
+    char other[64];            /* the name of the principal holding want's certificate, if other */
     bool name_taken, disabled; /* a principal of want's name exists / is disabled */
 };
 
@@ -122,8 +121,8 @@ static void found_cb(void *arg, const struct gw_admin_principal *p)
     }
 }
 
-static int principals_add(struct ctl_admin *c, const char *name, const char *cert,
-                          const char *role, const char *branch, bool admin)
+static int principals_add(struct ctl_admin *c, const char *name, const char *cert, const char *role,
+                          const char *branch, bool admin)
 {
     struct gw_admin_principal p;
     struct found f;
@@ -154,8 +153,7 @@ static int principals_add(struct ctl_admin *c, const char *name, const char *cer
         return ctl_admin_refuse_text(c, name, "cert", "is required (a PEM certificate file)");
     memset(&p, 0, sizeof(p));
     if (cert_fingerprint(cert, p.fingerprint) != 0)
-        return ctl_admin_refuse_text(c, name, "cert",
-                                     "cannot be read as a PEM X.509 certificate");
+        return ctl_admin_refuse_text(c, name, "cert", "cannot be read as a PEM X.509 certificate");
     hex(p.fingerprint, GW_ADMIN_FP_LEN, fphex);
     p.name = name;
     p.role = role;
@@ -169,8 +167,7 @@ static int principals_add(struct ctl_admin *c, const char *name, const char *cer
     if (rc == GW_EEXIST) {
         memset(&f, 0, sizeof(f));
         f.want = &p;
-        if (gw_admin_principal_find(c->a, name, p.fingerprint, found_cb, &f, err, sizeof(err)) !=
-            0)
+        if (gw_admin_principal_find(c->a, name, p.fingerprint, found_cb, &f, err, sizeof(err)) != 0)
             return ctl_admin_fail(c, name, "the database refused", err);
         if (f.rows == 1 && f.same) {
             printf("principal %s is registered already with this certificate, role, branch and "
@@ -182,10 +179,11 @@ static int principals_add(struct ctl_admin *c, const char *name, const char *cer
             return ctl_admin_refuse_text(c, name, "cert",
                                          "is registered already for another principal");
         return ctl_admin_refuse_text(c, name, "name",
-                                     f.disabled ? "a disabled principal has this name (names are "
-                                                  "not reused)"
-                                                : "a principal with this name is registered with "
-                                                  "another certificate, role, branch or admin flag");
+                                     f.disabled
+                                         ? "a disabled principal has this name (names are "
+                                           "not reused)"
+                                         : "a principal with this name is registered with "
+                                           "another certificate, role, branch or admin flag");
     }
     if (rc != 0)
         return ctl_admin_fail(c, name, "the database refused", err);
@@ -234,8 +232,8 @@ static int principals_disable(struct ctl_admin *c, const char *name)
         return ctl_admin_refuse_text(c, name, "name", "no such principal");
     if (rc != 0)
         return ctl_admin_fail(c, name, "the database refused", err);
-    if (ctl_admin_log(c, name, already ? "unchanged" : "ok",
-                      already ? "disabled before" : NULL) != 0)
+    if (ctl_admin_log(c, name, already ? "unchanged" : "ok", already ? "disabled before" : NULL) !=
+        0)
         return GW_CTL_FAIL;
     printf(already ? "principal %s was disabled already: nothing changed\n"
                    : "disabled principal %s: its certificate is refused from its next call\n",
@@ -246,13 +244,13 @@ static int principals_disable(struct ctl_admin *c, const char *name)
 int gw_ctl_principals(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},    {"cert", required_argument, NULL, 'c'},
-        {"role", required_argument, NULL, 'r'},  {"branch", required_argument, NULL, 'b'},
-        {"admin", no_argument, NULL, 'A'},       {"actor", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},   {"cert", required_argument, NULL, 'c'},
+        {"role", required_argument, NULL, 'r'}, {"branch", required_argument, NULL, 'b'},
+        {"admin", no_argument, NULL, 'A'},      {"actor", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},       {NULL, 0, NULL, 0},
     };
-    const char *db = NULL, *cert = NULL, *role = NULL, *branch = NULL, *actor = NULL,
-               *name = NULL, *verb;
+    const char *db = NULL, *cert = NULL, *role = NULL, *branch = NULL, *actor = NULL, *name = NULL,
+               *verb;
     struct ctl_admin c = {0};
     bool admin = false;
     int ch, rc, nargs;
@@ -301,8 +299,7 @@ int gw_ctl_principals(int argc, char **argv)
         name = argv[optind];
     } else if (strcmp(verb, "list") == 0) {
         if (nargs != 0) {
-            fprintf(stderr, "waygatectl principals list: unexpected argument '%s'\n",
-                    argv[optind]);
+            fprintf(stderr, "waygatectl principals list: unexpected argument '%s'\n", argv[optind]);
             return GW_CTL_USAGE;
         }
     } else {
@@ -312,8 +309,10 @@ int gw_ctl_principals(int argc, char **argv)
         return GW_CTL_USAGE;
     }
     if (strcmp(verb, "add") != 0 && (cert != NULL || role != NULL || branch != NULL || admin)) {
-        fprintf(stderr, "waygatectl principals %s: --cert, --role, --branch and --admin belong to "
-                        "'add'\n", verb);
+        fprintf(stderr,
+                "waygatectl principals %s: --cert, --role, --branch and --admin belong to "
+                "'add'\n",
+                verb);
         return GW_CTL_USAGE;
     }
     snprintf(cmd, sizeof(cmd), "principals %s", verb);

@@ -127,8 +127,8 @@ static int principal_rows(struct gw_admin *a, PGresult *res, gw_admin_principal_
 int gw_admin_principal_add(struct gw_admin *a, const struct gw_admin_principal *p, long long *id,
                            char *errbuf, size_t errlen)
 {
-    const char *values[6] = {p->name, (const char *)p->fingerprint, p->role, p->branch,
-                             p->admin ? "true" : "false", p->created_by};
+    const char *values[6] = {p->name,   (const char *)p->fingerprint, p->role,
+                             p->branch, p->admin ? "true" : "false",  p->created_by};
     const int lengths[6] = {0, GW_ADMIN_FP_LEN, 0, 0, 0, 0};
     const int formats[6] = {0, 1, 0, 0, 0, 0};
     PGresult *res;
@@ -153,9 +153,8 @@ out:
     return rc;
 }
 
-int gw_admin_principal_find(struct gw_admin *a, const char *name,
-                            const uint8_t fp[GW_ADMIN_FP_LEN], gw_admin_principal_cb cb,
-                            void *arg, char *errbuf, size_t errlen)
+int gw_admin_principal_find(struct gw_admin *a, const char *name, const uint8_t fp[GW_ADMIN_FP_LEN],
+                            gw_admin_principal_cb cb, void *arg, char *errbuf, size_t errlen)
 {
     const char *values[2] = {name, (const char *)fp};
     const int lengths[2] = {0, GW_ADMIN_FP_LEN};
@@ -206,8 +205,8 @@ out:
     return rc;
 }
 
-int gw_admin_principal_disable(struct gw_admin *a, const char *name, const char *by,
-                               bool *already, char *errbuf, size_t errlen)
+int gw_admin_principal_disable(struct gw_admin *a, const char *name, const char *by, bool *already,
+                               char *errbuf, size_t errlen)
 {
     long long id = 0;
 
@@ -222,12 +221,20 @@ int gw_admin_principal_disable(struct gw_admin *a, const char *name, const char 
 
 /* ---- accounts ---- */
 
-#define ACCOUNT_COLS                                                                               \
-    "id, name, person, role, branch, must_change, failed_count, " UTC_TEXT(                        \
-        "pw_set_at") ", " UTC_TEXT("locked_until") ", " UTC_TEXT("created_at") ", created_by, "    \
-                                                                               UTC_TEXT(           \
-                                                                                   "last_used_"    \
-                                                                                   "at") ", " UTC_TEXT("disabled_at") ", disabled_by, disabled_reason"
+#define ACCOUNT_COLS                                                                                   \
+    "id, name, person, role, branch, must_change, failed_count, " UTC_TEXT(                            \
+        "pw_set_at") ", " UTC_TEXT("locked_until") ", " UTC_TEXT("created_at") ", "                    \
+                                                                               "created_by,"           \
+                                                                               " " UTC_TEXT(           \
+                                                                                   "last"              \
+                                                                                   "_use"              \
+                                                                                   "d_"                \
+                                                                                   "at") ","           \
+                                                                                         " " UTC_TEXT( \
+                                                                                             "dis"     \
+                                                                                             "abl"     \
+                                                                                             "ed_"     \
+                                                                                             "at") ", disabled_by, disabled_reason"
 
 static int account_rows(struct gw_admin *a, PGresult *res, gw_admin_account_cb cb, void *arg,
                         char *errbuf, size_t errlen)
@@ -258,8 +265,8 @@ static int account_rows(struct gw_admin *a, PGresult *res, gw_admin_account_cb c
     return 0;
 }
 
-int gw_admin_account_insert(struct gw_admin *a, const struct gw_admin_account_new *n,
-                            long long *id, char *errbuf, size_t errlen)
+int gw_admin_account_insert(struct gw_admin *a, const struct gw_admin_account_new *n, long long *id,
+                            char *errbuf, size_t errlen)
 {
     const char *values[8] = {n->name,
                              n->person,
@@ -391,15 +398,14 @@ int gw_admin_log(struct gw_admin *a, const struct gw_admin_logrec *r, char *errb
 }
 
 int gw_admin_incident(struct gw_admin *a, const char *severity, const char *kind,
-                      const char *principal, const char *branch, const char *detail,
-                      char *errbuf, size_t errlen)
+                      const char *principal, const char *branch, const char *detail, char *errbuf,
+                      size_t errlen)
 {
     const char *values[5] = {severity, kind, principal, branch, detail};
-    PGresult *res = PQexecParams(a->pg,
-                                 "INSERT INTO incident (severity, kind, principal, peer, branch, "
-                                 "detail) VALUES ($1, $2, $3, 'local', $4, $5)",
-                                 5, NULL, values, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : refused(res, a, errbuf, errlen);
+    /* sql/006_accounts.sql: the CLI's role writes incidents through this function only */
+    PGresult *res = PQexecParams(a->pg, "SELECT cli_record_incident($1, $2, $3, $4, $5)", 5, NULL,
+                                 values, NULL, NULL, 0);
+    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : refused(res, a, errbuf, errlen);
 
     PQclear(res);
     return rc;

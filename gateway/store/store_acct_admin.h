@@ -50,9 +50,9 @@ int gw_admin_principal_add(struct gw_admin *a, const struct gw_admin_principal *
 
 /* Calls cb for the principals named name or registered with fingerprint fp (0, 1 or 2 rows).
  * Returns 0 or GW_EINTERNAL. */
-int gw_admin_principal_find(struct gw_admin *a, const char *name,
-                            const uint8_t fp[GW_ADMIN_FP_LEN], gw_admin_principal_cb cb,
-                            void *arg, char *errbuf, size_t errlen) GW_MUST_CHECK;
+int gw_admin_principal_find(struct gw_admin *a, const char *name, const uint8_t fp[GW_ADMIN_FP_LEN],
+                            gw_admin_principal_cb cb, void *arg, char *errbuf,
+                            size_t errlen) GW_MUST_CHECK;
 
 /* Calls cb for every principal, by name. Returns 0 or GW_EINTERNAL. */
 int gw_admin_principal_list(struct gw_admin *a, gw_admin_principal_cb cb, void *arg, char *errbuf,
@@ -60,8 +60,8 @@ int gw_admin_principal_list(struct gw_admin *a, gw_admin_principal_cb cb, void *
 
 /* Disables the principal named name (disabled_at = now, disabled_by = by). *already is true when
  * it was disabled before (nothing changes). Returns 0, GW_ENOTFOUND or GW_EINTERNAL. */
-int gw_admin_principal_disable(struct gw_admin *a, const char *name, const char *by,
-                               bool *already, char *errbuf, size_t errlen) GW_MUST_CHECK;
+int gw_admin_principal_disable(struct gw_admin *a, const char *name, const char *by, bool *already,
+                               char *errbuf, size_t errlen) GW_MUST_CHECK;
 
 /* ---- accounts ---- */
 
@@ -89,8 +89,8 @@ struct gw_admin_account_new {
 /* Inserts an account with must_change = true. Returns 0 with *id; GW_EEXIST (the name is taken);
  * GW_EPERM (the person already holds an account of an administrator role: the separation-of-
  * duties index refused it); GW_EINTERNAL otherwise. In a transaction, any error aborts it. */
-int gw_admin_account_insert(struct gw_admin *a, const struct gw_admin_account_new *n,
-                            long long *id, char *errbuf, size_t errlen) GW_MUST_CHECK;
+int gw_admin_account_insert(struct gw_admin *a, const struct gw_admin_account_new *n, long long *id,
+                            char *errbuf, size_t errlen) GW_MUST_CHECK;
 
 /* Calls cb for the accounts of one of the three administrator roles (system_admin,
  * security_admin, compliance_auditor) held by person, disabled ones included (the database's
@@ -127,10 +127,11 @@ struct gw_admin_logrec {
 int gw_admin_log(struct gw_admin *a, const struct gw_admin_logrec *r, char *errbuf,
                  size_t errlen) GW_MUST_CHECK;
 
-/* Records an incident (severity low|medium|high|critical). principal, branch, detail may be
- * NULL; detail never holds PII or a secret. Returns 0 or GW_EINTERNAL. */
+/* Records an incident (severity low|medium|high|critical; peer 'local') through the database's
+ * cli_record_incident (the CLI's role has no grant on the table itself). principal, branch, detail
+ * may be NULL; detail never holds PII or a secret. Returns 0 or GW_EINTERNAL. */
 int gw_admin_incident(struct gw_admin *a, const char *severity, const char *kind,
-                      const char *principal, const char *branch, const char *detail,
-                      char *errbuf, size_t errlen) GW_MUST_CHECK;
+                      const char *principal, const char *branch, const char *detail, char *errbuf,
+                      size_t errlen) GW_MUST_CHECK;
 
 #endif
