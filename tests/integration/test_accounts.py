@@ -443,3 +443,23 @@ def test_admin_calls_recorded_without_secrets(stack, admin):
     dump = "\n".join(stack.psql("SELECT admin_log::text FROM admin_log"))
     for secret in (pw, new, r.token):
         assert secret not in dump
+
+
+def test_logins_cancelled_midway_leave_the_gateway_serving(stack, admin):
+    """Logins whose deadline passes while their scrypt runs on a worker (the job is dropped, its
+    done never reaches the ended call): the gateway keeps serving, and a login then works."""
+    name = unique("it-cx-")
+    pw = admin.create(name, "branch_clerk", branch="a")
+    ch = stack.channel("branch_a")
+    assert waygate_proto.health_check(ch) == "SERVING"  # connected: the calls reach the gateway
+    fn = ch.unary_unary(LOGIN, request_serializer=lambda m: m.SerializeToString(),
+                        response_deserializer=stack.pb.admin.LoginResponse.FromString)
+    futures = [fn.future(stack.pb.admin.LoginRequest(account=name, password=pw), timeout=0.02)
+               for _ in range(20)]
+    for f in futures:
+        try:
+            f.result()
+        except grpc.RpcError:
+            pass  # DEADLINE_EXCEEDED (or, on a slow box, a refusal): either is fine here
+    assert stack.health() == "SERVING"
+    assert login(stack, name, pw, "branch_a").token
