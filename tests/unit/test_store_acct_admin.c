@@ -124,35 +124,32 @@ static void test_principals(void **state)
 
     uint8_t fp[GW_ADMIN_FP_LEN];
     memset(fp, 0xab, sizeof fp);
-    assert_int_equal(gw_admin_principal_find(F.a, "dev2", fp, principal_cb, &s, F.err,
-                                             sizeof F.err),
-                     0);
+    assert_int_equal(
+        gw_admin_principal_find(F.a, "dev2", fp, principal_cb, &s, F.err, sizeof F.err), 0);
     assert_int_equal(s.n, 2); /* dev1 by its certificate, dev2 by its name */
     assert_string_equal(s.names[0], "dev1");
     assert_memory_equal(s.fp[0], fp, GW_ADMIN_FP_LEN);
     assert_true(s.admin[1]);
 
     memset(&s, 0, sizeof s);
-    assert_int_equal(gw_admin_principal_disable(F.a, "dev1", "tester", &already, F.err,
-                                                sizeof F.err),
-                     0);
+    assert_int_equal(
+        gw_admin_principal_disable(F.a, "dev1", "tester", &already, F.err, sizeof F.err), 0);
     assert_false(already);
-    assert_int_equal(gw_admin_principal_disable(F.a, "dev1", "other", &already, F.err,
-                                                sizeof F.err),
-                     0);
+    assert_int_equal(
+        gw_admin_principal_disable(F.a, "dev1", "other", &already, F.err, sizeof F.err), 0);
     assert_true(already);
     assert_int_equal(scalar("SELECT count(*) FROM principal WHERE disabled_by = 'tester'"), 1);
-    assert_int_equal(gw_admin_principal_disable(F.a, "nobody", "tester", &already, F.err,
-                                                sizeof F.err),
-                     GW_ENOTFOUND);
+    assert_int_equal(
+        gw_admin_principal_disable(F.a, "nobody", "tester", &already, F.err, sizeof F.err),
+        GW_ENOTFOUND);
     assert_int_equal(gw_admin_principal_list(F.a, principal_cb, &s, F.err, sizeof F.err), 0);
     assert_int_equal(s.n, 2);
     assert_true(s.disabled[0]);
     assert_false(s.disabled[1]);
 }
 
-static struct gw_admin_account_new new_account(const char *name, const char *person, const char *role,
-                                        const char *branch)
+static struct gw_admin_account_new new_account(const char *name, const char *person,
+                                               const char *role, const char *branch)
 {
     struct gw_admin_account_new n = {0};
     n.name = name;
@@ -197,14 +194,12 @@ static void test_accounts(void **state)
     assert_int_equal(gw_admin_xact_lock(F.a, "test", F.err, sizeof F.err), 0);
     n = new_account("sec1", "p2", "security_admin", NULL);
     assert_int_equal(gw_admin_account_insert(F.a, &n, &id, F.err, sizeof F.err), 0);
-    assert_int_equal(gw_admin_account_count_role(F.a, "security_admin", &count, F.err,
-                                                 sizeof F.err),
-                     0);
+    assert_int_equal(
+        gw_admin_account_count_role(F.a, "security_admin", &count, F.err, sizeof F.err), 0);
     assert_int_equal(count, 1);
     gw_admin_rollback(F.a);
-    assert_int_equal(gw_admin_account_count_role(F.a, "security_admin", &count, F.err,
-                                                 sizeof F.err),
-                     0);
+    assert_int_equal(
+        gw_admin_account_count_role(F.a, "security_admin", &count, F.err, sizeof F.err), 0);
     assert_int_equal(count, 0);
 
     /* disable ends every session of the account, and only its */
@@ -216,8 +211,8 @@ static void test_accounts(void **state)
     exec_ok("INSERT INTO session (token_hash, account_id, expires_at) SELECT sha256('t3'), id, "
             "now() + interval '1 hour' FROM account WHERE name = 'law1'");
     assert_int_equal(gw_admin_begin(F.a, F.err, sizeof F.err), 0);
-    assert_int_equal(gw_admin_account_disable(F.a, "clerk1", "tester", "left", &already,
-                                              &sessions, F.err, sizeof F.err),
+    assert_int_equal(gw_admin_account_disable(F.a, "clerk1", "tester", "left", &already, &sessions,
+                                              F.err, sizeof F.err),
                      0);
     assert_int_equal(gw_admin_commit(F.a, F.err, sizeof F.err), 0);
     assert_false(already);
@@ -231,9 +226,9 @@ static void test_accounts(void **state)
                      0);
     assert_true(already);
     assert_int_equal(scalar("SELECT count(*) FROM account WHERE disabled_reason = 'left'"), 1);
-    assert_int_equal(gw_admin_account_disable(F.a, "nobody", "x", "r", &already, &sessions,
-                                              F.err, sizeof F.err),
-                     GW_ENOTFOUND);
+    assert_int_equal(
+        gw_admin_account_disable(F.a, "nobody", "x", "r", &already, &sessions, F.err, sizeof F.err),
+        GW_ENOTFOUND);
 
     memset(&s, 0, sizeof s);
     assert_int_equal(gw_admin_account_list(F.a, NULL, account_cb, &s, F.err, sizeof F.err), 0);
