@@ -11,6 +11,7 @@ struct gw_incidents;
 struct gw_keyring;
 struct gw_segcache;
 struct gw_store;
+struct gw_workers;
 
 struct gw_app {
     const struct gw_config *cfg;
@@ -21,6 +22,7 @@ struct gw_app {
     struct gw_store *store;         /* the SQL layer for waybills and segments */
     struct gw_segcache *segs;       /* waybill-number segments, cached */
     struct gw_incidents *incidents; /* security incidents, queued until written (Art. 17) */
+    struct gw_workers *workers;     /* threads for password hashing (scrypt), off the loop */
 };
 
 #endif

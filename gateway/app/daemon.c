@@ -10,7 +10,9 @@
 
 #include <event2/event.h>
 
+#include "accounts.h"
 #include "api.h"
+#include "api_auth.h"
 #include "app.h"
 #include "config.h"
 #include "crypto.h"
@@ -25,6 +27,7 @@
 #include "server.h"
 #include "store.h"
 #include "tls.h"
+#include "workers.h"
 
 struct daemon {
     struct event_base *base;
@@ -35,6 +38,8 @@ struct daemon {
     const struct gw_daemon_ext *ext;
     const char *config_path;
     bool draining;
+    struct event *sweep_ev;    /* the inactivity sweep's timer (Art. 38) */
+    struct gw_acct_req *sweep; /* the sweep in flight, if any */
 };
 
 static void usage(void)
@@ -109,6 +114,58 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     reload_policy(d);
 }
 
+static void sweep_start(struct daemon *d);
+
+static void swept_cb(void *arg, int err, const char *const *names, size_t n)
+{
+    struct daemon *d = arg;
+
+    d->sweep = NULL;
+    if (err != 0) {
+        GW_LOG(GW_LOG_WARN, "main", NULL, "inactive-account sweep failed (%s): retried later",
+               gw_err_str(err));
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        GW_LOG(GW_LOG_INFO, "main", NULL,
+               "account %s disabled: unused for more than %u days (Art. 38)", names[i],
+               d->app->cfg->inactive_disable_days);
+}
+
+/* Disables accounts unused for inactive_disable_days (one sweep at a time). */
+static void sweep_start(struct daemon *d)
+{
+    int err;
+
+    if (d->sweep != NULL || d->app->cfg->inactive_disable_days == 0)
+        return;
+    err = gw_acct_sweep_inactive(d->app->db, d->app->cfg->inactive_disable_days, swept_cb, d,
+                                 &d->sweep);
+    if (err != 0)
+        GW_LOG(GW_LOG_DEBUG, "main", NULL, "inactive-account sweep not started (%s)",
+               gw_err_str(err));
+}
+
+/* The sweep's timer: the first run soon after start (once the database pool connects), then
+ * every inactive_check_ms. */
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    uint32_t ms = d->app->cfg->inactive_check_ms;
+    struct timeval tv;
+
+    (void)fd;
+    (void)what;
+    if (!gw_db_ready(d->app->db)) {
+        ms = 200; /* not connected yet: try again shortly */
+    } else
+        sweep_start(d);
+    tv.tv_sec = (time_t)(ms / 1000u);
+    tv.tv_usec = (suseconds_t)(ms % 1000u) * 1000;
+    if (evtimer_add(d->sweep_ev, &tv) != 0)
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "inactive-account sweep timer not set");
+}
+
 /* Memory holds PII and keys: no core dumps, no ptrace by other users of the same uid. */
 static int harden(void)
 {
@@ -159,6 +216,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     struct gw_tls *tls = NULL;
     struct gw_policy *policy = NULL;
     struct gw_rpc *rpc = NULL;
+    struct gw_auth *auth = NULL;
     struct gw_h2_upcalls up;
     struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     const char *path = NULL;
@@ -240,6 +298,12 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");
         goto out;
     }
+    app.workers = gw_workers_new(d.base, cfg.auth_workers, GW_API_AUTH_QUEUE);
+    auth = gw_auth_new(&app);
+    if (app.workers == NULL || auth == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot start the password-hashing workers");
+        goto out;
+    }
     tls = gw_tls_new(&cfg, err, sizeof(err));
     if (tls == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
@@ -252,6 +316,12 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
             .app = &app,
             .methods = ext && ext->methods ? ext->methods : gw_api_methods(),
             .policy = policy,
+            /* registered principals and account sessions (the subject rule of identity.c is
+             * only the unit tests' default) */
+            .identify = gw_auth_identify,
+            .identify_ctx = auth,
+            .refused = gw_auth_refused,
+            .refused_ctx = auth,
         };
         rpc = gw_rpc_new(&rp);
     }
@@ -268,6 +338,12 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
         goto out;
     }
+    d.sweep_ev = evtimer_new(d.base, sweep_cb, &d);
+    if (d.sweep_ev == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the inactive-account sweep timer");
+        goto out;
+    }
+    event_active(d.sweep_ev, EV_TIMEOUT, 0); /* the first sweep at start */
     sigterm = evsignal_new(d.base, SIGTERM, signal_cb, &d);
     sigint = evsignal_new(d.base, SIGINT, signal_cb, &d);
     sighup = evsignal_new(d.base, SIGHUP, reload_cb, &d);
@@ -286,6 +362,12 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     }
     status = 0;
 out:
+    /* Reverse order of creation: no call runs once the server is gone, so the identity
+     * registry and the workers (whose done functions reach calls) go after it; the
+     * workers' threads are joined before the database pool they never touch. */
+    if (d.sweep_ev != NULL)
+        event_free(d.sweep_ev);
+    gw_acct_cancel(d.sweep);
     if (sigterm != NULL)
         event_free(sigterm);
     if (sigint != NULL)
@@ -296,6 +378,8 @@ out:
     gw_rpc_free(rpc);
     gw_policy_free(d.policy);
     gw_tls_free(tls);
+    gw_auth_free(auth);
+    gw_workers_free(app.workers);
     gw_segcache_free(app.segs);
     gw_incident_free(app.incidents);
     gw_store_free(app.store);

@@ -143,6 +143,10 @@ int gw_policy_may_call(const struct gw_policy *pol, const char *path, const stru
         return 0;
     if (!gw_principal_authenticated(p))
         return gw_fault_set(f, GW_EAUTH, NULL, NULL, GW_RULE_CERT_REQUIRED);
+    /* Art. 35: an initial or expired password is changed before anything else is allowed. */
+    if (p->authn == GW_AUTHN_TOKEN && p->must_change &&
+        strcmp(path, "/waygate.v1.Admin/ChangePassword") != 0)
+        return gw_fault_set(f, GW_EPRECOND, NULL, "authorization", GW_RULE_PASSWORD_MUST_CHANGE);
     if (m != NULL && known_role(p->role)) {
         if (m->access == GW_POLICY_AUTHENTICATED)
             return 0;

@@ -185,18 +185,24 @@ static void maybe_run(struct gw_call *call)
 void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
                         const struct gw_principal *p)
 {
+    const struct gw_rpc_params *rp = &call->rpc->p;
     struct gw_fault denied;
 
     if (call->state != CALL_IDENTIFYING)
         return;
     call->cancel_fn = NULL;
     if (f != NULL && f->code != 0) {
+        if (rp->refused != NULL)
+            rp->refused(rp->refused_ctx, call->method->path, gw_h2_stream_peer(call->st), p, f);
         refuse(call, f);
         return;
     }
     call->principal = *p;
     call->log.principal = call->principal.name[0] ? call->principal.name : NULL;
     if (gw_policy_may_call(call->policy, call->method->path, &call->principal, &denied) != 0) {
+        if (rp->refused != NULL)
+            rp->refused(rp->refused_ctx, call->method->path, gw_h2_stream_peer(call->st),
+                        &call->principal, &denied);
         refuse(call, &denied);
         return;
     }

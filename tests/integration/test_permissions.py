@@ -50,6 +50,13 @@ EMPTY_REQUEST_ANSWER = {
     "/waygate.v1.WaybillIntake/SubmitBatch": (grpc.StatusCode.INVALID_ARGUMENT,
                                               "waybills: at least one waybill is required"),
     "/waygate.v1.WaybillQuery/Get": (grpc.StatusCode.INVALID_ARGUMENT, "waybill_no: is required"),
+    "/waygate.v1.Admin/Login": (grpc.StatusCode.INVALID_ARGUMENT, "account: is required"),
+    # a certificate has no password: only an account's token may change one
+    "/waygate.v1.Admin/ChangePassword": (grpc.StatusCode.UNAUTHENTICATED,
+                                         "authorization: is required"),
+    "/waygate.v1.Admin/CreateAccount": (grpc.StatusCode.INVALID_ARGUMENT,
+                                        "account: must be 3 to 64 characters"),
+    "/waygate.v1.Admin/DisableAccount": (grpc.StatusCode.INVALID_ARGUMENT, "account: is required"),
 }
 
 # dev-stack principal -> its role (the OU of its certificate, deploy/gen-certs)
