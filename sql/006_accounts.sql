@@ -108,6 +108,17 @@ CREATE INDEX admin_log_at_idx ON admin_log (at);
 COMMENT ON TABLE admin_log IS
     'Administrative calls (Art. 31) with peer address and certificate; never holds PII or secrets.';
 
+-- The CLI records its separation-of-duties refusals (Art. 17) through this function only, as the
+-- owner: a grant on `incident` itself would be lost whenever sql/005_roles.sql, which sets that
+-- table's grants, is run again, and the function lets the CLI write these columns and nothing
+-- else (peer 'local', the database's own time).
+CREATE FUNCTION cli_record_incident(p_severity text, p_kind text, p_principal text,
+                                    p_branch text, p_detail text) RETURNS void
+    LANGUAGE sql AS $fn$
+        INSERT INTO incident (severity, kind, principal, peer, branch, detail)
+        VALUES (p_severity, p_kind, p_principal, 'local', p_branch, p_detail)
+    $fn$;
+
 DO $grants$
 DECLARE
     owner name := (SELECT pg_get_userbyid(datdba) FROM pg_database
@@ -165,9 +176,13 @@ BEGIN
                    'ON admin_log TO %I', adm);
     EXECUTE format('GRANT SELECT ON admin_log TO %I', adm);
     EXECUTE format('GRANT USAGE ON SEQUENCE admin_log_id_seq TO %I', adm);
-    -- the separation-of-duties refusals and the inactivity sweep are incidents (Art. 17)
-    EXECUTE format('GRANT INSERT (severity, kind, principal, peer, branch, detail) '
-                   'ON incident TO %I', adm);
-    EXECUTE format('GRANT USAGE ON SEQUENCE incident_id_seq TO %I', adm);
+    -- the separation-of-duties refusals are incidents (Art. 17), through cli_record_incident
+    EXECUTE format('ALTER FUNCTION cli_record_incident(text, text, text, text, text) OWNER TO %I',
+                   owner);
+    EXECUTE format('ALTER FUNCTION cli_record_incident(text, text, text, text, text) '
+                   'SECURITY DEFINER SET search_path = %I, pg_temp', current_schema());
+    REVOKE ALL ON FUNCTION cli_record_incident(text, text, text, text, text) FROM PUBLIC;
+    EXECUTE format('GRANT EXECUTE ON FUNCTION cli_record_incident(text, text, text, text, text) '
+                   'TO %I', adm);
 END
 $grants$;

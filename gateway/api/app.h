@@ -17,6 +17,7 @@ struct gw_throttle;
  * bytes and a time each) over all of them: about 24 MiB at most. */
 #define GW_APP_THROTTLE_PRINCIPALS 4096
 #define GW_APP_THROTTLE_KEYS (1u << 20)
+struct gw_workers;
 
 struct gw_app {
     const struct gw_config *cfg;
@@ -28,6 +29,7 @@ struct gw_app {
     struct gw_segcache *segs;       /* waybill-number segments, cached */
     struct gw_incidents *incidents; /* security incidents, queued until written (Art. 17) */
     struct gw_throttle *throttle;   /* distinct lookups per principal (scraping throttle) */
+    struct gw_workers *workers;     /* threads for password hashing (scrypt), off the loop */
 };
 
 #endif

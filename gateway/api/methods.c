@@ -23,12 +23,12 @@ static const struct gw_method methods[] = {
     {"/waygate.v1.Compliance/RequestLawfulAccess", NULL, false},
     {"/waygate.v1.Compliance/DecideLawfulAccess", NULL, false},
 
-    {"/waygate.v1.Admin/Login", NULL, false},
-    {"/waygate.v1.Admin/ChangePassword", NULL, false},
-    {"/waygate.v1.Admin/CreateAccount", NULL, false},
-    {"/waygate.v1.Admin/DisableAccount", NULL, false},
-    {"/waygate.v1.Admin/IssueSegment", NULL, false},
-    {"/waygate.v1.Admin/RotateKey", NULL, false},
+    {"/waygate.v1.Admin/Login", gw_api_admin_login, false},
+    {"/waygate.v1.Admin/ChangePassword", gw_api_admin_change_password, false},
+    {"/waygate.v1.Admin/CreateAccount", gw_api_admin_create_account, false},
+    {"/waygate.v1.Admin/DisableAccount", gw_api_admin_disable_account, false},
+    {"/waygate.v1.Admin/IssueSegment", gw_api_admin_issue_segment, false},
+    {"/waygate.v1.Admin/RotateKey", gw_api_admin_rotate_key, false},
 };
 
 static const struct gw_rpc_table table = {methods, sizeof(methods) / sizeof(methods[0])};

@@ -10,7 +10,9 @@
 
 #include <event2/event.h>
 
+#include "accounts.h"
 #include "api.h"
+#include "api_auth.h"
 #include "app.h"
 #include "config.h"
 #include "crypto.h"
@@ -26,12 +28,19 @@
 #include "store.h"
 #include "throttle.h"
 #include "tls.h"
+#include "workers.h"
 
 struct daemon {
     struct event_base *base;
     struct gw_server *server;
     struct gw_app *app;
+    struct gw_rpc *rpc;
+    struct gw_policy *policy; /* the daemon's reference to the current policy */
+    const struct gw_daemon_ext *ext;
+    const char *config_path;
     bool draining;
+    struct event *sweep_ev;    /* the inactivity sweep's timer (Art. 38) */
+    struct gw_acct_req *sweep; /* the sweep in flight, if any */
 };
 
 static void usage(void)
@@ -39,8 +48,54 @@ static void usage(void)
     fprintf(stderr, "usage: waygated -c FILE [--check-config]\n");
 }
 
+/* The policy of [policy] file (NULL: the built-in one), with the test build's extra rules. */
+static int load_policy(const char *file, const struct gw_daemon_ext *ext, struct gw_policy **out,
+                       char *err, size_t errsz)
+{
+    const struct gw_policy_method *rules = ext ? ext->rules : NULL;
+    size_t nrules = ext ? ext->nrules : 0;
+
+    if (file == NULL) {
+        *out = gw_policy_new(rules, nrules);
+        if (*out == NULL)
+            snprintf(err, errsz, "cannot allocate the built-in policy");
+        return *out != NULL ? 0 : GW_ENOMEM;
+    }
+    return gw_policy_load(file, rules, nrules, out, err, errsz);
+}
+
+/* SIGHUP, the policy: read waygated.conf again for its [policy] file (the other keys need a
+ * restart), parse that file and swap it in only if it parses; otherwise the running policy
+ * stays and the log says why. Calls already open keep the policy they started with. */
+static void reload_policy(struct daemon *d)
+{
+    struct gw_config nc;
+    struct gw_policy *np = NULL;
+    char err[512];
+
+    memset(&nc, 0, sizeof(nc));
+    if (gw_config_load(d->config_path, &nc, err, sizeof(err)) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: policy not reloaded, the running one stays: %s",
+               err);
+        return;
+    }
+    if (load_policy(nc.policy_file, d->ext, &np, err, sizeof(err)) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: policy not reloaded, the running one stays: %s",
+               err);
+        gw_config_clear(&nc);
+        return;
+    }
+    gw_rpc_set_policy(d->rpc, np);
+    gw_policy_free(d->policy);
+    d->policy = np;
+    GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: policy reloaded from %s",
+           nc.policy_file != NULL ? nc.policy_file : "the built-in default");
+    gw_config_clear(&nc);
+}
+
 /* SIGHUP: load the keyring again (a rotated KEK becomes current, a retired one goes away) and
- * swap it in only if it loads; handlers never keep the keyring across callbacks. */
+ * swap it in only if it loads; handlers never keep the keyring across callbacks. Then the
+ * policy (reload_policy). */
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
@@ -51,12 +106,65 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     (void)what;
     if (gw_keyring_file_load(d->app->cfg->keyring, &kr, err, sizeof(err)) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring not reloaded: %s", err);
+    } else {
+        gw_keyring_free(d->app->keys);
+        d->app->keys = kr;
+        GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: keyring reloaded, current KEK version %u",
+               gw_keyring_current(kr));
+    }
+    reload_policy(d);
+}
+
+static void sweep_start(struct daemon *d);
+
+static void swept_cb(void *arg, int err, const char *const *names, size_t n)
+{
+    struct daemon *d = arg;
+
+    d->sweep = NULL;
+    if (err != 0) {
+        GW_LOG(GW_LOG_WARN, "main", NULL, "inactive-account sweep failed (%s): retried later",
+               gw_err_str(err));
         return;
     }
-    gw_keyring_free(d->app->keys);
-    d->app->keys = kr;
-    GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: keyring reloaded, current KEK version %u",
-           gw_keyring_current(kr));
+    for (size_t i = 0; i < n; i++)
+        GW_LOG(GW_LOG_INFO, "main", NULL,
+               "account %s disabled: unused for more than %u days (Art. 38)", names[i],
+               d->app->cfg->inactive_disable_days);
+}
+
+/* Disables accounts unused for inactive_disable_days (one sweep at a time). */
+static void sweep_start(struct daemon *d)
+{
+    int err;
+
+    if (d->sweep != NULL || d->app->cfg->inactive_disable_days == 0)
+        return;
+    err = gw_acct_sweep_inactive(d->app->db, d->app->cfg->inactive_disable_days, swept_cb, d,
+                                 &d->sweep);
+    if (err != 0)
+        GW_LOG(GW_LOG_DEBUG, "main", NULL, "inactive-account sweep not started (%s)",
+               gw_err_str(err));
+}
+
+/* The sweep's timer: the first run soon after start (once the database pool connects), then
+ * every inactive_check_ms. */
+static void sweep_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    uint32_t ms = d->app->cfg->inactive_check_ms;
+    struct timeval tv;
+
+    (void)fd;
+    (void)what;
+    if (!gw_db_ready(d->app->db)) {
+        ms = 200; /* not connected yet: try again shortly */
+    } else
+        sweep_start(d);
+    tv.tv_sec = (time_t)(ms / 1000u);
+    tv.tv_usec = (suseconds_t)(ms % 1000u) * 1000;
+    if (evtimer_add(d->sweep_ev, &tv) != 0)
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "inactive-account sweep timer not set");
 }
 
 /* Memory holds PII and keys: no core dumps, no ptrace by other users of the same uid. */
@@ -109,6 +217,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     struct gw_tls *tls = NULL;
     struct gw_policy *policy = NULL;
     struct gw_rpc *rpc = NULL;
+    struct gw_auth *auth = NULL;
     struct gw_h2_upcalls up;
     struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     const char *path = NULL;
@@ -147,8 +256,16 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         gw_config_clear(&cfg);
         return 2;
     }
+    if (load_policy(cfg.policy_file, ext, &policy, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: [policy] file: %s\n", path, err);
+        gw_keyring_free(app.keys);
+        gw_config_clear(&cfg);
+        return 2;
+    }
+    d.policy = policy;
     if (check_only) {
         printf("%s: ok\n", path);
+        gw_policy_free(policy);
         gw_keyring_free(app.keys);
         gw_config_clear(&cfg);
         return 0;
@@ -183,12 +300,17 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");
         goto out;
     }
+    app.workers = gw_workers_new(d.base, cfg.auth_workers, GW_API_AUTH_QUEUE);
+    auth = gw_auth_new(&app);
+    if (app.workers == NULL || auth == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot start the password-hashing workers");
+        goto out;
+    }
     tls = gw_tls_new(&cfg, err, sizeof(err));
     if (tls == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
         goto out;
     }
-    policy = gw_policy_new(ext ? ext->rules : NULL, ext ? ext->nrules : 0);
     {
         struct gw_rpc_params rp = {
             .cfg = &cfg,
@@ -196,9 +318,18 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
             .app = &app,
             .methods = ext && ext->methods ? ext->methods : gw_api_methods(),
             .policy = policy,
+            /* registered principals and account sessions (the subject rule of identity.c is
+             * only the unit tests' default) */
+            .identify = gw_auth_identify,
+            .identify_ctx = auth,
+            .refused = gw_auth_refused,
+            .refused_ctx = auth,
         };
-        rpc = policy != NULL ? gw_rpc_new(&rp) : NULL;
+        rpc = gw_rpc_new(&rp);
     }
+    d.rpc = rpc;
+    d.ext = ext;
+    d.config_path = path;
     if (rpc == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the dispatcher");
         goto out;
@@ -209,6 +340,12 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
         goto out;
     }
+    d.sweep_ev = evtimer_new(d.base, sweep_cb, &d);
+    if (d.sweep_ev == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the inactive-account sweep timer");
+        goto out;
+    }
+    event_active(d.sweep_ev, EV_TIMEOUT, 0); /* the first sweep at start */
     sigterm = evsignal_new(d.base, SIGTERM, signal_cb, &d);
     sigint = evsignal_new(d.base, SIGINT, signal_cb, &d);
     sighup = evsignal_new(d.base, SIGHUP, reload_cb, &d);
@@ -227,6 +364,12 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     }
     status = 0;
 out:
+    /* Reverse order of creation: no call runs once the server is gone, so the identity
+     * registry and the workers (whose done functions reach calls) go after it; the
+     * workers' threads are joined before the database pool they never touch. */
+    if (d.sweep_ev != NULL)
+        event_free(d.sweep_ev);
+    gw_acct_cancel(d.sweep);
     if (sigterm != NULL)
         event_free(sigterm);
     if (sigint != NULL)
@@ -235,8 +378,10 @@ out:
         event_free(sighup);
     gw_server_free(d.server);
     gw_rpc_free(rpc);
-    gw_policy_free(policy);
+    gw_policy_free(d.policy);
     gw_tls_free(tls);
+    gw_auth_free(auth);
+    gw_workers_free(app.workers);
     gw_segcache_free(app.segs);
     gw_incident_free(app.incidents);
     gw_throttle_free(app.throttle);

@@ -1,7 +1,7 @@
 /* ctl.h: the commands of waygatectl. Each takes its own argc/argv (argv[0] is the command name,
  * so getopt works as usual), writes results to stdout and errors to stderr, and returns the
- * process exit status: 0 success, 1 failure, 2 usage error. To add a command: declare
- * gw_ctl_<name> here, implement it in gateway/ctl_<name>.c and add one line to the table in
+ * process exit status: 0 success, 1 failure, 2 usage error, 3 refused by a rule. To add a command:
+ * declare gw_ctl_<name> here, implement it in gateway/ctl_<name>.c and add one line to the table in
  * gateway/ctl_main.c. */
 #ifndef GW_CTL_H
 #define GW_CTL_H
@@ -9,6 +9,9 @@
 #define GW_CTL_OK 0
 #define GW_CTL_FAIL 1
 #define GW_CTL_USAGE 2
+#define GW_CTL_REFUSED                                                                             \
+    3 /* the request breaks a rule (message: field and rule); nothing changed                      \
+       */
 
 /* waygatectl migrate [--db CONNINFO]: applies the embedded schema migrations
  * (CONNINFO defaults to $WAYGATE_PGURI). */
@@ -25,5 +28,11 @@ int gw_ctl_suspicious(int argc, char **argv);
 
 /* waygatectl keys init|rotate|retire|status|rewrap: the keyring file and data-key re-wrapping. */
 int gw_ctl_keys(int argc, char **argv);
+
+/* waygatectl principals add|list|disable: client certificates registered as principals. */
+int gw_ctl_principals(int argc, char **argv);
+
+/* waygatectl accounts bootstrap|create|list|disable: people's accounts (Art. 34, 35, 38). */
+int gw_ctl_accounts(int argc, char **argv);
 
 #endif

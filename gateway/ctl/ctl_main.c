@@ -17,10 +17,14 @@ static int cmd_help(int argc, char **argv);
 /* One line per command; keep sorted by name except help, which comes first. */
 static const struct ctl_cmd commands[] = {
     {"help", cmd_help, "list the commands"},
+    {"accounts", gw_ctl_accounts,
+     "people's accounts: bootstrap, create, list, disable (Art. 34, 35, 38)"},
     {"keys", gw_ctl_keys, "keyring: init, rotate, retire, status, rewrap data keys"},
     {"migrate", gw_ctl_migrate,
      "apply the schema migrations as the owner (--db or $WAYGATE_PGURI_OWNER)"},
     {"routes", gw_ctl_routes, "add, list and remove routes: region code -> delivering branch"},
+    {"principals", gw_ctl_principals,
+     "client certificates as principals: add, list, disable (Art. 31)"},
     {"segments", gw_ctl_segments, "issue and list waybill-number segments of branches (Art. 18)"},
     {"suspicious", gw_ctl_suspicious,
      "list phone numbers used by different senders (part 12 Art. 7)"},

@@ -123,33 +123,100 @@ static const char *const compound_surnames[] = {
     "第五", "百里", "东郭", "左丘", "拓跋", "单于", "仲孙", "淳于", "巫马", "公西",
 };
 
-static size_t surname_chars(const char *s, size_t n, size_t chars)
+static bool compound_surname(const char *s, size_t n)
 {
-    if (chars < 3)
-        return 1;
     for (size_t i = 0; i < sizeof compound_surnames / sizeof compound_surnames[0]; i++) {
         size_t l = strlen(compound_surnames[i]);
         if (n >= l && memcmp(s, compound_surnames[i], l) == 0)
-            return 2;
+            return true;
     }
-    return 1;
+    return false;
+}
+
+/* Separators a masked name keeps in place: spaces, the middle dots of transliterated names
+ * (U+00B7 ·, U+2027 ‧, U+2022 •, U+30FB ・, U+FF0E ．), the ASCII full stop, hyphen and
+ * apostrophe of Latin names. */
+static bool name_separator(uint32_t cp)
+{
+    return cp == ' ' || cp == '.' || cp == '-' || cp == '\'' || cp == 0xB7 || cp == 0x2027 ||
+           cp == 0x2022 || cp == 0x30FB || cp == 0xFF0E || cp == 0x3000;
+}
+
+/* A Latin-script name: an ASCII letter and nothing beyond Latin Extended-B (U+024F). */
+static bool latin_name(const char *s, size_t n)
+{
+    bool letter = false;
+
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        i += gw_text_decode(s + i, n - i, &cp);
+        if (cp > 0x24F)
+            return false;
+        if ((cp >= 'A' && cp <= 'Z') || (cp >= 'a' && cp <= 'z'))
+            letter = true;
+    }
+    return letter;
+}
+
+/* Names (docs/roles.md): separators stay; a Latin name keeps the first letter of each word
+ * ("John Smith" -> "J*** S****"); any other keeps its surname, two characters for a compound
+ * one when the name has three or more ("欧阳娜娜" -> "欧阳**"), one otherwise, and nothing after
+ * a middle dot ("阿依古丽·买买提" -> "阿***·***"). At least one character is always hidden:
+ * when the rule would hide none, every character but the separators is hidden. */
+static int mask_name(const char *s, size_t n, bool all, struct out *o)
+{
+    bool latin = latin_name(s, n), word_start = true;
+    size_t chars = 0, idx = 0, keep, hidden = 0;
+
+    for (size_t i = 0; i < n; chars++) {
+        uint32_t cp;
+        i += gw_text_decode(s + i, n - i, &cp);
+    }
+    keep = chars >= 3 && compound_surname(s, n) ? 2 : 1;
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t l = gw_text_decode(s + i, n - i, &cp);
+
+        if (name_separator(cp)) {
+            put(o, s + i, l);
+            word_start = true;
+        } else {
+            if (!all && (latin ? word_start : idx < keep)) {
+                put(o, s + i, l);
+            } else {
+                put(o, "*", 1);
+                hidden++;
+            }
+            word_start = false;
+            idx++;
+        }
+        i += l;
+    }
+    return hidden > 0 || all ? 0 : 1; /* 1: nothing hidden, mask all */
 }
 
 int gw_mask_name(const char *s, size_t n, char *out, size_t outsz, size_t *outlen)
 {
+    struct out o = {out, outsz, 0, false};
     size_t chars;
+
     if ((n > 0 && !s) || count_chars(s, n, &chars) != 0)
         return GW_EINVAL;
-    return mask_keep(s, n, surname_chars(s, n, chars), 0, false, out, outsz, outlen);
+    if (mask_name(s, n, false, &o) != 0) {
+        o.len = 0;
+        o.over = false;
+        (void)mask_name(s, n, true, &o);
+    }
+    return finish(&o, outlen);
 }
 
 int gw_mask_phone(const char *s, size_t n, char *out, size_t outsz, size_t *outlen)
 {
     struct out o = {out, outsz, 0, false};
     char d[GW_PHONE_INPUT_MAX + 1];
-    size_t nd = 0;
+    size_t nd = 0, chars;
 
-    if (n > 0 && !s)
+    if ((n > 0 && !s) || count_chars(s, n, &chars) != 0)
         return GW_EINVAL;
     if (gw_phone_parse(s, n, d, &nd, NULL, NULL) != 0) {
         /* Not a valid phone: mask whatever digits it has (at most the first 32). */
@@ -186,8 +253,8 @@ int gw_mask_address(const char *province, size_t pn, const char *city, size_t cn
     if ((pn && !province) || (cn && !city) || (dn && !district) || (detn && !detail))
         return GW_EINVAL;
     if (count_chars(province, pn, &ignore) || count_chars(city, cn, &ignore) ||
-        count_chars(district, dn, &ignore))
-        return GW_EINVAL;
+        count_chars(district, dn, &ignore) || count_chars(detail, detn, &ignore))
+        return GW_EINVAL; /* the detail is not shown, but bad input is refused all the same */
     put(&o, province, pn);
     put(&o, city, cn);
     put(&o, district, dn);

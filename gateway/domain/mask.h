@@ -1,10 +1,16 @@
 /* mask.h: masked renderings of PII for the views of docs/roles.md. The defaults go beyond the
  * GB/T 41833-2022 privacy-waybill minimums (name hides >= 1 character, phone >= 6 digits,
  * address at least unit and room):
- *  - name: keeps the surname, every other character becomes '*': "张三丰" -> "张**",
- *    "张三" -> "张*", "张" -> "*". A common compound surname (欧阳, 司马, 诸葛, ...) is kept
- *    whole when the name has at least 3 characters ("欧阳娜娜" -> "欧阳**"). Characters are
- *    UTF-8 code points; each masked one becomes a single '*'.
+ *  - name: separators stay in place (spaces, the middle dots · ‧ • ・ ．, '.', '-', '\''); every
+ *    other character but the kept ones becomes one '*'.
+ *    Chinese (and any non-Latin) names keep the surname: "张三丰" -> "张**", "张三" -> "张*"; a
+ *    compound surname (欧阳, 司马, 诸葛, 上官, ...) is kept whole when the name has at least 3
+ *    characters ("欧阳娜娜" -> "欧阳**", "欧阳" -> "欧*"). A transliterated name with a middle
+ *    dot keeps only its first character ("阿依古丽·买买提" -> "阿***·***"): which part is the
+ *    family name varies, and the first character alone identifies least.
+ *    Latin names (ASCII letters, nothing beyond U+024F) keep the first letter of each word:
+ *    "John Smith" -> "J*** S****", "Jean-Luc" -> "J***-L**".
+ *    At least one character is always hidden: "张" -> "*", "J. K." -> "*. *.".
  *  - phone: on the normalised digits (phone.h; +86 etc. removed) keeps the first digit and the
  *    last four: "+86 138-0013-8000" -> "1******8000"; whatever the length, at least 6 digits
  *    are hidden (10 digits -> "******1234"); an input that is not a valid phone is masked from
@@ -18,6 +24,8 @@
  *  - keep: a generic rule (keep the first f and last l characters, at least one hidden).
  *  - omit: the empty string.
  *
+ * Every variant refuses input that is not valid UTF-8 with GW_EINVAL and never cuts a code
+ * point.
  * Buffer variants write a NUL-terminated string into out (outsz bytes) and its length into
  * *outlen (may be NULL); they return 0, GW_EINVAL (input not valid UTF-8) or GW_ETOOBIG (out too
  * small; out is then left as an empty string when outsz > 0). GW_MASK_BOUND(n) bytes always

@@ -22,7 +22,8 @@ enum gw_authn {
 };
 
 struct gw_principal {
-    char name[64];   /* the registered principal's name, or the account name (GW_AUTHN_TOKEN) */
+    char name[72];   /* the registered principal's name, or the account name (GW_AUTHN_TOKEN; up
+                      * to 64 bytes) */
     char role[32];   /* one of the roles policy.h knows; "" when unauthenticated */
     char branch[32]; /* branch scope; "" when the principal has none */
     enum gw_authn authn;

@@ -1,13 +1,15 @@
-/* policy.c: the built-in rules of docs/roles.md (Art. 34) (who may call what, which records a
- * principal sees, how each role sees each field) and the checks over them. Invariants: deny by
+/* policy.c: the built-in method rules of docs/roles.md (Art. 34) and the checks over a policy
+ * (who may call what, which records a principal sees, how each role sees each field, what it
+ * may reveal, its limits); the file's part is filled by policy_file.c. Invariants: deny by
  * default everywhere (no rule, unknown role, empty scope: refused); a rule names roles only from
- * gw_policy_roles. */
+ * gw_policy_roles; a policy does not change once made. */
 #include "policy.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include "alloc.h"
+#include "policy_int.h"
 
 const char *const gw_policy_roles[] = {
     "courier",
@@ -21,7 +23,13 @@ const char *const gw_policy_roles[] = {
     NULL,
 };
 
+_Static_assert(sizeof(gw_policy_roles) / sizeof(gw_policy_roles[0]) == GW_POLICY_NROLES + 1,
+               "GW_POLICY_NROLES counts gw_policy_roles");
+
 static const char *const couriers[] = {"courier", NULL};
+/* Get: the courier looks a waybill up by number to deliver it, the clerk its branch's
+ * waybills, customer service within its scope (docs/roles.md). */
+static const char *const readers[] = {"courier", "branch_clerk", "customer_service", NULL};
 static const char *const searchers[] = {"branch_clerk", "customer_service", NULL};
 static const char *const revealers[] = {"courier", "branch_clerk", "customer_service", NULL};
 static const char *const bulk[] = {"security_admin", "compliance_auditor", NULL};
@@ -43,7 +51,7 @@ static const struct gw_policy_method builtin[] = {
     ROLES("/waygate.v1.WaybillIntake/SubmitBatch", couriers),
     ROLES("/waygate.v1.WaybillIntake/RecordScan", couriers),
 
-    ROLES("/waygate.v1.WaybillQuery/Get", couriers),
+    ROLES("/waygate.v1.WaybillQuery/Get", readers),
     ROLES("/waygate.v1.WaybillQuery/Search", searchers),
     ROLES("/waygate.v1.WaybillQuery/Reveal", revealers),
 
@@ -63,25 +71,49 @@ static const struct gw_policy_method builtin[] = {
     ROLES("/waygate.v1.Admin/RotateKey", secadmin),
 };
 
-struct gw_policy {
-    const struct gw_policy_method *extra;
-    size_t nextra;
-};
+int gw_policy_role_index(const char *role)
+{
+    if (role == NULL)
+        return -1;
+    for (int i = 0; gw_policy_roles[i] != NULL; i++)
+        if (strcmp(gw_policy_roles[i], role) == 0)
+            return i;
+    return -1;
+}
 
-struct gw_policy *gw_policy_new(const struct gw_policy_method *extra, size_t n)
+struct gw_policy *gw_policy_alloc(const struct gw_policy_method *extra, size_t n)
 {
     struct gw_policy *p = gw_calloc(1, sizeof(*p));
 
     if (p == NULL)
         return NULL;
+    p->refs = 1;
     p->extra = extra;
     p->nextra = extra != NULL ? n : 0;
+    for (size_t i = 0; i < GW_POLICY_NROLES; i++)
+        p->level[i] = GW_POLICY_LEVEL_NONE;
     return p;
+}
+
+const struct gw_policy *gw_policy_ref(const struct gw_policy *p)
+{
+    if (p != NULL)
+        ((struct gw_policy *)p)->refs++; /* the count is bookkeeping, not the policy */
+    return p;
+}
+
+void gw_policy_unref(const struct gw_policy *p)
+{
+    struct gw_policy *q = (struct gw_policy *)p;
+
+    if (q == NULL || --q->refs > 0)
+        return;
+    gw_free(q);
 }
 
 void gw_policy_free(struct gw_policy *p)
 {
-    gw_free(p);
+    gw_policy_unref(p);
 }
 
 const struct gw_policy_method *gw_policy_method_rule(const struct gw_policy *pol, const char *path)
@@ -97,10 +129,7 @@ const struct gw_policy_method *gw_policy_method_rule(const struct gw_policy *pol
 
 static bool known_role(const char *role)
 {
-    for (const char *const *r = gw_policy_roles; *r; r++)
-        if (strcmp(*r, role) == 0)
-            return true;
-    return false;
+    return gw_policy_role_index(role) >= 0;
 }
 
 int gw_policy_may_call(const struct gw_policy *pol, const char *path, const struct gw_principal *p,
@@ -114,6 +143,10 @@ int gw_policy_may_call(const struct gw_policy *pol, const char *path, const stru
         return 0;
     if (!gw_principal_authenticated(p))
         return gw_fault_set(f, GW_EAUTH, NULL, NULL, GW_RULE_CERT_REQUIRED);
+    /* Art. 35: an initial or expired password is changed before anything else is allowed. */
+    if (p->authn == GW_AUTHN_TOKEN && p->must_change &&
+        strcmp(path, "/waygate.v1.Admin/ChangePassword") != 0)
+        return gw_fault_set(f, GW_EPRECOND, NULL, "authorization", GW_RULE_PASSWORD_MUST_CHANGE);
     if (m != NULL && known_role(p->role)) {
         if (m->access == GW_POLICY_AUTHENTICATED)
             return 0;
@@ -129,37 +162,41 @@ int gw_policy_may_call(const struct gw_policy *pol, const char *path, const stru
 bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,
                         const struct gw_policy_record *rec)
 {
-    (void)pol;
-    /* Every role that reads waybills today is branch-scoped; a principal without a branch
-     * sees nothing rather than everything. */
-    if (p->branch[0] == '\0' || rec->origin_branch == NULL)
+    int r = gw_policy_role_index(p->role);
+
+    if (r < 0 || pol->level[r] == GW_POLICY_LEVEL_NONE || rec->security_level < 0 ||
+        rec->security_level > pol->level[r])
         return false;
-    return strcmp(p->branch, rec->origin_branch) == 0 ||
-           (rec->dest_branch != NULL && strcmp(p->branch, rec->dest_branch) == 0);
+    /* Every role that reads waybills is branch-scoped; a principal without a branch sees
+     * nothing rather than everything. */
+    if (p->branch[0] == '\0')
+        return false;
+    if (rec->origin_branch != NULL && strcmp(p->branch, rec->origin_branch) == 0)
+        return true;
+    return rec->dest_branch != NULL && strcmp(p->branch, rec->dest_branch) == 0;
 }
 
 enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, enum gw_col col)
 {
-    (void)pol;
-    return gw_view_policy(role, col);
+    int r = gw_policy_role_index(role);
+
+    if (r < 0 || (unsigned)col >= GW_COL_COUNT)
+        return GW_VIEW_OMIT;
+    return (enum gw_view_mode)pol->view[r][col];
 }
 
 bool gw_policy_may_reveal(const struct gw_policy *pol, const char *role, enum gw_col col)
 {
-    (void)pol;
-    /* Built-in until the policy file: a courier the recipient's phone only. */
-    return strcmp(role, "courier") == 0 && col == GW_COL_RECIPIENT_PHONE;
+    int r = gw_policy_role_index(role);
+
+    return r >= 0 && (unsigned)col < GW_COL_COUNT && pol->reveal[r][col];
 }
 
 void gw_policy_limits(const struct gw_policy *pol, const char *role, struct gw_policy_limits *out)
 {
-    (void)pol;
+    int r = gw_policy_role_index(role);
+
     memset(out, 0, sizeof(*out));
-    if (!known_role(role))
-        return;
-    out->reveals_per_hour = 20;
-    out->reveals_per_day = 100;
-    out->lookups_per_window = 200;
-    out->lookup_window_s = 600;
-    out->search_limit_max = 100;
+    if (r >= 0)
+        *out = pol->limits[r];
 }

@@ -2,10 +2,14 @@
  *  - method permissions: which roles may call which gRPC method (deny by default: a method
  *    without a rule is refused to everyone; a rule open to anyone must say so);
  *  - field views: how each role sees each encrypted field (view.h renders a field);
- *  - scope: whether a principal may see a given record at all.
- * The rules are built in today; the principals issue loads them from a policy file, which is why
- * callers hold a struct gw_policy (replaced whole on reload) instead of static tables.
- * Pure: no I/O, no logging. */
+ *  - scope: whether a principal may see a given record at all (branch, security level);
+ *  - what each role may reveal, and its limits.
+ * Method permissions are built in; views, levels, reveal grants and limits come from a policy
+ * file (docs/policy.md, parsed by policy_file.c). The built-in policy is deploy/policy.conf
+ * compiled in. A policy is immutable once made and reference-counted: a reload makes a new one,
+ * and a call keeps the one it started with (gw_policy_ref) until it ends.
+ * Pure apart from gw_policy_load reading its file: no logging. A policy may be read from any
+ * thread; its reference count is taken and dropped on the event-loop thread only. */
 #ifndef GW_POLICY_H
 #define GW_POLICY_H
 
@@ -36,10 +40,30 @@ struct gw_policy_method {
 
 struct gw_policy;
 
-/* The built-in policy plus n extra method rules (a test build registers its test-only methods
- * this way; NULL/0 otherwise; the array must outlive the policy). Returns NULL on allocation
- * failure. */
+/* The built-in policy (deploy/policy.conf as compiled in) plus n extra method rules (a test
+ * build registers its test-only methods this way; NULL/0 otherwise; the array must outlive the
+ * policy). Returns NULL on allocation failure. The caller holds one reference. */
 struct gw_policy *gw_policy_new(const struct gw_policy_method *extra, size_t n);
+
+/* Parses policy text (len bytes; name is the file as named in messages) into *out, with the
+ * built-in method rules plus extra as gw_policy_new. Returns 0, GW_ENOMEM, or GW_EINVAL with one
+ * line in err naming the file, the line and the reason, e.g.
+ *   "policy.conf:12: [view.courier] recipient.phne: unknown field"
+ * On failure *out is NULL. The caller holds one reference to *out. */
+int gw_policy_parse(const char *text, size_t len, const char *name,
+                    const struct gw_policy_method *extra, size_t n, struct gw_policy **out,
+                    char *err, size_t errsz) GW_MUST_CHECK;
+
+/* gw_policy_parse of the file at path (at most 256 KiB); GW_EIO when it cannot be read,
+ * GW_EPERM when group or others may write it. */
+int gw_policy_load(const char *path, const struct gw_policy_method *extra, size_t n,
+                   struct gw_policy **out, char *err, size_t errsz) GW_MUST_CHECK;
+
+/* Takes one more reference to p (NULL-safe) and returns it. */
+const struct gw_policy *gw_policy_ref(const struct gw_policy *p);
+/* Drops one reference; the last one frees the policy. NULL-safe. */
+void gw_policy_unref(const struct gw_policy *p);
+/* Drops the creator's reference (gw_policy_unref). */
 void gw_policy_free(struct gw_policy *p);
 
 /* May principal p call the method at path? Returns 0, GW_EAUTH (the method needs an
@@ -58,9 +82,10 @@ struct gw_policy_record {
     int security_level;        /* enum Waygate__V1__SecurityLevel value, 0 = unclassified */
 };
 
-/* True when p may see the record at all. Branch-scoped roles see the records of their branch:
- * its origin branch, and its destination branch (routing table); custody joins here later. A
- * record above the highest security level p's role may see is outside the scope too. A record
+/* True when p may see the record at all: a branch-scoped principal sees the records of its
+ * branch, its origin branch and its destination branch (routing table); custody joins here
+ * later. A principal without a branch sees none. A record above the highest security level p's
+ * role may see ([levels]; a role not listed sees none) is outside the scope too. A record
  * outside the scope must be answered exactly like a record that does not exist. Every read
  * path asks this one function. */
 bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,

@@ -1,48 +1,9 @@
-/* view.c: the built-in field-view policy and the rendering of a field in a mode.
- * Invariant: a (role, field) pair absent from the table is omitted (deny by default). */
+/* view.c: the rendering of one field in a view mode (which mode a role gets is the policy's,
+ * policy.h). Invariant: an unknown mode renders as omitted. */
 #include <string.h>
 
 #include "mask.h"
 #include "view.h"
-
-struct role_view {
-    const char *role;
-    unsigned char mode[GW_COL_COUNT]; /* enum gw_view_mode; 0 (omit) where not listed */
-};
-
-/* The courier (scanner) view of docs/roles.md: names masked (surname kept), phones masked (last
- * four kept), the full delivery address; nothing the courier does not need to deliver. */
-static const struct role_view policies[] = {
-    {"courier",
-     {
-         [GW_COL_WAYBILL_NO] = GW_VIEW_CLEAR,
-         [GW_COL_SENDER_NAME] = GW_VIEW_MASK,
-         [GW_COL_SENDER_PHONE] = GW_VIEW_MASK,
-         [GW_COL_SENDER_PROVINCE] = GW_VIEW_CLEAR,
-         [GW_COL_SENDER_CITY] = GW_VIEW_CLEAR,
-         [GW_COL_SENDER_DISTRICT] = GW_VIEW_CLEAR,
-         [GW_COL_SENDER_ADDRESS_DETAIL] = GW_VIEW_MASK,
-         [GW_COL_RECIPIENT_NAME] = GW_VIEW_MASK,
-         [GW_COL_RECIPIENT_PHONE] = GW_VIEW_MASK,
-         [GW_COL_RECIPIENT_PROVINCE] = GW_VIEW_CLEAR,
-         [GW_COL_RECIPIENT_CITY] = GW_VIEW_CLEAR,
-         [GW_COL_RECIPIENT_DISTRICT] = GW_VIEW_CLEAR,
-         [GW_COL_RECIPIENT_ADDRESS_DETAIL] = GW_VIEW_CLEAR,
-         [GW_COL_RECIPIENT_COMPANY] = GW_VIEW_CLEAR,
-     }},
-};
-
-enum gw_view_mode gw_view_policy(const char *role, enum gw_col col)
-{
-    size_t i;
-
-    if (role == NULL || (unsigned)col >= GW_COL_COUNT)
-        return GW_VIEW_OMIT;
-    for (i = 0; i < sizeof(policies) / sizeof(policies[0]); i++)
-        if (strcmp(policies[i].role, role) == 0)
-            return (enum gw_view_mode)policies[i].mode[col];
-    return GW_VIEW_OMIT;
-}
 
 static int put(const char *s, size_t n, char *out, size_t outsz, size_t *outlen)
 {

@@ -1,7 +1,5 @@
-/* view.h: what each role sees of each encrypted field (docs/roles.md), and the rendering of one
- * field in that mode. The policy here is the built-in default, deny by default: a (role, field)
- * pair not listed is omitted. The principals issue replaces gw_view_policy's table with a policy
- * file; gw_view_render stays.
+/* view.h: the view modes of a field and the rendering of one field in a mode. Which mode each
+ * role gets for each field is the policy's (policy.h, gw_policy_view; docs/policy.md).
  * Pure: no I/O, no logging; the only allocation is the caller's buffer. */
 #ifndef GW_VIEW_H
 #define GW_VIEW_H
@@ -18,9 +16,6 @@ enum gw_view_mode {
     GW_VIEW_MASK,     /* mask.h rendering for the field's kind */
     GW_VIEW_TOKEN,    /* keyed deterministic token (crypto.h), correlates without revealing */
 };
-
-/* The mode of field col for role (NULL or unknown role: every field GW_VIEW_OMIT). */
-enum gw_view_mode gw_view_policy(const char *role, enum gw_col col);
 
 /* Bytes that always suffice for rendering an n-byte value in any mode. */
 #define GW_VIEW_BOUND(n) ((n) + 16 + GW_CRYPTO_TOKEN_LEN + 1)

@@ -38,6 +38,8 @@ struct gw_call {
     struct gw_rpc *rpc;
     struct gw_h2_stream *st;
     const struct gw_method *method;
+    const struct gw_policy *policy; /* a reference: the policy the call started with, kept
+                                     * across a reload until the call ends */
     enum call_state state;
     bool request_done; /* the client half-closed after exactly one whole message */
     /* A request error found while the identity step ran: answered only once the caller is
@@ -148,6 +150,7 @@ static void call_free(struct gw_call *call)
     gw_free_wipe(call->req, call->req_len);
     gw_free_str_wipe(call->authorization);
     gw_arena_free(call->arena);
+    gw_policy_unref(call->policy);
     gw_free(call);
 }
 
@@ -189,12 +192,17 @@ void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
         return;
     call->cancel_fn = NULL;
     if (f != NULL && f->code != 0) {
+        if (rp->refused != NULL)
+            rp->refused(rp->refused_ctx, call->method->path, gw_h2_stream_peer(call->st), p, f);
         refuse(call, f);
         return;
     }
     call->principal = *p;
     call->log.principal = call->principal.name[0] ? call->principal.name : NULL;
-    if (gw_policy_may_call(rp->policy, call->method->path, &call->principal, &denied) != 0) {
+    if (gw_policy_may_call(call->policy, call->method->path, &call->principal, &denied) != 0) {
+        if (rp->refused != NULL)
+            rp->refused(rp->refused_ctx, call->method->path, gw_h2_stream_peer(call->st),
+                        &call->principal, &denied);
         refuse(call, &denied);
         return;
     }
@@ -221,6 +229,7 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     call->rpc = rpc;
     call->st = st;
     call->method = m;
+    call->policy = gw_policy_ref(rp->policy);
     call->state = CALL_IDENTIFYING;
     call->start_ms = gw_now_ms();
     call->deadline_ms = call->start_ms + timeout_ms;
@@ -462,7 +471,7 @@ struct gw_app *gw_call_app(struct gw_call *call)
 }
 const struct gw_policy *gw_call_policy(const struct gw_call *call)
 {
-    return call->rpc->p.policy;
+    return call->policy;
 }
 const struct gw_principal *gw_call_principal(const struct gw_call *call)
 {

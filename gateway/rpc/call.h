@@ -49,6 +49,8 @@ struct gw_method {
 };
 
 struct gw_app *gw_call_app(struct gw_call *call);
+/* The policy the call started with: it stays valid, and the same, until the call ends, even
+ * when a reload replaces the dispatcher's policy meanwhile. */
 const struct gw_policy *gw_call_policy(const struct gw_call *call);
 /* The resolved caller (valid from the handler's start to the call's end). */
 const struct gw_principal *gw_call_principal(const struct gw_call *call);

@@ -51,6 +51,11 @@ void gw_rpc_free(struct gw_rpc *rpc)
     gw_free(rpc);
 }
 
+void gw_rpc_set_policy(struct gw_rpc *rpc, const struct gw_policy *pol)
+{
+    rpc->p.policy = pol;
+}
+
 const struct gw_method *gw_rpc_lookup(const struct gw_rpc_table *t, const char *path)
 {
     for (size_t i = 0; i < t->n; i++)

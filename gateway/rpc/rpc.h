@@ -31,9 +31,16 @@ struct gw_rpc_table {
 typedef void (*gw_rpc_identify_fn)(void *ctx, struct gw_call *call, const struct gw_peer *peer,
                                    const char *authorization);
 
+/* Called when a call is refused before its handler runs (identity step or policy), for the
+ * record of administrative calls: p is what the identity step knew (NULL if nothing), f the
+ * refusal. Must not touch the call. */
+typedef void (*gw_rpc_refused_fn)(void *ctx, const char *path, const struct gw_peer *peer,
+                                  const struct gw_principal *p, const struct gw_fault *f);
+
 /* The outcome of the identity step: f NULL (or without a code) with the principal, or a fault
- * (GW_EAUTH: UNAUTHENTICATED) naming the rule. The call then checks the policy; on refusal it is
- * finished (and may be freed) before this returns. */
+ * (GW_EAUTH: UNAUTHENTICATED) naming the rule; with a fault, p may still say what was known
+ * (the certificate principal) for the refusal hook, or be NULL. The call then checks the policy; on
+ * refusal it is finished (and may be freed) before this returns. */
 void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
                         const struct gw_principal *p);
 
@@ -49,11 +56,18 @@ struct gw_rpc_params {
     const struct gw_policy *policy;
     gw_rpc_identify_fn identify; /* NULL: gw_rpc_identify_cert */
     void *identify_ctx;
+    gw_rpc_refused_fn refused; /* NULL: none */
+    void *refused_ctx;
 };
 
 /* Returns NULL on allocation failure. The params' pointers must outlive the dispatcher. */
 struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p);
 void gw_rpc_free(struct gw_rpc *rpc);
+
+/* Replaces the policy new calls get (a reload). The calls already open keep the policy they
+ * started with (each holds a reference, policy.h); the caller keeps its own reference to pol
+ * and must keep it until the dispatcher is freed or the policy replaced again. */
+void gw_rpc_set_policy(struct gw_rpc *rpc, const struct gw_policy *pol);
 
 /* The upcalls the HTTP/2 sessions of a server call (ctx is rpc). */
 struct gw_h2_upcalls gw_rpc_upcalls(struct gw_rpc *rpc);

@@ -16,6 +16,7 @@
 #include "alloc.h"
 #include "crypto.h"
 #include "pq_msg.h"
+#include "store_admin_int.h"
 
 #define OID_INT4 23
 #define OID_BYTEA 17
@@ -23,10 +24,6 @@
 #define STR_(x) #x
 #define STR(x) STR_(x)
 #define UTC_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
-struct gw_admin {
-    PGconn *pg;
-};
 
 /* A failed statement: its server message (it may quote a parameter, never a field value). */
 static int refused(const PGresult *res, const struct gw_admin *a, char *errbuf, size_t errlen)

@@ -18,7 +18,12 @@
 #        (random bytea of the sizes the gateway's sealed fields have: plaintext + 30 bytes);
 #   (a2) pgbench, 8 clients, 50 rows per transaction sent in one pipeline (\startpipeline);
 #   (b)  wgload (tests/bench/wgload.c) through the real mTLS listener as courier_a: Submit at 16,
-#        64 and 128 concurrent streams and SubmitBatch of 100, ~10 s each after a 1 s warm-up.
+#        64 and 128 concurrent streams and SubmitBatch of 100, ~10 s each after a 1 s warm-up;
+# and for issue 7, each beside its baseline (see "issue 7" below for the details):
+#   (g)  Get at 64 streams vs (g0) pgbench, 16 clients, the gateway's Get statement by wb_bidx;
+#   (s)  Search by a phone 20 waybills share vs (s0) pgbench fetching those 20 rows;
+#   (l)  Login throughput vs (l0) one thread's scrypt verifications at the gateway's cost;
+#   (p)  Submit p99 at 64 streams during 20 parallel Logins vs (p0) without them.
 # Waybill numbers come from segment A, above the middle of it (integration tests use the low end);
 # the next unused number is kept in DIR/bench-next so that repeated runs never resubmit one.
 #
@@ -28,7 +33,13 @@
 # Environment overrides: BENCH_DURATION (s, default 10), BENCH_REPEAT (rounds of the whole
 # sequence, each cell then the median; default 1), BENCH_A1_CLIENTS (16),
 # BENCH_A2_CLIENTS (8), BENCH_CONF ("label:conns:streams:batch ..." for the gateway runs),
-# WGLOAD (path of the wgload binary), WAYGATE_BUILD (build directory), WAYGATE_PGBIN.
+# WGLOAD (path of the wgload binary), WAYGATE_BUILD (build directory), WAYGATE_PGBIN,
+# BENCH_FIGURES (a subset of "submit get search login storm"; the document is then not
+# rewritten), BENCH_GET_N (waybills submitted for Get, 20000; smoke 150), BENCH_READ_CLIENTS
+# (pgbench clients of g0 and s0, 16), BENCH_BASE (path of bench_base).
+# Login (l, p) needs the stack's clerk_a account (WAYGATE_P_clerk_a_ACCOUNT/PASSWORD in DIR/env)
+# and Search (s) logs in as it when it exists (else courier_a); a figure the stack cannot give is
+# skipped and said so.
 # Not part of the test suite: only --smoke may be (ctest -L smoke with -DWAYGATE_BENCH_SMOKE=ON).
 set -euo pipefail
 
@@ -46,7 +57,7 @@ while [[ $# -gt 0 ]]; do
     --smoke) MODE=smoke ;;
     --baseline-only) MODE=baseline ;;
     --doc) DOC=$2; shift ;;
-    -h | --help) sed -n '2,32p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,43p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) DIR=$1 ;;
     esac
@@ -80,6 +91,10 @@ cleanup() {
     if [[ -n ${PGURI:-} && -n ${BASELINE_CREATED:-} ]]; then
         "$PGBIN/psql" -X -q -d "$PGURI" -c 'DROP TABLE IF EXISTS bench_baseline' >/dev/null 2>&1 || true
     fi
+    if [[ -n ${PGURI:-} && -n ${SCRATCH_CREATED:-} ]]; then
+        "$PGBIN/psql" -X -q -d "$PGURI" -c 'DROP TABLE IF EXISTS bench_seen' \
+            -c 'DROP TABLE IF EXISTS bench_get_keys' >/dev/null 2>&1 || true
+    fi
     rm -rf "$WORK"
     exit $rc
 }
@@ -93,6 +108,22 @@ if [[ -z $DIR && $MODE != baseline ]]; then
     WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" up "$OWN_STACK" >"$WORK/devstack.log" 2>&1 ||
         { cat "$WORK/devstack.log" >&2; die "deploy/devstack up failed"; }
     DIR=$OWN_STACK
+    # The read figures look up thousands of distinct waybills: the default policy's scraping
+    # throttle (lookups_per_window) would refuse all but the first few hundred. On its own stack
+    # run.sh runs the gateway with the repository's policy file, that limit raised (the
+    # throttle's bookkeeping is still done on every call); anything else stays as shipped. The
+    # smoke run looks up fewer distinct waybills than the default allows and skips the restart.
+    POLICY_SRC=$ROOT/deploy/policy.conf
+    if [[ $MODE == full && -f $POLICY_SRC ]] && grep -qE '^lookups_per_window[[:space:]]*=' "$POLICY_SRC" &&
+        ! grep -q '^\[policy\]' "$DIR/waygated.conf"; then
+        sed -E 's/^(lookups_per_window[[:space:]]*=[[:space:]]*).*/\11000000000/' "$POLICY_SRC" >"$DIR/bench-policy.conf"
+        chmod 0600 "$DIR/bench-policy.conf" # waygated refuses a policy file others may write
+        printf '\n[policy]\nfile = %s\n' "$DIR/bench-policy.conf" >>"$DIR/waygated.conf"
+        say "restarting the stack's gateway with deploy/policy.conf, lookups_per_window raised to 10^9 (the read figures' many distinct lookups)"
+        { WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" down "$DIR" && WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" up "$DIR"; } \
+            >>"$WORK/devstack.log" 2>&1 || { cat "$WORK/devstack.log" >&2; die "deploy/devstack could not restart with the bench policy"; }
+        BENCH_POLICY_NOTE="the gateway ran deploy/policy.conf with every role's lookups_per_window raised to 10^9, so that the read figures are not throttled (the throttle still counts every lookup)"
+    fi
 fi
 if [[ -n $DIR ]]; then
     [[ -f $DIR/env ]] || die "$DIR/env not found (deploy/devstack up $DIR)"
@@ -389,6 +420,288 @@ ratios_list() { # NAME BASE -> "1.16, 1.41, 1.19"
         for (i = 1; i <= n; i++) if (y[i] > 0) printf "%s%.2f", (i > 1 ? ", " : ""), x[i] / y[i] }'
 }
 
+# ---------------------------------------------------------------- issue 7: reads, Search, Login
+# (g)  Get at 64 streams (courier_a, its own branch's waybills: GET_N numbers submitted just
+#      before) vs (g0) pgbench, 16 clients, the same lookups in SQL: the gateway's own statement
+#      (bench_base get-sql) by wb_bidx, the blind indexes of those waybills in bench_get_keys;
+# (s)  Search by a phone that exactly 20 waybills share (submitted with --same-phone) vs (s0)
+#      pgbench, 16 clients, the 20 rows by the phone's blind index (sender or recipient), newest
+#      first;
+# (l)  Login throughput (16 concurrent, the dev stack's clerk_a) vs (l0) one thread's scrypt
+#      verifications/s at the gateway's cost;
+# (p)  Submit p99 at 64 streams while 20 Logins run in parallel (p) and without them (p0).
+# A figure the stack cannot give (UNIMPLEMENTED, no account) is skipped and said so; one that ran
+# with failed calls fails the run.
+GET_N=${BENCH_GET_N:-20000}
+[[ $MODE == smoke ]] && GET_N=${BENCH_GET_N:-150} # under the default policy's 200 lookups
+READ_CLIENTS=${BENCH_READ_CLIENTS:-16}
+FIGURES=${BENCH_FIGURES:-submit get search login storm}
+want() { [[ " $FIGURES " == *" $1 "* ]]; }
+declare -A SKIP=() WHY_FAIL=()
+ISSUE7=()
+
+find_bench_base() {
+    BENCH_BASE=${BENCH_BASE:-$BUILD/tests/bench/bench_base}
+    if [[ ! -x $BENCH_BASE ]]; then
+        say "building bench_base in $BUILD"
+        cmake --build "$BUILD" --target bench_base >"$WORK/build.log" 2>&1 ||
+            { tail -n 30 "$WORK/build.log" >&2; die "cannot build bench_base (set BENCH_BASE=...)"; }
+    fi
+}
+
+# NAME ARGS...: one wgload run; sets R_wps (calls/s), R_items (items/s), R_p50, R_p99, R_err,
+# R_state (ok | skip | fail) and R_why; the full output goes to $WORK/wgload.log.
+run_wl() {
+    local name=$1 out line rc=0 unimpl okall
+    shift
+    out=$("$WGLOAD" "$@" 2>&1) || rc=$?
+    { echo "== $name: wgload $*"; echo "$out"; } >>"$WORK/wgload.log"
+    line=$(grep '^RESULT ' <<<"$out" | tail -n 1 || true)
+    R_why='' R_codes=- R_wps=0 R_items=0 R_p50=0 R_p99=0 R_err=0 R_cpu='' R_gwcpu='' R_pgcpu=''
+    if [[ -z $line ]]; then
+        R_state=fail R_err=1 R_why="wgload gave no result (exit $rc): $(grep -m1 'wgload:' <<<"$out" || true)"
+        return 0
+    fi
+    kv() { sed -nE "s/.* $1=([^ ]*).*/\1/p" <<<"$line"; }
+    R_wps=$(kv cps) R_items=$(kv wps) R_p50=$(kv p50_ms) R_p99=$(kv p99_ms) R_err=$(kv errors)
+    unimpl=$(kv unimplemented) R_codes=$(kv codes) okall=$(kv ok_all)
+    R_why=$(grep -m1 '^  e\.g\. ' <<<"$out" | sed 's/^  e\.g\. *//' || true)
+    if ((R_err == 0 && okall > 0)); then
+        R_state=ok
+    elif ((R_err > 0 && unimpl == R_err)); then
+        R_state=skip R_why="answers UNIMPLEMENTED ($R_why)"
+    else
+        R_state=fail
+        [[ -n $R_why ]] || R_why="no call succeeded"
+        R_why="$R_why; call status $R_codes"
+    fi
+}
+
+# NAME CLIENTS SCRIPT: a read-only pgbench; sets R_wps (transactions/s), R_p50, R_p99, R_err.
+run_pgbench_read() {
+    local name=$1 clients=$2 script=$3 out tps failed
+    R_cpu='' R_gwcpu='' R_pgcpu='' R_state=ok R_why=''
+    out=$("$PGBIN/pgbench" -n -M prepared -c "$clients" -j 2 -T "$DUR" -f "$script" \
+        -l --log-prefix="$WORK/log-$name" "$PGURI" 2>&1) || { echo "$out" >&2; die "pgbench $name failed"; }
+    tps=$(sed -nE 's/^tps = ([0-9.]+) \(without initial connection time\)/\1/p' <<<"$out")
+    failed=$(sed -nE 's/^number of failed transactions: ([0-9]+).*/\1/p' <<<"$out")
+    [[ -n $tps ]] || { echo "$out" >&2; die "cannot read pgbench's tps"; }
+    R_wps=$(awk -v t="$tps" 'BEGIN { printf "%.1f", t }')
+    read -r R_p50 R_p99 < <(pgbench_pct "$WORK/log-$name")
+    R_err=${failed:-0}
+    rm -f "$WORK/log-$name".*
+}
+
+# Remembers the blind indexes the table has now, so that new_rows can tell this figure's rows.
+snapshot_rows() {
+    "${PSQL[@]}" -c 'DROP TABLE IF EXISTS bench_seen' -c 'CREATE TABLE bench_seen AS SELECT wb_bidx FROM waybill' \
+        -c 'CREATE UNIQUE INDEX ON bench_seen (wb_bidx)'
+    SCRATCH_CREATED=1
+}
+NEW_ROWS="waybill w WHERE NOT EXISTS (SELECT 1 FROM bench_seen s WHERE s.wb_bidx = w.wb_bidx)"
+
+# Submits N waybills from NEXT as courier_a (extra wgload arguments after N); 0 when all went in.
+submit_n() {
+    local name=$1 n=$2
+    shift 2
+    run_wl "$name" -c 2 -s 16 --first "$NEXT" -n "$n" "$@"
+    if [[ $R_state != ok ]]; then
+        say "$name: submitting $n waybills failed: $R_why"
+        return 1
+    fi
+    NEXT=$(sed -nE 's/.* next=([0-9]+).*/\1/p' <<<"$(grep '^RESULT ' "$WORK/wgload.log" | tail -n 1)")
+    echo "$NEXT" >"$NEXT_FILE"
+}
+
+# FIGURE: records a skipped or failed figure of this round (R_state, R_why).
+note_state() {
+    local n=$1
+    case $R_state in
+    skip) SKIP[$n]=$R_why; say "$n: skipped: $R_why" ;;
+    fail) WHY_FAIL[$n]=$R_why; ERR[$n]=$((${ERR[$n]:-0} + (R_err > 0 ? R_err : 1))); say "$n: FAILED: $R_why" ;;
+    esac
+}
+
+figure_get() {
+    local first n
+    [[ -n $RESET && $MODE != smoke ]] && reset_gateway_tables
+    snapshot_rows
+    first=$NEXT
+    submit_n g-setup "$GET_N" || { R_state=fail R_why="could not submit the $GET_N waybills to look up"; note_state g; return; }
+    "${PSQL[@]}" -c 'DROP TABLE IF EXISTS bench_get_keys' \
+        -c "CREATE TABLE bench_get_keys AS SELECT row_number() OVER () AS n, w.wb_bidx AS b FROM $NEW_ROWS" \
+        -c 'ALTER TABLE bench_get_keys ADD PRIMARY KEY (n)' -c 'ANALYZE bench_get_keys'
+    n=$("${PSQL[@]}" -tA -c 'SELECT count(*) FROM bench_get_keys')
+    ((n == GET_N)) || say "g0: the table shows $n new rows, $GET_N were submitted (other writers?); pgbench looks up those $n"
+    ((n > 0)) || { R_state=fail R_why="no new rows visible to the owner (row-level security?)"; note_state g0; return; }
+    checkpoint
+    local margs=(-d "$DUR" -w 1)
+    [[ $MODE == smoke ]] && margs=(-d 1 -w 0)
+    run_wl g --get --first "$first" --count "$GET_N" -c 4 -s 16 "${margs[@]}"
+    if [[ $R_state == ok ]]; then
+        keep g
+        say "g Get 64 streams: $R_wps lookups/s  p50 $R_p50 ms  p99 $R_p99 ms"
+    else
+        [[ $R_why == *RESOURCE_EXHAUSTED* ]] && R_why="$R_why (the scraping throttle: raise the courier's lookups per window in the stack's policy file, [policy] file in waygated.conf, or run against such a stack DIR)"
+        note_state g
+    fi
+    {
+        echo "\\set k random(1, $n)"
+        echo "$("$BENCH_BASE" get-sql | sed 's/\$1/(SELECT b FROM bench_get_keys WHERE n = :k)/');"
+    } >"$WORK/g0.sql"
+    run_pgbench_read g0 "$READ_CLIENTS" "$WORK/g0.sql"
+    keep g0
+    say "g0 pgbench $READ_CLIENTS clients: $R_wps lookups/s  p50 $R_p50 ms  p99 $R_p99 ms"
+}
+
+figure_search() {
+    local phone bidx n who=()
+    snapshot_rows
+    phone=139$(printf '%08d' $((NEXT % 100000000)))
+    submit_n s-setup 20 --same-phone "$phone" -c 1 -s 4 ||
+        { R_state=fail R_why="could not submit the 20 waybills to search for"; note_state s; return; }
+    bidx=$("${PSQL[@]}" -tA -c "SELECT encode(w.recipient_phone_bidx, 'hex') FROM $NEW_ROWS GROUP BY 1 HAVING count(*) = 20")
+    who=(--cert "$WAYGATE_P_courier_a_CERT" --key "$WAYGATE_P_courier_a_KEY")
+    S_WHO=courier_a
+    if [[ -n ${WAYGATE_P_clerk_a_ACCOUNT:-} && -n ${WAYGATE_P_clerk_a_PASSWORD:-} && -n ${WAYGATE_P_branch_a_CERT:-} ]]; then
+        who=(--cert "$WAYGATE_P_branch_a_CERT" --key "$WAYGATE_P_branch_a_KEY"
+            --as "$WAYGATE_P_clerk_a_ACCOUNT" --password-env WAYGATE_P_clerk_a_PASSWORD)
+        S_WHO="clerk_a (branch_a certificate)"
+    fi
+    local margs=(-d "$DUR" -w 1)
+    [[ $MODE == smoke ]] && margs=(-d 1 -w 0)
+    run_wl s --search-phone "$phone" --expect 20 -c 4 -s 16 "${who[@]}" "${margs[@]}"
+    if [[ $R_state == fail && $S_WHO == courier_a && $R_codes == PERMISSION_DENIED:* && $R_codes != *,* ]]; then
+        R_state=skip R_why="courier_a may not call Search (PERMISSION_DENIED) and the stack has no clerk_a account (WAYGATE_P_clerk_a_ACCOUNT/PASSWORD in DIR/env)"
+    fi
+    if [[ $R_state == ok ]]; then
+        keep s
+        say "s Search by phone (20 results), 64 streams as $S_WHO: $R_wps searches/s  p50 $R_p50 ms  p99 $R_p99 ms"
+    else
+        note_state s
+    fi
+    if [[ -z $bidx ]]; then
+        say "s0: the 20 rows sharing the phone are not visible to the owner; no baseline"
+        return
+    fi
+    local sql where
+    sql=$("$BENCH_BASE" get-sql)
+    where="WHERE \\1sender_phone_bidx = '\\\\x$bidx'::bytea OR \\1recipient_phone_bidx = '\\\\x$bidx'::bytea ORDER BY \\1accepted_at DESC, \\1id LIMIT 21"
+    sql=$(sed -E "s/WHERE ([a-z_]+\\.)?wb_bidx = \\\$1\$/$where/" <<<"$sql")
+    if [[ $sql == *'$1'* ]]; then
+        R_state=fail R_why="bench_base get-sql: the statement does not end in WHERE wb_bidx = \$1; cannot derive the Search baseline"
+        note_state s0
+        return
+    fi
+    echo "$sql;" >"$WORK/s0.sql"
+    run_pgbench_read s0 "$READ_CLIENTS" "$WORK/s0.sql"
+    keep s0
+    say "s0 pgbench $READ_CLIENTS clients: $R_wps searches/s  p50 $R_p50 ms  p99 $R_p99 ms"
+}
+
+LOGIN_OK=
+login_args() {
+    LOGIN=(--cert "$WAYGATE_P_branch_a_CERT" --key "$WAYGATE_P_branch_a_KEY"
+        --login "$WAYGATE_P_clerk_a_ACCOUNT" --password-env WAYGATE_P_clerk_a_PASSWORD)
+}
+no_account() {
+    [[ -z ${WAYGATE_P_clerk_a_ACCOUNT:-} || -z ${WAYGATE_P_clerk_a_PASSWORD:-} || -z ${WAYGATE_P_branch_a_CERT:-} ]]
+}
+
+figure_login() {
+    if no_account; then
+        R_state=skip R_why="the stack has no clerk_a account (WAYGATE_P_clerk_a_ACCOUNT/PASSWORD in DIR/env)"
+        note_state l
+        return
+    fi
+    login_args
+    local margs=(-d "$DUR" -w 1)
+    # a login takes a few hundred ms of scrypt: in 1 s a busy machine may finish none, so the
+    # smoke run counts 8 logins instead (the window then spans them all)
+    [[ $MODE == smoke ]] && margs=(-n 8 -w 0)
+    run_wl l -c 1 -s 16 "${LOGIN[@]}" "${margs[@]}"
+    if [[ $R_state != ok ]]; then
+        note_state l
+        return
+    fi
+    LOGIN_OK=1
+    keep l
+    say "l Login, 16 concurrent: $R_wps logins/s  p50 $R_p50 ms  p99 $R_p99 ms"
+    local sn out
+    sn=$(sed -nE 's/^[[:space:]]*scrypt_n[[:space:]]*=[[:space:]]*([0-9]+).*/\1/p' "${WAYGATE_CONF:-/nonexistent}" 2>/dev/null | tail -n 1)
+    SCRYPT_N=${sn:-32768}
+    out=$("$BENCH_BASE" scrypt "$SCRYPT_N" "$DUR") || die "bench_base scrypt failed: $out"
+    R_wps=$(sed -nE 's/.* per_s=([0-9.]+).*/\1/p' <<<"$out") R_p50=$(sed -nE 's/.* ms_each=([0-9.]+).*/\1/p' <<<"$out")
+    R_p99='' R_err=0
+    keep l0
+    say "l0 scrypt N=$SCRYPT_N, one thread: $R_wps verifications/s  ($R_p50 ms each)"
+}
+
+figure_storm() {
+    if no_account; then
+        R_state=skip R_why="the stack has no clerk_a account (WAYGATE_P_clerk_a_ACCOUNT/PASSWORD in DIR/env)"
+        note_state p
+        return
+    fi
+    if [[ -z $LOGIN_OK ]] && want login; then
+        R_state=skip R_why="Login does not work on this stack (figure l)"
+        note_state p
+        return
+    fi
+    login_args
+    local margs=(-d "$DUR" -w 1) sdur storm_pid storm_out=$WORK/storm.out
+    [[ $MODE == smoke ]] && margs=(-d 1 -w 1)
+    # p0: Submit at 64 streams, quiet
+    [[ -n $RESET && $MODE != smoke ]] && reset_gateway_tables
+    checkpoint
+    run_wl p0 -c 4 -s 16 --first "$NEXT" "${margs[@]}"
+    if [[ $R_state != ok ]]; then
+        note_state p0
+        return
+    fi
+    NEXT=$(sed -nE 's/.* next=([0-9]+).*/\1/p' <<<"$(grep '^RESULT ' "$WORK/wgload.log" | tail -n 1)")
+    echo "$NEXT" >"$NEXT_FILE"
+    keep p0
+    say "p0 Submit 64 streams, no logins: $R_items waybills/s  p50 $R_p50 ms  p99 $R_p99 ms"
+    # p: the same while a storm of 20 parallel Logins runs through the whole window
+    [[ -n $RESET && $MODE != smoke ]] && reset_gateway_tables
+    checkpoint
+    sdur=$(awk -v d="${margs[1]}" 'BEGIN { print d + 3 }')
+    "$WGLOAD" -c 1 -s 20 "${LOGIN[@]}" -d "$sdur" -w 0 >"$storm_out" 2>&1 &
+    storm_pid=$!
+    sleep 0.5
+    run_wl p -c 4 -s 16 --first "$NEXT" "${margs[@]}"
+    local st=$R_state why=$R_why
+    wait "$storm_pid" || true
+    NEXT=$(sed -nE 's/.* next=([0-9]+).*/\1/p' <<<"$(grep '^RESULT ' "$WORK/wgload.log" | tail -n 1)")
+    echo "$NEXT" >"$NEXT_FILE"
+    { echo "== p-storm: 20 parallel logins"; cat "$storm_out"; } >>"$WORK/wgload.log"
+    STORM_LPS=$(sed -nE 's/^RESULT .* cps=([0-9.]+).*/\1/p' "$storm_out")
+    local serr
+    serr=$(sed -nE 's/^RESULT .* errors=([0-9]+).*/\1/p' "$storm_out")
+    if [[ -z $serr || $serr != 0 ]]; then
+        R_state=fail R_why="the login storm failed: $(grep -m1 -E '^  e\.g\.|wgload:' "$storm_out" || echo 'no result')"
+        note_state p
+        return
+    fi
+    R_state=$st R_why=$why
+    if [[ $R_state == ok ]]; then
+        keep p
+        say "p Submit 64 streams, 20 logins in parallel ($STORM_LPS logins/s): $R_items waybills/s  p50 $R_p50 ms  p99 $R_p99 ms"
+    else
+        note_state p
+    fi
+}
+
+issue7_round() {
+    want get && figure_get
+    want search && figure_search
+    want login && figure_login
+    want storm && figure_storm
+    "${PSQL[@]}" -c 'DROP TABLE IF EXISTS bench_seen' -c 'DROP TABLE IF EXISTS bench_get_keys'
+    return 0
+}
+
 # ---------------------------------------------------------------- run
 say "mode $MODE, ${DUR}s per figure, database $(sed -E 's/\?.*//' <<<"$PGURI")"
 make_baseline
@@ -411,6 +724,7 @@ if [[ $MODE != baseline ]]; then
     [[ -n ${WAYGATE_SEGMENT_A:-} ]] || die "the dev stack issued no segment to branch a (WAYGATE_SEGMENT_A empty)"
     find_wgload
     next_number
+    if want get || want search || want login; then find_bench_base; fi
     if [[ $MODE == smoke ]]; then
         CONF=${BENCH_CONF:-"s8:1:8:0 b20:1:2:20"}
     else
@@ -418,7 +732,7 @@ if [[ $MODE != baseline ]]; then
     fi
     for spec in $CONF; do
         IFS=: read -r name conns streams batch <<<"$spec"
-        GW_RUNS+=("$name:$batch")
+        want submit && GW_RUNS+=("$name:$batch")
         if ((batch > 0)); then
             DESC[$name]="gateway SubmitBatch of $batch, $conns conn x $streams streams"
         else
@@ -431,19 +745,24 @@ DESC[a2]="pgbench, $A2_CLIENTS clients, $A2_ROWS rows per transaction, pipelined
 
 for ((round = 1; round <= REPEAT; round++)); do
     ((REPEAT == 1)) || say "round $round of $REPEAT"
-    run_pgbench a1 "$A1_CLIENTS" "$WORK/a1.sql" 1
-    keep a1
-    say "a1 one row/txn:  $R_wps rows/s  p50 $R_p50 ms  p99 $R_p99 ms  postgres $R_pgcpu us/row"
-    run_pgbench a2 "$A2_CLIENTS" "$WORK/a2.sql" "$A2_ROWS"
-    keep a2
-    say "a2 pipelined:    $R_wps rows/s  p50 $R_p50 ms (per transaction)  p99 $R_p99 ms  postgres $R_pgcpu us/row"
+    if want submit || [[ $MODE == baseline ]]; then
+        run_pgbench a1 "$A1_CLIENTS" "$WORK/a1.sql" 1
+        keep a1
+        say "a1 one row/txn:  $R_wps rows/s  p50 $R_p50 ms  p99 $R_p99 ms  postgres $R_pgcpu us/row"
+        run_pgbench a2 "$A2_CLIENTS" "$WORK/a2.sql" "$A2_ROWS"
+        keep a2
+        say "a2 pipelined:    $R_wps rows/s  p50 $R_p50 ms (per transaction)  p99 $R_p99 ms  postgres $R_pgcpu us/row"
+    fi
     [[ $MODE != baseline ]] || continue
-    for spec in $CONF; do
-        IFS=: read -r name conns streams batch <<<"$spec"
-        run_wgload "$name" "$conns" "$streams" "$batch"
-        keep "$name"
-        say "$name: $R_wps waybills/s  p50 $R_p50 ms  p99 $R_p99 ms  errors $R_err  client $R_cpu us/wb  gateway $R_gwcpu us/wb  postgres $R_pgcpu us/wb"
-    done
+    if want submit; then
+        for spec in $CONF; do
+            IFS=: read -r name conns streams batch <<<"$spec"
+            run_wgload "$name" "$conns" "$streams" "$batch"
+            keep "$name"
+            say "$name: $R_wps waybills/s  p50 $R_p50 ms  p99 $R_p99 ms  errors $R_err  client $R_cpu us/wb  gateway $R_gwcpu us/wb  postgres $R_pgcpu us/wb"
+        done
+    fi
+    issue7_round
 done
 "${PSQL[@]}" -c 'DROP TABLE IF EXISTS bench_baseline'
 BASELINE_CREATED=
@@ -451,9 +770,9 @@ BASELINE_CREATED=
 FAILED=0
 for n in "${!ERR[@]}"; do
     ((ERR[$n] == 0)) || FAILED=1
-    W[$n]=$(median <<<"${V_W[$n]}") P50[$n]=$(median <<<"${V_P50[$n]}")
-    P99[$n]=$(median <<<"${V_P99[$n]}") CPU[$n]=$(median <<<"${V_CPU[$n]}")
-    GWCPU[$n]=$(median <<<"${V_GWCPU[$n]}") PGCPU[$n]=$(median <<<"${V_PGCPU[$n]}")
+    W[$n]=$(median <<<"${V_W[$n]:-}") P50[$n]=$(median <<<"${V_P50[$n]:-}")
+    P99[$n]=$(median <<<"${V_P99[$n]:-}") CPU[$n]=$(median <<<"${V_CPU[$n]:-}")
+    GWCPU[$n]=$(median <<<"${V_GWCPU[$n]:-}") PGCPU[$n]=$(median <<<"${V_PGCPU[$n]:-}")
 done
 
 # ---------------------------------------------------------------- report
@@ -466,6 +785,7 @@ TABLE=$WORK/table.md
     echo "| figure | what | waybills/s | vs baseline | p50 ms | p99 ms | client CPU us/wb | gateway CPU us/wb | PostgreSQL CPU us/wb | errors |"
     echo "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     for n in a1 a2; do
+        [[ -n ${W[$n]:-} ]] || continue
         echo "| $n | ${DESC[$n]} | ${W[$n]} | 1.00 | ${P50[$n]} | ${P99[$n]} | | | ${PGCPU[$n]} | ${ERR[$n]} |"
     done
     for r in "${GW_RUNS[@]}"; do
@@ -473,9 +793,11 @@ TABLE=$WORK/table.md
         echo "| $n | ${DESC[$n]} | ${W[$n]} | $(paired_ratio "$n" "$b") x $b | ${P50[$n]} | ${P99[$n]} | ${CPU[$n]} | ${GWCPU[$n]} | ${PGCPU[$n]} | ${ERR[$n]} |"
     done
 } >"$TABLE"
-echo
-cat "$TABLE"
-echo
+if [[ -n ${W[a1]:-} ]]; then
+    echo
+    cat "$TABLE"
+    echo
+fi
 
 TARGETS=$WORK/targets.md
 : >"$TARGETS"
@@ -493,7 +815,75 @@ if [[ -n ${W[b100]:-} ]]; then
 fi
 cat "$TARGETS"
 
-if [[ $MODE == full ]]; then
+# ---------------------------------------------------------------- report: issue 7
+I7_FIGS=(g g0 s s0 l l0 p0 p)
+DESC[g]="gateway Get, 64 streams (4 conn x 16), courier_a, random numbers of $GET_N submitted just before"
+DESC[g0]="pgbench, $READ_CLIENTS clients, the gateway's Get statement by wb_bidx, same $GET_N rows"
+DESC[s]="gateway Search by phone, 20 results a call, 64 streams (4 conn x 16), ${S_WHO:-?}"
+DESC[s0]="pgbench, $READ_CLIENTS clients, the 20 rows by phone blind index (sender or recipient), newest first"
+DESC[l]="gateway Login, 16 concurrent, clerk_a (branch_a certificate)"
+DESC[l0]="scrypt N=${SCRYPT_N:-?} verifications, one thread (bench_base), per second"
+DESC[p0]="gateway Submit, 64 streams, no logins (waybills/s)"
+DESC[p]="gateway Submit, 64 streams, 20 parallel Logins throughout (waybills/s; ${STORM_LPS:-?} logins/s)"
+declare -A I7_VS=([g]=g0 [s]=s0 [l]=l0 [p]=p0)
+p99_ratio() { # NAME BASE -> the median over rounds of NAME's p99 over BASE's
+    awk -v a="${V_P99[$1]}" -v b="${V_P99[$2]}" 'BEGIN {
+        n = split(a, x, " "); split(b, y, " ")
+        for (i = 1; i <= n; i++) if (y[i] > 0) printf "%.2f\n", x[i] / y[i] }' | median
+}
+TABLE7=$WORK/table7.md
+TARGETS7=$WORK/targets7.md
+: >"$TABLE7"
+: >"$TARGETS7"
+if ((${#SKIP[@]} + ${#WHY_FAIL[@]})) || [[ -n ${V_W[g]:-}${V_W[s]:-}${V_W[l]:-}${V_W[p]:-}${V_W[g0]:-} ]]; then
+    {
+        echo "| figure | what | calls/s | vs baseline | p50 ms | p99 ms | errors |"
+        echo "|---|---|---:|---:|---:|---:|---:|"
+        for n in "${I7_FIGS[@]}"; do
+            if [[ -n ${SKIP[$n]:-} && -z ${V_W[$n]:-} ]]; then
+                echo "| $n | ${DESC[$n]} | skipped | | | | |"
+                continue
+            fi
+            [[ -n ${V_W[$n]:-} || -n ${WHY_FAIL[$n]:-} ]] || continue
+            b=${I7_VS[$n]:-}
+            if [[ -n $b && -n ${V_W[$b]:-} && -n ${V_W[$n]:-} ]]; then
+                if [[ $n == p ]]; then vs="p99 $(p99_ratio p p0) x p0"; else vs="$(paired_ratio "$n" "$b") x $b"; fi
+            elif [[ -n $b ]]; then
+                vs=n/a
+            else
+                vs=1.00
+            fi
+            echo "| $n | ${DESC[$n]} | ${W[$n]:-failed} | $vs | ${P50[$n]:-} | ${P99[$n]:-} | ${ERR[$n]:-0} |"
+        done
+    } >"$TABLE7"
+    if [[ -n ${V_W[g]:-} && -n ${V_W[g0]:-} ]]; then
+        r=$(paired_ratio g g0)
+        ok=$(awk -v r="$r" -v e="${ERR[g]:-0}" 'BEGIN { print (r >= 0.5 && e == 0) ? "met" : "NOT met" }')
+        echo "- Get at 64 streams >= 0.5x pgbench's lookups by blind index at $READ_CLIENTS clients (g0): ${r}x: **$ok**" >>"$TARGETS7"
+        ((REPEAT == 1)) || echo "  (per round: ratio $(ratios_list g g0))" >>"$TARGETS7"
+    fi
+    if [[ -n ${V_W[s]:-} ]]; then
+        echo "- Search by phone returning 20 rows: ${W[s]} searches/s ($(awk -v w="${W[s]}" 'BEGIN { printf "%.0f", w * 20 }') rows/s), p99 ${P99[s]} ms; $( [[ -n ${V_W[s0]:-} ]] && echo "$(paired_ratio s s0)x pgbench's (s0)" || echo "no baseline")" >>"$TARGETS7"
+    fi
+    if [[ -n ${V_W[l]:-} ]]; then
+        echo "- Login throughput with the worker pool: ${W[l]} logins/s, $(paired_ratio l l0)x one thread's scrypt rate (l0; the pool can reach at most min(workers, CPUs) x)" >>"$TARGETS7"
+    fi
+    if [[ -n ${V_W[p]:-} && -n ${V_W[p0]:-} ]]; then
+        echo "- Submit p99 at 64 streams during a storm of 20 parallel logins: ${P99[p]} ms against ${P99[p0]} ms without: $(p99_ratio p p0)x (the issue asks that it not move; run.sh sets no threshold)" >>"$TARGETS7"
+        ((REPEAT == 1)) || echo "  (per round: p99 with $(sed 's/^ //; s/ /, /g' <<<"${V_P99[p]}") ms, without $(sed 's/^ //; s/ /, /g' <<<"${V_P99[p0]}") ms)" >>"$TARGETS7"
+    fi
+    for n in "${I7_FIGS[@]}"; do
+        [[ -z ${SKIP[$n]:-} ]] || echo "- ($n) skipped: ${SKIP[$n]}" >>"$TARGETS7"
+        [[ -z ${WHY_FAIL[$n]:-} ]] || echo "- ($n) **FAILED**: ${WHY_FAIL[$n]}" >>"$TARGETS7"
+    done
+    cat "$TABLE7"
+    echo
+    cat "$TARGETS7"
+fi
+
+if [[ $MODE == full && -n ${BENCH_FIGURES:-} ]]; then
+    say "BENCH_FIGURES is set: a partial run; $DOC is not rewritten"
+elif [[ $MODE == full ]]; then
     mkdir -p "$(dirname "$DOC")"
     CPU_MODEL=$(sed -nE 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
     MEM=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
@@ -533,6 +923,10 @@ $(cat "$TABLE")
 
 $(if [[ -s $TARGETS ]]; then cat "$TARGETS"; else echo "- gateway figures not measured in this run"; fi)
 
+## Reads, Search and Login (issue 7)
+
+$(if [[ -s $TABLE7 ]]; then cat "$TABLE7"; echo; cat "$TARGETS7"; else echo "- not measured in this run"; fi)
+
 ## What is measured
 
 - **a1, a2 (baselines)**: pgbench against the same PostgreSQL, into \`bench_baseline\`, $BASELINE_SHAPE; $NINDEX indexes.
@@ -556,7 +950,29 @@ $(if [[ -s $TARGETS ]]; then cat "$TARGETS"; else echo "- gateway figures not me
   accepted in that call; "PostgreSQL CPU" likewise for the whole cluster (postmaster, its
   backends, background writers), per row for the baselines. With $(nproc) CPUs, $(nproc) 000 000 us
   of CPU per second are available in all: the three CPU columns show who spends them.
+- **g, g0 (issue 7)**: $GET_N waybills are submitted as courier_a (its own branch's), then
+  \`wgload --get\` looks up random ones of them at 64 streams (4 connections x 16) with the
+  courier_a certificate: each call reads the row, checks its MAC, decrypts it and renders the
+  role's view; a call counts when it returns a view with the record id. g0 is pgbench at
+  $READ_CLIENTS clients on the same \`waybill\` table right after: the gateway's own Get statement
+  (printed by \`bench_base get-sql\`: the same columns and expressions) with the blind index taken
+  by \`\\set k random(1, N)\` from \`bench_get_keys\` (the new rows' \`wb_bidx\`, numbered) in a
+  sub-select, as the table's owner, text results. The ratio is lookups/s over transactions/s.
+- **s, s0**: 20 waybills are submitted whose recipients share one phone (\`wgload --same-phone\`,
+  a phone new to the table), then \`wgload --search-phone\` streams them at 64 streams, as
+  $(echo "${S_WHO:-courier_a}"); a call counts when exactly 20 views arrive (the request's limit is 21, so
+  a surplus shows). s0: pgbench, $READ_CLIENTS clients, the Get statement's columns for those rows by
+  the phone's blind index (sender or recipient), newest first, LIMIT 21.
+- **l, l0**: \`wgload --login\` with the dev stack's clerk_a account over the branch_a certificate,
+  16 calls in flight; a call counts when it returns a token (never printed). l0 is
+  \`bench_base scrypt N\`: one thread verifying a password at the configured cost (scrypt_n
+  ${SCRYPT_N:-?}, r 8, p 1) through the gateway's crypto/password.c; the pool can reach at most
+  min(auth workers, CPUs) times that.
+- **p0, p**: Submit at 64 streams for the same duration without logins (p0), then with a second
+  wgload running 20 Logins in parallel over the whole window (p); both start from an empty table
+  on a stack run.sh started. The issue asks that Submit latency not move: compare the p99s.
 - The gateway's tables: $(if [[ -n $RESET ]]; then echo "emptied (\`waybill\`, \`phone_owner\`, \`phone_sender\`) before each gateway figure, as \`bench_baseline\` is before each baseline, so that every figure starts from an empty table and a checkpoint (with random blind-index keys, index size and full-page writes after a checkpoint grow with the table)"; else echo "not emptied (someone else's stack): the \`waybill\` table held ${GW_ROWS_AT_START:-?} rows at the first gateway figure and grew during the run, which makes the gateway figures lower than on an empty table"; fi).
+$([[ -z ${BENCH_POLICY_NOTE:-} ]] || echo "- Policy: $BENCH_POLICY_NOTE.")
 - Run it: \`tests/bench/run.sh\` (a throw-away dev stack) or \`tests/bench/run.sh DIR\` (an
   existing one; it adds the benchmark's waybills to that stack's database);
   \`BENCH_REPEAT=3\` for medians of three rounds. This file came from:

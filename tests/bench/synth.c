@@ -86,16 +86,19 @@ static void make_address(char *out, size_t n, const struct region *r, uint64_t h
              (unsigned)((1 + (h >> 17) % 28) * 100 + 1 + (h >> 22) % 4));
 }
 
+int wl_synth_number(char *out, size_t outlen, const struct wl_synth_cfg *cfg, uint64_t n)
+{
+    int len = snprintf(out, outlen, "%s%0*llu", cfg->prefix, cfg->width, (unsigned long long)n);
+    return len < 10 || len > 20 || (size_t)len >= outlen ? -1 : 0;
+}
+
 int wl_synth_fill(struct wl_synth *s, const struct wl_synth_cfg *cfg, uint64_t num)
 {
     uint64_t h0 = mix(num ^ cfg->seed), h1 = mix(h0), h2 = mix(h1), h3 = mix(h2);
     const struct region *sr = &regions[h0 % NREGIONS];
     const struct region *rr = &regions[(h0 >> 7) % NREGIONS];
-    int len;
 
-    len = snprintf(s->waybill_no, sizeof s->waybill_no, "%s%0*llu", cfg->prefix, cfg->width,
-                   (unsigned long long)num);
-    if (len < 10 || len > 20)
+    if (wl_synth_number(s->waybill_no, sizeof s->waybill_no, cfg, num) != 0)
         return -1;
 
     /* Sender: real-name pickup with an 18-digit resident ID number. */
@@ -113,7 +116,10 @@ int wl_synth_fill(struct wl_synth *s, const struct wl_synth_cfg *cfg, uint64_t n
 
     /* Recipient: name, phone and address only. */
     make_name(s->r_name, sizeof s->r_name, h3);
-    make_phone(s->r_phone, sizeof s->r_phone, num, 282475249, 987654321, h3 >> 32);
+    if (cfg->same_phone)
+        snprintf(s->r_phone, sizeof s->r_phone, "%s", cfg->same_phone);
+    else
+        make_phone(s->r_phone, sizeof s->r_phone, num, 282475249, 987654321, h3 >> 32);
     make_address(s->r_addr, sizeof s->r_addr, rr, h3 >> 20);
     snprintf(s->item, sizeof s->item, "%s %u件", items[(h0 >> 12) % N(items)],
              (unsigned)(1 + (h0 >> 20) % 5));
@@ -186,6 +192,20 @@ int wl_synth_selftest(void)
         if (strcmp(a.waybill_no, b.waybill_no) == 0)
             return -1;
     }
+    /* A Search target: every recipient has the given phone, the senders' stay distinct. */
+    cfg.same_phone = "13800138000";
+    if (wl_synth_fill(&a, &cfg, 7) != 0 || wl_synth_fill(&b, &cfg, 8) != 0 ||
+        strcmp(a.recipient.phone, "13800138000") != 0 ||
+        strcmp(b.recipient.phone, "13800138000") != 0 || strcmp(a.s_phone, b.s_phone) == 0)
+        return -1;
+    cfg.same_phone = NULL;
+    /* The number Get asks for is the one Submit sent. */
+    char no[32];
+    if (wl_synth_number(no, sizeof no, &cfg, 42) != 0 || strcmp(no, "WG000000000042") != 0 ||
+        strcmp(no, a.waybill_no) == 0)
+        return -1;
+    if (wl_synth_fill(&a, &cfg, 42) != 0 || strcmp(no, a.waybill_no) != 0)
+        return -1;
     /* Too long a number is refused rather than truncated. */
     cfg.width = 19;
     if (wl_synth_fill(&a, &cfg, 1) == 0)

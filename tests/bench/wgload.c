@@ -1,9 +1,12 @@
-/* wgload.c: a gRPC load generator for waygate.v1.WaybillIntake (Submit, SubmitBatch) over mTLS
- * and HTTP/2 that presents a client certificate (h2load cannot). C connections keep S streams
- * each in flight (closed loop); every response's HTTP status, grpc-status and, for batches, every
- * item's code is checked. One thread, one libevent loop, libnghttp2 1.52 API; its own CPU time
- * (getrusage) is reported apart from the server's. Waybill numbers are used once each, in order,
- * from --first within the segment; `next=` in the RESULT line is the first unused one. */
+/* wgload.c: a gRPC load generator for waygate.v1.WaybillIntake (Submit, SubmitBatch),
+ * WaybillQuery (Get, Search by phone) and Admin.Login over mTLS and HTTP/2 that presents a client
+ * certificate (h2load cannot). C connections keep S streams each in flight (closed loop); every
+ * response's HTTP status, grpc-status and content (a batch's item codes, a view's record id, a
+ * Search's number of results, a Login's token) is checked. One thread, one libevent loop,
+ * libnghttp2 1.52 API; its own CPU time (getrusage) is reported apart from the server's.
+ * Submit uses waybill numbers once each, in order, from --first within the segment; `next=` in
+ * the RESULT line is the first unused one. Secrets (password, token) come from the environment,
+ * never from argv, and are never printed. */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <getopt.h>
@@ -20,6 +23,7 @@
 #include <event2/bufferevent.h>
 #include <event2/event.h>
 #include <nghttp2/nghttp2.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
@@ -61,8 +65,8 @@ static double pct_ms(const uint32_t *v, size_t n, double p)
 
 static uint64_t sum_errs(const struct errs *e)
 {
-    uint64_t s =
-        e->http + e->reset + e->nostatus + e->decode + e->conn + e->unfinished + e->exhausted;
+    uint64_t s = e->http + e->reset + e->nostatus + e->decode + e->conn + e->unfinished +
+                 e->exhausted + e->count;
     for (int i = 0; i <= NCODES; i++)
         s += e->grpc[i] + e->item[i];
     return s;
@@ -81,6 +85,22 @@ static void print_codes(const char *label, const uint64_t *v)
         printf("\n");
 }
 
+static const char *const mode_names[] = {"submit", "batch", "get", "search", "login"};
+static const char *const item_names[] = {"waybills", "waybills", "lookups", "results", "logins"};
+
+/* The call status counts as "NAME:N,NAME:N", or "-". */
+static void codes_text(const uint64_t *v, char *out, size_t n)
+{
+    size_t len = 0;
+    out[0] = '\0';
+    for (int i = 0; i <= NCODES && len < n; i++)
+        if (v[i])
+            len += (size_t)snprintf(out + len, n - len, "%s%s:%" PRIu64, len ? "," : "",
+                                    i < NCODES ? wl_code_names[i] : "OTHER", v[i]);
+    if (!out[0])
+        snprintf(out, n, "-");
+}
+
 static int report(struct load *L)
 {
     const struct opts *o = &L->o;
@@ -95,39 +115,91 @@ static int report(struct load *L)
     double cpu = rusage_s(&L->ru1) - rusage_s(&L->ru0);
     double wps = (double)L->m_wb_ok / win, rps = (double)L->m_req_ok / win;
     uint64_t nerr = sum_errs(&L->e);
-    const char *mode = o->batch ? "SubmitBatch" : "Submit";
+    static const char *const calls[] = {"Submit", "SubmitBatch", "Get", "Search by phone", "Login"};
+    const char *items = item_names[o->mode];
+    char codes[256];
 
-    printf("wgload: %s of %d, %d connection(s) x %d streams = %d concurrent calls, "
-           "warm-up %.1f s, measured %.2f s\n",
-           mode, o->batch ? o->batch : 1, o->conns, o->streams, o->conns * o->streams, o->warmup,
-           win);
-    printf("  waybills/s   %.1f  (calls/s %.1f)\n", wps, rps);
+    codes_text(L->e.grpc, codes, sizeof codes);
+    printf("wgload: %s", calls[o->mode]);
+    if (o->mode == WL_BATCH)
+        printf(" of %d", o->batch);
+    if (o->mode == WL_GET)
+        printf(" of %" PRIu64 " numbers", o->count);
+    if (o->mode == WL_SEARCH)
+        printf(" (%d results a call)", o->expect);
+    printf(", %d connection(s) x %d streams = %d concurrent calls, warm-up %.1f s, measured "
+           "%.2f s\n",
+           o->conns, o->streams, o->conns * o->streams, o->warmup, win);
+    printf("  %s/s   %.1f  (calls/s %.1f)\n", items, wps, rps);
     printf("  latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (per call, %zu "
            "calls)\n",
            p50, p90, p99, mx, L->nlat);
-    printf("  accepted     %" PRIu64 " waybills in the window, %" PRIu64 " in the whole run, "
-           "%" PRIu64 " reported as duplicates\n",
-           L->m_wb_ok, L->all_wb_ok, L->all_dup);
+    if (o->mode == WL_SUBMIT || o->mode == WL_BATCH)
+        printf("  accepted     %" PRIu64 " waybills in the window, %" PRIu64 " in the whole run, "
+               "%" PRIu64 " reported as duplicates\n",
+               L->m_wb_ok, L->all_wb_ok, L->all_dup);
+    else
+        printf("  answered     %" PRIu64 " %s in the window, %" PRIu64 " in the whole run\n",
+               L->m_wb_ok, items, L->all_wb_ok);
+    if (o->mode == WL_LOGIN && L->must_change)
+        printf("  note         %" PRIu64 " tokens allow only ChangePassword (password expired or "
+               "initial)\n",
+               L->must_change);
     printf("  errors       %" PRIu64 "  (http %" PRIu64 ", reset %" PRIu64
            ", no grpc-status %" PRIu64 ", undecodable %" PRIu64 ", connection %" PRIu64
-           ", unfinished %" PRIu64 "%s)\n",
+           ", unfinished %" PRIu64 "%s%s)\n",
            nerr, L->e.http, L->e.reset, L->e.nostatus, L->e.decode, L->e.conn, L->e.unfinished,
-           L->e.exhausted ? ", segment exhausted or request not buildable" : "");
+           L->e.exhausted ? ", segment exhausted or request not buildable" : "",
+           L->e.count ? ", wrong number of Search results" : "");
     print_codes("  call status ", L->e.grpc);
     print_codes("  item status ", L->e.item);
     for (int i = 0; i < L->nsamples; i++)
         printf("  e.g.         %s\n", L->samples[i]);
-    printf(
-        "  client CPU   %.2f s user+sys in the window = %.0f%% of one core, %.1f us per waybill\n",
-        cpu, 100.0 * cpu / win, L->m_wb_ok ? cpu * 1e6 / (double)L->m_wb_ok : 0.0);
+    printf("  client CPU   %.2f s user+sys in the window = %.0f%% of one core, %.1f us per call\n",
+           cpu, 100.0 * cpu / win, L->m_req_ok ? cpu * 1e6 / (double)L->m_req_ok : 0.0);
     printf("RESULT mode=%s batch=%d conns=%d streams=%d concurrency=%d window_s=%.3f wps=%.1f "
            "cps=%.1f p50_ms=%.3f p90_ms=%.3f p99_ms=%.3f max_ms=%.3f ok_wb=%" PRIu64
            " ok_all=%" PRIu64 " errors=%" PRIu64 " dup=%" PRIu64
-           " cpu_s=%.3f cpu_us_per_wb=%.2f next=%" PRIu64 "\n",
-           o->batch ? "batch" : "submit", o->batch ? o->batch : 1, o->conns, o->streams,
+           " cpu_s=%.3f cpu_us_per_wb=%.2f next=%" PRIu64 " unimplemented=%" PRIu64 " codes=%s\n",
+           mode_names[o->mode], o->batch ? o->batch : 1, o->conns, o->streams,
            o->conns * o->streams, win, wps, rps, p50, p90, p99, mx, L->m_wb_ok, L->all_wb_ok, nerr,
-           L->all_dup, cpu, L->m_wb_ok ? cpu * 1e6 / (double)L->m_wb_ok : 0.0, L->next_no);
+           L->all_dup, cpu, L->m_wb_ok ? cpu * 1e6 / (double)L->m_wb_ok : 0.0, L->next_no,
+           L->e.grpc[12], codes);
     return nerr == 0 && L->m_wb_ok > 0 ? 0 : 1;
+}
+
+static uint64_t mix64(uint64_t x)
+{
+    x += 0x9e3779b97f4a7c15ULL;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ULL;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebULL;
+    return x ^ (x >> 31);
+}
+
+/* --metadata "name: value": the name lower-cased (HTTP/2 requires it), not a pseudo-header nor
+ * one wgload sets itself. Points into arg (argv lives as long as the run). */
+static int add_metadata(struct opts *o, char *arg)
+{
+    static const char *const own[] = {"content-type", "te", "user-agent", "grpc-timeout"};
+    char *colon = strchr(arg, ':');
+    if (!colon || colon == arg || arg[0] == ':' || o->nmeta >= MAX_META) {
+        fprintf(stderr, "wgload: --metadata wants 'name: value' (at most %d)\n", MAX_META);
+        return -1;
+    }
+    *colon = '\0';
+    char *v = colon + 1;
+    while (*v == ' ' || *v == '\t')
+        v++;
+    for (char *p = arg; *p; p++)
+        *p = (char)(*p >= 'A' && *p <= 'Z' ? *p - 'A' + 'a' : *p);
+    for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
+        if (strcmp(arg, own[i]) == 0) {
+            fprintf(stderr, "wgload: --metadata may not set %s\n", arg);
+            return -1;
+        }
+    o->meta_name[o->nmeta] = arg;
+    o->meta_value[o->nmeta++] = v;
+    return 0;
 }
 
 static void usage(FILE *f)
@@ -149,6 +221,18 @@ static void usage(FILE *f)
         "  -d, --duration SEC    measured duration (default 10)\n"
         "  -w, --warmup SEC      warm-up before measuring (default 1; 0 with -n)\n"
         "  -n, --requests N      stop after N calls instead of a duration\n"
+        "  --get                 WaybillQuery/Get of numbers submitted earlier: random ones of\n"
+        "                        --first .. --first + --count - 1\n"
+        "  --count N             how many numbers --get picks from (from --first)\n"
+        "  --search-phone PHONE  WaybillQuery/Search by PHONE; each call must stream exactly\n"
+        "                        --expect results (default 20)\n"
+        "  --login ACCOUNT       Admin/Login of ACCOUNT; the password is read from the\n"
+        "                        environment variable named by --password-env VAR\n"
+        "  --same-phone PHONE    Submit: every recipient gets PHONE (a target for --search-phone)\n"
+        "  --metadata 'NAME: VALUE'  an extra header on every call (repeatable)\n"
+        "  --token-env VAR       send 'authorization: Bearer $VAR' (a token from Login)\n"
+        "  --as ACCOUNT          log in as ACCOUNT first (password: --password-env VAR), then\n"
+        "                        send its token with every call of the load\n"
         "  --timeout-ms MS       send grpc-timeout\n"
         "  --origin-branch CODE  origin_branch of every waybill (default empty: the caller's)\n"
         "  --servername NAME     name (or IP) to verify in the server certificate (default: host)\n"
@@ -256,6 +340,8 @@ int main(int argc, char **argv)
     int rc = 2;
     const char *segment = getenv("WAYGATE_SEGMENT_A");
     bool first_set = false, warm_set = false, selftest = false;
+    int nmodes = 0;
+    const char *pwenv = NULL, *tokenv = NULL;
 
     o->addr = getenv("WAYGATE_ADDR");
     o->ca = getenv("WAYGATE_CA");
@@ -282,7 +368,17 @@ int main(int argc, char **argv)
         O_SEED,
         O_PATH,
         O_DUMP,
-        O_SELF
+        O_SELF,
+        O_GET,
+        O_COUNT,
+        O_SEARCH,
+        O_EXPECT,
+        O_LOGIN,
+        O_PWENV,
+        O_SAME,
+        O_META,
+        O_TOKENV,
+        O_AS
     };
     static const struct option lo[] = {{"addr", 1, NULL, O_ADDR},
                                        {"ca", 1, NULL, O_CA},
@@ -304,6 +400,16 @@ int main(int argc, char **argv)
                                        {"path", 1, NULL, O_PATH},
                                        {"dump", 1, NULL, O_DUMP},
                                        {"self-test", 0, NULL, O_SELF},
+                                       {"get", 0, NULL, O_GET},
+                                       {"count", 1, NULL, O_COUNT},
+                                       {"search-phone", 1, NULL, O_SEARCH},
+                                       {"expect", 1, NULL, O_EXPECT},
+                                       {"login", 1, NULL, O_LOGIN},
+                                       {"password-env", 1, NULL, O_PWENV},
+                                       {"same-phone", 1, NULL, O_SAME},
+                                       {"metadata", 1, NULL, O_META},
+                                       {"token-env", 1, NULL, O_TOKENV},
+                                       {"as", 1, NULL, O_AS},
                                        {"help", 0, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     int ch;
@@ -371,6 +477,42 @@ int main(int argc, char **argv)
         case O_SELF:
             selftest = true;
             break;
+        case O_GET:
+            o->mode = WL_GET;
+            nmodes++;
+            break;
+        case O_COUNT:
+            o->count = strtoull(optarg, NULL, 10);
+            break;
+        case O_SEARCH:
+            o->mode = WL_SEARCH;
+            o->search_phone = optarg;
+            nmodes++;
+            break;
+        case O_EXPECT:
+            o->expect = atoi(optarg);
+            break;
+        case O_LOGIN:
+            o->mode = WL_LOGIN;
+            o->login_account = optarg;
+            nmodes++;
+            break;
+        case O_PWENV:
+            pwenv = optarg;
+            break;
+        case O_SAME:
+            o->same_phone = optarg;
+            break;
+        case O_META:
+            if (add_metadata(o, optarg) != 0)
+                return 2;
+            break;
+        case O_TOKENV:
+            tokenv = optarg;
+            break;
+        case O_AS:
+            o->as_account = optarg;
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -384,28 +526,79 @@ int main(int argc, char **argv)
         printf("wgload self-test: %s\n", bad ? "FAILED" : "ok");
         return bad ? 1 : 0;
     }
+    if (o->batch > 0 && o->mode == WL_SUBMIT)
+        o->mode = WL_BATCH;
+    if (nmodes > 1 || (o->batch > 0 && o->mode != WL_BATCH)) {
+        fprintf(stderr, "wgload: --batch, --get, --search-phone and --login exclude each other\n");
+        return 2;
+    }
+    bool numbered = o->mode == WL_SUBMIT || o->mode == WL_BATCH || o->mode == WL_GET || o->dump;
+    if (!numbered && (!segment || !*segment))
+        segment = "WG:1000000000-1999999999"; /* unused: Search and Login send no number */
     if (optind != argc || !segment || parse_segment(o, segment) != 0) {
         fprintf(stderr, "wgload: need --segment PREFIX:FROM-TO (or $WAYGATE_SEGMENT_A)\n");
         return 2;
     }
-    if (o->conns < 1 || o->conns > 1000 || o->streams < 1 || o->streams > 10000 || o->batch < 0 ||
-        o->batch > 100000 || o->duration <= 0 || o->warmup < 0 || o->requests < 0 ||
-        o->timeout_ms < 0) {
-        fprintf(stderr, "wgload: an option is out of range\n");
-        return 2;
+    if (o->mode == WL_SEARCH) {
+        if (o->expect == 0)
+            o->expect = 20;
+        if (o->expect < 1 || o->expect > 10000 || !o->search_phone[0]) {
+            fprintf(stderr, "wgload: --search-phone needs a phone and --expect 1..10000\n");
+            return 2;
+        }
+    }
+    if (o->mode == WL_LOGIN) {
+        o->password = pwenv ? getenv(pwenv) : NULL;
+        if (!o->password || !o->password[0] || !o->login_account[0]) {
+            fprintf(stderr, "wgload: --login needs an account and --password-env VAR naming a "
+                            "set, non-empty environment variable\n");
+            return 2;
+        }
+    }
+    if (o->as_account) {
+        o->password = pwenv ? getenv(pwenv) : NULL;
+        if (o->mode == WL_LOGIN || tokenv || !o->password || !o->password[0]) {
+            fprintf(stderr, "wgload: --as needs --password-env VAR (a set, non-empty variable), "
+                            "and excludes --login and --token-env\n");
+            return 2;
+        }
+    }
+    if (tokenv) {
+        const char *tok = getenv(tokenv);
+        if (!tok || !tok[0]) {
+            fprintf(stderr, "wgload: --token-env %s: variable unset or empty\n", tokenv);
+            return 2;
+        }
+        size_t n = strlen(tok) + sizeof "Bearer ";
+        L->bearer = malloc(n);
+        if (!L->bearer) {
+            fprintf(stderr, "wgload: out of memory\n");
+            return 2;
+        }
+        snprintf(L->bearer, n, "Bearer %s", tok);
     }
     if (!first_set)
         o->first = o->seg_from;
     if (o->first < o->seg_from || o->first > o->seg_to) {
         fprintf(stderr, "wgload: --first is outside the segment\n");
-        return 2;
+        goto out;
+    }
+    if (o->mode == WL_GET && (o->count == 0 || o->count - 1 > o->seg_to - o->first)) {
+        fprintf(stderr, "wgload: --get needs --count N with --first .. --first + N - 1 in the "
+                        "segment\n");
+        goto out;
     }
     L->count_mode = o->requests > 0;
     if (L->count_mode && !warm_set)
         o->warmup = 0;
-    if (!o->path)
-        o->path =
-            o->batch ? "/waygate.v1.WaybillIntake/SubmitBatch" : "/waygate.v1.WaybillIntake/Submit";
+    if (!o->path) {
+        static const char *const paths[] = {
+            "/waygate.v1.WaybillIntake/Submit", "/waygate.v1.WaybillIntake/SubmitBatch",
+            "/waygate.v1.WaybillQuery/Get", "/waygate.v1.WaybillQuery/Search",
+            "/waygate.v1.Admin/Login"};
+        o->path = paths[o->mode];
+    }
+    L->rng = mix64(o->seed) | 1; /* xorshift state: never 0 */
     if (o->timeout_ms)
         snprintf(L->timeout_hdr, sizeof L->timeout_hdr, "%ldm", o->timeout_ms);
     L->next_no = o->first;
@@ -413,7 +606,8 @@ int main(int argc, char **argv)
                                     .width = o->width,
                                     .origin_branch = o->origin_branch,
                                     .seed = o->seed,
-                                    .now = (int64_t)time(NULL)};
+                                    .now = (int64_t)time(NULL),
+                                    .same_phone = o->same_phone};
     size_t nsynth = o->batch ? (size_t)o->batch : 1;
     L->synth = calloc(nsynth, sizeof *L->synth);
     L->wbp = calloc(nsynth, sizeof *L->wbp);
@@ -454,7 +648,7 @@ int main(int argc, char **argv)
             goto out;
         }
     event_base_dispatch(L->base);
-    if (L->phase == PH_CONNECT) {
+    if (L->phase == PH_CONNECT || L->phase == PH_LOGIN) {
         fprintf(stderr, "wgload: not every connection came up; no load was sent\n");
         goto out;
     }
@@ -480,5 +674,9 @@ out:
     free(L->synth);
     free(L->wbp);
     free(L->lat_us);
+    if (L->bearer) {
+        OPENSSL_cleanse(L->bearer, strlen(L->bearer));
+        free(L->bearer);
+    }
     return rc;
 }

@@ -1,5 +1,7 @@
 /* wgload.h: the state shared by wgload's two halves: wlnet.c (connections, HTTP/2 streams,
  * request building, response checks, the run's phases) and wgload.c (options, set-up, report).
+ * Modes: Submit, SubmitBatch (fresh numbers), Get (numbers submitted earlier), Search by phone
+ * (server-streaming, a known number of results per call), Login (an account's password).
  * Everything runs on one libevent loop in one thread; struct load is the whole run's state. */
 #ifndef WL_WGLOAD_H
 #define WL_WGLOAD_H
@@ -18,6 +20,9 @@
 #define MAX_RESP (64u << 20) /* bytes of one response body we are willing to buffer */
 #define NCODES 17            /* gRPC status codes 0..16 */
 #define NSAMPLES 6           /* distinct error messages kept for the report */
+#define MAX_META 8           /* extra request headers (gRPC metadata) */
+
+enum wl_mode { WL_SUBMIT, WL_BATCH, WL_GET, WL_SEARCH, WL_LOGIN };
 
 /* Names of the gRPC status codes 0..16. */
 extern const char *const wl_code_names[NCODES];
@@ -31,6 +36,17 @@ struct opts {
     long long requests;
     long timeout_ms;
     uint64_t seed;
+    enum wl_mode mode;
+    uint64_t count;                   /* Get: numbers first .. first + count - 1 */
+    const char *search_phone;         /* Search: the phone */
+    int expect;                       /* Search: results every call must return */
+    const char *login_account;        /* Login: the account */
+    const char *as_account;           /* other modes: log in as this account first */
+    const char *password;             /* Login: its password (from the environment) */
+    const char *same_phone;           /* Submit: every recipient's phone */
+    int nmeta;                        /* extra headers sent with every call */
+    const char *meta_name[MAX_META];  /* lower-case names */
+    const char *meta_value[MAX_META]; /* values */
 };
 
 /* Failures, whatever the phase they happen in: any of them makes the exit status 1. */
@@ -38,9 +54,11 @@ struct errs {
     uint64_t grpc[NCODES + 1]; /* call-level grpc-status != 0; [NCODES] = out of range */
     uint64_t item[NCODES + 1]; /* per-item codes != 0 in SubmitBatch responses */
     uint64_t http, reset, nostatus, decode, conn, unfinished, exhausted;
+    uint64_t count; /* Search answers with another number of results than expected */
 };
 
-enum phase { PH_CONNECT, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE };
+/* PH_LOGIN: with --as, the one Login whose token the load then sends. */
+enum phase { PH_CONNECT, PH_LOGIN, PH_WARMUP, PH_MEASURE, PH_DRAIN, PH_DONE };
 
 struct load;
 
@@ -55,6 +73,8 @@ struct req {
     uint8_t *resp;
     size_t rlen, rcap;
     int http, grpc;
+    bool wipe; /* body or response holds a secret (password, token): cleansed when freed */
+    bool pre;  /* the Login of --as, before the load */
     char msg[128];
 };
 
@@ -93,6 +113,10 @@ struct load {
     size_t nlat, caplat;
     /* whole run */
     uint64_t all_wb_ok, all_dup;
+    uint64_t must_change; /* Login: tokens that allow only ChangePassword */
+    uint64_t rng;         /* Get: picks the numbers (xorshift64*) */
+    char *bearer;         /* "Bearer <token>" sent with every call, or NULL; wiped at exit */
+    int pre_state;        /* the Login of --as: 0 pending, 1 done, -1 failed */
     struct errs e;
     char samples[NSAMPLES][160];
     int nsamples;

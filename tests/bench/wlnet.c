@@ -15,10 +15,13 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
 
+#include "waygate/v1/admin.pb-c.h"
 #include "waygate/v1/intake.pb-c.h"
+#include "waygate/v1/query.pb-c.h"
 #include "wgload.h"
 
 const char *const wl_code_names[NCODES] = {
@@ -57,38 +60,78 @@ static void put_be32(uint8_t *p, uint32_t v)
     p[3] = (uint8_t)v;
 }
 
-/* Packs the next nwb synthetic waybills into a length-prefixed gRPC message. */
-static int build_body(struct load *L, struct req *r)
+/* The next random number in 0 .. n - 1 (xorshift64*; n > 0). */
+static uint64_t pick(struct load *L, uint64_t n)
 {
+    uint64_t x = L->rng;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    L->rng = x;
+    return (x * 0x2545f4914f6cdd1dULL) % n;
+}
+
+/* Frames the packed message of n bytes: a 5-byte gRPC prefix, then pack(msg) into r->body. */
+static int frame(struct req *r, size_t n, const ProtobufCMessage *msg)
+{
+    r->body = malloc(5 + n);
+    if (!r->body)
+        return -1;
+    r->body[0] = 0;
+    put_be32(r->body + 1, (uint32_t)n);
+    protobuf_c_message_pack(msg, r->body + 5);
+    r->blen = 5 + n;
+    return 0;
+}
+
+/* Packs the call's request: the next nwb synthetic waybills (Submit, SubmitBatch), a random
+ * number of the range (Get), the phone (Search) or the account and password (Login). */
+static int build_body(struct load *L, struct req *r, enum wl_mode mode)
+{
+    const struct opts *o = &L->o;
+    char number[32];
+
+    switch (mode) {
+    case WL_GET: {
+        Waygate__V1__GetRequest gr = WAYGATE__V1__GET_REQUEST__INIT;
+        if (wl_synth_number(number, sizeof number, &L->scfg, o->first + pick(L, o->count)) != 0)
+            return -1;
+        gr.waybill_no = number;
+        return frame(r, waygate__v1__get_request__get_packed_size(&gr), &gr.base);
+    }
+    case WL_SEARCH: {
+        Waygate__V1__SearchRequest sr = WAYGATE__V1__SEARCH_REQUEST__INIT;
+        sr.key_case = WAYGATE__V1__SEARCH_REQUEST__KEY_PHONE;
+        sr.phone = (char *)o->search_phone;
+        sr.limit = (uint32_t)o->expect + 1; /* one more: a surplus result is seen */
+        return frame(r, waygate__v1__search_request__get_packed_size(&sr), &sr.base);
+    }
+    case WL_LOGIN: {
+        Waygate__V1__LoginRequest lr = WAYGATE__V1__LOGIN_REQUEST__INIT;
+        lr.account = (char *)(r->pre ? o->as_account : o->login_account);
+        lr.password = (char *)o->password;
+        r->wipe = true;
+        return frame(r, waygate__v1__login_request__get_packed_size(&lr), &lr.base);
+    }
+    case WL_SUBMIT:
+    case WL_BATCH:
+        break;
+    }
     for (uint32_t i = 0; i < r->nwb; i++) {
         if (wl_synth_fill(&L->synth[i], &L->scfg, L->next_no + i) != 0)
             return -1;
         L->wbp[i] = &L->synth[i].wb;
     }
     L->next_no += r->nwb;
-
-    size_t n;
-    Waygate__V1__SubmitRequest sr = WAYGATE__V1__SUBMIT_REQUEST__INIT;
-    Waygate__V1__SubmitBatchRequest br = WAYGATE__V1__SUBMIT_BATCH_REQUEST__INIT;
-    if (L->o.batch) {
+    if (o->mode == WL_BATCH) {
+        Waygate__V1__SubmitBatchRequest br = WAYGATE__V1__SUBMIT_BATCH_REQUEST__INIT;
         br.n_waybills = r->nwb;
         br.waybills = L->wbp;
-        n = waygate__v1__submit_batch_request__get_packed_size(&br);
-    } else {
-        sr.waybill = L->wbp[0];
-        n = waygate__v1__submit_request__get_packed_size(&sr);
+        return frame(r, waygate__v1__submit_batch_request__get_packed_size(&br), &br.base);
     }
-    r->body = malloc(5 + n);
-    if (!r->body)
-        return -1;
-    r->body[0] = 0;
-    put_be32(r->body + 1, (uint32_t)n);
-    if (L->o.batch)
-        waygate__v1__submit_batch_request__pack(&br, r->body + 5);
-    else
-        waygate__v1__submit_request__pack(&sr, r->body + 5);
-    r->blen = 5 + n;
-    return 0;
+    Waygate__V1__SubmitRequest sr = WAYGATE__V1__SUBMIT_REQUEST__INIT;
+    sr.waybill = L->wbp[0];
+    return frame(r, waygate__v1__submit_request__get_packed_size(&sr), &sr.base);
 }
 
 static ssize_t body_read_cb(nghttp2_session *s, int32_t sid, uint8_t *buf, size_t len,
@@ -115,42 +158,47 @@ void wl_req_free(struct req *r)
 {
     if (!r)
         return;
+    if (r->wipe) {
+        OPENSSL_cleanse(r->body, r->blen);
+        OPENSSL_cleanse(r->resp, r->rcap);
+    }
     free(r->body);
     free(r->resp);
     free(r);
 }
 
 /* Opens one stream carrying the next waybills; returns 0, or -1 (nothing was issued). */
-static int submit_one(struct conn *c)
+/* Sends r (its body built) on c to path; frees r and returns -1 when it cannot. */
+static int send_req(struct conn *c, struct req *r, const char *path)
 {
     struct load *L = c->L;
-    uint32_t nwb = L->o.batch ? (uint32_t)L->o.batch : 1;
-    if (L->next_no + nwb - 1 > L->o.seg_to || L->next_no + nwb - 1 < L->next_no) {
-        if (!L->e.exhausted)
-            fprintf(stderr, "wgload: segment exhausted at %" PRIu64 "\n", L->next_no);
-        L->e.exhausted = 1;
-        return -1;
-    }
-    struct req *r = calloc(1, sizeof *r);
-    if (!r || (r->nwb = nwb, build_body(L, r) != 0)) {
-        wl_req_free(r);
-        fprintf(stderr, "wgload: cannot build a request\n");
-        L->e.exhausted = 1; /* stops issuing; counted as a failure */
-        return -1;
-    }
     r->c = c;
     r->grpc = -1;
-    nghttp2_nv hdrs[8] = {
+    nghttp2_nv hdrs[9 + MAX_META] = {
         NV(":method", "POST"),
         NV(":scheme", "https"),
         NV(":authority", L->authority),
-        NV(":path", L->o.path),
+        NV(":path", path),
         NV("content-type", "application/grpc"),
         NV("te", "trailers"),
         NV("user-agent", "wgload/1"),
         NV("grpc-timeout", L->timeout_hdr),
     };
     size_t nh = L->timeout_hdr[0] ? 8 : 7;
+    int nmeta = L->o.nmeta;
+    for (int i = 0; i <= nmeta; i++) {
+        const char *name = i < nmeta ? L->o.meta_name[i] : "authorization";
+        const char *value = i < nmeta ? L->o.meta_value[i] : L->bearer;
+        if (!value || (r->pre && strcmp(name, "authorization") == 0))
+            continue;
+        hdrs[nh].name = (uint8_t *)name;
+        hdrs[nh].namelen = strlen(name);
+        hdrs[nh].value = (uint8_t *)value;
+        hdrs[nh].valuelen = strlen(value);
+        /* never indexed: a bearer token must not sit in a compression table */
+        hdrs[nh++].flags =
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE | NGHTTP2_NV_FLAG_NO_INDEX;
+    }
     nghttp2_data_provider prd = {.source.ptr = r, .read_callback = body_read_cb};
     r->t0 = now_s();
     int32_t sid = nghttp2_submit_request(c->ng, NULL, hdrs, nh, &prd, r);
@@ -168,6 +216,30 @@ static int submit_one(struct conn *c)
     c->reqs = r;
     c->inflight++;
     L->inflight++;
+    return 0;
+}
+
+/* Opens one stream carrying the next call; returns 0, or -1 (nothing was issued). */
+static int submit_one(struct conn *c)
+{
+    struct load *L = c->L;
+    uint32_t nwb = L->o.batch ? (uint32_t)L->o.batch : 1;
+    bool fresh = L->o.mode == WL_SUBMIT || L->o.mode == WL_BATCH;
+    if (fresh && (L->next_no + nwb - 1 > L->o.seg_to || L->next_no + nwb - 1 < L->next_no)) {
+        if (!L->e.exhausted)
+            fprintf(stderr, "wgload: segment exhausted at %" PRIu64 "\n", L->next_no);
+        L->e.exhausted = 1;
+        return -1;
+    }
+    struct req *r = calloc(1, sizeof *r);
+    if (!r || (r->nwb = nwb, build_body(L, r, L->o.mode) != 0)) {
+        wl_req_free(r);
+        fprintf(stderr, "wgload: cannot build a request\n");
+        L->e.exhausted = 1; /* stops issuing; counted as a failure */
+        return -1;
+    }
+    if (send_req(c, r, L->o.path) != 0)
+        return -1;
     L->issued++;
     return 0;
 }
@@ -209,6 +281,10 @@ static void finish_run(struct load *L)
     if (L->count_mode || L->t_meas1 == 0) {
         L->t_meas1 = now_s();
         getrusage(RUSAGE_SELF, &L->ru1);
+    }
+    if (L->t_meas0 == 0) { /* never measured (a failed Login of --as): an empty window */
+        L->t_meas0 = L->t_meas1;
+        L->ru0 = L->ru1;
     }
     L->phase = PH_DONE;
     for (int i = 0; i < L->o.conns; i++) {
@@ -252,8 +328,80 @@ static uint32_t get_be32(const uint8_t *p)
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
 }
 
-/* Checks a completed call; returns -1 when the call failed, else the number of waybills it got
- * accepted (items of a batch refused one by one are counted in L->e.item). */
+/* A WaybillView from Get or Search: it must decode and carry the record id. */
+static bool view_ok(const uint8_t *p, size_t n)
+{
+    Waygate__V1__WaybillView *v = waygate__v1__waybill_view__unpack(NULL, n, p);
+    bool ok = v && v->id && v->id[0] && v->waybill;
+    if (v)
+        waygate__v1__waybill_view__free_unpacked(v, NULL);
+    return ok;
+}
+
+/* Search: every message of the stream is a view, and there are exactly o.expect of them.
+ * Returns the number of results, or -1. */
+static long check_search(struct load *L, const struct req *r)
+{
+    size_t off = 0;
+    long n = 0;
+    while (off < r->rlen) {
+        if (r->rlen - off < 5 || r->resp[off] != 0 ||
+            get_be32(r->resp + off + 1) > r->rlen - off - 5) {
+            L->e.decode++;
+            sample(L, "bad gRPC framing of the response", "");
+            return -1;
+        }
+        uint32_t len = get_be32(r->resp + off + 1);
+        if (!view_ok(r->resp + off + 5, len)) {
+            L->e.decode++;
+            sample(L, "Search: a result is not a WaybillView with an id", "");
+            return -1;
+        }
+        off += 5 + (size_t)len;
+        n++;
+    }
+    if (n != L->o.expect) {
+        char w[64];
+        L->e.count++;
+        snprintf(w, sizeof w, "%ld results, expected %d", n, L->o.expect);
+        sample(L, "Search returned ", w);
+        return -1;
+    }
+    return n;
+}
+
+/* Login: a token, never printed; a token that allows only ChangePassword is counted. The
+ * Login of --as keeps "Bearer <token>" in L->bearer. */
+static long check_login(struct load *L, const struct req *r)
+{
+    Waygate__V1__LoginResponse *m =
+        waygate__v1__login_response__unpack(NULL, r->rlen - 5, r->resp + 5);
+    bool ok = m && m->token && m->token[0];
+    if (ok && m->must_change_password)
+        L->must_change++;
+    if (ok && r->pre) {
+        size_t n = strlen(m->token) + sizeof "Bearer ";
+        L->bearer = malloc(n);
+        if (L->bearer)
+            snprintf(L->bearer, n, "Bearer %s", m->token);
+        ok = L->bearer != NULL;
+    }
+    if (m) {
+        if (m->token)
+            OPENSSL_cleanse(m->token, strlen(m->token));
+        waygate__v1__login_response__free_unpacked(m, NULL);
+    }
+    if (!ok) {
+        L->e.decode++;
+        sample(L, "LoginResponse without a token", "");
+        return -1;
+    }
+    return 1;
+}
+
+/* Checks a completed call; returns -1 when the call failed, else the number of items it counts
+ * for: waybills accepted (items of a batch refused one by one are counted in L->e.item), 1 for
+ * a Get or a Login, the results of a Search. */
 static long check_response(struct load *L, struct req *r, uint32_t error_code)
 {
     if (error_code != NGHTTP2_NO_ERROR && r->grpc < 0) {
@@ -280,12 +428,23 @@ static long check_response(struct load *L, struct req *r, uint32_t error_code)
         sample(L, w, r->msg);
         return -1;
     }
+    if (L->o.mode == WL_SEARCH && !r->pre)
+        return check_search(L, r);
     if (r->rlen < 5 || r->resp[0] != 0 || get_be32(r->resp + 1) != r->rlen - 5) {
         L->e.decode++;
         sample(L, "bad gRPC framing of the response", "");
         return -1;
     }
-    if (!L->o.batch) {
+    if (L->o.mode == WL_LOGIN || r->pre)
+        return check_login(L, r);
+    if (L->o.mode == WL_GET) {
+        if (view_ok(r->resp + 5, r->rlen - 5))
+            return 1;
+        L->e.decode++;
+        sample(L, "Get: the answer is not a WaybillView with an id", "");
+        return -1;
+    }
+    if (L->o.mode == WL_SUBMIT) {
         Waygate__V1__SubmitResponse *m =
             waygate__v1__submit_response__unpack(NULL, r->rlen - 5, r->resp + 5);
         if (!m || !m->id || !m->id[0]) {
@@ -331,6 +490,10 @@ static void complete(struct load *L, struct req *r, uint32_t error_code)
 {
     double t = now_s();
     long ok = check_response(L, r, error_code);
+    if (r->pre) { /* acted on by read_cb, outside nghttp2's callbacks */
+        L->pre_state = ok < 0 ? -1 : 1;
+        return;
+    }
     if (ok < 0)
         return;
     L->all_wb_ok += (uint64_t)ok;
@@ -388,9 +551,14 @@ static int data_cb(nghttp2_session *s, uint8_t flags, int32_t sid, const uint8_t
         size_t cap = r->rcap ? r->rcap : 256;
         while (cap < r->rlen + len)
             cap *= 2;
-        uint8_t *p = realloc(r->resp, cap);
+        uint8_t *p = malloc(cap);
         if (!p)
             return NGHTTP2_ERR_CALLBACK_FAILURE;
+        if (r->rlen)
+            memcpy(p, r->resp, r->rlen);
+        if (r->wipe)
+            OPENSSL_cleanse(r->resp, r->rcap);
+        free(r->resp);
         r->resp = p;
         r->rcap = cap;
     }
@@ -473,7 +641,7 @@ static void conn_fail(struct conn *c, const char *why)
     c->ng = NULL;
     bufferevent_free(c->bev);
     c->bev = NULL;
-    if (L->phase == PH_CONNECT) {
+    if (L->phase == PH_CONNECT || L->phase == PH_LOGIN) {
         fprintf(stderr, "wgload: connection failed before the run: %s\n", why);
         event_base_loopbreak(L->base);
         return;
@@ -482,6 +650,32 @@ static void conn_fail(struct conn *c, const char *why)
 }
 
 static void start_phase(struct load *L);
+
+/* With --as: one Login on the first connection; its answer starts the load (complete()). */
+static void begin(struct load *L)
+{
+    if (!L->o.as_account) {
+        start_phase(L);
+        return;
+    }
+    L->phase = PH_LOGIN;
+    struct conn *c = &L->conns[0];
+    struct req *r = calloc(1, sizeof *r);
+    if (r)
+        r->pre = true;
+    if (!r || build_body(L, r, WL_LOGIN) != 0) {
+        wl_req_free(r);
+        fprintf(stderr, "wgload: cannot build the Login request\n");
+        L->e.exhausted = 1;
+        finish_run(L);
+        return;
+    }
+    if (send_req(c, r, "/waygate.v1.Admin/Login") != 0) {
+        finish_run(L);
+        return;
+    }
+    conn_flush(c);
+}
 
 static void read_cb(struct bufferevent *bev, void *arg)
 {
@@ -503,7 +697,13 @@ static void read_cb(struct bufferevent *bev, void *arg)
     }
     struct load *L = c->L;
     if (L->phase == PH_CONNECT && L->nready == L->o.conns)
+        begin(L);
+    if (L->phase == PH_LOGIN && L->pre_state > 0)
         start_phase(L);
+    if (L->phase == PH_LOGIN && L->pre_state < 0) {
+        fprintf(stderr, "wgload: the Login of --as failed; no load was sent\n");
+        finish_run(L);
+    }
     conn_fill(c);
     maybe_done(L);
 }

@@ -79,11 +79,39 @@ class Stack:
         assert r.returncode == 0, "psql failed: %s" % r.stderr
         return r.stdout.splitlines()
 
-    def ctl(self, *args, timeout=120):
-        """Runs build/waygatectl with args; returns the CompletedProcess (text, not checked)."""
+    def ctl(self, *args, timeout=120, input=None):
+        """Runs build/waygatectl with args (stdin: `input`, else nothing); returns the
+        CompletedProcess (text, not checked)."""
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         return subprocess.run([os.path.join(BUILD, "waygatectl")] + [str(a) for a in args],
-                              capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+                              capture_output=True, text=True, timeout=timeout, **stdin)
+
+    # --- people: the dev stack's accounts (deploy/devstack-accounts) ---
+
+    def account(self, name):
+        """(account name, password, principal whose certificate it logs in over) of a dev stack
+        account: clerk_a, clerk_b, cs_a, auditor, secadmin, sysadmin, lawful."""
+        return (self.env["WAYGATE_P_%s_ACCOUNT" % name], self.env["WAYGATE_P_%s_PASSWORD" % name],
+                self.env["WAYGATE_P_%s_VIA" % name])
+
+    def login_response(self, name, password=None, principal=None, timeout=30):
+        """Admin.Login of a dev stack account (or any account, given its password and the
+        principal to connect as); returns the LoginResponse (raises grpc.RpcError)."""
+        account, pw, via = self.account(name) if password is None else (name, password, None)
+        return self.unary("/waygate.v1.Admin/Login",
+                          self.pb.admin.LoginRequest(account=account, password=pw),
+                          self.pb.admin.LoginResponse, principal=principal or via or "admin",
+                          timeout=timeout)
+
+    def login(self, name, password=None, principal=None):
+        """Logs in (see login_response); returns the call metadata carrying the token."""
+        return bearer(self.login_response(name, password, principal).token)
+
+    def unary_as(self, name, method, request, response_cls, timeout=10, metadata=None):
+        """Calls method as a dev stack account: over its certificate, with a fresh token."""
+        md = self.login(name) + list(metadata or [])
+        return self.unary(method, request, response_cls, principal=self.account(name)[2],
+                          timeout=timeout, metadata=md)
 
     def gateway_pid(self):
         with open(os.path.join(self.dir, "waygated.pid")) as f:
@@ -109,6 +137,11 @@ class Stack:
         for ch in self._channels:
             ch.close()
         self._channels = []
+
+
+def bearer(token):
+    """The call metadata of a bearer token."""
+    return [("authorization", "Bearer " + token)]
 
 
 def wait_for(fn, timeout, interval=0.25):

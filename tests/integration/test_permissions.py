@@ -23,7 +23,8 @@ ALLOWED = {
     "/waygate.v1.WaybillIntake/Submit": {"courier"},
     "/waygate.v1.WaybillIntake/SubmitBatch": {"courier"},
     "/waygate.v1.WaybillIntake/RecordScan": {"courier"},
-    "/waygate.v1.WaybillQuery/Get": {"courier"},  # other roles come with their issue
+    # courier: by number, to deliver; clerk: its branch's waybills; customer service: in scope
+    "/waygate.v1.WaybillQuery/Get": {"courier", "branch_clerk", "customer_service"},
     "/waygate.v1.WaybillQuery/Search": {"branch_clerk", "customer_service"},
     "/waygate.v1.WaybillQuery/Reveal": {"courier", "branch_clerk", "customer_service"},
     "/waygate.v1.Compliance/RequestBulk": {"security_admin", "compliance_auditor"},
@@ -54,6 +55,13 @@ EMPTY_REQUEST_ANSWER = {
         "exactly one of phone, id_number, waybill_no, pickup_day must be set"),
     "/waygate.v1.WaybillQuery/Reveal": (grpc.StatusCode.INVALID_ARGUMENT,
                                         "waybill_no: is required"),
+    "/waygate.v1.Admin/Login": (grpc.StatusCode.INVALID_ARGUMENT, "account: is required"),
+    # a certificate has no password: only an account's token may change one
+    "/waygate.v1.Admin/ChangePassword": (grpc.StatusCode.UNAUTHENTICATED,
+                                         "authorization: is required"),
+    "/waygate.v1.Admin/CreateAccount": (grpc.StatusCode.INVALID_ARGUMENT,
+                                        "account: must be 3 to 64 characters"),
+    "/waygate.v1.Admin/DisableAccount": (grpc.StatusCode.INVALID_ARGUMENT, "account: is required"),
 }
 
 # dev-stack principal -> its role (the OU of its certificate, deploy/gen-certs)

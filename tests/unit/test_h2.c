@@ -1045,6 +1045,50 @@ static void test_goaway(void **state)
     assert_int_equal(cancels, 0);
 }
 
+/* A policy reload while a call runs: the running call keeps the policy it started with (its
+ * reference keeps it alive after the daemon dropped it; ASan would see a use after free), a
+ * call started after the reload gets the new one. */
+static void test_policy_swapped_under_running_call(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    const char *text = "[view.courier]\nrecipient.phone = clear\n";
+    struct gw_policy *np = NULL;
+    struct gw_call *first, *second;
+    struct reply *r1, *r2;
+    char err[256];
+
+    (void)state;
+    r1 = reply_for(h, start_call(h, "/t.T/Hang", NULL, &b));
+    first = hung_call;
+    assert_non_null(first);
+    assert_ptr_equal(gw_call_policy(first), h->policy);
+    assert_int_equal(gw_policy_parse(text, strlen(text), "new.conf", test_rules,
+                                     sizeof(test_rules) / sizeof(test_rules[0]), &np, err,
+                                     sizeof(err)),
+                     0);
+    gw_rpc_set_policy(h->rpc, np);
+    gw_policy_free(h->policy); /* the daemon's reference to the old policy goes */
+    h->policy = np;
+    assert_int_equal(gw_policy_view(gw_call_policy(first), "courier", GW_COL_RECIPIENT_PHONE),
+                     GW_VIEW_MASK);
+    b.off = 0;
+    r2 = reply_for(h, start_call(h, "/t.T/Hang", NULL, &b));
+    second = hung_call;
+    assert_ptr_not_equal(first, second);
+    assert_ptr_equal(gw_call_policy(second), np);
+    assert_int_equal(gw_policy_view(gw_call_policy(second), "courier", GW_COL_RECIPIENT_PHONE),
+                     GW_VIEW_CLEAR);
+    gw_call_finish(first, GW_GRPC_OK, NULL); /* frees the old policy with the call */
+    gw_call_finish(second, GW_GRPC_OK, NULL);
+    pump(h);
+    assert_true(r1->closed && r2->closed);
+    assert_int_equal(r1->grpc_status, GW_GRPC_OK);
+    assert_int_equal(r2->grpc_status, GW_GRPC_OK);
+    harness_free(h);
+}
+
 /* ---- server streaming and backpressure ---- */
 
 /* 256 messages of 16 KiB: 4 MiB through a client whose window is 16 KiB and which reads only
@@ -1535,6 +1579,7 @@ int main(void)
         cmocka_unit_test(test_session_freed_with_live_call),
         cmocka_unit_test(test_header_list_cap),
         cmocka_unit_test(test_goaway),
+        cmocka_unit_test(test_policy_swapped_under_running_call),
         cmocka_unit_test(test_stream_backpressure),
         cmocka_unit_test(test_stalled_stream_reset),
         cmocka_unit_test(test_stall_clock_starts_when_bytes_wait),

@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -35,13 +36,66 @@ static void test_name(void **state)
     expect(gw_mask_name, "欧阳修", "欧阳*");
     expect(gw_mask_name, "欧阳", "欧*"); /* 2 characters: surname 欧 */
     expect(gw_mask_name, "诸葛亮", "诸葛*");
-    expect(gw_mask_name, "买买提·艾力", "买*****");
-    expect(gw_mask_name, "Li Lei", "L*****");
+    /* compound surnames kept whole from three characters on */
+    static const char *const compound[] = {"欧阳", "司马", "诸葛", "上官", "东方", "皇甫",
+                                           "尉迟", "公孙", "慕容", "长孙", "宇文", "司徒",
+                                           "令狐", "夏侯", "端木", NULL};
+    for (const char *const *c = compound; *c; c++) {
+        char in[32], want[32];
+        snprintf(in, sizeof in, "%s小明", *c);
+        snprintf(want, sizeof want, "%s**", *c);
+        expect(gw_mask_name, in, want);
+    }
+    expect(gw_mask_name, "司马光", "司马*");
+    expect(gw_mask_name, "马光明", "马**"); /* 马 alone is not compound */
+    /* middle dot: the dot stays, only the first character is kept */
+    expect(gw_mask_name, "买买提·艾力", "买**·**");
+    expect(gw_mask_name, "阿依古丽·买买提", "阿***·***");
+    expect(gw_mask_name, "阿依古丽•买买提", "阿***•***");
+    expect(gw_mask_name, "阿依古丽.买买提", "阿***.***");
+    /* Latin names: the first letter of each word */
+    expect(gw_mask_name, "Li Lei", "L* L**");
+    expect(gw_mask_name, "John Smith", "J*** S****");
+    expect(gw_mask_name, "Jean-Luc O'Neil", "J***-L** O'N***");
+    expect(gw_mask_name, "José Núñez", "J*** N****");
+    expect(gw_mask_name, "J. K.", "*. *."); /* nothing would be hidden: all letters hidden */
+    expect(gw_mask_name, "A", "*");
     expect(gw_mask_name, "𠀀二三", "𠀀**"); /* 4-byte surname (CJK Ext. B) */
     expect(gw_mask_name, "", "");
     char out[16];
     assert_int_equal(gw_mask_name("张\xff", 4, out, sizeof out, NULL), GW_EINVAL);
     assert_int_equal(gw_mask_name("\xe5\xbc", 2, out, sizeof out, NULL), GW_EINVAL);
+    assert_int_equal(gw_mask_name("Jo\xc0\xafn", 5, out, sizeof out, NULL),
+                     GW_EINVAL); /* overlong */
+    assert_int_equal(gw_mask_name("\xed\xa0\x80", 3, out, sizeof out, NULL),
+                     GW_EINVAL); /* surrogate */
+}
+
+/* GB/T 41833-2022 minimums hold for every name of 1 to 6 characters: at least one hidden, and
+ * the output never holds a partial code point. */
+static void test_name_minimum(void **state)
+{
+    static const char *const ch[] = {"张", "欧", "阳", "a", "é", "𠀀", "·", " "};
+    (void)state;
+    for (size_t len = 1; len <= 4; len++) {
+        size_t total = 1;
+        for (size_t i = 0; i < len; i++)
+            total *= 8;
+        for (size_t k = 0; k < total; k++) {
+            char in[64] = "", out[128];
+            size_t x = k, olen, letters = 0, stars = 0;
+            for (size_t i = 0; i < len; i++, x /= 8) {
+                strcat(in, ch[x % 8]);
+                letters += (x % 8) < 6;
+            }
+            assert_int_equal(gw_mask_name(in, strlen(in), out, sizeof out, &olen), 0);
+            for (size_t i = 0; i < olen; i++)
+                stars += out[i] == '*';
+            if (letters > 0 && stars == 0)
+                fail_msg("[%s] -> [%s]: nothing hidden", in, out);
+            assert_int_equal(gw_mask_name(out, olen, out + 64, 64, NULL), 0); /* valid UTF-8 */
+        }
+    }
 }
 
 static void test_phone(void **state)
@@ -59,6 +113,13 @@ static void test_phone(void **state)
     expect(gw_mask_phone, "12345", "******");
     expect(gw_mask_phone, "1234567", "******7");
     expect(gw_mask_phone, "", "******");
+    expect(gw_mask_phone, "１３８００１３８０００",
+           "******"); /* full-width digits are not digits */
+    char out[32];
+    assert_int_equal(gw_mask_phone("138\xff"
+                                   "00138000",
+                                   12, out, sizeof out, NULL),
+                     GW_EINVAL);
 }
 
 static void test_id(void **state)
@@ -110,6 +171,9 @@ static void test_address(void **state)
     assert_int_equal(gw_mask_address("\xff", 1, c, strlen(c), d, strlen(d), det, strlen(det), out,
                                      sizeof out, &len),
                      GW_EINVAL);
+    assert_int_equal(gw_mask_address(p, strlen(p), c, strlen(c), d, strlen(d), "3\xe5\xb9", 3, out,
+                                     sizeof out, &len),
+                     GW_EINVAL); /* a detail cut inside 幢 */
 }
 
 static void test_buffer_limits(void **state)
@@ -191,13 +255,10 @@ static void test_minimums(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_name),
-        cmocka_unit_test(test_phone),
-        cmocka_unit_test(test_id),
-        cmocka_unit_test(test_address),
-        cmocka_unit_test(test_buffer_limits),
-        cmocka_unit_test(test_keep),
-        cmocka_unit_test(test_dup),
+        cmocka_unit_test(test_name),     cmocka_unit_test(test_name_minimum),
+        cmocka_unit_test(test_phone),    cmocka_unit_test(test_id),
+        cmocka_unit_test(test_address),  cmocka_unit_test(test_buffer_limits),
+        cmocka_unit_test(test_keep),     cmocka_unit_test(test_dup),
         cmocka_unit_test(test_minimums),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

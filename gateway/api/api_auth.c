@@ -1,0 +1,331 @@
+/* api_auth.c: the identity step over registered principals and account sessions (api_auth.h).
+ * The certificate cache is direct-mapped by fingerprint (CACHE_SLOTS entries, bounded memory);
+ * an entry holds the last answer for one fingerprint (registered or not) and when it was
+ * learnt. Invariants: a token is never stored or logged, only hashed; each waiting call owns its
+ * lookup and cancels it when reset; a call is identified exactly once. */
+#include "api_auth.h"
+
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+
+#include "accounts.h"
+#include "alloc.h"
+#include "app.h"
+#include "config.h"
+#include "log.h"
+#include "rpc.h"
+
+#define CACHE_SLOTS 512
+#define TOKEN_CHARS 43 /* 32 random bytes in base64url without padding */
+#define BEARER "Bearer "
+
+struct cache_entry {
+    bool used;
+    uint8_t fpr[GW_PEER_FPR_LEN];
+    uint64_t at_ms; /* when learnt */
+    bool registered;
+    struct gw_acct_cert cert;
+};
+
+struct gw_auth {
+    struct gw_app *app;
+    struct cache_entry cache[CACHE_SLOTS];
+};
+
+/* One call waiting for the database. */
+struct wait {
+    struct gw_auth *auth;
+    struct gw_call *call;
+    struct gw_acct_req *req;
+    struct gw_peer peer;
+    bool has_token;
+    bool asked_cert;        /* the certificate was not fresh in the cache */
+    bool cached_registered; /* !asked_cert: the cache's answer, copied when the call began */
+    struct gw_acct_cert cached;
+    uint8_t token_hash[32];
+};
+
+struct gw_auth *gw_auth_new(struct gw_app *app)
+{
+    struct gw_auth *a;
+
+    if (app == NULL)
+        return NULL;
+    a = gw_calloc(1, sizeof(*a));
+    if (a != NULL)
+        a->app = app;
+    return a;
+}
+
+void gw_auth_free(struct gw_auth *a)
+{
+    gw_free(a);
+}
+
+static bool b64url(char c)
+{
+    return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' ||
+           c == '_';
+}
+
+int gw_auth_token_hash(const char *authorization, uint8_t out[32])
+{
+    const char *t;
+    unsigned int n = 0;
+
+    if (authorization == NULL || strncmp(authorization, BEARER, strlen(BEARER)) != 0)
+        return GW_EAUTH;
+    t = authorization + strlen(BEARER);
+    if (strlen(t) != TOKEN_CHARS)
+        return GW_EAUTH;
+    for (size_t i = 0; i < TOKEN_CHARS; i++)
+        if (!b64url(t[i]))
+            return GW_EAUTH;
+    if (EVP_Digest(t, TOKEN_CHARS, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
+        return GW_EAUTH;
+    return 0;
+}
+
+static struct cache_entry *slot(struct gw_auth *a, const uint8_t fpr[GW_PEER_FPR_LEN])
+{
+    /* A SHA-256 is uniform: its first bytes are a hash already. */
+    return &a->cache[((unsigned)fpr[0] << 8 | fpr[1]) % CACHE_SLOTS];
+}
+
+/* The cached answer for fpr: fresh (within principal_cache_ms), or any age when stale_ok. */
+static const struct cache_entry *cache_get(struct gw_auth *a, const uint8_t *fpr, bool stale_ok)
+{
+    const struct cache_entry *e = slot(a, fpr);
+    uint32_t ttl = a->app->cfg->principal_cache_ms;
+
+    if (!e->used || memcmp(e->fpr, fpr, GW_PEER_FPR_LEN) != 0)
+        return NULL;
+    if (stale_ok || (ttl > 0 && gw_now_ms() - e->at_ms < ttl))
+        return e;
+    return NULL;
+}
+
+static void cache_put(struct gw_auth *a, const uint8_t *fpr, const struct gw_acct_cert *c)
+{
+    struct cache_entry *e = slot(a, fpr);
+
+    memset(e, 0, sizeof(*e));
+    e->used = true;
+    memcpy(e->fpr, fpr, GW_PEER_FPR_LEN);
+    e->at_ms = gw_now_ms();
+    e->registered = c != NULL;
+    if (c != NULL)
+        e->cert = *c;
+}
+
+static bool branch_role(const char *role)
+{
+    return strcmp(role, "branch_clerk") == 0 || strcmp(role, "customer_service") == 0;
+}
+
+/* Finishes the identity step from what is known. cert NULL: the certificate is not
+ * registered (or disabled). sess: the session when a token was presented (NULL: invalid). */
+static void conclude(struct gw_call *call, const struct gw_peer *peer,
+                     const struct gw_acct_cert *cert, bool has_token,
+                     const struct gw_acct_session *sess)
+{
+    struct gw_principal p;
+    struct gw_fault f;
+
+    memset(&p, 0, sizeof(p));
+    snprintf(p.peer, sizeof(p.peer), "%s", peer->addr);
+    gw_fault_clear(&f);
+    if (peer->cert && cert == NULL) {
+        (void)gw_fault_set(&f, GW_EAUTH, NULL, "client certificate", GW_RULE_CERT_NOT_REGISTERED);
+        gw_call_identified(call, &f, &p);
+        return;
+    }
+    if (cert != NULL) {
+        snprintf(p.name, sizeof(p.name), "%s", cert->name);
+        snprintf(p.role, sizeof(p.role), "%s", cert->role);
+        snprintf(p.branch, sizeof(p.branch), "%s", cert->branch);
+        snprintf(p.cert, sizeof(p.cert), "%s", cert->name);
+        p.cert_admin = cert->admin;
+        p.authn = GW_AUTHN_CERT;
+    }
+    if (!has_token) {
+        gw_call_identified(call, NULL, &p);
+        return;
+    }
+    if (sess == NULL) {
+        (void)gw_fault_set(&f, GW_EAUTH, NULL, "authorization", GW_RULE_TOKEN_INVALID);
+        gw_call_identified(call, &f, &p);
+        return;
+    }
+    /* The account's powers only over a connection entitled to them (Art. 31, 34). */
+    if (branch_role(sess->role)) {
+        if (cert == NULL || cert->branch[0] == '\0' || strcmp(cert->branch, sess->branch) != 0) {
+            (void)gw_fault_set(&f, GW_EPERM, NULL, "authorization", GW_RULE_TOKEN_BRANCH_CERT);
+            gw_call_identified(call, &f, &p);
+            return;
+        }
+    } else if (cert == NULL || !cert->admin) {
+        (void)gw_fault_set(&f, GW_EPERM, NULL, "authorization", GW_RULE_TOKEN_ADMIN_CERT);
+        gw_call_identified(call, &f, &p);
+        return;
+    }
+    snprintf(p.name, sizeof(p.name), "%s", sess->name);
+    snprintf(p.role, sizeof(p.role), "%s", sess->role);
+    snprintf(p.branch, sizeof(p.branch), "%s", sess->branch);
+    p.authn = GW_AUTHN_TOKEN;
+    p.account_id = sess->account_id;
+    p.must_change = sess->must_change;
+    gw_call_identified(call, NULL, &p);
+}
+
+static void wait_cancel_cb(void *arg)
+{
+    struct wait *w = arg;
+
+    gw_acct_cancel(w->req);
+    gw_wipe(w->token_hash, sizeof(w->token_hash));
+    gw_free(w);
+}
+
+static void identify_done_cb(void *arg, int err, const struct gw_acct_cert *cert,
+                             const struct gw_acct_session *sess)
+{
+    struct wait *w = arg;
+    struct gw_call *call = w->call;
+    const struct cache_entry *e;
+    struct gw_acct_cert c;
+    struct gw_fault f;
+    struct gw_peer peer = w->peer;
+    bool has_token = w->has_token;
+
+    w->req = NULL;
+    gw_call_set_cancel(call, NULL, NULL);
+    if (err == 0 && w->asked_cert)
+        cache_put(w->auth, peer.cert_sha256, cert);
+    if (err != 0) {
+        /* Database away: a certificate-only call may go on with the last known answer. */
+        e = !has_token && w->asked_cert ? cache_get(w->auth, peer.cert_sha256, true) : NULL;
+        gw_wipe(w->token_hash, sizeof(w->token_hash));
+        gw_free(w);
+        if (e != NULL) {
+            c = e->cert;
+            conclude(call, &peer, e->registered ? &c : NULL, false, NULL);
+            return;
+        }
+        (void)gw_fault_set(&f, err, NULL, NULL, GW_RULE_DB_UNAVAILABLE);
+        gw_call_identified(call, &f, NULL);
+        return;
+    }
+    if (!w->asked_cert) {
+        c = w->cached;
+        cert = w->cached_registered ? &c : NULL;
+    }
+    gw_wipe(w->token_hash, sizeof(w->token_hash));
+    gw_free(w);
+    conclude(call, &peer, cert, has_token, sess);
+}
+
+void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                      const char *authorization)
+{
+    struct gw_auth *a = ctx;
+    const struct gw_config *cfg = a->app->cfg;
+    const struct cache_entry *e = NULL;
+    struct gw_acct_cert c;
+    struct gw_principal p;
+    struct gw_fault f;
+    struct wait *w;
+    int err;
+
+    if (authorization == NULL) {
+        if (!peer->cert) {
+            conclude(call, peer, NULL, false, NULL); /* unauthenticated */
+            return;
+        }
+        e = cache_get(a, peer->cert_sha256, false);
+        if (e != NULL) {
+            c = e->cert;
+            conclude(call, peer, e->registered ? &c : NULL, false, NULL);
+            return;
+        }
+    } else if (!peer->cert) {
+        /* A token is usable only over a registered certificate. */
+        memset(&p, 0, sizeof(p));
+        snprintf(p.peer, sizeof(p.peer), "%s", peer->addr);
+        (void)gw_fault_set(&f, GW_EAUTH, NULL, NULL, GW_RULE_CERT_REQUIRED);
+        gw_call_identified(call, &f, &p);
+        return;
+    }
+    w = gw_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        (void)gw_fault_set(&f, GW_ENOMEM, NULL, NULL, GW_RULE_NONE);
+        gw_call_identified(call, &f, NULL);
+        return;
+    }
+    w->auth = a;
+    w->call = call;
+    w->peer = *peer;
+    if (authorization != NULL) {
+        if (gw_auth_token_hash(authorization, w->token_hash) != 0) {
+            gw_free(w);
+            memset(&p, 0, sizeof(p));
+            snprintf(p.peer, sizeof(p.peer), "%s", peer->addr);
+            (void)gw_fault_set(&f, GW_EAUTH, NULL, "authorization", GW_RULE_TOKEN_FORMAT);
+            gw_call_identified(call, &f, &p);
+            return;
+        }
+        w->has_token = true;
+        e = cache_get(a, peer->cert_sha256, false);
+        if (e != NULL) {
+            w->cached_registered = e->registered;
+            w->cached = e->cert;
+        }
+    }
+    w->asked_cert = e == NULL;
+    err = gw_acct_identify(a->app->db, w->asked_cert ? peer->cert_sha256 : NULL,
+                           w->has_token ? w->token_hash : NULL, cfg->password_max_age_days,
+                           identify_done_cb, w, &w->req);
+    if (err != 0) {
+        bool stale = !w->has_token;
+        gw_wipe(w->token_hash, sizeof(w->token_hash));
+        gw_free(w);
+        e = stale ? cache_get(a, peer->cert_sha256, true) : NULL;
+        if (e != NULL && err == GW_EUNAVAIL) {
+            c = e->cert;
+            conclude(call, peer, e->registered ? &c : NULL, false, NULL);
+            return;
+        }
+        (void)gw_fault_set(&f, err, NULL, NULL,
+                           err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
+        gw_call_identified(call, &f, NULL);
+        return;
+    }
+    gw_call_set_cancel(call, wait_cancel_cb, w);
+}
+
+void gw_auth_refused(void *ctx, const char *path, const struct gw_peer *peer,
+                     const struct gw_principal *p, const struct gw_fault *f)
+{
+    static const char prefix[] = "/waygate.v1.Admin/";
+    struct gw_auth *a = ctx;
+    struct gw_acct_log l;
+    char msg[256];
+
+    if (strncmp(path, prefix, sizeof(prefix) - 1) != 0)
+        return;
+    gw_fault_format(f, msg, sizeof(msg));
+    memset(&l, 0, sizeof(l));
+    l.actor = p != NULL && p->name[0] ? p->name : "(unauthenticated)";
+    l.role = p != NULL && p->role[0] ? p->role : NULL;
+    l.cert = p != NULL && p->cert[0] ? p->cert : NULL;
+    l.peer = peer->addr;
+    l.via = "grpc";
+    l.action = path + sizeof(prefix) - 1;
+    l.outcome = "refused";
+    l.detail = msg;
+    if (gw_acct_log_write(a->app->db, &l) != 0)
+        GW_LOG(GW_LOG_ERROR, "auth", NULL,
+               "the administrative-record row of a refused %s was not queued", l.action);
+}

@@ -1,0 +1,152 @@
+/* ctl_admin.c: the shared part of `waygatectl principals` and `accounts` (ctl_admin.h): the
+ * connection, the actor, and the admin_log row every command writes (Art. 31), refusals
+ * included. Messages name the field and the rule, never a value given for a secret. */
+#include "ctl_admin.h"
+
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ctl.h"
+
+const char *ctl_admin_actor(const char *opt)
+{
+    const struct passwd *pw;
+    const char *u;
+
+    if (opt != NULL && opt[0] != '\0')
+        return opt;
+    u = getenv("USER");
+    if (u != NULL && u[0] != '\0')
+        return u;
+    pw = getpwuid(getuid());
+    return pw != NULL ? pw->pw_name : "unknown";
+}
+
+int ctl_admin_connect(struct ctl_admin *c, const char *conninfo)
+{
+    char err[512];
+
+    if (conninfo == NULL)
+        conninfo = getenv("WAYGATE_PGURI");
+    if (conninfo == NULL || conninfo[0] == '\0') {
+        fprintf(stderr, "waygatectl %s: no database: give --db CONNINFO or set WAYGATE_PGURI\n",
+                c->cmd);
+        return GW_CTL_FAIL;
+    }
+    if (gw_admin_connect(conninfo, &c->a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "waygatectl %s: %s\n", c->cmd, err);
+        return GW_CTL_FAIL;
+    }
+    return 0;
+}
+
+void ctl_admin_close(struct ctl_admin *c)
+{
+    ctl_admin_rollback(c);
+    gw_admin_free(c->a);
+    c->a = NULL;
+}
+
+int ctl_admin_begin(struct ctl_admin *c)
+{
+    char err[512];
+
+    if (gw_admin_begin(c->a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "waygatectl %s: the database refused BEGIN: %s\n", c->cmd, err);
+        return GW_CTL_FAIL;
+    }
+    c->txn = true;
+    return 0;
+}
+
+int ctl_admin_commit(struct ctl_admin *c)
+{
+    char err[512];
+
+    c->txn = false;
+    if (gw_admin_commit(c->a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "waygatectl %s: the database refused COMMIT (nothing changed): %s\n",
+                c->cmd, err);
+        return GW_CTL_FAIL;
+    }
+    return 0;
+}
+
+void ctl_admin_rollback(struct ctl_admin *c)
+{
+    if (c->a != NULL && c->txn)
+        gw_admin_rollback(c->a);
+    c->txn = false;
+}
+
+int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome, const char *detail)
+{
+    struct gw_admin_logrec r = {c->actor, c->action, object, outcome, detail};
+    char err[512];
+
+    if (c->a == NULL)
+        return GW_CTL_FAIL;
+    if (gw_admin_log(c->a, &r, err, sizeof(err)) != 0) {
+        fprintf(stderr, "waygatectl %s: could not record the administrative action: %s\n", c->cmd,
+                err);
+        return GW_CTL_FAIL;
+    }
+    return 0;
+}
+
+int ctl_admin_refuse_text(struct ctl_admin *c, const char *object, const char *field,
+                          const char *words)
+{
+    char msg[400];
+
+    ctl_admin_rollback(c);
+    snprintf(msg, sizeof(msg), "%s: %s", field, words);
+    fprintf(stderr, "waygatectl %s: %s\n", c->cmd, msg);
+    if (c->a != NULL)
+        (void)ctl_admin_log(c, object, "refused", msg);
+    return GW_CTL_REFUSED;
+}
+
+int ctl_admin_refuse(struct ctl_admin *c, const char *object, const char *field, enum gw_rule rule,
+                     unsigned long limit)
+{
+    struct gw_fault f;
+    char msg[400];
+
+    ctl_admin_rollback(c);
+    (void)gw_fault_set(&f, GW_EINVAL, NULL, field, rule);
+    f.limit = limit;
+    gw_fault_format(&f, msg, sizeof(msg));
+    fprintf(stderr, "waygatectl %s: %s\n", c->cmd, msg);
+    if (c->a != NULL)
+        (void)ctl_admin_log(c, object, "refused", msg);
+    return GW_CTL_REFUSED;
+}
+
+int ctl_admin_fail(struct ctl_admin *c, const char *object, const char *what, const char *msg)
+{
+    char detail[400];
+
+    ctl_admin_rollback(c);
+    snprintf(detail, sizeof(detail), "%s: %s", what, msg);
+    fprintf(stderr, "waygatectl %s: %s\n", c->cmd, detail);
+    if (c->a != NULL)
+        (void)ctl_admin_log(c, object, "failed", detail);
+    return GW_CTL_FAIL;
+}
+
+bool ctl_admin_branch_ok(const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    if (n < 1 || n > 31)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}

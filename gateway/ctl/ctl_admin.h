@@ -1,0 +1,60 @@
+/* ctl_admin.h: what `waygatectl principals` and `waygatectl accounts` share (ctl_admin.c): the
+ * connection, the actor, the administrative record of every command (Art. 31), and refusals that
+ * name the field and the rule. Internal to the CLI. */
+#ifndef GW_CTL_ADMIN_H
+#define GW_CTL_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "err.h"
+#include "store_acct_admin.h"
+
+/* One run of an administrative command. */
+struct ctl_admin {
+    const char *cmd;    /* "principals add": the prefix of every message */
+    const char *action; /* "principals.add": admin_log.action */
+    const char *actor;  /* --actor, else $USER, else the login name of the uid */
+    struct gw_admin *a; /* NULL until ctl_admin_connect */
+    bool txn;           /* a transaction is open (ctl_admin_begin) */
+};
+
+/* The actor: opt when given, else $USER, else the uid's login name, else "unknown". */
+const char *ctl_admin_actor(const char *opt);
+
+/* Connects to conninfo (else $WAYGATE_PGURI). Returns 0, or GW_CTL_FAIL after saying why. */
+int ctl_admin_connect(struct ctl_admin *c, const char *conninfo);
+
+/* Closes the connection. */
+void ctl_admin_close(struct ctl_admin *c);
+
+/* BEGIN / COMMIT on c->a, tracked in c->txn. Return 0, or GW_CTL_FAIL after saying why (a
+ * failed COMMIT has rolled back). */
+int ctl_admin_begin(struct ctl_admin *c);
+int ctl_admin_commit(struct ctl_admin *c);
+
+/* Rolls back the open transaction, if any. */
+void ctl_admin_rollback(struct ctl_admin *c);
+
+/* Appends the admin_log row of this command (object, outcome, detail: never a secret). Prints
+ * a line on failure and returns GW_CTL_FAIL; 0 when recorded. */
+int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome, const char *detail);
+
+/* Rolls back an open transaction (nothing of this command is kept), prints "<cmd>: <field>:
+ * <rule wording>" (the limit in place for a bounded rule) to stderr, records the refusal (outcome
+ * "refused", detail the same words) when connected, and returns GW_CTL_REFUSED. */
+int ctl_admin_refuse(struct ctl_admin *c, const char *object, const char *field, enum gw_rule rule,
+                     unsigned long limit);
+
+/* Same with a CLI-only wording (no gRPC rule applies). */
+int ctl_admin_refuse_text(struct ctl_admin *c, const char *object, const char *field,
+                          const char *words);
+
+/* Rolls back an open transaction, prints "<cmd>: <what>: <msg>" and records outcome "failed".
+ * Returns GW_CTL_FAIL. */
+int ctl_admin_fail(struct ctl_admin *c, const char *object, const char *what, const char *msg);
+
+/* Branch codes: 1 to 31 of A-Z a-z 0-9 _ - (the column's CHECK). */
+bool ctl_admin_branch_ok(const char *s);
+
+#endif

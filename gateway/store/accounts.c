@@ -1,0 +1,776 @@
+/* accounts.c: the SQL of principals, accounts, sessions and the administrative record
+ * (accounts.h). Results are read as text (bytea in hex); binary values go in as binary
+ * parameters. Invariants: a request struct is freed exactly once, after its callback or at
+ * cancel; a statement whose effect depends on an earlier one in the same request says so in its
+ * WHERE clause, so that one round trip never commits half an outcome. */
+#include "accounts.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "db.h"
+#include "log.h"
+
+#define ADMIN3 "('system_admin', 'security_admin', 'compliance_auditor')"
+
+enum kind {
+    K_IDENTIFY,
+    K_LOGIN,
+    K_LOGIN_DONE,
+    K_PW,
+    K_CHANGED,
+    K_CREATE,
+    K_DISABLE,
+    K_SWEEP,
+    K_LOG
+};
+
+struct gw_acct_req {
+    struct gw_db_req *dbreq;
+    enum kind kind;
+    union {
+        gw_acct_identify_cb identify;
+        gw_acct_login_cb login;
+        gw_acct_login_done_cb login_done;
+        gw_acct_pw_cb pw;
+        gw_acct_changed_cb changed;
+        gw_acct_create_cb create;
+        gw_acct_disabled_cb disabled;
+        gw_acct_swept_cb swept;
+    } cb;
+    void *arg;
+    int cert_stmt, sess_stmt; /* identify: statement indexes, -1 when not asked */
+};
+
+/* --- statements --- */
+
+static const char *const log_sql =
+    "INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
+    "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+static const char *const cert_sql =
+    "SELECT id, name, role, coalesce(branch, ''), admin FROM principal "
+    "WHERE fingerprint = $1 AND disabled_at IS NULL";
+
+static const char *const sess_sql =
+    "SELECT a.id, a.name, a.role, coalesce(a.branch, ''), a.must_change OR ($2::int > 0 AND "
+    "a.pw_set_at < now() - make_interval(days => $2::int)) FROM session s JOIN account a ON "
+    "a.id = s.account_id WHERE s.token_hash = $1 AND s.expires_at > now() AND "
+    "a.disabled_at IS NULL";
+
+static const char *const stamp_sql =
+    "UPDATE account SET last_used_at = now() WHERE id = (SELECT account_id FROM session WHERE "
+    "token_hash = $1 AND expires_at > now()) AND disabled_at IS NULL AND (last_used_at IS NULL "
+    "OR last_used_at < now() - interval '1 minute')";
+
+static const char *const login_read_sql =
+    "SELECT id, role, coalesce(branch, ''), pw_hash, pw_salt, pw_params, must_change OR "
+    "($2::int > 0 AND pw_set_at < now() - make_interval(days => $2::int)), "
+    "coalesce(locked_until > now(), false), disabled_at IS NOT NULL FROM account WHERE name = $1";
+
+static const char *const login_ok_sql =
+    "UPDATE account SET failed_count = 0, locked_until = NULL, last_used_at = now() "
+    "WHERE id = $1::bigint AND disabled_at IS NULL AND NOT coalesce(locked_until > now(), false)";
+
+static const char *const session_insert_sql =
+    "INSERT INTO session (token_hash, account_id, expires_at, peer, cert, limited) "
+    "SELECT $1::bytea, id, now() + make_interval(secs => $3::int), $4::text, $5::text, "
+    "$6::boolean FROM account WHERE id = $2::bigint AND disabled_at IS NULL AND "
+    "NOT coalesce(locked_until > now(), false) RETURNING extract(epoch FROM expires_at)::bigint";
+
+/* the login's log row says whether the session was in fact created */
+static const char *const login_ok_log_sql =
+    "INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
+    "SELECT $1, $2, $3, $4, $5, $6, $7, CASE WHEN EXISTS (SELECT 1 FROM session WHERE "
+    "token_hash = $10::bytea) THEN $8 ELSE 'refused' END, $9";
+
+static const char *const login_fail_sql =
+    "UPDATE account SET failed_count = CASE WHEN locked_until IS NULL THEN failed_count + 1 "
+    "WHEN locked_until <= now() THEN 1 ELSE failed_count END, locked_until = CASE WHEN "
+    "locked_until > now() THEN locked_until WHEN (CASE WHEN locked_until IS NULL THEN "
+    "failed_count + 1 ELSE 1 END) >= $2::int THEN now() + make_interval(mins => $3::int) "
+    "ELSE NULL END WHERE name = $1 AND disabled_at IS NULL";
+
+static const char *const pw_cur_sql =
+    "SELECT pw_hash, pw_salt, pw_params FROM account WHERE id = $1::bigint AND "
+    "disabled_at IS NULL";
+
+static const char *const pw_hist_sql =
+    "SELECT pw_hash, pw_salt, pw_params FROM account_password_history WHERE "
+    "account_id = $1::bigint ORDER BY retired_at DESC LIMIT 5";
+
+static const char *const pw_change_sql =
+    "WITH old AS (SELECT id, pw_hash, pw_salt, pw_params, pw_set_at FROM account WHERE "
+    "id = $1::bigint AND pw_hash = $2::bytea AND disabled_at IS NULL), "
+    "upd AS (UPDATE account a SET pw_hash = $3::bytea, pw_salt = $4::bytea, pw_params = $5::text, "
+    "pw_set_at = now(), must_change = false, failed_count = 0, locked_until = NULL FROM old "
+    "WHERE a.id = old.id AND a.pw_hash = $2::bytea RETURNING a.pw_set_at), "
+    "hist AS (INSERT INTO account_password_history (account_id, pw_hash, pw_salt, pw_params, "
+    "set_at) SELECT id, pw_hash, pw_salt, pw_params, pw_set_at FROM old WHERE EXISTS "
+    "(SELECT 1 FROM upd)) SELECT extract(epoch FROM pw_set_at)::bigint FROM upd";
+
+static const char *const pw_prune_sql =
+    "DELETE FROM account_password_history WHERE account_id = $1::bigint AND ctid NOT IN "
+    "(SELECT ctid FROM account_password_history WHERE account_id = $1::bigint "
+    "ORDER BY retired_at DESC LIMIT 5)";
+
+/* only when this transaction changed the password (pw_set_at is then its now()) */
+static const char *const pw_sessions_sql =
+    "DELETE FROM session WHERE account_id = $1::bigint AND token_hash <> $2::bytea AND EXISTS "
+    "(SELECT 1 FROM account WHERE id = $1::bigint AND pw_set_at = now())";
+
+static const char *const pw_log_sql =
+    "INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
+    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM account WHERE "
+    "id = $10::bigint AND pw_set_at = now())";
+
+static const char *const create_check_sql =
+    "SELECT EXISTS (SELECT 1 FROM account WHERE name = $1::text), $2::text IN " ADMIN3
+    " AND EXISTS (SELECT 1 FROM account WHERE person = $3::text AND role IN " ADMIN3 ")";
+
+static const char *const create_sql =
+    "WITH c AS (INSERT INTO account (name, person, role, branch, pw_hash, pw_salt, pw_params, "
+    "must_change, created_by) SELECT $1::text, $2::text, $3::text, $4::text, $5::bytea, "
+    "$6::bytea, $7::text, true, $8::text WHERE NOT EXISTS (SELECT 1 FROM account WHERE "
+    "name = $1::text) AND NOT ($3::text IN " ADMIN3 " AND EXISTS (SELECT 1 FROM account WHERE "
+    "person = $2::text AND role IN " ADMIN3 ")) RETURNING created_at), "
+    "l AS (INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
+    "SELECT $9::text, $10::text, $11::text, $12::text, $13::text, $14::text, $15::text, "
+    "$16::text, $17::text FROM c) SELECT extract(epoch FROM created_at)::bigint FROM c";
+
+static const char *const disable_sql =
+    "UPDATE account SET disabled_at = now(), disabled_by = $2, disabled_reason = $3 "
+    "WHERE name = $1 AND disabled_at IS NULL";
+
+static const char *const disable_sessions_sql =
+    "DELETE FROM session WHERE account_id IN (SELECT id FROM account WHERE name = $1)";
+
+static const char *const disabled_at_sql =
+    "SELECT extract(epoch FROM disabled_at)::bigint FROM account WHERE name = $1";
+
+static const char *const disable_log_sql =
+    "INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
+    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM account WHERE "
+    "name = $10)";
+
+static const char *const sweep_sql =
+    "WITH d AS (UPDATE account SET disabled_at = now(), disabled_by = 'gateway', "
+    "disabled_reason = $2 WHERE disabled_at IS NULL AND coalesce(last_used_at, created_at) < "
+    "now() - make_interval(days => $1::int) RETURNING id, name), "
+    "s AS (DELETE FROM session WHERE account_id IN (SELECT id FROM d)), "
+    "l AS (INSERT INTO admin_log (actor, via, action, object, outcome, detail) SELECT 'gateway', "
+    "'gateway', 'DisableInactive', name, 'ok', $2 FROM d) SELECT name FROM d ORDER BY name";
+
+/* --- helpers --- */
+
+static struct gw_acct_req *req_new(enum kind k, void *arg)
+{
+    struct gw_acct_req *r = gw_calloc(1, sizeof(*r));
+
+    if (r != NULL) {
+        r->kind = k;
+        r->arg = arg;
+        r->cert_stmt = r->sess_stmt = -1;
+    }
+    return r;
+}
+
+static int start(struct gw_db *db, struct gw_acct_req *r, const struct gw_db_stmt *st, int n,
+                 gw_db_done_cb done, struct gw_acct_req **out)
+{
+    int err;
+
+    if (out != NULL)
+        *out = NULL;
+    if (r == NULL)
+        return GW_ENOMEM;
+    err = gw_db_exec(db, st, n, GW_DB_TXN, done, r, &r->dbreq);
+    if (err != 0) {
+        gw_free(r);
+        return err;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+static int fail_err(int err)
+{
+    return err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL;
+}
+
+static const char *val(const PGresult *res, int row, int col)
+{
+    return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+}
+
+static bool get_bool(const PGresult *res, int row, int col)
+{
+    const char *v = val(res, row, col);
+
+    return v != NULL && v[0] == 't';
+}
+
+static int64_t get_i64(const PGresult *res, int row, int col)
+{
+    const char *v = val(res, row, col);
+
+    return v != NULL ? strtoll(v, NULL, 10) : 0;
+}
+
+static void get_str(const PGresult *res, int row, int col, char *out, size_t outsz)
+{
+    const char *v = val(res, row, col);
+
+    snprintf(out, outsz, "%s", v != NULL ? v : "");
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* A bytea in text form ("\x" + hex) of exactly n bytes into out; false otherwise. */
+static bool get_bytes(const PGresult *res, int row, int col, uint8_t *out, size_t n)
+{
+    const char *v = val(res, row, col);
+
+    if (v == NULL || strlen(v) != 2 + 2 * n || v[0] != '\\' || v[1] != 'x')
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(v[2 + 2 * i]), lo = hexval(v[3 + 2 * i]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return true;
+}
+
+static bool get_pw(const PGresult *res, int row, struct gw_acct_pw *pw)
+{
+    get_str(res, row, 2, pw->params, sizeof(pw->params));
+    return get_bytes(res, row, 0, pw->hash, sizeof(pw->hash)) &&
+           get_bytes(res, row, 1, pw->salt, sizeof(pw->salt));
+}
+
+/* The nine values of a log row as statement parameters starting at vals[0]. */
+static void log_params(const struct gw_acct_log *l, const char **vals)
+{
+    vals[0] = l->actor;
+    vals[1] = l->role;
+    vals[2] = l->cert;
+    vals[3] = l->peer;
+    vals[4] = l->via;
+    vals[5] = l->action;
+    vals[6] = l->object;
+    vals[7] = l->outcome;
+    vals[8] = l->detail;
+}
+
+static bool log_ok(const struct gw_acct_log *l)
+{
+    return l != NULL && l->actor != NULL && l->via != NULL && l->action != NULL &&
+           l->outcome != NULL;
+}
+
+void gw_acct_cancel(struct gw_acct_req *r)
+{
+    if (r == NULL)
+        return;
+    gw_db_cancel(r->dbreq);
+    gw_free(r);
+}
+
+/* --- identify --- */
+
+static void identify_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_acct_req *r = arg;
+    struct gw_acct_cert cert;
+    struct gw_acct_session sess;
+    const struct gw_acct_cert *pc = NULL;
+    const struct gw_acct_session *ps = NULL;
+    const PGresult *pr;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->cb.identify(r->arg, fail_err(err), NULL, NULL);
+        gw_free(r);
+        return;
+    }
+    if (r->cert_stmt >= 0 && PQntuples(pr = res->results[r->cert_stmt]) == 1) {
+        memset(&cert, 0, sizeof(cert));
+        cert.id = get_i64(pr, 0, 0);
+        get_str(pr, 0, 1, cert.name, sizeof(cert.name));
+        get_str(pr, 0, 2, cert.role, sizeof(cert.role));
+        get_str(pr, 0, 3, cert.branch, sizeof(cert.branch));
+        cert.admin = get_bool(pr, 0, 4);
+        pc = &cert;
+    }
+    if (r->sess_stmt >= 0 && PQntuples(pr = res->results[r->sess_stmt]) == 1) {
+        memset(&sess, 0, sizeof(sess));
+        sess.account_id = get_i64(pr, 0, 0);
+        get_str(pr, 0, 1, sess.name, sizeof(sess.name));
+        get_str(pr, 0, 2, sess.role, sizeof(sess.role));
+        get_str(pr, 0, 3, sess.branch, sizeof(sess.branch));
+        sess.must_change = get_bool(pr, 0, 4);
+        ps = &sess;
+    }
+    r->cb.identify(r->arg, 0, pc, ps);
+    gw_free(r);
+}
+
+int gw_acct_identify(struct gw_db *db, const uint8_t *fpr, const uint8_t *token_hash,
+                     uint32_t max_age_days, gw_acct_identify_cb cb, void *arg,
+                     struct gw_acct_req **out)
+{
+    static const int lens1[1] = {GW_ACCT_HASH_LEN}, fmts1[1] = {1};
+    static const int lens2[2] = {GW_ACCT_HASH_LEN, 0}, fmts2[2] = {1, 0};
+    const char *cvals[1] = {(const char *)fpr};
+    const char *svals[2] = {(const char *)token_hash, NULL};
+    char days[16];
+    struct gw_db_stmt st[3];
+    struct gw_acct_req *r;
+    int n = 0;
+
+    if (db == NULL || cb == NULL || (fpr == NULL && token_hash == NULL))
+        return GW_EINVAL;
+    r = req_new(K_IDENTIFY, arg);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.identify = cb;
+    memset(st, 0, sizeof(st));
+    snprintf(days, sizeof(days), "%u", max_age_days);
+    svals[1] = days;
+    if (fpr != NULL) {
+        r->cert_stmt = n;
+        st[n++] = (struct gw_db_stmt){
+            .sql = cert_sql, .nparams = 1, .values = cvals, .lengths = lens1, .formats = fmts1};
+    }
+    if (token_hash != NULL) {
+        r->sess_stmt = n;
+        st[n++] = (struct gw_db_stmt){
+            .sql = sess_sql, .nparams = 2, .values = svals, .lengths = lens2, .formats = fmts2};
+        st[n++] = (struct gw_db_stmt){
+            .sql = stamp_sql, .nparams = 1, .values = svals, .lengths = lens1, .formats = fmts1};
+    }
+    return start(db, r, st, n, identify_done_cb, out);
+}
+
+/* --- login --- */
+
+static void login_read_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_acct_req *r = arg;
+    struct gw_acct_login l;
+    const PGresult *pr;
+
+    r->dbreq = NULL;
+    memset(&l, 0, sizeof(l));
+    if (err != 0) {
+        r->cb.login(r->arg, fail_err(err), NULL);
+        gw_free(r);
+        return;
+    }
+    pr = res->results[0];
+    if (PQntuples(pr) == 1) {
+        l.found = true;
+        l.id = get_i64(pr, 0, 0);
+        get_str(pr, 0, 1, l.role, sizeof(l.role));
+        get_str(pr, 0, 2, l.branch, sizeof(l.branch));
+        get_str(pr, 0, 5, l.params, sizeof(l.params));
+        if (!get_bytes(pr, 0, 3, l.hash, sizeof(l.hash)) ||
+            !get_bytes(pr, 0, 4, l.salt, sizeof(l.salt))) {
+            r->cb.login(r->arg, GW_EINTERNAL, NULL);
+            gw_free(r);
+            return;
+        }
+        l.must_change = get_bool(pr, 0, 6);
+        l.locked = get_bool(pr, 0, 7);
+        l.disabled = get_bool(pr, 0, 8);
+    }
+    r->cb.login(r->arg, 0, &l);
+    gw_wipe(&l, sizeof(l));
+    gw_free(r);
+}
+
+int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days,
+                       gw_acct_login_cb cb, void *arg, struct gw_acct_req **out)
+{
+    char days[16];
+    const char *vals[2] = {name, days};
+    struct gw_db_stmt st = {.sql = login_read_sql, .nparams = 2, .values = vals};
+    struct gw_acct_req *r;
+
+    if (db == NULL || name == NULL || cb == NULL)
+        return GW_EINVAL;
+    snprintf(days, sizeof(days), "%u", max_age_days);
+    r = req_new(K_LOGIN, arg);
+    if (r != NULL)
+        r->cb.login = cb;
+    return start(db, r, &st, 1, login_read_done_cb, out);
+}
+
+static void login_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_acct_req *r = arg;
+    const PGresult *pr;
+    bool created = false;
+    int64_t exp = 0;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->cb.login_done(r->arg, fail_err(err), false, 0);
+        gw_free(r);
+        return;
+    }
+    if (res->nresults == 3) { /* the ok path: update, session, log */
+        pr = res->results[1];
+        if (PQntuples(pr) == 1) {
+            created = true;
+            exp = get_i64(pr, 0, 0);
+        }
+    }
+    r->cb.login_done(r->arg, 0, created, exp);
+    gw_free(r);
+}
+
+int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o,
+                         gw_acct_login_done_cb cb, void *arg, struct gw_acct_req **out)
+{
+    char id[24], ttl[16], fails[16], mins[16];
+    const char *okv[1] = {id};
+    const char *sv[6] = {(const char *)o->token_hash,  id, ttl, o->peer, o->cert,
+                         o->limited ? "true" : "false"};
+    static const int slens[6] = {GW_ACCT_HASH_LEN, 0, 0, 0, 0, 0}, sfmts[6] = {1, 0, 0, 0, 0, 0};
+    const char *lv[10];
+    static const int llens[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, GW_ACCT_HASH_LEN};
+    static const int lfmts[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    const char *fv[3] = {o->name, fails, mins};
+    struct gw_db_stmt st[3];
+    struct gw_acct_req *r;
+    int n;
+
+    if (db == NULL || o == NULL || cb == NULL || o->name == NULL || !log_ok(&o->log) ||
+        (o->ok && o->token_hash == NULL))
+        return GW_EINVAL;
+    snprintf(id, sizeof(id), "%lld", (long long)o->id);
+    snprintf(ttl, sizeof(ttl), "%u", o->ttl_s);
+    snprintf(fails, sizeof(fails), "%u", o->lockout_failures);
+    snprintf(mins, sizeof(mins), "%u", o->lockout_minutes);
+    log_params(&o->log, lv);
+    lv[9] = (const char *)o->token_hash;
+    memset(st, 0, sizeof(st));
+    if (o->ok) {
+        st[0] = (struct gw_db_stmt){.sql = login_ok_sql, .nparams = 1, .values = okv};
+        st[1] = (struct gw_db_stmt){.sql = session_insert_sql,
+                                    .nparams = 6,
+                                    .values = sv,
+                                    .lengths = slens,
+                                    .formats = sfmts};
+        st[2] = (struct gw_db_stmt){.sql = login_ok_log_sql,
+                                    .nparams = 10,
+                                    .values = lv,
+                                    .lengths = llens,
+                                    .formats = lfmts};
+        n = 3;
+    } else {
+        st[0] = (struct gw_db_stmt){.sql = login_fail_sql, .nparams = 3, .values = fv};
+        st[1] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+        n = 2;
+    }
+    r = req_new(K_LOGIN_DONE, arg);
+    if (r != NULL)
+        r->cb.login_done = cb;
+    return start(db, r, st, n, login_done_cb, out);
+}
+
+/* --- passwords --- */
+
+static void pw_read_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_acct_req *r = arg;
+    struct gw_acct_pw cur, hist[GW_ACCT_HISTORY];
+    size_t nh = 0;
+    const PGresult *pr;
+    bool found = false;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->cb.pw(r->arg, fail_err(err), NULL, NULL, 0);
+        gw_free(r);
+        return;
+    }
+    memset(&cur, 0, sizeof(cur));
+    memset(hist, 0, sizeof(hist));
+    pr = res->results[0];
+    if (PQntuples(pr) == 1) {
+        if (!get_pw(pr, 0, &cur)) {
+            r->cb.pw(r->arg, GW_EINTERNAL, NULL, NULL, 0);
+            gw_free(r);
+            return;
+        }
+        found = true;
+    }
+    pr = res->results[1];
+    for (int i = 0; i < PQntuples(pr) && nh < GW_ACCT_HISTORY; i++)
+        if (get_pw(pr, i, &hist[nh]))
+            nh++;
+    r->cb.pw(r->arg, 0, found ? &cur : NULL, hist, nh);
+    gw_wipe(&cur, sizeof(cur));
+    gw_wipe(hist, sizeof(hist));
+    gw_free(r);
+}
+
+int gw_acct_pw_read(struct gw_db *db, int64_t account_id, gw_acct_pw_cb cb, void *arg,
+                    struct gw_acct_req **out)
+{
+    char id[24];
+    const char *vals[1] = {id};
+    struct gw_db_stmt st[2] = {
+        {.sql = pw_cur_sql, .nparams = 1, .values = vals},
+        {.sql = pw_hist_sql, .nparams = 1, .values = vals},
+    };
+    struct gw_acct_req *r;
+
+    if (db == NULL || cb == NULL)
+        return GW_EINVAL;
+    snprintf(id, sizeof(id), "%lld", (long long)account_id);
+    r = req_new(K_PW, arg);
+    if (r != NULL)
+        r->cb.pw = cb;
+    return start(db, r, st, 2, pw_read_done_cb, out);
+}
+
+static void pw_write_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_acct_req *r = arg;
+    const PGresult *pr;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->cb.changed(r->arg, fail_err(err), false, 0);
+        gw_free(r);
+        return;
+    }
+    pr = res->results[0];
+    if (PQntuples(pr) == 1)
+        r->cb.changed(r->arg, 0, true, get_i64(pr, 0, 0));
+    else
+        r->cb.changed(r->arg, 0, false, 0);
+    gw_free(r);
+}
+
+int gw_acct_pw_write(struct gw_db *db, const struct gw_acct_pw_change *c, gw_acct_changed_cb cb,
+                     void *arg, struct gw_acct_req **out)
+{
+    char id[24];
+    const char *cv[5], *iv[1] = {id}, *sv[2], *lv[10];
+    static const int clens[5] = {0, GW_ACCT_HASH_LEN, GW_ACCT_HASH_LEN, GW_ACCT_SALT_LEN, 0};
+    static const int cfmts[5] = {0, 1, 1, 1, 0};
+    static const int slens[2] = {0, GW_ACCT_HASH_LEN}, sfmts[2] = {0, 1};
+    struct gw_db_stmt st[4];
+    struct gw_acct_req *r;
+
+    if (db == NULL || c == NULL || cb == NULL || c->old_hash == NULL || c->new_pw == NULL ||
+        c->keep_token_hash == NULL || !log_ok(&c->log))
+        return GW_EINVAL;
+    snprintf(id, sizeof(id), "%lld", (long long)c->account_id);
+    cv[0] = id;
+    cv[1] = (const char *)c->old_hash;
+    cv[2] = (const char *)c->new_pw->hash;
+    cv[3] = (const char *)c->new_pw->salt;
+    cv[4] = c->new_pw->params;
+    sv[0] = id;
+    sv[1] = (const char *)c->keep_token_hash;
+    log_params(&c->log, lv);
+    lv[9] = id;
+    st[0] = (struct gw_db_stmt){
+        .sql = pw_change_sql, .nparams = 5, .values = cv, .lengths = clens, .formats = cfmts};
+    st[1] = (struct gw_db_stmt){.sql = pw_prune_sql, .nparams = 1, .values = iv};
+    st[2] = (struct gw_db_stmt){
+        .sql = pw_sessions_sql, .nparams = 2, .values = sv, .lengths = slens, .formats = sfmts};
+    st[3] = (struct gw_db_stmt){.sql = pw_log_sql, .nparams = 10, .values = lv};
+    r = req_new(K_CHANGED, arg);
+    if (r != NULL)
+        r->cb.changed = cb;
+    return start(db, r, st, 4, pw_write_done_cb, out);
+}
+
+/* --- create, disable, sweep --- */
+
+static void create_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_acct_req *r = arg;
+    const PGresult *pr;
+
+    r->dbreq = NULL;
+    if (err == GW_EINTERNAL && res != NULL && res->sqlstate != NULL &&
+        strcmp(res->sqlstate, "23505") == 0) {
+        /* A concurrent creation won the race; the index names which rule it broke. */
+        bool sod = res->errmsg != NULL && strstr(res->errmsg, "account_one_admin_role") != NULL;
+        r->cb.create(r->arg, 0, sod ? GW_ACCT_SEPARATION_OF_DUTIES : GW_ACCT_NAME_TAKEN, 0);
+        gw_free(r);
+        return;
+    }
+    if (err != 0) {
+        r->cb.create(r->arg, fail_err(err), GW_ACCT_CREATED, 0);
+        gw_free(r);
+        return;
+    }
+    pr = res->results[1];
+    if (PQntuples(pr) == 1)
+        r->cb.create(r->arg, 0, GW_ACCT_CREATED, get_i64(pr, 0, 0));
+    else if (get_bool(res->results[0], 0, 0))
+        r->cb.create(r->arg, 0, GW_ACCT_NAME_TAKEN, 0);
+    else
+        r->cb.create(r->arg, 0, GW_ACCT_SEPARATION_OF_DUTIES, 0);
+    gw_free(r);
+}
+
+int gw_acct_create(struct gw_db *db, const struct gw_acct_new *n, gw_acct_create_cb cb, void *arg,
+                   struct gw_acct_req **out)
+{
+    const char *kv[3], *v[17];
+    static const int lens[17] = {0, 0, 0, 0, GW_ACCT_HASH_LEN, GW_ACCT_SALT_LEN};
+    static const int fmts[17] = {0, 0, 0, 0, 1, 1};
+    struct gw_db_stmt st[2];
+    struct gw_acct_req *r;
+
+    if (db == NULL || n == NULL || cb == NULL || n->name == NULL || n->person == NULL ||
+        n->role == NULL || n->pw == NULL || n->created_by == NULL || !log_ok(&n->log))
+        return GW_EINVAL;
+    kv[0] = n->name;
+    kv[1] = n->role;
+    kv[2] = n->person;
+    v[0] = n->name;
+    v[1] = n->person;
+    v[2] = n->role;
+    v[3] = n->branch;
+    v[4] = (const char *)n->pw->hash;
+    v[5] = (const char *)n->pw->salt;
+    v[6] = n->pw->params;
+    v[7] = n->created_by;
+    log_params(&n->log, &v[8]);
+    st[0] = (struct gw_db_stmt){.sql = create_check_sql, .nparams = 3, .values = kv};
+    st[1] = (struct gw_db_stmt){
+        .sql = create_sql, .nparams = 17, .values = v, .lengths = lens, .formats = fmts};
+    r = req_new(K_CREATE, arg);
+    if (r != NULL)
+        r->cb.create = cb;
+    return start(db, r, st, 2, create_done_cb, out);
+}
+
+static void disable_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_acct_req *r = arg;
+    const PGresult *pr;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->cb.disabled(r->arg, fail_err(err), false, 0);
+        gw_free(r);
+        return;
+    }
+    pr = res->results[2];
+    if (PQntuples(pr) == 1)
+        r->cb.disabled(r->arg, 0, true, get_i64(pr, 0, 0));
+    else
+        r->cb.disabled(r->arg, 0, false, 0);
+    gw_free(r);
+}
+
+int gw_acct_disable(struct gw_db *db, const char *name, const char *by, const char *reason,
+                    const struct gw_acct_log *log, gw_acct_disabled_cb cb, void *arg,
+                    struct gw_acct_req **out)
+{
+    const char *dv[3] = {name, by, reason}, *nv[1] = {name}, *lv[10];
+    struct gw_db_stmt st[4];
+    struct gw_acct_req *r;
+
+    if (db == NULL || name == NULL || by == NULL || cb == NULL || !log_ok(log))
+        return GW_EINVAL;
+    log_params(log, lv);
+    lv[9] = name;
+    st[0] = (struct gw_db_stmt){.sql = disable_sql, .nparams = 3, .values = dv};
+    st[1] = (struct gw_db_stmt){.sql = disable_sessions_sql, .nparams = 1, .values = nv};
+    st[2] = (struct gw_db_stmt){.sql = disabled_at_sql, .nparams = 1, .values = nv};
+    st[3] = (struct gw_db_stmt){.sql = disable_log_sql, .nparams = 10, .values = lv};
+    r = req_new(K_DISABLE, arg);
+    if (r != NULL)
+        r->cb.disabled = cb;
+    return start(db, r, st, 4, disable_done_cb, out);
+}
+
+static void sweep_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_acct_req *r = arg;
+    const PGresult *pr;
+    const char **names = NULL;
+    int n;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->cb.swept(r->arg, fail_err(err), NULL, 0);
+        gw_free(r);
+        return;
+    }
+    pr = res->results[0];
+    n = PQntuples(pr);
+    if (n > 0 && (names = gw_calloc((size_t)n, sizeof(*names))) == NULL) {
+        r->cb.swept(r->arg, GW_ENOMEM, NULL, 0);
+        gw_free(r);
+        return;
+    }
+    for (int i = 0; i < n; i++)
+        names[i] = PQgetvalue(pr, i, 0);
+    r->cb.swept(r->arg, 0, names, (size_t)n);
+    gw_free(names);
+    gw_free(r);
+}
+
+int gw_acct_sweep_inactive(struct gw_db *db, uint32_t days, gw_acct_swept_cb cb, void *arg,
+                           struct gw_acct_req **out)
+{
+    char d[16], reason[64];
+    const char *vals[2] = {d, reason};
+    struct gw_db_stmt st = {.sql = sweep_sql, .nparams = 2, .values = vals};
+    struct gw_acct_req *r;
+
+    if (db == NULL || cb == NULL || days == 0)
+        return GW_EINVAL;
+    snprintf(d, sizeof(d), "%u", days);
+    snprintf(reason, sizeof(reason), "unused for more than %u days (Art. 38)", days);
+    r = req_new(K_SWEEP, arg);
+    if (r != NULL)
+        r->cb.swept = cb;
+    return start(db, r, &st, 1, sweep_done_cb, out);
+}
+
+static void log_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    (void)arg;
+    (void)res;
+    if (err != 0)
+        GW_LOG(GW_LOG_ERROR, "accounts", NULL, "an administrative-record row was not written: %s",
+               gw_err_str(err));
+}
+
+int gw_acct_log_write(struct gw_db *db, const struct gw_acct_log *log)
+{
+    const char *lv[9];
+    struct gw_db_stmt st = {.sql = log_sql, .nparams = 9, .values = lv};
+
+    if (db == NULL || !log_ok(log))
+        return GW_EINVAL;
+    log_params(log, lv);
+    return gw_db_exec(db, &st, 1, 0, log_done_cb, NULL, NULL);
+}

@@ -1,0 +1,193 @@
+/* accounts.h: the SQL of principals, accounts, sessions and the administrative record
+ * (sql/006_accounts.sql), asynchronous over db.h. Every operation is one request (one round
+ * trip, one transaction) and returns a cancellable handle; its callback runs once, never inside
+ * the starting call, unless the request was cancelled. Tokens and passwords never reach this
+ * module: only the SHA-256 of a token and scrypt hashes do. Strings handed in are copied.
+ * Storage layer: depends on db.h only. */
+#ifndef GW_ACCOUNTS_H
+#define GW_ACCOUNTS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct gw_db;
+struct gw_acct_req;
+
+#define GW_ACCT_HASH_LEN 32 /* scrypt output, token SHA-256, certificate fingerprint */
+#define GW_ACCT_SALT_LEN 16
+#define GW_ACCT_HISTORY 5 /* passwords kept besides the current one (Art. 35: no reuse) */
+
+/* One row of the administrative record (Art. 31). Any field but actor, via, action and outcome
+ * may be NULL. Never a password or a token. */
+struct gw_acct_log {
+    const char *actor;   /* account or certificate principal name; "gateway" for the sweep */
+    const char *role;    /* the actor's role */
+    const char *cert;    /* the certificate principal the call came over */
+    const char *peer;    /* the connection's address */
+    const char *via;     /* "grpc", "cli" or "gateway" */
+    const char *action;  /* "Login", "CreateAccount", ... */
+    const char *object;  /* the account acted on */
+    const char *outcome; /* "ok", "refused" or "error" */
+    const char *detail;  /* a constant text or a refusal's message (never a value) */
+};
+
+/* A registered, enabled certificate principal. */
+struct gw_acct_cert {
+    int64_t id;
+    char name[64];
+    char role[32];
+    char branch[32]; /* "" without a branch */
+    bool admin;      /* registered for administration */
+};
+
+/* An account behind a live session (not expired, account not disabled). */
+struct gw_acct_session {
+    int64_t account_id;
+    char name[65];
+    char role[32];
+    char branch[32];
+    bool must_change; /* initial password, or older than the configured maximum age */
+};
+
+/* cert / sess: NULL when not asked for or not found (unregistered or disabled certificate;
+ * unknown, expired or disabled session). err: 0, GW_EUNAVAIL, GW_EINTERNAL. */
+typedef void (*gw_acct_identify_cb)(void *arg, int err, const struct gw_acct_cert *cert,
+                                    const struct gw_acct_session *sess);
+
+/* Looks up the certificate principal by fingerprint (fpr NULL: not asked) and the session by
+ * the SHA-256 of its token (token_hash NULL: not asked), in one round trip. A found session
+ * stamps its account's last_used_at (at most once a minute, so that a busy account does not
+ * write on every call). max_age_days: password expiry (0 none). */
+int gw_acct_identify(struct gw_db *db, const uint8_t *fpr, const uint8_t *token_hash,
+                     uint32_t max_age_days, gw_acct_identify_cb cb, void *arg,
+                     struct gw_acct_req **out) GW_MUST_CHECK;
+
+/* What Login reads about an account. found false: unknown name (the rest zero). */
+struct gw_acct_login {
+    bool found;
+    int64_t id;
+    char role[32];
+    char branch[32];
+    uint8_t hash[GW_ACCT_HASH_LEN];
+    uint8_t salt[GW_ACCT_SALT_LEN];
+    char params[64];
+    bool must_change;
+    bool locked;
+    bool disabled;
+};
+
+typedef void (*gw_acct_login_cb)(void *arg, int err, const struct gw_acct_login *l);
+
+int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days,
+                       gw_acct_login_cb cb, void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
+
+/* The outcome of a login, written in one round trip whatever it is. ok: reset the failure
+ * count, stamp last_used_at and insert the session (token_hash, expiring in ttl_s), unless the
+ * account was disabled or locked meanwhile. Not ok: count one failure against the name (if such
+ * an enabled account exists) and lock it for lockout_minutes at lockout_failures consecutive
+ * failures (a lock that has run out starts a new count). The log row is written either way. */
+struct gw_acct_login_outcome {
+    bool ok;
+    const char *name;
+    int64_t id;
+    const uint8_t *token_hash; /* ok only */
+    uint32_t ttl_s;
+    bool limited; /* the session was issued while the password must change */
+    const char *peer, *cert;
+    uint32_t lockout_failures, lockout_minutes;
+    struct gw_acct_log log;
+};
+
+/* created: a session was inserted (ok only); expires_at: its end, Unix seconds. */
+typedef void (*gw_acct_login_done_cb)(void *arg, int err, bool created, int64_t expires_at);
+
+int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o,
+                         gw_acct_login_done_cb cb, void *arg,
+                         struct gw_acct_req **out) GW_MUST_CHECK;
+
+/* A stored password hash. */
+struct gw_acct_pw {
+    uint8_t hash[GW_ACCT_HASH_LEN];
+    uint8_t salt[GW_ACCT_SALT_LEN];
+    char params[64];
+};
+
+/* cur NULL: no such enabled account. hist: the last GW_ACCT_HISTORY retired ones, newest
+ * first. */
+typedef void (*gw_acct_pw_cb)(void *arg, int err, const struct gw_acct_pw *cur,
+                              const struct gw_acct_pw *hist, size_t nhist);
+
+int gw_acct_pw_read(struct gw_db *db, int64_t account_id, gw_acct_pw_cb cb, void *arg,
+                    struct gw_acct_req **out) GW_MUST_CHECK;
+
+/* Replaces the password of account_id if its hash is still old_hash (else nothing changes and
+ * changed is false): the old one moves to the history (pruned to GW_ACCT_HISTORY), must_change
+ * is reset, the failure count cleared, and every session of the account but keep_token_hash
+ * ends. The log row is part of the same transaction. set_at: Unix seconds. */
+struct gw_acct_pw_change {
+    int64_t account_id;
+    const uint8_t *old_hash;
+    const struct gw_acct_pw *new_pw;
+    const uint8_t *keep_token_hash;
+    struct gw_acct_log log;
+};
+
+typedef void (*gw_acct_changed_cb)(void *arg, int err, bool changed, int64_t set_at);
+
+int gw_acct_pw_write(struct gw_db *db, const struct gw_acct_pw_change *c, gw_acct_changed_cb cb,
+                     void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
+
+/* A new account (must change its password at first login). */
+struct gw_acct_new {
+    const char *name, *person, *role;
+    const char *branch; /* NULL for roles without a branch */
+    const struct gw_acct_pw *pw;
+    const char *created_by;
+    struct gw_acct_log log; /* written with the account, in the same transaction */
+};
+
+enum gw_acct_create_result {
+    GW_ACCT_CREATED = 0,
+    GW_ACCT_NAME_TAKEN,           /* an account of that name exists */
+    GW_ACCT_SEPARATION_OF_DUTIES, /* the person holds another of the three administrator roles */
+};
+
+typedef void (*gw_acct_create_cb)(void *arg, int err, enum gw_acct_create_result r,
+                                  int64_t created_at);
+
+/* Creates the account unless the name is taken or (for system_admin, security_admin,
+ * compliance_auditor) the person already holds one of those roles: checked by the statement
+ * and, against concurrent creations, by the database's unique index (its violation is reported
+ * the same way). */
+int gw_acct_create(struct gw_db *db, const struct gw_acct_new *n, gw_acct_create_cb cb, void *arg,
+                   struct gw_acct_req **out) GW_MUST_CHECK;
+
+/* found false: no such account. Otherwise the account is disabled (now, or already: then
+ * disabled_at is the earlier time), every session of it is gone, and the log row written. */
+typedef void (*gw_acct_disabled_cb)(void *arg, int err, bool found, int64_t disabled_at);
+
+int gw_acct_disable(struct gw_db *db, const char *name, const char *by, const char *reason,
+                    const struct gw_acct_log *log, gw_acct_disabled_cb cb, void *arg,
+                    struct gw_acct_req **out) GW_MUST_CHECK;
+
+/* names: the accounts disabled now (valid during the callback). */
+typedef void (*gw_acct_swept_cb)(void *arg, int err, const char *const *names, size_t n);
+
+/* Disables every enabled account unused (last_used_at, or created_at if never used) for more
+ * than days days, ends its sessions and writes an administrative-record row per account (actor
+ * "gateway", via "gateway", action "DisableInactive"), in one transaction. */
+int gw_acct_sweep_inactive(struct gw_db *db, uint32_t days, gw_acct_swept_cb cb, void *arg,
+                           struct gw_acct_req **out) GW_MUST_CHECK;
+
+/* Writes one administrative-record row on its own (for refusals, whose transaction is not
+ * written). Fire and forget: a failure is logged. */
+int gw_acct_log_write(struct gw_db *db, const struct gw_acct_log *log) GW_MUST_CHECK;
+
+/* Cancels a request (its callback will not run). NULL-safe; see gw_db_cancel for the handle's
+ * lifetime. */
+void gw_acct_cancel(struct gw_acct_req *r);
+
+#endif

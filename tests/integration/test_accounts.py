@@ -1,0 +1,465 @@
+"""Accounts, tokens and registered principals on the gateway (Art. 31, 34, 35, 38): Admin.Login,
+ChangePassword, CreateAccount and DisableAccount over gRPC, the identity step (registered
+certificates, bearer tokens bound to a certificate of the right kind), lockout, expiry, the
+password policy, disable taking effect on the very next call on two gateways, the inactivity
+sweep, separation of duties (三员) and the administrative record.
+
+Each test creates its own accounts (as the dev stack's security admin `secadmin`, over the
+`admin` certificate) so that tests never depend on each other's state. Ages are moved in the
+database with the owner's role, never waited for."""
+
+import hashlib
+import os
+import secrets
+import ssl
+import subprocess
+
+import grpc
+import pytest
+
+from conftest import PGBIN, bearer, wait_for
+from test_foundation import SecondGateway, rpc_error
+import waygate_proto
+
+LOGIN = "/waygate.v1.Admin/Login"
+CHANGE = "/waygate.v1.Admin/ChangePassword"
+CREATE = "/waygate.v1.Admin/CreateAccount"
+DISABLE = "/waygate.v1.Admin/DisableAccount"
+
+REFUSED = "login refused: unknown account, wrong password, or account locked or disabled"
+TOKEN_INVALID = ("authorization: is not a valid token: unknown, expired, or its account is "
+                 "disabled (Art. 38)")
+MUST_CHANGE = ("authorization: the password has expired or is an initial one: call "
+               "ChangePassword first (Art. 35)")
+NOT_REGISTERED = "client certificate: is not a registered, enabled principal (Art. 31)"
+
+_n = [0]
+
+
+def unique(prefix):
+    _n[0] += 1
+    return "%s%d%s" % (prefix, _n[0], secrets.token_hex(3))
+
+
+def password(n=16):
+    """A password meeting the policy (four classes), never containing an account name."""
+    return "Pw-" + secrets.token_hex(n // 2) + "Z9"
+
+
+class Admin:
+    """Calls as the dev stack's security admin over the `admin` certificate."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.md = stack.login("secadmin")
+
+    def create(self, name, role, branch="", person="", pw=None):
+        pw = pw or password()
+        self.stack.unary(CREATE, self.stack.pb.admin.CreateAccountRequest(
+            account=name, role=role, branch=branch, initial_password=pw, person=person),
+            self.stack.pb.admin.CreateAccountResponse, principal="admin", metadata=self.md)
+        return pw
+
+    def disable(self, name, reason="left the company"):
+        return self.stack.unary(DISABLE, self.stack.pb.admin.DisableAccountRequest(
+            account=name, reason=reason), self.stack.pb.admin.DisableAccountResponse,
+            principal="admin", metadata=self.md)
+
+
+@pytest.fixture
+def admin(stack):
+    return Admin(stack)
+
+
+def login(stack, name, pw, via, addr=None, timeout=30):
+    ch = stack.channel(via, addr=addr)
+    return waygate_proto.unary(ch, LOGIN, stack.pb.admin.LoginRequest(account=name, password=pw),
+                               stack.pb.admin.LoginResponse, timeout=timeout)
+
+
+def change(stack, md, via, old, new, addr=None):
+    ch = stack.channel(via, addr=addr)
+    return waygate_proto.unary(ch, CHANGE, stack.pb.admin.ChangePasswordRequest(
+        old_password=old, new_password=new), stack.pb.admin.ChangePasswordResponse,
+        timeout=60, metadata=md)
+
+
+def ready(stack, admin, name, role, via, branch=""):
+    """A new account past its forced first change: returns (current password, token metadata)."""
+    pw = admin.create(name, role, branch=branch)
+    r = login(stack, name, pw, via)
+    assert r.must_change_password
+    md = bearer(r.token)
+    new = password()
+    change(stack, md, via, pw, new)
+    return new, bearer(login(stack, name, new, via).token)
+
+
+def probe(stack, md, via, addr=None):
+    """A call any valid token may make, with a stable answer: ChangePassword with an empty
+    request (INVALID_ARGUMENT once the caller is identified). Returns (code, details)."""
+    ch = stack.channel(via, addr=addr)
+    try:
+        waygate_proto.unary(ch, CHANGE, b"", None, timeout=20, metadata=md)
+    except grpc.RpcError as e:
+        return e.code(), e.details()
+    return grpc.StatusCode.OK, ""
+
+
+TOKEN_OK = (grpc.StatusCode.INVALID_ARGUMENT, "old_password: is required")
+
+
+# --- login ---
+
+def test_login_issues_a_token_that_works(stack, admin):
+    name = unique("it-ok-")
+    pw = admin.create(name, "branch_clerk", branch="a")
+    r = login(stack, name, pw, "branch_a")
+    assert len(r.token) == 43 and all(c.isalnum() or c in "-_" for c in r.token)
+    assert r.must_change_password, "an initial password must be changed"
+    assert r.expires_at > 0
+    # the session stores only the token's SHA-256, never the token
+    rows = stack.psql("SELECT encode(token_hash, 'hex') FROM session s JOIN account a "
+                      "ON a.id = s.account_id WHERE a.name = '%s'" % name)
+    assert rows == [hashlib.sha256(r.token.encode()).hexdigest()]
+    # the token identifies the account: an initial password allows only ChangePassword
+    e = rpc_error(lambda: stack.unary(CREATE, b"", None, principal="branch_a",
+                                      metadata=bearer(r.token)))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION, MUST_CHANGE)
+    assert probe(stack, bearer(r.token), "branch_a") == TOKEN_OK
+
+
+def test_refusal_same_for_unknown_wrong_locked_disabled(stack, admin):
+    """One message, one status, whatever the cause (no hint that the account exists)."""
+    locked, disabled, known = unique("it-lk-"), unique("it-ds-"), unique("it-wp-")
+    pw_locked = admin.create(locked, "branch_clerk", branch="a")
+    pw_dis = admin.create(disabled, "branch_clerk", branch="a")
+    admin.create(known, "branch_clerk", branch="a")
+    admin.disable(disabled)
+    stack.psql("UPDATE account SET locked_until = now() + interval '10 minutes' "
+               "WHERE name = '%s'" % locked)
+    answers = []
+    for name, pw in ((unique("it-nobody-"), password()), (known, password()),
+                     (locked, pw_locked), (disabled, pw_dis)):
+        e = rpc_error(lambda: login(stack, name, pw, "branch_a"))
+        answers.append((e.code(), e.details()))
+    assert answers == [(grpc.StatusCode.UNAUTHENTICATED, REFUSED)] * 4, answers
+
+
+def test_five_failures_lock_the_account(stack, admin):
+    name = unique("it-lock-")
+    pw = admin.create(name, "customer_service", branch="a")
+    for i in range(5):
+        e = rpc_error(lambda: login(stack, name, password(), "branch_a"))
+        assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED), i
+    assert stack.psql("SELECT failed_count, locked_until > now() + interval '14 minutes' "
+                      "FROM account WHERE name = '%s'" % name) == ["5|t"]
+    # the sixth, with the right password, is refused in the same words
+    e = rpc_error(lambda: login(stack, name, pw, "branch_a"))
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+    assert stack.psql("SELECT count(*) FROM session s JOIN account a ON a.id = s.account_id "
+                      "WHERE a.name = '%s'" % name) == ["0"]
+    # once the lock has run out (moved in the database), the right password works again
+    stack.psql("UPDATE account SET locked_until = now() - interval '1 second' WHERE name = '%s'"
+               % name)
+    assert login(stack, name, pw, "branch_a").token
+    assert stack.psql("SELECT failed_count, locked_until IS NULL FROM account WHERE name = '%s'"
+                      % name) == ["0|t"]
+    rows = stack.psql("SELECT outcome, detail FROM admin_log WHERE action = 'Login' AND "
+                      "object = '%s' ORDER BY id" % name)
+    assert rows[:5] == ["refused|wrong password"] * 5 and rows[5] == "refused|account locked"
+    assert rows[6].startswith("ok|"), rows
+
+
+def test_expired_password_forces_change(stack, admin):
+    name = unique("it-exp-")
+    pw, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    assert not login(stack, name, pw, "branch_a").must_change_password
+    stack.psql("UPDATE account SET pw_set_at = now() - interval '91 days' WHERE name = '%s'"
+               % name)
+    r = login(stack, name, pw, "branch_a")
+    assert r.must_change_password
+    for token_md in (bearer(r.token), md):  # a token issued before the expiry is held too
+        e = rpc_error(lambda: stack.unary(CREATE, b"", None, principal="branch_a",
+                                          metadata=token_md))
+        assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION, MUST_CHANGE)
+    new = password()
+    resp = change(stack, bearer(r.token), "branch_a", pw, new)
+    assert resp.expires_at > 0
+    r2 = login(stack, name, new, "branch_a")
+    assert not r2.must_change_password
+    e = rpc_error(lambda: stack.unary(CREATE, b"", None, principal="branch_a",
+                                      metadata=bearer(r2.token)))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED, e.details()  # the role's answer again
+
+
+def test_password_policy(stack, admin):
+    name = unique("it-pol-")
+    pw, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+
+    def refused(new, old=None):
+        e = rpc_error(lambda: change(stack, md, "branch_a", old or pw, new))
+        return e.code(), e.details()
+
+    inv = grpc.StatusCode.INVALID_ARGUMENT
+    assert refused("Ab1-short") == (inv, "new_password: must be at least 12 characters long "
+                                         "(Art. 35)")
+    assert refused("abcdefghijklmnop")[0] == inv
+    assert refused("abcdefghijklmnop")[1].startswith("new_password: must mix at least three of")
+    assert refused("Xy9-" + name + "-Q") == (inv, "new_password: must not contain the account "
+                                                  "name (Art. 35)")
+    reused = (inv, "new_password: must differ from the current and the last five passwords "
+                   "(Art. 35)")
+    assert refused(pw) == reused  # the current one
+    e = rpc_error(lambda: change(stack, md, "branch_a", password(), password()))
+    assert (e.code(), e.details()) == (grpc.StatusCode.PERMISSION_DENIED,
+                                       "old_password: is not the account's current password")
+    # six changes: the history keeps the five before the current one
+    history = [pw]
+    for _ in range(6):
+        new = password()
+        change(stack, md, "branch_a", history[-1], new)
+        history.append(new)
+    pw = history[-1]
+    for old in history[-6:-1]:  # each of the last five
+        assert refused(old) == reused
+    assert stack.psql("SELECT count(*) FROM account_password_history h JOIN account a ON "
+                      "a.id = h.account_id WHERE a.name = '%s'" % name) == ["5"]
+    change(stack, md, "branch_a", pw, history[-7])  # the sixth back is allowed again
+
+
+def test_change_password_ends_other_sessions(stack, admin):
+    name = unique("it-ses-")
+    pw, md_other = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    md = bearer(login(stack, name, pw, "branch_a").token)
+    change(stack, md, "branch_a", pw, password())
+    assert probe(stack, md, "branch_a") == TOKEN_OK
+    assert probe(stack, md_other, "branch_a") == (grpc.StatusCode.UNAUTHENTICATED, TOKEN_INVALID)
+
+
+# --- tokens and certificates ---
+
+def test_token_needs_a_certificate_of_its_kind(stack, admin):
+    name = unique("it-br-")
+    _, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    assert probe(stack, md, "branch_a") == TOKEN_OK
+    assert probe(stack, md, "branch_b") == (
+        grpc.StatusCode.PERMISSION_DENIED, "authorization: a branch account is usable only over "
+        "a certificate of its own branch (Art. 34)")
+    assert probe(stack, md, "admin")[0] == grpc.StatusCode.PERMISSION_DENIED
+    auditor = stack.login("auditor")
+    assert probe(stack, auditor, "admin") == TOKEN_OK
+    assert probe(stack, auditor, "branch_a") == (
+        grpc.StatusCode.PERMISSION_DENIED, "authorization: an administrative account is usable "
+        "only over a certificate registered for administration (Art. 31)")
+    assert probe(stack, [("authorization", "Basic abc")], "branch_a") == (
+        grpc.StatusCode.UNAUTHENTICATED, 'authorization: must be "Bearer " followed by a token')
+    assert probe(stack, bearer("A" * 43), "branch_a") == (grpc.StatusCode.UNAUTHENTICATED,
+                                                        TOKEN_INVALID)
+
+
+def issue_cert(stack, name, subject):
+    """A fresh client certificate of the dev CA (valid, not revoked, never registered)."""
+    certs = os.path.join(stack.dir, "certs")
+    cadir = os.path.join(certs, "ca")
+    key, csr, crt = (os.path.join(stack.dir, name + ext) for ext in (".key", ".csr", ".crt"))
+    for cmd in (["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
+                 "ec_paramgen_curve:P-256", "-out", key],
+                ["openssl", "req", "-new", "-key", key, "-subj", subject, "-out", csr],
+                ["openssl", "ca", "-config", os.path.join(cadir, "openssl.cnf"), "-batch",
+                 "-notext", "-extensions", "client_ext", "-in", csr, "-out", crt]):
+        r = subprocess.run(cmd, capture_output=True, text=True)
+        assert r.returncode == 0, r.stderr
+    return crt, key
+
+
+def fingerprint(crt):
+    with open(crt) as f:
+        der = ssl.PEM_cert_to_DER_cert(f.read())
+    return hashlib.sha256(der).hexdigest()
+
+
+def health_as(stack, crt, key):
+    ch = waygate_proto.channel(stack.addr, stack.ca, crt, key)
+    try:
+        return waygate_proto.health_check(ch, timeout=10)
+    finally:
+        ch.close()
+
+
+def test_unregistered_or_disabled_certificate_is_unauthenticated(stack):
+    name = unique("itcert")
+    # its subject would have made it a courier under the old subject rule
+    crt, key = issue_cert(stack, name, "/O=Waygate Dev/OU=courier/L=a/CN=%s" % name)
+    e = rpc_error(lambda: health_as(stack, crt, key))
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, NOT_REGISTERED)
+    # registered: served; disabled: refused again (within principal_cache_ms)
+    stack.psql("INSERT INTO principal (name, fingerprint, role, branch, created_by) VALUES "
+               "('%s', '\\x%s', 'courier', 'a', 'test')" % (name, fingerprint(crt)))
+    assert wait_for(lambda: health_as(stack, crt, key) == "SERVING", timeout=15)
+    stack.psql("UPDATE principal SET disabled_at = now() WHERE name = '%s'" % name)
+
+    def refused():
+        try:
+            health_as(stack, crt, key)
+        except grpc.RpcError as err:
+            return err.code() == grpc.StatusCode.UNAUTHENTICATED and err.details()
+        return False
+    assert wait_for(refused, timeout=15) == NOT_REGISTERED
+
+
+# --- disable: at once, on every gateway ---
+
+def test_disable_takes_effect_on_next_call_on_two_gateways(stack, admin):
+    name = unique("it-dis-")
+    gw2 = SecondGateway(stack, "accounts_second")
+    try:
+        pw, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+        md2 = bearer(login(stack, name, pw, "branch_a", addr=gw2.addr).token)
+        for token in (md, md2):  # sessions live in the database: each token works on both
+            assert probe(stack, token, "branch_a") == TOKEN_OK
+            assert probe(stack, token, "branch_a", addr=gw2.addr) == TOKEN_OK
+        resp = admin.disable(name, "left the company")
+        assert resp.account == name and resp.disabled_at > 0
+        for token in (md, md2):
+            assert probe(stack, token, "branch_a") == (grpc.StatusCode.UNAUTHENTICATED,
+                                                       TOKEN_INVALID)
+            assert probe(stack, token, "branch_a", addr=gw2.addr) == (
+                grpc.StatusCode.UNAUTHENTICATED, TOKEN_INVALID)
+        assert stack.psql("SELECT count(*) FROM session s JOIN account a ON a.id = s.account_id "
+                          "WHERE a.name = '%s'" % name) == ["0"]
+        assert stack.psql("SELECT disabled_by, disabled_reason FROM account WHERE name = '%s'"
+                          % name) == ["secadmin|left the company"]
+        e = rpc_error(lambda: login(stack, name, pw, "branch_a", addr=gw2.addr))
+        assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+    finally:
+        gw2.close()
+
+
+def test_inactive_accounts_disabled_by_the_gateway(stack, admin):
+    name = unique("it-idle-")
+    _, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    stack.psql("UPDATE account SET last_used_at = now() - interval '91 days' WHERE name = '%s'"
+               % name)
+    # a gateway that starts sweeps at once (and then every second)
+    gw2 = SecondGateway(stack, "accounts_sweep", "[auth]\ninactive_check_ms = 1000\n[server]")
+    try:
+        assert wait_for(lambda: stack.psql("SELECT disabled_by FROM account WHERE name = '%s'"
+                                           % name) == ["gateway"], timeout=30)
+        rows = stack.psql("SELECT actor, via, action, outcome FROM admin_log WHERE object = '%s' "
+                          "AND action = 'DisableInactive'" % name)
+        assert rows == ["gateway|gateway|DisableInactive|ok"]
+        assert probe(stack, md, "branch_a") == (grpc.StatusCode.UNAUTHENTICATED, TOKEN_INVALID)
+        assert "account %s disabled: unused for more than 90 days" % name in gw2.log_text()
+    finally:
+        gw2.close()
+
+
+# --- separation of duties (三员, Art. 34) ---
+
+def test_one_person_cannot_hold_two_administrator_roles(stack, admin):
+    person = unique("staff-")
+    first, second, third = unique("it-sys-"), unique("it-aud-"), unique("it-law-")
+    admin.create(first, "system_admin", person=person)
+    before = int(stack.psql("SELECT count(*) FROM incident WHERE kind = 'separation_of_duties'")[0])
+    e = rpc_error(lambda: admin.create(second, "compliance_auditor", person=person))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert e.details().startswith("role: the person already holds one of the administrator roles")
+    assert stack.psql("SELECT count(*) FROM account WHERE name = '%s'" % second) == ["0"]
+    assert wait_for(lambda: int(stack.psql(
+        "SELECT count(*) FROM incident WHERE kind = 'separation_of_duties'")[0]) == before + 1,
+        timeout=15)
+    row = stack.psql("SELECT principal, severity FROM incident WHERE kind = "
+                     "'separation_of_duties' ORDER BY id DESC LIMIT 1")
+    assert row == ["secadmin|high"]
+    assert wait_for(lambda: stack.psql(
+        "SELECT outcome FROM admin_log WHERE action = 'CreateAccount' AND object = '%s'"
+        % second) == ["refused"], timeout=15)
+    # lawful_access is not one of the three: the same person may hold it
+    admin.create(third, "lawful_access", person=person)
+    # the database refuses it too, whoever writes
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", stack.pguri_owner, "-c",
+                        "INSERT INTO account (name, person, role, pw_hash, pw_salt, pw_params, "
+                        "created_by) VALUES ('%s', '%s', 'security_admin', '\\x%s', '\\x%s', "
+                        "'scrypt:N=1024,r=8,p=1', 'test')"
+                        % (unique("it-sec-"), person, "00" * 32, "00" * 16)],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "account_one_admin_role_per_person" in r.stderr
+
+
+def test_create_account_refusals(stack, admin):
+    inv = grpc.StatusCode.INVALID_ARGUMENT
+    cases = [
+        (dict(account="X", role="branch_clerk", branch="a"), inv, "account: must be 3 to 64"),
+        (dict(account=unique("it-r-"), role="courier", branch="a"), inv,
+         "role: is not a role an account may hold"),
+        (dict(account=unique("it-b-"), role="branch_clerk"), inv, "branch: is required for"),
+        (dict(account=unique("it-b-"), role="system_admin", branch="a"), inv,
+         "branch: is required for"),
+        (dict(account=unique("it-p-"), role="system_admin", initial_password="short"), inv,
+         "initial_password: must be at least 12 characters"),
+    ]
+    for req, code, words in cases:
+        req.setdefault("initial_password", password())
+        e = rpc_error(lambda: stack.unary(CREATE, stack.pb.admin.CreateAccountRequest(**req),
+                                          stack.pb.admin.CreateAccountResponse,
+                                          principal="admin", metadata=admin.md))
+        assert e.code() == code and e.details().startswith(words), (req, e.details())
+    name = unique("it-dup-")
+    admin.create(name, "branch_clerk", branch="b")
+    e = rpc_error(lambda: admin.create(name, "branch_clerk", branch="b"))
+    assert (e.code(), e.details()) == (grpc.StatusCode.ALREADY_EXISTS,
+                                       "account: an account with this name already exists")
+    e = rpc_error(lambda: admin.disable(unique("it-none-")))
+    assert (e.code(), e.details()) == (grpc.StatusCode.NOT_FOUND, "account: no such account")
+
+
+# --- the administrative record (Art. 31) ---
+
+def test_admin_calls_recorded_without_secrets(stack, admin):
+    name = unique("it-log-")
+    pw = admin.create(name, "branch_clerk", branch="a")
+    r = login(stack, name, pw, "branch_a")
+    new = password()
+    change(stack, bearer(r.token), "branch_a", pw, new)
+    # refused by the policy before any handler: a clerk may not create accounts
+    clerk = bearer(login(stack, name, new, "branch_a").token)
+    e = rpc_error(lambda: stack.unary(CREATE, stack.pb.admin.CreateAccountRequest(
+        account=unique("it-x-"), role="branch_clerk", branch="a", initial_password=password()),
+        stack.pb.admin.CreateAccountResponse, principal="branch_a", metadata=clerk))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    cols = ("SELECT actor, role, cert, peer IS NOT NULL, via, action, coalesce(object, ''), "
+            "outcome FROM admin_log WHERE actor = '%s' OR object = '%s' ORDER BY id"
+            % (name, name))
+    want = ["secadmin|security_admin|admin|t|grpc|CreateAccount|%s|ok" % name,
+            "branch_a|branch_clerk|branch_a|t|grpc|Login|%s|ok" % name,  # the certificate logs in
+            "%s|branch_clerk|branch_a|t|grpc|ChangePassword|%s|ok" % (name, name),
+            "%s|branch_clerk|branch_a|t|grpc|CreateAccount||refused" % name]
+    rows = wait_for(lambda: (lambda got: got if all(w in got for w in want) else None)(
+        stack.psql(cols)), timeout=15)
+    assert rows, "missing administrative-record rows: %r" % stack.psql(cols)
+    assert rows[0] == want[0]
+    # never a password or a token, in any column
+    dump = "\n".join(stack.psql("SELECT admin_log::text FROM admin_log"))
+    for secret in (pw, new, r.token):
+        assert secret not in dump
+
+
+def test_logins_cancelled_midway_leave_the_gateway_serving(stack, admin):
+    """Logins whose deadline passes while their scrypt runs on a worker (the job is dropped, its
+    done never reaches the ended call): the gateway keeps serving, and a login then works."""
+    name = unique("it-cx-")
+    pw = admin.create(name, "branch_clerk", branch="a")
+    ch = stack.channel("branch_a")
+    assert waygate_proto.health_check(ch) == "SERVING"  # connected: the calls reach the gateway
+    fn = ch.unary_unary(LOGIN, request_serializer=lambda m: m.SerializeToString(),
+                        response_deserializer=stack.pb.admin.LoginResponse.FromString)
+    futures = [fn.future(stack.pb.admin.LoginRequest(account=name, password=pw), timeout=0.02)
+               for _ in range(20)]
+    for f in futures:
+        try:
+            f.result()
+        except grpc.RpcError:
+            pass  # DEADLINE_EXCEEDED (or, on a slow box, a refusal): either is fine here
+    assert stack.health() == "SERVING"
+    assert login(stack, name, pw, "branch_a").token

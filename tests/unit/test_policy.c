@@ -1,0 +1,408 @@
+/* test_policy.c: the policy file (docs/policy.md): the parser's refusals, each naming the file
+ * and the line; the built-in policy equal to deploy/policy.conf; views, security levels, the
+ * destination-branch scope, reveal grants and limits read from a file; a policy kept alive by a
+ * call's reference across a reload. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "policy.h"
+
+static struct gw_policy *parse_ok(const char *text)
+{
+    struct gw_policy *p = NULL;
+    char err[256] = "";
+
+    if (gw_policy_parse(text, strlen(text), "t.conf", NULL, 0, &p, err, sizeof(err)) != 0)
+        fail_msg("policy refused: %s", err);
+    assert_non_null(p);
+    return p;
+}
+
+static void refused(const char *text, const char *want)
+{
+    struct gw_policy *p = (struct gw_policy *)1;
+    char err[256] = "";
+
+    if (gw_policy_parse(text, strlen(text), "t.conf", NULL, 0, &p, err, sizeof(err)) != GW_EINVAL)
+        fail_msg("accepted:\n%s", text);
+    assert_null(p);
+    if (strcmp(err, want) != 0)
+        fail_msg("for:\n%s\ngot  [%s]\nwant [%s]", text, err, want);
+}
+
+static void each_refusal_names_file_and_line(void **state)
+{
+    (void)state;
+    refused("[view.courier]\nrecipient.phone = mask\nrecipient.phne = mask\n",
+            "t.conf:3: [view.courier] recipient.phne: unknown field");
+    refused("# c\n[views.courier]\n", "t.conf:2: [views.courier]: unknown section (expected "
+                                      "[view.<role>], [levels], [reveal.<role>] or "
+                                      "[limits.<role>])");
+    refused("[oops]\n", "t.conf:1: [oops]: unknown section (expected [view.<role>], [levels], "
+                        "[reveal.<role>] or [limits.<role>])");
+    refused("\n\n[view.couriers]\n", "t.conf:3: [view.couriers]: unknown role");
+    refused("[limits.root]\n", "t.conf:1: [limits.root]: unknown role");
+    refused("[view.courier]\nsender.name = blur\n",
+            "t.conf:2: [view.courier] sender.name: unknown action (expected clear, mask, token "
+            "or omit)");
+    refused("[view.courier]\nsender.name = mask\nsender.name = clear\n",
+            "t.conf:3: [view.courier] sender.name: duplicate field");
+    refused("[view.courier]\n[view.backend]\n[view.courier]\n",
+            "t.conf:3: duplicate section [view.courier]");
+    refused("[levels]\n[levels]\n", "t.conf:2: duplicate section [levels]");
+    refused("[levels]\ncourier = 4\n", "t.conf:2: [levels] courier: must be a security level 0 "
+                                       "to 3");
+    refused("[levels]\ncourier = -1\n", "t.conf:2: [levels] courier: must be a security level 0 "
+                                        "to 3");
+    refused("[levels]\ncourier = 1\ncourier = 0\n", "t.conf:3: [levels] courier: duplicate role");
+    refused("[levels]\nintern = 1\n", "t.conf:2: [levels] intern: unknown role");
+    refused("[limits.courier]\nreveals_per_hour = 12x\n",
+            "t.conf:2: [limits.courier] reveals_per_hour: must be a whole number from 0 to "
+            "1000000000");
+    refused("[limits.courier]\nreveals_per_day = 99999999999\n",
+            "t.conf:2: [limits.courier] reveals_per_day: must be a whole number from 0 to "
+            "1000000000");
+    refused("[limits.courier]\nsearch_limit_max =\n",
+            "t.conf:2: [limits.courier] search_limit_max: must be a whole number from 0 to "
+            "1000000000");
+    refused("[limits.courier]\nreveals = 1\n",
+            "t.conf:2: [limits.courier] reveals: unknown key (expected reveals_per_hour, "
+            "reveals_per_day, lookups_per_window, lookup_window_s or search_limit_max)");
+    refused("[limits.courier]\nlookup_window_s = 60\nlookup_window_s = 60\n",
+            "t.conf:3: [limits.courier] lookup_window_s: duplicate key");
+    refused("[reveal.courier]\nfields = recipient.phone, recipient.fone\n",
+            "t.conf:2: [reveal.courier] fields: unknown field recipient.fone");
+    refused("[reveal.courier]\nfields = recipient.phone, recipient.phone\n",
+            "t.conf:2: [reveal.courier] fields: duplicate field recipient.phone");
+    refused("[reveal.courier]\nfields = recipient.phone,\n",
+            "t.conf:2: [reveal.courier] fields: empty field name in the list");
+    refused("[reveal.courier]\nfield = recipient.phone\n",
+            "t.conf:2: [reveal.courier] field: unknown key (expected fields)");
+    refused("[reveal.courier]\nfields = sender.name\nfields = sender.phone\n",
+            "t.conf:3: [reveal.courier] fields: duplicate key");
+    refused("sender.name = mask\n", "t.conf:1: sender.name: key outside a section");
+    refused("[view.courier]\nsender.name mask\n",
+            "t.conf:2: [view.courier] sender.name mask: expected key = value");
+    refused("[view.courier]\n= mask\n", "t.conf:2: a key is missing before '='");
+    refused("[view.courier\n", "t.conf:1: [view.courier: a section line must end with ']'");
+    refused("[view.courier]\npickup_time = mask\n",
+            "t.conf:2: [view.courier] pickup_time: a numeric field takes only clear or omit");
+    refused("[view.courier]\nsender.gender = token\n",
+            "t.conf:2: [view.courier] sender.gender: a numeric field takes only clear or omit");
+    /* a name from the file is quoted back printable and capped, never raw bytes */
+    refused("[view.courier]\n\xe5\xa7\x93\xe5\x90\x8d = mask\n",
+            "t.conf:2: [view.courier] ??????: unknown field");
+}
+
+static void refusal_of_a_file_names_its_path(void **state)
+{
+    char path[] = "/tmp/test_policy_XXXXXX";
+    const char *text = "[levels]\ncourier = 1\n\n[view.courier]\nrecipient.phne = mask\n";
+    struct gw_policy *p = NULL;
+    char err[512], want[512];
+    int fd = mkstemp(path);
+
+    (void)state;
+    assert_true(fd >= 0);
+    assert_int_equal(write(fd, text, strlen(text)), (ssize_t)strlen(text));
+    close(fd);
+    assert_int_equal(gw_policy_load(path, NULL, 0, &p, err, sizeof(err)), GW_EINVAL);
+    assert_null(p);
+    snprintf(want, sizeof(want), "%s:5: [view.courier] recipient.phne: unknown field", path);
+    assert_string_equal(err, want);
+    /* a file group or others may write is refused, whatever it says */
+    assert_int_equal(chmod(path, 0620), 0);
+    assert_int_equal(gw_policy_load(path, NULL, 0, &p, err, sizeof(err)), GW_EPERM);
+    assert_null(p);
+    snprintf(want, sizeof(want),
+             "%s: mode 0620 lets group or others write it; run chmod go-w on it", path);
+    assert_string_equal(err, want);
+    unlink(path);
+    assert_int_equal(gw_policy_load(path, NULL, 0, &p, err, sizeof(err)), GW_EIO);
+    assert_null(p);
+    assert_non_null(strstr(err, path));
+}
+
+/* Reads deploy/policy.conf (WAYGATE_TEST_DATA is tests/unit/data). */
+static char *read_default(size_t *len)
+{
+    const char *data = getenv("WAYGATE_TEST_DATA");
+    char path[4096];
+    FILE *f;
+
+    snprintf(path, sizeof(path), "%s/../../../deploy/policy.conf", data ? data : "data");
+    f = fopen(path, "rb");
+    char *buf = malloc(256 * 1024);
+    size_t n;
+
+    assert_non_null(f);
+    assert_non_null(buf);
+    n = fread(buf, 1, 256 * 1024, f);
+    fclose(f);
+    *len = n;
+    return buf;
+}
+
+/* The built-in policy is deploy/policy.conf: same view, level, reveal and limits for every role
+ * and field. */
+static void builtin_equals_deploy_policy_conf(void **state)
+{
+    struct gw_policy *b = gw_policy_new(NULL, 0), *f = NULL;
+    char err[256];
+    size_t len;
+    char *text = read_default(&len);
+
+    (void)state;
+    assert_non_null(b);
+    assert_int_equal(
+        gw_policy_parse(text, len, "deploy/policy.conf", NULL, 0, &f, err, sizeof(err)), 0);
+    for (const char *const *r = gw_policy_roles; *r; r++) {
+        struct gw_policy_limits lb, lf;
+        for (int c = 0; c < GW_COL_COUNT; c++) {
+            assert_int_equal(gw_policy_view(b, *r, (enum gw_col)c),
+                             gw_policy_view(f, *r, (enum gw_col)c));
+            assert_int_equal(gw_policy_may_reveal(b, *r, (enum gw_col)c),
+                             gw_policy_may_reveal(f, *r, (enum gw_col)c));
+        }
+        gw_policy_limits(b, *r, &lb);
+        gw_policy_limits(f, *r, &lf);
+        assert_memory_equal(&lb, &lf, sizeof(lb));
+    }
+    free(text);
+    gw_policy_free(f);
+    gw_policy_free(b);
+}
+
+/* The defaults of docs/roles.md and docs/policy.md. */
+static void defaults(void **state)
+{
+    struct gw_policy *p = gw_policy_new(NULL, 0);
+    struct gw_policy_limits l;
+
+    (void)state;
+    assert_non_null(p);
+    /* courier: masked names and phones, the full delivery address */
+    assert_int_equal(gw_policy_view(p, "courier", GW_COL_RECIPIENT_NAME), GW_VIEW_MASK);
+    assert_int_equal(gw_policy_view(p, "courier", GW_COL_RECIPIENT_PHONE), GW_VIEW_MASK);
+    assert_int_equal(gw_policy_view(p, "courier", GW_COL_RECIPIENT_ADDRESS_DETAIL), GW_VIEW_CLEAR);
+    assert_int_equal(gw_policy_view(p, "courier", GW_COL_SENDER_ID_NUMBER), GW_VIEW_OMIT);
+    /* clerk and customer service: masked, address to the district */
+    assert_int_equal(gw_policy_view(p, "branch_clerk", GW_COL_RECIPIENT_ADDRESS_DETAIL),
+                     GW_VIEW_MASK);
+    assert_int_equal(gw_policy_view(p, "branch_clerk", GW_COL_RECIPIENT_DISTRICT), GW_VIEW_CLEAR);
+    assert_int_equal(gw_policy_view(p, "customer_service", GW_COL_SENDER_PHONE), GW_VIEW_MASK);
+    assert_int_equal(gw_policy_view(p, "customer_service", GW_COL_SENDER_ID_NUMBER), GW_VIEW_OMIT);
+    /* backend: tokens */
+    assert_int_equal(gw_policy_view(p, "backend", GW_COL_RECIPIENT_PHONE), GW_VIEW_TOKEN);
+    /* nothing of any clear value for any other role, nor for an unknown one */
+    for (int c = 0; c < GW_COL_COUNT; c++) {
+        static const char *const none[] = {"compliance_auditor", "security_admin", "system_admin",
+                                           "lawful_access",      "nobody",         NULL};
+        for (const char *const *r = none; *r; r++)
+            assert_int_equal(gw_policy_view(p, *r, (enum gw_col)c), GW_VIEW_OMIT);
+        assert_int_equal(gw_policy_view(p, NULL, (enum gw_col)c), GW_VIEW_OMIT);
+        assert_false(gw_policy_may_reveal(p, "security_admin", (enum gw_col)c));
+        /* a courier reveals the recipient's phone only */
+        assert_int_equal(gw_policy_may_reveal(p, "courier", (enum gw_col)c),
+                         c == GW_COL_RECIPIENT_PHONE);
+    }
+    gw_policy_limits(p, "courier", &l);
+    assert_int_equal(l.reveals_per_hour, 20);
+    assert_int_equal(l.reveals_per_day, 100);
+    assert_int_equal(l.lookups_per_window, 200);
+    assert_int_equal(l.lookup_window_s, 600);
+    assert_int_equal(l.search_limit_max, 100);
+    gw_policy_limits(p, "nobody", &l);
+    assert_int_equal(l.reveals_per_hour + l.reveals_per_day + l.lookups_per_window +
+                         l.lookup_window_s + l.search_limit_max,
+                     0);
+    gw_policy_limits(p, "system_admin", &l);
+    assert_int_equal(l.reveals_per_hour, 0);
+    gw_policy_free(p);
+}
+
+static struct gw_principal who(const char *role, const char *branch)
+{
+    struct gw_principal p;
+
+    memset(&p, 0, sizeof(p));
+    snprintf(p.name, sizeof(p.name), "%s", "x");
+    snprintf(p.role, sizeof(p.role), "%s", role);
+    snprintf(p.branch, sizeof(p.branch), "%s", branch);
+    p.authn = GW_AUTHN_CERT;
+    return p;
+}
+
+static void scope_branches_and_levels(void **state)
+{
+    struct gw_policy *p = parse_ok("[levels]\ncourier = 1\nbranch_clerk = 0\n");
+    struct gw_principal a = who("courier", "a"), b = who("courier", "b"), nob = who("courier", "");
+    struct gw_principal clerk = who("branch_clerk", "a"), cs = who("customer_service", "a");
+    struct gw_policy_record r = {.origin_branch = "a", .dest_branch = "b", .security_level = 0};
+
+    (void)state;
+    assert_true(gw_policy_in_scope(p, &a, &r));    /* origin */
+    assert_true(gw_policy_in_scope(p, &b, &r));    /* destination */
+    assert_false(gw_policy_in_scope(p, &nob, &r)); /* no branch: nothing */
+    r.dest_branch = NULL;
+    assert_false(gw_policy_in_scope(p, &b, &r));
+    r.dest_branch = "c";
+    assert_false(gw_policy_in_scope(p, &b, &r));
+    /* levels: courier up to 1, clerk 0 only, customer service not listed: nothing */
+    r.security_level = 1;
+    assert_true(gw_policy_in_scope(p, &a, &r));
+    assert_false(gw_policy_in_scope(p, &clerk, &r));
+    r.security_level = 2;
+    assert_false(gw_policy_in_scope(p, &a, &r));
+    r.security_level = 0;
+    assert_true(gw_policy_in_scope(p, &clerk, &r));
+    assert_false(gw_policy_in_scope(p, &cs, &r));
+    r.security_level = -1;
+    assert_false(gw_policy_in_scope(p, &a, &r));
+    gw_policy_free(p);
+}
+
+static void file_sets_views_reveals_and_limits(void **state)
+{
+    struct gw_policy *p = parse_ok("# a comment\n"
+                                   "; another\n"
+                                   "[view.backend]   # trailing comment\n"
+                                   "  recipient.phone =   clear  \r\n"
+                                   "sender.name = token\n"
+                                   "sender.phone = omit\n"
+                                   "[view.courier]\n"
+                                   "[reveal.branch_clerk]\n"
+                                   "fields = sender.name ,recipient.id_number\n"
+                                   "[reveal.courier]\n"
+                                   "fields =\n"
+                                   "[limits.backend]\n"
+                                   "lookups_per_window = 1000000000\n"
+                                   "lookup_window_s = 0\n");
+    struct gw_policy_limits l;
+
+    (void)state;
+    assert_int_equal(gw_policy_view(p, "backend", GW_COL_RECIPIENT_PHONE), GW_VIEW_CLEAR);
+    assert_int_equal(gw_policy_view(p, "backend", GW_COL_SENDER_NAME), GW_VIEW_TOKEN);
+    assert_int_equal(gw_policy_view(p, "backend", GW_COL_SENDER_PHONE), GW_VIEW_OMIT);
+    assert_int_equal(gw_policy_view(p, "backend", GW_COL_WAYBILL_NO), GW_VIEW_OMIT);
+    for (int c = 0; c < GW_COL_COUNT; c++) {
+        assert_int_equal(gw_policy_view(p, "courier", (enum gw_col)c), GW_VIEW_OMIT);
+        assert_false(gw_policy_may_reveal(p, "courier", (enum gw_col)c));
+        assert_int_equal(gw_policy_may_reveal(p, "branch_clerk", (enum gw_col)c),
+                         c == GW_COL_SENDER_NAME || c == GW_COL_RECIPIENT_ID_NUMBER);
+    }
+    gw_policy_limits(p, "backend", &l);
+    assert_int_equal(l.lookups_per_window, 1000000000u);
+    assert_int_equal(l.lookup_window_s, 0);
+    assert_int_equal(l.reveals_per_hour, 0);
+    /* method permissions stay the built-in ones whatever the file */
+    assert_non_null(gw_policy_method_rule(p, "/waygate.v1.WaybillQuery/Get"));
+    gw_policy_free(p);
+}
+
+/* A call's reference keeps the policy it started with while a reload replaces and frees the
+ * daemon's; under ASan a use after free here fails. */
+static void reference_outlives_reload(void **state)
+{
+    struct gw_policy *old = gw_policy_new(NULL, 0), *nw = NULL;
+    const struct gw_policy *held;
+    char err[256];
+    const char *bad = "[view.courier]\nrecipient.phone = shout\n";
+
+    (void)state;
+    held = gw_policy_ref(old);
+    /* a bad new file: no policy made, the old one untouched */
+    assert_int_equal(gw_policy_parse(bad, strlen(bad), "new.conf", NULL, 0, &nw, err, sizeof(err)),
+                     GW_EINVAL);
+    assert_null(nw);
+    assert_string_equal(err, "new.conf:2: [view.courier] recipient.phone: unknown action "
+                             "(expected clear, mask, token or omit)");
+    /* a good one replaces it; the holder still reads the old views */
+    nw = parse_ok("[view.courier]\nrecipient.phone = clear\n");
+    gw_policy_free(old);
+    assert_int_equal(gw_policy_view(held, "courier", GW_COL_RECIPIENT_PHONE), GW_VIEW_MASK);
+    assert_int_equal(gw_policy_view(nw, "courier", GW_COL_RECIPIENT_PHONE), GW_VIEW_CLEAR);
+    gw_policy_unref(held);
+    gw_policy_unref(NULL);
+    gw_policy_free(nw);
+}
+
+/* Random damage to deploy/policy.conf (bytes flipped, inserted, lines cut): every parse ends in
+ * a policy or in one refusal "t.conf:<line>: ..." with a line inside the text; nothing crashes
+ * or leaks (ASan). Deterministic: a fixed seed. */
+static void damaged_files_refused_cleanly(void **state)
+{
+    static const char noise[] = "[]=.#,\n \xff\xe5x0_";
+    size_t len;
+    char *text = read_default(&len);
+    char *buf = malloc(len + 64);
+    unsigned seed = 12345;
+
+    (void)state;
+    assert_non_null(buf);
+    for (int round = 0; round < 3000; round++) {
+        struct gw_policy *p = NULL;
+        char err[256] = "";
+        size_t n = len, lines = 1;
+        int rc;
+
+        memcpy(buf, text, len);
+        for (int k = 0; k < 1 + round % 4; k++) {
+            size_t at;
+            seed = seed * 1103515245u + 12345u;
+            at = (seed >> 8) % n;
+            seed = seed * 1103515245u + 12345u;
+            if ((seed >> 16) % 3 == 0 && n + 1 < len + 64) { /* insert */
+                memmove(buf + at + 1, buf + at, n - at);
+                buf[at] = noise[(seed >> 4) % (sizeof(noise) - 1)];
+                n++;
+            } else if ((seed >> 16) % 3 == 1) { /* cut the rest */
+                n = at;
+            } else {
+                buf[at] = noise[(seed >> 4) % (sizeof(noise) - 1)];
+            }
+            if (n == 0)
+                break;
+        }
+        for (size_t i = 0; i < n; i++)
+            lines += buf[i] == '\n';
+        rc = gw_policy_parse(buf, n, "t.conf", NULL, 0, &p, err, sizeof(err));
+        if (rc == 0) {
+            assert_non_null(p);
+            gw_policy_free(p);
+            continue;
+        }
+        assert_int_equal(rc, GW_EINVAL);
+        assert_null(p);
+        unsigned line = 0;
+        if (sscanf(err, "t.conf:%u: ", &line) != 1 || line == 0 || line > lines)
+            fail_msg("round %d: bad message [%s]", round, err);
+    }
+    free(buf);
+    free(text);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(each_refusal_names_file_and_line),
+        cmocka_unit_test(refusal_of_a_file_names_its_path),
+        cmocka_unit_test(builtin_equals_deploy_policy_conf),
+        cmocka_unit_test(defaults),
+        cmocka_unit_test(scope_branches_and_levels),
+        cmocka_unit_test(file_sets_views_reveals_and_limits),
+        cmocka_unit_test(reference_outlives_reload),
+        cmocka_unit_test(damaged_files_refused_cleanly),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
