@@ -303,3 +303,40 @@ def test_throttle_across_two_connections_one_incident(stack, second_gateway):
     # the session's own gateway keeps its own table: courier_a is not throttled there
     assert refusal(lambda: get(stack, nonexistent(stack, "a", 503), "courier_a"))[0] == \
         grpc.StatusCode.NOT_FOUND
+
+
+# --- people: a branch clerk's account over its branch's certificate -----------------------------
+
+def test_account_searches_and_reveals_in_its_branch_quota_per_account(stack, delivered):
+    """A branch_clerk account of b (token over branch_b's certificate) finds and reveals the
+    waybill its branch delivers; the reveal is recorded and counted for the account, not the
+    certificate; a waybill of a alone is NOT_FOUND for it, like a missing number."""
+    w, wid = delivered
+    name, _, via = stack.account("clerk_b")
+    md = stack.login("clerk_b")
+    ch = stack.channel(via)
+    found = list(waygate_proto.stream(ch, "/waygate.v1.WaybillQuery/Search",
+                                      stack.pb.query.SearchRequest(waybill_no=w.waybill_no),
+                                      stack.pb.common.WaybillView, metadata=md))
+    assert [v.id for v in found] == [wid]
+    req = stack.pb.query.RevealRequest(waybill_no=w.waybill_no, field="recipient.phone",
+                                       reason="customer called the branch")
+    r = waygate_proto.unary(ch, "/waygate.v1.WaybillQuery/Reveal", req,
+                            stack.pb.query.RevealResponse, metadata=md)
+    assert r.value == w.recipient.phone
+    acct = stack.psql("SELECT id FROM account WHERE name = '%s'" % name)[0]
+    row = stack.psql("SELECT principal, account_id, role, branch, cert, quota_key FROM reveal_log "
+                     "WHERE id = %d" % r.audit_seq)
+    assert row == ["%s|%s|branch_clerk|b|%s|account:%s" % (name, acct, via, acct)]
+    other = new_waybill(stack, "a", dest="330106")
+    submit(stack, other)
+    missing = refusal(lambda: waygate_proto.unary(
+        ch, "/waygate.v1.WaybillQuery/Reveal",
+        stack.pb.query.RevealRequest(waybill_no=nonexistent(stack, "a", 7), field="recipient.phone",
+                                     reason="r"), stack.pb.query.RevealResponse, metadata=md))
+    assert missing[0] == grpc.StatusCode.NOT_FOUND
+    assert refusal(lambda: waygate_proto.unary(
+        ch, "/waygate.v1.WaybillQuery/Reveal",
+        stack.pb.query.RevealRequest(waybill_no=other.waybill_no, field="recipient.phone",
+                                     reason="r"), stack.pb.query.RevealResponse,
+        metadata=md)) == missing
