@@ -31,12 +31,12 @@ static const char *const ACCOUNT_ROLES[] = {
 static void accounts_usage(FILE *f)
 {
     fprintf(f,
-            "usage: waygatectl accounts bootstrap NAME [--person P]\n"
+            "usage: waygatectl accounts bootstrap NAME [--person P] [--scrypt-n N]\n"
             "       waygatectl accounts create NAME --role ROLE [--branch B] [--person P]\n"
-            "                                     [--password-stdin]\n"
+            "                                     [--password-stdin] [--scrypt-n N]\n"
             "       waygatectl accounts list [NAME]\n"
             "       waygatectl accounts disable NAME --reason TEXT\n"
-            "  common options: [--actor WHO] [--db CONNINFO] [--scrypt-n N]\n"
+            "  common options: [--actor WHO] [--db CONNINFO]\n"
             "  bootstrap creates the first security_admin, only while no enabled one exists.\n"
             "  create: ROLE is branch_clerk or customer_service (these need --branch),\n"
             "  compliance_auditor, security_admin, system_admin or lawful_access. One person (P,\n"

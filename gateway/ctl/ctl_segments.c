@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "store_acct_admin.h"
 #include "store_admin.h"
 #include "waybillno.h"
 
@@ -76,6 +77,19 @@ static const char *default_issuer(void)
     const struct passwd *pw = getpwuid(getuid());
 
     return pw != NULL ? pw->pw_name : "unknown";
+}
+
+/* The administrative record of this run (Art. 31): one admin_log row, never a value of a record.
+ * A failure to record is reported but does not undo what was done. */
+static void record(struct gw_admin *a, const char *action, const char *actor, const char *object,
+                   const char *outcome, const char *detail)
+{
+    struct gw_admin_logrec r = {actor, action, object, outcome, detail};
+    char err[512];
+
+    if (gw_admin_log(a, &r, err, sizeof(err)) != 0)
+        fprintf(stderr, "waygatectl segments: could not record the administrative action: %s\n",
+                err);
 }
 
 static int segments_issue(const char *conninfo, const char *branch, const char *segment,
@@ -150,8 +164,14 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
     a = connect_db(conninfo);
     if (a == NULL)
         return GW_CTL_FAIL;
-    rc = gw_admin_segment_issue(a, branch, prefix, from, to, by != NULL ? by : default_issuer(),
-                                &id, err, sizeof(err));
+    if (by == NULL)
+        by = default_issuer();
+    rc = gw_admin_segment_issue(a, branch, prefix, from, to, by, &id, err, sizeof(err));
+    record(a, "segments.issue", by, branch,
+           rc == 0           ? "ok"
+           : rc == GW_EEXIST ? "refused"
+                             : "failed",
+           text);
     gw_admin_free(a);
     if (rc == GW_EEXIST) {
         fprintf(stderr,
@@ -196,6 +216,7 @@ static int segments_list(const char *conninfo, const char *branch)
     if (a == NULL)
         return GW_CTL_FAIL;
     rc = gw_admin_segment_list(a, branch, list_row_cb, &header, err, sizeof(err));
+    record(a, "segments.list", default_issuer(), branch, rc == 0 ? "ok" : "failed", NULL);
     gw_admin_free(a);
     if (rc != 0) {
         fprintf(stderr, "waygatectl segments list: the database refused: %s\n", err);

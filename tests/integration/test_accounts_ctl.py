@@ -452,6 +452,22 @@ def test_disable_stops_a_live_token(stack):
     assert call(md) == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_segments_commands_recorded(stack):
+    """Art. 31: `segments issue` and `list` write admin_log rows too (issued, refused, listed)."""
+    args = ["segments", "issue", "--branch", "zz", "--segment", "ZZ:1000000000-1000000099",
+            "--by", ACTOR, "--db", stack.pguri]
+    r = stack.ctl(*args)
+    assert r.returncode == 0, r.stderr
+    assert last_log(stack, "segments.issue", "zz") == (ACTOR, "cli", "local", "ok",
+                                                       "ZZ:1000000000-1000000099")
+    r = stack.ctl(*args)
+    assert r.returncode != 0
+    assert last_log(stack, "segments.issue", "zz")[3] == "refused"
+    r = stack.ctl("segments", "list", "--branch", "zz", "--db", stack.pguri)
+    assert r.returncode == 0
+    assert last_log(stack, "segments.list", "zz")[3] == "ok"
+
+
 def test_no_password_in_logs_or_tables(stack):
     """Last: none of the passwords this module gave or was given, nor the dev stack's, appears
     in the gateway's log, PostgreSQL's log, or a dump of the whole database."""
