@@ -206,7 +206,9 @@ static void identify_done_cb(void *arg, int err, const struct gw_acct_cert *cert
         cache_put(w->auth, peer.cert_sha256, cert);
     if (err != 0) {
         /* Database away: a certificate-only call may go on with the last known answer. */
-        e = !has_token && w->asked_cert ? cache_get(w->auth, peer.cert_sha256, true) : NULL;
+        e = err == GW_EUNAVAIL && !has_token && w->asked_cert
+                ? cache_get(w->auth, peer.cert_sha256, true)
+                : NULL;
         gw_wipe(w->token_hash, sizeof(w->token_hash));
         gw_free(w);
         if (e != NULL) {
@@ -214,7 +216,8 @@ static void identify_done_cb(void *arg, int err, const struct gw_acct_cert *cert
             conclude(call, &peer, e->registered ? &c : NULL, false, NULL);
             return;
         }
-        (void)gw_fault_set(&f, err, NULL, NULL, GW_RULE_DB_UNAVAILABLE);
+        (void)gw_fault_set(&f, err, NULL, NULL,
+                           err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
         gw_call_identified(call, &f, NULL);
         return;
     }

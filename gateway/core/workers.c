@@ -9,6 +9,8 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -61,12 +63,18 @@ static void wake_loop(struct gw_workers *w)
     while (n < 0 && errno == EINTR);
 }
 
+/* How much less the workers weigh than the loop thread with the kernel's scheduler: at nice +10
+ * a busy worker gets about a tenth of a core the loop also wants, so hashing yields to serving. */
+#define WORKER_NICE 10
+
 static void *thread_main(void *arg)
 {
     struct gw_workers *w = arg;
     struct gw_job *j;
     bool was_empty;
 
+    /* Linux: the nice value is per thread. Best effort: a failure leaves the default. */
+    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->stopping && w->queue == NULL)

@@ -42,8 +42,9 @@ static inline bool gw_principal_authenticated(const struct gw_principal *p)
 }
 
 /* Resolves the caller from the connection's peer and the call's authorization metadata (NULL
- * when absent). Bootstrap rule until principals are registered in the database: a verified
- * certificate's subject gives the principal (CN the name, OU the role, L the branch scope).
+ * when absent). The subject rule, kept only as the dispatcher's default for unit tests (waygated
+ * resolves registered principals and tokens in api/api_auth.c): a verified certificate's
+ * subject gives the principal (CN the name, OU the role, L the branch scope).
  * Returns 0 with *out filled (authn NONE on a connection without a certificate), or GW_EAUTH
  * with *f naming the field and the rule: a certificate without a role (OU), or a bearer token
  * (accounts are not built yet, so no token is valid). */

@@ -1,0 +1,95 @@
+/* api_admin_int.h: what the Admin handlers share: the per-call state, the password job run on
+ * the worker pool, and the helpers that record and refuse (api_admin_util.c). The handlers are
+ * api_login.c (Login, ChangePassword) and api_admin.c (CreateAccount, DisableAccount, the
+ * methods not built yet). Internal to the api layer. */
+#ifndef GW_API_ADMIN_INT_H
+#define GW_API_ADMIN_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "accounts.h"
+#include "call.h"
+#include "password.h"
+#include "pwpolicy.h"
+#include "workers.h"
+
+#define TOKEN_BYTES 32
+#define TOKEN_CHARS 43
+#define PERSON_MAX 64
+
+struct gw_app;
+
+/* One Admin call (in the call's arena: gone when the call ends). */
+struct adm {
+    struct gw_call *call;
+    struct gw_app *app;
+    const char *action;
+    struct gw_acct_req *req;
+    struct gw_job *job;
+    char object[72]; /* the account acted on; "" when none (an unknown Login name is not kept) */
+    char name[72];   /* Login: the name asked for */
+    /* Login: what the read found */
+    bool found, locked, disabled, must_change;
+    int64_t id;
+    char token[TOKEN_CHARS + 1];
+    uint8_t token_hash[32];
+    bool ok;
+    /* the request's passwords (in the call's arena, wiped when the call ends) */
+    const char *pw, *pw2;
+    /* ChangePassword */
+    uint8_t old_hash[GW_PW_HASH_LEN];
+    /* CreateAccount */
+    char role[32], branch[32], person[PERSON_MAX + 1];
+};
+
+/* A worker's job: heap memory, wiped and freed by done or drop (workers.h). */
+struct pwjob {
+    struct adm *a;
+    char pw[GW_PWPOLICY_MAX_BYTES + 1];
+    size_t pwn;
+    char pw2[GW_PWPOLICY_MAX_BYTES + 1];
+    size_t pw2n;
+    struct gw_acct_pw cur;
+    bool dummy; /* Login of an unknown account: the hash runs, nothing can match */
+    struct gw_acct_pw hist[GW_ACCT_HISTORY];
+    size_t nhist;
+    uint64_t scrypt_n;
+    /* results */
+    bool verified, reused;
+    int err;
+    struct gw_acct_pw out;
+};
+
+/* Wipes and frees a job (its drop function on the pool). */
+void gw_admin_job_free(void *arg);
+/* A job for a's call, or NULL. */
+struct pwjob *gw_admin_job_new(struct adm *a);
+/* The call's cancel hook: cancels the database request and the job in flight. */
+void gw_admin_cancel_cb(void *arg);
+/* The call's state in its arena (action: "Login", ...); on failure the call is finished and
+ * NULL returned. */
+struct adm *gw_admin_new(struct gw_call *call, const char *action);
+/* An administrative-record row for this call: the caller, its certificate and peer, the action,
+ * a's object. */
+void gw_admin_fill_log(const struct adm *a, struct gw_acct_log *l, const char *outcome,
+                       const char *detail);
+/* Ends the call with f; with record, also writes its administrative-record row (refused or
+ * error). */
+void gw_admin_finish_fault(struct adm *a, const struct gw_fault *f, bool record);
+void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rule,
+                     unsigned long limit);
+void gw_admin_refuse_db(struct adm *a, int err);
+/* Queues j on the worker pool (work on a thread, done on the loop) and sets the cancel hook;
+ * on failure frees j, refuses the call (busy: RESOURCE_EXHAUSTED) and returns false. */
+bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_fn done);
+bool gw_admin_params_of(const struct gw_acct_pw *pw, struct gw_pw_params *pp);
+/* True when pw hashes to h (thread-safe: for work functions). */
+bool gw_admin_verify(const char *pw, size_t n, const struct gw_acct_pw *h);
+/* s into out when it fits (outsz includes the NUL); false otherwise. */
+bool gw_admin_copy_field(char *out, size_t outsz, const char *s);
+/* A request's password into a job's wiped buffer (cut at GW_PWPOLICY_MAX_BYTES). */
+void gw_admin_take(char *dst, size_t *dn, const char *src);
+
+#endif

@@ -1,0 +1,156 @@
+/* api_admin_util.c: the Admin handlers' shared helpers (api_admin_int.h): per-call state in the
+ * call's arena, password jobs on the worker pool, and refusals that write their
+ * administrative-record row. Invariant: a refusal ends the call after clearing its cancel hook;
+ * a job is wiped whenever it is freed. */
+#include <stdio.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "api.h"
+#include "api_admin_int.h"
+#include "app.h"
+#include "config.h"
+#include "log.h"
+
+void gw_admin_job_free(void *arg)
+{
+    gw_free_wipe(arg, sizeof(struct pwjob));
+}
+
+struct pwjob *gw_admin_job_new(struct adm *a)
+{
+    struct pwjob *j = gw_calloc(1, sizeof(*j));
+
+    if (j != NULL) {
+        j->a = a;
+        j->scrypt_n = a->app->cfg->scrypt_n;
+    }
+    return j;
+}
+
+void gw_admin_cancel_cb(void *arg)
+{
+    struct adm *a = arg;
+
+    gw_acct_cancel(a->req);
+    a->req = NULL;
+    gw_workers_cancel(a->job); /* drops the job (gw_admin_job_free) once no thread uses it */
+    a->job = NULL;
+}
+
+struct adm *gw_admin_new(struct gw_call *call, const char *action)
+{
+    struct adm *a = gw_arena_alloc(gw_call_arena(call), sizeof(*a));
+
+    if (a == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return NULL;
+    }
+    memset(a, 0, sizeof(*a));
+    a->call = call;
+    a->app = gw_call_app(call);
+    a->action = action;
+    return a;
+}
+
+void gw_admin_fill_log(const struct adm *a, struct gw_acct_log *l, const char *outcome,
+                       const char *detail)
+{
+    const struct gw_principal *p = gw_call_principal(a->call);
+
+    memset(l, 0, sizeof(*l));
+    l->actor = p->name[0] ? p->name : "(unauthenticated)";
+    l->role = p->role[0] ? p->role : NULL;
+    l->cert = p->cert[0] ? p->cert : NULL;
+    l->peer = p->peer[0] ? p->peer : NULL;
+    l->via = "grpc";
+    l->action = a->action;
+    l->object = a->object[0] ? a->object : NULL;
+    l->outcome = outcome;
+    l->detail = detail;
+}
+
+/* Ends the call with the fault; with record, also writes its administrative-record row. */
+void gw_admin_finish_fault(struct adm *a, const struct gw_fault *f, bool record)
+{
+    struct gw_acct_log l;
+    char msg[256];
+    bool error = f->code == GW_EUNAVAIL || f->code == GW_EINTERNAL || f->code == GW_ENOMEM ||
+                 f->code == GW_ECRYPTO;
+
+    gw_call_set_cancel(a->call, NULL, NULL);
+    if (record) {
+        gw_fault_format(f, msg, sizeof(msg));
+        gw_admin_fill_log(a, &l, error ? "error" : "refused", msg);
+        if (gw_acct_log_write(a->app->db, &l) != 0)
+            GW_LOG(GW_LOG_ERROR, "admin", gw_call_log_ctx(a->call),
+                   "the administrative-record row of %s was not queued", a->action);
+    }
+    gw_call_finish_fault(a->call, f);
+}
+
+void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rule,
+                     unsigned long limit)
+{
+    struct gw_fault f;
+
+    (void)gw_fault_set(&f, err, NULL, field, rule);
+    f.limit = limit;
+    gw_admin_finish_fault(a, &f, true);
+}
+
+void gw_admin_refuse_db(struct adm *a, int err)
+{
+    gw_admin_refuse(a, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE, 0);
+}
+
+bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_fn done)
+{
+    int err = gw_workers_submit(a->app->workers, work, done, gw_admin_job_free, j, &a->job);
+
+    if (err != 0) {
+        gw_admin_job_free(j);
+        if (err == GW_ETOOBIG)
+            gw_admin_refuse(a, GW_ETOOBIG, NULL, GW_RULE_BUSY, GW_API_AUTH_QUEUE);
+        else
+            gw_admin_refuse(a, err, NULL, GW_RULE_NONE, 0);
+        return false;
+    }
+    gw_call_set_cancel(a->call, gw_admin_cancel_cb, a);
+    return true;
+}
+
+bool gw_admin_params_of(const struct gw_acct_pw *pw, struct gw_pw_params *pp)
+{
+    return gw_pw_params_parse(pw->params, pp) == 0;
+}
+
+bool gw_admin_verify(const char *pw, size_t n, const struct gw_acct_pw *h)
+{
+    struct gw_pw_params pp;
+
+    return gw_admin_params_of(h, &pp) && gw_pw_verify(pw, n, h->salt, &pp, h->hash);
+}
+
+/* A string field of at most max bytes into out (max + 1 bytes); false when too long. */
+bool gw_admin_copy_field(char *out, size_t outsz, const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+
+    if (n >= outsz)
+        return false;
+    memcpy(out, s != NULL ? s : "", n);
+    out[n] = '\0';
+    return true;
+}
+
+void gw_admin_take(char *dst, size_t *dn, const char *src)
+{
+    size_t n = src != NULL ? strlen(src) : 0;
+
+    if (n > GW_PWPOLICY_MAX_BYTES)
+        n = GW_PWPOLICY_MAX_BYTES;
+    memcpy(dst, src != NULL ? src : "", n);
+    dst[n] = '\0';
+    *dn = n;
+}

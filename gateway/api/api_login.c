@@ -1,0 +1,376 @@
+/* api_login.c: waygate.v1.Admin/Login and /ChangePassword (Art. 35). Password hashing runs on
+ * the worker pool, never on the loop.
+ * Invariants: Login answers an unknown account, a wrong password, a locked and a disabled account
+ * with the same words after the same work (one database read, one scrypt, one database write);
+ * passwords and tokens live in wiped memory only (the call's arena, the job's buffers) and never
+ * reach a log; each call leaves one administrative-record row. */
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+
+#include "waygate/v1/admin.pb-c.h"
+
+#include "alloc.h"
+#include "api.h"
+#include "api_admin_int.h"
+#include "api_auth.h"
+#include "app.h"
+#include "config.h"
+#include "log.h"
+
+/* --- Login --- */
+
+static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
+{
+    struct adm *a = arg;
+    Waygate__V1__LoginResponse resp = WAYGATE__V1__LOGIN_RESPONSE__INIT;
+    struct gw_fault f;
+
+    a->req = NULL;
+    gw_call_set_cancel(a->call, NULL, NULL);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return;
+    }
+    if (!a->ok || !created) {
+        /* The row was written with the outcome; the words are the same for every cause. */
+        (void)gw_fault_set(&f, GW_EAUTH, NULL, NULL, GW_RULE_LOGIN_REFUSED);
+        gw_admin_finish_fault(a, &f, false);
+        return;
+    }
+    resp.token = a->token;
+    resp.expires_at = expires_at;
+    resp.must_change_password = a->must_change;
+    err = gw_call_send(a->call, &resp.base);
+    if (err != 0) {
+        gw_call_fail(a->call, err, NULL, GW_RULE_NONE);
+        return;
+    }
+    GW_LOG(GW_LOG_INFO, "admin", gw_call_log_ctx(a->call), "login: account %s%s", a->object,
+           a->must_change ? " (password must change)" : "");
+    gw_call_finish(a->call, GW_GRPC_OK, NULL);
+}
+
+static void login_work(void *arg)
+{
+    struct pwjob *j = arg;
+
+    /* One scrypt whatever the account: an unknown name hashes against a dummy salt. */
+    j->verified = gw_admin_verify(j->pw, j->pwn, &j->cur) && !j->dummy;
+}
+
+/* 32 random bytes, base64url without padding. */
+static int make_token(struct adm *a)
+{
+    uint8_t raw[TOKEN_BYTES];
+    unsigned char b64[48];
+    char bearer[8 + TOKEN_CHARS + 1];
+    int rc = 0;
+
+    if (RAND_bytes(raw, sizeof(raw)) != 1 || EVP_EncodeBlock(b64, raw, sizeof(raw)) != 44)
+        rc = GW_ECRYPTO;
+    for (size_t i = 0; rc == 0 && i < TOKEN_CHARS; i++)
+        a->token[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
+    a->token[TOKEN_CHARS] = '\0';
+    snprintf(bearer, sizeof(bearer), "Bearer %s", a->token);
+    if (rc == 0 && gw_auth_token_hash(bearer, a->token_hash) != 0)
+        rc = GW_ECRYPTO;
+    gw_wipe(raw, sizeof(raw));
+    gw_wipe(b64, sizeof(b64));
+    gw_wipe(bearer, sizeof(bearer));
+    return rc;
+}
+
+static void login_verified_cb(void *arg)
+{
+    struct pwjob *j = arg;
+    struct adm *a = j->a;
+    const struct gw_config *cfg = a->app->cfg;
+    const struct gw_principal *p = gw_call_principal(a->call);
+    struct gw_acct_login_outcome o;
+    const char *why;
+    int err;
+
+    a->job = NULL;
+    a->ok = a->found && !a->disabled && !a->locked && j->verified;
+    why = !a->found        ? "unknown account"
+          : a->disabled    ? "account disabled"
+          : a->locked      ? "account locked"
+          : !j->verified   ? "wrong password"
+          : a->must_change ? "password must change"
+                           : NULL;
+    gw_admin_job_free(j);
+    if (make_token(a) != 0) { /* both outcomes draw a token: the same work either way */
+        gw_admin_refuse(a, GW_ECRYPTO, NULL, GW_RULE_NONE, 0);
+        return;
+    }
+    memset(&o, 0, sizeof(o));
+    o.ok = a->ok;
+    o.name = a->name;
+    o.id = a->id;
+    o.token_hash = a->token_hash;
+    o.ttl_s = cfg->token_ttl_s;
+    o.limited = a->must_change;
+    o.peer = p->peer;
+    o.cert = p->cert[0] ? p->cert : NULL;
+    o.lockout_failures = cfg->lockout_failures;
+    o.lockout_minutes = cfg->lockout_minutes;
+    gw_admin_fill_log(a, &o.log, a->ok ? "ok" : "refused", why);
+    err = gw_acct_login_finish(a->app->db, &o, login_done_cb, a, &a->req);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return;
+    }
+}
+
+/* Copies a password of the request into the job's wiped buffer (it fits: checked before). */
+static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
+{
+    struct adm *a = arg;
+    struct pwjob *j;
+    struct gw_pw_params pp;
+    uint8_t d[32];
+    unsigned int dn = 0;
+    char seed[128];
+
+    a->req = NULL;
+    gw_call_set_cancel(a->call, NULL, NULL);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return;
+    }
+    j = gw_admin_job_new(a);
+    if (j == NULL) {
+        gw_admin_refuse(a, GW_ENOMEM, NULL, GW_RULE_NONE, 0);
+        return;
+    }
+    gw_admin_take(j->pw, &j->pwn, a->pw);
+    a->found = l->found;
+    if (l->found) {
+        snprintf(a->object, sizeof(a->object), "%s", a->name);
+        a->id = l->id;
+        a->locked = l->locked;
+        a->disabled = l->disabled;
+        a->must_change = l->must_change;
+        memcpy(j->cur.hash, l->hash, sizeof(j->cur.hash));
+        memcpy(j->cur.salt, l->salt, sizeof(j->cur.salt));
+        snprintf(j->cur.params, sizeof(j->cur.params), "%s", l->params);
+    }
+    if (!l->found || !gw_admin_params_of(&j->cur, &pp)) {
+        /* A dummy hash under a salt derived from the name: the same cost as a real one. */
+        snprintf(seed, sizeof(seed), "waygate login dummy salt:%s", a->name);
+        if (EVP_Digest(seed, strlen(seed), d, &dn, EVP_sha256(), NULL) != 1)
+            memset(d, 0, sizeof(d));
+        memcpy(j->cur.salt, d, sizeof(j->cur.salt));
+        memset(j->cur.hash, 0, sizeof(j->cur.hash));
+        pp = gw_pw_params_default(a->app->cfg->scrypt_n);
+        gw_pw_params_format(&pp, j->cur.params);
+        j->dummy = true;
+    }
+    (void)gw_admin_submit(a, j, login_work, login_verified_cb);
+}
+
+void gw_api_admin_login(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    struct adm *a = gw_admin_new(call, "Login");
+    Waygate__V1__LoginRequest *in;
+    int err;
+
+    if (a == NULL)
+        return;
+    in = (Waygate__V1__LoginRequest *)gw_call_unpack(call, &waygate__v1__login_request__descriptor,
+                                                     req, len);
+    if (in == NULL)
+        return;
+    if (in->account[0] == '\0') {
+        gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_REQUIRED, 0);
+        return;
+    }
+    if (!gw_admin_copy_field(a->name, 65, in->account)) {
+        gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_TOO_LONG, 64);
+        return;
+    }
+    if (in->password[0] == '\0') {
+        gw_admin_refuse(a, GW_EINVAL, "password", GW_RULE_REQUIRED, 0);
+        return;
+    }
+    if (strlen(in->password) > GW_PWPOLICY_MAX_BYTES) {
+        gw_admin_refuse(a, GW_EINVAL, "password", GW_RULE_TOO_LONG, GW_PWPOLICY_MAX_BYTES);
+        return;
+    }
+    a->pw = in->password;
+    err = gw_acct_login_read(a->app->db, a->name, a->app->cfg->password_max_age_days, login_read_cb,
+                             a, &a->req);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return;
+    }
+    gw_call_set_cancel(call, gw_admin_cancel_cb, a);
+}
+
+/* --- ChangePassword --- */
+
+static int64_t expiry(const struct adm *a, int64_t set_at)
+{
+    uint32_t days = a->app->cfg->password_max_age_days;
+
+    return days > 0 ? set_at + (int64_t)days * 86400 : 0;
+}
+
+static void changed_cb(void *arg, int err, bool changed, int64_t set_at)
+{
+    struct adm *a = arg;
+    Waygate__V1__ChangePasswordResponse resp = WAYGATE__V1__CHANGE_PASSWORD_RESPONSE__INIT;
+
+    a->req = NULL;
+    gw_call_set_cancel(a->call, NULL, NULL);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return;
+    }
+    if (!changed) { /* changed meanwhile by another call: the old password no longer holds */
+        gw_admin_refuse(a, GW_EPERM, "old_password", GW_RULE_PASSWORD_WRONG, 0);
+        return;
+    }
+    resp.expires_at = expiry(a, set_at);
+    err = gw_call_send(a->call, &resp.base);
+    if (err != 0) {
+        gw_call_fail(a->call, err, NULL, GW_RULE_NONE);
+        return;
+    }
+    GW_LOG(GW_LOG_INFO, "admin", gw_call_log_ctx(a->call), "password changed: account %s",
+           a->object);
+    gw_call_finish(a->call, GW_GRPC_OK, NULL);
+}
+
+static void change_work(void *arg)
+{
+    struct pwjob *j = arg;
+    struct gw_pw_params pp = gw_pw_params_default(j->scrypt_n);
+
+    j->verified = gw_admin_verify(j->pw, j->pwn, &j->cur);
+    if (!j->verified)
+        return;
+    j->reused = gw_admin_verify(j->pw2, j->pw2n, &j->cur);
+    for (size_t i = 0; !j->reused && i < j->nhist; i++)
+        j->reused = gw_admin_verify(j->pw2, j->pw2n, &j->hist[i]);
+    if (j->reused)
+        return;
+    gw_pw_params_format(&pp, j->out.params);
+    j->err = gw_pw_salt(j->out.salt);
+    if (j->err == 0)
+        j->err = gw_pw_hash(j->pw2, j->pw2n, j->out.salt, &pp, j->out.hash);
+}
+
+static void change_hashed_cb(void *arg)
+{
+    struct pwjob *j = arg;
+    struct adm *a = j->a;
+    struct gw_acct_pw_change c;
+    uint8_t keep[32];
+    int err;
+
+    a->job = NULL;
+    if (!j->verified) {
+        gw_admin_job_free(j);
+        gw_admin_refuse(a, GW_EPERM, "old_password", GW_RULE_PASSWORD_WRONG, 0);
+        return;
+    }
+    if (j->reused) {
+        gw_admin_job_free(j);
+        gw_admin_refuse(a, GW_EINVAL, "new_password", GW_RULE_PASSWORD_REUSED, 0);
+        return;
+    }
+    if (j->err != 0 || gw_auth_token_hash(gw_call_metadata(a->call, "authorization"), keep) != 0) {
+        gw_admin_job_free(j);
+        gw_admin_refuse(a, GW_EINTERNAL, NULL, GW_RULE_NONE, 0);
+        return;
+    }
+    memset(&c, 0, sizeof(c));
+    c.account_id = gw_call_principal(a->call)->account_id;
+    c.old_hash = a->old_hash;
+    c.new_pw = &j->out;
+    c.keep_token_hash = keep;
+    gw_admin_fill_log(a, &c.log, "ok", "other sessions of the account ended");
+    err = gw_acct_pw_write(a->app->db, &c, changed_cb, a, &a->req); /* copies what it needs */
+    gw_admin_job_free(j);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return;
+    }
+    gw_call_set_cancel(a->call, gw_admin_cancel_cb, a);
+}
+
+static void pw_read_cb(void *arg, int err, const struct gw_acct_pw *cur,
+                       const struct gw_acct_pw *hist, size_t nhist)
+{
+    struct adm *a = arg;
+    struct pwjob *j;
+
+    a->req = NULL;
+    gw_call_set_cancel(a->call, NULL, NULL);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return;
+    }
+    if (cur == NULL) { /* disabled since the identity step */
+        gw_admin_refuse(a, GW_EAUTH, "authorization", GW_RULE_TOKEN_INVALID, 0);
+        return;
+    }
+    j = gw_admin_job_new(a);
+    if (j == NULL) {
+        gw_admin_refuse(a, GW_ENOMEM, NULL, GW_RULE_NONE, 0);
+        return;
+    }
+    gw_admin_take(j->pw, &j->pwn, a->pw);
+    gw_admin_take(j->pw2, &j->pw2n, a->pw2);
+    j->cur = *cur;
+    memcpy(a->old_hash, cur->hash, sizeof(a->old_hash));
+    for (size_t i = 0; i < nhist && i < GW_ACCT_HISTORY; i++)
+        j->hist[j->nhist++] = hist[i];
+    (void)gw_admin_submit(a, j, change_work, change_hashed_cb);
+}
+
+void gw_api_admin_change_password(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    struct adm *a = gw_admin_new(call, "ChangePassword");
+    const struct gw_principal *p = gw_call_principal(call);
+    Waygate__V1__ChangePasswordRequest *in;
+    struct gw_fault f;
+    int err;
+
+    if (a == NULL)
+        return;
+    if (p->authn != GW_AUTHN_TOKEN) { /* a certificate has no password */
+        gw_admin_refuse(a, GW_EAUTH, "authorization", GW_RULE_REQUIRED, 0);
+        return;
+    }
+    snprintf(a->object, sizeof(a->object), "%s", p->name);
+    in = (Waygate__V1__ChangePasswordRequest *)gw_call_unpack(
+        call, &waygate__v1__change_password_request__descriptor, req, len);
+    if (in == NULL)
+        return;
+    if (in->old_password[0] == '\0') {
+        gw_admin_refuse(a, GW_EINVAL, "old_password", GW_RULE_REQUIRED, 0);
+        return;
+    }
+    if (strlen(in->old_password) > GW_PWPOLICY_MAX_BYTES) {
+        gw_admin_refuse(a, GW_EINVAL, "old_password", GW_RULE_TOO_LONG, GW_PWPOLICY_MAX_BYTES);
+        return;
+    }
+    if (gw_pwpolicy_check(p->name, in->new_password, strlen(in->new_password), &f) != 0) {
+        snprintf(f.field, sizeof(f.field), "new_password");
+        gw_admin_finish_fault(a, &f, true);
+        return;
+    }
+    a->pw = in->old_password;
+    a->pw2 = in->new_password;
+    err = gw_acct_pw_read(a->app->db, p->account_id, pw_read_cb, a, &a->req);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return;
+    }
+    gw_call_set_cancel(call, gw_admin_cancel_cb, a);
+}
