@@ -30,7 +30,9 @@ import waygate_proto
 
 SUBMIT = "/waygate.v1.WaybillIntake/Submit"
 GET = "/waygate.v1.WaybillQuery/Get"
-VIEWS_OFFSET = 53_000_000  # numeric offset of this module's waybill numbers in each segment
+# numeric offset of this module's waybill numbers in each segment (test_intake 31e6,
+# test_tamper 47e6, query_data 53e6)
+VIEWS_OFFSET = 59_000_000
 POLICY_CONF = os.path.join(ROOT, "deploy", "policy.conf")
 
 # dev-stack principal -> (role, branch) (deploy/gen-certs)
