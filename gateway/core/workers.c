@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdbool.h>
 #include <sys/resource.h>
 #include <sys/syscall.h>
@@ -63,9 +64,20 @@ static void wake_loop(struct gw_workers *w)
     while (n < 0 && errno == EINTR);
 }
 
-/* How much less the workers weigh than the loop thread with the kernel's scheduler: at nice +10
- * a busy worker gets about a tenth of a core the loop also wants, so hashing yields to serving. */
-#define WORKER_NICE 10
+/* Workers run under SCHED_IDLE: the kernel gives them a core only when nothing else (the loop,
+ * PostgreSQL on the same host) wants it, so password hashing never delays serving; a login
+ * waits instead. Where SCHED_IDLE is refused, nice +19 (the weakest normal weight) stands in. */
+#define WORKER_NICE 19
+
+static void lower_priority(void)
+{
+    struct sched_param sp = {.sched_priority = 0};
+
+    /* Linux: the policy and the nice value are per thread. Best effort: a failure of both leaves
+     * the default. */
+    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
+        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
+}
 
 static void *thread_main(void *arg)
 {
@@ -73,8 +85,7 @@ static void *thread_main(void *arg)
     struct gw_job *j;
     bool was_empty;
 
-    /* Linux: the nice value is per thread. Best effort: a failure leaves the default. */
-    (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
+    lower_priority();
     pthread_mutex_lock(&w->mu);
     for (;;) {
         while (!w->stopping && w->queue == NULL)

@@ -2,8 +2,8 @@
  * loop. A job's work function runs on a worker thread; its done function then runs on the loop
  * (completion is signalled through a pipe watched by a libevent event, so libevent needs no
  * thread support). The queue is bounded: a full queue refuses new jobs instead of growing. The
- * threads run at a lower scheduling priority (nice +10) than the loop, so that hashing yields the
- * CPU to serving calls.
+ * threads run under SCHED_IDLE (nice +19 where that is refused): they get a core only when the
+ * loop and the database do not want it, so hashing never delays serving calls.
  *
  * Ownership of a job's argument:
  *  - done(arg) runs on the loop once work(arg) has finished, unless the job was cancelled first;

@@ -4,6 +4,7 @@
  * once and never runs done; free with jobs queued, running and finished drops each once. Run it
  * under ASan too: the drops are where a double free or a leak would show. */
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -163,6 +164,41 @@ static void test_work_off_loop_thread(void **state)
     assert_false(pthread_equal(worker, pthread_self()));
     run_until(base, &ndone, 1);
     assert_int_equal(log[0], 7);
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
+static int seen_policy = -1;
+
+static void policy_fn(void *arg)
+{
+    (void)arg;
+    seen_policy = sched_getscheduler(0); /* Linux: the calling thread's policy */
+}
+
+static void policy_done_fn(void *arg)
+{
+    *(int *)arg += 1;
+}
+
+static void policy_drop_fn(void *arg)
+{
+    (void)arg;
+}
+
+/* Hashing must not compete with the loop for a core: the workers run under SCHED_IDLE. */
+static void test_workers_yield_to_the_loop(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = gw_workers_new(base, 1, 4);
+    int ndone = 0;
+
+    (void)state;
+    assert_int_equal(gw_workers_submit(w, policy_fn, policy_done_fn, policy_drop_fn, &ndone, NULL),
+                     0);
+    run_until(base, &ndone, 1);
+    assert_int_equal(seen_policy, SCHED_IDLE);
+    assert_int_not_equal(sched_getscheduler(0), SCHED_IDLE); /* the loop's thread is unchanged */
     gw_workers_free(w);
     event_base_free(base);
 }
@@ -339,10 +375,15 @@ static void test_bad_arguments(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_done_on_loop_in_order), cmocka_unit_test(test_work_off_loop_thread),
-        cmocka_unit_test(test_queue_full_refused),    cmocka_unit_test(test_cancel_queued),
-        cmocka_unit_test(test_cancel_running),        cmocka_unit_test(test_cancel_finished),
-        cmocka_unit_test(test_free_drops_everything), cmocka_unit_test(test_bad_arguments),
+        cmocka_unit_test(test_done_on_loop_in_order),
+        cmocka_unit_test(test_work_off_loop_thread),
+        cmocka_unit_test(test_workers_yield_to_the_loop),
+        cmocka_unit_test(test_queue_full_refused),
+        cmocka_unit_test(test_cancel_queued),
+        cmocka_unit_test(test_cancel_running),
+        cmocka_unit_test(test_cancel_finished),
+        cmocka_unit_test(test_free_drops_everything),
+        cmocka_unit_test(test_bad_arguments),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
