@@ -305,6 +305,65 @@ bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])
     return false;
 }
 
+void *gw_api_read_start(struct gw_call *call, const ProtobufCMessageDescriptor *desc,
+                        const uint8_t *req, size_t len, size_t size, ProtobufCMessage **in)
+{
+    struct gw_app *app = gw_call_app(call);
+    void *state;
+
+    if (gw_call_principal(call)->branch[0] == '\0') {
+        gw_call_fail(call, GW_EPERM, "principal", GW_RULE_PRINCIPAL_BRANCH);
+        return NULL;
+    }
+    if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL ||
+        app->throttle == NULL) {
+        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
+        return NULL;
+    }
+    *in = gw_call_unpack(call, desc, req, len);
+    if (*in == NULL)
+        return NULL;
+    state = gw_arena_alloc(gw_call_arena(call), size);
+    if (state == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return NULL;
+    }
+    memset(state, 0, size);
+    return state;
+}
+
+bool gw_api_row_visible(struct gw_call *call, int err, const struct gw_store_row *row,
+                        const char *number, size_t number_len, struct gw_str clear[GW_COL_COUNT])
+{
+    int rc;
+
+    if (err == GW_ENOTFOUND) {
+        gw_call_fail(call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
+        return false;
+    }
+    if (err != 0) {
+        gw_api_read_failed(call, err);
+        return false;
+    }
+    /* Authenticate before the scope check: the scope rests on origin_branch and
+     * dest_region_code, clear columns that only the record MAC vouches for, and an altered
+     * record deserves its incident whoever reads it. */
+    rc = gw_api_open_row(call, &row->w, number, number_len, clear);
+    if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
+        gw_api_fail_unreadable(call, rc);
+        return false;
+    }
+    if (rc != 0) {
+        gw_call_fail(call, rc, NULL, GW_RULE_NOT_READ);
+        return false;
+    }
+    if (!gw_api_in_scope(call, row)) { /* exactly like a number that does not exist */
+        gw_call_fail(call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
+        return false;
+    }
+    return true;
+}
+
 static void got_cb(void *arg, int err, const struct gw_store_row *row)
 {
     Waygate__V1__WaybillView view = WAYGATE__V1__WAYBILL_VIEW__INIT;
@@ -314,28 +373,9 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
 
     g->req = NULL;
     gw_call_set_cancel(g->call, NULL, NULL);
-    if (err == GW_ENOTFOUND) {
-        gw_call_fail(g->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
+    if (!gw_api_row_visible(g->call, err, row, g->number, g->number_len, clear))
         return;
-    }
-    if (err != 0) {
-        gw_api_read_failed(g->call, err);
-        return;
-    }
-    /* Authenticate before the scope check: the scope rests on origin_branch and
-     * dest_region_code, clear columns that only the record MAC vouches for, and an altered
-     * record deserves its incident whoever reads it. */
-    rc = gw_api_open_row(g->call, &row->w, g->number, g->number_len, clear);
-    if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
-        gw_api_fail_unreadable(g->call, rc);
-        return;
-    }
-    if (rc == 0 && !gw_api_in_scope(g->call, row)) { /* exactly like a number that does not exist */
-        gw_call_fail(g->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
-        return;
-    }
-    if (rc == 0)
-        rc = gw_api_render_view(g->call, &row->w, clear, &view);
+    rc = gw_api_render_view(g->call, &row->w, clear, &view);
     if (rc == 0)
         rc = gw_call_send(g->call, &view.base);
     if (rc != 0) {
@@ -348,36 +388,22 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
 void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
 {
     Waygate__V1__GetRequest *in;
+    ProtobufCMessage *msg;
     struct gw_app *app = gw_call_app(call);
     uint8_t bidx[GW_CRYPTO_BIDX_LEN];
     enum gw_rule rule = GW_RULE_NONE;
     struct get *g;
     int rc;
 
-    if (gw_call_principal(call)->branch[0] == '\0') {
-        gw_call_fail(call, GW_EPERM, "principal", GW_RULE_PRINCIPAL_BRANCH);
+    g = gw_api_read_start(call, &waygate__v1__get_request__descriptor, req, len, sizeof(*g), &msg);
+    if (g == NULL)
         return;
-    }
-    if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL ||
-        app->throttle == NULL) {
-        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
-        return;
-    }
-    in = (Waygate__V1__GetRequest *)gw_call_unpack(call, &waygate__v1__get_request__descriptor, req,
-                                                   len);
-    if (in == NULL)
-        return;
+    in = (Waygate__V1__GetRequest *)msg;
     if (in->waybill_no[0] == '\0') {
         gw_call_fail(call, GW_EINVAL, "waybill_no", GW_RULE_REQUIRED);
         return;
     }
-    g = gw_arena_alloc(gw_call_arena(call), sizeof(*g));
-    if (g == NULL) {
-        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
-        return;
-    }
     g->call = call;
-    g->req = NULL;
     if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), g->number, &g->number_len,
                                &rule) != 0) {
         gw_call_fail(call, GW_EINVAL, "waybill_no", rule);

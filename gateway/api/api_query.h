@@ -40,6 +40,20 @@ int gw_api_open_row(struct gw_call *call, const struct gw_sealed_waybill *row, c
 /* Fails the call for an unreadable row (gw_api_open_row's GW_EDATALOSS / GW_EPRECOND). */
 void gw_api_fail_unreadable(struct gw_call *call, int err);
 
+/* The start every read handler shares: the caller must have a branch scope and this gateway its
+ * store, keys and throttle; then the request is unpacked into *in and the handler's state (size
+ * bytes, zeroed) allocated in the call's arena. Returns the state, or NULL after failing the
+ * call. */
+void *gw_api_read_start(struct gw_call *call, const ProtobufCMessageDescriptor *desc,
+                        const uint8_t *req, size_t len, size_t size, ProtobufCMessage **in);
+
+/* The first steps of an answer about one waybill asked for by number (Get, Reveal), in this
+ * order: the store's outcome (err, row), the row opened and authenticated against number, then
+ * the scope; a row outside the scope is answered exactly like a number that does not exist.
+ * Returns true with clear filled, or false after failing the call. */
+bool gw_api_row_visible(struct gw_call *call, int err, const struct gw_store_row *row,
+                        const char *number, size_t number_len, struct gw_str clear[GW_COL_COUNT]);
+
 /* Fails the call for a store error (database outage: UNAVAILABLE; else INTERNAL). */
 void gw_api_read_failed(struct gw_call *call, int err);
 

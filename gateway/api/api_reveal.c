@@ -123,28 +123,8 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
 
     r->req = NULL;
     gw_call_set_cancel(r->call, NULL, NULL);
-    if (err == GW_ENOTFOUND) {
-        gw_call_fail(r->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
+    if (!gw_api_row_visible(r->call, err, row, r->number, r->number_len, clear))
         return;
-    }
-    if (err != 0) {
-        gw_api_read_failed(r->call, err);
-        return;
-    }
-    /* As Get: authenticate, then decide the scope on what the record MAC vouches for. */
-    rc = gw_api_open_row(r->call, &row->w, r->number, r->number_len, clear);
-    if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
-        gw_api_fail_unreadable(r->call, rc);
-        return;
-    }
-    if (rc != 0) {
-        gw_call_fail(r->call, rc, NULL, GW_RULE_NOT_READ);
-        return;
-    }
-    if (!gw_api_in_scope(r->call, row)) {
-        gw_call_fail(r->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
-        return;
-    }
     /* A courier reveals only for a waybill its branch delivers. */
     if (strcmp(p->role, "courier") == 0 &&
         (row->dest_branch == NULL || strcmp(row->dest_branch, p->branch) != 0)) {
@@ -186,6 +166,7 @@ static enum gw_col col_of(const char *path)
 void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len)
 {
     Waygate__V1__RevealRequest *in;
+    ProtobufCMessage *msg;
     struct gw_app *app = gw_call_app(call);
     const struct gw_principal *p = gw_call_principal(call);
     uint8_t bidx[GW_CRYPTO_BIDX_LEN];
@@ -194,25 +175,11 @@ void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len)
     struct reveal *r;
     int rc;
 
-    if (p->branch[0] == '\0') {
-        gw_call_fail(call, GW_EPERM, "principal", GW_RULE_PRINCIPAL_BRANCH);
+    r = gw_api_read_start(call, &waygate__v1__reveal_request__descriptor, req, len, sizeof(*r),
+                          &msg);
+    if (r == NULL)
         return;
-    }
-    if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL ||
-        app->throttle == NULL) {
-        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
-        return;
-    }
-    in = (Waygate__V1__RevealRequest *)gw_call_unpack(
-        call, &waygate__v1__reveal_request__descriptor, req, len);
-    if (in == NULL)
-        return;
-    r = gw_arena_alloc(gw_call_arena(call), sizeof(*r));
-    if (r == NULL) {
-        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
-        return;
-    }
-    memset(r, 0, sizeof(*r));
+    in = (Waygate__V1__RevealRequest *)msg;
     r->call = call;
     if (in->waybill_no[0] == '\0') {
         gw_call_fail(call, GW_EINVAL, "waybill_no", GW_RULE_REQUIRED);

@@ -243,31 +243,18 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
 void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
 {
     Waygate__V1__SearchRequest *in;
+    ProtobufCMessage *msg;
     struct gw_app *app = gw_call_app(call);
     const struct gw_principal *p = gw_call_principal(call);
     struct gw_policy_limits lim;
     struct search *s;
     int rc;
 
-    if (p->branch[0] == '\0') {
-        gw_call_fail(call, GW_EPERM, "principal", GW_RULE_PRINCIPAL_BRANCH);
+    s = gw_api_read_start(call, &waygate__v1__search_request__descriptor, req, len, sizeof(*s),
+                          &msg);
+    if (s == NULL)
         return;
-    }
-    if (app == NULL || app->store == NULL || app->keys == NULL || app->crypto == NULL ||
-        app->throttle == NULL) {
-        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
-        return;
-    }
-    in = (Waygate__V1__SearchRequest *)gw_call_unpack(
-        call, &waygate__v1__search_request__descriptor, req, len);
-    if (in == NULL)
-        return;
-    s = gw_arena_alloc(gw_call_arena(call), sizeof(*s));
-    if (s == NULL) {
-        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
-        return;
-    }
-    memset(s, 0, sizeof(*s));
+    in = (Waygate__V1__SearchRequest *)msg;
     s->call = call;
     if (!key_of(s, in))
         return;
