@@ -10,6 +10,7 @@
 
 #include "waygate/v1/admin.pb-c.h"
 
+#include "account.h"
 #include "alloc.h"
 #include "api.h"
 #include "api_admin_int.h"
@@ -20,50 +21,6 @@
 #define REASON_MAX 256
 
 /* --- CreateAccount --- */
-
-static bool account_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n < 3 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
-              s[i] == '_' || s[i] == '-'))
-            return false;
-    return true;
-}
-
-static bool branch_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n < 1 || n > 31)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
-            return false;
-    return true;
-}
-
-static const char *const account_roles[] = {
-    "branch_clerk",   "customer_service", "compliance_auditor",
-    "security_admin", "system_admin",     "lawful_access",
-};
-
-static bool account_role_ok(const char *r)
-{
-    for (size_t i = 0; i < sizeof(account_roles) / sizeof(account_roles[0]); i++)
-        if (strcmp(account_roles[i], r) == 0)
-            return true;
-    return false;
-}
-
-static bool branch_role(const char *r)
-{
-    return strcmp(r, "branch_clerk") == 0 || strcmp(r, "customer_service") == 0;
-}
 
 static void created_cb(void *arg, int err, enum gw_acct_create_result r, int64_t created_at)
 {
@@ -160,6 +117,7 @@ void gw_api_admin_create_account(struct gw_call *call, const uint8_t *req, size_
     Waygate__V1__CreateAccountRequest *in;
     struct pwjob *j;
     struct gw_fault f;
+    int rc;
 
     if (a == NULL)
         return;
@@ -167,18 +125,14 @@ void gw_api_admin_create_account(struct gw_call *call, const uint8_t *req, size_
         call, &waygate__v1__create_account_request__descriptor, req, len);
     if (in == NULL)
         return;
-    if (!account_name_ok(in->account)) {
-        gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_ACCOUNT_NAME, 0);
-        return;
-    }
-    snprintf(a->object, sizeof(a->object), "%s", in->account);
-    if (!account_role_ok(in->role)) {
-        gw_admin_refuse(a, GW_EINVAL, "role", GW_RULE_ACCOUNT_ROLE, 0);
-        return;
-    }
-    snprintf(a->role, sizeof(a->role), "%s", in->role);
-    if (branch_role(in->role) ? !branch_ok(in->branch) : in->branch[0] != '\0') {
-        gw_admin_refuse(a, GW_EINVAL, "branch", GW_RULE_ACCOUNT_BRANCH, 0);
+    /* The record names what was asked for as far as it is well-formed. */
+    rc = gw_account_check(in->account, in->role, in->branch, &f);
+    if (rc == 0 || f.rule != GW_RULE_ACCOUNT_NAME)
+        snprintf(a->object, sizeof(a->object), "%s", in->account);
+    if (rc == 0 || f.rule == GW_RULE_ACCOUNT_BRANCH)
+        snprintf(a->role, sizeof(a->role), "%s", in->role);
+    if (rc != 0) {
+        gw_admin_finish_fault(a, &f, true);
         return;
     }
     snprintf(a->branch, sizeof(a->branch), "%s", in->branch);

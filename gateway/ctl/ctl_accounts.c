@@ -12,6 +12,7 @@
 
 #include <openssl/crypto.h>
 
+#include "account.h"
 #include "ctl.h"
 #include "ctl_admin.h"
 #include "password.h"
@@ -22,11 +23,6 @@
 #define PERSON_MAX 64
 #define REASON_MAX 200
 #define BOOTSTRAP_LOCK "waygate.accounts.bootstrap"
-
-static const char *const ACCOUNT_ROLES[] = {
-    "branch_clerk",   "customer_service", "compliance_auditor",
-    "security_admin", "system_admin",     "lawful_access",
-};
 
 static void accounts_usage(FILE *f)
 {
@@ -50,38 +46,6 @@ static void accounts_usage(FILE *f)
             "  Passwords are hashed with scrypt N (default %d), r 8, p 1. CONNINFO defaults to\n"
             "  $WAYGATE_PGURI; WHO to $USER. Exit: 0 done, 1 failed, 2 usage, 3 refused.\n",
             DEFAULT_SCRYPT_N);
-}
-
-static bool account_role_ok(const char *r)
-{
-    for (size_t i = 0; i < sizeof(ACCOUNT_ROLES) / sizeof(ACCOUNT_ROLES[0]); i++)
-        if (strcmp(r, ACCOUNT_ROLES[i]) == 0)
-            return true;
-    return false;
-}
-
-static bool branch_role(const char *r)
-{
-    return strcmp(r, "branch_clerk") == 0 || strcmp(r, "customer_service") == 0;
-}
-
-static bool admin_role(const char *r)
-{
-    return strcmp(r, "system_admin") == 0 || strcmp(r, "security_admin") == 0 ||
-           strcmp(r, "compliance_auditor") == 0;
-}
-
-static bool account_name_ok(const char *s)
-{
-    size_t n = strlen(s);
-
-    if (n < 3 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
-              s[i] == '_' || s[i] == '-'))
-            return false;
-    return true;
 }
 
 /* Reads the first line of stdin (without its "\n" or "\r\n") into buf (cap bytes, NUL added).
@@ -192,7 +156,7 @@ static int create_account(struct ctl_admin *c, const struct newacct *n, bool boo
             goto out;
         }
     }
-    if (admin_role(n->role)) {
+    if (gw_account_role_admin(n->role)) {
         if (gw_admin_account_admin_roles(c->a, n->person, sod_cb, &sod, err, sizeof(err)) != 0) {
             rc = ctl_admin_fail(c, n->name, "the database refused", err);
             goto out;
@@ -245,17 +209,11 @@ static int accounts_create(struct ctl_admin *c, const char *name, const char *ro
     enum gw_rule rule = GW_RULE_NONE;
     int rc;
 
-    if (!account_name_ok(name))
-        return ctl_admin_refuse(c, NULL, "account", GW_RULE_ACCOUNT_NAME, 0);
-    if (role == NULL || !account_role_ok(role))
-        return ctl_admin_refuse(c, name, "role", GW_RULE_ACCOUNT_ROLE, 0);
-    if (branch_role(role) != (branch != NULL && branch[0] != '\0'))
-        return ctl_admin_refuse(c, name, "branch", GW_RULE_ACCOUNT_BRANCH, 0);
+    if (gw_account_check(name, role, branch, &f) != 0)
+        return ctl_admin_refuse(c, f.rule == GW_RULE_ACCOUNT_NAME ? NULL : name, f.field, f.rule,
+                                0);
     if (branch != NULL && branch[0] == '\0')
         branch = NULL;
-    if (branch != NULL && !ctl_admin_branch_ok(branch))
-        return ctl_admin_refuse_text(c, name, "branch",
-                                     "must be 1 to 31 ASCII letters, digits, '_' or '-'");
     if (person == NULL || person[0] == '\0')
         person = name;
     if (gw_text_check(person, strlen(person), PERSON_MAX, NULL, &rule) != 0)

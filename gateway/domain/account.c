@@ -1,0 +1,68 @@
+/* account.c: the account rules of account.h, in the order a refusal reports them. */
+#include "account.h"
+
+#include <string.h>
+
+const char *const gw_account_roles[] = {
+    "branch_clerk", "customer_service", "compliance_auditor", "security_admin",
+    "system_admin", "lawful_access",    NULL,
+};
+
+bool gw_account_role_branch_bound(const char *role)
+{
+    return strcmp(role, "branch_clerk") == 0 || strcmp(role, "customer_service") == 0;
+}
+
+bool gw_account_role_admin(const char *role)
+{
+    return strcmp(role, "system_admin") == 0 || strcmp(role, "security_admin") == 0 ||
+           strcmp(role, "compliance_auditor") == 0;
+}
+
+static bool name_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 3 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= '0' && s[i] <= '9') || s[i] == '.' ||
+              s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+static bool role_ok(const char *role)
+{
+    for (const char *const *r = gw_account_roles; *r; r++)
+        if (strcmp(*r, role) == 0)
+            return true;
+    return false;
+}
+
+static bool branch_ok(const char *s)
+{
+    size_t n = strlen(s);
+
+    if (n < 1 || n > 31)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
+              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
+            return false;
+    return true;
+}
+
+int gw_account_check(const char *name, const char *role, const char *branch, struct gw_fault *f)
+{
+    bool has_branch = branch != NULL && branch[0] != '\0';
+
+    gw_fault_clear(f);
+    if (name == NULL || !name_ok(name))
+        return gw_fault_set(f, GW_EINVAL, NULL, "account", GW_RULE_ACCOUNT_NAME);
+    if (role == NULL || !role_ok(role))
+        return gw_fault_set(f, GW_EINVAL, NULL, "role", GW_RULE_ACCOUNT_ROLE);
+    if (gw_account_role_branch_bound(role) != has_branch || (has_branch && !branch_ok(branch)))
+        return gw_fault_set(f, GW_EINVAL, NULL, "branch", GW_RULE_ACCOUNT_BRANCH);
+    return 0;
+}

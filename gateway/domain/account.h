@@ -1,0 +1,32 @@
+/* account.h: the rules of a person's account that the gateway (Admin.CreateAccount) and the CLI
+ * (waygatectl accounts) both apply before the database does (sql/006_accounts.sql holds the
+ * same checks): its name, its one role, and the branch scope that some roles need and the others
+ * must not have. Art. 34: the three administrator roles are mutually exclusive per person.
+ * Pure: no I/O, no logging. */
+#ifndef GW_ACCOUNT_H
+#define GW_ACCOUNT_H
+
+#include <stdbool.h>
+
+#include "err.h"
+
+/* The roles an account may hold (people's roles; devices, branch systems and the backend are
+ * certificate principals), NULL-terminated. */
+extern const char *const gw_account_roles[];
+
+/* True for the roles bound to one branch (branch_clerk, customer_service). */
+bool gw_account_role_branch_bound(const char *role);
+
+/* True for the three administrator roles (system_admin, security_admin, compliance_auditor), of
+ * which one person holds at most one (separation of duties, 三员). */
+bool gw_account_role_admin(const char *role);
+
+/* Checks a new account: name 3 to 64 of [a-z0-9._-] (GW_RULE_ACCOUNT_NAME, field "account"), a
+ * role of gw_account_roles (GW_RULE_ACCOUNT_ROLE, "role"), a branch of 1 to 31 ASCII letters,
+ * digits, '_' or '-' exactly when the role is branch-bound, else none (branch NULL or "";
+ * GW_RULE_ACCOUNT_BRANCH, "branch"). Returns 0, or GW_EINVAL with *f naming the first rule
+ * broken, in that order. */
+int gw_account_check(const char *name, const char *role, const char *branch,
+                     struct gw_fault *f) GW_MUST_CHECK;
+
+#endif

@@ -1,0 +1,93 @@
+/* test_account.c: the account rules shared by Admin.CreateAccount and waygatectl accounts. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "account.h"
+
+static void refused(const char *name, const char *role, const char *branch, const char *field,
+                    enum gw_rule rule)
+{
+    struct gw_fault f;
+
+    assert_int_equal(gw_account_check(name, role, branch, &f), GW_EINVAL);
+    assert_string_equal(f.field, field);
+    assert_int_equal(f.rule, rule);
+}
+
+static void test_accepted(void **state)
+{
+    struct gw_fault f;
+
+    (void)state;
+    assert_int_equal(gw_account_check("clerk_a", "branch_clerk", "a", &f), 0);
+    assert_int_equal(gw_account_check("cs.a-1", "customer_service", "B_2-x", &f), 0);
+    assert_int_equal(gw_account_check("sec", "security_admin", NULL, &f), 0);
+    assert_int_equal(gw_account_check("lawful", "lawful_access", "", &f), 0);
+    assert_int_equal(gw_account_check("a234567890123456789012345678901234567890123456789012345678901234",
+                                      "system_admin", NULL, &f),
+                     0);
+}
+
+static void test_name(void **state)
+{
+    (void)state;
+    refused("ab", "system_admin", NULL, "account", GW_RULE_ACCOUNT_NAME);
+    refused("Alice", "system_admin", NULL, "account", GW_RULE_ACCOUNT_NAME);
+    refused("al ice", "system_admin", NULL, "account", GW_RULE_ACCOUNT_NAME);
+    refused("张三丰", "system_admin", NULL, "account", GW_RULE_ACCOUNT_NAME);
+    refused("a2345678901234567890123456789012345678901234567890123456789012345", "system_admin",
+            NULL, "account", GW_RULE_ACCOUNT_NAME);
+    refused(NULL, "system_admin", NULL, "account", GW_RULE_ACCOUNT_NAME);
+}
+
+static void test_role(void **state)
+{
+    (void)state;
+    /* devices, branch systems and the backend are certificates, never accounts */
+    refused("dev", "courier", "a", "role", GW_RULE_ACCOUNT_ROLE);
+    refused("dev", "backend", NULL, "role", GW_RULE_ACCOUNT_ROLE);
+    refused("dev", "root", NULL, "role", GW_RULE_ACCOUNT_ROLE);
+    refused("dev", "", NULL, "role", GW_RULE_ACCOUNT_ROLE);
+    refused("dev", NULL, NULL, "role", GW_RULE_ACCOUNT_ROLE);
+}
+
+static void test_branch(void **state)
+{
+    (void)state;
+    refused("clerk", "branch_clerk", NULL, "branch", GW_RULE_ACCOUNT_BRANCH);
+    refused("clerk", "branch_clerk", "", "branch", GW_RULE_ACCOUNT_BRANCH);
+    refused("clerk", "customer_service", "a b", "branch", GW_RULE_ACCOUNT_BRANCH);
+    refused("clerk", "customer_service", "a234567890123456789012345678901x", "branch",
+            GW_RULE_ACCOUNT_BRANCH);
+    refused("sec", "security_admin", "a", "branch", GW_RULE_ACCOUNT_BRANCH);
+}
+
+static void test_role_kinds(void **state)
+{
+    (void)state;
+    assert_true(gw_account_role_admin("system_admin"));
+    assert_true(gw_account_role_admin("security_admin"));
+    assert_true(gw_account_role_admin("compliance_auditor"));
+    assert_false(gw_account_role_admin("lawful_access"));
+    assert_false(gw_account_role_admin("branch_clerk"));
+    assert_true(gw_account_role_branch_bound("branch_clerk"));
+    assert_true(gw_account_role_branch_bound("customer_service"));
+    assert_false(gw_account_role_branch_bound("security_admin"));
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_accepted),
+        cmocka_unit_test(test_name),
+        cmocka_unit_test(test_role),
+        cmocka_unit_test(test_branch),
+        cmocka_unit_test(test_role_kinds),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
