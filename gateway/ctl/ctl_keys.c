@@ -13,8 +13,10 @@
 #include "alloc.h"
 #include "crypto.h"
 #include "ctl.h"
+#include "ctl_admin.h"
 #include "keyring.h"
 #include "record.h"
+#include "store_acct_admin.h"
 #include "store_admin.h"
 
 #define ME "waygatectl keys"
@@ -36,8 +38,9 @@ static void keys_usage(FILE *f)
         "          (default %d); field ciphertexts are not touched; safe to interrupt and rerun\n"
         "  retire  erase KEK version N from the key file; refused while records still use it\n"
         "  status  KEK versions and states (never key bytes); with --db, records per version\n"
-        "  PATH defaults to $WAYGATE_KEYRING; rewrap and retire use $WAYGATE_PGURI when --db\n"
-        "  is not given.\n",
+        "  PATH defaults to $WAYGATE_KEYRING; rotate, retire and rewrap use $WAYGATE_PGURI when\n"
+        "  --db is not given. init, rotate, retire and rewrap are recorded in admin_log when a\n"
+        "  database is given (Art. 31); without one, the CLI says the action was not recorded.\n",
         BATCH_DEFAULT);
 }
 
@@ -100,6 +103,34 @@ static long long count_kek(struct gw_admin *a, uint32_t v, bool equal)
     return n;
 }
 
+/* What the last operation did, for its administrative record (never key bytes). */
+static char done_detail[128];
+
+/* Art. 31: a key operation (init, rotate, retire, rewrap) is an administrative act. With a
+ * database (--db, else $WAYGATE_PGURI) it gets one admin_log row, its failures included; without
+ * one the CLI says that it was not recorded (a keyring can be made before its database). A
+ * failure to record is reported but does not undo what was done. */
+static void record(const char *db, const char *sub, const char *keyring, int rc)
+{
+    struct gw_admin_logrec r = {ctl_admin_actor(NULL), NULL, keyring,
+                                rc == GW_CTL_OK ? "ok" : "failed",
+                                done_detail[0] ? done_detail : NULL};
+    struct gw_admin *a = NULL;
+    char action[32], err[512];
+
+    if (db == NULL || db[0] == '\0') {
+        fprintf(stderr, ME ": note: keys %s not recorded in admin_log (no --db or WAYGATE_PGURI)\n",
+                sub);
+        return;
+    }
+    snprintf(action, sizeof(action), "keys.%s", sub);
+    r.action = action;
+    if (gw_admin_connect(db, &a, err, sizeof(err)) != 0 ||
+        gw_admin_log(a, &r, err, sizeof(err)) != 0)
+        fprintf(stderr, ME ": could not record the administrative action: %s\n", err);
+    gw_admin_free(a);
+}
+
 static int keys_init(const struct keys_opts *o)
 {
     char err[512];
@@ -121,6 +152,7 @@ static int keys_rotate(const struct keys_opts *o)
         fprintf(stderr, ME ": %s\n", err);
         return GW_CTL_FAIL;
     }
+    snprintf(done_detail, sizeof(done_detail), "added KEK version %" PRIu32, v);
     printf("added KEK version %" PRIu32 " (now current); reload or restart the gateways, then "
            "run 'waygatectl keys rewrap'\n",
            v);
@@ -232,6 +264,7 @@ static int keys_retire(const struct keys_opts *o)
         fprintf(stderr, ME ": %s\n", err);
         return GW_CTL_FAIL;
     }
+    snprintf(done_detail, sizeof(done_detail), "retired KEK version %" PRIu32, o->version);
     printf("retired KEK version %" PRIu32 "; its key bytes are erased from %s\n", o->version,
            o->keyring);
     return GW_CTL_OK;
@@ -339,6 +372,9 @@ static int keys_rewrap(const struct keys_opts *o)
             ", %lld failed, %lld records left on older versions%s\n",
             done, rw.newest, failed, left,
             left > failed ? " (locked by other transactions: run rewrap again)" : "");
+    snprintf(done_detail, sizeof(done_detail),
+             "%lld re-wrapped under KEK version %" PRIu32 ", %lld failed, %lld left", done,
+             rw.newest, failed, left);
     rc = (failed == 0 && left == 0) ? GW_CTL_OK : GW_CTL_FAIL;
 out:
     gw_admin_free(a);
@@ -410,15 +446,24 @@ int gw_ctl_keys(int argc, char **argv)
         return GW_CTL_USAGE;
     }
     bool needs_db = strcmp(sub, "rewrap") == 0;
-    if (!o.db && (needs_db || strcmp(sub, "retire") == 0)) {
+    if (!o.db && (needs_db || strcmp(sub, "retire") == 0 || strcmp(sub, "rotate") == 0)) {
         const char *env = getenv("WAYGATE_PGURI");
         if (env && env[0])
             o.db = env;
     }
-    if (strcmp(sub, "init") == 0)
-        return keys_init(&o);
-    if (strcmp(sub, "rotate") == 0)
-        return keys_rotate(&o);
+    int rc;
+    done_detail[0] = '\0';
+    if (strcmp(sub, "init") == 0) {
+        rc = keys_init(&o);
+        if (o.db != NULL) /* a new keyring usually comes before its database */
+            record(o.db, sub, o.keyring, rc);
+        return rc;
+    }
+    if (strcmp(sub, "rotate") == 0) {
+        rc = keys_rotate(&o);
+        record(o.db, sub, o.keyring, rc);
+        return rc;
+    }
     if (strcmp(sub, "status") == 0)
         return keys_status(&o, db_given);
     if (strcmp(sub, "retire") == 0) {
@@ -426,14 +471,18 @@ int gw_ctl_keys(int argc, char **argv)
             fprintf(stderr, ME ": retire needs --version N\n");
             return GW_CTL_USAGE;
         }
-        return keys_retire(&o);
+        rc = keys_retire(&o);
+        record(o.db, sub, o.keyring, rc);
+        return rc;
     }
     if (needs_db) {
         if (!o.db) {
             fprintf(stderr, ME ": rewrap needs --db CONNINFO (or WAYGATE_PGURI)\n");
             return GW_CTL_USAGE;
         }
-        return keys_rewrap(&o);
+        rc = keys_rewrap(&o);
+        record(o.db, sub, o.keyring, rc);
+        return rc;
     }
     fprintf(stderr, ME ": unknown subcommand '%s'\n", sub);
     keys_usage(stderr);

@@ -4,8 +4,13 @@
 #include <string.h>
 
 const char *const gw_account_roles[] = {
-    "branch_clerk", "customer_service", "compliance_auditor", "security_admin",
-    "system_admin", "lawful_access",    NULL,
+    "branch_clerk",
+    "customer_service",
+    "compliance_auditor",
+    "security_admin",
+    "system_admin",
+    "lawful_access",
+    NULL,
 };
 
 bool gw_account_role_branch_bound(const char *role)

@@ -708,7 +708,8 @@ def test_keys_rotate_rewrap_retire_all_records_readable(stack):
     old_id = accepted(stack, w)
     assert stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % old_id) == [str(old)]
 
-    r = stack.ctl("keys", "rotate", "--keyring", keyring)
+    log_from = int(stack.psql("SELECT coalesce(max(id), 0) FROM admin_log")[0])
+    r = stack.ctl("keys", "rotate", "--keyring", keyring, "--db", stack.pguri)
     assert r.returncode == 0, r.stderr
     assert "version %d" % new in r.stdout, r.stdout
     reload_keys(stack, new)
@@ -739,6 +740,16 @@ def test_keys_rotate_rewrap_retire_all_records_readable(stack):
     assert r.returncode == 0, r.stderr
     assert re.search(r"kek %d\s+retired" % old, keys_status(stack)), keys_status(stack)
     reload_keys(stack, new)
+
+    # Art. 31: each key operation left its administrative record, the refused retire included
+    rows = stack.psql("SELECT via, action, object, outcome, detail FROM admin_log WHERE id > %d "
+                      "AND action LIKE 'keys.%%' ORDER BY id" % log_from)
+    assert [tuple(x.split("|")[1:4]) for x in rows] == [
+        ("keys.rotate", keyring, "ok"), ("keys.retire", keyring, "failed"),
+        ("keys.rewrap", keyring, "ok"), ("keys.retire", keyring, "ok")], rows
+    assert all(x.startswith("cli|") for x in rows), rows
+    assert rows[0].endswith("|added KEK version %d" % new), rows
+    assert rows[3].endswith("|retired KEK version %d" % old), rows
 
     unreadable = []
     for no, principal, rid, sent in RECORDS:

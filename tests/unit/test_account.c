@@ -27,9 +27,10 @@ static void test_accepted(void **state)
     assert_int_equal(gw_account_check("cs.a-1", "customer_service", "B_2-x", &f), 0);
     assert_int_equal(gw_account_check("sec", "security_admin", NULL, &f), 0);
     assert_int_equal(gw_account_check("lawful", "lawful_access", "", &f), 0);
-    assert_int_equal(gw_account_check("a234567890123456789012345678901234567890123456789012345678901234",
-                                      "system_admin", NULL, &f),
-                     0);
+    assert_int_equal(
+        gw_account_check("a234567890123456789012345678901234567890123456789012345678901234",
+                         "system_admin", NULL, &f),
+        0);
 }
 
 static void test_name(void **state)
@@ -82,10 +83,8 @@ static void test_role_kinds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accepted),
-        cmocka_unit_test(test_name),
-        cmocka_unit_test(test_role),
-        cmocka_unit_test(test_branch),
+        cmocka_unit_test(test_accepted),   cmocka_unit_test(test_name),
+        cmocka_unit_test(test_role),       cmocka_unit_test(test_branch),
         cmocka_unit_test(test_role_kinds),
     };
 
