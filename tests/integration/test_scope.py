@@ -115,3 +115,34 @@ def test_routes_cli_changes_scope_and_is_logged(stack, waybills):
     # a bad region is refused before the database
     bad = stack.ctl("routes", "add", "32019", "b", "--db", stack.pguri)
     assert bad.returncode == 2
+
+
+def test_security_level_restricts_who_sees_a_record(stack):
+    """Parts 1, 2, 4: a record above the role's `[levels]` value (deploy/policy.conf: courier and
+    branch_clerk up to 秘密, customer_service unclassified only) is outside the scope, answered
+    like a number that does not exist; at or below it, the record is seen as usual."""
+    levels = stack.pb.common
+    secret = new_waybill(stack, "a")
+    secret.security_level = levels.SECURITY_LEVEL_SECRET
+    highly = new_waybill(stack, "a")
+    highly.security_level = levels.SECURITY_LEVEL_HIGHLY_SECRET
+    plain = new_waybill(stack, "a")
+    ids = {k: submit(stack, w) for k, w in
+           (("secret", secret), ("highly", highly), ("plain", plain))}
+    missing = not_found_of_missing(stack, "courier_a", "a")
+
+    v = get(stack, secret.waybill_no, "courier_a")
+    assert v.id == ids["secret"]
+    assert v.waybill.security_level == levels.SECURITY_LEVEL_SECRET
+    assert get(stack, secret.waybill_no, "branch_a").id == ids["secret"]
+    assert refusal(lambda: get(stack, highly.waybill_no, "courier_a")) == missing
+    assert refusal(lambda: get(stack, highly.waybill_no, "branch_a")) == \
+        not_found_of_missing(stack, "branch_a", "a")
+    # customer service: unclassified only
+    assert get(stack, plain.waybill_no, "cs_a").id == ids["plain"]
+    assert refusal(lambda: get(stack, secret.waybill_no, "cs_a")) == \
+        not_found_of_missing(stack, "cs_a", "a")
+    # Search leaves out what the caller may not see
+    assert search(stack, "branch_a", waybill_no=highly.waybill_no) == []
+    assert [x.id for x in search(stack, "branch_a", waybill_no=secret.waybill_no)] == \
+        [ids["secret"]]
