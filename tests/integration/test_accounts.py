@@ -249,6 +249,8 @@ def test_token_needs_a_certificate_of_its_kind(stack, admin):
     assert probe(stack, md, "admin")[0] == grpc.StatusCode.PERMISSION_DENIED
     auditor = stack.login("auditor")
     assert probe(stack, auditor, "admin") == TOKEN_OK
+    for via in ("auditor", "sysadmin", "lawful"):  # every certificate registered for administration
+        assert probe(stack, auditor, via) == TOKEN_OK
     assert probe(stack, auditor, "branch_a") == (
         grpc.StatusCode.PERMISSION_DENIED, "authorization: an administrative account is usable "
         "only over a certificate registered for administration (Art. 31)")
