@@ -139,6 +139,9 @@ static const char *const rule_text[GW_RULE_COUNT] = {
                                   "(at most % in the window); an incident was recorded",
     [GW_RULE_ACCESS_NOT_RECORDED] =
         "the access record could not be written, so nothing was released",
+    [GW_RULE_ADMIN_CERT_NEEDS_TOKEN] = "a certificate registered for administration acts only "
+                                       "through an account's token: call Admin/Login first "
+                                       "(Art. 31)",
 };
 
 const char *gw_rule_str(enum gw_rule rule)

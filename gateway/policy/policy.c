@@ -147,6 +147,12 @@ int gw_policy_may_call(const struct gw_policy *pol, const char *path, const stru
     if (p->authn == GW_AUTHN_TOKEN && p->must_change &&
         strcmp(path, "/waygate.v1.Admin/ChangePassword") != 0)
         return gw_fault_set(f, GW_EPRECOND, NULL, "authorization", GW_RULE_PASSWORD_MUST_CHANGE);
+    /* Art. 31, 34: every administrative act names a person. A certificate registered for
+     * administration is only a channel for people's accounts: without a token it reaches what
+     * any authenticated caller may (Login, ChangePassword), never what its own role allows. */
+    if (p->authn == GW_AUTHN_CERT && p->cert_admin &&
+        (m == NULL || m->access != GW_POLICY_AUTHENTICATED))
+        return gw_fault_set(f, GW_EPERM, NULL, "authorization", GW_RULE_ADMIN_CERT_NEEDS_TOKEN);
     if (m != NULL && known_role(p->role)) {
         if (m->access == GW_POLICY_AUTHENTICATED)
             return 0;

@@ -249,6 +249,8 @@ def test_token_needs_a_certificate_of_its_kind(stack, admin):
     assert probe(stack, md, "admin")[0] == grpc.StatusCode.PERMISSION_DENIED
     auditor = stack.login("auditor")
     assert probe(stack, auditor, "admin") == TOKEN_OK
+    for via in ("auditor", "sysadmin", "lawful"):  # every certificate registered for administration
+        assert probe(stack, auditor, via) == TOKEN_OK
     assert probe(stack, auditor, "branch_a") == (
         grpc.StatusCode.PERMISSION_DENIED, "authorization: an administrative account is usable "
         "only over a certificate registered for administration (Art. 31)")
@@ -256,6 +258,46 @@ def test_token_needs_a_certificate_of_its_kind(stack, admin):
         grpc.StatusCode.UNAUTHENTICATED, 'authorization: must be "Bearer " followed by a token')
     assert probe(stack, bearer("A" * 43), "branch_a") == (grpc.StatusCode.UNAUTHENTICATED,
                                                         TOKEN_INVALID)
+
+
+ADMIN_CERT_REFUSAL = ("authorization: a certificate registered for administration acts only "
+                      "through an account's token: call Admin/Login first (Art. 31)")
+
+
+def test_admin_certificate_acts_only_through_a_token(stack, admin):
+    """Art. 31, 34: every administrative act names a person. The `admin` certificate (registered
+    for administration, role security_admin) without a token may not create or disable an
+    account; each refusal is in admin_log; the same calls with secadmin's token succeed."""
+    pb = stack.pb
+    name = unique("it-adc-")
+    first = int(stack.psql("SELECT coalesce(max(id), 0) FROM admin_log")[0])
+    create = pb.admin.CreateAccountRequest(account=name, role="branch_clerk", branch="a",
+                                           initial_password=password())
+    disable = pb.admin.DisableAccountRequest(account="clerk_b", reason="test")
+    for method, req, resp in ((CREATE, create, pb.admin.CreateAccountResponse),
+                              (DISABLE, disable, pb.admin.DisableAccountResponse)):
+        err = rpc_error(lambda: stack.unary(method, req, resp, principal="admin"))
+        assert (err.code(), err.details()) == (grpc.StatusCode.PERMISSION_DENIED,
+                                               ADMIN_CERT_REFUSAL)
+    q = ("SELECT actor, role, cert, via, action, outcome, detail FROM admin_log WHERE id > %d "
+         "AND cert = 'admin' AND outcome = 'refused' ORDER BY id" % first)
+    rows = wait_for(lambda: (lambda r: r if len(r) >= 2 else None)(stack.psql(q)), 10)
+    assert rows == ["admin|security_admin|admin|grpc|%s|refused|%s" % (a, ADMIN_CERT_REFUSAL)
+                    for a in ("CreateAccount", "DisableAccount")]
+    # nothing was done: no account, clerk_b still enabled
+    assert stack.psql("SELECT count(*) FROM account WHERE name = '%s'" % name) == ["0"]
+    assert stack.psql("SELECT disabled_at IS NULL FROM account WHERE name = 'clerk_b'") == ["t"]
+    # with a person's token the same certificate carries secadmin's role, and secadmin is recorded
+    stack.unary(CREATE, create, pb.admin.CreateAccountResponse, principal="admin",
+                metadata=admin.md)
+    assert stack.psql("SELECT count(*) FROM account WHERE name = '%s'" % name) == ["1"]
+    assert stack.psql("SELECT actor, cert, outcome FROM admin_log WHERE action = 'CreateAccount' "
+                      "AND object = '%s'" % name) == ["secadmin|admin|ok"]
+    other = unique("it-adc-")
+    admin.create(other, "branch_clerk", branch="a")
+    admin.disable(other)
+    assert stack.psql("SELECT disabled_at IS NOT NULL FROM account WHERE name = '%s'" % other) \
+        == ["t"]
 
 
 def issue_cert(stack, name, subject):

@@ -24,8 +24,8 @@ DEV_PRINCIPALS = {  # name: (role, branch, admin), as deploy/gen-certs issues th
     "courier_a": ("courier", "a", False), "courier_b": ("courier", "b", False),
     "branch_a": ("branch_clerk", "a", False), "branch_b": ("branch_clerk", "b", False),
     "backend": ("backend", None, False), "admin": ("security_admin", None, True),
-    "cs_a": ("customer_service", "a", False), "auditor": ("compliance_auditor", None, False),
-    "sysadmin": ("system_admin", None, False), "lawful": ("lawful_access", None, False),
+    "cs_a": ("customer_service", "a", False), "auditor": ("compliance_auditor", None, True),
+    "sysadmin": ("system_admin", None, True), "lawful": ("lawful_access", None, True),
 }
 DEV_ACCOUNTS = {  # name: (role, branch, principal it logs in over)
     "clerk_a": ("branch_clerk", "a", "branch_a"), "clerk_b": ("branch_clerk", "b", "branch_b"),

@@ -186,7 +186,8 @@ def test_not_yet_implemented_api_method_unimplemented(stack):
     # test_permissions.py.
     e = rpc_error(lambda: stack.unary("/waygate.v1.Compliance/Report",
                                       stack.pb.compliance.ReportRequest(month="2026-01"),
-                                      stack.pb.compliance.ReportResponse, principal="auditor"))
+                                      stack.pb.compliance.ReportResponse, principal="auditor",
+                                      metadata=stack.login("auditor")))
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED, e
     assert "/waygate.v1.Compliance/Report" in e.details()
 

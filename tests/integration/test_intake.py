@@ -265,11 +265,20 @@ def test_role_not_allowed_stores_and_reveals_nothing(stack):
     submitting it next gets a new record. Nor may a role without Get read it back (the clerk
     may: test_views.py)."""
     w = new_waybill(stack, "a")
-    for principal, role in (("branch_a", "branch_clerk"), ("admin", "security_admin")):
-        e = rpc_error(lambda: submit(stack, w, principal))
+    seed(w)
+    secadmin = lambda: stack.unary_as("secadmin", SUBMIT, stack.pb.intake.SubmitRequest(waybill=w),
+                                      stack.pb.intake.SubmitResponse)
+    for attempt, why in (
+            (lambda: submit(stack, w, "branch_a"),
+             "role branch_clerk: may not call this method (least privilege, Art. 34)"),
+            (secadmin, "role security_admin: may not call this method (least privilege, Art. 34)"),
+            # the admin certificate without a person's token (Art. 31)
+            (lambda: submit(stack, w, "admin"),
+             "authorization: a certificate registered for administration acts only through an "
+             "account's token: call Admin/Login first (Art. 31)")):
+        e = rpc_error(attempt)
         assert e.code() == grpc.StatusCode.PERMISSION_DENIED, e
-        assert e.details() == "role %s: may not call this method (least privilege, Art. 34)" % role, \
-            e.details()
+        assert e.details() == why, e.details()
         assert_no_value(e.details(), w)
     accepted(stack, w, "courier_a")
     for principal in ("admin", "backend"):

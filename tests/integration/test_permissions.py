@@ -5,7 +5,13 @@ The matrix below is the intended policy, written here independently of the gatew
 table: a role not allowed gets PERMISSION_DENIED (whether or not the method is implemented yet);
 an allowed role gets UNIMPLEMENTED from a method without a handler, and from an implemented one
 the deliberate answer to an empty request. The revoked and the rogue certificates never get
-past TLS (UNAVAILABLE), whatever the method."""
+past TLS (UNAVAILABLE), whatever the method.
+
+Every administrative act names a person (Art. 31, 34): the certificates of the people's roles
+(`admin`, `auditor`, `sysadmin`, `lawful`) are registered for administration and, without a
+token, reach only what any authenticated caller may (health, Login, ChangePassword); their roles
+are exercised by the dev stack's accounts (secadmin, auditor, sysadmin, lawful, and the branch
+accounts clerk_a and cs_a), each over its certificate with its own token."""
 
 import grpc
 import pytest
@@ -79,6 +85,21 @@ ROLE = {
 }
 REFUSED_AT_TLS = ("revoked", "rogue")
 
+# dev principals registered for administration (deploy/devstack `principals add --admin`)
+ADMIN_CHANNEL = {"admin", "auditor", "sysadmin", "lawful"}
+ADMIN_CERT_REFUSAL = ("authorization: a certificate registered for administration acts only "
+                      "through an account's token: call Admin/Login first (Art. 31)")
+
+# dev-stack account -> its role (deploy/devstack-accounts)
+ACCOUNT_ROLE = {
+    "secadmin": "security_admin",
+    "auditor": "compliance_auditor",
+    "sysadmin": "system_admin",
+    "lawful": "lawful_access",
+    "clerk_a": "branch_clerk",
+    "cs_a": "customer_service",
+}
+
 # docs/roles.md's roles: each one is held by some principal above, so every role is exercised.
 ROLES_OF_DOCS = {"courier", "branch_clerk", "customer_service", "compliance_auditor",
               "security_admin", "system_admin", "lawful_access", "backend"}
@@ -88,7 +109,14 @@ def expected(method, principal):
     """(status, words the message must contain) for an empty request to method by principal."""
     if principal in REFUSED_AT_TLS:
         return grpc.StatusCode.UNAVAILABLE, None
-    role = ROLE[principal]
+    allowed = ALLOWED[method]
+    if principal in ADMIN_CHANNEL and allowed not in (ANYONE, AUTHENTICATED):
+        return grpc.StatusCode.PERMISSION_DENIED, ADMIN_CERT_REFUSAL
+    return expected_of_role(method, ROLE[principal])
+
+
+def expected_of_role(method, role):
+    """(status, words) for an empty request to method by a caller acting with role."""
     allowed = ALLOWED[method]
     if allowed not in (ANYONE, AUTHENTICATED) and role not in allowed:
         return (grpc.StatusCode.PERMISSION_DENIED,
@@ -107,13 +135,13 @@ def api_methods(pb):
     return out
 
 
-def call(ch, method, streaming):
+def call(ch, method, streaming, metadata=None):
     """Calls method with an empty request; returns (status, message, responses)."""
     try:
         if streaming:
-            got = list(waygate_proto.stream(ch, method, b"", None, timeout=10))
+            got = list(waygate_proto.stream(ch, method, b"", None, timeout=10, metadata=metadata))
         else:
-            got = [waygate_proto.unary(ch, method, b"", None, timeout=10)]
+            got = [waygate_proto.unary(ch, method, b"", None, timeout=10, metadata=metadata)]
     except grpc.RpcError as e:
         return e.code(), e.details() or "", []
     return grpc.StatusCode.OK, "", got
@@ -125,11 +153,19 @@ def channels(stack):
     return {p: stack.channel(p) for p in list(ROLE) + list(REFUSED_AT_TLS)}
 
 
+@pytest.fixture(scope="module")
+def sessions(stack):
+    """account -> (its certificate's channel, its token's metadata), one login each."""
+    return {a: (stack.channel(stack.account(a)[2]), stack.login(a)) for a in ACCOUNT_ROLE}
+
+
 def test_matrix_covers_every_method_and_role(stack):
     assert set(api_methods(stack.pb)) == set(ALLOWED), \
         "a method of the protos is missing from the permission matrix (or vice versa)"
     assert set(EMPTY_REQUEST_ANSWER) <= set(ALLOWED)
     assert set(ROLE.values()) == ROLES_OF_DOCS
+    # every role a certificate may not exercise on its own is exercised by an account
+    assert {ROLE[p] for p in ADMIN_CHANNEL} <= set(ACCOUNT_ROLE.values())
     for p in waygate_proto.PRINCIPALS:
         assert p in ROLE, "dev principal %s has no row in the matrix" % p
 
@@ -147,3 +183,19 @@ def test_permission(stack, channels, method, principal):
     if method == HEALTH and code == grpc.StatusCode.OK:
         resp = stack.pb.health.HealthCheckResponse.FromString(got[0])
         assert resp.status == stack.pb.health.HealthCheckResponse.SERVING
+
+
+@pytest.mark.parametrize("account", list(ACCOUNT_ROLE))
+@pytest.mark.parametrize("method", list(ALLOWED))
+def test_permission_of_account(stack, sessions, method, account):
+    """The account's role applies over its certificate with its token (Art. 31, 34)."""
+    streaming = api_methods(stack.pb)[method]
+    want, words = expected_of_role(method, ACCOUNT_ROLE[account])
+    if method == "/waygate.v1.Admin/ChangePassword":  # a token may change its own password
+        want, words = grpc.StatusCode.INVALID_ARGUMENT, "old_password: is required"
+    ch, md = sessions[account]
+    code, details, got = call(ch, method, streaming, md)
+    assert code == want, "%s as account %s: %s %r, expected %s" % (method, account, code.name,
+                                                                   details, want.name)
+    if words is not None:
+        assert words in details, details

@@ -311,6 +311,49 @@ static void file_sets_views_reveals_and_limits(void **state)
 
 /* A call's reference keeps the policy it started with while a reload replaces and frees the
  * daemon's; under ASan a use after free here fails. */
+/* Art. 31, 34: a certificate registered for administration reaches, without a token, only what
+ * any authenticated caller may; with a token the account's role applies; other certificates keep
+ * their own role. */
+static void admin_certificate_needs_a_token(void **state)
+{
+    struct gw_policy *p = gw_policy_new(NULL, 0);
+    struct gw_principal adm = who("security_admin", "");
+    struct gw_principal acct;
+    struct gw_principal courier = who("courier", "a");
+    struct gw_fault f;
+    char msg[256];
+
+    (void)state;
+    assert_non_null(p);
+    adm.cert_admin = true;
+    snprintf(adm.cert, sizeof(adm.cert), "%s", "admin");
+    assert_int_equal(gw_policy_may_call(p, "/waygate.v1.Admin/Login", &adm, &f), 0);
+    assert_int_equal(gw_policy_may_call(p, "/waygate.v1.Admin/ChangePassword", &adm, &f), 0);
+    assert_int_equal(gw_policy_may_call(p, "/grpc.health.v1.Health/Check", &adm, &f), 0);
+    static const char *const refused_paths[] = {"/waygate.v1.Admin/CreateAccount",
+                                                "/waygate.v1.Admin/DisableAccount",
+                                                "/waygate.v1.Compliance/DecideLawfulAccess",
+                                                "/waygate.v1.Compliance/RequestBulk",
+                                                "/waygate.v1.Nothing/Here",
+                                                NULL};
+    for (const char *const *m = refused_paths; *m; m++) {
+        assert_int_equal(gw_policy_may_call(p, *m, &adm, &f), GW_EPERM);
+        assert_int_equal(f.rule, GW_RULE_ADMIN_CERT_NEEDS_TOKEN);
+    }
+    gw_fault_format(&f, msg, sizeof(msg));
+    assert_non_null(strstr(msg, "acts only through an account's token"));
+    /* the same certificate carrying secadmin's session */
+    acct = adm;
+    acct.authn = GW_AUTHN_TOKEN;
+    acct.account_id = 1;
+    assert_int_equal(gw_policy_may_call(p, "/waygate.v1.Admin/CreateAccount", &acct, &f), 0);
+    /* a certificate not registered for administration keeps its role */
+    assert_int_equal(gw_policy_may_call(p, "/waygate.v1.WaybillIntake/Submit", &courier, &f), 0);
+    adm.cert_admin = false;
+    assert_int_equal(gw_policy_may_call(p, "/waygate.v1.Admin/CreateAccount", &adm, &f), 0);
+    gw_policy_free(p);
+}
+
 static void reference_outlives_reload(void **state)
 {
     struct gw_policy *old = gw_policy_new(NULL, 0), *nw = NULL;
@@ -400,6 +443,7 @@ int main(void)
         cmocka_unit_test(defaults),
         cmocka_unit_test(scope_branches_and_levels),
         cmocka_unit_test(file_sets_views_reveals_and_limits),
+        cmocka_unit_test(admin_certificate_needs_a_token),
         cmocka_unit_test(reference_outlives_reload),
         cmocka_unit_test(damaged_files_refused_cleanly),
     };
