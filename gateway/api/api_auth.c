@@ -4,12 +4,14 @@
  * learnt. Invariants: a token is never stored or logged, only hashed; each waiting call owns its
  * lookup and cancels it when reset; a call is identified exactly once. */
 #include "api_auth.h"
+#include "account.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include <openssl/evp.h>
 
+#include "account.h"
 #include "accounts.h"
 #include "alloc.h"
 #include "app.h"
@@ -120,11 +122,6 @@ static void cache_put(struct gw_auth *a, const uint8_t *fpr, const struct gw_acc
         e->cert = *c;
 }
 
-static bool branch_role(const char *role)
-{
-    return strcmp(role, "branch_clerk") == 0 || strcmp(role, "customer_service") == 0;
-}
-
 /* Finishes the identity step from what is known. cert NULL: the certificate is not
  * registered (or disabled). sess: the session when a token was presented (NULL: invalid). */
 static void conclude(struct gw_call *call, const struct gw_peer *peer,
@@ -160,7 +157,7 @@ static void conclude(struct gw_call *call, const struct gw_peer *peer,
         return;
     }
     /* The account's powers only over a connection entitled to them (Art. 31, 34). */
-    if (branch_role(sess->role)) {
+    if (gw_account_role_branch_bound(sess->role)) {
         if (cert == NULL || cert->branch[0] == '\0' || strcmp(cert->branch, sess->branch) != 0) {
             (void)gw_fault_set(&f, GW_EPERM, NULL, "authorization", GW_RULE_TOKEN_BRANCH_CERT);
             gw_call_identified(call, &f, &p);
