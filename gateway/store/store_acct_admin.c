@@ -16,24 +16,6 @@
 #define ADMIN_ROLES "('system_admin', 'security_admin', 'compliance_auditor')"
 #define SQLSTATE_UNIQUE "23505"
 
-static int refused(const PGresult *res, const struct gw_admin *a, char *errbuf, size_t errlen)
-{
-    gw_pq_msg(errbuf, errlen, "%s",
-              res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(a->pg));
-    return GW_EINTERNAL;
-}
-
-static int command(struct gw_admin *a, const char *sql, char *errbuf, size_t errlen)
-{
-    PGresult *res = PQexec(a->pg, sql);
-    int rc = 0;
-
-    if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        rc = refused(res, a, errbuf, errlen);
-    PQclear(res);
-    return rc;
-}
-
 /* The value of a nullable text column: NULL for SQL NULL. */
 static const char *opt(const PGresult *res, int row, int col)
 {
@@ -58,12 +40,12 @@ static const char *violated(const PGresult *res, const char *state)
 
 int gw_admin_begin(struct gw_admin *a, char *errbuf, size_t errlen)
 {
-    return command(a, "BEGIN", errbuf, errlen);
+    return gw_admin_command(a, "BEGIN", errbuf, errlen);
 }
 
 int gw_admin_commit(struct gw_admin *a, char *errbuf, size_t errlen)
 {
-    return command(a, "COMMIT", errbuf, errlen);
+    return gw_admin_command(a, "COMMIT", errbuf, errlen);
 }
 
 void gw_admin_rollback(struct gw_admin *a)
@@ -76,7 +58,7 @@ int gw_admin_xact_lock(struct gw_admin *a, const char *key, char *errbuf, size_t
     const char *values[1] = {key};
     PGresult *res = PQexecParams(a->pg, "SELECT pg_advisory_xact_lock(hashtext($1))", 1, NULL,
                                  values, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : refused(res, a, errbuf, errlen);
+    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : gw_admin_refused(res, a, errbuf, errlen);
 
     PQclear(res);
     return rc;
@@ -103,7 +85,7 @@ static int principal_rows(struct gw_admin *a, PGresult *res, gw_admin_principal_
     struct gw_admin_principal p;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        return refused(res, a, errbuf, errlen);
+        return gw_admin_refused(res, a, errbuf, errlen);
     for (int i = 0; i < PQntuples(res); i++) {
         const char *hex = PQgetvalue(res, i, 4);
         memset(&p, 0, sizeof(p));
@@ -143,7 +125,7 @@ int gw_admin_principal_add(struct gw_admin *a, const struct gw_admin_principal *
             gw_pq_msg(errbuf, errlen, "a principal with this name or certificate exists");
             rc = GW_EEXIST;
         } else {
-            rc = refused(res, a, errbuf, errlen);
+            rc = gw_admin_refused(res, a, errbuf, errlen);
         }
         goto out;
     }
@@ -190,7 +172,7 @@ static int disable_row(struct gw_admin *a, const char *sql, const char *name, co
     int rc = 0;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
         goto out;
     }
     if (PQntuples(res) != 1) {
@@ -242,7 +224,7 @@ static int account_rows(struct gw_admin *a, PGresult *res, gw_admin_account_cb c
     struct gw_admin_account acc;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK)
-        return refused(res, a, errbuf, errlen);
+        return gw_admin_refused(res, a, errbuf, errlen);
     for (int i = 0; i < PQntuples(res); i++) {
         memset(&acc, 0, sizeof(acc));
         acc.id = strtoll(PQgetvalue(res, i, 0), NULL, 10);
@@ -296,7 +278,7 @@ int gw_admin_account_insert(struct gw_admin *a, const struct gw_admin_account_ne
             gw_pq_msg(errbuf, errlen, "an account with this name exists");
             rc = GW_EEXIST;
         } else {
-            rc = refused(res, a, errbuf, errlen);
+            rc = gw_admin_refused(res, a, errbuf, errlen);
         }
         goto out;
     }
@@ -331,7 +313,7 @@ int gw_admin_account_count_role(struct gw_admin *a, const char *role, long long 
     int rc = 0;
 
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
     else
         *n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
@@ -375,7 +357,7 @@ int gw_admin_account_disable(struct gw_admin *a, const char *name, const char *b
     res = PQexecParams(a->pg, "DELETE FROM session WHERE account_id = $1::bigint", 1, NULL, values,
                        NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
     else
         *sessions = strtoll(PQcmdTuples(res), NULL, 10);
     PQclear(res);
@@ -391,7 +373,7 @@ int gw_admin_log(struct gw_admin *a, const struct gw_admin_logrec *r, char *errb
                                  "INSERT INTO admin_log (actor, peer, via, action, object, "
                                  "outcome, detail) VALUES ($1, 'local', 'cli', $2, $3, $4, $5)",
                                  5, NULL, values, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : refused(res, a, errbuf, errlen);
+    int rc = PQresultStatus(res) == PGRES_COMMAND_OK ? 0 : gw_admin_refused(res, a, errbuf, errlen);
 
     PQclear(res);
     return rc;
@@ -405,7 +387,7 @@ int gw_admin_incident(struct gw_admin *a, const char *severity, const char *kind
     /* sql/006_accounts.sql: the CLI's role writes incidents through this function only */
     PGresult *res = PQexecParams(a->pg, "SELECT cli_record_incident($1, $2, $3, $4, $5)", 5, NULL,
                                  values, NULL, NULL, 0);
-    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : refused(res, a, errbuf, errlen);
+    int rc = PQresultStatus(res) == PGRES_TUPLES_OK ? 0 : gw_admin_refused(res, a, errbuf, errlen);
 
     PQclear(res);
     return rc;

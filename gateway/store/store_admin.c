@@ -26,7 +26,7 @@
 #define UTC_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* A failed statement: its server message (it may quote a parameter, never a field value). */
-static int refused(const PGresult *res, const struct gw_admin *a, char *errbuf, size_t errlen)
+int gw_admin_refused(const PGresult *res, const struct gw_admin *a, char *errbuf, size_t errlen)
 {
     gw_pq_msg(errbuf, errlen, "%s",
               res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(a->pg));
@@ -96,7 +96,7 @@ int gw_admin_segment_issue(struct gw_admin *a, const char *branch, const char *p
             gw_pq_msg(errbuf, errlen, "overlaps a segment already issued");
             rc = GW_EEXIST;
         } else {
-            rc = refused(res, a, errbuf, errlen);
+            rc = gw_admin_refused(res, a, errbuf, errlen);
         }
         goto out;
     }
@@ -120,7 +120,7 @@ int gw_admin_segment_list(struct gw_admin *a, const char *branch, gw_admin_segme
                                         "ORDER BY prefix, range_from",
                        1, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
         goto out;
     }
     for (i = 0; i < PQntuples(res); i++) {
@@ -151,7 +151,7 @@ int gw_admin_kek_counts(struct gw_admin *a, struct gw_admin_kek_count **out, siz
     *n = 0;
     res = PQexec(a->pg, "SELECT kek_version, count(*) FROM waybill GROUP BY 1 ORDER BY 1");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
         goto out;
     }
     rows = PQntuples(res);
@@ -185,21 +185,20 @@ int gw_admin_count_kek(struct gw_admin *a, uint32_t version, bool equal, long lo
                              : "SELECT count(*) FROM waybill WHERE kek_version <> $1::integer",
                        1, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
     else
         *n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     return rc;
 }
 
-/* Runs a statement without rows (BEGIN, COMMIT). */
-static int command(struct gw_admin *a, const char *sql, char *errbuf, size_t errlen)
+int gw_admin_command(struct gw_admin *a, const char *sql, char *errbuf, size_t errlen)
 {
     PGresult *res = PQexec(a->pg, sql);
     int rc = 0;
 
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
     PQclear(res);
     return rc;
 }
@@ -221,7 +220,7 @@ static int rewrap_write(struct gw_admin *a, const uint8_t *id, uint32_t old, uin
                        "WHERE id = $3 AND kek_version = $4",
                        4, ut, up, ul, uf, 0);
     if (PQresultStatus(res) != PGRES_COMMAND_OK)
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
     else
         *updated = strcmp(PQcmdTuples(res), "1") == 0;
     PQclear(res);
@@ -243,7 +242,7 @@ int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admi
     b->seen = b->updated = b->failed = 0;
     snprintf(vs, sizeof(vs), "%" PRIu32, b->target);
     snprintf(ls, sizeof(ls), "%ld", b->limit);
-    rc = command(a, "BEGIN", errbuf, errlen);
+    rc = gw_admin_command(a, "BEGIN", errbuf, errlen);
     if (rc != 0)
         return rc;
     res = PQexecParams(a->pg,
@@ -255,7 +254,7 @@ int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admi
                              "kek_version <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
                        b->have_cursor ? 3 : 2, types, params, lens, fmts, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
         goto fail;
     }
     n = PQntuples(res);
@@ -285,7 +284,7 @@ int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admi
     }
     PQclear(res);
     res = NULL;
-    rc = command(a, "COMMIT", errbuf, errlen);
+    rc = gw_admin_command(a, "COMMIT", errbuf, errlen);
     if (rc != 0)
         goto fail;
     b->seen = n;
@@ -338,7 +337,7 @@ int gw_admin_suspicious_list(struct gw_admin *a, long limit, gw_admin_suspect_cb
                                                                                "LIMIT $1::bigint",
         1, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
         goto out;
     }
     for (i = 0; i < PQntuples(res); i++) {

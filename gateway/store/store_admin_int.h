@@ -10,4 +10,11 @@ struct gw_admin {
     PGconn *pg;
 };
 
+/* The server's message for a failed statement (res may be NULL: the connection's) into errbuf,
+ * one line; returns GW_EINTERNAL. */
+int gw_admin_refused(const PGresult *res, const struct gw_admin *a, char *errbuf, size_t errlen);
+
+/* Runs a statement without rows (BEGIN, COMMIT). Returns 0 or GW_EINTERNAL. */
+int gw_admin_command(struct gw_admin *a, const char *sql, char *errbuf, size_t errlen);
+
 #endif
