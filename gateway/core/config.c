@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "file.h"
 
 #define CONFIG_LINE_MAX 4096          /* bytes of one line, newline excluded */
 #define CONFIG_FILE_MAX (1024 * 1024) /* bytes of the whole file */
@@ -589,57 +590,6 @@ static void too_long(struct parse *ps, int line, int section, const char *s)
 }
 
 /* Reads the whole file (at most CONFIG_FILE_MAX bytes). */
-static int read_file(struct parse *ps, char **buf, size_t *len)
-{
-    struct stat st;
-    char *b = NULL;
-    size_t n = 0;
-    int fd, rc = 0;
-
-    fd = open(ps->path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
-    if (fd < 0) {
-        fail(ps, 0, "cannot open: %s", strerror(errno));
-        return GW_EIO;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        fail(ps, 0, "not a regular file");
-        rc = GW_EIO;
-        goto out;
-    }
-    if (st.st_size > CONFIG_FILE_MAX) {
-        fail(ps, 0, "file too large (over %d bytes)", CONFIG_FILE_MAX);
-        rc = GW_EINVAL;
-        goto out;
-    }
-    b = gw_malloc((size_t)st.st_size + 1);
-    if (b == NULL) {
-        fail(ps, 0, "out of memory");
-        rc = GW_ENOMEM;
-        goto out;
-    }
-    while (n < (size_t)st.st_size) {
-        ssize_t r = read(fd, b + n, (size_t)st.st_size - n);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            fail(ps, 0, "read failed: %s", strerror(errno));
-            rc = GW_EIO;
-            goto out;
-        }
-        if (r == 0)
-            break;
-        n += (size_t)r;
-    }
-    b[n] = '\0';
-    *buf = b;
-    *len = n;
-    b = NULL;
-out:
-    gw_free(b);
-    close(fd);
-    return rc;
-}
-
 int gw_config_load(const char *path, struct gw_config *out, char *errbuf, size_t errlen)
 {
     struct parse ps;
@@ -672,7 +622,8 @@ int gw_config_load(const char *path, struct gw_config *out, char *errbuf, size_t
         }
     }
 
-    rc = read_file(&ps, &buf, &len);
+    rc = gw_file_read(ps.path, CONFIG_FILE_MAX, false, &buf, &len, errbuf,
+                      errbuf != NULL ? errlen : 0);
     if (rc != 0)
         goto out;
     p = buf;

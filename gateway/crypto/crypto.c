@@ -723,13 +723,6 @@ static void mb_put(struct macbuf *m, const void *p, size_t n)
         m->hi = m->n;
 }
 
-static uint8_t *put_be(uint8_t *q, uint64_t v, int bytes)
-{
-    for (int k = 0; k < bytes; k++)
-        *q++ = (uint8_t)(v >> (8 * (bytes - 1 - k)));
-    return q;
-}
-
 static void mb_be(struct macbuf *m, uint64_t v, int bytes)
 {
     uint8_t b[8];
@@ -757,23 +750,6 @@ int gw_crypto_content_mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_
     for (size_t i = 0; i < count; i++) {
         size_t nl = strlen(items[i].name);
         uint8_t present = items[i].p ? 1 : 0;
-        size_t need = 4 + nl + 1 + (present ? 8 + items[i].n : 0);
-        if (m.rc == 0 && need <= sizeof m.b - m.n) { /* the whole item fits: no call per part */
-            uint8_t *q = put_be(m.b + m.n, nl, 4);
-            memcpy(q, items[i].name, nl);
-            q += nl;
-            *q++ = present;
-            if (present) {
-                q = put_be(q, items[i].n, 8);
-                if (items[i].n)
-                    memcpy(q, items[i].p, items[i].n);
-                q += items[i].n;
-            }
-            m.n = (size_t)(q - m.b);
-            if (m.n > m.hi)
-                m.hi = m.n;
-            continue;
-        }
         mb_be(&m, nl, 4);
         mb_put(&m, items[i].name, nl);
         mb_put(&m, &present, 1);

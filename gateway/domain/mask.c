@@ -162,16 +162,13 @@ static bool latin_name(const char *s, size_t n)
  * ("John Smith" -> "J*** S****"); any other keeps its surname, two characters for a compound
  * one when the name has three or more ("欧阳娜娜" -> "欧阳**"), one otherwise, and nothing after
  * a middle dot ("阿依古丽·买买提" -> "阿***·***"). At least one character is always hidden:
- * when the rule would hide none, every character but the separators is hidden. */
-static int mask_name(const char *s, size_t n, bool all, struct out *o)
+ * when the rule would hide none, every character but the separators is hidden. chars: the code
+ * points of s, counted by the caller. */
+static int mask_name(const char *s, size_t n, size_t chars, bool all, struct out *o)
 {
     bool latin = latin_name(s, n), word_start = true;
-    size_t chars = 0, idx = 0, keep, hidden = 0;
+    size_t idx = 0, keep, hidden = 0;
 
-    for (size_t i = 0; i < n; chars++) {
-        uint32_t cp;
-        i += gw_text_decode(s + i, n - i, &cp);
-    }
     keep = chars >= 3 && compound_surname(s, n) ? 2 : 1;
     for (size_t i = 0; i < n;) {
         uint32_t cp;
@@ -202,10 +199,10 @@ int gw_mask_name(const char *s, size_t n, char *out, size_t outsz, size_t *outle
 
     if ((n > 0 && !s) || count_chars(s, n, &chars) != 0)
         return GW_EINVAL;
-    if (mask_name(s, n, false, &o) != 0) {
+    if (mask_name(s, n, chars, false, &o) != 0) {
         o.len = 0;
         o.over = false;
-        (void)mask_name(s, n, true, &o);
+        (void)mask_name(s, n, chars, true, &o);
     }
     return finish(&o, outlen);
 }

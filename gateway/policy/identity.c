@@ -12,8 +12,8 @@ int gw_identity_resolve(const struct gw_peer *peer, const char *authorization,
     snprintf(out->peer, sizeof(out->peer), "%s", peer->addr);
     gw_fault_clear(f);
     if (authorization != NULL)
-        /* Accounts and tokens come with the principals issue; until then no token is valid,
-         * and a caller presenting one must not silently run as its certificate instead. */
+        /* This subject-only rule checks no token (waygated does, in api/api_auth.c): a caller
+         * presenting one must not silently run as its certificate instead. */
         return gw_fault_set(f, GW_EAUTH, NULL, "authorization", GW_RULE_TOKEN_NOT_ACCEPTED);
     if (!peer->cert)
         return 0; /* unauthenticated: only methods open to anyone will accept it */

@@ -47,7 +47,7 @@ static inline bool gw_principal_authenticated(const struct gw_principal *p)
  * subject gives the principal (CN the name, OU the role, L the branch scope).
  * Returns 0 with *out filled (authn NONE on a connection without a certificate), or GW_EAUTH
  * with *f naming the field and the rule: a certificate without a role (OU), or a bearer token
- * (accounts are not built yet, so no token is valid). */
+ * (this rule checks none, so it accepts none). */
 int gw_identity_resolve(const struct gw_peer *peer, const char *authorization,
                         struct gw_principal *out, struct gw_fault *f) GW_MUST_CHECK;
 

@@ -3,14 +3,11 @@
  * section or key given twice is refused; the first problem ends the parse with one message
  * "file:line: [section] key: reason" and nothing allocated; values are never quoted back
  * beyond a capped, printable-ASCII copy of a name. */
-#include <errno.h>
-#include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
 #include "alloc.h"
+#include "file.h"
 #include "policy_int.h"
 
 #define POLICY_FILE_MAX (256 * 1024) /* bytes of a policy file */
@@ -388,53 +385,15 @@ int gw_policy_parse(const char *text, size_t len, const char *name,
 int gw_policy_load(const char *path, const struct gw_policy_method *extra, size_t n,
                    struct gw_policy **out, char *err, size_t errsz)
 {
-    struct stat st;
-    char *buf = NULL;
-    size_t got = 0;
-    int fd, rc;
+    char *buf;
+    size_t got;
+    int rc;
 
     *out = NULL;
-    fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0) {
-        snprintf(err, errsz, "%s: cannot open: %s", path, strerror(errno));
-        return GW_EIO;
-    }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errsz, "%s: not a regular file", path);
-        close(fd);
-        return GW_EIO;
-    }
-    if (st.st_mode & (S_IWGRP | S_IWOTH)) {
-        /* whoever may write it decides who sees what: the operator only */
-        snprintf(err, errsz, "%s: mode %04o lets group or others write it; run chmod go-w on it",
-                 path, (unsigned)(st.st_mode & 07777));
-        close(fd);
-        return GW_EPERM;
-    }
-    if (st.st_size > POLICY_FILE_MAX) {
-        snprintf(err, errsz, "%s: larger than %d bytes", path, POLICY_FILE_MAX);
-        close(fd);
-        return GW_EINVAL;
-    }
-    buf = gw_malloc((size_t)st.st_size + 1);
-    if (buf == NULL) {
-        close(fd);
-        return GW_ENOMEM;
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        got += (size_t)r;
-    }
-    close(fd);
-    if (got != (size_t)st.st_size) {
-        snprintf(err, errsz, "%s: cannot read", path);
-        gw_free(buf);
-        return GW_EIO;
-    }
+    /* whoever may write it decides who sees what: the operator only */
+    rc = gw_file_read(path, POLICY_FILE_MAX, true, &buf, &got, err, errsz);
+    if (rc != 0)
+        return rc;
     rc = gw_policy_parse(buf, got, path, extra, n, out, err, errsz);
     gw_free(buf);
     return rc;

@@ -104,14 +104,14 @@ static struct who *find(struct gw_throttle *t, const char *who, uint32_t window_
     return free_slot;
 }
 
+/* A refusal; *incident (already false) becomes true for w's first refusal of the window. With
+ * w NULL (the table is full) there is no principal to charge: no incident. */
 static enum gw_throttle_verdict over(struct who *w, uint32_t window_s, uint64_t now, bool *incident)
 {
     if (w != NULL && (w->incident_at == 0 || now - w->incident_at >= window_s)) {
         w->incident_at = now != 0 ? now : 1;
         if (incident != NULL)
             *incident = true;
-    } else if (w == NULL && incident != NULL) {
-        *incident = false; /* the table is full: refused, without a principal to charge */
     }
     return GW_THROTTLE_OVER;
 }
