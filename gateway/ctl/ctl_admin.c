@@ -54,6 +54,15 @@ int ctl_admin_connect(struct ctl_admin *c, const char *conninfo)
     return ctl_admin_db(c->cmd, conninfo, &c->a) != 0 ? GW_CTL_FAIL : 0;
 }
 
+int ctl_admin_open(struct ctl_admin *c, const char *command, const char *verb, const char *actor,
+                   const char *conninfo)
+{
+    snprintf(c->cmd, sizeof(c->cmd), "%s %s", command, verb);
+    snprintf(c->action, sizeof(c->action), "%s.%s", command, verb);
+    c->actor = ctl_admin_actor(actor);
+    return ctl_admin_connect(c, conninfo);
+}
+
 void ctl_admin_close(struct ctl_admin *c)
 {
     ctl_admin_rollback(c);

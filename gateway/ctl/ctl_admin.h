@@ -13,8 +13,8 @@
 
 /* One run of an administrative command. */
 struct ctl_admin {
-    const char *cmd;    /* "principals add": the prefix of every message */
-    const char *action; /* "principals.add": admin_log.action */
+    char cmd[32];       /* "principals add": the prefix of every message */
+    char action[32];    /* "principals.add": admin_log.action */
     const char *actor;  /* --actor, else $USER, else the login name of the uid */
     struct gw_admin *a; /* NULL until ctl_admin_connect */
     bool txn;           /* a transaction is open (ctl_admin_begin) */
@@ -33,6 +33,11 @@ int ctl_admin_db(const char *cmd, const char *conninfo, struct gw_admin **out);
 
 /* Connects to conninfo (else $WAYGATE_PGURI). Returns 0, or GW_CTL_FAIL after saying why. */
 int ctl_admin_connect(struct ctl_admin *c, const char *conninfo);
+
+/* Names the run `<command> <verb>` (action `<command>.<verb>`), sets the actor
+ * (ctl_admin_actor(actor)) and connects as ctl_admin_connect. */
+int ctl_admin_open(struct ctl_admin *c, const char *command, const char *verb, const char *actor,
+                   const char *conninfo);
 
 /* Closes the connection. */
 void ctl_admin_close(struct ctl_admin *c);
