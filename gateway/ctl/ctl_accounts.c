@@ -348,7 +348,6 @@ int gw_ctl_accounts(int argc, char **argv)
     struct ctl_admin c = {0};
     bool pw_stdin = false, is_list;
     uint64_t scrypt_n = 0;
-    char cmd[32], action[32];
     int ch, rc, nargs;
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
@@ -426,12 +425,7 @@ int gw_ctl_accounts(int argc, char **argv)
                 verb);
         return GW_CTL_USAGE;
     }
-    snprintf(cmd, sizeof(cmd), "accounts %s", verb);
-    snprintf(action, sizeof(action), "accounts.%s", verb);
-    c.cmd = cmd;
-    c.action = action;
-    c.actor = ctl_admin_actor(actor);
-    if (ctl_admin_connect(&c, db) != 0)
+    if (ctl_admin_open(&c, "accounts", verb, actor, db) != 0)
         return GW_CTL_FAIL;
     if (strcmp(verb, "bootstrap") == 0)
         rc = accounts_create(&c, name, "security_admin", NULL, person, false, scrypt_n, true);

@@ -11,9 +11,15 @@
 
 #include "ctl.h"
 
+const char *ctl_admin_login_name(void)
+{
+    const struct passwd *pw = getpwuid(getuid());
+
+    return pw != NULL ? pw->pw_name : "unknown";
+}
+
 const char *ctl_admin_actor(const char *opt)
 {
-    const struct passwd *pw;
     const char *u;
 
     if (opt != NULL && opt[0] != '\0')
@@ -21,26 +27,40 @@ const char *ctl_admin_actor(const char *opt)
     u = getenv("USER");
     if (u != NULL && u[0] != '\0')
         return u;
-    pw = getpwuid(getuid());
-    return pw != NULL ? pw->pw_name : "unknown";
+    return ctl_admin_login_name();
 }
 
-int ctl_admin_connect(struct ctl_admin *c, const char *conninfo)
+int ctl_admin_db(const char *cmd, const char *conninfo, struct gw_admin **out)
 {
     char err[512];
 
+    *out = NULL;
     if (conninfo == NULL)
         conninfo = getenv("WAYGATE_PGURI");
     if (conninfo == NULL || conninfo[0] == '\0') {
         fprintf(stderr, "waygatectl %s: no database: give --db CONNINFO or set WAYGATE_PGURI\n",
-                c->cmd);
-        return GW_CTL_FAIL;
+                cmd);
+        return GW_CTL_USAGE;
     }
-    if (gw_admin_connect(conninfo, &c->a, err, sizeof(err)) != 0) {
-        fprintf(stderr, "waygatectl %s: %s\n", c->cmd, err);
+    if (gw_admin_connect(conninfo, out, err, sizeof(err)) != 0) {
+        fprintf(stderr, "waygatectl %s: %s\n", cmd, err);
         return GW_CTL_FAIL;
     }
     return 0;
+}
+
+int ctl_admin_connect(struct ctl_admin *c, const char *conninfo)
+{
+    return ctl_admin_db(c->cmd, conninfo, &c->a) != 0 ? GW_CTL_FAIL : 0;
+}
+
+int ctl_admin_open(struct ctl_admin *c, const char *command, const char *verb, const char *actor,
+                   const char *conninfo)
+{
+    snprintf(c->cmd, sizeof(c->cmd), "%s %s", command, verb);
+    snprintf(c->action, sizeof(c->action), "%s.%s", command, verb);
+    c->actor = ctl_admin_actor(actor);
+    return ctl_admin_connect(c, conninfo);
 }
 
 void ctl_admin_close(struct ctl_admin *c)

@@ -1,6 +1,7 @@
 /* ctl_admin.h: what `waygatectl principals` and `waygatectl accounts` share (ctl_admin.c): the
- * connection, the actor, the administrative record of every command (Art. 31), and refusals that
- * name the field and the rule. Internal to the CLI. */
+ * connection (also for routes, segments, suspicious: ctl_admin_db), the actor, the administrative
+ * record of every command (Art. 31), and refusals that name the field and the rule. Internal to the
+ * CLI. */
 #ifndef GW_CTL_ADMIN_H
 #define GW_CTL_ADMIN_H
 
@@ -12,18 +13,31 @@
 
 /* One run of an administrative command. */
 struct ctl_admin {
-    const char *cmd;    /* "principals add": the prefix of every message */
-    const char *action; /* "principals.add": admin_log.action */
+    char cmd[32];       /* "principals add": the prefix of every message */
+    char action[32];    /* "principals.add": admin_log.action */
     const char *actor;  /* --actor, else $USER, else the login name of the uid */
     struct gw_admin *a; /* NULL until ctl_admin_connect */
     bool txn;           /* a transaction is open (ctl_admin_begin) */
 };
 
-/* The actor: opt when given, else $USER, else the uid's login name, else "unknown". */
+/* The uid's login name, else "unknown". */
+const char *ctl_admin_login_name(void);
+
+/* The actor: opt when given, else $USER, else ctl_admin_login_name(). */
 const char *ctl_admin_actor(const char *opt);
+
+/* Connects `waygatectl <cmd>` to conninfo (else $WAYGATE_PGURI) into *out. Returns 0;
+ * GW_CTL_USAGE when neither names a database; GW_CTL_FAIL when the connection fails (both after
+ * saying why on stderr). For the commands that keep no struct ctl_admin. */
+int ctl_admin_db(const char *cmd, const char *conninfo, struct gw_admin **out);
 
 /* Connects to conninfo (else $WAYGATE_PGURI). Returns 0, or GW_CTL_FAIL after saying why. */
 int ctl_admin_connect(struct ctl_admin *c, const char *conninfo);
+
+/* Names the run `<command> <verb>` (action `<command>.<verb>`), sets the actor
+ * (ctl_admin_actor(actor)) and connects as ctl_admin_connect. */
+int ctl_admin_open(struct ctl_admin *c, const char *command, const char *verb, const char *actor,
+                   const char *conninfo);
 
 /* Closes the connection. */
 void ctl_admin_close(struct ctl_admin *c);

@@ -254,7 +254,6 @@ int gw_ctl_principals(int argc, char **argv)
     struct ctl_admin c = {0};
     bool admin = false;
     int ch, rc, nargs;
-    char cmd[32], action[32];
 
     if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
         principals_usage(argc < 2 ? stderr : stdout);
@@ -315,12 +314,7 @@ int gw_ctl_principals(int argc, char **argv)
                 verb);
         return GW_CTL_USAGE;
     }
-    snprintf(cmd, sizeof(cmd), "principals %s", verb);
-    snprintf(action, sizeof(action), "principals.%s", verb);
-    c.cmd = cmd;
-    c.action = action;
-    c.actor = ctl_admin_actor(actor);
-    if (ctl_admin_connect(&c, db) != 0)
+    if (ctl_admin_open(&c, "principals", verb, actor, db) != 0)
         return GW_CTL_FAIL;
     if (strcmp(verb, "add") == 0)
         rc = principals_add(&c, name, cert, role, branch, admin);

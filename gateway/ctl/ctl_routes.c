@@ -3,14 +3,13 @@
  * branch's scope (Art. 34). Every change is recorded in admin_log (via 'cli') in the same
  * statement as the change itself. */
 #include <getopt.h>
-#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ctl.h"
+#include "ctl_admin.h"
 #include "store_admin.h"
 #include "store_routes.h"
 
@@ -32,24 +31,6 @@ static bool valid_region(const char *s)
         if (s[i] < '0' || s[i] > '9')
             return false;
     return i == 6;
-}
-
-static bool valid_branch(const char *s)
-{
-    size_t i;
-
-    for (i = 0; s[i] != '\0'; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
-            return false;
-    return i >= 1 && i <= 31;
-}
-
-static const char *default_actor(void)
-{
-    const struct passwd *pw = getpwuid(getuid());
-
-    return pw != NULL ? pw->pw_name : "unknown";
 }
 
 static void print_route(void *arg, const struct gw_admin_route *r)
@@ -109,23 +90,14 @@ int gw_ctl_routes(int argc, char **argv)
         fprintf(stderr, "waygatectl routes: REGION must be 6 digits\n");
         return GW_CTL_USAGE;
     }
-    if (nargs == 2 && !valid_branch(args[1])) {
+    if (nargs == 2 && !ctl_admin_branch_ok(args[1])) {
         fprintf(stderr, "waygatectl routes: BRANCH must be 1 to 31 letters, digits, '_' or '-'\n");
         return GW_CTL_USAGE;
     }
     if (by == NULL)
-        by = default_actor();
-    if (db == NULL)
-        db = getenv("WAYGATE_PGURI");
-    if (db == NULL || db[0] == '\0') {
-        fprintf(stderr,
-                "waygatectl routes: no database: give --db CONNINFO or set WAYGATE_PGURI\n");
+        by = ctl_admin_login_name();
+    if (ctl_admin_db("routes", db, &a) != 0)
         return GW_CTL_FAIL;
-    }
-    if (gw_admin_connect(db, &a, err, sizeof(err)) != 0) {
-        fprintf(stderr, "waygatectl routes: %s\n", err);
-        return GW_CTL_FAIL;
-    }
     if (strcmp(verb, "add") == 0) {
         e = gw_admin_route_set(a, args[0], args[1], by, err, sizeof(err));
         if (e == 0)

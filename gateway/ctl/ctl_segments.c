@@ -2,14 +2,13 @@
  * to branches (part 9 Art. 18). Overlaps are refused by the database (an exclusion constraint
  * on prefix and range), so two administrators racing cannot issue one number twice. */
 #include <getopt.h>
-#include <pwd.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "ctl.h"
+#include "ctl_admin.h"
 #include "store_acct_admin.h"
 #include "store_admin.h"
 #include "waybillno.h"
@@ -24,25 +23,6 @@ static void segments_usage(FILE *f)
             "  FROM and TO are the numeric parts of the first and last waybill number, or whole\n"
             "  numbers such as WG1000000000 (their letter prefix then gives the prefix).\n"
             "  CONNINFO defaults to $WAYGATE_PGURI.\n");
-}
-
-static struct gw_admin *connect_db(const char *conninfo)
-{
-    struct gw_admin *a = NULL;
-    char err[512];
-
-    if (conninfo == NULL)
-        conninfo = getenv("WAYGATE_PGURI");
-    if (conninfo == NULL || conninfo[0] == '\0') {
-        fprintf(stderr,
-                "waygatectl segments: no database: give --db CONNINFO or set WAYGATE_PGURI\n");
-        return NULL;
-    }
-    if (gw_admin_connect(conninfo, &a, err, sizeof(err)) != 0) {
-        fprintf(stderr, "waygatectl segments: %s\n", err);
-        return NULL;
-    }
-    return a;
 }
 
 /* A --from/--to value: either digits only, or a whole waybill number whose prefix is returned. */
@@ -70,13 +50,6 @@ static int parse_bound(const char *s, char prefix[GW_WAYBILLNO_PREFIX_MAX + 1], 
     *has_prefix = 1;
     *v = num;
     return 0;
-}
-
-static const char *default_issuer(void)
-{
-    const struct passwd *pw = getpwuid(getuid());
-
-    return pw != NULL ? pw->pw_name : "unknown";
 }
 
 /* The administrative record of this run (Art. 31): one admin_log row, never a value of a record.
@@ -161,11 +134,10 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
                 GW_WAYBILLNO_DIGITS_MAX);
         return GW_CTL_USAGE;
     }
-    a = connect_db(conninfo);
-    if (a == NULL)
+    if (ctl_admin_db("segments", conninfo, &a) != 0)
         return GW_CTL_FAIL;
     if (by == NULL)
-        by = default_issuer();
+        by = ctl_admin_login_name();
     rc = gw_admin_segment_issue(a, branch, prefix, from, to, by, &id, err, sizeof(err));
     record(a, "segments.issue", by, branch,
            rc == 0           ? "ok"
@@ -208,15 +180,15 @@ static void list_row_cb(void *arg, const struct gw_admin_segment *seg)
 
 static int segments_list(const char *conninfo, const char *branch)
 {
-    struct gw_admin *a = connect_db(conninfo);
+    struct gw_admin *a;
     bool header = false;
     char err[512];
     int rc;
 
-    if (a == NULL)
+    if (ctl_admin_db("segments", conninfo, &a) != 0)
         return GW_CTL_FAIL;
     rc = gw_admin_segment_list(a, branch, list_row_cb, &header, err, sizeof(err));
-    record(a, "segments.list", default_issuer(), branch, rc == 0 ? "ok" : "failed", NULL);
+    record(a, "segments.list", ctl_admin_login_name(), branch, rc == 0 ? "ok" : "failed", NULL);
     gw_admin_free(a);
     if (rc != 0) {
         fprintf(stderr, "waygatectl segments list: the database refused: %s\n", err);

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "ctl_admin.h"
 #include "store_admin.h"
 
 static void suspicious_usage(FILE *f)
@@ -32,22 +33,14 @@ static void row_cb(void *arg, const struct gw_admin_suspect *s)
 
 static int suspicious_list(const char *conninfo, long limit)
 {
-    struct gw_admin *a = NULL;
+    struct gw_admin *a;
     char err[512];
     size_t n = 0;
     int rc;
 
-    if (conninfo == NULL)
-        conninfo = getenv("WAYGATE_PGURI");
-    if (conninfo == NULL || conninfo[0] == '\0') {
-        fprintf(stderr,
-                "waygatectl suspicious: no database: give --db CONNINFO or set WAYGATE_PGURI\n");
-        return GW_CTL_USAGE;
-    }
-    if (gw_admin_connect(conninfo, &a, err, sizeof(err)) != 0) {
-        fprintf(stderr, "waygatectl suspicious: %s\n", err);
-        return GW_CTL_FAIL;
-    }
+    rc = ctl_admin_db("suspicious", conninfo, &a);
+    if (rc != 0)
+        return rc;
     rc = gw_admin_suspicious_list(a, limit, row_cb, &n, err, sizeof(err));
     gw_admin_free(a);
     if (rc != 0) {

@@ -12,6 +12,7 @@
 #include "alloc.h"
 #include "db.h"
 #include "log.h"
+#include "pq_msg.h"
 
 #define ADMIN3 "('system_admin', 'security_admin', 'compliance_auditor')"
 
@@ -227,31 +228,12 @@ static void get_str(const PGresult *res, int row, int col, char *out, size_t out
     snprintf(out, outsz, "%s", v != NULL ? v : "");
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 /* A bytea in text form ("\x" + hex) of exactly n bytes into out; false otherwise. */
 static bool get_bytes(const PGresult *res, int row, int col, uint8_t *out, size_t n)
 {
     const char *v = val(res, row, col);
 
-    if (v == NULL || strlen(v) != 2 + 2 * n || v[0] != '\\' || v[1] != 'x')
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        int hi = hexval(v[2 + 2 * i]), lo = hexval(v[3 + 2 * i]);
-        if (hi < 0 || lo < 0)
-            return false;
-        out[i] = (uint8_t)(hi << 4 | lo);
-    }
-    return true;
+    return v != NULL && v[0] == '\\' && v[1] == 'x' && gw_pq_hex(v + 2, out, n);
 }
 
 static bool get_pw(const PGresult *res, int row, struct gw_acct_pw *pw)

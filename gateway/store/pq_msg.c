@@ -1,4 +1,5 @@
-/* pq_msg.c: one-line error messages for the CLI's blocking-libpq code (pq_msg.h). Pure. */
+/* pq_msg.c: one-line error messages for the CLI's blocking-libpq code, and bytea hex text
+ * (pq_msg.h). Pure. */
 #include "pq_msg.h"
 
 #include <stdarg.h>
@@ -19,4 +20,28 @@ void gw_pq_msg(char *errbuf, size_t errlen, const char *fmt, ...)
             errbuf[n] = ' ';
     while (n > 0 && errbuf[n - 1] == ' ')
         errbuf[--n] = '\0';
+}
+
+static int hexval(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+bool gw_pq_hex(const char *hex, uint8_t *out, size_t n)
+{
+    if (hex == NULL)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        int hi = hexval(hex[2 * i]), lo = hi < 0 ? -1 : hexval(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0)
+            return false;
+        out[i] = (uint8_t)(hi << 4 | lo);
+    }
+    return hex[2 * n] == '\0';
 }

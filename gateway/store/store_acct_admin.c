@@ -66,15 +66,6 @@ int gw_admin_xact_lock(struct gw_admin *a, const char *key, char *errbuf, size_t
 
 /* ---- principals ---- */
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    return -1;
-}
-
 #define PRINCIPAL_COLS                                                                             \
     "id, name, role, branch, encode(fingerprint, 'hex'), admin, " UTC_TEXT(                        \
         "created_at") ", created_by, " UTC_TEXT("disabled_at") ", disabled_by"
@@ -93,9 +84,8 @@ static int principal_rows(struct gw_admin *a, PGresult *res, gw_admin_principal_
         p.name = PQgetvalue(res, i, 1);
         p.role = PQgetvalue(res, i, 2);
         p.branch = opt(res, i, 3);
-        if (strlen(hex) == 2 * GW_ADMIN_FP_LEN)
-            for (size_t k = 0; k < GW_ADMIN_FP_LEN; k++)
-                p.fingerprint[k] = (uint8_t)(hexval(hex[2 * k]) << 4 | hexval(hex[2 * k + 1]));
+        if (!gw_pq_hex(hex, p.fingerprint, GW_ADMIN_FP_LEN))
+            memset(p.fingerprint, 0, sizeof(p.fingerprint));
         p.admin = is_true(res, i, 5);
         p.created_at = PQgetvalue(res, i, 6);
         p.created_by = PQgetvalue(res, i, 7);
