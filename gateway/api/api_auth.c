@@ -4,7 +4,6 @@
  * learnt. Invariants: a token is never stored or logged, only hashed; each waiting call owns its
  * lookup and cancels it when reset; a call is identified exactly once. */
 #include "api_auth.h"
-#include "account.h"
 
 #include <stdio.h>
 #include <string.h>
