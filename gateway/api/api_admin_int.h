@@ -10,13 +10,12 @@
 #include <stdint.h>
 
 #include "accounts.h"
+#include "api_auth.h"
 #include "call.h"
 #include "password.h"
 #include "pwpolicy.h"
 #include "workers.h"
 
-#define TOKEN_BYTES 32
-#define TOKEN_CHARS 43
 #define PERSON_MAX 64
 
 struct gw_app;
@@ -33,7 +32,7 @@ struct adm {
     /* Login: what the read found */
     bool found, locked, disabled, must_change;
     int64_t id;
-    char token[TOKEN_CHARS + 1];
+    char token[GW_AUTH_TOKEN_CHARS + 1];
     uint8_t token_hash[32];
     bool ok;
     /* the request's passwords (in the call's arena, wiped when the call ends) */

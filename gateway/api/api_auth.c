@@ -19,7 +19,6 @@
 #include "rpc.h"
 
 #define CACHE_SLOTS 512
-#define TOKEN_CHARS 43 /* 32 random bytes in base64url without padding */
 #define BEARER "Bearer "
 
 struct cache_entry {
@@ -79,12 +78,12 @@ int gw_auth_token_hash(const char *authorization, uint8_t out[32])
     if (authorization == NULL || strncmp(authorization, BEARER, strlen(BEARER)) != 0)
         return GW_EAUTH;
     t = authorization + strlen(BEARER);
-    if (strlen(t) != TOKEN_CHARS)
+    if (strlen(t) != GW_AUTH_TOKEN_CHARS)
         return GW_EAUTH;
-    for (size_t i = 0; i < TOKEN_CHARS; i++)
+    for (size_t i = 0; i < GW_AUTH_TOKEN_CHARS; i++)
         if (!b64url(t[i]))
             return GW_EAUTH;
-    if (EVP_Digest(t, TOKEN_CHARS, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
+    if (EVP_Digest(t, GW_AUTH_TOKEN_CHARS, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
         return GW_EAUTH;
     return 0;
 }

@@ -64,16 +64,16 @@ static void login_work(void *arg)
 /* 32 random bytes, base64url without padding. */
 static int make_token(struct adm *a)
 {
-    uint8_t raw[TOKEN_BYTES];
+    uint8_t raw[GW_AUTH_TOKEN_BYTES];
     unsigned char b64[48];
-    char bearer[8 + TOKEN_CHARS + 1];
+    char bearer[8 + GW_AUTH_TOKEN_CHARS + 1];
     int rc = 0;
 
     if (RAND_bytes(raw, sizeof(raw)) != 1 || EVP_EncodeBlock(b64, raw, sizeof(raw)) != 44)
         rc = GW_ECRYPTO;
-    for (size_t i = 0; rc == 0 && i < TOKEN_CHARS; i++)
+    for (size_t i = 0; rc == 0 && i < GW_AUTH_TOKEN_CHARS; i++)
         a->token[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
-    a->token[TOKEN_CHARS] = '\0';
+    a->token[GW_AUTH_TOKEN_CHARS] = '\0';
     snprintf(bearer, sizeof(bearer), "Bearer %s", a->token);
     if (rc == 0 && gw_auth_token_hash(bearer, a->token_hash) != 0)
         rc = GW_ECRYPTO;
