@@ -20,6 +20,21 @@
 #include "config.h"
 #include "log.h"
 
+/* A password to check against the stored hash: present and within GW_PWPOLICY_MAX_BYTES (what
+ * a job's buffer holds). Returns true, or false after refusing the call naming field. */
+static bool password_given(struct adm *a, const char *field, const char *pw)
+{
+    if (pw[0] == '\0') {
+        gw_admin_refuse(a, GW_EINVAL, field, GW_RULE_REQUIRED, 0);
+        return false;
+    }
+    if (strlen(pw) > GW_PWPOLICY_MAX_BYTES) {
+        gw_admin_refuse(a, GW_EINVAL, field, GW_RULE_TOO_LONG, GW_PWPOLICY_MAX_BYTES);
+        return false;
+    }
+    return true;
+}
+
 /* --- Login --- */
 
 static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
@@ -192,14 +207,8 @@ void gw_api_admin_login(struct gw_call *call, const uint8_t *req, size_t len)
         gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_TOO_LONG, 64);
         return;
     }
-    if (in->password[0] == '\0') {
-        gw_admin_refuse(a, GW_EINVAL, "password", GW_RULE_REQUIRED, 0);
+    if (!password_given(a, "password", in->password))
         return;
-    }
-    if (strlen(in->password) > GW_PWPOLICY_MAX_BYTES) {
-        gw_admin_refuse(a, GW_EINVAL, "password", GW_RULE_TOO_LONG, GW_PWPOLICY_MAX_BYTES);
-        return;
-    }
     a->pw = in->password;
     err = gw_acct_login_read(a->app->db, a->name, a->app->cfg->password_max_age_days, login_read_cb,
                              a, &a->req);
@@ -352,14 +361,8 @@ void gw_api_admin_change_password(struct gw_call *call, const uint8_t *req, size
         call, &waygate__v1__change_password_request__descriptor, req, len);
     if (in == NULL)
         return;
-    if (in->old_password[0] == '\0') {
-        gw_admin_refuse(a, GW_EINVAL, "old_password", GW_RULE_REQUIRED, 0);
+    if (!password_given(a, "old_password", in->old_password))
         return;
-    }
-    if (strlen(in->old_password) > GW_PWPOLICY_MAX_BYTES) {
-        gw_admin_refuse(a, GW_EINVAL, "old_password", GW_RULE_TOO_LONG, GW_PWPOLICY_MAX_BYTES);
-        return;
-    }
     if (gw_pwpolicy_check(p->name, in->new_password, strlen(in->new_password), &f) != 0) {
         snprintf(f.field, sizeof(f.field), "new_password");
         gw_admin_finish_fault(a, &f, true);
