@@ -72,12 +72,8 @@ static void created_cb(void *arg, int err, enum gw_acct_create_result r, int64_t
 static void hash_work(void *arg)
 {
     struct pwjob *j = arg;
-    struct gw_pw_params pp = gw_pw_params_default(j->scrypt_n);
 
-    gw_pw_params_format(&pp, j->out.params);
-    j->err = gw_pw_salt(j->out.salt);
-    if (j->err == 0)
-        j->err = gw_pw_hash(j->pw, j->pwn, j->out.salt, &pp, j->out.hash);
+    j->err = gw_admin_hash_new(j->pw, j->pwn, j->scrypt_n, &j->out);
 }
 
 static void create_hashed_cb(void *arg)

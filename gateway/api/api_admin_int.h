@@ -86,6 +86,10 @@ bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_fn d
 bool gw_admin_params_of(const struct gw_acct_pw *pw, struct gw_pw_params *pp);
 /* True when pw hashes to h (thread-safe: for work functions). */
 bool gw_admin_verify(const char *pw, size_t n, const struct gw_acct_pw *h);
+/* pw hashed under a fresh salt with the default parameters for scrypt_n into *out (thread-safe:
+ * for work functions). Returns 0 or a gw_err. */
+int gw_admin_hash_new(const char *pw, size_t n, uint64_t scrypt_n,
+                      struct gw_acct_pw *out) GW_MUST_CHECK;
 /* s into out when it fits (outsz includes the NUL); false otherwise. */
 bool gw_admin_copy_field(char *out, size_t outsz, const char *s);
 /* A request's password into a job's wiped buffer (cut at GW_PWPOLICY_MAX_BYTES). */

@@ -257,7 +257,6 @@ static void changed_cb(void *arg, int err, bool changed, int64_t set_at)
 static void change_work(void *arg)
 {
     struct pwjob *j = arg;
-    struct gw_pw_params pp = gw_pw_params_default(j->scrypt_n);
 
     j->verified = gw_admin_verify(j->pw, j->pwn, &j->cur);
     if (!j->verified)
@@ -265,12 +264,8 @@ static void change_work(void *arg)
     j->reused = gw_admin_verify(j->pw2, j->pw2n, &j->cur);
     for (size_t i = 0; !j->reused && i < j->nhist; i++)
         j->reused = gw_admin_verify(j->pw2, j->pw2n, &j->hist[i]);
-    if (j->reused)
-        return;
-    gw_pw_params_format(&pp, j->out.params);
-    j->err = gw_pw_salt(j->out.salt);
-    if (j->err == 0)
-        j->err = gw_pw_hash(j->pw2, j->pw2n, j->out.salt, &pp, j->out.hash);
+    if (!j->reused)
+        j->err = gw_admin_hash_new(j->pw2, j->pw2n, j->scrypt_n, &j->out);
 }
 
 static void change_hashed_cb(void *arg)
