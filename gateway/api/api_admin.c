@@ -199,7 +199,7 @@ void gw_api_admin_disable_account(struct gw_call *call, const uint8_t *req, size
         gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_REQUIRED, 0);
         return;
     }
-    if (!gw_admin_copy_field(a->object, 65, in->account)) {
+    if (!gw_admin_copy_field(a->object, ACCOUNT_MAX + 1, in->account)) {
         gw_admin_refuse(a, GW_ENOTFOUND, "account", GW_RULE_ACCOUNT_UNKNOWN, 0);
         return;
     }

@@ -17,6 +17,7 @@
 #include "workers.h"
 
 #define PERSON_MAX 64
+#define ACCOUNT_MAX 64 /* bytes of an account name asked for (Login, DisableAccount) */
 
 struct gw_app;
 

@@ -203,8 +203,8 @@ void gw_api_admin_login(struct gw_call *call, const uint8_t *req, size_t len)
         gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_REQUIRED, 0);
         return;
     }
-    if (!gw_admin_copy_field(a->name, 65, in->account)) {
-        gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_TOO_LONG, 64);
+    if (!gw_admin_copy_field(a->name, ACCOUNT_MAX + 1, in->account)) {
+        gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_TOO_LONG, ACCOUNT_MAX);
         return;
     }
     if (!password_given(a, "password", in->password))
