@@ -72,12 +72,8 @@ static void created_cb(void *arg, int err, enum gw_acct_create_result r, int64_t
 static void hash_work(void *arg)
 {
     struct pwjob *j = arg;
-    struct gw_pw_params pp = gw_pw_params_default(j->scrypt_n);
 
-    gw_pw_params_format(&pp, j->out.params);
-    j->err = gw_pw_salt(j->out.salt);
-    if (j->err == 0)
-        j->err = gw_pw_hash(j->pw, j->pwn, j->out.salt, &pp, j->out.hash);
+    j->err = gw_admin_hash_new(j->pw, j->pwn, j->scrypt_n, &j->out);
 }
 
 static void create_hashed_cb(void *arg)
@@ -203,7 +199,7 @@ void gw_api_admin_disable_account(struct gw_call *call, const uint8_t *req, size
         gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_REQUIRED, 0);
         return;
     }
-    if (!gw_admin_copy_field(a->object, 65, in->account)) {
+    if (!gw_admin_copy_field(a->object, ACCOUNT_MAX + 1, in->account)) {
         gw_admin_refuse(a, GW_ENOTFOUND, "account", GW_RULE_ACCOUNT_UNKNOWN, 0);
         return;
     }

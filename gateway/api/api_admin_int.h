@@ -10,14 +10,14 @@
 #include <stdint.h>
 
 #include "accounts.h"
+#include "api_auth.h"
 #include "call.h"
 #include "password.h"
 #include "pwpolicy.h"
 #include "workers.h"
 
-#define TOKEN_BYTES 32
-#define TOKEN_CHARS 43
 #define PERSON_MAX 64
+#define ACCOUNT_MAX 64 /* bytes of an account name asked for (Login, DisableAccount) */
 
 struct gw_app;
 
@@ -33,7 +33,7 @@ struct adm {
     /* Login: what the read found */
     bool found, locked, disabled, must_change;
     int64_t id;
-    char token[TOKEN_CHARS + 1];
+    char token[GW_AUTH_TOKEN_CHARS + 1];
     uint8_t token_hash[32];
     bool ok;
     /* the request's passwords (in the call's arena, wiped when the call ends) */
@@ -87,6 +87,10 @@ bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_fn d
 bool gw_admin_params_of(const struct gw_acct_pw *pw, struct gw_pw_params *pp);
 /* True when pw hashes to h (thread-safe: for work functions). */
 bool gw_admin_verify(const char *pw, size_t n, const struct gw_acct_pw *h);
+/* pw hashed under a fresh salt with the default parameters for scrypt_n into *out (thread-safe:
+ * for work functions). Returns 0 or a gw_err. */
+int gw_admin_hash_new(const char *pw, size_t n, uint64_t scrypt_n,
+                      struct gw_acct_pw *out) GW_MUST_CHECK;
 /* s into out when it fits (outsz includes the NUL); false otherwise. */
 bool gw_admin_copy_field(char *out, size_t outsz, const char *s);
 /* A request's password into a job's wiped buffer (cut at GW_PWPOLICY_MAX_BYTES). */

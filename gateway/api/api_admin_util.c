@@ -132,6 +132,18 @@ bool gw_admin_verify(const char *pw, size_t n, const struct gw_acct_pw *h)
     return gw_admin_params_of(h, &pp) && gw_pw_verify(pw, n, h->salt, &pp, h->hash);
 }
 
+int gw_admin_hash_new(const char *pw, size_t n, uint64_t scrypt_n, struct gw_acct_pw *out)
+{
+    struct gw_pw_params pp = gw_pw_params_default(scrypt_n);
+    int err;
+
+    gw_pw_params_format(&pp, out->params);
+    err = gw_pw_salt(out->salt);
+    if (err == 0)
+        err = gw_pw_hash(pw, n, out->salt, &pp, out->hash);
+    return err;
+}
+
 /* A string field of at most max bytes into out (max + 1 bytes); false when too long. */
 bool gw_admin_copy_field(char *out, size_t outsz, const char *s)
 {

@@ -4,7 +4,6 @@
  * learnt. Invariants: a token is never stored or logged, only hashed; each waiting call owns its
  * lookup and cancels it when reset; a call is identified exactly once. */
 #include "api_auth.h"
-#include "account.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -20,7 +19,6 @@
 #include "rpc.h"
 
 #define CACHE_SLOTS 512
-#define TOKEN_CHARS 43 /* 32 random bytes in base64url without padding */
 #define BEARER "Bearer "
 
 struct cache_entry {
@@ -80,12 +78,12 @@ int gw_auth_token_hash(const char *authorization, uint8_t out[32])
     if (authorization == NULL || strncmp(authorization, BEARER, strlen(BEARER)) != 0)
         return GW_EAUTH;
     t = authorization + strlen(BEARER);
-    if (strlen(t) != TOKEN_CHARS)
+    if (strlen(t) != GW_AUTH_TOKEN_CHARS)
         return GW_EAUTH;
-    for (size_t i = 0; i < TOKEN_CHARS; i++)
+    for (size_t i = 0; i < GW_AUTH_TOKEN_CHARS; i++)
         if (!b64url(t[i]))
             return GW_EAUTH;
-    if (EVP_Digest(t, TOKEN_CHARS, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
+    if (EVP_Digest(t, GW_AUTH_TOKEN_CHARS, out, &n, EVP_sha256(), NULL) != 1 || n != 32)
         return GW_EAUTH;
     return 0;
 }
@@ -177,53 +175,71 @@ static void conclude(struct gw_call *call, const struct gw_peer *peer,
     gw_call_identified(call, NULL, &p);
 }
 
+/* Ends the identity step from a cache entry (a copy: the step may run the handler). */
+static void conclude_cached(struct gw_call *call, const struct gw_peer *peer,
+                            const struct cache_entry *e)
+{
+    struct gw_acct_cert c = e->cert;
+
+    conclude(call, peer, e->registered ? &c : NULL, false, NULL);
+}
+
+/* The database could not answer (err): a certificate-only call (stale_ok) may go on with the
+ * last known answer however old when the database is away; otherwise the call is refused. */
+static void conclude_db_error(struct gw_auth *a, struct gw_call *call, const struct gw_peer *peer,
+                              int err, bool stale_ok)
+{
+    const struct cache_entry *e =
+        err == GW_EUNAVAIL && stale_ok ? cache_get(a, peer->cert_sha256, true) : NULL;
+    struct gw_fault f;
+
+    if (e != NULL) {
+        conclude_cached(call, peer, e);
+        return;
+    }
+    (void)gw_fault_set(&f, err, NULL, NULL,
+                       err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
+    gw_call_identified(call, &f, NULL);
+}
+
+static void wait_free(struct wait *w)
+{
+    gw_wipe(w->token_hash, sizeof(w->token_hash));
+    gw_free(w);
+}
+
 static void wait_cancel_cb(void *arg)
 {
     struct wait *w = arg;
 
     gw_acct_cancel(w->req);
-    gw_wipe(w->token_hash, sizeof(w->token_hash));
-    gw_free(w);
+    wait_free(w);
 }
 
 static void identify_done_cb(void *arg, int err, const struct gw_acct_cert *cert,
                              const struct gw_acct_session *sess)
 {
     struct wait *w = arg;
+    struct gw_auth *a = w->auth;
     struct gw_call *call = w->call;
-    const struct cache_entry *e;
     struct gw_acct_cert c;
-    struct gw_fault f;
     struct gw_peer peer = w->peer;
     bool has_token = w->has_token;
+    bool asked_cert = w->asked_cert;
 
     w->req = NULL;
     gw_call_set_cancel(call, NULL, NULL);
-    if (err == 0 && w->asked_cert)
-        cache_put(w->auth, peer.cert_sha256, cert);
-    if (err != 0) {
-        /* Database away: a certificate-only call may go on with the last known answer. */
-        e = err == GW_EUNAVAIL && !has_token && w->asked_cert
-                ? cache_get(w->auth, peer.cert_sha256, true)
-                : NULL;
-        gw_wipe(w->token_hash, sizeof(w->token_hash));
-        gw_free(w);
-        if (e != NULL) {
-            c = e->cert;
-            conclude(call, &peer, e->registered ? &c : NULL, false, NULL);
-            return;
-        }
-        (void)gw_fault_set(&f, err, NULL, NULL,
-                           err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
-        gw_call_identified(call, &f, NULL);
-        return;
-    }
-    if (!w->asked_cert) {
+    if (!asked_cert) {
         c = w->cached;
         cert = w->cached_registered ? &c : NULL;
     }
-    gw_wipe(w->token_hash, sizeof(w->token_hash));
-    gw_free(w);
+    wait_free(w);
+    if (err != 0) {
+        conclude_db_error(a, call, &peer, err, !has_token && asked_cert);
+        return;
+    }
+    if (asked_cert)
+        cache_put(a, peer.cert_sha256, cert);
     conclude(call, &peer, cert, has_token, sess);
 }
 
@@ -233,7 +249,6 @@ void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *pee
     struct gw_auth *a = ctx;
     const struct gw_config *cfg = a->app->cfg;
     const struct cache_entry *e = NULL;
-    struct gw_acct_cert c;
     struct gw_principal p;
     struct gw_fault f;
     struct wait *w;
@@ -246,8 +261,7 @@ void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *pee
         }
         e = cache_get(a, peer->cert_sha256, false);
         if (e != NULL) {
-            c = e->cert;
-            conclude(call, peer, e->registered ? &c : NULL, false, NULL);
+            conclude_cached(call, peer, e);
             return;
         }
     } else if (!peer->cert) {
@@ -269,7 +283,7 @@ void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *pee
     w->peer = *peer;
     if (authorization != NULL) {
         if (gw_auth_token_hash(authorization, w->token_hash) != 0) {
-            gw_free(w);
+            wait_free(w);
             memset(&p, 0, sizeof(p));
             snprintf(p.peer, sizeof(p.peer), "%s", peer->addr);
             (void)gw_fault_set(&f, GW_EAUTH, NULL, "authorization", GW_RULE_TOKEN_FORMAT);
@@ -288,18 +302,10 @@ void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *pee
                            w->has_token ? w->token_hash : NULL, cfg->password_max_age_days,
                            identify_done_cb, w, &w->req);
     if (err != 0) {
-        bool stale = !w->has_token;
-        gw_wipe(w->token_hash, sizeof(w->token_hash));
-        gw_free(w);
-        e = stale ? cache_get(a, peer->cert_sha256, true) : NULL;
-        if (e != NULL && err == GW_EUNAVAIL) {
-            c = e->cert;
-            conclude(call, peer, e->registered ? &c : NULL, false, NULL);
-            return;
-        }
-        (void)gw_fault_set(&f, err, NULL, NULL,
-                           err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
-        gw_call_identified(call, &f, NULL);
+        bool stale_ok = !w->has_token;
+
+        wait_free(w);
+        conclude_db_error(a, call, peer, err, stale_ok);
         return;
     }
     gw_call_set_cancel(call, wait_cancel_cb, w);

@@ -37,6 +37,10 @@ void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *pee
 void gw_auth_refused(void *ctx, const char *path, const struct gw_peer *peer,
                      const struct gw_principal *p, const struct gw_fault *f);
 
+/* A session token: 32 random bytes in base64url without padding. */
+#define GW_AUTH_TOKEN_BYTES 32
+#define GW_AUTH_TOKEN_CHARS 43
+
 /* "Bearer <token>" -> the SHA-256 of the token as sent (what sessions store). Returns 0 or
  * GW_EAUTH (not "Bearer " followed by 43 base64url characters). */
 int gw_auth_token_hash(const char *authorization, uint8_t out[32]) GW_MUST_CHECK;

@@ -20,6 +20,21 @@
 #include "config.h"
 #include "log.h"
 
+/* A password to check against the stored hash: present and within GW_PWPOLICY_MAX_BYTES (what
+ * a job's buffer holds). Returns true, or false after refusing the call naming field. */
+static bool password_given(struct adm *a, const char *field, const char *pw)
+{
+    if (pw[0] == '\0') {
+        gw_admin_refuse(a, GW_EINVAL, field, GW_RULE_REQUIRED, 0);
+        return false;
+    }
+    if (strlen(pw) > GW_PWPOLICY_MAX_BYTES) {
+        gw_admin_refuse(a, GW_EINVAL, field, GW_RULE_TOO_LONG, GW_PWPOLICY_MAX_BYTES);
+        return false;
+    }
+    return true;
+}
+
 /* --- Login --- */
 
 static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
@@ -64,16 +79,16 @@ static void login_work(void *arg)
 /* 32 random bytes, base64url without padding. */
 static int make_token(struct adm *a)
 {
-    uint8_t raw[TOKEN_BYTES];
+    uint8_t raw[GW_AUTH_TOKEN_BYTES];
     unsigned char b64[48];
-    char bearer[8 + TOKEN_CHARS + 1];
+    char bearer[8 + GW_AUTH_TOKEN_CHARS + 1];
     int rc = 0;
 
     if (RAND_bytes(raw, sizeof(raw)) != 1 || EVP_EncodeBlock(b64, raw, sizeof(raw)) != 44)
         rc = GW_ECRYPTO;
-    for (size_t i = 0; rc == 0 && i < TOKEN_CHARS; i++)
+    for (size_t i = 0; rc == 0 && i < GW_AUTH_TOKEN_CHARS; i++)
         a->token[i] = b64[i] == '+' ? '-' : b64[i] == '/' ? '_' : (char)b64[i];
-    a->token[TOKEN_CHARS] = '\0';
+    a->token[GW_AUTH_TOKEN_CHARS] = '\0';
     snprintf(bearer, sizeof(bearer), "Bearer %s", a->token);
     if (rc == 0 && gw_auth_token_hash(bearer, a->token_hash) != 0)
         rc = GW_ECRYPTO;
@@ -188,18 +203,12 @@ void gw_api_admin_login(struct gw_call *call, const uint8_t *req, size_t len)
         gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_REQUIRED, 0);
         return;
     }
-    if (!gw_admin_copy_field(a->name, 65, in->account)) {
-        gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_TOO_LONG, 64);
+    if (!gw_admin_copy_field(a->name, ACCOUNT_MAX + 1, in->account)) {
+        gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_TOO_LONG, ACCOUNT_MAX);
         return;
     }
-    if (in->password[0] == '\0') {
-        gw_admin_refuse(a, GW_EINVAL, "password", GW_RULE_REQUIRED, 0);
+    if (!password_given(a, "password", in->password))
         return;
-    }
-    if (strlen(in->password) > GW_PWPOLICY_MAX_BYTES) {
-        gw_admin_refuse(a, GW_EINVAL, "password", GW_RULE_TOO_LONG, GW_PWPOLICY_MAX_BYTES);
-        return;
-    }
     a->pw = in->password;
     err = gw_acct_login_read(a->app->db, a->name, a->app->cfg->password_max_age_days, login_read_cb,
                              a, &a->req);
@@ -248,7 +257,6 @@ static void changed_cb(void *arg, int err, bool changed, int64_t set_at)
 static void change_work(void *arg)
 {
     struct pwjob *j = arg;
-    struct gw_pw_params pp = gw_pw_params_default(j->scrypt_n);
 
     j->verified = gw_admin_verify(j->pw, j->pwn, &j->cur);
     if (!j->verified)
@@ -256,12 +264,8 @@ static void change_work(void *arg)
     j->reused = gw_admin_verify(j->pw2, j->pw2n, &j->cur);
     for (size_t i = 0; !j->reused && i < j->nhist; i++)
         j->reused = gw_admin_verify(j->pw2, j->pw2n, &j->hist[i]);
-    if (j->reused)
-        return;
-    gw_pw_params_format(&pp, j->out.params);
-    j->err = gw_pw_salt(j->out.salt);
-    if (j->err == 0)
-        j->err = gw_pw_hash(j->pw2, j->pw2n, j->out.salt, &pp, j->out.hash);
+    if (!j->reused)
+        j->err = gw_admin_hash_new(j->pw2, j->pw2n, j->scrypt_n, &j->out);
 }
 
 static void change_hashed_cb(void *arg)
@@ -352,14 +356,8 @@ void gw_api_admin_change_password(struct gw_call *call, const uint8_t *req, size
         call, &waygate__v1__change_password_request__descriptor, req, len);
     if (in == NULL)
         return;
-    if (in->old_password[0] == '\0') {
-        gw_admin_refuse(a, GW_EINVAL, "old_password", GW_RULE_REQUIRED, 0);
+    if (!password_given(a, "old_password", in->old_password))
         return;
-    }
-    if (strlen(in->old_password) > GW_PWPOLICY_MAX_BYTES) {
-        gw_admin_refuse(a, GW_EINVAL, "old_password", GW_RULE_TOO_LONG, GW_PWPOLICY_MAX_BYTES);
-        return;
-    }
     if (gw_pwpolicy_check(p->name, in->new_password, strlen(in->new_password), &f) != 0) {
         snprintf(f.field, sizeof(f.field), "new_password");
         gw_admin_finish_fault(a, &f, true);

@@ -177,22 +177,39 @@ int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row
 
 _Static_assert(GW_INCIDENT_ID_LEN == GW_STORE_ID_LEN, "an incident's record id is a record id");
 
+void gw_api_incident(struct gw_call *call, const char *severity, const char *kind,
+                     const char *detail, const uint8_t *record_id)
+{
+    const struct gw_principal *p = gw_call_principal(call);
+    const struct gw_log_ctx *lc = gw_call_log_ctx(call);
+    struct gw_incident inc = {
+        .severity = severity,
+        .kind = kind,
+        .principal = p->name,
+        .peer = lc->peer,
+        .branch = p->branch,
+        .detail = detail,
+        .record_id = record_id,
+    };
+    int rc = gw_incident_record(gw_call_app(call)->incidents, &inc);
+
+    if (rc != 0)
+        GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
+}
+
 /* Logs and records the incident of a row that failed to open (err GW_EDATALOSS at part bad, or
  * GW_EPRECOND: its key is unavailable). */
 static void record_unreadable(struct gw_call *call, const struct gw_sealed_waybill *row, int bad,
                               int err)
 {
     const struct gw_log_ctx *lc = gw_call_log_ctx(call);
-    const struct gw_principal *who = gw_call_principal(call);
     const char *part = bad >= 0                      ? gw_col_sql[bad]
                        : bad == GW_SEAL_PART_DEK     ? "dek_wrapped"
                        : bad == GW_SEAL_PART_CONTENT ? "content_mac"
                        : bad == GW_SEAL_PART_RECORD  ? "record_mac"
                        : bad == GW_SEAL_PART_NUMBER  ? "wb_bidx (another waybill's number)"
                                                      : "record";
-    struct gw_incident inc;
     char idtext[37], detail[160];
-    int rc;
 
     gw_store_id_text(row->id, idtext);
     if (err == GW_EDATALOSS)
@@ -201,16 +218,9 @@ static void record_unreadable(struct gw_call *call, const struct gw_sealed_waybi
         snprintf(detail, sizeof(detail), "record's key-encryption key version %d is unavailable",
                  (int)row->kek_version);
     GW_LOG(GW_LOG_ERROR, "query", lc, "record=%s: %s", idtext, detail);
-    inc.severity = err == GW_EDATALOSS ? "high" : "medium";
-    inc.kind = err == GW_EDATALOSS ? "decryption_failure" : "key_unavailable";
-    inc.principal = who->name;
-    inc.peer = lc->peer;
-    inc.branch = who->branch;
-    inc.detail = detail;
-    inc.record_id = row->id;
-    rc = gw_incident_record(gw_call_app(call)->incidents, &inc);
-    if (rc != 0)
-        GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
+    gw_api_incident(call, err == GW_EDATALOSS ? "high" : "medium",
+                    err == GW_EDATALOSS ? "decryption_failure" : "key_unavailable", detail,
+                    row->id);
 }
 
 int gw_api_open_row(struct gw_call *call, const struct gw_sealed_waybill *row, const char *number,
@@ -270,11 +280,9 @@ bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])
     const struct gw_log_ctx *lc = gw_call_log_ctx(call);
     struct gw_policy_limits lim;
     struct gw_fault f;
-    struct gw_incident inc;
     struct timespec ts;
     char who[GW_API_WHO_MAX], detail[200];
     bool incident = false;
-    int rc;
 
     gw_policy_limits(gw_call_policy(call), p->role, &lim);
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -288,16 +296,7 @@ bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])
                  " s on this gateway instance; further lookups refused",
                  lim.lookups_per_window, lim.lookup_window_s);
         GW_LOG(GW_LOG_WARN, "query", lc, "%s", detail);
-        memset(&inc, 0, sizeof(inc));
-        inc.severity = "high";
-        inc.kind = "bulk_scraping";
-        inc.principal = p->name;
-        inc.peer = lc->peer;
-        inc.branch = p->branch;
-        inc.detail = detail;
-        rc = gw_incident_record(app->incidents, &inc);
-        if (rc != 0)
-            GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
+        gw_api_incident(call, "high", "bulk_scraping", detail, NULL);
     }
     gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, GW_RULE_LOOKUPS_THROTTLED);
     f.limit = lim.lookups_per_window;

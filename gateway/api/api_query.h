@@ -57,6 +57,12 @@ bool gw_api_row_visible(struct gw_call *call, int err, const struct gw_store_row
 /* Fails the call for a store error (database outage: UNAVAILABLE; else INTERNAL). */
 void gw_api_read_failed(struct gw_call *call, int err);
 
+/* Records an incident (incident.h) about the caller: its principal name, peer and branch, with
+ * detail (counts and field names only, never PII) and record_id (GW_STORE_ID_LEN bytes, or NULL);
+ * logs at error level when it could not be queued. */
+void gw_api_incident(struct gw_call *call, const char *severity, const char *kind,
+                     const char *detail, const uint8_t *record_id);
+
 /* The scraping throttle: counts key (a blind index) as looked up by the caller. Returns true
  * when allowed; otherwise the call has been failed (RESOURCE_EXHAUSTED, the limit named) and,
  * once per window, a 'bulk_scraping' incident recorded. */

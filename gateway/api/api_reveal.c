@@ -49,27 +49,15 @@ static void cancel_cb(void *arg)
 
 static void quota_incident(struct reveal *r, const struct gw_store_reveal_result *res)
 {
-    const struct gw_principal *p = gw_call_principal(r->call);
     const struct gw_log_ctx *lc = gw_call_log_ctx(r->call);
-    struct gw_incident inc;
     char detail[160];
-    int rc;
 
     snprintf(detail, sizeof(detail),
              "reveal quota used up: %" PRIu32 " in the last hour (at most %" PRIu32 "), %" PRIu32
              " today (at most %" PRIu32 ")",
              res->used_hour, r->lim.reveals_per_hour, res->used_day, r->lim.reveals_per_day);
     GW_LOG(GW_LOG_WARN, "query", lc, "%s", detail);
-    memset(&inc, 0, sizeof(inc));
-    inc.severity = "medium";
-    inc.kind = "reveal_quota";
-    inc.principal = p->name;
-    inc.peer = lc->peer;
-    inc.branch = p->branch;
-    inc.detail = detail;
-    rc = gw_incident_record(gw_call_app(r->call)->incidents, &inc);
-    if (rc != 0)
-        GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
+    gw_api_incident(r->call, "medium", "reveal_quota", detail, NULL);
 }
 
 static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *res)
