@@ -157,16 +157,3 @@ int ctl_admin_fail(struct ctl_admin *c, const char *object, const char *what, co
         (void)ctl_admin_log(c, object, "failed", detail);
     return GW_CTL_FAIL;
 }
-
-bool ctl_admin_branch_ok(const char *s)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-
-    if (n < 1 || n > 31)
-        return false;
-    for (size_t i = 0; i < n; i++)
-        if (!((s[i] >= 'a' && s[i] <= 'z') || (s[i] >= 'A' && s[i] <= 'Z') ||
-              (s[i] >= '0' && s[i] <= '9') || s[i] == '_' || s[i] == '-'))
-            return false;
-    return true;
-}

@@ -68,7 +68,4 @@ int ctl_admin_refuse_text(struct ctl_admin *c, const char *object, const char *f
  * Returns GW_CTL_FAIL. */
 int ctl_admin_fail(struct ctl_admin *c, const char *object, const char *what, const char *msg);
 
-/* Branch codes: 1 to 31 of A-Z a-z 0-9 _ - (the column's CHECK). */
-bool ctl_admin_branch_ok(const char *s);
-
 #endif

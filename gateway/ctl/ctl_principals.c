@@ -11,6 +11,7 @@
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 
+#include "account.h"
 #include "ctl.h"
 #include "ctl_admin.h"
 
@@ -142,7 +143,7 @@ static int principals_add(struct ctl_admin *c, const char *name, const char *cer
         return ctl_admin_refuse_text(c, name, "branch",
                                      "is required for courier, branch_clerk and customer_service "
                                      "principals and must be absent for the other roles");
-    if (branch != NULL && !ctl_admin_branch_ok(branch))
+    if (branch != NULL && !gw_branch_code_ok(branch))
         return ctl_admin_refuse_text(c, name, "branch",
                                      "must be 1 to 31 ASCII letters, digits, '_' or '-'");
     if (admin && branch != NULL)

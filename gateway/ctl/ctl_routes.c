@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "account.h"
 #include "ctl.h"
 #include "ctl_admin.h"
 #include "store_admin.h"
@@ -90,7 +91,7 @@ int gw_ctl_routes(int argc, char **argv)
         fprintf(stderr, "waygatectl routes: REGION must be 6 digits\n");
         return GW_CTL_USAGE;
     }
-    if (nargs == 2 && !ctl_admin_branch_ok(args[1])) {
+    if (nargs == 2 && !gw_branch_code_ok(args[1])) {
         fprintf(stderr, "waygatectl routes: BRANCH must be 1 to 31 letters, digits, '_' or '-'\n");
         return GW_CTL_USAGE;
     }

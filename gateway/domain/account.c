@@ -45,9 +45,9 @@ static bool role_ok(const char *role)
     return false;
 }
 
-static bool branch_ok(const char *s)
+bool gw_branch_code_ok(const char *s)
 {
-    size_t n = strlen(s);
+    size_t n = s != NULL ? strlen(s) : 0;
 
     if (n < 1 || n > 31)
         return false;
@@ -67,7 +67,8 @@ int gw_account_check(const char *name, const char *role, const char *branch, str
         return gw_fault_set(f, GW_EINVAL, NULL, "account", GW_RULE_ACCOUNT_NAME);
     if (role == NULL || !role_ok(role))
         return gw_fault_set(f, GW_EINVAL, NULL, "role", GW_RULE_ACCOUNT_ROLE);
-    if (gw_account_role_branch_bound(role) != has_branch || (has_branch && !branch_ok(branch)))
+    if (gw_account_role_branch_bound(role) != has_branch ||
+        (has_branch && !gw_branch_code_ok(branch)))
         return gw_fault_set(f, GW_EINVAL, NULL, "branch", GW_RULE_ACCOUNT_BRANCH);
     return 0;
 }

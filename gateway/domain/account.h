@@ -21,6 +21,10 @@ bool gw_account_role_branch_bound(const char *role);
  * which one person holds at most one (separation of duties, 三员). */
 bool gw_account_role_admin(const char *role);
 
+/* True for a branch code as principals, accounts and routes store it: 1 to 31 ASCII letters,
+ * digits, '_' or '-' (the columns' CHECK in sql/006_accounts.sql). NULL: false. */
+bool gw_branch_code_ok(const char *s);
+
 /* Checks a new account: name 3 to 64 of [a-z0-9._-] (GW_RULE_ACCOUNT_NAME, field "account"), a
  * role of gw_account_roles (GW_RULE_ACCOUNT_ROLE, "role"), a branch of 1 to 31 ASCII letters,
  * digits, '_' or '-' exactly when the role is branch-bound, else none (branch NULL or "";

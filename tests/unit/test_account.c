@@ -67,6 +67,19 @@ static void test_branch(void **state)
     refused("sec", "security_admin", "a", "branch", GW_RULE_ACCOUNT_BRANCH);
 }
 
+static void test_branch_code(void **state)
+{
+    (void)state;
+    assert_true(gw_branch_code_ok("a"));
+    assert_true(gw_branch_code_ok("Branch_07-x"));
+    assert_true(gw_branch_code_ok("a234567890123456789012345678901"));
+    assert_false(gw_branch_code_ok("a2345678901234567890123456789012"));
+    assert_false(gw_branch_code_ok(""));
+    assert_false(gw_branch_code_ok(NULL));
+    assert_false(gw_branch_code_ok("a b"));
+    assert_false(gw_branch_code_ok("杭州"));
+}
+
 static void test_role_kinds(void **state)
 {
     (void)state;
@@ -83,9 +96,9 @@ static void test_role_kinds(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_accepted),   cmocka_unit_test(test_name),
-        cmocka_unit_test(test_role),       cmocka_unit_test(test_branch),
-        cmocka_unit_test(test_role_kinds),
+        cmocka_unit_test(test_accepted),    cmocka_unit_test(test_name),
+        cmocka_unit_test(test_role),        cmocka_unit_test(test_branch),
+        cmocka_unit_test(test_branch_code), cmocka_unit_test(test_role_kinds),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
