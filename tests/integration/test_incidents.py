@@ -94,3 +94,29 @@ def test_sigterm_logs_unwritten_incidents_as_a_count(stack):
             stack.devstack("pg-start")
         gw.close()
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+
+
+def test_identity_while_database_down(stack):
+    """PostgreSQL stopped: a certificate this gateway has looked up before still identifies its
+    caller (its last answer stands in only while the database is unavailable), but a bearer token
+    is refused UNAVAILABLE: sessions are looked up on every call and never answered from memory,
+    so a disabled account cannot slip through an outage, nor fall back to its certificate."""
+    name, _, via = stack.account("secadmin")
+    md = stack.login("secadmin")  # over the admin certificate: the gateway has looked it up
+    disable = "/waygate.v1.Admin/DisableAccount"
+    req = stack.pb.admin.DisableAccountRequest(account="it-no-such-account", reason="test")
+    e = rpc_error(lambda: stack.unary(disable, req, stack.pb.admin.DisableAccountResponse,
+                                      principal=via, metadata=md))
+    assert e.code() == grpc.StatusCode.NOT_FOUND, (e.code(), e.details())  # the token works
+    stack.devstack("pg-stop")
+    try:
+        # identified from the last answer (an unknown certificate would be UNAUTHENTICATED);
+        # the health check itself reports the database as down
+        assert stack.health(via) == "NOT_SERVING"
+        e = rpc_error(lambda: stack.unary(disable, req, stack.pb.admin.DisableAccountResponse,
+                                          principal=via, metadata=md))
+        assert e.code() == grpc.StatusCode.UNAVAILABLE, (e.code(), e.details())
+        assert e.details() == "database unavailable; retrying is safe", e.details()
+    finally:
+        stack.devstack("pg-start")
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
