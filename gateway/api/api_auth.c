@@ -184,13 +184,14 @@ static void conclude_cached(struct gw_call *call, const struct gw_peer *peer,
     conclude(call, peer, e->registered ? &c : NULL, false, NULL);
 }
 
-/* The database could not answer (err): a certificate-only call (stale_ok) may go on with the
- * last known answer however old when the database is away; otherwise the call is refused. */
+/* The database could not answer (err): a certificate-only call may go on with the last known
+ * answer however old when the database is away; a call with a token never does (sessions are
+ * looked up on every call), and is refused. */
 static void conclude_db_error(struct gw_auth *a, struct gw_call *call, const struct gw_peer *peer,
-                              int err, bool stale_ok)
+                              int err, bool has_token)
 {
     const struct cache_entry *e =
-        err == GW_EUNAVAIL && stale_ok ? cache_get(a, peer->cert_sha256, true) : NULL;
+        err == GW_EUNAVAIL && !has_token ? cache_get(a, peer->cert_sha256, true) : NULL;
     struct gw_fault f;
 
     if (e != NULL) {
@@ -235,7 +236,7 @@ static void identify_done_cb(void *arg, int err, const struct gw_acct_cert *cert
     }
     wait_free(w);
     if (err != 0) {
-        conclude_db_error(a, call, &peer, err, !has_token && asked_cert);
+        conclude_db_error(a, call, &peer, err, has_token);
         return;
     }
     if (asked_cert)
@@ -302,10 +303,10 @@ void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *pee
                            w->has_token ? w->token_hash : NULL, cfg->password_max_age_days,
                            identify_done_cb, w, &w->req);
     if (err != 0) {
-        bool stale_ok = !w->has_token;
+        bool has_token = w->has_token;
 
         wait_free(w);
-        conclude_db_error(a, call, peer, err, stale_ok);
+        conclude_db_error(a, call, peer, err, has_token);
         return;
     }
     gw_call_set_cancel(call, wait_cancel_cb, w);
