@@ -74,13 +74,22 @@ static const struct keydef keys[] = {
     {"auth", "workers", T_U32, F(auth_workers), 1, 64, 0},
     {"auth", "principal_cache_ms", T_U32, F(principal_cache_ms), 0, 600000, 0},
     {"policy", "file", T_PATH, F(policy_file), 0, 0, 0},
+    {"audit", "chain", T_STRING, F(audit_chain), 0, 0, 0},
+    {"audit", "checkpoint_every", T_U32, F(checkpoint_every), 1, 1000000, 0},
+    {"audit", "checkpoint_ms", T_U32, F(checkpoint_ms), 10, 86400000, 0},
+    {"compliance", "bulk_threshold", T_U32, F(bulk_threshold), 1, 1000000, 0},
+    {"compliance", "approval_ttl_s", T_U32, F(approval_ttl_s), 60, 2592000, 0},
+    {"compliance", "lawful_default_s", T_U32, F(lawful_default_s), 60, 31536000, 0},
+    {"compliance", "retention_days", T_U32, F(retention_days), 0, 36500, 0},
+    {"compliance", "retention_sweep_ms", T_U32, F(retention_sweep_ms), 100, 86400000, 0},
+    {"compliance", "retention_batch", T_U32, F(retention_batch), 1, 100000, 0},
     {"log", "level", T_LEVEL, F(log_level), 0, 0, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = {"server", "tls",    "database", "keys",
-                                       "auth",   "policy", "log"};
+static const char *const sections[] = {"server", "tls",   "database",   "keys", "auth",
+                                       "policy", "audit", "compliance", "log"};
 
 /* Parser state for one load. */
 struct parse {
@@ -120,6 +129,14 @@ static void set_defaults(struct gw_config *c)
     c->scrypt_n = 32768;
     c->auth_workers = 2;
     c->principal_cache_ms = 1000;
+    c->checkpoint_every = 1000;
+    c->checkpoint_ms = 10000;
+    c->bulk_threshold = 20;
+    c->approval_ttl_s = 86400;
+    c->lawful_default_s = 7 * 86400;
+    c->retention_days = 1095;
+    c->retention_sweep_ms = 3600000;
+    c->retention_batch = 500;
     c->log_level = GW_LOG_INFO;
 }
 

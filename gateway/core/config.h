@@ -65,6 +65,18 @@ struct gw_config {
     /* [policy] */
     char *policy_file; /* the policy file (field views, levels, quotas); NULL = built-in */
 
+    /* [audit] the audit chain (Art. 33) */
+    char *audit_chain;         /* this instance's chain id, ^[A-Za-z0-9._:@-]{1,64}$; default
+                                * "gw-<hostname>-<listen port>" (each instance needs its own) */
+    uint32_t checkpoint_every; /* records between signed checkpoints, default 1000 */
+    uint32_t checkpoint_ms;    /* a record is covered by a checkpoint within, default 10000 */
+    /* [compliance] bulk operations, lawful access, retention (Art. 15, 16, 26, 37) */
+    uint32_t bulk_threshold;   /* more records than this only through Compliance bulk, default 20 */
+    uint32_t approval_ttl_s;   /* an approval (bulk) must be used within, default 86400 */
+    uint32_t lawful_default_s; /* a lawful-access approval lasts by default, default 604800 */
+    uint32_t retention_days;   /* waybills older than this are destroyed, default 1095; 0 = keep */
+    uint32_t retention_sweep_ms; /* how often the sweep runs, default 3600000 */
+    uint32_t retention_batch;    /* records destroyed per transaction, default 500 */
     /* [log] */
     enum gw_log_level log_level; /* default info */
 };

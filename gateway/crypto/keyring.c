@@ -15,6 +15,9 @@ struct secrets {
     uint8_t index[GW_CRYPTO_KEY_LEN];
     uint8_t token[GW_CRYPTO_KEY_LEN];
     uint8_t content[GW_CRYPTO_KEY_LEN];
+    uint8_t audit[GW_CRYPTO_KEY_LEN];     /* Ed25519 private seed: checkpoint signatures */
+    uint8_t watermark[GW_CRYPTO_KEY_LEN]; /* bulk-export watermark tags */
+    bool have_audit, have_watermark;
 };
 
 struct gw_keyring {
@@ -135,6 +138,29 @@ const uint8_t *gw_keyring_token_key(const struct gw_keyring *kr)
 const uint8_t *gw_keyring_content_key(const struct gw_keyring *kr)
 {
     return kr->sec->content;
+}
+
+void gw_keyring_set_extra(struct gw_keyring *kr, const uint8_t *audit_seed,
+                          const uint8_t *watermark_key)
+{
+    if (audit_seed) {
+        memcpy(kr->sec->audit, audit_seed, GW_CRYPTO_KEY_LEN);
+        kr->sec->have_audit = true;
+    }
+    if (watermark_key) {
+        memcpy(kr->sec->watermark, watermark_key, GW_CRYPTO_KEY_LEN);
+        kr->sec->have_watermark = true;
+    }
+}
+
+const uint8_t *gw_keyring_audit_seed(const struct gw_keyring *kr)
+{
+    return kr->sec->have_audit ? kr->sec->audit : NULL;
+}
+
+const uint8_t *gw_keyring_watermark_key(const struct gw_keyring *kr)
+{
+    return kr->sec->have_watermark ? kr->sec->watermark : NULL;
 }
 
 int gw_keyring_wrap(const struct gw_keyring *kr, struct gw_crypto *cx, uint32_t kek_version,

@@ -12,13 +12,18 @@
  *   index <base64>                    blind-index key (32 bytes)
  *   token <base64>                    token key (32 bytes)
  *   content <base64>                  content-MAC key (32 bytes)
+ *   audit <base64>                    Ed25519 private seed signing audit checkpoints (32 bytes)
+ *   watermark <base64>                key of bulk-export watermark tags (32 bytes)
  *   # comment                         blank lines and lines starting with '#' are ignored
  *
  * The current KEK (the one new records use) is the highest version; it must be active. Loading
  * refuses a missing file, a file with any group or other permission bit (st_mode & 077), a file
  * not owned by the effective user, a malformed or duplicated line (the message names the line
  * number, never its content), no active KEK, a retired newest KEK, or a missing index, token or
- * content key. Keys are held in memory that is locked when possible and wiped on free.
+ * content key (audit and watermark are optional when loading, for files written before they
+ * existed: `keys init` writes them, `keys rotate` adds them when missing; the gateway refuses to
+ * start without the audit key). Keys are held in memory that is locked when possible and wiped on
+ * free.
  *
  * The CLI edits the file with gw_keyring_file_init/rotate/retire: each takes an exclusive lock
  * on the file, writes a new file (mode 0600) beside it, fsyncs, renames it over the old one and
@@ -108,6 +113,13 @@ int gw_keyring_unwrap(const struct gw_keyring *kr, struct gw_crypto *cx, uint32_
 const uint8_t *gw_keyring_index_key(const struct gw_keyring *kr);
 const uint8_t *gw_keyring_token_key(const struct gw_keyring *kr);
 const uint8_t *gw_keyring_content_key(const struct gw_keyring *kr);
+/* The audit checkpoint signing seed and the watermark key (32 bytes each), or NULL when the key
+ * file has none. */
+const uint8_t *gw_keyring_audit_seed(const struct gw_keyring *kr);
+const uint8_t *gw_keyring_watermark_key(const struct gw_keyring *kr);
+/* Sets the optional keys while building a keyring (either may be NULL: left absent). */
+void gw_keyring_set_extra(struct gw_keyring *kr, const uint8_t *audit_seed,
+                          const uint8_t *watermark_key);
 
 /* ---- key file administration (the CLI) ---- */
 

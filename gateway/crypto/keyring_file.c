@@ -26,10 +26,12 @@
 #define FILE_MAX (1024 * 1024)
 #define B64_LEN 44 /* base64 of 32 bytes, one '=' of padding */
 
-struct secrets { /* the three in-memory keys */
+struct secrets { /* the in-memory keys */
     uint8_t index[GW_CRYPTO_KEY_LEN];
     uint8_t token[GW_CRYPTO_KEY_LEN];
     uint8_t content[GW_CRYPTO_KEY_LEN];
+    uint8_t audit[GW_CRYPTO_KEY_LEN];
+    uint8_t watermark[GW_CRYPTO_KEY_LEN];
 };
 
 /* One KEK of a parsed file (also the file backend's in-memory form). */
@@ -43,7 +45,7 @@ struct fkek {
 struct parsed {
     struct fkek *keks;
     size_t n, cap;
-    bool have_index, have_token, have_content;
+    bool have_index, have_token, have_content, have_audit, have_watermark;
     struct secrets sec;
 };
 
@@ -300,10 +302,16 @@ static int parse_line(struct parsed *p, const char *line, size_t len, size_t lin
     } else if (IS(0, "content")) {
         dst = p->sec.content;
         have = &p->have_content;
+    } else if (IS(0, "audit")) {
+        dst = p->sec.audit;
+        have = &p->have_audit;
+    } else if (IS(0, "watermark")) {
+        dst = p->sec.watermark;
+        have = &p->have_watermark;
     } else {
         errf(errbuf, errlen,
-             "keyring %s:%zu: unknown item (expected kek, index, token or "
-             "content)",
+             "keyring %s:%zu: unknown item (expected kek, index, token, content, audit or "
+             "watermark)",
              path, lineno);
         goto out;
     }
@@ -489,6 +497,9 @@ int gw_keyring_file_load(const char *path, struct gw_keyring **out, char *errbuf
         keks[i].active = p.keks[i].active;
     }
     *out = gw_keyring_new(&file_backend, fb, keks, p.n, p.sec.index, p.sec.token, p.sec.content);
+    if (*out)
+        gw_keyring_set_extra(*out, p.have_audit ? p.sec.audit : NULL,
+                             p.have_watermark ? p.sec.watermark : NULL);
     if (!*out)
         goto fail;
     fb = NULL;
@@ -507,7 +518,7 @@ fail:
 /* Serialises p into a gw_malloc'd buffer (the caller wipes it). */
 static int serialise(const struct parsed *p, char **out, size_t *outlen)
 {
-    size_t cap = 256 + p->n * 80 + 3 * 64, len = 0;
+    size_t cap = 256 + p->n * 80 + 5 * 64, len = 0;
     char *buf = gw_malloc(cap);
     unsigned char b64[B64_LEN + 1];
     if (!buf)
@@ -530,6 +541,14 @@ static int serialise(const struct parsed *p, char **out, size_t *outlen)
     for (int k = 0; k < 3; k++) {
         EVP_EncodeBlock(b64, keys[k], GW_CRYPTO_KEY_LEN);
         len += (size_t)snprintf(buf + len, cap - len, "%s %s\n", names[k], (char *)b64);
+    }
+    if (p->have_audit) {
+        EVP_EncodeBlock(b64, p->sec.audit, GW_CRYPTO_KEY_LEN);
+        len += (size_t)snprintf(buf + len, cap - len, "audit %s\n", (char *)b64);
+    }
+    if (p->have_watermark) {
+        EVP_EncodeBlock(b64, p->sec.watermark, GW_CRYPTO_KEY_LEN);
+        len += (size_t)snprintf(buf + len, cap - len, "watermark %s\n", (char *)b64);
     }
     OPENSSL_cleanse(b64, sizeof b64);
     *out = buf;
@@ -675,11 +694,12 @@ int gw_keyring_file_init(const char *path, char *errbuf, size_t errlen)
     int fd = -1, rc;
     memset(&p, 0, sizeof p);
     if ((rc = random_key(kek)) != 0 || (rc = random_key(p.sec.index)) != 0 ||
-        (rc = random_key(p.sec.token)) != 0 || (rc = random_key(p.sec.content)) != 0) {
+        (rc = random_key(p.sec.token)) != 0 || (rc = random_key(p.sec.content)) != 0 ||
+        (rc = random_key(p.sec.audit)) != 0 || (rc = random_key(p.sec.watermark)) != 0) {
         errf(errbuf, errlen, "keyring %s: the random generator failed", path);
         goto out;
     }
-    p.have_index = p.have_token = p.have_content = true;
+    p.have_index = p.have_token = p.have_content = p.have_audit = p.have_watermark = true;
     if ((rc = parsed_add(&p, 1, true, kek)) != 0 || (rc = serialise(&p, &buf, &len)) != 0) {
         errf(errbuf, errlen, "keyring %s: out of memory", path);
         goto out;
@@ -728,10 +748,12 @@ int gw_keyring_file_rotate(const char *path, uint32_t *new_version, char *errbuf
         rc = GW_EPRECOND;
         goto out;
     }
-    if ((rc = random_key(kek)) != 0) {
+    if ((rc = random_key(kek)) != 0 || (!p.have_audit && (rc = random_key(p.sec.audit)) != 0) ||
+        (!p.have_watermark && (rc = random_key(p.sec.watermark)) != 0)) {
         errf(errbuf, errlen, "keyring %s: the random generator failed", path);
         goto out;
     }
+    p.have_audit = p.have_watermark = true; /* a file from before they existed gains them */
     rc = parsed_add(&p, v + 1, true, kek);
     if (rc != 0) {
         errf(errbuf, errlen, "keyring %s: %s", path,

@@ -1,0 +1,91 @@
+/* audit.h: the gateway's audit chain writer (Art. 33). One chain per gateway instance, its head
+ * (seq, hash) kept here: recovered from the database at start, advanced in memory as records are
+ * chained. Callers hand in an action's statements together with its audit records; both are
+ * written in ONE transaction, the statements first, so a record exists exactly when its action
+ * committed, and an action whose record cannot be written does not happen (fail closed).
+ *
+ * Group commit: at most one audit transaction is in flight per gateway; everything queued
+ * meanwhile goes out together in the next one (up to GW_AUDIT_GROUP_MAX entries), chained in
+ * memory in queue order. The chain thus never serialises commits on a row lock in SQL, and
+ * throughput grows with the batch. When a statement of a grouped transaction fails, nothing of
+ * it committed: the head is put back and each entry is retried alone, so only the failing entry
+ * fails. When the outcome is unknown (connection lost), the entries fail with GW_EUNAVAIL and
+ * the head is read again from the database before the next transaction.
+ *
+ * Checkpoints: after every `checkpoint_every` records, and `checkpoint_ms` after the first record
+ * not yet covered, the writer signs (Ed25519, the keyring's audit key) the head and inserts the
+ * checkpoint in the transaction that reaches it (or in one of its own for the timer).
+ *
+ * Callbacks never run from inside the call that queued the entry. */
+#ifndef GW_STORE_AUDIT_H
+#define GW_STORE_AUDIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit_rec.h"
+#include "db.h"
+#include "err.h"
+
+struct event_base;
+struct gw_audit;
+struct gw_audit_req;
+
+#define GW_AUDIT_GROUP_MAX 64   /* entries per transaction */
+#define GW_AUDIT_STMTS_MAX 8    /* statements per entry */
+#define GW_AUDIT_RECS_MAX 4     /* records per entry */
+#define GW_AUDIT_QUEUE_MAX 4096 /* entries waiting; more are refused with GW_ETOOBIG */
+
+struct gw_audit_config {
+    const char *chain;         /* this instance's chain id (^[A-Za-z0-9._:@-]{1,64}$) */
+    uint32_t checkpoint_every; /* records between checkpoints (>= 1) */
+    uint32_t checkpoint_ms;    /* at most this long before a record is covered (>= 1) */
+    const uint8_t *seed;       /* the Ed25519 private seed (GW_AUDIT_SEED_LEN bytes), copied */
+};
+
+/* An entry's outcome. err: 0 (committed: seq is the sequence number of its first record; res
+ * holds the results of the entry's own statements, res->results[0..nstmts), valid during the
+ * callback only); GW_EINTERNAL (a statement of the entry failed: nothing of it committed;
+ * res->failed_stmt indexes the entry's statements, or is >= nstmts when an audit insert failed,
+ * e.g. the INSERT privilege was revoked); GW_EUNAVAIL (database down or outcome unknown: the
+ * action may or may not have committed; a retry is safe only if the action is idempotent);
+ * GW_ECANCELLED (gw_audit_free ran first: never for a cancelled entry, whose callback never runs). */
+typedef void (*gw_audit_done_cb)(void *arg, int err, int64_t seq, const struct gw_db_result *res);
+
+/* Creates the writer over db (which must outlive it). Nothing is written until gw_audit_start.
+ * Returns 0 and *out, GW_EINVAL (bad config) or GW_ENOMEM. */
+int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg,
+                 struct gw_audit **out) GW_MUST_CHECK;
+/* Registers the chain and the public key (idempotent) and recovers the head; retried while the
+ * database is down. Entries may be queued before it completes. Returns 0 or GW_ENOMEM. */
+int gw_audit_start(struct gw_audit *a) GW_MUST_CHECK;
+/* Drops queued entries (their callbacks run with GW_ECANCELLED? no: without callbacks) and frees.
+ * NULL-safe; not from inside an audit callback. */
+void gw_audit_free(struct gw_audit *a);
+
+/* Queues an action (stmts[0..nstmts), nstmts <= GW_AUDIT_STMTS_MAX, may be 0: a record of its
+ * own) with its records (recs[0..nrecs), 1 <= nrecs <= GW_AUDIT_RECS_MAX). Everything is copied.
+ * Statements that need a row-level-security scope set it themselves (store_int.h's scope
+ * statement) as one of the entry's statements. Returns 0 and a handle in *out (may be NULL), or
+ * GW_EINVAL (a record breaks gw_audit_rec_check, too many statements or records), GW_ETOOBIG
+ * (queue full), GW_ENOMEM: then cb will not run. */
+int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
+                   const struct gw_audit_rec *recs, int nrecs, gw_audit_done_cb cb, void *arg,
+                   struct gw_audit_req **out) GW_MUST_CHECK;
+/* Cancels: the callback never runs. An entry already sent is committed or not, silently. */
+void gw_audit_cancel(struct gw_audit_req *r);
+
+struct gw_audit_stats {
+    int64_t head_seq;      /* last sequence number known committed (0: empty chain) */
+    uint64_t written;      /* records committed since start */
+    uint64_t transactions; /* audit transactions committed */
+    uint64_t checkpoints;  /* checkpoints committed */
+    uint64_t failed;       /* entries that failed */
+    uint32_t queued;       /* entries waiting now */
+    bool ready;            /* head recovered */
+};
+void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out);
+const char *gw_audit_chain(const struct gw_audit *a);
+
+#endif
