@@ -36,6 +36,14 @@ void gw_api_admin_disable_account(struct gw_call *call, const uint8_t *req, size
 void gw_api_admin_issue_segment(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_admin_rotate_key(struct gw_call *call, const uint8_t *req, size_t len);
 
+/* waygate.v1.Compliance lawful access (api_lawful.c, Art. 16): RequestLawfulAccess by a
+ * lawful_access account, DecideLawfulAccess by a security_admin account of another person; the
+ * reads go through WaybillQuery/Get (api_lawful_read.c). Report (api_report.c): the monthly
+ * regulator report. Each writes its audit record in the transaction of its action. */
+void gw_api_lawful_request(struct gw_call *call, const uint8_t *req, size_t len);
+void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len);
+void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t len);
+
 /* Password-hashing jobs waiting for a worker thread before Login and the other password
  * methods answer RESOURCE_EXHAUSTED (busy): the daemon sizes the worker queue with it. */
 #define GW_API_AUTH_QUEUE 64

@@ -1,5 +1,6 @@
 /* api_query.c: waygate.v1.WaybillQuery/Get: one waybill by number, decrypted and rendered as the
  * caller's role may see it (view.h), and what Search and Reveal share with it (api_query.h). A
+ * lawful_access account is handed to api_lawful_read.c (Art. 16). A
  * record outside the caller's scope (origin or destination branch, read under the database's
  * row-level security as well) is NOT_FOUND, exactly as a missing one (no hint that it exists). A
  * record that fails to authenticate is DATA_LOSS and an incident, never another record's data.
@@ -14,6 +15,7 @@
 
 #include "alloc.h"
 #include "api.h"
+#include "api_compliance.h"
 #include "api_query.h"
 #include "app.h"
 #include "incident.h"
@@ -119,9 +121,20 @@ static char *arena_str(struct gw_arena *a, const char *s)
 int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row,
                        const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
 {
+    const char *role = gw_call_principal(call)->role;
+    enum gw_view_mode modes[GW_COL_COUNT];
+
+    for (size_t c = 0; c < GW_COL_COUNT; c++)
+        modes[c] = gw_policy_view(gw_call_policy(call), role, (enum gw_col)c);
+    return gw_api_render_modes(call, row, clear, modes, view);
+}
+
+int gw_api_render_modes(struct gw_call *call, const struct gw_sealed_waybill *row,
+                        const struct gw_str clear[GW_COL_COUNT],
+                        const enum gw_view_mode modes[GW_COL_COUNT], Waygate__V1__WaybillView *view)
+{
     struct gw_arena *a = gw_call_arena(call);
     struct gw_app *app = gw_call_app(call);
-    const char *role = gw_call_principal(call)->role;
     Waygate__V1__Waybill *w;
     Waygate__V1__Party *s, *r;
     size_t c, nred = 0, len;
@@ -152,7 +165,7 @@ int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row
     w->security_level = (Waygate__V1__SecurityLevel)row->security_level;
 
     for (c = 0; c < GW_COL_COUNT; c++) {
-        enum gw_view_mode mode = gw_policy_view(gw_call_policy(call), role, (enum gw_col)c);
+        enum gw_view_mode mode = modes[c];
         dst = slot(w, (enum gw_col)c);
         if (mode != GW_VIEW_CLEAR && clear[c].n > 0)
             view->redacted_fields[nred++] = (char *)gw_col_field[c];
@@ -394,6 +407,10 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
     struct get *g;
     int rc;
 
+    if (strcmp(gw_call_principal(call)->role, "lawful_access") == 0) {
+        gw_api_lawful_get(call, req, len); /* the records of its approved cases, in clear */
+        return;
+    }
     g = gw_api_read_start(call, &waygate__v1__get_request__descriptor, req, len, sizeof(*g), &msg);
     if (g == NULL)
         return;

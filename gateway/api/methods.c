@@ -19,9 +19,9 @@ static const struct gw_method methods[] = {
     {"/waygate.v1.Compliance/ApproveBulk", NULL, false},
     {"/waygate.v1.Compliance/RunBulk", NULL, true},
     {"/waygate.v1.Compliance/ExportAudit", NULL, true},
-    {"/waygate.v1.Compliance/Report", NULL, false},
-    {"/waygate.v1.Compliance/RequestLawfulAccess", NULL, false},
-    {"/waygate.v1.Compliance/DecideLawfulAccess", NULL, false},
+    {"/waygate.v1.Compliance/Report", gw_api_compliance_report, false},
+    {"/waygate.v1.Compliance/RequestLawfulAccess", gw_api_lawful_request, false},
+    {"/waygate.v1.Compliance/DecideLawfulAccess", gw_api_lawful_decide, false},
 
     {"/waygate.v1.Admin/Login", gw_api_admin_login, false},
     {"/waygate.v1.Admin/ChangePassword", gw_api_admin_change_password, false},

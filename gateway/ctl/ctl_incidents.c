@@ -38,8 +38,7 @@ static void row_cb(void *arg, const struct gw_admin_incident *i)
            i->record_id[0] ? i->record_id : "-", i->detail);
 }
 
-static int incidents_list(const char *conninfo, int64_t since_us, const char *severity,
-                          long limit)
+static int incidents_list(const char *conninfo, int64_t since_us, const char *severity, long limit)
 {
     struct gw_admin *a;
     char err[512];
@@ -63,12 +62,9 @@ static int incidents_list(const char *conninfo, int64_t since_us, const char *se
 int gw_ctl_incidents(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"since", required_argument, NULL, 's'},
-        {"severity", required_argument, NULL, 'v'},
-        {"limit", required_argument, NULL, 'l'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},       {"since", required_argument, NULL, 's'},
+        {"severity", required_argument, NULL, 'v'}, {"limit", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},           {NULL, 0, NULL, 0},
     };
     const char *db = NULL, *since = NULL, *severity = NULL, *limit = NULL;
     int64_t since_us = -1, to_us;

@@ -54,7 +54,8 @@ static int report_monthly(const char *conninfo, const char *month, bool csv)
         return GW_CTL_FAIL;
     }
     r.generated_at = (int64_t)time(NULL);
-    rc = csv ? gw_report_csv(&r, doc, sizeof(doc), &len) : gw_report_json(&r, doc, sizeof(doc), &len);
+    rc = csv ? gw_report_csv(&r, doc, sizeof(doc), &len)
+             : gw_report_json(&r, doc, sizeof(doc), &len);
     if (rc != 0) {
         fprintf(stderr, "waygatectl report monthly: the report did not fit its buffer\n");
         return GW_CTL_FAIL;

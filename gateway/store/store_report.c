@@ -12,16 +12,20 @@
 #include "store_admin.h"
 #include "store_admin_int.h"
 
-#define OK_ACTION(a) "count(*) FILTER (WHERE outcome = 'ok' AND action = '" a "')"
-#define DESTROY_RUN "(action = 'bulk.run' AND detail ~ 'destroy')"
-
+/* One row: the counts in the order of gw_store_report_parse's table. */
 const char gw_store_report_counts_sql[] =
-    "SELECT " OK_ACTION("bulk.request") ", " OK_ACTION("bulk.approve") ", " OK_ACTION(
-        "bulk.reject") ", " OK_ACTION("bulk.run") ", " OK_ACTION("lawful.request") ", " OK_ACTION("lawful.approve") ", " OK_ACTION("lawful.reject") ", " OK_ACTION("lawful.read") ", "
-    "count(*) FILTER (WHERE outcome = 'ok' AND (action = 'retention.destroy' OR " DESTROY_RUN
-    ")), "
-    "coalesce(sum(count) FILTER (WHERE outcome = 'ok' AND (action = 'retention.destroy' OR " DESTROY_RUN
-    ")), 0), "
+    "SELECT count(*) FILTER (WHERE outcome = 'ok' AND action = 'bulk.request'), "
+    "count(*) FILTER (WHERE outcome = 'ok' AND action = 'bulk.approve'), "
+    "count(*) FILTER (WHERE outcome = 'ok' AND action = 'bulk.reject'), "
+    "count(*) FILTER (WHERE outcome = 'ok' AND action = 'bulk.run'), "
+    "count(*) FILTER (WHERE outcome = 'ok' AND action = 'lawful.request'), "
+    "count(*) FILTER (WHERE outcome = 'ok' AND action = 'lawful.approve'), "
+    "count(*) FILTER (WHERE outcome = 'ok' AND action = 'lawful.reject'), "
+    "count(*) FILTER (WHERE outcome = 'ok' AND action = 'lawful.read'), "
+    "count(*) FILTER (WHERE outcome = 'ok' AND (action = 'retention.destroy' "
+    "OR (action = 'bulk.run' AND detail ~ 'destroy'))), "
+    "coalesce(sum(count) FILTER (WHERE outcome = 'ok' AND (action = 'retention.destroy' "
+    "OR (action = 'bulk.run' AND detail ~ 'destroy'))), 0), "
     "count(*) FILTER (WHERE outcome = 'ok' AND action IN ('account.create', 'account.disable', "
     "'account.disable_inactive', 'password.change')), "
     "count(*) FILTER (WHERE outcome = 'ok' AND action IN ('principal.add', "
@@ -44,11 +48,11 @@ static uint64_t num(const PGresult *res, int row, int col)
 int gw_store_report_parse(const PGresult *counts, const PGresult *incidents, struct gw_report *r)
 {
     uint64_t *dst[NCOUNTS] = {
-        &r->bulk_requested,  &r->bulk_approved,    &r->bulk_rejected,
-        &r->bulk_executed,   &r->lawful_requested, &r->lawful_approved,
-        &r->lawful_rejected, &r->lawful_reads,     &r->destruction_records,
-        &r->records_destroyed, &r->account_changes, &r->principal_changes,
-        &r->refused,         &r->suspicious,
+        &r->bulk_requested,    &r->bulk_approved,    &r->bulk_rejected,
+        &r->bulk_executed,     &r->lawful_requested, &r->lawful_approved,
+        &r->lawful_rejected,   &r->lawful_reads,     &r->destruction_records,
+        &r->records_destroyed, &r->account_changes,  &r->principal_changes,
+        &r->refused,           &r->suspicious,
     };
     int i, sev;
 
@@ -90,8 +94,7 @@ int gw_admin_report(struct gw_admin *a, struct gw_report *r, char *errbuf, size_
     snprintf(from, sizeof(from), "%" PRId64, r->from_us);
     snprintf(to, sizeof(to), "%" PRId64, r->to_us);
     if (PQtransactionStatus(a->pg) == PQTRANS_INTRANS &&
-        gw_admin_command(a, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", errbuf, errlen) !=
-            0)
+        gw_admin_command(a, "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ", errbuf, errlen) != 0)
         goto out;
     c = run(a, gw_store_report_counts_sql, 2, vals, errbuf, errlen);
     if (c == NULL)
@@ -115,9 +118,8 @@ static const char incidents_sql[] =
     "FROM cli_incident_list(CASE WHEN $1::bigint < 0 THEN NULL "
     "ELSE to_timestamp($1::bigint / 1000000.0) END, $2, $3::integer)";
 
-int gw_admin_incidents_list(struct gw_admin *a, int64_t since_us, const char *severity,
-                            long limit, gw_admin_incident_cb cb, void *arg, char *errbuf,
-                            size_t errlen)
+int gw_admin_incidents_list(struct gw_admin *a, int64_t since_us, const char *severity, long limit,
+                            gw_admin_incident_cb cb, void *arg, char *errbuf, size_t errlen)
 {
     char since[24], lim[24];
     const char *vals[3] = {since, severity, lim};

@@ -50,8 +50,8 @@ typedef void (*gw_admin_incident_cb)(void *arg, const struct gw_admin_incident *
 
 /* CLI: the incidents since since_us (< 0: all) of severity (NULL: any), newest first, at most
  * limit. Returns 0 or GW_EINTERNAL with a one-line message. */
-int gw_admin_incidents_list(struct gw_admin *a, int64_t since_us, const char *severity,
-                            long limit, gw_admin_incident_cb cb, void *arg, char *errbuf,
+int gw_admin_incidents_list(struct gw_admin *a, int64_t since_us, const char *severity, long limit,
+                            gw_admin_incident_cb cb, void *arg, char *errbuf,
                             size_t errlen) GW_MUST_CHECK;
 
 #endif

@@ -29,8 +29,9 @@ static void test_month_bounds(void **state)
 
 static void test_month_refused(void **state)
 {
-    static const char *const bad[] = {"", "2026", "2026-1", "2026-13", "2026-00", "1999-12",
-                                      "2026/12", "2026-12-01", "20a6-12", " 2026-12", NULL};
+    static const char *const bad[] = {"",        "2026",     "2026-1",  "2026-13",
+                                      "2026-00", "1999-12",  "2026/12", "2026-12-01",
+                                      "20a6-12", " 2026-12", NULL};
     int64_t from = 7, to = 7;
 
     (void)state;
