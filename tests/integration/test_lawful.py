@@ -81,6 +81,17 @@ def records(stack, case_id, action=None):
     return [tuple(r.split("|")) for r in rows]
 
 
+def rls_visible(stack, case_id):
+    """How many of the case's waybills the database itself shows the gateway's role under the
+    requester's lawful scope (row-level security alone, without the gateway's own check)."""
+    acct = stack.psql("SELECT requester_account FROM lawful_case WHERE id = '%s'" % case_id)[0]
+    out = stack.psql("BEGIN; SELECT set_config('waygate.scope', 'lawful:%s', true); "
+                     "SELECT count(*) FROM waybill WHERE wb_bidx IN (SELECT wb_bidx FROM "
+                     "lawful_case_item WHERE case_id = '%s'); COMMIT;" % (acct, case_id),
+                     uri=stack.pguri_gateway)
+    return int(out[-1])
+
+
 def test_reads_only_named_records_only_after_approval(stack, lawful, waybills):
     (w1, id1), (w2, id2), (w3, _), _ = waybills
     case = lawful.request([w1.waybill_no, w2.waybill_no])
@@ -89,10 +100,12 @@ def test_reads_only_named_records_only_after_approval(stack, lawful, waybills):
 
     # pending: nothing, with the answer of a number that does not exist
     assert refusal(lambda: lawful.read(w1.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+    assert rls_visible(stack, case.case_id) == 0
 
     d = lawful.decide(case.case_id)
     assert d.state == stack.pb.compliance.APPROVAL_STATE_APPROVED and d.audit_seq > 0
 
+    assert rls_visible(stack, case.case_id) == 2
     v = lawful.read(w1.waybill_no)
     assert v.id == id1
     # clear, every field (the case named none): the real values, not masks or tokens
@@ -131,6 +144,7 @@ def test_rejected_case_reads_nothing(stack, lawful, waybills):
     assert refusal(lambda: lawful.read(w3.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
     assert [r[0] for r in records(stack, case.case_id)] == ["lawful.request", "lawful.reject"]
     assert records(stack, case.case_id, "lawful.read") == []
+    assert rls_visible(stack, case.case_id) == 0
     # decided once only
     assert refusal(lambda: lawful.decide(case.case_id)) == (
         grpc.StatusCode.FAILED_PRECONDITION, "case_id: the case was already decided")
@@ -145,6 +159,7 @@ def test_no_read_after_expiry(stack, lawful, waybills):
     stack.psql("UPDATE lawful_case SET decided_at = now() - interval '2 hours', "
                "valid_until = now() - interval '1 hour' WHERE id = '%s'" % case.case_id)
     assert refusal(lambda: lawful.read(w3.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+    assert rls_visible(stack, case.case_id) == 0
     assert len(records(stack, case.case_id, "lawful.read")) == 1
 
 
