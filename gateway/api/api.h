@@ -19,7 +19,10 @@ void gw_api_health_check(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_intake_submit(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_intake_submit_batch(struct gw_call *call, const uint8_t *req, size_t len);
 
-/* waygate.v1.WaybillQuery/Get: one waybill by number, within the scope, as the policy shows it. */
+/* waygate.v1.WaybillQuery/Get: one waybill by number, within the scope, as the policy shows it
+ * (api_query.c); for a lawful_access caller, a waybill of its approved cases in clear
+ * (api_lawful_read.c). gw_api_get chooses between them (api_get.c). */
+void gw_api_get(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len);
 
 /* waygate.v1.WaybillQuery/Search (server-streaming) and /Reveal (api_search.c, api_reveal.c). */

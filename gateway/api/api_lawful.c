@@ -407,17 +407,17 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
     l->call = call;
     l->approve = in->approve;
     for (size_t i = 0; i < 36; i++) /* canonical lowercase, as the database prints it */
-        l->case_id[i] = (char)(in->case_id[i] >= 'A' && in->case_id[i] <= 'F'
-                                   ? in->case_id[i] - 'A' + 'a'
-                                   : in->case_id[i]);
+        l->case_id[i] =
+            (char)(in->case_id[i] >= 'A' && in->case_id[i] <= 'F' ? in->case_id[i] - 'A' + 'a'
+                                                                  : in->case_id[i]);
     memset(&d, 0, sizeof(d));
     d.case_id = l->case_id;
     d.decider_account = p->account_id;
     d.decider = p->name;
     d.approve = in->approve;
     d.comment = in->comment;
-    d.valid_until = in->valid_until != 0 ? in->valid_until
-                                         : now + (int64_t)app->cfg->lawful_default_s;
+    d.valid_until =
+        in->valid_until != 0 ? in->valid_until : now + (int64_t)app->cfg->lawful_default_s;
     d.ttl_s = (int64_t)app->cfg->approval_ttl_s;
     nst = gw_store_lawful_decide_stmts(&d, st, vals, buf);
 

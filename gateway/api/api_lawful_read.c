@@ -165,8 +165,8 @@ void gw_api_lawful_get(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
         return;
     }
-    in = (Waygate__V1__GetRequest *)gw_call_unpack(call, &waygate__v1__get_request__descriptor,
-                                                     req, len);
+    in = (Waygate__V1__GetRequest *)gw_call_unpack(call, &waygate__v1__get_request__descriptor, req,
+                                                   len);
     if (in == NULL)
         return;
     if (in->waybill_no[0] == '\0') {

@@ -1,6 +1,5 @@
 /* api_query.c: waygate.v1.WaybillQuery/Get: one waybill by number, decrypted and rendered as the
  * caller's role may see it (view.h), and what Search and Reveal share with it (api_query.h). A
- * lawful_access account is handed to api_lawful_read.c (Art. 16). A
  * record outside the caller's scope (origin or destination branch, read under the database's
  * row-level security as well) is NOT_FOUND, exactly as a missing one (no hint that it exists). A
  * record that fails to authenticate is DATA_LOSS and an incident, never another record's data.
@@ -15,7 +14,6 @@
 
 #include "alloc.h"
 #include "api.h"
-#include "api_compliance.h"
 #include "api_query.h"
 #include "app.h"
 #include "incident.h"
@@ -407,10 +405,6 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
     struct get *g;
     int rc;
 
-    if (strcmp(gw_call_principal(call)->role, "lawful_access") == 0) {
-        gw_api_lawful_get(call, req, len); /* the records of its approved cases, in clear */
-        return;
-    }
     g = gw_api_read_start(call, &waygate__v1__get_request__descriptor, req, len, sizeof(*g), &msg);
     if (g == NULL)
         return;

@@ -102,8 +102,8 @@ void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t l
         gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
         return;
     }
-    in = (Waygate__V1__ReportRequest *)gw_call_unpack(call, &waygate__v1__report_request__descriptor,
-                                                       req, len);
+    in = (Waygate__V1__ReportRequest *)gw_call_unpack(
+        call, &waygate__v1__report_request__descriptor, req, len);
     if (in == NULL)
         return;
     rp = gw_arena_alloc(gw_call_arena(call), sizeof(*rp));

@@ -11,7 +11,7 @@ static const struct gw_method methods[] = {
     {"/waygate.v1.WaybillIntake/SubmitBatch", gw_api_intake_submit_batch, false},
     {"/waygate.v1.WaybillIntake/RecordScan", NULL, false},
 
-    {"/waygate.v1.WaybillQuery/Get", gw_api_query_get, false},
+    {"/waygate.v1.WaybillQuery/Get", gw_api_get, false},
     {"/waygate.v1.WaybillQuery/Search", gw_api_query_search, true},
     {"/waygate.v1.WaybillQuery/Reveal", gw_api_query_reveal, false},
 

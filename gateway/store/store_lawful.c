@@ -128,8 +128,9 @@ out:
     gw_free(r);
 }
 
-int gw_store_lawful_get(struct gw_store *s, int64_t account, const uint8_t wb_bidx[GW_STORE_BIDX_LEN],
-                        gw_store_lawful_get_cb cb, void *arg, struct gw_store_lawful_req **out)
+int gw_store_lawful_get(struct gw_store *s, int64_t account,
+                        const uint8_t wb_bidx[GW_STORE_BIDX_LEN], gw_store_lawful_get_cb cb,
+                        void *arg, struct gw_store_lawful_req **out)
 {
     char scope_text[32], acct[24];
     const char *sv[1], *vals[1] = {(const char *)wb_bidx}, *gv[2];
