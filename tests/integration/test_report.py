@@ -140,9 +140,12 @@ def test_monthly_report_matches_the_actions_performed(stack, reports):
     assert flat(json.loads(reports.cli(month))) == after
     assert from_csv(reports.cli(month, "csv"), month) == after
 
-    # each gRPC report is itself recorded (report.generate, the month as its object)
-    assert int(stack.psql("SELECT count(*) FROM audit_record WHERE action = 'report.generate' "
-                          "AND object = '%s'" % month)[0]) >= 2
+    # each report is itself recorded (report.generate, the month as its object): the gateway's
+    # on its chain, the CLI's on chain 'ctl'
+    gen = stack.psql("SELECT chain = 'ctl', count(*) FROM audit_record WHERE action = "
+                     "'report.generate' AND object = '%s' GROUP BY 1 ORDER BY 1" % month)
+    assert [g.split("|")[0] for g in gen] == ["f", "t"]
+    assert int(gen[0].split("|")[1]) >= 2 and int(gen[1].split("|")[1]) >= 2
 
     # and the incident is listed
     r = stack.ctl("incidents", "list", "--severity", "medium", "--limit", "5",
