@@ -4,8 +4,9 @@
  * under the scope 'lawful:<account id>' (sql/010_lawful.sql); anything else is NOT_FOUND, the
  * same answer as for a number that does not exist. The rendered view leaves only after its
  * confidential lawful.read audit record committed, in a transaction that checks once more that
- * the case is still approved and unexpired (fail closed). Invariant: clear values live only in
- * the call's arena; nothing of the case or the waybill reaches a log line. */
+ * the case is still approved and unexpired (fail closed). A number no such case names is
+ * recorded as a refused lawful.read (by its blind index) and answered NOT_FOUND. Invariant: clear
+ * values live only in the call's arena; nothing of the case or the waybill reaches a log line. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -30,6 +31,7 @@ struct lread {
     char number[GW_WAYBILLNO_MAX + 1];
     size_t number_len;
     char case_id[37];
+    char bidx_hex[2 * GW_CRYPTO_BIDX_LEN + 1]; /* the number's blind index, for a refusal */
     Waygate__V1__WaybillView view; /* rendered, in the call's arena, sent once recorded */
 };
 
@@ -68,6 +70,39 @@ static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_resu
     gw_call_finish(r->call, GW_GRPC_OK, NULL);
 }
 
+static void refusal_recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct lread *r = arg;
+
+    (void)seq;
+    (void)res;
+    r->areq = NULL;
+    gw_call_set_cancel(r->call, NULL, NULL);
+    if (err != 0)
+        GW_LOG(GW_LOG_ERROR, "lawful", gw_call_log_ctx(r->call),
+               "refused lawful read not recorded: %s", gw_err_str(err));
+    gw_call_fail(r->call, GW_ENOTFOUND, "waybill_no", GW_RULE_LAWFUL_NOT_GRANTED);
+}
+
+/* A number no approved, unexpired case of the caller names: a confidential lawful.read record
+ * with outcome refused (object: the number's blind index in hex, never the number), then the
+ * answer of a number that does not exist. */
+static void record_refusal(struct lread *r)
+{
+    struct gw_app *app = gw_call_app(r->call);
+    struct gw_audit_rec rec;
+
+    gw_api_compliance_rec(r->call, &rec, "lawful.read", "refused");
+    rec.object = r->bidx_hex;
+    rec.detail = "not named by an approved, unexpired case";
+    rec.confidential = true;
+    if (gw_audit_write(app->audit, NULL, 0, &rec, 1, refusal_recorded_cb, r, &r->areq) != 0) {
+        gw_call_fail(r->call, GW_ENOTFOUND, "waybill_no", GW_RULE_LAWFUL_NOT_GRANTED);
+        return;
+    }
+    gw_call_set_cancel(r->call, cancel_cb, r);
+}
+
 /* The modes of a case's fields (comma-separated paths; "" every field): clear, else omitted. */
 static void grant_modes(const char *fields, enum gw_view_mode modes[GW_COL_COUNT])
 {
@@ -104,7 +139,7 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row,
     r->sreq = NULL;
     gw_call_set_cancel(r->call, NULL, NULL);
     if (err == GW_ENOTFOUND) {
-        gw_call_fail(r->call, GW_ENOTFOUND, "waybill_no", GW_RULE_LAWFUL_NOT_GRANTED);
+        record_refusal(r);
         return;
     }
     if (err != 0) {
@@ -190,6 +225,8 @@ void gw_api_lawful_get(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, rc, NULL, GW_RULE_NONE);
         return;
     }
+    for (size_t i = 0; i < GW_CRYPTO_BIDX_LEN; i++)
+        snprintf(r->bidx_hex + 2 * i, 3, "%02x", bidx[i]);
     rc = gw_store_lawful_get(app->store, p->account_id, bidx, got_cb, r, &r->sreq);
     if (rc != 0) {
         gw_api_read_failed(call, rc);

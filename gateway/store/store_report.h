@@ -8,10 +8,10 @@
  * account.create, account.disable, account.disable_inactive and password.change (account
  * changes); principal.add and principal.disable; every outcome "refused"; destructions are the
  * retention.destroy records and the bulk.run records of a destroy request (detail
- * "kind=destroy ..."), records destroyed their summed count (the bulk package's destruction table is not
- * on this branch yet; the audit records are written in the same transaction as each destruction,
- * so they count the same). Incidents by severity from the incident table (occurred_at in the
- * month, each row's count); the suspicious-customer register's size when the report runs. */
+ * "kind=destroy ..."), records destroyed their summed count (the bulk package's destruction table
+ * is not on this branch yet; the audit records are written in the same transaction as each
+ * destruction, so they count the same). Incidents by severity from the incident table (occurred_at
+ * in the month, each row's count); the suspicious-customer register's size when the report runs. */
 #ifndef GW_STORE_REPORT_H
 #define GW_STORE_REPORT_H
 

@@ -81,6 +81,11 @@ def records(stack, case_id, action=None):
     return [tuple(r.split("|")) for r in rows]
 
 
+def refused_reads(stack):
+    return int(stack.psql("SELECT count(*) FROM audit_record WHERE action = 'lawful.read' AND "
+                          "outcome = 'refused'")[0])
+
+
 def rls_visible(stack, case_id):
     """How many of the case's waybills the database itself shows the gateway's role under the
     requester's lawful scope (row-level security alone, without the gateway's own check)."""
@@ -117,8 +122,14 @@ def test_reads_only_named_records_only_after_approval(stack, lawful, waybills):
     assert list(v.redacted_fields) == []
     assert lawful.read(w2.waybill_no).id == id2
 
-    # a waybill the case does not name stays invisible, although it exists
+    # a waybill the case does not name stays invisible, although it exists; the attempt is a
+    # confidential refused lawful.read naming the number's blind index, never the number
+    refused = refused_reads(stack)
     assert refusal(lambda: lawful.read(w3.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+    assert refused_reads(stack) == refused + 1
+    assert stack.psql("SELECT count(*) FROM audit_record WHERE action = 'lawful.read' AND "
+                      "outcome = 'refused' AND (NOT confidential OR object !~ '^[0-9a-f]{32}$')"
+                      ) == ["0"]
 
     reads = records(stack, case.case_id, "lawful.read")
     assert sorted(r[2] for r in reads) == sorted([id1, id2])
