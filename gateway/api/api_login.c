@@ -3,7 +3,10 @@
  * Invariants: Login answers an unknown account, a wrong password, a locked and a disabled account
  * with the same words after the same work (one database read, one scrypt, one database write);
  * passwords and tokens live in wiped memory only (the call's arena, the job's buffers) and never
- * reach a log; each call leaves one administrative-record row. */
+ * reach a log; each call leaves one administrative-record row and one audit record, written in
+ * the transaction of its effect: login.ok with the session, login.fail (detail "credentials"
+ * whatever the cause: unknown, wrong, locked or disabled) with the failure count,
+ * password.change with the new hash. */
 #include <stdio.h>
 #include <string.h>
 
@@ -37,6 +40,40 @@ static bool password_given(struct adm *a, const char *field, const char *pw)
 
 /* --- Login --- */
 
+/* The class a login.fail record gives for every refusal of the credentials: it does not say
+ * whether the name exists, the password was wrong or the account locked or disabled (the
+ * administrative record keeps the exact cause). */
+#define LOGIN_FAIL_CLASS "credentials"
+
+/* The login's audit record: login.ok names the account as actor, in its role; login.fail the
+ * certificate principal the attempt came over, with the account as object when it exists. */
+static void login_rec(const struct adm *a, bool ok, struct gw_audit_rec *r)
+{
+    const struct gw_principal *p = gw_call_principal(a->call);
+
+    if (!ok) {
+        gw_admin_fill_rec(a, r, "login.fail", "refused", LOGIN_FAIL_CLASS);
+        return;
+    }
+    gw_admin_fill_rec(a, r, "login.ok", "ok", a->must_change ? "password must change" : NULL);
+    r->actor = a->name;
+    r->role = a->role[0] ? a->role : NULL;
+    r->cert = p->cert[0] ? p->cert : p->name[0] ? p->name : NULL;
+    r->branch = a->branch[0] ? a->branch : NULL;
+}
+
+static void record_raced_login(struct adm *a)
+{
+    struct gw_acct_log l;
+    struct gw_audit_rec r;
+
+    gw_admin_fill_log(a, &l, "refused", "account disabled or locked during the login");
+    login_rec(a, false, &r);
+    if (gw_acct_log_write(a->app->audit, &l, &r) != 0)
+        GW_LOG(GW_LOG_ERROR, "admin", gw_call_log_ctx(a->call),
+               "the record of a refused login was not queued");
+}
+
 static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
 {
     struct adm *a = arg;
@@ -48,6 +85,11 @@ static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
     if (err != 0) {
         gw_admin_refuse_db(a, err);
         return;
+    }
+    if (a->ok && !created) {
+        /* Disabled or locked meanwhile: nothing of the login committed, its refusal is recorded
+         * now. */
+        record_raced_login(a);
     }
     if (!a->ok || !created) {
         /* The row was written with the outcome; the words are the same for every cause. */
@@ -133,7 +175,8 @@ static void login_verified_cb(void *arg)
     o.lockout_failures = cfg->lockout_failures;
     o.lockout_minutes = cfg->lockout_minutes;
     gw_admin_fill_log(a, &o.log, a->ok ? "ok" : "refused", why);
-    err = gw_acct_login_finish(a->app->db, &o, login_done_cb, a, &a->req);
+    login_rec(a, a->ok, &o.rec);
+    err = gw_acct_login_finish(a->app->audit, &o, login_done_cb, a, &a->req);
     if (err != 0) {
         gw_admin_refuse_db(a, err);
         return;
@@ -169,6 +212,8 @@ static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
         a->locked = l->locked;
         a->disabled = l->disabled;
         a->must_change = l->must_change;
+        snprintf(a->role, sizeof(a->role), "%s", l->role);
+        snprintf(a->branch, sizeof(a->branch), "%s", l->branch);
         memcpy(j->cur.hash, l->hash, sizeof(j->cur.hash));
         memcpy(j->cur.salt, l->salt, sizeof(j->cur.salt));
         snprintf(j->cur.params, sizeof(j->cur.params), "%s", l->params);
@@ -298,7 +343,8 @@ static void change_hashed_cb(void *arg)
     c.new_pw = &j->out;
     c.keep_token_hash = keep;
     gw_admin_fill_log(a, &c.log, "ok", "other sessions of the account ended");
-    err = gw_acct_pw_write(a->app->db, &c, changed_cb, a, &a->req); /* copies what it needs */
+    gw_admin_fill_rec(a, &c.rec, "password.change", "ok", "other sessions of the account ended");
+    err = gw_acct_pw_write(a->app->audit, &c, changed_cb, a, &a->req); /* copies what it needs */
     gw_admin_job_free(j);
     if (err != 0) {
         gw_admin_refuse_db(a, err);

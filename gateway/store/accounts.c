@@ -1,8 +1,9 @@
 /* accounts.c: the SQL of principals, accounts, sessions and the administrative record
- * (accounts.h). Results are read as text (bytea in hex); binary values go in as binary
- * parameters. Invariants: a request struct is freed exactly once, after its callback or at
- * cancel; a statement whose effect depends on an earlier one in the same request says so in its
- * WHERE clause, so that one round trip never commits half an outcome. */
+ * (accounts.h); reads go to the pool, every write through the audit writer with its record. Results
+ * are read as text (bytea in hex); binary values go in as binary parameters. Invariants: a request
+ * struct is freed exactly once, after its callback or at cancel; a statement whose effect depends
+ * on an earlier one in the same request says so in its WHERE clause, so that one round trip never
+ * commits half an outcome. */
 #include "accounts.h"
 
 #include <stdio.h>
@@ -10,26 +11,20 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "audit.h"
 #include "db.h"
 #include "log.h"
 #include "pq_msg.h"
 
 #define ADMIN3 "('system_admin', 'security_admin', 'compliance_auditor')"
 
-enum kind {
-    K_IDENTIFY,
-    K_LOGIN,
-    K_LOGIN_DONE,
-    K_PW,
-    K_CHANGED,
-    K_CREATE,
-    K_DISABLE,
-    K_SWEEP,
-    K_LOG
-};
+enum kind { K_IDENTIFY, K_LOGIN, K_LOGIN_DONE, K_PW, K_CHANGED, K_CREATE, K_DISABLE, K_SWEEP };
+
+struct sweep;
 
 struct gw_acct_req {
-    struct gw_db_req *dbreq;
+    struct gw_db_req *dbreq;   /* a read in flight */
+    struct gw_audit_req *areq; /* or an audited write */
     enum kind kind;
     union {
         gw_acct_identify_cb identify;
@@ -43,6 +38,8 @@ struct gw_acct_req {
     } cb;
     void *arg;
     int cert_stmt, sess_stmt; /* identify: statement indexes, -1 when not asked */
+    int guard;                /* writes: the guard statement's index, -1 when none */
+    struct sweep *sweep;      /* the inactivity sweep's state */
 };
 
 /* --- statements --- */
@@ -81,11 +78,10 @@ static const char *const session_insert_sql =
     "$6::boolean FROM account WHERE id = $2::bigint AND disabled_at IS NULL AND "
     "NOT coalesce(locked_until > now(), false) RETURNING extract(epoch FROM expires_at)::bigint";
 
-/* the login's log row says whether the session was in fact created */
-static const char *const login_ok_log_sql =
-    "INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
-    "SELECT $1, $2, $3, $4, $5, $6, $7, CASE WHEN EXISTS (SELECT 1 FROM session WHERE "
-    "token_hash = $10::bytea) THEN $8 ELSE 'refused' END, $9";
+/* Guards: "SELECT 1 / <count or condition>" fails with division_by_zero (22012) when what the
+ * entry's record says did not happen, so that nothing of the entry commits. */
+static const char *const session_guard_sql =
+    "SELECT 1 / count(*) FROM session WHERE token_hash = $1::bytea";
 
 static const char *const login_fail_sql =
     "UPDATE account SET failed_count = CASE WHEN locked_until IS NULL THEN failed_count + 1 "
@@ -122,24 +118,24 @@ static const char *const pw_sessions_sql =
     "DELETE FROM session WHERE account_id = $1::bigint AND token_hash <> $2::bytea AND EXISTS "
     "(SELECT 1 FROM account WHERE id = $1::bigint AND pw_set_at = now())";
 
-static const char *const pw_log_sql =
-    "INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
-    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM account WHERE "
-    "id = $10::bigint AND pw_set_at = now())";
+/* only when this transaction changed the password (pw_set_at is then its now()) */
+static const char *const pw_guard_sql =
+    "SELECT 1 / count(*) FROM account WHERE id = $1::bigint AND pw_set_at = now()";
 
-static const char *const create_check_sql =
-    "SELECT EXISTS (SELECT 1 FROM account WHERE name = $1::text), $2::text IN " ADMIN3
-    " AND EXISTS (SELECT 1 FROM account WHERE person = $3::text AND role IN " ADMIN3 ")";
+static const char *const create_name_guard_sql =
+    "SELECT 1 / (NOT EXISTS (SELECT 1 FROM account WHERE name = $1::text))::int";
+
+/* separation of duties (三员, Art. 34): one person, at most one administrator role */
+static const char *const create_sod_guard_sql =
+    "SELECT 1 / (NOT ($1::text IN " ADMIN3 " AND EXISTS (SELECT 1 FROM account WHERE "
+    "person = $2::text AND role IN " ADMIN3 ")))::int";
 
 static const char *const create_sql =
-    "WITH c AS (INSERT INTO account (name, person, role, branch, pw_hash, pw_salt, pw_params, "
-    "must_change, created_by) SELECT $1::text, $2::text, $3::text, $4::text, $5::bytea, "
-    "$6::bytea, $7::text, true, $8::text WHERE NOT EXISTS (SELECT 1 FROM account WHERE "
-    "name = $1::text) AND NOT ($3::text IN " ADMIN3 " AND EXISTS (SELECT 1 FROM account WHERE "
-    "person = $2::text AND role IN " ADMIN3 ")) RETURNING created_at), "
-    "l AS (INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
-    "SELECT $9::text, $10::text, $11::text, $12::text, $13::text, $14::text, $15::text, "
-    "$16::text, $17::text FROM c) SELECT extract(epoch FROM created_at)::bigint FROM c";
+    "INSERT INTO account (name, person, role, branch, pw_hash, pw_salt, pw_params, must_change, "
+    "created_by) VALUES ($1::text, $2::text, $3::text, $4::text, $5::bytea, $6::bytea, $7::text, "
+    "true, $8::text) RETURNING extract(epoch FROM created_at)::bigint";
+
+static const char *const account_guard_sql = "SELECT 1 / count(*) FROM account WHERE name = $1";
 
 static const char *const disable_sql =
     "UPDATE account SET disabled_at = now(), disabled_by = $2, disabled_reason = $3 "
@@ -151,19 +147,6 @@ static const char *const disable_sessions_sql =
 static const char *const disabled_at_sql =
     "SELECT extract(epoch FROM disabled_at)::bigint FROM account WHERE name = $1";
 
-static const char *const disable_log_sql =
-    "INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
-    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM account WHERE "
-    "name = $10)";
-
-static const char *const sweep_sql =
-    "WITH d AS (UPDATE account SET disabled_at = now(), disabled_by = 'gateway', "
-    "disabled_reason = $2 WHERE disabled_at IS NULL AND coalesce(last_used_at, created_at) < "
-    "now() - make_interval(days => $1::int) RETURNING id, name), "
-    "s AS (DELETE FROM session WHERE account_id IN (SELECT id FROM d)), "
-    "l AS (INSERT INTO admin_log (actor, via, action, object, outcome, detail) SELECT 'gateway', "
-    "'gateway', 'DisableInactive', name, 'ok', $2 FROM d) SELECT name FROM d ORDER BY name";
-
 /* --- helpers --- */
 
 static struct gw_acct_req *req_new(enum kind k, void *arg)
@@ -173,7 +156,7 @@ static struct gw_acct_req *req_new(enum kind k, void *arg)
     if (r != NULL) {
         r->kind = k;
         r->arg = arg;
-        r->cert_stmt = r->sess_stmt = -1;
+        r->cert_stmt = r->sess_stmt = r->guard = -1;
     }
     return r;
 }
@@ -188,6 +171,25 @@ static int start(struct gw_db *db, struct gw_acct_req *r, const struct gw_db_stm
     if (r == NULL)
         return GW_ENOMEM;
     err = gw_db_exec(db, st, n, GW_DB_TXN, done, r, &r->dbreq);
+    if (err != 0) {
+        gw_free(r);
+        return err;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+/* Queues an audited write: the entry's statements st[0..n) and its one record. */
+static int start_audit(struct gw_audit *au, struct gw_acct_req *r, const struct gw_db_stmt *st,
+                       int n, const struct gw_audit_rec *rec, gw_audit_done_cb done,
+                       struct gw_acct_req **out)
+{
+    int err;
+
+    if (out != NULL)
+        *out = NULL;
+    err = gw_audit_write(au, st, n, rec, 1, done, r, &r->areq);
     if (err != 0) {
         gw_free(r);
         return err;
@@ -263,12 +265,17 @@ static bool log_ok(const struct gw_acct_log *l)
            l->outcome != NULL;
 }
 
+static void req_free(struct gw_acct_req *r);
+
 void gw_acct_cancel(struct gw_acct_req *r)
 {
     if (r == NULL)
         return;
-    gw_db_cancel(r->dbreq);
-    gw_free(r);
+    if (r->dbreq != NULL)
+        gw_db_cancel(r->dbreq);
+    if (r->areq != NULL)
+        gw_audit_cancel(r->areq);
+    req_free(r);
 }
 
 /* --- identify --- */
@@ -401,22 +408,37 @@ int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days
     return start(db, r, &st, 1, login_read_done_cb, out);
 }
 
-static void login_done_cb(void *arg, int err, const struct gw_db_result *res)
+/* True when the entry failed at its guard statement guard (division by zero: the condition the
+ * guard stands for did not hold, so nothing of the entry committed). */
+static bool guard_failed(int err, const struct gw_db_result *res, int guard)
+{
+    return err == GW_EINTERNAL && res != NULL && res->failed_stmt == guard &&
+           res->sqlstate != NULL && strcmp(res->sqlstate, "22012") == 0;
+}
+
+static void login_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct gw_acct_req *r = arg;
     const PGresult *pr;
     bool created = false;
     int64_t exp = 0;
 
-    r->dbreq = NULL;
+    (void)seq;
+    r->areq = NULL;
+    if (r->guard >= 0 && guard_failed(err, res, r->guard)) {
+        /* disabled or locked meanwhile: no session, no login.ok record */
+        r->cb.login_done(r->arg, 0, false, 0);
+        gw_free(r);
+        return;
+    }
     if (err != 0) {
         r->cb.login_done(r->arg, fail_err(err), false, 0);
         gw_free(r);
         return;
     }
-    if (res->nresults == 3) { /* the ok path: update, session, log */
+    if (r->guard >= 0) { /* the ok path: update, session, guard, log */
         pr = res->results[1];
-        if (PQntuples(pr) == 1) {
+        if (pr != NULL && PQntuples(pr) == 1) {
             created = true;
             exp = get_i64(pr, 0, 0);
         }
@@ -425,7 +447,7 @@ static void login_done_cb(void *arg, int err, const struct gw_db_result *res)
     gw_free(r);
 }
 
-int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o,
+int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome *o,
                          gw_acct_login_done_cb cb, void *arg, struct gw_acct_req **out)
 {
     char id[24], ttl[16], fails[16], mins[16];
@@ -433,15 +455,15 @@ int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o
     const char *sv[6] = {(const char *)o->token_hash,  id, ttl, o->peer, o->cert,
                          o->limited ? "true" : "false"};
     static const int slens[6] = {GW_ACCT_HASH_LEN, 0, 0, 0, 0, 0}, sfmts[6] = {1, 0, 0, 0, 0, 0};
-    const char *lv[10];
-    static const int llens[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, GW_ACCT_HASH_LEN};
-    static const int lfmts[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const int glens[1] = {GW_ACCT_HASH_LEN}, gfmts[1] = {1};
+    const char *gv[1] = {(const char *)o->token_hash};
+    const char *lv[9];
     const char *fv[3] = {o->name, fails, mins};
-    struct gw_db_stmt st[3];
+    struct gw_db_stmt st[4];
     struct gw_acct_req *r;
     int n;
 
-    if (db == NULL || o == NULL || cb == NULL || o->name == NULL || !log_ok(&o->log) ||
+    if (au == NULL || o == NULL || cb == NULL || o->name == NULL || !log_ok(&o->log) ||
         (o->ok && o->token_hash == NULL))
         return GW_EINVAL;
     snprintf(id, sizeof(id), "%lld", (long long)o->id);
@@ -449,8 +471,11 @@ int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o
     snprintf(fails, sizeof(fails), "%u", o->lockout_failures);
     snprintf(mins, sizeof(mins), "%u", o->lockout_minutes);
     log_params(&o->log, lv);
-    lv[9] = (const char *)o->token_hash;
     memset(st, 0, sizeof(st));
+    r = req_new(K_LOGIN_DONE, arg);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.login_done = cb;
     if (o->ok) {
         st[0] = (struct gw_db_stmt){.sql = login_ok_sql, .nparams = 1, .values = okv};
         st[1] = (struct gw_db_stmt){.sql = session_insert_sql,
@@ -458,21 +483,20 @@ int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o
                                     .values = sv,
                                     .lengths = slens,
                                     .formats = sfmts};
-        st[2] = (struct gw_db_stmt){.sql = login_ok_log_sql,
-                                    .nparams = 10,
-                                    .values = lv,
-                                    .lengths = llens,
-                                    .formats = lfmts};
-        n = 3;
+        st[2] = (struct gw_db_stmt){.sql = session_guard_sql,
+                                    .nparams = 1,
+                                    .values = gv,
+                                    .lengths = glens,
+                                    .formats = gfmts};
+        st[3] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+        r->guard = 2;
+        n = 4;
     } else {
         st[0] = (struct gw_db_stmt){.sql = login_fail_sql, .nparams = 3, .values = fv};
         st[1] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
         n = 2;
     }
-    r = req_new(K_LOGIN_DONE, arg);
-    if (r != NULL)
-        r->cb.login_done = cb;
-    return start(db, r, st, n, login_done_cb, out);
+    return start_audit(au, r, st, n, &o->rec, login_done_cb, out);
 }
 
 /* --- passwords --- */
@@ -532,37 +556,43 @@ int gw_acct_pw_read(struct gw_db *db, int64_t account_id, gw_acct_pw_cb cb, void
     return start(db, r, st, 2, pw_read_done_cb, out);
 }
 
-static void pw_write_done_cb(void *arg, int err, const struct gw_db_result *res)
+static void pw_write_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct gw_acct_req *r = arg;
     const PGresult *pr;
 
-    r->dbreq = NULL;
+    (void)seq;
+    r->areq = NULL;
+    if (guard_failed(err, res, r->guard)) { /* changed meanwhile: nothing committed */
+        r->cb.changed(r->arg, 0, false, 0);
+        gw_free(r);
+        return;
+    }
     if (err != 0) {
         r->cb.changed(r->arg, fail_err(err), false, 0);
         gw_free(r);
         return;
     }
     pr = res->results[0];
-    if (PQntuples(pr) == 1)
+    if (pr != NULL && PQntuples(pr) == 1)
         r->cb.changed(r->arg, 0, true, get_i64(pr, 0, 0));
     else
         r->cb.changed(r->arg, 0, false, 0);
     gw_free(r);
 }
 
-int gw_acct_pw_write(struct gw_db *db, const struct gw_acct_pw_change *c, gw_acct_changed_cb cb,
+int gw_acct_pw_write(struct gw_audit *au, const struct gw_acct_pw_change *c, gw_acct_changed_cb cb,
                      void *arg, struct gw_acct_req **out)
 {
     char id[24];
-    const char *cv[5], *iv[1] = {id}, *sv[2], *lv[10];
+    const char *cv[5], *iv[1] = {id}, *sv[2], *lv[9];
     static const int clens[5] = {0, GW_ACCT_HASH_LEN, GW_ACCT_HASH_LEN, GW_ACCT_SALT_LEN, 0};
     static const int cfmts[5] = {0, 1, 1, 1, 0};
     static const int slens[2] = {0, GW_ACCT_HASH_LEN}, sfmts[2] = {0, 1};
-    struct gw_db_stmt st[4];
+    struct gw_db_stmt st[5];
     struct gw_acct_req *r;
 
-    if (db == NULL || c == NULL || cb == NULL || c->old_hash == NULL || c->new_pw == NULL ||
+    if (au == NULL || c == NULL || cb == NULL || c->old_hash == NULL || c->new_pw == NULL ||
         c->keep_token_hash == NULL || !log_ok(&c->log))
         return GW_EINVAL;
     snprintf(id, sizeof(id), "%lld", (long long)c->account_id);
@@ -574,28 +604,37 @@ int gw_acct_pw_write(struct gw_db *db, const struct gw_acct_pw_change *c, gw_acc
     sv[0] = id;
     sv[1] = (const char *)c->keep_token_hash;
     log_params(&c->log, lv);
-    lv[9] = id;
     st[0] = (struct gw_db_stmt){
         .sql = pw_change_sql, .nparams = 5, .values = cv, .lengths = clens, .formats = cfmts};
-    st[1] = (struct gw_db_stmt){.sql = pw_prune_sql, .nparams = 1, .values = iv};
-    st[2] = (struct gw_db_stmt){
+    st[1] = (struct gw_db_stmt){.sql = pw_guard_sql, .nparams = 1, .values = iv};
+    st[2] = (struct gw_db_stmt){.sql = pw_prune_sql, .nparams = 1, .values = iv};
+    st[3] = (struct gw_db_stmt){
         .sql = pw_sessions_sql, .nparams = 2, .values = sv, .lengths = slens, .formats = sfmts};
-    st[3] = (struct gw_db_stmt){.sql = pw_log_sql, .nparams = 10, .values = lv};
+    st[4] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
     r = req_new(K_CHANGED, arg);
-    if (r != NULL)
-        r->cb.changed = cb;
-    return start(db, r, st, 4, pw_write_done_cb, out);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.changed = cb;
+    r->guard = 1;
+    return start_audit(au, r, st, 5, &c->rec, pw_write_done_cb, out);
 }
 
 /* --- create, disable, sweep --- */
 
-static void create_done_cb(void *arg, int err, const struct gw_db_result *res)
+static void create_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct gw_acct_req *r = arg;
     const PGresult *pr;
 
-    r->dbreq = NULL;
-    if (err == GW_EINTERNAL && res != NULL && res->sqlstate != NULL &&
+    (void)seq;
+    r->areq = NULL;
+    if (guard_failed(err, res, 0) || guard_failed(err, res, 1)) {
+        r->cb.create(r->arg, 0,
+                     res->failed_stmt == 0 ? GW_ACCT_NAME_TAKEN : GW_ACCT_SEPARATION_OF_DUTIES, 0);
+        gw_free(r);
+        return;
+    }
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 2 && res->sqlstate != NULL &&
         strcmp(res->sqlstate, "23505") == 0) {
         /* A concurrent creation won the race; the index names which rule it broke. */
         bool sod = res->errmsg != NULL && strstr(res->errmsg, "account_one_admin_role") != NULL;
@@ -608,26 +647,21 @@ static void create_done_cb(void *arg, int err, const struct gw_db_result *res)
         gw_free(r);
         return;
     }
-    pr = res->results[1];
-    if (PQntuples(pr) == 1)
-        r->cb.create(r->arg, 0, GW_ACCT_CREATED, get_i64(pr, 0, 0));
-    else if (get_bool(res->results[0], 0, 0))
-        r->cb.create(r->arg, 0, GW_ACCT_NAME_TAKEN, 0);
-    else
-        r->cb.create(r->arg, 0, GW_ACCT_SEPARATION_OF_DUTIES, 0);
+    pr = res->results[2];
+    r->cb.create(r->arg, 0, GW_ACCT_CREATED, pr != NULL ? get_i64(pr, 0, 0) : 0);
     gw_free(r);
 }
 
-int gw_acct_create(struct gw_db *db, const struct gw_acct_new *n, gw_acct_create_cb cb, void *arg,
-                   struct gw_acct_req **out)
+int gw_acct_create(struct gw_audit *au, const struct gw_acct_new *n, gw_acct_create_cb cb,
+                   void *arg, struct gw_acct_req **out)
 {
-    const char *kv[3], *v[17];
-    static const int lens[17] = {0, 0, 0, 0, GW_ACCT_HASH_LEN, GW_ACCT_SALT_LEN};
-    static const int fmts[17] = {0, 0, 0, 0, 1, 1};
-    struct gw_db_stmt st[2];
+    const char *kv[3], *v[8], *lv[9];
+    static const int lens[8] = {0, 0, 0, 0, GW_ACCT_HASH_LEN, GW_ACCT_SALT_LEN};
+    static const int fmts[8] = {0, 0, 0, 0, 1, 1};
+    struct gw_db_stmt st[4];
     struct gw_acct_req *r;
 
-    if (db == NULL || n == NULL || cb == NULL || n->name == NULL || n->person == NULL ||
+    if (au == NULL || n == NULL || cb == NULL || n->name == NULL || n->person == NULL ||
         n->role == NULL || n->pw == NULL || n->created_by == NULL || !log_ok(&n->log))
         return GW_EINVAL;
     kv[0] = n->name;
@@ -641,118 +675,255 @@ int gw_acct_create(struct gw_db *db, const struct gw_acct_new *n, gw_acct_create
     v[5] = (const char *)n->pw->salt;
     v[6] = n->pw->params;
     v[7] = n->created_by;
-    log_params(&n->log, &v[8]);
-    st[0] = (struct gw_db_stmt){.sql = create_check_sql, .nparams = 3, .values = kv};
-    st[1] = (struct gw_db_stmt){
-        .sql = create_sql, .nparams = 17, .values = v, .lengths = lens, .formats = fmts};
+    log_params(&n->log, lv);
+    st[0] = (struct gw_db_stmt){.sql = create_name_guard_sql, .nparams = 1, .values = kv};
+    st[1] = (struct gw_db_stmt){.sql = create_sod_guard_sql, .nparams = 2, .values = &kv[1]};
+    st[2] = (struct gw_db_stmt){
+        .sql = create_sql, .nparams = 8, .values = v, .lengths = lens, .formats = fmts};
+    st[3] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
     r = req_new(K_CREATE, arg);
-    if (r != NULL)
-        r->cb.create = cb;
-    return start(db, r, st, 2, create_done_cb, out);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.create = cb;
+    return start_audit(au, r, st, 4, &n->rec, create_done_cb, out);
 }
 
-static void disable_done_cb(void *arg, int err, const struct gw_db_result *res)
+static void disable_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct gw_acct_req *r = arg;
     const PGresult *pr;
 
-    r->dbreq = NULL;
+    (void)seq;
+    r->areq = NULL;
+    if (guard_failed(err, res, 0)) { /* no such account */
+        r->cb.disabled(r->arg, 0, false, 0);
+        gw_free(r);
+        return;
+    }
     if (err != 0) {
         r->cb.disabled(r->arg, fail_err(err), false, 0);
         gw_free(r);
         return;
     }
-    pr = res->results[2];
-    if (PQntuples(pr) == 1)
-        r->cb.disabled(r->arg, 0, true, get_i64(pr, 0, 0));
-    else
-        r->cb.disabled(r->arg, 0, false, 0);
+    pr = res->results[3];
+    r->cb.disabled(r->arg, 0, true, pr != NULL ? get_i64(pr, 0, 0) : 0);
     gw_free(r);
 }
 
-int gw_acct_disable(struct gw_db *db, const char *name, const char *by, const char *reason,
-                    const struct gw_acct_log *log, gw_acct_disabled_cb cb, void *arg,
-                    struct gw_acct_req **out)
+int gw_acct_disable(struct gw_audit *au, const char *name, const char *by, const char *reason,
+                    const struct gw_acct_log *log, const struct gw_audit_rec *rec,
+                    gw_acct_disabled_cb cb, void *arg, struct gw_acct_req **out)
 {
-    const char *dv[3] = {name, by, reason}, *nv[1] = {name}, *lv[10];
-    struct gw_db_stmt st[4];
+    const char *dv[3] = {name, by, reason}, *nv[1] = {name}, *lv[9];
+    struct gw_db_stmt st[5];
     struct gw_acct_req *r;
 
-    if (db == NULL || name == NULL || by == NULL || cb == NULL || !log_ok(log))
+    if (au == NULL || name == NULL || by == NULL || cb == NULL || !log_ok(log) || rec == NULL)
         return GW_EINVAL;
     log_params(log, lv);
-    lv[9] = name;
-    st[0] = (struct gw_db_stmt){.sql = disable_sql, .nparams = 3, .values = dv};
-    st[1] = (struct gw_db_stmt){.sql = disable_sessions_sql, .nparams = 1, .values = nv};
-    st[2] = (struct gw_db_stmt){.sql = disabled_at_sql, .nparams = 1, .values = nv};
-    st[3] = (struct gw_db_stmt){.sql = disable_log_sql, .nparams = 10, .values = lv};
+    st[0] = (struct gw_db_stmt){.sql = account_guard_sql, .nparams = 1, .values = nv};
+    st[1] = (struct gw_db_stmt){.sql = disable_sql, .nparams = 3, .values = dv};
+    st[2] = (struct gw_db_stmt){.sql = disable_sessions_sql, .nparams = 1, .values = nv};
+    st[3] = (struct gw_db_stmt){.sql = disabled_at_sql, .nparams = 1, .values = nv};
+    st[4] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
     r = req_new(K_DISABLE, arg);
-    if (r != NULL)
-        r->cb.disabled = cb;
-    return start(db, r, st, 4, disable_done_cb, out);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.disabled = cb;
+    return start_audit(au, r, st, 5, rec, disable_done_cb, out);
 }
 
-static void sweep_done_cb(void *arg, int err, const struct gw_db_result *res)
+/* --- the inactivity sweep: one read, then a transaction per account --- */
+
+struct sweep {
+    struct gw_audit *au;
+    size_t n, cur, nok; /* accounts read, the one in flight, those disabled */
+    int last_err;
+    char days[16], reason[64];
+    char (*names)[80];
+    bool *ok;
+};
+
+static void sweep_finish(struct gw_acct_req *r)
+{
+    struct sweep *sw = r->sweep;
+    const char **names = NULL;
+    size_t k = 0;
+
+    if (sw->nok > 0 && (names = gw_calloc(sw->nok, sizeof(*names))) == NULL) {
+        r->cb.swept(r->arg, GW_ENOMEM, NULL, 0);
+        return;
+    }
+    for (size_t i = 0; i < sw->n; i++)
+        if (sw->ok[i])
+            names[k++] = sw->names[i];
+    r->cb.swept(r->arg, k == 0 && sw->n > 0 ? sw->last_err : 0, names, k);
+    gw_free(names);
+}
+
+static void req_free(struct gw_acct_req *r)
+{
+    struct sweep *sw = r->sweep;
+
+    if (sw != NULL) {
+        gw_free(sw->names);
+        gw_free(sw->ok);
+        gw_free(sw);
+    }
+    gw_free(r);
+}
+
+static void sweep_next(struct gw_acct_req *r);
+
+/* One account's transaction ended: the next one, or the end of the sweep. */
+static void sweep_one_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct gw_acct_req *r = arg;
+    struct sweep *sw = r->sweep;
+
+    (void)seq;
+    r->areq = NULL;
+    if (err == 0)
+        sw->ok[sw->cur] = true, sw->nok++;
+    else if (!guard_failed(err, res, 1)) /* a guard: used meanwhile, left alone */
+        sw->last_err = fail_err(err);
+    sw->cur++;
+    sweep_next(r);
+}
+
+static void sweep_next(struct gw_acct_req *r)
+{
+    static const char *const disable_inactive_sql =
+        "UPDATE account SET disabled_at = now(), disabled_by = 'gateway', disabled_reason = $2 "
+        "WHERE name = $1 AND disabled_at IS NULL AND coalesce(last_used_at, created_at) < "
+        "now() - make_interval(days => $3::int)";
+    static const char *const disabled_now_guard_sql =
+        "SELECT 1 / count(*) FROM account WHERE name = $1 AND disabled_at = now()";
+    static const char *const sweep_log_sql =
+        "INSERT INTO admin_log (actor, via, action, object, outcome, detail) VALUES ('gateway', "
+        "'gateway', 'DisableInactive', $1, 'ok', $2)";
+    struct sweep *sw = r->sweep;
+    struct gw_audit_rec rec;
+    struct gw_db_stmt st[4];
+    const char *uv[3], *nv[1], *lv[2];
+    int err;
+
+    while (sw->cur < sw->n) {
+        const char *name = sw->names[sw->cur];
+
+        uv[0] = name;
+        uv[1] = sw->reason;
+        uv[2] = sw->days;
+        nv[0] = name;
+        lv[0] = name;
+        lv[1] = sw->reason;
+        st[0] = (struct gw_db_stmt){.sql = disable_inactive_sql, .nparams = 3, .values = uv};
+        st[1] = (struct gw_db_stmt){.sql = disabled_now_guard_sql, .nparams = 1, .values = nv};
+        st[2] = (struct gw_db_stmt){.sql = disable_sessions_sql, .nparams = 1, .values = nv};
+        st[3] = (struct gw_db_stmt){.sql = sweep_log_sql, .nparams = 2, .values = lv};
+        memset(&rec, 0, sizeof(rec));
+        rec.actor = "gateway";
+        rec.action = "account.disable_inactive";
+        rec.object = name;
+        rec.count = -1;
+        rec.outcome = "ok";
+        rec.detail = sw->reason;
+        err = gw_audit_write(sw->au, st, 4, &rec, 1, sweep_one_done_cb, r, &r->areq);
+        if (err == 0)
+            return;
+        r->areq = NULL;
+        sw->last_err = err;
+        sw->cur++;
+    }
+    sweep_finish(r);
+    req_free(r);
+}
+
+static void sweep_read_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_acct_req *r = arg;
+    struct sweep *sw = r->sweep;
     const PGresult *pr;
-    const char **names = NULL;
     int n;
 
     r->dbreq = NULL;
     if (err != 0) {
         r->cb.swept(r->arg, fail_err(err), NULL, 0);
-        gw_free(r);
+        req_free(r);
         return;
     }
     pr = res->results[0];
     n = PQntuples(pr);
-    if (n > 0 && (names = gw_calloc((size_t)n, sizeof(*names))) == NULL) {
+    if (n > GW_ACCT_SWEEP_MAX)
+        n = GW_ACCT_SWEEP_MAX;
+    if (n > 0 && ((sw->names = gw_calloc((size_t)n, sizeof(*sw->names))) == NULL ||
+                  (sw->ok = gw_calloc((size_t)n, sizeof(*sw->ok))) == NULL)) {
         r->cb.swept(r->arg, GW_ENOMEM, NULL, 0);
-        gw_free(r);
+        req_free(r);
         return;
     }
     for (int i = 0; i < n; i++)
-        names[i] = PQgetvalue(pr, i, 0);
-    r->cb.swept(r->arg, 0, names, (size_t)n);
-    gw_free(names);
-    gw_free(r);
+        get_str(pr, i, 0, sw->names[i], sizeof(sw->names[i]));
+    sw->n = (size_t)n;
+    sweep_next(r); /* not from inside gw_acct_sweep_inactive: this is the read's callback */
 }
 
-int gw_acct_sweep_inactive(struct gw_db *db, uint32_t days, gw_acct_swept_cb cb, void *arg,
-                           struct gw_acct_req **out)
+int gw_acct_sweep_inactive(struct gw_db *db, struct gw_audit *au, uint32_t days,
+                           gw_acct_swept_cb cb, void *arg, struct gw_acct_req **out)
 {
-    char d[16], reason[64];
-    const char *vals[2] = {d, reason};
-    struct gw_db_stmt st = {.sql = sweep_sql, .nparams = 2, .values = vals};
+    static const char *const candidates_sql =
+        "SELECT name FROM account WHERE disabled_at IS NULL AND coalesce(last_used_at, "
+        "created_at) < now() - make_interval(days => $1::int) ORDER BY name LIMIT 256";
+    const char *vals[1];
+    struct gw_db_stmt st = {.sql = candidates_sql, .nparams = 1, .values = vals};
     struct gw_acct_req *r;
+    struct sweep *sw;
 
-    if (db == NULL || cb == NULL || days == 0)
+    if (db == NULL || au == NULL || cb == NULL || days == 0)
         return GW_EINVAL;
-    snprintf(d, sizeof(d), "%u", days);
-    snprintf(reason, sizeof(reason), "unused for more than %u days (Art. 38)", days);
     r = req_new(K_SWEEP, arg);
-    if (r != NULL)
-        r->cb.swept = cb;
-    return start(db, r, &st, 1, sweep_done_cb, out);
+    sw = gw_calloc(1, sizeof(*sw));
+    if (r == NULL || sw == NULL) {
+        gw_free(r);
+        gw_free(sw);
+        return GW_ENOMEM;
+    }
+    r->cb.swept = cb;
+    r->sweep = sw;
+    sw->au = au;
+    snprintf(sw->days, sizeof(sw->days), "%u", days);
+    snprintf(sw->reason, sizeof(sw->reason), "unused for more than %u days (Art. 38)", days);
+    vals[0] = sw->days;
+    if (out != NULL)
+        *out = NULL;
+    if (gw_db_exec(db, &st, 1, GW_DB_TXN, sweep_read_cb, r, &r->dbreq) != 0) {
+        req_free(r);
+        return GW_EUNAVAIL;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
 }
 
-static void log_done_cb(void *arg, int err, const struct gw_db_result *res)
+static void log_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     (void)arg;
+    (void)seq;
     (void)res;
     if (err != 0)
-        GW_LOG(GW_LOG_ERROR, "accounts", NULL, "an administrative-record row was not written: %s",
+        GW_LOG(GW_LOG_ERROR, "accounts", NULL,
+               "a refusal's administrative-record row and audit record were not written: %s",
                gw_err_str(err));
 }
 
-int gw_acct_log_write(struct gw_db *db, const struct gw_acct_log *log)
+int gw_acct_log_write(struct gw_audit *au, const struct gw_acct_log *log,
+                      const struct gw_audit_rec *rec)
 {
     const char *lv[9];
     struct gw_db_stmt st = {.sql = log_sql, .nparams = 9, .values = lv};
 
-    if (db == NULL || !log_ok(log))
+    if (au == NULL || !log_ok(log) || rec == NULL)
         return GW_EINVAL;
     log_params(log, lv);
-    return gw_db_exec(db, &st, 1, 0, log_done_cb, NULL, NULL);
+    return gw_audit_write(au, &st, 1, rec, 1, log_done_cb, NULL, NULL);
 }
