@@ -363,6 +363,7 @@ static int send_row(struct gw_incidents *q, struct entry *e)
     st = (struct gw_db_stmt){
         .sql = insert_sql, .nparams = NPARAMS, .values = vals, .lengths = lens, .formats = fmts};
     rec_of(e, detail, sizeof(detail), &r);
+    e->q = q;
     err = gw_audit_write(q->audit, &st, 1, &r, 1, written_cb, e, &e->areq);
     if (err == GW_EINVAL) {
         GW_LOG(GW_LOG_ERROR, "incident", NULL,
