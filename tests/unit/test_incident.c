@@ -333,6 +333,45 @@ static void test_out_of_memory(void **state)
     gw_incident_free(q);
 }
 
+/* The row and its audit record are one transaction: while audit_record refuses inserts, no
+ * incident row is written (the attempts fail and are retried, the incident stays queued); once
+ * it takes them again, the row is written with its record. */
+static void test_row_and_record_together(void **state)
+{
+    struct gw_incidents *q;
+    struct want w;
+    long mark = audit_mark();
+    char sql[200];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    exec_ok("TRUNCATE incident");
+    exec_ok("CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'audit_record refused by the test' USING ERRCODE = "
+            "'insufficient_privilege'; END $$");
+    exec_ok("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_record FOR EACH ROW EXECUTE "
+            "FUNCTION refuse_audit()");
+    q = gw_incident_new(db, au, 8, 200);
+    assert_non_null(q);
+    record(q, "high", "decryption_failure", "courier_t", "10.0.0.7:1");
+    w = (struct want){q, 2};
+    assert_true(run_until(failures_reached, &w, 10000));
+    assert_string_equal(rows("SELECT count(*) FROM incident"), "0");
+    assert_int_equal(stats(q).queued, 1);
+    exec_ok("DROP TRIGGER refuse_audit ON audit_record");
+    exec_ok("DROP FUNCTION refuse_audit()");
+    w = (struct want){q, 1};
+    assert_true(run_until(written_reached, &w, 10000));
+    assert_string_equal(rows("SELECT principal FROM incident"), "courier_t");
+    snprintf(sql, sizeof(sql),
+             "SELECT actor || ' ' || object FROM audit_record WHERE action = 'incident' AND "
+             "seq > %ld",
+             mark);
+    assert_string_equal(rows(sql), "courier_t decryption_failure");
+    gw_incident_free(q);
+}
+
 struct drained {
     int calls;
     uint64_t left;
@@ -446,6 +485,7 @@ int main(void)
         cmocka_unit_test(test_queued_while_database_down),
         cmocka_unit_test(test_cap_coalesces),
         cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_row_and_record_together),
         cmocka_unit_test(test_drain),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
