@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accounts_int.h"
 #include "alloc.h"
 #include "audit.h"
 #include "db.h"
@@ -17,30 +18,6 @@
 #include "pq_msg.h"
 
 #define ADMIN3 "('system_admin', 'security_admin', 'compliance_auditor')"
-
-enum kind { K_IDENTIFY, K_LOGIN, K_LOGIN_DONE, K_PW, K_CHANGED, K_CREATE, K_DISABLE, K_SWEEP };
-
-struct sweep;
-
-struct gw_acct_req {
-    struct gw_db_req *dbreq;   /* a read in flight */
-    struct gw_audit_req *areq; /* or an audited write */
-    enum kind kind;
-    union {
-        gw_acct_identify_cb identify;
-        gw_acct_login_cb login;
-        gw_acct_login_done_cb login_done;
-        gw_acct_pw_cb pw;
-        gw_acct_changed_cb changed;
-        gw_acct_create_cb create;
-        gw_acct_disabled_cb disabled;
-        gw_acct_swept_cb swept;
-    } cb;
-    void *arg;
-    int cert_stmt, sess_stmt; /* identify: statement indexes, -1 when not asked */
-    int guard;                /* writes: the guard statement's index, -1 when none */
-    struct sweep *sweep;      /* the inactivity sweep's state */
-};
 
 /* --- statements --- */
 
@@ -141,7 +118,7 @@ static const char *const disable_sql =
     "UPDATE account SET disabled_at = now(), disabled_by = $2, disabled_reason = $3 "
     "WHERE name = $1 AND disabled_at IS NULL";
 
-static const char *const disable_sessions_sql =
+const char *const gw_acct_disable_sessions_sql =
     "DELETE FROM session WHERE account_id IN (SELECT id FROM account WHERE name = $1)";
 
 static const char *const disabled_at_sql =
@@ -149,7 +126,7 @@ static const char *const disabled_at_sql =
 
 /* --- helpers --- */
 
-static struct gw_acct_req *req_new(enum kind k, void *arg)
+struct gw_acct_req *gw_acct_req_new(enum gw_acct_kind k, void *arg)
 {
     struct gw_acct_req *r = gw_calloc(1, sizeof(*r));
 
@@ -199,7 +176,7 @@ static int start_audit(struct gw_audit *au, struct gw_acct_req *r, const struct 
     return 0;
 }
 
-static int fail_err(int err)
+int gw_acct_fail_err(int err)
 {
     return err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL;
 }
@@ -265,7 +242,12 @@ static bool log_ok(const struct gw_acct_log *l)
            l->outcome != NULL;
 }
 
-static void req_free(struct gw_acct_req *r);
+void gw_acct_req_free(struct gw_acct_req *r)
+{
+    if (r->ext_free != NULL)
+        r->ext_free(r->ext);
+    gw_free(r);
+}
 
 void gw_acct_cancel(struct gw_acct_req *r)
 {
@@ -275,7 +257,7 @@ void gw_acct_cancel(struct gw_acct_req *r)
         gw_db_cancel(r->dbreq);
     if (r->areq != NULL)
         gw_audit_cancel(r->areq);
-    req_free(r);
+    gw_acct_req_free(r);
 }
 
 /* --- identify --- */
@@ -291,7 +273,7 @@ static void identify_done_cb(void *arg, int err, const struct gw_db_result *res)
 
     r->dbreq = NULL;
     if (err != 0) {
-        r->cb.identify(r->arg, fail_err(err), NULL, NULL);
+        r->cb.identify(r->arg, gw_acct_fail_err(err), NULL, NULL);
         gw_free(r);
         return;
     }
@@ -332,7 +314,7 @@ int gw_acct_identify(struct gw_db *db, const uint8_t *fpr, const uint8_t *token_
 
     if (db == NULL || cb == NULL || (fpr == NULL && token_hash == NULL))
         return GW_EINVAL;
-    r = req_new(K_IDENTIFY, arg);
+    r = gw_acct_req_new(GW_ACCT_K_IDENTIFY, arg);
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.identify = cb;
@@ -365,7 +347,7 @@ static void login_read_done_cb(void *arg, int err, const struct gw_db_result *re
     r->dbreq = NULL;
     memset(&l, 0, sizeof(l));
     if (err != 0) {
-        r->cb.login(r->arg, fail_err(err), NULL);
+        r->cb.login(r->arg, gw_acct_fail_err(err), NULL);
         gw_free(r);
         return;
     }
@@ -402,15 +384,13 @@ int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days
     if (db == NULL || name == NULL || cb == NULL)
         return GW_EINVAL;
     snprintf(days, sizeof(days), "%u", max_age_days);
-    r = req_new(K_LOGIN, arg);
+    r = gw_acct_req_new(GW_ACCT_K_LOGIN, arg);
     if (r != NULL)
         r->cb.login = cb;
     return start(db, r, &st, 1, login_read_done_cb, out);
 }
 
-/* True when the entry failed at its guard statement guard (division by zero: the condition the
- * guard stands for did not hold, so nothing of the entry committed). */
-static bool guard_failed(int err, const struct gw_db_result *res, int guard)
+bool gw_acct_guard_failed(int err, const struct gw_db_result *res, int guard)
 {
     return err == GW_EINTERNAL && res != NULL && res->failed_stmt == guard &&
            res->sqlstate != NULL && strcmp(res->sqlstate, "22012") == 0;
@@ -425,14 +405,14 @@ static void login_done_cb(void *arg, int err, int64_t seq, const struct gw_db_re
 
     (void)seq;
     r->areq = NULL;
-    if (r->guard >= 0 && guard_failed(err, res, r->guard)) {
+    if (r->guard >= 0 && gw_acct_guard_failed(err, res, r->guard)) {
         /* disabled or locked meanwhile: no session, no login.ok record */
         r->cb.login_done(r->arg, 0, false, 0);
         gw_free(r);
         return;
     }
     if (err != 0) {
-        r->cb.login_done(r->arg, fail_err(err), false, 0);
+        r->cb.login_done(r->arg, gw_acct_fail_err(err), false, 0);
         gw_free(r);
         return;
     }
@@ -472,7 +452,7 @@ int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome
     snprintf(mins, sizeof(mins), "%u", o->lockout_minutes);
     log_params(&o->log, lv);
     memset(st, 0, sizeof(st));
-    r = req_new(K_LOGIN_DONE, arg);
+    r = gw_acct_req_new(GW_ACCT_K_LOGIN_DONE, arg);
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.login_done = cb;
@@ -511,7 +491,7 @@ static void pw_read_done_cb(void *arg, int err, const struct gw_db_result *res)
 
     r->dbreq = NULL;
     if (err != 0) {
-        r->cb.pw(r->arg, fail_err(err), NULL, NULL, 0);
+        r->cb.pw(r->arg, gw_acct_fail_err(err), NULL, NULL, 0);
         gw_free(r);
         return;
     }
@@ -550,7 +530,7 @@ int gw_acct_pw_read(struct gw_db *db, int64_t account_id, gw_acct_pw_cb cb, void
     if (db == NULL || cb == NULL)
         return GW_EINVAL;
     snprintf(id, sizeof(id), "%lld", (long long)account_id);
-    r = req_new(K_PW, arg);
+    r = gw_acct_req_new(GW_ACCT_K_PW, arg);
     if (r != NULL)
         r->cb.pw = cb;
     return start(db, r, st, 2, pw_read_done_cb, out);
@@ -563,13 +543,13 @@ static void pw_write_done_cb(void *arg, int err, int64_t seq, const struct gw_db
 
     (void)seq;
     r->areq = NULL;
-    if (guard_failed(err, res, r->guard)) { /* changed meanwhile: nothing committed */
+    if (gw_acct_guard_failed(err, res, r->guard)) { /* changed meanwhile: nothing committed */
         r->cb.changed(r->arg, 0, false, 0);
         gw_free(r);
         return;
     }
     if (err != 0) {
-        r->cb.changed(r->arg, fail_err(err), false, 0);
+        r->cb.changed(r->arg, gw_acct_fail_err(err), false, 0);
         gw_free(r);
         return;
     }
@@ -611,7 +591,7 @@ int gw_acct_pw_write(struct gw_audit *au, const struct gw_acct_pw_change *c, gw_
     st[3] = (struct gw_db_stmt){
         .sql = pw_sessions_sql, .nparams = 2, .values = sv, .lengths = slens, .formats = sfmts};
     st[4] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
-    r = req_new(K_CHANGED, arg);
+    r = gw_acct_req_new(GW_ACCT_K_CHANGED, arg);
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.changed = cb;
@@ -628,7 +608,7 @@ static void create_done_cb(void *arg, int err, int64_t seq, const struct gw_db_r
 
     (void)seq;
     r->areq = NULL;
-    if (guard_failed(err, res, 0) || guard_failed(err, res, 1)) {
+    if (gw_acct_guard_failed(err, res, 0) || gw_acct_guard_failed(err, res, 1)) {
         r->cb.create(r->arg, 0,
                      res->failed_stmt == 0 ? GW_ACCT_NAME_TAKEN : GW_ACCT_SEPARATION_OF_DUTIES, 0);
         gw_free(r);
@@ -643,7 +623,7 @@ static void create_done_cb(void *arg, int err, int64_t seq, const struct gw_db_r
         return;
     }
     if (err != 0) {
-        r->cb.create(r->arg, fail_err(err), GW_ACCT_CREATED, 0);
+        r->cb.create(r->arg, gw_acct_fail_err(err), GW_ACCT_CREATED, 0);
         gw_free(r);
         return;
     }
@@ -681,7 +661,7 @@ int gw_acct_create(struct gw_audit *au, const struct gw_acct_new *n, gw_acct_cre
     st[2] = (struct gw_db_stmt){
         .sql = create_sql, .nparams = 8, .values = v, .lengths = lens, .formats = fmts};
     st[3] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
-    r = req_new(K_CREATE, arg);
+    r = gw_acct_req_new(GW_ACCT_K_CREATE, arg);
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.create = cb;
@@ -695,13 +675,13 @@ static void disable_done_cb(void *arg, int err, int64_t seq, const struct gw_db_
 
     (void)seq;
     r->areq = NULL;
-    if (guard_failed(err, res, 0)) { /* no such account */
+    if (gw_acct_guard_failed(err, res, 0)) { /* no such account */
         r->cb.disabled(r->arg, 0, false, 0);
         gw_free(r);
         return;
     }
     if (err != 0) {
-        r->cb.disabled(r->arg, fail_err(err), false, 0);
+        r->cb.disabled(r->arg, gw_acct_fail_err(err), false, 0);
         gw_free(r);
         return;
     }
@@ -723,186 +703,14 @@ int gw_acct_disable(struct gw_audit *au, const char *name, const char *by, const
     log_params(log, lv);
     st[0] = (struct gw_db_stmt){.sql = account_guard_sql, .nparams = 1, .values = nv};
     st[1] = (struct gw_db_stmt){.sql = disable_sql, .nparams = 3, .values = dv};
-    st[2] = (struct gw_db_stmt){.sql = disable_sessions_sql, .nparams = 1, .values = nv};
+    st[2] = (struct gw_db_stmt){.sql = gw_acct_disable_sessions_sql, .nparams = 1, .values = nv};
     st[3] = (struct gw_db_stmt){.sql = disabled_at_sql, .nparams = 1, .values = nv};
     st[4] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
-    r = req_new(K_DISABLE, arg);
+    r = gw_acct_req_new(GW_ACCT_K_DISABLE, arg);
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.disabled = cb;
     return start_audit(au, r, st, 5, rec, disable_done_cb, out);
-}
-
-/* --- the inactivity sweep: one read, then a transaction per account --- */
-
-struct sweep {
-    struct gw_audit *au;
-    size_t n, cur, nok; /* accounts read, the one in flight, those disabled */
-    int last_err;
-    char days[16], reason[64];
-    char (*names)[80];
-    bool *ok;
-};
-
-static void sweep_finish(struct gw_acct_req *r)
-{
-    struct sweep *sw = r->sweep;
-    const char **names = NULL;
-    size_t k = 0;
-
-    if (sw->nok > 0 && (names = gw_calloc(sw->nok, sizeof(*names))) == NULL) {
-        r->cb.swept(r->arg, GW_ENOMEM, NULL, 0);
-        return;
-    }
-    for (size_t i = 0; i < sw->n; i++)
-        if (sw->ok[i])
-            names[k++] = sw->names[i];
-    r->cb.swept(r->arg, k == 0 && sw->n > 0 ? sw->last_err : 0, names, k);
-    gw_free(names);
-}
-
-static void req_free(struct gw_acct_req *r)
-{
-    struct sweep *sw = r->sweep;
-
-    if (sw != NULL) {
-        gw_free(sw->names);
-        gw_free(sw->ok);
-        gw_free(sw);
-    }
-    gw_free(r);
-}
-
-static void sweep_next(struct gw_acct_req *r);
-
-/* One account's transaction ended: the next one, or the end of the sweep. */
-static void sweep_one_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
-{
-    struct gw_acct_req *r = arg;
-    struct sweep *sw = r->sweep;
-
-    (void)seq;
-    r->areq = NULL;
-    if (err == 0)
-        sw->ok[sw->cur] = true, sw->nok++;
-    else if (!guard_failed(err, res, 1)) /* a guard: used meanwhile, left alone */
-        sw->last_err = fail_err(err);
-    sw->cur++;
-    sweep_next(r);
-}
-
-static void sweep_next(struct gw_acct_req *r)
-{
-    static const char *const disable_inactive_sql =
-        "UPDATE account SET disabled_at = now(), disabled_by = 'gateway', disabled_reason = $2 "
-        "WHERE name = $1 AND disabled_at IS NULL AND coalesce(last_used_at, created_at) < "
-        "now() - make_interval(days => $3::int)";
-    static const char *const disabled_now_guard_sql =
-        "SELECT 1 / count(*) FROM account WHERE name = $1 AND disabled_at = now()";
-    static const char *const sweep_log_sql =
-        "INSERT INTO admin_log (actor, via, action, object, outcome, detail) VALUES ('gateway', "
-        "'gateway', 'DisableInactive', $1, 'ok', $2)";
-    struct sweep *sw = r->sweep;
-    struct gw_audit_rec rec;
-    struct gw_db_stmt st[4];
-    const char *uv[3], *nv[1], *lv[2];
-    int err;
-
-    while (sw->cur < sw->n) {
-        const char *name = sw->names[sw->cur];
-
-        uv[0] = name;
-        uv[1] = sw->reason;
-        uv[2] = sw->days;
-        nv[0] = name;
-        lv[0] = name;
-        lv[1] = sw->reason;
-        st[0] = (struct gw_db_stmt){.sql = disable_inactive_sql, .nparams = 3, .values = uv};
-        st[1] = (struct gw_db_stmt){.sql = disabled_now_guard_sql, .nparams = 1, .values = nv};
-        st[2] = (struct gw_db_stmt){.sql = disable_sessions_sql, .nparams = 1, .values = nv};
-        st[3] = (struct gw_db_stmt){.sql = sweep_log_sql, .nparams = 2, .values = lv};
-        memset(&rec, 0, sizeof(rec));
-        rec.actor = "gateway";
-        rec.action = "account.disable_inactive";
-        rec.object = name;
-        rec.count = -1;
-        rec.outcome = "ok";
-        rec.detail = sw->reason;
-        err = gw_audit_write(sw->au, st, 4, &rec, 1, sweep_one_done_cb, r, &r->areq);
-        if (err == 0)
-            return;
-        r->areq = NULL;
-        sw->last_err = err;
-        sw->cur++;
-    }
-    sweep_finish(r);
-    req_free(r);
-}
-
-static void sweep_read_cb(void *arg, int err, const struct gw_db_result *res)
-{
-    struct gw_acct_req *r = arg;
-    struct sweep *sw = r->sweep;
-    const PGresult *pr;
-    int n;
-
-    r->dbreq = NULL;
-    if (err != 0) {
-        r->cb.swept(r->arg, fail_err(err), NULL, 0);
-        req_free(r);
-        return;
-    }
-    pr = res->results[0];
-    n = PQntuples(pr);
-    if (n > GW_ACCT_SWEEP_MAX)
-        n = GW_ACCT_SWEEP_MAX;
-    if (n > 0 && ((sw->names = gw_calloc((size_t)n, sizeof(*sw->names))) == NULL ||
-                  (sw->ok = gw_calloc((size_t)n, sizeof(*sw->ok))) == NULL)) {
-        r->cb.swept(r->arg, GW_ENOMEM, NULL, 0);
-        req_free(r);
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        get_str(pr, i, 0, sw->names[i], sizeof(sw->names[i]));
-    sw->n = (size_t)n;
-    sweep_next(r); /* not from inside gw_acct_sweep_inactive: this is the read's callback */
-}
-
-int gw_acct_sweep_inactive(struct gw_db *db, struct gw_audit *au, uint32_t days,
-                           gw_acct_swept_cb cb, void *arg, struct gw_acct_req **out)
-{
-    static const char *const candidates_sql =
-        "SELECT name FROM account WHERE disabled_at IS NULL AND coalesce(last_used_at, "
-        "created_at) < now() - make_interval(days => $1::int) ORDER BY name LIMIT 256";
-    const char *vals[1];
-    struct gw_db_stmt st = {.sql = candidates_sql, .nparams = 1, .values = vals};
-    struct gw_acct_req *r;
-    struct sweep *sw;
-
-    if (db == NULL || au == NULL || cb == NULL || days == 0)
-        return GW_EINVAL;
-    r = req_new(K_SWEEP, arg);
-    sw = gw_calloc(1, sizeof(*sw));
-    if (r == NULL || sw == NULL) {
-        gw_free(r);
-        gw_free(sw);
-        return GW_ENOMEM;
-    }
-    r->cb.swept = cb;
-    r->sweep = sw;
-    sw->au = au;
-    snprintf(sw->days, sizeof(sw->days), "%u", days);
-    snprintf(sw->reason, sizeof(sw->reason), "unused for more than %u days (Art. 38)", days);
-    vals[0] = sw->days;
-    if (out != NULL)
-        *out = NULL;
-    if (gw_db_exec(db, &st, 1, GW_DB_TXN, sweep_read_cb, r, &r->dbreq) != 0) {
-        req_free(r);
-        return GW_EUNAVAIL;
-    }
-    if (out != NULL)
-        *out = r;
-    return 0;
 }
 
 static void log_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
