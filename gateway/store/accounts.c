@@ -2,8 +2,9 @@
  * (accounts.h); reads go to the pool, every write through the audit writer with its record. Results
  * are read as text (bytea in hex); binary values go in as binary parameters. Invariants: a request
  * struct is freed exactly once, after its callback or at cancel; a statement whose effect depends
- * on an earlier one in the same request says so in its WHERE clause, so that one round trip never
- * commits half an outcome. */
+ * on an earlier one in the same request says so in its WHERE clause, and where the audit record
+ * depends on it a guard fails the whole transaction, so that one round trip never commits half an
+ * outcome nor a record of what did not happen. */
 #include "accounts.h"
 
 #include <stdio.h>
