@@ -95,7 +95,8 @@ static void sweep_next(struct gw_acct_req *r)
         lv[1] = sw->reason;
         st[0] = (struct gw_db_stmt){.sql = disable_inactive_sql, .nparams = 3, .values = uv};
         st[1] = (struct gw_db_stmt){.sql = disabled_now_guard_sql, .nparams = 1, .values = nv};
-        st[2] = (struct gw_db_stmt){.sql = gw_acct_disable_sessions_sql, .nparams = 1, .values = nv};
+        st[2] =
+            (struct gw_db_stmt){.sql = gw_acct_disable_sessions_sql, .nparams = 1, .values = nv};
         st[3] = (struct gw_db_stmt){.sql = sweep_log_sql, .nparams = 2, .values = lv};
         memset(&rec, 0, sizeof(rec));
         rec.actor = "gateway";
@@ -181,4 +182,3 @@ int gw_acct_sweep_inactive(struct gw_db *db, struct gw_audit *au, uint32_t days,
         *out = r;
     return 0;
 }
-
