@@ -4,7 +4,6 @@
 #define GW_APP_H
 
 struct event_base;
-struct gw_audit;
 struct gw_config;
 struct gw_audit;
 struct gw_db;
@@ -25,7 +24,6 @@ struct gw_app {
     const struct gw_config *cfg;
     struct event_base *base;
     struct gw_db *db;               /* the asynchronous PostgreSQL pool */
-    struct gw_audit *audit;         /* the audit chain writer (Art. 33) */
     struct gw_keyring *keys;        /* the loaded keyring (replaced whole on SIGHUP) */
     struct gw_crypto *crypto;       /* the loop's crypto context (not thread-safe: one per loop) */
     struct gw_store *store;         /* the SQL layer for waybills and segments */
