@@ -6,7 +6,8 @@
  * reach a log; each call leaves one administrative-record row and one audit record, written in
  * the transaction of its effect: login.ok with the session, login.fail (detail "credentials"
  * whatever the cause: unknown, wrong, locked or disabled) with the failure count,
- * password.change with the new hash. */
+ * password.change with the new hash; the failure that locks an account is also an incident
+ * (account_locked, Art. 17). */
 #include <stdio.h>
 #include <string.h>
 
@@ -21,6 +22,7 @@
 #include "api_auth.h"
 #include "app.h"
 #include "config.h"
+#include "incident.h"
 #include "log.h"
 
 /* A password to check against the stored hash: present and within GW_PWPOLICY_MAX_BYTES (what
@@ -74,7 +76,32 @@ static void record_raced_login(struct adm *a)
                "the record of a refused login was not queued");
 }
 
-static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
+/* Repeated authentication failures (Art. 17): the failure that locks an account is an incident,
+ * once per lock, naming the account and the certificate the attempts came over. */
+static void record_lockout(struct adm *a)
+{
+    const struct gw_principal *p = gw_call_principal(a->call);
+    struct gw_incident inc;
+    char detail[160];
+
+    snprintf(detail, sizeof(detail),
+             "account %s locked for %u minutes after %u consecutive failed logins (Art. 35)",
+             a->object, a->app->cfg->lockout_minutes, a->app->cfg->lockout_failures);
+    memset(&inc, 0, sizeof(inc));
+    inc.severity = "medium";
+    inc.kind = "account_locked";
+    inc.principal = p->name[0] ? p->name : NULL;
+    inc.role = p->role[0] ? p->role : NULL;
+    inc.cert = p->cert[0] ? p->cert : NULL;
+    inc.peer = p->peer[0] ? p->peer : NULL;
+    inc.branch = p->branch[0] ? p->branch : NULL;
+    inc.detail = detail;
+    if (gw_incident_record(a->app->incidents, &inc) != 0)
+        GW_LOG(GW_LOG_ERROR, "admin", gw_call_log_ctx(a->call),
+               "the incident of a locked account was not recorded");
+}
+
+static void login_done_cb(void *arg, int err, bool created, int64_t expires_at, bool locked)
 {
     struct adm *a = arg;
     Waygate__V1__LoginResponse resp = WAYGATE__V1__LOGIN_RESPONSE__INIT;
@@ -86,6 +113,8 @@ static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
         gw_admin_refuse_db(a, err);
         return;
     }
+    if (locked)
+        record_lockout(a);
     if (a->ok && !created) {
         /* Disabled or locked meanwhile: nothing of the login committed, its refusal is recorded
          * now. */

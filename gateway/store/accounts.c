@@ -66,7 +66,8 @@ static const char *const login_fail_sql =
     "WHEN locked_until <= now() THEN 1 ELSE failed_count END, locked_until = CASE WHEN "
     "locked_until > now() THEN locked_until WHEN (CASE WHEN locked_until IS NULL THEN "
     "failed_count + 1 ELSE 1 END) >= $2::int THEN now() + make_interval(mins => $3::int) "
-    "ELSE NULL END WHERE name = $1 AND disabled_at IS NULL";
+    "ELSE NULL END WHERE name = $1 AND disabled_at IS NULL "
+    "RETURNING locked_until = now() + make_interval(mins => $3::int)"; /* locked by this one */
 
 static const char *const pw_cur_sql =
     "SELECT pw_hash, pw_salt, pw_params FROM account WHERE id = $1::bigint AND "
@@ -401,19 +402,19 @@ static void login_done_cb(void *arg, int err, int64_t seq, const struct gw_db_re
 {
     struct gw_acct_req *r = arg;
     const PGresult *pr;
-    bool created = false;
+    bool created = false, locked = false;
     int64_t exp = 0;
 
     (void)seq;
     r->areq = NULL;
     if (r->guard >= 0 && gw_acct_guard_failed(err, res, r->guard)) {
         /* disabled or locked meanwhile: no session, no login.ok record */
-        r->cb.login_done(r->arg, 0, false, 0);
+        r->cb.login_done(r->arg, 0, false, 0, false);
         gw_free(r);
         return;
     }
     if (err != 0) {
-        r->cb.login_done(r->arg, gw_acct_fail_err(err), false, 0);
+        r->cb.login_done(r->arg, gw_acct_fail_err(err), false, 0, false);
         gw_free(r);
         return;
     }
@@ -423,8 +424,9 @@ static void login_done_cb(void *arg, int err, int64_t seq, const struct gw_db_re
             created = true;
             exp = get_i64(pr, 0, 0);
         }
-    }
-    r->cb.login_done(r->arg, 0, created, exp);
+    } else if (res->nresults > 0 && (pr = res->results[0]) != NULL && PQntuples(pr) == 1)
+        locked = get_bool(pr, 0, 0); /* the failure path: update, log */
+    r->cb.login_done(r->arg, 0, created, exp, locked);
     gw_free(r);
 }
 

@@ -116,8 +116,10 @@ struct gw_acct_login_outcome {
     struct gw_audit_rec rec;
 };
 
-/* created: a session was inserted (ok only); expires_at: its end, Unix seconds. */
-typedef void (*gw_acct_login_done_cb)(void *arg, int err, bool created, int64_t expires_at);
+/* created: a session was inserted (ok only); expires_at: its end, Unix seconds; locked: this
+ * failure reached lockout_failures and locked the account (not ok only: once per lock). */
+typedef void (*gw_acct_login_done_cb)(void *arg, int err, bool created, int64_t expires_at,
+                                      bool locked);
 
 int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome *o,
                          gw_acct_login_done_cb cb, void *arg,

@@ -86,6 +86,24 @@ def test_login_failure_class_is_the_same_for_every_cause(stack, admin):
                     for o in (locked, disabled, known, "")]
 
 
+def test_lockout_is_an_incident(stack, admin):
+    """Repeated authentication failures (Art. 17): the failure that locks the account is an
+    incident (once per lock), its row and its record written together."""
+    name = unique("au-lo-")
+    admin.create(name, "branch_clerk", branch="a")
+    since = now_us(stack)
+    for _ in range(6):  # five lock it (the dev stack's lockout_failures), the sixth is refused
+        e = rpc_error(lambda: login(stack, name, password(), "branch_a"))
+        assert e.code() == grpc.StatusCode.UNAUTHENTICATED
+    rows = poll(stack, "action = 'incident' AND object = 'account_locked' AND actor = 'branch_a'",
+                1, since)
+    assert rows == ["branch_a|branch_clerk|t|branch_a|a|incident|account_locked|ok|"
+                    "severity=medium"]
+    assert stack.psql("SELECT principal, severity FROM incident WHERE kind = 'account_locked' AND "
+                      "detail LIKE 'account %s locked%%'" % name) == ["branch_a|medium"]
+    assert len(records(stack, "action = 'login.fail' AND object = '%s'" % name, since)) == 6
+
+
 def test_password_change_is_recorded(stack, admin):
     name = unique("au-pw-")
     since = now_us(stack)

@@ -42,7 +42,7 @@ struct res {
     enum gw_acct_create_result created;
     struct gw_acct_cert cert;
     struct gw_acct_session sess;
-    bool has_cert, has_sess;
+    bool has_cert, has_sess, locked;
     struct gw_acct_pw cur, hist[GW_ACCT_HISTORY];
     size_t nhist;
 };
@@ -121,7 +121,7 @@ static void identify_cb(void *arg, int err, const struct gw_acct_cert *c,
         r->sess = *s;
 }
 
-static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
+static void login_done_cb(void *arg, int err, bool created, int64_t expires_at, bool locked)
 {
     struct res *r = arg;
 
@@ -129,6 +129,7 @@ static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
     r->err = err;
     r->found = created;
     r->i64 = expires_at;
+    r->locked = locked;
 }
 
 static void create_cb(void *arg, int err, enum gw_acct_create_result cr, int64_t at)
@@ -513,6 +514,40 @@ static void test_login_ok_guarded(void **state)
                         "0");
 }
 
+/* A failed login's outcome says whether it locked the account: only the failure that reaches
+ * lockout_failures does (once per lock); each failure leaves its login.fail record. */
+static void test_failure_that_locks_is_reported(void **state)
+{
+    struct gw_acct_login_outcome o;
+    bool want[3] = {false, true, false};
+    struct res r;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    create("lock-user", "lock-user", "branch_clerk", "a", GW_ACCT_CREATED);
+    memset(&o, 0, sizeof(o));
+    o.ok = false;
+    o.name = "lock-user";
+    o.id = account_id("lock-user");
+    o.lockout_failures = 2;
+    o.lockout_minutes = 15;
+    o.log = log_row("Login", "lock-user");
+    o.rec = rec_of("login.fail", "lock-user");
+    o.rec.outcome = "refused";
+    for (int i = 0; i < 3; i++) {
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), 0);
+        wait_called(&r);
+        assert_int_equal(r.err, 0);
+        assert_false(r.found);
+        assert_int_equal(r.locked, want[i]);
+    }
+    assert_string_equal(scalar(check, "SELECT count(*) FROM audit_record WHERE action = "
+                                      "'login.fail' AND object = 'lock-user'"),
+                        "3");
+}
+
 static void swept_cb(void *arg, int err, const char *const *names, size_t n)
 {
     struct res *r = arg;
@@ -610,6 +645,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_creation_decided_by_the_indexes),
         cmocka_unit_test(test_change_and_record_commit_together),
         cmocka_unit_test(test_login_ok_guarded),
+        cmocka_unit_test(test_failure_that_locks_is_reported),
         cmocka_unit_test(test_sweep_records_each_account),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
