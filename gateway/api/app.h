@@ -18,6 +18,7 @@ struct gw_throttle;
 #define GW_APP_THROTTLE_PRINCIPALS 4096
 #define GW_APP_THROTTLE_KEYS (1u << 20)
 struct gw_workers;
+struct gw_audit;
 
 struct gw_app {
     const struct gw_config *cfg;
@@ -30,6 +31,7 @@ struct gw_app {
     struct gw_incidents *incidents; /* security incidents, queued until written (Art. 17) */
     struct gw_throttle *throttle;   /* distinct lookups per principal (scraping throttle) */
     struct gw_workers *workers;     /* threads for password hashing (scrypt), off the loop */
+    struct gw_audit *audit;         /* this instance's audit chain writer (Art. 33) */
 };
 
 #endif

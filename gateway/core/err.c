@@ -142,6 +142,9 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_ADMIN_CERT_NEEDS_TOKEN] = "a certificate registered for administration acts only "
                                        "through an account's token: call Admin/Login first "
                                        "(Art. 31)",
+    [GW_RULE_SEARCH_BULK] = "selects more than % records: a selection that large is a bulk "
+                            "operation, requested and approved through Compliance.RequestBulk "
+                            "(Art. 37)",
 };
 
 const char *gw_rule_str(enum gw_rule rule)

@@ -175,6 +175,7 @@ enum gw_rule {
     GW_RULE_LOOKUPS_THROTTLED, /* (bound) */
     GW_RULE_ACCESS_NOT_RECORDED,
     GW_RULE_ADMIN_CERT_NEEDS_TOKEN,
+    GW_RULE_SEARCH_BULK, /* (bound) */
     GW_RULE_COUNT
 };
 
