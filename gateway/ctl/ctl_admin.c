@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "ctl.h"
+#include "ctl_record.h"
 
 const char *ctl_admin_login_name(void)
 {
@@ -102,18 +103,33 @@ void ctl_admin_rollback(struct ctl_admin *c)
     c->txn = false;
 }
 
+/* The admin_log row and, for a command that changes something, its audit record (ctl_record.c),
+ * in the command's transaction; a refusal or failure (rolled back already) gets one of its own. */
 int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome, const char *detail)
 {
     struct gw_admin_logrec r = {c->actor, c->action, object, outcome, detail};
+    bool own = false;
     char err[512];
 
     if (c->a == NULL)
         return GW_CTL_FAIL;
+    if (!c->txn && ctl_record_action(c->action) != NULL) {
+        if (ctl_admin_begin(c) != 0)
+            return GW_CTL_FAIL;
+        own = true;
+    }
     if (gw_admin_log(c->a, &r, err, sizeof(err)) != 0) {
         fprintf(stderr, "waygatectl %s: could not record the administrative action: %s\n", c->cmd,
                 err);
+        ctl_admin_rollback(c);
         return GW_CTL_FAIL;
     }
+    if (ctl_record(c->a, c->cmd, c->actor, c->action, object, -1, outcome, detail) != 0) {
+        ctl_admin_rollback(c);
+        return GW_CTL_FAIL;
+    }
+    if (own && ctl_admin_commit(c) != 0)
+        return GW_CTL_FAIL;
     return 0;
 }
 

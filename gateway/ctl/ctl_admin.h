@@ -50,8 +50,10 @@ int ctl_admin_commit(struct ctl_admin *c);
 /* Rolls back the open transaction, if any. */
 void ctl_admin_rollback(struct ctl_admin *c);
 
-/* Appends the admin_log row of this command (object, outcome, detail: never a secret). Prints
- * a line on failure and returns GW_CTL_FAIL; 0 when recorded. */
+/* Appends the admin_log row of this command (object, outcome, detail: never a secret) and, for a
+ * command that changes something, its audit record (ctl_record.h), in the open transaction or,
+ * when none is open, in one of their own. Prints a line on failure, rolls back and returns
+ * GW_CTL_FAIL (the command must then not report success); 0 when recorded. */
 int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome, const char *detail);
 
 /* Rolls back an open transaction (nothing of this command is kept), prints "<cmd>: <field>:
