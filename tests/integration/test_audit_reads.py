@@ -17,7 +17,9 @@ keys rotate each append a record to the chain 'ctl'; with the admin role's INSER
 audit_record revoked, the action is not done."""
 
 import os
+import re
 import shutil
+import subprocess
 import tempfile
 
 import grpc
@@ -249,13 +251,39 @@ def test_cli_actions_are_audit_records(stack):
     assert r.returncode == 0, r.stderr
     assert len(ctl_records(stack, "account.disable", "audit_probe")) == 1
 
-    keyring = os.path.join(tempfile.mkdtemp(dir=stack.dir), "keyring")
+    tmp = tempfile.mkdtemp(dir=stack.dir)
+    cert = os.path.join(tmp, "probe.pem")
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-keyout", os.path.join(tmp, "k.pem"),
+                    "-out", cert, "-days", "1", "-subj", "/CN=audit_probe_dev/OU=courier/L=a"],
+                   check=True, capture_output=True)
+    r = ctl(stack, "principals", "add", "audit_probe_dev", "--cert", cert, "--role", "courier",
+            "--branch", "a", "--actor", "pr-test")
+    assert r.returncode == 0, r.stderr
+    rec = ctl_records(stack, "principal.add", "audit_probe_dev")
+    assert len(rec) == 1 and rec[0]["outcome"] == "ok" and rec[0]["actor"] == "pr-test", rec
+    r = ctl(stack, "principals", "disable", "audit_probe_dev", "--actor", "pr-test")
+    assert r.returncode == 0, r.stderr
+    assert len(ctl_records(stack, "principal.disable", "audit_probe_dev")) == 1
+
+    keyring = os.path.join(tmp, "keyring")
     shutil.copy(stack.env["WAYGATE_KEYRING"], keyring)
     os.chmod(keyring, 0o600)
+    submit(stack, new_waybill(stack, "a"))  # a record under the current version
+    st = ctl(stack, "keys", "status", "--keyring", keyring)
+    current = re.search(r"current KEK version: (\d+)", st.stdout).group(1)  # the records' version
     r = ctl(stack, "keys", "rotate", "--keyring", keyring)
     assert r.returncode == 0, r.stderr
     rec = ctl_records(stack, "key.rotate", keyring)
     assert len(rec) == 1 and rec[0]["detail"].startswith("added KEK version"), rec
+    # retiring the version the records still use fails: recorded as failed
+    r = ctl(stack, "keys", "retire", "--keyring", keyring, "--version", current)
+    assert r.returncode != 0
+    assert [x["outcome"] for x in ctl_records(stack, "key.retire", keyring)] == ["failed"]
+    fresh = os.path.join(tmp, "fresh-keyring")
+    r = ctl(stack, "keys", "init", "--keyring", fresh)
+    assert r.returncode == 0, r.stderr
+    assert [x["outcome"] for x in ctl_records(stack, "key.init", fresh)] == ["ok"]
 
 
 def test_cli_action_not_done_without_its_record(stack):
