@@ -43,6 +43,6 @@ void gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r)
     rc = app->audit != NULL ? gw_audit_write(app->audit, NULL, 0, r, 1, refusal_cb, NULL, NULL)
                             : GW_EUNAVAIL;
     if (rc != 0)
-        GW_LOG(GW_LOG_ERROR, "audit", gw_call_log_ctx(call),
-               "a refused %s was not recorded (%s)", r->action, gw_err_str(rc));
+        GW_LOG(GW_LOG_ERROR, "audit", gw_call_log_ctx(call), "a refused %s was not recorded (%s)",
+               r->action, gw_err_str(rc));
 }

@@ -53,8 +53,9 @@ int ctl_record(struct gw_admin *a, const char *cmd, const char *actor, const cha
     r.outcome = outcome;
     r.detail = detail;
     if (gw_admin_audit(a, &r, &seq, err, sizeof(err)) != 0) {
-        fprintf(stderr, "waygatectl %s: the audit record could not be written, so nothing was "
-                        "done: %s\n",
+        fprintf(stderr,
+                "waygatectl %s: the audit record could not be written, so nothing was "
+                "done: %s\n",
                 cmd, err);
         return GW_CTL_FAIL;
     }

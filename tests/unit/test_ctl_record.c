@@ -45,8 +45,13 @@ static void test_every_changing_command_has_its_action(void **state)
 
 static void test_reading_commands_record_nothing(void **state)
 {
-    static const char *const reads[] = {"principals.list", "accounts.list", "segments.list",
-                                        "keys.status", "routes.list", "", "keys"};
+    static const char *const reads[] = {"principals.list",
+                                        "accounts.list",
+                                        "segments.list",
+                                        "keys.status",
+                                        "routes.list",
+                                        "",
+                                        "keys"};
 
     (void)state;
     for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
