@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "store_acct_admin.h"
@@ -50,10 +51,16 @@ int ctl_admin_commit(struct ctl_admin *c);
 /* Rolls back the open transaction, if any. */
 void ctl_admin_rollback(struct ctl_admin *c);
 
-/* Appends the admin_log row of this command (object, outcome, detail: never a secret) and, for a
- * command that changes something, its audit record (ctl_record.h), in the open transaction or,
- * when none is open, in one of their own. Prints a line on failure, rolls back and returns
- * GW_CTL_FAIL (the command must then not report success); 0 when recorded. */
+/* The keyring's audit seed when $WAYGATE_KEYRING names a keyring this user can read, else NULL
+ * (then the CLI's audit records go without a signed checkpoint: `audit verify` reports them as
+ * not yet covered). Loaded once per process. */
+const uint8_t *ctl_audit_seed(void);
+
+/* Appends the admin_log row of this command (object, outcome, detail: never a secret) and its
+ * audit record (chain 'ctl', ctl_record.h: the audit vocabulary's action for a command that
+ * changes something, e.g. principal.add; else the command's own, e.g. principals.list), in the
+ * open transaction or, when none is open, in one of their own. Prints a line on failure, rolls
+ * back and returns GW_CTL_FAIL (the command must then not report success); 0 when recorded. */
 int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome, const char *detail);
 
 /* Rolls back an open transaction (nothing of this command is kept), prints "<cmd>: <field>:

@@ -7,6 +7,7 @@
 
 #include "audit_ctl.h"
 #include "ctl.h"
+#include "ctl_admin.h"
 #include "ctl_record.h"
 
 static const struct {
@@ -45,14 +46,14 @@ int ctl_record(struct gw_admin *a, const char *cmd, const char *actor, const cha
     memset(&r, 0, sizeof(r));
     r.action = ctl_record_action(admin_action);
     if (r.action == NULL)
-        return 0;
+        r.action = admin_action; /* a read (principals.list): recorded as itself */
     r.actor = actor;
     r.peer = "local";
     r.object = object;
     r.count = count;
     r.outcome = outcome;
     r.detail = detail;
-    if (gw_admin_audit(a, &r, &seq, err, sizeof(err)) != 0) {
+    if (gw_admin_audit(a, &r, ctl_audit_seed(), &seq, err, sizeof(err)) != 0) {
         fprintf(stderr,
                 "waygatectl %s: the audit record could not be written, so nothing was "
                 "done: %s\n",

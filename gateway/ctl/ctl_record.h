@@ -10,14 +10,15 @@ struct gw_admin;
 
 /* The audit vocabulary's action for a CLI command's admin_log action ("principals.add" ->
  * "principal.add", "keys.rotate" -> "key.rotate", ...), or NULL for a command that changes
- * nothing (lists, status): those keep their admin_log row only. */
+ * nothing (lists): ctl_record then records it under its own name ("principals.list"). */
 const char *ctl_record_action(const char *admin_action);
 
-/* Appends one record (actor; peer "local"; action from ctl_record_action(admin_action); object,
- * count (< 0: absent), outcome, detail: never a secret) inside the transaction open on a.
- * Returns 0; GW_CTL_FAIL after printing "waygatectl <cmd>: ..." to stderr (the caller rolls back:
- * the action must not happen without its record). An admin_action without an audit action is a
- * no-op returning 0. */
+/* Appends one record (actor; peer "local"; action ctl_record_action(admin_action), else
+ * admin_action itself; object, count (< 0: absent), outcome, detail: never a secret) inside the
+ * transaction open on a, followed by a checkpoint signed with the keyring's audit seed when
+ * $WAYGATE_KEYRING names one (ctl_audit_seed). Returns 0; GW_CTL_FAIL after printing
+ * "waygatectl <cmd>: ..." to stderr (the caller rolls back: the action must not happen without
+ * its record). */
 int ctl_record(struct gw_admin *a, const char *cmd, const char *actor, const char *admin_action,
                const char *object, int64_t count, const char *outcome, const char *detail);
 

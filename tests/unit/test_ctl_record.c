@@ -1,6 +1,6 @@
 /* test_ctl_record.c: the CLI's audit vocabulary (ctl_record.h): every command that changes
  * something maps to its audit action, written out here independently; commands that change
- * nothing map to none and record nothing (no database touched). */
+ * nothing map to none (recorded under their own names). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,7 +43,7 @@ static void test_every_changing_command_has_its_action(void **state)
     }
 }
 
-static void test_reading_commands_record_nothing(void **state)
+static void test_reading_commands_have_no_vocabulary_action(void **state)
 {
     static const char *const reads[] = {"principals.list",
                                         "accounts.list",
@@ -54,18 +54,15 @@ static void test_reading_commands_record_nothing(void **state)
                                         "keys"};
 
     (void)state;
-    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++) {
+    for (size_t i = 0; i < sizeof(reads) / sizeof(reads[0]); i++)
         assert_null(ctl_record_action(reads[i]));
-        /* no audit action: a no-op that never touches the (absent) connection */
-        assert_int_equal(ctl_record(NULL, "t", "actor", reads[i], NULL, -1, "ok", NULL), 0);
-    }
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_every_changing_command_has_its_action),
-        cmocka_unit_test(test_reading_commands_record_nothing),
+        cmocka_unit_test(test_reading_commands_have_no_vocabulary_action),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
