@@ -9,10 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "audit_ctl.h"
 #include "ctl.h"
 #include "ctl_record.h"
-#include "keyring.h"
 
 const char *ctl_admin_login_name(void)
 {
@@ -103,25 +101,6 @@ void ctl_admin_rollback(struct ctl_admin *c)
     if (c->a != NULL && c->txn)
         gw_admin_rollback(c->a);
     c->txn = false;
-}
-
-const uint8_t *ctl_audit_seed(void)
-{
-    static struct gw_keyring *kr; /* kept for the life of the (short) process */
-    static bool tried;
-    const char *path = getenv("WAYGATE_KEYRING");
-    char err[256];
-
-    if (!tried && path != NULL && path[0] != '\0') {
-        tried = true;
-        if (gw_keyring_file_load(path, &kr, err, sizeof(err)) != 0)
-            fprintf(stderr,
-                    "waygatectl: WAYGATE_KEYRING: %s (audit records go without a signed "
-                    "checkpoint)\n",
-                    err);
-    }
-    tried = true;
-    return kr ? gw_keyring_audit_seed(kr) : NULL;
 }
 
 /* The admin_log row and the command's audit record (ctl_record.c: the audit vocabulary's action

@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ctl_record.h" /* ctl_audit_seed */
 #include "err.h"
 #include "store_acct_admin.h"
 
@@ -50,11 +51,6 @@ int ctl_admin_commit(struct ctl_admin *c);
 
 /* Rolls back the open transaction, if any. */
 void ctl_admin_rollback(struct ctl_admin *c);
-
-/* The keyring's audit seed when $WAYGATE_KEYRING names a keyring this user can read, else NULL
- * (then the CLI's audit records go without a signed checkpoint: `audit verify` reports them as
- * not yet covered). Loaded once per process. */
-const uint8_t *ctl_audit_seed(void);
 
 /* Appends the admin_log row of this command (object, outcome, detail: never a secret) and its
  * audit record (chain 'ctl', ctl_record.h: the audit vocabulary's action for a command that

@@ -1,14 +1,17 @@
-/* ctl_record.c: one table from the CLI's admin_log actions to the audit vocabulary, and the append
- * through gw_admin_audit (store/audit_ctl.c: chain 'ctl', row lock on its head, checkpoint).
+/* ctl_record.c: one table from the CLI's admin_log actions to the audit vocabulary, the append
+ * through gw_admin_audit (store/audit_ctl.c: chain 'ctl', row lock on its head, checkpoint) and
+ * the keyring seed that signs its checkpoints.
  * Invariant: called only inside an open transaction, never with a secret in any field. */
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "audit_ctl.h"
 #include "ctl.h"
-#include "ctl_admin.h"
 #include "ctl_record.h"
+#include "keyring.h"
 
 static const struct {
     const char *admin; /* admin_log.action, as the commands name themselves */
@@ -27,6 +30,25 @@ static const struct {
     {"routes.add", "route.add"},
     {"routes.remove", "route.remove"},
 };
+
+const uint8_t *ctl_audit_seed(void)
+{
+    static struct gw_keyring *kr; /* kept for the life of the (short) process */
+    static bool tried;
+    const char *path = getenv("WAYGATE_KEYRING");
+    char err[256];
+
+    if (!tried && path != NULL && path[0] != '\0') {
+        tried = true;
+        if (gw_keyring_file_load(path, &kr, err, sizeof(err)) != 0)
+            fprintf(stderr,
+                    "waygatectl: WAYGATE_KEYRING: %s (audit records go without a signed "
+                    "checkpoint)\n",
+                    err);
+    }
+    tried = true;
+    return kr ? gw_keyring_audit_seed(kr) : NULL;
+}
 
 const char *ctl_record_action(const char *admin_action)
 {

@@ -8,6 +8,11 @@
 
 struct gw_admin;
 
+/* The keyring's audit seed when $WAYGATE_KEYRING names a keyring this user can read, else NULL
+ * (then the CLI's audit records go without a signed checkpoint: `audit verify` reports them as
+ * not yet covered). Loaded once per process. */
+const uint8_t *ctl_audit_seed(void);
+
 /* The audit vocabulary's action for a CLI command's admin_log action ("principals.add" ->
  * "principal.add", "keys.rotate" -> "key.rotate", ...), or NULL for a command that changes
  * nothing (lists): ctl_record then records it under its own name ("principals.list"). */
