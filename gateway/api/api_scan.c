@@ -35,7 +35,7 @@ struct scan {
     size_t number_len;
     uint8_t bidx[GW_STORE_BIDX_LEN];
     int event;
-    int64_t asked, now, at; /* the request's event_time, the receive time, the time recorded */
+    int64_t asked, now, at;  /* the request's event_time, the receive time, the time recorded */
     struct gw_fault refusal; /* the transition's refusal, answered unless the event is a retry */
     int reads;
 };
@@ -150,8 +150,7 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     gw_call_set_cancel(sc->call, NULL, NULL);
     if (!row_visible(sc, err, row, clear))
         return;
-    if (gw_scan_check_event(sc->event, sc->asked, sc->now, pickup_time(clear), &sc->at, &f) !=
-        0) {
+    if (gw_scan_check_event(sc->event, sc->asked, sc->now, pickup_time(clear), &sc->at, &f) != 0) {
         gw_call_finish_fault(sc->call, &f);
         return;
     }
@@ -200,8 +199,8 @@ static bool request_ok(struct scan *sc, const Waygate__V1__RecordScanRequest *in
         gw_call_fail(sc->call, GW_EINVAL, "waybill_no", GW_RULE_REQUIRED);
         return false;
     }
-    if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), sc->number,
-                               &sc->number_len, &rule) != 0) {
+    if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), sc->number, &sc->number_len,
+                               &rule) != 0) {
         gw_call_fail(sc->call, GW_EINVAL, "waybill_no", rule);
         return false;
     }

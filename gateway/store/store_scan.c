@@ -317,8 +317,8 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
     } else if (err == GW_EINTERNAL && !retryable(res->sqlstate) && g->n > 1) {
         /* the database refused one event of the group (its waybill is gone, say): each goes
          * again alone, so only that one fails */
-        GW_LOG(GW_LOG_WARN, "store", NULL, "scan group of %zu refused (sqlstate %s): singly",
-               g->n, res->sqlstate ? res->sqlstate : "?");
+        GW_LOG(GW_LOG_WARN, "store", NULL, "scan group of %zu refused (sqlstate %s): singly", g->n,
+               res->sqlstate ? res->sqlstate : "?");
         for (i = 0; i < g->n; i++) {
             struct scan_group *one = group_new(q, 1);
             if (one == NULL) {

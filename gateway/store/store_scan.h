@@ -5,9 +5,11 @@
  * what it saw; the store, holding a per-waybill lock in the transaction, inserts only when that
  * latest event is still the latest (else STALE: read again and judge again), so two devices
  * scanning one waybill at once cannot both pass a rule that only one of them may. A group holds
- * at most one event per waybill. Nothing here is PII (sql/011_scan.sql).
- * A handle is valid until its callback starts or until gw_store_scan_cancel returns; after
- * cancel the callback never runs. Callbacks never run from inside gw_store_scan_record. */
+ * at most one event per waybill (two groups in flight may each hold one: the per-waybill lock
+ * orders them, and the one judged against an older latest event is STALE). Nothing here is PII
+ * (sql/011_scan.sql). A handle is valid until its callback starts or until gw_store_scan_cancel
+ * returns; after cancel the callback never runs. Callbacks never run from inside
+ * gw_store_scan_record. */
 #ifndef GW_STORE_SCAN_H
 #define GW_STORE_SCAN_H
 
@@ -25,12 +27,12 @@ struct gw_store_scan_req;
 /* One event to record. Strings NUL-terminated, copied. */
 struct gw_store_scan {
     const char *waybill_id; /* the record id as UUID text (gw_store_id_text) */
-    int event;          /* enum gw_scan_event, 1..7 */
-    int64_t at;         /* event time, Unix seconds */
-    const char *branch; /* 1..31 bytes of [A-Za-z0-9_-] */
-    const char *device; /* the scanning principal, 1..72 bytes */
-    int expected;       /* the latest event the caller judged against (0: none) */
-    bool allowed;       /* the caller's verdict on that transition */
+    int event;              /* enum gw_scan_event, 1..7 */
+    int64_t at;             /* event time, Unix seconds */
+    const char *branch;     /* 1..31 bytes of [A-Za-z0-9_-] */
+    const char *device;     /* the scanning principal, 1..72 bytes */
+    int expected;           /* the latest event the caller judged against (0: none) */
+    bool allowed;           /* the caller's verdict on that transition */
 };
 
 enum gw_store_scan_outcome {
