@@ -6,8 +6,11 @@
  * before its pickup, the transition against its latest event (domain/scan.h); then the store
  * (store_scan.h, group commit) inserts it unless it is a retry, only while that latest event is
  * still the latest (else read and judge again, a bounded number of times). Acknowledged after
- * the commit. Invariant: the record's clear values (opened to authenticate it and to read its
- * pickup time) live only in the call's arena. */
+ * the commit. A retry of an event whose waybill has left the scope since (a custodian's DEPARTED)
+ * is still answered as the duplicate it is: outside the scope, an event with its own time is
+ * looked up under every branch's scope, and anything but that very event stored is NOT_FOUND.
+ * Invariant: the record's clear values (opened to authenticate it and to read its pickup time) live
+ * only in the call's arena. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,6 +41,7 @@ struct scan {
     int64_t asked, now, at;  /* the request's event_time, the receive time, the time recorded */
     struct gw_fault refusal; /* the transition's refusal, answered unless the event is a retry */
     int reads;
+    bool probe; /* outside the scope: only a retry of this very event is answered (OK) */
 };
 
 static void cancel_cb(void *arg)
@@ -68,6 +72,8 @@ static void stored_cb(void *arg, const struct gw_store_scan_result *r)
     switch (r->outcome) {
     case GW_STORE_SCAN_NEW:
     case GW_STORE_SCAN_DUPLICATE:
+        if (sc->probe && r->outcome != GW_STORE_SCAN_DUPLICATE)
+            break;
         out.id = (char *)r->id;
         out.status = (char *)gw_scan_status(r->latest);
         out.duplicate = r->outcome == GW_STORE_SCAN_DUPLICATE;
@@ -79,10 +85,14 @@ static void stored_cb(void *arg, const struct gw_store_scan_result *r)
         gw_call_finish(sc->call, GW_GRPC_OK, NULL);
         return;
     case GW_STORE_SCAN_REFUSED:
+        if (sc->probe)
+            break;
         gw_call_finish_fault(sc->call, &sc->refusal);
         return;
     case GW_STORE_SCAN_STALE:
     default:
+        if (sc->probe)
+            break;
         if (sc->reads >= STALE_MAX) {
             gw_call_fail(sc->call, GW_EUNAVAIL, "waybill_no", GW_RULE_SCAN_CONTENDED);
             return;
@@ -90,6 +100,8 @@ static void stored_cb(void *arg, const struct gw_store_scan_result *r)
         read_waybill(sc); /* another device's event came first: judge again */
         return;
     }
+    /* a probe that found no retry: outside the scope, exactly like a missing number */
+    gw_call_fail(sc->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
 }
 
 /* The waybill's pickup time from its opened fields (0 when not recorded). */
@@ -105,8 +117,8 @@ static int64_t pickup_time(const struct gw_str clear[GW_COL_COUNT])
     return strtoll(buf, NULL, 10);
 }
 
-/* gw_api_row_visible, except that an arrival is judged as if its branch already held custody:
- * any branch may scan a stored waybill in, within its role's security level. */
+/* gw_api_row_visible, except that an arrival (and a probe) is judged as if its branch already held
+ * custody: any branch may scan a stored waybill in, within its role's security level. */
 static bool row_visible(struct scan *sc, int err, const struct gw_store_row *row,
                         struct gw_str clear[GW_COL_COUNT])
 {
@@ -114,7 +126,7 @@ static bool row_visible(struct scan *sc, int err, const struct gw_store_row *row
     struct gw_policy_record rec;
     int rc;
 
-    if (sc->event != GW_SCAN_ARRIVED || err != 0)
+    if ((sc->event != GW_SCAN_ARRIVED && !sc->probe) || err != 0)
         return gw_api_row_visible(sc->call, err, row, sc->number, sc->number_len, clear);
     rc = gw_api_open_row(sc->call, &row->w, sc->number, sc->number_len, clear);
     if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
@@ -148,9 +160,19 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
 
     sc->getreq = NULL;
     gw_call_set_cancel(sc->call, NULL, NULL);
+    /* Outside the scope (it may have left the branch since): a retry of an event with its own
+     * time may still find that event stored, so look for it before answering NOT_FOUND. */
+    if (!sc->probe && sc->event != GW_SCAN_ARRIVED && sc->asked != 0 &&
+        (err == GW_ENOTFOUND || (err == 0 && !gw_api_in_scope(sc->call, row)))) {
+        sc->probe = true;
+        read_waybill(sc);
+        return;
+    }
     if (!row_visible(sc, err, row, clear))
         return;
-    if (gw_scan_check_event(sc->event, sc->asked, sc->now, pickup_time(clear), &sc->at, &f) != 0) {
+    /* (a probe judges nothing: only the very event, stored, is answered) */
+    if (!sc->probe &&
+        gw_scan_check_event(sc->event, sc->asked, sc->now, pickup_time(clear), &sc->at, &f) != 0) {
         gw_call_finish_fault(sc->call, &f);
         return;
     }
@@ -162,7 +184,8 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     ev.branch = p->branch;
     ev.device = p->cert[0] != '\0' ? p->cert : p->name;
     ev.expected = row->last_event;
-    ev.allowed = gw_scan_check_transition(row->last_event, sc->event, &sc->refusal) == 0;
+    ev.allowed =
+        !sc->probe && gw_scan_check_transition(row->last_event, sc->event, &sc->refusal) == 0;
     rc = gw_store_scan_record(gw_call_app(sc->call)->store, &ev, stored_cb, sc, &sc->scanreq);
     if (rc != 0) {
         gw_call_fail(sc->call, rc, NULL,
@@ -172,11 +195,12 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     gw_call_set_cancel(sc->call, cancel_cb, sc);
 }
 
-/* Reads the waybill: within the caller's scope, or, for an arrival, within every branch's. */
+/* Reads the waybill: within the caller's scope, or, for an arrival or a probe, within every
+ * branch's. */
 static void read_waybill(struct scan *sc)
 {
     const struct gw_principal *p = gw_call_principal(sc->call);
-    const char *scope = sc->event == GW_SCAN_ARRIVED ? "*" : p->branch;
+    const char *scope = sc->event == GW_SCAN_ARRIVED || sc->probe ? "*" : p->branch;
     int rc;
 
     sc->reads++;

@@ -15,7 +15,8 @@ only a sees it, until b takes custody."""
 import grpc
 import pytest
 
-from query_data import PICKUP, call, get, new_waybill, nonexistent, refusal, reveal, submit
+from query_data import (PICKUP, call, get, new_waybill, nonexistent, refusal, reveal, search,
+                        submit)
 
 RECORD_SCAN = "/waygate.v1.WaybillIntake/RecordScan"
 
@@ -128,6 +129,24 @@ def test_retry_is_idempotent(stack):
     assert rows == ["4|a|courier_a", "6|a|courier_a", "5|a|courier_a"]
 
 
+def test_retry_after_custody_ended_is_still_the_duplicate(stack):
+    """The custodian's DEPARTED ends its scope; the device's retry of that very scan (its
+    answer was lost) is still answered as the duplicate, while any other event of it is
+    NOT_FOUND."""
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    gone = scan(stack, n, "DEPARTED", PICKUP + 120, principal="courier_b")
+    again = scan(stack, n, "DEPARTED", PICKUP + 120, principal="courier_b")
+    assert (again.id, again.duplicate, again.status) == (gone.id, True, "departed")
+    missing = missing_answer(stack)
+    assert refusal(lambda: scan(stack, n, "DEPARTED", PICKUP + 180,
+                                principal="courier_b")) == missing
+    assert refusal(lambda: scan(stack, n, "DELIVERED", PICKUP + 120,
+                                principal="courier_b")) == missing
+    assert stack.psql("SELECT count(*) FROM scan WHERE waybill_id = '%s'" % record) == ["2"]
+
+
 # ---- custody ----
 
 def test_custody_granted_on_arrival_gone_after_departure(stack):
@@ -209,3 +228,5 @@ def test_status_is_the_latest_event_by_time(stack):
     r = scan(stack, n, "DEPARTED", PICKUP + 60)
     assert r.status == "arrived"
     assert get(stack, n, "branch_a").status == "arrived"
+    found = search(stack, "branch_a", waybill_no=n)
+    assert [v.status for v in found] == ["arrived"]

@@ -51,14 +51,14 @@ static void event_and_time(void **state)
     /* up to the skew ahead of the clock, not a second more */
     assert_int_equal(
         gw_scan_check_event(GW_SCAN_ARRIVED, NOW + GW_SCAN_CLOCK_SKEW, NOW, 0, &at, &f), 0);
-    refused(gw_scan_check_event(GW_SCAN_ARRIVED, NOW + GW_SCAN_CLOCK_SKEW + 1, NOW, 0, &at, &f),
-            &f, GW_EINVAL, "event_time", GW_RULE_PICKUP_FUTURE);
+    refused(gw_scan_check_event(GW_SCAN_ARRIVED, NOW + GW_SCAN_CLOCK_SKEW + 1, NOW, 0, &at, &f), &f,
+            GW_EINVAL, "event_time", GW_RULE_PICKUP_FUTURE);
     /* not before the pickup; no pickup recorded: no such bound */
     refused(gw_scan_check_event(GW_SCAN_ARRIVED, PICKUP - 1, NOW, PICKUP, &at, &f), &f, GW_EINVAL,
             "event_time", GW_RULE_SCAN_BEFORE_PICKUP);
     assert_int_equal(gw_scan_check_event(GW_SCAN_ARRIVED, PICKUP - 1, NOW, 0, &at, &f), 0);
-    refused(gw_scan_check_event(GW_SCAN_ARRIVED, -1, NOW, 0, &at, &f), &f, GW_EINVAL,
-            "event_time", GW_RULE_SCAN_TIME_NEGATIVE);
+    refused(gw_scan_check_event(GW_SCAN_ARRIVED, -1, NOW, 0, &at, &f), &f, GW_EINVAL, "event_time",
+            GW_RULE_SCAN_TIME_NEGATIVE);
     /* the event */
     refused(gw_scan_check_event(GW_SCAN_NONE, 0, NOW, 0, &at, &f), &f, GW_EINVAL, "event",
             GW_RULE_REQUIRED);

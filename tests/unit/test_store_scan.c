@@ -109,8 +109,7 @@ static void exec_ok(PGconn *c, const char *sql)
 {
     PGresult *res = PQexec(c, sql);
 
-    assert_true(PQresultStatus(res) == PGRES_COMMAND_OK ||
-                PQresultStatus(res) == PGRES_TUPLES_OK);
+    assert_true(PQresultStatus(res) == PGRES_COMMAND_OK || PQresultStatus(res) == PGRES_TUPLES_OK);
     PQclear(res);
 }
 
