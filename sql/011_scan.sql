@@ -6,7 +6,10 @@
 -- The gateway inserts scans only under the intake scope '*' (its group insert reads the scans
 -- already stored to stay idempotent and to check the transition under a per-waybill lock); every
 -- other read goes through two functions that answer for one waybill (its latest event, its
--- custodian), so the gateway's role never lists scans of other branches.
+-- custodian), so the gateway's role never lists scans of other branches. RecordScan also reads a
+-- waybill under '*' for an arrival (any branch may scan in a stored waybill: that is what gives it
+-- custody) and to find the retry of an event whose waybill has left the caller's scope since;
+-- the gateway's policy then decides (gateway/api/api_scan.c).
 -- Applied in one transaction by `waygatectl migrate` as the owner: no transaction control.
 
 CREATE TABLE scan (
