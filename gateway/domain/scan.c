@@ -2,6 +2,8 @@
  * transitions. Pure. */
 #include "scan.h"
 
+#include "waybill.h"
+
 static const char *const status_name[] = {
     [GW_SCAN_NONE] = "accepted",
     [GW_SCAN_PICKED_UP] = "picked_up",
@@ -31,6 +33,8 @@ int gw_scan_check_event(int event, int64_t event_time, int64_t now, int64_t pick
     if (event_time < 0)
         return gw_fault_set(f, GW_EINVAL, NULL, "event_time", GW_RULE_SCAN_TIME_NEGATIVE);
     *at = event_time == 0 ? now : event_time;
+    if (*at < GW_WAYBILL_PICKUP_MIN)
+        return gw_fault_set(f, GW_EINVAL, NULL, "event_time", GW_RULE_PICKUP_BEFORE_2000);
     if (*at > now + GW_SCAN_CLOCK_SKEW)
         return gw_fault_set(f, GW_EINVAL, NULL, "event_time", GW_RULE_PICKUP_FUTURE);
     if (pickup > 0 && *at < pickup)

@@ -38,8 +38,9 @@ const char *gw_scan_status(int latest);
 /* Checks the request's event (1..GW_SCAN_EVENT_MAX) and its time (Unix seconds; 0 means now) and
  * returns the time to record in *at. pickup is the waybill's pickup time (Unix seconds, 0: not
  * recorded). Returns 0, or GW_EINVAL with the rule in *f at field "event" (GW_RULE_REQUIRED,
- * GW_RULE_SCAN_EVENT_UNKNOWN) or "event_time" (GW_RULE_SCAN_TIME_NEGATIVE, GW_RULE_PICKUP_FUTURE:
- * more than GW_SCAN_CLOCK_SKEW after now, GW_RULE_SCAN_BEFORE_PICKUP). */
+ * GW_RULE_SCAN_EVENT_UNKNOWN) or "event_time" (GW_RULE_SCAN_TIME_NEGATIVE,
+ * GW_RULE_PICKUP_BEFORE_2000, GW_RULE_PICKUP_FUTURE: more than GW_SCAN_CLOCK_SKEW after now,
+ * GW_RULE_SCAN_BEFORE_PICKUP). */
 int gw_scan_check_event(int event, int64_t event_time, int64_t now, int64_t pickup, int64_t *at,
                         struct gw_fault *f) GW_MUST_CHECK;
 

@@ -60,6 +60,7 @@ def rls_sees(stack, branch, record_id):
      "event_time: must not be negative (0 means the gateway's receive time)"),
     (dict(at=PICKUP + 10 * 86400), grpc.StatusCode.INVALID_ARGUMENT,
      "event_time: is in the future (more than 5 minutes ahead of the gateway clock)"),
+    (dict(at=86400), grpc.StatusCode.INVALID_ARGUMENT, "event_time: is before 2000-01-01"),
     (dict(at=PICKUP - 60), grpc.StatusCode.INVALID_ARGUMENT,
      "event_time: is before the waybill's pickup time"),
     (dict(branch="b"), grpc.StatusCode.PERMISSION_DENIED,

@@ -57,6 +57,10 @@ static void event_and_time(void **state)
     refused(gw_scan_check_event(GW_SCAN_ARRIVED, PICKUP - 1, NOW, PICKUP, &at, &f), &f, GW_EINVAL,
             "event_time", GW_RULE_SCAN_BEFORE_PICKUP);
     assert_int_equal(gw_scan_check_event(GW_SCAN_ARRIVED, PICKUP - 1, NOW, 0, &at, &f), 0);
+    /* without a pickup time, not before 2000 either */
+    refused(gw_scan_check_event(GW_SCAN_ARRIVED, 946684799, NOW, 0, &at, &f), &f, GW_EINVAL,
+            "event_time", GW_RULE_PICKUP_BEFORE_2000);
+    assert_int_equal(gw_scan_check_event(GW_SCAN_ARRIVED, 946684800, NOW, 0, &at, &f), 0);
     refused(gw_scan_check_event(GW_SCAN_ARRIVED, -1, NOW, 0, &at, &f), &f, GW_EINVAL, "event_time",
             GW_RULE_SCAN_TIME_NEGATIVE);
     /* the event */
