@@ -5,8 +5,8 @@
 -- record id, the event, its time, the branch and the scanning device's principal.
 -- The gateway inserts scans only under the intake scope '*' (its group insert reads the scans
 -- already stored to stay idempotent and to check the transition under a per-waybill lock); every
--- other read goes through two functions that answer for one waybill (its latest event, its
--- custodian), so the gateway's role never lists scans of other branches. RecordScan also reads a
+-- other read goes through functions that answer for one waybill (its latest event and its time,
+-- its custodian), so the gateway's role never lists scans of other branches. RecordScan also reads a
 -- waybill under '*' for an arrival (any branch may scan in a stored waybill: that is what gives it
 -- custody) and to find the retry of an event whose waybill has left the caller's scope since;
 -- the gateway's policy then decides (gateway/api/api_scan.c).
@@ -34,6 +34,13 @@ CREATE FUNCTION waybill_last_event(w uuid) RETURNS smallint
 LANGUAGE sql STABLE AS $$
     SELECT coalesce((SELECT s.event FROM scan s WHERE s.waybill_id = w
                       ORDER BY s.event_time DESC, s.seq DESC LIMIT 1), 0::smallint)
+$$;
+
+-- The time of that latest event (Unix seconds; 0: none).
+CREATE FUNCTION waybill_last_event_at(w uuid) RETURNS bigint
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce((SELECT extract(epoch FROM s.event_time)::bigint FROM scan s
+                      WHERE s.waybill_id = w ORDER BY s.event_time DESC, s.seq DESC LIMIT 1), 0)
 $$;
 
 -- The branch holding custody of a waybill, or NULL: the branch of its latest ARRIVED (2), unless a
@@ -65,10 +72,11 @@ BEGIN
     EXECUTE format('ALTER TABLE scan OWNER TO %I', owner);
     EXECUTE format('REVOKE ALL ON TABLE scan FROM PUBLIC, %I, %I', gw, adm);
 
-    -- The two functions run as the owner (row-level security of scan does not apply to them), so
+    -- The three functions run as the owner (row-level security of scan does not apply to them), so
     -- the waybill read policy below can ask them without recursion, and the gateway learns of a
     -- waybill's scans only these two facts.
-    FOREACH f IN ARRAY ARRAY['waybill_last_event(uuid)', 'waybill_custodian(uuid)'] LOOP
+    FOREACH f IN ARRAY ARRAY['waybill_last_event(uuid)', 'waybill_last_event_at(uuid)',
+                             'waybill_custodian(uuid)'] LOOP
         EXECUTE format('ALTER FUNCTION %s OWNER TO %I', f, owner);
         EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp', f,
                        current_schema());

@@ -184,8 +184,9 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     ev.branch = p->branch;
     ev.device = p->cert[0] != '\0' ? p->cert : p->name;
     ev.expected = row->last_event;
-    ev.allowed =
-        !sc->probe && gw_scan_check_transition(row->last_event, sc->event, &sc->refusal) == 0;
+    ev.expected_at = row->last_event_at;
+    ev.allowed = !sc->probe && gw_scan_check_transition(row->last_event, row->last_event_at,
+                                                        sc->event, sc->at, &sc->refusal) == 0;
     rc = gw_store_scan_record(gw_call_app(sc->call)->store, &ev, stored_cb, sc, &sc->scanreq);
     if (rc != 0) {
         gw_call_fail(sc->call, rc, NULL,

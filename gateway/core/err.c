@@ -147,6 +147,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_SCAN_BEFORE_PICKUP] = "is before the waybill's pickup time",
     [GW_RULE_SCAN_AFTER_DELIVERED] = "nothing but RETURNED may follow DELIVERED",
     [GW_RULE_SCAN_PICKUP_NOT_FIRST] = "PICKED_UP must be the waybill's first event",
+    [GW_RULE_SCAN_DELIVERED_BACKDATED] =
+        "a DELIVERED event must not be dated before the waybill's latest event",
     [GW_RULE_SCAN_CONTENDED] =
         "the waybill's events changed concurrently too often: retry (the retry is idempotent)",
 };

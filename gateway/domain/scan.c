@@ -42,12 +42,15 @@ int gw_scan_check_event(int event, int64_t event_time, int64_t now, int64_t pick
     return 0;
 }
 
-int gw_scan_check_transition(int latest, int event, struct gw_fault *f)
+int gw_scan_check_transition(int latest, int64_t latest_at, int event, int64_t at,
+                             struct gw_fault *f)
 {
     gw_fault_clear(f);
     if (event == GW_SCAN_PICKED_UP && latest != GW_SCAN_NONE)
         return gw_fault_set(f, GW_EPRECOND, NULL, "event", GW_RULE_SCAN_PICKUP_NOT_FIRST);
     if (latest == GW_SCAN_DELIVERED && event != GW_SCAN_RETURNED)
         return gw_fault_set(f, GW_EPRECOND, NULL, "event", GW_RULE_SCAN_AFTER_DELIVERED);
+    if (event == GW_SCAN_DELIVERED && latest != GW_SCAN_NONE && at < latest_at)
+        return gw_fault_set(f, GW_EPRECOND, NULL, "event_time", GW_RULE_SCAN_DELIVERED_BACKDATED);
     return 0;
 }

@@ -3,7 +3,8 @@
  * whether its time is sane. The event numbers are enum waygate.v1.ScanEvent's (proto/waygate/v1/
  * intake.proto) and the scan table's (sql/011_scan.sql).
  * Transitions, judged against the waybill's latest event (by event time): anything may follow
- * none; PICKED_UP only as the first event; nothing but RETURNED after DELIVERED. Custody (who may
+ * none; PICKED_UP only as the first event; nothing but RETURNED after DELIVERED, and DELIVERED
+ * not dated before the latest event (which would then follow it). Custody (who may
  * see the waybill while it is at a branch) is the database's derivation of the same events
  * (waybill_custodian in sql/011_scan.sql) and the policy's decision (policy.h).
  * Pure: no allocation, no I/O, no logging. */
@@ -44,9 +45,12 @@ const char *gw_scan_status(int latest);
 int gw_scan_check_event(int event, int64_t event_time, int64_t now, int64_t pickup, int64_t *at,
                         struct gw_fault *f) GW_MUST_CHECK;
 
-/* May event follow latest (the waybill's latest event, GW_SCAN_NONE when it has none)? Returns 0,
- * or GW_EPRECOND with the rule in *f at field "event" (GW_RULE_SCAN_PICKUP_NOT_FIRST,
- * GW_RULE_SCAN_AFTER_DELIVERED). */
-int gw_scan_check_transition(int latest, int event, struct gw_fault *f) GW_MUST_CHECK;
+/* May event at time `at` follow latest (the waybill's latest event by time, GW_SCAN_NONE when it
+ * has none) at time latest_at? Returns 0, or GW_EPRECOND with the rule in *f at field "event"
+ * (GW_RULE_SCAN_PICKUP_NOT_FIRST, GW_RULE_SCAN_AFTER_DELIVERED) or "event_time"
+ * (GW_RULE_SCAN_DELIVERED_BACKDATED: a DELIVERED dated before the latest event would leave an
+ * event after it). */
+int gw_scan_check_transition(int latest, int64_t latest_at, int event, int64_t at,
+                             struct gw_fault *f) GW_MUST_CHECK;
 
 #endif

@@ -25,7 +25,8 @@ void gw_store_read_cols(struct gw_store_sql *b)
         gw_store_sql_expr(b, gw_store_col_type(k)->select, col);
     }
     gw_store_sql_add(b, ", (SELECT r.branch FROM route r WHERE r.region_code = "
-                        "w.dest_region_code), waybill_custodian(w.id), waybill_last_event(w.id)");
+                        "w.dest_region_code), waybill_custodian(w.id), waybill_last_event(w.id), "
+                        "waybill_last_event_at(w.id)");
 }
 
 char *gw_store_get_sql_new(void)
@@ -122,7 +123,7 @@ int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out)
     size_t k;
 
     memset(out, 0, sizeof(*out));
-    if (PQnfields(res) != GW_STORE_NCOLS + 3 || row >= PQntuples(res) ||
+    if (PQnfields(res) != GW_STORE_NCOLS + 4 || row >= PQntuples(res) ||
         PQgetlength(res, row, 0) != GW_STORE_ID_LEN)
         return GW_EINTERNAL;
     for (k = 0; k < GW_STORE_NCOLS; k++)
@@ -132,6 +133,7 @@ int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out)
     out->custody_branch =
         PQgetisnull(res, row, GW_STORE_NCOLS + 1) ? NULL : PQgetvalue(res, row, GW_STORE_NCOLS + 1);
     out->last_event = (int)get_int(res, row, GW_STORE_NCOLS + 2, 2);
+    out->last_event_at = get_int(res, row, GW_STORE_NCOLS + 3, 8);
     return 0;
 }
 

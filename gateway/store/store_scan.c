@@ -33,7 +33,7 @@ struct gw_store_scan_req {
     void *arg;
     char id[37]; /* waybill id as UUID text */
     int event, expected;
-    int64_t at;
+    int64_t at, expected_at;
     bool allowed;
     char branch[GW_STORE_SCAN_BRANCH_MAX + 1];
     char device[GW_STORE_SCAN_DEVICE_MAX + 1];
@@ -59,21 +59,23 @@ struct gw_store_scanq {
     struct gw_store_scan_stats st;
 };
 
-/* $1..$7: arrays of waybill id, event, time, branch, device, expected latest, verdict. */
+/* $1..$8: arrays of waybill id, event, time, branch, device, expected latest event, verdict, the
+ * expected latest event's time. */
 static const char insert_sql[] =
     "WITH req AS (SELECT * FROM unnest($1::uuid[], $2::smallint[], $3::bigint[], $4::text[], "
-    "$5::text[], $6::smallint[], $7::boolean[]) WITH ORDINALITY "
-    "AS t(wid, ev, at, branch, device, expected, allowed, ord)), "
+    "$5::text[], $6::smallint[], $7::boolean[], $8::bigint[]) WITH ORDINALITY "
+    "AS t(wid, ev, at, branch, device, expected, allowed, expected_at, ord)), "
     "dup AS (SELECT r.ord, s.id FROM req r JOIN scan s ON s.waybill_id = r.wid AND s.event = r.ev "
     "AND s.event_time = to_timestamp(r.at) AND s.device = r.device), "
-    "cand AS (SELECT r.*, waybill_last_event(r.wid) AS latest FROM req r "
+    "cand AS (SELECT r.*, (waybill_last_event(r.wid) = r.expected AND "
+    "waybill_last_event_at(r.wid) = r.expected_at) AS fresh FROM req r "
     "WHERE r.ord NOT IN (SELECT ord FROM dup)), "
     "ins AS (INSERT INTO scan (waybill_id, event, event_time, branch, device) "
     "SELECT wid, ev, to_timestamp(at), branch, device FROM cand "
-    "WHERE allowed AND latest = expected "
+    "WHERE allowed AND fresh "
     "ON CONFLICT ON CONSTRAINT scan_idempotent DO NOTHING RETURNING id, waybill_id) "
     "SELECT r.ord, CASE WHEN d.id IS NOT NULL THEN 2 WHEN i.id IS NOT NULL THEN 1 "
-    "WHEN c.latest <> c.expected THEN 3 WHEN NOT c.allowed THEN 4 ELSE 3 END, "
+    "WHEN NOT c.fresh THEN 3 WHEN NOT c.allowed THEN 4 ELSE 3 END, "
     "coalesce(d.id, i.id) FROM req r LEFT JOIN dup d ON d.ord = r.ord "
     "LEFT JOIN cand c ON c.ord = r.ord LEFT JOIN ins i ON i.waybill_id = r.wid ORDER BY r.ord";
 static const char lock_sql[] = "SELECT count(pg_advisory_xact_lock(1398, hashtext(x::text))) "
@@ -129,8 +131,11 @@ static const char *elem(const struct gw_store_scan_req *r, size_t which, char nu
     case 5:
         snprintf(num, 24, "%d", r->expected);
         return num;
-    default:
+    case 6:
         return r->allowed ? "t" : "f";
+    default:
+        snprintf(num, 24, "%lld", (long long)r->expected_at);
+        return num;
     }
 }
 
@@ -164,7 +169,7 @@ static char *array_lit(const struct scan_group *g, size_t which)
     return out;
 }
 
-#define NARR 7
+#define NARR 8
 
 /* Sends g (one transaction). Returns 0 or the error (g is then not sent). */
 static int group_send(struct gw_store_scanq *q, struct scan_group *g)
@@ -432,6 +437,7 @@ int gw_store_scan_record(struct gw_store *s, const struct gw_store_scan *sc, gw_
     r->event = sc->event;
     r->at = sc->at;
     r->expected = sc->expected;
+    r->expected_at = sc->expected_at;
     r->allowed = sc->allowed;
     TAILQ_INSERT_TAIL(&q->pending, r, link);
     q->st.queued++;

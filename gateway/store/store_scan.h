@@ -32,13 +32,15 @@ struct gw_store_scan {
     const char *branch;     /* 1..31 bytes of [A-Za-z0-9_-] */
     const char *device;     /* the scanning principal, 1..72 bytes */
     int expected;           /* the latest event the caller judged against (0: none) */
+    int64_t expected_at;    /* and its time (0: none) */
     bool allowed;           /* the caller's verdict on that transition */
 };
 
 enum gw_store_scan_outcome {
     GW_STORE_SCAN_NEW = 1,   /* stored; id is the new event's */
     GW_STORE_SCAN_DUPLICATE, /* the same (waybill, event, time, device) was stored: its id */
-    GW_STORE_SCAN_STALE,     /* the latest event is no longer `expected`: nothing stored */
+    GW_STORE_SCAN_STALE,     /* the latest event is no longer `expected` at `expected_at`: nothing
+                              * stored */
     GW_STORE_SCAN_REFUSED,   /* `allowed` was false and it is no duplicate: nothing stored */
 };
 

@@ -100,6 +100,10 @@ def test_transitions(stack):
                            "event: PICKED_UP must be the waybill's first event")
     assert scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 180).status == "out_for_delivery"
     assert scan(stack, n, "DELIVERY_FAILED", PICKUP + 240).status == "delivery_failed"
+    # a DELIVERED dated before the latest event would have that event after it
+    code, msg = refusal(lambda: scan(stack, n, "DELIVERED", PICKUP + 200))
+    assert (code, msg) == (grpc.StatusCode.FAILED_PRECONDITION, "event_time: a DELIVERED event "
+                           "must not be dated before the waybill's latest event")
     assert scan(stack, n, "DELIVERED", PICKUP + 300).status == "delivered"
     for event in ("ARRIVED", "DEPARTED", "OUT_FOR_DELIVERY", "DELIVERED", "DELIVERY_FAILED"):
         code, msg = refusal(lambda: scan(stack, n, event, PICKUP + 360))

@@ -82,7 +82,7 @@ static void transitions(void **state)
     (void)state;
     for (latest = GW_SCAN_NONE; latest <= GW_SCAN_EVENT_MAX; latest++) {
         for (e = GW_SCAN_PICKED_UP; e <= GW_SCAN_EVENT_MAX; e++) {
-            int rc = gw_scan_check_transition(latest, e, &f);
+            int rc = gw_scan_check_transition(latest, NOW - 60, e, NOW, &f);
             if (e == GW_SCAN_PICKED_UP && latest != GW_SCAN_NONE) {
                 refused(rc, &f, GW_EPRECOND, "event", GW_RULE_SCAN_PICKUP_NOT_FIRST);
             } else if (latest == GW_SCAN_DELIVERED && e != GW_SCAN_RETURNED) {
@@ -94,12 +94,26 @@ static void transitions(void **state)
         }
     }
     /* the two rules by name: */
-    assert_int_equal(gw_scan_check_transition(GW_SCAN_NONE, GW_SCAN_PICKED_UP, &f), 0);
-    assert_int_equal(gw_scan_check_transition(GW_SCAN_DELIVERED, GW_SCAN_RETURNED, &f), 0);
-    assert_int_equal(gw_scan_check_transition(GW_SCAN_DELIVERED, GW_SCAN_ARRIVED, &f), GW_EPRECOND);
-    assert_int_equal(gw_scan_check_transition(GW_SCAN_DELIVERED, GW_SCAN_DELIVERED, &f),
-                     GW_EPRECOND);
-    assert_int_equal(gw_scan_check_transition(GW_SCAN_RETURNED, GW_SCAN_ARRIVED, &f), 0);
+    assert_int_equal(gw_scan_check_transition(GW_SCAN_NONE, NOW - 60, GW_SCAN_PICKED_UP, NOW, &f),
+                     0);
+    assert_int_equal(
+        gw_scan_check_transition(GW_SCAN_DELIVERED, NOW - 60, GW_SCAN_RETURNED, NOW, &f), 0);
+    assert_int_equal(
+        gw_scan_check_transition(GW_SCAN_DELIVERED, NOW - 60, GW_SCAN_ARRIVED, NOW, &f),
+        GW_EPRECOND);
+    assert_int_equal(
+        gw_scan_check_transition(GW_SCAN_DELIVERED, NOW - 60, GW_SCAN_DELIVERED, NOW, &f),
+        GW_EPRECOND);
+    assert_int_equal(gw_scan_check_transition(GW_SCAN_RETURNED, NOW - 60, GW_SCAN_ARRIVED, NOW, &f),
+                     0);
+    /* DELIVERED not dated before the latest event (it would then be followed by it); other
+     * events may be recorded late */
+    refused(gw_scan_check_transition(GW_SCAN_ARRIVED, NOW, GW_SCAN_DELIVERED, NOW - 1, &f), &f,
+            GW_EPRECOND, "event_time", GW_RULE_SCAN_DELIVERED_BACKDATED);
+    assert_int_equal(gw_scan_check_transition(GW_SCAN_ARRIVED, NOW, GW_SCAN_DELIVERED, NOW, &f), 0);
+    assert_int_equal(gw_scan_check_transition(GW_SCAN_ARRIVED, NOW, GW_SCAN_DEPARTED, NOW - 1, &f),
+                     0);
+    assert_int_equal(gw_scan_check_transition(GW_SCAN_NONE, 0, GW_SCAN_DELIVERED, NOW, &f), 0);
 }
 
 int main(void)

@@ -72,7 +72,7 @@ static bool db_is_ready(void *arg)
 }
 
 static struct gw_store_scan ev(const char *w, int event, int64_t at, const char *branch,
-                               int expected, bool allowed)
+                               int expected, int64_t expected_at, bool allowed)
 {
     return (struct gw_store_scan){.waybill_id = w,
                                   .event = event,
@@ -80,6 +80,7 @@ static struct gw_store_scan ev(const char *w, int event, int64_t at, const char 
                                   .branch = branch,
                                   .device = "courier_x",
                                   .expected = expected,
+                                  .expected_at = expected_at,
                                   .allowed = allowed};
 }
 
@@ -180,30 +181,34 @@ static void test_outcomes(void **state)
     (void)state;
     if (!pg_ok)
         skip();
-    first = record(ev(W1, GW_SCAN_ARRIVED, T0, "b", GW_SCAN_NONE, true));
+    first = record(ev(W1, GW_SCAN_ARRIVED, T0, "b", GW_SCAN_NONE, 0, true));
     assert_int_equal(first.err, 0);
     assert_int_equal(first.outcome, GW_STORE_SCAN_NEW);
     assert_int_equal(first.latest, GW_SCAN_ARRIVED);
     assert_int_equal(strlen(first.id), 36);
     /* the same (waybill, event, time, device): its id, even with a verdict that is now stale */
-    r = record(ev(W1, GW_SCAN_ARRIVED, T0, "b", GW_SCAN_NONE, true));
+    r = record(ev(W1, GW_SCAN_ARRIVED, T0, "b", GW_SCAN_NONE, 0, true));
     assert_int_equal(r.outcome, GW_STORE_SCAN_DUPLICATE);
     assert_string_equal(r.id, first.id);
     /* judged against "no event" while ARRIVED is the latest: stale, nothing stored */
-    r = record(ev(W1, GW_SCAN_DEPARTED, T0 + 60, "b", GW_SCAN_NONE, true));
+    r = record(ev(W1, GW_SCAN_DEPARTED, T0 + 60, "b", GW_SCAN_NONE, 0, true));
     assert_int_equal(r.outcome, GW_STORE_SCAN_STALE);
     assert_string_equal(r.id, "");
     assert_int_equal(r.latest, GW_SCAN_ARRIVED);
     /* refused by the caller: nothing stored */
-    r = record(ev(W1, GW_SCAN_PICKED_UP, T0 + 60, "b", GW_SCAN_ARRIVED, false));
+    r = record(ev(W1, GW_SCAN_PICKED_UP, T0 + 60, "b", GW_SCAN_ARRIVED, T0, false));
     assert_int_equal(r.outcome, GW_STORE_SCAN_REFUSED);
     assert_string_equal(q1("SELECT count(*) FROM scan WHERE waybill_id = '" W1 "'"), "1");
     assert_string_equal(q1("SELECT waybill_custodian('" W1 "')"), "b");
     /* judged against the right latest event: stored; custody ends with the departure */
-    r = record(ev(W1, GW_SCAN_DEPARTED, T0 + 60, "b", GW_SCAN_ARRIVED, true));
+    r = record(ev(W1, GW_SCAN_DEPARTED, T0 + 60, "b", GW_SCAN_ARRIVED, T0, true));
     assert_int_equal(r.outcome, GW_STORE_SCAN_NEW);
     assert_int_equal(r.latest, GW_SCAN_DEPARTED);
     assert_string_equal(q1("SELECT waybill_custodian('" W1 "')"), "(null)");
+    /* the same latest event kind at another time is another state: stale */
+    r = record(ev(W1, GW_SCAN_OUT_FOR_DELIVERY, T0 + 90, "b", GW_SCAN_DEPARTED, T0, true));
+    assert_int_equal(r.outcome, GW_STORE_SCAN_STALE);
+    assert_string_equal(q1("SELECT waybill_last_event_at('" W1 "')"), "1764633660");
     assert_string_equal(q1("SELECT device || '|' || branch || '|' || extract(epoch FROM "
                            "event_time)::bigint FROM scan WHERE id = '" W1 "'::uuid OR "
                            "(waybill_id = '" W1 "' AND event = 3)"),
@@ -214,10 +219,10 @@ static void test_one_event_per_waybill_per_group(void **state)
 {
     struct out o[4] = {{0}, {0}, {0}, {.calls = -1, .r.err = -999}};
     struct gw_store_scan e[3] = {
-        ev(W2, GW_SCAN_ARRIVED, T0, "c", GW_SCAN_NONE, true),
-        ev(W3, GW_SCAN_ARRIVED, T0, "c", GW_SCAN_NONE, true),
+        ev(W2, GW_SCAN_ARRIVED, T0, "c", GW_SCAN_NONE, 0, true),
+        ev(W3, GW_SCAN_ARRIVED, T0, "c", GW_SCAN_NONE, 0, true),
         /* judged as if W2's arrival were stored: never in the arrival's group */
-        ev(W2, GW_SCAN_DEPARTED, T0 + 60, "c", GW_SCAN_ARRIVED, true),
+        ev(W2, GW_SCAN_DEPARTED, T0 + 60, "c", GW_SCAN_ARRIVED, T0, true),
     };
     struct gw_store_scan_stats before, after;
 
@@ -250,7 +255,7 @@ static void test_one_event_per_waybill_per_group(void **state)
 static void test_cancelled_never_answers(void **state)
 {
     struct out o = {0};
-    struct gw_store_scan e = ev(W3, GW_SCAN_DEPARTED, T0 + 60, "c", GW_SCAN_ARRIVED, true);
+    struct gw_store_scan e = ev(W3, GW_SCAN_DEPARTED, T0 + 60, "c", GW_SCAN_ARRIVED, T0, true);
     struct gw_store_scan_req *req = NULL;
 
     (void)state;
@@ -259,8 +264,9 @@ static void test_cancelled_never_answers(void **state)
     assert_int_equal(gw_store_scan_record(store, &e, scan_cb, &o, &req), 0);
     gw_store_scan_cancel(req); /* still queued: dropped */
     /* a later event is answered: the queue goes on */
-    assert_int_equal(record(ev(W3, GW_SCAN_DEPARTED, T0 + 90, "c", GW_SCAN_ARRIVED, true)).outcome,
-                     GW_STORE_SCAN_NEW);
+    assert_int_equal(
+        record(ev(W3, GW_SCAN_DEPARTED, T0 + 90, "c", GW_SCAN_ARRIVED, T0, true)).outcome,
+        GW_STORE_SCAN_NEW);
     assert_int_equal(o.calls, 0);
     assert_string_equal(q1("SELECT count(*) FROM scan WHERE waybill_id = '" W3 "'"), "2");
 }
@@ -294,8 +300,9 @@ static void test_gateway_role_only_under_intake_scope(void **state)
     exec_ok(c, "ROLLBACK");
     /* custody opens the waybill to its custodian's scope, and only while it lasts: W2 and W3
      * departed from c, W1 arrives at d */
-    assert_int_equal(record(ev(W1, GW_SCAN_ARRIVED, T0 + 120, "d", GW_SCAN_DEPARTED, true)).outcome,
-                     GW_STORE_SCAN_NEW);
+    assert_int_equal(
+        record(ev(W1, GW_SCAN_ARRIVED, T0 + 120, "d", GW_SCAN_DEPARTED, T0 + 60, true)).outcome,
+        GW_STORE_SCAN_NEW);
     exec_ok(c, "BEGIN; SELECT set_config('waygate.scope', 'd', true)");
     res = PQexec(c, "SELECT string_agg(id::text, ',' ORDER BY id) FROM waybill");
     assert_int_equal(PQresultStatus(res), PGRES_TUPLES_OK);
