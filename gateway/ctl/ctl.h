@@ -35,4 +35,10 @@ int gw_ctl_principals(int argc, char **argv);
 /* waygatectl accounts bootstrap|create|list|disable: people's accounts (Art. 34, 35, 38). */
 int gw_ctl_accounts(int argc, char **argv);
 
+/* waygatectl report monthly: the monthly regulator report, JSON or CSV (Art. 17, 26, 37). */
+int gw_ctl_report(int argc, char **argv);
+
+/* waygatectl incidents list: the security incidents recorded (Art. 17). */
+int gw_ctl_incidents(int argc, char **argv);
+
 #endif
