@@ -18,6 +18,8 @@ void gw_api_health_check(struct gw_call *call, const uint8_t *req, size_t len);
 /* waygate.v1.WaybillIntake/Submit and /SubmitBatch (role courier). */
 void gw_api_intake_submit(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_intake_submit_batch(struct gw_call *call, const uint8_t *req, size_t len);
+/* waygate.v1.WaybillIntake/RecordScan (api_scan.c): one scan event, group-committed. */
+void gw_api_intake_record_scan(struct gw_call *call, const uint8_t *req, size_t len);
 
 /* waygate.v1.WaybillQuery/Get: one waybill by number, within the scope, as the policy shows it
  * (api_query.c); for a lawful_access caller, a waybill of its approved cases in clear

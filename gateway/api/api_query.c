@@ -19,6 +19,7 @@
 #include "incident.h"
 #include "log.h"
 #include "policy.h"
+#include "scan.h"
 #include "seal.h"
 #include "store.h"
 #include "throttle.h"
@@ -279,6 +280,7 @@ bool gw_api_in_scope(struct gw_call *call, const struct gw_store_row *row)
 {
     struct gw_policy_record rec = {.origin_branch = row->w.origin_branch,
                                    .dest_branch = row->dest_branch,
+                                   .custody_branch = row->custody_branch,
                                    .security_level = row->w.security_level};
 
     return gw_policy_in_scope(gw_call_policy(call), gw_call_principal(call), &rec);
@@ -386,6 +388,7 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     if (!gw_api_row_visible(g->call, err, row, g->number, g->number_len, clear))
         return;
     rc = gw_api_render_view(g->call, &row->w, clear, &view);
+    view.status = (char *)gw_scan_status(row->last_event);
     if (rc == 0)
         rc = gw_call_send(g->call, &view.base);
     if (rc != 0) {

@@ -22,7 +22,7 @@ struct gw_app;
 #define GW_API_WHO_MAX 80
 const char *gw_api_who(const struct gw_principal *p, char buf[GW_API_WHO_MAX]);
 
-/* True when the caller may see the row at all (policy.h: origin branch, destination branch,
+/* True when the caller may see the row at all (policy.h: origin, destination or custody branch,
  * security level). Every read path asks this, after the row authenticated. */
 bool gw_api_in_scope(struct gw_call *call, const struct gw_store_row *row);
 

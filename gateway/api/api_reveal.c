@@ -29,6 +29,7 @@
 #include "incident.h"
 #include "log.h"
 #include "policy.h"
+#include "scan.h"
 #include "seal.h"
 #include "store.h"
 #include "waybillno.h"
@@ -49,6 +50,17 @@ struct reveal {
     char object[37 + 1 + 64]; /* "<record uuid>:<field>" */
     uint32_t remaining;       /* quota left after this reveal */
 };
+
+/* Does branch deliver the waybill: its destination branch, or the branch holding custody of it
+ * while it is out for delivery from there (sql/011_scan.sql)? */
+static bool delivers(const struct gw_store_row *row, const char *branch)
+{
+    if (row->dest_branch != NULL && strcmp(row->dest_branch, branch) == 0)
+        return true;
+    return row->custody_branch != NULL && strcmp(row->custody_branch, branch) == 0 &&
+           (row->last_event == GW_SCAN_OUT_FOR_DELIVERY ||
+            row->last_event == GW_SCAN_DELIVERY_FAILED);
+}
 
 static void cancel_cb(void *arg)
 {
@@ -171,8 +183,7 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     if (!gw_api_row_visible(r->call, err, row, r->number, r->number_len, clear))
         return;
     /* A courier reveals only for a waybill its branch delivers. */
-    if (strcmp(p->role, "courier") == 0 &&
-        (row->dest_branch == NULL || strcmp(row->dest_branch, p->branch) != 0)) {
+    if (strcmp(p->role, "courier") == 0 && !delivers(row, p->branch)) {
         gw_call_fail(r->call, GW_EPERM, "field", GW_RULE_REVEAL_DENIED);
         return;
     }

@@ -37,6 +37,7 @@
 #include "log.h"
 #include "phone.h"
 #include "policy.h"
+#include "scan.h"
 #include "seal.h"
 #include "store.h"
 #include "waybillno.h"
@@ -213,6 +214,7 @@ static void found_cb(void *arg, int err, const struct gw_store_row *rows, size_t
             continue; /* the database's scope and the policy's disagree: show nothing */
         if (rc == 0)
             rc = gw_api_render_view(s->call, &rows[i].w, clear, v);
+        v->status = (char *)gw_scan_status(rows[i].last_event);
         if (rc == 0 && (v->continuation = gw_arena_alloc(a, GW_CONT_TEXT_LEN + 1)) == NULL)
             rc = GW_ENOMEM;
         if (rc == 0)

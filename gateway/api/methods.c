@@ -9,7 +9,7 @@ static const struct gw_method methods[] = {
 
     {"/waygate.v1.WaybillIntake/Submit", gw_api_intake_submit, false},
     {"/waygate.v1.WaybillIntake/SubmitBatch", gw_api_intake_submit_batch, false},
-    {"/waygate.v1.WaybillIntake/RecordScan", NULL, false},
+    {"/waygate.v1.WaybillIntake/RecordScan", gw_api_intake_record_scan, false},
 
     {"/waygate.v1.WaybillQuery/Get", gw_api_get, false},
     {"/waygate.v1.WaybillQuery/Search", gw_api_query_search, true},

@@ -160,6 +160,15 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_SEARCH_BULK] = "selects more than % records: a selection that large is a bulk "
                             "operation, requested and approved through Compliance.RequestBulk "
                             "(Art. 37)",
+    [GW_RULE_SCAN_EVENT_UNKNOWN] = "is not a known scan event",
+    [GW_RULE_SCAN_TIME_NEGATIVE] = "must not be negative (0 means the gateway's receive time)",
+    [GW_RULE_SCAN_BEFORE_PICKUP] = "is before the waybill's pickup time",
+    [GW_RULE_SCAN_AFTER_DELIVERED] = "nothing but RETURNED may follow DELIVERED",
+    [GW_RULE_SCAN_PICKUP_NOT_FIRST] = "PICKED_UP must be the waybill's first event",
+    [GW_RULE_SCAN_DELIVERED_BACKDATED] =
+        "a DELIVERED event must not be dated before the waybill's latest event",
+    [GW_RULE_SCAN_CONTENDED] =
+        "the waybill's events changed concurrently too often: retry (the retry is idempotent)",
 };
 
 const char *gw_rule_str(enum gw_rule rule)

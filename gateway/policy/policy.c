@@ -182,6 +182,8 @@ bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *
         return false;
     if (rec->origin_branch != NULL && strcmp(p->branch, rec->origin_branch) == 0)
         return true;
+    if (rec->custody_branch != NULL && strcmp(p->branch, rec->custody_branch) == 0)
+        return true;
     return rec->dest_branch != NULL && strcmp(p->branch, rec->dest_branch) == 0;
 }
 

@@ -77,14 +77,16 @@ const struct gw_policy_method *gw_policy_method_rule(const struct gw_policy *pol
 
 /* What a scope decision looks at: the clear operational columns of a record that place it. */
 struct gw_policy_record {
-    const char *origin_branch; /* the branch that accepted the waybill */
-    const char *dest_branch;   /* the branch its destination region routes to; NULL: none */
-    int security_level;        /* enum Waygate__V1__SecurityLevel value, 0 = unclassified */
+    const char *origin_branch;  /* the branch that accepted the waybill */
+    const char *dest_branch;    /* the branch its destination region routes to; NULL: none */
+    const char *custody_branch; /* the branch holding custody of it (scanned in, not yet gone or
+                                 * delivered; sql/011_scan.sql); NULL: none */
+    int security_level;         /* enum Waygate__V1__SecurityLevel value, 0 = unclassified */
 };
 
-/* True when p may see the record at all: a branch-scoped principal sees the records of its
- * branch, its origin branch and its destination branch (routing table); custody joins here
- * later. A principal without a branch sees none. A record above the highest security level p's
+/* True when p may see the record at all: a branch-scoped principal sees the records its branch
+ * accepted (origin), delivers (destination branch, routing table) or holds in custody. A
+ * principal without a branch sees none. A record above the highest security level p's
  * role may see ([levels]; a role not listed sees none) is outside the scope too. A record
  * outside the scope must be answered exactly like a record that does not exist. Every read
  * path asks this one function. */

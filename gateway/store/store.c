@@ -345,6 +345,7 @@ void gw_store_free(struct gw_store *s)
         gw_db_cancel(r->dbreq);
         gw_store_req_free(r);
     }
+    gw_store_scanq_free(s->scans);
     if (s->ev_flush != NULL)
         event_free(s->ev_flush);
     gw_free(s->group_sql);

@@ -46,11 +46,17 @@ struct gw_store_result {
 typedef void (*gw_store_submit_cb)(void *arg, const struct gw_store_result *r);
 /* r[i] is the outcome of items[i]; r is valid only during the callback. */
 typedef void (*gw_store_batch_cb)(void *arg, const struct gw_store_result *r, size_t n);
-/* A row read within a scope: the sealed waybill and the branch its destination region routes to
- * (table route), or NULL when no route covers it. Pointers valid only during the callback. */
+/* A row read within a scope: the sealed waybill, the branch its destination region routes to
+ * (table route) or NULL when no route covers it, the branch holding custody of it (its latest
+ * arrival scan, until it departs from there or is delivered; sql/011_scan.sql) or NULL, and its
+ * latest scan event (enum gw_scan_event; 0: none) with its time. Pointers valid only during the
+ * callback. */
 struct gw_store_row {
     struct gw_sealed_waybill w;
     const char *dest_branch;
+    const char *custody_branch;
+    int last_event;
+    int64_t last_event_at; /* its time, Unix seconds; 0: none */
 };
 
 /* err: 0 (row valid during the callback), GW_ENOTFOUND (no such number within the scope: the

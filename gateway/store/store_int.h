@@ -103,7 +103,11 @@ struct gw_store {
     struct gw_store_req_list reqs;
     struct gw_store_group_list groups;
     struct gw_store_stats st;
+    struct gw_store_scanq *scans; /* store_scan.c: scan events' queue, made at the first one */
 };
+
+/* store_scan.c: drops the scan queue without callbacks. NULL-safe. */
+void gw_store_scanq_free(struct gw_store_scanq *q);
 
 /* A growing SQL text in a fixed buffer; overflow is sticky and checked once at the end. */
 struct gw_store_sql {
@@ -136,14 +140,15 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g,
 char *gw_store_get_sql_new(void);
 
 /* store_read.c: row `row` of a read's result (every column of the column list, then the
- * destination branch) into *out (pointers into the result). Returns 0 or GW_EINTERNAL (the
- * result does not have the read's shape). */
+ * destination branch, the custodian, the latest event and its time) into *out (pointers into the
+ * result). Returns 0 or GW_EINTERNAL (the result does not have the read's shape). */
 int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out) GW_MUST_CHECK;
 /* store_read.c: starts r's statements (one transaction) with done as the db callback; frees r
  * when they cannot be sent. Returns 0 with *out = r (out may be NULL) or the error. */
 int gw_store_simple_start(struct gw_store_req *r, const struct gw_db_stmt *st, int nst,
                           gw_db_done_cb done, struct gw_store_req **out) GW_MUST_CHECK;
-/* store_read.c: the column list of a read, then the destination branch, from table alias w. */
+/* store_read.c: the column list of a read, then the destination branch, the custodian, the
+ * latest scan event and its time, from table alias w. */
 void gw_store_read_cols(struct gw_store_sql *b);
 
 /* The first statement of every request that touches a table under row-level security (sql/

@@ -1,7 +1,8 @@
 /* store_read.c: the store's simple operations: read a sealed waybill by its number's blind index
- * within a scope (every column of store_int.h's column list, decoded by kind, and the branch its
- * destination routes to), load the segments. Invariant: a handle is freed exactly once, after its
- * callback or at cancel (then the db request is cancelled first). */
+ * within a scope (every column of store_int.h's column list, decoded by kind, the branch its
+ * destination routes to, its custodian and its latest scan event), load the segments. Invariant: a
+ * handle is freed exactly once, after its callback or at cancel (then the db request is cancelled
+ * first). */
 #include <arpa/inet.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,7 +25,8 @@ void gw_store_read_cols(struct gw_store_sql *b)
         gw_store_sql_expr(b, gw_store_col_type(k)->select, col);
     }
     gw_store_sql_add(b, ", (SELECT r.branch FROM route r WHERE r.region_code = "
-                        "w.dest_region_code)");
+                        "w.dest_region_code), waybill_custodian(w.id), waybill_last_event(w.id), "
+                        "waybill_last_event_at(w.id)");
 }
 
 char *gw_store_get_sql_new(void)
@@ -121,13 +123,17 @@ int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out)
     size_t k;
 
     memset(out, 0, sizeof(*out));
-    if (PQnfields(res) != GW_STORE_NCOLS + 1 || row >= PQntuples(res) ||
+    if (PQnfields(res) != GW_STORE_NCOLS + 4 || row >= PQntuples(res) ||
         PQgetlength(res, row, 0) != GW_STORE_ID_LEN)
         return GW_EINTERNAL;
     for (k = 0; k < GW_STORE_NCOLS; k++)
         get_col(res, row, k, &out->w);
     out->dest_branch =
         PQgetisnull(res, row, GW_STORE_NCOLS) ? NULL : PQgetvalue(res, row, GW_STORE_NCOLS);
+    out->custody_branch =
+        PQgetisnull(res, row, GW_STORE_NCOLS + 1) ? NULL : PQgetvalue(res, row, GW_STORE_NCOLS + 1);
+    out->last_event = (int)get_int(res, row, GW_STORE_NCOLS + 2, 2);
+    out->last_event_at = get_int(res, row, GW_STORE_NCOLS + 3, 8);
     return 0;
 }
 

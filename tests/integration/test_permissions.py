@@ -57,6 +57,8 @@ EMPTY_REQUEST_ANSWER = {
     "/waygate.v1.WaybillIntake/Submit": (grpc.StatusCode.INVALID_ARGUMENT, "waybill: is required"),
     "/waygate.v1.WaybillIntake/SubmitBatch": (grpc.StatusCode.INVALID_ARGUMENT,
                                               "waybills: at least one waybill is required"),
+    "/waygate.v1.WaybillIntake/RecordScan": (grpc.StatusCode.INVALID_ARGUMENT,
+                                             "waybill_no: is required"),
     "/waygate.v1.WaybillQuery/Get": (grpc.StatusCode.INVALID_ARGUMENT, "waybill_no: is required"),
     "/waygate.v1.WaybillQuery/Search": (
         grpc.StatusCode.INVALID_ARGUMENT,

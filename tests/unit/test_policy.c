@@ -257,6 +257,11 @@ static void scope_branches_and_levels(void **state)
     assert_false(gw_policy_in_scope(p, &b, &r));
     r.dest_branch = "c";
     assert_false(gw_policy_in_scope(p, &b, &r));
+    r.custody_branch = "b"; /* custody: b's device scanned it in */
+    assert_true(gw_policy_in_scope(p, &b, &r));
+    r.custody_branch = "c";
+    assert_false(gw_policy_in_scope(p, &b, &r));
+    r.custody_branch = NULL;
     /* levels: courier up to 1, clerk 0 only, customer service not listed: nothing */
     r.security_level = 1;
     assert_true(gw_policy_in_scope(p, &a, &r));

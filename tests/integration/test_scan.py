@@ -1,0 +1,237 @@
+"""Scan events and custody (issue 9, first part; Art. 34).
+
+WaybillIntake.RecordScan: a device records an event for a stored waybill; each refusal is a
+precise status whose message names the field and the rule; idempotent on (waybill, event, time,
+device); the transition is judged against the waybill's latest event (PICKED_UP only first,
+nothing but RETURNED after DELIVERED). WaybillView.status shows the latest event.
+
+Custody: a branch whose device scanned a waybill in (ARRIVED) sees it (Get; a courier's Reveal of
+the recipient's phone once it is out for delivery from there) until it departs from that branch
+or is delivered, and not after; the database's row-level security agrees.
+
+Dev routes (deploy/devstack): 320102 -> b. A waybill of branch a bound for 330106 has no route:
+only a sees it, until b takes custody."""
+
+import grpc
+import pytest
+
+from query_data import (PICKUP, call, get, new_waybill, nonexistent, refusal, reveal, search,
+                        submit)
+
+RECORD_SCAN = "/waygate.v1.WaybillIntake/RecordScan"
+
+
+def ev(stack, name):
+    return getattr(stack.pb.intake, "SCAN_EVENT_" + name)
+
+
+def scan(stack, number, event, at=0, principal="courier_a", branch=""):
+    req = stack.pb.intake.RecordScanRequest(waybill_no=number, event=ev(stack, event)
+                                            if isinstance(event, str) else event,
+                                            event_time=at, branch=branch)
+    return call(stack, RECORD_SCAN, req, stack.pb.intake.RecordScanResponse, principal)
+
+
+def unrouted(stack):
+    """A fresh waybill of branch a that no route sends to b (number, record id)."""
+    w = new_waybill(stack, "a", dest="330106")
+    return w, submit(stack, w)
+
+
+def missing_answer(stack, principal="courier_b"):
+    return refusal(lambda: get(stack, nonexistent(stack, "a", 7), principal))
+
+
+def rls_sees(stack, branch, record_id):
+    """Does the gateway's database role, in branch's scope, see the waybill row?"""
+    out = stack.psql("BEGIN; SELECT set_config('waygate.scope', '%s', true) IS NOT NULL; "
+                     "SELECT count(*) FROM waybill WHERE id = '%s'; COMMIT;" % (branch, record_id),
+                     uri=stack.pguri_gateway)
+    return out[-1] == "1"
+
+
+# ---- validation ----
+
+@pytest.mark.parametrize("kw,code,message", [
+    (dict(number=""), grpc.StatusCode.INVALID_ARGUMENT, "waybill_no: is required"),
+    (dict(event=0), grpc.StatusCode.INVALID_ARGUMENT, "event: is required"),
+    (dict(event=42), grpc.StatusCode.INVALID_ARGUMENT, "event: is not a known scan event"),
+    (dict(at=-5), grpc.StatusCode.INVALID_ARGUMENT,
+     "event_time: must not be negative (0 means the gateway's receive time)"),
+    (dict(at=PICKUP + 10 * 86400), grpc.StatusCode.INVALID_ARGUMENT,
+     "event_time: is in the future (more than 5 minutes ahead of the gateway clock)"),
+    (dict(at=86400), grpc.StatusCode.INVALID_ARGUMENT, "event_time: is before 2000-01-01"),
+    (dict(at=PICKUP - 60), grpc.StatusCode.INVALID_ARGUMENT,
+     "event_time: is before the waybill's pickup time"),
+    (dict(branch="b"), grpc.StatusCode.PERMISSION_DENIED,
+     "branch: must be the submitting device's own branch"),
+])
+def test_record_scan_refusals_name_field_and_rule(stack, kw, code, message):
+    w, _ = unrouted(stack)
+    args = dict(number=w.waybill_no, event="ARRIVED", at=PICKUP + 60, branch="")
+    args.update(kw)
+    got = refusal(lambda: scan(stack, args["number"], args["event"], args["at"],
+                               branch=args["branch"]))
+    assert got == (code, message)
+    # nothing was stored
+    assert get(stack, w.waybill_no, "courier_a").status == "accepted"
+
+
+def test_outside_scope_is_not_found_like_a_missing_number(stack):
+    w, _ = unrouted(stack)
+    missing = refusal(lambda: scan(stack, nonexistent(stack, "a", 8), "DEPARTED",
+                                   principal="courier_b"))
+    assert missing[0] == grpc.StatusCode.NOT_FOUND
+    assert missing == missing_answer(stack)  # word for word what Get says of a missing number
+    for event in ("DEPARTED", "OUT_FOR_DELIVERY", "DELIVERED", "PICKED_UP"):
+        assert refusal(lambda: scan(stack, w.waybill_no, event, PICKUP + 60,
+                                    principal="courier_b")) == missing
+    # an arrival of a number that does not exist is NOT_FOUND too
+    assert refusal(lambda: scan(stack, nonexistent(stack, "a", 9), "ARRIVED",
+                                principal="courier_b")) == missing
+
+
+def test_transitions(stack):
+    w, _ = unrouted(stack)
+    n = w.waybill_no
+    assert scan(stack, n, "PICKED_UP", PICKUP + 60).status == "picked_up"
+    code, msg = refusal(lambda: scan(stack, n, "PICKED_UP", PICKUP + 120))
+    assert (code, msg) == (grpc.StatusCode.FAILED_PRECONDITION,
+                           "event: PICKED_UP must be the waybill's first event")
+    assert scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 180).status == "out_for_delivery"
+    assert scan(stack, n, "DELIVERY_FAILED", PICKUP + 240).status == "delivery_failed"
+    # a DELIVERED dated before the latest event would have that event after it
+    code, msg = refusal(lambda: scan(stack, n, "DELIVERED", PICKUP + 200))
+    assert (code, msg) == (grpc.StatusCode.FAILED_PRECONDITION, "event_time: a DELIVERED event "
+                           "must not be dated before the waybill's latest event")
+    assert scan(stack, n, "DELIVERED", PICKUP + 300).status == "delivered"
+    for event in ("ARRIVED", "DEPARTED", "OUT_FOR_DELIVERY", "DELIVERED", "DELIVERY_FAILED"):
+        code, msg = refusal(lambda: scan(stack, n, event, PICKUP + 360))
+        assert (code, msg) == (grpc.StatusCode.FAILED_PRECONDITION,
+                               "event: nothing but RETURNED may follow DELIVERED")
+    assert scan(stack, n, "RETURNED", PICKUP + 420).status == "returned"
+    assert get(stack, n, "courier_a").status == "returned"
+
+
+# ---- idempotency ----
+
+def test_retry_is_idempotent(stack):
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    first = scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 60)
+    assert not first.duplicate and first.id
+    again = scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 60)
+    assert (again.id, again.duplicate, again.status) == (first.id, True, "out_for_delivery")
+    # the same event at another time is another event
+    other = scan(stack, n, "DELIVERY_FAILED", PICKUP + 120)
+    assert other.id != first.id and not other.duplicate
+    assert scan(stack, n, "DELIVERED", PICKUP + 180).status == "delivered"
+    # a late retry of an event recorded before DELIVERED is still its duplicate, not a refusal
+    late = scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 60)
+    assert (late.id, late.duplicate, late.status) == (first.id, True, "delivered")
+    rows = stack.psql("SELECT event, branch, device FROM scan WHERE waybill_id = '%s' "
+                      "ORDER BY event_time" % record)
+    assert rows == ["4|a|courier_a", "6|a|courier_a", "5|a|courier_a"]
+
+
+def test_retry_after_custody_ended_is_still_the_duplicate(stack):
+    """The custodian's DEPARTED ends its scope; the device's retry of that very scan (its
+    answer was lost) is still answered as the duplicate, while any other event of it is
+    NOT_FOUND."""
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    gone = scan(stack, n, "DEPARTED", PICKUP + 120, principal="courier_b")
+    again = scan(stack, n, "DEPARTED", PICKUP + 120, principal="courier_b")
+    assert (again.id, again.duplicate, again.status) == (gone.id, True, "departed")
+    missing = missing_answer(stack)
+    assert refusal(lambda: scan(stack, n, "DEPARTED", PICKUP + 180,
+                                principal="courier_b")) == missing
+    assert refusal(lambda: scan(stack, n, "DELIVERED", PICKUP + 120,
+                                principal="courier_b")) == missing
+    assert stack.psql("SELECT count(*) FROM scan WHERE waybill_id = '%s'" % record) == ["2"]
+
+
+# ---- custody ----
+
+def test_custody_granted_on_arrival_gone_after_departure(stack):
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    missing = missing_answer(stack)
+    assert refusal(lambda: get(stack, n, "courier_b")) == missing
+    assert not rls_sees(stack, "b", record)
+
+    r = scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    assert (r.status, r.duplicate) == ("arrived", False)
+    v = get(stack, n, "courier_b")
+    assert (v.id, v.status) == (record, "arrived")
+    assert get(stack, n, "branch_b").id == record  # the branch's clerk too
+    assert rls_sees(stack, "b", record)
+
+    assert scan(stack, n, "DEPARTED", PICKUP + 120, principal="courier_b").status == "departed"
+    assert refusal(lambda: get(stack, n, "courier_b")) == missing
+    assert refusal(lambda: get(stack, n, "branch_b")) == missing_answer(stack, "branch_b")
+    assert not rls_sees(stack, "b", record)
+    # the origin branch keeps its scope throughout
+    assert get(stack, n, "courier_a").status == "departed"
+
+
+def test_custody_gone_after_delivery(stack):
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 120, principal="courier_b")
+    assert get(stack, n, "courier_b").status == "out_for_delivery"
+    r = scan(stack, n, "DELIVERED", PICKUP + 180, principal="courier_b")
+    assert r.status == "delivered"
+    assert refusal(lambda: get(stack, n, "courier_b")) == missing_answer(stack)
+    assert not rls_sees(stack, "b", record)
+
+
+def test_arrival_elsewhere_moves_custody(stack):
+    """One custodian at a time: when a's device scans it back in, b's custody ends."""
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    assert rls_sees(stack, "b", record)
+    scan(stack, n, "ARRIVED", PICKUP + 120, principal="courier_a")
+    assert refusal(lambda: get(stack, n, "courier_b")) == missing_answer(stack)
+    assert not rls_sees(stack, "b", record)
+
+
+# ---- Reveal of the recipient's phone ----
+
+def test_destination_courier_reveals_the_recipient_phone(stack):
+    w = new_waybill(stack, "a", dest="320102")  # b delivers it (routing table)
+    submit(stack, w)
+    r = reveal(stack, "courier_b", w.waybill_no, "recipient.phone")
+    assert r.value == w.recipient.phone and r.audit_seq > 0
+
+
+def test_custody_courier_reveals_only_when_out_for_delivery(stack):
+    w, _ = unrouted(stack)
+    n = w.waybill_no
+    scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    code, msg = refusal(lambda: reveal(stack, "courier_b", n, "recipient.phone"))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert msg.startswith("field: the caller's role may not reveal this field of this waybill")
+    scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 120, principal="courier_b")
+    assert reveal(stack, "courier_b", n, "recipient.phone").value == w.recipient.phone
+    scan(stack, n, "DELIVERED", PICKUP + 180, principal="courier_b")
+    assert refusal(lambda: reveal(stack, "courier_b", n, "recipient.phone")) == \
+        missing_answer(stack)
+
+
+# ---- status ----
+
+def test_status_is_the_latest_event_by_time(stack):
+    w, _ = unrouted(stack)
+    n = w.waybill_no
+    assert get(stack, n, "courier_a").status == "accepted"
+    scan(stack, n, "ARRIVED", PICKUP + 300)
+    # an earlier event recorded late does not change the status
+    r = scan(stack, n, "DEPARTED", PICKUP + 60)
+    assert r.status == "arrived"
+    assert get(stack, n, "branch_a").status == "arrived"
+    found = search(stack, "branch_a", waybill_no=n)
+    assert [v.status for v in found] == ["arrived"]
