@@ -119,7 +119,13 @@ static char *arena_str(struct gw_arena *a, const char *s)
 int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row,
                        const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
 {
-    struct gw_arena *a = gw_call_arena(call);
+    return gw_api_render_view_in(call, gw_call_arena(call), row, clear, view);
+}
+
+int gw_api_render_view_in(struct gw_call *call, struct gw_arena *a,
+                          const struct gw_sealed_waybill *row,
+                          const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
+{
     struct gw_app *app = gw_call_app(call);
     const char *role = gw_call_principal(call)->role;
     Waygate__V1__Waybill *w;
@@ -226,9 +232,16 @@ static void record_unreadable(struct gw_call *call, const struct gw_sealed_waybi
 int gw_api_open_row(struct gw_call *call, const struct gw_sealed_waybill *row, const char *number,
                     size_t number_len, struct gw_str clear[GW_COL_COUNT])
 {
+    return gw_api_open_row_in(call, gw_call_arena(call), row, number, number_len, clear);
+}
+
+int gw_api_open_row_in(struct gw_call *call, struct gw_arena *a,
+                       const struct gw_sealed_waybill *row, const char *number, size_t number_len,
+                       struct gw_str clear[GW_COL_COUNT])
+{
     struct gw_app *app = gw_call_app(call);
     int bad = GW_SEAL_PART_NONE;
-    int rc = gw_unseal_waybill(app->crypto, app->keys, row, gw_call_arena(call), clear, &bad);
+    int rc = gw_unseal_waybill(app->crypto, app->keys, row, a, clear, &bad);
 
     if (rc == 0 && number != NULL &&
         (clear[GW_COL_WAYBILL_NO].n != number_len ||

@@ -35,4 +35,7 @@ int gw_ctl_principals(int argc, char **argv);
 /* waygatectl accounts bootstrap|create|list|disable: people's accounts (Art. 34, 35, 38). */
 int gw_ctl_accounts(int argc, char **argv);
 
+/* waygatectl export trace: names the bulk export a file or fragment of rows came from (Art. 37). */
+int gw_ctl_export(int argc, char **argv);
+
 #endif
