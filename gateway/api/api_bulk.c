@@ -112,12 +112,10 @@ void gw_api_bulk_refuse(struct gw_call *call, const struct gw_audit_rec *rec, in
     memset(r, 0, sizeof(*r));
     r->call = call;
     gw_fault_set(&r->f, err, NULL, field, rule);
-    rc = gw_audit_write(gw_call_app(call)->audit, NULL, 0, rec, 1, refusal_written_cb, r,
-                        &r->areq);
+    rc = gw_audit_write(gw_call_app(call)->audit, NULL, 0, rec, 1, refusal_written_cb, r, &r->areq);
     if (rc != 0) {
         GW_LOG(GW_LOG_ERROR, "bulk", gw_call_log_ctx(call),
-               "could not queue the audit record of a refused %s: %s", rec->action,
-               gw_err_str(rc));
+               "could not queue the audit record of a refused %s: %s", rec->action, gw_err_str(rc));
         gw_call_finish_fault(call, &r->f);
         return;
     }
@@ -421,8 +419,8 @@ void gw_api_compliance_request_bulk(struct gw_call *call, const uint8_t *req, si
     }
     if (!selector_ok(b, b->in->selector))
         return;
-    rc = gw_store_bulk_count(gw_call_app(call)->store, gw_api_bulk_scope(call), &b->sel,
-                             counted_cb, b, &b->sreq);
+    rc = gw_store_bulk_count(gw_call_app(call)->store, gw_api_bulk_scope(call), &b->sel, counted_cb,
+                             b, &b->sreq);
     if (rc != 0) {
         gw_api_read_failed_bulk(call, rc);
         return;
@@ -529,8 +527,8 @@ static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row 
         gw_call_fail(call, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_PENDING);
         return;
     }
-    gw_store_bulk_decide(&st, d->id, d->in->approve, p->name, p->role,
-                         nonempty(d->in->comment), app->cfg->approval_ttl_s);
+    gw_store_bulk_decide(&st, d->id, d->in->approve, p->name, p->role, nonempty(d->in->comment),
+                         app->cfg->approval_ttl_s);
     rc = gw_audit_write(app->audit, &st.st, 1, &rec, 1, decided_cb, d, &d->areq);
     if (rc != 0) {
         gw_call_set_cancel(call, NULL, NULL);
@@ -560,8 +558,7 @@ void gw_api_compliance_approve_bulk(struct gw_call *call, const uint8_t *req, si
     }
     if (!text_ok(call, "comment", d->in->comment, false, GW_RULE_REQUIRED))
         return;
-    rc = gw_store_bulk_load(gw_call_app(call)->store, d->id, loaded_for_decision_cb, d,
-                            &d->sreq);
+    rc = gw_store_bulk_load(gw_call_app(call)->store, d->id, loaded_for_decision_cb, d, &d->sreq);
     if (rc != 0) {
         gw_api_read_failed_bulk(call, rc);
         return;

@@ -64,8 +64,8 @@ static int derive(const uint8_t shared[32], const uint8_t *salt, const uint8_t *
     memcpy(info + sizeof(INFO) - 1 + GW_XSEAL_PUB_LEN, rcpt_pub, GW_XSEAL_PUB_LEN);
     params[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, "SHA256", 0);
     params[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_KEY, (void *)shared, 32);
-    params[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt,
-                                                  GW_XSEAL_SALT_LEN);
+    params[2] =
+        OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SALT, (void *)salt, GW_XSEAL_SALT_LEN);
     params[3] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_INFO, info, sizeof(info));
     params[4] = OSSL_PARAM_construct_end();
     if (kc != NULL && EVP_KDF_derive(kc, okm, sizeof(okm), params) == 1) {
@@ -236,8 +236,8 @@ int gw_xseal_open(const uint8_t priv[GW_XSEAL_PUB_LEN], const uint8_t *in, size_
         goto out;
     }
     while (!final) {
-        rc = open_chunk(c, key, nonce, in, i++, in + off, inlen - off, buf + n, &len, &used,
-                        &final);
+        rc =
+            open_chunk(c, key, nonce, in, i++, in + off, inlen - off, buf + n, &len, &used, &final);
         if (rc != 0)
             goto out;
         off += used;

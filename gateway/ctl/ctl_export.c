@@ -22,7 +22,8 @@
 
 #define FILE_MAX (1024L * 1024 * 1024)
 
-struct export {
+struct export
+{
     uint8_t id[GW_WM_ID_LEN];
     uint8_t key[GW_WM_KEY_LEN];
     char *text[13]; /* export, request, op, requester, role, requested, approver, role, decided,
@@ -39,22 +40,22 @@ struct exports {
 
 static void export_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: waygatectl export trace FILE [--keyring PATH] [--db CONNINFO]\n"
-            "  Names the bulk export a file came from: a sealed export file by its header, a\n"
-            "  decrypted file or any fragment of its rows by the rows' watermark tags (each row\n"
-            "  is checked against every export that ran). Prints the export, its request, who\n"
-            "  requested and approved it and when, and how many rows match each export.\n"
-            "  Exit 0: every tagged row was traced; 1: a row matched no export (or nothing was\n"
-            "  traced); 2: usage. PATH defaults to $WAYGATE_KEYRING, CONNINFO to $WAYGATE_PGURI.\n");
+    fprintf(
+        f, "usage: waygatectl export trace FILE [--keyring PATH] [--db CONNINFO]\n"
+           "  Names the bulk export a file came from: a sealed export file by its header, a\n"
+           "  decrypted file or any fragment of its rows by the rows' watermark tags (each row\n"
+           "  is checked against every export that ran). Prints the export, its request, who\n"
+           "  requested and approved it and when, and how many rows match each export.\n"
+           "  Exit 0: every tagged row was traced; 1: a row matched no export (or nothing was\n"
+           "  traced); 2: usage. PATH defaults to $WAYGATE_KEYRING, CONNINFO to $WAYGATE_PGURI.\n");
 }
 
 static void add_cb(void *arg, const struct gw_admin_export *e)
 {
     struct exports *xs = arg;
-    const char *t[13] = {e->export_text, e->request_id,   e->operation,  e->requester,
-                         e->requester_role, e->requested_at, e->approver, e->approver_role,
-                         e->decided_at,  e->run_at,       e->purpose,    e->legal_basis,
+    const char *t[13] = {e->export_text,    e->request_id,   e->operation, e->requester,
+                         e->requester_role, e->requested_at, e->approver,  e->approver_role,
+                         e->decided_at,     e->run_at,       e->purpose,   e->legal_basis,
                          e->destination};
     struct export *x;
 
@@ -178,8 +179,8 @@ static int trace_rows(struct gw_crypto *cx, struct exports *xs, const char *buf,
         }
         p += n + (nl != NULL ? 1 : 0);
     }
-    printf("rows with a watermark tag: %zu; traced: %zu; matching no export: %zu\n", tagged,
-           traced, untraced);
+    printf("rows with a watermark tag: %zu; traced: %zu; matching no export: %zu\n", tagged, traced,
+           untraced);
     for (size_t i = 0; i < xs->n; i++)
         if (xs->v[i].hits > 0) {
             char how[64];

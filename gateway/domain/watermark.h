@@ -34,7 +34,8 @@ int gw_wm_tag(struct gw_crypto *cx, const uint8_t ekey[GW_WM_KEY_LEN], const cha
               char hex[GW_WM_TAG_HEX + 1]) GW_MUST_CHECK;
 
 /* Splits a row line (without its newline; a trailing CR is ignored) into the row and its tag.
- * Returns true when the line has the shape "row tag"; row, rowlen and tag are set to point into line. */
+ * Returns true when the line has the shape "row tag"; row, rowlen and tag are set to point into
+ * line. */
 bool gw_wm_split(const char *line, size_t len, const char **row, size_t *rowlen, const char **tag);
 
 /* True when tag (GW_WM_TAG_HEX characters) is the row's tag under ekey (constant time). */

@@ -405,8 +405,8 @@ static const char destroy_ids_sql[] =
     "SELECT 'retention', $2, $3, c.n / (CASE WHEN c.n = $4::bigint THEN 1 ELSE 0 END) FROM c "
     "RETURNING id";
 
-void gw_store_bulk_destroy_ids(struct gw_store_bulk_stmt *b, const char *ids,
-                               const char *selector, const char *requester, int64_t expected)
+void gw_store_bulk_destroy_ids(struct gw_store_bulk_stmt *b, const char *ids, const char *selector,
+                               const char *requester, int64_t expected)
 {
     snprintf(b->num[0], sizeof(b->num[0]), "%" PRId64, expected);
     b->vals[0] = ids;

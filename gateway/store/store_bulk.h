@@ -106,7 +106,7 @@ void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
                                    const char *selector, int64_t expected);
 /* Deletes the waybills ids (array literal) and writes a retention destruction record
  * (requester: who ran the sweep). Fails unless exactly expected rows were deleted. */
-void gw_store_bulk_destroy_ids(struct gw_store_bulk_stmt *b, const char *ids,
-                               const char *selector, const char *requester, int64_t expected);
+void gw_store_bulk_destroy_ids(struct gw_store_bulk_stmt *b, const char *ids, const char *selector,
+                               const char *requester, int64_t expected);
 
 #endif
