@@ -10,28 +10,29 @@
 #define UTC(col)                                                                                   \
     "coalesce(to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"'), '')"
 
-static const char exports_sql[] = "SELECT export_id::text, id::text, operation, requester, "
-                                  "requester_role, " UTC("requested_at") ", coalesce(approver, "
-                                                                         "''), "
-                                                                         "coalesce(approver_role, "
-                                                                         "''), " UTC("decided_at") ", " UTC(
-                                                                             "run_at") ", purpose, "
-                                                                                       "legal_"
-                                                                                       "basis, "
-                                                                                       "coalesce("
-                                                                                       "destination"
-                                                                                       ", ''), "
-                                                                                       "record_"
-                                                                                       "count "
-                                                                                       "FROM "
-                                                                                       "bulk_"
-                                                                                       "request "
-                                                                                       "WHERE "
-                                                                                       "export_id "
-                                                                                       "IS NOT "
-                                                                                       "NULL ORDER "
-                                                                                       "BY run_at, "
-                                                                                       "id";
+static const char exports_sql[] =
+    "SELECT export_id::text, id::text, operation, requester, "
+    "requester_role, " UTC("requested_at") ", coalesce(approver, "
+                                           "''), "
+                                           "coalesce(approver_role, "
+                                           "''), " UTC("decided_at") ", " UTC(
+                                               "run_at") ", purpose, "
+                                                         "legal_"
+                                                         "basis, "
+                                                         "coalesce("
+                                                         "destination"
+                                                         ", ''), "
+                                                         "record_"
+                                                         "count "
+                                                         "FROM "
+                                                         "bulk_"
+                                                         "request "
+                                                         "WHERE "
+                                                         "export_id "
+                                                         "IS NOT "
+                                                         "NULL ORDER "
+                                                         "BY run_at, "
+                                                         "id";
 
 static int hexval(char c)
 {

@@ -39,8 +39,9 @@ static void tags_bind_key_export_and_row(void **state)
     gw_crypto_free(cx);
 }
 
-/* export key = HMAC-SHA256(wm, "waygate.watermark.v1\0" | id); tag = hex(HMAC(export key, row))[:32]
- * Computed independently: python3 -c 'import hmac,hashlib; k=hmac.new(bytes([1,2,3]+[0]*29),
+/* export key = HMAC-SHA256(wm, "waygate.watermark.v1\0" | id); tag = hex(HMAC(export key,
+ * row))[:32] Computed independently: python3 -c 'import hmac,hashlib;
+ * k=hmac.new(bytes([1,2,3]+[0]*29),
  * b"waygate.watermark.v1\0"+bytes([0x11]+[0]*15),hashlib.sha256).digest();
  * print(hmac.new(k,b"row",hashlib.sha256).hexdigest()[:32])' */
 static void known_answer(void **state)
@@ -67,13 +68,13 @@ static void split(void **state)
     assert_int_equal(n, 4);
     assert_memory_equal(row, "QUJD", 4);
     assert_memory_equal(tag, good + 5, GW_WM_TAG_HEX);
-    assert_true(gw_wm_split("QUJD 0123456789abcdef0123456789abcdef\r", strlen(good) + 1, &row, &n,
-                            &tag));
+    assert_true(
+        gw_wm_split("QUJD 0123456789abcdef0123456789abcdef\r", strlen(good) + 1, &row, &n, &tag));
     assert_false(gw_wm_split("waygate-export v1 x", 19, &row, &n, &tag));
-    assert_false(gw_wm_split("QUJD 0123456789ABCDEF0123456789abcdef", strlen(good), &row, &n,
-                             &tag));
-    assert_false(gw_wm_split(" 0123456789abcdef0123456789abcdef", strlen(good) - 4, &row, &n,
-                             &tag));
+    assert_false(
+        gw_wm_split("QUJD 0123456789ABCDEF0123456789abcdef", strlen(good), &row, &n, &tag));
+    assert_false(
+        gw_wm_split(" 0123456789abcdef0123456789abcdef", strlen(good) - 4, &row, &n, &tag));
 }
 
 int main(void)
