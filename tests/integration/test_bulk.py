@@ -389,3 +389,45 @@ def test_destroy_shreds_and_keeps_a_destruction_record(stack, people):
         "ok|%s|2|%s" % (stack.account(REQUESTER)[0], r.request_id)]
     code, _ = refusal(lambda: run(people, r.request_id))
     assert code == grpc.StatusCode.FAILED_PRECONDITION  # once
+
+
+def test_a_large_export_pages_and_chunks(stack, people):
+    """230 records: three pages of the store (100 rows each) and several 64 KiB chunks, every row
+    present exactly once, in record-id order, the whole file opening and tracing."""
+    pb = stack.pb
+    batch = pb.intake.SubmitBatchRequest()
+    for _ in range(230):
+        batch.waybills.add().CopyFrom(new_waybill(stack, "b"))
+    res = waygate_proto.unary(stack.channel("courier_b"), "/waygate.v1.WaybillIntake/SubmitBatch",
+                              batch, pb.intake.SubmitBatchResponse, timeout=60)
+    ids = [r.id for r in res.results]
+    assert len(ids) == 230 and all(r.code == 0 for r in res.results)
+    priv, pub = keypair()
+    r = request(people, 1, ids)
+    assert r.record_count == 230
+    approve(people, r.request_id)
+    chunks = run(people, r.request_id, pub)
+    data = b"".join(c.data for c in chunks)
+    assert len(chunks) >= 4  # the header, then more than one sealed chunk
+    assert [c.records_done for c in chunks] == sorted(c.records_done for c in chunks)
+    assert chunks[-1].records_done == 230
+    _, plain = open_export(priv, data)
+    _, rows = rows_of(plain)
+    got = [pb.common.WaybillView.FromString(base64.b64decode(x.split(" ")[0])).id for x in rows]
+    assert got == sorted(ids)
+
+
+def test_copy_is_sealed_and_watermarked_like_an_export(stack, people, records, tmp_path):
+    priv, pub = keypair()
+    r = request(people, 2, [i for _, i in records])
+    approve(people, r.request_id)
+    chunks = run(people, r.request_id, pub)
+    _, plain = open_export(priv, b"".join(c.data for c in chunks))
+    _, rows = rows_of(plain)
+    assert len(rows) == 3
+    frag = tmp_path / "copy.txt"
+    frag.write_text(rows[0] + "\n")
+    out = trace(stack, str(frag))
+    assert out.returncode == 0 and "(copy, 3 records selected)" in out.stdout
+    assert audit_rows(stack, "bulk.run", r.request_id) == [
+        "ok|%s|3|%s" % (stack.account(REQUESTER)[0], r.request_id)]
