@@ -15,6 +15,7 @@
 #include "store_bulk.h"
 
 #define ACTOR "waygated retention sweep"
+#define RETRY_MS 1000 /* after the database or the audit writer was unavailable */
 
 struct gw_retention {
     struct event *ev;
@@ -39,6 +40,25 @@ static void arm(struct gw_retention *r, uint32_t ms)
 
 static void next_batch(struct gw_retention *r);
 
+/* Gives up the sweep for now: the next one after sweep_ms, or soon when the database (or the
+ * audit writer, recovering its chain at start) was only unavailable, so that a sweep due at
+ * start is not put off by a whole interval. */
+static void retry(struct gw_retention *r, int err, const char *what)
+{
+    uint32_t ms = r->cfg.sweep_ms;
+
+    if (err == GW_EUNAVAIL) {
+        if (ms > RETRY_MS)
+            ms = RETRY_MS;
+        GW_LOG(GW_LOG_DEBUG, "retention", NULL, "%s: database unavailable; retrying", what);
+    } else {
+        r->st.failures++;
+        GW_LOG(GW_LOG_ERROR, "retention", NULL, "%s: %s; retried at the next sweep", what,
+               gw_err_str(err));
+    }
+    arm(r, ms);
+}
+
 static void destroyed_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct gw_retention *r = arg;
@@ -47,11 +67,7 @@ static void destroyed_cb(void *arg, int err, int64_t seq, const struct gw_db_res
     (void)res;
     r->areq = NULL;
     if (err != 0) {
-        r->st.failures++;
-        GW_LOG(GW_LOG_ERROR, "retention", NULL,
-               "a retention batch was not destroyed (%s); retried at the next sweep",
-               gw_err_str(err));
-        arm(r, r->cfg.sweep_ms);
+        retry(r, err, "a retention batch was not destroyed");
         return;
     }
     r->st.batches++;
@@ -87,10 +103,11 @@ static void ids_cb(void *arg, int err, const char *const *ids, size_t n)
     int rc;
 
     r->sreq = NULL;
-    if (err != 0 || n == 0) {
-        if (err != 0)
-            GW_LOG(GW_LOG_WARN, "retention", NULL, "retention sweep could not read: %s",
-                   gw_err_str(err));
+    if (err != 0) {
+        retry(r, err, "the retention sweep could not read");
+        return;
+    }
+    if (n == 0) { /* nothing (more) has expired */
         arm(r, r->cfg.sweep_ms);
         return;
     }
@@ -122,10 +139,7 @@ static void ids_cb(void *arg, int err, const char *const *ids, size_t n)
     }
     gw_free(arr);
     if (rc != 0) {
-        r->st.failures++;
-        GW_LOG(GW_LOG_ERROR, "retention", NULL, "cannot queue a retention batch: %s",
-               gw_err_str(rc));
-        arm(r, r->cfg.sweep_ms);
+        retry(r, rc, "cannot queue a retention batch");
         return;
     }
     r->inflight = n;
@@ -135,12 +149,8 @@ static void next_batch(struct gw_retention *r)
 {
     int rc = gw_store_bulk_expired_ids(r->store, r->cfg.days, r->cfg.batch, ids_cb, r, &r->sreq);
 
-    if (rc != 0) {
-        if (rc != GW_EUNAVAIL)
-            GW_LOG(GW_LOG_WARN, "retention", NULL, "retention sweep could not start: %s",
-                   gw_err_str(rc));
-        arm(r, r->cfg.sweep_ms);
-    }
+    if (rc != 0)
+        retry(r, rc, "the retention sweep could not start");
 }
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg)

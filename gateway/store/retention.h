@@ -5,7 +5,8 @@
  * record (reason 'retention', the selector, the count) and a retention.destroy audit record, all
  * through the audit writer, so no batch is destroyed without its records. A sweep runs at start
  * and then every retention_sweep_ms; within a sweep, batches follow one another until none is
- * left. A failed batch is logged and retried at the next sweep. retention_days 0 keeps
+ * left. A failed batch is logged and retried at the next sweep; while the database or the audit
+ * writer (recovering its chain at start) is unavailable, within a second. retention_days 0 keeps
  * everything. */
 #ifndef GW_RETENTION_H
 #define GW_RETENTION_H
