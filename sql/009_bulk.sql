@@ -6,6 +6,8 @@
 -- A destruction deletes the waybill rows, and with them the only copies of their wrapped data
 -- keys (crypto-shredding: the key-encryption key can no longer open anything of those records),
 -- and keeps one destruction row per batch: counts, selector, who requested, who approved, when.
+-- The gateway destroys only through bulk_destroy and retention_destroy, which check the request
+-- or the age of each record themselves.
 -- Applied in one transaction by `waygatectl migrate` as the owner: no transaction control.
 
 CREATE TABLE bulk_request (
@@ -57,13 +59,84 @@ COMMENT ON TABLE destruction IS
     'Destruction records (Art. 26, 37): what was destroyed (selector, count), who asked, who '
     'approved, when. Never a record''s content.';
 
+-- The only ways the gateway destroys waybills (it has no DELETE privilege on waybill): both run as
+-- the owner (SECURITY DEFINER) and check what they are asked to do.
+-- bulk_destroy: the records the stored selector of p_request selects (within its requester's
+-- branch scope, if any), only for a destroy request marked executed in this transaction's claim
+-- and not destroyed before; exactly p_expected of them (else nothing: the selection changed since
+-- it was counted); writes the destruction record. Returns its id.
+CREATE FUNCTION bulk_destroy(p_request uuid, p_selector text, p_expected bigint) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    b   bulk_request%ROWTYPE;
+    n   bigint;
+    did bigint;
+BEGIN
+    SELECT * INTO b FROM bulk_request WHERE id = p_request FOR UPDATE;
+    IF NOT FOUND OR b.operation <> 'destroy' OR b.state <> 'executed' OR b.run_count IS NOT NULL
+    THEN
+        RAISE EXCEPTION 'not an approved destruction being run'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+    WITH d AS (
+        DELETE FROM waybill w
+         WHERE (b.sel_branch IS NULL OR w.origin_branch = b.sel_branch)
+           AND (b.sel_from IS NULL OR w.pickup_day >= b.sel_from)
+           AND (b.sel_to IS NULL OR w.pickup_day <= b.sel_to)
+           AND (b.sel_ids IS NULL OR w.id = ANY (b.sel_ids))
+           AND (b.requester_branch IS NULL OR w.origin_branch = b.requester_branch
+                OR w.dest_region_code IN (SELECT r.region_code FROM route r
+                                           WHERE r.branch = b.requester_branch))
+        RETURNING 1)
+    SELECT count(*) INTO n FROM d;
+    IF n <> p_expected THEN
+        RAISE EXCEPTION 'the selection changed: % records, % expected', n, p_expected
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    UPDATE bulk_request SET run_count = n WHERE id = p_request;
+    INSERT INTO destruction (reason, request_id, selector, requester, approver, count)
+    VALUES ('bulk', b.id, p_selector, b.requester, b.approver, n) RETURNING id INTO did;
+    RETURN did;
+END
+$fn$;
+
+-- retention_destroy: the waybills p_ids, each of which must be older than p_days (>= 1) days by
+-- its pickup day (else the day accepted), China Standard Time; all of them or nothing; writes
+-- the destruction record. Returns its id.
+CREATE FUNCTION retention_destroy(p_ids uuid[], p_days integer, p_selector text,
+                                  p_requester text) RETURNS bigint
+LANGUAGE plpgsql AS $fn$
+DECLARE
+    n   bigint;
+    did bigint;
+BEGIN
+    IF p_days IS NULL OR p_days < 1 OR p_ids IS NULL THEN
+        RAISE EXCEPTION 'a retention period of at least one day and the records are required'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    WITH d AS (
+        DELETE FROM waybill w
+         WHERE w.id = ANY (p_ids)
+           AND coalesce(w.pickup_day, (w.accepted_at AT TIME ZONE 'Asia/Shanghai')::date)
+               < (now() AT TIME ZONE 'Asia/Shanghai')::date - p_days
+        RETURNING 1)
+    SELECT count(*) INTO n FROM d;
+    IF n <> cardinality(p_ids) THEN
+        RAISE EXCEPTION 'not every record is past its retention: % of %', n, cardinality(p_ids)
+            USING ERRCODE = 'serialization_failure';
+    END IF;
+    INSERT INTO destruction (reason, selector, requester, count)
+    VALUES ('retention', p_selector, p_requester, n) RETURNING id INTO did;
+    RETURN did;
+END
+$fn$;
+
 DO $bulk$
 DECLARE
     owner name := (SELECT pg_get_userbyid(datdba) FROM pg_database
                     WHERE datname = current_database());
     gw    text := current_database() || '_gateway';
     adm   text := current_database() || '_admin';
-    s     text := 'coalesce(current_setting(''waygate.scope'', true), '''')';
     t     text;
 BEGIN
     FOREACH t IN ARRAY ARRAY['bulk_request', 'destruction'] LOOP
@@ -72,19 +145,23 @@ BEGIN
     END LOOP;
     EXECUTE format('REVOKE ALL ON SEQUENCE destruction_id_seq FROM PUBLIC, %I, %I', gw, adm);
 
-    -- waygated (gateway/store/store_bulk.c): creates, decides and runs requests; writes
-    -- destruction records; deletes the waybills of an approved destruction or of the retention
-    -- sweep, within the request's scope (row-level security, as for reads). Destruction records
-    -- are never changed or removed.
+    -- The destruction functions run as the owner; only the gateway may call them.
+    FOREACH t IN ARRAY ARRAY['bulk_destroy(uuid, text, bigint)',
+                             'retention_destroy(uuid[], integer, text, text)'] LOOP
+        EXECUTE format('ALTER FUNCTION %s OWNER TO %I', t, owner);
+        EXECUTE format('ALTER FUNCTION %s SECURITY DEFINER SET search_path = %I, pg_temp', t,
+                       current_schema());
+        EXECUTE format('REVOKE ALL ON FUNCTION %s FROM PUBLIC', t);
+        EXECUTE format('GRANT EXECUTE ON FUNCTION %s TO %I', t, gw);
+    END LOOP;
+
+    -- waygated (gateway/store/store_bulk.c): creates, decides and claims requests; reads
+    -- destruction records. It never deletes a waybill itself (no DELETE privilege): only through
+    -- the two functions above. Destruction records are never changed or removed.
     EXECUTE format('GRANT SELECT, INSERT ON bulk_request TO %I', gw);
     EXECUTE format('GRANT UPDATE (state, approver, approver_role, decision_comment, decided_at, '
-                   'expires_at, run_at, export_id, run_count) ON bulk_request TO %I', gw);
-    EXECUTE format('GRANT SELECT, INSERT ON destruction TO %I', gw);
-    EXECUTE format('GRANT USAGE ON SEQUENCE destruction_id_seq TO %I', gw);
-    EXECUTE format('GRANT DELETE ON waybill TO %I', gw);
-    EXECUTE format('CREATE POLICY waybill_gateway_destroy ON waybill FOR DELETE TO %I USING ('
-                   '%s = ''*'' OR (%s <> '''' AND (origin_branch = %s OR dest_region_code IN '
-                   '(SELECT r.region_code FROM route r WHERE r.branch = %s))))', gw, s, s, s, s);
+                   'expires_at, run_at, export_id) ON bulk_request TO %I', gw);
+    EXECUTE format('GRANT SELECT ON destruction TO %I', gw);
 
     -- waygatectl (export trace; reports): reads requests and destruction records.
     EXECUTE format('GRANT SELECT ON bulk_request TO %I', adm);

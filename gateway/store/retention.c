@@ -121,7 +121,7 @@ static void ids_cb(void *arg, int err, const char *const *ids, size_t n)
         return;
     }
     gw_store_bulk_scope(&st[0], "*");
-    gw_store_bulk_destroy_ids(&st[1], arr, r->selector, ACTOR, (int64_t)n);
+    gw_store_bulk_destroy_ids(&st[1], arr, r->cfg.days, r->selector, ACTOR);
     snprintf(r->detail, sizeof(r->detail), "batch of at most %" PRIu32, r->cfg.batch);
     rec = (struct gw_audit_rec){
         .actor = ACTOR,

@@ -378,15 +378,8 @@ void gw_store_bulk_claim(struct gw_store_bulk_stmt *b, const char *id, const cha
     stmt(b, claim_sql, 3);
 }
 
-/* c.n / (c.n = expected ? 1 : 0): fails unless exactly the expected rows went. */
-static const char destroy_request_sql[] =
-    "WITH d AS (DELETE FROM waybill w USING bulk_request b WHERE b.id = $1::uuid AND " SEL_STORED
-    " RETURNING w.id), c AS (SELECT count(*) AS n FROM d), "
-    "u AS (UPDATE bulk_request SET run_count = (SELECT n FROM c) WHERE id = $1::uuid) "
-    "INSERT INTO destruction (reason, request_id, selector, requester, approver, count) "
-    "SELECT 'bulk', b.id, $2, b.requester, b.approver, "
-    "c.n / (CASE WHEN c.n = $3::bigint THEN 1 ELSE 0 END) FROM bulk_request b, c "
-    "WHERE b.id = $1::uuid RETURNING id";
+/* sql/009_bulk.sql: checks the request, deletes, fails unless exactly expected rows went. */
+static const char destroy_request_sql[] = "SELECT bulk_destroy($1::uuid, $2, $3::bigint)";
 
 void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
                                    const char *selector, int64_t expected)
@@ -398,20 +391,16 @@ void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
     stmt(b, destroy_request_sql, 3);
 }
 
-static const char destroy_ids_sql[] =
-    "WITH d AS (DELETE FROM waybill w WHERE w.id = ANY($1::uuid[]) RETURNING w.id), "
-    "c AS (SELECT count(*) AS n FROM d) "
-    "INSERT INTO destruction (reason, selector, requester, count) "
-    "SELECT 'retention', $2, $3, c.n / (CASE WHEN c.n = $4::bigint THEN 1 ELSE 0 END) FROM c "
-    "RETURNING id";
+/* sql/009_bulk.sql: every id must be past the retention, or nothing is destroyed. */
+static const char destroy_ids_sql[] = "SELECT retention_destroy($1::uuid[], $2::integer, $3, $4)";
 
-void gw_store_bulk_destroy_ids(struct gw_store_bulk_stmt *b, const char *ids, const char *selector,
-                               const char *requester, int64_t expected)
+void gw_store_bulk_destroy_ids(struct gw_store_bulk_stmt *b, const char *ids, uint32_t days,
+                               const char *selector, const char *requester)
 {
-    snprintf(b->num[0], sizeof(b->num[0]), "%" PRId64, expected);
+    snprintf(b->num[0], sizeof(b->num[0]), "%" PRIu32, days);
     b->vals[0] = ids;
-    b->vals[1] = selector;
-    b->vals[2] = requester;
-    b->vals[3] = b->num[0];
+    b->vals[1] = b->num[0];
+    b->vals[2] = selector;
+    b->vals[3] = requester;
     stmt(b, destroy_ids_sql, 4);
 }

@@ -100,13 +100,15 @@ void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool app
 void gw_store_bulk_claim(struct gw_store_bulk_stmt *b, const char *id, const char *requester,
                          const char *export_id);
 /* Deletes every waybill request id selects (its data keys with it) and writes its destruction
- * record (selector text, requester and approver from the request). Fails unless exactly
- * expected rows were deleted. Result: one row (destruction id). */
+ * record (selector text, requester and approver from the request), through bulk_destroy
+ * (sql/009_bulk.sql): fails unless the request is a destroy claimed in this transaction and
+ * exactly expected rows were deleted. Result: one row (destruction id). */
 void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
                                    const char *selector, int64_t expected);
-/* Deletes the waybills ids (array literal) and writes a retention destruction record
- * (requester: who ran the sweep). Fails unless exactly expected rows were deleted. */
-void gw_store_bulk_destroy_ids(struct gw_store_bulk_stmt *b, const char *ids, const char *selector,
-                               const char *requester, int64_t expected);
+/* Deletes the waybills ids (array literal), every one older than days, and writes a retention
+ * destruction record (requester: who ran the sweep), through retention_destroy
+ * (sql/009_bulk.sql): fails, deleting nothing, unless every id was past the retention. */
+void gw_store_bulk_destroy_ids(struct gw_store_bulk_stmt *b, const char *ids, uint32_t days,
+                               const char *selector, const char *requester);
 
 #endif

@@ -431,3 +431,37 @@ def test_copy_is_sealed_and_watermarked_like_an_export(stack, people, records, t
     assert out.returncode == 0 and "(copy, 3 records selected)" in out.stdout
     assert audit_rows(stack, "bulk.run", r.request_id) == [
         "ok|%s|3|%s" % (stack.account(REQUESTER)[0], r.request_id)]
+
+
+def gateway_sql_refused(stack, sql):
+    """The error of sql run as the gateway's database role (it must fail)."""
+    import subprocess
+    from conftest import PGBIN
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                        "ON_ERROR_STOP=1", "-d", stack.pguri_gateway, "-c", sql],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, "the gateway's role was allowed: %s" % sql
+    return r.stderr
+
+
+def test_the_database_checks_every_destruction(stack, people):
+    """The gateway's role has no DELETE on waybill; the two destruction functions check the
+    request, and the age of every record, themselves."""
+    w = new_waybill(stack, "a")
+    rid = submit(stack, w)
+    assert "permission denied" in gateway_sql_refused(
+        stack, "SELECT set_config('waygate.scope', '*', false); "
+               "DELETE FROM waybill WHERE id = '%s'" % rid)
+    pending = request(people, 3, [rid])
+    assert "not an approved destruction" in gateway_sql_refused(
+        stack, "SELECT bulk_destroy('%s', 'x', 1)" % pending.request_id)
+    approve(people, pending.request_id)  # approved, but not claimed by a run
+    assert "not an approved destruction" in gateway_sql_refused(
+        stack, "SELECT bulk_destroy('%s', 'x', 1)" % pending.request_id)
+    # a young record is not past any retention; a zero retention is refused
+    assert "not every record is past its retention" in gateway_sql_refused(
+        stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 1, 'x', 'test')" % rid)
+    assert "at least one day" in gateway_sql_refused(
+        stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 0, 'x', 'test')" % rid)
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["1"]
+    assert get(stack, w.waybill_no, "branch_a").id == rid
