@@ -68,6 +68,11 @@ EMPTY_REQUEST_ANSWER = {
     "/waygate.v1.Admin/CreateAccount": (grpc.StatusCode.INVALID_ARGUMENT,
                                         "account: must be 3 to 64 characters"),
     "/waygate.v1.Admin/DisableAccount": (grpc.StatusCode.INVALID_ARGUMENT, "account: is required"),
+    "/waygate.v1.Compliance/RequestBulk": (grpc.StatusCode.INVALID_ARGUMENT,
+                                           "operation: must be EXPORT, COPY or DESTROY"),
+    "/waygate.v1.Compliance/ApproveBulk": (grpc.StatusCode.INVALID_ARGUMENT,
+                                           "request_id: is required"),
+    "/waygate.v1.Compliance/RunBulk": (grpc.StatusCode.INVALID_ARGUMENT, "request_id: is required"),
 }
 
 # dev-stack principal -> its role (the OU of its certificate, deploy/gen-certs)
