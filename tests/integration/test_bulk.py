@@ -170,7 +170,10 @@ def test_export_without_approval_is_failed_precondition(stack, people, records):
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     assert details.startswith("request_id:") and "not approved" in details
     # a rejected request never runs either
-    approve(people, r.request_id, ok=False)
+    d = approve(people, r.request_id, ok=False)
+    assert d.state == stack.pb.compliance.APPROVAL_STATE_REJECTED and d.audit_seq > 0
+    assert audit_rows(stack, "bulk.reject", r.request_id) == [
+        "ok|%s|3|%s" % (stack.account(APPROVER)[0], r.request_id)]
     code, _ = refusal(lambda: run(people, r.request_id, pub))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
     outcomes = [row.split("|")[0] for row in audit_rows(stack, "bulk.run", r.request_id)]
@@ -201,6 +204,9 @@ def test_approval_expires(stack, people, records):
     _, pub = keypair()
     r = request(people, 1, [i for _, i in records])
     approve(people, r.request_id)
+    # [compliance] approval_ttl_s, 86400 by default
+    assert stack.psql("SELECT extract(epoch FROM expires_at - decided_at)::int FROM bulk_request "
+                      "WHERE id = '%s'" % r.request_id) == ["86400"]
     stack.psql("UPDATE bulk_request SET expires_at = now() - interval '1 second' WHERE id = '%s'"
                % r.request_id)
     code, details = refusal(lambda: run(people, r.request_id, pub))
