@@ -122,12 +122,45 @@ int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row
     return gw_api_render_view_in(call, gw_call_arena(call), row, clear, view);
 }
 
+/* The role's mode of each column. */
+static void role_modes(struct gw_call *call, enum gw_view_mode modes[GW_COL_COUNT])
+{
+    const char *role = gw_call_principal(call)->role;
+
+    for (size_t c = 0; c < GW_COL_COUNT; c++)
+        modes[c] = gw_policy_view(gw_call_policy(call), role, (enum gw_col)c);
+}
+
+static int render_modes_in(struct gw_call *call, struct gw_arena *a,
+                           const struct gw_sealed_waybill *row,
+                           const struct gw_str clear[GW_COL_COUNT],
+                           const enum gw_view_mode modes[GW_COL_COUNT],
+                           Waygate__V1__WaybillView *view);
+
 int gw_api_render_view_in(struct gw_call *call, struct gw_arena *a,
                           const struct gw_sealed_waybill *row,
                           const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
 {
+    enum gw_view_mode modes[GW_COL_COUNT];
+
+    role_modes(call, modes);
+    return render_modes_in(call, a, row, clear, modes, view);
+}
+
+int gw_api_render_modes(struct gw_call *call, const struct gw_sealed_waybill *row,
+                        const struct gw_str clear[GW_COL_COUNT],
+                        const enum gw_view_mode modes[GW_COL_COUNT], Waygate__V1__WaybillView *view)
+{
+    return render_modes_in(call, gw_call_arena(call), row, clear, modes, view);
+}
+
+static int render_modes_in(struct gw_call *call, struct gw_arena *a,
+                           const struct gw_sealed_waybill *row,
+                           const struct gw_str clear[GW_COL_COUNT],
+                           const enum gw_view_mode modes[GW_COL_COUNT],
+                           Waygate__V1__WaybillView *view)
+{
     struct gw_app *app = gw_call_app(call);
-    const char *role = gw_call_principal(call)->role;
     Waygate__V1__Waybill *w;
     Waygate__V1__Party *s, *r;
     size_t c, nred = 0, len;
@@ -158,7 +191,7 @@ int gw_api_render_view_in(struct gw_call *call, struct gw_arena *a,
     w->security_level = (Waygate__V1__SecurityLevel)row->security_level;
 
     for (c = 0; c < GW_COL_COUNT; c++) {
-        enum gw_view_mode mode = gw_policy_view(gw_call_policy(call), role, (enum gw_col)c);
+        enum gw_view_mode mode = modes[c];
         dst = slot(w, (enum gw_col)c);
         if (mode != GW_VIEW_CLEAR && clear[c].n > 0)
             view->redacted_fields[nred++] = (char *)gw_col_field[c];

@@ -37,5 +37,10 @@ int gw_ctl_accounts(int argc, char **argv);
 
 /* waygatectl export trace: names the bulk export a file or fragment of rows came from (Art. 37). */
 int gw_ctl_export(int argc, char **argv);
+/* waygatectl report monthly: the monthly regulator report, JSON or CSV (Art. 17, 26, 37). */
+int gw_ctl_report(int argc, char **argv);
+
+/* waygatectl incidents list: the security incidents recorded (Art. 17). */
+int gw_ctl_incidents(int argc, char **argv);
 
 #endif
