@@ -2,12 +2,18 @@
  * reason. Checks, in order: the request (number, field path, reason), whether the role may reveal
  * that field at all (policy), the scraping throttle, the record within the caller's scope (read
  * and authenticated exactly as Get: outside the scope is NOT_FOUND like a missing number), and for
- * a courier that its branch delivers the waybill. Then one database transaction counts the
- * caller's reveals in the last hour and the current UTC day and writes the reveal_log row (who,
- * certificate, peer, record, field, reason; never the value) only under both quotas; the value is
- * sent only after that row committed (fail closed). Over quota: RESOURCE_EXHAUSTED naming the
- * quota hit, and a 'reveal_quota' incident. audit_seq is the reveal_log row's id until the audit
- * chain exists. Invariant: the clear value lives only in the call's arena. */
+ * a courier that its branch delivers the waybill. Then two transactions, in this order:
+ *   1. the quota ledger (store: gw_store_reveal): counts the caller's reveals in the last hour and
+ *      the current UTC day and writes the reveal_log row (who, certificate, peer, record, field,
+ *      reason; never the value) only under both quotas. Over quota: RESOURCE_EXHAUSTED naming the
+ *      quota hit, a 'reveal_quota' incident and a "reveal" audit record with outcome "refused".
+ *   2. the audit record (Art. 33; gw_audit_write, this gateway's chain): action "reveal", object
+ *      "<record uuid>:<field>", purpose the reason. The value is sent only after this record
+ *      committed (fail closed): a record that cannot be written fails the call UNAVAILABLE and
+ *      nothing is released. audit_seq is that record's sequence number in the chain.
+ * A reveal_log row whose audit record then failed counts against the quota as an attempt: the
+ * ledger limits how often one asks, the chain proves what was released.
+ * Invariant: the clear value lives only in the call's arena. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,7 +23,9 @@
 #include "alloc.h"
 #include "api.h"
 #include "api_query.h"
+#include "api_record.h"
 #include "app.h"
+#include "audit.h"
 #include "incident.h"
 #include "log.h"
 #include "policy.h"
@@ -30,6 +38,7 @@
 struct reveal {
     struct gw_call *call;
     struct gw_store_req *req;
+    struct gw_audit_req *areq;
     enum gw_col col;
     char number[GW_WAYBILLNO_MAX + 1];
     size_t number_len;
@@ -37,6 +46,8 @@ struct reveal {
     char who[GW_API_WHO_MAX];
     struct gw_str value; /* the clear value, in the call's arena */
     struct gw_policy_limits lim;
+    char object[37 + 1 + 64]; /* "<record uuid>:<field>" */
+    uint32_t remaining;       /* quota left after this reveal */
 };
 
 static void cancel_cb(void *arg)
@@ -45,6 +56,8 @@ static void cancel_cb(void *arg)
 
     gw_store_cancel(r->req);
     r->req = NULL;
+    gw_audit_cancel(r->areq);
+    r->areq = NULL;
 }
 
 static void quota_incident(struct reveal *r, const struct gw_store_reveal_result *res)
@@ -60,10 +73,51 @@ static void quota_incident(struct reveal *r, const struct gw_store_reveal_result
     gw_api_incident(r->call, "medium", "reveal_quota", detail, NULL);
 }
 
-static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *res)
+/* The reveal's audit record: who, the record and field, the reason as its purpose. */
+static void reveal_record(struct reveal *r, struct gw_audit_rec *rec)
+{
+    gw_api_record_init(r->call, "reveal", rec);
+    rec->object = r->object;
+    rec->purpose = r->reason;
+    rec->count = 1;
+}
+
+/* Step 2 done: the value leaves only when its record committed. */
+static void audited_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     Waygate__V1__RevealResponse out = WAYGATE__V1__REVEAL_RESPONSE__INIT;
     struct reveal *r = arg;
+    int rc;
+
+    (void)res;
+    r->areq = NULL;
+    gw_call_set_cancel(r->call, NULL, NULL);
+    if (err != 0) { /* not recorded (or not known to be): nothing is released */
+        GW_LOG(GW_LOG_ERROR, "query", gw_call_log_ctx(r->call),
+               "reveal not recorded in the audit chain (%s): value withheld", gw_err_str(err));
+        gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        return;
+    }
+    out.field = (char *)gw_col_field[r->col];
+    out.value = (char *)r->value.p;
+    out.remaining_quota = r->remaining;
+    out.audit_seq = seq > 0 ? (uint64_t)seq : 0;
+    GW_LOG(GW_LOG_INFO, "query", gw_call_log_ctx(r->call), "revealed %s (audit seq %" PRId64 ")",
+           gw_col_field[r->col], seq);
+    rc = gw_call_send(r->call, &out.base);
+    if (rc != 0) {
+        gw_call_fail(r->call, rc, NULL, GW_RULE_NOT_RENDERED);
+        return;
+    }
+    gw_call_finish(r->call, GW_GRPC_OK, NULL);
+}
+
+/* Step 1 done: the ledger row committed under the quota; now the audit record. */
+static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *res)
+{
+    struct reveal *r = arg;
+    struct gw_app *app = gw_call_app(r->call);
+    struct gw_audit_rec rec;
     struct gw_fault f;
     uint32_t left_h, left_d;
     int rc;
@@ -72,6 +126,10 @@ static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *r
     gw_call_set_cancel(r->call, NULL, NULL);
     if (err == GW_ETOOBIG) {
         quota_incident(r, res);
+        reveal_record(r, &rec);
+        rec.count = 0;
+        rec.detail = res->hour_hit ? "reveal quota: hour" : "reveal quota: day";
+        gw_api_record_refusal(r->call, &rec);
         gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, GW_RULE_REVEAL_QUOTA);
         f.limit = res->hour_hit ? r->lim.reveals_per_hour : r->lim.reveals_per_day;
         gw_call_finish_fault(r->call, &f);
@@ -86,18 +144,17 @@ static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *r
     left_h =
         res->used_hour < r->lim.reveals_per_hour ? r->lim.reveals_per_hour - res->used_hour : 0;
     left_d = res->used_day < r->lim.reveals_per_day ? r->lim.reveals_per_day - res->used_day : 0;
-    out.field = (char *)gw_col_field[r->col];
-    out.value = (char *)r->value.p;
-    out.remaining_quota = left_h < left_d ? left_h : left_d;
-    out.audit_seq = res->seq > 0 ? (uint64_t)res->seq : 0;
-    GW_LOG(GW_LOG_INFO, "query", gw_call_log_ctx(r->call), "revealed %s (reveal_log %" PRId64 ")",
-           gw_col_field[r->col], res->seq);
-    rc = gw_call_send(r->call, &out.base);
+    r->remaining = left_h < left_d ? left_h : left_d;
+    reveal_record(r, &rec);
+    rc = app->audit != NULL ? gw_audit_write(app->audit, NULL, 0, &rec, 1, audited_cb, r, &r->areq)
+                            : GW_EUNAVAIL;
     if (rc != 0) {
-        gw_call_fail(r->call, rc, NULL, GW_RULE_NOT_RENDERED);
+        GW_LOG(GW_LOG_ERROR, "query", gw_call_log_ctx(r->call),
+               "reveal not recorded in the audit chain (%s): value withheld", gw_err_str(rc));
+        gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
-    gw_call_finish(r->call, GW_GRPC_OK, NULL);
+    gw_call_set_cancel(r->call, cancel_cb, r);
 }
 
 static void got_cb(void *arg, int err, const struct gw_store_row *row)
@@ -130,6 +187,8 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     rv.cert = p->cert[0] != '\0' ? p->cert : p->authn == GW_AUTHN_CERT ? p->name : "";
     rv.peer = gw_call_log_ctx(r->call)->peer != NULL ? gw_call_log_ctx(r->call)->peer : p->peer;
     memcpy(rv.record_id, row->w.id, sizeof(rv.record_id));
+    gw_store_id_text(row->w.id, r->object);
+    snprintf(r->object + 36, sizeof(r->object) - 36, ":%s", gw_col_field[r->col]);
     rv.field = gw_col_field[r->col];
     rv.reason = r->reason;
     rv.per_hour = r->lim.reveals_per_hour;

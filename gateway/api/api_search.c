@@ -3,9 +3,17 @@
  * day) within the caller's scope (its branch: waybills it accepted or delivers; a branch outside
  * the scope is PERMISSION_DENIED), newest first, one page of at most the policy's
  * search_limit_max, each rendered exactly as Get renders it and carrying its continuation. The
- * key counts against the scraping throttle; searches by phone or ID number are logged (never the
- * value). A row that fails to authenticate is left out of the page and recorded as an incident
- * (one altered row must not hide the others from the branch, and never shows its data).
+ * key counts against the scraping throttle. A row that fails to authenticate is left out of the
+ * page and recorded as an incident (one altered row must not hide the others from the branch, and
+ * never shows its data).
+ * Bulk threshold (Art. 37): a key that selects more than [compliance] bulk_threshold records is
+ * refused FAILED_PRECONDITION before any row is sent, pointing to Compliance.RequestBulk. The
+ * first page reads up to threshold + 1 rows to know; a continued page needs no new count: its
+ * continuation (MACed by this gateway) proves a first page passed, and keyset paging goes only
+ * towards older records, which existed when that page was counted.
+ * Searches by phone or ID number are audit records (search.phone, search.id_number; object: the
+ * hex of the blind index, never the value; count: the rows sent), committed before the first row
+ * leaves (fail closed: a record that cannot be written fails the call UNAVAILABLE, nothing sent).
  * Invariant: the page (clear values included) lives in the call's arena, wiped when the call ends;
  * responses are sent only while the stream is writable. */
 #include <ctype.h>
@@ -18,7 +26,10 @@
 #include "alloc.h"
 #include "api.h"
 #include "api_query.h"
+#include "api_record.h"
 #include "app.h"
+#include "audit.h"
+#include "config.h"
 #include "continuation.h"
 #include "crypto.h"
 #include "idcard.h"
@@ -35,7 +46,11 @@
 struct search {
     struct gw_call *call;
     struct gw_store_req *req;
+    struct gw_audit_req *areq;
     struct gw_store_search q;
+    uint32_t page;      /* rows this page may hold (q.limit may be larger: the threshold count) */
+    uint32_t threshold; /* more rows than this under one key: bulk, refused */
+    const char *field;  /* the key's field name, for refusals */
     struct gw_cont_search cs;
     char who[GW_API_WHO_MAX];
     char day[11];
@@ -43,6 +58,7 @@ struct search {
     size_t number_len;
     Waygate__V1__WaybillView *views; /* the page, in the call's arena */
     size_t n, next;
+    char object[2 * GW_STORE_BIDX_LEN + 1]; /* hex of the blind index */
 };
 
 static void cancel_cb(void *arg)
@@ -51,6 +67,8 @@ static void cancel_cb(void *arg)
 
     gw_store_cancel(s->req);
     s->req = NULL;
+    gw_audit_cancel(s->areq);
+    s->areq = NULL;
 }
 
 /* Sends the page while the stream takes it; resumes when it is writable again. */
@@ -74,6 +92,90 @@ static void pump(void *arg)
     gw_call_finish(s->call, GW_GRPC_OK, NULL);
 }
 
+/* The key is audited (search.phone, search.id_number) when it is a person's phone or ID number. */
+static const char *audited_action(const struct search *s)
+{
+    return s->q.key == GW_STORE_KEY_PHONE       ? "search.phone"
+           : s->q.key == GW_STORE_KEY_ID_NUMBER ? "search.id_number"
+                                                : NULL;
+}
+
+static void search_record(struct search *s, struct gw_audit_rec *rec)
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (size_t i = 0; i < GW_STORE_BIDX_LEN; i++) {
+        s->object[2 * i] = hex[s->q.bidx[i] >> 4];
+        s->object[2 * i + 1] = hex[s->q.bidx[i] & 15];
+    }
+    s->object[2 * GW_STORE_BIDX_LEN] = '\0';
+    gw_api_record_init(s->call, audited_action(s), rec);
+    rec->object = s->object;
+}
+
+/* More than the threshold under this key: refused before any row, and recorded when audited. */
+static void refuse_bulk(struct search *s)
+{
+    struct gw_audit_rec rec;
+    struct gw_fault f;
+
+    GW_LOG(GW_LOG_WARN, "query", gw_call_log_ctx(s->call),
+           "search by %s refused: selects more than %u records (bulk threshold)", s->field,
+           (unsigned)s->threshold);
+    if (audited_action(s) != NULL) {
+        search_record(s, &rec);
+        rec.count = 0;
+        rec.detail = "bulk threshold";
+        gw_api_record_refusal(s->call, &rec);
+    }
+    gw_fault_set(&f, GW_EPRECOND, NULL, s->field, GW_RULE_SEARCH_BULK);
+    f.limit = s->threshold;
+    gw_call_finish_fault(s->call, &f);
+}
+
+/* The page's record committed: the rows may leave. */
+static void audited_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct search *s = arg;
+
+    (void)res;
+    s->areq = NULL;
+    gw_call_set_cancel(s->call, NULL, NULL);
+    if (err != 0) {
+        GW_LOG(GW_LOG_ERROR, "query", gw_call_log_ctx(s->call),
+               "search not recorded in the audit chain (%s): nothing sent", gw_err_str(err));
+        gw_call_fail(s->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        return;
+    }
+    GW_LOG(GW_LOG_INFO, "query", gw_call_log_ctx(s->call),
+           "search by %s: %zu rows (audit seq %lld)", s->field, s->n, (long long)seq);
+    pump(s);
+}
+
+/* Sends the page, after its audit record when the key is audited. */
+static void release(struct search *s)
+{
+    struct gw_app *app = gw_call_app(s->call);
+    struct gw_audit_rec rec;
+    int rc;
+
+    if (audited_action(s) == NULL) {
+        pump(s);
+        return;
+    }
+    search_record(s, &rec);
+    rec.count = (int64_t)s->n;
+    rc = app->audit != NULL ? gw_audit_write(app->audit, NULL, 0, &rec, 1, audited_cb, s, &s->areq)
+                            : GW_EUNAVAIL;
+    if (rc != 0) {
+        GW_LOG(GW_LOG_ERROR, "query", gw_call_log_ctx(s->call),
+               "search not recorded in the audit chain (%s): nothing sent", gw_err_str(rc));
+        gw_call_fail(s->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        return;
+    }
+    gw_call_set_cancel(s->call, cancel_cb, s);
+}
+
 static void found_cb(void *arg, int err, const struct gw_store_row *rows, size_t n)
 {
     struct search *s = arg;
@@ -89,6 +191,12 @@ static void found_cb(void *arg, int err, const struct gw_store_row *rows, size_t
         gw_api_read_failed(s->call, err);
         return;
     }
+    if (!s->q.after && n > s->threshold) {
+        refuse_bulk(s);
+        return;
+    }
+    if (n > s->page)
+        n = s->page;
     if (n > 0 && (s->views = gw_arena_alloc(a, n * sizeof(*s->views))) == NULL) {
         gw_call_fail(s->call, GW_ENOMEM, NULL, GW_RULE_NONE);
         return;
@@ -116,7 +224,7 @@ static void found_cb(void *arg, int err, const struct gw_store_row *rows, size_t
         }
         s->n++;
     }
-    pump(s);
+    release(s);
 }
 
 /* A calendar date "YYYY-MM-DD" (years 2000-2099 are the ones a pickup can have). */
@@ -222,6 +330,7 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
         return false;
     }
     OPENSSL_cleanse(norm, sizeof(norm));
+    s->field = field;
     if (rule != GW_RULE_NONE) {
         struct gw_fault f;
         gw_fault_set(&f, GW_EINVAL, NULL, field, rule);
@@ -294,6 +403,14 @@ void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_finish(call, GW_GRPC_OK, NULL);
         return;
     }
+    /* A first page counts the selection up to the threshold + 1 (at most what one read may
+     * return, so a threshold configured above it acts as GW_STORE_SEARCH_MAX - 1). */
+    s->page = s->q.limit;
+    s->threshold = app->cfg->bulk_threshold;
+    if (s->threshold > GW_STORE_SEARCH_MAX - 1)
+        s->threshold = GW_STORE_SEARCH_MAX - 1;
+    if (!s->q.after && s->q.limit < s->threshold + 1)
+        s->q.limit = s->threshold + 1;
     rc = gw_store_search(app->store, &s->q, found_cb, s, &s->req);
     if (rc != 0) {
         gw_api_read_failed(call, rc);

@@ -19,6 +19,7 @@ struct gw_throttle;
 #define GW_APP_THROTTLE_PRINCIPALS 4096
 #define GW_APP_THROTTLE_KEYS (1u << 20)
 struct gw_workers;
+struct gw_audit;
 
 struct gw_app {
     const struct gw_config *cfg;

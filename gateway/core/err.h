@@ -201,6 +201,7 @@ enum gw_rule {
     GW_RULE_NOT_FUTURE,
     GW_RULE_MONTH_FORMAT,
     GW_RULE_NOT_RECORDED,
+    GW_RULE_SEARCH_BULK, /* (bound) */
     GW_RULE_COUNT
 };
 

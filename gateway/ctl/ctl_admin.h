@@ -9,6 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "ctl_record.h" /* ctl_audit_seed */
 #include "err.h"
 #include "store_acct_admin.h"
 
@@ -51,14 +52,11 @@ int ctl_admin_commit(struct ctl_admin *c);
 /* Rolls back the open transaction, if any. */
 void ctl_admin_rollback(struct ctl_admin *c);
 
-/* The keyring's audit seed when $WAYGATE_KEYRING names a keyring this user can read, else NULL
- * (then the CLI's audit records go without a signed checkpoint: `audit verify` reports them as
- * not yet covered). Loaded once per process. */
-const uint8_t *ctl_audit_seed(void);
-
-/* Appends the admin_log row of this command and its audit record (chain 'ctl',
- * store/audit_ctl.h), in the open transaction if any (object, outcome, detail: never a secret).
- * Prints a line on failure and returns GW_CTL_FAIL; 0 when recorded. */
+/* Appends the admin_log row of this command (object, outcome, detail: never a secret) and its
+ * audit record (chain 'ctl', ctl_record.h: the audit vocabulary's action for a command that
+ * changes something, e.g. principal.add; else the command's own, e.g. principals.list), in the
+ * open transaction or, when none is open, in one of their own. Prints a line on failure, rolls
+ * back and returns GW_CTL_FAIL (the command must then not report success); 0 when recorded. */
 int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome, const char *detail);
 
 /* Rolls back an open transaction (nothing of this command is kept), prints "<cmd>: <field>:

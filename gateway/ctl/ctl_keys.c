@@ -14,6 +14,7 @@
 #include "crypto.h"
 #include "ctl.h"
 #include "ctl_admin.h"
+#include "ctl_record.h"
 #include "keyring.h"
 #include "record.h"
 #include "store_acct_admin.h"
@@ -39,8 +40,9 @@ static void keys_usage(FILE *f)
         "  retire  erase KEK version N from the key file; refused while records still use it\n"
         "  status  KEK versions and states (never key bytes); with --db, records per version\n"
         "  PATH defaults to $WAYGATE_KEYRING; rotate, retire and rewrap use $WAYGATE_PGURI when\n"
-        "  --db is not given. init, rotate, retire and rewrap are recorded in admin_log when a\n"
-        "  database is given (Art. 31); without one, the CLI says the action was not recorded.\n",
+        "  --db is not given. init, rotate, retire and rewrap are recorded in admin_log and the\n"
+        "  audit chain when a database is given (Art. 31, 33): if the record cannot be opened\n"
+        "  the action is not done; without one, the CLI says the action was not recorded.\n",
         BATCH_DEFAULT);
 }
 
@@ -105,30 +107,65 @@ static long long count_kek(struct gw_admin *a, uint32_t v, bool equal)
 
 /* What the last operation did, for its administrative record (never key bytes). */
 static char done_detail[128];
+static long long done_count = -1; /* records it changed (rewrap), -1: not meaningful */
 
-/* Art. 31: a key operation (init, rotate, retire, rewrap) is an administrative act. With a
- * database (--db, else $WAYGATE_PGURI) it gets one admin_log row, its failures included; without
- * one the CLI says that it was not recorded (a keyring can be made before its database). A
- * failure to record is reported but does not undo what was done. */
-static void record(const char *db, const char *sub, const char *keyring, int rc)
+/* Art. 31, 33: a key operation (init, rotate, retire, rewrap) is an administrative act. With a
+ * database (--db, else $WAYGATE_PGURI) it gets one admin_log row and one audit record (chain
+ * 'ctl': key.init, key.rotate, key.retire, key.rewrap), its failures included. The transaction
+ * that holds them is opened BEFORE the key file changes (record_open), so that an unreachable
+ * database or a refused BEGIN stops the operation, and committed right after it (record_close);
+ * the key file itself cannot be in a database transaction. A rewrap changes records in batches
+ * of their own transactions (store_admin.c); its one record (count: data keys re-wrapped) is
+ * written at its end. Without a database the CLI says the action was not recorded (a keyring can
+ * be made before its database). */
+static int record_open(const char *db, const char *sub, struct gw_admin **out)
 {
-    struct gw_admin_logrec r = {ctl_admin_actor(NULL), NULL, keyring,
-                                rc == GW_CTL_OK ? "ok" : "failed",
-                                done_detail[0] ? done_detail : NULL};
-    struct gw_admin *a = NULL;
-    char action[32], err[512];
+    char err[512];
 
+    *out = NULL;
     if (db == NULL || db[0] == '\0') {
-        fprintf(stderr, ME ": note: keys %s not recorded in admin_log (no --db or WAYGATE_PGURI)\n",
-                sub);
-        return;
+        fprintf(stderr, ME ": note: keys %s not recorded (no --db or WAYGATE_PGURI)\n", sub);
+        return 0;
     }
+    if (gw_admin_connect(db, out, err, sizeof(err)) != 0 ||
+        gw_admin_begin(*out, err, sizeof(err)) != 0) {
+        fprintf(stderr, ME ": cannot record the action, so it was not done: %s\n", err);
+        gw_admin_free(*out);
+        *out = NULL;
+        return GW_CTL_FAIL;
+    }
+    return 0;
+}
+
+/* Writes the records of an operation that ended with rc into the open transaction and commits.
+ * Returns rc, or GW_CTL_FAIL when a successful operation could not be recorded (said loudly: the
+ * key file changed, its record is missing). NULL a: nothing to record. Frees a. */
+static int record_close(struct gw_admin *a, const char *sub, const char *keyring, int rc)
+{
+    const char *outcome = rc == GW_CTL_OK ? "ok" : "failed";
+    struct gw_admin_logrec r = {ctl_admin_actor(NULL), NULL, keyring, outcome,
+                                done_detail[0] ? done_detail : NULL};
+    char action[32], cmd[32], err[512];
+    int ok;
+
+    if (a == NULL)
+        return rc;
     snprintf(action, sizeof(action), "keys.%s", sub);
+    snprintf(cmd, sizeof(cmd), "keys %s", sub);
     r.action = action;
-    if (gw_admin_connect(db, &a, err, sizeof(err)) != 0 ||
-        gw_admin_log(a, &r, err, sizeof(err)) != 0)
+    ok = gw_admin_log(a, &r, err, sizeof(err)) == 0;
+    if (!ok)
         fprintf(stderr, ME ": could not record the administrative action: %s\n", err);
+    ok = ok && ctl_record(a, cmd, r.actor, action, keyring, done_count, outcome, r.detail) == 0;
+    ok = ok && gw_admin_commit(a, err, sizeof(err)) == 0;
+    if (!ok) {
+        gw_admin_rollback(a);
+        if (rc == GW_CTL_OK)
+            fprintf(stderr, ME ": keys %s was done but its record could not be written\n", sub);
+        rc = GW_CTL_FAIL;
+    }
     gw_admin_free(a);
+    return rc;
 }
 
 static int keys_init(const struct keys_opts *o)
@@ -375,6 +412,7 @@ static int keys_rewrap(const struct keys_opts *o)
     snprintf(done_detail, sizeof(done_detail),
              "%lld re-wrapped under KEK version %" PRIu32 ", %lld failed, %lld left", done,
              rw.newest, failed, left);
+    done_count = done;
     rc = (failed == 0 && left == 0) ? GW_CTL_OK : GW_CTL_FAIL;
 out:
     gw_admin_free(a);
@@ -451,18 +489,22 @@ int gw_ctl_keys(int argc, char **argv)
         if (env && env[0])
             o.db = env;
     }
+    struct gw_admin *rec = NULL;
     int rc;
     done_detail[0] = '\0';
+    done_count = -1;
     if (strcmp(sub, "init") == 0) {
+        /* a new keyring usually comes before its database: recorded only with --db */
+        if (o.db != NULL && record_open(o.db, sub, &rec) != 0)
+            return GW_CTL_FAIL;
         rc = keys_init(&o);
-        if (o.db != NULL) /* a new keyring usually comes before its database */
-            record(o.db, sub, o.keyring, rc);
-        return rc;
+        return record_close(rec, sub, o.keyring, rc);
     }
     if (strcmp(sub, "rotate") == 0) {
+        if (record_open(o.db, sub, &rec) != 0)
+            return GW_CTL_FAIL;
         rc = keys_rotate(&o);
-        record(o.db, sub, o.keyring, rc);
-        return rc;
+        return record_close(rec, sub, o.keyring, rc);
     }
     if (strcmp(sub, "status") == 0)
         return keys_status(&o, db_given);
@@ -471,18 +513,20 @@ int gw_ctl_keys(int argc, char **argv)
             fprintf(stderr, ME ": retire needs --version N\n");
             return GW_CTL_USAGE;
         }
+        if (record_open(o.db, sub, &rec) != 0)
+            return GW_CTL_FAIL;
         rc = keys_retire(&o);
-        record(o.db, sub, o.keyring, rc);
-        return rc;
+        return record_close(rec, sub, o.keyring, rc);
     }
     if (needs_db) {
         if (!o.db) {
             fprintf(stderr, ME ": rewrap needs --db CONNINFO (or WAYGATE_PGURI)\n");
             return GW_CTL_USAGE;
         }
+        if (record_open(o.db, sub, &rec) != 0)
+            return GW_CTL_FAIL;
         rc = keys_rewrap(&o);
-        record(o.db, sub, o.keyring, rc);
-        return rc;
+        return record_close(rec, sub, o.keyring, rc);
     }
     fprintf(stderr, ME ": unknown subcommand '%s'\n", sub);
     keys_usage(stderr);

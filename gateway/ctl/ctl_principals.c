@@ -164,8 +164,12 @@ static int principals_add(struct ctl_admin *c, const char *name, const char *cer
     snprintf(detail, sizeof(detail), "role=%s branch=%s admin=%s sha256=%s", role,
              branch != NULL ? branch : "-", admin ? "yes" : "no", fphex);
 
+    /* the row, its admin_log row and its audit record: one transaction */
+    if (ctl_admin_begin(c) != 0)
+        return GW_CTL_FAIL;
     rc = gw_admin_principal_add(c->a, &p, &id, err, sizeof(err));
     if (rc == GW_EEXIST) {
+        ctl_admin_rollback(c); /* the failed INSERT ended the transaction */
         memset(&f, 0, sizeof(f));
         f.want = &p;
         if (gw_admin_principal_find(c->a, name, p.fingerprint, found_cb, &f, err, sizeof(err)) != 0)
@@ -188,7 +192,7 @@ static int principals_add(struct ctl_admin *c, const char *name, const char *cer
     }
     if (rc != 0)
         return ctl_admin_fail(c, name, "the database refused", err);
-    if (ctl_admin_log(c, name, "ok", detail) != 0)
+    if (ctl_admin_log(c, name, "ok", detail) != 0 || ctl_admin_commit(c) != 0)
         return GW_CTL_FAIL;
     printf("registered principal %s (id %lld): role %s, branch %s, %s, certificate sha256:%s\n",
            name, id, role, branch != NULL ? branch : "-",
@@ -227,14 +231,19 @@ static int principals_disable(struct ctl_admin *c, const char *name)
 {
     bool already = false;
     char err[512];
-    int rc = gw_admin_principal_disable(c->a, name, c->actor, &already, err, sizeof(err));
+    int rc;
+
+    if (ctl_admin_begin(c) != 0)
+        return GW_CTL_FAIL;
+    rc = gw_admin_principal_disable(c->a, name, c->actor, &already, err, sizeof(err));
 
     if (rc == GW_ENOTFOUND)
         return ctl_admin_refuse_text(c, name, "name", "no such principal");
     if (rc != 0)
         return ctl_admin_fail(c, name, "the database refused", err);
     if (ctl_admin_log(c, name, already ? "unchanged" : "ok", already ? "disabled before" : NULL) !=
-        0)
+            0 ||
+        ctl_admin_commit(c) != 0)
         return GW_CTL_FAIL;
     printf(already ? "principal %s was disabled already: nothing changed\n"
                    : "disabled principal %s: its certificate is refused from its next call\n",

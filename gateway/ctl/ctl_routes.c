@@ -1,7 +1,8 @@
 /* ctl_routes.c: `waygatectl routes add REGION BRANCH | list | remove REGION`: the routing table
  * (destination region code -> delivering branch) that puts a waybill into its destination
  * branch's scope (Art. 34). Every change is recorded in admin_log (via 'cli') in the same
- * statement as the change itself. */
+ * statement as the change itself, and in the audit chain 'ctl' (route.add, route.remove) in the
+ * same transaction. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -11,6 +12,8 @@
 #include "account.h"
 #include "ctl.h"
 #include "ctl_admin.h"
+#include "ctl_record.h"
+#include "store_acct_admin.h"
 #include "store_admin.h"
 #include "store_routes.h"
 
@@ -38,6 +41,43 @@ static void print_route(void *arg, const struct gw_admin_route *r)
 {
     (void)arg;
     printf("%s\t%s\t%s\t%s\n", r->region, r->branch, r->created_at, r->created_by);
+}
+
+/* add or remove: the route, its admin_log row (store_routes.c) and its audit record in one
+ * transaction. Returns 0 (committed, said on stdout), a gw_err with err filled (rolled back), or
+ * GW_CTL_FAIL when the audit record failed (said on stderr; rolled back). */
+static int change(struct gw_admin *a, const char *verb, const char *const args[2], const char *by,
+                  char *err, size_t errlen)
+{
+    bool add = strcmp(verb, "add") == 0;
+    char cmd[32], detail[64];
+    int e;
+
+    snprintf(cmd, sizeof(cmd), "routes %s", verb);
+    e = gw_admin_begin(a, err, errlen);
+    if (e != 0)
+        return e;
+    e = add ? gw_admin_route_set(a, args[0], args[1], by, err, errlen)
+            : gw_admin_route_remove(a, args[0], by, err, errlen);
+    if (e != 0) {
+        gw_admin_rollback(a);
+        return e;
+    }
+    if (add)
+        snprintf(detail, sizeof(detail), "branch %s", args[1]);
+    if (ctl_record(a, cmd, by, add ? "routes.add" : "routes.remove", args[0], -1, "ok",
+                   add ? detail : NULL) != 0) {
+        gw_admin_rollback(a);
+        return GW_CTL_FAIL;
+    }
+    e = gw_admin_commit(a, err, errlen);
+    if (e != 0)
+        return e;
+    if (add)
+        printf("route %s -> %s\n", args[0], args[1]);
+    else
+        printf("route %s removed\n", args[0]);
+    return 0;
 }
 
 int gw_ctl_routes(int argc, char **argv)
@@ -99,16 +139,14 @@ int gw_ctl_routes(int argc, char **argv)
         by = ctl_admin_login_name();
     if (ctl_admin_db("routes", db, &a) != 0)
         return GW_CTL_FAIL;
-    if (strcmp(verb, "add") == 0) {
-        e = gw_admin_route_set(a, args[0], args[1], by, err, sizeof(err));
-        if (e == 0)
-            printf("route %s -> %s\n", args[0], args[1]);
-    } else if (strcmp(verb, "remove") == 0) {
-        e = gw_admin_route_remove(a, args[0], by, err, sizeof(err));
-        if (e == 0)
-            printf("route %s removed\n", args[0]);
-    } else {
+    if (strcmp(verb, "list") == 0) {
         e = gw_admin_route_list(a, print_route, NULL, err, sizeof(err));
+    } else {
+        e = change(a, verb, args, by, err, sizeof(err));
+        if (e == GW_CTL_FAIL) { /* the audit record failed: said, rolled back */
+            gw_admin_free(a);
+            return GW_CTL_FAIL;
+        }
     }
     if (e != 0) {
         fprintf(stderr, "waygatectl routes %s: %s\n", verb, err);

@@ -1,6 +1,7 @@
 /* ctl_segments.c: `waygatectl segments issue|list`: the register of waybill-number segments issued
  * to branches (part 9 Art. 18). Overlaps are refused by the database (an exclusion constraint
- * on prefix and range), so two administrators racing cannot issue one number twice. */
+ * on prefix and range), so two administrators racing cannot issue one number twice. An issue is
+ * recorded (admin_log and the audit chain 'ctl', segment.issue) in its own transaction. */
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -9,6 +10,7 @@
 
 #include "ctl.h"
 #include "ctl_admin.h"
+#include "ctl_record.h"
 #include "store_acct_admin.h"
 #include "store_admin.h"
 #include "waybillno.h"
@@ -63,6 +65,23 @@ static void record(struct gw_admin *a, const char *action, const char *actor, co
     if (gw_admin_log(a, &r, err, sizeof(err)) != 0)
         fprintf(stderr, "waygatectl segments: could not record the administrative action: %s\n",
                 err);
+}
+
+/* A refused or failed issue (its transaction rolled back): its admin_log row and audit record in
+ * one of their own; a failure to record them is reported. */
+static void refused_record(struct gw_admin *a, const char *by, const char *branch,
+                           const char *outcome, const char *text)
+{
+    char err[512];
+
+    if (gw_admin_begin(a, err, sizeof(err)) != 0) {
+        fprintf(stderr, "waygatectl segments issue: could not record the refusal: %s\n", err);
+        return;
+    }
+    record(a, "segments.issue", by, branch, outcome, text);
+    if (ctl_record(a, "segments issue", by, "segments.issue", branch, -1, outcome, text) != 0 ||
+        gw_admin_commit(a, err, sizeof(err)) != 0)
+        gw_admin_rollback(a);
 }
 
 static int segments_issue(const char *conninfo, const char *branch, const char *segment,
@@ -138,12 +157,22 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
         return GW_CTL_FAIL;
     if (by == NULL)
         by = ctl_admin_login_name();
-    rc = gw_admin_segment_issue(a, branch, prefix, from, to, by, &id, err, sizeof(err));
-    record(a, "segments.issue", by, branch,
-           rc == 0           ? "ok"
-           : rc == GW_EEXIST ? "refused"
-                             : "failed",
-           text);
+    /* the segment, its admin_log row and its audit record: one transaction */
+    rc = gw_admin_begin(a, err, sizeof(err));
+    if (rc == 0)
+        rc = gw_admin_segment_issue(a, branch, prefix, from, to, by, &id, err, sizeof(err));
+    if (rc == 0) {
+        record(a, "segments.issue", by, branch, "ok", text);
+        if (ctl_record(a, "segments issue", by, "segments.issue", branch, -1, "ok", text) != 0) {
+            gw_admin_rollback(a);
+            gw_admin_free(a);
+            return GW_CTL_FAIL;
+        }
+        rc = gw_admin_commit(a, err, sizeof(err));
+    } else {
+        gw_admin_rollback(a);
+        refused_record(a, by, branch, rc == GW_EEXIST ? "refused" : "failed", text);
+    }
     gw_admin_free(a);
     if (rc == GW_EEXIST) {
         fprintf(stderr,

@@ -24,6 +24,10 @@
 #   (s)  Search by a phone 20 waybills share vs (s0) pgbench fetching those 20 rows;
 #   (l)  Login throughput vs (l0) one thread's scrypt verifications at the gateway's cost;
 #   (p)  Submit p99 at 64 streams during 20 parallel Logins vs (p0) without them.
+# and for issue 8 (the audit chain; see "issue 8" below):
+#   (uq) Submit at 64 streams with the audit chain on, (u) the same with audited Searches by phone
+#        beside it, vs (u0) pgbench's one row per transaction right before them; (r) a Reveal's
+#        latency and round trips beside a Get's.
 # Waybill numbers come from segment A, above the middle of it (integration tests use the low end);
 # the next unused number is kept in DIR/bench-next so that repeated runs never resubmit one.
 #
@@ -34,7 +38,7 @@
 # sequence, each cell then the median; default 1), BENCH_A1_CLIENTS (16),
 # BENCH_A2_CLIENTS (8), BENCH_CONF ("label:conns:streams:batch ..." for the gateway runs),
 # WGLOAD (path of the wgload binary), WAYGATE_BUILD (build directory), WAYGATE_PGBIN,
-# BENCH_FIGURES (a subset of "submit get search login storm"; the document is then not
+# BENCH_FIGURES (a subset of "submit get search login storm audit"; the document is then not
 # rewritten), BENCH_GET_N (waybills submitted for Get, 20000; smoke 150), BENCH_READ_CLIENTS
 # (pgbench clients of g0 and s0, 16), BENCH_BASE (path of bench_base).
 # Login (l, p) needs the stack's clerk_a account (WAYGATE_P_clerk_a_ACCOUNT/PASSWORD in DIR/env)
@@ -116,13 +120,14 @@ if [[ -z $DIR && $MODE != baseline ]]; then
     POLICY_SRC=$ROOT/deploy/policy.conf
     if [[ $MODE == full && -f $POLICY_SRC ]] && grep -qE '^lookups_per_window[[:space:]]*=' "$POLICY_SRC" &&
         ! grep -q '^\[policy\]' "$DIR/waygated.conf"; then
-        sed -E 's/^(lookups_per_window[[:space:]]*=[[:space:]]*).*/\11000000000/' "$POLICY_SRC" >"$DIR/bench-policy.conf"
+        sed -E -e 's/^(lookups_per_window[[:space:]]*=[[:space:]]*).*/\11000000000/' \
+            -e 's/^(reveals_per_(hour|day)[[:space:]]*=[[:space:]]*).*/\11000000/' "$POLICY_SRC" >"$DIR/bench-policy.conf"
         chmod 0600 "$DIR/bench-policy.conf" # waygated refuses a policy file others may write
         printf '\n[policy]\nfile = %s\n' "$DIR/bench-policy.conf" >>"$DIR/waygated.conf"
         say "restarting the stack's gateway with deploy/policy.conf, lookups_per_window raised to 10^9 (the read figures' many distinct lookups)"
         { WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" down "$DIR" && WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" up "$DIR"; } \
             >>"$WORK/devstack.log" 2>&1 || { cat "$WORK/devstack.log" >&2; die "deploy/devstack could not restart with the bench policy"; }
-        BENCH_POLICY_NOTE="the gateway ran deploy/policy.conf with every role's lookups_per_window raised to 10^9, so that the read figures are not throttled (the throttle still counts every lookup)"
+        BENCH_POLICY_NOTE="the gateway ran deploy/policy.conf with every role's lookups_per_window raised to 10^9 and reveals_per_hour/day to 10^6, so that the read figures are not throttled (the throttle and the reveal quota still count every lookup)"
     fi
 fi
 if [[ -n $DIR ]]; then
@@ -435,7 +440,7 @@ ratios_list() { # NAME BASE -> "1.16, 1.41, 1.19"
 GET_N=${BENCH_GET_N:-20000}
 [[ $MODE == smoke ]] && GET_N=${BENCH_GET_N:-150} # under the default policy's 200 lookups
 READ_CLIENTS=${BENCH_READ_CLIENTS:-16}
-FIGURES=${BENCH_FIGURES:-submit get search login storm}
+FIGURES=${BENCH_FIGURES:-submit get search login storm audit}
 want() { [[ " $FIGURES " == *" $1 "* ]]; }
 declare -A SKIP=() WHY_FAIL=()
 ISSUE7=()
@@ -702,6 +707,89 @@ issue7_round() {
     return 0
 }
 
+# ---------------------------------------------------------------- issue 8: the audit chain
+# (u0) pgbench, A1_CLIENTS clients, one row per transaction (a1's script), right before the two
+#      figures below: the raw one-row baseline of the same run;
+# (uq) Submit at 64 streams (4 x 16), the audit chain on (the writer running, checkpoints by
+#      timer) but no audited traffic: the issue asks uq >= 1.2 x u0;
+# (u)  the same while a second wgload searches, at 4 streams over the whole window, by a phone one
+#      waybill has: every Search is a search.phone audit record committed before its row leaves,
+#      so the chain writer commits all the time beside the Submits (the chain must not serialise
+#      commits: u stays near uq). Also counted: the audit records committed in the window and the
+#      transactions that carried them (the records of one transaction share recorded_at, its
+#      start);
+# (r)  tests/bench/reveal_rt.py: a Reveal's latency and database commits beside a Get's, one call
+#      at a time (the issue: at most one extra round trip for the audit record).
+U_NOTE= R_NOTE=
+figure_audit() {
+    local phone who=() margs=(-d "$DUR" -w 1) sdur bg_pid bg_out=$WORK/audit-bg.out t0 counts
+    [[ $MODE == smoke ]] && margs=(-d 1 -w 1)
+    [[ -n $RESET && $MODE != smoke ]] && reset_gateway_tables
+    phone=137$(printf '%08d' $((NEXT % 100000000)))
+    submit_n u-setup 1 --same-phone "$phone" -c 1 -s 1 ||
+        { R_state=fail R_why="could not submit the waybill to search for"; note_state u; return; }
+    who=(--cert "$WAYGATE_P_courier_a_CERT" --key "$WAYGATE_P_courier_a_KEY")
+    if [[ -n ${WAYGATE_P_clerk_a_ACCOUNT:-} && -n ${WAYGATE_P_clerk_a_PASSWORD:-} && -n ${WAYGATE_P_branch_a_CERT:-} ]]; then
+        who=(--cert "$WAYGATE_P_branch_a_CERT" --key "$WAYGATE_P_branch_a_KEY"
+            --as "$WAYGATE_P_clerk_a_ACCOUNT" --password-env WAYGATE_P_clerk_a_PASSWORD)
+    fi
+    "${PSQL[@]}" -c 'TRUNCATE bench_baseline'
+    checkpoint
+    run_pgbench u0 "$A1_CLIENTS" "$WORK/a1.sql" 1
+    keep u0
+    say "u0 one row/txn: $R_wps rows/s  p50 $R_p50 ms  p99 $R_p99 ms"
+    checkpoint
+    run_wl uq -c 4 -s 16 --first "$NEXT" "${margs[@]}"
+    if [[ $R_state != ok ]]; then
+        note_state uq
+        return
+    fi
+    NEXT=$(sed -nE 's/.* next=([0-9]+).*/\1/p' <<<"$(grep '^RESULT ' "$WORK/wgload.log" | tail -n 1)")
+    echo "$NEXT" >"$NEXT_FILE"
+    R_wps=$R_items
+    keep uq
+    say "uq Submit 64 streams, the chain on, no audited traffic: $R_items waybills/s  p50 $R_p50 ms  p99 $R_p99 ms"
+    checkpoint
+    t0=$("${PSQL[@]}" -tA -c 'SELECT now()')
+    sdur=$(awk -v d="${margs[1]}" 'BEGIN { print d + 3 }')
+    "$WGLOAD" --search-phone "$phone" --expect 1 -c 1 -s 4 "${who[@]}" -d "$sdur" -w 0 >"$bg_out" 2>&1 &
+    bg_pid=$!
+    sleep 0.5
+    run_wl u -c 4 -s 16 --first "$NEXT" "${margs[@]}"
+    local st=$R_state why=$R_why
+    wait "$bg_pid" || true
+    NEXT=$(sed -nE 's/.* next=([0-9]+).*/\1/p' <<<"$(grep '^RESULT ' "$WORK/wgload.log" | tail -n 1)")
+    echo "$NEXT" >"$NEXT_FILE"
+    { echo "== u-searches: audited Searches beside the Submits"; cat "$bg_out"; } >>"$WORK/wgload.log"
+    counts=$("${PSQL[@]}" -tA -F' ' -c "SELECT count(*), count(DISTINCT recorded_at) FROM audit_record WHERE action = 'search.phone' AND recorded_at >= '$t0'")
+    local sps serr
+    sps=$(sed -nE 's/^RESULT .* cps=([0-9.]+).*/\1/p' "$bg_out")
+    serr=$(sed -nE 's/^RESULT .* errors=([0-9]+).*/\1/p' "$bg_out")
+    if [[ -z $serr || $serr != 0 ]]; then
+        R_state=fail R_why="the audited searches beside it failed: $(grep -m1 -E '^  e\.g\.|wgload:' "$bg_out" || echo 'no result')"
+        note_state u
+        return
+    fi
+    R_state=$st R_why=$why
+    if [[ $R_state == ok ]]; then
+        R_wps=$R_items
+        keep u
+        read -r nrec ntx <<<"$counts"
+        U_NOTE="$sps audited searches/s beside it; $nrec search.phone records committed in $ntx transactions ($(awk -v a="$nrec" -v b="$ntx" 'BEGIN { if (b > 0) printf "%.1f", a / b; else print "n/a" }') a commit)"
+        say "u Submit 64 streams with the audit chain busy: $R_items waybills/s  p50 $R_p50 ms  p99 $R_p99 ms; $U_NOTE"
+    else
+        note_state u
+    fi
+    local n=200 out
+    [[ $MODE == smoke ]] && n=5
+    [[ -n $OWN_STACK ]] || n=15 # someone else's stack: the built-in reveal quota (20 an hour)
+    out=$(/usr/bin/python3 "$ROOT/tests/bench/reveal_rt.py" "$DIR" "$n" 2>&1) ||
+        { say "r: reveal_rt.py failed: $out"; R_state=fail R_why="reveal_rt.py failed"; note_state r; return; }
+    echo "$out" >>"$WORK/wgload.log"
+    R_NOTE=$(grep -v '^RESULT ' <<<"$out" | sed 's/^/  /')
+    say "r: $(grep "^Reveal - Get" <<<"$out")"
+}
+
 # ---------------------------------------------------------------- run
 say "mode $MODE, ${DUR}s per figure, database $(sed -E 's/\?.*//' <<<"$PGURI")"
 make_baseline
@@ -763,6 +851,7 @@ for ((round = 1; round <= REPEAT; round++)); do
         done
     fi
     issue7_round
+    want audit && figure_audit
 done
 "${PSQL[@]}" -c 'DROP TABLE IF EXISTS bench_baseline'
 BASELINE_CREATED=
@@ -881,6 +970,25 @@ if ((${#SKIP[@]} + ${#WHY_FAIL[@]})) || [[ -n ${V_W[g]:-}${V_W[s]:-}${V_W[l]:-}$
     cat "$TARGETS7"
 fi
 
+TARGETS8=$WORK/targets8.md
+: >"$TARGETS8"
+if [[ -n ${V_W[uq]:-} && -n ${V_W[u0]:-} ]]; then
+    r=$(paired_ratio uq u0)
+    ok=$(awk -v r="$r" -v e="${ERR[uq]:-0}" 'BEGIN { print (r >= 1.2 && e == 0) ? "met" : "NOT met" }')
+    echo "- Submit at 64 streams with the audit chain on (uq): ${W[uq]} waybills/s, p99 ${P99[uq]} ms, against pgbench's one row per transaction at $A1_CLIENTS clients right before it (u0): ${W[u0]} rows/s: ${r}x (target >= 1.2): **$ok**" >>"$TARGETS8"
+fi
+if [[ -n ${V_W[u]:-} && -n ${V_W[uq]:-} ]]; then
+    {
+        echo "- The same with audited Searches by phone beside it (u): ${W[u]} waybills/s, p99 ${P99[u]} ms: $(paired_ratio u uq)x uq, $(paired_ratio u u0)x u0"
+        echo "  ($U_NOTE)"
+    } >>"$TARGETS8"
+fi
+[[ -z ${R_NOTE:-} ]] || { echo "- Reveal beside Get, one call at a time (tests/bench/reveal_rt.py):"; echo "$R_NOTE"; } >>"$TARGETS8"
+for n in u uq u0 r; do
+    [[ -z ${WHY_FAIL[$n]:-} ]] || echo "- ($n) **FAILED**: ${WHY_FAIL[$n]}" >>"$TARGETS8"
+done
+[[ ! -s $TARGETS8 ]] || { echo; cat "$TARGETS8"; }
+
 if [[ $MODE == full && -n ${BENCH_FIGURES:-} ]]; then
     say "BENCH_FIGURES is set: a partial run; $DOC is not rewritten"
 elif [[ $MODE == full ]]; then
@@ -926,6 +1034,10 @@ $(if [[ -s $TARGETS ]]; then cat "$TARGETS"; else echo "- gateway figures not me
 ## Reads, Search and Login (issue 7)
 
 $(if [[ -s $TABLE7 ]]; then cat "$TABLE7"; echo; cat "$TARGETS7"; else echo "- not measured in this run"; fi)
+
+## The audit chain (issue 8)
+
+$(if [[ -s $TARGETS8 ]]; then cat "$TARGETS8"; else echo "- not measured in this run"; fi)
 
 ## What is measured
 

@@ -83,8 +83,10 @@ class Stack:
         """Runs build/waygatectl with args (stdin: `input`, else nothing); returns the
         CompletedProcess (text, not checked)."""
         stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
+        # as an operator who sourced DIR/env: the CLI signs its audit checkpoints with the keyring
+        env = dict(os.environ, WAYGATE_KEYRING=self.env["WAYGATE_KEYRING"])
         return subprocess.run([os.path.join(BUILD, "waygatectl")] + [str(a) for a in args],
-                              capture_output=True, text=True, timeout=timeout, **stdin)
+                              capture_output=True, text=True, timeout=timeout, env=env, **stdin)
 
     # --- people: the dev stack's accounts (deploy/devstack-accounts) ---
 

@@ -16,6 +16,7 @@ in), shared by the principal's connections on one gateway: the 201st is RESOURCE
 one 'bulk_scraping' incident is recorded per window. It runs on a second gateway process of its
 own (same database), so the session's gateway keeps a fresh table."""
 
+import contextlib
 import os
 import signal
 import socket
@@ -79,6 +80,14 @@ def test_search_by_id_number_and_number_and_day(stack, paging):
             sorted(i for _, i in paging)
     w, wid = paging[2]
     assert ids(search(stack, "branch_a", waybill_no=w.waybill_no)) == [wid]
+    # the day: served while it selects at most the bulk threshold (20), else refused (issue 8)
+    n_day = int(stack.psql("SELECT count(*) FROM waybill WHERE pickup_day = '%s' AND "
+                           "(origin_branch = 'a' OR dest_region_code IN (SELECT region_code "
+                           "FROM route WHERE branch = 'a'))" % PICKUP_DAY)[0])
+    if n_day > 20:
+        code, _ = refusal(lambda: search(stack, "branch_a", pickup_day=PICKUP_DAY, limit=100))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        return
     day = ids(search(stack, "branch_a", pickup_day=PICKUP_DAY, limit=100))
     assert set(i for _, i in paging) <= set(day)
     assert ids(search(stack, "branch_a", pickup_day=PICKUP_DAY, branch="a", limit=100)) == day
@@ -116,7 +125,17 @@ def test_search_limit_capped_by_policy(stack):
                             pb.intake.SubmitBatchRequest(waybills=batch),
                             pb.intake.SubmitBatchResponse, timeout=60)
     assert len(r.results) == 105
-    page = search(stack, "branch_a", pickup_day=PICKUP_DAY, limit=1000)
+    # more than the bulk threshold (20): refused before any row (issue 8, Art. 37) ...
+    code, msg = refusal(lambda: search(stack, "branch_a", pickup_day=PICKUP_DAY, limit=1000))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert "Compliance.RequestBulk" in msg
+    # ... and with the threshold raised, the page is capped by the policy
+    pb_conf = "\n[compliance]\nbulk_threshold = 500\n"
+    with second_gateway_of(stack, pb_conf) as addr:
+        ch = stack.channel("branch_a", addr=addr)
+        page = list(waygate_proto.stream(ch, "/waygate.v1.WaybillQuery/Search",
+                                         pb.query.SearchRequest(pickup_day=PICKUP_DAY, limit=1000),
+                                         pb.common.WaybillView))
     assert len(page) == 100  # search_limit_max of the built-in policy
 
 
@@ -177,8 +196,10 @@ def test_reveal_recorded_before_release_without_value(stack, delivered):
     assert r.value == w.recipient.phone
     assert r.audit_seq > 0
     assert int(stack.psql("SELECT count(*) FROM reveal_log")[0]) == before + 1
+    # audit_seq is the reveal's audit record (test_audit_reads.py); the quota ledger's row:
     row = stack.psql("SELECT principal, role, branch, cert, peer IS NOT NULL, record_id, field, "
-                     "reason, quota_key FROM reveal_log WHERE id = %d" % r.audit_seq)
+                     "reason, quota_key FROM reveal_log WHERE record_id = '%s' AND "
+                     "reason = 'parcel at door 3' ORDER BY id DESC LIMIT 1" % wid)
     assert row == ["courier_b|courier|b|courier_b|t|%s|recipient.phone|parcel at door 3|"
                    "cert:courier_b" % wid]
     whole = "\n".join(stack.psql("SELECT row_to_json(l)::text FROM reveal_log l"))
@@ -226,21 +247,26 @@ def free_port():
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def second_gateway(stack):
-    """A second waygated on the stack's database and keys, with a fresh throttle table."""
+@contextlib.contextmanager
+def second_gateway_of(stack, extra_conf=""):
+    """A second waygated on the stack's database and keys, with a fresh throttle table (and
+    extra_conf appended to its configuration)."""
     port = free_port()
-    conf = os.path.join(stack.dir, "waygated-throttle.conf")
+    conf = os.path.join(stack.dir, "waygated-second-%d.conf" % port)
     with open(os.path.join(stack.dir, "waygated.conf")) as f:
         text = f.read()
-    lines = []
+    lines, chain = [], "chain = test-second-%d" % port  # each instance its own audit chain
     for line in text.splitlines():
         if line.strip().startswith("listen"):
             line = "listen = 127.0.0.1:%d" % port
+        if line.strip().startswith("chain") and chain:
+            line, chain = chain, None
         lines.append(line)
+    if chain:
+        lines += ["[audit]", chain]
     with open(conf, "w") as f:
-        f.write("\n".join(lines) + "\n")
-    log = open(os.path.join(stack.dir, "waygated-throttle.log"), "ab")
+        f.write("\n".join(lines) + "\n" + extra_conf)
+    log = open(os.path.join(stack.dir, "waygated-second-%d.log" % port), "ab")
     proc = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", conf],
                             stdin=subprocess.DEVNULL, stdout=log, stderr=log)
     addr = "127.0.0.1:%d" % port
@@ -255,6 +281,12 @@ def second_gateway(stack):
             proc.kill()
             proc.wait()
         log.close()
+
+
+@pytest.fixture
+def second_gateway(stack):
+    with second_gateway_of(stack) as addr:
+        yield addr
 
 
 def test_throttle_across_two_connections_one_incident(stack, second_gateway):
@@ -326,7 +358,8 @@ def test_account_searches_and_reveals_in_its_branch_quota_per_account(stack, del
     assert r.value == w.recipient.phone
     acct = stack.psql("SELECT id FROM account WHERE name = '%s'" % name)[0]
     row = stack.psql("SELECT principal, account_id, role, branch, cert, quota_key FROM reveal_log "
-                     "WHERE id = %d" % r.audit_seq)
+                     "WHERE record_id = '%s' AND reason = 'customer called the branch' "
+                     "ORDER BY id DESC LIMIT 1" % wid)
     assert row == ["%s|%s|branch_clerk|b|%s|account:%s" % (name, acct, via, acct)]
     other = new_waybill(stack, "a", dest="330106")
     submit(stack, other)
