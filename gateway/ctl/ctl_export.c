@@ -38,6 +38,12 @@ struct exports {
     bool oom;
 };
 
+/* What a trace found, for its record. */
+struct found {
+    const char *first; /* the first export named (its id text), or NULL */
+    size_t exports, traced, untraced;
+};
+
 static void export_usage(FILE *f)
 {
     fprintf(
@@ -140,7 +146,7 @@ static int read_file(const char *path, uint8_t **out, size_t *len)
 }
 
 /* A sealed file: the export its header names. */
-static int trace_sealed(struct exports *xs, const uint8_t *buf, size_t len)
+static int trace_sealed(struct exports *xs, const uint8_t *buf, size_t len, struct found *fd)
 {
     if (len < GW_XSEAL_HEADER_LEN) {
         printf("a sealed export header, cut short: no export id\n");
@@ -149,6 +155,8 @@ static int trace_sealed(struct exports *xs, const uint8_t *buf, size_t len)
     for (size_t i = 0; i < xs->n; i++)
         if (memcmp(xs->v[i].id, buf + 8, GW_XSEAL_ID_LEN) == 0) {
             print_export(&xs->v[i], "named by the sealed file's header");
+            fd->first = xs->v[i].text[0];
+            fd->exports = 1;
             return GW_CTL_OK;
         }
     printf("a sealed export file whose header names no export that ran here\n");
@@ -156,7 +164,8 @@ static int trace_sealed(struct exports *xs, const uint8_t *buf, size_t len)
 }
 
 /* Decrypted rows: each tagged line against every export. */
-static int trace_rows(struct gw_crypto *cx, struct exports *xs, const char *buf, size_t len)
+static int trace_rows(struct gw_crypto *cx, struct exports *xs, const char *buf, size_t len,
+                      struct found *fd)
 {
     size_t tagged = 0, untraced = 0, traced = 0;
     const char *p = buf, *end = buf + len;
@@ -186,19 +195,26 @@ static int trace_rows(struct gw_crypto *cx, struct exports *xs, const char *buf,
             char how[64];
             snprintf(how, sizeof(how), "%zu row%s", xs->v[i].hits, xs->v[i].hits == 1 ? "" : "s");
             print_export(&xs->v[i], how);
+            if (fd->first == NULL)
+                fd->first = xs->v[i].text[0];
+            fd->exports++;
         }
+    fd->traced = traced;
+    fd->untraced = untraced;
     return traced > 0 && untraced == 0 ? GW_CTL_OK : GW_CTL_FAIL;
 }
 
 static int export_trace(const char *file, const char *keyring, const char *db)
 {
+    struct ctl_admin c = {0};
     struct exports xs = {0};
+    struct found fd = {0};
     struct gw_keyring *kr = NULL;
     struct gw_crypto *cx = NULL;
-    struct gw_admin *a = NULL;
     uint8_t *buf = NULL;
     size_t len = 0;
-    char err[512];
+    char err[512], detail[160];
+    bool sealed;
     int rc = GW_CTL_FAIL;
 
     if (read_file(file, &buf, &len) != 0) {
@@ -211,10 +227,9 @@ static int export_trace(const char *file, const char *keyring, const char *db)
     }
     if ((cx = gw_crypto_new()) == NULL)
         goto out;
-    if ((rc = ctl_admin_db("export", db, &a)) != 0)
+    if (ctl_admin_open(&c, "export", "trace", NULL, db) != 0)
         goto out;
-    rc = GW_CTL_FAIL;
-    if (gw_admin_exports(a, add_cb, &xs, err, sizeof(err)) != 0) {
+    if (gw_admin_exports(c.a, add_cb, &xs, err, sizeof(err)) != 0) {
         fprintf(stderr, "waygatectl export trace: the database refused: %s\n", err);
         goto out;
     }
@@ -225,13 +240,21 @@ static int export_trace(const char *file, const char *keyring, const char *db)
     for (size_t i = 0; i < xs.n; i++)
         if (gw_wm_export_key(cx, gw_keyring_watermark_key(kr), xs.v[i].id, xs.v[i].key) != 0)
             goto out;
-    if (len >= 8 && memcmp(buf, GW_XSEAL_MAGIC, 8) == 0)
-        rc = trace_sealed(&xs, buf, len);
+    sealed = len >= 8 && memcmp(buf, GW_XSEAL_MAGIC, 8) == 0;
+    if (sealed)
+        rc = trace_sealed(&xs, buf, len, &fd);
     else
-        rc = trace_rows(cx, &xs, (const char *)buf, len);
+        rc = trace_rows(cx, &xs, (const char *)buf, len, &fd);
+    if (sealed)
+        snprintf(detail, sizeof(detail), "sealed file: %s", fd.first ? "named" : "not named");
+    else
+        snprintf(detail, sizeof(detail), "%zu rows traced to %zu exports, %zu matching none",
+                 fd.traced, fd.exports, fd.untraced);
+    if (ctl_admin_log(&c, fd.first, rc == GW_CTL_OK ? "ok" : "untraced", detail) != 0)
+        rc = GW_CTL_FAIL;
 out:
     exports_free(&xs);
-    gw_admin_free(a);
+    ctl_admin_close(&c);
     gw_crypto_free(cx);
     gw_keyring_free(kr);
     gw_free_wipe(buf, len + 1);

@@ -357,6 +357,15 @@ def test_rows_cut_from_an_export_are_traced(stack, people, records, export, tmp_
     r = trace(stack, str(sealed))
     assert r.returncode == 0 and "export %s: named by the sealed" % last.watermark_id in r.stdout
 
+    # every trace is recorded in the CLI's chain, naming the export found first
+    recs = stack.psql("SELECT object, outcome, detail FROM audit_record WHERE chain = 'ctl' "
+                      "AND action = 'export.trace' ORDER BY seq")
+    assert recs[-4:] == [
+        "%s|ok|1 rows traced to 1 exports, 0 matching none" % last.watermark_id,
+        "%s|ok|3 rows traced to 2 exports, 0 matching none" % last.watermark_id,
+        "|untraced|0 rows traced to 0 exports, 1 matching none",
+        "%s|ok|sealed file: named" % last.watermark_id]
+
 
 def test_destroy_shreds_and_keeps_a_destruction_record(stack, people):
     victims = []
