@@ -30,6 +30,13 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len);
 /* waygate.v1.WaybillQuery/Search (server-streaming) and /Reveal (api_search.c, api_reveal.c). */
 void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len);
+
+/* waygate.v1.Compliance bulk operations (Art. 37, 15; api_bulk.c, api_bulk_run.c): RequestBulk,
+ * ApproveBulk (a second person), RunBulk (server-streaming: the sealed, watermarked export, or a
+ * destruction's progress). */
+void gw_api_compliance_request_bulk(struct gw_call *call, const uint8_t *req, size_t len);
+void gw_api_compliance_approve_bulk(struct gw_call *call, const uint8_t *req, size_t len);
+void gw_api_compliance_run_bulk(struct gw_call *call, const uint8_t *req, size_t len);
 /* waygate.v1.Admin (api_login.c, api_admin.c): Login and ChangePassword for any authenticated
  * caller (the handler decides more), CreateAccount and DisableAccount for security_admin;
  * IssueSegment and RotateKey answer UNIMPLEMENTED. Every call leaves an administrative-record

@@ -120,19 +120,47 @@ static char *arena_str(struct gw_arena *a, const char *s)
 int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row,
                        const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
 {
+    return gw_api_render_view_in(call, gw_call_arena(call), row, clear, view);
+}
+
+/* The role's mode of each column. */
+static void role_modes(struct gw_call *call, enum gw_view_mode modes[GW_COL_COUNT])
+{
     const char *role = gw_call_principal(call)->role;
-    enum gw_view_mode modes[GW_COL_COUNT];
 
     for (size_t c = 0; c < GW_COL_COUNT; c++)
         modes[c] = gw_policy_view(gw_call_policy(call), role, (enum gw_col)c);
-    return gw_api_render_modes(call, row, clear, modes, view);
+}
+
+static int render_modes_in(struct gw_call *call, struct gw_arena *a,
+                           const struct gw_sealed_waybill *row,
+                           const struct gw_str clear[GW_COL_COUNT],
+                           const enum gw_view_mode modes[GW_COL_COUNT],
+                           Waygate__V1__WaybillView *view);
+
+int gw_api_render_view_in(struct gw_call *call, struct gw_arena *a,
+                          const struct gw_sealed_waybill *row,
+                          const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
+{
+    enum gw_view_mode modes[GW_COL_COUNT];
+
+    role_modes(call, modes);
+    return render_modes_in(call, a, row, clear, modes, view);
 }
 
 int gw_api_render_modes(struct gw_call *call, const struct gw_sealed_waybill *row,
                         const struct gw_str clear[GW_COL_COUNT],
                         const enum gw_view_mode modes[GW_COL_COUNT], Waygate__V1__WaybillView *view)
 {
-    struct gw_arena *a = gw_call_arena(call);
+    return render_modes_in(call, gw_call_arena(call), row, clear, modes, view);
+}
+
+static int render_modes_in(struct gw_call *call, struct gw_arena *a,
+                           const struct gw_sealed_waybill *row,
+                           const struct gw_str clear[GW_COL_COUNT],
+                           const enum gw_view_mode modes[GW_COL_COUNT],
+                           Waygate__V1__WaybillView *view)
+{
     struct gw_app *app = gw_call_app(call);
     Waygate__V1__Waybill *w;
     Waygate__V1__Party *s, *r;
@@ -238,9 +266,16 @@ static void record_unreadable(struct gw_call *call, const struct gw_sealed_waybi
 int gw_api_open_row(struct gw_call *call, const struct gw_sealed_waybill *row, const char *number,
                     size_t number_len, struct gw_str clear[GW_COL_COUNT])
 {
+    return gw_api_open_row_in(call, gw_call_arena(call), row, number, number_len, clear);
+}
+
+int gw_api_open_row_in(struct gw_call *call, struct gw_arena *a,
+                       const struct gw_sealed_waybill *row, const char *number, size_t number_len,
+                       struct gw_str clear[GW_COL_COUNT])
+{
     struct gw_app *app = gw_call_app(call);
     int bad = GW_SEAL_PART_NONE;
-    int rc = gw_unseal_waybill(app->crypto, app->keys, row, gw_call_arena(call), clear, &bad);
+    int rc = gw_unseal_waybill(app->crypto, app->keys, row, a, clear, &bad);
 
     if (rc == 0 && number != NULL &&
         (clear[GW_COL_WAYBILL_NO].n != number_len ||

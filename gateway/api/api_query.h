@@ -32,6 +32,13 @@ int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row
                        const struct gw_str clear[GW_COL_COUNT],
                        Waygate__V1__WaybillView *view) GW_MUST_CHECK;
 
+/* The same into arena a (a bulk export renders page by page into an arena of its own, so that
+ * its memory does not grow with the export). */
+int gw_api_render_view_in(struct gw_call *call, struct gw_arena *a,
+                          const struct gw_sealed_waybill *row,
+                          const struct gw_str clear[GW_COL_COUNT],
+                          Waygate__V1__WaybillView *view) GW_MUST_CHECK;
+
 /* The same with each column's mode given (a lawful read's clear fields, Art. 16). */
 int gw_api_render_modes(struct gw_call *call, const struct gw_sealed_waybill *row,
                         const struct gw_str clear[GW_COL_COUNT],
@@ -43,6 +50,11 @@ int gw_api_render_modes(struct gw_call *call, const struct gw_sealed_waybill *ro
  * the normalised waybill number the row must hold (NULL: no check). */
 int gw_api_open_row(struct gw_call *call, const struct gw_sealed_waybill *row, const char *number,
                     size_t number_len, struct gw_str clear[GW_COL_COUNT]);
+
+/* The same into arena a. */
+int gw_api_open_row_in(struct gw_call *call, struct gw_arena *a,
+                       const struct gw_sealed_waybill *row, const char *number, size_t number_len,
+                       struct gw_str clear[GW_COL_COUNT]);
 
 /* Fails the call for an unreadable row (gw_api_open_row's GW_EDATALOSS / GW_EPRECOND). */
 void gw_api_fail_unreadable(struct gw_call *call, int err);

@@ -25,6 +25,7 @@
 #include "keyring.h"
 #include "log.h"
 #include "policy.h"
+#include "retention.h"
 #include "rpc.h"
 #include "segcache.h"
 #include "server.h"
@@ -311,6 +312,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     struct gw_policy *policy = NULL;
     struct gw_rpc *rpc = NULL;
     struct gw_auth *auth = NULL;
+    struct gw_retention *retention = NULL;
     struct gw_h2_upcalls up;
     struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     const char *path = NULL;
@@ -396,6 +398,17 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");
         goto out;
     }
+    {
+        /* the retention sweep (Art. 26): destroys what outlived [compliance] retention_days */
+        struct gw_retention_config rc = {.days = cfg.retention_days,
+                                         .sweep_ms = cfg.retention_sweep_ms,
+                                         .batch = cfg.retention_batch};
+        if (gw_retention_new(d.base, app.store, app.audit, &rc, &retention) != 0 ||
+            gw_retention_start(retention) != 0) {
+            GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot start the retention sweep");
+            goto out;
+        }
+    }
     app.workers = gw_workers_new(d.base, cfg.auth_workers, GW_API_AUTH_QUEUE);
     auth = gw_auth_new(&app);
     if (app.workers == NULL || auth == NULL) {
@@ -480,6 +493,7 @@ out:
     gw_workers_free(app.workers);
     gw_segcache_free(app.segs);
     gw_incident_free(app.incidents);
+    gw_retention_free(retention);
     gw_throttle_free(app.throttle);
     gw_store_free(app.store);
     gw_audit_free(app.audit);

@@ -142,6 +142,26 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_ADMIN_CERT_NEEDS_TOKEN] = "a certificate registered for administration acts only "
                                        "through an account's token: call Admin/Login first "
                                        "(Art. 31)",
+    [GW_RULE_BULK_OPERATION] = "must be EXPORT, COPY or DESTROY",
+    [GW_RULE_BULK_LEGAL_BASIS] = "is required for a bulk operation: a law reference or a "
+                                 "written-consent reference (Art. 15)",
+    [GW_RULE_BULK_PURPOSE] = "is required for a bulk operation (Art. 37)",
+    [GW_RULE_BULK_UUID] = "must be a UUID",
+    [GW_RULE_BULK_SELF_APPROVAL] = "a bulk request is approved by a second person, never by "
+                                   "its requester (Art. 37)",
+    [GW_RULE_BULK_NOT_PENDING] = "the bulk request is not pending: it was already decided",
+    [GW_RULE_BULK_NOT_APPROVED] = "the bulk request is not approved, or was already run; a bulk "
+                                  "operation runs once, after a second person approved it "
+                                  "(Art. 37)",
+    [GW_RULE_BULK_EXPIRED] = "the approval of the bulk request has expired; request it again",
+    [GW_RULE_BULK_NOT_REQUESTER] = "a bulk request is run by its requester only",
+    [GW_RULE_BULK_RECIPIENT_KEY] = "must be the recipient's raw X25519 public key (32 bytes) for "
+                                   "an export or copy",
+    [GW_RULE_BULK_SELECTION_CHANGED] = "the records selected changed while the destruction ran; "
+                                       "nothing was destroyed",
+    [GW_RULE_BULK_FIELDS] = "field selection is not implemented: an export holds the role's "
+                            "whole view",
+    [GW_RULE_BULK_TOO_MANY_IDS] = "lists too many record ids (at most %)",
     /* lawful access and the monthly report */
     [GW_RULE_LAWFUL_ACCOUNT] = "acts only through a person's account token (Art. 16)",
     [GW_RULE_LAWFUL_TOO_MANY] = "names too many waybills (at most %)",

@@ -187,6 +187,17 @@ bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *
     return rec->dest_branch != NULL && strcmp(p->branch, rec->dest_branch) == 0;
 }
 
+bool gw_policy_in_bulk_scope(const struct gw_policy *pol, const struct gw_principal *p,
+                             const struct gw_policy_record *rec)
+{
+    int r = gw_policy_role_index(p->role);
+
+    if (p->branch[0] != '\0')
+        return gw_policy_in_scope(pol, p, rec);
+    return r >= 0 && pol->level[r] != GW_POLICY_LEVEL_NONE && rec->security_level >= 0 &&
+           rec->security_level <= pol->level[r];
+}
+
 enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, enum gw_col col)
 {
     int r = gw_policy_role_index(role);

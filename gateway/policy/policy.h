@@ -93,6 +93,14 @@ struct gw_policy_record {
 bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,
                         const struct gw_policy_record *rec);
 
+/* The scope of an approved bulk operation (Art. 37): as gw_policy_in_scope for a branch-scoped
+ * principal; a central principal without a branch (compliance, security administration) covers
+ * every branch, still only up to its role's highest security level. The request's selector and
+ * its second person's approval narrow it; this function decides only what a bulk run may ever
+ * include. */
+bool gw_policy_in_bulk_scope(const struct gw_policy *pol, const struct gw_principal *p,
+                             const struct gw_policy_record *rec);
+
 /* How role sees field col (deny by default: GW_VIEW_OMIT for anything not granted). */
 enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, enum gw_col col);
 

@@ -276,6 +276,30 @@ static void scope_branches_and_levels(void **state)
     gw_policy_free(p);
 }
 
+/* Bulk scope (Art. 37): a central role without a branch covers every branch, only up to its
+ * level; a branch-scoped principal keeps its branch scope; a role without a level sees nothing. */
+static void bulk_scope_central_roles_by_level(void **state)
+{
+    struct gw_policy *p = parse_ok("[levels]\ncompliance_auditor = 0\ncourier = 1\n");
+    struct gw_principal aud = who("compliance_auditor", ""), sec = who("security_admin", "");
+    struct gw_principal a = who("courier", "a"), b = who("courier", "b");
+    struct gw_policy_record r = {.origin_branch = "x", .dest_branch = "y", .security_level = 0};
+
+    (void)state;
+    assert_true(gw_policy_in_bulk_scope(p, &aud, &r));  /* any branch */
+    assert_false(gw_policy_in_bulk_scope(p, &sec, &r)); /* no level listed: nothing */
+    assert_false(gw_policy_in_bulk_scope(p, &a, &r));   /* a branch keeps its scope */
+    r.origin_branch = "a";
+    assert_true(gw_policy_in_bulk_scope(p, &a, &r));
+    assert_false(gw_policy_in_bulk_scope(p, &b, &r));
+    r.security_level = 1;
+    assert_false(gw_policy_in_bulk_scope(p, &aud, &r)); /* above its level */
+    assert_true(gw_policy_in_bulk_scope(p, &a, &r));
+    r.security_level = -1;
+    assert_false(gw_policy_in_bulk_scope(p, &aud, &r));
+    gw_policy_free(p);
+}
+
 static void file_sets_views_reveals_and_limits(void **state)
 {
     struct gw_policy *p = parse_ok("# a comment\n"
@@ -447,6 +471,7 @@ int main(void)
         cmocka_unit_test(builtin_equals_deploy_policy_conf),
         cmocka_unit_test(defaults),
         cmocka_unit_test(scope_branches_and_levels),
+        cmocka_unit_test(bulk_scope_central_roles_by_level),
         cmocka_unit_test(file_sets_views_reveals_and_limits),
         cmocka_unit_test(admin_certificate_needs_a_token),
         cmocka_unit_test(reference_outlives_reload),

@@ -1,0 +1,572 @@
+/* api_bulk.c: Compliance/RequestBulk and ApproveBulk (Art. 37, 15): a bulk export, copy or
+ * destruction is requested by one person with a purpose and a legal basis (refused without one,
+ * Art. 15) and approved or rejected by a second person, never the requester (PERMISSION_DENIED,
+ * and a refused record); an approval expires after [compliance] approval_ttl_s. Each step writes
+ * its row and its audit record (bulk.request, bulk.approve, bulk.reject) in one transaction
+ * through the audit writer, and answers only after it committed. RunBulk is in api_bulk_run.c.
+ * Invariant: every refusal names the field and the rule; no request text reaches a log. */
+#include <ctype.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "waygate/v1/compliance.pb-c.h"
+
+#include "alloc.h"
+#include "api.h"
+#include "api_bulk_int.h"
+#include "app.h"
+#include "config.h"
+#include "crypto.h"
+#include "keyring.h"
+#include "log.h"
+#include "store.h"
+#include "text.h"
+
+/* ---- shared ---- */
+
+void *gw_api_bulk_start(struct gw_call *call, const ProtobufCMessageDescriptor *desc,
+                        const uint8_t *req, size_t len, size_t size, ProtobufCMessage **in)
+{
+    struct gw_app *app = gw_call_app(call);
+    void *state;
+
+    if (app == NULL || app->store == NULL || app->audit == NULL || app->keys == NULL ||
+        app->crypto == NULL) {
+        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
+        return NULL;
+    }
+    *in = gw_call_unpack(call, desc, req, len);
+    if (*in == NULL)
+        return NULL;
+    if ((state = gw_arena_alloc(gw_call_arena(call), size)) == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return NULL;
+    }
+    memset(state, 0, size);
+    return state;
+}
+
+static const char *nonempty(const char *s)
+{
+    return s != NULL && s[0] != '\0' ? s : NULL;
+}
+
+void gw_api_bulk_rec(struct gw_call *call, struct gw_audit_rec *r, const char *action,
+                     const char *object, const char *outcome)
+{
+    const struct gw_principal *p = gw_call_principal(call);
+
+    *r = (struct gw_audit_rec){
+        .actor = p->name,
+        .role = p->role,
+        .peer = nonempty(p->peer),
+        .cert = nonempty(p->cert),
+        .branch = nonempty(p->branch),
+        .action = action,
+        .object = object,
+        .count = -1,
+        .outcome = outcome,
+    };
+}
+
+struct refusal {
+    struct gw_call *call;
+    struct gw_audit_req *areq;
+    struct gw_fault f;
+};
+
+static void refusal_cancel_cb(void *arg)
+{
+    struct refusal *r = arg;
+
+    gw_audit_cancel(r->areq);
+    r->areq = NULL;
+}
+
+static void refusal_written_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct refusal *r = arg;
+
+    (void)seq;
+    (void)res;
+    r->areq = NULL;
+    gw_call_set_cancel(r->call, NULL, NULL);
+    if (err != 0) /* the refusal stands; its record is missing, which the log says */
+        GW_LOG(GW_LOG_ERROR, "bulk", gw_call_log_ctx(r->call),
+               "the audit record of a refused bulk call failed: %s", gw_err_str(err));
+    gw_call_finish_fault(r->call, &r->f);
+}
+
+void gw_api_bulk_refuse(struct gw_call *call, const struct gw_audit_rec *rec, int err,
+                        const char *field, enum gw_rule rule)
+{
+    struct refusal *r = gw_arena_alloc(gw_call_arena(call), sizeof(*r));
+    int rc;
+
+    gw_call_set_cancel(call, NULL, NULL);
+    if (r == NULL) {
+        gw_call_fail(call, err, field, rule);
+        return;
+    }
+    memset(r, 0, sizeof(*r));
+    r->call = call;
+    gw_fault_set(&r->f, err, NULL, field, rule);
+    rc = gw_audit_write(gw_call_app(call)->audit, NULL, 0, rec, 1, refusal_written_cb, r, &r->areq);
+    if (rc != 0) {
+        GW_LOG(GW_LOG_ERROR, "bulk", gw_call_log_ctx(call),
+               "could not queue the audit record of a refused %s: %s", rec->action, gw_err_str(rc));
+        gw_call_finish_fault(call, &r->f);
+        return;
+    }
+    gw_call_set_cancel(call, refusal_cancel_cb, r);
+}
+
+const char *gw_api_bulk_scope(struct gw_call *call)
+{
+    const struct gw_principal *p = gw_call_principal(call);
+
+    return p->branch[0] != '\0' ? p->branch : "*";
+}
+
+bool gw_api_bulk_uuid(const char *s, char out[37])
+{
+    if (strlen(s) != 36)
+        return false;
+    for (int i = 0; i < 36; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !isxdigit((unsigned char)s[i]))
+            return false;
+        out[i] = (char)tolower((unsigned char)s[i]);
+    }
+    out[36] = '\0';
+    return true;
+}
+
+int gw_api_bulk_new_id(struct gw_call *call, uint8_t raw[16], char out[37])
+{
+    uint8_t id[16];
+
+    if (gw_crypto_random(gw_call_app(call)->crypto, id, sizeof(id)) != 0)
+        return GW_ECRYPTO;
+    id[6] = (uint8_t)((id[6] & 0x0f) | 0x40); /* version 4 */
+    id[8] = (uint8_t)((id[8] & 0x3f) | 0x80); /* RFC 4122 variant */
+    gw_store_id_text(id, out);
+    if (raw != NULL)
+        memcpy(raw, id, sizeof(id));
+    return 0;
+}
+
+void gw_api_bulk_selector_text(const char *branch, const char *from, const char *to,
+                               const char *ids, char *buf, size_t cap)
+{
+    size_t n = 0;
+
+    if (ids != NULL) { /* "{a,b,c}": commas + 1, or 0 for "{}" */
+        n = strlen(ids) > 2 ? 1 : 0;
+        for (const char *p = ids; *p != '\0'; p++)
+            n += *p == ',';
+    }
+    snprintf(buf, cap, "branch=%s from=%s to=%s ids=%s%zu", branch != NULL ? branch : "*",
+             from != NULL ? from : "-", to != NULL ? to : "-", ids != NULL ? "" : "any/", n);
+}
+
+/* ---- RequestBulk ---- */
+
+struct breq {
+    struct gw_call *call;
+    struct gw_store_bulk_req *sreq;
+    struct gw_audit_req *areq;
+    Waygate__V1__RequestBulkRequest *in;
+    const char *op;
+    struct gw_bulk_sel sel;
+    char id[37];
+    char selector[160];
+    char detail[200];
+    int64_t count;
+};
+
+static void breq_cancel_cb(void *arg)
+{
+    struct breq *b = arg;
+
+    gw_store_bulk_cancel(b->sreq);
+    b->sreq = NULL;
+    gw_audit_cancel(b->areq);
+    b->areq = NULL;
+}
+
+/* A free text field of the request: required or optional, checked and capped. */
+static bool text_ok(struct gw_call *call, const char *field, const char *s, bool required,
+                    enum gw_rule missing)
+{
+    enum gw_rule rule = GW_RULE_NONE;
+    struct gw_fault f;
+
+    if (required && gw_text_blank(s, strlen(s))) {
+        gw_call_fail(call, GW_EINVAL, field, missing);
+        return false;
+    }
+    if (gw_text_check(s, strlen(s), GW_BULK_TEXT_MAX, NULL, &rule) == 0)
+        return true;
+    gw_fault_set(&f, GW_EINVAL, NULL, field, rule);
+    if (rule == GW_RULE_TOO_LONG)
+        f.limit = GW_BULK_TEXT_MAX;
+    gw_call_finish_fault(call, &f);
+    return false;
+}
+
+static bool day_ok(const char *d)
+{
+    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
+    int m, day;
+
+    if (strlen(d) != 10 || d[4] != '-' || d[7] != '-')
+        return false;
+    for (int i = 0; i < 10; i++)
+        if (i != 4 && i != 7 && !isdigit((unsigned char)d[i]))
+            return false;
+    m = (d[5] - '0') * 10 + (d[6] - '0');
+    day = (d[8] - '0') * 10 + (d[9] - '0');
+    return d[0] == '2' && m >= 1 && m <= 12 && day >= 1 && day <= mdays[m - 1];
+}
+
+static bool branch_ok(const char *b)
+{
+    size_t n = strlen(b);
+
+    if (n == 0 || n > 31)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!isalnum((unsigned char)b[i]) && b[i] != '_' && b[i] != '-')
+            return false;
+    return true;
+}
+
+/* The selector into b->sel (the id list as an array literal in the call's arena). */
+static bool selector_ok(struct breq *b, const Waygate__V1__BulkSelector *s)
+{
+    struct gw_call *call = b->call;
+    const struct gw_principal *p = gw_call_principal(call);
+    char *ids, *q, field[64];
+    struct gw_fault f;
+
+    if (s == NULL)
+        return true; /* everything within the scope */
+    if (s->branch[0] != '\0' && !branch_ok(s->branch)) {
+        gw_call_fail(call, GW_EINVAL, "selector.branch", GW_RULE_BRANCH_FORMAT);
+        return false;
+    }
+    if (s->branch[0] != '\0' && p->branch[0] != '\0' && strcmp(s->branch, p->branch) != 0) {
+        gw_call_fail(call, GW_EPERM, "selector.branch", GW_RULE_BRANCH_OUT_OF_SCOPE);
+        return false;
+    }
+    if (s->from_day[0] != '\0' && !day_ok(s->from_day)) {
+        gw_call_fail(call, GW_EINVAL, "selector.from_day", GW_RULE_PICKUP_DAY_FORMAT);
+        return false;
+    }
+    if (s->to_day[0] != '\0' && !day_ok(s->to_day)) {
+        gw_call_fail(call, GW_EINVAL, "selector.to_day", GW_RULE_PICKUP_DAY_FORMAT);
+        return false;
+    }
+    if (s->n_record_ids > GW_BULK_IDS_MAX) {
+        gw_fault_set(&f, GW_EINVAL, NULL, "selector.record_ids", GW_RULE_BULK_TOO_MANY_IDS);
+        f.limit = GW_BULK_IDS_MAX;
+        gw_call_finish_fault(call, &f);
+        return false;
+    }
+    b->sel.branch = nonempty(s->branch);
+    b->sel.from_day = nonempty(s->from_day);
+    b->sel.to_day = nonempty(s->to_day);
+    if (s->n_record_ids == 0)
+        return true;
+    if ((ids = gw_arena_alloc(gw_call_arena(call), s->n_record_ids * 37 + 3)) == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return false;
+    }
+    q = ids;
+    *q++ = '{';
+    for (size_t i = 0; i < s->n_record_ids; i++) {
+        if (!gw_api_bulk_uuid(s->record_ids[i], q)) {
+            snprintf(field, sizeof(field), "selector.record_ids[%zu]", i);
+            gw_call_fail(call, GW_EINVAL, field, GW_RULE_BULK_UUID);
+            return false;
+        }
+        q += 36;
+        *q++ = i + 1 < s->n_record_ids ? ',' : '}';
+    }
+    *q = '\0';
+    b->sel.ids = ids;
+    return true;
+}
+
+static void requested_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    Waygate__V1__RequestBulkResponse out = WAYGATE__V1__REQUEST_BULK_RESPONSE__INIT;
+    struct breq *b = arg;
+    int rc;
+
+    (void)seq;
+    (void)res;
+    b->areq = NULL;
+    gw_call_set_cancel(b->call, NULL, NULL);
+    if (err != 0) {
+        gw_call_fail(b->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
+                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_ACCESS_NOT_RECORDED);
+        return;
+    }
+    GW_LOG(GW_LOG_INFO, "bulk", gw_call_log_ctx(b->call),
+           "bulk %s requested: request=%s records=%" PRId64, b->op, b->id, b->count);
+    out.request_id = b->id;
+    out.state = WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_PENDING;
+    out.record_count = (uint64_t)b->count;
+    rc = gw_call_send(b->call, &out.base);
+    if (rc != 0) {
+        gw_call_fail(b->call, rc, NULL, GW_RULE_NONE);
+        return;
+    }
+    gw_call_finish(b->call, GW_GRPC_OK, NULL);
+}
+
+static void counted_cb(void *arg, int err, int64_t count)
+{
+    struct breq *b = arg;
+    struct gw_call *call = b->call;
+    const struct gw_principal *p = gw_call_principal(call);
+    struct gw_store_bulk_stmt st;
+    struct gw_audit_rec rec;
+    struct gw_bulk_new n;
+    int rc;
+
+    b->sreq = NULL;
+    if (err != 0) {
+        gw_call_set_cancel(call, NULL, NULL);
+        gw_api_read_failed_bulk(call, err);
+        return;
+    }
+    b->count = count;
+    if (gw_api_bulk_new_id(call, NULL, b->id) != 0) {
+        gw_call_set_cancel(call, NULL, NULL);
+        gw_call_fail(call, GW_ECRYPTO, NULL, GW_RULE_NONE);
+        return;
+    }
+    n = (struct gw_bulk_new){
+        .id = b->id,
+        .operation = b->op,
+        .purpose = b->in->purpose,
+        .legal_basis = b->in->legal_basis,
+        .destination = nonempty(b->in->destination),
+        .requester = p->name,
+        .requester_role = p->role,
+        .requester_branch = nonempty(p->branch),
+        .sel = b->sel,
+        .record_count = count,
+    };
+    gw_store_bulk_insert(&st, &n);
+    gw_api_bulk_selector_text(b->sel.branch, b->sel.from_day, b->sel.to_day, b->sel.ids,
+                              b->selector, sizeof(b->selector));
+    snprintf(b->detail, sizeof(b->detail), "kind=%s %s", b->op, b->selector);
+    gw_api_bulk_rec(call, &rec, "bulk.request", b->id, "ok");
+    rec.count = count;
+    rec.purpose = b->in->purpose;
+    rec.legal_basis = b->in->legal_basis;
+    rec.approval = b->id;
+    rec.detail = b->detail;
+    rc = gw_audit_write(gw_call_app(call)->audit, &st.st, 1, &rec, 1, requested_cb, b, &b->areq);
+    if (rc != 0) {
+        gw_call_set_cancel(call, NULL, NULL);
+        gw_call_fail(call, rc, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+    }
+}
+
+static const char *op_name(Waygate__V1__BulkOperation op)
+{
+    switch (op) {
+    case WAYGATE__V1__BULK_OPERATION__BULK_OPERATION_EXPORT:
+        return "export";
+    case WAYGATE__V1__BULK_OPERATION__BULK_OPERATION_COPY:
+        return "copy";
+    case WAYGATE__V1__BULK_OPERATION__BULK_OPERATION_DESTROY:
+        return "destroy";
+    default:
+        return NULL;
+    }
+}
+
+void gw_api_compliance_request_bulk(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    ProtobufCMessage *msg;
+    struct breq *b;
+    int rc;
+
+    b = gw_api_bulk_start(call, &waygate__v1__request_bulk_request__descriptor, req, len,
+                          sizeof(*b), &msg);
+    if (b == NULL)
+        return;
+    b->call = call;
+    b->in = (Waygate__V1__RequestBulkRequest *)msg;
+    if ((b->op = op_name(b->in->operation)) == NULL) {
+        gw_call_fail(call, GW_EINVAL, "operation", GW_RULE_BULK_OPERATION);
+        return;
+    }
+    if (!text_ok(call, "purpose", b->in->purpose, true, GW_RULE_BULK_PURPOSE) ||
+        !text_ok(call, "legal_basis", b->in->legal_basis, true, GW_RULE_BULK_LEGAL_BASIS) ||
+        !text_ok(call, "destination", b->in->destination, false, GW_RULE_REQUIRED))
+        return;
+    if (b->in->n_fields > 0) {
+        gw_call_fail(call, GW_EUNIMPL, "fields", GW_RULE_BULK_FIELDS);
+        return;
+    }
+    if (!selector_ok(b, b->in->selector))
+        return;
+    rc = gw_store_bulk_count(gw_call_app(call)->store, gw_api_bulk_scope(call), &b->sel, counted_cb,
+                             b, &b->sreq);
+    if (rc != 0) {
+        gw_api_read_failed_bulk(call, rc);
+        return;
+    }
+    gw_call_set_cancel(call, breq_cancel_cb, b);
+}
+
+/* ---- ApproveBulk ---- */
+
+struct bdec {
+    struct gw_call *call;
+    struct gw_store_bulk_req *sreq;
+    struct gw_audit_req *areq;
+    Waygate__V1__ApproveBulkRequest *in;
+    char id[37];
+    char purpose[GW_BULK_TEXT_MAX + 1], legal_basis[GW_BULK_TEXT_MAX + 1];
+    char detail[64];
+};
+
+static void bdec_cancel_cb(void *arg)
+{
+    struct bdec *d = arg;
+
+    gw_store_bulk_cancel(d->sreq);
+    d->sreq = NULL;
+    gw_audit_cancel(d->areq);
+    d->areq = NULL;
+}
+
+static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    Waygate__V1__ApproveBulkResponse out = WAYGATE__V1__APPROVE_BULK_RESPONSE__INIT;
+    struct bdec *d = arg;
+    int rc;
+
+    d->areq = NULL;
+    gw_call_set_cancel(d->call, NULL, NULL);
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 0) {
+        /* decided meanwhile by someone else: the statement found no pending request */
+        gw_call_fail(d->call, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_PENDING);
+        return;
+    }
+    if (err != 0) {
+        gw_call_fail(d->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
+                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_ACCESS_NOT_RECORDED);
+        return;
+    }
+    GW_LOG(GW_LOG_INFO, "bulk", gw_call_log_ctx(d->call), "bulk request %s %s", d->id,
+           d->in->approve ? "approved" : "rejected");
+    out.request_id = d->id;
+    out.state = d->in->approve ? WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_APPROVED
+                               : WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_REJECTED;
+    out.audit_seq = seq > 0 ? (uint64_t)seq : 0;
+    rc = gw_call_send(d->call, &out.base);
+    if (rc != 0) {
+        gw_call_fail(d->call, rc, NULL, GW_RULE_NONE);
+        return;
+    }
+    gw_call_finish(d->call, GW_GRPC_OK, NULL);
+}
+
+static void copy_text(char *dst, size_t cap, const char *s)
+{
+    snprintf(dst, cap, "%s", s != NULL ? s : "");
+}
+
+static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row *row)
+{
+    struct bdec *d = arg;
+    struct gw_call *call = d->call;
+    const struct gw_principal *p = gw_call_principal(call);
+    struct gw_app *app = gw_call_app(call);
+    struct gw_store_bulk_stmt st;
+    struct gw_audit_rec rec;
+    const char *action = d->in->approve ? "bulk.approve" : "bulk.reject";
+    int rc;
+
+    d->sreq = NULL;
+    if (err != 0) {
+        gw_call_set_cancel(call, NULL, NULL);
+        if (err == GW_ENOTFOUND)
+            gw_call_fail(call, GW_ENOTFOUND, "request_id", GW_RULE_NONE);
+        else
+            gw_api_read_failed_bulk(call, err);
+        return;
+    }
+    copy_text(d->purpose, sizeof(d->purpose), row->purpose);
+    copy_text(d->legal_basis, sizeof(d->legal_basis), row->legal_basis);
+    snprintf(d->detail, sizeof(d->detail), "kind=%s", row->operation);
+    gw_api_bulk_rec(call, &rec, action, d->id, "ok");
+    rec.count = row->record_count;
+    rec.purpose = d->purpose;
+    rec.legal_basis = d->legal_basis;
+    rec.approval = d->id;
+    rec.detail = d->detail;
+    if (strcmp(row->requester, p->name) == 0) {
+        rec.outcome = "refused";
+        rec.detail = "self-approval";
+        gw_api_bulk_refuse(call, &rec, GW_EPERM, "request_id", GW_RULE_BULK_SELF_APPROVAL);
+        return;
+    }
+    if (strcmp(row->state, "pending") != 0) {
+        gw_call_set_cancel(call, NULL, NULL);
+        gw_call_fail(call, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_PENDING);
+        return;
+    }
+    gw_store_bulk_decide(&st, d->id, d->in->approve, p->name, p->role, nonempty(d->in->comment),
+                         app->cfg->approval_ttl_s);
+    rc = gw_audit_write(app->audit, &st.st, 1, &rec, 1, decided_cb, d, &d->areq);
+    if (rc != 0) {
+        gw_call_set_cancel(call, NULL, NULL);
+        gw_call_fail(call, rc, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+    }
+}
+
+void gw_api_compliance_approve_bulk(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    ProtobufCMessage *msg;
+    struct bdec *d;
+    int rc;
+
+    d = gw_api_bulk_start(call, &waygate__v1__approve_bulk_request__descriptor, req, len,
+                          sizeof(*d), &msg);
+    if (d == NULL)
+        return;
+    d->call = call;
+    d->in = (Waygate__V1__ApproveBulkRequest *)msg;
+    if (d->in->request_id[0] == '\0') {
+        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_REQUIRED);
+        return;
+    }
+    if (!gw_api_bulk_uuid(d->in->request_id, d->id)) {
+        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_BULK_UUID);
+        return;
+    }
+    if (!text_ok(call, "comment", d->in->comment, false, GW_RULE_REQUIRED))
+        return;
+    rc = gw_store_bulk_load(gw_call_app(call)->store, d->id, loaded_for_decision_cb, d, &d->sreq);
+    if (rc != 0) {
+        gw_api_read_failed_bulk(call, rc);
+        return;
+    }
+    gw_call_set_cancel(call, bdec_cancel_cb, d);
+}
+
+void gw_api_read_failed_bulk(struct gw_call *call, int err)
+{
+    gw_call_fail(call, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
+}

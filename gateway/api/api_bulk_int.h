@@ -1,0 +1,55 @@
+/* api_bulk_int.h: what Compliance's bulk handlers share (api_bulk.c: RequestBulk, ApproveBulk;
+ * api_bulk_run.c: RunBulk): the start every handler shares, the audit record about the caller,
+ * request ids, the scope of a bulk operation. Not for other modules. */
+#ifndef GW_API_BULK_INT_H
+#define GW_API_BULK_INT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "call.h"
+#include "store_bulk.h"
+
+#define GW_BULK_TEXT_MAX 512 /* purpose, legal basis, destination, comment: bytes */
+#define GW_BULK_IDS_MAX 1000 /* record ids in one selector */
+
+/* The caller must be configured for (store, audit writer, keys); then the request is unpacked
+ * into *in and size bytes of zeroed state allocated in the call's arena. Returns the state, or
+ * NULL after failing the call. */
+void *gw_api_bulk_start(struct gw_call *call, const ProtobufCMessageDescriptor *desc,
+                        const uint8_t *req, size_t len, size_t size, ProtobufCMessage **in);
+
+/* An audit record about the caller: actor, role, peer, certificate, branch; the action, object
+ * (may be NULL) and outcome; count absent. */
+void gw_api_bulk_rec(struct gw_call *call, struct gw_audit_rec *r, const char *action,
+                     const char *object, const char *outcome);
+
+/* Refuses the call (err, field, rule) after writing rec, the record of the refused attempt
+ * (outcome "refused"): the answer waits for the record, so what the caller saw refused is in the
+ * trail. A record that cannot be written is logged; the refusal stands. Replaces the call's
+ * cancel function. */
+void gw_api_bulk_refuse(struct gw_call *call, const struct gw_audit_rec *rec, int err,
+                        const char *field, enum gw_rule rule);
+
+/* The scope a bulk operation of the caller reads and destroys under (row-level security): its
+ * branch, or "*" for a central role without one. */
+const char *gw_api_bulk_scope(struct gw_call *call);
+
+/* True when s is a UUID in text form; copies it lower-cased into out. */
+bool gw_api_bulk_uuid(const char *s, char out[37]);
+
+/* A fresh random (version 4) UUID: 16 bytes into raw (may be NULL) and its text into out.
+ * Returns 0 or GW_ECRYPTO. */
+int gw_api_bulk_new_id(struct gw_call *call, uint8_t raw[16], char out[37]) GW_MUST_CHECK;
+
+/* Fails the call for a store error (UNAVAILABLE for an outage, else INTERNAL). */
+void gw_api_read_failed_bulk(struct gw_call *call, int err);
+
+/* The selector as text for destruction and audit records (no PII: a branch code, days, the
+ * number of ids) into buf. */
+void gw_api_bulk_selector_text(const char *branch, const char *from, const char *to,
+                               const char *ids, char *buf, size_t cap);
+
+#endif

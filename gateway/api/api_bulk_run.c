@@ -1,0 +1,599 @@
+/* api_bulk_run.c: Compliance/RunBulk (Art. 37): runs an approved bulk request once, by its
+ * requester, before its approval expires (else FAILED_PRECONDITION and a refused bulk.run record).
+ *
+ * Export or copy: the request is marked executed and its bulk.run record committed in one
+ * transaction before any row is read (fail closed). Then the selected waybills are read a page
+ * at a time (by id, within the bulk scope of policy.c), each authenticated, rendered exactly as
+ * the requester's role sees it (gw_api_render_view_in: the role's view, never more), packed as a
+ * WaybillView, base64-encoded and followed by its watermark tag (watermark.h), sealed to the
+ * recipient's X25519 key (xseal.h) in chunks and streamed while the client reads. The last
+ * message carries the watermark (export) id and the SHA-256 of the whole output.
+ *
+ * Destroy: one transaction marks the request executed, deletes every selected waybill (their
+ * wrapped data keys with them: crypto-shredding), writes the destruction record and the bulk.run
+ * record; it fails, destroying nothing, when the selection changed since it was counted.
+ *
+ * Invariants: memory is bounded by one page (a page arena, reset per page, and at most one page
+ * of sealed chunks queued); clear values live only in the page arena and the chunk buffer, both
+ * wiped; every resource is released exactly once (cleanup), on finish and on cancel. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+
+#include "waygate/v1/compliance.pb-c.h"
+#include "waygate/v1/query.pb-c.h"
+
+#include "alloc.h"
+#include "api.h"
+#include "api_bulk_int.h"
+#include "api_query.h"
+#include "app.h"
+#include "config.h"
+#include "keyring.h"
+#include "log.h"
+#include "policy.h"
+#include "watermark.h"
+#include "xseal.h"
+
+#define PAGE_ROWS 100
+#define PAGE_ARENA (4u << 20) /* a page of opened and rendered rows */
+#define QUEUE_MAX 64          /* sealed chunks waiting for the client (more than a page makes) */
+
+struct chunk {
+    uint8_t *data;
+    size_t len;
+};
+
+struct brun {
+    struct gw_call *call;
+    struct gw_store_bulk_req *sreq;
+    struct gw_audit_req *areq;
+    char id[37], export_id[37], requester[72];
+    char op[8];
+    char scope[32];
+    char purpose[GW_BULK_TEXT_MAX + 1], legal_basis[GW_BULK_TEXT_MAX + 1];
+    char selector[160], detail[240];
+    struct gw_bulk_sel sel;
+    char sel_branch[32], sel_from[11], sel_to[11];
+    char *sel_ids; /* gw_malloc'd */
+    int64_t record_count;
+    uint8_t rcpt[GW_XSEAL_PUB_LEN];
+    bool rcpt_given;
+    uint8_t header[GW_XSEAL_HEADER_LEN];
+    uint8_t eid[GW_XSEAL_ID_LEN];
+    uint8_t ekey[GW_WM_KEY_LEN];
+    struct gw_xseal *xs;
+    EVP_MD_CTX *md;
+    struct gw_arena *page;
+    uint8_t *plain; /* the chunk being filled, GW_XSEAL_CHUNK_MAX bytes */
+    size_t plen;
+    struct chunk queue[QUEUE_MAX];
+    size_t qhead, qlen;
+    uint64_t offset, records, skipped;
+    char after[37];
+    bool have_after, reading_done, final_queued;
+    char sha256[65];
+};
+
+static void cleanup(struct brun *r)
+{
+    gw_store_bulk_cancel(r->sreq);
+    r->sreq = NULL;
+    gw_audit_cancel(r->areq);
+    r->areq = NULL;
+    gw_xseal_free(r->xs);
+    r->xs = NULL;
+    EVP_MD_CTX_free(r->md);
+    r->md = NULL;
+    gw_arena_free(r->page);
+    r->page = NULL;
+    if (r->plain != NULL)
+        gw_free_wipe(r->plain, GW_XSEAL_CHUNK_MAX);
+    r->plain = NULL;
+    for (size_t i = 0; i < r->qlen; i++) {
+        struct chunk *c = &r->queue[(r->qhead + i) % QUEUE_MAX];
+        gw_free(c->data);
+        c->data = NULL;
+    }
+    r->qlen = 0;
+    gw_free(r->sel_ids);
+    r->sel_ids = NULL;
+    OPENSSL_cleanse(r->ekey, sizeof(r->ekey));
+}
+
+static void cancel_cb(void *arg)
+{
+    cleanup(arg);
+}
+
+static void fail(struct brun *r, int err, const char *field, enum gw_rule rule)
+{
+    gw_call_set_cancel(r->call, NULL, NULL);
+    cleanup(r);
+    gw_call_fail(r->call, err, field, rule);
+}
+
+/* A refused run: its record (outcome refused), then the refusal. */
+static void refuse(struct brun *r, const char *why, int err, const char *field, enum gw_rule rule)
+{
+    struct gw_audit_rec rec;
+
+    gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "refused");
+    rec.approval = r->id;
+    rec.detail = why;
+    cleanup(r);
+    gw_api_bulk_refuse(r->call, &rec, err, field, rule);
+}
+
+static void after_write_fail(struct brun *r, int err)
+{
+    fail(r, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
+         err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_ACCESS_NOT_RECORDED);
+}
+
+/* ---- the sealed stream ---- */
+
+/* Queues data (taken over) as the next output bytes. */
+static int push(struct brun *r, uint8_t *data, size_t len)
+{
+    if (r->qlen == QUEUE_MAX) {
+        gw_free(data);
+        return GW_ETOOBIG;
+    }
+    if (EVP_DigestUpdate(r->md, data, len) != 1) {
+        gw_free(data);
+        return GW_ECRYPTO;
+    }
+    r->queue[(r->qhead + r->qlen) % QUEUE_MAX] = (struct chunk){data, len};
+    r->qlen++;
+    return 0;
+}
+
+/* Seals the chunk being filled (final: the last one) and queues it. */
+static int seal_plain(struct brun *r, bool final)
+{
+    uint8_t *out = gw_malloc(r->plen + GW_XSEAL_OVERHEAD);
+    int rc;
+
+    if (out == NULL)
+        return GW_ENOMEM;
+    rc = gw_xseal_chunk(r->xs, r->plain, r->plen, final, out);
+    OPENSSL_cleanse(r->plain, r->plen);
+    if (rc != 0) {
+        gw_free(out);
+        return rc;
+    }
+    rc = push(r, out, r->plen + GW_XSEAL_OVERHEAD);
+    r->plen = 0;
+    return rc;
+}
+
+/* Appends plaintext, sealing every full chunk. */
+static int add(struct brun *r, const void *p, size_t n)
+{
+    const uint8_t *s = p;
+    int rc;
+
+    while (n > 0) {
+        size_t k = GW_XSEAL_CHUNK_MAX - r->plen;
+        if (k > n)
+            k = n;
+        memcpy(r->plain + r->plen, s, k);
+        r->plen += k;
+        s += k;
+        n -= k;
+        if (r->plen == GW_XSEAL_CHUNK_MAX && (rc = seal_plain(r, false)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+/* One row: base64(WaybillView) " " tag "\n". */
+static int add_row(struct brun *r, const Waygate__V1__WaybillView *v)
+{
+    size_t n = waygate__v1__waybill_view__get_packed_size(v);
+    size_t b64n = 4 * ((n + 2) / 3);
+    uint8_t *packed = gw_arena_alloc(r->page, n + 1);
+    char *b64 = gw_arena_alloc(r->page, b64n + 1);
+    char tag[GW_WM_TAG_HEX + 1];
+    int rc;
+
+    if (packed == NULL || b64 == NULL)
+        return GW_ENOMEM;
+    waygate__v1__waybill_view__pack(v, packed);
+    EVP_EncodeBlock((unsigned char *)b64, packed, (int)n);
+    OPENSSL_cleanse(packed, n);
+    rc = gw_wm_tag(gw_call_app(r->call)->crypto, r->ekey, b64, b64n, tag);
+    if (rc == 0)
+        rc = add(r, b64, b64n);
+    if (rc == 0)
+        rc = add(r, " ", 1);
+    if (rc == 0)
+        rc = add(r, tag, GW_WM_TAG_HEX);
+    if (rc == 0)
+        rc = add(r, "\n", 1);
+    OPENSSL_cleanse(b64, b64n);
+    return rc;
+}
+
+static void next_page(struct brun *r);
+
+static void finish_ok(struct brun *r)
+{
+    GW_LOG(GW_LOG_INFO, "bulk", gw_call_log_ctx(r->call),
+           "bulk %s run: request=%s export=%s records=%" PRIu64 " left out (unreadable or outside "
+           "the bulk scope)=%" PRIu64,
+           r->op, r->id, r->export_id, r->records, r->skipped);
+    gw_call_set_cancel(r->call, NULL, NULL);
+    cleanup(r);
+    gw_call_finish(r->call, GW_GRPC_OK, NULL);
+}
+
+/* Sends queued chunks while the client reads; then reads on, or ends. */
+static void flush(void *arg)
+{
+    struct brun *r = arg;
+    int rc;
+
+    while (r->qlen > 0) {
+        Waygate__V1__RunBulkChunk m = WAYGATE__V1__RUN_BULK_CHUNK__INIT;
+        struct chunk *c = &r->queue[r->qhead];
+
+        if (!gw_call_writable(r->call)) {
+            gw_call_on_writable(r->call, flush, r);
+            return;
+        }
+        m.offset = r->offset;
+        m.data.data = c->data;
+        m.data.len = c->len;
+        m.records_done = r->records;
+        if (r->qlen == 1 && r->final_queued) {
+            m.last = true;
+            m.watermark_id = r->export_id;
+            m.sha256 = r->sha256;
+        }
+        rc = gw_call_send(r->call, &m.base);
+        if (rc != 0) {
+            fail(r, rc, NULL, GW_RULE_NOT_RENDERED);
+            return;
+        }
+        r->offset += c->len;
+        gw_free(c->data);
+        c->data = NULL;
+        r->qhead = (r->qhead + 1) % QUEUE_MAX;
+        r->qlen--;
+    }
+    if (r->final_queued)
+        finish_ok(r);
+    else
+        next_page(r);
+}
+
+static int queue_final(struct brun *r)
+{
+    unsigned char d[32];
+    unsigned int dn = 0;
+    int rc = seal_plain(r, true);
+
+    if (rc != 0)
+        return rc;
+    if (EVP_DigestFinal_ex(r->md, d, &dn) != 1 || dn != 32)
+        return GW_ECRYPTO;
+    for (unsigned i = 0; i < 32; i++)
+        snprintf(r->sha256 + 2 * i, 3, "%02x", d[i]);
+    r->final_queued = true;
+    return 0;
+}
+
+static bool in_bulk_scope(struct brun *r, const struct gw_store_row *row)
+{
+    struct gw_policy_record rec = {.origin_branch = row->w.origin_branch,
+                                   .dest_branch = row->dest_branch,
+                                   .security_level = row->w.security_level};
+
+    return gw_policy_in_bulk_scope(gw_call_policy(r->call), gw_call_principal(r->call), &rec);
+}
+
+static void rows_cb(void *arg, int err, const struct gw_store_row *rows, size_t n)
+{
+    struct brun *r = arg;
+    struct gw_str clear[GW_COL_COUNT];
+    int rc = 0;
+
+    r->sreq = NULL;
+    if (err != 0) {
+        fail(r, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
+        return;
+    }
+    gw_arena_free(r->page);
+    if ((r->page = gw_arena_new(PAGE_ARENA)) == NULL) {
+        fail(r, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return;
+    }
+    for (size_t i = 0; i < n && rc == 0; i++) {
+        Waygate__V1__WaybillView v = WAYGATE__V1__WAYBILL_VIEW__INIT;
+
+        gw_store_id_text(rows[i].w.id, r->after);
+        r->have_after = true;
+        rc = gw_api_open_row_in(r->call, r->page, &rows[i].w, NULL, 0, clear);
+        if (rc == GW_EDATALOSS || rc == GW_EPRECOND) { /* incident recorded; left out */
+            r->skipped++;
+            rc = 0;
+            continue;
+        }
+        if (rc == 0 && !in_bulk_scope(r, &rows[i])) {
+            r->skipped++;
+            continue;
+        }
+        if (rc == 0)
+            rc = gw_api_render_view_in(r->call, r->page, &rows[i].w, clear, &v);
+        if (rc == 0)
+            rc = add_row(r, &v);
+        if (rc == 0)
+            r->records++;
+    }
+    if (rc == 0 && n < PAGE_ROWS) {
+        r->reading_done = true;
+        rc = queue_final(r);
+    }
+    if (rc != 0) {
+        fail(r, rc, NULL, GW_RULE_NOT_RENDERED);
+        return;
+    }
+    flush(r);
+}
+
+static void next_page(struct brun *r)
+{
+    int rc = gw_store_bulk_rows(gw_call_app(r->call)->store, r->scope, r->id,
+                                r->have_after ? r->after : NULL, PAGE_ROWS, rows_cb, r, &r->sreq);
+
+    if (rc != 0)
+        fail(r, rc, NULL, rc == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
+}
+
+/* The run is recorded and the request executed: the header, then the rows. */
+static void claimed_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct brun *r = arg;
+    char first[64];
+    uint8_t *h;
+    int rc = 0;
+
+    (void)seq;
+    r->areq = NULL;
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 0) {
+        fail(r, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_APPROVED); /* run meanwhile */
+        return;
+    }
+    if (err != 0) {
+        after_write_fail(r, err);
+        return;
+    }
+    if ((h = gw_malloc(sizeof(r->header))) == NULL)
+        rc = GW_ENOMEM;
+    if (rc == 0) {
+        memcpy(h, r->header, sizeof(r->header));
+        rc = push(r, h, sizeof(r->header));
+    }
+    snprintf(first, sizeof(first), "waygate-export v1 %s\n", r->export_id);
+    if (rc == 0)
+        rc = add(r, first, strlen(first));
+    if (rc != 0) {
+        fail(r, rc, NULL, GW_RULE_NOT_RENDERED);
+        return;
+    }
+    flush(r);
+}
+
+/* ---- destruction ---- */
+
+static void destroyed_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    Waygate__V1__RunBulkChunk m = WAYGATE__V1__RUN_BULK_CHUNK__INIT;
+    struct brun *r = arg;
+    int rc;
+
+    (void)seq;
+    r->areq = NULL;
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 1) {
+        fail(r, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_APPROVED);
+        return;
+    }
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 2) {
+        fail(r, GW_EPRECOND, "request_id", GW_RULE_BULK_SELECTION_CHANGED);
+        return;
+    }
+    if (err != 0) {
+        after_write_fail(r, err);
+        return;
+    }
+    r->records = (uint64_t)r->record_count;
+    m.records_done = r->records;
+    m.last = true;
+    rc = gw_call_send(r->call, &m.base);
+    if (rc != 0) {
+        fail(r, rc, NULL, GW_RULE_NONE);
+        return;
+    }
+    finish_ok(r);
+}
+
+static void counted_for_destroy_cb(void *arg, int err, int64_t count)
+{
+    struct brun *r = arg;
+    struct gw_store_bulk_stmt st[3];
+    struct gw_audit_rec rec;
+    int rc;
+
+    r->sreq = NULL;
+    if (err != 0) {
+        fail(r, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
+        return;
+    }
+    r->record_count = count;
+    gw_store_bulk_scope(&st[0], r->scope);
+    gw_store_bulk_claim(&st[1], r->id, r->requester, NULL);
+    gw_store_bulk_destroy_request(&st[2], r->id, r->selector, count);
+    snprintf(r->detail, sizeof(r->detail), "kind=destroy %s", r->selector);
+    gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "ok");
+    rec.count = count;
+    rec.purpose = r->purpose;
+    rec.legal_basis = r->legal_basis;
+    rec.approval = r->id;
+    rec.detail = r->detail;
+    {
+        struct gw_db_stmt s[3] = {st[0].st, st[1].st, st[2].st};
+        rc = gw_audit_write(gw_call_app(r->call)->audit, s, 3, &rec, 1, destroyed_cb, r, &r->areq);
+    }
+    if (rc != 0)
+        fail(r, rc, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+}
+
+/* ---- start ---- */
+
+static void copy_text(char *dst, size_t cap, const char *s)
+{
+    snprintf(dst, cap, "%s", s != NULL ? s : "");
+}
+
+/* Copies the stored selector (the destruction counts by it again). */
+static int keep_selector(struct brun *r, const struct gw_bulk_row *row)
+{
+    copy_text(r->sel_branch, sizeof(r->sel_branch), row->sel_branch);
+    copy_text(r->sel_from, sizeof(r->sel_from), row->sel_from);
+    copy_text(r->sel_to, sizeof(r->sel_to), row->sel_to);
+    r->sel.branch = row->sel_branch != NULL ? r->sel_branch : NULL;
+    r->sel.from_day = row->sel_from != NULL ? r->sel_from : NULL;
+    r->sel.to_day = row->sel_to != NULL ? r->sel_to : NULL;
+    if (row->sel_ids != NULL && (r->sel_ids = gw_strdup(row->sel_ids)) == NULL)
+        return GW_ENOMEM;
+    r->sel.ids = r->sel_ids;
+    gw_api_bulk_selector_text(r->sel.branch, r->sel.from_day, r->sel.to_day, r->sel.ids,
+                              r->selector, sizeof(r->selector));
+    return 0;
+}
+
+static void start_export(struct brun *r)
+{
+    struct gw_app *app = gw_call_app(r->call);
+    struct gw_store_bulk_stmt st;
+    struct gw_audit_rec rec;
+    int rc;
+
+    if (gw_api_bulk_new_id(r->call, r->eid, r->export_id) != 0 ||
+        gw_wm_export_key(app->crypto, gw_keyring_watermark_key(app->keys), r->eid, r->ekey) != 0 ||
+        (r->md = EVP_MD_CTX_new()) == NULL || EVP_DigestInit_ex(r->md, EVP_sha256(), NULL) != 1 ||
+        (r->plain = gw_malloc(GW_XSEAL_CHUNK_MAX)) == NULL) {
+        fail(r, GW_ECRYPTO, NULL, GW_RULE_NONE);
+        return;
+    }
+    rc = gw_xseal_new(r->rcpt, r->eid, r->header, &r->xs);
+    if (rc != 0) { /* before the claim: a bad key leaves the request approved */
+        fail(r, rc, rc == GW_EINVAL ? "recipient_public_key" : NULL,
+             rc == GW_EINVAL ? GW_RULE_BULK_RECIPIENT_KEY : GW_RULE_NONE);
+        return;
+    }
+    gw_store_bulk_claim(&st, r->id, r->requester, r->export_id);
+    snprintf(r->detail, sizeof(r->detail), "kind=%s export=%s %s", r->op, r->export_id,
+             r->selector);
+    gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "ok");
+    rec.count = r->record_count; /* counted at request time; the stream reports what it sent */
+    rec.purpose = r->purpose;
+    rec.legal_basis = r->legal_basis;
+    rec.approval = r->id;
+    rec.detail = r->detail;
+    rc = gw_audit_write(app->audit, &st.st, 1, &rec, 1, claimed_cb, r, &r->areq);
+    if (rc != 0)
+        fail(r, rc, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+}
+
+static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
+{
+    struct brun *r = arg;
+    const struct gw_principal *p = gw_call_principal(r->call);
+    int rc;
+
+    r->sreq = NULL;
+    if (err != 0) {
+        if (err == GW_ENOTFOUND)
+            fail(r, GW_ENOTFOUND, "request_id", GW_RULE_NONE);
+        else
+            fail(r, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
+        return;
+    }
+    copy_text(r->op, sizeof(r->op), row->operation);
+    copy_text(r->purpose, sizeof(r->purpose), row->purpose);
+    copy_text(r->legal_basis, sizeof(r->legal_basis), row->legal_basis);
+    r->record_count = row->record_count;
+    if (strcmp(row->requester, p->name) != 0) {
+        refuse(r, "not the requester", GW_EPERM, "request_id", GW_RULE_BULK_NOT_REQUESTER);
+        return;
+    }
+    if (strcmp(row->state, "approved") != 0) {
+        refuse(r, "not approved", GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_APPROVED);
+        return;
+    }
+    if (row->expired) {
+        refuse(r, "approval expired", GW_EPRECOND, "request_id", GW_RULE_BULK_EXPIRED);
+        return;
+    }
+    if ((rc = keep_selector(r, row)) != 0) {
+        fail(r, rc, NULL, GW_RULE_NONE);
+        return;
+    }
+    if (strcmp(r->op, "destroy") == 0) {
+        rc = gw_store_bulk_count(gw_call_app(r->call)->store, r->scope, &r->sel,
+                                 counted_for_destroy_cb, r, &r->sreq);
+        if (rc != 0)
+            fail(r, rc, NULL, rc == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
+        return;
+    }
+    if (!r->rcpt_given) {
+        fail(r, GW_EINVAL, "recipient_public_key", GW_RULE_BULK_RECIPIENT_KEY);
+        return;
+    }
+    start_export(r);
+}
+
+void gw_api_compliance_run_bulk(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Waygate__V1__RunBulkRequest *in;
+    ProtobufCMessage *msg;
+    struct brun *r;
+    int rc;
+
+    r = gw_api_bulk_start(call, &waygate__v1__run_bulk_request__descriptor, req, len, sizeof(*r),
+                          &msg);
+    if (r == NULL)
+        return;
+    in = (Waygate__V1__RunBulkRequest *)msg;
+    r->call = call;
+    if (in->request_id[0] == '\0') {
+        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_REQUIRED);
+        return;
+    }
+    if (!gw_api_bulk_uuid(in->request_id, r->id)) {
+        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_BULK_UUID);
+        return;
+    }
+    if (in->recipient_public_key.len != 0 && in->recipient_public_key.len != GW_XSEAL_PUB_LEN) {
+        gw_call_fail(call, GW_EINVAL, "recipient_public_key", GW_RULE_BULK_RECIPIENT_KEY);
+        return;
+    }
+    if (in->recipient_public_key.len == GW_XSEAL_PUB_LEN) {
+        memcpy(r->rcpt, in->recipient_public_key.data, GW_XSEAL_PUB_LEN);
+        r->rcpt_given = true;
+    }
+    copy_text(r->requester, sizeof(r->requester), gw_call_principal(call)->name);
+    copy_text(r->scope, sizeof(r->scope), gw_api_bulk_scope(call));
+    rc = gw_store_bulk_load(gw_call_app(call)->store, r->id, loaded_cb, r, &r->sreq);
+    if (rc != 0) {
+        gw_api_read_failed_bulk(call, rc);
+        return;
+    }
+    gw_call_set_cancel(call, cancel_cb, r);
+}

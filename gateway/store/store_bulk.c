@@ -1,0 +1,406 @@
+/* store_bulk.c: bulk_request and destruction SQL (store_bulk.h). Reads run as one transaction of
+ * their own, scoped (row-level security) where they touch waybill; writes are only built here and
+ * sent by the audit writer with their records. Invariant: a handle is freed exactly once, after
+ * its callback or at cancel. */
+#include "store_bulk.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "store_int.h"
+
+enum kind { K_COUNT, K_LOAD, K_ROWS, K_IDS };
+
+struct gw_store_bulk_req {
+    enum kind kind;
+    struct gw_db_req *dbreq;
+    void *arg;
+    union {
+        gw_store_bulk_count_cb count;
+        gw_store_bulk_load_cb load;
+        gw_store_bulk_rows_cb rows;
+        gw_store_bulk_ids_cb ids;
+    } cb;
+};
+
+/* The selection over waybill w by the selector parameters $1..$4 (branch, from, to, ids). */
+#define SEL_PARAMS                                                                                 \
+    "($1::text IS NULL OR w.origin_branch = $1) AND "                                              \
+    "($2::date IS NULL OR w.pickup_day >= $2::date) AND "                                          \
+    "($3::date IS NULL OR w.pickup_day <= $3::date) AND "                                          \
+    "($4::uuid[] IS NULL OR w.id = ANY($4::uuid[]))"
+
+/* The same by the stored selector of bulk_request b. */
+#define SEL_STORED                                                                                 \
+    "(b.sel_branch IS NULL OR w.origin_branch = b.sel_branch) AND "                                \
+    "(b.sel_from IS NULL OR w.pickup_day >= b.sel_from) AND "                                      \
+    "(b.sel_to IS NULL OR w.pickup_day <= b.sel_to) AND "                                          \
+    "(b.sel_ids IS NULL OR w.id = ANY(b.sel_ids))"
+
+static const char count_sql[] = "SELECT count(*) FROM waybill w WHERE " SEL_PARAMS;
+
+static const char load_sql[] =
+    "SELECT id::text, operation, state, requester, requester_role, requester_branch, approver, "
+    "purpose, legal_basis, destination, sel_branch, sel_from::text, sel_to::text, "
+    "sel_ids::text, record_count, (state = 'approved' AND expires_at <= now()) "
+    "FROM bulk_request WHERE id = $1::uuid";
+
+static const char ids_sql[] =
+    "SELECT w.id::text FROM waybill w WHERE coalesce(w.pickup_day, (w.accepted_at AT TIME ZONE "
+    "'Asia/Shanghai')::date) < (now() AT TIME ZONE 'Asia/Shanghai')::date - $1::integer "
+    "ORDER BY w.id LIMIT $2::integer";
+
+static struct gw_store_bulk_req *req_new(enum kind k, void *arg)
+{
+    struct gw_store_bulk_req *r = gw_calloc(1, sizeof(*r));
+
+    if (r != NULL) {
+        r->kind = k;
+        r->arg = arg;
+    }
+    return r;
+}
+
+void gw_store_bulk_cancel(struct gw_store_bulk_req *r)
+{
+    if (r == NULL)
+        return;
+    gw_db_cancel(r->dbreq);
+    gw_free(r);
+}
+
+static int start(struct gw_store *s, struct gw_store_bulk_req *r, const struct gw_db_stmt *st,
+                 int n, gw_db_done_cb done, struct gw_store_bulk_req **out)
+{
+    int rc = gw_db_exec(s->db, st, n, GW_DB_TXN, done, r, &r->dbreq);
+
+    if (rc != 0) {
+        gw_free(r);
+        return rc;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+static int fail_err(int err)
+{
+    return err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL;
+}
+
+/* ---- count ---- */
+
+static void count_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_bulk_req *r = arg;
+    const PGresult *pr = err == 0 ? res->results[1] : NULL;
+
+    r->dbreq = NULL;
+    if (err != 0 || PQntuples(pr) != 1)
+        r->cb.count(r->arg, err != 0 ? fail_err(err) : GW_EINTERNAL, 0);
+    else
+        r->cb.count(r->arg, 0, strtoll(PQgetvalue(pr, 0, 0), NULL, 10));
+    gw_free(r);
+}
+
+int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_bulk_sel *sel,
+                        gw_store_bulk_count_cb cb, void *arg, struct gw_store_bulk_req **out)
+{
+    const char *sv[1], *vals[4];
+    struct gw_db_stmt st[2];
+    struct gw_store_bulk_req *r;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || scope == NULL || sel == NULL || cb == NULL)
+        return GW_EINVAL;
+    vals[0] = sel->branch;
+    vals[1] = sel->from_day;
+    vals[2] = sel->to_day;
+    vals[3] = sel->ids;
+    gw_store_scope_stmt(&st[0], sv, scope);
+    st[1] = (struct gw_db_stmt){.sql = count_sql, .nparams = 4, .values = vals};
+    if ((r = req_new(K_COUNT, arg)) == NULL)
+        return GW_ENOMEM;
+    r->cb.count = cb;
+    return start(s, r, st, 2, count_done_cb, out);
+}
+
+/* ---- load ---- */
+
+static const char *val(const PGresult *pr, int col)
+{
+    return PQgetisnull(pr, 0, col) ? NULL : PQgetvalue(pr, 0, col);
+}
+
+static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_bulk_req *r = arg;
+    const PGresult *pr = err == 0 ? res->results[0] : NULL;
+    struct gw_bulk_row row;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->cb.load(r->arg, fail_err(err), NULL);
+    } else if (PQntuples(pr) != 1 || PQnfields(pr) != 16) {
+        r->cb.load(r->arg, PQntuples(pr) == 0 ? GW_ENOTFOUND : GW_EINTERNAL, NULL);
+    } else {
+        row = (struct gw_bulk_row){
+            .id = val(pr, 0),
+            .operation = val(pr, 1),
+            .state = val(pr, 2),
+            .requester = val(pr, 3),
+            .requester_role = val(pr, 4),
+            .requester_branch = val(pr, 5),
+            .approver = val(pr, 6),
+            .purpose = val(pr, 7),
+            .legal_basis = val(pr, 8),
+            .destination = val(pr, 9),
+            .sel_branch = val(pr, 10),
+            .sel_from = val(pr, 11),
+            .sel_to = val(pr, 12),
+            .sel_ids = val(pr, 13),
+            .record_count = strtoll(PQgetvalue(pr, 0, 14), NULL, 10),
+            .expired = PQgetvalue(pr, 0, 15)[0] == 't',
+        };
+        r->cb.load(r->arg, 0, &row);
+    }
+    gw_free(r);
+}
+
+int gw_store_bulk_load(struct gw_store *s, const char *id, gw_store_bulk_load_cb cb, void *arg,
+                       struct gw_store_bulk_req **out)
+{
+    const char *vals[1] = {id};
+    struct gw_db_stmt st = {.sql = load_sql, .nparams = 1, .values = vals};
+    struct gw_store_bulk_req *r;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || id == NULL || cb == NULL)
+        return GW_EINVAL;
+    if ((r = req_new(K_LOAD, arg)) == NULL)
+        return GW_ENOMEM;
+    r->cb.load = cb;
+    return start(s, r, &st, 1, load_done_cb, out);
+}
+
+/* ---- export pages ---- */
+
+static void rows_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_bulk_req *r = arg;
+    struct gw_store_row *rows = NULL;
+    const PGresult *pr;
+    int i, n;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->cb.rows(r->arg, fail_err(err), NULL, 0);
+        goto out;
+    }
+    pr = res->results[1];
+    n = PQntuples(pr);
+    if (n > 0 && (rows = gw_calloc((size_t)n, sizeof(*rows))) == NULL) {
+        r->cb.rows(r->arg, GW_ENOMEM, NULL, 0);
+        goto out;
+    }
+    for (i = 0; i < n; i++) {
+        if (gw_store_row_get(pr, i, &rows[i]) != 0) {
+            r->cb.rows(r->arg, GW_EINTERNAL, NULL, 0);
+            goto out;
+        }
+    }
+    r->cb.rows(r->arg, 0, rows, (size_t)n);
+out:
+    gw_free(rows);
+    gw_free(r);
+}
+
+int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, const char *after,
+                       uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
+                       struct gw_store_bulk_req **out)
+{
+    struct gw_store_sql b = {.len = 0};
+    const char *sv[1], *vals[3];
+    char lim[16];
+    struct gw_db_stmt st[2];
+    struct gw_store_bulk_req *r;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || scope == NULL || id == NULL || cb == NULL || limit == 0)
+        return GW_EINVAL;
+    gw_store_sql_add(&b, "SELECT ");
+    gw_store_read_cols(&b);
+    gw_store_sql_add(&b, " FROM waybill w, bulk_request b WHERE b.id = $1::uuid AND " SEL_STORED
+                         " AND ($2::uuid IS NULL OR w.id > $2::uuid) ORDER BY w.id "
+                         "LIMIT $3::integer");
+    if (b.overflow)
+        return GW_ENOMEM;
+    snprintf(lim, sizeof(lim), "%" PRIu32, limit);
+    vals[0] = id;
+    vals[1] = after;
+    vals[2] = lim;
+    gw_store_scope_stmt(&st[0], sv, scope);
+    st[1] = (struct gw_db_stmt){.sql = b.buf, .nparams = 3, .values = vals, .result_format = 1};
+    if ((r = req_new(K_ROWS, arg)) == NULL)
+        return GW_ENOMEM;
+    r->cb.rows = cb;
+    return start(s, r, st, 2, rows_done_cb, out);
+}
+
+/* ---- retention ---- */
+
+static void ids_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_bulk_req *r = arg;
+    const char **ids = NULL;
+    const PGresult *pr;
+    int i, n;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->cb.ids(r->arg, fail_err(err), NULL, 0);
+        goto out;
+    }
+    pr = res->results[1];
+    n = PQntuples(pr);
+    if (n > 0 && (ids = gw_calloc((size_t)n, sizeof(*ids))) == NULL) {
+        r->cb.ids(r->arg, GW_ENOMEM, NULL, 0);
+        goto out;
+    }
+    for (i = 0; i < n; i++)
+        ids[i] = PQgetvalue(pr, i, 0);
+    r->cb.ids(r->arg, 0, ids, (size_t)n);
+out:
+    gw_free(ids);
+    gw_free(r);
+}
+
+int gw_store_bulk_expired_ids(struct gw_store *s, uint32_t days, uint32_t limit,
+                              gw_store_bulk_ids_cb cb, void *arg, struct gw_store_bulk_req **out)
+{
+    const char *sv[1], *vals[2];
+    char d[16], lim[16];
+    struct gw_db_stmt st[2];
+    struct gw_store_bulk_req *r;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || cb == NULL || days == 0 || limit == 0)
+        return GW_EINVAL;
+    snprintf(d, sizeof(d), "%" PRIu32, days);
+    snprintf(lim, sizeof(lim), "%" PRIu32, limit);
+    vals[0] = d;
+    vals[1] = lim;
+    gw_store_scope_stmt(&st[0], sv, GW_STORE_SCOPE_ALL);
+    st[1] = (struct gw_db_stmt){.sql = ids_sql, .nparams = 2, .values = vals};
+    if ((r = req_new(K_IDS, arg)) == NULL)
+        return GW_ENOMEM;
+    r->cb.ids = cb;
+    return start(s, r, st, 2, ids_done_cb, out);
+}
+
+/* ---- statements ---- */
+
+static void stmt(struct gw_store_bulk_stmt *b, const char *sql, int n)
+{
+    b->st = (struct gw_db_stmt){.sql = sql, .nparams = n, .values = b->vals};
+}
+
+void gw_store_bulk_scope(struct gw_store_bulk_stmt *b, const char *scope)
+{
+    b->vals[0] = scope;
+    stmt(b, GW_STORE_SCOPE_SQL, 1);
+}
+
+static const char insert_sql[] =
+    "INSERT INTO bulk_request (id, operation, sel_branch, sel_from, sel_to, sel_ids, purpose, "
+    "legal_basis, destination, requester, requester_role, requester_branch, record_count) "
+    "VALUES ($1::uuid, $2, $3, $4::date, $5::date, $6::uuid[], $7, $8, $9, $10, $11, $12, "
+    "$13::bigint)";
+
+void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n)
+{
+    snprintf(b->num[0], sizeof(b->num[0]), "%" PRId64, n->record_count);
+    b->vals[0] = n->id;
+    b->vals[1] = n->operation;
+    b->vals[2] = n->sel.branch;
+    b->vals[3] = n->sel.from_day;
+    b->vals[4] = n->sel.to_day;
+    b->vals[5] = n->sel.ids;
+    b->vals[6] = n->purpose;
+    b->vals[7] = n->legal_basis;
+    b->vals[8] = n->destination;
+    b->vals[9] = n->requester;
+    b->vals[10] = n->requester_role;
+    b->vals[11] = n->requester_branch;
+    b->vals[12] = b->num[0];
+    stmt(b, insert_sql, 13);
+}
+
+/* Fails (division by zero) unless exactly one pending request of another person was decided. */
+static const char decide_sql[] =
+    "WITH u AS (UPDATE bulk_request SET state = $2, approver = $3, approver_role = $4, "
+    "decision_comment = $5, decided_at = now(), expires_at = CASE WHEN $2 = 'approved' THEN "
+    "now() + make_interval(secs => $6::integer) END WHERE id = $1::uuid AND state = 'pending' "
+    "AND requester <> $3 RETURNING 1) SELECT 1 / (SELECT count(*) FROM u)";
+
+void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool approve,
+                          const char *approver, const char *approver_role, const char *comment,
+                          uint32_t ttl_s)
+{
+    snprintf(b->num[0], sizeof(b->num[0]), "%" PRIu32, ttl_s);
+    b->vals[0] = id;
+    b->vals[1] = approve ? "approved" : "rejected";
+    b->vals[2] = approver;
+    b->vals[3] = approver_role;
+    b->vals[4] = comment;
+    b->vals[5] = b->num[0];
+    stmt(b, decide_sql, 6);
+}
+
+static const char claim_sql[] =
+    "WITH u AS (UPDATE bulk_request SET state = 'executed', run_at = now(), export_id = "
+    "$3::uuid WHERE id = $1::uuid AND state = 'approved' AND expires_at > now() AND "
+    "requester = $2 RETURNING 1) SELECT 1 / (SELECT count(*) FROM u)";
+
+void gw_store_bulk_claim(struct gw_store_bulk_stmt *b, const char *id, const char *requester,
+                         const char *export_id)
+{
+    b->vals[0] = id;
+    b->vals[1] = requester;
+    b->vals[2] = export_id;
+    stmt(b, claim_sql, 3);
+}
+
+/* sql/009_bulk.sql: checks the request, deletes, fails unless exactly expected rows went. */
+static const char destroy_request_sql[] = "SELECT bulk_destroy($1::uuid, $2, $3::bigint)";
+
+void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
+                                   const char *selector, int64_t expected)
+{
+    snprintf(b->num[0], sizeof(b->num[0]), "%" PRId64, expected);
+    b->vals[0] = id;
+    b->vals[1] = selector;
+    b->vals[2] = b->num[0];
+    stmt(b, destroy_request_sql, 3);
+}
+
+/* sql/009_bulk.sql: every id must be past the retention, or nothing is destroyed. */
+static const char destroy_ids_sql[] = "SELECT retention_destroy($1::uuid[], $2::integer, $3, $4)";
+
+void gw_store_bulk_destroy_ids(struct gw_store_bulk_stmt *b, const char *ids, uint32_t days,
+                               const char *selector, const char *requester)
+{
+    snprintf(b->num[0], sizeof(b->num[0]), "%" PRIu32, days);
+    b->vals[0] = ids;
+    b->vals[1] = b->num[0];
+    b->vals[2] = selector;
+    b->vals[3] = requester;
+    stmt(b, destroy_ids_sql, 4);
+}

@@ -1,0 +1,114 @@
+/* store_bulk.h: the SQL of reviewed bulk operations (Art. 37, 15) and of destruction (Art. 26):
+ * bulk_request and destruction (sql/009_bulk.sql). Reads are asynchronous requests with
+ * cancellable handles, like store.h; every write is a statement handed to the audit writer
+ * (audit.h) so that it commits in one transaction with its audit record. Statements that must
+ * change exactly one request fail (division by zero) when the request is not in the state they
+ * expect, so the audit record of a decision or run never commits without it.
+ *
+ * A request's selector is stored with it; counting, exporting and destroying select by the
+ * stored selector (the client never re-sends it). Selection: branch = the origin branch; from/to
+ * = the pickup day (inclusive); ids = the record ids; every condition given must hold. */
+#ifndef GW_STORE_BULK_H
+#define GW_STORE_BULK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "err.h"
+#include "store.h"
+
+struct gw_store_bulk_req;
+
+/* A selector as text parameters (NULL: condition absent). ids is a PostgreSQL array literal of
+ * UUIDs ("{...}"). */
+struct gw_bulk_sel {
+    const char *branch;
+    const char *from_day;
+    const char *to_day;
+    const char *ids;
+};
+
+/* A stored request (strings valid during the callback only; NULL when absent). */
+struct gw_bulk_row {
+    const char *id, *operation, *state;
+    const char *requester, *requester_role, *requester_branch;
+    const char *approver, *purpose, *legal_basis, *destination;
+    const char *sel_branch, *sel_from, *sel_to, *sel_ids;
+    int64_t record_count;
+    bool expired; /* approved but its approval expired */
+};
+
+typedef void (*gw_store_bulk_count_cb)(void *arg, int err, int64_t count);
+/* err 0 with row, GW_ENOTFOUND, GW_EUNAVAIL or GW_EINTERNAL. */
+typedef void (*gw_store_bulk_load_cb)(void *arg, int err, const struct gw_bulk_row *row);
+/* err 0 with rows[0..n) (valid during the callback), GW_EUNAVAIL or GW_EINTERNAL. */
+typedef void (*gw_store_bulk_rows_cb)(void *arg, int err, const struct gw_store_row *rows,
+                                      size_t n);
+/* err 0 with ids[0..n) (UUID text, valid during the callback), GW_EUNAVAIL or GW_EINTERNAL. */
+typedef void (*gw_store_bulk_ids_cb)(void *arg, int err, const char *const *ids, size_t n);
+
+/* Counts the waybills sel matches within scope (a branch, or "*" for a central role). */
+int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_bulk_sel *sel,
+                        gw_store_bulk_count_cb cb, void *arg,
+                        struct gw_store_bulk_req **out) GW_MUST_CHECK;
+/* Reads request id (UUID text). */
+int gw_store_bulk_load(struct gw_store *s, const char *id, gw_store_bulk_load_cb cb, void *arg,
+                       struct gw_store_bulk_req **out) GW_MUST_CHECK;
+/* One page (at most limit rows, ordered by id, after `after` (UUID text) or from the start when
+ * NULL) of the waybills request id selects within scope. */
+int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, const char *after,
+                       uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
+                       struct gw_store_bulk_req **out) GW_MUST_CHECK;
+/* The ids of at most limit waybills older than days (pickup day, else the day accepted, in
+ * China Standard Time), across every branch. */
+int gw_store_bulk_expired_ids(struct gw_store *s, uint32_t days, uint32_t limit,
+                              gw_store_bulk_ids_cb cb, void *arg,
+                              struct gw_store_bulk_req **out) GW_MUST_CHECK;
+/* Cancels: the callback never runs. NULL-safe. */
+void gw_store_bulk_cancel(struct gw_store_bulk_req *r);
+
+/* ---- statements for the audit writer (gw_audit_write copies them) ---- */
+
+/* Storage of one statement and its parameters; st points into it (keep it alive, unmoved, until
+ * gw_audit_write returns). */
+struct gw_store_bulk_stmt {
+    struct gw_db_stmt st;
+    const char *vals[16];
+    char num[3][24];
+};
+
+/* Fills the scope statement (first of a transaction touching waybill). */
+void gw_store_bulk_scope(struct gw_store_bulk_stmt *b, const char *scope);
+
+struct gw_bulk_new {
+    const char *id, *operation, *purpose, *legal_basis, *destination;
+    const char *requester, *requester_role, *requester_branch; /* branch NULL: none */
+    struct gw_bulk_sel sel;
+    int64_t record_count;
+};
+/* Inserts a new pending request. */
+void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n);
+/* Decides pending request id by approver (never its requester): approved for ttl_s seconds, or
+ * rejected. Fails unless the request is pending and approver is not its requester. */
+void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool approve,
+                          const char *approver, const char *approver_role, const char *comment,
+                          uint32_t ttl_s);
+/* Marks approved, unexpired request id of requester executed (export_id: UUID text or NULL for a
+ * destruction). Fails unless it is exactly that. */
+void gw_store_bulk_claim(struct gw_store_bulk_stmt *b, const char *id, const char *requester,
+                         const char *export_id);
+/* Deletes every waybill request id selects (its data keys with it) and writes its destruction
+ * record (selector text, requester and approver from the request), through bulk_destroy
+ * (sql/009_bulk.sql): fails unless the request is a destroy claimed in this transaction and
+ * exactly expected rows were deleted. Result: one row (destruction id). */
+void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
+                                   const char *selector, int64_t expected);
+/* Deletes the waybills ids (array literal), every one older than days, and writes a retention
+ * destruction record (requester: who ran the sweep), through retention_destroy
+ * (sql/009_bulk.sql): fails, deleting nothing, unless every id was past the retention. */
+void gw_store_bulk_destroy_ids(struct gw_store_bulk_stmt *b, const char *ids, uint32_t days,
+                               const char *selector, const char *requester);
+
+#endif

@@ -1,0 +1,482 @@
+"""Compliance bulk operations (issue 8; Art. 37, 15, 26): RequestBulk, ApproveBulk, RunBulk and
+`waygatectl export trace`.
+
+A bulk export, copy or destruction is requested by one person (here the compliance auditor) with
+a purpose and a legal basis (refused without one: INVALID_ARGUMENT, Art. 15), approved by a second
+person (the security admin; self-approval is PERMISSION_DENIED and leaves a refused record), and
+run once by its requester before the approval expires (FAILED_PRECONDITION otherwise). An export
+is sealed to the requester's X25519 key (decrypted here with Debian's python3-cryptography,
+independently of the gateway's code, from docs/bulk-export-format.md), holds the requester role's
+view only (the compliance auditor's: no personal field at all), and every row carries a
+watermark tag by which `waygatectl export trace` names the export a fragment of rows came from.
+A destruction deletes the rows with their wrapped data keys and keeps a destruction record.
+Every step leaves its audit record."""
+
+import base64
+import hashlib
+import os
+
+import grpc
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+
+from query_data import GET, get, new_waybill, refusal, submit
+import waygate_proto
+
+REQUEST = "/waygate.v1.Compliance/RequestBulk"
+APPROVE = "/waygate.v1.Compliance/ApproveBulk"
+RUN = "/waygate.v1.Compliance/RunBulk"
+
+REQUESTER = "auditor"   # compliance_auditor
+APPROVER = "secadmin"   # security_admin
+
+PII_FIELDS = ("name", "phone", "province", "city", "district", "address_detail", "company",
+              "id_number")
+
+
+class People:
+    """One login per account for the module; calls as a dev-stack account."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.md = {}
+
+    def metadata(self, name):
+        if name not in self.md:
+            self.md[name] = self.stack.login(name)
+        return self.md[name]
+
+    def channel(self, name):
+        return self.stack.channel(self.stack.account(name)[2])
+
+    def unary(self, name, method, req, cls):
+        return waygate_proto.unary(self.channel(name), method, req, cls,
+                                   metadata=self.metadata(name))
+
+    def stream(self, name, method, req, cls):
+        return list(waygate_proto.stream(self.channel(name), method, req, cls,
+                                         metadata=self.metadata(name), timeout=60))
+
+
+@pytest.fixture(scope="module")
+def people(stack):
+    return People(stack)
+
+
+@pytest.fixture(scope="module")
+def records(stack):
+    """Three waybills of branch a, submitted for this module: (waybill, id)."""
+    out = []
+    for _ in range(3):
+        w = new_waybill(stack, "a")
+        out.append((w, submit(stack, w)))
+    return out
+
+
+def request(people, op, ids, who=REQUESTER, legal_basis="《邮政法》第三十五条; 监管检查 2026-17",
+            purpose="regulator inspection sample"):
+    pb = people.stack.pb.compliance
+    req = pb.RequestBulkRequest(operation=op, purpose=purpose, legal_basis=legal_basis,
+                                destination="regulator audit workstation 3")
+    req.selector.record_ids.extend(ids)
+    return people.unary(who, REQUEST, req, pb.RequestBulkResponse)
+
+
+def approve(people, request_id, who=APPROVER, ok=True):
+    pb = people.stack.pb.compliance
+    return people.unary(who, APPROVE, pb.ApproveBulkRequest(request_id=request_id, approve=ok,
+                                                             comment="checked"),
+                        pb.ApproveBulkResponse)
+
+
+def run(people, request_id, pub=b"", who=REQUESTER):
+    pb = people.stack.pb.compliance
+    return people.stream(who, RUN, pb.RunBulkRequest(request_id=request_id,
+                                                     recipient_public_key=pub),
+                         pb.RunBulkChunk)
+
+
+def keypair():
+    priv = X25519PrivateKey.generate()
+    pub = priv.public_key().public_bytes(serialization.Encoding.Raw,
+                                         serialization.PublicFormat.Raw)
+    return priv, pub
+
+
+def open_export(priv, data):
+    """The plaintext of a sealed export (docs/bulk-export-format.md), from the format alone."""
+    assert data[:8] == b"WGXSEAL1"
+    header, eph, salt = data[:72], data[24:56], data[56:72]
+    mypub = priv.public_key().public_bytes(serialization.Encoding.Raw,
+                                           serialization.PublicFormat.Raw)
+    shared = priv.exchange(X25519PublicKey.from_public_bytes(eph))
+    okm = HKDF(algorithm=hashes.SHA256(), length=44, salt=salt,
+               info=b"waygate export v1" + eph + mypub).derive(shared)
+    aead, base = AESGCM(okm[:32]), okm[32:]
+    off, i, out = 72, 0, b""
+    while True:
+        n = int.from_bytes(data[off:off + 4], "big")
+        end = off + 4 + n + 16
+        assert end <= len(data), "chunk %d cut short" % i
+        final = end == len(data)
+        nonce = bytes(a ^ b for a, b in zip(base, i.to_bytes(12, "big")))
+        aad = header + i.to_bytes(8, "big") + (b"\x01" if final else b"\x00")
+        out += aead.decrypt(nonce, data[off + 4:end], aad)
+        off, i = end, i + 1
+        if final:
+            return data[8:24], out
+
+
+def audit_rows(stack, action, obj):
+    return stack.psql("SELECT outcome, actor, coalesce(count::text, ''), coalesce(approval, '') "
+                      "FROM audit_record WHERE action = '%s' AND object = '%s' ORDER BY seq"
+                      % (action, obj))
+
+
+def test_no_legal_basis_is_invalid_argument(stack, people, records):
+    ids = [i for _, i in records]
+    code, details = refusal(lambda: request(people, 1, ids, legal_basis=""))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("legal_basis:") and "Art. 15" in details
+    code, details = refusal(lambda: request(people, 1, ids, legal_basis="   "))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("legal_basis:")
+    code, details = refusal(lambda: request(people, 1, ids, purpose=""))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("purpose:")
+    code, details = refusal(lambda: request(people, 0, ids))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("operation:")
+    code, details = refusal(lambda: request(people, 1, ["not-a-uuid"]))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("selector.record_ids[0]:")
+
+
+def test_request_is_pending_and_recorded(stack, people, records):
+    ids = [i for _, i in records]
+    r = request(people, 1, ids)
+    assert r.state == stack.pb.compliance.APPROVAL_STATE_PENDING
+    assert r.record_count == 3
+    assert stack.psql("SELECT state, requester, record_count FROM bulk_request WHERE id = '%s'"
+                      % r.request_id) == ["pending|%s|3" % stack.account(REQUESTER)[0]]
+    assert audit_rows(stack, "bulk.request", r.request_id) == [
+        "ok|%s|3|%s" % (stack.account(REQUESTER)[0], r.request_id)]
+
+
+def test_export_without_approval_is_failed_precondition(stack, people, records):
+    _, pub = keypair()
+    r = request(people, 1, [i for _, i in records])
+    code, details = refusal(lambda: run(people, r.request_id, pub))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert details.startswith("request_id:") and "not approved" in details
+    # a rejected request never runs either
+    d = approve(people, r.request_id, ok=False)
+    assert d.state == stack.pb.compliance.APPROVAL_STATE_REJECTED and d.audit_seq > 0
+    assert audit_rows(stack, "bulk.reject", r.request_id) == [
+        "ok|%s|3|%s" % (stack.account(APPROVER)[0], r.request_id)]
+    code, _ = refusal(lambda: run(people, r.request_id, pub))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    outcomes = [row.split("|")[0] for row in audit_rows(stack, "bulk.run", r.request_id)]
+    assert outcomes == ["refused", "refused"]
+    assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
+        "rejected"]
+
+
+def test_self_approval_is_permission_denied(stack, people, records):
+    r = request(people, 1, [i for _, i in records])
+    code, details = refusal(lambda: approve(people, r.request_id, who=REQUESTER))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    assert details.startswith("request_id:") and "second person" in details
+    assert stack.psql("SELECT state, approver IS NULL FROM bulk_request WHERE id = '%s'"
+                      % r.request_id) == ["pending|t"]
+    assert audit_rows(stack, "bulk.approve", r.request_id) == [
+        "refused|%s|3|%s" % (stack.account(REQUESTER)[0], r.request_id)]
+    # the database refuses it too, whatever the gateway does
+    out = stack.psql("DO $$ BEGIN UPDATE bulk_request SET approver = requester, state = "
+                     "'approved', expires_at = now() WHERE id = '%s'; "
+                     "EXCEPTION WHEN check_violation THEN RAISE NOTICE 'refused'; END $$; "
+                     "SELECT state FROM bulk_request WHERE id = '%s'"
+                     % (r.request_id, r.request_id))
+    assert out == ["pending"]
+
+
+def test_approval_expires(stack, people, records):
+    _, pub = keypair()
+    r = request(people, 1, [i for _, i in records])
+    approve(people, r.request_id)
+    # [compliance] approval_ttl_s, 86400 by default
+    assert stack.psql("SELECT extract(epoch FROM expires_at - decided_at)::int FROM bulk_request "
+                      "WHERE id = '%s'" % r.request_id) == ["86400"]
+    stack.psql("UPDATE bulk_request SET expires_at = now() - interval '1 second' WHERE id = '%s'"
+               % r.request_id)
+    code, details = refusal(lambda: run(people, r.request_id, pub))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION and "expired" in details
+
+
+def test_only_the_requester_runs(stack, people, records):
+    _, pub = keypair()
+    r = request(people, 1, [i for _, i in records])
+    approve(people, r.request_id)
+    code, _ = refusal(lambda: run(people, r.request_id, pub, who=APPROVER))
+    assert code == grpc.StatusCode.PERMISSION_DENIED
+    code, details = refusal(lambda: run(people, r.request_id, b"\x01" * 31))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert details.startswith("recipient_public_key:")
+    code, details = refusal(lambda: run(people, r.request_id, b""))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    # a low-order point (all zeros) gives no shared secret: refused before anything runs
+    code, details = refusal(lambda: run(people, r.request_id, b"\x00" * 32))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
+        "approved"]
+
+
+def exported(stack, people, records):
+    """An approved export of the module's records: (request id, chunks, private key)."""
+    priv, pub = keypair()
+    r = request(people, 1, [i for _, i in records])
+    d = approve(people, r.request_id)
+    assert d.state == stack.pb.compliance.APPROVAL_STATE_APPROVED
+    chunks = run(people, r.request_id, pub)
+    return r.request_id, chunks, priv
+
+
+@pytest.fixture(scope="module")
+def export(stack, people, records):
+    return exported(stack, people, records)
+
+
+def rows_of(plain):
+    lines = plain.decode("ascii").splitlines()
+    return lines[0], lines[1:]
+
+
+def test_export_decrypts_with_the_requesters_key(stack, people, records, export):
+    request_id, chunks, priv = export
+    data = b"".join(c.data for c in chunks)
+    assert [c.offset for c in chunks] == [sum(len(x.data) for x in chunks[:k])
+                                          for k in range(len(chunks))]
+    last = chunks[-1]
+    assert last.last and all(not c.last for c in chunks[:-1])
+    assert last.sha256 == hashlib.sha256(data).hexdigest()
+    assert last.records_done == 3
+    eid, plain = open_export(priv, data)
+    assert str(__import__("uuid").UUID(bytes=eid)) == last.watermark_id
+    first, rows = rows_of(plain)
+    assert first == "waygate-export v1 " + last.watermark_id
+    assert len(rows) == 3
+    # another key cannot open it; a cut file does not open
+    with pytest.raises(Exception):
+        open_export(X25519PrivateKey.generate(), data)
+    with pytest.raises(Exception):
+        open_export(priv, data[:-1])
+    assert stack.psql("SELECT state, export_id FROM bulk_request WHERE id = '%s'"
+                      % request_id) == ["executed|" + last.watermark_id]
+    assert audit_rows(stack, "bulk.run", request_id) == [
+        "ok|%s|3|%s" % (stack.account(REQUESTER)[0], request_id)]
+
+
+def test_export_holds_only_the_roles_view(stack, people, records, export):
+    _, chunks, priv = export
+    _, plain = open_export(priv, b"".join(c.data for c in chunks))
+    _, rows = rows_of(plain)
+    views = [stack.pb.common.WaybillView.FromString(base64.b64decode(r.split(" ")[0]))
+             for r in rows]
+    assert sorted(v.id for v in views) == sorted(i for _, i in records)
+    by_id = {i: w for w, i in records}
+    for v in views:
+        w = by_id[v.id]
+        # compliance_auditor's view (deploy/policy.conf): no personal field at all
+        for party in (v.waybill.sender, v.waybill.recipient):
+            for f in PII_FIELDS:
+                assert getattr(party, f) == "", f
+        assert v.waybill.waybill_no == "" and v.waybill.item_description == ""
+        assert "sender.phone" in v.redacted_fields and "recipient.name" in v.redacted_fields
+        # the operational fields are there
+        assert v.waybill.origin_branch == "a"
+        assert v.waybill.weight_grams == w.weight_grams
+    # and no clear value of any record anywhere in the file
+    for w, _ in records:
+        for value in (w.sender.phone, w.recipient.phone, w.sender.name, w.waybill_no):
+            assert value.encode() not in plain
+
+
+def test_an_export_runs_once(stack, people, export):
+    request_id, _, _ = export
+    _, pub = keypair()
+    code, _ = refusal(lambda: run(people, request_id, pub))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+def trace(stack, path):
+    return stack.ctl("export", "trace", path, "--keyring", os.path.join(stack.dir, "keyring"),
+                     "--db", stack.pguri)
+
+
+def test_rows_cut_from_an_export_are_traced(stack, people, records, export, tmp_path):
+    request_id, chunks, priv = export
+    last = chunks[-1]
+    _, plain = open_export(priv, b"".join(c.data for c in chunks))
+    _, rows = rows_of(plain)
+    # a second export of the same records: other tags
+    request2, chunks2, priv2 = exported(stack, people, records)
+    _, plain2 = open_export(priv2, b"".join(c.data for c in chunks2))
+    _, rows2 = rows_of(plain2)
+    assert set(rows).isdisjoint(rows2)
+
+    frag = tmp_path / "fragment.txt"
+    frag.write_text(rows[1] + "\n")  # one row, without the file's first line
+    r = trace(stack, str(frag))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "export %s: 1 row" % last.watermark_id in r.stdout
+    assert "request %s" % request_id in r.stdout
+    assert "requested by %s (compliance_auditor)" % stack.account(REQUESTER)[0] in r.stdout
+    assert "approved by %s (security_admin)" % stack.account(APPROVER)[0] in r.stdout
+    assert chunks2[-1].watermark_id not in r.stdout
+
+    mixed = tmp_path / "mixed.txt"
+    mixed.write_text("\n".join([rows2[0], rows[2], rows2[2]]) + "\n")
+    r = trace(stack, str(mixed))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "export %s: 1 row" % last.watermark_id in r.stdout
+    assert "export %s: 2 rows" % chunks2[-1].watermark_id in r.stdout
+    assert "request %s" % request2 in r.stdout
+
+    # an altered row matches no export
+    row = rows[0]
+    bad = row[:5] + ("A" if row[5] != "A" else "B") + row[6:]
+    altered = tmp_path / "altered.txt"
+    altered.write_text(bad + "\n")
+    r = trace(stack, str(altered))
+    assert r.returncode == 1
+    assert "matching no export: 1" in r.stdout
+
+    # the sealed file names its export by its header
+    sealed = tmp_path / "export.wgx"
+    sealed.write_bytes(b"".join(c.data for c in chunks))
+    r = trace(stack, str(sealed))
+    assert r.returncode == 0 and "export %s: named by the sealed" % last.watermark_id in r.stdout
+
+    # every trace is recorded in the CLI's chain, naming the export found first
+    recs = stack.psql("SELECT object, outcome, detail FROM audit_record WHERE chain = 'ctl' "
+                      "AND action = 'export.trace' ORDER BY seq")
+    assert recs[-4:] == [
+        "%s|ok|1 rows traced to 1 exports, 0 matching none" % last.watermark_id,
+        "%s|ok|3 rows traced to 2 exports, 0 matching none" % last.watermark_id,
+        "|untraced|0 rows traced to 0 exports, 1 matching none",
+        "%s|ok|sealed file: named" % last.watermark_id]
+
+
+def test_destroy_shreds_and_keeps_a_destruction_record(stack, people):
+    victims = []
+    for _ in range(2):
+        w = new_waybill(stack, "a")
+        victims.append((w, submit(stack, w)))
+    ids = [i for _, i in victims]
+    keys = stack.psql("SELECT encode(dek_wrapped, 'hex') FROM waybill WHERE id IN ('%s')"
+                      % "','".join(ids))
+    assert len(keys) == 2
+    r = request(people, 3, ids, purpose="customer erasure request 2026-88",
+                legal_basis="《个人信息保护法》第四十七条; written request ref 88")
+    assert r.record_count == 2
+    code, _ = refusal(lambda: run(people, r.request_id))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION  # not approved: nothing destroyed
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN ('%s')" % "','".join(ids)) == [
+        "2"]
+    approve(people, r.request_id)
+    chunks = run(people, r.request_id)
+    assert chunks[-1].last and chunks[-1].records_done == 2 and chunks[-1].data == b""
+    # the rows and their wrapped data keys are gone: nothing of them can be decrypted
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN ('%s')" % "','".join(ids)) == [
+        "0"]
+    for k in keys:
+        assert stack.psql("SELECT count(*) FROM waybill WHERE dek_wrapped = decode('%s', 'hex')"
+                          % k) == ["0"]
+    for w, _ in victims:
+        code, _ = refusal(lambda: get(stack, w.waybill_no, "branch_a"))
+        assert code == grpc.StatusCode.NOT_FOUND
+    rec = stack.psql("SELECT reason, selector, requester, approver, count FROM destruction "
+                     "WHERE request_id = '%s'" % r.request_id)
+    assert rec == ["bulk|branch=* from=- to=- ids=2|%s|%s|2"
+                   % (stack.account(REQUESTER)[0], stack.account(APPROVER)[0])]
+    assert audit_rows(stack, "bulk.run", r.request_id) == [
+        "refused|%s||%s" % (stack.account(REQUESTER)[0], r.request_id),
+        "ok|%s|2|%s" % (stack.account(REQUESTER)[0], r.request_id)]
+    code, _ = refusal(lambda: run(people, r.request_id))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION  # once
+
+
+def test_a_large_export_pages_and_chunks(stack, people):
+    """230 records: three pages of the store (100 rows each) and several 64 KiB chunks, every row
+    present exactly once, in record-id order, the whole file opening and tracing."""
+    pb = stack.pb
+    batch = pb.intake.SubmitBatchRequest()
+    for _ in range(230):
+        batch.waybills.add().CopyFrom(new_waybill(stack, "b"))
+    res = waygate_proto.unary(stack.channel("courier_b"), "/waygate.v1.WaybillIntake/SubmitBatch",
+                              batch, pb.intake.SubmitBatchResponse, timeout=60)
+    ids = [r.id for r in res.results]
+    assert len(ids) == 230 and all(r.code == 0 for r in res.results)
+    priv, pub = keypair()
+    r = request(people, 1, ids)
+    assert r.record_count == 230
+    approve(people, r.request_id)
+    chunks = run(people, r.request_id, pub)
+    data = b"".join(c.data for c in chunks)
+    assert len(chunks) >= 4  # the header, then more than one sealed chunk
+    assert [c.records_done for c in chunks] == sorted(c.records_done for c in chunks)
+    assert chunks[-1].records_done == 230
+    _, plain = open_export(priv, data)
+    _, rows = rows_of(plain)
+    got = [pb.common.WaybillView.FromString(base64.b64decode(x.split(" ")[0])).id for x in rows]
+    assert got == sorted(ids)
+
+
+def test_copy_is_sealed_and_watermarked_like_an_export(stack, people, records, tmp_path):
+    priv, pub = keypair()
+    r = request(people, 2, [i for _, i in records])
+    approve(people, r.request_id)
+    chunks = run(people, r.request_id, pub)
+    _, plain = open_export(priv, b"".join(c.data for c in chunks))
+    _, rows = rows_of(plain)
+    assert len(rows) == 3
+    frag = tmp_path / "copy.txt"
+    frag.write_text(rows[0] + "\n")
+    out = trace(stack, str(frag))
+    assert out.returncode == 0 and "(copy, 3 records selected)" in out.stdout
+    assert audit_rows(stack, "bulk.run", r.request_id) == [
+        "ok|%s|3|%s" % (stack.account(REQUESTER)[0], r.request_id)]
+
+
+def gateway_sql_refused(stack, sql):
+    """The error of sql run as the gateway's database role (it must fail)."""
+    import subprocess
+    from conftest import PGBIN
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                        "ON_ERROR_STOP=1", "-d", stack.pguri_gateway, "-c", sql],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, "the gateway's role was allowed: %s" % sql
+    return r.stderr
+
+
+def test_the_database_checks_every_destruction(stack, people):
+    """The gateway's role has no DELETE on waybill; the two destruction functions check the
+    request, and the age of every record, themselves."""
+    w = new_waybill(stack, "a")
+    rid = submit(stack, w)
+    assert "permission denied" in gateway_sql_refused(
+        stack, "SELECT set_config('waygate.scope', '*', false); "
+               "DELETE FROM waybill WHERE id = '%s'" % rid)
+    pending = request(people, 3, [rid])
+    assert "not an approved destruction" in gateway_sql_refused(
+        stack, "SELECT bulk_destroy('%s', 'x', 1)" % pending.request_id)
+    approve(people, pending.request_id)  # approved, but not claimed by a run
+    assert "not an approved destruction" in gateway_sql_refused(
+        stack, "SELECT bulk_destroy('%s', 'x', 1)" % pending.request_id)
+    # a young record is not past any retention; a zero retention is refused
+    assert "not every record is past its retention" in gateway_sql_refused(
+        stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 1, 'x', 'test')" % rid)
+    assert "at least one day" in gateway_sql_refused(
+        stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 0, 'x', 'test')" % rid)
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["1"]
+    assert get(stack, w.waybill_no, "branch_a").id == rid

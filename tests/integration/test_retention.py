@@ -1,0 +1,116 @@
+"""The retention sweep (issue 8; Art. 26): waybills older than [compliance] retention_days are
+destroyed inside the gateway, in batches of retention_batch, each batch one transaction with its
+destruction record and its retention.destroy audit record; younger waybills stay.
+
+It runs on a second gateway of its own (same database and keys) with batches of 2 and an hourly
+sweep: everything below happens in the sweep at start (which must wait for the database and for
+the audit writer to recover its chain, not put itself off by an hour) and in the batches that
+follow one another within it. The test waits by polling the database with a bound (no sleeps as
+assertions)."""
+
+import os
+import signal
+import socket
+import subprocess
+
+import grpc
+import pytest
+
+from conftest import BUILD, wait_for
+from query_data import get, new_waybill, refusal, submit
+
+OLD_PICKUP = 1646100000  # 2022-03-01, more than the default 1095 days before the test runs
+BATCH = 2
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def old_and_young(stack):
+    """Five waybills picked up in 2022 and one picked up today, all of branch a."""
+    old = []
+    for _ in range(5):
+        w = new_waybill(stack, "a")
+        w.pickup_time = OLD_PICKUP
+        old.append((w, submit(stack, w)))
+    w = new_waybill(stack, "a")
+    young = (w, submit(stack, w))
+    return old, young
+
+
+def sweeping_gateway(stack):
+    """A second waygated whose retention sweep runs at start, then hourly, in batches of BATCH."""
+    port = free_port()
+    conf = os.path.join(stack.dir, "waygated-retention.conf")
+    with open(os.path.join(stack.dir, "waygated.conf")) as f:
+        text = f.read()
+    lines = []
+    for line in text.splitlines():
+        if line.strip().startswith("listen"):
+            line = "listen = 127.0.0.1:%d" % port
+        lines.append(line)
+    lines += ["", "[compliance]", "retention_days = 1095", "retention_sweep_ms = 3600000",
+              "retention_batch = %d" % BATCH, "", "[audit]", "chain = gw-retention-test"]
+    with open(conf, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    log = open(os.path.join(stack.dir, "waygated-retention.log"), "ab")
+    proc = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", conf],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    return proc, log, "127.0.0.1:%d" % port
+
+
+def stop(proc, log):
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    log.close()
+
+
+def test_retention_destroys_old_records_in_batches_with_records(stack, old_and_young):
+    old, (young_w, young_id) = old_and_young
+    old_ids = [i for _, i in old]
+    in_old = "('%s')" % "','".join(old_ids)
+    keys = stack.psql("SELECT encode(dek_wrapped, 'hex') FROM waybill WHERE id IN %s" % in_old)
+    assert len(keys) == 5
+    before = int(stack.psql("SELECT coalesce(max(id), 0) FROM destruction")[0])
+
+    proc, log, addr = sweeping_gateway(stack)
+    try:
+        gone = wait_for(lambda: stack.psql("SELECT count(*) FROM waybill WHERE id IN %s"
+                                           % in_old) == ["0"], 60)
+        assert gone, "the sweep did not destroy the old waybills"
+    finally:
+        stop(proc, log)
+
+    # no wrapped data key of them is left: nothing of them can be decrypted any more
+    for k in keys:
+        assert stack.psql("SELECT count(*) FROM waybill WHERE dek_wrapped = decode('%s', 'hex')"
+                          % k) == ["0"]
+    for w, _ in old:
+        assert refusal(lambda: get(stack, w.waybill_no, "branch_a"))[0] == \
+            grpc.StatusCode.NOT_FOUND
+    # the young one stays, readable
+    assert get(stack, young_w.waybill_no, "branch_a").id == young_id
+
+    # batches of at most BATCH, each with its destruction record ...
+    recs = stack.psql("SELECT reason, selector, requester, count FROM destruction "
+                      "WHERE id > %d ORDER BY id" % before)
+    counts = [int(r.split("|")[3]) for r in recs]
+    assert sum(counts) == 5 and all(1 <= c <= BATCH for c in counts) and len(counts) == 3
+    for r in recs:
+        reason, selector, requester, _ = r.split("|")
+        assert reason == "retention" and selector == "older than 1095 days"
+        assert requester == "waygated retention sweep"
+    # ... and its audit record on the sweeping gateway's chain, in the same transaction
+    audits = stack.psql("SELECT count, object, legal_basis, outcome FROM audit_record "
+                        "WHERE chain = 'gw-retention-test' AND action = 'retention.destroy' "
+                        "ORDER BY seq")
+    assert [int(a.split("|")[0]) for a in audits] == counts
+    assert all(a.split("|")[1:] == ["older than 1095 days", "Art. 26", "ok"] for a in audits)
