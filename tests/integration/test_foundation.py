@@ -180,16 +180,16 @@ def test_unknown_method_unimplemented(stack):
 
 
 def test_not_yet_implemented_api_method_unimplemented(stack):
-    # Compliance.Report belongs to a later issue; until then the method table answers
-    # UNIMPLEMENTED to a role allowed to call it. (When it is implemented, point this test at a
-    # method that still is not.) Every method's exact answer to every role is in
-    # test_permissions.py.
-    e = rpc_error(lambda: stack.unary("/waygate.v1.Compliance/Report",
-                                      stack.pb.compliance.ReportRequest(month="2026-01"),
-                                      stack.pb.compliance.ReportResponse, principal="auditor",
-                                      metadata=stack.login("auditor")))
+    # Admin.IssueSegment is not built over gRPC yet (segments are issued with waygatectl); until
+    # then the method table answers UNIMPLEMENTED to a role allowed to call it, never a fake
+    # success. (When it is implemented, point this test at a method that still is not.) Every
+    # method's exact answer to every role is in test_permissions.py.
+    e = rpc_error(lambda: stack.unary("/waygate.v1.Admin/IssueSegment",
+                                      stack.pb.admin.IssueSegmentRequest(branch="a"),
+                                      stack.pb.admin.IssueSegmentResponse, principal="admin",
+                                      metadata=stack.login("secadmin")))
     assert e.code() == grpc.StatusCode.UNIMPLEMENTED, e
-    assert "/waygate.v1.Compliance/Report" in e.details()
+    assert "/waygate.v1.Admin/IssueSegment" in e.details()
 
 
 def test_message_over_limit_resource_exhausted(stack):
