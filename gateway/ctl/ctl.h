@@ -35,4 +35,7 @@ int gw_ctl_principals(int argc, char **argv);
 /* waygatectl accounts bootstrap|create|list|disable: people's accounts (Art. 34, 35, 38). */
 int gw_ctl_accounts(int argc, char **argv);
 
+/* waygatectl audit verify|export: the audit chains and audit bundles (Art. 33). */
+int gw_ctl_audit(int argc, char **argv);
+
 #endif

@@ -19,6 +19,7 @@ static const struct ctl_cmd commands[] = {
     {"help", cmd_help, "list the commands"},
     {"accounts", gw_ctl_accounts,
      "people's accounts: bootstrap, create, list, disable (Art. 34, 35, 38)"},
+    {"audit", gw_ctl_audit, "verify the audit chains; export and verify audit bundles (Art. 33)"},
     {"keys", gw_ctl_keys, "keyring: init, rotate, retire, status, rewrap data keys"},
     {"migrate", gw_ctl_migrate,
      "apply the schema migrations as the owner (--db or $WAYGATE_PGURI_OWNER)"},

@@ -1,0 +1,330 @@
+"""Tamper tests on the audit trail (Art. 33): the live chain in the database and audit bundles.
+
+Each tamper - a deleted record, an altered field, two records swapped, a tail truncated after the
+last checkpoint, a forged checkpoint signature - is detected by both verifiers, each naming the
+place: `waygatectl audit verify` (live chain) and `waygatectl audit verify FILE` (C), and
+tests/audit/verify_bundle.py (Python, written from docs/audit-bundle-format.md alone). A tampered
+live chain is also exported (the export warns, and writes the trail as stored) and the bundle
+checked by both.
+
+The product never changes the trail: these tests tamper in a database of their own (a copy of a
+template holding known chains, made with tests/integration/audit_lib.py), as the superuser,
+disabling the append-only triggers first, as an attacker would have to."""
+
+import hashlib
+import os
+import re
+import subprocess
+
+import pytest
+
+import audit_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYVERIFY = os.path.join(ROOT, "tests", "audit", "verify_bundle.py")
+TEMPLATE = "wgaudit"
+T0 = 1_700_000_000_000_000     # gw1's first record, microseconds since the epoch
+T0_CTL = T0 + 10_000_000_000   # ctl's records, far from gw1's
+FAR = "4102444800"             # 2100-01-01
+GW1_CKPTS = (10, 20, 25)       # gw1: 27 records; 26 and 27 not yet covered
+_n = iter(range(1, 1000))
+
+
+def uri(stack, db, user):
+    return re.sub(r"user=[^&]*", "user=" + user,
+                  stack.pguri_owner.replace("postgresql:///waygate?", "postgresql:///%s?" % db))
+
+
+def su(stack, db="postgres"):
+    return uri(stack, db, "postgres")
+
+
+@pytest.fixture(scope="module")
+def template(stack):
+    """A migrated database holding chain gw1 (27 records, checkpoints at 10, 20, 25) and chain
+    ctl (5 records, a checkpoint at 5), signed with the keyring's audit key."""
+    stack.psql("DROP DATABASE IF EXISTS %s" % TEMPLATE, uri=su(stack))
+    stack.psql("CREATE DATABASE %s OWNER waygate" % TEMPLATE, uri=su(stack))
+    r = stack.ctl("migrate", "--db", su(stack, TEMPLATE))
+    assert r.returncode == 0, r.stderr
+    signer = audit_lib.Signer(audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"]))
+    sql1, recs, _ = audit_lib.build_chain("gw1", 27, signer, GW1_CKPTS, T0)
+    sql2, _, _ = audit_lib.build_chain("ctl", 5, signer, (5,), T0_CTL, kind="ctl")
+    stack.psql(sql1 + sql2, uri=su(stack, TEMPLATE))
+    yield {"signer": signer, "gw1": recs}
+    for db in stack.psql("SELECT datname FROM pg_database WHERE datname LIKE 'wgaudit%%'",
+                         uri=su(stack)):
+        stack.psql("DROP DATABASE IF EXISTS %s" % db, uri=su(stack))
+    for role in ("wgaudit_gateway", "wgaudit_admin"):
+        stack.psql("DROP ROLE IF EXISTS %s" % role, uri=su(stack))
+
+
+@pytest.fixture
+def db(stack, template):
+    """A fresh copy of the template for one test."""
+    name = "wgaudit_t%d" % next(_n)
+    stack.psql("CREATE DATABASE %s TEMPLATE %s OWNER waygate" % (name, TEMPLATE), uri=su(stack))
+    return name
+
+
+def tamper(stack, db, sql):
+    """Runs sql as the superuser with the append-only triggers off (and on again after)."""
+    off = ("ALTER TABLE audit_record DISABLE TRIGGER USER; "
+           "ALTER TABLE audit_checkpoint DISABLE TRIGGER USER; ")
+    on = (" ALTER TABLE audit_record ENABLE TRIGGER USER; "
+          "ALTER TABLE audit_checkpoint ENABLE TRIGGER USER;")
+    stack.psql("BEGIN; " + off + sql + on + " COMMIT;", uri=su(stack, db))
+
+
+def ctl_verify_live(stack, db):
+    return stack.ctl("audit", "verify", "--db", uri(stack, db, TEMPLATE + "_admin"))
+
+
+def export(stack, db, path, frm="0", to=FAR):
+    r = stack.ctl("audit", "export", "--from", frm, "--to", to, "--out", path, "--keyring",
+                  stack.env["WAYGATE_KEYRING"], "--db", uri(stack, db, TEMPLATE + "_admin"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def verify_file(stack, path, *extra):
+    """(C result, Python result) of verifying the bundle at path."""
+    c = stack.ctl("audit", "verify", path, *extra)
+    p = subprocess.run(["/usr/bin/python3", PYVERIFY, path] + list(extra), capture_output=True,
+                       text=True, timeout=120)
+    return c, p
+
+
+def assert_good(stack, path, *extra):
+    c, p = verify_file(stack, path, *extra)
+    assert c.returncode == 0, c.stdout + c.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
+    return c, p
+
+
+def assert_both_fail(stack, path, *needles, extra=()):
+    """Both verifiers refuse the bundle, and each one's FAILED line names every needle."""
+    c, p = verify_file(stack, path, *extra)
+    for who, r in (("waygatectl", c), ("verify_bundle.py", p)):
+        assert r.returncode == 1, "%s accepted a tampered bundle:\n%s%s" % (who, r.stdout,
+                                                                            r.stderr)
+        line = [l for l in r.stdout.splitlines() if l.startswith("FAILED: ")]
+        assert line, "%s: no FAILED line:\n%s%s" % (who, r.stdout, r.stderr)
+        for n in needles:
+            assert n in line[0], "%s does not name %r: %s" % (who, n, line[0])
+
+
+def assert_live_fails(stack, db, tmp_path, *needles):
+    """The live check names the place, and so do both verifiers on an export of the chain."""
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, "audit verify accepted a tampered chain:\n" + r.stdout + r.stderr
+    line = [l for l in r.stdout.splitlines() if l.startswith("FAILED: ")]
+    assert line, r.stdout + r.stderr
+    for n in needles:
+        assert n in line[0], "audit verify does not name %r: %s" % (n, line[0])
+    path = str(tmp_path / "tampered.bundle")
+    e = export(stack, db, path)
+    assert "WARNING: does not verify" in e.stdout, e.stdout
+    assert_both_fail(stack, path, *needles)
+
+
+def good_bundle(stack, db, tmp_path):
+    path = str(tmp_path / "good.bundle")
+    export(stack, db, path)
+    with open(path, "rb") as f:
+        return path, audit_lib.read_items(f.read())
+
+
+def write(tmp_path, items, name="tampered.bundle"):
+    path = str(tmp_path / name)
+    with open(path, "wb") as f:
+        f.write(audit_lib.write_items(items))
+    return path
+
+
+# ---- the good trail ----
+
+def test_good_trail_verifies_live_and_as_a_bundle(stack, db, tmp_path):
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 chains, 32 records, 4 checkpoints" in r.stdout, r.stdout
+    assert "chain gw1: seq 26..27 not yet covered by a checkpoint" in r.stdout, r.stdout
+    path, items = good_bundle(stack, db, tmp_path)
+    c, p = assert_good(stack, path, "--trust-key", audit_lib.Signer(
+        audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"])).key_id)
+    assert "2 chains, 32 records, 4 checkpoints" in c.stdout, c.stdout
+    assert "2 chains, 32 records, 4 checkpoints" in p.stdout, p.stdout
+    # confidential records are in the bundle, as stored (the bundle is for auditors)
+    recs = [audit_lib.record_of(p)[0] for t, p in items if t == b"R"]
+    assert any(r["confidential"] == b"1" for r in recs)
+
+
+def test_export_digest_is_the_files(stack, db, tmp_path):
+    path = str(tmp_path / "d.bundle")
+    r = export(stack, db, path)
+    with open(path, "rb") as f:
+        assert ("sha256 " + hashlib.sha256(f.read()).hexdigest()) in r.stdout, r.stdout
+
+
+def test_range_bundle_is_anchored_by_the_checkpoints_around_it(stack, db, tmp_path):
+    """Records 13..16 of gw1 are in the range; the bundle runs from after the checkpoint at 10
+    (its anchor) to the checkpoint at 20 (covering them): seq 11..20, ctl absent."""
+    frm = str((T0 + 12_000_000) // 1_000_000)
+    to = str((T0 + 16_000_000) // 1_000_000)
+    path = str(tmp_path / "range.bundle")
+    export(stack, db, path, frm, to)
+    c, p = assert_good(stack, path)
+    assert "1 chains, 10 records, 2 checkpoints" in c.stdout, c.stdout
+    with open(path, "rb") as f:
+        items = audit_lib.read_items(f.read())
+    seqs = [int(audit_lib.record_of(p)[0]["seq"]) for t, p in items if t == b"R"]
+    assert seqs == list(range(11, 21))
+    # the anchor matters: without it, the first record is not tied to anything
+    del items[audit_lib.index_of(items, b"C", 10)]
+    assert_both_fail(stack, write(tmp_path, items), "chain gw1", "seq 1 expected, found seq 11")
+
+
+def test_the_trigger_refuses_changes_even_to_the_owner(stack, db):
+    for sql in ("UPDATE audit_record SET actor = 'x' WHERE seq = 3",
+                "DELETE FROM audit_record WHERE seq = 3",
+                "DELETE FROM audit_checkpoint WHERE seq = 10"):
+        r = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-v",
+                            "ON_ERROR_STOP=1", "-d", uri(stack, db, "waygate"), "-c", sql],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "append-only" in r.stderr, (sql, r.stderr)
+
+
+# ---- a deleted record ----
+
+def test_deleted_record_live(stack, db, tmp_path):
+    tamper(stack, db, "DELETE FROM audit_record WHERE chain = 'gw1' AND seq = 7;")
+    assert_live_fails(stack, db, tmp_path, "chain gw1", "seq 7 expected after seq 6")
+
+
+def test_deleted_record_bundle(stack, db, tmp_path):
+    _, items = good_bundle(stack, db, tmp_path)
+    del items[audit_lib.index_of(items, b"R", 7)]
+    assert_both_fail(stack, write(tmp_path, items), "chain gw1", "seq 7 expected after seq 6")
+
+
+# ---- an altered field ----
+
+def test_altered_field_live(stack, db, tmp_path):
+    tamper(stack, db, "UPDATE audit_record SET actor = 'someone_else' "
+                      "WHERE chain = 'gw1' AND seq = 12;")
+    assert_live_fails(stack, db, tmp_path, "chain gw1: seq 12: the record's content does not "
+                                           "match its hash")
+
+
+def test_altered_field_with_its_hash_recomputed_live(stack, db, tmp_path, template):
+    """The attacker also rewrites the record's hash column: the next link names seq 12."""
+    r = dict(template["gw1"][11])
+    r["outcome"] = "refused"
+    h = hashlib.sha256(audit_lib.encode_record(r)).digest()
+    tamper(stack, db, "UPDATE audit_record SET outcome = 'refused', hash = '\\x%s' "
+                      "WHERE chain = 'gw1' AND seq = 12;" % h.hex())
+    assert_live_fails(stack, db, tmp_path, "chain gw1: seq 13: prev_hash is not the hash of "
+                                           "seq 12")
+
+
+def test_altered_field_bundle(stack, db, tmp_path):
+    _, items = good_bundle(stack, db, tmp_path)
+    i = audit_lib.index_of(items, b"R", 12)
+    rec, stored = audit_lib.record_of(items[i][1])
+    rec["object"] = b"obj-999"
+    items[i] = (b"R", audit_lib.record_payload(rec, stored))
+    assert_both_fail(stack, write(tmp_path, items, "a.bundle"),
+                     "chain gw1: seq 12: the record's content does not match its hash")
+    items[i] = (b"R", audit_lib.record_payload(rec))  # hash recomputed too
+    assert_both_fail(stack, write(tmp_path, items, "b.bundle"),
+                     "chain gw1: seq 13: prev_hash is not the hash of seq 12")
+
+
+# ---- two records swapped ----
+
+def test_swapped_records_live(stack, db, tmp_path):
+    tamper(stack, db, "UPDATE audit_record SET seq = 1000 WHERE chain = 'gw1' AND seq = 8; "
+                      "UPDATE audit_record SET seq = 8 WHERE chain = 'gw1' AND seq = 9; "
+                      "UPDATE audit_record SET seq = 9 WHERE chain = 'gw1' AND seq = 1000;")
+    assert_live_fails(stack, db, tmp_path, "chain gw1: seq 8")
+
+
+def test_swapped_records_bundle(stack, db, tmp_path):
+    _, items = good_bundle(stack, db, tmp_path)
+    i, j = audit_lib.index_of(items, b"R", 8), audit_lib.index_of(items, b"R", 9)
+    items[i], items[j] = items[j], items[i]
+    assert_both_fail(stack, write(tmp_path, items), "chain gw1",
+                     "seq 8 expected after seq 7, found seq 9")
+
+
+# ---- a tail truncated after the last checkpoint ----
+
+def test_tail_truncated_after_the_last_checkpoint_live(stack, db, tmp_path):
+    """The checkpoint at 25 was signed; then records 24.. were cut: the checkpoint names them."""
+    tamper(stack, db, "DELETE FROM audit_record WHERE chain = 'gw1' AND seq >= 24;")
+    assert_live_fails(stack, db, tmp_path, "chain gw1: seq 24..25 missing")
+
+
+def test_tail_truncated_after_the_last_checkpoint_bundle(stack, db, tmp_path):
+    """Records 26 and 27 follow gw1's last checkpoint (25): cut from the bundle, the signed
+    manifest names them; cut with everything after them, the bundle has no manifest."""
+    _, items = good_bundle(stack, db, tmp_path)
+    i = audit_lib.index_of(items, b"C", 25)
+    cut = items[:i + 1] + [it for it in items[i + 1:] if it[0] != b"R" or
+                           audit_lib.record_of(it[1])[0]["chain"] != b"gw1"]
+    assert_both_fail(stack, write(tmp_path, cut, "a.bundle"), "chain gw1",
+                     "seq 26..27 missing (tail truncated)")
+    assert_both_fail(stack, write(tmp_path, items[:i + 1], "b.bundle"),
+                     "bundle truncated: no manifest")
+
+
+# ---- a forged checkpoint signature ----
+
+def test_forged_checkpoint_signature_live(stack, db, tmp_path, template):
+    """The checkpoint at 20 re-signed by a key that is not the trail's (its key id kept)."""
+    rogue = audit_lib.Signer()
+    c = template["gw1"][19]
+    sig = rogue.sign(audit_lib.checkpoint_msg("gw1", 20, c["hash"], c["at_us"] + 500))
+    tamper(stack, db, "UPDATE audit_checkpoint SET signature = '\\x%s' "
+                      "WHERE chain = 'gw1' AND seq = 20;" % sig.hex())
+    assert_live_fails(stack, db, tmp_path, "chain gw1: checkpoint at seq 20: the signature does "
+                                           "not verify")
+
+
+def test_forged_checkpoint_signature_bundle(stack, db, tmp_path):
+    _, items = good_bundle(stack, db, tmp_path)
+    i = audit_lib.index_of(items, b"C", 20)
+    f = audit_lib.fields(items[i][1])
+    sig = bytearray(f[5])
+    sig[7] ^= 1
+    f[5] = bytes(sig)
+    items[i] = (b"C", b"".join(audit_lib.field(x) for x in f))
+    assert_both_fail(stack, write(tmp_path, items, "a.bundle"),
+                     "chain gw1: checkpoint at seq 20: the signature does not verify")
+
+
+def test_checkpoint_signed_by_a_key_added_to_the_bundle_is_refused_with_a_trusted_key(
+        stack, db, tmp_path):
+    """An attacker adds his own key and re-signs the checkpoint at 20 with it (head changed):
+    pinning the trail's key id names the checkpoint."""
+    _, items = good_bundle(stack, db, tmp_path)
+    rogue = audit_lib.Signer()
+    trusted = audit_lib.Signer(audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"])).key_id
+    items.insert(1, (b"K", audit_lib.field(rogue.key_id.encode()) + audit_lib.field(rogue.pub)))
+    i = audit_lib.index_of(items, b"C", 20)
+    f = audit_lib.fields(items[i][1])
+    f[4] = rogue.key_id.encode()
+    f[5] = rogue.sign(audit_lib.checkpoint_msg("gw1", 20, f[2], int(f[3])))
+    items[i] = (b"C", b"".join(audit_lib.field(x) for x in f))
+    assert_both_fail(stack, write(tmp_path, items), "chain gw1: checkpoint at seq 20",
+                     "not by the trusted key", extra=("--trust-key", trusted))
+
+
+def test_a_bundle_altered_after_export_fails_its_seal(stack, db, tmp_path):
+    """Header changed (it is not in any chain): the manifest's digest, then the seal."""
+    _, items = good_bundle(stack, db, tmp_path)
+    f = audit_lib.fields(items[0][1])
+    f[5] = b"mallory"
+    items[0] = (b"H", b"".join(b"\x00" if x is None else audit_lib.field(x) for x in f))
+    assert_both_fail(stack, write(tmp_path, items), "manifest: the SHA-256 of the bundle before "
+                                                    "it does not match")
