@@ -105,8 +105,8 @@ static int ckpt_cb(void *arg, const struct gw_audit_ckpt *c)
 /* Keys, then every span of the plan, into w; the seal key (if any) is written last. Returns 0,
  * or GW_EDATALOSS when the writer's sink (a verifier) found a bad place, or a failure after
  * saying why. */
-static int fill(struct gw_admin *a, struct gw_bundle_writer *w, bool live, const struct audit_opts *o,
-                const uint8_t *seal_pub)
+static int fill(struct gw_admin *a, struct gw_bundle_writer *w, bool live,
+                const struct audit_opts *o, const uint8_t *seal_pub)
 {
     char err[512];
     struct gw_audit_span *sp = NULL;
@@ -325,10 +325,14 @@ out:
 static int parse_opts(int argc, char **argv, struct audit_opts *o, const char **file)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},      {"keyring", required_argument, NULL, 'k'},
-        {"out", required_argument, NULL, 'o'},     {"from", required_argument, NULL, 'f'},
-        {"to", required_argument, NULL, 't'},      {"trust-key", required_argument, NULL, 'K'},
-        {"actor", required_argument, NULL, 'a'},   {"help", no_argument, NULL, 'h'},
+        {"db", required_argument, NULL, 'd'},
+        {"keyring", required_argument, NULL, 'k'},
+        {"out", required_argument, NULL, 'o'},
+        {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},
+        {"trust-key", required_argument, NULL, 'K'},
+        {"actor", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     int c;
@@ -353,8 +357,10 @@ static int parse_opts(int argc, char **argv, struct audit_opts *o, const char **
         case 'f':
         case 't':
             if (!parse_time(optarg, c == 'f' ? &o->from_us : &o->to_us)) {
-                fprintf(stderr, ME ": --%s: must be seconds since the epoch or "
-                                "YYYY-MM-DDTHH:MM:SSZ\n", c == 'f' ? "from" : "to");
+                fprintf(stderr,
+                        ME ": --%s: must be seconds since the epoch or "
+                           "YYYY-MM-DDTHH:MM:SSZ\n",
+                        c == 'f' ? "from" : "to");
                 return GW_CTL_USAGE;
             }
             *(c == 'f' ? &o->have_from : &o->have_to) = true;

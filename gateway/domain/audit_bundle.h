@@ -57,7 +57,8 @@ int gw_bundle_writer_new(gw_bundle_sink_fn sink, void *arg, const struct gw_bund
 void gw_bundle_writer_free(struct gw_bundle_writer *w);
 
 /* A public key (before any record). Returns 0, GW_ECRYPTO or the sink's error. */
-int gw_bundle_write_key(struct gw_bundle_writer *w, const uint8_t pub[GW_AUDIT_PUB_LEN]) GW_MUST_CHECK;
+int gw_bundle_write_key(struct gw_bundle_writer *w,
+                        const uint8_t pub[GW_AUDIT_PUB_LEN]) GW_MUST_CHECK;
 /* A record with its stored hash (the verifier checks both the content and the links). The
  * caller keeps each chain's items together and in the order of the format. Returns 0,
  * GW_EINVAL (the record breaks gw_audit_rec_check), GW_ENOMEM, GW_ECRYPTO or the sink's. */
@@ -78,15 +79,15 @@ uint64_t gw_bundle_writer_records(const struct gw_bundle_writer *w);
 struct gw_bundle_verifier;
 
 struct gw_bundle_verify_opts {
-    bool unsealed;          /* accept a bundle without seal (the live chain's check) */
-    const char *trust_key;  /* key id (hex) that must sign every checkpoint and the seal; or NULL */
+    bool unsealed;         /* accept a bundle without seal (the live chain's check) */
+    const char *trust_key; /* key id (hex) that must sign every checkpoint and the seal; or NULL */
 };
 
 struct gw_bundle_verify_stats {
     uint64_t records, checkpoints, chains, keys;
-    uint64_t uncovered;        /* records after the last checkpoint of their chain */
+    uint64_t uncovered;                     /* records after the last checkpoint of their chain */
     char uncovered_note[GW_BUNDLE_ERR_MAX]; /* the first chain with such a tail, or "" */
-    int64_t from_us, to_us;    /* the header's range */
+    int64_t from_us, to_us;                 /* the header's range */
 };
 
 /* Returns 0 and *out, or GW_ENOMEM. */

@@ -196,8 +196,7 @@ static const struct key *find_key(const struct gw_bundle_verifier *v, const char
 }
 
 /* The key `id` for `what`, known and trusted; NULL after naming the fault. */
-static const struct key *signing_key(struct gw_bundle_verifier *v, const char *id,
-                                     const char *what)
+static const struct key *signing_key(struct gw_bundle_verifier *v, const char *id, const char *what)
 {
     const struct key *k = find_key(v, id);
     if (!k) {
@@ -262,8 +261,8 @@ static int close_chain(struct gw_bundle_verifier *v)
         v->st.uncovered += (uint64_t)(c->last - from + 1);
         if (!v->st.uncovered_note[0])
             snprintf(v->st.uncovered_note, sizeof v->st.uncovered_note,
-                     "chain %s: seq %" PRId64 "..%" PRId64 " not yet covered by a checkpoint", c->id,
-                     from, c->last);
+                     "chain %s: seq %" PRId64 "..%" PRId64 " not yet covered by a checkpoint",
+                     c->id, from, c->last);
     }
     if (v->ndone == v->capdone) {
         size_t ncap = v->capdone ? 2 * v->capdone : 8;
@@ -315,7 +314,8 @@ static bool parse_record(const uint8_t *p, size_t n, char *chain, int64_t *seq,
     int64_t x;
     bool present;
     char conf[4];
-    if (n < sizeof GW_BUNDLE_REC_MAGIC || memcmp(p, GW_BUNDLE_REC_MAGIC, sizeof GW_BUNDLE_REC_MAGIC))
+    if (n < sizeof GW_BUNDLE_REC_MAGIC ||
+        memcmp(p, GW_BUNDLE_REC_MAGIC, sizeof GW_BUNDLE_REC_MAGIC))
         return false;
     if (!text_field(&d, chain, GW_BUNDLE_CHAIN_MAX, true) || !chain_id_ok(chain) ||
         !int_field(&d, seq, NULL) || *seq < 1)
@@ -346,18 +346,21 @@ static int link_first(struct gw_bundle_verifier *v, int64_t seq, const uint8_t *
     struct chain_state *c = &v->cur;
     if (c->anchor >= 0) {
         if (seq != c->anchor + 1)
-            return bad(v, "chain %s: seq %" PRId64 " expected after the checkpoint at seq %" PRId64
-                          ", found seq %" PRId64 " (a record missing or out of order)",
+            return bad(v,
+                       "chain %s: seq %" PRId64 " expected after the checkpoint at seq %" PRId64
+                       ", found seq %" PRId64 " (a record missing or out of order)",
                        c->id, c->anchor + 1, c->anchor, seq);
         if (memcmp(prev, c->head, GW_AUDIT_HASH_LEN) != 0)
-            return bad(v, "chain %s: seq %" PRId64 ": prev_hash is not the head of the checkpoint "
-                          "at seq %" PRId64 " (the record or the checkpoint altered)",
+            return bad(v,
+                       "chain %s: seq %" PRId64 ": prev_hash is not the head of the checkpoint "
+                       "at seq %" PRId64 " (the record or the checkpoint altered)",
                        c->id, seq, c->anchor);
         return 0;
     }
     if (seq != 1)
-        return bad(v, "chain %s: seq 1 expected, found seq %" PRId64 " (records 1..%" PRId64
-                      " missing, and no checkpoint anchors the chain here)",
+        return bad(v,
+                   "chain %s: seq 1 expected, found seq %" PRId64 " (records 1..%" PRId64
+                   " missing, and no checkpoint anchors the chain here)",
                    c->id, seq, seq - 1);
     if (memcmp(prev, zero, sizeof zero) != 0)
         return bad(v, "chain %s: seq 1: prev_hash is not 32 zero bytes", c->id);
@@ -384,17 +387,21 @@ static int on_record(struct gw_bundle_verifier *v, struct gw_bfdec *d)
     if (EVP_Digest(enc, elen, h, NULL, EVP_sha256(), NULL) != 1)
         return fail(v, GW_ECRYPTO);
     if (memcmp(h, stored, sizeof h) != 0)
-        return bad(v, "chain %s: seq %" PRId64 ": the record's content does not match its hash "
-                      "(the record altered)", chain, seq);
+        return bad(v,
+                   "chain %s: seq %" PRId64 ": the record's content does not match its hash "
+                   "(the record altered)",
+                   chain, seq);
     if (c->records == 0)
         rc = link_first(v, seq, prev);
     else if (seq != c->last + 1)
-        rc = bad(v, "chain %s: seq %" PRId64 " expected after seq %" PRId64 ", found seq %" PRId64
-                    " (a record missing or out of order)",
+        rc = bad(v,
+                 "chain %s: seq %" PRId64 " expected after seq %" PRId64 ", found seq %" PRId64
+                 " (a record missing or out of order)",
                  chain, c->last + 1, c->last, seq);
     else if (memcmp(prev, c->head, GW_AUDIT_HASH_LEN) != 0)
-        rc = bad(v, "chain %s: seq %" PRId64 ": prev_hash is not the hash of seq %" PRId64
-                    " (seq %" PRId64 " altered, or this link)",
+        rc = bad(v,
+                 "chain %s: seq %" PRId64 ": prev_hash is not the hash of seq %" PRId64
+                 " (seq %" PRId64 " altered, or this link)",
                  chain, seq, c->last, c->last);
     if (rc != 0)
         return rc;
@@ -441,14 +448,16 @@ static int on_checkpoint(struct gw_bundle_verifier *v, struct gw_bfdec *d)
     } else if (c->records == 0) {
         return bad(v, "%s: out of place (a second checkpoint before any record)", what);
     } else if (k.seq > c->last) {
-        return bad(v, "chain %s: seq %" PRId64 "..%" PRId64 " missing: the checkpoint at seq %" PRId64
-                      " covers records the chain does not have (it ends at seq %" PRId64 ")",
+        return bad(v,
+                   "chain %s: seq %" PRId64 "..%" PRId64 " missing: the checkpoint at seq %" PRId64
+                   " covers records the chain does not have (it ends at seq %" PRId64 ")",
                    chain, c->last + 1, k.seq, k.seq, c->last);
     } else if (k.seq < c->last || k.seq <= c->last_ckpt) {
         return bad(v, "%s: out of place (after seq %" PRId64 ")", what, c->last);
     } else if (memcmp(k.head, c->head, GW_AUDIT_HASH_LEN) != 0) {
-        return bad(v, "%s: its head hash is not the hash of seq %" PRId64
-                      " (the record or the checkpoint altered)",
+        return bad(v,
+                   "%s: its head hash is not the hash of seq %" PRId64
+                   " (the record or the checkpoint altered)",
                    what, k.seq);
     } else {
         c->last_ckpt = k.seq;
@@ -478,24 +487,28 @@ static int manifest_chain(struct gw_bundle_verifier *v, struct gw_bfdec *d, size
     if (!int_field(d, &ckpt, &has_ckpt) || !bytes_field(d, digest, sizeof digest))
         return bad(v, "manifest: chain entry %zu malformed", i + 1);
     if (i >= v->ndone)
-        return bad(v, "chain %s: missing from the bundle (its manifest lists seq %" PRId64
-                      "..%" PRId64 ")", id, first, last);
+        return bad(v,
+                   "chain %s: missing from the bundle (its manifest lists seq %" PRId64 "..%" PRId64
+                   ")",
+                   id, first, last);
     c = &v->done[i];
     if (strcmp(c->id, id) != 0)
         return bad(v, "chain %s: missing from the bundle (the manifest lists it before chain %s)",
                    id, c->id);
     if (has_last && c->records > 0 && last > c->last)
-        return bad(v, "chain %s: the bundle ends at seq %" PRId64 " but its manifest at seq %" PRId64
-                      ": seq %" PRId64 "..%" PRId64 " missing (tail truncated)",
+        return bad(v,
+                   "chain %s: the bundle ends at seq %" PRId64 " but its manifest at seq %" PRId64
+                   ": seq %" PRId64 "..%" PRId64 " missing (tail truncated)",
                    id, c->last, last, c->last + 1, last);
     if (has_first != (c->records > 0) || has_last != (c->records > 0) ||
         (uint64_t)records != c->records || (has_first && first != c->first) ||
         (has_last && last != c->last) || has_ckpt != (c->last_ckpt >= 0) ||
         (has_ckpt && ckpt != c->last_ckpt) ||
         (c->records > 0 && memcmp(head, c->head, GW_AUDIT_HASH_LEN) != 0))
-        return bad(v, "chain %s: the manifest does not describe the bundle's records (it says seq "
-                      "%" PRId64 "..%" PRId64 ", %" PRId64 " records; the bundle has %" PRId64
-                      "..%" PRId64 ", %" PRIu64 ")",
+        return bad(v,
+                   "chain %s: the manifest does not describe the bundle's records (it says seq "
+                   "%" PRId64 "..%" PRId64 ", %" PRId64 " records; the bundle has %" PRId64
+                   "..%" PRId64 ", %" PRIu64 ")",
                    id, first, last, records, c->first, c->last, c->records);
     if (memcmp(digest, c->digest, sizeof digest) != 0)
         return bad(v, "chain %s: the manifest's SHA-256 of its items does not match", id);
@@ -619,12 +632,11 @@ static int on_item(struct gw_bundle_verifier *v, uint8_t type, const uint8_t bef
 /* An item's 5-byte header is complete: its length checked, room made for its payload. */
 static int start_item(struct gw_bundle_verifier *v)
 {
-    v->item_len = ((size_t)v->hdr[1] << 24) | ((size_t)v->hdr[2] << 16) |
-                  ((size_t)v->hdr[3] << 8) | v->hdr[4];
+    v->item_len = ((size_t)v->hdr[1] << 24) | ((size_t)v->hdr[2] << 16) | ((size_t)v->hdr[3] << 8) |
+                  v->hdr[4];
     v->item_have = 0;
     if (v->item_len > GW_BUNDLE_ITEM_MAX)
-        return bad(v, "byte %" PRIu64 ": item longer than %u bytes", v->offset,
-                   GW_BUNDLE_ITEM_MAX);
+        return bad(v, "byte %" PRIu64 ": item longer than %u bytes", v->offset, GW_BUNDLE_ITEM_MAX);
     if (v->item_len > v->item_cap) {
         uint8_t *q = gw_realloc(v->item, v->item_len);
         if (!q)

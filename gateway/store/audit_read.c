@@ -84,8 +84,9 @@ static int scalar(struct gw_admin *a, const char *sql, const char *chain, int64_
 static int widen(struct gw_admin *a, struct gw_audit_span *s, char *errbuf, size_t errlen)
 {
     int64_t anchor, cover;
-    int rc = scalar(a, "SELECT max(seq) FROM audit_checkpoint WHERE chain = $1 AND seq < $2::bigint",
-                    s->chain, s->first, 0, &anchor, errbuf, errlen);
+    int rc =
+        scalar(a, "SELECT max(seq) FROM audit_checkpoint WHERE chain = $1 AND seq < $2::bigint",
+               s->chain, s->first, 0, &anchor, errbuf, errlen);
     if (rc == 0)
         rc = scalar(a,
                     "SELECT min(seq) FROM audit_checkpoint WHERE chain = $1 AND seq >= $2::bigint",
