@@ -18,7 +18,7 @@ static const struct gw_method methods[] = {
     {"/waygate.v1.Compliance/RequestBulk", NULL, false},
     {"/waygate.v1.Compliance/ApproveBulk", NULL, false},
     {"/waygate.v1.Compliance/RunBulk", NULL, true},
-    {"/waygate.v1.Compliance/ExportAudit", NULL, true},
+    {"/waygate.v1.Compliance/ExportAudit", gw_api_compliance_export_audit, true},
     {"/waygate.v1.Compliance/Report", NULL, false},
     {"/waygate.v1.Compliance/RequestLawfulAccess", NULL, false},
     {"/waygate.v1.Compliance/DecideLawfulAccess", NULL, false},

@@ -142,6 +142,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_ADMIN_CERT_NEEDS_TOKEN] = "a certificate registered for administration acts only "
                                        "through an account's token: call Admin/Login first "
                                        "(Art. 31)",
+    [GW_RULE_AUDIT_RANGE] = "must make a range: 0 <= from_time < to_time, in seconds since the "
+                            "epoch (to_time 0: now)",
 };
 
 const char *gw_rule_str(enum gw_rule rule)

@@ -175,6 +175,8 @@ enum gw_rule {
     GW_RULE_LOOKUPS_THROTTLED, /* (bound) */
     GW_RULE_ACCESS_NOT_RECORDED,
     GW_RULE_ADMIN_CERT_NEEDS_TOKEN,
+    /* audit bundles (Art. 33) */
+    GW_RULE_AUDIT_RANGE,
     GW_RULE_COUNT
 };
 

@@ -14,11 +14,6 @@
 #include "pq_msg.h"
 #include "store_admin_int.h"
 
-#define RECORD_COLS                                                                                \
-    "chain, seq, at_us, actor, role, peer, cert, branch, action, object, count, purpose, "         \
-    "legal_basis, approval, outcome, detail, confidential, encode(prev_hash, 'hex'), "             \
-    "encode(hash, 'hex')"
-
 int gw_audit_read_begin(struct gw_admin *a, char *errbuf, size_t errlen)
 {
     return gw_admin_command(a, "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY", errbuf, errlen);
@@ -156,8 +151,7 @@ static const char *opt(const PGresult *res, int row, int col)
     return PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
 }
 
-static int emit_row(const PGresult *res, int i, gw_audit_row_cb cb, void *arg, char *errbuf,
-                    size_t errlen)
+int gw_audit_read_row(const PGresult *res, int i, struct gw_audit_row *out)
 {
     struct gw_audit_row r;
     memset(&r, 0, sizeof r);
@@ -180,11 +174,21 @@ static int emit_row(const PGresult *res, int i, gw_audit_row_cb cb, void *arg, c
     r.rec.confidential = PQgetvalue(res, i, 16)[0] == 't';
     if (!gw_pq_hex(PQgetvalue(res, i, 17), r.link.prev_hash, GW_AUDIT_HASH_LEN) ||
         !gw_pq_hex(PQgetvalue(res, i, 18), r.hash, GW_AUDIT_HASH_LEN))
+        return GW_EINTERNAL;
+    *out = r;
+    return 0;
+}
+
+static int emit_row(const PGresult *res, int i, gw_audit_row_cb cb, void *arg, char *errbuf,
+                    size_t errlen)
+{
+    struct gw_audit_row r;
+    if (gw_audit_read_row(res, i, &r) != 0)
         return bad_row(errbuf, errlen, "record hash");
     return cb(arg, &r);
 }
 
-static int decode_ckpt(const PGresult *res, int i, const char *chain, struct gw_audit_ckpt *c)
+int gw_audit_read_ckpt(const PGresult *res, int i, const char *chain, struct gw_audit_ckpt *c)
 {
     memset(c, 0, sizeof *c);
     c->chain = chain;
@@ -222,7 +226,7 @@ int gw_audit_read_span(struct gw_admin *a, const struct gw_audit_span *s, long b
         int nrec, nck, j = 0;
         int64_t hi;
         recs = query3(a,
-                      "SELECT " RECORD_COLS " FROM audit_record WHERE chain = $1 AND "
+                      "SELECT " GW_AUDIT_RECORD_COLS " FROM audit_record WHERE chain = $1 AND "
                       "seq > $2::bigint AND seq <= $3::bigint ORDER BY seq LIMIT $4::bigint",
                       s->chain, cursor, s->last, batch, 4);
         if (PQresultStatus(recs) != PGRES_TUPLES_OK) {
@@ -245,7 +249,7 @@ int gw_audit_read_span(struct gw_admin *a, const struct gw_audit_span *s, long b
         for (int i = 0; i <= nrec && rc == 0; i++) {
             int64_t seq = i < nrec ? num(recs, i, 1, 0) : INT64_MAX;
             while (rc == 0 && j < nck && num(cks, j, 0, 0) < seq) {
-                rc = decode_ckpt(cks, j++, s->chain, &c);
+                rc = gw_audit_read_ckpt(cks, j++, s->chain, &c);
                 if (rc != 0)
                     rc = bad_row(errbuf, errlen, "checkpoint");
                 else

@@ -59,4 +59,21 @@ int gw_audit_read_span(struct gw_admin *a, const struct gw_audit_span *s, long b
                        gw_audit_row_cb row_cb, gw_audit_ckpt_cb ckpt_cb, void *arg, char *errbuf,
                        size_t errlen) GW_MUST_CHECK;
 
+/* ---- shared with the gateway's asynchronous reads (audit_scan.c) ---- */
+
+/* The columns of a record, in the order gw_audit_read_row reads them. */
+#define GW_AUDIT_RECORD_COLS                                                                       \
+    "chain, seq, at_us, actor, role, peer, cert, branch, action, object, count, purpose, "         \
+    "legal_basis, approval, outcome, detail, confidential, encode(prev_hash, 'hex'), "             \
+    "encode(hash, 'hex')"
+
+struct pg_result;
+/* Row i of a text-format result of GW_AUDIT_RECORD_COLS into *out (its strings point into res).
+ * Returns 0 or GW_EINTERNAL (a hash that does not decode). */
+int gw_audit_read_row(const struct pg_result *res, int i, struct gw_audit_row *out) GW_MUST_CHECK;
+/* Row i of (seq, hex head_hash, at_us, key_id, hex signature) as a checkpoint of chain. Returns 0
+ * or GW_EINTERNAL. */
+int gw_audit_read_ckpt(const struct pg_result *res, int i, const char *chain,
+                       struct gw_audit_ckpt *c) GW_MUST_CHECK;
+
 #endif

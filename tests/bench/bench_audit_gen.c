@@ -59,9 +59,15 @@ int main(int argc, char **argv)
             char obj[64], peer[32];
             snprintf(obj, sizeof obj, "3f2c9a1e-0000-4000-8000-%012" PRId64 ":phone", s);
             snprintf(peer, sizeof peer, "10.1.%d.%d", (int)(s / 250 % 250), (int)(s % 250));
-            struct gw_audit_rec r = {.actor = "clerk_a", .role = "branch_clerk", .peer = peer,
-                                     .cert = "branch_a", .branch = "a", .action = "reveal",
-                                     .object = obj, .count = -1, .purpose = "delivery dispute",
+            struct gw_audit_rec r = {.actor = "clerk_a",
+                                     .role = "branch_clerk",
+                                     .peer = peer,
+                                     .cert = "branch_a",
+                                     .branch = "a",
+                                     .action = "reveal",
+                                     .object = obj,
+                                     .count = -1,
+                                     .purpose = "delivery dispute",
                                      .outcome = "ok"};
             struct gw_audit_link l = {.chain = chain, .seq = s, .at_us = t0 + s * 1000};
             memcpy(l.prev_hash, prev, sizeof prev);

@@ -32,21 +32,21 @@ static int buf_sink(void *arg, const uint8_t *p, size_t n)
     return 0;
 }
 
-static const uint8_t SEED[32] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+static const uint8_t SEED[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                  17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 static const uint8_t ROGUE[32] = {9};
 
 /* Options of a generated bundle: which record to change, and how. */
 struct gen {
-    int skip_seq;    /* a record left out */
-    int alter_seq;   /* a record whose actor is changed after hashing (stored hash kept) */
-    int swap_seq;    /* this record and the next written in the other order */
-    int forge_ckpt;  /* a checkpoint whose signature is made by another key */
+    int skip_seq;   /* a record left out */
+    int alter_seq;  /* a record whose actor is changed after hashing (stored hash kept) */
+    int swap_seq;   /* this record and the next written in the other order */
+    int forge_ckpt; /* a checkpoint whose signature is made by another key */
     const uint8_t *seal_seed;
 };
 
-static void ckpt(struct gw_bundle_writer *w, const char *chain, int64_t seq,
-                 const uint8_t head[32], const uint8_t *seed)
+static void ckpt(struct gw_bundle_writer *w, const char *chain, int64_t seq, const uint8_t head[32],
+                 const uint8_t *seed)
 {
     struct gw_audit_ckpt c = {.chain = chain, .seq = seq, .at_us = 1000 + seq};
     uint8_t msg[256], pub[32];
@@ -78,8 +78,11 @@ static struct buf make(const struct gen *g)
         memset(prev, 0, sizeof prev);
         for (int i = 1; i <= lens[c]; i++) {
             snprintf(objs[i], sizeof objs[i], "o%d", i);
-            recs[i] = (struct gw_audit_rec){.actor = "clerk", .action = "reveal",
-                                            .object = objs[i], .count = i, .outcome = "ok"};
+            recs[i] = (struct gw_audit_rec){.actor = "clerk",
+                                            .action = "reveal",
+                                            .object = objs[i],
+                                            .count = i,
+                                            .outcome = "ok"};
             links[i] = (struct gw_audit_link){.chain = chains[c], .seq = i, .at_us = 100 + i};
             memcpy(links[i].prev_hash, prev, 32);
             assert_int_equal(gw_audit_rec_hash(&recs[i], &links[i], hashes[i]), 0);
@@ -221,8 +224,10 @@ static void untrusted_key(void **state)
     struct gen g = {0};
     struct buf b = make(&g);
     char msg[GW_BUNDLE_ERR_MAX];
-    assert_int_equal(verify(&b, b.n, "00000000000000000000000000000000000000000000000000000000"
-                                     "00000000", msg),
+    assert_int_equal(verify(&b, b.n,
+                            "00000000000000000000000000000000000000000000000000000000"
+                            "00000000",
+                            msg),
                      GW_EDATALOSS);
     assert_non_null(strstr(msg, "chain gw1: checkpoint at seq 10: signed by key"));
     assert_non_null(strstr(msg, "not by the trusted key"));
