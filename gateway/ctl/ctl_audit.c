@@ -141,6 +141,16 @@ static void print_ok(const struct gw_bundle_verifier *v, const char *what)
 
 /* ---- audit verify (live) ---- */
 
+/* A break of the live trail is an incident (Art. 17): critical, kind audit_chain_break, the
+ * place as detail (chain and seq numbers only: the verifier's words never quote a record). */
+static void record_break(struct gw_admin *a, const struct audit_opts *o, const char *place)
+{
+    char err[512];
+    if (gw_admin_incident(a, "critical", "audit_chain_break", ctl_admin_actor(o->actor), NULL,
+                          place, err, sizeof err) != 0)
+        fprintf(stderr, ME " verify: the incident could not be recorded: %s\n", err);
+}
+
 static int verify_live(const struct audit_opts *o)
 {
     struct gw_bundle_verify_opts vo = {.unsealed = true, .trust_key = o->trust};
@@ -164,15 +174,16 @@ static int verify_live(const struct audit_opts *o)
         r = gw_bundle_finish(w, NULL);
     if (r == 0 || r == GW_EDATALOSS)
         r = gw_bundle_verify_end(v);
+    if (gw_audit_read_end(a, err, sizeof err) != 0 && r == 0)
+        fprintf(stderr, ME " verify: %s\n", err);
     if (r == GW_EDATALOSS) {
         fprintf(stderr, ME " verify: FAILED: %s\n", gw_bundle_verify_error(v));
         printf("FAILED: %s\n", gw_bundle_verify_error(v));
+        record_break(a, o, gw_bundle_verify_error(v));
     } else if (r == 0) {
         print_ok(v, "audit trail");
         rc = GW_CTL_OK;
     }
-    if (gw_audit_read_end(a, err, sizeof err) != 0 && rc == GW_CTL_OK)
-        fprintf(stderr, ME " verify: %s\n", err);
 out:
     gw_bundle_writer_free(w);
     gw_bundle_verifier_free(v);

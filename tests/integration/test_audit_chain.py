@@ -124,6 +124,10 @@ def assert_live_fails(stack, db, tmp_path, *needles):
     assert line, r.stdout + r.stderr
     for n in needles:
         assert n in line[0], "audit verify does not name %r: %s" % (n, line[0])
+    # the break is an incident (Art. 17) naming the place
+    inc = stack.psql("SELECT severity || '|' || detail FROM incident "
+                     "WHERE kind = 'audit_chain_break'", uri=su(stack, db))
+    assert inc and inc[-1] == "critical|" + line[0][len("FAILED: "):], inc
     path = str(tmp_path / "tampered.bundle")
     e = export(stack, db, path)
     assert "WARNING: does not verify" in e.stdout, e.stdout
