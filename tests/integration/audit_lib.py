@@ -167,3 +167,43 @@ def index_of(items, typ, seq):
             if int(s) == seq:
                 return i
     raise AssertionError("no %s item with seq %d" % (typ, seq))
+
+
+def rebuild_manifest(items):
+    """items with the manifest ('M') recomputed from the other items, as an attacker without the
+    signing key could do (the seal, if any, is kept as it was)."""
+    body = [it for it in items if it[0] not in (b"M", b"Z")]
+    seal = [it for it in items if it[0] == b"Z"]
+    chains, order = {}, []
+    for t, p in body:
+        if t not in (b"R", b"C"):
+            continue
+        if t == b"R":
+            rec, _ = record_of(p)
+            cid, seq = rec["chain"], int(rec["seq"])
+        else:
+            f = fields(p)
+            cid, seq = f[0], int(f[1])
+        if cid not in chains:
+            chains[cid] = dict(records=0, first=None, last=None, head=None, ckpt=None,
+                               sha=hashlib.sha256())
+            order.append(cid)
+        c = chains[cid]
+        c["sha"].update(t + len(p).to_bytes(4, "big") + p)
+        if t == b"R":
+            c["records"] += 1
+            c["first"] = seq if c["first"] is None else c["first"]
+            c["last"] = seq
+            c["head"] = hashlib.sha256(fields(p)[0]).digest()
+        else:
+            c["ckpt"] = seq
+    m = b"".join(enc_value(n) for n in (
+        sum(1 for t, _ in body if t == b"K"), len(order),
+        sum(1 for t, _ in body if t == b"R"), sum(1 for t, _ in body if t == b"C")))
+    for cid in order:
+        c = chains[cid]
+        m += (field(cid) + enc_value(c["records"]) + enc_value(c["first"]) +
+              enc_value(c["last"]) + enc_value(c["head"]) + enc_value(c["ckpt"]) +
+              field(c["sha"].digest()))
+    m += field(hashlib.sha256(write_items(body)).digest())
+    return body + [(b"M", m)] + seal

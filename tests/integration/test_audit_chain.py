@@ -160,6 +160,8 @@ def test_good_trail_verifies_live_and_as_a_bundle(stack, db, tmp_path):
         audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"])).key_id)
     assert "2 chains, 32 records, 4 checkpoints" in c.stdout, c.stdout
     assert "2 chains, 32 records, 4 checkpoints" in p.stdout, p.stdout
+    # the manifest is what docs/audit-bundle-format.md says, computed independently
+    assert audit_lib.rebuild_manifest(items) == items
     # confidential records are in the bundle, as stored (the bundle is for auditors)
     recs = [audit_lib.record_of(p)[0] for t, p in items if t == b"R"]
     assert any(r["confidential"] == b"1" for r in recs)
@@ -282,6 +284,12 @@ def test_tail_truncated_after_the_last_checkpoint_bundle(stack, db, tmp_path):
                      "seq 26..27 missing (tail truncated)")
     assert_both_fail(stack, write(tmp_path, items[:i + 1], "b.bundle"),
                      "bundle truncated: no manifest")
+    # cut, and the manifest rewritten to match: only the seal can tell, and it does
+    assert_both_fail(stack, write(tmp_path, audit_lib.rebuild_manifest(cut), "c.bundle"),
+                     "seal: the signature does not verify")
+    # (the rewritten manifest itself is right: with the seal dropped, only the seal is missing)
+    unsealed = [it for it in audit_lib.rebuild_manifest(cut) if it[0] != b"Z"]
+    assert_both_fail(stack, write(tmp_path, unsealed, "d.bundle"), "no seal after the manifest")
 
 
 # ---- a forged checkpoint signature ----
