@@ -715,10 +715,12 @@ int gw_bundle_verify_end(struct gw_bundle_verifier *v)
 {
     if (v->err)
         return v->err;
-    if (v->ph == PH_MAGIC || v->ph == PH_HEADER)
-        return bad(v, "bundle truncated: no header");
+    if (v->ph == PH_MAGIC)
+        return bad(v, "byte 0: not a Waygate audit bundle (magic)");
     if (v->hdr_have != 0)
         return bad(v, "bundle truncated inside an item at byte %" PRIu64, v->offset);
+    if (v->ph == PH_HEADER)
+        return bad(v, "bundle truncated: no header");
     if (v->ph == PH_BODY) {
         int rc = close_chain(v);
         if (rc != 0)
