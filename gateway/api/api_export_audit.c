@@ -24,7 +24,8 @@
 #define CHUNK (64 * 1024) /* bundle bytes per message */
 #define BATCH 1000        /* records per database request */
 
-struct export {
+struct export
+{
     struct gw_call *call;
     struct gw_audit_scan *scan;
     struct gw_bundle_writer *w;
@@ -223,8 +224,8 @@ void gw_api_compliance_export_audit(struct gw_call *call, const uint8_t *req, si
         gw_call_fail(call, GW_EPRECOND, NULL, GW_RULE_KEY_UNAVAILABLE);
         return;
     }
-    struct gw_bundle_header h = {"waygated", (int64_t)time(NULL) * 1000000,
-                                 in->from_time * 1000000, to * 1000000, p->name};
+    struct gw_bundle_header h = {"waygated", (int64_t)time(NULL) * 1000000, in->from_time * 1000000,
+                                 to * 1000000, p->name};
     rc = gw_bundle_writer_new(sink_cb, e, &h, &e->w);
     if (rc == 0)
         rc = gw_audit_scan_new(app->db, h.from_us, h.to_us, BATCH, &scan_ops, e, &e->scan);

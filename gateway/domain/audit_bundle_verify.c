@@ -378,9 +378,7 @@ static int on_record(struct gw_bundle_verifier *v, struct gw_bfdec *d)
     int rc;
     if (gw_bf_next(d, &enc, &elen) != 1 || !bytes_field(d, stored, sizeof stored) ||
         d->off != d->n || !parse_record(enc, elen, chain, &seq, prev))
-        return bad(v, "record %" PRIu64 " of the bundle: malformed encoding (after %s%s%s)",
-                   v->st.records + 1, v->in_chain ? "chain " : "the start",
-                   v->in_chain ? c->id : "", v->in_chain ? "" : "");
+        return bad(v, "record %" PRIu64 " of the bundle: malformed encoding", v->st.records + 1);
     rc = enter_chain(v, chain);
     if (rc != 0)
         return rc;

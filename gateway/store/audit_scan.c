@@ -95,7 +95,7 @@ static int on_plan(struct gw_audit_scan *s, const struct gw_db_result *res)
     int rc = 0, rows = PQntuples(plan);
     for (int i = 0; i < PQntuples(keys) && rc == 0; i++)
         rc = gw_pq_hex(PQgetvalue(keys, i, 0), pub, sizeof pub) ? s->ops->key(s->arg, pub)
-                                                                 : GW_EINTERNAL;
+                                                                : GW_EINTERNAL;
     if (rc != 0)
         return rc;
     s->spans = gw_calloc(rows > 0 ? (size_t)rows : 1, sizeof *s->spans);

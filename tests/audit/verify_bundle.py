@@ -39,17 +39,17 @@ class Fields:
     def next(self, required=True):
         d, o = self.d, self.o
         if o >= len(d):
-            raise Bad("%s: malformed (a field is missing)" % self.what)
+            raise Bad("%s: malformed" % self.what)
         if d[o] == 0:
             self.o = o + 1
             if required:
-                raise Bad("%s: malformed (a required field is absent)" % self.what)
+                raise Bad("%s: malformed" % self.what)
             return None
         if d[o] != 1 or len(d) - o < 5:
-            raise Bad("%s: malformed (bad field marker)" % self.what)
+            raise Bad("%s: malformed" % self.what)
         n = int.from_bytes(d[o + 1:o + 5], "big")
         if n > len(d) - o - 5:
-            raise Bad("%s: malformed (a field runs past the item)" % self.what)
+            raise Bad("%s: malformed" % self.what)
         self.o = o + 5 + n
         return d[o + 5:o + 5 + n]
 
@@ -58,11 +58,11 @@ class Fields:
         if f is None:
             return None
         if len(f) > maximum or b"\x00" in f:
-            raise Bad("%s: malformed (text field too long or with NUL)" % self.what)
+            raise Bad("%s: malformed" % self.what)
         try:
             return f.decode("utf-8")
         except UnicodeDecodeError:
-            raise Bad("%s: malformed (text field not UTF-8)" % self.what) from None
+            raise Bad("%s: malformed" % self.what) from None
 
     def integer(self, required=True):
         f = self.next(required)
@@ -72,21 +72,21 @@ class Fields:
         body = s[1:] if s.startswith("-") else s
         if (not body or not body.isdigit() or not body.isascii() or len(body) > 19 or
                 (body[0] == "0" and (len(body) > 1 or s.startswith("-")))):
-            raise Bad("%s: malformed (not a canonical decimal)" % self.what)
+            raise Bad("%s: malformed" % self.what)
         v = int(s)
         if v > 2**63 - 1:
-            raise Bad("%s: malformed (integer out of range)" % self.what)
+            raise Bad("%s: malformed" % self.what)
         return v
 
     def raw(self, length):
         f = self.next(True)
         if len(f) != length:
-            raise Bad("%s: malformed (a %d-byte field expected)" % (self.what, length))
+            raise Bad("%s: malformed" % self.what)
         return f
 
     def end(self):
         if self.o != len(self.d):
-            raise Bad("%s: malformed (bytes after the last field)" % self.what)
+            raise Bad("%s: malformed" % self.what)
 
 
 def field(b):
@@ -152,7 +152,11 @@ class Verifier:
 
     # --- items ---
     def header(self, f):
-        if f.text(maximum=7) != "1":
+        try:
+            version = f.text(maximum=7)
+        except Bad:
+            version = None
+        if version != "1":
             raise Bad("header: format version is not 1")
         f.text(maximum=64)
         f.integer()
@@ -161,6 +165,7 @@ class Verifier:
         f.end()
 
     def key(self, f):
+        f.what = "key %d" % (len(self.keys) + 1)
         key_id = f.text(maximum=64)
         pub = f.raw(32)
         f.end()
@@ -171,19 +176,27 @@ class Verifier:
         self.keys[key_id] = Ed25519PublicKey.from_public_bytes(pub)
 
     def record(self, f):
+        try:
+            enc, chain, seq, prev, stored = self.parse_record(f)
+        except Bad:
+            raise Bad("record %d of the bundle: malformed encoding" % (self.n_records + 1)) \
+                from None
+        self.link(enc, chain, seq, prev, stored)
+
+    def parse_record(self, f):
+        """The record item's fields (any fault: Bad, reworded by the caller)."""
         enc = f.next()
         stored = f.raw(32)
         f.end()
-        what = "record %d of the bundle" % (self.n_records + 1)
         if not enc.startswith(REC_MAGIC):
-            raise Bad("%s: malformed encoding" % what)
-        r = Fields(enc[len(REC_MAGIC):], what + " (encoding)")
+            raise Bad("record")
+        r = Fields(enc[len(REC_MAGIC):], "record")
         chain = r.text(maximum=64)
         if not chain_ok(chain):
-            raise Bad("%s: malformed encoding (chain id)" % what)
+            raise Bad(f.what)
         seq = r.integer()
         if seq < 1:
-            raise Bad("%s: malformed encoding (seq < 1)" % what)
+            raise Bad(f.what)
         r.integer()                              # at_us
         r.text()                                 # actor
         for _ in range(4):                       # role, peer, cert, branch
@@ -192,15 +205,18 @@ class Verifier:
         r.text(False)                            # object
         count = r.integer(False)
         if count is not None and count < 0:
-            raise Bad("%s: malformed encoding (count < 0)" % what)
+            raise Bad(f.what)
         for _ in range(3):                       # purpose, legal_basis, approval
             r.text(False)
         r.text()                                 # outcome
         r.text(False)                            # detail
         if r.text(maximum=1) not in ("0", "1"):  # confidential
-            raise Bad("%s: malformed encoding (confidential)" % what)
+            raise Bad(f.what)
         prev = r.raw(32)
         r.end()
+        return enc, chain, seq, prev, stored
+
+    def link(self, enc, chain, seq, prev, stored):
         self.enter_chain(chain)
         c = self.cur
         h = hashlib.sha256(enc).digest()
@@ -278,13 +294,22 @@ class Verifier:
         self.close_chain()
         f.what = "manifest"
         n_keys, n_chains, n_records, n_ckpts = f.integer(), f.integer(), f.integer(), f.integer()
+        if n_chains < 0:
+            raise Bad("manifest: malformed")
         for i in range(n_chains):
-            cid = f.text(maximum=64)
-            records = f.integer()
-            first, last = f.integer(False), f.integer(False)
-            head = f.next(False)
-            last_ckpt = f.integer(False)
-            digest = f.raw(32)
+            f.what = "manifest: chain entry %d" % (i + 1)
+            try:
+                cid = f.text(maximum=64)
+                records = f.integer()
+                first, last = f.integer(False), f.integer(False)
+                head = f.next(False)
+                if head is not None and len(head) != 32:
+                    raise Bad(f.what)
+                last_ckpt = f.integer(False)
+                digest = f.raw(32)
+            except Bad:
+                raise Bad("manifest: chain entry %d malformed" % (i + 1)) from None
+            f.what = "manifest"
             if i >= len(self.done):
                 raise Bad("chain %s: missing from the bundle (its manifest lists seq %s..%s)" %
                           (cid, first, last))
