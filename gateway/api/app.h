@@ -5,6 +5,7 @@
 
 struct event_base;
 struct gw_config;
+struct gw_audit;
 struct gw_db;
 struct gw_crypto;
 struct gw_incidents;
@@ -30,6 +31,7 @@ struct gw_app {
     struct gw_incidents *incidents; /* security incidents, queued until written (Art. 17) */
     struct gw_throttle *throttle;   /* distinct lookups per principal (scraping throttle) */
     struct gw_workers *workers;     /* threads for password hashing (scrypt), off the loop */
+    struct gw_audit *audit;         /* this instance's audit chain (store/audit.h, Art. 33) */
 };
 
 #endif

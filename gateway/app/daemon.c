@@ -2,11 +2,13 @@
  * teardown. Owns everything in struct gw_app, the policy, the dispatcher, the TLS context and the
  * server; frees them in reverse order of creation. Returns the exit status to main(), the only
  * place that exits. */
+#include <ctype.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <event2/event.h>
 
@@ -14,6 +16,7 @@
 #include "api.h"
 #include "api_auth.h"
 #include "app.h"
+#include "audit.h"
 #include "config.h"
 #include "crypto.h"
 #include "daemon.h"
@@ -167,6 +170,51 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "inactive-account sweep timer not set");
 }
 
+/* The audit chain of this instance: [audit] chain, or "gw-<host>-<port>" (hostname characters
+ * outside the chain-id alphabet become '-'). */
+static int start_audit(struct gw_app *app, const char *path)
+{
+    const struct gw_config *cfg = app->cfg;
+    char chain[65], host[64] = "host", h[128];
+    uint16_t port = 0;
+    struct gw_audit_config ac;
+    int err;
+
+    if (cfg->audit_chain != NULL) {
+        snprintf(chain, sizeof chain, "%s", cfg->audit_chain);
+    } else {
+        if (gethostname(host, sizeof host) != 0)
+            snprintf(host, sizeof host, "host");
+        host[sizeof host - 1] = '\0';
+        for (char *c = host; *c; c++)
+            if (!isalnum((unsigned char)*c) && *c != '.' && *c != '_' && *c != '-')
+                *c = '-';
+        if (gw_config_split_hostport(cfg->listen, h, sizeof h, &port) != 0)
+            port = 0;
+        snprintf(chain, sizeof chain, "gw-%.40s-%u", host, (unsigned)port);
+    }
+    ac = (struct gw_audit_config){.chain = chain,
+                                  .checkpoint_every = cfg->checkpoint_every,
+                                  .checkpoint_ms = cfg->checkpoint_ms,
+                                  .seed = gw_keyring_audit_seed(app->keys)};
+    if (ac.seed == NULL) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL,
+               "%s: [keys] keyring has no audit signing key (line \"audit <base64>\"): "
+               "`waygatectl keys rotate` adds it",
+               path);
+        return -1;
+    }
+    err = gw_audit_new(app->db, &ac, &app->audit);
+    if (err == 0)
+        err = gw_audit_start(app->audit);
+    if (err != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "%s: [audit] chain \"%s\": %s", path, chain,
+               err == GW_EINVAL ? "must match ^[A-Za-z0-9._:@-]{1,64}$" : gw_err_str(err));
+        return -1;
+    }
+    return 0;
+}
+
 /* Memory holds PII and keys: no core dumps, no ptrace by other users of the same uid. */
 static int harden(void)
 {
@@ -292,6 +340,8 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the database pool");
         goto out;
     }
+    if (start_audit(&app, path) != 0)
+        goto out;
     app.store = gw_store_new(app.db);
     app.segs = app.store != NULL ? gw_segcache_new(app.store, cfg.segment_refresh_ms) : NULL;
     app.incidents = gw_incident_new(app.db, cfg.incident_queue_max, cfg.db_reconnect_max_ms);
@@ -386,6 +436,7 @@ out:
     gw_incident_free(app.incidents);
     gw_throttle_free(app.throttle);
     gw_store_free(app.store);
+    gw_audit_free(app.audit);
     gw_db_free(app.db);
     gw_crypto_free(app.crypto);
     gw_keyring_free(app.keys);

@@ -7,6 +7,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 #include "store_acct_admin.h"
@@ -50,8 +51,14 @@ int ctl_admin_commit(struct ctl_admin *c);
 /* Rolls back the open transaction, if any. */
 void ctl_admin_rollback(struct ctl_admin *c);
 
-/* Appends the admin_log row of this command (object, outcome, detail: never a secret). Prints
- * a line on failure and returns GW_CTL_FAIL; 0 when recorded. */
+/* The keyring's audit seed when $WAYGATE_KEYRING names a keyring this user can read, else NULL
+ * (then the CLI's audit records go without a signed checkpoint: `audit verify` reports them as
+ * not yet covered). Loaded once per process. */
+const uint8_t *ctl_audit_seed(void);
+
+/* Appends the admin_log row of this command and its audit record (chain 'ctl',
+ * store/audit_ctl.h), in the open transaction if any (object, outcome, detail: never a secret).
+ * Prints a line on failure and returns GW_CTL_FAIL; 0 when recorded. */
 int ctl_admin_log(struct ctl_admin *c, const char *object, const char *outcome, const char *detail);
 
 /* Rolls back an open transaction (nothing of this command is kept), prints "<cmd>: <field>:

@@ -13,7 +13,7 @@
 #include "alloc.h"
 #include "utf8.h"
 
-static const char REC_MAGIC[] = "waygate.audit.v1";      /* followed by its NUL */
+static const char REC_MAGIC[] = "waygate.audit.v1";       /* followed by its NUL */
 static const char CKPT_MAGIC[] = "waygate.checkpoint.v1"; /* followed by its NUL */
 
 /* An encoder that counts what it could not write, so one pass sizes and a second fills. */
@@ -84,8 +84,8 @@ int gw_audit_rec_check(const struct gw_audit_rec *r)
     if (!r || !r->actor || !r->actor[0] || !matches(r->action, 64, true) ||
         !matches(r->outcome, 32, false))
         return GW_EINVAL;
-    const char *t[] = {r->actor,   r->role,    r->peer,        r->cert,     r->branch,
-                       r->object,  r->purpose, r->legal_basis, r->approval, r->detail};
+    const char *t[] = {r->actor,  r->role,    r->peer,        r->cert,     r->branch,
+                       r->object, r->purpose, r->legal_basis, r->approval, r->detail};
     for (size_t i = 0; i < sizeof t / sizeof t[0]; i++)
         if (!text_ok(t[i]))
             return GW_EINVAL;
@@ -196,9 +196,8 @@ int gw_audit_public(const uint8_t seed[GW_AUDIT_SEED_LEN], uint8_t pub[GW_AUDIT_
 {
     EVP_PKEY *k = private_key(seed);
     size_t n = GW_AUDIT_PUB_LEN;
-    int rc = k && EVP_PKEY_get_raw_public_key(k, pub, &n) == 1 && n == GW_AUDIT_PUB_LEN
-                 ? 0
-                 : GW_ECRYPTO;
+    int rc =
+        k && EVP_PKEY_get_raw_public_key(k, pub, &n) == 1 && n == GW_AUDIT_PUB_LEN ? 0 : GW_ECRYPTO;
     ERR_clear_error();
     EVP_PKEY_free(k);
     return rc;

@@ -70,9 +70,8 @@ int gw_audit_rec_hash(const struct gw_audit_rec *r, const struct gw_audit_link *
                       uint8_t hash[GW_AUDIT_HASH_LEN]) GW_MUST_CHECK;
 
 /* The checkpoint message (at most 128 + strlen(chain) bytes) into buf; returns 0 or GW_ETOOBIG. */
-int gw_audit_checkpoint_msg(const char *chain, int64_t seq,
-                            const uint8_t head[GW_AUDIT_HASH_LEN], int64_t at_us, uint8_t *buf,
-                            size_t cap, size_t *len) GW_MUST_CHECK;
+int gw_audit_checkpoint_msg(const char *chain, int64_t seq, const uint8_t head[GW_AUDIT_HASH_LEN],
+                            int64_t at_us, uint8_t *buf, size_t cap, size_t *len) GW_MUST_CHECK;
 
 /* Ed25519 over a checkpoint message with the 32-byte private seed; pub receives the public key
  * (may be NULL). Returns 0 or GW_ECRYPTO. */

@@ -50,7 +50,8 @@ struct gw_audit_config {
  * res->failed_stmt indexes the entry's statements, or is >= nstmts when an audit insert failed,
  * e.g. the INSERT privilege was revoked); GW_EUNAVAIL (database down or outcome unknown: the
  * action may or may not have committed; a retry is safe only if the action is idempotent);
- * GW_ECANCELLED (gw_audit_free ran first: never for a cancelled entry, whose callback never runs). */
+ * GW_ECANCELLED (gw_audit_free ran first: never for a cancelled entry, whose callback never runs).
+ */
 typedef void (*gw_audit_done_cb)(void *arg, int err, int64_t seq, const struct gw_db_result *res);
 
 /* Creates the writer over db (which must outlive it). Nothing is written until gw_audit_start.

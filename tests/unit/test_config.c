@@ -70,6 +70,12 @@ static void test_good(void **state)
     assert_int_equal(c.db_reconnect_max_ms, 10000);
     assert_true(ends_with(c.keyring, "/files/keyring"));
     assert_int_equal(c.log_level, GW_LOG_DEBUG);
+    assert_string_equal(c.audit_chain, "gw-east-1");
+    assert_int_equal(c.checkpoint_every, 50);
+    assert_int_equal(c.checkpoint_ms, 2000);
+    assert_int_equal(c.bulk_threshold, 5);
+    assert_int_equal(c.retention_days, 0);
+    assert_int_equal(c.retention_batch, 500);
     gw_config_clear(&c);
     gw_config_clear(&c); /* idempotent */
 }
@@ -102,6 +108,15 @@ static void test_defaults(void **state)
     assert_int_equal(c.db_connect_timeout_ms, 5000);
     assert_int_equal(c.db_reconnect_max_ms, 5000);
     assert_int_equal(c.log_level, GW_LOG_INFO);
+    assert_null(c.audit_chain); /* the daemon derives gw-<host>-<port> */
+    assert_int_equal(c.checkpoint_every, 1000);
+    assert_int_equal(c.checkpoint_ms, 10000);
+    assert_int_equal(c.bulk_threshold, 20);
+    assert_int_equal(c.approval_ttl_s, 86400);
+    assert_int_equal(c.lawful_default_s, 604800);
+    assert_int_equal(c.retention_days, 1095);
+    assert_int_equal(c.retention_sweep_ms, 3600000);
+    assert_int_equal(c.retention_batch, 500);
     gw_config_clear(&c);
 }
 

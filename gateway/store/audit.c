@@ -1,0 +1,853 @@
+/* audit.c: the gateway's audit chain writer (audit.h). The chain head is this process's: the
+ * committed head (head_seq, head_hash) is what the database holds; while a transaction is in
+ * flight its records are chained past it, and only its commit moves the head. One transaction at
+ * a time (so a failed one never leaves a successor chained to records that do not exist), with
+ * every entry queued meanwhile going out together in the next one.
+ *
+ * Invariants: inflight != NULL exactly while a transaction is out; an entry is on the queue, in
+ * the in-flight batch, or freed; the committed head only moves in done_cb on success or in
+ * recovery. */
+#include "audit.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/queue.h>
+#include <time.h>
+
+#include <event2/event.h>
+#include <openssl/crypto.h>
+
+#include "alloc.h"
+#include "log.h"
+
+#define REC_PARAMS 19
+#define KEY_ID_LEN 64
+
+static const char INSERT_SQL[] =
+    "INSERT INTO audit_record (chain, seq, at_us, actor, role, peer, cert, branch, action, "
+    "object, count, purpose, legal_basis, approval, outcome, detail, confidential, prev_hash, "
+    "hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
+    "$18, $19)";
+static const char CHECKPOINT_SQL[] =
+    "INSERT INTO audit_checkpoint (chain, seq, head_hash, at_us, key_id, signature) "
+    "VALUES ($1, $2, $3, $4, $5, $6)";
+
+/* One record as chained: the caller's strings (copied) and what chaining added. */
+struct crec {
+    char *s[10]; /* actor role peer cert branch action object purpose legal_basis approval */
+    char *outcome, *detail;
+    int64_t count;
+    bool confidential;
+    int64_t seq, at_us;
+    uint8_t prev[GW_AUDIT_HASH_LEN], hash[GW_AUDIT_HASH_LEN];
+    char seq_txt[24], at_txt[24], count_txt[24];
+};
+
+/* One statement of the caller's, copied: one block holding the SQL and every parameter. */
+struct cstmt {
+    struct gw_db_stmt st;
+    void *block;
+};
+
+struct gw_audit_req {
+    TAILQ_ENTRY(gw_audit_req) link;
+    struct gw_audit *a;
+    gw_audit_done_cb cb;
+    void *arg;
+    bool cancelled;
+    bool queued; /* on the writer's queue (else in flight or being finished) */
+    int nstmts, nrecs;
+    struct cstmt stmts[GW_AUDIT_STMTS_MAX];
+    struct crec recs[GW_AUDIT_RECS_MAX];
+    int first_stmt; /* index of stmts[0] in the transaction (while in flight) */
+};
+
+TAILQ_HEAD(req_list, gw_audit_req);
+
+struct gw_audit {
+    struct gw_db *db;
+    char chain[65];
+    uint32_t every, ckpt_ms;
+    uint8_t seed[GW_AUDIT_SEED_LEN];
+    uint8_t pub[GW_AUDIT_PUB_LEN];
+    char key_id[KEY_ID_LEN + 1];
+
+    bool ready;              /* head recovered */
+    bool down;               /* the last recovery could not reach the database */
+    bool announced;          /* gateway.start written since this process began */
+    struct gw_db_req *setup; /* recovery in flight */
+    struct event *ev_retry;  /* recovery retry */
+    struct event *ev_ckpt;   /* checkpoint timer */
+    struct event *ev_fail;   /* runs the callbacks of entries that could not be sent */
+    struct req_list failed;  /* those entries, and their error */
+    int failed_err;
+    int64_t head_seq;        /* committed */
+    uint8_t head_hash[GW_AUDIT_HASH_LEN];
+    int64_t last_at;   /* the latest at_us chained (records never go back in time) */
+    int64_t ckpt_seq;  /* the newest checkpoint's seq (0: none) */
+    bool ckpt_due;     /* the timer ran out with records uncovered */
+
+    struct req_list queue;
+    uint32_t nqueued;
+    struct gw_db_req *inflight;
+    struct req_list batch; /* entries of the in-flight transaction */
+    int64_t batch_seq;     /* the head the in-flight transaction chains to, when committed */
+    uint8_t batch_hash[GW_AUDIT_HASH_LEN];
+    bool batch_ckpt; /* it carries a checkpoint over batch_seq */
+    int batch_nstmts;
+
+    struct gw_audit_stats st;
+};
+
+static void pump(struct gw_audit *a);
+static void recover(struct gw_audit *a);
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static bool chain_id_ok(const char *s)
+{
+    size_t n = s ? strlen(s) : 0;
+    if (n == 0 || n > 64)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == ':' || c == '@' || c == '-'))
+            return false;
+    }
+    return true;
+}
+
+/* ---- copying what callers hand in ---- */
+
+static void stmt_free(struct cstmt *c)
+{
+    gw_free(c->block);
+    memset(c, 0, sizeof *c);
+}
+
+static size_t param_len(const struct gw_db_stmt *s, int i)
+{
+    if (s->values[i] == NULL)
+        return 0;
+    if (s->formats && s->formats[i] == 1 && s->lengths)
+        return (size_t)s->lengths[i];
+    return strlen(s->values[i]) + 1;
+}
+
+/* Copies one statement into a single block: [values][lengths][formats][sql][param bytes]. */
+static int stmt_copy(struct cstmt *c, const struct gw_db_stmt *s)
+{
+    size_t n = (size_t)s->nparams, sqlen = strlen(s->sql) + 1, size, off;
+    char *b;
+
+    if (s->nparams < 0 || (s->nparams > 0 && s->values == NULL))
+        return GW_EINVAL;
+    size = n * (sizeof(char *) + 2 * sizeof(int)) + sqlen;
+    for (int i = 0; i < s->nparams; i++)
+        size += param_len(s, i);
+    b = gw_malloc(size ? size : 1);
+    if (!b)
+        return GW_ENOMEM;
+    const char **vals = (const char **)(void *)b;
+    int *lens = (int *)(void *)(b + n * sizeof(char *));
+    int *fmts = lens + n;
+    off = n * (sizeof(char *) + 2 * sizeof(int));
+    memcpy(b + off, s->sql, sqlen);
+    c->st.sql = b + off;
+    off += sqlen;
+    for (int i = 0; i < s->nparams; i++) {
+        size_t l = param_len(s, i);
+        lens[i] = s->lengths ? s->lengths[i] : 0;
+        fmts[i] = s->formats ? s->formats[i] : 0;
+        if (s->values[i] == NULL) {
+            vals[i] = NULL;
+            continue;
+        }
+        memcpy(b + off, s->values[i], l);
+        vals[i] = b + off;
+        off += l;
+    }
+    c->block = b;
+    c->st.nparams = s->nparams;
+    c->st.values = n ? vals : NULL;
+    c->st.lengths = n ? lens : NULL;
+    c->st.formats = n ? fmts : NULL;
+    c->st.result_format = s->result_format;
+    return 0;
+}
+
+static void rec_free(struct crec *r)
+{
+    for (size_t i = 0; i < 10; i++)
+        gw_free(r->s[i]);
+    gw_free(r->outcome);
+    gw_free(r->detail);
+    memset(r, 0, sizeof *r);
+}
+
+static int dup_opt(char **dst, const char *s)
+{
+    *dst = NULL;
+    if (s && !(*dst = gw_strdup(s)))
+        return GW_ENOMEM;
+    return 0;
+}
+
+static int rec_copy(struct crec *c, const struct gw_audit_rec *r)
+{
+    const char *s[10] = {r->actor,  r->role,   r->peer,    r->cert,        r->branch,
+                         r->action, r->object, r->purpose, r->legal_basis, r->approval};
+    for (size_t i = 0; i < 10; i++)
+        if (dup_opt(&c->s[i], s[i]) != 0)
+            return GW_ENOMEM;
+    if (dup_opt(&c->outcome, r->outcome) != 0 || dup_opt(&c->detail, r->detail) != 0)
+        return GW_ENOMEM;
+    c->count = r->count < 0 ? -1 : r->count;
+    c->confidential = r->confidential;
+    return 0;
+}
+
+/* The record as the encoder sees it (pointers into c). */
+static struct gw_audit_rec rec_view(const struct crec *c)
+{
+    struct gw_audit_rec r = {
+        .actor = c->s[0],
+        .role = c->s[1],
+        .peer = c->s[2],
+        .cert = c->s[3],
+        .branch = c->s[4],
+        .action = c->s[5],
+        .object = c->s[6],
+        .count = c->count,
+        .purpose = c->s[7],
+        .legal_basis = c->s[8],
+        .approval = c->s[9],
+        .outcome = c->outcome,
+        .detail = c->detail,
+        .confidential = c->confidential,
+    };
+    return r;
+}
+
+static void req_free(struct gw_audit_req *r)
+{
+    for (int i = 0; i < r->nstmts; i++)
+        stmt_free(&r->stmts[i]);
+    for (int i = 0; i < r->nrecs; i++)
+        rec_free(&r->recs[i]);
+    gw_free(r);
+}
+
+/* ---- the public interface ---- */
+
+int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg, struct gw_audit **out)
+{
+    struct gw_audit *a;
+
+    *out = NULL;
+    if (!db || !cfg || !chain_id_ok(cfg->chain) || !cfg->seed || cfg->checkpoint_every == 0 ||
+        cfg->checkpoint_ms == 0)
+        return GW_EINVAL;
+    a = gw_calloc(1, sizeof *a);
+    if (!a)
+        return GW_ENOMEM;
+    a->db = db;
+    snprintf(a->chain, sizeof a->chain, "%s", cfg->chain);
+    a->every = cfg->checkpoint_every;
+    a->ckpt_ms = cfg->checkpoint_ms;
+    memcpy(a->seed, cfg->seed, sizeof a->seed);
+    TAILQ_INIT(&a->queue);
+    TAILQ_INIT(&a->batch);
+    TAILQ_INIT(&a->failed);
+    if (gw_audit_public(a->seed, a->pub) != 0 || gw_audit_key_id(a->pub, a->key_id) != 0) {
+        gw_audit_free(a);
+        return GW_EINVAL;
+    }
+    *out = a;
+    return 0;
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    recover(arg);
+}
+
+static void arm_ckpt_timer(struct gw_audit *a);
+
+static void ckpt_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_audit *a = arg;
+    (void)fd;
+    (void)what;
+    if (a->head_seq > a->ckpt_seq) {
+        a->ckpt_due = true;
+        pump(a);
+    }
+}
+
+static void finish(struct req_list *l, int err, const struct gw_db_result *res);
+
+static void fail_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_audit *a = arg;
+    struct req_list l = TAILQ_HEAD_INITIALIZER(l);
+    (void)fd;
+    (void)what;
+    TAILQ_CONCAT(&l, &a->failed, link);
+    finish(&l, a->failed_err, NULL);
+}
+
+/* Fails the in-flight batch from the loop, never from inside the caller's gw_audit_write. */
+static void fail_batch_later(struct gw_audit *a, int err)
+{
+    struct gw_audit_req *r;
+    TAILQ_FOREACH(r, &a->batch, link)
+        a->st.failed++;
+    TAILQ_CONCAT(&a->failed, &a->batch, link);
+    a->failed_err = err;
+    event_active(a->ev_fail, EV_TIMEOUT, 0);
+}
+
+int gw_audit_start(struct gw_audit *a)
+{
+    a->ev_retry = evtimer_new(gw_db_base(a->db), retry_cb, a);
+    a->ev_ckpt = evtimer_new(gw_db_base(a->db), ckpt_timer_cb, a);
+    a->ev_fail = event_new(gw_db_base(a->db), -1, 0, fail_cb, a);
+    if (!a->ev_retry || !a->ev_ckpt || !a->ev_fail)
+        return GW_ENOMEM;
+    recover(a);
+    return 0;
+}
+
+static void fail_list(struct req_list *l, int err)
+{
+    struct gw_audit_req *r;
+    while ((r = TAILQ_FIRST(l)) != NULL) {
+        TAILQ_REMOVE(l, r, link);
+        req_free(r);
+    }
+    (void)err;
+}
+
+void gw_audit_free(struct gw_audit *a)
+{
+    if (!a)
+        return;
+    if (a->setup)
+        gw_db_cancel(a->setup);
+    if (a->inflight)
+        gw_db_cancel(a->inflight);
+    fail_list(&a->queue, GW_ECANCELLED);
+    fail_list(&a->batch, GW_ECANCELLED);
+    fail_list(&a->failed, GW_ECANCELLED);
+    if (a->ev_fail)
+        event_free(a->ev_fail);
+    if (a->ev_retry)
+        event_free(a->ev_retry);
+    if (a->ev_ckpt)
+        event_free(a->ev_ckpt);
+    OPENSSL_cleanse(a->seed, sizeof a->seed);
+    gw_free(a);
+}
+
+int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
+                   const struct gw_audit_rec *recs, int nrecs, gw_audit_done_cb cb, void *arg,
+                   struct gw_audit_req **out)
+{
+    struct gw_audit_req *r;
+    int rc = 0;
+
+    if (out)
+        *out = NULL;
+    if (!a || !cb || nstmts < 0 || nstmts > GW_AUDIT_STMTS_MAX || nrecs < 1 ||
+        nrecs > GW_AUDIT_RECS_MAX || (nstmts > 0 && !stmts) || !recs)
+        return GW_EINVAL;
+    for (int i = 0; i < nrecs; i++)
+        if (gw_audit_rec_check(&recs[i]) != 0)
+            return GW_EINVAL;
+    if (a->nqueued >= GW_AUDIT_QUEUE_MAX)
+        return GW_ETOOBIG;
+    if (a->down)
+        return GW_EUNAVAIL; /* fail fast while the database is away */
+    r = gw_calloc(1, sizeof *r);
+    if (!r)
+        return GW_ENOMEM;
+    r->a = a;
+    r->cb = cb;
+    r->arg = arg;
+    for (int i = 0; i < nstmts && rc == 0; i++, r->nstmts++)
+        rc = stmt_copy(&r->stmts[i], &stmts[i]);
+    for (int i = 0; i < nrecs && rc == 0; i++, r->nrecs++)
+        rc = rec_copy(&r->recs[i], &recs[i]);
+    if (rc != 0) {
+        if (r->nstmts && !r->stmts[r->nstmts - 1].block)
+            r->nstmts--;
+        req_free(r);
+        return rc;
+    }
+    TAILQ_INSERT_TAIL(&a->queue, r, link);
+    r->queued = true;
+    a->nqueued++;
+    if (out)
+        *out = r;
+    pump(a);
+    return 0;
+}
+
+void gw_audit_cancel(struct gw_audit_req *r)
+{
+    struct gw_audit *a;
+    if (!r)
+        return;
+    a = r->a;
+    if (r->queued) { /* not sent: gone at once */
+        TAILQ_REMOVE(&a->queue, r, link);
+        a->nqueued--;
+        req_free(r);
+        return;
+    }
+    r->cancelled = true; /* sent (or failing): its callback is skipped */
+}
+
+void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out)
+{
+    *out = a->st;
+    out->head_seq = a->head_seq;
+    out->queued = a->nqueued;
+    out->ready = a->ready;
+}
+
+const char *gw_audit_chain(const struct gw_audit *a)
+{
+    return a->chain;
+}
+
+/* ---- recovery: register the chain and key, read the head ---- */
+
+static void schedule_retry(struct gw_audit *a)
+{
+    struct timeval tv = {1, 0};
+    if (evtimer_add(a->ev_retry, &tv) != 0)
+        GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: recovery timer not set", a->chain);
+}
+
+static void announce(struct gw_audit *a);
+
+/* A binary int8 result. */
+static int64_t be64(const char *p, int len)
+{
+    uint64_t v = 0;
+    if (len != 8)
+        return 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | (uint8_t)p[i];
+    return (int64_t)v;
+}
+
+static void setup_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_audit *a = arg;
+    const PGresult *kind, *head, *ck;
+
+    a->setup = NULL;
+    a->down = err == GW_EUNAVAIL;
+    if (err != 0) {
+        GW_LOG(GW_LOG_WARN, "audit", NULL,
+               "chain %s: head not recovered (%s%s%s): retrying; audited actions wait", a->chain,
+               gw_err_str(err), res && res->sqlstate ? ", SQLSTATE " : "",
+               res && res->sqlstate ? res->sqlstate : "");
+        schedule_retry(a);
+        return;
+    }
+    kind = res->results[1];
+    head = res->results[3];
+    ck = res->results[4];
+    if (PQntuples(kind) != 1 || strcmp(PQgetvalue(kind, 0, 0), "gateway") != 0) {
+        GW_LOG(GW_LOG_ERROR, "audit", NULL,
+               "chain %s belongs to waygatectl, not to a gateway: set [audit] chain; audited "
+               "actions fail",
+               a->chain);
+        schedule_retry(a);
+        return;
+    }
+    if (PQntuples(head) == 1) {
+        const char *h = PQgetvalue(head, 0, 1);
+        if (PQgetlength(head, 0, 1) != GW_AUDIT_HASH_LEN) {
+            GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: stored head hash malformed", a->chain);
+            schedule_retry(a);
+            return;
+        }
+        a->head_seq = be64(PQgetvalue(head, 0, 0), PQgetlength(head, 0, 0));
+        memcpy(a->head_hash, h, GW_AUDIT_HASH_LEN);
+        int64_t at = be64(PQgetvalue(head, 0, 2), PQgetlength(head, 0, 2));
+        if (at > a->last_at)
+            a->last_at = at;
+    } else {
+        a->head_seq = 0;
+        memset(a->head_hash, 0, sizeof a->head_hash);
+    }
+    a->ckpt_seq = PQgetisnull(ck, 0, 0) ? 0 : strtoll(PQgetvalue(ck, 0, 0), NULL, 10);
+    GW_LOG(GW_LOG_INFO, "audit", NULL, "chain %s: head at seq %" PRId64 ", key %.16s", a->chain,
+           a->head_seq, a->key_id);
+    announce(a); /* queued first, sent once ready */
+    a->ready = true;
+    arm_ckpt_timer(a);
+    pump(a);
+}
+
+static void recover(struct gw_audit *a)
+{
+    static const char reg_chain[] = "INSERT INTO audit_chain (id, kind) VALUES ($1, 'gateway') "
+                                    "ON CONFLICT (id) DO NOTHING";
+    static const char get_kind[] = "SELECT kind FROM audit_chain WHERE id = $1";
+    static const char reg_key[] = "INSERT INTO audit_key (key_id, public_key) VALUES ($1, $2) "
+                                  "ON CONFLICT (key_id) DO NOTHING";
+    static const char get_head[] = "SELECT seq, hash, at_us FROM audit_record WHERE chain = $1 "
+                                   "ORDER BY seq DESC LIMIT 1";
+    static const char get_ckpt[] = "SELECT max(seq) FROM audit_checkpoint WHERE chain = $1";
+    const char *cv[1] = {a->chain};
+    const char *kv[2] = {a->key_id, (const char *)a->pub};
+    const int kl[2] = {0, GW_AUDIT_PUB_LEN}, kf[2] = {0, 1};
+    struct gw_db_stmt st[5] = {
+        {reg_chain, 1, cv, NULL, NULL, 0}, {get_kind, 1, cv, NULL, NULL, 0},
+        {reg_key, 2, kv, kl, kf, 0},       {get_head, 1, cv, NULL, NULL, 1},
+        {get_ckpt, 1, cv, NULL, NULL, 0},
+    };
+    int err;
+
+    if (a->setup || a->inflight)
+        return;
+    a->ready = false;
+    err = gw_db_exec(a->db, st, 5, GW_DB_TXN, setup_cb, a, &a->setup);
+    if (err != 0) {
+        a->setup = NULL;
+        a->down = err == GW_EUNAVAIL;
+        schedule_retry(a);
+    }
+}
+
+/* ---- chaining and sending ---- */
+
+static void arm_ckpt_timer(struct gw_audit *a)
+{
+    if (a->head_seq > a->ckpt_seq && !evtimer_pending(a->ev_ckpt, NULL)) {
+        struct timeval tv = {(time_t)(a->ckpt_ms / 1000u),
+                             (suseconds_t)(a->ckpt_ms % 1000u) * 1000};
+        (void)evtimer_add(a->ev_ckpt, &tv);
+    }
+}
+
+static void done_cb(void *arg, int err, const struct gw_db_result *res);
+
+/* Chains the entry's records past (*seq, hash) and advances them. */
+static int chain_entry(struct gw_audit *a, struct gw_audit_req *r, int64_t *seq, uint8_t *hash)
+{
+    for (int i = 0; i < r->nrecs; i++) {
+        struct crec *c = &r->recs[i];
+        struct gw_audit_rec v = rec_view(c);
+        struct gw_audit_link l = {.chain = a->chain, .seq = *seq + 1};
+        int64_t now = now_us();
+        a->last_at = now > a->last_at ? now : a->last_at;
+        l.at_us = a->last_at;
+        memcpy(l.prev_hash, hash, GW_AUDIT_HASH_LEN);
+        int rc = gw_audit_rec_hash(&v, &l, c->hash);
+        if (rc != 0)
+            return rc;
+        c->seq = l.seq;
+        c->at_us = l.at_us;
+        memcpy(c->prev, hash, GW_AUDIT_HASH_LEN);
+        memcpy(hash, c->hash, GW_AUDIT_HASH_LEN);
+        *seq = l.seq;
+        snprintf(c->seq_txt, sizeof c->seq_txt, "%" PRId64, c->seq);
+        snprintf(c->at_txt, sizeof c->at_txt, "%" PRId64, c->at_us);
+        if (c->count >= 0)
+            snprintf(c->count_txt, sizeof c->count_txt, "%" PRId64, c->count);
+    }
+    return 0;
+}
+
+/* The record's INSERT parameters (pointers into c and a). */
+static void rec_params(const struct gw_audit *a, const struct crec *c,
+                       const char *v[REC_PARAMS], int len[REC_PARAMS], int fmt[REC_PARAMS])
+{
+    memset(len, 0, REC_PARAMS * sizeof *len);
+    memset(fmt, 0, REC_PARAMS * sizeof *fmt);
+    v[0] = a->chain;
+    v[1] = c->seq_txt;
+    v[2] = c->at_txt;
+    for (int i = 0; i < 7; i++) /* actor .. object */
+        v[3 + i] = c->s[i];
+    v[10] = c->count >= 0 ? c->count_txt : NULL;
+    v[11] = c->s[7];
+    v[12] = c->s[8];
+    v[13] = c->s[9];
+    v[14] = c->outcome;
+    v[15] = c->detail;
+    v[16] = c->confidential ? "t" : "f";
+    v[17] = (const char *)c->prev;
+    v[18] = (const char *)c->hash;
+    len[17] = len[18] = GW_AUDIT_HASH_LEN;
+    fmt[17] = fmt[18] = 1;
+}
+
+/* A request to the pool for the batch: every entry's statements then its records, and the
+ * checkpoint last when one is due. Everything is copied by gw_db_exec. */
+static int send_batch(struct gw_audit *a, uint8_t sig[GW_AUDIT_SIG_LEN], char *ck_seq,
+                      char *ck_at)
+{
+    int n = 0, nrec = 0, err;
+    struct gw_audit_req *r;
+
+    TAILQ_FOREACH(r, &a->batch, link) {
+        n += r->nstmts + r->nrecs;
+        nrec += r->nrecs;
+    }
+    n += a->batch_ckpt;
+    struct gw_db_stmt *st = gw_calloc((size_t)n, sizeof *st);
+    const char **vals = gw_calloc((size_t)nrec * REC_PARAMS + 6, sizeof *vals);
+    int *lens = gw_calloc((size_t)nrec * REC_PARAMS + 6, sizeof *lens);
+    int *fmts = gw_calloc((size_t)nrec * REC_PARAMS + 6, sizeof *fmts);
+    if (!st || !vals || !lens || !fmts) {
+        err = GW_ENOMEM;
+        goto out;
+    }
+    int k = 0, p = 0;
+    TAILQ_FOREACH(r, &a->batch, link) {
+        r->first_stmt = k;
+        for (int i = 0; i < r->nstmts; i++)
+            st[k++] = r->stmts[i].st;
+        for (int i = 0; i < r->nrecs; i++, p += REC_PARAMS) {
+            rec_params(a, &r->recs[i], vals + p, lens + p, fmts + p);
+            st[k++] = (struct gw_db_stmt){INSERT_SQL, REC_PARAMS, vals + p, lens + p, fmts + p, 0};
+        }
+    }
+    if (a->batch_ckpt) {
+        const char **cv = vals + p;
+        int *cl = lens + p, *cf = fmts + p;
+        cv[0] = a->chain;
+        cv[1] = ck_seq;
+        cv[2] = (const char *)a->batch_hash;
+        cl[2] = GW_AUDIT_HASH_LEN;
+        cf[2] = 1;
+        cv[3] = ck_at;
+        cv[4] = a->key_id;
+        cv[5] = (const char *)sig;
+        cl[5] = GW_AUDIT_SIG_LEN;
+        cf[5] = 1;
+        st[k++] = (struct gw_db_stmt){CHECKPOINT_SQL, 6, cv, cl, cf, 0};
+    }
+    a->batch_nstmts = k;
+    err = gw_db_exec(a->db, st, k, GW_DB_TXN, done_cb, a, &a->inflight);
+out:
+    gw_free(st);
+    gw_free(vals);
+    gw_free(lens);
+    gw_free(fmts);
+    return err;
+}
+
+/* Puts the batch back at the head of the queue, in order. */
+static void requeue_batch(struct gw_audit *a)
+{
+    struct gw_audit_req *r;
+    while ((r = TAILQ_LAST(&a->batch, req_list)) != NULL) {
+        TAILQ_REMOVE(&a->batch, r, link);
+        if (r->cancelled) {
+            req_free(r);
+            continue;
+        }
+        TAILQ_INSERT_HEAD(&a->queue, r, link);
+        r->queued = true;
+        a->nqueued++;
+    }
+}
+
+/* Runs the callbacks of a finished list (entries already unlinked from the writer) and frees
+ * them. A callback may queue, cancel (marks only: these are no longer queued) or do anything
+ * but free the writer. */
+static void finish(struct req_list *l, int err, const struct gw_db_result *res)
+{
+    struct gw_audit_req *r;
+    while ((r = TAILQ_FIRST(l)) != NULL) {
+        TAILQ_REMOVE(l, r, link);
+        if (!r->cancelled) {
+            struct gw_db_result sub = {0};
+            int64_t seq = 0;
+            if (res) {
+                sub.nresults = r->nstmts;
+                sub.results = res->results + r->first_stmt;
+                sub.failed_stmt = res->failed_stmt < 0 ? -1 : res->failed_stmt - r->first_stmt;
+                sub.sqlstate = res->sqlstate;
+                sub.errmsg = res->errmsg;
+            } else {
+                sub.failed_stmt = -1;
+            }
+            if (err == 0)
+                seq = r->recs[0].seq;
+            r->cb(r->arg, err, seq, res ? &sub : NULL);
+        }
+        req_free(r);
+    }
+}
+
+static void pump(struct gw_audit *a)
+{
+    struct gw_audit_req *r;
+    int64_t seq;
+    uint8_t hash[GW_AUDIT_HASH_LEN], sig[GW_AUDIT_SIG_LEN];
+    char ck_seq[24], ck_at[24];
+    int n = 0, err;
+
+    if (!a->ready || a->inflight || a->setup)
+        return;
+    if (TAILQ_EMPTY(&a->queue) && !(a->ckpt_due && a->head_seq > a->ckpt_seq))
+        return;
+    seq = a->head_seq;
+    memcpy(hash, a->head_hash, sizeof hash);
+    while (n < GW_AUDIT_GROUP_MAX && (r = TAILQ_FIRST(&a->queue)) != NULL) {
+        TAILQ_REMOVE(&a->queue, r, link);
+        r->queued = false;
+        a->nqueued--;
+        TAILQ_INSERT_TAIL(&a->batch, r, link);
+        n++;
+    }
+    TAILQ_FOREACH(r, &a->batch, link) {
+        if (chain_entry(a, r, &seq, hash) != 0) {
+            GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: hashing failed", a->chain);
+            fail_batch_later(a, GW_EINTERNAL);
+            return;
+        }
+    }
+    a->batch_seq = seq;
+    memcpy(a->batch_hash, hash, sizeof hash);
+    a->batch_ckpt = seq > a->ckpt_seq && (a->ckpt_due || seq - a->ckpt_seq >= (int64_t)a->every);
+    if (a->batch_ckpt) {
+        uint8_t msg[256];
+        size_t len = 0;
+        int64_t at = a->last_at > now_us() ? a->last_at : now_us();
+        snprintf(ck_seq, sizeof ck_seq, "%" PRId64, seq);
+        snprintf(ck_at, sizeof ck_at, "%" PRId64, at);
+        if (gw_audit_checkpoint_msg(a->chain, seq, hash, at, msg, sizeof msg, &len) != 0 ||
+            gw_audit_sign(a->seed, msg, len, sig) != 0) {
+            GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: checkpoint not signed", a->chain);
+            a->batch_ckpt = false;
+        }
+    }
+    err = send_batch(a, sig, ck_seq, ck_at);
+    if (err != 0) {
+        a->inflight = NULL;
+        fail_batch_later(a, err);
+    }
+}
+
+/* Which batch entry owns transaction statement i (NULL: the checkpoint). */
+static struct gw_audit_req *owner_of(struct gw_audit *a, int i)
+{
+    struct gw_audit_req *r;
+    TAILQ_FOREACH(r, &a->batch, link) {
+        if (i >= r->first_stmt && i < r->first_stmt + r->nstmts + r->nrecs)
+            return r;
+    }
+    return NULL;
+}
+
+static void done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_audit *a = arg;
+    struct req_list done = TAILQ_HEAD_INITIALIZER(done);
+    struct gw_audit_req *bad;
+
+    a->inflight = NULL;
+    if (err == 0) {
+        int64_t recs = a->batch_seq - a->head_seq;
+        a->head_seq = a->batch_seq;
+        memcpy(a->head_hash, a->batch_hash, sizeof a->head_hash);
+        if (a->batch_ckpt) {
+            a->ckpt_seq = a->batch_seq;
+            a->ckpt_due = false;
+            a->st.checkpoints++;
+            evtimer_del(a->ev_ckpt);
+        }
+        a->st.written += (uint64_t)recs;
+        a->st.transactions++;
+        arm_ckpt_timer(a);
+        TAILQ_CONCAT(&done, &a->batch, link);
+        finish(&done, 0, res);
+    } else if (err == GW_EINTERNAL && res && res->failed_stmt >= 0 &&
+               (bad = owner_of(a, res->failed_stmt)) != NULL &&
+               !(res->failed_stmt >= bad->first_stmt + bad->nstmts && res->sqlstate &&
+                 strcmp(res->sqlstate, "23505") == 0)) {
+        /* One entry's statement (or its record's insert) failed: it fails alone, the others
+         * committed nothing and go again. */
+        TAILQ_REMOVE(&a->batch, bad, link);
+        TAILQ_INSERT_TAIL(&done, bad, link);
+        requeue_batch(a);
+        a->st.failed++;
+        finish(&done, GW_EINTERNAL, res);
+    } else if (err == GW_EINTERNAL && res && res->sqlstate &&
+               strcmp(res->sqlstate, "23505") == 0) {
+        /* A record's (chain, seq) exists: another writer shares this chain id, or the head is
+         * stale. Nothing committed: read the head again and chain everything anew. */
+        GW_LOG(GW_LOG_WARN, "audit", NULL,
+               "chain %s: sequence taken by another writer (two gateways with one [audit] "
+               "chain?): head read again",
+               a->chain);
+        requeue_batch(a);
+        recover(a);
+        return;
+    } else {
+        /* The outcome is unknown (connection lost) or the checkpoint failed: the entries fail,
+         * and the head is read again before anything else is chained. */
+        uint64_t n = 0;
+        struct gw_audit_req *r;
+        TAILQ_FOREACH(r, &a->batch, link)
+            n++;
+        a->st.failed += n;
+        TAILQ_CONCAT(&done, &a->batch, link);
+        recover(a);
+        finish(&done, err == GW_EINTERNAL ? GW_EINTERNAL : GW_EUNAVAIL, res);
+        return;
+    }
+    pump(a);
+}
+
+/* gateway.start: the first record of each process life on the chain. */
+static void announced_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct gw_audit *a = arg;
+    (void)res;
+    if (err == 0)
+        GW_LOG(GW_LOG_INFO, "audit", NULL, "chain %s: gateway.start at seq %" PRId64, a->chain,
+               seq);
+    else
+        a->announced = false; /* written at the next recovery */
+}
+
+static void announce(struct gw_audit *a)
+{
+    struct gw_audit_rec r = {.actor = "waygated",
+                             .action = "gateway.start",
+                             .outcome = "ok",
+                             .count = -1,
+                             .detail = "audit chain head recovered"};
+    struct gw_audit_req *q = NULL;
+    if (a->announced)
+        return;
+    a->announced = true;
+    if (gw_audit_write(a, NULL, 0, &r, 1, announced_cb, a, &q) != 0) {
+        a->announced = false;
+    } else if (q && q->queued && TAILQ_FIRST(&a->queue) != q) { /* first in line */
+        TAILQ_REMOVE(&a->queue, q, link);
+        TAILQ_INSERT_HEAD(&a->queue, q, link);
+    }
+}

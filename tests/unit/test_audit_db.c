@@ -1,0 +1,509 @@
+/* test_audit_db.c: the audit chain writer (store/audit.c) against a throwaway PostgreSQL with the
+ * real migrations. What is checked is what `audit verify` would check, recomputed here from the
+ * stored rows with the canonical encoding: sequence numbers without gaps from 1, each record's
+ * prev_hash the hash of the one before, each hash the SHA-256 of its encoding, and checkpoints
+ * whose Ed25519 signatures verify. Plus: an action and its record commit together; a failing
+ * entry of a group fails alone and leaves no gap; the head survives a restart of the writer and of
+ * the database; two writers configured with one chain id never fork it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <event2/event.h>
+#include <libpq-fe.h>
+
+#include "audit.h"
+#include "audit_rec.h"
+#include "config.h"
+#include "db.h"
+#include "log.h"
+#include "migrate.h"
+#include "pg_harness.h"
+
+static struct pgh pg;
+static bool pg_ok;
+static struct event_base *base;
+static struct event *tick;
+static struct gw_config cfg;
+static struct gw_db *db;
+static PGconn *check;
+static const uint8_t seed[GW_AUDIT_SEED_LEN] = {7, 7, 7, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+
+static bool db_is_ready(void *arg)
+{
+    return gw_db_ready(arg);
+}
+
+static bool db_is_down(void *arg)
+{
+    return !gw_db_ready(arg);
+}
+
+static bool run_until(bool (*pred)(void *), void *arg, long ms)
+{
+    return pgh_loop_until(base, pred, arg, ms);
+}
+
+static long scalar(const char *sql)
+{
+    PGresult *r = PQexec(check, sql);
+    long v;
+    assert_true(PQresultStatus(r) == PGRES_TUPLES_OK);
+    v = PQgetisnull(r, 0, 0) ? -1 : strtol(PQgetvalue(r, 0, 0), NULL, 10);
+    PQclear(r);
+    return v;
+}
+
+static void exec_ok(const char *sql)
+{
+    PGresult *r = PQexec(check, sql);
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+}
+
+static const char *opt(PGresult *r, int i, int c)
+{
+    return PQgetisnull(r, i, c) ? NULL : PQgetvalue(r, i, c);
+}
+
+/* Verifies chain as `audit verify` would; returns the number of records, or fails the test. */
+static long verify_chain(const char *chain)
+{
+    const char *p[1] = {chain};
+    PGresult *r = PQexecParams(
+        check,
+        "SELECT seq, at_us, actor, role, peer, cert, branch, action, object, count, purpose, "
+        "legal_basis, approval, outcome, detail, confidential::int, encode(prev_hash, 'hex'), "
+        "encode(hash, 'hex') FROM audit_record WHERE chain = $1 ORDER BY seq",
+        1, NULL, p, NULL, NULL, 0);
+    uint8_t prev[GW_AUDIT_HASH_LEN] = {0}, h[GW_AUDIT_HASH_LEN];
+    char hex[2 * GW_AUDIT_HASH_LEN + 1];
+    long n;
+
+    assert_true(PQresultStatus(r) == PGRES_TUPLES_OK);
+    n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        struct gw_audit_rec rec = {
+            .actor = opt(r, i, 2),
+            .role = opt(r, i, 3),
+            .peer = opt(r, i, 4),
+            .cert = opt(r, i, 5),
+            .branch = opt(r, i, 6),
+            .action = opt(r, i, 7),
+            .object = opt(r, i, 8),
+            .count = PQgetisnull(r, i, 9) ? -1 : strtoll(PQgetvalue(r, i, 9), NULL, 10),
+            .purpose = opt(r, i, 10),
+            .legal_basis = opt(r, i, 11),
+            .approval = opt(r, i, 12),
+            .outcome = opt(r, i, 13),
+            .detail = opt(r, i, 14),
+            .confidential = PQgetvalue(r, i, 15)[0] == '1',
+        };
+        struct gw_audit_link l = {.chain = chain,
+                                  .seq = strtoll(PQgetvalue(r, i, 0), NULL, 10),
+                                  .at_us = strtoll(PQgetvalue(r, i, 1), NULL, 10)};
+        assert_int_equal(l.seq, i + 1); /* no gap, no duplicate */
+        for (int k = 0; k < GW_AUDIT_HASH_LEN; k++)
+            snprintf(hex + 2 * k, 3, "%02x", prev[k]);
+        assert_string_equal(PQgetvalue(r, i, 16), hex); /* linked to the one before */
+        memcpy(l.prev_hash, prev, sizeof prev);
+        assert_int_equal(gw_audit_rec_hash(&rec, &l, h), 0);
+        for (int k = 0; k < GW_AUDIT_HASH_LEN; k++)
+            snprintf(hex + 2 * k, 3, "%02x", h[k]);
+        assert_string_equal(PQgetvalue(r, i, 17), hex); /* its hash is its content's */
+        memcpy(prev, h, sizeof prev);
+    }
+    PQclear(r);
+    return n;
+}
+
+/* Every checkpoint of chain: its head is the record's hash, its signature verifies. Returns the
+ * number of checkpoints. */
+static long verify_checkpoints(const char *chain)
+{
+    const char *p[1] = {chain};
+    PGresult *r = PQexecParams(
+        check,
+        "SELECT c.seq, c.at_us, c.head_hash = r.hash, k.public_key, c.signature, c.head_hash "
+        "FROM audit_checkpoint c JOIN audit_record r ON r.chain = c.chain AND r.seq = c.seq "
+        "JOIN audit_key k ON k.key_id = c.key_id WHERE c.chain = $1 ORDER BY c.seq",
+        1, NULL, p, NULL, NULL, 1);
+    long n;
+    assert_true(PQresultStatus(r) == PGRES_TUPLES_OK);
+    n = PQntuples(r);
+    for (int i = 0; i < n; i++) {
+        uint8_t msg[256];
+        size_t len;
+        int64_t seq = 0, at = 0;
+        for (int k = 0; k < 8; k++) {
+            seq = seq << 8 | (uint8_t)PQgetvalue(r, i, 0)[k];
+            at = at << 8 | (uint8_t)PQgetvalue(r, i, 1)[k];
+        }
+        assert_int_equal((uint8_t)PQgetvalue(r, i, 2)[0], 1); /* head_hash = record hash */
+        assert_int_equal(gw_audit_checkpoint_msg(chain, seq,
+                                                 (const uint8_t *)PQgetvalue(r, i, 5), at, msg,
+                                                 sizeof msg, &len),
+                         0);
+        assert_int_equal(gw_audit_verify_sig((const uint8_t *)PQgetvalue(r, i, 3), msg, len,
+                                             (const uint8_t *)PQgetvalue(r, i, 4)),
+                         0);
+        /* and a changed head does not */
+        msg[len - 30] ^= 1;
+        assert_int_equal(gw_audit_verify_sig((const uint8_t *)PQgetvalue(r, i, 3), msg, len,
+                                             (const uint8_t *)PQgetvalue(r, i, 4)),
+                         GW_EDATALOSS);
+    }
+    PQclear(r);
+    return n;
+}
+
+struct outcome {
+    bool done;
+    int err;
+    int64_t seq;
+    int failed_stmt;
+    char value[32];
+};
+
+static void done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct outcome *o = arg;
+    o->done = true;
+    o->err = err;
+    o->seq = seq;
+    o->failed_stmt = res ? res->failed_stmt : -2;
+    if (err == 0 && res && res->nresults > 0 && PQntuples(res->results[0]) > 0)
+        snprintf(o->value, sizeof o->value, "%s", PQgetvalue(res->results[0], 0, 0));
+}
+
+static bool all_done(void *arg)
+{
+    struct outcome *o = arg;
+    for (; o->err != 12345; o++)
+        if (!o->done)
+            return false;
+    return true;
+}
+
+static bool ready(void *arg)
+{
+    struct gw_audit_stats st;
+    gw_audit_stats(arg, &st);
+    return st.ready && st.queued == 0 && st.written >= 1; /* gateway.start committed */
+}
+
+static struct gw_audit *writer(const char *chain, uint32_t every, uint32_t ms)
+{
+    struct gw_audit_config ac = {
+        .chain = chain, .checkpoint_every = every, .checkpoint_ms = ms, .seed = seed};
+    struct gw_audit *a = NULL;
+    assert_int_equal(gw_audit_new(db, &ac, &a), 0);
+    assert_int_equal(gw_audit_start(a), 0);
+    assert_true(run_until(ready, a, 10000));
+    return a;
+}
+
+static struct gw_audit_rec rec(const char *action, const char *object)
+{
+    return (struct gw_audit_rec){.actor = "clerk_a",
+                                 .role = "branch_clerk",
+                                 .peer = "127.0.0.1:4000",
+                                 .cert = "branch_a",
+                                 .branch = "a",
+                                 .action = action,
+                                 .object = object,
+                                 .count = -1,
+                                 .purpose = "customer called",
+                                 .outcome = "ok"};
+}
+
+/* Actions with statements and records in one transaction; records chained from the start
+ * record; the entry gets its statements' results. */
+static void test_chain_written(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[4] = {{0}, {0}, {0}, {.err = 12345}};
+    struct gw_db_stmt st = {"SELECT 6 * 7", 0, NULL, NULL, NULL, 0};
+    struct gw_audit_rec r1 = rec("reveal", "rec-1:recipient.phone");
+    struct gw_audit_rec r2[2] = {rec("bulk.approve", "req-1"), rec("incident", "scraping")};
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-chain", 1000, 60000);
+    r2[1].confidential = true;
+    r2[1].count = 0;
+    assert_int_equal(gw_audit_write(a, &st, 1, &r1, 1, done_cb, &o[0], NULL), 0);
+    assert_int_equal(gw_audit_write(a, NULL, 0, r2, 2, done_cb, &o[1], NULL), 0);
+    assert_int_equal(gw_audit_write(a, &st, 1, &r1, 1, done_cb, &o[2], NULL), 0);
+    assert_false(o[0].done); /* never from inside the call */
+    assert_true(run_until(all_done, o, 10000));
+    assert_int_equal(o[0].err, 0);
+    assert_string_equal(o[0].value, "42");
+    assert_int_equal(o[0].seq, 2); /* seq 1 is gateway.start */
+    assert_int_equal(o[1].seq, 3);
+    assert_int_equal(o[2].seq, 5);
+    assert_int_equal(verify_chain("t-chain"), 5);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-chain' AND "
+                            "action = 'gateway.start' AND seq = 1"),
+                     1);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-chain' AND "
+                            "confidential AND count = 0"),
+                     1);
+    /* a record breaking the vocabulary is refused before anything is queued */
+    struct gw_audit_rec bad = rec("Reveal!", NULL);
+    assert_int_equal(gw_audit_write(a, NULL, 0, &bad, 1, done_cb, &o[0], NULL), GW_EINVAL);
+    bad = rec("reveal", NULL);
+    bad.actor = NULL;
+    assert_int_equal(gw_audit_write(a, NULL, 0, &bad, 1, done_cb, &o[0], NULL), GW_EINVAL);
+    gw_audit_free(a);
+}
+
+/* Three entries in one group, the middle one's statement fails: it fails alone (with its own
+ * statement index), the others commit, and the chain has no gap and no record of the failure. */
+static void test_failing_entry_fails_alone(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[4] = {{0}, {0}, {0}, {.err = 12345}};
+    struct gw_db_stmt ok = {"SELECT 1", 0, NULL, NULL, NULL, 0};
+    struct gw_db_stmt bad[2] = {{"SELECT 1", 0, NULL, NULL, NULL, 0},
+                                {"SELECT 1 / 0", 0, NULL, NULL, NULL, 0}};
+    struct gw_audit_rec r = rec("bulk.request", "x");
+    struct gw_audit_rec rb = rec("bulk.request", "never");
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-fail", 1000, 60000);
+    assert_int_equal(gw_audit_write(a, &ok, 1, &r, 1, done_cb, &o[0], NULL), 0);
+    /* the first is in flight: the next two wait and go out together */
+    assert_int_equal(gw_audit_write(a, bad, 2, &rb, 1, done_cb, &o[1], NULL), 0);
+    assert_int_equal(gw_audit_write(a, &ok, 1, &r, 1, done_cb, &o[2], NULL), 0);
+    assert_true(run_until(all_done, o, 10000));
+    assert_int_equal(o[0].err, 0);
+    assert_int_equal(o[1].err, GW_EINTERNAL);
+    assert_int_equal(o[1].failed_stmt, 1);
+    assert_int_equal(o[2].err, 0);
+    assert_int_equal(verify_chain("t-fail"), 3);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE object = 'never'"), 0);
+    gw_audit_free(a);
+}
+
+/* A new writer on the chain continues it; so does the old one after the database restarts, and
+ * while it is down an action fails instead of waiting. */
+static void test_head_recovered(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[2] = {{0}, {.err = 12345}};
+    struct gw_audit_rec r = rec("login.ok", NULL);
+    int err;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-head", 1000, 60000);
+    gw_audit_free(a);
+    a = writer("t-head", 1000, 60000); /* its own gateway.start, chained to the first */
+    assert_int_equal(verify_chain("t-head"), 2);
+
+    assert_int_equal(pgh_stop(&pg), 0);
+    assert_true(run_until(db_is_down, db, 20000));
+    err = gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[0], NULL);
+    if (err == 0) {
+        assert_true(run_until(all_done, o, 20000));
+        assert_int_equal(o[0].err, GW_EUNAVAIL);
+    } else {
+        assert_int_equal(err, GW_EUNAVAIL);
+    }
+    assert_int_equal(pgh_start(&pg), 0);
+    PQreset(check);
+    assert_true(run_until(db_is_ready, db, 20000));
+    /* recovered: writes again, continuing the chain */
+    o[0] = (struct outcome){0};
+    for (int tries = 0; tries < 200; tries++) {
+        o[0] = (struct outcome){0};
+        err = gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[0], NULL);
+        if (err == 0) {
+            assert_true(run_until(all_done, o, 20000));
+            if (o[0].err == 0)
+                break;
+        }
+        struct timeval tv = {0, 50000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    assert_int_equal(o[0].err, 0);
+    long n = verify_chain("t-head");
+    assert_true(n >= 3);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-head' AND "
+                            "action = 'login.ok'"),
+                     1);
+    gw_audit_free(a);
+}
+
+/* Checkpoints every 2 records, signed over the head; and by the timer when records stay
+ * uncovered. */
+static void test_checkpoints(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[2] = {{0}, {.err = 12345}};
+    struct gw_audit_rec r = rec("search.phone", "bidx");
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-ckpt", 2, 60000);
+    for (int i = 0; i < 3; i++) {
+        o[0] = (struct outcome){0};
+        assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[0], NULL), 0);
+        assert_true(run_until(all_done, o, 10000));
+        assert_int_equal(o[0].err, 0);
+    }
+    assert_int_equal(verify_chain("t-ckpt"), 4);
+    assert_int_equal(verify_checkpoints("t-ckpt"), 2);
+    assert_int_equal(scalar("SELECT max(seq) FROM audit_checkpoint WHERE chain = 't-ckpt'"), 4);
+    gw_audit_free(a);
+
+    a = writer("t-timer", 1000, 20); /* gateway.start, then covered within 20 ms */
+    long want = 1;
+    for (int tries = 0; tries < 400 && scalar("SELECT count(*) FROM audit_checkpoint WHERE "
+                                              "chain = 't-timer'") < want;
+         tries++) {
+        struct timeval tv = {0, 20000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    assert_int_equal(verify_checkpoints("t-timer"), 1);
+    assert_int_equal(scalar("SELECT max(seq) FROM audit_checkpoint WHERE chain = 't-timer'"), 1);
+    gw_audit_free(a);
+}
+
+/* Two writers given one chain id (a configuration mistake): their records interleave, but every
+ * sequence number is taken once and the chain verifies: the loser of a race reads the head
+ * again instead of forking the chain. */
+static void test_shared_chain_never_forks(void **state)
+{
+    struct gw_audit *a, *b;
+    struct outcome o[21];
+    struct gw_audit_rec r = rec("reveal", "shared");
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-shared", 1000, 60000);
+    b = writer("t-shared", 1000, 60000);
+    memset(o, 0, sizeof o);
+    o[20].err = 12345;
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(gw_audit_write(i % 2 ? a : b, NULL, 0, &r, 1, done_cb, &o[i], NULL), 0);
+    assert_true(run_until(all_done, o, 20000));
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(o[i].err, 0);
+    assert_int_equal(verify_chain("t-shared"), 22);
+    gw_audit_free(a);
+    gw_audit_free(b);
+}
+
+/* A cancelled entry that had not been sent is never written and its callback never runs. */
+static void test_cancel(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[3] = {{0}, {0}, {.err = 12345}};
+    struct gw_audit_req *q = NULL;
+    struct gw_audit_rec r = rec("reveal", "kept"), rc = rec("reveal", "cancelled");
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-cancel", 1000, 60000);
+    assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[0], NULL), 0);
+    assert_int_equal(gw_audit_write(a, NULL, 0, &rc, 1, done_cb, &o[1], &q), 0);
+    gw_audit_cancel(q);
+    o[1].done = true;
+    assert_true(run_until(all_done, o, 10000));
+    assert_int_equal(o[0].err, 0);
+    assert_true(run_until(ready, a, 10000));
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE object = 'cancelled'"), 0);
+    assert_int_equal(verify_chain("t-cancel"), 2);
+    gw_audit_free(a);
+}
+
+/* Nobody may change or remove a record, not even the owner: the trigger refuses it. */
+static void test_append_only(void **state)
+{
+    PGresult *r;
+    (void)state;
+    if (!pg_ok)
+        skip();
+    assert_true(scalar("SELECT count(*) FROM audit_record") > 0);
+    r = PQexec(check, "UPDATE audit_record SET actor = 'someone else'");
+    assert_true(PQresultStatus(r) == PGRES_FATAL_ERROR);
+    assert_non_null(strstr(PQresultErrorMessage(r), "append-only"));
+    PQclear(r);
+    r = PQexec(check, "DELETE FROM audit_record");
+    assert_true(PQresultStatus(r) == PGRES_FATAL_ERROR);
+    PQclear(r);
+    r = PQexec(check, "TRUNCATE audit_record CASCADE");
+    assert_true(PQresultStatus(r) == PGRES_FATAL_ERROR);
+    PQclear(r);
+    r = PQexec(check, "DELETE FROM audit_checkpoint");
+    assert_true(PQresultStatus(r) == PGRES_FATAL_ERROR);
+    PQclear(r);
+    exec_ok("SELECT 1");
+}
+
+static int group_setup(void **state)
+{
+    struct timeval tv = {0, 10000};
+
+    (void)state;
+    base = event_base_new();
+    tick = event_new(base, -1, EV_PERSIST, pgh_on_tick, NULL);
+    event_add(tick, &tv);
+    gw_log_level = GW_LOG_OFF;
+    if (!pgh_available())
+        return 0;
+    if (pgh_init_migrated(&pg, "test_audit_db", &check, &pg_ok) != 0)
+        return -1;
+    pgh_db_config(&pg, &cfg, 200);
+    db = gw_db_new(base, &cfg);
+    if (db == NULL || gw_db_start(db) != 0)
+        return -1;
+    if (!run_until(db_is_ready, db, 10000))
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    if (check != NULL)
+        PQfinish(check);
+    if (pg_ok)
+        pgh_destroy(&pg);
+    gw_db_free(db);
+    event_free(tick);
+    event_base_free(base);
+    return 0;
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_chain_written),
+        cmocka_unit_test(test_failing_entry_fails_alone),
+        cmocka_unit_test(test_head_recovered),
+        cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_shared_chain_never_forks),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_append_only),
+    };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
