@@ -3,7 +3,8 @@
  * to_time), in ExportAuditChunk messages of at most CHUNK bytes, the last one carrying the
  * SHA-256 of the whole bundle. The bundle is the one `waygatectl audit export` writes (same
  * writer, same spans), sealed with the keyring's audit key.
- * Invariants: the trail is read one batch at a time (store/audit_scan.h) and the next batch is
+ * Invariants: the export is an audit record (audit.export) committed before any byte of the
+ * bundle is read or sent (fail closed: no record, no bundle); the trail is read one batch at a time (store/audit_scan.h) and the next batch is
  * asked for only once the stream has taken what the last one produced, so memory per call is
  * one batch whatever the range and the client's reading speed; the writer and the scan are
  * freed on every path (finish, failure, cancel). */
@@ -16,6 +17,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "app.h"
+#include "audit.h"
 #include "audit_bundle.h"
 #include "audit_scan.h"
 #include "keyring.h"
@@ -27,6 +29,7 @@
 struct export
 {
     struct gw_call *call;
+    struct gw_audit_req *rec; /* the audit.export record being written */
     struct gw_audit_scan *scan;
     struct gw_bundle_writer *w;
     const uint8_t *seed; /* the keyring's audit seed (the keyring outlives the call) */
@@ -39,6 +42,9 @@ struct export
 
 static void release(struct export *e)
 {
+    if (e->rec)
+        gw_audit_cancel(e->rec);
+    e->rec = NULL;
     gw_audit_scan_free(e->scan);
     gw_bundle_writer_free(e->w);
     gw_free(e->buf);
@@ -181,6 +187,41 @@ static void step_done_cb(void *arg, int err, bool finished)
 
 static const struct gw_audit_scan_ops scan_ops = {key_cb, row_cb, ckpt_cb, step_done_cb};
 
+/* The export is recorded (audit.export, Art. 33) before any of the bundle leaves: fail closed. */
+static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct export *e = arg;
+    (void)seq;
+    (void)res;
+    e->rec = NULL;
+    if (err != 0) { /* not recorded: nothing is sent */
+        gw_call_set_cancel(e->call, NULL, NULL);
+        release(e);
+        gw_call_fail(e->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        return;
+    }
+    err = gw_audit_scan_step(e->scan);
+    if (err != 0)
+        end(e, err);
+}
+
+static int record_export(struct export *e, const struct gw_principal *p, int64_t from, int64_t to)
+{
+    char object[64];
+    snprintf(object, sizeof object, "%lld..%lld", (long long)from, (long long)to);
+    struct gw_audit_rec r = {.actor = p->name,
+                             .role = p->role[0] ? p->role : NULL,
+                             .peer = p->peer[0] ? p->peer : NULL,
+                             .cert = p->cert[0] ? p->cert : NULL,
+                             .branch = p->branch[0] ? p->branch : NULL,
+                             .action = "audit.export",
+                             .object = object,
+                             .count = -1,
+                             .outcome = "ok",
+                             .detail = "time range in seconds since the epoch, [from, to)"};
+    return gw_audit_write(gw_call_app(e->call)->audit, NULL, 0, &r, 1, recorded_cb, e, &e->rec);
+}
+
 static int64_t now_s(void)
 {
     return (int64_t)time(NULL);
@@ -195,7 +236,7 @@ void gw_api_compliance_export_audit(struct gw_call *call, const uint8_t *req, si
     int64_t to;
     int rc;
 
-    if (!app || !app->db || !app->keys) {
+    if (!app || !app->db || !app->keys || !app->audit) {
         gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
         return;
     }
@@ -230,7 +271,7 @@ void gw_api_compliance_export_audit(struct gw_call *call, const uint8_t *req, si
     if (rc == 0)
         rc = gw_audit_scan_new(app->db, h.from_us, h.to_us, BATCH, &scan_ops, e, &e->scan);
     if (rc == 0)
-        rc = gw_audit_scan_step(e->scan);
+        rc = record_export(e, p, in->from_time, to);
     if (rc != 0) {
         release(e);
         gw_call_fail(call, rc, NULL, rc == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);

@@ -2,7 +2,8 @@
  * `audit export` (a sealed bundle of a time range, docs/audit-bundle-format.md) and `audit verify
  * FILE` (a bundle, offline). The live check writes an unsealed bundle of every chain straight into
  * the bundle verifier, so the live chain and a bundle are checked by the same rules. Nothing here
- * changes the trail; an export is itself recorded (audit.export) once written. */
+ * changes the trail; an export is itself recorded (admin_log and audit.export on chain 'ctl')
+ * before its file gets its name, and a file that could not be recorded is removed. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -248,6 +249,33 @@ static int file_sink_cb(void *arg, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* Records the export (admin_log and the audit record audit.export on chain 'ctl', one
+ * transaction) before the bundle gets its name: a bundle that was not recorded is removed. */
+static int record_export(struct gw_admin *a, const struct audit_opts *o, uint64_t records,
+                         const uint8_t digest[GW_AUDIT_HASH_LEN])
+{
+    struct ctl_admin c = {.actor = ctl_admin_actor(o->actor), .a = a};
+    char object[64], detail[128];
+    int n, rc;
+    snprintf(c.cmd, sizeof c.cmd, "audit export");
+    snprintf(c.action, sizeof c.action, "audit.export");
+    snprintf(object, sizeof object, "%lld..%lld", (long long)(o->from_us / 1000000),
+             (long long)(o->to_us / 1000000));
+    n = snprintf(detail, sizeof detail, "records=%llu sha256=", (unsigned long long)records);
+    for (size_t i = 0; i < GW_AUDIT_HASH_LEN && n > 0 && (size_t)n + 3 <= sizeof detail; i++)
+        n += snprintf(detail + n, sizeof detail - (size_t)n, "%02x", digest[i]);
+    rc = ctl_admin_begin(&c);
+    if (rc == 0)
+        rc = ctl_admin_log(&c, object, "ok", detail);
+    if (rc == 0)
+        rc = ctl_admin_commit(&c);
+    if (rc != 0) {
+        ctl_admin_rollback(&c);
+        fprintf(stderr, ME " export: the export could not be recorded, so no bundle was kept\n");
+    }
+    return rc;
+}
+
 static int export_bundle(const struct audit_opts *o)
 {
     struct gw_bundle_verify_opts vo = {0};
@@ -303,11 +331,15 @@ static int export_bundle(const struct audit_opts *o)
     }
     fclose(s.f);
     s.f = NULL;
+    gw_bundle_writer_digest(w, digest);
+    if (record_export(a, o, gw_bundle_writer_records(w), digest) != 0) {
+        remove(tmp);
+        goto out;
+    }
     if (rename(tmp, o->out) != 0) {
         fprintf(stderr, ME " export: %s: %s\n", o->out, strerror(errno));
         goto out;
     }
-    gw_bundle_writer_digest(w, digest);
     printf("wrote %s: %" PRIu64 " records, sha256 ", o->out, gw_bundle_writer_records(w));
     for (size_t i = 0; i < sizeof digest; i++)
         printf("%02x", digest[i]);
@@ -427,6 +459,9 @@ int gw_ctl_audit(int argc, char **argv)
             fprintf(stderr, ME " export: no keyring: give --keyring PATH or set WAYGATE_KEYRING\n");
             return GW_CTL_USAGE;
         }
+        /* the record of the export is covered by a checkpoint signed with the same keyring */
+        if (setenv("WAYGATE_KEYRING", o.keyring, 0) != 0)
+            return GW_CTL_FAIL;
         return export_bundle(&o);
     }
     fprintf(stderr, ME ": unknown action '%s' (verify, export)\n", verb);

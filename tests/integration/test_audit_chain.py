@@ -167,11 +167,22 @@ def test_good_trail_verifies_live_and_as_a_bundle(stack, db, tmp_path):
     assert any(r["confidential"] == b"1" for r in recs)
 
 
-def test_export_digest_is_the_files(stack, db, tmp_path):
+def test_export_digest_is_the_files_and_the_export_is_recorded(stack, db, tmp_path):
     path = str(tmp_path / "d.bundle")
     r = export(stack, db, path)
     with open(path, "rb") as f:
-        assert ("sha256 " + hashlib.sha256(f.read()).hexdigest()) in r.stdout, r.stdout
+        digest = hashlib.sha256(f.read()).hexdigest()
+    assert ("sha256 " + digest) in r.stdout, r.stdout
+    # the export is an audit record on chain ctl (and an admin_log row), naming range and digest
+    last = stack.psql("SELECT seq, action, object, detail FROM audit_record WHERE chain = 'ctl' "
+                      "ORDER BY seq DESC LIMIT 1", uri=su(stack, db))
+    assert last == ["6|audit.export|0..%s|records=32 sha256=%s" % (FAR, digest)], last
+    assert stack.psql("SELECT count(*) FROM admin_log WHERE action = 'audit.export'",
+                      uri=su(stack, db)) == ["1"]
+    # appended to the chain properly, and covered by a checkpoint signed with the keyring
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 chains, 33 records, 5 checkpoints" in r.stdout, r.stdout
 
 
 def test_range_bundle_is_anchored_by_the_checkpoints_around_it(stack, db, tmp_path):
@@ -424,6 +435,35 @@ def test_export_audit_of_many_batches_and_chunks(stack, grpc_chains, tmp_path):
     del items[audit_lib.index_of(items, b"R", 1234)]
     assert_both_fail(stack, write(tmp_path, items), "chain grpc2",
                      "seq 1234 expected after seq 1233")
+
+
+def test_export_audit_is_recorded_before_anything_is_sent(stack, grpc_chains):
+    """audit.export on the gateway's chain, with who and the range; with the gateway unable to
+    write audit records, the export fails and sends nothing (fail closed)."""
+    frm = T0_GRPC // 1_000_000
+    export_grpc(stack, frm, frm + 7)
+    rows = stack.psql("SELECT actor || '|' || coalesce(role, '') || '|' || object FROM "
+                      "audit_record WHERE action = 'audit.export' AND chain <> 'ctl' "
+                      "ORDER BY at_us DESC LIMIT 1")
+    assert rows == ["%s|compliance_auditor|%d..%d" % (stack.account("auditor")[0], frm,
+                                                      frm + 7)], rows
+    cols = ("chain, seq, at_us, actor, role, peer, cert, branch, action, object, count, purpose, "
+            "legal_basis, approval, outcome, detail, confidential, prev_hash, hash")
+    stack.psql("REVOKE INSERT ON audit_record FROM waygate_gateway")
+    try:
+        got = []
+        with pytest.raises(grpc.RpcError) as e:
+            for c in waygate_proto.stream(
+                    stack.channel(stack.account("auditor")[2]), EXPORT,
+                    stack.pb.compliance.ExportAuditRequest(from_time=frm, to_time=frm + 7),
+                    stack.pb.compliance.ExportAuditChunk, timeout=60,
+                    metadata=stack.login("auditor")):
+                got.append(c)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
+        assert "could not be written, so nothing was released" in e.value.details()
+        assert got == []
+    finally:
+        stack.psql("GRANT INSERT (%s) ON audit_record TO waygate_gateway" % cols)
 
 
 def test_export_audit_refuses_a_reversed_range(stack):
