@@ -4,10 +4,10 @@
  * SHA-256 of the whole bundle. The bundle is the one `waygatectl audit export` writes (same
  * writer, same spans), sealed with the keyring's audit key.
  * Invariants: the export is an audit record (audit.export) committed before any byte of the
- * bundle is read or sent (fail closed: no record, no bundle); the trail is read one batch at a time (store/audit_scan.h) and the next batch is
- * asked for only once the stream has taken what the last one produced, so memory per call is
- * one batch whatever the range and the client's reading speed; the writer and the scan are
- * freed on every path (finish, failure, cancel). */
+ * bundle is read or sent (fail closed: no record, no bundle); the trail is read one batch at a time
+ * (store/audit_scan.h) and the next batch is asked for only once the stream has taken what the last
+ * one produced, so memory per call is one batch whatever the range and the client's reading speed;
+ * the writer and the scan are freed on every path (finish, failure, cancel). */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>

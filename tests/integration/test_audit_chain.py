@@ -491,3 +491,23 @@ def test_both_verifiers_refuse_every_flipped_byte_in_the_same_words(stack, db, t
         c, p = verify_file(stack, bad)
         assert c.returncode == 1 and p.returncode == 1, (pos, c.stdout, p.stdout)
         assert c.stdout.strip() == p.stdout.strip(), (pos, c.stdout, p.stdout)
+
+
+def test_the_trail_the_gateway_and_the_cli_wrote_verifies(stack, grpc_chains, tmp_path):
+    """The shared database's real trail: the gateway's own chain (store/audit.c: gateway.start
+    and whatever the session did) and the CLI's chain 'ctl' (devstack's commands), checked live
+    and as a bundle by both verifiers, the trail's key pinned."""
+    gw_chains = stack.psql("SELECT DISTINCT chain FROM audit_record WHERE action = "
+                           "'gateway.start'")
+    assert gw_chains, "the gateway wrote no gateway.start record"
+    r = stack.ctl("audit", "verify", "--db", stack.pguri, "--trust-key", grpc_chains.key_id)
+    assert r.returncode == 0, r.stdout + r.stderr
+    path = str(tmp_path / "real.bundle")
+    r = stack.ctl("audit", "export", "--from", "0", "--to", FAR, "--out", path, "--keyring",
+                  stack.env["WAYGATE_KEYRING"], "--db", stack.pguri)
+    assert r.returncode == 0 and "WARNING" not in r.stdout, r.stdout + r.stderr
+    c, p = assert_good(stack, path, "--trust-key", grpc_chains.key_id)
+    with open(path, "rb") as f:
+        items = audit_lib.read_items(f.read())
+    chains = {audit_lib.record_of(p)[0]["chain"].decode() for t, p in items if t == b"R"}
+    assert set(gw_chains) <= chains and "ctl" in chains, chains
