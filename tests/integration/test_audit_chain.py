@@ -511,3 +511,20 @@ def test_the_trail_the_gateway_and_the_cli_wrote_verifies(stack, grpc_chains, tm
         items = audit_lib.read_items(f.read())
     chains = {audit_lib.record_of(p)[0]["chain"].decode() for t, p in items if t == b"R"}
     assert set(gw_chains) <= chains and "ctl" in chains, chains
+
+
+def test_export_audit_cancelled_midway_leaves_the_gateway_well(stack, grpc_chains):
+    """A client that goes away after the first chunk: the export stops (its reads cancelled, its
+    memory freed) and the next export is whole."""
+    frm = (T0_GRPC + 100_000_000) // 1_000_000
+    for _ in range(3):
+        call = waygate_proto.stream(
+            stack.channel(stack.account("auditor")[2]), EXPORT,
+            stack.pb.compliance.ExportAuditRequest(from_time=frm, to_time=frm + 10),
+            stack.pb.compliance.ExportAuditChunk, timeout=60, metadata=stack.login("auditor"))
+        first = next(call)
+        assert first.offset == 0 and not first.last
+        call.cancel()
+    assert stack.health() == "SERVING"
+    data = assemble(export_grpc(stack, frm, frm + 10))
+    assert data.count(b"grpc2") > 2500
