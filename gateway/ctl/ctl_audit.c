@@ -160,7 +160,7 @@ static int verify_live(const struct audit_opts *o)
     struct gw_bundle_writer *w = NULL;
     struct gw_admin *a = NULL;
     char err[512];
-    int rc = ctl_admin_db("audit verify", o->db, &a);
+    int r, rc = ctl_admin_db("audit verify", o->db, &a);
     if (rc != 0)
         return rc;
     rc = GW_CTL_FAIL;
@@ -168,15 +168,17 @@ static int verify_live(const struct audit_opts *o)
         fprintf(stderr, ME " verify: cannot start: %s\n", v ? err : "out of memory");
         goto out;
     }
-    int r = gw_bundle_writer_new(gw_bundle_verify_sink, v, &h, &w);
+    r = gw_bundle_writer_new(gw_bundle_verify_sink, v, &h, &w);
     if (r == 0)
         r = fill(a, w, true, o, NULL);
     if (r == 0)
         r = gw_bundle_finish(w, NULL);
     if (r == 0 || r == GW_EDATALOSS)
         r = gw_bundle_verify_end(v);
-    if (gw_audit_read_end(a, err, sizeof err) != 0 && r == 0)
+    if (gw_audit_read_end(a, err, sizeof err) != 0 && r == 0) {
         fprintf(stderr, ME " verify: %s\n", err);
+        r = GW_EINTERNAL;
+    }
     if (r == GW_EDATALOSS) {
         fprintf(stderr, ME " verify: FAILED: %s\n", gw_bundle_verify_error(v));
         printf("FAILED: %s\n", gw_bundle_verify_error(v));
