@@ -2,9 +2,11 @@
  * 34, 38); IssueSegment and RotateKey answer UNIMPLEMENTED. Login and ChangePassword are in
  * api_login.c, the shared helpers in api_admin_util.c.
  * Invariants: every Admin call that reaches a handler leaves exactly one administrative-record
- * row (in the transaction of its effect when it succeeds, on its own when refused); a
- * separation-of-duties refusal is also an incident; the initial password is hashed on the worker
- * pool and lives in wiped memory only. */
+ * row and one audit record (account.create, account.disable, admin.refused), in the transaction
+ * of its effect when it succeeds, in one of their own when refused; a separation-of-duties
+ * refusal is also an incident; the initial password is hashed on the worker pool and lives in
+ * wiped memory only; the free-text reason of a disabling stays in the account row, out of the
+ * audit record. */
 #include <stdio.h>
 #include <string.h>
 
@@ -49,7 +51,10 @@ static void created_cb(void *arg, int err, enum gw_acct_create_result r, int64_t
         inc.severity = "high";
         inc.kind = "separation_of_duties";
         inc.principal = p->name;
+        inc.role = p->role[0] ? p->role : NULL;
+        inc.cert = p->cert[0] ? p->cert : NULL;
         inc.peer = p->peer;
+        inc.branch = p->branch[0] ? p->branch : NULL;
         inc.detail = detail;
         if (gw_incident_record(a->app->incidents, &inc) != 0)
             GW_LOG(GW_LOG_ERROR, "admin", gw_call_log_ctx(a->call),
@@ -82,6 +87,7 @@ static void create_hashed_cb(void *arg)
     struct adm *a = j->a;
     const struct gw_principal *p = gw_call_principal(a->call);
     struct gw_acct_new n;
+    char detail[96];
     int err;
 
     a->job = NULL;
@@ -98,7 +104,10 @@ static void create_hashed_cb(void *arg)
     n.pw = &j->out;
     n.created_by = p->name;
     gw_admin_fill_log(a, &n.log, "ok", a->role);
-    err = gw_acct_create(a->app->db, &n, created_cb, a, &a->req); /* copies what it needs */
+    snprintf(detail, sizeof(detail), "role=%s%s%s", a->role, a->branch[0] ? " branch=" : "",
+             a->branch);
+    gw_admin_fill_rec(a, &n.rec, "account.create", "ok", detail);
+    err = gw_acct_create(a->app->audit, &n, created_cb, a, &a->req); /* copies what it needs */
     gw_admin_job_free(j);
     if (err != 0) {
         gw_admin_refuse_db(a, err);
@@ -187,6 +196,7 @@ void gw_api_admin_disable_account(struct gw_call *call, const uint8_t *req, size
     const struct gw_principal *p = gw_call_principal(call);
     Waygate__V1__DisableAccountRequest *in;
     struct gw_acct_log l;
+    struct gw_audit_rec r;
     int err;
 
     if (a == NULL)
@@ -212,7 +222,9 @@ void gw_api_admin_disable_account(struct gw_call *call, const uint8_t *req, size
         return;
     }
     gw_admin_fill_log(a, &l, "ok", in->reason);
-    err = gw_acct_disable(a->app->db, a->object, p->name, in->reason, &l, disabled_cb, a, &a->req);
+    gw_admin_fill_rec(a, &r, "account.disable", "ok", "sessions ended; reason in the account row");
+    err = gw_acct_disable(a->app->audit, a->object, p->name, in->reason, &l, &r, disabled_cb, a,
+                          &a->req);
     if (err != 0) {
         gw_admin_refuse_db(a, err);
         return;

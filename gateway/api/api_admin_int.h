@@ -1,5 +1,8 @@
 /* api_admin_int.h: what the Admin handlers share: the per-call state, the password job run on
- * the worker pool, and the helpers that record and refuse (api_admin_util.c). The handlers are
+ * the worker pool, and the helpers that record and refuse (api_admin_util.c). Every Admin call
+ * leaves one administrative-record row (admin_log, action "Login", ...) and one audit record
+ * (audit_record, action "login.ok", "account.create", ...: the vocabulary of the audit chain),
+ * written together. The handlers are
  * api_login.c (Login, ChangePassword) and api_admin.c (CreateAccount, DisableAccount, the
  * methods not built yet). Internal to the api layer. */
 #ifndef GW_API_ADMIN_INT_H
@@ -25,7 +28,8 @@ struct gw_app;
 struct adm {
     struct gw_call *call;
     struct gw_app *app;
-    const char *action;
+    const char *action;       /* admin_log's word: "Login", "CreateAccount", ... */
+    const char *audit_action; /* the audit record's: "login.fail", "account.create", ... */
     struct gw_acct_req *req;
     struct gw_job *job;
     char object[72]; /* the account acted on; "" when none (an unknown Login name is not kept) */
@@ -40,7 +44,7 @@ struct adm {
     const char *pw, *pw2;
     /* ChangePassword */
     uint8_t old_hash[GW_PW_HASH_LEN];
-    /* CreateAccount */
+    /* CreateAccount: the new account's; Login: the account's (when found) */
     char role[32], branch[32], person[PERSON_MAX + 1];
 };
 
@@ -75,8 +79,18 @@ struct adm *gw_admin_new(struct gw_call *call, const char *action);
  * a's object. */
 void gw_admin_fill_log(const struct adm *a, struct gw_acct_log *l, const char *outcome,
                        const char *detail);
-/* Ends the call with f; with record, also writes its administrative-record row (refused or
- * error). */
+/* The audit record of this call, as gw_admin_fill_log's row: actor, role, cert, peer and branch
+ * of the caller, a's object, the given action and outcome ("ok", "refused", "failed"). */
+void gw_admin_fill_rec(const struct adm *a, struct gw_audit_rec *r, const char *action,
+                       const char *outcome, const char *detail);
+/* Writes an Admin call's refusal: its admin_log row l (outcome "refused" or "error") and its
+ * audit record (action, or "admin.refused" when NULL, with l's method as object; outcome
+ * "refused" or "failed"), in one transaction of their own. branch: the caller's, or NULL. Fire
+ * and forget: a failure is logged. For the refusals of the identity and policy step too. */
+void gw_admin_record_refusal(struct gw_app *app, const struct gw_acct_log *l, const char *action,
+                             const char *branch);
+/* Ends the call with f; with record, also writes its administrative-record row and audit record
+ * (refused or error). */
 void gw_admin_finish_fault(struct adm *a, const struct gw_fault *f, bool record);
 void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rule,
                      unsigned long limit);

@@ -1,7 +1,7 @@
 /* api_admin_util.c: the Admin handlers' shared helpers (api_admin_int.h): per-call state in the
  * call's arena, password jobs on the worker pool, and refusals that write their
- * administrative-record row. Invariant: a refusal ends the call after clearing its cancel hook;
- * a job is wiped whenever it is freed. */
+ * administrative-record row and audit record together. Invariant: a refusal ends the call after
+ * clearing its cancel hook; a job is wiped whenever it is freed. */
 #include <stdio.h>
 #include <string.h>
 
@@ -9,6 +9,7 @@
 #include "api.h"
 #include "api_admin_int.h"
 #include "app.h"
+#include "audit.h"
 #include "config.h"
 #include "log.h"
 
@@ -38,6 +39,24 @@ void gw_admin_cancel_cb(void *arg)
     a->job = NULL;
 }
 
+/* The audit action of an Admin method's refusal (and, but for Login, of its success). */
+static const char *audit_action_of(const char *method)
+{
+    static const struct {
+        const char *method, *action;
+    } map[] = {
+        {"Login", "login.fail"},
+        {"ChangePassword", "password.change"},
+        {"CreateAccount", "account.create"},
+        {"DisableAccount", "account.disable"},
+    };
+
+    for (size_t i = 0; i < sizeof(map) / sizeof(map[0]); i++)
+        if (strcmp(method, map[i].method) == 0)
+            return map[i].action;
+    return "admin.refused";
+}
+
 struct adm *gw_admin_new(struct gw_call *call, const char *action)
 {
     struct adm *a = gw_arena_alloc(gw_call_arena(call), sizeof(*a));
@@ -50,6 +69,7 @@ struct adm *gw_admin_new(struct gw_call *call, const char *action)
     a->call = call;
     a->app = gw_call_app(call);
     a->action = action;
+    a->audit_action = audit_action_of(action);
     return a;
 }
 
@@ -70,9 +90,52 @@ void gw_admin_fill_log(const struct adm *a, struct gw_acct_log *l, const char *o
     l->detail = detail;
 }
 
-/* Ends the call with the fault; with record, also writes its administrative-record row. */
+void gw_admin_fill_rec(const struct adm *a, struct gw_audit_rec *r, const char *action,
+                       const char *outcome, const char *detail)
+{
+    const struct gw_principal *p = gw_call_principal(a->call);
+
+    memset(r, 0, sizeof(*r));
+    r->actor = p->name[0] ? p->name : "(unauthenticated)";
+    r->role = p->role[0] ? p->role : NULL;
+    r->cert = p->cert[0] ? p->cert : NULL;
+    r->peer = p->peer[0] ? p->peer : NULL;
+    r->branch = p->branch[0] ? p->branch : NULL;
+    r->action = action;
+    r->object = a->object[0] ? a->object : NULL;
+    r->count = -1;
+    r->outcome = outcome;
+    r->detail = detail;
+}
+
+void gw_admin_record_refusal(struct gw_app *app, const struct gw_acct_log *l, const char *action,
+                             const char *branch)
+{
+    struct gw_audit_rec r;
+
+    memset(&r, 0, sizeof(r));
+    r.actor = l->actor;
+    r.role = l->role;
+    r.cert = l->cert;
+    r.peer = l->peer;
+    r.branch = branch != NULL && branch[0] ? branch : NULL;
+    r.action = action != NULL ? action : "admin.refused";
+    /* admin.refused names the method refused; the other actions name what they act on */
+    r.object = action != NULL ? l->object : l->action;
+    r.count = -1;
+    r.outcome = strcmp(l->outcome, "error") == 0 ? "failed" : "refused";
+    r.detail = l->detail;
+    if (gw_acct_log_write(app->audit, l, &r) != 0)
+        GW_LOG(GW_LOG_ERROR, "admin", NULL,
+               "the administrative-record row and audit record of a refused %s were not queued",
+               l->action);
+}
+
+/* Login refusals are recorded with the reason's class (login.fail), the others with the
+ * refusal's message (field and rule, never a value). */
 void gw_admin_finish_fault(struct adm *a, const struct gw_fault *f, bool record)
 {
+    const struct gw_principal *p = gw_call_principal(a->call);
     struct gw_acct_log l;
     char msg[256];
     bool error = f->code == GW_EUNAVAIL || f->code == GW_EINTERNAL || f->code == GW_ENOMEM ||
@@ -82,9 +145,9 @@ void gw_admin_finish_fault(struct adm *a, const struct gw_fault *f, bool record)
     if (record) {
         gw_fault_format(f, msg, sizeof(msg));
         gw_admin_fill_log(a, &l, error ? "error" : "refused", msg);
-        if (gw_acct_log_write(a->app->db, &l) != 0)
-            GW_LOG(GW_LOG_ERROR, "admin", gw_call_log_ctx(a->call),
-                   "the administrative-record row of %s was not queued", a->action);
+        gw_admin_record_refusal(
+            a->app, &l, strcmp(a->audit_action, "admin.refused") == 0 ? NULL : a->audit_action,
+            p->branch);
     }
     gw_call_finish_fault(a->call, f);
 }

@@ -13,6 +13,7 @@
 #include "account.h"
 #include "accounts.h"
 #include "alloc.h"
+#include "api_admin_int.h"
 #include "app.h"
 #include "config.h"
 #include "log.h"
@@ -332,7 +333,5 @@ void gw_auth_refused(void *ctx, const char *path, const struct gw_peer *peer,
     l.action = path + sizeof(prefix) - 1;
     l.outcome = "refused";
     l.detail = msg;
-    if (gw_acct_log_write(a->app->db, &l) != 0)
-        GW_LOG(GW_LOG_ERROR, "auth", NULL,
-               "the administrative-record row of a refused %s was not queued", l.action);
+    gw_admin_record_refusal(a->app, &l, NULL, p != NULL ? p->branch : NULL); /* admin.refused */
 }

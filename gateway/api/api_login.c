@@ -3,7 +3,11 @@
  * Invariants: Login answers an unknown account, a wrong password, a locked and a disabled account
  * with the same words after the same work (one database read, one scrypt, one database write);
  * passwords and tokens live in wiped memory only (the call's arena, the job's buffers) and never
- * reach a log; each call leaves one administrative-record row. */
+ * reach a log; each call leaves one administrative-record row and one audit record, written in
+ * the transaction of its effect: login.ok with the session, login.fail (detail "credentials"
+ * whatever the cause: unknown, wrong, locked or disabled) with the failure count,
+ * password.change with the new hash; the failure that locks an account is also an incident
+ * (account_locked, Art. 17). */
 #include <stdio.h>
 #include <string.h>
 
@@ -18,6 +22,7 @@
 #include "api_auth.h"
 #include "app.h"
 #include "config.h"
+#include "incident.h"
 #include "log.h"
 
 /* A password to check against the stored hash: present and within GW_PWPOLICY_MAX_BYTES (what
@@ -37,7 +42,66 @@ static bool password_given(struct adm *a, const char *field, const char *pw)
 
 /* --- Login --- */
 
-static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
+/* The class a login.fail record gives for every refusal of the credentials: it does not say
+ * whether the name exists, the password was wrong or the account locked or disabled (the
+ * administrative record keeps the exact cause). */
+#define LOGIN_FAIL_CLASS "credentials"
+
+/* The login's audit record: login.ok names the account as actor, in its role; login.fail the
+ * certificate principal the attempt came over, with the account as object when it exists. */
+static void login_rec(const struct adm *a, bool ok, struct gw_audit_rec *r)
+{
+    const struct gw_principal *p = gw_call_principal(a->call);
+
+    if (!ok) {
+        gw_admin_fill_rec(a, r, "login.fail", "refused", LOGIN_FAIL_CLASS);
+        return;
+    }
+    gw_admin_fill_rec(a, r, "login.ok", "ok", a->must_change ? "password must change" : NULL);
+    r->actor = a->name;
+    r->role = a->role[0] ? a->role : NULL;
+    r->cert = p->cert[0] ? p->cert : p->name[0] ? p->name : NULL;
+    r->branch = a->branch[0] ? a->branch : NULL;
+}
+
+static void record_raced_login(struct adm *a)
+{
+    struct gw_acct_log l;
+    struct gw_audit_rec r;
+
+    gw_admin_fill_log(a, &l, "refused", "account disabled or locked during the login");
+    login_rec(a, false, &r);
+    if (gw_acct_log_write(a->app->audit, &l, &r) != 0)
+        GW_LOG(GW_LOG_ERROR, "admin", gw_call_log_ctx(a->call),
+               "the record of a refused login was not queued");
+}
+
+/* Repeated authentication failures (Art. 17): the failure that locks an account is an incident,
+ * once per lock, naming the account and the certificate the attempts came over. */
+static void record_lockout(struct adm *a)
+{
+    const struct gw_principal *p = gw_call_principal(a->call);
+    struct gw_incident inc;
+    char detail[160];
+
+    snprintf(detail, sizeof(detail),
+             "account %s locked for %u minutes after %u consecutive failed logins (Art. 35)",
+             a->object, a->app->cfg->lockout_minutes, a->app->cfg->lockout_failures);
+    memset(&inc, 0, sizeof(inc));
+    inc.severity = "medium";
+    inc.kind = "account_locked";
+    inc.principal = p->name[0] ? p->name : NULL;
+    inc.role = p->role[0] ? p->role : NULL;
+    inc.cert = p->cert[0] ? p->cert : NULL;
+    inc.peer = p->peer[0] ? p->peer : NULL;
+    inc.branch = p->branch[0] ? p->branch : NULL;
+    inc.detail = detail;
+    if (gw_incident_record(a->app->incidents, &inc) != 0)
+        GW_LOG(GW_LOG_ERROR, "admin", gw_call_log_ctx(a->call),
+               "the incident of a locked account was not recorded");
+}
+
+static void login_done_cb(void *arg, int err, bool created, int64_t expires_at, bool locked)
 {
     struct adm *a = arg;
     Waygate__V1__LoginResponse resp = WAYGATE__V1__LOGIN_RESPONSE__INIT;
@@ -48,6 +112,13 @@ static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
     if (err != 0) {
         gw_admin_refuse_db(a, err);
         return;
+    }
+    if (locked)
+        record_lockout(a);
+    if (a->ok && !created) {
+        /* Disabled or locked meanwhile: nothing of the login committed, its refusal is recorded
+         * now. */
+        record_raced_login(a);
     }
     if (!a->ok || !created) {
         /* The row was written with the outcome; the words are the same for every cause. */
@@ -133,7 +204,8 @@ static void login_verified_cb(void *arg)
     o.lockout_failures = cfg->lockout_failures;
     o.lockout_minutes = cfg->lockout_minutes;
     gw_admin_fill_log(a, &o.log, a->ok ? "ok" : "refused", why);
-    err = gw_acct_login_finish(a->app->db, &o, login_done_cb, a, &a->req);
+    login_rec(a, a->ok, &o.rec);
+    err = gw_acct_login_finish(a->app->audit, &o, login_done_cb, a, &a->req);
     if (err != 0) {
         gw_admin_refuse_db(a, err);
         return;
@@ -169,6 +241,8 @@ static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
         a->locked = l->locked;
         a->disabled = l->disabled;
         a->must_change = l->must_change;
+        snprintf(a->role, sizeof(a->role), "%s", l->role);
+        snprintf(a->branch, sizeof(a->branch), "%s", l->branch);
         memcpy(j->cur.hash, l->hash, sizeof(j->cur.hash));
         memcpy(j->cur.salt, l->salt, sizeof(j->cur.salt));
         snprintf(j->cur.params, sizeof(j->cur.params), "%s", l->params);
@@ -298,7 +372,8 @@ static void change_hashed_cb(void *arg)
     c.new_pw = &j->out;
     c.keep_token_hash = keep;
     gw_admin_fill_log(a, &c.log, "ok", "other sessions of the account ended");
-    err = gw_acct_pw_write(a->app->db, &c, changed_cb, a, &a->req); /* copies what it needs */
+    gw_admin_fill_rec(a, &c.rec, "password.change", "ok", "other sessions of the account ended");
+    err = gw_acct_pw_write(a->app->audit, &c, changed_cb, a, &a->req); /* copies what it needs */
     gw_admin_job_free(j);
     if (err != 0) {
         gw_admin_refuse_db(a, err);

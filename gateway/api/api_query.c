@@ -119,9 +119,20 @@ static char *arena_str(struct gw_arena *a, const char *s)
 int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row,
                        const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
 {
+    const char *role = gw_call_principal(call)->role;
+    enum gw_view_mode modes[GW_COL_COUNT];
+
+    for (size_t c = 0; c < GW_COL_COUNT; c++)
+        modes[c] = gw_policy_view(gw_call_policy(call), role, (enum gw_col)c);
+    return gw_api_render_modes(call, row, clear, modes, view);
+}
+
+int gw_api_render_modes(struct gw_call *call, const struct gw_sealed_waybill *row,
+                        const struct gw_str clear[GW_COL_COUNT],
+                        const enum gw_view_mode modes[GW_COL_COUNT], Waygate__V1__WaybillView *view)
+{
     struct gw_arena *a = gw_call_arena(call);
     struct gw_app *app = gw_call_app(call);
-    const char *role = gw_call_principal(call)->role;
     Waygate__V1__Waybill *w;
     Waygate__V1__Party *s, *r;
     size_t c, nred = 0, len;
@@ -152,7 +163,7 @@ int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row
     w->security_level = (Waygate__V1__SecurityLevel)row->security_level;
 
     for (c = 0; c < GW_COL_COUNT; c++) {
-        enum gw_view_mode mode = gw_policy_view(gw_call_policy(call), role, (enum gw_col)c);
+        enum gw_view_mode mode = modes[c];
         dst = slot(w, (enum gw_col)c);
         if (mode != GW_VIEW_CLEAR && clear[c].n > 0)
             view->redacted_fields[nred++] = (char *)gw_col_field[c];

@@ -12,6 +12,7 @@
 #include "call.h"
 #include "record.h"
 #include "store.h"
+#include "view.h"
 #include "waybill.h"
 
 struct gw_app;
@@ -30,6 +31,12 @@ bool gw_api_in_scope(struct gw_call *call, const struct gw_store_row *row);
 int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row,
                        const struct gw_str clear[GW_COL_COUNT],
                        Waygate__V1__WaybillView *view) GW_MUST_CHECK;
+
+/* The same with each column's mode given (a lawful read's clear fields, Art. 16). */
+int gw_api_render_modes(struct gw_call *call, const struct gw_sealed_waybill *row,
+                        const struct gw_str clear[GW_COL_COUNT],
+                        const enum gw_view_mode modes[GW_COL_COUNT],
+                        Waygate__V1__WaybillView *view) GW_MUST_CHECK;
 
 /* Opens row into clear (call's arena) and checks it: 0, or GW_EDATALOSS / GW_EPRECOND after the
  * incident was logged and recorded (the caller answers), or another gw_err. number/number_len:

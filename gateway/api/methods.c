@@ -11,7 +11,7 @@ static const struct gw_method methods[] = {
     {"/waygate.v1.WaybillIntake/SubmitBatch", gw_api_intake_submit_batch, false},
     {"/waygate.v1.WaybillIntake/RecordScan", NULL, false},
 
-    {"/waygate.v1.WaybillQuery/Get", gw_api_query_get, false},
+    {"/waygate.v1.WaybillQuery/Get", gw_api_get, false},
     {"/waygate.v1.WaybillQuery/Search", gw_api_query_search, true},
     {"/waygate.v1.WaybillQuery/Reveal", gw_api_query_reveal, false},
 
@@ -19,9 +19,9 @@ static const struct gw_method methods[] = {
     {"/waygate.v1.Compliance/ApproveBulk", NULL, false},
     {"/waygate.v1.Compliance/RunBulk", NULL, true},
     {"/waygate.v1.Compliance/ExportAudit", gw_api_compliance_export_audit, true},
-    {"/waygate.v1.Compliance/Report", NULL, false},
-    {"/waygate.v1.Compliance/RequestLawfulAccess", NULL, false},
-    {"/waygate.v1.Compliance/DecideLawfulAccess", NULL, false},
+    {"/waygate.v1.Compliance/Report", gw_api_compliance_report, false},
+    {"/waygate.v1.Compliance/RequestLawfulAccess", gw_api_lawful_request, false},
+    {"/waygate.v1.Compliance/DecideLawfulAccess", gw_api_lawful_decide, false},
 
     {"/waygate.v1.Admin/Login", gw_api_admin_login, false},
     {"/waygate.v1.Admin/ChangePassword", gw_api_admin_change_password, false},

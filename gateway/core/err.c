@@ -142,6 +142,21 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_ADMIN_CERT_NEEDS_TOKEN] = "a certificate registered for administration acts only "
                                        "through an account's token: call Admin/Login first "
                                        "(Art. 31)",
+    /* lawful access and the monthly report */
+    [GW_RULE_LAWFUL_ACCOUNT] = "acts only through a person's account token (Art. 16)",
+    [GW_RULE_LAWFUL_TOO_MANY] = "names too many waybills (at most %)",
+    [GW_RULE_LAWFUL_NOT_GRANTED] =
+        "is not named by an approved, unexpired lawful-access case of the caller (Art. 16)",
+    [GW_RULE_CASE_ID] = "must be a case id (UUID)",
+    [GW_RULE_CASE_UNKNOWN] = "no such lawful-access case",
+    [GW_RULE_CASE_DECIDED] = "the case was already decided",
+    [GW_RULE_CASE_SELF] =
+        "the requester may not decide their own case (a second person decides, Art. 16)",
+    [GW_RULE_CASE_EXPIRED] = "the case was not decided in time and has expired",
+    [GW_RULE_NOT_FUTURE] = "must be in the future",
+    [GW_RULE_MONTH_FORMAT] = "must be a month YYYY-MM (UTC+08:00)",
+    [GW_RULE_NOT_RECORDED] =
+        "the action and its audit record could not be written, so nothing was done",
     [GW_RULE_AUDIT_RANGE] = "must make a range: 0 <= from_time < to_time, in seconds since the "
                             "epoch (to_time 0: now)",
 };

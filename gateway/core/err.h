@@ -175,6 +175,18 @@ enum gw_rule {
     GW_RULE_LOOKUPS_THROTTLED, /* (bound) */
     GW_RULE_ACCESS_NOT_RECORDED,
     GW_RULE_ADMIN_CERT_NEEDS_TOKEN,
+    /* lawful access and the monthly report (Art. 16, 17) */
+    GW_RULE_LAWFUL_ACCOUNT,
+    GW_RULE_LAWFUL_TOO_MANY, /* (bound) */
+    GW_RULE_LAWFUL_NOT_GRANTED,
+    GW_RULE_CASE_ID,
+    GW_RULE_CASE_UNKNOWN,
+    GW_RULE_CASE_DECIDED,
+    GW_RULE_CASE_SELF,
+    GW_RULE_CASE_EXPIRED,
+    GW_RULE_NOT_FUTURE,
+    GW_RULE_MONTH_FORMAT,
+    GW_RULE_NOT_RECORDED,
     /* audit bundles (Art. 33) */
     GW_RULE_AUDIT_RANGE,
     GW_RULE_COUNT

@@ -37,5 +37,10 @@ int gw_ctl_accounts(int argc, char **argv);
 
 /* waygatectl audit verify|export: the audit chains and audit bundles (Art. 33). */
 int gw_ctl_audit(int argc, char **argv);
+/* waygatectl report monthly: the monthly regulator report, JSON or CSV (Art. 17, 26, 37). */
+int gw_ctl_report(int argc, char **argv);
+
+/* waygatectl incidents list: the security incidents recorded (Art. 17). */
+int gw_ctl_incidents(int argc, char **argv);
 
 #endif

@@ -28,8 +28,11 @@ _Static_assert(sizeof(gw_policy_roles) / sizeof(gw_policy_roles[0]) == GW_POLICY
 
 static const char *const couriers[] = {"courier", NULL};
 /* Get: the courier looks a waybill up by number to deliver it, the clerk its branch's
- * waybills, customer service within its scope (docs/roles.md). */
-static const char *const readers[] = {"courier", "branch_clerk", "customer_service", NULL};
+ * waybills, customer service within its scope (docs/roles.md). It also serves lawful_access: the
+ * records of its approved, unexpired cases in clear, and nothing else (api_lawful_read.c; the
+ * database shows it no other row, Art. 16). */
+static const char *const getters[] = {"courier", "branch_clerk", "customer_service",
+                                      "lawful_access", NULL};
 static const char *const searchers[] = {"branch_clerk", "customer_service", NULL};
 static const char *const revealers[] = {"courier", "branch_clerk", "customer_service", NULL};
 static const char *const bulk[] = {"security_admin", "compliance_auditor", NULL};
@@ -51,7 +54,7 @@ static const struct gw_policy_method builtin[] = {
     ROLES("/waygate.v1.WaybillIntake/SubmitBatch", couriers),
     ROLES("/waygate.v1.WaybillIntake/RecordScan", couriers),
 
-    ROLES("/waygate.v1.WaybillQuery/Get", readers),
+    ROLES("/waygate.v1.WaybillQuery/Get", getters),
     ROLES("/waygate.v1.WaybillQuery/Search", searchers),
     ROLES("/waygate.v1.WaybillQuery/Reveal", revealers),
 

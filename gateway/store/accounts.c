@@ -1,49 +1,24 @@
 /* accounts.c: the SQL of principals, accounts, sessions and the administrative record
- * (accounts.h). Results are read as text (bytea in hex); binary values go in as binary
- * parameters. Invariants: a request struct is freed exactly once, after its callback or at
- * cancel; a statement whose effect depends on an earlier one in the same request says so in its
- * WHERE clause, so that one round trip never commits half an outcome. */
+ * (accounts.h); reads go to the pool, every write through the audit writer with its record. Results
+ * are read as text (bytea in hex); binary values go in as binary parameters. Invariants: a request
+ * struct is freed exactly once, after its callback or at cancel; a statement whose effect depends
+ * on an earlier one in the same request says so in its WHERE clause, and where the audit record
+ * depends on it a guard fails the whole transaction, so that one round trip never commits half an
+ * outcome nor a record of what did not happen. */
 #include "accounts.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "accounts_int.h"
 #include "alloc.h"
+#include "audit.h"
 #include "db.h"
 #include "log.h"
 #include "pq_msg.h"
 
 #define ADMIN3 "('system_admin', 'security_admin', 'compliance_auditor')"
-
-enum kind {
-    K_IDENTIFY,
-    K_LOGIN,
-    K_LOGIN_DONE,
-    K_PW,
-    K_CHANGED,
-    K_CREATE,
-    K_DISABLE,
-    K_SWEEP,
-    K_LOG
-};
-
-struct gw_acct_req {
-    struct gw_db_req *dbreq;
-    enum kind kind;
-    union {
-        gw_acct_identify_cb identify;
-        gw_acct_login_cb login;
-        gw_acct_login_done_cb login_done;
-        gw_acct_pw_cb pw;
-        gw_acct_changed_cb changed;
-        gw_acct_create_cb create;
-        gw_acct_disabled_cb disabled;
-        gw_acct_swept_cb swept;
-    } cb;
-    void *arg;
-    int cert_stmt, sess_stmt; /* identify: statement indexes, -1 when not asked */
-};
 
 /* --- statements --- */
 
@@ -81,18 +56,18 @@ static const char *const session_insert_sql =
     "$6::boolean FROM account WHERE id = $2::bigint AND disabled_at IS NULL AND "
     "NOT coalesce(locked_until > now(), false) RETURNING extract(epoch FROM expires_at)::bigint";
 
-/* the login's log row says whether the session was in fact created */
-static const char *const login_ok_log_sql =
-    "INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
-    "SELECT $1, $2, $3, $4, $5, $6, $7, CASE WHEN EXISTS (SELECT 1 FROM session WHERE "
-    "token_hash = $10::bytea) THEN $8 ELSE 'refused' END, $9";
+/* Guards: "SELECT 1 / <count or condition>" fails with division_by_zero (22012) when what the
+ * entry's record says did not happen, so that nothing of the entry commits. */
+static const char *const session_guard_sql =
+    "SELECT 1 / count(*) FROM session WHERE token_hash = $1::bytea";
 
 static const char *const login_fail_sql =
     "UPDATE account SET failed_count = CASE WHEN locked_until IS NULL THEN failed_count + 1 "
     "WHEN locked_until <= now() THEN 1 ELSE failed_count END, locked_until = CASE WHEN "
     "locked_until > now() THEN locked_until WHEN (CASE WHEN locked_until IS NULL THEN "
     "failed_count + 1 ELSE 1 END) >= $2::int THEN now() + make_interval(mins => $3::int) "
-    "ELSE NULL END WHERE name = $1 AND disabled_at IS NULL";
+    "ELSE NULL END WHERE name = $1 AND disabled_at IS NULL "
+    "RETURNING locked_until = now() + make_interval(mins => $3::int)"; /* locked by this one */
 
 static const char *const pw_cur_sql =
     "SELECT pw_hash, pw_salt, pw_params FROM account WHERE id = $1::bigint AND "
@@ -122,58 +97,45 @@ static const char *const pw_sessions_sql =
     "DELETE FROM session WHERE account_id = $1::bigint AND token_hash <> $2::bytea AND EXISTS "
     "(SELECT 1 FROM account WHERE id = $1::bigint AND pw_set_at = now())";
 
-static const char *const pw_log_sql =
-    "INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
-    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM account WHERE "
-    "id = $10::bigint AND pw_set_at = now())";
+/* only when this transaction changed the password (pw_set_at is then its now()) */
+static const char *const pw_guard_sql =
+    "SELECT 1 / count(*) FROM account WHERE id = $1::bigint AND pw_set_at = now()";
 
-static const char *const create_check_sql =
-    "SELECT EXISTS (SELECT 1 FROM account WHERE name = $1::text), $2::text IN " ADMIN3
-    " AND EXISTS (SELECT 1 FROM account WHERE person = $3::text AND role IN " ADMIN3 ")";
+static const char *const create_name_guard_sql =
+    "SELECT 1 / (NOT EXISTS (SELECT 1 FROM account WHERE name = $1::text))::int";
+
+/* separation of duties (三员, Art. 34): one person, at most one administrator role */
+static const char *const create_sod_guard_sql =
+    "SELECT 1 / (NOT ($1::text IN " ADMIN3 " AND EXISTS (SELECT 1 FROM account WHERE "
+    "person = $2::text AND role IN " ADMIN3 ")))::int";
 
 static const char *const create_sql =
-    "WITH c AS (INSERT INTO account (name, person, role, branch, pw_hash, pw_salt, pw_params, "
-    "must_change, created_by) SELECT $1::text, $2::text, $3::text, $4::text, $5::bytea, "
-    "$6::bytea, $7::text, true, $8::text WHERE NOT EXISTS (SELECT 1 FROM account WHERE "
-    "name = $1::text) AND NOT ($3::text IN " ADMIN3 " AND EXISTS (SELECT 1 FROM account WHERE "
-    "person = $2::text AND role IN " ADMIN3 ")) RETURNING created_at), "
-    "l AS (INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
-    "SELECT $9::text, $10::text, $11::text, $12::text, $13::text, $14::text, $15::text, "
-    "$16::text, $17::text FROM c) SELECT extract(epoch FROM created_at)::bigint FROM c";
+    "INSERT INTO account (name, person, role, branch, pw_hash, pw_salt, pw_params, must_change, "
+    "created_by) VALUES ($1::text, $2::text, $3::text, $4::text, $5::bytea, $6::bytea, $7::text, "
+    "true, $8::text) RETURNING extract(epoch FROM created_at)::bigint";
+
+static const char *const account_guard_sql = "SELECT 1 / count(*) FROM account WHERE name = $1";
 
 static const char *const disable_sql =
     "UPDATE account SET disabled_at = now(), disabled_by = $2, disabled_reason = $3 "
     "WHERE name = $1 AND disabled_at IS NULL";
 
-static const char *const disable_sessions_sql =
+const char *const gw_acct_disable_sessions_sql =
     "DELETE FROM session WHERE account_id IN (SELECT id FROM account WHERE name = $1)";
 
 static const char *const disabled_at_sql =
     "SELECT extract(epoch FROM disabled_at)::bigint FROM account WHERE name = $1";
 
-static const char *const disable_log_sql =
-    "INSERT INTO admin_log (actor, role, cert, peer, via, action, object, outcome, detail) "
-    "SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9 WHERE EXISTS (SELECT 1 FROM account WHERE "
-    "name = $10)";
-
-static const char *const sweep_sql =
-    "WITH d AS (UPDATE account SET disabled_at = now(), disabled_by = 'gateway', "
-    "disabled_reason = $2 WHERE disabled_at IS NULL AND coalesce(last_used_at, created_at) < "
-    "now() - make_interval(days => $1::int) RETURNING id, name), "
-    "s AS (DELETE FROM session WHERE account_id IN (SELECT id FROM d)), "
-    "l AS (INSERT INTO admin_log (actor, via, action, object, outcome, detail) SELECT 'gateway', "
-    "'gateway', 'DisableInactive', name, 'ok', $2 FROM d) SELECT name FROM d ORDER BY name";
-
 /* --- helpers --- */
 
-static struct gw_acct_req *req_new(enum kind k, void *arg)
+struct gw_acct_req *gw_acct_req_new(enum gw_acct_kind k, void *arg)
 {
     struct gw_acct_req *r = gw_calloc(1, sizeof(*r));
 
     if (r != NULL) {
         r->kind = k;
         r->arg = arg;
-        r->cert_stmt = r->sess_stmt = -1;
+        r->cert_stmt = r->sess_stmt = r->guard = -1;
     }
     return r;
 }
@@ -197,7 +159,26 @@ static int start(struct gw_db *db, struct gw_acct_req *r, const struct gw_db_stm
     return 0;
 }
 
-static int fail_err(int err)
+/* Queues an audited write: the entry's statements st[0..n) and its one record. */
+static int start_audit(struct gw_audit *au, struct gw_acct_req *r, const struct gw_db_stmt *st,
+                       int n, const struct gw_audit_rec *rec, gw_audit_done_cb done,
+                       struct gw_acct_req **out)
+{
+    int err;
+
+    if (out != NULL)
+        *out = NULL;
+    err = gw_audit_write(au, st, n, rec, 1, done, r, &r->areq);
+    if (err != 0) {
+        gw_free(r);
+        return err;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+int gw_acct_fail_err(int err)
 {
     return err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL;
 }
@@ -263,12 +244,22 @@ static bool log_ok(const struct gw_acct_log *l)
            l->outcome != NULL;
 }
 
+void gw_acct_req_free(struct gw_acct_req *r)
+{
+    if (r->ext_free != NULL)
+        r->ext_free(r->ext);
+    gw_free(r);
+}
+
 void gw_acct_cancel(struct gw_acct_req *r)
 {
     if (r == NULL)
         return;
-    gw_db_cancel(r->dbreq);
-    gw_free(r);
+    if (r->dbreq != NULL)
+        gw_db_cancel(r->dbreq);
+    if (r->areq != NULL)
+        gw_audit_cancel(r->areq);
+    gw_acct_req_free(r);
 }
 
 /* --- identify --- */
@@ -284,7 +275,7 @@ static void identify_done_cb(void *arg, int err, const struct gw_db_result *res)
 
     r->dbreq = NULL;
     if (err != 0) {
-        r->cb.identify(r->arg, fail_err(err), NULL, NULL);
+        r->cb.identify(r->arg, gw_acct_fail_err(err), NULL, NULL);
         gw_free(r);
         return;
     }
@@ -325,7 +316,7 @@ int gw_acct_identify(struct gw_db *db, const uint8_t *fpr, const uint8_t *token_
 
     if (db == NULL || cb == NULL || (fpr == NULL && token_hash == NULL))
         return GW_EINVAL;
-    r = req_new(K_IDENTIFY, arg);
+    r = gw_acct_req_new(GW_ACCT_K_IDENTIFY, arg);
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.identify = cb;
@@ -358,7 +349,7 @@ static void login_read_done_cb(void *arg, int err, const struct gw_db_result *re
     r->dbreq = NULL;
     memset(&l, 0, sizeof(l));
     if (err != 0) {
-        r->cb.login(r->arg, fail_err(err), NULL);
+        r->cb.login(r->arg, gw_acct_fail_err(err), NULL);
         gw_free(r);
         return;
     }
@@ -395,37 +386,51 @@ int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days
     if (db == NULL || name == NULL || cb == NULL)
         return GW_EINVAL;
     snprintf(days, sizeof(days), "%u", max_age_days);
-    r = req_new(K_LOGIN, arg);
+    r = gw_acct_req_new(GW_ACCT_K_LOGIN, arg);
     if (r != NULL)
         r->cb.login = cb;
     return start(db, r, &st, 1, login_read_done_cb, out);
 }
 
-static void login_done_cb(void *arg, int err, const struct gw_db_result *res)
+bool gw_acct_guard_failed(int err, const struct gw_db_result *res, int guard)
+{
+    return err == GW_EINTERNAL && res != NULL && res->failed_stmt == guard &&
+           res->sqlstate != NULL && strcmp(res->sqlstate, "22012") == 0;
+}
+
+static void login_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct gw_acct_req *r = arg;
     const PGresult *pr;
-    bool created = false;
+    bool created = false, locked = false;
     int64_t exp = 0;
 
-    r->dbreq = NULL;
-    if (err != 0) {
-        r->cb.login_done(r->arg, fail_err(err), false, 0);
+    (void)seq;
+    r->areq = NULL;
+    if (r->guard >= 0 && gw_acct_guard_failed(err, res, r->guard)) {
+        /* disabled or locked meanwhile: no session, no login.ok record */
+        r->cb.login_done(r->arg, 0, false, 0, false);
         gw_free(r);
         return;
     }
-    if (res->nresults == 3) { /* the ok path: update, session, log */
+    if (err != 0) {
+        r->cb.login_done(r->arg, gw_acct_fail_err(err), false, 0, false);
+        gw_free(r);
+        return;
+    }
+    if (r->guard >= 0) { /* the ok path: update, session, guard, log */
         pr = res->results[1];
-        if (PQntuples(pr) == 1) {
+        if (pr != NULL && PQntuples(pr) == 1) {
             created = true;
             exp = get_i64(pr, 0, 0);
         }
-    }
-    r->cb.login_done(r->arg, 0, created, exp);
+    } else if (res->nresults > 0 && (pr = res->results[0]) != NULL && PQntuples(pr) == 1)
+        locked = get_bool(pr, 0, 0); /* the failure path: update, log */
+    r->cb.login_done(r->arg, 0, created, exp, locked);
     gw_free(r);
 }
 
-int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o,
+int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome *o,
                          gw_acct_login_done_cb cb, void *arg, struct gw_acct_req **out)
 {
     char id[24], ttl[16], fails[16], mins[16];
@@ -433,15 +438,15 @@ int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o
     const char *sv[6] = {(const char *)o->token_hash,  id, ttl, o->peer, o->cert,
                          o->limited ? "true" : "false"};
     static const int slens[6] = {GW_ACCT_HASH_LEN, 0, 0, 0, 0, 0}, sfmts[6] = {1, 0, 0, 0, 0, 0};
-    const char *lv[10];
-    static const int llens[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, GW_ACCT_HASH_LEN};
-    static const int lfmts[10] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    static const int glens[1] = {GW_ACCT_HASH_LEN}, gfmts[1] = {1};
+    const char *gv[1] = {(const char *)o->token_hash};
+    const char *lv[9];
     const char *fv[3] = {o->name, fails, mins};
-    struct gw_db_stmt st[3];
+    struct gw_db_stmt st[4];
     struct gw_acct_req *r;
     int n;
 
-    if (db == NULL || o == NULL || cb == NULL || o->name == NULL || !log_ok(&o->log) ||
+    if (au == NULL || o == NULL || cb == NULL || o->name == NULL || !log_ok(&o->log) ||
         (o->ok && o->token_hash == NULL))
         return GW_EINVAL;
     snprintf(id, sizeof(id), "%lld", (long long)o->id);
@@ -449,8 +454,11 @@ int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o
     snprintf(fails, sizeof(fails), "%u", o->lockout_failures);
     snprintf(mins, sizeof(mins), "%u", o->lockout_minutes);
     log_params(&o->log, lv);
-    lv[9] = (const char *)o->token_hash;
     memset(st, 0, sizeof(st));
+    r = gw_acct_req_new(GW_ACCT_K_LOGIN_DONE, arg);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.login_done = cb;
     if (o->ok) {
         st[0] = (struct gw_db_stmt){.sql = login_ok_sql, .nparams = 1, .values = okv};
         st[1] = (struct gw_db_stmt){.sql = session_insert_sql,
@@ -458,21 +466,20 @@ int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o
                                     .values = sv,
                                     .lengths = slens,
                                     .formats = sfmts};
-        st[2] = (struct gw_db_stmt){.sql = login_ok_log_sql,
-                                    .nparams = 10,
-                                    .values = lv,
-                                    .lengths = llens,
-                                    .formats = lfmts};
-        n = 3;
+        st[2] = (struct gw_db_stmt){.sql = session_guard_sql,
+                                    .nparams = 1,
+                                    .values = gv,
+                                    .lengths = glens,
+                                    .formats = gfmts};
+        st[3] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+        r->guard = 2;
+        n = 4;
     } else {
         st[0] = (struct gw_db_stmt){.sql = login_fail_sql, .nparams = 3, .values = fv};
         st[1] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
         n = 2;
     }
-    r = req_new(K_LOGIN_DONE, arg);
-    if (r != NULL)
-        r->cb.login_done = cb;
-    return start(db, r, st, n, login_done_cb, out);
+    return start_audit(au, r, st, n, &o->rec, login_done_cb, out);
 }
 
 /* --- passwords --- */
@@ -487,7 +494,7 @@ static void pw_read_done_cb(void *arg, int err, const struct gw_db_result *res)
 
     r->dbreq = NULL;
     if (err != 0) {
-        r->cb.pw(r->arg, fail_err(err), NULL, NULL, 0);
+        r->cb.pw(r->arg, gw_acct_fail_err(err), NULL, NULL, 0);
         gw_free(r);
         return;
     }
@@ -526,43 +533,49 @@ int gw_acct_pw_read(struct gw_db *db, int64_t account_id, gw_acct_pw_cb cb, void
     if (db == NULL || cb == NULL)
         return GW_EINVAL;
     snprintf(id, sizeof(id), "%lld", (long long)account_id);
-    r = req_new(K_PW, arg);
+    r = gw_acct_req_new(GW_ACCT_K_PW, arg);
     if (r != NULL)
         r->cb.pw = cb;
     return start(db, r, st, 2, pw_read_done_cb, out);
 }
 
-static void pw_write_done_cb(void *arg, int err, const struct gw_db_result *res)
+static void pw_write_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct gw_acct_req *r = arg;
     const PGresult *pr;
 
-    r->dbreq = NULL;
+    (void)seq;
+    r->areq = NULL;
+    if (gw_acct_guard_failed(err, res, r->guard)) { /* changed meanwhile: nothing committed */
+        r->cb.changed(r->arg, 0, false, 0);
+        gw_free(r);
+        return;
+    }
     if (err != 0) {
-        r->cb.changed(r->arg, fail_err(err), false, 0);
+        r->cb.changed(r->arg, gw_acct_fail_err(err), false, 0);
         gw_free(r);
         return;
     }
     pr = res->results[0];
-    if (PQntuples(pr) == 1)
+    if (pr != NULL && PQntuples(pr) == 1)
         r->cb.changed(r->arg, 0, true, get_i64(pr, 0, 0));
     else
         r->cb.changed(r->arg, 0, false, 0);
     gw_free(r);
 }
 
-int gw_acct_pw_write(struct gw_db *db, const struct gw_acct_pw_change *c, gw_acct_changed_cb cb,
+int gw_acct_pw_write(struct gw_audit *au, const struct gw_acct_pw_change *c, gw_acct_changed_cb cb,
                      void *arg, struct gw_acct_req **out)
 {
     char id[24];
-    const char *cv[5], *iv[1] = {id}, *sv[2], *lv[10];
+    const char *cv[5], *iv[1] = {id}, *sv[2], *lv[9];
     static const int clens[5] = {0, GW_ACCT_HASH_LEN, GW_ACCT_HASH_LEN, GW_ACCT_SALT_LEN, 0};
     static const int cfmts[5] = {0, 1, 1, 1, 0};
     static const int slens[2] = {0, GW_ACCT_HASH_LEN}, sfmts[2] = {0, 1};
-    struct gw_db_stmt st[4];
+    struct gw_db_stmt st[5];
     struct gw_acct_req *r;
 
-    if (db == NULL || c == NULL || cb == NULL || c->old_hash == NULL || c->new_pw == NULL ||
+    if (au == NULL || c == NULL || cb == NULL || c->old_hash == NULL || c->new_pw == NULL ||
         c->keep_token_hash == NULL || !log_ok(&c->log))
         return GW_EINVAL;
     snprintf(id, sizeof(id), "%lld", (long long)c->account_id);
@@ -574,28 +587,37 @@ int gw_acct_pw_write(struct gw_db *db, const struct gw_acct_pw_change *c, gw_acc
     sv[0] = id;
     sv[1] = (const char *)c->keep_token_hash;
     log_params(&c->log, lv);
-    lv[9] = id;
     st[0] = (struct gw_db_stmt){
         .sql = pw_change_sql, .nparams = 5, .values = cv, .lengths = clens, .formats = cfmts};
-    st[1] = (struct gw_db_stmt){.sql = pw_prune_sql, .nparams = 1, .values = iv};
-    st[2] = (struct gw_db_stmt){
+    st[1] = (struct gw_db_stmt){.sql = pw_guard_sql, .nparams = 1, .values = iv};
+    st[2] = (struct gw_db_stmt){.sql = pw_prune_sql, .nparams = 1, .values = iv};
+    st[3] = (struct gw_db_stmt){
         .sql = pw_sessions_sql, .nparams = 2, .values = sv, .lengths = slens, .formats = sfmts};
-    st[3] = (struct gw_db_stmt){.sql = pw_log_sql, .nparams = 10, .values = lv};
-    r = req_new(K_CHANGED, arg);
-    if (r != NULL)
-        r->cb.changed = cb;
-    return start(db, r, st, 4, pw_write_done_cb, out);
+    st[4] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+    r = gw_acct_req_new(GW_ACCT_K_CHANGED, arg);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.changed = cb;
+    r->guard = 1;
+    return start_audit(au, r, st, 5, &c->rec, pw_write_done_cb, out);
 }
 
 /* --- create, disable, sweep --- */
 
-static void create_done_cb(void *arg, int err, const struct gw_db_result *res)
+static void create_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct gw_acct_req *r = arg;
     const PGresult *pr;
 
-    r->dbreq = NULL;
-    if (err == GW_EINTERNAL && res != NULL && res->sqlstate != NULL &&
+    (void)seq;
+    r->areq = NULL;
+    if (gw_acct_guard_failed(err, res, 0) || gw_acct_guard_failed(err, res, 1)) {
+        r->cb.create(r->arg, 0,
+                     res->failed_stmt == 0 ? GW_ACCT_NAME_TAKEN : GW_ACCT_SEPARATION_OF_DUTIES, 0);
+        gw_free(r);
+        return;
+    }
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 2 && res->sqlstate != NULL &&
         strcmp(res->sqlstate, "23505") == 0) {
         /* A concurrent creation won the race; the index names which rule it broke. */
         bool sod = res->errmsg != NULL && strstr(res->errmsg, "account_one_admin_role") != NULL;
@@ -604,30 +626,25 @@ static void create_done_cb(void *arg, int err, const struct gw_db_result *res)
         return;
     }
     if (err != 0) {
-        r->cb.create(r->arg, fail_err(err), GW_ACCT_CREATED, 0);
+        r->cb.create(r->arg, gw_acct_fail_err(err), GW_ACCT_CREATED, 0);
         gw_free(r);
         return;
     }
-    pr = res->results[1];
-    if (PQntuples(pr) == 1)
-        r->cb.create(r->arg, 0, GW_ACCT_CREATED, get_i64(pr, 0, 0));
-    else if (get_bool(res->results[0], 0, 0))
-        r->cb.create(r->arg, 0, GW_ACCT_NAME_TAKEN, 0);
-    else
-        r->cb.create(r->arg, 0, GW_ACCT_SEPARATION_OF_DUTIES, 0);
+    pr = res->results[2];
+    r->cb.create(r->arg, 0, GW_ACCT_CREATED, pr != NULL ? get_i64(pr, 0, 0) : 0);
     gw_free(r);
 }
 
-int gw_acct_create(struct gw_db *db, const struct gw_acct_new *n, gw_acct_create_cb cb, void *arg,
-                   struct gw_acct_req **out)
+int gw_acct_create(struct gw_audit *au, const struct gw_acct_new *n, gw_acct_create_cb cb,
+                   void *arg, struct gw_acct_req **out)
 {
-    const char *kv[3], *v[17];
-    static const int lens[17] = {0, 0, 0, 0, GW_ACCT_HASH_LEN, GW_ACCT_SALT_LEN};
-    static const int fmts[17] = {0, 0, 0, 0, 1, 1};
-    struct gw_db_stmt st[2];
+    const char *kv[3], *v[8], *lv[9];
+    static const int lens[8] = {0, 0, 0, 0, GW_ACCT_HASH_LEN, GW_ACCT_SALT_LEN};
+    static const int fmts[8] = {0, 0, 0, 0, 1, 1};
+    struct gw_db_stmt st[4];
     struct gw_acct_req *r;
 
-    if (db == NULL || n == NULL || cb == NULL || n->name == NULL || n->person == NULL ||
+    if (au == NULL || n == NULL || cb == NULL || n->name == NULL || n->person == NULL ||
         n->role == NULL || n->pw == NULL || n->created_by == NULL || !log_ok(&n->log))
         return GW_EINVAL;
     kv[0] = n->name;
@@ -641,118 +658,83 @@ int gw_acct_create(struct gw_db *db, const struct gw_acct_new *n, gw_acct_create
     v[5] = (const char *)n->pw->salt;
     v[6] = n->pw->params;
     v[7] = n->created_by;
-    log_params(&n->log, &v[8]);
-    st[0] = (struct gw_db_stmt){.sql = create_check_sql, .nparams = 3, .values = kv};
-    st[1] = (struct gw_db_stmt){
-        .sql = create_sql, .nparams = 17, .values = v, .lengths = lens, .formats = fmts};
-    r = req_new(K_CREATE, arg);
-    if (r != NULL)
-        r->cb.create = cb;
-    return start(db, r, st, 2, create_done_cb, out);
+    log_params(&n->log, lv);
+    st[0] = (struct gw_db_stmt){.sql = create_name_guard_sql, .nparams = 1, .values = kv};
+    st[1] = (struct gw_db_stmt){.sql = create_sod_guard_sql, .nparams = 2, .values = &kv[1]};
+    st[2] = (struct gw_db_stmt){
+        .sql = create_sql, .nparams = 8, .values = v, .lengths = lens, .formats = fmts};
+    st[3] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+    r = gw_acct_req_new(GW_ACCT_K_CREATE, arg);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.create = cb;
+    return start_audit(au, r, st, 4, &n->rec, create_done_cb, out);
 }
 
-static void disable_done_cb(void *arg, int err, const struct gw_db_result *res)
+static void disable_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct gw_acct_req *r = arg;
     const PGresult *pr;
 
-    r->dbreq = NULL;
-    if (err != 0) {
-        r->cb.disabled(r->arg, fail_err(err), false, 0);
+    (void)seq;
+    r->areq = NULL;
+    if (gw_acct_guard_failed(err, res, 0)) { /* no such account */
+        r->cb.disabled(r->arg, 0, false, 0);
         gw_free(r);
         return;
     }
-    pr = res->results[2];
-    if (PQntuples(pr) == 1)
-        r->cb.disabled(r->arg, 0, true, get_i64(pr, 0, 0));
-    else
-        r->cb.disabled(r->arg, 0, false, 0);
+    if (err != 0) {
+        r->cb.disabled(r->arg, gw_acct_fail_err(err), false, 0);
+        gw_free(r);
+        return;
+    }
+    pr = res->results[3];
+    r->cb.disabled(r->arg, 0, true, pr != NULL ? get_i64(pr, 0, 0) : 0);
     gw_free(r);
 }
 
-int gw_acct_disable(struct gw_db *db, const char *name, const char *by, const char *reason,
-                    const struct gw_acct_log *log, gw_acct_disabled_cb cb, void *arg,
-                    struct gw_acct_req **out)
+int gw_acct_disable(struct gw_audit *au, const char *name, const char *by, const char *reason,
+                    const struct gw_acct_log *log, const struct gw_audit_rec *rec,
+                    gw_acct_disabled_cb cb, void *arg, struct gw_acct_req **out)
 {
-    const char *dv[3] = {name, by, reason}, *nv[1] = {name}, *lv[10];
-    struct gw_db_stmt st[4];
+    const char *dv[3] = {name, by, reason}, *nv[1] = {name}, *lv[9];
+    struct gw_db_stmt st[5];
     struct gw_acct_req *r;
 
-    if (db == NULL || name == NULL || by == NULL || cb == NULL || !log_ok(log))
+    if (au == NULL || name == NULL || by == NULL || cb == NULL || !log_ok(log) || rec == NULL)
         return GW_EINVAL;
     log_params(log, lv);
-    lv[9] = name;
-    st[0] = (struct gw_db_stmt){.sql = disable_sql, .nparams = 3, .values = dv};
-    st[1] = (struct gw_db_stmt){.sql = disable_sessions_sql, .nparams = 1, .values = nv};
-    st[2] = (struct gw_db_stmt){.sql = disabled_at_sql, .nparams = 1, .values = nv};
-    st[3] = (struct gw_db_stmt){.sql = disable_log_sql, .nparams = 10, .values = lv};
-    r = req_new(K_DISABLE, arg);
-    if (r != NULL)
-        r->cb.disabled = cb;
-    return start(db, r, st, 4, disable_done_cb, out);
+    st[0] = (struct gw_db_stmt){.sql = account_guard_sql, .nparams = 1, .values = nv};
+    st[1] = (struct gw_db_stmt){.sql = disable_sql, .nparams = 3, .values = dv};
+    st[2] = (struct gw_db_stmt){.sql = gw_acct_disable_sessions_sql, .nparams = 1, .values = nv};
+    st[3] = (struct gw_db_stmt){.sql = disabled_at_sql, .nparams = 1, .values = nv};
+    st[4] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+    r = gw_acct_req_new(GW_ACCT_K_DISABLE, arg);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.disabled = cb;
+    return start_audit(au, r, st, 5, rec, disable_done_cb, out);
 }
 
-static void sweep_done_cb(void *arg, int err, const struct gw_db_result *res)
-{
-    struct gw_acct_req *r = arg;
-    const PGresult *pr;
-    const char **names = NULL;
-    int n;
-
-    r->dbreq = NULL;
-    if (err != 0) {
-        r->cb.swept(r->arg, fail_err(err), NULL, 0);
-        gw_free(r);
-        return;
-    }
-    pr = res->results[0];
-    n = PQntuples(pr);
-    if (n > 0 && (names = gw_calloc((size_t)n, sizeof(*names))) == NULL) {
-        r->cb.swept(r->arg, GW_ENOMEM, NULL, 0);
-        gw_free(r);
-        return;
-    }
-    for (int i = 0; i < n; i++)
-        names[i] = PQgetvalue(pr, i, 0);
-    r->cb.swept(r->arg, 0, names, (size_t)n);
-    gw_free(names);
-    gw_free(r);
-}
-
-int gw_acct_sweep_inactive(struct gw_db *db, uint32_t days, gw_acct_swept_cb cb, void *arg,
-                           struct gw_acct_req **out)
-{
-    char d[16], reason[64];
-    const char *vals[2] = {d, reason};
-    struct gw_db_stmt st = {.sql = sweep_sql, .nparams = 2, .values = vals};
-    struct gw_acct_req *r;
-
-    if (db == NULL || cb == NULL || days == 0)
-        return GW_EINVAL;
-    snprintf(d, sizeof(d), "%u", days);
-    snprintf(reason, sizeof(reason), "unused for more than %u days (Art. 38)", days);
-    r = req_new(K_SWEEP, arg);
-    if (r != NULL)
-        r->cb.swept = cb;
-    return start(db, r, &st, 1, sweep_done_cb, out);
-}
-
-static void log_done_cb(void *arg, int err, const struct gw_db_result *res)
+static void log_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     (void)arg;
+    (void)seq;
     (void)res;
     if (err != 0)
-        GW_LOG(GW_LOG_ERROR, "accounts", NULL, "an administrative-record row was not written: %s",
+        GW_LOG(GW_LOG_ERROR, "accounts", NULL,
+               "a refusal's administrative-record row and audit record were not written: %s",
                gw_err_str(err));
 }
 
-int gw_acct_log_write(struct gw_db *db, const struct gw_acct_log *log)
+int gw_acct_log_write(struct gw_audit *au, const struct gw_acct_log *log,
+                      const struct gw_audit_rec *rec)
 {
     const char *lv[9];
     struct gw_db_stmt st = {.sql = log_sql, .nparams = 9, .values = lv};
 
-    if (db == NULL || !log_ok(log))
+    if (au == NULL || !log_ok(log) || rec == NULL)
         return GW_EINVAL;
     log_params(log, lv);
-    return gw_db_exec(db, &st, 1, 0, log_done_cb, NULL, NULL);
+    return gw_audit_write(au, &st, 1, rec, 1, log_done_cb, NULL, NULL);
 }

@@ -3,7 +3,14 @@
  * trip, one transaction) and returns a cancellable handle; its callback runs once, never inside
  * the starting call, unless the request was cancelled. Tokens and passwords never reach this
  * module: only the SHA-256 of a token and scrypt hashes do. Strings handed in are copied.
- * Storage layer: depends on db.h only. */
+ *
+ * Every operation that changes an account (a login's outcome, a password change, a creation, a
+ * disabling, the inactivity sweep) and every refusal goes through the audit writer (audit.h): its
+ * statements, its admin_log row and its audit record (Art. 33) are one transaction, so the change
+ * exists exactly when its record does. A record is hashed before it is sent, so it cannot depend
+ * on what a statement finds: where the outcome depends on the data, a guard statement fails the
+ * transaction instead (nothing commits, the record neither) and the callback reports the outcome
+ * the guard stands for. Storage layer: depends on db.h and audit.h. */
 #ifndef GW_ACCOUNTS_H
 #define GW_ACCOUNTS_H
 
@@ -11,8 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "audit_rec.h"
 #include "err.h"
 
+struct gw_audit;
 struct gw_db;
 struct gw_acct_req;
 
@@ -20,8 +29,10 @@ struct gw_acct_req;
 #define GW_ACCT_SALT_LEN 16
 #define GW_ACCT_HISTORY 5 /* passwords kept besides the current one (Art. 35: no reuse) */
 
-/* One row of the administrative record (Art. 31). Any field but actor, via, action and outcome
- * may be NULL. Never a password or a token. */
+/* One row of the administrative record (Art. 31), kept beside the audit record: the CLI and the
+ * existing reports read it, and it keeps the exact refusal reason of a login, which the audit
+ * record reduces to a class. Any field but actor, via, action and outcome may be NULL. Never a
+ * password or a token. */
 struct gw_acct_log {
     const char *actor;   /* account or certificate principal name; "gateway" for the sweep */
     const char *role;    /* the actor's role */
@@ -84,11 +95,14 @@ typedef void (*gw_acct_login_cb)(void *arg, int err, const struct gw_acct_login 
 int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days,
                        gw_acct_login_cb cb, void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
 
-/* The outcome of a login, written in one round trip whatever it is. ok: reset the failure
- * count, stamp last_used_at and insert the session (token_hash, expiring in ttl_s), unless the
- * account was disabled or locked meanwhile. Not ok: count one failure against the name (if such
- * an enabled account exists) and lock it for lockout_minutes at lockout_failures consecutive
- * failures (a lock that has run out starts a new count). The log row is written either way. */
+/* The outcome of a login, written in one transaction whatever it is, with its log row and its
+ * audit record (login.ok or login.fail). ok: reset the failure count, stamp last_used_at and
+ * insert the session (token_hash, expiring in ttl_s); if the account was disabled or locked
+ * meanwhile, a guard fails the transaction, nothing of it commits (the login.ok record neither)
+ * and created is false: the caller then records the refusal (gw_acct_log_write). Not ok: count
+ * one failure against the name (if such an enabled account exists) and lock it for
+ * lockout_minutes at lockout_failures consecutive failures (a lock that has run out starts a new
+ * count). */
 struct gw_acct_login_outcome {
     bool ok;
     const char *name;
@@ -99,12 +113,15 @@ struct gw_acct_login_outcome {
     const char *peer, *cert;
     uint32_t lockout_failures, lockout_minutes;
     struct gw_acct_log log;
+    struct gw_audit_rec rec;
 };
 
-/* created: a session was inserted (ok only); expires_at: its end, Unix seconds. */
-typedef void (*gw_acct_login_done_cb)(void *arg, int err, bool created, int64_t expires_at);
+/* created: a session was inserted (ok only); expires_at: its end, Unix seconds; locked: this
+ * failure reached lockout_failures and locked the account (not ok only: once per lock). */
+typedef void (*gw_acct_login_done_cb)(void *arg, int err, bool created, int64_t expires_at,
+                                      bool locked);
 
-int gw_acct_login_finish(struct gw_db *db, const struct gw_acct_login_outcome *o,
+int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome *o,
                          gw_acct_login_done_cb cb, void *arg,
                          struct gw_acct_req **out) GW_MUST_CHECK;
 
@@ -123,21 +140,23 @@ typedef void (*gw_acct_pw_cb)(void *arg, int err, const struct gw_acct_pw *cur,
 int gw_acct_pw_read(struct gw_db *db, int64_t account_id, gw_acct_pw_cb cb, void *arg,
                     struct gw_acct_req **out) GW_MUST_CHECK;
 
-/* Replaces the password of account_id if its hash is still old_hash (else nothing changes and
- * changed is false): the old one moves to the history (pruned to GW_ACCT_HISTORY), must_change
- * is reset, the failure count cleared, and every session of the account but keep_token_hash
- * ends. The log row is part of the same transaction. set_at: Unix seconds. */
+/* Replaces the password of account_id if its hash is still old_hash (else a guard fails the
+ * transaction: nothing changes, no record, and changed is false): the old one moves to the
+ * history (pruned to GW_ACCT_HISTORY), must_change is reset, the failure count cleared, and every
+ * session of the account but keep_token_hash ends. The log row and the audit record
+ * (password.change) are part of the same transaction. set_at: Unix seconds. */
 struct gw_acct_pw_change {
     int64_t account_id;
     const uint8_t *old_hash;
     const struct gw_acct_pw *new_pw;
     const uint8_t *keep_token_hash;
     struct gw_acct_log log;
+    struct gw_audit_rec rec;
 };
 
 typedef void (*gw_acct_changed_cb)(void *arg, int err, bool changed, int64_t set_at);
 
-int gw_acct_pw_write(struct gw_db *db, const struct gw_acct_pw_change *c, gw_acct_changed_cb cb,
+int gw_acct_pw_write(struct gw_audit *au, const struct gw_acct_pw_change *c, gw_acct_changed_cb cb,
                      void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
 
 /* A new account (must change its password at first login). */
@@ -146,7 +165,8 @@ struct gw_acct_new {
     const char *branch; /* NULL for roles without a branch */
     const struct gw_acct_pw *pw;
     const char *created_by;
-    struct gw_acct_log log; /* written with the account, in the same transaction */
+    struct gw_acct_log log;  /* written with the account, in the same transaction */
+    struct gw_audit_rec rec; /* likewise (account.create) */
 };
 
 enum gw_acct_create_result {
@@ -159,32 +179,39 @@ typedef void (*gw_acct_create_cb)(void *arg, int err, enum gw_acct_create_result
                                   int64_t created_at);
 
 /* Creates the account unless the name is taken or (for system_admin, security_admin,
- * compliance_auditor) the person already holds one of those roles: checked by the statement
- * and, against concurrent creations, by the database's unique index (its violation is reported
- * the same way). */
-int gw_acct_create(struct gw_db *db, const struct gw_acct_new *n, gw_acct_create_cb cb, void *arg,
-                   struct gw_acct_req **out) GW_MUST_CHECK;
+ * compliance_auditor) the person already holds one of those roles: checked by guards and,
+ * against concurrent creations, by the database's unique indexes (their violation is reported
+ * the same way). A refused creation commits nothing, its record neither. */
+int gw_acct_create(struct gw_audit *au, const struct gw_acct_new *n, gw_acct_create_cb cb,
+                   void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
 
-/* found false: no such account. Otherwise the account is disabled (now, or already: then
- * disabled_at is the earlier time), every session of it is gone, and the log row written. */
+/* found false: no such account (nothing committed, no record). Otherwise the account is
+ * disabled (now, or already: then disabled_at is the earlier time), every session of it is gone,
+ * and the log row and the audit record (account.disable) are written with it. */
 typedef void (*gw_acct_disabled_cb)(void *arg, int err, bool found, int64_t disabled_at);
 
-int gw_acct_disable(struct gw_db *db, const char *name, const char *by, const char *reason,
-                    const struct gw_acct_log *log, gw_acct_disabled_cb cb, void *arg,
-                    struct gw_acct_req **out) GW_MUST_CHECK;
+int gw_acct_disable(struct gw_audit *au, const char *name, const char *by, const char *reason,
+                    const struct gw_acct_log *log, const struct gw_audit_rec *rec,
+                    gw_acct_disabled_cb cb, void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
 
 /* names: the accounts disabled now (valid during the callback). */
 typedef void (*gw_acct_swept_cb)(void *arg, int err, const char *const *names, size_t n);
 
-/* Disables every enabled account unused (last_used_at, or created_at if never used) for more
- * than days days, ends its sessions and writes an administrative-record row per account (actor
- * "gateway", via "gateway", action "DisableInactive"), in one transaction. */
-int gw_acct_sweep_inactive(struct gw_db *db, uint32_t days, gw_acct_swept_cb cb, void *arg,
-                           struct gw_acct_req **out) GW_MUST_CHECK;
+#define GW_ACCT_SWEEP_MAX 256 /* accounts one sweep disables at most (the next sweep goes on) */
 
-/* Writes one administrative-record row on its own (for refusals, whose transaction is not
- * written). Fire and forget: a failure is logged. */
-int gw_acct_log_write(struct gw_db *db, const struct gw_acct_log *log) GW_MUST_CHECK;
+/* Reads the enabled accounts unused (last_used_at, or created_at if never used) for more than
+ * days days (at most GW_ACCT_SWEEP_MAX), then disables each in a transaction of its own that
+ * ends its sessions and writes its administrative-record row (actor "gateway", via "gateway",
+ * action "DisableInactive") and its audit record (account.disable_inactive); an account used
+ * meanwhile is left alone by a guard. cb runs once all are done, with those disabled; err is
+ * that of the read or, when none could be disabled, of the last failure. */
+int gw_acct_sweep_inactive(struct gw_db *db, struct gw_audit *au, uint32_t days,
+                           gw_acct_swept_cb cb, void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
+
+/* Writes one administrative-record row and its audit record in a transaction of their own (for
+ * refusals, whose action's transaction is not written). Fire and forget: a failure is logged. */
+int gw_acct_log_write(struct gw_audit *au, const struct gw_acct_log *log,
+                      const struct gw_audit_rec *rec) GW_MUST_CHECK;
 
 /* Cancels a request (its callback will not run). NULL-safe; see gw_db_cancel for the handle's
  * lifetime. */

@@ -83,11 +83,11 @@ struct gw_audit {
     struct event *ev_fail;   /* runs the callbacks of entries that could not be sent */
     struct req_list failed;  /* those entries, and their error */
     int failed_err;
-    int64_t head_seq;        /* committed */
+    int64_t head_seq; /* committed */
     uint8_t head_hash[GW_AUDIT_HASH_LEN];
-    int64_t last_at;   /* the latest at_us chained (records never go back in time) */
-    int64_t ckpt_seq;  /* the newest checkpoint's seq (0: none) */
-    bool ckpt_due;     /* the timer ran out with records uncovered */
+    int64_t last_at;  /* the latest at_us chained (records never go back in time) */
+    int64_t ckpt_seq; /* the newest checkpoint's seq (0: none) */
+    bool ckpt_due;    /* the timer ran out with records uncovered */
 
     struct req_list queue;
     uint32_t nqueued;
@@ -312,7 +312,7 @@ static void fail_batch_later(struct gw_audit *a, int err)
 {
     struct gw_audit_req *r;
     TAILQ_FOREACH(r, &a->batch, link)
-        a->st.failed++;
+    a->st.failed++;
     TAILQ_CONCAT(&a->failed, &a->batch, link);
     a->failed_err = err;
     event_active(a->ev_fail, EV_TIMEOUT, 0);
@@ -577,8 +577,8 @@ static int chain_entry(struct gw_audit *a, struct gw_audit_req *r, int64_t *seq,
 }
 
 /* The record's INSERT parameters (pointers into c and a). */
-static void rec_params(const struct gw_audit *a, const struct crec *c,
-                       const char *v[REC_PARAMS], int len[REC_PARAMS], int fmt[REC_PARAMS])
+static void rec_params(const struct gw_audit *a, const struct crec *c, const char *v[REC_PARAMS],
+                       int len[REC_PARAMS], int fmt[REC_PARAMS])
 {
     memset(len, 0, REC_PARAMS * sizeof *len);
     memset(fmt, 0, REC_PARAMS * sizeof *fmt);
@@ -602,13 +602,13 @@ static void rec_params(const struct gw_audit *a, const struct crec *c,
 
 /* A request to the pool for the batch: every entry's statements then its records, and the
  * checkpoint last when one is due. Everything is copied by gw_db_exec. */
-static int send_batch(struct gw_audit *a, uint8_t sig[GW_AUDIT_SIG_LEN], char *ck_seq,
-                      char *ck_at)
+static int send_batch(struct gw_audit *a, uint8_t sig[GW_AUDIT_SIG_LEN], char *ck_seq, char *ck_at)
 {
     int n = 0, nrec = 0, err;
     struct gw_audit_req *r;
 
-    TAILQ_FOREACH(r, &a->batch, link) {
+    TAILQ_FOREACH(r, &a->batch, link)
+    {
         n += r->nstmts + r->nrecs;
         nrec += r->nrecs;
     }
@@ -622,7 +622,8 @@ static int send_batch(struct gw_audit *a, uint8_t sig[GW_AUDIT_SIG_LEN], char *c
         goto out;
     }
     int k = 0, p = 0;
-    TAILQ_FOREACH(r, &a->batch, link) {
+    TAILQ_FOREACH(r, &a->batch, link)
+    {
         r->first_stmt = k;
         for (int i = 0; i < r->nstmts; i++)
             st[k++] = r->stmts[i].st;
@@ -721,7 +722,8 @@ static void pump(struct gw_audit *a)
         TAILQ_INSERT_TAIL(&a->batch, r, link);
         n++;
     }
-    TAILQ_FOREACH(r, &a->batch, link) {
+    TAILQ_FOREACH(r, &a->batch, link)
+    {
         if (chain_entry(a, r, &seq, hash) != 0) {
             GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: hashing failed", a->chain);
             fail_batch_later(a, GW_EINTERNAL);
@@ -754,7 +756,8 @@ static void pump(struct gw_audit *a)
 static struct gw_audit_req *owner_of(struct gw_audit *a, int i)
 {
     struct gw_audit_req *r;
-    TAILQ_FOREACH(r, &a->batch, link) {
+    TAILQ_FOREACH(r, &a->batch, link)
+    {
         if (i >= r->first_stmt && i < r->first_stmt + r->nstmts + r->nrecs)
             return r;
     }
@@ -794,8 +797,7 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
         requeue_batch(a);
         a->st.failed++;
         finish(&done, GW_EINTERNAL, res);
-    } else if (err == GW_EINTERNAL && res && res->sqlstate &&
-               strcmp(res->sqlstate, "23505") == 0) {
+    } else if (err == GW_EINTERNAL && res && res->sqlstate && strcmp(res->sqlstate, "23505") == 0) {
         /* A record's (chain, seq) exists: another writer shares this chain id, or the head is
          * stale. Nothing committed: read the head again and chain everything anew. */
         GW_LOG(GW_LOG_WARN, "audit", NULL,
@@ -811,7 +813,7 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
         uint64_t n = 0;
         struct gw_audit_req *r;
         TAILQ_FOREACH(r, &a->batch, link)
-            n++;
+        n++;
         a->st.failed += n;
         TAILQ_CONCAT(&done, &a->batch, link);
         recover(a);

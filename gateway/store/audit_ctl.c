@@ -30,8 +30,8 @@ static int64_t now_us(void)
 }
 
 /* Runs sql (binary results) and checks its status; returns the result or NULL after errbuf. */
-static PGresult *run(struct gw_admin *a, const char *sql, int n, const char *const *v,
-                     const int *l, const int *f, char *errbuf, size_t errlen)
+static PGresult *run(struct gw_admin *a, const char *sql, int n, const char *const *v, const int *l,
+                     const int *f, char *errbuf, size_t errlen)
 {
     PGresult *res = PQexecParams(a->pg, sql, n, NULL, v, l, f, 1);
     ExecStatusType st = PQresultStatus(res);
@@ -69,8 +69,8 @@ static int checkpoint(struct gw_admin *a, const uint8_t *seed, int64_t seq,
     PQclear(res);
     snprintf(seq_txt, sizeof seq_txt, "%" PRId64, seq);
     snprintf(at_txt, sizeof at_txt, "%" PRId64, at);
-    const char *cv[6] = {GW_AUDIT_CTL_CHAIN, seq_txt,           (const char *)head,
-                         at_txt,             key_id,            (const char *)sig};
+    const char *cv[6] = {GW_AUDIT_CTL_CHAIN, seq_txt, (const char *)head, at_txt, key_id,
+                         (const char *)sig};
     const int cl[6] = {0, 0, GW_AUDIT_HASH_LEN, 0, 0, GW_AUDIT_SIG_LEN};
     const int cf[6] = {0, 0, 1, 0, 0, 1};
     res = run(a,
@@ -178,8 +178,7 @@ int gw_admin_audit(struct gw_admin *a, const struct gw_audit_rec *r, const uint8
         if (rc == 0)
             rc = gw_admin_command(a, "COMMIT", errbuf, errlen);
         else
-            (void)gw_admin_command(a, "ROLLBACK", errbuf + strlen(errbuf),
-                                   errlen - strlen(errbuf));
+            (void)gw_admin_command(a, "ROLLBACK", errbuf + strlen(errbuf), errlen - strlen(errbuf));
     }
     return rc;
 }

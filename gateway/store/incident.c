@@ -1,8 +1,10 @@
-/* incident.c: the incident queue. Rows wait in FIFO order and go to the database head first, at
- * most BATCH_MAX per transaction, one transaction in flight at a time; a failed transaction
- * leaves its rows at the head and is retried after a backoff. Invariants: a row in flight is
- * never changed (coalescing merges only into rows still waiting); a row leaves the queue only
- * when its transaction committed or when the queue is freed (then it is counted in the log). */
+/* incident.c: the incident queue. Rows wait in FIFO order and go to the audit writer head first,
+ * each row an entry of its own (its INSERT and its "incident" audit record, one transaction, so
+ * the row exists exactly when its record does), at most BATCH_MAX entries in flight, one batch at
+ * a time (the writer groups them into its transactions); rows whose entry failed stay queued and
+ * the batch is retried after a backoff once all of it has answered. Invariants: a row in flight
+ * is never changed (coalescing merges only into rows still waiting); a row leaves the queue only
+ * when its entry committed or when the queue is freed (then it is counted in the log). */
 #include <stdio.h>
 #include <string.h>
 #include <sys/queue.h>
@@ -11,6 +13,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "audit.h"
 #include "db.h"
 #include "incident.h"
 #include "log.h"
@@ -34,7 +37,9 @@ struct entry {
     int severity; /* index in severities */
     uint32_t count;
     struct timespec first, last;
-    char *kind, *principal, *peer, *branch, *detail; /* in the entry's own block */
+    char *kind, *principal, *role, *cert, *peer, *branch, *detail; /* in the entry's own block */
+    struct gw_incidents *q;
+    struct gw_audit_req *areq; /* its entry in flight */
     bool has_record;
     uint8_t record_id[GW_INCIDENT_ID_LEN];
 };
@@ -43,16 +48,18 @@ TAILQ_HEAD(entry_list, entry);
 
 struct gw_incidents {
     struct gw_db *db;
+    struct gw_audit *audit;
     uint32_t cap;
     uint32_t retry_max_ms;
     uint32_t retry_ms; /* the next backoff */
     struct event *ev_retry;
     struct event *ev_drain;
     struct entry_list q;
-    uint32_t nrows; /* rows on q; by-kind rows beyond the cap count too */
-    struct gw_db_req *dbreq;
-    size_t batch_n; /* rows of the transaction in flight (the head of q) */
-    bool failing;   /* the last attempt failed (logged once per outage) */
+    uint32_t nrows;      /* rows on q; by-kind rows beyond the cap count too */
+    size_t batch_n;      /* entries of the batch still in flight */
+    int batch_err;       /* the first failure of the batch in flight (0: none yet) */
+    char batch_state[8]; /* its SQLSTATE, "" when none */
+    bool failing;        /* the last attempt failed (logged once per outage) */
     uint64_t episode_coalesced;
     gw_incident_drained_cb drain_cb;
     void *drain_arg;
@@ -102,10 +109,11 @@ static struct entry *entry_new(const struct gw_incident *inc, int sev, bool by_k
         "incidents of this kind coalesced while the gateway's incident queue was full; "
         "principals, peers and details not kept";
     const char *principal = by_kind ? NULL : inc->principal, *peer = by_kind ? NULL : inc->peer;
-    const char *branch = by_kind ? NULL : inc->branch;
+    const char *branch = by_kind ? NULL : inc->branch, *role = by_kind ? NULL : inc->role;
+    const char *cert = by_kind ? NULL : inc->cert;
     const char *detail = by_kind ? by_kind_detail : inc->detail;
-    size_t n = sizeof(struct entry) + slen(inc->kind) + slen(principal) + slen(peer) +
-               slen(branch) + slen(detail);
+    size_t n = sizeof(struct entry) + slen(inc->kind) + slen(principal) + slen(role) + slen(cert) +
+               slen(peer) + slen(branch) + slen(detail);
     struct entry *e = gw_calloc(1, n);
     char *p;
 
@@ -114,6 +122,8 @@ static struct entry *entry_new(const struct gw_incident *inc, int sev, bool by_k
     p = (char *)(e + 1);
     e->kind = put(&p, inc->kind);
     e->principal = put(&p, principal);
+    e->role = put(&p, role);
+    e->cert = put(&p, cert);
     e->peer = put(&p, peer);
     e->branch = put(&p, branch);
     e->detail = put(&p, detail);
@@ -252,30 +262,16 @@ static void drained(struct gw_incidents *q)
     cb(q->drain_arg, q->st.pending);
 }
 
-static void written_cb(void *arg, int err, const struct gw_db_result *res)
+/* The batch has answered: retry after a backoff if part of it failed, else go on. */
+static void batch_done(struct gw_incidents *q)
 {
-    struct gw_incidents *q = arg;
-    struct entry *e;
-    size_t i;
+    if (q->batch_err != 0) {
+        int err = q->batch_err;
 
-    q->dbreq = NULL;
-    if (err != 0) {
-        for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link))
-            e->inflight = false;
-        q->batch_n = 0;
-        failed(q, err, res != NULL ? res->sqlstate : NULL);
+        q->batch_err = 0;
+        failed(q, err, q->batch_state[0] ? q->batch_state : NULL);
         return;
     }
-    for (i = 0; i < q->batch_n; i++) {
-        e = TAILQ_FIRST(&q->q);
-        TAILQ_REMOVE(&q->q, e, link);
-        q->nrows--;
-        q->st.rows++;
-        q->st.written += e->count;
-        q->st.pending -= e->count;
-        gw_free(e);
-    }
-    q->batch_n = 0;
     q->retry_ms = RETRY_MIN_MS;
     if (q->failing) {
         q->failing = false;
@@ -294,55 +290,117 @@ static void written_cb(void *arg, int err, const struct gw_db_result *res)
         flush(q);
 }
 
-/* Sends the head of the queue as one transaction, unless one is in flight or a retry waits. */
-static void flush(struct gw_incidents *q)
+static void written_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct entry *e = arg;
+    struct gw_incidents *q = e->q;
+
+    (void)seq;
+    e->areq = NULL;
+    e->inflight = false;
+    q->batch_n--;
+    if (err != 0) {
+        if (q->batch_err == 0) {
+            q->batch_err = err;
+            snprintf(q->batch_state, sizeof(q->batch_state), "%s",
+                     res != NULL && res->sqlstate != NULL ? res->sqlstate : "");
+        }
+    } else {
+        TAILQ_REMOVE(&q->q, e, link);
+        q->nrows--;
+        q->st.rows++;
+        q->st.written += e->count;
+        q->st.pending -= e->count;
+        gw_free(e);
+    }
+    if (q->batch_n == 0)
+        batch_done(q);
+}
+
+/* The audit record of a row (the incident's kind is its object; never its detail text, which
+ * stays in the incident table). */
+static void rec_of(const struct entry *e, char *detail, size_t dlen, struct gw_audit_rec *r)
+{
+    snprintf(detail, dlen, "severity=%s", severities[e->severity]);
+    memset(r, 0, sizeof(*r));
+    r->actor = e->principal != NULL && e->principal[0] ? e->principal : "gateway";
+    r->role = e->role;
+    r->cert = e->cert;
+    r->peer = e->peer;
+    r->branch = e->branch;
+    r->action = "incident";
+    r->object = e->kind;
+    r->count = e->count;
+    r->outcome = "ok";
+    r->detail = detail;
+}
+
+/* Queues one row's entry; GW_EINVAL (its record refused) is answered by a record of the kind
+ * alone, so that a malformed name never holds the queue up. */
+static int send_row(struct gw_incidents *q, struct entry *e)
 {
     static const int fmts[NPARAMS] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
     static const int lens[NPARAMS] = {0, 0, 0, 0, 0, 0, GW_INCIDENT_ID_LEN, 0, 0, 0};
-    const char *vals[BATCH_MAX][NPARAMS];
-    char counts[BATCH_MAX][12], first[BATCH_MAX][48], last[BATCH_MAX][48];
-    struct gw_db_stmt st[BATCH_MAX];
-    struct entry *e;
-    size_t n = 0;
+    const char *vals[NPARAMS];
+    char count[12], first[48], last[48], detail[32];
+    struct gw_db_stmt st;
+    struct gw_audit_rec r;
     int err;
 
-    if (q->dbreq != NULL || evtimer_pending(q->ev_retry, NULL) || TAILQ_EMPTY(&q->q))
-        return;
-    for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
-        if (n == BATCH_MAX)
-            break;
-        snprintf(counts[n], sizeof(counts[n]), "%u", e->count);
-        fmt_time(&e->first, first[n], sizeof(first[n]));
-        fmt_time(&e->last, last[n], sizeof(last[n]));
-        vals[n][0] = severities[e->severity];
-        vals[n][1] = e->kind;
-        vals[n][2] = e->principal;
-        vals[n][3] = e->peer;
-        vals[n][4] = e->branch;
-        vals[n][5] = e->detail;
-        vals[n][6] = e->has_record ? (const char *)e->record_id : NULL;
-        vals[n][7] = counts[n];
-        vals[n][8] = first[n];
-        vals[n][9] = e->count > 1 ? last[n] : NULL;
-        st[n] = (struct gw_db_stmt){.sql = insert_sql,
-                                    .nparams = NPARAMS,
-                                    .values = vals[n],
-                                    .lengths = lens,
-                                    .formats = fmts};
-        n++;
+    snprintf(count, sizeof(count), "%u", e->count);
+    fmt_time(&e->first, first, sizeof(first));
+    fmt_time(&e->last, last, sizeof(last));
+    vals[0] = severities[e->severity];
+    vals[1] = e->kind;
+    vals[2] = e->principal;
+    vals[3] = e->peer;
+    vals[4] = e->branch;
+    vals[5] = e->detail;
+    vals[6] = e->has_record ? (const char *)e->record_id : NULL;
+    vals[7] = count;
+    vals[8] = first;
+    vals[9] = e->count > 1 ? last : NULL;
+    st = (struct gw_db_stmt){
+        .sql = insert_sql, .nparams = NPARAMS, .values = vals, .lengths = lens, .formats = fmts};
+    rec_of(e, detail, sizeof(detail), &r);
+    e->q = q;
+    err = gw_audit_write(q->audit, &st, 1, &r, 1, written_cb, e, &e->areq);
+    if (err == GW_EINVAL) {
+        GW_LOG(GW_LOG_ERROR, "incident", NULL,
+               "the audit record of a %s incident was refused: recorded with its kind only",
+               e->kind);
+        r.actor = "gateway";
+        r.role = r.cert = r.peer = r.branch = NULL;
+        err = gw_audit_write(q->audit, &st, 1, &r, 1, written_cb, e, &e->areq);
     }
-    err = gw_db_exec(q->db, st, (int)n, GW_DB_TXN, written_cb, q, &q->dbreq);
-    if (err != 0) {
-        q->dbreq = NULL;
-        failed(q, err, NULL);
+    return err;
+}
+
+/* Sends the head of the queue (at most BATCH_MAX rows), unless a batch is in flight or a retry
+ * waits. */
+static void flush(struct gw_incidents *q)
+{
+    struct entry *e;
+    int err = 0;
+
+    if (q->batch_n > 0 || evtimer_pending(q->ev_retry, NULL) || TAILQ_EMPTY(&q->q))
         return;
-    }
-    q->batch_n = n;
-    n = 0;
-    for (e = TAILQ_FIRST(&q->q); e != NULL; e = TAILQ_NEXT(e, link)) {
-        if (n++ == q->batch_n)
+    q->batch_err = 0;
+    q->batch_state[0] = '\0';
+    for (e = TAILQ_FIRST(&q->q); e != NULL && q->batch_n < BATCH_MAX; e = TAILQ_NEXT(e, link)) {
+        err = send_row(q, e);
+        if (err != 0)
             break;
         e->inflight = true;
+        q->batch_n++;
+    }
+    if (err != 0) {
+        e->areq = NULL;
+        if (q->batch_n == 0) {
+            failed(q, err, NULL);
+            return;
+        }
+        q->batch_err = err; /* retried once the rows in flight have answered */
     }
 }
 
@@ -362,16 +420,18 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
     drained(q);
 }
 
-struct gw_incidents *gw_incident_new(struct gw_db *db, uint32_t cap, uint32_t retry_max_ms)
+struct gw_incidents *gw_incident_new(struct gw_db *db, struct gw_audit *audit, uint32_t cap,
+                                     uint32_t retry_max_ms)
 {
     struct gw_incidents *q;
 
-    if (db == NULL || cap == 0)
+    if (db == NULL || audit == NULL || cap == 0)
         return NULL;
     q = gw_calloc(1, sizeof(*q));
     if (q == NULL)
         return NULL;
     q->db = db;
+    q->audit = audit;
     q->cap = cap;
     q->retry_max_ms = retry_max_ms < RETRY_MIN_MS ? RETRY_MIN_MS : retry_max_ms;
     q->retry_ms = RETRY_MIN_MS;
@@ -407,8 +467,11 @@ void gw_incident_free(struct gw_incidents *q)
 
     if (q == NULL)
         return;
-    if (q->dbreq != NULL)
-        gw_db_cancel(q->dbreq);
+    TAILQ_FOREACH(e, &q->q, link)
+    {
+        if (e->areq != NULL)
+            gw_audit_cancel(e->areq);
+    }
     if (q->nrows > 0)
         GW_LOG(GW_LOG_ERROR, "incident", NULL,
                "%llu incident(s) in %u row(s) not written at shutdown (a row in flight may have "

@@ -1,5 +1,7 @@
 /* incident.h: security incidents (Art. 17) written reliably. A refusal's incident is queued in the
- * gateway and written to the incident table by a transaction of its own, in FIFO order; while the
+ * gateway and written to the incident table through the audit writer (audit.h), each row with
+ * its audit record (action "incident", object the kind, detail "severity=<s>", count the row's
+ * count) in one transaction, in FIFO order; while the
  * database is away the queue retries with exponential backoff. Memory is bounded by a cap on the
  * queued rows: at the cap nothing is dropped, incidents are coalesced instead (same kind, principal
  * and peer -> one queued row whose count grows; failing that, one row per kind that keeps only the
@@ -18,6 +20,7 @@
 
 #include "err.h"
 
+struct gw_audit;
 struct gw_db;
 struct gw_incidents;
 
@@ -25,11 +28,13 @@ struct gw_incidents;
 
 /* One incident. severity: "low", "medium", "high" or "critical"; kind: a machine-readable word
  * (a constant of the code: the per-kind rows beyond the cap are bounded by their number);
- * principal, peer, branch, detail, record_id may be NULL. */
+ * principal, role, cert, peer, branch, detail, record_id may be NULL. */
 struct gw_incident {
     const char *severity;
     const char *kind;
     const char *principal;
+    const char *role; /* the principal's role (for the audit record) */
+    const char *cert; /* the certificate principal the call came over (likewise) */
     const char *peer;
     const char *branch;
     const char *detail;
@@ -49,10 +54,11 @@ struct gw_incident_stats {
     bool coalescing;    /* the queue is at its cap now */
 };
 
-/* Creates the queue over db (which must outlive it). cap: most rows queued before coalescing
- * (>= 1); retry_max_ms: the cap of the retry backoff (which starts at 50 ms and doubles).
- * Returns NULL on allocation failure or cap 0. */
-struct gw_incidents *gw_incident_new(struct gw_db *db, uint32_t cap, uint32_t retry_max_ms);
+/* Creates the queue over db and the audit writer over it (both must outlive it). cap: most rows
+ * queued before coalescing (>= 1); retry_max_ms: the cap of the retry backoff (which starts at
+ * 50 ms and doubles). Returns NULL on allocation failure, a missing argument or cap 0. */
+struct gw_incidents *gw_incident_new(struct gw_db *db, struct gw_audit *audit, uint32_t cap,
+                                     uint32_t retry_max_ms);
 
 /* Logs, at error level, how many incidents (and rows) are still unwritten, never their contents;
  * cancels the write in flight; frees everything. NULL-safe. Call before gw_db_free. */

@@ -29,8 +29,10 @@ ALLOWED = {
     "/waygate.v1.WaybillIntake/Submit": {"courier"},
     "/waygate.v1.WaybillIntake/SubmitBatch": {"courier"},
     "/waygate.v1.WaybillIntake/RecordScan": {"courier"},
-    # courier: by number, to deliver; clerk: its branch's waybills; customer service: in scope
-    "/waygate.v1.WaybillQuery/Get": {"courier", "branch_clerk", "customer_service"},
+    # courier: by number, to deliver; clerk: its branch's waybills; customer service: in scope;
+    # lawful_access: the waybills of its approved cases only (Art. 16)
+    "/waygate.v1.WaybillQuery/Get": {"courier", "branch_clerk", "customer_service",
+                                     "lawful_access"},
     "/waygate.v1.WaybillQuery/Search": {"branch_clerk", "customer_service"},
     "/waygate.v1.WaybillQuery/Reveal": {"courier", "branch_clerk", "customer_service"},
     "/waygate.v1.Compliance/RequestBulk": {"security_admin", "compliance_auditor"},
@@ -68,6 +70,11 @@ EMPTY_REQUEST_ANSWER = {
     "/waygate.v1.Admin/CreateAccount": (grpc.StatusCode.INVALID_ARGUMENT,
                                         "account: must be 3 to 64 characters"),
     "/waygate.v1.Admin/DisableAccount": (grpc.StatusCode.INVALID_ARGUMENT, "account: is required"),
+    "/waygate.v1.Compliance/Report": (grpc.StatusCode.INVALID_ARGUMENT, "month: is required"),
+    "/waygate.v1.Compliance/RequestLawfulAccess": (grpc.StatusCode.INVALID_ARGUMENT,
+                                                   "agency: is required"),
+    "/waygate.v1.Compliance/DecideLawfulAccess": (grpc.StatusCode.INVALID_ARGUMENT,
+                                                  "case_id: is required"),
     # an empty range asks for everything up to now: a bundle
     "/waygate.v1.Compliance/ExportAudit": (grpc.StatusCode.OK, None),
 }

@@ -3,7 +3,9 @@
  * account's session is gone), the password history kept at five, and the concurrent-creation
  * race that only the database's unique indexes can decide (三员 and the account name): a second
  * connection holds the conflicting row uncommitted until the gateway's INSERT waits on it, then
- * commits, so the race is forced, not hoped for. Skipped where PostgreSQL cannot run. */
+ * commits, so the race is forced, not hoped for. Every write goes through the audit writer: each
+ * leaves its audit record, a refused one none, and a change whose record cannot be written does
+ * not happen (a trigger refusing audit_record inserts). Skipped where PostgreSQL cannot run. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -16,6 +18,7 @@
 #include <event2/event.h>
 
 #include "accounts.h"
+#include "audit.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -29,6 +32,7 @@ static struct event_base *base;
 static struct event *tick;
 static struct gw_config cfg;
 static struct gw_db *db;
+static struct gw_audit *au;
 
 struct res {
     int calls;
@@ -38,7 +42,7 @@ struct res {
     enum gw_acct_create_result created;
     struct gw_acct_cert cert;
     struct gw_acct_session sess;
-    bool has_cert, has_sess;
+    bool has_cert, has_sess, locked;
     struct gw_acct_pw cur, hist[GW_ACCT_HISTORY];
     size_t nhist;
 };
@@ -93,6 +97,13 @@ static struct gw_acct_log log_row(const char *action, const char *object)
     return l;
 }
 
+static struct gw_audit_rec rec_of(const char *action, const char *object)
+{
+    struct gw_audit_rec r = {
+        .actor = "test", .action = action, .object = object, .count = -1, .outcome = "ok"};
+    return r;
+}
+
 /* ---- callbacks ---- */
 
 static void identify_cb(void *arg, int err, const struct gw_acct_cert *c,
@@ -110,7 +121,7 @@ static void identify_cb(void *arg, int err, const struct gw_acct_cert *c,
         r->sess = *s;
 }
 
-static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
+static void login_done_cb(void *arg, int err, bool created, int64_t expires_at, bool locked)
 {
     struct res *r = arg;
 
@@ -118,6 +129,7 @@ static void login_done_cb(void *arg, int err, bool created, int64_t expires_at)
     r->err = err;
     r->found = created;
     r->i64 = expires_at;
+    r->locked = locked;
 }
 
 static void create_cb(void *arg, int err, enum gw_acct_create_result cr, int64_t at)
@@ -177,13 +189,14 @@ static int64_t create(const char *name, const char *person, const char *role, co
                             .branch = branch,
                             .pw = &pw,
                             .created_by = "test",
-                            .log = log_row("CreateAccount", name)};
+                            .log = log_row("CreateAccount", name),
+                            .rec = rec_of("account.create", name)};
     struct res r = {0};
 
     fill(pw.hash, sizeof(pw.hash), 0x11);
     fill(pw.salt, sizeof(pw.salt), 0x22);
     strcpy(pw.params, "scrypt:N=1024,r=8,p=1");
-    assert_int_equal(gw_acct_create(db, &n, create_cb, &r, NULL), 0);
+    assert_int_equal(gw_acct_create(au, &n, create_cb, &r, NULL), 0);
     wait_called(&r);
     assert_int_equal(r.err, 0);
     assert_int_equal(r.created, want);
@@ -239,8 +252,9 @@ static void test_identify(void **state)
     o.lockout_failures = 5;
     o.lockout_minutes = 15;
     o.log = log_row("Login", "clerk-id");
+    o.rec = rec_of("login.ok", "clerk-id");
     memset(&r, 0, sizeof(r));
-    assert_int_equal(gw_acct_login_finish(db, &o, login_done_cb, &r, NULL), 0);
+    assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), 0);
     wait_called(&r);
     assert_true(r.found && r.i64 > 0);
     memset(&r, 0, sizeof(r));
@@ -257,9 +271,10 @@ static void test_identify(void **state)
     /* disabled: its session is gone with it */
     {
         struct gw_acct_log l = log_row("DisableAccount", "clerk-id");
+        struct gw_audit_rec ar = rec_of("account.disable", "clerk-id");
         memset(&r, 0, sizeof(r));
-        assert_int_equal(gw_acct_disable(db, "clerk-id", "test", "left", &l, disabled_cb, &r, NULL),
-                         0);
+        assert_int_equal(
+            gw_acct_disable(au, "clerk-id", "test", "left", &l, &ar, disabled_cb, &r, NULL), 0);
         wait_called(&r);
         assert_true(r.found);
     }
@@ -295,8 +310,9 @@ static void test_password_history_keeps_five(void **state)
         c.new_pw = &next;
         c.keep_token_hash = keep;
         c.log = log_row("ChangePassword", "hist-user");
+        c.rec = rec_of("password.change", "hist-user");
         memset(&r, 0, sizeof(r));
-        assert_int_equal(gw_acct_pw_write(db, &c, changed_cb, &r, NULL), 0);
+        assert_int_equal(gw_acct_pw_write(au, &c, changed_cb, &r, NULL), 0);
         wait_called(&r);
         assert_int_equal(r.err, 0);
         assert_true(r.found);
@@ -306,8 +322,9 @@ static void test_password_history_keeps_five(void **state)
     fill(old, sizeof(old), 0x11);
     c.old_hash = old;
     memset(&r, 0, sizeof(r));
-    assert_int_equal(gw_acct_pw_write(db, &c, changed_cb, &r, NULL), 0);
+    assert_int_equal(gw_acct_pw_write(au, &c, changed_cb, &r, NULL), 0);
     wait_called(&r);
+    assert_int_equal(r.err, 0);
     assert_false(r.found);
 
     memset(&r, 0, sizeof(r));
@@ -323,6 +340,10 @@ static void test_password_history_keeps_five(void **state)
                         "f");
     assert_string_equal(scalar(check, "SELECT count(*) FROM admin_log WHERE action = "
                                       "'ChangePassword' AND object = 'hist-user'"),
+                        "7");
+    /* seven changes, seven records; the refused eighth left none */
+    assert_string_equal(scalar(check, "SELECT count(*) FROM audit_record WHERE action = "
+                                      "'password.change' AND object = 'hist-user'"),
                         "7");
 }
 
@@ -345,7 +366,8 @@ static void race(PGconn *other, const char *insert, const char *name, const char
                             .role = role,
                             .pw = &pw,
                             .created_by = "test",
-                            .log = log_row("CreateAccount", name)};
+                            .log = log_row("CreateAccount", name),
+                            .rec = rec_of("account.create", name)};
     struct res r = {0};
     PGresult *res;
 
@@ -357,7 +379,7 @@ static void race(PGconn *other, const char *insert, const char *name, const char
     res = PQexec(other, insert);
     assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
-    assert_int_equal(gw_acct_create(db, &n, create_cb, &r, NULL), 0);
+    assert_int_equal(gw_acct_create(au, &n, create_cb, &r, NULL), 0);
     /* the store's INSERT passed its own check (the row is not committed) and now waits */
     assert_true(pgh_loop_until(base, waiting_on_lock, NULL, 20000));
     assert_int_equal(r.calls, 0);
@@ -396,6 +418,175 @@ static void test_concurrent_creation_decided_by_the_indexes(void **state)
     assert_string_equal(scalar(check, "SELECT count(*) FROM account WHERE person = "
                                       "'race-person'"),
                         "1");
+    /* refused creations leave no account.create record */
+    assert_string_equal(scalar(check, "SELECT count(*) FROM audit_record WHERE action = "
+                                      "'account.create' AND object IN ('race-sec', 'race-aud')"),
+                        "0");
+}
+
+static void disable_as_test(const char *name, struct res *r)
+{
+    struct gw_acct_log l = log_row("DisableAccount", name);
+    struct gw_audit_rec ar = rec_of("account.disable", name);
+
+    memset(r, 0, sizeof(*r));
+    assert_int_equal(gw_acct_disable(au, name, "test", "left", &l, &ar, disabled_cb, r, NULL), 0);
+    wait_called(r);
+}
+
+/* The change and its record are one transaction: while audit_record refuses inserts, disabling
+ * fails and the account stays enabled (its admin_log row is not written either); once it takes
+ * them again, the same call disables it and leaves its record. An unknown account: found false
+ * and no record. */
+static void test_change_and_record_commit_together(void **state)
+{
+    struct res r;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    create("tx-user", "tx-user", "branch_clerk", "a", GW_ACCT_CREATED);
+    exec_ok("CREATE FUNCTION refuse_audit() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "RAISE EXCEPTION 'audit_record refused by the test' USING ERRCODE = "
+            "'insufficient_privilege'; END $$");
+    exec_ok("CREATE TRIGGER refuse_audit BEFORE INSERT ON audit_record FOR EACH ROW EXECUTE "
+            "FUNCTION refuse_audit()");
+    disable_as_test("tx-user", &r);
+    assert_int_equal(r.err, GW_EINTERNAL);
+    assert_false(r.found);
+    assert_string_equal(scalar(check, "SELECT disabled_at IS NULL FROM account WHERE name = "
+                                      "'tx-user'"),
+                        "t");
+    assert_string_equal(scalar(check, "SELECT count(*) FROM admin_log WHERE action = "
+                                      "'DisableAccount' AND object = 'tx-user'"),
+                        "0");
+    exec_ok("DROP TRIGGER refuse_audit ON audit_record");
+    exec_ok("DROP FUNCTION refuse_audit()");
+    disable_as_test("tx-user", &r);
+    assert_int_equal(r.err, 0);
+    assert_true(r.found && r.i64 > 0);
+    assert_string_equal(scalar(check, "SELECT count(*) FROM audit_record WHERE action = "
+                                      "'account.disable' AND object = 'tx-user'"),
+                        "1");
+    disable_as_test("no-such-user", &r);
+    assert_int_equal(r.err, 0);
+    assert_false(r.found);
+    assert_string_equal(scalar(check, "SELECT count(*) FROM audit_record WHERE object = "
+                                      "'no-such-user'"),
+                        "0");
+}
+
+/* A login found ok whose account was disabled before its outcome was written: no session and no
+ * login.ok record (the guard failed the transaction); created is false. */
+static void test_login_ok_guarded(void **state)
+{
+    struct gw_acct_login_outcome o;
+    uint8_t tok[32];
+    struct res r = {0};
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    create("guard-user", "guard-user", "branch_clerk", "a", GW_ACCT_CREATED);
+    disable_as_test("guard-user", &r);
+    assert_true(r.found);
+    fill(tok, sizeof(tok), 0xD1);
+    memset(&o, 0, sizeof(o));
+    o.ok = true;
+    o.name = "guard-user";
+    o.id = account_id("guard-user");
+    o.token_hash = tok;
+    o.ttl_s = 3600;
+    o.lockout_failures = 5;
+    o.lockout_minutes = 15;
+    o.log = log_row("Login", "guard-user");
+    o.rec = rec_of("login.ok", "guard-user");
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_int_equal(r.err, 0);
+    assert_false(r.found);
+    assert_string_equal(scalar(check, "SELECT count(*) FROM session WHERE account_id = (SELECT id "
+                                      "FROM account WHERE name = 'guard-user')"),
+                        "0");
+    assert_string_equal(scalar(check, "SELECT count(*) FROM audit_record WHERE action = "
+                                      "'login.ok' AND object = 'guard-user'"),
+                        "0");
+}
+
+/* A failed login's outcome says whether it locked the account: only the failure that reaches
+ * lockout_failures does (once per lock); each failure leaves its login.fail record. */
+static void test_failure_that_locks_is_reported(void **state)
+{
+    struct gw_acct_login_outcome o;
+    bool want[3] = {false, true, false};
+    struct res r;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    create("lock-user", "lock-user", "branch_clerk", "a", GW_ACCT_CREATED);
+    memset(&o, 0, sizeof(o));
+    o.ok = false;
+    o.name = "lock-user";
+    o.id = account_id("lock-user");
+    o.lockout_failures = 2;
+    o.lockout_minutes = 15;
+    o.log = log_row("Login", "lock-user");
+    o.rec = rec_of("login.fail", "lock-user");
+    o.rec.outcome = "refused";
+    for (int i = 0; i < 3; i++) {
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), 0);
+        wait_called(&r);
+        assert_int_equal(r.err, 0);
+        assert_false(r.found);
+        assert_int_equal(r.locked, want[i]);
+    }
+    assert_string_equal(scalar(check, "SELECT count(*) FROM audit_record WHERE action = "
+                                      "'login.fail' AND object = 'lock-user'"),
+                        "3");
+}
+
+static void swept_cb(void *arg, int err, const char *const *names, size_t n)
+{
+    struct res *r = arg;
+
+    r->calls++;
+    r->err = err;
+    r->nhist = n;
+    r->found = n == 1 && strcmp(names[0], "idle-user") == 0;
+}
+
+/* The inactivity sweep disables each idle account in its own transaction with its record. */
+static void test_sweep_records_each_account(void **state)
+{
+    struct res r = {0};
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    exec_ok("UPDATE account SET disabled_at = now() WHERE disabled_at IS NULL");
+    create("idle-user", "idle-user", "branch_clerk", "a", GW_ACCT_CREATED);
+    create("busy-user", "busy-user", "branch_clerk", "a", GW_ACCT_CREATED);
+    exec_ok("UPDATE account SET created_at = now() - interval '100 days' WHERE name = "
+            "'idle-user'");
+    assert_int_equal(gw_acct_sweep_inactive(db, au, 90, swept_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_int_equal(r.err, 0);
+    assert_true(r.found);
+    assert_string_equal(scalar(check, "SELECT disabled_by FROM account WHERE name = 'idle-user'"),
+                        "gateway");
+    assert_string_equal(scalar(check, "SELECT disabled_at IS NULL FROM account WHERE name = "
+                                      "'busy-user'"),
+                        "t");
+    assert_string_equal(scalar(check, "SELECT actor || ' ' || outcome || ' ' || detail FROM "
+                                      "audit_record WHERE action = 'account.disable_inactive' "
+                                      "AND object = 'idle-user'"),
+                        "gateway ok unused for more than 90 days (Art. 38)");
+    assert_string_equal(scalar(check, "SELECT count(*) FROM admin_log WHERE action = "
+                                      "'DisableInactive' AND object = 'idle-user'"),
+                        "1");
 }
 
 /* ---- setup ---- */
@@ -419,12 +610,23 @@ static int group_setup(void **state)
         return -1;
     if (!pgh_loop_until(base, db_is_ready, db, 10000))
         return -1;
+    {
+        static const uint8_t seed[GW_AUDIT_SEED_LEN] = {7};
+        struct gw_audit_config ac = {.chain = "test-accounts",
+                                     .checkpoint_every = 100,
+                                     .checkpoint_ms = 60000,
+                                     .seed = seed};
+
+        if (gw_audit_new(db, &ac, &au) != 0 || gw_audit_start(au) != 0)
+            return -1;
+    }
     return 0;
 }
 
 static int group_teardown(void **state)
 {
     (void)state;
+    gw_audit_free(au);
     gw_db_free(db);
     if (check != NULL)
         PQfinish(check);
@@ -441,6 +643,10 @@ int main(void)
         cmocka_unit_test(test_identify),
         cmocka_unit_test(test_password_history_keeps_five),
         cmocka_unit_test(test_concurrent_creation_decided_by_the_indexes),
+        cmocka_unit_test(test_change_and_record_commit_together),
+        cmocka_unit_test(test_login_ok_guarded),
+        cmocka_unit_test(test_failure_that_locks_is_reported),
+        cmocka_unit_test(test_sweep_records_each_account),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

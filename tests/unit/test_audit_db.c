@@ -147,9 +147,8 @@ static long verify_checkpoints(const char *chain)
             at = at << 8 | (uint8_t)PQgetvalue(r, i, 1)[k];
         }
         assert_int_equal((uint8_t)PQgetvalue(r, i, 2)[0], 1); /* head_hash = record hash */
-        assert_int_equal(gw_audit_checkpoint_msg(chain, seq,
-                                                 (const uint8_t *)PQgetvalue(r, i, 5), at, msg,
-                                                 sizeof msg, &len),
+        assert_int_equal(gw_audit_checkpoint_msg(chain, seq, (const uint8_t *)PQgetvalue(r, i, 5),
+                                                 at, msg, sizeof msg, &len),
                          0);
         assert_int_equal(gw_audit_verify_sig((const uint8_t *)PQgetvalue(r, i, 3), msg, len,
                                              (const uint8_t *)PQgetvalue(r, i, 4)),

@@ -136,15 +136,13 @@ static void test_malformed_refused(void **state)
 
 static void test_checkpoint_signature(void **state)
 {
-    uint8_t head[GW_AUDIT_HASH_LEN] = {0}, msg[256], pub[GW_AUDIT_PUB_LEN],
-            sig[GW_AUDIT_SIG_LEN];
+    uint8_t head[GW_AUDIT_HASH_LEN] = {0}, msg[256], pub[GW_AUDIT_PUB_LEN], sig[GW_AUDIT_SIG_LEN];
     char x[2 * sizeof msg + 1], id[65];
     size_t len = 0;
 
     (void)state;
-    assert_int_equal(gw_audit_checkpoint_msg("gw-a", 7, head, 1764633600000001, msg, sizeof msg,
-                                             &len),
-                     0);
+    assert_int_equal(
+        gw_audit_checkpoint_msg("gw-a", 7, head, 1764633600000001, msg, sizeof msg, &len), 0);
     hex(msg, len, x);
     assert_string_equal(x, "776179676174652e636865636b706f696e742e763100010000000467772d6101000000"
                            "013701000000200000000000000000000000000000000000000000000000000000000"

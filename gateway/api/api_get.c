@@ -1,0 +1,15 @@
+/* api_get.c: the entry of waygate.v1.WaybillQuery/Get: a lawful_access caller reads the waybills
+ * of its approved lawful-access cases (api_lawful_read.c, Art. 16), every other role its scope
+ * as its view shows it (api_query.c). Above both, so neither needs the other. */
+#include <string.h>
+
+#include "api.h"
+#include "api_compliance.h"
+
+void gw_api_get(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    if (strcmp(gw_call_principal(call)->role, "lawful_access") == 0)
+        gw_api_lawful_get(call, req, len);
+    else
+        gw_api_query_get(call, req, len);
+}

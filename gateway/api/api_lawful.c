@@ -1,0 +1,439 @@
+/* api_lawful.c: Compliance.RequestLawfulAccess and DecideLawfulAccess (Art. 16). A
+ * lawful_access account registers a case (agency, officer, case and legal-document references,
+ * the waybills by number, the fields wanted); a security_admin account of another person
+ * approves it until a time, or rejects it; the requester then reads exactly those waybills in
+ * clear through WaybillQuery.Get (api_lawful_read.c) until that time. Each step and its
+ * confidential audit record (lawful.request, lawful.approve, lawful.reject; a decision by the
+ * requester's own person is recorded as refused) commit in one transaction through the audit
+ * writer; the answer is sent only after that commit. Invariant: waybill numbers leave this file
+ * only as blind indexes; nothing of a case reaches a log line. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "waygate/v1/compliance.pb-c.h"
+
+#include "alloc.h"
+#include "api.h"
+#include "api_compliance.h"
+#include "app.h"
+#include "audit.h"
+#include "config.h"
+#include "log.h"
+#include "seal.h"
+#include "store.h"
+#include "store_lawful.h"
+#include "waybillno.h"
+
+struct lawful {
+    struct gw_call *call;
+    struct gw_audit_req *areq;
+    char case_id[37];
+    bool approve;
+};
+
+static void cancel_cb(void *arg)
+{
+    struct lawful *l = arg;
+
+    gw_audit_cancel(l->areq);
+    l->areq = NULL;
+}
+
+/* The caller must be a person's account (token); this gateway must have its audit writer. */
+static struct gw_app *lawful_start(struct gw_call *call)
+{
+    struct gw_app *app = gw_call_app(call);
+    const struct gw_principal *p = gw_call_principal(call);
+
+    if (p->authn != GW_AUTHN_TOKEN || p->account_id <= 0) {
+        gw_call_fail(call, GW_EPERM, "authorization", GW_RULE_LAWFUL_ACCOUNT);
+        return NULL;
+    }
+    if (app == NULL || app->audit == NULL || app->crypto == NULL || app->keys == NULL ||
+        app->cfg == NULL) {
+        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
+        return NULL;
+    }
+    return app;
+}
+
+/* A required text of at most GW_LAWFUL_TEXT_MAX bytes; false after failing the call. */
+static bool text_ok(struct gw_call *call, const char *field, const char *v, size_t max)
+{
+    struct gw_fault f;
+
+    if (v == NULL || v[0] == '\0') {
+        gw_call_fail(call, GW_EINVAL, field, GW_RULE_REQUIRED);
+        return false;
+    }
+    if (strlen(v) > max) {
+        gw_fault_set(&f, GW_EINVAL, NULL, field, GW_RULE_TOO_LONG);
+        f.limit = max;
+        gw_call_finish_fault(call, &f);
+        return false;
+    }
+    return true;
+}
+
+/* Appends the array literal of the waybills' blind indexes ("{hex,hex}") into buf (arena);
+ * false after failing the call. */
+static char *waybills_literal(struct gw_call *call, struct gw_app *app, char **nos, size_t n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    char *buf = gw_arena_alloc(gw_call_arena(call), n * (2 * GW_CRYPTO_BIDX_LEN + 1) + 3);
+    char norm[GW_WAYBILLNO_MAX + 1], field[40];
+    uint8_t bidx[GW_CRYPTO_BIDX_LEN];
+    enum gw_rule rule = GW_RULE_NONE;
+    size_t i, k, len, pos = 0;
+
+    if (buf == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return NULL;
+    }
+    buf[pos++] = '{';
+    for (i = 0; i < n; i++) {
+        snprintf(field, sizeof(field), "waybill_nos[%zu]", i);
+        if (gw_waybillno_normalize(nos[i], strlen(nos[i]), norm, &len, &rule) != 0) {
+            gw_call_fail(call, GW_EINVAL, field, rule);
+            return NULL;
+        }
+        if (gw_seal_number_bidx(app->crypto, app->keys, norm, len, bidx) != 0) {
+            gw_call_fail(call, GW_ECRYPTO, NULL, GW_RULE_NONE);
+            return NULL;
+        }
+        if (i > 0)
+            buf[pos++] = ',';
+        for (k = 0; k < GW_CRYPTO_BIDX_LEN; k++) {
+            buf[pos++] = hexd[bidx[k] >> 4];
+            buf[pos++] = hexd[bidx[k] & 15];
+        }
+    }
+    buf[pos++] = '}';
+    buf[pos] = '\0';
+    return buf;
+}
+
+/* The array literal of the requested field paths, each checked; NULL after failing the call. */
+static char *fields_literal(struct gw_call *call, char **fields, size_t n)
+{
+    char *buf = gw_arena_alloc(gw_call_arena(call), GW_COL_COUNT * 40 + 3), field[32];
+    size_t i, pos = 0, len;
+
+    if (buf == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return NULL;
+    }
+    if (n > GW_COL_COUNT) {
+        gw_call_fail(call, GW_EINVAL, "fields", GW_RULE_FIELD_UNKNOWN);
+        return NULL;
+    }
+    buf[pos++] = '{';
+    for (i = 0; i < n; i++) {
+        len = strlen(fields[i]);
+        snprintf(field, sizeof(field), "fields[%zu]", i);
+        if (gw_api_col_of(fields[i], len) == GW_COL_COUNT) {
+            gw_call_fail(call, GW_EINVAL, field, GW_RULE_FIELD_UNKNOWN);
+            return NULL;
+        }
+        if (i > 0)
+            buf[pos++] = ',';
+        memcpy(buf + pos, fields[i], len); /* a known path: letters, '_' and '.' only */
+        pos += len;
+    }
+    buf[pos++] = '}';
+    buf[pos] = '\0';
+    return buf;
+}
+
+static void requested_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    Waygate__V1__RequestLawfulAccessResponse out =
+        WAYGATE__V1__REQUEST_LAWFUL_ACCESS_RESPONSE__INIT;
+    struct lawful *l = arg;
+
+    (void)seq;
+    l->areq = NULL;
+    gw_call_set_cancel(l->call, NULL, NULL);
+    if (err != 0) {
+        GW_LOG(GW_LOG_ERROR, "lawful", gw_call_log_ctx(l->call),
+               "lawful-access request not recorded: %s (statement %d, SQLSTATE %s)",
+               gw_err_str(err), res != NULL ? res->failed_stmt : -1,
+               res != NULL && res->sqlstate != NULL ? res->sqlstate : "-");
+        gw_call_fail(l->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
+                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
+        return;
+    }
+    out.case_id = l->case_id;
+    out.state = WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_PENDING;
+    if (gw_call_send(l->call, &out.base) != 0) {
+        gw_call_fail(l->call, GW_EINTERNAL, NULL, GW_RULE_NOT_RENDERED);
+        return;
+    }
+    gw_call_finish(l->call, GW_GRPC_OK, NULL);
+}
+
+void gw_api_lawful_request(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Waygate__V1__RequestLawfulAccessRequest *in;
+    const struct gw_principal *p = gw_call_principal(call);
+    struct gw_app *app = lawful_start(call);
+    struct gw_store_lawful_case c;
+    struct gw_db_stmt st[GW_STORE_LAWFUL_STMTS];
+    const char *vals[GW_STORE_LAWFUL_VALS];
+    char buf[GW_STORE_LAWFUL_BUF];
+    uint8_t id[GW_RECORD_ID_LEN];
+    struct gw_audit_rec rec;
+    struct gw_fault f;
+    struct lawful *l;
+    int nst, rc;
+
+    if (app == NULL)
+        return;
+    in = (Waygate__V1__RequestLawfulAccessRequest *)gw_call_unpack(
+        call, &waygate__v1__request_lawful_access_request__descriptor, req, len);
+    if (in == NULL)
+        return;
+    if (!text_ok(call, "agency", in->agency, GW_LAWFUL_TEXT_MAX) ||
+        !text_ok(call, "officer", in->officer, GW_LAWFUL_TEXT_MAX) ||
+        !text_ok(call, "case_ref", in->case_ref, GW_LAWFUL_TEXT_MAX) ||
+        !text_ok(call, "legal_document_ref", in->legal_document_ref, GW_LAWFUL_TEXT_MAX))
+        return;
+    if (in->n_waybill_nos == 0) {
+        gw_call_fail(call, GW_EINVAL, "waybill_nos", GW_RULE_REQUIRED);
+        return;
+    }
+    if (in->n_waybill_nos > GW_LAWFUL_WAYBILLS_MAX) {
+        gw_fault_set(&f, GW_EINVAL, NULL, "waybill_nos", GW_RULE_LAWFUL_TOO_MANY);
+        f.limit = GW_LAWFUL_WAYBILLS_MAX;
+        gw_call_finish_fault(call, &f);
+        return;
+    }
+    l = gw_arena_alloc(gw_call_arena(call), sizeof(*l));
+    if (l == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return;
+    }
+    memset(l, 0, sizeof(*l));
+    l->call = call;
+    memset(&c, 0, sizeof(c));
+    c.bidx_hex = waybills_literal(call, app, in->waybill_nos, in->n_waybill_nos);
+    if (c.bidx_hex == NULL)
+        return;
+    c.fields = fields_literal(call, in->fields, in->n_fields);
+    if (c.fields == NULL)
+        return;
+    if (gw_seal_new_id(app->crypto, id) != 0) {
+        gw_call_fail(call, GW_ECRYPTO, NULL, GW_RULE_NONE);
+        return;
+    }
+    gw_store_id_text(id, l->case_id);
+    c.id = l->case_id;
+    c.requester_account = p->account_id;
+    c.requester = p->name;
+    c.agency = in->agency;
+    c.officer = in->officer;
+    c.case_ref = in->case_ref;
+    c.legal_document_ref = in->legal_document_ref;
+    c.waybills = (int)in->n_waybill_nos;
+    nst = gw_store_lawful_request_stmts(&c, st, vals, buf);
+
+    gw_api_compliance_rec(call, &rec, "lawful.request", "ok");
+    rec.object = l->case_id;
+    rec.approval = l->case_id;
+    rec.count = (int64_t)in->n_waybill_nos;
+    rec.purpose = in->case_ref;
+    rec.legal_basis = in->legal_document_ref;
+    rec.detail = in->agency;
+    rec.confidential = true;
+    rc = gw_audit_write(app->audit, st, nst, &rec, 1, requested_cb, l, &l->areq);
+    if (rc != 0) {
+        gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : GW_EUNAVAIL, NULL,
+                     rc == GW_EINVAL ? GW_RULE_NONE : GW_RULE_DB_UNAVAILABLE);
+        return;
+    }
+    gw_call_set_cancel(call, cancel_cb, l);
+}
+
+/* ---- DecideLawfulAccess ---- */
+
+static bool uuid_ok(const char *s)
+{
+    static const char dashes[] = {8, 13, 18, 23};
+    size_t i, d = 0;
+
+    if (strlen(s) != 36)
+        return false;
+    for (i = 0; i < 36; i++) {
+        if (d < sizeof(dashes) && i == (size_t)dashes[d]) {
+            if (s[i] != '-')
+                return false;
+            d++;
+        } else if (!((s[i] >= '0' && s[i] <= '9') || (s[i] >= 'a' && s[i] <= 'f') ||
+                     (s[i] >= 'A' && s[i] <= 'F'))) {
+            return false;
+        }
+    }
+    return true;
+}
+
+static void refusal_recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct lawful *l = arg;
+
+    (void)seq;
+    (void)res;
+    l->areq = NULL;
+    gw_call_set_cancel(l->call, NULL, NULL);
+    if (err != 0)
+        GW_LOG(GW_LOG_ERROR, "lawful", gw_call_log_ctx(l->call),
+               "refused lawful-access decision not recorded: %s", gw_err_str(err));
+    gw_call_fail(l->call, GW_EPERM, "case_id", GW_RULE_CASE_SELF);
+}
+
+/* The requester's own person tried to decide: recorded as refused, then answered. */
+static void record_self_decision(struct lawful *l)
+{
+    struct gw_app *app = gw_call_app(l->call);
+    struct gw_audit_rec rec;
+
+    gw_api_compliance_rec(l->call, &rec, l->approve ? "lawful.approve" : "lawful.reject",
+                          "refused");
+    rec.object = l->case_id;
+    rec.approval = l->case_id;
+    rec.detail = "the requester may not decide";
+    rec.confidential = true;
+    if (gw_audit_write(app->audit, NULL, 0, &rec, 1, refusal_recorded_cb, l, &l->areq) != 0) {
+        gw_call_fail(l->call, GW_EPERM, "case_id", GW_RULE_CASE_SELF);
+        return;
+    }
+    gw_call_set_cancel(l->call, cancel_cb, l);
+}
+
+static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    Waygate__V1__DecideLawfulAccessResponse out = WAYGATE__V1__DECIDE_LAWFUL_ACCESS_RESPONSE__INIT;
+    struct lawful *l = arg;
+    const char *state = res != NULL ? res->sqlstate : NULL;
+
+    l->areq = NULL;
+    gw_call_set_cancel(l->call, NULL, NULL);
+    if (err == GW_EINTERNAL && state != NULL) {
+        if (strcmp(state, GW_LAWFUL_NO_CASE) == 0) {
+            gw_call_fail(l->call, GW_ENOTFOUND, "case_id", GW_RULE_CASE_UNKNOWN);
+            return;
+        }
+        if (strcmp(state, GW_LAWFUL_DECIDED) == 0) {
+            gw_call_fail(l->call, GW_EPRECOND, "case_id", GW_RULE_CASE_DECIDED);
+            return;
+        }
+        if (strcmp(state, GW_LAWFUL_EXPIRED) == 0) {
+            gw_call_fail(l->call, GW_EPRECOND, "case_id", GW_RULE_CASE_EXPIRED);
+            return;
+        }
+        if (strcmp(state, GW_LAWFUL_PAST) == 0) {
+            gw_call_fail(l->call, GW_EINVAL, "valid_until", GW_RULE_NOT_FUTURE);
+            return;
+        }
+        if (strcmp(state, GW_LAWFUL_SELF) == 0) {
+            record_self_decision(l);
+            return;
+        }
+    }
+    if (err != 0) {
+        GW_LOG(GW_LOG_ERROR, "lawful", gw_call_log_ctx(l->call),
+               "lawful-access decision not recorded: %s", gw_err_str(err));
+        gw_call_fail(l->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
+                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
+        return;
+    }
+    out.case_id = l->case_id;
+    out.state = l->approve ? WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_APPROVED
+                           : WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_REJECTED;
+    out.audit_seq = seq > 0 ? (uint64_t)seq : 0;
+    if (gw_call_send(l->call, &out.base) != 0) {
+        gw_call_fail(l->call, GW_EINTERNAL, NULL, GW_RULE_NOT_RENDERED);
+        return;
+    }
+    gw_call_finish(l->call, GW_GRPC_OK, NULL);
+}
+
+void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Waygate__V1__DecideLawfulAccessRequest *in;
+    const struct gw_principal *p = gw_call_principal(call);
+    struct gw_app *app = lawful_start(call);
+    struct gw_store_lawful_decision d;
+    struct gw_db_stmt st[GW_STORE_LAWFUL_STMTS];
+    const char *vals[GW_STORE_LAWFUL_VALS];
+    char buf[GW_STORE_LAWFUL_BUF], detail[48];
+    struct gw_audit_rec rec;
+    struct gw_fault f;
+    struct lawful *l;
+    int64_t now = (int64_t)time(NULL);
+    int nst, rc;
+
+    if (app == NULL)
+        return;
+    in = (Waygate__V1__DecideLawfulAccessRequest *)gw_call_unpack(
+        call, &waygate__v1__decide_lawful_access_request__descriptor, req, len);
+    if (in == NULL)
+        return;
+    if (in->case_id[0] == '\0') {
+        gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_REQUIRED);
+        return;
+    }
+    if (!uuid_ok(in->case_id)) {
+        gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_CASE_ID);
+        return;
+    }
+    if (strlen(in->comment) > GW_LAWFUL_COMMENT_MAX) {
+        gw_fault_set(&f, GW_EINVAL, NULL, "comment", GW_RULE_TOO_LONG);
+        f.limit = GW_LAWFUL_COMMENT_MAX;
+        gw_call_finish_fault(call, &f);
+        return;
+    }
+    if (in->approve && in->valid_until != 0 && in->valid_until <= now) {
+        gw_call_fail(call, GW_EINVAL, "valid_until", GW_RULE_NOT_FUTURE);
+        return;
+    }
+    l = gw_arena_alloc(gw_call_arena(call), sizeof(*l));
+    if (l == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return;
+    }
+    memset(l, 0, sizeof(*l));
+    l->call = call;
+    l->approve = in->approve;
+    for (size_t i = 0; i < 36; i++) /* canonical lowercase, as the database prints it */
+        l->case_id[i] =
+            (char)(in->case_id[i] >= 'A' && in->case_id[i] <= 'F' ? in->case_id[i] - 'A' + 'a'
+                                                                  : in->case_id[i]);
+    memset(&d, 0, sizeof(d));
+    d.case_id = l->case_id;
+    d.decider_account = p->account_id;
+    d.decider = p->name;
+    d.approve = in->approve;
+    d.comment = in->comment;
+    d.valid_until =
+        in->valid_until != 0 ? in->valid_until : now + (int64_t)app->cfg->lawful_default_s;
+    d.ttl_s = (int64_t)app->cfg->approval_ttl_s;
+    nst = gw_store_lawful_decide_stmts(&d, st, vals, buf);
+
+    gw_api_compliance_rec(call, &rec, in->approve ? "lawful.approve" : "lawful.reject", "ok");
+    rec.object = l->case_id;
+    rec.approval = l->case_id;
+    rec.confidential = true;
+    if (in->approve) {
+        snprintf(detail, sizeof(detail), "valid_until=%" PRId64, d.valid_until);
+        rec.detail = detail;
+    }
+    rc = gw_audit_write(app->audit, st, nst, &rec, 1, decided_cb, l, &l->areq);
+    if (rc != 0) {
+        gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : GW_EUNAVAIL, NULL,
+                     rc == GW_EINVAL ? GW_RULE_NONE : GW_RULE_DB_UNAVAILABLE);
+        return;
+    }
+    gw_call_set_cancel(call, cancel_cb, l);
+}

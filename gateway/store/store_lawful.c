@@ -1,0 +1,180 @@
+/* store_lawful.c: lawful access in SQL (store_lawful.h): the statements of a case's registration,
+ * decision and read check, built for the audit writer, and the lawful read under the scope
+ * 'lawful:<account id>'. Invariant: a read handle is freed exactly once, after its callback or
+ * at cancel. */
+#include "store_lawful.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "store_int.h"
+
+static const char case_sql[] =
+    "INSERT INTO lawful_case (id, requester_account, requester, agency, officer, case_ref, "
+    "legal_document_ref, fields, waybills) VALUES ($1::uuid, $2::bigint, $3, $4, $5, $6, $7, "
+    "$8::text[], $9::integer)";
+static const char items_sql[] = "INSERT INTO lawful_case_item (case_id, wb_bidx) SELECT DISTINCT "
+                                "$1::uuid, decode(h, 'hex') FROM unnest($2::text[]) h";
+static const char decide_sql[] =
+    "SELECT lawful_case_decide($1::uuid, $2::bigint, $3, $4::boolean, $5, "
+    "to_timestamp($6::bigint), $7::bigint)";
+static const char check_sql[] = "SELECT lawful_case_check($1::uuid, $2::bigint)";
+static const char grant_sql[] =
+    "SELECT c.id::text, array_to_string(c.fields, ','), c.case_ref, "
+    "extract(epoch FROM c.valid_until)::bigint FROM lawful_case c "
+    "JOIN lawful_case_item i ON i.case_id = c.id WHERE i.wb_bidx = $1 "
+    "AND c.requester_account = $2::bigint AND c.state = 'approved' AND c.valid_until > now() "
+    "ORDER BY c.valid_until DESC LIMIT 1";
+
+/* The scope statement of the request (row-level security: '' for registrations and decisions,
+ * which sql/010 allows only outside a branch scope). */
+static void scope(struct gw_db_stmt *st, const char **vals, const char *s)
+{
+    gw_store_scope_stmt(st, vals, s);
+}
+
+int gw_store_lawful_request_stmts(const struct gw_store_lawful_case *c, struct gw_db_stmt *st,
+                                  const char **vals, char *buf)
+{
+    char *acct = buf, *n = buf + 24;
+
+    snprintf(acct, 24, "%" PRId64, c->requester_account);
+    snprintf(n, 16, "%d", c->waybills);
+    scope(&st[0], &vals[0], "");
+    vals[1] = c->id;
+    vals[2] = acct;
+    vals[3] = c->requester;
+    vals[4] = c->agency;
+    vals[5] = c->officer;
+    vals[6] = c->case_ref;
+    vals[7] = c->legal_document_ref;
+    vals[8] = c->fields;
+    vals[9] = n;
+    st[1] = (struct gw_db_stmt){.sql = case_sql, .nparams = 9, .values = &vals[1]};
+    vals[10] = c->id;
+    vals[11] = c->bidx_hex;
+    st[2] = (struct gw_db_stmt){.sql = items_sql, .nparams = 2, .values = &vals[10]};
+    return 3;
+}
+
+int gw_store_lawful_decide_stmts(const struct gw_store_lawful_decision *d, struct gw_db_stmt *st,
+                                 const char **vals, char *buf)
+{
+    char *acct = buf, *until = buf + 24, *ttl = buf + 48;
+
+    snprintf(acct, 24, "%" PRId64, d->decider_account);
+    snprintf(until, 24, "%" PRId64, d->valid_until);
+    snprintf(ttl, 16, "%" PRId64, d->ttl_s);
+    scope(&st[0], &vals[0], "");
+    vals[1] = d->case_id;
+    vals[2] = acct;
+    vals[3] = d->decider;
+    vals[4] = d->approve ? "true" : "false";
+    vals[5] = d->comment != NULL ? d->comment : "";
+    vals[6] = until;
+    vals[7] = ttl;
+    st[1] = (struct gw_db_stmt){.sql = decide_sql, .nparams = 7, .values = &vals[1]};
+    return 2;
+}
+
+int gw_store_lawful_check_stmts(const char *case_id, int64_t account, struct gw_db_stmt *st,
+                                const char **vals, char *buf)
+{
+    snprintf(buf, GW_STORE_LAWFUL_BUF, "lawful:%" PRId64, account);
+    scope(&st[0], &vals[0], buf);
+    vals[1] = case_id;
+    vals[2] = buf + 7; /* the account id after "lawful:" */
+    st[1] = (struct gw_db_stmt){.sql = check_sql, .nparams = 2, .values = &vals[1]};
+    return 2;
+}
+
+struct gw_store_lawful_req {
+    struct gw_db_req *dbreq;
+    gw_store_lawful_get_cb cb;
+    void *arg;
+};
+
+static void get_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_lawful_req *r = arg;
+    struct gw_store_lawful_grant g;
+    struct gw_store_row row;
+    const PGresult *pr, *pg;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->cb(r->arg, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL, NULL);
+        goto out;
+    }
+    pr = res->results[1]; /* [0] set the scope */
+    pg = res->results[2];
+    if (PQntuples(pr) == 0 || PQntuples(pg) == 0) {
+        r->cb(r->arg, GW_ENOTFOUND, NULL, NULL);
+        goto out;
+    }
+    if (gw_store_row_get(pr, 0, &row) != 0 || PQnfields(pg) != 4) {
+        r->cb(r->arg, GW_EINTERNAL, NULL, NULL);
+        goto out;
+    }
+    g.case_id = PQgetvalue(pg, 0, 0);
+    g.fields = PQgetvalue(pg, 0, 1);
+    g.case_ref = PQgetvalue(pg, 0, 2);
+    g.valid_until = strtoll(PQgetvalue(pg, 0, 3), NULL, 10);
+    r->cb(r->arg, 0, &row, &g);
+out:
+    gw_free(r);
+}
+
+int gw_store_lawful_get(struct gw_store *s, int64_t account,
+                        const uint8_t wb_bidx[GW_STORE_BIDX_LEN], gw_store_lawful_get_cb cb,
+                        void *arg, struct gw_store_lawful_req **out)
+{
+    char scope_text[32], acct[24];
+    const char *sv[1], *vals[1] = {(const char *)wb_bidx}, *gv[2];
+    static const int lens[2] = {GW_STORE_BIDX_LEN, 0}, fmts[2] = {1, 0};
+    struct gw_db_stmt st[3];
+    struct gw_store_lawful_req *r;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || account <= 0 || wb_bidx == NULL || cb == NULL)
+        return GW_EINVAL;
+    snprintf(scope_text, sizeof(scope_text), "lawful:%" PRId64, account);
+    snprintf(acct, sizeof(acct), "%" PRId64, account);
+    gv[0] = (const char *)wb_bidx;
+    gv[1] = acct;
+    scope(&st[0], sv, scope_text);
+    st[1] = (struct gw_db_stmt){.sql = s->get_sql,
+                                .nparams = 1,
+                                .values = vals,
+                                .lengths = lens,
+                                .formats = fmts,
+                                .result_format = 1};
+    st[2] = (struct gw_db_stmt){
+        .sql = grant_sql, .nparams = 2, .values = gv, .lengths = lens, .formats = fmts};
+    r = gw_calloc(1, sizeof(*r));
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb = cb;
+    r->arg = arg;
+    rc = gw_db_exec(s->db, st, 3, GW_DB_TXN, get_done_cb, r, &r->dbreq);
+    if (rc != 0) {
+        gw_free(r);
+        return rc;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+void gw_store_lawful_cancel(struct gw_store_lawful_req *r)
+{
+    if (r == NULL)
+        return;
+    gw_db_cancel(r->dbreq);
+    gw_free(r);
+}

@@ -1,0 +1,94 @@
+/* store_lawful.h: the SQL of lawful access (Art. 16; sql/010_lawful.sql). A case's registration
+ * and decision, and a lawful read's final check, are statements the API hands to the audit writer
+ * (audit.h) with their confidential audit record, so the action and its record commit together;
+ * each list begins with the scope statement it needs (a grouped audit transaction may carry
+ * another entry's scope). The lawful read itself is an asynchronous request of its own here.
+ * Nothing here holds a waybill number: a case names its waybills by their blind index. */
+#ifndef GW_STORE_LAWFUL_H
+#define GW_STORE_LAWFUL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "db.h"
+#include "err.h"
+#include "store.h"
+
+#define GW_LAWFUL_WAYBILLS_MAX 100 /* waybills one case may name */
+#define GW_LAWFUL_TEXT_MAX 256     /* agency, officer, case and document references, bytes */
+#define GW_LAWFUL_COMMENT_MAX 512
+
+/* SQLSTATEs raised by lawful_case_decide / lawful_case_check. */
+#define GW_LAWFUL_NO_CASE "WL001"
+#define GW_LAWFUL_DECIDED "WL002"
+#define GW_LAWFUL_SELF "WL003"
+#define GW_LAWFUL_EXPIRED "WL004"
+#define GW_LAWFUL_LAPSED "WL005"
+#define GW_LAWFUL_PAST "WL006"
+
+/* A new case. Strings NUL-terminated; fields and bidx_hex are PostgreSQL array literals
+ * ("{recipient.phone,sender.name}", "{0011..ff,...}": lowercase hex of each blind index). */
+struct gw_store_lawful_case {
+    const char *id; /* UUID text */
+    int64_t requester_account;
+    const char *requester;
+    const char *agency, *officer, *case_ref, *legal_document_ref;
+    const char *fields;
+    const char *bidx_hex;
+    int waybills;
+};
+
+/* The statements that register c: at most GW_STORE_LAWFUL_STMTS, into st (vals must hold
+ * GW_STORE_LAWFUL_VALS pointers and buf GW_STORE_LAWFUL_BUF bytes, alive until st is queued).
+ * Returns the number of statements. */
+#define GW_STORE_LAWFUL_STMTS 3
+#define GW_STORE_LAWFUL_VALS 16
+#define GW_STORE_LAWFUL_BUF 64
+int gw_store_lawful_request_stmts(const struct gw_store_lawful_case *c, struct gw_db_stmt *st,
+                                  const char **vals, char *buf);
+
+/* A decision. valid_until: seconds since the epoch (approvals). ttl_s: a case undecided this
+ * long has expired (WL004). */
+struct gw_store_lawful_decision {
+    const char *case_id;
+    int64_t decider_account;
+    const char *decider;
+    bool approve;
+    const char *comment;
+    int64_t valid_until;
+    int64_t ttl_s;
+};
+/* Statements of a decision (result of the last: one row, the new state) into st as above. */
+int gw_store_lawful_decide_stmts(const struct gw_store_lawful_decision *d, struct gw_db_stmt *st,
+                                 const char **vals, char *buf);
+
+/* Statements of a lawful read's last check: the case still approved, unexpired and account's,
+ * else the transaction fails with WL005. */
+int gw_store_lawful_check_stmts(const char *case_id, int64_t account, struct gw_db_stmt *st,
+                                const char **vals, char *buf);
+
+/* The case a lawful read rests on (strings valid during the callback). */
+struct gw_store_lawful_grant {
+    const char *case_id;
+    const char *fields; /* comma-separated field paths; "": every field */
+    const char *case_ref;
+    int64_t valid_until;
+};
+/* err: 0 (row and grant valid during the callback), GW_ENOTFOUND (the number is in no approved,
+ * unexpired case of this account: the same answer as no such waybill), GW_EUNAVAIL,
+ * GW_EINTERNAL. */
+typedef void (*gw_store_lawful_get_cb)(void *arg, int err, const struct gw_store_row *row,
+                                       const struct gw_store_lawful_grant *g);
+struct gw_store_lawful_req;
+
+/* Reads the sealed row of wb_bidx under the scope 'lawful:<account>' (row-level security shows
+ * exactly the rows of that account's approved, unexpired cases) with the case it rests on.
+ * Returns 0 and a handle in *out (cancel with gw_store_lawful_cancel; valid until the callback
+ * starts), or GW_EINVAL / GW_ENOMEM / gw_db_exec's errors: then cb will not run. */
+int gw_store_lawful_get(struct gw_store *s, int64_t account,
+                        const uint8_t wb_bidx[GW_STORE_BIDX_LEN], gw_store_lawful_get_cb cb,
+                        void *arg, struct gw_store_lawful_req **out) GW_MUST_CHECK;
+/* The callback never runs after this. NULL-safe. */
+void gw_store_lawful_cancel(struct gw_store_lawful_req *r);
+
+#endif

@@ -1,0 +1,261 @@
+"""The gateway's own actions in the audit chain (Art. 33, 31, 34, 35, 38, 17): logins (ok and
+failed), password changes, account creation, disabling and the inactivity sweep, refused
+administrative calls, incidents and configuration reloads each leave an audit_record row naming
+who (actor, role), where (peer, certificate principal, branch), what (action, object) and the
+outcome; and an account change and its record commit together: with the gateway's INSERT on
+audit_record revoked, DisableAccount, CreateAccount, ChangePassword and Login fail and change
+nothing.
+
+Each test creates its own accounts (as the dev stack's security admin) and finds its records by
+the account's unique name, or by time for records without one. A record written after the call
+has answered (a refusal's) is polled for with a bound, never waited for by sleeping."""
+
+import os
+import signal
+
+import grpc
+import pytest
+
+from conftest import wait_for
+from test_accounts import (CHANGE, CREATE, DISABLE, REFUSED, Admin, change, login, password,
+                           ready, unique)
+from test_foundation import SecondGateway, rpc_error
+
+FIELDS = "actor, role, peer IS NOT NULL, cert, branch, action, object, outcome, detail"
+
+
+@pytest.fixture
+def admin(stack):
+    return Admin(stack)
+
+
+def records(stack, where, since=0):
+    """The audit records matching where (SQL), oldest first, as 'actor|role|t|cert|branch|action|
+    object|outcome|detail' lines (peer only as present or not: its port varies)."""
+    return stack.psql("SELECT %s FROM audit_record WHERE at_us > %d AND (%s) ORDER BY at_us, seq"
+                      % (FIELDS, since, where))
+
+
+def now_us(stack):
+    return int(stack.psql("SELECT (extract(epoch FROM clock_timestamp()) * 1e6)::bigint")[0])
+
+
+def poll(stack, where, n, since=0, timeout=15):
+    """The records of where once there are at least n (bounded)."""
+    rows = wait_for(lambda: (lambda r: r if len(r) >= n else None)(records(stack, where, since)),
+                    timeout)
+    assert rows, "fewer than %d audit records for %s: %r" % (n, where,
+                                                             records(stack, where, since))
+    return rows
+
+
+# --- logins and passwords ---
+
+def test_login_ok_and_failures_are_recorded(stack, admin):
+    name = unique("au-lg-")
+    pw = admin.create(name, "branch_clerk", branch="a")
+    since = now_us(stack)
+    # a wrong password, then the right one
+    e = rpc_error(lambda: login(stack, name, password(), "branch_a"))
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+    assert login(stack, name, pw, "branch_a").token
+    # committed with the login's effect: there when the call answers
+    assert records(stack, "object = '%s'" % name, since) == [
+        "branch_a|branch_clerk|t|branch_a|a|login.fail|%s|refused|credentials" % name,
+        "%s|branch_clerk|t|branch_a|a|login.ok|%s|ok|password must change" % (name, name),
+    ]
+
+
+def test_login_failure_class_is_the_same_for_every_cause(stack, admin):
+    """unknown, wrong, locked and disabled: one detail (the administrative record keeps the
+    cause); an unknown name is not kept as the object (it may be a mistyped password)."""
+    locked, disabled, known = unique("au-lk-"), unique("au-ds-"), unique("au-wp-")
+    pw_locked = admin.create(locked, "branch_clerk", branch="a")
+    pw_dis = admin.create(disabled, "branch_clerk", branch="a")
+    admin.create(known, "branch_clerk", branch="a")
+    admin.disable(disabled)
+    stack.psql("UPDATE account SET locked_until = now() + interval '10 minutes' WHERE name = '%s'"
+               % locked)
+    since = now_us(stack)
+    for acct, pw in ((locked, pw_locked), (disabled, pw_dis), (known, password()),
+                     (unique("au-nx-"), password())):
+        e = rpc_error(lambda: login(stack, acct, pw, "branch_b"))
+        assert e.code() == grpc.StatusCode.UNAUTHENTICATED
+    rows = records(stack, "action = 'login.fail' AND cert = 'branch_b'", since)
+    assert rows == ["branch_b|branch_clerk|t|branch_b|b|login.fail|%s|refused|credentials" % o
+                    for o in (locked, disabled, known, "")]
+
+
+def test_lockout_is_an_incident(stack, admin):
+    """Repeated authentication failures (Art. 17): the failure that locks the account is an
+    incident (once per lock), its row and its record written together."""
+    name = unique("au-lo-")
+    admin.create(name, "branch_clerk", branch="a")
+    since = now_us(stack)
+    for _ in range(6):  # five lock it (the dev stack's lockout_failures), the sixth is refused
+        e = rpc_error(lambda: login(stack, name, password(), "branch_a"))
+        assert e.code() == grpc.StatusCode.UNAUTHENTICATED
+    rows = poll(stack, "action = 'incident' AND object = 'account_locked' AND actor = 'branch_a'",
+                1, since)
+    assert rows == ["branch_a|branch_clerk|t|branch_a|a|incident|account_locked|ok|"
+                    "severity=medium"]
+    assert stack.psql("SELECT principal, severity FROM incident WHERE kind = 'account_locked' AND "
+                      "detail LIKE 'account %s locked%%'" % name) == ["branch_a|medium"]
+    assert len(records(stack, "action = 'login.fail' AND object = '%s'" % name, since)) == 6
+
+
+def test_password_change_is_recorded(stack, admin):
+    name = unique("au-pw-")
+    since = now_us(stack)
+    pw, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    assert records(stack, "action = 'password.change' AND object = '%s'" % name, since) == [
+        "%s|branch_clerk|t|branch_a|a|password.change|%s|ok|other sessions of the account ended"
+        % (name, name)]
+    # a wrong old password: refused, and recorded as such (after the answer: polled)
+    e = rpc_error(lambda: change(stack, md, "branch_a", password(), password()))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    rows = poll(stack, "action = 'password.change' AND object = '%s' AND outcome = 'refused'"
+                % name, 1, since)
+    assert rows[0].startswith("%s|branch_clerk|t|branch_a|a|password.change|%s|refused|"
+                              "old_password: " % (name, name)), rows
+
+
+# --- accounts ---
+
+def test_account_create_and_disable_are_recorded(stack, admin):
+    name = unique("au-ac-")
+    since = now_us(stack)
+    admin.create(name, "branch_clerk", branch="b")
+    admin.disable(name, reason="moved to another branch")
+    rows = records(stack, "object = '%s'" % name, since)
+    assert rows == [
+        "secadmin|security_admin|t|admin||account.create|%s|ok|role=branch_clerk branch=b" % name,
+        "secadmin|security_admin|t|admin||account.disable|%s|ok|sessions ended; reason in the "
+        "account row" % name,
+    ]
+    # the staff's free-text reason stays out of the chain
+    assert stack.psql("SELECT count(*) FROM audit_record WHERE detail LIKE '%another branch%'") \
+        == ["0"]
+    # a refused creation (the name is taken) is recorded as refused
+    e = rpc_error(lambda: admin.create(name, "branch_clerk", branch="b"))
+    assert e.code() == grpc.StatusCode.ALREADY_EXISTS
+    rows = poll(stack, "object = '%s' AND outcome = 'refused'" % name, 1, since)
+    assert rows[0].startswith("secadmin|security_admin|t|admin||account.create|%s|refused|account:"
+                              % name), rows
+
+
+def test_separation_of_duties_refusal_and_its_incident_are_recorded(stack, admin):
+    person = unique("au-staff-")
+    first, second = unique("au-sys-"), unique("au-aud-")
+    admin.create(first, "system_admin", person=person)
+    since = now_us(stack)
+    e = rpc_error(lambda: admin.create(second, "compliance_auditor", person=person))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    rows = poll(stack, "object = '%s'" % second, 1, since)
+    assert rows[0].startswith("secadmin|security_admin|t|admin||account.create|%s|refused|role: "
+                              % second), rows
+    # the incident row and its record (same transaction): object the kind, the severity
+    inc = poll(stack, "action = 'incident' AND object = 'separation_of_duties'", 1, since)
+    assert inc == ["secadmin|security_admin|t|admin||incident|separation_of_duties|ok|"
+                   "severity=high"]
+    assert stack.psql("SELECT count FROM audit_record WHERE action = 'incident' AND at_us > %d"
+                      % since) == ["1"]
+
+
+def test_inactive_disable_is_recorded(stack, admin):
+    name = unique("au-idle-")
+    ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    stack.psql("UPDATE account SET last_used_at = now() - interval '91 days' WHERE name = '%s'"
+               % name)
+    since = now_us(stack)
+    gw2 = SecondGateway(stack, "audit_sweep", "[auth]\ninactive_check_ms = 1000\n[server]")
+    try:
+        rows = poll(stack, "object = '%s' AND action = 'account.disable_inactive'" % name, 1,
+                    since, timeout=30)
+        assert rows == ["gateway||f|||account.disable_inactive|%s|ok|unused for more than 90 "
+                        "days (Art. 38)" % name]
+        assert stack.psql("SELECT disabled_by FROM account WHERE name = '%s'" % name) \
+            == ["gateway"]
+    finally:
+        gw2.close()
+
+
+# --- refused administrative calls ---
+
+def test_refused_administrative_calls_are_recorded(stack, admin):
+    name = unique("au-rf-")
+    _, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    since = now_us(stack)
+    req = stack.pb.admin.CreateAccountRequest(account=unique("au-x-"), role="branch_clerk",
+                                              branch="a", initial_password=password())
+    # a clerk's token: the policy refuses
+    e = rpc_error(lambda: stack.unary(CREATE, req, stack.pb.admin.CreateAccountResponse,
+                                      principal="branch_a", metadata=md))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    rows = poll(stack, "action = 'admin.refused' AND actor = '%s'" % name, 1, since)
+    assert rows[0].startswith("%s|branch_clerk|t|branch_a|a|admin.refused|CreateAccount|refused|"
+                              % name), rows
+    # the administration certificate without a person's token
+    e = rpc_error(lambda: stack.unary(DISABLE, stack.pb.admin.DisableAccountRequest(
+        account="clerk_b", reason="x"), stack.pb.admin.DisableAccountResponse, principal="admin"))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+    rows = poll(stack, "action = 'admin.refused' AND actor = 'admin'", 1, since)
+    assert rows[0].startswith("admin|security_admin|t|admin||admin.refused|DisableAccount|"
+                              "refused|authorization: "), rows
+
+
+# --- configuration reload ---
+
+def test_config_reload_is_recorded(stack):
+    since = now_us(stack)
+    os.kill(stack.gateway_pid(), signal.SIGHUP)
+    rows = poll(stack, "action = 'config.reload'", 1, since)
+    assert len(rows) == 1
+    assert rows[0].startswith("gateway||t|||config.reload|SIGHUP|ok|keyring: reloaded"), rows
+
+
+# --- an account change and its record are one transaction ---
+
+AUDIT_COLUMNS = ("chain, seq, at_us, actor, role, peer, cert, branch, action, object, count, "
+                 "purpose, legal_basis, approval, outcome, detail, confidential, prev_hash, hash")
+
+
+def test_change_fails_without_its_record(stack, admin):
+    victim, newbie = unique("au-tx-"), unique("au-tn-")
+    pw_victim = admin.create(victim, "branch_clerk", branch="a")
+    changer = unique("au-tc-")
+    pw_changer, md_changer = ready(stack, admin, changer, "branch_clerk", "branch_a", branch="a")
+    log_before = int(stack.psql("SELECT coalesce(max(id), 0) FROM admin_log")[0])
+    role = stack.psql("SELECT current_database() || '_gateway'")[0]
+    stack.psql("REVOKE INSERT ON audit_record FROM %s" % role)
+    try:
+        # DisableAccount fails, and the account stays enabled with its sessions
+        e = rpc_error(lambda: admin.disable(victim))
+        assert e.code() == grpc.StatusCode.INTERNAL, e.details()
+        assert stack.psql("SELECT disabled_at IS NULL FROM account WHERE name = '%s'" % victim) \
+            == ["t"]
+        # CreateAccount fails: no account
+        e = rpc_error(lambda: admin.create(newbie, "branch_clerk", branch="a"))
+        assert e.code() == grpc.StatusCode.INTERNAL, e.details()
+        assert stack.psql("SELECT count(*) FROM account WHERE name = '%s'" % newbie) == ["0"]
+        # ChangePassword fails: the old password still holds
+        e = rpc_error(lambda: change(stack, md_changer, "branch_a", pw_changer, password()))
+        assert e.code() == grpc.StatusCode.INTERNAL, e.details()
+        # Login fails: no session
+        e = rpc_error(lambda: login(stack, victim, pw_victim, "branch_a"))
+        assert e.code() == grpc.StatusCode.INTERNAL, e.details()
+        assert stack.psql("SELECT count(*) FROM session s JOIN account a ON a.id = s.account_id "
+                          "WHERE a.name = '%s'" % victim) == ["0"]
+        # and the administrative record has no 'ok' row of any of them
+        assert stack.psql("SELECT count(*) FROM admin_log WHERE id > %d AND outcome = 'ok'"
+                          % log_before) == ["0"]
+    finally:
+        stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLUMNS, role))
+    # restored: the same calls succeed, each with its record
+    since = now_us(stack)
+    assert login(stack, changer, pw_changer, "branch_a").token
+    admin.disable(victim)
+    assert stack.psql("SELECT disabled_at IS NOT NULL FROM account WHERE name = '%s'" % victim) \
+        == ["t"]
+    assert [r.split("|")[5] for r in records(stack, "object IN ('%s', '%s')" % (victim, changer),
+                                             since)] == ["login.ok", "account.disable"]

@@ -1,0 +1,281 @@
+"""Lawful access (Art. 16; issue 8): Compliance.RequestLawfulAccess by the lawful_access account,
+DecideLawfulAccess by a security admin who is not the requester's person, then the lawful account
+reads the clear fields of exactly the named waybills through WaybillQuery.Get, only after
+approval and until the decision's expiry; every read is a confidential lawful.read audit record
+committed before the view leaves (fail closed). Nothing of a case is visible to a branch.
+
+Expiry is made deterministic by moving an approved case's times into the past as the schema's
+owner (what the clock would do), never by sleeping."""
+
+import time
+
+import grpc
+import pytest
+
+from query_data import GET, get, new_waybill, refusal, submit
+from test_accounts import Admin, change, login, password, unique
+from conftest import bearer
+
+REQUEST = "/waygate.v1.Compliance/RequestLawfulAccess"
+DECIDE = "/waygate.v1.Compliance/DecideLawfulAccess"
+REPORT = "/waygate.v1.Compliance/Report"
+
+NOT_GRANTED = ("waybill_no: is not named by an approved, unexpired lawful-access case of the "
+               "caller (Art. 16)")
+
+
+class Lawful:
+    """The dev stack's lawful account and security admin, each logged in once."""
+
+    def __init__(self, stack):
+        self.stack = stack
+        self.pb = stack.pb
+        self.lawful_md = stack.login("lawful")
+        self.lawful_via = stack.account("lawful")[2]
+        self.sec_md = stack.login("secadmin")
+        self.sec_via = stack.account("secadmin")[2]
+
+    def request(self, numbers, fields=(), md=None, via=None):
+        req = self.pb.compliance.RequestLawfulAccessRequest(
+            agency="某市公安局", officer="王警官 040123", case_ref="CASE-2026-%d" % time.time_ns(),
+            legal_document_ref="调取证据通知书 (2026) 第17号", waybill_nos=list(numbers),
+            fields=list(fields))
+        return self.stack.unary(REQUEST, req, self.pb.compliance.RequestLawfulAccessResponse,
+                                principal=via or self.lawful_via,
+                                metadata=md if md is not None else self.lawful_md)
+
+    def decide(self, case_id, approve=True, valid_until=0, md=None, via=None):
+        req = self.pb.compliance.DecideLawfulAccessRequest(
+            case_id=case_id, approve=approve, comment="checked the document",
+            valid_until=valid_until)
+        return self.stack.unary(DECIDE, req, self.pb.compliance.DecideLawfulAccessResponse,
+                                principal=via or self.sec_via,
+                                metadata=md if md is not None else self.sec_md)
+
+    def read(self, number):
+        return self.stack.unary(GET, self.pb.query.GetRequest(waybill_no=number),
+                                self.pb.common.WaybillView, principal=self.lawful_via,
+                                metadata=self.lawful_md)
+
+
+@pytest.fixture(scope="module")
+def lawful(stack):
+    return Lawful(stack)
+
+
+@pytest.fixture(scope="module")
+def waybills(stack):
+    """Four stored waybills of branch a: (waybill, record id)."""
+    out = []
+    for _ in range(4):
+        w = new_waybill(stack, "a")
+        out.append((w, submit(stack, w)))
+    return out
+
+
+def records(stack, case_id, action=None):
+    """The audit records of a case (approval = case id): (action, outcome, object, confidential)."""
+    cond = " AND action = '%s'" % action if action else ""
+    rows = stack.psql("SELECT action, outcome, coalesce(object, ''), confidential FROM "
+                      "audit_record WHERE approval = '%s'%s ORDER BY chain, seq" % (case_id, cond))
+    return [tuple(r.split("|")) for r in rows]
+
+
+def refused_reads(stack):
+    return int(stack.psql("SELECT count(*) FROM audit_record WHERE action = 'lawful.read' AND "
+                          "outcome = 'refused'")[0])
+
+
+def rls_visible(stack, case_id):
+    """How many of the case's waybills the database itself shows the gateway's role under the
+    requester's lawful scope (row-level security alone, without the gateway's own check)."""
+    acct = stack.psql("SELECT requester_account FROM lawful_case WHERE id = '%s'" % case_id)[0]
+    out = stack.psql("BEGIN; SELECT set_config('waygate.scope', 'lawful:%s', true); "
+                     "SELECT count(*) FROM waybill WHERE wb_bidx IN (SELECT wb_bidx FROM "
+                     "lawful_case_item WHERE case_id = '%s'); COMMIT;" % (acct, case_id),
+                     uri=stack.pguri_gateway)
+    return int(out[-1])
+
+
+def test_reads_only_named_records_only_after_approval(stack, lawful, waybills):
+    (w1, id1), (w2, id2), (w3, _), _ = waybills
+    case = lawful.request([w1.waybill_no, w2.waybill_no])
+    assert case.state == stack.pb.compliance.APPROVAL_STATE_PENDING
+    assert records(stack, case.case_id) == [("lawful.request", "ok", case.case_id, "t")]
+
+    # pending: nothing, with the answer of a number that does not exist
+    assert refusal(lambda: lawful.read(w1.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+    assert rls_visible(stack, case.case_id) == 0
+
+    d = lawful.decide(case.case_id)
+    assert d.state == stack.pb.compliance.APPROVAL_STATE_APPROVED and d.audit_seq > 0
+
+    assert rls_visible(stack, case.case_id) == 2
+    v = lawful.read(w1.waybill_no)
+    assert v.id == id1
+    # clear, every field (the case named none): the real values, not masks or tokens
+    assert v.waybill.sender.name == w1.sender.name
+    assert v.waybill.sender.phone == w1.sender.phone
+    assert v.waybill.recipient.phone == w1.recipient.phone
+    assert v.waybill.recipient.address_detail == w1.recipient.address_detail
+    assert v.waybill.sender.id_number == w1.sender.id_number
+    assert list(v.redacted_fields) == []
+    assert lawful.read(w2.waybill_no).id == id2
+
+    # a waybill the case does not name stays invisible, although it exists; the attempt is a
+    # confidential refused lawful.read naming the number's blind index, never the number
+    refused = refused_reads(stack)
+    assert refusal(lambda: lawful.read(w3.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+    assert refused_reads(stack) == refused + 1
+    assert stack.psql("SELECT count(*) FROM audit_record WHERE action = 'lawful.read' AND "
+                      "outcome = 'refused' AND (NOT confidential OR object !~ '^[0-9a-f]{32}$')"
+                      ) == ["0"]
+
+    reads = records(stack, case.case_id, "lawful.read")
+    assert sorted(r[2] for r in reads) == sorted([id1, id2])
+    assert all(r[1] == "ok" and r[3] == "t" for r in reads)
+
+
+def test_case_fields_limit_the_clear_view(stack, lawful, waybills):
+    _, _, _, (w4, id4) = waybills
+    case = lawful.request([w4.waybill_no], fields=["recipient.phone", "recipient.name"])
+    lawful.decide(case.case_id)
+    v = lawful.read(w4.waybill_no)
+    assert v.waybill.recipient.phone == w4.recipient.phone
+    assert v.waybill.recipient.name == w4.recipient.name
+    assert v.waybill.sender.phone == "" and v.waybill.sender.name == ""
+    assert "sender.phone" in v.redacted_fields
+
+
+def test_rejected_case_reads_nothing(stack, lawful, waybills):
+    _, _, (w3, _), _ = waybills
+    case = lawful.request([w3.waybill_no])
+    d = lawful.decide(case.case_id, approve=False)
+    assert d.state == stack.pb.compliance.APPROVAL_STATE_REJECTED
+    assert refusal(lambda: lawful.read(w3.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+    assert [r[0] for r in records(stack, case.case_id)] == ["lawful.request", "lawful.reject"]
+    assert records(stack, case.case_id, "lawful.read") == []
+    assert rls_visible(stack, case.case_id) == 0
+    # decided once only
+    assert refusal(lambda: lawful.decide(case.case_id)) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "case_id: the case was already decided")
+
+
+def test_no_read_after_expiry(stack, lawful, waybills):
+    _, _, (w3, id3), _ = waybills
+    case = lawful.request([w3.waybill_no])
+    lawful.decide(case.case_id, valid_until=int(time.time()) + 3600)
+    assert lawful.read(w3.waybill_no).id == id3
+    # the clock passes the decision's expiry
+    stack.psql("UPDATE lawful_case SET decided_at = now() - interval '2 hours', "
+               "valid_until = now() - interval '1 hour' WHERE id = '%s'" % case.case_id)
+    assert refusal(lambda: lawful.read(w3.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+    assert rls_visible(stack, case.case_id) == 0
+    assert len(records(stack, case.case_id, "lawful.read")) == 1
+
+
+def test_request_and_decision_rules(stack, lawful, waybills):
+    (w1, _), _, _, _ = waybills
+    pb = stack.pb
+    bad = pb.compliance.RequestLawfulAccessRequest(agency="x", officer="y", case_ref="z",
+                                                   waybill_nos=[w1.waybill_no])
+    assert refusal(lambda: stack.unary(REQUEST, bad, pb.compliance.RequestLawfulAccessResponse,
+                                       principal=lawful.lawful_via, metadata=lawful.lawful_md)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "legal_document_ref: is required")
+    assert refusal(lambda: lawful.request([])) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                   "waybill_nos: is required")
+    assert refusal(lambda: lawful.request(["WG1", "not a number!"]))[0] == \
+        grpc.StatusCode.INVALID_ARGUMENT
+    assert refusal(lambda: lawful.request([w1.waybill_no], fields=["sender.shoe_size"])) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "fields[0]: is not a field path of a waybill")
+    case = lawful.request([w1.waybill_no])
+    assert refusal(lambda: lawful.decide(case.case_id, valid_until=int(time.time()) - 10)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "valid_until: must be in the future")
+    assert refusal(lambda: lawful.decide("00000000-0000-4000-8000-000000000000")) == (
+        grpc.StatusCode.NOT_FOUND, "case_id: no such lawful-access case")
+    assert refusal(lambda: lawful.decide("nope")) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "case_id: must be a case id (UUID)")
+    # roles: the lawful account decides nothing, a security admin requests nothing
+    assert refusal(lambda: lawful.decide(case.case_id, md=lawful.lawful_md,
+                                         via=lawful.lawful_via))[0] == \
+        grpc.StatusCode.PERMISSION_DENIED
+    assert refusal(lambda: lawful.request([w1.waybill_no], md=lawful.sec_md,
+                                          via=lawful.sec_via))[0] == \
+        grpc.StatusCode.PERMISSION_DENIED
+
+
+def test_requester_person_may_not_decide(stack, lawful, waybills):
+    """A security_admin account of the lawful account's own person is refused, and the attempt
+    is recorded as refused (Art. 16: a second person decides)."""
+    (w1, _), _, _, _ = waybills
+    person = stack.psql("SELECT person FROM account WHERE name = '%s'"
+                        % stack.account("lawful")[0])[0]
+    name = unique("sec")
+    admin = Admin(stack)
+    pw = admin.create(name, "security_admin", person=person)
+    r = login(stack, name, pw, "admin")
+    new = password()
+    change(stack, bearer(r.token), "admin", pw, new)
+    md = bearer(login(stack, name, new, "admin").token)
+    case = lawful.request([w1.waybill_no])
+    assert refusal(lambda: lawful.decide(case.case_id, md=md, via="admin")) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "case_id: the requester may not decide their own case (a second person decides, "
+        "Art. 16)")
+    assert records(stack, case.case_id) == [("lawful.request", "ok", case.case_id, "t"),
+                                            ("lawful.approve", "refused", case.case_id, "t")]
+    assert stack.psql("SELECT state FROM lawful_case WHERE id = '%s'" % case.case_id) == \
+        ["pending"]
+    admin.disable(name)
+
+
+def test_lawful_records_invisible_to_a_branch(stack, lawful, waybills):
+    (w1, id1), _, _, _ = waybills
+    # every lawful.* audit record is confidential
+    assert stack.psql("SELECT count(*) FROM audit_record WHERE action LIKE 'lawful.%' "
+                      "AND NOT confidential") == ["0"]
+    assert int(stack.psql("SELECT count(*) FROM audit_record WHERE action = 'lawful.read'")[0]) > 0
+    # under a branch's scope the database shows no case and no item to the gateway's role
+    assert int(stack.psql("SELECT count(*) FROM lawful_case")[0]) > 0
+    for scope in ("a", "b"):
+        out = stack.psql("BEGIN; SELECT set_config('waygate.scope', '%s', true); "
+                         "SELECT (SELECT count(*) FROM lawful_case) || ',' || "
+                         "(SELECT count(*) FROM lawful_case_item); COMMIT;" % scope,
+                         uri=stack.pguri_gateway)
+        assert out[-1] == "0,0", out
+    # the branch sees its waybill exactly as before: masked, no trace of the lawful reads
+    v = get(stack, w1.waybill_no, "branch_a")
+    assert v.id == id1 and v.waybill.sender.phone != w1.sender.phone
+    # and reaches none of the lawful or report methods
+    pb = stack.pb
+    for method, req, resp in (
+            (REQUEST, pb.compliance.RequestLawfulAccessRequest(), pb.compliance
+             .RequestLawfulAccessResponse),
+            (DECIDE, pb.compliance.DecideLawfulAccessRequest(), pb.compliance
+             .DecideLawfulAccessResponse),
+            (REPORT, pb.compliance.ReportRequest(month="2026-12"), pb.compliance.ReportResponse)):
+        for who in ("branch_a", "clerk_a"):
+            call = (lambda: stack.unary(method, req, resp, principal="branch_a")) \
+                if who == "branch_a" else (lambda: stack.unary_as("clerk_a", method, req, resp))
+            assert refusal(call)[0] == grpc.StatusCode.PERMISSION_DENIED, (method, who)
+
+
+def test_lawful_read_fails_closed(stack, lawful, waybills):
+    """With the audit table unwritable by the gateway, an approved read fails and sends
+    nothing."""
+    _, (w2, _), _, _ = waybills
+    case = lawful.request([w2.waybill_no])
+    lawful.decide(case.case_id)
+    before = len(records(stack, case.case_id, "lawful.read"))
+    stack.psql("REVOKE INSERT ON audit_record FROM waygate_gateway")
+    try:
+        code, details = refusal(lambda: lawful.read(w2.waybill_no))
+        assert code == grpc.StatusCode.UNAVAILABLE
+        assert details == "the access record could not be written, so nothing was released"
+    finally:
+        stack.psql("GRANT INSERT (chain, seq, at_us, actor, role, peer, cert, branch, action, "
+                   "object, count, purpose, legal_basis, approval, outcome, detail, confidential, "
+                   "prev_hash, hash) ON audit_record TO waygate_gateway")
+    assert len(records(stack, case.case_id, "lawful.read")) == before
+    # recorded again: the read works
+    assert lawful.read(w2.waybill_no).waybill.sender.phone == w2.sender.phone

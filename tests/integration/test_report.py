@@ -1,0 +1,174 @@
+"""The monthly regulator report (Art. 16, 17, 26, 37; issue 8): Compliance.Report and
+`waygatectl report monthly --month YYYY-MM` (JSON and CSV) over the current month in UTC+08:00
+match the actions this test performs: a report before and one after differ by exactly those
+actions (lawful-access requests, approvals, rejections and reads; an incident of known severity;
+account changes), and by nothing else (no bulk operation, no destruction). The gateway's and the
+CLI's reports agree. `waygatectl incidents list` shows the incident."""
+
+import csv
+import datetime
+import io
+import json
+
+import grpc
+import pytest
+
+from query_data import new_waybill, refusal, submit
+from test_accounts import Admin, unique
+from test_lawful import Lawful
+
+REPORT = "/waygate.v1.Compliance/Report"
+
+COUNTS = ("bulk_requested", "bulk_approved", "bulk_rejected", "bulk_executed",
+          "lawful_access_requested", "lawful_access_approved", "lawful_access_rejected",
+          "lawful_access_reads", "incidents", "destruction_records", "records_destroyed",
+          "account_changes", "principal_changes", "refused_attempts", "suspicious_list_size")
+SEVERITIES = ("low", "medium", "high", "critical")
+
+
+def this_month():
+    """The current calendar month in China Standard Time."""
+    return (datetime.datetime.utcnow() + datetime.timedelta(hours=8)).strftime("%Y-%m")
+
+
+class Reports:
+    def __init__(self, stack):
+        self.stack = stack
+        self.md = stack.login("auditor")
+        self.via = stack.account("auditor")[2]
+
+    def grpc(self, month):
+        return self.stack.unary(REPORT, self.stack.pb.compliance.ReportRequest(month=month),
+                                self.stack.pb.compliance.ReportResponse, principal=self.via,
+                                metadata=self.md)
+
+    def cli(self, month, fmt="json"):
+        r = self.stack.ctl("report", "monthly", "--month", month, "--format", fmt,
+                           "--db", self.stack.pguri)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+
+def flat(doc):
+    """The counts of a JSON report document, severities as incidents_<severity>."""
+    out = {k: doc[k] for k in COUNTS}
+    for s in SEVERITIES:
+        out["incidents_" + s] = doc["incidents_by_severity"][s]
+    return out
+
+
+def from_csv(text, month):
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["month", "metric", "value"]
+    assert all(r[0] == month for r in rows[1:])
+    return {r[1]: int(r[2]) for r in rows[1:] if r[1] != "generated_at"}
+
+
+@pytest.fixture(scope="module")
+def reports(stack):
+    return Reports(stack)
+
+
+def account_records(stack):
+    """(account changes, refused attempts) in the audit trail: what the other packages' wiring
+    records for the CLI's and the Admin service's actions."""
+    return tuple(int(x) for x in stack.psql(
+        "SELECT count(*) FILTER (WHERE outcome = 'ok' AND action IN ('account.create', "
+        "'account.disable', 'account.disable_inactive', 'password.change')), "
+        "count(*) FILTER (WHERE outcome = 'refused') FROM audit_record")[0].split("|"))
+
+
+def test_monthly_report_matches_the_actions_performed(stack, reports):
+    month = this_month()
+    before_resp = reports.grpc(month)
+    before = flat(json.loads(before_resp.document))
+    before_accounts = account_records(stack)
+
+    # --- the actions ---
+    lawful = Lawful(stack)
+    ws = []
+    for _ in range(3):
+        w = new_waybill(stack, "a")
+        submit(stack, w)
+        ws.append(w)
+    approved = lawful.request([ws[0].waybill_no, ws[1].waybill_no])
+    rejected = lawful.request([ws[2].waybill_no])
+    lawful.decide(approved.case_id)
+    lawful.decide(rejected.case_id, approve=False)
+    for w in (ws[0], ws[1], ws[0]):
+        lawful.read(w.waybill_no)
+    # one incident of severity medium: a second administrator role for one person (Art. 34)
+    r = stack.ctl("accounts", "create", unique("sys"), "--role", "system_admin", "--person",
+                  "secadmin", "--db", stack.pguri)
+    assert r.returncode == 3, r.stderr
+    # two account changes over gRPC (Admin.CreateAccount, DisableAccount: account.create,
+    # account.disable)
+    admin = Admin(stack)
+    name = unique("rep")
+    admin.create(name, "branch_clerk", branch="a")
+    admin.disable(name)
+    accounts, refused = (a - b for a, b in zip(account_records(stack), before_accounts))
+    assert accounts == 2
+
+    # --- the report ---
+    resp = reports.grpc(month)
+    after = flat(json.loads(resp.document))
+    delta = {k: after[k] - before[k] for k in after}
+    expected = dict.fromkeys(delta, 0)
+    expected.update(lawful_access_requested=2, lawful_access_approved=1,
+                    lawful_access_rejected=1, lawful_access_reads=3, incidents=1,
+                    incidents_medium=1, account_changes=accounts,
+                    refused_attempts=refused)
+    expected["suspicious_list_size"] = delta["suspicious_list_size"]  # not an action here
+    assert delta == expected
+
+    # the response's fields say the same as its document
+    doc = json.loads(resp.document)
+    assert resp.month == doc["month"] == month
+    assert (resp.bulk_requested, resp.bulk_approved, resp.bulk_executed) == (
+        doc["bulk_requested"], doc["bulk_approved"], doc["bulk_executed"])
+    assert (resp.lawful_access_requested, resp.lawful_access_approved,
+            resp.lawful_access_reads) == (doc["lawful_access_requested"],
+                                          doc["lawful_access_approved"],
+                                          doc["lawful_access_reads"])
+    assert resp.incidents == doc["incidents"] == sum(doc["incidents_by_severity"].values())
+    assert resp.account_changes == doc["account_changes"]
+    assert resp.records_destroyed == doc["records_destroyed"]
+    assert resp.suspicious_list_size == doc["suspicious_list_size"] == int(stack.psql(
+        "SELECT count(*) FROM phone_owner WHERE suspicious")[0])
+    assert from_csv(resp.csv, month) == after
+
+    # the CLI's report of the same month agrees, in JSON and in CSV
+    assert flat(json.loads(reports.cli(month))) == after
+    assert from_csv(reports.cli(month, "csv"), month) == after
+
+    # each report is itself recorded (report.generate, the month as its object): the gateway's
+    # on its chain, the CLI's on chain 'ctl'
+    gen = stack.psql("SELECT chain = 'ctl', count(*) FROM audit_record WHERE action = "
+                     "'report.generate' AND object = '%s' GROUP BY 1 ORDER BY 1" % month)
+    assert [g.split("|")[0] for g in gen] == ["f", "t"]
+    assert int(gen[0].split("|")[1]) >= 2 and int(gen[1].split("|")[1]) >= 2
+
+    # and the incident is listed
+    r = stack.ctl("incidents", "list", "--severity", "medium", "--limit", "5",
+                  "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    assert "separation_of_duties" in r.stdout
+
+
+def test_report_of_an_empty_month_and_refusals(stack, reports):
+    doc = json.loads(reports.grpc("2001-01").document)
+    assert doc["from_us"] == (978307200 - 8 * 3600) * 1000000
+    assert all(doc[k] == 0 for k in COUNTS if k != "suspicious_list_size")
+    assert refusal(lambda: reports.grpc("2026-13")) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "month: must be a month YYYY-MM (UTC+08:00)")
+    assert refusal(lambda: reports.grpc("")) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                 "month: is required")
+    r = stack.ctl("report", "monthly", "--month", "2026-1", "--db", stack.pguri)
+    assert r.returncode == 2 and "--month" in r.stderr
+    # only compliance auditors
+    for name in ("secadmin", "lawful", "clerk_a"):
+        code, _ = refusal(lambda: stack.unary_as(name, REPORT,
+                                                 stack.pb.compliance.ReportRequest(month="2026-12"),
+                                                 stack.pb.compliance.ReportResponse))
+        assert code == grpc.StatusCode.PERMISSION_DENIED, name
