@@ -449,15 +449,16 @@ def test_export_audit_is_recorded_before_anything_is_sent(stack, grpc_chains):
                                                       frm + 7)], rows
     cols = ("chain, seq, at_us, actor, role, peer, cert, branch, action, object, count, purpose, "
             "legal_basis, approval, outcome, detail, confidential, prev_hash, hash")
+    md = stack.login("auditor")  # before: a login is itself an audit record
+    ch = stack.channel(stack.account("auditor")[2])
     stack.psql("REVOKE INSERT ON audit_record FROM waygate_gateway")
     try:
         got = []
         with pytest.raises(grpc.RpcError) as e:
             for c in waygate_proto.stream(
-                    stack.channel(stack.account("auditor")[2]), EXPORT,
+                    ch, EXPORT,
                     stack.pb.compliance.ExportAuditRequest(from_time=frm, to_time=frm + 7),
-                    stack.pb.compliance.ExportAuditChunk, timeout=60,
-                    metadata=stack.login("auditor")):
+                    stack.pb.compliance.ExportAuditChunk, timeout=60, metadata=md):
                 got.append(c)
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
         assert "could not be written, so nothing was released" in e.value.details()
