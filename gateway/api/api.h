@@ -37,6 +37,9 @@ void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_compliance_request_bulk(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_compliance_approve_bulk(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_compliance_run_bulk(struct gw_call *call, const uint8_t *req, size_t len);
+/* waygate.v1.Compliance/ExportAudit (server-streaming, api_export_audit.c): a sealed audit
+ * bundle of a time range (docs/audit-bundle-format.md). */
+void gw_api_compliance_export_audit(struct gw_call *call, const uint8_t *req, size_t len);
 /* waygate.v1.Admin (api_login.c, api_admin.c): Login and ChangePassword for any authenticated
  * caller (the handler decides more), CreateAccount and DisableAccount for security_admin;
  * IssueSegment and RotateKey answer UNIMPLEMENTED. Every call leaves an administrative-record

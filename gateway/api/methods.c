@@ -18,7 +18,7 @@ static const struct gw_method methods[] = {
     {"/waygate.v1.Compliance/RequestBulk", gw_api_compliance_request_bulk, false},
     {"/waygate.v1.Compliance/ApproveBulk", gw_api_compliance_approve_bulk, false},
     {"/waygate.v1.Compliance/RunBulk", gw_api_compliance_run_bulk, true},
-    {"/waygate.v1.Compliance/ExportAudit", NULL, true},
+    {"/waygate.v1.Compliance/ExportAudit", gw_api_compliance_export_audit, true},
     {"/waygate.v1.Compliance/Report", gw_api_compliance_report, false},
     {"/waygate.v1.Compliance/RequestLawfulAccess", gw_api_lawful_request, false},
     {"/waygate.v1.Compliance/DecideLawfulAccess", gw_api_lawful_decide, false},

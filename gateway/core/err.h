@@ -210,6 +210,8 @@ enum gw_rule {
     GW_RULE_SCAN_PICKUP_NOT_FIRST,
     GW_RULE_SCAN_DELIVERED_BACKDATED,
     GW_RULE_SCAN_CONTENDED,
+    /* audit bundles (Art. 33) */
+    GW_RULE_AUDIT_RANGE,
     GW_RULE_COUNT
 };
 

@@ -37,6 +37,8 @@ int gw_ctl_accounts(int argc, char **argv);
 
 /* waygatectl export trace: names the bulk export a file or fragment of rows came from (Art. 37). */
 int gw_ctl_export(int argc, char **argv);
+/* waygatectl audit verify|export: the audit chains and audit bundles (Art. 33). */
+int gw_ctl_audit(int argc, char **argv);
 /* waygatectl report monthly: the monthly regulator report, JSON or CSV (Art. 17, 26, 37). */
 int gw_ctl_report(int argc, char **argv);
 

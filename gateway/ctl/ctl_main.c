@@ -21,6 +21,7 @@ static const struct ctl_cmd commands[] = {
      "people's accounts: bootstrap, create, list, disable (Art. 34, 35, 38)"},
     {"export", gw_ctl_export,
      "trace a leaked export file or fragment of rows to its bulk export (Art. 37)"},
+    {"audit", gw_ctl_audit, "verify the audit chains; export and verify audit bundles (Art. 33)"},
     {"incidents", gw_ctl_incidents, "list the security incidents recorded (Art. 17)"},
     {"keys", gw_ctl_keys, "keyring: init, rotate, retire, status, rewrap data keys"},
     {"migrate", gw_ctl_migrate,

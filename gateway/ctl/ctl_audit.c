@@ -1,0 +1,472 @@
+/* ctl_audit.c: `waygatectl audit verify` (the live chains and their signed checkpoints, Art. 33),
+ * `audit export` (a sealed bundle of a time range, docs/audit-bundle-format.md) and `audit verify
+ * FILE` (a bundle, offline). The live check writes an unsealed bundle of every chain straight into
+ * the bundle verifier, so the live chain and a bundle are checked by the same rules. Nothing here
+ * changes the trail; an export is itself recorded (admin_log and audit.export on chain 'ctl')
+ * before its file gets its name, and a file that could not be recorded is removed. */
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "alloc.h"
+#include "audit_bundle.h"
+#include "audit_read.h"
+#include "ctl.h"
+#include "ctl_admin.h"
+#include "keyring.h"
+#include "store_admin.h"
+
+#define ME "waygatectl audit"
+#define BATCH 5000 /* records per query */
+
+struct audit_opts {
+    const char *db, *keyring, *out, *trust, *actor;
+    int64_t from_us, to_us;
+    bool have_from, have_to;
+};
+
+static void audit_usage(FILE *f)
+{
+    fprintf(f,
+            "usage: waygatectl audit verify [--db CONNINFO] [--trust-key KEYID]\n"
+            "       waygatectl audit verify FILE [--trust-key KEYID]\n"
+            "       waygatectl audit export --from TIME --to TIME --out FILE [--keyring PATH]\n"
+            "                               [--db CONNINFO] [--actor NAME]\n"
+            "  verify: checks every audit chain in the database (hashes, links, signed\n"
+            "  checkpoints) and names the first bad chain and sequence number. With FILE, checks\n"
+            "  an audit bundle offline (no database). --trust-key: the hex key id that must have\n"
+            "  signed every checkpoint and the seal (else any key listed in the bundle).\n"
+            "  export: writes a sealed audit bundle of the records with time in [--from, --to)\n"
+            "  plus the checkpoints covering them (docs/audit-bundle-format.md). TIME is seconds\n"
+            "  since the epoch or YYYY-MM-DDTHH:MM:SSZ. The seal is signed with the keyring's\n"
+            "  audit key (--keyring, default $WAYGATE_KEYRING).\n"
+            "  CONNINFO defaults to $WAYGATE_PGURI. Exit 0: verified or written; 1: a bad place\n"
+            "  found, or a failure; 2: usage.\n");
+}
+
+static int64_t now_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* TIME: decimal seconds since the epoch, or YYYY-MM-DDTHH:MM:SSZ (UTC). */
+static bool parse_time(const char *s, int64_t *us)
+{
+    struct tm tm;
+    char *end;
+    long long v;
+    errno = 0;
+    v = strtoll(s, &end, 10);
+    if (*s && *end == '\0' && errno == 0 && v >= 0 && v < 253402300800LL) {
+        *us = (int64_t)v * 1000000;
+        return true;
+    }
+    memset(&tm, 0, sizeof tm);
+    end = strptime(s, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    if (!end || *end != '\0')
+        return false;
+    *us = (int64_t)timegm(&tm) * 1000000;
+    return true;
+}
+
+/* ---- reading the database into a bundle writer ---- */
+
+struct fill {
+    struct gw_bundle_writer *w;
+    const uint8_t *skip; /* a key written last instead (the seal's), or NULL */
+};
+
+static int key_cb(void *arg, const uint8_t pub[GW_AUDIT_PUB_LEN])
+{
+    struct fill *f = arg;
+    if (f->skip && memcmp(pub, f->skip, GW_AUDIT_PUB_LEN) == 0)
+        return 0;
+    return gw_bundle_write_key(f->w, pub);
+}
+
+static int row_cb(void *arg, const struct gw_audit_row *r)
+{
+    struct fill *f = arg;
+    return gw_bundle_write_record(f->w, &r->rec, &r->link, r->hash);
+}
+
+static int ckpt_cb(void *arg, const struct gw_audit_ckpt *c)
+{
+    struct fill *f = arg;
+    return gw_bundle_write_checkpoint(f->w, c);
+}
+
+/* Keys, then every span of the plan, into w; the seal key (if any) is written last. Returns 0,
+ * or GW_EDATALOSS when the writer's sink (a verifier) found a bad place, or a failure after
+ * saying why. */
+static int fill(struct gw_admin *a, struct gw_bundle_writer *w, bool live,
+                const struct audit_opts *o, const uint8_t *seal_pub)
+{
+    char err[512];
+    struct gw_audit_span *sp = NULL;
+    size_t n = 0;
+    struct fill f = {w, seal_pub};
+    int rc = gw_audit_read_keys(a, key_cb, &f, err, sizeof err);
+    if (rc == 0 && seal_pub)
+        rc = gw_bundle_write_key(w, seal_pub);
+    if (rc == 0)
+        rc = gw_audit_read_plan(a, live, o->from_us, o->to_us, &sp, &n, err, sizeof err);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        rc = gw_audit_read_span(a, &sp[i], BATCH, row_cb, ckpt_cb, &f, err, sizeof err);
+    gw_free(sp);
+    if (rc == GW_EINTERNAL)
+        fprintf(stderr, ME ": reading the audit trail: %s\n", err);
+    else if (rc != 0 && rc != GW_EDATALOSS)
+        fprintf(stderr, ME ": %s\n", gw_err_str(rc));
+    return rc;
+}
+
+static void print_ok(const struct gw_bundle_verifier *v, const char *what)
+{
+    struct gw_bundle_verify_stats st;
+    gw_bundle_verify_stats(v, &st);
+    printf("%s verified: %" PRIu64 " chains, %" PRIu64 " records, %" PRIu64 " checkpoints, %" PRIu64
+           " keys\n",
+           what, st.chains, st.records, st.checkpoints, st.keys);
+    if (st.uncovered)
+        printf("note: %" PRIu64 " records not yet covered by a checkpoint (%s)\n", st.uncovered,
+               st.uncovered_note);
+}
+
+/* ---- audit verify (live) ---- */
+
+/* A break of the live trail is an incident (Art. 17): critical, kind audit_chain_break, the
+ * place as detail (chain and seq numbers only: the verifier's words never quote a record). */
+static void record_break(struct gw_admin *a, const struct audit_opts *o, const char *place)
+{
+    char err[512];
+    if (gw_admin_incident(a, "critical", "audit_chain_break", ctl_admin_actor(o->actor), NULL,
+                          place, err, sizeof err) != 0)
+        fprintf(stderr, ME " verify: the incident could not be recorded: %s\n", err);
+}
+
+static int verify_live(const struct audit_opts *o)
+{
+    struct gw_bundle_verify_opts vo = {.unsealed = true, .trust_key = o->trust};
+    struct gw_bundle_header h = {"waygatectl", now_us(), 0, INT64_MAX, NULL};
+    struct gw_bundle_verifier *v = NULL;
+    struct gw_bundle_writer *w = NULL;
+    struct gw_admin *a = NULL;
+    char err[512];
+    int r, rc = ctl_admin_db("audit verify", o->db, &a);
+    if (rc != 0)
+        return rc;
+    rc = GW_CTL_FAIL;
+    if (gw_bundle_verifier_new(&vo, &v) != 0 || gw_audit_read_begin(a, err, sizeof err) != 0) {
+        fprintf(stderr, ME " verify: cannot start: %s\n", v ? err : "out of memory");
+        goto out;
+    }
+    r = gw_bundle_writer_new(gw_bundle_verify_sink, v, &h, &w);
+    if (r == 0)
+        r = fill(a, w, true, o, NULL);
+    if (r == 0)
+        r = gw_bundle_finish(w, NULL);
+    if (r == 0 || r == GW_EDATALOSS)
+        r = gw_bundle_verify_end(v);
+    if (gw_audit_read_end(a, err, sizeof err) != 0 && r == 0) {
+        fprintf(stderr, ME " verify: %s\n", err);
+        r = GW_EINTERNAL;
+    }
+    if (r == GW_EDATALOSS) {
+        fprintf(stderr, ME " verify: FAILED: %s\n", gw_bundle_verify_error(v));
+        printf("FAILED: %s\n", gw_bundle_verify_error(v));
+        record_break(a, o, gw_bundle_verify_error(v));
+    } else if (r == 0) {
+        print_ok(v, "audit trail");
+        rc = GW_CTL_OK;
+    }
+out:
+    gw_bundle_writer_free(w);
+    gw_bundle_verifier_free(v);
+    gw_admin_free(a);
+    return rc;
+}
+
+/* ---- audit verify FILE ---- */
+
+static int verify_file(const char *path, const struct audit_opts *o)
+{
+    struct gw_bundle_verify_opts vo = {.unsealed = false, .trust_key = o->trust};
+    struct gw_bundle_verifier *v = NULL;
+    uint8_t buf[65536];
+    size_t n;
+    int r = 0, rc = GW_CTL_FAIL;
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, ME " verify: %s: %s\n", path, strerror(errno));
+        return GW_CTL_FAIL;
+    }
+    if (gw_bundle_verifier_new(&vo, &v) != 0) {
+        fprintf(stderr, ME " verify: out of memory\n");
+        goto out;
+    }
+    while (r == 0 && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        r = gw_bundle_verify_feed(v, buf, n);
+    if (ferror(f)) {
+        fprintf(stderr, ME " verify: %s: read error\n", path);
+        goto out;
+    }
+    if (r == 0)
+        r = gw_bundle_verify_end(v);
+    if (r != 0) {
+        fprintf(stderr, ME " verify: FAILED: %s\n", gw_bundle_verify_error(v));
+        printf("FAILED: %s\n", gw_bundle_verify_error(v));
+        goto out;
+    }
+    print_ok(v, "bundle");
+    rc = GW_CTL_OK;
+out:
+    gw_bundle_verifier_free(v);
+    fclose(f);
+    return rc;
+}
+
+/* ---- audit export ---- */
+
+struct file_sink {
+    FILE *f;
+    struct gw_bundle_verifier *v; /* the output checked as it is written */
+};
+
+static int file_sink_cb(void *arg, const uint8_t *p, size_t n)
+{
+    struct file_sink *s = arg;
+    if (fwrite(p, 1, n, s->f) != n)
+        return GW_EIO;
+    /* a bad place of the trail is reported after the export, which shows it as stored */
+    if (gw_bundle_verify_feed(s->v, p, n) == GW_ENOMEM)
+        return GW_ENOMEM;
+    return 0;
+}
+
+/* Records the export (admin_log and the audit record audit.export on chain 'ctl', one
+ * transaction) before the bundle gets its name: a bundle that was not recorded is removed. */
+static int record_export(struct gw_admin *a, const struct audit_opts *o, uint64_t records,
+                         const uint8_t digest[GW_AUDIT_HASH_LEN])
+{
+    struct ctl_admin c = {.actor = ctl_admin_actor(o->actor), .a = a};
+    char object[64], detail[128];
+    int n, rc;
+    snprintf(c.cmd, sizeof c.cmd, "audit export");
+    snprintf(c.action, sizeof c.action, "audit.export");
+    snprintf(object, sizeof object, "%lld..%lld", (long long)(o->from_us / 1000000),
+             (long long)(o->to_us / 1000000));
+    n = snprintf(detail, sizeof detail, "records=%llu sha256=", (unsigned long long)records);
+    for (size_t i = 0; i < GW_AUDIT_HASH_LEN && n > 0 && (size_t)n + 3 <= sizeof detail; i++)
+        n += snprintf(detail + n, sizeof detail - (size_t)n, "%02x", digest[i]);
+    rc = ctl_admin_begin(&c);
+    if (rc == 0)
+        rc = ctl_admin_log(&c, object, "ok", detail);
+    if (rc == 0)
+        rc = ctl_admin_commit(&c);
+    if (rc != 0) {
+        ctl_admin_rollback(&c);
+        fprintf(stderr, ME " export: the export could not be recorded, so no bundle was kept\n");
+    }
+    return rc;
+}
+
+static int export_bundle(const struct audit_opts *o)
+{
+    struct gw_bundle_verify_opts vo = {0};
+    struct gw_bundle_header h = {"waygatectl", now_us(), o->from_us, o->to_us,
+                                 ctl_admin_actor(o->actor)};
+    struct gw_keyring *kr = NULL;
+    struct gw_bundle_writer *w = NULL;
+    struct gw_admin *a = NULL;
+    struct file_sink s = {NULL, NULL};
+    uint8_t pub[GW_AUDIT_PUB_LEN], digest[GW_AUDIT_HASH_LEN];
+    const uint8_t *seed;
+    char err[512], tmp[4096];
+    int r, rc = GW_CTL_FAIL;
+
+    if (gw_keyring_file_load(o->keyring, &kr, err, sizeof err) != 0) {
+        fprintf(stderr, ME " export: keyring: %s\n", err);
+        return GW_CTL_FAIL;
+    }
+    seed = gw_keyring_audit_seed(kr);
+    if (!seed || gw_audit_public(seed, pub) != 0) {
+        fprintf(stderr, ME " export: keyring: has no audit signing key\n");
+        goto out;
+    }
+    rc = ctl_admin_db("audit export", o->db, &a);
+    if (rc != 0)
+        goto out;
+    rc = GW_CTL_FAIL;
+    snprintf(tmp, sizeof tmp, "%s.partial", o->out);
+    s.f = fopen(tmp, "wb");
+    if (!s.f) {
+        fprintf(stderr, ME " export: %s: %s\n", tmp, strerror(errno));
+        goto out;
+    }
+    if (gw_bundle_verifier_new(&vo, &s.v) != 0 || gw_audit_read_begin(a, err, sizeof err) != 0) {
+        fprintf(stderr, ME " export: cannot start: %s\n", s.v ? err : "out of memory");
+        goto out;
+    }
+    r = gw_bundle_writer_new(file_sink_cb, &s, &h, &w);
+    if (r == 0)
+        r = fill(a, w, false, o, pub);
+    if (r == 0)
+        r = gw_bundle_finish(w, seed);
+    if (r == 0 && gw_audit_read_end(a, err, sizeof err) != 0) {
+        fprintf(stderr, ME " export: %s\n", err);
+        goto out;
+    }
+    if (r == 0 && (fflush(s.f) != 0 || fsync(fileno(s.f)) != 0))
+        r = GW_EIO;
+    if (r != 0) {
+        if (r != GW_EINTERNAL)
+            fprintf(stderr, ME " export: writing %s: %s\n", tmp, gw_err_str(r));
+        goto out;
+    }
+    fclose(s.f);
+    s.f = NULL;
+    gw_bundle_writer_digest(w, digest);
+    if (record_export(a, o, gw_bundle_writer_records(w), digest) != 0) {
+        remove(tmp);
+        goto out;
+    }
+    if (rename(tmp, o->out) != 0) {
+        fprintf(stderr, ME " export: %s: %s\n", o->out, strerror(errno));
+        goto out;
+    }
+    printf("wrote %s: %" PRIu64 " records, sha256 ", o->out, gw_bundle_writer_records(w));
+    for (size_t i = 0; i < sizeof digest; i++)
+        printf("%02x", digest[i]);
+    printf("\n");
+    if (gw_bundle_verify_end(s.v) != 0) {
+        /* exported as stored: the trail itself has a bad place, which the bundle shows */
+        fprintf(stderr, ME " export: WARNING: the exported trail does not verify: %s\n",
+                gw_bundle_verify_error(s.v));
+        printf("WARNING: does not verify: %s\n", gw_bundle_verify_error(s.v));
+    }
+    rc = GW_CTL_OK;
+out:
+    if (s.f) {
+        fclose(s.f);
+        remove(tmp);
+    }
+    gw_bundle_writer_free(w);
+    gw_bundle_verifier_free(s.v);
+    gw_admin_free(a);
+    gw_keyring_free(kr);
+    return rc;
+}
+
+/* ---- options ---- */
+
+static int parse_opts(int argc, char **argv, struct audit_opts *o, const char **file)
+{
+    static const struct option opts[] = {
+        {"db", required_argument, NULL, 'd'},
+        {"keyring", required_argument, NULL, 'k'},
+        {"out", required_argument, NULL, 'o'},
+        {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},
+        {"trust-key", required_argument, NULL, 'K'},
+        {"actor", required_argument, NULL, 'a'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    int c;
+    optind = 2;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case 'd':
+            o->db = optarg;
+            break;
+        case 'k':
+            o->keyring = optarg;
+            break;
+        case 'o':
+            o->out = optarg;
+            break;
+        case 'K':
+            o->trust = optarg;
+            break;
+        case 'a':
+            o->actor = optarg;
+            break;
+        case 'f':
+        case 't':
+            if (!parse_time(optarg, c == 'f' ? &o->from_us : &o->to_us)) {
+                fprintf(stderr,
+                        ME ": --%s: must be seconds since the epoch or "
+                           "YYYY-MM-DDTHH:MM:SSZ\n",
+                        c == 'f' ? "from" : "to");
+                return GW_CTL_USAGE;
+            }
+            *(c == 'f' ? &o->have_from : &o->have_to) = true;
+            break;
+        case 'h':
+            audit_usage(stdout);
+            return -1;
+        default:
+            audit_usage(stderr);
+            return GW_CTL_USAGE;
+        }
+    }
+    if (optind < argc)
+        *file = argv[optind++];
+    if (optind != argc) {
+        fprintf(stderr, ME ": unexpected argument '%s'\n", argv[optind]);
+        return GW_CTL_USAGE;
+    }
+    return 0;
+}
+
+int gw_ctl_audit(int argc, char **argv)
+{
+    struct audit_opts o = {0};
+    const char *file = NULL, *verb;
+    int rc;
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        audit_usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? GW_CTL_USAGE : GW_CTL_OK;
+    }
+    verb = argv[1];
+    rc = parse_opts(argc, argv, &o, &file);
+    if (rc != 0)
+        return rc < 0 ? GW_CTL_OK : rc;
+    if (o.trust && strlen(o.trust) != 64) {
+        fprintf(stderr, ME ": --trust-key: must be a key id, 64 hex digits\n");
+        return GW_CTL_USAGE;
+    }
+    if (strcmp(verb, "verify") == 0)
+        return file ? verify_file(file, &o) : verify_live(&o);
+    if (strcmp(verb, "export") == 0) {
+        if (file || !o.out || !o.have_from || !o.have_to) {
+            fprintf(stderr, ME " export: --from, --to and --out are required\n");
+            return GW_CTL_USAGE;
+        }
+        if (o.from_us >= o.to_us) {
+            fprintf(stderr, ME " export: --from: must be before --to\n");
+            return GW_CTL_USAGE;
+        }
+        if (!o.keyring)
+            o.keyring = getenv("WAYGATE_KEYRING");
+        if (!o.keyring || !o.keyring[0]) {
+            fprintf(stderr, ME " export: no keyring: give --keyring PATH or set WAYGATE_KEYRING\n");
+            return GW_CTL_USAGE;
+        }
+        /* the record of the export is covered by a checkpoint signed with the same keyring */
+        if (setenv("WAYGATE_KEYRING", o.keyring, 0) != 0)
+            return GW_CTL_FAIL;
+        return export_bundle(&o);
+    }
+    fprintf(stderr, ME ": unknown action '%s' (verify, export)\n", verb);
+    audit_usage(stderr);
+    return GW_CTL_USAGE;
+}

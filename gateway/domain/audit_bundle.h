@@ -1,0 +1,109 @@
+/* audit_bundle.h: the audit bundle (docs/audit-bundle-format.md): a self-contained file of audit
+ * records, the signed checkpoints covering them, the public keys, a manifest of SHA-256 digests
+ * and a seal (Ed25519 over everything before it). Pure: bytes in, bytes out; no I/O of its own.
+ *
+ * The writer emits the bundle through a sink in one pass with bounded memory (one item at a
+ * time, plus one small entry per chain for the manifest). The verifier reads a bundle from bytes
+ * fed in pieces of any size, also in bounded memory, and stops at the first bad place, which it
+ * names ("chain ctl: seq 5: ..."). `waygatectl audit verify` checks the live chain by writing an
+ * unsealed bundle of it straight into a verifier, so both checks are one code. */
+#ifndef GW_AUDIT_BUNDLE_H
+#define GW_AUDIT_BUNDLE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit_rec.h"
+#include "err.h"
+
+#define GW_BUNDLE_ITEM_MAX (1u << 20) /* largest item payload accepted, in bytes */
+#define GW_BUNDLE_ERR_MAX 256         /* longest message of the verifier */
+
+/* Item types (one ASCII byte each). */
+#define GW_BUNDLE_HEADER 'H'
+#define GW_BUNDLE_KEY 'K'
+#define GW_BUNDLE_RECORD 'R'
+#define GW_BUNDLE_CHECKPOINT 'C'
+#define GW_BUNDLE_MANIFEST 'M'
+#define GW_BUNDLE_SEAL 'Z'
+
+/* Where the writer's bytes go: returns 0 or a negative gw_err, which the writer passes on. */
+typedef int (*gw_bundle_sink_fn)(void *arg, const uint8_t *p, size_t n);
+
+struct gw_bundle_header {
+    const char *generator;   /* "waygatectl" or "waygated" */
+    int64_t created_at_us;   /* when the bundle was made */
+    int64_t from_us, to_us;  /* the time range asked for: at_us in [from_us, to_us) */
+    const char *exported_by; /* the actor who asked (may be NULL) */
+};
+
+/* A signed checkpoint as stored. */
+struct gw_audit_ckpt {
+    const char *chain;
+    int64_t seq;
+    uint8_t head[GW_AUDIT_HASH_LEN];
+    int64_t at_us;
+    char key_id[65];
+    uint8_t sig[GW_AUDIT_SIG_LEN];
+};
+
+struct gw_bundle_writer;
+
+/* A writer that sends every byte to sink(arg, ...). Writes the magic and the header at once.
+ * Returns 0 and *out, GW_EINVAL, GW_ENOMEM or the sink's error. */
+int gw_bundle_writer_new(gw_bundle_sink_fn sink, void *arg, const struct gw_bundle_header *h,
+                         struct gw_bundle_writer **out) GW_MUST_CHECK;
+void gw_bundle_writer_free(struct gw_bundle_writer *w);
+
+/* A public key (before any record). Returns 0, GW_ECRYPTO or the sink's error. */
+int gw_bundle_write_key(struct gw_bundle_writer *w,
+                        const uint8_t pub[GW_AUDIT_PUB_LEN]) GW_MUST_CHECK;
+/* A record with its stored hash (the verifier checks both the content and the links). The
+ * caller keeps each chain's items together and in the order of the format. Returns 0,
+ * GW_EINVAL (the record breaks gw_audit_rec_check), GW_ENOMEM, GW_ECRYPTO or the sink's. */
+int gw_bundle_write_record(struct gw_bundle_writer *w, const struct gw_audit_rec *r,
+                           const struct gw_audit_link *l,
+                           const uint8_t hash[GW_AUDIT_HASH_LEN]) GW_MUST_CHECK;
+int gw_bundle_write_checkpoint(struct gw_bundle_writer *w,
+                               const struct gw_audit_ckpt *c) GW_MUST_CHECK;
+/* Writes the manifest and, when seed is not NULL, the seal signed with it (its public key must
+ * have been written). Returns 0, GW_ENOMEM, GW_ECRYPTO or the sink's error. */
+int gw_bundle_finish(struct gw_bundle_writer *w, const uint8_t *seed) GW_MUST_CHECK;
+/* SHA-256 of every byte written so far (after gw_bundle_finish: of the whole bundle). */
+void gw_bundle_writer_digest(const struct gw_bundle_writer *w, uint8_t out[GW_AUDIT_HASH_LEN]);
+uint64_t gw_bundle_writer_records(const struct gw_bundle_writer *w);
+
+/* ---- the verifier ---- */
+
+struct gw_bundle_verifier;
+
+struct gw_bundle_verify_opts {
+    bool unsealed;         /* accept a bundle without seal (the live chain's check) */
+    const char *trust_key; /* key id (hex) that must sign every checkpoint and the seal; or NULL */
+};
+
+struct gw_bundle_verify_stats {
+    uint64_t records, checkpoints, chains, keys;
+    uint64_t uncovered;                     /* records after the last checkpoint of their chain */
+    char uncovered_note[GW_BUNDLE_ERR_MAX]; /* the first chain with such a tail, or "" */
+    int64_t from_us, to_us;                 /* the header's range */
+};
+
+/* Returns 0 and *out, or GW_ENOMEM. */
+int gw_bundle_verifier_new(const struct gw_bundle_verify_opts *o,
+                           struct gw_bundle_verifier **out) GW_MUST_CHECK;
+void gw_bundle_verifier_free(struct gw_bundle_verifier *v);
+/* Feeds the next n bytes of the bundle. Returns 0, or GW_EDATALOSS at the first bad place
+ * (gw_bundle_verify_error names it; later calls return it again), GW_ENOMEM or GW_ECRYPTO. */
+int gw_bundle_verify_feed(struct gw_bundle_verifier *v, const uint8_t *p, size_t n) GW_MUST_CHECK;
+/* The end of the bundle: checks that it is complete. Returns 0 or as gw_bundle_verify_feed. */
+int gw_bundle_verify_end(struct gw_bundle_verifier *v) GW_MUST_CHECK;
+/* The first bad place, one line ("" while none). */
+const char *gw_bundle_verify_error(const struct gw_bundle_verifier *v);
+void gw_bundle_verify_stats(const struct gw_bundle_verifier *v, struct gw_bundle_verify_stats *out);
+
+/* A sink (for gw_bundle_writer_new) that feeds a verifier (arg). */
+int gw_bundle_verify_sink(void *arg, const uint8_t *p, size_t n);
+
+#endif

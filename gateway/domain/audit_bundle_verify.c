@@ -1,0 +1,738 @@
+/* audit_bundle_verify.c: the bundle verifier (audit_bundle.h): a byte-stream parser that checks
+ * each item as it completes, in bounded memory (one item, plus a summary per chain), and stops at
+ * the first bad place, naming it. The rules are those of docs/audit-bundle-format.md, in the
+ * order listed there; tests/audit/verify_bundle.py applies the same rules independently. */
+#include "audit_bundle.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <openssl/err.h>
+#include <openssl/evp.h>
+
+#include "alloc.h"
+#include "audit_bundle_int.h"
+#include "utf8.h"
+
+enum phase { PH_MAGIC, PH_HEADER, PH_BODY, PH_MANIFEST, PH_SEALED };
+
+struct key {
+    char id[65];
+    uint8_t pub[GW_AUDIT_PUB_LEN];
+};
+
+struct chain_state {
+    char id[GW_BUNDLE_CHAIN_MAX + 1];
+    uint64_t records;
+    int64_t first, last, last_ckpt, anchor; /* -1: none */
+    uint8_t head[GW_AUDIT_HASH_LEN];        /* hash of `last`, or the anchor's head */
+    uint8_t digest[GW_AUDIT_HASH_LEN];
+};
+
+struct gw_bundle_verifier {
+    struct gw_bundle_verify_opts o;
+    char trust[65];
+    enum phase ph;
+    int err; /* sticky */
+    char msg[GW_BUNDLE_ERR_MAX];
+    /* the item being read */
+    uint8_t hdr[5];
+    size_t hdr_have;
+    uint8_t *item;
+    size_t item_cap, item_len, item_have;
+    uint64_t offset; /* bytes consumed */
+    EVP_MD_CTX *all, *chain;
+    struct key *keys;
+    size_t nkeys;
+    struct chain_state cur;
+    bool in_chain;
+    struct chain_state *done; /* closed chains, in order */
+    size_t ndone, capdone;
+    struct gw_bundle_verify_stats st;
+};
+
+static int bad(struct gw_bundle_verifier *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+static int bad(struct gw_bundle_verifier *v, const char *fmt, ...)
+{
+    va_list ap;
+    if (v->err)
+        return v->err;
+    va_start(ap, fmt);
+    vsnprintf(v->msg, sizeof v->msg, fmt, ap);
+    va_end(ap);
+    v->err = GW_EDATALOSS;
+    return v->err;
+}
+
+static int fail(struct gw_bundle_verifier *v, int rc)
+{
+    if (!v->err) {
+        v->err = rc;
+        snprintf(v->msg, sizeof v->msg, "%s", rc == GW_ENOMEM ? "out of memory" : "crypto failure");
+    }
+    return rc;
+}
+
+int gw_bundle_verifier_new(const struct gw_bundle_verify_opts *o, struct gw_bundle_verifier **out)
+{
+    struct gw_bundle_verifier *v = gw_calloc(1, sizeof *v);
+    *out = NULL;
+    if (!v)
+        return GW_ENOMEM;
+    if (o)
+        v->o = *o;
+    if (o && o->trust_key)
+        snprintf(v->trust, sizeof v->trust, "%s", o->trust_key);
+    v->o.trust_key = NULL;
+    v->all = EVP_MD_CTX_new();
+    v->chain = EVP_MD_CTX_new();
+    if (!v->all || !v->chain || EVP_DigestInit_ex(v->all, EVP_sha256(), NULL) != 1) {
+        gw_bundle_verifier_free(v);
+        ERR_clear_error();
+        return GW_ENOMEM;
+    }
+    *out = v;
+    return 0;
+}
+
+void gw_bundle_verifier_free(struct gw_bundle_verifier *v)
+{
+    if (!v)
+        return;
+    EVP_MD_CTX_free(v->all);
+    EVP_MD_CTX_free(v->chain);
+    gw_free(v->item);
+    gw_free(v->keys);
+    gw_free(v->done);
+    gw_free(v);
+}
+
+const char *gw_bundle_verify_error(const struct gw_bundle_verifier *v)
+{
+    return v->msg;
+}
+
+void gw_bundle_verify_stats(const struct gw_bundle_verifier *v, struct gw_bundle_verify_stats *out)
+{
+    *out = v->st;
+}
+
+static int digest_now(EVP_MD_CTX *src, uint8_t out[GW_AUDIT_HASH_LEN])
+{
+    EVP_MD_CTX *c = EVP_MD_CTX_new();
+    unsigned int n = 0;
+    int rc = c && EVP_MD_CTX_copy_ex(c, src) == 1 && EVP_DigestFinal_ex(c, out, &n) == 1
+                 ? 0
+                 : GW_ECRYPTO;
+    EVP_MD_CTX_free(c);
+    ERR_clear_error();
+    return rc;
+}
+
+/* ---- fields ---- */
+
+/* The next field of d as text (present, UTF-8, at most max bytes) into out (NUL-terminated). */
+static bool text_field(struct gw_bfdec *d, char *out, size_t max, bool required)
+{
+    const uint8_t *f;
+    size_t n;
+    int k = gw_bf_next(d, &f, &n);
+    if (k < 0 || (k == 0 && required))
+        return false;
+    if (k == 0) {
+        out[0] = '\0';
+        return true;
+    }
+    if (n > max || memchr(f, 0, n) || !gw_utf8_valid((const char *)f, n))
+        return false;
+    memcpy(out, f, n);
+    out[n] = '\0';
+    return true;
+}
+
+static bool int_field(struct gw_bfdec *d, int64_t *val, bool *present)
+{
+    const uint8_t *f;
+    size_t n;
+    int k = gw_bf_next(d, &f, &n);
+    if (present)
+        *present = k == 1;
+    if (k == 0 && present)
+        return true;
+    return k == 1 && gw_bf_decimal(f, n, val);
+}
+
+static bool bytes_field(struct gw_bfdec *d, uint8_t *out, size_t want)
+{
+    const uint8_t *f;
+    size_t n;
+    if (gw_bf_next(d, &f, &n) != 1 || n != want)
+        return false;
+    memcpy(out, f, n);
+    return true;
+}
+
+static bool chain_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > GW_BUNDLE_CHAIN_MAX)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (!strchr("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@-", s[i]))
+            return false;
+    return true;
+}
+
+static const struct key *find_key(const struct gw_bundle_verifier *v, const char *id)
+{
+    for (size_t i = 0; i < v->nkeys; i++)
+        if (strcmp(v->keys[i].id, id) == 0)
+            return &v->keys[i];
+    return NULL;
+}
+
+/* The key `id` for `what`, known and trusted; NULL after naming the fault. */
+static const struct key *signing_key(struct gw_bundle_verifier *v, const char *id, const char *what)
+{
+    const struct key *k = find_key(v, id);
+    if (!k) {
+        bad(v, "%s: signed by key %.16s..., which is not in the bundle", what, id);
+        return NULL;
+    }
+    if (v->trust[0] && strcmp(v->trust, id) != 0) {
+        bad(v, "%s: signed by key %.16s..., not by the trusted key %.16s...", what, id, v->trust);
+        return NULL;
+    }
+    return k;
+}
+
+/* ---- items ---- */
+
+static int on_header(struct gw_bundle_verifier *v, struct gw_bfdec *d)
+{
+    char ver[8], gen[65], by[GW_AUDIT_TEXT_MAX + 1];
+    int64_t created;
+    if (!text_field(d, ver, 7, true) || strcmp(ver, "1") != 0)
+        return bad(v, "header: format version is not 1");
+    if (!text_field(d, gen, 64, true) || !int_field(d, &created, NULL) ||
+        !int_field(d, &v->st.from_us, NULL) || !int_field(d, &v->st.to_us, NULL) ||
+        !text_field(d, by, GW_AUDIT_TEXT_MAX, false) || d->off != d->n)
+        return bad(v, "header: malformed");
+    return 0;
+}
+
+static int on_key(struct gw_bundle_verifier *v, struct gw_bfdec *d)
+{
+    struct key k, *p;
+    char id[65];
+    if (!text_field(d, k.id, 64, true) || !bytes_field(d, k.pub, GW_AUDIT_PUB_LEN) ||
+        d->off != d->n)
+        return bad(v, "key %" PRIu64 ": malformed", v->st.keys + 1);
+    if (gw_audit_key_id(k.pub, id) != 0)
+        return fail(v, GW_ECRYPTO);
+    if (strcmp(id, k.id) != 0)
+        return bad(v, "key %.16s...: its id is not the SHA-256 of its public key", k.id);
+    if (find_key(v, k.id))
+        return bad(v, "key %.16s...: listed twice", k.id);
+    p = gw_realloc(v->keys, (v->nkeys + 1) * sizeof *p);
+    if (!p)
+        return fail(v, GW_ENOMEM);
+    v->keys = p;
+    v->keys[v->nkeys++] = k;
+    v->st.keys++;
+    return 0;
+}
+
+static int close_chain(struct gw_bundle_verifier *v)
+{
+    struct chain_state *c = &v->cur;
+    unsigned int n = 0;
+    if (!v->in_chain)
+        return 0;
+    v->in_chain = false;
+    if (EVP_DigestFinal_ex(v->chain, c->digest, &n) != 1)
+        return fail(v, GW_ECRYPTO);
+    if (c->records > 0 && c->last_ckpt < c->last) {
+        int64_t from = c->last_ckpt >= c->first ? c->last_ckpt + 1 : c->first;
+        v->st.uncovered += (uint64_t)(c->last - from + 1);
+        if (!v->st.uncovered_note[0])
+            snprintf(v->st.uncovered_note, sizeof v->st.uncovered_note,
+                     "chain %s: seq %" PRId64 "..%" PRId64 " not yet covered by a checkpoint",
+                     c->id, from, c->last);
+    }
+    if (v->ndone == v->capdone) {
+        size_t ncap = v->capdone ? 2 * v->capdone : 8;
+        struct chain_state *p = gw_realloc(v->done, ncap * sizeof *p);
+        if (!p)
+            return fail(v, GW_ENOMEM);
+        v->done = p;
+        v->capdone = ncap;
+    }
+    v->done[v->ndone++] = *c;
+    return 0;
+}
+
+/* Makes `id` the current chain: the same, or a new one after every chain before it. */
+static int enter_chain(struct gw_bundle_verifier *v, const char *id)
+{
+    int rc;
+    if (v->in_chain && strcmp(v->cur.id, id) == 0)
+        return 0;
+    if (v->ndone > 0 || v->in_chain) {
+        const char *prev = v->in_chain ? v->cur.id : v->done[v->ndone - 1].id;
+        if (strcmp(id, prev) <= 0)
+            return bad(v, "chain %s: its items are not together, or chains not in ascending order",
+                       id);
+    }
+    rc = close_chain(v);
+    if (rc != 0)
+        return rc;
+    memset(&v->cur, 0, sizeof v->cur);
+    snprintf(v->cur.id, sizeof v->cur.id, "%s", id);
+    v->cur.first = v->cur.last = v->cur.last_ckpt = v->cur.anchor = -1;
+    v->in_chain = true;
+    v->st.chains++;
+    if (EVP_DigestInit_ex(v->chain, EVP_sha256(), NULL) != 1)
+        return fail(v, GW_ECRYPTO);
+    return 0;
+}
+
+/* The record encoding (audit_rec.h): the fields it must have; chain, seq, prev_hash out. */
+static bool parse_record(const uint8_t *p, size_t n, char *chain, int64_t *seq,
+                         uint8_t prev[GW_AUDIT_HASH_LEN])
+{
+    char text[GW_AUDIT_TEXT_MAX + 1];
+    /* after chain, seq: at_us, actor, role, peer, cert, branch, action, object, count, purpose,
+     * legal_basis, approval, outcome, detail, confidential; 'i' integer, 'I' optional integer,
+     * 'T' required text, 't' optional text */
+    static const char shape[] = "iTttttTtItttTt";
+    struct gw_bfdec d = {p, n, sizeof GW_BUNDLE_REC_MAGIC};
+    int64_t x;
+    bool present;
+    char conf[4];
+    if (n < sizeof GW_BUNDLE_REC_MAGIC ||
+        memcmp(p, GW_BUNDLE_REC_MAGIC, sizeof GW_BUNDLE_REC_MAGIC))
+        return false;
+    if (!text_field(&d, chain, GW_BUNDLE_CHAIN_MAX, true) || !chain_id_ok(chain) ||
+        !int_field(&d, seq, NULL) || *seq < 1)
+        return false;
+    for (size_t i = 0; i < sizeof shape - 1; i++) {
+        bool ok;
+        switch (shape[i]) {
+        case 'i':
+            ok = int_field(&d, &x, NULL);
+            break;
+        case 'I':
+            ok = int_field(&d, &x, &present) && (!present || x >= 0);
+            break;
+        default:
+            ok = text_field(&d, text, GW_AUDIT_TEXT_MAX, shape[i] == 'T');
+        }
+        if (!ok)
+            return false;
+    }
+    if (!text_field(&d, conf, 1, true) || (strcmp(conf, "0") != 0 && strcmp(conf, "1") != 0))
+        return false;
+    return bytes_field(&d, prev, GW_AUDIT_HASH_LEN) && d.off == d.n;
+}
+
+static int link_first(struct gw_bundle_verifier *v, int64_t seq, const uint8_t *prev)
+{
+    static const uint8_t zero[GW_AUDIT_HASH_LEN];
+    struct chain_state *c = &v->cur;
+    if (c->anchor >= 0) {
+        if (seq != c->anchor + 1)
+            return bad(v,
+                       "chain %s: seq %" PRId64 " expected after the checkpoint at seq %" PRId64
+                       ", found seq %" PRId64 " (a record missing or out of order)",
+                       c->id, c->anchor + 1, c->anchor, seq);
+        if (memcmp(prev, c->head, GW_AUDIT_HASH_LEN) != 0)
+            return bad(v,
+                       "chain %s: seq %" PRId64 ": prev_hash is not the head of the checkpoint "
+                       "at seq %" PRId64 " (the record or the checkpoint altered)",
+                       c->id, seq, c->anchor);
+        return 0;
+    }
+    if (seq != 1)
+        return bad(v,
+                   "chain %s: seq 1 expected, found seq %" PRId64 " (records 1..%" PRId64
+                   " missing, and no checkpoint anchors the chain here)",
+                   c->id, seq, seq - 1);
+    if (memcmp(prev, zero, sizeof zero) != 0)
+        return bad(v, "chain %s: seq 1: prev_hash is not 32 zero bytes", c->id);
+    return 0;
+}
+
+static int on_record(struct gw_bundle_verifier *v, struct gw_bfdec *d)
+{
+    const uint8_t *enc;
+    size_t elen;
+    uint8_t stored[GW_AUDIT_HASH_LEN], prev[GW_AUDIT_HASH_LEN], h[GW_AUDIT_HASH_LEN];
+    char chain[GW_BUNDLE_CHAIN_MAX + 1];
+    int64_t seq;
+    struct chain_state *c = &v->cur;
+    int rc;
+    if (gw_bf_next(d, &enc, &elen) != 1 || !bytes_field(d, stored, sizeof stored) ||
+        d->off != d->n || !parse_record(enc, elen, chain, &seq, prev))
+        return bad(v, "record %" PRIu64 " of the bundle: malformed encoding", v->st.records + 1);
+    rc = enter_chain(v, chain);
+    if (rc != 0)
+        return rc;
+    if (EVP_Digest(enc, elen, h, NULL, EVP_sha256(), NULL) != 1)
+        return fail(v, GW_ECRYPTO);
+    if (memcmp(h, stored, sizeof h) != 0)
+        return bad(v,
+                   "chain %s: seq %" PRId64 ": the record's content does not match its hash "
+                   "(the record altered)",
+                   chain, seq);
+    if (c->records == 0)
+        rc = link_first(v, seq, prev);
+    else if (seq != c->last + 1)
+        rc = bad(v,
+                 "chain %s: seq %" PRId64 " expected after seq %" PRId64 ", found seq %" PRId64
+                 " (a record missing or out of order)",
+                 chain, c->last + 1, c->last, seq);
+    else if (memcmp(prev, c->head, GW_AUDIT_HASH_LEN) != 0)
+        rc = bad(v,
+                 "chain %s: seq %" PRId64 ": prev_hash is not the hash of seq %" PRId64
+                 " (seq %" PRId64 " altered, or this link)",
+                 chain, seq, c->last, c->last);
+    if (rc != 0)
+        return rc;
+    if (c->records++ == 0)
+        c->first = seq;
+    c->last = seq;
+    memcpy(c->head, h, sizeof h);
+    v->st.records++;
+    return 0;
+}
+
+static int on_checkpoint(struct gw_bundle_verifier *v, struct gw_bfdec *d)
+{
+    struct gw_audit_ckpt k;
+    char chain[GW_BUNDLE_CHAIN_MAX + 1], what[GW_BUNDLE_CHAIN_MAX + 64];
+    uint8_t msg[256];
+    size_t mlen = 0;
+    const struct key *key;
+    struct chain_state *c = &v->cur;
+    int rc;
+    if (!text_field(d, chain, GW_BUNDLE_CHAIN_MAX, true) || !chain_id_ok(chain) ||
+        !int_field(d, &k.seq, NULL) || k.seq < 1 || !bytes_field(d, k.head, GW_AUDIT_HASH_LEN) ||
+        !int_field(d, &k.at_us, NULL) || !text_field(d, k.key_id, 64, true) ||
+        !bytes_field(d, k.sig, GW_AUDIT_SIG_LEN) || d->off != d->n)
+        return bad(v, "checkpoint %" PRIu64 " of the bundle: malformed", v->st.checkpoints + 1);
+    snprintf(what, sizeof what, "chain %s: checkpoint at seq %" PRId64, chain, k.seq);
+    key = signing_key(v, k.key_id, what);
+    if (!key)
+        return v->err;
+    if (gw_audit_checkpoint_msg(chain, k.seq, k.head, k.at_us, msg, sizeof msg, &mlen) != 0)
+        return bad(v, "%s: malformed", what);
+    rc = gw_audit_verify_sig(key->pub, msg, mlen, k.sig);
+    if (rc == GW_EDATALOSS)
+        return bad(v, "%s: the signature does not verify (forged or altered checkpoint)", what);
+    if (rc != 0)
+        return fail(v, rc);
+    rc = enter_chain(v, chain);
+    if (rc != 0)
+        return rc;
+    if (c->records == 0 && c->anchor < 0) { /* the anchor: what the first record follows */
+        c->anchor = k.seq;
+        memcpy(c->head, k.head, GW_AUDIT_HASH_LEN);
+        c->last_ckpt = k.seq;
+    } else if (c->records == 0) {
+        return bad(v, "%s: out of place (a second checkpoint before any record)", what);
+    } else if (k.seq > c->last) {
+        return bad(v,
+                   "chain %s: seq %" PRId64 "..%" PRId64 " missing: the checkpoint at seq %" PRId64
+                   " covers records the chain does not have (it ends at seq %" PRId64 ")",
+                   chain, c->last + 1, k.seq, k.seq, c->last);
+    } else if (k.seq < c->last || k.seq <= c->last_ckpt) {
+        return bad(v, "%s: out of place (after seq %" PRId64 ")", what, c->last);
+    } else if (memcmp(k.head, c->head, GW_AUDIT_HASH_LEN) != 0) {
+        return bad(v,
+                   "%s: its head hash is not the hash of seq %" PRId64
+                   " (the record or the checkpoint altered)",
+                   what, k.seq);
+    } else {
+        c->last_ckpt = k.seq;
+    }
+    v->st.checkpoints++;
+    return 0;
+}
+
+static int manifest_chain(struct gw_bundle_verifier *v, struct gw_bfdec *d, size_t i)
+{
+    char id[GW_BUNDLE_CHAIN_MAX + 1];
+    int64_t records, first = -1, last = -1, ckpt = -1;
+    bool has_first, has_last, has_ckpt;
+    uint8_t head[GW_AUDIT_HASH_LEN] = {0}, digest[GW_AUDIT_HASH_LEN];
+    const uint8_t *f;
+    size_t n;
+    const struct chain_state *c;
+    int k;
+    if (!text_field(d, id, GW_BUNDLE_CHAIN_MAX, true) || !int_field(d, &records, NULL) ||
+        !int_field(d, &first, &has_first) || !int_field(d, &last, &has_last))
+        return bad(v, "manifest: chain entry %zu malformed", i + 1);
+    k = gw_bf_next(d, &f, &n);
+    if (k < 0 || (k == 1 && n != GW_AUDIT_HASH_LEN))
+        return bad(v, "manifest: chain entry %zu malformed", i + 1);
+    if (k == 1)
+        memcpy(head, f, n);
+    if (!int_field(d, &ckpt, &has_ckpt) || !bytes_field(d, digest, sizeof digest))
+        return bad(v, "manifest: chain entry %zu malformed", i + 1);
+    if (i >= v->ndone)
+        return bad(v,
+                   "chain %s: missing from the bundle (its manifest lists seq %" PRId64 "..%" PRId64
+                   ")",
+                   id, first, last);
+    c = &v->done[i];
+    if (strcmp(c->id, id) != 0)
+        return bad(v, "chain %s: missing from the bundle (the manifest lists it before chain %s)",
+                   id, c->id);
+    if (has_last && c->records > 0 && last > c->last)
+        return bad(v,
+                   "chain %s: the bundle ends at seq %" PRId64 " but its manifest at seq %" PRId64
+                   ": seq %" PRId64 "..%" PRId64 " missing (tail truncated)",
+                   id, c->last, last, c->last + 1, last);
+    if (has_first != (c->records > 0) || has_last != (c->records > 0) ||
+        (uint64_t)records != c->records || (has_first && first != c->first) ||
+        (has_last && last != c->last) || has_ckpt != (c->last_ckpt >= 0) ||
+        (has_ckpt && ckpt != c->last_ckpt) ||
+        (c->records > 0 && memcmp(head, c->head, GW_AUDIT_HASH_LEN) != 0))
+        return bad(v,
+                   "chain %s: the manifest does not describe the bundle's records (it says seq "
+                   "%" PRId64 "..%" PRId64 ", %" PRId64 " records; the bundle has %" PRId64
+                   "..%" PRId64 ", %" PRIu64 ")",
+                   id, first, last, records, c->first, c->last, c->records);
+    if (memcmp(digest, c->digest, sizeof digest) != 0)
+        return bad(v, "chain %s: the manifest's SHA-256 of its items does not match", id);
+    return 0;
+}
+
+static int on_manifest(struct gw_bundle_verifier *v, struct gw_bfdec *d,
+                       const uint8_t before[GW_AUDIT_HASH_LEN])
+{
+    int64_t keys, chains, records, ckpts;
+    uint8_t content[GW_AUDIT_HASH_LEN];
+    int rc = close_chain(v);
+    if (rc != 0)
+        return rc;
+    if (!int_field(d, &keys, NULL) || !int_field(d, &chains, NULL) ||
+        !int_field(d, &records, NULL) || !int_field(d, &ckpts, NULL) || chains < 0)
+        return bad(v, "manifest: malformed");
+    for (size_t i = 0; i < (size_t)chains; i++) {
+        rc = manifest_chain(v, d, i);
+        if (rc != 0)
+            return rc;
+    }
+    if ((size_t)chains < v->ndone)
+        return bad(v, "chain %s: in the bundle but not in its manifest", v->done[chains].id);
+    if (!bytes_field(d, content, sizeof content) || d->off != d->n)
+        return bad(v, "manifest: malformed");
+    if ((uint64_t)keys != v->st.keys || (uint64_t)records != v->st.records ||
+        (uint64_t)ckpts != v->st.checkpoints)
+        return bad(v, "manifest: counts (keys, records, checkpoints) do not match the bundle");
+    if (memcmp(content, before, sizeof content) != 0)
+        return bad(v, "manifest: the SHA-256 of the bundle before it does not match");
+    return 0;
+}
+
+static int on_seal(struct gw_bundle_verifier *v, struct gw_bfdec *d,
+                   const uint8_t before[GW_AUDIT_HASH_LEN])
+{
+    char id[65];
+    uint8_t sig[GW_AUDIT_SIG_LEN], msg[sizeof GW_BUNDLE_SEAL_MAGIC + GW_AUDIT_HASH_LEN];
+    const struct key *k;
+    int rc;
+    if (!text_field(d, id, 64, true) || !bytes_field(d, sig, sizeof sig) || d->off != d->n)
+        return bad(v, "seal: malformed");
+    k = signing_key(v, id, "seal");
+    if (!k)
+        return v->err;
+    memcpy(msg, GW_BUNDLE_SEAL_MAGIC, sizeof GW_BUNDLE_SEAL_MAGIC);
+    memcpy(msg + sizeof GW_BUNDLE_SEAL_MAGIC, before, GW_AUDIT_HASH_LEN);
+    rc = gw_audit_verify_sig(k->pub, msg, sizeof msg, sig);
+    if (rc == GW_EDATALOSS)
+        return bad(v, "seal: the signature does not verify (the bundle was altered after export)");
+    return rc != 0 ? fail(v, rc) : 0;
+}
+
+static const char *type_name(uint8_t t)
+{
+    switch (t) {
+    case GW_BUNDLE_HEADER:
+        return "header";
+    case GW_BUNDLE_KEY:
+        return "key";
+    case GW_BUNDLE_RECORD:
+        return "record";
+    case GW_BUNDLE_CHECKPOINT:
+        return "checkpoint";
+    case GW_BUNDLE_MANIFEST:
+        return "manifest";
+    case GW_BUNDLE_SEAL:
+        return "seal";
+    }
+    return NULL;
+}
+
+/* One complete item; `before` is the SHA-256 of every byte before it. */
+static int on_item(struct gw_bundle_verifier *v, uint8_t type, const uint8_t before[32])
+{
+    struct gw_bfdec d = {v->item, v->item_len, 0};
+    const char *name = type_name(type);
+    bool body = type == GW_BUNDLE_RECORD || type == GW_BUNDLE_CHECKPOINT;
+    int rc;
+    if (!name)
+        return bad(v, "byte %" PRIu64 ": unknown item type 0x%02x", v->offset, type);
+    if (v->ph == PH_SEALED || (v->ph == PH_MANIFEST && type != GW_BUNDLE_SEAL))
+        return bad(v, "%s after the %s: the bundle must end there", name,
+                   v->ph == PH_SEALED ? "seal" : "manifest");
+    if ((v->ph == PH_HEADER) != (type == GW_BUNDLE_HEADER))
+        return bad(v, "%s: out of place (the header comes first, once)", name);
+    if (type == GW_BUNDLE_KEY && (v->st.records || v->st.checkpoints))
+        return bad(v, "key: out of place (keys come before the records)");
+    if (type == GW_BUNDLE_SEAL && v->ph != PH_MANIFEST)
+        return bad(v, "seal: out of place (it follows the manifest)");
+    switch (type) {
+    case GW_BUNDLE_HEADER:
+        rc = on_header(v, &d);
+        v->ph = PH_BODY;
+        break;
+    case GW_BUNDLE_KEY:
+        rc = on_key(v, &d);
+        break;
+    case GW_BUNDLE_RECORD:
+        rc = on_record(v, &d);
+        break;
+    case GW_BUNDLE_CHECKPOINT:
+        rc = on_checkpoint(v, &d);
+        break;
+    case GW_BUNDLE_MANIFEST:
+        rc = on_manifest(v, &d, before);
+        v->ph = PH_MANIFEST;
+        break;
+    default:
+        rc = on_seal(v, &d, before);
+        v->ph = PH_SEALED;
+    }
+    if (rc == 0 && body &&
+        (EVP_DigestUpdate(v->chain, v->hdr, 5) != 1 ||
+         (v->item_len && EVP_DigestUpdate(v->chain, v->item, v->item_len) != 1)))
+        rc = fail(v, GW_ECRYPTO);
+    return rc;
+}
+
+/* An item's 5-byte header is complete: its length checked, room made for its payload. */
+static int start_item(struct gw_bundle_verifier *v)
+{
+    v->item_len = ((size_t)v->hdr[1] << 24) | ((size_t)v->hdr[2] << 16) | ((size_t)v->hdr[3] << 8) |
+                  v->hdr[4];
+    v->item_have = 0;
+    if (v->item_len > GW_BUNDLE_ITEM_MAX)
+        return bad(v, "byte %" PRIu64 ": item longer than %u bytes", v->offset, GW_BUNDLE_ITEM_MAX);
+    if (v->item_len > v->item_cap) {
+        uint8_t *q = gw_realloc(v->item, v->item_len);
+        if (!q)
+            return fail(v, GW_ENOMEM);
+        v->item = q;
+        v->item_cap = v->item_len;
+    }
+    return 0;
+}
+
+/* An item is complete: checked with the digest of what came before, then added to it. */
+static int end_item(struct gw_bundle_verifier *v)
+{
+    uint8_t before[GW_AUDIT_HASH_LEN];
+    int rc = digest_now(v->all, before);
+    if (rc != 0)
+        return fail(v, rc);
+    rc = on_item(v, v->hdr[0], before);
+    if (rc != 0)
+        return rc;
+    if (EVP_DigestUpdate(v->all, v->hdr, 5) != 1 ||
+        (v->item_len && EVP_DigestUpdate(v->all, v->item, v->item_len) != 1))
+        return fail(v, GW_ECRYPTO);
+    v->offset += 5 + v->item_len;
+    v->hdr_have = 0;
+    return 0;
+}
+
+int gw_bundle_verify_feed(struct gw_bundle_verifier *v, const uint8_t *p, size_t n)
+{
+    while (n > 0 && !v->err) {
+        size_t take;
+        if (v->ph == PH_MAGIC) {
+            take = sizeof GW_BUNDLE_MAGIC - v->hdr_have;
+            take = take < n ? take : n;
+            if (memcmp(p, GW_BUNDLE_MAGIC + v->hdr_have, take) != 0)
+                return bad(v, "byte 0: not a Waygate audit bundle (magic)");
+            if (EVP_DigestUpdate(v->all, p, take) != 1)
+                return fail(v, GW_ECRYPTO);
+            v->hdr_have += take;
+            v->offset += take;
+            if (v->hdr_have == sizeof GW_BUNDLE_MAGIC) {
+                v->ph = PH_HEADER;
+                v->hdr_have = 0;
+            }
+            p += take;
+            n -= take;
+            continue;
+        }
+        if (v->hdr_have < 5) {
+            take = 5 - v->hdr_have < n ? 5 - v->hdr_have : n;
+            memcpy(v->hdr + v->hdr_have, p, take);
+            v->hdr_have += take;
+            if (v->hdr_have == 5) {
+                int rc = start_item(v);
+                if (rc != 0)
+                    return rc;
+            }
+        } else {
+            take = v->item_len - v->item_have < n ? v->item_len - v->item_have : n;
+            memcpy(v->item + v->item_have, p, take);
+            v->item_have += take;
+        }
+        p += take;
+        n -= take;
+        if (v->hdr_have == 5 && v->item_have == v->item_len) {
+            int rc = end_item(v);
+            if (rc != 0)
+                return rc;
+        }
+    }
+    return v->err;
+}
+
+int gw_bundle_verify_end(struct gw_bundle_verifier *v)
+{
+    if (v->err)
+        return v->err;
+    if (v->ph == PH_MAGIC)
+        return bad(v, "byte 0: not a Waygate audit bundle (magic)");
+    if (v->hdr_have != 0)
+        return bad(v, "bundle truncated inside an item at byte %" PRIu64, v->offset);
+    if (v->ph == PH_HEADER)
+        return bad(v, "bundle truncated: no header");
+    if (v->ph == PH_BODY) {
+        int rc = close_chain(v);
+        if (rc != 0)
+            return rc;
+        return bad(v, "bundle truncated: no manifest (after %s%s, %" PRIu64 " records)",
+                   v->ndone ? "chain " : "the keys", v->ndone ? v->done[v->ndone - 1].id : "",
+                   v->st.records);
+    }
+    if (v->ph == PH_MANIFEST && !v->o.unsealed)
+        return bad(v, "bundle truncated: no seal after the manifest");
+    return 0;
+}
+
+int gw_bundle_verify_sink(void *arg, const uint8_t *p, size_t n)
+{
+    return gw_bundle_verify_feed(arg, p, n);
+}

@@ -1,0 +1,79 @@
+/* audit_read.h: waygatectl's blocking reads of the audit trail (sql/008_audit.sql), for `audit
+ * verify` and `audit export`: the public keys, which spans of which chains a check or an export
+ * covers, and a span's records and checkpoints in chain order, in batches (bounded memory
+ * whatever the chain's length). Only reads: nothing here writes the trail. For the CLI only. */
+#ifndef GW_STORE_AUDIT_READ_H
+#define GW_STORE_AUDIT_READ_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit_bundle.h"
+#include "audit_rec.h"
+#include "err.h"
+
+struct gw_admin;
+
+/* One stored record; the strings live until the callback returns. */
+struct gw_audit_row {
+    struct gw_audit_rec rec;
+    struct gw_audit_link link;
+    uint8_t hash[GW_AUDIT_HASH_LEN]; /* the stored hash column */
+};
+
+/* What to read of one chain: records with seq in [first, last] (those that exist), and the
+ * checkpoints with seq in [first - 1, ckpt_last]. */
+struct gw_audit_span {
+    char chain[65];
+    int64_t first, last, ckpt_last;
+};
+
+/* Callbacks return 0 to go on, or a negative gw_err that stops the read and is returned. */
+typedef int (*gw_audit_key_cb)(void *arg, const uint8_t pub[GW_AUDIT_PUB_LEN]);
+typedef int (*gw_audit_row_cb)(void *arg, const struct gw_audit_row *r);
+typedef int (*gw_audit_ckpt_cb)(void *arg, const struct gw_audit_ckpt *c);
+
+/* Opens (BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY: one snapshot for everything read) and
+ * ends the read. Return 0 or GW_EINTERNAL with the server's message. */
+int gw_audit_read_begin(struct gw_admin *a, char *errbuf, size_t errlen) GW_MUST_CHECK;
+int gw_audit_read_end(struct gw_admin *a, char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* Every public key of audit_key, oldest first. Returns 0, GW_EINTERNAL or the callback's error. */
+int gw_audit_read_keys(struct gw_admin *a, gw_audit_key_cb cb, void *arg, char *errbuf,
+                       size_t errlen) GW_MUST_CHECK;
+
+/* The spans, by chain id in byte order, into *out (gw_free) and *n. live: every chain whole
+ * (records 1..its last, every checkpoint). Otherwise the chains with records whose at_us is in
+ * [from_us, to_us), each from just after the last checkpoint before its first such record (or
+ * seq 1) to the first checkpoint at or after its last one (or that record). Returns 0, GW_ENOMEM
+ * or GW_EINTERNAL. */
+int gw_audit_read_plan(struct gw_admin *a, bool live, int64_t from_us, int64_t to_us,
+                       struct gw_audit_span **out, size_t *n, char *errbuf,
+                       size_t errlen) GW_MUST_CHECK;
+
+/* Calls row_cb for each record of the span by seq and ckpt_cb for each checkpoint, a checkpoint
+ * at seq s after the record s (before the next record when s is missing), batch records per
+ * query. Returns 0, GW_EINTERNAL (also for a row that does not decode) or a callback's error. */
+int gw_audit_read_span(struct gw_admin *a, const struct gw_audit_span *s, long batch,
+                       gw_audit_row_cb row_cb, gw_audit_ckpt_cb ckpt_cb, void *arg, char *errbuf,
+                       size_t errlen) GW_MUST_CHECK;
+
+/* ---- shared with the gateway's asynchronous reads (audit_scan.c) ---- */
+
+/* The columns of a record, in the order gw_audit_read_row reads them. */
+#define GW_AUDIT_RECORD_COLS                                                                       \
+    "chain, seq, at_us, actor, role, peer, cert, branch, action, object, count, purpose, "         \
+    "legal_basis, approval, outcome, detail, confidential, encode(prev_hash, 'hex'), "             \
+    "encode(hash, 'hex')"
+
+struct pg_result;
+/* Row i of a text-format result of GW_AUDIT_RECORD_COLS into *out (its strings point into res).
+ * Returns 0 or GW_EINTERNAL (a hash that does not decode). */
+int gw_audit_read_row(const struct pg_result *res, int i, struct gw_audit_row *out) GW_MUST_CHECK;
+/* Row i of (seq, hex head_hash, at_us, key_id, hex signature) as a checkpoint of chain. Returns 0
+ * or GW_EINTERNAL. */
+int gw_audit_read_ckpt(const struct pg_result *res, int i, const char *chain,
+                       struct gw_audit_ckpt *c) GW_MUST_CHECK;
+
+#endif

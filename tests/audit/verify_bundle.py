@@ -1,0 +1,446 @@
+#!/usr/bin/python3
+"""verify_bundle.py: an independent verifier of Waygate audit bundles, written from
+docs/audit-bundle-format.md alone (it shares no code with the C verifier of waygatectl).
+
+    verify_bundle.py FILE [--trust-key KEYID]
+
+Exit 0 and a summary line when the bundle is good; exit 1 and "FAILED: <the first bad place>"
+otherwise (2: usage, or the file cannot be read). Needs only hashlib and the `cryptography`
+package (Debian: python3-cryptography). Reads the file in one pass; memory is one item at a time
+plus a summary per chain.
+"""
+
+import hashlib
+import sys
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+MAGIC = b"waygate.bundle.v1\x00"
+REC_MAGIC = b"waygate.audit.v1\x00"
+CKPT_MAGIC = b"waygate.checkpoint.v1\x00"
+SEAL_MAGIC = b"waygate.bundle.seal.v1\x00"
+ITEM_MAX = 1 << 20
+TEXT_MAX = 1024
+CHAIN_CHARS = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@-")
+ZERO = bytes(32)
+
+
+class Bad(Exception):
+    """The first bad place of the bundle."""
+
+
+class Fields:
+    """Reads the fields of one payload: 0x00 (absent) or 0x01, 4-byte big-endian length, bytes."""
+
+    def __init__(self, data, what):
+        self.d, self.o, self.what = data, 0, what
+
+    def next(self, required=True):
+        d, o = self.d, self.o
+        if o >= len(d):
+            raise Bad("%s: malformed" % self.what)
+        if d[o] == 0:
+            self.o = o + 1
+            if required:
+                raise Bad("%s: malformed" % self.what)
+            return None
+        if d[o] != 1 or len(d) - o < 5:
+            raise Bad("%s: malformed" % self.what)
+        n = int.from_bytes(d[o + 1:o + 5], "big")
+        if n > len(d) - o - 5:
+            raise Bad("%s: malformed" % self.what)
+        self.o = o + 5 + n
+        return d[o + 5:o + 5 + n]
+
+    def text(self, required=True, maximum=TEXT_MAX):
+        f = self.next(required)
+        if f is None:
+            return None
+        if len(f) > maximum or b"\x00" in f:
+            raise Bad("%s: malformed" % self.what)
+        try:
+            return f.decode("utf-8")
+        except UnicodeDecodeError:
+            raise Bad("%s: malformed" % self.what) from None
+
+    def integer(self, required=True):
+        f = self.next(required)
+        if f is None:
+            return None
+        s = f.decode("ascii", "replace")
+        body = s[1:] if s.startswith("-") else s
+        if (not body or not body.isdigit() or not body.isascii() or len(body) > 19 or
+                (body[0] == "0" and (len(body) > 1 or s.startswith("-")))):
+            raise Bad("%s: malformed" % self.what)
+        v = int(s)
+        if v > 2**63 - 1:
+            raise Bad("%s: malformed" % self.what)
+        return v
+
+    def raw(self, length):
+        f = self.next(True)
+        if len(f) != length:
+            raise Bad("%s: malformed" % self.what)
+        return f
+
+    def end(self):
+        if self.o != len(self.d):
+            raise Bad("%s: malformed" % self.what)
+
+
+def field(b):
+    return b"\x01" + len(b).to_bytes(4, "big") + b
+
+
+def chain_ok(c):
+    return 1 <= len(c) <= 64 and all(ch in CHAIN_CHARS for ch in c.encode())
+
+
+class Chain:
+    def __init__(self, cid):
+        self.id = cid
+        self.records = 0
+        self.first = self.last = self.last_ckpt = self.anchor = None
+        self.head = None
+        self.sha = hashlib.sha256()
+        self.digest = None
+
+
+class Verifier:
+    def __init__(self, trust=None):
+        self.trust = trust
+        self.keys = {}
+        self.done = []
+        self.cur = None
+        self.n_records = self.n_ckpts = 0
+        self.phase = "header"
+        self.uncovered = []
+
+    # --- signing keys ---
+    def key_for(self, key_id, what):
+        if key_id not in self.keys:
+            raise Bad("%s: signed by key %s..., which is not in the bundle" % (what, key_id[:16]))
+        if self.trust and key_id != self.trust:
+            raise Bad("%s: signed by key %s..., not by the trusted key %s..." %
+                      (what, key_id[:16], self.trust[:16]))
+        return self.keys[key_id]
+
+    # --- chains ---
+    def close_chain(self):
+        c = self.cur
+        if c is None:
+            return
+        c.digest = c.sha.digest()
+        if c.records and (c.last_ckpt is None or c.last_ckpt < c.last):
+            start = c.last_ckpt + 1 if c.last_ckpt is not None and c.last_ckpt >= c.first \
+                else c.first
+            self.uncovered.append("chain %s: seq %d..%d not yet covered by a checkpoint" %
+                                  (c.id, start, c.last))
+        self.done.append(c)
+        self.cur = None
+
+    def enter_chain(self, cid):
+        if self.cur is not None and self.cur.id == cid:
+            return
+        prev = self.cur.id if self.cur is not None else (self.done[-1].id if self.done else None)
+        if prev is not None and cid.encode() <= prev.encode():
+            raise Bad("chain %s: its items are not together, or chains not in ascending order"
+                      % cid)
+        self.close_chain()
+        self.cur = Chain(cid)
+
+    # --- items ---
+    def header(self, f):
+        try:
+            version = f.text(maximum=7)
+        except Bad:
+            version = None
+        if version != "1":
+            raise Bad("header: format version is not 1")
+        f.text(maximum=64)
+        f.integer()
+        self.from_us, self.to_us = f.integer(), f.integer()
+        f.text(required=False)
+        f.end()
+
+    def key(self, f):
+        f.what = "key %d" % (len(self.keys) + 1)
+        key_id = f.text(maximum=64)
+        pub = f.raw(32)
+        f.end()
+        if hashlib.sha256(pub).hexdigest() != key_id:
+            raise Bad("key %s...: its id is not the SHA-256 of its public key" % key_id[:16])
+        if key_id in self.keys:
+            raise Bad("key %s...: listed twice" % key_id[:16])
+        self.keys[key_id] = Ed25519PublicKey.from_public_bytes(pub)
+
+    def record(self, f):
+        try:
+            enc, chain, seq, prev, stored = self.parse_record(f)
+        except Bad:
+            raise Bad("record %d of the bundle: malformed encoding" % (self.n_records + 1)) \
+                from None
+        self.link(enc, chain, seq, prev, stored)
+
+    def parse_record(self, f):
+        """The record item's fields (any fault: Bad, reworded by the caller)."""
+        enc = f.next()
+        stored = f.raw(32)
+        f.end()
+        if not enc.startswith(REC_MAGIC):
+            raise Bad("record")
+        r = Fields(enc[len(REC_MAGIC):], "record")
+        chain = r.text(maximum=64)
+        if not chain_ok(chain):
+            raise Bad(f.what)
+        seq = r.integer()
+        if seq < 1:
+            raise Bad(f.what)
+        r.integer()                              # at_us
+        r.text()                                 # actor
+        for _ in range(4):                       # role, peer, cert, branch
+            r.text(False)
+        r.text()                                 # action
+        r.text(False)                            # object
+        count = r.integer(False)
+        if count is not None and count < 0:
+            raise Bad(f.what)
+        for _ in range(3):                       # purpose, legal_basis, approval
+            r.text(False)
+        r.text()                                 # outcome
+        r.text(False)                            # detail
+        if r.text(maximum=1) not in ("0", "1"):  # confidential
+            raise Bad(f.what)
+        prev = r.raw(32)
+        r.end()
+        return enc, chain, seq, prev, stored
+
+    def link(self, enc, chain, seq, prev, stored):
+        self.enter_chain(chain)
+        c = self.cur
+        h = hashlib.sha256(enc).digest()
+        if h != stored:
+            raise Bad("chain %s: seq %d: the record's content does not match its hash "
+                      "(the record altered)" % (chain, seq))
+        if c.records == 0:
+            if c.anchor is not None:
+                if seq != c.anchor + 1:
+                    raise Bad("chain %s: seq %d expected after the checkpoint at seq %d, found "
+                              "seq %d (a record missing or out of order)" %
+                              (chain, c.anchor + 1, c.anchor, seq))
+                if prev != c.head:
+                    raise Bad("chain %s: seq %d: prev_hash is not the head of the checkpoint at "
+                              "seq %d (the record or the checkpoint altered)" %
+                              (chain, seq, c.anchor))
+            elif seq != 1:
+                raise Bad("chain %s: seq 1 expected, found seq %d (records 1..%d missing, and no "
+                          "checkpoint anchors the chain here)" % (chain, seq, seq - 1))
+            elif prev != ZERO:
+                raise Bad("chain %s: seq 1: prev_hash is not 32 zero bytes" % chain)
+            c.first = seq
+        elif seq != c.last + 1:
+            raise Bad("chain %s: seq %d expected after seq %d, found seq %d (a record missing or "
+                      "out of order)" % (chain, c.last + 1, c.last, seq))
+        elif prev != c.head:
+            raise Bad("chain %s: seq %d: prev_hash is not the hash of seq %d (seq %d altered, or "
+                      "this link)" % (chain, seq, c.last, c.last))
+        c.records += 1
+        c.last = seq
+        c.head = h
+        self.n_records += 1
+
+    def checkpoint(self, f):
+        what0 = "checkpoint %d of the bundle" % (self.n_ckpts + 1)
+        f.what = what0
+        chain = f.text(maximum=64)
+        seq = f.integer()
+        head = f.raw(32)
+        at_us = f.integer()
+        key_id = f.text(maximum=64)
+        sig = f.raw(64)
+        f.end()
+        if not chain_ok(chain) or seq < 1:
+            raise Bad("%s: malformed" % what0)
+        what = "chain %s: checkpoint at seq %d" % (chain, seq)
+        key = self.key_for(key_id, what)
+        msg = (CKPT_MAGIC + field(chain.encode()) + field(str(seq).encode()) + field(head) +
+               field(str(at_us).encode()))
+        try:
+            key.verify(sig, msg)
+        except InvalidSignature:
+            raise Bad("%s: the signature does not verify (forged or altered checkpoint)" % what) \
+                from None
+        self.enter_chain(chain)
+        c = self.cur
+        if c.records == 0 and c.anchor is None:
+            c.anchor, c.head, c.last_ckpt = seq, head, seq
+        elif c.records == 0:
+            raise Bad("%s: out of place (a second checkpoint before any record)" % what)
+        elif seq > c.last:
+            raise Bad("chain %s: seq %d..%d missing: the checkpoint at seq %d covers records the "
+                      "chain does not have (it ends at seq %d)" % (chain, c.last + 1, seq, seq,
+                                                                   c.last))
+        elif seq < c.last or (c.last_ckpt is not None and seq <= c.last_ckpt):
+            raise Bad("%s: out of place (after seq %d)" % (what, c.last))
+        elif head != c.head:
+            raise Bad("%s: its head hash is not the hash of seq %d (the record or the checkpoint "
+                      "altered)" % (what, seq))
+        else:
+            c.last_ckpt = seq
+        self.n_ckpts += 1
+
+    def manifest(self, f, before):
+        self.close_chain()
+        f.what = "manifest"
+        n_keys, n_chains, n_records, n_ckpts = f.integer(), f.integer(), f.integer(), f.integer()
+        if n_chains < 0:
+            raise Bad("manifest: malformed")
+        for i in range(n_chains):
+            f.what = "manifest: chain entry %d" % (i + 1)
+            try:
+                cid = f.text(maximum=64)
+                records = f.integer()
+                first, last = f.integer(False), f.integer(False)
+                head = f.next(False)
+                if head is not None and len(head) != 32:
+                    raise Bad(f.what)
+                last_ckpt = f.integer(False)
+                digest = f.raw(32)
+            except Bad:
+                raise Bad("manifest: chain entry %d malformed" % (i + 1)) from None
+            f.what = "manifest"
+            if i >= len(self.done):
+                raise Bad("chain %s: missing from the bundle (its manifest lists seq %s..%s)" %
+                          (cid, first, last))
+            c = self.done[i]
+            if c.id != cid:
+                raise Bad("chain %s: missing from the bundle (the manifest lists it before "
+                          "chain %s)" % (cid, c.id))
+            if last is not None and c.records and last > c.last:
+                raise Bad("chain %s: the bundle ends at seq %d but its manifest at seq %d: seq "
+                          "%d..%d missing (tail truncated)" % (cid, c.last, last, c.last + 1,
+                                                               last))
+            if (records != c.records or first != c.first or last != c.last or
+                    last_ckpt != c.last_ckpt or (c.records and head != c.head) or
+                    (not c.records and head is not None)):
+                raise Bad("chain %s: the manifest does not describe the bundle's records" % cid)
+            if digest != c.digest:
+                raise Bad("chain %s: the manifest's SHA-256 of its items does not match" % cid)
+        if n_chains < len(self.done):
+            raise Bad("chain %s: in the bundle but not in its manifest" % self.done[n_chains].id)
+        content = f.raw(32)
+        f.end()
+        if (n_keys, n_records, n_ckpts) != (len(self.keys), self.n_records, self.n_ckpts):
+            raise Bad("manifest: counts (keys, records, checkpoints) do not match the bundle")
+        if content != before:
+            raise Bad("manifest: the SHA-256 of the bundle before it does not match")
+
+    def seal(self, f, before):
+        f.what = "seal"
+        key_id = f.text(maximum=64)
+        sig = f.raw(64)
+        f.end()
+        key = self.key_for(key_id, "seal")
+        try:
+            key.verify(sig, SEAL_MAGIC + before)
+        except InvalidSignature:
+            raise Bad("seal: the signature does not verify (the bundle was altered after export)") \
+                from None
+
+    NAMES = {b"H": "header", b"K": "key", b"R": "record", b"C": "checkpoint", b"M": "manifest",
+             b"Z": "seal"}
+
+    def item(self, t, payload, before, offset):
+        name = self.NAMES.get(t)
+        if name is None:
+            raise Bad("byte %d: unknown item type 0x%02x" % (offset, t[0]))
+        if self.phase in ("sealed", "manifest") and not (self.phase == "manifest" and t == b"Z"):
+            raise Bad("%s after the %s: the bundle must end there" %
+                      (name, "seal" if self.phase == "sealed" else "manifest"))
+        if (self.phase == "header") != (t == b"H"):
+            raise Bad("%s: out of place (the header comes first, once)" % name)
+        if t == b"K" and (self.n_records or self.n_ckpts):
+            raise Bad("key: out of place (keys come before the records)")
+        f = Fields(payload, name)
+        if t == b"H":
+            self.header(f)
+            self.phase = "body"
+        elif t == b"K":
+            self.key(f)
+        elif t == b"R":
+            self.record(f)
+        elif t == b"C":
+            self.checkpoint(f)
+        elif t == b"M":
+            self.manifest(f, before)
+            self.phase = "manifest"
+        else:
+            self.seal(f, before)
+            self.phase = "sealed"
+        if t in (b"R", b"C"):
+            self.cur.sha.update(t + len(payload).to_bytes(4, "big") + payload)
+
+    def run(self, stream):
+        total = hashlib.sha256()
+        if stream.read(len(MAGIC)) != MAGIC:
+            raise Bad("byte 0: not a Waygate audit bundle (magic)")
+        total.update(MAGIC)
+        offset = len(MAGIC)
+        while True:
+            head = stream.read(5)
+            if not head:
+                break
+            if len(head) < 5:
+                raise Bad("bundle truncated inside an item at byte %d" % offset)
+            n = int.from_bytes(head[1:5], "big")
+            if n > ITEM_MAX:
+                raise Bad("byte %d: item longer than %d bytes" % (offset, ITEM_MAX))
+            payload = stream.read(n)
+            if len(payload) < n:
+                raise Bad("bundle truncated inside an item at byte %d" % offset)
+            self.item(head[:1], payload, total.copy().digest(), offset)
+            total.update(head)
+            total.update(payload)
+            offset += 5 + n
+        if self.phase == "header":
+            raise Bad("bundle truncated: no header")
+        if self.phase == "body":
+            raise Bad("bundle truncated: no manifest")
+        if self.phase == "manifest":
+            raise Bad("bundle truncated: no seal after the manifest")
+        return total.hexdigest()
+
+
+def main(argv):
+    args = argv[1:]
+    trust = None
+    if "--trust-key" in args:
+        i = args.index("--trust-key")
+        if i + 1 >= len(args):
+            print("usage: verify_bundle.py FILE [--trust-key KEYID]", file=sys.stderr)
+            return 2
+        trust = args[i + 1]
+        del args[i:i + 2]
+    if len(args) != 1:
+        print("usage: verify_bundle.py FILE [--trust-key KEYID]", file=sys.stderr)
+        return 2
+    v = Verifier(trust)
+    try:
+        with open(args[0], "rb") as f:
+            digest = v.run(f)
+    except OSError as e:
+        print("verify_bundle.py: %s" % e, file=sys.stderr)
+        return 2
+    except Bad as e:
+        print("FAILED: %s" % e)
+        return 1
+    print("bundle verified: %d chains, %d records, %d checkpoints, %d keys; sha256 %s" %
+          (len(v.done), v.n_records, v.n_ckpts, len(v.keys), digest))
+    for note in v.uncovered:
+        print("note: %s" % note)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,531 @@
+"""Tamper tests on the audit trail (Art. 33): the live chain in the database and audit bundles.
+
+Each tamper - a deleted record, an altered field, two records swapped, a tail truncated after the
+last checkpoint, a forged checkpoint signature - is detected by both verifiers, each naming the
+place: `waygatectl audit verify` (live chain) and `waygatectl audit verify FILE` (C), and
+tests/audit/verify_bundle.py (Python, written from docs/audit-bundle-format.md alone). A tampered
+live chain is also exported (the export warns, and writes the trail as stored) and the bundle
+checked by both.
+
+The product never changes the trail: these tests tamper in a database of their own (a copy of a
+template holding known chains, made with tests/integration/audit_lib.py), as the superuser,
+disabling the append-only triggers first, as an attacker would have to."""
+
+import hashlib
+import os
+import re
+import subprocess
+
+import grpc
+import pytest
+
+import audit_lib
+import waygate_proto
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYVERIFY = os.path.join(ROOT, "tests", "audit", "verify_bundle.py")
+TEMPLATE = "wgaudit"
+T0 = 1_700_000_000_000_000     # gw1's first record, microseconds since the epoch
+T0_CTL = T0 + 10_000_000_000   # ctl's records, far from gw1's
+FAR = "4102444800"             # 2100-01-01
+GW1_CKPTS = (10, 20, 25)       # gw1: 27 records; 26 and 27 not yet covered
+_n = iter(range(1, 1000))
+
+
+def uri(stack, db, user):
+    return re.sub(r"user=[^&]*", "user=" + user,
+                  stack.pguri_owner.replace("postgresql:///waygate?", "postgresql:///%s?" % db))
+
+
+def su(stack, db="postgres"):
+    return uri(stack, db, "postgres")
+
+
+@pytest.fixture(scope="module")
+def template(stack):
+    """A migrated database holding chain gw1 (27 records, checkpoints at 10, 20, 25) and chain
+    ctl (5 records, a checkpoint at 5), signed with the keyring's audit key."""
+    stack.psql("DROP DATABASE IF EXISTS %s" % TEMPLATE, uri=su(stack))
+    stack.psql("CREATE DATABASE %s OWNER waygate" % TEMPLATE, uri=su(stack))
+    r = stack.ctl("migrate", "--db", su(stack, TEMPLATE))
+    assert r.returncode == 0, r.stderr
+    signer = audit_lib.Signer(audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"]))
+    sql1, recs, _ = audit_lib.build_chain("gw1", 27, signer, GW1_CKPTS, T0)
+    sql2, _, _ = audit_lib.build_chain("ctl", 5, signer, (5,), T0_CTL, kind="ctl")
+    stack.psql(sql1 + sql2, uri=su(stack, TEMPLATE))
+    yield {"signer": signer, "gw1": recs}
+    for db in stack.psql("SELECT datname FROM pg_database WHERE datname LIKE 'wgaudit%%'",
+                         uri=su(stack)):
+        stack.psql("DROP DATABASE IF EXISTS %s" % db, uri=su(stack))
+    for role in ("wgaudit_gateway", "wgaudit_admin"):
+        stack.psql("DROP ROLE IF EXISTS %s" % role, uri=su(stack))
+
+
+@pytest.fixture
+def db(stack, template):
+    """A fresh copy of the template for one test."""
+    name = "wgaudit_t%d" % next(_n)
+    stack.psql("CREATE DATABASE %s TEMPLATE %s OWNER waygate" % (name, TEMPLATE), uri=su(stack))
+    return name
+
+
+def tamper(stack, db, sql):
+    """Runs sql as the superuser with the append-only triggers off (and on again after)."""
+    off = ("ALTER TABLE audit_record DISABLE TRIGGER USER; "
+           "ALTER TABLE audit_checkpoint DISABLE TRIGGER USER; ")
+    on = (" ALTER TABLE audit_record ENABLE TRIGGER USER; "
+          "ALTER TABLE audit_checkpoint ENABLE TRIGGER USER;")
+    stack.psql("BEGIN; " + off + sql + on + " COMMIT;", uri=su(stack, db))
+
+
+def ctl_verify_live(stack, db):
+    return stack.ctl("audit", "verify", "--db", uri(stack, db, TEMPLATE + "_admin"))
+
+
+def export(stack, db, path, frm="0", to=FAR):
+    r = stack.ctl("audit", "export", "--from", frm, "--to", to, "--out", path, "--keyring",
+                  stack.env["WAYGATE_KEYRING"], "--db", uri(stack, db, TEMPLATE + "_admin"))
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r
+
+
+def verify_file(stack, path, *extra):
+    """(C result, Python result) of verifying the bundle at path."""
+    c = stack.ctl("audit", "verify", path, *extra)
+    p = subprocess.run(["/usr/bin/python3", PYVERIFY, path] + list(extra), capture_output=True,
+                       text=True, timeout=120)
+    return c, p
+
+
+def assert_good(stack, path, *extra):
+    c, p = verify_file(stack, path, *extra)
+    assert c.returncode == 0, c.stdout + c.stderr
+    assert p.returncode == 0, p.stdout + p.stderr
+    return c, p
+
+
+def assert_both_fail(stack, path, *needles, extra=()):
+    """Both verifiers refuse the bundle, and each one's FAILED line names every needle."""
+    c, p = verify_file(stack, path, *extra)
+    for who, r in (("waygatectl", c), ("verify_bundle.py", p)):
+        assert r.returncode == 1, "%s accepted a tampered bundle:\n%s%s" % (who, r.stdout,
+                                                                            r.stderr)
+        line = [l for l in r.stdout.splitlines() if l.startswith("FAILED: ")]
+        assert line, "%s: no FAILED line:\n%s%s" % (who, r.stdout, r.stderr)
+        for n in needles:
+            assert n in line[0], "%s does not name %r: %s" % (who, n, line[0])
+
+
+def assert_live_fails(stack, db, tmp_path, *needles):
+    """The live check names the place, and so do both verifiers on an export of the chain."""
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, "audit verify accepted a tampered chain:\n" + r.stdout + r.stderr
+    line = [l for l in r.stdout.splitlines() if l.startswith("FAILED: ")]
+    assert line, r.stdout + r.stderr
+    for n in needles:
+        assert n in line[0], "audit verify does not name %r: %s" % (n, line[0])
+    # the break is an incident (Art. 17) naming the place
+    inc = stack.psql("SELECT severity || '|' || detail FROM incident "
+                     "WHERE kind = 'audit_chain_break'", uri=su(stack, db))
+    assert inc and inc[-1] == "critical|" + line[0][len("FAILED: "):], inc
+    path = str(tmp_path / "tampered.bundle")
+    e = export(stack, db, path)
+    assert "WARNING: does not verify" in e.stdout, e.stdout
+    assert_both_fail(stack, path, *needles)
+
+
+def good_bundle(stack, db, tmp_path):
+    path = str(tmp_path / "good.bundle")
+    export(stack, db, path)
+    with open(path, "rb") as f:
+        return path, audit_lib.read_items(f.read())
+
+
+def write(tmp_path, items, name="tampered.bundle"):
+    path = str(tmp_path / name)
+    with open(path, "wb") as f:
+        f.write(audit_lib.write_items(items))
+    return path
+
+
+# ---- the good trail ----
+
+def test_good_trail_verifies_live_and_as_a_bundle(stack, db, tmp_path):
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 chains, 32 records, 4 checkpoints" in r.stdout, r.stdout
+    assert "chain gw1: seq 26..27 not yet covered by a checkpoint" in r.stdout, r.stdout
+    path, items = good_bundle(stack, db, tmp_path)
+    c, p = assert_good(stack, path, "--trust-key", audit_lib.Signer(
+        audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"])).key_id)
+    assert "2 chains, 32 records, 4 checkpoints" in c.stdout, c.stdout
+    assert "2 chains, 32 records, 4 checkpoints" in p.stdout, p.stdout
+    # the manifest is what docs/audit-bundle-format.md says, computed independently
+    assert audit_lib.rebuild_manifest(items) == items
+    # confidential records are in the bundle, as stored (the bundle is for auditors)
+    recs = [audit_lib.record_of(p)[0] for t, p in items if t == b"R"]
+    assert any(r["confidential"] == b"1" for r in recs)
+
+
+def test_export_digest_is_the_files_and_the_export_is_recorded(stack, db, tmp_path):
+    path = str(tmp_path / "d.bundle")
+    r = export(stack, db, path)
+    with open(path, "rb") as f:
+        digest = hashlib.sha256(f.read()).hexdigest()
+    assert ("sha256 " + digest) in r.stdout, r.stdout
+    # the export is an audit record on chain ctl (and an admin_log row), naming range and digest
+    last = stack.psql("SELECT seq, action, object, detail FROM audit_record WHERE chain = 'ctl' "
+                      "ORDER BY seq DESC LIMIT 1", uri=su(stack, db))
+    assert last == ["6|audit.export|0..%s|records=32 sha256=%s" % (FAR, digest)], last
+    assert stack.psql("SELECT count(*) FROM admin_log WHERE action = 'audit.export'",
+                      uri=su(stack, db)) == ["1"]
+    # appended to the chain properly, and covered by a checkpoint signed with the keyring
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "2 chains, 33 records, 5 checkpoints" in r.stdout, r.stdout
+
+
+def test_range_bundle_is_anchored_by_the_checkpoints_around_it(stack, db, tmp_path):
+    """Records 13..16 of gw1 are in the range; the bundle runs from after the checkpoint at 10
+    (its anchor) to the checkpoint at 20 (covering them): seq 11..20, ctl absent."""
+    frm = str((T0 + 12_000_000) // 1_000_000)
+    to = str((T0 + 16_000_000) // 1_000_000)
+    path = str(tmp_path / "range.bundle")
+    export(stack, db, path, frm, to)
+    c, p = assert_good(stack, path)
+    assert "1 chains, 10 records, 2 checkpoints" in c.stdout, c.stdout
+    with open(path, "rb") as f:
+        items = audit_lib.read_items(f.read())
+    seqs = [int(audit_lib.record_of(p)[0]["seq"]) for t, p in items if t == b"R"]
+    assert seqs == list(range(11, 21))
+    # the anchor matters: without it, the first record is not tied to anything
+    del items[audit_lib.index_of(items, b"C", 10)]
+    assert_both_fail(stack, write(tmp_path, items), "chain gw1", "seq 1 expected, found seq 11")
+
+
+def test_the_trigger_refuses_changes_even_to_the_owner(stack, db):
+    for sql in ("UPDATE audit_record SET actor = 'x' WHERE seq = 3",
+                "DELETE FROM audit_record WHERE seq = 3",
+                "DELETE FROM audit_checkpoint WHERE seq = 10"):
+        r = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-v",
+                            "ON_ERROR_STOP=1", "-d", uri(stack, db, "waygate"), "-c", sql],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode != 0 and "append-only" in r.stderr, (sql, r.stderr)
+
+
+# ---- a deleted record ----
+
+def test_deleted_record_live(stack, db, tmp_path):
+    tamper(stack, db, "DELETE FROM audit_record WHERE chain = 'gw1' AND seq = 7;")
+    assert_live_fails(stack, db, tmp_path, "chain gw1", "seq 7 expected after seq 6")
+
+
+def test_deleted_record_bundle(stack, db, tmp_path):
+    _, items = good_bundle(stack, db, tmp_path)
+    del items[audit_lib.index_of(items, b"R", 7)]
+    assert_both_fail(stack, write(tmp_path, items), "chain gw1", "seq 7 expected after seq 6")
+
+
+# ---- an altered field ----
+
+def test_altered_field_live(stack, db, tmp_path):
+    tamper(stack, db, "UPDATE audit_record SET actor = 'someone_else' "
+                      "WHERE chain = 'gw1' AND seq = 12;")
+    assert_live_fails(stack, db, tmp_path, "chain gw1: seq 12: the record's content does not "
+                                           "match its hash")
+
+
+def test_altered_field_with_its_hash_recomputed_live(stack, db, tmp_path, template):
+    """The attacker also rewrites the record's hash column: the next link names seq 12."""
+    r = dict(template["gw1"][11])
+    r["outcome"] = "refused"
+    h = hashlib.sha256(audit_lib.encode_record(r)).digest()
+    tamper(stack, db, "UPDATE audit_record SET outcome = 'refused', hash = '\\x%s' "
+                      "WHERE chain = 'gw1' AND seq = 12;" % h.hex())
+    assert_live_fails(stack, db, tmp_path, "chain gw1: seq 13: prev_hash is not the hash of "
+                                           "seq 12")
+
+
+def test_altered_field_bundle(stack, db, tmp_path):
+    _, items = good_bundle(stack, db, tmp_path)
+    i = audit_lib.index_of(items, b"R", 12)
+    rec, stored = audit_lib.record_of(items[i][1])
+    rec["object"] = b"obj-999"
+    items[i] = (b"R", audit_lib.record_payload(rec, stored))
+    assert_both_fail(stack, write(tmp_path, items, "a.bundle"),
+                     "chain gw1: seq 12: the record's content does not match its hash")
+    items[i] = (b"R", audit_lib.record_payload(rec))  # hash recomputed too
+    assert_both_fail(stack, write(tmp_path, items, "b.bundle"),
+                     "chain gw1: seq 13: prev_hash is not the hash of seq 12")
+
+
+# ---- two records swapped ----
+
+def test_swapped_records_live(stack, db, tmp_path):
+    tamper(stack, db, "UPDATE audit_record SET seq = 1000 WHERE chain = 'gw1' AND seq = 8; "
+                      "UPDATE audit_record SET seq = 8 WHERE chain = 'gw1' AND seq = 9; "
+                      "UPDATE audit_record SET seq = 9 WHERE chain = 'gw1' AND seq = 1000;")
+    assert_live_fails(stack, db, tmp_path, "chain gw1: seq 8")
+
+
+def test_swapped_records_bundle(stack, db, tmp_path):
+    _, items = good_bundle(stack, db, tmp_path)
+    i, j = audit_lib.index_of(items, b"R", 8), audit_lib.index_of(items, b"R", 9)
+    items[i], items[j] = items[j], items[i]
+    assert_both_fail(stack, write(tmp_path, items), "chain gw1",
+                     "seq 8 expected after seq 7, found seq 9")
+
+
+# ---- a tail truncated after the last checkpoint ----
+
+def test_tail_truncated_after_the_last_checkpoint_live(stack, db, tmp_path):
+    """The checkpoint at 25 was signed; then records 24.. were cut: the checkpoint names them."""
+    tamper(stack, db, "DELETE FROM audit_record WHERE chain = 'gw1' AND seq >= 24;")
+    assert_live_fails(stack, db, tmp_path, "chain gw1: seq 24..25 missing")
+
+
+def test_tail_truncated_after_the_last_checkpoint_bundle(stack, db, tmp_path):
+    """Records 26 and 27 follow gw1's last checkpoint (25): cut from the bundle, the signed
+    manifest names them; cut with everything after them, the bundle has no manifest."""
+    _, items = good_bundle(stack, db, tmp_path)
+    i = audit_lib.index_of(items, b"C", 25)
+    cut = items[:i + 1] + [it for it in items[i + 1:] if it[0] != b"R" or
+                           audit_lib.record_of(it[1])[0]["chain"] != b"gw1"]
+    assert_both_fail(stack, write(tmp_path, cut, "a.bundle"), "chain gw1",
+                     "seq 26..27 missing (tail truncated)")
+    assert_both_fail(stack, write(tmp_path, items[:i + 1], "b.bundle"),
+                     "bundle truncated: no manifest")
+    # cut, and the manifest rewritten to match: only the seal can tell, and it does
+    assert_both_fail(stack, write(tmp_path, audit_lib.rebuild_manifest(cut), "c.bundle"),
+                     "seal: the signature does not verify")
+    # (the rewritten manifest itself is right: with the seal dropped, only the seal is missing)
+    unsealed = [it for it in audit_lib.rebuild_manifest(cut) if it[0] != b"Z"]
+    assert_both_fail(stack, write(tmp_path, unsealed, "d.bundle"), "no seal after the manifest")
+
+
+# ---- a forged checkpoint signature ----
+
+def test_forged_checkpoint_signature_live(stack, db, tmp_path, template):
+    """The checkpoint at 20 re-signed by a key that is not the trail's (its key id kept)."""
+    rogue = audit_lib.Signer()
+    c = template["gw1"][19]
+    sig = rogue.sign(audit_lib.checkpoint_msg("gw1", 20, c["hash"], c["at_us"] + 500))
+    tamper(stack, db, "UPDATE audit_checkpoint SET signature = '\\x%s' "
+                      "WHERE chain = 'gw1' AND seq = 20;" % sig.hex())
+    assert_live_fails(stack, db, tmp_path, "chain gw1: checkpoint at seq 20: the signature does "
+                                           "not verify")
+
+
+def test_forged_checkpoint_signature_bundle(stack, db, tmp_path):
+    _, items = good_bundle(stack, db, tmp_path)
+    i = audit_lib.index_of(items, b"C", 20)
+    f = audit_lib.fields(items[i][1])
+    sig = bytearray(f[5])
+    sig[7] ^= 1
+    f[5] = bytes(sig)
+    items[i] = (b"C", b"".join(audit_lib.field(x) for x in f))
+    assert_both_fail(stack, write(tmp_path, items, "a.bundle"),
+                     "chain gw1: checkpoint at seq 20: the signature does not verify")
+
+
+def test_checkpoint_signed_by_a_key_added_to_the_bundle_is_refused_with_a_trusted_key(
+        stack, db, tmp_path):
+    """An attacker adds his own key and re-signs the checkpoint at 20 with it (head changed):
+    pinning the trail's key id names the checkpoint."""
+    _, items = good_bundle(stack, db, tmp_path)
+    rogue = audit_lib.Signer()
+    trusted = audit_lib.Signer(audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"])).key_id
+    items.insert(1, (b"K", audit_lib.field(rogue.key_id.encode()) + audit_lib.field(rogue.pub)))
+    i = audit_lib.index_of(items, b"C", 20)
+    f = audit_lib.fields(items[i][1])
+    f[4] = rogue.key_id.encode()
+    f[5] = rogue.sign(audit_lib.checkpoint_msg("gw1", 20, f[2], int(f[3])))
+    items[i] = (b"C", b"".join(audit_lib.field(x) for x in f))
+    assert_both_fail(stack, write(tmp_path, items), "chain gw1: checkpoint at seq 20",
+                     "not by the trusted key", extra=("--trust-key", trusted))
+
+
+def test_a_bundle_altered_after_export_fails_its_seal(stack, db, tmp_path):
+    """Header changed (it is not in any chain): the manifest's digest, then the seal."""
+    _, items = good_bundle(stack, db, tmp_path)
+    f = audit_lib.fields(items[0][1])
+    f[5] = b"mallory"
+    items[0] = (b"H", b"".join(b"\x00" if x is None else audit_lib.field(x) for x in f))
+    assert_both_fail(stack, write(tmp_path, items), "manifest: the SHA-256 of the bundle before "
+                                                    "it does not match")
+
+
+# ---- Compliance.ExportAudit: the same bundle over gRPC ----
+
+EXPORT = "/waygate.v1.Compliance/ExportAudit"
+T0_GRPC = 1_650_000_000_000_000  # 2022: far from anything else in the shared database
+
+
+@pytest.fixture(scope="module")
+def grpc_chains(stack):
+    """Chains grpc1 (27 records) and grpc2 (2500: several batches and chunks) appended to the
+    shared database as its owner (valid chains; nothing is altered there)."""
+    signer = audit_lib.Signer(audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"]))
+    sql1, _, _ = audit_lib.build_chain("grpc1", 27, signer, GW1_CKPTS, T0_GRPC)
+    stack.psql(sql1)
+    sql2, _, _ = audit_lib.build_chain("grpc2", 2500, signer, range(100, 2501, 100),
+                                       T0_GRPC + 100_000_000, step_us=1000)
+    path = os.path.join(stack.dir, "grpc2.sql")
+    with open(path, "w") as f:
+        f.write(sql2)
+    r = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                        "-d", stack.pguri_owner, "-f", path], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    return signer
+
+
+def export_grpc(stack, frm, to, account="auditor"):
+    md = stack.login(account)
+    req = stack.pb.compliance.ExportAuditRequest(from_time=frm, to_time=to)
+    ch = stack.channel(stack.account(account)[2])
+    return list(waygate_proto.stream(ch, EXPORT, req, stack.pb.compliance.ExportAuditChunk,
+                                     timeout=120, metadata=md))
+
+
+def assemble(chunks):
+    """The bundle bytes; checks offsets, the last flag and the SHA-256."""
+    data, off = b"", 0
+    for i, c in enumerate(chunks):
+        assert c.offset == off, "chunk %d at offset %d, expected %d" % (i, c.offset, off)
+        assert c.last == (i == len(chunks) - 1)
+        data += c.data
+        off += len(c.data)
+    assert chunks[-1].sha256 == hashlib.sha256(data).hexdigest()
+    return data
+
+
+def test_export_audit_streams_a_sealed_bundle(stack, grpc_chains, tmp_path):
+    frm = T0_GRPC // 1_000_000
+    chunks = export_grpc(stack, frm, frm + 50)
+    path = str(tmp_path / "grpc.bundle")
+    with open(path, "wb") as f:
+        f.write(assemble(chunks))
+    c, p = assert_good(stack, path, "--trust-key", grpc_chains.key_id)
+    assert "1 chains, 27 records, 3 checkpoints" in c.stdout, c.stdout
+    assert "1 chains, 27 records, 3 checkpoints" in p.stdout, p.stdout
+    hdr = audit_lib.fields(audit_lib.read_items(open(path, "rb").read())[0][1])
+    assert hdr[1] == b"waygated" and hdr[5] == stack.account("auditor")[0].encode()
+
+
+def test_export_audit_of_many_batches_and_chunks(stack, grpc_chains, tmp_path):
+    frm = (T0_GRPC + 100_000_000) // 1_000_000
+    chunks = export_grpc(stack, frm, frm + 10)
+    assert len(chunks) > 5
+    path = str(tmp_path / "grpc2.bundle")
+    data = assemble(chunks)
+    with open(path, "wb") as f:
+        f.write(data)
+    c, p = assert_good(stack, path, "--trust-key", grpc_chains.key_id)
+    assert "1 chains, 2500 records, 25 checkpoints" in c.stdout, c.stdout
+    # the same range through the CLI gives the same records and checkpoints
+    cli = str(tmp_path / "cli.bundle")
+    r = stack.ctl("audit", "export", "--from", frm, "--to", frm + 10, "--out", cli, "--keyring",
+                  stack.env["WAYGATE_KEYRING"], "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    body = lambda d: [it for it in audit_lib.read_items(d) if it[0] in (b"R", b"C", b"K")]
+    assert body(data) == body(open(cli, "rb").read())
+    # and tampering with it is caught as with any bundle
+    items = audit_lib.read_items(data)
+    del items[audit_lib.index_of(items, b"R", 1234)]
+    assert_both_fail(stack, write(tmp_path, items), "chain grpc2",
+                     "seq 1234 expected after seq 1233")
+
+
+def test_export_audit_is_recorded_before_anything_is_sent(stack, grpc_chains):
+    """audit.export on the gateway's chain, with who and the range; with the gateway unable to
+    write audit records, the export fails and sends nothing (fail closed)."""
+    frm = T0_GRPC // 1_000_000
+    export_grpc(stack, frm, frm + 7)
+    rows = stack.psql("SELECT actor || '|' || coalesce(role, '') || '|' || object FROM "
+                      "audit_record WHERE action = 'audit.export' AND chain <> 'ctl' "
+                      "ORDER BY at_us DESC LIMIT 1")
+    assert rows == ["%s|compliance_auditor|%d..%d" % (stack.account("auditor")[0], frm,
+                                                      frm + 7)], rows
+    cols = ("chain, seq, at_us, actor, role, peer, cert, branch, action, object, count, purpose, "
+            "legal_basis, approval, outcome, detail, confidential, prev_hash, hash")
+    md = stack.login("auditor")  # before: a login is itself an audit record
+    ch = stack.channel(stack.account("auditor")[2])
+    stack.psql("REVOKE INSERT ON audit_record FROM waygate_gateway")
+    try:
+        got = []
+        with pytest.raises(grpc.RpcError) as e:
+            for c in waygate_proto.stream(
+                    ch, EXPORT,
+                    stack.pb.compliance.ExportAuditRequest(from_time=frm, to_time=frm + 7),
+                    stack.pb.compliance.ExportAuditChunk, timeout=60, metadata=md):
+                got.append(c)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
+        assert "could not be written, so nothing was released" in e.value.details()
+        assert got == []
+    finally:
+        stack.psql("GRANT INSERT (%s) ON audit_record TO waygate_gateway" % cols)
+
+
+def test_export_audit_refuses_a_reversed_range(stack):
+    with pytest.raises(grpc.RpcError) as e:
+        export_grpc(stack, 100, 50)
+    assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert e.value.details().startswith("to_time: must make a range"), e.value.details()
+
+
+def test_both_verifiers_refuse_every_flipped_byte_in_the_same_words(stack, db, tmp_path):
+    """60 bytes of a good bundle, chosen at random (fixed seed), each altered alone: both
+    verifiers refuse each one and name the same first bad place, word for word (the format
+    document is exact enough for two independent verifiers to agree)."""
+    import random
+    path, _ = good_bundle(stack, db, tmp_path)
+    with open(path, "rb") as f:
+        data = f.read()
+    rnd = random.Random(8)
+    for pos in sorted(rnd.sample(range(len(data)), 60)):
+        d = bytearray(data)
+        d[pos] ^= 1 << rnd.randrange(8)
+        bad = str(tmp_path / "flip.bundle")
+        with open(bad, "wb") as f:
+            f.write(d)
+        c, p = verify_file(stack, bad)
+        assert c.returncode == 1 and p.returncode == 1, (pos, c.stdout, p.stdout)
+        assert c.stdout.strip() == p.stdout.strip(), (pos, c.stdout, p.stdout)
+
+
+def test_the_trail_the_gateway_and_the_cli_wrote_verifies(stack, grpc_chains, tmp_path):
+    """The shared database's real trail: the gateway's own chain (store/audit.c: gateway.start
+    and whatever the session did) and the CLI's chain 'ctl' (devstack's commands), checked live
+    and as a bundle by both verifiers, the trail's key pinned."""
+    gw_chains = stack.psql("SELECT DISTINCT chain FROM audit_record WHERE action = "
+                           "'gateway.start'")
+    assert gw_chains, "the gateway wrote no gateway.start record"
+    r = stack.ctl("audit", "verify", "--db", stack.pguri, "--trust-key", grpc_chains.key_id)
+    assert r.returncode == 0, r.stdout + r.stderr
+    path = str(tmp_path / "real.bundle")
+    r = stack.ctl("audit", "export", "--from", "0", "--to", FAR, "--out", path, "--keyring",
+                  stack.env["WAYGATE_KEYRING"], "--db", stack.pguri)
+    assert r.returncode == 0 and "WARNING" not in r.stdout, r.stdout + r.stderr
+    c, p = assert_good(stack, path, "--trust-key", grpc_chains.key_id)
+    with open(path, "rb") as f:
+        items = audit_lib.read_items(f.read())
+    chains = {audit_lib.record_of(p)[0]["chain"].decode() for t, p in items if t == b"R"}
+    assert set(gw_chains) <= chains and "ctl" in chains, chains
+
+
+def test_export_audit_cancelled_midway_leaves_the_gateway_well(stack, grpc_chains):
+    """A client that goes away after the first chunk: the export stops (its reads cancelled, its
+    memory freed) and the next export is whole."""
+    frm = (T0_GRPC + 100_000_000) // 1_000_000
+    for _ in range(3):
+        call = waygate_proto.stream(
+            stack.channel(stack.account("auditor")[2]), EXPORT,
+            stack.pb.compliance.ExportAuditRequest(from_time=frm, to_time=frm + 10),
+            stack.pb.compliance.ExportAuditChunk, timeout=60, metadata=stack.login("auditor"))
+        first = next(call)
+        assert first.offset == 0 and not first.last
+        call.cancel()
+    assert stack.health() == "SERVING"
+    data = assemble(export_grpc(stack, frm, frm + 10))
+    assert data.count(b"grpc2") > 2500

@@ -1,0 +1,273 @@
+/* test_audit_bundle.c: the bundle writer and verifier (domain/audit_bundle) in memory: a good
+ * bundle verifies fed whole or byte by byte; a bundle cut at any byte fails; a deleted, altered
+ * or swapped record, a forged checkpoint, a wrong seal key, an untrusted key each fail, naming
+ * the place. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "audit_bundle.h"
+
+struct buf {
+    uint8_t *p;
+    size_t n, cap;
+};
+
+static int buf_sink(void *arg, const uint8_t *p, size_t n)
+{
+    struct buf *b = arg;
+    if (b->n + n > b->cap) {
+        b->cap = (b->n + n) * 2;
+        b->p = realloc(b->p, b->cap);
+        assert_non_null(b->p);
+    }
+    memcpy(b->p + b->n, p, n);
+    b->n += n;
+    return 0;
+}
+
+static const uint8_t SEED[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
+                                 17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
+static const uint8_t ROGUE[32] = {9};
+
+/* Options of a generated bundle: which record to change, and how. */
+struct gen {
+    int skip_seq;   /* a record left out */
+    int alter_seq;  /* a record whose actor is changed after hashing (stored hash kept) */
+    int swap_seq;   /* this record and the next written in the other order */
+    int forge_ckpt; /* a checkpoint whose signature is made by another key */
+    const uint8_t *seal_seed;
+};
+
+static void ckpt(struct gw_bundle_writer *w, const char *chain, int64_t seq, const uint8_t head[32],
+                 const uint8_t *seed)
+{
+    struct gw_audit_ckpt c = {.chain = chain, .seq = seq, .at_us = 1000 + seq};
+    uint8_t msg[256], pub[32];
+    size_t n;
+    memcpy(c.head, head, 32);
+    assert_int_equal(gw_audit_checkpoint_msg(chain, seq, head, c.at_us, msg, sizeof msg, &n), 0);
+    assert_int_equal(gw_audit_sign(seed, msg, n, c.sig), 0);
+    assert_int_equal(gw_audit_public(SEED, pub), 0); /* the key id is always the trail's */
+    assert_int_equal(gw_audit_key_id(pub, c.key_id), 0);
+    assert_int_equal(gw_bundle_write_checkpoint(w, &c), 0);
+}
+
+/* Chain "gw1": 25 records, checkpoints after 10 and 20; chain "gw2": 3 records, one at 3. */
+static struct buf make(const struct gen *g)
+{
+    struct buf b = {0};
+    struct gw_bundle_header h = {"test", 1, 0, 1000000, "tester"};
+    struct gw_bundle_writer *w;
+    uint8_t pub[32], hashes[32][32], prev[32] = {0};
+    struct gw_audit_rec recs[32];
+    struct gw_audit_link links[32];
+    char objs[32][16];
+    assert_int_equal(gw_audit_public(SEED, pub), 0);
+    assert_int_equal(gw_bundle_writer_new(buf_sink, &b, &h, &w), 0);
+    assert_int_equal(gw_bundle_write_key(w, pub), 0);
+    const char *chains[] = {"gw1", "gw2"};
+    int lens[] = {25, 3};
+    for (int c = 0; c < 2; c++) {
+        memset(prev, 0, sizeof prev);
+        for (int i = 1; i <= lens[c]; i++) {
+            snprintf(objs[i], sizeof objs[i], "o%d", i);
+            recs[i] = (struct gw_audit_rec){.actor = "clerk",
+                                            .action = "reveal",
+                                            .object = objs[i],
+                                            .count = i,
+                                            .outcome = "ok"};
+            links[i] = (struct gw_audit_link){.chain = chains[c], .seq = i, .at_us = 100 + i};
+            memcpy(links[i].prev_hash, prev, 32);
+            assert_int_equal(gw_audit_rec_hash(&recs[i], &links[i], hashes[i]), 0);
+            memcpy(prev, hashes[i], 32);
+        }
+        for (int i = 1; i <= lens[c]; i++) {
+            int k = i;
+            if (c == 0 && g->swap_seq && i == g->swap_seq)
+                k = i + 1;
+            else if (c == 0 && g->swap_seq && i == g->swap_seq + 1)
+                k = i - 1;
+            struct gw_audit_rec r = recs[k];
+            if (c == 0 && k == g->alter_seq)
+                r.actor = "mallory";
+            if (!(c == 0 && k == g->skip_seq))
+                assert_int_equal(gw_bundle_write_record(w, &r, &links[k], hashes[k]), 0);
+            if ((c == 0 && (i == 10 || i == 20)) || (c == 1 && i == 3))
+                ckpt(w, chains[c], i, hashes[i], c == 0 && g->forge_ckpt == i ? ROGUE : SEED);
+        }
+    }
+    assert_int_equal(gw_bundle_finish(w, g->seal_seed ? g->seal_seed : SEED), 0);
+    gw_bundle_writer_free(w);
+    return b;
+}
+
+/* Verifies b fed in pieces of `step` bytes; returns the result and copies the message. */
+static int verify(const struct buf *b, size_t step, const char *trust, char *msg)
+{
+    struct gw_bundle_verify_opts o = {.trust_key = trust};
+    struct gw_bundle_verifier *v;
+    int rc = 0;
+    assert_int_equal(gw_bundle_verifier_new(&o, &v), 0);
+    for (size_t off = 0; off < b->n && rc == 0; off += step)
+        rc = gw_bundle_verify_feed(v, b->p + off, b->n - off < step ? b->n - off : step);
+    if (rc == 0)
+        rc = gw_bundle_verify_end(v);
+    snprintf(msg, GW_BUNDLE_ERR_MAX, "%s", gw_bundle_verify_error(v));
+    gw_bundle_verifier_free(v);
+    return rc;
+}
+
+static void expect_bad(const struct gen *g, const char *needle)
+{
+    struct buf b = make(g);
+    char msg[GW_BUNDLE_ERR_MAX];
+    assert_int_equal(verify(&b, b.n, NULL, msg), GW_EDATALOSS);
+    if (!strstr(msg, needle))
+        fail_msg("expected \"%s\" in \"%s\"", needle, msg);
+    free(b.p);
+}
+
+static void good_whole_and_bytewise(void **state)
+{
+    struct gen g = {0};
+    struct buf b = make(&g);
+    char msg[GW_BUNDLE_ERR_MAX], id[65];
+    uint8_t pub[32];
+    assert_int_equal(verify(&b, b.n, NULL, msg), 0);
+    assert_int_equal(verify(&b, 1, NULL, msg), 0);
+    assert_int_equal(verify(&b, 7, NULL, msg), 0);
+    assert_int_equal(gw_audit_public(SEED, pub), 0);
+    assert_int_equal(gw_audit_key_id(pub, id), 0);
+    assert_int_equal(verify(&b, b.n, id, msg), 0);
+    free(b.p);
+}
+
+static void cut_anywhere_fails(void **state)
+{
+    struct gen g = {0};
+    struct buf b = make(&g);
+    char msg[GW_BUNDLE_ERR_MAX];
+    for (size_t n = 0; n < b.n; n++) {
+        struct buf c = {b.p, n, n};
+        if (verify(&c, 4096, NULL, msg) == 0)
+            fail_msg("a bundle cut after %zu of %zu bytes verified", n, b.n);
+    }
+    free(b.p);
+}
+
+static void flipped_bit_anywhere_fails(void **state)
+{
+    struct gen g = {0};
+    struct buf b = make(&g);
+    char msg[GW_BUNDLE_ERR_MAX];
+    for (size_t i = 0; i < b.n; i += 3) {
+        b.p[i] ^= 0x20;
+        if (verify(&b, b.n, NULL, msg) == 0)
+            fail_msg("a bundle with byte %zu changed verified", i);
+        b.p[i] ^= 0x20;
+    }
+    free(b.p);
+}
+
+static void deleted_record(void **state)
+{
+    expect_bad(&(struct gen){.skip_seq = 7}, "chain gw1: seq 7 expected after seq 6, found seq 8");
+}
+
+static void altered_record(void **state)
+{
+    expect_bad(&(struct gen){.alter_seq = 12},
+               "chain gw1: seq 12: the record's content does not match its hash");
+}
+
+static void swapped_records(void **state)
+{
+    expect_bad(&(struct gen){.swap_seq = 14}, "chain gw1: seq 14 expected after seq 13, found "
+                                              "seq 15");
+}
+
+static void deleted_checkpointed_record(void **state)
+{
+    expect_bad(&(struct gen){.skip_seq = 20}, "chain gw1: seq 20..20 missing");
+}
+
+static void forged_checkpoint(void **state)
+{
+    expect_bad(&(struct gen){.forge_ckpt = 20},
+               "chain gw1: checkpoint at seq 20: the signature does not verify");
+}
+
+static void seal_by_another_key(void **state)
+{
+    /* the writer refuses to seal with a key it did not list */
+    struct buf b = {0};
+    struct gw_bundle_header h = {"test", 1, 0, 1, NULL};
+    struct gw_bundle_writer *w;
+    uint8_t pub[32];
+    assert_int_equal(gw_audit_public(SEED, pub), 0);
+    assert_int_equal(gw_bundle_writer_new(buf_sink, &b, &h, &w), 0);
+    assert_int_equal(gw_bundle_write_key(w, pub), 0);
+    assert_int_equal(gw_bundle_finish(w, ROGUE), GW_EINVAL);
+    gw_bundle_writer_free(w);
+    free(b.p);
+}
+
+static void untrusted_key(void **state)
+{
+    struct gen g = {0};
+    struct buf b = make(&g);
+    char msg[GW_BUNDLE_ERR_MAX];
+    assert_int_equal(verify(&b, b.n,
+                            "00000000000000000000000000000000000000000000000000000000"
+                            "00000000",
+                            msg),
+                     GW_EDATALOSS);
+    assert_non_null(strstr(msg, "chain gw1: checkpoint at seq 10: signed by key"));
+    assert_non_null(strstr(msg, "not by the trusted key"));
+    free(b.p);
+}
+
+static void unsealed_only_when_allowed(void **state)
+{
+    struct buf b = {0};
+    struct gw_bundle_header h = {"test", 1, 0, 1, NULL};
+    struct gw_bundle_writer *w;
+    struct gw_bundle_verifier *v;
+    struct gw_bundle_verify_opts o = {.unsealed = true};
+    char msg[GW_BUNDLE_ERR_MAX];
+    assert_int_equal(gw_bundle_writer_new(buf_sink, &b, &h, &w), 0);
+    assert_int_equal(gw_bundle_finish(w, NULL), 0);
+    gw_bundle_writer_free(w);
+    assert_int_equal(verify(&b, b.n, NULL, msg), GW_EDATALOSS);
+    assert_non_null(strstr(msg, "no seal"));
+    assert_int_equal(gw_bundle_verifier_new(&o, &v), 0);
+    assert_int_equal(gw_bundle_verify_feed(v, b.p, b.n), 0);
+    assert_int_equal(gw_bundle_verify_end(v), 0);
+    gw_bundle_verifier_free(v);
+    free(b.p);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(good_whole_and_bytewise),
+        cmocka_unit_test(cut_anywhere_fails),
+        cmocka_unit_test(flipped_bit_anywhere_fails),
+        cmocka_unit_test(deleted_record),
+        cmocka_unit_test(altered_record),
+        cmocka_unit_test(swapped_records),
+        cmocka_unit_test(deleted_checkpointed_record),
+        cmocka_unit_test(forged_checkpoint),
+        cmocka_unit_test(seal_by_another_key),
+        cmocka_unit_test(untrusted_key),
+        cmocka_unit_test(unsealed_only_when_allowed),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
