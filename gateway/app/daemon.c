@@ -255,7 +255,9 @@ static int start_audit(struct gw_app *app, const char *path)
         err = gw_audit_start(app->audit);
     if (err != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s: [audit] chain \"%s\": %s", path, chain,
-               err == GW_EINVAL ? "must match ^[A-Za-z0-9._:@-]{1,64}$" : gw_err_str(err));
+               err == GW_EINVAL
+                   ? "must match ^[A-Za-z0-9._:@-]{1,64}$ and not be \"ctl\" (waygatectl's)"
+                   : gw_err_str(err));
         return -1;
     }
     return 0;

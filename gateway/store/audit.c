@@ -76,6 +76,7 @@ struct gw_audit {
 
     bool ready;              /* head recovered */
     bool down;               /* the last recovery could not reach the database */
+    uint32_t setup_fails;    /* recoveries failed in a row (logged at the first, then 1 in 40) */
     bool announced;          /* gateway.start written since this process began */
     struct gw_db_req *setup; /* recovery in flight */
     struct event *ev_retry;  /* recovery retry */
@@ -253,8 +254,8 @@ int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg, struct gw_
     struct gw_audit *a;
 
     *out = NULL;
-    if (!db || !cfg || !chain_id_ok(cfg->chain) || !cfg->seed || cfg->checkpoint_every == 0 ||
-        cfg->checkpoint_ms == 0)
+    if (!db || !cfg || !chain_id_ok(cfg->chain) || strcmp(cfg->chain, "ctl") == 0 || !cfg->seed ||
+        cfg->checkpoint_every == 0 || cfg->checkpoint_ms == 0)
         return GW_EINVAL;
     a = gw_calloc(1, sizeof *a);
     if (!a)
@@ -436,7 +437,7 @@ const char *gw_audit_chain(const struct gw_audit *a)
 
 static void schedule_retry(struct gw_audit *a)
 {
-    struct timeval tv = {1, 0};
+    struct timeval tv = {0, 250000}; /* audited actions fail UNAVAILABLE meanwhile: keep it short */
     if (evtimer_add(a->ev_retry, &tv) != 0)
         GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: recovery timer not set", a->chain);
 }
@@ -462,10 +463,12 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
     a->setup = NULL;
     a->down = err == GW_EUNAVAIL;
     if (err != 0) {
-        GW_LOG(GW_LOG_WARN, "audit", NULL,
-               "chain %s: head not recovered (%s%s%s): retrying; audited actions wait", a->chain,
-               gw_err_str(err), res && res->sqlstate ? ", SQLSTATE " : "",
-               res && res->sqlstate ? res->sqlstate : "");
+        if (a->setup_fails++ % 40 == 0)
+            GW_LOG(GW_LOG_WARN, "audit", NULL,
+                   "chain %s: head not recovered (%s%s%s): retrying; audited actions fail "
+                   "UNAVAILABLE meanwhile",
+                   a->chain, gw_err_str(err), res && res->sqlstate ? ", SQLSTATE " : "",
+                   res && res->sqlstate ? res->sqlstate : "");
         schedule_retry(a);
         return;
     }
@@ -473,10 +476,11 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
     head = res->results[3];
     ck = res->results[4];
     if (PQntuples(kind) != 1 || strcmp(PQgetvalue(kind, 0, 0), "gateway") != 0) {
-        GW_LOG(GW_LOG_ERROR, "audit", NULL,
-               "chain %s belongs to waygatectl, not to a gateway: set [audit] chain; audited "
-               "actions fail",
-               a->chain);
+        if (a->setup_fails++ % 40 == 0)
+            GW_LOG(GW_LOG_ERROR, "audit", NULL,
+                   "chain %s belongs to waygatectl, not to a gateway: set [audit] chain; audited "
+                   "actions fail",
+                   a->chain);
         schedule_retry(a);
         return;
     }
@@ -501,6 +505,7 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
            a->head_seq, a->key_id);
     announce(a); /* queued first, sent once ready */
     a->ready = true;
+    a->setup_fails = 0;
     arm_ckpt_timer(a);
     pump(a);
 }

@@ -38,7 +38,8 @@ struct gw_audit_req;
 #define GW_AUDIT_QUEUE_MAX 4096 /* entries waiting; more are refused with GW_ETOOBIG */
 
 struct gw_audit_config {
-    const char *chain;         /* this instance's chain id (^[A-Za-z0-9._:@-]{1,64}$) */
+    const char *chain;         /* this instance's chain id (^[A-Za-z0-9._:@-]{1,64}$, not "ctl",
+                                * waygatectl's) */
     uint32_t checkpoint_every; /* records between checkpoints (>= 1) */
     uint32_t checkpoint_ms;    /* at most this long before a record is covered (>= 1) */
     const uint8_t *seed;       /* the Ed25519 private seed (GW_AUDIT_SEED_LEN bytes), copied */
@@ -49,9 +50,9 @@ struct gw_audit_config {
  * callback only); GW_EINTERNAL (a statement of the entry failed: nothing of it committed;
  * res->failed_stmt indexes the entry's statements, or is >= nstmts when an audit insert failed,
  * e.g. the INSERT privilege was revoked); GW_EUNAVAIL (database down or outcome unknown: the
- * action may or may not have committed; a retry is safe only if the action is idempotent);
- * GW_ECANCELLED (gw_audit_free ran first: never for a cancelled entry, whose callback never runs).
- */
+ * action may or may not have committed; a retry is safe only if the action is idempotent), or
+ * the error gw_db_exec gave when the transaction could not be sent. res is NULL when nothing was
+ * sent. A cancelled entry's callback never runs, nor do those of entries gw_audit_free drops. */
 typedef void (*gw_audit_done_cb)(void *arg, int err, int64_t seq, const struct gw_db_result *res);
 
 /* Creates the writer over db (which must outlive it). Nothing is written until gw_audit_start.
@@ -61,8 +62,8 @@ int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg,
 /* Registers the chain and the public key (idempotent) and recovers the head; retried while the
  * database is down. Entries may be queued before it completes. Returns 0 or GW_ENOMEM. */
 int gw_audit_start(struct gw_audit *a) GW_MUST_CHECK;
-/* Drops queued entries (their callbacks run with GW_ECANCELLED? no: without callbacks) and frees.
- * NULL-safe; not from inside an audit callback. */
+/* Drops queued and in-flight entries without running their callbacks, and frees. NULL-safe;
+ * not from inside an audit callback. */
 void gw_audit_free(struct gw_audit *a);
 
 /* Queues an action (stmts[0..nstmts), nstmts <= GW_AUDIT_STMTS_MAX, may be 0: a record of its

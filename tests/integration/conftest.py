@@ -40,6 +40,7 @@ class Stack:
         self.log_path = env["WAYGATE_LOG"]
         self.pb = waygate_proto.load()
         self._channels = []
+        self._persistent = []
 
     def cert(self, principal):
         """(cert, key) paths of a dev principal: courier_a ... admin, or revoked / rogue."""
@@ -48,11 +49,12 @@ class Stack:
                     self.env["WAYGATE_%s_KEY" % principal.upper()])
         return (self.env["WAYGATE_P_%s_CERT" % principal], self.env["WAYGATE_P_%s_KEY" % principal])
 
-    def channel(self, principal="courier_a", ca=None, addr=None, options=()):
-        """A new mTLS channel as `principal` (None: no client certificate). Closed at teardown."""
+    def channel(self, principal="courier_a", ca=None, addr=None, options=(), persistent=False):
+        """A new mTLS channel as `principal` (None: no client certificate). Closed when the test
+        that opened it ends, or at the session's end when `persistent` (a module's cache)."""
         cert, key = self.cert(principal) if principal else (None, None)
         ch = waygate_proto.channel(addr or self.addr, ca or self.ca, cert, key, options)
-        self._channels.append(ch)
+        (self._persistent if persistent else self._channels).append(ch)
         return ch
 
     def unary(self, method, request, response_cls, principal="courier_a", timeout=10,
@@ -135,10 +137,11 @@ class Stack:
             out.append(rec)
         return out
 
-    def close_channels(self):
-        for ch in self._channels:
+    def close_channels(self, keep=0):
+        """Closes the channels opened after the first `keep` ones."""
+        for ch in self._channels[keep:]:
             ch.close()
-        self._channels = []
+        self._channels = self._channels[:keep]
 
 
 def bearer(token):
@@ -178,8 +181,24 @@ def stack():
         yield s
     finally:
         s.close_channels()
+        for ch in s._persistent:
+            ch.close()
         subprocess.run([DEVSTACK, "down", directory], capture_output=True, env=env)
         if os.environ.get("WAYGATE_KEEP_STACK"):
             print("\nintegration stack kept in", directory)
         else:
             shutil.rmtree(directory, ignore_errors=True)
+
+
+@pytest.fixture(autouse=True)
+def _close_test_channels(request):
+    """A test's channels (each one a connection to the gateway) are closed when the test ends,
+    so that the whole session never nears the gateway's max_connections; channels opened by
+    module- or session-scoped fixtures, before the test, stay open."""
+    if "stack" not in request.fixturenames:
+        yield
+        return
+    s = request.getfixturevalue("stack")
+    keep = len(s._channels)
+    yield
+    s.close_channels(keep)

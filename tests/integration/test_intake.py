@@ -155,7 +155,7 @@ def call(stack, method, request, response_cls, principal="courier_a", timeout=10
     hence a new connection, per call; this module makes a few hundred calls)."""
     key = (id(stack), principal)
     if key not in _channels:
-        _channels[key] = stack.channel(principal)
+        _channels[key] = stack.channel(principal, persistent=True)
     return waygate_proto.unary(_channels[key], method, request, response_cls, timeout=timeout)
 
 

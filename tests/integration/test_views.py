@@ -184,7 +184,7 @@ _channels = {}
 
 def call(stack, method, req, resp_cls, principal):
     if principal not in _channels:
-        _channels[principal] = stack.channel(principal)
+        _channels[principal] = stack.channel(principal, persistent=True)
     return waygate_proto.unary(_channels[principal], method, req, resp_cls, timeout=10)
 
 
