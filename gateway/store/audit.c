@@ -21,6 +21,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "pq_msg.h"
 
 #define REC_PARAMS 19
 #define KEY_ID_LEN 64
@@ -444,17 +445,6 @@ static void schedule_retry(struct gw_audit *a)
 
 static void announce(struct gw_audit *a);
 
-/* A binary int8 result. */
-static int64_t be64(const char *p, int len)
-{
-    uint64_t v = 0;
-    if (len != 8)
-        return 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | (uint8_t)p[i];
-    return (int64_t)v;
-}
-
 static void setup_cb(void *arg, int err, const struct gw_db_result *res)
 {
     struct gw_audit *a = arg;
@@ -491,9 +481,9 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
             schedule_retry(a);
             return;
         }
-        a->head_seq = be64(PQgetvalue(head, 0, 0), PQgetlength(head, 0, 0));
+        a->head_seq = gw_pq_int(head, 0, 0, 8);
         memcpy(a->head_hash, h, GW_AUDIT_HASH_LEN);
-        int64_t at = be64(PQgetvalue(head, 0, 2), PQgetlength(head, 0, 2));
+        int64_t at = gw_pq_int(head, 0, 2, 8);
         if (at > a->last_at)
             a->last_at = at;
     } else {

@@ -10,17 +10,8 @@
 
 #include <libpq-fe.h>
 
+#include "pq_msg.h"
 #include "store_admin_int.h"
-
-static int64_t be64(const char *p, int len)
-{
-    uint64_t v = 0;
-    if (len != 8)
-        return 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | (uint8_t)p[i];
-    return (int64_t)v;
-}
 
 static int64_t now_us(void)
 {
@@ -110,9 +101,9 @@ static int append(struct gw_admin *a, const struct gw_audit_rec *r, const uint8_
     if (!res)
         return GW_EINTERNAL;
     if (PQntuples(res) == 1 && PQgetlength(res, 0, 1) == GW_AUDIT_HASH_LEN) {
-        l.seq = be64(PQgetvalue(res, 0, 0), PQgetlength(res, 0, 0)) + 1;
+        l.seq = gw_pq_int(res, 0, 0, 8) + 1;
         memcpy(l.prev_hash, PQgetvalue(res, 0, 1), GW_AUDIT_HASH_LEN);
-        last_at = be64(PQgetvalue(res, 0, 2), PQgetlength(res, 0, 2));
+        last_at = gw_pq_int(res, 0, 2, 8);
     }
     PQclear(res);
     l.at_us = now_us() > last_at ? now_us() : last_at;

@@ -1,13 +1,16 @@
 /* pq_msg.h: the one-line error message of the CLI's blocking-libpq code (migrate_run.c,
  * store_admin.c): libpq's messages span lines and end in a newline; a CLI prints one line. And
- * the hex text of a bytea column, for the blocking and the async code (store_acct_admin.c,
- * accounts.c). */
+ * the values libpq hands back, for the blocking and the async code alike: the hex text of a
+ * bytea column (store_acct_admin.c, accounts.c), a binary-format integer (store_read.c,
+ * audit.c, audit_ctl.c). */
 #ifndef GW_PQ_MSG_H
 #define GW_PQ_MSG_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <libpq-fe.h>
 
 /* Formats into errbuf (errlen bytes, NUL-terminated; nothing when errbuf is NULL or errlen 0),
  * newlines and tabs turned into spaces, trailing spaces cut. */
@@ -17,5 +20,9 @@ void gw_pq_msg(char *errbuf, size_t errlen, const char *fmt, ...)
 /* Decodes hex (exactly 2 * n hex digits, either case, then NUL) into out[0..n). Returns false,
  * out partly written, when hex is NULL or not that. */
 bool gw_pq_hex(const char *hex, uint8_t *out, size_t n);
+
+/* The binary-format integer (int2, int4 or int8: len 2, 4 or 8 bytes, big-endian, signed) at
+ * (row, col), or 0 when it is NULL or not len bytes long. */
+int64_t gw_pq_int(const PGresult *res, int row, int col, int len);
 
 #endif

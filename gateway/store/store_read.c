@@ -11,6 +11,7 @@
 #include "alloc.h"
 #include "db.h"
 #include "log.h"
+#include "pq_msg.h"
 #include "store.h"
 #include "store_int.h"
 
@@ -44,24 +45,6 @@ static void simple_fail_err(int *err, const struct gw_db_result *res)
     (void)res;
     if (*err != 0 && *err != GW_EUNAVAIL)
         *err = GW_EINTERNAL;
-}
-
-/* The big-endian integer of `len` bytes in result column col (binary int2/int4/int8), or 0 when
- * it is NULL or not that long. */
-static int64_t get_int(const PGresult *res, int row, int col, int len)
-{
-    const uint8_t *p;
-    uint64_t v = 0;
-    int i;
-
-    if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != len)
-        return 0;
-    p = (const uint8_t *)PQgetvalue(res, row, col);
-    for (i = 0; i < len; i++)
-        v = v << 8 | p[i];
-    if (len < 8 && (v >> (8 * len - 1)) != 0) /* sign-extend */
-        v |= ~0ull << (8 * len);
-    return (int64_t)v;
 }
 
 /* Result column k into its place in *w (pointers into the result). A blob of the wrong length
@@ -99,15 +82,15 @@ static void get_col(const PGresult *res, int row, size_t k, struct gw_sealed_way
         memcpy(dst, &v, sizeof(v));
         return;
     case GW_REC_I16:
-        i16 = (int16_t)get_int(res, row, (int)k, 2);
+        i16 = (int16_t)gw_pq_int(res, row, (int)k, 2);
         memcpy(dst, &i16, sizeof(i16));
         return;
     case GW_REC_I32:
-        i32 = (int32_t)get_int(res, row, (int)k, 4);
+        i32 = (int32_t)gw_pq_int(res, row, (int)k, 4);
         memcpy(dst, &i32, sizeof(i32));
         return;
     case GW_REC_TIME:
-        i64 = get_int(res, row, (int)k, 8);
+        i64 = gw_pq_int(res, row, (int)k, 8);
         memcpy(dst, &i64, sizeof(i64));
         return;
     }
@@ -132,8 +115,8 @@ int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out)
         PQgetisnull(res, row, GW_STORE_NCOLS) ? NULL : PQgetvalue(res, row, GW_STORE_NCOLS);
     out->custody_branch =
         PQgetisnull(res, row, GW_STORE_NCOLS + 1) ? NULL : PQgetvalue(res, row, GW_STORE_NCOLS + 1);
-    out->last_event = (int)get_int(res, row, GW_STORE_NCOLS + 2, 2);
-    out->last_event_at = get_int(res, row, GW_STORE_NCOLS + 3, 8);
+    out->last_event = (int)gw_pq_int(res, row, GW_STORE_NCOLS + 2, 2);
+    out->last_event_at = gw_pq_int(res, row, GW_STORE_NCOLS + 3, 8);
     return 0;
 }
 
