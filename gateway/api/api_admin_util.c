@@ -8,6 +8,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "api_admin_int.h"
+#include "api_record.h"
 #include "app.h"
 #include "audit.h"
 #include "config.h"
@@ -93,17 +94,10 @@ void gw_admin_fill_log(const struct adm *a, struct gw_acct_log *l, const char *o
 void gw_admin_fill_rec(const struct adm *a, struct gw_audit_rec *r, const char *action,
                        const char *outcome, const char *detail)
 {
-    const struct gw_principal *p = gw_call_principal(a->call);
-
-    memset(r, 0, sizeof(*r));
-    r->actor = p->name[0] ? p->name : "(unauthenticated)";
-    r->role = p->role[0] ? p->role : NULL;
-    r->cert = p->cert[0] ? p->cert : NULL;
-    r->peer = p->peer[0] ? p->peer : NULL;
-    r->branch = p->branch[0] ? p->branch : NULL;
-    r->action = action;
+    gw_api_record_init(a->call, action, r);
+    if (r->actor[0] == '\0')
+        r->actor = "(unauthenticated)";
     r->object = a->object[0] ? a->object : NULL;
-    r->count = -1;
     r->outcome = outcome;
     r->detail = detail;
 }

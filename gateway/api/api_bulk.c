@@ -15,6 +15,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "api_bulk_int.h"
+#include "api_record.h"
 #include "app.h"
 #include "config.h"
 #include "crypto.h"
@@ -55,19 +56,9 @@ static const char *nonempty(const char *s)
 void gw_api_bulk_rec(struct gw_call *call, struct gw_audit_rec *r, const char *action,
                      const char *object, const char *outcome)
 {
-    const struct gw_principal *p = gw_call_principal(call);
-
-    *r = (struct gw_audit_rec){
-        .actor = p->name,
-        .role = p->role,
-        .peer = nonempty(p->peer),
-        .cert = nonempty(p->cert),
-        .branch = nonempty(p->branch),
-        .action = action,
-        .object = object,
-        .count = -1,
-        .outcome = outcome,
-    };
+    gw_api_record_init(call, action, r);
+    r->object = object;
+    r->outcome = outcome;
 }
 
 struct refusal {

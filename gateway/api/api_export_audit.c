@@ -16,6 +16,7 @@
 
 #include "alloc.h"
 #include "api.h"
+#include "api_record.h"
 #include "app.h"
 #include "audit.h"
 #include "audit_bundle.h"
@@ -205,20 +206,15 @@ static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_resu
         end(e, err);
 }
 
-static int record_export(struct export *e, const struct gw_principal *p, int64_t from, int64_t to)
+static int record_export(struct export *e, int64_t from, int64_t to)
 {
     char object[64];
     snprintf(object, sizeof object, "%lld..%lld", (long long)from, (long long)to);
-    struct gw_audit_rec r = {.actor = p->name,
-                             .role = p->role[0] ? p->role : NULL,
-                             .peer = p->peer[0] ? p->peer : NULL,
-                             .cert = p->cert[0] ? p->cert : NULL,
-                             .branch = p->branch[0] ? p->branch : NULL,
-                             .action = "audit.export",
-                             .object = object,
-                             .count = -1,
-                             .outcome = "ok",
-                             .detail = "time range in seconds since the epoch, [from, to)"};
+    struct gw_audit_rec r;
+
+    gw_api_record_init(e->call, "audit.export", &r);
+    r.object = object;
+    r.detail = "time range in seconds since the epoch, [from, to)";
     return gw_audit_write(gw_call_app(e->call)->audit, NULL, 0, &r, 1, recorded_cb, e, &e->rec);
 }
 
@@ -271,7 +267,7 @@ void gw_api_compliance_export_audit(struct gw_call *call, const uint8_t *req, si
     if (rc == 0)
         rc = gw_audit_scan_new(app->db, h.from_us, h.to_us, BATCH, &scan_ops, e, &e->scan);
     if (rc == 0)
-        rc = record_export(e, p, in->from_time, to);
+        rc = record_export(e, in->from_time, to);
     if (rc != 0) {
         release(e);
         gw_call_fail(call, rc, NULL, rc == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
