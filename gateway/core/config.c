@@ -83,13 +83,25 @@ static const struct keydef keys[] = {
     {"compliance", "retention_days", T_U32, F(retention_days), 0, 36500, 0},
     {"compliance", "retention_sweep_ms", T_U32, F(retention_sweep_ms), 100, 86400000, 0},
     {"compliance", "retention_batch", T_U32, F(retention_batch), 1, 100000, 0},
+    {"forward", "endpoint", T_STRING, F(fwd_endpoint), 0, 0, 0},
+    {"forward", "server_name", T_STRING, F(fwd_server_name), 0, 0, 0},
+    {"forward", "ca", T_PATH, F(fwd_ca), 0, 0, 0},
+    {"forward", "cert", T_PATH, F(fwd_cert), 0, 0, 0},
+    {"forward", "key", T_PATH, F(fwd_key), 0, 0, 0},
+    {"forward", "batch", T_U32, F(fwd_batch), 1, 1000, 0},
+    {"forward", "inflight", T_U32, F(fwd_inflight), 1, 64, 0},
+    {"forward", "deadline_ms", T_U32, F(fwd_deadline_ms), 100, 600000, 0},
+    {"forward", "lease_ms", T_U32, F(fwd_lease_ms), 1000, 3600000, 0},
+    {"forward", "poll_ms", T_U32, F(fwd_poll_ms), 10, 600000, 0},
+    {"forward", "backoff_min_ms", T_U32, F(fwd_backoff_min_ms), 10, 600000, 0},
+    {"forward", "backoff_max_ms", T_U32, F(fwd_backoff_max_ms), 10, 3600000, 0},
     {"log", "level", T_LEVEL, F(log_level), 0, 0, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = {"server", "tls",   "database",   "keys", "auth",
-                                       "policy", "audit", "compliance", "log"};
+static const char *const sections[] = {"server", "tls",   "database",   "keys",    "auth",
+                                       "policy", "audit", "compliance", "forward", "log"};
 
 /* Parser state for one load. */
 struct parse {
@@ -137,6 +149,13 @@ static void set_defaults(struct gw_config *c)
     c->retention_days = 1095;
     c->retention_sweep_ms = 3600000;
     c->retention_batch = 500;
+    c->fwd_batch = 64;
+    c->fwd_inflight = 4;
+    c->fwd_deadline_ms = 5000;
+    c->fwd_lease_ms = 30000;
+    c->fwd_poll_ms = 1000;
+    c->fwd_backoff_min_ms = 200;
+    c->fwd_backoff_max_ms = 30000;
     c->log_level = GW_LOG_INFO;
 }
 
@@ -543,6 +562,41 @@ static int conninfo_has_password(const char *conninfo, int *invalid)
     return found;
 }
 
+/* [forward]: an endpoint needs its host:port form, the backend's CA and the gateway's own client
+ * certificate and key (mTLS both ways), a lease longer than a call's deadline (a delivery in
+ * flight is not claimed by a second gateway), and a backoff whose cap is not below its start. */
+static int forward_check(struct parse *ps, const struct gw_config *c)
+{
+    static const char *const need[] = {"ca", "cert", "key"};
+    int line = ps->seen[key_index("forward", "endpoint")];
+    char host[256];
+    uint16_t port;
+    size_t i;
+
+    if (gw_config_split_hostport(c->fwd_endpoint, host, sizeof(host), &port) != 0) {
+        fail(ps, line, "[forward] endpoint: must be host:port");
+        return GW_EINVAL;
+    }
+    for (i = 0; i < sizeof(need) / sizeof(need[0]); i++) {
+        if (ps->seen[key_index("forward", need[i])] == 0) {
+            fail(ps, line, "[forward] %s: required when endpoint is set (mTLS to the backend)",
+                 need[i]);
+            return GW_EINVAL;
+        }
+    }
+    if (c->fwd_lease_ms <= c->fwd_deadline_ms) {
+        fail(ps, ps->seen[key_index("forward", "lease_ms")],
+             "[forward] lease_ms: must be greater than deadline_ms");
+        return GW_EINVAL;
+    }
+    if (c->fwd_backoff_max_ms < c->fwd_backoff_min_ms) {
+        fail(ps, ps->seen[key_index("forward", "backoff_max_ms")],
+             "[forward] backoff_max_ms: must not be below backoff_min_ms");
+        return GW_EINVAL;
+    }
+    return 0;
+}
+
 static int cross_check(struct parse *ps, const struct gw_config *c)
 {
     size_t i;
@@ -570,6 +624,8 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
             return GW_EINVAL;
         }
     }
+    if (c->fwd_endpoint != NULL && forward_check(ps, c) != 0)
+        return GW_EINVAL;
     if (c->db_conninfo != NULL) {
         int line = ps->seen[key_index("database", "conninfo")];
         if (conninfo_has_password(c->db_conninfo, &invalid)) {

@@ -77,6 +77,21 @@ struct gw_config {
     uint32_t retention_days;   /* waybills older than this are destroyed, default 1095; 0 = keep */
     uint32_t retention_sweep_ms; /* how often the sweep runs, default 3600000 */
     uint32_t retention_batch;    /* records destroyed per transaction, default 500 */
+    /* [forward] the carrier backend (the outbox forwarder); no endpoint = forwarding off (the
+     * outbox still fills, so that nothing accepted is lost while it is off) */
+    char *fwd_endpoint;          /* "host:port" of CarrierBackend; NULL = do not forward */
+    char *fwd_server_name;       /* name the backend's certificate must carry (SAN); default host */
+    char *fwd_ca;                /* CA bundle the backend's certificate must chain to */
+    char *fwd_cert;              /* the gateway's client certificate for the backend (PEM) */
+    char *fwd_key;               /* its private key (PEM) */
+    uint32_t fwd_batch;          /* deliveries per Deliver call, default 64 */
+    uint32_t fwd_inflight;       /* Deliver calls in flight, default 4 */
+    uint32_t fwd_deadline_ms;    /* deadline of one Deliver call, default 5000 */
+    uint32_t fwd_lease_ms;       /* a claimed delivery is another gateway's again after, default
+                                    30000 (must exceed fwd_deadline_ms) */
+    uint32_t fwd_poll_ms;        /* polling fallback when no NOTIFY arrives, default 1000 */
+    uint32_t fwd_backoff_min_ms; /* first retry delay, default 200 */
+    uint32_t fwd_backoff_max_ms; /* cap of the exponential backoff (with jitter), default 30000 */
     /* [log] */
     enum gw_log_level log_level; /* default info */
 };

@@ -1,0 +1,69 @@
+/* gclient.h: a gRPC client over TLS and HTTP/2 on the gateway's own event loop (libnghttp2 in
+ * client mode, OpenSSL, libevent; no threads, no second HTTP/2 implementation). Used by the
+ * forwarder to call CarrierBackend.Deliver. One client holds at most one connection to its
+ * endpoint, opened on the first call and again after it is lost (with backoff); unary calls are
+ * multiplexed on it as HTTP/2 streams. mTLS: the client presents its own certificate and verifies
+ * the server's chain against `ca` and its name against `server_name` (TLS >= 1.2, ALPN h2).
+ * The client knows nothing of protobuf: a request is the serialized message, a response the
+ * serialized message and the gRPC status. Memory is bounded: a response larger than max_response
+ * fails the call (RESOURCE_EXHAUSTED) and resets its stream.
+ * A call's callback runs exactly once (unless cancelled first), never from inside gw_gclient_call,
+ * and may start new calls or free the client. */
+#ifndef GW_GCLIENT_H
+#define GW_GCLIENT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "grpc.h"
+
+struct event_base;
+struct gw_gclient;
+struct gw_gclient_call;
+
+struct gw_gclient_params {
+    struct event_base *base;
+    const char *endpoint;     /* "host:port" */
+    const char *server_name;  /* SNI and the name the certificate must carry; NULL = the host */
+    const char *ca;           /* PEM bundle the server's chain must end in */
+    const char *cert, *key;   /* the client's certificate chain and private key (PEM) */
+    uint32_t connect_timeout_ms; /* TCP + TLS handshake */
+    uint32_t max_response;       /* bytes of one response message */
+};
+
+/* Loads the certificates and keys (fails here, not at the first call, when one is unreadable);
+ * connects lazily. NULL with a reason in err (no secret in it). */
+struct gw_gclient *gw_gclient_new(const struct gw_gclient_params *p, char *err, size_t errlen);
+
+/* Closes the connection and frees the client; no callback of a call in flight runs after it. */
+void gw_gclient_free(struct gw_gclient *c);
+
+/* The outcome of one call. status is GW_GRPC_OK with the response message, or the gRPC status the
+ * server sent (grpc-status trailer), or one the client decided: UNAVAILABLE (no connection, TLS or
+ * HTTP/2 failure, stream reset, GOAWAY before it was processed), DEADLINE_EXCEEDED (deadline_ms
+ * passed; the stream is reset), RESOURCE_EXHAUSTED (response too large), INTERNAL (a malformed
+ * response). message: the server's grpc-message or the client's reason; never NULL. Both valid
+ * only during the callback. */
+struct gw_gclient_result {
+    enum gw_grpc_status status;
+    const char *message;
+    const uint8_t *response;
+    size_t response_len;
+};
+typedef void (*gw_gclient_cb)(void *arg, const struct gw_gclient_result *r);
+
+/* Starts a unary call of `path` (e.g. "/waygate.v1.CarrierBackend/Deliver") with the serialized
+ * request (copied), sending grpc-timeout for deadline_ms. Returns 0 and a handle in *out (may be
+ * NULL), or GW_ENOMEM / GW_EINVAL (then cb will not run). */
+int gw_gclient_call(struct gw_gclient *c, const char *path, const uint8_t *req, size_t len,
+                    uint32_t deadline_ms, gw_gclient_cb cb, void *arg,
+                    struct gw_gclient_call **out) GW_MUST_CHECK;
+
+/* Cancels a call (its stream is reset when it was sent); the callback never runs. NULL-safe. */
+void gw_gclient_cancel(struct gw_gclient_call *call);
+
+/* Calls in flight (for tests and metrics). */
+size_t gw_gclient_inflight(const struct gw_gclient *c);
+
+#endif
