@@ -4,6 +4,7 @@
  * the in-flight FIFO in order, and anything out of step tears the connection down. */
 #include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 #include <sys/queue.h>
 
 #include <event2/event.h>
@@ -15,6 +16,17 @@
 #include "log.h"
 
 #define DB_BACKOFF_MIN_MS 100u
+
+/* A statement refused for want of resources on the server (class 53: disk full, out of memory,
+ * too many connections), because it is shutting down or in recovery (57P01..57P03), or by a
+ * broken connection (class 08): nothing was committed, and the same request may succeed later,
+ * so the caller sees GW_EUNAVAIL (UNAVAILABLE), not a refusal of its data. */
+static bool transient(const char *sqlstate)
+{
+    return strncmp(sqlstate, "53", 2) == 0 || strncmp(sqlstate, "08", 2) == 0 ||
+           strcmp(sqlstate, "57P01") == 0 || strcmp(sqlstate, "57P02") == 0 ||
+           strcmp(sqlstate, "57P03") == 0;
+}
 
 static void conn_teardown(struct conn *c);
 
@@ -453,7 +465,9 @@ static bool conn_process(struct conn *c)
         r->conn = NULL;
         if (r->nstmts == 1 && r->stmts[0].prepare_slot >= 0)
             prepared_done(c, r);
-        gw_db_req_complete(r, r->failed_stmt >= 0 ? GW_EINTERNAL : 0);
+        gw_db_req_complete(r, r->failed_stmt < 0       ? 0
+                              : transient(r->sqlstate) ? GW_EUNAVAIL
+                                                       : GW_EINTERNAL);
         c->db->dispatch(c->db);
     }
     if (c->state == CONN_READY && PQstatus(c->pg) == CONNECTION_BAD) {

@@ -9,6 +9,7 @@ import threading
 import time
 
 import grpc
+import pytest
 
 import query_data
 from conftest import ExtraGateway, wait_for
@@ -142,3 +143,77 @@ def test_gateway_sigkill_mid_group_commit(stack):
         v = waygate_proto.unary(ch, GET, pb.query.GetRequest(waybill_no=number),
                                 pb.common.WaybillView, timeout=10)
         assert v.waybill.waybill_no == number
+
+
+def superuser_uri(stack):
+    return "postgresql:///waygate?host=%s&port=%s&user=postgres" % (
+        stack.env["WAYGATE_PGHOST"], stack.env["WAYGATE_PGPORT"])
+
+
+def test_disk_full_refuses_clearly_and_recovers(stack):
+    """An index of the waybill table moved onto a small tmpfs that is then filled: submits are
+    refused UNAVAILABLE (never INTERNAL, never a crash), nothing acknowledged is lost, and once
+    space is freed submits succeed again."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    import pwd
+    import subprocess
+    su = superuser_uri(stack)
+    pg = pwd.getpwnam("postgres")
+    mnt = os.path.join(stack.dir, "small-disk")
+    os.makedirs(mnt, exist_ok=True)
+    index = stack.psql("SELECT c.relname FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+                       "WHERE i.indrelid = 'waybill'::regclass AND i.indisunique AND "
+                       "pg_get_indexdef(i.indexrelid) LIKE '%(wb_bidx)%'", uri=su)[0]
+    size = int(stack.psql("SELECT pg_relation_size('%s')" % index, uri=su)[0])
+    mb = size // (1 << 20) + 4
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=%dm,mode=0700,uid=%d,gid=%d"
+                        % (mb, pg.pw_uid, pg.pw_gid), "tmpfs", mnt], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    filler = os.path.join(mnt, "filler")
+    moved = False
+    try:
+        stack.psql("CREATE TABLESPACE wg_small LOCATION '%s'" % mnt, uri=su)
+        stack.psql("ALTER INDEX %s SET TABLESPACE wg_small" % index, uri=su)
+        moved = True
+        with open(filler, "wb") as f:  # fill what is left
+            try:
+                while True:
+                    f.write(b"\0" * (1 << 16))
+                    f.flush()
+            except OSError:
+                pass
+        pb = stack.pb
+        ch = stack.channel("courier_a")
+        acked, codes = [], {}
+        for _ in range(5000):
+            w = query_data.new_waybill(stack, "a")
+            try:
+                acked.append(waygate_proto.unary(ch, SUBMIT, pb.intake.SubmitRequest(waybill=w),
+                                                 pb.intake.SubmitResponse, timeout=10).id)
+            except grpc.RpcError as e:
+                codes[e.code().name] = codes.get(e.code().name, 0) + 1
+                if sum(codes.values()) >= 5:
+                    break
+        print("\ndisk full: %d acknowledged before, refusals %r" % (len(acked), codes))
+        assert codes == {"UNAVAILABLE": 5}, codes
+        os.unlink(filler)
+
+        def works():
+            try:
+                w = query_data.new_waybill(stack, "a")
+                acked.append(waygate_proto.unary(ch, SUBMIT, pb.intake.SubmitRequest(waybill=w),
+                                                 pb.intake.SubmitResponse, timeout=10).id)
+                return True
+            except grpc.RpcError:
+                return False
+        assert wait_for(works, 30), "submits still refused after space was freed"
+        assert not set(acked) - stored(stack, acked)
+        assert stack.health() == "SERVING"
+    finally:
+        if os.path.exists(filler):
+            os.unlink(filler)
+        if moved:
+            stack.psql("ALTER INDEX %s SET TABLESPACE pg_default" % index, uri=su)
+        stack.psql("DROP TABLESPACE IF EXISTS wg_small", uri=su)
+        subprocess.run(["umount", mnt])
