@@ -100,8 +100,10 @@ static void done_cb(void *arg, const struct gw_gclient_result *r)
     free(p);
 }
 
+/* Starts a Deliver call; *pout (when given) receives the callback's argument, which the caller
+ * frees if it cancels the call. */
 static int start(const char *tag, unsigned n, unsigned deadline, const char *marker,
-                 bool free_client, struct gw_gclient_call **out)
+                 bool free_client, struct gw_gclient_call **out, struct pending **pout)
 {
     Waygate__V1__DeliverRequest req = WAYGATE__V1__DELIVER_REQUEST__INIT;
     Waygate__V1__Delivery *ds = calloc(n ? n : 1, sizeof(*ds));
@@ -139,8 +141,11 @@ static int start(const char *tag, unsigned n, unsigned deadline, const char *mar
     snprintf(p->tag, sizeof(p->tag), "%s", tag);
     p->free_client = free_client;
     rc = gw_gclient_call(client, PATH, buf, len, deadline, done_cb, p, out);
-    if (rc == 0)
+    if (rc == 0) {
+        if (pout != NULL)
+            *pout = p;
         p = NULL; /* the callback's */
+    }
 out:
     free(p);
     free(buf);
@@ -158,6 +163,7 @@ static void command(char *line)
     unsigned n = 0, deadline = 0;
     int f = sscanf(line, "%15s %63s %u %u %79s", cmd, tag, &n, &deadline, marker);
     struct gw_gclient_call *k = NULL;
+    struct pending *p = NULL;
 
     if (f >= 1 && strcmp(cmd, "quit") == 0) {
         event_base_loopbreak(base);
@@ -166,13 +172,14 @@ static void command(char *line)
     if (f >= 1 && strcmp(cmd, "inflight") == 0) {
         printf("{\"inflight\":%zu}\n", gw_gclient_inflight(client));
     } else if (f >= 4 && (strcmp(cmd, "call") == 0 || strcmp(cmd, "freecb") == 0)) {
-        if (start(tag, n, deadline, f >= 5 ? marker : NULL, cmd[0] == 'f', NULL) != 0)
+        if (start(tag, n, deadline, f >= 5 ? marker : NULL, cmd[0] == 'f', NULL, NULL) != 0)
             printf("{\"tag\":\"%s\",\"error\":\"gw_gclient_call failed\"}\n", tag);
     } else if (f >= 4 && strcmp(cmd, "cancel") == 0) {
-        if (start(tag, n, deadline, NULL, false, &k) != 0) {
+        if (start(tag, n, deadline, NULL, false, &k, &p) != 0) {
             printf("{\"tag\":\"%s\",\"error\":\"gw_gclient_call failed\"}\n", tag);
         } else {
             gw_gclient_cancel(k);
+            free(p); /* its callback never runs */
             printf("{\"tag\":\"%s\",\"cancelled\":true,\"inflight\":%zu}\n", tag,
                    gw_gclient_inflight(client));
         }
