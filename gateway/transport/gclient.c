@@ -26,6 +26,7 @@
 
 #include "alloc.h"
 #include "config.h"
+#include "grpc_resp.h"
 #include "tls.h"
 
 #define BACKOFF_MIN_MS 100u
@@ -46,16 +47,13 @@ struct gw_gclient_call {
     size_t req_len, req_off;
     uint32_t deadline_ms;
     struct event *deadline_ev;
-    int32_t stream_id;     /* 0 until submitted */
-    bool stream_open;      /* nghttp2 holds the call as a stream's user data */
-    bool completed;        /* result decided */
-    bool finished;         /* callback ran, or cancelled: the user is done with it */
-    bool on_done;          /* queued on c->done */
-    bool queued;           /* waiting for a connection */
-    int http_status;
-    bool has_grpc_status;
-    int grpc_status;
-    char grpc_message[MSG_MAX];
+    int32_t stream_id;       /* 0 until submitted */
+    bool stream_open;        /* nghttp2 holds the call as a stream's user data */
+    bool completed;          /* result decided */
+    bool finished;           /* callback ran, or cancelled: the user is done with it */
+    bool on_done;            /* queued on c->done */
+    bool queued;             /* waiting for a connection */
+    struct gw_grpc_resp hdr; /* :status, grpc-status, grpc-message */
     struct gw_grpc_decoder dec;
     uint8_t *resp;
     size_t resp_len;
@@ -71,7 +69,7 @@ struct gw_gclient {
     uint16_t port;
     uint32_t connect_timeout_ms, max_response;
     enum conn_state state;
-    bool goaway; /* the server sent GOAWAY: no new streams on this connection */
+    bool goaway;          /* the server sent GOAWAY: no new streams on this connection */
     evutil_socket_t fd;   /* while TCP connects, before the bufferevent owns it; else -1 */
     struct event *tcp_ev; /* TCP connect completion */
     struct bufferevent *bev;
@@ -83,9 +81,9 @@ struct gw_gclient {
     struct gw_gclient_call *calls, *calls_tail; /* in the order they were started */
     struct gw_gclient_call *done_head, *done_tail;
     size_t inflight;
-    unsigned fails;            /* failed connection attempts in a row */
-    struct timeval retry_at;   /* no new attempt before (monotonic) */
-    char last_error[MSG_MAX];  /* why the last attempt failed, for calls in backoff */
+    unsigned fails;           /* failed connection attempts in a row */
+    struct timeval retry_at;  /* no new attempt before (monotonic) */
+    char last_error[MSG_MAX]; /* why the last attempt failed, for calls in backoff */
 };
 
 static void conn_lost(struct gw_gclient *c, const char *why, bool established);
@@ -278,52 +276,6 @@ static ssize_t read_body_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf,
     return (ssize_t)n;
 }
 
-static bool hdr_is(const uint8_t *name, size_t namelen, const char *want)
-{
-    return namelen == strlen(want) && memcmp(name, want, namelen) == 0;
-}
-
-static int parse_int(const uint8_t *v, size_t len, int max)
-{
-    int n = 0;
-
-    if (len == 0 || len > 9)
-        return -1;
-    for (size_t i = 0; i < len; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return -1;
-        n = n * 10 + (v[i] - '0');
-    }
-    return n <= max ? n : -1;
-}
-
-static int hexval(uint8_t ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
-/* grpc-message: percent-decoded, truncated, control characters replaced. */
-static void decode_message(const uint8_t *v, size_t len, char *out, size_t outlen)
-{
-    size_t o = 0;
-
-    for (size_t i = 0; i < len && o + 1 < outlen; i++) {
-        int ch = v[i];
-        if (ch == '%' && i + 2 < len && hexval(v[i + 1]) >= 0 && hexval(v[i + 2]) >= 0) {
-            ch = hexval(v[i + 1]) * 16 + hexval(v[i + 2]);
-            i += 2;
-        }
-        out[o++] = (ch < 0x20 || ch == 0x7f) ? '?' : (char)ch;
-    }
-    out[o] = '\0';
-}
-
 static int on_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
                         size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
                         void *arg)
@@ -337,13 +289,7 @@ static int on_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_
     k = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
     if (k == NULL || k->completed)
         return 0;
-    if (hdr_is(name, namelen, ":status"))
-        k->http_status = parse_int(value, valuelen, 999);
-    else if (hdr_is(name, namelen, "grpc-status")) {
-        k->grpc_status = parse_int(value, valuelen, 16);
-        k->has_grpc_status = true;
-    } else if (hdr_is(name, namelen, "grpc-message"))
-        decode_message(value, valuelen, k->grpc_message, sizeof(k->grpc_message));
+    gw_grpc_resp_header(&k->hdr, name, namelen, value, valuelen);
     return 0;
 }
 
@@ -385,53 +331,24 @@ static int on_data_chunk_cb(nghttp2_session *s, uint8_t flags, int32_t stream_id
     return 0;
 }
 
-static enum gw_grpc_status http_to_grpc(int http)
-{
-    switch (http) {
-    case 400:
-        return GW_GRPC_INTERNAL;
-    case 401:
-        return GW_GRPC_UNAUTHENTICATED;
-    case 403:
-        return GW_GRPC_PERMISSION_DENIED;
-    case 404:
-        return GW_GRPC_UNIMPLEMENTED;
-    case 429:
-    case 502:
-    case 503:
-    case 504:
-        return GW_GRPC_UNAVAILABLE;
-    default:
-        return GW_GRPC_UNKNOWN;
-    }
-}
-
 /* The outcome of a stream that ended without a decision of ours. */
 static void finish_stream(struct gw_gclient *c, struct gw_gclient_call *k, uint32_t error_code)
 {
     char msg[MSG_MAX];
+    enum gw_grpc_status st;
 
     if (error_code != NGHTTP2_NO_ERROR) {
         snprintf(msg, sizeof(msg), "backend: stream reset (%s)",
                  nghttp2_http2_strerror(error_code));
-        complete(c, k, GW_GRPC_UNAVAILABLE, msg);
-    } else if (k->http_status != 200) {
-        snprintf(msg, sizeof(msg), "backend: HTTP status %d", k->http_status);
-        complete(c, k, http_to_grpc(k->http_status), msg);
-    } else if (!k->has_grpc_status || k->grpc_status < 0) {
-        complete(c, k, GW_GRPC_INTERNAL, "backend: response without a valid grpc-status");
-    } else if (k->grpc_status != GW_GRPC_OK) {
-        complete(c, k, (enum gw_grpc_status)k->grpc_status,
-                 k->grpc_message[0] != '\0' ? k->grpc_message : "backend: call failed");
-    } else if (k->messages != 1 || !gw_grpc_decoder_idle(&k->dec)) {
-        complete(c, k, GW_GRPC_INTERNAL, "backend: OK without exactly one whole response message");
+        st = GW_GRPC_UNAVAILABLE;
     } else {
-        complete(c, k, GW_GRPC_OK, "");
+        st = gw_grpc_resp_verdict(&k->hdr, k->messages, !gw_grpc_decoder_idle(&k->dec), msg,
+                                  sizeof(msg));
     }
+    complete(c, k, st, msg);
 }
 
-static int on_stream_close_cb(nghttp2_session *s, int32_t stream_id, uint32_t error_code,
-                              void *arg)
+static int on_stream_close_cb(nghttp2_session *s, int32_t stream_id, uint32_t error_code, void *arg)
 {
     struct gw_gclient *c = arg;
     struct gw_gclient_call *k = nghttp2_session_get_stream_user_data(s, stream_id);
@@ -845,8 +762,7 @@ void gw_gclient_free(struct gw_gclient *c)
 }
 
 int gw_gclient_call(struct gw_gclient *c, const char *path, const uint8_t *req, size_t len,
-                    uint32_t deadline_ms, gw_gclient_cb cb, void *arg,
-                    struct gw_gclient_call **out)
+                    uint32_t deadline_ms, gw_gclient_cb cb, void *arg, struct gw_gclient_call **out)
 {
     struct gw_gclient_call *k = NULL;
     struct timeval now;
@@ -875,6 +791,7 @@ int gw_gclient_call(struct gw_gclient *c, const char *path, const uint8_t *req, 
     if (len > 0)
         memcpy(k->req + GW_GRPC_PREFIX_LEN, req, len);
     gw_grpc_decoder_init(&k->dec, c->max_response);
+    gw_grpc_resp_init(&k->hdr);
     link_call(c, k);
     c->inflight++;
     set_timer(k->deadline_ev, deadline_ms);
@@ -914,7 +831,7 @@ void gw_gclient_cancel(struct gw_gclient_call *k)
         done_remove(c, k);
     if (!k->completed) {
         complete(c, k, GW_GRPC_CANCELLED, "cancelled"); /* resets the stream when open */
-        return;                                           /* complete() freed it if it could */
+        return;                                         /* complete() freed it if it could */
     }
     maybe_free(c, k);
 }

@@ -109,8 +109,8 @@ static int start(const char *tag, unsigned n, unsigned deadline, const char *mar
     Waygate__V1__Delivery *ds = calloc(n ? n : 1, sizeof(*ds));
     Waygate__V1__Delivery **dp = calloc(n ? n : 1, sizeof(*dp));
     Waygate__V1__WaybillView *views = calloc(n ? n : 1, sizeof(*views));
-    char (*ids)[80] = calloc(n ? n : 1, sizeof(*ids));
-    char (*recs)[80] = calloc(n ? n : 1, sizeof(*recs));
+    char(*ids)[80] = calloc(n ? n : 1, sizeof(*ids));
+    char(*recs)[80] = calloc(n ? n : 1, sizeof(*recs));
     struct pending *p = calloc(1, sizeof(*p));
     uint8_t *buf = NULL;
     size_t len;
