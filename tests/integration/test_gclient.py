@@ -247,6 +247,29 @@ def test_response_under_max_response_is_ok(env, sink):
         sink.ctl("up")
 
 
+def test_response_past_the_initial_flow_control_window_is_ok(env, sink):
+    # 300 000 bytes: several times HTTP/2's initial 65 535-byte window (the client's window updates)
+    sink.ctl("big", "300000")
+    p = Probe(env.certdir, sink.addr, max_response=1024 * 1024)
+    try:
+        r = p.call("window", n=1)
+        assert r["status"] == OK, r
+        assert r["results"][0]["reason_len"] == 300000
+    finally:
+        p.close()
+        sink.ctl("up")
+
+
+def test_backend_going_down_under_a_call_in_flight_is_unavailable(probe, sink):
+    assert probe.call("pre", n=1)["status"] == OK  # connected
+    sink.ctl("slow", "20000")
+    probe.send("call inflight-down 1 30000")
+    sink.ctl("down")  # closes the connection the call is on (or refuses it, had it not left yet)
+    r = probe.line()
+    assert r["tag"] == "inflight-down" and r["status"] == UNAVAILABLE, r
+    assert r["inflight"] == 0
+
+
 def test_server_certificate_of_another_ca_is_refused(env):
     rogue = env.sink("rogue", cert="rogue-sink")
     p = Probe(env.certdir, rogue.addr)
