@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -112,6 +113,62 @@ class Probe:
             self.send("quit")
             self.proc.wait(timeout=BOUND_S)
         assert self.proc.returncode == 0, "gclient_probe exited %s" % self.proc.returncode
+
+
+class Blackhole:
+    """A TCP relay to `target` that can freeze: the connections open then stay open but carry
+    nothing more either way (a peer gone without a reset, as behind a dead NAT); connections
+    opened after the freeze relay normally."""
+
+    def __init__(self, target):
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.addr = "127.0.0.1:%d" % self.lsock.getsockname()[1]
+        self.frozen = []  # one Event per connection: set = frozen
+        self.socks = []
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stop.is_set():
+            try:
+                a, _ = self.lsock.accept()
+            except OSError:
+                return
+            b = socket.create_connection(self.target)
+            frozen = threading.Event()
+            self.frozen.append(frozen)
+            self.socks += [a, b]
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pump, args=(x, y, frozen), daemon=True).start()
+
+    def _pump(self, src, dst, frozen):
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if frozen.is_set():
+                continue  # swallowed
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def freeze(self):
+        for f in self.frozen:
+            f.set()
+
+    def close(self):
+        self.stop.set()
+        self.lsock.close()
+        for x in self.socks:
+            x.close()
 
 
 def poll(fn, bound_s=BOUND_S, interval=0.1):
@@ -345,3 +402,26 @@ def test_unreadable_key_fails_at_creation(env, sink):
     p = Probe(env.certdir, sink.addr, principal="no-such", expect_ready=False)
     assert p.first["event"] == "error" and "no-such.crt" in p.first["message"], p.first
     assert p.proc.wait(timeout=BOUND_S) == 1
+
+
+def test_silently_dead_connection_is_dropped_after_an_unanswered_ping(env, sink):
+    hole = Blackhole(sink.addr)
+    p = Probe(env.certdir, hole.addr)
+    try:
+        assert p.call("alive", n=1)["status"] == OK
+        hole.freeze()  # the connection stays open and silent, as behind a dead NAT
+        r = p.call("frozen", n=1, deadline_ms=300)
+        assert r["status"] == DEADLINE, r
+        statuses = []
+
+        def recovered():
+            res = p.call("recover%d" % len(statuses), n=1, deadline_ms=1000)
+            statuses.append(res["status"])
+            return res["status"] == OK
+
+        poll(recovered)  # without the PING check every call would hit its deadline forever
+        print("recovered on a new connection after %d call(s): %s" % (len(statuses),
+                                                                       statuses[:-1]))
+    finally:
+        p.close()
+        hole.close()
