@@ -425,3 +425,19 @@ def test_silently_dead_connection_is_dropped_after_an_unanswered_ping(env, sink)
     finally:
         p.close()
         hole.close()
+
+
+def test_against_the_gateways_own_http2_server(stack):
+    """The client against Waygate's own server (transport/h2.c): a unary answer with trailers,
+    and a Trailers-Only refusal."""
+    certs = os.path.dirname(stack.ca)
+    p = Probe(certs, stack.addr, server_name="localhost", principal="backend")
+    try:
+        p.send("raw health /grpc.health.v1.Health/Check - 5000")
+        r = p.line()
+        assert r["status"] == OK and r["response"] == "0801", r  # status: SERVING
+        p.send("raw nosuch /waygate.v1.NoSuch/Method - 5000")
+        r = p.line()
+        assert r["status"] == 12, r  # UNIMPLEMENTED
+    finally:
+        p.close()
