@@ -4,6 +4,7 @@
  * CRL is configured) is not revoked. */
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include "alloc.h"
 #include "config.h"
@@ -139,6 +141,82 @@ struct gw_tls *gw_tls_new(const struct gw_config *cfg, char *err, size_t errlen)
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+/* The client context: the listener's protocol policy, the backend's CA, our certificate. */
+struct gw_tls *gw_tls_client_new(const char *ca, const char *cert, const char *key, char *err,
+                                 size_t errlen)
+{
+    static const unsigned char h2[] = {2, 'h', '2'};
+    struct gw_tls *t = NULL;
+    SSL_CTX *ctx = NULL;
+
+    ERR_clear_error();
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        set_err(err, errlen, "cannot create client context", NULL);
+        goto fail;
+    }
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_cipher_list(ctx, tls12_ciphers) ||
+        !SSL_CTX_set_ciphersuites(ctx, tls13_suites) ||
+        !SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") ||
+        SSL_CTX_set_alpn_protos(ctx, h2, sizeof(h2)) != 0) {
+        set_err(err, errlen, "cannot set client protocol policy", NULL);
+        goto fail;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        set_err(err, errlen, "cannot load client certificate", cert);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        set_err(err, errlen, "cannot load client private key", key);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        set_err(err, errlen, "client private key does not match certificate", key);
+        goto fail;
+    }
+    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+        set_err(err, errlen, "cannot load server CA", ca);
+        goto fail;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify_depth(ctx, 4);
+    t = gw_calloc(1, sizeof(*t));
+    if (t == NULL) {
+        snprintf(err, errlen, "tls: out of memory");
+        goto fail;
+    }
+    t->ctx = ctx;
+    return t;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+struct ssl_st *gw_tls_client_ssl_new(struct gw_tls *t, const char *server_name)
+{
+    SSL *ssl = SSL_new(t->ctx);
+    X509_VERIFY_PARAM *vp;
+    unsigned char ip[16];
+    bool is_ip;
+
+    if (ssl == NULL)
+        return NULL;
+    vp = SSL_get0_param(ssl);
+    is_ip = inet_pton(AF_INET, server_name, ip) == 1 || inet_pton(AF_INET6, server_name, ip) == 1;
+    X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if ((is_ip && X509_VERIFY_PARAM_set1_ip_asc(vp, server_name) != 1) ||
+        (!is_ip && (X509_VERIFY_PARAM_set1_host(vp, server_name, 0) != 1 ||
+                    SSL_set_tlsext_host_name(ssl, server_name) != 1))) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    return ssl;
 }
 
 void gw_tls_free(struct gw_tls *t)
