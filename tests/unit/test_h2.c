@@ -23,6 +23,7 @@
 #include "h2.h"
 #include "policy.h"
 #include "rpc.h"
+#include "segcache.h"
 
 /* ---- libevent's memory, seen by the test ----
  * Every libevent allocation goes through these (installed first thing in main), so a test can
@@ -319,6 +320,72 @@ static void wait_handler(struct gw_call *call, const uint8_t *req, size_t len)
     gw_call_set_cancel(call, waiter_cancel, w);
 }
 
+/* ---- calls waiting for the segment cache (as Submit does), answered by one load ---- */
+
+static struct gw_segcache *segs;
+static int seg_loads, seg_answers, seg_cancels;
+
+static int seg_load(void *ctx, struct gw_segcache *c, void **handle)
+{
+    (void)ctx;
+    (void)c;
+    seg_loads++;
+    *handle = &seg_loads;
+    return 0;
+}
+
+static void seg_cancel_load(void *handle)
+{
+    (void)handle;
+}
+
+static uint64_t seg_now(void *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+struct seg_wait {
+    struct gw_call *call;
+    struct gw_segcache_req *req;
+};
+
+static void seg_wait_cancel(void *arg)
+{
+    struct seg_wait *w = arg;
+
+    seg_cancels++;
+    gw_segcache_cancel(w->req);
+    free(w);
+}
+
+static void seg_answer_cb(void *arg, int err, bool found)
+{
+    struct seg_wait *w = arg;
+    struct gw_call *call = w->call;
+
+    seg_answers++;
+    free(w);
+    gw_call_set_cancel(call, NULL, NULL);
+    if (err != 0 || !found)
+        gw_call_fail(call, GW_EPRECOND, "waybill.waybill_no", GW_RULE_NONE);
+    else
+        gw_call_finish(call, GW_GRPC_OK, NULL);
+}
+
+static void seg_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    struct seg_wait *w = calloc(1, sizeof(*w));
+
+    (void)req;
+    (void)len;
+    assert_non_null(w);
+    w->call = call;
+    assert_int_equal(gw_segcache_check(segs, "a", "WG", 1, seg_answer_cb, w, &w->req),
+                     GW_OK_PENDING);
+    gw_call_set_cancel(call, seg_wait_cancel, w);
+}
+
 static const struct gw_method test_methods[] = {
     {"/t.T/Echo", echo_handler, false},     {"/t.T/Stream", stream_handler, true},
     {"/t.T/Hang", hang_handler, false},     {"/t.T/Nothing", NULL, false},
@@ -326,8 +393,9 @@ static const struct gw_method test_methods[] = {
     {"/t.T/Admin", guarded_handler, false}, {"/t.T/NoRule", guarded_handler, false},
     {"/t.T/Flood", flood_handler, true},    {"/t.T/Hold", hang_handler, true},
     {"/t.T/Poll", poll_handler, true},      {"/t.T/Wait", wait_handler, false},
+    {"/t.T/Seg", seg_handler, false},
 };
-static const struct gw_rpc_table test_table = {test_methods, 12};
+static const struct gw_rpc_table test_table = {test_methods, 13};
 
 static const char *const admins[] = {"security_admin", NULL};
 /* The policy's rules for the test methods; /t.T/NoRule has none, so nobody may call it. */
@@ -337,7 +405,7 @@ static const struct gw_policy_method test_rules[] = {
     {"/t.T/Open", GW_POLICY_ANYONE, NULL},        {"/t.T/Unpack", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Admin", GW_POLICY_ROLES, admins},      {"/t.T/Flood", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Hold", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Poll", GW_POLICY_AUTHENTICATED, NULL},
-    {"/t.T/Wait", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Wait", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Seg", GW_POLICY_AUTHENTICATED, NULL},
 };
 
 /* ---- the harness ---- */
@@ -1642,6 +1710,50 @@ static void test_finish_in_completion_closes_no_other_stream(void **state)
     harness_free(h);
 }
 
+/* Issue 10, finding 1 as the review found it: two Submits of one connection wait for the same
+ * segment reload; the output is backed up while resets of the streams are queued (whichever
+ * waiter the cache answers first, the other's reset waits); the load completes once the output
+ * has drained. The first waiter's answer must not close the other stream (nor free its call and
+ * waiter) while the cache is still dispatching: each waiter is answered by its own callback, and
+ * nothing freed is touched (the ASan build proves it; with a synchronous flush in finish and a
+ * cache that cancels only from its waiting list, this was a heap-use-after-free). */
+static void test_segment_waiters_answered_while_reset_queued(void **state)
+{
+    struct gw_segcache_source src = {seg_load, seg_cancel_load, seg_now, NULL};
+    struct harness *h = harness_new(true);
+    uint8_t buf[32], wu[13];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    int32_t a, c;
+
+    (void)state;
+    segs = gw_segcache_new_source(&src, 1000);
+    assert_non_null(segs);
+    seg_loads = seg_answers = seg_cancels = 0;
+    a = start_call(h, "/t.T/Seg", NULL, &b);
+    b.off = 0;
+    c = start_call(h, "/t.T/Seg", NULL, &b);
+    assert_int_equal(seg_loads, 1); /* one load, two waiters */
+    io_backlog = GW_H2_OUT_HIGH;
+    for (int32_t id = a; id <= c; id += c - a) {
+        wu[0] = 0, wu[1] = 0, wu[2] = 4, wu[3] = 0x8, wu[4] = 0;
+        wu[5] = (uint8_t)(id >> 24), wu[6] = (uint8_t)(id >> 16), wu[7] = (uint8_t)(id >> 8);
+        wu[8] = (uint8_t)id;
+        wu[9] = 0x7f, wu[10] = wu[11] = wu[12] = 0xff;
+        assert_int_equal(gw_h2_recv(h->server, wu, sizeof(wu)), 0);
+    }
+    io_backlog = 0;
+    gw_segcache_loaded(segs, 0, NULL, 0); /* as the store's callback does: no segment matches */
+    assert_int_equal(seg_answers, 2);
+    assert_int_equal(seg_cancels, 0);
+    pump(h);
+    assert_int_equal(reply_for(h, a)->close_error, NGHTTP2_FLOW_CONTROL_ERROR);
+    assert_int_equal(reply_for(h, c)->close_error, NGHTTP2_FLOW_CONTROL_ERROR);
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
+    harness_free(h);
+    gw_segcache_free(segs);
+    segs = NULL;
+}
+
 /* Issue 10, finding 3: a client sends part of a message and never ends the stream. The deadline
  * answers the call; the client's half stays open; the gateway resets the stream (RST_STREAM
  * NO_ERROR) once the linger after its answer has passed, so the stream, its slot and its call
@@ -1754,6 +1866,7 @@ int main(void)
         cmocka_unit_test(test_identity_decides_before_body),
         cmocka_unit_test(test_writable_reasked_runs_next_turn),
         cmocka_unit_test(test_finish_in_completion_closes_no_other_stream),
+        cmocka_unit_test(test_segment_waiters_answered_while_reset_queued),
         cmocka_unit_test(test_stream_left_open_after_answer_reset),
         cmocka_unit_test(test_queued_responses_not_copied),
     };
