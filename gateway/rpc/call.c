@@ -379,13 +379,24 @@ void gw_call_up_close(void *obj)
 
 /* ---- responses ---- */
 
-/* Decides the status and hands it to the stream; the last thing it does, since the stream may
- * close and free the call before gw_h2_stream_finish returns. */
+/* The request's buffers (the message being assembled, the whole message) are not needed once the
+ * call is answered: freed (wiped) at once, not when the client gets round to closing its stream. */
+static void release_request(struct gw_call *call)
+{
+    gw_grpc_decoder_clear(&call->dec);
+    gw_free_wipe(call->req, call->req_len);
+    call->req = NULL;
+    call->req_len = 0;
+}
+
+/* Decides the status and hands it to the stream (which closes later, from the loop: never inside
+ * gw_h2_stream_finish, so a completion callback that finishes its call frees no other call). */
 static void finish(struct gw_call *call, enum gw_grpc_status status, const char *message)
 {
     if (call->state == CALL_DONE)
         return;
     call->state = CALL_DONE;
+    release_request(call);
     call->cancel_fn = NULL;
     call->writable_fn = NULL;
     event_del(call->deadline_ev);

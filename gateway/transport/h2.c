@@ -2,7 +2,13 @@
  * to the layer above (struct gw_h2_upcalls), response framing, flow-controlled output and
  * trailers. Invariants: every stream nghttp2 opens has one struct stream in the list until
  * nghttp2 closes it (or the session is freed), and its upper object gets exactly one close
- * upcall; output leaves only through gw_h2_flush, never re-entrantly; a stream's queued output is
+ * upcall; output leaves only through gw_h2_flush, never re-entrantly, and only from the session's
+ * own entry points (input, its events, the owner's calls), never from a call the layer above
+ * makes (finish, commit): those schedule a flush (flush_ev), so a completion callback that
+ * answers its call never closes another stream or frees another call under the feet of the code
+ * that is dispatching a list of completions; a stream the client leaves open after our answer
+ * went out is reset after STREAM_LINGER_MS and its queues are freed once the answer is sent; a
+ * stream's queued output is
  * bounded (GW_H2_STREAM_HIGH plus one message), never copied by libevent, and wiped as it leaves
  * the queue (sent or discarded); a stream whose client takes none of it for
  * stream_write_timeout_ms is reset; header lists are capped at cfg->max_header_list_size. */
@@ -23,6 +29,10 @@
 /* A client resetting more streams than this within one window is flooding us (CVE-2023-44487). */
 #define RESET_WINDOW_MS 10000u
 #define RESET_MAX 400u
+/* A client has this long after our answer (END_STREAM sent) to close its half of the stream
+ * before we reset it (RST_STREAM NO_ERROR, RFC 9113 8.1): grpc clients close at once; one that
+ * keeps streams open would otherwise hold their slots until it disconnects. */
+#define STREAM_LINGER_MS 2000u
 
 struct gw_h2_stream {
     int32_t id;
@@ -41,6 +51,7 @@ struct gw_h2_stream {
     char message[512];    /* percent-encoded grpc-message for the trailers */
     uint64_t progress_ms; /* last time the peer took bytes of this stream */
     struct event *stall_ev;
+    struct event *linger_ev; /* our answer is out, the client's half still open */
     struct gw_h2_stream *prev, *next;
 };
 
@@ -53,6 +64,7 @@ struct gw_h2 {
     struct gw_h2_io io;
     struct gw_h2_upcalls up;
     struct event *notify_ev; /* runs due writable upcalls from the loop */
+    struct event *flush_ev;  /* a flush asked for by the layer above, run from the loop */
     struct gw_h2_stream *streams;
     size_t nstreams;
     size_t nlive;    /* streams whose upper object has not been answered */
@@ -102,6 +114,23 @@ static void wipe_drain(struct evbuffer *b, size_t n)
     }
 }
 
+/* Frees the stream's response queues (wiped): at close, or once the answer has gone out. */
+static void free_queues(struct gw_h2_stream *st)
+{
+    if (st->out != NULL) {
+        wipe_drain(st->out, evbuffer_get_length(st->out)); /* what was never sent */
+        evbuffer_free(st->out);
+        st->out = NULL;
+    }
+    if (st->stage != NULL) {
+        if (st->resv.iov_base != NULL) /* reserved, perhaps written, never committed */
+            gw_wipe(st->resv.iov_base, st->resv.iov_len);
+        st->resv.iov_base = NULL;
+        evbuffer_free(st->stage);
+        st->stage = NULL;
+    }
+}
+
 static void stream_free(struct gw_h2_stream *st)
 {
     struct gw_h2 *h2 = st->h2;
@@ -121,15 +150,9 @@ static void stream_free(struct gw_h2_stream *st)
     h2->nstreams--;
     if (st->stall_ev != NULL)
         event_free(st->stall_ev);
-    if (st->out != NULL) {
-        wipe_drain(st->out, evbuffer_get_length(st->out)); /* what was never sent */
-        evbuffer_free(st->out);
-    }
-    if (st->stage != NULL) {
-        if (st->resv.iov_base != NULL) /* reserved, perhaps written, never committed */
-            gw_wipe(st->resv.iov_base, st->resv.iov_len);
-        evbuffer_free(st->stage);
-    }
+    if (st->linger_ev != NULL)
+        event_free(st->linger_ev);
+    free_queues(st);
     /* The headers may hold a bearer token. */
     gw_free_wipe(st, sizeof(*st));
 }
@@ -161,9 +184,10 @@ static int submit_trailers_only(struct gw_h2 *h2, int32_t stream_id, int http_st
         NV("grpc-message", enc);
     }
 #undef NV
-    /* No RST_STREAM(NO_ERROR) after it even when the client is still sending: grpc-core
+    /* No RST_STREAM(NO_ERROR) right after it even when the client is still sending: grpc-core
      * clients report such a reset as INTERNAL instead of the status we sent. The rest of the
-     * body is discarded as it arrives. */
+     * body is discarded as it arrives; a client still sending STREAM_LINGER_MS later is reset
+     * (on_frame_send_cb). */
     if (nghttp2_submit_response(h2->session, stream_id, nv, n, NULL) != 0)
         return GW_ENOMEM;
     return 0;
@@ -301,6 +325,46 @@ static int on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame
     return 0;
 }
 
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_h2_stream *st = arg;
+    struct gw_h2 *h2 = st->h2;
+
+    (void)fd;
+    (void)what;
+    GW_LOG(GW_LOG_DEBUG, "h2", &h2->log, "stream %d reset: left open %u ms after its answer",
+           (int)st->id, (unsigned)STREAM_LINGER_MS);
+    (void)nghttp2_submit_rst_stream(h2->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    (void)gw_h2_flush(h2); /* closes st */
+}
+
+/* Our answer's last frame (END_STREAM) has gone out: the response queues are no longer needed,
+ * and a client that keeps its half open gets STREAM_LINGER_MS to close it. */
+static int on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
+{
+    struct gw_h2 *h2 = user_data;
+    struct gw_h2_stream *st;
+    struct timeval tv = {(time_t)(STREAM_LINGER_MS / 1000u),
+                         (suseconds_t)(STREAM_LINGER_MS % 1000u) * 1000};
+
+    if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
+        !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (st == NULL)
+        return 0;
+    free_queues(st);
+    if (st->stall_ev != NULL)
+        evtimer_del(st->stall_ev);
+    if (nghttp2_session_get_stream_remote_close(session, st->id) != 0)
+        return 0; /* nghttp2 closes the stream now */
+    if (st->linger_ev == NULL)
+        st->linger_ev = evtimer_new(h2->base, linger_cb, st);
+    if (st->linger_ev == NULL || evtimer_add(st->linger_ev, &tv) != 0)
+        (void)nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
 static int on_stream_close_cb(nghttp2_session *session, int32_t stream_id, uint32_t error_code,
                               void *user_data)
 {
@@ -316,6 +380,22 @@ static int on_stream_close_cb(nghttp2_session *session, int32_t stream_id, uint3
 }
 
 /* ---- response output ---- */
+
+/* Output asked for by the layer above (a call answered or a message queued, often from inside a
+ * completion callback that is walking a list of waiters) is produced from the loop, later in the
+ * same pass: a flush sends trailers and resets and so closes streams and frees their calls, which
+ * must never happen inside the caller's dispatch. */
+static void flush_soon(struct gw_h2 *h2)
+{
+    event_active(h2->flush_ev, EV_TIMEOUT, 0);
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)gw_h2_flush(arg);
+}
 
 /* Runs notify_cb at the next loop turn: a zero timeout, not event_active, which libevent would
  * run again within the same turn when activated from inside the callback. */
@@ -421,7 +501,7 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (evbuffer_get_length(st->out) == 0)
+    if (gw_h2_stream_queued(st) == 0)
         return; /* nothing waiting: re-armed by the next commit */
     idle = now_ms() - st->progress_ms;
     if (idle < limit) {
@@ -545,7 +625,7 @@ int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
         st->progress_ms = now_ms();
     if (!evtimer_pending(st->stall_ev, NULL))
         arm_stall(st, st->h2->cfg->stream_write_timeout_ms);
-    (void)gw_h2_flush(st->h2); /* DATA without END_STREAM: the stream stays open */
+    flush_soon(st->h2);
     return 0;
 }
 
@@ -565,7 +645,7 @@ void gw_h2_stream_finish(struct gw_h2_stream *st, enum gw_grpc_status status, co
         gw_grpc_percent_encode(message ? message : "", st->message, sizeof(st->message));
         (void)nghttp2_session_resume_data(h2->session, st->id);
     }
-    (void)gw_h2_flush(h2); /* may close st */
+    flush_soon(h2); /* st closes later, from the loop, never inside this call */
 }
 
 void gw_h2_stream_reset(struct gw_h2_stream *st)
@@ -597,7 +677,8 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     h2->up = p->up;
     h2->reset_window_start = now_ms();
     h2->notify_ev = event_new(p->base, -1, 0, notify_cb, h2);
-    if (h2->notify_ev == NULL)
+    h2->flush_ev = event_new(p->base, -1, 0, flush_cb, h2);
+    if (h2->notify_ev == NULL || h2->flush_ev == NULL)
         goto fail;
 
     if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0)
@@ -607,6 +688,7 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv_cb);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv_cb);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close_cb);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send_cb);
     /* Our responses carry a handful of short headers; refuse to emit anything larger. */
     nghttp2_option_set_max_send_header_block_length(opt, 16384);
     if (nghttp2_session_server_new2(&h2->session, cbs, h2, opt) != 0)
@@ -644,6 +726,8 @@ void gw_h2_free(struct gw_h2 *h2)
     nghttp2_session_del(h2->session);
     if (h2->notify_ev != NULL)
         event_free(h2->notify_ev);
+    if (h2->flush_ev != NULL)
+        event_free(h2->flush_ev);
     gw_free(h2);
 }
 

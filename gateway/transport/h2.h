@@ -7,9 +7,12 @@
  *
  * Re-entrancy: output is produced only by gw_h2_flush, never from inside nghttp2's callbacks; a
  * flush requested while the session is processing input (e.g. a call finishing at once) runs
- * when gw_h2_recv returns. "Writable" notifications run from the event loop, never from inside
- * another upcall. The owner frees the session only from its own callbacks, never from code
- * called by the session. */
+ * when gw_h2_recv returns. The stream calls of the layer above (finish, commit) never flush: they
+ * schedule a flush from the event loop, so no stream closes and no upper object is freed inside
+ * them (a completion callback answering its call, while its caller walks a list of waiters, can
+ * never free another waiter). "Writable" notifications run from the event loop, never from
+ * inside another upcall. The owner frees the session only from its own callbacks, never from
+ * code called by the session. */
 #ifndef GW_H2_H
 #define GW_H2_H
 
@@ -109,8 +112,8 @@ int32_t gw_h2_stream_id(const struct gw_h2_stream *st);
  * business). Returns a pointer valid until gw_h2_stream_commit, or NULL (GW_ENOMEM, or the
  * stream is answered or over max_message_size). */
 uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len);
-/* Queues the message written into the reserved space and flushes. The first message sends the
- * response headers. Returns 0 or GW_ENOMEM. May close other streams (a flush), never st. */
+/* Queues the message written into the reserved space; the flush follows from the loop. The
+ * first message sends the response headers. Returns 0 or GW_ENOMEM. Closes no stream. */
 int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len) GW_MUST_CHECK;
 /* Response bytes queued on the stream and not yet taken by the peer's flow-control window. */
 size_t gw_h2_stream_queued(const struct gw_h2_stream *st);
@@ -122,9 +125,10 @@ void gw_h2_stream_want_writable(struct gw_h2_stream *st);
 
 /* Ends the stream with a gRPC status: trailers after the queued messages, or a trailers-only
  * response when nothing was sent. message (NULL for none) must never carry caller data; it is
- * percent-encoded here. The rest of a request body still arriving is discarded. Flushes: the
- * stream may close (close upcall) before this returns, unless called from inside an upcall of
- * this session's input processing. */
+ * percent-encoded here. The rest of a request body still arriving is discarded. The answer is
+ * flushed from the loop, later in the same pass: no stream closes (no close upcall runs) before
+ * this returns. Once the answer is out its queues are freed; a client that leaves its half of
+ * the stream open is reset (RST_STREAM NO_ERROR) 2 s later. */
 void gw_h2_stream_finish(struct gw_h2_stream *st, enum gw_grpc_status status, const char *message);
 /* Resets the stream (RST_STREAM CANCEL): for a client that stopped reading. The close upcall
  * follows. Queued output is wiped and discarded at once. */

@@ -23,6 +23,7 @@
 #include "h2.h"
 #include "policy.h"
 #include "rpc.h"
+#include "segcache.h"
 
 /* ---- libevent's memory, seen by the test ----
  * Every libevent allocation goes through these (installed first thing in main), so a test can
@@ -289,15 +290,112 @@ static void poll_handler(struct gw_call *call, const uint8_t *req, size_t len)
     gw_call_on_writable(call, poll_writable, call);
 }
 
+/* ---- waiters: calls parked on a list, answered by one completion (as the segment cache does) */
+
+struct waiter {
+    struct gw_call *call; /* NULL once answered or cancelled */
+    unsigned cancels;
+};
+static struct waiter waiters[2];
+static unsigned nwaiters;
+
+static void waiter_cancel(void *arg)
+{
+    struct waiter *w = arg;
+
+    w->cancels++;
+    w->call = NULL;
+}
+
+static void wait_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    struct waiter *w;
+
+    (void)req;
+    (void)len;
+    assert_true(nwaiters < 2);
+    w = &waiters[nwaiters++];
+    memset(w, 0, sizeof(*w));
+    w->call = call;
+    gw_call_set_cancel(call, waiter_cancel, w);
+}
+
+/* ---- calls waiting for the segment cache (as Submit does), answered by one load ---- */
+
+static struct gw_segcache *segs;
+static int seg_loads, seg_answers, seg_cancels;
+
+static int seg_load(void *ctx, struct gw_segcache *c, void **handle)
+{
+    (void)ctx;
+    (void)c;
+    seg_loads++;
+    *handle = &seg_loads;
+    return 0;
+}
+
+static void seg_cancel_load(void *handle)
+{
+    (void)handle;
+}
+
+static uint64_t seg_now(void *ctx)
+{
+    (void)ctx;
+    return 0;
+}
+
+struct seg_wait {
+    struct gw_call *call;
+    struct gw_segcache_req *req;
+};
+
+static void seg_wait_cancel(void *arg)
+{
+    struct seg_wait *w = arg;
+
+    seg_cancels++;
+    gw_segcache_cancel(w->req);
+    free(w);
+}
+
+static void seg_answer_cb(void *arg, int err, bool found)
+{
+    struct seg_wait *w = arg;
+    struct gw_call *call = w->call;
+
+    seg_answers++;
+    free(w);
+    gw_call_set_cancel(call, NULL, NULL);
+    if (err != 0 || !found)
+        gw_call_fail(call, GW_EPRECOND, "waybill.waybill_no", GW_RULE_NONE);
+    else
+        gw_call_finish(call, GW_GRPC_OK, NULL);
+}
+
+static void seg_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    struct seg_wait *w = calloc(1, sizeof(*w));
+
+    (void)req;
+    (void)len;
+    assert_non_null(w);
+    w->call = call;
+    assert_int_equal(gw_segcache_check(segs, "a", "WG", 1, seg_answer_cb, w, &w->req),
+                     GW_OK_PENDING);
+    gw_call_set_cancel(call, seg_wait_cancel, w);
+}
+
 static const struct gw_method test_methods[] = {
     {"/t.T/Echo", echo_handler, false},     {"/t.T/Stream", stream_handler, true},
     {"/t.T/Hang", hang_handler, false},     {"/t.T/Nothing", NULL, false},
     {"/t.T/Open", echo_handler, false},     {"/t.T/Unpack", unpack_handler, false},
     {"/t.T/Admin", guarded_handler, false}, {"/t.T/NoRule", guarded_handler, false},
     {"/t.T/Flood", flood_handler, true},    {"/t.T/Hold", hang_handler, true},
-    {"/t.T/Poll", poll_handler, true},
+    {"/t.T/Poll", poll_handler, true},      {"/t.T/Wait", wait_handler, false},
+    {"/t.T/Seg", seg_handler, false},
 };
-static const struct gw_rpc_table test_table = {test_methods, 11};
+static const struct gw_rpc_table test_table = {test_methods, 13};
 
 static const char *const admins[] = {"security_admin", NULL};
 /* The policy's rules for the test methods; /t.T/NoRule has none, so nobody may call it. */
@@ -307,6 +405,7 @@ static const struct gw_policy_method test_rules[] = {
     {"/t.T/Open", GW_POLICY_ANYONE, NULL},        {"/t.T/Unpack", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Admin", GW_POLICY_ROLES, admins},      {"/t.T/Flood", GW_POLICY_AUTHENTICATED, NULL},
     {"/t.T/Hold", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Poll", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Wait", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Seg", GW_POLICY_AUTHENTICATED, NULL},
 };
 
 /* ---- the harness ---- */
@@ -358,10 +457,13 @@ static int io_send(void *arg, const uint8_t *data, size_t len)
     return 0;
 }
 
+/* Output the "socket" has not taken yet: a test backs it up to keep frames queued in nghttp2. */
+static size_t io_backlog;
+
 static size_t io_pending(void *arg)
 {
     (void)arg;
-    return 0;
+    return io_backlog;
 }
 
 static int c_on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
@@ -429,6 +531,14 @@ static int c_on_close(nghttp2_session *s, int32_t id, uint32_t err, void *ud)
     return 0;
 }
 
+/* Does what the owner's loop does with a flush the server scheduled (an answer given outside its
+ * input processing, as a completion callback does), without running the rest of the loop: the
+ * tests decide when timers and writable upcalls run. */
+static void flush_scheduled(struct harness *h)
+{
+    assert_int_equal(gw_h2_flush(h->server), 0);
+}
+
 /* Moves bytes both ways until neither side has anything to say. */
 static void pump(struct harness *h)
 {
@@ -437,6 +547,7 @@ static void pump(struct harness *h)
         ssize_t n;
         bool moved = false;
 
+        flush_scheduled(h);
         while ((n = nghttp2_session_mem_send(h->client, &data)) > 0) {
             assert_int_equal(gw_h2_recv(h->server, data, (size_t)n), 0);
             moved = true;
@@ -553,6 +664,9 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     guarded_runs = 0;
     nfloods = 0;
     memset(floods, 0, sizeof(floods));
+    nwaiters = 0;
+    memset(waiters, 0, sizeof(waiters));
+    io_backlog = 0;
     flood_mode = FLOOD_SEND;
     cur_h = h;
     return h;
@@ -622,6 +736,26 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     b->off += take;
     if (b->off == b->n)
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)take;
+}
+
+/* A body that never ends: its bytes, then nothing (no END_STREAM), as long as the test runs. */
+static ssize_t open_body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                              uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    struct body *b = src->ptr;
+    size_t take = b->n - b->off;
+
+    (void)s;
+    (void)id;
+    (void)flags;
+    (void)ud;
+    if (take == 0)
+        return NGHTTP2_ERR_DEFERRED;
+    if (take > len)
+        take = len;
+    memcpy(buf, b->p + b->off, take);
+    b->off += take;
     return (ssize_t)take;
 }
 
@@ -1529,6 +1663,147 @@ static void test_writable_reasked_runs_next_turn(void **state)
     harness_free(h);
 }
 
+/* Issue 10, finding 1: a completion callback answers its call while the connection's output is
+ * backed up and a reset of another stream waits in nghttp2's queue. Answering must not flush: a
+ * flush would send that reset, close the other stream and free its call (cancelling it) inside the
+ * completion's dispatch, and a dispatcher that still holds the other waiter (as the segment cache
+ * once did) would then run a freed call. Rule: gw_call_finish (gw_h2_stream_finish) closes no
+ * stream before it returns; the flush runs from the loop. */
+static void test_finish_in_completion_closes_no_other_stream(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32], wu[13];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    int32_t a, c;
+
+    (void)state;
+    a = start_call(h, "/t.T/Wait", NULL, &b);
+    b.off = 0;
+    c = start_call(h, "/t.T/Wait", NULL, &b);
+    assert_int_equal(nwaiters, 2);
+    /* The output backs up; then a WINDOW_UPDATE that overflows stream c's window (a stream error,
+     * FLOW_CONTROL_ERROR): nghttp2 queues RST_STREAM for c, which cannot leave yet. */
+    io_backlog = GW_H2_OUT_HIGH;
+    wu[0] = 0, wu[1] = 0, wu[2] = 4, wu[3] = 0x8, wu[4] = 0;
+    wu[5] = (uint8_t)(c >> 24), wu[6] = (uint8_t)(c >> 16), wu[7] = (uint8_t)(c >> 8);
+    wu[8] = (uint8_t)c;
+    wu[9] = 0x7f, wu[10] = wu[11] = wu[12] = 0xff;
+    assert_int_equal(gw_h2_recv(h->server, wu, sizeof(wu)), 0);
+    assert_false(reply_for(h, c)->closed);
+    assert_int_equal(h->nout, 0);
+    io_backlog = 0; /* the socket drains: the next flush sends the reset */
+    /* The completion: the first waiter's callback answers its call... */
+    gw_call_finish(waiters[0].call, GW_GRPC_OK, NULL);
+    waiters[0].call = NULL;
+    /* ...and the second waiter is still there, its call alive: nothing was flushed. */
+    assert_int_equal(h->nout, 0);
+    assert_non_null(waiters[1].call);
+    assert_int_equal(waiters[1].cancels, 0);
+    gw_call_fail(waiters[1].call, GW_EINVAL, "x", GW_RULE_NONE);
+    waiters[1].call = NULL;
+    pump(h); /* the loop's flush */
+    assert_true(reply_for(h, a)->closed);
+    assert_int_equal(reply_for(h, a)->grpc_status, GW_GRPC_OK);
+    assert_true(reply_for(h, c)->closed);
+    assert_int_equal(waiters[0].cancels + waiters[1].cancels, 0);
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
+    harness_free(h);
+}
+
+/* Issue 10, finding 1 as the review found it: two Submits of one connection wait for the same
+ * segment reload; the output is backed up while resets of the streams are queued (whichever
+ * waiter the cache answers first, the other's reset waits); the load completes once the output
+ * has drained. The first waiter's answer must not close the other stream (nor free its call and
+ * waiter) while the cache is still dispatching: each waiter is answered by its own callback, and
+ * nothing freed is touched (the ASan build proves it; with a synchronous flush in finish and a
+ * cache that cancels only from its waiting list, this was a heap-use-after-free). */
+static void test_segment_waiters_answered_while_reset_queued(void **state)
+{
+    struct gw_segcache_source src = {seg_load, seg_cancel_load, seg_now, NULL};
+    struct harness *h = harness_new(true);
+    uint8_t buf[32], wu[13];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    int32_t a, c;
+
+    (void)state;
+    segs = gw_segcache_new_source(&src, 1000);
+    assert_non_null(segs);
+    seg_loads = seg_answers = seg_cancels = 0;
+    a = start_call(h, "/t.T/Seg", NULL, &b);
+    b.off = 0;
+    c = start_call(h, "/t.T/Seg", NULL, &b);
+    assert_int_equal(seg_loads, 1); /* one load, two waiters */
+    io_backlog = GW_H2_OUT_HIGH;
+    for (int32_t id = a; id <= c; id += c - a) {
+        wu[0] = 0, wu[1] = 0, wu[2] = 4, wu[3] = 0x8, wu[4] = 0;
+        wu[5] = (uint8_t)(id >> 24), wu[6] = (uint8_t)(id >> 16), wu[7] = (uint8_t)(id >> 8);
+        wu[8] = (uint8_t)id;
+        wu[9] = 0x7f, wu[10] = wu[11] = wu[12] = 0xff;
+        assert_int_equal(gw_h2_recv(h->server, wu, sizeof(wu)), 0);
+    }
+    io_backlog = 0;
+    gw_segcache_loaded(segs, 0, NULL, 0); /* as the store's callback does: no segment matches */
+    assert_int_equal(seg_answers, 2);
+    assert_int_equal(seg_cancels, 0);
+    pump(h);
+    assert_int_equal(reply_for(h, a)->close_error, NGHTTP2_FLOW_CONTROL_ERROR);
+    assert_int_equal(reply_for(h, c)->close_error, NGHTTP2_FLOW_CONTROL_ERROR);
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
+    harness_free(h);
+    gw_segcache_free(segs);
+    segs = NULL;
+}
+
+/* Issue 10, finding 3: a client sends part of a message and never ends the stream. The deadline
+ * answers the call; the client's half stays open; the gateway resets the stream (RST_STREAM
+ * NO_ERROR) once the linger after its answer has passed, so the stream, its slot and its call
+ * do not live until the client disconnects; the connection counts no live call meanwhile. */
+static void test_stream_left_open_after_answer_reset(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[600];
+    struct body b = {buf, sizeof(buf), 0};
+    nghttp2_nv nv[7] = {
+        HNV(":method", "POST"),
+        HNV(":scheme", "http"),
+        HNV(":authority", "localhost"),
+        HNV(":path", "/t.T/Echo"),
+        HNV("content-type", "application/grpc"),
+        HNV("te", "trailers"),
+        HNV("grpc-timeout", "50m"),
+    };
+    nghttp2_data_provider prd = {.source.ptr = &b, .read_callback = open_body_read};
+    struct reply *r;
+    int32_t id;
+
+    (void)state;
+    memset(buf, 'x', sizeof(buf));
+    buf[0] = 0, buf[1] = 0, buf[2] = 0, buf[3] = 0x04, buf[4] = 0; /* 1024 bytes announced */
+    id = nghttp2_submit_request(h->client, NULL, nv, 7, &prd, NULL);
+    assert_true(id > 0);
+    pump(h);
+    r = reply_for(h, id);
+    assert_int_equal(gw_h2_live_streams(h->server), 1);
+    /* the deadline answers; the client's half of the stream stays open */
+    for (int guard = 0; r->grpc_status == 0; guard++) {
+        assert_true(guard < 1000);
+        event_base_loop(h->base, EVLOOP_ONCE);
+        pump(h);
+    }
+    assert_int_equal(r->grpc_status, GW_GRPC_DEADLINE_EXCEEDED);
+    assert_false(r->closed);
+    assert_int_equal(gw_h2_live_streams(h->server), 0);
+    /* the linger timer resets it */
+    for (int guard = 0; !r->closed; guard++) {
+        assert_true(guard < 1000);
+        event_base_loop(h->base, EVLOOP_ONCE);
+        pump(h);
+    }
+    assert_int_equal(r->close_error, NGHTTP2_NO_ERROR);
+    assert_int_equal(cancels, 0);
+    harness_free(h);
+}
+
 /* Messages queued behind a closed window stay where they were written: libevent never copies a
  * queued message into a bigger block and releases the old one holding it. */
 static void test_queued_responses_not_copied(void **state)
@@ -1590,6 +1865,9 @@ int main(void)
         cmocka_unit_test(test_reset_response_wiped),
         cmocka_unit_test(test_identity_decides_before_body),
         cmocka_unit_test(test_writable_reasked_runs_next_turn),
+        cmocka_unit_test(test_finish_in_completion_closes_no_other_stream),
+        cmocka_unit_test(test_segment_waiters_answered_while_reset_queued),
+        cmocka_unit_test(test_stream_left_open_after_answer_reset),
         cmocka_unit_test(test_queued_responses_not_copied),
     };
     /* before any libevent call: every libevent allocation is seen by the test */

@@ -257,6 +257,41 @@ static void test_cancel(void **state)
     assert_int_equal(a.calls, 0);
 }
 
+/* Issue 10, finding 1: a waiter's callback finishes its call, which cancels another waiter of
+ * the same load (its stream closed meanwhile). Whichever runs first cancels the others: they are
+ * never called back and never touched after the cancel freed them (the ASan build proves it). */
+struct pair {
+    struct answer a;
+    struct gw_segcache_req *others[2];
+};
+
+static void cancelling_cb(void *arg, int err, bool found)
+{
+    struct pair *p = arg;
+
+    answer_cb(&p->a, err, found);
+    for (int i = 0; i < 2; i++)
+        gw_segcache_cancel(p->others[i]);
+}
+
+static void test_cancel_from_another_waiters_callback(void **state)
+{
+    struct fx *f = *state;
+    struct pair p[3];
+    struct gw_segcache_req *h[3];
+
+    memset(p, 0, sizeof(p));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(gw_segcache_check(f->c, "a", "WG", 1500 + i, cancelling_cb, &p[i], &h[i]),
+                         GW_OK_PENDING);
+    for (int i = 0; i < 3; i++) {
+        p[i].others[0] = h[(i + 1) % 3];
+        p[i].others[1] = h[(i + 2) % 3];
+    }
+    gw_segcache_loaded(f->c, 0, SEGS, NSEGS);
+    assert_int_equal(p[0].a.calls + p[1].a.calls + p[2].a.calls, 1);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -269,6 +304,7 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_load_errors, setup, teardown),
         cmocka_unit_test_setup_teardown(test_cancel, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_cancel_from_another_waiters_callback, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
