@@ -273,16 +273,18 @@ print("opened", opened, flush=True)
 
 def test_slot_exhaustion_from_one_address(stack):
     """300 sockets from 127.0.0.2 that never start TLS (more than max_connections = 256 of the
-    dev stack), reopened as the gateway closes them; 200 health checks from 127.0.0.1, each on
-    its own new connection: at least 99% answered."""
+    dev stack), reopened as the gateway closes them; 100 health checks from 127.0.0.1, each on
+    its own new connection: at least 99% answered. (100 new connections fit in one address's
+    accept burst, 128, however fast the client runs: the bound does not depend on speed.)"""
     host, port = hostport(stack.addr)
+    since = len(stack.log_lines())
     att = subprocess.Popen([sys.executable, "-c", ATTACKER, host, str(port), "300"],
                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     ok = failed = 0
     try:
         assert att.stdout.readline().strip() == "ready"
         cert, key = stack.cert("courier_a")
-        for _ in range(200):
+        for _ in range(100):
             ch = waygate_proto.channel(stack.addr, stack.ca, cert, key,
                                        [("grpc.use_local_subchannel_pool", 1)])
             try:
@@ -304,4 +306,7 @@ def test_slot_exhaustion_from_one_address(stack):
                 att.kill()
                 att.wait()
     print("legitimate calls: %d answered, %d failed; attacker: %s" % (ok, failed, out.strip()))
-    assert ok >= 198, "only %d of 200 legitimate calls answered under attack" % ok
+    assert ok >= 99, "only %d of 100 legitimate calls answered under attack" % ok
+    # The attacker was held by the per-address limits (the first refusal is always logged).
+    assert any("refusing connections" in line and "per_address" in line
+               for line in stack.log_lines()[since:]), "the attacker was never refused"
