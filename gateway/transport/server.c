@@ -46,6 +46,7 @@ struct gw_server {
     void *done_arg;
     bool done_called;
     uint64_t refused;
+    uint64_t refused_by[GW_SERVER_REFUSED_N];
 };
 
 static uint64_t now_ms(void)
@@ -101,21 +102,30 @@ static void conn_closed_cb(void *arg, struct gw_conn *c)
     check_drained(s);
 }
 
+static const char *const refusal_names[GW_SERVER_REFUSED_N] = {
+    [GW_SERVER_REFUSED_MAX_CONNECTIONS] = "max_connections",
+    [GW_SERVER_REFUSED_MAX_PREAUTH] = "max_preauth_connections",
+    [GW_SERVER_REFUSED_RATE_PER_ADDRESS] = "accept_rate_per_address",
+    [GW_SERVER_REFUSED_PREAUTH_PER_ADDRESS] = "max_preauth_per_address",
+    [GW_SERVER_REFUSED_ADDRESS_TABLE_FULL] = "address_table_full",
+};
+
 /* Closes a connection refused at accept. Logs the first refusal and then every 1000th, so that
  * a flood cannot flood the log. */
-static void refuse(struct gw_server *s, evutil_socket_t fd, const char *why)
+static void refuse(struct gw_server *s, evutil_socket_t fd, enum gw_server_refusal r)
 {
+    s->refused_by[r]++;
     if (s->refused++ % 1000 == 0)
-        GW_LOG(GW_LOG_WARN, "server", NULL, "refusing connections: %s (%llu so far)", why,
-               (unsigned long long)s->refused);
+        GW_LOG(GW_LOG_WARN, "server", NULL, "refusing connections: %s reached (%llu so far)",
+               refusal_names[r], (unsigned long long)s->refused);
     evutil_closesocket(fd);
 }
 
-static const char *const verdict_why[] = {
-    [GW_PEERLIMIT_OK] = "",
-    [GW_PEERLIMIT_RATE] = "accept_rate_per_address exceeded",
-    [GW_PEERLIMIT_PREAUTH] = "max_preauth_per_address reached",
-    [GW_PEERLIMIT_FULL] = "the table of client addresses is full",
+static const enum gw_server_refusal verdict_refusal[] = {
+    [GW_PEERLIMIT_OK] = GW_SERVER_REFUSED_N, /* not used */
+    [GW_PEERLIMIT_RATE] = GW_SERVER_REFUSED_RATE_PER_ADDRESS,
+    [GW_PEERLIMIT_PREAUTH] = GW_SERVER_REFUSED_PREAUTH_PER_ADDRESS,
+    [GW_PEERLIMIT_FULL] = GW_SERVER_REFUSED_ADDRESS_TABLE_FULL,
 };
 
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
@@ -132,18 +142,16 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         return;
     }
     if (s->nconns >= s->cfg->max_connections) {
-        refuse(s, fd, "max_connections reached");
+        refuse(s, fd, GW_SERVER_REFUSED_MAX_CONNECTIONS);
         return;
     }
     if (s->npreauth >= s->max_preauth) {
-        refuse(s, fd,
-               "max_preauth_connections reached (the rest is kept for authenticated "
-               "clients)");
+        refuse(s, fd, GW_SERVER_REFUSED_MAX_PREAUTH); /* the rest is kept for the authenticated */
         return;
     }
     v = gw_peerlimit_admit(s->pl, sa, now_ms(), &slot);
     if (v != GW_PEERLIMIT_OK) {
-        refuse(s, fd, verdict_why[v]);
+        refuse(s, fd, verdict_refusal[v]);
         return;
     }
     (void)evutil_make_socket_nonblocking(fd);
@@ -387,4 +395,19 @@ void gw_server_address(const struct gw_server *s, int insecure, char *out, size_
 size_t gw_server_connections(const struct gw_server *s)
 {
     return s->nconns;
+}
+
+size_t gw_server_preauth(const struct gw_server *s)
+{
+    return s->npreauth;
+}
+
+uint64_t gw_server_refused(const struct gw_server *s, enum gw_server_refusal r)
+{
+    return r < GW_SERVER_REFUSED_N ? s->refused_by[r] : 0;
+}
+
+const char *gw_server_refusal_name(enum gw_server_refusal r)
+{
+    return r < GW_SERVER_REFUSED_N ? refusal_names[r] : "?";
 }

@@ -241,6 +241,25 @@ def test_missing_certificate_gets_certificate_required_alert(stack):
 
 # --- finding 4: unauthenticated slot exhaustion ---
 
+def scrape_metrics(stack):
+    """{sample name with labels: value} from GET /metrics (DIR/env WAYGATE_METRICS_ADDR)."""
+    host, port = stack.env["WAYGATE_METRICS_ADDR"].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    body = data.split(b"\r\n\r\n", 1)[1].decode()
+    out = {}
+    for line in body.splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = value
+    return out
+
 ATTACKER = r"""
 import select, socket, sys, time
 host, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
@@ -307,6 +326,12 @@ def test_slot_exhaustion_from_one_address(stack):
                 att.wait()
     print("legitimate calls: %d answered, %d failed; attacker: %s" % (ok, failed, out.strip()))
     assert ok >= 99, "only %d of 100 legitimate calls answered under attack" % ok
-    # The attacker was held by the per-address limits (the first refusal is always logged).
+    # The attacker was held by the per-address limits (the first refusal is always logged), and
+    # the metrics count those refusals by limit.
     assert any("refusing connections" in line and "per_address" in line
                for line in stack.log_lines()[since:]), "the attacker was never refused"
+    metrics = scrape_metrics(stack)
+    refused = sum(float(v) for k, v in metrics.items()
+                  if k.startswith("waygate_connections_refused_total{") and "per_address" in k)
+    assert refused > 0, "waygate_connections_refused_total does not count the refusals"
+    assert "waygate_connections_preauth" in metrics
