@@ -51,6 +51,10 @@ bool gw_conn_authenticated(const struct gw_conn *c);
 /* The owner's admission slot of an unauthenticated connection (peerlimit.h); NULL otherwise. */
 struct gw_peerlimit_slot **gw_conn_slot(struct gw_conn *c);
 
+/* True when the connection completed its TLS handshake and its client certificate is revoked by
+ * t's current CRL (reloaded after the handshake). */
+bool gw_conn_revoked(const struct gw_conn *c, const struct gw_tls *t);
+
 /* Peer address "ip:port" for logs. */
 const char *gw_conn_peer(const struct gw_conn *c);
 

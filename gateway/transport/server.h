@@ -58,4 +58,9 @@ uint64_t gw_server_refused(const struct gw_server *s, enum gw_server_refusal r);
 /* The limit's configuration key ("max_connections", ...), for metrics labels. */
 const char *gw_server_refusal_name(enum gw_server_refusal r);
 
+/* After a CRL reload (gw_tls_reload_crl): closes at once every connection whose client certificate
+ * the new CRL revokes, cancelling its calls; returns how many. Not from inside a connection's
+ * callbacks (from a signal or timer callback of the loop). */
+size_t gw_server_drop_revoked(struct gw_server *s);
+
 #endif
