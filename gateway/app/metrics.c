@@ -188,6 +188,16 @@ static void write_process(struct evbuffer *b, const struct gw_metrics_sources *s
           (double)pages_rss * 4096.0);
     gauge(b, "waygate_connections", "client connections open now",
           (double)gw_server_connections(src->server));
+    gauge(b, "waygate_connections_preauth",
+          "client connections open now and not yet authenticated (TLS with a verified client "
+          "certificate not done)",
+          (double)gw_server_preauth(src->server));
+    gw_prom_family(b, "waygate_connections_refused_total", "counter",
+                   "connections refused at accept, by the [server] limit that refused them");
+    for (int r = 0; r < GW_SERVER_REFUSED_N; r++)
+        gw_prom_sample(b, "waygate_connections_refused_total", "limit",
+                       gw_server_refusal_name((enum gw_server_refusal)r), NULL, NULL,
+                       (double)gw_server_refused(src->server, (enum gw_server_refusal)r));
     gw_tls_expiry(src->tls, &ex);
     gauge(b, "waygate_tls_cert_expiry_seconds",
           "seconds until the server certificate expires (negative: expired)", (double)ex.cert_s);

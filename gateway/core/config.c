@@ -47,6 +47,10 @@ static const struct keydef keys[] = {
     {"server", "max_header_list_size", T_U32, F(max_header_list_size), 1024, 1048576, 0},
     {"server", "max_message_size", T_U32, F(max_message_size), 1024, 67108864, 0},
     {"server", "handshake_timeout_ms", T_U32, F(handshake_timeout_ms), 100, 600000, 0},
+    {"server", "preauth_timeout_ms", T_U32, F(preauth_timeout_ms), 100, 600000, 0},
+    {"server", "max_preauth_connections", T_U32, F(max_preauth_connections), 0, 1000000, 0},
+    {"server", "max_preauth_per_address", T_U32, F(max_preauth_per_address), 1, 1000000, 0},
+    {"server", "accept_rate_per_address", T_U32, F(accept_rate_per_address), 1, 1000000, 0},
     {"server", "idle_timeout_ms", T_U32, F(idle_timeout_ms), 1000, 86400000, 0},
     {"server", "stream_write_timeout_ms", T_U32, F(stream_write_timeout_ms), 100, 3600000, 0},
     {"server", "drain_timeout_ms", T_U32, F(drain_timeout_ms), 0, 600000, 0},
@@ -126,6 +130,9 @@ static void set_defaults(struct gw_config *c)
     c->max_header_list_size = 16384;
     c->max_message_size = 4u * 1024 * 1024;
     c->handshake_timeout_ms = 10000;
+    c->preauth_timeout_ms = 3000;
+    c->max_preauth_per_address = 32;
+    c->accept_rate_per_address = 64;
     c->idle_timeout_ms = 300000;
     c->stream_write_timeout_ms = 30000;
     c->drain_timeout_ms = 10000;
@@ -630,6 +637,12 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
                  "localhost)");
             return GW_EINVAL;
         }
+    }
+    if (c->max_preauth_connections >= c->max_connections) {
+        fail(ps, ps->seen[key_index("server", "max_preauth_connections")],
+             "[server] max_preauth_connections: must be below max_connections (slots are kept "
+             "for authenticated connections)");
+        return GW_EINVAL;
     }
     if (c->metrics_listen != NULL) {
         int line = ps->seen[key_index("metrics", "listen")];

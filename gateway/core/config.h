@@ -12,14 +12,22 @@
 
 struct gw_config {
     /* [server] */
-    char *listen;                     /* "host:port" of the mTLS listener (required) */
-    bool insecure_loopback_only;      /* default false; true allows insecure_listen */
-    char *insecure_listen;            /* "host:port", must be a loopback address; NULL = none */
-    uint32_t max_connections;         /* default 1024 */
-    uint32_t max_concurrent_streams;  /* per connection, default 100 */
-    uint32_t max_header_list_size;    /* bytes, default 16384 */
-    uint32_t max_message_size;        /* bytes of one gRPC message, default 4 MiB */
-    uint32_t handshake_timeout_ms;    /* TLS handshake + HTTP/2 preface, default 10000 */
+    char *listen;                    /* "host:port" of the mTLS listener (required) */
+    bool insecure_loopback_only;     /* default false; true allows insecure_listen */
+    char *insecure_listen;           /* "host:port", must be a loopback address; NULL = none */
+    uint32_t max_connections;        /* default 1024 */
+    uint32_t max_concurrent_streams; /* per connection, default 100 */
+    uint32_t max_header_list_size;   /* bytes, default 16384 */
+    uint32_t max_message_size;       /* bytes of one gRPC message, default 4 MiB */
+    uint32_t handshake_timeout_ms;   /* TLS handshake + HTTP/2 preface, default 10000 */
+    /* Pre-authentication limits (before a client certificate is verified), issue 10 finding 4 */
+    uint32_t preauth_timeout_ms;      /* TLS handshake done within, default 3000 */
+    uint32_t max_preauth_connections; /* unauthenticated at once, all addresses; default 0 =
+                                       * a quarter of max_connections (the rest is kept for
+                                       * authenticated ones); else < max_connections */
+    uint32_t max_preauth_per_address; /* unauthenticated at once from one address, default 32 */
+    uint32_t accept_rate_per_address; /* connections accepted per second from one address
+                                       * (burst twice that), default 64 */
     uint32_t idle_timeout_ms;         /* no stream open and no bytes, default 300000 */
     uint32_t stream_write_timeout_ms; /* a response stream whose client takes no bytes for this
                                        * long is reset, default 30000 */

@@ -9,6 +9,7 @@
 #include "conn.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,7 @@
 
 #define READ_HIGH_WATERMARK (256u * 1024u)
 #define LINGER_MS 2000u
+#define LINGER_READ_MAX (64u * 1024u) /* bytes discarded after a refused handshake */
 
 struct gw_conn {
     const struct gw_config *cfg;
@@ -38,13 +40,19 @@ struct gw_conn {
     struct event *handshake_ev; /* handshake deadline, later the linger deadline after GOAWAY */
     struct event *idle_ev;
     struct event *flush_ev;   /* writes `pending`, activated by io_send */
+    struct event *linger_ev;  /* after a refused handshake: reads and discards */
+    size_t lingered;          /* bytes discarded so far */
     struct evbuffer *pending; /* session output not yet written or handed to the bufferevent */
     struct ssl_st *ssl;       /* owned by the bufferevent; NULL for plaintext */
     struct gw_peer peer;
     struct gw_log_ctx log;
     gw_conn_closed_cb closed_cb;
+    gw_conn_auth_cb auth_cb;
     void *cb_arg;
+    struct gw_peerlimit_slot *slot; /* the owner's, while unauthenticated */
     bool closing;
+    bool authed;         /* gw_conn_auth_cb has been called */
+    bool lingering;      /* refused handshake: FIN sent, discarding input until LINGER_MS */
     bool handshake_done; /* client preface received: handshake_ev no longer a deadline */
     struct gw_conn *next, *prev;
 };
@@ -54,6 +62,16 @@ static void set_timer(struct event *ev, uint32_t ms)
     struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
 
     (void)evtimer_add(ev, &tv);
+}
+
+/* Reports the connection as authenticated, once. */
+static void authenticated(struct gw_conn *c)
+{
+    if (c->authed || c->closing)
+        return;
+    c->authed = true;
+    if (c->auth_cb != NULL)
+        c->auth_cb(c->cb_arg, c);
 }
 
 /* Reports the connection as finished; the owner frees it. */
@@ -175,6 +193,7 @@ static void process_input(struct gw_conn *c)
     if (!c->handshake_done && gw_h2_preface_received(c->h2)) {
         c->handshake_done = true;
         evtimer_del(c->handshake_ev);
+        authenticated(c); /* plaintext: the preface is all there is; TLS: already done */
     }
     set_timer(c->idle_ev, c->cfg->idle_timeout_ms);
     (void)maybe_close(c);
@@ -255,6 +274,8 @@ static void on_connected(struct gw_conn *c)
     }
     c->log.principal = c->peer.cert_cn;
     c->ssl = ssl;
+    authenticated(c);
+    set_timer(c->handshake_ev, c->cfg->handshake_timeout_ms); /* now for the HTTP/2 preface */
     GW_LOG(GW_LOG_INFO, "conn", &c->log, "tls established: %s, OU %s", gw_tls_version(ssl),
            c->peer.cert_ou);
     if (start_session(c) != 0) {
@@ -262,6 +283,48 @@ static void on_connected(struct gw_conn *c)
         return;
     }
     process_input(c);
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_conn *c = arg;
+    char buf[4096];
+
+    (void)what;
+    for (;;) {
+        ssize_t n = recv(fd, buf, sizeof(buf), 0);
+        if (n > 0) {
+            c->lingered += (size_t)n;
+            if (c->lingered > LINGER_READ_MAX)
+                break;
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+            return;
+        break; /* the client closed too, or the socket failed */
+    }
+    conn_close(c, "refused handshake");
+}
+
+/* A refused handshake: OpenSSL has written its alert (certificate_required, unknown_ca, ...) to
+ * the socket. Closing now, with the client's next flight unread, makes the kernel answer RST,
+ * and a client that writes before it reads (every HTTP/2 client after a TLS 1.3 handshake) sees
+ * a reset instead of the alert. So: FIN after the alert, then read and discard what the client
+ * still sends, at most LINGER_READ_MAX bytes for at most LINGER_MS, then close. The connection
+ * keeps its pre-authentication slot meanwhile: lingering is bounded by the same caps. */
+static void start_linger(struct gw_conn *c)
+{
+    evutil_socket_t fd = bufferevent_getfd(c->bev);
+
+    bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+    if (fd < 0 || shutdown(fd, SHUT_WR) != 0 ||
+        (c->linger_ev = event_new(c->base, fd, EV_READ | EV_PERSIST, linger_cb, c)) == NULL ||
+        event_add(c->linger_ev, NULL) != 0) {
+        conn_close(c, "refused handshake");
+        return;
+    }
+    c->lingering = true;
+    set_timer(c->handshake_ev, LINGER_MS);
 }
 
 static void event_cb(struct bufferevent *bev, short events, void *arg)
@@ -288,6 +351,10 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
                 GW_LOG(c->handshake_done && gw_tls_error_is_eof(e) ? GW_LOG_DEBUG : GW_LOG_INFO,
                        "conn", &c->log, "tls error: %s", reason);
         }
+        if (c->tls && c->ssl == NULL && e != 0) {
+            start_linger(c); /* the handshake failed: let the alert be read */
+            return;
+        }
         conn_close(c, "socket error");
         return;
     }
@@ -306,7 +373,7 @@ static void handshake_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (!c->handshake_done)
+    if (!c->handshake_done && !c->lingering)
         GW_LOG(GW_LOG_INFO, "conn", &c->log, "handshake timeout");
     conn_close(c, "handshake or linger timeout");
 }
@@ -406,7 +473,11 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
     }
     if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0)
         goto fail;
-    set_timer(c->handshake_ev, c->cfg->handshake_timeout_ms);
+    /* Unauthenticated connections cost an attacker nothing: they get the shorter time. */
+    set_timer(c->handshake_ev,
+              tls != NULL && c->cfg->preauth_timeout_ms < c->cfg->handshake_timeout_ms
+                  ? c->cfg->preauth_timeout_ms
+                  : c->cfg->handshake_timeout_ms);
     if (tls == NULL && start_session(c) != 0)
         goto fail;
     GW_LOG(GW_LOG_DEBUG, "conn", &c->log, "connection accepted (%s)", tls ? "tls" : "plaintext");
@@ -425,6 +496,8 @@ void gw_conn_free(struct gw_conn *c)
     if (c == NULL)
         return;
     gw_h2_free(c->h2); /* cancels live calls */
+    if (c->linger_ev != NULL)
+        event_free(c->linger_ev); /* before the bufferevent closes its fd */
     if (c->bev != NULL)
         bufferevent_free(c->bev);
     if (c->handshake_ev != NULL)
@@ -448,6 +521,21 @@ void gw_conn_drain(struct gw_conn *c)
     }
     gw_h2_goaway(c->h2);
     (void)maybe_close(c);
+}
+
+void gw_conn_set_auth_cb(struct gw_conn *c, gw_conn_auth_cb cb)
+{
+    c->auth_cb = cb;
+}
+
+bool gw_conn_authenticated(const struct gw_conn *c)
+{
+    return c->authed;
+}
+
+struct gw_peerlimit_slot **gw_conn_slot(struct gw_conn *c)
+{
+    return &c->slot;
 }
 
 const char *gw_conn_peer(const struct gw_conn *c)

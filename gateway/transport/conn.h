@@ -1,7 +1,9 @@
 /* conn.h: one client connection: its socket bufferevent (TLS or, on the loopback-only insecure
  * listener, plain), its SSL, its HTTP/2 session (h2.h) and through it its streams and calls.
- * Timeouts: TLS handshake + HTTP/2 client preface within handshake_timeout_ms; the connection is
- * closed after idle_timeout_ms without traffic while no stream is open. */
+ * Timeouts: the TLS handshake (with the client certificate verified) within the shorter of
+ * preauth_timeout_ms and handshake_timeout_ms, then the HTTP/2 client preface within
+ * handshake_timeout_ms; the connection is closed after idle_timeout_ms without traffic while no
+ * stream is open. */
 #ifndef GW_CONN_H
 #define GW_CONN_H
 
@@ -14,11 +16,17 @@ struct sockaddr;
 struct gw_config;
 struct gw_conn;
 struct gw_h2_upcalls;
+struct gw_peerlimit_slot;
 struct gw_tls;
 
 /* Called once when the connection has finished (peer gone, error, timeout, drained). The owner
  * must then free the connection with gw_conn_free (it may do so inside the callback). */
 typedef void (*gw_conn_closed_cb)(void *arg, struct gw_conn *c);
+
+/* Called once when the connection authenticates: TLS with a verified client certificate and a
+ * principal, or (plaintext) the HTTP/2 client preface received. Never called after the closed
+ * callback. The connection must not be freed inside it. */
+typedef void (*gw_conn_auth_cb)(void *arg, struct gw_conn *c);
 
 /* Takes ownership of fd (closed on failure too). tls NULL means plaintext HTTP/2 with prior
  * knowledge and a peer without a certificate. up: what the layer above does with the streams
@@ -33,6 +41,15 @@ void gw_conn_free(struct gw_conn *c);
 
 /* Graceful: sends GOAWAY; open streams may finish, then the connection closes itself. */
 void gw_conn_drain(struct gw_conn *c);
+
+/* Sets the authentication callback (called with the closed callback's arg). */
+void gw_conn_set_auth_cb(struct gw_conn *c, gw_conn_auth_cb cb);
+
+/* Has the connection authenticated (see gw_conn_auth_cb)? */
+bool gw_conn_authenticated(const struct gw_conn *c);
+
+/* The owner's admission slot of an unauthenticated connection (peerlimit.h); NULL otherwise. */
+struct gw_peerlimit_slot **gw_conn_slot(struct gw_conn *c);
 
 /* True when the connection completed its TLS handshake and its client certificate is revoked by
  * t's current CRL (reloaded after the handshake). */

@@ -11,7 +11,9 @@
  * stream's queued output is
  * bounded (GW_H2_STREAM_HIGH plus one message), never copied by libevent, and wiped as it leaves
  * the queue (sent or discarded); a stream whose client takes none of it for
- * stream_write_timeout_ms is reset; header lists are capped at cfg->max_header_list_size. */
+ * stream_write_timeout_ms is reset; header lists are capped at cfg->max_header_list_size; a
+ * client over a control-frame budget (h2_calm.h) gets GOAWAY ENHANCE_YOUR_CALM and nothing more;
+ * per-stream log lines are rate-limited per connection. */
 #include "h2.h"
 
 #include <stdio.h>
@@ -24,11 +26,9 @@
 
 #include "alloc.h"
 #include "config.h"
+#include "h2_calm.h"
 #include "log.h"
 
-/* A client resetting more streams than this within one window is flooding us (CVE-2023-44487). */
-#define RESET_WINDOW_MS 10000u
-#define RESET_MAX 400u
 /* A client has this long after our answer (END_STREAM sent) to close its half of the stream
  * before we reset it (RST_STREAM NO_ERROR, RFC 9113 8.1): grpc clients close at once; one that
  * keeps streams open would otherwise hold their slots until it disconnects. */
@@ -72,8 +72,8 @@ struct gw_h2 {
     bool want_flush; /* a flush was asked for while busy */
     bool failed;
     bool preface;
-    uint64_t reset_window_start;
-    unsigned resets;
+    bool calmed; /* over a control-frame budget: GOAWAY ENHANCE_YOUR_CALM queued */
+    struct gw_h2_calm calm;
 };
 
 static uint64_t now_ms(void)
@@ -82,6 +82,19 @@ static uint64_t now_ms(void)
 
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* May a per-stream line (a refusal, a reset) be logged now? Says first how many were left out. */
+static bool stream_log_ok(struct gw_h2 *h2)
+{
+    uint64_t dropped = 0;
+
+    if (!gw_h2_calm_log_ok(&h2->calm, now_ms(), &dropped))
+        return false;
+    if (dropped > 0)
+        GW_LOG(GW_LOG_INFO, "h2", &h2->log, "%llu per-stream log lines suppressed (rate limit)",
+               (unsigned long long)dropped);
+    return true;
 }
 
 static void mark_answered(struct gw_h2_stream *st)
@@ -197,8 +210,9 @@ static void answer_early(struct gw_h2_stream *st, int http_status, enum gw_grpc_
                          const char *message)
 {
     mark_answered(st);
-    GW_LOG(GW_LOG_INFO, "h2", &st->h2->log, "stream %d refused: grpc-status %d: %s", (int)st->id,
-           (int)status, message ? message : "");
+    if (stream_log_ok(st->h2))
+        GW_LOG(GW_LOG_INFO, "h2", &st->h2->log, "stream %d refused: grpc-status %d: %s",
+               (int)st->id, (int)status, message ? message : "");
     if (submit_trailers_only(st->h2, st->id, http_status, status, message) != 0)
         (void)nghttp2_submit_rst_stream(st->h2->session, NGHTTP2_FLAG_NONE, st->id,
                                         NGHTTP2_INTERNAL_ERROR);
@@ -251,6 +265,7 @@ static int on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame *fr
         h2->streams->prev = st;
     h2->streams = st;
     h2->nstreams++;
+    gw_h2_calm_stream_opened(&h2->calm);
     return 0;
 }
 
@@ -282,18 +297,22 @@ static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_
     return 0;
 }
 
-static void note_reset(struct gw_h2 *h2)
+/* Every frame header, before nghttp2 acts on the frame: the control-frame budgets. Over one, the
+ * session is terminated with ENHANCE_YOUR_CALM: nghttp2 then answers no PING or SETTINGS, opens
+ * no stream, and the connection closes once the GOAWAY has left. */
+static int on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user_data)
 {
-    uint64_t now = now_ms();
+    struct gw_h2 *h2 = user_data;
+    enum gw_h2_calm_kind k = gw_h2_calm_kind_of(hd->type, (hd->flags & NGHTTP2_FLAG_ACK) != 0);
 
-    if (now - h2->reset_window_start > RESET_WINDOW_MS) {
-        h2->reset_window_start = now;
-        h2->resets = 0;
-    }
-    if (++h2->resets == RESET_MAX) {
-        GW_LOG(GW_LOG_WARN, "h2", &h2->log, "too many stream resets: closing the connection");
-        (void)nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
-    }
+    if (h2->calmed || k == GW_H2_CALM_NKINDS || gw_h2_calm_take(&h2->calm, k, now_ms()))
+        return 0;
+    h2->calmed = true;
+    GW_LOG(GW_LOG_WARN, "h2", &h2->log,
+           "%s flood: over the connection's budget: GOAWAY ENHANCE_YOUR_CALM, closing",
+           gw_h2_calm_name(k));
+    (void)nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
+    return 0;
 }
 
 static int on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
@@ -305,9 +324,6 @@ static int on_frame_recv_cb(nghttp2_session *session, const nghttp2_frame *frame
     case NGHTTP2_SETTINGS:
         if (!(frame->hd.flags & NGHTTP2_FLAG_ACK))
             h2->preface = true;
-        return 0;
-    case NGHTTP2_RST_STREAM:
-        note_reset(h2);
         return 0;
     case NGHTTP2_HEADERS:
     case NGHTTP2_DATA:
@@ -338,8 +354,9 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
     (void)gw_h2_flush(h2); /* closes st */
 }
 
-/* Our answer's last frame (END_STREAM) has gone out: the response queues are no longer needed,
- * and a client that keeps its half open gets STREAM_LINGER_MS to close it. */
+/* A frame of ours has gone out. DATA and HEADERS earn the client the window updates and pings
+ * that follow them (h2_calm.h). Our answer's last frame (END_STREAM): the response queues are no
+ * longer needed, and a client that keeps its half open gets STREAM_LINGER_MS to close it. */
 static int on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     struct gw_h2 *h2 = user_data;
@@ -347,6 +364,7 @@ static int on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame
     struct timeval tv = {(time_t)(STREAM_LINGER_MS / 1000u),
                          (suseconds_t)(STREAM_LINGER_MS % 1000u) * 1000};
 
+    gw_h2_calm_frame_sent(&h2->calm, frame->hd.type);
     if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
         !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
@@ -508,9 +526,10 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
         arm_stall(st, limit - idle);
         return;
     }
-    GW_LOG(GW_LOG_INFO, "h2", &st->h2->log,
-           "stream %d reset: the client took no response bytes for %u ms", (int)st->id,
-           (unsigned)limit);
+    if (stream_log_ok(st->h2))
+        GW_LOG(GW_LOG_INFO, "h2", &st->h2->log,
+               "stream %d reset: the client took no response bytes for %u ms", (int)st->id,
+               (unsigned)limit);
     gw_h2_stream_reset(st);
     (void)gw_h2_flush(st->h2);
 }
@@ -675,7 +694,7 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     h2->log.principal = h2->peer.cert_cn[0] ? h2->peer.cert_cn : NULL;
     h2->io = p->io;
     h2->up = p->up;
-    h2->reset_window_start = now_ms();
+    gw_h2_calm_init(&h2->calm, now_ms());
     h2->notify_ev = event_new(p->base, -1, 0, notify_cb, h2);
     h2->flush_ev = event_new(p->base, -1, 0, flush_cb, h2);
     if (h2->notify_ev == NULL || h2->flush_ev == NULL)
@@ -688,6 +707,7 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_recv_cb);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv_cb);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close_cb);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame_cb);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send_cb);
     /* Our responses carry a handful of short headers; refuse to emit anything larger. */
     nghttp2_option_set_max_send_header_block_length(opt, 16384);
@@ -721,6 +741,9 @@ void gw_h2_free(struct gw_h2 *h2)
     /* A close upcall (a call's cancel) must not make nghttp2 send while streams it still points
      * at are being freed: every flush from here on is refused. */
     h2->failed = true;
+    if (h2->calm.log_dropped > 0)
+        GW_LOG(GW_LOG_INFO, "h2", &h2->log, "%llu per-stream log lines suppressed (rate limit)",
+               (unsigned long long)h2->calm.log_dropped);
     while (h2->streams != NULL)
         stream_free(h2->streams);
     nghttp2_session_del(h2->session);

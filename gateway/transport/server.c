@@ -1,7 +1,11 @@
-/* server.c: listeners, the connection cap and registry, and the graceful drain. Owns the
- * evconnlisteners and every struct gw_conn (a doubly linked list). Invariants: at most
- * cfg->max_connections connections exist; the plaintext listener binds only a loopback address
- * and only when the config explicitly allows it; the drain callback runs exactly once. */
+/* server.c: listeners, the connection caps and registry, and the graceful drain. Owns the
+ * evconnlisteners, every struct gw_conn (a doubly linked list) and the per-address admission
+ * table (peerlimit.h). Invariants: at most cfg->max_connections connections exist, of which at
+ * most max_preauth are unauthenticated (the rest is kept for authenticated clients), at most
+ * max_preauth_per_address from one address, admitted at most accept_rate_per_address per
+ * second per address; npreauth counts exactly the registered connections not yet
+ * authenticated; the plaintext listener binds only a loopback address and only when the config
+ * explicitly allows it; the drain callback runs exactly once. */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -11,6 +15,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 
 #include <event2/event.h>
 #include <event2/listener.h>
@@ -20,6 +25,7 @@
 #include "conn.h"
 #include "h2.h"
 #include "log.h"
+#include "peerlimit.h"
 
 struct gw_server {
     const struct gw_config *cfg;
@@ -30,6 +36,9 @@ struct gw_server {
     struct evconnlistener *plain_lev;
     struct gw_conn *conns;
     size_t nconns;
+    size_t npreauth;    /* registered connections not yet authenticated */
+    size_t max_preauth; /* cfg->max_preauth_connections, or a quarter of max_connections */
+    struct gw_peerlimit *pl;
     bool draining;
     struct event *drain_ev; /* drain deadline */
     struct event *done_ev;  /* runs the done callback from the loop */
@@ -37,12 +46,38 @@ struct gw_server {
     void *done_arg;
     bool done_called;
     uint64_t refused;
+    uint64_t refused_by[GW_SERVER_REFUSED_N];
 };
+
+static uint64_t now_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* The connection no longer counts as unauthenticated (it authenticated, or it is gone). */
+static void end_preauth(struct gw_server *s, struct gw_conn *c)
+{
+    struct gw_peerlimit_slot **slot = gw_conn_slot(c);
+
+    gw_peerlimit_release(s->pl, *slot);
+    *slot = NULL;
+    s->npreauth--;
+}
+
+static void conn_auth_cb(void *arg, struct gw_conn *c)
+{
+    end_preauth(arg, c);
+}
 
 static void unlink_conn(struct gw_server *s, struct gw_conn *c)
 {
     struct gw_conn *next = *gw_conn_next(c), *prev = *gw_conn_prev(c);
 
+    if (!gw_conn_authenticated(c))
+        end_preauth(s, c);
     if (prev)
         *gw_conn_next(prev) = next;
     else
@@ -67,11 +102,39 @@ static void conn_closed_cb(void *arg, struct gw_conn *c)
     check_drained(s);
 }
 
+static const char *const refusal_names[GW_SERVER_REFUSED_N] = {
+    [GW_SERVER_REFUSED_MAX_CONNECTIONS] = "max_connections",
+    [GW_SERVER_REFUSED_MAX_PREAUTH] = "max_preauth_connections",
+    [GW_SERVER_REFUSED_RATE_PER_ADDRESS] = "accept_rate_per_address",
+    [GW_SERVER_REFUSED_PREAUTH_PER_ADDRESS] = "max_preauth_per_address",
+    [GW_SERVER_REFUSED_ADDRESS_TABLE_FULL] = "address_table_full",
+};
+
+/* Closes a connection refused at accept. Logs the first refusal and then every 1000th, so that
+ * a flood cannot flood the log. */
+static void refuse(struct gw_server *s, evutil_socket_t fd, enum gw_server_refusal r)
+{
+    s->refused_by[r]++;
+    if (s->refused++ % 1000 == 0)
+        GW_LOG(GW_LOG_WARN, "server", NULL, "refusing connections: %s reached (%llu so far)",
+               refusal_names[r], (unsigned long long)s->refused);
+    evutil_closesocket(fd);
+}
+
+static const enum gw_server_refusal verdict_refusal[] = {
+    [GW_PEERLIMIT_OK] = GW_SERVER_REFUSED_N, /* not used */
+    [GW_PEERLIMIT_RATE] = GW_SERVER_REFUSED_RATE_PER_ADDRESS,
+    [GW_PEERLIMIT_PREAUTH] = GW_SERVER_REFUSED_PREAUTH_PER_ADDRESS,
+    [GW_PEERLIMIT_FULL] = GW_SERVER_REFUSED_ADDRESS_TABLE_FULL,
+};
+
 static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     struct gw_server *s = arg;
     struct gw_tls *tls = lev == s->tls_lev ? s->tls : NULL;
+    struct gw_peerlimit_slot *slot = NULL;
+    enum gw_peerlimit_verdict v;
     struct gw_conn *c;
 
     if (s->draining) {
@@ -79,12 +142,16 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         return;
     }
     if (s->nconns >= s->cfg->max_connections) {
-        /* Log the first refusal and then every 1000th, so a flood cannot flood the log. */
-        if (s->refused++ % 1000 == 0)
-            GW_LOG(GW_LOG_WARN, "server", NULL,
-                   "max_connections (%u) reached: refusing connections (%llu so far)",
-                   (unsigned)s->cfg->max_connections, (unsigned long long)s->refused);
-        evutil_closesocket(fd);
+        refuse(s, fd, GW_SERVER_REFUSED_MAX_CONNECTIONS);
+        return;
+    }
+    if (s->npreauth >= s->max_preauth) {
+        refuse(s, fd, GW_SERVER_REFUSED_MAX_PREAUTH); /* the rest is kept for the authenticated */
+        return;
+    }
+    v = gw_peerlimit_admit(s->pl, sa, now_ms(), &slot);
+    if (v != GW_PEERLIMIT_OK) {
+        refuse(s, fd, verdict_refusal[v]);
         return;
     }
     (void)evutil_make_socket_nonblocking(fd);
@@ -96,9 +163,13 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     }
     c = gw_conn_new(s->cfg, s->base, tls, &s->up, fd, sa, salen, conn_closed_cb, s);
     if (c == NULL) {
+        gw_peerlimit_release(s->pl, slot);
         GW_LOG(GW_LOG_WARN, "server", NULL, "cannot set up a connection (out of memory?)");
         return;
     }
+    gw_conn_set_auth_cb(c, conn_auth_cb);
+    *gw_conn_slot(c) = slot;
+    s->npreauth++;
     *gw_conn_next(c) = s->conns;
     *gw_conn_prev(c) = NULL;
     if (s->conns)
@@ -218,9 +289,15 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
     s->cfg = cfg;
     s->tls = tls;
     s->up = *up;
+    s->max_preauth =
+        cfg->max_preauth_connections > 0 ? cfg->max_preauth_connections : cfg->max_connections / 4u;
+    if (s->max_preauth == 0)
+        s->max_preauth = 1;
     s->drain_ev = evtimer_new(base, drain_timeout_cb, s);
     s->done_ev = event_new(base, -1, 0, done_cb, s);
-    if (s->drain_ev == NULL || s->done_ev == NULL) {
+    s->pl = gw_peerlimit_new(cfg->accept_rate_per_address, cfg->max_preauth_per_address,
+                             4u * (size_t)cfg->max_connections + 4096u);
+    if (s->drain_ev == NULL || s->done_ev == NULL || s->pl == NULL) {
         snprintf(err, errlen, "server: out of memory");
         goto fail;
     }
@@ -264,6 +341,7 @@ void gw_server_free(struct gw_server *s)
         event_free(s->drain_ev);
     if (s->done_ev != NULL)
         event_free(s->done_ev);
+    gw_peerlimit_free(s->pl);
     gw_free(s);
 }
 
@@ -317,6 +395,21 @@ void gw_server_address(const struct gw_server *s, int insecure, char *out, size_
 size_t gw_server_connections(const struct gw_server *s)
 {
     return s->nconns;
+}
+
+size_t gw_server_preauth(const struct gw_server *s)
+{
+    return s->npreauth;
+}
+
+uint64_t gw_server_refused(const struct gw_server *s, enum gw_server_refusal r)
+{
+    return r < GW_SERVER_REFUSED_N ? s->refused_by[r] : 0;
+}
+
+const char *gw_server_refusal_name(enum gw_server_refusal r)
+{
+    return r < GW_SERVER_REFUSED_N ? refusal_names[r] : "?";
 }
 
 size_t gw_server_drop_revoked(struct gw_server *s)

@@ -1,11 +1,14 @@
 /* server.h: the listeners and the connection registry. The mTLS listener serves cfg->listen; a
  * plaintext HTTP/2 (prior knowledge) listener exists only when cfg->insecure_loopback_only is
  * true and cfg->insecure_listen is a loopback address (anything else refuses to start).
- * Connections past cfg->max_connections are closed at once. */
+ * Connections past cfg->max_connections, or past the limits on unauthenticated connections
+ * (max_preauth_connections, and per address max_preauth_per_address and
+ * accept_rate_per_address), are closed at once. */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include "err.h"
 
@@ -38,6 +41,22 @@ void gw_server_address(const struct gw_server *s, int insecure, char *out, size_
 
 /* Open connections. */
 size_t gw_server_connections(const struct gw_server *s);
+
+/* Open connections not yet authenticated (TLS with a verified client certificate not done). */
+size_t gw_server_preauth(const struct gw_server *s);
+
+/* Connections refused at accept, by the limit that refused them. */
+enum gw_server_refusal {
+    GW_SERVER_REFUSED_MAX_CONNECTIONS,
+    GW_SERVER_REFUSED_MAX_PREAUTH,
+    GW_SERVER_REFUSED_RATE_PER_ADDRESS,
+    GW_SERVER_REFUSED_PREAUTH_PER_ADDRESS,
+    GW_SERVER_REFUSED_ADDRESS_TABLE_FULL,
+    GW_SERVER_REFUSED_N
+};
+uint64_t gw_server_refused(const struct gw_server *s, enum gw_server_refusal r);
+/* The limit's configuration key ("max_connections", ...), for metrics labels. */
+const char *gw_server_refusal_name(enum gw_server_refusal r);
 
 /* After a CRL reload (gw_tls_reload_crl): closes at once every connection whose client certificate
  * the new CRL revokes, cancelling its calls; returns how many. Not from inside a connection's

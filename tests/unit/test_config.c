@@ -52,6 +52,10 @@ static void test_good(void **state)
     assert_int_equal(c.max_header_list_size, 8192);
     assert_int_equal(c.max_message_size, 1048576);
     assert_int_equal(c.handshake_timeout_ms, 5000);
+    assert_int_equal(c.preauth_timeout_ms, 2000);
+    assert_int_equal(c.max_preauth_connections, 500);
+    assert_int_equal(c.max_preauth_per_address, 8);
+    assert_int_equal(c.accept_rate_per_address, 16);
     assert_int_equal(c.idle_timeout_ms, 60000);
     assert_int_equal(c.drain_timeout_ms, 2000);
     assert_int_equal(c.max_deadline_ms, 30000);
@@ -95,6 +99,10 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_header_list_size, 16384);
     assert_int_equal(c.max_message_size, 4 * 1024 * 1024);
     assert_int_equal(c.handshake_timeout_ms, 10000);
+    assert_int_equal(c.preauth_timeout_ms, 3000);
+    assert_int_equal(c.max_preauth_connections, 0);
+    assert_int_equal(c.max_preauth_per_address, 32);
+    assert_int_equal(c.accept_rate_per_address, 64);
     assert_int_equal(c.idle_timeout_ms, 300000);
     assert_int_equal(c.drain_timeout_ms, 10000);
     assert_int_equal(c.max_deadline_ms, 60000);
@@ -176,6 +184,7 @@ static const struct bad bads[] = {
     {"bad_password_query.conf", 8, "[database] conninfo", "use a passfile"},
     {"bad_sslpassword.conf", 8, "[database] conninfo", "must not contain a password"},
     {"bad_conninfo.conf", 8, "[database] conninfo", "not a valid libpq connection string"},
+    {"bad_preauth.conf", 13, "[server] max_preauth_connections", "must be below max_connections"},
 };
 
 static void check_refusal(const char *path, int line, const char *where, const char *rule)

@@ -1,0 +1,118 @@
+/* test_h2_calm.c: the control-frame budgets and the per-stream log limit (h2_calm.h): each
+ * bucket allows its burst and not one frame more, refills at its rate, earns credit only from
+ * our DATA and HEADERS, never past its burst; ACKs are free; the log limit counts what it drops. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+
+#include <cmocka.h>
+
+#include "h2_calm.h"
+
+static unsigned take_all(struct gw_h2_calm *c, enum gw_h2_calm_kind k, uint64_t now)
+{
+    unsigned n = 0;
+
+    while (gw_h2_calm_take(c, k, now) && n < 1000000u)
+        n++;
+    return n;
+}
+
+static void test_bursts(void **state)
+{
+    static const unsigned burst[GW_H2_CALM_NKINDS] = {
+        GW_H2_CALM_PING_BURST,     GW_H2_CALM_SETTINGS_BURST,   GW_H2_CALM_WINDOW_UPDATE_BURST,
+        GW_H2_CALM_PRIORITY_BURST, GW_H2_CALM_RST_STREAM_BURST,
+    };
+    struct gw_h2_calm c;
+
+    (void)state;
+    gw_h2_calm_init(&c, 1000);
+    for (int k = 0; k < GW_H2_CALM_NKINDS; k++)
+        assert_int_equal(take_all(&c, (enum gw_h2_calm_kind)k, 1000), burst[k]);
+}
+
+static void test_refill_and_clock(void **state)
+{
+    struct gw_h2_calm c;
+
+    (void)state;
+    gw_h2_calm_init(&c, 5000);
+    assert_int_equal(take_all(&c, GW_H2_CALM_PING, 5000), GW_H2_CALM_PING_BURST);
+    /* one second refills RATE frames, no more */
+    assert_int_equal(take_all(&c, GW_H2_CALM_PING, 6000), GW_H2_CALM_PING_RATE);
+    /* time going backwards refills nothing */
+    assert_int_equal(take_all(&c, GW_H2_CALM_PING, 10), 0);
+    /* a long pause fills the bucket to its burst, not beyond */
+    assert_int_equal(take_all(&c, GW_H2_CALM_PING, 6000 + 86400000ull), GW_H2_CALM_PING_BURST);
+}
+
+static void test_credit(void **state)
+{
+    struct gw_h2_calm c;
+
+    (void)state;
+    gw_h2_calm_init(&c, 0);
+    assert_int_equal(take_all(&c, GW_H2_CALM_WINDOW_UPDATE, 0), GW_H2_CALM_WINDOW_UPDATE_BURST);
+    assert_int_equal(take_all(&c, GW_H2_CALM_PING, 0), GW_H2_CALM_PING_BURST);
+    assert_int_equal(take_all(&c, GW_H2_CALM_RST_STREAM, 0), GW_H2_CALM_RST_STREAM_BURST);
+    gw_h2_calm_frame_sent(&c, 0x6); /* our PING ACK earns nothing */
+    gw_h2_calm_frame_sent(&c, 0x4); /* nor our SETTINGS */
+    assert_false(gw_h2_calm_take(&c, GW_H2_CALM_PING, 0));
+    for (int i = 0; i < 10; i++)
+        gw_h2_calm_frame_sent(&c, 0x0); /* DATA */
+    gw_h2_calm_frame_sent(&c, 0x1);     /* HEADERS */
+    assert_int_equal(take_all(&c, GW_H2_CALM_WINDOW_UPDATE, 0), 22);
+    assert_int_equal(take_all(&c, GW_H2_CALM_PING, 0), 11);
+    /* opening streams buys no resets (rapid reset), two PRIORITY frames each */
+    gw_h2_calm_stream_opened(&c);
+    assert_false(gw_h2_calm_take(&c, GW_H2_CALM_RST_STREAM, 0));
+    /* credit never fills a bucket past its burst */
+    for (int i = 0; i < 100000; i++)
+        gw_h2_calm_frame_sent(&c, 0x0);
+    assert_int_equal(take_all(&c, GW_H2_CALM_PING, 0), GW_H2_CALM_PING_BURST);
+}
+
+static void test_kinds(void **state)
+{
+    (void)state;
+    assert_int_equal(gw_h2_calm_kind_of(0x6, false), GW_H2_CALM_PING);
+    assert_int_equal(gw_h2_calm_kind_of(0x6, true), GW_H2_CALM_NKINDS); /* our PING's ACK */
+    assert_int_equal(gw_h2_calm_kind_of(0x4, false), GW_H2_CALM_SETTINGS);
+    assert_int_equal(gw_h2_calm_kind_of(0x4, true), GW_H2_CALM_NKINDS);
+    assert_int_equal(gw_h2_calm_kind_of(0x8, false), GW_H2_CALM_WINDOW_UPDATE);
+    assert_int_equal(gw_h2_calm_kind_of(0x2, false), GW_H2_CALM_PRIORITY);
+    assert_int_equal(gw_h2_calm_kind_of(0x3, false), GW_H2_CALM_RST_STREAM);
+    assert_int_equal(gw_h2_calm_kind_of(0x0, false), GW_H2_CALM_NKINDS);
+    assert_int_equal(gw_h2_calm_kind_of(0x1, false), GW_H2_CALM_NKINDS);
+    assert_string_equal(gw_h2_calm_name(GW_H2_CALM_WINDOW_UPDATE), "WINDOW_UPDATE");
+}
+
+static void test_log_limit(void **state)
+{
+    struct gw_h2_calm c;
+    uint64_t dropped = 99;
+    unsigned ok = 0;
+
+    (void)state;
+    gw_h2_calm_init(&c, 0);
+    for (int i = 0; i < 1000; i++)
+        ok += gw_h2_calm_log_ok(&c, 0, &dropped);
+    assert_int_equal(ok, GW_H2_CALM_LOG_BURST);
+    assert_int_equal(dropped, 0);
+    assert_int_equal(c.log_dropped, 1000 - GW_H2_CALM_LOG_BURST);
+    /* the next line allowed says how many were dropped */
+    assert_true(gw_h2_calm_log_ok(&c, 1000, &dropped));
+    assert_int_equal(dropped, 1000 - GW_H2_CALM_LOG_BURST);
+    assert_int_equal(c.log_dropped, 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bursts),    cmocka_unit_test(test_refill_and_clock),
+        cmocka_unit_test(test_credit),    cmocka_unit_test(test_kinds),
+        cmocka_unit_test(test_log_limit),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
