@@ -19,6 +19,8 @@ PKGS=(
     nghttp2-client openssl clang-format
     # the fuzz targets (tests/fuzz): clang and its runtimes (libFuzzer, ASan, UBSan)
     clang libclang-rt-dev
+    # the service unit's check (systemd-analyze; nothing is started)
+    systemd
 )
 
 missing=()
