@@ -309,3 +309,36 @@ void gw_tls_error_string(unsigned long e, char *buf, size_t len)
     }
     ERR_error_string_n(e, buf, len);
 }
+
+/* Seconds from now to t (negative once past). */
+static int64_t seconds_until(const ASN1_TIME *t)
+{
+    int days = 0, secs = 0;
+
+    if (t == NULL || ASN1_TIME_diff(&days, &secs, NULL, t) != 1)
+        return INT64_MIN;
+    return (int64_t)days * 86400 + secs;
+}
+
+void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out)
+{
+    STACK_OF(X509_OBJECT) * objs;
+    X509 *leaf = SSL_CTX_get0_certificate(t->ctx);
+
+    out->cert_s = leaf != NULL ? seconds_until(X509_get0_notAfter(leaf)) : INT64_MIN;
+    out->has_crl = false;
+    out->crl_s = INT64_MAX;
+    objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(t->ctx));
+    for (int i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+        X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+        X509_CRL *crl =
+            X509_OBJECT_get_type(o) == X509_LU_CRL ? X509_OBJECT_get0_X509_CRL(o) : NULL;
+        int64_t s;
+        if (crl == NULL)
+            continue;
+        s = seconds_until(X509_CRL_get0_nextUpdate(crl));
+        out->has_crl = true;
+        if (s < out->crl_s)
+            out->crl_s = s;
+    }
+}

@@ -69,4 +69,13 @@ const char *gw_tls_verify_error(const struct ssl_st *ssl);
  * that drop a finished connection, so not worth an info-level line. */
 bool gw_tls_error_is_eof(unsigned long e);
 
+/* Metrics: seconds until the server certificate expires, and until the earliest nextUpdate of
+ * the loaded CRLs (negative once past; INT64_MIN when unknown, e.g. a CRL without nextUpdate). */
+struct gw_tls_expiry {
+    int64_t cert_s;
+    bool has_crl;
+    int64_t crl_s;
+};
+void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out);
+
 #endif
