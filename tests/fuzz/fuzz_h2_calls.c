@@ -3,20 +3,23 @@
  * protobuf-c unpacking, the wire-string check and the handlers' validation. No sockets and no
  * database: the pool is never started, so a handler that reaches the store is answered
  * UNAVAILABLE, which is fine; everything before it (framing, routing, identity, policy, unpack,
- * validation, refusal messages) is what is fuzzed.
+ * validation, refusal messages) is what is fuzzed. The segment register is a stand-in that says
+ * every WG number is issued to branches a and b2, so a valid Submit goes on to the sealing.
  *
- * Input: byte 0 picks the caller's role (the identity step below gives the call an account
- * principal of that role, so every handler can be reached), byte 1 its branch and options (bit
- * 5: the socket's output is backed up until every call has been sent). Then
- * calls, each: 1 byte method (index into the table; past its end an unknown path), 1 byte flags,
- * 2 bytes body length (big-endian), the body. Flags: bit 0 the body is sent as it is (the fuzzer
- * writes the gRPC prefix), otherwise wrapped in one well-formed gRPC message; bit 1 no
- * END_STREAM (the body stays open); bit 2 a grpc-timeout of 1 ms; bit 3 the stream is reset by
- * the client after its request; bit 4 a bogus authorization header; bit 5 the next call goes out
- * with this one, before the server answers (the two wait together). Bytes that do not make a
- * whole call are fed to the server raw, after the client's own frames (control frames, resets,
- * junk). A nghttp2 client session writes the frames and reads the answers; the two sides are
- * pumped until quiet, with the event loop run between rounds (deferred work, writable upcalls).
+ * Input: byte 0 picks the caller's role (roles[] below; one past it: no principal at all); the
+ * identity step gives the call an account principal of that role, so every handler can be
+ * reached. Byte 1: bit 0 branch b2 (else a), bit 1 a token principal (else a certificate one),
+ * bit 2 the certificate is registered for administration, bit 3 the password must be changed,
+ * bit 5 the socket's output is backed up until every call has been sent. Then calls, each: 1
+ * byte method (index into the table; past its end an unknown path), 1 byte flags, 2 bytes body
+ * length (big-endian), the body. Flags: bit 0 the body is sent as it is (the fuzzer writes the
+ * gRPC prefix), otherwise wrapped in one well-formed gRPC message; bit 1 no END_STREAM (the body
+ * stays open); bit 2 a grpc-timeout of 1 ms; bit 3 the stream is reset by the client after its
+ * request; bit 4 a bogus authorization header; bit 5 the next call goes out with this one, before
+ * the server answers (the two wait together). Bytes that do not make a whole call are fed to the
+ * server raw, after the client's own frames (control frames, resets, junk). A nghttp2 client
+ * session writes the frames and reads the answers; the two sides are pumped until quiet, with the
+ * event loop run between rounds (deferred work, writable upcalls, expired deadlines).
  *
  * Init builds what lives as long as the daemon (event base, config, keyring, crypto, policy,
  * throttle, password workers) once; each input gets its own database pool, store, segment cache,
