@@ -670,7 +670,7 @@ int gw_bundle_verify_feed(struct gw_bundle_verifier *v, const uint8_t *p, size_t
         if (v->ph == PH_MAGIC) {
             take = sizeof GW_BUNDLE_MAGIC - v->hdr_have;
             take = take < n ? take : n;
-            if (memcmp(p, GW_BUNDLE_MAGIC + v->hdr_have, take) != 0)
+            if (memcmp(p, &GW_BUNDLE_MAGIC[v->hdr_have], take) != 0)
                 return bad(v, "byte 0: not a Waygate audit bundle (magic)");
             if (EVP_DigestUpdate(v->all, p, take) != 1)
                 return fail(v, GW_ECRYPTO);
