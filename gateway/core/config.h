@@ -12,13 +12,18 @@
 
 struct gw_config {
     /* [server] */
-    char *listen;                     /* "host:port" of the mTLS listener (required) */
-    bool insecure_loopback_only;      /* default false; true allows insecure_listen */
-    char *insecure_listen;            /* "host:port", must be a loopback address; NULL = none */
-    uint32_t max_connections;         /* default 1024 */
-    uint32_t max_concurrent_streams;  /* per connection, default 100 */
-    uint32_t max_header_list_size;    /* bytes, default 16384 */
-    uint32_t max_message_size;        /* bytes of one gRPC message, default 4 MiB */
+    char *listen;                    /* "host:port" of the mTLS listener (required) */
+    bool insecure_loopback_only;     /* default false; true allows insecure_listen */
+    char *insecure_listen;           /* "host:port", must be a loopback address; NULL = none */
+    uint32_t max_connections;        /* default 1024 */
+    uint32_t max_concurrent_streams; /* per connection, default 100 */
+    uint32_t max_header_list_size;   /* bytes, default 16384 */
+    uint32_t max_message_size;       /* bytes of one gRPC message, default 4 MiB */
+    uint32_t request_memory_per_connection; /* bytes of request memory in flight (bodies being
+                                             * received, unpacked messages) on one connection,
+                                             * default 64 MiB, at least 10 x max_message_size */
+    uint32_t request_memory;          /* the same for the whole gateway, default 512 MiB, at least
+                                       * request_memory_per_connection */
     uint32_t handshake_timeout_ms;    /* TLS handshake + HTTP/2 preface, default 10000 */
     uint32_t idle_timeout_ms;         /* no stream open and no bytes, default 300000 */
     uint32_t stream_write_timeout_ms; /* a response stream whose client takes no bytes for this

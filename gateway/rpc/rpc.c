@@ -5,9 +5,11 @@
 
 #include <string.h>
 
+#include <event2/event.h>
 #include <openssl/rand.h>
 
 #include "alloc.h"
+#include "config.h"
 #include "identity.h"
 #include "rpc_int.h"
 
@@ -24,6 +26,13 @@ void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer 
         gw_call_identified(call, NULL, &p);
 }
 
+static void run_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_call_run_ready(arg);
+}
+
 struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
 {
     static const char hex[] = "0123456789abcdef";
@@ -35,8 +44,12 @@ struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
     rpc->p = *p;
     if (rpc->p.identify == NULL)
         rpc->p.identify = gw_rpc_identify_cert;
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        gw_free(rpc);
+    if (rpc->p.handlers_per_turn == 0)
+        rpc->p.handlers_per_turn = GW_RPC_HANDLERS_PER_TURN;
+    gw_budget_init(&rpc->mem, rpc->p.cfg->request_memory);
+    rpc->run_ev = evtimer_new(rpc->p.base, run_cb, rpc);
+    if (rpc->run_ev == NULL || RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        gw_rpc_free(rpc);
         return NULL;
     }
     for (size_t i = 0; i < sizeof(rnd); i++) {
@@ -48,6 +61,10 @@ struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
 
 void gw_rpc_free(struct gw_rpc *rpc)
 {
+    if (rpc == NULL)
+        return;
+    if (rpc->run_ev != NULL)
+        event_free(rpc->run_ev);
     gw_free(rpc);
 }
 

@@ -58,6 +58,7 @@ struct gw_rpc_params {
     void *identify_ctx;
     gw_rpc_refused_fn refused; /* NULL: none */
     void *refused_ctx;
+    unsigned handlers_per_turn; /* handlers started per loop turn at most; 0: 16 */
 };
 
 /* Returns NULL on allocation failure. The params' pointers must outlive the dispatcher. */
