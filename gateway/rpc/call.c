@@ -12,7 +12,8 @@
  * held, and given back when the call ends; a request over either budget is refused
  * RESOURCE_EXHAUSTED; a message is measured on the wire before it is unpacked, and unpacked only
  * within UNPACK_FACTOR x its size + UNPACK_BASE; at most handlers_per_turn handlers start per
- * loop turn, the others wait in the dispatcher's ready queue for the next turns. */
+ * loop turn, and none once turn_ms has passed since the turn's first: the others wait in the
+ * dispatcher's ready queue for the next turns. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -191,6 +192,21 @@ static void arm_run(struct gw_rpc *rpc)
         (void)evtimer_add(rpc->run_ev, &zero);
 }
 
+/* True when this turn has started its share of handlers: handlers_per_turn of them, or any
+ * number once turn_ms has passed since the first. */
+static bool turn_full(const struct gw_rpc *rpc)
+{
+    return rpc->ran >= rpc->p.handlers_per_turn ||
+           (rpc->ran > 0 && gw_now_ms() - rpc->turn_start_ms >= rpc->p.turn_ms);
+}
+
+/* Counts a handler start in this turn. */
+static void count_start(struct gw_rpc *rpc)
+{
+    if (rpc->ran++ == 0)
+        rpc->turn_start_ms = gw_now_ms();
+}
+
 static void unqueue(struct gw_call *call)
 {
     struct gw_rpc *rpc = call->rpc;
@@ -260,7 +276,7 @@ static void maybe_run(struct gw_call *call)
     }
     if (!call->request_done || call->queued)
         return;
-    if (rpc->ready_head != NULL || rpc->ran >= rpc->p.handlers_per_turn) {
+    if (rpc->ready_head != NULL || turn_full(rpc)) {
         call->queued = true; /* started by gw_call_run_ready at a later turn */
         if (rpc->ready_tail != NULL)
             rpc->ready_tail->ready_next = call;
@@ -270,7 +286,7 @@ static void maybe_run(struct gw_call *call)
         arm_run(rpc);
         return;
     }
-    rpc->ran++;
+    count_start(rpc);
     arm_run(rpc); /* the next turn starts the count again */
     start_handler(call);
 }
@@ -278,12 +294,12 @@ static void maybe_run(struct gw_call *call)
 void gw_call_run_ready(struct gw_rpc *rpc)
 {
     rpc->ran = 0;
-    while (rpc->ready_head != NULL && rpc->ran < rpc->p.handlers_per_turn) {
+    while (rpc->ready_head != NULL && !turn_full(rpc)) {
         struct gw_call *call = rpc->ready_head;
         unqueue(call);
         if (call->state != CALL_AUTHORISED || !call->request_done)
             continue;
-        rpc->ran++;
+        count_start(rpc);
         start_handler(call); /* may free the call */
     }
     if (rpc->ready_head != NULL || rpc->ran > 0)

@@ -46,6 +46,8 @@ struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
         rpc->p.identify = gw_rpc_identify_cert;
     if (rpc->p.handlers_per_turn == 0)
         rpc->p.handlers_per_turn = GW_RPC_HANDLERS_PER_TURN;
+    if (rpc->p.turn_ms == 0)
+        rpc->p.turn_ms = GW_RPC_TURN_MS;
     gw_budget_init(&rpc->mem, rpc->p.cfg->request_memory);
     rpc->run_ev = evtimer_new(rpc->p.base, run_cb, rpc);
     if (rpc->run_ev == NULL || RAND_bytes(rnd, sizeof(rnd)) != 1) {

@@ -59,6 +59,8 @@ struct gw_rpc_params {
     gw_rpc_refused_fn refused; /* NULL: none */
     void *refused_ctx;
     unsigned handlers_per_turn; /* handlers started per loop turn at most; 0: 16 */
+    unsigned turn_ms; /* and no handler starts once this long has passed since the turn's first
+                       * one started; 0: 10 ms */
 };
 
 /* Returns NULL on allocation failure. The params' pointers must outlive the dispatcher. */

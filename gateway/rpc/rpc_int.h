@@ -12,6 +12,7 @@ struct event;
  * completes more requests queues the rest for the next turns, so one connection cannot hold the
  * loop (issue 10, finding 2). */
 #define GW_RPC_HANDLERS_PER_TURN 16u
+#define GW_RPC_TURN_MS 10u
 
 /* The dispatcher's state, read by the calls it opens (call.c never calls into rpc.c: rpc.c opens
  * calls and routes the transport's upcalls to them, the one direction of the dependency). */
@@ -22,8 +23,9 @@ struct gw_rpc {
     struct gw_budget mem; /* request memory in flight, all connections (cfg->request_memory) */
     /* Calls whose request is complete and whose handler waits for a loop turn (call.c). */
     struct gw_call *ready_head, *ready_tail;
-    unsigned ran;         /* handlers started since run_ev last fired */
-    struct event *run_ev; /* zero timer: a new loop turn; runs queued handlers */
+    unsigned ran;           /* handlers started since run_ev last fired */
+    uint64_t turn_start_ms; /* when the first of them started */
+    struct event *run_ev;   /* zero timer: a new loop turn; runs queued handlers */
 };
 
 /* run_ev's work (rpc.c owns the event): starts queued handlers, at most the per-turn number. */

@@ -133,8 +133,12 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t le
                 struct gw_wire_measure *m)
 {
     const uint8_t *end = p + len;
-    unsigned seen[COUNTED_FIELDS] = {0}; /* occurrences of each repeated field so far */
+    unsigned seen[COUNTED_FIELDS]; /* occurrences of each repeated field so far */
     size_t occurrences = 0;
+
+    /* only the descriptor's fields are indexed: an empty submessage costs no 512-byte clear */
+    memset(seen, 0,
+           sizeof(seen[0]) * (d->n_fields < COUNTED_FIELDS ? d->n_fields : COUNTED_FIELDS));
 
     if (depth > GW_WIRECHECK_MAX_DEPTH) {
         int rc = fail(fault, path, GW_RULE_NESTING);

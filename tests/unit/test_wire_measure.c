@@ -358,7 +358,7 @@ static void test_count_top_level(void **state)
 static void test_count_every_wire_type(void **state)
 {
     /* f1 varint, f1 fixed64, f2 len 2, f1 fixed32, f1 len 0 */
-    static const uint8_t ok[] = {0x08, 0x96, 0x01, 0x09, 1, 2, 3, 4, 5, 6, 7, 8,
+    static const uint8_t ok[] = {0x08, 0x96, 0x01, 0x09, 1,    2, 3, 4, 5, 6,    7, 8,
                                  0x12, 2,    'h',  'i',  0x0d, 1, 2, 3, 4, 0x0a, 0};
     size_t count;
 
@@ -396,8 +396,8 @@ static void test_measure_faults_like_wirecheck(void **state)
     struct gw_fault f;
 
     (void)state;
-    assert_int_equal(gw_wire_measure(&grpc__health__v1__health_check_request__descriptor,
-                                     bad_utf8, sizeof(bad_utf8), &wm, &f),
+    assert_int_equal(gw_wire_measure(&grpc__health__v1__health_check_request__descriptor, bad_utf8,
+                                     sizeof(bad_utf8), &wm, &f),
                      GW_EINVAL);
     assert_int_equal(f.rule, GW_RULE_UTF8);
     assert_int_equal(
