@@ -39,6 +39,8 @@
  * an empty repeated submessage would take a whole struct. */
 #define UNPACK_FACTOR 8u
 #define UNPACK_BASE (64u * 1024u)
+/* Connections remembered in one round-robin pass of the ready queue. */
+#define RUN_FAIR_MAX 64u
 
 enum call_state {
     CALL_IDENTIFYING, /* the identity step runs; the request may still be arriving */
@@ -261,7 +263,8 @@ static void start_handler(struct gw_call *call)
 }
 
 /* Runs the handler once the caller is authorised and the request is complete: now, or from the
- * ready queue when this turn has started its share of handlers already. */
+ * ready queue (round robin over connections) when this turn has started its share of handlers
+ * already or others wait. */
 static void maybe_run(struct gw_call *call)
 {
     struct gw_rpc *rpc = call->rpc;
@@ -291,16 +294,40 @@ static void maybe_run(struct gw_call *call)
     start_handler(call);
 }
 
+/* True when conn is among seen[0..n). */
+static bool served(struct gw_budget *const *seen, size_t n, const struct gw_budget *conn)
+{
+    for (size_t i = 0; i < n; i++)
+        if (seen[i] == conn)
+            return true;
+    return false;
+}
+
 void gw_call_run_ready(struct gw_rpc *rpc)
 {
+    struct gw_budget *seen[RUN_FAIR_MAX]; /* connections served in this pass */
+    size_t nseen = 0;
+
     rpc->ran = 0;
+    /* Round robin over connections: each pass starts the first waiting call of each connection
+     * (a connection with a backlog does not hold back another's one call). A handler may finish,
+     * reset or free any queued call, so the scan starts again from the head after each. */
     while (rpc->ready_head != NULL && !turn_full(rpc)) {
         struct gw_call *call = rpc->ready_head;
+        while (call != NULL && served(seen, nseen, call->conn_mem))
+            call = call->ready_next;
+        if (call == NULL) {
+            nseen = 0; /* every waiting connection served once: the next pass */
+            continue;
+        }
         unqueue(call);
         if (call->state != CALL_AUTHORISED || !call->request_done)
             continue;
+        if (nseen == RUN_FAIR_MAX)
+            nseen = 0;
+        seen[nseen++] = call->conn_mem;
         count_start(rpc);
-        start_handler(call); /* may free the call */
+        start_handler(call); /* may free the call, and others */
     }
     if (rpc->ready_head != NULL || rpc->ran > 0)
         arm_run(rpc);
