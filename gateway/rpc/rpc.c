@@ -87,6 +87,13 @@ void gw_rpc_count(struct gw_rpc *rpc, const struct gw_method *m, enum gw_grpc_st
     gw_prom_hist_observe(&st->latency, (double)ms / 1000.0);
 }
 
+void gw_rpc_request_memory(const struct gw_rpc *rpc, size_t *used, size_t *peak, size_t *limit)
+{
+    *used = rpc->mem.used;
+    *peak = rpc->mem.peak;
+    *limit = rpc->mem.limit;
+}
+
 size_t gw_rpc_stats_n(const struct gw_rpc *rpc)
 {
     return rpc->p.methods->n + 1;

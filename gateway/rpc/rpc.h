@@ -90,5 +90,8 @@ size_t gw_rpc_stats_n(const struct gw_rpc *rpc);
 /* Entry i's path ("other" for the last); its counts. */
 const char *gw_rpc_stats_path(const struct gw_rpc *rpc, size_t i);
 const struct gw_rpc_method_stats *gw_rpc_stats(const struct gw_rpc *rpc, size_t i);
+/* The gateway's request memory in flight (call.c's budget): bytes held now, the most held
+ * since start, the limit (cfg->request_memory). */
+void gw_rpc_request_memory(const struct gw_rpc *rpc, size_t *used, size_t *peak, size_t *limit);
 
 #endif

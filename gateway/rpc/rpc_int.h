@@ -18,8 +18,8 @@ struct event;
  * calls and routes the transport's upcalls to them, the one direction of the dependency). */
 struct gw_rpc {
     struct gw_rpc_params p;
-    char id_prefix[17];   /* random, per dispatcher: request ids stay unique across gateways */
-    uint64_t calls;       /* request-id counter */
+    char id_prefix[17]; /* random, per dispatcher: request ids stay unique across gateways */
+    uint64_t calls;     /* request-id counter */
     struct gw_rpc_method_stats *stats; /* [p.methods->n + 1]: the table's methods, then others */
     struct gw_budget mem; /* request memory in flight, all connections (cfg->request_memory) */
     /* Calls whose request is complete and whose handler waits for a loop turn (call.c). */

@@ -25,6 +25,8 @@ import struct
 import threading
 import time
 
+from conftest import wait_for
+from test_metrics import scrape, value
 from test_transport import (DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, RST_STREAM,
                             SETTINGS, Client, frame, literal)
 
@@ -234,5 +236,13 @@ def test_batch_bomb_memory_bounded_and_loop_free(stack):
         assert over_budget + too_many == STREAMS, outcomes
     finally:
         c.close()
-    # The gateway still serves, and the bomber's connection left nothing behind.
+    # The gateway still serves, and the bomber's connection left nothing behind: the request
+    # memory in flight is back to 0, and it never passed the gateway's budget.
     assert stack.health(timeout=30) == "SERVING"
+    assert wait_for(lambda: value(scrape(stack)[0], "waygate_request_memory_bytes") == 0, 30)
+    sample = scrape(stack)[0]
+    peak = value(sample, "waygate_request_memory_peak_bytes")
+    print("request memory in flight: peak %d bytes, limit %d"
+          % (peak, value(sample, "waygate_request_memory_limit_bytes")))
+    assert value(sample, "waygate_request_memory_limit_bytes") == 64 << 20
+    assert 0 < peak <= 64 << 20
