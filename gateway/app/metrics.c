@@ -87,6 +87,20 @@ static void gauge(struct evbuffer *b, const char *name, const char *help, double
     gw_prom_sample(b, name, NULL, NULL, NULL, NULL, v);
 }
 
+/* The request-memory budget (issue 10, finding 2): use, high-water mark, limit. */
+static void write_request_memory(struct evbuffer *b, const struct gw_rpc *rpc)
+{
+    size_t used, peak, limit;
+
+    gw_rpc_request_memory(rpc, &used, &peak, &limit);
+    gauge(b, "waygate_request_memory_bytes",
+          "request memory in flight now (bodies arriving, unpacked requests)", (double)used);
+    gauge(b, "waygate_request_memory_peak_bytes", "the most request memory in flight since start",
+          (double)peak);
+    gauge(b, "waygate_request_memory_limit_bytes", "the gateway's budget of request memory",
+          (double)limit);
+}
+
 static void counter(struct evbuffer *b, const char *name, const char *help, double v)
 {
     gw_prom_family(b, name, "counter", help);
@@ -186,6 +200,7 @@ static void write_process(struct evbuffer *b, const struct gw_metrics_sources *s
     }
     gauge(b, "waygate_process_resident_bytes", "resident memory of the gateway process",
           (double)pages_rss * 4096.0);
+    write_request_memory(b, src->rpc);
     gauge(b, "waygate_connections", "client connections open now",
           (double)gw_server_connections(src->server));
     gauge(b, "waygate_connections_preauth",

@@ -198,6 +198,18 @@ size_t gw_arena_used(const struct gw_arena *a)
     return a == NULL ? 0 : a->used;
 }
 
+size_t gw_arena_cap(const struct gw_arena *a)
+{
+    return a == NULL ? 0 : a->cap;
+}
+
+void gw_arena_set_cap(struct gw_arena *a, size_t cap)
+{
+    if (a == NULL)
+        return;
+    a->cap = cap > a->used ? cap : a->used;
+}
+
 void gw_arena_free(struct gw_arena *a)
 {
     struct chunk *c, *next;

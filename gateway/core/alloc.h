@@ -36,6 +36,11 @@ struct gw_arena;
 struct gw_arena *gw_arena_new(size_t cap);
 void *gw_arena_alloc(struct gw_arena *a, size_t n);
 size_t gw_arena_used(const struct gw_arena *a);
+/* The arena's cap now; gw_arena_set_cap changes it (raised to what is already used when lower:
+ * nothing handed out is taken back). A call bounds its unpack with it: the unpacked message may
+ * take only a small multiple of its wire size, whatever room the arena has for the handler. */
+size_t gw_arena_cap(const struct gw_arena *a);
+void gw_arena_set_cap(struct gw_arena *a, size_t cap);
 void gw_arena_free(struct gw_arena *a);
 
 #endif

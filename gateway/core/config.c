@@ -46,6 +46,9 @@ static const struct keydef keys[] = {
     {"server", "max_concurrent_streams", T_U32, F(max_concurrent_streams), 1, 10000, 0},
     {"server", "max_header_list_size", T_U32, F(max_header_list_size), 1024, 1048576, 0},
     {"server", "max_message_size", T_U32, F(max_message_size), 1024, 67108864, 0},
+    {"server", "request_memory_per_connection", T_U32, F(request_memory_per_connection), 65536,
+     4294967295u, 0},
+    {"server", "request_memory", T_U32, F(request_memory), 65536, 4294967295u, 0},
     {"server", "handshake_timeout_ms", T_U32, F(handshake_timeout_ms), 100, 600000, 0},
     {"server", "preauth_timeout_ms", T_U32, F(preauth_timeout_ms), 100, 600000, 0},
     {"server", "max_preauth_connections", T_U32, F(max_preauth_connections), 0, 1000000, 0},
@@ -129,6 +132,8 @@ static void set_defaults(struct gw_config *c)
     c->max_concurrent_streams = 100;
     c->max_header_list_size = 16384;
     c->max_message_size = 4u * 1024 * 1024;
+    c->request_memory_per_connection = 64u * 1024 * 1024;
+    c->request_memory = 512u * 1024 * 1024;
     c->handshake_timeout_ms = 10000;
     c->preauth_timeout_ms = 3000;
     c->max_preauth_per_address = 32;
@@ -611,6 +616,24 @@ static int forward_check(struct parse *ps, const struct gw_config *c)
     return 0;
 }
 
+/* A connection must be able to hold one message of the largest size while it arrives and
+ * while it is unpacked (rpc/call.c: at most 8x its size + 64 KiB), and the gateway one
+ * connection's worth. */
+static int request_memory_check(struct parse *ps, const struct gw_config *c)
+{
+    if ((uint64_t)c->request_memory_per_connection < 10u * (uint64_t)c->max_message_size) {
+        fail(ps, ps->seen[key_index("server", "request_memory_per_connection")],
+             "[server] request_memory_per_connection: must be at least 10 x max_message_size");
+        return GW_EINVAL;
+    }
+    if (c->request_memory < c->request_memory_per_connection) {
+        fail(ps, ps->seen[key_index("server", "request_memory")],
+             "[server] request_memory: must be at least request_memory_per_connection");
+        return GW_EINVAL;
+    }
+    return 0;
+}
+
 static int cross_check(struct parse *ps, const struct gw_config *c)
 {
     size_t i;
@@ -661,6 +684,8 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
         return GW_EINVAL;
     }
     if (c->fwd_endpoint != NULL && forward_check(ps, c) != 0)
+        return GW_EINVAL;
+    if (request_memory_check(ps, c) != 0)
         return GW_EINVAL;
     if (c->db_conninfo != NULL) {
         int line = ps->seen[key_index("database", "conninfo")];

@@ -28,6 +28,11 @@ struct gw_config {
     uint32_t max_preauth_per_address; /* unauthenticated at once from one address, default 32 */
     uint32_t accept_rate_per_address; /* connections accepted per second from one address
                                        * (burst twice that), default 64 */
+    uint32_t request_memory_per_connection; /* bytes of request memory in flight (bodies being
+                                             * received, unpacked messages) on one connection,
+                                             * default 64 MiB, at least 10 x max_message_size */
+    uint32_t request_memory;          /* the same for the whole gateway, default 512 MiB, at least
+                                       * request_memory_per_connection */
     uint32_t idle_timeout_ms;         /* no stream open and no bytes, default 300000 */
     uint32_t stream_write_timeout_ms; /* a response stream whose client takes no bytes for this
                                        * long is reset, default 30000 */

@@ -28,6 +28,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_MALFORMED_PREFIX] = "malformed message prefix",
     [GW_RULE_TRUNCATED_MESSAGE] = "request ended inside a message",
     [GW_RULE_NO_MESSAGE] = "request carries no message",
+    [GW_RULE_REQUEST_MEMORY] =
+        "request memory in flight would exceed its budget of % bytes: retry later",
     [GW_RULE_GENDER_UNKNOWN] = "unknown gender value",
     [GW_RULE_ID_TYPE_UNKNOWN] = "unknown ID type",
     [GW_RULE_SECURITY_LEVEL_UNKNOWN] = "unknown security level",

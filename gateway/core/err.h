@@ -77,6 +77,7 @@ enum gw_rule {
     GW_RULE_MALFORMED_PREFIX,
     GW_RULE_TRUNCATED_MESSAGE,
     GW_RULE_NO_MESSAGE,
+    GW_RULE_REQUEST_MEMORY, /* request memory in flight over a budget (bound) */
     /* enumerations and simple formats of a waybill */
     GW_RULE_GENDER_UNKNOWN,
     GW_RULE_ID_TYPE_UNKNOWN,

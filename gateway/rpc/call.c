@@ -6,7 +6,14 @@
  * cancel function runs at most once and only while the identity step or the handler is
  * running; after the call is finished (by the handler, the deadline, a refusal or an early
  * error) no handler code is called; a request error is answered only after the identity and
- * policy steps allowed the caller. */
+ * policy steps allowed the caller.
+ * Memory (issue 10, finding 2): the request's bytes and its unpacked message are taken from the
+ * connection's and the gateway's budgets of request memory in flight (budget.h) before they are
+ * held, and given back when the call ends; a request over either budget is refused
+ * RESOURCE_EXHAUSTED; a message is measured on the wire before it is unpacked, and unpacked only
+ * within UNPACK_FACTOR x its size + UNPACK_BASE; at most handlers_per_turn handlers start per
+ * loop turn, and none once turn_ms has passed since the turn's first: the others wait in the
+ * dispatcher's ready queue for the next turns. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -14,6 +21,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "budget.h"
 #include "call.h"
 #include "config.h"
 #include "h2.h"
@@ -23,9 +31,16 @@
 #include "rpc_int.h"
 #include "wirecheck.h"
 
-/* Unpacked messages take more room than their wire form (pointers, structs of defaults). */
+/* The arena's cap for the handler's whole life (responses and state are built in it too). */
 #define ARENA_FACTOR 32u
 #define ARENA_BASE (1u << 20)
+/* An unpacked request may take at most UNPACK_FACTOR x its wire size + UNPACK_BASE: real
+ * messages take under 4x (strings rounded to 16 bytes, structs of defaults), while 2 bytes of
+ * an empty repeated submessage would take a whole struct. */
+#define UNPACK_FACTOR 8u
+#define UNPACK_BASE (64u * 1024u)
+/* Connections remembered in one round-robin pass of the ready queue. */
+#define RUN_FAIR_MAX 64u
 
 enum call_state {
     CALL_IDENTIFYING, /* the identity step runs; the request may still be arriving */
@@ -62,6 +77,11 @@ struct gw_call {
     size_t req_len;
     unsigned nreq;
     unsigned nsent;
+    struct gw_budget *conn_mem; /* the connection's budget (its h2 session outlives the call) */
+    size_t held;                /* request bytes taken from conn_mem and rpc->mem */
+    size_t unpack_held;         /* unpacked-message bytes taken likewise */
+    bool queued;                /* in rpc's ready queue */
+    struct gw_call *ready_next;
     gw_cancel_fn cancel_fn;
     void *cancel_arg;
     bool in_cancel;
@@ -140,10 +160,81 @@ static void make_request_id(struct gw_rpc *rpc, char out[72])
     out[len] = '\0';
 }
 
+/* ---- request memory in flight ---- */
+
+/* Sets what the call holds of the budgets to held + unpack_held, taking or giving back the
+ * difference. Returns 0, or GW_ETOOBIG with *limit the exceeded budget's limit (nothing taken). */
+static int hold(struct gw_call *call, size_t held, size_t unpack_held, unsigned long *limit)
+{
+    size_t now = call->held + call->unpack_held, want = held + unpack_held;
+    struct gw_budget *g = &call->rpc->mem;
+
+    if (want > now && gw_budget_take(call->conn_mem, g, want - now) != 0) {
+        struct gw_budget *over = g;
+        if (call->conn_mem != NULL && call->conn_mem->limit != 0 &&
+            want - now > call->conn_mem->limit - call->conn_mem->used)
+            over = call->conn_mem;
+        *limit = (unsigned long)over->limit;
+        return GW_ETOOBIG;
+    }
+    if (want < now)
+        gw_budget_give(call->conn_mem, g, now - want);
+    call->held = held;
+    call->unpack_held = unpack_held;
+    return 0;
+}
+
+/* ---- the ready queue: handlers started at most handlers_per_turn per loop turn ---- */
+
+static void arm_run(struct gw_rpc *rpc)
+{
+    static const struct timeval zero = {0, 0};
+
+    if (!evtimer_pending(rpc->run_ev, NULL))
+        (void)evtimer_add(rpc->run_ev, &zero);
+}
+
+/* True when this turn has started its share of handlers: handlers_per_turn of them, or any
+ * number once turn_ms has passed since the first. */
+static bool turn_full(const struct gw_rpc *rpc)
+{
+    return rpc->ran >= rpc->p.handlers_per_turn ||
+           (rpc->ran > 0 && gw_now_ms() - rpc->turn_start_ms >= rpc->p.turn_ms);
+}
+
+/* Counts a handler start in this turn. */
+static void count_start(struct gw_rpc *rpc)
+{
+    if (rpc->ran++ == 0)
+        rpc->turn_start_ms = gw_now_ms();
+}
+
+static void unqueue(struct gw_call *call)
+{
+    struct gw_rpc *rpc = call->rpc;
+    struct gw_call **pp = &rpc->ready_head, *prev = NULL;
+
+    if (!call->queued)
+        return;
+    while (*pp != call) {
+        prev = *pp;
+        pp = &(*pp)->ready_next;
+    }
+    *pp = call->ready_next;
+    if (rpc->ready_tail == call)
+        rpc->ready_tail = prev;
+    call->ready_next = NULL;
+    call->queued = false;
+}
+
 static void call_free(struct gw_call *call)
 {
+    unsigned long limit;
+
     if (call == NULL)
         return;
+    unqueue(call);
+    (void)hold(call, 0, 0, &limit);
     if (call->deadline_ev != NULL)
         event_free(call->deadline_ev);
     gw_grpc_decoder_clear(&call->dec);
@@ -164,9 +255,20 @@ static void refuse(struct gw_call *call, const struct gw_fault *f)
     finish(call, gw_fault_status(f), msg);
 }
 
-/* Runs the handler once the caller is authorised and the request is complete. */
+static void start_handler(struct gw_call *call)
+{
+    call->state = CALL_RUNNING;
+    GW_LOG(GW_LOG_DEBUG, "call", &call->log, "call started: %s", call->method->path);
+    call->method->handler(call, call->req, call->req_len);
+}
+
+/* Runs the handler once the caller is authorised and the request is complete: now, or from the
+ * ready queue (round robin over connections) when this turn has started its share of handlers
+ * already or others wait. */
 static void maybe_run(struct gw_call *call)
 {
+    struct gw_rpc *rpc = call->rpc;
+
     if (call->state != CALL_AUTHORISED)
         return;
     if (call->method->handler == NULL) { /* no need to wait for the request */
@@ -175,11 +277,60 @@ static void maybe_run(struct gw_call *call)
         refuse(call, &f);
         return;
     }
-    if (!call->request_done)
+    if (!call->request_done || call->queued)
         return;
-    call->state = CALL_RUNNING;
-    GW_LOG(GW_LOG_DEBUG, "call", &call->log, "call started: %s", call->method->path);
-    call->method->handler(call, call->req, call->req_len);
+    if (rpc->ready_head != NULL || turn_full(rpc)) {
+        call->queued = true; /* started by gw_call_run_ready at a later turn */
+        if (rpc->ready_tail != NULL)
+            rpc->ready_tail->ready_next = call;
+        else
+            rpc->ready_head = call;
+        rpc->ready_tail = call;
+        arm_run(rpc);
+        return;
+    }
+    count_start(rpc);
+    arm_run(rpc); /* the next turn starts the count again */
+    start_handler(call);
+}
+
+/* True when conn is among seen[0..n). */
+static bool served(struct gw_budget *const *seen, size_t n, const struct gw_budget *conn)
+{
+    for (size_t i = 0; i < n; i++)
+        if (seen[i] == conn)
+            return true;
+    return false;
+}
+
+void gw_call_run_ready(struct gw_rpc *rpc)
+{
+    struct gw_budget *seen[RUN_FAIR_MAX]; /* connections served in this pass */
+    size_t nseen = 0;
+
+    rpc->ran = 0;
+    /* Round robin over connections: each pass starts the first waiting call of each connection
+     * (a connection with a backlog does not hold back another's one call). A handler may finish,
+     * reset or free any queued call, so the scan starts again from the head after each. */
+    while (rpc->ready_head != NULL && !turn_full(rpc)) {
+        struct gw_call *call = rpc->ready_head;
+        while (call != NULL && served(seen, nseen, call->conn_mem))
+            call = call->ready_next;
+        if (call == NULL) {
+            nseen = 0; /* every waiting connection served once: the next pass */
+            continue;
+        }
+        unqueue(call);
+        if (call->state != CALL_AUTHORISED || !call->request_done)
+            continue;
+        if (nseen == RUN_FAIR_MAX)
+            nseen = 0;
+        seen[nseen++] = call->conn_mem;
+        count_start(rpc);
+        start_handler(call); /* may free the call, and others */
+    }
+    if (rpc->ready_head != NULL || rpc->ran > 0)
+        arm_run(rpc);
 }
 
 void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
@@ -245,6 +396,7 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     }
     call->log.request_id = call->request_id;
     call->log.peer = gw_h2_stream_peer(st)->addr;
+    call->conn_mem = gw_h2_stream_budget(st);
     call->arena = gw_arena_new(cap);
     call->deadline_ev = evtimer_new(rp->base, deadline_cb, call);
     if (call->arena == NULL || call->deadline_ev == NULL)
@@ -306,12 +458,23 @@ static int on_message(void *arg, const uint8_t *msg, size_t len)
 void gw_call_up_data(void *obj, const uint8_t *data, size_t len)
 {
     struct gw_call *call = obj;
+    unsigned long limit;
     int rc;
 
     if (call->state == CALL_RUNNING || call->state == CALL_DONE || call->request_done ||
         call->held_err != 0)
         return; /* an answered (or refused) call ignores the rest of the body */
     rc = gw_grpc_decoder_feed(&call->dec, data, len, on_message, call);
+    if (rc == 0 && hold(call, (size_t)call->dec.bufcap + call->req_len, 0, &limit) != 0) {
+        /* over a budget: what was buffered goes at once, the rest of the body is discarded */
+        gw_grpc_decoder_clear(&call->dec);
+        gw_free_wipe(call->req, call->req_len);
+        call->req = NULL;
+        call->req_len = 0;
+        (void)hold(call, 0, 0, &limit);
+        fail_request(call, GW_ETOOBIG, GW_RULE_REQUEST_MEMORY, limit);
+        return;
+    }
     switch (rc) {
     case 0:
         return;
@@ -525,18 +688,36 @@ ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDes
                                  const uint8_t *req, size_t len)
 {
     ProtobufCMessage *m;
+    struct gw_wire_measure wm;
     struct gw_fault f;
+    size_t bound = (size_t)UNPACK_FACTOR * len + UNPACK_BASE, cap;
+    unsigned long limit;
 
+    /* Checked and measured on the wire first: nothing is unpacked that breaks a string rule or
+     * would take more than its bound. */
+    if (gw_wire_measure(desc, req, len, &wm, &f) != 0) {
+        gw_call_finish_fault(call, &f);
+        return NULL;
+    }
+    if (wm.unpacked > bound) {
+        gw_call_fail(call, GW_ETOOBIG, "request", GW_RULE_UNPACK_TOO_LARGE);
+        return NULL;
+    }
+    if (hold(call, call->held, call->unpack_held + wm.unpacked, &limit) != 0) {
+        (void)gw_fault_set(&f, GW_ETOOBIG, NULL, "request", GW_RULE_REQUEST_MEMORY);
+        f.limit = limit;
+        gw_call_finish_fault(call, &f);
+        return NULL;
+    }
+    cap = gw_arena_cap(call->arena);
+    gw_arena_set_cap(call->arena, gw_arena_used(call->arena) + bound);
     m = protobuf_c_message_unpack(desc, &call->pba, len, req);
+    gw_arena_set_cap(call->arena, cap);
     if (m == NULL) {
         if (call->arena_exhausted)
             gw_call_fail(call, GW_ETOOBIG, "request", GW_RULE_UNPACK_TOO_LARGE);
         else
             gw_call_fail(call, GW_EINVAL, "request", GW_RULE_PROTOBUF);
-        return NULL;
-    }
-    if (gw_wirecheck(desc, req, len, &f) != 0) {
-        gw_call_finish_fault(call, &f);
         return NULL;
     }
     return m;

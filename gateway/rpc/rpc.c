@@ -5,9 +5,11 @@
 
 #include <string.h>
 
+#include <event2/event.h>
 #include <openssl/rand.h>
 
 #include "alloc.h"
+#include "config.h"
 #include "identity.h"
 #include "rpc_int.h"
 
@@ -22,6 +24,13 @@ void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer 
         gw_call_identified(call, &f, NULL);
     else
         gw_call_identified(call, NULL, &p);
+}
+
+static void run_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    gw_call_run_ready(arg);
 }
 
 struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
@@ -40,9 +49,14 @@ struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
     }
     if (rpc->p.identify == NULL)
         rpc->p.identify = gw_rpc_identify_cert;
-    if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
-        gw_free(rpc->stats);
-        gw_free(rpc);
+    if (rpc->p.handlers_per_turn == 0)
+        rpc->p.handlers_per_turn = GW_RPC_HANDLERS_PER_TURN;
+    if (rpc->p.turn_ms == 0)
+        rpc->p.turn_ms = GW_RPC_TURN_MS;
+    gw_budget_init(&rpc->mem, rpc->p.cfg->request_memory);
+    rpc->run_ev = evtimer_new(rpc->p.base, run_cb, rpc);
+    if (rpc->run_ev == NULL || RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        gw_rpc_free(rpc);
         return NULL;
     }
     for (size_t i = 0; i < sizeof(rnd); i++) {
@@ -56,8 +70,17 @@ void gw_rpc_free(struct gw_rpc *rpc)
 {
     if (rpc == NULL)
         return;
+    if (rpc->run_ev != NULL)
+        event_free(rpc->run_ev);
     gw_free(rpc->stats);
     gw_free(rpc);
+}
+
+void gw_rpc_request_memory(const struct gw_rpc *rpc, size_t *used, size_t *peak, size_t *limit)
+{
+    *used = rpc->mem.used;
+    *peak = rpc->mem.peak;
+    *limit = rpc->mem.limit;
 }
 
 void gw_rpc_set_policy(struct gw_rpc *rpc, const struct gw_policy *pol)

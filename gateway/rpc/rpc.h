@@ -59,6 +59,9 @@ struct gw_rpc_params {
     void *identify_ctx;
     gw_rpc_refused_fn refused; /* NULL: none */
     void *refused_ctx;
+    unsigned handlers_per_turn; /* handlers started per loop turn at most; 0: 16 */
+    unsigned turn_ms; /* and no handler starts once this long has passed since the turn's first
+                       * one started; 0: 10 ms */
 };
 
 /* Returns NULL on allocation failure. The params' pointers must outlive the dispatcher. */
@@ -87,5 +90,8 @@ size_t gw_rpc_stats_n(const struct gw_rpc *rpc);
 /* Entry i's path ("other" for the last); its counts. */
 const char *gw_rpc_stats_path(const struct gw_rpc *rpc, size_t i);
 const struct gw_rpc_method_stats *gw_rpc_stats(const struct gw_rpc *rpc, size_t i);
+/* The gateway's request memory in flight (call.c's budget): bytes held now, the most held
+ * since start, the limit (cfg->request_memory). */
+void gw_rpc_request_memory(const struct gw_rpc *rpc, size_t *used, size_t *peak, size_t *limit);
 
 #endif

@@ -9,6 +9,9 @@
  * the message invalid, and so does a string or message field sent with a wire type other than
  * length-delimited. Unknown fields are skipped without being looked into.
  *
+ * The same walk measures what unpacking would allocate (gw_wire_measure), and a top-level field
+ * can be counted on its own (gw_wire_count), both before anything is unpacked.
+ *
  * Contract: pure (no allocation, no logging, no libevent; protobuf-c descriptors only); reads only
  * buf[0..len). */
 #ifndef GW_WIRECHECK_H
@@ -34,5 +37,23 @@
  * The first problem in wire order wins. */
 GW_MUST_CHECK int gw_wirecheck(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
                                size_t len, struct gw_fault *fault);
+
+/* What unpacking a message would cost, measured on its wire bytes without unpacking it (issue 10,
+ * finding 2: 2 bytes of an empty repeated submessage unpack into a whole struct). */
+struct gw_wire_measure {
+    size_t unpacked; /* bytes protobuf-c 1.4's unpack allocates, estimated from above (each
+                      * allocation rounded up to 16, as the call's arena does) */
+    size_t fields;   /* field occurrences, at every depth */
+};
+
+/* The same walk and checks as gw_wirecheck, which also fills *m (may be NULL). On a fault, *m
+ * covers only the part walked. */
+GW_MUST_CHECK int gw_wire_measure(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
+                                  size_t len, struct gw_wire_measure *m, struct gw_fault *fault);
+
+/* Counts the occurrences of top-level field number `field` in buf[0..len) without unpacking
+ * (a repeated field's elements: a batch's items before the batch is unpacked). Returns 0, or
+ * GW_EINVAL when the framing is broken (*count is then what was counted so far). */
+GW_MUST_CHECK int gw_wire_count(const uint8_t *buf, size_t len, uint32_t field, size_t *count);
 
 #endif

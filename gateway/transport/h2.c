@@ -25,6 +25,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "alloc.h"
+#include "budget.h"
 #include "config.h"
 #include "h2_calm.h"
 #include "log.h"
@@ -74,6 +75,7 @@ struct gw_h2 {
     bool preface;
     bool calmed; /* over a control-frame budget: GOAWAY ENHANCE_YOUR_CALM queued */
     struct gw_h2_calm calm;
+    struct gw_budget mem; /* request memory in flight on this connection (the calls take it) */
 };
 
 static uint64_t now_ms(void)
@@ -544,6 +546,11 @@ int32_t gw_h2_stream_id(const struct gw_h2_stream *st)
     return st->id;
 }
 
+struct gw_budget *gw_h2_stream_budget(struct gw_h2_stream *st)
+{
+    return &st->h2->mem;
+}
+
 size_t gw_h2_stream_queued(const struct gw_h2_stream *st)
 {
     return st->out != NULL ? evbuffer_get_length(st->out) : 0;
@@ -695,6 +702,7 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     h2->io = p->io;
     h2->up = p->up;
     gw_h2_calm_init(&h2->calm, now_ms());
+    gw_budget_init(&h2->mem, p->cfg->request_memory_per_connection);
     h2->notify_ev = event_new(p->base, -1, 0, notify_cb, h2);
     h2->flush_ev = event_new(p->base, -1, 0, flush_cb, h2);
     if (h2->notify_ev == NULL || h2->flush_ev == NULL)

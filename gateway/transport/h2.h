@@ -25,6 +25,7 @@
 #include "peer.h"
 
 struct event_base;
+struct gw_budget;
 struct gw_config;
 struct gw_h2;
 struct gw_h2_stream;
@@ -107,6 +108,10 @@ void gw_h2_terminate(struct gw_h2 *h2);
 /* The connection's peer (address, verified certificate). */
 const struct gw_peer *gw_h2_stream_peer(const struct gw_h2_stream *st);
 int32_t gw_h2_stream_id(const struct gw_h2_stream *st);
+/* The connection's budget of request memory in flight (budget.h; limit
+ * cfg->request_memory_per_connection): the layer above takes from it for a stream's request and
+ * gives back before the close upcall returns. Valid until then. */
+struct gw_budget *gw_h2_stream_budget(struct gw_h2_stream *st);
 
 /* Space for one response message of exactly len bytes (the 5-byte gRPC prefix is the session's
  * business). Returns a pointer valid until gw_h2_stream_commit, or NULL (GW_ENOMEM, or the

@@ -119,6 +119,30 @@ static void test_arena_cap(void **state)
     gw_arena_free(a);
 }
 
+/* A cap lowered for a while (a call's unpack) bounds what may be handed out, never takes back
+ * what was; raised again, the arena goes on. */
+static void test_arena_set_cap(void **state)
+{
+    struct gw_arena *a;
+
+    (void)state;
+    a = gw_arena_new(1u << 20);
+    assert_non_null(a);
+    assert_non_null(gw_arena_alloc(a, 100)); /* 112 used */
+    assert_int_equal(gw_arena_cap(a), 1u << 20);
+    gw_arena_set_cap(a, gw_arena_used(a) + 64);
+    assert_non_null(gw_arena_alloc(a, 64));
+    assert_null(gw_arena_alloc(a, 1));
+    assert_null(gw_arena_alloc(a, 10000));
+    gw_arena_set_cap(a, 16); /* below what is used: raised to it */
+    assert_int_equal(gw_arena_cap(a), gw_arena_used(a));
+    assert_null(gw_arena_alloc(a, 1));
+    gw_arena_set_cap(a, 1u << 20);
+    assert_non_null(gw_arena_alloc(a, 10000));
+    assert_int_equal(gw_arena_used(a), 176 + 10000);
+    gw_arena_free(a);
+}
+
 static void test_arena_fail_nth(void **state)
 {
     struct gw_arena *a;
@@ -144,7 +168,7 @@ int main(void)
         cmocka_unit_test(test_fail_nth),       cmocka_unit_test(test_calloc_overflow),
         cmocka_unit_test(test_strndup),        cmocka_unit_test(test_arena_alignment),
         cmocka_unit_test(test_arena_distinct), cmocka_unit_test(test_arena_cap),
-        cmocka_unit_test(test_arena_fail_nth),
+        cmocka_unit_test(test_arena_fail_nth), cmocka_unit_test(test_arena_set_cap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

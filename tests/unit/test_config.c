@@ -98,6 +98,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_concurrent_streams, 100);
     assert_int_equal(c.max_header_list_size, 16384);
     assert_int_equal(c.max_message_size, 4 * 1024 * 1024);
+    assert_int_equal(c.request_memory_per_connection, 64 * 1024 * 1024);
+    assert_int_equal(c.request_memory, 512 * 1024 * 1024);
     assert_int_equal(c.handshake_timeout_ms, 10000);
     assert_int_equal(c.preauth_timeout_ms, 3000);
     assert_int_equal(c.max_preauth_connections, 0);
@@ -185,6 +187,10 @@ static const struct bad bads[] = {
     {"bad_sslpassword.conf", 8, "[database] conninfo", "must not contain a password"},
     {"bad_conninfo.conf", 8, "[database] conninfo", "not a valid libpq connection string"},
     {"bad_preauth.conf", 13, "[server] max_preauth_connections", "must be below max_connections"},
+    {"bad_request_memory.conf", 13, "[server] request_memory_per_connection",
+     "must be at least 10 x max_message_size"},
+    {"bad_request_memory_total.conf", 13, "[server] request_memory",
+     "must be at least request_memory_per_connection"},
 };
 
 static void check_refusal(const char *path, int line, const char *where, const char *rule)

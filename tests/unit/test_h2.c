@@ -570,6 +570,10 @@ static void pump(struct harness *h)
 
 /* The identity step of the next harness (NULL: the certificate's, synchronous). */
 static gw_rpc_identify_fn harness_identify;
+/* The next harness's handlers per loop turn (0: the default) and request-memory budgets (0: no
+ * limit), set by a test before harness_new and reset by it. */
+static unsigned harness_per_turn;
+static uint32_t harness_conn_mem, harness_total_mem;
 
 /* client_window: 0 for nghttp2's defaults (the client gives back window as it receives); else
  * the client's initial stream window, given back only when the test consumes (client_consume). */
@@ -623,6 +627,8 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     h->cfg.max_message_size = 1024;
     h->cfg.max_deadline_ms = 60000;
     h->cfg.stream_write_timeout_ms = 30000;
+    h->cfg.request_memory_per_connection = harness_conn_mem;
+    h->cfg.request_memory = harness_total_mem;
     h->policy = gw_policy_new(test_rules, sizeof(test_rules) / sizeof(test_rules[0]));
     assert_non_null(h->policy);
     memset(&rp, 0, sizeof(rp));
@@ -630,6 +636,8 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     rp.base = h->base;
     rp.methods = &test_table;
     rp.policy = h->policy;
+    rp.handlers_per_turn = harness_per_turn;
+    rp.turn_ms = 600000; /* counts only: a busy machine's pause must not change a test */
     /* a test's waiting identity step, or NULL: the certificate step */
     rp.identify = test_identify != NULL ? test_identify : harness_identify;
     h->rpc = gw_rpc_new(&rp);
@@ -759,9 +767,10 @@ static ssize_t open_body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size
     return (ssize_t)take;
 }
 
-/* Starts a call; body (may be NULL) is sent whole, then END_STREAM. */
-static int32_t start_call(struct harness *h, const char *path, const char *timeout,
-                          struct body *body)
+/* Queues a call on the client without sending it; body (may be NULL) is sent whole, then
+ * END_STREAM, at the next pump. */
+static int32_t submit_call(struct harness *h, const char *path, const char *timeout,
+                           struct body *body)
 {
     nghttp2_nv nv[8] = {
         HNV(":method", "POST"),
@@ -780,6 +789,15 @@ static int32_t start_call(struct harness *h, const char *path, const char *timeo
             (nghttp2_nv){(uint8_t *)"grpc-timeout", (uint8_t *)timeout, 12, strlen(timeout), 0};
     id = nghttp2_submit_request(h->client, NULL, nv, n, body ? &prd : NULL, NULL);
     assert_true(id > 0);
+    return id;
+}
+
+/* Starts a call: submit_call, then pump. */
+static int32_t start_call(struct harness *h, const char *path, const char *timeout,
+                          struct body *body)
+{
+    int32_t id = submit_call(h, path, timeout, body);
+
     pump(h);
     return id;
 }
@@ -1011,8 +1029,11 @@ static void test_deadline(void **state)
     /* 50 ms from when the call started, which was between t0 and t1 (however loaded the box) */
     assert_true(gw_call_deadline_ms(hung_call) >= t0 + 50);
     assert_true(gw_call_deadline_ms(hung_call) <= t1 + 50);
-    event_base_loop(h->base, EVLOOP_ONCE);
-    pump(h);
+    /* a turn may first run the dispatcher's zero timer (the handlers-per-turn count) */
+    for (int turn = 0; turn < 10 && !r->closed; turn++) {
+        event_base_loop(h->base, EVLOOP_ONCE);
+        pump(h);
+    }
     assert_true(r->closed);
     assert_int_equal(r->grpc_status, GW_GRPC_DEADLINE_EXCEEDED);
     assert_int_equal(cancels, 1);
@@ -1835,6 +1856,138 @@ static void test_queued_responses_not_copied(void **state)
     freed_marker = NULL;
 }
 
+/* ---- request memory and the loop (issue 10, finding 2) ---- */
+
+/* One loop turn, without waiting: the dispatcher's zero timer runs. */
+static void one_turn(struct harness *h)
+{
+    assert_int_equal(event_base_loop(h->base, EVLOOP_ONCE | EVLOOP_NONBLOCK), 0);
+    pump(h);
+}
+
+/* Requests completed by one read start at most handlers_per_turn handlers; the rest start at the
+ * following loop turns, in order, and a queued call whose stream is reset never starts. */
+static void test_handlers_yield_loop(void **state)
+{
+    struct harness *h;
+    uint8_t buf[32];
+    struct body b[6];
+    int32_t ids[6];
+
+    (void)state;
+    harness_per_turn = 2;
+    h = harness_new(true);
+    harness_per_turn = 0;
+    for (int i = 0; i < 6; i++) {
+        b[i] = (struct body){buf, frame_service(buf, "x"), 0};
+        ids[i] = submit_call(h, "/t.T/Hang", NULL, &b[i]);
+    }
+    pump(h); /* all six requests arrive before the loop runs */
+    assert_int_equal(hang_started, 2);
+    assert_int_equal(
+        nghttp2_submit_rst_stream(h->client, NGHTTP2_FLAG_NONE, ids[5], NGHTTP2_CANCEL), 0);
+    pump(h);
+    assert_int_equal(hang_started, 2);
+    one_turn(h);
+    assert_int_equal(hang_started, 4);
+    one_turn(h);
+    assert_int_equal(hang_started, 5); /* the sixth was reset while it waited */
+    one_turn(h);
+    one_turn(h);
+    assert_int_equal(hang_started, 5);
+    assert_int_equal(cancels, 0);
+    for (int i = 0; i < 5; i++)
+        assert_false(reply_for(h, ids[i])->closed);
+    harness_free(h);
+    assert_int_equal(cancels, 5);
+}
+
+/* A 60-byte request held by a running call; n of them fit the budget, the next is refused
+ * RESOURCE_EXHAUSTED naming the budget, and a freed call makes room again. */
+static void budget_case(uint32_t conn_mem, uint32_t total_mem, const char *message)
+{
+    struct harness *h;
+    char svc[56];
+    uint8_t buf[3][64];
+    struct body b[3];
+    struct reply *r;
+    int32_t id0;
+
+    harness_conn_mem = conn_mem;
+    harness_total_mem = total_mem;
+    h = harness_new(true);
+    harness_conn_mem = harness_total_mem = 0;
+    memset(svc, 's', sizeof(svc) - 1);
+    svc[sizeof(svc) - 1] = '\0';
+    for (int i = 0; i < 3; i++)
+        b[i] = (struct body){buf[i], frame_service(buf[i], svc), 0};
+    id0 = start_call(h, "/t.T/Hang", NULL, &b[0]);
+    (void)start_call(h, "/t.T/Hang", NULL, &b[1]);
+    assert_int_equal(hang_started, 2);
+    r = reply_for(h, start_call(h, "/t.T/Hang", NULL, &b[2]));
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_RESOURCE_EXHAUSTED);
+    assert_string_equal(r->grpc_message, message);
+    assert_int_equal(hang_started, 2);
+    /* the first call goes: its bytes go back to both budgets */
+    assert_int_equal(nghttp2_submit_rst_stream(h->client, NGHTTP2_FLAG_NONE, id0, NGHTTP2_CANCEL),
+                     0);
+    pump(h);
+    assert_int_equal(cancels, 1);
+    b[2].off = 0;
+    r = reply_for(h, start_call(h, "/t.T/Hang", NULL, &b[2]));
+    assert_false(r->closed);
+    assert_int_equal(hang_started, 3);
+    harness_free(h);
+}
+
+static void test_request_memory_budgets(void **state)
+{
+    (void)state;
+    /* the connection's budget, then the gateway's */
+    budget_case(150, 100000,
+                "request memory in flight would exceed its budget of 150 bytes: retry later");
+    budget_case(100000, 140,
+                "request memory in flight would exceed its budget of 140 bytes: retry later");
+}
+
+/* A message that would unpack into more than 8x its size + 64 KiB is refused before unpacking;
+ * the same number of complete items is not. */
+static void test_unpack_bound(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[1024];
+    struct body b;
+    struct reply *r;
+
+    (void)state;
+    gw_grpc_frame_prefix(buf, 1000);
+    for (size_t k = 0; k < 500; k++) {
+        buf[5 + 2 * k] = 0x0a; /* SubmitBatchRequest.waybills: an empty Waybill */
+        buf[5 + 2 * k + 1] = 0x00;
+    }
+    b = (struct body){buf, 1005, 0};
+    r = reply_for(h, start_call(h, "/t.T/Unpack", NULL, &b));
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_RESOURCE_EXHAUSTED);
+    assert_string_equal(r->grpc_message, "request: is too large to unpack");
+    /* 30 items of 31 bytes (a waybill number each) */
+    gw_grpc_frame_prefix(buf, 30 * 33);
+    for (size_t k = 0; k < 30; k++) {
+        uint8_t *p = buf + 5 + 33 * k;
+        p[0] = 0x0a;
+        p[1] = 31;
+        p[2] = 0x0a; /* Waybill.waybill_no */
+        p[3] = 29;
+        memset(p + 4, 'A', 29);
+    }
+    b = (struct body){buf, 5 + 30 * 33, 0};
+    r = reply_for(h, start_call(h, "/t.T/Unpack", NULL, &b));
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    harness_free(h);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1845,6 +1998,9 @@ int main(void)
         cmocka_unit_test(test_nested_utf8_path),
         cmocka_unit_test(test_streaming),
         cmocka_unit_test(test_oversized),
+        cmocka_unit_test(test_handlers_yield_loop),
+        cmocka_unit_test(test_request_memory_budgets),
+        cmocka_unit_test(test_unpack_bound),
         cmocka_unit_test(test_compressed_and_second_message),
         cmocka_unit_test(test_unauthenticated),
         cmocka_unit_test(test_deadline),

@@ -1,0 +1,73 @@
+/* test_budget.c: the byte budgets of request memory in flight (budget.h): a take is all or
+ * nothing across the connection's and the gateway's budget, never passes a limit, and every
+ * give brings both back; 0 means no limit. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <cmocka.h>
+
+#include "budget.h"
+
+static void test_take_within_limits(void **state)
+{
+    struct gw_budget conn, global;
+
+    (void)state;
+    gw_budget_init(&conn, 100);
+    gw_budget_init(&global, 150);
+    assert_int_equal(gw_budget_take(&conn, &global, 60), 0);
+    assert_int_equal(gw_budget_take(&conn, &global, 40), 0); /* exactly the limit */
+    assert_int_equal(conn.used, 100);
+    assert_int_equal(gw_budget_take(&conn, &global, 1), GW_ETOOBIG);
+    assert_int_equal(conn.used, 100);
+    assert_int_equal(global.used, 100);
+    gw_budget_give(&conn, &global, 60);
+    assert_int_equal(conn.used, 40);
+    assert_int_equal(global.used, 40);
+    assert_int_equal(conn.peak, 100);
+}
+
+/* Refused by the gateway's budget: the connection's is left as it was. */
+static void test_all_or_nothing(void **state)
+{
+    struct gw_budget a, b, global;
+
+    (void)state;
+    gw_budget_init(&a, 100);
+    gw_budget_init(&b, 100);
+    gw_budget_init(&global, 150);
+    assert_int_equal(gw_budget_take(&a, &global, 100), 0);
+    assert_int_equal(gw_budget_take(&b, &global, 60), GW_ETOOBIG);
+    assert_int_equal(b.used, 0);
+    assert_int_equal(global.used, 100);
+    assert_int_equal(gw_budget_take(&b, &global, 50), 0);
+    assert_int_equal(global.used, 150);
+    assert_int_equal(gw_budget_take(&b, &global, SIZE_MAX), GW_ETOOBIG);
+}
+
+static void test_no_limit_and_null(void **state)
+{
+    struct gw_budget open, global;
+
+    (void)state;
+    gw_budget_init(&open, 0);
+    gw_budget_init(&global, 10);
+    assert_int_equal(gw_budget_take(&open, NULL, SIZE_MAX / 2), 0);
+    assert_int_equal(gw_budget_take(NULL, &global, 10), 0);
+    assert_int_equal(gw_budget_take(NULL, &global, 1), GW_ETOOBIG);
+    gw_budget_give(NULL, &global, 25); /* more than taken: clamped at 0, never wrapped */
+    assert_int_equal(global.used, 0);
+    assert_int_equal(gw_budget_take(NULL, NULL, 5), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_take_within_limits),
+        cmocka_unit_test(test_all_or_nothing),
+        cmocka_unit_test(test_no_limit_and_null),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
