@@ -24,6 +24,7 @@
 #include "incident.h"
 #include "keyring.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "retention.h"
 #include "rpc.h"
@@ -45,6 +46,8 @@ struct daemon {
     bool draining;
     struct event *sweep_ev;    /* the inactivity sweep's timer (Art. 38) */
     struct gw_acct_req *sweep; /* the sweep in flight, if any */
+    struct gw_tls *tls;
+    struct event *crl_ev; /* [tls] crl_reload_ms */
 };
 
 static void usage(void)
@@ -135,15 +138,82 @@ static void record_reload(struct daemon *d, bool keys_ok, bool policy_ok, const 
         GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: the config.reload audit record was not queued");
 }
 
+/* An incident about the CRL (Art. 17): the gateway is the actor. */
+static void crl_incident(struct daemon *d, const char *kind, const char *severity,
+                         const char *detail)
+{
+    struct gw_incident inc = {.severity = severity, .kind = kind, .principal = "waygated"};
+
+    inc.detail = detail;
+    if (gw_incident_record(d->app->incidents, &inc) != 0)
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "could not record the %s incident", kind);
+}
+
+/* The revocation list, on SIGHUP and every [tls] crl_reload_ms: read again (a CRL that does not
+ * load leaves the one in force, and says why); connections whose certificate it now revokes are
+ * closed at once; a nextUpdate within [tls] crl_warn_s is logged and recorded (crl_expiring, high),
+ * one already past too (crl_expired, critical: every client is refused until a fresh CRL is
+ * published, the fail-closed choice, docs/operations.md). Returns false when the CRL did not load.
+ */
+static bool crl_refresh(struct daemon *d, const char *why)
+{
+    const struct gw_config *cfg = d->app->cfg;
+    struct gw_tls_expiry ex;
+    char err[512], detail[160];
+    size_t dropped;
+
+    if (cfg->tls_crl == NULL || d->tls == NULL)
+        return true;
+    if (gw_tls_reload_crl(d->tls, cfg, err, sizeof(err)) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "%s: CRL not reloaded, the one in force stays: %s", why,
+               err);
+        return false;
+    }
+    dropped = gw_server_drop_revoked(d->server);
+    GW_LOG(dropped > 0 ? GW_LOG_WARN : GW_LOG_DEBUG, "main", NULL,
+           "%s: CRL reloaded from %s; %zu connection(s) of revoked certificates closed", why,
+           cfg->tls_crl, dropped);
+    gw_tls_expiry(d->tls, &ex);
+    if (ex.has_crl && ex.crl_s < 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL,
+               "the CRL's nextUpdate passed %lld s ago: every client certificate is refused until "
+               "a fresh CRL is published",
+               (long long)-ex.crl_s);
+        snprintf(detail, sizeof(detail), "CRL nextUpdate passed %lld s ago", (long long)-ex.crl_s);
+        crl_incident(d, "crl_expired", "critical", detail);
+    } else if (ex.has_crl && ex.crl_s < (int64_t)cfg->crl_warn_s) {
+        GW_LOG(GW_LOG_WARN, "main", NULL,
+               "the CRL's nextUpdate is in %lld s: publish a fresh CRL before then, or every "
+               "client certificate is refused",
+               (long long)ex.crl_s);
+        snprintf(detail, sizeof(detail), "CRL nextUpdate in %lld s", (long long)ex.crl_s);
+        crl_incident(d, "crl_expiring", "high", detail);
+    }
+    return true;
+}
+
+static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    const uint32_t ms = d->app->cfg->crl_reload_ms;
+    const struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    (void)fd;
+    (void)what;
+    (void)crl_refresh(d, "timer");
+    evtimer_add(d->crl_ev, &tv);
+}
+
 /* SIGHUP: load the keyring again (a rotated KEK becomes current, a retired one goes away) and
  * swap it in only if it loads; handlers never keep the keyring across callbacks. Then the
- * policy (reload_policy). Both outcomes go into one config.reload audit record. */
+ * policy (reload_policy), then the CRL (crl_refresh). The outcomes go into one config.reload audit
+ * record. */
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
     struct gw_keyring *kr = NULL;
-    char err[512], keys[96], policy[96], detail[200];
-    bool keys_ok = false, policy_ok;
+    char err[512], keys[96], policy[96], detail[240];
+    bool keys_ok = false, policy_ok, crl_ok;
 
     (void)sig;
     (void)what;
@@ -160,8 +230,10 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
                  gw_keyring_current(kr));
     }
     policy_ok = reload_policy(d, policy, sizeof(policy));
-    snprintf(detail, sizeof(detail), "%s; %s", keys, policy);
-    record_reload(d, keys_ok, policy_ok, detail);
+    crl_ok = crl_refresh(d, "SIGHUP");
+    snprintf(detail, sizeof(detail), "%s; %s; crl: %s", keys, policy,
+             crl_ok ? "reloaded" : "not reloaded (file refused)");
+    record_reload(d, keys_ok, policy_ok && crl_ok, detail);
 }
 
 static void sweep_start(struct daemon *d);
@@ -301,6 +373,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     d->draining = true;
+    d->app->draining = true; /* Health/Watch streams say NOT_SERVING and end */
     GW_LOG(GW_LOG_INFO, "main", NULL, "signal %d: draining", (int)sig);
     gw_server_drain(d->server, drained_cb, d);
 }
@@ -315,6 +388,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     struct gw_rpc *rpc = NULL;
     struct gw_auth *auth = NULL;
     struct gw_retention *retention = NULL;
+    struct gw_metrics *metrics = NULL;
     struct gw_h2_upcalls up;
     struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     const char *path = NULL;
@@ -451,6 +525,15 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
         goto out;
     }
+    d.tls = tls;
+    if (cfg.tls_crl != NULL && cfg.crl_reload_ms > 0) {
+        d.crl_ev = evtimer_new(d.base, crl_timer_cb, &d);
+        if (d.crl_ev == NULL) {
+            GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the CRL reload timer");
+            goto out;
+        }
+        event_active(d.crl_ev, EV_TIMEOUT, 0); /* the expiry check at start, then periodic */
+    }
     d.sweep_ev = evtimer_new(d.base, sweep_cb, &d);
     if (d.sweep_ev == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the inactive-account sweep timer");
@@ -464,6 +547,14 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         evsignal_add(sigint, NULL) != 0 || evsignal_add(sighup, NULL) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot install signal handlers");
         goto out;
+    }
+    if (cfg.metrics_listen != NULL) {
+        struct gw_metrics_sources ms = {.app = &app, .rpc = rpc, .server = d.server, .tls = tls};
+        metrics = gw_metrics_new(d.base, cfg.metrics_listen, &ms, err, sizeof(err));
+        if (metrics == NULL) {
+            GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
+            goto out;
+        }
     }
     gw_server_address(d.server, 0, addr, sizeof(addr));
     gw_server_address(d.server, 1, iaddr, sizeof(iaddr));
@@ -480,6 +571,8 @@ out:
      * workers' threads are joined before the database pool they never touch. */
     if (d.sweep_ev != NULL)
         event_free(d.sweep_ev);
+    if (d.crl_ev != NULL)
+        event_free(d.crl_ev);
     gw_acct_cancel(d.sweep);
     if (sigterm != NULL)
         event_free(sigterm);
@@ -487,6 +580,7 @@ out:
         event_free(sigint);
     if (sighup != NULL)
         event_free(sighup);
+    gw_metrics_free(metrics);
     gw_server_free(d.server);
     gw_rpc_free(rpc);
     gw_policy_free(d.policy);

@@ -57,6 +57,8 @@ static const struct keydef keys[] = {
     {"tls", "key", T_PATH, F(tls_key), 0, 0, 1},
     {"tls", "client_ca", T_PATH, F(tls_client_ca), 0, 0, 1},
     {"tls", "crl", T_PATH, F(tls_crl), 0, 0, 0},
+    {"tls", "crl_reload_ms", T_U32, F(crl_reload_ms), 0, 86400000, 0},
+    {"tls", "crl_warn_s", T_U32, F(crl_warn_s), 0, 31536000, 0},
     {"database", "conninfo", T_STRING, F(db_conninfo), 0, 0, 1},
     {"database", "pool_size", T_U32, F(db_pool_size), 1, 256, 0},
     {"database", "pipeline_depth", T_U32, F(db_pipeline_depth), 1, 1024, 0},
@@ -83,6 +85,7 @@ static const struct keydef keys[] = {
     {"compliance", "retention_days", T_U32, F(retention_days), 0, 36500, 0},
     {"compliance", "retention_sweep_ms", T_U32, F(retention_sweep_ms), 100, 86400000, 0},
     {"compliance", "retention_batch", T_U32, F(retention_batch), 1, 100000, 0},
+    {"metrics", "listen", T_HOSTPORT, F(metrics_listen), 0, 0, 0},
     {"forward", "endpoint", T_STRING, F(fwd_endpoint), 0, 0, 0},
     {"forward", "server_name", T_STRING, F(fwd_server_name), 0, 0, 0},
     {"forward", "ca", T_PATH, F(fwd_ca), 0, 0, 0},
@@ -100,8 +103,9 @@ static const struct keydef keys[] = {
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = {"server", "tls",   "database",   "keys",    "auth",
-                                       "policy", "audit", "compliance", "forward", "log"};
+static const char *const sections[] = {"server",  "tls",     "database", "keys",
+                                       "auth",    "policy",  "audit",    "compliance",
+                                       "metrics", "forward", "log"};
 
 /* Parser state for one load. */
 struct parse {
@@ -149,6 +153,8 @@ static void set_defaults(struct gw_config *c)
     c->retention_days = 1095;
     c->retention_sweep_ms = 3600000;
     c->retention_batch = 500;
+    c->crl_reload_ms = 300000;
+    c->crl_warn_s = 172800;
     c->fwd_batch = 64;
     c->fwd_inflight = 4;
     c->fwd_deadline_ms = 5000;
@@ -621,6 +627,18 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
             fail(ps, line,
                  "[server] insecure_listen: must be a loopback address (127.0.0.0/8, ::1 or "
                  "localhost)");
+            return GW_EINVAL;
+        }
+    }
+    if (c->metrics_listen != NULL) {
+        int line = ps->seen[key_index("metrics", "listen")];
+        char host[256];
+        uint16_t port;
+        if (gw_config_split_hostport(c->metrics_listen, host, sizeof(host), &port) != 0 ||
+            !is_loopback_host(host)) {
+            fail(ps, line,
+                 "[metrics] listen: must be a loopback address (127.0.0.0/8, ::1 or localhost): "
+                 "the metrics are plain HTTP without authentication");
             return GW_EINVAL;
         }
     }

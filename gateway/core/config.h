@@ -30,10 +30,14 @@ struct gw_config {
     uint32_t incident_queue_max; /* incident rows queued before coalescing, default 4096 */
 
     /* [tls] */
-    char *tls_cert;      /* server certificate chain (PEM), required */
-    char *tls_key;       /* server private key (PEM), required */
-    char *tls_client_ca; /* CA bundle that client certificates must chain to, required */
-    char *tls_crl;       /* certificate revocation list (PEM), optional */
+    char *tls_cert;         /* server certificate chain (PEM), required */
+    char *tls_key;          /* server private key (PEM), required */
+    char *tls_client_ca;    /* CA bundle that client certificates must chain to, required */
+    char *tls_crl;          /* certificate revocation list (PEM), optional */
+    uint32_t crl_reload_ms; /* the CRL is read again this often (and on SIGHUP), default 300000;
+                               0 = on SIGHUP only */
+    uint32_t crl_warn_s;    /* warn (log, incident) when the CRL's nextUpdate is this close,
+                               default 172800 (2 days) */
 
     /* [database] */
     char *db_conninfo;              /* libpq conninfo or URI; must not contain a password */
@@ -77,6 +81,8 @@ struct gw_config {
     uint32_t retention_days;   /* waybills older than this are destroyed, default 1095; 0 = keep */
     uint32_t retention_sweep_ms; /* how often the sweep runs, default 3600000 */
     uint32_t retention_batch;    /* records destroyed per transaction, default 500 */
+    /* [metrics] Prometheus text metrics over plain HTTP/1.1 (GET /metrics) */
+    char *metrics_listen; /* "host:port", a loopback address only; NULL = no metrics listener */
     /* [forward] the carrier backend (the outbox forwarder); no endpoint = forwarding off (the
      * outbox still fills, so that nothing accepted is lost while it is off) */
     char *fwd_endpoint;          /* "host:port" of CarrierBackend; NULL = do not forward */

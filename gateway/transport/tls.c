@@ -309,3 +309,93 @@ void gw_tls_error_string(unsigned long e, char *buf, size_t len)
     }
     ERR_error_string_n(e, buf, len);
 }
+
+/* Seconds from now to t (negative once past). */
+static int64_t seconds_until(const ASN1_TIME *t)
+{
+    int days = 0, secs = 0;
+
+    if (t == NULL || ASN1_TIME_diff(&days, &secs, NULL, t) != 1)
+        return INT64_MIN;
+    return (int64_t)days * 86400 + secs;
+}
+
+void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out)
+{
+    STACK_OF(X509_OBJECT) * objs;
+    X509 *leaf = SSL_CTX_get0_certificate(t->ctx);
+
+    out->cert_s = leaf != NULL ? seconds_until(X509_get0_notAfter(leaf)) : INT64_MIN;
+    out->has_crl = false;
+    out->crl_s = INT64_MAX;
+    objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(t->ctx));
+    for (int i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+        X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+        X509_CRL *crl =
+            X509_OBJECT_get_type(o) == X509_LU_CRL ? X509_OBJECT_get0_X509_CRL(o) : NULL;
+        int64_t s;
+        if (crl == NULL)
+            continue;
+        s = seconds_until(X509_CRL_get0_nextUpdate(crl));
+        out->has_crl = true;
+        if (s < out->crl_s)
+            out->crl_s = s;
+    }
+}
+
+/* ---- revocation list reload ---- */
+
+/* A store of cfg's client CA and CRL, flagged to check the CRL of every certificate of a chain;
+ * NULL with a reason in err. */
+static X509_STORE *crl_store(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    X509_STORE *store = X509_STORE_new();
+    X509_LOOKUP *lu;
+
+    if (store == NULL || X509_STORE_load_file(store, cfg->tls_client_ca) != 1) {
+        set_err(err, errlen, "cannot load client CA", cfg->tls_client_ca);
+        X509_STORE_free(store);
+        return NULL;
+    }
+    lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+    if (lu == NULL || X509_load_crl_file(lu, cfg->tls_crl, X509_FILETYPE_PEM) <= 0) {
+        set_err(err, errlen, "cannot load CRL", cfg->tls_crl);
+        X509_STORE_free(store);
+        return NULL;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    return store;
+}
+
+int gw_tls_reload_crl(struct gw_tls *t, const struct gw_config *cfg, char *err, size_t errlen)
+{
+    X509_STORE *store;
+
+    if (cfg->tls_crl == NULL || cfg->tls_crl[0] == '\0')
+        return 0;
+    store = crl_store(cfg, err, errlen);
+    if (store == NULL)
+        return GW_EINVAL;
+    SSL_CTX_set_cert_store(t->ctx, store); /* frees the old one; handshakes from now use this */
+    return 0;
+}
+
+bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(t->ctx));
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+
+    if (cert == NULL)
+        return false;
+    for (int i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+        X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+        X509_CRL *crl =
+            X509_OBJECT_get_type(o) == X509_LU_CRL ? X509_OBJECT_get0_X509_CRL(o) : NULL;
+        X509_REVOKED *rev = NULL;
+        if (crl != NULL &&
+            X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)) == 0 &&
+            X509_CRL_get0_by_cert(crl, &rev, cert) == 1)
+            return true;
+    }
+    return false;
+}

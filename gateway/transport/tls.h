@@ -69,4 +69,22 @@ const char *gw_tls_verify_error(const struct ssl_st *ssl);
  * that drop a finished connection, so not worth an info-level line. */
 bool gw_tls_error_is_eof(unsigned long e);
 
+/* Metrics: seconds until the server certificate expires, and until the earliest nextUpdate of
+ * the loaded CRLs (negative once past; INT64_MIN when unknown, e.g. a CRL without nextUpdate). */
+struct gw_tls_expiry {
+    int64_t cert_s;
+    bool has_crl;
+    int64_t crl_s;
+};
+void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out);
+
+/* Loads the client CA and the CRL of cfg again into a new verification store and swaps it in:
+ * handshakes from now on are checked against it. Returns 0 (also when no CRL is configured) or
+ * GW_EINVAL with the reason in err, the old store then staying in force. */
+int gw_tls_reload_crl(struct gw_tls *t, const struct gw_config *cfg, char *err, size_t errlen);
+
+/* True when the verified certificate of an established connection is listed by a CRL of the
+ * current store (one loaded after the connection's handshake). */
+bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl);
+
 #endif
