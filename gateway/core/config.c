@@ -99,6 +99,7 @@ static const struct keydef keys[] = {
     {"forward", "backoff_min_ms", T_U32, F(fwd_backoff_min_ms), 10, 600000, 0},
     {"forward", "backoff_max_ms", T_U32, F(fwd_backoff_max_ms), 10, 3600000, 0},
     {"log", "level", T_LEVEL, F(log_level), 0, 0, 0},
+    {"log", "file", T_STRING, F(log_file), 0, 0, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -641,6 +642,10 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
                  "the metrics are plain HTTP without authentication");
             return GW_EINVAL;
         }
+    }
+    if (c->log_file != NULL && c->log_file[0] != '/') {
+        fail(ps, ps->seen[key_index("log", "file")], "[log] file: must be an absolute path");
+        return GW_EINVAL;
     }
     if (c->fwd_endpoint != NULL && forward_check(ps, c) != 0)
         return GW_EINVAL;

@@ -100,6 +100,8 @@ struct gw_config {
     uint32_t fwd_backoff_max_ms; /* cap of the exponential backoff (with jitter), default 30000 */
     /* [log] */
     enum gw_log_level log_level; /* default info */
+    char *log_file; /* [log] file: append the log lines here instead of stderr (absolute path;
+                       reopened on SIGUSR1, for rotation); NULL = stderr */
 };
 
 /* Parses the INI file at path into *out (fields not in the file get their defaults).

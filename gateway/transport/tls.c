@@ -343,41 +343,15 @@ void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out)
     }
 }
 
-/* ---- revocation list reload ---- */
+/* ---- reload ---- */
 
-/* A store of cfg's client CA and CRL, flagged to check the CRL of every certificate of a chain;
- * NULL with a reason in err. */
-static X509_STORE *crl_store(const struct gw_config *cfg, char *err, size_t errlen)
+void gw_tls_swap(struct gw_tls *t, struct gw_tls *fresh)
 {
-    X509_STORE *store = X509_STORE_new();
-    X509_LOOKUP *lu;
-
-    if (store == NULL || X509_STORE_load_file(store, cfg->tls_client_ca) != 1) {
-        set_err(err, errlen, "cannot load client CA", cfg->tls_client_ca);
-        X509_STORE_free(store);
-        return NULL;
-    }
-    lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
-    if (lu == NULL || X509_load_crl_file(lu, cfg->tls_crl, X509_FILETYPE_PEM) <= 0) {
-        set_err(err, errlen, "cannot load CRL", cfg->tls_crl);
-        X509_STORE_free(store);
-        return NULL;
-    }
-    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-    return store;
-}
-
-int gw_tls_reload_crl(struct gw_tls *t, const struct gw_config *cfg, char *err, size_t errlen)
-{
-    X509_STORE *store;
-
-    if (cfg->tls_crl == NULL || cfg->tls_crl[0] == '\0')
-        return 0;
-    store = crl_store(cfg, err, errlen);
-    if (store == NULL)
-        return GW_EINVAL;
-    SSL_CTX_set_cert_store(t->ctx, store); /* frees the old one; handshakes from now use this */
-    return 0;
+    /* SSL_CTX is reference-counted: each live SSL holds its context, so the old one lives on
+     * until its last connection closes. */
+    SSL_CTX_free(t->ctx);
+    t->ctx = fresh->ctx;
+    gw_free(fresh);
 }
 
 bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl)

@@ -78,10 +78,10 @@ struct gw_tls_expiry {
 };
 void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out);
 
-/* Loads the client CA and the CRL of cfg again into a new verification store and swaps it in:
- * handshakes from now on are checked against it. Returns 0 (also when no CRL is configured) or
- * GW_EINVAL with the reason in err, the old store then staying in force. */
-int gw_tls_reload_crl(struct gw_tls *t, const struct gw_config *cfg, char *err, size_t errlen);
+/* Reload: `fresh` (a context just made by gw_tls_new from the files as they are now) replaces t's
+ * context for every handshake from now on, and is consumed; connections already established keep
+ * the context they were made with until they close. */
+void gw_tls_swap(struct gw_tls *t, struct gw_tls *fresh);
 
 /* True when the verified certificate of an established connection is listed by a CRL of the
  * current store (one loaded after the connection's handshake). */

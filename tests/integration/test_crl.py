@@ -4,62 +4,29 @@ once and new handshakes are refused; a CRL that does not load leaves the one in 
 whose nextUpdate is near is logged and recorded as an incident. Each test runs its own gateway with
 its own copy of the CRL, so the session's gateway is not disturbed."""
 import os
+import re
 import shutil
 import signal
-import socket
 import subprocess
 
 import grpc
 
-from conftest import BUILD, wait_for
+from conftest import ExtraGateway, wait_for
 from test_accounts import fingerprint, issue_cert, unique
 import waygate_proto
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class CrlGateway:
+class CrlGateway(ExtraGateway):
     """A second waygated with its own CRL file and [tls] reload settings."""
 
     def __init__(self, stack, name, reload_ms=0, warn_s=172800, crl_src=None):
-        self.stack = stack
         self.crl = os.path.join(stack.dir, name + ".crl.pem")
         shutil.copy(crl_src or os.path.join(stack.dir, "certs", "crl.pem"), self.crl)
-        port = free_port()
-        lines = []
-        for line in stack.config_for(port).splitlines():
-            if line.strip().startswith("crl"):
-                line = "crl = %s\ncrl_reload_ms = %d\ncrl_warn_s = %d" % (self.crl, reload_ms,
-                                                                            warn_s)
-            lines.append(line)
-        lines += ["[audit]", "chain = test-crl-%d" % port]
-        self.conf = os.path.join(stack.dir, name + ".conf")
-        with open(self.conf, "w") as f:
-            f.write("\n".join(lines) + "\n")
-        self.log_path = os.path.join(stack.dir, name + ".log")
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", self.conf],
-                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
-        self.addr = "127.0.0.1:%d" % port
-        assert wait_for(lambda: self.proc.poll() is None and
-                        stack.health("backend", addr=self.addr, timeout=2) == "SERVING", 30)
 
-    def log(self):
-        with open(self.log_path, errors="replace") as f:
-            return f.read()
-
-    def close(self):
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(20)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self._log.close()
+        def edit(text):
+            return re.sub(r"(?m)^crl\s*=.*$", "crl = %s\ncrl_reload_ms = %d\ncrl_warn_s = %d"
+                          % (self.crl, reload_ms, warn_s), text)
+        super().__init__(stack, name, edit)
 
 
 def ca(stack, *args):
@@ -131,15 +98,24 @@ def test_timer_reloads_without_a_signal(stack):
         gw.close()
 
 
-def test_bad_crl_on_sighup_keeps_the_one_in_force(stack):
+def test_bad_crl_on_sighup_keeps_everything_in_force(stack):
     crt, key = courier(stack)
     gw = CrlGateway(stack, unique("crl-bad"))
     try:
         with open(gw.crl, "w") as f:
             f.write("-----BEGIN X509 CRL-----\nnot a CRL\n-----END X509 CRL-----\n")
         gw.proc.send_signal(signal.SIGHUP)
-        assert wait_for(lambda: "CRL not reloaded, the one in force stays" in gw.log(), 30)
+        assert wait_for(lambda: "nothing reloaded, the running configuration stays" in gw.log(), 30)
         assert gw.proc.poll() is None
+        # all or nothing: the policy, which loaded, was not swapped in either, and the record says so
+        assert "policy not reloaded, the running one stays: another part of the reload was " \
+            "refused" in gw.log()
+        chain = gw.chain
+        rows = wait_for(lambda: stack.psql(
+            "SELECT outcome, detail FROM audit_record WHERE chain = '%s' AND "
+            "action = 'config.reload'" % chain), 30)
+        assert len(rows) == 1 and rows[0].startswith("failed|nothing reloaded: keyring: ") and \
+            rows[0].endswith("; tls: refused"), rows
         assert not refused_at_tls(gw, crt, key)  # still verified against the old CRL
         ch = waygate_proto.channel(gw.addr, stack.ca, *stack.cert("revoked"))
         try:
