@@ -17,6 +17,8 @@ PKGS=(
     python3-grpcio python3-protobuf python3-pytest protobuf-compiler
     # tooling: certificates, HTTP/2 load (h2load)
     nghttp2-client openssl clang-format
+    # the service unit's check (systemd-analyze; nothing is started)
+    systemd
 )
 
 missing=()

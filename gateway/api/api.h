@@ -14,6 +14,7 @@ const struct gw_rpc_table *gw_api_methods(void);
 
 /* grpc.health.v1.Health/Check: SERVING when the database answers SELECT 1. */
 void gw_api_health_check(struct gw_call *call, const uint8_t *req, size_t len);
+void gw_api_health_watch(struct gw_call *call, const uint8_t *req, size_t len);
 
 /* waygate.v1.WaybillIntake/Submit and /SubmitBatch (role courier). */
 void gw_api_intake_submit(struct gw_call *call, const uint8_t *req, size_t len);

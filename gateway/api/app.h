@@ -3,6 +3,8 @@
 #ifndef GW_APP_H
 #define GW_APP_H
 
+#include <stdbool.h>
+
 struct event_base;
 struct gw_config;
 struct gw_audit;
@@ -33,6 +35,7 @@ struct gw_app {
     struct gw_throttle *throttle;   /* distinct lookups per principal (scraping throttle) */
     struct gw_workers *workers;     /* threads for password hashing (scrypt), off the loop */
     struct gw_audit *audit;         /* this instance's audit chain (store/audit.h, Art. 33) */
+    bool draining;                  /* SIGTERM received: health says NOT_SERVING */
 };
 
 #endif

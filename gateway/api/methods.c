@@ -6,6 +6,7 @@
 
 static const struct gw_method methods[] = {
     {"/grpc.health.v1.Health/Check", gw_api_health_check, false},
+    {"/grpc.health.v1.Health/Watch", gw_api_health_watch, true},
 
     {"/waygate.v1.WaybillIntake/Submit", gw_api_intake_submit, false},
     {"/waygate.v1.WaybillIntake/SubmitBatch", gw_api_intake_submit_batch, false},

@@ -301,6 +301,7 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     d->draining = true;
+    d->app->draining = true; /* Health/Watch streams say NOT_SERVING and end */
     GW_LOG(GW_LOG_INFO, "main", NULL, "signal %d: draining", (int)sig);
     gw_server_drain(d->server, drained_cb, d);
 }

@@ -49,6 +49,7 @@ static const char *const secadmin[] = {"security_admin", NULL};
  * roles hold disjoint powers. */
 static const struct gw_policy_method builtin[] = {
     {"/grpc.health.v1.Health/Check", GW_POLICY_ANYONE, NULL},
+    {"/grpc.health.v1.Health/Watch", GW_POLICY_ANYONE, NULL},
 
     ROLES("/waygate.v1.WaybillIntake/Submit", couriers),
     ROLES("/waygate.v1.WaybillIntake/SubmitBatch", couriers),

@@ -23,8 +23,8 @@ enum gw_outbox_kind {
 
 /* One claimed delivery. Valid until gw_outbox_claim_free. */
 struct gw_outbox_item {
-    int64_t id;             /* outbox row id (the order of enqueueing) */
-    char delivery_id[37];   /* UUID text: the backend's idempotency key */
+    int64_t id;           /* outbox row id (the order of enqueueing) */
+    char delivery_id[37]; /* UUID text: the backend's idempotency key */
     enum gw_outbox_kind kind;
     char record_id[37];     /* the waybill's record id, UUID text */
     int64_t enqueued_at_us; /* commit-time clock of the enqueueing transaction, Unix microseconds */

@@ -24,10 +24,10 @@ struct gw_gclient_call;
 
 struct gw_gclient_params {
     struct event_base *base;
-    const char *endpoint;     /* "host:port" */
-    const char *server_name;  /* SNI and the name the certificate must carry; NULL = the host */
-    const char *ca;           /* PEM bundle the server's chain must end in */
-    const char *cert, *key;   /* the client's certificate chain and private key (PEM) */
+    const char *endpoint;        /* "host:port" */
+    const char *server_name;     /* SNI and the name the certificate must carry; NULL = the host */
+    const char *ca;              /* PEM bundle the server's chain must end in */
+    const char *cert, *key;      /* the client's certificate chain and private key (PEM) */
     uint32_t connect_timeout_ms; /* TCP + TLS handshake */
     uint32_t max_response;       /* bytes of one response message */
 };
