@@ -81,7 +81,7 @@ def _import_file(name, path):
 
 def load(proto_dir=PROTO_DIR):
     """Returns a namespace with the generated modules: common, intake, query, compliance,
-    admin (package waygate.v1) and health (grpc.health.v1)."""
+    admin, backend (package waygate.v1) and health (grpc.health.v1)."""
     global _loaded
     if _loaded is not None:
         return _loaded
@@ -89,7 +89,7 @@ def load(proto_dir=PROTO_DIR):
     if out not in sys.path:
         sys.path.insert(0, out)
     ns = types.SimpleNamespace()
-    for name in ("common", "intake", "query", "compliance", "admin"):
+    for name in ("common", "intake", "query", "compliance", "admin", "backend"):
         setattr(ns, name, importlib.import_module("waygate.v1.%s_pb2" % name))
     # "grpc" is grpcio's own package, so grpc/health/v1/health_pb2.py cannot be imported by its
     # package path; load it from its file under a private module name (it imports nothing).
