@@ -233,3 +233,8 @@ struct event_base *gw_db_base(const struct gw_db *db)
 {
     return db != NULL ? db->base : NULL;
 }
+
+const char *gw_db_conninfo(const struct gw_db *db)
+{
+    return db != NULL ? db->conninfo : NULL;
+}

@@ -73,6 +73,9 @@ void gw_db_cancel(struct gw_db_req *req);
  * GW_EINVAL. Added by the database engineer. */
 int gw_db_prepare(struct gw_db *db, const char *sql) GW_MUST_CHECK;
 
+/* The connection string the pool connects with (for a module that needs a connection of its own
+ * outside the pool: outbox.c's LISTEN). Valid until gw_db_free. */
+const char *gw_db_conninfo(const struct gw_db *db);
 /* True when at least one connection is established and usable. */
 bool gw_db_ready(const struct gw_db *db);
 /* Number of requests queued or in flight (for drain and metrics). */

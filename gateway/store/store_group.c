@@ -111,7 +111,9 @@ static void add_cols(struct gw_store_sql *b, const char *prefix, bool casts)
 /* One statement stores a whole group: every parameter is an array with one element per waybill
  * (unnest zips them), the insert is idempotent on wb_bidx, and each waybill comes back as one
  * row (ordinal, created, id, content_mac): created with the submitted id, or the id and MAC of the
- * row already stored under that number. A waybill with no row met a concurrent insert of the
+ * row already stored under that number. Each waybill inserted (only those: `ins`, never a
+ * duplicate) enqueues its delivery to the backend in the same statement (ob: sql/012_outbox.sql),
+ * so the two commit or roll back together. A waybill with no row met a concurrent insert of the
  * same number (in flight elsewhere, or earlier in this very group) and goes again. */
 char *gw_store_group_sql_new(void)
 {
@@ -128,7 +130,8 @@ char *gw_store_group_sql_new(void)
     gw_store_sql_add(&b, ") SELECT ");
     add_cols(&b, "v.", true);
     gw_store_sql_add(&b, " FROM v ORDER BY v.ord ON CONFLICT (wb_bidx) DO NOTHING "
-                         "RETURNING id, content_mac) "
+                         "RETURNING id, content_mac), "
+                         "ob AS (INSERT INTO outbox (kind, waybill_id) SELECT 1, ins.id FROM ins) "
                          "SELECT v.ord::integer, true, ins.id, ins.content_mac "
                          "FROM v JOIN ins ON ins.id = v.id UNION ALL "
                          "SELECT v.ord::integer, false, w.id, w.content_mac "

@@ -143,6 +143,10 @@ char *gw_store_get_sql_new(void);
  * destination branch, the custodian, the latest event and its time) into *out (pointers into the
  * result). Returns 0 or GW_EINTERNAL (the result does not have the read's shape). */
 int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out) GW_MUST_CHECK;
+/* store_read.c: the same, from a result whose read columns start at column col0 (other columns
+ * may come before or after them: outbox.c's claim). */
+int gw_store_row_get_at(const PGresult *res, int row, int col0,
+                        struct gw_store_row *out) GW_MUST_CHECK;
 /* store_read.c: starts r's statements (one transaction) with done as the db callback; frees r
  * when they cannot be sent. Returns 0 with *out = r (out may be NULL) or the error. */
 int gw_store_simple_start(struct gw_store_req *r, const struct gw_db_stmt *st, int nst,

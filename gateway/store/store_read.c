@@ -49,12 +49,13 @@ static void simple_fail_err(int *err, const struct gw_db_result *res)
 
 /* Result column k into its place in *w (pointers into the result). A blob of the wrong length
  * is left zero (flag false): the record then fails to authenticate. */
-static void get_col(const PGresult *res, int row, size_t k, struct gw_sealed_waybill *w)
+static void get_col(const PGresult *res, int row, int col0, size_t k, struct gw_sealed_waybill *w)
 {
     const struct gw_rec_col *c = k < GW_REC_NCOLS ? &gw_rec_cols[k] : NULL;
     char *dst = c != NULL ? (char *)w + c->off : (char *)&w->ct[k - GW_REC_NCOLS];
-    const char *v = PQgetisnull(res, row, (int)k) ? NULL : PQgetvalue(res, row, (int)k);
-    size_t n = (size_t)PQgetlength(res, row, (int)k), want = 0;
+    int col = col0 + (int)k;
+    const char *v = PQgetisnull(res, row, col) ? NULL : PQgetvalue(res, row, col);
+    size_t n = (size_t)PQgetlength(res, row, col), want = 0;
     struct gw_bytes b = {NULL, 0};
     int16_t i16;
     int32_t i32;
@@ -82,15 +83,15 @@ static void get_col(const PGresult *res, int row, size_t k, struct gw_sealed_way
         memcpy(dst, &v, sizeof(v));
         return;
     case GW_REC_I16:
-        i16 = (int16_t)gw_pq_int(res, row, (int)k, 2);
+        i16 = (int16_t)gw_pq_int(res, row, col, 2);
         memcpy(dst, &i16, sizeof(i16));
         return;
     case GW_REC_I32:
-        i32 = (int32_t)gw_pq_int(res, row, (int)k, 4);
+        i32 = (int32_t)gw_pq_int(res, row, col, 4);
         memcpy(dst, &i32, sizeof(i32));
         return;
     case GW_REC_TIME:
-        i64 = gw_pq_int(res, row, (int)k, 8);
+        i64 = gw_pq_int(res, row, col, 8);
         memcpy(dst, &i64, sizeof(i64));
         return;
     }
@@ -103,20 +104,28 @@ static void get_col(const PGresult *res, int row, size_t k, struct gw_sealed_way
 
 int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out)
 {
+    if (PQnfields(res) != GW_STORE_NCOLS + 4) {
+        memset(out, 0, sizeof(*out));
+        return GW_EINTERNAL;
+    }
+    return gw_store_row_get_at(res, row, 0, out);
+}
+
+int gw_store_row_get_at(const PGresult *res, int row, int col0, struct gw_store_row *out)
+{
+    int x = col0 + GW_STORE_NCOLS;
     size_t k;
 
     memset(out, 0, sizeof(*out));
-    if (PQnfields(res) != GW_STORE_NCOLS + 4 || row >= PQntuples(res) ||
-        PQgetlength(res, row, 0) != GW_STORE_ID_LEN)
+    if (col0 < 0 || PQnfields(res) < x + 4 || row >= PQntuples(res) ||
+        PQgetlength(res, row, col0) != GW_STORE_ID_LEN)
         return GW_EINTERNAL;
     for (k = 0; k < GW_STORE_NCOLS; k++)
-        get_col(res, row, k, &out->w);
-    out->dest_branch =
-        PQgetisnull(res, row, GW_STORE_NCOLS) ? NULL : PQgetvalue(res, row, GW_STORE_NCOLS);
-    out->custody_branch =
-        PQgetisnull(res, row, GW_STORE_NCOLS + 1) ? NULL : PQgetvalue(res, row, GW_STORE_NCOLS + 1);
-    out->last_event = (int)gw_pq_int(res, row, GW_STORE_NCOLS + 2, 2);
-    out->last_event_at = gw_pq_int(res, row, GW_STORE_NCOLS + 3, 8);
+        get_col(res, row, col0, k, &out->w);
+    out->dest_branch = PQgetisnull(res, row, x) ? NULL : PQgetvalue(res, row, x);
+    out->custody_branch = PQgetisnull(res, row, x + 1) ? NULL : PQgetvalue(res, row, x + 1);
+    out->last_event = (int)gw_pq_int(res, row, x + 2, 2);
+    out->last_event_at = gw_pq_int(res, row, x + 3, 8);
     return 0;
 }
 

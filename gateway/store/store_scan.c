@@ -60,7 +60,9 @@ struct gw_store_scanq {
 };
 
 /* $1..$8: arrays of waybill id, event, time, branch, device, expected latest event, verdict, the
- * expected latest event's time. */
+ * expected latest event's time. Each NEW event (only those: `ins`) enqueues its delivery to the
+ * backend in the same statement (ob: sql/012_outbox.sql), after its waybill's own (that one
+ * committed before the scan could see the waybill; the advisory lock orders a waybill's scans). */
 static const char insert_sql[] =
     "WITH req AS (SELECT * FROM unnest($1::uuid[], $2::smallint[], $3::bigint[], $4::text[], "
     "$5::text[], $6::smallint[], $7::boolean[], $8::bigint[]) WITH ORDINALITY "
@@ -73,7 +75,9 @@ static const char insert_sql[] =
     "ins AS (INSERT INTO scan (waybill_id, event, event_time, branch, device) "
     "SELECT wid, ev, to_timestamp(at), branch, device FROM cand "
     "WHERE allowed AND fresh "
-    "ON CONFLICT ON CONSTRAINT scan_idempotent DO NOTHING RETURNING id, waybill_id) "
+    "ON CONFLICT ON CONSTRAINT scan_idempotent DO NOTHING RETURNING id, waybill_id), "
+    "ob AS (INSERT INTO outbox (kind, waybill_id, scan_id) SELECT 2, ins.waybill_id, ins.id "
+    "FROM ins) "
     "SELECT r.ord, CASE WHEN d.id IS NOT NULL THEN 2 WHEN i.id IS NOT NULL THEN 1 "
     "WHEN NOT c.fresh THEN 3 WHEN NOT c.allowed THEN 4 ELSE 3 END, "
     "coalesce(d.id, i.id) FROM req r LEFT JOIN dup d ON d.ord = r.ord "
