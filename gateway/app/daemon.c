@@ -24,6 +24,7 @@
 #include "incident.h"
 #include "keyring.h"
 #include "log.h"
+#include "metrics.h"
 #include "policy.h"
 #include "retention.h"
 #include "rpc.h"
@@ -316,6 +317,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     struct gw_rpc *rpc = NULL;
     struct gw_auth *auth = NULL;
     struct gw_retention *retention = NULL;
+    struct gw_metrics *metrics = NULL;
     struct gw_h2_upcalls up;
     struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
     const char *path = NULL;
@@ -466,6 +468,14 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot install signal handlers");
         goto out;
     }
+    if (cfg.metrics_listen != NULL) {
+        struct gw_metrics_sources ms = {.app = &app, .rpc = rpc, .server = d.server, .tls = tls};
+        metrics = gw_metrics_new(d.base, cfg.metrics_listen, &ms, err, sizeof(err));
+        if (metrics == NULL) {
+            GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
+            goto out;
+        }
+    }
     gw_server_address(d.server, 0, addr, sizeof(addr));
     gw_server_address(d.server, 1, iaddr, sizeof(iaddr));
     GW_LOG(GW_LOG_INFO, "main", NULL, "listening: tls %s%s%s", addr,
@@ -488,6 +498,7 @@ out:
         event_free(sigint);
     if (sighup != NULL)
         event_free(sighup);
+    gw_metrics_free(metrics);
     gw_server_free(d.server);
     gw_rpc_free(rpc);
     gw_policy_free(d.policy);

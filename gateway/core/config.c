@@ -83,6 +83,7 @@ static const struct keydef keys[] = {
     {"compliance", "retention_days", T_U32, F(retention_days), 0, 36500, 0},
     {"compliance", "retention_sweep_ms", T_U32, F(retention_sweep_ms), 100, 86400000, 0},
     {"compliance", "retention_batch", T_U32, F(retention_batch), 1, 100000, 0},
+    {"metrics", "listen", T_HOSTPORT, F(metrics_listen), 0, 0, 0},
     {"forward", "endpoint", T_STRING, F(fwd_endpoint), 0, 0, 0},
     {"forward", "server_name", T_STRING, F(fwd_server_name), 0, 0, 0},
     {"forward", "ca", T_PATH, F(fwd_ca), 0, 0, 0},
@@ -100,8 +101,9 @@ static const struct keydef keys[] = {
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
 
-static const char *const sections[] = {"server", "tls",   "database",   "keys",    "auth",
-                                       "policy", "audit", "compliance", "forward", "log"};
+static const char *const sections[] = {"server",  "tls",     "database", "keys",
+                                       "auth",    "policy",  "audit",    "compliance",
+                                       "metrics", "forward", "log"};
 
 /* Parser state for one load. */
 struct parse {
@@ -621,6 +623,18 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
             fail(ps, line,
                  "[server] insecure_listen: must be a loopback address (127.0.0.0/8, ::1 or "
                  "localhost)");
+            return GW_EINVAL;
+        }
+    }
+    if (c->metrics_listen != NULL) {
+        int line = ps->seen[key_index("metrics", "listen")];
+        char host[256];
+        uint16_t port;
+        if (gw_config_split_hostport(c->metrics_listen, host, sizeof(host), &port) != 0 ||
+            !is_loopback_host(host)) {
+            fail(ps, line,
+                 "[metrics] listen: must be a loopback address (127.0.0.0/8, ::1 or localhost): "
+                 "the metrics are plain HTTP without authentication");
             return GW_EINVAL;
         }
     }

@@ -368,6 +368,8 @@ void gw_call_up_close(void *obj)
     struct gw_call *call = obj;
 
     call->st = NULL;
+    if (call->state != CALL_DONE) /* reset or closed before a status: counted as cancelled */
+        gw_rpc_count(call->rpc, call->method, GW_GRPC_CANCELLED, gw_now_ms() - call->start_ms);
     if (cancellable(call) && call->cancel_fn != NULL && !call->in_cancel) {
         GW_LOG(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->path);
         run_cancel(call);
@@ -387,6 +389,7 @@ static void finish(struct gw_call *call, enum gw_grpc_status status, const char 
     call->cancel_fn = NULL;
     call->writable_fn = NULL;
     event_del(call->deadline_ev);
+    gw_rpc_count(call->rpc, call->method, status, gw_now_ms() - call->start_ms);
     GW_LOG(status == GW_GRPC_OK ? GW_LOG_DEBUG : GW_LOG_INFO, "call", &call->log,
            "call finished: %s grpc-status %d (%s) after %llu ms", call->method->path, (int)status,
            message ? message : "", (unsigned long long)(gw_now_ms() - call->start_ms));

@@ -33,9 +33,15 @@ struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
     if (rpc == NULL)
         return NULL;
     rpc->p = *p;
+    rpc->stats = gw_calloc(p->methods->n + 1, sizeof(*rpc->stats));
+    if (rpc->stats == NULL) {
+        gw_free(rpc);
+        return NULL;
+    }
     if (rpc->p.identify == NULL)
         rpc->p.identify = gw_rpc_identify_cert;
     if (RAND_bytes(rnd, sizeof(rnd)) != 1) {
+        gw_free(rpc->stats);
         gw_free(rpc);
         return NULL;
     }
@@ -48,7 +54,36 @@ struct gw_rpc *gw_rpc_new(const struct gw_rpc_params *p)
 
 void gw_rpc_free(struct gw_rpc *rpc)
 {
+    if (rpc == NULL)
+        return;
+    gw_free(rpc->stats);
     gw_free(rpc);
+}
+
+void gw_rpc_count(struct gw_rpc *rpc, const struct gw_method *m, enum gw_grpc_status status,
+                  uint64_t ms)
+{
+    size_t i = m != NULL ? (size_t)(m - rpc->p.methods->methods) : rpc->p.methods->n;
+    struct gw_rpc_method_stats *st = &rpc->stats[i];
+
+    if ((unsigned)status < sizeof(st->by_status) / sizeof(st->by_status[0]))
+        st->by_status[status]++;
+    gw_prom_hist_observe(&st->latency, (double)ms / 1000.0);
+}
+
+size_t gw_rpc_stats_n(const struct gw_rpc *rpc)
+{
+    return rpc->p.methods->n + 1;
+}
+
+const char *gw_rpc_stats_path(const struct gw_rpc *rpc, size_t i)
+{
+    return i < rpc->p.methods->n ? rpc->p.methods->methods[i].path : "other";
+}
+
+const struct gw_rpc_method_stats *gw_rpc_stats(const struct gw_rpc *rpc, size_t i)
+{
+    return &rpc->stats[i];
 }
 
 void gw_rpc_set_policy(struct gw_rpc *rpc, const struct gw_policy *pol)
@@ -75,6 +110,7 @@ static void *open_cb(void *ctx, struct gw_h2_stream *st, const struct gw_grpc_he
         char msg[64];
         (void)gw_fault_set(&f, GW_EUNIMPL, NULL, NULL, GW_RULE_UNKNOWN_METHOD);
         gw_fault_format(&f, msg, sizeof(msg));
+        gw_rpc_count(rpc, NULL, gw_fault_status(&f), 0);
         gw_h2_stream_finish(st, gw_fault_status(&f), msg);
         return NULL;
     }

@@ -14,6 +14,7 @@
 
 #include "call.h"
 #include "h2.h"
+#include "prom.h"
 
 struct event_base;
 struct gw_config;
@@ -74,5 +75,17 @@ struct gw_h2_upcalls gw_rpc_upcalls(struct gw_rpc *rpc);
 
 /* The entry for path, or NULL when the path is not in the table. */
 const struct gw_method *gw_rpc_lookup(const struct gw_rpc_table *t, const char *path);
+
+/* Finished calls of one method (metrics): by gRPC status, and their latency from the headers'
+ * arrival to the status. */
+struct gw_rpc_method_stats {
+    uint64_t by_status[GW_GRPC_UNAUTHENTICATED + 1];
+    struct gw_prom_hist latency;
+};
+/* Entries: one per method of the table, in its order, then one for paths not in it. */
+size_t gw_rpc_stats_n(const struct gw_rpc *rpc);
+/* Entry i's path ("other" for the last); its counts. */
+const char *gw_rpc_stats_path(const struct gw_rpc *rpc, size_t i);
+const struct gw_rpc_method_stats *gw_rpc_stats(const struct gw_rpc *rpc, size_t i);
 
 #endif

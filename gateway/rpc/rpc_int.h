@@ -11,7 +11,12 @@ struct gw_rpc {
     struct gw_rpc_params p;
     char id_prefix[17]; /* random, per dispatcher: request ids stay unique across gateways */
     uint64_t calls;     /* request-id counter */
+    struct gw_rpc_method_stats *stats; /* [p.methods->n + 1]: the table's methods, then others */
 };
+
+/* Counts a finished call of method m (NULL: a path not in the table). */
+void gw_rpc_count(struct gw_rpc *rpc, const struct gw_method *m, enum gw_grpc_status status,
+                  uint64_t ms);
 
 /* Creates the call for a routed stream and starts its identity step. Returns NULL on allocation
  * failure (the transport answers). */

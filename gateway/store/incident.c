@@ -64,6 +64,8 @@ struct gw_incidents {
     gw_incident_drained_cb drain_cb;
     void *drain_arg;
     struct gw_incident_stats st;
+    struct gw_incident_kind_count kinds[GW_INCIDENT_KINDS_MAX]; /* the last one: "other" */
+    size_t nkinds;
 };
 
 static void flush(struct gw_incidents *q);
@@ -180,6 +182,36 @@ static void coalescing(struct gw_incidents *q)
            q->nrows, (unsigned long long)q->st.pending);
 }
 
+/* Counts an incident by kind and severity (metrics). Kinds are the gateway's own constants; past
+ * GW_INCIDENT_KINDS_MAX - 1 distinct ones, the rest count under "other". */
+static void count_kind(struct gw_incidents *q, const char *kind, int sev)
+{
+    struct gw_incident_kind_count *k = NULL;
+    size_t i;
+
+    for (i = 0; i < q->nkinds && k == NULL; i++)
+        if (strcmp(q->kinds[i].kind, kind) == 0 && q->kinds[i].severity == severities[sev])
+            k = &q->kinds[i];
+    if (k == NULL && q->nkinds < GW_INCIDENT_KINDS_MAX - 1 &&
+        strlen(kind) < sizeof(q->kinds[0].kind)) {
+        k = &q->kinds[q->nkinds++];
+        snprintf(k->kind, sizeof(k->kind), "%s", kind);
+        k->severity = severities[sev];
+    }
+    if (k == NULL) {
+        k = &q->kinds[GW_INCIDENT_KINDS_MAX - 1];
+        snprintf(k->kind, sizeof(k->kind), "other");
+        k->severity = "any";
+    }
+    k->count++;
+}
+
+size_t gw_incident_kinds(const struct gw_incidents *q, const struct gw_incident_kind_count **out)
+{
+    *out = q->kinds;
+    return q->kinds[GW_INCIDENT_KINDS_MAX - 1].count > 0 ? GW_INCIDENT_KINDS_MAX : q->nkinds;
+}
+
 int gw_incident_record(struct gw_incidents *q, const struct gw_incident *inc)
 {
     struct timespec now;
@@ -192,6 +224,7 @@ int gw_incident_record(struct gw_incidents *q, const struct gw_incident *inc)
     sev = severity_index(inc->severity);
     if (sev < 0)
         return GW_EINVAL;
+    count_kind(q, inc->kind, sev);
     clock_gettime(CLOCK_REALTIME, &now);
     full = q->nrows >= q->cap;
     if (full)

@@ -78,4 +78,15 @@ void gw_incident_drain(struct gw_incidents *q, uint32_t timeout_ms, gw_incident_
 
 void gw_incident_stats(const struct gw_incidents *q, struct gw_incident_stats *out);
 
+/* Incidents recorded since start by kind and severity (metrics). The table holds the kinds in the
+ * order first seen; when full, the last entry counts the others (kind "other"). Returns the
+ * number of entries in *out, valid until the next gw_incident_record. */
+#define GW_INCIDENT_KINDS_MAX 64
+struct gw_incident_kind_count {
+    char kind[48];
+    const char *severity;
+    uint64_t count;
+};
+size_t gw_incident_kinds(const struct gw_incidents *q, const struct gw_incident_kind_count **out);
+
 #endif

@@ -123,6 +123,7 @@ typedef void (*gw_store_segments_cb)(void *arg, int err, const struct gw_store_s
                                      size_t n);
 
 /* Counters since gw_store_new (for tests and metrics). */
+#define GW_STORE_GROUP_BUCKETS 9
 struct gw_store_stats {
     uint64_t submits;        /* waybills accepted by gw_store_submit / _batch */
     uint64_t groups;         /* insert transactions sent (each is one commit) */
@@ -130,6 +131,8 @@ struct gw_store_stats {
     uint64_t items_requeued; /* zero-row outcomes (a concurrent insert of the same number) */
     uint64_t queued;         /* single submits waiting for a group now */
     uint64_t groups_inflight;
+    /* groups sent by their number of waybills: <= 1, 2, 4, ... 128, more */
+    uint64_t group_items[GW_STORE_GROUP_BUCKETS];
 };
 
 /* Creates the store over db (which must outlive it); registers its statements with

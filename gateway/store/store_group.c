@@ -298,8 +298,13 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
      * (idempotency). Pipelined with the insert: no extra round trip. */
     gw_store_scope_stmt(&st[0], scope, GW_STORE_SCOPE_ALL);
     rc = gw_db_exec(s->db, st, 2, GW_DB_TXN, done, g, &g->dbreq);
-    if (rc == 0)
+    if (rc == 0) {
+        size_t b = 0;
         s->st.groups++;
+        while (b + 1 < GW_STORE_GROUP_BUCKETS && ((size_t)1 << b) < g->n)
+            b++;
+        s->st.group_items[b]++;
+    }
     gw_free_wipe(buf, total);
     return rc;
 }

@@ -4,6 +4,7 @@
  * CRL is configured) is not revoked. */
 #include "tls.h"
 
+#include <arpa/inet.h>
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
@@ -12,6 +13,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include "alloc.h"
 #include "config.h"
@@ -139,6 +141,82 @@ struct gw_tls *gw_tls_new(const struct gw_config *cfg, char *err, size_t errlen)
 fail:
     SSL_CTX_free(ctx);
     return NULL;
+}
+
+/* The client context: the listener's protocol policy, the backend's CA, our certificate. */
+struct gw_tls *gw_tls_client_new(const char *ca, const char *cert, const char *key, char *err,
+                                 size_t errlen)
+{
+    static const unsigned char h2[] = {2, 'h', '2'};
+    struct gw_tls *t = NULL;
+    SSL_CTX *ctx = NULL;
+
+    ERR_clear_error();
+    ctx = SSL_CTX_new(TLS_client_method());
+    if (ctx == NULL) {
+        set_err(err, errlen, "cannot create client context", NULL);
+        goto fail;
+    }
+    if (!SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION) ||
+        !SSL_CTX_set_cipher_list(ctx, tls12_ciphers) ||
+        !SSL_CTX_set_ciphersuites(ctx, tls13_suites) ||
+        !SSL_CTX_set1_groups_list(ctx, "X25519:P-256:P-384") ||
+        SSL_CTX_set_alpn_protos(ctx, h2, sizeof(h2)) != 0) {
+        set_err(err, errlen, "cannot set client protocol policy", NULL);
+        goto fail;
+    }
+    SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
+        set_err(err, errlen, "cannot load client certificate", cert);
+        goto fail;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, key, SSL_FILETYPE_PEM) != 1) {
+        set_err(err, errlen, "cannot load client private key", key);
+        goto fail;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+        set_err(err, errlen, "client private key does not match certificate", key);
+        goto fail;
+    }
+    if (SSL_CTX_load_verify_locations(ctx, ca, NULL) != 1) {
+        set_err(err, errlen, "cannot load server CA", ca);
+        goto fail;
+    }
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_verify_depth(ctx, 4);
+    t = gw_calloc(1, sizeof(*t));
+    if (t == NULL) {
+        snprintf(err, errlen, "tls: out of memory");
+        goto fail;
+    }
+    t->ctx = ctx;
+    return t;
+fail:
+    SSL_CTX_free(ctx);
+    return NULL;
+}
+
+struct ssl_st *gw_tls_client_ssl_new(struct gw_tls *t, const char *server_name)
+{
+    SSL *ssl = SSL_new(t->ctx);
+    X509_VERIFY_PARAM *vp;
+    unsigned char ip[16];
+    bool is_ip;
+
+    if (ssl == NULL)
+        return NULL;
+    vp = SSL_get0_param(ssl);
+    is_ip = inet_pton(AF_INET, server_name, ip) == 1 || inet_pton(AF_INET6, server_name, ip) == 1;
+    X509_VERIFY_PARAM_set_hostflags(vp, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+    if ((is_ip && X509_VERIFY_PARAM_set1_ip_asc(vp, server_name) != 1) ||
+        (!is_ip && (X509_VERIFY_PARAM_set1_host(vp, server_name, 0) != 1 ||
+                    SSL_set_tlsext_host_name(ssl, server_name) != 1))) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    return ssl;
 }
 
 void gw_tls_free(struct gw_tls *t)
@@ -308,4 +386,37 @@ void gw_tls_error_string(unsigned long e, char *buf, size_t len)
         return;
     }
     ERR_error_string_n(e, buf, len);
+}
+
+/* Seconds from now to t (negative once past). */
+static int64_t seconds_until(const ASN1_TIME *t)
+{
+    int days = 0, secs = 0;
+
+    if (t == NULL || ASN1_TIME_diff(&days, &secs, NULL, t) != 1)
+        return INT64_MIN;
+    return (int64_t)days * 86400 + secs;
+}
+
+void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out)
+{
+    STACK_OF(X509_OBJECT) * objs;
+    X509 *leaf = SSL_CTX_get0_certificate(t->ctx);
+
+    out->cert_s = leaf != NULL ? seconds_until(X509_get0_notAfter(leaf)) : INT64_MIN;
+    out->has_crl = false;
+    out->crl_s = INT64_MAX;
+    objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(t->ctx));
+    for (int i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+        X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+        X509_CRL *crl =
+            X509_OBJECT_get_type(o) == X509_LU_CRL ? X509_OBJECT_get0_X509_CRL(o) : NULL;
+        int64_t s;
+        if (crl == NULL)
+            continue;
+        s = seconds_until(X509_CRL_get0_nextUpdate(crl));
+        out->has_crl = true;
+        if (s < out->crl_s)
+            out->crl_s = s;
+    }
 }

@@ -54,6 +54,16 @@ bool gw_tls_alpn_is_h2(const struct ssl_st *ssl);
  * CN is missing, or a field is repeated, too long or has other characters. */
 int gw_tls_peer_cert(const struct ssl_st *ssl, struct gw_peer *out) GW_MUST_CHECK;
 
+/* ---- client side (the forwarder's gRPC client, gclient.c) ----
+ * The same protocol policy; the server's chain must end in `ca` and its certificate name the
+ * server name given to gw_tls_client_ssl_new (DNS SAN, or IP SAN for an address); the client
+ * presents cert/key; ALPN offers only "h2". Returns NULL with one line in err naming the file. */
+struct gw_tls *gw_tls_client_new(const char *ca, const char *cert, const char *key, char *err,
+                                 size_t errlen);
+/* A new client-side SSL for one connection to server_name (SNI unless an IP address, and the
+ * name checked), or NULL. Ownership as gw_tls_ssl_new. */
+struct ssl_st *gw_tls_client_ssl_new(struct gw_tls *t, const char *server_name);
+
 /* "TLSv1.3" etc., for logs. */
 const char *gw_tls_version(const struct ssl_st *ssl);
 
@@ -68,5 +78,14 @@ const char *gw_tls_verify_error(const struct ssl_st *ssl);
 /* True when e only says the peer closed TCP without a TLS close_notify: routine for gRPC clients
  * that drop a finished connection, so not worth an info-level line. */
 bool gw_tls_error_is_eof(unsigned long e);
+
+/* Metrics: seconds until the server certificate expires, and until the earliest nextUpdate of
+ * the loaded CRLs (negative once past; INT64_MIN when unknown, e.g. a CRL without nextUpdate). */
+struct gw_tls_expiry {
+    int64_t cert_s;
+    bool has_crl;
+    int64_t crl_s;
+};
+void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out);
 
 #endif

@@ -9,6 +9,7 @@ afterwards (the processes are stopped either way).
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -41,6 +42,25 @@ class Stack:
         self.pb = waygate_proto.load()
         self._channels = []
         self._persistent = []
+
+    def config_for(self, port):
+        """The dev stack's waygated.conf for another gateway on 127.0.0.1:port: [server] listen
+        moved to that port, and the [metrics] listener left out (its port is the first
+        gateway's). Returns the text."""
+        with open(os.path.join(self.dir, "waygated.conf")) as f:
+            text = f.read()
+        out, section = [], ""
+        for line in text.splitlines():
+            st = line.strip()
+            if st.startswith("["):
+                section = st
+            elif re.match(r"listen\s*=", st):
+                if section == "[metrics]":
+                    continue
+                if section == "[server]":
+                    line = "listen = 127.0.0.1:%d" % port
+            out.append(line)
+        return "\n".join(out) + "\n"
 
     def cert(self, principal):
         """(cert, key) paths of a dev principal: courier_a ... admin, or revoked / rogue."""

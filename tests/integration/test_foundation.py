@@ -252,13 +252,12 @@ class SecondGateway:
     names the program in the build directory (waygated-test adds test-only methods)."""
 
     def __init__(self, stack, name, extra="", binary="waygated"):
-        with open(os.path.join(stack.dir, "waygated.conf")) as f:
-            conf = f.read()
         s = socket.socket()
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        conf = re.sub(r"(?m)^listen\s*=.*$", "listen = 127.0.0.1:%d\n%s" % (port, extra), conf)
+        conf = re.sub(r"(?m)^listen\s*=.*$", "listen = 127.0.0.1:%d\n%s" % (port, extra),
+                      stack.config_for(port), count=1)
         path = os.path.join(stack.dir, name + ".conf")
         with open(path, "w") as f:
             f.write(conf)

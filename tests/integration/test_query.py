@@ -253,12 +253,8 @@ def second_gateway_of(stack, extra_conf=""):
     extra_conf appended to its configuration)."""
     port = free_port()
     conf = os.path.join(stack.dir, "waygated-second-%d.conf" % port)
-    with open(os.path.join(stack.dir, "waygated.conf")) as f:
-        text = f.read()
     lines, chain = [], "chain = test-second-%d" % port  # each instance its own audit chain
-    for line in text.splitlines():
-        if line.strip().startswith("listen"):
-            line = "listen = 127.0.0.1:%d" % port
+    for line in stack.config_for(port).splitlines():
         if line.strip().startswith("chain") and chain:
             line, chain = chain, None
         lines.append(line)

@@ -46,13 +46,7 @@ def sweeping_gateway(stack):
     """A second waygated whose retention sweep runs at start, then hourly, in batches of BATCH."""
     port = free_port()
     conf = os.path.join(stack.dir, "waygated-retention.conf")
-    with open(os.path.join(stack.dir, "waygated.conf")) as f:
-        text = f.read()
-    lines = []
-    for line in text.splitlines():
-        if line.strip().startswith("listen"):
-            line = "listen = 127.0.0.1:%d" % port
-        lines.append(line)
+    lines = stack.config_for(port).splitlines()
     lines += ["", "[compliance]", "retention_days = 1095", "retention_sweep_ms = 3600000",
               "retention_batch = %d" % BATCH, "", "[audit]", "chain = gw-retention-test"]
     with open(conf, "w") as f:

@@ -1,0 +1,842 @@
+/* gclient.c: a gRPC client (unary calls) over one TLS + HTTP/2 connection on the gateway's loop:
+ * libnghttp2 in client mode fed from an OpenSSL bufferevent, as the server side (conn.c, h2.c)
+ * but the other way round. Invariants:
+ *  - user code (a call's callback) runs only from done_ev, never from inside nghttp2, a
+ *    bufferevent callback or gw_gclient_call; done_cb touches nothing of the client after the
+ *    callback (which may free the client), and the result's bytes are moved out of the call first;
+ *  - a call lives until its callback ran or it was cancelled AND nghttp2 no longer knows its
+ *    stream (the stream's user data is the call, never dangling);
+ *  - the connection is torn down only from a libevent callback, after nghttp2 has returned;
+ *  - a response is buffered up to max_response bytes (the decoder's cap), never more;
+ *  - after a failed connection attempt, calls fail UNAVAILABLE at once until the backoff has
+ *    passed; after a lost established connection the next call reconnects at once. */
+#include "gclient.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <nghttp2/nghttp2.h>
+
+#include "alloc.h"
+#include "config.h"
+#include "grpc_resp.h"
+#include "tls.h"
+
+#define BACKOFF_MIN_MS 100u
+#define BACKOFF_MAX_MS 5000u
+#define MAX_HEADER_LIST (64u * 1024u)
+#define MSG_MAX 256u
+
+enum conn_state { C_IDLE, C_CONNECTING, C_READY };
+
+struct gw_gclient_call {
+    struct gw_gclient *c;
+    struct gw_gclient_call *next, *prev; /* c->calls */
+    struct gw_gclient_call *done_next;   /* c->done queue */
+    gw_gclient_cb cb;
+    void *arg;
+    char *path;
+    uint8_t *req; /* 5-byte prefix + message */
+    size_t req_len, req_off;
+    uint32_t deadline_ms;
+    struct event *deadline_ev;
+    int32_t stream_id;       /* 0 until submitted */
+    bool stream_open;        /* nghttp2 holds the call as a stream's user data */
+    bool completed;          /* result decided */
+    bool finished;           /* callback ran, or cancelled: the user is done with it */
+    bool on_done;            /* queued on c->done */
+    bool queued;             /* waiting for a connection */
+    struct gw_grpc_resp hdr; /* :status, grpc-status, grpc-message */
+    struct gw_grpc_decoder dec;
+    uint8_t *resp;
+    size_t resp_len;
+    unsigned messages;
+    enum gw_grpc_status status;
+    char message[MSG_MAX];
+};
+
+struct gw_gclient {
+    struct event_base *base;
+    struct gw_tls *tls;
+    char *host, *server_name, *authority;
+    uint16_t port;
+    uint32_t connect_timeout_ms, max_response;
+    enum conn_state state;
+    bool goaway;          /* the server sent GOAWAY: no new streams on this connection */
+    evutil_socket_t fd;   /* while TCP connects, before the bufferevent owns it; else -1 */
+    struct event *tcp_ev; /* TCP connect completion */
+    struct bufferevent *bev;
+    nghttp2_session *sess;
+    struct event *connect_ev; /* connect + handshake deadline */
+    struct event *kick_ev;    /* runs send() outside the caller's stack */
+    struct event *done_ev;    /* delivers completed calls' callbacks */
+    bool settled; /* the server's SETTINGS arrived: the connection counts as established */
+    struct gw_gclient_call *calls, *calls_tail; /* in the order they were started */
+    struct gw_gclient_call *done_head, *done_tail;
+    size_t inflight;
+    unsigned fails;           /* failed connection attempts in a row */
+    struct timeval retry_at;  /* no new attempt before (monotonic) */
+    char last_error[MSG_MAX]; /* why the last attempt failed, for calls in backoff */
+};
+
+static void conn_lost(struct gw_gclient *c, const char *why, bool established);
+
+/* ---- calls ---- */
+
+static void link_call(struct gw_gclient *c, struct gw_gclient_call *k)
+{
+    k->next = NULL;
+    k->prev = c->calls_tail;
+    if (c->calls_tail != NULL)
+        c->calls_tail->next = k;
+    else
+        c->calls = k;
+    c->calls_tail = k;
+}
+
+static void unlink_call(struct gw_gclient *c, struct gw_gclient_call *k)
+{
+    if (k->prev != NULL)
+        k->prev->next = k->next;
+    else if (c->calls == k)
+        c->calls = k->next;
+    if (k->next != NULL)
+        k->next->prev = k->prev;
+    else if (c->calls_tail == k)
+        c->calls_tail = k->prev;
+    k->next = k->prev = NULL;
+}
+
+static void call_free(struct gw_gclient_call *k)
+{
+    if (k == NULL)
+        return;
+    if (k->deadline_ev != NULL)
+        event_free(k->deadline_ev);
+    gw_grpc_decoder_clear(&k->dec);
+    gw_free(k->path);
+    gw_free(k->req);
+    gw_free(k->resp);
+    gw_free(k);
+}
+
+/* Frees the call once neither the user nor nghttp2 can reach it. */
+static void maybe_free(struct gw_gclient *c, struct gw_gclient_call *k)
+{
+    if (!k->finished || k->stream_open || k->on_done)
+        return;
+    unlink_call(c, k);
+    call_free(k);
+}
+
+static void done_remove(struct gw_gclient *c, struct gw_gclient_call *k)
+{
+    struct gw_gclient_call **pp = &c->done_head, *prev = NULL;
+
+    while (*pp != NULL && *pp != k) {
+        prev = *pp;
+        pp = &(*pp)->done_next;
+    }
+    if (*pp == NULL)
+        return;
+    *pp = k->done_next;
+    if (c->done_tail == k)
+        c->done_tail = prev;
+    k->done_next = NULL;
+    k->on_done = false;
+}
+
+static void kick(struct gw_gclient *c)
+{
+    event_active(c->kick_ev, EV_TIMEOUT, 0);
+}
+
+/* Decides the call's outcome (once) and queues its callback; resets its stream when open. */
+static void complete(struct gw_gclient *c, struct gw_gclient_call *k, enum gw_grpc_status st,
+                     const char *msg)
+{
+    if (k->completed)
+        return;
+    k->completed = true;
+    k->status = st;
+    snprintf(k->message, sizeof(k->message), "%s", msg != NULL ? msg : "");
+    evtimer_del(k->deadline_ev);
+    if (k->stream_open && c->sess != NULL) {
+        (void)nghttp2_submit_rst_stream(c->sess, NGHTTP2_FLAG_NONE, k->stream_id, NGHTTP2_CANCEL);
+        kick(c);
+    }
+    k->queued = false;
+    if (k->finished) { /* cancelled: nobody to tell */
+        maybe_free(c, k);
+        return;
+    }
+    k->on_done = true;
+    k->done_next = NULL;
+    if (c->done_tail != NULL)
+        c->done_tail->done_next = k;
+    else
+        c->done_head = k;
+    c->done_tail = k;
+    event_active(c->done_ev, EV_TIMEOUT, 0);
+}
+
+/* One callback per run; re-arms itself first, so nothing of c is touched after the callback. */
+static void done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_gclient *c = arg;
+    struct gw_gclient_call *k = c->done_head;
+    struct gw_gclient_result r;
+    gw_gclient_cb cb;
+    void *cbarg;
+    uint8_t *resp;
+    char msg[MSG_MAX];
+    bool detached = false;
+
+    (void)fd;
+    (void)what;
+    if (k == NULL)
+        return;
+    c->done_head = k->done_next;
+    if (c->done_head == NULL)
+        c->done_tail = NULL;
+    else
+        event_active(c->done_ev, EV_TIMEOUT, 0);
+    k->done_next = NULL;
+    k->on_done = false;
+    k->finished = true;
+    c->inflight--;
+    cb = k->cb;
+    cbarg = k->arg;
+    resp = k->status == GW_GRPC_OK ? k->resp : NULL;
+    if (resp != NULL)
+        k->resp = NULL;
+    r.status = k->status;
+    r.response = resp;
+    r.response_len = resp != NULL ? k->resp_len : 0;
+    /* copied: a call still a stream of the session (its reset not yet processed) stays the
+     * client's, and the callback may free the client */
+    memcpy(msg, k->message, sizeof(msg));
+    r.message = msg;
+    if (!k->stream_open) { /* ours alone now: freed after the callback */
+        unlink_call(c, k);
+        detached = true;
+    }
+    cb(cbarg, &r);
+    gw_free(resp);
+    if (detached)
+        call_free(k);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_gclient_call *k = arg;
+
+    (void)fd;
+    (void)what;
+    complete(k->c, k, GW_GRPC_DEADLINE_EXCEEDED, "backend: deadline exceeded");
+}
+
+/* ---- nghttp2 callbacks (no user code, no teardown from here) ---- */
+
+static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *arg)
+{
+    struct gw_gclient *c = arg;
+
+    (void)s;
+    (void)flags;
+    if (bufferevent_write(c->bev, data, len) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return (ssize_t)len;
+}
+
+static ssize_t read_body_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len,
+                            uint32_t *flags, nghttp2_data_source *src, void *arg)
+{
+    struct gw_gclient_call *k = nghttp2_session_get_stream_user_data(s, stream_id);
+    size_t n;
+
+    (void)src;
+    (void)arg;
+    if (k == NULL)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    n = k->req_len - k->req_off;
+    if (n > len)
+        n = len;
+    memcpy(buf, k->req + k->req_off, n);
+    k->req_off += n;
+    if (k->req_off == k->req_len)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static int on_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *name,
+                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *arg)
+{
+    struct gw_gclient_call *k;
+
+    (void)flags;
+    (void)arg;
+    if (f->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    k = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    if (k == NULL || k->completed)
+        return 0;
+    gw_grpc_resp_header(&k->hdr, name, namelen, value, valuelen);
+    return 0;
+}
+
+static int on_message(void *arg, const uint8_t *msg, size_t len)
+{
+    struct gw_gclient_call *k = arg;
+
+    if (++k->messages > 1)
+        return GW_EPROTO;
+    if (len > 0) {
+        k->resp = gw_malloc(len);
+        if (k->resp == NULL)
+            return GW_ENOMEM;
+        memcpy(k->resp, msg, len);
+    }
+    k->resp_len = len;
+    return 0;
+}
+
+static int on_data_chunk_cb(nghttp2_session *s, uint8_t flags, int32_t stream_id,
+                            const uint8_t *data, size_t len, void *arg)
+{
+    struct gw_gclient_call *k = nghttp2_session_get_stream_user_data(s, stream_id);
+    int rc;
+
+    (void)flags;
+    if (k == NULL || k->completed)
+        return 0;
+    rc = gw_grpc_decoder_feed(&k->dec, data, len, on_message, k);
+    if (rc == GW_ETOOBIG)
+        complete(arg, k, GW_GRPC_RESOURCE_EXHAUSTED,
+                 "backend: response message larger than the client's max_response");
+    else if (rc == GW_ENOMEM)
+        complete(arg, k, GW_GRPC_RESOURCE_EXHAUSTED, "backend: out of memory for the response");
+    else if (rc == GW_EPROTO)
+        complete(arg, k, GW_GRPC_INTERNAL, "backend: more than one response message");
+    else if (rc != 0)
+        complete(arg, k, GW_GRPC_INTERNAL, "backend: malformed response message framing");
+    return 0;
+}
+
+/* The outcome of a stream that ended without a decision of ours. */
+static void finish_stream(struct gw_gclient *c, struct gw_gclient_call *k, uint32_t error_code)
+{
+    char msg[MSG_MAX];
+    enum gw_grpc_status st;
+
+    if (error_code != NGHTTP2_NO_ERROR) {
+        snprintf(msg, sizeof(msg), "backend: stream reset (%s)",
+                 nghttp2_http2_strerror(error_code));
+        st = GW_GRPC_UNAVAILABLE;
+    } else {
+        st = gw_grpc_resp_verdict(&k->hdr, k->messages, !gw_grpc_decoder_idle(&k->dec), msg,
+                                  sizeof(msg));
+    }
+    complete(c, k, st, msg);
+}
+
+static int on_stream_close_cb(nghttp2_session *s, int32_t stream_id, uint32_t error_code, void *arg)
+{
+    struct gw_gclient *c = arg;
+    struct gw_gclient_call *k = nghttp2_session_get_stream_user_data(s, stream_id);
+
+    if (k == NULL)
+        return 0;
+    k->stream_open = false;
+    finish_stream(c, k, error_code);
+    maybe_free(c, k);
+    return 0;
+}
+
+static int on_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    struct gw_gclient *c = arg;
+
+    (void)s;
+    if (f->hd.type == NGHTTP2_GOAWAY)
+        c->goaway = true;
+    if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
+        c->settled = true;
+        c->fails = 0;
+    }
+    return 0;
+}
+
+/* ---- the connection ---- */
+
+static void set_timer(struct event *ev, uint32_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+
+    (void)evtimer_add(ev, &tv);
+}
+
+static void now_mono(struct timeval *tv)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    tv->tv_sec = ts.tv_sec;
+    tv->tv_usec = ts.tv_nsec / 1000;
+}
+
+static int submit(struct gw_gclient *c, struct gw_gclient_call *k)
+{
+    char timeout[24];
+    nghttp2_data_provider dp = {.read_callback = read_body_cb};
+    nghttp2_nv nv[] = {
+        {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":path", (uint8_t *)k->path, 5, strlen(k->path), NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)":authority", (uint8_t *)c->authority, 10, strlen(c->authority),
+         NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"content-type", (uint8_t *)"application/grpc", 12, 16, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"te", (uint8_t *)"trailers", 2, 8, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"grpc-timeout", (uint8_t *)timeout, 12, 0, NGHTTP2_NV_FLAG_NONE},
+        {(uint8_t *)"user-agent", (uint8_t *)"waygate-gclient", 10, 15, NGHTTP2_NV_FLAG_NONE},
+    };
+    int32_t id;
+
+    nv[6].valuelen = (size_t)snprintf(timeout, sizeof(timeout), "%" PRIu32 "m", k->deadline_ms);
+    id = nghttp2_submit_request(c->sess, NULL, nv, sizeof(nv) / sizeof(nv[0]), &dp, k);
+    if (id < 0)
+        return GW_ENOMEM;
+    k->stream_id = id;
+    k->stream_open = true;
+    k->queued = false;
+    return 0;
+}
+
+/* Writes what the session has to send; tears down (from here, a libevent callback) on error or
+ * when the session is over. */
+static void pump(struct gw_gclient *c)
+{
+    if (c->state != C_READY)
+        return;
+    for (struct gw_gclient_call *k = c->calls; k != NULL && !c->goaway; k = k->next)
+        if (k->queued && submit(c, k) != 0)
+            complete(c, k, GW_GRPC_UNAVAILABLE, "backend: cannot open a stream");
+    if (nghttp2_session_send(c->sess) != 0) {
+        conn_lost(c, "backend: HTTP/2 send failed", c->settled);
+        return;
+    }
+    if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess))
+        conn_lost(c, "backend: connection closed (GOAWAY)", c->settled);
+}
+
+static void kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pump(arg);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    struct gw_gclient *c = arg;
+    struct evbuffer *in = bufferevent_get_input(bev);
+    size_t len = evbuffer_get_length(in);
+    ssize_t n;
+
+    if (c->state != C_READY || len == 0)
+        return;
+    n = nghttp2_session_mem_recv(c->sess, evbuffer_pullup(in, -1), len);
+    if (n < 0) {
+        conn_lost(c, "backend: HTTP/2 protocol error", c->settled);
+        return;
+    }
+    evbuffer_drain(in, (size_t)n);
+    pump(c);
+}
+
+static int start_session(struct gw_gclient *c)
+{
+    nghttp2_session_callbacks *cbs = NULL;
+    nghttp2_option *opt = NULL;
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, MAX_HEADER_LIST},
+    };
+    int rc = GW_ENOMEM;
+
+    if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0)
+        goto out;
+    nghttp2_session_callbacks_set_send_callback(cbs, send_cb);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header_cb);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_cb);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close_cb);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv_cb);
+    nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
+    nghttp2_option_set_max_send_header_block_length(opt, 16384);
+    if (nghttp2_session_client_new2(&c->sess, cbs, c, opt) != 0)
+        goto out;
+    if (nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0)
+        goto out;
+    rc = 0;
+out:
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_option_del(opt);
+    return rc;
+}
+
+/* The socket's pending error (a refused or failed connect), or 0. */
+static int socket_error(struct bufferevent *bev)
+{
+    int e = 0;
+    socklen_t len = sizeof(e);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+
+    if (fd < 0 || getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &len) != 0)
+        return 0;
+    return e;
+}
+
+static void event_cb(struct bufferevent *bev, short events, void *arg)
+{
+    struct gw_gclient *c = arg;
+    struct ssl_st *ssl = bufferevent_openssl_get_ssl(bev);
+    char reason[200], msg[MSG_MAX];
+
+    if (events & BEV_EVENT_CONNECTED) {
+        evtimer_del(c->connect_ev);
+        if (!gw_tls_alpn_is_h2(ssl)) {
+            conn_lost(c, "backend: ALPN h2 not negotiated", false);
+            return;
+        }
+        if (start_session(c) != 0) {
+            conn_lost(c, "backend: cannot start the HTTP/2 session", false);
+            return;
+        }
+        c->state = C_READY;
+        pump(c);
+        return;
+    }
+    if (events & (BEV_EVENT_ERROR | BEV_EVENT_EOF)) {
+        unsigned long e = bufferevent_get_openssl_error(bev);
+        const char *why = c->state == C_CONNECTING ? gw_tls_verify_error(ssl) : NULL;
+        int soerr = socket_error(bev);
+        if (why != NULL) {
+            snprintf(msg, sizeof(msg), "backend: server certificate refused: %s", why);
+        } else if (e != 0) {
+            gw_tls_error_string(e, reason, sizeof(reason));
+            snprintf(msg, sizeof(msg), "backend: TLS error: %s", reason);
+        } else if (events & BEV_EVENT_EOF) {
+            snprintf(msg, sizeof(msg), "backend: connection closed by the server");
+        } else {
+            snprintf(msg, sizeof(msg), "backend: connection failed: %s",
+                     soerr != 0 ? strerror(soerr) : "socket error");
+        }
+        conn_lost(c, msg, c->settled);
+    }
+}
+
+static void connect_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    conn_lost(arg, "backend: connect timeout (TCP + TLS)", false);
+}
+
+/* TCP is up (or failed): the TLS handshake starts on the connected socket. */
+static void tcp_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_gclient *c = arg;
+    struct ssl_st *ssl = NULL;
+    char msg[MSG_MAX];
+    int e = 0;
+    socklen_t elen = sizeof(e);
+
+    (void)what;
+    event_free(c->tcp_ev);
+    c->tcp_ev = NULL;
+    if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &elen) != 0)
+        e = errno;
+    if (e != 0) {
+        snprintf(msg, sizeof(msg), "backend: connect failed: %s", strerror(e));
+        conn_lost(c, msg, false);
+        return;
+    }
+    ssl = gw_tls_client_ssl_new(c->tls, c->server_name);
+    if (ssl == NULL) {
+        conn_lost(c, "backend: cannot create a TLS session", false);
+        return;
+    }
+    c->bev = bufferevent_openssl_socket_new(c->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
+                                            BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
+    if (c->bev == NULL) {
+        gw_tls_ssl_free(ssl);
+        conn_lost(c, "backend: out of memory", false);
+        return;
+    }
+    c->fd = -1; /* the bufferevent's now */
+    bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
+    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+    (void)bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+}
+
+/* Opens the TCP connection (non-blocking); tcp_cb continues. The host is resolved with
+ * getaddrinfo(3), which blocks: endpoints are addresses or names of the local hosts file. */
+static void start_connect(struct gw_gclient *c)
+{
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct evutil_addrinfo *ai = NULL;
+    char port[8], msg[MSG_MAX];
+    int rc;
+
+    c->goaway = false;
+    c->settled = false;
+    c->state = C_CONNECTING;
+    set_timer(c->connect_ev, c->connect_timeout_ms);
+    snprintf(port, sizeof(port), "%u", (unsigned)c->port);
+    rc = evutil_getaddrinfo(c->host, port, &hints, &ai);
+    if (rc != 0 || ai == NULL) {
+        snprintf(msg, sizeof(msg), "backend: cannot resolve the endpoint's host: %s",
+                 evutil_gai_strerror(rc));
+        conn_lost(c, msg, false);
+        return;
+    }
+    c->fd = socket(ai->ai_family, SOCK_STREAM, 0);
+    if (c->fd < 0 || evutil_make_socket_nonblocking(c->fd) != 0 ||
+        evutil_make_socket_closeonexec(c->fd) != 0 ||
+        (connect(c->fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) ||
+        (c->tcp_ev = event_new(c->base, c->fd, EV_WRITE, tcp_cb, c)) == NULL ||
+        event_add(c->tcp_ev, NULL) != 0) {
+        snprintf(msg, sizeof(msg), "backend: connect failed: %s", strerror(errno));
+        evutil_freeaddrinfo(ai);
+        conn_lost(c, msg, false);
+        return;
+    }
+    evutil_freeaddrinfo(ai);
+}
+
+static void close_tcp(struct gw_gclient *c)
+{
+    if (c->tcp_ev != NULL) {
+        event_free(c->tcp_ev);
+        c->tcp_ev = NULL;
+    }
+    if (c->fd >= 0) {
+        evutil_closesocket(c->fd);
+        c->fd = -1;
+    }
+}
+
+/* The connection is gone (or never came): streams fail UNAVAILABLE; calls still waiting for a
+ * connection reconnect at once after an established connection, else fail with the reason. */
+static void conn_lost(struct gw_gclient *c, const char *why, bool established)
+{
+    struct gw_gclient_call *k, *next;
+    struct timeval now, d;
+    bool waiting = false;
+    uint32_t ms;
+
+    evtimer_del(c->connect_ev);
+    close_tcp(c);
+    if (c->sess != NULL) {
+        nghttp2_session_del(c->sess);
+        c->sess = NULL;
+    }
+    if (c->bev != NULL) {
+        bufferevent_free(c->bev);
+        c->bev = NULL;
+    }
+    c->state = C_IDLE;
+    c->goaway = false;
+    c->settled = false;
+    if (!established) {
+        c->fails++;
+        ms = BACKOFF_MIN_MS << (c->fails < 7 ? c->fails - 1 : 6);
+        if (ms > BACKOFF_MAX_MS)
+            ms = BACKOFF_MAX_MS;
+        now_mono(&now);
+        d.tv_sec = ms / 1000;
+        d.tv_usec = (ms % 1000) * 1000;
+        timeradd(&now, &d, &c->retry_at);
+        snprintf(c->last_error, sizeof(c->last_error), "%s", why);
+    }
+    for (k = c->calls; k != NULL; k = next) {
+        next = k->next;
+        if (k->stream_open) {
+            k->stream_open = false;
+            complete(c, k, GW_GRPC_UNAVAILABLE, why);
+            maybe_free(c, k);
+        } else if (k->queued && !k->completed) {
+            if (established)
+                waiting = true;
+            else
+                complete(c, k, GW_GRPC_UNAVAILABLE, why);
+        }
+    }
+    if (waiting)
+        start_connect(c);
+}
+
+/* ---- API ---- */
+
+struct gw_gclient *gw_gclient_new(const struct gw_gclient_params *p, char *err, size_t errlen)
+{
+    struct gw_gclient *c = NULL;
+    char host[256];
+    uint16_t port = 0;
+    size_t alen;
+
+    if (p->base == NULL || p->endpoint == NULL || p->ca == NULL || p->cert == NULL ||
+        p->key == NULL) {
+        snprintf(err, errlen, "gclient: endpoint, ca, cert and key are required");
+        return NULL;
+    }
+    if (gw_config_split_hostport(p->endpoint, host, sizeof(host), &port) != 0) {
+        snprintf(err, errlen, "gclient: endpoint: must be host:port");
+        return NULL;
+    }
+    c = gw_calloc(1, sizeof(*c));
+    if (c == NULL)
+        goto nomem;
+    c->base = p->base;
+    c->fd = -1;
+    c->port = port;
+    c->connect_timeout_ms = p->connect_timeout_ms > 0 ? p->connect_timeout_ms : 5000;
+    c->max_response = p->max_response > 0 ? p->max_response : 4u * 1024u * 1024u;
+    c->host = gw_strdup(host);
+    c->server_name = gw_strdup(p->server_name != NULL ? p->server_name : host);
+    alen = strlen(c->server_name != NULL ? c->server_name : "") + 8;
+    c->authority = gw_malloc(alen);
+    if (c->host == NULL || c->server_name == NULL || c->authority == NULL)
+        goto nomem;
+    snprintf(c->authority, alen, "%s:%u", c->server_name, (unsigned)port);
+    c->connect_ev = evtimer_new(c->base, connect_timeout_cb, c);
+    c->kick_ev = event_new(c->base, -1, 0, kick_cb, c);
+    c->done_ev = event_new(c->base, -1, 0, done_cb, c);
+    if (c->connect_ev == NULL || c->kick_ev == NULL || c->done_ev == NULL)
+        goto nomem;
+    c->tls = gw_tls_client_new(p->ca, p->cert, p->key, err, errlen);
+    if (c->tls == NULL)
+        goto fail;
+    return c;
+nomem:
+    snprintf(err, errlen, "gclient: out of memory");
+fail:
+    gw_gclient_free(c);
+    return NULL;
+}
+
+void gw_gclient_free(struct gw_gclient *c)
+{
+    struct gw_gclient_call *k, *next;
+
+    if (c == NULL)
+        return;
+    close_tcp(c);
+    if (c->sess != NULL)
+        nghttp2_session_del(c->sess); /* runs no callback */
+    if (c->bev != NULL)
+        bufferevent_free(c->bev);
+    for (k = c->calls; k != NULL; k = next) {
+        next = k->next;
+        call_free(k);
+    }
+    if (c->connect_ev != NULL)
+        event_free(c->connect_ev);
+    if (c->kick_ev != NULL)
+        event_free(c->kick_ev);
+    if (c->done_ev != NULL)
+        event_free(c->done_ev);
+    gw_tls_free(c->tls);
+    gw_free(c->host);
+    gw_free(c->server_name);
+    gw_free(c->authority);
+    gw_free(c);
+}
+
+int gw_gclient_call(struct gw_gclient *c, const char *path, const uint8_t *req, size_t len,
+                    uint32_t deadline_ms, gw_gclient_cb cb, void *arg, struct gw_gclient_call **out)
+{
+    struct gw_gclient_call *k = NULL;
+    struct timeval now;
+
+    if (out != NULL)
+        *out = NULL;
+    if (c == NULL || path == NULL || path[0] != '/' || cb == NULL || deadline_ms == 0 ||
+        len > UINT32_MAX - GW_GRPC_PREFIX_LEN || (req == NULL && len > 0))
+        return GW_EINVAL;
+    k = gw_calloc(1, sizeof(*k));
+    if (k == NULL)
+        return GW_ENOMEM;
+    k->c = c;
+    k->cb = cb;
+    k->arg = arg;
+    k->deadline_ms = deadline_ms;
+    k->path = gw_strdup(path);
+    k->req_len = GW_GRPC_PREFIX_LEN + len;
+    k->req = gw_malloc(k->req_len);
+    k->deadline_ev = evtimer_new(c->base, deadline_cb, k);
+    if (k->path == NULL || k->req == NULL || k->deadline_ev == NULL) {
+        call_free(k);
+        return GW_ENOMEM;
+    }
+    gw_grpc_frame_prefix(k->req, (uint32_t)len);
+    if (len > 0)
+        memcpy(k->req + GW_GRPC_PREFIX_LEN, req, len);
+    gw_grpc_decoder_init(&k->dec, c->max_response);
+    gw_grpc_resp_init(&k->hdr);
+    link_call(c, k);
+    c->inflight++;
+    set_timer(k->deadline_ev, deadline_ms);
+    k->queued = true;
+    if (out != NULL)
+        *out = k;
+    switch (c->state) {
+    case C_READY:
+        kick(c); /* submitted by pump, outside the caller's stack */
+        break;
+    case C_CONNECTING:
+        break;
+    case C_IDLE:
+        now_mono(&now);
+        if (c->fails > 0 && timercmp(&now, &c->retry_at, <)) {
+            char msg[MSG_MAX + 40];
+            snprintf(msg, sizeof(msg), "%s (reconnecting after a backoff)", c->last_error);
+            complete(c, k, GW_GRPC_UNAVAILABLE, msg); /* callback from done_ev, later */
+        } else {
+            start_connect(c);
+        }
+        break;
+    }
+    return 0;
+}
+
+void gw_gclient_cancel(struct gw_gclient_call *k)
+{
+    struct gw_gclient *c;
+
+    if (k == NULL || k->finished)
+        return;
+    c = k->c;
+    k->finished = true;
+    c->inflight--;
+    if (k->on_done)
+        done_remove(c, k);
+    if (!k->completed) {
+        complete(c, k, GW_GRPC_CANCELLED, "cancelled"); /* resets the stream when open */
+        return;                                         /* complete() freed it if it could */
+    }
+    maybe_free(c, k);
+}
+
+size_t gw_gclient_inflight(const struct gw_gclient *c)
+{
+    return c != NULL ? c->inflight : 0;
+}

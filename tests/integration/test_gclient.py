@@ -1,0 +1,324 @@
+"""The gateway's gRPC client (gateway/transport/gclient.c) against the reference backend
+(deploy/backend-sink), through build/gclient_probe: one client per probe process, so the backend
+can be taken down and up under it. Needs no database and no gateway: a throw-away PKI
+(deploy/gen-certs) and sinks started here.
+
+Proves: OK with one result per delivery, REJECTED results, a whole-call status passed through,
+DEADLINE_EXCEEDED against a slow backend, UNAVAILABLE when the backend is down and a reconnect
+when it is back (same client), RESOURCE_EXHAUSTED for a response over max_response (and the
+connection still usable), a server certificate from another CA or naming another host refused,
+cancel (no callback), a callback that frees the client, concurrent calls multiplexed.
+"""
+
+import json
+import os
+import select
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
+SINK = os.path.join(ROOT, "deploy", "backend-sink")
+PY = "/usr/bin/python3"
+BOUND_S = 60  # upper bound for any one answer (never reached unless something is broken)
+
+OK, DEADLINE, RESOURCE_EXHAUSTED, PERMISSION_DENIED, UNAVAILABLE, INVALID_ARGUMENT = 0, 4, 8, 7, 14, 3
+ACCEPTED, REJECTED = 1, 2
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Sink:
+    def __init__(self, workdir, certs, name, cert="sink"):
+        self.addr = "127.0.0.1:%d" % free_port()
+        self.log = os.path.join(workdir, name + ".log")
+        self.control = os.path.join(workdir, name + ".control")
+        self.err = open(os.path.join(workdir, name + ".err"), "w")
+        self.proc = subprocess.Popen(
+            [PY, SINK, "serve", "--listen", self.addr, "--ca", os.path.join(certs, "ca.crt"),
+             "--cert", os.path.join(certs, cert + ".crt"),
+             "--key", os.path.join(certs, cert + ".key"), "--log", self.log,
+             "--control", self.control, "--client-cn", "waygate-forwarder"],
+            stdout=self.err, stderr=self.err)
+        self.ctl("up")  # returns once the sink has applied it (serving)
+
+    def ctl(self, *words):
+        r = subprocess.run([PY, SINK, "ctl", self.control] + list(words), capture_output=True,
+                           text=True, timeout=BOUND_S)
+        assert r.returncode == 0, r.stderr
+
+    def records(self):
+        if not os.path.exists(self.log):
+            return []
+        with open(self.log) as f:
+            return [json.loads(line) for line in f if line.strip()]
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=BOUND_S)
+        self.err.close()
+
+
+class Probe:
+    def __init__(self, certs, addr, server_name="sink.localhost", principal="forwarder",
+                 max_response=65536, expect_ready=True):
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD, "gclient_probe"), "--endpoint", addr,
+             "--server-name", server_name, "--ca", os.path.join(certs, "ca.crt"),
+             "--cert", os.path.join(certs, principal + ".crt"),
+             "--key", os.path.join(certs, principal + ".key"),
+             "--max-response", str(max_response), "--connect-timeout", "5000"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
+        self.buf = b""
+        self.first = self.line()
+        if expect_ready:
+            assert self.first == {"event": "ready"}, self.first
+
+    def line(self):
+        """The next answer line (read unbuffered, so that select never misses one)."""
+        fd = self.proc.stdout.fileno()
+        while b"\n" not in self.buf:
+            r, _, _ = select.select([fd], [], [], BOUND_S)
+            assert r, "gclient_probe gave no answer within %d s" % BOUND_S
+            chunk = os.read(fd, 65536)
+            assert chunk, "gclient_probe exited (status %s)" % self.proc.poll()
+            self.buf += chunk
+        text, _, self.buf = self.buf.partition(b"\n")
+        return json.loads(text)
+
+    def send(self, cmd):
+        self.proc.stdin.write(cmd + "\n")
+        self.proc.stdin.flush()
+
+    def call(self, tag, n=1, deadline_ms=5000, marker=None):
+        self.send("call %s %d %d%s" % (tag, n, deadline_ms, " " + marker if marker else ""))
+        r = self.line()
+        assert r["tag"] == tag, r
+        return r
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.send("quit")
+            self.proc.wait(timeout=BOUND_S)
+        assert self.proc.returncode == 0, "gclient_probe exited %s" % self.proc.returncode
+
+
+def poll(fn, bound_s=BOUND_S, interval=0.1):
+    """Calls fn until it returns a true value (bounded); returns that value."""
+    end = time.monotonic() + bound_s
+    while True:
+        v = fn()
+        if v:
+            return v
+        assert time.monotonic() < end, "condition not reached within %d s" % bound_s
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="module")
+def env():
+    assert os.path.exists(os.path.join(BUILD, "gclient_probe")), "build gclient_probe first"
+    work = tempfile.mkdtemp(prefix="wg-gclient-")
+    certs = os.path.join(work, "certs")
+    subprocess.run([os.path.join(ROOT, "deploy", "gen-certs"), certs], check=True,
+                   capture_output=True, timeout=300)
+    sinks = []
+
+    class Env:
+        dir = work
+        certdir = certs
+
+        def sink(self, name, cert="sink"):
+            s = Sink(work, certs, name, cert)
+            sinks.append(s)
+            return s
+
+    yield Env()
+    for s in sinks:
+        s.stop()
+    if not os.environ.get("WAYGATE_KEEP_STACK"):
+        shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def sink(env):
+    return env.sink("main")
+
+
+@pytest.fixture
+def probe(env, sink):
+    sink.ctl("up")
+    p = Probe(env.certdir, sink.addr)
+    yield p
+    p.close()
+    sink.ctl("up")
+
+
+def test_ok_one_result_per_delivery_and_the_sink_records_them(probe, sink):
+    r = probe.call("ok", n=3)
+    assert r["status"] == OK, r
+    assert sorted(x["id"] for x in r["results"]) == ["ok-0", "ok-1", "ok-2"]
+    assert all(x["outcome"] == ACCEPTED for x in r["results"])
+    assert r["inflight"] == 0
+    recs = [x for x in sink.records() if x["delivery_id"].startswith("ok-")]
+    assert sorted(x["delivery_id"] for x in recs) == ["ok-0", "ok-1", "ok-2"]
+    assert all(x["kind"] == "DELIVERY_KIND_WAYBILL_ACCEPTED" and x["outcome"] == "ACCEPTED"
+               for x in recs)
+    assert recs[0]["waybill"]["status"] == "accepted"
+    print("sink received %d deliveries of the call" % len(recs))
+
+
+def test_rejected_result_for_the_marked_delivery_only(probe, sink):
+    sink.ctl("refuse", "MARK-rej")
+    r = probe.call("rej", n=2, marker="MARK-rej")
+    assert r["status"] == OK, r
+    by_id = {x["id"]: x for x in r["results"]}
+    assert by_id["rej-0"]["outcome"] == REJECTED and by_id["rej-0"]["reason_len"] > 0
+    assert by_id["rej-1"]["outcome"] == ACCEPTED and by_id["rej-1"]["reason_len"] == 0
+
+
+def test_whole_call_status_and_message_are_passed_through(probe, sink):
+    sink.ctl("invalid", "MARK-inv")
+    r = probe.call("inv", n=2, marker="MARK-inv")
+    assert r["status"] == INVALID_ARGUMENT, r
+    assert "marker" in r["message"]
+    assert "results" not in r
+
+
+def test_deadline_exceeded_with_a_slow_backend_then_ok(probe, sink):
+    sink.ctl("slow", "20000")  # far beyond the call's deadline: never answers in time
+    r = probe.call("slow", n=1, deadline_ms=300)
+    assert r["status"] == DEADLINE, r
+    assert r["inflight"] == 0
+    sink.ctl("up")
+    r = probe.call("after-slow", n=1)  # the same connection (the stream was reset, not it)
+    assert r["status"] == OK, r
+
+
+def test_unavailable_when_down_and_reconnect_when_back(probe, sink):
+    assert probe.call("warm", n=1)["status"] == OK  # connected
+    sink.ctl("down")  # closes the listener and the open connection
+    r = probe.call("down", n=1)
+    assert r["status"] == UNAVAILABLE, r
+    r = probe.call("down2", n=1)
+    assert r["status"] == UNAVAILABLE, r
+    assert "refused" in r["message"] or "closed" in r["message"], r
+    sink.ctl("up")
+    attempts = []
+
+    def ok():
+        res = probe.call("back%d" % len(attempts), n=1)
+        attempts.append(res["status"])
+        return res["status"] == OK
+
+    poll(ok)
+    assert set(attempts[:-1]) <= {UNAVAILABLE}, attempts
+    print("reconnected after %d call(s) failed fast in the client's backoff" % (len(attempts) - 1))
+
+
+def test_response_over_max_response_is_resource_exhausted_and_connection_survives(probe, sink):
+    sink.ctl("big", "200000")  # the probe's max_response is 65536
+    r = probe.call("big", n=1)
+    assert r["status"] == RESOURCE_EXHAUSTED, r
+    assert "max_response" in r["message"]
+    sink.ctl("up")
+    assert probe.call("after-big", n=1)["status"] == OK
+
+
+def test_response_under_max_response_is_ok(env, sink):
+    sink.ctl("big", "30000")
+    p = Probe(env.certdir, sink.addr)
+    try:
+        r = p.call("mid", n=1)
+        assert r["status"] == OK, r
+        assert r["results"][0]["reason_len"] == 30000
+    finally:
+        p.close()
+        sink.ctl("up")
+
+
+def test_server_certificate_of_another_ca_is_refused(env):
+    rogue = env.sink("rogue", cert="rogue-sink")
+    p = Probe(env.certdir, rogue.addr)
+    try:
+        r = p.call("rogue", n=1)
+        assert r["status"] == UNAVAILABLE, r
+        assert "server certificate refused" in r["message"], r
+    finally:
+        p.close()
+    assert rogue.records() == []
+
+
+def test_server_certificate_naming_another_host_is_refused(env):
+    # the gateway's own server certificate: the right CA, but it names localhost, not the sink
+    other = env.sink("othername", cert="server")
+    p = Probe(env.certdir, other.addr)
+    try:
+        r = p.call("name", n=1)
+        assert r["status"] == UNAVAILABLE, r
+        assert "hostname mismatch" in r["message"], r
+    finally:
+        p.close()
+    assert other.records() == []
+    # the same sink accepts a client that expects its name
+    p = Probe(env.certdir, other.addr, server_name="localhost")
+    try:
+        assert p.call("name-ok", n=1)["status"] == OK
+    finally:
+        p.close()
+
+
+def test_backend_requires_the_forwarding_certificate(env, sink):
+    p = Probe(env.certdir, sink.addr, principal="courier_a")
+    try:
+        r = p.call("courier", n=1)
+        assert r["status"] == PERMISSION_DENIED, r
+    finally:
+        p.close()
+
+
+def test_cancelled_call_never_calls_back(probe, sink):
+    sink.ctl("slow", "20000")
+    probe.send("cancel cx 1 10000")
+    r = probe.line()
+    assert r == {"tag": "cx", "cancelled": True, "inflight": 0}, r
+    sink.ctl("up")
+    # the next line is the next call's answer, never the cancelled call's
+    r = probe.call("after-cancel", n=1)
+    assert r["status"] == OK, r
+
+
+def test_callback_may_free_the_client(probe):
+    probe.send("freecb fc 1 5000")
+    r = probe.line()
+    assert r["tag"] == "fc" and r["status"] == OK and r.get("freed") is True, r
+    assert probe.call("after-free", n=1)["status"] == OK
+
+
+def test_concurrent_calls_are_multiplexed(probe, sink):
+    n = 24
+    for i in range(n):
+        probe.send("call cc%d 2 10000" % i)
+    answers = [probe.line() for _ in range(n)]
+    assert sorted(a["tag"] for a in answers) == sorted("cc%d" % i for i in range(n))
+    assert all(a["status"] == OK for a in answers), answers
+    probe.send("inflight")
+    assert probe.line() == {"inflight": 0}
+    got = {x["delivery_id"] for x in sink.records() if x["delivery_id"].startswith("cc")}
+    assert len(got) == 2 * n
+
+
+def test_unreadable_key_fails_at_creation(env, sink):
+    p = Probe(env.certdir, sink.addr, principal="no-such", expect_ready=False)
+    assert p.first["event"] == "error" and "no-such.crt" in p.first["message"], p.first
+    assert p.proc.wait(timeout=BOUND_S) == 1

@@ -1,0 +1,106 @@
+"""The Prometheus metrics listener (GET /metrics on [metrics] listen, DIR/env WAYGATE_METRICS_ADDR):
+well-formed text, counters that move with what the test does (a Submit, a refusal, an incident),
+gauges that say what an operator must watch (database up, certificate and CRL expiry, the audit
+chain's sequence), nothing but GET /metrics answered, and no personal information in it."""
+import http.client
+import re
+
+import grpc
+import pytest
+
+import query_data
+
+SUBMIT = "/waygate.v1.WaybillIntake/Submit"
+GET = "/waygate.v1.WaybillQuery/Get"
+LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (-?[0-9.e+]+|[+-]Inf|NaN)$')
+LABEL = re.compile(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"')
+
+
+def fetch(stack, method="GET", path="/metrics"):
+    host, port = stack.env["WAYGATE_METRICS_ADDR"].rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        c.request(method, path)
+        r = c.getresponse()
+        return r.status, r.getheader("Content-Type") or "", r.read().decode()
+    finally:
+        c.close()
+
+
+def scrape(stack):
+    """{(name, ((label, value), ...)): value} of one scrape; fails on a malformed line."""
+    status, ctype, text = fetch(stack)
+    assert status == 200 and ctype.startswith("text/plain; version=0.0.4")
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("# HELP ") or line.startswith("# TYPE "):
+            continue
+        m = LINE.match(line)
+        assert m, "not exposition format: %r" % line
+        labels = tuple(sorted(LABEL.findall(m.group(3) or "")))
+        out[(m.group(1), labels)] = float(m.group(4))
+    return out, text
+
+
+def value(sample, name, **labels):
+    return sample.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+def calls(sample, method, code):
+    return value(sample, "waygate_grpc_calls_total", method=method, code=code)
+
+
+def test_counters_move_with_calls(stack):
+    before, _ = scrape(stack)
+    w = query_data.new_waybill(stack, "a")
+    query_data.submit(stack, w)
+    with pytest.raises(grpc.RpcError) as e:  # a number nobody submitted: NOT_FOUND
+        query_data.get(stack, query_data.nonexistent(stack, "a", 1), "courier_b")
+    code = e.value.code().name
+    after, text = scrape(stack)
+    assert calls(after, SUBMIT, "OK") - calls(before, SUBMIT, "OK") == 1
+    assert calls(after, GET, code) - calls(before, GET, code) == 1
+    assert value(after, "waygate_waybills_accepted_total") - \
+        value(before, "waygate_waybills_accepted_total") == 1
+    # the histogram counts every finished call of the method, whatever its status
+    total = sum(v for (n, lb), v in after.items()
+                if n == "waygate_grpc_calls_total" and ("method", SUBMIT) in lb)
+    assert value(after, "waygate_grpc_call_seconds_count", method=SUBMIT) == total
+    assert value(after, "waygate_grpc_call_seconds_bucket", method=SUBMIT, le="+Inf") == total
+    assert value(after, "waygate_group_commit_waybills_count") > 0
+    # nothing of the waybill in the metrics
+    for clear in (w.waybill_no, w.sender.phone, w.recipient.name, w.sender.id_number):
+        assert clear not in text
+
+
+def test_incidents_by_kind(stack):
+    pb = stack.pb
+    before, _ = scrape(stack)
+    w = query_data.new_waybill(stack, "a")
+    w.waybill_no = query_data.nonexistent(stack, "b", 7)  # branch b's number, submitted by a
+    with pytest.raises(grpc.RpcError) as e:
+        query_data.call(stack, SUBMIT, pb.intake.SubmitRequest(waybill=w),
+                        pb.intake.SubmitResponse, "courier_a")
+    assert e.value.code() == grpc.StatusCode.FAILED_PRECONDITION
+    after, _ = scrape(stack)
+    k = dict(kind="segment_violation", severity="medium")
+    assert value(after, "waygate_incidents_total", **k) - \
+        value(before, "waygate_incidents_total", **k) == 1
+
+
+def test_gauges_an_operator_watches(stack):
+    s, _ = scrape(stack)
+    assert value(s, "waygate_db_up") == 1
+    assert value(s, "waygate_db_pool_size") >= 1
+    assert value(s, "waygate_connections") >= 1
+    assert value(s, "waygate_tls_cert_expiry_seconds") > 86400  # gen-certs: valid for long
+    assert value(s, "waygate_tls_crl_next_update_seconds") > 3600
+    assert value(s, "waygate_process_resident_bytes") > 1 << 20
+    seq = [v for (n, lb), v in s.items() if n == "waygate_audit_seq"]
+    assert len(seq) == 1 and seq[0] >= 1  # gateway.start at least
+
+
+def test_only_get_metrics(stack):
+    assert fetch(stack, "POST")[0] == 501  # evhttp: a method not allowed is "not implemented"
+    assert fetch(stack, "GET", "/")[0] == 404
+    assert fetch(stack, "GET", "/metrics/../admin")[0] == 404
