@@ -45,4 +45,7 @@ int gw_ctl_report(int argc, char **argv);
 /* waygatectl incidents list: the security incidents recorded (Art. 17). */
 int gw_ctl_incidents(int argc, char **argv);
 
+/* waygatectl outbox status|list-parked|retry ID: the deliveries to the carrier backend. */
+int gw_ctl_outbox(int argc, char **argv);
+
 #endif

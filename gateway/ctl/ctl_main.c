@@ -24,6 +24,7 @@ static const struct ctl_cmd commands[] = {
     {"audit", gw_ctl_audit, "verify the audit chains; export and verify audit bundles (Art. 33)"},
     {"incidents", gw_ctl_incidents, "list the security incidents recorded (Art. 17)"},
     {"keys", gw_ctl_keys, "keyring: init, rotate, retire, status, rewrap data keys"},
+    {"outbox", gw_ctl_outbox, "deliveries to the carrier backend: status, list-parked, retry ID"},
     {"migrate", gw_ctl_migrate,
      "apply the schema migrations as the owner (--db or $WAYGATE_PGURI_OWNER)"},
     {"report", gw_ctl_report, "the monthly regulator report, JSON or CSV (Art. 17, 26, 37)"},

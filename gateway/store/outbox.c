@@ -75,7 +75,8 @@ static const char claim_tail[] =
     "FROM u JOIN waybill w ON w.id = u.waybill_id LEFT JOIN scan s ON s.id = u.scan_id "
     "ORDER BY u.id";
 
-static const char ack_sql[] = "DELETE FROM outbox WHERE lease_owner = $1 AND id = ANY($2::bigint[])";
+static const char ack_sql[] =
+    "DELETE FROM outbox WHERE lease_owner = $1 AND id = ANY($2::bigint[])";
 static const char later_sql[] =
     "UPDATE outbox SET lease_owner = NULL, lease_until = NULL, "
     "next_at = now() + $3::bigint * interval '1 millisecond', last_error = $4 "
@@ -276,8 +277,7 @@ int gw_outbox_claim(struct gw_store *store, const char *owner, uint32_t max, uin
 
     if (out != NULL)
         *out = NULL;
-    if (store == NULL || !owner_ok(owner) || max == 0 || max > 10000 || lease_ms == 0 ||
-        cb == NULL)
+    if (store == NULL || !owner_ok(owner) || max == 0 || max > 10000 || lease_ms == 0 || cb == NULL)
         return GW_EINVAL;
     gw_store_sql_add(&b, "%s", claim_head);
     gw_store_read_cols(&b);

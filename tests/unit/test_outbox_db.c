@@ -4,7 +4,8 @@
  * neither), a duplicate submit or scan enqueues nothing, claims come oldest first and one per
  * waybill at a time with the waybill read as gw_store_get reads it, a row another transaction
  * holds is skipped, two owners never claim the same row, an expired lease is claimed again and
- * the old owner can no longer ack it, later / park / retry, depth, and the LISTEN connection's
+ * the old owner can no longer ack it, later / park / retry, depth, what `waygatectl outbox` reads
+ * and changes (as the admin role), and the LISTEN connection's
  * wake-ups (after connecting, on a commit, after losing its connection). Skipped without
  * PostgreSQL. */
 #include <setjmp.h>
@@ -30,6 +31,8 @@
 #include "pg_harness.h"
 #include "scan.h"
 #include "store.h"
+#include "store_admin.h"
+#include "store_outbox_admin.h"
 #include "store_scan.h"
 
 static struct pgh pg;
@@ -654,6 +657,40 @@ static void test_lease_expiry(void **state)
     assert_int_equal(count("SELECT count(*) FROM outbox"), 0);
 }
 
+static struct gw_admin *adm;
+
+static void admin_open(void)
+{
+    char ci[600], err[256], *at;
+
+    snprintf(ci, sizeof(ci), "%s", pg.conninfo);
+    at = strstr(ci, "user=postgres");
+    assert_non_null(at);
+    snprintf(at, sizeof(ci) - (size_t)(at - ci), "user=postgres_admin");
+    assert_int_equal(gw_admin_connect(ci, &adm, err, sizeof(err)), 0);
+}
+
+static void admin_close(void)
+{
+    gw_admin_free(adm);
+    adm = NULL;
+}
+
+struct parked_seen {
+    size_t n;
+    long long id;
+    char line[256];
+};
+
+static void parked_seen_cb(void *arg, const struct gw_admin_outbox_parked *p)
+{
+    struct parked_seen *ps = arg;
+
+    ps->n++;
+    ps->id = p->id;
+    snprintf(ps->line, sizeof(ps->line), "%s|%s", p->kind, p->reason);
+}
+
 /* later frees the lease with a delay and a reason; park keeps the row out of every claim and
  * holds back the waybill's later deliveries, until retry (what `waygatectl outbox retry` does)
  * makes it ready again. */
@@ -719,12 +756,41 @@ static void test_later_park_retry(void **state)
                  (long long)wb);
         assert_string_equal(q1(sql), "200");
     }
-    /* retry as the admin role would: ready again, first in line */
-    snprintf(sql, sizeof(sql),
-             "UPDATE outbox SET parked_at = NULL, park_reason = NULL, next_at = '-infinity' "
-             "WHERE id = %lld AND parked_at IS NOT NULL",
-             (long long)wa);
-    exec_ok(sql);
+    /* what `waygatectl outbox` sees and does, as the admin role */
+    {
+        struct gw_admin_outbox_status st;
+        struct parked_seen ps = {0};
+        char err[256], uuid[40];
+        long long got = 0;
+
+        admin_open();
+        assert_int_equal(gw_admin_outbox_status(adm, &st, err, sizeof(err)), 0);
+        assert_int_equal(st.depth, 3);
+        assert_int_equal(st.parked, 1);
+        assert_int_equal(st.leased, 0);
+        assert_int_equal(st.waiting, 1); /* wb, a minute later */
+        assert_int_equal(st.ready, 1);   /* sa, claimable as far as its own row goes */
+        assert_int_equal(st.max_attempts, 3);
+        assert_int_equal(strlen(st.oldest_at), 20);
+        assert_int_equal(gw_admin_outbox_parked(adm, 100, parked_seen_cb, &ps, err, sizeof(err)),
+                         0);
+        assert_int_equal(ps.n, 1);
+        assert_int_equal(ps.id, wa);
+        assert_string_equal(ps.line, "waybill|REJECTED: unknown service type");
+        snprintf(sql, sizeof(sql), "SELECT delivery_id FROM outbox WHERE id = %lld", (long long)wa);
+        snprintf(uuid, sizeof(uuid), "%s", q1(sql));
+        /* not parked, no such delivery, neither form: refused, nothing changed */
+        snprintf(want, sizeof(want), "%lld", (long long)wb);
+        assert_int_equal(gw_admin_outbox_retry(adm, want, &got, err, sizeof(err)), GW_EPRECOND);
+        assert_int_equal(gw_admin_outbox_retry(adm, "999999", &got, err, sizeof(err)),
+                         GW_ENOTFOUND);
+        assert_int_equal(gw_admin_outbox_retry(adm, "12; DROP", &got, err, sizeof(err)), GW_EINVAL);
+        assert_int_equal(count("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL"), 1);
+        /* by its delivery id: ready again, first in line */
+        assert_int_equal(gw_admin_outbox_retry(adm, uuid, &got, err, sizeof(err)), 0);
+        assert_int_equal(got, wa);
+        admin_close();
+    }
     snprintf(want, sizeof(want), "%lld", (long long)wa);
     assert_string_equal(claim_ids("gw1", 10), want);
     ack("gw1", &wa, 1);

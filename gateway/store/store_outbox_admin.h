@@ -1,0 +1,48 @@
+/* store_outbox_admin.h: waygatectl's statements on the outbox (sql/012_outbox.sql) on its blocking
+ * admin connection: the depth and its parts, the parked deliveries, and the retry of one. For the
+ * CLI only, never the daemon. Nothing here is PII: ids, counts, times, the backend's reasons. */
+#ifndef GW_STORE_OUTBOX_ADMIN_H
+#define GW_STORE_OUTBOX_ADMIN_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct gw_admin;
+
+/* The outbox as a whole: every delivery, then by state (parked; leased now; waiting for a later
+ * retry; ready to be claimed), the age of the oldest unparked one in milliseconds (0 when none)
+ * and its enqueue time (UTC, YYYY-MM-DDTHH:MM:SSZ; "" when none), the most attempts of one. */
+struct gw_admin_outbox_status {
+    long long depth, parked, leased, waiting, ready, oldest_ms, max_attempts;
+    char oldest_at[24];
+};
+
+/* Returns 0 or GW_EINTERNAL (message in errbuf). */
+int gw_admin_outbox_status(struct gw_admin *a, struct gw_admin_outbox_status *out, char *errbuf,
+                           size_t errlen) GW_MUST_CHECK;
+
+/* One parked delivery; the strings live until the callback returns. */
+struct gw_admin_outbox_parked {
+    long long id;
+    const char *delivery_id, *kind; /* kind: "waybill" or "scan" */
+    const char *record_id, *scan_id; /* scan_id "" for a waybill */
+    long long attempts;
+    const char *enqueued_at, *parked_at; /* UTC, YYYY-MM-DDTHH:MM:SSZ */
+    const char *reason;
+};
+typedef void (*gw_admin_outbox_parked_cb)(void *arg, const struct gw_admin_outbox_parked *p);
+
+/* Calls cb for each parked delivery, oldest first, at most limit. Returns 0 or GW_EINTERNAL. */
+int gw_admin_outbox_parked(struct gw_admin *a, long limit, gw_admin_outbox_parked_cb cb, void *arg,
+                           char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* Makes the parked delivery `id` (its outbox id in decimal, or its delivery id, a UUID) ready
+ * again at once: unparked, reason cleared, no lease, no wait (attempts are kept). Returns 0 with
+ * its outbox id in *out_id; GW_ENOTFOUND (no such delivery), GW_EPRECOND (not parked: nothing
+ * changed), GW_EINVAL (id is neither form), GW_EINTERNAL. */
+int gw_admin_outbox_retry(struct gw_admin *a, const char *id, long long *out_id, char *errbuf,
+                          size_t errlen) GW_MUST_CHECK;
+
+#endif
