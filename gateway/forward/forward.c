@@ -29,6 +29,11 @@
 
 #define FWD_PATH "/waygate.v1.CarrierBackend/Deliver"
 #define FWD_REASON_MAX 200 /* outbox.park_reason and last_error: octet_length <= 200 */
+/* After a claim that did not fill a batch, the next waits this long: under a steady stream of
+ * commits (each one a NOTIFY) the forwarder then claims a batch every 50 ms instead of a few
+ * rows per commit, one claim, Deliver call and acknowledgement each (the latency it adds stays
+ * far below the backoff of a retry). A full batch is followed by the next claim at once. */
+#define FWD_LINGER_MS 50
 
 enum item_state {
     IT_SEND,  /* to be sent (again) */
@@ -75,8 +80,10 @@ struct gw_forward {
     struct gw_gclient *client;
     struct gw_outbox_listener *listener;
     struct event *poll_ev;
+    struct event *linger_ev;     /* ends the rest after a claim that did not fill a batch */
     struct gw_outbox_req *claim; /* the claim in flight */
-    bool dirty;                  /* woken while a claim was in flight */
+    bool dirty;                  /* woken while a claim was in flight or while resting */
+    bool resting;                /* linger_ev pending: the next claim waits for it */
     struct batch *batches;       /* live batches */
     uint32_t nbatches;
     uint64_t fail_streak; /* consecutive failed calls or claims, for the log's rate */
@@ -439,6 +446,26 @@ static struct batch *batch_new(struct gw_forward *f, const struct gw_outbox_clai
     return b;
 }
 
+/* The next claim waits FWD_LINGER_MS (a wake meanwhile only marks the forwarder dirty). */
+static void rest(struct gw_forward *f)
+{
+    struct timeval tv = {.tv_sec = 0, .tv_usec = FWD_LINGER_MS * 1000};
+
+    if (event_add(f->linger_ev, &tv) == 0)
+        f->resting = true;
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_forward *f = arg;
+
+    (void)fd;
+    (void)what;
+    f->resting = false;
+    if (f->dirty)
+        pump(f);
+}
+
 static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
 {
     struct gw_forward *f = arg;
@@ -461,8 +488,12 @@ static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
     gw_outbox_claim_free(claim);
     if (b != NULL)
         send_batch(b);
-    if (n > 0 || f->dirty)
-        pump(f); /* more may be ready */
+    if (n < f->cfg->fwd_batch)
+        rest(f);
+    else
+        f->dirty = true; /* a full batch: more may be ready */
+    if (f->dirty)
+        pump(f);
     check_drained(f);
 }
 
@@ -478,8 +509,14 @@ static void pump(struct gw_forward *f)
         f->dirty = true;
         return;
     }
-    if (f->nbatches >= cfg->fwd_inflight)
+    if (f->resting) {
+        f->dirty = true;
         return;
+    }
+    if (f->nbatches >= cfg->fwd_inflight) {
+        f->dirty = true; /* batch_done pumps again */
+        return;
+    }
     f->dirty = false;
     rc = gw_outbox_claim(f->app->store, f->owner, cfg->fwd_batch, cfg->fwd_lease_ms, claimed_cb,
                          f, &f->claim);
@@ -553,8 +590,10 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
         return NULL;
     }
     f->poll_ev = event_new(app->base, -1, EV_PERSIST, poll_cb, f);
+    f->linger_ev = evtimer_new(app->base, linger_cb, f);
     f->listener = gw_outbox_listen(app->store, wake_cb, f);
-    if (f->poll_ev == NULL || f->listener == NULL || event_add(f->poll_ev, &tv) != 0) {
+    if (f->poll_ev == NULL || f->linger_ev == NULL || f->listener == NULL ||
+        event_add(f->poll_ev, &tv) != 0) {
         snprintf(err, errlen, "[forward]: cannot start the outbox listener or poll timer");
         gw_forward_free(f);
         return NULL;
@@ -597,6 +636,8 @@ void gw_forward_free(struct gw_forward *f)
     gw_outbox_listener_free(f->listener);
     if (f->poll_ev != NULL)
         event_free(f->poll_ev);
+    if (f->linger_ev != NULL)
+        event_free(f->linger_ev);
     gw_gclient_free(f->client);
     gw_policy_unref(f->policy);
     free(f);
