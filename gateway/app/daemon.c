@@ -45,8 +45,8 @@ struct daemon {
     const struct gw_daemon_ext *ext;
     const char *config_path;
     bool draining;
-    struct event *sweep_ev;    /* the inactivity sweep's timer (Art. 38) */
-    struct gw_acct_req *sweep; /* the sweep in flight, if any */
+    struct event *sweep_ev;     /* the inactivity sweep's timer (Art. 38) */
+    struct gw_acct_req *sweep;  /* the sweep in flight, if any */
     struct gw_forward *forward; /* the outbox forwarder ([forward] endpoint set), or NULL */
     int drains;                 /* server and forwarder drains still running */
 };

@@ -99,11 +99,23 @@ static void send_batch(struct batch *b);
 /* A whole call's failure as last_error keeps it: the status's name (no value in it). */
 static const char *status_name(enum gw_grpc_status s)
 {
-    static const char *const names[] = {
-        "OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-        "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-        "UNAUTHENTICATED"};
+    static const char *const names[] = {"OK",
+                                        "CANCELLED",
+                                        "UNKNOWN",
+                                        "INVALID_ARGUMENT",
+                                        "DEADLINE_EXCEEDED",
+                                        "NOT_FOUND",
+                                        "ALREADY_EXISTS",
+                                        "PERMISSION_DENIED",
+                                        "RESOURCE_EXHAUSTED",
+                                        "FAILED_PRECONDITION",
+                                        "ABORTED",
+                                        "OUT_OF_RANGE",
+                                        "UNIMPLEMENTED",
+                                        "INTERNAL",
+                                        "UNAVAILABLE",
+                                        "DATA_LOSS",
+                                        "UNAUTHENTICATED"};
 
     return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "UNKNOWN";
 }
@@ -121,8 +133,8 @@ static void failed(struct gw_forward *f, const char *what, const char *why)
 static void succeeded(struct gw_forward *f)
 {
     if (f->fail_streak > 0)
-        GW_LOG(GW_LOG_INFO, "forward", NULL, "backend reachable again after %" PRIu64
-               " failure(s)", f->fail_streak);
+        GW_LOG(GW_LOG_INFO, "forward", NULL, "backend reachable again after %" PRIu64 " failure(s)",
+               f->fail_streak);
     f->fail_streak = 0;
 }
 
@@ -206,8 +218,8 @@ static void incident_parked(struct gw_forward *f, const struct item *it)
         .record_id = it->record_id,
     };
 
-    snprintf(detail, sizeof(detail), "delivery %s parked after %d attempt(s): %s",
-             it->delivery_id, (int)it->attempts, it->reason);
+    snprintf(detail, sizeof(detail), "delivery %s parked after %d attempt(s): %s", it->delivery_id,
+             (int)it->attempts, it->reason);
     if (gw_incident_record(f->app->incidents, &inc) != 0)
         GW_LOG(GW_LOG_ERROR, "forward", NULL, "delivery %s parked: incident not queued",
                it->delivery_id);
@@ -258,10 +270,10 @@ static void settle(struct batch *b)
     if (nl > 0) {
         if (gw_crypto_random(f->app->crypto, (uint8_t *)&r, sizeof(r)) != 0)
             r = (uint32_t)getpid();
-        if (gw_outbox_later(f->app->store, f->owner, later, nl,
-                            gw_fwd_backoff(cfg->fwd_backoff_min_ms, cfg->fwd_backoff_max_ms,
-                                           most, r),
-                            why, settled_cb, &b->sreqs[1], &b->sreqs[1].req) == 0)
+        if (gw_outbox_later(
+                f->app->store, f->owner, later, nl,
+                gw_fwd_backoff(cfg->fwd_backoff_min_ms, cfg->fwd_backoff_max_ms, most, r), why,
+                settled_cb, &b->sreqs[1], &b->sreqs[1].req) == 0)
             b->pending++;
     }
     free(ack);
@@ -308,8 +320,8 @@ static void apply_results(struct batch *b, const uint8_t *resp, size_t len)
                 break;
             case WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_REJECTED:
                 it->st = IT_PARK;
-                gw_fwd_reason(it->reason, sizeof(it->reason), "REJECTED: ",
-                              res->reason[0] ? res->reason : "(no reason given)");
+                gw_fwd_reason(it->reason, sizeof(it->reason),
+                              "REJECTED: ", res->reason[0] ? res->reason : "(no reason given)");
                 break;
             default:
                 it->st = IT_LATER;
@@ -482,8 +494,10 @@ static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
     if (n > 0) {
         b = batch_new(f, claim);
         if (b == NULL) /* the leases run out and the deliveries are claimed again */
-            GW_LOG(GW_LOG_ERROR, "forward", NULL, "%zu claimed deliveries dropped for want of "
-                   "memory: sent after their lease", n);
+            GW_LOG(GW_LOG_ERROR, "forward", NULL,
+                   "%zu claimed deliveries dropped for want of "
+                   "memory: sent after their lease",
+                   n);
     }
     gw_outbox_claim_free(claim);
     if (b != NULL)
@@ -518,8 +532,8 @@ static void pump(struct gw_forward *f)
         return;
     }
     f->dirty = false;
-    rc = gw_outbox_claim(f->app->store, f->owner, cfg->fwd_batch, cfg->fwd_lease_ms, claimed_cb,
-                         f, &f->claim);
+    rc = gw_outbox_claim(f->app->store, f->owner, cfg->fwd_batch, cfg->fwd_lease_ms, claimed_cb, f,
+                         &f->claim);
     if (rc != 0) {
         f->claim = NULL;
         failed(f, "claim not started", gw_err_str(rc));
@@ -599,8 +613,8 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
         return NULL;
     }
     GW_LOG(GW_LOG_INFO, "forward", NULL,
-           "forwarding the outbox to %s (lease owner %s, batch %u, inflight %u)",
-           cfg->fwd_endpoint, f->owner, cfg->fwd_batch, cfg->fwd_inflight);
+           "forwarding the outbox to %s (lease owner %s, batch %u, inflight %u)", cfg->fwd_endpoint,
+           f->owner, cfg->fwd_batch, cfg->fwd_inflight);
     return f;
 }
 

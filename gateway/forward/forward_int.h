@@ -25,7 +25,8 @@ int gw_fwd_pack(struct gw_app *app, const struct gw_policy *pol, const struct gw
 /* Appends DeliverRequest's field 1 (deliveries, length-delimited) holding the packed Delivery pb
  * to out, which has room for len + GW_FWD_FIELD_HEAD bytes; returns the bytes written. The
  * concatenation of such fields is exactly the packed DeliverRequest: each delivery is packed
- * (and its clear values wiped) when claimed, and a batch or a single call is assembled from them. */
+ * (and its clear values wiped) when claimed, and a batch or a single call is assembled from them.
+ */
 #define GW_FWD_FIELD_HEAD 11 /* the tag and a 64-bit length's varint */
 size_t gw_fwd_put_delivery(uint8_t *out, const uint8_t *pb, size_t len);
 

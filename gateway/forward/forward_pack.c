@@ -73,8 +73,9 @@ int gw_fwd_pack(struct gw_app *app, const struct gw_policy *pol, const struct gw
         d.delivery_id = (char *)it->delivery_id;
         d.record_id = (char *)it->record_id;
         d.enqueued_at_us = it->enqueued_at_us;
-        d.kind = it->kind == GW_OUTBOX_SCAN ? WAYGATE__V1__DELIVERY_KIND__DELIVERY_KIND_SCAN_EVENT
-                                            : WAYGATE__V1__DELIVERY_KIND__DELIVERY_KIND_WAYBILL_ACCEPTED;
+        d.kind = it->kind == GW_OUTBOX_SCAN
+                     ? WAYGATE__V1__DELIVERY_KIND__DELIVERY_KIND_SCAN_EVENT
+                     : WAYGATE__V1__DELIVERY_KIND__DELIVERY_KIND_WAYBILL_ACCEPTED;
         if (it->kind == GW_OUTBOX_SCAN) {
             s.id = (char *)it->scan_id;
             s.event = (Waygate__V1__ScanEvent)it->event;
