@@ -45,8 +45,10 @@ struct daemon {
     const struct gw_daemon_ext *ext;
     const char *config_path;
     bool draining;
-    struct event *sweep_ev;     /* the inactivity sweep's timer (Art. 38) */
-    struct gw_acct_req *sweep;  /* the sweep in flight, if any */
+    struct event *sweep_ev;    /* the inactivity sweep's timer (Art. 38) */
+    struct gw_acct_req *sweep; /* the sweep in flight, if any */
+    struct gw_tls *tls;
+    struct event *crl_ev;       /* [tls] crl_reload_ms */
     struct gw_forward *forward; /* the outbox forwarder ([forward] endpoint set), or NULL */
     int drains;                 /* server and forwarder drains still running */
 };
@@ -73,10 +75,10 @@ static int load_policy(const char *file, const struct gw_daemon_ext *ext, struct
 }
 
 /* SIGHUP, the policy: read waygated.conf again for its [policy] file (the other keys need a
- * restart), parse that file and swap it in only if it parses; otherwise the running policy
- * stays and the log says why. Calls already open keep the policy they started with. Returns
- * true when swapped; what happened goes to out (for the audit record). */
-static bool reload_policy(struct daemon *d, char *out, size_t outsz)
+ * restart) and parse that file. Returns the new policy and where it came from in `from`, or NULL
+ * with the reason logged and a summary in out (for the audit record). */
+static struct gw_policy *prepare_policy(struct daemon *d, char *out, size_t outsz, char *from,
+                                        size_t fromsz)
 {
     struct gw_config nc;
     struct gw_policy *np = NULL;
@@ -86,27 +88,20 @@ static bool reload_policy(struct daemon *d, char *out, size_t outsz)
     if (gw_config_load(d->config_path, &nc, err, sizeof(err)) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: policy not reloaded, the running one stays: %s",
                err);
-        snprintf(out, outsz, "policy: not reloaded (configuration refused)");
-        return false;
+        snprintf(out, outsz, "policy: refused (configuration)");
+        return NULL;
     }
     if (load_policy(nc.policy_file, d->ext, &np, err, sizeof(err)) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: policy not reloaded, the running one stays: %s",
                err);
-        snprintf(out, outsz, "policy: not reloaded (policy file refused)");
+        snprintf(out, outsz, "policy: refused (policy file)");
         gw_config_clear(&nc);
-        return false;
+        return NULL;
     }
-    gw_rpc_set_policy(d->rpc, np);
-    if (d->forward != NULL)
-        gw_forward_set_policy(d->forward, np);
-    gw_policy_free(d->policy);
-    d->policy = np;
-    GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: policy reloaded from %s",
-           nc.policy_file != NULL ? nc.policy_file : "the built-in default");
-    snprintf(out, outsz, "policy: reloaded (%s)",
-             nc.policy_file != NULL ? "policy file" : "built-in default");
+    snprintf(out, outsz, "policy: %s", nc.policy_file != NULL ? "policy file" : "built-in default");
+    snprintf(from, fromsz, "%s", nc.policy_file != NULL ? nc.policy_file : "the built-in default");
     gw_config_clear(&nc);
-    return true;
+    return np;
 }
 
 static void reload_recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
@@ -124,8 +119,8 @@ static void reload_recorded_cb(void *arg, int err, int64_t seq, const struct gw_
 }
 
 /* The reload's audit record (Art. 33): who sent the signal is not known to the process, so the
- * actor is the gateway itself; outcome ok, partial (one of the two refused) or failed. */
-static void record_reload(struct daemon *d, bool keys_ok, bool policy_ok, const char *detail)
+ * actor is the gateway itself; outcome ok (everything reloaded) or failed (nothing changed). */
+static void record_reload(struct daemon *d, bool ok, const char *detail)
 {
     struct gw_audit_rec r;
 
@@ -135,39 +130,159 @@ static void record_reload(struct daemon *d, bool keys_ok, bool policy_ok, const 
     r.action = "config.reload";
     r.object = "SIGHUP";
     r.count = -1;
-    r.outcome = keys_ok && policy_ok ? "ok" : keys_ok || policy_ok ? "partial" : "failed";
+    r.outcome = ok ? "ok" : "failed";
     r.detail = detail;
     if (gw_audit_write(d->app->audit, NULL, 0, &r, 1, reload_recorded_cb, d, NULL) != 0)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: the config.reload audit record was not queued");
 }
 
-/* SIGHUP: load the keyring again (a rotated KEK becomes current, a retired one goes away) and
- * swap it in only if it loads; handlers never keep the keyring across callbacks. Then the
- * policy (reload_policy). Both outcomes go into one config.reload audit record. */
+/* An incident about the CRL (Art. 17): the gateway is the actor. */
+static void crl_incident(struct daemon *d, const char *kind, const char *severity,
+                         const char *detail)
+{
+    struct gw_incident inc = {.severity = severity, .kind = kind, .principal = "waygated"};
+
+    inc.detail = detail;
+    if (gw_incident_record(d->app->incidents, &inc) != 0)
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "could not record the %s incident", kind);
+}
+
+/* After a TLS context was swapped in (SIGHUP, or every [tls] crl_reload_ms): connections whose
+ * certificate the new CRL revokes are closed at once; a CRL nextUpdate within [tls] crl_warn_s is
+ * logged and recorded (crl_expiring, high), one already past too (crl_expired, critical: every
+ * client is refused until a fresh CRL is published, the fail-closed choice, docs/operations.md). */
+static void tls_swapped(struct daemon *d, const char *why)
+{
+    const struct gw_config *cfg = d->app->cfg;
+    struct gw_tls_expiry ex;
+    char detail[160];
+    size_t dropped = gw_server_drop_revoked(d->server);
+
+    GW_LOG(dropped > 0 ? GW_LOG_WARN : GW_LOG_DEBUG, "main", NULL,
+           "%s: certificates and CRL reloaded; %zu connection(s) of revoked certificates closed",
+           why, dropped);
+    gw_tls_expiry(d->tls, &ex);
+    if (ex.has_crl && ex.crl_s < 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL,
+               "the CRL's nextUpdate passed %lld s ago: every client certificate is refused until "
+               "a fresh CRL is published",
+               (long long)-ex.crl_s);
+        snprintf(detail, sizeof(detail), "CRL nextUpdate passed %lld s ago", (long long)-ex.crl_s);
+        crl_incident(d, "crl_expired", "critical", detail);
+    } else if (ex.has_crl && ex.crl_s < (int64_t)cfg->crl_warn_s) {
+        GW_LOG(GW_LOG_WARN, "main", NULL,
+               "the CRL's nextUpdate is in %lld s: publish a fresh CRL before then, or every "
+               "client certificate is refused",
+               (long long)ex.crl_s);
+        snprintf(detail, sizeof(detail), "CRL nextUpdate in %lld s", (long long)ex.crl_s);
+        crl_incident(d, "crl_expiring", "high", detail);
+    }
+}
+
+/* The TLS files (certificate, key, client CA, CRL) as they are now, or NULL with the reason
+ * logged (the context in force stays). */
+static struct gw_tls *prepare_tls(struct daemon *d, const char *why)
+{
+    char err[512];
+    struct gw_tls *t = gw_tls_new(d->app->cfg, err, sizeof(err));
+
+    if (t == NULL)
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "%s: certificates and CRL refused: %s", why, err);
+    return t;
+}
+
+static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct daemon *d = arg;
+    const uint32_t ms = d->app->cfg->crl_reload_ms;
+    const struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+
+    (void)fd;
+    (void)what;
+    struct gw_tls *t = prepare_tls(d, "timer");
+
+    if (t != NULL) {
+        gw_tls_swap(d->tls, t);
+        tls_swapped(d, "timer");
+    }
+    evtimer_add(d->crl_ev, &tv);
+}
+
+/* SIGHUP: everything a reload covers is loaded first: the keyring (a rotated KEK becomes current, a
+ * retired one goes away), the policy (prepare_policy) and the TLS context (certificate, key,
+ * client CA, CRL). Only when all of them load are they swapped in, together; otherwise nothing
+ * changes, and the log and the config.reload audit record say which part was refused. Handlers
+ * never keep the keyring across callbacks; calls already open keep the policy they started with;
+ * established connections keep their TLS context. */
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
     struct gw_keyring *kr = NULL;
-    char err[512], keys[96], policy[96], detail[200];
-    bool keys_ok = false, policy_ok;
+    struct gw_policy *np;
+    struct gw_tls *nt;
+    char err[512], keys[96], policy[96], detail[240], from[512];
+    bool ok;
 
     (void)sig;
     (void)what;
     if (gw_keyring_file_load(d->app->cfg->keyring, &kr, err, sizeof(err)) != 0) {
-        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring not reloaded: %s", err);
-        snprintf(keys, sizeof(keys), "keyring: not reloaded (keyring file refused)");
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring refused: %s", err);
+        snprintf(keys, sizeof(keys), "keyring: refused (keyring file)");
+        kr = NULL;
     } else {
-        gw_keyring_free(d->app->keys);
-        d->app->keys = kr;
-        keys_ok = true;
-        GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: keyring reloaded, current KEK version %u",
-               gw_keyring_current(kr));
-        snprintf(keys, sizeof(keys), "keyring: reloaded (current KEK version %u)",
-                 gw_keyring_current(kr));
+        snprintf(keys, sizeof(keys), "keyring: current KEK version %u", gw_keyring_current(kr));
     }
-    policy_ok = reload_policy(d, policy, sizeof(policy));
-    snprintf(detail, sizeof(detail), "%s; %s", keys, policy);
-    record_reload(d, keys_ok, policy_ok, detail);
+    np = prepare_policy(d, policy, sizeof(policy), from, sizeof(from));
+    nt = d->tls != NULL ? prepare_tls(d, "SIGHUP") : NULL;
+    ok = kr != NULL && np != NULL && (d->tls == NULL || nt != NULL);
+    snprintf(detail, sizeof(detail), "%s: %s; %s; tls: %s", ok ? "reloaded" : "nothing reloaded",
+             keys, policy, d->tls == NULL || nt != NULL ? "certificates and CRL" : "refused");
+    if (!ok) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL,
+               "SIGHUP: nothing reloaded, the running configuration stays (%s)", detail);
+        if (np != NULL)
+            GW_LOG(GW_LOG_ERROR, "main", NULL,
+                   "SIGHUP: policy not reloaded, the running one stays: another part of the "
+                   "reload was refused");
+        gw_keyring_free(kr);
+        gw_policy_free(np);
+        gw_tls_free(nt);
+        record_reload(d, false, detail);
+        return;
+    }
+    gw_keyring_free(d->app->keys);
+    d->app->keys = kr;
+    gw_rpc_set_policy(d->rpc, np);
+    if (d->forward != NULL)
+        gw_forward_set_policy(d->forward, np);
+    gw_policy_free(d->policy);
+    d->policy = np;
+    GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: policy reloaded from %s", from);
+    if (nt != NULL) {
+        gw_tls_swap(d->tls, nt);
+        tls_swapped(d, "SIGHUP");
+    }
+    GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: %s", detail);
+    record_reload(d, true, detail);
+}
+
+/* SIGUSR1: the log file again (after a rotation renamed it); without [log] file, stderr stays. */
+static void reopen_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct daemon *d = arg;
+    const char *file = d->app->cfg->log_file;
+
+    (void)sig;
+    (void)what;
+    if (file == NULL) {
+        GW_LOG(GW_LOG_INFO, "main", NULL, "SIGUSR1: no [log] file: logging to stderr as before");
+        return;
+    }
+    if (gw_log_open(file) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGUSR1: cannot reopen %s: logging where it was", file);
+        return;
+    }
+    GW_LOG(GW_LOG_INFO, "main", NULL, "SIGUSR1: log reopened");
 }
 
 static void sweep_start(struct daemon *d);
@@ -293,6 +408,8 @@ static void drained_cb(void *arg)
 {
     struct daemon *d = arg;
 
+    if (--d->drains > 0) /* the server's calls and the forwarder's deliveries in flight */
+        return;
     gw_incident_drain(d->app->incidents, d->app->cfg->drain_timeout_ms, incidents_flushed_cb, d);
 }
 
@@ -327,7 +444,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     struct gw_retention *retention = NULL;
     struct gw_metrics *metrics = NULL;
     struct gw_h2_upcalls up;
-    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL;
+    struct event *sigterm = NULL, *sigint = NULL, *sighup = NULL, *sigusr1 = NULL;
     const char *path = NULL;
     bool check_only = false;
     char err[512];
@@ -379,6 +496,10 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         return 0;
     }
     gw_log_level = cfg.log_level;
+    if (cfg.log_file != NULL && gw_log_open(cfg.log_file) != 0) {
+        fprintf(stderr, "%s: [log] file: cannot open %s for appending\n", path, cfg.log_file);
+        goto out;
+    }
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
         goto out;
 
@@ -462,6 +583,15 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
         goto out;
     }
+    d.tls = tls;
+    if (cfg.tls_crl != NULL && cfg.crl_reload_ms > 0) {
+        d.crl_ev = evtimer_new(d.base, crl_timer_cb, &d);
+        if (d.crl_ev == NULL) {
+            GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the CRL reload timer");
+            goto out;
+        }
+        event_active(d.crl_ev, EV_TIMEOUT, 0); /* the expiry check at start, then periodic */
+    }
     if (cfg.fwd_endpoint != NULL) {
         /* the outbox forwarder (Deliver to the carrier backend); without an endpoint the outbox
          * only fills, nothing is lost */
@@ -480,8 +610,10 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     sigterm = evsignal_new(d.base, SIGTERM, signal_cb, &d);
     sigint = evsignal_new(d.base, SIGINT, signal_cb, &d);
     sighup = evsignal_new(d.base, SIGHUP, reload_cb, &d);
-    if (sigterm == NULL || sigint == NULL || sighup == NULL || evsignal_add(sigterm, NULL) != 0 ||
-        evsignal_add(sigint, NULL) != 0 || evsignal_add(sighup, NULL) != 0) {
+    sigusr1 = evsignal_new(d.base, SIGUSR1, reopen_cb, &d);
+    if (sigterm == NULL || sigint == NULL || sighup == NULL || sigusr1 == NULL ||
+        evsignal_add(sigterm, NULL) != 0 || evsignal_add(sigint, NULL) != 0 ||
+        evsignal_add(sighup, NULL) != 0 || evsignal_add(sigusr1, NULL) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot install signal handlers");
         goto out;
     }
@@ -508,6 +640,8 @@ out:
      * workers' threads are joined before the database pool they never touch. */
     if (d.sweep_ev != NULL)
         event_free(d.sweep_ev);
+    if (d.crl_ev != NULL)
+        event_free(d.crl_ev);
     gw_acct_cancel(d.sweep);
     if (sigterm != NULL)
         event_free(sigterm);
@@ -515,6 +649,8 @@ out:
         event_free(sigint);
     if (sighup != NULL)
         event_free(sighup);
+    if (sigusr1 != NULL)
+        event_free(sigusr1);
     gw_metrics_free(metrics);
     gw_server_free(d.server);
     gw_forward_free(d.forward);

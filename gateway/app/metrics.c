@@ -38,10 +38,22 @@ struct gw_metrics {
 };
 
 static const char *const status_names[] = {
-    "OK",        "CANCELLED",         "UNKNOWN",           "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED", "NOT_FOUND", "ALREADY_EXISTS",    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION", "ABORTED", "OUT_OF_RANGE",
-    "UNIMPLEMENTED", "INTERNAL",      "UNAVAILABLE",       "DATA_LOSS",
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
     "UNAUTHENTICATED",
 };
 
@@ -64,8 +76,8 @@ static void write_calls(struct evbuffer *b, const struct gw_rpc *rpc)
     for (size_t i = 0; i < n; i++) {
         const struct gw_rpc_method_stats *st = gw_rpc_stats(rpc, i);
         if (st->latency.count > 0)
-            gw_prom_hist_write(b, "waygate_grpc_call_seconds", "method",
-                               gw_rpc_stats_path(rpc, i), &st->latency);
+            gw_prom_hist_write(b, "waygate_grpc_call_seconds", "method", gw_rpc_stats_path(rpc, i),
+                               &st->latency);
     }
 }
 
@@ -93,8 +105,7 @@ static void write_store(struct evbuffer *b, const struct gw_app *app)
             (double)st.submits);
     counter(b, "waygate_group_commits_total", "waybill insert transactions (group commits)",
             (double)st.groups);
-    gw_prom_family(b, "waygate_group_commit_waybills", "histogram",
-                   "waybills per group commit");
+    gw_prom_family(b, "waygate_group_commit_waybills", "histogram", "waybills per group commit");
     for (size_t i = 0; i < GW_STORE_GROUP_BUCKETS; i++) {
         cum += st.group_items[i];
         if (i + 1 < GW_STORE_GROUP_BUCKETS) {

@@ -57,6 +57,8 @@ static const struct keydef keys[] = {
     {"tls", "key", T_PATH, F(tls_key), 0, 0, 1},
     {"tls", "client_ca", T_PATH, F(tls_client_ca), 0, 0, 1},
     {"tls", "crl", T_PATH, F(tls_crl), 0, 0, 0},
+    {"tls", "crl_reload_ms", T_U32, F(crl_reload_ms), 0, 86400000, 0},
+    {"tls", "crl_warn_s", T_U32, F(crl_warn_s), 0, 31536000, 0},
     {"database", "conninfo", T_STRING, F(db_conninfo), 0, 0, 1},
     {"database", "pool_size", T_U32, F(db_pool_size), 1, 256, 0},
     {"database", "pipeline_depth", T_U32, F(db_pipeline_depth), 1, 1024, 0},
@@ -97,6 +99,7 @@ static const struct keydef keys[] = {
     {"forward", "backoff_min_ms", T_U32, F(fwd_backoff_min_ms), 10, 600000, 0},
     {"forward", "backoff_max_ms", T_U32, F(fwd_backoff_max_ms), 10, 3600000, 0},
     {"log", "level", T_LEVEL, F(log_level), 0, 0, 0},
+    {"log", "file", T_STRING, F(log_file), 0, 0, 0},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
@@ -151,6 +154,8 @@ static void set_defaults(struct gw_config *c)
     c->retention_days = 1095;
     c->retention_sweep_ms = 3600000;
     c->retention_batch = 500;
+    c->crl_reload_ms = 300000;
+    c->crl_warn_s = 172800;
     c->fwd_batch = 64;
     c->fwd_inflight = 4;
     c->fwd_deadline_ms = 5000;
@@ -637,6 +642,10 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
                  "the metrics are plain HTTP without authentication");
             return GW_EINVAL;
         }
+    }
+    if (c->log_file != NULL && c->log_file[0] != '/') {
+        fail(ps, ps->seen[key_index("log", "file")], "[log] file: must be an absolute path");
+        return GW_EINVAL;
     }
     if (c->fwd_endpoint != NULL && forward_check(ps, c) != 0)
         return GW_EINVAL;

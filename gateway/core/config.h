@@ -30,10 +30,14 @@ struct gw_config {
     uint32_t incident_queue_max; /* incident rows queued before coalescing, default 4096 */
 
     /* [tls] */
-    char *tls_cert;      /* server certificate chain (PEM), required */
-    char *tls_key;       /* server private key (PEM), required */
-    char *tls_client_ca; /* CA bundle that client certificates must chain to, required */
-    char *tls_crl;       /* certificate revocation list (PEM), optional */
+    char *tls_cert;         /* server certificate chain (PEM), required */
+    char *tls_key;          /* server private key (PEM), required */
+    char *tls_client_ca;    /* CA bundle that client certificates must chain to, required */
+    char *tls_crl;          /* certificate revocation list (PEM), optional */
+    uint32_t crl_reload_ms; /* the CRL is read again this often (and on SIGHUP), default 300000;
+                               0 = on SIGHUP only */
+    uint32_t crl_warn_s;    /* warn (log, incident) when the CRL's nextUpdate is this close,
+                               default 172800 (2 days) */
 
     /* [database] */
     char *db_conninfo;              /* libpq conninfo or URI; must not contain a password */
@@ -96,6 +100,8 @@ struct gw_config {
     uint32_t fwd_backoff_max_ms; /* cap of the exponential backoff (with jitter), default 30000 */
     /* [log] */
     enum gw_log_level log_level; /* default info */
+    char *log_file; /* [log] file: append the log lines here instead of stderr (absolute path;
+                       reopened on SIGUSR1, for rotation); NULL = stderr */
 };
 
 /* Parses the INI file at path into *out (fields not in the file get their defaults).

@@ -4,6 +4,7 @@
 #include "log.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -209,4 +210,17 @@ void gw_log_write(enum gw_log_level level, const char *component, const struct g
     }
 out:
     errno = saved_errno;
+}
+
+int gw_log_open(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC | O_NOCTTY, 0640);
+    int rc = 0;
+
+    if (fd < 0)
+        return GW_EIO;
+    if (dup2(fd, STDERR_FILENO) < 0)
+        rc = GW_EIO;
+    close(fd);
+    return rc;
 }

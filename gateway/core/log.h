@@ -26,6 +26,11 @@ int gw_log_level_parse(const char *s, enum gw_log_level *out);
 void gw_log_write(enum gw_log_level level, const char *component, const struct gw_log_ctx *ctx,
                   const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
+/* Points the log (fd 2) at the end of the file at path, created mode 0640 if missing: at start
+ * when [log] file is set, and again on SIGUSR1 after a rotation renamed it. Returns 0 or GW_EIO
+ * (the log then stays where it was). */
+int gw_log_open(const char *path);
+
 #define GW_LOG(level, component, ctx, ...)                                                         \
     do {                                                                                           \
         if ((level) >= gw_log_level)                                                               \

@@ -464,3 +464,9 @@ struct gw_conn **gw_conn_prev(struct gw_conn *c)
 {
     return &c->prev;
 }
+
+bool gw_conn_revoked(const struct gw_conn *c, const struct gw_tls *t)
+{
+    return c->tls && c->handshake_done && t != NULL &&
+           gw_tls_peer_revoked(t, bufferevent_openssl_get_ssl(c->bev));
+}

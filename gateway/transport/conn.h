@@ -5,6 +5,8 @@
 #ifndef GW_CONN_H
 #define GW_CONN_H
 
+#include <stdbool.h>
+
 #include <event2/util.h>
 
 struct event_base;
@@ -31,6 +33,10 @@ void gw_conn_free(struct gw_conn *c);
 
 /* Graceful: sends GOAWAY; open streams may finish, then the connection closes itself. */
 void gw_conn_drain(struct gw_conn *c);
+
+/* True when the connection completed its TLS handshake and its client certificate is revoked by
+ * t's current CRL (reloaded after the handshake). */
+bool gw_conn_revoked(const struct gw_conn *c, const struct gw_tls *t);
 
 /* Peer address "ip:port" for logs. */
 const char *gw_conn_peer(const struct gw_conn *c);

@@ -318,3 +318,22 @@ size_t gw_server_connections(const struct gw_server *s)
 {
     return s->nconns;
 }
+
+size_t gw_server_drop_revoked(struct gw_server *s)
+{
+    struct gw_conn *c = s->conns, *next;
+    size_t n = 0;
+
+    for (; c != NULL; c = next) {
+        next = *gw_conn_next(c);
+        if (!gw_conn_revoked(c, s->tls))
+            continue;
+        GW_LOG(GW_LOG_WARN, "server", NULL,
+               "closing the connection of %s: its client certificate is now revoked",
+               gw_conn_peer(c));
+        unlink_conn(s, c);
+        gw_conn_free(c);
+        n++;
+    }
+    return n;
+}

@@ -39,4 +39,9 @@ void gw_server_address(const struct gw_server *s, int insecure, char *out, size_
 /* Open connections. */
 size_t gw_server_connections(const struct gw_server *s);
 
+/* After a CRL reload (gw_tls_reload_crl): closes at once every connection whose client certificate
+ * the new CRL revokes, cancelling its calls; returns how many. Not from inside a connection's
+ * callbacks (from a signal or timer callback of the loop). */
+size_t gw_server_drop_revoked(struct gw_server *s);
+
 #endif

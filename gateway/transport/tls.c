@@ -420,3 +420,34 @@ void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out)
             out->crl_s = s;
     }
 }
+
+/* ---- reload ---- */
+
+void gw_tls_swap(struct gw_tls *t, struct gw_tls *fresh)
+{
+    /* SSL_CTX is reference-counted: each live SSL holds its context, so the old one lives on
+     * until its last connection closes. */
+    SSL_CTX_free(t->ctx);
+    t->ctx = fresh->ctx;
+    gw_free(fresh);
+}
+
+bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(t->ctx));
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+
+    if (cert == NULL)
+        return false;
+    for (int i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
+        X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
+        X509_CRL *crl =
+            X509_OBJECT_get_type(o) == X509_LU_CRL ? X509_OBJECT_get0_X509_CRL(o) : NULL;
+        X509_REVOKED *rev = NULL;
+        if (crl != NULL &&
+            X509_NAME_cmp(X509_CRL_get_issuer(crl), X509_get_issuer_name(cert)) == 0 &&
+            X509_CRL_get0_by_cert(crl, &rev, cert) == 1)
+            return true;
+    }
+    return false;
+}

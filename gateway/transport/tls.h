@@ -88,4 +88,13 @@ struct gw_tls_expiry {
 };
 void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out);
 
+/* Reload: `fresh` (a context just made by gw_tls_new from the files as they are now) replaces t's
+ * context for every handshake from now on, and is consumed; connections already established keep
+ * the context they were made with until they close. */
+void gw_tls_swap(struct gw_tls *t, struct gw_tls *fresh);
+
+/* True when the verified certificate of an established connection is listed by a CRL of the
+ * current store (one loaded after the connection's handshake). */
+bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl);
+
 #endif

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -162,6 +163,51 @@ class Stack:
         for ch in self._channels[keep:]:
             ch.close()
         self._channels = self._channels[:keep]
+
+
+class ExtraGateway:
+    """Another waygated on the stack's database and keys, on a free port, with its own audit
+    chain and log file: stack.config_for(port), then `edit(text)` -> text for what the test
+    changes. Waits until it answers SERVING (or fails the test); close() stops it (SIGTERM)."""
+
+    def __init__(self, stack, name, edit=lambda text: text, binary="waygated"):
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.stack, self.name, self.addr = stack, name, "127.0.0.1:%d" % port
+        text = stack.config_for(port) + "\n[audit]\nchain = test-%s-%d\n" % (name, port)
+        self.chain = "test-%s-%d" % (name, port)
+        self.conf = os.path.join(stack.dir, name + ".conf")
+        with open(self.conf, "w") as f:
+            f.write(edit(text))
+        self.log_path = os.path.join(stack.dir, name + ".log")
+        self._log = open(self.log_path, "ab")
+        self.proc = subprocess.Popen([os.path.join(BUILD, binary), "-c", self.conf],
+                                     stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        if not wait_for(lambda: self.proc.poll() is None and
+                        stack.health("backend", addr=self.addr, timeout=2) == "SERVING", 30):
+            self.close()
+            pytest.fail("gateway %s did not become SERVING (exit %r)" % (name, self.proc.poll()))
+        # and its audit chain is open (gateway.start written): audited actions may follow
+        q = "SELECT count(*) FROM audit_record WHERE chain = '%s'" % self.chain
+        if not wait_for(lambda: int(stack.psql(q)[0]) > 0, 30):
+            self.close()
+            pytest.fail("gateway %s did not open its audit chain" % name)
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def close(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self._log.close()
 
 
 def bearer(token):

@@ -211,7 +211,8 @@ def test_config_reload_is_recorded(stack):
     os.kill(stack.gateway_pid(), signal.SIGHUP)
     rows = poll(stack, "action = 'config.reload'", 1, since)
     assert len(rows) == 1
-    assert rows[0].startswith("gateway||t|||config.reload|SIGHUP|ok|keyring: reloaded"), rows
+    assert rows[0].startswith("gateway||t|||config.reload|SIGHUP|ok|reloaded: keyring: current "
+                              "KEK version"), rows
 
 
 # --- an account change and its record are one transaction ---

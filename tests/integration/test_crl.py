@@ -1,0 +1,141 @@
+"""Revocation without a restart (issue 10, finding 5): the CRL is read again on SIGHUP and on a
+timer ([tls] crl_reload_ms); a live connection of a certificate the new CRL revokes is closed at
+once and new handshakes are refused; a CRL that does not load leaves the one in force; a CRL
+whose nextUpdate is near is logged and recorded as an incident. Each test runs its own gateway with
+its own copy of the CRL, so the session's gateway is not disturbed."""
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import grpc
+
+from conftest import ExtraGateway, wait_for
+from test_accounts import fingerprint, issue_cert, unique
+import waygate_proto
+
+
+class CrlGateway(ExtraGateway):
+    """A second waygated with its own CRL file and [tls] reload settings."""
+
+    def __init__(self, stack, name, reload_ms=0, warn_s=172800, crl_src=None):
+        self.crl = os.path.join(stack.dir, name + ".crl.pem")
+        shutil.copy(crl_src or os.path.join(stack.dir, "certs", "crl.pem"), self.crl)
+
+        def edit(text):
+            return re.sub(r"(?m)^crl\s*=.*$", "crl = %s\ncrl_reload_ms = %d\ncrl_warn_s = %d"
+                          % (self.crl, reload_ms, warn_s), text)
+        super().__init__(stack, name, edit)
+
+
+def ca(stack, *args):
+    cadir = os.path.join(stack.dir, "certs", "ca")
+    r = subprocess.run(["openssl", "ca", "-config", os.path.join(cadir, "openssl.cnf"), "-batch"]
+                       + list(args), capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+
+
+def courier(stack):
+    """A fresh registered courier certificate of branch a: (crt, key)."""
+    name = unique("crl")
+    crt, key = issue_cert(stack, name, "/O=Waygate Dev/OU=courier/L=a/CN=%s" % name)
+    stack.psql("INSERT INTO principal (name, fingerprint, role, branch, created_by) VALUES "
+               "('%s', '\\x%s', 'courier', 'a', 'test')" % (name, fingerprint(crt)))
+    return crt, key
+
+
+def health(ch):
+    try:
+        return waygate_proto.health_check(ch, timeout=5)
+    except grpc.RpcError as e:
+        return e.code().name
+
+
+def refused_at_tls(gw, crt, key):
+    ch = waygate_proto.channel(gw.addr, gw.stack.ca, crt, key)
+    try:
+        return health(ch) == "UNAVAILABLE"
+    finally:
+        ch.close()
+
+
+def revoke(stack, crt, out, hours=None):
+    ca(stack, "-revoke", crt, "-crl_reason", "keyCompromise")
+    ca(stack, "-gencrl", *(["-crlhours", str(hours)] if hours else ["-crldays", "30"]),
+       "-out", out)
+
+
+def test_sighup_revokes_live_connections(stack):
+    crt, key = courier(stack)
+    gw = CrlGateway(stack, unique("crl-hup"))
+    ch = waygate_proto.channel(gw.addr, stack.ca, crt, key)
+    try:
+        assert wait_for(lambda: health(ch) == "SERVING", 15)
+        revoke(stack, crt, gw.crl)
+        assert health(ch) == "SERVING"  # not yet: the gateway has not read the new CRL
+        gw.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "its client certificate is now revoked" in gw.log(), 30), \
+            "the live connection of the revoked certificate was not closed"
+        assert health(ch) == "UNAVAILABLE"  # the channel's new handshake is refused
+        assert refused_at_tls(gw, crt, key)
+        # another certificate's connections are untouched
+        assert stack.health("courier_a", addr=gw.addr) == "SERVING"
+    finally:
+        ch.close()
+        gw.close()
+
+
+def test_timer_reloads_without_a_signal(stack):
+    crt, key = courier(stack)
+    gw = CrlGateway(stack, unique("crl-timer"), reload_ms=500)
+    try:
+        assert wait_for(lambda: not refused_at_tls(gw, crt, key), 15)
+        revoke(stack, crt, gw.crl)
+        assert wait_for(lambda: refused_at_tls(gw, crt, key), 30), \
+            "the revoked certificate is still served 30 s after the CRL changed"
+    finally:
+        gw.close()
+
+
+def test_bad_crl_on_sighup_keeps_everything_in_force(stack):
+    crt, key = courier(stack)
+    gw = CrlGateway(stack, unique("crl-bad"))
+    try:
+        with open(gw.crl, "w") as f:
+            f.write("-----BEGIN X509 CRL-----\nnot a CRL\n-----END X509 CRL-----\n")
+        gw.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "nothing reloaded, the running configuration stays" in gw.log(), 30)
+        assert gw.proc.poll() is None
+        # all or nothing: the policy, which loaded, was not swapped in either, and the record says so
+        assert "policy not reloaded, the running one stays: another part of the reload was " \
+            "refused" in gw.log()
+        chain = gw.chain
+        rows = wait_for(lambda: stack.psql(
+            "SELECT outcome, detail FROM audit_record WHERE chain = '%s' AND "
+            "action = 'config.reload'" % chain), 30)
+        assert len(rows) == 1 and rows[0].startswith("failed|nothing reloaded: keyring: ") and \
+            rows[0].endswith("; tls: refused"), rows
+        assert not refused_at_tls(gw, crt, key)  # still verified against the old CRL
+        ch = waygate_proto.channel(gw.addr, stack.ca, *stack.cert("revoked"))
+        try:
+            assert health(ch) == "UNAVAILABLE"  # and the old CRL still refuses `revoked`
+        finally:
+            ch.close()
+    finally:
+        gw.close()
+
+
+def test_crl_near_its_next_update_is_an_incident(stack):
+    crt, _ = courier(stack)
+    near = os.path.join(stack.dir, unique("crl-near") + ".pem")
+    revoke(stack, crt, near, hours=1)
+    q = "SELECT count(*) FROM incident WHERE kind = 'crl_expiring' AND severity = 'high'"
+    before = int(stack.psql(q)[0])
+    gw = CrlGateway(stack, unique("crl-near"), reload_ms=600000, warn_s=86400, crl_src=near)
+    try:
+        assert wait_for(lambda: int(stack.psql(q)[0]) > before, 30), \
+            "no crl_expiring incident for a CRL whose nextUpdate is an hour away"
+        assert "the CRL's nextUpdate is in" in gw.log()
+    finally:
+        gw.close()
