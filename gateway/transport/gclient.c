@@ -77,6 +77,8 @@ struct gw_gclient {
     struct event *connect_ev; /* connect + handshake deadline */
     struct event *kick_ev;    /* runs send() outside the caller's stack */
     struct event *done_ev;    /* delivers completed calls' callbacks */
+    struct event *ping_ev;    /* a PING sent after a deadline must be answered before it */
+    bool ping_outstanding;
     bool settled; /* the server's SETTINGS arrived: the connection counts as established */
     struct gw_gclient_call *calls, *calls_tail; /* in the order they were started */
     struct gw_gclient_call *done_head, *done_tail;
@@ -151,6 +153,13 @@ static void done_remove(struct gw_gclient *c, struct gw_gclient_call *k)
         c->done_tail = prev;
     k->done_next = NULL;
     k->on_done = false;
+}
+
+static void set_timer(struct event *ev, uint32_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+
+    (void)evtimer_add(ev, &tv);
 }
 
 static void kick(struct gw_gclient *c)
@@ -234,13 +243,32 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         call_free(k);
 }
 
+/* A deadline passed on an open stream: the backend may be slow, or the connection silently dead
+ * (a peer or a middlebox gone without a reset). A PING tells them apart: unanswered within
+ * connect_timeout_ms, the connection is dropped and the next call opens a new one. */
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_gclient_call *k = arg;
+    struct gw_gclient *c = k->c;
 
     (void)fd;
     (void)what;
-    complete(k->c, k, GW_GRPC_DEADLINE_EXCEEDED, "backend: deadline exceeded");
+    if (k->stream_open && c->state == C_READY && !c->ping_outstanding &&
+        nghttp2_submit_ping(c->sess, NGHTTP2_FLAG_NONE, NULL) == 0) {
+        c->ping_outstanding = true;
+        set_timer(c->ping_ev, c->connect_timeout_ms);
+        kick(c);
+    }
+    complete(c, k, GW_GRPC_DEADLINE_EXCEEDED, "backend: deadline exceeded");
+}
+
+static void ping_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_gclient *c = arg;
+
+    (void)fd;
+    (void)what;
+    conn_lost(c, "backend: connection unresponsive (PING unanswered)", true);
 }
 
 /* ---- nghttp2 callbacks (no user code, no teardown from here) ---- */
@@ -368,6 +396,10 @@ static int on_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *ar
     (void)s;
     if (f->hd.type == NGHTTP2_GOAWAY)
         c->goaway = true;
+    if (f->hd.type == NGHTTP2_PING && (f->hd.flags & NGHTTP2_FLAG_ACK) && c->ping_outstanding) {
+        c->ping_outstanding = false;
+        evtimer_del(c->ping_ev);
+    }
     if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
         c->settled = true;
         c->fails = 0;
@@ -376,13 +408,6 @@ static int on_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *ar
 }
 
 /* ---- the connection ---- */
-
-static void set_timer(struct event *ev, uint32_t ms)
-{
-    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
-
-    (void)evtimer_add(ev, &tv);
-}
 
 static void now_mono(struct timeval *tv)
 {
@@ -644,6 +669,8 @@ static void conn_lost(struct gw_gclient *c, const char *why, bool established)
     uint32_t ms;
 
     evtimer_del(c->connect_ev);
+    evtimer_del(c->ping_ev);
+    c->ping_outstanding = false;
     close_tcp(c);
     if (c->sess != NULL) {
         nghttp2_session_del(c->sess);
@@ -720,7 +747,8 @@ struct gw_gclient *gw_gclient_new(const struct gw_gclient_params *p, char *err, 
     c->connect_ev = evtimer_new(c->base, connect_timeout_cb, c);
     c->kick_ev = event_new(c->base, -1, 0, kick_cb, c);
     c->done_ev = event_new(c->base, -1, 0, done_cb, c);
-    if (c->connect_ev == NULL || c->kick_ev == NULL || c->done_ev == NULL)
+    c->ping_ev = evtimer_new(c->base, ping_cb, c);
+    if (c->connect_ev == NULL || c->kick_ev == NULL || c->done_ev == NULL || c->ping_ev == NULL)
         goto nomem;
     c->tls = gw_tls_client_new(p->ca, p->cert, p->key, err, errlen);
     if (c->tls == NULL)
@@ -754,6 +782,8 @@ void gw_gclient_free(struct gw_gclient *c)
         event_free(c->kick_ev);
     if (c->done_ev != NULL)
         event_free(c->done_ev);
+    if (c->ping_ev != NULL)
+        event_free(c->ping_ev);
     gw_tls_free(c->tls);
     gw_free(c->host);
     gw_free(c->server_name);

@@ -105,8 +105,8 @@ enum gw_grpc_status gw_grpc_resp_verdict(const struct gw_grpc_resp *r, unsigned 
         return GW_GRPC_INTERNAL;
     }
     if (r->grpc_status != GW_GRPC_OK) {
-        snprintf(msg, msglen, "%s", r->grpc_message[0] != '\0' ? r->grpc_message
-                                                              : "backend: call failed");
+        snprintf(msg, msglen, "%s",
+                 r->grpc_message[0] != '\0' ? r->grpc_message : "backend: call failed");
         return (enum gw_grpc_status)r->grpc_status;
     }
     if (messages != 1 || partial) {

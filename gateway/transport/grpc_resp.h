@@ -14,8 +14,8 @@
 #define GW_GRPC_RESP_MSG_MAX 256u
 
 struct gw_grpc_resp {
-    int http_status;  /* -1 when absent or malformed */
-    int grpc_status;  /* -1 when absent or malformed (not 0..16) */
+    int http_status; /* -1 when absent or malformed */
+    int grpc_status; /* -1 when absent or malformed (not 0..16) */
     bool has_grpc_status;
     char grpc_message[GW_GRPC_RESP_MSG_MAX]; /* percent-decoded, control bytes as '?' */
 };

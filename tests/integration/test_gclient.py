@@ -17,6 +17,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 
 import pytest
@@ -112,6 +113,62 @@ class Probe:
             self.send("quit")
             self.proc.wait(timeout=BOUND_S)
         assert self.proc.returncode == 0, "gclient_probe exited %s" % self.proc.returncode
+
+
+class Blackhole:
+    """A TCP relay to `target` that can freeze: the connections open then stay open but carry
+    nothing more either way (a peer gone without a reset, as behind a dead NAT); connections
+    opened after the freeze relay normally."""
+
+    def __init__(self, target):
+        host, port = target.rsplit(":", 1)
+        self.target = (host, int(port))
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.addr = "127.0.0.1:%d" % self.lsock.getsockname()[1]
+        self.frozen = []  # one Event per connection: set = frozen
+        self.socks = []
+        self.stop = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self.stop.is_set():
+            try:
+                a, _ = self.lsock.accept()
+            except OSError:
+                return
+            b = socket.create_connection(self.target)
+            frozen = threading.Event()
+            self.frozen.append(frozen)
+            self.socks += [a, b]
+            for x, y in ((a, b), (b, a)):
+                threading.Thread(target=self._pump, args=(x, y, frozen), daemon=True).start()
+
+    def _pump(self, src, dst, frozen):
+        while True:
+            try:
+                data = src.recv(65536)
+            except OSError:
+                return
+            if not data:
+                return
+            if frozen.is_set():
+                continue  # swallowed
+            try:
+                dst.sendall(data)
+            except OSError:
+                return
+
+    def freeze(self):
+        for f in self.frozen:
+            f.set()
+
+    def close(self):
+        self.stop.set()
+        self.lsock.close()
+        for x in self.socks:
+            x.close()
 
 
 def poll(fn, bound_s=BOUND_S, interval=0.1):
@@ -247,6 +304,29 @@ def test_response_under_max_response_is_ok(env, sink):
         sink.ctl("up")
 
 
+def test_response_past_the_initial_flow_control_window_is_ok(env, sink):
+    # 300 000 bytes: several times HTTP/2's initial 65 535-byte window (the client's window updates)
+    sink.ctl("big", "300000")
+    p = Probe(env.certdir, sink.addr, max_response=1024 * 1024)
+    try:
+        r = p.call("window", n=1)
+        assert r["status"] == OK, r
+        assert r["results"][0]["reason_len"] == 300000
+    finally:
+        p.close()
+        sink.ctl("up")
+
+
+def test_backend_going_down_under_a_call_in_flight_is_unavailable(probe, sink):
+    assert probe.call("pre", n=1)["status"] == OK  # connected
+    sink.ctl("slow", "20000")
+    probe.send("call inflight-down 1 30000")
+    sink.ctl("down")  # closes the connection the call is on (or refuses it, had it not left yet)
+    r = probe.line()
+    assert r["tag"] == "inflight-down" and r["status"] == UNAVAILABLE, r
+    assert r["inflight"] == 0
+
+
 def test_server_certificate_of_another_ca_is_refused(env):
     rogue = env.sink("rogue", cert="rogue-sink")
     p = Probe(env.certdir, rogue.addr)
@@ -322,3 +402,42 @@ def test_unreadable_key_fails_at_creation(env, sink):
     p = Probe(env.certdir, sink.addr, principal="no-such", expect_ready=False)
     assert p.first["event"] == "error" and "no-such.crt" in p.first["message"], p.first
     assert p.proc.wait(timeout=BOUND_S) == 1
+
+
+def test_silently_dead_connection_is_dropped_after_an_unanswered_ping(env, sink):
+    hole = Blackhole(sink.addr)
+    p = Probe(env.certdir, hole.addr)
+    try:
+        assert p.call("alive", n=1)["status"] == OK
+        hole.freeze()  # the connection stays open and silent, as behind a dead NAT
+        r = p.call("frozen", n=1, deadline_ms=300)
+        assert r["status"] == DEADLINE, r
+        statuses = []
+
+        def recovered():
+            res = p.call("recover%d" % len(statuses), n=1, deadline_ms=1000)
+            statuses.append(res["status"])
+            return res["status"] == OK
+
+        poll(recovered)  # without the PING check every call would hit its deadline forever
+        print("recovered on a new connection after %d call(s): %s" % (len(statuses),
+                                                                       statuses[:-1]))
+    finally:
+        p.close()
+        hole.close()
+
+
+def test_against_the_gateways_own_http2_server(stack):
+    """The client against Waygate's own server (transport/h2.c): a unary answer with trailers,
+    and a Trailers-Only refusal."""
+    certs = os.path.dirname(stack.ca)
+    p = Probe(certs, stack.addr, server_name="localhost", principal="backend")
+    try:
+        p.send("raw health /grpc.health.v1.Health/Check - 5000")
+        r = p.line()
+        assert r["status"] == OK and r["response"] == "0801", r  # status: SERVING
+        p.send("raw nosuch /waygate.v1.NoSuch/Method - 5000")
+        r = p.line()
+        assert r["status"] == 12, r  # UNIMPLEMENTED
+    finally:
+        p.close()

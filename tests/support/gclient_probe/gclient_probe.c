@@ -9,6 +9,8 @@
  *   cancel TAG N DEADLINE_MS         starts a call and cancels it at once: {"tag","cancelled",
  *                                    "inflight"}; its callback must never run (it would print)
  *   freecb TAG N DEADLINE_MS         a call whose callback frees the client and makes a new one
+ *   raw TAG PATH HEX DEADLINE_MS     calls PATH with the request bytes HEX ("-" = none):
+ *                                    {"tag","status","message","response":HEX}
  *   inflight                         {"inflight": n}
  *   quit                             exits 0 (after freeing the client)
  * Usage: gclient_probe --endpoint H:P --server-name N --ca F --cert F --key F
@@ -33,6 +35,7 @@ static struct event_base *base;
 struct pending {
     char tag[64];
     bool free_client;
+    bool raw; /* print the response as hex, do not unpack it */
 };
 
 static void json_str(const char *s)
@@ -73,7 +76,12 @@ static void done_cb(void *arg, const struct gw_gclient_result *r)
     json_str(p->tag);
     printf(",\"status\":%d,\"message\":", (int)r->status);
     json_str(r->message);
-    if (r->status == GW_GRPC_OK) {
+    if (p->raw) {
+        printf(",\"response\":\"");
+        for (size_t i = 0; i < r->response_len; i++)
+            printf("%02x", r->response[i]);
+        printf("\"");
+    } else if (r->status == GW_GRPC_OK) {
         resp = waygate__v1__deliver_response__unpack(NULL, r->response_len, r->response);
         printf(",\"results\":");
         if (resp == NULL) {
@@ -157,6 +165,32 @@ out:
     return rc;
 }
 
+static int start_raw(const char *tag, const char *path, const char *hex, unsigned deadline)
+{
+    size_t n = strcmp(hex, "-") == 0 ? 0 : strlen(hex) / 2;
+    uint8_t *buf = malloc(n + 1);
+    struct pending *p = calloc(1, sizeof(*p));
+    int rc = -1;
+
+    if (buf == NULL || p == NULL)
+        goto out;
+    for (size_t i = 0; i < n; i++) {
+        unsigned v;
+        if (sscanf(hex + 2 * i, "%2x", &v) != 1)
+            goto out;
+        buf[i] = (uint8_t)v;
+    }
+    snprintf(p->tag, sizeof(p->tag), "%s", tag);
+    p->raw = true;
+    rc = gw_gclient_call(client, path, buf, n, deadline, done_cb, p, NULL);
+    if (rc == 0)
+        p = NULL;
+out:
+    free(p);
+    free(buf);
+    return rc;
+}
+
 static void command(char *line)
 {
     char cmd[16] = "", tag[64] = "", marker[80] = "";
@@ -169,7 +203,13 @@ static void command(char *line)
         event_base_loopbreak(base);
         return;
     }
-    if (f >= 1 && strcmp(cmd, "inflight") == 0) {
+    if (f >= 1 && strcmp(cmd, "raw") == 0) {
+        char path[200] = "", hex[1024] = "";
+        unsigned dl = 0;
+        if (sscanf(line, "%*s %63s %199s %1023s %u", tag, path, hex, &dl) != 4 ||
+            start_raw(tag, path, hex, dl) != 0)
+            printf("{\"tag\":\"%s\",\"error\":\"gw_gclient_call failed\"}\n", tag);
+    } else if (f >= 1 && strcmp(cmd, "inflight") == 0) {
         printf("{\"inflight\":%zu}\n", gw_gclient_inflight(client));
     } else if (f >= 4 && (strcmp(cmd, "call") == 0 || strcmp(cmd, "freecb") == 0)) {
         if (start(tag, n, deadline, f >= 5 ? marker : NULL, cmd[0] == 'f', NULL, NULL) != 0)
