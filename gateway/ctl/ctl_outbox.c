@@ -44,8 +44,8 @@ static int outbox_status(struct ctl_admin *c)
     printf("oldest_age_ms  %lld\n", st.oldest_ms);
     printf("oldest_at      %s\n", st.oldest_at[0] ? st.oldest_at : "-");
     printf("max_attempts   %lld\n", st.max_attempts);
-    snprintf(detail, sizeof(detail), "depth %lld, parked %lld, oldest %lld ms", st.depth,
-             st.parked, st.oldest_ms);
+    snprintf(detail, sizeof(detail), "depth %lld, parked %lld, oldest %lld ms", st.depth, st.parked,
+             st.oldest_ms);
     return ctl_admin_log(c, NULL, "ok", detail) == 0 ? GW_CTL_OK : GW_CTL_FAIL;
 }
 
@@ -102,8 +102,10 @@ static int outbox_retry(struct ctl_admin *c, const char *id)
 int gw_ctl_outbox(int argc, char **argv)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},    {"actor", required_argument, NULL, 'a'},
-        {"limit", required_argument, NULL, 'l'}, {"help", no_argument, NULL, 'h'},
+        {"db", required_argument, NULL, 'd'},
+        {"actor", required_argument, NULL, 'a'},
+        {"limit", required_argument, NULL, 'l'},
+        {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     const char *db = NULL, *actor = NULL, *limit = NULL, *verb, *id = NULL;

@@ -26,7 +26,7 @@ int gw_admin_outbox_status(struct gw_admin *a, struct gw_admin_outbox_status *ou
 /* One parked delivery; the strings live until the callback returns. */
 struct gw_admin_outbox_parked {
     long long id;
-    const char *delivery_id, *kind; /* kind: "waybill" or "scan" */
+    const char *delivery_id, *kind;  /* kind: "waybill" or "scan" */
     const char *record_id, *scan_id; /* scan_id "" for a waybill */
     long long attempts;
     const char *enqueued_at, *parked_at; /* UTC, YYYY-MM-DDTHH:MM:SSZ */
