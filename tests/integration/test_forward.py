@@ -127,6 +127,18 @@ def channel(stack, addr=None, principal="courier_a"):
     return getattr(stack, key)
 
 
+def restart_gateway(stack):
+    """devstack up starts the killed gateway again (PostgreSQL and the sink kept running); it may
+    take another port when the old one is still held (TIME_WAIT), so the stack's address and
+    this module's cached channels follow DIR/env."""
+    stack.devstack("up")
+    env = waygate_proto.read_env(os.path.join(stack.dir, "env"))
+    stack.env.update(env)
+    stack.addr = env["WAYGATE_ADDR"]
+    for key in [k for k in vars(stack) if k.startswith("_fwd_ch_")]:
+        delattr(stack, key)
+
+
 def submit(stack, w, addr=None):
     r = waygate_proto.unary(channel(stack, addr), SUBMIT, stack.pb.intake.SubmitRequest(waybill=w),
                             stack.pb.intake.SubmitResponse, timeout=20)
@@ -205,7 +217,7 @@ def test_gateway_sigkill_mid_forwarding_nothing_lost(stack):
         "nothing was delivered before the kill"
     os.kill(stack.gateway_pid(), signal.SIGKILL)
     delivered_before = sum(len(v) for v in received(stack, expected).values())
-    stack.devstack("up")  # starts the gateway again (PostgreSQL and the sink kept running)
+    restart_gateway(stack)
     sink(stack, "up")
     got = wait_delivered(stack, expected)
     want, distinct, _ = report("gateway SIGKILL (after %d received)" % delivered_before,
