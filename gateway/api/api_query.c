@@ -15,6 +15,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "api_query.h"
+#include "api_render.h"
 #include "app.h"
 #include "incident.h"
 #include "log.h"
@@ -124,15 +125,14 @@ int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row
 }
 
 /* The role's mode of each column. */
-static void role_modes(struct gw_call *call, enum gw_view_mode modes[GW_COL_COUNT])
+static void role_modes(const struct gw_policy *pol, const char *role,
+                       enum gw_view_mode modes[GW_COL_COUNT])
 {
-    const char *role = gw_call_principal(call)->role;
-
     for (size_t c = 0; c < GW_COL_COUNT; c++)
-        modes[c] = gw_policy_view(gw_call_policy(call), role, (enum gw_col)c);
+        modes[c] = gw_policy_view(pol, role, (enum gw_col)c);
 }
 
-static int render_modes_in(struct gw_call *call, struct gw_arena *a,
+static int render_modes_in(struct gw_app *app, struct gw_arena *a,
                            const struct gw_sealed_waybill *row,
                            const struct gw_str clear[GW_COL_COUNT],
                            const enum gw_view_mode modes[GW_COL_COUNT],
@@ -142,26 +142,33 @@ int gw_api_render_view_in(struct gw_call *call, struct gw_arena *a,
                           const struct gw_sealed_waybill *row,
                           const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
 {
+    return gw_api_render_role_in(gw_call_app(call), gw_call_policy(call),
+                                 gw_call_principal(call)->role, a, row, clear, view);
+}
+
+int gw_api_render_role_in(struct gw_app *app, const struct gw_policy *pol, const char *role,
+                          struct gw_arena *a, const struct gw_sealed_waybill *row,
+                          const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
+{
     enum gw_view_mode modes[GW_COL_COUNT];
 
-    role_modes(call, modes);
-    return render_modes_in(call, a, row, clear, modes, view);
+    role_modes(pol, role, modes);
+    return render_modes_in(app, a, row, clear, modes, view);
 }
 
 int gw_api_render_modes(struct gw_call *call, const struct gw_sealed_waybill *row,
                         const struct gw_str clear[GW_COL_COUNT],
                         const enum gw_view_mode modes[GW_COL_COUNT], Waygate__V1__WaybillView *view)
 {
-    return render_modes_in(call, gw_call_arena(call), row, clear, modes, view);
+    return render_modes_in(gw_call_app(call), gw_call_arena(call), row, clear, modes, view);
 }
 
-static int render_modes_in(struct gw_call *call, struct gw_arena *a,
+static int render_modes_in(struct gw_app *app, struct gw_arena *a,
                            const struct gw_sealed_waybill *row,
                            const struct gw_str clear[GW_COL_COUNT],
                            const enum gw_view_mode modes[GW_COL_COUNT],
                            Waygate__V1__WaybillView *view)
 {
-    struct gw_app *app = gw_call_app(call);
     Waygate__V1__Waybill *w;
     Waygate__V1__Party *s, *r;
     size_t c, nred = 0, len;

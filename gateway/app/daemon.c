@@ -21,6 +21,7 @@
 #include "crypto.h"
 #include "daemon.h"
 #include "db.h"
+#include "forward.h"
 #include "incident.h"
 #include "keyring.h"
 #include "log.h"
@@ -47,7 +48,9 @@ struct daemon {
     struct event *sweep_ev;    /* the inactivity sweep's timer (Art. 38) */
     struct gw_acct_req *sweep; /* the sweep in flight, if any */
     struct gw_tls *tls;
-    struct event *crl_ev; /* [tls] crl_reload_ms */
+    struct event *crl_ev;       /* [tls] crl_reload_ms */
+    struct gw_forward *forward; /* the outbox forwarder ([forward] endpoint set), or NULL */
+    int drains;                 /* server and forwarder drains still running */
 };
 
 static void usage(void)
@@ -250,6 +253,8 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     gw_keyring_free(d->app->keys);
     d->app->keys = kr;
     gw_rpc_set_policy(d->rpc, np);
+    if (d->forward != NULL)
+        gw_forward_set_policy(d->forward, np);
     gw_policy_free(d->policy);
     d->policy = np;
     GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: policy reloaded from %s", from);
@@ -403,6 +408,8 @@ static void drained_cb(void *arg)
 {
     struct daemon *d = arg;
 
+    if (--d->drains > 0) /* the server's calls and the forwarder's deliveries in flight */
+        return;
     gw_incident_drain(d->app->incidents, d->app->cfg->drain_timeout_ms, incidents_flushed_cb, d);
 }
 
@@ -419,6 +426,9 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
     d->draining = true;
     d->app->draining = true; /* Health/Watch streams say NOT_SERVING and end */
     GW_LOG(GW_LOG_INFO, "main", NULL, "signal %d: draining", (int)sig);
+    d->drains = d->forward != NULL ? 2 : 1;
+    if (d->forward != NULL)
+        gw_forward_drain(d->forward, drained_cb, d);
     gw_server_drain(d->server, drained_cb, d);
 }
 
@@ -582,6 +592,15 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         }
         event_active(d.crl_ev, EV_TIMEOUT, 0); /* the expiry check at start, then periodic */
     }
+    if (cfg.fwd_endpoint != NULL) {
+        /* the outbox forwarder (Deliver to the carrier backend); without an endpoint the outbox
+         * only fills, nothing is lost */
+        d.forward = gw_forward_new(&app, policy, NULL, err, sizeof(err));
+        if (d.forward == NULL) {
+            GW_LOG(GW_LOG_ERROR, "main", NULL, "%s: [forward]: %s", path, err);
+            goto out;
+        }
+    }
     d.sweep_ev = evtimer_new(d.base, sweep_cb, &d);
     if (d.sweep_ev == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the inactive-account sweep timer");
@@ -634,6 +653,7 @@ out:
         event_free(sigusr1);
     gw_metrics_free(metrics);
     gw_server_free(d.server);
+    gw_forward_free(d.forward);
     gw_rpc_free(rpc);
     gw_policy_free(d.policy);
     gw_tls_free(tls);

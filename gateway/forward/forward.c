@@ -1,0 +1,664 @@
+/* forward.c: the forwarder's engine (forward.h): claims ready deliveries, sends them in batches
+ * over CarrierBackend.Deliver, and settles each one by the backend's answer (ack, later with
+ * backoff, park with an incident). One claim at a time; at most [forward] inflight batches, each
+ * holding one Deliver call at a time. Woken by the outbox listener (NOTIFY) and a poll timer.
+ * Invariants: a delivery leaves the outbox only through gw_outbox_ack after the backend answered
+ * ACCEPTED for its delivery_id; every claimed delivery ends acked, put back (later), parked, or
+ * with its lease running out (when the outcome could not be recorded): never dropped. A batch
+ * never waits for another: a slow or refused delivery holds only its own batch. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "waygate/v1/backend.pb-c.h"
+
+#include "app.h"
+#include "config.h"
+#include "crypto.h"
+#include "forward.h"
+#include "forward_int.h"
+#include "gclient.h"
+#include "incident.h"
+#include "log.h"
+#include "outbox.h"
+#include "policy.h"
+
+#define FWD_PATH "/waygate.v1.CarrierBackend/Deliver"
+#define FWD_REASON_MAX 200 /* outbox.park_reason and last_error: octet_length <= 200 */
+/* After a claim that did not fill a batch, the next waits this long: under a steady stream of
+ * commits (each one a NOTIFY) the forwarder then claims a batch every 50 ms instead of a few
+ * rows per commit, one claim, Deliver call and acknowledgement each (the latency it adds stays
+ * far below the backoff of a retry). A full batch is followed by the next claim at once. */
+#define FWD_LINGER_MS 50
+
+enum item_state {
+    IT_SEND,  /* to be sent (again) */
+    IT_ACK,   /* the backend accepted it */
+    IT_LATER, /* send again later */
+    IT_PARK,  /* refused for good */
+};
+
+struct item {
+    int64_t id;
+    char delivery_id[37];
+    uint8_t record_id[GW_STORE_ID_LEN];
+    int32_t attempts;
+    uint8_t *pb; /* the packed Delivery */
+    size_t pb_len;
+    enum item_state st;
+    bool sent; /* part of the call in flight */
+    char reason[FWD_REASON_MAX + 1];
+};
+
+struct batch;
+/* One settlement request (ack, later, or a park) of a batch. */
+struct sreq {
+    struct batch *b;
+    struct gw_outbox_req *req;
+};
+
+struct batch {
+    struct gw_forward *f;
+    struct batch *prev, *next;
+    size_t n;
+    struct item *items;
+    bool singles; /* the backend refused the whole call: one delivery per call now */
+    struct gw_gclient_call *call;
+    struct sreq *sreqs; /* n + 2: ack, later, one park per item */
+    size_t pending;     /* settlement requests in flight */
+};
+
+struct gw_forward {
+    struct gw_app *app;
+    const struct gw_config *cfg;
+    const struct gw_policy *policy;
+    char owner[96];
+    struct gw_gclient *client;
+    struct gw_outbox_listener *listener;
+    struct event *poll_ev;
+    struct event *linger_ev;     /* ends the rest after a claim that did not fill a batch */
+    struct gw_outbox_req *claim; /* the claim in flight */
+    bool dirty;                  /* woken while a claim was in flight or while resting */
+    bool resting;                /* linger_ev pending: the next claim waits for it */
+    struct batch *batches;       /* live batches */
+    uint32_t nbatches;
+    uint64_t fail_streak; /* consecutive failed calls or claims, for the log's rate */
+    bool draining;
+    gw_forward_drained_cb drained_cb;
+    void *drained_arg;
+    struct gw_forward_stats stats;
+};
+
+static void pump(struct gw_forward *f);
+static void send_batch(struct batch *b);
+
+/* A whole call's failure as last_error keeps it: the status's name (no value in it). */
+static const char *status_name(enum gw_grpc_status s)
+{
+    static const char *const names[] = {"OK",
+                                        "CANCELLED",
+                                        "UNKNOWN",
+                                        "INVALID_ARGUMENT",
+                                        "DEADLINE_EXCEEDED",
+                                        "NOT_FOUND",
+                                        "ALREADY_EXISTS",
+                                        "PERMISSION_DENIED",
+                                        "RESOURCE_EXHAUSTED",
+                                        "FAILED_PRECONDITION",
+                                        "ABORTED",
+                                        "OUT_OF_RANGE",
+                                        "UNIMPLEMENTED",
+                                        "INTERNAL",
+                                        "UNAVAILABLE",
+                                        "DATA_LOSS",
+                                        "UNAUTHENTICATED"};
+
+    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "UNKNOWN";
+}
+
+/* ---- logging without a flood: the first failure of a streak, then one in 64 ---- */
+
+static void failed(struct gw_forward *f, const char *what, const char *why)
+{
+    f->fail_streak++;
+    if (f->fail_streak == 1 || f->fail_streak % 64 == 0)
+        GW_LOG(GW_LOG_WARN, "forward", NULL, "%s: %s (%" PRIu64 " failure(s) in a row; retried)",
+               what, why, f->fail_streak);
+}
+
+static void succeeded(struct gw_forward *f)
+{
+    if (f->fail_streak > 0)
+        GW_LOG(GW_LOG_INFO, "forward", NULL, "backend reachable again after %" PRIu64 " failure(s)",
+               f->fail_streak);
+    f->fail_streak = 0;
+}
+
+/* ---- drain ---- */
+
+static void drained_now_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_forward *f = arg;
+    gw_forward_drained_cb cb = f->drained_cb;
+
+    (void)fd;
+    (void)what;
+    f->drained_cb = NULL;
+    if (cb != NULL)
+        cb(f->drained_arg);
+}
+
+static void check_drained(struct gw_forward *f)
+{
+    if (!f->draining || f->drained_cb == NULL || f->nbatches > 0 || f->claim != NULL)
+        return;
+    if (event_base_once(f->app->base, -1, EV_TIMEOUT, drained_now_cb, f, NULL) != 0)
+        drained_now_cb(-1, 0, f);
+}
+
+/* ---- batches ---- */
+
+static void batch_free(struct batch *b)
+{
+    gw_gclient_cancel(b->call);
+    for (size_t i = 0; b->sreqs != NULL && i < b->n + 2; i++)
+        gw_outbox_cancel(b->sreqs[i].req);
+    for (size_t i = 0; i < b->n; i++)
+        free(b->items[i].pb);
+    free(b->items);
+    free(b->sreqs);
+    free(b);
+}
+
+static void batch_done(struct batch *b)
+{
+    struct gw_forward *f = b->f;
+
+    if (b->prev != NULL)
+        b->prev->next = b->next;
+    else
+        f->batches = b->next;
+    if (b->next != NULL)
+        b->next->prev = b->prev;
+    f->nbatches--;
+    batch_free(b);
+    pump(f);
+    check_drained(f);
+}
+
+static void settled_cb(void *arg, int err)
+{
+    struct sreq *s = arg;
+    struct batch *b = s->b;
+
+    s->req = NULL;
+    if (err != 0) /* the lease runs out and the delivery is claimed again */
+        GW_LOG(GW_LOG_WARN, "forward", NULL,
+               "a settlement was not recorded (%s): its deliveries are sent again after the "
+               "lease",
+               gw_err_str(err));
+    if (--b->pending == 0)
+        batch_done(b);
+}
+
+static void incident_parked(struct gw_forward *f, const struct item *it)
+{
+    char detail[300];
+    struct gw_incident inc = {
+        .severity = "medium",
+        .kind = "delivery_parked",
+        .principal = f->owner,
+        .role = GW_FWD_ROLE,
+        .peer = f->cfg->fwd_endpoint,
+        .detail = detail,
+        .record_id = it->record_id,
+    };
+
+    snprintf(detail, sizeof(detail), "delivery %s parked after %d attempt(s): %s", it->delivery_id,
+             (int)it->attempts, it->reason);
+    if (gw_incident_record(f->app->incidents, &inc) != 0)
+        GW_LOG(GW_LOG_ERROR, "forward", NULL, "delivery %s parked: incident not queued",
+               it->delivery_id);
+}
+
+/* Records every delivery's outcome: one ack, one later (the batch's largest backoff), one park
+ * each. The batch ends when all are recorded. */
+static void settle(struct batch *b)
+{
+    struct gw_forward *f = b->f;
+    const struct gw_config *cfg = f->cfg;
+    int64_t *ack = calloc(b->n, sizeof(*ack)), *later = calloc(b->n, sizeof(*later));
+    size_t na = 0, nl = 0;
+    int32_t most = 0;
+    const char *why = "later";
+    uint32_t r = 0;
+    int rc;
+
+    b->pending = 1; /* held until every request is queued */
+    for (size_t i = 0; i < b->n; i++) {
+        struct item *it = &b->items[i];
+
+        if (it->st == IT_ACK && ack != NULL) {
+            ack[na++] = it->id;
+            f->stats.acked++;
+        } else if (it->st == IT_PARK) {
+            GW_LOG(GW_LOG_WARN, "forward", NULL, "delivery %s parked: %s", it->delivery_id,
+                   it->reason);
+            rc = gw_outbox_park(f->app->store, f->owner, it->id, it->reason, settled_cb,
+                                &b->sreqs[2 + i], &b->sreqs[2 + i].req);
+            if (rc == 0) {
+                b->pending++;
+                f->stats.parked++;
+                incident_parked(f, it);
+            }
+        } else if (later != NULL) { /* IT_LATER, or IT_SEND left over */
+            later[nl++] = it->id;
+            if (it->attempts > most)
+                most = it->attempts;
+            if (it->reason[0])
+                why = it->reason;
+            f->stats.later++;
+        }
+    }
+    if (na > 0 && gw_outbox_ack(f->app->store, f->owner, ack, na, settled_cb, &b->sreqs[0],
+                                &b->sreqs[0].req) == 0)
+        b->pending++;
+    if (nl > 0) {
+        if (gw_crypto_random(f->app->crypto, (uint8_t *)&r, sizeof(r)) != 0)
+            r = (uint32_t)getpid();
+        if (gw_outbox_later(
+                f->app->store, f->owner, later, nl,
+                gw_fwd_backoff(cfg->fwd_backoff_min_ms, cfg->fwd_backoff_max_ms, most, r), why,
+                settled_cb, &b->sreqs[1], &b->sreqs[1].req) == 0)
+            b->pending++;
+    }
+    free(ack);
+    free(later);
+    if (--b->pending == 0)
+        batch_done(b);
+}
+
+/* The deliveries of the call in flight get outcome st (with reason). */
+static void mark_sent(struct batch *b, enum item_state st, const char *prefix, const char *why)
+{
+    for (size_t i = 0; i < b->n; i++) {
+        struct item *it = &b->items[i];
+
+        if (!it->sent)
+            continue;
+        it->sent = false;
+        it->st = st;
+        gw_fwd_reason(it->reason, sizeof(it->reason), prefix, why);
+    }
+}
+
+/* An OK answer: one result per delivery (any order); a delivery without one goes later. */
+static void apply_results(struct batch *b, const uint8_t *resp, size_t len)
+{
+    Waygate__V1__DeliverResponse *r = waygate__v1__deliver_response__unpack(NULL, len, resp);
+
+    if (r == NULL) {
+        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse");
+        return;
+    }
+    for (size_t k = 0; k < r->n_results; k++) {
+        const Waygate__V1__DeliveryResult *res = r->results[k];
+
+        for (size_t i = 0; i < b->n; i++) {
+            struct item *it = &b->items[i];
+
+            if (!it->sent || strcmp(it->delivery_id, res->delivery_id) != 0)
+                continue;
+            it->sent = false;
+            switch (res->outcome) {
+            case WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_ACCEPTED:
+                it->st = IT_ACK;
+                break;
+            case WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_REJECTED:
+                it->st = IT_PARK;
+                gw_fwd_reason(it->reason, sizeof(it->reason),
+                              "REJECTED: ", res->reason[0] ? res->reason : "(no reason given)");
+                break;
+            default:
+                it->st = IT_LATER;
+                gw_fwd_reason(it->reason, sizeof(it->reason), NULL, "RETRY");
+                break;
+            }
+            break;
+        }
+    }
+    waygate__v1__deliver_response__free_unpacked(r, NULL);
+    mark_sent(b, IT_LATER, NULL, "no result");
+}
+
+static size_t count_sent(const struct batch *b)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < b->n; i++)
+        n += b->items[i].sent;
+    return n;
+}
+
+static void call_cb(void *arg, const struct gw_gclient_result *res)
+{
+    struct batch *b = arg;
+    struct gw_forward *f = b->f;
+
+    b->call = NULL;
+    if (res->status == GW_GRPC_OK) {
+        succeeded(f);
+        apply_results(b, res->response, res->response_len);
+    } else if (res->status == GW_GRPC_INVALID_ARGUMENT && count_sent(b) > 1) {
+        /* the backend refused the whole call: find the refused one by sending one by one */
+        succeeded(f);
+        for (size_t i = 0; i < b->n; i++)
+            b->items[i].sent = false;
+        b->singles = true;
+    } else if (res->status == GW_GRPC_INVALID_ARGUMENT) {
+        succeeded(f);
+        mark_sent(b, IT_PARK, "INVALID_ARGUMENT: ", res->message);
+    } else {
+        failed(f, "Deliver", status_name(res->status));
+        mark_sent(b, IT_LATER, NULL, status_name(res->status));
+    }
+    send_batch(b);
+}
+
+/* Sends what is left to send (all of it, or the next one alone in singles mode); when nothing
+ * is, settles the batch. The request is the concatenation of the packed deliveries, which is
+ * exactly the packed DeliverRequest. */
+static void send_batch(struct batch *b)
+{
+    struct gw_forward *f = b->f;
+    size_t len = 0, o = 0, n = 0;
+    uint8_t *req;
+    int rc;
+
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].st == IT_SEND && (!b->singles || n == 0)) {
+            b->items[i].sent = true;
+            len += b->items[i].pb_len + GW_FWD_FIELD_HEAD;
+            n++;
+        }
+    if (n == 0) {
+        settle(b);
+        return;
+    }
+    req = malloc(len);
+    if (req != NULL)
+        for (size_t i = 0; i < b->n; i++)
+            if (b->items[i].sent)
+                o += gw_fwd_put_delivery(req + o, b->items[i].pb, b->items[i].pb_len);
+    rc = req != NULL ? gw_gclient_call(f->client, FWD_PATH, req, o, f->cfg->fwd_deadline_ms,
+                                       call_cb, b, &b->call)
+                     : GW_ENOMEM;
+    free(req);
+    if (rc != 0) {
+        failed(f, "Deliver not started", gw_err_str(rc));
+        mark_sent(b, IT_LATER, NULL, "not sent");
+        settle(b);
+        return;
+    }
+    f->stats.sent += n;
+}
+
+/* A claimed item: its ids, and its packed Delivery, or already its outcome when it cannot be
+ * packed (a record that fails authentication is parked; a missing key waits). */
+static void take_item(struct gw_forward *f, struct item *it, const struct gw_outbox_item *src)
+{
+    int rc;
+
+    it->id = src->id;
+    memcpy(it->delivery_id, src->delivery_id, sizeof(it->delivery_id));
+    it->delivery_id[sizeof(it->delivery_id) - 1] = '\0';
+    memcpy(it->record_id, src->row->w.id, sizeof(it->record_id));
+    it->attempts = src->attempts;
+    it->st = IT_SEND;
+    rc = gw_fwd_pack(f->app, f->policy, src, &it->pb, &it->pb_len);
+    if (rc == GW_EDATALOSS) {
+        it->st = IT_PARK;
+        gw_fwd_reason(it->reason, sizeof(it->reason), NULL,
+                      "the stored record failed authentication: not delivered");
+    } else if (rc != 0) {
+        it->st = IT_LATER;
+        gw_fwd_reason(it->reason, sizeof(it->reason),
+                      rc == GW_EPRECOND ? "key unavailable: " : "not packed: ", gw_err_str(rc));
+    }
+}
+
+static struct batch *batch_new(struct gw_forward *f, const struct gw_outbox_claim *c)
+{
+    size_t n = gw_outbox_claim_count(c);
+    struct batch *b = calloc(1, sizeof(*b));
+
+    if (b == NULL)
+        return NULL;
+    b->f = f;
+    b->n = n;
+    b->items = calloc(n, sizeof(*b->items));
+    b->sreqs = calloc(n + 2, sizeof(*b->sreqs));
+    if (b->items == NULL || b->sreqs == NULL) {
+        batch_free(b);
+        return NULL;
+    }
+    for (size_t i = 0; i < n + 2; i++)
+        b->sreqs[i].b = b;
+    for (size_t i = 0; i < n; i++)
+        take_item(f, &b->items[i], gw_outbox_claim_item(c, i));
+    b->next = f->batches;
+    if (f->batches != NULL)
+        f->batches->prev = b;
+    f->batches = b;
+    f->nbatches++;
+    return b;
+}
+
+/* The next claim waits FWD_LINGER_MS (a wake meanwhile only marks the forwarder dirty). */
+static void rest(struct gw_forward *f)
+{
+    struct timeval tv = {.tv_sec = 0, .tv_usec = FWD_LINGER_MS * 1000};
+
+    if (event_add(f->linger_ev, &tv) == 0)
+        f->resting = true;
+}
+
+static void linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_forward *f = arg;
+
+    (void)fd;
+    (void)what;
+    f->resting = false;
+    if (f->dirty)
+        pump(f);
+}
+
+static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
+{
+    struct gw_forward *f = arg;
+    struct batch *b = NULL;
+    size_t n;
+
+    f->claim = NULL;
+    if (err != 0) {
+        failed(f, "claim", gw_err_str(err)); /* the poll timer tries again */
+        check_drained(f);
+        return;
+    }
+    n = gw_outbox_claim_count(claim);
+    if (n > 0) {
+        b = batch_new(f, claim);
+        if (b == NULL) /* the leases run out and the deliveries are claimed again */
+            GW_LOG(GW_LOG_ERROR, "forward", NULL,
+                   "%zu claimed deliveries dropped for want of "
+                   "memory: sent after their lease",
+                   n);
+    }
+    gw_outbox_claim_free(claim);
+    if (b != NULL)
+        send_batch(b);
+    if (n < f->cfg->fwd_batch)
+        rest(f);
+    else
+        f->dirty = true; /* a full batch: more may be ready */
+    if (f->dirty)
+        pump(f);
+    check_drained(f);
+}
+
+/* Claims more when a batch slot is free and no claim is in flight. */
+static void pump(struct gw_forward *f)
+{
+    const struct gw_config *cfg = f->cfg;
+    int rc;
+
+    if (f->draining)
+        return;
+    if (f->claim != NULL) {
+        f->dirty = true;
+        return;
+    }
+    if (f->resting) {
+        f->dirty = true;
+        return;
+    }
+    if (f->nbatches >= cfg->fwd_inflight) {
+        f->dirty = true; /* batch_done pumps again */
+        return;
+    }
+    f->dirty = false;
+    rc = gw_outbox_claim(f->app->store, f->owner, cfg->fwd_batch, cfg->fwd_lease_ms, claimed_cb, f,
+                         &f->claim);
+    if (rc != 0) {
+        f->claim = NULL;
+        failed(f, "claim not started", gw_err_str(rc));
+    }
+}
+
+static void wake_cb(void *arg)
+{
+    pump(arg);
+}
+
+static void poll_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    pump(arg);
+}
+
+/* ---- lifecycle ---- */
+
+static void make_owner(struct gw_forward *f, const char *owner)
+{
+    char host[64] = "host";
+    uint32_t r = 0;
+
+    if (owner != NULL && owner[0]) {
+        snprintf(f->owner, sizeof(f->owner), "%s", owner);
+        return;
+    }
+    if (gethostname(host, sizeof(host)) != 0)
+        snprintf(host, sizeof(host), "host");
+    host[sizeof(host) - 1] = '\0';
+    if (gw_crypto_random(f->app->crypto, (uint8_t *)&r, sizeof(r)) != 0)
+        r = 0;
+    snprintf(f->owner, sizeof(f->owner), "%.48s:%ld:%08x", host, (long)getpid(), (unsigned)r);
+}
+
+struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *policy,
+                                  const char *owner, char *err, size_t errlen)
+{
+    const struct gw_config *cfg = app->cfg;
+    struct gw_forward *f = calloc(1, sizeof(*f));
+    struct gw_gclient_params gp = {
+        .base = app->base,
+        .endpoint = cfg->fwd_endpoint,
+        .server_name = cfg->fwd_server_name,
+        .ca = cfg->fwd_ca,
+        .cert = cfg->fwd_cert,
+        .key = cfg->fwd_key,
+        .connect_timeout_ms = cfg->fwd_deadline_ms,
+        /* one result per delivery: ids, an outcome, a reason of a few hundred bytes */
+        .max_response = 65536u + cfg->fwd_batch * 1024u,
+    };
+    struct timeval tv = {.tv_sec = (time_t)(cfg->fwd_poll_ms / 1000u),
+                         .tv_usec = (suseconds_t)(cfg->fwd_poll_ms % 1000u) * 1000};
+
+    if (f == NULL) {
+        snprintf(err, errlen, "[forward]: out of memory");
+        return NULL;
+    }
+    f->app = app;
+    f->cfg = cfg;
+    f->policy = gw_policy_ref(policy);
+    make_owner(f, owner);
+    f->client = gw_gclient_new(&gp, err, errlen);
+    if (f->client == NULL) {
+        gw_forward_free(f);
+        return NULL;
+    }
+    f->poll_ev = event_new(app->base, -1, EV_PERSIST, poll_cb, f);
+    f->linger_ev = evtimer_new(app->base, linger_cb, f);
+    f->listener = gw_outbox_listen(app->store, wake_cb, f);
+    if (f->poll_ev == NULL || f->linger_ev == NULL || f->listener == NULL ||
+        event_add(f->poll_ev, &tv) != 0) {
+        snprintf(err, errlen, "[forward]: cannot start the outbox listener or poll timer");
+        gw_forward_free(f);
+        return NULL;
+    }
+    GW_LOG(GW_LOG_INFO, "forward", NULL,
+           "forwarding the outbox to %s (lease owner %s, batch %u, inflight %u)", cfg->fwd_endpoint,
+           f->owner, cfg->fwd_batch, cfg->fwd_inflight);
+    return f;
+}
+
+void gw_forward_set_policy(struct gw_forward *f, const struct gw_policy *policy)
+{
+    const struct gw_policy *old = f->policy;
+
+    f->policy = gw_policy_ref(policy);
+    gw_policy_unref(old);
+}
+
+void gw_forward_drain(struct gw_forward *f, gw_forward_drained_cb cb, void *arg)
+{
+    f->draining = true;
+    f->drained_cb = cb;
+    f->drained_arg = arg;
+    if (f->poll_ev != NULL)
+        event_del(f->poll_ev);
+    check_drained(f);
+}
+
+void gw_forward_free(struct gw_forward *f)
+{
+    struct batch *b, *next;
+
+    if (f == NULL)
+        return;
+    for (b = f->batches; b != NULL; b = next) {
+        next = b->next;
+        batch_free(b);
+    }
+    gw_outbox_cancel(f->claim);
+    gw_outbox_listener_free(f->listener);
+    if (f->poll_ev != NULL)
+        event_free(f->poll_ev);
+    if (f->linger_ev != NULL)
+        event_free(f->linger_ev);
+    gw_gclient_free(f->client);
+    gw_policy_unref(f->policy);
+    free(f);
+}
+
+void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out)
+{
+    *out = f->stats;
+    out->inflight = f->nbatches;
+}

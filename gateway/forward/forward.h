@@ -1,0 +1,59 @@
+/* forward.h: the outbox forwarder. Sends every delivery of the transactional outbox (waybills
+ * accepted, scan events recorded; sql/012_outbox.sql) to the carrier backend through
+ * CarrierBackend.Deliver (proto/waygate/v1/backend.proto), at least once, in order per waybill.
+ *
+ * It claims ready deliveries under a lease (store/outbox.h), renders each waybill as the policy's
+ * "backend" role sees it (the same rendering as WaybillQuery/Get: api_render.h), packs batches of
+ * [forward] batch deliveries, keeps at most [forward] inflight Deliver calls open (gclient.h), and
+ * settles every delivery by the backend's answer:
+ *   ACCEPTED                       -> acknowledged (deleted from the outbox);
+ *   REJECTED, or INVALID_ARGUMENT   -> parked with the backend's reason, plus an incident
+ *   of a call carrying it alone        "delivery_parked"; the others flow on;
+ *   RETRY, no result, any other     -> sent again later, after an exponential backoff with jitter
+ *   whole-call failure                 ([forward] backoff_min_ms .. backoff_max_ms), forever;
+ *   whole-call INVALID_ARGUMENT     -> the batch is sent again one delivery per call.
+ * A delivery is deleted only after the backend accepted it; anything the forwarder does not learn
+ * (a crash, a lost acknowledgement) ends with the lease and the delivery is sent again: the
+ * backend deduplicates on delivery_id. It wakes on the outbox's NOTIFY and polls every
+ * [forward] poll_ms. Nothing it logs, records or sends holds a clear value the backend view does
+ * not grant (a delivery for a record above the backend's security level carries no waybill). */
+#ifndef GW_FORWARD_H
+#define GW_FORWARD_H
+
+#include <stdint.h>
+
+#include "err.h"
+
+struct gw_app;
+struct gw_forward;
+struct gw_policy;
+
+/* Creates the forwarder for app's [forward] configuration (endpoint set) rendering under policy
+ * (referenced) and starts it. owner: this gateway's lease owner name (unique among the gateways
+ * sharing the database). NULL with a reason in err (no secret in it). */
+struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *policy,
+                                  const char *owner, char *err, size_t errlen);
+
+/* The policy reloaded: later renderings use it (referenced; the old one is released). */
+void gw_forward_set_policy(struct gw_forward *f, const struct gw_policy *policy);
+
+/* Shutdown: claims nothing more; cb runs once from the event loop when the Deliver calls in
+ * flight and their settlements are done (or at once when none is). */
+typedef void (*gw_forward_drained_cb)(void *arg);
+void gw_forward_drain(struct gw_forward *f, gw_forward_drained_cb cb, void *arg);
+
+/* Stops everything (calls in flight are cancelled: their leases run out and another claim sends
+ * them again) and frees. NULL-safe. */
+void gw_forward_free(struct gw_forward *f);
+
+/* Counters, for logs and tests. */
+struct gw_forward_stats {
+    uint64_t sent;     /* deliveries sent (each attempt) */
+    uint64_t acked;    /* acknowledged by the backend and deleted */
+    uint64_t later;    /* put back for a later attempt */
+    uint64_t parked;   /* refused for good */
+    uint32_t inflight; /* Deliver calls open now */
+};
+void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out);
+
+#endif

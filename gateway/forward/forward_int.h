@@ -1,0 +1,41 @@
+/* forward_int.h: what the forwarder's files share (not for other modules). */
+#ifndef GW_FORWARD_INT_H
+#define GW_FORWARD_INT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "outbox.h"
+
+struct gw_app;
+struct gw_policy;
+
+/* The role whose view a delivery carries (the policy's [view.backend] and [levels] backend). */
+#define GW_FWD_ROLE "backend"
+
+/* Opens the item's sealed waybill, renders the backend role's view of it (api_render.h) with
+ * its current status, and packs the Delivery message into *out (malloc'd, *outlen bytes). A
+ * record above the backend's security level is delivered without its waybill. The clear values
+ * live in an arena of their own, wiped before this returns. Returns 0; GW_EDATALOSS (the record
+ * failed authentication: it can never be delivered), GW_EPRECOND (its key is unavailable now),
+ * GW_ENOMEM or another gw_err. */
+int gw_fwd_pack(struct gw_app *app, const struct gw_policy *pol, const struct gw_outbox_item *it,
+                uint8_t **out, size_t *outlen) GW_MUST_CHECK;
+
+/* Appends DeliverRequest's field 1 (deliveries, length-delimited) holding the packed Delivery pb
+ * to out, which has room for len + GW_FWD_FIELD_HEAD bytes; returns the bytes written. The
+ * concatenation of such fields is exactly the packed DeliverRequest: each delivery is packed
+ * (and its clear values wiped) when claimed, and a batch or a single call is assembled from them.
+ */
+#define GW_FWD_FIELD_HEAD 11 /* the tag and a 64-bit length's varint */
+size_t gw_fwd_put_delivery(uint8_t *out, const uint8_t *pb, size_t len);
+
+/* The delay before attempt attempts + 1: min_ms doubled per attempt already made, capped at
+ * max_ms, then a uniform jitter over its upper half (r: a random 32-bit number). */
+uint32_t gw_fwd_backoff(uint32_t min_ms, uint32_t max_ms, int32_t attempts, uint32_t r);
+
+/* Copies the backend's reason into out (outlen bytes, NUL-terminated): printable ASCII only
+ * (anything else becomes '?'), cut to fit. Returns out. */
+char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason);
+
+#endif

@@ -1,0 +1,130 @@
+/* forward_pack.c: one delivery as the backend receives it: the sealed waybill opened, rendered as
+ * the policy's backend role sees it (the same code as WaybillQuery/Get, api_render.h), and the
+ * Delivery message packed. Also the backoff and the reason sanitiser the engine uses.
+ * Invariant: clear values exist only in this file's arena, which gw_arena_free wipes before
+ * gw_fwd_pack returns; what leaves is the packed view (tokens, masked and granted values). */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "waygate/v1/backend.pb-c.h"
+
+#include "alloc.h"
+#include "api_render.h"
+#include "app.h"
+#include "forward_int.h"
+#include "identity.h"
+#include "policy.h"
+#include "scan.h"
+#include "seal.h"
+
+/* An opened record and its rendering stay far below this. */
+#define FWD_ARENA_CAP (256u * 1024u)
+
+/* May the backend role see this record at all? Its [levels] bound, over every branch. */
+static bool backend_may_see(const struct gw_policy *pol, const struct gw_store_row *row)
+{
+    struct gw_principal p;
+    struct gw_policy_record rec = {.origin_branch = row->w.origin_branch,
+                                   .dest_branch = row->dest_branch,
+                                   .custody_branch = row->custody_branch,
+                                   .security_level = row->w.security_level};
+
+    memset(&p, 0, sizeof(p));
+    snprintf(p.name, sizeof(p.name), "forwarder");
+    snprintf(p.role, sizeof(p.role), "%s", GW_FWD_ROLE);
+    p.authn = GW_AUTHN_CERT;
+    return gw_policy_in_bulk_scope(pol, &p, &rec);
+}
+
+static int pack(const Waygate__V1__Delivery *d, uint8_t **out, size_t *outlen)
+{
+    size_t n = waygate__v1__delivery__get_packed_size(d);
+    uint8_t *buf = malloc(n > 0 ? n : 1);
+
+    if (buf == NULL)
+        return GW_ENOMEM;
+    *outlen = waygate__v1__delivery__pack(d, buf);
+    *out = buf;
+    return 0;
+}
+
+int gw_fwd_pack(struct gw_app *app, const struct gw_policy *pol, const struct gw_outbox_item *it,
+                uint8_t **out, size_t *outlen)
+{
+    Waygate__V1__Delivery d = WAYGATE__V1__DELIVERY__INIT;
+    Waygate__V1__ScanRecord s = WAYGATE__V1__SCAN_RECORD__INIT;
+    Waygate__V1__WaybillView v = WAYGATE__V1__WAYBILL_VIEW__INIT;
+    struct gw_str clear[GW_COL_COUNT];
+    struct gw_arena *a = gw_arena_new(FWD_ARENA_CAP);
+    int bad = GW_SEAL_PART_NONE, rc;
+
+    if (a == NULL)
+        return GW_ENOMEM;
+    /* Authenticate every record, even one the backend will not see: a tampered record is never
+     * delivered and is an incident either way. */
+    rc = gw_unseal_waybill(app->crypto, app->keys, &it->row->w, a, clear, &bad);
+    if (rc == 0 && backend_may_see(pol, it->row)) {
+        rc = gw_api_render_role_in(app, pol, GW_FWD_ROLE, a, &it->row->w, clear, &v);
+        v.status = (char *)gw_scan_status(it->row->last_event);
+        d.waybill = &v;
+    }
+    if (rc == 0) {
+        d.delivery_id = (char *)it->delivery_id;
+        d.record_id = (char *)it->record_id;
+        d.enqueued_at_us = it->enqueued_at_us;
+        d.kind = it->kind == GW_OUTBOX_SCAN
+                     ? WAYGATE__V1__DELIVERY_KIND__DELIVERY_KIND_SCAN_EVENT
+                     : WAYGATE__V1__DELIVERY_KIND__DELIVERY_KIND_WAYBILL_ACCEPTED;
+        if (it->kind == GW_OUTBOX_SCAN) {
+            s.id = (char *)it->scan_id;
+            s.event = (Waygate__V1__ScanEvent)it->event;
+            s.event_time = it->event_time;
+            s.branch = (char *)it->branch;
+            d.scan = &s;
+        }
+        rc = pack(&d, out, outlen);
+    }
+    gw_arena_free(a);
+    return rc;
+}
+
+size_t gw_fwd_put_delivery(uint8_t *out, const uint8_t *pb, size_t len)
+{
+    size_t o = 0;
+
+    out[o++] = 0x0a; /* field 1, wire type 2 */
+    for (size_t v = len;; v >>= 7) {
+        out[o++] = (uint8_t)((v & 0x7f) | (v > 0x7f ? 0x80 : 0));
+        if (v <= 0x7f)
+            break;
+    }
+    memcpy(out + o, pb, len);
+    return o + len;
+}
+
+uint32_t gw_fwd_backoff(uint32_t min_ms, uint32_t max_ms, int32_t attempts, uint32_t r)
+{
+    uint64_t d = min_ms > 0 ? min_ms : 1;
+    int32_t k = attempts > 1 ? attempts - 1 : 0;
+
+    while (k-- > 0 && d < max_ms)
+        d *= 2;
+    if (d > max_ms)
+        d = max_ms;
+    /* uniform over [d/2, d]: gateways that failed together do not retry together */
+    return (uint32_t)(d - d / 2 + (d / 2 > 0 ? r % (d / 2 + 1) : 0));
+}
+
+char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason)
+{
+    size_t o = 0;
+
+    for (const char *src = prefix; src != NULL && *src && o + 1 < outlen; src++)
+        out[o++] = *src;
+    for (const char *src = reason; src != NULL && *src && o + 1 < outlen; src++)
+        out[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+    if (outlen > 0)
+        out[o] = '\0';
+    return out;
+}

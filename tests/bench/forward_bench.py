@@ -1,0 +1,209 @@
+#!/usr/bin/python3
+"""forward_bench.py: Submit with forwarding on (issue 9), beside its baseline in the same run.
+
+  tests/bench/forward_bench.py [DIR]     ~1 minute; prints the figures and a RESULT line
+
+DIR is a dev stack whose waygated.conf has [forward] (deploy/devstack writes it: the gateway
+forwards to deploy/backend-sink); without DIR a throw-away stack is started (WAYGATE_BUILD, default
+./build) and removed afterwards. What runs:
+  (a1)  pgbench, 16 clients, one row per transaction (tests/bench/run.sh's baseline), then
+  (f64) Submit at 64 streams (4 connections x 16, wgload through the mTLS listener) with the
+        forwarder delivering every accepted waybill to the sink meanwhile (run.sh, figure s64);
+while a sampler reads the outbox's depth (rows not parked) and the age of its oldest row every
+250 ms. After the run it waits (bounded) for the outbox to empty, then reads the sink's file:
+ack-to-sink latency = received_at_us (the sink) - enqueued_at_us (the commit of the waybill, just
+before the gateway answered the Submit), the first acceptance of each delivery.
+and then (o64) the same Submit figure with the [forward] endpoint commented out (the gateway
+restarted without forwarding; the outbox keeps filling and is delivered once it is back on), for
+what forwarding itself costs.
+Targets: f64 >= 1.2x a1, outbox depth bounded (the maximum stays below a few seconds' worth of
+Submits and returns to 0), ack-to-sink p99 < 1 s. Exit status 1 when a target is not met.
+Environment: BENCH_DURATION (s, default 10), WAYGATE_BUILD, WAYGATE_PGBIN."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PGBIN = os.environ.get("WAYGATE_PGBIN", "/usr/lib/postgresql/15/bin")
+BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
+DRAIN_BOUND_S = 180
+sys.path.insert(0, os.path.join(ROOT, "deploy"))
+from waygate_proto import read_env  # noqa: E402
+
+
+def psql(uri, sql):
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-d", uri, "-c", sql],
+                       capture_output=True, text=True, timeout=30)
+    if r.returncode != 0:
+        raise RuntimeError(r.stderr)
+    return r.stdout.strip()
+
+
+class Sampler(threading.Thread):
+    """The outbox's depth (not parked) and its oldest row's age, every 250 ms."""
+
+    def __init__(self, uri):
+        super().__init__(daemon=True)
+        self.uri, self.stop, self.samples = uri, threading.Event(), []
+
+    def run(self):
+        while not self.stop.wait(0.25):
+            try:
+                out = psql(self.uri, "SELECT count(*), coalesce(round(extract(epoch FROM "
+                           "clock_timestamp() - min(enqueued_at)) * 1000), 0) FROM outbox "
+                           "WHERE parked_at IS NULL")
+                depth, age = out.split("|")
+                self.samples.append((time.time(), int(depth), int(float(age))))
+            except (RuntimeError, ValueError, subprocess.TimeoutExpired):
+                pass  # a sample missed under load
+
+
+def cpu_ticks(pidfile):
+    """utime + stime of the process whose pid is in pidfile (0 when unknown)."""
+    try:
+        with open(pidfile) as f:
+            pid = int(f.read().strip())
+        with open("/proc/%d/stat" % pid) as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def run_submit(d):
+    """run.sh's a1 and s64 on stack d: (a1 rows/s, s64 waybills/s, ratio, s64 p99 ms, output)."""
+    r = subprocess.run([os.path.join(ROOT, "tests", "bench", "run.sh"), d], capture_output=True,
+                       text=True, env=dict(os.environ, WAYGATE_BUILD=BUILD, BENCH_FIGURES="submit",
+                                           BENCH_CONF="s64:4:16:0"))
+    out = r.stdout + r.stderr
+    if r.returncode != 0:
+        print(out)
+        sys.exit("forward_bench: run.sh failed")
+    m = re.search(r"Submit at 64 streams >= 1\.2x .*?: ([0-9.]+)x, p99 ([0-9.]+) ms", out)
+    a1 = re.search(r"a1 one row/txn:\s+([0-9.]+) rows/s", out)
+    s64 = re.search(r"s64: ([0-9.]+) waybills/s", out)
+    return (float(a1.group(1)) if a1 else 0.0, float(s64.group(1)) if s64 else 0.0,
+            float(m.group(1)) if m else 0.0, float(m.group(2)) if m else 0.0, out)
+
+
+def set_forwarding(d, on):
+    """Comments the [forward] endpoint out (off) or in (on) and restarts the stack's gateway."""
+    path = os.path.join(d, "waygated.conf")
+    with open(path) as f:
+        text = f.read()
+    if on:
+        text = re.sub(r"^#bench-off# (endpoint\s*=)", r"\1", text, flags=re.M)
+    else:
+        text = re.sub(r"^(endpoint\s*=)", r"#bench-off# \1", text, flags=re.M)
+    with open(path, "w") as f:
+        f.write(text)
+    devstack = os.path.join(ROOT, "deploy", "devstack")
+    e = dict(os.environ, WAYGATE_BUILD=BUILD)
+    for cmd in ("down", "up"):
+        r = subprocess.run([devstack, cmd, d], capture_output=True, text=True, env=e)
+        if r.returncode != 0:
+            sys.exit("forward_bench: devstack %s failed:\n%s%s" % (cmd, r.stdout, r.stderr))
+
+
+def pct(values, p):
+    if not values:
+        return 0.0
+    v = sorted(values)
+    return v[min(len(v) - 1, int(p * (len(v) - 1) + 0.5))]
+
+
+def main():
+    own = None
+    if len(sys.argv) > 1:
+        d = sys.argv[1]
+    else:
+        own = d = tempfile.mkdtemp(prefix="wgfwd-stack.")
+        os.chmod(d, 0o711)
+        r = subprocess.run([os.path.join(ROOT, "deploy", "devstack"), "up", d],
+                           capture_output=True, text=True, env=dict(os.environ, WAYGATE_BUILD=BUILD))
+        if r.returncode != 0:
+            sys.exit("devstack up failed:\n" + r.stdout + r.stderr)
+    try:
+        return run(d)
+    finally:
+        if own:
+            subprocess.run([os.path.join(ROOT, "deploy", "devstack"), "down", own],
+                           capture_output=True, env=dict(os.environ, WAYGATE_BUILD=BUILD))
+            shutil.rmtree(own, ignore_errors=True)
+
+
+def run(d):
+    env = read_env(os.path.join(d, "env"))
+    with open(os.path.join(d, "waygated.conf")) as f:
+        if not re.search(r"^\[forward\][^\[]*^endpoint\s*=", f.read(), re.M):
+            sys.exit("forward_bench: %s/waygated.conf has no [forward] endpoint" % d)
+    sink_log = env["WAYGATE_SINK_LOG"]
+    subprocess.run([sys.executable, env["WAYGATE_SINK"], "ctl", env["WAYGATE_SINK_CONTROL"], "up"],
+                   check=True, capture_output=True, timeout=60)
+    uri = env["WAYGATE_PGURI_OWNER"]
+    start_us = int(time.time() * 1e6)
+    sampler = Sampler(uri)
+    sampler.start()
+    t_gw, t_sink = cpu_ticks(os.path.join(d, "waygated.pid")), cpu_ticks(env["WAYGATE_SINK_PIDFILE"])
+    a1_rate, s64_rate, ratio, p99_submit, out = run_submit(d)
+    end_us = int(time.time() * 1e6)
+    t_gw = cpu_ticks(os.path.join(d, "waygated.pid")) - t_gw
+    t_sink = cpu_ticks(env["WAYGATE_SINK_PIDFILE"]) - t_sink
+    drained_at = None
+    deadline = time.time() + DRAIN_BOUND_S
+    while time.time() < deadline:
+        if sampler.samples and sampler.samples[-1][0] * 1e6 > end_us and sampler.samples[-1][1] == 0:
+            drained_at = time.time()
+            break
+        time.sleep(0.25)
+    sampler.stop.set()
+    sampler.join()
+    # (o64) then the same figure with forwarding off (what forwarding costs); the outbox keeps
+    # those waybills and the gateway delivers them once forwarding is back on
+    set_forwarding(d, False)
+    try:
+        off_a1, off_s64, off_ratio, off_p99, _ = run_submit(d)
+    finally:
+        set_forwarding(d, True)
+    first, lat = {}, []
+    with open(sink_log, encoding="utf-8") as f:
+        for line in f:
+            rec = json.loads(line)
+            if rec.get("outcome") != "ACCEPTED" or not start_us <= rec.get("enqueued_at_us", 0) <= end_us:
+                continue  # only what f64 submitted (o64's waybills wait for forwarding to be on)
+            if rec["delivery_id"] in first:
+                continue
+            first[rec["delivery_id"]] = rec
+            lat.append((rec["received_at_us"] - rec["enqueued_at_us"]) / 1000.0)
+    during = [s for s in sampler.samples if s[0] * 1e6 <= end_us]
+    max_depth = max((s[1] for s in during), default=0)
+    max_age = max((s[2] for s in during), default=0)
+    hz = os.sysconf("SC_CLK_TCK")
+    print("o64 Submit 64 streams, forwarding off: %.0f waybills/s, p99 %.1f ms: %.2fx its a1 "
+          "(%.0f rows/s)" % (off_s64, off_p99, off_ratio, off_a1))
+    print("f64 Submit 64 streams, forwarding on: %.0f waybills/s, p99 %.1f ms: %.2fx its a1 "
+          "(%.0f rows/s); %.2fx o64" % (s64_rate, p99_submit, ratio, a1_rate,
+                                         s64_rate / off_s64 if off_s64 else 0.0))
+    print("CPU during f64 (run.sh's whole call): gateway %.1f s, sink %.1f s"
+          % (t_gw / hz, t_sink / hz))
+    print("outbox while submitting: max depth %d rows, oldest row at most %d ms old; %s"
+          % (max_depth, max_age, "drained %.1f s after the run" % (drained_at - end_us / 1e6)
+             if drained_at else "NOT drained within %d s" % DRAIN_BOUND_S))
+    print("ack-to-sink over %d deliveries: p50 %.0f ms, p99 %.0f ms, max %.0f ms"
+          % (len(lat), pct(lat, 0.5), pct(lat, 0.99), max(lat, default=0)))
+    ok = ratio >= 1.2 and drained_at is not None and pct(lat, 0.99) < 1000 and lat
+    print("RESULT ratio=%.2f off_ratio=%.2f max_depth=%d drained=%s p99_ack_to_sink_ms=%.0f deliveries=%d %s"
+          % (ratio, off_ratio, max_depth, "yes" if drained_at else "no", pct(lat, 0.99), len(lat),
+             "met" if ok else "NOT met"))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
