@@ -40,6 +40,7 @@ class Load:
             while not self.stop.is_set():
                 with self.lock:
                     w = query_data.new_waybill(self.stack, "a")
+                w.pickup_time -= 4 * 86400  # off the pickup day test_query.py searches by
                 try:
                     r = waygate_proto.unary(ch, SUBMIT, pb.intake.SubmitRequest(waybill=w),
                                             pb.intake.SubmitResponse, timeout=10)
@@ -188,6 +189,7 @@ def test_disk_full_refuses_clearly_and_recovers(stack):
         acked, codes = [], {}
         for _ in range(5000):
             w = query_data.new_waybill(stack, "a")
+            w.pickup_time -= 4 * 86400
             try:
                 acked.append(waygate_proto.unary(ch, SUBMIT, pb.intake.SubmitRequest(waybill=w),
                                                  pb.intake.SubmitResponse, timeout=10).id)
@@ -202,6 +204,7 @@ def test_disk_full_refuses_clearly_and_recovers(stack):
         def works():
             try:
                 w = query_data.new_waybill(stack, "a")
+                w.pickup_time -= 4 * 86400
                 acked.append(waygate_proto.unary(ch, SUBMIT, pb.intake.SubmitRequest(waybill=w),
                                                  pb.intake.SubmitResponse, timeout=10).id)
                 return True

@@ -104,6 +104,8 @@ def test_altered_clear_column_is_data_loss(stack, column):
     check_courier_view(get(stack, w.waybill_no), w, rec)
     touched = ["mac_version", "record_mac"] if column == "mac_version" else [column]
     saved = {c: column_text(stack, rec, c) for c in touched}
+    if column == "id":  # the outbox's foreign key would refuse a new id: the writer drops its row
+        stack.psql("DELETE FROM outbox WHERE waybill_id = '%s'" % rec)
     rows = stack.psql("UPDATE waybill SET %s = %s WHERE id = '%s' RETURNING id"
                       % (column, TAMPER[column], rec))
     assert len(rows) == 1, rows
