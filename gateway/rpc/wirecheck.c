@@ -253,9 +253,13 @@ int gw_wire_measure(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, 
 
 int gw_wire_count(const uint8_t *buf, size_t len, uint32_t field, size_t *count)
 {
-    const uint8_t *p = buf, *end = buf + len;
+    const uint8_t *p, *end;
 
     *count = 0;
+    if (len == 0) /* an empty message (buf may be NULL): nothing to count */
+        return 0;
+    p = buf;
+    end = buf + len;
     while (p < end) {
         uint64_t key, n;
 

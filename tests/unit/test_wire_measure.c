@@ -351,6 +351,8 @@ static void test_count_top_level(void **state)
     assert_int_equal(gw_wire_count(buf, len, 2, &count), 0);
     assert_int_equal(count, 0);
     assert_int_equal(gw_wire_count(buf, 0, 1, &count), 0);
+    assert_int_equal(gw_wire_count(NULL, 0, 1, &count), 0); /* an empty message, no buffer */
+    assert_int_equal(count, 0);
     assert_int_equal(count, 0);
     free(buf);
 }
