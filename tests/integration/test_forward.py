@@ -217,9 +217,12 @@ def test_backend_down_while_submitting_nothing_lost(stack):
 def test_gateway_sigkill_mid_forwarding_nothing_lost(stack):
     """(2) The gateway is killed (SIGKILL) while deliveries are in flight to a slow backend and
     started again: every delivery arrives (those of the lost leases again after the lease)."""
-    sink(stack, "slow", 300)
+    # 3 s per call: the acceptances arrive in a first round, the scans (each behind its
+    # waybill's acceptance) in a second one 3 s later; the kill comes as soon as the first round
+    # is seen, well inside the second
+    sink(stack, "slow", 3000)
     expected = submit_many(stack, 40, scans=True)
-    assert wait_for(lambda: any(received(stack, expected).values()), DELIVERED_BOUND, 0.2), \
+    assert wait_for(lambda: any(received(stack, expected).values()), DELIVERED_BOUND, 0.05), \
         "nothing was delivered before the kill"
     os.kill(stack.gateway_pid(), signal.SIGKILL)
     delivered_before = sum(len(v) for v in received(stack, expected).values())
