@@ -39,7 +39,7 @@ class Load:
         try:
             while not self.stop.is_set():
                 with self.lock:
-                    w = query_data.new_waybill(self.stack, "a")
+                    w = query_data.new_waybill(self.stack, "a", sender_n=904)
                 w.pickup_time -= 4 * 86400  # off the pickup day test_query.py searches by
                 try:
                     r = waygate_proto.unary(ch, SUBMIT, pb.intake.SubmitRequest(waybill=w),
@@ -188,7 +188,7 @@ def test_disk_full_refuses_clearly_and_recovers(stack):
         ch = stack.channel("courier_a")
         acked, codes = [], {}
         for _ in range(5000):
-            w = query_data.new_waybill(stack, "a")
+            w = query_data.new_waybill(stack, "a", sender_n=904)
             w.pickup_time -= 4 * 86400
             try:
                 acked.append(waygate_proto.unary(ch, SUBMIT, pb.intake.SubmitRequest(waybill=w),
@@ -203,7 +203,7 @@ def test_disk_full_refuses_clearly_and_recovers(stack):
 
         def works():
             try:
-                w = query_data.new_waybill(stack, "a")
+                w = query_data.new_waybill(stack, "a", sender_n=904)
                 w.pickup_time -= 4 * 86400
                 acked.append(waygate_proto.unary(ch, SUBMIT, pb.intake.SubmitRequest(waybill=w),
                                                  pb.intake.SubmitResponse, timeout=10).id)
