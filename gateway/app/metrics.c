@@ -37,26 +37,6 @@ struct gw_metrics {
     struct evhttp_bound_socket *sock;
 };
 
-static const char *const status_names[] = {
-    "OK",
-    "CANCELLED",
-    "UNKNOWN",
-    "INVALID_ARGUMENT",
-    "DEADLINE_EXCEEDED",
-    "NOT_FOUND",
-    "ALREADY_EXISTS",
-    "PERMISSION_DENIED",
-    "RESOURCE_EXHAUSTED",
-    "FAILED_PRECONDITION",
-    "ABORTED",
-    "OUT_OF_RANGE",
-    "UNIMPLEMENTED",
-    "INTERNAL",
-    "UNAVAILABLE",
-    "DATA_LOSS",
-    "UNAUTHENTICATED",
-};
-
 static void write_calls(struct evbuffer *b, const struct gw_rpc *rpc)
 {
     size_t n = gw_rpc_stats_n(rpc);
@@ -66,10 +46,11 @@ static void write_calls(struct evbuffer *b, const struct gw_rpc *rpc)
                    "CANCELLED)");
     for (size_t i = 0; i < n; i++) {
         const struct gw_rpc_method_stats *st = gw_rpc_stats(rpc, i);
-        for (size_t c = 0; c < sizeof(status_names) / sizeof(status_names[0]); c++)
+        for (size_t c = 0; c < GW_GRPC_NSTATUS; c++)
             if (st->by_status[c] > 0)
                 gw_prom_sample(b, "waygate_grpc_calls_total", "method", gw_rpc_stats_path(rpc, i),
-                               "code", status_names[c], (double)st->by_status[c]);
+                               "code", gw_grpc_status_name((enum gw_grpc_status)c),
+                               (double)st->by_status[c]);
     }
     gw_prom_family(b, "waygate_grpc_call_seconds", "histogram",
                    "gRPC call latency, from the request headers to the status, by method");

@@ -338,3 +338,26 @@ const char *gw_err_str(int err)
         return "unknown error";
     }
 }
+
+const char *gw_grpc_status_name(enum gw_grpc_status s)
+{
+    static const char *const names[GW_GRPC_NSTATUS] = {"OK",
+                                                       "CANCELLED",
+                                                       "UNKNOWN",
+                                                       "INVALID_ARGUMENT",
+                                                       "DEADLINE_EXCEEDED",
+                                                       "NOT_FOUND",
+                                                       "ALREADY_EXISTS",
+                                                       "PERMISSION_DENIED",
+                                                       "RESOURCE_EXHAUSTED",
+                                                       "FAILED_PRECONDITION",
+                                                       "ABORTED",
+                                                       "OUT_OF_RANGE",
+                                                       "UNIMPLEMENTED",
+                                                       "INTERNAL",
+                                                       "UNAVAILABLE",
+                                                       "DATA_LOSS",
+                                                       "UNAUTHENTICATED"};
+
+    return (unsigned)s < GW_GRPC_NSTATUS ? names[s] : "UNKNOWN";
+}

@@ -50,6 +50,11 @@ enum gw_grpc_status {
     GW_GRPC_DATA_LOSS = 15,
     GW_GRPC_UNAUTHENTICATED = 16,
 };
+#define GW_GRPC_NSTATUS (GW_GRPC_UNAUTHENTICATED + 1)
+
+/* The status's canonical name ("UNAVAILABLE"), for metrics and bookkeeping; "UNKNOWN" when out of
+ * range. */
+const char *gw_grpc_status_name(enum gw_grpc_status s);
 
 /* The rules a refusal can name. Each rule has exactly one wording (err.c), a constant that never
  * contains caller data. A wording marked "(bound)" names a limit: the fault's limit is written

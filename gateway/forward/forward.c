@@ -96,30 +96,6 @@ struct gw_forward {
 static void pump(struct gw_forward *f);
 static void send_batch(struct batch *b);
 
-/* A whole call's failure as last_error keeps it: the status's name (no value in it). */
-static const char *status_name(enum gw_grpc_status s)
-{
-    static const char *const names[] = {"OK",
-                                        "CANCELLED",
-                                        "UNKNOWN",
-                                        "INVALID_ARGUMENT",
-                                        "DEADLINE_EXCEEDED",
-                                        "NOT_FOUND",
-                                        "ALREADY_EXISTS",
-                                        "PERMISSION_DENIED",
-                                        "RESOURCE_EXHAUSTED",
-                                        "FAILED_PRECONDITION",
-                                        "ABORTED",
-                                        "OUT_OF_RANGE",
-                                        "UNIMPLEMENTED",
-                                        "INTERNAL",
-                                        "UNAVAILABLE",
-                                        "DATA_LOSS",
-                                        "UNAUTHENTICATED"};
-
-    return (unsigned)s < sizeof(names) / sizeof(names[0]) ? names[s] : "UNKNOWN";
-}
-
 /* ---- logging without a flood: the first failure of a streak, then one in 64 ---- */
 
 static void failed(struct gw_forward *f, const char *what, const char *why)
@@ -363,8 +339,8 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
         succeeded(f);
         mark_sent(b, IT_PARK, "INVALID_ARGUMENT: ", res->message);
     } else {
-        failed(f, "Deliver", status_name(res->status));
-        mark_sent(b, IT_LATER, NULL, status_name(res->status));
+        failed(f, "Deliver", gw_grpc_status_name(res->status));
+        mark_sent(b, IT_LATER, NULL, gw_grpc_status_name(res->status));
     }
     send_batch(b);
 }

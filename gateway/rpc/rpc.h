@@ -82,7 +82,7 @@ const struct gw_method *gw_rpc_lookup(const struct gw_rpc_table *t, const char *
 /* Finished calls of one method (metrics): by gRPC status, and their latency from the headers'
  * arrival to the status. */
 struct gw_rpc_method_stats {
-    uint64_t by_status[GW_GRPC_UNAUTHENTICATED + 1];
+    uint64_t by_status[GW_GRPC_NSTATUS];
     struct gw_prom_hist latency;
 };
 /* Entries: one per method of the table, in its order, then one for paths not in it. */
