@@ -26,6 +26,8 @@
  * keeps the 32-bit counter from carrying into the nonce. tag = the first 16 bytes of
  * HMAC-SM3(k_mac, ver | alg | nonce | aadlen (8 bytes BE) | aad | ct). Opening checks the tag
  * (CRYPTO_memcmp) before decrypting anything.
+ * The tag depends on k_mac only: a key right in its last 16 bytes and wrong in its first 16
+ * would open to wrong bytes without an error (never between random keys; test_tamper_table).
  * Opening refuses (GW_EDATALOSS) any value that is truncated, names an unknown version, an
  * algorithm other than the suite asked for, or fails to authenticate; it never returns partial
  * plaintext.
