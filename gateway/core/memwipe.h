@@ -29,7 +29,7 @@ void gw_memwipe_free(void *p);
 /* Overwrites GW_MEMWIPE_STACK_SCRUB bytes of the stack below the caller's frame: what earlier,
  * deeper calls left there (library code's temporaries: a cipher's partial block, a parser's
  * copy) is gone. The server runs it from the loop after each connection closes. */
-#define GW_MEMWIPE_STACK_SCRUB (64u * 1024u)
+#define GW_MEMWIPE_STACK_SCRUB (256u * 1024u)
 void gw_memwipe_scrub_stack(void);
 
 /* Hands libevent these functions (event_set_mem_functions), when wiping is on. Call first
