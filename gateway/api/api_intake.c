@@ -409,7 +409,7 @@ void gw_api_intake_submit_batch(struct gw_call *call, const uint8_t *req, size_t
     /* Counted on the wire before anything is unpacked (issue 10, finding 2): a batch of 400 000
      * empty items is 800 KB of wire but hundreds of MB unpacked. Broken framing is left to the
      * unpack, which names it. */
-    if (gw_wire_count(req, len, BATCH_FIELD, &count) == 0 && count > BATCH_MAX) {
+    if (gw_wire_count_max(req, len, BATCH_FIELD, BATCH_MAX, &count) == 0 && count > BATCH_MAX) {
         (void)gw_fault_set(&f, GW_EINVAL, NULL, "waybills", GW_RULE_BATCH_TOO_MANY);
         f.limit = BATCH_MAX;
         gw_call_finish_fault(call, &f);

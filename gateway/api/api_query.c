@@ -285,7 +285,10 @@ int gw_api_open_row_in(struct gw_call *call, struct gw_arena *a,
 {
     struct gw_app *app = gw_call_app(call);
     int bad = GW_SEAL_PART_NONE;
-    int rc = gw_unseal_waybill(app->crypto, app->keys, row, a, clear, &bad);
+    int rc;
+
+    app->records_opened++;
+    rc = gw_unseal_waybill(app->crypto, app->keys, row, a, clear, &bad);
 
     if (rc == 0 && number != NULL &&
         (clear[GW_COL_WAYBILL_NO].n != number_len ||

@@ -4,6 +4,7 @@
 #define GW_APP_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 struct event_base;
 struct gw_config;
@@ -36,6 +37,7 @@ struct gw_app {
     struct gw_workers *workers;     /* threads for password hashing (scrypt), off the loop */
     struct gw_audit *audit;         /* this instance's audit chain (store/audit.h, Art. 33) */
     bool draining;                  /* SIGTERM received: health says NOT_SERVING */
+    uint64_t records_opened;        /* stored waybills unsealed for a caller (metrics) */
 };
 
 #endif

@@ -117,6 +117,12 @@ static void write_store(struct evbuffer *b, const struct gw_app *app)
     gauge(b, "waygate_submits_queued", "submits waiting for a group now", (double)st.queued);
     gauge(b, "waygate_group_commits_inflight", "group commits in flight now",
           (double)st.groups_inflight);
+    counter(b, "waygate_waybill_rows_read_total",
+            "waybill rows returned to Get, Reveal and Search under the caller's scope",
+            (double)st.rows_read);
+    counter(b, "waygate_waybill_records_opened_total",
+            "stored waybills decrypted and authenticated for a caller",
+            (double)app->records_opened);
     gw_store_scan_stats(app->store, &sc);
     counter(b, "waygate_scan_groups_total", "scan-event insert transactions", (double)sc.groups);
     gauge(b, "waygate_scans_queued", "scan events waiting for a group now", (double)sc.queued);

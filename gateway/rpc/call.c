@@ -445,7 +445,11 @@ static int on_message(void *arg, const uint8_t *msg, size_t len)
 
     if (call->nreq++ > 0)
         return GW_EPROTO; /* a second message on a unary-request method */
-    if (len > 0) {
+    if (len > 0 && msg == call->dec.buf) {
+        /* assembled from several DATA frames: the decoder's buffer becomes the request, no
+         * second copy of up to max_message_size (issue 10, finding 2: the loop held) */
+        call->req = gw_grpc_decoder_take(&call->dec);
+    } else if (len > 0) {
         call->req = gw_malloc(len);
         if (call->req == NULL)
             return GW_ENOMEM;
@@ -695,7 +699,7 @@ ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDes
 
     /* Checked and measured on the wire first: nothing is unpacked that breaks a string rule or
      * would take more than its bound. */
-    if (gw_wire_measure(desc, req, len, &wm, &f) != 0) {
+    if (gw_wire_measure_max(desc, req, len, bound, &wm, &f) != 0) {
         gw_call_finish_fault(call, &f);
         return NULL;
     }

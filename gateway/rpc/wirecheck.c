@@ -6,6 +6,7 @@
 #include "wirecheck.h"
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,6 +81,7 @@ static int fail(struct gw_fault *fault, const struct frame *fr, enum gw_rule rul
 #define SCANNED_ON_STACK 16u
 #define SCANNED_COST 64u
 #define UNKNOWN_FIELD_COST 24u
+#define WALK_OVER 1 /* walk's return: the measure passed its max; the walk stopped there */
 
 static size_t elt_size(const ProtobufCFieldDescriptor *f)
 {
@@ -129,7 +131,7 @@ static bool is_packable(const ProtobufCFieldDescriptor *f)
 }
 
 static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t len,
-                const struct frame *path, int depth, struct gw_fault *fault,
+                const struct frame *path, int depth, size_t max, struct gw_fault *fault,
                 struct gw_wire_measure *m)
 {
     const uint8_t *end = p + len;
@@ -158,6 +160,12 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t le
 
         if (!read_varint(&p, end, &key) || key >> 3 == 0 || key >> 3 > UINT32_MAX)
             return fail(fault, path, GW_RULE_PROTOBUF);
+        /* what is counted so far, this message's scanned slots included, never exceeds the
+         * final measure: past max the message is refused whatever follows */
+        if (m->unpacked + (occurrences > SCANNED_ON_STACK ? SCANNED_COST * occurrences : 0) > max) {
+            m->unpacked += occurrences > SCANNED_ON_STACK ? SCANNED_COST * occurrences : 0;
+            return WALK_OVER;
+        }
         f = protobuf_c_message_descriptor_get_field(d, (unsigned)(key >> 3));
         occurrences++;
         m->fields++;
@@ -222,7 +230,7 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t le
             if (memchr(p, 0, (size_t)n) != NULL)
                 return fail(fault, &sub, GW_RULE_NUL);
         } else {
-            rc = walk(f->descriptor, p, (size_t)n, &sub, depth + 1, fault, m);
+            rc = walk(f->descriptor, p, (size_t)n, &sub, depth + 1, max, fault, m);
             if (rc != 0)
                 return rc;
         }
@@ -236,7 +244,14 @@ static int walk(const ProtobufCMessageDescriptor *d, const uint8_t *p, size_t le
 int gw_wire_measure(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
                     struct gw_wire_measure *m, struct gw_fault *fault)
 {
+    return gw_wire_measure_max(desc, buf, len, SIZE_MAX, m, fault);
+}
+
+int gw_wire_measure_max(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, size_t len,
+                        size_t max, struct gw_wire_measure *m, struct gw_fault *fault)
+{
     struct gw_wire_measure local;
+    int rc;
 
     if (m == NULL)
         m = &local;
@@ -248,10 +263,16 @@ int gw_wire_measure(const ProtobufCMessageDescriptor *desc, const uint8_t *buf, 
     if (buf == NULL)
         return fail(fault, NULL, GW_RULE_PROTOBUF);
     m->unpacked = 0;
-    return walk(desc, buf, len, NULL, 0, fault, m);
+    rc = walk(desc, buf, len, NULL, 0, max, fault, m);
+    return rc == WALK_OVER ? 0 : rc;
 }
 
 int gw_wire_count(const uint8_t *buf, size_t len, uint32_t field, size_t *count)
+{
+    return gw_wire_count_max(buf, len, field, SIZE_MAX - 1, count);
+}
+
+int gw_wire_count_max(const uint8_t *buf, size_t len, uint32_t field, size_t max, size_t *count)
 {
     const uint8_t *p, *end;
 
@@ -285,8 +306,8 @@ int gw_wire_count(const uint8_t *buf, size_t len, uint32_t field, size_t *count)
         default:
             return GW_EINVAL;
         }
-        if (key >> 3 == field)
-            (*count)++;
+        if (key >> 3 == field && ++(*count) > max)
+            return 0;
     }
     return 0;
 }

@@ -51,9 +51,22 @@ struct gw_wire_measure {
 GW_MUST_CHECK int gw_wire_measure(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
                                   size_t len, struct gw_wire_measure *m, struct gw_fault *fault);
 
+/* gw_wire_measure that stops early once what it has counted so far (a lower bound of the whole)
+ * exceeds max: it then returns 0 with m->unpacked > max, the rest unwalked and unchecked. A
+ * message of millions of empty fields is refused after the part that already proves it too
+ * large, not after all of it (the loop is not held: issue 10, finding 2). */
+GW_MUST_CHECK int gw_wire_measure_max(const ProtobufCMessageDescriptor *desc, const uint8_t *buf,
+                                      size_t len, size_t max, struct gw_wire_measure *m,
+                                      struct gw_fault *fault);
+
 /* Counts the occurrences of top-level field number `field` in buf[0..len) without unpacking
  * (a repeated field's elements: a batch's items before the batch is unpacked). Returns 0, or
  * GW_EINVAL when the framing is broken (*count is then what was counted so far). */
 GW_MUST_CHECK int gw_wire_count(const uint8_t *buf, size_t len, uint32_t field, size_t *count);
+
+/* gw_wire_count that stops once *count exceeds max (then *count == max + 1, the rest of the
+ * message unread): a batch of millions of items is refused after max + 1 of them. */
+GW_MUST_CHECK int gw_wire_count_max(const uint8_t *buf, size_t len, uint32_t field, size_t max,
+                                    size_t *count);
 
 #endif

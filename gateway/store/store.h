@@ -135,6 +135,9 @@ struct gw_store_stats {
     uint64_t items_requeued; /* zero-row outcomes (a concurrent insert of the same number) */
     uint64_t queued;         /* single submits waiting for a group now */
     uint64_t groups_inflight;
+    /* waybill rows that Get, Reveal and Search statements returned (under the caller's scope):
+     * a number outside the scope must cost what a missing one costs (issue 10, finding 8) */
+    uint64_t rows_read;
     /* groups sent by their number of waybills: <= 1, 2, 4, ... 128, more */
     uint64_t group_items[GW_STORE_GROUP_BUCKETS];
 };

@@ -60,6 +60,7 @@ static void search_done_cb(void *arg, int err, const struct gw_db_result *res)
     }
     pr = res->results[1]; /* [0] set the scope */
     n = PQntuples(pr);
+    r->store->st.rows_read += (uint64_t)n;
     if (n > 0 && (rows = gw_calloc((size_t)n, sizeof(*rows))) == NULL) {
         r->cb.search(r->arg, GW_ENOMEM, NULL, 0);
         goto out;

@@ -164,6 +164,7 @@ static void get_done_cb(void *arg, int err, const struct gw_db_result *res)
         goto out;
     }
     pr = res->results[1]; /* [0] set the scope */
+    r->store->st.rows_read += (uint64_t)PQntuples(pr);
     if (PQntuples(pr) == 0) {
         r->cb.get(r->arg, GW_ENOTFOUND, NULL);
         goto out;

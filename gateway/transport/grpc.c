@@ -23,6 +23,15 @@ void gw_grpc_decoder_clear(struct gw_grpc_decoder *d)
     d->prefix_have = 0;
 }
 
+uint8_t *gw_grpc_decoder_take(struct gw_grpc_decoder *d)
+{
+    uint8_t *b = d->buf;
+
+    d->buf = NULL;
+    d->bufcap = 0;
+    return b;
+}
+
 bool gw_grpc_decoder_idle(const struct gw_grpc_decoder *d)
 {
     return d->prefix_have == 0;

@@ -35,6 +35,10 @@ struct gw_grpc_decoder {
 
 void gw_grpc_decoder_init(struct gw_grpc_decoder *d, uint32_t max_message);
 void gw_grpc_decoder_clear(struct gw_grpc_decoder *d);
+/* From inside the message callback, when its msg is d->buf (a message assembled from several
+ * chunks): hands the buffer over, msg's length exactly, to be freed by the caller with
+ * gw_free_wipe; the decoder then holds nothing. */
+uint8_t *gw_grpc_decoder_take(struct gw_grpc_decoder *d);
 
 /* Called once per complete message; msg is valid only during the call (may be NULL when len is
  * 0). Return 0 to go on, or a negative gw_err to stop decoding (made sticky and returned by

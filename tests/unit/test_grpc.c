@@ -167,6 +167,62 @@ static void test_buffer_grows_with_data(void **state)
     gw_grpc_decoder_clear(&d);
 }
 
+/* The message callback may take an assembled message's buffer instead of copying it: the
+ * buffer holds exactly the message, the decoder then holds nothing and goes on. */
+struct taker {
+    struct gw_grpc_decoder *d;
+    uint8_t *taken;
+    size_t len;
+    unsigned n;
+};
+
+static int take_cb(void *arg, const uint8_t *msg, size_t len)
+{
+    struct taker *t = arg;
+
+    t->n++;
+    if (msg == t->d->buf) {
+        t->taken = gw_grpc_decoder_take(t->d);
+        t->len = len;
+        assert_ptr_equal(t->taken, msg);
+        assert_null(t->d->buf);
+        assert_int_equal(t->d->bufcap, 0);
+    }
+    return 0;
+}
+
+static void test_take_assembled_message(void **state)
+{
+    struct gw_grpc_decoder d;
+    struct taker t = {.d = &d};
+    uint8_t prefix[5], next[8];
+    static uint8_t body[70000];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(body); i++)
+        body[i] = (uint8_t)(i * 7);
+    gw_grpc_frame_prefix(prefix, sizeof(body));
+    gw_grpc_decoder_init(&d, 4u << 20);
+    assert_int_equal(gw_grpc_decoder_feed(&d, prefix, 5, take_cb, &t), 0);
+    for (size_t off = 0; off < sizeof(body); off += 16384) {
+        size_t n = sizeof(body) - off < 16384 ? sizeof(body) - off : 16384;
+        assert_int_equal(gw_grpc_decoder_feed(&d, body + off, n, take_cb, &t), 0);
+    }
+    assert_int_equal(t.n, 1);
+    assert_non_null(t.taken);
+    assert_int_equal(t.len, sizeof(body));
+    assert_memory_equal(t.taken, body, sizeof(body));
+    gw_free_wipe(t.taken, t.len);
+    /* the decoder goes on with the next message, in one chunk: handed over from the chunk */
+    t.taken = NULL;
+    gw_grpc_frame_prefix(next, 3);
+    memcpy(next + 5, "abc", 3);
+    assert_int_equal(gw_grpc_decoder_feed(&d, next, 8, take_cb, &t), 0);
+    assert_int_equal(t.n, 2);
+    assert_null(t.taken);
+    gw_grpc_decoder_clear(&d);
+}
+
 static void test_compressed_flag(void **state)
 {
     struct gw_grpc_decoder d;
@@ -394,6 +450,7 @@ int main(void)
         cmocka_unit_test(test_zero_length_only),
         cmocka_unit_test(test_oversized_refused_from_prefix),
         cmocka_unit_test(test_buffer_grows_with_data),
+        cmocka_unit_test(test_take_assembled_message),
         cmocka_unit_test(test_compressed_flag),
         cmocka_unit_test(test_callback_error_sticky),
         cmocka_unit_test(test_decoder_alloc_failure),

@@ -390,6 +390,54 @@ static void test_count_broken_framing(void **state)
     assert_int_equal(gw_wire_count(short_fixed, sizeof(short_fixed), 1, &count), GW_EINVAL);
 }
 
+/* The early stops (the loop not held by one maximal message): the count stops past its max, the
+ * measure once what it has counted exceeds its max; both walk only a prefix of 2 MiB of empty
+ * fields, and agree with the full walk on the outcome. The broken framing after the stop point is
+ * never reached. */
+static void test_early_stops_walk_a_prefix(void **state)
+{
+    size_t n = 1u << 20, len = 2 * n + 2, count = 0, bound = 8 * len + 65536;
+    uint8_t *buf = malloc(len), *inner;
+    struct gw_wire_measure full, part;
+    struct gw_fault f;
+
+    (void)state;
+    assert_non_null(buf);
+    for (size_t k = 0; k < n; k++) {
+        buf[2 * k] = 0x0a;
+        buf[2 * k + 1] = 0x00;
+    }
+    buf[len - 2] = 0x0a; /* a length past the end: broken framing at the very end */
+    buf[len - 1] = 0x05;
+    assert_int_equal(gw_wire_count(buf, len, 1, &count), GW_EINVAL); /* the full walk sees it */
+    assert_int_equal(gw_wire_count_max(buf, len, 1, 256, &count), 0);
+    assert_int_equal(count, 257);
+    assert_int_equal(gw_wire_count_max(buf, 2 * 100, 1, 256, &count), 0);
+    assert_int_equal(count, 100); /* under the max: counted to the end */
+
+    /* a Submit whose waybill repeats an empty waybill_no n times */
+    inner = buf; /* the same bytes read as Waybill fields (field 1, waybill_no) */
+    assert_int_equal(gw_wire_measure(&waygate__v1__waybill__descriptor, inner, 2 * n, &full, &f),
+                     0);
+    assert_true(full.unpacked > bound);
+    assert_int_equal(full.fields, n);
+    assert_int_equal(
+        gw_wire_measure_max(&waygate__v1__waybill__descriptor, inner, len, bound, &part, &f), 0);
+    assert_true(part.unpacked > bound); /* refused by the caller, as the full measure is */
+    assert_true(part.fields < n / 2);   /* after less than half of it */
+    assert_true(part.fields * 64 + 65536 > bound / 2);
+    /* without the stop the broken end is found */
+    assert_int_equal(gw_wire_measure(&waygate__v1__waybill__descriptor, inner, len, &full, &f),
+                     GW_EINVAL);
+    /* under the max: the same as the full measure */
+    assert_int_equal(
+        gw_wire_measure_max(&waygate__v1__waybill__descriptor, inner, 200, bound, &part, &f), 0);
+    assert_int_equal(gw_wire_measure(&waygate__v1__waybill__descriptor, inner, 200, &full, &f), 0);
+    assert_int_equal(part.unpacked, full.unpacked);
+    assert_int_equal(part.fields, full.fields);
+    free(buf);
+}
+
 /* The measure walks with the same checks as gw_wirecheck. */
 static void test_measure_faults_like_wirecheck(void **state)
 {
@@ -416,6 +464,7 @@ int main(void)
         cmocka_unit_test(test_unknown_fields_measured),
         cmocka_unit_test(test_repeated_singular_string_measured),
         cmocka_unit_test(test_count_top_level),
+        cmocka_unit_test(test_early_stops_walk_a_prefix),
         cmocka_unit_test(test_count_every_wire_type),
         cmocka_unit_test(test_count_broken_framing),
         cmocka_unit_test(test_measure_faults_like_wirecheck),
