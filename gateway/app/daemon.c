@@ -17,6 +17,7 @@
 #include "api_auth.h"
 #include "app.h"
 #include "audit.h"
+#include "audit_signer.h"
 #include "config.h"
 #include "crypto.h"
 #include "daemon.h"
@@ -360,11 +361,14 @@ static int start_audit(struct gw_app *app, const char *path)
             port = 0;
         snprintf(chain, sizeof chain, "gw-%.40s-%u", host, (unsigned)port);
     }
+    struct gw_sign_key key;
+    int has_key = gw_audit_signer(app->keys, &key);
     ac = (struct gw_audit_config){.chain = chain,
                                   .checkpoint_every = cfg->checkpoint_every,
                                   .checkpoint_ms = cfg->checkpoint_ms,
-                                  .seed = gw_keyring_audit_seed(app->keys)};
-    if (ac.seed == NULL) {
+                                  .alg = key.alg,
+                                  .seed = key.seed};
+    if (has_key != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL,
                "%s: [keys] keyring has no audit signing key (line \"audit <base64>\"): "
                "`waygatectl keys rotate` adds it",
