@@ -3,6 +3,11 @@
 
 #include "keyring.h"
 
+enum gw_sign_alg gw_audit_sign_alg(enum gw_suite suite)
+{
+    return suite == GW_SUITE_SM ? GW_SIGN_SM2 : GW_SIGN_ED25519;
+}
+
 int gw_audit_signer(const struct gw_keyring *kr, struct gw_sign_key *out)
 {
     out->alg = GW_SIGN_ED25519;

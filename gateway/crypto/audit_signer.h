@@ -5,10 +5,14 @@
 #ifndef GW_AUDIT_SIGNER_H
 #define GW_AUDIT_SIGNER_H
 
+#include "crypto.h"
 #include "err.h"
 #include "sign.h"
 
 struct gw_keyring;
+
+/* The signature algorithm of a suite: aes -> Ed25519, sm -> SM2. */
+enum gw_sign_alg gw_audit_sign_alg(enum gw_suite suite);
 
 /* *out = the audit key of kr's current suite (out->seed points into kr, which must outlive it).
  * Returns 0, or GW_EPRECOND when the keyring has no audit key for that suite. */

@@ -42,7 +42,8 @@ const char *gw_sign_alg_name(enum gw_sign_alg alg);
 int gw_sign_alg_parse(const char *s, size_t n, enum gw_sign_alg *out) GW_MUST_CHECK;
 /* The public key length of alg (32, 65), 0 for an unknown one. */
 size_t gw_sign_pub_len(enum gw_sign_alg alg);
-/* The algorithm of a public key from its length (and, for SM2, its leading 0x04); 0 or GW_EINVAL. */
+/* The algorithm of a public key from its length (and, for SM2, its leading 0x04); 0 or GW_EINVAL.
+ */
 int gw_sign_pub_alg(const uint8_t *pub, size_t len, enum gw_sign_alg *out) GW_MUST_CHECK;
 
 /* The public key of k into pub (GW_SIGN_PUB_MAX bytes of room), its length in *len.

@@ -157,10 +157,8 @@ static void names_and_lengths(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(ed25519_rfc8032),
-        cmocka_unit_test(sm2_matches_openssl_cli),
-        cmocka_unit_test(sm2_round_trip_randomised),
-        cmocka_unit_test(sm2_scalar_range),
+        cmocka_unit_test(ed25519_rfc8032),           cmocka_unit_test(sm2_matches_openssl_cli),
+        cmocka_unit_test(sm2_round_trip_randomised), cmocka_unit_test(sm2_scalar_range),
         cmocka_unit_test(names_and_lengths),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
