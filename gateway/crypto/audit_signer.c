@@ -10,7 +10,8 @@ enum gw_sign_alg gw_audit_sign_alg(enum gw_suite suite)
 
 int gw_audit_signer(const struct gw_keyring *kr, struct gw_sign_key *out)
 {
-    out->alg = GW_SIGN_ED25519;
-    out->seed = kr ? gw_keyring_audit_seed(kr) : NULL;
+    enum gw_suite suite = kr ? gw_keyring_suite(kr) : GW_SUITE_AES;
+    out->alg = gw_audit_sign_alg(suite);
+    out->seed = kr ? gw_keyring_audit_seed(kr, suite) : NULL;
     return out->seed ? 0 : GW_EPRECOND;
 }

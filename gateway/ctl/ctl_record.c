@@ -19,6 +19,7 @@ static const struct {
     const char *audit; /* audit_record.action */
 } actions[] = {
     {"keys.init", "key.init"},
+    {"keys.add-suite", "key.add_suite"},
     {"keys.rotate", "key.rotate"},
     {"keys.retire", "key.retire"},
     {"keys.rewrap", "key.rewrap"},
