@@ -232,7 +232,7 @@ def test_live_trail_with_both_algorithms_verifies(stack, smgw, sm_bundle):
     algs = set(stack.psql("SELECT DISTINCT k.algorithm FROM audit_checkpoint c "
                           "JOIN audit_key k USING (key_id)"))
     assert "sm2" in algs and algs <= {"ed25519", "sm2"}, algs
-    r = stack.ctl("audit", "verify")
+    r = stack.ctl("audit", "verify", "--db", stack.pguri)
     assert r.returncode == 0, r.stdout + r.stderr
 
 
