@@ -11,7 +11,8 @@ Run as a program it self-tests: the standards' SM3 examples, the GB/T 32918.2 Ap
 curve and identifier), signatures made by the openssl CLI (`pkeyutl -sign -rawin -digest sm3 -pkeyopt
 distid:1234567812345678`) when the CLI is present, and forged signatures refused. Exit status 0 = all pass.
 
-Verification only; never used to sign anything, and not constant-time (public data only).
+Not constant-time. sm2_sign exists for tests that build audit chains of known shape (with a
+test key); it checks against the standard's own example (its k) and is never part of a product.
 """
 import struct
 import sys
@@ -281,6 +282,22 @@ def sm2_verify(pub, msg, sig_der, ident=DEFAULT_ID, curve=SM2P256):
     return rs is not None and sm2_verify_rs(pub, msg, rs[0], rs[1], ident, curve)
 
 
+def sm2_sign(d, msg, ident=DEFAULT_ID, curve=SM2P256, k=None):
+    """A DER SM2 signature of msg by private scalar d (GB/T 32918.2 6.1); k random unless given.
+    Test helper only (not constant-time)."""
+    import secrets
+    n = curve.n
+    e = int.from_bytes(sm3(sm2_z(sm2_public(d, curve), ident, curve) + bytes(msg)), "big")
+    while True:
+        kk = k if k is not None else secrets.randbelow(n - 1) + 1
+        r = (e + curve.mul(kk, curve.g)[0]) % n
+        s = pow(1 + d, -1, n) * (kk - r * d) % n
+        if r != 0 and r + kk != n and s != 0:
+            return der_encode_sig(r, s)
+        if k is not None:
+            raise ValueError("k unusable")
+
+
 def sm2_public(d, curve=SM2P256):
     """The uncompressed public point of private scalar d (test helper)."""
     x, y = curve.mul(d, curve.g)
@@ -314,6 +331,7 @@ _EX_D = _h("128B2FA8 BD433C6C 068C8D80 3DFF7979 2A519A55 171B1B65 0C23661D 15897
 _EX_X = "0AE4C7798AA0F119471BEE11825BE46202BB79E2A5844495E97C04FF4DF2548A"
 _EX_Y = "7C0240F88F1CD4E16352A73C17B7F16F07353E53A176D684A9FE0C6BB798E857"
 _EX_Z = "F4A38489E32B45B6F876E3AC2168CA392362DC8F23459C1D1146FC3DBFB7BC9A"
+_EX_K = _h("6CB28D99 385C175C 94F94E93 4817663F C176D925 DD72B727 260DBAAE 1FB2F96F")
 _EX_R = _h("40F1EC59 F793D9F4 9E09DCEF 49130D41 94F79FB1 EED2CAA5 5BACDB49 C4E755D1")
 _EX_S = _h("6FC6DAC3 2C5D5CF1 0C77DFB2 0F7C2EB6 67A45787 2FB09EC5 6327A67E C7DEEBE7")
 _EX_ID = b"ALICE123@YAHOO.COM"
@@ -329,6 +347,12 @@ def _selftest_standard():
                  not sm2_verify_rs(pub, b"message digesT", _EX_R, _EX_S, _EX_ID, _EXAMPLE))
     ok &= _check("SM2 A.2 signature under another identifier refused",
                  not sm2_verify_rs(pub, _EX_M, _EX_R, _EX_S, DEFAULT_ID, _EXAMPLE))
+    ok &= _check("SM2 A.2 signing with the standard's k gives its (r, s)",
+                 der_decode_sig(sm2_sign(_EX_D, _EX_M, _EX_ID, _EXAMPLE, k=_EX_K)) == (_EX_R, _EX_S))
+    sig = sm2_sign(0xABCDEF, b"m")
+    ok &= _check("SM2 sign then verify (recommended curve, random k)",
+                 sm2_verify(sm2_public(0xABCDEF), b"m", sig) and
+                 not sm2_verify(sm2_public(0xABCDEF), b"n", sig))
     ok &= _check("SM2 A.2 s+1 refused", not sm2_verify_rs(pub, _EX_M, _EX_R, _EX_S + 1, _EX_ID, _EXAMPLE))
     return ok
 

@@ -359,7 +359,11 @@ class Verifier:
             if (records != c.records or first != c.first or last != c.last or
                     last_ckpt != c.last_ckpt or (c.records and head != c.head) or
                     (not c.records and head is not None)):
-                raise Bad("chain %s: the manifest does not describe the bundle's records" % cid)
+                m1 = lambda v: -1 if v is None else v  # noqa: E731 (absent: -1, as the C verifier)
+                raise Bad("chain %s: the manifest does not describe the bundle's records (it says "
+                          "seq %d..%d, %d records; the bundle has %d..%d, %d)"
+                          % (cid, m1(first), m1(last), records, m1(c.first), m1(c.last),
+                             c.records))
             if digest != c.digest:
                 raise Bad("chain %s: the manifest's SHA-256 of its items does not match" % cid)
         if n_chains < len(self.done):
