@@ -21,6 +21,7 @@
 #include "audit.h"
 #include "audit_bundle.h"
 #include "audit_scan.h"
+#include "audit_signer.h"
 #include "keyring.h"
 #include "log.h"
 
@@ -33,8 +34,9 @@ struct export
     struct gw_audit_req *rec; /* the audit.export record being written */
     struct gw_audit_scan *scan;
     struct gw_bundle_writer *w;
-    const uint8_t *seed; /* the keyring's audit seed (the keyring outlives the call) */
-    uint8_t seal_pub[GW_AUDIT_PUB_LEN];
+    struct gw_sign_key key; /* the keyring's audit key (the keyring outlives the call) */
+    uint8_t seal_pub[GW_SIGN_PUB_MAX];
+    size_t seal_publen;
     uint8_t *buf; /* bundle bytes produced and not yet sent */
     size_t len, cap;
     uint64_t offset; /* bundle bytes sent */
@@ -148,12 +150,12 @@ static void pump(void *arg)
         end(e, rc);
 }
 
-static int key_cb(void *arg, const uint8_t pub[GW_AUDIT_PUB_LEN])
+static int key_cb(void *arg, const uint8_t *pub, size_t publen)
 {
     struct export *e = arg;
-    if (memcmp(pub, e->seal_pub, GW_AUDIT_PUB_LEN) == 0)
+    if (publen == e->seal_publen && memcmp(pub, e->seal_pub, publen) == 0)
         return 0; /* written last, as the seal's key */
-    return gw_bundle_write_key(e->w, pub);
+    return gw_bundle_write_key(e->w, pub, publen);
 }
 
 static int row_cb(void *arg, const struct gw_audit_row *r)
@@ -173,10 +175,10 @@ static void step_done_cb(void *arg, int err, bool finished)
     struct export *e = arg;
     if (err == 0 && !e->keys_done) {
         e->keys_done = true;
-        err = gw_bundle_write_key(e->w, e->seal_pub);
+        err = gw_bundle_write_key(e->w, e->seal_pub, e->seal_publen);
     }
     if (err == 0 && finished) {
-        err = gw_bundle_finish(e->w, e->seed);
+        err = gw_bundle_finish(e->w, &e->key);
         e->read_done = true;
     }
     if (err != 0) {
@@ -256,8 +258,8 @@ void gw_api_compliance_export_audit(struct gw_call *call, const uint8_t *req, si
     }
     memset(e, 0, sizeof *e);
     e->call = call;
-    e->seed = gw_keyring_audit_seed(app->keys, GW_SUITE_AES);
-    if (!e->seed || gw_audit_public(e->seed, e->seal_pub) != 0) {
+    if (gw_audit_signer(app->keys, &e->key) != 0 ||
+        gw_sign_public(&e->key, e->seal_pub, &e->seal_publen) != 0) {
         gw_call_fail(call, GW_EPRECOND, NULL, GW_RULE_KEY_UNAVAILABLE);
         return;
     }

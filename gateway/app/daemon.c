@@ -17,6 +17,7 @@
 #include "api_auth.h"
 #include "app.h"
 #include "audit.h"
+#include "audit_signer.h"
 #include "config.h"
 #include "crypto.h"
 #include "daemon.h"
@@ -386,18 +387,22 @@ static int start_audit(struct gw_app *app, const char *path)
             port = 0;
         snprintf(chain, sizeof chain, "gw-%.40s-%u", host, (unsigned)port);
     }
+    struct gw_sign_key key;
+    int has_key = gw_audit_signer(app->keys, &key);
     ac = (struct gw_audit_config){.chain = chain,
                                   .checkpoint_every = cfg->checkpoint_every,
                                   .checkpoint_ms = cfg->checkpoint_ms,
-                                  /* Ed25519, the aes suite's audit key, until checkpoints
-                                   * are signed by suite (SM2 under sm: issue 11) */
-                                  .seed = gw_keyring_audit_seed(app->keys, GW_SUITE_AES)};
-    if (ac.seed == NULL) {
+                                  .alg = key.alg,
+                                  .seed = key.seed};
+    if (has_key != 0) {
+        enum gw_suite suite = gw_keyring_suite(app->keys);
         GW_LOG(GW_LOG_ERROR, "main", NULL,
-               "%s: [keys] keyring has no aes audit signing key (line \"audit <base64>\"), "
-               "which signs audit checkpoints (Ed25519): `waygatectl keys rotate --suite aes` "
-               "adds it",
-               path);
+               "%s: [keys] keyring has no %s audit signing key (line \"%saudit <base64>\"), "
+               "which signs audit checkpoints (%s) under [crypto] suite = %s: `waygatectl keys "
+               "rotate --suite %s` adds it",
+               path, gw_suite_name(suite), suite == GW_SUITE_SM ? "sm." : "",
+               suite == GW_SUITE_SM ? "SM2" : "Ed25519", gw_suite_name(suite),
+               gw_suite_name(suite));
         return -1;
     }
     err = gw_audit_new(app->db, &ac, &app->audit);

@@ -9,7 +9,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "ctl_record.h" /* ctl_audit_seed */
+#include "ctl_record.h" /* ctl_audit_key */
 #include "err.h"
 #include "store_acct_admin.h"
 

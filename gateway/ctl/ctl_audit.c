@@ -16,6 +16,7 @@
 #include "alloc.h"
 #include "audit_bundle.h"
 #include "audit_read.h"
+#include "audit_signer.h"
 #include "ctl.h"
 #include "ctl_admin.h"
 #include "keyring.h"
@@ -81,14 +82,15 @@ static bool parse_time(const char *s, int64_t *us)
 struct fill {
     struct gw_bundle_writer *w;
     const uint8_t *skip; /* a key written last instead (the seal's), or NULL */
+    size_t skiplen;
 };
 
-static int key_cb(void *arg, const uint8_t pub[GW_AUDIT_PUB_LEN])
+static int key_cb(void *arg, const uint8_t *pub, size_t publen)
 {
     struct fill *f = arg;
-    if (f->skip && memcmp(pub, f->skip, GW_AUDIT_PUB_LEN) == 0)
+    if (f->skip && publen == f->skiplen && memcmp(pub, f->skip, publen) == 0)
         return 0;
-    return gw_bundle_write_key(f->w, pub);
+    return gw_bundle_write_key(f->w, pub, publen);
 }
 
 static int row_cb(void *arg, const struct gw_audit_row *r)
@@ -107,15 +109,15 @@ static int ckpt_cb(void *arg, const struct gw_audit_ckpt *c)
  * or GW_EDATALOSS when the writer's sink (a verifier) found a bad place, or a failure after
  * saying why. */
 static int fill(struct gw_admin *a, struct gw_bundle_writer *w, bool live,
-                const struct audit_opts *o, const uint8_t *seal_pub)
+                const struct audit_opts *o, const uint8_t *seal_pub, size_t seal_publen)
 {
     char err[512];
     struct gw_audit_span *sp = NULL;
     size_t n = 0;
-    struct fill f = {w, seal_pub};
+    struct fill f = {w, seal_pub, seal_publen};
     int rc = gw_audit_read_keys(a, key_cb, &f, err, sizeof err);
     if (rc == 0 && seal_pub)
-        rc = gw_bundle_write_key(w, seal_pub);
+        rc = gw_bundle_write_key(w, seal_pub, seal_publen);
     if (rc == 0)
         rc = gw_audit_read_plan(a, live, o->from_us, o->to_us, &sp, &n, err, sizeof err);
     for (size_t i = 0; rc == 0 && i < n; i++)
@@ -170,7 +172,7 @@ static int verify_live(const struct audit_opts *o)
     }
     r = gw_bundle_writer_new(gw_bundle_verify_sink, v, &h, &w);
     if (r == 0)
-        r = fill(a, w, true, o, NULL);
+        r = fill(a, w, true, o, NULL, 0);
     if (r == 0)
         r = gw_bundle_finish(w, NULL);
     if (r == 0 || r == GW_EDATALOSS)
@@ -287,8 +289,9 @@ static int export_bundle(const struct audit_opts *o)
     struct gw_bundle_writer *w = NULL;
     struct gw_admin *a = NULL;
     struct file_sink s = {NULL, NULL};
-    uint8_t pub[GW_AUDIT_PUB_LEN], digest[GW_AUDIT_HASH_LEN];
-    const uint8_t *seed;
+    uint8_t pub[GW_SIGN_PUB_MAX], digest[GW_AUDIT_HASH_LEN];
+    size_t publen = 0;
+    struct gw_sign_key key;
     char err[512], tmp[4096];
     int r, rc = GW_CTL_FAIL;
 
@@ -296,8 +299,7 @@ static int export_bundle(const struct audit_opts *o)
         fprintf(stderr, ME " export: keyring: %s\n", err);
         return GW_CTL_FAIL;
     }
-    seed = gw_keyring_audit_seed(kr, GW_SUITE_AES);
-    if (!seed || gw_audit_public(seed, pub) != 0) {
+    if (gw_audit_signer(kr, &key) != 0 || gw_sign_public(&key, pub, &publen) != 0) {
         fprintf(stderr, ME " export: keyring: has no audit signing key\n");
         goto out;
     }
@@ -317,9 +319,9 @@ static int export_bundle(const struct audit_opts *o)
     }
     r = gw_bundle_writer_new(file_sink_cb, &s, &h, &w);
     if (r == 0)
-        r = fill(a, w, false, o, pub);
+        r = fill(a, w, false, o, pub, publen);
     if (r == 0)
-        r = gw_bundle_finish(w, seed);
+        r = gw_bundle_finish(w, &key);
     if (r == 0 && gw_audit_read_end(a, err, sizeof err) != 0) {
         fprintf(stderr, ME " export: %s\n", err);
         goto out;

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "audit_ctl.h"
+#include "audit_signer.h"
 #include "ctl.h"
 #include "ctl_record.h"
 #include "keyring.h"
@@ -32,8 +33,9 @@ static const struct {
     {"routes.remove", "route.remove"},
 };
 
-const uint8_t *ctl_audit_seed(void)
+const struct gw_sign_key *ctl_audit_key(void)
 {
+    static struct gw_sign_key key;
     static struct gw_keyring *kr; /* kept for the life of the (short) process */
     static bool tried;
     const char *path = getenv("WAYGATE_KEYRING");
@@ -48,7 +50,7 @@ const uint8_t *ctl_audit_seed(void)
                     err);
     }
     tried = true;
-    return kr ? gw_keyring_audit_seed(kr, GW_SUITE_AES) : NULL; /* Ed25519 (aes) checkpoints */
+    return gw_audit_signer(kr, &key) == 0 ? &key : NULL;
 }
 
 const char *ctl_record_action(const char *admin_action)
@@ -76,7 +78,7 @@ int ctl_record(struct gw_admin *a, const char *cmd, const char *actor, const cha
     r.count = count;
     r.outcome = outcome;
     r.detail = detail;
-    if (gw_admin_audit(a, &r, ctl_audit_seed(), &seq, err, sizeof(err)) != 0) {
+    if (gw_admin_audit(a, &r, ctl_audit_key(), &seq, err, sizeof(err)) != 0) {
         fprintf(stderr,
                 "waygatectl %s: the audit record could not be written, so nothing was "
                 "done: %s\n",

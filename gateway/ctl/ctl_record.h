@@ -7,11 +7,13 @@
 #include <stdint.h>
 
 struct gw_admin;
+struct gw_sign_key;
 
-/* The keyring's audit seed when $WAYGATE_KEYRING names a keyring this user can read, else NULL
- * (then the CLI's audit records go without a signed checkpoint: `audit verify` reports them as
- * not yet covered). Loaded once per process. */
-const uint8_t *ctl_audit_seed(void);
+/* The keyring's audit key (its current suite's: Ed25519 or SM2, audit_signer.h) when
+ * $WAYGATE_KEYRING names a keyring this user can read, else NULL (then the CLI's audit records go
+ * without a signed checkpoint: `audit verify` reports them as not yet covered). Loaded once per
+ * process. */
+const struct gw_sign_key *ctl_audit_key(void);
 
 /* The audit vocabulary's action for a CLI command's admin_log action ("principals.add" ->
  * "principal.add", "keys.rotate" -> "key.rotate", ...), or NULL for a command that changes

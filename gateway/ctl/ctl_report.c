@@ -41,7 +41,7 @@ static int record(struct gw_admin *a, const char *actor, const char *month, char
                                .outcome = "ok",
                                .detail = "waygatectl report monthly"};
 
-    return gw_admin_audit(a, &rec, ctl_audit_seed(), NULL, err, errlen);
+    return gw_admin_audit(a, &rec, ctl_audit_key(), NULL, err, errlen);
 }
 
 static int report_monthly(const char *conninfo, const char *month, bool csv, const char *actor)

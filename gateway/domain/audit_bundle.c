@@ -32,7 +32,8 @@ struct gw_bundle_writer {
     uint64_t keys, records, checkpoints;
     uint8_t *scratch; /* one item's payload */
     size_t cap;
-    uint8_t key_pub[GW_AUDIT_PUB_LEN]; /* the last key written (the seal's) */
+    uint8_t key_pub[GW_SIGN_PUB_MAX]; /* the last key written (the seal's) */
+    size_t key_publen;
     bool have_key, finished;
 };
 
@@ -149,18 +150,24 @@ void gw_bundle_writer_free(struct gw_bundle_writer *w)
     gw_free(w);
 }
 
-int gw_bundle_write_key(struct gw_bundle_writer *w, const uint8_t pub[GW_AUDIT_PUB_LEN])
+int gw_bundle_write_key(struct gw_bundle_writer *w, const uint8_t *pub, size_t publen)
 {
     char id[65];
     struct gw_bfenc e = {w->scratch, w->cap, 0};
-    int rc = gw_audit_key_id(pub, id);
+    enum gw_sign_alg alg;
+    int rc = gw_sign_pub_alg(pub, publen, &alg);
+    if (rc != 0)
+        return rc;
+    rc = gw_audit_key_id(pub, publen, id);
     if (rc != 0)
         return rc;
     gw_bf_text(&e, id);
-    gw_bf_bytes(&e, pub, GW_AUDIT_PUB_LEN);
+    gw_bf_bytes(&e, pub, publen);
+    gw_bf_text(&e, gw_sign_alg_name(alg));
     rc = emit_item(w, GW_BUNDLE_KEY, w->scratch, e.len, false);
     if (rc == 0) {
-        memcpy(w->key_pub, pub, GW_AUDIT_PUB_LEN);
+        memcpy(w->key_pub, pub, publen);
+        w->key_publen = publen;
         w->have_key = true;
         w->keys++;
     }
@@ -254,7 +261,9 @@ int gw_bundle_write_checkpoint(struct gw_bundle_writer *w, const struct gw_audit
     gw_bf_bytes(&e, c->head, GW_AUDIT_HASH_LEN);
     gw_bf_int(&e, c->at_us);
     gw_bf_text(&e, c->key_id);
-    gw_bf_bytes(&e, c->sig, GW_AUDIT_SIG_LEN);
+    if (c->siglen == 0 || c->siglen > GW_SIGN_SIG_MAX)
+        return GW_EINVAL;
+    gw_bf_bytes(&e, c->sig, c->siglen);
     if (e.len > e.cap)
         return GW_EINVAL;
     rc = emit_item(w, GW_BUNDLE_CHECKPOINT, w->scratch, e.len, true);
@@ -306,31 +315,32 @@ static int write_manifest(struct gw_bundle_writer *w)
     return emit_item(w, GW_BUNDLE_MANIFEST, w->scratch, e.len, false);
 }
 
-static int write_seal(struct gw_bundle_writer *w, const uint8_t *seed)
+static int write_seal(struct gw_bundle_writer *w, const struct gw_sign_key *key)
 {
-    uint8_t msg[sizeof GW_BUNDLE_SEAL_MAGIC + GW_AUDIT_HASH_LEN], sig[GW_AUDIT_SIG_LEN];
-    uint8_t pub[GW_AUDIT_PUB_LEN];
+    uint8_t msg[sizeof GW_BUNDLE_SEAL_MAGIC + GW_AUDIT_HASH_LEN], sig[GW_SIGN_SIG_MAX];
+    uint8_t pub[GW_SIGN_PUB_MAX];
+    size_t publen = 0, siglen = 0;
     char id[65];
     struct gw_bfenc e = {w->scratch, w->cap, 0};
-    int rc = gw_audit_public(seed, pub);
+    int rc = gw_sign_public(key, pub, &publen);
     if (rc != 0)
         return rc;
-    if (!w->have_key || memcmp(pub, w->key_pub, sizeof pub) != 0)
+    if (!w->have_key || publen != w->key_publen || memcmp(pub, w->key_pub, publen) != 0)
         return GW_EINVAL; /* the sealing key must be the bundle's (last) key */
     memcpy(msg, GW_BUNDLE_SEAL_MAGIC, sizeof GW_BUNDLE_SEAL_MAGIC);
     rc = final_digest(w->all, msg + sizeof GW_BUNDLE_SEAL_MAGIC);
     if (rc == 0)
-        rc = gw_audit_sign(seed, msg, sizeof msg, sig);
+        rc = gw_sign(key, msg, sizeof msg, sig, &siglen);
     if (rc == 0)
-        rc = gw_audit_key_id(pub, id);
+        rc = gw_audit_key_id(pub, publen, id);
     if (rc != 0)
         return rc;
     gw_bf_text(&e, id);
-    gw_bf_bytes(&e, sig, sizeof sig);
+    gw_bf_bytes(&e, sig, siglen);
     return emit_item(w, GW_BUNDLE_SEAL, w->scratch, e.len, false);
 }
 
-int gw_bundle_finish(struct gw_bundle_writer *w, const uint8_t *seed)
+int gw_bundle_finish(struct gw_bundle_writer *w, const struct gw_sign_key *key)
 {
     int rc;
     if (w->finished)
@@ -339,7 +349,7 @@ int gw_bundle_finish(struct gw_bundle_writer *w, const uint8_t *seed)
     rc = close_chain(w);
     if (rc == 0)
         rc = write_manifest(w);
-    if (rc == 0 && seed)
-        rc = write_seal(w, seed);
+    if (rc == 0 && key)
+        rc = write_seal(w, key);
     return rc;
 }

@@ -1,6 +1,7 @@
 /* audit_bundle.h: the audit bundle (docs/audit-bundle-format.md): a self-contained file of audit
  * records, the signed checkpoints covering them, the public keys, a manifest of SHA-256 digests
- * and a seal (Ed25519 over everything before it). Pure: bytes in, bytes out; no I/O of its own.
+ * and a seal (Ed25519 or SM2, by the exporter's suite, over everything before it). Pure: bytes in,
+ * bytes out; no I/O of its own.
  *
  * The writer emits the bundle through a sink in one pass with bounded memory (one item at a
  * time, plus one small entry per chain for the manifest). The verifier reads a bundle from bytes
@@ -45,7 +46,8 @@ struct gw_audit_ckpt {
     uint8_t head[GW_AUDIT_HASH_LEN];
     int64_t at_us;
     char key_id[65];
-    uint8_t sig[GW_AUDIT_SIG_LEN];
+    uint8_t sig[GW_SIGN_SIG_MAX]; /* Ed25519 (64 bytes) or SM2 DER (r, s), as the key's algorithm */
+    size_t siglen;
 };
 
 struct gw_bundle_writer;
@@ -56,9 +58,10 @@ int gw_bundle_writer_new(gw_bundle_sink_fn sink, void *arg, const struct gw_bund
                          struct gw_bundle_writer **out) GW_MUST_CHECK;
 void gw_bundle_writer_free(struct gw_bundle_writer *w);
 
-/* A public key (before any record). Returns 0, GW_ECRYPTO or the sink's error. */
-int gw_bundle_write_key(struct gw_bundle_writer *w,
-                        const uint8_t pub[GW_AUDIT_PUB_LEN]) GW_MUST_CHECK;
+/* A public key (before any record): publen 32 (Ed25519) or 65 (SM2, 04|x|y); the item names the
+ * algorithm. Returns 0, GW_EINVAL (neither), GW_ECRYPTO or the sink's error. */
+int gw_bundle_write_key(struct gw_bundle_writer *w, const uint8_t *pub,
+                        size_t publen) GW_MUST_CHECK;
 /* A record with its stored hash (the verifier checks both the content and the links). The
  * caller keeps each chain's items together and in the order of the format. Returns 0,
  * GW_EINVAL (the record breaks gw_audit_rec_check), GW_ENOMEM, GW_ECRYPTO or the sink's. */
@@ -67,9 +70,9 @@ int gw_bundle_write_record(struct gw_bundle_writer *w, const struct gw_audit_rec
                            const uint8_t hash[GW_AUDIT_HASH_LEN]) GW_MUST_CHECK;
 int gw_bundle_write_checkpoint(struct gw_bundle_writer *w,
                                const struct gw_audit_ckpt *c) GW_MUST_CHECK;
-/* Writes the manifest and, when seed is not NULL, the seal signed with it (its public key must
- * have been written). Returns 0, GW_ENOMEM, GW_ECRYPTO or the sink's error. */
-int gw_bundle_finish(struct gw_bundle_writer *w, const uint8_t *seed) GW_MUST_CHECK;
+/* Writes the manifest and, when key is not NULL, the seal signed with it (its public key must
+ * have been the last written). Returns 0, GW_EINVAL, GW_ENOMEM, GW_ECRYPTO or the sink's error. */
+int gw_bundle_finish(struct gw_bundle_writer *w, const struct gw_sign_key *key) GW_MUST_CHECK;
 /* SHA-256 of every byte written so far (after gw_bundle_finish: of the whole bundle). */
 void gw_bundle_writer_digest(const struct gw_bundle_writer *w, uint8_t out[GW_AUDIT_HASH_LEN]);
 uint64_t gw_bundle_writer_records(const struct gw_bundle_writer *w);

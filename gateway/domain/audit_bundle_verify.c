@@ -20,7 +20,9 @@ enum phase { PH_MAGIC, PH_HEADER, PH_BODY, PH_MANIFEST, PH_SEALED };
 
 struct key {
     char id[65];
-    uint8_t pub[GW_AUDIT_PUB_LEN];
+    uint8_t pub[GW_SIGN_PUB_MAX];
+    size_t publen;
+    enum gw_sign_alg alg;
 };
 
 struct chain_state {
@@ -176,6 +178,34 @@ static bool bytes_field(struct gw_bfdec *d, uint8_t *out, size_t want)
     return true;
 }
 
+/* A present field of 1..max bytes into out, its length in *len. */
+static bool varbytes_field(struct gw_bfdec *d, uint8_t *out, size_t max, size_t *len)
+{
+    const uint8_t *f;
+    size_t n;
+    if (gw_bf_next(d, &f, &n) != 1 || n == 0 || n > max)
+        return false;
+    memcpy(out, f, n);
+    *len = n;
+    return true;
+}
+
+/* A key item's public key and algorithm: 32 bytes Ed25519 or 65 bytes SM2 (04|x|y), then the
+ * algorithm's name, which must agree with the length (absent in bundles before the sm suite:
+ * then the key must be Ed25519). */
+static bool key_fields(struct gw_bfdec *d, struct key *k)
+{
+    char name[16];
+    enum gw_sign_alg named;
+    if (!varbytes_field(d, k->pub, GW_SIGN_PUB_MAX, &k->publen) ||
+        gw_sign_pub_alg(k->pub, k->publen, &k->alg) != 0)
+        return false;
+    if (d->off == d->n)
+        return k->alg == GW_SIGN_ED25519;
+    return text_field(d, name, sizeof name - 1, true) &&
+           gw_sign_alg_parse(name, strlen(name), &named) == 0 && named == k->alg;
+}
+
 static bool chain_id_ok(const char *s)
 {
     size_t n = strlen(s);
@@ -229,10 +259,9 @@ static int on_key(struct gw_bundle_verifier *v, struct gw_bfdec *d)
 {
     struct key k, *p;
     char id[65];
-    if (!text_field(d, k.id, 64, true) || !bytes_field(d, k.pub, GW_AUDIT_PUB_LEN) ||
-        d->off != d->n)
+    if (!text_field(d, k.id, 64, true) || !key_fields(d, &k) || d->off != d->n)
         return bad(v, "key %" PRIu64 ": malformed", v->st.keys + 1);
-    if (gw_audit_key_id(k.pub, id) != 0)
+    if (gw_audit_key_id(k.pub, k.publen, id) != 0)
         return fail(v, GW_ECRYPTO);
     if (strcmp(id, k.id) != 0)
         return bad(v, "key %.16s...: its id is not the SHA-256 of its public key", k.id);
@@ -423,7 +452,7 @@ static int on_checkpoint(struct gw_bundle_verifier *v, struct gw_bfdec *d)
     if (!text_field(d, chain, GW_BUNDLE_CHAIN_MAX, true) || !chain_id_ok(chain) ||
         !int_field(d, &k.seq, NULL) || k.seq < 1 || !bytes_field(d, k.head, GW_AUDIT_HASH_LEN) ||
         !int_field(d, &k.at_us, NULL) || !text_field(d, k.key_id, 64, true) ||
-        !bytes_field(d, k.sig, GW_AUDIT_SIG_LEN) || d->off != d->n)
+        !varbytes_field(d, k.sig, GW_SIGN_SIG_MAX, &k.siglen) || d->off != d->n)
         return bad(v, "checkpoint %" PRIu64 " of the bundle: malformed", v->st.checkpoints + 1);
     snprintf(what, sizeof what, "chain %s: checkpoint at seq %" PRId64, chain, k.seq);
     key = signing_key(v, k.key_id, what);
@@ -431,7 +460,7 @@ static int on_checkpoint(struct gw_bundle_verifier *v, struct gw_bfdec *d)
         return v->err;
     if (gw_audit_checkpoint_msg(chain, k.seq, k.head, k.at_us, msg, sizeof msg, &mlen) != 0)
         return bad(v, "%s: malformed", what);
-    rc = gw_audit_verify_sig(key->pub, msg, mlen, k.sig);
+    rc = gw_sign_verify(key->pub, key->publen, msg, mlen, k.sig, k.siglen);
     if (rc == GW_EDATALOSS)
         return bad(v, "%s: the signature does not verify (forged or altered checkpoint)", what);
     if (rc != 0)
@@ -545,17 +574,19 @@ static int on_seal(struct gw_bundle_verifier *v, struct gw_bfdec *d,
                    const uint8_t before[GW_AUDIT_HASH_LEN])
 {
     char id[65];
-    uint8_t sig[GW_AUDIT_SIG_LEN], msg[sizeof GW_BUNDLE_SEAL_MAGIC + GW_AUDIT_HASH_LEN];
+    uint8_t sig[GW_SIGN_SIG_MAX], msg[sizeof GW_BUNDLE_SEAL_MAGIC + GW_AUDIT_HASH_LEN];
+    size_t siglen = 0;
     const struct key *k;
     int rc;
-    if (!text_field(d, id, 64, true) || !bytes_field(d, sig, sizeof sig) || d->off != d->n)
+    if (!text_field(d, id, 64, true) || !varbytes_field(d, sig, sizeof sig, &siglen) ||
+        d->off != d->n)
         return bad(v, "seal: malformed");
     k = signing_key(v, id, "seal");
     if (!k)
         return v->err;
     memcpy(msg, GW_BUNDLE_SEAL_MAGIC, sizeof GW_BUNDLE_SEAL_MAGIC);
     memcpy(msg + sizeof GW_BUNDLE_SEAL_MAGIC, before, GW_AUDIT_HASH_LEN);
-    rc = gw_audit_verify_sig(k->pub, msg, sizeof msg, sig);
+    rc = gw_sign_verify(k->pub, k->publen, msg, sizeof msg, sig, siglen);
     if (rc == GW_EDATALOSS)
         return bad(v, "seal: the signature does not verify (the bundle was altered after export)");
     return rc != 0 ? fail(v, rc) : 0;

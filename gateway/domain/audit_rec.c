@@ -1,5 +1,5 @@
 /* audit_rec.c: the canonical encoding of audit records and checkpoints (audit_rec.h), their
- * SHA-256 and the Ed25519 signatures over checkpoints, on OpenSSL's EVP interfaces. */
+ * SHA-256 and the key ids, on OpenSSL's EVP interfaces (the signatures: crypto/sign.c). */
 #include "audit_rec.h"
 
 #include <inttypes.h>
@@ -171,57 +171,11 @@ int gw_audit_checkpoint_msg(const char *chain, int64_t seq, const uint8_t head[G
     return e.len <= cap ? 0 : GW_ETOOBIG;
 }
 
-static EVP_PKEY *private_key(const uint8_t seed[GW_AUDIT_SEED_LEN])
-{
-    return EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, NULL, seed, GW_AUDIT_SEED_LEN);
-}
-
-int gw_audit_sign(const uint8_t seed[GW_AUDIT_SEED_LEN], const uint8_t *msg, size_t len,
-                  uint8_t sig[GW_AUDIT_SIG_LEN])
-{
-    EVP_PKEY *k = private_key(seed);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    size_t siglen = GW_AUDIT_SIG_LEN;
-    int rc = GW_ECRYPTO;
-    if (k && md && EVP_DigestSignInit(md, NULL, NULL, NULL, k) == 1 &&
-        EVP_DigestSign(md, sig, &siglen, msg, len) == 1 && siglen == GW_AUDIT_SIG_LEN)
-        rc = 0;
-    ERR_clear_error();
-    EVP_MD_CTX_free(md);
-    EVP_PKEY_free(k);
-    return rc;
-}
-
-int gw_audit_public(const uint8_t seed[GW_AUDIT_SEED_LEN], uint8_t pub[GW_AUDIT_PUB_LEN])
-{
-    EVP_PKEY *k = private_key(seed);
-    size_t n = GW_AUDIT_PUB_LEN;
-    int rc =
-        k && EVP_PKEY_get_raw_public_key(k, pub, &n) == 1 && n == GW_AUDIT_PUB_LEN ? 0 : GW_ECRYPTO;
-    ERR_clear_error();
-    EVP_PKEY_free(k);
-    return rc;
-}
-
-int gw_audit_verify_sig(const uint8_t pub[GW_AUDIT_PUB_LEN], const uint8_t *msg, size_t len,
-                        const uint8_t sig[GW_AUDIT_SIG_LEN])
-{
-    EVP_PKEY *k = EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, NULL, pub, GW_AUDIT_PUB_LEN);
-    EVP_MD_CTX *md = EVP_MD_CTX_new();
-    int rc = GW_ECRYPTO;
-    if (k && md && EVP_DigestVerifyInit(md, NULL, NULL, NULL, k) == 1)
-        rc = EVP_DigestVerify(md, sig, GW_AUDIT_SIG_LEN, msg, len) == 1 ? 0 : GW_EDATALOSS;
-    ERR_clear_error();
-    EVP_MD_CTX_free(md);
-    EVP_PKEY_free(k);
-    return rc;
-}
-
-int gw_audit_key_id(const uint8_t pub[GW_AUDIT_PUB_LEN], char key_id[65])
+int gw_audit_key_id(const uint8_t *pub, size_t publen, char key_id[65])
 {
     static const char hex[] = "0123456789abcdef";
     uint8_t h[GW_AUDIT_HASH_LEN];
-    int rc = sha256(pub, GW_AUDIT_PUB_LEN, h);
+    int rc = sha256(pub, publen, h);
     if (rc != 0)
         return rc;
     for (size_t i = 0; i < sizeof h; i++) {

@@ -1,6 +1,7 @@
 /* audit_rec.h: the audit record and checkpoint as bytes: the canonical encoding that is hashed
  * into the chain and signed in checkpoints (docs/audit-bundle-format.md specifies the same bytes
- * for independent verifiers). Pure functions; SHA-256 and Ed25519 come from OpenSSL.
+ * for independent verifiers). Pure functions; SHA-256 comes from OpenSSL, the checkpoint
+ * signatures from crypto/sign.h (Ed25519 under the aes suite, SM2 under sm).
  *
  * Canonical encoding of a record, version 1:
  *   "waygate.audit.v1" 0x00, then for each field in this order:
@@ -12,7 +13,9 @@
  * hash = SHA-256(encoding).
  *
  * Checkpoint message, version 1: "waygate.checkpoint.v1" 0x00, then chain, seq, head_hash,
- * at_us encoded as fields above (all present); the signature is Ed25519 over these bytes. */
+ * at_us encoded as fields above (all present); the signature (sign.h: Ed25519 or SM2, by the
+ * configured suite) is over these bytes. The message does not name the algorithm: the signing
+ * key's public half does (its length), and a key has one algorithm. */
 #ifndef GW_AUDIT_REC_H
 #define GW_AUDIT_REC_H
 
@@ -21,11 +24,9 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "sign.h"
 
 #define GW_AUDIT_HASH_LEN 32
-#define GW_AUDIT_SIG_LEN 64
-#define GW_AUDIT_PUB_LEN 32
-#define GW_AUDIT_SEED_LEN 32
 #define GW_AUDIT_TEXT_MAX 1024 /* longest text field, in bytes (longer ones are refused) */
 
 /* What a caller says about one action. Every string is NUL-terminated UTF-8 without PII or
@@ -73,16 +74,8 @@ int gw_audit_rec_hash(const struct gw_audit_rec *r, const struct gw_audit_link *
 int gw_audit_checkpoint_msg(const char *chain, int64_t seq, const uint8_t head[GW_AUDIT_HASH_LEN],
                             int64_t at_us, uint8_t *buf, size_t cap, size_t *len) GW_MUST_CHECK;
 
-/* Ed25519 over a checkpoint message with the 32-byte private seed; pub receives the public key
- * (may be NULL). Returns 0 or GW_ECRYPTO. */
-int gw_audit_sign(const uint8_t seed[GW_AUDIT_SEED_LEN], const uint8_t *msg, size_t len,
-                  uint8_t sig[GW_AUDIT_SIG_LEN]) GW_MUST_CHECK;
-int gw_audit_public(const uint8_t seed[GW_AUDIT_SEED_LEN],
-                    uint8_t pub[GW_AUDIT_PUB_LEN]) GW_MUST_CHECK;
-/* Verifies; returns 0 (valid), GW_EDATALOSS (invalid signature) or GW_ECRYPTO. */
-int gw_audit_verify_sig(const uint8_t pub[GW_AUDIT_PUB_LEN], const uint8_t *msg, size_t len,
-                        const uint8_t sig[GW_AUDIT_SIG_LEN]) GW_MUST_CHECK;
-/* key_id: lowercase hex SHA-256 of the public key, 64 characters and a NUL. */
-int gw_audit_key_id(const uint8_t pub[GW_AUDIT_PUB_LEN], char key_id[65]) GW_MUST_CHECK;
+/* key_id: lowercase hex SHA-256 of the public key (publen bytes: 32 Ed25519, 65 SM2), 64
+ * characters and a NUL. */
+int gw_audit_key_id(const uint8_t *pub, size_t publen, char key_id[65]) GW_MUST_CHECK;
 
 #endif

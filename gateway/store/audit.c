@@ -71,8 +71,10 @@ struct gw_audit {
     struct gw_db *db;
     char chain[65];
     uint32_t every, ckpt_ms;
-    uint8_t seed[GW_AUDIT_SEED_LEN];
-    uint8_t pub[GW_AUDIT_PUB_LEN];
+    uint8_t seed[GW_SIGN_SEED_LEN];
+    struct gw_sign_key key; /* alg and seed (the copy above) */
+    uint8_t pub[GW_SIGN_PUB_MAX];
+    size_t publen;
     char key_id[KEY_ID_LEN + 1];
 
     bool ready;              /* head recovered */
@@ -266,10 +268,12 @@ int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg, struct gw_
     a->every = cfg->checkpoint_every;
     a->ckpt_ms = cfg->checkpoint_ms;
     memcpy(a->seed, cfg->seed, sizeof a->seed);
+    a->key = (struct gw_sign_key){cfg->alg, a->seed};
     TAILQ_INIT(&a->queue);
     TAILQ_INIT(&a->batch);
     TAILQ_INIT(&a->failed);
-    if (gw_audit_public(a->seed, a->pub) != 0 || gw_audit_key_id(a->pub, a->key_id) != 0) {
+    if (gw_sign_public(&a->key, a->pub, &a->publen) != 0 ||
+        gw_audit_key_id(a->pub, a->publen, a->key_id) != 0) {
         gw_audit_free(a);
         return GW_EINVAL;
     }
@@ -505,17 +509,17 @@ static void recover(struct gw_audit *a)
     static const char reg_chain[] = "INSERT INTO audit_chain (id, kind) VALUES ($1, 'gateway') "
                                     "ON CONFLICT (id) DO NOTHING";
     static const char get_kind[] = "SELECT kind FROM audit_chain WHERE id = $1";
-    static const char reg_key[] = "INSERT INTO audit_key (key_id, public_key) VALUES ($1, $2) "
-                                  "ON CONFLICT (key_id) DO NOTHING";
+    static const char reg_key[] = "INSERT INTO audit_key (key_id, public_key, algorithm) "
+                                  "VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING";
     static const char get_head[] = "SELECT seq, hash, at_us FROM audit_record WHERE chain = $1 "
                                    "ORDER BY seq DESC LIMIT 1";
     static const char get_ckpt[] = "SELECT max(seq) FROM audit_checkpoint WHERE chain = $1";
     const char *cv[1] = {a->chain};
-    const char *kv[2] = {a->key_id, (const char *)a->pub};
-    const int kl[2] = {0, GW_AUDIT_PUB_LEN}, kf[2] = {0, 1};
+    const char *kv[3] = {a->key_id, (const char *)a->pub, gw_sign_alg_name(a->key.alg)};
+    const int kl[3] = {0, (int)a->publen, 0}, kf[3] = {0, 1, 0};
     struct gw_db_stmt st[5] = {
         {reg_chain, 1, cv, NULL, NULL, 0}, {get_kind, 1, cv, NULL, NULL, 0},
-        {reg_key, 2, kv, kl, kf, 0},       {get_head, 1, cv, NULL, NULL, 1},
+        {reg_key, 3, kv, kl, kf, 0},       {get_head, 1, cv, NULL, NULL, 1},
         {get_ckpt, 1, cv, NULL, NULL, 0},
     };
     int err;
@@ -597,7 +601,8 @@ static void rec_params(const struct gw_audit *a, const struct crec *c, const cha
 
 /* A request to the pool for the batch: every entry's statements then its records, and the
  * checkpoint last when one is due. Everything is copied by gw_db_exec. */
-static int send_batch(struct gw_audit *a, uint8_t sig[GW_AUDIT_SIG_LEN], char *ck_seq, char *ck_at)
+static int send_batch(struct gw_audit *a, const uint8_t *sig, size_t siglen, char *ck_seq,
+                      char *ck_at)
 {
     int n = 0, nrec = 0, err;
     struct gw_audit_req *r;
@@ -638,7 +643,7 @@ static int send_batch(struct gw_audit *a, uint8_t sig[GW_AUDIT_SIG_LEN], char *c
         cv[3] = ck_at;
         cv[4] = a->key_id;
         cv[5] = (const char *)sig;
-        cl[5] = GW_AUDIT_SIG_LEN;
+        cl[5] = (int)siglen;
         cf[5] = 1;
         st[k++] = (struct gw_db_stmt){CHECKPOINT_SQL, 6, cv, cl, cf, 0};
     }
@@ -700,7 +705,8 @@ static void pump(struct gw_audit *a)
 {
     struct gw_audit_req *r;
     int64_t seq;
-    uint8_t hash[GW_AUDIT_HASH_LEN], sig[GW_AUDIT_SIG_LEN];
+    uint8_t hash[GW_AUDIT_HASH_LEN], sig[GW_SIGN_SIG_MAX];
+    size_t siglen = 0;
     char ck_seq[24], ck_at[24];
     int n = 0, err;
 
@@ -735,12 +741,12 @@ static void pump(struct gw_audit *a)
         snprintf(ck_seq, sizeof ck_seq, "%" PRId64, seq);
         snprintf(ck_at, sizeof ck_at, "%" PRId64, at);
         if (gw_audit_checkpoint_msg(a->chain, seq, hash, at, msg, sizeof msg, &len) != 0 ||
-            gw_audit_sign(a->seed, msg, len, sig) != 0) {
+            gw_sign(&a->key, msg, len, sig, &siglen) != 0) {
             GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: checkpoint not signed", a->chain);
             a->batch_ckpt = false;
         }
     }
-    err = send_batch(a, sig, ck_seq, ck_at);
+    err = send_batch(a, sig, siglen, ck_seq, ck_at);
     if (err != 0) {
         a->inflight = NULL;
         fail_batch_later(a, err);

@@ -13,7 +13,8 @@
  * the head is read again from the database before the next transaction.
  *
  * Checkpoints: after every `checkpoint_every` records, and `checkpoint_ms` after the first record
- * not yet covered, the writer signs (Ed25519, the keyring's audit key) the head and inserts the
+ * not yet covered, the writer signs (sign.h: Ed25519 under the aes suite, SM2 under sm; the
+ * keyring's audit key of that suite) the head and inserts the
  * checkpoint in the transaction that reaches it (or in one of its own for the timer).
  *
  * Callbacks never run from inside the call that queued the entry. */
@@ -42,7 +43,8 @@ struct gw_audit_config {
                                 * waygatectl's) */
     uint32_t checkpoint_every; /* records between checkpoints (>= 1) */
     uint32_t checkpoint_ms;    /* at most this long before a record is covered (>= 1) */
-    const uint8_t *seed;       /* the Ed25519 private seed (GW_AUDIT_SEED_LEN bytes), copied */
+    enum gw_sign_alg alg;      /* the configured suite's: Ed25519 (aes) or SM2 (sm) */
+    const uint8_t *seed;       /* its private key (GW_SIGN_SEED_LEN bytes), copied */
 };
 
 /* An entry's outcome. err: 0 (committed: seq is the sequence number of its first record; res

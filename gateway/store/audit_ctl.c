@@ -34,27 +34,27 @@ static PGresult *run(struct gw_admin *a, const char *sql, int n, const char *con
     return res;
 }
 
-static int checkpoint(struct gw_admin *a, const uint8_t *seed, int64_t seq,
+static int checkpoint(struct gw_admin *a, const struct gw_sign_key *key, int64_t seq,
                       const uint8_t head[GW_AUDIT_HASH_LEN], int64_t at, char *errbuf,
                       size_t errlen)
 {
-    uint8_t pub[GW_AUDIT_PUB_LEN], sig[GW_AUDIT_SIG_LEN], msg[256];
+    uint8_t pub[GW_SIGN_PUB_MAX], sig[GW_SIGN_SIG_MAX], msg[256];
     char key_id[65], seq_txt[24], at_txt[24];
-    size_t len = 0;
+    size_t len = 0, publen = 0, siglen = 0;
     PGresult *res;
 
-    if (gw_audit_public(seed, pub) != 0 || gw_audit_key_id(pub, key_id) != 0 ||
+    if (gw_sign_public(key, pub, &publen) != 0 || gw_audit_key_id(pub, publen, key_id) != 0 ||
         gw_audit_checkpoint_msg(GW_AUDIT_CTL_CHAIN, seq, head, at, msg, sizeof msg, &len) != 0 ||
-        gw_audit_sign(seed, msg, len, sig) != 0) {
+        gw_sign(key, msg, len, sig, &siglen) != 0) {
         snprintf(errbuf, errlen, "audit checkpoint: signing failed");
         return GW_EINTERNAL;
     }
-    const char *kv[2] = {key_id, (const char *)pub};
-    const int kl[2] = {0, GW_AUDIT_PUB_LEN}, kf[2] = {0, 1};
+    const char *kv[3] = {key_id, (const char *)pub, gw_sign_alg_name(key->alg)};
+    const int kl[3] = {0, (int)publen, 0}, kf[3] = {0, 1, 0};
     res = run(a,
-              "INSERT INTO audit_key (key_id, public_key) VALUES ($1, $2) "
+              "INSERT INTO audit_key (key_id, public_key, algorithm) VALUES ($1, $2, $3) "
               "ON CONFLICT (key_id) DO NOTHING",
-              2, kv, kl, kf, errbuf, errlen);
+              3, kv, kl, kf, errbuf, errlen);
     if (!res)
         return GW_EINTERNAL;
     PQclear(res);
@@ -62,7 +62,7 @@ static int checkpoint(struct gw_admin *a, const uint8_t *seed, int64_t seq,
     snprintf(at_txt, sizeof at_txt, "%" PRId64, at);
     const char *cv[6] = {GW_AUDIT_CTL_CHAIN, seq_txt, (const char *)head, at_txt, key_id,
                          (const char *)sig};
-    const int cl[6] = {0, 0, GW_AUDIT_HASH_LEN, 0, 0, GW_AUDIT_SIG_LEN};
+    const int cl[6] = {0, 0, GW_AUDIT_HASH_LEN, 0, 0, (int)siglen};
     const int cf[6] = {0, 0, 1, 0, 0, 1};
     res = run(a,
               "INSERT INTO audit_checkpoint (chain, seq, head_hash, at_us, key_id, signature) "
@@ -74,7 +74,7 @@ static int checkpoint(struct gw_admin *a, const uint8_t *seed, int64_t seq,
     return 0;
 }
 
-static int append(struct gw_admin *a, const struct gw_audit_rec *r, const uint8_t *seed,
+static int append(struct gw_admin *a, const struct gw_audit_rec *r, const struct gw_sign_key *key,
                   int64_t *seq_out, char *errbuf, size_t errlen)
 {
     const char *cv[1] = {GW_AUDIT_CTL_CHAIN};
@@ -145,14 +145,14 @@ static int append(struct gw_admin *a, const struct gw_audit_rec *r, const uint8_
     if (!res)
         return GW_EINTERNAL;
     PQclear(res);
-    if (seed && checkpoint(a, seed, l.seq, hash, l.at_us, errbuf, errlen) != 0)
+    if (key && checkpoint(a, key, l.seq, hash, l.at_us, errbuf, errlen) != 0)
         return GW_EINTERNAL;
     if (seq_out)
         *seq_out = l.seq;
     return 0;
 }
 
-int gw_admin_audit(struct gw_admin *a, const struct gw_audit_rec *r, const uint8_t *seed,
+int gw_admin_audit(struct gw_admin *a, const struct gw_audit_rec *r, const struct gw_sign_key *key,
                    int64_t *seq, char *errbuf, size_t errlen)
 {
     bool own = PQtransactionStatus(a->pg) == PQTRANS_IDLE;
@@ -164,7 +164,7 @@ int gw_admin_audit(struct gw_admin *a, const struct gw_audit_rec *r, const uint8
     }
     if (own && gw_admin_command(a, "BEGIN", errbuf, errlen) != 0)
         return GW_EINTERNAL;
-    rc = append(a, r, seed, seq, errbuf, errlen);
+    rc = append(a, r, key, seq, errbuf, errlen);
     if (own) {
         if (rc == 0)
             rc = gw_admin_command(a, "COMMIT", errbuf, errlen);

@@ -30,22 +30,32 @@ static int bad_row(char *errbuf, size_t errlen, const char *what)
     return GW_EINTERNAL;
 }
 
+bool gw_audit_hex(const char *hex, uint8_t *out, size_t max, size_t *n)
+{
+    size_t len = hex ? strlen(hex) : 0;
+    if (len == 0 || len % 2 != 0 || len / 2 > max)
+        return false;
+    *n = len / 2;
+    return gw_pq_hex(hex, out, *n);
+}
+
 int gw_audit_read_keys(struct gw_admin *a, gw_audit_key_cb cb, void *arg, char *errbuf,
                        size_t errlen)
 {
     PGresult *res = PQexec(a->pg, "SELECT encode(public_key, 'hex') FROM audit_key "
                                   "ORDER BY created_at, key_id");
-    uint8_t pub[GW_AUDIT_PUB_LEN];
+    uint8_t pub[GW_SIGN_PUB_MAX];
+    size_t publen = 0;
     int rc = 0;
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = gw_admin_refused(res, a, errbuf, errlen);
         goto out;
     }
     for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
-        if (!gw_pq_hex(PQgetvalue(res, i, 0), pub, sizeof pub))
+        if (!gw_audit_hex(PQgetvalue(res, i, 0), pub, sizeof pub, &publen))
             rc = bad_row(errbuf, errlen, "public key");
         else
-            rc = cb(arg, pub);
+            rc = cb(arg, pub, publen);
     }
 out:
     PQclear(res);
@@ -196,7 +206,7 @@ int gw_audit_read_ckpt(const PGresult *res, int i, const char *chain, struct gw_
     c->at_us = num(res, i, 2, 0);
     snprintf(c->key_id, sizeof c->key_id, "%s", PQgetvalue(res, i, 3));
     return gw_pq_hex(PQgetvalue(res, i, 1), c->head, GW_AUDIT_HASH_LEN) &&
-                   gw_pq_hex(PQgetvalue(res, i, 4), c->sig, GW_AUDIT_SIG_LEN)
+                   gw_audit_hex(PQgetvalue(res, i, 4), c->sig, sizeof c->sig, &c->siglen)
                ? 0
                : GW_EINTERNAL;
 }

@@ -30,7 +30,8 @@ struct gw_audit_span {
 };
 
 /* Callbacks return 0 to go on, or a negative gw_err that stops the read and is returned. */
-typedef int (*gw_audit_key_cb)(void *arg, const uint8_t pub[GW_AUDIT_PUB_LEN]);
+/* A public key: publen 32 (Ed25519) or 65 (SM2) bytes. */
+typedef int (*gw_audit_key_cb)(void *arg, const uint8_t *pub, size_t publen);
 typedef int (*gw_audit_row_cb)(void *arg, const struct gw_audit_row *r);
 typedef int (*gw_audit_ckpt_cb)(void *arg, const struct gw_audit_ckpt *c);
 
@@ -38,6 +39,10 @@ typedef int (*gw_audit_ckpt_cb)(void *arg, const struct gw_audit_ckpt *c);
  * ends the read. Return 0 or GW_EINTERNAL with the server's message. */
 int gw_audit_read_begin(struct gw_admin *a, char *errbuf, size_t errlen) GW_MUST_CHECK;
 int gw_audit_read_end(struct gw_admin *a, char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* Decodes the hex text of a bytea of 1..max bytes into out, its length in *n; false if it is not
+ * one. */
+bool gw_audit_hex(const char *hex, uint8_t *out, size_t max, size_t *n);
 
 /* Every public key of audit_key, oldest first. Returns 0, GW_EINTERNAL or the callback's error. */
 int gw_audit_read_keys(struct gw_admin *a, gw_audit_key_cb cb, void *arg, char *errbuf,

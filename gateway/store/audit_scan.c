@@ -91,11 +91,13 @@ static void enter_span(struct gw_audit_scan *s)
 static int on_plan(struct gw_audit_scan *s, const struct gw_db_result *res)
 {
     const PGresult *keys = res->results[0], *plan = res->results[1];
-    uint8_t pub[GW_AUDIT_PUB_LEN];
+    uint8_t pub[GW_SIGN_PUB_MAX];
+    size_t publen = 0;
     int rc = 0, rows = PQntuples(plan);
     for (int i = 0; i < PQntuples(keys) && rc == 0; i++)
-        rc = gw_pq_hex(PQgetvalue(keys, i, 0), pub, sizeof pub) ? s->ops->key(s->arg, pub)
-                                                                : GW_EINTERNAL;
+        rc = gw_audit_hex(PQgetvalue(keys, i, 0), pub, sizeof pub, &publen)
+                 ? s->ops->key(s->arg, pub, publen)
+                 : GW_EINTERNAL;
     if (rc != 0)
         return rc;
     s->spans = gw_calloc(rows > 0 ? (size_t)rows : 1, sizeof *s->spans);

@@ -19,7 +19,7 @@ struct gw_audit_scan;
 
 struct gw_audit_scan_ops {
     /* items, in bundle order; a non-zero return ends the step with that error */
-    int (*key)(void *arg, const uint8_t pub[GW_AUDIT_PUB_LEN]);
+    int (*key)(void *arg, const uint8_t *pub, size_t publen);
     int (*row)(void *arg, const struct gw_audit_row *r);
     int (*ckpt)(void *arg, const struct gw_audit_ckpt *c);
     /* the step is over: err 0 (finished: nothing more to read) or an error (GW_EUNAVAIL,

@@ -5,16 +5,19 @@ docs/audit-bundle-format.md alone (it shares no code with the C verifier of wayg
     verify_bundle.py FILE [--trust-key KEYID]
 
 Exit 0 and a summary line when the bundle is good; exit 1 and "FAILED: <the first bad place>"
-otherwise (2: usage, or the file cannot be read). Needs only hashlib and the `cryptography`
-package (Debian: python3-cryptography). Reads the file in one pass; memory is one item at a time
-plus a summary per chain.
+otherwise (2: usage, or the file cannot be read). Ed25519 signatures (the aes suite) are checked
+with the `cryptography` package (Debian: python3-cryptography); SM2 signatures (the sm suite) with
+sm_verify.py beside this file: pure-Python SM3 and SM2 (GB/T 32905, 32918), independent of
+OpenSSL and of the gateway. Reads the file in one pass; memory is one item at a time plus a
+summary per chain.
 """
 
 import hashlib
+import os
 import sys
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import sm_verify  # noqa: E402  (tests/audit/sm_verify.py)
 
 MAGIC = b"waygate.bundle.v1\x00"
 REC_MAGIC = b"waygate.audit.v1\x00"
@@ -28,6 +31,32 @@ ZERO = bytes(32)
 
 class Bad(Exception):
     """The first bad place of the bundle."""
+
+
+def ed25519_verifier(pub):
+    """verify(sig, msg) -> bool for a 32-byte Ed25519 key (RFC 8032, pure)."""
+    from cryptography.exceptions import InvalidSignature
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+    key = Ed25519PublicKey.from_public_bytes(pub)
+
+    def verify(sig, msg):
+        if len(sig) != 64:
+            return False
+        try:
+            key.verify(sig, msg)
+            return True
+        except InvalidSignature:
+            return False
+    return verify
+
+
+def sm2_verifier(pub):
+    """verify(sig, msg) -> bool for a 65-byte SM2 point: DER (r, s), SM3, ID 1234567812345678."""
+    return lambda sig, msg: sm_verify.sm2_verify(pub, msg, sig)
+
+
+# algorithm name -> (public key length, verifier factory); docs/audit-bundle-format.md section 1
+ALGORITHMS = {"ed25519": (32, ed25519_verifier), "sm2": (65, sm2_verifier)}
 
 
 class Fields:
@@ -111,6 +140,7 @@ class Verifier:
     def __init__(self, trust=None):
         self.trust = trust
         self.keys = {}
+        self.algorithms = set()
         self.done = []
         self.cur = None
         self.n_records = self.n_ckpts = 0
@@ -167,13 +197,21 @@ class Verifier:
     def key(self, f):
         f.what = "key %d" % (len(self.keys) + 1)
         key_id = f.text(maximum=64)
-        pub = f.raw(32)
+        pub = f.next()
+        # the algorithm's name; absent in bundles made before the sm suite: Ed25519
+        alg = f.text(maximum=15) if f.o < len(f.d) else "ed25519"
         f.end()
+        if alg not in ALGORITHMS or len(pub) != ALGORITHMS[alg][0] or \
+                (alg == "sm2" and pub[0] != 4):
+            raise Bad("%s: malformed" % f.what)
         if hashlib.sha256(pub).hexdigest() != key_id:
             raise Bad("key %s...: its id is not the SHA-256 of its public key" % key_id[:16])
         if key_id in self.keys:
             raise Bad("key %s...: listed twice" % key_id[:16])
-        self.keys[key_id] = Ed25519PublicKey.from_public_bytes(pub)
+        if alg == "sm2" and sm_verify._point(pub, sm_verify.SM2P256) is None:
+            raise Bad("%s: malformed" % f.what)  # not a point of the curve
+        self.keys[key_id] = ALGORITHMS[alg][1](pub)
+        self.algorithms.add(alg)
 
     def record(self, f):
         try:
@@ -258,19 +296,16 @@ class Verifier:
         head = f.raw(32)
         at_us = f.integer()
         key_id = f.text(maximum=64)
-        sig = f.raw(64)
+        sig = f.next()
         f.end()
-        if not chain_ok(chain) or seq < 1:
+        if not chain_ok(chain) or seq < 1 or len(sig) > 72:
             raise Bad("%s: malformed" % what0)
         what = "chain %s: checkpoint at seq %d" % (chain, seq)
         key = self.key_for(key_id, what)
         msg = (CKPT_MAGIC + field(chain.encode()) + field(str(seq).encode()) + field(head) +
                field(str(at_us).encode()))
-        try:
-            key.verify(sig, msg)
-        except InvalidSignature:
-            raise Bad("%s: the signature does not verify (forged or altered checkpoint)" % what) \
-                from None
+        if not key(sig, msg):
+            raise Bad("%s: the signature does not verify (forged or altered checkpoint)" % what)
         self.enter_chain(chain)
         c = self.cur
         if c.records == 0 and c.anchor is None:
@@ -324,7 +359,11 @@ class Verifier:
             if (records != c.records or first != c.first or last != c.last or
                     last_ckpt != c.last_ckpt or (c.records and head != c.head) or
                     (not c.records and head is not None)):
-                raise Bad("chain %s: the manifest does not describe the bundle's records" % cid)
+                m1 = lambda v: -1 if v is None else v  # noqa: E731 (absent: -1, as the C verifier)
+                raise Bad("chain %s: the manifest does not describe the bundle's records (it says "
+                          "seq %d..%d, %d records; the bundle has %d..%d, %d)"
+                          % (cid, m1(first), m1(last), records, m1(c.first), m1(c.last),
+                             c.records))
             if digest != c.digest:
                 raise Bad("chain %s: the manifest's SHA-256 of its items does not match" % cid)
         if n_chains < len(self.done):
@@ -339,14 +378,13 @@ class Verifier:
     def seal(self, f, before):
         f.what = "seal"
         key_id = f.text(maximum=64)
-        sig = f.raw(64)
+        sig = f.next()
         f.end()
+        if len(sig) > 72:
+            raise Bad("seal: malformed")
         key = self.key_for(key_id, "seal")
-        try:
-            key.verify(sig, SEAL_MAGIC + before)
-        except InvalidSignature:
-            raise Bad("seal: the signature does not verify (the bundle was altered after export)") \
-                from None
+        if not key(sig, SEAL_MAGIC + before):
+            raise Bad("seal: the signature does not verify (the bundle was altered after export)")
 
     NAMES = {b"H": "header", b"K": "key", b"R": "record", b"C": "checkpoint", b"M": "manifest",
              b"Z": "seal"}
@@ -437,6 +475,7 @@ def main(argv):
         return 1
     print("bundle verified: %d chains, %d records, %d checkpoints, %d keys; sha256 %s" %
           (len(v.done), v.n_records, v.n_ckpts, len(v.keys), digest))
+    print("signatures: %s" % ", ".join(sorted(v.algorithms)))
     for note in v.uncovered:
         print("note: %s" % note)
     return 0

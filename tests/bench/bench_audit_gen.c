@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "audit_rec.h"
+#include "audit_signer.h"
 #include "keyring.h"
 
 static void hex(const uint8_t *p, size_t n)
@@ -23,8 +24,9 @@ int main(int argc, char **argv)
 {
     struct gw_keyring *kr = NULL;
     char err[256], key_id[65];
-    uint8_t pub[GW_AUDIT_PUB_LEN], prev[GW_AUDIT_HASH_LEN] = {0}, h[GW_AUDIT_HASH_LEN];
-    const uint8_t *seed;
+    uint8_t pub[GW_SIGN_PUB_MAX], prev[GW_AUDIT_HASH_LEN] = {0}, h[GW_AUDIT_HASH_LEN];
+    size_t publen = 0;
+    struct gw_sign_key key;
     if (argc != 6) {
         fprintf(stderr, "usage: bench_audit_gen CHAIN N K KEYRING T0_US\n");
         return 2;
@@ -33,15 +35,15 @@ int main(int argc, char **argv)
     int64_t n = strtoll(argv[2], NULL, 10), k = strtoll(argv[3], NULL, 10);
     int64_t t0 = strtoll(argv[5], NULL, 10);
     if (n < 1 || k < 1 || gw_keyring_file_load(argv[4], &kr, err, sizeof err) != 0 ||
-        !(seed = gw_keyring_audit_seed(kr, GW_SUITE_AES)) || gw_audit_public(seed, pub) != 0 ||
-        gw_audit_key_id(pub, key_id) != 0) {
+        gw_audit_signer(kr, &key) != 0 || gw_sign_public(&key, pub, &publen) != 0 ||
+        gw_audit_key_id(pub, publen, key_id) != 0) {
         fprintf(stderr, "bench_audit_gen: bad arguments or keyring: %s\n", err);
         return 1;
     }
     printf("INSERT INTO audit_chain (id, kind) VALUES ('%s', 'gateway') ON CONFLICT DO NOTHING;\n"
-           "INSERT INTO audit_key (key_id, public_key) VALUES ('%s', '\\x",
-           chain, key_id);
-    for (size_t i = 0; i < sizeof pub; i++)
+           "INSERT INTO audit_key (key_id, algorithm, public_key) VALUES ('%s', '%s', '\\x",
+           chain, key_id, gw_sign_alg_name(key.alg));
+    for (size_t i = 0; i < publen; i++)
         printf("%02x", pub[i]);
     printf("') ON CONFLICT DO NOTHING;\n");
     /* records first (their COPY), remembering nothing but the running hash; checkpoints are
@@ -83,16 +85,16 @@ int main(int argc, char **argv)
                 hex(h, sizeof h);
                 putchar('\n');
             } else if (s % k == 0 || s == n) {
-                uint8_t msg[256], sig[GW_AUDIT_SIG_LEN];
-                size_t len;
+                uint8_t msg[256], sig[GW_SIGN_SIG_MAX];
+                size_t len, siglen = 0;
                 int64_t at = l.at_us + 500;
                 if (gw_audit_checkpoint_msg(chain, s, h, at, msg, sizeof msg, &len) != 0 ||
-                    gw_audit_sign(seed, msg, len, sig) != 0)
+                    gw_sign(&key, msg, len, sig, &siglen) != 0)
                     return 1;
                 printf("%s\t%" PRId64 "\t", chain, s);
                 hex(h, sizeof h);
                 printf("\t%" PRId64 "\t%s\t", at, key_id);
-                hex(sig, sizeof sig);
+                hex(sig, siglen);
                 putchar('\n');
             }
             memcpy(prev, h, sizeof h);

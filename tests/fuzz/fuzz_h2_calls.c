@@ -304,8 +304,11 @@ static void pump(struct conn *c)
 
 static int conn_open(struct conn *c, uint8_t role, uint8_t branch)
 {
-    struct gw_audit_config ac = {
-        .chain = "fuzz", .checkpoint_every = 64, .checkpoint_ms = 1000, .seed = audit_seed};
+    struct gw_audit_config ac = {.chain = "fuzz",
+                                 .checkpoint_every = 64,
+                                 .checkpoint_ms = 1000,
+                                 .alg = GW_SIGN_ED25519,
+                                 .seed = audit_seed};
     struct gw_peer peer = {.addr = "127.0.0.1:1", .tls = true, .cert = true};
     struct gw_rpc_params rp;
     struct gw_h2_params hp;

@@ -24,18 +24,19 @@ static int sink(void *arg, const uint8_t *p, size_t n)
     return 0;
 }
 
-static const uint8_t SEED[GW_AUDIT_SEED_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+static const uint8_t SEED[GW_SIGN_SEED_LEN] = {1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11};
+static struct gw_sign_key KEY = {GW_SIGN_ED25519, SEED}; /* SM2 for the "sm2_" seeds */
 
 static int ckpt(struct gw_bundle_writer *w, const char *chain, int64_t seq, const uint8_t *head)
 {
     struct gw_audit_ckpt c = {.chain = chain, .seq = seq, .at_us = 1000 + seq};
-    uint8_t msg[256], pub[GW_AUDIT_PUB_LEN];
-    size_t n;
+    uint8_t msg[256], pub[GW_SIGN_PUB_MAX];
+    size_t n, publen;
 
     memcpy(c.head, head, GW_AUDIT_HASH_LEN);
     if (gw_audit_checkpoint_msg(chain, seq, head, c.at_us, msg, sizeof msg, &n) != 0 ||
-        gw_audit_sign(SEED, msg, n, c.sig) != 0 || gw_audit_public(SEED, pub) != 0 ||
-        gw_audit_key_id(pub, c.key_id) != 0)
+        gw_sign(&KEY, msg, n, c.sig, &c.siglen) != 0 || gw_sign_public(&KEY, pub, &publen) != 0 ||
+        gw_audit_key_id(pub, publen, c.key_id) != 0)
         return -1;
     return gw_bundle_write_checkpoint(w, &c);
 }
@@ -48,12 +49,13 @@ static int make(struct buf *b, int n1, int n2, int seal)
     const char *chains[] = {"gw1", "gw2"};
     int lens[] = {n1, n2};
     struct gw_bundle_writer *w;
-    uint8_t pub[GW_AUDIT_PUB_LEN];
+    uint8_t pub[GW_SIGN_PUB_MAX];
+    size_t publen;
 
     b->n = 0;
-    if (gw_audit_public(SEED, pub) != 0 || gw_bundle_writer_new(sink, b, &h, &w) != 0)
+    if (gw_sign_public(&KEY, pub, &publen) != 0 || gw_bundle_writer_new(sink, b, &h, &w) != 0)
         return -1;
-    if (gw_bundle_write_key(w, pub) != 0)
+    if (gw_bundle_write_key(w, pub, publen) != 0)
         return -1;
     for (int c = 0; c < 2; c++) {
         uint8_t prev[GW_AUDIT_HASH_LEN] = {0}, hash[GW_AUDIT_HASH_LEN];
@@ -75,7 +77,7 @@ static int make(struct buf *b, int n1, int n2, int seal)
                     return -1;
         }
     }
-    if (seal && gw_bundle_finish(w, SEED) != 0)
+    if (seal && gw_bundle_finish(w, &KEY) != 0)
         return -1;
     gw_bundle_writer_free(w);
     return 0;
@@ -106,7 +108,8 @@ int main(int argc, char **argv)
     if (make(&b, 7, 2, 1) != 0 || put(argv[1], "sealed", 0, &b) != 0 ||
         put(argv[1], "sealed_unsealed_ok", 1, &b) != 0 || make(&b, 2, 1, 0) != 0 ||
         put(argv[1], "unsealed", 1, &b) != 0 || make(&b, 0, 0, 1) != 0 ||
-        put(argv[1], "empty_sealed", 0, &b) != 0) {
+        put(argv[1], "empty_sealed", 0, &b) != 0 || (KEY.alg = GW_SIGN_SM2, 0) ||
+        make(&b, 7, 2, 1) != 0 || put(argv[1], "sm2_sealed", 0, &b) != 0) {
         fprintf(stderr, "seed_audit_bundle: cannot write the seeds\n");
         return 1;
     }

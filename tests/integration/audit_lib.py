@@ -1,11 +1,14 @@
 """audit_lib.py: test helpers for the audit trail, written from docs/audit-bundle-format.md and
 gateway/domain/audit_rec.h (no code shared with the C side): the canonical record encoding, a
-chain builder that appends hash-chained records and Ed25519-signed checkpoints to a database as
+chain builder that appends hash-chained records and checkpoints signed as the keyring's suite
+signs them (Ed25519 under aes; SM2 under sm, through tests/audit/sm_verify.py) to a database as
 its owner (for tests that need a chain of known shape, independent of the gateway's writer), and
 a bundle item reader/writer for tampering with bundles."""
 
 import base64
 import hashlib
+import os
+import sys
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives import serialization
@@ -54,7 +57,51 @@ def keyring_seed(path):
     raise AssertionError("keyring %s has no audit key" % path)
 
 
+def keyring_signer(path):
+    """The signer of a keyring's default suite, as waygatectl signs with it: the `audit` key
+    (Ed25519) when the file has the aes suite, else `sm.audit` (SM2)."""
+    keys = {}
+    with open(path) as f:
+        for line in f:
+            parts = line.split()
+            if len(parts) == 2 and parts[0] in ("audit", "sm.audit"):
+                keys[parts[0]] = base64.b64decode(parts[1])
+            elif parts and parts[0] in ("kek", "sm.kek"):
+                keys.setdefault(parts[0].replace("kek", "suite"), True)
+    if "suite" in keys:
+        assert "audit" in keys, "keyring %s has no audit key" % path
+        return Signer(keys["audit"])
+    assert "sm.audit" in keys, "keyring %s has no sm.audit key" % path
+    return SM2Signer(int.from_bytes(keys["sm.audit"], "big"))
+
+
+def rogue_signer(path):
+    """A fresh key of the same algorithm as the keyring's signer (a forger's)."""
+    import secrets
+    if keyring_signer(path).algorithm == "sm2":
+        return SM2Signer(secrets.randbelow(2**255) + 1)
+    return Signer()
+
+
+class SM2Signer:
+    """SM2 with SM3 and identifier 1234567812345678 (pure Python: tests/audit/sm_verify.py)."""
+    algorithm = "sm2"
+
+    def __init__(self, d):
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__))), "audit"))
+        import sm_verify
+        self.sm, self.d = sm_verify, d
+        self.pub = sm_verify.sm2_public(d)
+        self.key_id = hashlib.sha256(self.pub).hexdigest()
+
+    def sign(self, msg):
+        return self.sm.sm2_sign(self.d, msg)
+
+
 class Signer:
+    algorithm = "ed25519"
+
     def __init__(self, seed=None):
         self.key = (Ed25519PrivateKey.from_private_bytes(seed) if seed
                     else Ed25519PrivateKey.generate())
@@ -83,8 +130,9 @@ def build_chain(chain, n, signer, checkpoint_at, t0_us, step_us=1_000_000, kind=
     checkpoint after each seq in checkpoint_at; returns (sql, records, checkpoints)."""
     stmts = ["INSERT INTO audit_chain (id, kind) VALUES (%s, %s) ON CONFLICT DO NOTHING"
              % (sql_text(chain), sql_text(kind)),
-             "INSERT INTO audit_key (key_id, public_key) VALUES (%s, %s) ON CONFLICT DO NOTHING"
-             % (sql_text(signer.key_id), sql_text(signer.pub))]
+             "INSERT INTO audit_key (key_id, public_key, algorithm) VALUES (%s, %s, %s) "
+             "ON CONFLICT DO NOTHING"
+             % (sql_text(signer.key_id), sql_text(signer.pub), sql_text(signer.algorithm))]
     prev = bytes(32)
     records, ckpts = [], []
     actions = ["login.ok", "reveal", "search.phone", "account.create", "lawful.read"]

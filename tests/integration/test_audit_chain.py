@@ -49,7 +49,7 @@ def template(stack):
     stack.psql("CREATE DATABASE %s OWNER waygate" % TEMPLATE, uri=su(stack))
     r = stack.ctl("migrate", "--db", su(stack, TEMPLATE))
     assert r.returncode == 0, r.stderr
-    signer = audit_lib.Signer(audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"]))
+    signer = audit_lib.keyring_signer(stack.env["WAYGATE_KEYRING"])
     sql1, recs, _ = audit_lib.build_chain("gw1", 27, signer, GW1_CKPTS, T0)
     sql2, _, _ = audit_lib.build_chain("ctl", 5, signer, (5,), T0_CTL, kind="ctl")
     stack.psql(sql1 + sql2, uri=su(stack, TEMPLATE))
@@ -156,8 +156,8 @@ def test_good_trail_verifies_live_and_as_a_bundle(stack, db, tmp_path):
     assert "2 chains, 32 records, 4 checkpoints" in r.stdout, r.stdout
     assert "chain gw1: seq 26..27 not yet covered by a checkpoint" in r.stdout, r.stdout
     path, items = good_bundle(stack, db, tmp_path)
-    c, p = assert_good(stack, path, "--trust-key", audit_lib.Signer(
-        audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"])).key_id)
+    c, p = assert_good(stack, path, "--trust-key", audit_lib.keyring_signer(
+        stack.env["WAYGATE_KEYRING"]).key_id)
     assert "2 chains, 32 records, 4 checkpoints" in c.stdout, c.stdout
     assert "2 chains, 32 records, 4 checkpoints" in p.stdout, p.stdout
     # the manifest is what docs/audit-bundle-format.md says, computed independently
@@ -307,7 +307,7 @@ def test_tail_truncated_after_the_last_checkpoint_bundle(stack, db, tmp_path):
 
 def test_forged_checkpoint_signature_live(stack, db, tmp_path, template):
     """The checkpoint at 20 re-signed by a key that is not the trail's (its key id kept)."""
-    rogue = audit_lib.Signer()
+    rogue = audit_lib.rogue_signer(stack.env["WAYGATE_KEYRING"])
     c = template["gw1"][19]
     sig = rogue.sign(audit_lib.checkpoint_msg("gw1", 20, c["hash"], c["at_us"] + 500))
     tamper(stack, db, "UPDATE audit_checkpoint SET signature = '\\x%s' "
@@ -333,9 +333,10 @@ def test_checkpoint_signed_by_a_key_added_to_the_bundle_is_refused_with_a_truste
     """An attacker adds his own key and re-signs the checkpoint at 20 with it (head changed):
     pinning the trail's key id names the checkpoint."""
     _, items = good_bundle(stack, db, tmp_path)
-    rogue = audit_lib.Signer()
-    trusted = audit_lib.Signer(audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"])).key_id
-    items.insert(1, (b"K", audit_lib.field(rogue.key_id.encode()) + audit_lib.field(rogue.pub)))
+    rogue = audit_lib.rogue_signer(stack.env["WAYGATE_KEYRING"])
+    trusted = audit_lib.keyring_signer(stack.env["WAYGATE_KEYRING"]).key_id
+    items.insert(1, (b"K", audit_lib.field(rogue.key_id.encode()) + audit_lib.field(rogue.pub) +
+                     audit_lib.field(rogue.algorithm.encode())))
     i = audit_lib.index_of(items, b"C", 20)
     f = audit_lib.fields(items[i][1])
     f[4] = rogue.key_id.encode()
@@ -365,7 +366,7 @@ T0_GRPC = 1_650_000_000_000_000  # 2022: far from anything else in the shared da
 def grpc_chains(stack):
     """Chains grpc1 (27 records) and grpc2 (2500: several batches and chunks) appended to the
     shared database as its owner (valid chains; nothing is altered there)."""
-    signer = audit_lib.Signer(audit_lib.keyring_seed(stack.env["WAYGATE_KEYRING"]))
+    signer = audit_lib.keyring_signer(stack.env["WAYGATE_KEYRING"])
     sql1, _, _ = audit_lib.build_chain("grpc1", 27, signer, GW1_CKPTS, T0_GRPC)
     stack.psql(sql1)
     sql2, _, _ = audit_lib.build_chain("grpc2", 2500, signer, range(100, 2501, 100),

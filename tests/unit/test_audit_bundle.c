@@ -1,7 +1,7 @@
 /* test_audit_bundle.c: the bundle writer and verifier (domain/audit_bundle) in memory: a good
  * bundle verifies fed whole or byte by byte; a bundle cut at any byte fails; a deleted, altered
  * or swapped record, a forged checkpoint, a wrong seal key, an untrusted key each fail, naming
- * the place. */
+ * the place. Every test runs twice: with Ed25519 keys (the aes suite) and with SM2 keys (sm). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,6 +35,21 @@ static int buf_sink(void *arg, const uint8_t *p, size_t n)
 static const uint8_t SEED[32] = {1,  2,  3,  4,  5,  6,  7,  8,  9,  10, 11, 12, 13, 14, 15, 16,
                                  17, 18, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 29, 30, 31, 32};
 static const uint8_t ROGUE[32] = {9};
+static enum gw_sign_alg ALG; /* of the group running */
+
+static struct gw_sign_key key_of(const uint8_t *seed)
+{
+    return (struct gw_sign_key){ALG, seed};
+}
+
+static size_t pub_of(const uint8_t *seed, uint8_t pub[GW_SIGN_PUB_MAX])
+{
+    struct gw_sign_key k = key_of(seed);
+    size_t n = 0;
+    assert_int_equal(gw_sign_public(&k, pub, &n), 0);
+    assert_int_equal(n, gw_sign_pub_len(ALG));
+    return n;
+}
 
 /* Options of a generated bundle: which record to change, and how. */
 struct gen {
@@ -49,13 +64,14 @@ static void ckpt(struct gw_bundle_writer *w, const char *chain, int64_t seq, con
                  const uint8_t *seed)
 {
     struct gw_audit_ckpt c = {.chain = chain, .seq = seq, .at_us = 1000 + seq};
-    uint8_t msg[256], pub[32];
-    size_t n;
+    uint8_t msg[256], pub[GW_SIGN_PUB_MAX];
+    struct gw_sign_key k = key_of(seed);
+    size_t n, publen;
     memcpy(c.head, head, 32);
     assert_int_equal(gw_audit_checkpoint_msg(chain, seq, head, c.at_us, msg, sizeof msg, &n), 0);
-    assert_int_equal(gw_audit_sign(seed, msg, n, c.sig), 0);
-    assert_int_equal(gw_audit_public(SEED, pub), 0); /* the key id is always the trail's */
-    assert_int_equal(gw_audit_key_id(pub, c.key_id), 0);
+    assert_int_equal(gw_sign(&k, msg, n, c.sig, &c.siglen), 0);
+    publen = pub_of(SEED, pub); /* the key id is always the trail's */
+    assert_int_equal(gw_audit_key_id(pub, publen, c.key_id), 0);
     assert_int_equal(gw_bundle_write_checkpoint(w, &c), 0);
 }
 
@@ -65,13 +81,14 @@ static struct buf make(const struct gen *g)
     struct buf b = {0};
     struct gw_bundle_header h = {"test", 1, 0, 1000000, "tester"};
     struct gw_bundle_writer *w;
-    uint8_t pub[32], hashes[32][32], prev[32] = {0};
+    uint8_t pub[GW_SIGN_PUB_MAX], hashes[32][32], prev[32] = {0};
     struct gw_audit_rec recs[32];
     struct gw_audit_link links[32];
     char objs[32][16];
-    assert_int_equal(gw_audit_public(SEED, pub), 0);
+    size_t publen = pub_of(SEED, pub);
+    struct gw_sign_key seal = key_of(g->seal_seed ? g->seal_seed : SEED);
     assert_int_equal(gw_bundle_writer_new(buf_sink, &b, &h, &w), 0);
-    assert_int_equal(gw_bundle_write_key(w, pub), 0);
+    assert_int_equal(gw_bundle_write_key(w, pub, publen), 0);
     const char *chains[] = {"gw1", "gw2"};
     int lens[] = {25, 3};
     for (int c = 0; c < 2; c++) {
@@ -103,7 +120,7 @@ static struct buf make(const struct gen *g)
                 ckpt(w, chains[c], i, hashes[i], c == 0 && g->forge_ckpt == i ? ROGUE : SEED);
         }
     }
-    assert_int_equal(gw_bundle_finish(w, g->seal_seed ? g->seal_seed : SEED), 0);
+    assert_int_equal(gw_bundle_finish(w, &seal), 0);
     gw_bundle_writer_free(w);
     return b;
 }
@@ -139,13 +156,49 @@ static void good_whole_and_bytewise(void **state)
     struct gen g = {0};
     struct buf b = make(&g);
     char msg[GW_BUNDLE_ERR_MAX], id[65];
-    uint8_t pub[32];
+    uint8_t pub[GW_SIGN_PUB_MAX];
+    size_t publen = pub_of(SEED, pub);
     assert_int_equal(verify(&b, b.n, NULL, msg), 0);
     assert_int_equal(verify(&b, 1, NULL, msg), 0);
     assert_int_equal(verify(&b, 7, NULL, msg), 0);
-    assert_int_equal(gw_audit_public(SEED, pub), 0);
-    assert_int_equal(gw_audit_key_id(pub, id), 0);
+    assert_int_equal(gw_audit_key_id(pub, publen, id), 0);
     assert_int_equal(verify(&b, b.n, id, msg), 0);
+    free(b.p);
+}
+
+/* The key item names its algorithm, and a name that is not the key's (the other algorithm's, or
+ * an unknown one) is refused: the K item is rewritten with the name changed. */
+static void key_names_its_algorithm(void **state)
+{
+    struct gen g = {0};
+    struct buf b = make(&g);
+    char msg[GW_BUNDLE_ERR_MAX];
+    const char *name = gw_sign_alg_name(ALG);
+    const char *others[] = {ALG == GW_SIGN_SM2 ? "ed25519" : "sm2", "sm3"};
+    size_t magic = sizeof "waygate.bundle.v1", hlen, k, klen, nlen = strlen(name);
+    (void)state;
+    hlen = (size_t)b.p[magic + 1] << 24 | (size_t)b.p[magic + 2] << 16 |
+           (size_t)b.p[magic + 3] << 8 | b.p[magic + 4];
+    k = magic + 5 + hlen; /* the K item */
+    assert_int_equal(b.p[k], 'K');
+    klen = (size_t)b.p[k + 3] << 8 | b.p[k + 4];
+    /* its payload ends with the name field: 0x01, u32 length, the name */
+    assert_memory_equal(b.p + k + 5 + klen - nlen, name, nlen);
+    for (size_t i = 0; i < 2; i++) {
+        size_t olen = strlen(others[i]), nl = klen - nlen + olen;
+        struct buf t = {0};
+        uint8_t hdr[5] = {'K', 0, 0, (uint8_t)(nl >> 8), (uint8_t)nl};
+        uint8_t flen[4] = {0, 0, 0, (uint8_t)olen};
+        assert_int_equal(buf_sink(&t, b.p, k), 0);
+        assert_int_equal(buf_sink(&t, hdr, 5), 0);
+        assert_int_equal(buf_sink(&t, b.p + k + 5, klen - nlen - 4), 0);
+        assert_int_equal(buf_sink(&t, flen, 4), 0);
+        assert_int_equal(buf_sink(&t, (const uint8_t *)others[i], olen), 0);
+        assert_int_equal(buf_sink(&t, b.p + k + 5 + klen, b.n - k - 5 - klen), 0);
+        assert_int_equal(verify(&t, t.n, NULL, msg), GW_EDATALOSS);
+        assert_string_equal(msg, "key 1: malformed");
+        free(t.p);
+    }
     free(b.p);
 }
 
@@ -210,11 +263,12 @@ static void seal_by_another_key(void **state)
     struct buf b = {0};
     struct gw_bundle_header h = {"test", 1, 0, 1, NULL};
     struct gw_bundle_writer *w;
-    uint8_t pub[32];
-    assert_int_equal(gw_audit_public(SEED, pub), 0);
+    uint8_t pub[GW_SIGN_PUB_MAX];
+    size_t publen = pub_of(SEED, pub);
+    struct gw_sign_key rogue = key_of(ROGUE);
     assert_int_equal(gw_bundle_writer_new(buf_sink, &b, &h, &w), 0);
-    assert_int_equal(gw_bundle_write_key(w, pub), 0);
-    assert_int_equal(gw_bundle_finish(w, ROGUE), GW_EINVAL);
+    assert_int_equal(gw_bundle_write_key(w, pub, publen), 0);
+    assert_int_equal(gw_bundle_finish(w, &rogue), GW_EINVAL);
     gw_bundle_writer_free(w);
     free(b.p);
 }
@@ -254,6 +308,20 @@ static void unsealed_only_when_allowed(void **state)
     free(b.p);
 }
 
+static int ed25519_group(void **state)
+{
+    (void)state;
+    ALG = GW_SIGN_ED25519;
+    return 0;
+}
+
+static int sm2_group(void **state)
+{
+    (void)state;
+    ALG = GW_SIGN_SM2;
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -265,9 +333,11 @@ int main(void)
         cmocka_unit_test(swapped_records),
         cmocka_unit_test(deleted_checkpointed_record),
         cmocka_unit_test(forged_checkpoint),
+        cmocka_unit_test(key_names_its_algorithm),
         cmocka_unit_test(seal_by_another_key),
         cmocka_unit_test(untrusted_key),
         cmocka_unit_test(unsealed_only_when_allowed),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests_name("ed25519", tests, ed25519_group, NULL) |
+           cmocka_run_group_tests_name("sm2", tests, sm2_group, NULL);
 }

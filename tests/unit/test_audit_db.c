@@ -2,9 +2,10 @@
  * real migrations. What is checked is what `audit verify` would check, recomputed here from the
  * stored rows with the canonical encoding: sequence numbers without gaps from 1, each record's
  * prev_hash the hash of the one before, each hash the SHA-256 of its encoding, and checkpoints
- * whose Ed25519 signatures verify. Plus: an action and its record commit together; a failing
- * entry of a group fails alone and leaves no gap; the head survives a restart of the writer and of
- * the database; two writers configured with one chain id never fork it. */
+ * whose signatures verify (Ed25519, and SM2 under the sm suite). Plus: an action and its record
+ * commit together; a failing entry of a group fails alone and leaves no gap; the head survives a
+ * restart of the writer and of the database; two writers configured with one chain id never fork
+ * it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -34,7 +35,7 @@ static struct event *tick;
 static struct gw_config cfg;
 static struct gw_db *db;
 static PGconn *check;
-static const uint8_t seed[GW_AUDIT_SEED_LEN] = {7, 7, 7, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
+static const uint8_t seed[GW_SIGN_SEED_LEN] = {7, 7, 7, 7, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12};
 
 static bool db_is_ready(void *arg)
 {
@@ -150,14 +151,16 @@ static long verify_checkpoints(const char *chain)
         assert_int_equal(gw_audit_checkpoint_msg(chain, seq, (const uint8_t *)PQgetvalue(r, i, 5),
                                                  at, msg, sizeof msg, &len),
                          0);
-        assert_int_equal(gw_audit_verify_sig((const uint8_t *)PQgetvalue(r, i, 3), msg, len,
-                                             (const uint8_t *)PQgetvalue(r, i, 4)),
-                         0);
+        assert_int_equal(
+            gw_sign_verify((const uint8_t *)PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3), msg,
+                           len, (const uint8_t *)PQgetvalue(r, i, 4), (size_t)PQgetlength(r, i, 4)),
+            0);
         /* and a changed head does not */
         msg[len - 30] ^= 1;
-        assert_int_equal(gw_audit_verify_sig((const uint8_t *)PQgetvalue(r, i, 3), msg, len,
-                                             (const uint8_t *)PQgetvalue(r, i, 4)),
-                         GW_EDATALOSS);
+        assert_int_equal(
+            gw_sign_verify((const uint8_t *)PQgetvalue(r, i, 3), (size_t)PQgetlength(r, i, 3), msg,
+                           len, (const uint8_t *)PQgetvalue(r, i, 4), (size_t)PQgetlength(r, i, 4)),
+            GW_EDATALOSS);
     }
     PQclear(r);
     return n;
@@ -198,15 +201,21 @@ static bool ready(void *arg)
     return st.ready && st.queued == 0 && st.written >= 1; /* gateway.start committed */
 }
 
-static struct gw_audit *writer(const char *chain, uint32_t every, uint32_t ms)
+static struct gw_audit *writer_alg(const char *chain, uint32_t every, uint32_t ms,
+                                   enum gw_sign_alg alg)
 {
     struct gw_audit_config ac = {
-        .chain = chain, .checkpoint_every = every, .checkpoint_ms = ms, .seed = seed};
+        .chain = chain, .checkpoint_every = every, .checkpoint_ms = ms, .alg = alg, .seed = seed};
     struct gw_audit *a = NULL;
     assert_int_equal(gw_audit_new(db, &ac, &a), 0);
     assert_int_equal(gw_audit_start(a), 0);
     assert_true(run_until(ready, a, 10000));
     return a;
+}
+
+static struct gw_audit *writer(const char *chain, uint32_t every, uint32_t ms)
+{
+    return writer_alg(chain, every, ms, GW_SIGN_ED25519);
 }
 
 static struct gw_audit_rec rec(const char *action, const char *object)
@@ -384,6 +393,33 @@ static void test_checkpoints(void **state)
     gw_audit_free(a);
 }
 
+/* Under the sm suite the checkpoints are SM2 (issue 11): the key stored is the 65-byte point with
+ * algorithm 'sm2', the signatures DER, and they verify; the chain itself is unchanged. */
+static void test_sm2_checkpoints(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[2] = {{0}, {.err = 12345}};
+    struct gw_audit_rec r = rec("search.phone", "bidx");
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer_alg("t-sm2", 2, 60000, GW_SIGN_SM2);
+    for (int i = 0; i < 3; i++) {
+        o[0] = (struct outcome){0};
+        assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[0], NULL), 0);
+        assert_true(run_until(all_done, o, 10000));
+        assert_int_equal(o[0].err, 0);
+    }
+    assert_int_equal(verify_chain("t-sm2"), 4);
+    assert_int_equal(verify_checkpoints("t-sm2"), 2);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_checkpoint c JOIN audit_key k USING "
+                            "(key_id) WHERE c.chain = 't-sm2' AND k.algorithm = 'sm2' AND "
+                            "octet_length(k.public_key) = 65 AND get_byte(c.signature, 0) = 48"),
+                     2);
+    gw_audit_free(a);
+}
+
 /* Two writers given one chain id (a configuration mistake): their records interleave, but every
  * sequence number is taken once and the chain verifies: the loser of a race reads the head
  * again instead of forking the chain. */
@@ -496,13 +532,10 @@ static int group_teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chain_written),
-        cmocka_unit_test(test_failing_entry_fails_alone),
-        cmocka_unit_test(test_head_recovered),
-        cmocka_unit_test(test_checkpoints),
-        cmocka_unit_test(test_shared_chain_never_forks),
-        cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_append_only),
+        cmocka_unit_test(test_chain_written),   cmocka_unit_test(test_failing_entry_fails_alone),
+        cmocka_unit_test(test_head_recovered),  cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_sm2_checkpoints), cmocka_unit_test(test_shared_chain_never_forks),
+        cmocka_unit_test(test_cancel),          cmocka_unit_test(test_append_only),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

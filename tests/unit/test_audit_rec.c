@@ -13,7 +13,7 @@
 
 #include "audit_rec.h"
 
-static const uint8_t seed[GW_AUDIT_SEED_LEN] = {1, 2, 3};
+static const uint8_t seed[GW_SIGN_SEED_LEN] = {1, 2, 3};
 
 static struct gw_audit_rec sample(void)
 {
@@ -136,9 +136,10 @@ static void test_malformed_refused(void **state)
 
 static void test_checkpoint_signature(void **state)
 {
-    uint8_t head[GW_AUDIT_HASH_LEN] = {0}, msg[256], pub[GW_AUDIT_PUB_LEN], sig[GW_AUDIT_SIG_LEN];
+    uint8_t head[GW_AUDIT_HASH_LEN] = {0}, msg[256], pub[GW_SIGN_PUB_MAX], sig[GW_SIGN_SIG_MAX];
     char x[2 * sizeof msg + 1], id[65];
-    size_t len = 0;
+    size_t len = 0, publen = 0, siglen = 0;
+    const struct gw_sign_key key = {GW_SIGN_ED25519, seed};
 
     (void)state;
     assert_int_equal(
@@ -147,16 +148,16 @@ static void test_checkpoint_signature(void **state)
     assert_string_equal(x, "776179676174652e636865636b706f696e742e763100010000000467772d6101000000"
                            "013701000000200000000000000000000000000000000000000000000000000000000"
                            "000000000010000001031373634363333363030303030303031");
-    assert_int_equal(gw_audit_sign(seed, msg, len, sig), 0);
-    assert_int_equal(gw_audit_public(seed, pub), 0);
-    assert_int_equal(gw_audit_verify_sig(pub, msg, len, sig), 0);
-    assert_int_equal(gw_audit_key_id(pub, id), 0);
+    assert_int_equal(gw_sign(&key, msg, len, sig, &siglen), 0);
+    assert_int_equal(gw_sign_public(&key, pub, &publen), 0);
+    assert_int_equal(gw_sign_verify(pub, publen, msg, len, sig, siglen), 0);
+    assert_int_equal(gw_audit_key_id(pub, publen, id), 0);
     assert_int_equal(strlen(id), 64);
     msg[len - 1] ^= 1; /* another time */
-    assert_int_equal(gw_audit_verify_sig(pub, msg, len, sig), GW_EDATALOSS);
+    assert_int_equal(gw_sign_verify(pub, publen, msg, len, sig, siglen), GW_EDATALOSS);
     msg[len - 1] ^= 1;
     sig[0] ^= 1; /* a forged signature */
-    assert_int_equal(gw_audit_verify_sig(pub, msg, len, sig), GW_EDATALOSS);
+    assert_int_equal(gw_sign_verify(pub, publen, msg, len, sig, siglen), GW_EDATALOSS);
 }
 
 int main(void)

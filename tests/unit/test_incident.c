@@ -452,10 +452,11 @@ static int group_setup(void **state)
     if (!run_until(db_is_ready, db, 10000))
         return -1;
     {
-        static const uint8_t seed[GW_AUDIT_SEED_LEN] = {9};
+        static const uint8_t seed[GW_SIGN_SEED_LEN] = {9};
         struct gw_audit_config ac = {.chain = "test-incident",
                                      .checkpoint_every = 100,
                                      .checkpoint_ms = 60000,
+                                     .alg = GW_SIGN_ED25519,
                                      .seed = seed};
 
         if (gw_audit_new(db, &ac, &au) != 0 || gw_audit_start(au) != 0)
