@@ -285,8 +285,8 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
         if (in->phone[0] == '\0')
             rule = GW_RULE_REQUIRED;
         else if (gw_phone_parse(in->phone, strlen(in->phone), norm, &len, NULL, &rule) == 0)
-            rc = gw_crypto_blind_index(app->crypto, ik, GW_BIDX_PHONE, (const uint8_t *)norm, len,
-                                       s->q.bidx);
+            rc = gw_crypto_blind_index(app->crypto, GW_SUITE_AES, ik, GW_BIDX_PHONE,
+                                       (const uint8_t *)norm, len, s->q.bidx);
         break;
     case WAYGATE__V1__SEARCH_REQUEST__KEY_ID_NUMBER:
         field = "id_number";
@@ -296,8 +296,8 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
         else if (id_normalize(in->id_number, norm, &len) != 0)
             rule = GW_RULE_TOO_LONG;
         else
-            rc = gw_crypto_blind_index(app->crypto, ik, GW_BIDX_ID_NUMBER, (const uint8_t *)norm,
-                                       len, s->q.bidx);
+            rc = gw_crypto_blind_index(app->crypto, GW_SUITE_AES, ik, GW_BIDX_ID_NUMBER,
+                                       (const uint8_t *)norm, len, s->q.bidx);
         break;
     case WAYGATE__V1__SEARCH_REQUEST__KEY_WAYBILL_NO:
         field = "waybill_no";
@@ -322,8 +322,8 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
         memcpy(s->day, in->pickup_day, sizeof(s->day));
         s->q.day = s->day;
         snprintf(norm, sizeof(norm), "search.pickup_day:%s", s->day);
-        rc = gw_crypto_hmac(app->crypto, ik, GW_CRYPTO_KEY_LEN, (const uint8_t *)norm, strlen(norm),
-                            mac);
+        rc = gw_crypto_hmac(app->crypto, GW_SUITE_AES, ik, GW_CRYPTO_KEY_LEN, (const uint8_t *)norm,
+                            strlen(norm), mac);
         if (rc == 0)
             memcpy(s->q.bidx, mac, sizeof(s->q.bidx));
         break;

@@ -1,5 +1,7 @@
-/* crypto.c: AES-256-GCM sealing, data-key wrapping and HMAC-SHA256 keyed hashes on OpenSSL 3 EVP.
- * Invariants: algorithms are fetched once per struct gw_crypto and contexts are reused; a cached
+/* crypto.c: sealing by suite (AES-256-GCM here, SM4-CTR + HMAC-SM3 in crypto_sm.c), data-key
+ * wrapping and HMAC-SHA256/HMAC-SM3 keyed hashes on OpenSSL 3 EVP.
+ * Invariants: a value opens only under the suite its algorithm byte names; algorithms are
+ * fetched once per struct gw_crypto (the sm ones on first use) and contexts are reused; a cached
  * key is only a copy of one the caller holds, and every key copy and plaintext buffer this file
  * owns is wiped with OPENSSL_cleanse; a failed open never leaves plaintext in the caller's buffer.
  */
@@ -19,6 +21,7 @@
 #include <openssl/rand.h>
 
 #include "alloc.h"
+#include "crypto_sm.h"
 
 /* RAND_bytes costs ~2 us a call whatever its length (fork check, locks), more than sealing a
  * field, so nonces and data keys are drawn from pools refilled in bulk. The pools live in one
@@ -40,12 +43,55 @@ struct gw_crypto {
     EVP_MAC *hmac;
     EVP_CIPHER_CTX *enc; /* NULL after gw_crypto_forget: recreated on next use */
     EVP_CIPHER_CTX *dec;
-    EVP_MAC_CTX *mac;
-    bool enc_keyed, dec_keyed, mac_keyed;
+    EVP_MAC_CTX *mac[GW_SUITE_COUNT]; /* keyed hashes by suite - 1: HMAC-SHA256, HMAC-SM3 */
+    EVP_MAC_CTX *cur;                 /* the one mac_begin keyed last: update and final use it */
+    struct gw_sm *sm;                 /* the sm suite's sealing; NULL until first used */
+    bool enc_keyed, dec_keyed, mac_keyed[GW_SUITE_COUNT];
     uint8_t enc_key[GW_CRYPTO_KEY_LEN]; /* copy of the key the context is keyed with */
     uint8_t dec_key[GW_CRYPTO_KEY_LEN];
-    uint8_t mac_key[GW_CRYPTO_KEY_LEN]; /* cached only for 32-byte keys */
+    uint8_t mac_key[GW_SUITE_COUNT][GW_CRYPTO_KEY_LEN]; /* cached only for 32-byte keys */
 };
+
+static const char *const mac_digest[GW_SUITE_COUNT] = {"SHA256", "SM3"};
+
+/* ---- suites ---- */
+
+int gw_suite_valid(int v)
+{
+    return v == GW_SUITE_AES || v == GW_SUITE_SM;
+}
+
+const char *gw_suite_name(enum gw_suite suite)
+{
+    switch (suite) {
+    case GW_SUITE_AES:
+        return "aes";
+    case GW_SUITE_SM:
+        return "sm";
+    }
+    return "?";
+}
+
+int gw_suite_parse(const char *s, enum gw_suite *out)
+{
+    if (!s)
+        return GW_EINVAL;
+    if (strcmp(s, "aes") == 0)
+        *out = GW_SUITE_AES;
+    else if (strcmp(s, "sm") == 0)
+        *out = GW_SUITE_SM;
+    else
+        return GW_EINVAL;
+    return 0;
+}
+
+int gw_crypto_sealed_suite(const uint8_t *in, size_t inlen, enum gw_suite *out)
+{
+    if (!in || inlen < GW_CRYPTO_OVERHEAD || in[0] != GW_CRYPTO_FMT_V1 || !gw_suite_valid(in[1]))
+        return GW_EDATALOSS;
+    *out = (enum gw_suite)in[1];
+    return 0;
+}
 
 static const char *const bidx_label[GW_BIDX_COUNT] = {"waybill_no", "phone", "id_number"};
 
@@ -67,11 +113,16 @@ static void drop_contexts(struct gw_crypto *cx)
 {
     EVP_CIPHER_CTX_free(cx->enc); /* frees wipe the key schedule */
     EVP_CIPHER_CTX_free(cx->dec);
-    EVP_MAC_CTX_free(cx->mac);
     cx->enc = NULL;
     cx->dec = NULL;
-    cx->mac = NULL;
-    cx->enc_keyed = cx->dec_keyed = cx->mac_keyed = false;
+    for (int i = 0; i < GW_SUITE_COUNT; i++) {
+        EVP_MAC_CTX_free(cx->mac[i]);
+        cx->mac[i] = NULL;
+        cx->mac_keyed[i] = false;
+    }
+    cx->cur = NULL;
+    gw_sm_forget(cx->sm);
+    cx->enc_keyed = cx->dec_keyed = false;
     OPENSSL_cleanse(cx->enc_key, sizeof cx->enc_key);
     OPENSSL_cleanse(cx->dec_key, sizeof cx->dec_key);
     OPENSSL_cleanse(cx->mac_key, sizeof cx->mac_key);
@@ -105,21 +156,30 @@ static int ensure_dec(struct gw_crypto *cx)
     return 0;
 }
 
-static int ensure_mac(struct gw_crypto *cx)
+/* The keyed-hash context of suite (index s = suite - 1, checked by the caller). */
+static int ensure_mac(struct gw_crypto *cx, int s)
 {
-    if (cx->mac)
+    if (cx->mac[s])
         return 0;
     OSSL_PARAM params[2];
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0);
+    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)mac_digest[s], 0);
     params[1] = OSSL_PARAM_construct_end();
-    cx->mac = EVP_MAC_CTX_new(cx->hmac);
-    if (!cx->mac || EVP_MAC_CTX_set_params(cx->mac, params) != 1) {
-        EVP_MAC_CTX_free(cx->mac);
-        cx->mac = NULL;
+    cx->mac[s] = EVP_MAC_CTX_new(cx->hmac);
+    if (!cx->mac[s] || EVP_MAC_CTX_set_params(cx->mac[s], params) != 1) {
+        EVP_MAC_CTX_free(cx->mac[s]);
+        cx->mac[s] = NULL;
+        ERR_clear_error();
         return GW_ECRYPTO;
     }
-    cx->mac_keyed = false;
+    cx->mac_keyed[s] = false;
     return 0;
+}
+
+static int ensure_sm(struct gw_crypto *cx)
+{
+    if (!cx->sm)
+        cx->sm = gw_sm_new();
+    return cx->sm ? 0 : GW_ECRYPTO;
 }
 
 static void pool_new(struct gw_crypto *cx)
@@ -209,7 +269,7 @@ struct gw_crypto *gw_crypto_new(void)
     cx->gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     cx->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     if (!cx->gcm || !cx->hmac || ensure_enc(cx) != 0 || ensure_dec(cx) != 0 ||
-        ensure_mac(cx) != 0) {
+        ensure_mac(cx, GW_SUITE_AES - 1) != 0) {
         ERR_clear_error();
         gw_crypto_free(cx);
         return NULL;
@@ -222,6 +282,7 @@ void gw_crypto_free(struct gw_crypto *cx)
     if (!cx)
         return;
     drop_contexts(cx);
+    gw_sm_free(cx->sm);
     pool_free(cx);
     EVP_CIPHER_free(cx->gcm);
     EVP_MAC_free(cx->hmac);
@@ -425,33 +486,43 @@ int gw_crypto_gcm_open_raw(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY
     return gcm_open(cx, key, nonce, NULL, 0, aad, aadlen, ct, ctlen, tag, pt);
 }
 
-int gw_crypto_seal_into(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
-                        const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t ptlen,
-                        uint8_t *out, size_t outcap, size_t *outlen)
+int gw_crypto_seal_into(struct gw_crypto *cx, enum gw_suite suite,
+                        const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *aad, size_t aadlen,
+                        const uint8_t *pt, size_t ptlen, uint8_t *out, size_t outcap,
+                        size_t *outlen)
 {
     *outlen = 0;
+    if (!gw_suite_valid((int)suite))
+        return GW_EINVAL;
     if (ptlen > GW_CRYPTO_MAX_PT)
         return GW_ETOOBIG;
     if (outcap < GW_CRYPTO_SEALED_LEN(ptlen))
         return GW_EINVAL;
     out[0] = GW_CRYPTO_FMT_V1;
-    out[1] = GW_CRYPTO_ALG_AES256GCM;
+    out[1] = (uint8_t)suite;
     uint8_t *nonce = out + GW_CRYPTO_HDR_LEN;
     if (next_nonce(cx, nonce) != 0) {
         ERR_clear_error();
         return GW_ECRYPTO;
     }
     uint8_t *ct = nonce + GW_CRYPTO_NONCE_LEN;
-    int rc =
-        gcm_seal(cx, key, nonce, out, GW_CRYPTO_HDR_LEN, aad, aadlen, pt, ptlen, ct, ct + ptlen);
+    int rc;
+    if (suite == GW_SUITE_SM)
+        rc = ensure_sm(cx) != 0
+                 ? GW_ECRYPTO
+                 : gw_sm_seal(cx->sm, key, out, aad, aadlen, pt, ptlen, ct, ct + ptlen);
+    else
+        rc = gcm_seal(cx, key, nonce, out, GW_CRYPTO_HDR_LEN, aad, aadlen, pt, ptlen, ct,
+                      ct + ptlen);
     if (rc != 0)
         return rc;
     *outlen = GW_CRYPTO_SEALED_LEN(ptlen);
     return 0;
 }
 
-int gw_crypto_seal(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *aad,
-                   size_t aadlen, const uint8_t *pt, size_t ptlen, struct gw_bytes *out)
+int gw_crypto_seal(struct gw_crypto *cx, enum gw_suite suite, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                   const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t ptlen,
+                   struct gw_bytes *out)
 {
     out->p = NULL;
     out->n = 0;
@@ -461,7 +532,7 @@ int gw_crypto_seal(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], c
     uint8_t *buf = gw_malloc(cap);
     if (!buf)
         return GW_ENOMEM;
-    int rc = gw_crypto_seal_into(cx, key, aad, aadlen, pt, ptlen, buf, cap, &n);
+    int rc = gw_crypto_seal_into(cx, suite, key, aad, aadlen, pt, ptlen, buf, cap, &n);
     if (rc != 0) {
         gw_free(buf);
         return rc;
@@ -471,13 +542,14 @@ int gw_crypto_seal(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], c
     return 0;
 }
 
-int gw_crypto_open_into(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
-                        const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen,
-                        uint8_t *buf, size_t cap, size_t *outlen)
+int gw_crypto_open_into(struct gw_crypto *cx, enum gw_suite suite,
+                        const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *aad, size_t aadlen,
+                        const uint8_t *in, size_t inlen, uint8_t *buf, size_t cap, size_t *outlen)
 {
     *outlen = 0;
-    if (!in || inlen < GW_CRYPTO_OVERHEAD || in[0] != GW_CRYPTO_FMT_V1 ||
-        in[1] != GW_CRYPTO_ALG_AES256GCM)
+    if (!gw_suite_valid((int)suite))
+        return GW_EINVAL;
+    if (!in || inlen < GW_CRYPTO_OVERHEAD || in[0] != GW_CRYPTO_FMT_V1 || in[1] != (uint8_t)suite)
         return GW_EDATALOSS;
     size_t ctlen = inlen - GW_CRYPTO_OVERHEAD;
     if (ctlen > GW_CRYPTO_MAX_PT)
@@ -486,16 +558,23 @@ int gw_crypto_open_into(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LE
         return GW_EINVAL;
     const uint8_t *nonce = in + GW_CRYPTO_HDR_LEN;
     const uint8_t *ct = nonce + GW_CRYPTO_NONCE_LEN;
-    int rc =
-        gcm_open(cx, key, nonce, in, GW_CRYPTO_HDR_LEN, aad, aadlen, ct, ctlen, ct + ctlen, buf);
+    int rc;
+    if (suite == GW_SUITE_SM)
+        rc = ensure_sm(cx) != 0
+                 ? GW_ECRYPTO
+                 : gw_sm_open(cx->sm, key, in, aad, aadlen, ct, ctlen, ct + ctlen, buf);
+    else
+        rc = gcm_open(cx, key, nonce, in, GW_CRYPTO_HDR_LEN, aad, aadlen, ct, ctlen, ct + ctlen,
+                      buf);
     if (rc != 0)
         return rc;
     *outlen = ctlen;
     return 0;
 }
 
-int gw_crypto_open(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *aad,
-                   size_t aadlen, const uint8_t *in, size_t inlen, struct gw_bytes *out)
+int gw_crypto_open(struct gw_crypto *cx, enum gw_suite suite, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                   const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen,
+                   struct gw_bytes *out)
 {
     out->p = NULL;
     out->n = 0;
@@ -505,7 +584,7 @@ int gw_crypto_open(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], c
     uint8_t *buf = gw_malloc(cap + 1);
     if (!buf)
         return GW_ENOMEM;
-    int rc = gw_crypto_open_into(cx, key, aad, aadlen, in, inlen, buf, cap, &n);
+    int rc = gw_crypto_open_into(cx, suite, key, aad, aadlen, in, inlen, buf, cap, &n);
     if (rc != 0) {
         gw_free_wipe(buf, cap + 1);
         return rc;
@@ -528,9 +607,9 @@ int gw_crypto_dek_new(struct gw_crypto *cx, uint8_t dek[GW_CRYPTO_DEK_LEN])
     return 0;
 }
 
-int gw_crypto_dek_wrap(struct gw_crypto *cx, const uint8_t kek[GW_CRYPTO_KEY_LEN],
-                       uint32_t kek_version, const char *table,
-                       const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
+int gw_crypto_dek_wrap(struct gw_crypto *cx, enum gw_suite suite,
+                       const uint8_t kek[GW_CRYPTO_KEY_LEN], uint32_t kek_version,
+                       const char *table, const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
                        const uint8_t dek[GW_CRYPTO_DEK_LEN], uint8_t out[GW_CRYPTO_WRAPPED_DEK_LEN])
 {
     struct gw_crypto_aad aad;
@@ -538,14 +617,14 @@ int gw_crypto_dek_wrap(struct gw_crypto *cx, const uint8_t kek[GW_CRYPTO_KEY_LEN
     int rc = gw_crypto_aad_dek(&aad, table, record_id, kek_version);
     if (rc != 0)
         return rc;
-    return gw_crypto_seal_into(cx, kek, aad.b, aad.n, dek, GW_CRYPTO_DEK_LEN, out,
+    return gw_crypto_seal_into(cx, suite, kek, aad.b, aad.n, dek, GW_CRYPTO_DEK_LEN, out,
                                GW_CRYPTO_WRAPPED_DEK_LEN, &n);
 }
 
-int gw_crypto_dek_unwrap(struct gw_crypto *cx, const uint8_t kek[GW_CRYPTO_KEY_LEN],
-                         uint32_t kek_version, const char *table,
-                         const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN], const uint8_t *in,
-                         size_t inlen, uint8_t dek[GW_CRYPTO_DEK_LEN])
+int gw_crypto_dek_unwrap(struct gw_crypto *cx, enum gw_suite suite,
+                         const uint8_t kek[GW_CRYPTO_KEY_LEN], uint32_t kek_version,
+                         const char *table, const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
+                         const uint8_t *in, size_t inlen, uint8_t dek[GW_CRYPTO_DEK_LEN])
 {
     struct gw_crypto_aad aad;
     size_t n = 0;
@@ -554,7 +633,7 @@ int gw_crypto_dek_unwrap(struct gw_crypto *cx, const uint8_t kek[GW_CRYPTO_KEY_L
         return rc;
     if (inlen != GW_CRYPTO_WRAPPED_DEK_LEN)
         return GW_EDATALOSS;
-    rc = gw_crypto_open_into(cx, kek, aad.b, aad.n, in, inlen, dek, GW_CRYPTO_DEK_LEN, &n);
+    rc = gw_crypto_open_into(cx, suite, kek, aad.b, aad.n, in, inlen, dek, GW_CRYPTO_DEK_LEN, &n);
     if (rc == 0 && n != GW_CRYPTO_DEK_LEN)
         rc = GW_EDATALOSS;
     if (rc != 0)
@@ -562,27 +641,33 @@ int gw_crypto_dek_unwrap(struct gw_crypto *cx, const uint8_t kek[GW_CRYPTO_KEY_L
     return rc;
 }
 
-/* ---- HMAC-SHA256 ---- */
+/* ---- HMAC-SHA256 / HMAC-SM3 ---- */
 
-static int mac_begin(struct gw_crypto *cx, const uint8_t *key, size_t keylen)
+/* Keys the suite's HMAC context and makes it the current one (cx->cur) for update and final.
+ * GW_EINVAL for an unknown suite. */
+static int mac_begin(struct gw_crypto *cx, enum gw_suite suite, const uint8_t *key, size_t keylen)
 {
-    if (ensure_mac(cx) != 0)
+    if (!gw_suite_valid((int)suite))
+        return GW_EINVAL;
+    int s = (int)suite - 1;
+    if (ensure_mac(cx, s) != 0)
         return GW_ECRYPTO;
+    cx->cur = cx->mac[s];
     bool cacheable = keylen == GW_CRYPTO_KEY_LEN;
-    bool same = cacheable && cx->mac_keyed && key_eq(cx->mac_key, key);
+    bool same = cacheable && cx->mac_keyed[s] && key_eq(cx->mac_key[s], key);
     /* A NULL key re-initialises the HMAC with the key it already holds. */
-    if (EVP_MAC_init(cx->mac, same ? NULL : key, same ? 0 : keylen, NULL) != 1) {
+    if (EVP_MAC_init(cx->cur, same ? NULL : key, same ? 0 : keylen, NULL) != 1) {
         ERR_clear_error();
-        cx->mac_keyed = false;
-        OPENSSL_cleanse(cx->mac_key, sizeof cx->mac_key);
+        cx->mac_keyed[s] = false;
+        OPENSSL_cleanse(cx->mac_key[s], sizeof cx->mac_key[s]);
         return GW_ECRYPTO;
     }
     if (!same) {
-        cx->mac_keyed = cacheable;
+        cx->mac_keyed[s] = cacheable;
         if (cacheable)
-            memcpy(cx->mac_key, key, GW_CRYPTO_KEY_LEN);
+            memcpy(cx->mac_key[s], key, GW_CRYPTO_KEY_LEN);
         else
-            OPENSSL_cleanse(cx->mac_key, sizeof cx->mac_key);
+            OPENSSL_cleanse(cx->mac_key[s], sizeof cx->mac_key[s]);
     }
     return 0;
 }
@@ -591,7 +676,7 @@ static int mac_update(struct gw_crypto *cx, const void *p, size_t n)
 {
     if (n == 0)
         return 0;
-    if (EVP_MAC_update(cx->mac, p, n) != 1) {
+    if (EVP_MAC_update(cx->cur, p, n) != 1) {
         ERR_clear_error();
         return GW_ECRYPTO;
     }
@@ -601,7 +686,7 @@ static int mac_update(struct gw_crypto *cx, const void *p, size_t n)
 static int mac_final(struct gw_crypto *cx, uint8_t out[GW_CRYPTO_MAC_LEN])
 {
     size_t outl = 0;
-    if (EVP_MAC_final(cx->mac, out, &outl, GW_CRYPTO_MAC_LEN) != 1 || outl != GW_CRYPTO_MAC_LEN) {
+    if (EVP_MAC_final(cx->cur, out, &outl, GW_CRYPTO_MAC_LEN) != 1 || outl != GW_CRYPTO_MAC_LEN) {
         ERR_clear_error();
         OPENSSL_cleanse(out, GW_CRYPTO_MAC_LEN);
         return GW_ECRYPTO;
@@ -609,10 +694,10 @@ static int mac_final(struct gw_crypto *cx, uint8_t out[GW_CRYPTO_MAC_LEN])
     return 0;
 }
 
-int gw_crypto_hmac(struct gw_crypto *cx, const uint8_t *key, size_t keylen, const uint8_t *data,
-                   size_t datalen, uint8_t out[GW_CRYPTO_MAC_LEN])
+int gw_crypto_hmac(struct gw_crypto *cx, enum gw_suite suite, const uint8_t *key, size_t keylen,
+                   const uint8_t *data, size_t datalen, uint8_t out[GW_CRYPTO_MAC_LEN])
 {
-    int rc = mac_begin(cx, key, keylen);
+    int rc = mac_begin(cx, suite, key, keylen);
     if (rc == 0)
         rc = mac_update(cx, data, datalen);
     if (rc == 0)
@@ -622,13 +707,14 @@ int gw_crypto_hmac(struct gw_crypto *cx, const uint8_t *key, size_t keylen, cons
 
 /* HMAC(key, label | 0x00 | value), in one update when it fits on the stack (each update is a
  * provider dispatch); the stack copy holds the value and is wiped. */
-static int mac_labelled(struct gw_crypto *cx, const uint8_t *key, const char *label,
-                        const uint8_t *value, size_t len, uint8_t out[GW_CRYPTO_MAC_LEN])
+static int mac_labelled(struct gw_crypto *cx, enum gw_suite suite, const uint8_t *key,
+                        const char *label, const uint8_t *value, size_t len,
+                        uint8_t out[GW_CRYPTO_MAC_LEN])
 {
     static const uint8_t zero = 0;
     uint8_t buf[160];
     size_t ll = strlen(label);
-    int rc = mac_begin(cx, key, GW_CRYPTO_KEY_LEN);
+    int rc = mac_begin(cx, suite, key, GW_CRYPTO_KEY_LEN);
     if (rc == 0 && ll < sizeof buf && len < sizeof buf - ll) {
         memcpy(buf, label, ll);
         buf[ll] = 0;
@@ -649,29 +735,30 @@ static int mac_labelled(struct gw_crypto *cx, const uint8_t *key, const char *la
     return rc;
 }
 
-int gw_crypto_blind_index(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
-                          enum gw_bidx purpose, const uint8_t *value, size_t len,
-                          uint8_t out[GW_CRYPTO_BIDX_LEN])
+int gw_crypto_blind_index(struct gw_crypto *cx, enum gw_suite suite,
+                          const uint8_t key[GW_CRYPTO_KEY_LEN], enum gw_bidx purpose,
+                          const uint8_t *value, size_t len, uint8_t out[GW_CRYPTO_BIDX_LEN])
 {
     uint8_t mac[GW_CRYPTO_MAC_LEN];
     if ((unsigned)purpose >= GW_BIDX_COUNT || (!value && len))
         return GW_EINVAL;
-    int rc = mac_labelled(cx, key, bidx_label[purpose], value, len, mac);
+    int rc = mac_labelled(cx, suite, key, bidx_label[purpose], value, len, mac);
     if (rc == 0)
         memcpy(out, mac, GW_CRYPTO_BIDX_LEN);
     OPENSSL_cleanse(mac, sizeof mac);
     return rc;
 }
 
-int gw_crypto_token(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN], const char *field,
-                    const uint8_t *value, size_t len, char out[GW_CRYPTO_TOKEN_LEN + 1])
+int gw_crypto_token(struct gw_crypto *cx, enum gw_suite suite, const uint8_t key[GW_CRYPTO_KEY_LEN],
+                    const char *field, const uint8_t *value, size_t len,
+                    char out[GW_CRYPTO_TOKEN_LEN + 1])
 {
     static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
     uint8_t mac[GW_CRYPTO_MAC_LEN];
     out[0] = 0;
     if (!field || !field[0] || (!value && len))
         return GW_EINVAL;
-    int rc = mac_labelled(cx, key, field, value, len, mac);
+    int rc = mac_labelled(cx, suite, key, field, value, len, mac);
     if (rc != 0)
         return rc;
     /* base32 of mac[0..12): 96 bits -> 20 characters, the last one padded with 4 zero bits */
@@ -731,9 +818,9 @@ static void mb_be(struct macbuf *m, uint64_t v, int bytes)
     mb_put(m, b, (size_t)bytes);
 }
 
-int gw_crypto_content_mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
-                          const struct gw_crypto_item *items, size_t count,
-                          uint8_t out[GW_CRYPTO_MAC_LEN])
+int gw_crypto_content_mac(struct gw_crypto *cx, enum gw_suite suite,
+                          const uint8_t key[GW_CRYPTO_KEY_LEN], const struct gw_crypto_item *items,
+                          size_t count, uint8_t out[GW_CRYPTO_MAC_LEN])
 {
     static const char label[] = "waygate-content-v1";
     struct macbuf m;
@@ -744,7 +831,7 @@ int gw_crypto_content_mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_
             return GW_EINVAL;
     m.cx = cx;
     m.n = m.hi = 0;
-    m.rc = mac_begin(cx, key, GW_CRYPTO_KEY_LEN);
+    m.rc = mac_begin(cx, suite, key, GW_CRYPTO_KEY_LEN);
     mb_put(&m, label, sizeof label - 1);
     mb_be(&m, count, 4);
     for (size_t i = 0; i < count; i++) {

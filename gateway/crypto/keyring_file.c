@@ -109,7 +109,7 @@ static int file_wrap(void *be, struct gw_crypto *cx, uint32_t kek_version, const
     size_t n = 0;
     if (!k)
         return GW_EPRECOND;
-    return gw_crypto_seal_into(cx, k->key, aad, aadlen, dek, GW_CRYPTO_DEK_LEN, out,
+    return gw_crypto_seal_into(cx, GW_SUITE_AES, k->key, aad, aadlen, dek, GW_CRYPTO_DEK_LEN, out,
                                GW_CRYPTO_WRAPPED_DEK_LEN, &n);
 }
 
@@ -123,7 +123,8 @@ static int file_unwrap(void *be, struct gw_crypto *cx, uint32_t kek_version, con
         return GW_EPRECOND;
     if (inlen != GW_CRYPTO_WRAPPED_DEK_LEN)
         return GW_EDATALOSS;
-    int rc = gw_crypto_open_into(cx, k->key, aad, aadlen, in, inlen, dek, GW_CRYPTO_DEK_LEN, &n);
+    int rc = gw_crypto_open_into(cx, GW_SUITE_AES, k->key, aad, aadlen, in, inlen, dek,
+                                 GW_CRYPTO_DEK_LEN, &n);
     if (rc == 0 && n != GW_CRYPTO_DEK_LEN)
         rc = GW_EDATALOSS;
     return rc;

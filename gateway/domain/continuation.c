@@ -40,7 +40,7 @@ static int mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
         memcpy(buf + n, parts[i].p, parts[i].n);
         n += parts[i].n;
     }
-    rc = gw_crypto_hmac(cx, key, GW_CRYPTO_KEY_LEN, buf, n, out);
+    rc = gw_crypto_hmac(cx, GW_SUITE_AES, key, GW_CRYPTO_KEY_LEN, buf, n, out);
     OPENSSL_cleanse(buf, n);
     return rc;
 }

@@ -100,7 +100,7 @@ static int content_digest(struct gw_crypto *cx, const struct gw_keyring *kr,
         (void)gw_text_i64(version, ver, sizeof(ver));
         item(&items[n++], "mac_version", ver);
     }
-    return gw_crypto_content_mac(cx, gw_keyring_content_key(kr), items, n, out);
+    return gw_crypto_content_mac(cx, GW_SUITE_AES, gw_keyring_content_key(kr), items, n, out);
 }
 
 /* record_mac (version 2): a purpose item, every clear column of row marked mac in gw_rec_cols
@@ -126,7 +126,7 @@ static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr,
         items[n].p = (const uint8_t *)(v[i].p != NULL ? v[i].p : "");
         items[n++].n = v[i].n;
     }
-    return gw_crypto_content_mac(cx, gw_keyring_content_key(kr), items, n, out);
+    return gw_crypto_content_mac(cx, GW_SUITE_AES, gw_keyring_content_key(kr), items, n, out);
 }
 
 static char *arena_strndup(struct gw_arena *a, const char *s, size_t n)
@@ -153,7 +153,7 @@ int gw_seal_new_id(struct gw_crypto *cx, uint8_t id[GW_RECORD_ID_LEN])
 int gw_seal_number_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const char *norm,
                         size_t n, uint8_t out[GW_CRYPTO_BIDX_LEN])
 {
-    return gw_crypto_blind_index(cx, gw_keyring_index_key(kr), GW_BIDX_WAYBILL_NO,
+    return gw_crypto_blind_index(cx, GW_SUITE_AES, gw_keyring_index_key(kr), GW_BIDX_WAYBILL_NO,
                                  (const uint8_t *)norm, n, out);
 }
 
@@ -164,8 +164,8 @@ static int bidx(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_bidx 
     *has = len > 0;
     if (len == 0)
         return 0;
-    return gw_crypto_blind_index(cx, gw_keyring_index_key(kr), purpose, (const uint8_t *)norm, len,
-                                 out);
+    return gw_crypto_blind_index(cx, GW_SUITE_AES, gw_keyring_index_key(kr), purpose,
+                                 (const uint8_t *)norm, len, out);
 }
 
 /* The pickup day in China Standard Time (UTC+8), "YYYY-MM-DD". */
@@ -253,8 +253,8 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
         buf = gw_arena_alloc(a, GW_CRYPTO_SEALED_LEN(v[i].n));
         if (buf == NULL)
             goto out;
-        rc = gw_crypto_seal_into(cx, dek, aad.b, aad.n, (const uint8_t *)v[i].p, v[i].n, buf,
-                                 GW_CRYPTO_SEALED_LEN(v[i].n), &len);
+        rc = gw_crypto_seal_into(cx, GW_SUITE_AES, dek, aad.b, aad.n, (const uint8_t *)v[i].p,
+                                 v[i].n, buf, GW_CRYPTO_SEALED_LEN(v[i].n), &len);
         if (rc != 0)
             goto out;
         out->ct[i].p = buf;
@@ -338,8 +338,8 @@ int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
         buf = gw_arena_alloc(a, row->ct[i].n - GW_CRYPTO_OVERHEAD + 1);
         if (buf == NULL)
             goto out;
-        rc = gw_crypto_open_into(cx, dek, aad.b, aad.n, row->ct[i].p, row->ct[i].n, (uint8_t *)buf,
-                                 row->ct[i].n - GW_CRYPTO_OVERHEAD + 1, &len);
+        rc = gw_crypto_open_into(cx, GW_SUITE_AES, dek, aad.b, aad.n, row->ct[i].p, row->ct[i].n,
+                                 (uint8_t *)buf, row->ct[i].n - GW_CRYPTO_OVERHEAD + 1, &len);
         if (rc != 0) {
             if (rc == GW_EDATALOSS)
                 *bad = (int)i;

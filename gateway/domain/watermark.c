@@ -17,7 +17,7 @@ int gw_wm_export_key(struct gw_crypto *cx, const uint8_t wm_key[GW_WM_KEY_LEN],
 
     memcpy(msg, LABEL, sizeof(LABEL));
     memcpy(msg + sizeof(LABEL), id, GW_WM_ID_LEN);
-    return gw_crypto_hmac(cx, wm_key, GW_WM_KEY_LEN, msg, sizeof(msg), out);
+    return gw_crypto_hmac(cx, GW_SUITE_AES, wm_key, GW_WM_KEY_LEN, msg, sizeof(msg), out);
 }
 
 int gw_wm_tag(struct gw_crypto *cx, const uint8_t ekey[GW_WM_KEY_LEN], const char *row, size_t len,
@@ -25,7 +25,7 @@ int gw_wm_tag(struct gw_crypto *cx, const uint8_t ekey[GW_WM_KEY_LEN], const cha
 {
     static const char digits[] = "0123456789abcdef";
     uint8_t mac[GW_CRYPTO_MAC_LEN];
-    int rc = gw_crypto_hmac(cx, ekey, GW_WM_KEY_LEN, (const uint8_t *)row, len, mac);
+    int rc = gw_crypto_hmac(cx, GW_SUITE_AES, ekey, GW_WM_KEY_LEN, (const uint8_t *)row, len, mac);
 
     if (rc != 0)
         return rc;

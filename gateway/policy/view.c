@@ -53,7 +53,8 @@ int gw_view_render(struct gw_crypto *cx, const uint8_t token_key[GW_CRYPTO_KEY_L
     case GW_VIEW_TOKEN:
         if (n == 0)
             return put("", 0, out, outsz, outlen);
-        rc = gw_crypto_token(cx, token_key, gw_col_field[col], (const uint8_t *)value, n, tok);
+        rc = gw_crypto_token(cx, GW_SUITE_AES, token_key, gw_col_field[col], (const uint8_t *)value,
+                             n, tok);
         if (rc != 0)
             return rc;
         return put(tok, GW_CRYPTO_TOKEN_LEN, out, outsz, outlen);

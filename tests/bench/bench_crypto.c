@@ -45,18 +45,19 @@ int main(void)
                 return 2;
             for (int f = 0; f < GW_COL_COUNT; f++) {
                 if (gw_crypto_aad_field(&aad, GW_RECORD_TABLE, gw_col_sql[f], id, 1) ||
-                    gw_crypto_seal_into(cx, dek, aad.b, aad.n, val, 20, ct[f], 64, &ctn[f]))
+                    gw_crypto_seal_into(cx, GW_SUITE_AES, dek, aad.b, aad.n, val, 20, ct[f], 64,
+                                        &ctn[f]))
                     return 3;
             }
-            if (gw_crypto_dek_wrap(cx, kek, 1, GW_RECORD_TABLE, id, dek, w))
+            if (gw_crypto_dek_wrap(cx, GW_SUITE_AES, kek, 1, GW_RECORD_TABLE, id, dek, w))
                 return 4;
             if (pass == 1) {
                 for (int b = 0; b < 5; b++)
-                    if (gw_crypto_blind_index(cx, ikey, GW_BIDX_PHONE, val, 11, bidx))
+                    if (gw_crypto_blind_index(cx, GW_SUITE_AES, ikey, GW_BIDX_PHONE, val, 11, bidx))
                         return 5;
                 for (int f = 0; f < GW_COL_COUNT; f++)
                     items[f] = (struct gw_crypto_item){gw_col_field[f], val, 20};
-                if (gw_crypto_content_mac(cx, ckey, items, GW_COL_COUNT, mac))
+                if (gw_crypto_content_mac(cx, GW_SUITE_AES, ckey, items, GW_COL_COUNT, mac))
                     return 6;
             }
         }
@@ -68,11 +69,12 @@ int main(void)
     }
     double w0 = wall_now(), c0 = cpu_now();
     for (int i = 0; i < N; i++) {
-        if (gw_crypto_dek_unwrap(cx, kek, 1, GW_RECORD_TABLE, id, w, sizeof w, dek))
+        if (gw_crypto_dek_unwrap(cx, GW_SUITE_AES, kek, 1, GW_RECORD_TABLE, id, w, sizeof w, dek))
             return 7;
         for (int f = 0; f < GW_COL_COUNT; f++)
             if (gw_crypto_aad_field(&aad, GW_RECORD_TABLE, gw_col_sql[f], id, 1) ||
-                gw_crypto_open_into(cx, dek, aad.b, aad.n, ct[f], ctn[f], pt, sizeof pt, &n))
+                gw_crypto_open_into(cx, GW_SUITE_AES, dek, aad.b, aad.n, ct[f], ctn[f], pt,
+                                    sizeof pt, &n))
                 return 8;
     }
     double w1 = wall_now(), c1 = cpu_now();

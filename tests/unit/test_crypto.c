@@ -144,10 +144,10 @@ static void test_hmac_kat(void **state)
                 memset(data, v[i].databyte, dl);
             }
             unhex(v[i].mac, want);
-            assert_int_equal(gw_crypto_hmac(cx, key, kl, data, dl, mac), 0);
+            assert_int_equal(gw_crypto_hmac(cx, GW_SUITE_AES, key, kl, data, dl, mac), 0);
             assert_memory_equal(mac, want, 32);
             /* same key again (cached HMAC state for 32-byte keys, rekey otherwise) */
-            assert_int_equal(gw_crypto_hmac(cx, key, kl, data, dl, mac), 0);
+            assert_int_equal(gw_crypto_hmac(cx, GW_SUITE_AES, key, kl, data, dl, mac), 0);
             assert_memory_equal(mac, want, 32);
         }
 }
@@ -161,10 +161,11 @@ static void test_hmac_cache(void **state)
     memset(k1, 1, 32);
     memset(k2, 2, 32);
     for (int i = 0; i < 3; i++) {
-        assert_int_equal(gw_crypto_hmac(cx, k1, 32, (const uint8_t *)"x", 1, a), 0);
-        assert_int_equal(gw_crypto_hmac(fresh, k1, 32, (const uint8_t *)"x", 1, b), 0);
+        assert_int_equal(gw_crypto_hmac(cx, GW_SUITE_AES, k1, 32, (const uint8_t *)"x", 1, a), 0);
+        assert_int_equal(gw_crypto_hmac(fresh, GW_SUITE_AES, k1, 32, (const uint8_t *)"x", 1, b),
+                         0);
         assert_memory_equal(a, b, 32);
-        assert_int_equal(gw_crypto_hmac(cx, k2, 32, (const uint8_t *)"x", 1, a), 0);
+        assert_int_equal(gw_crypto_hmac(cx, GW_SUITE_AES, k2, 32, (const uint8_t *)"x", 1, a), 0);
         assert_memory_not_equal(a, b, 32);
     }
     gw_crypto_free(fresh);
@@ -191,13 +192,13 @@ static void test_round_trip(void **state)
     size_t lens[] = {0, 1, 11, 20, 1000};
     for (size_t i = 0; i < sizeof lens / sizeof lens[0]; i++) {
         struct gw_bytes s, s2, o;
-        assert_int_equal(gw_crypto_seal(cx, key, a.b, a.n, big, lens[i], &s), 0);
+        assert_int_equal(gw_crypto_seal(cx, GW_SUITE_AES, key, a.b, a.n, big, lens[i], &s), 0);
         assert_int_equal(s.n, lens[i] + GW_CRYPTO_OVERHEAD);
         assert_int_equal(s.p[0], GW_CRYPTO_FMT_V1);
         assert_int_equal(s.p[1], GW_CRYPTO_ALG_AES256GCM);
-        assert_int_equal(gw_crypto_seal(cx, key, a.b, a.n, big, lens[i], &s2), 0);
+        assert_int_equal(gw_crypto_seal(cx, GW_SUITE_AES, key, a.b, a.n, big, lens[i], &s2), 0);
         assert_memory_not_equal(s.p + 2, s2.p + 2, 12); /* fresh nonce each time */
-        assert_int_equal(gw_crypto_open(cx, key, a.b, a.n, s.p, s.n, &o), 0);
+        assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, a.b, a.n, s.p, s.n, &o), 0);
         assert_int_equal(o.n, lens[i]);
         assert_int_equal(o.p[o.n], 0);
         if (lens[i])
@@ -209,18 +210,20 @@ static void test_round_trip(void **state)
     /* the _into variants and their capacity checks */
     uint8_t out[64], back[64];
     size_t n = 0, m = 0;
-    assert_int_equal(
-        gw_crypto_seal_into(cx, key, a.b, a.n, (const uint8_t *)"hello", 5, out, 34, &n),
-        GW_EINVAL);
-    assert_int_equal(
-        gw_crypto_seal_into(cx, key, a.b, a.n, (const uint8_t *)"hello", 5, out, 35, &n), 0);
+    assert_int_equal(gw_crypto_seal_into(cx, GW_SUITE_AES, key, a.b, a.n, (const uint8_t *)"hello",
+                                         5, out, 34, &n),
+                     GW_EINVAL);
+    assert_int_equal(gw_crypto_seal_into(cx, GW_SUITE_AES, key, a.b, a.n, (const uint8_t *)"hello",
+                                         5, out, 35, &n),
+                     0);
     assert_int_equal(n, 35);
-    assert_int_equal(gw_crypto_open_into(cx, key, a.b, a.n, out, n, back, 4, &m), GW_EINVAL);
-    assert_int_equal(gw_crypto_open_into(cx, key, a.b, a.n, out, n, back, 5, &m), 0);
+    assert_int_equal(gw_crypto_open_into(cx, GW_SUITE_AES, key, a.b, a.n, out, n, back, 4, &m),
+                     GW_EINVAL);
+    assert_int_equal(gw_crypto_open_into(cx, GW_SUITE_AES, key, a.b, a.n, out, n, back, 5, &m), 0);
     assert_int_equal(m, 5);
     assert_memory_equal(back, "hello", 5);
-    assert_int_equal(gw_crypto_seal_into(cx, key, a.b, a.n, big, (size_t)GW_CRYPTO_MAX_PT + 1, out,
-                                         sizeof out, &n),
+    assert_int_equal(gw_crypto_seal_into(cx, GW_SUITE_AES, key, a.b, a.n, big,
+                                         (size_t)GW_CRYPTO_MAX_PT + 1, out, sizeof out, &n),
                      GW_ETOOBIG);
 }
 
@@ -232,13 +235,14 @@ static void test_tamper_every_bit(void **state)
     struct gw_crypto_aad a;
     assert_int_equal(gw_crypto_dek_new(cx, key), 0);
     field_aad(&a, "recipient_name_ct", RID, 1);
-    assert_int_equal(gw_crypto_seal_into(cx, key, a.b, a.n, (const uint8_t *)"Zhang", 5, sealed,
-                                         sizeof sealed, &n),
+    assert_int_equal(gw_crypto_seal_into(cx, GW_SUITE_AES, key, a.b, a.n, (const uint8_t *)"Zhang",
+                                         5, sealed, sizeof sealed, &n),
                      0);
     for (size_t bit = 0; bit < n * 8; bit++) {
         sealed[bit / 8] ^= (uint8_t)(1u << (bit % 8));
         memset(back, 0x77, sizeof back);
-        int rc = gw_crypto_open_into(cx, key, a.b, a.n, sealed, n, back, sizeof back, &m);
+        int rc =
+            gw_crypto_open_into(cx, GW_SUITE_AES, key, a.b, a.n, sealed, n, back, sizeof back, &m);
         assert_int_equal(rc, GW_EDATALOSS);
         assert_int_equal(m, 0);
         if (bit / 8 >= 2) /* header flips are refused before decryption */
@@ -247,13 +251,15 @@ static void test_tamper_every_bit(void **state)
         sealed[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
     /* and the untouched value still opens with the same (reused) context */
-    assert_int_equal(gw_crypto_open_into(cx, key, a.b, a.n, sealed, n, back, sizeof back, &m), 0);
+    assert_int_equal(
+        gw_crypto_open_into(cx, GW_SUITE_AES, key, a.b, a.n, sealed, n, back, sizeof back, &m), 0);
     assert_memory_equal(back, "Zhang", 5);
     /* a flipped AAD bit too */
     for (size_t bit = 0; bit < a.n * 8; bit += 7) {
         a.b[bit / 8] ^= (uint8_t)(1u << (bit % 8));
-        assert_int_equal(gw_crypto_open_into(cx, key, a.b, a.n, sealed, n, back, sizeof back, &m),
-                         GW_EDATALOSS);
+        assert_int_equal(
+            gw_crypto_open_into(cx, GW_SUITE_AES, key, a.b, a.n, sealed, n, back, sizeof back, &m),
+            GW_EDATALOSS);
         a.b[bit / 8] ^= (uint8_t)(1u << (bit % 8));
     }
 }
@@ -268,22 +274,23 @@ static void test_wrong_aad(void **state)
     memcpy(other_rid, RID, 16);
     other_rid[15] ^= 1;
     field_aad(&a, "sender_phone_ct", RID, 1);
-    assert_int_equal(gw_crypto_seal(cx, key, a.b, a.n, (const uint8_t *)"13800138000", 11, &s), 0);
+    assert_int_equal(
+        gw_crypto_seal(cx, GW_SUITE_AES, key, a.b, a.n, (const uint8_t *)"13800138000", 11, &s), 0);
     field_aad(&b, "recipient_phone_ct", RID, 1); /* other column */
-    assert_int_equal(gw_crypto_open(cx, key, b.b, b.n, s.p, s.n, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, b.b, b.n, s.p, s.n, &o), GW_EDATALOSS);
     assert_null(o.p);
     field_aad(&b, "sender_phone_ct", other_rid, 1); /* other record */
-    assert_int_equal(gw_crypto_open(cx, key, b.b, b.n, s.p, s.n, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, b.b, b.n, s.p, s.n, &o), GW_EDATALOSS);
     field_aad(&b, "sender_phone_ct", RID, 2); /* other data-key version */
-    assert_int_equal(gw_crypto_open(cx, key, b.b, b.n, s.p, s.n, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, b.b, b.n, s.p, s.n, &o), GW_EDATALOSS);
     assert_int_equal(gw_crypto_aad_field(&b, "waybill_archive", "sender_phone_ct", RID, 1), 0);
-    assert_int_equal(gw_crypto_open(cx, key, b.b, b.n, s.p, s.n, &o), GW_EDATALOSS);
-    assert_int_equal(gw_crypto_open(cx, key, NULL, 0, s.p, s.n, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, b.b, b.n, s.p, s.n, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, NULL, 0, s.p, s.n, &o), GW_EDATALOSS);
     uint8_t key2[32];
     memcpy(key2, key, 32);
     key2[0] ^= 0x80; /* other data key */
-    assert_int_equal(gw_crypto_open(cx, key2, a.b, a.n, s.p, s.n, &o), GW_EDATALOSS);
-    assert_int_equal(gw_crypto_open(cx, key, a.b, a.n, s.p, s.n, &o), 0);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key2, a.b, a.n, s.p, s.n, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, a.b, a.n, s.p, s.n, &o), 0);
     assert_memory_equal(o.p, "13800138000", 11);
     gw_free_wipe(o.p, o.n);
     gw_free(s.p);
@@ -297,22 +304,26 @@ static void test_truncated_and_unknown(void **state)
     struct gw_bytes s, o;
     assert_int_equal(gw_crypto_dek_new(cx, key), 0);
     field_aad(&a, "waybill_no_ct", RID, 1);
-    assert_int_equal(gw_crypto_seal(cx, key, a.b, a.n, (const uint8_t *)"WG1000000001", 12, &s), 0);
+    assert_int_equal(
+        gw_crypto_seal(cx, GW_SUITE_AES, key, a.b, a.n, (const uint8_t *)"WG1000000001", 12, &s),
+        0);
     for (size_t len = 0; len < s.n; len++) {
-        assert_int_equal(gw_crypto_open(cx, key, a.b, a.n, s.p, len, &o), GW_EDATALOSS);
+        assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, a.b, a.n, s.p, len, &o),
+                         GW_EDATALOSS);
         assert_null(o.p);
     }
-    assert_int_equal(gw_crypto_open(cx, key, a.b, a.n, NULL, 0, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, a.b, a.n, NULL, 0, &o), GW_EDATALOSS);
     memcpy(buf, s.p, s.n);
     buf[s.n] = 0; /* one byte too many */
-    assert_int_equal(gw_crypto_open(cx, key, a.b, a.n, buf, s.n + 1, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, a.b, a.n, buf, s.n + 1, &o),
+                     GW_EDATALOSS);
     buf[0] = 2; /* unknown format version */
-    assert_int_equal(gw_crypto_open(cx, key, a.b, a.n, buf, s.n, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, a.b, a.n, buf, s.n, &o), GW_EDATALOSS);
     buf[0] = GW_CRYPTO_FMT_V1;
     buf[1] = GW_CRYPTO_ALG_SM4CTR_HMACSM3; /* reserved, not implemented */
-    assert_int_equal(gw_crypto_open(cx, key, a.b, a.n, buf, s.n, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, a.b, a.n, buf, s.n, &o), GW_EDATALOSS);
     buf[1] = 0;
-    assert_int_equal(gw_crypto_open(cx, key, a.b, a.n, buf, s.n, &o), GW_EDATALOSS);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, a.b, a.n, buf, s.n, &o), GW_EDATALOSS);
     gw_free(s.p);
 }
 
@@ -350,30 +361,38 @@ static void test_dek_wrap(void **state)
     assert_int_equal(gw_crypto_dek_new(cx, dek), 0);
     memcpy(rid2, RID, 16);
     rid2[0] ^= 0xff;
-    assert_int_equal(gw_crypto_dek_wrap(cx, kek, 3, "waybill", RID, dek, w), 0);
+    assert_int_equal(gw_crypto_dek_wrap(cx, GW_SUITE_AES, kek, 3, "waybill", RID, dek, w), 0);
     assert_int_equal(w[0], GW_CRYPTO_FMT_V1);
-    assert_int_equal(gw_crypto_dek_unwrap(cx, kek, 3, "waybill", RID, w, sizeof w, back), 0);
+    assert_int_equal(
+        gw_crypto_dek_unwrap(cx, GW_SUITE_AES, kek, 3, "waybill", RID, w, sizeof w, back), 0);
     assert_memory_equal(back, dek, 32);
     /* moved to another record, another KEK version, another table, another KEK */
-    assert_int_equal(gw_crypto_dek_unwrap(cx, kek, 3, "waybill", rid2, w, sizeof w, back),
-                     GW_EDATALOSS);
+    assert_int_equal(
+        gw_crypto_dek_unwrap(cx, GW_SUITE_AES, kek, 3, "waybill", rid2, w, sizeof w, back),
+        GW_EDATALOSS);
     for (int i = 0; i < 32; i++)
         assert_int_equal(back[i], 0);
-    assert_int_equal(gw_crypto_dek_unwrap(cx, kek, 4, "waybill", RID, w, sizeof w, back),
-                     GW_EDATALOSS);
-    assert_int_equal(gw_crypto_dek_unwrap(cx, kek, 3, "other", RID, w, sizeof w, back),
-                     GW_EDATALOSS);
-    assert_int_equal(gw_crypto_dek_unwrap(cx, kek2, 3, "waybill", RID, w, sizeof w, back),
-                     GW_EDATALOSS);
-    assert_int_equal(gw_crypto_dek_unwrap(cx, kek, 3, "waybill", RID, w, sizeof w - 1, back),
-                     GW_EDATALOSS);
+    assert_int_equal(
+        gw_crypto_dek_unwrap(cx, GW_SUITE_AES, kek, 4, "waybill", RID, w, sizeof w, back),
+        GW_EDATALOSS);
+    assert_int_equal(
+        gw_crypto_dek_unwrap(cx, GW_SUITE_AES, kek, 3, "other", RID, w, sizeof w, back),
+        GW_EDATALOSS);
+    assert_int_equal(
+        gw_crypto_dek_unwrap(cx, GW_SUITE_AES, kek2, 3, "waybill", RID, w, sizeof w, back),
+        GW_EDATALOSS);
+    assert_int_equal(
+        gw_crypto_dek_unwrap(cx, GW_SUITE_AES, kek, 3, "waybill", RID, w, sizeof w - 1, back),
+        GW_EDATALOSS);
     /* a field ciphertext of 32 bytes is not a wrapped key (different AAD label) */
     struct gw_crypto_aad a;
     size_t n = 0;
     assert_int_equal(gw_crypto_aad_field(&a, "waybill", "sender_name_ct", RID, 3), 0);
-    assert_int_equal(gw_crypto_seal_into(cx, kek, a.b, a.n, dek, 32, w, sizeof w, &n), 0);
-    assert_int_equal(gw_crypto_dek_unwrap(cx, kek, 3, "waybill", RID, w, sizeof w, back),
-                     GW_EDATALOSS);
+    assert_int_equal(gw_crypto_seal_into(cx, GW_SUITE_AES, kek, a.b, a.n, dek, 32, w, sizeof w, &n),
+                     0);
+    assert_int_equal(
+        gw_crypto_dek_unwrap(cx, GW_SUITE_AES, kek, 3, "waybill", RID, w, sizeof w, back),
+        GW_EDATALOSS);
 }
 
 static void test_randomness_distinct(void **state)
@@ -386,8 +405,9 @@ static void test_randomness_distinct(void **state)
     memset(key, 9, sizeof key);
     for (int i = 0; i < N; i++) {
         assert_int_equal(gw_crypto_dek_new(cx, deks[i]), 0);
-        assert_int_equal(
-            gw_crypto_seal_into(cx, key, NULL, 0, (const uint8_t *)"", 0, out, sizeof out, &n), 0);
+        assert_int_equal(gw_crypto_seal_into(cx, GW_SUITE_AES, key, NULL, 0, (const uint8_t *)"", 0,
+                                             out, sizeof out, &n),
+                         0);
         memcpy(nonces[i], out + 2, 12);
     }
     for (int i = 0; i < N; i++)
@@ -413,7 +433,8 @@ static void test_random_shares_pool(void **state)
     for (int i = 0; i < N; i++) {
         assert_int_equal(gw_crypto_random(cx, vals[2 * i], 16), 0);
         lens[2 * i] = 16;
-        assert_int_equal(gw_crypto_seal_into(cx, key, NULL, 0, NULL, 0, out, sizeof out, &n), 0);
+        assert_int_equal(
+            gw_crypto_seal_into(cx, GW_SUITE_AES, key, NULL, 0, NULL, 0, out, sizeof out, &n), 0);
         memcpy(vals[2 * i + 1], out + 2, 12);
         lens[2 * i + 1] = 12;
     }
@@ -438,14 +459,16 @@ static void test_fork_pool(void **state)
     size_t n;
     int fds[2];
     memset(key, 5, sizeof key);
-    assert_int_equal(gw_crypto_seal_into(cx, key, NULL, 0, NULL, 0, out, sizeof out, &n), 0);
+    assert_int_equal(
+        gw_crypto_seal_into(cx, GW_SUITE_AES, key, NULL, 0, NULL, 0, out, sizeof out, &n), 0);
     assert_int_equal(gw_crypto_dek_new(cx, dek), 0); /* both pools filled */
     assert_int_equal(pipe(fds), 0);
     pid_t pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         close(fds[0]);
-        if (gw_crypto_seal_into(cx, key, NULL, 0, NULL, 0, out, sizeof out, &n) != 0 ||
+        if (gw_crypto_seal_into(cx, GW_SUITE_AES, key, NULL, 0, NULL, 0, out, sizeof out, &n) !=
+                0 ||
             gw_crypto_dek_new(cx, dek) != 0)
             _exit(1);
         memcpy(child, out + 2, 12);
@@ -458,7 +481,8 @@ static void test_fork_pool(void **state)
     int st = 0;
     assert_int_equal(waitpid(pid, &st, 0), pid);
     assert_true(WIFEXITED(st) && WEXITSTATUS(st) == 0);
-    assert_int_equal(gw_crypto_seal_into(cx, key, NULL, 0, NULL, 0, out, sizeof out, &n), 0);
+    assert_int_equal(
+        gw_crypto_seal_into(cx, GW_SUITE_AES, key, NULL, 0, NULL, 0, out, sizeof out, &n), 0);
     assert_int_equal(gw_crypto_dek_new(cx, dek), 0);
     assert_memory_not_equal(child, out + 2, 12);
     assert_memory_not_equal(child + 12, dek, 32);
@@ -473,31 +497,33 @@ static void test_blind_index(void **state)
     memset(key, 0x11, 32);
     memset(key2, 0x22, 32);
     const uint8_t *v = (const uint8_t *)"13800138000";
-    assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_PHONE, v, 11, a), 0);
-    assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_PHONE, v, 11, b), 0);
+    assert_int_equal(gw_crypto_blind_index(cx, GW_SUITE_AES, key, GW_BIDX_PHONE, v, 11, a), 0);
+    assert_int_equal(gw_crypto_blind_index(cx, GW_SUITE_AES, key, GW_BIDX_PHONE, v, 11, b), 0);
     assert_memory_equal(a, b, 16);
     /* definition: HMAC-SHA256(key, "phone" 0x00 value)[0..16) */
     memcpy(msg, "phone", 5);
     msg[5] = 0;
     memcpy(msg + 6, v, 11);
-    assert_int_equal(gw_crypto_hmac(cx, key, 32, msg, 17, mac), 0);
+    assert_int_equal(gw_crypto_hmac(cx, GW_SUITE_AES, key, 32, msg, 17, mac), 0);
     assert_memory_equal(a, mac, 16);
-    assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_ID_NUMBER, v, 11, b), 0);
+    assert_int_equal(gw_crypto_blind_index(cx, GW_SUITE_AES, key, GW_BIDX_ID_NUMBER, v, 11, b), 0);
     assert_memory_not_equal(a, b, 16);
-    assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_WAYBILL_NO, v, 11, b), 0);
+    assert_int_equal(gw_crypto_blind_index(cx, GW_SUITE_AES, key, GW_BIDX_WAYBILL_NO, v, 11, b), 0);
     assert_memory_not_equal(a, b, 16);
-    assert_int_equal(gw_crypto_blind_index(cx, key2, GW_BIDX_PHONE, v, 11, b), 0);
+    assert_int_equal(gw_crypto_blind_index(cx, GW_SUITE_AES, key2, GW_BIDX_PHONE, v, 11, b), 0);
     assert_memory_not_equal(a, b, 16);
-    assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_PHONE, v, 10, b), 0);
+    assert_int_equal(gw_crypto_blind_index(cx, GW_SUITE_AES, key, GW_BIDX_PHONE, v, 10, b), 0);
     assert_memory_not_equal(a, b, 16);
-    assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_COUNT, v, 11, b), GW_EINVAL);
+    assert_int_equal(gw_crypto_blind_index(cx, GW_SUITE_AES, key, GW_BIDX_COUNT, v, 11, b),
+                     GW_EINVAL);
     /* a value too long for the one-update path: the same definition */
     static uint8_t longv[300], longmsg[306];
     memset(longv, 'x', sizeof longv);
     memcpy(longmsg, "phone", 6); /* with its NUL */
     memcpy(longmsg + 6, longv, sizeof longv);
-    assert_int_equal(gw_crypto_blind_index(cx, key, GW_BIDX_PHONE, longv, sizeof longv, a), 0);
-    assert_int_equal(gw_crypto_hmac(cx, key, 32, longmsg, sizeof longmsg, mac), 0);
+    assert_int_equal(
+        gw_crypto_blind_index(cx, GW_SUITE_AES, key, GW_BIDX_PHONE, longv, sizeof longv, a), 0);
+    assert_int_equal(gw_crypto_hmac(cx, GW_SUITE_AES, key, 32, longmsg, sizeof longmsg, mac), 0);
     assert_memory_equal(a, mac, 16);
 }
 
@@ -509,24 +535,24 @@ static void test_token(void **state)
     memset(key, 0x33, 32);
     memset(key2, 0x44, 32);
     const uint8_t *v = (const uint8_t *)"13800138000";
-    assert_int_equal(gw_crypto_token(cx, key, "sender.phone", v, 11, t1), 0);
+    assert_int_equal(gw_crypto_token(cx, GW_SUITE_AES, key, "sender.phone", v, 11, t1), 0);
     assert_int_equal(strlen(t1), GW_CRYPTO_TOKEN_LEN);
     assert_memory_equal(t1, "tok_", 4);
     for (size_t i = 4; i < GW_CRYPTO_TOKEN_LEN; i++)
         assert_non_null(strchr("abcdefghijklmnopqrstuvwxyz234567", t1[i]));
-    assert_int_equal(gw_crypto_token(cx, key, "sender.phone", v, 11, t2), 0);
+    assert_int_equal(gw_crypto_token(cx, GW_SUITE_AES, key, "sender.phone", v, 11, t2), 0);
     assert_string_equal(t1, t2);
-    assert_int_equal(gw_crypto_token(cx, key, "recipient.phone", v, 11, t2), 0);
+    assert_int_equal(gw_crypto_token(cx, GW_SUITE_AES, key, "recipient.phone", v, 11, t2), 0);
     assert_string_not_equal(t1, t2);
-    assert_int_equal(gw_crypto_token(cx, key2, "sender.phone", v, 11, t2), 0);
+    assert_int_equal(gw_crypto_token(cx, GW_SUITE_AES, key2, "sender.phone", v, 11, t2), 0);
     assert_string_not_equal(t1, t2);
-    assert_int_equal(gw_crypto_token(cx, key, "", v, 11, t2), GW_EINVAL);
+    assert_int_equal(gw_crypto_token(cx, GW_SUITE_AES, key, "", v, 11, t2), GW_EINVAL);
     /* base32 of HMAC(key, "sender.phone" 0x00 value)[0..12) */
     uint8_t msg[64], mac[32];
     memcpy(msg, "sender.phone", 12);
     msg[12] = 0;
     memcpy(msg + 13, v, 11);
-    assert_int_equal(gw_crypto_hmac(cx, key, 32, msg, 24, mac), 0);
+    assert_int_equal(gw_crypto_hmac(cx, GW_SUITE_AES, key, 32, msg, 24, mac), 0);
     static const char b32[] = "abcdefghijklmnopqrstuvwxyz234567";
     for (size_t c = 0; c < 20; c++) { /* character c holds bits 5c..5c+4 */
         unsigned val = 0;
@@ -560,7 +586,7 @@ static void test_content_mac_known_answer(void **state)
                                      {"empty", (const uint8_t *)"", 0},
                                      {"big", big, sizeof big},
                                      {"tail", (const uint8_t *)"z", 1}};
-    assert_int_equal(gw_crypto_content_mac(cx, key, items, 5, mac), 0);
+    assert_int_equal(gw_crypto_content_mac(cx, GW_SUITE_AES, key, items, 5, mac), 0);
     assert_memory_equal(mac, want, 32);
 }
 
@@ -573,19 +599,19 @@ static void test_content_mac(void **state)
     struct gw_crypto_item b[] = {{"x", (const uint8_t *)"a", 1}, {"y", (const uint8_t *)"bc", 2}};
     struct gw_crypto_item c[] = {{"x", (const uint8_t *)"ab", 2}, {"y", (const uint8_t *)"", 0}};
     struct gw_crypto_item d[] = {{"x", (const uint8_t *)"ab", 2}, {"y", NULL, 0}};
-    assert_int_equal(gw_crypto_content_mac(cx, key, a, 2, m1), 0);
-    assert_int_equal(gw_crypto_content_mac(cx, key, a, 2, m2), 0);
+    assert_int_equal(gw_crypto_content_mac(cx, GW_SUITE_AES, key, a, 2, m1), 0);
+    assert_int_equal(gw_crypto_content_mac(cx, GW_SUITE_AES, key, a, 2, m2), 0);
     assert_memory_equal(m1, m2, 32);
-    assert_int_equal(gw_crypto_content_mac(cx, key, b, 2, m2), 0);
+    assert_int_equal(gw_crypto_content_mac(cx, GW_SUITE_AES, key, b, 2, m2), 0);
     assert_memory_not_equal(m1, m2, 32);
-    assert_int_equal(gw_crypto_content_mac(cx, key, c, 2, m1), 0);
-    assert_int_equal(gw_crypto_content_mac(cx, key, d, 2, m2), 0);
+    assert_int_equal(gw_crypto_content_mac(cx, GW_SUITE_AES, key, c, 2, m1), 0);
+    assert_int_equal(gw_crypto_content_mac(cx, GW_SUITE_AES, key, d, 2, m2), 0);
     assert_memory_not_equal(m1, m2, 32); /* empty differs from absent */
-    assert_int_equal(gw_crypto_content_mac(cx, key, a, 1, m1), 0);
-    assert_int_equal(gw_crypto_content_mac(cx, key, a, 2, m2), 0);
+    assert_int_equal(gw_crypto_content_mac(cx, GW_SUITE_AES, key, a, 1, m1), 0);
+    assert_int_equal(gw_crypto_content_mac(cx, GW_SUITE_AES, key, a, 2, m2), 0);
     assert_memory_not_equal(m1, m2, 32);
     struct gw_crypto_item bad[] = {{NULL, (const uint8_t *)"a", 1}};
-    assert_int_equal(gw_crypto_content_mac(cx, key, bad, 1, m1), GW_EINVAL);
+    assert_int_equal(gw_crypto_content_mac(cx, GW_SUITE_AES, key, bad, 1, m1), GW_EINVAL);
 }
 
 static void test_forget_and_enomem(void **state)
@@ -594,16 +620,18 @@ static void test_forget_and_enomem(void **state)
     uint8_t key[32];
     struct gw_bytes s, o;
     memset(key, 0x66, 32);
-    assert_int_equal(gw_crypto_seal(cx, key, NULL, 0, (const uint8_t *)"abc", 3, &s), 0);
+    assert_int_equal(gw_crypto_seal(cx, GW_SUITE_AES, key, NULL, 0, (const uint8_t *)"abc", 3, &s),
+                     0);
     gw_crypto_forget(cx);
-    assert_int_equal(gw_crypto_open(cx, key, NULL, 0, s.p, s.n, &o), 0);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, NULL, 0, s.p, s.n, &o), 0);
     assert_memory_equal(o.p, "abc", 3);
     gw_free_wipe(o.p, o.n);
     gw_alloc_fail_nth(1);
-    assert_int_equal(gw_crypto_open(cx, key, NULL, 0, s.p, s.n, &o), GW_ENOMEM);
+    assert_int_equal(gw_crypto_open(cx, GW_SUITE_AES, key, NULL, 0, s.p, s.n, &o), GW_ENOMEM);
     gw_alloc_fail_nth(1);
     struct gw_bytes s2;
-    assert_int_equal(gw_crypto_seal(cx, key, NULL, 0, (const uint8_t *)"abc", 3, &s2), GW_ENOMEM);
+    assert_int_equal(gw_crypto_seal(cx, GW_SUITE_AES, key, NULL, 0, (const uint8_t *)"abc", 3, &s2),
+                     GW_ENOMEM);
     assert_null(s2.p);
     gw_alloc_fail_nth(0);
     gw_free(s.p);

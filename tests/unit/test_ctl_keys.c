@@ -137,8 +137,9 @@ static void insert_records(void)
         assert_int_equal(gw_keyring_wrap(kr, F.cx, v, GW_RECORD_TABLE, id, dek, w), 0);
         assert_int_equal(
             gw_crypto_aad_field(&aad, GW_RECORD_TABLE, gw_col_sql[GW_COL_SENDER_NAME], id, 1), 0);
-        assert_int_equal(gw_crypto_seal_into(F.cx, dek, aad.b, aad.n, (const uint8_t *)name,
-                                             strlen(name), ct, sizeof ct, &ctn),
+        assert_int_equal(gw_crypto_seal_into(F.cx, GW_SUITE_AES, dek, aad.b, aad.n,
+                                             (const uint8_t *)name, strlen(name), ct, sizeof ct,
+                                             &ctn),
                          0);
         uint32_t vn = htonl(v);
         const char *p[6] = {(char *)id, (char *)bidx, (char *)&vn,
@@ -186,7 +187,7 @@ static void check_all_open(void)
         assert_int_equal(gw_crypto_aad_field(&aad, GW_RECORD_TABLE, gw_col_sql[GW_COL_SENDER_NAME],
                                              id, ntohl(dv)),
                          0);
-        assert_int_equal(gw_crypto_open_into(F.cx, dek, aad.b, aad.n,
+        assert_int_equal(gw_crypto_open_into(F.cx, GW_SUITE_AES, dek, aad.b, aad.n,
                                              (const uint8_t *)PQgetvalue(r, i, 4),
                                              (size_t)PQgetlength(r, i, 4), pt, sizeof pt, &n),
                          0);

@@ -332,8 +332,8 @@ static int mock_wrap(void *be, struct gw_crypto *cx, uint32_t v, const uint8_t *
     m->last_aadlen = aadlen;
     if (v != 4)
         return GW_EPRECOND;
-    return gw_crypto_seal_into(cx, m->kek, aad, aadlen, dek, 32, out, GW_CRYPTO_WRAPPED_DEK_LEN,
-                               &n);
+    return gw_crypto_seal_into(cx, GW_SUITE_AES, m->kek, aad, aadlen, dek, 32, out,
+                               GW_CRYPTO_WRAPPED_DEK_LEN, &n);
 }
 static int mock_unwrap(void *be, struct gw_crypto *cx, uint32_t v, const uint8_t *aad,
                        size_t aadlen, const uint8_t *in, size_t inlen, uint8_t *dek)
@@ -343,7 +343,7 @@ static int mock_unwrap(void *be, struct gw_crypto *cx, uint32_t v, const uint8_t
     m->unwraps++;
     if (v != 4)
         return GW_EPRECOND;
-    return gw_crypto_open_into(cx, m->kek, aad, aadlen, in, inlen, dek, 32, &n);
+    return gw_crypto_open_into(cx, GW_SUITE_AES, m->kek, aad, aadlen, in, inlen, dek, 32, &n);
 }
 static void mock_free(void *be)
 {
@@ -370,7 +370,8 @@ static void test_custom_backend(void **state)
     assert_int_equal(gw_keyring_unwrap(kr, f->cx, 4, "waybill", RID, w, sizeof w, back), 0);
     assert_memory_equal(back, dek, 32);
     /* the keyring, not the backend, binds the record: same AAD as gw_crypto_dek_wrap */
-    assert_int_equal(gw_crypto_dek_unwrap(f->cx, m.kek, 4, "waybill", RID, w, sizeof w, back), 0);
+    assert_int_equal(
+        gw_crypto_dek_unwrap(f->cx, GW_SUITE_AES, m.kek, 4, "waybill", RID, w, sizeof w, back), 0);
     assert_int_equal(m.wraps, 1);
     assert_int_equal(m.unwraps, 1);
     gw_keyring_free(kr);

@@ -368,9 +368,9 @@ static void v1_content_mac(struct fx *f, const struct gw_sealed_waybill *row,
     items[i + 3] = (struct gw_crypto_item){"service_type", (const uint8_t *)row->service_type,
                                            strlen(row->service_type)};
     items[i + 4] = (struct gw_crypto_item){"security_level", (const uint8_t *)level, strlen(level)};
-    assert_int_equal(
-        gw_crypto_content_mac(f->cx, gw_keyring_content_key(f->kr), items, GW_COL_COUNT + 5, out),
-        0);
+    assert_int_equal(gw_crypto_content_mac(f->cx, GW_SUITE_AES, gw_keyring_content_key(f->kr),
+                                           items, GW_COL_COUNT + 5, out),
+                     0);
 }
 
 /* A row written before migration 003 (mac_version 1, no record_mac) still opens; its content
