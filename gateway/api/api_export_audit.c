@@ -256,7 +256,7 @@ void gw_api_compliance_export_audit(struct gw_call *call, const uint8_t *req, si
     }
     memset(e, 0, sizeof *e);
     e->call = call;
-    e->seed = gw_keyring_audit_seed(app->keys);
+    e->seed = gw_keyring_audit_seed(app->keys, GW_SUITE_AES);
     if (!e->seed || gw_audit_public(e->seed, e->seal_pub) != 0) {
         gw_call_fail(call, GW_EPRECOND, NULL, GW_RULE_KEY_UNAVAILABLE);
         return;

@@ -77,14 +77,16 @@ static bool text_ok(struct gw_call *call, const char *field, const char *v, size
     return true;
 }
 
-/* Appends the array literal of the waybills' blind indexes ("{hex,hex}") into buf (arena);
- * false after failing the call. */
+/* Appends the array literal of the waybills' blind indexes ("{hex,hex}") into buf (arena),
+ * each number's under every suite the keyring holds (a case keeps finding its records while they
+ * migrate between suites; the insert drops duplicates); false after failing the call. */
 static char *waybills_literal(struct gw_call *call, struct gw_app *app, char **nos, size_t n)
 {
     static const char hexd[] = "0123456789abcdef";
-    char *buf = gw_arena_alloc(gw_call_arena(call), n * (2 * GW_CRYPTO_BIDX_LEN + 1) + 3);
+    char *buf = gw_arena_alloc(gw_call_arena(call),
+                               n * GW_SEAL_LOOKUP_N * (2 * GW_CRYPTO_BIDX_LEN + 1) + 3);
     char norm[GW_WAYBILLNO_MAX + 1], field[40];
-    uint8_t bidx[GW_CRYPTO_BIDX_LEN];
+    uint8_t bidx[GW_SEAL_LOOKUP_N][GW_CRYPTO_BIDX_LEN];
     enum gw_rule rule = GW_RULE_NONE;
     size_t i, k, len, pos = 0;
 
@@ -99,15 +101,17 @@ static char *waybills_literal(struct gw_call *call, struct gw_app *app, char **n
             gw_call_fail(call, GW_EINVAL, field, rule);
             return NULL;
         }
-        if (gw_seal_number_bidx(app->crypto, app->keys, norm, len, bidx) != 0) {
+        if (gw_seal_lookup_bidx(app->crypto, app->keys, GW_BIDX_WAYBILL_NO, norm, len, bidx) != 0) {
             gw_call_fail(call, GW_ECRYPTO, NULL, GW_RULE_NONE);
             return NULL;
         }
-        if (i > 0)
-            buf[pos++] = ',';
-        for (k = 0; k < GW_CRYPTO_BIDX_LEN; k++) {
-            buf[pos++] = hexd[bidx[k] >> 4];
-            buf[pos++] = hexd[bidx[k] & 15];
+        for (size_t s = 0; s < GW_SEAL_LOOKUP_N; s++) {
+            if (pos > 1)
+                buf[pos++] = ',';
+            for (k = 0; k < GW_CRYPTO_BIDX_LEN; k++) {
+                buf[pos++] = hexd[bidx[s][k] >> 4];
+                buf[pos++] = hexd[bidx[s][k] & 15];
+            }
         }
     }
     buf[pos++] = '}';

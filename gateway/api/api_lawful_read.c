@@ -186,7 +186,7 @@ void gw_api_lawful_get(struct gw_call *call, const uint8_t *req, size_t len)
     Waygate__V1__GetRequest *in;
     struct gw_app *app = gw_call_app(call);
     const struct gw_principal *p = gw_call_principal(call);
-    uint8_t bidx[GW_CRYPTO_BIDX_LEN];
+    uint8_t bidx[GW_SEAL_LOOKUP_N][GW_CRYPTO_BIDX_LEN]; /* one per suite of the keyring */
     enum gw_rule rule = GW_RULE_NONE;
     struct lread *r;
     int rc;
@@ -220,13 +220,14 @@ void gw_api_lawful_get(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, GW_EINVAL, "waybill_no", rule);
         return;
     }
-    rc = gw_seal_number_bidx(app->crypto, app->keys, r->number, r->number_len, bidx);
+    rc = gw_seal_lookup_bidx(app->crypto, app->keys, GW_BIDX_WAYBILL_NO, r->number, r->number_len,
+                             bidx);
     if (rc != 0) {
         gw_call_fail(call, rc, NULL, GW_RULE_NONE);
         return;
     }
     for (size_t i = 0; i < GW_CRYPTO_BIDX_LEN; i++)
-        snprintf(r->bidx_hex + 2 * i, 3, "%02x", bidx[i]);
+        snprintf(r->bidx_hex + 2 * i, 3, "%02x", bidx[0][i]);
     rc = gw_store_lawful_get(app->store, p->account_id, bidx, got_cb, r, &r->sreq);
     if (rc != 0) {
         gw_api_read_failed(call, rc);

@@ -173,6 +173,7 @@ static int render_modes_in(struct gw_app *app, struct gw_arena *a,
     Waygate__V1__Party *s, *r;
     size_t c, nred = 0, len;
     char **dst, *buf;
+    enum gw_suite suite = gw_keyring_suite(app->keys); /* tokens: the configured suite */
     int rc;
 
     w = gw_arena_alloc(a, sizeof(*w));
@@ -211,8 +212,9 @@ static int render_modes_in(struct gw_app *app, struct gw_arena *a,
         buf = gw_arena_alloc(a, GW_VIEW_BOUND(clear[c].n));
         if (buf == NULL)
             return GW_ENOMEM;
-        rc = gw_view_render(app->crypto, gw_keyring_token_key(app->keys), (enum gw_col)c, mode,
-                            clear[c].p, clear[c].n, buf, GW_VIEW_BOUND(clear[c].n), &len);
+        rc = gw_view_render(app->crypto, suite, gw_keyring_token_key(app->keys, suite),
+                            (enum gw_col)c, mode, clear[c].p, clear[c].n, buf,
+                            GW_VIEW_BOUND(clear[c].n), &len);
         if (rc != 0)
             return rc;
         *dst = buf;
@@ -223,6 +225,7 @@ static int render_modes_in(struct gw_app *app, struct gw_arena *a,
 }
 
 _Static_assert(GW_INCIDENT_ID_LEN == GW_STORE_ID_LEN, "an incident's record id is a record id");
+_Static_assert(GW_SEAL_LOOKUP_N == GW_STORE_BIDX_ALTS, "a lookup's blind indexes, one per suite");
 
 void gw_api_incident(struct gw_call *call, const char *severity, const char *kind,
                      const char *detail, const uint8_t *record_id)
@@ -445,7 +448,7 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
     Waygate__V1__GetRequest *in;
     ProtobufCMessage *msg;
     struct gw_app *app = gw_call_app(call);
-    uint8_t bidx[GW_CRYPTO_BIDX_LEN];
+    uint8_t bidx[GW_SEAL_LOOKUP_N][GW_CRYPTO_BIDX_LEN]; /* one per suite of the keyring */
     enum gw_rule rule = GW_RULE_NONE;
     struct get *g;
     int rc;
@@ -464,12 +467,13 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, GW_EINVAL, "waybill_no", rule);
         return;
     }
-    rc = gw_seal_number_bidx(app->crypto, app->keys, g->number, g->number_len, bidx);
+    rc = gw_seal_lookup_bidx(app->crypto, app->keys, GW_BIDX_WAYBILL_NO, g->number, g->number_len,
+                             bidx);
     if (rc != 0) {
         gw_call_fail(call, rc, NULL, GW_RULE_NONE);
         return;
     }
-    if (!gw_api_throttle(call, bidx))
+    if (!gw_api_throttle(call, bidx[0]))
         return;
     rc = gw_store_get(app->store, gw_call_principal(call)->branch, bidx, got_cb, g, &g->req);
     if (rc != 0) {

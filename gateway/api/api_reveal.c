@@ -227,7 +227,7 @@ void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len)
     ProtobufCMessage *msg;
     struct gw_app *app = gw_call_app(call);
     const struct gw_principal *p = gw_call_principal(call);
-    uint8_t bidx[GW_CRYPTO_BIDX_LEN];
+    uint8_t bidx[GW_SEAL_LOOKUP_N][GW_CRYPTO_BIDX_LEN]; /* one per suite of the keyring */
     enum gw_rule rule = GW_RULE_NONE;
     struct gw_fault f;
     struct reveal *r;
@@ -275,12 +275,13 @@ void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len)
     }
     gw_policy_limits(gw_call_policy(call), p->role, &r->lim);
     gw_api_who(p, r->who);
-    rc = gw_seal_number_bidx(app->crypto, app->keys, r->number, r->number_len, bidx);
+    rc = gw_seal_lookup_bidx(app->crypto, app->keys, GW_BIDX_WAYBILL_NO, r->number, r->number_len,
+                             bidx);
     if (rc != 0) {
         gw_call_fail(call, rc, NULL, GW_RULE_NONE);
         return;
     }
-    if (!gw_api_throttle(call, bidx))
+    if (!gw_api_throttle(call, bidx[0]))
         return;
     rc = gw_store_get(app->store, p->branch, bidx, got_cb, r, &r->req);
     if (rc != 0) {

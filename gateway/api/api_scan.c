@@ -36,7 +36,7 @@ struct scan {
     struct gw_store_scan_req *scanreq;
     char number[GW_WAYBILLNO_MAX + 1];
     size_t number_len;
-    uint8_t bidx[GW_STORE_BIDX_LEN];
+    uint8_t bidx[GW_SEAL_LOOKUP_N][GW_STORE_BIDX_LEN]; /* one per suite of the keyring */
     int event;
     int64_t asked, now, at;  /* the request's event_time, the receive time, the time recorded */
     struct gw_fault refusal; /* the transition's refusal, answered unless the event is a retry */
@@ -257,7 +257,8 @@ void gw_api_intake_record_scan(struct gw_call *call, const uint8_t *req, size_t 
     sc->call = call;
     if (!request_ok(sc, (Waygate__V1__RecordScanRequest *)msg))
         return;
-    rc = gw_seal_number_bidx(app->crypto, app->keys, sc->number, sc->number_len, sc->bidx);
+    rc = gw_seal_lookup_bidx(app->crypto, app->keys, GW_BIDX_WAYBILL_NO, sc->number, sc->number_len,
+                             sc->bidx);
     if (rc != 0) {
         gw_call_fail(call, rc, NULL, GW_RULE_NONE);
         return;

@@ -106,8 +106,8 @@ static void search_record(struct search *s, struct gw_audit_rec *rec)
     static const char hex[] = "0123456789abcdef";
 
     for (size_t i = 0; i < GW_STORE_BIDX_LEN; i++) {
-        s->object[2 * i] = hex[s->q.bidx[i] >> 4];
-        s->object[2 * i + 1] = hex[s->q.bidx[i] & 15];
+        s->object[2 * i] = hex[s->q.bidx[0][i] >> 4];
+        s->object[2 * i + 1] = hex[s->q.bidx[0][i] & 15];
     }
     s->object[2 * GW_STORE_BIDX_LEN] = '\0';
     gw_api_record_init(s->call, audited_action(s), rec);
@@ -218,8 +218,9 @@ static void found_cb(void *arg, int err, const struct gw_store_row *rows, size_t
         if (rc == 0 && (v->continuation = gw_arena_alloc(a, GW_CONT_TEXT_LEN + 1)) == NULL)
             rc = GW_ENOMEM;
         if (rc == 0)
-            rc = gw_cont_encode(app->crypto, gw_keyring_token_key(app->keys), &s->cs,
-                                rows[i].w.accepted_at, rows[i].w.id, v->continuation);
+            rc = gw_cont_encode(app->crypto, gw_keyring_suite(app->keys),
+                                gw_keyring_token_key(app->keys, gw_keyring_suite(app->keys)),
+                                &s->cs, rows[i].w.accepted_at, rows[i].w.id, v->continuation);
         if (rc != 0) {
             gw_call_fail(s->call, rc, NULL, GW_RULE_NOT_RENDERED);
             return;
@@ -265,12 +266,14 @@ static int id_normalize(const char *in, char out[GW_ID_NORM_MAX + 1], size_t *le
     return 0;
 }
 
-/* The key's blind index into s->q.bidx (for a day: s->day and a keyed hash of it, so that the
- * throttle counts days like the other keys). Fails the call and returns false on a bad key. */
+/* The key's blind indexes into s->q.bidx, one per suite of the keyring, the configured suite's
+ * first (for a day: s->day and a keyed hash of it, so that the throttle counts days like the
+ * other keys). Fails the call and returns false on a bad key. */
 static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
 {
     struct gw_app *app = gw_call_app(s->call);
-    const uint8_t *ik = gw_keyring_index_key(app->keys);
+    enum gw_suite suite = gw_keyring_suite(app->keys);
+    const uint8_t *ik = gw_keyring_index_key(app->keys, suite);
     char norm[GW_ID_NORM_MAX + 1];
     uint8_t mac[GW_CRYPTO_MAC_LEN];
     enum gw_rule rule = GW_RULE_NONE;
@@ -285,8 +288,7 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
         if (in->phone[0] == '\0')
             rule = GW_RULE_REQUIRED;
         else if (gw_phone_parse(in->phone, strlen(in->phone), norm, &len, NULL, &rule) == 0)
-            rc = gw_crypto_blind_index(app->crypto, GW_SUITE_AES, ik, GW_BIDX_PHONE,
-                                       (const uint8_t *)norm, len, s->q.bidx);
+            rc = gw_seal_lookup_bidx(app->crypto, app->keys, GW_BIDX_PHONE, norm, len, s->q.bidx);
         break;
     case WAYGATE__V1__SEARCH_REQUEST__KEY_ID_NUMBER:
         field = "id_number";
@@ -296,8 +298,8 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
         else if (id_normalize(in->id_number, norm, &len) != 0)
             rule = GW_RULE_TOO_LONG;
         else
-            rc = gw_crypto_blind_index(app->crypto, GW_SUITE_AES, ik, GW_BIDX_ID_NUMBER,
-                                       (const uint8_t *)norm, len, s->q.bidx);
+            rc = gw_seal_lookup_bidx(app->crypto, app->keys, GW_BIDX_ID_NUMBER, norm, len,
+                                     s->q.bidx);
         break;
     case WAYGATE__V1__SEARCH_REQUEST__KEY_WAYBILL_NO:
         field = "waybill_no";
@@ -306,7 +308,8 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
             rule = GW_RULE_REQUIRED;
         else if (gw_waybillno_normalize(in->waybill_no, strlen(in->waybill_no), s->number,
                                         &s->number_len, &rule) == 0)
-            rc = gw_seal_number_bidx(app->crypto, app->keys, s->number, s->number_len, s->q.bidx);
+            rc = gw_seal_lookup_bidx(app->crypto, app->keys, GW_BIDX_WAYBILL_NO, s->number,
+                                     s->number_len, s->q.bidx);
         break;
     case WAYGATE__V1__SEARCH_REQUEST__KEY_PICKUP_DAY:
         field = "pickup_day";
@@ -322,10 +325,10 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
         memcpy(s->day, in->pickup_day, sizeof(s->day));
         s->q.day = s->day;
         snprintf(norm, sizeof(norm), "search.pickup_day:%s", s->day);
-        rc = gw_crypto_hmac(app->crypto, GW_SUITE_AES, ik, GW_CRYPTO_KEY_LEN, (const uint8_t *)norm,
+        rc = gw_crypto_hmac(app->crypto, suite, ik, GW_CRYPTO_KEY_LEN, (const uint8_t *)norm,
                             strlen(norm), mac);
-        if (rc == 0)
-            memcpy(s->q.bidx, mac, sizeof(s->q.bidx));
+        for (size_t k = 0; rc == 0 && k < GW_STORE_BIDX_ALTS; k++)
+            memcpy(s->q.bidx[k], mac, sizeof(s->q.bidx[k]));
         break;
     default:
         gw_call_fail(s->call, GW_EINVAL, NULL, GW_RULE_SEARCH_ONE_KEY);
@@ -346,8 +349,8 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
         return false;
     }
     s->cs.key_kind = (int)s->q.key;
-    s->cs.key = s->q.bidx;
-    s->cs.key_len = sizeof(s->q.bidx);
+    s->cs.key = s->q.bidx[0]; /* the configured suite's: a suite switch ends open pagings */
+    s->cs.key_len = sizeof(s->q.bidx[0]);
     return true;
 }
 
@@ -379,8 +382,10 @@ void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
     s->cs.who = gw_api_who(p, s->who);
     s->cs.branch = p->branch;
     if (in->continuation[0] != '\0') {
-        rc = gw_cont_decode(app->crypto, gw_keyring_token_key(app->keys), &s->cs, in->continuation,
-                            strlen(in->continuation), &s->q.after_at, s->q.after_id);
+        rc = gw_cont_decode(app->crypto, gw_keyring_suite(app->keys),
+                            gw_keyring_token_key(app->keys, gw_keyring_suite(app->keys)), &s->cs,
+                            in->continuation, strlen(in->continuation), &s->q.after_at,
+                            s->q.after_id);
         if (rc != 0) {
             gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : rc, "continuation",
                          rc == GW_EINVAL ? GW_RULE_CONTINUATION : GW_RULE_NONE);
@@ -399,7 +404,7 @@ void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
                "search by %s within branch %s (limit %u%s)",
                s->q.key == GW_STORE_KEY_PHONE ? "phone" : "id_number", p->branch,
                (unsigned)s->q.limit, s->q.after ? ", continued" : "");
-    if (!gw_api_throttle(call, s->q.bidx))
+    if (!gw_api_throttle(call, s->q.bidx[0]))
         return;
     if (s->q.limit == 0) { /* the role may search nothing: an empty page */
         gw_call_finish(call, GW_GRPC_OK, NULL);

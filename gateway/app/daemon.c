@@ -104,6 +104,28 @@ static struct gw_policy *prepare_policy(struct daemon *d, char *out, size_t outs
     return np;
 }
 
+/* Loads the keyring of cfg and chooses the suite of new records from [crypto] suite: refused
+ * (GW_EPRECOND, message in err naming the rule and the path) when the keyring lacks that suite,
+ * so the gateway never writes records under a suite it was not configured for. */
+static int load_keyring(const struct gw_config *cfg, struct gw_keyring **out, char *err,
+                        size_t errlen)
+{
+    enum gw_suite want = (enum gw_suite)cfg->crypto_suite;
+    int rc = gw_keyring_file_load(cfg->keyring, out, err, errlen);
+    if (rc != 0)
+        return rc;
+    if (gw_keyring_set_suite(*out, want) != 0) {
+        snprintf(err, errlen,
+                 "[crypto] suite = %s: keyring %s has no keys of the %s suite (add them with "
+                 "`waygatectl keys add-suite --suite %s`)",
+                 gw_suite_name(want), cfg->keyring, gw_suite_name(want), gw_suite_name(want));
+        gw_keyring_free(*out);
+        *out = NULL;
+        return GW_EPRECOND;
+    }
+    return 0;
+}
+
 static void reload_recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     (void)arg;
@@ -225,12 +247,13 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
 
     (void)sig;
     (void)what;
-    if (gw_keyring_file_load(d->app->cfg->keyring, &kr, err, sizeof(err)) != 0) {
+    if (load_keyring(d->app->cfg, &kr, err, sizeof(err)) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring refused: %s", err);
-        snprintf(keys, sizeof(keys), "keyring: refused (keyring file)");
+        snprintf(keys, sizeof(keys), "keyring: refused (keyring file or [crypto] suite)");
         kr = NULL;
     } else {
-        snprintf(keys, sizeof(keys), "keyring: current KEK version %u", gw_keyring_current(kr));
+        snprintf(keys, sizeof(keys), "keyring: current KEK version %u (suite %s)",
+                 gw_keyring_current(kr, gw_keyring_suite(kr)), gw_suite_name(gw_keyring_suite(kr)));
     }
     np = prepare_policy(d, policy, sizeof(policy), from, sizeof(from));
     nt = d->tls != NULL ? prepare_tls(d, "SIGHUP") : NULL;
@@ -258,6 +281,7 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     gw_policy_free(d->policy);
     d->policy = np;
     GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: policy reloaded from %s", from);
+    GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: %s reloaded", keys);
     if (nt != NULL) {
         gw_tls_swap(d->tls, nt);
         tls_swapped(d, "SIGHUP");
@@ -363,11 +387,14 @@ static int start_audit(struct gw_app *app, const char *path)
     ac = (struct gw_audit_config){.chain = chain,
                                   .checkpoint_every = cfg->checkpoint_every,
                                   .checkpoint_ms = cfg->checkpoint_ms,
-                                  .seed = gw_keyring_audit_seed(app->keys)};
+                                  /* Ed25519, the aes suite's audit key, until checkpoints
+                                   * are signed by suite (SM2 under sm: issue 11) */
+                                  .seed = gw_keyring_audit_seed(app->keys, GW_SUITE_AES)};
     if (ac.seed == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL,
-               "%s: [keys] keyring has no audit signing key (line \"audit <base64>\"): "
-               "`waygatectl keys rotate` adds it",
+               "%s: [keys] keyring has no aes audit signing key (line \"audit <base64>\"), "
+               "which signs audit checkpoints (Ed25519): `waygatectl keys rotate --suite aes` "
+               "adds it",
                path);
         return -1;
     }
@@ -476,7 +503,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         fprintf(stderr, "%s\n", err);
         return 2;
     }
-    if (gw_keyring_file_load(cfg.keyring, &app.keys, err, sizeof(err)) != 0) {
+    if (load_keyring(&cfg, &app.keys, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s: [keys] keyring: %s\n", path, err);
         gw_config_clear(&cfg);
         return 2;

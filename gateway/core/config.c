@@ -25,7 +25,7 @@
 #define CONFIG_FILE_MAX (1024 * 1024) /* bytes of the whole file */
 #define NAME_SHOWN_MAX 64             /* bytes of an unknown section or key name quoted back */
 
-enum ktype { T_STRING, T_PATH, T_BOOL, T_U32, T_LEVEL, T_HOSTPORT };
+enum ktype { T_STRING, T_PATH, T_BOOL, T_U32, T_LEVEL, T_HOSTPORT, T_SUITE };
 
 struct keydef {
     const char *section;
@@ -73,6 +73,7 @@ static const struct keydef keys[] = {
     {"database", "connect_timeout_ms", T_U32, F(db_connect_timeout_ms), 100, 600000, 0},
     {"database", "reconnect_max_ms", T_U32, F(db_reconnect_max_ms), 100, 600000, 0},
     {"keys", "keyring", T_PATH, F(keyring), 0, 0, 1},
+    {"crypto", "suite", T_SUITE, F(crypto_suite), 0, 0, 0},
     {"auth", "token_ttl_s", T_U32, F(token_ttl_s), 60, 604800, 0},
     {"auth", "password_max_age_days", T_U32, F(password_max_age_days), 0, 3650, 0},
     {"auth", "lockout_failures", T_U32, F(lockout_failures), 1, 100, 0},
@@ -113,7 +114,7 @@ static const struct keydef keys[] = {
 
 static const char *const sections[] = {"server",  "tls",     "database", "keys",
                                        "auth",    "policy",  "audit",    "compliance",
-                                       "metrics", "forward", "log"};
+                                       "metrics", "forward", "log",      "crypto"};
 
 /* Parser state for one load. */
 struct parse {
@@ -176,6 +177,7 @@ static void set_defaults(struct gw_config *c)
     c->fwd_backoff_min_ms = 200;
     c->fwd_backoff_max_ms = 30000;
     c->log_level = GW_LOG_INFO;
+    c->crypto_suite = GW_CONFIG_SUITE_AES;
 }
 
 void gw_config_clear(struct gw_config *cfg)
@@ -366,6 +368,16 @@ static int set_value(struct parse *ps, struct gw_config *c, const struct keydef 
         *(uint32_t *)field = (uint32_t)n;
         return 0;
     }
+    case T_SUITE: /* the names and values of enum gw_suite (crypto.h, a layer above) */
+        if (strcmp(v, "aes") == 0)
+            *(uint32_t *)field = GW_CONFIG_SUITE_AES;
+        else if (strcmp(v, "sm") == 0)
+            *(uint32_t *)field = GW_CONFIG_SUITE_SM;
+        else {
+            fail(ps, line, "[%s] %s: must be aes or sm", k->section, k->key);
+            return GW_EINVAL;
+        }
+        return 0;
     case T_LEVEL:
         if (gw_log_level_parse(v, (enum gw_log_level *)field) != 0) {
             fail(ps, line, "[%s] %s: must be one of debug, info, warn, error, off", k->section,

@@ -10,6 +10,10 @@
 #include "err.h"
 #include "log.h"
 
+/* The values of [crypto] suite: those of enum gw_suite (crypto.h, a layer above core). */
+#define GW_CONFIG_SUITE_AES 1
+#define GW_CONFIG_SUITE_SM 2
+
 struct gw_config {
     /* [server] */
     char *listen;                    /* "host:port" of the mTLS listener (required) */
@@ -62,6 +66,11 @@ struct gw_config {
 
     /* [keys] */
     char *keyring; /* path of the keyring file (mode 0600), required */
+
+    /* [crypto] */
+    uint32_t crypto_suite; /* suite = aes | sm: the cipher suite new records, tokens and audit
+                            * checkpoints use; a GW_CONFIG_SUITE_* value (= enum gw_suite),
+                            * default aes. The keyring must hold the suite's keys. */
 
     /* [auth] accounts, passwords and tokens (Art. 35, 38) */
     uint32_t token_ttl_s;           /* bearer-token lifetime, default 28800 (8 h) */

@@ -151,8 +151,8 @@ fail:
 }
 
 /* out = SM4-CTR(k_enc, nonce | 00 00 00 00) XOR in. */
-static int ctr_xor(struct gw_sm *sm, const uint8_t *k_enc, const uint8_t *nonce,
-                   const uint8_t *in, size_t len, uint8_t *out)
+static int ctr_xor(struct gw_sm *sm, const uint8_t *k_enc, const uint8_t *nonce, const uint8_t *in,
+                   size_t len, uint8_t *out)
 {
     uint8_t iv[GW_CRYPTO_SM4_BLOCK] = {0};
     int outl = 0;

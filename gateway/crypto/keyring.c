@@ -1,6 +1,8 @@
-/* keyring.c: the keyring: KEK versions and states, the backend that holds the KEKs (wrap and
- * unwrap go through it, so an HSM backend never lets a KEK out), and the in-memory index, token
- * and content keys. Invariants: immutable once built; secrets wiped (and unlocked) on free. */
+/* keyring.c: the keyring: per cipher suite, the KEK versions and states and the in-memory index,
+ * token, content and audit keys; the backend that holds the KEKs (wrap and unwrap go through it,
+ * so an HSM backend never lets a KEK out); the suite new records use. Invariants: immutable once
+ * its owner has chosen the suite; secrets wiped (and unlocked) on free; unwrap takes the suite
+ * from the wrapped value itself, never from the caller. */
 #include "keyring.h"
 
 #include <stdlib.h>
@@ -15,18 +17,24 @@ struct secrets {
     uint8_t index[GW_CRYPTO_KEY_LEN];
     uint8_t token[GW_CRYPTO_KEY_LEN];
     uint8_t content[GW_CRYPTO_KEY_LEN];
-    uint8_t audit[GW_CRYPTO_KEY_LEN];     /* Ed25519 private seed: checkpoint signatures */
-    uint8_t watermark[GW_CRYPTO_KEY_LEN]; /* bulk-export watermark tags */
-    bool have_audit, have_watermark;
+    uint8_t audit[GW_CRYPTO_KEY_LEN]; /* aes: Ed25519 seed; sm: SM2 scalar */
+    bool have_audit;
+};
+
+/* The keys of one suite; present when keks != NULL. */
+struct kset {
+    struct gw_keyring_kek *keks; /* ascending versions */
+    size_t nkeks;
+    uint32_t current;
+    struct secrets *sec;
 };
 
 struct gw_keyring {
     const struct gw_keyring_backend *ops;
     void *be;
-    struct gw_keyring_kek *keks; /* ascending versions */
-    size_t nkeks;
-    uint32_t current;
-    struct secrets *sec;
+    struct kset set[GW_SUITE_COUNT + 1]; /* indexed by enum gw_suite (1..GW_SUITE_COUNT) */
+    enum gw_suite suite;                 /* the suite new records use */
+    uint8_t *watermark;                  /* secret memory, or NULL */
 };
 
 /* Secret memory: gw_calloc'd, locked when possible, wiped on free. */
@@ -47,6 +55,16 @@ static void secret_free(void *p, size_t n)
     gw_free(p);
 }
 
+static bool suite_ok(enum gw_suite s)
+{
+    return s == GW_SUITE_AES || s == GW_SUITE_SM;
+}
+
+static const struct kset *kset_of(const struct gw_keyring *kr, enum gw_suite s)
+{
+    return suite_ok(s) && kr->set[s].keks ? &kr->set[s] : NULL;
+}
+
 static int kek_cmp(const void *a, const void *b)
 {
     uint32_t x = ((const struct gw_keyring_kek *)a)->version;
@@ -54,43 +72,78 @@ static int kek_cmp(const void *a, const void *b)
     return x < y ? -1 : x > y;
 }
 
+static void kset_clear(struct kset *k)
+{
+    gw_free(k->keks);
+    secret_free(k->sec, sizeof *k->sec);
+    memset(k, 0, sizeof *k);
+}
+
+/* Fills k from set: validated (versions distinct and non-zero, newest active, keys present). */
+static int kset_fill(struct kset *k, const struct gw_keyring_set *set)
+{
+    if (!set || !set->keks || set->nkeks == 0 || set->nkeks > GW_KEYRING_MAX_KEKS || !set->index ||
+        !set->token || !set->content)
+        return GW_EINVAL;
+    k->keks = gw_calloc(set->nkeks, sizeof *k->keks);
+    k->sec = secret_alloc(sizeof *k->sec);
+    if (!k->keks || !k->sec) {
+        kset_clear(k);
+        return GW_ENOMEM;
+    }
+    memcpy(k->keks, set->keks, set->nkeks * sizeof *set->keks);
+    k->nkeks = set->nkeks;
+    qsort(k->keks, k->nkeks, sizeof *k->keks, kek_cmp);
+    for (size_t i = 1; i < k->nkeks; i++)
+        if (k->keks[i].version == k->keks[i - 1].version)
+            goto invalid;
+    if (k->keks[0].version == 0 || !k->keks[k->nkeks - 1].active)
+        goto invalid;
+    k->current = k->keks[k->nkeks - 1].version;
+    memcpy(k->sec->index, set->index, GW_CRYPTO_KEY_LEN);
+    memcpy(k->sec->token, set->token, GW_CRYPTO_KEY_LEN);
+    memcpy(k->sec->content, set->content, GW_CRYPTO_KEY_LEN);
+    if (set->audit) {
+        memcpy(k->sec->audit, set->audit, GW_CRYPTO_KEY_LEN);
+        k->sec->have_audit = true;
+    }
+    return 0;
+invalid:
+    kset_clear(k);
+    return GW_EINVAL;
+}
+
 struct gw_keyring *gw_keyring_new(const struct gw_keyring_backend *ops, void *be,
-                                  const struct gw_keyring_kek *keks, size_t nkeks,
-                                  const uint8_t index_key[GW_CRYPTO_KEY_LEN],
-                                  const uint8_t token_key[GW_CRYPTO_KEY_LEN],
-                                  const uint8_t content_key[GW_CRYPTO_KEY_LEN])
+                                  enum gw_suite suite, const struct gw_keyring_set *set)
 {
     struct gw_keyring *kr = NULL;
-    if (!ops || !ops->wrap || !ops->unwrap || !keks || nkeks == 0 || nkeks > GW_KEYRING_MAX_KEKS ||
-        !index_key || !token_key || !content_key)
+    if (!ops || !ops->wrap || !ops->unwrap || !suite_ok(suite))
         return NULL;
     kr = gw_calloc(1, sizeof *kr);
     if (!kr)
         return NULL;
-    kr->keks = gw_calloc(nkeks, sizeof *kr->keks);
-    kr->sec = secret_alloc(sizeof *kr->sec);
-    if (!kr->keks || !kr->sec)
-        goto fail;
-    memcpy(kr->keks, keks, nkeks * sizeof *keks);
-    kr->nkeks = nkeks;
-    qsort(kr->keks, nkeks, sizeof *kr->keks, kek_cmp);
-    for (size_t i = 1; i < nkeks; i++)
-        if (kr->keks[i].version == kr->keks[i - 1].version)
-            goto fail;
-    if (kr->keks[0].version == 0 || !kr->keks[nkeks - 1].active)
-        goto fail;
-    kr->current = kr->keks[nkeks - 1].version;
-    memcpy(kr->sec->index, index_key, GW_CRYPTO_KEY_LEN);
-    memcpy(kr->sec->token, token_key, GW_CRYPTO_KEY_LEN);
-    memcpy(kr->sec->content, content_key, GW_CRYPTO_KEY_LEN);
+    if (kset_fill(&kr->set[suite], set) != 0) {
+        gw_free(kr);
+        return NULL;
+    }
+    kr->suite = suite;
     kr->ops = ops;
     kr->be = be;
     return kr;
-fail:
-    gw_free(kr->keks);
-    secret_free(kr->sec, sizeof *kr->sec);
-    gw_free(kr);
-    return NULL;
+}
+
+int gw_keyring_add_suite(struct gw_keyring *kr, enum gw_suite suite,
+                         const struct gw_keyring_set *set)
+{
+    if (!suite_ok(suite))
+        return GW_EINVAL;
+    if (kr->set[suite].keks)
+        return GW_EEXIST;
+    int rc = kset_fill(&kr->set[suite], set);
+    if (rc != 0)
+        return rc;
+    kr->suite = kr->set[GW_SUITE_AES].keks ? GW_SUITE_AES : GW_SUITE_SM; /* the default */
+    return 0;
 }
 
 void gw_keyring_free(struct gw_keyring *kr)
@@ -99,25 +152,49 @@ void gw_keyring_free(struct gw_keyring *kr)
         return;
     if (kr->ops && kr->ops->free)
         kr->ops->free(kr->be);
-    gw_free(kr->keks);
-    secret_free(kr->sec, sizeof *kr->sec);
+    for (int s = 0; s <= GW_SUITE_COUNT; s++)
+        kset_clear(&kr->set[s]);
+    secret_free(kr->watermark, GW_CRYPTO_KEY_LEN);
     gw_free(kr);
 }
 
-uint32_t gw_keyring_current(const struct gw_keyring *kr)
+bool gw_keyring_has_suite(const struct gw_keyring *kr, enum gw_suite suite)
 {
-    return kr->current;
+    return kset_of(kr, suite) != NULL;
 }
 
-size_t gw_keyring_kek_count(const struct gw_keyring *kr)
+enum gw_suite gw_keyring_suite(const struct gw_keyring *kr)
 {
-    return kr->nkeks;
+    return kr->suite;
 }
 
-struct gw_keyring_kek gw_keyring_kek_at(const struct gw_keyring *kr, size_t i)
+int gw_keyring_set_suite(struct gw_keyring *kr, enum gw_suite suite)
+{
+    if (!suite_ok(suite))
+        return GW_EINVAL;
+    if (!kset_of(kr, suite))
+        return GW_EPRECOND;
+    kr->suite = suite;
+    return 0;
+}
+
+uint32_t gw_keyring_current(const struct gw_keyring *kr, enum gw_suite suite)
+{
+    const struct kset *k = kset_of(kr, suite);
+    return k ? k->current : 0;
+}
+
+size_t gw_keyring_kek_count(const struct gw_keyring *kr, enum gw_suite suite)
+{
+    const struct kset *k = kset_of(kr, suite);
+    return k ? k->nkeks : 0;
+}
+
+struct gw_keyring_kek gw_keyring_kek_at(const struct gw_keyring *kr, enum gw_suite suite, size_t i)
 {
     struct gw_keyring_kek none = {0, false};
-    return i < kr->nkeks ? kr->keks[i] : none;
+    const struct kset *k = kset_of(kr, suite);
+    return k && i < k->nkeks ? k->keks[i] : none;
 }
 
 const char *gw_keyring_backend_name(const struct gw_keyring *kr)
@@ -125,53 +202,73 @@ const char *gw_keyring_backend_name(const struct gw_keyring *kr)
     return kr->ops->name ? kr->ops->name : "?";
 }
 
-const uint8_t *gw_keyring_index_key(const struct gw_keyring *kr)
+const uint8_t *gw_keyring_index_key(const struct gw_keyring *kr, enum gw_suite suite)
 {
-    return kr->sec->index;
+    const struct kset *k = kset_of(kr, suite);
+    return k ? k->sec->index : NULL;
 }
 
-const uint8_t *gw_keyring_token_key(const struct gw_keyring *kr)
+const uint8_t *gw_keyring_token_key(const struct gw_keyring *kr, enum gw_suite suite)
 {
-    return kr->sec->token;
+    const struct kset *k = kset_of(kr, suite);
+    return k ? k->sec->token : NULL;
 }
 
-const uint8_t *gw_keyring_content_key(const struct gw_keyring *kr)
+const uint8_t *gw_keyring_content_key(const struct gw_keyring *kr, enum gw_suite suite)
 {
-    return kr->sec->content;
+    const struct kset *k = kset_of(kr, suite);
+    return k ? k->sec->content : NULL;
 }
 
-void gw_keyring_set_extra(struct gw_keyring *kr, const uint8_t *audit_seed,
-                          const uint8_t *watermark_key)
+const uint8_t *gw_keyring_audit_seed(const struct gw_keyring *kr, enum gw_suite suite)
 {
-    if (audit_seed) {
-        memcpy(kr->sec->audit, audit_seed, GW_CRYPTO_KEY_LEN);
-        kr->sec->have_audit = true;
-    }
-    if (watermark_key) {
-        memcpy(kr->sec->watermark, watermark_key, GW_CRYPTO_KEY_LEN);
-        kr->sec->have_watermark = true;
-    }
-}
-
-const uint8_t *gw_keyring_audit_seed(const struct gw_keyring *kr)
-{
-    return kr->sec->have_audit ? kr->sec->audit : NULL;
+    const struct kset *k = kset_of(kr, suite);
+    return k && k->sec->have_audit ? k->sec->audit : NULL;
 }
 
 const uint8_t *gw_keyring_watermark_key(const struct gw_keyring *kr)
 {
-    return kr->sec->have_watermark ? kr->sec->watermark : NULL;
+    return kr->watermark;
 }
 
-int gw_keyring_wrap(const struct gw_keyring *kr, struct gw_crypto *cx, uint32_t kek_version,
-                    const char *table, const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
+void gw_keyring_set_watermark(struct gw_keyring *kr, const uint8_t *watermark_key)
+{
+    if (!watermark_key)
+        return;
+    if (!kr->watermark)
+        kr->watermark = secret_alloc(GW_CRYPTO_KEY_LEN);
+    if (kr->watermark) /* out of memory: left absent, as if the file had none */
+        memcpy(kr->watermark, watermark_key, GW_CRYPTO_KEY_LEN);
+}
+
+/* The order n of the GB/T 32918.5 recommended curve, big-endian. */
+static const uint8_t SM2_N[GW_CRYPTO_KEY_LEN] = {
+    0xFF, 0xFF, 0xFF, 0xFE, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF,
+    0x72, 0x03, 0xDF, 0x6B, 0x21, 0xC6, 0x05, 0x2B, 0x53, 0xBB, 0xF4, 0x09, 0x39, 0xD5, 0x41, 0x23};
+
+bool gw_keyring_sm2_scalar_ok(const uint8_t key[GW_CRYPTO_KEY_LEN])
+{
+    uint8_t max[GW_CRYPTO_KEY_LEN]; /* n - 2 (n is odd and ends in 0x23: no borrow) */
+    uint8_t any = 0;
+    memcpy(max, SM2_N, sizeof max);
+    max[GW_CRYPTO_KEY_LEN - 1] -= 2;
+    for (size_t i = 0; i < GW_CRYPTO_KEY_LEN; i++)
+        any |= key[i];
+    return any != 0 && memcmp(key, max, sizeof max) <= 0;
+}
+
+int gw_keyring_wrap(const struct gw_keyring *kr, struct gw_crypto *cx, enum gw_suite suite,
+                    uint32_t kek_version, const char *table,
+                    const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
                     const uint8_t dek[GW_CRYPTO_DEK_LEN], uint8_t out[GW_CRYPTO_WRAPPED_DEK_LEN])
 {
     struct gw_crypto_aad aad;
+    if (!kset_of(kr, suite))
+        return GW_EPRECOND;
     int rc = gw_crypto_aad_dek(&aad, table, record_id, kek_version);
     if (rc != 0)
         return rc;
-    return kr->ops->wrap(kr->be, cx, kek_version, aad.b, aad.n, dek, out);
+    return kr->ops->wrap(kr->be, cx, suite, kek_version, aad.b, aad.n, dek, out);
 }
 
 int gw_keyring_unwrap(const struct gw_keyring *kr, struct gw_crypto *cx, uint32_t kek_version,
@@ -179,10 +276,14 @@ int gw_keyring_unwrap(const struct gw_keyring *kr, struct gw_crypto *cx, uint32_
                       const uint8_t *in, size_t inlen, uint8_t dek[GW_CRYPTO_DEK_LEN])
 {
     struct gw_crypto_aad aad;
-    int rc = gw_crypto_aad_dek(&aad, table, record_id, kek_version);
-    if (rc != 0)
-        return rc;
-    rc = kr->ops->unwrap(kr->be, cx, kek_version, aad.b, aad.n, in, inlen, dek);
+    enum gw_suite suite;
+    int rc = gw_crypto_sealed_suite(in, inlen, &suite);
+    if (rc == 0 && !kset_of(kr, suite))
+        rc = GW_EPRECOND;
+    if (rc == 0)
+        rc = gw_crypto_aad_dek(&aad, table, record_id, kek_version);
+    if (rc == 0)
+        rc = kr->ops->unwrap(kr->be, cx, suite, kek_version, aad.b, aad.n, in, inlen, dek);
     if (rc != 0)
         OPENSSL_cleanse(dek, GW_CRYPTO_DEK_LEN);
     return rc;

@@ -1,7 +1,8 @@
 /* keyring_file.c: the key file backend of the keyring (format in keyring.h): loading with
- * permission, owner and syntax checks, and the CLI's init/rotate/retire as locked, atomic
- * rewrites. Invariants: key bytes live only in memory wiped before it is freed (and locked when
- * allowed); no error message contains key bytes or a line's content. */
+ * permission, owner, syntax and per-suite completeness checks, and the CLI's
+ * init/add-suite/rotate/retire as locked, atomic rewrites. Invariants: key bytes live only in
+ * memory wiped before it is freed (and locked when allowed); no error message contains key bytes
+ * or a line's content; a suite present in a file is complete or the file is refused. */
 #include "keyring.h"
 
 #include <errno.h>
@@ -26,12 +27,11 @@
 #define FILE_MAX (1024 * 1024)
 #define B64_LEN 44 /* base64 of 32 bytes, one '=' of padding */
 
-struct secrets { /* the in-memory keys */
+struct secrets { /* the in-memory keys of one suite */
     uint8_t index[GW_CRYPTO_KEY_LEN];
     uint8_t token[GW_CRYPTO_KEY_LEN];
     uint8_t content[GW_CRYPTO_KEY_LEN];
     uint8_t audit[GW_CRYPTO_KEY_LEN];
-    uint8_t watermark[GW_CRYPTO_KEY_LEN];
 };
 
 /* One KEK of a parsed file (also the file backend's in-memory form). */
@@ -41,13 +41,29 @@ struct fkek {
     uint8_t key[GW_CRYPTO_KEY_LEN]; /* zero when retired */
 };
 
-/* A parsed key file. */
-struct parsed {
-    struct fkek *keks;
+/* The items of one suite in a parsed file. */
+struct pset {
+    struct fkek *keks; /* secret memory */
     size_t n, cap;
-    bool have_index, have_token, have_content, have_audit, have_watermark;
+    size_t first_line; /* the line of the suite's first item; 0: the file lacks the suite */
+    bool have_index, have_token, have_content, have_audit;
     struct secrets sec;
 };
+
+/* A parsed key file. */
+struct parsed {
+    struct pset s[GW_SUITE_COUNT + 1]; /* indexed by enum gw_suite */
+    bool have_watermark;
+    uint8_t watermark[GW_CRYPTO_KEY_LEN];
+};
+
+static const enum gw_suite SUITES[GW_SUITE_COUNT] = {GW_SUITE_AES, GW_SUITE_SM};
+
+/* The prefix of a suite's lines: "" for aes (the lines of files written before suites), "sm.". */
+static const char *prefix(enum gw_suite s)
+{
+    return s == GW_SUITE_SM ? "sm." : "";
+}
 
 static void errf(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -81,50 +97,53 @@ static void secret_free(void *p, size_t n)
 
 static void parsed_clear(struct parsed *p)
 {
-    secret_free(p->keks, p->cap * sizeof *p->keks);
-    OPENSSL_cleanse(&p->sec, sizeof p->sec);
+    for (int i = 0; i <= GW_SUITE_COUNT; i++)
+        secret_free(p->s[i].keks, p->s[i].cap * sizeof *p->s[i].keks);
+    OPENSSL_cleanse(p, sizeof *p);
     memset(p, 0, sizeof *p);
 }
 
 /* ---- the key file backend ---- */
 
 struct file_be {
-    struct fkek *keks; /* secret memory */
-    size_t n;
+    struct fkek *keks[GW_SUITE_COUNT + 1]; /* secret memory, per suite */
+    size_t n[GW_SUITE_COUNT + 1];
 };
 
-static const struct fkek *file_find(const struct file_be *fb, uint32_t version)
+static const struct fkek *file_find(const struct file_be *fb, enum gw_suite suite, uint32_t version)
 {
-    for (size_t i = 0; i < fb->n; i++)
-        if (fb->keks[i].version == version)
-            return fb->keks[i].active ? &fb->keks[i] : NULL;
+    if (suite != GW_SUITE_AES && suite != GW_SUITE_SM)
+        return NULL;
+    for (size_t i = 0; i < fb->n[suite]; i++)
+        if (fb->keks[suite][i].version == version)
+            return fb->keks[suite][i].active ? &fb->keks[suite][i] : NULL;
     return NULL;
 }
 
-static int file_wrap(void *be, struct gw_crypto *cx, uint32_t kek_version, const uint8_t *aad,
-                     size_t aadlen, const uint8_t dek[GW_CRYPTO_DEK_LEN],
+static int file_wrap(void *be, struct gw_crypto *cx, enum gw_suite suite, uint32_t kek_version,
+                     const uint8_t *aad, size_t aadlen, const uint8_t dek[GW_CRYPTO_DEK_LEN],
                      uint8_t out[GW_CRYPTO_WRAPPED_DEK_LEN])
 {
-    const struct fkek *k = file_find(be, kek_version);
+    const struct fkek *k = file_find(be, suite, kek_version);
     size_t n = 0;
     if (!k)
         return GW_EPRECOND;
-    return gw_crypto_seal_into(cx, GW_SUITE_AES, k->key, aad, aadlen, dek, GW_CRYPTO_DEK_LEN, out,
+    return gw_crypto_seal_into(cx, suite, k->key, aad, aadlen, dek, GW_CRYPTO_DEK_LEN, out,
                                GW_CRYPTO_WRAPPED_DEK_LEN, &n);
 }
 
-static int file_unwrap(void *be, struct gw_crypto *cx, uint32_t kek_version, const uint8_t *aad,
-                       size_t aadlen, const uint8_t *in, size_t inlen,
+static int file_unwrap(void *be, struct gw_crypto *cx, enum gw_suite suite, uint32_t kek_version,
+                       const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen,
                        uint8_t dek[GW_CRYPTO_DEK_LEN])
 {
-    const struct fkek *k = file_find(be, kek_version);
+    const struct fkek *k = file_find(be, suite, kek_version);
     size_t n = 0;
     if (!k)
         return GW_EPRECOND;
     if (inlen != GW_CRYPTO_WRAPPED_DEK_LEN)
         return GW_EDATALOSS;
-    int rc = gw_crypto_open_into(cx, GW_SUITE_AES, k->key, aad, aadlen, in, inlen, dek,
-                                 GW_CRYPTO_DEK_LEN, &n);
+    int rc =
+        gw_crypto_open_into(cx, suite, k->key, aad, aadlen, in, inlen, dek, GW_CRYPTO_DEK_LEN, &n);
     if (rc == 0 && n != GW_CRYPTO_DEK_LEN)
         rc = GW_EDATALOSS;
     return rc;
@@ -135,7 +154,8 @@ static void file_free(void *be)
     struct file_be *fb = be;
     if (!fb)
         return;
-    secret_free(fb->keks, fb->n * sizeof *fb->keks);
+    for (int i = 0; i <= GW_SUITE_COUNT; i++)
+        secret_free(fb->keks[i], fb->n[i] * sizeof *fb->keks[i]);
     gw_free(fb);
 }
 
@@ -194,7 +214,7 @@ static int parse_version(const char *s, size_t len, uint32_t *v)
     return 0;
 }
 
-static int parsed_add(struct parsed *p, uint32_t version, bool active, const uint8_t *key)
+static int parsed_add(struct pset *p, uint32_t version, bool active, const uint8_t *key)
 {
     for (size_t i = 0; i < p->n; i++)
         if (p->keks[i].version == version)
@@ -230,6 +250,47 @@ static int fkek_cmp(const void *a, const void *b)
 
 #define MAX_TOK 5
 
+/* Parses a "kek" line (tokens after the name) of suite into ps. */
+static int parse_kek(struct pset *ps, enum gw_suite suite, const char **tok, const size_t *tlen,
+                     size_t nt, size_t lineno, const char *path, char *errbuf, size_t errlen)
+{
+    uint8_t key[GW_CRYPTO_KEY_LEN];
+    uint32_t v = 0;
+    int rc = GW_EINVAL;
+#define IS(k, s) (tlen[k] == sizeof(s) - 1 && memcmp(tok[k], s, sizeof(s) - 1) == 0)
+    bool active = nt == 4 && IS(2, "active");
+    bool retired = nt == 3 && IS(2, "retired");
+#undef IS
+    if (!active && !retired) {
+        errf(errbuf, errlen,
+             "keyring %s:%zu: expected \"%skek <version> active <base64>\" "
+             "or \"%skek <version> retired\"",
+             path, lineno, prefix(suite), prefix(suite));
+        goto out;
+    }
+    if (parse_version(tok[1], tlen[1], &v) != 0) {
+        errf(errbuf, errlen, "keyring %s:%zu: KEK version must be an integer from 1 to %u", path,
+             lineno, GW_KEYRING_MAX_VERSION);
+        goto out;
+    }
+    if (active && b64_decode32(tok[3], tlen[3], key) != 0) {
+        errf(errbuf, errlen, "keyring %s:%zu: KEK is not 32 bytes of canonical base64", path,
+             lineno);
+        goto out;
+    }
+    rc = parsed_add(ps, v, active, key);
+    if (rc == GW_EEXIST || rc == GW_ETOOBIG) {
+        errf(errbuf, errlen, "keyring %s:%zu: %s", path, lineno,
+             rc == GW_EEXIST ? "KEK version listed twice" : "too many KEK versions");
+        rc = GW_EINVAL;
+    } else if (rc != 0) {
+        errf(errbuf, errlen, "keyring %s: out of memory", path);
+    }
+out:
+    OPENSSL_cleanse(key, sizeof key);
+    return rc;
+}
+
 /* Parses one line (without its newline) of lineno. */
 static int parse_line(struct parsed *p, const char *line, size_t len, size_t lineno,
                       const char *path, char *errbuf, size_t errlen)
@@ -237,6 +298,7 @@ static int parse_line(struct parsed *p, const char *line, size_t len, size_t lin
     const char *tok[MAX_TOK];
     size_t tlen[MAX_TOK], nt = 0;
     uint8_t key[GW_CRYPTO_KEY_LEN];
+    enum gw_suite suite = GW_SUITE_AES;
     int rc = GW_EINVAL;
 
     for (size_t i = 0; i < len; i++)
@@ -260,59 +322,39 @@ static int parse_line(struct parsed *p, const char *line, size_t len, size_t lin
         tlen[nt++] = j - i;
         i = j + 1;
     }
-#define IS(k, s) (tlen[k] == sizeof(s) - 1 && memcmp(tok[k], s, sizeof(s) - 1) == 0)
-    if (IS(0, "kek")) {
-        uint32_t v = 0;
-        bool active = nt == 4 && IS(2, "active");
-        bool retired = nt == 3 && IS(2, "retired");
-        if (!active && !retired) {
-            errf(errbuf, errlen,
-                 "keyring %s:%zu: expected \"kek <version> active <base64>\" "
-                 "or \"kek <version> retired\"",
-                 path, lineno);
-            goto out;
-        }
-        if (parse_version(tok[1], tlen[1], &v) != 0) {
-            errf(errbuf, errlen, "keyring %s:%zu: KEK version must be an integer from 1 to %u",
-                 path, lineno, GW_KEYRING_MAX_VERSION);
-            goto out;
-        }
-        if (active && b64_decode32(tok[3], tlen[3], key) != 0) {
-            errf(errbuf, errlen, "keyring %s:%zu: KEK is not 32 bytes of canonical base64", path,
-                 lineno);
-            goto out;
-        }
-        rc = parsed_add(p, v, active, key);
-        if (rc == GW_EEXIST || rc == GW_ETOOBIG) {
-            errf(errbuf, errlen, "keyring %s:%zu: %s", path, lineno,
-                 rc == GW_EEXIST ? "KEK version listed twice" : "too many KEK versions");
-            rc = GW_EINVAL;
-        } else if (rc != 0) {
-            errf(errbuf, errlen, "keyring %s: out of memory", path);
-        }
-        goto out;
+    if (tlen[0] > 3 && memcmp(tok[0], "sm.", 3) == 0) { /* an item of the sm suite */
+        suite = GW_SUITE_SM;
+        tok[0] += 3;
+        tlen[0] -= 3;
     }
+    struct pset *ps = &p->s[suite];
+#define IS(k, s) (tlen[k] == sizeof(s) - 1 && memcmp(tok[k], s, sizeof(s) - 1) == 0)
+    bool wm = suite == GW_SUITE_AES && IS(0, "watermark");
+    if (!wm && ps->first_line == 0)
+        ps->first_line = lineno;
+    if (IS(0, "kek"))
+        return parse_kek(ps, suite, tok, tlen, nt, lineno, path, errbuf, errlen);
     uint8_t *dst = NULL;
     bool *have = NULL;
     if (IS(0, "index")) {
-        dst = p->sec.index;
-        have = &p->have_index;
+        dst = ps->sec.index;
+        have = &ps->have_index;
     } else if (IS(0, "token")) {
-        dst = p->sec.token;
-        have = &p->have_token;
+        dst = ps->sec.token;
+        have = &ps->have_token;
     } else if (IS(0, "content")) {
-        dst = p->sec.content;
-        have = &p->have_content;
+        dst = ps->sec.content;
+        have = &ps->have_content;
     } else if (IS(0, "audit")) {
-        dst = p->sec.audit;
-        have = &p->have_audit;
-    } else if (IS(0, "watermark")) {
-        dst = p->sec.watermark;
+        dst = ps->sec.audit;
+        have = &ps->have_audit;
+    } else if (wm) {
+        dst = p->watermark;
         have = &p->have_watermark;
     } else {
         errf(errbuf, errlen,
              "keyring %s:%zu: unknown item (expected kek, index, token, content, audit or "
-             "watermark)",
+             "watermark, the first five also prefixed \"sm.\")",
              path, lineno);
         goto out;
     }
@@ -326,12 +368,53 @@ static int parse_line(struct parsed *p, const char *line, size_t len, size_t lin
         errf(errbuf, errlen, "keyring %s:%zu: key listed twice", path, lineno);
         goto out;
     }
+    if (dst == ps->sec.audit && suite == GW_SUITE_SM && !gw_keyring_sm2_scalar_ok(key)) {
+        errf(errbuf, errlen,
+             "keyring %s:%zu: sm.audit is not an SM2 private key (a 32-byte big-endian scalar d, "
+             "1 <= d <= n-2)",
+             path, lineno);
+        goto out;
+    }
     memcpy(dst, key, GW_CRYPTO_KEY_LEN);
     *have = true;
     rc = 0;
 out:
     OPENSSL_cleanse(key, sizeof key);
     return rc;
+}
+
+/* Checks that suite, present in p, is complete; the message names its first line. */
+static int check_suite(struct pset *ps, enum gw_suite suite, const char *path, char *errbuf,
+                       size_t errlen)
+{
+    const char *pre = prefix(suite), *name = gw_suite_name(suite);
+    if (ps->n > 1)
+        qsort(ps->keks, ps->n, sizeof *ps->keks, fkek_cmp);
+    bool any_active = false;
+    for (size_t i = 0; i < ps->n; i++)
+        any_active |= ps->keks[i].active;
+    if (!any_active) {
+        errf(errbuf, errlen, "keyring %s:%zu: suite %s (from this line) has no active KEK", path,
+             ps->first_line, name);
+        return GW_EINVAL;
+    }
+    if (!ps->keks[ps->n - 1].active) {
+        errf(errbuf, errlen,
+             "keyring %s:%zu: suite %s (from this line): the newest KEK (version %u) is retired",
+             path, ps->first_line, name, ps->keks[ps->n - 1].version);
+        return GW_EINVAL;
+    }
+    if (!ps->have_index || !ps->have_token || !ps->have_content) {
+        errf(errbuf, errlen,
+             "keyring %s:%zu: suite %s (from this line) is incomplete: missing the %s%s key (a "
+             "suite needs kek, index, token and content)",
+             path, ps->first_line, name, pre,
+             !ps->have_index   ? "index"
+             : !ps->have_token ? "token"
+                               : "content");
+        return GW_EINVAL;
+    }
+    return 0;
 }
 
 static int parse_file(struct parsed *p, const char *buf, size_t len, const char *path, char *errbuf,
@@ -365,23 +448,17 @@ static int parse_file(struct parsed *p, const char *buf, size_t len, const char 
         rc = GW_EINVAL;
         goto fail;
     }
-    if (p->n > 1)
-        qsort(p->keks, p->n, sizeof *p->keks, fkek_cmp);
-    bool any_active = false;
-    for (size_t i = 0; i < p->n; i++)
-        any_active |= p->keks[i].active;
-    if (!any_active) {
-        errf(errbuf, errlen, "keyring %s: no active KEK", path);
-        rc = GW_EINVAL;
-    } else if (!p->keks[p->n - 1].active) {
-        errf(errbuf, errlen, "keyring %s: the newest KEK (version %u) is retired", path,
-             p->keks[p->n - 1].version);
-        rc = GW_EINVAL;
-    } else if (!p->have_index || !p->have_token || !p->have_content) {
-        errf(errbuf, errlen, "keyring %s: missing the %s key", path,
-             !p->have_index   ? "index"
-             : !p->have_token ? "token"
-                              : "content");
+    bool any = false;
+    for (int i = 0; i < GW_SUITE_COUNT && rc == 0; i++) {
+        struct pset *ps = &p->s[SUITES[i]];
+        if (ps->first_line == 0)
+            continue;
+        any = true;
+        rc = check_suite(ps, SUITES[i], path, errbuf, errlen);
+    }
+    if (rc == 0 && !any) {
+        errf(errbuf, errlen,
+             "keyring %s: no keys (a key file holds the aes suite, the sm suite or both)", path);
         rc = GW_EINVAL;
     }
     if (rc != 0)
@@ -468,11 +545,49 @@ static int open_file(const char *path, int flags, char *errbuf, size_t errlen)
     return fd;
 }
 
+/* The public view of a suite's KEKs (versions and states), gw_calloc'd; NULL on failure. */
+static struct gw_keyring_kek *kek_list(const struct pset *ps)
+{
+    struct gw_keyring_kek *keks = gw_calloc(ps->n, sizeof *keks);
+    for (size_t i = 0; keks && i < ps->n; i++) {
+        keks[i].version = ps->keks[i].version;
+        keks[i].active = ps->keks[i].active;
+    }
+    return keks;
+}
+
+/* Adds suite of p to the keyring *kr (built on the first suite, over fb). */
+static int load_suite(struct gw_keyring **kr, struct file_be *fb, struct pset *ps,
+                      enum gw_suite suite)
+{
+    struct gw_keyring_kek *keks = kek_list(ps);
+    struct gw_keyring_set set = {
+        keks,          ps->n,           ps->sec.index,
+        ps->sec.token, ps->sec.content, ps->have_audit ? ps->sec.audit : NULL};
+    int rc = GW_ENOMEM;
+    if (!keks)
+        return GW_ENOMEM;
+    fb->keks[suite] = secret_alloc(ps->n * sizeof *fb->keks[suite]);
+    if (!fb->keks[suite])
+        goto out;
+    memcpy(fb->keks[suite], ps->keks, ps->n * sizeof *fb->keks[suite]);
+    fb->n[suite] = ps->n;
+    if (*kr == NULL) {
+        *kr = gw_keyring_new(&file_backend, fb, suite, &set);
+        rc = *kr ? 0 : GW_ENOMEM;
+    } else {
+        rc = gw_keyring_add_suite(*kr, suite, &set);
+    }
+out:
+    gw_free(keks);
+    return rc;
+}
+
 int gw_keyring_file_load(const char *path, struct gw_keyring **out, char *errbuf, size_t errlen)
 {
     struct parsed p;
     struct file_be *fb = NULL;
-    struct gw_keyring_kek *keks = NULL;
+    struct gw_keyring *kr = NULL;
     int rc = GW_ENOMEM;
     *out = NULL;
     memset(&p, 0, sizeof p);
@@ -483,75 +598,86 @@ int gw_keyring_file_load(const char *path, struct gw_keyring **out, char *errbuf
     close(fd);
     if (rc != 0)
         return rc;
-    rc = GW_ENOMEM;
     fb = gw_calloc(1, sizeof *fb);
-    keks = gw_calloc(p.n, sizeof *keks);
-    if (!fb || !keks)
-        goto fail;
-    fb->keks = secret_alloc(p.n * sizeof *fb->keks);
-    if (!fb->keks)
-        goto fail;
-    memcpy(fb->keks, p.keks, p.n * sizeof *fb->keks);
-    fb->n = p.n;
-    for (size_t i = 0; i < p.n; i++) {
-        keks[i].version = p.keks[i].version;
-        keks[i].active = p.keks[i].active;
+    rc = fb ? 0 : GW_ENOMEM;
+    for (int i = 0; i < GW_SUITE_COUNT && rc == 0; i++)
+        if (p.s[SUITES[i]].first_line != 0)
+            rc = load_suite(&kr, fb, &p.s[SUITES[i]], SUITES[i]);
+    if (rc == 0) {
+        gw_keyring_set_watermark(kr, p.have_watermark ? p.watermark : NULL);
+        if (p.have_watermark && !gw_keyring_watermark_key(kr))
+            rc = GW_ENOMEM;
     }
-    *out = gw_keyring_new(&file_backend, fb, keks, p.n, p.sec.index, p.sec.token, p.sec.content);
-    if (*out)
-        gw_keyring_set_extra(*out, p.have_audit ? p.sec.audit : NULL,
-                             p.have_watermark ? p.sec.watermark : NULL);
-    if (!*out)
-        goto fail;
-    fb = NULL;
-    rc = 0;
-fail:
-    if (rc != 0)
+    if (rc != 0) {
         errf(errbuf, errlen, "keyring %s: out of memory", path);
-    file_free(fb);
-    gw_free(keks);
+        if (kr)
+            gw_keyring_free(kr); /* frees fb, which it owns */
+        else
+            file_free(fb);
+    } else {
+        *out = kr;
+    }
     parsed_clear(&p);
     return rc;
 }
 
 /* ---- writing ---- */
 
-/* Serialises p into a gw_malloc'd buffer (the caller wipes it). */
+static size_t put_key(char *buf, size_t cap, size_t len, const char *pre, const char *name,
+                      const uint8_t key[GW_CRYPTO_KEY_LEN])
+{
+    unsigned char b64[B64_LEN + 1];
+    EVP_EncodeBlock(b64, key, GW_CRYPTO_KEY_LEN);
+    len += (size_t)snprintf(buf + len, cap - len, "%s%s %s\n", pre, name, (char *)b64);
+    OPENSSL_cleanse(b64, sizeof b64);
+    return len;
+}
+
+/* Appends the lines of suite ps (present) to buf. */
+static size_t put_suite(char *buf, size_t cap, size_t len, const struct pset *ps,
+                        enum gw_suite suite)
+{
+    const char *pre = prefix(suite);
+    for (size_t i = 0; i < ps->n; i++) {
+        if (ps->keks[i].active) {
+            unsigned char b64[B64_LEN + 1];
+            EVP_EncodeBlock(b64, ps->keks[i].key, GW_CRYPTO_KEY_LEN);
+            len += (size_t)snprintf(buf + len, cap - len, "%skek %u active %s\n", pre,
+                                    ps->keks[i].version, (char *)b64);
+            OPENSSL_cleanse(b64, sizeof b64);
+        } else {
+            len += (size_t)snprintf(buf + len, cap - len, "%skek %u retired\n", pre,
+                                    ps->keks[i].version);
+        }
+    }
+    len = put_key(buf, cap, len, pre, "index", ps->sec.index);
+    len = put_key(buf, cap, len, pre, "token", ps->sec.token);
+    len = put_key(buf, cap, len, pre, "content", ps->sec.content);
+    if (ps->have_audit)
+        len = put_key(buf, cap, len, pre, "audit", ps->sec.audit);
+    return len;
+}
+
+/* Serialises p into a gw_malloc'd buffer (the caller wipes it): the aes suite, the watermark
+ * key, the sm suite (an aes-only file reads as files written before suites). */
 static int serialise(const struct parsed *p, char **out, size_t *outlen)
 {
-    size_t cap = 256 + p->n * 80 + 5 * 64, len = 0;
+    size_t cap = 512 + 6 * 80, len = 0;
+    for (int i = 0; i <= GW_SUITE_COUNT; i++)
+        cap += p->s[i].n * 80;
     char *buf = gw_malloc(cap);
-    unsigned char b64[B64_LEN + 1];
     if (!buf)
         return GW_ENOMEM;
     len += (size_t)snprintf(buf + len, cap - len,
                             "%s\n# Waygate keyring: written by waygatectl keys; keep mode 0600."
                             "\n# Retired KEKs keep only their version.\n",
                             FILE_MAGIC);
-    for (size_t i = 0; i < p->n; i++) {
-        if (p->keks[i].active) {
-            EVP_EncodeBlock(b64, p->keks[i].key, GW_CRYPTO_KEY_LEN);
-            len += (size_t)snprintf(buf + len, cap - len, "kek %u active %s\n", p->keks[i].version,
-                                    (char *)b64);
-        } else {
-            len += (size_t)snprintf(buf + len, cap - len, "kek %u retired\n", p->keks[i].version);
-        }
-    }
-    const uint8_t *keys[3] = {p->sec.index, p->sec.token, p->sec.content};
-    const char *names[3] = {"index", "token", "content"};
-    for (int k = 0; k < 3; k++) {
-        EVP_EncodeBlock(b64, keys[k], GW_CRYPTO_KEY_LEN);
-        len += (size_t)snprintf(buf + len, cap - len, "%s %s\n", names[k], (char *)b64);
-    }
-    if (p->have_audit) {
-        EVP_EncodeBlock(b64, p->sec.audit, GW_CRYPTO_KEY_LEN);
-        len += (size_t)snprintf(buf + len, cap - len, "audit %s\n", (char *)b64);
-    }
-    if (p->have_watermark) {
-        EVP_EncodeBlock(b64, p->sec.watermark, GW_CRYPTO_KEY_LEN);
-        len += (size_t)snprintf(buf + len, cap - len, "watermark %s\n", (char *)b64);
-    }
-    OPENSSL_cleanse(b64, sizeof b64);
+    if (p->s[GW_SUITE_AES].first_line != 0)
+        len = put_suite(buf, cap, len, &p->s[GW_SUITE_AES], GW_SUITE_AES);
+    if (p->have_watermark)
+        len = put_key(buf, cap, len, "", "watermark", p->watermark);
+    if (p->s[GW_SUITE_SM].first_line != 0)
+        len = put_suite(buf, cap, len, &p->s[GW_SUITE_SM], GW_SUITE_SM);
     *out = buf;
     *outlen = len;
     return 0;
@@ -686,22 +812,58 @@ static int random_key(uint8_t key[GW_CRYPTO_KEY_LEN])
     return 0;
 }
 
-int gw_keyring_file_init(const char *path, char *errbuf, size_t errlen)
+/* A fresh audit key of suite: aes an Ed25519 seed (any 32 bytes), sm an SM2 scalar in
+ * [1, n-2] (rejection sampling: a draw falls outside with probability about 2^-32). */
+static int random_audit(enum gw_suite suite, uint8_t key[GW_CRYPTO_KEY_LEN])
+{
+    for (int i = 0; i < 64; i++) {
+        int rc = random_key(key);
+        if (rc != 0 || suite != GW_SUITE_SM || gw_keyring_sm2_scalar_ok(key))
+            return rc;
+    }
+    return GW_ECRYPTO;
+}
+
+static bool suite_valid(enum gw_suite s)
+{
+    return s == GW_SUITE_AES || s == GW_SUITE_SM;
+}
+
+/* Fills ps with a fresh complete set: KEK version 1, index, token, content and audit keys. */
+static int fresh_set(struct pset *ps, enum gw_suite suite)
+{
+    uint8_t kek[GW_CRYPTO_KEY_LEN];
+    int rc;
+    if ((rc = random_key(kek)) != 0 || (rc = random_key(ps->sec.index)) != 0 ||
+        (rc = random_key(ps->sec.token)) != 0 || (rc = random_key(ps->sec.content)) != 0 ||
+        (rc = random_audit(suite, ps->sec.audit)) != 0)
+        goto out;
+    ps->have_index = ps->have_token = ps->have_content = ps->have_audit = true;
+    ps->first_line = 1; /* present */
+    rc = parsed_add(ps, 1, true, kek);
+out:
+    OPENSSL_cleanse(kek, sizeof kek);
+    return rc;
+}
+
+int gw_keyring_file_init(const char *path, enum gw_suite suite, char *errbuf, size_t errlen)
 {
     struct parsed p;
-    uint8_t kek[GW_CRYPTO_KEY_LEN];
     char *buf = NULL;
     size_t len = 0;
     int fd = -1, rc;
     memset(&p, 0, sizeof p);
-    if ((rc = random_key(kek)) != 0 || (rc = random_key(p.sec.index)) != 0 ||
-        (rc = random_key(p.sec.token)) != 0 || (rc = random_key(p.sec.content)) != 0 ||
-        (rc = random_key(p.sec.audit)) != 0 || (rc = random_key(p.sec.watermark)) != 0) {
-        errf(errbuf, errlen, "keyring %s: the random generator failed", path);
+    if (!suite_valid(suite)) {
+        errf(errbuf, errlen, "keyring %s: unknown suite", path);
+        return GW_EINVAL;
+    }
+    if ((rc = fresh_set(&p.s[suite], suite)) != 0 || (rc = random_key(p.watermark)) != 0) {
+        errf(errbuf, errlen, "keyring %s: %s", path,
+             rc == GW_ENOMEM ? "out of memory" : "the random generator failed");
         goto out;
     }
-    p.have_index = p.have_token = p.have_content = p.have_audit = p.have_watermark = true;
-    if ((rc = parsed_add(&p, 1, true, kek)) != 0 || (rc = serialise(&p, &buf, &len)) != 0) {
+    p.have_watermark = true;
+    if ((rc = serialise(&p, &buf, &len)) != 0) {
         errf(errbuf, errlen, "keyring %s: out of memory", path);
         goto out;
     }
@@ -727,35 +889,89 @@ out:
         close(fd);
         unlink(path);
     }
-    OPENSSL_cleanse(kek, sizeof kek);
     gw_free_wipe(buf, len);
     parsed_clear(&p);
     return rc;
 }
 
-int gw_keyring_file_rotate(const char *path, uint32_t *new_version, char *errbuf, size_t errlen)
+int gw_keyring_file_add_suite(const char *path, enum gw_suite suite, char *errbuf, size_t errlen)
+{
+    struct parsed p;
+    int fd = -1;
+    memset(&p, 0, sizeof p);
+    if (!suite_valid(suite)) {
+        errf(errbuf, errlen, "keyring %s: unknown suite", path);
+        return GW_EINVAL;
+    }
+    int rc = lock_and_read(path, &p, &fd, errbuf, errlen);
+    if (rc != 0)
+        return rc;
+    if (p.s[suite].first_line != 0) {
+        errf(errbuf, errlen, "keyring %s: already holds the %s suite", path, gw_suite_name(suite));
+        rc = GW_EEXIST;
+        goto out;
+    }
+    if ((rc = fresh_set(&p.s[suite], suite)) != 0 ||
+        (!p.have_watermark && (rc = random_key(p.watermark)) != 0)) {
+        errf(errbuf, errlen, "keyring %s: %s", path,
+             rc == GW_ENOMEM ? "out of memory" : "the random generator failed");
+        goto out;
+    }
+    p.have_watermark = true;
+    rc = replace_file(path, &p, errbuf, errlen);
+out:
+    parsed_clear(&p);
+    close(fd);
+    return rc;
+}
+
+/* The suite of a key file being edited, or NULL (message written) when the file lacks it. */
+static struct pset *edit_suite(struct parsed *p, enum gw_suite suite, const char *path,
+                               char *errbuf, size_t errlen)
+{
+    if (!suite_valid(suite)) {
+        errf(errbuf, errlen, "keyring %s: unknown suite", path);
+        return NULL;
+    }
+    if (p->s[suite].first_line == 0) {
+        errf(errbuf, errlen, "keyring %s: has no keys of the %s suite (keys add-suite --suite %s)",
+             path, gw_suite_name(suite), gw_suite_name(suite));
+        return NULL;
+    }
+    return &p->s[suite];
+}
+
+int gw_keyring_file_rotate(const char *path, enum gw_suite suite, uint32_t *new_version,
+                           char *errbuf, size_t errlen)
 {
     struct parsed p;
     uint8_t kek[GW_CRYPTO_KEY_LEN];
     int fd = -1;
     memset(&p, 0, sizeof p);
+    memset(kek, 0, sizeof kek);
     *new_version = 0;
     int rc = lock_and_read(path, &p, &fd, errbuf, errlen);
     if (rc != 0)
         return rc;
-    uint32_t v = p.keks[p.n - 1].version;
+    struct pset *ps = edit_suite(&p, suite, path, errbuf, errlen);
+    if (!ps) {
+        rc = GW_EPRECOND;
+        goto out;
+    }
+    uint32_t v = ps->keks[ps->n - 1].version;
     if (v >= GW_KEYRING_MAX_VERSION) {
         errf(errbuf, errlen, "keyring %s: no KEK version left", path);
         rc = GW_EPRECOND;
         goto out;
     }
-    if ((rc = random_key(kek)) != 0 || (!p.have_audit && (rc = random_key(p.sec.audit)) != 0) ||
-        (!p.have_watermark && (rc = random_key(p.sec.watermark)) != 0)) {
+    if ((rc = random_key(kek)) != 0 ||
+        (!ps->have_audit && (rc = random_audit(suite, ps->sec.audit)) != 0) ||
+        (!p.have_watermark && (rc = random_key(p.watermark)) != 0)) {
         errf(errbuf, errlen, "keyring %s: the random generator failed", path);
         goto out;
     }
-    p.have_audit = p.have_watermark = true; /* a file from before they existed gains them */
-    rc = parsed_add(&p, v + 1, true, kek);
+    ps->have_audit = p.have_watermark = true; /* a file from before they existed gains them */
+    rc = parsed_add(ps, v + 1, true, kek);
     if (rc != 0) {
         errf(errbuf, errlen, "keyring %s: %s", path,
              rc == GW_ETOOBIG ? "too many KEK versions: retire old ones" : "out of memory");
@@ -771,7 +987,8 @@ out:
     return rc;
 }
 
-int gw_keyring_file_retire(const char *path, uint32_t version, char *errbuf, size_t errlen)
+int gw_keyring_file_retire(const char *path, enum gw_suite suite, uint32_t version, char *errbuf,
+                           size_t errlen)
 {
     struct parsed p;
     int fd = -1;
@@ -779,16 +996,21 @@ int gw_keyring_file_retire(const char *path, uint32_t version, char *errbuf, siz
     int rc = lock_and_read(path, &p, &fd, errbuf, errlen);
     if (rc != 0)
         return rc;
+    struct pset *ps = edit_suite(&p, suite, path, errbuf, errlen);
     struct fkek *k = NULL;
-    for (size_t i = 0; i < p.n; i++)
-        if (p.keks[i].version == version)
-            k = &p.keks[i];
-    if (!k) {
-        errf(errbuf, errlen, "keyring %s: no KEK version %u", path, version);
+    for (size_t i = 0; ps && i < ps->n; i++)
+        if (ps->keks[i].version == version)
+            k = &ps->keks[i];
+    if (!ps) {
+        rc = GW_EPRECOND;
+    } else if (!k) {
+        errf(errbuf, errlen, "keyring %s: no %s KEK version %u", path, gw_suite_name(suite),
+             version);
         rc = GW_ENOTFOUND;
-    } else if (k == &p.keks[p.n - 1]) {
-        errf(errbuf, errlen, "keyring %s: KEK version %u is the newest; rotate first, then rewrap",
-             path, version);
+    } else if (k == &ps->keks[ps->n - 1]) {
+        errf(errbuf, errlen,
+             "keyring %s: %s KEK version %u is the newest; rotate first, then rewrap", path,
+             gw_suite_name(suite), version);
         rc = GW_EPRECOND;
     } else if (k->active) {
         k->active = false;

@@ -296,7 +296,7 @@ static int export_bundle(const struct audit_opts *o)
         fprintf(stderr, ME " export: keyring: %s\n", err);
         return GW_CTL_FAIL;
     }
-    seed = gw_keyring_audit_seed(kr);
+    seed = gw_keyring_audit_seed(kr, GW_SUITE_AES);
     if (!seed || gw_audit_public(seed, pub) != 0) {
         fprintf(stderr, ME " export: keyring: has no audit signing key\n");
         goto out;

@@ -1,6 +1,7 @@
-/* ctl_keys.c: `waygatectl keys init|rotate|retire|status|rewrap`: the key file's life cycle and the
- * batched re-wrapping of data keys under the newest KEK (its SQL is in store_admin.c). Field
- * ciphertexts are never touched; key bytes are never printed. */
+/* ctl_keys.c: `waygatectl keys init|add-suite|rotate|retire|status|rewrap`: the key file's life
+ * cycle per cipher suite and the batched re-wrapping of one suite's data keys under its newest
+ * KEK (its SQL is in store_admin.c). Field ciphertexts are never touched; a record is never
+ * re-wrapped into another suite (that is migrate-suite's job); key bytes are never printed. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,17 +29,25 @@ static void keys_usage(FILE *f)
 {
     fprintf(
         f,
-        "usage: waygatectl keys init   --keyring PATH\n"
-        "       waygatectl keys rotate --keyring PATH\n"
-        "       waygatectl keys retire --keyring PATH --version N [--db CONNINFO]\n"
-        "       waygatectl keys status --keyring PATH [--db CONNINFO]\n"
-        "       waygatectl keys rewrap --keyring PATH [--db CONNINFO] [--batch N]\n"
-        "  init    create a new key file (mode 0600) with random keys; never overwrites\n"
+        "usage: waygatectl keys init      --keyring PATH [--suite aes|sm]\n"
+        "       waygatectl keys add-suite --keyring PATH --suite aes|sm\n"
+        "       waygatectl keys rotate    --keyring PATH [--suite S]\n"
+        "       waygatectl keys retire    --keyring PATH [--suite S] --version N [--db CONNINFO]\n"
+        "       waygatectl keys status    --keyring PATH [--db CONNINFO]\n"
+        "       waygatectl keys rewrap    --keyring PATH [--suite S] [--db CONNINFO] [--batch N]\n"
+        "  init    create a new key file (mode 0600) with random keys of one suite (default aes:\n"
+        "          AES-256-GCM, HMAC-SHA256, Ed25519; sm: SM4, HMAC-SM3, SM2); never overwrites\n"
+        "  add-suite  add a complete key set of a suite the file lacks (before [crypto] suite\n"
+        "          names it, or before keys migrate-suite)\n"
         "  rotate  add a KEK version; new records use it once the gateway reloads the keys\n"
         "  rewrap  re-wrap every record's data key under the newest KEK, in batches of N\n"
         "          (default %d); field ciphertexts are not touched; safe to interrupt and rerun\n"
         "  retire  erase KEK version N from the key file; refused while records still use it\n"
-        "  status  KEK versions and states (never key bytes); with --db, records per version\n"
+        "  status  KEK versions and states of each suite (never key bytes); with --db, records\n"
+        "          per suite and version\n"
+        "  --suite for rotate, retire and rewrap defaults to the suite the file has (aes if "
+        "both);\n"
+        "  KEK versions are per suite\n"
         "  PATH defaults to $WAYGATE_KEYRING; rotate, retire and rewrap use $WAYGATE_PGURI when\n"
         "  --db is not given. init, rotate, retire and rewrap are recorded in admin_log and the\n"
         "  audit chain when a database is given (Art. 31, 33): if the record cannot be opened\n"
@@ -49,6 +58,8 @@ static void keys_usage(FILE *f)
 struct keys_opts {
     const char *keyring;
     const char *db;
+    enum gw_suite suite;
+    bool has_suite;
     uint32_t version;
     bool has_version;
     long batch;
@@ -92,13 +103,14 @@ static void uuid_str(const uint8_t id[16], char out[37])
     out[o] = 0;
 }
 
-/* The number of records whose KEK version is (equal) or is not v; -1 on error (printed). */
-static long long count_kek(struct gw_admin *a, uint32_t v, bool equal)
+/* The number of records of suite whose KEK version is (equal) or is not v; -1 on error
+ * (printed). */
+static long long count_kek(struct gw_admin *a, enum gw_suite suite, uint32_t v, bool equal)
 {
     char err[512];
     long long n = -1;
 
-    if (gw_admin_count_kek(a, v, equal, &n, err, sizeof err) != 0) {
+    if (gw_admin_count_kek(a, (int)suite, v, equal, &n, err, sizeof err) != 0) {
         fprintf(stderr, ME ": %s\n", err);
         return -1;
     }
@@ -171,33 +183,106 @@ static int record_close(struct gw_admin *a, const char *sub, const char *keyring
 static int keys_init(const struct keys_opts *o)
 {
     char err[512];
-    if (gw_keyring_file_init(o->keyring, err, sizeof err) != 0) {
+    enum gw_suite suite = o->has_suite ? o->suite : GW_SUITE_AES;
+    if (gw_keyring_file_init(o->keyring, suite, err, sizeof err) != 0) {
         fprintf(stderr, ME ": %s\n", err);
         return GW_CTL_FAIL;
     }
-    printf("created keyring %s (mode 0600) with KEK version 1 and new index, token and content "
-           "keys\n",
-           o->keyring);
+    snprintf(done_detail, sizeof(done_detail), "created with suite %s", gw_suite_name(suite));
+    printf("created keyring %s (mode 0600) with suite %s: KEK version 1 and new index, token, "
+           "content and audit keys\n",
+           o->keyring, gw_suite_name(suite));
     return GW_CTL_OK;
+}
+
+static int keys_add_suite(const struct keys_opts *o)
+{
+    char err[512];
+    if (gw_keyring_file_add_suite(o->keyring, o->suite, err, sizeof err) != 0) {
+        fprintf(stderr, ME ": %s\n", err);
+        return GW_CTL_FAIL;
+    }
+    snprintf(done_detail, sizeof(done_detail), "added suite %s", gw_suite_name(o->suite));
+    printf("added the %s suite to %s (KEK version 1 and new index, token, content and audit "
+           "keys); set [crypto] suite = %s and reload the gateways to seal new records with it\n",
+           gw_suite_name(o->suite), o->keyring, gw_suite_name(o->suite));
+    return GW_CTL_OK;
+}
+
+/* The suite a rotate, retire or rewrap acts on: --suite (the file must have it), else the one
+ * the file has (aes if both). Loads the keyring into *kr (the caller frees it). */
+static int pick_suite(const struct keys_opts *o, struct gw_keyring **kr, enum gw_suite *suite)
+{
+    char err[512];
+    if (gw_keyring_file_load(o->keyring, kr, err, sizeof err) != 0) {
+        fprintf(stderr, ME ": %s\n", err);
+        return GW_CTL_FAIL;
+    }
+    *suite = o->has_suite                              ? o->suite
+             : gw_keyring_has_suite(*kr, GW_SUITE_AES) ? GW_SUITE_AES
+                                                       : GW_SUITE_SM;
+    if (!gw_keyring_has_suite(*kr, *suite)) {
+        fprintf(stderr, ME ": keyring %s has no keys of the %s suite (keys add-suite --suite %s)\n",
+                o->keyring, gw_suite_name(*suite), gw_suite_name(*suite));
+        gw_keyring_free(*kr);
+        *kr = NULL;
+        return GW_CTL_FAIL;
+    }
+    return 0;
 }
 
 static int keys_rotate(const struct keys_opts *o)
 {
     char err[512];
+    struct gw_keyring *kr = NULL;
+    enum gw_suite suite;
     uint32_t v = 0;
-    if (gw_keyring_file_rotate(o->keyring, &v, err, sizeof err) != 0) {
+    if (pick_suite(o, &kr, &suite) != 0)
+        return GW_CTL_FAIL;
+    gw_keyring_free(kr);
+    if (gw_keyring_file_rotate(o->keyring, suite, &v, err, sizeof err) != 0) {
         fprintf(stderr, ME ": %s\n", err);
         return GW_CTL_FAIL;
     }
-    snprintf(done_detail, sizeof(done_detail), "added KEK version %" PRIu32, v);
-    printf("added KEK version %" PRIu32 " (now current); reload or restart the gateways, then "
-           "run 'waygatectl keys rewrap'\n",
-           v);
+    snprintf(done_detail, sizeof(done_detail), "added KEK version %" PRIu32 " (suite %s)", v,
+             gw_suite_name(suite));
+    printf("added %s KEK version %" PRIu32 " (now current); reload or restart the gateways, then "
+           "run 'waygatectl keys rewrap --suite %s'\n",
+           gw_suite_name(suite), v, gw_suite_name(suite));
     return GW_CTL_OK;
+}
+
+/* The KEK lines of one suite for `keys status`. */
+static void status_suite(const struct gw_keyring *kr, enum gw_suite suite, bool use_db,
+                         const struct gw_admin_kek_count *counts, size_t ncounts)
+{
+    printf("suite %s%s: current KEK version: %" PRIu32 "\n", gw_suite_name(suite),
+           gw_keyring_suite(kr) == suite ? " (default for new records)" : "",
+           gw_keyring_current(kr, suite));
+    for (size_t i = 0; i < gw_keyring_kek_count(kr, suite); i++) {
+        struct gw_keyring_kek k = gw_keyring_kek_at(kr, suite, i);
+        char line[160];
+        size_t n = (size_t)snprintf(line, sizeof line, "  %skek %-6" PRIu32 " %-7s",
+                                    suite == GW_SUITE_SM ? "sm." : "", k.version,
+                                    k.active ? "active" : "retired");
+        if (use_db) {
+            long long cnt = 0;
+            for (size_t j = 0; j < ncounts; j++)
+                if (counts[j].suite == (int)suite && counts[j].version == k.version)
+                    cnt = counts[j].records;
+            n += (size_t)snprintf(line + n, sizeof line - n, "  %lld records", cnt);
+        }
+        if (k.version == gw_keyring_current(kr, suite))
+            n += (size_t)snprintf(line + n, sizeof line - n, "  (current)");
+        while (n > 0 && line[n - 1] == ' ')
+            line[--n] = 0;
+        puts(line);
+    }
 }
 
 static int keys_status(const struct keys_opts *o, bool use_db)
 {
+    static const enum gw_suite suites[GW_SUITE_COUNT] = {GW_SUITE_AES, GW_SUITE_SM};
     char err[512];
     struct gw_keyring *kr = NULL;
     struct gw_admin *a = NULL;
@@ -216,35 +301,23 @@ static int keys_status(const struct keys_opts *o, bool use_db)
             goto out;
         }
     }
-    printf("keyring %s (backend %s)\ncurrent KEK version: %" PRIu32 "\n", o->keyring,
-           gw_keyring_backend_name(kr), gw_keyring_current(kr));
-    for (size_t i = 0; i < gw_keyring_kek_count(kr); i++) {
-        struct gw_keyring_kek k = gw_keyring_kek_at(kr, i);
-        char line[160];
-        size_t n = (size_t)snprintf(line, sizeof line, "  kek %-6" PRIu32 " %-7s", k.version,
-                                    k.active ? "active" : "retired");
-        if (use_db) {
-            long long cnt = 0;
-            for (size_t j = 0; j < ncounts; j++)
-                if (counts[j].version == k.version)
-                    cnt = counts[j].records;
-            n += (size_t)snprintf(line + n, sizeof line - n, "  %lld records", cnt);
-        }
-        if (k.version == gw_keyring_current(kr))
-            n += (size_t)snprintf(line + n, sizeof line - n, "  (current)");
-        while (n > 0 && line[n - 1] == ' ')
-            line[--n] = 0;
-        puts(line);
+    printf("keyring %s (backend %s)\n", o->keyring, gw_keyring_backend_name(kr));
+    for (size_t s = 0; s < GW_SUITE_COUNT; s++) {
+        if (gw_keyring_has_suite(kr, suites[s]))
+            status_suite(kr, suites[s], use_db, counts, ncounts);
+        else
+            printf("suite %s: no keys\n", gw_suite_name(suites[s]));
     }
-    /* versions in the database that the keyring does not know */
+    /* suites and versions in the database that the keyring does not know */
     for (size_t j = 0; j < ncounts; j++) {
+        enum gw_suite su = (enum gw_suite)counts[j].suite;
         uint32_t v = counts[j].version;
         bool known = false;
-        for (size_t i = 0; i < gw_keyring_kek_count(kr); i++)
-            known |= gw_keyring_kek_at(kr, i).version == v;
+        for (size_t i = 0; i < gw_keyring_kek_count(kr, su); i++)
+            known |= gw_keyring_kek_at(kr, su, i).version == v;
         if (!known)
-            printf("  kek %-6" PRIu32 " unknown  %lld records (not in this keyring!)\n", v,
-                   counts[j].records);
+            printf("  suite %d kek %-6" PRIu32 " unknown  %lld records (not in this keyring!)\n",
+                   counts[j].suite, v, counts[j].records);
     }
     rc = GW_CTL_OK;
 out:
@@ -258,22 +331,25 @@ static int keys_retire(const struct keys_opts *o)
 {
     char err[512];
     struct gw_keyring *kr = NULL;
+    enum gw_suite suite;
+    const char *sn;
     /* check the keyring first: the version must exist and not be the newest */
-    if (gw_keyring_file_load(o->keyring, &kr, err, sizeof err) != 0) {
-        fprintf(stderr, ME ": %s\n", err);
+    if (pick_suite(o, &kr, &suite) != 0)
         return GW_CTL_FAIL;
-    }
-    uint32_t current = gw_keyring_current(kr);
+    sn = gw_suite_name(suite);
+    uint32_t current = gw_keyring_current(kr, suite);
     bool known = false;
-    for (size_t i = 0; i < gw_keyring_kek_count(kr); i++)
-        known |= gw_keyring_kek_at(kr, i).version == o->version;
+    for (size_t i = 0; i < gw_keyring_kek_count(kr, suite); i++)
+        known |= gw_keyring_kek_at(kr, suite, i).version == o->version;
     gw_keyring_free(kr);
     if (!known) {
-        fprintf(stderr, ME ": keyring %s has no KEK version %" PRIu32 "\n", o->keyring, o->version);
+        fprintf(stderr, ME ": keyring %s has no %s KEK version %" PRIu32 "\n", o->keyring, sn,
+                o->version);
         return GW_CTL_FAIL;
     }
     if (o->version == current) {
-        fprintf(stderr, ME ": KEK version %" PRIu32 " is the newest; rotate first, then rewrap\n",
+        fprintf(stderr,
+                ME ": %s KEK version %" PRIu32 " is the newest; rotate first, then rewrap\n", sn,
                 o->version);
         return GW_CTL_FAIL;
     }
@@ -281,28 +357,30 @@ static int keys_retire(const struct keys_opts *o)
         struct gw_admin *a = connect_db(o->db);
         if (!a)
             return GW_CTL_FAIL;
-        long long n = count_kek(a, o->version, true);
+        long long n = count_kek(a, suite, o->version, true);
         gw_admin_free(a);
         if (n < 0)
             return GW_CTL_FAIL;
         if (n > 0) {
             fprintf(stderr,
-                    ME ": %lld records still use KEK version %" PRIu32 ": run keys rewrap first\n",
-                    n, o->version);
+                    ME ": %lld records still use %s KEK version %" PRIu32
+                       ": run keys rewrap --suite %s first\n",
+                    n, sn, o->version, sn);
             return GW_CTL_FAIL;
         }
     } else {
         fprintf(stderr,
-                ME ": warning: no --db given, not checking that no record uses KEK "
+                ME ": warning: no --db given, not checking that no record uses %s KEK "
                    "version %" PRIu32 "\n",
-                o->version);
+                sn, o->version);
     }
-    if (gw_keyring_file_retire(o->keyring, o->version, err, sizeof err) != 0) {
+    if (gw_keyring_file_retire(o->keyring, suite, o->version, err, sizeof err) != 0) {
         fprintf(stderr, ME ": %s\n", err);
         return GW_CTL_FAIL;
     }
-    snprintf(done_detail, sizeof(done_detail), "retired KEK version %" PRIu32, o->version);
-    printf("retired KEK version %" PRIu32 "; its key bytes are erased from %s\n", o->version,
+    snprintf(done_detail, sizeof(done_detail), "retired KEK version %" PRIu32 " (suite %s)",
+             o->version, sn);
+    printf("retired %s KEK version %" PRIu32 "; its key bytes are erased from %s\n", sn, o->version,
            o->keyring);
     return GW_CTL_OK;
 }
@@ -322,12 +400,13 @@ static void progress(bool tty, long long done, long long total)
 struct rewrap {
     const struct gw_keyring *kr;
     struct gw_crypto *cx;
+    enum gw_suite suite; /* the records' and the new wrapping's */
     uint32_t newest;
     bool tty; /* a progress bar is on stderr: end its line before a message */
 };
 
-/* Re-wraps one record's data key under the newest KEK; a failure is printed (the record's id,
- * never key bytes) and the record left as it is. */
+/* Re-wraps one record's data key under its suite's newest KEK; a failure is printed (the record's
+ * id, never key bytes) and the record left as it is. */
 static int rewrap_one_cb(void *arg, const uint8_t id[16], uint32_t old, const uint8_t *w, size_t wl,
                          uint8_t *out)
 {
@@ -336,9 +415,14 @@ static int rewrap_one_cb(void *arg, const uint8_t id[16], uint32_t old, const ui
     char idtxt[37];
     int crc;
 
-    crc = gw_keyring_unwrap(rw->kr, rw->cx, old, GW_RECORD_TABLE, id, w, wl, dek);
+    enum gw_suite was;
+    crc = gw_crypto_sealed_suite(w, wl, &was);
+    if (crc == 0 && was != rw->suite) /* the batch selects by suite: never change a record's */
+        crc = GW_EDATALOSS;
     if (crc == 0)
-        crc = gw_keyring_wrap(rw->kr, rw->cx, rw->newest, GW_RECORD_TABLE, id, dek, out);
+        crc = gw_keyring_unwrap(rw->kr, rw->cx, old, GW_RECORD_TABLE, id, w, wl, dek);
+    if (crc == 0)
+        crc = gw_keyring_wrap(rw->kr, rw->cx, rw->suite, rw->newest, GW_RECORD_TABLE, id, dek, out);
     OPENSSL_cleanse(dek, sizeof dek);
     if (crc != 0) {
         uuid_str(id, idtxt);
@@ -361,20 +445,19 @@ static int keys_rewrap(const struct keys_opts *o)
     int rc = GW_CTL_FAIL;
     long long total, left = 0, done = 0, failed = 0;
 
-    if (gw_keyring_file_load(o->keyring, &kr, err, sizeof err) != 0) {
-        fprintf(stderr, ME ": %s\n", err);
+    if (pick_suite(o, &kr, &rw.suite) != 0)
         return GW_CTL_FAIL;
-    }
     rw.kr = kr;
-    rw.newest = gw_keyring_current(kr);
+    rw.newest = gw_keyring_current(kr, rw.suite);
     b.target = rw.newest;
+    b.suite = (int)rw.suite;
     if (!(rw.cx = gw_crypto_new())) {
         fprintf(stderr, ME ": cannot set up the cryptographic library\n");
         goto out;
     }
     if (!(a = connect_db(o->db)))
         goto out;
-    total = count_kek(a, rw.newest, false);
+    total = count_kek(a, rw.suite, rw.newest, false);
     if (total < 0)
         goto out;
     progress(rw.tty, 0, total);
@@ -396,7 +479,7 @@ static int keys_rewrap(const struct keys_opts *o)
             if (b.seen == 0)
                 break;
         }
-        left = count_kek(a, rw.newest, false);
+        left = count_kek(a, rw.suite, rw.newest, false);
         if (left < 0)
             goto out;
         if (left <= failed || done == before)
@@ -405,13 +488,13 @@ static int keys_rewrap(const struct keys_opts *o)
     if (rw.tty)
         fputc('\n', stderr);
     fprintf(stderr,
-            "rewrap: %lld data keys re-wrapped under KEK version %" PRIu32
+            "rewrap: %lld data keys re-wrapped under %s KEK version %" PRIu32
             ", %lld failed, %lld records left on older versions%s\n",
-            done, rw.newest, failed, left,
+            done, gw_suite_name(rw.suite), rw.newest, failed, left,
             left > failed ? " (locked by other transactions: run rewrap again)" : "");
     snprintf(done_detail, sizeof(done_detail),
-             "%lld re-wrapped under KEK version %" PRIu32 ", %lld failed, %lld left", done,
-             rw.newest, failed, left);
+             "%lld re-wrapped under %s KEK version %" PRIu32 ", %lld failed, %lld left", done,
+             gw_suite_name(rw.suite), rw.newest, failed, left);
     done_count = done;
     rc = (failed == 0 && left == 0) ? GW_CTL_OK : GW_CTL_FAIL;
 out:
@@ -424,9 +507,13 @@ out:
 int gw_ctl_keys(int argc, char **argv)
 {
     static const struct option longopts[] = {
-        {"keyring", required_argument, NULL, 'k'}, {"db", required_argument, NULL, 'd'},
-        {"version", required_argument, NULL, 'v'}, {"batch", required_argument, NULL, 'b'},
-        {"help", no_argument, NULL, 'h'},          {NULL, 0, NULL, 0},
+        {"keyring", required_argument, NULL, 'k'},
+        {"db", required_argument, NULL, 'd'},
+        {"version", required_argument, NULL, 'v'},
+        {"batch", required_argument, NULL, 'b'},
+        {"suite", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     struct keys_opts o = {.batch = BATCH_DEFAULT};
     bool db_given = false;
@@ -439,7 +526,7 @@ int gw_ctl_keys(int argc, char **argv)
     }
     const char *sub = argv[1];
     optind = 0; /* glibc: full re-initialisation (the command may run more than once in tests) */
-    while ((c = getopt_long(argc - 1, argv + 1, "k:d:v:b:h", longopts, NULL)) != -1) {
+    while ((c = getopt_long(argc - 1, argv + 1, "k:d:v:b:s:h", longopts, NULL)) != -1) {
         switch (c) {
         case 'k':
             o.keyring = optarg;
@@ -455,6 +542,13 @@ int gw_ctl_keys(int argc, char **argv)
                 return GW_CTL_USAGE;
             }
             o.has_version = true;
+            break;
+        case 's':
+            if (gw_suite_parse(optarg, &o.suite) != 0) {
+                fprintf(stderr, ME ": --suite must be aes or sm\n");
+                return GW_CTL_USAGE;
+            }
+            o.has_suite = true;
             break;
         case 'b': {
             char *end = NULL;
@@ -484,7 +578,8 @@ int gw_ctl_keys(int argc, char **argv)
         return GW_CTL_USAGE;
     }
     bool needs_db = strcmp(sub, "rewrap") == 0;
-    if (!o.db && (needs_db || strcmp(sub, "retire") == 0 || strcmp(sub, "rotate") == 0)) {
+    if (!o.db && (needs_db || strcmp(sub, "retire") == 0 || strcmp(sub, "rotate") == 0 ||
+                  strcmp(sub, "add-suite") == 0)) {
         const char *env = getenv("WAYGATE_PGURI");
         if (env && env[0])
             o.db = env;
@@ -498,6 +593,16 @@ int gw_ctl_keys(int argc, char **argv)
         if (o.db != NULL && record_open(o.db, sub, &rec) != 0)
             return GW_CTL_FAIL;
         rc = keys_init(&o);
+        return record_close(rec, sub, o.keyring, rc);
+    }
+    if (strcmp(sub, "add-suite") == 0) {
+        if (!o.has_suite) {
+            fprintf(stderr, ME ": add-suite needs --suite aes|sm\n");
+            return GW_CTL_USAGE;
+        }
+        if (record_open(o.db, sub, &rec) != 0)
+            return GW_CTL_FAIL;
+        rc = keys_add_suite(&o);
         return record_close(rec, sub, o.keyring, rc);
     }
     if (strcmp(sub, "rotate") == 0) {

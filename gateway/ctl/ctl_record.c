@@ -18,6 +18,7 @@ static const struct {
     const char *audit; /* audit_record.action */
 } actions[] = {
     {"keys.init", "key.init"},
+    {"keys.add-suite", "key.add_suite"},
     {"keys.rotate", "key.rotate"},
     {"keys.retire", "key.retire"},
     {"keys.rewrap", "key.rewrap"},
@@ -48,7 +49,7 @@ const uint8_t *ctl_audit_seed(void)
                     err);
     }
     tried = true;
-    return kr ? gw_keyring_audit_seed(kr) : NULL;
+    return kr ? gw_keyring_audit_seed(kr, GW_SUITE_AES) : NULL; /* Ed25519 (aes) checkpoints */
 }
 
 const char *ctl_record_action(const char *admin_action)

@@ -1,7 +1,7 @@
 /* continuation.c: Search continuations (continuation.h): version 1 | accepted_at (8 bytes, big
- * endian) | record id (16) | HMAC-SHA256 truncated to 16 bytes over a label, the search and the
- * position, all in hex. Invariant: decode accepts only what encode under the same key and search
- * produced. */
+ * endian) | record id (16) | HMAC (SHA-256 or SM3, by suite) truncated to 16 bytes over a label,
+ * the search and the position, all in hex. Invariant: decode accepts only what encode under the
+ * same key and search produced. */
 #include "continuation.h"
 
 #include <openssl/crypto.h>
@@ -15,7 +15,7 @@
 _Static_assert(GW_CONT_TEXT_LEN == 2 * RAW_LEN, "hex of the raw form");
 
 /* The MAC over label, search and position (each variable part length-prefixed). */
-static int mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
+static int mac(struct gw_crypto *cx, enum gw_suite suite, const uint8_t key[GW_CRYPTO_KEY_LEN],
                const struct gw_cont_search *s, const uint8_t pos[1 + 8 + GW_CONT_ID_LEN],
                uint8_t out[GW_CRYPTO_MAC_LEN])
 {
@@ -40,7 +40,7 @@ static int mac(struct gw_crypto *cx, const uint8_t key[GW_CRYPTO_KEY_LEN],
         memcpy(buf + n, parts[i].p, parts[i].n);
         n += parts[i].n;
     }
-    rc = gw_crypto_hmac(cx, GW_SUITE_AES, key, GW_CRYPTO_KEY_LEN, buf, n, out);
+    rc = gw_crypto_hmac(cx, suite, key, GW_CRYPTO_KEY_LEN, buf, n, out);
     OPENSSL_cleanse(buf, n);
     return rc;
 }
@@ -55,9 +55,9 @@ static void pos_encode(int64_t at, const uint8_t id[GW_CONT_ID_LEN], uint8_t pos
     memcpy(pos + 9, id, GW_CONT_ID_LEN);
 }
 
-int gw_cont_encode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN],
-                   const struct gw_cont_search *s, int64_t at, const uint8_t id[GW_CONT_ID_LEN],
-                   char out[GW_CONT_TEXT_LEN + 1])
+int gw_cont_encode(struct gw_crypto *cx, enum gw_suite suite,
+                   const uint8_t mac_key[GW_CRYPTO_KEY_LEN], const struct gw_cont_search *s,
+                   int64_t at, const uint8_t id[GW_CONT_ID_LEN], char out[GW_CONT_TEXT_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
     uint8_t raw[RAW_LEN], m[GW_CRYPTO_MAC_LEN];
@@ -66,7 +66,7 @@ int gw_cont_encode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN
     if (s == NULL || s->who == NULL || s->branch == NULL || (s->key == NULL && s->key_len > 0))
         return GW_EINVAL;
     pos_encode(at, id, raw);
-    rc = mac(cx, mac_key, s, raw, m);
+    rc = mac(cx, suite, mac_key, s, raw, m);
     if (rc != 0)
         return rc;
     memcpy(raw + 1 + 8 + GW_CONT_ID_LEN, m, MAC_LEN);
@@ -87,9 +87,9 @@ static int unhex(char c)
     return -1;
 }
 
-int gw_cont_decode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN],
-                   const struct gw_cont_search *s, const char *text, size_t n, int64_t *at,
-                   uint8_t id[GW_CONT_ID_LEN])
+int gw_cont_decode(struct gw_crypto *cx, enum gw_suite suite,
+                   const uint8_t mac_key[GW_CRYPTO_KEY_LEN], const struct gw_cont_search *s,
+                   const char *text, size_t n, int64_t *at, uint8_t id[GW_CONT_ID_LEN])
 {
     uint8_t raw[RAW_LEN], m[GW_CRYPTO_MAC_LEN];
     uint64_t v = 0;
@@ -106,7 +106,7 @@ int gw_cont_decode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN
     }
     if (raw[0] != VERSION)
         return GW_EINVAL;
-    rc = mac(cx, mac_key, s, raw, m);
+    rc = mac(cx, suite, mac_key, s, raw, m);
     if (rc != 0)
         return rc;
     if (CRYPTO_memcmp(m, raw + 1 + 8 + GW_CONT_ID_LEN, MAC_LEN) != 0)

@@ -27,16 +27,19 @@ struct gw_cont_search {
 };
 
 /* Writes the continuation after (at, id) of search s into out (GW_CONT_TEXT_LEN + 1 bytes,
- * NUL-terminated), under mac_key (32 bytes). Returns 0, GW_EINVAL or GW_ECRYPTO. */
-int gw_cont_encode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN],
-                   const struct gw_cont_search *s, int64_t at, const uint8_t id[GW_CONT_ID_LEN],
+ * NUL-terminated), under mac_key (32 bytes) with the HMAC of suite. Returns 0, GW_EINVAL or
+ * GW_ECRYPTO. */
+int gw_cont_encode(struct gw_crypto *cx, enum gw_suite suite,
+                   const uint8_t mac_key[GW_CRYPTO_KEY_LEN], const struct gw_cont_search *s,
+                   int64_t at, const uint8_t id[GW_CONT_ID_LEN],
                    char out[GW_CONT_TEXT_LEN + 1]) GW_MUST_CHECK;
 
-/* Checks text (n bytes) as a continuation of search s under mac_key; on success fills *at and
- * id. Returns 0, GW_EINVAL (malformed, altered, or of another search: one answer for all) or
- * GW_ECRYPTO. The MAC is compared in constant time. */
-int gw_cont_decode(struct gw_crypto *cx, const uint8_t mac_key[GW_CRYPTO_KEY_LEN],
-                   const struct gw_cont_search *s, const char *text, size_t n, int64_t *at,
+/* Checks text (n bytes) as a continuation of search s under mac_key and suite; on success fills
+ * *at and id. Returns 0, GW_EINVAL (malformed, altered, of another search or made under another
+ * suite: one answer for all) or GW_ECRYPTO. The MAC is compared in constant time. */
+int gw_cont_decode(struct gw_crypto *cx, enum gw_suite suite,
+                   const uint8_t mac_key[GW_CRYPTO_KEY_LEN], const struct gw_cont_search *s,
+                   const char *text, size_t n, int64_t *at,
                    uint8_t id[GW_CONT_ID_LEN]) GW_MUST_CHECK;
 
 #endif

@@ -1,6 +1,8 @@
 /* seal.c: envelope encryption of a waybill record (see seal.h for the scheme).
- * Invariants: every column is sealed (absent = empty plaintext); the data key lives only on the
- * stack and is wiped before return; clear values are only ever written into the caller's arena. */
+ * Invariants: every column is sealed (absent = empty plaintext); every part of a record is under
+ * one suite (new records: the keyring's; stored ones: their wrapped data key's); the data key
+ * lives only on the stack and is wiped before return; clear values are only ever written into the
+ * caller's arena. */
 #include <string.h>
 #include <time.h>
 
@@ -76,7 +78,7 @@ static void item(struct gw_crypto_item *it, const char *name, const char *s)
  * weight_grams, service_type, security_level of row (absent = present and empty, as version 1
  * always encoded them); from version 2 on, also the version, so that a version 2 row relabelled
  * as version 1 fails. */
-static int content_digest(struct gw_crypto *cx, const struct gw_keyring *kr,
+static int content_digest(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
                           const struct gw_str v[GW_COL_COUNT], const struct gw_sealed_waybill *row,
                           int version, uint8_t out[GW_CRYPTO_MAC_LEN])
 {
@@ -100,12 +102,12 @@ static int content_digest(struct gw_crypto *cx, const struct gw_keyring *kr,
         (void)gw_text_i64(version, ver, sizeof(ver));
         item(&items[n++], "mac_version", ver);
     }
-    return gw_crypto_content_mac(cx, GW_SUITE_AES, gw_keyring_content_key(kr), items, n, out);
+    return gw_crypto_content_mac(cx, suite, gw_keyring_content_key(kr, suite), items, n, out);
 }
 
 /* record_mac (version 2): a purpose item, every clear column of row marked mac in gw_rec_cols
  * (canonical value, absent when SQL NULL), then every field's clear value. */
-static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr,
+static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
                       const struct gw_str v[GW_COL_COUNT], const struct gw_sealed_waybill *row,
                       uint8_t out[GW_CRYPTO_MAC_LEN])
 {
@@ -126,7 +128,7 @@ static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr,
         items[n].p = (const uint8_t *)(v[i].p != NULL ? v[i].p : "");
         items[n++].n = v[i].n;
     }
-    return gw_crypto_content_mac(cx, GW_SUITE_AES, gw_keyring_content_key(kr), items, n, out);
+    return gw_crypto_content_mac(cx, suite, gw_keyring_content_key(kr, suite), items, n, out);
 }
 
 static char *arena_strndup(struct gw_arena *a, const char *s, size_t n)
@@ -150,21 +152,43 @@ int gw_seal_new_id(struct gw_crypto *cx, uint8_t id[GW_RECORD_ID_LEN])
     return 0;
 }
 
-int gw_seal_number_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const char *norm,
-                        size_t n, uint8_t out[GW_CRYPTO_BIDX_LEN])
+int gw_seal_number_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
+                        const char *norm, size_t n, uint8_t out[GW_CRYPTO_BIDX_LEN])
 {
-    return gw_crypto_blind_index(cx, GW_SUITE_AES, gw_keyring_index_key(kr), GW_BIDX_WAYBILL_NO,
-                                 (const uint8_t *)norm, n, out);
+    const uint8_t *key = gw_keyring_index_key(kr, suite);
+    if (key == NULL)
+        return GW_EPRECOND;
+    return gw_crypto_blind_index(cx, suite, key, GW_BIDX_WAYBILL_NO, (const uint8_t *)norm, n, out);
+}
+
+int gw_seal_lookup_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_bidx purpose,
+                        const char *norm, size_t n,
+                        uint8_t out[GW_SEAL_LOOKUP_N][GW_CRYPTO_BIDX_LEN])
+{
+    enum gw_suite first = gw_keyring_suite(kr);
+    size_t k = 0;
+    int rc = gw_crypto_blind_index(cx, first, gw_keyring_index_key(kr, first), purpose,
+                                   (const uint8_t *)norm, n, out[k++]);
+    for (int s = 1; rc == 0 && s <= GW_SUITE_COUNT && k < GW_SEAL_LOOKUP_N; s++) {
+        if ((enum gw_suite)s == first || !gw_keyring_has_suite(kr, (enum gw_suite)s))
+            continue;
+        rc = gw_crypto_blind_index(cx, (enum gw_suite)s, gw_keyring_index_key(kr, (enum gw_suite)s),
+                                   purpose, (const uint8_t *)norm, n, out[k++]);
+    }
+    for (; rc == 0 && k < GW_SEAL_LOOKUP_N; k++) /* a keyring of one suite: repeat it */
+        memcpy(out[k], out[0], GW_CRYPTO_BIDX_LEN);
+    return rc;
 }
 
 /* The blind index of a normalised phone or ID number; absent (len 0) leaves *has false. */
-static int bidx(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_bidx purpose,
-                const char *norm, size_t len, uint8_t out[GW_CRYPTO_BIDX_LEN], bool *has)
+static int bidx(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
+                enum gw_bidx purpose, const char *norm, size_t len, uint8_t out[GW_CRYPTO_BIDX_LEN],
+                bool *has)
 {
     *has = len > 0;
     if (len == 0)
         return 0;
-    return gw_crypto_blind_index(cx, GW_SUITE_AES, gw_keyring_index_key(kr), purpose,
+    return gw_crypto_blind_index(cx, suite, gw_keyring_index_key(kr, suite), purpose,
                                  (const uint8_t *)norm, len, out);
 }
 
@@ -190,6 +214,7 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
     uint8_t dek[GW_CRYPTO_DEK_LEN];
     uint8_t *buf;
     char *day;
+    enum gw_suite suite = gw_keyring_suite(kr);
     size_t i, len;
     int rc;
 
@@ -213,33 +238,33 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
     pickup_day(w->pickup_time != 0 ? w->pickup_time : now, day);
     out->pickup_day = day;
 
-    rc = gw_seal_number_bidx(cx, kr, norm->waybill_no, norm->waybill_no_len, out->wb_bidx);
+    rc = gw_seal_number_bidx(cx, kr, suite, norm->waybill_no, norm->waybill_no_len, out->wb_bidx);
     if (rc == 0)
-        rc = bidx(cx, kr, GW_BIDX_PHONE, sn->phone, sn->phone_len, out->sender_phone_bidx,
+        rc = bidx(cx, kr, suite, GW_BIDX_PHONE, sn->phone, sn->phone_len, out->sender_phone_bidx,
                   &out->has_sender_phone_bidx);
     if (rc == 0)
-        rc = bidx(cx, kr, GW_BIDX_PHONE, rn->phone, rn->phone_len, out->recipient_phone_bidx,
+        rc = bidx(cx, kr, suite, GW_BIDX_PHONE, rn->phone, rn->phone_len, out->recipient_phone_bidx,
                   &out->has_recipient_phone_bidx);
     if (rc == 0)
-        rc = bidx(cx, kr, GW_BIDX_ID_NUMBER, sn->id_number, sn->id_number_len, out->sender_id_bidx,
-                  &out->has_sender_id_bidx);
+        rc = bidx(cx, kr, suite, GW_BIDX_ID_NUMBER, sn->id_number, sn->id_number_len,
+                  out->sender_id_bidx, &out->has_sender_id_bidx);
     if (rc == 0)
-        rc = bidx(cx, kr, GW_BIDX_ID_NUMBER, rn->id_number, rn->id_number_len,
+        rc = bidx(cx, kr, suite, GW_BIDX_ID_NUMBER, rn->id_number, rn->id_number_len,
                   out->recipient_id_bidx, &out->has_recipient_id_bidx);
     if (rc == 0)
-        rc = content_digest(cx, kr, v, out, out->mac_version, out->content_mac);
+        rc = content_digest(cx, kr, suite, v, out, out->mac_version, out->content_mac);
     if (rc == 0)
-        rc = record_mac(cx, kr, v, out, out->record_mac);
+        rc = record_mac(cx, kr, suite, v, out, out->record_mac);
     if (rc == 0)
         rc = gw_crypto_dek_new(cx, dek);
     if (rc != 0)
         goto out;
-    out->kek_version = (int32_t)gw_keyring_current(kr);
+    out->kek_version = (int32_t)gw_keyring_current(kr, suite);
     rc = GW_ENOMEM;
     buf = gw_arena_alloc(a, GW_CRYPTO_WRAPPED_DEK_LEN);
     if (buf == NULL)
         goto out;
-    rc = gw_keyring_wrap(kr, cx, (uint32_t)out->kek_version, GW_RECORD_TABLE, id, dek, buf);
+    rc = gw_keyring_wrap(kr, cx, suite, (uint32_t)out->kek_version, GW_RECORD_TABLE, id, dek, buf);
     if (rc != 0)
         goto out;
     out->dek_wrapped.p = buf;
@@ -253,8 +278,8 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
         buf = gw_arena_alloc(a, GW_CRYPTO_SEALED_LEN(v[i].n));
         if (buf == NULL)
             goto out;
-        rc = gw_crypto_seal_into(cx, GW_SUITE_AES, dek, aad.b, aad.n, (const uint8_t *)v[i].p,
-                                 v[i].n, buf, GW_CRYPTO_SEALED_LEN(v[i].n), &len);
+        rc = gw_crypto_seal_into(cx, suite, dek, aad.b, aad.n, (const uint8_t *)v[i].p, v[i].n, buf,
+                                 GW_CRYPTO_SEALED_LEN(v[i].n), &len);
         if (rc != 0)
             goto out;
         out->ct[i].p = buf;
@@ -270,7 +295,7 @@ out:
 /* Checks the MACs of row's version over its opened fields v: version 2 the record MAC first
  * (it covers content_mac too), then content_mac; version 1 content_mac. Returns 0, GW_EDATALOSS
  * (*bad set) or GW_ECRYPTO. */
-static int check_macs(struct gw_crypto *cx, const struct gw_keyring *kr,
+static int check_macs(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
                       const struct gw_str v[GW_COL_COUNT], const struct gw_sealed_waybill *row,
                       int *bad)
 {
@@ -282,7 +307,7 @@ static int check_macs(struct gw_crypto *cx, const struct gw_keyring *kr,
         return GW_EDATALOSS;
     }
     if (row->mac_version >= GW_RECORD_MAC_V2) {
-        rc = record_mac(cx, kr, v, row, mac);
+        rc = record_mac(cx, kr, suite, v, row, mac);
         if (rc != 0)
             return rc;
         if (CRYPTO_memcmp(mac, row->record_mac, sizeof(mac)) != 0) {
@@ -290,7 +315,7 @@ static int check_macs(struct gw_crypto *cx, const struct gw_keyring *kr,
             return GW_EDATALOSS;
         }
     }
-    rc = content_digest(cx, kr, v, row, row->mac_version, mac);
+    rc = content_digest(cx, kr, suite, v, row, row->mac_version, mac);
     if (rc != 0)
         return rc;
     if (CRYPTO_memcmp(mac, row->content_mac, sizeof(mac)) != 0) {
@@ -308,12 +333,15 @@ int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
     uint8_t dek[GW_CRYPTO_DEK_LEN];
     char *buf;
     size_t i, len;
+    enum gw_suite suite;
     int rc;
 
     *bad = GW_SEAL_PART_NONE;
     memset(clear, 0, sizeof(struct gw_str) * GW_COL_COUNT);
     memset(dek, 0, sizeof(dek));
-    if (row->kek_version <= 0) {
+    /* the record's suite is its wrapped data key's algorithm; every other part must be of it */
+    if (row->kek_version <= 0 ||
+        gw_crypto_sealed_suite(row->dek_wrapped.p, row->dek_wrapped.n, &suite) != 0) {
         *bad = GW_SEAL_PART_DEK;
         return GW_EDATALOSS;
     }
@@ -338,7 +366,7 @@ int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
         buf = gw_arena_alloc(a, row->ct[i].n - GW_CRYPTO_OVERHEAD + 1);
         if (buf == NULL)
             goto out;
-        rc = gw_crypto_open_into(cx, GW_SUITE_AES, dek, aad.b, aad.n, row->ct[i].p, row->ct[i].n,
+        rc = gw_crypto_open_into(cx, suite, dek, aad.b, aad.n, row->ct[i].p, row->ct[i].n,
                                  (uint8_t *)buf, row->ct[i].n - GW_CRYPTO_OVERHEAD + 1, &len);
         if (rc != 0) {
             if (rc == GW_EDATALOSS)
@@ -349,7 +377,7 @@ int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
         clear[i].p = buf;
         clear[i].n = len;
     }
-    rc = check_macs(cx, kr, clear, row, bad);
+    rc = check_macs(cx, kr, suite, clear, row, bad);
 out:
     OPENSSL_cleanse(dek, sizeof(dek));
     if (rc != 0) {

@@ -1,10 +1,16 @@
 /* seal.h: a validated waybill to the sealed record the store writes, and a stored record back to
  * clear field values. This is where envelope encryption meets the record layout (record.h):
- *  - a fresh 256-bit data key per record, wrapped by the keyring's current KEK;
- *  - every PII column sealed with AES-256-GCM under the data key, AAD = (table, column, record
- *    id, data-key version); an absent field is sealed as the empty string, so a NULL or missing
- *    ciphertext is corruption, never "no value";
+ *  - one cipher suite per record (crypto.h): a new record is sealed entirely under the keyring's
+ *    suite (gw_keyring_suite: data-key wrap, fields, blind indexes, both MACs); a stored record's
+ *    suite is the algorithm byte of its wrapped data key, and every part is opened under it (a
+ *    field of another algorithm fails as that column; a suite the keyring lacks is GW_EPRECOND);
+ *  - a fresh 256-bit data key per record, wrapped by the suite's current KEK;
+ *  - every PII column sealed (AES-256-GCM or SM4-CTR + HMAC-SM3) under the data key, AAD =
+ *    (table, column, record id, data-key version); an absent field is sealed as the empty
+ *    string, so a NULL or missing ciphertext is corruption, never "no value";
  *  - blind indexes over the normalised values validation handed back (struct gw_waybill_norm);
+ *    lookups compute them under every suite the keyring holds (gw_seal_lookup_bidx), so a record
+ *    is found before, during and after a migration between suites;
  *  - content_mac: a keyed digest of every field's canonical value and the clear operational
  *    fields, equal for a retried submit of the same waybill (the store's idempotency check);
  *  - record_mac (MAC version 2): a keyed MAC over every clear column of the row that a reader
@@ -52,17 +58,26 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
 
 /* Opens every ciphertext of row into clear[i] (NUL-terminated, in arena a) and checks the MACs
  * of row->mac_version. Returns 0; GW_EDATALOSS with *bad set to the failing part (enum
- * gw_seal_part or a column) when anything fails to authenticate or the MAC version is unknown;
- * GW_EPRECOND when the record's KEK version is retired or unknown to this keyring; GW_ENOMEM;
- * GW_ECRYPTO. */
+ * gw_seal_part or a column) when anything fails to authenticate, is of another suite than the
+ * wrapped data key, or the MAC version is unknown; GW_EPRECOND when the keyring lacks the
+ * record's suite or its KEK version is retired or unknown; GW_ENOMEM; GW_ECRYPTO. */
 int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
                       const struct gw_sealed_waybill *row, struct gw_arena *a,
                       struct gw_str clear[GW_COL_COUNT], int *bad) GW_MUST_CHECK;
 
-/* The blind index of a normalised waybill number (gw_waybillno_normalize or
- * struct gw_waybill_norm). Returns 0 or GW_ECRYPTO. */
-int gw_seal_number_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, const char *norm,
-                        size_t n, uint8_t out[GW_CRYPTO_BIDX_LEN]) GW_MUST_CHECK;
+/* The blind index under suite of a normalised waybill number (gw_waybillno_normalize or
+ * struct gw_waybill_norm). Returns 0, GW_EPRECOND (the keyring lacks suite) or GW_ECRYPTO. */
+int gw_seal_number_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
+                        const char *norm, size_t n, uint8_t out[GW_CRYPTO_BIDX_LEN]) GW_MUST_CHECK;
+
+/* The blind indexes to look a normalised value up by: out[0] under the keyring's suite (the one
+ * new records use; throttles and logs key on it), then under each other suite the keyring holds;
+ * remaining slots repeat out[0], so a lookup always matches exactly GW_SEAL_LOOKUP_N values
+ * (`= ANY`). Returns 0, GW_EINVAL (purpose) or GW_ECRYPTO. */
+#define GW_SEAL_LOOKUP_N GW_SUITE_COUNT
+int gw_seal_lookup_bidx(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_bidx purpose,
+                        const char *norm, size_t n,
+                        uint8_t out[GW_SEAL_LOOKUP_N][GW_CRYPTO_BIDX_LEN]) GW_MUST_CHECK;
 
 /* A fresh random record id (a version-4 UUID's 16 bytes), drawn through cx's randomness pool (cx
  * may be NULL). Returns 0 or GW_ECRYPTO. */

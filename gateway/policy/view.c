@@ -36,9 +36,10 @@ static int mask(enum gw_col col, const char *value, size_t n, char *out, size_t 
     }
 }
 
-int gw_view_render(struct gw_crypto *cx, const uint8_t token_key[GW_CRYPTO_KEY_LEN],
-                   enum gw_col col, enum gw_view_mode mode, const char *value, size_t n, char *out,
-                   size_t outsz, size_t *outlen)
+int gw_view_render(struct gw_crypto *cx, enum gw_suite suite,
+                   const uint8_t token_key[GW_CRYPTO_KEY_LEN], enum gw_col col,
+                   enum gw_view_mode mode, const char *value, size_t n, char *out, size_t outsz,
+                   size_t *outlen)
 {
     char tok[GW_CRYPTO_TOKEN_LEN + 1];
     int rc;
@@ -53,8 +54,8 @@ int gw_view_render(struct gw_crypto *cx, const uint8_t token_key[GW_CRYPTO_KEY_L
     case GW_VIEW_TOKEN:
         if (n == 0)
             return put("", 0, out, outsz, outlen);
-        rc = gw_crypto_token(cx, GW_SUITE_AES, token_key, gw_col_field[col], (const uint8_t *)value,
-                             n, tok);
+        rc = gw_crypto_token(cx, suite, token_key, gw_col_field[col], (const uint8_t *)value, n,
+                             tok);
         if (rc != 0)
             return rc;
         return put(tok, GW_CRYPTO_TOKEN_LEN, out, outsz, outlen);

@@ -24,9 +24,11 @@ enum gw_view_mode {
  * NUL-terminated) and *outlen (may be NULL). Masking by kind: names keep the surname, phones
  * the first digit and last four, ID numbers the first and last character, address details and
  * every other field become "****" (an empty value stays empty). Tokens are computed with cx and
- * token_key over the field name. Returns 0, GW_ETOOBIG, GW_EINVAL or GW_ECRYPTO. */
-int gw_view_render(struct gw_crypto *cx, const uint8_t token_key[GW_CRYPTO_KEY_LEN],
-                   enum gw_col col, enum gw_view_mode mode, const char *value, size_t n, char *out,
-                   size_t outsz, size_t *outlen) GW_MUST_CHECK;
+ * the token key of suite over the field name (the gateway's configured suite: switching suites
+ * changes every token). Returns 0, GW_ETOOBIG, GW_EINVAL or GW_ECRYPTO. */
+int gw_view_render(struct gw_crypto *cx, enum gw_suite suite,
+                   const uint8_t token_key[GW_CRYPTO_KEY_LEN], enum gw_col col,
+                   enum gw_view_mode mode, const char *value, size_t n, char *out, size_t outsz,
+                   size_t *outlen) GW_MUST_CHECK;
 
 #endif

@@ -24,6 +24,10 @@ struct gw_store_req;
  * pointers point into the result and are valid only during the callback. */
 #define GW_STORE_ID_LEN GW_RECORD_ID_LEN
 #define GW_STORE_BIDX_LEN GW_RECORD_BIDX_LEN
+/* Lookups match any of this many blind indexes of one value: one per cipher suite
+ * (GW_SUITE_COUNT, crypto.h; gw_seal_lookup_bidx fills them), so that records of either suite
+ * are found while a database holds both. */
+#define GW_STORE_BIDX_ALTS 2
 #define GW_STORE_MAC_LEN GW_RECORD_MAC_LEN
 #define GW_STORE_GROUP_MAX 256
 
@@ -76,7 +80,7 @@ struct gw_store_search {
     const char *scope; /* the caller's scope (row-level security): a branch code */
     const char *branch;
     enum gw_store_key key;
-    uint8_t bidx[GW_STORE_BIDX_LEN];
+    uint8_t bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN]; /* any of them */
     const char *day;
     bool after;
     int64_t after_at; /* Unix seconds */
@@ -157,11 +161,12 @@ int gw_store_submit(struct gw_store *store, const struct gw_sealed_waybill *w,
 int gw_store_submit_batch(struct gw_store *store, const struct gw_sealed_waybill *items, size_t n,
                           gw_store_batch_cb cb, void *arg, struct gw_store_req **out) GW_MUST_CHECK;
 
-/* Reads the sealed row whose waybill-number blind index is wb_bidx, within scope (a branch code:
- * the database's row-level security shows only that branch's rows, sql/007_scope.sql). */
+/* Reads the sealed row whose waybill-number blind index is any of wb_bidx (one per suite),
+ * within scope (a branch code: the database's row-level security shows only that branch's rows,
+ * sql/007_scope.sql). */
 int gw_store_get(struct gw_store *store, const char *scope,
-                 const uint8_t wb_bidx[GW_STORE_BIDX_LEN], gw_store_get_cb cb, void *arg,
-                 struct gw_store_req **out) GW_MUST_CHECK;
+                 const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN], gw_store_get_cb cb,
+                 void *arg, struct gw_store_req **out) GW_MUST_CHECK;
 
 /* Reads one page of a search (struct gw_store_search, copied). */
 int gw_store_search(struct gw_store *store, const struct gw_store_search *q, gw_store_search_cb cb,

@@ -149,7 +149,8 @@ int gw_admin_kek_counts(struct gw_admin *a, struct gw_admin_kek_count **out, siz
 
     *out = NULL;
     *n = 0;
-    res = PQexec(a->pg, "SELECT kek_version, count(*) FROM waybill GROUP BY 1 ORDER BY 1");
+    res = PQexec(a->pg, "SELECT get_byte(dek_wrapped, 1), kek_version, count(*) FROM waybill "
+                        "GROUP BY 1, 2 ORDER BY 1, 2");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = gw_admin_refused(res, a, errbuf, errlen);
         goto out;
@@ -161,8 +162,9 @@ int gw_admin_kek_counts(struct gw_admin *a, struct gw_admin_kek_count **out, siz
         goto out;
     }
     for (i = 0; i < rows; i++) {
-        v[i].version = (uint32_t)strtoul(PQgetvalue(res, i, 0), NULL, 10);
-        v[i].records = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        v[i].suite = (int)strtol(PQgetvalue(res, i, 0), NULL, 10);
+        v[i].version = (uint32_t)strtoul(PQgetvalue(res, i, 1), NULL, 10);
+        v[i].records = strtoll(PQgetvalue(res, i, 2), NULL, 10);
     }
     *out = v;
     *n = (size_t)rows;
@@ -171,19 +173,22 @@ out:
     return rc;
 }
 
-int gw_admin_count_kek(struct gw_admin *a, uint32_t version, bool equal, long long *n, char *errbuf,
-                       size_t errlen)
+int gw_admin_count_kek(struct gw_admin *a, int suite, uint32_t version, bool equal, long long *n,
+                       char *errbuf, size_t errlen)
 {
-    char vs[16];
-    const char *params[1] = {vs};
+    char vs[16], ss[16];
+    const char *params[2] = {vs, ss};
     PGresult *res;
     int rc = 0;
 
     snprintf(vs, sizeof(vs), "%" PRIu32, version);
+    snprintf(ss, sizeof(ss), "%d", suite);
     res = PQexecParams(a->pg,
-                       equal ? "SELECT count(*) FROM waybill WHERE kek_version = $1::integer"
-                             : "SELECT count(*) FROM waybill WHERE kek_version <> $1::integer",
-                       1, NULL, params, NULL, NULL, 0);
+                       equal ? "SELECT count(*) FROM waybill WHERE kek_version = $1::integer "
+                               "AND get_byte(dek_wrapped, 1) = $2::integer"
+                             : "SELECT count(*) FROM waybill WHERE kek_version <> $1::integer "
+                               "AND get_byte(dek_wrapped, 1) = $2::integer",
+                       2, NULL, params, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
         rc = gw_admin_refused(res, a, errbuf, errlen);
     else
@@ -230,10 +235,10 @@ static int rewrap_write(struct gw_admin *a, const uint8_t *id, uint32_t old, uin
 int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admin_rewrap_fn fn,
                           void *arg, char *errbuf, size_t errlen)
 {
-    char vs[16], ls[24];
-    const char *params[3] = {vs, ls, (const char *)b->cursor};
-    static const int lens[3] = {0, 0, 16}, fmts[3] = {0, 0, 1};
-    static const Oid types[3] = {OID_INT4, OID_INT4, OID_UUID};
+    char vs[16], ls[24], ss[16];
+    const char *params[4] = {vs, ls, ss, (const char *)b->cursor};
+    static const int lens[4] = {0, 0, 0, 16}, fmts[4] = {0, 0, 0, 1};
+    static const Oid types[4] = {OID_INT4, OID_INT4, OID_INT4, OID_UUID};
     uint8_t wrapped[GW_CRYPTO_WRAPPED_DEK_LEN];
     long updated = 0, failed = 0;
     PGresult *res = NULL;
@@ -242,17 +247,19 @@ int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admi
     b->seen = b->updated = b->failed = 0;
     snprintf(vs, sizeof(vs), "%" PRIu32, b->target);
     snprintf(ls, sizeof(ls), "%ld", b->limit);
+    snprintf(ss, sizeof(ss), "%d", b->suite);
     rc = gw_admin_command(a, "BEGIN", errbuf, errlen);
     if (rc != 0)
         return rc;
     res = PQexecParams(a->pg,
                        b->have_cursor
                            ? "SELECT id, kek_version, dek_wrapped FROM waybill WHERE "
-                             "kek_version <> $1 AND id > $3 ORDER BY id LIMIT $2 "
-                             "FOR UPDATE SKIP LOCKED"
+                             "kek_version <> $1 AND get_byte(dek_wrapped, 1) = $3 AND id > $4 "
+                             "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
                            : "SELECT id, kek_version, dek_wrapped FROM waybill WHERE "
-                             "kek_version <> $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
-                       b->have_cursor ? 3 : 2, types, params, lens, fmts, 1);
+                             "kek_version <> $1 AND get_byte(dek_wrapped, 1) = $3 "
+                             "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                       b->have_cursor ? 4 : 3, types, params, lens, fmts, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = gw_admin_refused(res, a, errbuf, errlen);
         goto fail;

@@ -49,19 +49,21 @@ int gw_admin_segment_list(struct gw_admin *a, const char *branch, gw_admin_segme
 /* ---- KEK versions and re-wrapping ---- */
 
 struct gw_admin_kek_count {
+    int suite; /* the algorithm byte of the wrapped data keys (enum gw_suite) */
     uint32_t version;
     long long records;
 };
 
-/* The records per KEK version in use, ascending: *out (freed with gw_free; NULL when none) and
- * its length *n. Returns 0, GW_ENOMEM or GW_EINTERNAL. */
+/* The records per suite and KEK version in use (KEK versions are per suite), ascending: *out
+ * (freed with gw_free; NULL when none) and its length *n. Returns 0, GW_ENOMEM or
+ * GW_EINTERNAL. */
 int gw_admin_kek_counts(struct gw_admin *a, struct gw_admin_kek_count **out, size_t *n,
                         char *errbuf, size_t errlen) GW_MUST_CHECK;
 
-/* The number of records whose KEK version is `version` (equal) or is not (!equal).
- * Returns 0 or GW_EINTERNAL. */
-int gw_admin_count_kek(struct gw_admin *a, uint32_t version, bool equal, long long *n, char *errbuf,
-                       size_t errlen) GW_MUST_CHECK;
+/* The number of records of suite (their wrapped data key's algorithm byte) whose KEK version is
+ * `version` (equal) or is not (!equal). Returns 0 or GW_EINTERNAL. */
+int gw_admin_count_kek(struct gw_admin *a, int suite, uint32_t version, bool equal, long long *n,
+                       char *errbuf, size_t errlen) GW_MUST_CHECK;
 
 /* Re-wraps one record's data key: from its id, KEK version and wrapped key, writes the key
  * wrapped under the batch's target version to out (GW_CRYPTO_WRAPPED_DEK_LEN bytes). Returns 0,
@@ -70,7 +72,8 @@ typedef int (*gw_admin_rewrap_fn)(void *arg, const uint8_t id[16], uint32_t kek_
                                   const uint8_t *wrapped, size_t wrapped_len, uint8_t *out);
 
 struct gw_admin_rewrap {
-    uint32_t target;    /* in: the KEK version to re-wrap under */
+    int suite;          /* in: only records of this suite (their wrapped key's algorithm byte) */
+    uint32_t target;    /* in: the KEK version of suite to re-wrap under */
     long limit;         /* in: records per batch */
     uint8_t cursor[16]; /* in/out: the last id seen in this pass */
     bool have_cursor;   /* in/out: false starts a pass at the lowest id */
@@ -79,11 +82,11 @@ struct gw_admin_rewrap {
     long failed;        /* out: records fn refused in the last batch */
 };
 
-/* One batch in one transaction: up to limit records after the cursor (by id) whose KEK version
- * is not the target, locked (rows locked by another transaction are skipped, for a later pass);
- * each one's key re-wrapped by fn and written back, with the new version, only if its version
- * has not changed meanwhile. Field ciphertexts are not touched. Returns 0, or GW_EINTERNAL (the
- * batch is rolled back and counts nothing). */
+/* One batch in one transaction: up to limit records of the suite after the cursor (by id) whose
+ * KEK version is not the target, locked (rows locked by another transaction are skipped, for a
+ * later pass); each one's key re-wrapped by fn and written back, with the new version, only if its
+ * version has not changed meanwhile. Field ciphertexts are not touched. Returns 0, or GW_EINTERNAL
+ * (the batch is rolled back and counts nothing). */
 int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admin_rewrap_fn fn,
                           void *arg, char *errbuf, size_t errlen) GW_MUST_CHECK;
 

@@ -25,7 +25,7 @@ static const char check_sql[] = "SELECT lawful_case_check($1::uuid, $2::bigint)"
 static const char grant_sql[] =
     "SELECT c.id::text, array_to_string(c.fields, ','), c.case_ref, "
     "extract(epoch FROM c.valid_until)::bigint FROM lawful_case c "
-    "JOIN lawful_case_item i ON i.case_id = c.id WHERE i.wb_bidx = $1 "
+    "JOIN lawful_case_item i ON i.case_id = c.id WHERE i.wb_bidx IN ($1, $3) "
     "AND c.requester_account = $2::bigint AND c.state = 'approved' AND c.valid_until > now() "
     "ORDER BY c.valid_until DESC LIMIT 1";
 
@@ -129,12 +129,14 @@ out:
 }
 
 int gw_store_lawful_get(struct gw_store *s, int64_t account,
-                        const uint8_t wb_bidx[GW_STORE_BIDX_LEN], gw_store_lawful_get_cb cb,
-                        void *arg, struct gw_store_lawful_req **out)
+                        const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN],
+                        gw_store_lawful_get_cb cb, void *arg, struct gw_store_lawful_req **out)
 {
     char scope_text[32], acct[24];
-    const char *sv[1], *vals[1] = {(const char *)wb_bidx}, *gv[2];
-    static const int lens[2] = {GW_STORE_BIDX_LEN, 0}, fmts[2] = {1, 0};
+    const char *sv[1], *vals[2], *gv[3];
+    static const int lens[3] = {GW_STORE_BIDX_LEN, GW_STORE_BIDX_LEN, GW_STORE_BIDX_LEN},
+                     glens[3] = {GW_STORE_BIDX_LEN, 0, GW_STORE_BIDX_LEN}, fmts[3] = {1, 1, 1},
+                     gfmts[3] = {1, 0, 1};
     struct gw_db_stmt st[3];
     struct gw_store_lawful_req *r;
     int rc;
@@ -145,17 +147,18 @@ int gw_store_lawful_get(struct gw_store *s, int64_t account,
         return GW_EINVAL;
     snprintf(scope_text, sizeof(scope_text), "lawful:%" PRId64, account);
     snprintf(acct, sizeof(acct), "%" PRId64, account);
-    gv[0] = (const char *)wb_bidx;
+    vals[0] = gv[0] = (const char *)wb_bidx[0];
+    vals[1] = gv[2] = (const char *)wb_bidx[1];
     gv[1] = acct;
     scope(&st[0], sv, scope_text);
     st[1] = (struct gw_db_stmt){.sql = s->get_sql,
-                                .nparams = 1,
+                                .nparams = GW_STORE_BIDX_ALTS,
                                 .values = vals,
                                 .lengths = lens,
                                 .formats = fmts,
                                 .result_format = 1};
     st[2] = (struct gw_db_stmt){
-        .sql = grant_sql, .nparams = 2, .values = gv, .lengths = lens, .formats = fmts};
+        .sql = grant_sql, .nparams = 3, .values = gv, .lengths = glens, .formats = gfmts};
     r = gw_calloc(1, sizeof(*r));
     if (r == NULL)
         return GW_ENOMEM;

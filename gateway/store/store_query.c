@@ -15,13 +15,17 @@
 /* ---- Search ---- */
 
 static const char *const key_cond[] = {
-    [GW_STORE_KEY_PHONE] = "(w.sender_phone_bidx = $1 OR w.recipient_phone_bidx = $1)",
-    [GW_STORE_KEY_ID_NUMBER] = "(w.sender_id_bidx = $1 OR w.recipient_id_bidx = $1)",
-    [GW_STORE_KEY_NUMBER] = "w.wb_bidx = $1",
+    [GW_STORE_KEY_PHONE] =
+        "(w.sender_phone_bidx IN ($1, $6) OR w.recipient_phone_bidx IN ($1, $6))",
+    [GW_STORE_KEY_ID_NUMBER] = "(w.sender_id_bidx IN ($1, $6) OR w.recipient_id_bidx IN ($1, $6))",
+    [GW_STORE_KEY_NUMBER] = "w.wb_bidx IN ($1, $6)",
     [GW_STORE_KEY_DAY] = "w.pickup_day = $1::text::date",
 };
 
-/* $1 the key, $2 the branch, $3 the limit, $4/$5 the keyset position (NULL: first page). The
+_Static_assert(GW_STORE_BIDX_ALTS == 2, "the key conditions name $1 and $6");
+
+/* $1 the key (and $6 its other suite's blind index), $2 the branch, $3 the limit, $4/$5 the
+ * keyset position (NULL: first page). The
  * branch condition repeats what row-level security enforces: the statement asks for the branch
  * the caller named, the database shows only the caller's scope. */
 static int search_sql(enum gw_store_key key, struct gw_store_sql *b)
@@ -82,8 +86,8 @@ int gw_store_search(struct gw_store *s, const struct gw_store_search *q, gw_stor
 {
     struct gw_store_sql b;
     char limit[16], at[24], id[37];
-    const char *vals[5], *sv[1];
-    int lens[5] = {0}, fmts[5] = {0};
+    const char *vals[6], *sv[1];
+    int lens[6] = {0}, fmts[6] = {0};
     struct gw_db_stmt st[2];
     struct gw_store_req *r;
     int rc;
@@ -100,9 +104,10 @@ int gw_store_search(struct gw_store *s, const struct gw_store_search *q, gw_stor
     if (q->key == GW_STORE_KEY_DAY) {
         vals[0] = q->day;
     } else {
-        vals[0] = (const char *)q->bidx;
-        lens[0] = GW_STORE_BIDX_LEN;
-        fmts[0] = 1;
+        vals[0] = (const char *)q->bidx[0];
+        vals[5] = (const char *)q->bidx[1];
+        lens[0] = lens[5] = GW_STORE_BIDX_LEN;
+        fmts[0] = fmts[5] = 1;
     }
     snprintf(limit, sizeof(limit), "%" PRIu32, q->limit);
     vals[1] = q->branch;
@@ -116,7 +121,7 @@ int gw_store_search(struct gw_store *s, const struct gw_store_search *q, gw_stor
     }
     gw_store_scope_stmt(&st[0], sv, q->scope);
     st[1] = (struct gw_db_stmt){.sql = b.buf,
-                                .nparams = 5,
+                                .nparams = q->key == GW_STORE_KEY_DAY ? 5 : 6,
                                 .values = vals,
                                 .lengths = lens,
                                 .formats = fmts,

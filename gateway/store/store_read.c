@@ -36,7 +36,7 @@ char *gw_store_get_sql_new(void)
 
     gw_store_sql_add(&b, "SELECT ");
     gw_store_read_cols(&b);
-    gw_store_sql_add(&b, " FROM waybill w WHERE w.wb_bidx = $1");
+    gw_store_sql_add(&b, " FROM waybill w WHERE w.wb_bidx IN ($1, $2)"); /* GW_STORE_BIDX_ALTS */
     return b.overflow ? NULL : gw_strdup(b.buf);
 }
 
@@ -177,11 +177,12 @@ out:
     gw_store_req_free(r);
 }
 
-int gw_store_get(struct gw_store *s, const char *scope, const uint8_t wb_bidx[GW_STORE_BIDX_LEN],
-                 gw_store_get_cb cb, void *arg, struct gw_store_req **out)
+int gw_store_get(struct gw_store *s, const char *scope,
+                 const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN], gw_store_get_cb cb,
+                 void *arg, struct gw_store_req **out)
 {
-    const char *vals[1] = {(const char *)wb_bidx}, *sv[1];
-    static const int lens[1] = {GW_STORE_BIDX_LEN}, fmts[1] = {1};
+    const char *vals[GW_STORE_BIDX_ALTS], *sv[1];
+    static const int lens[2] = {GW_STORE_BIDX_LEN, GW_STORE_BIDX_LEN}, fmts[2] = {1, 1};
     struct gw_db_stmt st[2];
     struct gw_store_req *r;
 
@@ -189,9 +190,11 @@ int gw_store_get(struct gw_store *s, const char *scope, const uint8_t wb_bidx[GW
         *out = NULL;
     if (s == NULL || scope == NULL || scope[0] == '\0' || wb_bidx == NULL || cb == NULL)
         return GW_EINVAL;
+    vals[0] = (const char *)wb_bidx[0];
+    vals[1] = (const char *)wb_bidx[1];
     gw_store_scope_stmt(&st[0], sv, scope);
     st[1] = (struct gw_db_stmt){.sql = s->get_sql,
-                                .nparams = 1,
+                                .nparams = GW_STORE_BIDX_ALTS,
                                 .values = vals,
                                 .lengths = lens,
                                 .formats = fmts,

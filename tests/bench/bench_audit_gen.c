@@ -33,7 +33,7 @@ int main(int argc, char **argv)
     int64_t n = strtoll(argv[2], NULL, 10), k = strtoll(argv[3], NULL, 10);
     int64_t t0 = strtoll(argv[5], NULL, 10);
     if (n < 1 || k < 1 || gw_keyring_file_load(argv[4], &kr, err, sizeof err) != 0 ||
-        !(seed = gw_keyring_audit_seed(kr)) || gw_audit_public(seed, pub) != 0 ||
+        !(seed = gw_keyring_audit_seed(kr, GW_SUITE_AES)) || gw_audit_public(seed, pub) != 0 ||
         gw_audit_key_id(pub, key_id) != 0) {
         fprintf(stderr, "bench_audit_gen: bad arguments or keyring: %s\n", err);
         return 1;

@@ -485,7 +485,7 @@ static void load_config_and_keys(void)
     snprintf(text, sizeof(text), config_text, dir, dir, dir, dir);
     put(tls, "not read: the fuzzer has no TLS\n");
     put(conf, text);
-    if (gw_keyring_file_init(keys, err, sizeof(err)) != 0 ||
+    if (gw_keyring_file_init(keys, GW_SUITE_AES, err, sizeof(err)) != 0 ||
         gw_keyring_file_load(keys, &g.keys, err, sizeof(err)) != 0 ||
         gw_config_load(conf, &g.cfg, err, sizeof(err)) != 0)
         die(err);

@@ -757,8 +757,9 @@ def test_keys_rotate_rewrap_retire_all_records_readable(stack):
         ("keys.rotate", keyring, "ok"), ("keys.retire", keyring, "failed"),
         ("keys.rewrap", keyring, "ok"), ("keys.retire", keyring, "ok")], rows
     assert all(x.startswith("cli|") for x in rows), rows
-    assert rows[0].endswith("|added KEK version %d" % new), rows
-    assert rows[3].endswith("|retired KEK version %d" % old), rows
+    # the detail names the suite the version belongs to (KEK versions are per suite)
+    assert re.search(r"\|added KEK version %d \(suite (aes|sm)\)$" % new, rows[0]), rows
+    assert re.search(r"\|retired KEK version %d \(suite (aes|sm)\)$" % old, rows[3]), rows
 
     unreadable = []
     for no, principal, rid, sent in RECORDS:

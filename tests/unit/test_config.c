@@ -74,6 +74,7 @@ static void test_good(void **state)
     assert_int_equal(c.db_reconnect_max_ms, 10000);
     assert_true(ends_with(c.keyring, "/files/keyring"));
     assert_int_equal(c.log_level, GW_LOG_DEBUG);
+    assert_int_equal(c.crypto_suite, GW_CONFIG_SUITE_SM);
     assert_string_equal(c.audit_chain, "gw-east-1");
     assert_int_equal(c.checkpoint_every, 50);
     assert_int_equal(c.checkpoint_ms, 2000);
@@ -118,6 +119,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.db_connect_timeout_ms, 5000);
     assert_int_equal(c.db_reconnect_max_ms, 5000);
     assert_int_equal(c.log_level, GW_LOG_INFO);
+    assert_int_equal(c.crypto_suite, GW_CONFIG_SUITE_AES);
     assert_null(c.audit_chain); /* the daemon derives gw-<host>-<port> */
     assert_int_equal(c.checkpoint_every, 1000);
     assert_int_equal(c.checkpoint_ms, 10000);
@@ -174,6 +176,7 @@ static const struct bad bads[] = {
      "requires insecure_loopback_only = true"},
     {"bad_insecure_host.conf", 13, "[server] insecure_listen", "must be a loopback address"},
     {"bad_level.conf", 12, "[log] level", "must be one of"},
+    {"bad_suite.conf", 12, "[crypto] suite", "must be aes or sm"},
     {"bad_metrics_host.conf", 12, "[metrics] listen", "must be a loopback address"},
     {"bad_forward_cert.conf", 12, "[forward] cert", "required when endpoint is set"},
     {"bad_forward_lease.conf", 17, "[forward] lease_ms", "must be greater than deadline_ms"},

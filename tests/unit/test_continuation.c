@@ -33,9 +33,9 @@ static void round_trip(void **state)
     int64_t at = 0;
 
     (void)state;
-    assert_int_equal(gw_cont_encode(cx, key1, &s, 1795766400, id, text), 0);
+    assert_int_equal(gw_cont_encode(cx, GW_SUITE_AES, key1, &s, 1795766400, id, text), 0);
     assert_int_equal(strlen(text), GW_CONT_TEXT_LEN);
-    assert_int_equal(gw_cont_decode(cx, key1, &s, text, strlen(text), &at, got), 0);
+    assert_int_equal(gw_cont_decode(cx, GW_SUITE_AES, key1, &s, text, strlen(text), &at, got), 0);
     assert_int_equal(at, 1795766400);
     assert_memory_equal(got, id, GW_CONT_ID_LEN);
     gw_crypto_free(cx);
@@ -50,11 +50,12 @@ static void every_altered_character_refused(void **state)
     int64_t at;
 
     (void)state;
-    assert_int_equal(gw_cont_encode(cx, key1, &s, 1795766400, id, text), 0);
+    assert_int_equal(gw_cont_encode(cx, GW_SUITE_AES, key1, &s, 1795766400, id, text), 0);
     for (size_t i = 0; i < GW_CONT_TEXT_LEN; i++) {
         memcpy(bad, text, sizeof(bad));
         bad[i] = bad[i] == '0' ? '1' : '0';
-        assert_int_equal(gw_cont_decode(cx, key1, &s, bad, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+        assert_int_equal(
+            gw_cont_decode(cx, GW_SUITE_AES, key1, &s, bad, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
     }
     /* upper-case hex, truncation, extension: not the encoder's form */
     memcpy(bad, text, sizeof(bad));
@@ -64,9 +65,12 @@ static void every_altered_character_refused(void **state)
             break;
         }
     if (strcmp(bad, text) != 0)
-        assert_int_equal(gw_cont_decode(cx, key1, &s, bad, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
-    assert_int_equal(gw_cont_decode(cx, key1, &s, text, GW_CONT_TEXT_LEN - 2, &at, got), GW_EINVAL);
-    assert_int_equal(gw_cont_decode(cx, key1, &s, "", 0, &at, got), GW_EINVAL);
+        assert_int_equal(
+            gw_cont_decode(cx, GW_SUITE_AES, key1, &s, bad, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    assert_int_equal(
+        gw_cont_decode(cx, GW_SUITE_AES, key1, &s, text, GW_CONT_TEXT_LEN - 2, &at, got),
+        GW_EINVAL);
+    assert_int_equal(gw_cont_decode(cx, GW_SUITE_AES, key1, &s, "", 0, &at, got), GW_EINVAL);
     gw_crypto_free(cx);
 }
 
@@ -80,20 +84,31 @@ static void other_key_search_or_caller_refused(void **state)
     int64_t at;
 
     (void)state;
-    assert_int_equal(gw_cont_encode(cx, key1, &s, 42, id, text), 0);
-    assert_int_equal(gw_cont_decode(cx, key2, &s, text, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    assert_int_equal(gw_cont_encode(cx, GW_SUITE_AES, key1, &s, 42, id, text), 0);
+    assert_int_equal(gw_cont_decode(cx, GW_SUITE_AES, key2, &s, text, GW_CONT_TEXT_LEN, &at, got),
+                     GW_EINVAL);
     t = s;
     t.key = other;
-    assert_int_equal(gw_cont_decode(cx, key1, &t, text, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    assert_int_equal(gw_cont_decode(cx, GW_SUITE_AES, key1, &t, text, GW_CONT_TEXT_LEN, &at, got),
+                     GW_EINVAL);
     t = s;
     t.key_kind = 2;
-    assert_int_equal(gw_cont_decode(cx, key1, &t, text, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    assert_int_equal(gw_cont_decode(cx, GW_SUITE_AES, key1, &t, text, GW_CONT_TEXT_LEN, &at, got),
+                     GW_EINVAL);
     t = s;
     t.who = "cert:branch_b";
-    assert_int_equal(gw_cont_decode(cx, key1, &t, text, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    assert_int_equal(gw_cont_decode(cx, GW_SUITE_AES, key1, &t, text, GW_CONT_TEXT_LEN, &at, got),
+                     GW_EINVAL);
     t = s;
     t.branch = "b";
-    assert_int_equal(gw_cont_decode(cx, key1, &t, text, GW_CONT_TEXT_LEN, &at, got), GW_EINVAL);
+    assert_int_equal(gw_cont_decode(cx, GW_SUITE_AES, key1, &t, text, GW_CONT_TEXT_LEN, &at, got),
+                     GW_EINVAL);
+    /* made under the other suite (HMAC-SM3), same key bytes: refused; its own suite accepts it */
+    assert_int_equal(gw_cont_decode(cx, GW_SUITE_SM, key1, &s, text, GW_CONT_TEXT_LEN, &at, got),
+                     GW_EINVAL);
+    assert_int_equal(gw_cont_encode(cx, GW_SUITE_SM, key1, &s, 42, id, text), 0);
+    assert_int_equal(gw_cont_decode(cx, GW_SUITE_SM, key1, &s, text, GW_CONT_TEXT_LEN, &at, got),
+                     0);
     gw_crypto_free(cx);
 }
 
@@ -104,7 +119,7 @@ static void reveals_only_the_position(void **state)
     char text[GW_CONT_TEXT_LEN + 1], hex[33];
 
     (void)state;
-    assert_int_equal(gw_cont_encode(cx, key1, &s, 42, id, text), 0);
+    assert_int_equal(gw_cont_encode(cx, GW_SUITE_AES, key1, &s, 42, id, text), 0);
     /* the key's blind index is not in the text (only inside the MAC) */
     for (int i = 0; i < 16; i++)
         snprintf(hex + 2 * i, 3, "%02x", bidx[i]);

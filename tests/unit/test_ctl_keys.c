@@ -117,14 +117,15 @@ static void name_of(const uint8_t id[16], char out[64])
         n += snprintf(out + n, 64 - (size_t)n, "%02x", id[i]);
 }
 
-static void insert_records(void)
+/* n records of suite sealed under its current KEK version (one field: sender_name_ct). */
+static void insert_records(enum gw_suite suite, int n)
 {
     struct gw_keyring *kr = NULL;
     char err[256];
     assert_int_equal(gw_keyring_file_load(F.keyring, &kr, err, sizeof err), 0);
-    uint32_t v = gw_keyring_current(kr);
+    uint32_t v = gw_keyring_current(kr, suite);
     exec_ok("BEGIN");
-    for (int i = 0; i < NREC; i++) {
+    for (int i = 0; i < n; i++) {
         uint8_t id[16], bidx[16], mac[32], dek[32], w[GW_CRYPTO_WRAPPED_DEK_LEN], ct[128];
         char name[64];
         size_t ctn = 0;
@@ -134,12 +135,11 @@ static void insert_records(void)
         memset(mac, 0, sizeof mac);
         name_of(id, name);
         assert_int_equal(gw_crypto_dek_new(F.cx, dek), 0);
-        assert_int_equal(gw_keyring_wrap(kr, F.cx, v, GW_RECORD_TABLE, id, dek, w), 0);
+        assert_int_equal(gw_keyring_wrap(kr, F.cx, suite, v, GW_RECORD_TABLE, id, dek, w), 0);
         assert_int_equal(
             gw_crypto_aad_field(&aad, GW_RECORD_TABLE, gw_col_sql[GW_COL_SENDER_NAME], id, 1), 0);
-        assert_int_equal(gw_crypto_seal_into(F.cx, GW_SUITE_AES, dek, aad.b, aad.n,
-                                             (const uint8_t *)name, strlen(name), ct, sizeof ct,
-                                             &ctn),
+        assert_int_equal(gw_crypto_seal_into(F.cx, suite, dek, aad.b, aad.n, (const uint8_t *)name,
+                                             strlen(name), ct, sizeof ct, &ctn),
                          0);
         uint32_t vn = htonl(v);
         const char *p[6] = {(char *)id, (char *)bidx, (char *)&vn,
@@ -159,18 +159,21 @@ static void insert_records(void)
     gw_keyring_free(kr);
 }
 
-/* Every record's data key unwraps under its KEK version and opens its field. */
-static void check_all_open(void)
+/* Every record (that matches the SQL condition where: there are nrec) has a data key that
+ * unwraps under its suite and KEK version and opens its field. */
+static void check_all_open(const char *where, int nrec)
 {
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT id, kek_version, dek_version, dek_wrapped, sender_name_ct FROM waybill "
+             "WHERE %s",
+             where);
     struct gw_keyring *kr = NULL;
     char err[256];
     assert_int_equal(gw_keyring_file_load(F.keyring, &kr, err, sizeof err), 0);
-    PGresult *r = PQexecParams(F.conn,
-                               "SELECT id, kek_version, dek_version, dek_wrapped, sender_name_ct "
-                               "FROM waybill",
-                               0, NULL, NULL, NULL, NULL, 1);
+    PGresult *r = PQexecParams(F.conn, sql, 0, NULL, NULL, NULL, NULL, 1);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
-    assert_int_equal(PQntuples(r), NREC);
+    assert_int_equal(PQntuples(r), nrec);
     for (int i = 0; i < PQntuples(r); i++) {
         const uint8_t *id = (const uint8_t *)PQgetvalue(r, i, 0);
         uint32_t kv, dv;
@@ -187,7 +190,11 @@ static void check_all_open(void)
         assert_int_equal(gw_crypto_aad_field(&aad, GW_RECORD_TABLE, gw_col_sql[GW_COL_SENDER_NAME],
                                              id, ntohl(dv)),
                          0);
-        assert_int_equal(gw_crypto_open_into(F.cx, GW_SUITE_AES, dek, aad.b, aad.n,
+        enum gw_suite suite;
+        assert_int_equal(gw_crypto_sealed_suite((const uint8_t *)PQgetvalue(r, i, 3),
+                                                (size_t)PQgetlength(r, i, 3), &suite),
+                         0);
+        assert_int_equal(gw_crypto_open_into(F.cx, suite, dek, aad.b, aad.n,
                                              (const uint8_t *)PQgetvalue(r, i, 4),
                                              (size_t)PQgetlength(r, i, 4), pt, sizeof pt, &n),
                          0);
@@ -208,7 +215,7 @@ static void test_rewrap_flow(void **state)
         skip();
     char digest[64], v[8];
     assert_int_equal(ctl("keys", "init", "--keyring", F.keyring, NULL), 0);
-    insert_records();
+    insert_records(GW_SUITE_AES, NREC);
     snprintf(digest, sizeof digest, "%s", text_scalar(FIELDS_DIGEST));
 
     assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, NULL), 0);
@@ -244,7 +251,7 @@ static void test_rewrap_flow(void **state)
     assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, "--version", "1", "--db",
                          F.pg.conninfo, NULL),
                      0);
-    check_all_open();
+    check_all_open("true", NREC);
 
     /* a wrapped key moved to another record is reported, not re-wrapped, and not lost */
     assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, NULL), 0);
@@ -267,10 +274,72 @@ static void test_rewrap_flow(void **state)
     assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, NULL), GW_CTL_USAGE);
 }
 
+#define NSM 50
+#define AES_FIELDS                                                                                 \
+    "SELECT md5(string_agg(sender_name_ct || dek_wrapped, ''::bytea ORDER BY id)) FROM waybill "   \
+    "WHERE get_byte(dek_wrapped, 1) = 1"
+
+/* Issue 11: a key file of both suites; rotate, rewrap and retire act on one suite, and a rewrap
+ * never moves a record into the other suite (runs after test_rewrap_flow, on its records). */
+static void test_suites(void **state)
+{
+    (void)state;
+    if (!F.conn)
+        skip();
+    char digest[64];
+    long long aes = scalar("SELECT count(*) FROM waybill");
+    assert_int_equal(ctl("keys", "add-suite", "--keyring", F.keyring, NULL), GW_CTL_USAGE);
+    assert_int_equal(ctl("keys", "add-suite", "--keyring", F.keyring, "--suite", "sm4", NULL),
+                     GW_CTL_USAGE);
+    assert_int_equal(ctl("keys", "add-suite", "--keyring", F.keyring, "--suite", "sm", NULL), 0);
+    assert_int_equal(ctl("keys", "add-suite", "--keyring", F.keyring, "--suite", "sm", NULL),
+                     GW_CTL_FAIL);
+    insert_records(GW_SUITE_SM, NSM);
+    snprintf(digest, sizeof digest, "%s", text_scalar(AES_FIELDS));
+    assert_int_equal(ctl("keys", "status", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL), 0);
+    /* the sm suite's own versions: rotate it, rewrap it */
+    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, "--suite", "sm", NULL), 0);
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--suite", "sm", "--db",
+                         F.pg.conninfo, "--batch", "7", NULL),
+                     0);
+    assert_int_equal(
+        scalar(
+            "SELECT count(*) FROM waybill WHERE get_byte(dek_wrapped, 1) = 2 AND kek_version = 2"),
+        NSM);
+    /* the aes records stayed aes, untouched (their wrapped keys included) */
+    assert_int_equal(scalar("SELECT count(*) FROM waybill WHERE get_byte(dek_wrapped, 1) = 1"),
+                     aes);
+    assert_string_equal(text_scalar(AES_FIELDS), digest);
+    /* retire per suite: sm 1 has no record left; aes 2 still has one (the moved key) */
+    assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, "--suite", "sm", "--version",
+                         "1", "--db", F.pg.conninfo, NULL),
+                     0);
+    assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, "--suite", "aes", "--version",
+                         "2", "--db", F.pg.conninfo, NULL),
+                     GW_CTL_FAIL);
+    /* without --suite, a file of both suites means aes */
+    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, NULL), 0);
+    struct gw_keyring *kr = NULL;
+    char err[256];
+    assert_int_equal(gw_keyring_file_load(F.keyring, &kr, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_current(kr, GW_SUITE_AES), 4);
+    assert_int_equal(gw_keyring_current(kr, GW_SUITE_SM), 2);
+    gw_keyring_free(kr);
+    /* rewrap of the aes suite leaves the sm records alone (the moved key still fails) */
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL),
+                     GW_CTL_FAIL);
+    assert_int_equal(
+        scalar(
+            "SELECT count(*) FROM waybill WHERE get_byte(dek_wrapped, 1) = 2 AND kek_version = 2"),
+        NSM);
+    check_all_open("get_byte(dek_wrapped, 1) = 2", NSM);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rewrap_flow),
+        cmocka_unit_test(test_suites),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

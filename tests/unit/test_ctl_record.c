@@ -16,6 +16,7 @@ static const struct {
     const char *admin, *audit;
 } want[] = {
     {"keys.init", "key.init"},
+    {"keys.add-suite", "key.add_suite"},
     {"keys.rotate", "key.rotate"},
     {"keys.retire", "key.retire"},
     {"keys.rewrap", "key.rewrap"},

@@ -75,7 +75,8 @@ static int setup(void **state)
     snprintf(f->path, sizeof(f->path), "%s/keyring", f->dir);
     f->cx = gw_crypto_new();
     f->a = gw_arena_new(1 << 20);
-    if (f->cx == NULL || f->a == NULL || gw_keyring_file_init(f->path, err, sizeof(err)) != 0 ||
+    if (f->cx == NULL || f->a == NULL ||
+        gw_keyring_file_init(f->path, GW_SUITE_AES, err, sizeof(err)) != 0 ||
         gw_keyring_file_load(f->path, &f->kr, err, sizeof(err)) != 0)
         return -1;
     f->w = valid();
@@ -368,8 +369,9 @@ static void v1_content_mac(struct fx *f, const struct gw_sealed_waybill *row,
     items[i + 3] = (struct gw_crypto_item){"service_type", (const uint8_t *)row->service_type,
                                            strlen(row->service_type)};
     items[i + 4] = (struct gw_crypto_item){"security_level", (const uint8_t *)level, strlen(level)};
-    assert_int_equal(gw_crypto_content_mac(f->cx, GW_SUITE_AES, gw_keyring_content_key(f->kr),
-                                           items, GW_COL_COUNT + 5, out),
+    assert_int_equal(gw_crypto_content_mac(f->cx, GW_SUITE_AES,
+                                           gw_keyring_content_key(f->kr, GW_SUITE_AES), items,
+                                           GW_COL_COUNT + 5, out),
                      0);
 }
 
@@ -423,9 +425,9 @@ static void test_retired_kek_fails_cleanly(void **state)
     char err[256];
     int bad;
 
-    assert_int_equal(gw_keyring_file_rotate(f->path, &v, err, sizeof(err)), 0);
+    assert_int_equal(gw_keyring_file_rotate(f->path, GW_SUITE_AES, &v, err, sizeof(err)), 0);
     assert_int_equal(v, 2);
-    assert_int_equal(gw_keyring_file_retire(f->path, 1, err, sizeof(err)), 0);
+    assert_int_equal(gw_keyring_file_retire(f->path, GW_SUITE_AES, 1, err, sizeof(err)), 0);
     assert_int_equal(gw_keyring_file_load(f->path, &kr2, err, sizeof(err)), 0);
 
     assert_int_equal(gw_unseal_waybill(f->cx, kr2, &f->row, f->a, clear, &bad), GW_EPRECOND);
@@ -438,6 +440,82 @@ static void test_retired_kek_fails_cleanly(void **state)
     assert_int_equal(fresh.kek_version, 2);
     assert_int_equal(gw_unseal_waybill(f->cx, kr2, &fresh, f->a, clear, &bad), 0);
     gw_keyring_free(kr2);
+}
+
+/* Issue 11: a keyring with both suites set to sm seals a new record entirely under sm (every
+ * sealed part names algorithm 2; blind indexes and MACs differ from the aes ones), still opens
+ * the aes record, and looks values up under both suites (configured suite first); a keyring
+ * without sm refuses the sm record (GW_EPRECOND); a field switched to the other algorithm fails
+ * as that column. */
+static void test_suites(void **state)
+{
+    struct fx *f = *state;
+    struct gw_keyring *both = NULL;
+    struct gw_sealed_waybill sm, mixed;
+    struct gw_str clear[GW_COL_COUNT];
+    uint8_t id[GW_RECORD_ID_LEN], look[GW_SEAL_LOOKUP_N][GW_CRYPTO_BIDX_LEN];
+    uint8_t flipped[256];
+    char err[256];
+    int bad;
+
+    assert_int_equal(gw_keyring_file_add_suite(f->path, GW_SUITE_SM, err, sizeof(err)), 0);
+    assert_int_equal(gw_keyring_file_load(f->path, &both, err, sizeof(err)), 0);
+    assert_int_equal(gw_keyring_set_suite(both, GW_SUITE_SM), 0);
+    /* the aes record written before the switch opens */
+    assert_int_equal(gw_unseal_waybill(f->cx, both, &f->row, f->a, clear, &bad), 0);
+    assert_field(&clear[GW_COL_SENDER_NAME], "测试甲");
+    assert_int_equal(f->row.dek_wrapped.p[1], GW_SUITE_AES);
+
+    assert_int_equal(gw_seal_new_id(NULL, id), 0);
+    assert_int_equal(
+        gw_seal_waybill(f->cx, both, &f->w, &f->norm, id, "a", "courier_a", NOW, f->a, &sm), 0);
+    assert_int_equal(sm.dek_wrapped.p[1], GW_SUITE_SM);
+    for (size_t i = 0; i < GW_COL_COUNT; i++)
+        assert_int_equal(sm.ct[i].p[1], GW_SUITE_SM);
+    assert_int_equal(sm.kek_version, 1); /* the sm suite's own version 1 */
+    assert_memory_not_equal(sm.wb_bidx, f->row.wb_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_not_equal(sm.sender_phone_bidx, f->row.sender_phone_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_not_equal(sm.content_mac, f->row.content_mac, GW_RECORD_MAC_LEN);
+    assert_int_equal(gw_unseal_waybill(f->cx, both, &sm, f->a, clear, &bad), 0);
+    assert_field(&clear[GW_COL_WAYBILL_NO], "WG1000000042");
+    assert_field(&clear[GW_COL_RECIPIENT_ADDRESS_DETAIL], "样例街8号");
+
+    /* lookups: the configured suite's index first, then the other suite's */
+    assert_int_equal(gw_seal_lookup_bidx(f->cx, both, GW_BIDX_WAYBILL_NO, "WG1000000042", 12, look),
+                     0);
+    assert_memory_equal(look[0], sm.wb_bidx, GW_CRYPTO_BIDX_LEN);
+    assert_memory_equal(look[1], f->row.wb_bidx, GW_CRYPTO_BIDX_LEN);
+    assert_int_equal(gw_seal_lookup_bidx(f->cx, both, GW_BIDX_PHONE, "13800138000", 11, look), 0);
+    assert_memory_equal(look[0], sm.sender_phone_bidx, GW_CRYPTO_BIDX_LEN);
+    assert_memory_equal(look[1], f->row.sender_phone_bidx, GW_CRYPTO_BIDX_LEN);
+    /* a keyring of one suite: its index, repeated */
+    assert_int_equal(
+        gw_seal_lookup_bidx(f->cx, f->kr, GW_BIDX_WAYBILL_NO, "WG1000000042", 12, look), 0);
+    assert_memory_equal(look[0], f->row.wb_bidx, GW_CRYPTO_BIDX_LEN);
+    assert_memory_equal(look[1], f->row.wb_bidx, GW_CRYPTO_BIDX_LEN);
+    assert_int_equal(gw_seal_number_bidx(f->cx, f->kr, GW_SUITE_SM, "WG1000000042", 12, look[0]),
+                     GW_EPRECOND);
+
+    /* the aes-only keyring cannot open the sm record: the key is missing, nothing is corrupt */
+    assert_int_equal(gw_unseal_waybill(f->cx, f->kr, &sm, f->a, clear, &bad), GW_EPRECOND);
+    assert_int_not_equal(bad, GW_SEAL_PART_DEK);
+    assert_nothing_opened(clear);
+
+    /* one field's algorithm byte switched to aes: that column fails, nothing is released */
+    mixed = sm;
+    assert_true(sm.ct[GW_COL_SENDER_PHONE].n <= sizeof(flipped));
+    memcpy(flipped, sm.ct[GW_COL_SENDER_PHONE].p, sm.ct[GW_COL_SENDER_PHONE].n);
+    flipped[1] = GW_SUITE_AES;
+    mixed.ct[GW_COL_SENDER_PHONE].p = flipped;
+    assert_int_equal(gw_unseal_waybill(f->cx, both, &mixed, f->a, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_COL_SENDER_PHONE);
+    assert_nothing_opened(clear);
+    /* the aes record's field in the sm record (same column): refused at that column */
+    mixed = sm;
+    mixed.ct[GW_COL_SENDER_NAME] = f->row.ct[GW_COL_SENDER_NAME];
+    assert_int_equal(gw_unseal_waybill(f->cx, both, &mixed, f->a, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_COL_SENDER_NAME);
+    gw_keyring_free(both);
 }
 
 int main(void)
@@ -453,6 +531,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_v1_row_still_opens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_downgrade_to_v1_fails, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retired_kek_fails_cleanly, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_suites, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

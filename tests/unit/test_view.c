@@ -56,44 +56,51 @@ static void render_modes(void **state)
 
     (void)state;
     assert_non_null(cx);
-    assert_int_equal(gw_view_render(cx, key, GW_COL_SENDER_NAME, GW_VIEW_MASK, name, strlen(name),
-                                    out, sizeof(out), &n),
+    assert_int_equal(gw_view_render(cx, GW_SUITE_AES, key, GW_COL_SENDER_NAME, GW_VIEW_MASK, name,
+                                    strlen(name), out, sizeof(out), &n),
                      0);
     assert_string_equal(out, "\xe5\xbc\xa0**");
-    assert_int_equal(gw_view_render(cx, key, GW_COL_RECIPIENT_PHONE, GW_VIEW_MASK,
+    assert_int_equal(gw_view_render(cx, GW_SUITE_AES, key, GW_COL_RECIPIENT_PHONE, GW_VIEW_MASK,
                                     "+86 13800138000", 15, out, sizeof(out), &n),
                      0);
     assert_string_equal(out, "1******8000");
-    assert_int_equal(gw_view_render(cx, key, GW_COL_SENDER_ADDRESS_DETAIL, GW_VIEW_MASK, "Room 201",
-                                    8, out, sizeof(out), &n),
+    assert_int_equal(gw_view_render(cx, GW_SUITE_AES, key, GW_COL_SENDER_ADDRESS_DETAIL,
+                                    GW_VIEW_MASK, "Room 201", 8, out, sizeof(out), &n),
                      0);
     assert_string_equal(out, "****");
-    assert_int_equal(gw_view_render(cx, key, GW_COL_SENDER_COMPANY, GW_VIEW_OMIT, "Acme", 4, out,
-                                    sizeof(out), &n),
+    assert_int_equal(gw_view_render(cx, GW_SUITE_AES, key, GW_COL_SENDER_COMPANY, GW_VIEW_OMIT,
+                                    "Acme", 4, out, sizeof(out), &n),
                      0);
     assert_string_equal(out, "");
     assert_int_equal(n, 0);
-    assert_int_equal(gw_view_render(cx, key, GW_COL_SENDER_COMPANY, GW_VIEW_CLEAR, "Acme", 4, out,
-                                    sizeof(out), &n),
+    assert_int_equal(gw_view_render(cx, GW_SUITE_AES, key, GW_COL_SENDER_COMPANY, GW_VIEW_CLEAR,
+                                    "Acme", 4, out, sizeof(out), &n),
                      0);
     assert_string_equal(out, "Acme");
     /* tokens: deterministic, not the value, differ between values */
-    assert_int_equal(gw_view_render(cx, key, GW_COL_SENDER_PHONE, GW_VIEW_TOKEN, "13800138000", 11,
-                                    out, sizeof(out), &n),
+    assert_int_equal(gw_view_render(cx, GW_SUITE_AES, key, GW_COL_SENDER_PHONE, GW_VIEW_TOKEN,
+                                    "13800138000", 11, out, sizeof(out), &n),
                      0);
-    assert_int_equal(gw_view_render(cx, key, GW_COL_SENDER_PHONE, GW_VIEW_TOKEN, "13800138000", 11,
-                                    out2, sizeof(out2), &n),
+    assert_int_equal(gw_view_render(cx, GW_SUITE_AES, key, GW_COL_SENDER_PHONE, GW_VIEW_TOKEN,
+                                    "13800138000", 11, out2, sizeof(out2), &n),
                      0);
     assert_string_equal(out, out2);
     assert_null(strstr(out, "13800138000"));
-    assert_int_equal(gw_view_render(cx, key, GW_COL_SENDER_PHONE, GW_VIEW_TOKEN, "13800138001", 11,
-                                    out2, sizeof(out2), &n),
+    assert_int_equal(gw_view_render(cx, GW_SUITE_AES, key, GW_COL_SENDER_PHONE, GW_VIEW_TOKEN,
+                                    "13800138001", 11, out2, sizeof(out2), &n),
                      0);
     assert_string_not_equal(out, out2);
+    /* the sm suite's token of the same value under the same key bytes: another token (HMAC-SM3;
+     * a suite switch changes tokens) */
+    assert_int_equal(gw_view_render(cx, GW_SUITE_SM, key, GW_COL_SENDER_PHONE, GW_VIEW_TOKEN,
+                                    "13800138000", 11, out2, sizeof(out2), &n),
+                     0);
+    assert_int_equal(strncmp(out2, "tok_", 4), 0);
+    assert_string_not_equal(out, out2);
     /* a buffer too small is refused, not overrun */
-    assert_int_equal(
-        gw_view_render(cx, key, GW_COL_SENDER_COMPANY, GW_VIEW_CLEAR, "Acme", 4, out, 4, &n),
-        GW_ETOOBIG);
+    assert_int_equal(gw_view_render(cx, GW_SUITE_AES, key, GW_COL_SENDER_COMPANY, GW_VIEW_CLEAR,
+                                    "Acme", 4, out, 4, &n),
+                     GW_ETOOBIG);
     gw_crypto_free(cx);
 }
 

@@ -1,0 +1,183 @@
+"""The cipher suite as a deployment choice (issue 11): `[crypto] suite = aes | sm`.
+
+The stack runs the suite of WAYGATE_SUITE (devstack: aes by default; sm in CI's second run);
+OTHER is the other one. Shown here:
+  - the daemon refuses to start when the keyring lacks the configured suite, naming the rule
+    ([crypto] suite) and the keyring, and starts once `keys add-suite` added it;
+  - a record written under the stack's suite is read (Get) and found (Search by phone, ID number
+    and waybill number) by a gateway switched to OTHER, whose new records are sealed under OTHER
+    (every sealed column names it), and the stack's gateway, reloaded with both suites' keys,
+    reads and finds those: lookups match the blind index of every suite the keyring holds;
+  - SIGHUP with a keyring that lost the configured suite keeps the running keys.
+"""
+
+import os
+import re
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from conftest import BUILD, ExtraGateway, wait_for
+from query_data import GET, SEARCH, new_waybill
+from test_intake import check_courier_view
+import waygate_proto
+
+STACK = os.environ.get("WAYGATE_SUITE", "aes")
+OTHER = "sm" if STACK == "aes" else "aes"
+ALG = {"aes": 1, "sm": 2}
+SENDER = 1101  # this module's sender (query_data: phone and ID number of its own)
+SEALED = ("dek_wrapped", "waybill_no_ct", "sender_name_ct", "sender_phone_ct",
+          "sender_id_number_ct", "recipient_address_detail_ct")
+
+
+def configured(suite, keyring=None):
+    """An ExtraGateway/config edit: [crypto] suite = suite (and [keys] keyring = keyring)."""
+    def edit(text):
+        text = re.sub(r"(?m)^\[crypto\]\n(suite *=.*\n)?", "", text)
+        if keyring:
+            text = re.sub(r"(?m)^keyring *=.*$", "keyring = %s" % keyring, text)
+        return text + "\n[crypto]\nsuite = %s\n" % suite
+    return edit
+
+
+def ctl_ok(stack, *args):
+    r = stack.ctl(*args)
+    assert r.returncode == 0, r.stdout + r.stderr
+    return r.stdout
+
+
+def algorithms(stack, rid):
+    """The algorithm byte of each sealed column of record rid."""
+    row = stack.psql("SELECT %s FROM waybill WHERE id = '%s'" % (
+        ", ".join("get_byte(%s, 1)" % c for c in SEALED), rid))
+    assert len(row) == 1, row
+    return [int(x) for x in row[0].split("|")]
+
+
+def submit_on(stack, addr, w, principal="courier_a"):
+    r = waygate_proto.unary(stack.channel(principal, addr=addr), "/waygate.v1.WaybillIntake/Submit",
+                            stack.pb.intake.SubmitRequest(waybill=w),
+                            stack.pb.intake.SubmitResponse)
+    return r
+
+
+def get_on(stack, addr, number, principal="courier_a"):
+    return waygate_proto.unary(stack.channel(principal, addr=addr), GET,
+                               stack.pb.query.GetRequest(waybill_no=number),
+                               stack.pb.common.WaybillView)
+
+
+def search_on(stack, addr, principal="branch_a", **kw):
+    return [v.id for v in waygate_proto.stream(stack.channel(principal, addr=addr), SEARCH,
+                                               stack.pb.query.SearchRequest(**kw),
+                                               stack.pb.common.WaybillView)]
+
+
+def reload_stack_keys(stack):
+    """SIGHUP to the stack's gateway; waits until it logs the keyring reloaded."""
+    since = len(stack.log_lines())
+    os.kill(stack.gateway_pid(), signal.SIGHUP)
+    line = wait_for(lambda: [l for l in stack.log_lines()[since:]
+                             if "SIGHUP: keyring:" in l and "reloaded" in l], timeout=20)
+    assert line, "no keyring reload logged after SIGHUP"
+    assert "(suite %s)" % STACK in line[-1], line
+
+
+def check_config(stack, edit, name):
+    conf = os.path.join(stack.dir, name + ".conf")
+    with open(conf, "w") as f:
+        f.write(edit(stack.config_for(1)))
+    return subprocess.run([os.path.join(BUILD, "waygated"), "-c", conf, "--check-config"],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_daemon_refuses_a_suite_the_keyring_lacks(stack, tmp_path):
+    keyring = str(tmp_path / "keyring")
+    ctl_ok(stack, "keys", "init", "--suite", STACK, "--keyring", keyring)
+    r = check_config(stack, configured(OTHER, keyring), "suite-refused")
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "[crypto] suite = %s" % OTHER in r.stderr, r.stderr
+    assert keyring in r.stderr and "add-suite" in r.stderr, r.stderr
+    # the same file with the suite added: accepted
+    ctl_ok(stack, "keys", "add-suite", "--suite", OTHER, "--keyring", keyring)
+    r = check_config(stack, configured(OTHER, keyring), "suite-accepted")
+    assert r.returncode == 0, r.stdout + r.stderr
+    status = ctl_ok(stack, "keys", "status", "--keyring", keyring)
+    assert "suite aes" in status and "suite sm" in status, status
+
+
+@pytest.fixture(scope="module")
+def switched(stack):
+    """Records under the stack's suite; then the stack's keyring gains OTHER (the stack's gateway
+    reloads it, keeping its suite) and a second gateway runs with [crypto] suite = OTHER."""
+    old = []
+    for _ in range(2):
+        w = new_waybill(stack, "a", sender_n=SENDER)
+        r = submit_on(stack, stack.addr, w)
+        assert not r.duplicate
+        old.append((w, r.id))
+    keyring = stack.env["WAYGATE_KEYRING"]
+    if "suite %s: no keys" % OTHER in ctl_ok(stack, "keys", "status", "--keyring", keyring):
+        ctl_ok(stack, "keys", "add-suite", "--suite", OTHER, "--keyring", keyring)
+    reload_stack_keys(stack)
+    g = ExtraGateway(stack, "suite-" + OTHER, edit=configured(OTHER))
+    yield old, g
+    g.close()
+
+
+def test_records_of_the_old_suite_read_and_found_after_the_switch(stack, switched):
+    old, g = switched
+    for w, rid in old:
+        assert algorithms(stack, rid) == [ALG[STACK]] * len(SEALED)
+        check_courier_view(get_on(stack, g.addr, w.waybill_no), w, rid)
+    w = old[0][0]
+    want = sorted(rid for _, rid in old)
+    assert sorted(search_on(stack, g.addr, phone=w.sender.phone, limit=50)) == want
+    assert sorted(search_on(stack, g.addr, id_number=w.sender.id_number, limit=50)) == want
+    assert search_on(stack, g.addr, waybill_no=w.waybill_no) == [old[0][1]]
+
+
+def test_new_records_sealed_under_the_configured_suite_found_by_both(stack, switched):
+    old, g = switched
+    w = new_waybill(stack, "a", sender_n=SENDER)
+    r = submit_on(stack, g.addr, w)
+    assert not r.duplicate
+    # every sealed part of the new record is of the gateway's suite
+    assert algorithms(stack, r.id) == [ALG[OTHER]] * len(SEALED)
+    # read back and found through both gateways (each holds both suites' keys)
+    for addr in (g.addr, stack.addr):
+        check_courier_view(get_on(stack, addr, w.waybill_no), w, r.id)
+        found = search_on(stack, addr, phone=w.sender.phone, limit=50)
+        assert sorted(found) == sorted([rid for _, rid in old] + [r.id]), addr
+        assert search_on(stack, addr, waybill_no=w.waybill_no) == [r.id]
+    # a retried submit through the gateway of the record's suite is a duplicate
+    again = submit_on(stack, g.addr, w)
+    assert again.duplicate and again.id == r.id
+
+
+def test_sighup_keeps_the_keys_when_the_keyring_loses_the_suite(stack, switched, tmp_path):
+    _, g0 = switched
+    keyring = str(tmp_path / "keyring")
+    shutil.copy(stack.env["WAYGATE_KEYRING"], keyring)
+    os.chmod(keyring, 0o600)
+    g = ExtraGateway(stack, "suite-reload", edit=configured(OTHER, keyring))
+    try:
+        w = new_waybill(stack, "a", sender_n=SENDER + 1)
+        rid = submit_on(stack, g.addr, w).id
+        # the key file now holds the stack's suite only
+        fresh = str(tmp_path / "fresh")
+        ctl_ok(stack, "keys", "init", "--suite", STACK, "--keyring", fresh)
+        os.replace(fresh, keyring)
+        since = len(g.log())
+        g.proc.send_signal(signal.SIGHUP)
+        line = wait_for(lambda: [l for l in g.log()[since:].splitlines()
+                                 if "SIGHUP: keyring refused" in l], timeout=20)
+        assert line, g.log()[since:]
+        assert "[crypto] suite = %s" % OTHER in line[-1], line
+        # still serving with the keys it had
+        v = get_on(stack, g.addr, w.waybill_no)
+        assert v.id == rid
+    finally:
+        g.close()
