@@ -128,8 +128,13 @@ static int write_one(struct gw_admin *a, const char *sql, const struct gw_bytes 
         l[11 + i] = (int)w->ct[i].n;
     }
     res = PQexecParams(a->pg, sql, NPARAM, t, v, l, f, 1);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-        PQgetlength(res, 0, 0) != 1)
+    if (PQresultStatus(res) == PGRES_FATAL_ERROR) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+        if (state != NULL && strcmp(state, "23505") == 0)
+            rc = GW_EEXIST;
+    } else if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+               PQgetlength(res, 0, 0) != 1)
         rc = gw_admin_refused(res, a, errbuf, errlen);
     else
         *updated = PQgetvalue(res, 0, 0)[0] != 0;
@@ -192,8 +197,20 @@ int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admi
             failed++;
             continue;
         }
-        rc = write_one(a, upd, &row.w.dek_wrapped, &out, &one, errbuf, errlen);
+        /* a savepoint per record: a unique violation fails that record, not the batch */
+        rc = gw_admin_command(a, "SAVEPOINT reseal", errbuf, errlen);
+        if (rc == 0)
+            rc = write_one(a, upd, &row.w.dek_wrapped, &out, &one, errbuf, errlen);
         gw_arena_free(arena);
+        if (rc == GW_EEXIST) {
+            rc = gw_admin_command(a, "ROLLBACK TO SAVEPOINT reseal", errbuf, errlen);
+            if (rc != 0)
+                goto fail;
+            if (b->conflict != NULL)
+                b->conflict(arg, row.w.id);
+            failed++;
+            continue;
+        }
         if (rc != 0)
             goto fail;
         updated += one;

@@ -3,11 +3,11 @@
  * batches while the gateway serves. A record's suite is the algorithm byte (offset 1) of its
  * dek_wrapped. A batch is one transaction: it takes up to `limit` records of another suite after
  * a cursor (by id), locked FOR UPDATE SKIP LOCKED by waybill_reseal_take (a row the gateway or
- * another batch holds is left for a later pass, never waited for), hands each one to the caller's re-sealing function
- * and writes the result through waybill_reseal (sql/013_suite_migrate.sql), which refuses
- * anything but a complete record of one other suite and changes the row only if its wrapped key
- * is still the one the caller opened. For the CLI only, never the daemon. Messages in errbuf are
- * one line and never hold a field value. */
+ * another batch holds is left for a later pass, never waited for), hands each one to the caller's
+ * re-sealing function and writes the result through waybill_reseal (sql/013_suite_migrate.sql),
+ * which refuses anything but a complete record of one other suite and changes the row only if its
+ * wrapped key is still the one the caller opened. For the CLI only, never the daemon. Messages in
+ * errbuf are one line and never hold a field value. */
 #ifndef GW_STORE_RESEAL_H
 #define GW_STORE_RESEAL_H
 
@@ -32,14 +32,20 @@ int gw_admin_count_suite(struct gw_admin *a, uint8_t alg, bool equal, long long 
 typedef int (*gw_admin_reseal_fn)(void *arg, const struct gw_sealed_waybill *row,
                                   struct gw_arena *arena, struct gw_sealed_waybill *out);
 
+/* Told of a record whose re-sealed blind index another record already holds (the unique index
+ * on wb_bidx: the same waybill number stored twice, once under each suite, e.g. a retried submit
+ * during the switch); the record is counted as failed and left as it is. */
+typedef void (*gw_admin_reseal_conflict_fn)(void *arg, const uint8_t id[16]);
+
 struct gw_admin_reseal {
-    uint8_t target;     /* in: the algorithm byte of the target suite */
-    long limit;         /* in: records per batch */
-    uint8_t cursor[16]; /* in/out: the last id seen in this pass */
-    bool have_cursor;   /* in/out: false starts a pass at the lowest id */
-    long seen;          /* out: records taken by the last batch (0: the pass is over) */
-    long updated;       /* out: records re-sealed by the last batch (counted once committed) */
-    long failed;        /* out: records fn refused in the last batch */
+    uint8_t target;                       /* in: the algorithm byte of the target suite */
+    gw_admin_reseal_conflict_fn conflict; /* in: may be NULL; gets fn's arg */
+    long limit;                           /* in: records per batch */
+    uint8_t cursor[16];                   /* in/out: the last id seen in this pass */
+    bool have_cursor;                     /* in/out: false starts a pass at the lowest id */
+    long seen;    /* out: records taken by the last batch (0: the pass is over) */
+    long updated; /* out: records re-sealed by the last batch (counted once committed) */
+    long failed;  /* out: records fn refused in the last batch */
 };
 
 /* One batch in one transaction (see above). Returns 0, or GW_EINTERNAL / GW_ENOMEM (the batch
