@@ -26,6 +26,8 @@
  * keeps the 32-bit counter from carrying into the nonce. tag = the first 16 bytes of
  * HMAC-SM3(k_mac, ver | alg | nonce | aadlen (8 bytes BE) | aad | ct). Opening checks the tag
  * (CRYPTO_memcmp) before decrypting anything.
+ * The tag depends on k_mac only: a key right in its last 16 bytes and wrong in its first 16
+ * would open to wrong bytes without an error (never between random keys; test_tamper_table).
  * Opening refuses (GW_EDATALOSS) any value that is truncated, names an unknown version, an
  * algorithm other than the suite asked for, or fails to authenticate; it never returns partial
  * plaintext.
@@ -140,7 +142,8 @@ int gw_crypto_aad_dek(struct gw_crypto_aad *a, const char *table,
 
 /* Seals pt under key with a fresh random nonce into out (capacity outcap, which must be at least
  * GW_CRYPTO_SEALED_LEN(ptlen)); *outlen receives that length. pt may be NULL when ptlen is 0.
- * Returns 0, GW_EINVAL (outcap too small), GW_ETOOBIG (ptlen > GW_CRYPTO_MAX_PT) or GW_ECRYPTO. */
+ * Returns 0, GW_EINVAL (outcap too small, or suite not a suite), GW_ETOOBIG (ptlen >
+ * GW_CRYPTO_MAX_PT) or GW_ECRYPTO. */
 int gw_crypto_seal_into(struct gw_crypto *cx, enum gw_suite suite,
                         const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *aad, size_t aadlen,
                         const uint8_t *pt, size_t ptlen, uint8_t *out, size_t outcap,
@@ -155,7 +158,7 @@ int gw_crypto_seal(struct gw_crypto *cx, enum gw_suite suite, const uint8_t key[
 /* Opens a sealed value into buf (capacity cap >= inlen - GW_CRYPTO_OVERHEAD); *outlen receives
  * the plaintext length. Returns 0; GW_EDATALOSS if the value is truncated, has an unknown format
  * version, an algorithm byte other than suite, or fails to authenticate (buf is wiped); GW_EINVAL
- * if cap is too small; GW_ECRYPTO on a library failure. */
+ * if cap is too small or suite is not a suite; GW_ECRYPTO on a library failure. */
 int gw_crypto_open_into(struct gw_crypto *cx, enum gw_suite suite,
                         const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *aad, size_t aadlen,
                         const uint8_t *in, size_t inlen, uint8_t *buf, size_t cap,

@@ -92,10 +92,11 @@ class Stack:
         assert r.returncode == 0, "devstack %s failed:\n%s%s" % (cmd, r.stdout, r.stderr)
         return r.stdout
 
-    def psql(self, sql, timeout=30, uri=None):
+    def psql(self, sql, timeout=180, uri=None):
         """Runs SQL with psql against the stack's database, by default as the schema's owner (to
         inspect or tamper: the gateway's and the CLI's roles may not); returns the output lines
-        (unaligned, tuples only, fields separated by '|')."""
+        (unaligned, tuples only, fields separated by '|'). The timeout only catches a hang: CREATE
+        and DROP DATABASE wait for a checkpoint, which takes tens of seconds on a busy machine."""
         r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
                             "-v", "ON_ERROR_STOP=1", "-d", uri or self.pguri_owner, "-c", sql],
                            capture_output=True, text=True, timeout=timeout)

@@ -5,6 +5,8 @@ Pure Python, no OpenSSL: SM3 (GB/T 32905), SM4 (GB/T 32907), HMAC (RFC 2104) ove
 gateway's sm sealing construction (crypto.h: SM4-CTR + HMAC-SM3, key split k_enc | k_mac). It
 checks itself against the standards' examples, then prints the constants test_crypto.c embeds:
   /usr/bin/python3 tests/unit/sm_vectors.py
+With --check FILE (ctest sm_vectors) it prints nothing and fails unless every value it computes
+appears in FILE (test_crypto.c), so the C constants cannot drift from this computation.
 Test-only (the product never hand-writes a primitive); slow and not constant-time by design.
 """
 import struct
@@ -158,6 +160,8 @@ def c_hex(b):
 
 def main():
     self_test()
+    out = []
+    print = out.append  # noqa: A001 (collects the lines; printed or checked below)
     print("/* self-test passed: SM3 abc, SM3 64-byte, SM4 Appendix A example 1 */")
     # HMAC-SM3: key lengths 16 (k_mac), 32 (gateway keys), 20 and 131 (longer than a block)
     cases = [
@@ -177,6 +181,16 @@ def main():
     items = [(b"name", "\u5f20\u4e09".encode()), (b"absent", None), (b"empty", b""),
              (b"big", big), (b"tail", b"z")]
     print("content MAC (sm) -> %s" % content_mac(bytes([0x55]) * 32, items).hex())
+    if "--check" in sys.argv:
+        text = open(sys.argv[sys.argv.index("--check") + 1]).read()
+        text = "".join(text.split('"\n'))  # join the C string literals split across lines
+        text = "".join(part.strip() for part in text.split('"'))
+        missing = [line for line in out[1:] if line.split(" -> ")[1] not in text]
+        for line in missing:
+            sys.stdout.write("not in %s: %s\n" % (sys.argv[-1], line))
+        sys.exit(1 if missing else 0)
+    for line in out:
+        sys.stdout.write(line + "\n")
 
 
 if __name__ == "__main__":

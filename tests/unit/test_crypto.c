@@ -7,6 +7,7 @@
  * hashes. */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -337,6 +338,26 @@ static void test_sm_seal_kat(void **state)
     memcpy(msg + 22 + aadlen, v + 14, 70);
     rfc2104_sm3(key + 16, 16, msg, 22 + aadlen + 70, mac);
     assert_memory_equal(v + 14 + 70, mac, 16);
+    /* an AAD longer than the one-update buffer (GW_CRYPTO_AAD_MAX) takes the other path: same
+     * definition */
+    static uint8_t longaad[1000], longmsg[14 + 8 + 1000 + 11];
+    for (size_t i = 0; i < sizeof longaad; i++)
+        longaad[i] = (uint8_t)i;
+    assert_int_equal(gw_crypto_seal_into(cx, GW_SUITE_SM, key, longaad, sizeof longaad,
+                                         (const uint8_t *)"13800138000", 11, v, sizeof v, &n),
+                     0);
+    memcpy(longmsg, v, 14);
+    memset(longmsg + 14, 0, 8);
+    longmsg[20] = (uint8_t)(sizeof longaad >> 8);
+    longmsg[21] = (uint8_t)(sizeof longaad & 0xff);
+    memcpy(longmsg + 22, longaad, sizeof longaad);
+    memcpy(longmsg + 22 + sizeof longaad, v + 14, 11);
+    rfc2104_sm3(key + 16, 16, longmsg, sizeof longmsg, mac);
+    assert_memory_equal(v + 14 + 11, mac, 16);
+    assert_int_equal(gw_crypto_open_into(cx, GW_SUITE_SM, key, longaad, sizeof longaad, v, n, back,
+                                         sizeof back, &m),
+                     0);
+    assert_memory_equal(back, "13800138000", 11);
 }
 
 /* ---- suites ---- */
@@ -657,25 +678,26 @@ static const struct tamper_row {
     size_t (*count)(const struct tc *);
     void (*apply)(struct tc *, size_t);
     enum expect expect_sm; /* aes always REFUSED */
+    bool header;           /* refused on the header, before any cryptography: output untouched */
 } tamper_rows[] = {
-    {"truncated to every shorter length", sealed_len, truncate_to, REFUSED},
-    {"one byte appended", one, append_byte, REFUSED},
-    {"format version byte, every other value", all_bytes, set_version, REFUSED},
-    {"algorithm byte, every other value", all_bytes, set_algorithm, REFUSED},
-    {"algorithm byte switched to the other suite, opened as it", one, switch_suite, REFUSED},
-    {"opened as the other suite", one, open_as_other, REFUSED},
-    {"nonce, every bit", nonce_bits, flip_nonce, REFUSED},
-    {"ciphertext, every bit", ct_bits, flip_ct, REFUSED},
-    {"tag, every bit", tag_bits, flip_tag, REFUSED},
-    {"AAD, every bit", aad_bits, flip_aad, REFUSED},
-    {"AAD of another column/record/dek version/table/none", aad_others, other_aad, REFUSED},
-    {"another field's value swapped in", one, swap_field, REFUSED},
-    {"wrong key: another key", one, other_key, REFUSED},
-    {"wrong key: a bit of key[16..32) (sm: k_mac)", half_key_bits, flip_key_mac, REFUSED},
+    {"truncated to every shorter length", sealed_len, truncate_to, REFUSED, false},
+    {"one byte appended", one, append_byte, REFUSED, false},
+    {"format version byte, every other value", all_bytes, set_version, REFUSED, true},
+    {"algorithm byte, every other value", all_bytes, set_algorithm, REFUSED, true},
+    {"algorithm byte switched to the other suite, opened as it", one, switch_suite, REFUSED, false},
+    {"opened as the other suite", one, open_as_other, REFUSED, true},
+    {"nonce, every bit", nonce_bits, flip_nonce, REFUSED, false},
+    {"ciphertext, every bit", ct_bits, flip_ct, REFUSED, false},
+    {"tag, every bit", tag_bits, flip_tag, REFUSED, false},
+    {"AAD, every bit", aad_bits, flip_aad, REFUSED, false},
+    {"AAD of another column/record/dek version/table/none", aad_others, other_aad, REFUSED, false},
+    {"another field's value swapped in", one, swap_field, REFUSED, false},
+    {"wrong key: another key", one, other_key, REFUSED, false},
+    {"wrong key: a bit of key[16..32) (sm: k_mac)", half_key_bits, flip_key_mac, REFUSED, false},
     /* Issue 11's split authenticates k_mac only: a key equal to the right one in k_mac and
      * wrong in k_enc passes the tag and decrypts to wrong bytes. Random 32-byte keys never share
      * a half; recorded here so the difference stays visible (reported with the design). */
-    {"wrong key: a bit of key[0..16) (sm: k_enc)", half_key_bits, flip_key_enc, OPENS_WRONG},
+    {"wrong key: a bit of key[0..16) (sm: k_enc)", half_key_bits, flip_key_enc, OPENS_WRONG, false},
 };
 
 static void tamper_setup(struct tc *t)
@@ -725,8 +747,9 @@ static void test_tamper_table(void **state)
                 fail_msg("suite %s, row \"%s\", variant %zu: rc %d, length %zu (want DATA_LOSS)",
                          gw_suite_name(SU), row->name, i, rc, m);
             for (size_t k = 0; k < PTLEN; k++) /* untouched or wiped: no plaintext byte */
-                if (back[k] != 0x77 && back[k] != 0)
-                    fail_msg("suite %s, row \"%s\", variant %zu: output byte %zu left",
+                if (back[k] != 0x77 && (back[k] != 0 || row->header))
+                    fail_msg("suite %s, row \"%s\", variant %zu: output byte %zu written "
+                             "(plaintext or, for a header row, anything)",
                              gw_suite_name(SU), row->name, i, k);
         }
         /* the unaltered value still opens with the same (reused) context */
