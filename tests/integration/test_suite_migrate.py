@@ -176,11 +176,38 @@ def reload_gateway(stack):
 
 @pytest.fixture(scope="module")
 def sm_keys(stack):
-    r = stack.ctl("keys", "add-suite", "--suite", "sm", "--keyring", stack.env["WAYGATE_KEYRING"],
-                  "--db", stack.pguri)
-    assert r.returncode == 0, r.stderr
+    """The session keyring with the sm key set (test_suite.py may have added it already)."""
+    keyring = stack.env["WAYGATE_KEYRING"]
+    status = stack.ctl("keys", "status", "--keyring", keyring)
+    assert status.returncode == 0, status.stderr
+    if "suite sm: no keys" in status.stdout:
+        r = stack.ctl("keys", "add-suite", "--suite", "sm", "--keyring", keyring, "--db",
+                      stack.pguri)
+        assert r.returncode == 0, r.stderr
     reload_gateway(stack)  # it reads sm records (and forwards them) from now on
     return True
+
+
+def test_refused_without_the_target_suites_keys(stack, tmp_path):
+    """A keyring without the sm key set: refused naming --to and the way out, recorded, and no
+    record touched."""
+    keyring = str(tmp_path / "keyring")
+    r = stack.ctl("keys", "init", "--suite", "aes", "--keyring", keyring)
+    assert r.returncode == 0, r.stderr
+    before = suite_counts(stack)
+    r = subprocess.run([os.path.join(BUILD, "waygatectl"), "keys", "migrate-suite", "--to", "sm",
+                        "--keyring", keyring], capture_output=True, text=True, timeout=120,
+                       env=ctl_env(stack))
+    assert r.returncode == 3, r.stderr
+    assert "--to: the keyring has no complete sm key set" in r.stderr, r.stderr
+    assert "keys add-suite --suite sm" in r.stderr, r.stderr
+    assert stack.psql("SELECT outcome FROM admin_log WHERE action = 'keys.migrate_suite' "
+                      "ORDER BY id DESC LIMIT 1") == ["refused"]
+    assert audit_outcomes(stack)[-1:] == ["refused"]
+    assert suite_counts(stack) == before
+    r = subprocess.run([os.path.join(BUILD, "waygatectl"), "keys", "migrate-suite", "--to",
+                        "des"], capture_output=True, text=True, timeout=60, env=ctl_env(stack))
+    assert r.returncode == 2 and "--to must be aes or sm" in r.stderr, r.stderr
 
 
 def test_reseal_function_refuses_what_is_not_a_whole_record_of_another_suite(stack, sm_keys):
