@@ -25,6 +25,7 @@
 #include "incident.h"
 #include "keyring.h"
 #include "log.h"
+#include "memwipe.h"
 #include "metrics.h"
 #include "policy.h"
 #include "retention.h"
@@ -275,6 +276,7 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     }
     gw_keyring_free(d->app->keys);
     d->app->keys = kr;
+    gw_crypto_forget(d->app->crypto); /* its cached copies of the old keys (issue 10, finding 7) */
     gw_rpc_set_policy(d->rpc, np);
     if (d->forward != NULL)
         gw_forward_set_policy(d->forward, np);
@@ -481,6 +483,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     memset(&cfg, 0, sizeof(cfg));
     memset(&app, 0, sizeof(app));
     memset(&d, 0, sizeof(d));
+    gw_memwipe_install(); /* before libevent allocates anything */
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "-c") == 0 && i + 1 < argc)
             path = argv[++i];

@@ -16,6 +16,7 @@
 
 #include "waygate/v1/backend.pb-c.h"
 
+#include "alloc.h"
 #include "app.h"
 #include "config.h"
 #include "crypto.h"
@@ -144,7 +145,7 @@ static void batch_free(struct batch *b)
     for (size_t i = 0; b->sreqs != NULL && i < b->n + 2; i++)
         gw_outbox_cancel(b->sreqs[i].req);
     for (size_t i = 0; i < b->n; i++)
-        free(b->items[i].pb);
+        gw_free_wipe(b->items[i].pb, b->items[i].pb_len); /* a record's view: may hold PII */
     free(b->items);
     free(b->sreqs);
     free(b);
@@ -373,7 +374,7 @@ static void send_batch(struct batch *b)
     rc = req != NULL ? gw_gclient_call(f->client, FWD_PATH, req, o, f->cfg->fwd_deadline_ms,
                                        call_cb, b, &b->call)
                      : GW_ENOMEM;
-    free(req);
+    gw_free_wipe(req, len); /* the client keeps its own copy (wiped when the call is freed) */
     if (rc != 0) {
         failed(f, "Deliver not started", gw_err_str(rc));
         mark_sent(b, IT_LATER, NULL, "not sent");

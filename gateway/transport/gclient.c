@@ -27,6 +27,7 @@
 #include "alloc.h"
 #include "config.h"
 #include "grpc_resp.h"
+#include "h2mem.h"
 #include "tls.h"
 
 #define BACKOFF_MIN_MS 100u
@@ -124,8 +125,8 @@ static void call_free(struct gw_gclient_call *k)
         event_free(k->deadline_ev);
     gw_grpc_decoder_clear(&k->dec);
     gw_free(k->path);
-    gw_free(k->req);
-    gw_free(k->resp);
+    gw_free_wipe(k->req, k->req_len); /* a forwarded record's view */
+    gw_free_wipe(k->resp, k->resp_len);
     gw_free(k);
 }
 
@@ -238,7 +239,7 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
         detached = true;
     }
     cb(cbarg, &r);
-    gw_free(resp);
+    gw_free_wipe(resp, r.response_len);
     if (detached)
         call_free(k);
 }
@@ -506,7 +507,7 @@ static int start_session(struct gw_gclient *c)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv_cb);
     nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
     nghttp2_option_set_max_send_header_block_length(opt, 16384);
-    if (nghttp2_session_client_new2(&c->sess, cbs, c, opt) != 0)
+    if (nghttp2_session_client_new3(&c->sess, cbs, c, opt, gw_h2mem()) != 0)
         goto out;
     if (nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0)
         goto out;

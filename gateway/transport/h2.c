@@ -28,6 +28,7 @@
 #include "budget.h"
 #include "config.h"
 #include "h2_calm.h"
+#include "h2mem.h"
 #include "log.h"
 
 /* A client has this long after our answer (END_STREAM sent) to close its half of the stream
@@ -719,7 +720,7 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send_cb);
     /* Our responses carry a handful of short headers; refuse to emit anything larger. */
     nghttp2_option_set_max_send_header_block_length(opt, 16384);
-    if (nghttp2_session_server_new2(&h2->session, cbs, h2, opt) != 0)
+    if (nghttp2_session_server_new3(&h2->session, cbs, h2, opt, gw_h2mem()) != 0)
         goto fail;
     nghttp2_session_callbacks_del(cbs);
     cbs = NULL;

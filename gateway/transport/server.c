@@ -25,6 +25,7 @@
 #include "conn.h"
 #include "h2.h"
 #include "log.h"
+#include "memwipe.h"
 #include "peerlimit.h"
 
 struct gw_server {
@@ -42,6 +43,7 @@ struct gw_server {
     bool draining;
     struct event *drain_ev; /* drain deadline */
     struct event *done_ev;  /* runs the done callback from the loop */
+    struct event *scrub_ev; /* scrubs the stack from the loop after a connection closed */
     gw_server_drained_cb done;
     void *done_arg;
     bool done_called;
@@ -99,7 +101,19 @@ static void conn_closed_cb(void *arg, struct gw_conn *c)
 
     unlink_conn(s, c);
     gw_conn_free(c);
+    if (gw_memwipe_enabled())
+        event_active(s->scrub_ev, EV_TIMEOUT, 0);
     check_drained(s);
+}
+
+/* Run from the loop itself (few frames deep): what the closed connection's calls left in stack
+ * frames below, library code's included, is overwritten (memwipe.h). */
+static void scrub_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+    gw_memwipe_scrub_stack();
 }
 
 static const char *const refusal_names[GW_SERVER_REFUSED_N] = {
@@ -295,9 +309,10 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
         s->max_preauth = 1;
     s->drain_ev = evtimer_new(base, drain_timeout_cb, s);
     s->done_ev = event_new(base, -1, 0, done_cb, s);
+    s->scrub_ev = event_new(base, -1, 0, scrub_cb, s);
     s->pl = gw_peerlimit_new(cfg->accept_rate_per_address, cfg->max_preauth_per_address,
                              4u * (size_t)cfg->max_connections + 4096u);
-    if (s->drain_ev == NULL || s->done_ev == NULL || s->pl == NULL) {
+    if (s->drain_ev == NULL || s->done_ev == NULL || s->scrub_ev == NULL || s->pl == NULL) {
         snprintf(err, errlen, "server: out of memory");
         goto fail;
     }
@@ -341,6 +356,8 @@ void gw_server_free(struct gw_server *s)
         event_free(s->drain_ev);
     if (s->done_ev != NULL)
         event_free(s->done_ev);
+    if (s->scrub_ev != NULL)
+        event_free(s->scrub_ev);
     gw_peerlimit_free(s->pl);
     gw_free(s);
 }

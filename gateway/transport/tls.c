@@ -17,6 +17,7 @@
 
 #include "alloc.h"
 #include "config.h"
+#include "memwipe.h"
 #include "peer.h"
 
 struct gw_tls {
@@ -38,6 +39,16 @@ static void set_err(char *err, size_t errlen, const char *what, const char *path
         ERR_error_string_n(e, reason, sizeof(reason));
     ERR_clear_error();
     snprintf(err, errlen, "tls: %s%s%s: %s", what, path ? " " : "", path ? path : "", reason);
+}
+
+/* OpenSSL decrypts a record in place and keeps the plaintext in its read buffer until the next
+ * record overwrites it, and frees that buffer as it is: with this option it wipes a record's
+ * plaintext once handed to us, and the buffer when released. (Records we send are encrypted in
+ * place in the write buffer: no plaintext stays there.) */
+static void cleanse_plaintext(SSL_CTX *ctx)
+{
+    if (gw_memwipe_enabled())
+        SSL_CTX_set_options(ctx, SSL_OP_CLEANSE_PLAINTEXT);
 }
 
 static int alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
@@ -91,6 +102,7 @@ struct gw_tls *gw_tls_new(const struct gw_config *cfg, char *err, size_t errlen)
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
                                  SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_NO_TICKET);
+    cleanse_plaintext(ctx);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     SSL_CTX_set_num_tickets(ctx, 0);
 
@@ -166,6 +178,7 @@ struct gw_tls *gw_tls_client_new(const char *ca, const char *cert, const char *k
         goto fail;
     }
     SSL_CTX_set_options(ctx, SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_TICKET);
+    cleanse_plaintext(ctx);
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
     if (SSL_CTX_use_certificate_chain_file(ctx, cert) != 1) {
         set_err(err, errlen, "cannot load client certificate", cert);
