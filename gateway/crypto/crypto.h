@@ -21,13 +21,17 @@
  *
  * aes: the GCM AAD is the two header bytes followed by the caller's AAD, so the version and
  * algorithm bytes are authenticated too.
- * sm: the 32-byte key is split, k_enc = key[0..16) (SM4 is a 128-bit cipher), k_mac =
- * key[16..32). ct = SM4-CTR(k_enc, IV = nonce | 00 00 00 00); the plaintext cap (2^20 blocks)
- * keeps the 32-bit counter from carrying into the nonce. tag = the first 16 bytes of
+ * sm: both subkeys are derived from the whole 32-byte key:
+ *   k_enc = HMAC-SM3(key, "waygate-sm-enc-v1")[0..16)   (SM4 is a 128-bit cipher)
+ *   k_mac = HMAC-SM3(key, "waygate-sm-mac-v1")           (all 32 bytes)
+ * ct = SM4-CTR(k_enc, IV = nonce | 00 00 00 00); the plaintext cap (2^20 blocks) keeps the
+ * 32-bit counter from carrying into the nonce. tag = the first 16 bytes of
  * HMAC-SM3(k_mac, ver | alg | nonce | aadlen (8 bytes BE) | aad | ct). Opening checks the tag
  * (CRYPTO_memcmp) before decrypting anything.
- * The tag depends on k_mac only: a key right in its last 16 bytes and wrong in its first 16
- * would open to wrong bytes without an error (never between random keys; test_tamper_table).
+ * What the tag does not authenticate: no byte of the value or the AAD is left out; k_enc is not
+ * a MAC input, but k_enc and k_mac derive from the same whole key, so a key wrong in any bit
+ * (also one right in its first or last 16 bytes) changes k_mac and is refused like any wrong
+ * key (test_tamper_table). The derivation is cached per key (one per record's data key).
  * Opening refuses (GW_EDATALOSS) any value that is truncated, names an unknown version, an
  * algorithm other than the suite asked for, or fails to authenticate; it never returns partial
  * plaintext.
@@ -79,7 +83,8 @@ enum gw_suite {
     GW_SUITE_SM = GW_CRYPTO_ALG_SM4CTR_HMACSM3
 };
 #define GW_SUITE_COUNT 2
-#define GW_CRYPTO_SM4_KEY_LEN 16 /* k_enc = key[0..16), k_mac = key[16..32) */
+#define GW_CRYPTO_SM4_KEY_LEN 16    /* k_enc: SM4 is a 128-bit cipher */
+#define GW_CRYPTO_SM_MAC_KEY_LEN 32 /* k_mac: a whole HMAC-SM3 output */
 #define GW_CRYPTO_SM4_BLOCK 16
 
 #define GW_CRYPTO_KEY_LEN 32

@@ -1,7 +1,11 @@
 /* crypto_sm.c: the sm suite's sealing (SM4-CTR + HMAC-SM3, encrypt-then-MAC; crypto.h) and the
  * SM4 block function of the known-answer tests, on OpenSSL 3 EVP (no hand-written primitive).
+ * Both subkeys are derived from the whole 32-byte key (HMAC-SM3 with a label each), so the tag
+ * depends on every key bit; the derivation is cached for the last key (a record's fields share
+ * one data key) and the cached key is compared in constant time.
  * Invariants: open computes and compares (CRYPTO_memcmp) the tag before decrypting a byte; every
- * key copy this file owns is wiped with OPENSSL_cleanse; a failed seal or open wipes its output. */
+ * key copy this file owns (data key, k_enc, k_mac) is wiped with OPENSSL_cleanse; a failed seal
+ * or open wipes its output. */
 #include "crypto_sm.h"
 
 #include <stdbool.h>
@@ -16,38 +20,61 @@
 #include "alloc.h"
 
 #define HEAD_LEN (GW_CRYPTO_HDR_LEN + GW_CRYPTO_NONCE_LEN) /* ver | alg | nonce */
-#define K_LEN GW_CRYPTO_SM4_KEY_LEN                        /* k_enc and k_mac: 16 bytes each */
+#define KENC_LEN GW_CRYPTO_SM4_KEY_LEN                     /* k_enc: 16 bytes (SM4) */
+#define KMAC_LEN GW_CRYPTO_SM_MAC_KEY_LEN                  /* k_mac: 32 bytes */
+
+/* Derivation labels (crypto.h): k_enc = HMAC-SM3(key, ENC)[0..16), k_mac = HMAC-SM3(key, MAC). */
+static const char label_enc[] = "waygate-sm-enc-v1";
+static const char label_mac[] = "waygate-sm-mac-v1";
 
 struct gw_sm {
     EVP_CIPHER *ctr;
     EVP_MAC *hmac;
-    EVP_CIPHER_CTX *c; /* SM4-CTR: encrypting and decrypting are the same keystream XOR */
+    EVP_CIPHER_CTX *c; /* SM4-CTR keyed with k_enc: encrypting and decrypting are the same XOR */
     EVP_MAC_CTX *mac;  /* HMAC-SM3 keyed with k_mac */
-    bool c_keyed, mac_keyed;
-    uint8_t c_key[K_LEN]; /* copies of the keys the contexts hold */
-    uint8_t mac_key[K_LEN];
+    EVP_MAC_CTX *kdf;  /* HMAC-SM3 keyed with the data key: derives k_enc and k_mac */
+    bool keyed;        /* c and mac hold the subkeys derived from key */
+    uint8_t key[GW_CRYPTO_KEY_LEN]; /* the data key they derive from (compared, never used) */
+    uint8_t k_enc[KENC_LEN];        /* the derived subkeys (wiped by forget/free) */
+    uint8_t k_mac[KMAC_LEN];
 };
 
-static bool k_eq(const uint8_t *a, const uint8_t *b)
+/* Constant time over the whole key: no early exit on the first differing byte. */
+static bool key_eq(const uint8_t *a, const uint8_t *b)
 {
-    uint64_t d = 0, x, y;
-    for (size_t i = 0; i < K_LEN; i += 8) {
-        memcpy(&x, a + i, 8);
-        memcpy(&y, b + i, 8);
-        d |= x ^ y;
-    }
-    return d == 0;
+    return CRYPTO_memcmp(a, b, GW_CRYPTO_KEY_LEN) == 0;
+}
+
+static void unkey(struct gw_sm *sm)
+{
+    sm->keyed = false;
+    OPENSSL_cleanse(sm->key, sizeof sm->key);
+    OPENSSL_cleanse(sm->k_enc, sizeof sm->k_enc);
+    OPENSSL_cleanse(sm->k_mac, sizeof sm->k_mac);
 }
 
 static void drop(struct gw_sm *sm)
 {
     EVP_CIPHER_CTX_free(sm->c);
     EVP_MAC_CTX_free(sm->mac);
+    EVP_MAC_CTX_free(sm->kdf);
     sm->c = NULL;
     sm->mac = NULL;
-    sm->c_keyed = sm->mac_keyed = false;
-    OPENSSL_cleanse(sm->c_key, sizeof sm->c_key);
-    OPENSSL_cleanse(sm->mac_key, sizeof sm->mac_key);
+    sm->kdf = NULL;
+    unkey(sm);
+}
+
+static EVP_MAC_CTX *hmac_sm3_ctx(EVP_MAC *hmac)
+{
+    OSSL_PARAM p[2];
+    p[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SM3", 0);
+    p[1] = OSSL_PARAM_construct_end();
+    EVP_MAC_CTX *m = EVP_MAC_CTX_new(hmac);
+    if (m && EVP_MAC_CTX_set_params(m, p) != 1) {
+        EVP_MAC_CTX_free(m);
+        m = NULL;
+    }
+    return m;
 }
 
 static int ensure(struct gw_sm *sm)
@@ -56,22 +83,59 @@ static int ensure(struct gw_sm *sm)
         sm->c = EVP_CIPHER_CTX_new();
         if (!sm->c || EVP_EncryptInit_ex2(sm->c, sm->ctr, NULL, NULL, NULL) != 1)
             goto fail;
-        sm->c_keyed = false;
+        unkey(sm);
     }
     if (!sm->mac) {
-        OSSL_PARAM p[2];
-        p[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SM3", 0);
-        p[1] = OSSL_PARAM_construct_end();
-        sm->mac = EVP_MAC_CTX_new(sm->hmac);
-        if (!sm->mac || EVP_MAC_CTX_set_params(sm->mac, p) != 1)
+        sm->mac = hmac_sm3_ctx(sm->hmac);
+        if (!sm->mac)
             goto fail;
-        sm->mac_keyed = false;
+        unkey(sm);
+    }
+    if (!sm->kdf) {
+        sm->kdf = hmac_sm3_ctx(sm->hmac);
+        if (!sm->kdf)
+            goto fail;
     }
     return 0;
 fail:
     ERR_clear_error();
     drop(sm);
     return GW_ECRYPTO;
+}
+
+/* One derivation: out = HMAC-SM3(key, label)[0..outlen). */
+static int derive_one(struct gw_sm *sm, const uint8_t *key, const char *label, uint8_t *out,
+                      size_t outlen)
+{
+    uint8_t full[EVP_MAX_MD_SIZE];
+    size_t n = 0;
+    int ok = EVP_MAC_init(sm->kdf, key, GW_CRYPTO_KEY_LEN, NULL) == 1 &&
+             EVP_MAC_update(sm->kdf, (const uint8_t *)label, strlen(label)) == 1 &&
+             EVP_MAC_final(sm->kdf, full, &n, sizeof full) == 1 && n >= outlen;
+    if (ok)
+        memcpy(out, full, outlen);
+    OPENSSL_cleanse(full, sizeof full);
+    return ok ? 0 : GW_ECRYPTO;
+}
+
+/* Keys the SM4-CTR and HMAC contexts with the subkeys of key, unless they already hold them
+ * (the fields of one record share a data key: one derivation per record, not per field). */
+static int use_key(struct gw_sm *sm, const uint8_t key[GW_CRYPTO_KEY_LEN])
+{
+    if (sm->keyed && key_eq(sm->key, key))
+        return 0;
+    unkey(sm);
+    if (derive_one(sm, key, label_enc, sm->k_enc, KENC_LEN) != 0 ||
+        derive_one(sm, key, label_mac, sm->k_mac, KMAC_LEN) != 0 ||
+        EVP_EncryptInit_ex2(sm->c, NULL, sm->k_enc, NULL, NULL) != 1 ||
+        EVP_MAC_init(sm->mac, sm->k_mac, KMAC_LEN, NULL) != 1) {
+        ERR_clear_error();
+        unkey(sm);
+        return GW_ECRYPTO;
+    }
+    memcpy(sm->key, key, GW_CRYPTO_KEY_LEN);
+    sm->keyed = true;
+    return 0;
 }
 
 struct gw_sm *gw_sm_new(void)
@@ -105,20 +169,15 @@ void gw_sm_forget(struct gw_sm *sm)
         drop(sm);
 }
 
-/* tag = HMAC-SM3(k_mac, head | aadlen (8 BE) | aad | ct)[0..16); head, length and AAD go in one
- * update when they fit on the stack. */
-static int tag_of(struct gw_sm *sm, const uint8_t *k_mac, const uint8_t *head, const uint8_t *aad,
-                  size_t aadlen, const uint8_t *ct, size_t ctlen, uint8_t tag[GW_CRYPTO_TAG_LEN])
+/* tag = HMAC-SM3(k_mac, head | aadlen (8 BE) | aad | ct)[0..16), with mac keyed by use_key;
+ * head, length and AAD go in one update when they fit on the stack. */
+static int tag_of(struct gw_sm *sm, const uint8_t *head, const uint8_t *aad, size_t aadlen,
+                  const uint8_t *ct, size_t ctlen, uint8_t tag[GW_CRYPTO_TAG_LEN])
 {
     uint8_t buf[HEAD_LEN + 8 + GW_CRYPTO_AAD_MAX], full[EVP_MAX_MD_SIZE];
     size_t n = 0, outl = 0;
-    bool same = sm->mac_keyed && k_eq(sm->mac_key, k_mac);
-    if (EVP_MAC_init(sm->mac, same ? NULL : k_mac, same ? 0 : K_LEN, NULL) != 1)
+    if (EVP_MAC_init(sm->mac, NULL, 0, NULL) != 1) /* restart under the key it holds */
         goto fail;
-    if (!same) {
-        memcpy(sm->mac_key, k_mac, K_LEN);
-        sm->mac_keyed = true;
-    }
     memcpy(buf, head, HEAD_LEN);
     n = HEAD_LEN;
     for (int k = 0; k < 8; k++)
@@ -144,27 +203,21 @@ static int tag_of(struct gw_sm *sm, const uint8_t *k_mac, const uint8_t *head, c
     return 0;
 fail:
     ERR_clear_error();
-    sm->mac_keyed = false;
-    OPENSSL_cleanse(sm->mac_key, sizeof sm->mac_key);
+    unkey(sm);
     OPENSSL_cleanse(full, sizeof full);
     return GW_ECRYPTO;
 }
 
-/* out = SM4-CTR(k_enc, nonce | 00 00 00 00) XOR in. */
-static int ctr_xor(struct gw_sm *sm, const uint8_t *k_enc, const uint8_t *nonce, const uint8_t *in,
-                   size_t len, uint8_t *out)
+/* out = SM4-CTR(k_enc, nonce | 00 00 00 00) XOR in, with c keyed by use_key. */
+static int ctr_xor(struct gw_sm *sm, const uint8_t *nonce, const uint8_t *in, size_t len,
+                   uint8_t *out)
 {
     uint8_t iv[GW_CRYPTO_SM4_BLOCK] = {0};
     int outl = 0;
     memcpy(iv, nonce, GW_CRYPTO_NONCE_LEN);
-    bool same = sm->c_keyed && k_eq(sm->c_key, k_enc);
-    /* a new IV resets the provider's counter and keystream position */
-    if (EVP_EncryptInit_ex2(sm->c, NULL, same ? NULL : k_enc, iv, NULL) != 1)
+    /* a new IV resets the provider's counter and keystream position; the key stays */
+    if (EVP_EncryptInit_ex2(sm->c, NULL, NULL, iv, NULL) != 1)
         goto fail;
-    if (!same) {
-        memcpy(sm->c_key, k_enc, K_LEN);
-        sm->c_keyed = true;
-    }
     if (len && (EVP_EncryptUpdate(sm->c, out, &outl, in, (int)len) != 1 || (size_t)outl != len))
         goto fail;
     if (EVP_EncryptFinal_ex(sm->c, out + len, &outl) != 1 || outl != 0)
@@ -172,8 +225,7 @@ static int ctr_xor(struct gw_sm *sm, const uint8_t *k_enc, const uint8_t *nonce,
     return 0;
 fail:
     ERR_clear_error();
-    sm->c_keyed = false;
-    OPENSSL_cleanse(sm->c_key, sizeof sm->c_key);
+    unkey(sm);
     return GW_ECRYPTO;
 }
 
@@ -183,8 +235,9 @@ int gw_sm_seal(struct gw_sm *sm, const uint8_t key[GW_CRYPTO_KEY_LEN], const uin
 {
     if (ptlen > GW_CRYPTO_MAX_PT || aadlen > GW_CRYPTO_MAX_PT)
         return GW_ETOOBIG;
-    if (ensure(sm) != 0 || ctr_xor(sm, key, head + GW_CRYPTO_HDR_LEN, pt, ptlen, ct) != 0 ||
-        tag_of(sm, key + K_LEN, head, aad, aadlen, ct, ptlen, tag) != 0) {
+    if (ensure(sm) != 0 || use_key(sm, key) != 0 ||
+        ctr_xor(sm, head + GW_CRYPTO_HDR_LEN, pt, ptlen, ct) != 0 ||
+        tag_of(sm, head, aad, aadlen, ct, ptlen, tag) != 0) {
         if (ptlen)
             OPENSSL_cleanse(ct, ptlen);
         OPENSSL_cleanse(tag, GW_CRYPTO_TAG_LEN);
@@ -201,11 +254,12 @@ int gw_sm_open(struct gw_sm *sm, const uint8_t key[GW_CRYPTO_KEY_LEN], const uin
     int rc = GW_ECRYPTO;
     if (ctlen > GW_CRYPTO_MAX_PT || aadlen > GW_CRYPTO_MAX_PT)
         rc = GW_EDATALOSS;
-    else if (ensure(sm) == 0 && tag_of(sm, key + K_LEN, head, aad, aadlen, ct, ctlen, want) == 0)
+    else if (ensure(sm) == 0 && use_key(sm, key) == 0 &&
+             tag_of(sm, head, aad, aadlen, ct, ctlen, want) == 0)
         rc = CRYPTO_memcmp(want, tag, GW_CRYPTO_TAG_LEN) != 0 ? GW_EDATALOSS : 0;
     OPENSSL_cleanse(want, sizeof want);
     if (rc == 0)
-        rc = ctr_xor(sm, key, head + GW_CRYPTO_HDR_LEN, ct, ctlen, pt);
+        rc = ctr_xor(sm, head + GW_CRYPTO_HDR_LEN, ct, ctlen, pt);
     if (rc != 0 && ctlen)
         OPENSSL_cleanse(pt, ctlen);
     return rc;

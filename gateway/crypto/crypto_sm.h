@@ -1,8 +1,8 @@
 /* crypto_sm.h: internal to the crypto layer (crypto.c is its one caller): the sm suite's sealing
  * construction, SM4-CTR + HMAC-SM3 encrypt-then-MAC, on OpenSSL 3 EVP. The format and the
  * construction are specified in crypto.h; this header only splits the code out of crypto.c.
- * Not thread-safe (one per struct gw_crypto); caches the last k_enc and k_mac it was keyed with
- * and wipes them on gw_sm_forget/gw_sm_free. */
+ * Not thread-safe (one per struct gw_crypto); caches the last key, the k_enc and k_mac derived
+ * from it and the contexts keyed with them, and wipes them on gw_sm_forget/gw_sm_free. */
 #ifndef GW_CRYPTO_SM_H
 #define GW_CRYPTO_SM_H
 
@@ -20,9 +20,10 @@ void gw_sm_free(struct gw_sm *sm);
 /* Wipes the cached keys and key schedules without freeing; NULL-safe. */
 void gw_sm_forget(struct gw_sm *sm);
 
-/* Seals pt (ptlen <= GW_CRYPTO_MAX_PT) under key (k_enc | k_mac): head is the value's first
- * GW_CRYPTO_HDR_LEN + GW_CRYPTO_NONCE_LEN bytes (ver | alg | nonce), already written; ct receives
- * ptlen bytes and tag GW_CRYPTO_TAG_LEN bytes. Returns 0, GW_ETOOBIG or GW_ECRYPTO (ct wiped). */
+/* Seals pt (ptlen <= GW_CRYPTO_MAX_PT) under key (k_enc and k_mac derived from it): head is the
+ * value's first GW_CRYPTO_HDR_LEN + GW_CRYPTO_NONCE_LEN bytes (ver | alg | nonce), already written;
+ * ct receives ptlen bytes and tag GW_CRYPTO_TAG_LEN bytes. Returns 0, GW_ETOOBIG or GW_ECRYPTO (ct
+ * wiped). */
 int gw_sm_seal(struct gw_sm *sm, const uint8_t key[GW_CRYPTO_KEY_LEN], const uint8_t *head,
                const uint8_t *aad, size_t aadlen, const uint8_t *pt, size_t ptlen, uint8_t *ct,
                uint8_t tag[GW_CRYPTO_TAG_LEN]) GW_MUST_CHECK;

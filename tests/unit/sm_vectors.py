@@ -2,7 +2,7 @@
 """sm_vectors.py: the independent computation behind test_crypto.c's sm-suite known answers.
 
 Pure Python, no OpenSSL: SM3 (GB/T 32905), SM4 (GB/T 32907), HMAC (RFC 2104) over SM3, and the
-gateway's sm sealing construction (crypto.h: SM4-CTR + HMAC-SM3, key split k_enc | k_mac). It
+gateway's sm sealing construction (crypto.h: SM4-CTR + HMAC-SM3, k_enc and k_mac derived from the whole key). It
 checks itself against the standards' examples, then prints the constants test_crypto.c embeds:
   /usr/bin/python3 tests/unit/sm_vectors.py
 With --check FILE (ctest sm_vectors) it prints nothing and fails unless every value it computes
@@ -118,10 +118,16 @@ def sm4_ctr(key, iv, data):
 
 
 # ---- the gateway's sm sealing (crypto.h) ----
+def sm_subkeys(key):
+    """crypto.h: k_enc = HMAC-SM3(key, enc label)[0..16), k_mac = HMAC-SM3(key, mac label)."""
+    return hmac_sm3(key, b"waygate-sm-enc-v1")[:16], hmac_sm3(key, b"waygate-sm-mac-v1")
+
+
 def sm_seal(key, nonce, aad, pt):
+    k_enc, k_mac = sm_subkeys(key)
     head = bytes([1, 2]) + nonce
-    ct = sm4_ctr(key[:16], nonce + b"\x00" * 4, pt)
-    tag = hmac_sm3(key[16:], head + struct.pack(">Q", len(aad)) + aad + ct)[:16]
+    ct = sm4_ctr(k_enc, nonce + b"\x00" * 4, pt)
+    tag = hmac_sm3(k_mac, head + struct.pack(">Q", len(aad)) + aad + ct)[:16]
     return head + ct + tag
 
 
@@ -163,7 +169,8 @@ def main():
     out = []
     print = out.append  # noqa: A001 (collects the lines; printed or checked below)
     print("/* self-test passed: SM3 abc, SM3 64-byte, SM4 Appendix A example 1 */")
-    # HMAC-SM3: key lengths 16 (k_mac), 32 (gateway keys), 20 and 131 (longer than a block)
+    # HMAC-SM3: key lengths 16, 32 (gateway keys, the derivations), 4 and 131 (longer than a
+    # block)
     cases = [
         (bytes(range(1, 17)), b"waygate hmac-sm3 k_mac"),
         (bytes([0x0B]) * 32, b"Hi There"),
@@ -173,6 +180,9 @@ def main():
     for key, data in cases:
         print("HMAC-SM3 key=%s data=%s -> %s" % (key.hex(), data, hmac_sm3(key, data).hex()))
     key = bytes(range(0x20, 0x40))
+    k_enc, k_mac = sm_subkeys(key)
+    print("SM subkeys k_enc -> %s" % k_enc.hex())
+    print("SM subkeys k_mac -> %s" % k_mac.hex())
     nonce = bytes.fromhex("000102030405060708090a0b")
     aad = b"waygate-field-v1 test aad"
     for pt in (b"", b"13800138000", bytes((i * 7 + 3) & 0xFF for i in range(70))):
