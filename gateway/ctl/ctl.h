@@ -29,6 +29,10 @@ int gw_ctl_suspicious(int argc, char **argv);
 /* waygatectl keys init|rotate|retire|status|rewrap: the keyring file and data-key re-wrapping. */
 int gw_ctl_keys(int argc, char **argv);
 
+/* waygatectl keys migrate-suite --to SUITE (ctl_migrate_suite.c, reached through gw_ctl_keys;
+ * argv[0] is "migrate-suite"): re-seals the stored waybills under another cipher suite. */
+int gw_ctl_keys_migrate_suite(int argc, char **argv);
+
 /* waygatectl principals add|list|disable: client certificates registered as principals. */
 int gw_ctl_principals(int argc, char **argv);
 

@@ -525,6 +525,8 @@ int gw_ctl_keys(int argc, char **argv)
         return argc < 2 ? GW_CTL_USAGE : GW_CTL_OK;
     }
     const char *sub = argv[1];
+    if (strcmp(sub, "migrate-suite") == 0) /* its own options: ctl_migrate_suite.c */
+        return gw_ctl_keys_migrate_suite(argc - 1, argv + 1);
     optind = 0; /* glibc: full re-initialisation (the command may run more than once in tests) */
     while ((c = getopt_long(argc - 1, argv + 1, "k:d:v:b:s:h", longopts, NULL)) != -1) {
         switch (c) {

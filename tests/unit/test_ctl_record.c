@@ -20,6 +20,7 @@ static const struct {
     {"keys.rotate", "key.rotate"},
     {"keys.retire", "key.retire"},
     {"keys.rewrap", "key.rewrap"},
+    {"keys.migrate_suite", "key.migrate_suite"},
     {"segments.issue", "segment.issue"},
     {"principals.add", "principal.add"},
     {"principals.disable", "principal.disable"},

@@ -1,0 +1,235 @@
+/* store_reseal.c: the batches of `keys migrate-suite` (see store_reseal.h). The row is read with
+ * the store's own column list (store_int.h, decoded by gw_store_row_get like every read), so a
+ * column added to record.h is read here too; it is written through waybill_reseal with its
+ * ciphertexts in enum gw_col order. Invariants: every statement is parameterised; a batch commits
+ * whole or not at all; each record's arena (clear values, new ciphertexts) is wiped when freed. */
+#include "store_reseal.h"
+
+#include <arpa/inet.h>
+#include <libpq-fe.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+#include "pq_msg.h"
+#include "store_admin_int.h"
+#include "store_int.h"
+
+#define OID_INT4 23
+#define OID_BYTEA 17
+#define OID_UUID 2950
+#define ARENA_CAP (256u * 1024) /* one record opened twice and sealed once, with room */
+
+/* The algorithm byte of dek_wrapped, NULL when it is too short to have one (such a row is taken
+ * and fails to open: counted as failed, never skipped silently). */
+#define ROW_ALG "CASE WHEN octet_length(w.dek_wrapped) >= 2 THEN get_byte(w.dek_wrapped, 1) END"
+
+int gw_admin_count_suite(struct gw_admin *a, uint8_t alg, bool equal, long long *n, char *errbuf,
+                         size_t errlen)
+{
+    char as[8];
+    const char *vals[1] = {as};
+    PGresult *res;
+    int rc = 0;
+
+    snprintf(as, sizeof(as), "%u", (unsigned)alg);
+    res = PQexecParams(a->pg,
+                       equal ? "SELECT count(*) FROM waybill w WHERE " ROW_ALG " = $1::integer"
+                             : "SELECT count(*) FROM waybill w WHERE (" ROW_ALG
+                               ") IS DISTINCT FROM $1::integer",
+                       1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+    else
+        *n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    PQclear(res);
+    return rc;
+}
+
+/* SELECT of the batch: the store's columns (as store_read.c reads them) of the rows
+ * waybill_reseal_take locks for this transaction, then the four extras gw_store_row_get expects
+ * (routing, custody, last event: not needed here). */
+static char *select_sql(void)
+{
+    struct gw_store_sql b = {.len = 0};
+    char col[96];
+
+    gw_store_sql_add(&b, "SELECT ");
+    for (size_t k = 0; k < GW_STORE_NCOLS; k++) {
+        snprintf(col, sizeof(col), "w.%s", gw_store_col_name(k));
+        gw_store_sql_add(&b, "%s", k > 0 ? ", " : "");
+        gw_store_sql_expr(&b, gw_store_col_type(k)->select, col);
+    }
+    gw_store_sql_add(&b, ", NULL::text, NULL::text, 0::smallint, 0::bigint FROM "
+                         "waybill_reseal_take($1::integer, $3, $2::integer) w ORDER BY w.id");
+    return b.overflow ? NULL : gw_strdup(b.buf);
+}
+
+#define NPARAM (11 + GW_COL_COUNT)
+
+static char *reseal_sql(void)
+{
+    struct gw_store_sql b = {.len = 0};
+
+    gw_store_sql_add(&b, "SELECT waybill_reseal($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
+                         "ARRAY[");
+    for (int i = 0; i < GW_COL_COUNT; i++)
+        gw_store_sql_add(&b, "%s$%d::bytea", i > 0 ? ", " : "", 12 + i);
+    gw_store_sql_add(&b, "])");
+    return b.overflow ? NULL : gw_strdup(b.buf);
+}
+
+/* A blind index parameter: NULL when the record has none. */
+static void bidx(const char **v, int *l, const uint8_t *p, bool has)
+{
+    *v = has ? (const char *)p : NULL;
+    *l = has ? GW_RECORD_BIDX_LEN : 0;
+}
+
+/* Writes the re-sealed record w over the row whose wrapped key was old. *updated: the row
+ * changed (false: it changed meanwhile, left as it is). */
+static int write_one(struct gw_admin *a, const char *sql, const struct gw_bytes *old,
+                     const struct gw_sealed_waybill *w, bool *updated, char *errbuf, size_t errlen)
+{
+    const char *v[NPARAM];
+    int l[NPARAM], f[NPARAM];
+    Oid t[NPARAM];
+    uint32_t kek = htonl((uint32_t)w->kek_version);
+    PGresult *res;
+    int i, rc = 0;
+
+    for (i = 0; i < NPARAM; i++) {
+        f[i] = 1;
+        t[i] = OID_BYTEA;
+    }
+    v[0] = (const char *)w->id;
+    l[0] = GW_RECORD_ID_LEN;
+    t[0] = OID_UUID;
+    v[1] = (const char *)old->p;
+    l[1] = (int)old->n;
+    v[2] = (const char *)w->wb_bidx;
+    l[2] = GW_RECORD_BIDX_LEN;
+    bidx(&v[3], &l[3], w->sender_phone_bidx, w->has_sender_phone_bidx);
+    bidx(&v[4], &l[4], w->recipient_phone_bidx, w->has_recipient_phone_bidx);
+    bidx(&v[5], &l[5], w->sender_id_bidx, w->has_sender_id_bidx);
+    bidx(&v[6], &l[6], w->recipient_id_bidx, w->has_recipient_id_bidx);
+    v[7] = (const char *)&kek;
+    l[7] = 4;
+    t[7] = OID_INT4;
+    v[8] = (const char *)w->dek_wrapped.p;
+    l[8] = (int)w->dek_wrapped.n;
+    v[9] = (const char *)w->content_mac;
+    l[9] = GW_RECORD_MAC_LEN;
+    v[10] = (const char *)w->record_mac;
+    l[10] = GW_RECORD_MAC_LEN;
+    for (i = 0; i < GW_COL_COUNT; i++) {
+        v[11 + i] = (const char *)w->ct[i].p;
+        l[11 + i] = (int)w->ct[i].n;
+    }
+    res = PQexecParams(a->pg, sql, NPARAM, t, v, l, f, 1);
+    if (PQresultStatus(res) == PGRES_FATAL_ERROR) {
+        const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+        if (state != NULL && strcmp(state, "23505") == 0)
+            rc = GW_EEXIST;
+    } else if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
+               PQgetlength(res, 0, 0) != 1)
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+    else
+        *updated = PQgetvalue(res, 0, 0)[0] != 0;
+    PQclear(res);
+    return rc;
+}
+
+int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admin_reseal_fn fn,
+                          void *arg, char *errbuf, size_t errlen)
+{
+    char as[8], ls[24];
+    const char *params[3] = {as, ls, b->have_cursor ? (const char *)b->cursor : NULL};
+    static const int lens[3] = {0, 0, 16}, fmts[3] = {0, 0, 1};
+    static const Oid types[3] = {0, 0, OID_UUID};
+    char *sel = NULL, *upd = NULL;
+    long updated = 0, failed = 0;
+    PGresult *res = NULL;
+    int i, n, rc;
+
+    b->seen = b->updated = b->failed = 0;
+    sel = select_sql();
+    upd = reseal_sql();
+    if (sel == NULL || upd == NULL) {
+        gw_free(sel);
+        gw_free(upd);
+        gw_pq_msg(errbuf, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
+    snprintf(as, sizeof(as), "%u", (unsigned)b->target);
+    snprintf(ls, sizeof(ls), "%ld", b->limit);
+    rc = gw_admin_command(a, "BEGIN", errbuf, errlen);
+    if (rc != 0)
+        goto out;
+    res = PQexecParams(a->pg, sel, 3, types, params, lens, fmts, 1);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+        goto fail;
+    }
+    n = PQntuples(res);
+    for (i = 0; i < n; i++) {
+        struct gw_store_row row;
+        struct gw_sealed_waybill out;
+        struct gw_arena *arena;
+        bool one = false;
+
+        if (gw_store_row_get(res, i, &row) != 0) {
+            gw_pq_msg(errbuf, errlen, "unexpected column types in table waybill");
+            rc = GW_EINTERNAL;
+            goto fail;
+        }
+        memcpy(b->cursor, row.w.id, 16);
+        b->have_cursor = true;
+        if ((arena = gw_arena_new(ARENA_CAP)) == NULL) {
+            gw_pq_msg(errbuf, errlen, "out of memory");
+            rc = GW_ENOMEM;
+            goto fail;
+        }
+        if (fn(arg, &row.w, arena, &out) != 0) {
+            gw_arena_free(arena);
+            failed++;
+            continue;
+        }
+        /* a savepoint per record: a unique violation fails that record, not the batch */
+        rc = gw_admin_command(a, "SAVEPOINT reseal", errbuf, errlen);
+        if (rc == 0)
+            rc = write_one(a, upd, &row.w.dek_wrapped, &out, &one, errbuf, errlen);
+        gw_arena_free(arena);
+        if (rc == GW_EEXIST) {
+            rc = gw_admin_command(a, "ROLLBACK TO SAVEPOINT reseal", errbuf, errlen);
+            if (rc != 0)
+                goto fail;
+            if (b->conflict != NULL)
+                b->conflict(arg, row.w.id);
+            failed++;
+            continue;
+        }
+        if (rc != 0)
+            goto fail;
+        updated += one;
+    }
+    PQclear(res);
+    res = NULL;
+    rc = gw_admin_command(a, "COMMIT", errbuf, errlen);
+    if (rc != 0)
+        goto fail;
+    b->seen = n;
+    b->updated = updated;
+    b->failed = failed;
+    goto out;
+fail:
+    PQclear(res);
+    res = PQexec(a->pg, "ROLLBACK");
+    PQclear(res);
+out:
+    gw_free(sel);
+    gw_free(upd);
+    return rc;
+}
