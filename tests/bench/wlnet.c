@@ -42,7 +42,9 @@ static double now_s(void)
 static void sample(struct load *L, const char *what, const char *detail)
 {
     char line[160];
-    snprintf(line, sizeof line, "%s%s", what, detail);
+    /* a long description is kept as its prefix (snprintf terminates it) */
+    if (snprintf(line, sizeof line, "%s%s", what, detail) >= (int)sizeof line)
+        line[sizeof line - 1] = '\0';
     for (int i = 0; i < L->nsamples; i++)
         if (strcmp(L->samples[i], line) == 0)
             return;
