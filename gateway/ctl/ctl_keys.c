@@ -18,6 +18,7 @@
 #include "ctl_record.h"
 #include "keyring.h"
 #include "record.h"
+#include "store.h"
 #include "store_acct_admin.h"
 #include "store_admin.h"
 
@@ -88,19 +89,6 @@ static struct gw_admin *connect_db(const char *conninfo)
         return NULL;
     }
     return a;
-}
-
-static void uuid_str(const uint8_t id[16], char out[37])
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[id[i] >> 4];
-        out[o++] = hex[id[i] & 15];
-    }
-    out[o] = 0;
 }
 
 /* The number of records of suite whose KEK version is (equal) or is not v; -1 on error
@@ -425,7 +413,7 @@ static int rewrap_one_cb(void *arg, const uint8_t id[16], uint32_t old, const ui
         crc = gw_keyring_wrap(rw->kr, rw->cx, rw->suite, rw->newest, GW_RECORD_TABLE, id, dek, out);
     OPENSSL_cleanse(dek, sizeof dek);
     if (crc != 0) {
-        uuid_str(id, idtxt);
+        gw_store_id_text(id, idtxt);
         fprintf(stderr, "%s" ME ": record %s (KEK version %" PRIu32 "): %s\n", rw->tty ? "\n" : "",
                 idtxt, old,
                 crc == GW_EDATALOSS  ? "wrapped data key does not authenticate"

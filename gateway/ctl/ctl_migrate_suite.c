@@ -25,6 +25,7 @@
 #include "keyring.h"
 #include "reseal.h"
 #include "seal.h"
+#include "store.h"
 #include "store_admin.h"
 #include "store_reseal.h"
 
@@ -65,19 +66,6 @@ struct opts {
     const char *keyring, *db, *to;
     long batch, lock_wait;
 };
-
-static void uuid_str(const uint8_t id[16], char out[37])
-{
-    static const char hex[] = "0123456789abcdef";
-    size_t o = 0;
-    for (int i = 0; i < 16; i++) {
-        if (i == 4 || i == 6 || i == 8 || i == 10)
-            out[o++] = '-';
-        out[o++] = hex[id[i] >> 4];
-        out[o++] = hex[id[i] & 15];
-    }
-    out[o] = 0;
-}
 
 /* The words for the part of a record that could not be re-sealed (never a value). */
 static const char *part_words(int rc, int bad)
@@ -120,7 +108,7 @@ static int reseal_one_cb(void *arg, const struct gw_sealed_waybill *row, struct 
 
     gw_crypto_forget(r->cx); /* no data key stays cached past its record */
     if (rc != 0 && !r->quiet) {
-        uuid_str(row->id, idtxt);
+        gw_store_id_text(row->id, idtxt);
         int col = bad >= 0 && bad < GW_COL_COUNT ? bad : -1;
         fprintf(stderr, "%s" ME ": record %s%s%s: %s; left as it is\n", r->tty ? "\n" : "", idtxt,
                 col >= 0 ? " column " : "", col >= 0 ? gw_col_sql[col] : "", part_words(rc, bad));
@@ -135,7 +123,7 @@ static void conflict_cb(void *arg, const uint8_t id[16])
 
     if (r->quiet)
         return;
-    uuid_str(id, idtxt);
+    gw_store_id_text(id, idtxt);
     fprintf(stderr,
             "%s" ME ": record %s: another record holds its waybill number under the target "
             "suite (stored twice); left as it is\n",
