@@ -50,6 +50,8 @@ extern const char *const gw_col_field[GW_COL_COUNT];
 #define GW_RECORD_ID_LEN 16   /* record id: a UUID's 16 bytes */
 #define GW_RECORD_BIDX_LEN 16 /* blind index */
 #define GW_RECORD_MAC_LEN 32  /* content digest and record MAC */
+/* Cipher suites besides a record's own (GW_SUITE_COUNT - 1, crypto.h; seal.c checks). */
+#define GW_RECORD_ALTS 1
 
 /* Versions of the MAC input (column mac_version):
  *  1: rows written before the record MAC: content_mac covers the fields and origin_branch,
@@ -94,6 +96,12 @@ struct gw_sealed_waybill {
     uint8_t record_mac[GW_RECORD_MAC_LEN];  /* v2: over every clear column and field */
     /* ciphertexts, indexed by enum gw_col */
     struct gw_bytes ct[GW_COL_COUNT];
+    /* Not stored: the number's blind index and the content_mac under each other suite the
+     * keyring holds (n_alt of them, filled by gw_seal_waybill), so that the store's idempotency
+     * check recognises the number stored under another suite (a migration between suites). */
+    size_t n_alt;
+    uint8_t alt_wb_bidx[GW_RECORD_ALTS][GW_RECORD_BIDX_LEN];
+    uint8_t alt_content_mac[GW_RECORD_ALTS][GW_RECORD_MAC_LEN];
 };
 
 /* How a clear column's value is held in struct gw_sealed_waybill. */

@@ -192,6 +192,34 @@ static int bidx(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite
                                  (const uint8_t *)norm, len, out);
 }
 
+_Static_assert(GW_RECORD_ALTS == GW_SUITE_COUNT - 1, "one alternative per other suite");
+
+/* The number's blind index and the content_mac (over v and out's clear columns, out's MAC
+ * version) under every suite the keyring holds besides out's, into out->alt_*: the store's
+ * idempotency check across a migration between suites. */
+static int alternatives(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite own,
+                        const struct gw_waybill_norm *norm, const struct gw_str v[GW_COL_COUNT],
+                        struct gw_sealed_waybill *out)
+{
+    int rc = 0;
+
+    out->n_alt = 0;
+    for (int s = 1; rc == 0 && s <= GW_SUITE_COUNT; s++) {
+        enum gw_suite suite = (enum gw_suite)s;
+
+        if (suite == own || !gw_keyring_has_suite(kr, suite) || out->n_alt >= GW_RECORD_ALTS)
+            continue;
+        rc = gw_seal_number_bidx(cx, kr, suite, norm->waybill_no, norm->waybill_no_len,
+                                 out->alt_wb_bidx[out->n_alt]);
+        if (rc == 0)
+            rc = content_digest(cx, kr, suite, v, out, out->mac_version,
+                                out->alt_content_mac[out->n_alt]);
+        if (rc == 0)
+            out->n_alt++;
+    }
+    return rc;
+}
+
 /* The pickup day in China Standard Time (UTC+8), "YYYY-MM-DD". */
 static void pickup_day(int64_t t, char out[11])
 {
@@ -255,6 +283,8 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
         rc = content_digest(cx, kr, suite, v, out, out->mac_version, out->content_mac);
     if (rc == 0)
         rc = record_mac(cx, kr, suite, v, out, out->record_mac);
+    if (rc == 0)
+        rc = alternatives(cx, kr, suite, norm, v, out);
     if (rc == 0)
         rc = gw_crypto_dek_new(cx, dek);
     if (rc != 0)

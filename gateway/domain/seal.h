@@ -13,6 +13,8 @@
  *    is found before, during and after a migration between suites;
  *  - content_mac: a keyed digest of every field's canonical value and the clear operational
  *    fields, equal for a retried submit of the same waybill (the store's idempotency check);
+ *    a new record also carries the number's blind index and its content_mac under each other
+ *    suite the keyring holds (alt_*, not stored), so a retry is recognised across a migration;
  *  - record_mac (MAC version 2): a keyed MAC over every clear column of the row that a reader
  *    relies on (gw_rec_cols entries marked mac: record id, every blind index, pickup day,
  *    submitter, acceptance time, origin branch, destination, weight, service type, security

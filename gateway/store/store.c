@@ -183,6 +183,18 @@ static bool retryable(const char *sqlstate)
     return sqlstate != NULL && (strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0);
 }
 
+/* Whether a stored content_mac is it's under its own suite or under another the keyring holds:
+ * the row found may be of another suite (store_group.c: the number's alternative indexes). */
+static bool same_content(const struct gw_store_item *it, const char *mac)
+{
+    if (memcmp(mac, it->mac, GW_STORE_MAC_LEN) == 0)
+        return true;
+    for (size_t k = 0; k < it->n_alt; k++)
+        if (memcmp(mac, it->alt_mac[k], GW_STORE_MAC_LEN) == 0)
+            return true;
+    return false;
+}
+
 /* Row `row` of the group statement's result: (ordinal, created, id, content_mac). */
 static void item_outcome(struct gw_store_item *it, const PGresult *res, int row)
 {
@@ -193,8 +205,7 @@ static void item_outcome(struct gw_store_item *it, const PGresult *res, int row)
         item_resolve(it, GW_EINTERNAL, 0, NULL);
     } else if (created[0] != 0) {
         item_resolve(it, 0, GW_STORE_NEW, (const uint8_t *)id);
-    } else if (PQgetlength(res, row, 3) == GW_STORE_MAC_LEN &&
-               memcmp(mac, it->mac, GW_STORE_MAC_LEN) == 0) {
+    } else if (PQgetlength(res, row, 3) == GW_STORE_MAC_LEN && same_content(it, mac)) {
         item_resolve(it, 0, GW_STORE_EXISTING_SAME, (const uint8_t *)id);
     } else {
         item_resolve(it, GW_EEXIST, GW_STORE_EXISTING_DIFFERENT, (const uint8_t *)id);

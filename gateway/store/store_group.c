@@ -1,7 +1,8 @@
 /* store_group.c: the group statement: a sealed waybill copied into a self-contained item, the SQL
  * text that stores a whole group at once, and its parameters as binary PostgreSQL arrays (one
  * element per item), all built from one column list (store_int.h: the record's clear columns, then
- * its ciphertexts). Invariants: parameter k of every item is column k of the statement; items
+ * its ciphertexts, then the number's blind index under each other suite). Invariants: parameter k
+ * of every item is column k of the statement (k < GW_STORE_NCOLS); items
  * and a send's arrays carry ciphertext and blind indexes and are freed with gw_free_wipe. */
 #include <limits.h>
 #include <stdarg.h>
@@ -15,6 +16,7 @@
 #include "store_int.h"
 
 #define NCOLS GW_STORE_NCOLS
+#define NPARAMS GW_STORE_NPARAMS
 
 /* pg_type OIDs of the parameter arrays' elements. */
 #define OID_BYTEA 17
@@ -50,12 +52,24 @@ const struct gw_store_sqltype *gw_store_col_type(size_t k)
     return &sqltypes[gw_store_col_kind(k)];
 }
 
-/* Column k's value in w; false when it is SQL NULL. */
+/* The SQL type of parameter k: column k's, or a blind index for the alternatives after them. */
+static const struct gw_store_sqltype *param_type(size_t k)
+{
+    return k < NCOLS ? gw_store_col_type(k) : &sqltypes[GW_REC_BIDX];
+}
+
+/* Parameter k's value in w (column k, or alternative index k - NCOLS); false when it is SQL
+ * NULL. */
 static bool col_value(const struct gw_sealed_waybill *w, size_t k, char num[GW_REC_NUM_MAX],
                       const uint8_t **p, size_t *n)
 {
     if (k < GW_REC_NCOLS)
         return gw_rec_value(w, &gw_rec_cols[k], num, p, n);
+    if (k >= NCOLS) {
+        *p = k - NCOLS < w->n_alt ? w->alt_wb_bidx[k - NCOLS] : NULL;
+        *n = *p != NULL ? GW_STORE_BIDX_LEN : 0;
+        return *p != NULL;
+    }
     *p = w->ct[k - GW_REC_NCOLS].p;
     *n = *p != NULL ? w->ct[k - GW_REC_NCOLS].n : 0;
     return *p != NULL;
@@ -108,35 +122,50 @@ static void add_cols(struct gw_store_sql *b, const char *prefix, bool casts)
     }
 }
 
+/* The number's alternative indexes in v, as a list of SQL expressions. */
+static void add_alts(struct gw_store_sql *b)
+{
+    for (size_t a = 1; a <= GW_RECORD_ALTS; a++)
+        gw_store_sql_add(b, "%sv.wb_alt%zu", a > 1 ? ", " : "", a);
+}
+
 /* One statement stores a whole group: every parameter is an array with one element per waybill
- * (unnest zips them), the insert is idempotent on wb_bidx, and each waybill comes back as one
- * row (ordinal, created, id, content_mac): created with the submitted id, or the id and MAC of the
- * row already stored under that number. Each waybill inserted (only those: `ins`, never a
- * duplicate) enqueues its delivery to the backend in the same statement (ob: sql/012_outbox.sql),
- * so the two commit or roll back together. A waybill with no row met a concurrent insert of the
- * same number (in flight elsewhere, or earlier in this very group) and goes again. */
+ * (unnest zips them), the insert is idempotent on wb_bidx and on the number's blind index under
+ * every other suite the keyring holds (wb_alt*: a row of that number stored under another suite,
+ * e.g. during a migration, is not inserted again), and each waybill comes back as one row
+ * (ordinal, created, id, content_mac): created with the submitted id, or the id and MAC of the
+ * row already stored under that number, under any of its indexes. Each waybill inserted (only
+ * those: `ins`, never a duplicate) enqueues its delivery to the backend in the same statement (ob:
+ * sql/012_outbox.sql), so the two commit or roll back together. A waybill with no row met a
+ * concurrent insert of the same number (in flight elsewhere, or earlier in this very group) and
+ * goes again. */
 char *gw_store_group_sql_new(void)
 {
     struct gw_store_sql b = {.len = 0};
     size_t i;
 
     gw_store_sql_add(&b, "WITH v AS (SELECT * FROM unnest(");
-    for (i = 0; i < NCOLS; i++)
-        gw_store_sql_add(&b, "%s$%zu::%s[]", i > 0 ? ", " : "", i + 1, gw_store_col_type(i)->array);
+    for (i = 0; i < NPARAMS; i++)
+        gw_store_sql_add(&b, "%s$%zu::%s[]", i > 0 ? ", " : "", i + 1, param_type(i)->array);
     gw_store_sql_add(&b, ") WITH ORDINALITY AS v(");
     add_cols(&b, "", false);
+    for (i = 1; i <= GW_RECORD_ALTS; i++)
+        gw_store_sql_add(&b, ", wb_alt%zu", i);
     gw_store_sql_add(&b, ", ord)), ins AS (INSERT INTO waybill (");
     add_cols(&b, "", false);
     gw_store_sql_add(&b, ") SELECT ");
     add_cols(&b, "v.", true);
-    gw_store_sql_add(&b, " FROM v ORDER BY v.ord ON CONFLICT (wb_bidx) DO NOTHING "
+    gw_store_sql_add(&b, " FROM v WHERE NOT EXISTS (SELECT 1 FROM waybill x WHERE x.wb_bidx IN (");
+    add_alts(&b);
+    gw_store_sql_add(&b, ")) ORDER BY v.ord ON CONFLICT (wb_bidx) DO NOTHING "
                          "RETURNING id, content_mac), "
                          "ob AS (INSERT INTO outbox (kind, waybill_id) SELECT 1, ins.id FROM ins) "
                          "SELECT v.ord::integer, true, ins.id, ins.content_mac "
                          "FROM v JOIN ins ON ins.id = v.id UNION ALL "
                          "SELECT v.ord::integer, false, w.id, w.content_mac "
-                         "FROM v JOIN waybill w ON w.wb_bidx = v.wb_bidx "
-                         "WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = v.id)");
+                         "FROM v JOIN waybill w ON w.wb_bidx IN (v.wb_bidx, ");
+    add_alts(&b);
+    gw_store_sql_add(&b, ") WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = v.id)");
     return b.overflow ? NULL : gw_strdup(b.buf);
 }
 
@@ -222,7 +251,7 @@ int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **
     for (k = 0; k < GW_COL_COUNT; k++)
         if (w->ct[k].p == NULL && w->ct[k].n != 0)
             return GW_EINVAL;
-    for (k = 0; k < NCOLS; k++) {
+    for (k = 0; k < NPARAMS; k++) {
         if (!col_value(w, k, num, &v, &n))
             continue;
         if (n > INT_MAX / 2)
@@ -235,13 +264,15 @@ int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **
     it->alloc_size = size;
     memcpy(it->id, w->id, GW_STORE_ID_LEN);
     memcpy(it->mac, w->content_mac, GW_STORE_MAC_LEN);
+    it->n_alt = w->n_alt < GW_RECORD_ALTS ? w->n_alt : GW_RECORD_ALTS;
+    memcpy(it->alt_mac, w->alt_content_mac, it->n_alt * GW_STORE_MAC_LEN);
     memcpy(it->wb, w->wb_bidx, GW_STORE_BIDX_LEN);
     if (w->has_sender_phone_bidx)
         memcpy(it->sort_phone, w->sender_phone_bidx, GW_STORE_BIDX_LEN);
     if (w->has_sender_id_bidx)
         memcpy(it->sort_id, w->sender_id_bidx, GW_STORE_BIDX_LEN);
     p = (char *)(it + 1);
-    for (k = 0; k < NCOLS; k++) {
+    for (k = 0; k < NPARAMS; k++) {
         if (!col_value(w, k, num, &v, &n)) {
             it->values[k] = NULL;
             continue;
@@ -263,12 +294,12 @@ int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **
  * wiped and freed here. done (store.c's completion) gets g. */
 int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done_cb done)
 {
-    const char *values[NCOLS];
-    int lengths[NCOLS], formats[NCOLS];
+    const char *values[NPARAMS];
+    int lengths[NPARAMS], formats[NPARAMS];
     const char *scope[1];
     struct gw_db_stmt st[2] = {{.sql = NULL},
                                {.sql = s->group_sql,
-                                .nparams = NCOLS,
+                                .nparams = NPARAMS,
                                 .values = values,
                                 .lengths = lengths,
                                 .formats = formats,
@@ -277,7 +308,7 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
     uint8_t *buf, *p;
     int rc;
 
-    for (k = 0; k < NCOLS; k++) {
+    for (k = 0; k < NPARAMS; k++) {
         size_t n = arr_size(g, k);
 
         if (n > INT_MAX || total > SIZE_MAX - n)
@@ -289,10 +320,10 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
     if (buf == NULL)
         return GW_ENOMEM;
     p = buf;
-    for (k = 0; k < NCOLS; k++) {
+    for (k = 0; k < NPARAMS; k++) {
         values[k] = (const char *)p;
         formats[k] = 1;
-        p = arr_write(p, g, k, gw_store_col_type(k)->oid);
+        p = arr_write(p, g, k, param_type(k)->oid);
     }
     /* Every row: ON CONFLICT reads the row already stored under a number, of whatever branch
      * (idempotency). Pipelined with the insert: no extra round trip. */

@@ -16,6 +16,9 @@
  * one per ciphertext (enum gw_col). Column k is parameter k + 1 of the group insert and result
  * column k of the read; nothing is numbered by hand. */
 #define GW_STORE_NCOLS (GW_REC_NCOLS + GW_COL_COUNT)
+/* The group insert's parameters: the columns, then the number's blind index under each other
+ * suite (record.h: alt_wb_bidx; NULL when the keyring holds no such suite). */
+#define GW_STORE_NPARAMS (GW_STORE_NCOLS + GW_RECORD_ALTS)
 
 /* How a kind of column travels: the element type of its parameter array, whether its values are
  * sent as text (else binary), the expression that turns the text into the column's type (%s is
@@ -54,8 +57,10 @@ struct gw_store_item {
     uint8_t sort_phone[GW_STORE_BIDX_LEN];
     uint8_t sort_id[GW_STORE_BIDX_LEN];
     uint8_t wb[GW_STORE_BIDX_LEN];
-    const char *values[GW_STORE_NCOLS]; /* NULL: SQL NULL */
-    int lengths[GW_STORE_NCOLS];
+    size_t n_alt; /* content MACs under the other suites: an identical retry matches one */
+    uint8_t alt_mac[GW_RECORD_ALTS][GW_STORE_MAC_LEN];
+    const char *values[GW_STORE_NPARAMS]; /* NULL: SQL NULL */
+    int lengths[GW_STORE_NPARAMS];
     size_t alloc_size;
 };
 

@@ -8,6 +8,10 @@ OTHER is the other one. Shown here:
     and waybill number) by a gateway switched to OTHER, whose new records are sealed under OTHER
     (every sealed column names it), and the stack's gateway, reloaded with both suites' keys,
     reads and finds those: lookups match the blind index of every suite the keyring holds;
+  - a waybill number is one waybill across suites: an identical Submit of a number stored under
+    one suite, retried through a gateway of the other (both keyrings holding both suites), is a
+    duplicate with the stored id and adds no record and no outbox row; other content for that
+    number is ALREADY_EXISTS naming waybill.waybill_no;
   - SIGHUP with a keyring that lost the configured suite keeps the running keys.
 """
 
@@ -17,6 +21,7 @@ import shutil
 import signal
 import subprocess
 
+import grpc
 import pytest
 
 from conftest import BUILD, ExtraGateway, wait_for
@@ -155,6 +160,44 @@ def test_new_records_sealed_under_the_configured_suite_found_by_both(stack, swit
     # a retried submit through the gateway of the record's suite is a duplicate
     again = submit_on(stack, g.addr, w)
     assert again.duplicate and again.id == r.id
+
+
+def stored_counts(stack):
+    """(waybill rows, outbox rows ever enqueued) as the owner: the outbox sequence, since
+    delivered outbox rows are deleted."""
+    rows = stack.psql("SELECT (SELECT count(*) FROM waybill), "
+                      "coalesce(pg_sequence_last_value('outbox_id_seq'), 0)")
+    return rows[0]
+
+
+def check_one_waybill_across_suites(stack, addr, w, rid):
+    """w, stored as record rid under one suite, submitted through addr (a gateway of the other):
+    the same record, nothing added; other content for its number refused."""
+    before = stored_counts(stack)
+    again = submit_on(stack, addr, w)
+    assert again.duplicate and again.id == rid, (again.duplicate, again.id, rid)
+    assert stored_counts(stack) == before
+    other = stack.pb.common.Waybill()
+    other.CopyFrom(w)
+    other.item_description = "跨套件改动的物品描述"
+    with pytest.raises(grpc.RpcError) as e:
+        submit_on(stack, addr, other)
+    assert e.value.code() == grpc.StatusCode.ALREADY_EXISTS, (e.value.code(), e.value.details())
+    assert e.value.details().startswith("waybill.waybill_no"), e.value.details()
+    assert stored_counts(stack) == before
+    assert search_on(stack, addr, waybill_no=w.waybill_no) == [rid]
+
+
+def test_a_number_is_one_waybill_across_suites(stack, switched):
+    old, g = switched
+    w, rid = old[1]
+    assert algorithms(stack, rid) == [ALG[STACK]] * len(SEALED)
+    check_one_waybill_across_suites(stack, g.addr, w, rid)
+    # and the other way: a record of the new suite retried through the old suite's gateway
+    w = new_waybill(stack, "a", sender_n=SENDER + 2)
+    r = submit_on(stack, g.addr, w)
+    assert not r.duplicate and algorithms(stack, r.id) == [ALG[OTHER]] * len(SEALED)
+    check_one_waybill_across_suites(stack, stack.addr, w, r.id)
 
 
 def test_sighup_keeps_the_keys_when_the_keyring_loses_the_suite(stack, switched, tmp_path):

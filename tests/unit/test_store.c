@@ -248,6 +248,54 @@ static void test_new_same_different(void **state)
     assert_string_equal(q1("SELECT count(*) FROM waybill WHERE weight_grams = 1500"), "1");
 }
 
+/* A number stored under one suite, submitted again by a gateway of another suite whose keyring
+ * holds both (a migration): the item's own index and content MAC differ from the stored row's,
+ * its alternatives (the other suite's) equal them. Same content: the stored id, no new row and
+ * no new outbox row; other content: EEXIST; an alternative matching nothing: a new row. */
+static void test_other_suite_same_number(void **state)
+{
+    struct fake a, b, c, d;
+    struct gw_store_result r;
+    char rows[32], outbox[32];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    make(&a, 9040, 9040, 9040, 0, 0);
+    r = submit_wait(&a);
+    assert_int_equal(r.outcome, GW_STORE_NEW);
+    snprintf(rows, sizeof(rows), "%s", q1("SELECT count(*) FROM waybill"));
+    snprintf(outbox, sizeof(outbox), "%s", q1("SELECT count(*) FROM outbox"));
+
+    make(&b, 9041, 9041, 9041, 0, 0); /* the other suite's index and MAC of the same waybill */
+    b.w.n_alt = 1;
+    memcpy(b.w.alt_wb_bidx[0], a.w.wb_bidx, 16);
+    memcpy(b.w.alt_content_mac[0], a.w.content_mac, 32);
+    r = submit_wait(&b);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.outcome, GW_STORE_EXISTING_SAME);
+    assert_memory_equal(r.id, a.w.id, 16);
+    assert_string_equal(q1("SELECT count(*) FROM waybill"), rows);
+    assert_string_equal(q1("SELECT count(*) FROM outbox"), outbox);
+
+    make(&c, 9042, 9041, 9042, 0, 0); /* same number, other content (under both suites) */
+    c.w.n_alt = 1;
+    memcpy(c.w.alt_wb_bidx[0], a.w.wb_bidx, 16);
+    fill(c.w.alt_content_mac[0], 32, 4242);
+    r = submit_wait(&c);
+    assert_int_equal(r.err, GW_EEXIST);
+    assert_int_equal(r.outcome, GW_STORE_EXISTING_DIFFERENT);
+    assert_memory_equal(r.id, a.w.id, 16);
+    assert_string_equal(q1("SELECT count(*) FROM waybill"), rows);
+
+    make(&d, 9043, 9043, 9043, 0, 0); /* an alternative index nothing is stored under */
+    d.w.n_alt = 1;
+    fill(d.w.alt_wb_bidx[0], 16, 4343);
+    r = submit_wait(&d);
+    assert_int_equal(r.outcome, GW_STORE_NEW);
+    assert_memory_equal(r.id, d.w.id, 16);
+}
+
 struct get_out {
     int calls, err;
     struct fake seen;
@@ -781,7 +829,7 @@ int main(void)
         cmocka_unit_test(test_group_commit),       cmocka_unit_test(test_concurrent_same_number),
         cmocka_unit_test(test_deadlock_retried),   cmocka_unit_test(test_batch),
         cmocka_unit_test(test_suspicious),         cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_segments),           cmocka_unit_test(test_other_suite_same_number),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
