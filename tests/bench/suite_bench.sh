@@ -53,6 +53,13 @@ for s in aes sm; do
         { tail -n 30 "$WORK/devstack.log" >&2; exit 1; }
     grep -qE '^suite[[:space:]]*=[[:space:]]*'"$s"'$' "${STACK[$s]}/waygated.conf" ||
         { say "the $s stack's waygated.conf does not say suite = $s"; exit 1; }
+    # Forwarding off (as forward_bench.py's o64): the dev stack forwards to a Python sink on the
+    # same two cores, which would cost more CPU than the suites differ by. Issue 9 measures it.
+    sed -i -E 's/^(endpoint[[:space:]]*=)/#bench-off# \1/' "${STACK[$s]}/waygated.conf"
+    for c in down up; do
+        WAYGATE_SUITE=$s "$ROOT/deploy/devstack" $c "${STACK[$s]}" >>"$WORK/devstack.log" 2>&1 ||
+            { tail -n 30 "$WORK/devstack.log" >&2; exit 1; }
+    done
 done
 
 # One run.sh measurement on SUITE's stack -> A1, S64, GWCPU, ERR (from run.sh's stderr lines).
