@@ -117,6 +117,15 @@ if [[ -z $DIR && $MODE != baseline ]]; then
     # run.sh runs the gateway with the repository's policy file, that limit raised (the
     # throttle's bookkeeping is still done on every call); anything else stays as shipped. The
     # smoke run looks up fewer distinct waybills than the default allows and skips the restart.
+    # Forwarding is off on run.sh's own stack unless BENCH_FORWARD=1: the dev stack forwards to
+    # a Python sink on the same cores, whose CPU would be counted against the gateway;
+    # tests/bench/forward_bench.py measures forwarding, beside the same Submit without it.
+    RESTART=
+    if [[ $MODE == full && -z ${BENCH_FORWARD:-} ]]; then
+        sed -i -E 's/^(endpoint[[:space:]]*=)/#bench-off# \1/' "$DIR/waygated.conf"
+        BENCH_FORWARD_NOTE="forwarding to the backend off (BENCH_FORWARD=1 keeps it on; forward_bench.py measures it)"
+        RESTART=1
+    fi
     POLICY_SRC=$ROOT/deploy/policy.conf
     if [[ $MODE == full && -f $POLICY_SRC ]] && grep -qE '^lookups_per_window[[:space:]]*=' "$POLICY_SRC" &&
         ! grep -q '^\[policy\]' "$DIR/waygated.conf"; then
@@ -124,10 +133,14 @@ if [[ -z $DIR && $MODE != baseline ]]; then
             -e 's/^(reveals_per_(hour|day)[[:space:]]*=[[:space:]]*).*/\11000000/' "$POLICY_SRC" >"$DIR/bench-policy.conf"
         chmod 0600 "$DIR/bench-policy.conf" # waygated refuses a policy file others may write
         printf '\n[policy]\nfile = %s\n' "$DIR/bench-policy.conf" >>"$DIR/waygated.conf"
-        say "restarting the stack's gateway with deploy/policy.conf, lookups_per_window raised to 10^9 (the read figures' many distinct lookups)"
-        { WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" down "$DIR" && WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" up "$DIR"; } \
-            >>"$WORK/devstack.log" 2>&1 || { cat "$WORK/devstack.log" >&2; die "deploy/devstack could not restart with the bench policy"; }
+        say "the stack's gateway runs deploy/policy.conf, lookups_per_window raised to 10^9 (the read figures' many distinct lookups)"
         BENCH_POLICY_NOTE="the gateway ran deploy/policy.conf with every role's lookups_per_window raised to 10^9 and reveals_per_hour/day to 10^6, so that the read figures are not throttled (the throttle and the reveal quota still count every lookup)"
+        RESTART=1
+    fi
+    if [[ -n $RESTART ]]; then
+        say "restarting the stack's gateway${BENCH_FORWARD_NOTE:+, $BENCH_FORWARD_NOTE}"
+        { WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" down "$DIR" && WAYGATE_BUILD=$BUILD "$ROOT/deploy/devstack" up "$DIR"; } \
+            >>"$WORK/devstack.log" 2>&1 || { cat "$WORK/devstack.log" >&2; die "deploy/devstack could not restart with the bench settings"; }
     fi
 fi
 if [[ -n $DIR ]]; then
@@ -361,8 +374,17 @@ reset_gateway_tables() {
         [[ $("${PSQL[@]}" -tA -c "SELECT to_regclass('$t') IS NOT NULL") == t ]] && tables+=("$t")
     done
     ((${#tables[@]})) || return 0
-    local IFS=,
-    "${PSQL[@]}" -c "TRUNCATE ${tables[*]} CASCADE"
+    local IFS=, try
+    # A forwarder claiming meanwhile (BENCH_FORWARD=1, or someone else's stack) can deadlock
+    # with TRUNCATE's exclusive locks: PostgreSQL then aborts one side, and run.sh tries again.
+    for try in 1 2 3 4 5; do
+        "${PSQL[@]}" -c "SET lock_timeout = '5s'" -c "TRUNCATE ${tables[*]} CASCADE" 2>"$WORK/truncate.err" && return 0
+        grep -qE 'deadlock detected|lock timeout' "$WORK/truncate.err" || { cat "$WORK/truncate.err" >&2; return 1; }
+        say "emptying the gateway's tables met a lock (try $try of 5); again"
+        sleep 1
+    done
+    cat "$WORK/truncate.err" >&2
+    return 1
 }
 GW_ROWS_AT_START=
 
@@ -552,7 +574,7 @@ figure_get() {
     fi
     {
         echo "\\set k random(1, $n)"
-        echo "$("$BENCH_BASE" get-sql | sed 's/\$1/(SELECT b FROM bench_get_keys WHERE n = :k)/');"
+        echo "$("$BENCH_BASE" get-sql | sed -E 's/\$[12]([^0-9]|$)/(SELECT b FROM bench_get_keys WHERE n = :k)\1/g');"
     } >"$WORK/g0.sql"
     run_pgbench_read g0 "$READ_CLIENTS" "$WORK/g0.sql"
     keep g0
@@ -1085,6 +1107,7 @@ $(if [[ -s $TARGETS8 ]]; then cat "$TARGETS8"; else echo "- not measured in this
   on a stack run.sh started. The issue asks that Submit latency not move: compare the p99s.
 - The gateway's tables: $(if [[ -n $RESET ]]; then echo "emptied (\`waybill\`, \`phone_owner\`, \`phone_sender\`) before each gateway figure, as \`bench_baseline\` is before each baseline, so that every figure starts from an empty table and a checkpoint (with random blind-index keys, index size and full-page writes after a checkpoint grow with the table)"; else echo "not emptied (someone else's stack): the \`waybill\` table held ${GW_ROWS_AT_START:-?} rows at the first gateway figure and grew during the run, which makes the gateway figures lower than on an empty table"; fi).
 $([[ -z ${BENCH_POLICY_NOTE:-} ]] || echo "- Policy: $BENCH_POLICY_NOTE.")
+$([[ -z ${BENCH_FORWARD_NOTE:-} ]] || echo "- Forwarding: $BENCH_FORWARD_NOTE.")
 - Run it: \`tests/bench/run.sh\` (a throw-away dev stack) or \`tests/bench/run.sh DIR\` (an
   existing one; it adds the benchmark's waybills to that stack's database);
   \`BENCH_REPEAT=3\` for medians of three rounds. This file came from:
