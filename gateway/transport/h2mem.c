@@ -70,8 +70,9 @@ static int slot_of(const struct gw_h2mem *m, const void *p)
     return -1;
 }
 
-/* Pages of [p, p + len) that are resident: bit i of out[i] (mincore). Returns false when the
- * kernel does not say (then every page counts as resident). */
+/* Pages of [p, p + len) that are resident: bit 0 of out[i] (mincore). Returns false when the
+ * kernel does not say (a syscall filter without mincore: then every page counts as resident, and
+ * is wiped, which is right but faults untouched pages in). */
 static bool resident_pages(void *p, size_t len, unsigned char *out, size_t npages)
 {
     if (mincore(p, len, out) == 0)
