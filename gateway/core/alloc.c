@@ -1,7 +1,8 @@
 /* alloc.c: the one allocation wrapper, wipe-on-free helpers and the per-stream arena.
- * Invariants: every allocation in the tree passes through gw_malloc/gw_calloc/gw_realloc (so the
- * fail-nth test hook reaches all of them); arena memory is 16-byte aligned, never exceeds the
- * arena's cap, and is wiped with OPENSSL_cleanse before it goes back to the C library. */
+ * Invariants: every allocation in the tree passes through gw_malloc/gw_calloc/gw_realloc, or asks
+ * gw_alloc_permitted first (so the fail-nth test hook reaches all of them); arena memory is 16-byte
+ * aligned, never exceeds the arena's cap, and is wiped with OPENSSL_cleanse before it goes back to
+ * the C library. */
 #include "alloc.h"
 
 #include <stdint.h>
@@ -27,6 +28,11 @@ static int should_fail(void)
         return 0;
     fail_countdown--;
     return fail_countdown == 0;
+}
+
+bool gw_alloc_permitted(void)
+{
+    return !should_fail();
 }
 
 void *gw_malloc(size_t n)

@@ -3,6 +3,7 @@
 #ifndef GW_ALLOC_H
 #define GW_ALLOC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,6 +28,9 @@ void gw_free_wipe(void *p, size_t n);
 /* Wipes a NUL-terminated string and frees it; NULL-safe. */
 void gw_free_str_wipe(char *s);
 
+/* For memory a module obtains otherwise (mmap: h2mem.c): counts as one allocation for the
+ * test hook below; false when this one must fail. */
+bool gw_alloc_permitted(void);
 /* Test hook: the n-th allocation from now on (1 = the next) fails; 0 disables. */
 void gw_alloc_fail_nth(long n);
 

@@ -29,6 +29,12 @@
 #define READ_HIGH_WATERMARK (256u * 1024u)
 #define LINGER_MS 2000u
 #define LINGER_READ_MAX (64u * 1024u) /* bytes discarded after a refused handshake */
+/* The most one read from the socket (or from OpenSSL) asks for: libevent reserves a chain of the
+ * next power of two above it plus its header in the input buffer before it reads, and a read that
+ * finds no record leaves that chain there, empty, until the next data: 16 KiB (libevent's
+ * default) made it 32 KiB per idle connection (issue 10). This keeps it within one 4 KiB block;
+ * a 16 KiB record is then copied out in four reads of one loop pass. */
+#define READ_CHUNK (4096u - 256u)
 
 struct gw_conn {
     const struct gw_config *cfg;
@@ -464,6 +470,8 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
     }
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
     bufferevent_setwatermark(c->bev, EV_READ, 0, READ_HIGH_WATERMARK);
+    if (bufferevent_set_max_single_read(c->bev, READ_CHUNK) != 0)
+        goto fail;
     /* A peer that stops reading our output is dropped after stream_write_timeout_ms without
      * progress. */
     {

@@ -76,7 +76,8 @@ struct gw_h2 {
     bool preface;
     bool calmed; /* over a control-frame budget: GOAWAY ENHANCE_YOUR_CALM queued */
     struct gw_h2_calm calm;
-    struct gw_budget mem; /* request memory in flight on this connection (the calls take it) */
+    struct gw_budget mem;  /* request memory in flight on this connection (the calls take it) */
+    struct gw_h2mem alloc; /* nghttp2's allocator for this session; outlives it */
 };
 
 static uint64_t now_ms(void)
@@ -720,7 +721,7 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send_cb);
     /* Our responses carry a handful of short headers; refuse to emit anything larger. */
     nghttp2_option_set_max_send_header_block_length(opt, 16384);
-    if (nghttp2_session_server_new3(&h2->session, cbs, h2, opt, gw_h2mem()) != 0)
+    if (nghttp2_session_server_new3(&h2->session, cbs, h2, opt, gw_h2mem_init(&h2->alloc)) != 0)
         goto fail;
     nghttp2_session_callbacks_del(cbs);
     cbs = NULL;
@@ -763,8 +764,15 @@ void gw_h2_free(struct gw_h2 *h2)
     gw_free(h2);
 }
 
+void gw_h2_mem_held(const struct gw_h2 *h2, struct gw_h2mem_held *out)
+{
+    gw_h2mem_held(&h2->alloc, out);
+}
+
 int gw_h2_flush(struct gw_h2 *h2)
 {
+    bool sent = false;
+
     if (h2->failed)
         return GW_EIO;
     if (h2->busy) {
@@ -786,8 +794,13 @@ int gw_h2_flush(struct gw_h2 *h2)
             h2->failed = true;
             break;
         }
-        if (n == 0)
+        if (n == 0) {
+            /* All sent: an idle session gives its frame buffer back (issue 10). */
+            if (sent && h2->nstreams == 0)
+                gw_h2mem_release_scratch(&h2->alloc);
             break;
+        }
+        sent = true;
         if (h2->io.send(h2->io.arg, data, (size_t)n) != 0) {
             h2->failed = true;
             break;

@@ -29,6 +29,7 @@ struct gw_budget;
 struct gw_config;
 struct gw_h2;
 struct gw_h2_stream;
+struct gw_h2mem_held;
 
 /* Output is not produced while out_pending() is at or above this many bytes. */
 #define GW_H2_OUT_HIGH (256u * 1024u)
@@ -98,6 +99,8 @@ size_t gw_h2_live_streams(const struct gw_h2 *h2);
 /* Response bytes queued on all of the session's streams and not yet taken by the peer's
  * flow-control windows: at most max_concurrent_streams x (GW_H2_STREAM_HIGH + one message). */
 size_t gw_h2_queued(const struct gw_h2 *h2);
+/* What nghttp2 holds for this session now (h2mem.h): an idle session's cost. */
+void gw_h2_mem_held(const struct gw_h2 *h2, struct gw_h2mem_held *out);
 /* Graceful shutdown: GOAWAY naming the last stream accepted; open streams may finish. */
 void gw_h2_goaway(struct gw_h2 *h2);
 /* Immediate shutdown: GOAWAY(NO_ERROR), no stream is served further. */

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """idle_conns.py DIR [N [WAYGATED]]: what an idle mTLS HTTP/2 connection costs the gateway (issue
-10: 10 000 idle connections, at most 32 KiB each; about 64 KiB before), on the dev stack DIR.
+10: 10 000 idle connections, at most 32 KiB each; about 62 KiB at first), on the dev stack DIR.
 
 Starts a gateway of its own (WAYGATED, default $WAYGATE_BUILD/waygated or build/waygated) on DIR's
 database and keys with DIR/waygated.conf, the caps of one address raised above N and long timeouts
@@ -9,7 +9,9 @@ opens WARM connections, then the rest up to N (default 10 000); each completes t
 as courier_a, sends the HTTP/2 preface and SETTINGS and waits for the gateway's SETTINGS and the
 answer to a PING: authenticated, its session idle. Prints the growth of the gateway's VmRSS from
 WARM to N connections divided by the connections added, the malloc'd bytes (glibc malloc_stats via
-gdb, when gdb is there) and a last line "RESULT key=value ...". No assertion: a bench (10 000
+gdb, when gdb is there: the C library's blocks only, not nghttp2's large blocks, which are page
+mappings of their own, gateway/transport/h2mem.h) and a last line "RESULT key=value ...". The
+regression guard is test_h2's test_idle_session_memory, not this. No assertion: a bench (10 000
 handshakes take 5 to 7 minutes of this shared 2-CPU machine, mostly the Python client's).
 Needs RLIMIT_NOFILE above N for both processes. Exit 0, or 2 on a set-up error."""
 

@@ -97,6 +97,53 @@ static void test_nghttp2_allocator(void **state)
     m->free(NULL, m->mem_user_data);
 }
 
+/* A session's allocator (h2mem.h): large blocks are mappings of their own, zero-filled, kept
+ * when moved, counted while they live; the fail-nth hook reaches them. */
+static void test_session_allocator_maps_large_blocks(void **state)
+{
+    struct gw_h2mem a;
+    nghttp2_mem *m = gw_h2mem_init(&a);
+    struct gw_h2mem_held held;
+    uint8_t *small, *big, *zero;
+
+    (void)state;
+    assert_non_null(m);
+    small = m->malloc(100, m->mem_user_data);
+    assert_non_null(small);
+    assert_true(a.heap >= 100);
+    big = m->malloc(GW_H2MEM_FRAMEBUF, m->mem_user_data);
+    assert_non_null(big);
+    assert_int_equal((uintptr_t)big % 4096u, 0); /* pages of its own */
+    memcpy(big, "frame", 5);
+    zero = m->calloc(256, 16, m->mem_user_data);
+    assert_non_null(zero);
+    for (size_t i = 0; i < 4096; i++)
+        assert_int_equal(zero[i], 0);
+    gw_h2mem_held(&a, &held);
+    assert_int_equal(held.mapped, 20480 + 4096);
+    assert_int_equal(held.resident, 8192); /* one page of each was touched */
+    gw_h2mem_release_scratch(&a);          /* the frame buffer's pages go back, wiped */
+    gw_h2mem_held(&a, &held);
+    assert_int_equal(held.resident, 4096);
+    assert_int_equal(big[0], 0);
+    memcpy(big, "frame", 5);
+    big = m->realloc(big, 40000, m->mem_user_data); /* moved to a larger mapping */
+    assert_non_null(big);
+    assert_memory_equal(big, "frame", 5);
+    small = m->realloc(small, 8000, m->mem_user_data); /* from the heap into a mapping */
+    assert_non_null(small);
+    gw_alloc_fail_nth(1);
+    assert_null(m->malloc(8192, m->mem_user_data));
+    gw_alloc_fail_nth(0);
+    m->free(big, m->mem_user_data);
+    m->free(small, m->mem_user_data);
+    m->free(zero, m->mem_user_data);
+    m->free(NULL, m->mem_user_data);
+    gw_h2mem_held(&a, &held);
+    assert_int_equal(held.mapped, 0);
+    assert_int_equal(held.heap, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -104,6 +151,7 @@ int main(void)
         cmocka_unit_test(test_realloc_failure_leaves_the_block),
         cmocka_unit_test(test_libevent_runs_on_it),
         cmocka_unit_test(test_nghttp2_allocator),
+        cmocka_unit_test(test_session_allocator_maps_large_blocks),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
