@@ -12,6 +12,11 @@ OTHER is the other one. Shown here:
     one suite, retried through a gateway of the other (both keyrings holding both suites), is a
     duplicate with the stored id and adds no record and no outbox row; other content for that
     number is ALREADY_EXISTS naming waybill.waybill_no;
+  - the same holds when both gateways submit one new number at the same instant: the test holds
+    the tables that the insert's statement trigger writes (phone_sender, phone_owner) locked, so
+    an insert that got past its duplicate check waits there, uncommitted; with both submits
+    waiting, it lets go: one record, the other caller answered with its id (identical content)
+    or ALREADY_EXISTS (other content);
   - SIGHUP with a keyring that lost the configured suite keeps the running keys.
 """
 
@@ -20,11 +25,12 @@ import re
 import shutil
 import signal
 import subprocess
+import threading
 
 import grpc
 import pytest
 
-from conftest import BUILD, ExtraGateway, wait_for
+from conftest import BUILD, PGBIN, ExtraGateway, wait_for
 from query_data import GET, SEARCH, new_waybill
 from test_intake import check_courier_view
 import waygate_proto
@@ -198,6 +204,92 @@ def test_a_number_is_one_waybill_across_suites(stack, switched):
     r = submit_on(stack, g.addr, w)
     assert not r.duplicate and algorithms(stack, r.id) == [ALG[OTHER]] * len(SEALED)
     check_one_waybill_across_suites(stack, stack.addr, w, r.id)
+
+
+class TriggerTablesLock:
+    """A psql session, as the owner, holding phone_sender and phone_owner in SHARE mode until
+    released: a waybill insert (its statement trigger writes both) then waits inside its
+    statement, after its duplicate check and its row, uncommitted."""
+
+    def __init__(self, stack):
+        self.p = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                                   "ON_ERROR_STOP=1", "-d", stack.pguri_owner],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.p.stdin.write("BEGIN;\nLOCK TABLE phone_sender, phone_owner IN SHARE MODE;\n"
+                           "SELECT 'locked';\n")
+        self.p.stdin.flush()
+        assert self.p.stdout.readline().strip() == "locked"
+
+    def release(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("COMMIT;\n")
+            self.p.stdin.close()
+            assert self.p.wait(30) == 0
+
+
+# What a waiting insert waits for: the tables held above, or another gateway's lock on the number
+# (store_group.c: pg_advisory_xact_lock(1399, key)).
+WAITING = ("SELECT count(*) FROM pg_locks WHERE NOT granted AND "
+           "(relation IN ('phone_sender'::regclass, 'phone_owner'::regclass) OR "
+           "(locktype = 'advisory' AND classid = 1399))")
+
+
+def submit_in_thread(stack, addr, w, out):
+    def run():
+        try:
+            out.append(waygate_proto.unary(
+                stack.channel("courier_a", addr=addr), "/waygate.v1.WaybillIntake/Submit",
+                stack.pb.intake.SubmitRequest(waybill=w), stack.pb.intake.SubmitResponse,
+                timeout=120))
+        except grpc.RpcError as e:
+            out.append(e)
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("same_content", [True, False], ids=["identical", "other-content"])
+def test_one_new_number_submitted_at_once_through_both_suites(stack, switched, same_content):
+    _, g = switched
+    w = new_waybill(stack, "a", sender_n=SENDER + 3 + int(same_content))
+    w2 = stack.pb.common.Waybill()
+    w2.CopyFrom(w)
+    if not same_content:
+        w2.item_description = "同一单号的另一物品描述"
+    before = [int(x) for x in stored_counts(stack).split("|")]
+    assert int(stack.psql(WAITING)[0]) == 0
+    lock = TriggerTablesLock(stack)
+    outs, threads = [[], []], []
+    try:
+        threads.append(submit_in_thread(stack, stack.addr, w, outs[0]))
+        threads.append(submit_in_thread(stack, g.addr, w2, outs[1]))
+        # both submits in the database, each waiting on a lock: one inside its insert (it passed
+        # its duplicate check), the other on that one, or inside its own insert too (no lock
+        # per number: the race this test catches)
+        assert wait_for(lambda: int(stack.psql(WAITING)[0]) >= 2, 60), \
+            stack.psql("SELECT locktype, relation::regclass, classid, granted FROM pg_locks "
+                       "WHERE NOT granted")
+    finally:
+        lock.release()
+        for t in threads:
+            t.join(150)
+    assert all(len(o) == 1 for o in outs), outs
+    results = [o[0] for o in outs]
+    new = [r for r in results if not isinstance(r, grpc.RpcError) and not r.duplicate]
+    assert len(new) == 1, results
+    (other,) = [r for r in results if r is not new[0]]
+    if same_content:
+        assert not isinstance(other, grpc.RpcError), (other.code(), other.details())
+        assert other.duplicate and other.id == new[0].id, other
+    else:
+        assert isinstance(other, grpc.RpcError), other
+        assert other.code() == grpc.StatusCode.ALREADY_EXISTS, (other.code(), other.details())
+        assert other.details().startswith("waybill.waybill_no"), other.details()
+    # one record and one delivery for the number, found through either gateway
+    after = [int(x) for x in stored_counts(stack).split("|")]
+    assert after == [before[0] + 1, before[1] + 1], (before, after)
+    for addr in (stack.addr, g.addr):
+        assert search_on(stack, addr, waybill_no=w.waybill_no) == [new[0].id]
 
 
 def test_sighup_keeps_the_keys_when_the_keyring_loses_the_suite(stack, switched, tmp_path):
