@@ -353,6 +353,7 @@ static size_t number_lock_array(const struct gw_store_group *g, uint8_t *buf)
         p = put32(p, 4);
         p = put32(p, keys[i]);
     }
+    gw_wipe(keys, n * sizeof(keys[0])); /* parts of blind indexes, like the arrays */
     return (size_t)(p - buf);
 }
 
