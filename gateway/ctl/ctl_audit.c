@@ -3,7 +3,9 @@
  * FILE` (a bundle, offline). The live check writes an unsealed bundle of every chain straight into
  * the bundle verifier, so the live chain and a bundle are checked by the same rules. Nothing here
  * changes the trail; an export is itself recorded (admin_log and audit.export on chain 'ctl')
- * before its file gets its name, and a file that could not be recorded is removed. */
+ * before its file gets its name, and a file that could not be recorded is removed. An export's
+ * seal and the checkpoint over its record are signed with the audit key of one suite (--suite,
+ * else the daemon's configured one: export_suite), never a mix. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -17,8 +19,10 @@
 #include "audit_bundle.h"
 #include "audit_read.h"
 #include "audit_signer.h"
+#include "config.h"
 #include "ctl.h"
 #include "ctl_admin.h"
+#include "ctl_record.h"
 #include "keyring.h"
 #include "store_admin.h"
 
@@ -29,6 +33,8 @@ struct audit_opts {
     const char *db, *keyring, *out, *trust, *actor;
     int64_t from_us, to_us;
     bool have_from, have_to;
+    enum gw_suite suite; /* --suite: the export's signing suite */
+    bool has_suite;
 };
 
 static void audit_usage(FILE *f)
@@ -37,15 +43,18 @@ static void audit_usage(FILE *f)
             "usage: waygatectl audit verify [--db CONNINFO] [--trust-key KEYID]\n"
             "       waygatectl audit verify FILE [--trust-key KEYID]\n"
             "       waygatectl audit export --from TIME --to TIME --out FILE [--keyring PATH]\n"
-            "                               [--db CONNINFO] [--actor NAME]\n"
+            "                               [--suite aes|sm] [--db CONNINFO] [--actor NAME]\n"
             "  verify: checks every audit chain in the database (hashes, links, signed\n"
             "  checkpoints) and names the first bad chain and sequence number. With FILE, checks\n"
             "  an audit bundle offline (no database). --trust-key: the hex key id that must have\n"
             "  signed every checkpoint and the seal (else any key listed in the bundle).\n"
             "  export: writes a sealed audit bundle of the records with time in [--from, --to)\n"
             "  plus the checkpoints covering them (docs/audit-bundle-format.md). TIME is seconds\n"
-            "  since the epoch or YYYY-MM-DDTHH:MM:SSZ. The seal is signed with the keyring's\n"
-            "  audit key (--keyring, default $WAYGATE_KEYRING).\n"
+            "  since the epoch or YYYY-MM-DDTHH:MM:SSZ. The seal, and the checkpoint over the\n"
+            "  export's own record, are signed with the keyring's audit key (--keyring, default\n"
+            "  $WAYGATE_KEYRING) of one suite: --suite (aes: Ed25519, sm: SM2), else the\n"
+            "  daemon's [crypto] suite in the file $WAYGATE_CONF names, else the keyring's\n"
+            "  default (aes when it has it, else sm).\n"
             "  CONNINFO defaults to $WAYGATE_PGURI. Exit 0: verified or written; 1: a bad place\n"
             "  found, or a failure; 2: usage.\n");
 }
@@ -280,6 +289,41 @@ static int record_export(struct gw_admin *a, const struct audit_opts *o, uint64_
     return rc;
 }
 
+/* The suite an export signs with, as the daemon would: --suite; else [crypto] suite of the
+ * daemon's configuration file, when $WAYGATE_CONF names one (the dev stack's env does); else the
+ * keyring's default. kr must hold it. Then kr and the CLI's own checkpoint (ctl_record.h) use it.
+ * Returns 0, or GW_CTL_FAIL after saying why. */
+static int export_suite(const struct audit_opts *o, struct gw_keyring *kr)
+{
+    const char *conf = getenv("WAYGATE_CONF");
+    enum gw_suite suite = gw_keyring_suite(kr);
+    const char *from = "the keyring's default";
+    char err[512];
+
+    if (o->has_suite) {
+        suite = o->suite;
+        from = "--suite";
+    } else if (conf != NULL && conf[0] != '\0') {
+        struct gw_config cfg;
+        if (gw_config_load(conf, &cfg, err, sizeof err) != 0) {
+            fprintf(stderr, ME " export: WAYGATE_CONF: %s (give --suite aes|sm)\n", err);
+            return GW_CTL_FAIL;
+        }
+        suite = (enum gw_suite)cfg.crypto_suite;
+        from = "[crypto] suite of $WAYGATE_CONF";
+        gw_config_clear(&cfg);
+    }
+    if (!gw_keyring_has_suite(kr, suite) || gw_keyring_set_suite(kr, suite) != 0) {
+        fprintf(stderr,
+                ME " export: --suite: keyring %s has no keys of the %s suite (%s; keys add-suite "
+                   "--suite %s, or --suite with a suite it has)\n",
+                o->keyring, gw_suite_name(suite), from, gw_suite_name(suite));
+        return GW_CTL_FAIL;
+    }
+    ctl_audit_use_suite(suite);
+    return 0;
+}
+
 static int export_bundle(const struct audit_opts *o)
 {
     struct gw_bundle_verify_opts vo = {0};
@@ -299,6 +343,8 @@ static int export_bundle(const struct audit_opts *o)
         fprintf(stderr, ME " export: keyring: %s\n", err);
         return GW_CTL_FAIL;
     }
+    if (export_suite(o, kr) != 0)
+        goto out;
     if (gw_audit_signer(kr, &key) != 0 || gw_sign_public(&key, pub, &publen) != 0) {
         fprintf(stderr, ME " export: keyring: has no audit signing key\n");
         goto out;
@@ -347,7 +393,8 @@ static int export_bundle(const struct audit_opts *o)
     printf("wrote %s: %" PRIu64 " records, sha256 ", o->out, gw_bundle_writer_records(w));
     for (size_t i = 0; i < sizeof digest; i++)
         printf("%02x", digest[i]);
-    printf("\n");
+    printf(", sealed under suite %s (%s)\n", gw_suite_name(gw_keyring_suite(kr)),
+           key.alg == GW_SIGN_SM2 ? "SM2" : "Ed25519");
     if (gw_bundle_verify_end(s.v) != 0) {
         /* exported as stored: the trail itself has a bad place, which the bundle shows */
         fprintf(stderr, ME " export: WARNING: the exported trail does not verify: %s\n",
@@ -372,15 +419,11 @@ out:
 static int parse_opts(int argc, char **argv, struct audit_opts *o, const char **file)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"keyring", required_argument, NULL, 'k'},
-        {"out", required_argument, NULL, 'o'},
-        {"from", required_argument, NULL, 'f'},
-        {"to", required_argument, NULL, 't'},
-        {"trust-key", required_argument, NULL, 'K'},
-        {"actor", required_argument, NULL, 'a'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},    {"keyring", required_argument, NULL, 'k'},
+        {"out", required_argument, NULL, 'o'},   {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},    {"trust-key", required_argument, NULL, 'K'},
+        {"actor", required_argument, NULL, 'a'}, {"suite", required_argument, NULL, 's'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
     };
     int c;
     optind = 2;
@@ -400,6 +443,13 @@ static int parse_opts(int argc, char **argv, struct audit_opts *o, const char **
             break;
         case 'a':
             o->actor = optarg;
+            break;
+        case 's':
+            if (gw_suite_parse(optarg, &o->suite) != 0) {
+                fprintf(stderr, ME ": --suite: must be aes or sm\n");
+                return GW_CTL_USAGE;
+            }
+            o->has_suite = true;
             break;
         case 'f':
         case 't':
@@ -446,8 +496,14 @@ int gw_ctl_audit(int argc, char **argv)
         fprintf(stderr, ME ": --trust-key: must be a key id, 64 hex digits\n");
         return GW_CTL_USAGE;
     }
-    if (strcmp(verb, "verify") == 0)
+    if (strcmp(verb, "verify") == 0) {
+        if (o.has_suite) {
+            /* verify signs nothing: each checkpoint is checked under its own key's algorithm */
+            fprintf(stderr, ME " verify: --suite: only for export (verify checks every suite)\n");
+            return GW_CTL_USAGE;
+        }
         return file ? verify_file(file, &o) : verify_live(&o);
+    }
     if (strcmp(verb, "export") == 0) {
         if (file || !o.out || !o.have_from || !o.have_to) {
             fprintf(stderr, ME " export: --from, --to and --out are required\n");

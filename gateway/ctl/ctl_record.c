@@ -34,6 +34,15 @@ static const struct {
     {"routes.remove", "route.remove"},
 };
 
+static bool suite_chosen;
+static enum gw_suite chosen_suite;
+
+void ctl_audit_use_suite(enum gw_suite suite)
+{
+    suite_chosen = true;
+    chosen_suite = suite;
+}
+
 const struct gw_sign_key *ctl_audit_key(void)
 {
     static struct gw_sign_key key;
@@ -44,11 +53,19 @@ const struct gw_sign_key *ctl_audit_key(void)
 
     if (!tried && path != NULL && path[0] != '\0') {
         tried = true;
-        if (gw_keyring_file_load(path, &kr, err, sizeof(err)) != 0)
+        if (gw_keyring_file_load(path, &kr, err, sizeof(err)) != 0) {
             fprintf(stderr,
                     "waygatectl: WAYGATE_KEYRING: %s (audit records go without a signed "
                     "checkpoint)\n",
                     err);
+        } else if (suite_chosen && gw_keyring_set_suite(kr, chosen_suite) != 0) {
+            fprintf(stderr,
+                    "waygatectl: WAYGATE_KEYRING: no keys of the %s suite (audit records go "
+                    "without a signed checkpoint)\n",
+                    gw_suite_name(chosen_suite));
+            gw_keyring_free(kr);
+            kr = NULL;
+        }
     }
     tried = true;
     return gw_audit_signer(kr, &key) == 0 ? &key : NULL;

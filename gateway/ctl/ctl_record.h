@@ -6,14 +6,21 @@
 
 #include <stdint.h>
 
+#include "crypto.h"
+
 struct gw_admin;
 struct gw_sign_key;
 
 /* The keyring's audit key (its current suite's: Ed25519 or SM2, audit_signer.h) when
  * $WAYGATE_KEYRING names a keyring this user can read, else NULL (then the CLI's audit records go
  * without a signed checkpoint: `audit verify` reports them as not yet covered). Loaded once per
- * process. */
+ * process. The suite is the keyring's default (aes when it has it, else sm) unless the command
+ * chose one first (ctl_audit_use_suite); a keyring without the chosen suite gives NULL. */
 const struct gw_sign_key *ctl_audit_key(void);
+
+/* Makes ctl_audit_key sign with suite's audit key (a command's --suite, `audit export`). Call it
+ * before anything is recorded: the key is loaded once. */
+void ctl_audit_use_suite(enum gw_suite suite);
 
 /* The audit vocabulary's action for a CLI command's admin_log action ("principals.add" ->
  * "principal.add", "keys.rotate" -> "key.rotate", ...), or NULL for a command that changes

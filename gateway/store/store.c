@@ -249,11 +249,13 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
         /* without memory for a follow-up, items that need another round fail (ENOMEM below) */
     }
 
-    if (err == 0 && res->nresults == 2 && res->results[1] != NULL &&
-        PQnfields(res->results[1]) == 4) {
+    /* [0] set the scope (store_int.h); the insert is the last (after the numbers' locks when
+     * the keyring holds more than one suite: store_group.c) */
+    if (err == 0 && res->nresults >= 2 && res->results[res->nresults - 1] != NULL &&
+        PQnfields(res->results[res->nresults - 1]) == 4) {
         /* a resolved item may be freed at once (its request finished): track by index */
         bool answered[GW_STORE_GROUP_MAX] = {false};
-        const PGresult *r = res->results[1]; /* [0] set the scope (store_int.h) */
+        const PGresult *r = res->results[res->nresults - 1];
         int row, nrows = PQntuples(r);
         for (row = 0; row < nrows; row++) {
             size_t ord = row_ordinal(r, row, g->n);

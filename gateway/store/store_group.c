@@ -3,11 +3,15 @@
  * element per item), all built from one column list (store_int.h: the record's clear columns, then
  * its ciphertexts, then the number's blind index under each other suite). Invariants: parameter k
  * of every item is column k of the statement (k < GW_STORE_NCOLS); items
- * and a send's arrays carry ciphertext and blind indexes and are freed with gw_free_wipe. */
+ * and a send's arrays carry ciphertext and blind indexes and are freed with gw_free_wipe; when the
+ * keyring holds more than one suite, a group takes its numbers' locks (number_lock_key) in one
+ * statement before the insert, in ascending key order, so two such groups never deadlock on them.
+ */
 #include <limits.h>
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "alloc.h"
@@ -20,8 +24,17 @@
 
 /* pg_type OIDs of the parameter arrays' elements. */
 #define OID_BYTEA 17
+#define OID_INT4 23
 #define OID_TEXT 25
 #define OID_UUID 2950
+
+/* The lock on a waybill number, for as long as the group's transaction: pg_advisory_xact_lock
+ * (class, key), class 1399 (store_scan.c's scans are 1398), key a number_lock_key. The keys come
+ * sorted and unnest yields them in array order, so every group takes its locks in one order. */
+#define NUMBER_LOCK_CLASS 1399
+static const char number_lock_sql[] = "SELECT count(pg_advisory_xact_lock(1399, k)) "
+                                      "FROM unnest($1::integer[]) AS k";
+_Static_assert(NUMBER_LOCK_CLASS == 1399, "number_lock_sql names the class");
 
 /* Indexed by enum gw_rec_kind. */
 static const struct gw_store_sqltype sqltypes[] = {
@@ -287,26 +300,80 @@ int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **
     return 0;
 }
 
+/* ---- the numbers' locks ---- */
+
+/* The number's lock key: the first 4 bytes (big-endian) of the least (memcmp) of its blind
+ * indexes under the suites the keyring holds (its own, wb, and the alternatives). Gateways whose
+ * keyrings hold the same suites compute the same key for a number, whatever suite each seals
+ * under: an aes and an sm gateway during a migration (both holding both) wait for each other.
+ * Two numbers may share a key: they are then only serialised, never confused. */
+static uint32_t number_lock_key(const struct gw_store_item *it)
+{
+    const uint8_t *least = it->wb;
+
+    for (size_t a = 0; a < it->n_alt; a++) {
+        const uint8_t *alt = (const uint8_t *)it->values[NCOLS + a];
+        if (alt != NULL && memcmp(alt, least, GW_STORE_BIDX_LEN) < 0)
+            least = alt;
+    }
+    return (uint32_t)least[0] << 24 | (uint32_t)least[1] << 16 | (uint32_t)least[2] << 8 | least[3];
+}
+
+static int key_cmp(const void *a, const void *b)
+{
+    uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+    return x < y ? -1 : x > y;
+}
+
+/* The lock keys of g's items whose keyring held another suite (n_alt > 0), sorted, without
+ * repeats, as a binary integer[] at buf (room for GW_STORE_GROUP_MAX); 0 when there are none
+ * (the keyring holds one suite: no lock, no statement), else the array's length in bytes. */
+static size_t number_lock_array(const struct gw_store_group *g, uint8_t *buf)
+{
+    uint32_t keys[GW_STORE_GROUP_MAX];
+    size_t n = 0, u = 0, i;
+    uint8_t *p = buf;
+
+    for (i = 0; i < g->n && n < GW_STORE_GROUP_MAX; i++)
+        if (g->items[i]->n_alt > 0)
+            keys[n++] = number_lock_key(g->items[i]);
+    if (n == 0)
+        return 0;
+    qsort(keys, n, sizeof(keys[0]), key_cmp);
+    for (i = 0; i < n; i++)
+        if (u == 0 || keys[i] != keys[u - 1])
+            keys[u++] = keys[i];
+    p = put32(p, 1);
+    p = put32(p, 0); /* no NULLs */
+    p = put32(p, OID_INT4);
+    p = put32(p, (uint32_t)u);
+    p = put32(p, 1);
+    for (i = 0; i < u; i++) {
+        p = put32(p, 4);
+        p = put32(p, keys[i]);
+    }
+    gw_wipe(keys, n * sizeof(keys[0])); /* parts of blind indexes, like the arrays */
+    return (size_t)(p - buf);
+}
+
 /* ---- sending a group ---- */
 
-/* Sends g as one statement (one transaction). Returns 0 or the gw_db_exec error (g is then not
- * sent). The arrays are built in one buffer of their exact total size, copied by gw_db_exec and
- * wiped and freed here. done (store.c's completion) gets g. */
+/* Sends g as one statement (one transaction), after the statement that takes its numbers' locks
+ * when its keyring holds more than one suite: the insert is the request's last statement. Returns
+ * 0 or the gw_db_exec error (g is then not sent). The arrays are built in one buffer of their
+ * exact total size, copied by gw_db_exec and wiped and freed here. done (store.c's completion)
+ * gets g. */
 int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done_cb done)
 {
-    const char *values[NPARAMS];
-    int lengths[NPARAMS], formats[NPARAMS];
+    uint8_t locks[ARR_HEADER + GW_STORE_GROUP_MAX * 8u];
+    const char *values[NPARAMS], *lock_value[1] = {(const char *)locks};
+    int lengths[NPARAMS], formats[NPARAMS], lock_length[1], lock_format[1] = {1};
     const char *scope[1];
-    struct gw_db_stmt st[2] = {{.sql = NULL},
-                               {.sql = s->group_sql,
-                                .nparams = NPARAMS,
-                                .values = values,
-                                .lengths = lengths,
-                                .formats = formats,
-                                .result_format = 1}};
-    size_t total = 0, k;
+    struct gw_db_stmt st[3];
+    size_t total = 0, k, nlocks;
     uint8_t *buf, *p;
-    int rc;
+    int rc, nst = 1;
 
     for (k = 0; k < NPARAMS; k++) {
         size_t n = arr_size(g, k);
@@ -328,7 +395,27 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
     /* Every row: ON CONFLICT reads the row already stored under a number, of whatever branch
      * (idempotency). Pipelined with the insert: no extra round trip. */
     gw_store_scope_stmt(&st[0], scope, GW_STORE_SCOPE_ALL);
-    rc = gw_db_exec(s->db, st, 2, GW_DB_TXN, done, g, &g->dbreq);
+    /* The numbers' locks, in a statement of their own: the insert's NOT EXISTS then reads a
+     * snapshot taken once they are held (READ COMMITTED: one per statement), so it sees a row
+     * that a gateway of another suite committed while this one waited. Without them two such
+     * inserts of one new number would each miss the other's uncommitted row under a different
+     * wb_bidx (the unique index is per suite). */
+    nlocks = number_lock_array(g, locks);
+    if (nlocks > 0) {
+        lock_length[0] = (int)nlocks;
+        st[nst++] = (struct gw_db_stmt){.sql = number_lock_sql,
+                                        .nparams = 1,
+                                        .values = lock_value,
+                                        .lengths = lock_length,
+                                        .formats = lock_format};
+    }
+    st[nst++] = (struct gw_db_stmt){.sql = s->group_sql,
+                                    .nparams = NPARAMS,
+                                    .values = values,
+                                    .lengths = lengths,
+                                    .formats = formats,
+                                    .result_format = 1};
+    rc = gw_db_exec(s->db, st, nst, GW_DB_TXN, done, g, &g->dbreq);
     if (rc == 0) {
         size_t b = 0;
         s->st.groups++;
@@ -337,5 +424,6 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
         s->st.group_items[b]++;
     }
     gw_free_wipe(buf, total);
+    gw_wipe(locks, nlocks);
     return rc;
 }

@@ -679,14 +679,26 @@ def test_ciphertext_swapped_between_rows_is_data_loss(stack):
 
 # --- keys: rotate -> reload -> rewrap -> retire ---------------------------------------------------
 
+# The suite the stack's gateway seals new records with (deploy/devstack: WAYGATE_SUITE, default aes):
+# the keys test rotates, rewraps and retires that suite's KEK. Records of the other suite may be in
+# the database too (test_suite.py, test_suite_migrate.py): a rewrap of one suite leaves them as they
+# are. A record's suite is the algorithm byte of its wrapped data key (1 aes, 2 sm).
+SUITE = os.environ.get("WAYGATE_SUITE", "aes")
+SUITE_BYTE = {"aes": 1, "sm": 2}[SUITE]
+KEK_LINE = "kek" if SUITE == "aes" else "sm.kek"  # `keys status`: "  kek 1 active", "  sm.kek 1 ..."
+
 CT_COLUMNS = ("waybill_no_ct", "item_description_ct", "sender_name_ct", "sender_phone_ct",
               "sender_address_detail_ct", "sender_id_number_ct", "recipient_name_ct",
               "recipient_phone_ct", "recipient_address_detail_ct")
 
 
-def field_digests(stack):
+def field_digests(stack, mine=True):
+    """{id: [kek_version, md5 of the wrapped data key, md5 of the ciphertexts]} of every record
+    of SUITE (mine) or of every other suite."""
     rows = stack.psql("SELECT id, kek_version, md5(dek_wrapped), md5(concat_ws(',', %s)) "
-                      "FROM waybill ORDER BY id" % ", ".join("%s::text" % c for c in CT_COLUMNS))
+                      "FROM waybill WHERE (get_byte(dek_wrapped, 1) = %d) = %s ORDER BY id"
+                      % (", ".join("%s::text" % c for c in CT_COLUMNS), SUITE_BYTE,
+                         "true" if mine else "false"))
     return {r.split("|")[0]: r.split("|")[1:] for r in rows}
 
 
@@ -696,7 +708,7 @@ def reload_keys(stack, version):
     line = wait_for(lambda: [l for l in stack.log_lines()[since:]
                              if "keyring" in l and "reload" in l], timeout=10)
     assert line, "no keyring reload logged after SIGHUP"
-    assert "version %d" % version in line[-1], line
+    assert "version %d (suite %s)" % (version, SUITE) in line[-1], line
     assert "not reloaded" not in line[-1], line
 
 
@@ -706,19 +718,26 @@ def keys_status(stack):
     return r.stdout
 
 
+def kek_state(version, state):
+    """A `keys status` line of SUITE's KEK version in state (active, retired)."""
+    return r"(?m)^  %s %d\s+%s" % (re.escape(KEK_LINE), version, state)
+
+
 def test_keys_rotate_rewrap_retire_all_records_readable(stack):
     keyring = stack.env["WAYGATE_KEYRING"]
-    m = re.search(r"current KEK version: (\d+)", keys_status(stack))
+    m = re.search(r"(?m)^suite %s[^:\n]*: current KEK version: (\d+)$" % SUITE, keys_status(stack))
     assert m, keys_status(stack)
     old = int(m.group(1))
     new = old + 1
     # at least one record under the old version, whatever ran before
     w = new_waybill(stack, "a")
     old_id = accepted(stack, w)
-    assert stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % old_id) == [str(old)]
+    assert stack.psql("SELECT kek_version, get_byte(dek_wrapped, 1) FROM waybill WHERE id = '%s'"
+                      % old_id) == ["%d|%d" % (old, SUITE_BYTE)]
+    others = field_digests(stack, mine=False)  # another suite's records: the rewrap leaves them
 
     log_from = int(stack.psql("SELECT coalesce(max(id), 0) FROM admin_log")[0])
-    r = stack.ctl("keys", "rotate", "--keyring", keyring, "--db", stack.pguri)
+    r = stack.ctl("keys", "rotate", "--suite", SUITE, "--keyring", keyring, "--db", stack.pguri)
     assert r.returncode == 0, r.stderr
     assert "version %d" % new in r.stdout, r.stdout
     reload_keys(stack, new)
@@ -728,16 +747,20 @@ def test_keys_rotate_rewrap_retire_all_records_readable(stack):
     assert stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % new_id) == [str(new)]
 
     # retire refuses while records still use the old version
-    r = stack.ctl("keys", "retire", "--keyring", keyring, "--version", old, "--db", stack.pguri)
+    r = stack.ctl("keys", "retire", "--suite", SUITE, "--keyring", keyring, "--version", old,
+                  "--db", stack.pguri)
     assert r.returncode != 0, r.stdout
     assert "rewrap" in r.stderr, r.stderr
-    assert re.search(r"kek %d\s+active" % old, keys_status(stack)), keys_status(stack)
+    assert re.search(kek_state(old, "active"), keys_status(stack)), keys_status(stack)
 
     before = field_digests(stack)
-    r = stack.ctl("keys", "rewrap", "--keyring", keyring, "--db", stack.pguri, "--batch", "7")
+    r = stack.ctl("keys", "rewrap", "--suite", SUITE, "--keyring", keyring, "--db", stack.pguri,
+                  "--batch", "7")
     assert r.returncode == 0, r.stdout + r.stderr
     after = field_digests(stack)
-    assert stack.psql("SELECT count(*) FROM waybill WHERE kek_version <> %d" % new) == ["0"]
+    assert stack.psql("SELECT count(*) FROM waybill WHERE get_byte(dek_wrapped, 1) = %d "
+                      "AND kek_version <> %d" % (SUITE_BYTE, new)) == ["0"]
+    assert field_digests(stack, mine=False) == others, "rewrap touched another suite's records"
     assert before.keys() == after.keys()
     for rid, (kv, dek, fields) in before.items():
         assert after[rid][2] == fields, "rewrap touched the field ciphertexts of %s" % rid
@@ -745,9 +768,10 @@ def test_keys_rotate_rewrap_retire_all_records_readable(stack):
         if kv != str(new):
             assert after[rid][1] != dek, "data key of %s not re-wrapped" % rid
 
-    r = stack.ctl("keys", "retire", "--keyring", keyring, "--version", old, "--db", stack.pguri)
+    r = stack.ctl("keys", "retire", "--suite", SUITE, "--keyring", keyring, "--version", old,
+                  "--db", stack.pguri)
     assert r.returncode == 0, r.stderr
-    assert re.search(r"kek %d\s+retired" % old, keys_status(stack)), keys_status(stack)
+    assert re.search(kek_state(old, "retired"), keys_status(stack)), keys_status(stack)
     reload_keys(stack, new)
 
     # Art. 31: each key operation left its administrative record, the refused retire included
@@ -758,8 +782,8 @@ def test_keys_rotate_rewrap_retire_all_records_readable(stack):
         ("keys.rewrap", keyring, "ok"), ("keys.retire", keyring, "ok")], rows
     assert all(x.startswith("cli|") for x in rows), rows
     # the detail names the suite the version belongs to (KEK versions are per suite)
-    assert re.search(r"\|added KEK version %d \(suite (aes|sm)\)$" % new, rows[0]), rows
-    assert re.search(r"\|retired KEK version %d \(suite (aes|sm)\)$" % old, rows[3]), rows
+    assert re.search(r"\|added KEK version %d \(suite %s\)$" % (new, SUITE), rows[0]), rows
+    assert re.search(r"\|retired KEK version %d \(suite %s\)$" % (old, SUITE), rows[3]), rows
 
     unreadable = []
     for no, principal, rid, sent in RECORDS:

@@ -12,22 +12,42 @@ OTHER is the other one. Shown here:
     one suite, retried through a gateway of the other (both keyrings holding both suites), is a
     duplicate with the stored id and adds no record and no outbox row; other content for that
     number is ALREADY_EXISTS naming waybill.waybill_no;
-  - SIGHUP with a keyring that lost the configured suite keeps the running keys.
+  - the same holds when both gateways submit one new number at the same instant: the test holds
+    the tables that the insert's statement trigger writes (phone_sender, phone_owner) locked, so
+    an insert that got past its duplicate check waits there, uncommitted; with both submits
+    waiting, it lets go: one record, the other caller answered with its id (identical content)
+    or ALREADY_EXISTS (other content);
+  - SIGHUP with a keyring that lost the configured suite keeps the running keys;
+  - `waygatectl audit export --suite sm` (a keyring holding both suites) seals the bundle, and
+    signs the checkpoint over its own record, with SM2: the bundle verifies in tests/audit/
+    verify_bundle.py, whose SM2 is sm_verify.py (pure Python), and the seal with sm_verify alone;
+    a tampered bundle is refused. Without --suite it signs with the daemon's [crypto] suite (the
+    file $WAYGATE_CONF names), else the keyring's default; a suite the keyring lacks is refused.
 """
 
 import os
 import re
 import shutil
 import signal
+import hashlib
 import subprocess
+import sys
+import threading
+import time
 
 import grpc
 import pytest
 
-from conftest import BUILD, ExtraGateway, wait_for
+import audit_lib
+from conftest import BUILD, PGBIN, ExtraGateway, wait_for
 from query_data import GET, SEARCH, new_waybill
 from test_intake import check_courier_view
 import waygate_proto
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+PYVERIFY = os.path.join(ROOT, "tests", "audit", "verify_bundle.py")
+sys.path.insert(0, os.path.join(ROOT, "tests", "audit"))
+import sm_verify  # noqa: E402  (pure-Python SM3/SM2, no OpenSSL)
 
 STACK = os.environ.get("WAYGATE_SUITE", "aes")
 OTHER = "sm" if STACK == "aes" else "aes"
@@ -200,6 +220,92 @@ def test_a_number_is_one_waybill_across_suites(stack, switched):
     check_one_waybill_across_suites(stack, stack.addr, w, r.id)
 
 
+class TriggerTablesLock:
+    """A psql session, as the owner, holding phone_sender and phone_owner in SHARE mode until
+    released: a waybill insert (its statement trigger writes both) then waits inside its
+    statement, after its duplicate check and its row, uncommitted."""
+
+    def __init__(self, stack):
+        self.p = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                                   "ON_ERROR_STOP=1", "-d", stack.pguri_owner],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.p.stdin.write("BEGIN;\nLOCK TABLE phone_sender, phone_owner IN SHARE MODE;\n"
+                           "SELECT 'locked';\n")
+        self.p.stdin.flush()
+        assert self.p.stdout.readline().strip() == "locked"
+
+    def release(self):
+        if self.p.poll() is None:
+            self.p.stdin.write("COMMIT;\n")
+            self.p.stdin.close()
+            assert self.p.wait(30) == 0
+
+
+# What a waiting insert waits for: the tables held above, or another gateway's lock on the number
+# (store_group.c: pg_advisory_xact_lock(1399, key)).
+WAITING = ("SELECT count(*) FROM pg_locks WHERE NOT granted AND "
+           "(relation IN ('phone_sender'::regclass, 'phone_owner'::regclass) OR "
+           "(locktype = 'advisory' AND classid = 1399))")
+
+
+def submit_in_thread(stack, addr, w, out):
+    def run():
+        try:
+            out.append(waygate_proto.unary(
+                stack.channel("courier_a", addr=addr), "/waygate.v1.WaybillIntake/Submit",
+                stack.pb.intake.SubmitRequest(waybill=w), stack.pb.intake.SubmitResponse,
+                timeout=120))
+        except grpc.RpcError as e:
+            out.append(e)
+    t = threading.Thread(target=run)
+    t.start()
+    return t
+
+
+@pytest.mark.parametrize("same_content", [True, False], ids=["identical", "other-content"])
+def test_one_new_number_submitted_at_once_through_both_suites(stack, switched, same_content):
+    _, g = switched
+    w = new_waybill(stack, "a", sender_n=SENDER + 3 + int(same_content))
+    w2 = stack.pb.common.Waybill()
+    w2.CopyFrom(w)
+    if not same_content:
+        w2.item_description = "同一单号的另一物品描述"
+    before = [int(x) for x in stored_counts(stack).split("|")]
+    assert int(stack.psql(WAITING)[0]) == 0
+    lock = TriggerTablesLock(stack)
+    outs, threads = [[], []], []
+    try:
+        threads.append(submit_in_thread(stack, stack.addr, w, outs[0]))
+        threads.append(submit_in_thread(stack, g.addr, w2, outs[1]))
+        # both submits in the database, each waiting on a lock: one inside its insert (it passed
+        # its duplicate check), the other on that one, or inside its own insert too (no lock
+        # per number: the race this test catches)
+        assert wait_for(lambda: int(stack.psql(WAITING)[0]) >= 2, 60), \
+            stack.psql("SELECT locktype, relation::regclass, classid, granted FROM pg_locks "
+                       "WHERE NOT granted")
+    finally:
+        lock.release()
+        for t in threads:
+            t.join(150)
+    assert all(len(o) == 1 for o in outs), outs
+    results = [o[0] for o in outs]
+    new = [r for r in results if not isinstance(r, grpc.RpcError) and not r.duplicate]
+    assert len(new) == 1, results
+    (other,) = [r for r in results if r is not new[0]]
+    if same_content:
+        assert not isinstance(other, grpc.RpcError), (other.code(), other.details())
+        assert other.duplicate and other.id == new[0].id, other
+    else:
+        assert isinstance(other, grpc.RpcError), other
+        assert other.code() == grpc.StatusCode.ALREADY_EXISTS, (other.code(), other.details())
+        assert other.details().startswith("waybill.waybill_no"), other.details()
+    # one record and one delivery for the number, found through either gateway
+    after = [int(x) for x in stored_counts(stack).split("|")]
+    assert after == [before[0] + 1, before[1] + 1], (before, after)
+    for addr in (stack.addr, g.addr):
+        assert search_on(stack, addr, waybill_no=w.waybill_no) == [new[0].id]
+
+
 def test_sighup_keeps_the_keys_when_the_keyring_loses_the_suite(stack, switched, tmp_path):
     _, g0 = switched
     keyring = str(tmp_path / "keyring")
@@ -224,3 +330,112 @@ def test_sighup_keeps_the_keys_when_the_keyring_loses_the_suite(stack, switched,
         assert v.id == rid
     finally:
         g.close()
+
+
+# --- the CLI's signing suite: waygatectl audit export --suite ------------------------------------
+
+SIG_ALG = {"aes": "ed25519", "sm": "sm2"}
+
+
+def cli_export(stack, out, *extra, conf=None, keyring=None):
+    """waygatectl audit export of the last 15 minutes into out, as an operator whose environment
+    names the keyring (the stack's, holding both suites once `switched` ran) and, when conf is
+    given, the daemon's configuration ($WAYGATE_CONF)."""
+    env = dict(os.environ, WAYGATE_KEYRING=keyring or stack.env["WAYGATE_KEYRING"],
+               WAYGATE_PGURI=stack.pguri)
+    env.pop("WAYGATE_CONF", None)
+    if conf:
+        env["WAYGATE_CONF"] = conf
+    now = int(time.time())
+    return subprocess.run([os.path.join(BUILD, "waygatectl"), "audit", "export", "--from",
+                           str(now - 900), "--to", str(now + 60), "--out", out] + list(extra),
+                          env=env, capture_output=True, text=True, timeout=300)
+
+
+def ctl_checkpoints(stack, alg):
+    return int(stack.psql("SELECT count(*) FROM audit_checkpoint c JOIN audit_key k "
+                          "USING (key_id) WHERE c.chain = 'ctl' AND k.algorithm = '%s'" % alg)[0])
+
+
+def seal_of(data):
+    """(algorithm, public key, signature, the bytes the seal signs) of a bundle."""
+    items = audit_lib.read_items(data)
+    assert items[-1][0] == b"Z", [t for t, _ in items[-3:]]
+    seal_id, sig = audit_lib.fields(items[-1][1])[:2]
+    for t, p in items:
+        f = audit_lib.fields(p)
+        if t == b"K" and f[0] == seal_id:
+            alg = f[2].decode() if len(f) > 2 and f[2] else "ed25519"
+            return alg, f[1], sig, data[:len(data) - 5 - len(items[-1][1])]
+    raise AssertionError("the seal's key is not in the bundle")
+
+
+def py_verify(path):
+    return subprocess.run(["/usr/bin/python3", PYVERIFY, path], capture_output=True, text=True,
+                          timeout=600)
+
+
+def test_cli_export_with_suite_sm_seals_with_sm2(stack, switched, tmp_path):
+    out = str(tmp_path / "cli-suite-sm.bundle")
+    before = ctl_checkpoints(stack, "sm2")
+    r = cli_export(stack, out, "--suite", "sm")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "sealed under suite sm (SM2)" in r.stdout, r.stdout
+    # the export's own record on chain ctl: a checkpoint signed with SM2 too
+    assert ctl_checkpoints(stack, "sm2") == before + 1
+    data = open(out, "rb").read()
+    alg, pub, sig, signed = seal_of(data)
+    assert alg == "sm2" and len(pub) == 65 and pub[0] == 4, (alg, len(pub))
+    # the seal checks with sm_verify alone (pure Python), and the whole bundle with verify_bundle
+    assert sm_verify.sm2_verify(pub, b"waygate.bundle.seal.v1\x00" +
+                                hashlib.sha256(signed).digest(), sig)
+    p = py_verify(out)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert re.search(r"(?m)^signatures: .*sm2", p.stdout), p.stdout
+    c = stack.ctl("audit", "verify", out)
+    assert c.returncode == 0, c.stdout + c.stderr
+
+    # tampered: one byte of the first audit record changed
+    items = audit_lib.read_items(data)
+    i = next(k for k, (t, _) in enumerate(items) if t == b"R")
+    payload = bytearray(items[i][1])
+    payload[len(payload) // 2] ^= 0x01
+    items[i] = (b"R", bytes(payload))
+    bad = audit_lib.write_items(items)
+    assert not sm_verify.sm2_verify(pub, b"waygate.bundle.seal.v1\x00" +
+                                    hashlib.sha256(seal_of(bad)[3]).digest(), sig)
+    path = str(tmp_path / "cli-suite-sm-tampered.bundle")
+    with open(path, "wb") as f:
+        f.write(bad)
+    for who, res in (("verify_bundle.py", py_verify(path)),
+                     ("waygatectl", stack.ctl("audit", "verify", path))):
+        assert res.returncode == 1 and "FAILED" in res.stdout + res.stderr, \
+            "%s accepted a tampered bundle: %s" % (who, res.stdout + res.stderr)
+
+
+def test_cli_export_suite_default_and_refusal(stack, switched, tmp_path):
+    _, g = switched
+    # --suite aes|sm: each suite's algorithm; the keyring holds both
+    for suite in ("aes", "sm"):
+        out = str(tmp_path / ("cli-%s.bundle" % suite))
+        r = cli_export(stack, out, "--suite", suite)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert seal_of(open(out, "rb").read())[0] == SIG_ALG[suite]
+    # no --suite: the daemon's [crypto] suite from $WAYGATE_CONF (g's file says OTHER), else the
+    # keyring's default (aes: it holds both)
+    out = str(tmp_path / "cli-conf.bundle")
+    r = cli_export(stack, out, conf=g.conf)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert seal_of(open(out, "rb").read())[0] == SIG_ALG[OTHER]
+    out = str(tmp_path / "cli-default.bundle")
+    r = cli_export(stack, out)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert seal_of(open(out, "rb").read())[0] == "ed25519"
+    # a suite the keyring lacks: refused, naming --suite and the way out; no file
+    keyring = str(tmp_path / "keyring-one-suite")
+    ctl_ok(stack, "keys", "init", "--suite", STACK, "--keyring", keyring)
+    out = str(tmp_path / "cli-refused.bundle")
+    r = cli_export(stack, out, "--suite", OTHER, keyring=keyring)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "--suite" in r.stderr and "add-suite --suite %s" % OTHER in r.stderr, r.stderr
+    assert not os.path.exists(out)
