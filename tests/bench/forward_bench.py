@@ -82,13 +82,16 @@ class CSink:
         self.pidfile = os.path.join(d, "bench_sink.pid")
         self.err = os.path.join(d, "bench_sink.err")
 
-    def start(self):
+    def stop_python_sink(self):
         pid = python_sink_pid(self.d, self.env)
         if pid is not None:
             os.kill(pid, signal.SIGTERM)
             if not wait_gone(pid, 10):
                 os.kill(pid, signal.SIGKILL)
                 wait_gone(pid, 5)
+
+    def start(self):
+        self.stop_python_sink()
         open(self.log, "w").close()  # this run's deliveries only
         if os.path.exists(self.pidfile):
             os.unlink(self.pidfile)  # left by a bench_sink killed earlier: it means "serving"
