@@ -198,6 +198,18 @@ def cpu_ticks(pidfile):
         return 0
 
 
+def rss_kib(pid):
+    """VmRSS of pid in KiB (0 when unknown)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, TypeError):
+        pass
+    return 0
+
+
 def run_submit(d):
     """run.sh's a1 and s64 on stack d: (a1 rows/s, s64 waybills/s, ratio, s64 p99 ms, output)."""
     r = subprocess.run([os.path.join(ROOT, "tests", "bench", "run.sh"), d], capture_output=True,
@@ -307,10 +319,12 @@ def measure(d, env, csink):
     sampler = Sampler(uri)
     sampler.start()
     t_gw, t_sink = cpu_ticks(os.path.join(d, "waygated.pid")), cpu_ticks(sink_pidfile)
+    rss0 = rss_kib(csink.pid()) if csink is not None else 0
     a1_rate, s64_rate, ratio, p99_submit, out = run_submit(d)
     end_us = int(time.time() * 1e6)
     t_gw = cpu_ticks(os.path.join(d, "waygated.pid")) - t_gw
     t_sink = cpu_ticks(sink_pidfile) - t_sink
+    rss1 = rss_kib(csink.pid()) if csink is not None else 0
     drained_at = None
     deadline = time.time() + DRAIN_BOUND_S
     while time.time() < deadline:
@@ -353,6 +367,8 @@ def measure(d, env, csink):
                                          s64_rate / off_s64 if off_s64 else 0.0))
     print("CPU during f64 (run.sh's whole call): gateway %.1f s, sink %.1f s (%s)"
           % (t_gw / hz, t_sink / hz, sink_desc))
+    if csink is not None:
+        print("bench_sink VmRSS: %d KiB before f64, %d KiB after" % (rss0, rss1))
     print("outbox while submitting: max depth %d rows, oldest row at most %d ms old; %s"
           % (max_depth, max_age, "drained %.1f s after the run" % (drained_at - end_us / 1e6)
              if drained_at else "NOT drained within %d s" % DRAIN_BOUND_S))
