@@ -1,11 +1,19 @@
 #!/usr/bin/python3
 """forward_bench.py: Submit with forwarding on (issue 9), beside its baseline in the same run.
 
-  tests/bench/forward_bench.py [DIR]     ~1 minute; prints the figures and a RESULT line
+  tests/bench/forward_bench.py [--sink c|python] [DIR]     ~1 minute; prints the figures and a
+                                                          RESULT line
 
 DIR is a dev stack whose waygated.conf has [forward] (deploy/devstack writes it: the gateway
 forwards to deploy/backend-sink); without DIR a throw-away stack is started (WAYGATE_BUILD, default
-./build) and removed afterwards. What runs:
+./build) and removed afterwards.
+
+The sink (--sink): c (the default when WAYGATE_BUILD has tests/bench/bench_sink) stops the dev
+stack's Python sink for f64 and serves the same address with bench_sink (tests/bench/bench_sink.c:
+the same certificates and client common name, accepting every delivery) at a fraction of the CPU,
+since the sink shares the machine's cores with the gateway and in production runs elsewhere; the
+Python sink is started again (deploy/devstack up) before o64 and whatever happens. python keeps the
+dev stack's sink (its CPU then counts against the gateway's). What runs:
   (a1)  pgbench, 16 clients, one row per transaction (tests/bench/run.sh's baseline), then
   (f64) Submit at 64 streams (4 connections x 16, wgload through the mTLS listener) with the
         forwarder delivering every accepted waybill to the sink meanwhile (run.sh, figure s64);
@@ -20,10 +28,12 @@ Targets: f64 >= 1.2x a1, outbox depth bounded (the maximum stays below a few sec
 Submits and returns to 0), ack-to-sink p99 < 1 s. Exit status 1 when a target is not met.
 Environment: BENCH_DURATION (s, default 10), WAYGATE_BUILD, WAYGATE_PGBIN."""
 
+import argparse
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -34,8 +44,119 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 PGBIN = os.environ.get("WAYGATE_PGBIN", "/usr/lib/postgresql/15/bin")
 BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
 DRAIN_BOUND_S = 180
+BENCH_SINK = os.path.join(BUILD, "tests", "bench", "bench_sink")
+DEVSTACK = os.path.join(ROOT, "deploy", "devstack")
+FORWARDER_CN = "waygate-forwarder"  # the dev stack's forwarding certificate (deploy/gen-certs)
 sys.path.insert(0, os.path.join(ROOT, "deploy"))
 from waygate_proto import read_env  # noqa: E402
+
+
+def python_sink_pid(d, env):
+    """The pid of the dev stack's Python sink when it runs (as deploy/devstack's sink_pid)."""
+    try:
+        with open(env["WAYGATE_SINK_PIDFILE"]) as f:
+            pid = int(f.read().strip())
+        with open("/proc/%d/cmdline" % pid, "rb") as f:
+            cmdline = f.read().replace(b"\0", b" ").decode(errors="replace")
+    except (OSError, ValueError):
+        return None
+    return pid if "--control %s" % env["WAYGATE_SINK_CONTROL"] in cmdline else None
+
+
+def wait_gone(pid, bound_s):
+    deadline = time.monotonic() + bound_s
+    while os.path.exists("/proc/%d" % pid) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return not os.path.exists("/proc/%d" % pid)
+
+
+class CSink:
+    """bench_sink serving the dev stack's sink address in place of its Python sink: the same
+    address, certificates and client common name. start() stops the Python sink first; stop()
+    ends bench_sink (SIGTERM: it flushes its log); restore_python_sink() brings the Python one
+    back. log: one line per delivery (bench_sink.c), views: also each view's bytes."""
+
+    def __init__(self, d, env, views=False):
+        self.d, self.env, self.views, self.proc = d, env, views, None
+        self.log = os.path.join(d, "bench_sink.log")
+        self.pidfile = os.path.join(d, "bench_sink.pid")
+        self.err = os.path.join(d, "bench_sink.err")
+
+    def stop_python_sink(self):
+        pid = python_sink_pid(self.d, self.env)
+        if pid is not None:
+            os.kill(pid, signal.SIGTERM)
+            if not wait_gone(pid, 10):
+                os.kill(pid, signal.SIGKILL)
+                wait_gone(pid, 5)
+
+    def start(self):
+        self.stop_python_sink()
+        open(self.log, "w").close()  # this run's deliveries only
+        if os.path.exists(self.pidfile):
+            os.unlink(self.pidfile)  # left by a bench_sink killed earlier: it means "serving"
+        args = [BENCH_SINK, "--listen", self.env["WAYGATE_SINK_ADDR"], "--ca", self.env["WAYGATE_CA"],
+                "--cert", self.env["WAYGATE_SINK_CERT"], "--key", self.env["WAYGATE_SINK_KEY"],
+                "--log", self.log, "--client-cn", FORWARDER_CN, "--pidfile", self.pidfile]
+        if self.views:
+            args.append("--views")
+        # the address may still be held for a moment by the sink just stopped: a few tries
+        for _ in range(50):
+            with open(self.err, "a") as err:
+                self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=err,
+                                             stderr=err, start_new_session=True)
+            deadline = time.monotonic() + 30
+            while self.proc.poll() is None and not os.path.exists(self.pidfile):
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("bench_sink did not start within 30 s (%s)" % self.err)
+                time.sleep(0.02)
+            if self.proc.poll() is None:
+                return
+            time.sleep(0.2)
+        self.proc = None
+        raise RuntimeError("bench_sink could not serve %s (%s)" % (self.env["WAYGATE_SINK_ADDR"],
+                                                                  self.err))
+
+    def pid(self):
+        return self.proc.pid if self.proc is not None else None
+
+    def stop(self):
+        if self.proc is None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(20)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def records(self):
+        """The deliveries bench_sink answered: dicts with delivery_id, kind, record_id,
+        enqueued_at_us, received_at_us (and view, bytes or None, with views)."""
+        out = []
+        with open(self.log, encoding="ascii") as f:
+            for line in f:
+                p = line.split()
+                if len(p) < 6 or p[0] != "D":
+                    continue
+                rec = {"delivery_id": p[1], "kind": int(p[2]), "record_id": p[3],
+                       "enqueued_at_us": int(p[4]), "received_at_us": int(p[5])}
+                if self.views:
+                    import base64
+                    rec["view"] = base64.b64decode(p[6]) if len(p) > 6 and p[6] != "-" else None
+                out.append(rec)
+        return out
+
+
+def restore_python_sink(d):
+    """deploy/devstack up: starts the stack's Python sink again (on its port) when it is not
+    running; what already runs is kept."""
+    r = subprocess.run([DEVSTACK, "up", d], capture_output=True, text=True,
+                       env=dict(os.environ, WAYGATE_BUILD=BUILD))
+    if r.returncode != 0:
+        raise RuntimeError("devstack up failed:\n%s%s" % (r.stdout, r.stderr))
 
 
 def psql(uri, sql):
@@ -77,6 +198,18 @@ def cpu_ticks(pidfile):
         return 0
 
 
+def rss_kib(pid):
+    """VmRSS of pid in KiB (0 when unknown)."""
+    try:
+        with open("/proc/%d/status" % pid) as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, TypeError):
+        pass
+    return 0
+
+
 def run_submit(d):
     """run.sh's a1 and s64 on stack d: (a1 rows/s, s64 waybills/s, ratio, s64 p99 ms, output)."""
     r = subprocess.run([os.path.join(ROOT, "tests", "bench", "run.sh"), d], capture_output=True,
@@ -104,10 +237,9 @@ def set_forwarding(d, on):
         text = re.sub(r"^(endpoint\s*=)", r"#bench-off# \1", text, flags=re.M)
     with open(path, "w") as f:
         f.write(text)
-    devstack = os.path.join(ROOT, "deploy", "devstack")
     e = dict(os.environ, WAYGATE_BUILD=BUILD)
     for cmd in ("down", "up"):
-        r = subprocess.run([devstack, cmd, d], capture_output=True, text=True, env=e)
+        r = subprocess.run([DEVSTACK, cmd, d], capture_output=True, text=True, env=e)
         if r.returncode != 0:
             sys.exit("forward_bench: devstack %s failed:\n%s%s" % (cmd, r.stdout, r.stderr))
 
@@ -120,42 +252,79 @@ def pct(values, p):
 
 
 def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--sink", choices=("c", "python"),
+                    default="c" if os.access(BENCH_SINK, os.X_OK) else "python",
+                    help="the backend the gateway forwards to during f64 (default c when built)")
+    ap.add_argument("dir", nargs="?", help="a dev stack (default: a throw-away one)")
+    args = ap.parse_args()
+    if args.sink == "c" and not os.access(BENCH_SINK, os.X_OK):
+        sys.exit("forward_bench: --sink c needs %s (build it)" % BENCH_SINK)
     own = None
-    if len(sys.argv) > 1:
-        d = sys.argv[1]
+    if args.dir:
+        d = args.dir
     else:
         own = d = tempfile.mkdtemp(prefix="wgfwd-stack.")
         os.chmod(d, 0o711)
-        r = subprocess.run([os.path.join(ROOT, "deploy", "devstack"), "up", d],
-                           capture_output=True, text=True, env=dict(os.environ, WAYGATE_BUILD=BUILD))
+        r = subprocess.run([DEVSTACK, "up", d], capture_output=True, text=True,
+                           env=dict(os.environ, WAYGATE_BUILD=BUILD))
         if r.returncode != 0:
             sys.exit("devstack up failed:\n" + r.stdout + r.stderr)
     try:
-        return run(d)
+        return run(d, args.sink)
     finally:
         if own:
-            subprocess.run([os.path.join(ROOT, "deploy", "devstack"), "down", own],
-                           capture_output=True, env=dict(os.environ, WAYGATE_BUILD=BUILD))
+            subprocess.run([DEVSTACK, "down", own], capture_output=True,
+                           env=dict(os.environ, WAYGATE_BUILD=BUILD))
             shutil.rmtree(own, ignore_errors=True)
 
 
-def run(d):
+def run(d, sink):
     env = read_env(os.path.join(d, "env"))
     with open(os.path.join(d, "waygated.conf")) as f:
         if not re.search(r"^\[forward\][^\[]*^endpoint\s*=", f.read(), re.M):
             sys.exit("forward_bench: %s/waygated.conf has no [forward] endpoint" % d)
-    sink_log = env["WAYGATE_SINK_LOG"]
     subprocess.run([sys.executable, env["WAYGATE_SINK"], "ctl", env["WAYGATE_SINK_CONTROL"], "up"],
                    check=True, capture_output=True, timeout=60)
+    csink = CSink(d, env) if sink == "c" else None
+    try:
+        return measure(d, env, csink)
+    finally:
+        if csink is not None:
+            csink.stop()
+            if python_sink_pid(d, env) is None:
+                restore_python_sink(d)
+
+
+def measure(d, env, csink):
+    if csink is not None:
+        csink.start()
+        sink_desc = "c (%s, pid %d)" % (BENCH_SINK, csink.pid())
+        sink_pidfile = csink.pidfile
+    else:
+        sink_desc = "python (%s)" % env["WAYGATE_SINK"]
+        sink_pidfile = env["WAYGATE_SINK_PIDFILE"]
+    print("sink: " + sink_desc, flush=True)
     uri = env["WAYGATE_PGURI_OWNER"]
+    # an earlier run's o64 leaves its waybills in the outbox, delivered once forwarding is back
+    # on: f64 starts from an empty outbox (bounded wait), so they count neither in its depth nor
+    # in the sink's CPU
+    deadline = time.time() + DRAIN_BOUND_S
+    while psql(uri, "SELECT count(*) FROM outbox WHERE parked_at IS NULL") != "0":
+        if time.time() > deadline:
+            sys.exit("forward_bench: the outbox did not empty within %d s before the run"
+                     % DRAIN_BOUND_S)
+        time.sleep(0.5)
     start_us = int(time.time() * 1e6)
     sampler = Sampler(uri)
     sampler.start()
-    t_gw, t_sink = cpu_ticks(os.path.join(d, "waygated.pid")), cpu_ticks(env["WAYGATE_SINK_PIDFILE"])
+    t_gw, t_sink = cpu_ticks(os.path.join(d, "waygated.pid")), cpu_ticks(sink_pidfile)
+    rss0 = rss_kib(csink.pid()) if csink is not None else 0
     a1_rate, s64_rate, ratio, p99_submit, out = run_submit(d)
     end_us = int(time.time() * 1e6)
     t_gw = cpu_ticks(os.path.join(d, "waygated.pid")) - t_gw
-    t_sink = cpu_ticks(env["WAYGATE_SINK_PIDFILE"]) - t_sink
+    t_sink = cpu_ticks(sink_pidfile) - t_sink
+    rss1 = rss_kib(csink.pid()) if csink is not None else 0
     drained_at = None
     deadline = time.time() + DRAIN_BOUND_S
     while time.time() < deadline:
@@ -165,6 +334,13 @@ def run(d):
         time.sleep(0.25)
     sampler.stop.set()
     sampler.join()
+    if csink is not None:
+        # the deliveries are in; the Python sink comes back with the gateway's restart below
+        csink.stop()
+        recs = csink.records()
+    else:
+        with open(env["WAYGATE_SINK_LOG"], encoding="utf-8") as f:
+            recs = [r for r in map(json.loads, f) if r.get("outcome") == "ACCEPTED"]
     # (o64) then the same figure with forwarding off (what forwarding costs); the outbox keeps
     # those waybills and the gateway delivers them once forwarding is back on
     set_forwarding(d, False)
@@ -173,15 +349,13 @@ def run(d):
     finally:
         set_forwarding(d, True)
     first, lat = {}, []
-    with open(sink_log, encoding="utf-8") as f:
-        for line in f:
-            rec = json.loads(line)
-            if rec.get("outcome") != "ACCEPTED" or not start_us <= rec.get("enqueued_at_us", 0) <= end_us:
-                continue  # only what f64 submitted (o64's waybills wait for forwarding to be on)
-            if rec["delivery_id"] in first:
-                continue
-            first[rec["delivery_id"]] = rec
-            lat.append((rec["received_at_us"] - rec["enqueued_at_us"]) / 1000.0)
+    for rec in recs:
+        if not start_us <= rec.get("enqueued_at_us", 0) <= end_us:
+            continue  # only what f64 submitted (o64's waybills wait for forwarding to be on)
+        if rec["delivery_id"] in first:
+            continue
+        first[rec["delivery_id"]] = rec
+        lat.append((rec["received_at_us"] - rec["enqueued_at_us"]) / 1000.0)
     during = [s for s in sampler.samples if s[0] * 1e6 <= end_us]
     max_depth = max((s[1] for s in during), default=0)
     max_age = max((s[2] for s in during), default=0)
@@ -191,17 +365,24 @@ def run(d):
     print("f64 Submit 64 streams, forwarding on: %.0f waybills/s, p99 %.1f ms: %.2fx its a1 "
           "(%.0f rows/s); %.2fx o64" % (s64_rate, p99_submit, ratio, a1_rate,
                                          s64_rate / off_s64 if off_s64 else 0.0))
-    print("CPU during f64 (run.sh's whole call): gateway %.1f s, sink %.1f s"
-          % (t_gw / hz, t_sink / hz))
+    print("CPU during f64 (run.sh's whole call): gateway %.1f s, sink %.1f s (%s)"
+          % (t_gw / hz, t_sink / hz, sink_desc))
+    if csink is not None:
+        print("bench_sink VmRSS: %d KiB before f64, %d KiB after" % (rss0, rss1))
     print("outbox while submitting: max depth %d rows, oldest row at most %d ms old; %s"
           % (max_depth, max_age, "drained %.1f s after the run" % (drained_at - end_us / 1e6)
              if drained_at else "NOT drained within %d s" % DRAIN_BOUND_S))
     print("ack-to-sink over %d deliveries: p50 %.0f ms, p99 %.0f ms, max %.0f ms"
           % (len(lat), pct(lat, 0.5), pct(lat, 0.99), max(lat, default=0)))
+    # both sinks stamp one receive time per Deliver call: distinct stamps ~ calls
+    calls = len({r["received_at_us"] for r in first.values()})
+    print("Deliver calls (distinct receive stamps): %d, %.1f deliveries per call"
+          % (calls, len(first) / calls if calls else 0.0))
     ok = ratio >= 1.2 and drained_at is not None and pct(lat, 0.99) < 1000 and lat
-    print("RESULT ratio=%.2f off_ratio=%.2f max_depth=%d drained=%s p99_ack_to_sink_ms=%.0f deliveries=%d %s"
-          % (ratio, off_ratio, max_depth, "yes" if drained_at else "no", pct(lat, 0.99), len(lat),
-             "met" if ok else "NOT met"))
+    print("RESULT sink=%s ratio=%.2f off_ratio=%.2f max_depth=%d drained=%s p99_ack_to_sink_ms=%.0f "
+          "deliveries=%d %s" % ("c" if csink is not None else "python", ratio, off_ratio, max_depth,
+                                "yes" if drained_at else "no", pct(lat, 0.99), len(lat),
+                                "met" if ok else "NOT met"))
     return 0 if ok else 1
 
 
