@@ -454,8 +454,9 @@ static int check_files(const struct gw_config *cfg, const char *path, struct gw_
     int rc;
 
     if (gw_audit_signer(keys, &key) != 0) {
-        fprintf(stderr, "%s: [keys] keyring %s: no %s audit signing key (`waygatectl keys rotate "
-                        "--suite %s` adds it)\n",
+        fprintf(stderr,
+                "%s: [keys] keyring %s: no %s audit signing key (`waygatectl keys rotate "
+                "--suite %s` adds it)\n",
                 path, cfg->keyring, gw_suite_name(gw_keyring_suite(keys)),
                 gw_suite_name(gw_keyring_suite(keys)));
         return -1;

@@ -29,9 +29,9 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include "accounts.h"
 #include "alloc.h"
 #include "app.h"
-#include "accounts.h"
 #include "audit.h"
 #include "call.h"
 #include "config.h"
@@ -70,8 +70,8 @@ struct gw_metrics {
     struct gw_metrics_sources src;
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
-    struct gw_tls *tls;       /* [metrics] tls: the listener's context; NULL: plain loopback */
-    struct scrape *waiting;   /* scrapes not answered yet */
+    struct gw_tls *tls;     /* [metrics] tls: the listener's context; NULL: plain loopback */
+    struct scrape *waiting; /* scrapes not answered yet */
     size_t nwaiting;
     struct gw_outbox_req *sampling; /* the outbox depth query in flight */
     struct event *sample_wait;      /* SAMPLE_WAIT_MS after the query started */
@@ -499,7 +499,7 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
 static struct bufferevent *tls_bev_cb(struct event_base *base, void *arg)
 {
     struct gw_metrics *m = arg;
-    struct ssl_st *ssl = gw_tls_ssl_new(m->tls);
+    struct ssl_st *ssl = gw_tls_http_ssl_new(m->tls);
     struct bufferevent *bev;
 
     if (ssl == NULL)

@@ -498,3 +498,14 @@ struct gw_tls *gw_tls_http_new(const struct gw_config *cfg, char *err, size_t er
     SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
     return t;
 }
+
+struct ssl_st *gw_tls_http_ssl_new(struct gw_tls *t)
+{
+    SSL *ssl = SSL_new(t->ctx);
+
+    /* No read-ahead: a libevent bufferevent alone (no gw_tls_read_buffered) would leave a
+     * request that arrived with the handshake's last flight in OpenSSL's buffer unread. */
+    if (ssl != NULL)
+        SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    return ssl;
+}

@@ -214,12 +214,14 @@ def test_check_config_forward_certificates(stack):
     assert rc == 2, err
     assert "[forward]" in err and certs(stack, "courier_a.key") in err, err
     assert "mismatch" in err or "does not match" in err, err
-    # its CA missing
-    missing = certs(stack, "no-such-ca.crt")
-    path = variant(stack, "cc-fwd-ca.conf", set_key("forward", "ca", missing))
+    # its CA bundle holding no certificate
+    bad = os.path.join(stack.dir, "cc-not-a-ca.crt")
+    with open(bad, "w") as f:
+        f.write("not a CA bundle\n")
+    path = variant(stack, "cc-fwd-ca.conf", set_key("forward", "ca", bad))
     rc, err = start(path)
     assert rc == 2, err
-    assert "[forward]" in err and missing in err, err
+    assert "[forward]" in err and bad in err and "CA" in err, err
 
 
 def test_check_config_keyring_missing_the_suite(stack):
