@@ -393,16 +393,17 @@ static void admitted(struct scrape *s)
         answer(s);
         return;
     }
-    s->waits_sample = true;
-    if (m->sampling == NULL) {
-        if (gw_outbox_depth(m->src.app->store, sampled_cb, m, &m->sampling) != 0) {
-            m->sampling = NULL;
-            m->sample_failures++;
-            answer(s);
-            return;
-        }
-        evtimer_add(m->sample_wait, &tv);
+    if (m->sampling == NULL &&
+        gw_outbox_depth(m->src.app->store, sampled_cb, m, &m->sampling) != 0) {
+        m->sampling = NULL;
+        m->sample_failures++;
+        answer(s);
+        return;
     }
+    s->waits_sample = true;
+    /* also when a query outlived an earlier wait: this scrape waits SAMPLE_WAIT_MS at most too */
+    if (!evtimer_pending(m->sample_wait, NULL))
+        evtimer_add(m->sample_wait, &tv);
 }
 
 static void looked_up_cb(void *arg, int err, const struct gw_acct_cert *cert,
@@ -585,9 +586,12 @@ void gw_metrics_free(struct gw_metrics *m)
 {
     if (m == NULL)
         return;
-    /* Unanswered scrapes: their lookups cancelled; evhttp_free frees their requests. */
-    while (m->waiting != NULL)
+    /* Unanswered scrapes: their lookups cancelled, a 503 queued (evhttp_free then frees the
+     * requests with their connections; one whose client left is freed by the send itself). */
+    while (m->waiting != NULL) {
+        evhttp_send_error(m->waiting->req, 503, "shutting down");
         unlink_scrape(m->waiting);
+    }
     gw_outbox_cancel(m->sampling);
     if (m->sample_wait != NULL)
         event_free(m->sample_wait);
