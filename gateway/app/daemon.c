@@ -4,6 +4,7 @@
  * place that exits. */
 #include <ctype.h>
 #include <signal.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -52,6 +53,7 @@ struct daemon {
     struct gw_tls *tls;
     struct event *crl_ev;       /* [tls] crl_reload_ms */
     struct gw_forward *forward; /* the outbox forwarder ([forward] endpoint set), or NULL */
+    struct gw_metrics *metrics; /* [metrics] listen set, or NULL */
     int drains;                 /* server and forwarder drains still running */
 };
 
@@ -182,6 +184,7 @@ static void tls_swapped(struct daemon *d, const char *why)
     char detail[160];
     size_t dropped = gw_server_drop_revoked(d->server);
 
+    gw_metrics_reload_tls(d->metrics, cfg); /* [metrics] tls: the same files */
     GW_LOG(dropped > 0 ? GW_LOG_WARN : GW_LOG_DEBUG, "main", NULL,
            "%s: certificates and CRL reloaded; %zu connection(s) of revoked certificates closed",
            why, dropped);
@@ -418,6 +421,65 @@ static int start_audit(struct gw_app *app, const char *path)
     return 0;
 }
 
+/* --check-config, the files a start would load beyond the keyring and the policy (loaded by the
+ * caller): the audit signing key of the suite, the server's certificate, key (matching it), client
+ * CA and CRL, and the forwarder's; the certificates not expired, the CRL's nextUpdate not past.
+ * Binds nothing, connects to nothing. Returns 0, or -1 with one line on stderr naming the file. */
+static int check_tls_expiry(const char *path, const char *what, const char *file,
+                            const struct gw_tls *t, bool crl)
+{
+    struct gw_tls_expiry ex;
+
+    gw_tls_expiry(t, &ex);
+    if (ex.cert_s < 0) {
+        fprintf(stderr, "%s: %s %s: the certificate has expired (%s)\n", path, what, file,
+                ex.cert_s == INT64_MIN ? "no valid notAfter" : "notAfter is past");
+        return -1;
+    }
+    if (crl && ex.has_crl && ex.crl_s < 0) {
+        fprintf(stderr,
+                "%s: [tls] crl %s: nextUpdate is past (%s): every client certificate would be "
+                "refused until a fresh CRL is published\n",
+                path, file, ex.crl_s == INT64_MIN ? "none" : "expired");
+        return -1;
+    }
+    return 0;
+}
+
+static int check_files(const struct gw_config *cfg, const char *path, struct gw_keyring *keys)
+{
+    struct gw_sign_key key;
+    struct gw_tls *t;
+    char err[512];
+    int rc;
+
+    if (gw_audit_signer(keys, &key) != 0) {
+        fprintf(stderr,
+                "%s: [keys] keyring %s: no %s audit signing key (`waygatectl keys rotate "
+                "--suite %s` adds it)\n",
+                path, cfg->keyring, gw_suite_name(gw_keyring_suite(keys)),
+                gw_suite_name(gw_keyring_suite(keys)));
+        return -1;
+    }
+    t = gw_tls_new(cfg, err, sizeof(err));
+    if (t == NULL) {
+        fprintf(stderr, "%s: [tls]: %s\n", path, err);
+        return -1;
+    }
+    rc = check_tls_expiry(path, "[tls] cert", cfg->tls_cert, t, true);
+    gw_tls_free(t);
+    if (rc != 0 || cfg->fwd_endpoint == NULL)
+        return rc;
+    t = gw_tls_client_new(cfg->fwd_ca, cfg->fwd_cert, cfg->fwd_key, err, sizeof(err));
+    if (t == NULL) {
+        fprintf(stderr, "%s: [forward]: %s\n", path, err);
+        return -1;
+    }
+    rc = check_tls_expiry(path, "[forward] cert", cfg->fwd_cert, t, false);
+    gw_tls_free(t);
+    return rc;
+}
+
 /* Memory holds PII and keys: no core dumps, no ptrace by other users of the same uid. */
 static int harden(void)
 {
@@ -524,11 +586,13 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     }
     d.policy = policy;
     if (check_only) {
-        printf("%s: ok\n", path);
+        int rc = check_files(&cfg, path, app.keys) == 0 ? 0 : 2;
+        if (rc == 0)
+            printf("%s: ok\n", path);
         gw_policy_free(policy);
         gw_keyring_free(app.keys);
         gw_config_clear(&cfg);
-        return 0;
+        return rc;
     }
     gw_log_level = cfg.log_level;
     if (cfg.log_file != NULL && gw_log_open(cfg.log_file) != 0) {
@@ -653,12 +717,14 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         goto out;
     }
     if (cfg.metrics_listen != NULL) {
-        struct gw_metrics_sources ms = {.app = &app, .rpc = rpc, .server = d.server, .tls = tls};
-        metrics = gw_metrics_new(d.base, cfg.metrics_listen, &ms, err, sizeof(err));
+        struct gw_metrics_sources ms = {
+            .app = &app, .rpc = rpc, .server = d.server, .tls = tls, .forward = d.forward};
+        metrics = gw_metrics_new(d.base, &cfg, &ms, err, sizeof(err));
         if (metrics == NULL) {
-            GW_LOG(GW_LOG_ERROR, "main", NULL, "%s", err);
+            GW_LOG(GW_LOG_ERROR, "main", NULL, "%s: [metrics]: %s", path, err);
             goto out;
         }
+        d.metrics = metrics;
     }
     gw_server_address(d.server, 0, addr, sizeof(addr));
     gw_server_address(d.server, 1, iaddr, sizeof(iaddr));

@@ -1,26 +1,46 @@
 /* metrics.c: Prometheus text metrics (GET /metrics, HTTP/1.1, libevent's evhttp) on a listener of
- * its own, a loopback address only ([metrics] listen; config.c refuses any other), since it has no
- * authentication. Each scrape reads the modules' own counters (pull: nothing is counted here):
- * calls by method and status with their latency, connections, the database pool, group commits,
- * scans, the audit chain, incidents by kind, the retention sweep, the process's resident memory,
- * and the seconds until the server certificate and the CRL expire. Nothing here is PII: method
- * paths, status names, incident kinds and numbers. Bounded: requests other than GET are refused,
- * headers and bodies are capped, a connection idle for METRICS_TIMEOUT_S is closed. */
+ * its own. Two ways to serve them ([metrics] tls):
+ *  - plain HTTP on a loopback address only (the default; config.c refuses any other), since it
+ *    has no authentication;
+ *  - HTTPS with [tls]'s certificate, key, client CA and CRL (tls.h's gw_tls_http_new), on any
+ *    address: a scrape is answered only over a verified client certificate that is registered,
+ *    enabled and of role system_admin (looked up in the principal table on each scrape; while the
+ *    database is unavailable, the last certificate found so is still admitted, as the gRPC
+ *    listener does). Any other scrape gets 403 and a warning naming the peer and the reason; a
+ *    certificate that does not verify (another CA, revoked) fails the handshake.
+ * Each scrape reads the modules' own counters (pull: nothing is counted here): calls by method
+ * and status with their latency, connections, the database pool, group commits, scans, the audit
+ * chain, incidents by kind, the retention sweep, the outbox and the forwarder, the process's
+ * resident memory, and the seconds until the server certificate and the CRL expire. The outbox's
+ * depth needs a query: it is sampled at most once per SAMPLE_FRESH_MS, by the scrape that finds
+ * the sample older, which waits for it at most SAMPLE_WAIT_MS (then the older sample is served,
+ * with its age); the loop never blocks on it. Nothing here is PII: method paths, status names,
+ * incident kinds, principal names and numbers. Bounded: requests other than GET are refused,
+ * headers and bodies are capped, a connection idle for METRICS_TIMEOUT_S is closed, and scrapes
+ * waiting at once are at most MAX_WAITING (more get 503). */
 #include "metrics.h"
 
 #include <stdio.h>
 #include <string.h>
 
 #include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
 #include <event2/http.h>
 
+#include "accounts.h"
 #include "alloc.h"
 #include "app.h"
 #include "audit.h"
+#include "call.h"
 #include "config.h"
 #include "db.h"
+#include "forward.h"
 #include "incident.h"
 #include "log.h"
+#include "outbox.h"
+#include "peer.h"
 #include "prom.h"
 #include "rpc.h"
 #include "server.h"
@@ -30,11 +50,37 @@
 
 #define METRICS_TIMEOUT_S 10
 #define METRICS_MAX_HEADERS 8192
+#define SAMPLE_FRESH_MS 1000 /* an outbox sample younger than this is served as it is */
+#define SAMPLE_WAIT_MS 2000  /* a scrape waits this long at most for a fresh sample */
+#define MAX_WAITING 64       /* scrapes waiting (role lookup or sample) at once */
+#define ADMIN_ROLE "system_admin"
+
+/* One scrape being answered: its role lookup ([metrics] tls), then the outbox sample. */
+struct scrape {
+    struct gw_metrics *m;
+    struct evhttp_request *req;
+    struct gw_acct_req *lookup; /* the certificate's registration, in flight */
+    uint8_t fpr[GW_PEER_FPR_LEN];
+    char peer[64];
+    bool waits_sample;
+    struct scrape *prev, *next;
+};
 
 struct gw_metrics {
     struct gw_metrics_sources src;
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
+    struct gw_tls *tls;     /* [metrics] tls: the listener's context; NULL: plain loopback */
+    struct scrape *waiting; /* scrapes not answered yet */
+    size_t nwaiting;
+    struct gw_outbox_req *sampling; /* the outbox depth query in flight */
+    struct event *sample_wait;      /* SAMPLE_WAIT_MS after the query started */
+    bool sampled;                   /* a sample was taken */
+    struct gw_outbox_depth outbox;  /* the last sample */
+    uint64_t sampled_ms;            /* when (gw_now_ms) */
+    uint64_t sample_failures;
+    bool admin_known; /* the last certificate found registered as system_admin */
+    uint8_t admin_fpr[GW_PEER_FPR_LEN];
 };
 
 static void write_calls(struct evbuffer *b, const struct gw_rpc *rpc)
@@ -209,6 +255,42 @@ static void write_process(struct evbuffer *b, const struct gw_metrics_sources *s
               (double)ex.crl_s);
 }
 
+/* The transactional outbox (its last sample) and the forwarder (its counters, when it runs). */
+static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
+{
+    struct gw_forward_stats fs;
+
+    if (m->sampled) {
+        gauge(b, "waygate_outbox_deliveries",
+              "deliveries in the outbox now, parked ones included (sampled)",
+              (double)m->outbox.depth);
+        gauge(b, "waygate_outbox_parked",
+              "deliveries the backend refused for good, waiting for `waygatectl outbox retry`",
+              (double)m->outbox.parked);
+        gauge(b, "waygate_outbox_oldest_seconds",
+              "age of the oldest delivery not parked (0: none waits)",
+              (double)m->outbox.oldest_ms / 1000.0);
+        gauge(b, "waygate_outbox_sample_age_seconds", "how old the outbox sample above is",
+              (double)(gw_now_ms() - m->sampled_ms) / 1000.0);
+    }
+    counter(b, "waygate_outbox_sample_failures_total",
+            "outbox samples that failed (database unavailable)", (double)m->sample_failures);
+    if (m->src.forward == NULL)
+        return;
+    gw_forward_stats(m->src.forward, &fs);
+    counter(b, "waygate_forward_sent_total", "deliveries sent to the backend (each attempt)",
+            (double)fs.sent);
+    counter(b, "waygate_forward_delivered_total",
+            "deliveries the backend accepted (deleted from the outbox)", (double)fs.acked);
+    counter(b, "waygate_forward_retried_total",
+            "deliveries put back for a later attempt (backend down, RETRY, no answer)",
+            (double)fs.later);
+    counter(b, "waygate_forward_parked_total", "deliveries the backend refused for good",
+            (double)fs.parked);
+    gauge(b, "waygate_forward_calls_inflight", "Deliver calls (batches) in flight now",
+          (double)fs.inflight);
+}
+
 static void render(struct evbuffer *b, const struct gw_metrics *m)
 {
     const struct gw_app *app = m->src.app;
@@ -219,29 +301,215 @@ static void render(struct evbuffer *b, const struct gw_metrics *m)
     write_store(b, app);
     write_audit(b, app);
     write_incidents(b, app);
+    write_outbox(b, m);
     if (m->src.more != NULL)
         m->src.more(m->src.more_arg, b);
+}
+
+/* ---- answering a scrape ---- */
+
+static void unlink_scrape(struct scrape *s)
+{
+    struct gw_metrics *m = s->m;
+
+    if (s->prev != NULL)
+        s->prev->next = s->next;
+    else
+        m->waiting = s->next;
+    if (s->next != NULL)
+        s->next->prev = s->prev;
+    m->nwaiting--;
+    gw_acct_cancel(s->lookup);
+    gw_free(s);
+}
+
+static void refuse(struct scrape *s, int code, const char *why)
+{
+    GW_LOG(GW_LOG_WARN, "metrics", NULL, "scrape from %s refused (%d): %s", s->peer, code, why);
+    evhttp_send_error(s->req, code, code == 403 ? "Forbidden" : "Service Unavailable");
+    unlink_scrape(s);
+}
+
+static void answer(struct scrape *s)
+{
+    struct evbuffer *b = evbuffer_new();
+
+    if (b == NULL) {
+        evhttp_send_error(s->req, 500, "out of memory");
+        unlink_scrape(s);
+        return;
+    }
+    render(b, s->m);
+    evhttp_add_header(evhttp_request_get_output_headers(s->req), "Content-Type",
+                      "text/plain; version=0.0.4; charset=utf-8");
+    evhttp_send_reply(s->req, 200, "OK", b);
+    evbuffer_free(b);
+    unlink_scrape(s);
+}
+
+/* Answers every scrape waiting for the sample (with the sample there is). */
+static void answer_sample_waiters(struct gw_metrics *m)
+{
+    struct scrape *s = m->waiting, *next;
+
+    evtimer_del(m->sample_wait);
+    for (; s != NULL; s = next) {
+        next = s->next;
+        if (s->waits_sample)
+            answer(s);
+    }
+}
+
+static void sampled_cb(void *arg, int err, const struct gw_outbox_depth *d)
+{
+    struct gw_metrics *m = arg;
+
+    m->sampling = NULL;
+    if (err == 0) {
+        m->outbox = *d;
+        m->sampled = true;
+        m->sampled_ms = gw_now_ms();
+    } else {
+        m->sample_failures++;
+    }
+    answer_sample_waiters(m);
+}
+
+static void sample_wait_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    answer_sample_waiters(arg); /* the query goes on and refreshes the sample when it ends */
+}
+
+/* The scrape is admitted: answered now when the outbox sample is fresh, else once a fresh one is
+ * taken or SAMPLE_WAIT_MS passed. */
+static void admitted(struct scrape *s)
+{
+    struct gw_metrics *m = s->m;
+    const struct timeval tv = {SAMPLE_WAIT_MS / 1000, (SAMPLE_WAIT_MS % 1000) * 1000};
+
+    if (m->sampled && gw_now_ms() - m->sampled_ms < SAMPLE_FRESH_MS) {
+        answer(s);
+        return;
+    }
+    if (m->sampling == NULL &&
+        gw_outbox_depth(m->src.app->store, sampled_cb, m, &m->sampling) != 0) {
+        m->sampling = NULL;
+        m->sample_failures++;
+        answer(s);
+        return;
+    }
+    s->waits_sample = true;
+    /* also when a query outlived an earlier wait: this scrape waits SAMPLE_WAIT_MS at most too */
+    if (!evtimer_pending(m->sample_wait, NULL))
+        evtimer_add(m->sample_wait, &tv);
+}
+
+static void looked_up_cb(void *arg, int err, const struct gw_acct_cert *cert,
+                         const struct gw_acct_session *sess)
+{
+    struct scrape *s = arg;
+    struct gw_metrics *m = s->m;
+    char why[160];
+
+    (void)sess;
+    s->lookup = NULL;
+    if (err != 0) {
+        if (err == GW_EUNAVAIL && m->admin_known &&
+            memcmp(m->admin_fpr, s->fpr, sizeof(s->fpr)) == 0) {
+            admitted(s); /* the database is away: the last answer stands */
+            return;
+        }
+        refuse(s, 503, "the client certificate's registration cannot be looked up now");
+        return;
+    }
+    if (cert == NULL) {
+        refuse(s, 403, "the client certificate is not a registered, enabled principal");
+        return;
+    }
+    if (strcmp(cert->role, ADMIN_ROLE) != 0) {
+        snprintf(why, sizeof(why), "principal %s has role %s, the metrics need %s", cert->name,
+                 cert->role, ADMIN_ROLE);
+        refuse(s, 403, why);
+        return;
+    }
+    m->admin_known = true;
+    memcpy(m->admin_fpr, s->fpr, sizeof(s->fpr));
+    admitted(s);
+}
+
+/* [metrics] tls: the connection's verified certificate must be a registered system_admin. */
+static void authorize(struct scrape *s)
+{
+    struct evhttp_connection *evcon = evhttp_request_get_connection(s->req);
+    struct bufferevent *bev = evcon != NULL ? evhttp_connection_get_bufferevent(evcon) : NULL;
+    struct ssl_st *ssl = bev != NULL ? bufferevent_openssl_get_ssl(bev) : NULL;
+    struct gw_peer peer;
+    int err;
+
+    if (ssl == NULL) {
+        refuse(s, 403, "not a TLS connection");
+        return;
+    }
+    if (gw_tls_peer_cert(ssl, &peer) != 0) {
+        refuse(s, 403, "no verified client certificate (a system_admin one is required)");
+        return;
+    }
+    memcpy(s->fpr, peer.cert_sha256, sizeof(s->fpr));
+    err = gw_acct_identify(s->m->src.app->db, s->fpr, NULL, 0, looked_up_cb, s, &s->lookup);
+    if (err != 0) {
+        s->lookup = NULL;
+        looked_up_cb(s, err, NULL, NULL);
+    }
 }
 
 static void metrics_cb(struct evhttp_request *req, void *arg)
 {
     struct gw_metrics *m = arg;
-    struct evbuffer *b;
+    struct evhttp_connection *evcon = evhttp_request_get_connection(req);
+    struct scrape *s;
+    char *host = NULL;
+    uint16_t port = 0;
 
     if (evhttp_request_get_command(req) != EVHTTP_REQ_GET) {
         evhttp_send_error(req, 405, "only GET");
         return;
     }
-    b = evbuffer_new();
-    if (b == NULL) {
-        evhttp_send_error(req, 500, "out of memory");
+    if (m->nwaiting >= MAX_WAITING || (s = gw_calloc(1, sizeof(*s))) == NULL) {
+        evhttp_send_error(req, 503, "too many scrapes at once");
         return;
     }
-    render(b, m);
-    evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
-                      "text/plain; version=0.0.4; charset=utf-8");
-    evhttp_send_reply(req, 200, "OK", b);
-    evbuffer_free(b);
+    s->m = m;
+    s->req = req;
+    if (evcon != NULL)
+        evhttp_connection_get_peer(evcon, &host, &port);
+    snprintf(s->peer, sizeof(s->peer), "%s:%u", host != NULL ? host : "?", (unsigned)port);
+    s->next = m->waiting;
+    if (m->waiting != NULL)
+        m->waiting->prev = s;
+    m->waiting = s;
+    m->nwaiting++;
+    if (m->tls != NULL)
+        authorize(s);
+    else
+        admitted(s);
+}
+
+/* [metrics] tls: each connection is a server-side TLS one (ALPN http/1.1). */
+static struct bufferevent *tls_bev_cb(struct event_base *base, void *arg)
+{
+    struct gw_metrics *m = arg;
+    struct ssl_st *ssl = gw_tls_http_ssl_new(m->tls);
+    struct bufferevent *bev;
+
+    if (ssl == NULL)
+        return NULL; /* evhttp then makes a plain one, whose scrape authorize() refuses */
+    bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                         BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL)
+        gw_tls_ssl_free(ssl);
+    return bev;
 }
 
 static void other_cb(struct evhttp_request *req, void *arg)
@@ -250,9 +518,10 @@ static void other_cb(struct evhttp_request *req, void *arg)
     evhttp_send_error(req, 404, "only /metrics");
 }
 
-struct gw_metrics *gw_metrics_new(struct event_base *base, const char *listen,
+struct gw_metrics *gw_metrics_new(struct event_base *base, const struct gw_config *cfg,
                                   const struct gw_metrics_sources *src, char *err, size_t errlen)
 {
+    const char *listen = cfg->metrics_listen;
     struct gw_metrics *m = gw_calloc(1, sizeof(*m));
     char host[256];
     uint16_t port;
@@ -263,10 +532,19 @@ struct gw_metrics *gw_metrics_new(struct event_base *base, const char *listen,
     }
     m->src = *src;
     if (gw_config_split_hostport(listen, host, sizeof(host), &port) != 0 ||
-        (m->http = evhttp_new(base)) == NULL) {
+        (m->http = evhttp_new(base)) == NULL ||
+        (m->sample_wait = evtimer_new(base, sample_wait_cb, m)) == NULL) {
         snprintf(err, errlen, "[metrics] listen: cannot create the listener");
         gw_metrics_free(m);
         return NULL;
+    }
+    if (cfg->metrics_tls) {
+        m->tls = gw_tls_http_new(cfg, err, errlen);
+        if (m->tls == NULL) {
+            gw_metrics_free(m);
+            return NULL;
+        }
+        evhttp_set_bevcb(m->http, tls_bev_cb, m);
     }
     evhttp_set_timeout(m->http, METRICS_TIMEOUT_S);
     evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
@@ -284,15 +562,41 @@ struct gw_metrics *gw_metrics_new(struct event_base *base, const char *listen,
         gw_metrics_free(m);
         return NULL;
     }
-    GW_LOG(GW_LOG_INFO, "metrics", NULL, "metrics on http://%s/metrics", listen);
+    GW_LOG(GW_LOG_INFO, "metrics", NULL, "metrics on %s://%s/metrics%s", m->tls ? "https" : "http",
+           listen, m->tls ? " (client certificate of role " ADMIN_ROLE " required)" : "");
     return m;
+}
+
+void gw_metrics_reload_tls(struct gw_metrics *m, const struct gw_config *cfg)
+{
+    char err[512];
+    struct gw_tls *fresh;
+
+    if (m == NULL || m->tls == NULL)
+        return;
+    fresh = gw_tls_http_new(cfg, err, sizeof(err));
+    if (fresh == NULL) {
+        GW_LOG(GW_LOG_ERROR, "metrics", NULL, "certificates and CRL not reloaded: %s", err);
+        return;
+    }
+    gw_tls_swap(m->tls, fresh);
 }
 
 void gw_metrics_free(struct gw_metrics *m)
 {
     if (m == NULL)
         return;
+    /* Unanswered scrapes: their lookups cancelled, a 503 queued (evhttp_free then frees the
+     * requests with their connections; one whose client left is freed by the send itself). */
+    while (m->waiting != NULL) {
+        evhttp_send_error(m->waiting->req, 503, "shutting down");
+        unlink_scrape(m->waiting);
+    }
+    gw_outbox_cancel(m->sampling);
+    if (m->sample_wait != NULL)
+        event_free(m->sample_wait);
     if (m->http != NULL)
         evhttp_free(m->http);
+    gw_tls_free(m->tls);
     gw_free(m);
 }

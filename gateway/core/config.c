@@ -94,6 +94,7 @@ static const struct keydef keys[] = {
     {"compliance", "retention_sweep_ms", T_U32, F(retention_sweep_ms), 100, 86400000, 0},
     {"compliance", "retention_batch", T_U32, F(retention_batch), 1, 100000, 0},
     {"metrics", "listen", T_HOSTPORT, F(metrics_listen), 0, 0, 0},
+    {"metrics", "tls", T_BOOL, F(metrics_tls), 0, 0, 0},
     {"forward", "endpoint", T_STRING, F(fwd_endpoint), 0, 0, 0},
     {"forward", "server_name", T_STRING, F(fwd_server_name), 0, 0, 0},
     {"forward", "ca", T_PATH, F(fwd_ca), 0, 0, 0},
@@ -684,12 +685,16 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
         char host[256];
         uint16_t port;
         if (gw_config_split_hostport(c->metrics_listen, host, sizeof(host), &port) != 0 ||
-            !is_loopback_host(host)) {
+            (!c->metrics_tls && !is_loopback_host(host))) {
             fail(ps, line,
                  "[metrics] listen: must be a loopback address (127.0.0.0/8, ::1 or localhost): "
-                 "the metrics are plain HTTP without authentication");
+                 "the metrics are plain HTTP without authentication (tls = true serves them "
+                 "over mTLS to system_admin certificates only, on any address)");
             return GW_EINVAL;
         }
+    } else if (c->metrics_tls) {
+        fail(ps, ps->seen[key_index("metrics", "tls")], "[metrics] tls: requires [metrics] listen");
+        return GW_EINVAL;
     }
     if (c->log_file != NULL && c->log_file[0] != '/') {
         fail(ps, ps->seen[key_index("log", "file")], "[log] file: must be an absolute path");

@@ -103,8 +103,10 @@ struct gw_config {
     uint32_t retention_days;   /* waybills older than this are destroyed, default 1095; 0 = keep */
     uint32_t retention_sweep_ms; /* how often the sweep runs, default 3600000 */
     uint32_t retention_batch;    /* records destroyed per transaction, default 500 */
-    /* [metrics] Prometheus text metrics over plain HTTP/1.1 (GET /metrics) */
-    char *metrics_listen; /* "host:port", a loopback address only; NULL = no metrics listener */
+    /* [metrics] Prometheus text metrics over HTTP/1.1 (GET /metrics) */
+    char *metrics_listen; /* "host:port", a loopback address unless metrics_tls; NULL = none */
+    bool metrics_tls;     /* default false; true: HTTPS with [tls]'s files, answering only a
+                           * registered system_admin client certificate (any address allowed) */
     /* [forward] the carrier backend (the outbox forwarder); no endpoint = forwarding off (the
      * outbox still fills, so that nothing accepted is lost while it is off) */
     char *fwd_endpoint;          /* "host:port" of CarrierBackend; NULL = do not forward */

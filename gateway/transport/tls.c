@@ -468,3 +468,44 @@ bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl)
     }
     return false;
 }
+
+/* ---- the metrics listener over TLS (app/metrics.c) ---- */
+
+/* HTTP/1.1 when the client offers it; any other offer: no ALPN (the listener speaks HTTP/1.1). */
+static int http_alpn_select_cb(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                               const unsigned char *in, unsigned int inlen, void *arg)
+{
+    static const unsigned char http11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    unsigned char *sel = NULL;
+
+    (void)ssl;
+    (void)arg;
+    if (SSL_select_next_proto(&sel, outlen, http11, sizeof(http11), in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK;
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+struct gw_tls *gw_tls_http_new(const struct gw_config *cfg, char *err, size_t errlen)
+{
+    struct gw_tls *t = gw_tls_new(cfg, err, errlen);
+
+    if (t == NULL)
+        return NULL;
+    SSL_CTX_set_alpn_select_cb(t->ctx, http_alpn_select_cb, NULL);
+    SSL_CTX_set_client_hello_cb(t->ctx, NULL, NULL);
+    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+    return t;
+}
+
+struct ssl_st *gw_tls_http_ssl_new(struct gw_tls *t)
+{
+    SSL *ssl = SSL_new(t->ctx);
+
+    /* No read-ahead: a libevent bufferevent alone (no gw_tls_read_buffered) would leave a
+     * request that arrived with the handshake's last flight in OpenSSL's buffer unread. */
+    if (ssl != NULL)
+        SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    return ssl;
+}

@@ -93,6 +93,15 @@ void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out);
  * the context they were made with until they close. */
 void gw_tls_swap(struct gw_tls *t, struct gw_tls *fresh);
 
+/* The metrics listener's context (app/metrics.c): gw_tls_new's files, protocol policy and CRL, but
+ * ALPN "http/1.1" (or none) instead of h2, and a client certificate requested, not required: a
+ * certificate that does not verify still fails the handshake, while a connection without one
+ * completes it so that the listener can refuse its request with 403 and a log line. */
+struct gw_tls *gw_tls_http_new(const struct gw_config *cfg, char *err, size_t errlen);
+/* A server-side SSL of that context for one connection of a plain libevent bufferevent (no
+ * read-ahead). Ownership as gw_tls_ssl_new. */
+struct ssl_st *gw_tls_http_ssl_new(struct gw_tls *t);
+
 /* True when the verified certificate of an established connection is listed by a CRL of the
  * current store (one loaded after the connection's handshake). */
 bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl);

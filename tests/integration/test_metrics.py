@@ -4,11 +4,16 @@ gauges that say what an operator must watch (database up, certificate and CRL ex
 chain's sequence), nothing but GET /metrics answered, and no personal information in it."""
 import http.client
 import re
+import shlex
+import socket
+import ssl
+import subprocess
 
 import grpc
 import pytest
 
 import query_data
+from conftest import ExtraGateway, wait_for
 
 SUBMIT = "/waygate.v1.WaybillIntake/Submit"
 GET = "/waygate.v1.WaybillQuery/Get"
@@ -104,3 +109,105 @@ def test_only_get_metrics(stack):
     assert fetch(stack, "POST")[0] == 501  # evhttp: a method not allowed is "not implemented"
     assert fetch(stack, "GET", "/")[0] == 404
     assert fetch(stack, "GET", "/metrics/../admin")[0] == 404
+
+
+# --- the outbox and the forwarder (issue 10: outbox depth, forwarder counters) ---
+
+def sink(stack, *words):
+    """Tells the dev stack's backend-sink what to be (up, down); returns once it applied it."""
+    cmd = shlex.split(stack.env["WAYGATE_SINK"]) + ["ctl", stack.env["WAYGATE_SINK_CONTROL"]]
+    r = subprocess.run(cmd + [str(w) for w in words], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, "backend-sink ctl %s: %s%s" % (words, r.stdout, r.stderr)
+
+
+def test_outbox_depth_and_forwarder_counters_move(stack):
+    before, _ = scrape(stack)
+    assert ("waygate_outbox_deliveries", ()) in before  # sampled by the scrape itself
+    assert ("waygate_forward_delivered_total", ()) in before
+    sink(stack, "down")
+    try:
+        w = query_data.new_waybill(stack, "a")
+        query_data.submit(stack, w)
+        # the backend is down: the delivery is retried and waits in the outbox (the depth is a
+        # sample at most a second old: polled until it shows)
+        def waiting():
+            s = scrape(stack)[0]
+            ok = value(s, "waygate_forward_retried_total") > \
+                value(before, "waygate_forward_retried_total") and \
+                value(s, "waygate_outbox_deliveries") - value(s, "waygate_outbox_parked") >= 1
+            return s if ok else None
+        mid = wait_for(waiting, 120)
+        assert mid, "no retried delivery waiting in the outbox while the backend was down"
+        assert value(mid, "waygate_outbox_oldest_seconds") > 0
+        assert value(mid, "waygate_outbox_sample_age_seconds") >= 0
+    finally:
+        sink(stack, "up")
+    # the backend back: delivered, and nothing unparked left waiting
+    assert wait_for(lambda: value(scrape(stack)[0], "waygate_forward_delivered_total") >
+                    value(before, "waygate_forward_delivered_total"), 150)
+    assert wait_for(lambda: (lambda s: value(s, "waygate_outbox_deliveries") -
+                             value(s, "waygate_outbox_parked") == 0)(scrape(stack)[0]), 150)
+
+
+# --- [metrics] tls: over mTLS, for a registered system_admin certificate only ---
+
+def https_fetch(stack, addr, principal):
+    """GET /metrics over TLS as principal (None: no client certificate); (status, body)."""
+    ctx = ssl.create_default_context(cafile=stack.ca)
+    if principal is not None:
+        cert, key = stack.cert(principal)
+        ctx.load_cert_chain(cert, key)
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPSConnection("localhost", int(port), context=ctx, timeout=30)
+    try:
+        c.request("GET", "/metrics")
+        r = c.getresponse()
+        return r.status, r.read().decode()
+    finally:
+        c.close()
+
+
+@pytest.fixture(scope="module")
+def tls_metrics(stack):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    addr = "127.0.0.1:%d" % port
+    gw = ExtraGateway(stack, "metrics-tls", lambda t: t.replace(
+        "[metrics]\n", "[metrics]\nlisten = %s\ntls = true\n" % addr))
+    yield gw, addr
+    gw.close()
+
+
+def test_tls_metrics_answer_system_admin(stack, tls_metrics):
+    gw, addr = tls_metrics
+    status, text = https_fetch(stack, addr, "sysadmin")
+    assert status == 200, text
+    assert "waygate_grpc_calls_total" in text and "waygate_outbox_deliveries" in text
+    assert "https://%s/metrics" % addr in gw.log()
+
+
+def test_tls_metrics_refuse_other_certificates(stack, tls_metrics):
+    gw, addr = tls_metrics
+    # a registered principal of another role (a courier; the security admin too)
+    for principal, role in (("courier_a", "courier"), ("admin", "security_admin")):
+        status, text = https_fetch(stack, addr, principal)
+        assert status == 403, (principal, status)
+        assert "waygate_" not in text
+        assert wait_for(lambda: "principal %s has role %s" % (principal, role) in gw.log(), 10)
+    # no certificate: the handshake completes, the scrape is refused
+    status, text = https_fetch(stack, addr, None)
+    assert status == 403 and "waygate_" not in text
+    assert wait_for(lambda: "no verified client certificate" in gw.log(), 10)
+    # a certificate of another CA: the handshake fails
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        https_fetch(stack, addr, "rogue")
+    # and plain HTTP on the TLS listener gets nothing
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        with pytest.raises((http.client.HTTPException, ConnectionError)):
+            c.request("GET", "/metrics")
+            c.getresponse().read()
+    finally:
+        c.close()

@@ -103,3 +103,172 @@ def test_keyring_0600_accepted_and_missing_refused(stack):
     rc, err = start(conf)
     assert rc != 0
     assert "keyring" in err
+
+
+# --- --check-config loads every file a start would load (issue 10), binding and connecting to
+# nothing: each broken piece fails with the configuration's path, the file and the problem ---
+
+def set_key(section, key, value):
+    """An edit setting `key = value` in [section] (replacing the key's line there, else adding
+    it under the section's header; the section is added when absent)."""
+    def edit(conf):
+        out, inside, done = [], False, False
+        for line in conf.splitlines():
+            st = line.strip()
+            if st.startswith("["):
+                if inside and not done:
+                    out.append("%s = %s" % (key, value))
+                    done = True
+                inside = st == "[%s]" % section
+            elif inside and re.match(r"%s\s*=" % re.escape(key), st):
+                line, done = "%s = %s" % (key, value), True
+            out.append(line)
+        if inside and not done:
+            out.append("%s = %s" % (key, value))
+        elif not done:
+            out += ["", "[%s]" % section, "%s = %s" % (key, value)]
+        return "\n".join(out) + "\n"
+    return edit
+
+
+def certs(stack, name):
+    return os.path.join(stack.dir, "certs", name)
+
+
+def test_check_config_server_certificate_missing(stack):
+    missing = certs(stack, "no-such-server.crt")
+    path = variant(stack, "cc-cert-missing.conf", set_key("tls", "cert", missing))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert "cc-cert-missing.conf:%d: [tls] cert" % line_of(path, "cert") in err, err
+    # a file that is there but holds no certificate: refused when loaded, naming it
+    garbage = os.path.join(stack.dir, "cc-not-a-cert.crt")
+    with open(garbage, "w") as f:
+        f.write("not a certificate\n")
+    path = variant(stack, "cc-cert-garbage.conf", set_key("tls", "cert", garbage))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert "cc-cert-garbage.conf" in err and garbage in err and "[tls]" in err, err
+    assert "certificate" in err, err
+
+
+def test_check_config_key_not_matching_certificate(stack):
+    other_key = certs(stack, "courier_a.key")
+    path = variant(stack, "cc-key-mismatch.conf", set_key("tls", "key", other_key))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert other_key in err and "[tls]" in err, err
+    assert "mismatch" in err or "does not match" in err, err
+
+
+def test_check_config_client_ca_and_crl_loaded(stack):
+    bad = os.path.join(stack.dir, "cc-not-a-crl.pem")
+    with open(bad, "w") as f:
+        f.write("-----BEGIN X509 CRL-----\nnot base64 at all\n-----END X509 CRL-----\n")
+    path = variant(stack, "cc-bad-crl.conf", set_key("tls", "crl", bad))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert bad in err and "CRL" in err, err
+
+
+def expired_pair(stack):
+    """A self-signed certificate whose notAfter is past, with its key (cryptography)."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
+            .public_key(key.public_key()).serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(days=30))
+            .not_valid_after(now - datetime.timedelta(days=1))
+            .sign(key, hashes.SHA256()))
+    crt, k = os.path.join(stack.dir, "cc-expired.crt"), os.path.join(stack.dir, "cc-expired.key")
+    with open(crt, "wb") as f:
+        f.write(cert.public_bytes(serialization.Encoding.PEM))
+    with open(k, "wb") as f:
+        f.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                  serialization.NoEncryption()))
+    os.chmod(k, 0o600)
+    return crt, k
+
+
+def test_check_config_expired_certificate(stack):
+    crt, key = expired_pair(stack)
+    path = variant(stack, "cc-expired.conf",
+                   lambda c: set_key("tls", "key", key)(set_key("tls", "cert", crt)(c)))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert crt in err and "expired" in err and "[tls] cert" in err, err
+
+
+def test_check_config_forward_certificates(stack):
+    # the forwarder's client key not matching its certificate
+    path = variant(stack, "cc-fwd-mismatch.conf",
+                   set_key("forward", "key", certs(stack, "courier_a.key")))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert "[forward]" in err and certs(stack, "courier_a.key") in err, err
+    assert "mismatch" in err or "does not match" in err, err
+    # its CA bundle holding no certificate
+    bad = os.path.join(stack.dir, "cc-not-a-ca.crt")
+    with open(bad, "w") as f:
+        f.write("not a CA bundle\n")
+    path = variant(stack, "cc-fwd-ca.conf", set_key("forward", "ca", bad))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert "[forward]" in err and bad in err and "CA" in err, err
+
+
+def test_check_config_keyring_missing_the_suite(stack):
+    with open(os.path.join(stack.dir, "waygated.conf")) as f:
+        m = re.search(r"(?m)^suite\s*=\s*(\w+)", f.read())
+    other = "sm" if m is not None and m.group(1) == "aes" else "aes"
+    keyring = os.path.join(stack.dir, "cc-keyring-one-suite")
+    if os.path.exists(keyring):
+        os.unlink(keyring)
+    r = stack.ctl("keys", "init", "--suite", "sm" if other == "aes" else "aes",
+                  "--keyring", keyring)
+    assert r.returncode == 0, r.stderr
+    path = variant(stack, "cc-suite.conf", lambda c: set_key("crypto", "suite", other)(
+        set_key("keys", "keyring", keyring)(c)))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert keyring in err and "[crypto] suite = %s" % other in err, err
+
+
+def test_check_config_bad_policy_line(stack):
+    policy = os.path.join(stack.dir, "cc-policy.conf")
+    with open(os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "deploy", "policy.conf")) as f:
+        text = f.read()
+    lines = text.splitlines()
+    at = next(i for i, l in enumerate(lines) if l.strip().startswith("[view."))
+    lines.insert(at + 1, "sender.shoe_size = clear")
+    with open(policy, "w") as f:
+        f.write("\n".join(lines) + "\n")
+    os.chmod(policy, 0o600)
+    path = variant(stack, "cc-policy-bad.conf", set_key("policy", "file", policy))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert "%s:%d" % (policy, at + 2) in err and "shoe_size" in err, err
+
+
+def test_check_config_metrics_tls_needs_listen(stack):
+    path = variant(stack, "cc-metrics.conf", lambda c: re.sub(
+        r"(?m)^\[metrics\]\n", "[metrics]\ntls = true\n", re.sub(
+            r"(?m)^(\[metrics\]\n)listen\s*=.*\n", r"\1", c)))
+    rc, err = start(path)
+    assert rc == 2 and "[metrics] tls" in err, err
+    # over mTLS, a non-loopback address is allowed; plain, it is not
+    wide = variant(stack, "cc-metrics-wide.conf", set_key("metrics", "listen", "0.0.0.0:1"))
+    rc, err = start(wide)
+    assert rc == 2 and "[metrics] listen" in err, err
+    wide_tls = variant(stack, "cc-metrics-wide-tls.conf", lambda c: set_key(
+        "metrics", "tls", "true")(set_key("metrics", "listen", "0.0.0.0:1")(c)))
+    rc, err = start(wide_tls)
+    assert rc == 0, err

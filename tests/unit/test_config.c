@@ -132,6 +132,22 @@ static void test_defaults(void **state)
     gw_config_clear(&c);
 }
 
+/* [metrics] tls: HTTPS for system_admin certificates, so any address is allowed. */
+static void test_metrics_tls(void **state)
+{
+    struct gw_config c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(gw_config_load(data("good_metrics_tls.conf"), &c, err, sizeof(err)), 0);
+    assert_string_equal(c.metrics_listen, "10.0.0.1:9464");
+    assert_true(c.metrics_tls);
+    gw_config_clear(&c);
+    assert_int_equal(gw_config_load(data("minimal.conf"), &c, err, sizeof(err)), 0);
+    assert_false(c.metrics_tls);
+    gw_config_clear(&c);
+}
+
 /* TLS to a database on another host: the libpq keywords for it are accepted and kept as given. */
 static void test_remote_tls_conninfo(void **state)
 {
@@ -178,6 +194,7 @@ static const struct bad bads[] = {
     {"bad_level.conf", 12, "[log] level", "must be one of"},
     {"bad_suite.conf", 12, "[crypto] suite", "must be aes or sm"},
     {"bad_metrics_host.conf", 12, "[metrics] listen", "must be a loopback address"},
+    {"bad_metrics_tls.conf", 12, "[metrics] tls", "requires [metrics] listen"},
     {"bad_forward_cert.conf", 12, "[forward] cert", "required when endpoint is set"},
     {"bad_forward_lease.conf", 17, "[forward] lease_ms", "must be greater than deadline_ms"},
     {"bad_path.conf", 12, "[tls] crl", "file cannot be read"},
@@ -325,6 +342,7 @@ int main(void)
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_remote_tls_conninfo),
+        cmocka_unit_test(test_metrics_tls),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_long_line),
         cmocka_unit_test(test_no_file),
