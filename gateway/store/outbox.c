@@ -4,7 +4,9 @@
  * connection is outbox_listen.c. Invariants: a handle is freed exactly once, after its callback
  * or at cancel (its db request cancelled first); a claim owns a copy of its result, so its items
  * stay valid after the callback until gw_outbox_claim_free; every update and delete of a claimed
- * row requires lease_owner = the caller's owner. */
+ * row requires lease_owner = the caller's owner; the claim, ack, later and park commit without
+ * waiting for the WAL flush (async_sql: a crash can only undo a lease or an outcome, never a
+ * delivery, whose row the synchronous waybill and scan inserts write). */
 #include "outbox.h"
 
 #include <inttypes.h>
