@@ -4,7 +4,9 @@
  * connection is outbox_listen.c. Invariants: a handle is freed exactly once, after its callback
  * or at cancel (its db request cancelled first); a claim owns a copy of its result, so its items
  * stay valid after the callback until gw_outbox_claim_free; every update and delete of a claimed
- * row requires lease_owner = the caller's owner. */
+ * row requires lease_owner = the caller's owner; the claim, ack, later and park commit without
+ * waiting for the WAL flush (async_sql: a crash can only undo a lease or an outcome, never a
+ * delivery, whose row the synchronous waybill and scan inserts write). */
 #include "outbox.h"
 
 #include <inttypes.h>
@@ -58,11 +60,16 @@ enum {
 /* $1 owner, $2 the most rows, $3 the lease in milliseconds. A row is claimable when it is not
  * parked, its next_at passed, its lease (if any) ran out, and no earlier row of its waybill is
  * still in the outbox; SKIP LOCKED passes over rows another transaction is claiming, and the
- * re-check of a row updated meanwhile (READ COMMITTED) drops one whose lease was just taken. */
+ * re-check of a row updated meanwhile (READ COMMITTED) drops one whose lease was just taken.
+ * A waybill's own delivery (kind 1) is always its first row: it is inserted by the statement
+ * that inserts the waybill (store_group.c), and a scan of the waybill, hence its row, can only
+ * come after that statement committed, with a later id. So only scans (kind 2) are probed for
+ * an earlier row. */
 static const char claim_head[] =
     "WITH c AS (SELECT o.id FROM outbox o WHERE o.parked_at IS NULL AND o.next_at <= now() "
     "AND (o.lease_until IS NULL OR o.lease_until <= now()) "
-    "AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.waybill_id = o.waybill_id AND e.id < o.id) "
+    "AND (o.kind = 1 OR NOT EXISTS (SELECT 1 FROM outbox e WHERE e.waybill_id = o.waybill_id "
+    "AND e.id < o.id)) "
     "ORDER BY o.id LIMIT $2::integer FOR UPDATE OF o SKIP LOCKED), "
     "u AS (UPDATE outbox o SET lease_owner = $1, "
     "lease_until = now() + $3::bigint * interval '1 millisecond', attempts = o.attempts + 1 "
@@ -74,6 +81,14 @@ static const char claim_tail[] =
     "s.event, extract(epoch FROM s.event_time)::bigint, s.branch "
     "FROM u JOIN waybill w ON w.id = u.waybill_id LEFT JOIN scan s ON s.id = u.scan_id "
     "ORDER BY u.id";
+
+/* Sent first in every claim, ack, later and park: their commit does not wait for the WAL flush
+ * (synchronous_commit off for this transaction only). What a crash can lose is then the last
+ * fraction of a second of these transactions: a lost claim is a lease never taken (the rows stay
+ * ready), a lost ack a delivery sent again (at least once: the backend deduplicates by
+ * delivery_id), a lost later or park a delivery claimed again after its lease. None loses a
+ * delivery: the rows are written by the waybill and scan inserts, which stay synchronous. */
+static const char async_sql[] = "SELECT set_config('synchronous_commit', 'off', true)";
 
 static const char ack_sql[] =
     "DELETE FROM outbox WHERE lease_owner = $1 AND id = ANY($2::bigint[])";
@@ -258,10 +273,10 @@ static void claim_done_cb(void *arg, int err, const struct gw_db_result *res)
     r->dbreq = NULL;
     if (err != 0)
         err = fail_err(err);
-    else if (res->nresults != 2 || res->results[1] == NULL)
+    else if (res->nresults != 3 || res->results[2] == NULL)
         err = GW_EINTERNAL;
     else
-        err = claim_new(res->results[1], &c); /* [0] set the scope */
+        err = claim_new(res->results[2], &c); /* [0] set the scope, [1] the commit's mode */
     r->cb.claim(r->arg, err, c);
     gw_free(r);
 }
@@ -272,7 +287,7 @@ int gw_outbox_claim(struct gw_store *store, const char *owner, uint32_t max, uin
     struct gw_store_sql b = {.len = 0};
     char nmax[16], nlease[16];
     const char *vals[3] = {owner, nmax, nlease}, *sv[1];
-    struct gw_db_stmt st[2];
+    struct gw_db_stmt st[3];
     struct gw_outbox_req *r;
 
     if (out != NULL)
@@ -288,12 +303,13 @@ int gw_outbox_claim(struct gw_store *store, const char *owner, uint32_t max, uin
     snprintf(nlease, sizeof(nlease), "%" PRIu32, lease_ms);
     /* The waybills and scans are read as intake reads them: every branch's. */
     gw_store_scope_stmt(&st[0], sv, GW_STORE_SCOPE_ALL);
-    st[1] = (struct gw_db_stmt){.sql = b.buf, .nparams = 3, .values = vals, .result_format = 1};
+    st[1] = (struct gw_db_stmt){.sql = async_sql};
+    st[2] = (struct gw_db_stmt){.sql = b.buf, .nparams = 3, .values = vals, .result_format = 1};
     r = req_new(RK_CLAIM, arg);
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.claim = cb;
-    return req_start(store, r, st, 2, claim_done_cb, out);
+    return req_start(store, r, st, 3, claim_done_cb, out);
 }
 
 size_t gw_outbox_claim_count(const struct gw_outbox_claim *c)
@@ -318,17 +334,19 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
     gw_free(r);
 }
 
-/* Sends one statement whose $1 is the owner (already checked) and $2.. are vals[1..]. */
+/* Sends one statement whose $1 is the owner (already checked) and $2.. are vals[1..], after
+ * async_sql in the same transaction. */
 static int done_start(struct gw_store *store, const char *sql, const char *const *vals, int nparams,
                       gw_outbox_done_cb cb, void *arg, struct gw_outbox_req **out)
 {
-    struct gw_db_stmt st = {.sql = sql, .nparams = nparams, .values = vals};
+    struct gw_db_stmt st[2] = {{.sql = async_sql},
+                               {.sql = sql, .nparams = nparams, .values = vals}};
     struct gw_outbox_req *r = req_new(RK_DONE, arg);
 
     if (r == NULL)
         return GW_ENOMEM;
     r->cb.done = cb;
-    return req_start(store, r, &st, 1, done_cb, out);
+    return req_start(store, r, st, 2, done_cb, out);
 }
 
 static bool ids_ok(const int64_t *ids, size_t n)

@@ -5,7 +5,10 @@
  * Nothing here is PII: a claimed delivery carries ids, its kind, the scan's event, time and branch,
  * and the waybill's sealed record (ciphertexts) for the forwarder to render the backend's view.
  * All calls are asynchronous on the store's pool; a callback never runs from inside the call that
- * queued it. A handle is valid until its callback starts or until gw_outbox_cancel returns. */
+ * queued it. The claim, ack, later and park commit asynchronously (synchronous_commit off for
+ * their transaction): a database crash may undo the last of them, so a delivery may be sent again
+ * (at least once), never lost. A handle is valid until its callback starts or until
+ * gw_outbox_cancel returns. */
 #ifndef GW_OUTBOX_H
 #define GW_OUTBOX_H
 

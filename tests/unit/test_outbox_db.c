@@ -885,6 +885,43 @@ static void test_listener(void **state)
     assert_false(pgh_loop_until(base, woken, &want, 300));
 }
 
+/* A claim leaves each row on its page (sql/015: fillfactor), even when it takes every row of
+ * the pages at once under the longest lease owner the gateway makes (forward.c: a host name of
+ * up to 48 bytes, the pid, 8 hex digits); so the claim's update adds no index entry (HOT). */
+static void test_claim_keeps_rows_on_their_page(void **state)
+{
+    char owner[80], sql[256];
+    struct gw_outbox_claim *c;
+    struct fake a;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    empty_outbox();
+    make(&a, 40);
+    assert_int_equal(submit(&a).outcome, GW_STORE_NEW);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO outbox (kind, waybill_id) SELECT 1, '%s' FROM generate_series(1, 299)",
+             a.id);
+    exec_ok(sql);
+    exec_ok("DROP TABLE IF EXISTS page_before");
+    exec_ok("CREATE TABLE page_before AS SELECT id, (ctid::text::point)[0] AS blk FROM outbox");
+    assert_true(count("SELECT count(DISTINCT blk) FROM page_before") >= 3);
+    snprintf(owner, sizeof(owner), "%.48s:%ld:%08x",
+             "a-host-name-of-forty-eight-bytes-as-gethostname-", 4194304L, 0xdeadbeefu);
+    c = claim(owner, 1000);
+    assert_int_equal(gw_outbox_claim_count(c), 300);
+    gw_outbox_claim_free(c);
+    assert_int_equal(count("SELECT count(*) FROM outbox o JOIN page_before b USING (id) "
+                           "WHERE o.lease_owner IS NOT NULL"),
+                     300);
+    assert_int_equal(count("SELECT count(*) FROM outbox o JOIN page_before b USING (id) "
+                           "WHERE (o.ctid::text::point)[0] <> b.blk"),
+                     0);
+    exec_ok("DROP TABLE page_before");
+    empty_outbox();
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -896,6 +933,7 @@ int main(void)
         cmocka_unit_test(test_later_park_retry),
         cmocka_unit_test(test_refusals_and_cancel),
         cmocka_unit_test(test_listener),
+        cmocka_unit_test(test_claim_keeps_rows_on_their_page),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
