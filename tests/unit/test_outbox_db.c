@@ -885,7 +885,7 @@ static void test_listener(void **state)
     assert_false(pgh_loop_until(base, woken, &want, 300));
 }
 
-/* A claim leaves each row on its page (sql/015: fillfactor), even when it takes every row of
+/* A claim leaves each row on its page (sql/016: fillfactor), even when it takes every row of
  * the pages at once under the longest lease owner the gateway makes (forward.c: a host name of
  * up to 48 bytes, the pid, 8 hex digits); so the claim's update adds no index entry (HOT). */
 static void test_claim_keeps_rows_on_their_page(void **state)

@@ -1,4 +1,4 @@
--- 015_outbox_hot: the outbox's pages keep room for the claim's update (issue 9). A claim rewrites
+-- 016_outbox_hot: the outbox's pages keep room for the claim's update (issue 9). A claim rewrites
 -- each row it takes (lease_owner, lease_until, attempts), a transient failure again (next_at,
 -- last_error, the lease freed); none of those columns is indexed or in an index's predicate, so
 -- the new version can stay on the row's page (a HOT update: no new entry in any of the outbox's
