@@ -873,6 +873,6 @@ int gw_crypto_content_mac(struct gw_crypto *cx, enum gw_suite suite,
         m.rc = mac_update(cx, m.b, m.n);
     if (m.rc == 0)
         m.rc = mac_final(cx, out);
-    OPENSSL_cleanse(m.b, m.hi); /* held plaintext field values (bytes past hi never written) */
+    gw_wipe(m.b, m.hi); /* held plaintext field values (bytes past hi never written) */
     return m.rc;
 }

@@ -255,9 +255,9 @@ static int ctr_xor(struct sm_slot *s, const uint8_t *nonce, const uint8_t *in, s
     /* a new IV resets the provider's counter and keystream position; the key stays */
     if (EVP_EncryptInit_ex2(s->c, NULL, NULL, iv, NULL) != 1)
         goto fail;
+    /* CTR is a stream mode: the update returns every byte, and a final would only dispatch to
+     * the provider to return none (the next IV resets the position anyway) */
     if (len && (EVP_EncryptUpdate(s->c, out, &outl, in, (int)len) != 1 || (size_t)outl != len))
-        goto fail;
-    if (EVP_EncryptFinal_ex(s->c, out + len, &outl) != 1 || outl != 0)
         goto fail;
     return 0;
 fail:
