@@ -15,7 +15,7 @@ char *gw_strdup(const char *s);
 char *gw_strndup(const char *s, size_t n);
 void gw_free(void *p);
 
-/* Wipes n bytes at p with OPENSSL_cleanse (not optimised away); NULL-safe. */
+/* Wipes n bytes at p with explicit_bzero (not optimised away); NULL-safe. */
 void gw_wipe(void *p, size_t n);
 /* A byte string owned by whoever holds the struct containing it. */
 struct gw_bytes {
@@ -23,7 +23,7 @@ struct gw_bytes {
     size_t n;
 };
 
-/* Frees p after wiping its n bytes with OPENSSL_cleanse; NULL-safe. For PII and key material. */
+/* Frees p after wiping its n bytes (gw_wipe); NULL-safe. For PII and key material. */
 void gw_free_wipe(void *p, size_t n);
 /* Wipes a NUL-terminated string and frees it; NULL-safe. */
 void gw_free_str_wipe(char *s);

@@ -216,7 +216,15 @@ int gw_fault_set(struct gw_fault *f, int code, const char *path, const char *fie
         path = "";
     if (field == NULL)
         field = "";
-    snprintf(f->field, sizeof(f->field), "%s%s%s", path, path[0] && field[0] ? "." : "", field);
+    /* path "." field, cut like snprintf; no printf: every call clears its faults a few times */
+    size_t n = 0, cap = sizeof(f->field) - 1;
+    for (const char *s = path; *s && n < cap; s++)
+        f->field[n++] = *s;
+    if (path[0] && field[0] && n < cap)
+        f->field[n++] = '.';
+    for (const char *s = field; *s && n < cap; s++)
+        f->field[n++] = *s;
+    f->field[n] = '\0';
     f->code = code;
     f->rule = rule;
     f->limit = 0;

@@ -7,7 +7,6 @@
 #include <string.h>
 
 #include <event2/event.h>
-#include <openssl/crypto.h>
 
 #include "alloc.h"
 
@@ -48,13 +47,13 @@ void *gw_memwipe_realloc(void *p, size_t n)
     return np;
 }
 
-/* noinline: the array must be a frame of its own, below the caller's. OPENSSL_cleanse is opaque
- * to the compiler, so the writes stay. */
+/* noinline: the array must be a frame of its own, below the caller's. gw_wipe (explicit_bzero)
+ * is never elided, so the writes stay. */
 __attribute__((noinline)) void gw_memwipe_scrub_stack(void)
 {
     unsigned char pad[GW_MEMWIPE_STACK_SCRUB];
 
-    OPENSSL_cleanse(pad, sizeof pad);
+    gw_wipe(pad, sizeof pad);
 }
 
 void gw_memwipe_install(void)

@@ -2,8 +2,8 @@
  * memory the gateway does not allocate itself: libevent (socket and TLS plaintext buffers,
  * evbuffer chains) and nghttp2 (frame buffers, HPACK tables, which hold the `authorization`
  * header). Every block these functions free is overwritten in full (its malloc_usable_size, not
- * only what was asked for) with OPENSSL_cleanse first, and a block that grows is moved, never
- * left behind unwiped by realloc. OpenSSL's own record buffers are the TLS layer's business
+ * only what was asked for) with gw_wipe (explicit_bzero) first, and a block that grows is moved,
+ * never left behind unwiped by realloc. OpenSSL's own record buffers are the TLS layer's business
  * (SSL_OP_CLEANSE_PLAINTEXT, tls.c), the gateway's own buffers are wiped where they are freed
  * (alloc.h). docs/threat-model.md lists what is and is not wiped.
  *

@@ -29,6 +29,9 @@
  * no nonce or data key is ever handed out twice. Without that page there is no pool. */
 #define PUB_POOL 4096 /* bytes of public randomness: nonces, record and request ids */
 #define DEK_POOL 32
+/* HMAC keys cached per suite: a record's blind indexes (index key) and MACs (content key)
+ * alternate between two keys, so two slots key each context once instead of twice a record. */
+#define MAC_SLOTS 2
 struct rand_pool {
     uint32_t pub_left; /* zero after fork (page wiped) */
     uint32_t deks_left;
@@ -43,13 +46,16 @@ struct gw_crypto {
     EVP_MAC *hmac;
     EVP_CIPHER_CTX *enc; /* NULL after gw_crypto_forget: recreated on next use */
     EVP_CIPHER_CTX *dec;
-    EVP_MAC_CTX *mac[GW_SUITE_COUNT]; /* keyed hashes by suite - 1: HMAC-SHA256, HMAC-SM3 */
-    EVP_MAC_CTX *cur;                 /* the one mac_begin keyed last: update and final use it */
-    struct gw_sm *sm;                 /* the sm suite's sealing; NULL until first used */
-    bool enc_keyed, dec_keyed, mac_keyed[GW_SUITE_COUNT];
+    /* keyed hashes by suite - 1 (HMAC-SHA256, HMAC-SM3), MAC_SLOTS keys each */
+    EVP_MAC_CTX *mac[GW_SUITE_COUNT][MAC_SLOTS];
+    EVP_MAC_CTX *cur; /* the one mac_begin keyed last: update and final use it */
+    struct gw_sm *sm; /* the sm suite's sealing; NULL until first used */
+    bool enc_keyed, dec_keyed, mac_keyed[GW_SUITE_COUNT][MAC_SLOTS];
+    unsigned long mac_used[GW_SUITE_COUNT][MAC_SLOTS]; /* mac_clock at last use; 0 unkeyed */
+    unsigned long mac_clock;
     uint8_t enc_key[GW_CRYPTO_KEY_LEN]; /* copy of the key the context is keyed with */
     uint8_t dec_key[GW_CRYPTO_KEY_LEN];
-    uint8_t mac_key[GW_SUITE_COUNT][GW_CRYPTO_KEY_LEN]; /* cached only for 32-byte keys */
+    uint8_t mac_key[GW_SUITE_COUNT][MAC_SLOTS][GW_CRYPTO_KEY_LEN]; /* only 32-byte keys */
 };
 
 static const char *const mac_digest[GW_SUITE_COUNT] = {"SHA256", "SM3"};
@@ -115,11 +121,13 @@ static void drop_contexts(struct gw_crypto *cx)
     EVP_CIPHER_CTX_free(cx->dec);
     cx->enc = NULL;
     cx->dec = NULL;
-    for (int i = 0; i < GW_SUITE_COUNT; i++) {
-        EVP_MAC_CTX_free(cx->mac[i]);
-        cx->mac[i] = NULL;
-        cx->mac_keyed[i] = false;
-    }
+    for (int i = 0; i < GW_SUITE_COUNT; i++)
+        for (int j = 0; j < MAC_SLOTS; j++) {
+            EVP_MAC_CTX_free(cx->mac[i][j]);
+            cx->mac[i][j] = NULL;
+            cx->mac_keyed[i][j] = false;
+            cx->mac_used[i][j] = 0;
+        }
     cx->cur = NULL;
     gw_sm_forget(cx->sm);
     cx->enc_keyed = cx->dec_keyed = false;
@@ -156,22 +164,26 @@ static int ensure_dec(struct gw_crypto *cx)
     return 0;
 }
 
-/* The keyed-hash context of suite (index s = suite - 1, checked by the caller). */
+/* The keyed-hash contexts of suite (index s = suite - 1, checked by the caller). */
 static int ensure_mac(struct gw_crypto *cx, int s)
 {
-    if (cx->mac[s])
-        return 0;
-    OSSL_PARAM params[2];
-    params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)mac_digest[s], 0);
-    params[1] = OSSL_PARAM_construct_end();
-    cx->mac[s] = EVP_MAC_CTX_new(cx->hmac);
-    if (!cx->mac[s] || EVP_MAC_CTX_set_params(cx->mac[s], params) != 1) {
-        EVP_MAC_CTX_free(cx->mac[s]);
-        cx->mac[s] = NULL;
-        ERR_clear_error();
-        return GW_ECRYPTO;
+    for (int j = 0; j < MAC_SLOTS; j++) {
+        if (cx->mac[s][j])
+            continue;
+        OSSL_PARAM params[2];
+        params[0] =
+            OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)mac_digest[s], 0);
+        params[1] = OSSL_PARAM_construct_end();
+        cx->mac[s][j] = EVP_MAC_CTX_new(cx->hmac);
+        if (!cx->mac[s][j] || EVP_MAC_CTX_set_params(cx->mac[s][j], params) != 1) {
+            EVP_MAC_CTX_free(cx->mac[s][j]);
+            cx->mac[s][j] = NULL;
+            ERR_clear_error();
+            return GW_ECRYPTO;
+        }
+        cx->mac_keyed[s][j] = false;
+        cx->mac_used[s][j] = 0;
     }
-    cx->mac_keyed[s] = false;
     return 0;
 }
 
@@ -643,8 +655,9 @@ int gw_crypto_dek_unwrap(struct gw_crypto *cx, enum gw_suite suite,
 
 /* ---- HMAC-SHA256 / HMAC-SM3 ---- */
 
-/* Keys the suite's HMAC context and makes it the current one (cx->cur) for update and final.
- * GW_EINVAL for an unknown suite. */
+/* Keys one of the suite's HMAC contexts and makes it the current one (cx->cur) for update and
+ * final: the slot already keyed with key (every slot compared in constant time), else the least
+ * recently used one. GW_EINVAL for an unknown suite. */
 static int mac_begin(struct gw_crypto *cx, enum gw_suite suite, const uint8_t *key, size_t keylen)
 {
     if (!gw_suite_valid((int)suite))
@@ -652,23 +665,34 @@ static int mac_begin(struct gw_crypto *cx, enum gw_suite suite, const uint8_t *k
     int s = (int)suite - 1;
     if (ensure_mac(cx, s) != 0)
         return GW_ECRYPTO;
-    cx->cur = cx->mac[s];
-    bool cacheable = keylen == GW_CRYPTO_KEY_LEN;
-    bool same = cacheable && cx->mac_keyed[s] && key_eq(cx->mac_key[s], key);
+    bool cacheable = keylen == GW_CRYPTO_KEY_LEN, same = false;
+    int j = 0;
+    for (int k = 0; k < MAC_SLOTS; k++) {
+        bool eq = cacheable && cx->mac_keyed[s][k] && key_eq(cx->mac_key[s][k], key);
+        if (eq) {
+            j = k;
+            same = true;
+        } else if (!same && cx->mac_used[s][k] < cx->mac_used[s][j]) {
+            j = k;
+        }
+    }
+    cx->cur = cx->mac[s][j];
     /* A NULL key re-initialises the HMAC with the key it already holds. */
     if (EVP_MAC_init(cx->cur, same ? NULL : key, same ? 0 : keylen, NULL) != 1) {
         ERR_clear_error();
-        cx->mac_keyed[s] = false;
-        OPENSSL_cleanse(cx->mac_key[s], sizeof cx->mac_key[s]);
+        cx->mac_keyed[s][j] = false;
+        cx->mac_used[s][j] = 0;
+        OPENSSL_cleanse(cx->mac_key[s][j], sizeof cx->mac_key[s][j]);
         return GW_ECRYPTO;
     }
     if (!same) {
-        cx->mac_keyed[s] = cacheable;
+        cx->mac_keyed[s][j] = cacheable;
         if (cacheable)
-            memcpy(cx->mac_key[s], key, GW_CRYPTO_KEY_LEN);
+            memcpy(cx->mac_key[s][j], key, GW_CRYPTO_KEY_LEN);
         else
-            OPENSSL_cleanse(cx->mac_key[s], sizeof cx->mac_key[s]);
+            OPENSSL_cleanse(cx->mac_key[s][j], sizeof cx->mac_key[s][j]);
     }
+    cx->mac_used[s][j] = cacheable ? ++cx->mac_clock : 0;
     return 0;
 }
 
@@ -849,6 +873,6 @@ int gw_crypto_content_mac(struct gw_crypto *cx, enum gw_suite suite,
         m.rc = mac_update(cx, m.b, m.n);
     if (m.rc == 0)
         m.rc = mac_final(cx, out);
-    OPENSSL_cleanse(m.b, m.hi); /* held plaintext field values (bytes past hi never written) */
+    gw_wipe(m.b, m.hi); /* held plaintext field values (bytes past hi never written) */
     return m.rc;
 }

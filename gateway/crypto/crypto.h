@@ -31,7 +31,8 @@
  * What the tag does not authenticate: no byte of the value or the AAD is left out; k_enc is not
  * a MAC input, but k_enc and k_mac derive from the same whole key, so a key wrong in any bit
  * (also one right in its first or last 16 bytes) changes k_mac and is refused like any wrong
- * key (test_tamper_table). The derivation is cached per key (one per record's data key).
+ * key (test_tamper_table). The derivation is cached for the last two keys (a record's data key
+ * and the KEK that wraps it: one derivation per record).
  * Opening refuses (GW_EDATALOSS) any value that is truncated, names an unknown version, an
  * algorithm other than the suite asked for, or fails to authenticate; it never returns partial
  * plaintext.

@@ -1,8 +1,9 @@
 /* crypto_sm.h: internal to the crypto layer (crypto.c is its one caller): the sm suite's sealing
  * construction, SM4-CTR + HMAC-SM3 encrypt-then-MAC, on OpenSSL 3 EVP. The format and the
  * construction are specified in crypto.h; this header only splits the code out of crypto.c.
- * Not thread-safe (one per struct gw_crypto); caches the last key, the k_enc and k_mac derived
- * from it and the contexts keyed with them, and wipes them on gw_sm_forget/gw_sm_free. */
+ * Not thread-safe (one per struct gw_crypto); caches the last two keys (a KEK and a data key) with
+ * the contexts keyed with the k_enc and k_mac derived from each, and wipes them on
+ * gw_sm_forget/gw_sm_free. */
 #ifndef GW_CRYPTO_SM_H
 #define GW_CRYPTO_SM_H
 

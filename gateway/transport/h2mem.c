@@ -12,7 +12,6 @@
 #include <unistd.h>
 
 #include <malloc.h>
-#include <openssl/crypto.h>
 
 #include "alloc.h"
 #include "memwipe.h"
@@ -91,7 +90,7 @@ static void wipe_slot(const struct gw_h2mem *m, unsigned i)
     (void)resident_pages(base, len, vec, npages);
     for (size_t k = 0; k < npages; k++)
         if (vec[k] & 1u)
-            OPENSSL_cleanse(base + k * ps, ps);
+            gw_wipe(base + k * ps, ps);
 }
 
 /* Wipes the block in slot i and unmaps it. */

@@ -457,6 +457,45 @@ static void test_hmac_cache(void **state)
     gw_crypto_free(fresh);
 }
 
+/* The key caches (sm: derived subkeys, two slots; HMAC: two keyed states per suite) under keys
+ * that alternate and rotate (a KEK and data keys; an index and a content key): every answer must
+ * be what a fresh context gives, and a value must open under its own key only, also when the
+ * other key is the one cached in the other slot. */
+static void test_key_cache(void **state)
+{
+    struct gw_crypto *cx = *state, *fresh = gw_crypto_new();
+    static const int order[] = {0, 1, 0, 1, 2, 0, 2, 1, 1, 0, 2, 2, 1};
+    uint8_t keys[3][32], v[64], back[64], a[32], b[32];
+    size_t n = 0, m = 0;
+    assert_non_null(fresh);
+    for (int k = 0; k < 3; k++)
+        memset(keys[k], 0x30 + k, 32);
+    keys[2][31] = 0x31; /* differs from keys[1] in the last byte only */
+    for (size_t i = 0; i < sizeof order / sizeof order[0]; i++) {
+        const uint8_t *key = keys[order[i]], *other = keys[(order[i] + 1) % 3];
+        assert_int_equal(gw_crypto_seal_into(cx, SU, key, (const uint8_t *)"aad", 3,
+                                             (const uint8_t *)"13800138000", 11, v, sizeof v, &n),
+                         0);
+        assert_int_equal(gw_crypto_open_into(fresh, SU, key, (const uint8_t *)"aad", 3, v, n, back,
+                                             sizeof back, &m),
+                         0);
+        assert_memory_equal(back, "13800138000", 11);
+        assert_int_equal(gw_crypto_open_into(cx, SU, other, (const uint8_t *)"aad", 3, v, n, back,
+                                             sizeof back, &m),
+                         GW_EDATALOSS);
+        assert_int_equal(gw_crypto_open_into(cx, SU, key, (const uint8_t *)"aad", 3, v, n, back,
+                                             sizeof back, &m),
+                         0);
+        assert_int_equal(gw_crypto_hmac(cx, SU, key, 32, (const uint8_t *)"x", 1, a), 0);
+        gw_crypto_forget(fresh);
+        assert_int_equal(gw_crypto_hmac(fresh, SU, key, 32, (const uint8_t *)"x", 1, b), 0);
+        assert_memory_equal(a, b, 32);
+        assert_int_equal(gw_crypto_hmac(cx, SU, other, 32, (const uint8_t *)"x", 1, a), 0);
+        assert_memory_not_equal(a, b, 32);
+    }
+    gw_crypto_free(fresh);
+}
+
 /* ---- sealing ---- */
 
 static const uint8_t RID[16] = {0x01, 0x23, 0x45, 0x67, 0x89, 0xab, 0xcd, 0xef,
@@ -1088,6 +1127,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_sm_seal_kat, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suites, setup, teardown),
         BOTH(test_hmac_cache),
+        BOTH(test_key_cache),
         BOTH(test_round_trip),
         BOTH(test_tamper_table),
         cmocka_unit_test_setup_teardown(test_aad_encoding, setup, teardown),
