@@ -58,7 +58,8 @@ typedef void (*gw_store_batch_cb)(void *arg, const struct gw_store_result *r, si
 struct gw_store_row {
     struct gw_sealed_waybill w;
     const char *dest_branch;
-    const char *custody_branch;
+    const char *custody_branch; /* NULL, or custody_buf */
+    char custody_buf[32];       /* scan.branch: at most 31 characters (sql/011) */
     int last_event;
     int64_t last_event_at; /* its time, Unix seconds; 0: none */
 };

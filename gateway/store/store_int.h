@@ -16,6 +16,12 @@
  * one per ciphertext (enum gw_col). Column k is parameter k + 1 of the group insert and result
  * column k of the read; nothing is numbered by hand. */
 #define GW_STORE_NCOLS (GW_REC_NCOLS + GW_COL_COUNT)
+/* After the columns, every read (gw_store_read_cols) has the destination branch (text) and
+ * waybill_scan_facts (sql/017: a record of custodian, last event and its time). */
+#define GW_STORE_READ_EXTRA 2
+#define GW_PG_INT8_OID 20u
+#define GW_PG_INT2_OID 21u
+#define GW_PG_TEXT_OID 25u
 /* The group insert's parameters: the columns, then the number's blind index under each other
  * suite (record.h: alt_wb_bidx; NULL when the keyring holds no such suite). */
 #define GW_STORE_NPARAMS (GW_STORE_NCOLS + GW_RECORD_ALTS)

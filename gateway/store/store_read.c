@@ -26,8 +26,7 @@ void gw_store_read_cols(struct gw_store_sql *b)
         gw_store_sql_expr(b, gw_store_col_type(k)->select, col);
     }
     gw_store_sql_add(b, ", (SELECT r.branch FROM route r WHERE r.region_code = "
-                        "w.dest_region_code), waybill_custodian(w.id), waybill_last_event(w.id), "
-                        "waybill_last_event_at(w.id)");
+                        "w.dest_region_code), waybill_scan_facts(w.id)");
 }
 
 char *gw_store_get_sql_new(void)
@@ -104,11 +103,75 @@ static void get_col(const PGresult *res, int row, int col0, size_t k, struct gw_
 
 int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out)
 {
-    if (PQnfields(res) != GW_STORE_NCOLS + 4) {
+    if (PQnfields(res) != GW_STORE_NCOLS + GW_STORE_READ_EXTRA) {
         memset(out, 0, sizeof(*out));
         return GW_EINTERNAL;
     }
     return gw_store_row_get_at(res, row, 0, out);
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* One field of a binary record (record_send: type oid, length or -1 for NULL, bytes) at *p of
+ * the n bytes left: its bytes in *v, *len (-1: NULL). false when it does not fit or its type is
+ * not oid. */
+static bool record_field(const uint8_t **p, size_t *n, uint32_t oid, const uint8_t **v,
+                         int32_t *len)
+{
+    if (*n < 8 || be32(*p) != oid)
+        return false;
+    *len = (int32_t)be32(*p + 4);
+    *p += 8;
+    *n -= 8;
+    if (*len < 0) {
+        *v = NULL;
+        return *len == -1;
+    }
+    if ((size_t)*len > *n)
+        return false;
+    *v = *p;
+    *p += *len;
+    *n -= (size_t)*len;
+    return true;
+}
+
+/* waybill_scan_facts(w.id) (sql/017) in binary: (custodian text, last_event int2,
+ * last_event_at int8). The custodian is copied into out->custody_buf (scan.branch is at most 31
+ * characters). NULL (a statement that does not ask): no custody, no event. false when malformed. */
+static bool scan_facts_get(const PGresult *res, int row, int col, struct gw_store_row *out)
+{
+    const uint8_t *p, *v;
+    size_t n;
+    int32_t len;
+
+    out->custody_branch = NULL;
+    out->last_event = 0;
+    out->last_event_at = 0;
+    if (PQgetisnull(res, row, col))
+        return true;
+    p = (const uint8_t *)PQgetvalue(res, row, col);
+    n = (size_t)PQgetlength(res, row, col);
+    if (n < 4 || be32(p) != 3)
+        return false;
+    p += 4;
+    n -= 4;
+    if (!record_field(&p, &n, GW_PG_TEXT_OID, &v, &len) || len >= (int32_t)sizeof(out->custody_buf))
+        return false;
+    if (v != NULL) {
+        memcpy(out->custody_buf, v, (size_t)len);
+        out->custody_buf[len] = '\0';
+        out->custody_branch = out->custody_buf;
+    }
+    if (!record_field(&p, &n, GW_PG_INT2_OID, &v, &len) || len != 2)
+        return false;
+    out->last_event = (int16_t)(v[0] << 8 | v[1]);
+    if (!record_field(&p, &n, GW_PG_INT8_OID, &v, &len) || len != 8 || n != 0)
+        return false;
+    out->last_event_at = (int64_t)((uint64_t)be32(v) << 32 | be32(v + 4));
+    return true;
 }
 
 int gw_store_row_get_at(const PGresult *res, int row, int col0, struct gw_store_row *out)
@@ -117,15 +180,16 @@ int gw_store_row_get_at(const PGresult *res, int row, int col0, struct gw_store_
     size_t k;
 
     memset(out, 0, sizeof(*out));
-    if (col0 < 0 || PQnfields(res) < x + 4 || row >= PQntuples(res) ||
+    if (col0 < 0 || PQnfields(res) < x + GW_STORE_READ_EXTRA || row >= PQntuples(res) ||
         PQgetlength(res, row, col0) != GW_STORE_ID_LEN)
         return GW_EINTERNAL;
     for (k = 0; k < GW_STORE_NCOLS; k++)
         get_col(res, row, col0, k, &out->w);
     out->dest_branch = PQgetisnull(res, row, x) ? NULL : PQgetvalue(res, row, x);
-    out->custody_branch = PQgetisnull(res, row, x + 1) ? NULL : PQgetvalue(res, row, x + 1);
-    out->last_event = (int)gw_pq_int(res, row, x + 2, 2);
-    out->last_event_at = gw_pq_int(res, row, x + 3, 8);
+    if (!scan_facts_get(res, row, x + 1, out)) {
+        memset(out, 0, sizeof(*out));
+        return GW_EINTERNAL;
+    }
     return 0;
 }
 

@@ -48,8 +48,8 @@ int gw_admin_count_suite(struct gw_admin *a, uint8_t alg, bool equal, long long 
 }
 
 /* SELECT of the batch: the store's columns (as store_read.c reads them) of the rows
- * waybill_reseal_take locks for this transaction, then the four extras gw_store_row_get expects
- * (routing, custody, last event: not needed here). */
+ * waybill_reseal_take locks for this transaction, then the two extras gw_store_row_get expects
+ * (routing, the scan facts: not needed here). */
 static char *select_sql(void)
 {
     struct gw_store_sql b = {.len = 0};
@@ -61,7 +61,7 @@ static char *select_sql(void)
         gw_store_sql_add(&b, "%s", k > 0 ? ", " : "");
         gw_store_sql_expr(&b, gw_store_col_type(k)->select, col);
     }
-    gw_store_sql_add(&b, ", NULL::text, NULL::text, 0::smallint, 0::bigint FROM "
+    gw_store_sql_add(&b, ", NULL::text, NULL::text FROM "
                          "waybill_reseal_take($1::integer, $3, $2::integer) w ORDER BY w.id");
     return b.overflow ? NULL : gw_strdup(b.buf);
 }

@@ -252,6 +252,23 @@ static void test_one_event_per_waybill_per_group(void **state)
                         "c-3");
 }
 
+/* waybill_scan_facts (sql/017, what every read asks) answers what the three functions answer:
+ * W3 in custody at c, W2 departed (no custodian), W1 departed, a waybill with no scan. */
+static void test_scan_facts_agree(void **state)
+{
+    (void)state;
+    if (!pg_ok)
+        skip();
+    assert_string_equal(
+        q1("SELECT string_agg(((t.f).custodian IS NOT DISTINCT FROM waybill_custodian(t.x) AND "
+           "(t.f).last_event = waybill_last_event(t.x) AND (t.f).last_event_at = "
+           "waybill_last_event_at(t.x))::text || ':' || coalesce((t.f).custodian, '-') || "
+           "(t.f).last_event, ' ' ORDER BY t.o) FROM (SELECT x, o, waybill_scan_facts(x) AS f "
+           "FROM unnest(ARRAY['" W1 "', '" W2 "', '" W3 "', gen_random_uuid()::text]::uuid[]) "
+           "WITH ORDINALITY AS u(x, o)) t"),
+        "true:-3 true:-3 true:c2 true:-0");
+}
+
 static void test_cancelled_never_answers(void **state)
 {
     struct out o = {0};
@@ -323,6 +340,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_outcomes),
         cmocka_unit_test(test_one_event_per_waybill_per_group),
+        cmocka_unit_test(test_scan_facts_agree),
         cmocka_unit_test(test_cancelled_never_answers),
         cmocka_unit_test(test_gateway_role_only_under_intake_scope),
     };
