@@ -614,9 +614,9 @@ figure_search() {
     local sql where
     sql=$("$BENCH_BASE" get-sql)
     where="WHERE \\1sender_phone_bidx = '\\\\x$bidx'::bytea OR \\1recipient_phone_bidx = '\\\\x$bidx'::bytea ORDER BY \\1accepted_at DESC, \\1id LIMIT 21"
-    sql=$(sed -E "s/WHERE ([a-z_]+\\.)?wb_bidx = \\\$1\$/$where/" <<<"$sql")
+    sql=$(sed -E "s/WHERE ([a-z_]+\\.)?wb_bidx IN \\(\\\$1, \\\$2\\)\$/$where/" <<<"$sql")
     if [[ $sql == *'$1'* ]]; then
-        R_state=fail R_why="bench_base get-sql: the statement does not end in WHERE wb_bidx = \$1; cannot derive the Search baseline"
+        R_state=fail R_why="bench_base get-sql: the statement does not end in WHERE wb_bidx IN (\$1, \$2); cannot derive the Search baseline"
         note_state s0
         return
     fi
