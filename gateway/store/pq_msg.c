@@ -46,17 +46,20 @@ bool gw_pq_hex(const char *hex, uint8_t *out, size_t n)
     return hex[2 * n] == '\0';
 }
 
-int64_t gw_pq_int(const PGresult *res, int row, int col, int len)
+int64_t gw_pq_int_at(const uint8_t *p, int len)
 {
-    const uint8_t *p;
     uint64_t v = 0;
 
-    if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != len)
-        return 0;
-    p = (const uint8_t *)PQgetvalue(res, row, col);
     for (int i = 0; i < len; i++)
         v = v << 8 | p[i];
     if (len < 8 && (v >> (8 * len - 1)) != 0) /* sign-extend */
         v |= ~0ull << (8 * len);
     return (int64_t)v;
+}
+
+int64_t gw_pq_int(const PGresult *res, int row, int col, int len)
+{
+    if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != len)
+        return 0;
+    return gw_pq_int_at((const uint8_t *)PQgetvalue(res, row, col), len);
 }

@@ -24,5 +24,7 @@ bool gw_pq_hex(const char *hex, uint8_t *out, size_t n);
 /* The binary-format integer (int2, int4 or int8: len 2, 4 or 8 bytes, big-endian, signed) at
  * (row, col), or 0 when it is NULL or not len bytes long. */
 int64_t gw_pq_int(const PGresult *res, int row, int col, int len);
+/* The same decoding of len (1..8) big-endian bytes at p: the fields of a binary record. */
+int64_t gw_pq_int_at(const uint8_t *p, int len);
 
 #endif

@@ -9,6 +9,7 @@
  */
 #include <limits.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,10 +32,9 @@
 /* The lock on a waybill number, for as long as the group's transaction: pg_advisory_xact_lock
  * (class, key), class 1399 (store_scan.c's scans are 1398), key a number_lock_key. The keys come
  * sorted and unnest yields them in array order, so every group takes its locks in one order. */
-#define NUMBER_LOCK_CLASS 1399
-static const char number_lock_sql[] = "SELECT count(pg_advisory_xact_lock(1399, k)) "
-                                      "FROM unnest($1::integer[]) AS k";
-_Static_assert(NUMBER_LOCK_CLASS == 1399, "number_lock_sql names the class");
+#define NUMBER_LOCK_CLASS "1399"
+static const char number_lock_sql[] =
+    "SELECT count(pg_advisory_xact_lock(" NUMBER_LOCK_CLASS ", k)) FROM unnest($1::integer[]) AS k";
 
 /* Indexed by enum gw_rec_kind. */
 static const struct gw_store_sqltype sqltypes[] = {
@@ -209,15 +209,21 @@ static size_t arr_size(const struct gw_store_group *g, size_t k)
 
 /* Writes column k's array for g at p (arr_size bytes): one dimension of g->n elements of type
  * oid, lower bound 1, "may hold NULLs". Returns the end. */
+/* The header of a one-dimensional binary array of n elements of type oid, lower bound 1. */
+static uint8_t *arr_header(uint8_t *p, uint32_t oid, uint32_t n, bool may_hold_nulls)
+{
+    p = put32(p, 1);
+    p = put32(p, may_hold_nulls ? 1u : 0u);
+    p = put32(p, oid);
+    p = put32(p, n);
+    return put32(p, 1);
+}
+
 static uint8_t *arr_write(uint8_t *p, const struct gw_store_group *g, size_t k, uint32_t oid)
 {
     size_t i;
 
-    p = put32(p, 1);
-    p = put32(p, 1);
-    p = put32(p, oid);
-    p = put32(p, (uint32_t)g->n);
-    p = put32(p, 1);
+    p = arr_header(p, oid, (uint32_t)g->n, true);
     for (i = 0; i < g->n; i++) {
         const struct gw_store_item *it = g->items[i];
 
@@ -344,11 +350,7 @@ static size_t number_lock_array(const struct gw_store_group *g, uint8_t *buf)
     for (i = 0; i < n; i++)
         if (u == 0 || keys[i] != keys[u - 1])
             keys[u++] = keys[i];
-    p = put32(p, 1);
-    p = put32(p, 0); /* no NULLs */
-    p = put32(p, OID_INT4);
-    p = put32(p, (uint32_t)u);
-    p = put32(p, 1);
+    p = arr_header(p, OID_INT4, (uint32_t)u, false);
     for (i = 0; i < u; i++) {
         p = put32(p, 4);
         p = put32(p, keys[i]);

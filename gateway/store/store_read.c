@@ -110,20 +110,15 @@ int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out)
     return gw_store_row_get_at(res, row, 0, out);
 }
 
-static uint32_t be32(const uint8_t *p)
-{
-    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* One field of a binary record (record_send: type oid, length or -1 for NULL, bytes) at *p of
  * the n bytes left: its bytes in *v, *len (-1: NULL). false when it does not fit or its type is
  * not oid. */
 static bool record_field(const uint8_t **p, size_t *n, uint32_t oid, const uint8_t **v,
                          int32_t *len)
 {
-    if (*n < 8 || be32(*p) != oid)
+    if (*n < 8 || gw_pq_int_at(*p, 4) != (int64_t)oid)
         return false;
-    *len = (int32_t)be32(*p + 4);
+    *len = (int32_t)gw_pq_int_at(*p + 4, 4);
     *p += 8;
     *n -= 8;
     if (*len < 0) {
@@ -154,7 +149,7 @@ static bool scan_facts_get(const PGresult *res, int row, int col, struct gw_stor
         return true;
     p = (const uint8_t *)PQgetvalue(res, row, col);
     n = (size_t)PQgetlength(res, row, col);
-    if (n < 4 || be32(p) != 3)
+    if (n < 4 || gw_pq_int_at(p, 4) != 3)
         return false;
     p += 4;
     n -= 4;
@@ -167,10 +162,10 @@ static bool scan_facts_get(const PGresult *res, int row, int col, struct gw_stor
     }
     if (!record_field(&p, &n, GW_PG_INT2_OID, &v, &len) || len != 2)
         return false;
-    out->last_event = (int16_t)(v[0] << 8 | v[1]);
+    out->last_event = (int)gw_pq_int_at(v, 2);
     if (!record_field(&p, &n, GW_PG_INT8_OID, &v, &len) || len != 8 || n != 0)
         return false;
-    out->last_event_at = (int64_t)((uint64_t)be32(v) << 32 | be32(v + 4));
+    out->last_event_at = gw_pq_int_at(v, 8);
     return true;
 }
 

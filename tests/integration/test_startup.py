@@ -27,6 +27,17 @@ def variant(stack, name, edit):
     return path
 
 
+def refused_with_file(stack, section, key, name, content, conf_name):
+    """--check-config with [section] key pointing at a new file `name` holding `content`: must
+    exit 2; returns (that file's path, stderr)."""
+    bad = os.path.join(stack.dir, name)
+    with open(bad, "w") as f:
+        f.write(content)
+    rc, err = start(variant(stack, conf_name, set_key(section, key, bad)))
+    assert rc == 2, err
+    return bad, err
+
+
 def test_dev_config_accepted(stack):
     rc, err = start(os.path.join(stack.dir, "waygated.conf"))
     assert rc == 0, err
@@ -142,12 +153,8 @@ def test_check_config_server_certificate_missing(stack):
     assert rc == 2, err
     assert "cc-cert-missing.conf:%d: [tls] cert" % line_of(path, "cert") in err, err
     # a file that is there but holds no certificate: refused when loaded, naming it
-    garbage = os.path.join(stack.dir, "cc-not-a-cert.crt")
-    with open(garbage, "w") as f:
-        f.write("not a certificate\n")
-    path = variant(stack, "cc-cert-garbage.conf", set_key("tls", "cert", garbage))
-    rc, err = start(path)
-    assert rc == 2, err
+    garbage, err = refused_with_file(stack, "tls", "cert", "cc-not-a-cert.crt",
+                                     "not a certificate\n", "cc-cert-garbage.conf")
     assert "cc-cert-garbage.conf" in err and garbage in err and "[tls]" in err, err
     assert "certificate" in err, err
 
@@ -162,12 +169,9 @@ def test_check_config_key_not_matching_certificate(stack):
 
 
 def test_check_config_client_ca_and_crl_loaded(stack):
-    bad = os.path.join(stack.dir, "cc-not-a-crl.pem")
-    with open(bad, "w") as f:
-        f.write("-----BEGIN X509 CRL-----\nnot base64 at all\n-----END X509 CRL-----\n")
-    path = variant(stack, "cc-bad-crl.conf", set_key("tls", "crl", bad))
-    rc, err = start(path)
-    assert rc == 2, err
+    bad, err = refused_with_file(
+        stack, "tls", "crl", "cc-not-a-crl.pem",
+        "-----BEGIN X509 CRL-----\nnot base64 at all\n-----END X509 CRL-----\n", "cc-bad-crl.conf")
     assert bad in err and "CRL" in err, err
 
 
@@ -215,12 +219,8 @@ def test_check_config_forward_certificates(stack):
     assert "[forward]" in err and certs(stack, "courier_a.key") in err, err
     assert "mismatch" in err or "does not match" in err, err
     # its CA bundle holding no certificate
-    bad = os.path.join(stack.dir, "cc-not-a-ca.crt")
-    with open(bad, "w") as f:
-        f.write("not a CA bundle\n")
-    path = variant(stack, "cc-fwd-ca.conf", set_key("forward", "ca", bad))
-    rc, err = start(path)
-    assert rc == 2, err
+    bad, err = refused_with_file(stack, "forward", "ca", "cc-not-a-ca.crt", "not a CA bundle\n",
+                                 "cc-fwd-ca.conf")
     assert "[forward]" in err and bad in err and "CA" in err, err
 
 
