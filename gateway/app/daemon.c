@@ -3,12 +3,15 @@
  * server; frees them in reverse order of creation. Returns the exit status to main(), the only
  * place that exits. */
 #include <ctype.h>
+#include <errno.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -422,9 +425,10 @@ static int start_audit(struct gw_app *app, const char *path)
 }
 
 /* --check-config, the files a start would load beyond the keyring and the policy (loaded by the
- * caller): the audit signing key of the suite, the server's certificate, key (matching it), client
- * CA and CRL, and the forwarder's; the certificates not expired, the CRL's nextUpdate not past.
- * Binds nothing, connects to nothing. Returns 0, or -1 with one line on stderr naming the file. */
+ * caller): the log file, the audit signing key of the suite, the server's certificate, key
+ * (matching it), client CA and CRL, and the forwarder's; the certificates not expired, the CRL's
+ * nextUpdate not past. Binds nothing, connects to nothing. Returns 0, or -1 with one line on stderr
+ * naming the file. */
 static int check_tls_expiry(const char *path, const char *what, const char *file,
                             const struct gw_tls *t, bool crl)
 {
@@ -446,6 +450,43 @@ static int check_tls_expiry(const char *path, const char *what, const char *file
     return 0;
 }
 
+/* [log] file: appendable as it stands, or creatable in an existing directory the daemon may
+ * write (nothing is created here). 0, or -1 with the reason on stderr. */
+static int check_log_file(const char *path, const char *file)
+{
+    struct stat st;
+    char dir[PATH_MAX];
+    const char *slash;
+
+    if (stat(file, &st) == 0) {
+        if (!S_ISREG(st.st_mode)) {
+            fprintf(stderr, "%s: [log] file %s: not a regular file\n", path, file);
+            return -1;
+        }
+        if (access(file, W_OK) != 0) {
+            fprintf(stderr, "%s: [log] file %s: cannot be opened for appending (%s)\n", path, file,
+                    strerror(errno));
+            return -1;
+        }
+        return 0;
+    }
+    slash = strrchr(file, '/');
+    if (slash == NULL || (size_t)(slash - file) >= sizeof dir) {
+        fprintf(stderr, "%s: [log] file %s: must be an absolute path\n", path, file);
+        return -1;
+    }
+    memcpy(dir, file, (size_t)(slash - file));
+    dir[slash - file] = '\0';
+    if (dir[0] == '\0')
+        snprintf(dir, sizeof dir, "/");
+    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) || access(dir, W_OK | X_OK) != 0) {
+        fprintf(stderr, "%s: [log] file %s: its directory %s %s\n", path, file, dir,
+                stat(dir, &st) != 0 || !S_ISDIR(st.st_mode) ? "does not exist" : "is not writable");
+        return -1;
+    }
+    return 0;
+}
+
 static int check_files(const struct gw_config *cfg, const char *path, struct gw_keyring *keys)
 {
     struct gw_sign_key key;
@@ -453,6 +494,8 @@ static int check_files(const struct gw_config *cfg, const char *path, struct gw_
     char err[512];
     int rc;
 
+    if (cfg->log_file != NULL && check_log_file(path, cfg->log_file) != 0)
+        return -1;
     if (gw_audit_signer(keys, &key) != 0) {
         fprintf(stderr,
                 "%s: [keys] keyring %s: no %s audit signing key (`waygatectl keys rotate "

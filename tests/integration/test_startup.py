@@ -272,3 +272,19 @@ def test_check_config_metrics_tls_needs_listen(stack):
         "metrics", "tls", "true")(set_key("metrics", "listen", "0.0.0.0:1")(c)))
     rc, err = start(wide_tls)
     assert rc == 0, err
+
+
+def test_check_config_log_file_unwritable(stack):
+    """[log] file in a directory that does not exist, or naming a directory: refused by
+    --check-config with the file and the reason, instead of a start that fails later."""
+    missing = os.path.join(stack.dir, "no-such-dir", "waygated.log")
+    rc, err = start(variant(stack, "log-missing.conf", set_key("log", "file", missing)))
+    assert rc == 2, err
+    assert "[log] file %s" % missing in err and "does not exist" in err
+    rc, err = start(variant(stack, "log-dir.conf", set_key("log", "file", stack.dir)))
+    assert rc == 2, err
+    assert "[log] file %s: not a regular file" % stack.dir in err
+    ok = os.path.join(stack.dir, "check-config-new.log")
+    rc, err = start(variant(stack, "log-ok.conf", set_key("log", "file", ok)))
+    assert rc == 0, err
+    assert not os.path.exists(ok)  # checked, not created
