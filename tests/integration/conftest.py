@@ -269,3 +269,19 @@ def _close_test_channels(request):
     keep = len(s._channels)
     yield
     s.close_channels(keep)
+
+
+def cluster_pids(stack):
+    """The stack's PostgreSQL processes: the postmaster and its children."""
+    with open(os.path.join(stack.dir, "pg", "data", "postmaster.pid")) as f:
+        postmaster = int(f.readline())
+    pids = [postmaster]
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
+                        pids.append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    return pids

@@ -15,7 +15,7 @@ import warnings
 import grpc
 import pytest
 
-from conftest import BUILD, wait_for
+from conftest import BUILD, cluster_pids, wait_for
 import waygate_proto
 
 HEALTH = "/grpc.health.v1.Health/Check"
@@ -228,22 +228,6 @@ def test_garbage_request_invalid_argument(stack):
     # A length-delimited field whose length runs past the end of the message.
     e = rpc_error(lambda: stack.unary(HEALTH, b"\x0a\x7fabc", None))
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
-
-
-def cluster_pids(stack):
-    """The stack's PostgreSQL processes: the postmaster and its children."""
-    with open(os.path.join(stack.dir, "pg", "data", "postmaster.pid")) as f:
-        postmaster = int(f.readline())
-    pids = [postmaster]
-    for d in os.listdir("/proc"):
-        if d.isdigit():
-            try:
-                with open("/proc/%s/stat" % d) as f:
-                    if int(f.read().rsplit(")", 1)[1].split()[1]) == postmaster:
-                        pids.append(int(d))
-            except (OSError, IndexError, ValueError):
-                pass
-    return pids
 
 
 class SecondGateway:

@@ -3,17 +3,20 @@ well-formed text, counters that move with what the test does (a Submit, a refusa
 gauges that say what an operator must watch (database up, certificate and CRL expiry, the audit
 chain's sequence), nothing but GET /metrics answered, and no personal information in it."""
 import http.client
+import os
 import re
 import shlex
+import signal
 import socket
 import ssl
 import subprocess
+import time
 
 import grpc
 import pytest
 
 import query_data
-from conftest import ExtraGateway, wait_for
+from conftest import ExtraGateway, cluster_pids, wait_for
 
 SUBMIT = "/waygate.v1.WaybillIntake/Submit"
 GET = "/waygate.v1.WaybillQuery/Get"
@@ -147,6 +150,33 @@ def test_outbox_depth_and_forwarder_counters_move(stack):
                     value(before, "waygate_forward_delivered_total"), 150)
     assert wait_for(lambda: (lambda s: value(s, "waygate_outbox_deliveries") -
                              value(s, "waygate_outbox_parked") == 0)(scrape(stack)[0]), 150)
+
+
+
+def test_scrape_answers_while_the_database_hangs(stack):
+    """A scrape never waits on a hung database for long: with PostgreSQL frozen (SIGSTOP), a
+    scrape whose outbox sample is stale starts a query that cannot finish and answers with the
+    older sample once its wait runs out (SAMPLE_WAIT_MS, metrics.c); a second scrape does the
+    same without a second query. Once PostgreSQL moves again, the sample is fresh again. (The
+    only time here is a lower bound: the sleep makes the first sample stale.)"""
+    first, _ = scrape(stack)
+    assert ("waygate_outbox_deliveries", ()) in first
+    pids = cluster_pids(stack)
+    try:
+        for pid in pids:
+            os.kill(pid, signal.SIGSTOP)
+        time.sleep(1.5)  # older than SAMPLE_FRESH_MS (1 s): the next scrape asks for a sample
+        for _ in range(2):
+            during, _ = scrape(stack)  # http.client's 30 s timeout: a hang fails the test
+            assert value(during, "waygate_outbox_sample_age_seconds") >= 1.5
+            assert value(during, "waygate_outbox_deliveries") == \
+                value(first, "waygate_outbox_deliveries")
+    finally:
+        for pid in pids:
+            os.kill(pid, signal.SIGCONT)
+    assert wait_for(lambda: value(scrape(stack)[0], "waygate_outbox_sample_age_seconds") < 1.5,
+                    60), "the outbox sample did not refresh after PostgreSQL came back"
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
 
 
 # --- [metrics] tls: over mTLS, for a registered system_admin certificate only ---
