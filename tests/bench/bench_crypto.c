@@ -5,8 +5,10 @@
  * opening it all again. Single thread. The suites alternate in ROUNDS rounds of N records and
  * each figure is the median over the rounds (CPU time of the process), so a neighbour's load on
  * a shared machine hits both suites alike. A tool, not a test: nothing is asserted.
- * Build: linked against waygate_core (tests/bench/CMakeLists.txt). Run: build/tests/bench/bench_crypto
- * (both suites, alternating), or bench_crypto aes|sm (that suite alone: for perf record). */
+ * Build: linked against waygate_core (tests/bench/CMakeLists.txt). Run:
+ * build/tests/bench/bench_crypto (both suites, alternating), or bench_crypto aes|sm (that suite
+ * alone: for perf record or an A/B of two builds); BENCH_CRYPTO_N=RECORDS per round and phase
+ * (default 20000). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,7 +17,8 @@
 #include "crypto.h"
 #include "record.h"
 
-enum { N = 20000, ROUNDS = 7, PHASES = 3 };
+enum { ROUNDS = 7, PHASES = 3 };
+static int N = 20000; /* records per round and phase; BENCH_CRYPTO_N overrides */
 
 static const char *const phase_name[PHASES] = {
     "seal 23 fields x 20 B + new DEK + wrap",
@@ -134,6 +137,9 @@ static int one_suite(const char *name)
 
 int main(int argc, char **argv)
 {
+    const char *n = getenv("BENCH_CRYPTO_N");
+    if (n && atoi(n) > 0)
+        N = atoi(n);
     if (argc == 2)
         return one_suite(argv[1]);
     static double us[PHASES][GW_SUITE_COUNT][ROUNDS], ratio[PHASES][ROUNDS];

@@ -294,6 +294,8 @@ def main():
                 say("adding the sm suite to %s (waygatectl keys add-suite)" % keyring)
                 run([CTL, "keys", "add-suite", "--suite", "sm", "--keyring", keyring])
         else:
+            if not re.search(r"(?m)^suite sm: no keys", status):
+                sys.exit("suite_ab: --keyring split needs a stack whose keyring has no sm keys (%s has)" % keyring)
             keyrings["sm"] = os.path.join(d, "keyring-sm")
             if not os.path.exists(keyrings["sm"]):
                 old = os.umask(0o077)
