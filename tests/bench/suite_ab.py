@@ -202,7 +202,7 @@ class Bench:
         w = subprocess.Popen([WGLOAD, "--addr", g.addr, "-c", "4", "-s", "16", "-d", str(self.dur), "-w", "1",
                               "--first", str(self.next)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                              text=True)
-        win = max(1.0, self.dur - 3.0)  # from 2 s in (1 s warm-up + 1 s) to 1 s before the end
+        win = max(1.0, self.dur - 2.0)  # from 2 s in (1 s warm-up + 1 s) to 1 s before the end
         time.sleep(2)
         a0 = g.accepted()
         if self.perf:
