@@ -31,6 +31,10 @@ each figure, and whether sm's s64/a1 median reaches the issue's 1.2x.
 single-suite deployment does, without the per-number locks and the other suite's blind indexes a
 two-suite keyring costs every Submit (docs/operations.md, moving records to another suite).
 
+--dir DIR runs on an existing dev stack instead of a throw-away one, and changes it: its
+waygated.conf's [forward] endpoint is commented out, and in the default mode its keyring gains the
+sm suite (split needs a keyring without sm: use a fresh stack).
+
 Environment: BENCH_DURATION (s per figure, default 10), WAYGATE_BUILD (default ./build),
 SUITE_AB_KEEP=1 keeps the logs and the throw-away stack's directory (stopped) (their directory is printed).
 A tool, not a test. Invariants: the gateways it starts and (without --dir) the stack are stopped
