@@ -1,6 +1,6 @@
-#!/usr/bin/python3
-"""suite_ab.py [ROUNDS] [--dir DIR]: Submit at 64 streams under the sm suite and under aes, each
-against the one-row pgbench baseline (a1) on the SAME database, in the same run (issue 11).
+"""suite_ab.py [ROUNDS] [--keyring both|split] [--dir DIR]: Submit at 64 streams under the sm suite
+and under aes, each against the one-row pgbench baseline (a1) on the SAME database, in the same run
+(issue 11).
 
 One dev stack, one PostgreSQL, one database, one keyring holding both suites (`waygatectl keys
 add-suite --suite sm`), and two gateways of the same binary beside the stack's own: one with
