@@ -4,12 +4,16 @@
  * depends on every key bit. The derivation is cached for the last SM_SLOTS keys, each slot an
  * SM4-CTR and an HMAC context keyed with the subkeys: a record seals under the KEK (the wrapped
  * data key) and under its data key (the fields), so two slots derive once per record, not twice.
- * A key is compared against every slot in constant time (CRYPTO_memcmp, no early exit); a miss
- * replaces the least recently used slot.
+ * A key is compared against every slot in constant time (key_eq: 8-byte words, no early exit); a
+ * miss replaces the least recently used slot. Per field the work is the format's own: one IV
+ * reset and SM4-CTR over the value, and one HMAC-SM3 restarted from the held key's precomputed
+ * pads (2-3 SM3 compressions for head | aadlen | aad | ct of a ~20-byte field, 1 for the outer
+ * hash), fed in one update when value and AAD fit the stack buffer; the derivation (8
+ * compressions and an SM4 key schedule) runs once per key, not per field.
  * Invariants: open computes and compares (CRYPTO_memcmp) the tag before decrypting a byte; every
- * key copy this file owns (the slots' keys, the derived subkeys on the stack) is wiped with
- * OPENSSL_cleanse, the contexts' key schedules by freeing them (forget, free); a failed seal or
- * open wipes its output and unkeys its slot. */
+ * key copy this file owns (the slots' keys, the derived subkeys and the full HMAC on the stack)
+ * is wiped (OPENSSL_cleanse, or gw_wipe on the per-field path), the contexts' key schedules by
+ * freeing them (forget, free); a failed seal or open wipes its output and unkeys its slot. */
 #include "crypto_sm.h"
 
 #include <stdbool.h>
@@ -27,6 +31,9 @@
 #define KENC_LEN GW_CRYPTO_SM4_KEY_LEN                     /* k_enc: 16 bytes (SM4) */
 #define KMAC_LEN GW_CRYPTO_SM_MAC_KEY_LEN                  /* k_mac: 32 bytes */
 #define SM_SLOTS 2                                         /* the KEK and one data key */
+#define MAC_LEN 32                                         /* HMAC-SM3's output */
+/* Values up to this many bytes go into the tag's one update with head, length and AAD. */
+#define TAG_INLINE_CT 256
 
 /* Derivation labels (crypto.h): k_enc = HMAC-SM3(key, ENC)[0..16), k_mac = HMAC-SM3(key, MAC). */
 static const char label_enc[] = "waygate-sm-enc-v1";
@@ -48,6 +55,19 @@ struct gw_sm {
     unsigned long clock;
     struct sm_slot slot[SM_SLOTS];
 };
+
+/* Constant-time equality of two keys (CRYPTO_memcmp goes byte by byte and showed in profiles:
+ * every field's seal compares its key with both slots). */
+static bool key_eq(const uint8_t *a, const uint8_t *b)
+{
+    uint64_t d = 0, x, y;
+    for (size_t i = 0; i < GW_CRYPTO_KEY_LEN; i += 8) {
+        memcpy(&x, a + i, 8);
+        memcpy(&y, b + i, 8);
+        d |= x ^ y;
+    }
+    return d == 0;
+}
 
 static void unkey(struct sm_slot *s)
 {
@@ -118,7 +138,7 @@ fail:
 static int derive_one(struct gw_sm *sm, const uint8_t *key, const char *label, uint8_t *out,
                       size_t outlen)
 {
-    uint8_t full[EVP_MAX_MD_SIZE];
+    uint8_t full[MAC_LEN];
     size_t n = 0;
     int ok = EVP_MAC_init(sm->kdf, key, key ? GW_CRYPTO_KEY_LEN : 0, NULL) == 1 &&
              EVP_MAC_update(sm->kdf, (const uint8_t *)label, strlen(label)) == 1 &&
@@ -160,7 +180,7 @@ static struct sm_slot *use_key(struct gw_sm *sm, const uint8_t key[GW_CRYPTO_KEY
     struct sm_slot *hit = NULL, *victim = &sm->slot[0];
     for (int i = 0; i < SM_SLOTS; i++) {
         struct sm_slot *s = &sm->slot[i];
-        bool eq = CRYPTO_memcmp(s->key, key, GW_CRYPTO_KEY_LEN) == 0;
+        bool eq = key_eq(s->key, key);
         if (s->keyed && eq)
             hit = s;
         if (s->used < victim->used) /* unkeyed slots have used == 0 */
@@ -207,11 +227,11 @@ void gw_sm_forget(struct gw_sm *sm)
 }
 
 /* tag = HMAC-SM3(k_mac, head | aadlen (8 BE) | aad | ct)[0..16), with s->mac keyed by use_key;
- * head, length and AAD go in one update when they fit on the stack. */
+ * head, length, AAD and (up to TAG_INLINE_CT bytes) the ciphertext go in one update. */
 static int tag_of(struct sm_slot *s, const uint8_t *head, const uint8_t *aad, size_t aadlen,
                   const uint8_t *ct, size_t ctlen, uint8_t tag[GW_CRYPTO_TAG_LEN])
 {
-    uint8_t buf[HEAD_LEN + 8 + GW_CRYPTO_AAD_MAX], full[EVP_MAX_MD_SIZE];
+    uint8_t buf[HEAD_LEN + 8 + GW_CRYPTO_AAD_MAX + TAG_INLINE_CT], full[MAC_LEN];
     size_t n = 0, outl = 0;
     if (EVP_MAC_init(s->mac, NULL, 0, NULL) != 1) /* restart under the key it holds */
         goto fail;
@@ -219,29 +239,33 @@ static int tag_of(struct sm_slot *s, const uint8_t *head, const uint8_t *aad, si
     n = HEAD_LEN;
     for (int k = 0; k < 8; k++)
         buf[n++] = (uint8_t)((uint64_t)aadlen >> (8 * (7 - k)));
-    if (aadlen && aadlen <= GW_CRYPTO_AAD_MAX) {
-        memcpy(buf + n, aad, aadlen);
-        n += aadlen;
-    } else if (aadlen) {
-        if (EVP_MAC_update(s->mac, buf, n) != 1)
+    if (aadlen > GW_CRYPTO_AAD_MAX) { /* what is buffered so far, then the AAD itself */
+        if (EVP_MAC_update(s->mac, buf, n) != 1 || EVP_MAC_update(s->mac, aad, aadlen) != 1)
             goto fail;
         n = 0;
-        if (EVP_MAC_update(s->mac, aad, aadlen) != 1)
+    } else if (aadlen) {
+        memcpy(buf + n, aad, aadlen);
+        n += aadlen;
+    }
+    if (ctlen > TAG_INLINE_CT) { /* likewise for a long value */
+        if (EVP_MAC_update(s->mac, buf, n) != 1 || EVP_MAC_update(s->mac, ct, ctlen) != 1)
             goto fail;
+        n = 0;
+    } else if (ctlen) {
+        memcpy(buf + n, ct, ctlen);
+        n += ctlen;
     }
     if (n && EVP_MAC_update(s->mac, buf, n) != 1)
-        goto fail;
-    if (ctlen && EVP_MAC_update(s->mac, ct, ctlen) != 1)
         goto fail;
     if (EVP_MAC_final(s->mac, full, &outl, sizeof full) != 1 || outl < GW_CRYPTO_TAG_LEN)
         goto fail;
     memcpy(tag, full, GW_CRYPTO_TAG_LEN);
-    OPENSSL_cleanse(full, sizeof full);
+    gw_wipe(full, sizeof full);
     return 0;
 fail:
     ERR_clear_error();
     unkey(s);
-    OPENSSL_cleanse(full, sizeof full);
+    gw_wipe(full, sizeof full);
     return GW_ECRYPTO;
 }
 

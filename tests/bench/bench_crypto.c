@@ -5,7 +5,10 @@
  * opening it all again. Single thread. The suites alternate in ROUNDS rounds of N records and
  * each figure is the median over the rounds (CPU time of the process), so a neighbour's load on
  * a shared machine hits both suites alike. A tool, not a test: nothing is asserted.
- * Build: linked against waygate_core (tests/bench/CMakeLists.txt). Run: build/bench_crypto */
+ * Build: linked against waygate_core (tests/bench/CMakeLists.txt). Run:
+ * build/tests/bench/bench_crypto (both suites, alternating), or bench_crypto aes|sm (that suite
+ * alone: for perf record or an A/B of two builds); BENCH_CRYPTO_N=RECORDS per round and phase
+ * (default 20000). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +17,8 @@
 #include "crypto.h"
 #include "record.h"
 
-enum { N = 20000, ROUNDS = 7, PHASES = 3 };
+enum { ROUNDS = 7, PHASES = 3 };
+static int N = 20000; /* records per round and phase; BENCH_CRYPTO_N overrides */
 
 static const char *const phase_name[PHASES] = {
     "seal 23 fields x 20 B + new DEK + wrap",
@@ -109,8 +113,35 @@ static double median(double *v, int n)
     return v[n / 2];
 }
 
-int main(void)
+/* bench_crypto SUITE: that suite only, ROUNDS x N records of each phase, for a profiler. */
+static int one_suite(const char *name)
 {
+    enum gw_suite su;
+    struct gw_crypto *cx = gw_crypto_new();
+    struct keys k;
+    struct sealed s;
+    if (gw_suite_parse(name, &su) != 0 || !cx || gw_crypto_dek_new(cx, k.kek) ||
+        gw_crypto_dek_new(cx, k.ikey) || gw_crypto_dek_new(cx, k.ckey) ||
+        seal_record(cx, su, &k, 1, 0, &s))
+        return 1;
+    for (int p = 0; p < PHASES; p++) {
+        double v[ROUNDS];
+        for (int r = 0; r < ROUNDS; r++)
+            if ((v[r] = run(cx, su, &k, p, &s)) < 0)
+                return (int)-v[r];
+        printf("%-60s %9.2f us (%s)\n", phase_name[p], median(v, ROUNDS), name);
+    }
+    gw_crypto_free(cx);
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    const char *n = getenv("BENCH_CRYPTO_N");
+    if (n && atoi(n) > 0)
+        N = atoi(n);
+    if (argc == 2)
+        return one_suite(argv[1]);
     static double us[PHASES][GW_SUITE_COUNT][ROUNDS], ratio[PHASES][ROUNDS];
     static const enum gw_suite suites[GW_SUITE_COUNT] = {GW_SUITE_AES, GW_SUITE_SM};
     struct gw_crypto *cx = gw_crypto_new();

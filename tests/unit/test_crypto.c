@@ -367,6 +367,26 @@ static void test_sm_seal_kat(void **state)
                                          sizeof back, &m),
                      0);
     assert_memory_equal(back, "13800138000", 11);
+    /* a value longer than the tag's one-update buffer (crypto_sm.c: TAG_INLINE_CT) is fed on its
+     * own: same definition, after a short and after a long AAD */
+    static uint8_t longpt[600], lv[GW_CRYPTO_SEALED_LEN(600)], lmsg[14 + 8 + 1000 + 600];
+    for (size_t i = 0; i < sizeof longpt; i++)
+        longpt[i] = (uint8_t)(i * 13);
+    for (int a = 0; a < 2; a++) {
+        const uint8_t *ad = a ? longaad : aad;
+        size_t adl = a ? sizeof longaad : aadlen, ln = 0;
+        assert_int_equal(gw_crypto_seal_into(cx, GW_SUITE_SM, key, ad, adl, longpt, sizeof longpt,
+                                             lv, sizeof lv, &ln),
+                         0);
+        memcpy(lmsg, lv, 14);
+        memset(lmsg + 14, 0, 8);
+        lmsg[20] = (uint8_t)(adl >> 8);
+        lmsg[21] = (uint8_t)(adl & 0xff);
+        memcpy(lmsg + 22, ad, adl);
+        memcpy(lmsg + 22 + adl, lv + 14, sizeof longpt);
+        rfc2104_sm3(k_mac, 32, lmsg, 22 + adl + sizeof longpt, mac);
+        assert_memory_equal(lv + 14 + sizeof longpt, mac, 16);
+    }
 }
 
 /* ---- suites ---- */
