@@ -1,6 +1,6 @@
 /* crypto.c: sealing by suite (AES-256-GCM here, SM4-CTR + HMAC-SM3 in crypto_sm.c), data-key
- * wrapping and HMAC-SHA256/HMAC-SM3 keyed hashes on OpenSSL 3 EVP (AES-256-GCM sealing through
- * the fetched cipher's provider functions, see struct gcm_funcs).
+ * wrapping and HMAC-SHA256/HMAC-SM3 keyed hashes on OpenSSL 3 EVP (AES-256-GCM through the
+ * fetched cipher's provider functions, see struct gcm_funcs).
  * Invariants: a value opens only under the suite its algorithm byte names; algorithms are
  * fetched once per struct gw_crypto (the sm ones on first use) and contexts are reused; a cached
  * key is only a copy of one the caller holds, and every key copy and plaintext buffer this file
@@ -46,12 +46,13 @@ struct rand_pool {
  * chose, directly (OSSL_PROVIDER_query_operation, provider-cipher(7)): the same implementation
  * and the same calls EVP makes, without EVP's bookkeeping around each. In OpenSSL 3.0
  * EVP_EncryptInit_ex2 asks the context for its IV length through OSSL_PARAM on every call with
- * an IV: ~70 % of a field's init, 24 fields a record. Opening stays on EVP. */
+ * an IV: ~70 % of a field's init, 24 seals a record, 24 opens a read. */
 struct gcm_funcs {
     void *provctx;
     OSSL_FUNC_cipher_newctx_fn *newctx;
     OSSL_FUNC_cipher_freectx_fn *freectx;
     OSSL_FUNC_cipher_encrypt_init_fn *einit;
+    OSSL_FUNC_cipher_decrypt_init_fn *dinit;
     OSSL_FUNC_cipher_update_fn *update;
     OSSL_FUNC_cipher_final_fn *final;
     OSSL_FUNC_cipher_get_ctx_params_fn *get_ctx_params;
@@ -63,8 +64,8 @@ struct gw_crypto {
     EVP_CIPHER *gcm;
     struct gcm_funcs gf; /* gcm's provider functions, for sealing */
     EVP_MAC *hmac;
-    void *enc; /* the provider's GCM context (gf); NULL after gw_crypto_forget: recreated */
-    EVP_CIPHER_CTX *dec;
+    void *enc; /* the provider's GCM contexts (gf); NULL after gw_crypto_forget: recreated */
+    void *dec;
     /* keyed hashes by suite - 1 (HMAC-SHA256, HMAC-SM3), MAC_SLOTS keys each */
     EVP_MAC_CTX *mac[GW_SUITE_COUNT][MAC_SLOTS];
     EVP_MAC_CTX *cur; /* the one mac_begin keyed last: update and final use it */
@@ -138,7 +139,8 @@ static void drop_contexts(struct gw_crypto *cx)
 {
     if (cx->enc)
         cx->gf.freectx(cx->enc); /* frees wipe the key schedule */
-    EVP_CIPHER_CTX_free(cx->dec);
+    if (cx->dec)
+        cx->gf.freectx(cx->dec);
     cx->enc = NULL;
     cx->dec = NULL;
     for (int i = 0; i < GW_SUITE_COUNT; i++)
@@ -193,6 +195,9 @@ static int gcm_funcs_find(struct gw_crypto *cx)
             case OSSL_FUNC_CIPHER_ENCRYPT_INIT:
                 g->einit = OSSL_FUNC_cipher_encrypt_init(d);
                 break;
+            case OSSL_FUNC_CIPHER_DECRYPT_INIT:
+                g->dinit = OSSL_FUNC_cipher_decrypt_init(d);
+                break;
             case OSSL_FUNC_CIPHER_UPDATE:
                 g->update = OSSL_FUNC_cipher_update(d);
                 break;
@@ -211,7 +216,8 @@ static int gcm_funcs_find(struct gw_crypto *cx)
     if (algs)
         OSSL_PROVIDER_unquery_operation(prov, OSSL_OP_CIPHER, algs);
     g->provctx = prov ? OSSL_PROVIDER_get0_provider_ctx(prov) : NULL;
-    if (!g->newctx || !g->freectx || !g->einit || !g->update || !g->final || !g->get_ctx_params) {
+    if (!g->newctx || !g->freectx || !g->einit || !g->dinit || !g->update || !g->final ||
+        !g->get_ctx_params) {
         memset(g, 0, sizeof *g);
         return GW_ECRYPTO;
     }
@@ -233,12 +239,9 @@ static int ensure_dec(struct gw_crypto *cx)
 {
     if (cx->dec)
         return 0;
-    cx->dec = EVP_CIPHER_CTX_new();
-    if (!cx->dec || EVP_DecryptInit_ex2(cx->dec, cx->gcm, NULL, NULL, NULL) != 1) {
-        EVP_CIPHER_CTX_free(cx->dec);
-        cx->dec = NULL;
+    cx->dec = cx->gf.newctx ? cx->gf.newctx(cx->gf.provctx) : NULL;
+    if (!cx->dec)
         return GW_ECRYPTO;
-    }
     cx->dec_keyed = false;
     return 0;
 }
@@ -457,18 +460,15 @@ int gw_crypto_aad_dek(struct gw_crypto_aad *a, const char *table,
 
 /* ---- AES-256-GCM ---- */
 
-/* Feeds hdr | aad as AAD in one update when it fits on the stack (GHASH pads each update's
- * tail, so one call is cheaper than two): through EVP (c, opening) or the provider (cx->enc). */
-static int aad_update(struct gw_crypto *cx, EVP_CIPHER_CTX *c, const uint8_t *p, size_t n)
+/* Feeds hdr | aad as AAD of the GCM context c (cx->enc or cx->dec) in one update when it fits on
+ * the stack (GHASH pads each update's tail, so one call is cheaper than two). */
+static int aad_update(struct gw_crypto *cx, void *c, const uint8_t *p, size_t n)
 {
-    int outl = 0;
-    size_t soutl = 0;
-    if (c)
-        return EVP_DecryptUpdate(c, NULL, &outl, p, (int)n) == 1 ? 0 : GW_ECRYPTO;
-    return cx->gf.update(cx->enc, NULL, &soutl, n, p, n) == 1 ? 0 : GW_ECRYPTO;
+    size_t outl = 0;
+    return cx->gf.update(c, NULL, &outl, n, p, n) == 1 ? 0 : GW_ECRYPTO;
 }
 
-static int gcm_aad(struct gw_crypto *cx, EVP_CIPHER_CTX *c, const uint8_t *hdr, size_t hdrlen,
+static int gcm_aad(struct gw_crypto *cx, void *c, const uint8_t *hdr, size_t hdrlen,
                    const uint8_t *aad, size_t aadlen)
 {
     uint8_t buf[GW_CRYPTO_HDR_LEN + GW_CRYPTO_AAD_MAX];
@@ -503,7 +503,7 @@ static int gcm_seal(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
         memcpy(cx->enc_key, key, GW_CRYPTO_KEY_LEN);
         cx->enc_keyed = true;
     }
-    if (gcm_aad(cx, NULL, hdr, hdrlen, aad, aadlen) != 0)
+    if (gcm_aad(cx, cx->enc, hdr, hdrlen, aad, aadlen) != 0)
         goto fail;
     if (ptlen && (cx->gf.update(cx->enc, ct, &outl, ptlen, pt, ptlen) != 1 || outl != ptlen))
         goto fail;
@@ -529,7 +529,8 @@ static int gcm_open(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
                     const uint8_t *hdr, size_t hdrlen, const uint8_t *aad, size_t aadlen,
                     const uint8_t *ct, size_t ctlen, const uint8_t *tag, uint8_t *pt)
 {
-    int outl = 0, rc = GW_ECRYPTO;
+    size_t outl = 0;
+    int rc = GW_ECRYPTO;
     uint8_t tagbuf[GW_CRYPTO_TAG_LEN];
     if (ctlen > GW_CRYPTO_MAX_PT || aadlen > GW_CRYPTO_MAX_PT)
         return GW_EDATALOSS;
@@ -541,7 +542,8 @@ static int gcm_open(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
     OSSL_PARAM tp[2] = {
         OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tagbuf, GW_CRYPTO_TAG_LEN),
         OSSL_PARAM_construct_end()};
-    if (EVP_DecryptInit_ex2(cx->dec, NULL, same ? NULL : key, nonce, tp) != 1)
+    if (cx->gf.dinit(cx->dec, same ? NULL : key, same ? 0 : GW_CRYPTO_KEY_LEN, nonce,
+                     GW_CRYPTO_NONCE_LEN, tp) != 1)
         goto fail;
     if (!same) {
         memcpy(cx->dec_key, key, GW_CRYPTO_KEY_LEN);
@@ -549,10 +551,9 @@ static int gcm_open(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
     }
     if (gcm_aad(cx, cx->dec, hdr, hdrlen, aad, aadlen) != 0)
         goto fail;
-    if (ctlen &&
-        (EVP_DecryptUpdate(cx->dec, pt, &outl, ct, (int)ctlen) != 1 || (size_t)outl != ctlen))
+    if (ctlen && (cx->gf.update(cx->dec, pt, &outl, ctlen, ct, ctlen) != 1 || outl != ctlen))
         goto fail;
-    if (EVP_DecryptFinal_ex(cx->dec, pt + ctlen, &outl) != 1) {
+    if (cx->gf.final(cx->dec, pt + ctlen, &outl, 0) != 1) {
         rc = GW_EDATALOSS; /* the tag did not verify */
         goto fail;
     }
