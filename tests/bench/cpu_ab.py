@@ -105,4 +105,5 @@ def main():
         a, b = gws
         rs = [y / x for x, y in zip(res[a.name], res[b.name])]
         print("ratio %s/%s per round: %s median %.3f" % (b.name, a.name, " ".join("%.3f" % x for x in rs), statistics.median(rs)))
-main()
+if __name__ == "__main__":
+    main()

@@ -1107,6 +1107,101 @@ static void test_content_mac(void **state)
     assert_int_equal(gw_crypto_content_mac(cx, SU, key, bad, 1, m1), GW_EINVAL);
 }
 
+/* AES-256-GCM through the wrapper (which calls the provider's cipher functions directly) gives
+ * byte for byte what EVP gives for the same key, nonce and AAD: every plaintext length 0-80 and
+ * AAD lengths 0-64, keys alternating (the cached schedule reused and replaced). */
+static void test_seal_same_as_evp(void **state)
+{
+    struct gw_crypto *cx = *state;
+    static const size_t aadlens[] = {0, 1, 15, 16, 17, 64};
+    uint8_t keys[2][32], pt[80], aad[64], out[GW_CRYPTO_SEALED_LEN(80)], ct[80], tag[16];
+    EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+    assert_non_null(c);
+    memset(keys[0], 0x11, 32);
+    memset(keys[1], 0x11, 32);
+    keys[1][31] = 0x12; /* differs in one byte */
+    for (size_t i = 0; i < sizeof pt; i++)
+        pt[i] = (uint8_t)(i * 13 + 1);
+    for (size_t i = 0; i < sizeof aad; i++)
+        aad[i] = (uint8_t)(i * 7 + 5);
+    for (size_t a = 0; a < sizeof aadlens / sizeof aadlens[0]; a++)
+        for (size_t n = 0; n <= sizeof pt; n++) {
+            const uint8_t *key = keys[(n + a) % 3 == 0];
+            size_t len = 0;
+            int outl = 0;
+            assert_int_equal(gw_crypto_seal_into(cx, GW_SUITE_AES, key, aad, aadlens[a], pt, n, out,
+                                                 sizeof out, &len),
+                             0);
+            assert_int_equal(len, GW_CRYPTO_SEALED_LEN(n));
+            /* the reference: EVP, AAD = the 2-byte header | aad, the nonce the wrapper drew */
+            assert_int_equal(
+                EVP_EncryptInit_ex2(c, EVP_aes_256_gcm(), key, out + GW_CRYPTO_HDR_LEN, NULL), 1);
+            assert_int_equal(EVP_EncryptUpdate(c, NULL, &outl, out, GW_CRYPTO_HDR_LEN), 1);
+            if (aadlens[a])
+                assert_int_equal(EVP_EncryptUpdate(c, NULL, &outl, aad, (int)aadlens[a]), 1);
+            if (n)
+                assert_int_equal(EVP_EncryptUpdate(c, ct, &outl, pt, (int)n), 1);
+            assert_int_equal(EVP_EncryptFinal_ex(c, ct + n, &outl), 1);
+            assert_int_equal(EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_AEAD_GET_TAG, 16, tag), 1);
+            if (n)
+                assert_memory_equal(out + GW_CRYPTO_HDR_LEN + GW_CRYPTO_NONCE_LEN, ct, n);
+            assert_memory_equal(out + GW_CRYPTO_HDR_LEN + GW_CRYPTO_NONCE_LEN + n, tag, 16);
+        }
+    EVP_CIPHER_CTX_free(c);
+}
+
+static void put_be(uint8_t **p, uint64_t v, int bytes)
+{
+    for (int k = 0; k < bytes; k++)
+        *(*p)++ = (uint8_t)(v >> (8 * (bytes - 1 - k)));
+}
+
+/* The content MAC is HMAC over its documented encoding whatever the items' sizes: items that
+ * straddle the wrapper's 4 KiB buffer, fill it exactly, or are larger than it (reference: the
+ * encoding built here, one HMAC of it). */
+static void test_content_mac_encoding(void **state)
+{
+    struct gw_crypto *cx = *state;
+    static uint8_t vals[3][5000];
+    static uint8_t enc[20000];
+    static const size_t sizes[][4] = {{10, 4000, 100, 3},
+                                      {4040, 0, 1, 2},
+                                      {4100, 7, 4096, 0},
+                                      {4055, 1, 1, 1},
+                                      {1000, 1000, 1000, 1000}};
+    static const char *const names[4] = {"waybill_no", "a", "recipient_address_detail", "z"};
+    uint8_t key[32], m1[32], m2[32];
+    memset(key, 0x42, 32);
+    for (size_t i = 0; i < 3; i++)
+        for (size_t k = 0; k < sizeof vals[i]; k++)
+            vals[i][k] = (uint8_t)(k * (i + 3) + i);
+    for (size_t t = 0; t < sizeof sizes / sizeof sizes[0]; t++) {
+        struct gw_crypto_item items[5];
+        uint8_t *p = enc;
+        memcpy(p, "waygate-content-v1", 18);
+        p += 18;
+        put_be(&p, 5, 4);
+        for (size_t i = 0; i < 5; i++) {
+            items[i].name = i < 4 ? names[i] : "absent";
+            items[i].p = i < 4 ? vals[i % 3] : NULL;
+            items[i].n = i < 4 ? sizes[t][i] : 0;
+            size_t nl = strlen(items[i].name);
+            put_be(&p, nl, 4);
+            memcpy(p, items[i].name, nl);
+            p += nl;
+            *p++ = items[i].p ? 1 : 0;
+            if (items[i].p) {
+                put_be(&p, items[i].n, 8);
+                memcpy(p, items[i].p, items[i].n);
+                p += items[i].n;
+            }
+        }
+        assert_int_equal(gw_crypto_content_mac(cx, SU, key, items, 5, m1), 0);
+        assert_int_equal(gw_crypto_hmac(cx, SU, key, 32, enc, (size_t)(p - enc), m2), 0);
+        assert_memory_equal(m1, m2, 32);
+    }
+}
+
 static void test_forget_and_enomem(void **state)
 {
     struct gw_crypto *cx = *state;
@@ -1158,6 +1253,8 @@ int main(void)
         BOTH(test_blind_index),
         BOTH(test_token),
         BOTH(test_content_mac),
+        BOTH(test_content_mac_encoding),
+        cmocka_unit_test_setup_teardown(test_seal_same_as_evp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_mac_known_answer, setup, teardown),
         BOTH(test_forget_and_enomem),
     };
