@@ -44,9 +44,10 @@
 # BENCH_A2_CLIENTS (8), BENCH_CONF ("label:conns:streams:batch ..." for the gateway runs),
 # WGLOAD (path of the wgload binary), WAYGATE_BUILD (build directory), WAYGATE_PGBIN,
 # BENCH_FIGURES (a subset of "submit get search login storm audit"; the document is then not
-# rewritten), BENCH_PR_FRACTION (0.5), BENCH_PR_ROUNDS (3; smoke 1), BENCH_GET_N (waybills submitted for Get, 20000; smoke 150), BENCH_READ_CLIENTS
-# (pgbench clients of g0 and s0, 16), BENCH_BASE (path of bench_base).
-# Login (l, p) needs the stack's clerk_a account (WAYGATE_P_clerk_a_ACCOUNT/PASSWORD in DIR/env)
+# rewritten), BENCH_PR_FRACTION (0.5), BENCH_PR_ROUNDS (3; smoke 1), BENCH_GET_N (waybills
+# submitted for Get, 20000; smoke 150), BENCH_READ_CLIENTS (pgbench clients of g0 and s0, 16),
+# BENCH_BASE (path of bench_base).
+# Login (l, p, pr, pri) needs the stack's clerk_a account (WAYGATE_P_clerk_a_ACCOUNT/PASSWORD in DIR/env)
 # and Search (s) logs in as it when it exists (else courier_a); a figure the stack cannot give is
 # skipped and said so.
 # Not part of the test suite: only --smoke may be (ctest -L smoke with -DWAYGATE_BENCH_SMOKE=ON).
@@ -66,7 +67,7 @@ while [[ $# -gt 0 ]]; do
     --smoke) MODE=smoke ;;
     --baseline-only) MODE=baseline ;;
     --doc) DOC=$2; shift ;;
-    -h | --help) sed -n '2,43p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) sed -n '2,/^set -euo pipefail$/p' "${BASH_SOURCE[0]}" | sed '$d; s/^# \{0,1\}//'; exit 0 ;;
     -*) die "unknown option $1" ;;
     *) DIR=$1 ;;
     esac
@@ -785,7 +786,7 @@ run_rate() {
     st=$R_state why=$R_why
     # the loop's wait for a CPU, ms per second of the run (0 when the gateway's pid is unknown)
     PR_RQ[$name]+=" $(awk -v a="$s0" -v b="$s1" -v t="$((t1 - t0))" 'BEGIN {
-        split(a, x, " "); split(b, y, " "); printf "%.0f", t > 0 ? (y[2] - x[2]) / t * 1000 : 0 }')"
+        split(a, x, " "); split(b, y, " "); printf "%.0f", (t > 0 ? (y[2] - x[2]) / t * 1000 : 0) }')"
     rate_line=$(grep '^RATE ' "$WORK/wgload.log" | tail -n 1 || true)
     NEXT=$(sed -nE 's/.* next=([0-9]+).*/\1/p' <<<"$(grep '^RESULT ' "$WORK/wgload.log" | tail -n 1)")
     echo "$NEXT" >"$NEXT_FILE"
