@@ -553,7 +553,7 @@ int main(int argc, char **argv)
         }
     }
     if (selftest) {
-        int bad = wl_synth_selftest();
+        int bad = wl_synth_selftest() != 0 || wl_pace_selftest() != 0;
         printf("wgload self-test: %s\n", bad ? "FAILED" : "ok");
         return bad ? 1 : 0;
     }

@@ -149,6 +149,8 @@ void wl_timer_cb(evutil_socket_t fd, short what, void *arg);
 void wl_pace_cb(evutil_socket_t fd, short what, void *arg);
 /* Open loop: calls due in the window [t_meas0, t_meas1) of the schedule. */
 uint64_t wl_due_between(const struct load *L, double t0, double t1);
+/* Checks wl_due_between's arithmetic (the open loop's window); 0 or -1. */
+int wl_pace_selftest(void);
 /* Frees one request and its buffers; NULL-safe. */
 void wl_req_free(struct req *r);
 

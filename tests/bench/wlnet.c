@@ -305,6 +305,23 @@ uint64_t wl_due_between(const struct load *L, double t0, double t1)
     return b > a ? b - a : 0;
 }
 
+int wl_pace_selftest(void)
+{
+    static struct load L; /* only o.rate and r_t0 are read */
+    L.o.rate = 1000;
+    L.r_t0 = 10;
+    /* calls 0..999 are due in the first second; a window counts each call once, by due time */
+    if (wl_due_between(&L, 10, 11) != 1000 || wl_due_between(&L, 0, 10) != 0)
+        return -1;
+    if (wl_due_between(&L, 10.0005, 10.0015) != 1 || wl_due_between(&L, 10.0012, 10.0031) != 2)
+        return -1;
+    if (wl_due_between(&L, 10, 10.0015) != 2 || /* calls 0 and 1: due at 10 and 10.001 */
+        wl_due_between(&L, 10, 10.5) + wl_due_between(&L, 10.5, 11) != 1000)
+        return -1;
+    L.o.rate = 3;
+    return wl_due_between(&L, 10, 11) == 3 && wl_due_between(&L, 10.2, 10.4) == 1 ? 0 : -1;
+}
+
 /* May a call due at `due` still be sent: in the warm-up and the window, and in the drain the
  * ones that were due inside the window. */
 static bool pace_open(const struct load *L, double due)
