@@ -2,7 +2,9 @@
  * WaybillQuery (Get, Search by phone) and Admin.Login over mTLS and HTTP/2 that presents a client
  * certificate (h2load cannot). C connections keep S streams each in flight (closed loop); every
  * response's HTTP status, grpc-status and content (a batch's item codes, a view's record id, a
- * Search's number of results, a Login's token) is checked. One thread, one libevent loop,
+ * Search's number of results, a Login's token) is checked. With --rate R the load is an
+ * open loop instead: R calls a second over all connections, each sent when it is due whatever
+ * the answers, its latency counted from when it was due (wgload.h). One thread, one libevent loop,
  * libnghttp2 1.52 API; its own CPU time (getrusage) is reported apart from the server's.
  * Submit uses waybill numbers once each, in order, from --first within the segment; `next=` in
  * the RESULT line is the first unused one. Secrets (password, token) come from the environment,
@@ -127,9 +129,14 @@ static int report(struct load *L)
         printf(" of %" PRIu64 " numbers", o->count);
     if (o->mode == WL_SEARCH)
         printf(" (%d results a call)", o->expect);
-    printf(", %d connection(s) x %d streams = %d concurrent calls, warm-up %.1f s, measured "
-           "%.2f s\n",
-           o->conns, o->streams, o->conns * o->streams, o->warmup, win);
+    if (o->rate > 0)
+        printf(", open loop at %.1f calls/s, %d connection(s) x at most %d streams, warm-up %.1f "
+               "s, measured %.2f s\n",
+               o->rate, o->conns, o->streams, o->warmup, win);
+    else
+        printf(", %d connection(s) x %d streams = %d concurrent calls, warm-up %.1f s, measured "
+               "%.2f s\n",
+               o->conns, o->streams, o->conns * o->streams, o->warmup, win);
     printf("  %s/s   %.1f  (calls/s %.1f)\n", items, wps, rps);
     printf("  latency      p50 %.2f ms  p90 %.2f ms  p99 %.2f ms  max %.2f ms  (per call, %zu "
            "calls)\n",
@@ -155,6 +162,13 @@ static int report(struct load *L)
     print_codes("  item status ", L->e.item);
     for (int i = 0; i < L->nsamples; i++)
         printf("  e.g.         %s\n", L->samples[i]);
+    if (o->rate > 0)
+        printf("  open loop    %" PRIu64 " calls due in the window: %" PRIu64 " sent, %" PRIu64
+               " of them more than %.0f ms after they were due (%" PRIu64
+               " waited for a free stream), %" PRIu64 " never sent; longest send lag %.2f ms; "
+               "latency counts from the due time\n",
+               L->r_sent + L->r_unsent, L->r_sent, L->r_late, LATE_S * 1e3, L->r_waited,
+               L->r_unsent, L->lag_max * 1e3);
     printf("  client CPU   %.2f s user+sys in the window = %.0f%% of one core, %.1f us per call\n",
            cpu, 100.0 * cpu / win, L->m_req_ok ? cpu * 1e6 / (double)L->m_req_ok : 0.0);
     printf("RESULT mode=%s batch=%d conns=%d streams=%d concurrency=%d window_s=%.3f wps=%.1f "
@@ -165,6 +179,11 @@ static int report(struct load *L)
            o->conns * o->streams, win, wps, rps, p50, p90, p99, mx, L->m_wb_ok, L->all_wb_ok, nerr,
            L->all_dup, cpu, L->m_wb_ok ? cpu * 1e6 / (double)L->m_wb_ok : 0.0, L->next_no,
            L->e.grpc[12], codes);
+    if (o->rate > 0)
+        printf("RATE rate=%.1f due=%" PRIu64 " sent=%" PRIu64 " late=%" PRIu64 " waited=%" PRIu64
+               " unsent=%" PRIu64 " lag_max_ms=%.3f\n",
+               o->rate, L->r_sent + L->r_unsent, L->r_sent, L->r_late, L->r_waited, L->r_unsent,
+               L->lag_max * 1e3);
     return nerr == 0 && L->m_wb_ok > 0 ? 0 : 1;
 }
 
@@ -230,6 +249,9 @@ static void usage(FILE *f)
         "                        environment variable named by --password-env VAR\n"
         "  --same-phone PHONE    Submit: every recipient gets PHONE (a target for --search-phone)\n"
         "  --metadata 'NAME: VALUE'  an extra header on every call (repeatable)\n"
+        "  --rate R              open loop: R calls/s over all connections, each sent when due\n"
+        "                        (at most -s in flight per connection); latency counts from\n"
+        "                        the due time; calls sent late or never are reported\n"
         "  --token-env VAR       send 'authorization: Bearer $VAR' (a token from Login)\n"
         "  --as ACCOUNT          log in as ACCOUNT first (password: --password-env VAR), then\n"
         "                        send its token with every call of the load\n"
@@ -378,7 +400,8 @@ int main(int argc, char **argv)
         O_SAME,
         O_META,
         O_TOKENV,
-        O_AS
+        O_AS,
+        O_RATE
     };
     static const struct option lo[] = {{"addr", 1, NULL, O_ADDR},
                                        {"ca", 1, NULL, O_CA},
@@ -410,6 +433,7 @@ int main(int argc, char **argv)
                                        {"metadata", 1, NULL, O_META},
                                        {"token-env", 1, NULL, O_TOKENV},
                                        {"as", 1, NULL, O_AS},
+                                       {"rate", 1, NULL, O_RATE},
                                        {"help", 0, NULL, 'h'},
                                        {NULL, 0, NULL, 0}};
     int ch;
@@ -513,6 +537,13 @@ int main(int argc, char **argv)
         case O_AS:
             o->as_account = optarg;
             break;
+        case O_RATE:
+            o->rate = atof(optarg);
+            if (!(o->rate > 0 && o->rate <= 1e6)) {
+                fprintf(stderr, "wgload: --rate wants calls per second, 0 < R <= 1000000\n");
+                return 2;
+            }
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -522,7 +553,7 @@ int main(int argc, char **argv)
         }
     }
     if (selftest) {
-        int bad = wl_synth_selftest();
+        int bad = wl_synth_selftest() != 0 || wl_pace_selftest() != 0;
         printf("wgload self-test: %s\n", bad ? "FAILED" : "ok");
         return bad ? 1 : 0;
     }
@@ -636,9 +667,16 @@ int main(int argc, char **argv)
         ssl_errors("cannot set up TLS (CA, certificate or key)");
         goto out;
     }
-    L->base = event_base_new();
+    /* open loop: timers to the microsecond (timerfd), not epoll's millisecond */
+    struct event_config *ecfg = event_config_new();
+    if (ecfg && o->rate > 0)
+        event_config_set_flag(ecfg, EVENT_BASE_FLAG_PRECISE_TIMER);
+    L->base = ecfg ? event_base_new_with_config(ecfg) : NULL;
+    if (ecfg)
+        event_config_free(ecfg);
     L->ev_timer = L->base ? evtimer_new(L->base, wl_timer_cb, L) : NULL;
-    if (!L->ev_timer) {
+    L->ev_pace = L->ev_timer ? evtimer_new(L->base, wl_pace_cb, L) : NULL;
+    if (!L->ev_pace) {
         fprintf(stderr, "wgload: cannot set up libevent\n");
         goto out;
     }
@@ -665,6 +703,8 @@ out:
         if (c->bev)
             bufferevent_free(c->bev);
     }
+    if (L->ev_pace)
+        event_free(L->ev_pace);
     if (L->ev_timer)
         event_free(L->ev_timer);
     if (L->base)

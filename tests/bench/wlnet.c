@@ -2,7 +2,10 @@
  * stream per call carrying the next synthetic waybills, and the check of every response (HTTP
  * status, grpc-status, each batch item's code). Invariants: a request is on exactly one
  * connection's in-flight list until its stream closes or its connection dies, and is freed there;
- * numbers are issued once each, in order; nothing is issued outside the warm-up and measure phases.
+ * numbers are issued once each, in order; nothing is issued outside the warm-up and measure phases
+ * (open loop: nothing that was due outside them). Open loop (--rate): calls are sent in the order
+ * they are due, each on a connection with a free stream, and a call's latency counts from the
+ * moment it was due, never from the moment it could be sent.
  */
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -268,10 +271,133 @@ static void conn_flush(struct conn *c)
 
 static void conn_fill(struct conn *c)
 {
+    if (c->L->o.rate > 0) { /* open loop: pace() sends; here only what nghttp2 has queued */
+        conn_flush(c);
+        return;
+    }
     while (!c->dead && c->ready && !c->goaway && c->inflight < c->L->o.streams && may_issue(c->L))
         if (submit_one(c) != 0)
             break;
     conn_flush(c);
+}
+
+/* ---- open loop (--rate) ---- */
+
+/* When call k is due. */
+static double due_at(const struct load *L, uint64_t k)
+{
+    return L->r_t0 + (double)k / L->o.rate;
+}
+
+/* Calls k with due_at(k) < t: ceil((t - r_t0) * rate), 0 before the origin. */
+static uint64_t due_before(const struct load *L, double t)
+{
+    double n = (t - L->r_t0) * L->o.rate;
+    if (n <= 0)
+        return 0;
+    uint64_t k = (uint64_t)n;
+    return (double)k < n ? k + 1 : k;
+}
+
+uint64_t wl_due_between(const struct load *L, double t0, double t1)
+{
+    uint64_t a = due_before(L, t0), b = due_before(L, t1);
+    return b > a ? b - a : 0;
+}
+
+int wl_pace_selftest(void)
+{
+    static struct load L; /* only o.rate and r_t0 are read */
+    L.o.rate = 1000;
+    L.r_t0 = 10;
+    /* calls 0..999 are due in the first second; a window counts each call once, by due time */
+    if (wl_due_between(&L, 10, 11) != 1000 || wl_due_between(&L, 0, 10) != 0)
+        return -1;
+    if (wl_due_between(&L, 10.0005, 10.0015) != 1 || wl_due_between(&L, 10.0012, 10.0031) != 2)
+        return -1;
+    if (wl_due_between(&L, 10, 10.0015) != 2 || /* calls 0 and 1: due at 10 and 10.001 */
+        wl_due_between(&L, 10, 10.5) + wl_due_between(&L, 10.5, 11) != 1000)
+        return -1;
+    L.o.rate = 3;
+    return wl_due_between(&L, 10, 11) == 3 && wl_due_between(&L, 10.2, 10.4) == 1 ? 0 : -1;
+}
+
+/* May a call due at `due` still be sent: in the warm-up and the window, and in the drain the
+ * ones that were due inside the window. */
+static bool pace_open(const struct load *L, double due)
+{
+    if (L->e.exhausted || (L->count_mode && L->issued >= L->o.requests))
+        return false;
+    if (L->phase == PH_WARMUP || L->phase == PH_MEASURE)
+        return true;
+    return L->phase == PH_DRAIN && due < L->t_meas1;
+}
+
+/* Open loop, and a due call not sent yet (it waits for its time or for a free stream). */
+static bool pace_pending(const struct load *L)
+{
+    return L->o.rate > 0 && pace_open(L, due_at(L, L->r_k));
+}
+
+/* A connection with a free stream, round robin; NULL when every stream is busy. */
+static struct conn *free_conn(struct load *L)
+{
+    for (int i = 0; i < L->o.conns; i++) {
+        struct conn *c = &L->conns[(L->r_rr + i) % L->o.conns];
+        if (!c->dead && c->ready && !c->goaway && c->inflight < L->o.streams) {
+            L->r_rr = (L->r_rr + i + 1) % L->o.conns;
+            return c;
+        }
+    }
+    return NULL;
+}
+
+/* Sends call r_k (due at `due`) on c; its latency will count from `due`. */
+static int pace_send(struct load *L, struct conn *c, double due)
+{
+    if (submit_one(c) != 0)
+        return -1;
+    struct req *r = c->reqs; /* send_req puts the new call first */
+    double lag = now_s() - due;
+    r->t0 = due;
+    r->meas = L->t_meas0 > 0 && due >= L->t_meas0 && (L->t_meas1 == 0 || due < L->t_meas1);
+    if (r->meas) {
+        L->r_sent++;
+        L->r_late += lag > LATE_S;
+        L->r_waited += L->r_k < L->r_block_k;
+        if (lag > L->lag_max)
+            L->lag_max = lag;
+    }
+    return 0;
+}
+
+/* Sends every call that is due, as far as free streams allow, and arms the timer for the next
+ * one. A call that finds every stream busy is sent when a stream ends (read_cb calls pace). */
+static void pace(struct load *L)
+{
+    for (;;) {
+        double due = due_at(L, L->r_k), now = now_s();
+        if (!pace_open(L, due))
+            break;
+        if (due > now) {
+            double d = due - now;
+            struct timeval tv = {(time_t)d, (suseconds_t)((d - (double)(time_t)d) * 1e6)};
+            evtimer_add(L->ev_pace, &tv);
+            break;
+        }
+        struct conn *c = free_conn(L);
+        if (!c) {
+            uint64_t ndue = due_before(L, now);
+            if (ndue > L->r_block_k)
+                L->r_block_k = ndue;
+            break;
+        }
+        if (pace_send(L, c, due) != 0)
+            break;
+        L->r_k++;
+    }
+    for (int i = 0; i < L->o.conns; i++)
+        conn_flush(&L->conns[i]);
 }
 
 /* ---- finishing ---- */
@@ -288,6 +414,14 @@ static void finish_run(struct load *L)
         L->t_meas0 = L->t_meas1;
         L->ru0 = L->ru1;
     }
+    if (L->o.rate > 0 && !L->count_mode) {
+        /* due in the window and never sent: the calls a closed loop would have hidden */
+        uint64_t due = wl_due_between(L, L->t_meas0, L->t_meas1);
+        L->r_unsent = due > L->r_sent ? due - L->r_sent : 0;
+        L->e.unfinished += L->r_unsent;
+    }
+    if (L->ev_pace)
+        evtimer_del(L->ev_pace);
     L->phase = PH_DONE;
     for (int i = 0; i < L->o.conns; i++) {
         struct conn *c = &L->conns[i];
@@ -304,7 +438,7 @@ static void maybe_done(struct load *L)
 {
     if (L->phase == PH_MEASURE && L->count_mode && !may_issue(L) && L->inflight == 0)
         finish_run(L);
-    else if (L->phase == PH_DRAIN && L->inflight == 0)
+    else if (L->phase == PH_DRAIN && L->inflight == 0 && !pace_pending(L))
         finish_run(L);
     else if ((L->phase == PH_WARMUP || L->phase == PH_MEASURE) && L->e.exhausted &&
              L->inflight == 0)
@@ -499,7 +633,9 @@ static void complete(struct load *L, struct req *r, uint32_t error_code)
     if (ok < 0)
         return;
     L->all_wb_ok += (uint64_t)ok;
-    if (L->phase == PH_MEASURE || (L->phase == PH_DRAIN && L->count_mode)) {
+    bool in_window =
+        L->o.rate > 0 ? r->meas : L->phase == PH_MEASURE || (L->phase == PH_DRAIN && L->count_mode);
+    if (in_window) {
         L->m_wb_ok += (uint64_t)ok;
         L->m_req_ok++;
         record_latency(L, t - r->t0);
@@ -706,6 +842,8 @@ static void read_cb(struct bufferevent *bev, void *arg)
         fprintf(stderr, "wgload: the Login of --as failed; no load was sent\n");
         finish_run(L);
     }
+    if (L->o.rate > 0)
+        pace(L); /* a stream may have ended: a call that waited for one goes now */
     conn_fill(c);
     maybe_done(L);
 }
@@ -790,6 +928,8 @@ void wl_timer_cb(evutil_socket_t fd, short what, void *arg)
         }
         for (int i = 0; i < L->o.conns; i++)
             conn_fill(&L->conns[i]);
+        if (L->o.rate > 0)
+            pace(L);
         break;
     case PH_MEASURE:
         L->phase = PH_DRAIN;
@@ -798,6 +938,8 @@ void wl_timer_cb(evutil_socket_t fd, short what, void *arg)
         tv.tv_sec = 15;
         tv.tv_usec = 0;
         evtimer_add(L->ev_timer, &tv); /* grace for the calls still in flight */
+        if (L->o.rate > 0)
+            pace(L); /* the window's last due calls */
         maybe_done(L);
         break;
     case PH_DRAIN:
@@ -810,9 +952,17 @@ void wl_timer_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+void wl_pace_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct load *L = arg;
+    pace(L);
+    maybe_done(L);
+}
+
 static void start_phase(struct load *L)
 {
     L->t_start = now_s();
+    L->r_t0 = L->t_start; /* open loop: call 0 is due now */
     if (L->o.warmup > 0) {
         L->phase = PH_WARMUP;
         struct timeval tv = {(time_t)L->o.warmup,
@@ -820,6 +970,8 @@ static void start_phase(struct load *L)
         evtimer_add(L->ev_timer, &tv);
         for (int i = 0; i < L->o.conns; i++)
             conn_fill(&L->conns[i]);
+        if (L->o.rate > 0)
+            pace(L);
     } else {
         L->phase = PH_WARMUP;
         wl_timer_cb(-1, 0, L); /* straight to PH_MEASURE */
