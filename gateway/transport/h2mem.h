@@ -39,7 +39,7 @@ struct gw_h2mem {
     struct {
         void *p;
         size_t len;   /* a multiple of the page size; 0: the slot is free */
-        bool scratch; /* nghttp2's outbound frame buffer (see gw_h2mem_release_scratch) */
+        bool scratch; /* nghttp2's outbound frame buffer (see gw_h2mem_release_idle) */
     } map[GW_H2MEM_MAPS];
     size_t heap;
     bool scratch_known; /* the linked nghttp2 is the release whose frame buffer size we know */
@@ -54,12 +54,18 @@ nghttp2_mem *gw_h2mem_init(struct gw_h2mem *m);
 #define GW_H2MEM_FRAMEBUF (9u + 1u + 16384u)
 
 /* Call only when the session has nothing left to send (nghttp2_session_mem_send returned 0 and
- * what it returned before was copied out): the frame buffer then holds only frames already
- * sent, which nghttp2 never reads again (it packs each frame from the buffer's start). Wipes its
- * resident pages and hands them back to the kernel (MADV_DONTNEED: the next frame finds zeros):
- * an idle connection keeps neither the page nor its last frame (a response may carry PII). Does
- * nothing with another nghttp2 release than 1.52, whose layout was checked. */
-void gw_h2mem_release_scratch(struct gw_h2mem *m);
+ * what it returned before was copied out) and no stream open: gives an idle session's touched
+ * pages back to the kernel (MADV_DONTNEED: the next touch finds a zero-filled page).
+ * - The frame buffer then holds only frames already sent, which nghttp2 never reads again (it
+ *   packs each frame from the buffer's start): its resident pages are wiped first, so an idle
+ *   connection keeps neither the page nor its last frame (a response may carry PII). Only with
+ *   nghttp2 1.52, whose layout was checked.
+ * - Any other mapped block: a resident page that holds only zeros (the stream table once every
+ *   stream is gone: nghttp2 clears a bucket it empties; read in full, and so made resident on
+ *   some kernels, when a SETTINGS changes the initial window) reads the same afterwards, so this
+ *   holds with any nghttp2 release and whatever the block is.
+ * Costs a mincore per block, and a madvise per block with pages to give back. */
+void gw_h2mem_release_idle(struct gw_h2mem *m);
 
 /* What the session's blocks cost now: heap = usable bytes of its C-library blocks, mapped = bytes
  * mapped, resident = of those, bytes in pages written to (a page nghttp2 only read is the kernel's
