@@ -43,13 +43,13 @@ struct gw_conn {
     bool tls;
     struct bufferevent *bev;
     struct gw_h2 *h2;
-    struct event *handshake_ev; /* handshake deadline, later the linger deadline after GOAWAY */
-    struct event *idle_ev;
-    struct event *flush_ev;   /* writes `pending`, activated by io_send */
-    struct event *linger_ev;  /* after a refused handshake: reads and discards */
-    size_t lingered;          /* bytes discarded so far */
-    struct evbuffer *pending; /* session output not yet written or handed to the bufferevent */
-    struct ssl_st *ssl;       /* owned by the bufferevent; NULL for plaintext */
+    struct event *handshake_ev; /* handshake deadline; freed once the preface is in (issue 10) */
+    struct event *idle_ev;      /* idle deadline, then the linger deadline after GOAWAY */
+    struct event *flush_ev;     /* writes `pending`, activated by io_send */
+    struct event *linger_ev;    /* after a refused handshake: reads and discards */
+    size_t lingered;            /* bytes discarded so far */
+    struct evbuffer *pending;   /* session output not yet written or handed to the bufferevent */
+    struct ssl_st *ssl;         /* owned by the bufferevent; NULL for plaintext */
     struct gw_peer peer;
     struct gw_log_ctx log;
     gw_conn_closed_cb closed_cb;
@@ -59,7 +59,8 @@ struct gw_conn {
     bool closing;
     bool authed;         /* gw_conn_auth_cb has been called */
     bool lingering;      /* refused handshake: FIN sent, discarding input until LINGER_MS */
-    bool handshake_done; /* client preface received: handshake_ev no longer a deadline */
+    bool handshake_done; /* client preface received: handshake_ev freed */
+    bool terminating;    /* idle GOAWAY sent: idle_ev is the linger deadline */
     struct gw_conn *next, *prev;
 };
 
@@ -198,10 +199,12 @@ static void process_input(struct gw_conn *c)
     }
     if (!c->handshake_done && gw_h2_preface_received(c->h2)) {
         c->handshake_done = true;
-        evtimer_del(c->handshake_ev);
+        event_free(c->handshake_ev); /* an idle connection holds one timer, not two */
+        c->handshake_ev = NULL;
         authenticated(c); /* plaintext: the preface is all there is; TLS: already done */
     }
-    set_timer(c->idle_ev, c->cfg->idle_timeout_ms);
+    if (!c->terminating)
+        set_timer(c->idle_ev, c->cfg->idle_timeout_ms);
     (void)maybe_close(c);
 }
 
@@ -392,13 +395,18 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->h2 == NULL || c->closing)
         return;
+    if (c->terminating) {
+        conn_close(c, "linger timeout");
+        return;
+    }
     if (gw_h2_live_streams(c->h2) > 0) {
         set_timer(c->idle_ev, c->cfg->idle_timeout_ms);
         return;
     }
     GW_LOG(GW_LOG_DEBUG, "conn", &c->log, "idle timeout");
+    c->terminating = true;
     gw_h2_terminate(c->h2);
-    set_timer(c->handshake_ev, LINGER_MS);
+    set_timer(c->idle_ev, LINGER_MS);
     (void)maybe_close(c);
 }
 

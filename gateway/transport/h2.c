@@ -61,10 +61,12 @@ struct gw_h2 {
     nghttp2_session *session;
     const struct gw_config *cfg;
     struct event_base *base;
-    struct gw_peer peer;
+    const struct gw_peer *peer; /* the owner's: outlives the session */
     struct gw_log_ctx log;
     struct gw_h2_io io;
     struct gw_h2_upcalls up;
+    /* Both made when the first stream opens (only a stream's upper object asks for them): an
+     * idle connection that never made a call holds neither (issue 10). */
     struct event *notify_ev; /* runs due writable upcalls from the loop */
     struct event *flush_ev;  /* a flush asked for by the layer above, run from the loop */
     struct gw_h2_stream *streams;
@@ -247,6 +249,19 @@ static void on_request_headers(struct gw_h2_stream *st)
         h2->nlive++;
 }
 
+static void flush_cb(evutil_socket_t fd, short what, void *arg);
+static void notify_cb(evutil_socket_t fd, short what, void *arg);
+
+/* Makes the session's two loop events if they are not there yet; false when out of memory. */
+static bool stream_events_made(struct gw_h2 *h2)
+{
+    if (h2->notify_ev == NULL)
+        h2->notify_ev = event_new(h2->base, -1, 0, notify_cb, h2);
+    if (h2->flush_ev == NULL)
+        h2->flush_ev = event_new(h2->base, -1, 0, flush_cb, h2);
+    return h2->notify_ev != NULL && h2->flush_ev != NULL;
+}
+
 static int on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame *frame,
                                void *user_data)
 {
@@ -255,9 +270,11 @@ static int on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame *fr
 
     if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
+    if (!stream_events_made(h2))
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 resets the stream */
     st = gw_calloc(1, sizeof(*st));
     if (st == NULL)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* nghttp2 resets the stream */
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     st->id = frame->hd.stream_id;
     st->h2 = h2;
     gw_grpc_headers_init(&st->hdrs, h2->cfg->max_header_list_size);
@@ -541,7 +558,7 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
 
 const struct gw_peer *gw_h2_stream_peer(const struct gw_h2_stream *st)
 {
-    return &st->h2->peer;
+    return st->h2->peer;
 }
 
 int32_t gw_h2_stream_id(const struct gw_h2_stream *st)
@@ -699,17 +716,13 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
         goto fail;
     h2->cfg = p->cfg;
     h2->base = p->base;
-    h2->peer = *p->peer;
-    h2->log.peer = h2->peer.addr;
-    h2->log.principal = h2->peer.cert_cn[0] ? h2->peer.cert_cn : NULL;
+    h2->peer = p->peer;
+    h2->log.peer = h2->peer->addr;
+    h2->log.principal = h2->peer->cert_cn[0] ? h2->peer->cert_cn : NULL;
     h2->io = p->io;
     h2->up = p->up;
     gw_h2_calm_init(&h2->calm, now_ms());
     gw_budget_init(&h2->mem, p->cfg->request_memory_per_connection);
-    h2->notify_ev = event_new(p->base, -1, 0, notify_cb, h2);
-    h2->flush_ev = event_new(p->base, -1, 0, flush_cb, h2);
-    if (h2->notify_ev == NULL || h2->flush_ev == NULL)
-        goto fail;
 
     if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0)
         goto fail;

@@ -71,7 +71,7 @@ struct gw_h2_upcalls {
 struct gw_h2_params {
     const struct gw_config *cfg;
     struct event_base *base;
-    const struct gw_peer *peer; /* copied */
+    const struct gw_peer *peer; /* not copied: must outlive the session */
     struct gw_h2_io io;
     struct gw_h2_upcalls up;
 };

@@ -432,6 +432,7 @@ struct reply {
 
 struct harness {
     struct event_base *base;
+    struct gw_peer peer; /* the server session's: outlives it */
     struct gw_config cfg;
     struct gw_policy *policy;
     struct gw_rpc *rpc;
@@ -649,7 +650,8 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     memset(&params, 0, sizeof(params));
     params.cfg = &h->cfg;
     params.base = h->base;
-    params.peer = &peer;
+    h->peer = peer;
+    params.peer = &h->peer;
     params.io = (struct gw_h2_io){io_send, io_pending, h};
     params.up = gw_rpc_upcalls(h->rpc);
     h->server = gw_h2_new(&params);
