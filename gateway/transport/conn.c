@@ -39,7 +39,7 @@
 struct gw_conn {
     const struct gw_config *cfg;
     struct event_base *base;
-    struct gw_h2_upcalls up;
+    const struct gw_h2_upcalls *up; /* the owner's */
     bool tls;
     struct bufferevent *bev;
     struct gw_h2 *h2;
@@ -48,7 +48,8 @@ struct gw_conn {
     struct event *flush_ev;     /* writes `pending`, activated by io_send */
     struct event *linger_ev;    /* after a refused handshake: reads and discards */
     size_t lingered;            /* bytes discarded so far */
-    struct evbuffer *pending;   /* session output not yet written or handed to the bufferevent */
+    struct evbuffer *pending;   /* session output not yet written or handed to the bufferevent;
+                                 * NULL while there is none (an idle connection holds no buffer) */
     struct ssl_st *ssl;         /* owned by the bufferevent; NULL for plaintext */
     struct gw_peer peer;
     struct gw_log_ctx log;
@@ -97,6 +98,8 @@ static int io_send(void *arg, const uint8_t *data, size_t len)
 {
     struct gw_conn *c = arg;
 
+    if (c->pending == NULL && (c->pending = evbuffer_new()) == NULL)
+        return GW_ENOMEM;
     if (evbuffer_add(c->pending, data, len) != 0)
         return GW_ENOMEM;
     event_active(c->flush_ev, EV_TIMEOUT, 0);
@@ -107,7 +110,8 @@ static size_t io_out_pending(void *arg)
 {
     struct gw_conn *c = arg;
 
-    return evbuffer_get_length(c->pending) + evbuffer_get_length(bufferevent_get_output(c->bev));
+    return (c->pending != NULL ? evbuffer_get_length(c->pending) : 0) +
+           evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
 /* Closes the connection when the session is over and its last bytes have left. Returns true
@@ -129,7 +133,7 @@ static int start_session(struct gw_conn *c)
         .base = c->base,
         .peer = &c->peer,
         .io = {io_send, io_out_pending, c},
-        .up = c->up,
+        .up = *c->up,
     };
 
     c->h2 = gw_h2_new(&p);
@@ -244,7 +248,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->closing)
         return;
-    while ((len = evbuffer_get_length(c->pending)) > 0) {
+    while (c->pending != NULL && (len = evbuffer_get_length(c->pending)) > 0) {
         int n = 0;
 
         if (c->ssl != NULL && evbuffer_get_length(out) == 0) {
@@ -260,6 +264,10 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
             break;
         }
         evbuffer_drain(c->pending, (size_t)n);
+    }
+    if (c->pending != NULL && evbuffer_get_length(c->pending) == 0) {
+        evbuffer_free(c->pending); /* all written or handed over */
+        c->pending = NULL;
     }
     if (evbuffer_get_length(out) == 0)
         output_done(c); /* otherwise write_cb, once the bufferevent has written it */
@@ -445,7 +453,7 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
         goto fail;
     c->cfg = cfg;
     c->base = base;
-    c->up = *up;
+    c->up = up;
     c->tls = tls != NULL;
     c->peer.tls = tls != NULL;
     c->closed_cb = cb;
@@ -455,8 +463,7 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
     c->handshake_ev = evtimer_new(base, handshake_cb, c);
     c->idle_ev = evtimer_new(base, idle_cb, c);
     c->flush_ev = event_new(base, -1, 0, flush_cb, c);
-    c->pending = evbuffer_new();
-    if (c->handshake_ev == NULL || c->idle_ev == NULL || c->flush_ev == NULL || c->pending == NULL)
+    if (c->handshake_ev == NULL || c->idle_ev == NULL || c->flush_ev == NULL)
         goto fail;
     if (tls != NULL) {
         ssl = gw_tls_ssl_new(tls);

@@ -165,7 +165,7 @@ static void *map_block(struct gw_h2mem *m, size_t n)
     if (p == MAP_FAILED)
         return NULL;
     m->map[i].p = p;
-    m->map[i].len = len;
+    m->map[i].len = (uint32_t)len; /* at most 64 pages */
     m->map[i].scratch = m->scratch_known && n == GW_H2MEM_FRAMEBUF;
     return p;
 }

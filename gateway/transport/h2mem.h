@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <nghttp2/nghttp2.h>
 
@@ -38,7 +39,7 @@ struct gw_h2mem {
     nghttp2_mem mem;
     struct {
         void *p;
-        size_t len;   /* a multiple of the page size; 0: the slot is free */
+        uint32_t len; /* a multiple of the page size, at most GW_H2MEM_MAP_MAX; 0: free */
         bool scratch; /* nghttp2's outbound frame buffer (see gw_h2mem_release_idle) */
     } map[GW_H2MEM_MAPS];
     size_t heap;
