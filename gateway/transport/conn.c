@@ -1,6 +1,8 @@
 /* conn.c: one connection's lifecycle: accept -> TLS handshake (ALPN h2, client certificate ->
  * principal) -> HTTP/2 session -> close. Owns the bufferevent (which owns the SSL and the fd),
- * the h2 session and two timers. Invariants: the connection is torn down only from its own
+ * the h2 session, a handshake timer (until the client preface) and an idle timer (first a quiet
+ * second, after which the session gives back its zero pages; then the idle deadline; after an
+ * idle GOAWAY the linger deadline). Invariants: the connection is torn down only from its own
  * libevent callbacks or by its owner, never from code the h2 session calls; reading stops while
  * the output to the peer is backed up. Output the session queues during one loop pass is written
  * once, at the end of that pass (flush_ev): one TLS record and one write(2) for all of it, made
@@ -35,6 +37,10 @@
  * default) made it 32 KiB per idle connection (issue 10). This keeps it within one 4 KiB block;
  * a 16 KiB record is then copied out in four reads of one loop pass. */
 #define READ_CHUNK (4096u - 256u)
+/* A connection with no input for this long gives back the session's pages that hold only zeros
+ * (gw_h2_release_idle, issue 10): the page faults that bring them back on the next call cost
+ * 50-100 us on a virtual machine, too much for every idle moment of a busy connection. */
+#define QUIET_MS 1000u
 
 struct gw_conn {
     const struct gw_config *cfg;
@@ -44,7 +50,7 @@ struct gw_conn {
     struct bufferevent *bev;
     struct gw_h2 *h2;
     struct event *handshake_ev; /* handshake deadline; freed once the preface is in (issue 10) */
-    struct event *idle_ev;      /* idle deadline, then the linger deadline after GOAWAY */
+    struct event *idle_ev;      /* quiet, then idle deadline; the linger deadline after GOAWAY */
     struct event *flush_ev;     /* writes `pending`, activated by io_send */
     struct event *linger_ev;    /* after a refused handshake: reads and discards */
     size_t lingered;            /* bytes discarded so far */
@@ -62,6 +68,7 @@ struct gw_conn {
     bool lingering;      /* refused handshake: FIN sent, discarding input until LINGER_MS */
     bool handshake_done; /* client preface received: handshake_ev freed */
     bool terminating;    /* idle GOAWAY sent: idle_ev is the linger deadline */
+    bool quiet;          /* QUIET_MS without input passed: idle_ev is the idle deadline */
     struct gw_conn *next, *prev;
 };
 
@@ -207,8 +214,11 @@ static void process_input(struct gw_conn *c)
         c->handshake_ev = NULL;
         authenticated(c); /* plaintext: the preface is all there is; TLS: already done */
     }
-    if (!c->terminating)
-        set_timer(c->idle_ev, c->cfg->idle_timeout_ms);
+    if (!c->terminating) {
+        c->quiet = false;
+        set_timer(c->idle_ev,
+                  c->cfg->idle_timeout_ms > QUIET_MS ? QUIET_MS : c->cfg->idle_timeout_ms);
+    }
     (void)maybe_close(c);
 }
 
@@ -405,6 +415,12 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
         return;
     if (c->terminating) {
         conn_close(c, "linger timeout");
+        return;
+    }
+    if (!c->quiet && c->cfg->idle_timeout_ms > QUIET_MS) {
+        c->quiet = true;
+        gw_h2_release_idle(c->h2);
+        set_timer(c->idle_ev, c->cfg->idle_timeout_ms - QUIET_MS);
         return;
     }
     if (gw_h2_live_streams(c->h2) > 0) {

@@ -74,7 +74,6 @@ struct gw_h2 {
     size_t nlive;    /* streams whose upper object has not been answered */
     bool busy;       /* inside nghttp2_session_mem_recv / mem_send */
     bool want_flush; /* a flush was asked for while busy */
-    bool received;   /* input was processed since the session was last found idle */
     bool failed;
     bool preface;
     bool calmed; /* over a control-frame budget: GOAWAY ENHANCE_YOUR_CALM queued */
@@ -816,12 +815,10 @@ int gw_h2_flush(struct gw_h2 *h2)
             break;
         }
         if (n == 0) {
-            /* All sent, no stream: an idle session gives back its frame buffer and the pages
-             * it only read, such as the empty stream table (issue 10). */
-            if ((sent || h2->received) && h2->nstreams == 0) {
-                gw_h2mem_release_idle(&h2->alloc);
-                h2->received = false;
-            }
+            /* All sent, no stream: the frame buffer holds no frame of ours any more (issue
+             * 10; its pages go back with gw_h2_release_idle). */
+            if (sent && h2->nstreams == 0)
+                gw_h2mem_wipe_scratch(&h2->alloc);
             break;
         }
         sent = true;
@@ -843,13 +840,18 @@ int gw_h2_recv(struct gw_h2 *h2, const uint8_t *data, size_t len)
     h2->busy = true;
     n = nghttp2_session_mem_recv(h2->session, data, len);
     h2->busy = false;
-    h2->received = true;
     if (n < 0) {
         GW_LOG(GW_LOG_INFO, "h2", &h2->log, "protocol error: %s", nghttp2_strerror((int)n));
         h2->failed = true;
         return GW_EPROTO;
     }
     return gw_h2_flush(h2);
+}
+
+void gw_h2_release_idle(struct gw_h2 *h2)
+{
+    if (!h2->failed && !h2->busy && h2->nstreams == 0 && !nghttp2_session_want_write(h2->session))
+        gw_h2mem_release_idle(&h2->alloc);
 }
 
 bool gw_h2_want_io(const struct gw_h2 *h2)

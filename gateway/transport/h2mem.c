@@ -134,18 +134,18 @@ static void release_zero_pages(struct gw_h2mem *m, unsigned i)
             (void)madvise(base + k * ps, ps, MADV_DONTNEED);
 }
 
+void gw_h2mem_wipe_scratch(struct gw_h2mem *m)
+{
+    for (unsigned i = 0; i < GW_H2MEM_MAPS; i++)
+        if (m->map[i].len != 0 && m->map[i].scratch)
+            (void)wipe_slot(m, i);
+}
+
 void gw_h2mem_release_idle(struct gw_h2mem *m)
 {
-    for (unsigned i = 0; i < GW_H2MEM_MAPS; i++) {
-        if (m->map[i].len == 0)
-            continue;
-        if (!m->map[i].scratch) {
+    for (unsigned i = 0; i < GW_H2MEM_MAPS; i++)
+        if (m->map[i].len != 0)
             release_zero_pages(m, i);
-            continue;
-        }
-        if (wipe_slot(m, i) > 0)
-            (void)madvise(m->map[i].p, m->map[i].len, MADV_DONTNEED);
-    }
 }
 
 /* A block of n bytes in pages of its own (zero-filled, untouched), or NULL: no free slot, too

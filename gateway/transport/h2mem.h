@@ -40,7 +40,7 @@ struct gw_h2mem {
     struct {
         void *p;
         uint32_t len; /* a multiple of the page size, at most GW_H2MEM_MAP_MAX; 0: free */
-        bool scratch; /* nghttp2's outbound frame buffer (see gw_h2mem_release_idle) */
+        bool scratch; /* nghttp2's outbound frame buffer (see gw_h2mem_wipe_scratch) */
     } map[GW_H2MEM_MAPS];
     size_t heap;
     bool scratch_known; /* the linked nghttp2 is the release whose frame buffer size we know */
@@ -55,17 +55,21 @@ nghttp2_mem *gw_h2mem_init(struct gw_h2mem *m);
 #define GW_H2MEM_FRAMEBUF (9u + 1u + 16384u)
 
 /* Call only when the session has nothing left to send (nghttp2_session_mem_send returned 0 and
- * what it returned before was copied out) and no stream open: gives an idle session's touched
- * pages back to the kernel (MADV_DONTNEED: the next touch finds a zero-filled page).
- * - The frame buffer then holds only frames already sent, which nghttp2 never reads again (it
- *   packs each frame from the buffer's start): its resident pages are wiped first, so an idle
- *   connection keeps neither the page nor its last frame (a response may carry PII). Only with
- *   nghttp2 1.52, whose layout was checked.
- * - Any other mapped block: a resident page that holds only zeros (the stream table once every
- *   stream is gone: nghttp2 clears a bucket it empties; read in full, and so made resident on
- *   some kernels, when a SETTINGS changes the initial window) reads the same afterwards, so this
- *   holds with any nghttp2 release and whatever the block is.
- * Costs a mincore per block, and a madvise per block with pages to give back. */
+ * what it returned before was copied out) and no stream open. The frame buffer then holds only
+ * frames already sent, which nghttp2 never reads again (it packs each frame from the buffer's
+ * start): its resident pages are wiped, so an idle connection keeps no frame it sent (a response
+ * may carry PII). Only with nghttp2 1.52, whose layout was checked. A mincore and a 4 KiB wipe;
+ * the pages stay resident (see gw_h2mem_release_idle). */
+void gw_h2mem_wipe_scratch(struct gw_h2mem *m);
+
+/* Gives back to the kernel (MADV_DONTNEED) every resident page of the session's mapped blocks
+ * that holds only zeros: the frame buffer once wiped, the stream table once every stream is gone
+ * (nghttp2 clears a bucket it empties; it reads the whole table when a SETTINGS changes the
+ * initial window, which makes it resident on kernels that map no shared zero page for reads).
+ * Such a page reads the same afterwards (a zero-filled page on the next touch), so this holds
+ * with any nghttp2 release and whatever the block is. The next touch costs a page fault, which
+ * on a virtual machine may take 50-100 us: call it when the session has been idle for a while
+ * (conn.c: a second after its last input), not at every idle moment. */
 void gw_h2mem_release_idle(struct gw_h2mem *m);
 
 /* What the session's blocks cost now: heap = usable bytes of its C-library blocks, mapped = bytes
