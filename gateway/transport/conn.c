@@ -1,6 +1,8 @@
 /* conn.c: one connection's lifecycle: accept -> TLS handshake (ALPN h2, client certificate ->
  * principal) -> HTTP/2 session -> close. Owns the bufferevent (which owns the SSL and the fd),
- * the h2 session and two timers. Invariants: the connection is torn down only from its own
+ * the h2 session, a handshake timer (until the client preface) and an idle timer (first a quiet
+ * second, after which the session gives back its zero pages; then the idle deadline; after an
+ * idle GOAWAY the linger deadline). Invariants: the connection is torn down only from its own
  * libevent callbacks or by its owner, never from code the h2 session calls; reading stops while
  * the output to the peer is backed up. Output the session queues during one loop pass is written
  * once, at the end of that pass (flush_ev): one TLS record and one write(2) for all of it, made
@@ -35,21 +37,26 @@
  * default) made it 32 KiB per idle connection (issue 10). This keeps it within one 4 KiB block;
  * a 16 KiB record is then copied out in four reads of one loop pass. */
 #define READ_CHUNK (4096u - 256u)
+/* A connection with no input for this long gives back the session's pages that hold only zeros
+ * (gw_h2_release_idle, issue 10): the page faults that bring them back on the next call cost
+ * 50-100 us on a virtual machine, too much for every idle moment of a busy connection. */
+#define QUIET_MS 1000u
 
 struct gw_conn {
     const struct gw_config *cfg;
     struct event_base *base;
-    struct gw_h2_upcalls up;
+    const struct gw_h2_upcalls *up; /* the owner's */
     bool tls;
     struct bufferevent *bev;
     struct gw_h2 *h2;
-    struct event *handshake_ev; /* handshake deadline, later the linger deadline after GOAWAY */
-    struct event *idle_ev;
-    struct event *flush_ev;   /* writes `pending`, activated by io_send */
-    struct event *linger_ev;  /* after a refused handshake: reads and discards */
-    size_t lingered;          /* bytes discarded so far */
-    struct evbuffer *pending; /* session output not yet written or handed to the bufferevent */
-    struct ssl_st *ssl;       /* owned by the bufferevent; NULL for plaintext */
+    struct event *handshake_ev; /* handshake deadline; freed once the preface is in (issue 10) */
+    struct event *idle_ev;      /* quiet, then idle deadline; the linger deadline after GOAWAY */
+    struct event *flush_ev;     /* writes `pending`, activated by io_send */
+    struct event *linger_ev;    /* after a refused handshake: reads and discards */
+    size_t lingered;            /* bytes discarded so far */
+    struct evbuffer *pending;   /* session output not yet written or handed to the bufferevent;
+                                 * NULL while there is none (an idle connection holds no buffer) */
+    struct ssl_st *ssl;         /* owned by the bufferevent; NULL for plaintext */
     struct gw_peer peer;
     struct gw_log_ctx log;
     gw_conn_closed_cb closed_cb;
@@ -59,7 +66,9 @@ struct gw_conn {
     bool closing;
     bool authed;         /* gw_conn_auth_cb has been called */
     bool lingering;      /* refused handshake: FIN sent, discarding input until LINGER_MS */
-    bool handshake_done; /* client preface received: handshake_ev no longer a deadline */
+    bool handshake_done; /* client preface received: handshake_ev freed */
+    bool terminating;    /* idle GOAWAY sent: idle_ev is the linger deadline */
+    bool quiet;          /* QUIET_MS without input passed: idle_ev is the idle deadline */
     struct gw_conn *next, *prev;
 };
 
@@ -96,6 +105,8 @@ static int io_send(void *arg, const uint8_t *data, size_t len)
 {
     struct gw_conn *c = arg;
 
+    if (c->pending == NULL && (c->pending = evbuffer_new()) == NULL)
+        return GW_ENOMEM;
     if (evbuffer_add(c->pending, data, len) != 0)
         return GW_ENOMEM;
     event_active(c->flush_ev, EV_TIMEOUT, 0);
@@ -106,7 +117,8 @@ static size_t io_out_pending(void *arg)
 {
     struct gw_conn *c = arg;
 
-    return evbuffer_get_length(c->pending) + evbuffer_get_length(bufferevent_get_output(c->bev));
+    return (c->pending != NULL ? evbuffer_get_length(c->pending) : 0) +
+           evbuffer_get_length(bufferevent_get_output(c->bev));
 }
 
 /* Closes the connection when the session is over and its last bytes have left. Returns true
@@ -128,7 +140,7 @@ static int start_session(struct gw_conn *c)
         .base = c->base,
         .peer = &c->peer,
         .io = {io_send, io_out_pending, c},
-        .up = c->up,
+        .up = *c->up,
     };
 
     c->h2 = gw_h2_new(&p);
@@ -198,10 +210,15 @@ static void process_input(struct gw_conn *c)
     }
     if (!c->handshake_done && gw_h2_preface_received(c->h2)) {
         c->handshake_done = true;
-        evtimer_del(c->handshake_ev);
+        event_free(c->handshake_ev); /* an idle connection holds one timer, not two */
+        c->handshake_ev = NULL;
         authenticated(c); /* plaintext: the preface is all there is; TLS: already done */
     }
-    set_timer(c->idle_ev, c->cfg->idle_timeout_ms);
+    if (!c->terminating) {
+        c->quiet = false;
+        set_timer(c->idle_ev,
+                  c->cfg->idle_timeout_ms > QUIET_MS ? QUIET_MS : c->cfg->idle_timeout_ms);
+    }
     (void)maybe_close(c);
 }
 
@@ -241,7 +258,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->closing)
         return;
-    while ((len = evbuffer_get_length(c->pending)) > 0) {
+    while (c->pending != NULL && (len = evbuffer_get_length(c->pending)) > 0) {
         int n = 0;
 
         if (c->ssl != NULL && evbuffer_get_length(out) == 0) {
@@ -257,6 +274,10 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
             break;
         }
         evbuffer_drain(c->pending, (size_t)n);
+    }
+    if (c->pending != NULL && evbuffer_get_length(c->pending) == 0) {
+        evbuffer_free(c->pending); /* all written or handed over */
+        c->pending = NULL;
     }
     if (evbuffer_get_length(out) == 0)
         output_done(c); /* otherwise write_cb, once the bufferevent has written it */
@@ -392,13 +413,24 @@ static void idle_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->h2 == NULL || c->closing)
         return;
+    if (c->terminating) {
+        conn_close(c, "linger timeout");
+        return;
+    }
+    if (!c->quiet && c->cfg->idle_timeout_ms > QUIET_MS) {
+        c->quiet = true;
+        gw_h2_release_idle(c->h2);
+        set_timer(c->idle_ev, c->cfg->idle_timeout_ms - QUIET_MS);
+        return;
+    }
     if (gw_h2_live_streams(c->h2) > 0) {
         set_timer(c->idle_ev, c->cfg->idle_timeout_ms);
         return;
     }
     GW_LOG(GW_LOG_DEBUG, "conn", &c->log, "idle timeout");
+    c->terminating = true;
     gw_h2_terminate(c->h2);
-    set_timer(c->handshake_ev, LINGER_MS);
+    set_timer(c->idle_ev, LINGER_MS);
     (void)maybe_close(c);
 }
 
@@ -437,7 +469,7 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
         goto fail;
     c->cfg = cfg;
     c->base = base;
-    c->up = *up;
+    c->up = up;
     c->tls = tls != NULL;
     c->peer.tls = tls != NULL;
     c->closed_cb = cb;
@@ -447,8 +479,7 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
     c->handshake_ev = evtimer_new(base, handshake_cb, c);
     c->idle_ev = evtimer_new(base, idle_cb, c);
     c->flush_ev = event_new(base, -1, 0, flush_cb, c);
-    c->pending = evbuffer_new();
-    if (c->handshake_ev == NULL || c->idle_ev == NULL || c->flush_ev == NULL || c->pending == NULL)
+    if (c->handshake_ev == NULL || c->idle_ev == NULL || c->flush_ev == NULL)
         goto fail;
     if (tls != NULL) {
         ssl = gw_tls_ssl_new(tls);

@@ -30,7 +30,7 @@ typedef void (*gw_conn_auth_cb)(void *arg, struct gw_conn *c);
 
 /* Takes ownership of fd (closed on failure too). tls NULL means plaintext HTTP/2 with prior
  * knowledge and a peer without a certificate. up: what the layer above does with the streams
- * (copied). Returns NULL on failure. */
+ * (not copied: must outlive the connection). Returns NULL on failure. */
 struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base,
                             struct gw_tls *tls, const struct gw_h2_upcalls *up, evutil_socket_t fd,
                             const struct sockaddr *sa, int salen, gw_conn_closed_cb cb,

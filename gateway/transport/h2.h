@@ -71,7 +71,7 @@ struct gw_h2_upcalls {
 struct gw_h2_params {
     const struct gw_config *cfg;
     struct event_base *base;
-    const struct gw_peer *peer; /* copied */
+    const struct gw_peer *peer; /* not copied: must outlive the session */
     struct gw_h2_io io;
     struct gw_h2_upcalls up;
 };
@@ -101,6 +101,10 @@ size_t gw_h2_live_streams(const struct gw_h2 *h2);
 size_t gw_h2_queued(const struct gw_h2 *h2);
 /* What nghttp2 holds for this session now (h2mem.h): an idle session's cost. */
 void gw_h2_mem_held(const struct gw_h2 *h2, struct gw_h2mem_held *out);
+/* Issue 10: a session with no stream and nothing left to send gives back the pages of nghttp2's
+ * large blocks that hold only zeros (h2mem.h, gw_h2mem_release_idle); otherwise does nothing.
+ * For the owner, once the connection has been quiet for a while. */
+void gw_h2_release_idle(struct gw_h2 *h2);
 /* Graceful shutdown: GOAWAY naming the last stream accepted; open streams may finish. */
 void gw_h2_goaway(struct gw_h2 *h2);
 /* Immediate shutdown: GOAWAY(NO_ERROR), no stream is served further. */

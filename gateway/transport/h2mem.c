@@ -80,37 +80,72 @@ static bool resident_pages(void *p, size_t len, unsigned char *out, size_t npage
     return false;
 }
 
-/* Wipes the resident pages of the block in slot i. */
-static void wipe_slot(const struct gw_h2mem *m, unsigned i)
+/* Wipes the resident pages of the block in slot i; returns how many there were. */
+static size_t wipe_slot(const struct gw_h2mem *m, unsigned i)
 {
     size_t ps = page_size(), len = m->map[i].len, npages = len / ps;
     unsigned char *base = m->map[i].p;
     unsigned char vec[64]; /* up to 64 pages: GW_H2MEM_MAP_MAX */
+    size_t n = 0;
 
     (void)resident_pages(base, len, vec, npages);
     for (size_t k = 0; k < npages; k++)
-        if (vec[k] & 1u)
+        if (vec[k] & 1u) {
             gw_wipe(base + k * ps, ps);
+            n++;
+        }
+    return n;
 }
 
 /* Wipes the block in slot i and unmaps it. */
 static void unmap_slot(struct gw_h2mem *m, unsigned i)
 {
-    wipe_slot(m, i);
+    (void)wipe_slot(m, i);
     (void)munmap(m->map[i].p, m->map[i].len);
     m->map[i].p = NULL;
     m->map[i].len = 0;
     m->map[i].scratch = false;
 }
 
-void gw_h2mem_release_scratch(struct gw_h2mem *m)
+/* True when the page at p holds only zero bytes. */
+static bool page_is_zero(const unsigned char *p, size_t ps)
 {
-    for (unsigned i = 0; i < GW_H2MEM_MAPS; i++) {
-        if (m->map[i].len == 0 || !m->map[i].scratch)
-            continue;
-        wipe_slot(m, i);
-        (void)madvise(m->map[i].p, m->map[i].len, MADV_DONTNEED);
-    }
+    const uint64_t *w = (const uint64_t *)p;
+    uint64_t acc = 0;
+
+    for (size_t k = 0; k < ps / sizeof(*w); k++)
+        acc |= w[k];
+    return acc == 0;
+}
+
+/* Hands back the resident pages of the block in slot i that hold only zeros: they read the same
+ * afterwards (a fresh zero-filled page on the next touch), so nghttp2 cannot tell, whatever it
+ * keeps there, and there is nothing to wipe. */
+static void release_zero_pages(struct gw_h2mem *m, unsigned i)
+{
+    size_t ps = page_size(), npages = m->map[i].len / ps;
+    unsigned char *base = m->map[i].p;
+    unsigned char vec[64];
+
+    if (!resident_pages(base, m->map[i].len, vec, npages))
+        return; /* not known: reading untouched pages would fault them in */
+    for (size_t k = 0; k < npages; k++)
+        if ((vec[k] & 1u) && page_is_zero(base + k * ps, ps))
+            (void)madvise(base + k * ps, ps, MADV_DONTNEED);
+}
+
+void gw_h2mem_wipe_scratch(struct gw_h2mem *m)
+{
+    for (unsigned i = 0; i < GW_H2MEM_MAPS; i++)
+        if (m->map[i].len != 0 && m->map[i].scratch)
+            (void)wipe_slot(m, i);
+}
+
+void gw_h2mem_release_idle(struct gw_h2mem *m)
+{
+    for (unsigned i = 0; i < GW_H2MEM_MAPS; i++)
+        if (m->map[i].len != 0)
+            release_zero_pages(m, i);
 }
 
 /* A block of n bytes in pages of its own (zero-filled, untouched), or NULL: no free slot, too
@@ -130,7 +165,7 @@ static void *map_block(struct gw_h2mem *m, size_t n)
     if (p == MAP_FAILED)
         return NULL;
     m->map[i].p = p;
-    m->map[i].len = len;
+    m->map[i].len = (uint32_t)len; /* at most 64 pages */
     m->map[i].scratch = m->scratch_known && n == GW_H2MEM_FRAMEBUF;
     return p;
 }

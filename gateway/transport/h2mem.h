@@ -17,6 +17,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include <nghttp2/nghttp2.h>
 
@@ -38,8 +39,8 @@ struct gw_h2mem {
     nghttp2_mem mem;
     struct {
         void *p;
-        size_t len;   /* a multiple of the page size; 0: the slot is free */
-        bool scratch; /* nghttp2's outbound frame buffer (see gw_h2mem_release_scratch) */
+        uint32_t len; /* a multiple of the page size, at most GW_H2MEM_MAP_MAX; 0: free */
+        bool scratch; /* nghttp2's outbound frame buffer (see gw_h2mem_wipe_scratch) */
     } map[GW_H2MEM_MAPS];
     size_t heap;
     bool scratch_known; /* the linked nghttp2 is the release whose frame buffer size we know */
@@ -54,12 +55,22 @@ nghttp2_mem *gw_h2mem_init(struct gw_h2mem *m);
 #define GW_H2MEM_FRAMEBUF (9u + 1u + 16384u)
 
 /* Call only when the session has nothing left to send (nghttp2_session_mem_send returned 0 and
- * what it returned before was copied out): the frame buffer then holds only frames already
- * sent, which nghttp2 never reads again (it packs each frame from the buffer's start). Wipes its
- * resident pages and hands them back to the kernel (MADV_DONTNEED: the next frame finds zeros):
- * an idle connection keeps neither the page nor its last frame (a response may carry PII). Does
- * nothing with another nghttp2 release than 1.52, whose layout was checked. */
-void gw_h2mem_release_scratch(struct gw_h2mem *m);
+ * what it returned before was copied out) and no stream open. The frame buffer then holds only
+ * frames already sent, which nghttp2 never reads again (it packs each frame from the buffer's
+ * start): its resident pages are wiped, so an idle connection keeps no frame it sent (a response
+ * may carry PII). Only with nghttp2 1.52, whose layout was checked. A mincore and a 4 KiB wipe;
+ * the pages stay resident (see gw_h2mem_release_idle). */
+void gw_h2mem_wipe_scratch(struct gw_h2mem *m);
+
+/* Gives back to the kernel (MADV_DONTNEED) every resident page of the session's mapped blocks
+ * that holds only zeros: the frame buffer once wiped, the stream table once every stream is gone
+ * (nghttp2 clears a bucket it empties; it reads the whole table when a SETTINGS changes the
+ * initial window, which makes it resident on kernels that map no shared zero page for reads).
+ * Such a page reads the same afterwards (a zero-filled page on the next touch), so this holds
+ * with any nghttp2 release and whatever the block is. The next touch costs a page fault, which
+ * on a virtual machine may take 50-100 us: call it when the session has been idle for a while
+ * (conn.c: a second after its last input), not at every idle moment. */
+void gw_h2mem_release_idle(struct gw_h2mem *m);
 
 /* What the session's blocks cost now: heap = usable bytes of its C-library blocks, mapped = bytes
  * mapped, resident = of those, bytes in pages written to (a page nghttp2 only read is the kernel's

@@ -33,6 +33,10 @@ import waygate_proto  # noqa: E402
 
 WARM = 1_000
 PARALLEL = 64  # handshakes in flight at once
+# A connection gives back its session's zero pages after a second without input (conn.c,
+# QUIET_MS): both measurements wait longer than that, so the last connections opened count as
+# idle ones, not as ones still in their handshake's aftermath.
+SETTLE_S = 2.5
 SETTINGS, PING = 4, 6
 ACK = 0x1
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -140,8 +144,10 @@ async def scenario(pid, port, ctx, n, log_path):
     held = []
     try:
         await open_many(port, ctx, WARM, held)
+        await asyncio.sleep(SETTLE_S)
         base = (vmrss(pid), sockets(pid), in_use(pid, log_path))
         await open_many(port, ctx, n - WARM, held)
+        await asyncio.sleep(SETTLE_S)
         end = (vmrss(pid), sockets(pid), in_use(pid, log_path))
         return base, end
     finally:

@@ -107,6 +107,7 @@ struct conn {
     struct gw_app app;
     struct gw_rpc *rpc;
     struct gw_h2 *server;
+    struct gw_peer peer; /* the server session's: outlives it */
     nghttp2_session *client;
     bool server_dead; /* gw_h2_recv failed: the connection would be closed */
     bool backed_up;   /* io_pending says the socket's output is full (backpressure) */
@@ -309,7 +310,6 @@ static int conn_open(struct conn *c, uint8_t role, uint8_t branch)
                                  .checkpoint_ms = 1000,
                                  .alg = GW_SIGN_ED25519,
                                  .seed = audit_seed};
-    struct gw_peer peer = {.addr = "127.0.0.1:1", .tls = true, .cert = true};
     struct gw_rpc_params rp;
     struct gw_h2_params hp;
 
@@ -346,9 +346,10 @@ static int conn_open(struct conn *c, uint8_t role, uint8_t branch)
     memset(&hp, 0, sizeof(hp));
     hp.cfg = &g.cfg;
     hp.base = g.base;
-    snprintf(peer.cert_cn, sizeof(peer.cert_cn), "fuzz");
-    snprintf(peer.cert_ou, sizeof(peer.cert_ou), "%s", roles[role % NROLES]);
-    hp.peer = &peer;
+    c->peer = (struct gw_peer){.addr = "127.0.0.1:1", .tls = true, .cert = true};
+    snprintf(c->peer.cert_cn, sizeof(c->peer.cert_cn), "fuzz");
+    snprintf(c->peer.cert_ou, sizeof(c->peer.cert_ou), "%s", roles[role % NROLES]);
+    hp.peer = &c->peer;
     hp.io = (struct gw_h2_io){io_send, io_pending, c};
     hp.up = gw_rpc_upcalls(c->rpc);
     c->server = gw_h2_new(&hp);

@@ -119,13 +119,24 @@ static void test_session_allocator_maps_large_blocks(void **state)
     assert_non_null(zero);
     for (size_t i = 0; i < 4096; i++)
         assert_int_equal(zero[i], 0);
+    zero[100] = 7;
     gw_h2mem_held(&a, &held);
     assert_int_equal(held.mapped, 20480 + 4096);
     assert_int_equal(held.resident, 8192); /* one page of each was touched */
-    gw_h2mem_release_scratch(&a);          /* the frame buffer's pages go back, wiped */
+    gw_h2mem_wipe_scratch(&a);             /* the frame buffer is wiped, its page still there */
+    assert_int_equal(big[0], 0);
+    gw_h2mem_held(&a, &held);
+    assert_int_equal(held.resident, 8192);
+    gw_h2mem_release_idle(&a); /* the frame buffer's page goes back; a page in use stays */
     gw_h2mem_held(&a, &held);
     assert_int_equal(held.resident, 4096);
     assert_int_equal(big[0], 0);
+    assert_int_equal(zero[100], 7);
+    zero[100] = 0; /* a page of zeros goes back too, and reads the same */
+    gw_h2mem_release_idle(&a);
+    gw_h2mem_held(&a, &held);
+    assert_int_equal(held.resident, 0);
+    assert_int_equal(zero[100], 0);
     memcpy(big, "frame", 5);
     big = m->realloc(big, 40000, m->mem_user_data); /* moved to a larger mapping */
     assert_non_null(big);
