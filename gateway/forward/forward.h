@@ -48,11 +48,15 @@ void gw_forward_free(struct gw_forward *f);
 
 /* Counters, for logs and tests. */
 struct gw_forward_stats {
-    uint64_t sent;     /* deliveries sent (each attempt) */
-    uint64_t acked;    /* acknowledged by the backend and deleted */
-    uint64_t later;    /* put back for a later attempt */
-    uint64_t parked;   /* refused for good */
-    uint32_t inflight; /* Deliver calls open now */
+    uint64_t sent;         /* deliveries sent (each attempt) */
+    uint64_t acked;        /* acknowledged by the backend and deleted */
+    uint64_t later;        /* put back for a later attempt */
+    uint64_t parked;       /* refused for good */
+    uint64_t claimed;      /* deliveries claimed from the outbox (each claim of one) */
+    uint64_t fast_sent;    /* of sent: deliveries sent by the fast path (no claim) */
+    uint64_t fast_acked;   /* of acked: deliveries the fast path sent and the backend accepted */
+    uint64_t fast_dropped; /* fast deliveries left to their lease and a later claim */
+    uint32_t inflight;     /* Deliver calls open now */
 };
 void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out);
 
