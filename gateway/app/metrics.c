@@ -297,6 +297,9 @@ static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
     counter(b, "waygate_forward_fast_dropped_total",
             "fast deliveries left to their lease and a later claim (queue full, waited too long)",
             (double)fs.fast_dropped);
+    gauge(b, "waygate_forward_fast_queued",
+          "fast deliveries waiting in memory for a batch now ([forward] fast_max bounds them)",
+          (double)fs.fast_queued);
     gauge(b, "waygate_forward_calls_inflight", "Deliver calls (batches) in flight now",
           (double)fs.inflight);
 }

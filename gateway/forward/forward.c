@@ -819,4 +819,5 @@ void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out)
 {
     *out = f->stats;
     out->inflight = f->nbatches;
+    out->fast_queued = (uint32_t)f->fast_n;
 }

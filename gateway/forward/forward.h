@@ -57,6 +57,7 @@ struct gw_forward_stats {
     uint64_t fast_acked;   /* of acked: deliveries the fast path sent and the backend accepted */
     uint64_t fast_dropped; /* fast deliveries left to their lease and a later claim */
     uint32_t inflight;     /* Deliver calls open now */
+    uint32_t fast_queued;  /* fast deliveries waiting in memory now */
 };
 void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out);
 
