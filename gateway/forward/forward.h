@@ -15,8 +15,11 @@
  * A delivery is deleted only after the backend accepted it; anything the forwarder does not learn
  * (a crash, a lost acknowledgement) ends with the lease and the delivery is sent again: the
  * backend deduplicates on delivery_id. It wakes on the outbox's NOTIFY and polls every
- * [forward] poll_ms. Nothing it logs, records or sends holds a clear value the backend view does
- * not grant (a delivery for a record above the backend's security level carries no waybill). */
+ * [forward] poll_ms. A waybill this gateway accepted is sent at once from memory, without a
+ * claim, under the lease its insert took ([forward] fast, fast_max; store.h gw_store_fast_hook);
+ * whatever that path does not carry (no room, a failure, a crash) the claim sends. Nothing it logs,
+ * records or sends holds a clear value the backend view does not grant (a delivery for a record
+ * above the backend's security level carries no waybill). */
 #ifndef GW_FORWARD_H
 #define GW_FORWARD_H
 
