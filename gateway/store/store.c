@@ -5,7 +5,6 @@
  * store->pending, or in exactly one group in flight; a cancelled request's callback never runs. */
 #include "store.h"
 
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
