@@ -287,6 +287,19 @@ static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
             (double)fs.later);
     counter(b, "waygate_forward_parked_total", "deliveries the backend refused for good",
             (double)fs.parked);
+    counter(b, "waygate_forward_claimed_total", "deliveries claimed from the outbox (each claim)",
+            (double)fs.claimed);
+    counter(b, "waygate_forward_fast_sent_total",
+            "deliveries sent by the fast path (from memory, under the insert's lease; no claim)",
+            (double)fs.fast_sent);
+    counter(b, "waygate_forward_fast_delivered_total",
+            "deliveries the fast path sent and the backend accepted", (double)fs.fast_acked);
+    counter(b, "waygate_forward_fast_dropped_total",
+            "fast deliveries left to their lease and a later claim (queue full, waited too long)",
+            (double)fs.fast_dropped);
+    gauge(b, "waygate_forward_fast_queued",
+          "fast deliveries waiting in memory for a batch now ([forward] fast_max bounds them)",
+          (double)fs.fast_queued);
     gauge(b, "waygate_forward_calls_inflight", "Deliver calls (batches) in flight now",
           (double)fs.inflight);
 }

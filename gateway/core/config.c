@@ -107,6 +107,8 @@ static const struct keydef keys[] = {
     {"forward", "poll_ms", T_U32, F(fwd_poll_ms), 10, 600000, 0},
     {"forward", "backoff_min_ms", T_U32, F(fwd_backoff_min_ms), 10, 600000, 0},
     {"forward", "backoff_max_ms", T_U32, F(fwd_backoff_max_ms), 10, 3600000, 0},
+    {"forward", "fast", T_BOOL, F(fwd_fast), 0, 0, 0},
+    {"forward", "fast_max", T_U32, F(fwd_fast_max), 1, 1000000, 0},
     {"log", "level", T_LEVEL, F(log_level), 0, 0, 0},
     {"log", "file", T_STRING, F(log_file), 0, 0, 0},
 };
@@ -177,6 +179,8 @@ static void set_defaults(struct gw_config *c)
     c->fwd_poll_ms = 1000;
     c->fwd_backoff_min_ms = 200;
     c->fwd_backoff_max_ms = 30000;
+    c->fwd_fast = true;
+    c->fwd_fast_max = 4096;
     c->log_level = GW_LOG_INFO;
     c->crypto_suite = GW_CONFIG_SUITE_AES;
 }

@@ -122,6 +122,9 @@ struct gw_config {
     uint32_t fwd_poll_ms;        /* polling fallback when no NOTIFY arrives, default 1000 */
     uint32_t fwd_backoff_min_ms; /* first retry delay, default 200 */
     uint32_t fwd_backoff_max_ms; /* cap of the exponential backoff (with jitter), default 30000 */
+    bool fwd_fast;               /* default true: a waybill this gateway accepted is sent at once
+                                    from memory under a lease its insert takes (no claim) */
+    uint32_t fwd_fast_max;       /* deliveries the fast path holds in memory, default 4096 */
     /* [log] */
     enum gw_log_level log_level; /* default info */
     char *log_file; /* [log] file: append the log lines here instead of stderr (absolute path;

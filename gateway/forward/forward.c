@@ -5,11 +5,22 @@
  * Invariants: a delivery leaves the outbox only through gw_outbox_ack after the backend answered
  * ACCEPTED for its delivery_id; every claimed delivery ends acked, put back (later), parked, or
  * with its lease running out (when the outcome could not be recorded): never dropped. A batch
- * never waits for another: a slow or refused delivery holds only its own batch. */
+ * never waits for another: a slow or refused delivery holds only its own batch.
+ * The fast path ([forward] fast): a waybill this gateway accepted is sent without a claim. The
+ * store asks fast_reserve for room before each group insert (all or nothing); with room, the
+ * insert takes the lease of the new outbox rows itself (store.h: gw_store_fast_hook) and after
+ * the commit fast_done queues each created waybill's outbox row and sealed copy here, bounded by
+ * [forward] fast_max (reserved + queued). Queued items go out in batches like claimed ones,
+ * packed by the same code from the same kind of row; settlement is the same (the rows carry this
+ * owner's lease). An item that waited more than half the lease is dropped from memory: its lease
+ * runs out and a claim sends it, so a lease never expires while its item is still queued here.
+ * Only deliveries of kind 1 (waybill accepted) go fast: each is its waybill's first row, so the
+ * claim's "no earlier row" rule keeps the waybill's scans behind it. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
@@ -27,6 +38,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "policy.h"
+#include "store.h"
 
 #define FWD_PATH "/waygate.v1.CarrierBackend/Deliver"
 #define FWD_REASON_MAX 200 /* outbox.park_reason and last_error: octet_length <= 200 */
@@ -52,6 +64,7 @@ struct item {
     size_t pb_len;
     enum item_state st;
     bool sent; /* part of the call in flight */
+    bool fast; /* came by the fast path (not claimed) */
     char reason[FWD_REASON_MAX + 1];
 };
 
@@ -73,6 +86,12 @@ struct batch {
     size_t pending;     /* settlement requests in flight */
 };
 
+/* A delivery handed over by the store's fast path, waiting for a batch. */
+struct fast_item {
+    struct gw_store_fast_item s; /* s.w: the sealed copy, owned */
+    int64_t sent_ms;             /* its insert was sent then (CLOCK_MONOTONIC ms) */
+};
+
 struct gw_forward {
     struct gw_app *app;
     const struct gw_config *cfg;
@@ -87,7 +106,10 @@ struct gw_forward {
     bool resting;                /* linger_ev pending: the next claim waits for it */
     struct batch *batches;       /* live batches */
     uint32_t nbatches;
-    uint64_t fail_streak; /* consecutive failed calls or claims, for the log's rate */
+    uint64_t fail_streak;    /* consecutive failed calls or claims, for the log's rate */
+    struct fast_item *fastq; /* ring of cfg->fwd_fast_max; NULL: no fast path */
+    size_t fast_head, fast_n;
+    size_t fast_reserved; /* promised to group inserts in flight */
     bool draining;
     gw_forward_drained_cb drained_cb;
     void *drained_arg;
@@ -131,7 +153,8 @@ static void drained_now_cb(evutil_socket_t fd, short what, void *arg)
 
 static void check_drained(struct gw_forward *f)
 {
-    if (!f->draining || f->drained_cb == NULL || f->nbatches > 0 || f->claim != NULL)
+    if (!f->draining || f->drained_cb == NULL || f->nbatches > 0 || f->claim != NULL ||
+        f->fast_n > 0)
         return;
     if (event_base_once(f->app->base, -1, EV_TIMEOUT, drained_now_cb, f, NULL) != 0)
         drained_now_cb(-1, 0, f);
@@ -222,6 +245,7 @@ static void settle(struct batch *b)
         if (it->st == IT_ACK && ack != NULL) {
             ack[na++] = it->id;
             f->stats.acked++;
+            f->stats.fast_acked += it->fast;
         } else if (it->st == IT_PARK) {
             GW_LOG(GW_LOG_WARN, "forward", NULL, "delivery %s parked: %s", it->delivery_id,
                    it->reason);
@@ -382,6 +406,8 @@ static void send_batch(struct batch *b)
         return;
     }
     f->stats.sent += n;
+    for (size_t i = 0; i < b->n; i++)
+        f->stats.fast_sent += b->items[i].sent && b->items[i].fast;
 }
 
 /* A claimed item: its ids, and its packed Delivery, or already its outcome when it cannot be
@@ -408,16 +434,16 @@ static void take_item(struct gw_forward *f, struct item *it, const struct gw_out
     }
 }
 
-static struct batch *batch_new(struct gw_forward *f, const struct gw_outbox_claim *c)
+/* An empty batch of n items (NULL on ENOMEM), not yet listed. */
+static struct batch *batch_alloc(struct gw_forward *f, size_t n)
 {
-    size_t n = gw_outbox_claim_count(c);
     struct batch *b = calloc(1, sizeof(*b));
 
     if (b == NULL)
         return NULL;
     b->f = f;
     b->n = n;
-    b->items = calloc(n, sizeof(*b->items));
+    b->items = calloc(n > 0 ? n : 1, sizeof(*b->items));
     b->sreqs = calloc(n + 2, sizeof(*b->sreqs));
     if (b->items == NULL || b->sreqs == NULL) {
         batch_free(b);
@@ -425,14 +451,141 @@ static struct batch *batch_new(struct gw_forward *f, const struct gw_outbox_clai
     }
     for (size_t i = 0; i < n + 2; i++)
         b->sreqs[i].b = b;
-    for (size_t i = 0; i < n; i++)
-        take_item(f, &b->items[i], gw_outbox_claim_item(c, i));
+    return b;
+}
+
+static void batch_list(struct gw_forward *f, struct batch *b)
+{
     b->next = f->batches;
     if (f->batches != NULL)
         f->batches->prev = b;
     f->batches = b;
     f->nbatches++;
+}
+
+static struct batch *batch_new(struct gw_forward *f, const struct gw_outbox_claim *c)
+{
+    size_t n = gw_outbox_claim_count(c);
+    struct batch *b = batch_alloc(f, n);
+
+    if (b == NULL)
+        return NULL;
+    for (size_t i = 0; i < n; i++)
+        take_item(f, &b->items[i], gw_outbox_claim_item(c, i));
+    f->stats.claimed += n;
+    batch_list(f, b);
     return b;
+}
+
+/* ---- the fast path ---- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* The store's question before a group insert: room for n more? Reserves them. No while the
+ * backend fails (the claim's backoff paces the retries) or while draining. */
+static bool fast_reserve(void *arg, size_t n)
+{
+    struct gw_forward *f = arg;
+
+    if (f->draining || f->fail_streak > 0 ||
+        f->fast_reserved + f->fast_n + n > f->cfg->fwd_fast_max)
+        return false;
+    f->fast_reserved += n;
+    return true;
+}
+
+/* The group that reserved `reserved` ended: its created waybills join the queue (the
+ * reservation guarantees the room). */
+static void fast_done(void *arg, size_t reserved, struct gw_store_fast_item *items, size_t n,
+                      int64_t sent_ms)
+{
+    struct gw_forward *f = arg;
+    size_t cap = f->cfg->fwd_fast_max;
+
+    f->fast_reserved -= reserved < f->fast_reserved ? reserved : f->fast_reserved;
+    for (size_t i = 0; i < n; i++) {
+        if (f->draining || f->fast_n >= cap) { /* the lease runs out; a claim sends it */
+            gw_store_sealed_free(items[i].w);
+            f->stats.fast_dropped++;
+            continue;
+        }
+        f->fastq[(f->fast_head + f->fast_n) % cap] =
+            (struct fast_item){.s = items[i], .sent_ms = sent_ms};
+        f->fast_n++;
+    }
+    if (n > 0)
+        pump(f);
+}
+
+/* The oldest queued item, removed from the queue (its copy now the caller's). */
+static struct fast_item fast_pop(struct gw_forward *f)
+{
+    struct fast_item q = f->fastq[f->fast_head];
+
+    f->fast_head = (f->fast_head + 1) % f->cfg->fwd_fast_max;
+    f->fast_n--;
+    return q;
+}
+
+/* A fast item into a batch item: the same gw_outbox_item a claim makes of the row (a new
+ * waybill: kind 1, no scan facts yet, status none; the backend's view does not depend on the
+ * destination branch), packed by the same code. */
+static void take_fast(struct gw_forward *f, struct item *it, const struct fast_item *q)
+{
+    struct gw_store_row row;
+    struct gw_outbox_item src;
+
+    memset(&row, 0, sizeof(row));
+    memset(&src, 0, sizeof(src));
+    row.w = *q->s.w;
+    src.id = q->s.outbox_id;
+    memcpy(src.delivery_id, q->s.delivery_id, sizeof(src.delivery_id));
+    src.kind = GW_OUTBOX_WAYBILL;
+    gw_store_id_text(q->s.w->id, src.record_id);
+    src.enqueued_at_us = q->s.enqueued_at_us;
+    src.attempts = 1;
+    src.row = &row;
+    take_item(f, it, &src);
+    it->fast = true;
+}
+
+/* Sends queued fast items in batches while a batch slot is free. Items that waited more than
+ * half the lease are dropped (a claim sends them once their lease ran out). */
+static void pump_fast(struct gw_forward *f)
+{
+    const struct gw_config *cfg = f->cfg;
+    int64_t now = mono_ms();
+
+    while (f->fast_n > 0 && f->nbatches < cfg->fwd_inflight) {
+        size_t n = f->fast_n < cfg->fwd_batch ? f->fast_n : cfg->fwd_batch, k = 0;
+        struct batch *b = batch_alloc(f, n);
+
+        if (b == NULL)
+            return; /* tried again at the next pump; past half the lease, dropped */
+        while (k < n && f->fast_n > 0) {
+            struct fast_item q = fast_pop(f);
+
+            if (now - q.sent_ms > (int64_t)(cfg->fwd_lease_ms / 2)) {
+                f->stats.fast_dropped++;
+            } else {
+                take_fast(f, &b->items[k++], &q);
+            }
+            gw_store_sealed_free(q.s.w);
+        }
+        b->n = k;
+        if (k == 0) {
+            batch_free(b);
+            continue;
+        }
+        batch_list(f, b);
+        send_batch(b);
+    }
 }
 
 /* The next claim waits FWD_LINGER_MS (a wake meanwhile only marks the forwarder dirty). */
@@ -494,6 +647,7 @@ static void pump(struct gw_forward *f)
     const struct gw_config *cfg = f->cfg;
     int rc;
 
+    pump_fast(f); /* also while draining: what is queued goes out */
     if (f->draining)
         return;
     if (f->claim != NULL) {
@@ -548,6 +702,19 @@ static void make_owner(struct gw_forward *f, const char *owner)
     snprintf(f->owner, sizeof(f->owner), "%.48s:%ld:%08x", host, (long)getpid(), (unsigned)r);
 }
 
+/* Registers the fast path's hook with the store (the queue allocated first). */
+static bool fast_start(struct gw_forward *f)
+{
+    struct gw_store_fast_hook h = {.owner = f->owner,
+                                   .lease_ms = f->cfg->fwd_lease_ms,
+                                   .reserve = fast_reserve,
+                                   .done = fast_done,
+                                   .arg = f};
+
+    f->fastq = calloc(f->cfg->fwd_fast_max, sizeof(*f->fastq));
+    return f->fastq != NULL && gw_store_set_fast(f->app->store, &h) == 0;
+}
+
 struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *policy,
                                   const char *owner, char *err, size_t errlen)
 {
@@ -583,6 +750,11 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
     f->poll_ev = event_new(app->base, -1, EV_PERSIST, poll_cb, f);
     f->linger_ev = evtimer_new(app->base, linger_cb, f);
     f->listener = gw_outbox_listen(app->store, wake_cb, f);
+    if (cfg->fwd_fast && !fast_start(f)) {
+        snprintf(err, errlen, "[forward]: cannot start the fast path");
+        gw_forward_free(f);
+        return NULL;
+    }
     if (f->poll_ev == NULL || f->linger_ev == NULL || f->listener == NULL ||
         event_add(f->poll_ev, &tv) != 0) {
         snprintf(err, errlen, "[forward]: cannot start the outbox listener or poll timer");
@@ -590,8 +762,9 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
         return NULL;
     }
     GW_LOG(GW_LOG_INFO, "forward", NULL,
-           "forwarding the outbox to %s (lease owner %s, batch %u, inflight %u)", cfg->fwd_endpoint,
-           f->owner, cfg->fwd_batch, cfg->fwd_inflight);
+           "forwarding the outbox to %s (lease owner %s, batch %u, inflight %u, fast path %s)",
+           cfg->fwd_endpoint, f->owner, cfg->fwd_batch, cfg->fwd_inflight,
+           cfg->fwd_fast ? "on" : "off");
     return f;
 }
 
@@ -610,6 +783,7 @@ void gw_forward_drain(struct gw_forward *f, gw_forward_drained_cb cb, void *arg)
     f->drained_arg = arg;
     if (f->poll_ev != NULL)
         event_del(f->poll_ev);
+    pump_fast(f);
     check_drained(f);
 }
 
@@ -619,6 +793,13 @@ void gw_forward_free(struct gw_forward *f)
 
     if (f == NULL)
         return;
+    if (f->fastq != NULL) { /* queued items: their leases run out and a claim sends them */
+        if (gw_store_set_fast(f->app->store, NULL) != 0)
+            GW_LOG(GW_LOG_ERROR, "forward", NULL, "fast path not removed");
+        while (f->fast_n > 0)
+            gw_store_sealed_free(fast_pop(f).s.w);
+        free(f->fastq);
+    }
     for (b = f->batches; b != NULL; b = next) {
         next = b->next;
         batch_free(b);
@@ -638,4 +819,5 @@ void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out)
 {
     *out = f->stats;
     out->inflight = f->nbatches;
+    out->fast_queued = (uint32_t)f->fast_n;
 }

@@ -15,8 +15,11 @@
  * A delivery is deleted only after the backend accepted it; anything the forwarder does not learn
  * (a crash, a lost acknowledgement) ends with the lease and the delivery is sent again: the
  * backend deduplicates on delivery_id. It wakes on the outbox's NOTIFY and polls every
- * [forward] poll_ms. Nothing it logs, records or sends holds a clear value the backend view does
- * not grant (a delivery for a record above the backend's security level carries no waybill). */
+ * [forward] poll_ms. A waybill this gateway accepted is sent at once from memory, without a
+ * claim, under the lease its insert took ([forward] fast, fast_max; store.h gw_store_fast_hook);
+ * whatever that path does not carry (no room, a failure, a crash) the claim sends. Nothing it logs,
+ * records or sends holds a clear value the backend view does not grant (a delivery for a record
+ * above the backend's security level carries no waybill). */
 #ifndef GW_FORWARD_H
 #define GW_FORWARD_H
 
@@ -48,11 +51,16 @@ void gw_forward_free(struct gw_forward *f);
 
 /* Counters, for logs and tests. */
 struct gw_forward_stats {
-    uint64_t sent;     /* deliveries sent (each attempt) */
-    uint64_t acked;    /* acknowledged by the backend and deleted */
-    uint64_t later;    /* put back for a later attempt */
-    uint64_t parked;   /* refused for good */
-    uint32_t inflight; /* Deliver calls open now */
+    uint64_t sent;         /* deliveries sent (each attempt) */
+    uint64_t acked;        /* acknowledged by the backend and deleted */
+    uint64_t later;        /* put back for a later attempt */
+    uint64_t parked;       /* refused for good */
+    uint64_t claimed;      /* deliveries claimed from the outbox (each claim of one) */
+    uint64_t fast_sent;    /* of sent: deliveries sent by the fast path (no claim) */
+    uint64_t fast_acked;   /* of acked: deliveries the fast path sent and the backend accepted */
+    uint64_t fast_dropped; /* fast deliveries left to their lease and a later claim */
+    uint32_t inflight;     /* Deliver calls open now */
+    uint32_t fast_queued;  /* fast deliveries waiting in memory now */
 };
 void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out);
 

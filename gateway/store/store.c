@@ -5,15 +5,18 @@
  * store->pending, or in exactly one group in flight; a cancelled request's callback never runs. */
 #include "store.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <time.h>
 
 #include <event2/event.h>
 
 #include "alloc.h"
 #include "db.h"
 #include "log.h"
+#include "pq_msg.h"
 #include "store_int.h"
 
 static void group_done_cb(void *arg, int err, const struct gw_db_result *res);
@@ -99,6 +102,79 @@ static struct gw_store_group *group_new(struct gw_store *s, size_t n, bool batch
     return g;
 }
 
+/* ---- the fast path (store.h: gw_store_fast_hook) ---- */
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Before a new group is sent: the hook's reservation for all of it, or none (every item must
+ * carry its sealed copy). */
+static void fast_reserve(struct gw_store *s, struct gw_store_group *g)
+{
+    g->fast = 0;
+    g->sent_ms = mono_ms();
+    if (s->fast.reserve == NULL || g->n == 0)
+        return;
+    for (size_t i = 0; i < g->n; i++)
+        if (g->items[i]->sealed == NULL)
+            return;
+    if (s->fast.reserve(s->fast.arg, g->n))
+        g->fast = g->n;
+}
+
+/* The group's reservation ends: fi[0..n) (taken from its items) go to the hook, or are freed
+ * when the hook was removed meanwhile. */
+static void fast_finish(struct gw_store *s, struct gw_store_group *g, struct gw_store_fast_item *fi,
+                        size_t n)
+{
+    if (g->fast > 0 && s->fast.done != NULL) {
+        s->fast.done(s->fast.arg, g->fast, fi, n, g->sent_ms);
+    } else {
+        for (size_t i = 0; i < n; i++)
+            gw_store_sealed_free(fi[i].w);
+    }
+    g->fast = 0;
+}
+
+/* A created waybill's outbox row (store_int.h: GW_STORE_GROUP_RESULT_COLS) and its sealed copy,
+ * taken from the item, into *fi. False when the row lacks them. */
+static bool fast_take(struct gw_store_item *it, const PGresult *res, int row,
+                      struct gw_store_fast_item *fi)
+{
+    if (it->sealed == NULL || PQgetlength(res, row, 4) != 8 ||
+        PQgetlength(res, row, 5) != GW_STORE_ID_LEN || PQgetlength(res, row, 6) != 8)
+        return false;
+    fi->outbox_id = gw_pq_int(res, row, 4, 8);
+    gw_store_id_text((const uint8_t *)PQgetvalue(res, row, 5), fi->delivery_id);
+    fi->enqueued_at_us = gw_pq_int(res, row, 6, 8);
+    fi->w = it->sealed;
+    it->sealed = NULL;
+    return true;
+}
+
+int gw_store_set_fast(struct gw_store *s, const struct gw_store_fast_hook *hook)
+{
+    if (s == NULL)
+        return GW_EINVAL;
+    if (hook == NULL) {
+        memset(&s->fast, 0, sizeof(s->fast));
+        return 0;
+    }
+    if (hook->owner == NULL || hook->owner[0] == '\0' ||
+        strlen(hook->owner) >= sizeof(s->fast_owner) || hook->reserve == NULL ||
+        hook->done == NULL || hook->lease_ms == 0)
+        return GW_EINVAL;
+    snprintf(s->fast_owner, sizeof(s->fast_owner), "%s", hook->owner);
+    s->fast = *hook;
+    s->fast.owner = s->fast_owner;
+    return 0;
+}
+
 /* Sorts and sends a new group; on failure resolves its items with the error. */
 static void group_start(struct gw_store *s, struct gw_store_group *g)
 {
@@ -106,8 +182,10 @@ static void group_start(struct gw_store *s, struct gw_store_group *g)
     int rc;
 
     qsort(g->items, g->n, sizeof(g->items[0]), item_cmp);
+    fast_reserve(s, g);
     rc = gw_store_group_send(s, g, group_done_cb);
     if (rc != 0) {
+        fast_finish(s, g, NULL, 0);
         for (i = 0; i < g->n; i++)
             item_resolve(g->items[i], rc, 0, NULL);
         gw_free(g);
@@ -229,7 +307,8 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
     struct gw_store_group *g = arg;
     struct gw_store *s = g->store;
     struct gw_store_group *follow = NULL;
-    size_t i;
+    struct gw_store_fast_item fi[GW_STORE_GROUP_MAX];
+    size_t i, nf = 0;
 
     g->dbreq = NULL;
     if (err == GW_EINTERNAL && retryable(res->sqlstate) && g->attempt == 0) {
@@ -252,7 +331,7 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
     /* [0] set the scope (store_int.h); the insert is the last (after the numbers' locks when
      * the keyring holds more than one suite: store_group.c) */
     if (err == 0 && res->nresults >= 2 && res->results[res->nresults - 1] != NULL &&
-        PQnfields(res->results[res->nresults - 1]) == 4) {
+        PQnfields(res->results[res->nresults - 1]) == GW_STORE_GROUP_RESULT_COLS) {
         /* a resolved item may be freed at once (its request finished): track by index */
         bool answered[GW_STORE_GROUP_MAX] = {false};
         const PGresult *r = res->results[res->nresults - 1];
@@ -260,8 +339,13 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
         for (row = 0; row < nrows; row++) {
             size_t ord = row_ordinal(r, row, g->n);
             if (ord != 0 && !answered[ord - 1]) {
+                struct gw_store_item *it = g->items[ord - 1];
                 answered[ord - 1] = true;
-                item_outcome(g->items[ord - 1], r, row);
+                /* the fast path takes the created waybill's copy before the item may be freed */
+                if (g->fast > 0 && PQgetlength(r, row, 1) == 1 && PQgetvalue(r, row, 1)[0] != 0 &&
+                    fast_take(it, r, row, &fi[nf]))
+                    nf++;
+                item_outcome(it, r, row);
             }
         }
         for (i = 0; i < g->n; i++) {
@@ -280,6 +364,7 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
          * one it refuses fails alone (a group of one that fails is resolved below) */
         GW_LOG(GW_LOG_WARN, "store", NULL, "group of %zu refused (sqlstate %s): storing singly",
                g->n, res->sqlstate ? res->sqlstate : "?");
+        fast_finish(s, g, NULL, 0); /* the singles reserve again */
         for (i = 0; i < g->n; i++) {
             struct gw_store_group *one = group_new(s, 1, g->batch);
             if (one == NULL) {
@@ -301,6 +386,7 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
         for (i = 0; i < g->n; i++)
             item_resolve(g->items[i], err, 0, NULL);
     }
+    fast_finish(s, g, fi, nf);
     gw_free(g);
     if (follow != NULL) {
         if (follow->n > 0)
@@ -401,6 +487,9 @@ static struct gw_store_req *submit_req_new(struct gw_store *s, enum gw_store_kin
             goto fail;
         r->items[i]->req = r;
         r->items[i]->index = i;
+        /* for the fast path; without memory for it, the claim sends this one */
+        if (s->fast.reserve != NULL)
+            r->items[i]->sealed = gw_store_sealed_dup(&w[i]);
     }
     *err = 0;
     return r;
@@ -466,8 +555,10 @@ int gw_store_submit_batch(struct gw_store *s, const struct gw_sealed_waybill *it
     for (i = 0; i < n; i++)
         g->items[g->n++] = r->items[i];
     qsort(g->items, g->n, sizeof(g->items[0]), item_cmp);
+    fast_reserve(s, g);
     err = gw_store_group_send(s, g, group_done_cb);
     if (err != 0) {
+        fast_finish(s, g, NULL, 0);
         gw_free(g);
         gw_store_req_free(r);
         return err;

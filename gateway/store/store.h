@@ -186,6 +186,39 @@ int gw_store_reveal(struct gw_store *store, const struct gw_store_reveal *rv, gw
 int gw_store_load_segments(struct gw_store *store, gw_store_segments_cb cb, void *arg,
                            struct gw_store_req **out) GW_MUST_CHECK;
 
+/* The forwarder's fast path (gateway/forward registers it; the store knows nothing else of it).
+ * When a hook is set and its reserve(n) answers yes for a group of n waybills about to be sent,
+ * the group's insert writes each new waybill's outbox row with lease_owner = owner and
+ * lease_until = now + lease_ms (nobody claims it while the lease lives: sql/012's claim skips a
+ * live lease), and after the commit done() gets, for every waybill that statement created, its
+ * outbox row and a deep copy of its sealed record; done(reserved, NULL, 0) when the group failed
+ * or created none. A retried group keeps its reservation; a group split into singles or re-queued
+ * items reserve again. Without a reservation (no hook, or reserve says no) the rows carry no lease
+ * and the claim sends them, as before. */
+struct gw_store_fast_item {
+    int64_t outbox_id;
+    char delivery_id[37];        /* UUID text */
+    int64_t enqueued_at_us;      /* outbox.enqueued_at, Unix microseconds */
+    struct gw_sealed_waybill *w; /* deep copy: the callee's, freed with gw_store_sealed_free */
+};
+struct gw_store_fast_hook {
+    const char *owner; /* the lease owner (copied by gw_store_set_fast) */
+    uint32_t lease_ms;
+    bool (*reserve)(void *arg, size_t n);
+    /* sent_ms: CLOCK_MONOTONIC milliseconds when the group's insert was first sent (its leases
+     * run from at most then) */
+    void (*done)(void *arg, size_t reserved, struct gw_store_fast_item *items, size_t n,
+                 int64_t sent_ms);
+    void *arg;
+};
+/* Sets (hook copied) or removes (NULL) the fast path's hook. Groups in flight when it is removed
+ * report to nobody (their copies are freed; their leases run out and a claim sends them).
+ * GW_EINVAL (owner missing or too long), GW_ENOMEM, or 0. */
+int gw_store_set_fast(struct gw_store *store, const struct gw_store_fast_hook *hook) GW_MUST_CHECK;
+/* A deep copy of w in one allocation (NULL on ENOMEM); freed (wiped) by gw_store_sealed_free. */
+struct gw_sealed_waybill *gw_store_sealed_dup(const struct gw_sealed_waybill *w);
+void gw_store_sealed_free(struct gw_sealed_waybill *w);
+
 /* Cancels any store operation; its callback never runs. A submit still waiting in the store is
  * dropped; one already sent is committed or not by the server, silently. NULL-safe. */
 void gw_store_cancel(struct gw_store_req *req);

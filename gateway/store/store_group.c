@@ -10,6 +10,7 @@
 #include <limits.h>
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -151,7 +152,9 @@ static void add_alts(struct gw_store_sql *b)
  * those: `ins`, never a duplicate) enqueues its delivery to the backend in the same statement (ob:
  * sql/012_outbox.sql), so the two commit or roll back together. A waybill with no row met a
  * concurrent insert of the same number (in flight elsewhere, or earlier in this very group) and
- * goes again. */
+ * goes again. A created waybill's row also carries its outbox row (id, delivery_id, enqueued_at:
+ * GW_STORE_GROUP_RESULT_COLS), which the fast path sends from memory under the lease its insert
+ * took (store.h: gw_store_fast_hook). */
 char *gw_store_group_sql_new(void)
 {
     struct gw_store_sql b = {.len = 0};
@@ -171,11 +174,21 @@ char *gw_store_group_sql_new(void)
     gw_store_sql_add(&b, " FROM v WHERE NOT EXISTS (SELECT 1 FROM waybill x WHERE x.wb_bidx IN (");
     add_alts(&b);
     gw_store_sql_add(&b, ")) ORDER BY v.ord ON CONFLICT (wb_bidx) DO NOTHING "
-                         "RETURNING id, content_mac), "
-                         "ob AS (INSERT INTO outbox (kind, waybill_id) SELECT 1, ins.id FROM ins) "
-                         "SELECT v.ord::integer, true, ins.id, ins.content_mac "
-                         "FROM v JOIN ins ON ins.id = v.id UNION ALL "
-                         "SELECT v.ord::integer, false, w.id, w.content_mac "
+                         "RETURNING id, content_mac), ");
+    /* the fast path's lease: $NPARAMS+1 the owner, $NPARAMS+2 the lease in milliseconds; both
+     * NULL without one (lease_until NULL + ... is NULL) */
+    gw_store_sql_add(&b,
+                     "ob AS (INSERT INTO outbox (kind, waybill_id, lease_owner, lease_until) "
+                     "SELECT 1, ins.id, $%d::text, "
+                     "clock_timestamp() + $%d::bigint * interval '1 millisecond' FROM ins "
+                     "RETURNING id, delivery_id, waybill_id, enqueued_at) ",
+                     NPARAMS + 1, NPARAMS + 2);
+    gw_store_sql_add(&b, "SELECT v.ord::integer, true, ins.id, ins.content_mac, ob.id, "
+                         "ob.delivery_id, (extract(epoch FROM ob.enqueued_at) * 1000000)::bigint "
+                         "FROM v JOIN ins ON ins.id = v.id JOIN ob ON ob.waybill_id = ins.id "
+                         "UNION ALL "
+                         "SELECT v.ord::integer, false, w.id, w.content_mac, NULL::bigint, "
+                         "NULL::uuid, NULL::bigint "
                          "FROM v JOIN waybill w ON w.wb_bidx IN (v.wb_bidx, ");
     add_alts(&b);
     gw_store_sql_add(&b, ") WHERE NOT EXISTS (SELECT 1 FROM ins WHERE ins.id = v.id)");
@@ -243,8 +256,77 @@ static uint8_t *arr_write(uint8_t *p, const struct gw_store_group *g, size_t k, 
 
 void gw_store_item_free(struct gw_store_item *it)
 {
-    if (it != NULL)
-        gw_free_wipe(it, it->alloc_size);
+    if (it == NULL)
+        return;
+    gw_store_sealed_free(it->sealed);
+    gw_free_wipe(it, it->alloc_size);
+}
+
+/* ---- a sealed record's deep copy (the fast path's) ---- */
+
+struct sealed_copy {
+    size_t size;
+    struct gw_sealed_waybill w;
+    /* then the strings and byte strings */
+};
+
+static void *copy_bytes(char **at, const void *p, size_t n)
+{
+    void *dst = *at;
+
+    if (n > 0)
+        memcpy(dst, p, n);
+    *at += n;
+    return dst;
+}
+
+static const char *copy_str(char **at, const char *s)
+{
+    return s != NULL ? copy_bytes(at, s, strlen(s) + 1) : NULL;
+}
+
+static size_t str_size(const char *s)
+{
+    return s != NULL ? strlen(s) + 1 : 0;
+}
+
+struct gw_sealed_waybill *gw_store_sealed_dup(const struct gw_sealed_waybill *w)
+{
+    size_t size = sizeof(struct sealed_copy) + str_size(w->origin_branch) +
+                  str_size(w->submitted_by) + str_size(w->dest_region_code) +
+                  str_size(w->service_type) + str_size(w->pickup_day) + w->dek_wrapped.n;
+    struct sealed_copy *c;
+    char *at;
+
+    for (size_t k = 0; k < GW_COL_COUNT; k++)
+        size += w->ct[k].p != NULL ? w->ct[k].n : 0;
+    c = gw_malloc(size);
+    if (c == NULL)
+        return NULL;
+    c->size = size;
+    c->w = *w;
+    at = (char *)(c + 1);
+    c->w.origin_branch = copy_str(&at, w->origin_branch);
+    c->w.submitted_by = copy_str(&at, w->submitted_by);
+    c->w.dest_region_code = copy_str(&at, w->dest_region_code);
+    c->w.service_type = copy_str(&at, w->service_type);
+    c->w.pickup_day = copy_str(&at, w->pickup_day);
+    if (w->dek_wrapped.p != NULL)
+        c->w.dek_wrapped.p = copy_bytes(&at, w->dek_wrapped.p, w->dek_wrapped.n);
+    for (size_t k = 0; k < GW_COL_COUNT; k++)
+        if (w->ct[k].p != NULL)
+            c->w.ct[k].p = copy_bytes(&at, w->ct[k].p, w->ct[k].n);
+    return &c->w;
+}
+
+void gw_store_sealed_free(struct gw_sealed_waybill *w)
+{
+    struct sealed_copy *c;
+
+    if (w == NULL)
+        return;
+    c = (struct sealed_copy *)((char *)w - offsetof(struct sealed_copy, w));
+    gw_free_wipe(c, c->size); /* blind indexes and ciphertexts */
 }
 
 static bool opt_present(const char *s)
@@ -369,8 +451,9 @@ static size_t number_lock_array(const struct gw_store_group *g, uint8_t *buf)
 int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done_cb done)
 {
     uint8_t locks[ARR_HEADER + GW_STORE_GROUP_MAX * 8u];
-    const char *values[NPARAMS], *lock_value[1] = {(const char *)locks};
-    int lengths[NPARAMS], formats[NPARAMS], lock_length[1], lock_format[1] = {1};
+    const char *values[NPARAMS + 2], *lock_value[1] = {(const char *)locks};
+    int lengths[NPARAMS + 2], formats[NPARAMS + 2], lock_length[1], lock_format[1] = {1};
+    char lease[16];
     const char *scope[1];
     struct gw_db_stmt st[3];
     size_t total = 0, k, nlocks;
@@ -394,6 +477,12 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
         formats[k] = 1;
         p = arr_write(p, g, k, param_type(k)->oid);
     }
+    /* The fast path's lease (text parameters), or none. */
+    snprintf(lease, sizeof(lease), "%u", (unsigned)s->fast.lease_ms);
+    values[NPARAMS] = g->fast > 0 ? s->fast_owner : NULL;
+    values[NPARAMS + 1] = g->fast > 0 ? lease : NULL;
+    lengths[NPARAMS] = lengths[NPARAMS + 1] = 0;
+    formats[NPARAMS] = formats[NPARAMS + 1] = 0;
     /* Every row: ON CONFLICT reads the row already stored under a number, of whatever branch
      * (idempotency). Pipelined with the insert: no extra round trip. */
     gw_store_scope_stmt(&st[0], scope, GW_STORE_SCOPE_ALL);
@@ -412,7 +501,7 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
                                         .formats = lock_format};
     }
     st[nst++] = (struct gw_db_stmt){.sql = s->group_sql,
-                                    .nparams = NPARAMS,
+                                    .nparams = NPARAMS + 2,
                                     .values = values,
                                     .lengths = lengths,
                                     .formats = formats,

@@ -68,6 +68,9 @@ struct gw_store_item {
     const char *values[GW_STORE_NPARAMS]; /* NULL: SQL NULL */
     int lengths[GW_STORE_NPARAMS];
     size_t alloc_size;
+    /* the sealed record's deep copy while a fast-path hook is set (gw_store_set_fast), handed to
+     * it when the insert created the waybill; else NULL */
+    struct gw_sealed_waybill *sealed;
 };
 
 struct gw_store_group {
@@ -76,6 +79,8 @@ struct gw_store_group {
     struct gw_db_req *dbreq;
     bool batch;
     int attempt;
+    size_t fast; /* slots the fast-path hook reserved for this group (0: no lease in the insert) */
+    int64_t sent_ms;
     size_t n;
     struct gw_store_item *items[];
 };
@@ -114,7 +119,9 @@ struct gw_store {
     struct gw_store_req_list reqs;
     struct gw_store_group_list groups;
     struct gw_store_stats st;
-    struct gw_store_scanq *scans; /* store_scan.c: scan events' queue, made at the first one */
+    struct gw_store_scanq *scans;   /* store_scan.c: scan events' queue, made at the first one */
+    struct gw_store_fast_hook fast; /* reserve == NULL: no fast path */
+    char fast_owner[201];           /* fast.owner points here */
 };
 
 /* store_scan.c: drops the scan queue without callbacks. NULL-safe. */
@@ -142,6 +149,10 @@ char *gw_store_group_sql_new(void);
  * 0 or a negative gw_err (*out is then NULL). The item is freed (wiped) with gw_store_item_free. */
 int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **out) GW_MUST_CHECK;
 void gw_store_item_free(struct gw_store_item *it);
+/* store_group.c: the group statement's result columns: the first four (ordinal, created, id,
+ * content_mac), then the created waybill's outbox row: id (bigint), delivery_id (uuid),
+ * enqueued_at (Unix microseconds, bigint); NULL for a waybill not created. */
+#define GW_STORE_GROUP_RESULT_COLS 7
 /* store_group.c: sends g as one statement (one transaction) with done (store.c's completion,
  * called with g) as its callback. Returns 0 or the gw_db_exec error (g is then not sent). */
 int gw_store_group_send(struct gw_store *s, struct gw_store_group *g,

@@ -98,6 +98,12 @@ GATEWAY_REFUSED = [
      "42501", r"^permission denied for schema public$"),
     ("become_owner", "SET ROLE waygate",
      "42501", r'^permission denied to set role "waygate"$'),
+    # sql/018 lets the gateway set a new outbox row's lease (its fast path), nothing more: not a
+    # row born parked, attempted or with a chosen delivery id
+    ("insert_outbox_parked", "INSERT INTO outbox (kind, waybill_id, parked_at) "
+     "VALUES (1, '{rid}', now())", "42501", r"^permission denied for table outbox$"),
+    ("insert_outbox_delivery_id", "INSERT INTO outbox (kind, waybill_id, delivery_id) "
+     "VALUES (1, '{rid}', gen_random_uuid())", "42501", r"^permission denied for table outbox$"),
 ]
 
 

@@ -436,6 +436,103 @@ static void test_group_commit(void **state)
     free(f);
 }
 
+/* ---- the fast path's hook (store.h: gw_store_fast_hook) ---- */
+
+struct fast_out {
+    bool room;
+    size_t reserved, released, n;
+    struct gw_store_fast_item items[8];
+};
+
+static bool fast_reserve_cb(void *arg, size_t n)
+{
+    struct fast_out *o = arg;
+    if (!o->room)
+        return false;
+    o->reserved += n;
+    return true;
+}
+
+static void fast_done_cb(void *arg, size_t reserved, struct gw_store_fast_item *items, size_t n,
+                         int64_t sent_ms)
+{
+    struct fast_out *o = arg;
+    assert_true(sent_ms > 0);
+    o->released += reserved;
+    for (size_t i = 0; i < n && o->n < 8; i++)
+        o->items[o->n++] = items[i];
+}
+
+/* With room, the insert leases the new waybill's outbox row to the hook's owner and the hook
+ * gets the row and a deep copy of the sealed record; a duplicate hands nothing over; without
+ * room the row carries no lease. */
+static void test_fast_hook(void **state)
+{
+    struct fast_out o = {.room = true};
+    struct gw_store_fast_hook h = {.owner = "gw-test:1",
+                                   .lease_ms = 60000,
+                                   .reserve = fast_reserve_cb,
+                                   .done = fast_done_cb,
+                                   .arg = &o};
+    struct fake a, b;
+    char sql[256], idt[37];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    assert_int_equal(gw_store_set_fast(store, &h), 0);
+    make(&a, 9100, 9100, 9100, 0, 0);
+    assert_int_equal(submit_wait(&a).outcome, GW_STORE_NEW);
+    assert_int_equal(o.reserved, 1);
+    assert_int_equal(o.released, 1);
+    assert_int_equal(o.n, 1);
+    /* the copy is the record */
+    assert_memory_equal(o.items[0].w->id, a.w.id, 16);
+    assert_string_equal(o.items[0].w->origin_branch, "a");
+    assert_string_equal(o.items[0].w->pickup_day, "2026-11-27");
+    assert_int_equal(o.items[0].w->accepted_at, a.w.accepted_at);
+    assert_memory_equal(o.items[0].w->record_mac, a.w.record_mac, 32);
+    assert_memory_equal(o.items[0].w->dek_wrapped.p, a.dek, sizeof(a.dek));
+    assert_null(o.items[0].w->ct[GW_COL_SENDER_COMPANY].p);
+    assert_memory_equal(o.items[0].w->ct[GW_COL_RECIPIENT_NAME].p, a.ct[GW_COL_RECIPIENT_NAME], 24);
+    assert_true(o.items[0].w->ct[GW_COL_RECIPIENT_NAME].p != a.ct[GW_COL_RECIPIENT_NAME]);
+    /* the row: this owner's live lease, the same delivery_id and enqueued_at */
+    gw_store_id_text(a.w.id, idt);
+    snprintf(sql, sizeof(sql),
+             "SELECT lease_owner || ':' || (lease_until > now() + interval '50 s') || ':' || id "
+             "|| ':' || delivery_id FROM outbox WHERE waybill_id = '%s'",
+             idt);
+    {
+        char want[160];
+        snprintf(want, sizeof(want), "gw-test:1:true:%lld:%s", (long long)o.items[0].outbox_id,
+                 o.items[0].delivery_id);
+        assert_string_equal(q1(sql), want);
+    }
+    snprintf(sql, sizeof(sql),
+             "SELECT (extract(epoch FROM enqueued_at) * 1000000)::bigint = %lld FROM outbox "
+             "WHERE waybill_id = '%s'",
+             (long long)o.items[0].enqueued_at_us, idt);
+    assert_string_equal(q1(sql), "t");
+    gw_store_sealed_free(o.items[0].w);
+    /* a retry of the same waybill creates nothing: nothing handed over, the reservation back */
+    o.n = 0;
+    assert_int_equal(submit_wait(&a).outcome, GW_STORE_EXISTING_SAME);
+    assert_int_equal(o.n, 0);
+    assert_int_equal(o.released, o.reserved);
+    /* no room: no lease, nothing handed over */
+    o.room = false;
+    make(&b, 9101, 9101, 9101, 0, 0);
+    assert_int_equal(submit_wait(&b).outcome, GW_STORE_NEW);
+    assert_int_equal(o.n, 0);
+    gw_store_id_text(b.w.id, idt);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM outbox WHERE waybill_id = '%s' AND lease_owner IS NULL "
+             "AND lease_until IS NULL",
+             idt);
+    assert_string_equal(q1(sql), "1");
+    assert_int_equal(gw_store_set_fast(store, NULL), 0);
+}
+
 /* ---- a second client, holding locks in a fixed order ---- */
 
 /* A blocking connection of its own, for a transaction that holds rows while the store runs. */
@@ -830,6 +927,7 @@ int main(void)
         cmocka_unit_test(test_deadlock_retried),   cmocka_unit_test(test_batch),
         cmocka_unit_test(test_suspicious),         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_segments),           cmocka_unit_test(test_other_suite_same_number),
+        cmocka_unit_test(test_fast_hook),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

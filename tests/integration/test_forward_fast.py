@@ -1,0 +1,190 @@
+"""The forwarder's fast path (issue 9): a waybill this gateway accepted is sent from memory at
+once, under the lease its own insert took (sql/018_outbox_fast.sql), without a claim.
+
+Shown here: (1) the fast path carries a waybill accepted while the backend is up, and no claim is
+needed for it (the forwarder's counters); (2) what it sends is byte for byte what the claim path
+sends for the same record (the same outbox row enqueued again and claimed); (3) a gateway killed
+(SIGKILL) with fast deliveries queued in memory loses none: their leases run out and a claim
+sends them; (4) the queue's bound ([forward] fast_max): more waybills than it holds while the
+backend is slow, none lost, the rest by claim; and [forward] fast = false turns the path off.
+
+Waits poll with a bound (never a sleep for an outcome); bounds are wide (a lease of 30 s, a
+loaded 2-core machine)."""
+
+import http.client
+import os
+import re
+import signal
+import socket
+
+from conftest import ExtraGateway, wait_for
+from test_forward import (DELIVERED_BOUND, channel, new_waybill, received, report,
+                          restart_gateway, sink, submit_many, wait_delivered)
+import waygate_proto
+
+SUBMIT_BATCH = "/waygate.v1.WaybillIntake/SubmitBatch"
+LINE = re.compile(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{.*\})? (-?[0-9.e+]+)$')
+
+
+def metrics(addr):
+    """{name: value} of the unlabelled samples of GET /metrics at addr."""
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        c.request("GET", "/metrics")
+        r = c.getresponse()
+        assert r.status == 200
+        text = r.read().decode()
+    finally:
+        c.close()
+    out = {}
+    for line in text.splitlines():
+        m = LINE.match(line)
+        if m and not m.group(2):
+            out[m.group(1)] = float(m.group(3))
+    return out
+
+
+def fwd(addr):
+    m = metrics(addr)
+    return {k: m.get("waygate_forward_%s" % k, 0.0) for k in
+            ("claimed_total", "fast_sent_total", "fast_delivered_total", "fast_dropped_total",
+             "fast_queued", "delivered_total")}
+
+
+def outbox_empty(stack):
+    """No delivery left that a claim could take, now or later (a parked one, and its waybill's
+    later ones waiting behind it, left by other tests, do not count)."""
+    return stack.psql("SELECT count(*) FROM outbox o WHERE parked_at IS NULL AND NOT EXISTS "
+                      "(SELECT 1 FROM outbox p WHERE p.waybill_id = o.waybill_id "
+                      "AND p.parked_at IS NOT NULL)") == ["0"]
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def extra_gateway(stack, name, forward_lines):
+    """Another gateway on the stack's database with these [forward] lines added and its own
+    [metrics] listener; returns (gateway, metrics address)."""
+    maddr = "127.0.0.1:%d" % free_port()
+    gw = ExtraGateway(stack, name, lambda t: t + "\n[forward]\n%s\n[metrics]\nlisten = %s\n"
+                      % ("\n".join(forward_lines), maddr))
+    return gw, maddr
+
+
+def test_fast_path_sends_without_claim(stack):
+    """(1) With the backend up, every waybill accepted goes by the fast path: its counter moves
+    by the number submitted, and the forwarder claims nothing for them."""
+    sink(stack, "up")
+    assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
+    maddr = stack.env["WAYGATE_METRICS_ADDR"]
+    before = fwd(maddr)
+    expected = submit_many(stack, 30)
+    got = wait_delivered(stack, expected)
+    want, distinct, dup = report("fast path", expected, got)
+    after = fwd(maddr)
+    fast = after["fast_delivered_total"] - before["fast_delivered_total"]
+    claimed = after["claimed_total"] - before["claimed_total"]
+    print("fast path: %d delivered fast, %d claimed" % (fast, claimed))
+    assert distinct == want and dup == 0
+    assert fast == want, "only %d of %d went by the fast path" % (fast, want)
+    assert claimed == 0, "%d deliveries were claimed: the fast path did not carry them" % claimed
+
+
+def test_fast_delivery_is_byte_identical_to_the_claimed_one(stack):
+    """(2) The same record through both paths: its acceptance sent fast, then the same outbox
+    row enqueued again (as the owner) and sent by a claim. Everything but the delivery's own id
+    and enqueueing time is identical, the view's deterministic encoding byte for byte."""
+    sink(stack, "up")
+    assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
+    maddr = stack.env["WAYGATE_METRICS_ADDR"]
+    before = fwd(maddr)
+    expected = submit_many(stack, 3)
+    wait_delivered(stack, expected)
+    mid = fwd(maddr)
+    assert mid["fast_delivered_total"] - before["fast_delivered_total"] == 3
+    assert mid["claimed_total"] == before["claimed_total"]
+    stack.psql("INSERT INTO outbox (kind, waybill_id) SELECT 1, w FROM unnest(ARRAY[%s]::uuid[]) w"
+               % ",".join("'%s'" % r for r in expected))
+    again = {r: 2 for r in expected}
+    got = wait_delivered(stack, again)
+    after = fwd(maddr)
+    assert after["claimed_total"] - mid["claimed_total"] >= 3, "the copies were not claimed"
+    for rid, lines in got.items():
+        fast, claimed = lines[0], lines[-1]
+        assert fast["delivery_id"] != claimed["delivery_id"]
+        assert fast["waybill_pb"], "no view in the delivery"
+        assert fast["waybill_pb"] == claimed["waybill_pb"], "the two views differ for %s" % rid
+        for k in ("kind", "record_id", "waybill", "scan"):
+            assert fast[k] == claimed[k], "%s differs for %s" % (k, rid)
+    print("byte-identical: %d records, fast and claimed views equal" % len(got))
+
+
+def test_sigkill_with_fast_deliveries_queued_nothing_lost(stack):
+    """(3) The backend slow, waybills accepted faster than the calls end: fast deliveries wait
+    in memory. SIGKILL then: after the restart every one arrives (their leases run out and a
+    claim sends them)."""
+    maddr = stack.env["WAYGATE_METRICS_ADDR"]
+    sink(stack, "slow", 3000)
+    expected = submit_many(stack, 150)
+    queued = wait_for(lambda: fwd(maddr)["fast_queued"] or None, 60, 0.05)
+    assert queued, "no fast delivery waited in memory: the test proves nothing"
+    os.kill(stack.gateway_pid(), signal.SIGKILL)
+    before_kill = sum(len(v) for v in received(stack, expected).values())
+    restart_gateway(stack)
+    sink(stack, "up")
+    got = wait_delivered(stack, expected)
+    want, distinct, _ = report("SIGKILL with %d fast deliveries queued (after %d received)"
+                               % (queued, before_kill), expected, got)
+    assert distinct == want
+    assert before_kill < want
+
+
+def submit_batch(stack, n, addr):
+    """One SubmitBatch of n new waybills (one group insert of n); {record id: 1}."""
+    ws = [new_waybill(stack) for _ in range(n)]
+    r = waygate_proto.unary(channel(stack, addr), SUBMIT_BATCH,
+                            stack.pb.intake.SubmitBatchRequest(waybills=ws),
+                            stack.pb.intake.SubmitBatchResponse, timeout=60)
+    assert [x.code for x in r.results] == [0] * n
+    return {x.id: 1 for x in r.results}
+
+
+def test_fast_queue_bound_and_switch(stack):
+    """(4) A gateway with fast_max = 8, the backend slow: a group of 20 waybills (one
+    SubmitBatch) is more than the queue may hold, so none of it goes fast (all or nothing): the
+    claim sends it; single submits beyond the bound wait for room or go by claim; none is lost
+    and the queue never holds more than 8. A gateway with fast = false sends none fast."""
+    sink(stack, "slow", 1000)
+    gw, maddr = extra_gateway(stack, "fastmax", ["fast_max = 8"])
+    try:
+        before = fwd(maddr)
+        expected = submit_batch(stack, 20, gw.addr)
+        big = fwd(maddr)
+        seen = []
+        for _ in range(4):
+            expected.update(submit_many(stack, 10, addr=gw.addr))
+            seen.append(fwd(maddr)["fast_queued"])
+        sink(stack, "up")
+        got = wait_delivered(stack, expected)
+        want, distinct, _ = report("fast_max 8", expected, got)
+        m = fwd(maddr)
+        print("fast_max 8: %d of %d fast, queue samples %s"
+              % (m["fast_sent_total"] - before["fast_sent_total"], want, seen))
+        assert distinct == want
+        assert big["fast_sent_total"] == before["fast_sent_total"], \
+            "a group larger than fast_max went fast"
+        assert max(seen) <= 8
+    finally:
+        gw.close()
+    gw, maddr = extra_gateway(stack, "fastoff", ["fast = false"])
+    try:
+        expected = submit_many(stack, 10, addr=gw.addr)
+        wait_delivered(stack, expected)
+        assert fwd(maddr)["fast_sent_total"] == 0
+        assert "fast path off" in gw.log()
+    finally:
+        gw.close()
