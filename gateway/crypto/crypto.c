@@ -123,18 +123,6 @@ static const char *const bidx_label[GW_BIDX_COUNT] = {"waybill_no", "phone", "id
 
 /* ---- contexts ---- */
 
-/* Constant-time equality of two 32-byte keys (CRYPTO_memcmp is byte-wise and shows in profiles). */
-static bool key_eq(const uint8_t *a, const uint8_t *b)
-{
-    uint64_t d = 0, x, y;
-    for (size_t i = 0; i < GW_CRYPTO_KEY_LEN; i += 8) {
-        memcpy(&x, a + i, 8);
-        memcpy(&y, b + i, 8);
-        d |= x ^ y;
-    }
-    return d == 0;
-}
-
 static void drop_contexts(struct gw_crypto *cx)
 {
     if (cx->enc)
@@ -495,7 +483,7 @@ static int gcm_seal(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
     if (ensure_enc(cx) != 0)
         goto fail;
     /* the calls and arguments EVP_EncryptInit_ex2/Update/Final_ex and get_params would make */
-    bool same = cx->enc_keyed && key_eq(cx->enc_key, key);
+    bool same = cx->enc_keyed && gw_crypto_key_eq(cx->enc_key, key);
     if (cx->gf.einit(cx->enc, same ? NULL : key, same ? 0 : GW_CRYPTO_KEY_LEN, nonce,
                      GW_CRYPTO_NONCE_LEN, NULL) != 1)
         goto fail;
@@ -537,7 +525,7 @@ static int gcm_open(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
     memcpy(tagbuf, tag, sizeof tagbuf); /* OSSL_PARAM takes a non-const pointer */
     if (ensure_dec(cx) != 0)
         goto fail;
-    bool same = cx->dec_keyed && key_eq(cx->dec_key, key);
+    bool same = cx->dec_keyed && gw_crypto_key_eq(cx->dec_key, key);
     /* the expected tag goes in with the nonce (one parameter pass instead of a ctrl call) */
     OSSL_PARAM tp[2] = {
         OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tagbuf, GW_CRYPTO_TAG_LEN),
@@ -755,7 +743,7 @@ static int mac_begin(struct gw_crypto *cx, enum gw_suite suite, const uint8_t *k
     bool cacheable = keylen == GW_CRYPTO_KEY_LEN, same = false;
     int j = 0;
     for (int k = 0; k < MAC_SLOTS; k++) {
-        bool eq = cacheable && cx->mac_keyed[s][k] && key_eq(cx->mac_key[s][k], key);
+        bool eq = cacheable && cx->mac_keyed[s][k] && gw_crypto_key_eq(cx->mac_key[s][k], key);
         if (eq) {
             j = k;
             same = true;

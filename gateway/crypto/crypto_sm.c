@@ -4,9 +4,9 @@
  * depends on every key bit. The derivation is cached for the last SM_SLOTS keys, each slot an
  * SM4-CTR and an HMAC context keyed with the subkeys: a record seals under the KEK (the wrapped
  * data key) and under its data key (the fields), so two slots derive once per record, not twice.
- * A key is compared against every slot in constant time (key_eq: 8-byte words, no early exit); a
- * miss replaces the least recently used slot. Per field the work is the format's own: one IV
- * reset and SM4-CTR over the value, and one HMAC-SM3 restarted from the held key's precomputed
+ * A key is compared against every slot in constant time (gw_crypto_key_eq: 8-byte words, no early
+ * exit); a miss replaces the least recently used slot. Per field the work is the format's own: one
+ * IV reset and SM4-CTR over the value, and one HMAC-SM3 restarted from the held key's precomputed
  * pads (2-3 SM3 compressions for head | aadlen | aad | ct of a ~20-byte field, 1 for the outer
  * hash), fed in one update when value and AAD fit the stack buffer; the derivation (8
  * compressions and an SM4 key schedule) runs once per key, not per field.
@@ -55,19 +55,6 @@ struct gw_sm {
     unsigned long clock;
     struct sm_slot slot[SM_SLOTS];
 };
-
-/* Constant-time equality of two keys (CRYPTO_memcmp goes byte by byte and showed in profiles:
- * every field's seal compares its key with both slots). */
-static bool key_eq(const uint8_t *a, const uint8_t *b)
-{
-    uint64_t d = 0, x, y;
-    for (size_t i = 0; i < GW_CRYPTO_KEY_LEN; i += 8) {
-        memcpy(&x, a + i, 8);
-        memcpy(&y, b + i, 8);
-        d |= x ^ y;
-    }
-    return d == 0;
-}
 
 static void unkey(struct sm_slot *s)
 {
@@ -180,7 +167,7 @@ static struct sm_slot *use_key(struct gw_sm *sm, const uint8_t key[GW_CRYPTO_KEY
     struct sm_slot *hit = NULL, *victim = &sm->slot[0];
     for (int i = 0; i < SM_SLOTS; i++) {
         struct sm_slot *s = &sm->slot[i];
-        bool eq = key_eq(s->key, key);
+        bool eq = gw_crypto_key_eq(s->key, key);
         if (s->keyed && eq)
             hit = s;
         if (s->used < victim->used) /* unkeyed slots have used == 0 */
