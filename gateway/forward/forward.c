@@ -107,6 +107,7 @@ struct gw_forward {
     struct batch *batches;       /* live batches */
     uint32_t nbatches;
     uint64_t fail_streak;    /* consecutive failed calls or claims, for the log's rate */
+    bool backend_failing;    /* the last Deliver call failed: no fast sends until one succeeds */
     struct fast_item *fastq; /* ring of cfg->fwd_fast_max; NULL: no fast path */
     size_t fast_head, fast_n;
     size_t fast_reserved; /* promised to group inserts in flight */
@@ -135,6 +136,7 @@ static void succeeded(struct gw_forward *f)
         GW_LOG(GW_LOG_INFO, "forward", NULL, "backend reachable again after %" PRIu64 " failure(s)",
                f->fail_streak);
     f->fail_streak = 0;
+    f->backend_failing = false;
 }
 
 /* ---- drain ---- */
@@ -365,6 +367,7 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
         mark_sent(b, IT_PARK, "INVALID_ARGUMENT: ", res->message);
     } else {
         failed(f, "Deliver", gw_grpc_status_name(res->status));
+        f->backend_failing = true;
         mark_sent(b, IT_LATER, NULL, gw_grpc_status_name(res->status));
     }
     send_batch(b);
@@ -401,6 +404,7 @@ static void send_batch(struct batch *b)
     gw_free_wipe(req, len); /* the client keeps its own copy (wiped when the call is freed) */
     if (rc != 0) {
         failed(f, "Deliver not started", gw_err_str(rc));
+        f->backend_failing = true;
         mark_sent(b, IT_LATER, NULL, "not sent");
         settle(b);
         return;
@@ -488,12 +492,14 @@ static int64_t mono_ms(void)
 }
 
 /* The store's question before a group insert: room for n more? Reserves them. No while the
- * backend fails (the claim's backoff paces the retries) or while draining. */
+ * backend fails (the last Deliver call failed: the claim's backoff paces the retries) or while
+ * draining. A failed claim (the database) does not close it: the insert's commit is what proves
+ * the database, and a claim that only other gateways' rows keep empty would never reopen it. */
 static bool fast_reserve(void *arg, size_t n)
 {
     struct gw_forward *f = arg;
 
-    if (f->draining || f->fail_streak > 0 ||
+    if (f->draining || f->backend_failing ||
         f->fast_reserved + f->fast_n + n > f->cfg->fwd_fast_max)
         return false;
     f->fast_reserved += n;
@@ -553,25 +559,39 @@ static void take_fast(struct gw_forward *f, struct item *it, const struct fast_i
     src.row = &row;
     take_item(f, it, &src);
     it->fast = true;
+    gw_wipe(&row, sizeof(row)); /* its blind indexes and MACs, as the heap copy's free does */
 }
 
-/* Sends queued fast items in batches while a batch slot is free. Items that waited more than
- * half the lease are dropped (a claim sends them once their lease ran out). */
+/* How long a fast item may wait in the queue: half the lease, and never so long that its call
+ * (up to deadline_ms) could outlive the lease the insert took (a second's margin for the time
+ * between the insert's clock_timestamp() and the handover). */
+static int64_t fast_max_wait_ms(const struct gw_config *cfg)
+{
+    int64_t half = (int64_t)cfg->fwd_lease_ms / 2;
+    int64_t room = (int64_t)cfg->fwd_lease_ms - (int64_t)cfg->fwd_deadline_ms - 1000;
+
+    return room < 0 ? 0 : room < half ? room : half;
+}
+
+/* Sends queued fast items in batches while a batch slot is free; a claim in flight holds a slot
+ * of its own (pump starts a due claim first), so the fast path never starves what only a claim
+ * sends (scans, retries, rows whose lease ran out). Items that waited longer than
+ * fast_max_wait_ms are dropped (a claim sends them once their lease ran out). */
 static void pump_fast(struct gw_forward *f)
 {
     const struct gw_config *cfg = f->cfg;
-    int64_t now = mono_ms();
+    int64_t now = mono_ms(), max_wait = fast_max_wait_ms(cfg);
 
-    while (f->fast_n > 0 && f->nbatches < cfg->fwd_inflight) {
+    while (f->fast_n > 0 && f->nbatches + (f->claim != NULL) < cfg->fwd_inflight) {
         size_t n = f->fast_n < cfg->fwd_batch ? f->fast_n : cfg->fwd_batch, k = 0;
         struct batch *b = batch_alloc(f, n);
 
         if (b == NULL)
-            return; /* tried again at the next pump; past half the lease, dropped */
+            return; /* tried again at the next pump; past fast_max_wait_ms, dropped */
         while (k < n && f->fast_n > 0) {
             struct fast_item q = fast_pop(f);
 
-            if (now - q.sent_ms > (int64_t)(cfg->fwd_lease_ms / 2)) {
+            if (now - q.sent_ms > max_wait) {
                 f->stats.fast_dropped++;
             } else {
                 take_fast(f, &b->items[k++], &q);
@@ -641,34 +661,27 @@ static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
     check_drained(f);
 }
 
-/* Claims more when a batch slot is free and no claim is in flight. */
+/* Claims more when a batch slot is free, no claim is in flight and none is resting; then fills the
+ * free slots with queued fast items (a due claim goes first, so fast items never starve it). */
 static void pump(struct gw_forward *f)
 {
     const struct gw_config *cfg = f->cfg;
     int rc;
 
+    if (f->draining) {
+        /* claims nothing more */
+    } else if (f->claim != NULL || f->resting || f->nbatches >= cfg->fwd_inflight) {
+        f->dirty = true; /* claimed_cb, linger_cb or batch_done pumps again */
+    } else {
+        f->dirty = false;
+        rc = gw_outbox_claim(f->app->store, f->owner, cfg->fwd_batch, cfg->fwd_lease_ms, claimed_cb,
+                             f, &f->claim);
+        if (rc != 0) {
+            f->claim = NULL;
+            failed(f, "claim not started", gw_err_str(rc));
+        }
+    }
     pump_fast(f); /* also while draining: what is queued goes out */
-    if (f->draining)
-        return;
-    if (f->claim != NULL) {
-        f->dirty = true;
-        return;
-    }
-    if (f->resting) {
-        f->dirty = true;
-        return;
-    }
-    if (f->nbatches >= cfg->fwd_inflight) {
-        f->dirty = true; /* batch_done pumps again */
-        return;
-    }
-    f->dirty = false;
-    rc = gw_outbox_claim(f->app->store, f->owner, cfg->fwd_batch, cfg->fwd_lease_ms, claimed_cb, f,
-                         &f->claim);
-    if (rc != 0) {
-        f->claim = NULL;
-        failed(f, "claim not started", gw_err_str(rc));
-    }
 }
 
 static void wake_cb(void *arg)

@@ -6,7 +6,8 @@ needed for it (the forwarder's counters); (2) what it sends is byte for byte wha
 sends for the same record (the same outbox row enqueued again and claimed); (3) a gateway killed
 (SIGKILL) with fast deliveries queued in memory loses none: their leases run out and a claim
 sends them; (4) the queue's bound ([forward] fast_max): more waybills than it holds while the
-backend is slow, none lost, the rest by claim; and [forward] fast = false turns the path off.
+backend is slow, none lost, the rest by claim; and [forward] fast = false turns the path off;
+(5) queued fast deliveries never starve what only a claim sends (a scan event).
 
 Waits poll with a bound (never a sleep for an outcome); bounds are wide (a lease of 30 s, a
 loaded 2-core machine)."""
@@ -18,8 +19,9 @@ import signal
 import socket
 
 from conftest import ExtraGateway, wait_for
-from test_forward import (DELIVERED_BOUND, channel, new_waybill, received, report,
-                          restart_gateway, sink, submit_many, wait_delivered)
+from test_forward import (DELIVERED_BOUND, PICKUP, channel, kind_of, new_waybill, received,
+                          report, restart_gateway, scan, sink, sink_lines, submit, submit_many,
+                          wait_delivered)
 import waygate_proto
 
 SUBMIT_BATCH = "/waygate.v1.WaybillIntake/SubmitBatch"
@@ -187,4 +189,44 @@ def test_fast_queue_bound_and_switch(stack):
         assert fwd(maddr)["fast_sent_total"] == 0
         assert "fast path off" in gw.log()
     finally:
+        gw.close()
+
+
+def test_fast_queue_never_starves_the_claim(stack):
+    """(5) One Deliver call in flight at a time ([forward] inflight = 1, batch = 1), the backend
+    slow (1 s a call), ten fast deliveries queued in memory, the stack's own gateway stopped
+    (SIGSTOP: it would claim the scan itself): a scan event recorded meanwhile
+    (kind 2, which only a claim sends) reaches the backend before the queue has drained, because
+    a due claim takes the free slot before the queue does. (Before that rule, the claim ran only
+    once the queue was empty: under sustained intake, never.)"""
+    sink(stack, "up")
+    gw, maddr = extra_gateway(stack, "starve", ["inflight = 1", "batch = 1"])
+    main_gw = stack.gateway_pid()
+    stopped = False
+    try:
+        w = new_waybill(stack)
+        rid = submit(stack, w, gw.addr)
+        wait_delivered(stack, {rid: 1})  # its acceptance gone: its scan may be claimed
+        # the stack's own gateway claims too: stopped, so that only this gateway can send the scan
+        os.kill(main_gw, signal.SIGSTOP)
+        stopped = True
+        sink(stack, "slow", 1000)
+        queue = submit_batch(stack, 10, gw.addr)  # one group: ten fast deliveries
+        scan(stack, w, "PICKED_UP", PICKUP + 60, gw.addr)
+        left = fwd(maddr)["fast_queued"]
+        assert left >= 3, "only %d fast deliveries still queued: the test proves nothing" % left
+        expected = dict(queue)
+        expected[rid] = 2
+        wait_delivered(stack, expected)
+        order = [(r["record_id"], kind_of(r)) for r in sink_lines(stack)
+                 if r.get("outcome") == "ACCEPTED" and r.get("record_id") in expected]
+        at_scan = order.index((rid, "DELIVERY_KIND_SCAN_EVENT"))
+        last_fast = max(i for i, (r, _) in enumerate(order) if r in queue)
+        print("claim beside the fast queue: the scan arrived %d deliveries before the queue's "
+              "last (%d queued when it was recorded)" % (last_fast - at_scan, left))
+        assert at_scan < last_fast, "the scan waited until the fast queue had drained"
+    finally:
+        if stopped:
+            os.kill(main_gw, signal.SIGCONT)
+        sink(stack, "up")
         gw.close()
