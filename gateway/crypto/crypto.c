@@ -212,25 +212,15 @@ static int gcm_funcs_find(struct gw_crypto *cx)
     return 0;
 }
 
-static int ensure_enc(struct gw_crypto *cx)
+/* A provider GCM context in *ctx (made on first use; unkeyed until a key is set). */
+static int ensure_gcm(struct gw_crypto *cx, void **ctx, bool *keyed)
 {
-    if (cx->enc)
+    if (*ctx)
         return 0;
-    cx->enc = cx->gf.newctx ? cx->gf.newctx(cx->gf.provctx) : NULL;
-    if (!cx->enc)
+    *ctx = cx->gf.newctx ? cx->gf.newctx(cx->gf.provctx) : NULL;
+    if (!*ctx)
         return GW_ECRYPTO;
-    cx->enc_keyed = false;
-    return 0;
-}
-
-static int ensure_dec(struct gw_crypto *cx)
-{
-    if (cx->dec)
-        return 0;
-    cx->dec = cx->gf.newctx ? cx->gf.newctx(cx->gf.provctx) : NULL;
-    if (!cx->dec)
-        return GW_ECRYPTO;
-    cx->dec_keyed = false;
+    *keyed = false;
     return 0;
 }
 
@@ -350,8 +340,9 @@ struct gw_crypto *gw_crypto_new(void)
     pool_new(cx);
     cx->gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     cx->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (!cx->gcm || !cx->hmac || gcm_funcs_find(cx) != 0 || ensure_enc(cx) != 0 ||
-        ensure_dec(cx) != 0 || ensure_mac(cx, GW_SUITE_AES - 1) != 0) {
+    if (!cx->gcm || !cx->hmac || gcm_funcs_find(cx) != 0 ||
+        ensure_gcm(cx, &cx->enc, &cx->enc_keyed) != 0 ||
+        ensure_gcm(cx, &cx->dec, &cx->dec_keyed) != 0 || ensure_mac(cx, GW_SUITE_AES - 1) != 0) {
         ERR_clear_error();
         gw_crypto_free(cx);
         return NULL;
@@ -480,7 +471,7 @@ static int gcm_seal(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
     size_t outl = 0;
     if (ptlen > GW_CRYPTO_MAX_PT || aadlen > GW_CRYPTO_MAX_PT)
         return GW_ETOOBIG;
-    if (ensure_enc(cx) != 0)
+    if (ensure_gcm(cx, &cx->enc, &cx->enc_keyed) != 0)
         goto fail;
     /* the calls and arguments EVP_EncryptInit_ex2/Update/Final_ex and get_params would make */
     bool same = cx->enc_keyed && gw_crypto_key_eq(cx->enc_key, key);
@@ -523,7 +514,7 @@ static int gcm_open(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
     if (ctlen > GW_CRYPTO_MAX_PT || aadlen > GW_CRYPTO_MAX_PT)
         return GW_EDATALOSS;
     memcpy(tagbuf, tag, sizeof tagbuf); /* OSSL_PARAM takes a non-const pointer */
-    if (ensure_dec(cx) != 0)
+    if (ensure_gcm(cx, &cx->dec, &cx->dec_keyed) != 0)
         goto fail;
     bool same = cx->dec_keyed && gw_crypto_key_eq(cx->dec_key, key);
     /* the expected tag goes in with the nonce (one parameter pass instead of a ctrl call) */
