@@ -281,7 +281,8 @@ static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
     counter(b, "waygate_forward_sent_total", "deliveries sent to the backend (each attempt)",
             (double)fs.sent);
     counter(b, "waygate_forward_delivered_total",
-            "deliveries the backend accepted (deleted from the outbox)", (double)fs.acked);
+            "deliveries the backend accepted (their delete from the outbox queued)",
+            (double)fs.acked);
     counter(b, "waygate_forward_retried_total",
             "deliveries put back for a later attempt (backend down, RETRY, no answer)",
             (double)fs.later);
@@ -302,6 +303,10 @@ static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
           (double)fs.fast_queued);
     gauge(b, "waygate_forward_calls_inflight", "Deliver calls (batches) in flight now",
           (double)fs.inflight);
+    gauge(b, "waygate_forward_ack_pending",
+          "deliveries the backend accepted whose delete from the outbox is not done yet "
+          "(new calls wait at [forward] fast_max)",
+          (double)fs.ack_pending);
 }
 
 static void render(struct evbuffer *b, const struct gw_metrics *m)

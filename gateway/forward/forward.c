@@ -5,7 +5,9 @@
  * Invariants: a delivery leaves the outbox only through gw_outbox_ack after the backend answered
  * ACCEPTED for its delivery_id; every claimed delivery ends acked, put back (later), parked, or
  * with its lease running out (when the outcome could not be recorded): never dropped. A batch
- * never waits for another: a slow or refused delivery holds only its own batch.
+ * never waits for another: a slow or refused delivery holds only its own batch. Accepted
+ * deliveries are deleted by one gw_outbox_ack at a time for all of them (ack_flush), so a call's
+ * slot is free at the backend's answer; [forward] fast_max bounds those whose delete is pending.
  * The fast path ([forward] fast): a waybill this gateway accepted is sent without a claim. The
  * store asks fast_reserve for room before each group insert (all or nothing); with room, the
  * insert takes the lease of the new outbox rows itself (store.h: gw_store_fast_hook) and after
@@ -82,7 +84,7 @@ struct batch {
     struct item *items;
     bool singles; /* the backend refused the whole call: one delivery per call now */
     struct gw_gclient_call *call;
-    struct sreq *sreqs; /* n + 2: ack, later, one park per item */
+    struct sreq *sreqs; /* n + 1: the later, one park per item (accepted ones: ack_flush) */
     size_t pending;     /* settlement requests in flight */
 };
 
@@ -111,6 +113,10 @@ struct gw_forward {
     struct fast_item *fastq; /* ring of cfg->fwd_fast_max; NULL: no fast path */
     size_t fast_head, fast_n;
     size_t fast_reserved; /* promised to group inserts in flight */
+    int64_t *acks;        /* accepted by the backend, their delete not yet sent */
+    size_t nacks, acks_cap;
+    struct gw_outbox_req *ack_req; /* the one delete in flight */
+    size_t nack_flight;            /* the ids it carries */
     bool draining;
     gw_forward_drained_cb drained_cb;
     void *drained_arg;
@@ -156,7 +162,7 @@ static void drained_now_cb(evutil_socket_t fd, short what, void *arg)
 static void check_drained(struct gw_forward *f)
 {
     if (!f->draining || f->drained_cb == NULL || f->nbatches > 0 || f->claim != NULL ||
-        f->fast_n > 0)
+        f->fast_n > 0 || f->nacks > 0 || f->ack_req != NULL)
         return;
     if (event_base_once(f->app->base, -1, EV_TIMEOUT, drained_now_cb, f, NULL) != 0)
         drained_now_cb(-1, 0, f);
@@ -167,7 +173,7 @@ static void check_drained(struct gw_forward *f)
 static void batch_free(struct batch *b)
 {
     gw_gclient_cancel(b->call);
-    for (size_t i = 0; b->sreqs != NULL && i < b->n + 2; i++)
+    for (size_t i = 0; b->sreqs != NULL && i < b->n + 1; i++)
         gw_outbox_cancel(b->sreqs[i].req);
     for (size_t i = 0; i < b->n; i++)
         gw_free_wipe(b->items[i].pb, b->items[i].pb_len); /* a record's view: may hold PII */
@@ -227,14 +233,91 @@ static void incident_parked(struct gw_forward *f, const struct item *it)
                it->delivery_id);
 }
 
-/* Records every delivery's outcome: one ack, one later (the batch's largest backoff), one park
- * each. The batch ends when all are recorded. */
+/* ---- acknowledgements: one delete at a time, carrying every delivery accepted since the last ----
+ * A batch's call slot is free as soon as the backend answered: its accepted deliveries join
+ * f->acks, and one gw_outbox_ack at a time deletes all of them. Under sustained intake the
+ * deletes wait in the pool behind group commits; the calls no longer wait for them. */
+
+/* Accepted by the backend, still in the outbox (queued for a delete or in the one in flight).
+ * New calls wait while it reaches ack_max: bounded memory, and a bounded number of rows a crash
+ * would send again. */
+static size_t ack_backlog(const struct gw_forward *f)
+{
+    return f->nacks + f->nack_flight;
+}
+
+static size_t ack_max(const struct gw_config *cfg)
+{
+    size_t batch = cfg->fwd_batch;
+
+    return cfg->fwd_fast_max > batch ? cfg->fwd_fast_max : batch;
+}
+
+static void ack_flush(struct gw_forward *f);
+
+static void ack_done_cb(void *arg, int err)
+{
+    struct gw_forward *f = arg;
+
+    f->ack_req = NULL;
+    if (err != 0) /* the leases run out and the deliveries are claimed and sent again */
+        GW_LOG(GW_LOG_WARN, "forward", NULL,
+               "the delete of %zu acknowledged deliveries was not recorded (%s): they are sent "
+               "again after the lease",
+               f->nack_flight, gw_err_str(err));
+    f->nack_flight = 0;
+    ack_flush(f);
+    pump(f);
+    check_drained(f);
+}
+
+/* Sends the queued acknowledgements as one delete, unless one is in flight (its callback sends
+ * the rest). */
+static void ack_flush(struct gw_forward *f)
+{
+    int rc;
+
+    if (f->ack_req != NULL || f->nacks == 0)
+        return;
+    rc = gw_outbox_ack(f->app->store, f->owner, f->acks, f->nacks, ack_done_cb, f, &f->ack_req);
+    if (rc != 0) {
+        f->ack_req = NULL;
+        GW_LOG(GW_LOG_WARN, "forward", NULL,
+               "the delete of %zu acknowledged deliveries was not sent (%s): they are sent "
+               "again after the lease",
+               f->nacks, gw_err_str(rc));
+    } else {
+        f->nack_flight = f->nacks;
+    }
+    f->nacks = 0; /* gw_outbox_ack copied the ids */
+}
+
+/* Queues an accepted delivery's delete. false on ENOMEM (the caller deletes it with its batch). */
+static bool ack_add(struct gw_forward *f, int64_t id)
+{
+    if (f->nacks == f->acks_cap) {
+        size_t cap = f->acks_cap > 0 ? f->acks_cap * 2 : 256;
+        int64_t *a = realloc(f->acks, cap * sizeof(*a));
+
+        if (a == NULL)
+            return false;
+        f->acks = a;
+        f->acks_cap = cap;
+    }
+    f->acks[f->nacks++] = id;
+    return true;
+}
+
+/* Records every delivery's outcome: accepted ones join the forwarder's next delete (ack_add; one
+ * that finds no memory is sent again later), one later (the batch's largest backoff), one park
+ * each. The batch, and its call slot, end when the later and the parks are recorded: at once when
+ * every delivery was accepted. */
 static void settle(struct batch *b)
 {
     struct gw_forward *f = b->f;
     const struct gw_config *cfg = f->cfg;
-    int64_t *ack = calloc(b->n, sizeof(*ack)), *later = calloc(b->n, sizeof(*later));
-    size_t na = 0, nl = 0;
+    int64_t *later = calloc(b->n, sizeof(*later));
+    size_t nl = 0;
     int32_t most = 0;
     const char *why = "later";
     uint32_t r = 0;
@@ -244,43 +327,39 @@ static void settle(struct batch *b)
     for (size_t i = 0; i < b->n; i++) {
         struct item *it = &b->items[i];
 
-        if (it->st == IT_ACK && ack != NULL) {
-            ack[na++] = it->id;
+        if (it->st == IT_ACK && ack_add(f, it->id)) {
             f->stats.acked++;
             f->stats.fast_acked += it->fast;
         } else if (it->st == IT_PARK) {
             GW_LOG(GW_LOG_WARN, "forward", NULL, "delivery %s parked: %s", it->delivery_id,
                    it->reason);
             rc = gw_outbox_park(f->app->store, f->owner, it->id, it->reason, settled_cb,
-                                &b->sreqs[2 + i], &b->sreqs[2 + i].req);
+                                &b->sreqs[1 + i], &b->sreqs[1 + i].req);
             if (rc == 0) {
                 b->pending++;
                 f->stats.parked++;
                 incident_parked(f, it);
             }
-        } else if (later != NULL) { /* IT_LATER, or IT_SEND left over */
+        } else if (later != NULL) { /* IT_LATER, IT_SEND left over, or an ack without memory */
             later[nl++] = it->id;
             if (it->attempts > most)
                 most = it->attempts;
-            if (it->reason[0])
+            if (it->st != IT_ACK && it->reason[0])
                 why = it->reason;
             f->stats.later++;
         }
     }
-    if (na > 0 && gw_outbox_ack(f->app->store, f->owner, ack, na, settled_cb, &b->sreqs[0],
-                                &b->sreqs[0].req) == 0)
-        b->pending++;
     if (nl > 0) {
         if (gw_crypto_random(f->app->crypto, (uint8_t *)&r, sizeof(r)) != 0)
             r = (uint32_t)getpid();
         if (gw_outbox_later(
                 f->app->store, f->owner, later, nl,
                 gw_fwd_backoff(cfg->fwd_backoff_min_ms, cfg->fwd_backoff_max_ms, most, r), why,
-                settled_cb, &b->sreqs[1], &b->sreqs[1].req) == 0)
+                settled_cb, &b->sreqs[0], &b->sreqs[0].req) == 0)
             b->pending++;
     }
-    free(ack);
     free(later);
+    ack_flush(f);
     if (--b->pending == 0)
         batch_done(b);
 }
@@ -448,12 +527,12 @@ static struct batch *batch_alloc(struct gw_forward *f, size_t n)
     b->f = f;
     b->n = n;
     b->items = calloc(n > 0 ? n : 1, sizeof(*b->items));
-    b->sreqs = calloc(n + 2, sizeof(*b->sreqs));
+    b->sreqs = calloc(n + 1, sizeof(*b->sreqs));
     if (b->items == NULL || b->sreqs == NULL) {
         batch_free(b);
         return NULL;
     }
-    for (size_t i = 0; i < n + 2; i++)
+    for (size_t i = 0; i < n + 1; i++)
         b->sreqs[i].b = b;
     return b;
 }
@@ -582,7 +661,8 @@ static void pump_fast(struct gw_forward *f)
     const struct gw_config *cfg = f->cfg;
     int64_t now = mono_ms(), max_wait = fast_max_wait_ms(cfg);
 
-    while (f->fast_n > 0 && f->nbatches + (f->claim != NULL) < cfg->fwd_inflight) {
+    while (f->fast_n > 0 && f->nbatches + (f->claim != NULL) < cfg->fwd_inflight &&
+           ack_backlog(f) < ack_max(cfg)) {
         size_t n = f->fast_n < cfg->fwd_batch ? f->fast_n : cfg->fwd_batch, k = 0;
         struct batch *b = batch_alloc(f, n);
 
@@ -670,8 +750,9 @@ static void pump(struct gw_forward *f)
 
     if (f->draining) {
         /* claims nothing more */
-    } else if (f->claim != NULL || f->resting || f->nbatches >= cfg->fwd_inflight) {
-        f->dirty = true; /* claimed_cb, linger_cb or batch_done pumps again */
+    } else if (f->claim != NULL || f->resting || f->nbatches >= cfg->fwd_inflight ||
+               ack_backlog(f) >= ack_max(cfg)) {
+        f->dirty = true; /* claimed_cb, linger_cb, batch_done or ack_done_cb pumps again */
     } else {
         f->dirty = false;
         rc = gw_outbox_claim(f->app->store, f->owner, cfg->fwd_batch, cfg->fwd_lease_ms, claimed_cb,
@@ -818,6 +899,9 @@ void gw_forward_free(struct gw_forward *f)
         batch_free(b);
     }
     gw_outbox_cancel(f->claim);
+    gw_outbox_cancel(
+        f->ack_req); /* its deliveries and the queued ones: sent again after the lease */
+    free(f->acks);
     gw_outbox_listener_free(f->listener);
     if (f->poll_ev != NULL)
         event_free(f->poll_ev);
@@ -833,4 +917,5 @@ void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out)
     *out = f->stats;
     out->inflight = f->nbatches;
     out->fast_queued = (uint32_t)f->fast_n;
+    out->ack_pending = (uint32_t)ack_backlog(f);
 }

@@ -6,7 +6,9 @@
  * "backend" role sees it (the same rendering as WaybillQuery/Get: api_render.h), packs batches of
  * [forward] batch deliveries, keeps at most [forward] inflight Deliver calls open (gclient.h), and
  * settles every delivery by the backend's answer:
- *   ACCEPTED                       -> acknowledged (deleted from the outbox);
+ *   ACCEPTED                       -> acknowledged (deleted from the outbox: one delete at a
+ *                                      time carries every delivery accepted since the last, and
+ *                                      the call's slot is free at the answer, not at the delete);
  *   REJECTED, or INVALID_ARGUMENT   -> parked with the backend's reason, plus an incident
  *   of a call carrying it alone        "delivery_parked"; the others flow on;
  *   RETRY, no result, any other     -> sent again later, after an exponential backoff with jitter
@@ -61,6 +63,7 @@ struct gw_forward_stats {
     uint64_t fast_dropped; /* fast deliveries left to their lease and a later claim */
     uint32_t inflight;     /* Deliver calls open now */
     uint32_t fast_queued;  /* fast deliveries waiting in memory now */
+    uint32_t ack_pending;  /* accepted by the backend, their delete from the outbox not done yet */
 };
 void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out);
 

@@ -14,6 +14,8 @@
 
 #include <errno.h>
 #include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -635,6 +637,13 @@ static void start_connect(struct gw_gclient *c)
         return;
     }
     c->fd = socket(ai->ai_family, SOCK_STREAM, 0);
+    if (c->fd >= 0) {
+        /* A Deliver request is HEADERS and DATA frames written as nghttp2 makes them: without
+         * NODELAY, Nagle holds the tail of each until the backend's delayed ACK (~40 ms), and
+         * every call pays for it (the forwarder's calls took ~90 ms on a local backend). */
+        int one = 1;
+        (void)setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    }
     if (c->fd < 0 || evutil_make_socket_nonblocking(c->fd) != 0 ||
         evutil_make_socket_closeonexec(c->fd) != 0 ||
         (connect(c->fd, ai->ai_addr, ai->ai_addrlen) != 0 && errno != EINPROGRESS) ||

@@ -186,6 +186,68 @@ class Sampler(threading.Thread):
                 pass  # a sample missed under load
 
 
+FWD_KEYS = ("sent_total", "delivered_total", "claimed_total", "fast_sent_total",
+            "fast_dropped_total", "fast_queued", "calls_inflight", "ack_pending")
+
+
+def scrape_forward(addr):
+    """The gateway's waygate_forward_* samples ({short name: value}) from GET /metrics at addr."""
+    import http.client
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=5)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    finally:
+        c.close()
+    out = {}
+    for line in text.splitlines():
+        if line.startswith("waygate_forward_"):
+            name, _, value = line.rpartition(" ")
+            out[name[len("waygate_forward_"):]] = float(value)
+    return out
+
+
+class MetricsSampler(threading.Thread):
+    """The forwarder's counters and gauges (/metrics), every second: how many went by the fast
+    path and by claims, and what held the calls (in flight, queued, deletes pending)."""
+
+    def __init__(self, addr):
+        super().__init__(daemon=True)
+        self.addr, self.stop, self.samples = addr, threading.Event(), []
+
+    def run(self):
+        while True:
+            try:
+                self.samples.append((time.time(), scrape_forward(self.addr)))
+            except (OSError, ValueError):
+                pass  # a scrape missed under load
+            if self.stop.wait(1.0):
+                return
+
+    def report(self, end_us):
+        """Lines: the forwarder during f64 and after it (rates, the split, the gauges' maxima)."""
+        s = self.samples
+        if len(s) < 2:
+            return ["forwarder metrics: too few scrapes"]
+        during = [x for x in s if x[0] * 1e6 <= end_us] or s[:1]
+        lines = []
+        for name, a, b in (("during f64", s[0], during[-1]), ("after f64", during[-1], s[-1])):
+            dt = b[0] - a[0]
+            if dt <= 0:
+                continue
+            d = {k: b[1].get(k, 0.0) - a[1].get(k, 0.0) for k in FWD_KEYS}
+            part = [x for x in s if a[0] <= x[0] <= b[0]]
+            mx = {k: max(x[1].get(k, 0.0) for x in part) for k in
+                  ("fast_queued", "calls_inflight", "ack_pending")}
+            lines.append("forwarder %s (%.1f s): delivered %.0f/s (%d fast, %d claimed, %d fast "
+                         "dropped); max fast queued %d, calls in flight %d, deletes pending %d"
+                         % (name, dt, d["delivered_total"] / dt, d["fast_sent_total"],
+                            d["claimed_total"], d["fast_dropped_total"], mx["fast_queued"],
+                            mx["calls_inflight"], mx["ack_pending"]))
+        return lines
+
+
 def cpu_ticks(pidfile):
     """utime + stime of the process whose pid is in pidfile (0 when unknown)."""
     try:
@@ -318,6 +380,10 @@ def measure(d, env, csink):
     start_us = int(time.time() * 1e6)
     sampler = Sampler(uri)
     sampler.start()
+    msampler = MetricsSampler(env["WAYGATE_METRICS_ADDR"]) if env.get("WAYGATE_METRICS_ADDR") \
+        else None
+    if msampler is not None:
+        msampler.start()
     t_gw, t_sink = cpu_ticks(os.path.join(d, "waygated.pid")), cpu_ticks(sink_pidfile)
     rss0 = rss_kib(csink.pid()) if csink is not None else 0
     a1_rate, s64_rate, ratio, p99_submit, out = run_submit(d)
@@ -334,6 +400,9 @@ def measure(d, env, csink):
         time.sleep(0.25)
     sampler.stop.set()
     sampler.join()
+    if msampler is not None:
+        msampler.stop.set()
+        msampler.join()
     if csink is not None:
         # the deliveries are in; the Python sink comes back with the gateway's restart below
         csink.stop()
@@ -378,6 +447,8 @@ def measure(d, env, csink):
     calls = len({r["received_at_us"] for r in first.values()})
     print("Deliver calls (distinct receive stamps): %d, %.1f deliveries per call"
           % (calls, len(first) / calls if calls else 0.0))
+    for line in msampler.report(end_us) if msampler is not None else []:
+        print(line)
     ok = ratio >= 1.2 and drained_at is not None and pct(lat, 0.99) < 1000 and lat
     print("RESULT sink=%s ratio=%.2f off_ratio=%.2f max_depth=%d drained=%s p99_ack_to_sink_ms=%.0f "
           "deliveries=%d %s" % ("c" if csink is not None else "python", ratio, off_ratio, max_depth,

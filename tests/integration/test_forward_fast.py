@@ -7,7 +7,10 @@ sends for the same record (the same outbox row enqueued again and claimed); (3) 
 (SIGKILL) with fast deliveries queued in memory loses none: their leases run out and a claim
 sends them; (4) the queue's bound ([forward] fast_max): more waybills than it holds while the
 backend is slow, none lost, the rest by claim; and [forward] fast = false turns the path off;
-(5) queued fast deliveries never starve what only a claim sends (a scan event).
+(5) queued fast deliveries never starve what only a claim sends (a scan event); (6) a call's
+slot is free at the backend's answer, not at its delete: while the outbox's deletes are held in
+PostgreSQL the calls go on, up to the bound ([forward] fast_max) of accepted deliveries whose
+delete is pending, and what accumulated meanwhile leaves in one delete.
 
 Waits poll with a bound (never a sleep for an outcome); bounds are wide (a lease of 30 s, a
 loaded 2-core machine)."""
@@ -17,9 +20,11 @@ import os
 import re
 import signal
 import socket
+import subprocess
 
-from conftest import ExtraGateway, wait_for
-from test_forward import (DELIVERED_BOUND, PICKUP, channel, kind_of, new_waybill, received,
+from conftest import PGBIN, ExtraGateway, wait_for
+from test_forward import (DELIVERED_BOUND, PICKUP, channel, kind_of, new_waybill, outbox_rows,
+                          received,
                           report, restart_gateway, scan, sink, sink_lines, submit, submit_many,
                           wait_delivered)
 import waygate_proto
@@ -51,7 +56,7 @@ def fwd(addr):
     m = metrics(addr)
     return {k: m.get("waygate_forward_%s" % k, 0.0) for k in
             ("claimed_total", "fast_sent_total", "fast_delivered_total", "fast_dropped_total",
-             "fast_queued", "delivered_total")}
+             "fast_queued", "delivered_total", "sent_total", "ack_pending", "calls_inflight")}
 
 
 def outbox_empty(stack):
@@ -229,4 +234,92 @@ def test_fast_queue_never_starves_the_claim(stack):
         if stopped:
             os.kill(main_gw, signal.SIGCONT)
         sink(stack, "up")
+        gw.close()
+
+
+HOLD_KEY = 90909  # the advisory lock the deletes' trigger waits for
+
+
+def hold_deletes(stack):
+    """Every DELETE on the outbox now waits, before its commit, for an advisory lock that the
+    returned psql session holds (until it ends), and records how many rows it deleted in
+    test_ack_deletes. The inserts, claims and updates are not held. undo_hold_deletes removes it."""
+    stack.psql(
+        "CREATE TABLE IF NOT EXISTS test_ack_deletes (n bigint NOT NULL);"
+        "TRUNCATE test_ack_deletes;"
+        "CREATE OR REPLACE FUNCTION test_ack_hold() RETURNS trigger LANGUAGE plpgsql "
+        "SECURITY DEFINER SET search_path = public AS $$ BEGIN "
+        "PERFORM pg_advisory_lock_shared(%d); PERFORM pg_advisory_unlock_shared(%d); "
+        "INSERT INTO test_ack_deletes SELECT count(*) FROM gone; RETURN NULL; END $$;"
+        "DROP TRIGGER IF EXISTS test_ack_hold ON outbox;"
+        "CREATE TRIGGER test_ack_hold AFTER DELETE ON outbox REFERENCING OLD TABLE AS gone "
+        "FOR EACH STATEMENT EXECUTE FUNCTION test_ack_hold()" % (HOLD_KEY, HOLD_KEY))
+    holder = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
+                               "-d", stack.pguri_owner], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    holder.stdin.write("SELECT pg_advisory_lock(%d);\n\\echo held\n" % HOLD_KEY)
+    holder.stdin.flush()
+    while True:
+        line = holder.stdout.readline()
+        assert line, "the lock holder's psql ended"
+        if line.strip() == "held":
+            return holder
+
+
+def release_deletes(holder):
+    if holder.poll() is None:
+        holder.stdin.close()  # psql ends: its session, and the lock, end with it
+        holder.wait(timeout=60)
+
+
+def undo_hold_deletes(stack):
+    stack.psql("DROP TRIGGER IF EXISTS test_ack_hold ON outbox;"
+               "DROP FUNCTION IF EXISTS test_ack_hold();"
+               "DROP TABLE IF EXISTS test_ack_deletes")
+
+
+def test_calls_go_on_while_the_deletes_wait(stack):
+    """(6) One Deliver call at a time ([forward] inflight = 1, batch = 1), fast_max = 4, every
+    DELETE of the outbox held in PostgreSQL, the stack's own gateway stopped (SIGSTOP: only this
+    one forwards): the first accepted delivery's delete waits, yet the next three are sent and
+    accepted (a slot is free at the answer); at four accepted deliveries whose delete is pending
+    the forwarder starts no call (the bound) though more wait; once the deletes go through,
+    everything arrives once, the outbox empties, and what accumulated behind the held delete left
+    in one. (Before: the slot was held until the delete, and only the first delivery reached the
+    backend while it waited.)"""
+    sink(stack, "up")
+    gw, maddr = extra_gateway(stack, "ackwait", ["inflight = 1", "batch = 1", "fast_max = 4"])
+    main_gw = stack.gateway_pid()
+    holder, stopped = None, False
+    try:
+        holder = hold_deletes(stack)
+        os.kill(main_gw, signal.SIGSTOP)
+        stopped = True
+        expected = submit_many(stack, 10, addr=gw.addr)
+        m = wait_for(lambda: (lambda x: x if x["ack_pending"] >= 4 else None)(fwd(maddr)),
+                     DELIVERED_BOUND, 0.1)
+        assert m, "the calls stopped behind the first delivery's delete: %s" % fwd(maddr)
+        rows = outbox_rows(stack, expected)
+        print("deletes held: %d accepted with the delete pending, %d call(s) in flight, %d "
+              "queued, %d outbox rows left" % (m["ack_pending"], m["calls_inflight"],
+                                               m["fast_queued"], rows))
+        assert m["ack_pending"] == 4 and m["calls_inflight"] == 0, \
+            "a call went on with %d deletes pending: fast_max does not bound them" % (
+                m["ack_pending"])
+        assert rows == 10, "a delete went through while the trigger held it: proves nothing"
+        release_deletes(holder)
+        os.kill(main_gw, signal.SIGCONT)
+        stopped = False
+        got = wait_delivered(stack, expected)
+        want, distinct, dup = report("deletes held, then released", expected, got)
+        assert distinct == want and dup == 0
+        sizes = [int(x) for x in stack.psql("SELECT n FROM test_ack_deletes")]
+        print("rows per delete: %s" % sizes)
+        assert max(sizes) >= 3, "the acknowledgements were not coalesced: %s" % sizes
+    finally:
+        if stopped:
+            os.kill(main_gw, signal.SIGCONT)
+        if holder is not None:
+            release_deletes(holder)
+        undo_hold_deletes(stack)
         gw.close()

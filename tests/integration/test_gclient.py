@@ -235,6 +235,18 @@ def test_ok_one_result_per_delivery_and_the_sink_records_them(probe, sink):
     print("sink received %d deliveries of the call" % len(recs))
 
 
+def test_connection_sends_without_nagle(probe, sink):
+    """The client's TCP connection has TCP_NODELAY: a request's last frames go out at once
+    instead of waiting for the backend's delayed ACK (with Nagle on, each Deliver call on a local
+    backend took ~90 ms and the forwarder fell behind the intake)."""
+    assert probe.call("nd", n=1)["status"] == OK
+    probe.send("sockopts")
+    r = probe.line()
+    print("the client's TCP sockets, TCP_NODELAY: %s" % r["tcp"])
+    assert r["tcp"], "no TCP connection found"
+    assert r["tcp"] == [1] * len(r["tcp"]), r
+
+
 def test_rejected_result_for_the_marked_delivery_only(probe, sink):
     sink.ctl("refuse", "MARK-rej")
     r = probe.call("rej", n=2, marker="MARK-rej")

@@ -12,12 +12,17 @@
  *   raw TAG PATH HEX DEADLINE_MS     calls PATH with the request bytes HEX ("-" = none):
  *                                    {"tag","status","message","response":HEX}
  *   inflight                         {"inflight": n}
+ *   sockopts                         {"tcp":[N, ...]}: TCP_NODELAY of each TCP socket this process
+ *                                    holds (the client's connection; 1 = set)
  *   quit                             exits 0 (after freeing the client)
  * Usage: gclient_probe --endpoint H:P --server-name N --ca F --cert F --key F
  *                      [--max-response BYTES] [--connect-timeout MS] */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -191,6 +196,31 @@ out:
     return rc;
 }
 
+/* The TCP_NODELAY of every TCP socket among this process's descriptors (the probe opens none of
+ * its own: they are the client's connection). */
+static void print_sockopts(void)
+{
+    const char *sep = "";
+
+    printf("{\"tcp\":[");
+    for (int fd = 0; fd < 1024; fd++) {
+        struct sockaddr_storage sa;
+        socklen_t salen = sizeof(sa), len = sizeof(int);
+        int type = 0, nodelay = 0;
+
+        if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) != 0 || type != SOCK_STREAM ||
+            getsockname(fd, (struct sockaddr *)&sa, &salen) != 0 ||
+            (sa.ss_family != AF_INET && sa.ss_family != AF_INET6))
+            continue;
+        len = sizeof(nodelay);
+        if (getsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &nodelay, &len) != 0)
+            nodelay = -1;
+        printf("%s%d", sep, nodelay != 0 ? (nodelay > 0 ? 1 : -1) : 0);
+        sep = ",";
+    }
+    printf("]}\n");
+}
+
 static void command(char *line)
 {
     char cmd[16] = "", tag[64] = "", marker[80] = "";
@@ -209,6 +239,8 @@ static void command(char *line)
         if (sscanf(line, "%*s %63s %199s %1023s %u", tag, path, hex, &dl) != 4 ||
             start_raw(tag, path, hex, dl) != 0)
             printf("{\"tag\":\"%s\",\"error\":\"gw_gclient_call failed\"}\n", tag);
+    } else if (f >= 1 && strcmp(cmd, "sockopts") == 0) {
+        print_sockopts();
     } else if (f >= 1 && strcmp(cmd, "inflight") == 0) {
         printf("{\"inflight\":%zu}\n", gw_gclient_inflight(client));
     } else if (f >= 4 && (strcmp(cmd, "call") == 0 || strcmp(cmd, "freecb") == 0)) {
