@@ -191,7 +191,8 @@ FWD_KEYS = ("sent_total", "delivered_total", "claimed_total", "fast_sent_total",
 
 
 def scrape_forward(addr):
-    """The gateway's waygate_forward_* samples ({short name: value}) from GET /metrics at addr."""
+    """The gateway's waygate_forward_* samples ({short name: value}, plus "accepted": waybills
+    accepted so far) from GET /metrics at addr."""
     import http.client
     host, port = addr.rsplit(":", 1)
     c = http.client.HTTPConnection(host, int(port), timeout=5)
@@ -205,25 +206,54 @@ def scrape_forward(addr):
         if line.startswith("waygate_forward_"):
             name, _, value = line.rpartition(" ")
             out[name[len("waygate_forward_"):]] = float(value)
+        elif line.startswith("waygate_waybills_accepted_total "):
+            out["accepted"] = float(line.rpartition(" ")[2])
     return out
 
 
 class MetricsSampler(threading.Thread):
     """The forwarder's counters and gauges (/metrics), every second: how many went by the fast
-    path and by claims, and what held the calls (in flight, queued, deletes pending)."""
+    path and by claims, and what held the calls (in flight, queued, deletes pending); beside them
+    the CPU ticks of the gateway, of every postgres process and of the sink (pidfiles; None: not
+    read), so that the CPU per waybill is taken over the Submit window alone (cpu_per_waybill)."""
 
-    def __init__(self, addr):
+    def __init__(self, d, addr, gw_pidfile=None, sink_pidfile=None):
         super().__init__(daemon=True)
-        self.addr, self.stop, self.samples = addr, threading.Event(), []
+        self.d, self.addr, self.stop, self.samples = d, addr, threading.Event(), []
+        self.gw_pidfile, self.sink_pidfile = gw_pidfile, sink_pidfile
 
     def run(self):
         while True:
             try:
-                self.samples.append((time.time(), scrape_forward(self.addr)))
+                m = scrape_forward(self.addr)
+                m["cpu_gw"] = cpu_ticks(self.gw_pidfile) if self.gw_pidfile else 0
+                m["cpu_pg"] = postgres_ticks(self.d)
+                m["cpu_sink"] = cpu_ticks(self.sink_pidfile) if self.sink_pidfile else 0
+                self.samples.append((time.time(), m))
             except (OSError, ValueError):
                 pass  # a scrape missed under load
             if self.stop.wait(1.0):
                 return
+
+    def cpu_per_waybill(self):
+        """(waybills/s, gateway, PostgreSQL, sink CPU in us per waybill) over the seconds in
+        which the gateway accepted at least half its best second's rate (the Submit figure's
+        run, without pgbench's a1 or the idle waits around it); None with too few samples."""
+        s = [x for x in self.samples if "accepted" in x[1]]
+        steps = [(a, b) for a, b in zip(s, s[1:]) if b[0] > a[0]]
+        if not steps:
+            return None
+        rate = [(b[1]["accepted"] - a[1]["accepted"]) / (b[0] - a[0]) for a, b in steps]
+        best = max(rate)
+        win = [st for st, r in zip(steps, rate) if best > 0 and r >= best / 2]
+        n = sum(b[1]["accepted"] - a[1]["accepted"] for a, b in win)
+        dt = sum(b[0] - a[0] for a, b in win)
+        if n <= 0:
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        per = [sum(b[1][k] - a[1][k] for a, b in win) / hz * 1e6 / n
+               for k in ("cpu_gw", "cpu_pg", "cpu_sink")]
+        return (n / dt, per[0], per[1], per[2])
 
     def report(self, end_us):
         """Lines: the forwarder during f64 and after it (rates, the split, the gauges' maxima)."""
@@ -258,6 +288,31 @@ def cpu_ticks(pidfile):
         return int(fields[11]) + int(fields[12])
     except (OSError, ValueError, IndexError):
         return 0
+
+
+def postgres_ticks(d):
+    """CPU ticks of stack d's PostgreSQL: its postmaster (with the children it reaped) and its
+    live children (backends, WAL writer, autovacuum...); 0 when the postmaster is unknown. Other
+    clusters on the machine are not counted."""
+    try:
+        with open(os.path.join(d, "pg", "data", "postmaster.pid")) as f:
+            pm = f.readline().strip()
+    except OSError:
+        return 0
+    total = 0
+    for e in os.listdir("/proc"):
+        if not e.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % e) as f:
+                fields = f.read().rpartition(")")[2].split()
+            if e == pm:
+                total += sum(int(x) for x in fields[11:15])
+            elif fields[1] == pm:
+                total += int(fields[11]) + int(fields[12])
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
 
 
 def rss_kib(pid):
@@ -380,16 +435,18 @@ def measure(d, env, csink):
     start_us = int(time.time() * 1e6)
     sampler = Sampler(uri)
     sampler.start()
-    msampler = MetricsSampler(env["WAYGATE_METRICS_ADDR"]) if env.get("WAYGATE_METRICS_ADDR") \
-        else None
+    msampler = MetricsSampler(d, env["WAYGATE_METRICS_ADDR"], os.path.join(d, "waygated.pid"),
+                              sink_pidfile) if env.get("WAYGATE_METRICS_ADDR") else None
     if msampler is not None:
         msampler.start()
     t_gw, t_sink = cpu_ticks(os.path.join(d, "waygated.pid")), cpu_ticks(sink_pidfile)
+    t_pg = postgres_ticks(d)
     rss0 = rss_kib(csink.pid()) if csink is not None else 0
     a1_rate, s64_rate, ratio, p99_submit, out = run_submit(d)
     end_us = int(time.time() * 1e6)
     t_gw = cpu_ticks(os.path.join(d, "waygated.pid")) - t_gw
     t_sink = cpu_ticks(sink_pidfile) - t_sink
+    t_pg = postgres_ticks(d) - t_pg
     rss1 = rss_kib(csink.pid()) if csink is not None else 0
     drained_at = None
     deadline = time.time() + DRAIN_BOUND_S
@@ -414,7 +471,17 @@ def measure(d, env, csink):
     # those waybills and the gateway delivers them once forwarding is back on
     set_forwarding(d, False)
     try:
+        o_gw, o_pg = cpu_ticks(os.path.join(d, "waygated.pid")), postgres_ticks(d)
+        osampler = MetricsSampler(d, env["WAYGATE_METRICS_ADDR"], os.path.join(d, "waygated.pid")) \
+            if env.get("WAYGATE_METRICS_ADDR") else None
+        if osampler is not None:
+            osampler.start()
         off_a1, off_s64, off_ratio, off_p99, _ = run_submit(d)
+        if osampler is not None:
+            osampler.stop.set()
+            osampler.join()
+        o_gw = cpu_ticks(os.path.join(d, "waygated.pid")) - o_gw
+        o_pg = postgres_ticks(d) - o_pg
     finally:
         set_forwarding(d, True)
     first, lat = {}, []
@@ -434,8 +501,11 @@ def measure(d, env, csink):
     print("f64 Submit 64 streams, forwarding on: %.0f waybills/s, p99 %.1f ms: %.2fx its a1 "
           "(%.0f rows/s); %.2fx o64" % (s64_rate, p99_submit, ratio, a1_rate,
                                          s64_rate / off_s64 if off_s64 else 0.0))
-    print("CPU during f64 (run.sh's whole call): gateway %.1f s, sink %.1f s (%s)"
-          % (t_gw / hz, t_sink / hz, sink_desc))
+    print("CPU during f64 (run.sh's whole call, a1 included): gateway %.1f s, sink %.1f s (%s), "
+          "PostgreSQL %.1f s (every postgres process)"
+          % (t_gw / hz, t_sink / hz, sink_desc, t_pg / hz))
+    print("CPU during o64 (the same call, forwarding off): gateway %.1f s, PostgreSQL %.1f s"
+          % (o_gw / hz, o_pg / hz))
     if csink is not None:
         print("bench_sink VmRSS: %d KiB before f64, %d KiB after" % (rss0, rss1))
     print("outbox while submitting: max depth %d rows, oldest row at most %d ms old; %s"
@@ -449,6 +519,11 @@ def measure(d, env, csink):
           % (calls, len(first) / calls if calls else 0.0))
     for line in msampler.report(end_us) if msampler is not None else []:
         print(line)
+    for name, smp in (("f64", msampler), ("o64", osampler)):
+        c = smp.cpu_per_waybill() if smp is not None else None
+        if c is not None:
+            print("CPU per waybill in %s's Submit window (%.0f waybills/s): gateway %.1f us, "
+                  "PostgreSQL %.1f us, sink %.1f us" % (name, c[0], c[1], c[2], c[3]))
     ok = ratio >= 1.2 and drained_at is not None and pct(lat, 0.99) < 1000 and lat
     print("RESULT sink=%s ratio=%.2f off_ratio=%.2f max_depth=%d drained=%s p99_ack_to_sink_ms=%.0f "
           "deliveries=%d %s" % ("c" if csink is not None else "python", ratio, off_ratio, max_depth,
