@@ -116,7 +116,8 @@ struct gw_forward {
     int64_t *acks;        /* accepted by the backend, their delete not yet sent */
     size_t nacks, acks_cap;
     struct gw_outbox_req *ack_req; /* the one delete in flight */
-    size_t nack_flight;            /* the ids it carries */
+    int64_t *flight;               /* the ids it carries (kept to queue again if it is lost) */
+    size_t nack_flight, flight_cap;
     bool draining;
     gw_forward_drained_cb drained_cb;
     void *drained_arg;
@@ -239,8 +240,8 @@ static void incident_parked(struct gw_forward *f, const struct item *it)
  * deletes wait in the pool behind group commits; the calls no longer wait for them. */
 
 /* Accepted by the backend, still in the outbox (queued for a delete or in the one in flight).
- * New calls wait while it reaches ack_max: bounded memory, and a bounded number of rows a crash
- * would send again. */
+ * New calls wait while it reaches ack_max (the calls in flight may add up to inflight x batch):
+ * bounded memory, and a bounded number of rows a crash would send again. */
 static size_t ack_backlog(const struct gw_forward *f)
 {
     return f->nacks + f->nack_flight;
@@ -254,42 +255,76 @@ static size_t ack_max(const struct gw_config *cfg)
 }
 
 static void ack_flush(struct gw_forward *f);
+static bool ack_add(struct gw_forward *f, int64_t id);
+
+/* The delete's ids go back to the queue (the database was away: the delete is idempotent under
+ * our lease, so sending it again is safe); false when memory ran out (they are then sent again
+ * after their lease). */
+static bool ack_requeue(struct gw_forward *f)
+{
+    for (size_t i = 0; i < f->nack_flight; i++)
+        if (!ack_add(f, f->flight[i]))
+            return false;
+    return true;
+}
 
 static void ack_done_cb(void *arg, int err)
 {
     struct gw_forward *f = arg;
 
     f->ack_req = NULL;
-    if (err != 0) /* the leases run out and the deliveries are claimed and sent again */
+    if (err == GW_EUNAVAIL && !f->draining && ack_requeue(f)) {
+        failed(f, "delete of acknowledged deliveries", "database unavailable; kept for the next");
+    } else if (err != 0) { /* the leases run out and the deliveries are claimed and sent again */
         GW_LOG(GW_LOG_WARN, "forward", NULL,
                "the delete of %zu acknowledged deliveries was not recorded (%s): they are sent "
                "again after the lease",
                f->nack_flight, gw_err_str(err));
+    }
     f->nack_flight = 0;
     ack_flush(f);
     pump(f);
     check_drained(f);
 }
 
-/* Sends the queued acknowledgements as one delete, unless one is in flight (its callback sends
- * the rest). */
+/* Sends queued acknowledgements as one delete (at most GW_OUTBOX_IDS_MAX; the rest wait for the
+ * next), unless one is in flight: its callback sends the rest. A delete that cannot start for want
+ * of a connection or of room in the pool's queue keeps its ids for the next try (pump, at the
+ * latest the poll timer); any other failure, and any failure while draining (so that a drain
+ * ends), leaves them to their leases. */
 static void ack_flush(struct gw_forward *f)
 {
+    size_t n = f->nacks < GW_OUTBOX_IDS_MAX ? f->nacks : GW_OUTBOX_IDS_MAX;
     int rc;
 
-    if (f->ack_req != NULL || f->nacks == 0)
+    if (f->ack_req != NULL || n == 0)
         return;
-    rc = gw_outbox_ack(f->app->store, f->owner, f->acks, f->nacks, ack_done_cb, f, &f->ack_req);
+    if (f->flight_cap < n) {
+        int64_t *a = realloc(f->flight, n * sizeof(*a));
+
+        if (a == NULL)
+            return; /* tried again at the next settlement or pump */
+        f->flight = a;
+        f->flight_cap = n;
+    }
+    rc = gw_outbox_ack(f->app->store, f->owner, f->acks, n, ack_done_cb, f, &f->ack_req);
+    if ((rc == GW_EUNAVAIL || rc == GW_ETOOBIG) && !f->draining) {
+        f->ack_req = NULL;
+        failed(f, "delete of acknowledged deliveries not started", gw_err_str(rc));
+        return; /* kept */
+    }
     if (rc != 0) {
         f->ack_req = NULL;
         GW_LOG(GW_LOG_WARN, "forward", NULL,
                "the delete of %zu acknowledged deliveries was not sent (%s): they are sent "
                "again after the lease",
-               f->nacks, gw_err_str(rc));
+               n, gw_err_str(rc));
     } else {
-        f->nack_flight = f->nacks;
+        memcpy(f->flight, f->acks, n * sizeof(*f->acks)); /* gw_outbox_ack copied them too */
+        f->nack_flight = n;
     }
-    f->nacks = 0; /* gw_outbox_ack copied the ids */
+    f->nacks -= n;
+    memmove(f->acks, f->acks + n, f->nacks * sizeof(*f->acks));
 }
 
 /* Queues an accepted delivery's delete. false on ENOMEM (the caller deletes it with its batch). */
@@ -748,6 +783,7 @@ static void pump(struct gw_forward *f)
     const struct gw_config *cfg = f->cfg;
     int rc;
 
+    ack_flush(f); /* one that could not start before (no connection, a full queue) */
     if (f->draining) {
         /* claims nothing more */
     } else if (f->claim != NULL || f->resting || f->nbatches >= cfg->fwd_inflight ||
@@ -877,6 +913,7 @@ void gw_forward_drain(struct gw_forward *f, gw_forward_drained_cb cb, void *arg)
     f->drained_arg = arg;
     if (f->poll_ev != NULL)
         event_del(f->poll_ev);
+    ack_flush(f); /* ids kept from a delete that could not start: sent now, or left to leases */
     pump_fast(f);
     check_drained(f);
 }

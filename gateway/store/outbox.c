@@ -351,7 +351,7 @@ static int done_start(struct gw_store *store, const char *sql, const char *const
 
 static bool ids_ok(const int64_t *ids, size_t n)
 {
-    return ids != NULL && n > 0 && n <= 10000;
+    return ids != NULL && n > 0 && n <= GW_OUTBOX_IDS_MAX;
 }
 
 int gw_outbox_ack(struct gw_store *store, const char *owner, const int64_t *ids, size_t n,

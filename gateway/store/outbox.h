@@ -62,6 +62,9 @@ void gw_outbox_claim_free(struct gw_outbox_claim *c);
  * run out and the deliveries are claimed again). */
 typedef void (*gw_outbox_done_cb)(void *arg, int err);
 
+/* The most ids one gw_outbox_ack or gw_outbox_later takes. */
+#define GW_OUTBOX_IDS_MAX 10000
+
 /* The backend acknowledged these: delete them (only while this owner still holds the lease: one
  * whose lease ran out and that another gateway claimed is that gateway's to finish). */
 int gw_outbox_ack(struct gw_store *store, const char *owner, const int64_t *ids, size_t n,

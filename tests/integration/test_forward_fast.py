@@ -10,7 +10,8 @@ backend is slow, none lost, the rest by claim; and [forward] fast = false turns 
 (5) queued fast deliveries never starve what only a claim sends (a scan event); (6) a call's
 slot is free at the backend's answer, not at its delete: while the outbox's deletes are held in
 PostgreSQL the calls go on, up to the bound ([forward] fast_max) of accepted deliveries whose
-delete is pending, and what accumulated meanwhile leaves in one delete.
+delete is pending, and what accumulated meanwhile leaves in one delete; (7) a delete lost with
+its database connection is sent again, not left to the leases.
 
 Waits poll with a bound (never a sleep for an outcome); bounds are wide (a lease of 30 s, a
 loaded 2-core machine)."""
@@ -21,8 +22,10 @@ import re
 import signal
 import socket
 import subprocess
+import time
 
 from conftest import PGBIN, ExtraGateway, wait_for
+from test_faults import superuser_uri
 from test_forward import (DELIVERED_BOUND, PICKUP, channel, kind_of, new_waybill, outbox_rows,
                           received,
                           report, restart_gateway, scan, sink, sink_lines, submit, submit_many,
@@ -73,12 +76,12 @@ def free_port():
         return s.getsockname()[1]
 
 
-def extra_gateway(stack, name, forward_lines):
-    """Another gateway on the stack's database with these [forward] lines added and its own
-    [metrics] listener; returns (gateway, metrics address)."""
+def extra_gateway(stack, name, forward_lines, more=""):
+    """Another gateway on the stack's database with these [forward] lines (and the text `more`)
+    added and its own [metrics] listener; returns (gateway, metrics address)."""
     maddr = "127.0.0.1:%d" % free_port()
-    gw = ExtraGateway(stack, name, lambda t: t + "\n[forward]\n%s\n[metrics]\nlisten = %s\n"
-                      % ("\n".join(forward_lines), maddr))
+    gw = ExtraGateway(stack, name, lambda t: t + "\n[forward]\n%s\n[metrics]\nlisten = %s\n%s"
+                      % ("\n".join(forward_lines), maddr, more))
     return gw, maddr
 
 
@@ -238,19 +241,22 @@ def test_fast_queue_never_starves_the_claim(stack):
 
 
 HOLD_KEY = 90909  # the advisory lock the deletes' trigger waits for
+OWNER = re.compile(r"lease owner ([^,]+),")
 
 
 def hold_deletes(stack):
     """Every DELETE on the outbox now waits, before its commit, for an advisory lock that the
-    returned psql session holds (until it ends), and records how many rows it deleted in
-    test_ack_deletes. The inserts, claims and updates are not held. undo_hold_deletes removes it."""
+    returned psql session holds (until it ends), and records, per lease owner, how many rows it
+    deleted in test_ack_deletes. The inserts, claims and updates are not held.
+    undo_hold_deletes removes it."""
     stack.psql(
-        "CREATE TABLE IF NOT EXISTS test_ack_deletes (n bigint NOT NULL);"
+        "CREATE TABLE IF NOT EXISTS test_ack_deletes (owner text, n bigint NOT NULL);"
         "TRUNCATE test_ack_deletes;"
         "CREATE OR REPLACE FUNCTION test_ack_hold() RETURNS trigger LANGUAGE plpgsql "
         "SECURITY DEFINER SET search_path = public AS $$ BEGIN "
         "PERFORM pg_advisory_lock_shared(%d); PERFORM pg_advisory_unlock_shared(%d); "
-        "INSERT INTO test_ack_deletes SELECT count(*) FROM gone; RETURN NULL; END $$;"
+        "INSERT INTO test_ack_deletes SELECT lease_owner, count(*) FROM gone "
+        "GROUP BY lease_owner; RETURN NULL; END $$;"
         "DROP TRIGGER IF EXISTS test_ack_hold ON outbox;"
         "CREATE TRIGGER test_ack_hold AFTER DELETE ON outbox REFERENCING OLD TABLE AS gone "
         "FOR EACH STATEMENT EXECUTE FUNCTION test_ack_hold()" % (HOLD_KEY, HOLD_KEY))
@@ -278,34 +284,62 @@ def undo_hold_deletes(stack):
                "DROP TABLE IF EXISTS test_ack_deletes")
 
 
+def deletes_of(stack, gw):
+    """Rows per committed delete of gw's lease (its owner name, from its log)."""
+    owner = OWNER.search(gw.log()).group(1)
+    return [int(x) for x in stack.psql("SELECT n FROM test_ack_deletes WHERE owner = '%s'"
+                                       % owner)]
+
+
+def held_gateway(stack, name):
+    """A gateway for the held-delete tests: one Deliver call at a time ([forward] inflight = 1,
+    batch = 1), fast_max = 4, and no pipelining on its database connections (pipeline_depth = 1:
+    nothing of it queues behind its own held delete on that connection)."""
+    return extra_gateway(stack, name, ["inflight = 1", "batch = 1", "fast_max = 4"],
+                         "[database]\npipeline_depth = 1\n")
+
+
+def wait_four_pending(maddr):
+    m = wait_for(lambda: (lambda x: x if x["ack_pending"] >= 4 else None)(fwd(maddr)),
+                 DELIVERED_BOUND, 0.1)
+    assert m, "the calls stopped behind the first delivery's delete: %s" % fwd(maddr)
+    return m
+
+
 def test_calls_go_on_while_the_deletes_wait(stack):
-    """(6) One Deliver call at a time ([forward] inflight = 1, batch = 1), fast_max = 4, every
-    DELETE of the outbox held in PostgreSQL, the stack's own gateway stopped (SIGSTOP: only this
-    one forwards): the first accepted delivery's delete waits, yet the next three are sent and
-    accepted (a slot is free at the answer); at four accepted deliveries whose delete is pending
-    the forwarder starts no call (the bound) though more wait; once the deletes go through,
+    """(6) One Deliver call at a time, fast_max = 4, every DELETE of the outbox held in
+    PostgreSQL, the stack's own gateway stopped (SIGSTOP: only this one forwards): the first
+    accepted delivery's delete waits, yet the next three are sent and accepted (a slot is free at
+    the answer); at four accepted deliveries whose delete is pending the forwarder starts no call
+    (the bound) though more wait, and still none a poll later; once the deletes go through,
     everything arrives once, the outbox empties, and what accumulated behind the held delete left
     in one. (Before: the slot was held until the delete, and only the first delivery reached the
     backend while it waited.)"""
     sink(stack, "up")
-    gw, maddr = extra_gateway(stack, "ackwait", ["inflight = 1", "batch = 1", "fast_max = 4"])
+    assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
+    gw, maddr = held_gateway(stack, "ackwait")
     main_gw = stack.gateway_pid()
     holder, stopped = None, False
     try:
         holder = hold_deletes(stack)
         os.kill(main_gw, signal.SIGSTOP)
         stopped = True
+        before = fwd(maddr)
         expected = submit_many(stack, 10, addr=gw.addr)
-        m = wait_for(lambda: (lambda x: x if x["ack_pending"] >= 4 else None)(fwd(maddr)),
-                     DELIVERED_BOUND, 0.1)
-        assert m, "the calls stopped behind the first delivery's delete: %s" % fwd(maddr)
-        rows = outbox_rows(stack, expected)
-        print("deletes held: %d accepted with the delete pending, %d call(s) in flight, %d "
-              "queued, %d outbox rows left" % (m["ack_pending"], m["calls_inflight"],
-                                               m["fast_queued"], rows))
+        m = wait_four_pending(maddr)
         assert m["ack_pending"] == 4 and m["calls_inflight"] == 0, \
             "a call went on with %d deletes pending: fast_max does not bound them" % (
                 m["ack_pending"])
+        time.sleep(2.5)  # more than a poll (1 s) and the claim's rest: nothing may start
+        again = fwd(maddr)
+        arrived = sum(1 for v in received(stack, expected).values() if v)
+        rows = outbox_rows(stack, expected)
+        print("deletes held: %d accepted with the delete pending, %d sent, %d arrived, %d queued, "
+              "%d outbox rows left" % (again["ack_pending"], again["sent_total"] -
+                                       before["sent_total"], arrived, again["fast_queued"], rows))
+        assert again["ack_pending"] == 4 and again["sent_total"] == m["sent_total"], \
+            "a call started at the bound: %s" % again
+        assert arrived == 4, "%d deliveries arrived, not 4" % arrived
         assert rows == 10, "a delete went through while the trigger held it: proves nothing"
         release_deletes(holder)
         os.kill(main_gw, signal.SIGCONT)
@@ -313,9 +347,61 @@ def test_calls_go_on_while_the_deletes_wait(stack):
         got = wait_delivered(stack, expected)
         want, distinct, dup = report("deletes held, then released", expected, got)
         assert distinct == want and dup == 0
-        sizes = [int(x) for x in stack.psql("SELECT n FROM test_ack_deletes")]
-        print("rows per delete: %s" % sizes)
+        sizes = deletes_of(stack, gw)
+        total = int(stack.psql("SELECT coalesce(sum(n), 0) FROM test_ack_deletes")[0])
+        print("rows per delete: %s (all gateways' deletes: %d rows)" % (sizes, total))
+        # the outbox was empty before: every row deleted is one of the ten, each deleted once
+        # (the two that went by claim may be the stack's own gateway's, once it runs again)
+        assert total == 10, "%d rows deleted, not the 10" % total
         assert max(sizes) >= 3, "the acknowledgements were not coalesced: %s" % sizes
+    finally:
+        if stopped:
+            os.kill(main_gw, signal.SIGCONT)
+        if holder is not None:
+            release_deletes(holder)
+        undo_hold_deletes(stack)
+        gw.close()
+
+
+def test_a_delete_lost_with_its_connection_is_sent_again(stack):
+    """(7) The same held deletes; then the database connection that runs this gateway's held
+    delete is terminated (pg_terminate_backend: its transaction rolls back and the gateway learns
+    nothing of its outcome). The ids it carried are kept and deleted by the next delete, on
+    another connection, once the hold ends: every delivery arrives exactly once and each row is
+    deleted once, without waiting for a lease and a second send. (Before: the ids were dropped,
+    their rows stayed leased until the lease ran out and were claimed and sent again.)"""
+    sink(stack, "up")
+    assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
+    gw, maddr = held_gateway(stack, "acklost")
+    main_gw = stack.gateway_pid()
+    holder, stopped = None, False
+    held_q = ("SELECT pid FROM pg_stat_activity WHERE query LIKE 'DELETE FROM outbox%' "
+              "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
+    su = superuser_uri(stack)  # the gateway's sessions, their queries and waits: all visible
+    try:
+        holder = hold_deletes(stack)
+        os.kill(main_gw, signal.SIGSTOP)
+        stopped = True
+        expected = submit_many(stack, 6, addr=gw.addr)
+        wait_four_pending(maddr)
+        first = wait_for(lambda: stack.psql(held_q, uri=su) or None, DELIVERED_BOUND, 0.1)
+        assert first, "no held delete seen"
+        assert stack.psql("SELECT pg_terminate_backend(%s)" % first[0], uri=su) == ["t"]
+        # the kept ids go again in a new delete (held in its turn) once a connection is back
+        again = wait_for(lambda: [p for p in stack.psql(held_q, uri=su) if p not in first] or None,
+                         DELIVERED_BOUND, 0.1)
+        assert again, "the lost delete's ids were not sent again"
+        release_deletes(holder)
+        os.kill(main_gw, signal.SIGCONT)
+        stopped = False
+        got = wait_delivered(stack, expected)
+        want, distinct, dup = report("a held delete lost with its connection", expected, got)
+        total = int(stack.psql("SELECT coalesce(sum(n), 0) FROM test_ack_deletes")[0])
+        print("rows per committed delete of this gateway: %s; all gateways': %d rows"
+              % (deletes_of(stack, gw), total))
+        assert distinct == want
+        assert dup == 0, "%d deliveries were sent twice: the lost delete's ids were dropped" % dup
+        assert total == want, "%d rows deleted, not %d once each" % (total, want)
     finally:
         if stopped:
             os.kill(main_gw, signal.SIGCONT)
