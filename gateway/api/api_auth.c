@@ -18,6 +18,7 @@
 #include "config.h"
 #include "log.h"
 #include "rpc.h"
+#include "text.h"
 
 #define CACHE_SLOTS 512
 #define BEARER "Bearer "
@@ -131,7 +132,7 @@ static void conclude(struct gw_call *call, const struct gw_peer *peer,
     struct gw_fault f;
 
     memset(&p, 0, sizeof(p));
-    snprintf(p.peer, sizeof(p.peer), "%s", peer->addr);
+    (void)gw_text_copy(p.peer, sizeof(p.peer), peer->addr);
     gw_fault_clear(&f);
     if (peer->cert && cert == NULL) {
         (void)gw_fault_set(&f, GW_EAUTH, NULL, "client certificate", GW_RULE_CERT_NOT_REGISTERED);
@@ -139,10 +140,10 @@ static void conclude(struct gw_call *call, const struct gw_peer *peer,
         return;
     }
     if (cert != NULL) {
-        snprintf(p.name, sizeof(p.name), "%s", cert->name);
-        snprintf(p.role, sizeof(p.role), "%s", cert->role);
-        snprintf(p.branch, sizeof(p.branch), "%s", cert->branch);
-        snprintf(p.cert, sizeof(p.cert), "%s", cert->name);
+        (void)gw_text_copy(p.name, sizeof(p.name), cert->name);
+        (void)gw_text_copy(p.role, sizeof(p.role), cert->role);
+        (void)gw_text_copy(p.branch, sizeof(p.branch), cert->branch);
+        (void)gw_text_copy(p.cert, sizeof(p.cert), cert->name);
         p.cert_admin = cert->admin;
         p.authn = GW_AUTHN_CERT;
     }
@@ -167,9 +168,9 @@ static void conclude(struct gw_call *call, const struct gw_peer *peer,
         gw_call_identified(call, &f, &p);
         return;
     }
-    snprintf(p.name, sizeof(p.name), "%s", sess->name);
-    snprintf(p.role, sizeof(p.role), "%s", sess->role);
-    snprintf(p.branch, sizeof(p.branch), "%s", sess->branch);
+    (void)gw_text_copy(p.name, sizeof(p.name), sess->name);
+    (void)gw_text_copy(p.role, sizeof(p.role), sess->role);
+    (void)gw_text_copy(p.branch, sizeof(p.branch), sess->branch);
     p.authn = GW_AUTHN_TOKEN;
     p.account_id = sess->account_id;
     p.must_change = sess->must_change;

@@ -34,7 +34,9 @@ bool gw_alloc_permitted(void);
 /* Test hook: the n-th allocation from now on (1 = the next) fails; 0 disables. */
 void gw_alloc_fail_nth(long n);
 
-/* An arena: many allocations, one free. Memory is wiped on gw_arena_free (it may hold PII).
+/* An arena: many allocations, one free. Memory is wiped on gw_arena_free (it may hold PII); a
+ * wiped chunk of the usual size may be kept for the next arena of the same thread (up to 64)
+ * instead of going back to the C library.
  * gw_arena_alloc returns 16-byte aligned memory or NULL; allocations over the arena's cap fail. */
 struct gw_arena;
 struct gw_arena *gw_arena_new(size_t cap);

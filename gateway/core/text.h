@@ -54,4 +54,14 @@ bool gw_text_blank(const char *s, size_t n);
  * is too small (21 bytes always suffice). */
 size_t gw_text_i64(int64_t v, char *out, size_t cap);
 
+/* Writes the UTC date of t (seconds since the epoch) as "YYYY-MM-DD" and a NUL into out, as
+ * gmtime_r and strftime "%Y-%m-%d" would, without their cost. Returns 10, or 0 with out = ""
+ * for a date outside the years 1000-9999 (not ten characters). */
+size_t gw_text_day(int64_t t, char out[11]);
+
+/* Copies the string src into out as snprintf(out, cap, "%s", src) would, without its cost: at
+ * most cap - 1 bytes and a NUL (nothing when cap is 0). Returns strlen(src), so a result >= cap
+ * means it was cut. */
+size_t gw_text_copy(char *out, size_t cap, const char *src);
+
 #endif

@@ -3,6 +3,9 @@
 #include "utf8.h"
 
 #include <stdint.h>
+#include <string.h>
+
+#define HIGH_BITS 0x8080808080808080ull
 
 bool gw_utf8_valid(const char *s, size_t n)
 {
@@ -15,7 +18,15 @@ bool gw_utf8_valid(const char *s, size_t n)
         size_t more;
 
         if (c < 0x80) {
+            /* ASCII runs eight bytes at a time (memcpy: no alignment assumed) */
+            uint64_t w;
             i++;
+            while (n - i >= sizeof w) {
+                memcpy(&w, p + i, sizeof w);
+                if (w & HIGH_BITS)
+                    break;
+                i += sizeof w;
+            }
             continue;
         }
         if (c >= 0xC2 && c <= 0xDF) {

@@ -30,11 +30,16 @@
  * field, so nonces and data keys are drawn from pools refilled in bulk. The pools live in one
  * page marked MADV_WIPEONFORK: a forked child sees them empty and refills from its own DRBG, so
  * no nonce or data key is ever handed out twice. Without that page there is no pool. */
-#define PUB_POOL 4096 /* bytes of public randomness: nonces, record and request ids */
+#define PUB_POOL 16384 /* bytes of public randomness: nonces, record and request ids */
 #define DEK_POOL 32
 /* HMAC keys cached per suite: a record's blind indexes (index key) and MACs (content key)
  * alternate between two keys, so two slots key each context once instead of twice a record. */
 #define MAC_SLOTS 2
+/* Sealing contexts, each keyed with the last key it sealed under: a record's data key is wrapped
+ * under the KEK and then seals the fields, so with one context the KEK's key schedule was made
+ * again for every record. A key no slot holds replaces the slot keyed last (an empty one first):
+ * the one long-lived key (the KEK) keeps its slot while data keys come and go in the other. */
+#define GCM_SLOTS 2
 struct rand_pool {
     uint32_t pub_left; /* zero after fork (page wiped) */
     uint32_t deks_left;
@@ -64,16 +69,17 @@ struct gw_crypto {
     EVP_CIPHER *gcm;
     struct gcm_funcs gf; /* gcm's provider functions, for sealing */
     EVP_MAC *hmac;
-    void *enc; /* the provider's GCM contexts (gf); NULL after gw_crypto_forget: recreated */
+    void *enc[GCM_SLOTS]; /* the provider's GCM contexts (gf); NULL after gw_crypto_forget */
     void *dec;
     /* keyed hashes by suite - 1 (HMAC-SHA256, HMAC-SM3), MAC_SLOTS keys each */
     EVP_MAC_CTX *mac[GW_SUITE_COUNT][MAC_SLOTS];
     EVP_MAC_CTX *cur; /* the one mac_begin keyed last: update and final use it */
     struct gw_sm *sm; /* the sm suite's sealing; NULL until first used */
-    bool enc_keyed, dec_keyed, mac_keyed[GW_SUITE_COUNT][MAC_SLOTS];
+    bool enc_keyed[GCM_SLOTS], dec_keyed, mac_keyed[GW_SUITE_COUNT][MAC_SLOTS];
+    int enc_newest;                                    /* the sealing slot keyed last */
     unsigned long mac_used[GW_SUITE_COUNT][MAC_SLOTS]; /* mac_clock at last use; 0 unkeyed */
     unsigned long mac_clock;
-    uint8_t enc_key[GW_CRYPTO_KEY_LEN]; /* copy of the key the context is keyed with */
+    uint8_t enc_key[GCM_SLOTS][GW_CRYPTO_KEY_LEN]; /* copy of the key each context is keyed with */
     uint8_t dec_key[GW_CRYPTO_KEY_LEN];
     uint8_t mac_key[GW_SUITE_COUNT][MAC_SLOTS][GW_CRYPTO_KEY_LEN]; /* only 32-byte keys */
 };
@@ -125,11 +131,14 @@ static const char *const bidx_label[GW_BIDX_COUNT] = {"waybill_no", "phone", "id
 
 static void drop_contexts(struct gw_crypto *cx)
 {
-    if (cx->enc)
-        cx->gf.freectx(cx->enc); /* frees wipe the key schedule */
+    for (int s = 0; s < GCM_SLOTS; s++) {
+        if (cx->enc[s])
+            cx->gf.freectx(cx->enc[s]); /* frees wipe the key schedule */
+        cx->enc[s] = NULL;
+        cx->enc_keyed[s] = false;
+    }
     if (cx->dec)
         cx->gf.freectx(cx->dec);
-    cx->enc = NULL;
     cx->dec = NULL;
     for (int i = 0; i < GW_SUITE_COUNT; i++)
         for (int j = 0; j < MAC_SLOTS; j++) {
@@ -140,7 +149,7 @@ static void drop_contexts(struct gw_crypto *cx)
         }
     cx->cur = NULL;
     gw_sm_forget(cx->sm);
-    cx->enc_keyed = cx->dec_keyed = false;
+    cx->dec_keyed = false;
     OPENSSL_cleanse(cx->enc_key, sizeof cx->enc_key);
     OPENSSL_cleanse(cx->dec_key, sizeof cx->dec_key);
     OPENSSL_cleanse(cx->mac_key, sizeof cx->mac_key);
@@ -341,7 +350,7 @@ struct gw_crypto *gw_crypto_new(void)
     cx->gcm = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL);
     cx->hmac = EVP_MAC_fetch(NULL, "HMAC", NULL);
     if (!cx->gcm || !cx->hmac || gcm_funcs_find(cx) != 0 ||
-        ensure_gcm(cx, &cx->enc, &cx->enc_keyed) != 0 ||
+        ensure_gcm(cx, &cx->enc[0], &cx->enc_keyed[0]) != 0 ||
         ensure_gcm(cx, &cx->dec, &cx->dec_keyed) != 0 || ensure_mac(cx, GW_SUITE_AES - 1) != 0) {
         ERR_clear_error();
         gw_crypto_free(cx);
@@ -373,6 +382,25 @@ void gw_crypto_forget(struct gw_crypto *cx)
     }
 }
 
+/* Big-endian lengths (AAD, content MAC items): one store each instead of a byte loop. */
+static uint8_t *put_be32(uint8_t *p, uint32_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap32(v);
+#endif
+    memcpy(p, &v, 4);
+    return p + 4;
+}
+
+static uint8_t *put_be64(uint8_t *p, uint64_t v)
+{
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap64(v);
+#endif
+    memcpy(p, &v, 8);
+    return p + 8;
+}
+
 /* ---- AAD ---- */
 
 static int put_bytes(struct gw_crypto_aad *a, const void *p, size_t n)
@@ -389,14 +417,16 @@ static int put_bytes(struct gw_crypto_aad *a, const void *p, size_t n)
     return 0;
 }
 
-static int put_name(struct gw_crypto_aad *a, const char *s)
+static int put_name_n(struct gw_crypto_aad *a, const char *s, size_t n)
 {
-    if (!s)
-        return GW_EINVAL;
-    size_t n = strnlen(s, GW_CRYPTO_NAME_MAX + 1);
-    if (n == 0 || n > GW_CRYPTO_NAME_MAX)
+    if (!s || n == 0 || n > GW_CRYPTO_NAME_MAX)
         return GW_EINVAL;
     return put_bytes(a, s, n);
+}
+
+static int put_name(struct gw_crypto_aad *a, const char *s)
+{
+    return put_name_n(a, s, s ? strnlen(s, GW_CRYPTO_NAME_MAX + 1) : 0);
 }
 
 static int put_u32(struct gw_crypto_aad *a, uint32_t v)
@@ -408,16 +438,45 @@ static int put_u32(struct gw_crypto_aad *a, uint32_t v)
 int gw_crypto_aad_field(struct gw_crypto_aad *a, const char *table, const char *column,
                         const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN], uint32_t dek_version)
 {
+    return gw_crypto_aad_field_n(a, table, table ? strnlen(table, GW_CRYPTO_NAME_MAX + 1) : 0,
+                                 column, column ? strnlen(column, GW_CRYPTO_NAME_MAX + 1) : 0,
+                                 record_id, dek_version);
+}
+
+int gw_crypto_aad_field_n(struct gw_crypto_aad *a, const char *table, size_t table_len,
+                          const char *column, size_t column_len,
+                          const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN], uint32_t dek_version)
+{
     static const char label[] = "waygate-field-v1";
     a->n = 0;
     int rc = 0;
     if (!record_id || (rc = put_bytes(a, label, sizeof label - 1)) != 0 ||
-        (rc = put_name(a, table)) != 0 || (rc = put_name(a, column)) != 0 ||
+        (rc = put_name_n(a, table, table_len)) != 0 ||
+        (rc = put_name_n(a, column, column_len)) != 0 ||
         (rc = put_bytes(a, record_id, GW_CRYPTO_RECORD_ID_LEN)) != 0 ||
         (rc = put_u32(a, dek_version)) != 0) {
         a->n = 0;
         return GW_EINVAL;
     }
+    return 0;
+}
+
+int gw_crypto_aad_field_other(const struct gw_crypto_aad *b, size_t b_column_len,
+                              struct gw_crypto_aad *a, const char *column, size_t column_len)
+{
+    const size_t tail = 4 + GW_CRYPTO_RECORD_ID_LEN + 4 + 4; /* record id, dek_version */
+    a->n = 0;
+    if (!b || !column || column_len == 0 || column_len > GW_CRYPTO_NAME_MAX ||
+        b_column_len > GW_CRYPTO_NAME_MAX || b->n < tail + 4 + b_column_len ||
+        b->n - tail - 4 - b_column_len + 4 + column_len + tail > GW_CRYPTO_AAD_MAX)
+        return GW_EINVAL;
+    size_t head = b->n - tail - 4 - b_column_len; /* label, table */
+    memcpy(a->b, b->b, head);
+    uint8_t *o = put_be32(a->b + head, (uint32_t)column_len);
+    memcpy(o, column, column_len);
+    o += column_len;
+    memcpy(o, b->b + b->n - tail, tail);
+    a->n = (size_t)(o - a->b) + tail;
     return 0;
 }
 
@@ -439,8 +498,8 @@ int gw_crypto_aad_dek(struct gw_crypto_aad *a, const char *table,
 
 /* ---- AES-256-GCM ---- */
 
-/* Feeds hdr | aad as AAD of the GCM context c (cx->enc or cx->dec) in one update when it fits on
- * the stack (GHASH pads each update's tail, so one call is cheaper than two). */
+/* Feeds hdr | aad as AAD of the GCM context c (a sealing slot or cx->dec) in one update when it
+ * fits on the stack (GHASH pads each update's tail, so one call is cheaper than two). */
 static int aad_update(struct gw_crypto *cx, void *c, const uint8_t *p, size_t n)
 {
     size_t outl = 0;
@@ -469,35 +528,49 @@ static int gcm_seal(struct gw_crypto *cx, const uint8_t *key, const uint8_t *non
                     const uint8_t *pt, size_t ptlen, uint8_t *ct, uint8_t *tag)
 {
     size_t outl = 0;
+    int s;
+    bool same = false;
     if (ptlen > GW_CRYPTO_MAX_PT || aadlen > GW_CRYPTO_MAX_PT)
         return GW_ETOOBIG;
-    if (ensure_gcm(cx, &cx->enc, &cx->enc_keyed) != 0)
+    /* the slot keyed last first: a record's fields follow one another under its data key */
+    for (int k = 0; k < GCM_SLOTS && !same; k++) {
+        s = (cx->enc_newest + k) % GCM_SLOTS;
+        same = cx->enc[s] && cx->enc_keyed[s] && gw_crypto_key_eq(cx->enc_key[s], key);
+    }
+    if (!same) {
+        for (s = 0; s < GCM_SLOTS && cx->enc[s] && cx->enc_keyed[s]; s++)
+            ;
+        if (s == GCM_SLOTS)
+            s = cx->enc_newest;
+    }
+    if (ensure_gcm(cx, &cx->enc[s], &cx->enc_keyed[s]) != 0)
         goto fail;
+    void *c = cx->enc[s];
     /* the calls and arguments EVP_EncryptInit_ex2/Update/Final_ex and get_params would make */
-    bool same = cx->enc_keyed && gw_crypto_key_eq(cx->enc_key, key);
-    if (cx->gf.einit(cx->enc, same ? NULL : key, same ? 0 : GW_CRYPTO_KEY_LEN, nonce,
-                     GW_CRYPTO_NONCE_LEN, NULL) != 1)
+    if (cx->gf.einit(c, same ? NULL : key, same ? 0 : GW_CRYPTO_KEY_LEN, nonce, GW_CRYPTO_NONCE_LEN,
+                     NULL) != 1)
         goto fail;
     if (!same) {
-        memcpy(cx->enc_key, key, GW_CRYPTO_KEY_LEN);
-        cx->enc_keyed = true;
+        memcpy(cx->enc_key[s], key, GW_CRYPTO_KEY_LEN);
+        cx->enc_keyed[s] = true;
+        cx->enc_newest = s;
     }
-    if (gcm_aad(cx, cx->enc, hdr, hdrlen, aad, aadlen) != 0)
+    if (gcm_aad(cx, c, hdr, hdrlen, aad, aadlen) != 0)
         goto fail;
-    if (ptlen && (cx->gf.update(cx->enc, ct, &outl, ptlen, pt, ptlen) != 1 || outl != ptlen))
+    if (ptlen && (cx->gf.update(c, ct, &outl, ptlen, pt, ptlen) != 1 || outl != ptlen))
         goto fail;
-    if (cx->gf.final(cx->enc, ct + ptlen, &outl, 0) != 1 || outl != 0)
+    if (cx->gf.final(c, ct + ptlen, &outl, 0) != 1 || outl != 0)
         goto fail;
     OSSL_PARAM tp[2] = {
         OSSL_PARAM_construct_octet_string(OSSL_CIPHER_PARAM_AEAD_TAG, tag, GW_CRYPTO_TAG_LEN),
         OSSL_PARAM_construct_end()};
-    if (cx->gf.get_ctx_params(cx->enc, tp) != 1)
+    if (cx->gf.get_ctx_params(c, tp) != 1)
         goto fail;
     return 0;
 fail:
     ERR_clear_error();
-    cx->enc_keyed = false;
-    OPENSSL_cleanse(cx->enc_key, sizeof cx->enc_key);
+    cx->enc_keyed[s] = false;
+    OPENSSL_cleanse(cx->enc_key[s], sizeof cx->enc_key[s]);
     if (ptlen)
         OPENSSL_cleanse(ct, ptlen);
     return GW_ECRYPTO;
@@ -925,12 +998,12 @@ static void mb_item(struct macbuf *m, const char *name, size_t nl, const uint8_t
 {
     size_t whole = 4 + nl + 1 + (p ? 8 + n : 0);
     if (m->rc == 0 && whole <= sizeof m->b - m->n) {
-        uint8_t *o = put_be(m->b + m->n, nl, 4);
+        uint8_t *o = put_be32(m->b + m->n, (uint32_t)nl); /* nl <= UINT32_MAX: checked */
         memcpy(o, name, nl);
         o += nl;
         *o++ = p ? 1 : 0;
         if (p) {
-            o = put_be(o, n, 8);
+            o = put_be64(o, n);
             if (n)
                 memcpy(o, p, n);
         }
@@ -947,32 +1020,87 @@ static void mb_item(struct macbuf *m, const char *name, size_t nl, const uint8_t
     }
 }
 
-int gw_crypto_content_mac(struct gw_crypto *cx, enum gw_suite suite,
-                          const uint8_t key[GW_CRYPTO_KEY_LEN], const struct gw_crypto_item *items,
-                          size_t count, uint8_t out[GW_CRYPTO_MAC_LEN])
+static bool items_valid(const struct gw_crypto_item *items, size_t count)
+{
+    if (!items && count)
+        return false;
+    for (size_t i = 0; i < count; i++)
+        if (!items[i].name || (!items[i].p && items[i].n))
+            return false;
+    return true;
+}
+
+static void mb_items(struct macbuf *m, const struct gw_crypto_item *items, size_t count)
+{
+    for (size_t i = 0; i < count && m->rc == 0; i++) {
+        size_t nl = items[i].name_len ? items[i].name_len : strlen(items[i].name);
+        if (nl > UINT32_MAX)
+            m->rc = GW_EINVAL;
+        else
+            mb_item(m, items[i].name, nl, items[i].p, items[i].n);
+    }
+}
+
+int gw_crypto_items_encode(const struct gw_crypto_item *items, size_t count, uint8_t *out,
+                           size_t cap, size_t *len)
+{
+    size_t n = 0;
+
+    *len = 0;
+    if (!items_valid(items, count) || (!out && cap))
+        return GW_EINVAL;
+    for (size_t i = 0; i < count; i++) {
+        size_t nl = items[i].name_len ? items[i].name_len : strlen(items[i].name);
+        const uint8_t *p = items[i].p;
+        if (nl > UINT32_MAX || cap - n < 4 + 1 || cap - n - 5 < nl ||
+            (p && (cap - n - 5 - nl < 8 || cap - n - 13 - nl < items[i].n)))
+            return GW_EINVAL;
+        uint8_t *o = put_be32(out + n, (uint32_t)nl);
+        memcpy(o, items[i].name, nl);
+        o += nl;
+        *o++ = p ? 1 : 0;
+        if (p) {
+            o = put_be64(o, items[i].n);
+            if (items[i].n)
+                memcpy(o, p, items[i].n);
+            o += items[i].n;
+        }
+        n = (size_t)(o - out);
+    }
+    *len = n;
+    return 0;
+}
+
+int gw_crypto_content_mac_enc(struct gw_crypto *cx, enum gw_suite suite,
+                              const uint8_t key[GW_CRYPTO_KEY_LEN],
+                              const struct gw_crypto_item *head, size_t nhead, const uint8_t *enc,
+                              size_t enclen, size_t nenc, const struct gw_crypto_item *tail,
+                              size_t ntail, uint8_t out[GW_CRYPTO_MAC_LEN])
 {
     static const char label[] = "waygate-content-v1";
     struct macbuf m;
-    if (count > UINT32_MAX || (!items && count))
+    if (nhead > UINT32_MAX || nenc > UINT32_MAX - nhead || ntail > UINT32_MAX - nhead - nenc ||
+        !items_valid(head, nhead) || !items_valid(tail, ntail) || (!enc && enclen) ||
+        (nenc == 0) != (enclen == 0))
         return GW_EINVAL;
-    for (size_t i = 0; i < count; i++)
-        if (!items[i].name || (!items[i].p && items[i].n))
-            return GW_EINVAL;
     m.cx = cx;
     m.n = m.hi = 0;
     m.rc = mac_begin(cx, suite, key, GW_CRYPTO_KEY_LEN);
     mb_put(&m, label, sizeof label - 1);
-    mb_be(&m, count, 4);
-    for (size_t i = 0; i < count && m.rc == 0; i++) {
-        size_t nl = strlen(items[i].name);
-        if (nl > UINT32_MAX)
-            m.rc = GW_EINVAL;
-        else
-            mb_item(&m, items[i].name, nl, items[i].p, items[i].n);
-    }
+    mb_be(&m, nhead + nenc + ntail, 4);
+    mb_items(&m, head, nhead);
+    mb_put(&m, enc, enclen);
+    mb_items(&m, tail, ntail);
     mb_flush(&m);
     if (m.rc == 0)
         m.rc = mac_final(cx, out);
     gw_wipe(m.b, m.hi); /* held plaintext field values (bytes past hi never written) */
     return m.rc;
+}
+
+int gw_crypto_content_mac(struct gw_crypto *cx, enum gw_suite suite,
+                          const uint8_t key[GW_CRYPTO_KEY_LEN], const struct gw_crypto_item *items,
+                          size_t count, uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    return gw_crypto_content_mac_enc(cx, suite, key, items, count, NULL, 0, 0, NULL, 0, out);
 }

@@ -138,6 +138,18 @@ struct gw_crypto_aad {
 int gw_crypto_aad_field(struct gw_crypto_aad *a, const char *table, const char *column,
                         const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
                         uint32_t dek_version) GW_MUST_CHECK;
+/* The same with the names' lengths given (each must be strlen of its name). */
+int gw_crypto_aad_field_n(struct gw_crypto_aad *a, const char *table, size_t table_len,
+                          const char *column, size_t column_len,
+                          const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
+                          uint32_t dek_version) GW_MUST_CHECK;
+/* The field AAD of column (column_len = its strlen) for the same table, record id and data key
+ * version as b, a field AAD built for a column of length b_column_len: the bytes
+ * gw_crypto_aad_field_n gives, without encoding the rest again (a record's fields in turn).
+ * Returns 0 or GW_EINVAL. */
+int gw_crypto_aad_field_other(const struct gw_crypto_aad *b, size_t b_column_len,
+                              struct gw_crypto_aad *a, const char *column,
+                              size_t column_len) GW_MUST_CHECK;
 
 /* Builds the AAD of a wrapped data key. Returns 0 or GW_EINVAL. */
 int gw_crypto_aad_dek(struct gw_crypto_aad *a, const char *table,
@@ -258,11 +270,13 @@ int gw_crypto_token(struct gw_crypto *cx, enum gw_suite suite, const uint8_t key
                     char out[GW_CRYPTO_TOKEN_LEN + 1]) GW_MUST_CHECK;
 
 /* One item of a content MAC: name is a NUL-terminated field name; p == NULL means the field is
- * absent (distinct from present and empty: p != NULL, n == 0). */
+ * absent (distinct from present and empty: p != NULL, n == 0). name_len is strlen(name) when the
+ * caller knows it (a table's or a literal's length), or 0: then it is measured. */
 struct gw_crypto_item {
     const char *name;
     const uint8_t *p;
     size_t n;
+    size_t name_len;
 };
 
 /* The content MAC of items[0..count) (encoding above) under the content key.
@@ -270,5 +284,21 @@ struct gw_crypto_item {
 int gw_crypto_content_mac(struct gw_crypto *cx, enum gw_suite suite,
                           const uint8_t key[GW_CRYPTO_KEY_LEN], const struct gw_crypto_item *items,
                           size_t count, uint8_t out[GW_CRYPTO_MAC_LEN]) GW_MUST_CHECK;
+
+/* Items encoded as a content MAC encodes them (each item's bytes, without the label and the
+ * count) into out (cap bytes; *len their length): a run of items two MACs share, encoded once
+ * (sealing: the fields, in the content MAC and in the record MAC). Returns 0, or GW_EINVAL (an
+ * item invalid, or cap too small: out then holds part of the items, to be wiped). */
+int gw_crypto_items_encode(const struct gw_crypto_item *items, size_t count, uint8_t *out,
+                           size_t cap, size_t *len) GW_MUST_CHECK;
+
+/* The content MAC of head[0..nhead), then the nenc items encoded in enc[0..enclen) by
+ * gw_crypto_items_encode, then tail[0..ntail): the MAC gw_crypto_content_mac gives for the
+ * same items in that order. Returns 0, GW_EINVAL or GW_ECRYPTO. */
+int gw_crypto_content_mac_enc(struct gw_crypto *cx, enum gw_suite suite,
+                              const uint8_t key[GW_CRYPTO_KEY_LEN],
+                              const struct gw_crypto_item *head, size_t nhead, const uint8_t *enc,
+                              size_t enclen, size_t nenc, const struct gw_crypto_item *tail,
+                              size_t ntail, uint8_t out[GW_CRYPTO_MAC_LEN]) GW_MUST_CHECK;
 
 #endif

@@ -7,66 +7,54 @@
 
 #include "text.h"
 
-const char *const gw_col_sql[GW_COL_COUNT] = {
-    "waybill_no_ct",
-    "item_description_ct",
-    "pickup_time_ct",
-    "sender_name_ct",
-    "sender_phone_ct",
-    "sender_province_ct",
-    "sender_city_ct",
-    "sender_district_ct",
-    "sender_address_detail_ct",
-    "sender_company_ct",
-    "sender_id_type_ct",
-    "sender_id_number_ct",
-    "sender_gender_ct",
-    "recipient_name_ct",
-    "recipient_phone_ct",
-    "recipient_province_ct",
-    "recipient_city_ct",
-    "recipient_district_ct",
-    "recipient_address_detail_ct",
-    "recipient_company_ct",
-    "recipient_id_type_ct",
-    "recipient_id_number_ct",
-    "recipient_gender_ct",
-};
+/* Each field's SQL column and field name, in enum gw_col order (the lengths come from the same
+ * literals). */
+#define COLS(X)                                                                                    \
+    X("waybill_no_ct", "waybill_no")                                                               \
+    X("item_description_ct", "item_description")                                                   \
+    X("pickup_time_ct", "pickup_time")                                                             \
+    X("sender_name_ct", "sender.name")                                                             \
+    X("sender_phone_ct", "sender.phone")                                                           \
+    X("sender_province_ct", "sender.province")                                                     \
+    X("sender_city_ct", "sender.city")                                                             \
+    X("sender_district_ct", "sender.district")                                                     \
+    X("sender_address_detail_ct", "sender.address_detail")                                         \
+    X("sender_company_ct", "sender.company")                                                       \
+    X("sender_id_type_ct", "sender.id_type")                                                       \
+    X("sender_id_number_ct", "sender.id_number")                                                   \
+    X("sender_gender_ct", "sender.gender")                                                         \
+    X("recipient_name_ct", "recipient.name")                                                       \
+    X("recipient_phone_ct", "recipient.phone")                                                     \
+    X("recipient_province_ct", "recipient.province")                                               \
+    X("recipient_city_ct", "recipient.city")                                                       \
+    X("recipient_district_ct", "recipient.district")                                               \
+    X("recipient_address_detail_ct", "recipient.address_detail")                                   \
+    X("recipient_company_ct", "recipient.company")                                                 \
+    X("recipient_id_type_ct", "recipient.id_type")                                                 \
+    X("recipient_id_number_ct", "recipient.id_number")                                             \
+    X("recipient_gender_ct", "recipient.gender")
 
-const char *const gw_col_field[GW_COL_COUNT] = {
-    "waybill_no",
-    "item_description",
-    "pickup_time",
-    "sender.name",
-    "sender.phone",
-    "sender.province",
-    "sender.city",
-    "sender.district",
-    "sender.address_detail",
-    "sender.company",
-    "sender.id_type",
-    "sender.id_number",
-    "sender.gender",
-    "recipient.name",
-    "recipient.phone",
-    "recipient.province",
-    "recipient.city",
-    "recipient.district",
-    "recipient.address_detail",
-    "recipient.company",
-    "recipient.id_type",
-    "recipient.id_number",
-    "recipient.gender",
-};
+#define SQL(sql, field) sql,
+#define SQL_LEN(sql, field) sizeof(sql) - 1,
+#define FIELD(sql, field) field,
+#define FIELD_LEN(sql, field) sizeof(field) - 1,
+const char *const gw_col_sql[GW_COL_COUNT] = {COLS(SQL)};
+const uint8_t gw_col_sql_len[GW_COL_COUNT] = {COLS(SQL_LEN)};
+const char *const gw_col_field[GW_COL_COUNT] = {COLS(FIELD)};
+const uint8_t gw_col_field_len[GW_COL_COUNT] = {COLS(FIELD_LEN)};
+#undef SQL
+#undef SQL_LEN
+#undef FIELD
+#undef FIELD_LEN
 
 #define COL(nm, kind, field, mac)                                                                  \
     {                                                                                              \
-        nm, kind, offsetof(struct gw_sealed_waybill, field), -1, mac                               \
+        nm, kind, offsetof(struct gw_sealed_waybill, field), -1, mac, sizeof(nm) - 1               \
     }
 #define OPT(nm, kind, field, flag, mac)                                                            \
     {                                                                                              \
         nm, kind, offsetof(struct gw_sealed_waybill, field),                                       \
-            (int)offsetof(struct gw_sealed_waybill, flag), mac                                     \
+            (int)offsetof(struct gw_sealed_waybill, flag), mac, sizeof(nm) - 1                     \
     }
 
 /* Not covered by the record MAC: kek_version and dek_wrapped change when `keys rewrap` re-wraps

@@ -44,8 +44,10 @@ enum gw_col {
 
 /* SQL column name of each encrypted field: "<field>_ct", e.g. "sender_phone_ct". */
 extern const char *const gw_col_sql[GW_COL_COUNT];
+extern const uint8_t gw_col_sql_len[GW_COL_COUNT]; /* strlen of each */
 /* The field's name as used in AAD and messages, e.g. "sender.phone". */
 extern const char *const gw_col_field[GW_COL_COUNT];
+extern const uint8_t gw_col_field_len[GW_COL_COUNT]; /* strlen of each */
 
 #define GW_RECORD_ID_LEN 16   /* record id: a UUID's 16 bytes */
 #define GW_RECORD_BIDX_LEN 16 /* blind index */
@@ -124,6 +126,7 @@ struct gw_rec_col {
     size_t off;  /* offsetof the value in struct gw_sealed_waybill */
     int has_off; /* offsetof its bool presence flag, or -1 (always present unless NULL/"") */
     bool mac;    /* covered by the record MAC (see gw_rec_cols in record.c for the exceptions) */
+    uint8_t name_len; /* strlen(name) */
 };
 
 /* Every clear column, in the order the store writes and reads them. */

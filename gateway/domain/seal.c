@@ -4,7 +4,6 @@
  * lives only on the stack and is wiped before return; clear values are only ever written into the
  * caller's arena. */
 #include <string.h>
-#include <time.h>
 
 #include <openssl/crypto.h>
 
@@ -65,32 +64,55 @@ static void waybill_values(const struct gw_waybill *w, const struct gw_waybill_n
 }
 
 #define CONTENT_OPS 5 /* clear operational fields in content_mac */
+
+/* Every field's item, in column order, into items[0..GW_COL_COUNT): returns GW_COL_COUNT. */
+static size_t field_items(const struct gw_str v[GW_COL_COUNT], struct gw_crypto_item *items)
+{
+    for (size_t i = 0; i < GW_COL_COUNT; i++) {
+        items[i].name = gw_col_field[i];
+        items[i].name_len = gw_col_field_len[i];
+        items[i].p = (const uint8_t *)(v[i].p != NULL ? v[i].p : "");
+        items[i].n = v[i].n;
+    }
+    return GW_COL_COUNT;
+}
+
+/* The fields' items encoded once for both MACs of a new record (they end the record MAC's items
+ * and begin the content MAC's); n = 0: not encoded (too long), each MAC encodes them itself.
+ * Holds clear values: wiped by the sealer. */
+struct gw_fields_enc {
+    size_t n;
+    uint8_t b[4096];
+};
 #define MAC_ITEMS_MAX (1 + GW_REC_NCOLS + GW_COL_COUNT)
 
-static void item(struct gw_crypto_item *it, const char *name, const char *s)
+static void item_n(struct gw_crypto_item *it, const char *name, size_t name_len, const char *s)
 {
     it->name = name;
+    it->name_len = name_len;
     it->p = (const uint8_t *)(s != NULL ? s : "");
     it->n = s != NULL ? strlen(s) : 0;
 }
+
+/* an item named by a string literal (its length known at compile time) */
+#define item(it, lit, s) item_n(it, lit, sizeof(lit) - 1, s)
 
 /* content_mac: every field's canonical value, then origin_branch, dest_region_code,
  * weight_grams, service_type, security_level of row (absent = present and empty, as version 1
  * always encoded them); from version 2 on, also the version, so that a version 2 row relabelled
  * as version 1 fails. */
 static int content_digest(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
-                          const struct gw_str v[GW_COL_COUNT], const struct gw_sealed_waybill *row,
-                          int version, uint8_t out[GW_CRYPTO_MAC_LEN])
+                          const struct gw_str v[GW_COL_COUNT], const struct gw_fields_enc *fe,
+                          const struct gw_sealed_waybill *row, int version,
+                          uint8_t out[GW_CRYPTO_MAC_LEN])
 {
     struct gw_crypto_item items[GW_COL_COUNT + CONTENT_OPS + 1];
     char weight[24], level[12], ver[12];
-    size_t i, n = 0;
+    size_t n = 0, first;
 
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        items[n].name = gw_col_field[i];
-        items[n].p = (const uint8_t *)(v[i].p != NULL ? v[i].p : "");
-        items[n++].n = v[i].n;
-    }
+    if (fe == NULL)
+        n = field_items(v, items);
+    first = n;
     (void)gw_text_i64(row->weight_grams, weight, sizeof(weight));
     (void)gw_text_i64(row->security_level, level, sizeof(level));
     item(&items[n++], "origin_branch", row->origin_branch);
@@ -102,14 +124,17 @@ static int content_digest(struct gw_crypto *cx, const struct gw_keyring *kr, enu
         (void)gw_text_i64(version, ver, sizeof(ver));
         item(&items[n++], "mac_version", ver);
     }
-    return gw_crypto_content_mac(cx, suite, gw_keyring_content_key(kr, suite), items, n, out);
+    if (fe == NULL)
+        return gw_crypto_content_mac(cx, suite, gw_keyring_content_key(kr, suite), items, n, out);
+    return gw_crypto_content_mac_enc(cx, suite, gw_keyring_content_key(kr, suite), NULL, 0, fe->b,
+                                     fe->n, GW_COL_COUNT, items + first, n - first, out);
 }
 
 /* record_mac (version 2): a purpose item, every clear column of row marked mac in gw_rec_cols
  * (canonical value, absent when SQL NULL), then every field's clear value. */
 static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
-                      const struct gw_str v[GW_COL_COUNT], const struct gw_sealed_waybill *row,
-                      uint8_t out[GW_CRYPTO_MAC_LEN])
+                      const struct gw_str v[GW_COL_COUNT], const struct gw_fields_enc *fe,
+                      const struct gw_sealed_waybill *row, uint8_t out[GW_CRYPTO_MAC_LEN])
 {
     struct gw_crypto_item items[MAC_ITEMS_MAX];
     char num[GW_REC_NCOLS][GW_REC_NUM_MAX];
@@ -120,14 +145,14 @@ static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw
         if (!gw_rec_cols[i].mac)
             continue;
         items[n].name = gw_rec_cols[i].name;
+        items[n].name_len = gw_rec_cols[i].name_len;
         (void)gw_rec_value(row, &gw_rec_cols[i], num[i], &items[n].p, &items[n].n);
         n++;
     }
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        items[n].name = gw_col_field[i];
-        items[n].p = (const uint8_t *)(v[i].p != NULL ? v[i].p : "");
-        items[n++].n = v[i].n;
-    }
+    if (fe != NULL)
+        return gw_crypto_content_mac_enc(cx, suite, gw_keyring_content_key(kr, suite), items, n,
+                                         fe->b, fe->n, GW_COL_COUNT, NULL, 0, out);
+    n += field_items(v, items + n);
     return gw_crypto_content_mac(cx, suite, gw_keyring_content_key(kr, suite), items, n, out);
 }
 
@@ -199,7 +224,7 @@ _Static_assert(GW_RECORD_ALTS == GW_SUITE_COUNT - 1, "one alternative per other 
  * idempotency check across a migration between suites. */
 static int alternatives(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite own,
                         const struct gw_waybill_norm *norm, const struct gw_str v[GW_COL_COUNT],
-                        struct gw_sealed_waybill *out)
+                        const struct gw_fields_enc *fe, struct gw_sealed_waybill *out)
 {
     int rc = 0;
 
@@ -212,7 +237,7 @@ static int alternatives(struct gw_crypto *cx, const struct gw_keyring *kr, enum 
         rc = gw_seal_number_bidx(cx, kr, suite, norm->waybill_no, norm->waybill_no_len,
                                  out->alt_wb_bidx[out->n_alt]);
         if (rc == 0)
-            rc = content_digest(cx, kr, suite, v, out, out->mac_version,
+            rc = content_digest(cx, kr, suite, v, fe, out, out->mac_version,
                                 out->alt_content_mac[out->n_alt]);
         if (rc == 0)
             out->n_alt++;
@@ -223,11 +248,10 @@ static int alternatives(struct gw_crypto *cx, const struct gw_keyring *kr, enum 
 /* The pickup day in China Standard Time (UTC+8), "YYYY-MM-DD". */
 static void pickup_day(int64_t t, char out[11])
 {
-    time_t cst = (time_t)(t + 8 * 3600);
-    struct tm tm;
-
-    if (gmtime_r(&cst, &tm) == NULL || strftime(out, 11, "%Y-%m-%d", &tm) != 10)
+    if (t > INT64_MAX - 8 * 3600)
         out[0] = '\0';
+    else
+        (void)gw_text_day(t + 8 * 3600, out);
 }
 
 int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const struct gw_waybill *w,
@@ -238,7 +262,8 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
     const struct gw_party_norm *sn = &norm->sender, *rn = &norm->recipient;
     struct numbufs nb;
     struct gw_str v[GW_COL_COUNT];
-    struct gw_crypto_aad aad;
+    struct gw_crypto_aad aad, aad0;
+    struct gw_fields_enc fe, *fep = NULL;
     uint8_t dek[GW_CRYPTO_DEK_LEN];
     uint8_t *buf;
     char *day;
@@ -279,12 +304,20 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
     if (rc == 0)
         rc = bidx(cx, kr, suite, GW_BIDX_ID_NUMBER, rn->id_number, rn->id_number_len,
                   out->recipient_id_bidx, &out->has_recipient_id_bidx);
+    if (rc == 0) {
+        struct gw_crypto_item items[GW_COL_COUNT];
+        (void)field_items(v, items);
+        if (gw_crypto_items_encode(items, GW_COL_COUNT, fe.b, sizeof(fe.b), &fe.n) != 0) {
+            gw_wipe(fe.b, sizeof(fe.b)); /* a part may have been written */
+            fe.n = 0;
+        }
+        fep = fe.n > 0 ? &fe : NULL;
+        rc = content_digest(cx, kr, suite, v, fep, out, out->mac_version, out->content_mac);
+    }
     if (rc == 0)
-        rc = content_digest(cx, kr, suite, v, out, out->mac_version, out->content_mac);
+        rc = record_mac(cx, kr, suite, v, fep, out, out->record_mac);
     if (rc == 0)
-        rc = record_mac(cx, kr, suite, v, out, out->record_mac);
-    if (rc == 0)
-        rc = alternatives(cx, kr, suite, norm, v, out);
+        rc = alternatives(cx, kr, suite, norm, v, fep, out);
     if (rc == 0)
         rc = gw_crypto_dek_new(cx, dek);
     if (rc != 0)
@@ -300,15 +333,21 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
     out->dek_wrapped.p = buf;
     out->dek_wrapped.n = GW_CRYPTO_WRAPPED_DEK_LEN;
 
+    rc = gw_crypto_aad_field_n(&aad0, GW_RECORD_TABLE, sizeof(GW_RECORD_TABLE) - 1, gw_col_sql[0],
+                               gw_col_sql_len[0], id, GW_SEAL_DEK_VERSION);
+    if (rc != 0)
+        goto out;
     for (i = 0; i < GW_COL_COUNT; i++) {
-        rc = gw_crypto_aad_field(&aad, GW_RECORD_TABLE, gw_col_sql[i], id, GW_SEAL_DEK_VERSION);
-        if (rc != 0)
+        /* the other columns' AADs differ from the first's in the column only */
+        const struct gw_crypto_aad *ad = i == 0 ? &aad0 : &aad;
+        if (i > 0 && (rc = gw_crypto_aad_field_other(&aad0, gw_col_sql_len[0], &aad, gw_col_sql[i],
+                                                     gw_col_sql_len[i])) != 0)
             goto out;
         rc = GW_ENOMEM;
         buf = gw_arena_alloc(a, GW_CRYPTO_SEALED_LEN(v[i].n));
         if (buf == NULL)
             goto out;
-        rc = gw_crypto_seal_into(cx, suite, dek, aad.b, aad.n, (const uint8_t *)v[i].p, v[i].n, buf,
+        rc = gw_crypto_seal_into(cx, suite, dek, ad->b, ad->n, (const uint8_t *)v[i].p, v[i].n, buf,
                                  GW_CRYPTO_SEALED_LEN(v[i].n), &len);
         if (rc != 0)
             goto out;
@@ -319,6 +358,8 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
 out:
     OPENSSL_cleanse(dek, sizeof(dek));
     OPENSSL_cleanse(&nb, sizeof(nb));
+    if (fep != NULL)
+        gw_wipe(fe.b, fe.n);
     return rc;
 }
 
@@ -337,7 +378,7 @@ static int check_macs(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw
         return GW_EDATALOSS;
     }
     if (row->mac_version >= GW_RECORD_MAC_V2) {
-        rc = record_mac(cx, kr, suite, v, row, mac);
+        rc = record_mac(cx, kr, suite, v, NULL, row, mac); /* each MAC from the items */
         if (rc != 0)
             return rc;
         if (CRYPTO_memcmp(mac, row->record_mac, sizeof(mac)) != 0) {
@@ -345,7 +386,7 @@ static int check_macs(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw
             return GW_EDATALOSS;
         }
     }
-    rc = content_digest(cx, kr, suite, v, row, row->mac_version, mac);
+    rc = content_digest(cx, kr, suite, v, NULL, row, row->mac_version, mac);
     if (rc != 0)
         return rc;
     if (CRYPTO_memcmp(mac, row->content_mac, sizeof(mac)) != 0) {
@@ -388,8 +429,9 @@ int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
             rc = GW_EDATALOSS;
             goto out;
         }
-        rc = gw_crypto_aad_field(&aad, GW_RECORD_TABLE, gw_col_sql[i], row->id,
-                                 (uint32_t)row->dek_version);
+        rc =
+            gw_crypto_aad_field_n(&aad, GW_RECORD_TABLE, sizeof(GW_RECORD_TABLE) - 1, gw_col_sql[i],
+                                  gw_col_sql_len[i], row->id, (uint32_t)row->dek_version);
         if (rc != 0)
             goto out;
         rc = GW_ENOMEM;

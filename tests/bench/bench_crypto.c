@@ -67,7 +67,7 @@ static int seal_record(struct gw_crypto *cx, enum gw_suite su, const struct keys
         if (gw_crypto_blind_index(cx, su, k->ikey, GW_BIDX_PHONE, val, 11, bidx))
             return 5;
     for (int f = 0; f < GW_COL_COUNT; f++)
-        items[f] = (struct gw_crypto_item){gw_col_field[f], val, 20};
+        items[f] = (struct gw_crypto_item){gw_col_field[f], val, 20, gw_col_field_len[f]};
     if (gw_crypto_content_mac(cx, su, k->ckey, items, GW_COL_COUNT, mac))
         return 6;
     return 0;

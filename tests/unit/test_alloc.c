@@ -162,13 +162,40 @@ static void test_arena_fail_nth(void **state)
     gw_arena_free(a);
 }
 
+/* A freed arena's usual-size chunk is kept for the next arena: wiped (no byte of the old
+ * contents comes back) and still an allocation for the fail-nth hook. */
+static void test_arena_chunk_reuse(void **state)
+{
+    struct gw_arena *a, *b;
+    unsigned char *p, *q;
+
+    (void)state;
+    a = gw_arena_new(1 << 20);
+    assert_non_null(a);
+    p = gw_arena_alloc(a, 4000);
+    assert_non_null(p);
+    memset(p, 0xA5, 4000);
+    gw_arena_free(a);
+    b = gw_arena_new(1 << 20);
+    assert_non_null(b);
+    gw_alloc_fail_nth(1); /* the cached chunk is not handed out either */
+    assert_null(gw_arena_alloc(b, 4000));
+    q = gw_arena_alloc(b, 4000);
+    assert_non_null(q);
+    assert_ptr_equal(q, p); /* the same chunk came back */
+    for (size_t i = 0; i < 4000; i++)
+        assert_int_equal(q[i], 0);
+    gw_arena_free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_fail_nth),       cmocka_unit_test(test_calloc_overflow),
-        cmocka_unit_test(test_strndup),        cmocka_unit_test(test_arena_alignment),
-        cmocka_unit_test(test_arena_distinct), cmocka_unit_test(test_arena_cap),
-        cmocka_unit_test(test_arena_fail_nth), cmocka_unit_test(test_arena_set_cap),
+        cmocka_unit_test(test_fail_nth),          cmocka_unit_test(test_calloc_overflow),
+        cmocka_unit_test(test_strndup),           cmocka_unit_test(test_arena_alignment),
+        cmocka_unit_test(test_arena_distinct),    cmocka_unit_test(test_arena_cap),
+        cmocka_unit_test(test_arena_fail_nth),    cmocka_unit_test(test_arena_set_cap),
+        cmocka_unit_test(test_arena_chunk_reuse),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -438,7 +438,7 @@ static void test_suites(void **state)
     /* a value that is not a suite is refused by every keyed function */
     for (int bad = 0; bad < 5; bad += 3) {
         enum gw_suite b = (enum gw_suite)bad;
-        struct gw_crypto_item it = {"x", (const uint8_t *)"a", 1};
+        struct gw_crypto_item it = {"x", (const uint8_t *)"a", 1, 0};
         assert_int_equal(gw_crypto_seal_into(cx, b, key, NULL, 0, NULL, 0, v, sizeof v, &n),
                          GW_EINVAL);
         assert_int_equal(gw_crypto_open_into(cx, b, key, NULL, 0, v, 30, v, sizeof v, &n),
@@ -1069,11 +1069,11 @@ static void test_content_mac_known_answer(void **state)
     memset(key, 0x55, 32);
     for (size_t i = 0; i < sizeof big; i++)
         big[i] = (uint8_t)((i * 7 + 3) & 0xff);
-    struct gw_crypto_item items[] = {{"name", (const uint8_t *)"\xe5\xbc\xa0\xe4\xb8\x89", 6},
-                                     {"absent", NULL, 0},
-                                     {"empty", (const uint8_t *)"", 0},
-                                     {"big", big, sizeof big},
-                                     {"tail", (const uint8_t *)"z", 1}};
+    struct gw_crypto_item items[] = {{"name", (const uint8_t *)"\xe5\xbc\xa0\xe4\xb8\x89", 6, 0},
+                                     {"absent", NULL, 0, 0},
+                                     {"empty", (const uint8_t *)"", 0, 0},
+                                     {"big", big, sizeof big, 0},
+                                     {"tail", (const uint8_t *)"z", 1, 0}};
     assert_int_equal(gw_crypto_content_mac(cx, GW_SUITE_AES, key, items, 5, mac), 0);
     assert_memory_equal(mac, want, 32);
     /* the same encoding under HMAC-SM3 (sm_vectors.py) */
@@ -1088,10 +1088,13 @@ static void test_content_mac(void **state)
     struct gw_crypto *cx = *state;
     uint8_t key[32], m1[32], m2[32];
     memset(key, 0x55, 32);
-    struct gw_crypto_item a[] = {{"x", (const uint8_t *)"ab", 2}, {"y", (const uint8_t *)"c", 1}};
-    struct gw_crypto_item b[] = {{"x", (const uint8_t *)"a", 1}, {"y", (const uint8_t *)"bc", 2}};
-    struct gw_crypto_item c[] = {{"x", (const uint8_t *)"ab", 2}, {"y", (const uint8_t *)"", 0}};
-    struct gw_crypto_item d[] = {{"x", (const uint8_t *)"ab", 2}, {"y", NULL, 0}};
+    struct gw_crypto_item a[] = {{"x", (const uint8_t *)"ab", 2, 0},
+                                 {"y", (const uint8_t *)"c", 1, 0}};
+    struct gw_crypto_item b[] = {{"x", (const uint8_t *)"a", 1, 0},
+                                 {"y", (const uint8_t *)"bc", 2, 0}};
+    struct gw_crypto_item c[] = {{"x", (const uint8_t *)"ab", 2, 0},
+                                 {"y", (const uint8_t *)"", 0, 0}};
+    struct gw_crypto_item d[] = {{"x", (const uint8_t *)"ab", 2, 0}, {"y", NULL, 0, 0}};
     assert_int_equal(gw_crypto_content_mac(cx, SU, key, a, 2, m1), 0);
     assert_int_equal(gw_crypto_content_mac(cx, SU, key, a, 2, m2), 0);
     assert_memory_equal(m1, m2, 32);
@@ -1103,7 +1106,7 @@ static void test_content_mac(void **state)
     assert_int_equal(gw_crypto_content_mac(cx, SU, key, a, 1, m1), 0);
     assert_int_equal(gw_crypto_content_mac(cx, SU, key, a, 2, m2), 0);
     assert_memory_not_equal(m1, m2, 32);
-    struct gw_crypto_item bad[] = {{NULL, (const uint8_t *)"a", 1}};
+    struct gw_crypto_item bad[] = {{NULL, (const uint8_t *)"a", 1, 0}};
     assert_int_equal(gw_crypto_content_mac(cx, SU, key, bad, 1, m1), GW_EINVAL);
 }
 
@@ -1156,6 +1159,43 @@ static void put_be(uint8_t **p, uint64_t v, int bytes)
         *(*p)++ = (uint8_t)(v >> (8 * (bytes - 1 - k)));
 }
 
+/* A run of items encoded once (gw_crypto_items_encode) and given between items: the same MAC as
+ * the items given one by one, for every split of a list into head, encoded run and tail; an
+ * encoding that does not fit its buffer is refused. */
+static void test_content_mac_encoded_run(void **state)
+{
+    struct gw_crypto *cx = *state;
+    static uint8_t big[3000];
+    uint8_t key[32], want[32], got[32], enc[8192];
+    struct gw_crypto_item items[] = {
+        {"name", (const uint8_t *)"\xe5\xbc\xa0\xe4\xb8\x89", 6, 0},
+        {"absent", NULL, 0, 0},
+        {"empty", (const uint8_t *)"", 0, 5},
+        {"big", big, sizeof big, 3},
+        {"tail", (const uint8_t *)"z", 1, 0},
+        {"x", (const uint8_t *)"yy", 2, 1},
+    };
+    const size_t n = sizeof items / sizeof items[0];
+    size_t len = 0;
+
+    memset(key, 0x42, sizeof key);
+    memset(big, 0x5a, sizeof big);
+    assert_int_equal(gw_crypto_content_mac(cx, SU, key, items, n, want), 0);
+    for (size_t a = 0; a <= n; a++)
+        for (size_t b = a; b <= n; b++) {
+            assert_int_equal(gw_crypto_items_encode(items + a, b - a, enc, sizeof enc, &len), 0);
+            memset(got, 0, sizeof got);
+            assert_int_equal(gw_crypto_content_mac_enc(cx, SU, key, items, a, len ? enc : NULL, len,
+                                                       b - a, items + b, n - b, got),
+                             0);
+            assert_memory_equal(got, want, sizeof want);
+        }
+    assert_int_equal(gw_crypto_items_encode(items, n, enc, 3000, &len), GW_EINVAL);
+    assert_int_equal(gw_crypto_items_encode(items, 1, enc, 4 + 4 + 1 + 8 + 5, &len), GW_EINVAL);
+    assert_int_equal(gw_crypto_items_encode(items, 1, enc, 4 + 4 + 1 + 8 + 6, &len), 0);
+    assert_int_equal(len, 23);
+}
+
 /* The content MAC is HMAC over its documented encoding whatever the items' sizes: items that
  * straddle the wrapper's 4 KiB buffer, fill it exactly, or are larger than it (reference: the
  * encoding built here, one HMAC of it). */
@@ -1183,6 +1223,7 @@ static void test_content_mac_encoding(void **state)
         put_be(&p, 5, 4);
         for (size_t i = 0; i < 5; i++) {
             items[i].name = i < 4 ? names[i] : "absent";
+            items[i].name_len = 0; /* measured by the MAC */
             items[i].p = i < 4 ? vals[i % 3] : NULL;
             items[i].n = i < 4 ? sizes[t][i] : 0;
             size_t nl = strlen(items[i].name);
@@ -1254,6 +1295,7 @@ int main(void)
         BOTH(test_token),
         BOTH(test_content_mac),
         BOTH(test_content_mac_encoding),
+        BOTH(test_content_mac_encoded_run),
         cmocka_unit_test_setup_teardown(test_seal_same_as_evp, setup, teardown),
         cmocka_unit_test_setup_teardown(test_content_mac_known_answer, setup, teardown),
         BOTH(test_forget_and_enomem),

@@ -773,6 +773,8 @@ static ssize_t open_body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size
     return (ssize_t)take;
 }
 
+static const char *call_authorization; /* sent with the calls submit_call makes when set */
+
 /* Queues a call on the client without sending it; body (may be NULL) is sent whole, then
  * END_STREAM, at the next pump. */
 static int32_t submit_call(struct harness *h, const char *path, const char *timeout,
@@ -793,6 +795,9 @@ static int32_t submit_call(struct harness *h, const char *path, const char *time
     if (timeout != NULL)
         nv[n++] =
             (nghttp2_nv){(uint8_t *)"grpc-timeout", (uint8_t *)timeout, 12, strlen(timeout), 0};
+    if (call_authorization != NULL)
+        nv[n++] = (nghttp2_nv){(uint8_t *)"authorization", (uint8_t *)call_authorization, 13,
+                               strlen(call_authorization), 0};
     id = nghttp2_submit_request(h->client, NULL, nv, n, body ? &prd : NULL, NULL);
     assert_true(id > 0);
     return id;
@@ -1556,6 +1561,26 @@ static void test_sent_response_wiped(void **state)
     freed_marker = NULL;
 }
 
+/* A closed stream is kept for the next one wiped: the bearer token its headers held is gone. */
+static void test_freed_stream_kept_wiped(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct reply *r;
+    unsigned holding = 99;
+
+    (void)state;
+    call_authorization = "Bearer " MARKER;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    call_authorization = NULL;
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_UNAUTHENTICATED); /* the test rule takes no token */
+    assert_true(gw_h2_stream_cache_check(MARKER, strlen(MARKER), &holding) > 0);
+    assert_int_equal(holding, 0);
+    harness_free(h);
+}
+
 static void test_reset_response_wiped(void **state)
 {
     Grpc__Health__V1__HealthCheckRequest out = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
@@ -2074,6 +2099,7 @@ int main(void)
         cmocka_unit_test(test_writable_finishes_own_call),
         cmocka_unit_test(test_writable_finishes_other_calls),
         cmocka_unit_test(test_sent_response_wiped),
+        cmocka_unit_test(test_freed_stream_kept_wiped),
         cmocka_unit_test(test_reset_response_wiped),
         cmocka_unit_test(test_identity_decides_before_body),
         cmocka_unit_test(test_writable_reasked_runs_next_turn),

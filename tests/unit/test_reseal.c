@@ -256,17 +256,18 @@ static void v1_mac(struct fx *f, const struct gw_sealed_waybill *row, const stru
     size_t i;
 
     for (i = 0; i < GW_COL_COUNT; i++)
-        it[i] = (struct gw_crypto_item){gw_col_field[i], (const uint8_t *)clear[i].p, clear[i].n};
+        it[i] =
+            (struct gw_crypto_item){gw_col_field[i], (const uint8_t *)clear[i].p, clear[i].n, 0};
     snprintf(weight, sizeof(weight), "%d", (int)row->weight_grams);
     snprintf(level, sizeof(level), "%d", (int)row->security_level);
     it[i++] = (struct gw_crypto_item){"origin_branch", (const uint8_t *)row->origin_branch,
-                                      strlen(row->origin_branch)};
+                                      strlen(row->origin_branch), 0};
     it[i++] = (struct gw_crypto_item){"dest_region_code", (const uint8_t *)row->dest_region_code,
-                                      strlen(row->dest_region_code)};
-    it[i++] = (struct gw_crypto_item){"weight_grams", (const uint8_t *)weight, strlen(weight)};
+                                      strlen(row->dest_region_code), 0};
+    it[i++] = (struct gw_crypto_item){"weight_grams", (const uint8_t *)weight, strlen(weight), 0};
     it[i++] = (struct gw_crypto_item){"service_type", (const uint8_t *)row->service_type,
-                                      strlen(row->service_type)};
-    it[i++] = (struct gw_crypto_item){"security_level", (const uint8_t *)level, strlen(level)};
+                                      strlen(row->service_type), 0};
+    it[i++] = (struct gw_crypto_item){"security_level", (const uint8_t *)level, strlen(level), 0};
     assert_int_equal(gw_crypto_content_mac(f->cx, GW_SUITE_AES,
                                            gw_keyring_content_key(f->kr, GW_SUITE_AES), it, i, out),
                      0);

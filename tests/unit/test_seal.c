@@ -356,19 +356,23 @@ static void v1_content_mac(struct fx *f, const struct gw_sealed_waybill *row,
 
     for (i = 0; i < GW_COL_COUNT; i++) {
         items[i].name = gw_col_field[i];
+        items[i].name_len = 0; /* measured by the MAC */
         items[i].p = (const uint8_t *)clear[i].p;
         items[i].n = clear[i].n;
     }
     snprintf(weight, sizeof(weight), "%d", (int)row->weight_grams);
     snprintf(level, sizeof(level), "%d", (int)row->security_level);
     items[i + 0] = (struct gw_crypto_item){"origin_branch", (const uint8_t *)row->origin_branch,
-                                           strlen(row->origin_branch)};
-    items[i + 1] = (struct gw_crypto_item){
-        "dest_region_code", (const uint8_t *)row->dest_region_code, strlen(row->dest_region_code)};
-    items[i + 2] = (struct gw_crypto_item){"weight_grams", (const uint8_t *)weight, strlen(weight)};
+                                           strlen(row->origin_branch), 0};
+    items[i + 1] =
+        (struct gw_crypto_item){"dest_region_code", (const uint8_t *)row->dest_region_code,
+                                strlen(row->dest_region_code), 0};
+    items[i + 2] =
+        (struct gw_crypto_item){"weight_grams", (const uint8_t *)weight, strlen(weight), 0};
     items[i + 3] = (struct gw_crypto_item){"service_type", (const uint8_t *)row->service_type,
-                                           strlen(row->service_type)};
-    items[i + 4] = (struct gw_crypto_item){"security_level", (const uint8_t *)level, strlen(level)};
+                                           strlen(row->service_type), 0};
+    items[i + 4] =
+        (struct gw_crypto_item){"security_level", (const uint8_t *)level, strlen(level), 0};
     assert_int_equal(gw_crypto_content_mac(f->cx, GW_SUITE_AES,
                                            gw_keyring_content_key(f->kr, GW_SUITE_AES), items,
                                            GW_COL_COUNT + 5, out),
@@ -518,9 +522,45 @@ static void test_suites(void **state)
     gw_keyring_free(both);
 }
 
+/* The name lengths sealing uses instead of strlen (content MAC items, field AADs) are the
+ * names' lengths, and the field AAD built from them is the one built from the names. */
+static void test_name_lengths(void **state)
+{
+    uint8_t id[GW_RECORD_ID_LEN] = {1, 2, 3};
+    struct gw_crypto_aad a, b;
+
+    (void)state;
+    for (size_t i = 0; i < GW_COL_COUNT; i++) {
+        assert_int_equal(gw_col_sql_len[i], strlen(gw_col_sql[i]));
+        assert_int_equal(gw_col_field_len[i], strlen(gw_col_field[i]));
+        assert_int_equal(gw_crypto_aad_field(&a, GW_RECORD_TABLE, gw_col_sql[i], id, 7), 0);
+        assert_int_equal(gw_crypto_aad_field_n(&b, GW_RECORD_TABLE, strlen(GW_RECORD_TABLE),
+                                               gw_col_sql[i], gw_col_sql_len[i], id, 7),
+                         0);
+        assert_int_equal(a.n, b.n);
+        assert_memory_equal(a.b, b.b, a.n);
+        /* from the first column's AAD, as sealing builds the others */
+        assert_int_equal(gw_crypto_aad_field_n(&b, GW_RECORD_TABLE, strlen(GW_RECORD_TABLE),
+                                               gw_col_sql[0], gw_col_sql_len[0], id, 7),
+                         0);
+        struct gw_crypto_aad c;
+        assert_int_equal(
+            gw_crypto_aad_field_other(&b, gw_col_sql_len[0], &c, gw_col_sql[i], gw_col_sql_len[i]),
+            0);
+        assert_int_equal(c.n, a.n);
+        assert_memory_equal(c.b, a.b, a.n);
+    }
+    assert_int_equal(gw_crypto_aad_field_other(&b, 200, &a, "x", 1), GW_EINVAL);
+    assert_int_equal(gw_crypto_aad_field_other(&b, 1, &a, "", 0), GW_EINVAL);
+    for (size_t i = 0; i < GW_REC_NCOLS; i++)
+        assert_int_equal(gw_rec_cols[i].name_len, strlen(gw_rec_cols[i].name));
+    assert_int_equal(gw_crypto_aad_field_n(&b, GW_RECORD_TABLE, 0, "x", 1, id, 7), GW_EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_name_lengths),
         cmocka_unit_test_setup_teardown(test_round_trip, setup, teardown),
         cmocka_unit_test_setup_teardown(test_retry_same_content_mac, setup, teardown),
         cmocka_unit_test_setup_teardown(test_normalised_spellings_share_blind_indexes, setup,

@@ -383,6 +383,19 @@ static void test_text_i64(void **state)
         assert_int_equal(gw_text_i64(vals[i], got, sizeof(got)), strlen(want));
         assert_string_equal(got, want);
     }
+    /* every number of up to four digits, and each power of ten and its neighbours, both signs */
+    for (int64_t v = -10000; v <= 10000; v++) {
+        snprintf(want, sizeof(want), "%" PRId64, v);
+        assert_int_equal(gw_text_i64(v, got, sizeof(got)), strlen(want));
+        assert_string_equal(got, want);
+    }
+    for (int64_t p = 10; p <= INT64_MAX / 10; p *= 10)
+        for (int64_t d = -1; d <= 1; d++)
+            for (int sign = -1; sign <= 1; sign += 2) {
+                snprintf(want, sizeof(want), "%" PRId64, sign * (p + d));
+                assert_int_equal(gw_text_i64(sign * (p + d), got, sizeof(got)), strlen(want));
+                assert_string_equal(got, want);
+            }
     memset(got, 'x', sizeof(got));
     assert_int_equal(gw_text_i64(-2147483648LL, got, 11), 0); /* 11 characters need 12 bytes */
     assert_string_equal(got, "");

@@ -1,0 +1,260 @@
+/* test_text.c: the safe-text check (core/text.c) against the two-pass rule it replaced, the
+ * UTF-8 validator's eight-byte ASCII runs (core/utf8.c) and gw_text_copy. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include <cmocka.h>
+
+#include "text.h"
+#include "utf8.h"
+
+/* The rule as it was written before the single pass: gw_utf8_valid over all of s, then each
+ * code point for the forbidden ones, then the length. */
+static int reference_check(const char *s, size_t n, size_t max_bytes, size_t *chars,
+                           enum gw_rule *rule)
+{
+    size_t count = 0;
+
+    if ((n > 0 && !s) || !gw_utf8_valid(s, n)) {
+        *rule = GW_RULE_UTF8;
+        return GW_EINVAL;
+    }
+    for (size_t i = 0; i < n;) {
+        uint32_t cp;
+        size_t l = gw_text_decode(s + i, n - i, &cp);
+        if (l == 0) {
+            *rule = GW_RULE_UTF8;
+            return GW_EINVAL;
+        }
+        if (gw_text_forbidden_cp(cp)) {
+            *rule = GW_RULE_CONTROL_CHAR;
+            return GW_EINVAL;
+        }
+        i += l;
+        count++;
+    }
+    if (n > max_bytes) {
+        *rule = GW_RULE_TOO_LONG;
+        return GW_EINVAL;
+    }
+    *chars = count;
+    return 0;
+}
+
+static void same_as_reference(const char *s, size_t n, size_t max_bytes)
+{
+    enum gw_rule r1 = GW_RULE_NONE, r2 = GW_RULE_NONE;
+    size_t c1 = 12345, c2 = 12345;
+    int rc1 = gw_text_check(s, n, max_bytes, &c1, &r1);
+    int rc2 = reference_check(s, n, max_bytes, &c2, &r2);
+
+    assert_int_equal(rc1, rc2);
+    if (rc1 != 0)
+        assert_int_equal(r1, r2);
+    else
+        assert_int_equal(c1, c2);
+}
+
+/* Broken UTF-8 after a forbidden code point is reported as UTF-8 (the first pass's verdict),
+ * not as a control character. */
+static void test_rule_order(void **state)
+{
+    enum gw_rule rule = GW_RULE_NONE;
+
+    (void)state;
+    assert_int_equal(gw_text_check("a\x01"
+                                   "b\xff",
+                                   4, 100, NULL, &rule),
+                     GW_EINVAL);
+    assert_int_equal(rule, GW_RULE_UTF8);
+    assert_int_equal(gw_text_check("\xe2\x80\xa8x\xe5\xbc", 6, 100, NULL, &rule), GW_EINVAL);
+    assert_int_equal(rule, GW_RULE_UTF8); /* U+2028, then a truncated sequence */
+    assert_int_equal(gw_text_check("a\x01"
+                                   "b",
+                                   3, 100, NULL, &rule),
+                     GW_EINVAL);
+    assert_int_equal(rule, GW_RULE_CONTROL_CHAR);
+    assert_int_equal(gw_text_check("abc\x7f", 4, 2, NULL, &rule), GW_EINVAL);
+    assert_int_equal(rule, GW_RULE_CONTROL_CHAR); /* before the length */
+    assert_int_equal(gw_text_check("abc\xc0\xaf", 5, 2, NULL, &rule), GW_EINVAL);
+    assert_int_equal(rule, GW_RULE_UTF8);
+    assert_int_equal(gw_text_check("abcd", 4, 3, NULL, &rule), GW_EINVAL);
+    assert_int_equal(rule, GW_RULE_TOO_LONG);
+    assert_int_equal(gw_text_check(NULL, 1, 3, NULL, &rule), GW_EINVAL);
+    assert_int_equal(rule, GW_RULE_UTF8);
+    size_t chars = 0;
+    assert_int_equal(gw_text_check("\xe5\xbc\xa0\xe4\xb8\x89 Li", 9, 9, &chars, NULL), 0);
+    assert_int_equal(chars, 5);
+    assert_int_equal(gw_text_check(NULL, 0, 0, &chars, NULL), 0);
+    assert_int_equal(chars, 0);
+}
+
+/* Every string of up to 3 bytes from a set of interesting bytes, and pseudo-random strings of
+ * interesting pieces up to 40 bytes: the same verdict, rule and count as the reference. */
+static void test_same_as_two_passes(void **state)
+{
+    static const unsigned char bytes[] = {0x00, 0x01, 0x1f, 0x20, 'a',  0x7e, 0x7f, 0x80,
+                                          0x85, 0x9f, 0xa0, 0xa8, 0xaa, 0xbf, 0xc0, 0xc1,
+                                          0xc2, 0xdf, 0xe0, 0xe1, 0xe2, 0xe3, 0xe5, 0xec,
+                                          0xed, 0xee, 0xef, 0xf0, 0xf4, 0xf5, 0xff};
+    static const char *const pieces[] = {"a",
+                                         "Z",
+                                         " ",
+                                         "\x01",
+                                         "\x7f",
+                                         "\t",
+                                         "\xc2\x85",
+                                         "\xc2\xa0",
+                                         "\xe2\x80\xa8",
+                                         "\xe2\x80\xae",
+                                         "\xe2\x81\xa6",
+                                         "\xef\xbb\xbf",
+                                         "\xe5\xbc\xa0",
+                                         "\xf0\x9f\x98\x80",
+                                         "\xed\xa0\x80",
+                                         "\xe0\x80\xaf",
+                                         "\xf4\x90\x80\x80",
+                                         "\xe5\xbc",
+                                         "\x80",
+                                         "\xff",
+                                         "abcdefgh",
+                                         "12345678",
+                                         "\xe1\x80\x80",
+                                         "\xec\xbf\xbf",
+                                         "\xee\x80\x80",
+                                         "\xe5\x41\xa0",
+                                         "\xe5\xbc\x41"};
+    const size_t nb = sizeof bytes, np = sizeof pieces / sizeof pieces[0];
+    char s[64];
+    uint32_t x = 2463534242u;
+
+    (void)state;
+    for (size_t i = 0; i < nb; i++) {
+        s[0] = (char)bytes[i];
+        same_as_reference(s, 1, 8);
+        for (size_t j = 0; j < nb; j++) {
+            s[1] = (char)bytes[j];
+            same_as_reference(s, 2, 8);
+            for (size_t k = 0; k < nb; k++) {
+                s[2] = (char)bytes[k];
+                same_as_reference(s, 3, 8);
+                same_as_reference(s, 3, 2);
+            }
+        }
+    }
+    for (int t = 0; t < 20000; t++) {
+        size_t n = 0;
+        while (n < 40) {
+            x ^= x << 13, x ^= x >> 17, x ^= x << 5; /* xorshift32: the same strings every run */
+            /* mostly clean pieces, so that a bad one often comes late */
+            static const size_t clean[] = {0, 1, 2, 7, 12, 13, 20, 21};
+            const char *p = pieces[x % 8 != 0 ? clean[(x >> 8) % 8] : (x >> 8) % np];
+            size_t l = strlen(p);
+            if (n + l > 40)
+                break;
+            memcpy(s + n, p, l);
+            n += l;
+        }
+        same_as_reference(s, n, 30);
+    }
+}
+
+/* The eight-byte ASCII runs: one bad or non-ASCII byte at every offset of a long ASCII string. */
+static void test_utf8_ascii_runs(void **state)
+{
+    char s[80];
+
+    (void)state;
+    memset(s, 'a', sizeof s);
+    assert_true(gw_utf8_valid(s, sizeof s));
+    for (size_t i = 0; i < sizeof s; i++) {
+        memset(s, 'a', sizeof s);
+        s[i] = (char)0xff;
+        assert_false(gw_utf8_valid(s, sizeof s));
+        s[i] = (char)0x80; /* lone continuation */
+        assert_false(gw_utf8_valid(s, sizeof s));
+        if (i + 2 < sizeof s) {
+            memcpy(s + i, "\xe5\xbc\xa0", 3);
+            assert_true(gw_utf8_valid(s, sizeof s));
+            assert_false(gw_utf8_valid(s, i + 2)); /* cut inside the sequence */
+        }
+        if (i + 3 < sizeof s) {
+            memcpy(s + i, "\xed\xa0\x80", 3); /* a surrogate */
+            assert_false(gw_utf8_valid(s, sizeof s));
+        }
+    }
+}
+
+static void test_copy(void **state)
+{
+    char out[8], ref[8];
+
+    (void)state;
+    const char *const in[] = {"", "a", "abcdefg", "abcdefgh", "abcdefghijk"};
+    for (size_t i = 0; i < sizeof in / sizeof in[0]; i++)
+        for (size_t cap = 1; cap <= sizeof out; cap++) {
+            memset(out, 'x', sizeof out);
+            memset(ref, 'x', sizeof ref);
+            int want = snprintf(ref, cap, "%s", in[i]);
+            assert_int_equal(gw_text_copy(out, cap, in[i]), (size_t)want);
+            assert_memory_equal(out, ref, sizeof out);
+        }
+    memset(out, 'x', sizeof out);
+    assert_int_equal(gw_text_copy(out, 0, "abc"), 3);
+    assert_int_equal(out[0], 'x');
+}
+
+static void same_day(int64_t t)
+{
+    char want[16], got[11];
+    time_t tt = (time_t)t;
+    struct tm tm;
+
+    if (gmtime_r(&tt, &tm) == NULL || strftime(want, 11, "%Y-%m-%d", &tm) != 10)
+        want[0] = '\0';
+    memset(got, 'x', sizeof got);
+    assert_int_equal(gw_text_day(t, got), strlen(want));
+    assert_string_equal(got, want);
+}
+
+/* gw_text_day writes what gmtime_r and strftime "%Y-%m-%d" write: every day from 1900 to 2200
+ * at its first and last second, every 13th day from the year 900 to 10100 around midnight, and
+ * the extremes. */
+static void test_day(void **state)
+{
+    const int64_t day = 86400;
+
+    (void)state;
+    for (int64_t d = -25567; d <= 84006; d++) {
+        same_day(d * day);
+        same_day(d * day + day - 1);
+    }
+    for (int64_t d = -391000; d <= 2970000; d += 13) {
+        same_day(d * day - 1);
+        same_day(d * day);
+        same_day(d * day + 43200);
+    }
+    same_day(INT64_MAX);
+    same_day(INT64_MIN);
+    same_day(INT64_MAX / 2);
+    same_day(-INT64_MAX / 2);
+    same_day(0);
+    same_day(-1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rule_order),
+        cmocka_unit_test(test_same_as_two_passes),
+        cmocka_unit_test(test_utf8_ascii_runs),
+        cmocka_unit_test(test_copy),
+        cmocka_unit_test(test_day),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
