@@ -147,8 +147,8 @@ struct gw_arena *gw_arena_new(size_t cap)
 /* Chunks of the usual size, wiped, kept for the next arena instead of going back to the C
  * library (a call's arena takes one and gives it back; malloc and free of 8 KiB cost more than
  * the small blocks glibc caches per thread). Per thread, at most CHUNK_CACHE: 512 KiB (a burst of
- * calls ending together). */
-#define CHUNK_CACHE 64
+ * calls ending together). None under AddressSanitizer (alloc.h). */
+#define CHUNK_CACHE GW_BLOCK_CACHE
 static _Thread_local struct chunk *chunk_cache;
 static _Thread_local unsigned chunk_cached;
 
@@ -242,7 +242,7 @@ void gw_arena_free(struct gw_arena *a)
     for (c = a->head; c != NULL; c = next) {
         next = c->next;
         gw_wipe(c->base, c->off); /* bytes past off were never handed out */
-        if (c->size == ARENA_CHUNK && chunk_cached < CHUNK_CACHE) {
+        if (c->size == ARENA_CHUNK && chunk_cached + 1 <= CHUNK_CACHE) {
             c->off = 0;
             c->next = chunk_cache;
             chunk_cache = c;

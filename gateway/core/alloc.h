@@ -49,4 +49,20 @@ size_t gw_arena_cap(const struct gw_arena *a);
 void gw_arena_set_cap(struct gw_arena *a, size_t cap);
 void gw_arena_free(struct gw_arena *a);
 
+/* Blocks kept for reuse (wiped) per thread by the allocation paths that cache them (arena chunks,
+ * HTTP/2 stream records): GW_BLOCK_CACHE each. 0 under AddressSanitizer, which must see every
+ * free: a block kept for reuse would hide a use after free or a double free from it. */
+#if defined(__SANITIZE_ADDRESS__)
+#define GW_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define GW_ASAN 1
+#endif
+#endif
+#ifdef GW_ASAN
+#define GW_BLOCK_CACHE 0
+#else
+#define GW_BLOCK_CACHE 64
+#endif
+
 #endif

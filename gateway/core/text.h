@@ -55,8 +55,10 @@ bool gw_text_blank(const char *s, size_t n);
 size_t gw_text_i64(int64_t v, char *out, size_t cap);
 
 /* Writes the UTC date of t (seconds since the epoch) as "YYYY-MM-DD" and a NUL into out, as
- * gmtime_r and strftime "%Y-%m-%d" would, without their cost. Returns 10, or 0 with out = ""
- * for a date outside the years 1000-9999 (not ten characters). */
+ * gmtime_r and strftime "%Y-%m-%d" would for the years 1000-9999, without their cost. Returns
+ * 10, or 0 with out = "" for a date outside those years (where strftime would write something
+ * else: "-999-01-01", or more than four digits; no waybill gets there: pickup times before 2000
+ * are refused). */
 size_t gw_text_day(int64_t t, char out[11]);
 
 /* Copies the string src into out as snprintf(out, cap, "%s", src) would, without its cost: at

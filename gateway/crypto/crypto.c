@@ -28,8 +28,9 @@
 
 /* RAND_bytes costs ~2 us a call whatever its length (fork check, locks), more than sealing a
  * field, so nonces and data keys are drawn from pools refilled in bulk. The pools live in one
- * page marked MADV_WIPEONFORK: a forked child sees them empty and refills from its own DRBG, so
- * no nonce or data key is ever handed out twice. Without that page there is no pool. */
+ * mapping (a few pages, locked where RLIMIT_MEMLOCK allows) marked MADV_WIPEONFORK: a forked child
+ * sees them empty and refills from its own DRBG, so no nonce or data key is ever handed out twice.
+ * Without that page there is no pool. */
 #define PUB_POOL 16384 /* bytes of public randomness: nonces, record and request ids */
 #define DEK_POOL 32
 /* HMAC keys cached per suite: a record's blind indexes (index key) and MACs (content key)
@@ -471,6 +472,10 @@ int gw_crypto_aad_field_other(const struct gw_crypto_aad *b, size_t b_column_len
         b->n - tail - 4 - b_column_len + 4 + column_len + tail > GW_CRYPTO_AAD_MAX)
         return GW_EINVAL;
     size_t head = b->n - tail - 4 - b_column_len; /* label, table */
+    const uint8_t *len = b->b + head;             /* b's column: its length, then its name */
+    if (((uint32_t)len[0] << 24 | (uint32_t)len[1] << 16 | (uint32_t)len[2] << 8 | len[3]) !=
+        b_column_len)
+        return GW_EINVAL; /* b_column_len is not b's: the AAD would silently differ */
     memcpy(a->b, b->b, head);
     uint8_t *o = put_be32(a->b + head, (uint32_t)column_len);
     memcpy(o, column, column_len);

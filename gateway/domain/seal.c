@@ -94,8 +94,9 @@ static void item_n(struct gw_crypto_item *it, const char *name, size_t name_len,
     it->n = s != NULL ? strlen(s) : 0;
 }
 
-/* an item named by a string literal (its length known at compile time) */
-#define item(it, lit, s) item_n(it, lit, sizeof(lit) - 1, s)
+/* an item named by a string literal (its length known at compile time; "" lit "" refuses a
+ * pointer, whose sizeof would silently change the MAC) */
+#define item(it, lit, s) item_n(it, "" lit "", sizeof("" lit "") - 1, s)
 
 /* content_mac: every field's canonical value, then origin_branch, dest_region_code,
  * weight_grams, service_type, security_level of row (absent = present and empty, as version 1

@@ -153,8 +153,9 @@ static void free_queues(struct gw_h2_stream *st)
 
 /* Streams freed, wiped (all bytes zero, as calloc gives them), kept for the next stream of this
  * thread instead of going back to the C library: a stream (~2.3 KiB, its headers' buffers
- * inline) is past glibc's per-thread cache, and one comes and goes with every call. */
-#define STREAM_CACHE 64
+ * inline) is past glibc's per-thread cache, and one comes and goes with every call. None under
+ * AddressSanitizer (alloc.h). */
+#define STREAM_CACHE GW_BLOCK_CACHE
 static _Thread_local struct gw_h2_stream *stream_cache;
 static _Thread_local unsigned stream_cached;
 
@@ -175,7 +176,7 @@ static struct gw_h2_stream *stream_get(void)
 static void stream_put(struct gw_h2_stream *st)
 {
     gw_wipe(st, sizeof(*st));
-    if (stream_cached >= STREAM_CACHE) {
+    if (stream_cached + 1 > STREAM_CACHE) {
         gw_free(st);
         return;
     }

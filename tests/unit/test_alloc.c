@@ -170,6 +170,8 @@ static void test_arena_chunk_reuse(void **state)
     unsigned char *p, *q;
 
     (void)state;
+    if (GW_BLOCK_CACHE == 0) /* AddressSanitizer: chunks are freed, none kept */
+        skip();
     a = gw_arena_new(1 << 20);
     assert_non_null(a);
     p = gw_arena_alloc(a, 4000);

@@ -847,6 +847,57 @@ static void test_aad_encoding(void **state)
     assert_int_equal(gw_crypto_aad_field(&a, longname, longname, RID, 1), 0);
 }
 
+/* The exact bytes of the documented field and data-key AADs (crypto.h), built here by hand: a
+ * change of encoding would still round-trip (sealing and opening agree) but make every stored
+ * record unreadable, so only fixed bytes catch it; gw_crypto_aad_field_other (a record's other
+ * fields, from its first AAD) must give the same bytes as gw_crypto_aad_field. */
+static size_t kat_put(uint8_t *o, const void *p, uint32_t n)
+{
+    o[0] = (uint8_t)(n >> 24);
+    o[1] = (uint8_t)(n >> 16);
+    o[2] = (uint8_t)(n >> 8);
+    o[3] = (uint8_t)n;
+    memcpy(o + 4, p, n);
+    return 4 + (size_t)n;
+}
+
+static void test_aad_known_bytes(void **state)
+{
+    static const uint8_t v1[4] = {0, 0, 0, 1}, v258[4] = {0, 0, 1, 2};
+    struct gw_crypto_aad a, b;
+    uint8_t want[256];
+    size_t n = 0;
+
+    (void)state;
+    n += kat_put(want + n, "waygate-field-v1", 16);
+    n += kat_put(want + n, "waybill", 7);
+    n += kat_put(want + n, "recipient_phone_ct", 18);
+    n += kat_put(want + n, RID, 16);
+    n += kat_put(want + n, v258, 4);
+    assert_int_equal(gw_crypto_aad_field(&a, "waybill", "recipient_phone_ct", RID, 258), 0);
+    assert_int_equal(a.n, n);
+    assert_memory_equal(a.b, want, n);
+    /* the same AAD from another column's (a longer and a shorter name) */
+    assert_int_equal(gw_crypto_aad_field(&b, "waybill", "waybill_no_ct", RID, 258), 0);
+    assert_int_equal(gw_crypto_aad_field_other(&b, 13, &a, "recipient_phone_ct", 18), 0);
+    assert_int_equal(a.n, n);
+    assert_memory_equal(a.b, want, n);
+    assert_int_equal(gw_crypto_aad_field(&b, "waybill", "sender_address_detail_ct", RID, 258), 0);
+    assert_int_equal(gw_crypto_aad_field_other(&b, 24, &a, "recipient_phone_ct", 18), 0);
+    assert_memory_equal(a.b, want, n);
+    /* a wrong length for b's column is refused, not turned into other bytes */
+    assert_int_equal(gw_crypto_aad_field_other(&b, 23, &a, "recipient_phone_ct", 18), GW_EINVAL);
+
+    n = 0;
+    n += kat_put(want + n, "waygate-dek-v1", 14);
+    n += kat_put(want + n, "waybill", 7);
+    n += kat_put(want + n, RID, 16);
+    n += kat_put(want + n, v1, 4);
+    assert_int_equal(gw_crypto_aad_dek(&a, "waybill", RID, 1), 0);
+    assert_int_equal(a.n, n);
+    assert_memory_equal(a.b, want, n);
+}
+
 /* ---- data keys ---- */
 
 static void test_dek_wrap(void **state)
@@ -1287,6 +1338,7 @@ int main(void)
         BOTH(test_round_trip),
         BOTH(test_tamper_table),
         cmocka_unit_test_setup_teardown(test_aad_encoding, setup, teardown),
+        cmocka_unit_test(test_aad_known_bytes),
         BOTH(test_dek_wrap),
         cmocka_unit_test_setup_teardown(test_randomness_distinct, setup, teardown),
         cmocka_unit_test_setup_teardown(test_random_shares_pool, setup, teardown),

@@ -1571,6 +1571,10 @@ static void test_freed_stream_kept_wiped(void **state)
     unsigned holding = 99;
 
     (void)state;
+    if (GW_BLOCK_CACHE == 0) { /* AddressSanitizer: streams are freed, none kept */
+        harness_free(h);
+        skip();
+    }
     call_authorization = "Bearer " MARKER;
     r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
     call_authorization = NULL;
