@@ -16,6 +16,7 @@ its database connection is sent again, not left to the leases.
 Waits poll with a bound (never a sleep for an outcome); bounds are wide (a lease of 30 s, a
 loaded 2-core machine)."""
 
+import contextlib
 import http.client
 import os
 import re
@@ -306,6 +307,38 @@ def wait_four_pending(maddr):
     return m
 
 
+@contextlib.contextmanager
+def deletes_held(stack, name):
+    """From an empty outbox: a held_gateway, every outbox delete held (hold_deletes) and the
+    stack's own gateway stopped (SIGSTOP: only this one forwards and claims). Yields (gateway,
+    its metrics address, release): release() ends the hold and lets the stack's gateway run
+    again. Everything is undone on the way out, whatever happened."""
+    sink(stack, "up")
+    assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
+    gw, maddr = held_gateway(stack, name)
+    main_gw = stack.gateway_pid()
+    st = {"holder": None, "stopped": False}
+
+    def release():
+        release_deletes(st["holder"])
+        if st["stopped"]:
+            os.kill(main_gw, signal.SIGCONT)
+            st["stopped"] = False
+
+    try:
+        st["holder"] = hold_deletes(stack)
+        os.kill(main_gw, signal.SIGSTOP)
+        st["stopped"] = True
+        yield gw, maddr, release
+    finally:
+        if st["stopped"]:
+            os.kill(main_gw, signal.SIGCONT)
+        if st["holder"] is not None:
+            release_deletes(st["holder"])
+        undo_hold_deletes(stack)
+        gw.close()
+
+
 def test_calls_go_on_while_the_deletes_wait(stack):
     """(6) One Deliver call at a time, fast_max = 4, every DELETE of the outbox held in
     PostgreSQL, the stack's own gateway stopped (SIGSTOP: only this one forwards): the first
@@ -315,15 +348,7 @@ def test_calls_go_on_while_the_deletes_wait(stack):
     everything arrives once, the outbox empties, and what accumulated behind the held delete left
     in one. (Before: the slot was held until the delete, and only the first delivery reached the
     backend while it waited.)"""
-    sink(stack, "up")
-    assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
-    gw, maddr = held_gateway(stack, "ackwait")
-    main_gw = stack.gateway_pid()
-    holder, stopped = None, False
-    try:
-        holder = hold_deletes(stack)
-        os.kill(main_gw, signal.SIGSTOP)
-        stopped = True
+    with deletes_held(stack, "ackwait") as (gw, maddr, release):
         before = fwd(maddr)
         expected = submit_many(stack, 10, addr=gw.addr)
         m = wait_four_pending(maddr)
@@ -341,9 +366,7 @@ def test_calls_go_on_while_the_deletes_wait(stack):
             "a call started at the bound: %s" % again
         assert arrived == 4, "%d deliveries arrived, not 4" % arrived
         assert rows == 10, "a delete went through while the trigger held it: proves nothing"
-        release_deletes(holder)
-        os.kill(main_gw, signal.SIGCONT)
-        stopped = False
+        release()
         got = wait_delivered(stack, expected)
         want, distinct, dup = report("deletes held, then released", expected, got)
         assert distinct == want and dup == 0
@@ -354,13 +377,6 @@ def test_calls_go_on_while_the_deletes_wait(stack):
         # (the two that went by claim may be the stack's own gateway's, once it runs again)
         assert total == 10, "%d rows deleted, not the 10" % total
         assert max(sizes) >= 3, "the acknowledgements were not coalesced: %s" % sizes
-    finally:
-        if stopped:
-            os.kill(main_gw, signal.SIGCONT)
-        if holder is not None:
-            release_deletes(holder)
-        undo_hold_deletes(stack)
-        gw.close()
 
 
 def test_a_delete_lost_with_its_connection_is_sent_again(stack):
@@ -370,18 +386,10 @@ def test_a_delete_lost_with_its_connection_is_sent_again(stack):
     another connection, once the hold ends: every delivery arrives exactly once and each row is
     deleted once, without waiting for a lease and a second send. (Before: the ids were dropped,
     their rows stayed leased until the lease ran out and were claimed and sent again.)"""
-    sink(stack, "up")
-    assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
-    gw, maddr = held_gateway(stack, "acklost")
-    main_gw = stack.gateway_pid()
-    holder, stopped = None, False
     held_q = ("SELECT pid FROM pg_stat_activity WHERE query LIKE 'DELETE FROM outbox%' "
               "AND wait_event_type = 'Lock' AND pid <> pg_backend_pid()")
     su = superuser_uri(stack)  # the gateway's sessions, their queries and waits: all visible
-    try:
-        holder = hold_deletes(stack)
-        os.kill(main_gw, signal.SIGSTOP)
-        stopped = True
+    with deletes_held(stack, "acklost") as (gw, maddr, release):
         expected = submit_many(stack, 6, addr=gw.addr)
         wait_four_pending(maddr)
         first = wait_for(lambda: stack.psql(held_q, uri=su) or None, DELIVERED_BOUND, 0.1)
@@ -391,9 +399,7 @@ def test_a_delete_lost_with_its_connection_is_sent_again(stack):
         again = wait_for(lambda: [p for p in stack.psql(held_q, uri=su) if p not in first] or None,
                          DELIVERED_BOUND, 0.1)
         assert again, "the lost delete's ids were not sent again"
-        release_deletes(holder)
-        os.kill(main_gw, signal.SIGCONT)
-        stopped = False
+        release()
         got = wait_delivered(stack, expected)
         want, distinct, dup = report("a held delete lost with its connection", expected, got)
         total = int(stack.psql("SELECT coalesce(sum(n), 0) FROM test_ack_deletes")[0])
@@ -402,10 +408,3 @@ def test_a_delete_lost_with_its_connection_is_sent_again(stack):
         assert distinct == want
         assert dup == 0, "%d deliveries were sent twice: the lost delete's ids were dropped" % dup
         assert total == want, "%d rows deleted, not %d once each" % (total, want)
-    finally:
-        if stopped:
-            os.kill(main_gw, signal.SIGCONT)
-        if holder is not None:
-            release_deletes(holder)
-        undo_hold_deletes(stack)
-        gw.close()
