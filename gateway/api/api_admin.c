@@ -81,7 +81,7 @@ static void hash_work(void *arg)
     j->err = gw_admin_hash_new(j->pw, j->pwn, j->scrypt_n, &j->out);
 }
 
-static void create_hashed_cb(void *arg)
+static void create_hashed_cb(void *arg, int lost)
 {
     struct pwjob *j = arg;
     struct adm *a = j->a;
@@ -89,6 +89,9 @@ static void create_hashed_cb(void *arg)
     struct gw_acct_new n;
     char detail[96];
     int err;
+
+    if (gw_admin_job_lost(j, lost))
+        return;
 
     a->job = NULL;
     if (j->err != 0) {

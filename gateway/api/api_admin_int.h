@@ -97,7 +97,11 @@ void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rul
 void gw_admin_refuse_db(struct adm *a, int err);
 /* Queues j on the worker pool (work on a thread, done on the loop) and sets the cancel hook;
  * on failure frees j, refuses the call (busy: RESOURCE_EXHAUSTED) and returns false. */
-bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_fn done);
+bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_done_fn done);
+/* A done function's first step: with err (the password-hashing process died before the job
+ * ended) the job is freed and the call refused UNAVAILABLE (no attempt is counted against the
+ * account), and true returned. */
+bool gw_admin_job_lost(struct pwjob *j, int err);
 bool gw_admin_params_of(const struct gw_acct_pw *pw, struct gw_pw_params *pp);
 /* True when pw hashes to h (thread-safe: for work functions). */
 bool gw_admin_verify(const char *pw, size_t n, const struct gw_acct_pw *h);

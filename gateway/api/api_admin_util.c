@@ -14,6 +14,8 @@
 #include "config.h"
 #include "log.h"
 
+_Static_assert(sizeof(struct pwjob) <= GW_API_AUTH_ARG_MAX, "a password job outgrew its slot");
+
 void gw_admin_job_free(void *arg)
 {
     gw_free_wipe(arg, sizeof(struct pwjob));
@@ -161,19 +163,33 @@ void gw_admin_refuse_db(struct adm *a, int err)
     gw_admin_refuse(a, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE, 0);
 }
 
-bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_fn done)
+bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_done_fn done)
 {
-    int err = gw_workers_submit(a->app->workers, work, done, gw_admin_job_free, j, &a->job);
+    int err =
+        gw_workers_submit(a->app->workers, work, done, gw_admin_job_free, j, sizeof(*j), &a->job);
 
     if (err != 0) {
         gw_admin_job_free(j);
         if (err == GW_ETOOBIG)
             gw_admin_refuse(a, GW_ETOOBIG, NULL, GW_RULE_BUSY, GW_API_AUTH_QUEUE);
         else
-            gw_admin_refuse(a, err, NULL, GW_RULE_NONE, 0);
+            gw_admin_refuse(a, err, NULL,
+                            err == GW_EUNAVAIL ? GW_RULE_HASHING_UNAVAILABLE : GW_RULE_NONE, 0);
         return false;
     }
     gw_call_set_cancel(a->call, gw_admin_cancel_cb, a);
+    return true;
+}
+
+bool gw_admin_job_lost(struct pwjob *j, int err)
+{
+    struct adm *a = j->a;
+
+    if (err == 0)
+        return false;
+    a->job = NULL;
+    gw_admin_job_free(j);
+    gw_admin_refuse(a, GW_EUNAVAIL, NULL, GW_RULE_HASHING_UNAVAILABLE, 0);
     return true;
 }
 

@@ -169,7 +169,7 @@ static int make_token(struct adm *a)
     return rc;
 }
 
-static void login_verified_cb(void *arg)
+static void login_verified_cb(void *arg, int lost)
 {
     struct pwjob *j = arg;
     struct adm *a = j->a;
@@ -178,6 +178,9 @@ static void login_verified_cb(void *arg)
     struct gw_acct_login_outcome o;
     const char *why;
     int err;
+
+    if (gw_admin_job_lost(j, lost))
+        return;
 
     a->job = NULL;
     a->ok = a->found && !a->disabled && !a->locked && j->verified;
@@ -342,13 +345,16 @@ static void change_work(void *arg)
         j->err = gw_admin_hash_new(j->pw2, j->pw2n, j->scrypt_n, &j->out);
 }
 
-static void change_hashed_cb(void *arg)
+static void change_hashed_cb(void *arg, int lost)
 {
     struct pwjob *j = arg;
     struct adm *a = j->a;
     struct gw_acct_pw_change c;
     uint8_t keep[32];
     int err;
+
+    if (gw_admin_job_lost(j, lost))
+        return;
 
     a->job = NULL;
     if (!j->verified) {

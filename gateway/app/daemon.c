@@ -616,13 +616,26 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         fprintf(stderr, "%s\n", err);
         return 2;
     }
+    /* The password-hashing process is forked first, before any key is read: it holds nothing
+     * but the configuration. */
+    if (!check_only) {
+        app.workers = gw_workers_new(cfg.auth_workers, GW_API_AUTH_QUEUE, GW_API_AUTH_ARG_MAX,
+                                     cfg.auth_worker_cgroup);
+        if (app.workers == NULL) {
+            fprintf(stderr, "waygated: cannot start the password-hashing process\n");
+            gw_config_clear(&cfg);
+            return 1;
+        }
+    }
     if (load_keyring(&cfg, &app.keys, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s: [keys] keyring: %s\n", path, err);
+        gw_workers_free(app.workers);
         gw_config_clear(&cfg);
         return 2;
     }
     if (load_policy(cfg.policy_file, ext, &policy, err, sizeof(err)) != 0) {
         fprintf(stderr, "%s: [policy] file: %s\n", path, err);
+        gw_workers_free(app.workers);
         gw_keyring_free(app.keys);
         gw_config_clear(&cfg);
         return 2;
@@ -685,9 +698,8 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
             goto out;
         }
     }
-    app.workers = gw_workers_new(d.base, cfg.auth_workers, GW_API_AUTH_QUEUE);
     auth = gw_auth_new(&app);
-    if (app.workers == NULL || auth == NULL) {
+    if (gw_workers_attach(app.workers, d.base) != 0 || auth == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot start the password-hashing workers");
         goto out;
     }
@@ -781,7 +793,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
 out:
     /* Reverse order of creation: no call runs once the server is gone, so the identity
      * registry and the workers (whose done functions reach calls) go after it; the
-     * workers' threads are joined before the database pool they never touch. */
+     * password-hashing process is killed and reaped there. */
     if (d.sweep_ev != NULL)
         event_free(d.sweep_ev);
     if (d.crl_ev != NULL)

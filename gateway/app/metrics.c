@@ -47,6 +47,7 @@
 #include "store.h"
 #include "store_scan.h"
 #include "tls.h"
+#include "workers.h"
 
 #define METRICS_TIMEOUT_S 10
 #define METRICS_MAX_HEADERS 8192
@@ -172,6 +173,23 @@ static void write_store(struct evbuffer *b, const struct gw_app *app)
     gw_store_scan_stats(app->store, &sc);
     counter(b, "waygate_scan_groups_total", "scan-event insert transactions", (double)sc.groups);
     gauge(b, "waygate_scans_queued", "scan events waiting for a group now", (double)sc.queued);
+}
+
+/* The password-hashing process (workers.h). */
+static void write_workers(struct evbuffer *b, const struct gw_app *app)
+{
+    if (app->workers == NULL)
+        return;
+    gauge(b, "waygate_auth_jobs",
+          "password-hashing jobs in the hashing process now (waiting or running)",
+          (double)gw_workers_inflight(app->workers));
+    gauge(b, "waygate_auth_jobs_waiting", "password-hashing jobs waiting for a worker thread now",
+          (double)gw_workers_queued(app->workers));
+    counter(b, "waygate_auth_process_deaths_total",
+            "password-hashing processes that died (their unfinished jobs answered UNAVAILABLE; the "
+            "next job "
+            "starts a new one)",
+            (double)gw_workers_deaths(app->workers));
 }
 
 static void write_db(struct evbuffer *b, const struct gw_app *app)
@@ -316,6 +334,7 @@ static void render(struct evbuffer *b, const struct gw_metrics *m)
     write_calls(b, m->src.rpc);
     write_process(b, &m->src);
     write_db(b, app);
+    write_workers(b, app);
     write_store(b, app);
     write_audit(b, app);
     write_incidents(b, app);

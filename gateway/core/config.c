@@ -82,6 +82,7 @@ static const struct keydef keys[] = {
     {"auth", "inactive_check_ms", T_U32, F(inactive_check_ms), 1000, 86400000, 0},
     {"auth", "scrypt_n", T_U32, F(scrypt_n), 1024, 1048576, 0},
     {"auth", "workers", T_U32, F(auth_workers), 1, 64, 0},
+    {"auth", "worker_cgroup", T_STRING, F(auth_worker_cgroup), 0, 0, 0},
     {"auth", "principal_cache_ms", T_U32, F(principal_cache_ms), 0, 600000, 0},
     {"policy", "file", T_PATH, F(policy_file), 0, 0, 0},
     {"audit", "chain", T_STRING, F(audit_chain), 0, 0, 0},
@@ -702,6 +703,11 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
     }
     if (c->log_file != NULL && c->log_file[0] != '/') {
         fail(ps, ps->seen[key_index("log", "file")], "[log] file: must be an absolute path");
+        return GW_EINVAL;
+    }
+    if (c->auth_worker_cgroup != NULL && c->auth_worker_cgroup[0] != '/') {
+        fail(ps, ps->seen[key_index("auth", "worker_cgroup")],
+             "[auth] worker_cgroup: must be an absolute path");
         return GW_EINVAL;
     }
     if (c->fwd_endpoint != NULL && forward_check(ps, c) != 0)

@@ -84,6 +84,8 @@ struct gw_config {
     uint32_t scrypt_n;              /* scrypt cost N for new password hashes (power of two),
                                      * default 32768 (r 8, p 1) */
     uint32_t auth_workers;          /* threads that run password hashing, default 2 */
+    char *auth_worker_cgroup;       /* a cgroup directory the hashing process joins, marked
+                                     * idle (workers.h); NULL = none */
     uint32_t principal_cache_ms;    /* how long a certificate's registration is cached; a
                                      * disabled certificate is refused at most this much later,
                                      * default 1000; 0 = look up on every call */

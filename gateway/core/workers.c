@@ -1,270 +1,630 @@
-/* workers.c: the worker pool (workers.h): a mutex-protected FIFO of waiting jobs, N threads
- * taking from it, a list of finished jobs handed to the loop through a non-blocking pipe.
- * Invariants: a job is on at most one list; its state changes only under the mutex; whichever
- * side last holds a cancelled job (canceller, worker thread, loop) drops and frees it, exactly
- * once; done runs only on the loop and never for a cancelled job. */
+/* workers.c: the worker pool (workers.h). The gateway and its worker process share one anonymous
+ * mapping of slots, one per job that may be in the worker process at once (queue_max +
+ * nthreads); a slot holds the work function, the argument's size and its copy. A SOCK_SEQPACKET
+ * socket pair carries slot numbers: the gateway sends one per job, each of the process's threads
+ * receives the next, runs the work and sends the number back.
+ *
+ * Invariants: a slot's state in the mapping moves FREE -> QUEUED (gateway) -> RUNNING -> DONE
+ * (worker), or QUEUED -> CANCELLED (gateway, only while nobody runs it); every number sent is
+ * answered exactly once by the process it was sent to, or not at all if that process dies, and
+ * the gateway frees the slot (wiping the copy) on that answer or once the process is gone, never
+ * earlier; only the gateway's loop touches struct gw_job, and the gateway takes nothing from the
+ * mapping but a state and the copy's bytes, sized by its own record; done runs on the loop, at
+ * most once, never after drop. The process's first message is its hello (setup outcome), read
+ * on the loop like the answers: nothing on the loop waits for the process. */
 #include "workers.h"
 
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <sched.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "log.h"
 
-enum job_state {
-    JOB_QUEUED,  /* on w->queue */
-    JOB_RUNNING, /* a thread runs work */
-    JOB_DONE,    /* on w->finished, waiting for the loop */
+enum slot_state {
+    SLOT_FREE,
+    SLOT_QUEUED,    /* sent, no thread has it yet */
+    SLOT_RUNNING,   /* a thread runs work on the copy */
+    SLOT_DONE,      /* work returned: the copy is the result */
+    SLOT_CANCELLED, /* cancelled while queued: the thread that takes it skips it */
 };
 
-struct gw_job {
+struct slot { /* in the shared mapping; the argument's copy follows at SLOT_HDR */
+    _Atomic int state;
+    gw_job_fn work;
+    size_t size;
+};
+
+#define SLOT_HDR ((sizeof(struct slot) + 63) & ~(size_t)63)
+
+enum job_state {
+    JOB_FREE,
+    JOB_BUSY,    /* its slot number is in the worker process */
+    JOB_FAILING, /* the process died: done(arg, GW_EUNAVAIL) is about to run */
+};
+
+struct gw_job { /* the gateway's side of slot i: w->jobs[i] */
     struct gw_workers *w;
-    gw_job_fn work, done, drop;
-    void *arg;
     enum job_state state;
-    bool cancelled;
-    struct gw_job *next;
+    bool cancelled; /* drop has run; the slot waits for its answer */
+    gw_job_done_fn done;
+    gw_job_fn drop;
+    void *arg;
+    size_t size; /* the gateway's own copy of the size: the mapping's can be written by the child */
 };
 
 struct gw_workers {
-    pthread_mutex_t mu;
-    pthread_cond_t cv;
-    bool stopping;
-    struct gw_job *queue, *queue_tail; /* waiting for a thread */
-    unsigned queued, queue_max;
-    struct gw_job *finished, *finished_tail; /* waiting for the loop */
-    pthread_t *threads;
-    unsigned nthreads; /* started */
-    int pipe_rd, pipe_wr;
+    unsigned nthreads, nslots, queue_max, inflight;
+    size_t arg_max, stride, shm_len;
+    unsigned char *shm;
+    struct gw_job *jobs;
+    pid_t pid; /* -1: none */
+    int sock;  /* the gateway's end, -1 with no process */
+    struct event_base *base;
     struct event *ev;
+    uint64_t spawned_ms;
+    unsigned long deaths;
+    char *cgroup;            /* [auth] worker_cgroup, or NULL */
+    bool hello_seen;         /* the current process's first message has come */
+    int cgroup_err;          /* the last hello's: -1 none yet, 0 joined or none asked, else errno */
+    int resets;              /* ECONNRESETs in a row on the socket */
+    pid_t zombies[8];        /* killed or exited processes not reaped yet */
+    struct event *zombie_ev; /* tries again while there are some */
 };
 
-static void job_drop(struct gw_job *j)
-{
-    if (j->drop != NULL)
-        j->drop(j->arg);
-    gw_free(j);
-}
+/* The worker process's first message: how its setup went. */
+struct hello {
+    int32_t ag_err;  /* the autogroup's nice: 0, or errno (ENOENT: no autogroups here) */
+    int32_t cg_step; /* enum cg_step reached: CG_OK when joined or none asked */
+    int32_t cg_err;  /* errno of that step */
+    int32_t pad;     /* 16 bytes: never the size of an answer */
+};
 
-static void wake_loop(struct gw_workers *w)
-{
-    char c = 1;
-    ssize_t n;
+enum cg_step { CG_OK, CG_MKDIR, CG_IDLE, CG_JOIN };
 
-    /* A full pipe already holds a wake-up: EAGAIN is fine. */
-    do
-        n = write(w->pipe_wr, &c, 1);
-    while (n < 0 && errno == EINTR);
-}
+/* A worker process lost within this time of the last fork is not replaced before it ends. */
+#define RESPAWN_MIN_MS 1000
 
-/* Workers run under SCHED_IDLE: the kernel gives them a core only when nothing else (the loop,
- * PostgreSQL on the same host) wants it, so password hashing never delays serving; a login
- * waits instead. Where SCHED_IDLE is refused, nice +19 (the weakest normal weight) stands in. */
+/* Workers run under SCHED_IDLE; where that is refused, nice +19 (the weakest normal weight). */
 #define WORKER_NICE 19
 
-static void lower_priority(void)
+static uint64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static struct slot *slot_at(const struct gw_workers *w, unsigned i)
+{
+    return (struct slot *)(void *)(w->shm + (size_t)i * w->stride);
+}
+
+static unsigned char *copy_of(struct slot *s)
+{
+    return (unsigned char *)s + SLOT_HDR;
+}
+
+/* ---- the worker process ---- */
+
+static void lower_thread_priority(void)
 {
     struct sched_param sp = {.sched_priority = 0};
 
-    /* Linux: the policy and the nice value are per thread. Best effort: a failure of both leaves
-     * the default. */
+    /* Linux: the policy and the nice value are per thread. Best effort. */
     if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
         (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
 }
 
-static void *thread_main(void *arg)
+/* A session of its own is an autogroup of its own where the kernel groups by session (no cpu
+ * cgroup in use); that group is then given the weakest weight. Without CAP_SYS_ADMIN the kernel
+ * takes one such write on the whole host per 100 ms (EAGAIN otherwise): retried for up to 3 s.
+ * Returns 0 or errno (ENOENT: no autogroups; the threads' SCHED_IDLE is then what is left). */
+static int lower_group_priority(void)
 {
-    struct gw_workers *w = arg;
-    struct gw_job *j;
-    bool was_empty;
+    struct timespec pause = {0, 100 * 1000 * 1000};
+    int fd, err = 0;
 
-    lower_priority();
-    pthread_mutex_lock(&w->mu);
-    for (;;) {
-        while (!w->stopping && w->queue == NULL)
-            pthread_cond_wait(&w->cv, &w->mu);
-        if (w->stopping)
+    (void)setsid();
+    for (int tries = 0; tries < 30; tries++) {
+        fd = open("/proc/self/autogroup", O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+            return errno;
+        err = write(fd, "19", 2) == 2 ? 0 : errno;
+        close(fd);
+        if (err != EAGAIN)
             break;
-        j = w->queue;
-        w->queue = j->next;
-        if (w->queue == NULL)
-            w->queue_tail = NULL;
-        w->queued--;
-        j->next = NULL;
-        j->state = JOB_RUNNING;
-        pthread_mutex_unlock(&w->mu);
-
-        j->work(j->arg);
-
-        pthread_mutex_lock(&w->mu);
-        if (j->cancelled) { /* the canceller left it to us */
-            pthread_mutex_unlock(&w->mu);
-            job_drop(j);
-            pthread_mutex_lock(&w->mu);
-            continue;
-        }
-        j->state = JOB_DONE;
-        was_empty = w->finished == NULL;
-        if (w->finished_tail != NULL)
-            w->finished_tail->next = j;
-        else
-            w->finished = j;
-        w->finished_tail = j;
-        if (was_empty)
-            wake_loop(w);
+        nanosleep(&pause, NULL);
     }
-    pthread_mutex_unlock(&w->mu);
-    return NULL;
+    return err;
 }
 
-/* Takes the first finished job off the list, or NULL. */
-static struct gw_job *take_finished(struct gw_workers *w)
+static int write_file(const char *dir, const char *name, const char *text)
 {
-    struct gw_job *j;
+    char path[4096];
+    size_t n = strlen(text);
+    int fd, rc = 0;
 
-    pthread_mutex_lock(&w->mu);
-    j = w->finished;
-    if (j != NULL) {
-        w->finished = j->next;
-        if (w->finished == NULL)
-            w->finished_tail = NULL;
-        j->next = NULL;
-    }
-    pthread_mutex_unlock(&w->mu);
-    return j;
+    if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, name) >= sizeof(path))
+        return ENAMETOOLONG;
+    fd = open(path, O_WRONLY | O_CLOEXEC);
+    if (fd < 0)
+        return errno;
+    if (write(fd, text, n) != (ssize_t)n)
+        rc = errno != 0 ? errno : EIO;
+    close(fd);
+    return rc;
 }
 
-static void finished_cb(evutil_socket_t fd, short what, void *arg)
+/* Into the configured cgroup, marked idle (cpu.idle, Linux 5.15 and later, cgroup v1's cpu
+ * controller or v2): at every level of the CPU scheduler a task that wakes then takes the core
+ * from the hashing at once, which autogroups and SCHED_IDLE alone do not give across groups.
+ * Before any thread starts, so that all of them are in it. */
+static void join_cgroup(const char *dir, struct hello *h)
+{
+    h->cg_step = CG_OK;
+    h->cg_err = 0;
+    if (dir == NULL)
+        return;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) {
+        h->cg_step = CG_MKDIR;
+        h->cg_err = errno;
+    } else if ((h->cg_err = write_file(dir, "cpu.idle", "1")) != 0) {
+        h->cg_step = CG_IDLE;
+    } else if ((h->cg_err = write_file(dir, "cgroup.procs", "0")) != 0) {
+        h->cg_step = CG_JOIN;
+    }
+}
+
+struct child {
+    const struct gw_workers *w;
+    int fd;
+};
+
+static _Noreturn void *child_thread(void *arg)
+{
+    const struct child *c = arg;
+    const struct gw_workers *w = c->w;
+    struct slot *s;
+    uint32_t i;
+    ssize_t n;
+    int expect;
+
+    lower_thread_priority();
+    for (;;) {
+        n = recv(c->fd, &i, sizeof(i), 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n == 0)
+            _exit(0); /* the gateway closed its end */
+        if (n != (ssize_t)sizeof(i) || i >= w->nslots)
+            _exit(1);
+        s = slot_at(w, i);
+        expect = SLOT_QUEUED;
+        if (atomic_compare_exchange_strong(&s->state, &expect, SLOT_RUNNING)) {
+            s->work(copy_of(s));
+            atomic_store(&s->state, SLOT_DONE);
+        }
+        do
+            n = send(c->fd, &i, sizeof(i), MSG_NOSIGNAL);
+        while (n < 0 && errno == EINTR);
+        if (n != (ssize_t)sizeof(i))
+            _exit(0);
+    }
+}
+
+/* The forked process: nothing of the gateway's is used but the shared slots and its socket. */
+static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t parent)
+{
+    static struct child c;
+    struct hello hello;
+    sigset_t all;
+    pthread_t t;
+
+    if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent)
+        _exit(0);
+    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    (void)prctl(PR_SET_NAME, "waygated-work", 0, 0, 0);
+    /* The signals a service manager or a terminal sends to a whole group (systemd's stop sends
+     * SIGTERM to every process of the unit) are the gateway's to act on: the process ends with
+     * the gateway (its socket's end, PR_SET_PDEATHSIG), not before it while it drains. */
+    for (int sig = 1; sig < NSIG; sig++)
+        (void)signal(sig, sig == SIGPIPE || sig == SIGTERM || sig == SIGINT || sig == SIGHUP ||
+                                  sig == SIGUSR1 || sig == SIGUSR2 || sig == SIGQUIT
+                              ? SIG_IGN
+                              : SIG_DFL);
+    sigfillset(&all);
+    (void)sigprocmask(SIG_UNBLOCK, &all, NULL);
+    if (fd != 3) {
+        if (dup2(fd, 3) != 3)
+            _exit(1);
+        fd = 3;
+    }
+    if (syscall(SYS_close_range, 4u, ~0u, 0u) != 0)
+        for (int i = 4; i < 65536; i++)
+            (void)close(i);
+    memset(&hello, 0, sizeof(hello));
+    hello.ag_err = lower_group_priority();
+    join_cgroup(w->cgroup, &hello);
+    if (send(fd, &hello, sizeof(hello), MSG_NOSIGNAL) != (ssize_t)sizeof(hello))
+        _exit(1);
+    c.w = w;
+    c.fd = fd;
+    for (unsigned i = 1; i < w->nthreads; i++)
+        if (pthread_create(&t, NULL, child_thread, &c) != 0)
+            break; /* fewer threads: slower, not wrong */
+    child_thread(&c);
+}
+
+/* ---- the gateway's side ---- */
+
+static void answer_cb(evutil_socket_t fd, short what, void *arg);
+
+static int watch(struct gw_workers *w)
+{
+    w->ev = event_new(w->base, w->sock, EV_READ | EV_PERSIST, answer_cb, w);
+    if (w->ev == NULL || event_add(w->ev, NULL) != 0) {
+        if (w->ev != NULL)
+            event_free(w->ev);
+        w->ev = NULL;
+        return GW_ENOMEM;
+    }
+    return 0;
+}
+
+/* Reaps what can be reaped without waiting; while some are left, tries again in 50 ms. */
+static void reap_zombies(struct gw_workers *w)
+{
+    static const struct timeval again = {0, 50 * 1000};
+    bool left = false;
+
+    for (size_t i = 0; i < sizeof(w->zombies) / sizeof(w->zombies[0]); i++) {
+        if (w->zombies[i] > 0 && waitpid(w->zombies[i], NULL, WNOHANG) != 0)
+            w->zombies[i] = 0; /* reaped, or not ours any more */
+        left = left || w->zombies[i] > 0;
+    }
+    if (left && w->zombie_ev != NULL)
+        (void)evtimer_add(w->zombie_ev, &again);
+}
+
+static void zombie_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    reap_zombies(arg);
+}
+
+/* Ends the current process: its socket closed, the process killed. With wait (shutdown, or a
+ * process that broke the protocol and may still be running), returns once it is gone; without,
+ * it is reaped now or later (it has exited: its socket's end said so). */
+static void reap(struct gw_workers *w, bool wait)
+{
+    size_t i;
+
+    if (w->ev != NULL)
+        event_free(w->ev);
+    w->ev = NULL;
+    if (w->sock >= 0)
+        close(w->sock);
+    w->sock = -1;
+    if (w->pid > 0) {
+        (void)kill(w->pid, SIGKILL);
+        if (wait) {
+            while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        } else if (waitpid(w->pid, NULL, WNOHANG) == 0) {
+            for (i = 0; i < sizeof(w->zombies) / sizeof(w->zombies[0]) && w->zombies[i] > 0; i++)
+                ;
+            if (i == sizeof(w->zombies) / sizeof(w->zombies[0])) { /* full: make room */
+                while (waitpid(w->zombies[0], NULL, 0) < 0 && errno == EINTR)
+                    ;
+                i = 0;
+            }
+            w->zombies[i] = w->pid;
+            reap_zombies(w);
+        }
+    }
+    w->pid = -1;
+    w->hello_seen = false;
+    w->resets = 0;
+}
+
+/* The process's first message: how its setup went. What did not work is logged; the process
+ * runs without it. */
+static void hello_from(struct gw_workers *w, const struct hello *h)
+{
+    static const char *const what[] = {
+        [CG_MKDIR] = "create",
+        [CG_IDLE] = "mark idle (cpu.idle)",
+        [CG_JOIN] = "join (cgroup.procs)",
+    };
+
+    w->hello_seen = true;
+    w->cgroup_err = h->cg_step == CG_OK ? 0 : h->cg_err > 0 ? h->cg_err : EIO;
+    if (h->ag_err != 0 && h->ag_err != ENOENT)
+        GW_LOG(GW_LOG_WARN, "workers", NULL,
+               "the password-hashing process %ld could not lower its scheduling group "
+               "(/proc/self/autogroup): %s; a login storm can delay other work",
+               (long)w->pid, strerror(h->ag_err));
+    if (h->cg_step > CG_OK && h->cg_step <= CG_JOIN)
+        GW_LOG(GW_LOG_WARN, "workers", NULL,
+               "the password-hashing process %ld could not %s [auth] worker_cgroup %s: %s; it "
+               "runs outside it, and a login storm can delay other work",
+               (long)w->pid, what[h->cg_step], w->cgroup, strerror(w->cgroup_err));
+}
+
+static int spawn(struct gw_workers *w)
+{
+    pid_t parent = getpid(), pid;
+    int sv[2];
+
+    reap_zombies(w);
+    w->spawned_ms = mono_ms();
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return GW_EUNAVAIL;
+    pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        child_main(w, sv[1], parent);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return GW_EUNAVAIL;
+    }
+    w->pid = pid;
+    w->sock = sv[0];
+    w->hello_seen = false;
+    w->resets = 0;
+    if (fcntl(w->sock, F_SETFL, O_NONBLOCK) != 0 || (w->base != NULL && watch(w) != 0)) {
+        reap(w, true);
+        return GW_EUNAVAIL;
+    }
+    return 0;
+}
+
+static void release(struct gw_workers *w, unsigned i)
+{
+    struct slot *s = slot_at(w, i);
+
+    gw_wipe(copy_of(s), w->jobs[i].size);
+    s->work = NULL;
+    s->size = 0;
+    atomic_store(&s->state, SLOT_FREE);
+    w->inflight--;
+}
+
+/* Slot i's job ends: done with its result when the work was done (st SLOT_DONE), else with
+ * GW_EUNAVAIL; nothing when it was cancelled. */
+static void finish(struct gw_workers *w, unsigned i, int st)
+{
+    struct gw_job *j = &w->jobs[i];
+    bool cancelled = j->cancelled;
+    gw_job_done_fn done = j->done;
+    void *arg = j->arg;
+
+    if (!cancelled && st == SLOT_DONE)
+        memcpy(arg, copy_of(slot_at(w, i)), j->size);
+    release(w, i);
+    memset(j, 0, sizeof(*j));
+    j->w = w;
+    if (!cancelled)
+        done(arg, st == SLOT_DONE ? 0 : GW_EUNAVAIL);
+}
+
+/* The worker process is gone (or broke the protocol and is killed): its jobs end, those it had
+ * finished with their results (the answer may not have been sent), the others with GW_EUNAVAIL.
+ * Done functions may cancel jobs not yet ended here, and submit new ones (to a new process). */
+static void died(struct gw_workers *w, const char *why, bool wait)
+{
+    unsigned ending = 0;
+
+    GW_LOG(GW_LOG_ERROR, "workers", NULL,
+           "the password-hashing process %ld %s; the %u job(s) it held end (those it had not "
+           "finished answer UNAVAILABLE), the next job starts a new one",
+           (long)w->pid, why, w->inflight);
+    reap(w, wait); /* no thread of it runs from here on: the slots are the gateway's alone */
+    w->deaths++;
+    for (unsigned i = 0; i < w->nslots; i++)
+        if (w->jobs[i].state == JOB_BUSY) {
+            w->jobs[i].state = JOB_FAILING;
+            ending++;
+        }
+    for (unsigned i = 0; i < w->nslots && ending > 0; i++) {
+        if (w->jobs[i].state != JOB_FAILING)
+            continue;
+        ending--;
+        finish(w, i, atomic_load(&slot_at(w, i)->state));
+    }
+}
+
+static void answer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_workers *w = arg;
-    char buf[64];
-    struct gw_job *j;
+    union {
+        uint32_t i;
+        struct hello h;
+    } m;
+    ssize_t n;
 
     (void)what;
-    while (read(fd, buf, sizeof(buf)) > 0)
-        ;
-    /* One at a time: a done function may cancel a job that is still on the list (it is then
-     * marked and dropped here when its turn comes). */
-    while ((j = take_finished(w)) != NULL) {
-        if (j->cancelled) {
-            job_drop(j);
+    reap_zombies(w);
+    for (;;) {
+        n = recv(fd, &m, sizeof(m), MSG_DONTWAIT);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return;
+        /* A process that exits with numbers unread resets the socket: the answers it had sent
+         * are still to read, then its end. */
+        if (n < 0 && errno == ECONNRESET && ++w->resets < 3)
+            continue;
+        if (n > 0)
+            w->resets = 0;
+        if (n == (ssize_t)sizeof(m.h) && !w->hello_seen) {
+            hello_from(w, &m.h);
             continue;
         }
-        j->done(j->arg);
-        gw_free(j);
+        if (n == (ssize_t)sizeof(m.i) && w->hello_seen && m.i < w->nslots &&
+            w->jobs[m.i].state == JOB_BUSY) {
+            finish(w, m.i, atomic_load(&slot_at(w, m.i)->state));
+            continue;
+        }
+        if (n == 0 || (n < 0 && errno == ECONNRESET))
+            died(w, "exited", false);
+        else
+            died(w, "answered out of turn and was killed", true);
+        return;
     }
 }
 
-struct gw_workers *gw_workers_new(struct event_base *base, unsigned nthreads, unsigned queue_max)
+struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t arg_max,
+                                  const char *cgroup)
 {
     struct gw_workers *w;
-    int fds[2];
+    void *p;
 
-    if (base == NULL || nthreads == 0 || queue_max == 0)
+    if (nthreads == 0 || queue_max == 0 || arg_max == 0 || arg_max > (1u << 20) ||
+        nthreads > 1024 || queue_max > 1u << 16)
         return NULL;
     w = gw_calloc(1, sizeof(*w));
     if (w == NULL)
         return NULL;
-    w->pipe_rd = w->pipe_wr = -1;
+    w->nthreads = nthreads;
     w->queue_max = queue_max;
-    if (pthread_mutex_init(&w->mu, NULL) != 0) {
+    w->nslots = nthreads + queue_max;
+    w->arg_max = arg_max;
+    w->stride = (SLOT_HDR + arg_max + 63) & ~(size_t)63;
+    w->shm_len = w->stride * w->nslots;
+    w->pid = -1;
+    w->sock = -1;
+    w->cgroup_err = -1;
+    w->jobs = gw_calloc(w->nslots, sizeof(*w->jobs));
+    w->cgroup = cgroup != NULL ? gw_strdup(cgroup) : NULL;
+    p = mmap(NULL, w->shm_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+    if (w->jobs == NULL || p == MAP_FAILED || (cgroup != NULL && w->cgroup == NULL)) {
+        if (p != MAP_FAILED)
+            munmap(p, w->shm_len);
+        gw_free(w->cgroup);
+        gw_free(w->jobs);
         gw_free(w);
         return NULL;
     }
-    if (pthread_cond_init(&w->cv, NULL) != 0) {
-        pthread_mutex_destroy(&w->mu);
-        gw_free(w);
+    w->shm = p;
+    (void)madvise(p, w->shm_len, MADV_DONTDUMP); /* passwords pass through it */
+    (void)mlock(p, w->shm_len);                  /* best effort: keep them out of swap */
+    for (unsigned i = 0; i < w->nslots; i++)
+        w->jobs[i].w = w;
+    if (spawn(w) != 0) {
+        gw_workers_free(w);
         return NULL;
     }
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
-        goto fail;
-    w->pipe_rd = fds[0];
-    w->pipe_wr = fds[1];
-    w->ev = event_new(base, w->pipe_rd, EV_READ | EV_PERSIST, finished_cb, w);
-    w->threads = gw_calloc(nthreads, sizeof(*w->threads));
-    if (w->ev == NULL || w->threads == NULL || event_add(w->ev, NULL) != 0)
-        goto fail;
-    for (; w->nthreads < nthreads; w->nthreads++)
-        if (pthread_create(&w->threads[w->nthreads], NULL, thread_main, w) != 0)
-            goto fail;
     return w;
-fail:
-    gw_workers_free(w);
-    return NULL;
+}
+
+int gw_workers_attach(struct gw_workers *w, struct event_base *base)
+{
+    if (w == NULL || base == NULL || w->base != NULL)
+        return GW_EINVAL;
+    w->base = base;
+    w->zombie_ev = evtimer_new(base, zombie_cb, w);
+    if (w->zombie_ev == NULL)
+        return GW_ENOMEM;
+    return w->sock >= 0 ? watch(w) : 0;
 }
 
 void gw_workers_free(struct gw_workers *w)
 {
-    struct gw_job *j, *next;
-
     if (w == NULL)
         return;
-    pthread_mutex_lock(&w->mu);
-    w->stopping = true;
-    pthread_cond_broadcast(&w->cv);
-    pthread_mutex_unlock(&w->mu);
-    for (unsigned i = 0; i < w->nthreads; i++)
-        pthread_join(w->threads[i], NULL);
-    /* No thread runs now: what is left on the lists is ours alone. */
-    for (j = w->queue; j != NULL; j = next) {
-        next = j->next;
-        job_drop(j);
+    reap(w, true);
+    if (w->zombie_ev != NULL)
+        event_free(w->zombie_ev);
+    for (size_t i = 0; i < sizeof(w->zombies) / sizeof(w->zombies[0]); i++)
+        if (w->zombies[i] > 0)
+            while (waitpid(w->zombies[i], NULL, 0) < 0 && errno == EINTR)
+                ;
+    for (unsigned i = 0; i < w->nslots; i++) {
+        struct gw_job *j = &w->jobs[i];
+
+        if (j->state != JOB_FREE && !j->cancelled && j->drop != NULL)
+            j->drop(j->arg);
     }
-    for (j = w->finished; j != NULL; j = next) {
-        next = j->next;
-        job_drop(j);
-    }
-    if (w->ev != NULL)
-        event_free(w->ev);
-    if (w->pipe_rd >= 0)
-        close(w->pipe_rd);
-    if (w->pipe_wr >= 0)
-        close(w->pipe_wr);
-    gw_free(w->threads);
-    pthread_cond_destroy(&w->cv);
-    pthread_mutex_destroy(&w->mu);
+    gw_wipe(w->shm, w->shm_len);
+    munmap(w->shm, w->shm_len);
+    gw_free(w->cgroup);
+    gw_free(w->jobs);
     gw_free(w);
 }
 
-int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_fn done, gw_job_fn drop,
-                      void *arg, struct gw_job **out)
+int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_done_fn done, gw_job_fn drop,
+                      void *arg, size_t size, struct gw_job **out)
 {
+    unsigned i, free_slot = UINT32_MAX;
+    struct slot *s;
     struct gw_job *j;
+    uint32_t msg;
+    ssize_t n;
 
     if (out != NULL)
         *out = NULL;
-    if (w == NULL || work == NULL || done == NULL)
+    if (w == NULL || w->base == NULL || work == NULL || done == NULL || arg == NULL || size == 0 ||
+        size > w->arg_max)
         return GW_EINVAL;
-    j = gw_calloc(1, sizeof(*j));
-    if (j == NULL)
-        return GW_ENOMEM;
-    j->w = w;
-    j->work = work;
+    if (w->sock < 0 && (mono_ms() - w->spawned_ms < RESPAWN_MIN_MS || spawn(w) != 0))
+        return GW_EUNAVAIL;
+    if (gw_workers_queued(w) >= w->queue_max)
+        return GW_ETOOBIG;
+    for (i = 0; i < w->nslots && free_slot == UINT32_MAX; i++)
+        if (w->jobs[i].state == JOB_FREE)
+            free_slot = i;
+    if (free_slot == UINT32_MAX) /* cancelled jobs still running hold the rest */
+        return GW_ETOOBIG;
+    s = slot_at(w, free_slot);
+    j = &w->jobs[free_slot];
+    memcpy(copy_of(s), arg, size);
+    s->work = work;
+    s->size = size;
+    atomic_store(&s->state, SLOT_QUEUED);
+    j->state = JOB_BUSY;
+    j->cancelled = false;
     j->done = done;
     j->drop = drop;
     j->arg = arg;
-    j->state = JOB_QUEUED;
-    pthread_mutex_lock(&w->mu);
-    if (w->queued >= w->queue_max || w->stopping) {
-        pthread_mutex_unlock(&w->mu);
-        gw_free(j);
-        return GW_ETOOBIG;
+    j->size = size;
+    w->inflight++;
+    msg = free_slot;
+    do
+        n = send(w->sock, &msg, sizeof(msg), MSG_DONTWAIT | MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n != (ssize_t)sizeof(msg)) {
+        /* Not sent: the slot is ours again. A dead process is noticed on its socket's end. */
+        int err = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? GW_ETOOBIG : GW_EUNAVAIL;
+
+        release(w, free_slot);
+        memset(j, 0, sizeof(*j));
+        j->w = w;
+        return err;
     }
-    if (w->queue_tail != NULL)
-        w->queue_tail->next = j;
-    else
-        w->queue = j;
-    w->queue_tail = j;
-    w->queued++;
-    pthread_cond_signal(&w->cv);
-    pthread_mutex_unlock(&w->mu);
     if (out != NULL)
         *out = j;
     return 0;
@@ -272,37 +632,53 @@ int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_fn done, gw_j
 
 void gw_workers_cancel(struct gw_job *j)
 {
-    struct gw_workers *w;
-    struct gw_job **pp, *prev = NULL;
+    if (j == NULL || j->state == JOB_FREE || j->cancelled)
+        return;
+    if (j->state == JOB_BUSY) {
+        int expect = SLOT_QUEUED;
 
-    if (j == NULL)
-        return;
-    w = j->w;
-    pthread_mutex_lock(&w->mu);
-    if (j->state != JOB_QUEUED) {
-        /* Running: the thread drops it when work returns. Finished: the loop drops it. */
-        j->cancelled = true;
-        pthread_mutex_unlock(&w->mu);
-        return;
+        /* Not taken yet: no thread will run it. Taken: it runs to its end, unseen. */
+        (void)atomic_compare_exchange_strong(&slot_at(j->w, (unsigned)(j - j->w->jobs))->state,
+                                             &expect, SLOT_CANCELLED);
     }
-    for (pp = &w->queue; *pp != NULL && *pp != j; pp = &(*pp)->next)
-        prev = *pp;
-    if (*pp == j) {
-        *pp = j->next;
-        if (w->queue_tail == j)
-            w->queue_tail = prev;
-        w->queued--;
-    }
-    pthread_mutex_unlock(&w->mu);
-    job_drop(j);
+    j->cancelled = true;
+    if (j->drop != NULL)
+        j->drop(j->arg);
+    j->arg = NULL;
 }
 
-unsigned gw_workers_queued(struct gw_workers *w)
+unsigned gw_workers_queued(const struct gw_workers *w)
 {
-    unsigned n;
+    unsigned n = 0;
 
-    pthread_mutex_lock(&w->mu);
-    n = w->queued;
-    pthread_mutex_unlock(&w->mu);
+    for (unsigned i = 0; i < w->nslots; i++)
+        if (w->jobs[i].state == JOB_BUSY && atomic_load(&slot_at(w, i)->state) == SLOT_QUEUED)
+            n++;
     return n;
+}
+
+unsigned gw_workers_inflight(const struct gw_workers *w)
+{
+    return w->inflight;
+}
+
+unsigned long gw_workers_deaths(const struct gw_workers *w)
+{
+    return w->deaths;
+}
+
+pid_t gw_workers_pid(const struct gw_workers *w)
+{
+    return w->pid;
+}
+
+int gw_workers_cgroup_err(const struct gw_workers *w)
+{
+    return w->cgroup_err;
+}
+
+const void *gw_workers_shared(const struct gw_workers *w, size_t *len)
+{
+    *len = w->shm_len;
+    return w->shm;
 }

@@ -1,20 +1,38 @@
 /* workers.h: a small pool of threads that runs CPU-heavy jobs (password hashing) off the event
- * loop. A job's work function runs on a worker thread; its done function then runs on the loop
- * (completion is signalled through a pipe watched by a libevent event, so libevent needs no
- * thread support). The queue is bounded: a full queue refuses new jobs instead of growing. The
- * threads run under SCHED_IDLE (nice +19 where that is refused): they get a core only when the
- * loop and the database do not want it, so hashing never delays serving calls.
+ * loop, in a process of its own. A job's work function runs on one of the pool's threads in the
+ * worker process, on a copy of its argument in memory shared with it; its done function then
+ * runs on the loop, in the gateway, with the argument updated from that copy.
  *
- * Ownership of a job's argument:
- *  - done(arg) runs on the loop once work(arg) has finished, unless the job was cancelled first;
- *    from then on done owns arg.
- *  - After gw_workers_cancel() (or gw_workers_free() with the job unfinished) done never runs;
- *    drop(arg) runs exactly once instead, as soon as no thread uses arg: at once when the job
- *    had not started, on the worker thread when it was running, on the loop when it had
- *    finished. drop must therefore be thread-safe (free and wipe only).
- * The work function must not touch anything the loop owns. */
+ * Why a process: the kernel shares the CPU between groups of processes (autogroups: one per
+ * session; cgroups) before it looks at a thread's policy, so threads of the gateway hashing
+ * under SCHED_IDLE still took the gateway's group's full share from PostgreSQL and the clients
+ * beside it, and Submit latency rose tenfold during a login storm. The worker process starts a
+ * session of its own (an autogroup of its own where the kernel groups by session), lowers that
+ * group to nice +19, runs its threads under SCHED_IDLE (nice +19 where that is refused), and,
+ * given [auth] worker_cgroup, moves into that cgroup marked idle: only then does a task that
+ * wakes anywhere else take the core from it at once. It ignores the signals sent to whole
+ * groups (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2): it ends with the gateway.
+ *
+ * The worker process is forked by gw_workers_new (the daemon does it before it reads any key),
+ * keeps no descriptor but its socket and stdio, cannot be dumped or traced, and dies with the
+ * gateway. If it dies, the jobs it held end (those it had finished with their result, the others
+ * with GW_EUNAVAIL) and the next job submitted (at most one a second) forks a new one, from the
+ * gateway as it is then. Nothing on the loop waits for the process but gw_workers_free.
+ *
+ * Ownership of a job's argument (size bytes, copied into the shared slot at submit):
+ *  - done(arg, 0) runs on the loop once work has run on the copy and the copy is back in arg;
+ *    done(arg, GW_EUNAVAIL) when the worker process died before it finished (arg is as it was
+ *    submitted); unless the job was cancelled first. From then on done owns arg. Idle priority
+ *    means a job waits while the machine is busy: callers bound the wait (the call's deadline).
+ *  - gw_workers_cancel() runs drop(arg) before it returns and done never runs.
+ * The work function must use nothing but its argument (pointers in it lead to the gateway's
+ * memory as it was when the worker process was forked) and must be thread-safe. The shared copy
+ * is wiped when the job ends. */
 #ifndef GW_WORKERS_H
 #define GW_WORKERS_H
+
+#include <stddef.h>
+#include <sys/types.h>
 
 #include "err.h"
 
@@ -23,28 +41,46 @@ struct gw_workers;
 struct gw_job;
 
 typedef void (*gw_job_fn)(void *arg);
+typedef void (*gw_job_done_fn)(void *arg, int err);
 
-/* Starts nthreads (>= 1) threads and the completion event on base; queue_max (>= 1) bounds the
- * jobs waiting for a thread. Returns NULL on failure (nothing left behind). */
-struct gw_workers *gw_workers_new(struct event_base *base, unsigned nthreads, unsigned queue_max);
+/* Forks the worker process with nthreads (>= 1) threads. queue_max (>= 1) bounds the jobs waiting
+ * for a thread, arg_max (>= 1) the size of a job's argument. cgroup (or NULL): a cgroup directory
+ * ([auth] worker_cgroup) the process creates if missing, marks idle (cpu.idle = 1) and joins
+ * before its threads start; a failure is logged and the process runs without it. No event loop
+ * yet: call gw_workers_attach before the first submit. Returns NULL on failure (nothing left
+ * behind). */
+struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t arg_max,
+                                  const char *cgroup);
 
-/* Stops the pool: jobs not yet started are dropped, running jobs finish (their threads are
- * joined), finished jobs whose done has not run are dropped; no done runs from here on.
- * NULL-safe. Must not be called from a done function. */
+/* Watches the worker process's answers on base. 0, or GW_ENOMEM / GW_EINVAL. */
+int gw_workers_attach(struct gw_workers *w, struct event_base *base) GW_MUST_CHECK;
+
+/* Stops the pool: the worker process is killed and reaped, every job not ended is dropped
+ * (drop(arg)), no done runs from here on. NULL-safe. Must not be called from a done function. */
 void gw_workers_free(struct gw_workers *w);
 
-/* Queues work(arg) with done and drop as described above (drop may be NULL when arg needs no
- * release). Returns 0 with a handle in *out (out may be NULL), GW_ETOOBIG (queue_max jobs are
- * waiting), GW_ENOMEM or GW_EINVAL; on error nothing runs and arg stays the caller's. */
-int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_fn done, gw_job_fn drop,
-                      void *arg, struct gw_job **out) GW_MUST_CHECK;
+/* Queues work on a copy of arg's size bytes, with done and drop as described above (drop may be
+ * NULL when arg needs no release). Returns 0 with a handle in *out (out may be NULL); GW_ETOOBIG
+ * (the queue is full), GW_EUNAVAIL (no worker process, and the last one was forked less than a
+ * second ago or could not be), GW_EINVAL; on error nothing runs and arg stays the caller's. */
+int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_done_fn done, gw_job_fn drop,
+                      void *arg, size_t size, struct gw_job **out) GW_MUST_CHECK;
 
-/* Cancels a job from the loop: its done will not run; drop(arg) runs once arg is free (maybe
- * before this returns, maybe later on a worker thread). The handle is valid until done starts
- * or until this returns. */
+/* Cancels a job from the loop: drop(arg) runs before this returns, done never runs. The handle is
+ * valid until done starts or until this returns. */
 void gw_workers_cancel(struct gw_job *job);
 
-/* Jobs waiting for a thread now (for tests and metrics). */
-unsigned gw_workers_queued(struct gw_workers *w);
+/* Jobs waiting for a thread now, and jobs in the worker process (waiting or running). */
+unsigned gw_workers_queued(const struct gw_workers *w);
+unsigned gw_workers_inflight(const struct gw_workers *w);
+/* Worker processes that died since the pool started (each one's jobs ended with GW_EUNAVAIL). */
+unsigned long gw_workers_deaths(const struct gw_workers *w);
+/* The worker process, or -1 when there is none until the next submit. */
+pid_t gw_workers_pid(const struct gw_workers *w);
+/* How the current process's cgroup step went: -1 not reported yet, 0 joined (or none asked),
+ * else the errno of the step that failed (logged). */
+int gw_workers_cgroup_err(const struct gw_workers *w);
+/* The mapping shared with the worker process (for tests: nothing of a job may stay in it). */
+const void *gw_workers_shared(const struct gw_workers *w, size_t *len);
 
 #endif

@@ -27,8 +27,9 @@
 #        saturation, where any extra runnable thread on the box moves latency);
 #   (pr) Submit in an open loop at a fixed rate (BENCH_PR_FRACTION, default 0.5, of p0's
 #        waybills/s) during 20 parallel Logins vs (pr0) the same rate without them, and (pri) the
-#        same rate beside [auth] workers' number of SCHED_IDLE busy loops outside the gateway (what
-#        the machine itself does); BENCH_PR_ROUNDS (3) alternating rounds, latency from the due time.
+#        same rate beside [auth] workers' number of SCHED_IDLE busy loops outside the gateway, in its
+#        [auth] worker_cgroup when it has one (CPU-only work placed as the hashing is);
+#        BENCH_PR_ROUNDS (3) alternating rounds, latency from the due time.
 # and for issue 8 (the audit chain; see "issue 8" below):
 #   (uq) Submit at 64 streams with the audit chain on, (u) the same with audited Searches by phone
 #        beside it, vs (u0) pgbench's one row per transaction right before them; (r) a Reveal's
@@ -465,7 +466,8 @@ ratios_list() { # NAME BASE -> "1.16, 1.41, 1.19"
 # (p)  Submit p99 at 64 streams while 20 Logins run in parallel (p) and without them (p0);
 # (pr) Submit at PR_FRACTION of p0's waybills/s in an open loop (wgload --rate: each call sent
 #      when due, its latency counted from then) while 20 Logins run (pr), without them (pr0), and
-#      beside as many SCHED_IDLE busy loops as the gateway has auth workers (pri: the control);
+#      beside as many SCHED_IDLE busy loops as the gateway has auth workers, in its worker cgroup
+#      when it has one (pri: the control);
 #      PR_ROUNDS rounds in the order pr0 pr pri, then pri pr pr0, ... (drift cancels).
 # A figure the stack cannot give (UNIMPLEMENTED, no account) is skipped and said so; one that ran
 # with failed calls fails the run.
@@ -747,11 +749,14 @@ storm_ok() {
     ((e - ${u:-0} == 0))
 }
 
+auth_key() { # KEY: [auth] KEY of the gateway's configuration, or nothing
+    awk -F= -v k="$1" '/^[[:space:]]*\[/ { sec = $0; gsub(/[][[:space:]]/, "", sec); next }
+        sec == "auth" && $1 ~ "^[[:space:]]*" k "[[:space:]]*$" { gsub(/[[:space:]]/, "", $2); v = $2 }
+        END { print v }' "${WAYGATE_CONF:-/nonexistent}" 2>/dev/null || true
+}
 auth_workers() { # [auth] workers of the gateway's configuration (default 2)
     local n
-    n=$(awk -F= '/^[[:space:]]*\[/ { sec = $0; gsub(/[][[:space:]]/, "", sec); next }
-                 sec == "auth" && $1 ~ /^[[:space:]]*workers[[:space:]]*$/ { gsub(/[[:space:]]/, "", $2); v = $2 }
-                 END { print v }' "${WAYGATE_CONF:-/nonexistent}" 2>/dev/null || true)
+    n=$(auth_key workers)
     echo "${n:-2}"
 }
 
@@ -773,9 +778,10 @@ run_rate() {
     logins)
         "$WGLOAD" -c 1 -s 20 "${LOGIN[@]}" -d "$sdur" -w 0 >"$bg_out" 2>&1 &
         bg_pids=($!) ;;
-    idle)
+    idle) # placed as the gateway places its hashing: in [auth] worker_cgroup when it has one
         for ((i = 0; i < PR_IDLE_N; i++)); do
-            chrt -i 0 timeout "$sdur" bash -c 'while :; do :; done' &
+            CG=$PR_IDLE_CG chrt -i 0 timeout "$sdur" bash -c \
+                '[[ -z $CG ]] || echo $$ >"$CG/cgroup.procs"; while :; do :; done' &
             bg_pids+=($!)
         done ;;
     esac
@@ -827,6 +833,7 @@ figure_storm_rate() {
         return
     fi
     PR_IDLE_N=$(auth_workers)
+    PR_IDLE_CG=$(auth_key worker_cgroup)
     PR_MARGS=(-d "$DUR" -w 1)
     [[ $MODE == smoke ]] && PR_MARGS=(-d 1 -w 1)
     for ((k = 1; k <= PR_ROUNDS; k++)); do
@@ -1055,7 +1062,7 @@ DESC[p0]="gateway Submit, 64 streams, no logins (waybills/s)"
 DESC[p]="gateway Submit, 64 streams, 20 parallel Logins throughout (waybills/s; ${STORM_LPS:-?} logins/s)"
 DESC[pr0]="gateway Submit, open loop at ${PR_RATE:-?} calls/s (${PR_FRACTION} x p0), no logins (waybills/s)"
 DESC[pr]="the same rate, 20 parallel Logins throughout ($(median <<<"${PR_LPS:-}") logins/s)"
-DESC[pri]="the same rate, ${PR_IDLE_N:-?} SCHED_IDLE busy loops outside the gateway (the control)"
+DESC[pri]="the same rate, ${PR_IDLE_N:-?} SCHED_IDLE busy loops outside the gateway$([[ -z ${PR_IDLE_CG:-} ]] || echo " in its worker cgroup") (the control)"
 declare -A I7_VS=([g]=g0 [s]=s0 [l]=l0 [p]=p0 [pr]=pr0 [pri]=pr0)
 p99_ratio() { # NAME BASE -> the median over rounds of NAME's p99 over BASE's
     awk -v a="${V_P99[$1]}" -v b="${V_P99[$2]}" 'BEGIN {
@@ -1116,7 +1123,7 @@ if ((${#SKIP[@]} + ${#WHY_FAIL[@]})) || [[ -n ${V_W[g]:-}${V_W[s]:-}${V_W[l]:-}$
             echo "  - during 20 parallel logins (pr) against none (pr0): p99 ratio $(lat_ratio "${V_P99[pr]}" "${V_P99[pr0]}") (per round $(lat_ratios "${V_P99[pr]}" "${V_P99[pr0]}")), p50 ratio $(lat_ratio "${V_P50[pr]}" "${V_P50[pr0]}") (per round $(lat_ratios "${V_P50[pr]}" "${V_P50[pr0]}"))"
             echo "  - p99 ms per round: pr $(commas "${V_P99[pr]}"); pr0 $(commas "${V_P99[pr0]}"); p50 ms: pr $(commas "${V_P50[pr]}"); pr0 $(commas "${V_P50[pr0]}"); logins/s during pr: $(commas "${PR_LPS:-}")"
             if [[ -n ${V_P99[pri]:-} ]]; then
-                echo "  - control, ${PR_IDLE_N} SCHED_IDLE busy loops outside the gateway instead of logins (pri): p99 ratio $(lat_ratio "${V_P99[pri]}" "${V_P99[pr0]}") (per round $(lat_ratios "${V_P99[pri]}" "${V_P99[pr0]}")), p50 ratio $(lat_ratio "${V_P50[pri]}" "${V_P50[pr0]}"); p99 ms per round $(commas "${V_P99[pri]}")"
+                echo "  - control, ${PR_IDLE_N} SCHED_IDLE busy loops outside the gateway$([[ -z ${PR_IDLE_CG:-} ]] || echo " in its worker cgroup") instead of logins (pri): p99 ratio $(lat_ratio "${V_P99[pri]}" "${V_P99[pr0]}") (per round $(lat_ratios "${V_P99[pri]}" "${V_P99[pr0]}")), p50 ratio $(lat_ratio "${V_P50[pri]}" "${V_P50[pr0]}"); p99 ms per round $(commas "${V_P99[pri]}")"
             fi
             echo "  - the gateway loop's wait for a CPU (runnable, not running; kernel schedstat), ms per s of the run: pr0 $(commas "${PR_RQ[pr0]:-}"); pr $(commas "${PR_RQ[pr]:-}")$([[ -z ${PR_RQ[pri]:-} ]] || echo "; pri $(commas "${PR_RQ[pri]}")")"
             ((STORM_UNFINISHED == 0)) || echo "  - logins still queued at the end of a storm and not answered within wgload's 15 s grace (the pool starved of idle CPU; not counted as failures): $STORM_UNFINISHED"
@@ -1252,7 +1259,9 @@ $(if [[ -s $TARGETS8 ]]; then cat "$TARGETS8"; else echo "- not measured in this
   call the client could not send on time shows its wait (no coordinated omission; the calls sent
   more than 1 ms late are counted). pr0 alone, pr with 20 parallel Logins over the whole window,
   pri with as many \`chrt -i 0\` (SCHED_IDLE) busy loops outside the gateway as it has auth
-  workers: what this machine does to Submit when that much other work is runnable. ${PR_ROUNDS} rounds,
+  workers, in the gateway's \`[auth] worker_cgroup\` when it has one (${PR_IDLE_CG:-none here}): what
+  this machine does to Submit when that much CPU-only work runs where the hashing runs, which
+  tells the cost of taking the cores back from the cost of scrypt's memory traffic. ${PR_ROUNDS} rounds,
   ordered pr0 pr pri, then pri pr pr0 (drift cancels); each from an empty table. Beside the
   latencies: how long the gateway's loop thread was runnable but waiting for a CPU (the kernel's
   schedstat of its main thread), which tells CPU contention from the gateway's own delays.

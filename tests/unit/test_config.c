@@ -195,6 +195,7 @@ static const struct bad bads[] = {
     {"bad_suite.conf", 12, "[crypto] suite", "must be aes or sm"},
     {"bad_metrics_host.conf", 12, "[metrics] listen", "must be a loopback address"},
     {"bad_metrics_tls.conf", 12, "[metrics] tls", "requires [metrics] listen"},
+    {"bad_worker_cgroup.conf", 13, "[auth] worker_cgroup", "must be an absolute path"},
     {"bad_forward_cert.conf", 12, "[forward] cert", "required when endpoint is set"},
     {"bad_forward_lease.conf", 17, "[forward] lease_ms", "must be greater than deadline_ms"},
     {"bad_path.conf", 12, "[tls] crl", "file cannot be read"},

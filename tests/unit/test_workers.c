@@ -1,16 +1,30 @@
-/* test_workers.c: the worker pool (workers.h) on a real event loop: done runs on the loop thread
- * after work, in order for one thread; a full queue refuses; cancel before start, while running
- * (the work is held on a gate the test opens) and after finishing drops the argument exactly
- * once and never runs done; free with jobs queued, running and finished drops each once. Run it
- * under ASan too: the drops are where a double free or a leak would show. */
-#include <pthread.h>
+/* test_workers.c: the worker pool (workers.h) on a real event loop. The work runs in another
+ * process (its own session, SCHED_IDLE threads, its autogroup at nice +19 where the kernel has
+ * autogroups, not dumpable, no descriptor but its socket and stdio) on a copy of the argument,
+ * and done sees the copy's result; done runs on the loop, in order for one thread; a full queue
+ * refuses; cancel before start, while running and after finishing drops the argument at once
+ * and never runs done; free drops every job not ended; a worker process killed in the middle
+ * ends its unfinished jobs with GW_EUNAVAIL and its finished ones with their results (a done may
+ * cancel another of them), and the next submit forks a new one; no job's bytes stay in the
+ * shared memory; a cgroup that cannot be joined is reported. Work is held on a gate in a page the
+ * test shares with the worker process (mapped before the pool forks). Run it under ASan too: the
+ * drops are where a double free would show. */
+#include <dirent.h>
+#include <errno.h>
 #include <sched.h>
 #include <setjmp.h>
+#include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -19,90 +33,152 @@
 #include "alloc.h"
 #include "workers.h"
 
-/* A gate that work functions wait on until the test opens it. */
-static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
-static pthread_cond_t gate_cv = PTHREAD_COND_INITIALIZER;
-static bool gate_open;
-static int started; /* work functions that have begun (under gate_mu) */
+/* Shared with every worker process: mapped in main() before the first pool forks. */
+struct gate {
+    _Atomic int open;
+    _Atomic int started;  /* work functions that have begun */
+    _Atomic int finished; /* work functions that have returned */
+};
+static struct gate *gate;
 
 struct item {
     int id;
     bool gated;
-    pthread_t worked_on;
+    /* written by work, in the worker process */
+    int result;
+    pid_t pid, sid;
+    int policy, dumpable, autogroup_nice, fds;
+    /* the test's */
     int *done_log; /* ids in done order */
     int *ndone;
-    int *drops;
+    int last_err;
+    struct gw_job **victim; /* done cancels *victim */
+    char marker[32];
 };
+
+static int drops_total;
+static int errs_total; /* dones that saw an error */
+
+static void nap(void)
+{
+    struct timespec ts = {0, 1000000};
+
+    nanosleep(&ts, NULL);
+}
 
 static void work_fn(void *arg)
 {
     struct item *it = arg;
 
-    it->worked_on = pthread_self();
-    pthread_mutex_lock(&gate_mu);
-    started++;
-    pthread_cond_broadcast(&gate_cv);
-    while (it->gated && !gate_open)
-        pthread_cond_wait(&gate_cv, &gate_mu);
-    pthread_mutex_unlock(&gate_mu);
+    atomic_fetch_add(&gate->started, 1);
+    while (it->gated && !atomic_load(&gate->open))
+        nap();
+    it->result = it->id * 10 + 1;
+    it->pid = getpid();
+    atomic_fetch_add(&gate->finished, 1);
 }
 
-static void done_fn(void *arg)
+/* Reads "/autogroup-N nice K": K, or -100 when the file is absent or unreadable. */
+static int autogroup_nice(void)
+{
+    FILE *f = fopen("/proc/self/autogroup", "r");
+    int nice = -100;
+
+    if (f != NULL) {
+        if (fscanf(f, "%*s nice %d", &nice) != 1)
+            nice = -100;
+        fclose(f);
+    }
+    return nice;
+}
+
+static int open_fds(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+
+    if (d == NULL)
+        return -1;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n - 1; /* the directory's own */
+}
+
+static void probe_fn(void *arg)
+{
+    struct item *it = arg;
+
+    it->pid = getpid();
+    it->sid = getsid(0);
+    it->policy = sched_getscheduler(0); /* Linux: the calling thread's policy */
+    it->dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
+    it->autogroup_nice = autogroup_nice();
+    it->fds = open_fds();
+}
+
+static void done_fn(void *arg, int err)
 {
     struct item *it = arg;
 
     it->done_log[(*it->ndone)++] = it->id;
+    if (err != 0)
+        errs_total++;
+    if (it->victim != NULL)
+        gw_workers_cancel(*it->victim);
     gw_free(it);
 }
 
-static int drops_total;
-static pthread_mutex_t drops_mu = PTHREAD_MUTEX_INITIALIZER;
-
-static void drop_fn(void *arg)
+/* done for items the test keeps: records, frees nothing */
+static void keep_done_fn(void *arg, int err)
 {
     struct item *it = arg;
 
-    pthread_mutex_lock(&drops_mu);
-    drops_total++;
-    pthread_mutex_unlock(&drops_mu);
-    gw_free(it);
+    it->last_err = err;
+    (*it->ndone)++;
 }
 
-static void reset_gate(void)
+static void drop_fn(void *arg)
 {
-    pthread_mutex_lock(&gate_mu);
-    gate_open = false;
-    started = 0;
-    pthread_mutex_unlock(&gate_mu);
-    pthread_mutex_lock(&drops_mu);
+    drops_total++;
+    gw_free(arg);
+}
+
+static void reset(void)
+{
+    atomic_store(&gate->open, 0);
+    atomic_store(&gate->started, 0);
+    atomic_store(&gate->finished, 0);
     drops_total = 0;
-    pthread_mutex_unlock(&drops_mu);
+    errs_total = 0;
 }
 
 static void open_gate(void)
 {
-    pthread_mutex_lock(&gate_mu);
-    gate_open = true;
-    pthread_cond_broadcast(&gate_cv);
-    pthread_mutex_unlock(&gate_mu);
+    atomic_store(&gate->open, 1);
+}
+
+/* Waits until *counter reaches n; a worker that never gets there fails the test (30 s). */
+static void wait_count(_Atomic int *counter, int n)
+{
+    for (int ms = 0; atomic_load(counter) < n; ms++) {
+        if (ms > 30000)
+            fail_msg("the worker process did not get there in 30 s (%d of %d)",
+                     atomic_load(counter), n);
+        nap();
+    }
 }
 
 static void wait_started(int n)
 {
-    pthread_mutex_lock(&gate_mu);
-    while (started < n)
-        pthread_cond_wait(&gate_cv, &gate_mu);
-    pthread_mutex_unlock(&gate_mu);
+    wait_count(&gate->started, n);
 }
 
-static int drops(void)
+static void wait_finished(int n)
 {
-    int n;
-
-    pthread_mutex_lock(&drops_mu);
-    n = drops_total;
-    pthread_mutex_unlock(&drops_mu);
-    return n;
+    wait_count(&gate->finished, n);
 }
 
 static struct item *item(int id, bool gated, int *log, int *ndone)
@@ -117,6 +193,11 @@ static struct item *item(int id, bool gated, int *log, int *ndone)
     return it;
 }
 
+static int submit(struct gw_workers *w, struct item *it, struct gw_job **out)
+{
+    return gw_workers_submit(w, work_fn, done_fn, drop_fn, it, sizeof(*it), out);
+}
+
 /* Runs the loop until *ndone reaches want (each turn blocks until an event). */
 static void run_until(struct event_base *base, const int *ndone, int want)
 {
@@ -124,81 +205,123 @@ static void run_until(struct event_base *base, const int *ndone, int want)
         assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
 }
 
+/* Runs the loop until the worker process has answered every job. */
+static void run_until_idle(struct event_base *base, struct gw_workers *w)
+{
+    while (gw_workers_inflight(w) > 0)
+        assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
+}
+
+static struct gw_workers *pool(struct event_base *base, unsigned threads, unsigned queue)
+{
+    struct gw_workers *w = gw_workers_new(threads, queue, sizeof(struct item), NULL);
+
+    assert_non_null(w);
+    assert_int_equal(gw_workers_attach(w, base), 0);
+    return w;
+}
+
+static bool process_gone(pid_t pid)
+{
+    return kill(pid, 0) != 0 && errno == ESRCH;
+}
+
+/* Waits until the child pid has exited (a zombie: nobody has reaped it yet); 30 s at most. */
+static void wait_zombie(pid_t pid)
+{
+    char path[64], state = 0;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)pid);
+    for (int ms = 0; state != 'Z'; ms++) {
+        if (ms > 30000)
+            fail_msg("process %ld did not exit in 30 s", (long)pid);
+        f = fopen(path, "r");
+        assert_non_null(f);
+        if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
+            state = 0;
+        fclose(f);
+        if (state != 'Z')
+            nap();
+    }
+}
+
+/* Does the shared mapping hold these bytes anywhere? */
+static bool shared_holds(const struct gw_workers *w, const void *bytes, size_t n)
+{
+    size_t len;
+    const unsigned char *p = gw_workers_shared(w, &len);
+
+    return memmem(p, len, bytes, n) != NULL;
+}
+
 static void test_done_on_loop_in_order(void **state)
 {
     struct event_base *base = event_base_new();
-    struct gw_workers *w = gw_workers_new(base, 1, 16);
+    struct gw_workers *w = pool(base, 1, 8);
     int log[8], ndone = 0;
 
     (void)state;
-    reset_gate();
-    assert_non_null(w);
+    reset();
     for (int i = 0; i < 5; i++)
-        assert_int_equal(
-            gw_workers_submit(w, work_fn, done_fn, drop_fn, item(i, false, log, &ndone), NULL), 0);
-    assert_int_equal(ndone, 0); /* done never runs inside submit */
+        assert_int_equal(submit(w, item(i, false, log, &ndone), NULL), 0);
     run_until(base, &ndone, 5);
     for (int i = 0; i < 5; i++)
         assert_int_equal(log[i], i);
-    assert_int_equal(drops(), 0);
+    assert_int_equal(errs_total, 0);
+    assert_int_equal(drops_total, 0);
+    assert_int_equal(gw_workers_inflight(w), 0);
     gw_workers_free(w);
     event_base_free(base);
 }
 
-static void test_work_off_loop_thread(void **state)
+/* The work ran elsewhere, on a copy: its result comes back into the caller's argument. */
+static void test_result_comes_back(void **state)
 {
     struct event_base *base = event_base_new();
-    struct gw_workers *w = gw_workers_new(base, 2, 4);
-    struct item *it;
-    int log[2], ndone = 0;
-    pthread_t worker;
-
-    (void)state;
-    reset_gate();
-    it = item(7, false, log, &ndone);
-    it->done_log = log;
-    /* keep the item alive past done to look at worked_on: done frees, so copy first */
-    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, it, NULL), 0);
-    wait_started(1);
-    worker = it->worked_on;
-    assert_false(pthread_equal(worker, pthread_self()));
-    run_until(base, &ndone, 1);
-    assert_int_equal(log[0], 7);
-    gw_workers_free(w);
-    event_base_free(base);
-}
-
-static int seen_policy = -1;
-
-static void policy_fn(void *arg)
-{
-    (void)arg;
-    seen_policy = sched_getscheduler(0); /* Linux: the calling thread's policy */
-}
-
-static void policy_done_fn(void *arg)
-{
-    *(int *)arg += 1;
-}
-
-static void policy_drop_fn(void *arg)
-{
-    (void)arg;
-}
-
-/* Hashing must not compete with the loop for a core: the workers run under SCHED_IDLE. */
-static void test_workers_yield_to_the_loop(void **state)
-{
-    struct event_base *base = event_base_new();
-    struct gw_workers *w = gw_workers_new(base, 1, 4);
+    struct gw_workers *w = pool(base, 2, 4);
+    struct item it;
     int ndone = 0;
 
     (void)state;
-    assert_int_equal(gw_workers_submit(w, policy_fn, policy_done_fn, policy_drop_fn, &ndone, NULL),
-                     0);
+    reset();
+    memset(&it, 0, sizeof(it));
+    it.id = 7;
+    it.ndone = &ndone;
+    assert_int_equal(gw_workers_submit(w, work_fn, keep_done_fn, NULL, &it, sizeof(it), NULL), 0);
+    assert_int_equal(it.result, 0); /* not here: in the worker process's copy */
     run_until(base, &ndone, 1);
-    assert_int_equal(seen_policy, SCHED_IDLE);
+    assert_int_equal(it.last_err, 0);
+    assert_int_equal(it.result, 71);
+    assert_int_equal(it.pid, gw_workers_pid(w));
+    assert_int_not_equal(it.pid, getpid());
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
+/* Hashing must not compete with the loop, or with what runs beside the gateway, for a core. */
+static void test_worker_process_yields_and_holds_nothing(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    struct item it;
+    int ndone = 0, mine = autogroup_nice();
+
+    (void)state;
+    memset(&it, 0, sizeof(it));
+    it.ndone = &ndone;
+    assert_int_equal(gw_workers_submit(w, probe_fn, keep_done_fn, NULL, &it, sizeof(it), NULL), 0);
+    run_until(base, &ndone, 1);
+    assert_int_equal(it.last_err, 0);
+    assert_int_equal(it.pid, gw_workers_pid(w));
+    assert_int_equal(it.sid, it.pid); /* a session (and so an autogroup) of its own */
+    assert_int_equal(it.policy, SCHED_IDLE);
+    assert_int_equal(it.dumpable, 0);
+    assert_int_equal(it.fds, 4); /* stdio and its socket */
+    if (mine != -100)            /* the kernel groups by session: that group is the weakest */
+        assert_int_equal(it.autogroup_nice, 19);
     assert_int_not_equal(sched_getscheduler(0), SCHED_IDLE); /* the loop's thread is unchanged */
+    assert_int_equal(autogroup_nice(), mine);
     gw_workers_free(w);
     event_base_free(base);
 }
@@ -206,26 +329,25 @@ static void test_workers_yield_to_the_loop(void **state)
 static void test_queue_full_refused(void **state)
 {
     struct event_base *base = event_base_new();
-    struct gw_workers *w = gw_workers_new(base, 1, 2);
+    struct gw_workers *w = pool(base, 1, 2);
     int log[8], ndone = 0;
     struct item *extra;
 
     (void)state;
-    reset_gate();
+    reset();
     /* one running (held at the gate) and two waiting fill a pool of one thread, queue 2 */
-    assert_int_equal(
-        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, true, log, &ndone), NULL), 0);
+    assert_int_equal(submit(w, item(0, true, log, &ndone), NULL), 0);
     wait_started(1);
     for (int i = 1; i <= 2; i++)
-        assert_int_equal(
-            gw_workers_submit(w, work_fn, done_fn, drop_fn, item(i, true, log, &ndone), NULL), 0);
+        assert_int_equal(submit(w, item(i, true, log, &ndone), NULL), 0);
     assert_int_equal(gw_workers_queued(w), 2);
+    assert_int_equal(gw_workers_inflight(w), 3);
     extra = item(3, true, log, &ndone);
-    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, drop_fn, extra, NULL), GW_ETOOBIG);
+    assert_int_equal(submit(w, extra, NULL), GW_ETOOBIG);
     gw_free(extra); /* refused: still ours */
     open_gate();
     run_until(base, &ndone, 3);
-    assert_int_equal(drops(), 0);
+    assert_int_equal(drops_total, 0);
     gw_workers_free(w);
     event_base_free(base);
 }
@@ -233,23 +355,23 @@ static void test_queue_full_refused(void **state)
 static void test_cancel_queued(void **state)
 {
     struct event_base *base = event_base_new();
-    struct gw_workers *w = gw_workers_new(base, 1, 4);
+    struct gw_workers *w = pool(base, 1, 4);
     int log[8], ndone = 0;
     struct gw_job *job;
 
     (void)state;
-    reset_gate();
-    assert_int_equal(
-        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, true, log, &ndone), NULL), 0);
+    reset();
+    assert_int_equal(submit(w, item(0, true, log, &ndone), NULL), 0);
     wait_started(1);
-    assert_int_equal(
-        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, true, log, &ndone), &job), 0);
+    assert_int_equal(submit(w, item(1, true, log, &ndone), &job), 0);
     gw_workers_cancel(job);
-    assert_int_equal(drops(), 1); /* not started: dropped at once */
+    assert_int_equal(drops_total, 1); /* at once */
     assert_int_equal(gw_workers_queued(w), 0);
     open_gate();
     run_until(base, &ndone, 1);
     assert_int_equal(log[0], 0);
+    run_until_idle(base, w);                          /* the cancelled one's slot comes back too */
+    assert_int_equal(atomic_load(&gate->started), 1); /* it never ran */
     gw_workers_free(w);
     event_base_free(base);
     assert_int_equal(ndone, 1); /* the cancelled job's done never ran */
@@ -258,71 +380,47 @@ static void test_cancel_queued(void **state)
 static void test_cancel_running(void **state)
 {
     struct event_base *base = event_base_new();
-    struct gw_workers *w = gw_workers_new(base, 1, 4);
+    struct gw_workers *w = pool(base, 1, 4);
     int log[8], ndone = 0;
     struct gw_job *job;
 
     (void)state;
-    reset_gate();
-    assert_int_equal(
-        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, true, log, &ndone), &job), 0);
+    reset();
+    assert_int_equal(submit(w, item(0, true, log, &ndone), &job), 0);
     wait_started(1);
-    gw_workers_cancel(job); /* running: the worker thread drops it when work returns */
-    assert_int_equal(drops(), 0);
-    /* a later job finishing on the same (only) thread proves the cancelled one has returned */
-    assert_int_equal(
-        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, false, log, &ndone), NULL), 0);
+    gw_workers_cancel(job); /* running: dropped at once, its answer discarded later */
+    assert_int_equal(drops_total, 1);
+    assert_int_equal(submit(w, item(1, false, log, &ndone), NULL), 0);
     open_gate();
     run_until(base, &ndone, 1);
     assert_int_equal(log[0], 1);
-    assert_int_equal(drops(), 1);
+    run_until_idle(base, w);
     gw_workers_free(w);
     event_base_free(base);
     assert_int_equal(ndone, 1);
+    assert_int_equal(drops_total, 1);
 }
 
-/* A done function that cancels the job finished after it (still on the finished list). */
-struct canceller {
-    struct item it;
-    struct gw_job **victim;
-};
-
-static void done_cancel_fn(void *arg)
-{
-    struct canceller *c = arg;
-
-    c->it.done_log[(*c->it.ndone)++] = c->it.id;
-    gw_workers_cancel(*c->victim);
-    gw_free(c);
-}
-
+/* A done function that cancels the job finished after it. */
 static void test_cancel_finished(void **state)
 {
     struct event_base *base = event_base_new();
-    struct gw_workers *w = gw_workers_new(base, 1, 4);
+    struct gw_workers *w = pool(base, 1, 4);
     int log[8], ndone = 0;
     struct gw_job *victim = NULL;
-    struct canceller *c = gw_calloc(1, sizeof(*c));
+    struct item *first = item(0, false, log, &ndone);
 
     (void)state;
-    reset_gate();
-    assert_non_null(c);
-    c->it.id = 0;
-    c->it.done_log = log;
-    c->it.ndone = &ndone;
-    c->victim = &victim;
-    /* both finish before the loop runs: the first's done cancels the second, already done */
-    assert_int_equal(gw_workers_submit(w, work_fn, done_cancel_fn, drop_fn, c, NULL), 0);
-    assert_int_equal(
-        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, false, log, &ndone), &victim), 0);
-    wait_started(2);
+    reset();
+    first->victim = &victim;
+    assert_int_equal(submit(w, first, NULL), 0);
+    assert_int_equal(submit(w, item(1, false, log, &ndone), &victim), 0);
+    wait_finished(2); /* both have run (one thread, in order) before the loop turns */
     run_until(base, &ndone, 1);
-    /* The second job was either finished (dropped by the loop in the same pass) or still running
-     * (dropped by its thread when work returns): wait for that drop, whichever it is. */
-    while (drops() == 0)
-        usleep(1000);
+    assert_int_equal(drops_total, 1);
+    run_until_idle(base, w);
     assert_int_equal(ndone, 1);
-    assert_int_equal(drops(), 1);
+    assert_int_equal(drops_total, 1);
     gw_workers_free(w);
     event_base_free(base);
 }
@@ -330,26 +428,196 @@ static void test_cancel_finished(void **state)
 static void test_free_drops_everything(void **state)
 {
     struct event_base *base = event_base_new();
-    struct gw_workers *w = gw_workers_new(base, 1, 8);
+    struct gw_workers *w = pool(base, 1, 8);
     int log[8], ndone = 0;
+    pid_t pid = gw_workers_pid(w);
 
     (void)state;
-    reset_gate();
+    reset();
     /* one finished (its done never runs: the loop is not run), one running, two queued */
-    assert_int_equal(
-        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(0, false, log, &ndone), NULL), 0);
-    assert_int_equal(
-        gw_workers_submit(w, work_fn, done_fn, drop_fn, item(1, true, log, &ndone), NULL), 0);
+    assert_int_equal(submit(w, item(0, false, log, &ndone), NULL), 0);
+    assert_int_equal(submit(w, item(1, true, log, &ndone), NULL), 0);
     wait_started(2);
     for (int i = 2; i < 4; i++)
-        assert_int_equal(
-            gw_workers_submit(w, work_fn, done_fn, drop_fn, item(i, true, log, &ndone), NULL), 0);
-    open_gate(); /* let the running one return so that free can join */
-    gw_workers_free(w);
+        assert_int_equal(submit(w, item(i, true, log, &ndone), NULL), 0);
+    gw_workers_free(w); /* the worker process is killed and reaped, the running job with it */
     assert_int_equal(ndone, 0);
-    /* the running job finished normally (dropped as finished) or, if the gate opened before
-     * the thread saw stopping, the queued ones may have run: every one is dropped exactly once */
-    assert_int_equal(drops(), 4);
+    assert_int_equal(drops_total, 4);
+    assert_true(process_gone(pid));
+    event_base_free(base);
+}
+
+/* The worker process dies with a job running and one waiting: both end with GW_EUNAVAIL, and the
+ * next job runs in a new process. */
+static void test_worker_process_death(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    int log[8], ndone = 0, err, tries = 0;
+    pid_t first = gw_workers_pid(w);
+    struct item *c;
+
+    (void)state;
+    reset();
+    assert_int_equal(submit(w, item(0, true, log, &ndone), NULL), 0);
+    wait_started(1);
+    assert_int_equal(submit(w, item(1, true, log, &ndone), NULL), 0);
+    assert_int_equal(kill(first, SIGKILL), 0);
+    run_until(base, &ndone, 2);
+    assert_int_equal(log[0], 0);
+    assert_int_equal(log[1], 1);
+    assert_int_equal(errs_total, 2); /* GW_EUNAVAIL, not a result */
+    assert_int_equal(drops_total, 0);
+    assert_int_equal(gw_workers_inflight(w), 0);
+    assert_int_equal(gw_workers_deaths(w), 1);
+    assert_int_equal(gw_workers_pid(w), -1);
+    for (int ms = 0; !process_gone(first); ms++) { /* reaped by the loop, without waiting on it */
+        if (ms > 30000)
+            fail_msg("the dead worker process was not reaped in 30 s");
+        assert_true(event_base_loop(base, EVLOOP_NONBLOCK) >= 0); /* 1: nothing left to run */
+        nap();
+    }
+    /* the next submit forks a new process, once a second has passed since the last fork */
+    open_gate();
+    c = item(2, false, log, &ndone);
+    while ((err = submit(w, c, NULL)) == GW_EUNAVAIL && tries++ < 100)
+        usleep(50 * 1000);
+    assert_int_equal(err, 0);
+    assert_true(gw_workers_pid(w) > 0);
+    assert_int_not_equal(gw_workers_pid(w), first);
+    run_until(base, &ndone, 3);
+    assert_int_equal(log[2], 2);
+    assert_int_equal(errs_total, 2);
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
+/* A done run for the death may cancel another job the death ends: that one is dropped instead. */
+static void test_death_done_cancels_another(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    int log[8], ndone = 0;
+    struct gw_job *second = NULL;
+    struct item *a = item(0, true, log, &ndone);
+
+    (void)state;
+    reset();
+    a->victim = &second;
+    assert_int_equal(submit(w, a, NULL), 0);
+    wait_started(1);
+    assert_int_equal(submit(w, item(1, true, log, &ndone), &second), 0);
+    assert_int_equal(kill(gw_workers_pid(w), SIGKILL), 0);
+    run_until(base, &ndone, 1);
+    run_until_idle(base, w);
+    assert_int_equal(ndone, 1);
+    assert_int_equal(errs_total, 1);
+    assert_int_equal(drops_total, 1);
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
+/* Killed with a job finished (its answer sent, not read), one running and one whose number it
+ * never read (the socket is then reset before the answer can be read): the finished one gets
+ * its result, the other two GW_EUNAVAIL; a death, not a protocol fault. */
+static void test_death_keeps_finished_results(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    int ndone = 0;
+    struct item it[3];
+    pid_t pid;
+
+    (void)state;
+    reset();
+    memset(it, 0, sizeof(it));
+    for (int i = 0; i < 3; i++) {
+        it[i].id = i + 1;
+        it[i].gated = i > 0;
+        it[i].ndone = &ndone;
+        it[i].last_err = -1;
+        assert_int_equal(
+            gw_workers_submit(w, work_fn, keep_done_fn, NULL, &it[i], sizeof(it[i]), NULL), 0);
+    }
+    wait_finished(1);
+    wait_started(2); /* the third waits in the socket: one thread */
+    pid = gw_workers_pid(w);
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    wait_zombie(pid); /* gone before the loop reads: the socket is reset, the answer queued */
+    run_until(base, &ndone, 3);
+    assert_int_equal(it[0].last_err, 0);
+    assert_int_equal(it[0].result, 11);
+    assert_int_equal(it[1].last_err, GW_EUNAVAIL);
+    assert_int_equal(it[1].result, 0);
+    assert_int_equal(it[2].last_err, GW_EUNAVAIL);
+    assert_int_equal(gw_workers_deaths(w), 1);
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
+/* Nothing of a job stays in the memory shared with the worker process once it has ended: done,
+ * cancelled, or ended by the process's death. */
+static void test_slots_wiped(void **state)
+{
+    static const char marker[] = "s3cret-password-marker";
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    int log[8], ndone = 0;
+    struct gw_job *job;
+    struct item *a, *b;
+
+    (void)state;
+    reset();
+    a = item(0, true, log, &ndone);
+    b = item(1, true, log, &ndone);
+    memcpy(a->marker, marker, sizeof(marker));
+    memcpy(b->marker, marker, sizeof(marker));
+    b->marker[0] = 'S';
+    assert_int_equal(submit(w, a, NULL), 0);
+    wait_started(1);
+    assert_int_equal(submit(w, b, &job), 0);
+    assert_true(shared_holds(w, marker, sizeof(marker))); /* the scan sees a live copy */
+    gw_workers_cancel(job);
+    open_gate();
+    run_until(base, &ndone, 1);
+    run_until_idle(base, w);
+    assert_false(shared_holds(w, marker + 1, sizeof(marker) - 1));
+    /* and after a death */
+    reset();
+    a = item(2, true, log, &ndone);
+    memcpy(a->marker, marker, sizeof(marker));
+    assert_int_equal(submit(w, a, NULL), 0);
+    wait_started(1);
+    assert_true(shared_holds(w, marker, sizeof(marker)));
+    assert_int_equal(kill(gw_workers_pid(w), SIGKILL), 0);
+    run_until(base, &ndone, 2);
+    assert_false(shared_holds(w, marker + 1, sizeof(marker) - 1));
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
+/* A worker_cgroup the process cannot create is reported (and logged), and the pool works. */
+static void test_cgroup_failure_reported(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = gw_workers_new(1, 4, sizeof(struct item), "/nonexistent-waygate/work");
+    int log[4], ndone = 0;
+
+    (void)state;
+    reset();
+    assert_non_null(w);
+    assert_int_equal(gw_workers_attach(w, base), 0);
+    assert_int_equal(gw_workers_cgroup_err(w), -1); /* not reported yet */
+    assert_int_equal(submit(w, item(0, false, log, &ndone), NULL), 0);
+    run_until(base, &ndone, 1);
+    assert_int_equal(gw_workers_cgroup_err(w), ENOENT);
+    assert_int_equal(errs_total, 0);
+    gw_workers_free(w);
+    w = pool(base, 1, 4);
+    assert_int_equal(submit(w, item(1, false, log, &ndone), NULL), 0);
+    run_until(base, &ndone, 2);
+    assert_int_equal(gw_workers_cgroup_err(w), 0); /* none asked */
+    gw_workers_free(w);
     event_base_free(base);
 }
 
@@ -357,15 +625,25 @@ static void test_bad_arguments(void **state)
 {
     struct event_base *base = event_base_new();
     struct gw_workers *w;
-    int x = 0;
+    struct item x;
 
     (void)state;
-    assert_null(gw_workers_new(base, 0, 4));
-    assert_null(gw_workers_new(base, 1, 0));
-    assert_null(gw_workers_new(NULL, 1, 1));
-    w = gw_workers_new(base, 1, 1);
-    assert_int_equal(gw_workers_submit(w, NULL, done_fn, NULL, &x, NULL), GW_EINVAL);
-    assert_int_equal(gw_workers_submit(w, work_fn, NULL, NULL, &x, NULL), GW_EINVAL);
+    memset(&x, 0, sizeof(x));
+    assert_null(gw_workers_new(0, 4, 16, NULL));
+    assert_null(gw_workers_new(1, 0, 16, NULL));
+    assert_null(gw_workers_new(1, 1, 0, NULL));
+    w = gw_workers_new(1, 1, sizeof(x), NULL);
+    assert_non_null(w);
+    /* no loop attached yet */
+    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, NULL, &x, sizeof(x), NULL), GW_EINVAL);
+    assert_int_equal(gw_workers_attach(w, NULL), GW_EINVAL);
+    assert_int_equal(gw_workers_attach(w, base), 0);
+    assert_int_equal(gw_workers_attach(w, base), GW_EINVAL);
+    assert_int_equal(gw_workers_submit(w, NULL, done_fn, NULL, &x, sizeof(x), NULL), GW_EINVAL);
+    assert_int_equal(gw_workers_submit(w, work_fn, NULL, NULL, &x, sizeof(x), NULL), GW_EINVAL);
+    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, NULL, &x, 0, NULL), GW_EINVAL);
+    assert_int_equal(gw_workers_submit(w, work_fn, done_fn, NULL, &x, sizeof(x) + 1, NULL),
+                     GW_EINVAL);
     gw_workers_cancel(NULL);
     gw_workers_free(w);
     gw_workers_free(NULL);
@@ -376,14 +654,24 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_done_on_loop_in_order),
-        cmocka_unit_test(test_work_off_loop_thread),
-        cmocka_unit_test(test_workers_yield_to_the_loop),
+        cmocka_unit_test(test_result_comes_back),
+        cmocka_unit_test(test_worker_process_yields_and_holds_nothing),
         cmocka_unit_test(test_queue_full_refused),
         cmocka_unit_test(test_cancel_queued),
         cmocka_unit_test(test_cancel_running),
         cmocka_unit_test(test_cancel_finished),
         cmocka_unit_test(test_free_drops_everything),
+        cmocka_unit_test(test_worker_process_death),
+        cmocka_unit_test(test_death_done_cancels_another),
+        cmocka_unit_test(test_death_keeps_finished_results),
+        cmocka_unit_test(test_slots_wiped),
+        cmocka_unit_test(test_cgroup_failure_reported),
         cmocka_unit_test(test_bad_arguments),
     };
+    void *p = mmap(NULL, sizeof(*gate), PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
+
+    if (p == MAP_FAILED)
+        return 1;
+    gate = p;
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,148 @@
+"""Password hashing runs in a process of its own (gateway/core/workers.c): a child of the gateway in
+a session of its own (its own autogroup, at nice +19, where the kernel groups by session), its
+threads under SCHED_IDLE, in the idle cgroup [auth] worker_cgroup names (the dev stack sets one
+where the machine allows it), not dumpable, holding no descriptor but its socket and stdio, deaf
+to the signals sent to a whole unit; the gateway itself runs no other thread. Killed, it is
+replaced at the next Login; a Login whose hash was in it when it died answers UNAVAILABLE (and
+counts no failed attempt), never a refusal."""
+import os
+import signal
+import threading
+import time
+
+import grpc
+
+from conftest import wait_for
+from test_metrics import scrape, value
+
+SCHED_IDLE = 5
+UNAVAILABLE_MSG = "password hashing unavailable; retrying is safe"
+
+
+def hasher(stack):
+    """The gateway's one child process (the password-hashing process): its pid."""
+    gw = stack.gateway_pid()
+    with open("/proc/%d/task/%d/children" % (gw, gw)) as f:
+        kids = [int(p) for p in f.read().split()]
+    assert len(kids) == 1, kids
+    return kids[0]
+
+
+def stat_fields(path):
+    """/proc/.../stat split after the command name (field 3 of proc(5) is [0])."""
+    with open(path) as f:
+        return f.read().rsplit(")", 1)[1].split()
+
+
+def worker_cgroup(stack):
+    """[auth] worker_cgroup of the stack's waygated.conf, or None."""
+    section = ""
+    with open(os.path.join(stack.dir, "waygated.conf")) as f:
+        for line in f:
+            st = line.strip()
+            if st.startswith("["):
+                section = st
+            elif section == "[auth]" and st.startswith("worker_cgroup"):
+                return st.split("=", 1)[1].strip()
+    return None
+
+
+def login_ok(stack, name="clerk_a"):
+    """A Login that succeeds, retried only while it answers UNAVAILABLE (a replacement process is
+    forked at most once a second); any other refusal fails the test."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            return stack.login_response(name, timeout=60).token
+        except grpc.RpcError as e:
+            if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
+
+
+def test_hashing_runs_in_a_process_of_its_own(stack):
+    login_ok(stack)
+    gw, pid = stack.gateway_pid(), hasher(stack)
+    with open("/proc/%d/comm" % pid) as f:
+        assert f.read().strip() == "waygated-work"
+    st = stat_fields("/proc/%d/stat" % pid)
+    assert int(st[1]) == gw            # its parent is the gateway
+    assert int(st[3]) == pid           # it leads a session of its own
+    assert int(stat_fields("/proc/%d/stat" % gw)[3]) != pid
+    threads = os.listdir("/proc/%d/task" % pid)
+    assert len(threads) == 2           # [auth] workers, the dev stack's default
+    for t in threads:
+        assert int(stat_fields("/proc/%d/task/%s/stat" % (pid, t))[38]) == SCHED_IDLE, t
+    assert os.listdir("/proc/%d/task" % gw) == [str(gw)]  # the gateway: its loop alone
+    if os.path.exists("/proc/self/autogroup"):
+        with open("/proc/%d/autogroup" % pid) as f:
+            assert f.read().split()[-1] == "19"
+        with open("/proc/%d/autogroup" % gw) as f:
+            assert f.read().split()[-1] == "0"
+    cg = worker_cgroup(stack)
+    if cg is not None:  # the dev stack sets [auth] worker_cgroup where the machine allows it
+        with open(os.path.join(cg, "cpu.idle")) as f:
+            assert f.read().strip() == "1"
+        with open(os.path.join(cg, "cgroup.procs")) as f:
+            assert str(pid) in f.read().split()
+        with open("/proc/%d/cgroup" % gw) as f:
+            assert os.path.basename(cg) not in f.read()  # the gateway stays where it was
+    fds = sorted(int(fd) for fd in os.listdir("/proc/%d/fd" % pid))
+    assert fds == [0, 1, 2, 3], fds
+    assert os.readlink("/proc/%d/fd/3" % pid).startswith("socket:")
+    with open("/proc/%d/status" % pid) as f:
+        status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
+    assert int(status["Uid"].split()[0]) == os.stat("/proc/%d" % gw).st_uid
+    # not dumpable: /proc/PID is then owned by root whatever the process's user
+    assert os.stat("/proc/%d" % pid).st_uid == 0
+    # the signals a service manager sends to every process of a unit are the gateway's to act on
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
+        os.kill(pid, sig)
+    login_ok(stack)
+    assert hasher(stack) == pid
+
+
+def test_a_killed_hashing_process_is_replaced(stack):
+    login_ok(stack)
+    before = value(scrape(stack)[0], "waygate_auth_process_deaths_total")
+    old = hasher(stack)
+    os.kill(old, signal.SIGKILL)
+    assert wait_for(lambda: not os.path.exists("/proc/%d" % old), 30)  # reaped by the gateway
+    assert value(scrape(stack)[0], "waygate_auth_process_deaths_total") == before + 1
+    login_ok(stack)
+    new = hasher(stack)
+    assert new != old
+    assert value(scrape(stack)[0], "waygate_auth_process_deaths_total") == before + 1
+    assert any("password-hashing process %d exited" % old in line for line in stack.log_lines())
+
+
+def test_a_login_in_flight_when_the_process_dies_is_unavailable(stack):
+    account = stack.account("clerk_a")[0]
+    login_ok(stack)
+    failed = stack.psql("SELECT failed_count FROM account WHERE name = '%s'" % account)
+    pid = hasher(stack)
+    os.kill(pid, signal.SIGSTOP)
+    out = {}
+
+    def call():
+        try:
+            out["token"] = stack.login_response("clerk_a").token
+        except grpc.RpcError as e:
+            out["error"] = (e.code(), e.details())
+
+    t = threading.Thread(target=call)
+    try:
+        t.start()
+        # the hash is in the stopped process, waiting for a thread
+        assert wait_for(lambda: value(scrape(stack)[0], "waygate_auth_jobs") == 1, 30)
+        assert t.is_alive()
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        t.join(60)
+    assert out.get("error") == (grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MSG), out
+    assert stack.psql("SELECT failed_count FROM account WHERE name = '%s'" % account) == failed
+    rows = stack.psql("SELECT outcome, detail FROM admin_log WHERE action = 'Login' AND "
+                      "object = '%s' ORDER BY id DESC LIMIT 1" % account)
+    assert rows == ["error|" + UNAVAILABLE_MSG], rows
+    login_ok(stack)
+    assert value(scrape(stack)[0], "waygate_auth_jobs") == 0
