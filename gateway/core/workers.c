@@ -11,7 +11,8 @@
  * earlier; only the gateway's loop touches struct gw_job, and the gateway takes nothing from the
  * mapping but a state and the copy's bytes, sized by its own record; done runs on the loop, at
  * most once, never after drop. The process's first message is its hello (setup outcome), read
- * on the loop like the answers: nothing on the loop waits for the process. */
+ * on the loop like the answers: the loop never waits for a live process, except to kill one that
+ * broke the protocol (and at free); an exited one is reaped later by a timer. */
 #include "workers.h"
 
 #include <errno.h>
@@ -85,7 +86,7 @@ struct gw_workers {
     char *cgroup;            /* [auth] worker_cgroup, or NULL */
     bool hello_seen;         /* the current process's first message has come */
     int cgroup_err;          /* the last hello's: -1 none yet, 0 joined or none asked, else errno */
-    int resets;              /* ECONNRESETs in a row on the socket */
+    int resets;              /* ECONNRESETs seen from the current process */
     pid_t zombies[8];        /* killed or exited processes not reaped yet */
     struct event *zombie_ev; /* tries again while there are some */
 };
@@ -474,12 +475,11 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
             return;
-        /* A process that exits with numbers unread resets the socket: the answers it had sent
-         * are still to read, then its end. */
-        if (n < 0 && errno == ECONNRESET && ++w->resets < 3)
+        /* A process that exits with numbers unread resets the socket once: the answers it had
+         * sent are still to read, then its end (a send in between may take the reset instead:
+         * that submit answers GW_EUNAVAIL). */
+        if (n < 0 && errno == ECONNRESET && w->resets++ == 0)
             continue;
-        if (n > 0)
-            w->resets = 0;
         if (n == (ssize_t)sizeof(m.h) && !w->hello_seen) {
             hello_from(w, &m.h);
             continue;
@@ -489,10 +489,10 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg)
             finish(w, m.i, atomic_load(&slot_at(w, m.i)->state));
             continue;
         }
-        if (n == 0 || (n < 0 && errno == ECONNRESET))
-            died(w, "exited", false);
-        else
-            died(w, "answered out of turn and was killed", true);
+        if (n == 0 || (n < 0 && (errno == ENOTCONN || errno == EPIPE)))
+            died(w, "exited", false); /* its end is closed: no thread of it runs */
+        else /* a second reset, another error, or a message out of turn: make sure */
+            died(w, "broke the protocol on its socket and was killed", true);
         return;
     }
 }

@@ -17,7 +17,10 @@
  * keeps no descriptor but its socket and stdio, cannot be dumped or traced, and dies with the
  * gateway. If it dies, the jobs it held end (those it had finished with their result, the others
  * with GW_EUNAVAIL) and the next job submitted (at most one a second) forks a new one, from the
- * gateway as it is then. Nothing on the loop waits for the process but gw_workers_free.
+ * gateway as it is then. The loop does not wait for a live process (but to kill one that broke
+ * the protocol, and in gw_workers_free). A new process lowers its scheduling group before it
+ * takes jobs; without CAP_SYS_ADMIN the kernel may make that wait up to 3 s (one such change per
+ * 100 ms on the whole host), and jobs submitted meanwhile wait in its socket.
  *
  * Ownership of a job's argument (size bytes, copied into the shared slot at submit):
  *  - done(arg, 0) runs on the loop once work has run on the copy and the copy is back in arg;

@@ -198,18 +198,59 @@ static int submit(struct gw_workers *w, struct item *it, struct gw_job **out)
     return gw_workers_submit(w, work_fn, done_fn, drop_fn, it, sizeof(*it), out);
 }
 
-/* Runs the loop until *ndone reaches want (each turn blocks until an event). */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    *(bool *)arg = true;
+}
+
+/* Runs the loop (each turn blocks until an event) until done() says so; a loop that gets no
+ * further in 30 s fails the test instead of hanging it. */
+static void run_while(struct event_base *base, bool (*done)(const void *), const void *arg)
+{
+    struct timeval limit = {30, 0};
+    bool expired = false;
+    struct event *ev = evtimer_new(base, deadline_cb, &expired);
+
+    assert_non_null(ev);
+    assert_int_equal(evtimer_add(ev, &limit), 0);
+    while (!done(arg) && !expired)
+        assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
+    event_free(ev);
+    if (expired)
+        fail_msg("the worker pool did not get there in 30 s");
+}
+
+struct count_goal {
+    const int *n;
+    int want;
+};
+
+static bool count_reached(const void *arg)
+{
+    const struct count_goal *g = arg;
+
+    return *g->n >= g->want;
+}
+
+static bool pool_idle(const void *arg)
+{
+    return gw_workers_inflight(arg) == 0;
+}
+
+/* Runs the loop until *ndone reaches want. */
 static void run_until(struct event_base *base, const int *ndone, int want)
 {
-    while (*ndone < want)
-        assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
+    struct count_goal g = {ndone, want};
+
+    run_while(base, count_reached, &g);
 }
 
 /* Runs the loop until the worker process has answered every job. */
 static void run_until_idle(struct event_base *base, struct gw_workers *w)
 {
-    while (gw_workers_inflight(w) > 0)
-        assert_int_equal(event_base_loop(base, EVLOOP_ONCE), 0);
+    run_while(base, pool_idle, w);
 }
 
 static struct gw_workers *pool(struct event_base *base, unsigned threads, unsigned queue)
@@ -318,7 +359,9 @@ static void test_worker_process_yields_and_holds_nothing(void **state)
     assert_int_equal(it.policy, SCHED_IDLE);
     assert_int_equal(it.dumpable, 0);
     assert_int_equal(it.fds, 4); /* stdio and its socket */
-    if (mine != -100)            /* the kernel groups by session: that group is the weakest */
+    /* Where the kernel groups by session, that group is the weakest; checked as root only (the
+     * kernel rate-limits the change for others, and the process carries on without it). */
+    if (mine != -100 && geteuid() == 0)
         assert_int_equal(it.autogroup_nice, 19);
     assert_int_not_equal(sched_getscheduler(0), SCHED_IDLE); /* the loop's thread is unchanged */
     assert_int_equal(autogroup_nice(), mine);
