@@ -186,9 +186,8 @@ static void write_workers(struct evbuffer *b, const struct gw_app *app)
     gauge(b, "waygate_auth_jobs_waiting", "password-hashing jobs waiting for a worker thread now",
           (double)gw_workers_queued(app->workers));
     counter(b, "waygate_auth_process_deaths_total",
-            "password-hashing processes that died (their unfinished jobs answered UNAVAILABLE; the "
-            "next job "
-            "starts a new one)",
+            "password-hashing processes that died (their unfinished jobs answered UNAVAILABLE; "
+            "the next job starts a new one)",
             (double)gw_workers_deaths(app->workers));
 }
 

@@ -1,6 +1,6 @@
 /* workers.c: the worker pool (workers.h). The gateway and its worker process share one anonymous
  * mapping of slots, one per job that may be in the worker process at once (queue_max +
- * nthreads); a slot holds the work function, the argument's size and its copy. A SOCK_SEQPACKET
+ * nthreads); a slot holds its state, the work function and the argument's copy. A SOCK_SEQPACKET
  * socket pair carries slot numbers: the gateway sends one per job, each of the process's threads
  * receives the next, runs the work and sends the number back.
  *
@@ -51,7 +51,6 @@ enum slot_state {
 struct slot { /* in the shared mapping; the argument's copy follows at SLOT_HDR */
     _Atomic int state;
     gw_job_fn work;
-    size_t size;
 };
 
 #define SLOT_HDR ((sizeof(struct slot) + 63) & ~(size_t)63)
@@ -59,7 +58,7 @@ struct slot { /* in the shared mapping; the argument's copy follows at SLOT_HDR 
 enum job_state {
     JOB_FREE,
     JOB_BUSY,    /* its slot number is in the worker process */
-    JOB_FAILING, /* the process died: done(arg, GW_EUNAVAIL) is about to run */
+    JOB_FAILING, /* the process died: the job ends in the same pass (died) */
 };
 
 struct gw_job { /* the gateway's side of slot i: w->jobs[i] */
@@ -403,14 +402,17 @@ static int spawn(struct gw_workers *w)
     return 0;
 }
 
+/* Slot i and its job record are free again, the copy wiped. */
 static void release(struct gw_workers *w, unsigned i)
 {
     struct slot *s = slot_at(w, i);
+    struct gw_job *j = &w->jobs[i];
 
-    gw_wipe(copy_of(s), w->jobs[i].size);
+    gw_wipe(copy_of(s), j->size);
     s->work = NULL;
-    s->size = 0;
     atomic_store(&s->state, SLOT_FREE);
+    memset(j, 0, sizeof(*j));
+    j->w = w;
     w->inflight--;
 }
 
@@ -426,8 +428,6 @@ static void finish(struct gw_workers *w, unsigned i, int st)
     if (!cancelled && st == SLOT_DONE)
         memcpy(arg, copy_of(slot_at(w, i)), j->size);
     release(w, i);
-    memset(j, 0, sizeof(*j));
-    j->w = w;
     if (!cancelled)
         done(arg, st == SLOT_DONE ? 0 : GW_EUNAVAIL);
 }
@@ -437,25 +437,19 @@ static void finish(struct gw_workers *w, unsigned i, int st)
  * Done functions may cancel jobs not yet ended here, and submit new ones (to a new process). */
 static void died(struct gw_workers *w, const char *why, bool wait)
 {
-    unsigned ending = 0;
-
     GW_LOG(GW_LOG_ERROR, "workers", NULL,
            "the password-hashing process %ld %s; the %u job(s) it held end (those it had not "
            "finished answer UNAVAILABLE), the next job starts a new one",
            (long)w->pid, why, w->inflight);
     reap(w, wait); /* no thread of it runs from here on: the slots are the gateway's alone */
     w->deaths++;
+    /* First mark them all: a done run below may submit (to a new process) or cancel. */
     for (unsigned i = 0; i < w->nslots; i++)
-        if (w->jobs[i].state == JOB_BUSY) {
+        if (w->jobs[i].state == JOB_BUSY)
             w->jobs[i].state = JOB_FAILING;
-            ending++;
-        }
-    for (unsigned i = 0; i < w->nslots && ending > 0; i++) {
-        if (w->jobs[i].state != JOB_FAILING)
-            continue;
-        ending--;
-        finish(w, i, atomic_load(&slot_at(w, i)->state));
-    }
+    for (unsigned i = 0; i < w->nslots; i++)
+        if (w->jobs[i].state == JOB_FAILING)
+            finish(w, i, atomic_load(&slot_at(w, i)->state));
 }
 
 static void answer_cb(evutil_socket_t fd, short what, void *arg)
@@ -603,7 +597,6 @@ int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_done_fn done,
     j = &w->jobs[free_slot];
     memcpy(copy_of(s), arg, size);
     s->work = work;
-    s->size = size;
     atomic_store(&s->state, SLOT_QUEUED);
     j->state = JOB_BUSY;
     j->cancelled = false;
@@ -621,8 +614,6 @@ int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_done_fn done,
         int err = n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) ? GW_ETOOBIG : GW_EUNAVAIL;
 
         release(w, free_slot);
-        memset(j, 0, sizeof(*j));
-        j->w = w;
         return err;
     }
     if (out != NULL)
