@@ -81,6 +81,7 @@ struct gw_workers {
     struct event_base *base;
     struct event *ev;
     uint64_t spawned_ms;
+    uint64_t respawn_min_ms; /* RESPAWN_MIN_MS; tests change it */
     unsigned long deaths;
     char *cgroup;            /* [auth] worker_cgroup, or NULL */
     bool hello_seen;         /* the current process's first message has come */
@@ -512,6 +513,7 @@ struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t 
     w->pid = -1;
     w->sock = -1;
     w->cgroup_err = -1;
+    w->respawn_min_ms = RESPAWN_MIN_MS;
     w->jobs = gw_calloc(w->nslots, sizeof(*w->jobs));
     w->cgroup = cgroup != NULL ? gw_strdup(cgroup) : NULL;
     p = mmap(NULL, w->shm_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -584,7 +586,7 @@ int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_done_fn done,
     if (w == NULL || w->base == NULL || work == NULL || done == NULL || arg == NULL || size == 0 ||
         size > w->arg_max)
         return GW_EINVAL;
-    if (w->sock < 0 && (mono_ms() - w->spawned_ms < RESPAWN_MIN_MS || spawn(w) != 0))
+    if (w->sock < 0 && (mono_ms() - w->spawned_ms < w->respawn_min_ms || spawn(w) != 0))
         return GW_EUNAVAIL;
     if (gw_workers_queued(w) >= w->queue_max)
         return GW_ETOOBIG;
@@ -656,6 +658,11 @@ unsigned gw_workers_inflight(const struct gw_workers *w)
 unsigned long gw_workers_deaths(const struct gw_workers *w)
 {
     return w->deaths;
+}
+
+void gw_workers_set_respawn_ms(struct gw_workers *w, unsigned long ms)
+{
+    w->respawn_min_ms = ms;
 }
 
 pid_t gw_workers_pid(const struct gw_workers *w)

@@ -78,6 +78,9 @@ unsigned gw_workers_queued(const struct gw_workers *w);
 unsigned gw_workers_inflight(const struct gw_workers *w);
 /* Worker processes that died since the pool started (each one's jobs ended with GW_EUNAVAIL). */
 unsigned long gw_workers_deaths(const struct gw_workers *w);
+/* For tests: a process lost within ms of the last fork is not replaced before then (submit
+ * answers GW_EUNAVAIL); 1000 unless changed. */
+void gw_workers_set_respawn_ms(struct gw_workers *w, unsigned long ms);
 /* The worker process, or -1 when there is none until the next submit. */
 pid_t gw_workers_pid(const struct gw_workers *w);
 /* How the current process's cgroup step went: -1 not reported yet, 0 joined (or none asked),

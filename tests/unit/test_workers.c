@@ -5,7 +5,8 @@
  * refuses; cancel before start, while running and after finishing drops the argument at once
  * and never runs done; free drops every job not ended; a worker process killed in the middle
  * ends its unfinished jobs with GW_EUNAVAIL and its finished ones with their results (a done may
- * cancel another of them), and the next submit forks a new one; no job's bytes stay in the
+ * cancel another of them), and the next submit forks a new one, not before a respawn limit has
+ * passed since the last fork; no job's bytes stay in the
  * shared memory; a cgroup that cannot be joined is reported. Work is held on a gate in a page the
  * test shares with the worker process (mapped before the pool forks). Run it under ASan too: the
  * drops are where a double free would show. */
@@ -535,6 +536,46 @@ static void test_worker_process_death(void **state)
     event_base_free(base);
 }
 
+static bool died_once(const void *arg)
+{
+    return gw_workers_deaths(arg) >= 1;
+}
+
+/* A process lost within the respawn limit of its fork is not replaced before the limit has
+ * passed: submit answers GW_EUNAVAIL (a Login then gets UNAVAILABLE, "retrying is safe") and
+ * forks nothing; after it, the next submit forks. The limit is set to an hour, then to none, so
+ * that nothing depends on how fast this machine kills a process and the loop notices. */
+static void test_respawn_limited(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    int log[4], ndone = 0;
+    pid_t first = gw_workers_pid(w);
+    struct item *refused;
+
+    (void)state;
+    reset();
+    open_gate();
+    gw_workers_set_respawn_ms(w, 3600ul * 1000ul);
+    assert_int_equal(kill(first, SIGKILL), 0);
+    run_while(base, died_once, w); /* noticed on its socket, with no job in it */
+    refused = item(0, false, log, &ndone);
+    assert_int_equal(submit(w, refused, NULL), GW_EUNAVAIL);
+    gw_free(refused); /* refused at submit: still the caller's */
+    assert_int_equal(gw_workers_pid(w), -1);
+    assert_int_equal(gw_workers_inflight(w), 0);
+    gw_workers_set_respawn_ms(w, 0);
+    assert_int_equal(submit(w, item(1, false, log, &ndone), NULL), 0);
+    assert_true(gw_workers_pid(w) > 0);
+    assert_int_not_equal(gw_workers_pid(w), first);
+    run_until(base, &ndone, 1);
+    assert_int_equal(log[0], 1);
+    assert_int_equal(errs_total, 0);
+    assert_int_equal(gw_workers_deaths(w), 1);
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
 /* A done run for the death may cancel another job the death ends: that one is dropped instead. */
 static void test_death_done_cancels_another(void **state)
 {
@@ -705,6 +746,7 @@ int main(void)
         cmocka_unit_test(test_cancel_finished),
         cmocka_unit_test(test_free_drops_everything),
         cmocka_unit_test(test_worker_process_death),
+        cmocka_unit_test(test_respawn_limited),
         cmocka_unit_test(test_death_done_cancels_another),
         cmocka_unit_test(test_death_keeps_finished_results),
         cmocka_unit_test(test_slots_wiped),
