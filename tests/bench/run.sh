@@ -1217,9 +1217,8 @@ $(if [[ -s $TARGETS8 ]]; then cat "$TARGETS8"; else echo "- not measured in this
   each baseline. a2 sends BEGIN, ${A2_ROWS} INSERTs and COMMIT in one pipeline
   (\`\\startpipeline\`); its latency is per transaction. The baselines do no TLS, HTTP/2,
   protobuf, validation or encryption: they are what the database alone can take. Nor do they
-  fire the \`waybill\` table's triggers (the suspicious-customer register: a lock and two index
-  probes per waybill, rows only for a phone's second sender) or read segments: the gateway does
-  all of that on top.
+  fire the \`waybill\` table's triggers (the suspicious-customer register: two more rows per
+  new sender) or read segments: the gateway does all of that on top.
 - **gateway**: \`wgload\` (tests/bench/wgload.c: libnghttp2 + OpenSSL + libevent, one thread)
   drives \`waygate.v1.WaybillIntake\` through the real mTLS listener with the courier_a
   certificate, C connections x S streams in a closed loop, synthetic valid waybills (unique

@@ -13,8 +13,8 @@ OTHER is the other one. Shown here:
     duplicate with the stored id and adds no record and no outbox row; other content for that
     number is ALREADY_EXISTS naming waybill.waybill_no;
   - the same holds when both gateways submit one new number at the same instant: the test holds
-    the table that the insert's statement trigger reads (phone_owner) locked, so an insert that
-    got past its duplicate check waits there, uncommitted; with both submits
+    the tables that the insert's statement trigger writes (phone_sender, phone_owner) locked, so
+    an insert that got past its duplicate check waits there, uncommitted; with both submits
     waiting, it lets go: one record, the other caller answered with its id (identical content)
     or ALREADY_EXISTS (other content);
   - SIGHUP with a keyring that lost the configured suite keeps the running keys;
@@ -221,15 +221,15 @@ def test_a_number_is_one_waybill_across_suites(stack, switched):
 
 
 class TriggerTablesLock:
-    """A psql session, as the owner, holding phone_owner in ACCESS EXCLUSIVE mode until released:
-    a waybill insert (its statement trigger reads it for every sender phone, sql/019) then waits
-    inside its statement, after its duplicate check and its row, uncommitted."""
+    """A psql session, as the owner, holding phone_sender and phone_owner in SHARE mode until
+    released: a waybill insert (its statement trigger writes both) then waits inside its
+    statement, after its duplicate check and its row, uncommitted."""
 
     def __init__(self, stack):
         self.p = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
                                    "ON_ERROR_STOP=1", "-d", stack.pguri_owner],
                                   stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-        self.p.stdin.write("BEGIN;\nLOCK TABLE phone_owner IN ACCESS EXCLUSIVE MODE;\n"
+        self.p.stdin.write("BEGIN;\nLOCK TABLE phone_sender, phone_owner IN SHARE MODE;\n"
                            "SELECT 'locked';\n")
         self.p.stdin.flush()
         assert self.p.stdout.readline().strip() == "locked"
@@ -241,11 +241,11 @@ class TriggerTablesLock:
             assert self.p.wait(30) == 0
 
 
-# What a waiting insert waits for: the table held above, another gateway's lock on the number
-# (store_group.c: pg_advisory_xact_lock(1399, key)) or on the sender's phone (sql/019: 1400).
+# What a waiting insert waits for: the tables held above, or another gateway's lock on the number
+# (store_group.c: pg_advisory_xact_lock(1399, key)).
 WAITING = ("SELECT count(*) FROM pg_locks WHERE NOT granted AND "
-           "(relation = 'phone_owner'::regclass OR "
-           "(locktype = 'advisory' AND classid IN (1399, 1400)))")
+           "(relation IN ('phone_sender'::regclass, 'phone_owner'::regclass) OR "
+           "(locktype = 'advisory' AND classid = 1399))")
 
 
 def submit_in_thread(stack, addr, w, out):
