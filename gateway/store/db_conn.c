@@ -277,13 +277,45 @@ void gw_db_on_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
+/* Every transaction of the gateway is written for READ COMMITTED: where a statement waits for a
+ * lock (the number lock of store_group.c), the next statement's fresh snapshot sees what the
+ * lock's holder committed. A database's or role's default of another level would break that
+ * without an error, so each connection sets the level itself, after the options its conninfo
+ * gives (kept). Returns a string for the "options" keyword (the caller frees it), or NULL when
+ * out of memory. */
+#define PIN_RC "-c default_transaction_isolation=read\\ committed"
+
+static char *conn_options(const char *conninfo)
+{
+    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;
+    const char *given = "";
+    char *s;
+    size_t n;
+
+    for (o = opts; o != NULL && o->keyword != NULL; o++)
+        if (strcmp(o->keyword, "options") == 0 && o->val != NULL)
+            given = o->val;
+    n = strlen(given) + 1 + sizeof(PIN_RC);
+    s = gw_malloc(n);
+    if (s != NULL)
+        snprintf(s, n, "%s%s%s", given, given[0] ? " " : "", PIN_RC);
+    PQconninfoFree(opts);
+    return s;
+}
+
 void gw_db_conn_connect(struct conn *c)
 {
-    const char *kw[] = {"dbname", "fallback_application_name", NULL};
-    const char *val[] = {c->db->conninfo, "waygated", NULL};
+    char *options = conn_options(c->db->conninfo);
+    const char *kw[] = {"dbname", "fallback_application_name", "options", NULL};
+    const char *val[] = {c->db->conninfo, "waygated", options, NULL};
     struct timeval tv;
 
+    if (options == NULL) {
+        conn_connect_failed(c, "out of memory");
+        return;
+    }
     c->pg = PQconnectStartParams(kw, val, 1);
+    gw_free(options);
     if (c->pg == NULL) {
         conn_connect_failed(c, "out of memory");
         return;

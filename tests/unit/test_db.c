@@ -143,6 +143,50 @@ static void test_simple_query(void **state)
     gw_db_free(db);
 }
 
+/* Runs sql on a blocking connection of the harness's (the superuser). */
+static void admin_exec(const char *sql)
+{
+    PGconn *c = PQconnectdb(pg.conninfo);
+    PGresult *r;
+
+    assert_true(PQstatus(c) == CONNECTION_OK);
+    r = PQexec(c, sql);
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(c);
+}
+
+/* The gateway's transactions are READ COMMITTED whatever the database's default (a lock, then a
+ * statement that must see what its holder committed), and the conninfo's own options are kept. */
+static void test_read_committed_pinned(void **state)
+{
+    struct gw_db_stmt st = {.sql = "SELECT current_setting('transaction_isolation') || '/' || "
+                                   "current_setting('search_path')"};
+    struct gw_config c2 = cfg;
+    char conninfo[640];
+    struct ctx c;
+    struct gw_db *db;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    admin_exec("ALTER DATABASE postgres SET default_transaction_isolation = 'serializable'");
+    snprintf(conninfo, sizeof(conninfo), "%s options='-c search_path=pg_catalog,public'",
+             pg.conninfo);
+    c2.db_conninfo = conninfo;
+    db = gw_db_new(base, &c2);
+    assert_non_null(db);
+    assert_int_equal(gw_db_start(db), 0);
+    assert_true(run_until(db_is_ready, db, 10000));
+    exec_sync(db, &st, 1, 0, &c);
+    assert_int_equal(c.err, 0);
+    assert_string_equal(c.value, "read committed/pg_catalog,public");
+    exec_sync(db, &st, 1, GW_DB_TXN, &c);
+    assert_string_equal(c.value, "read committed/pg_catalog,public");
+    gw_db_free(db);
+    admin_exec("ALTER DATABASE postgres RESET default_transaction_isolation");
+}
+
 static void test_params_text_and_binary(void **state)
 {
     static const char blob[5] = {0x00, 0x01, (char)0xff, 0x00, 0x7f};
@@ -478,6 +522,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple_query),
+        cmocka_unit_test(test_read_committed_pinned),
         cmocka_unit_test(test_params_text_and_binary),
         cmocka_unit_test(test_transaction),
         cmocka_unit_test(test_failure_isolated),

@@ -162,7 +162,7 @@ static void set_clear(struct golden *g, const char *name, const char *hex)
     case GW_REC_UUID:
     case GW_REC_BIDX:
     case GW_REC_MAC: {
-        size_t want = c->kind == GW_REC_UUID ? GW_RECORD_ID_LEN
+        size_t want = c->kind == GW_REC_UUID   ? GW_RECORD_ID_LEN
                       : c->kind == GW_REC_BIDX ? GW_RECORD_BIDX_LEN
                                                : GW_RECORD_MAC_LEN;
         if (v != NULL) {
@@ -409,7 +409,8 @@ static int write_fixtures(const char *dir, const char *origin)
     uint8_t id[GW_RECORD_ID_LEN];
 
     snprintf(kpath, sizeof(kpath), "%s/keyring", dir);
-    if (cx == NULL || a == NULL || gw_keyring_file_init(kpath, GW_SUITE_AES, err, sizeof(err)) != 0 ||
+    if (cx == NULL || a == NULL ||
+        gw_keyring_file_init(kpath, GW_SUITE_AES, err, sizeof(err)) != 0 ||
         gw_keyring_file_add_suite(kpath, GW_SUITE_SM, err, sizeof(err)) != 0 ||
         gw_keyring_file_load(kpath, &kr, err, sizeof(err)) != 0) {
         fprintf(stderr, "keyring: %s\n", err);
