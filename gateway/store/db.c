@@ -18,6 +18,12 @@
 
 /* ---- dispatch ---- */
 
+/* Callers' requests in flight on c (its own, internal ones ride along in the pipeline). */
+static unsigned callers_inflight(const struct conn *c)
+{
+    return c->ninflight - c->ninternal;
+}
+
 static struct conn *pick_conn(struct gw_db *db)
 {
     struct conn *best = NULL;
@@ -25,9 +31,9 @@ static struct conn *pick_conn(struct gw_db *db)
 
     for (i = 0; i < db->pool_size; i++) {
         struct conn *c = &db->conns[i];
-        if (c->state != CONN_READY || c->ninflight >= db->depth)
+        if (c->state != CONN_READY || callers_inflight(c) >= db->depth)
             continue;
-        if (best == NULL || c->ninflight < best->ninflight)
+        if (best == NULL || callers_inflight(c) < callers_inflight(best))
             best = c;
     }
     return best;
@@ -220,7 +226,7 @@ unsigned gw_db_pending(const struct gw_db *db)
         return 0;
     n = db->nqueued;
     for (i = 0; i < db->pool_size; i++)
-        n += db->conns[i].ninflight;
+        n += callers_inflight(&db->conns[i]);
     return n;
 }
 

@@ -78,7 +78,8 @@ int gw_db_prepare(struct gw_db *db, const char *sql) GW_MUST_CHECK;
 const char *gw_db_conninfo(const struct gw_db *db);
 /* True when at least one connection is established and usable. */
 bool gw_db_ready(const struct gw_db *db);
-/* Number of requests queued or in flight (for drain and metrics). */
+/* Number of callers' requests queued or in flight (for drain and metrics; not the
+ * connections' own: prepares, the isolation level). */
 unsigned gw_db_pending(const struct gw_db *db);
 /* Number of connections in the pool (the most transactions that can run at once). */
 unsigned gw_db_pool_size(const struct gw_db *db);

@@ -134,6 +134,7 @@ static void conn_teardown(struct conn *c)
     TAILQ_INIT(&failed);
     TAILQ_CONCAT(&failed, &c->inflight, link);
     c->ninflight = 0;
+    c->ninternal = 0;
     if (db->nready == 0) {
         TAILQ_FOREACH(r, &db->queue, link)
         r->queued = false;
@@ -201,7 +202,46 @@ void gw_db_conn_send_prepare(struct conn *c, int slot)
     if (r == NULL)
         return; /* without it the connection sends the text: slower, not wrong */
     r->db = c->db;
+    r->internal = true;
     r->stmts[0].prepare_slot = slot;
+    (void)gw_db_conn_send(c, r);
+}
+
+/* Every transaction of the gateway is written for READ COMMITTED: where a statement waits for a
+ * lock (the number lock of store_group.c), the next statement's fresh snapshot sees what the
+ * lock's holder committed. A default of REPEATABLE READ (the database's, a role's, PGOPTIONS, a
+ * service file) would take that away without an error, so the first thing each connection runs,
+ * ahead of every request in its pipeline, sets the session's default; a connection where that
+ * fails is closed (and tried again), never used. */
+static const char pin_sql[] = "SET default_transaction_isolation = 'read committed'";
+
+static void pin_done(void *arg, int err, const struct gw_db_result *res)
+{
+    struct conn *c = arg; /* one of the pool's array: valid while callbacks can run */
+
+    if (err == 0 || err == GW_EUNAVAIL) /* set, or the connection is gone already */
+        return;
+    GW_LOG(GW_LOG_ERROR, "db", NULL,
+           "connection %u: cannot set READ COMMITTED (sqlstate %s); closing it", c->slot,
+           res->sqlstate != NULL ? res->sqlstate : "none");
+    conn_fail_later(c);
+}
+
+static void conn_pin(struct conn *c)
+{
+    struct gw_db_stmt st = {.sql = pin_sql};
+    struct gw_db_req *r;
+    int err;
+
+    r = gw_db_req_new(&st, 1, &err);
+    if (r == NULL) {
+        conn_fail_later(c);
+        return;
+    }
+    r->db = c->db;
+    r->internal = true;
+    r->cb = pin_done;
+    r->arg = c;
     (void)gw_db_conn_send(c, r);
 }
 
@@ -231,6 +271,7 @@ static void conn_established(struct conn *c)
     c->db->nready++;
     GW_LOG(GW_LOG_INFO, "db", NULL, "connection %u up (server %d)", c->slot,
            PQserverVersion(c->pg));
+    conn_pin(c);
     for (i = 0; i < c->db->nprepared && c->state == CONN_READY; i++)
         gw_db_conn_send_prepare(c, i);
     c->db->dispatch(c->db);
@@ -277,45 +318,13 @@ void gw_db_on_timer(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-/* Every transaction of the gateway is written for READ COMMITTED: where a statement waits for a
- * lock (the number lock of store_group.c), the next statement's fresh snapshot sees what the
- * lock's holder committed. A database's or role's default of another level would break that
- * without an error, so each connection sets the level itself, after the options its conninfo
- * gives (kept). Returns a string for the "options" keyword (the caller frees it), or NULL when
- * out of memory. */
-#define PIN_RC "-c default_transaction_isolation=read\\ committed"
-
-static char *conn_options(const char *conninfo)
-{
-    PQconninfoOption *opts = PQconninfoParse(conninfo, NULL), *o;
-    const char *given = "";
-    char *s;
-    size_t n;
-
-    for (o = opts; o != NULL && o->keyword != NULL; o++)
-        if (strcmp(o->keyword, "options") == 0 && o->val != NULL)
-            given = o->val;
-    n = strlen(given) + 1 + sizeof(PIN_RC);
-    s = gw_malloc(n);
-    if (s != NULL)
-        snprintf(s, n, "%s%s%s", given, given[0] ? " " : "", PIN_RC);
-    PQconninfoFree(opts);
-    return s;
-}
-
 void gw_db_conn_connect(struct conn *c)
 {
-    char *options = conn_options(c->db->conninfo);
-    const char *kw[] = {"dbname", "fallback_application_name", "options", NULL};
-    const char *val[] = {c->db->conninfo, "waygated", options, NULL};
+    const char *kw[] = {"dbname", "fallback_application_name", NULL};
+    const char *val[] = {c->db->conninfo, "waygated", NULL};
     struct timeval tv;
 
-    if (options == NULL) {
-        conn_connect_failed(c, "out of memory");
-        return;
-    }
     c->pg = PQconnectStartParams(kw, val, 1);
-    gw_free(options);
     if (c->pg == NULL) {
         conn_connect_failed(c, "out of memory");
         return;
@@ -357,6 +366,7 @@ int gw_db_conn_send(struct conn *c, struct gw_db_req *r)
     r->queued = false;
     TAILQ_INSERT_TAIL(&c->inflight, r, link);
     c->ninflight++;
+    c->ninternal += r->internal;
     for (i = 0; i < r->nstmts; i++) {
         const struct req_stmt *s = &r->stmts[i];
         int slot, ok;
@@ -494,6 +504,7 @@ static bool conn_process(struct conn *c)
         PQclear(res);
         TAILQ_REMOVE(&c->inflight, r, link);
         c->ninflight--;
+        c->ninternal -= r->internal;
         r->conn = NULL;
         if (r->nstmts == 1 && r->stmts[0].prepare_slot >= 0)
             prepared_done(c, r);

@@ -42,6 +42,7 @@ struct gw_db_req {
     void *arg;
     bool queued;
     bool cancelled;
+    bool internal; /* the connection's own (a prepare, the isolation level): no caller waits */
     int nstmts;
     struct req_stmt *stmts;
     PGresult **results;
@@ -68,6 +69,7 @@ struct conn {
     PostgresPollingStatusType poll;
     unsigned attempt; /* failed connects in a row (backoff exponent) */
     unsigned ninflight;
+    unsigned ninternal; /* of those, internal requests */
     struct req_list inflight;
     uint32_t prepared_ok; /* bit i: db->prepared[i] is prepared on this connection */
 };

@@ -38,6 +38,7 @@ int gw_admin_connect(const char *conninfo, struct gw_admin **out, char *errbuf, 
     static const char *const kw[] = {"dbname", "application_name", NULL};
     const char *val[] = {conninfo, "waygatectl", NULL};
     struct gw_admin *a;
+    PGresult *res;
 
     *out = NULL;
     if (conninfo == NULL || conninfo[0] == '\0') {
@@ -60,6 +61,16 @@ int gw_admin_connect(const char *conninfo, struct gw_admin **out, char *errbuf, 
         gw_admin_free(a);
         return GW_EUNAVAIL;
     }
+    /* The commands' lock-then-read transactions (the audit chain's head, the bootstrap's count)
+     * are written for READ COMMITTED, as the daemon's are (db_conn.c), whatever the defaults. */
+    res = PQexec(a->pg, "SET default_transaction_isolation = 'read committed'");
+    if (PQresultStatus(res) != PGRES_COMMAND_OK) {
+        gw_pq_msg(errbuf, errlen, "cannot set READ COMMITTED: %s", PQresultErrorMessage(res));
+        PQclear(res);
+        gw_admin_free(a);
+        return GW_EUNAVAIL;
+    }
+    PQclear(res);
     *out = a;
     return 0;
 }

@@ -156,35 +156,40 @@ static void admin_exec(const char *sql)
     PQfinish(c);
 }
 
-/* The gateway's transactions are READ COMMITTED whatever the database's default (a lock, then a
- * statement that must see what its holder committed), and the conninfo's own options are kept. */
+/* The gateway's transactions are READ COMMITTED whatever the defaults say (a lock, then a
+ * statement that must see what its holder committed), and the other startup options (here from
+ * PGOPTIONS) still apply. The database's default is put back by the teardown. */
 static void test_read_committed_pinned(void **state)
 {
     struct gw_db_stmt st = {.sql = "SELECT current_setting('transaction_isolation') || '/' || "
                                    "current_setting('search_path')"};
-    struct gw_config c2 = cfg;
-    char conninfo[640];
     struct ctx c;
     struct gw_db *db;
 
     (void)state;
     if (!pg_ok)
         skip();
-    admin_exec("ALTER DATABASE postgres SET default_transaction_isolation = 'serializable'");
-    snprintf(conninfo, sizeof(conninfo), "%s options='-c search_path=pg_catalog,public'",
-             pg.conninfo);
-    c2.db_conninfo = conninfo;
-    db = gw_db_new(base, &c2);
-    assert_non_null(db);
-    assert_int_equal(gw_db_start(db), 0);
-    assert_true(run_until(db_is_ready, db, 10000));
+    admin_exec("ALTER DATABASE postgres SET default_transaction_isolation = 'repeatable read'");
+    assert_int_equal(setenv("PGOPTIONS",
+                            "-c search_path=pg_catalog,public "
+                            "-c default_transaction_isolation=serializable",
+                            1),
+                     0);
+    db = new_db();
+    unsetenv("PGOPTIONS");
     exec_sync(db, &st, 1, 0, &c);
     assert_int_equal(c.err, 0);
     assert_string_equal(c.value, "read committed/pg_catalog,public");
-    exec_sync(db, &st, 1, GW_DB_TXN, &c);
-    assert_string_equal(c.value, "read committed/pg_catalog,public");
     gw_db_free(db);
-    admin_exec("ALTER DATABASE postgres RESET default_transaction_isolation");
+}
+
+static int reset_default_isolation(void **state)
+{
+    (void)state;
+    unsetenv("PGOPTIONS");
+    if (pg_ok)
+        admin_exec("ALTER DATABASE postgres RESET default_transaction_isolation");
+    return 0;
 }
 
 static void test_params_text_and_binary(void **state)
@@ -522,7 +527,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple_query),
-        cmocka_unit_test(test_read_committed_pinned),
+        cmocka_unit_test_teardown(test_read_committed_pinned, reset_default_isolation),
         cmocka_unit_test(test_params_text_and_binary),
         cmocka_unit_test(test_transaction),
         cmocka_unit_test(test_failure_isolated),

@@ -279,54 +279,70 @@ struct fx {
     struct gw_arena *a;
 };
 
+static void fx_free(struct fx *f)
+{
+    if (f == NULL)
+        return;
+    if (f->path[0])
+        unlink(f->path);
+    if (f->dir[0])
+        rmdir(f->dir);
+    gw_keyring_free(f->kr);
+    gw_arena_free(f->a);
+    gw_crypto_free(f->cx);
+    free(f);
+}
+
 static int setup(void **state)
 {
     struct fx *f = calloc(1, sizeof(*f));
-    char src[512], buf[16384], err[256];
+    char src[512], buf[16384], err[256] = "";
     FILE *in, *out;
-    size_t n;
+    size_t n = 0;
 
+    *state = NULL;
     if (f == NULL)
         return -1;
     snprintf(f->dir, sizeof(f->dir), "/tmp/gw-golden-XXXXXX");
-    if (mkdtemp(f->dir) == NULL)
-        return -1;
+    if (mkdtemp(f->dir) == NULL) {
+        f->dir[0] = '\0';
+        goto fail;
+    }
     snprintf(f->path, sizeof(f->path), "%s/keyring", f->dir);
     snprintf(src, sizeof(src), "%s/golden/keyring", data_dir());
     in = fopen(src, "r");
     if (in == NULL) {
         fprintf(stderr, "cannot open %s: %s\n", src, strerror(errno));
-        return -1;
+        goto fail;
     }
     n = fread(buf, 1, sizeof(buf), in);
     fclose(in);
     out = fopen(f->path, "w");
-    if (out == NULL || chmod(f->path, 0600) != 0 || n == 0 || n == sizeof(buf) ||
-        fwrite(buf, 1, n, out) != n || fclose(out) != 0)
-        return -1;
+    if (out == NULL)
+        goto fail;
+    if (chmod(f->path, 0600) != 0 || n == 0 || n == sizeof(buf) || fwrite(buf, 1, n, out) != n) {
+        fclose(out);
+        goto fail;
+    }
+    if (fclose(out) != 0)
+        goto fail;
     f->cx = gw_crypto_new();
     f->a = gw_arena_new(1 << 20);
     if (f->cx == NULL || f->a == NULL ||
         gw_keyring_file_load(f->path, &f->kr, err, sizeof(err)) != 0) {
-        fprintf(stderr, "golden keyring: %s\n", err);
-        return -1;
+        fprintf(stderr, "golden keyring: %s\n", err[0] ? err : "out of memory");
+        goto fail;
     }
     *state = f;
     return 0;
+fail:
+    fx_free(f);
+    return -1;
 }
 
 static int teardown(void **state)
 {
-    struct fx *f = *state;
-
-    if (f == NULL) /* the setup failed */
-        return 0;
-    unlink(f->path);
-    rmdir(f->dir);
-    gw_keyring_free(f->kr);
-    gw_arena_free(f->a);
-    gw_crypto_free(f->cx);
-    free(f);
+    fx_free(*state);
     return 0;
 }
 
@@ -381,8 +397,15 @@ static void check_suite(struct fx *f, enum gw_suite suite, const char *file)
     assert_int_equal(gw_seal_waybill(f->cx, f->kr, &w, &norm, g.row.id, g.row.origin_branch,
                                      g.row.submitted_by, g.row.accepted_at, f->a, &again),
                      0);
-    assert_memory_equal(again.content_mac, g.row.content_mac, GW_RECORD_MAC_LEN);
-    assert_int_equal(again.mac_version, g.row.mac_version);
+    assert_memory_equal(again.wb_bidx, g.row.wb_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_equal(again.sender_phone_bidx, g.row.sender_phone_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_equal(again.recipient_phone_bidx, g.row.recipient_phone_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_equal(again.sender_id_bidx, g.row.sender_id_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_equal(again.recipient_id_bidx, g.row.recipient_id_bidx, GW_RECORD_BIDX_LEN);
+    /* the content MAC covers its version: comparable while the fixture's is the current one
+     * (a fixture of an older version is checked by opening it, above) */
+    if (g.row.mac_version == GW_RECORD_MAC_CURRENT)
+        assert_memory_equal(again.content_mac, g.row.content_mac, GW_RECORD_MAC_LEN);
     golden_free(&g);
 }
 
@@ -394,6 +417,30 @@ static void test_aes_record_of_an_earlier_build(void **state)
 static void test_sm_record_of_an_earlier_build(void **state)
 {
     check_suite(*state, GW_SUITE_SM, "record_sm.txt");
+}
+
+/* Puts the test-keys warning under the key file's first line (its magic). */
+static int mark_test_keys(const char *path)
+{
+    char buf[16384];
+    FILE *f = fopen(path, "r");
+    size_t n;
+    char *nl;
+
+    if (f == NULL)
+        return -1;
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    nl = strchr(buf, '\n');
+    f = fopen(path, "w");
+    if (nl == NULL || f == NULL)
+        return -1;
+    fprintf(f,
+            "%.*s\n# TEST KEYS of tests/unit/test_golden.c: published in the repository. "
+            "Never deploy them.\n%s",
+            (int)(nl - buf), buf, nl + 1);
+    return fclose(f) == 0 ? 0 : -1;
 }
 
 /* `test_golden --write DIR ORIGIN`: a new keyring of both suites in DIR and a record sealed under
@@ -414,6 +461,10 @@ static int write_fixtures(const char *dir, const char *origin)
         gw_keyring_file_add_suite(kpath, GW_SUITE_SM, err, sizeof(err)) != 0 ||
         gw_keyring_file_load(kpath, &kr, err, sizeof(err)) != 0) {
         fprintf(stderr, "keyring: %s\n", err);
+        return 1;
+    }
+    if (mark_test_keys(kpath) != 0) {
+        fprintf(stderr, "cannot mark %s as test keys\n", kpath);
         return 1;
     }
     for (size_t i = 0; i < 2; i++) {

@@ -263,12 +263,36 @@ static void test_log_and_incident(void **state)
                      GW_EINTERNAL);
 }
 
+/* The CLI's connections run READ COMMITTED whatever the role's default says: its transactions
+ * take a lock, then read what the lock's holder committed. */
+static void test_read_committed_pinned(void **state)
+{
+    char conninfo[600];
+    struct gw_admin *a = NULL;
+    PGresult *r;
+
+    (void)state;
+    if (!F.started)
+        skip();
+    exec_ok("ALTER ROLE postgres_admin SET default_transaction_isolation = 'serializable'");
+    snprintf(conninfo, sizeof conninfo, "host=%s port=%d dbname=postgres user=postgres_admin",
+             F.pg.dir, F.pg.port);
+    assert_int_equal(gw_admin_connect(conninfo, &a, F.err, sizeof F.err), 0);
+    exec_ok("ALTER ROLE postgres_admin RESET default_transaction_isolation");
+    r = PQexec(gw_admin_conn(a), "SELECT current_setting('transaction_isolation')");
+    assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
+    assert_string_equal(PQgetvalue(r, 0, 0), "read committed");
+    PQclear(r);
+    gw_admin_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_principals),
         cmocka_unit_test(test_accounts),
         cmocka_unit_test(test_log_and_incident),
+        cmocka_unit_test(test_read_committed_pinned),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
