@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -141,8 +142,9 @@ static int col_named(const char *name)
     return -1;
 }
 
-/* A clear column's value from its canonical bytes (gw_rec_value's). */
-static void set_clear(struct golden *g, const char *name, const char *hex)
+/* A clear column's value from its canonical bytes (gw_rec_value's). Returns its index in
+ * gw_rec_cols. */
+static size_t set_clear(struct golden *g, const char *name, const char *hex)
 {
     const struct gw_rec_col *c = NULL;
     unsigned char *base = (unsigned char *)&g->row;
@@ -192,13 +194,14 @@ static void set_clear(struct golden *g, const char *name, const char *hex)
         *(int64_t *)(base + c->off) = strtoll((const char *)v, NULL, 10);
         break;
     }
+    return (size_t)(c - gw_rec_cols);
 }
 
 static void golden_read(const char *path, struct golden *g)
 {
     FILE *f = fopen(path, "r");
     char line[LINE_MAX_LEN], kind[16], name[64], hex[LINE_MAX_LEN];
-    int ncols = 0;
+    bool seen[GW_REC_NCOLS] = {false};
 
     memset(g, 0, sizeof(*g));
     if (f == NULL)
@@ -208,8 +211,11 @@ static void golden_read(const char *path, struct golden *g)
             continue;
         assert_int_equal(sscanf(line, "%15s %63s %8191s", kind, name, hex), 3);
         if (strcmp(kind, "col") == 0) {
-            set_clear(g, name, hex);
-            ncols++;
+            size_t i = set_clear(g, name, hex);
+
+            if (seen[i])
+                fail_msg("fixture %s: column %s twice", path, name);
+            seen[i] = true;
         } else if (strcmp(kind, "ct") == 0 || strcmp(kind, "clear") == 0) {
             int k = col_named(name);
             struct gw_bytes *b = kind[0] == 'c' && kind[1] == 't' ? &g->row.ct[k] : &g->expect[k];
@@ -224,7 +230,9 @@ static void golden_read(const char *path, struct golden *g)
         }
     }
     fclose(f);
-    assert_int_equal(ncols, GW_REC_NCOLS);
+    for (size_t i = 0; i < GW_REC_NCOLS; i++)
+        if (!seen[i])
+            fail_msg("fixture %s: no column %s", path, gw_rec_cols[i].name);
 }
 
 static void golden_write(const char *path, const char *origin, const struct gw_sealed_waybill *row,
