@@ -197,7 +197,7 @@ static void write_db(struct evbuffer *b, const struct gw_app *app)
           gw_db_ready(app->db) ? 1 : 0);
     gauge(b, "waygate_db_pool_size", "database connections configured",
           (double)gw_db_pool_size(app->db));
-    gauge(b, "waygate_db_requests_pending", "database requests queued or in flight",
+    gauge(b, "waygate_db_requests_pending", "callers' database requests queued or in flight",
           (double)gw_db_pending(app->db));
 }
 

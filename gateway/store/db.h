@@ -76,6 +76,13 @@ int gw_db_prepare(struct gw_db *db, const char *sql) GW_MUST_CHECK;
 /* The connection string the pool connects with (for a module that needs a connection of its own
  * outside the pool: outbox.c's LISTEN). Valid until gw_db_free. */
 const char *gw_db_conninfo(const struct gw_db *db);
+/* What every session of the gateway and of waygatectl runs first. Their transactions are
+ * written for READ COMMITTED: where a statement waits for a lock (the number lock of
+ * store_group.c, the audit chain's head), the next statement's fresh snapshot sees what the
+ * lock's holder committed. A default of REPEATABLE READ (the database's, a role's, PGOPTIONS, a
+ * service file) would take that away without an error. */
+#define GW_DB_SESSION_SQL "SET default_transaction_isolation = 'read committed'"
+
 /* True when at least one connection is established and usable. */
 bool gw_db_ready(const struct gw_db *db);
 /* Number of callers' requests queued or in flight (for drain and metrics; not the

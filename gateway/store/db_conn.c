@@ -207,13 +207,9 @@ void gw_db_conn_send_prepare(struct conn *c, int slot)
     (void)gw_db_conn_send(c, r);
 }
 
-/* Every transaction of the gateway is written for READ COMMITTED: where a statement waits for a
- * lock (the number lock of store_group.c), the next statement's fresh snapshot sees what the
- * lock's holder committed. A default of REPEATABLE READ (the database's, a role's, PGOPTIONS, a
- * service file) would take that away without an error, so the first thing each connection runs,
- * ahead of every request in its pipeline, sets the session's default; a connection where that
- * fails is closed (and tried again), never used. */
-static const char pin_sql[] = "SET default_transaction_isolation = 'read committed'";
+/* GW_DB_SESSION_SQL is the first request of each connection, ahead of every other in its
+ * pipeline. A connection where it fails is closed and tried again; requests already pipelined
+ * behind it on that connection ran under the server's default. */
 
 static void pin_done(void *arg, int err, const struct gw_db_result *res)
 {
@@ -229,7 +225,7 @@ static void pin_done(void *arg, int err, const struct gw_db_result *res)
 
 static void conn_pin(struct conn *c)
 {
-    struct gw_db_stmt st = {.sql = pin_sql};
+    struct gw_db_stmt st = {.sql = GW_DB_SESSION_SQL};
     struct gw_db_req *r;
     int err;
 

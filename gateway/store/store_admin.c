@@ -15,6 +15,7 @@
 
 #include "alloc.h"
 #include "crypto.h"
+#include "db.h"
 #include "pq_msg.h"
 #include "store_admin_int.h"
 
@@ -61,9 +62,7 @@ int gw_admin_connect(const char *conninfo, struct gw_admin **out, char *errbuf, 
         gw_admin_free(a);
         return GW_EUNAVAIL;
     }
-    /* The commands' lock-then-read transactions (the audit chain's head, the bootstrap's count)
-     * are written for READ COMMITTED, as the daemon's are (db_conn.c), whatever the defaults. */
-    res = PQexec(a->pg, "SET default_transaction_isolation = 'read committed'");
+    res = PQexec(a->pg, GW_DB_SESSION_SQL);
     if (PQresultStatus(res) != PGRES_COMMAND_OK) {
         gw_pq_msg(errbuf, errlen, "cannot set READ COMMITTED: %s", PQresultErrorMessage(res));
         PQclear(res);

@@ -218,7 +218,7 @@ static void golden_read(const char *path, struct golden *g)
             seen[i] = true;
         } else if (strcmp(kind, "ct") == 0 || strcmp(kind, "clear") == 0) {
             int k = col_named(name);
-            struct gw_bytes *b = kind[0] == 'c' && kind[1] == 't' ? &g->row.ct[k] : &g->expect[k];
+            struct gw_bytes *b = strcmp(kind, "ct") == 0 ? &g->row.ct[k] : &g->expect[k];
             size_t n = 0;
 
             if (strcmp(hex, "-") != 0) {
