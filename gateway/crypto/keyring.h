@@ -94,11 +94,23 @@ int gw_keyring_add_suite(struct gw_keyring *kr, enum gw_suite suite,
                          const struct gw_keyring_set *set) GW_MUST_CHECK;
 
 /* Loads the key file at path into *out (the caller frees it with gw_keyring_free). On failure
- * *out is NULL, errbuf holds one line naming the path (and line number or mode), and the return
- * value is GW_EIO (missing or unreadable), GW_EPERM (permissions or owner), GW_EINVAL
- * (malformed or incomplete) or GW_ENOMEM. Never puts key bytes in errbuf. */
+ * *out is NULL, errbuf holds one line naming the path (and line number, mode or key), and the
+ * return value is GW_EIO (missing or unreadable), GW_EPERM (permissions or owner), GW_EINVAL
+ * (malformed or incomplete), GW_EPRECOND (it holds a key published in this repository: the
+ * known-answer tests' keyring, which anyone can read), GW_ECRYPTO or GW_ENOMEM. Never puts key
+ * bytes in errbuf. The CLI's edits (init, rotate, retire, add-suite) refuse such a file too. */
 int gw_keyring_file_load(const char *path, struct gw_keyring **out, char *errbuf,
                          size_t errlen) GW_MUST_CHECK;
+
+/* gw_keyring_file_load with flags: GW_KEYRING_PUBLISHED_OK accepts published keys. Only the
+ * known-answer test (tests/unit/test_golden.c) passes it, to open its fixtures. */
+#define GW_KEYRING_PUBLISHED_OK 1u
+int gw_keyring_file_load_flags(const char *path, unsigned flags, struct gw_keyring **out,
+                               char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* 1 when key is one of the keys published in this repository, 0 when not, GW_ECRYPTO when it
+ * could not be compared. */
+int gw_keyring_key_published(const uint8_t key[GW_CRYPTO_KEY_LEN]) GW_MUST_CHECK;
 
 /* Wipes and frees; NULL-safe. */
 void gw_keyring_free(struct gw_keyring *kr);

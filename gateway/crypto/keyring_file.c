@@ -59,6 +59,58 @@ struct parsed {
 
 static const enum gw_suite SUITES[GW_SUITE_COUNT] = {GW_SUITE_AES, GW_SUITE_SM};
 
+/* SHA-256 of every key published in this repository: the known-answer fixtures' keyring
+ * (tests/unit/data/golden/keyring, both suites). Anyone can read those keys, so a key file that
+ * holds one protects nothing: every load refuses it except the known-answer test's
+ * (GW_KEYRING_PUBLISHED_OK). A new fixture set lists its keys here;
+ * unit:test_golden/test_keys_published checks that none is missing. */
+static const uint8_t PUBLISHED[][32] = {
+    /* kek */
+    {0xb7, 0x8d, 0x45, 0xa0, 0xbc, 0xb2, 0xf6, 0x24, 0xf7, 0x15, 0x6c,
+     0xff, 0x16, 0x16, 0x79, 0x28, 0xbf, 0x46, 0xf8, 0xab, 0xb3, 0xec,
+     0x03, 0x68, 0x99, 0x54, 0xa1, 0x24, 0x7d, 0xb0, 0xd8, 0x1d},
+    /* index */
+    {0xe7, 0x2a, 0x00, 0xd9, 0x60, 0xbe, 0x5c, 0x43, 0xf3, 0xfa, 0x57,
+     0x45, 0xde, 0x08, 0x92, 0x22, 0x80, 0x86, 0x2c, 0xf1, 0xf9, 0x89,
+     0x33, 0xce, 0x48, 0xf0, 0x1e, 0x8b, 0xb5, 0xc5, 0xd2, 0xf4},
+    /* token */
+    {0x1b, 0x7f, 0x67, 0x8a, 0x47, 0xc5, 0xec, 0x15, 0x05, 0x2c, 0xc1,
+     0x28, 0x4b, 0xc8, 0xb5, 0xa0, 0x97, 0x04, 0xbf, 0x1a, 0x8a, 0xdb,
+     0xe7, 0x27, 0x06, 0x1c, 0x9c, 0x0d, 0x0e, 0x3e, 0xde, 0xed},
+    /* content */
+    {0x27, 0x52, 0x18, 0x13, 0x3a, 0x82, 0x09, 0x9e, 0xfc, 0x3f, 0xb6,
+     0x9e, 0xf6, 0x93, 0xe9, 0xd8, 0xfd, 0xe3, 0xf9, 0x72, 0x56, 0xea,
+     0x97, 0x2b, 0xaa, 0x58, 0x75, 0x32, 0xbd, 0x31, 0x98, 0x6d},
+    /* audit */
+    {0x8f, 0x8d, 0xab, 0xf5, 0xd4, 0x3a, 0x85, 0xa6, 0xf6, 0xba, 0x58,
+     0xba, 0xff, 0x6b, 0x2d, 0x4b, 0xa5, 0x5c, 0xd0, 0x21, 0x15, 0xd2,
+     0x0a, 0xe0, 0x58, 0x60, 0xa9, 0x90, 0x8c, 0xe5, 0xbd, 0x1c},
+    /* watermark */
+    {0x33, 0x71, 0x15, 0x99, 0x28, 0x42, 0x3b, 0x5a, 0x52, 0xbb, 0x73,
+     0x07, 0x83, 0xed, 0x72, 0x6a, 0x74, 0x08, 0x95, 0x01, 0x05, 0xd5,
+     0xa9, 0x80, 0xac, 0xc2, 0xba, 0x7b, 0x4c, 0xe1, 0xe2, 0xf8},
+    /* sm.kek */
+    {0xb9, 0x5a, 0x37, 0x3f, 0xbe, 0x9d, 0xc1, 0x16, 0xfa, 0x6b, 0x9d,
+     0x53, 0xde, 0x7b, 0x8f, 0x25, 0x0e, 0x9d, 0x40, 0xa7, 0x08, 0x2f,
+     0xbc, 0xa6, 0x37, 0xf3, 0x09, 0xf6, 0x9f, 0x43, 0x24, 0x00},
+    /* sm.index */
+    {0x02, 0x16, 0xb9, 0x74, 0xbb, 0x42, 0xb2, 0x3c, 0xc1, 0xf8, 0x97,
+     0x4c, 0xbb, 0xcf, 0x64, 0x62, 0x4b, 0xb8, 0xf6, 0x63, 0xd6, 0xe9,
+     0x60, 0xa7, 0x23, 0x2a, 0xf0, 0xfa, 0x2b, 0x42, 0x18, 0xd3},
+    /* sm.token */
+    {0x05, 0x15, 0x43, 0xdf, 0xff, 0x3d, 0x6c, 0xfb, 0xd8, 0xaa, 0xad,
+     0xcc, 0x6e, 0x44, 0x92, 0xc7, 0x5d, 0x94, 0xac, 0xae, 0x01, 0xa4,
+     0x58, 0x3f, 0x8c, 0xed, 0xaf, 0x60, 0x21, 0x91, 0xc8, 0x78},
+    /* sm.content */
+    {0x78, 0x72, 0x24, 0xb6, 0x2b, 0x4f, 0x5d, 0xfa, 0xa2, 0x20, 0xd5,
+     0xa8, 0x01, 0x1f, 0x6c, 0x4d, 0x33, 0x5c, 0xd1, 0xb8, 0xdc, 0x60,
+     0x0c, 0x19, 0xe2, 0xa0, 0x46, 0x79, 0x53, 0x63, 0x76, 0x73},
+    /* sm.audit */
+    {0x21, 0xa6, 0x77, 0x77, 0x7b, 0xaf, 0xe1, 0x03, 0x19, 0x59, 0x43,
+     0x08, 0xac, 0x43, 0x1f, 0xe6, 0x89, 0x3f, 0x72, 0x01, 0x6a, 0x6c,
+     0xda, 0x71, 0xcb, 0xbc, 0x7f, 0xb4, 0x4b, 0x4b, 0x31, 0x63},
+};
+
 /* The prefix of a suite's lines: "" for aes (the lines of files written before suites), "sm.". */
 static const char *prefix(enum gw_suite s)
 {
@@ -417,8 +469,78 @@ static int check_suite(struct pset *ps, enum gw_suite suite, const char *path, c
     return 0;
 }
 
-static int parse_file(struct parsed *p, const char *buf, size_t len, const char *path, char *errbuf,
-                      size_t errlen)
+int gw_keyring_key_published(const uint8_t key[GW_CRYPTO_KEY_LEN])
+{
+    uint8_t md[32];
+    unsigned int mdlen = 0;
+    int rc = 0;
+    if (EVP_Digest(key, GW_CRYPTO_KEY_LEN, md, &mdlen, EVP_sha256(), NULL) != 1 ||
+        mdlen != sizeof md) {
+        ERR_clear_error();
+        return GW_ECRYPTO;
+    }
+    for (size_t i = 0; i < sizeof PUBLISHED / sizeof PUBLISHED[0]; i++)
+        if (CRYPTO_memcmp(md, PUBLISHED[i], sizeof md) == 0)
+            rc = 1;
+    OPENSSL_cleanse(md, sizeof md);
+    return rc;
+}
+
+/* Whether key, the item named pre+name (+ " version v" when v), is a published key: 0 when it
+ * is not; otherwise GW_EPRECOND (or GW_ECRYPTO) with the message in errbuf. */
+static int refuse_published(const uint8_t *key, const char *pre, const char *name, uint32_t v,
+                            const char *path, char *errbuf, size_t errlen)
+{
+    int rc = gw_keyring_key_published(key);
+    if (rc == 0)
+        return 0;
+    if (rc < 0) {
+        errf(errbuf, errlen, "keyring %s: could not compare its keys with the published test keys",
+             path);
+        return rc;
+    }
+    char ver[32] = "";
+    if (v != 0)
+        snprintf(ver, sizeof ver, " version %u", v);
+    errf(errbuf, errlen,
+         "keyring %s: its %s%s key%s is a test key published in Waygate's source code, which "
+         "anyone can read; make a keyring of your own with waygatectl keys init",
+         path, pre, name, ver);
+    return GW_EPRECOND;
+}
+
+/* Refuses a parsed file that holds any key of PUBLISHED. */
+static int check_published(const struct parsed *p, const char *path, char *errbuf, size_t errlen)
+{
+    int rc = 0;
+    for (int i = 0; i < GW_SUITE_COUNT && rc == 0; i++) {
+        const struct pset *ps = &p->s[SUITES[i]];
+        const char *pre = prefix(SUITES[i]);
+        if (ps->first_line == 0)
+            continue;
+        for (size_t k = 0; k < ps->n && rc == 0; k++)
+            if (ps->keks[k].active)
+                rc = refuse_published(ps->keks[k].key, pre, "kek", ps->keks[k].version, path,
+                                      errbuf, errlen);
+        const struct {
+            bool have;
+            const uint8_t *key;
+            const char *name;
+        } items[] = {{ps->have_index, ps->sec.index, "index"},
+                     {ps->have_token, ps->sec.token, "token"},
+                     {ps->have_content, ps->sec.content, "content"},
+                     {ps->have_audit, ps->sec.audit, "audit"}};
+        for (size_t k = 0; k < sizeof items / sizeof items[0] && rc == 0; k++)
+            if (items[k].have)
+                rc = refuse_published(items[k].key, pre, items[k].name, 0, path, errbuf, errlen);
+    }
+    if (rc == 0 && p->have_watermark)
+        rc = refuse_published(p->watermark, "", "watermark", 0, path, errbuf, errlen);
+    return rc;
+}
+
+static int parse_file(struct parsed *p, const char *buf, size_t len, const char *path,
+                      unsigned flags, char *errbuf, size_t errlen)
 {
     size_t lineno = 0;
     int rc = 0;
@@ -461,6 +583,8 @@ static int parse_file(struct parsed *p, const char *buf, size_t len, const char 
              "keyring %s: no keys (a key file holds the aes suite, the sm suite or both)", path);
         rc = GW_EINVAL;
     }
+    if (rc == 0 && !(flags & GW_KEYRING_PUBLISHED_OK))
+        rc = check_published(p, path, errbuf, errlen);
     if (rc != 0)
         goto fail;
     return 0;
@@ -495,7 +619,8 @@ static int check_fd(int fd, const char *path, char *errbuf, size_t errlen, struc
 }
 
 /* Reads and parses the key file behind fd. */
-static int read_fd(int fd, const char *path, struct parsed *p, char *errbuf, size_t errlen)
+static int read_fd(int fd, const char *path, unsigned flags, struct parsed *p, char *errbuf,
+                   size_t errlen)
 {
     struct stat st;
     char *buf = NULL;
@@ -531,7 +656,7 @@ static int read_fd(int fd, const char *path, struct parsed *p, char *errbuf, siz
             goto out;
         }
     }
-    rc = parse_file(p, buf, len, path, errbuf, errlen);
+    rc = parse_file(p, buf, len, path, flags, errbuf, errlen);
 out:
     gw_free_wipe(buf, cap);
     return rc;
@@ -585,6 +710,12 @@ out:
 
 int gw_keyring_file_load(const char *path, struct gw_keyring **out, char *errbuf, size_t errlen)
 {
+    return gw_keyring_file_load_flags(path, 0, out, errbuf, errlen);
+}
+
+int gw_keyring_file_load_flags(const char *path, unsigned flags, struct gw_keyring **out,
+                               char *errbuf, size_t errlen)
+{
     struct parsed p;
     struct file_be *fb = NULL;
     struct gw_keyring *kr = NULL;
@@ -594,7 +725,7 @@ int gw_keyring_file_load(const char *path, struct gw_keyring **out, char *errbuf
     int fd = open_file(path, O_RDONLY, errbuf, errlen);
     if (fd < 0)
         return GW_EIO;
-    rc = read_fd(fd, path, &p, errbuf, errlen);
+    rc = read_fd(fd, path, flags, &p, errbuf, errlen);
     close(fd);
     if (rc != 0)
         return rc;
@@ -789,7 +920,7 @@ static int lock_and_read(const char *path, struct parsed *p, int *fdout, char *e
         }
         if (fstat(fd, &a) == 0 && stat(path, &b) == 0 && a.st_dev == b.st_dev &&
             a.st_ino == b.st_ino) {
-            int rc = read_fd(fd, path, p, errbuf, errlen);
+            int rc = read_fd(fd, path, 0, p, errbuf, errlen);
             if (rc != 0) {
                 close(fd);
                 return rc;

@@ -8,7 +8,7 @@ import re
 import shutil
 import subprocess
 
-from conftest import BUILD
+from conftest import BUILD, ROOT
 
 
 def start(path):
@@ -104,6 +104,21 @@ def test_keyring_readable_by_group_or_others_refused(stack):
         rc, err = start(conf)
         assert rc != 0, "waygated accepted a keyring of mode %o" % mode
         assert path in err and ("%o" % mode) in err, err
+
+
+def test_published_test_keyring_refused(stack):
+    """The known-answer tests' keyring is in the repository for anyone to read: the daemon and
+    waygatectl refuse it, naming the file and the key, instead of sealing under it."""
+    path = os.path.join(stack.dir, "cc-published-keyring")
+    shutil.copyfile(os.path.join(ROOT, "tests", "unit", "data", "golden", "keyring"), path)
+    os.chmod(path, 0o600)
+    conf = variant(stack, "cc-published.conf", set_key("keys", "keyring", path))
+    rc, err = start(conf)
+    assert rc == 2, err
+    assert path in err and "its kek key version 1 is a test key published" in err, err
+    r = stack.ctl("keys", "status", "--keyring", path)
+    assert r.returncode != 0
+    assert path in r.stderr and "published" in r.stderr, r.stderr
 
 
 def test_keyring_0600_accepted_and_missing_refused(stack):

@@ -26,6 +26,9 @@
 #include <unistd.h>
 
 #include <cmocka.h>
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 
 #include "alloc.h"
 #include "crypto.h"
@@ -337,7 +340,8 @@ static int setup(void **state)
     f->cx = gw_crypto_new();
     f->a = gw_arena_new(1 << 20);
     if (f->cx == NULL || f->a == NULL ||
-        gw_keyring_file_load(f->path, &f->kr, err, sizeof(err)) != 0) {
+        gw_keyring_file_load_flags(f->path, GW_KEYRING_PUBLISHED_OK, &f->kr, err, sizeof(err)) !=
+            0) {
         fprintf(stderr, "golden keyring: %s\n", err[0] ? err : "out of memory");
         goto fail;
     }
@@ -427,6 +431,41 @@ static void test_sm_record_of_an_earlier_build(void **state)
     check_suite(*state, GW_SUITE_SM, "record_sm.txt");
 }
 
+/* Every key of the fixtures' keyring is listed as published (keyring_file.c), so that no load
+ * but this test's accepts it: a new fixture set whose keys are not listed is red here. */
+static void test_keys_published(void **state)
+{
+    struct fx *f = *state;
+    char line[256], err[512] = "";
+    uint8_t raw[33], key[GW_CRYPTO_KEY_LEN];
+    struct gw_keyring *kr = NULL;
+    int keys = 0;
+    FILE *in = fopen(f->path, "r");
+
+    assert_non_null(in);
+    while (fgets(line, sizeof(line), in) != NULL) {
+        size_t len = strcspn(line, "\n");
+        if (line[0] == '#' || len == 0 || strncmp(line, "waygate-keyring", 15) == 0)
+            continue;
+        /* "<name> <base64>" or "<name> <version> active <base64>": the key is the last field */
+        assert_true(len > 44 && line[len - 45] == ' ');
+        assert_int_equal(EVP_DecodeBlock(raw, (const unsigned char *)line + len - 44, 44), 33);
+        memcpy(key, raw, sizeof(key));
+        assert_int_equal(gw_keyring_key_published(key), 1);
+        keys++;
+    }
+    fclose(in);
+    assert_int_equal(keys, 11); /* both suites' kek, index, token, content, audit; watermark */
+    /* and a load without the test's flag refuses the file */
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof(err)), GW_EPRECOND);
+    assert_null(kr);
+    assert_non_null(strstr(err, "published"));
+    /* a key of nobody's test is not listed */
+    assert_int_equal(RAND_bytes(key, sizeof(key)), 1);
+    assert_int_equal(gw_keyring_key_published(key), 0);
+    OPENSSL_cleanse(raw, sizeof(raw));
+}
+
 /* Puts the test-keys warning under the key file's first line (its magic). */
 static int mark_test_keys(const char *path)
 {
@@ -496,6 +535,9 @@ static int write_fixtures(const char *dir, const char *origin)
         snprintf(rpath, sizeof(rpath), "%s/%s", dir, files[i]);
         golden_write(rpath, origin, &row, clear);
     }
+    printf("%s holds new published keys: add each key's SHA-256 to PUBLISHED in "
+           "gateway/crypto/keyring_file.c (test_keys_published checks it)\n",
+           kpath);
     gw_keyring_free(kr);
     gw_arena_free(a);
     gw_crypto_free(cx);
@@ -507,6 +549,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aes_record_of_an_earlier_build),
         cmocka_unit_test(test_sm_record_of_an_earlier_build),
+        cmocka_unit_test(test_keys_published),
     };
 
     if (argc == 4 && strcmp(argv[1], "--write") == 0)

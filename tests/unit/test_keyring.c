@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -576,6 +577,67 @@ static void test_sm_only(void **state)
     assert_int_equal(v, 2);
 }
 
+/* A key file holding any key published in this repository (the known-answer tests' keyring,
+ * data/golden/keyring) is refused by every load, with the key's name and without its bytes, and
+ * by the CLI's edits: each of those keys alone, in a keyring otherwise of fresh keys, is enough.
+ * GW_KEYRING_PUBLISHED_OK (the known-answer test's) accepts it. */
+static void test_load_refuses_published(void **state)
+{
+    struct fx *f = *state;
+    char err[512] = "", golden[512], fresh[8192], text[8192], line[256], name[32], at_line[48],
+         want[64];
+    const char *d = getenv("WAYGATE_TEST_DATA");
+    struct gw_keyring *kr = NULL;
+    uint32_t v = 0;
+    int tried = 0;
+
+    snprintf(golden, sizeof golden, "%s/golden/keyring", d ? d : "data");
+    assert_int_equal(gw_keyring_file_init(f->path, GW_SUITE_AES, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_add_suite(f->path, GW_SUITE_SM, err, sizeof err), 0);
+    snprintf(fresh, sizeof fresh, "%s", slurp(f->path));
+    FILE *g = fopen(golden, "r");
+    assert_non_null(g);
+    while (fgets(line, sizeof line, g)) {
+        if (line[0] == '#' || line[0] == '\n' || strncmp(line, "waygate-keyring", 15) == 0)
+            continue;
+        size_t n = strcspn(line, " "), ll = strlen(line);
+        assert_true(n < sizeof name && ll > 45 && line[ll - 1] == '\n');
+        snprintf(name, sizeof name, "%.*s", (int)n, line);
+        bool kek = strcmp(name, "kek") == 0 || strcmp(name, "sm.kek") == 0;
+        snprintf(at_line, sizeof at_line, kek ? "\n%s 1 active " : "\n%s ", name);
+        snprintf(want, sizeof want, kek ? "its %s key version 1 " : "its %s key ", name);
+        /* the fresh file with this item's line replaced by the published one */
+        const char *at = strstr(fresh, at_line);
+        assert_non_null(at);
+        const char *end = strchr(at + 1, '\n');
+        assert_non_null(end);
+        snprintf(text, sizeof text, "%.*s%s%s", (int)(at + 1 - fresh), fresh, line, end + 1);
+        write_file(f->path, text, 0600);
+
+        assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), GW_EPRECOND);
+        assert_null(kr);
+        assert_non_null(strstr(err, f->path));
+        assert_non_null(strstr(err, want));
+        assert_non_null(strstr(err, "published"));
+        char b64[45];
+        snprintf(b64, sizeof b64, "%.44s", line + ll - 45);
+        assert_null(strstr(err, b64));
+        assert_int_equal(gw_keyring_file_rotate(f->path, GW_SUITE_AES, &v, err, sizeof err),
+                         GW_EPRECOND);
+        assert_string_equal(slurp(f->path), text);
+        assert_int_equal(
+            gw_keyring_file_load_flags(f->path, GW_KEYRING_PUBLISHED_OK, &kr, err, sizeof err), 0);
+        gw_keyring_free(kr);
+        kr = NULL;
+        tried++;
+    }
+    fclose(g);
+    assert_true(tried >= 11); /* both suites' kek, index, token, content, audit; the watermark */
+    write_file(f->path, fresh, 0600);
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
+    gw_keyring_free(kr);
+}
+
 /* The SM2 private scalar's range, 1 <= d <= n-2. */
 static void test_sm2_scalar(void **state)
 {
@@ -607,6 +669,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_custom_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_both_suites, setup, teardown),
         cmocka_unit_test_setup_teardown(test_sm_only, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_refuses_published, setup, teardown),
         cmocka_unit_test(test_sm2_scalar),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
