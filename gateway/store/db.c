@@ -31,7 +31,7 @@ static struct conn *pick_conn(struct gw_db *db)
 
     for (i = 0; i < db->pool_size; i++) {
         struct conn *c = &db->conns[i];
-        if (c->state != CONN_READY || callers_inflight(c) >= db->depth)
+        if (c->state != CONN_READY || !c->pinned || callers_inflight(c) >= db->depth)
             continue;
         if (best == NULL || callers_inflight(c) < callers_inflight(best))
             best = c;
@@ -134,6 +134,7 @@ void gw_db_free(struct gw_db *db)
         gw_free(db->prepared[p].sql);
     gw_free(db->conns);
     gw_free(db->conninfo);
+    gw_free(db->session_sql);
     gw_free(db);
 }
 
@@ -211,6 +212,24 @@ void gw_db_cancel(struct gw_db_req *req)
     }
     req->cancelled = true;
     req->cb = NULL;
+}
+
+int gw_db_set_session_sql(struct gw_db *db, const char *sql)
+{
+    char *copy = NULL;
+
+    if (db == NULL)
+        return GW_EINVAL;
+    if (sql != NULL && (copy = gw_strdup(sql)) == NULL)
+        return GW_ENOMEM;
+    gw_free(db->session_sql);
+    db->session_sql = copy;
+    return 0;
+}
+
+unsigned gw_db_session_failures(const struct gw_db *db)
+{
+    return db != NULL ? db->session_failures : 0;
 }
 
 bool gw_db_ready(const struct gw_db *db)

@@ -83,7 +83,13 @@ const char *gw_db_conninfo(const struct gw_db *db);
  * service file) would take that away without an error. */
 #define GW_DB_SESSION_SQL "SET default_transaction_isolation = 'read committed'"
 
-/* True when at least one connection is established and usable. */
+/* For tests: connections made after this call run sql first instead of GW_DB_SESSION_SQL
+ * (copied; NULL restores it), so that a test can make it fail. Returns 0, GW_EINVAL, GW_ENOMEM. */
+int gw_db_set_session_sql(struct gw_db *db, const char *sql) GW_MUST_CHECK;
+/* Connections closed because their session statement failed. */
+unsigned gw_db_session_failures(const struct gw_db *db);
+/* True when at least one connection is established, has run the session statement and takes
+ * requests. */
 bool gw_db_ready(const struct gw_db *db);
 /* Number of callers' requests queued or in flight (for drain and metrics; not the
  * connections' own: prepares, the isolation level). */

@@ -79,8 +79,9 @@ static void conn_schedule_reconnect(struct conn *c)
 /* Leaves CONN_READY (if it was) so that no new request is given to c. */
 static void conn_mark_down(struct conn *c, enum conn_state st)
 {
-    if (c->state == CONN_READY && c->db->nready > 0)
+    if (c->pinned && c->db->nready > 0)
         c->db->nready--;
+    c->pinned = false;
     c->state = st;
 }
 
@@ -208,24 +209,32 @@ void gw_db_conn_send_prepare(struct conn *c, int slot)
 }
 
 /* GW_DB_SESSION_SQL is the first request of each connection, ahead of every other in its
- * pipeline. A connection where it fails is closed and tried again; requests already pipelined
- * behind it on that connection ran under the server's default. */
+ * pipeline (only the prepares ride behind it), and the connection takes no caller's request
+ * until it succeeded: pinned, it counts as ready. One where it fails is closed and tried again
+ * after the backoff, so every caller's request runs under READ COMMITTED. */
 
 static void pin_done(void *arg, int err, const struct gw_db_result *res)
 {
     struct conn *c = arg; /* one of the pool's array: valid while callbacks can run */
 
-    if (err == 0 || err == GW_EUNAVAIL) /* set, or the connection is gone already */
+    /* A teardown completes this request after leaving CONN_READY: nothing more to do then. */
+    if (c->state != CONN_READY || c->pinned)
         return;
+    if (err == 0) {
+        c->pinned = true;
+        c->db->nready++; /* conn_process dispatches the queue after this callback */
+        return;
+    }
+    c->db->session_failures++;
     GW_LOG(GW_LOG_ERROR, "db", NULL,
-           "connection %u: cannot set READ COMMITTED (sqlstate %s); closing it", c->slot,
+           "connection %u: its session statement failed (sqlstate %s); closing it", c->slot,
            res->sqlstate != NULL ? res->sqlstate : "none");
     conn_fail_later(c);
 }
 
 static void conn_pin(struct conn *c)
 {
-    struct gw_db_stmt st = {.sql = GW_DB_SESSION_SQL};
+    struct gw_db_stmt st = {.sql = c->db->session_sql ? c->db->session_sql : GW_DB_SESSION_SQL};
     struct gw_db_req *r;
     int err;
 
@@ -262,15 +271,14 @@ static void conn_established(struct conn *c)
         return;
     }
     c->state = CONN_READY;
+    c->pinned = false; /* pin_done counts it in nready */
     c->attempt = 0;
     c->prepared_ok = 0;
-    c->db->nready++;
     GW_LOG(GW_LOG_INFO, "db", NULL, "connection %u up (server %d)", c->slot,
            PQserverVersion(c->pg));
     conn_pin(c);
     for (i = 0; i < c->db->nprepared && c->state == CONN_READY; i++)
         gw_db_conn_send_prepare(c, i);
-    c->db->dispatch(c->db);
 }
 
 static void on_connect_io(evutil_socket_t fd, short what, void *arg)

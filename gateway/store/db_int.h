@@ -17,7 +17,7 @@
 enum conn_state {
     CONN_DOWN,       /* not connected; ev_timer may hold a reconnect */
     CONN_CONNECTING, /* PQconnectPoll in progress; ev_timer holds the connect timeout */
-    CONN_READY,      /* in pipeline mode, takes requests */
+    CONN_READY,      /* in pipeline mode; takes callers' requests once pinned */
     CONN_FAILING,    /* a send failed; ev_timer is active to tear it down from the loop */
 };
 
@@ -70,6 +70,7 @@ struct conn {
     unsigned attempt; /* failed connects in a row (backoff exponent) */
     unsigned ninflight;
     unsigned ninternal; /* of those, internal requests */
+    bool pinned;        /* its session statement succeeded: it takes callers' requests */
     struct req_list inflight;
     uint32_t prepared_ok; /* bit i: db->prepared[i] is prepared on this connection */
 };
@@ -88,7 +89,9 @@ struct gw_db {
     uint32_t connect_timeout_ms;
     uint32_t reconnect_max_ms;
     bool started;
-    unsigned nready;
+    unsigned nready;           /* connections that take callers' requests (ready and pinned) */
+    char *session_sql;         /* NULL: GW_DB_SESSION_SQL (gw_db_set_session_sql, for tests) */
+    unsigned session_failures; /* connections closed because their session statement failed */
     unsigned nqueued;
     struct req_list queue;
     struct prepared prepared[DB_PREPARED_MAX];

@@ -183,6 +183,77 @@ static void test_read_committed_pinned(void **state)
     gw_db_free(db);
 }
 
+/* Requests offered on every turn of the loop while each connection's session statement fails. */
+struct offer {
+    struct gw_db *db;
+    struct ctx runs[64];
+    int accepted, refused;
+    bool ready_seen;
+};
+
+static const struct gw_db_stmt ISOLATION = {.sql =
+                                                "SELECT current_setting('transaction_isolation')"};
+
+static bool offer_until_failures(void *arg)
+{
+    struct offer *o = arg;
+
+    o->ready_seen |= gw_db_ready(o->db);
+    if (o->accepted < 64) {
+        if (gw_db_exec(o->db, &ISOLATION, 1, 0, done_cb, &o->runs[o->accepted], NULL) == 0)
+            o->accepted++;
+        else
+            o->refused++;
+    }
+    return gw_db_session_failures(o->db) >= 4;
+}
+
+static bool offers_done(void *arg)
+{
+    struct offer *o = arg;
+
+    for (int i = 0; i < o->accepted; i++)
+        if (o->runs[i].calls == 0)
+            return false;
+    return true;
+}
+
+/* A connection whose session statement fails takes no caller's request: what is offered while
+ * it runs is refused (GW_EUNAVAIL), nothing runs under the server's default (REPEATABLE READ
+ * here), the pool never says it is ready and keeps reconnecting; once the statement succeeds the
+ * pool is ready and runs READ COMMITTED. */
+static void test_session_statement_failure_takes_no_request(void **state)
+{
+    struct offer o;
+    struct ctx c;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    admin_exec("ALTER DATABASE postgres SET default_transaction_isolation = 'repeatable read'");
+    memset(&o, 0, sizeof(o));
+    o.db = gw_db_new(base, &cfg);
+    assert_non_null(o.db);
+    assert_int_equal(gw_db_set_session_sql(o.db, "SET default_transaction_isolation = 'no such'"),
+                     0);
+    assert_int_equal(gw_db_start(o.db), 0);
+    assert_true(run_until(offer_until_failures, &o, 20000));
+    assert_true(run_until(offers_done, &o, 10000));
+    for (int i = 0; i < o.accepted; i++)
+        print_message("offered request %d ran: err %d, isolation '%s'\n", i, o.runs[i].err,
+                      o.runs[i].value);
+    assert_int_equal(o.accepted, 0);
+    assert_true(o.refused > 0);
+    assert_false(o.ready_seen);
+
+    assert_int_equal(gw_db_set_session_sql(o.db, NULL), 0);
+    assert_true(run_until(db_is_ready, o.db, 10000));
+    exec_sync(o.db, &ISOLATION, 1, 0, &c);
+    assert_int_equal(c.err, 0);
+    assert_string_equal(c.value, "read committed");
+    gw_db_free(o.db);
+}
+
 static int reset_default_isolation(void **state)
 {
     (void)state;
@@ -528,6 +599,8 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_simple_query),
         cmocka_unit_test_teardown(test_read_committed_pinned, reset_default_isolation),
+        cmocka_unit_test_teardown(test_session_statement_failure_takes_no_request,
+                                  reset_default_isolation),
         cmocka_unit_test(test_params_text_and_binary),
         cmocka_unit_test(test_transaction),
         cmocka_unit_test(test_failure_isolated),
