@@ -12,11 +12,18 @@
  * mapping but a state and the copy's bytes, sized by its own record; done runs on the loop, at
  * most once, never after drop. The process's first message is its hello (setup outcome), read
  * on the loop like the answers: the loop never waits for a live process, except to kill one that
- * broke the protocol (and at free); an exited one is reaped later by a timer. */
+ * broke the protocol (and at free).
+ *
+ * Worker processes are forked by the zygote (zygote_main), the gateway's child forked by
+ * gw_workers_new before the daemon reads any key: a request on its socket ("f") is answered with
+ * the new process's pid, or an errno, and, on success, the gateway's end of the new process's
+ * socket and a pidfd (SCM_RIGHTS). The zygote reaps its children (polling their pidfds); the
+ * gateway signals a worker process only through its pidfd and reaps only zygotes. */
 #include "workers.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -76,19 +83,21 @@ struct gw_workers {
     size_t arg_max, stride, shm_len;
     unsigned char *shm;
     struct gw_job *jobs;
-    pid_t pid; /* -1: none */
-    int sock;  /* the gateway's end, -1 with no process */
+    pid_t pid;        /* the worker process; -1: none */
+    int pidfd;        /* its pidfd (from the zygote), -1 with no process */
+    int sock;         /* the gateway's end of its socket, -1 with no process */
+    pid_t zpid;       /* the zygote, the gateway's child that forks worker processes; -1: none */
+    int zsock;        /* the gateway's end of the zygote's socket, -1 with no zygote */
+    unsigned zygotes; /* zygotes forked: after the first, from the gateway as it is then */
     struct event_base *base;
     struct event *ev;
     uint64_t spawned_ms;
     uint64_t respawn_min_ms; /* RESPAWN_MIN_MS; tests change it */
     unsigned long deaths;
-    char *cgroup;            /* [auth] worker_cgroup, or NULL */
-    bool hello_seen;         /* the current process's first message has come */
-    int cgroup_err;          /* the last hello's: -1 none yet, 0 joined or none asked, else errno */
-    int resets;              /* ECONNRESETs seen from the current process */
-    pid_t zombies[8];        /* killed or exited processes not reaped yet */
-    struct event *zombie_ev; /* tries again while there are some */
+    char *cgroup;    /* [auth] worker_cgroup, or NULL */
+    bool hello_seen; /* the current process's first message has come */
+    int cgroup_err;  /* the last hello's: -1 none yet, 0 joined or none asked, else errno */
+    int resets;      /* ECONNRESETs seen from the current process */
 };
 
 /* The worker process's first message: how its setup went. */
@@ -233,21 +242,19 @@ static _Noreturn void *child_thread(void *arg)
     }
 }
 
-/* The forked process: nothing of the gateway's is used but the shared slots and its socket. */
-static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t parent)
+/* What both helper processes do first: die with their parent (and end at once if it is already
+ * gone), refuse dumps and tracing, take a name, leave the signals a service manager or a terminal
+ * sends to a whole group to the gateway (systemd's stop sends SIGTERM to every process of the
+ * unit: they end with the gateway, not before it while it drains), and keep no descriptor but
+ * stdio and fd, which becomes 3. Returns 3. */
+static int helper_setup(int fd, pid_t parent, const char *name)
 {
-    static struct child c;
-    struct hello hello;
     sigset_t all;
-    pthread_t t;
 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent)
         _exit(0);
     (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
-    (void)prctl(PR_SET_NAME, "waygated-work", 0, 0, 0);
-    /* The signals a service manager or a terminal sends to a whole group (systemd's stop sends
-     * SIGTERM to every process of the unit) are the gateway's to act on: the process ends with
-     * the gateway (its socket's end, PR_SET_PDEATHSIG), not before it while it drains. */
+    (void)prctl(PR_SET_NAME, name, 0, 0, 0);
     for (int sig = 1; sig < NSIG; sig++)
         (void)signal(sig, sig == SIGPIPE || sig == SIGTERM || sig == SIGINT || sig == SIGHUP ||
                                   sig == SIGUSR1 || sig == SIGUSR2 || sig == SIGQUIT
@@ -255,14 +262,22 @@ static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t paren
                               : SIG_DFL);
     sigfillset(&all);
     (void)sigprocmask(SIG_UNBLOCK, &all, NULL);
-    if (fd != 3) {
-        if (dup2(fd, 3) != 3)
-            _exit(1);
-        fd = 3;
-    }
+    if (fd != 3 && dup2(fd, 3) != 3)
+        _exit(1);
     if (syscall(SYS_close_range, 4u, ~0u, 0u) != 0)
         for (int i = 4; i < 65536; i++)
             (void)close(i);
+    return 3;
+}
+
+/* The worker process: nothing of the gateway's is used but the shared slots and its socket. */
+static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t parent)
+{
+    static struct child c;
+    struct hello hello;
+    pthread_t t;
+
+    fd = helper_setup(fd, parent, "waygated-work");
     memset(&hello, 0, sizeof(hello));
     hello.ag_err = lower_group_priority();
     join_cgroup(w->cgroup, &hello);
@@ -274,6 +289,119 @@ static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t paren
         if (pthread_create(&t, NULL, child_thread, &c) != 0)
             break; /* fewer threads: slower, not wrong */
     child_thread(&c);
+}
+
+/* The zygote's answer to a request for a worker process: its pid, or err (an errno) and no
+ * descriptor; with err 0 it carries two, the gateway's end of the process's socket and a pidfd. */
+struct born {
+    int32_t pid;
+    int32_t err;
+};
+
+#define ZYGOTE_KIDS 8 /* worker processes of one zygote not reaped yet, the live one included */
+
+/* Forks a worker process for the zygote and answers the gateway on fd (3). kids[] holds the
+ * pidfds of the zygote's children not reaped yet. */
+static void zygote_fork(const struct gw_workers *w, int fd, int *kid_fd, pid_t *kid_pid, int *nkids)
+{
+    struct born b = {.pid = -1, .err = 0};
+    int sv[2] = {-1, -1}, pidfd = -1;
+    pid_t self = getpid(), pid = -1;
+    union {
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = &b, .iov_len = sizeof(b)};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+
+    if (*nkids == ZYGOTE_KIDS)
+        b.err = EAGAIN;
+    else if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        b.err = errno;
+    else if ((pid = fork()) == 0)
+        child_main(w, sv[1], self);
+    else if (pid < 0)
+        b.err = errno;
+    if (sv[1] >= 0)
+        close(sv[1]);
+    /* Before any wait: the child cannot be reaped (and its pid reused) until we wait for it. */
+    if (pid > 0 && (pidfd = (int)syscall(SYS_pidfd_open, pid, 0u)) < 0) {
+        b.err = errno;
+        (void)kill(pid, SIGKILL);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+    }
+    if (b.err == 0) {
+        struct cmsghdr *cm;
+
+        b.pid = pid;
+        memset(&u, 0, sizeof(u));
+        m.msg_control = u.buf;
+        m.msg_controllen = sizeof(u.buf);
+        cm = CMSG_FIRSTHDR(&m);
+        cm->cmsg_level = SOL_SOCKET;
+        cm->cmsg_type = SCM_RIGHTS;
+        cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
+        memcpy(CMSG_DATA(cm), (int[2]){sv[0], pidfd}, 2 * sizeof(int));
+        kid_fd[*nkids] = pidfd;
+        kid_pid[(*nkids)++] = pid;
+    }
+    while (sendmsg(fd, &m, MSG_NOSIGNAL) < 0 && errno == EINTR)
+        ;
+    if (sv[0] >= 0)
+        close(sv[0]); /* the gateway has its own copy now */
+}
+
+/* The zygote: forked by gw_workers_new before the gateway reads any key, it forks each worker
+ * process, so that a replacement holds a copy of the gateway's memory as it was then, not as it
+ * is now. It reaps its children as they end. When the gateway closes its end it kills and reaps
+ * them and exits. */
+static _Noreturn void zygote_main(const struct gw_workers *w, int fd, pid_t parent)
+{
+    int kid_fd[ZYGOTE_KIDS];
+    pid_t kid_pid[ZYGOTE_KIDS];
+    int nkids = 0;
+
+    fd = helper_setup(fd, parent, "waygated-zygote");
+    for (;;) {
+        struct pollfd p[1 + ZYGOTE_KIDS];
+        char req;
+        ssize_t n;
+
+        p[0].fd = fd;
+        p[0].events = POLLIN;
+        for (int i = 0; i < nkids; i++) {
+            p[1 + i].fd = kid_fd[i];
+            p[1 + i].events = POLLIN;
+        }
+        if (poll(p, (nfds_t)(1 + nkids), -1) < 0) {
+            if (errno == EINTR)
+                continue;
+            _exit(1);
+        }
+        for (int i = nkids - 1; i >= 0; i--)
+            if (p[1 + i].revents != 0) { /* it ended: reap it */
+                while (waitpid(kid_pid[i], NULL, 0) < 0 && errno == EINTR)
+                    ;
+                close(kid_fd[i]);
+                kid_fd[i] = kid_fd[nkids - 1];
+                kid_pid[i] = kid_pid[--nkids];
+            }
+        if (p[0].revents == 0)
+            continue;
+        n = recv(fd, &req, sizeof(req), MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        if (n != 1) { /* the gateway closed its end (or broke the protocol): end with it */
+            for (int i = 0; i < nkids; i++)
+                (void)kill(kid_pid[i], SIGKILL);
+            for (int i = 0; i < nkids; i++)
+                while (waitpid(kid_pid[i], NULL, 0) < 0 && errno == EINTR)
+                    ;
+            _exit(0);
+        }
+        zygote_fork(w, fd, kid_fd, kid_pid, &nkids);
+    }
 }
 
 /* ---- the gateway's side ---- */
@@ -292,61 +420,141 @@ static int watch(struct gw_workers *w)
     return 0;
 }
 
-/* Reaps what can be reaped without waiting; while some are left, tries again in 50 ms. */
-static void reap_zombies(struct gw_workers *w)
-{
-    static const struct timeval again = {0, 50 * 1000};
-    bool left = false;
-
-    for (size_t i = 0; i < sizeof(w->zombies) / sizeof(w->zombies[0]); i++) {
-        if (w->zombies[i] > 0 && waitpid(w->zombies[i], NULL, WNOHANG) != 0)
-            w->zombies[i] = 0; /* reaped, or not ours any more */
-        left = left || w->zombies[i] > 0;
-    }
-    if (left && w->zombie_ev != NULL)
-        (void)evtimer_add(w->zombie_ev, &again);
-}
-
-static void zombie_cb(evutil_socket_t fd, short what, void *arg)
-{
-    (void)fd;
-    (void)what;
-    reap_zombies(arg);
-}
-
-/* Ends the current process: its socket closed, the process killed. With wait (shutdown, or a
- * process that broke the protocol and may still be running), returns once it is gone; without,
- * it is reaped now or later (it has exited: its socket's end said so). */
+/* Ends the current worker process: its socket closed, the process killed (through its pidfd: no
+ * pid is reused while the zygote has not reaped it). With wait (shutdown, or a process that broke
+ * the protocol and may still be running), returns once it has ended; the zygote reaps it. */
 static void reap(struct gw_workers *w, bool wait)
 {
-    size_t i;
-
     if (w->ev != NULL)
         event_free(w->ev);
     w->ev = NULL;
     if (w->sock >= 0)
         close(w->sock);
     w->sock = -1;
-    if (w->pid > 0) {
-        (void)kill(w->pid, SIGKILL);
-        if (wait) {
-            while (waitpid(w->pid, NULL, 0) < 0 && errno == EINTR)
+    if (w->pidfd >= 0) {
+        struct pollfd p = {.fd = w->pidfd, .events = POLLIN};
+
+        (void)syscall(SYS_pidfd_send_signal, w->pidfd, SIGKILL, NULL, 0u);
+        if (wait)
+            while (poll(&p, 1, -1) < 0 && errno == EINTR)
                 ;
-        } else if (waitpid(w->pid, NULL, WNOHANG) == 0) {
-            for (i = 0; i < sizeof(w->zombies) / sizeof(w->zombies[0]) && w->zombies[i] > 0; i++)
-                ;
-            if (i == sizeof(w->zombies) / sizeof(w->zombies[0])) { /* full: make room */
-                while (waitpid(w->zombies[0], NULL, 0) < 0 && errno == EINTR)
-                    ;
-                i = 0;
-            }
-            w->zombies[i] = w->pid;
-            reap_zombies(w);
-        }
+        close(w->pidfd);
     }
+    w->pidfd = -1;
     w->pid = -1;
     w->hello_seen = false;
     w->resets = 0;
+}
+
+/* Ends the zygote and reaps it. With grace (gw_workers_free) its socket is closed first and it
+ * has 2 s to kill and reap its worker processes and exit; without (it is lost) it is killed. */
+static void zygote_end(struct gw_workers *w, bool grace)
+{
+    if (w->zsock >= 0)
+        close(w->zsock);
+    w->zsock = -1;
+    if (w->zpid > 0) {
+        struct timespec pause = {0, 1000 * 1000};
+        pid_t r = 0;
+
+        for (int ms = 0; grace && ms < 2000 && (r = waitpid(w->zpid, NULL, WNOHANG)) == 0; ms++)
+            nanosleep(&pause, NULL);
+        if (r == 0) {
+            (void)kill(w->zpid, SIGKILL);
+            while (waitpid(w->zpid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        }
+    }
+    w->zpid = -1;
+}
+
+/* Forks the zygote from the gateway as it is now. The first one is forked by gw_workers_new,
+ * before any key is read; a later one (the first was lost) holds what the gateway holds then,
+ * and says so in the log. */
+static int zygote_fork_new(struct gw_workers *w)
+{
+    static const struct timeval limit = {1, 0}; /* a zygote that does not answer is lost */
+    pid_t parent = getpid(), pid;
+    int sv[2];
+
+    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
+        return GW_EUNAVAIL;
+    pid = fork();
+    if (pid == 0) {
+        close(sv[0]);
+        zygote_main(w, sv[1], parent);
+    }
+    close(sv[1]);
+    if (pid < 0) {
+        close(sv[0]);
+        return GW_EUNAVAIL;
+    }
+    w->zpid = pid;
+    w->zsock = sv[0];
+    if (w->zygotes++ > 0)
+        GW_LOG(GW_LOG_WARN, "workers", NULL,
+               "the password-hashing processes' zygote was lost; a new one (%ld) is forked from "
+               "the gateway as it is now, so the processes it forks hold a copy of the gateway's "
+               "memory, keys included, until the gateway restarts",
+               (long)pid);
+    if (setsockopt(w->zsock, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit)) != 0 ||
+        setsockopt(w->zsock, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit)) != 0) {
+        zygote_end(w, false);
+        return GW_EUNAVAIL;
+    }
+    return 0;
+}
+
+/* Asks the zygote for a worker process: 0 with its pid, pidfd and the gateway's end of its
+ * socket; GW_EUNAVAIL when the zygote could not fork one, or is lost (then ended). */
+static int zygote_ask(struct gw_workers *w, pid_t *pid, int *pidfd, int *sock)
+{
+    struct born b;
+    union {
+        char buf[CMSG_SPACE(2 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = &b, .iov_len = sizeof(b)};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    struct cmsghdr *cm;
+    int fds[2] = {-1, -1};
+    ssize_t n;
+
+    do
+        n = send(w->zsock, "f", 1, MSG_NOSIGNAL);
+    while (n < 0 && errno == EINTR);
+    if (n == 1)
+        do
+            n = recvmsg(w->zsock, &m, MSG_CMSG_CLOEXEC);
+        while (n < 0 && errno == EINTR);
+    else
+        n = -1;
+    cm = n == (ssize_t)sizeof(b) ? CMSG_FIRSTHDR(&m) : NULL;
+    if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
+        cm->cmsg_len == CMSG_LEN(2 * sizeof(int)))
+        memcpy(fds, CMSG_DATA(cm), sizeof(fds));
+    if (n == (ssize_t)sizeof(b) && (m.msg_flags & MSG_CTRUNC) == 0 &&
+        (b.err != 0) == (fds[0] < 0) && (b.err != 0 || b.pid > 0)) {
+        if (b.err != 0) {
+            GW_LOG(GW_LOG_ERROR, "workers", NULL,
+                   "the zygote could not fork a password-hashing process: %s", strerror(b.err));
+            return GW_EUNAVAIL;
+        }
+        *pid = b.pid;
+        *sock = fds[0];
+        *pidfd = fds[1];
+        return 0;
+    }
+    if (fds[0] >= 0)
+        close(fds[0]);
+    if (fds[1] >= 0)
+        close(fds[1]);
+    GW_LOG(GW_LOG_ERROR, "workers", NULL,
+           "the password-hashing processes' zygote %ld %s; it is ended", (long)w->zpid,
+           n == 0 ? "has exited" : "did not answer as it should");
+    zygote_end(w, false);
+    return GW_EUNAVAIL;
 }
 
 /* The process's first message: how its setup went. What did not work is logged; the process
@@ -375,25 +583,21 @@ static void hello_from(struct gw_workers *w, const struct hello *h)
 
 static int spawn(struct gw_workers *w)
 {
-    pid_t parent = getpid(), pid;
-    int sv[2];
+    pid_t pid;
+    int sock, pidfd;
 
-    reap_zombies(w);
     w->spawned_ms = mono_ms();
-    if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-        return GW_EUNAVAIL;
-    pid = fork();
-    if (pid == 0) {
-        close(sv[0]);
-        child_main(w, sv[1], parent);
-    }
-    close(sv[1]);
-    if (pid < 0) {
-        close(sv[0]);
-        return GW_EUNAVAIL;
-    }
+    for (int tries = 0;; tries++) {
+        if (w->zsock < 0 && zygote_fork_new(w) != 0)
+            return GW_EUNAVAIL;
+        if (zygote_ask(w, &pid, &pidfd, &sock) == 0)
+            break;
+        if (w->zsock >= 0 || tries > 0) /* it could not fork, or a new one failed too */
+            return GW_EUNAVAIL;
+    } /* else the zygote was lost (and ended): once more with a new one */
     w->pid = pid;
-    w->sock = sv[0];
+    w->pidfd = pidfd;
+    w->sock = sock;
     w->hello_seen = false;
     w->resets = 0;
     if (fcntl(w->sock, F_SETFL, O_NONBLOCK) != 0 || (w->base != NULL && watch(w) != 0)) {
@@ -463,7 +667,6 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg)
     ssize_t n;
 
     (void)what;
-    reap_zombies(w);
     for (;;) {
         n = recv(fd, &m, sizeof(m), MSG_DONTWAIT);
         if (n < 0 && errno == EINTR)
@@ -511,7 +714,10 @@ struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t 
     w->stride = (SLOT_HDR + arg_max + 63) & ~(size_t)63;
     w->shm_len = w->stride * w->nslots;
     w->pid = -1;
+    w->pidfd = -1;
     w->sock = -1;
+    w->zpid = -1;
+    w->zsock = -1;
     w->cgroup_err = -1;
     w->respawn_min_ms = RESPAWN_MIN_MS;
     w->jobs = gw_calloc(w->nslots, sizeof(*w->jobs));
@@ -542,9 +748,6 @@ int gw_workers_attach(struct gw_workers *w, struct event_base *base)
     if (w == NULL || base == NULL || w->base != NULL)
         return GW_EINVAL;
     w->base = base;
-    w->zombie_ev = evtimer_new(base, zombie_cb, w);
-    if (w->zombie_ev == NULL)
-        return GW_ENOMEM;
     return w->sock >= 0 ? watch(w) : 0;
 }
 
@@ -553,12 +756,7 @@ void gw_workers_free(struct gw_workers *w)
     if (w == NULL)
         return;
     reap(w, true);
-    if (w->zombie_ev != NULL)
-        event_free(w->zombie_ev);
-    for (size_t i = 0; i < sizeof(w->zombies) / sizeof(w->zombies[0]); i++)
-        if (w->zombies[i] > 0)
-            while (waitpid(w->zombies[i], NULL, 0) < 0 && errno == EINTR)
-                ;
+    zygote_end(w, true);
     for (unsigned i = 0; i < w->nslots; i++) {
         struct gw_job *j = &w->jobs[i];
 
@@ -668,6 +866,11 @@ void gw_workers_set_respawn_ms(struct gw_workers *w, unsigned long ms)
 pid_t gw_workers_pid(const struct gw_workers *w)
 {
     return w->pid;
+}
+
+pid_t gw_workers_zygote_pid(const struct gw_workers *w)
+{
+    return w->zpid;
 }
 
 int gw_workers_cgroup_err(const struct gw_workers *w)

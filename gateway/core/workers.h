@@ -13,14 +13,18 @@
  * wakes anywhere else take the core from it at once. It ignores the signals sent to whole
  * groups (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2): it ends with the gateway.
  *
- * The worker process is forked by gw_workers_new (the daemon does it before it reads any key),
- * keeps no descriptor but its socket and stdio, cannot be dumped or traced, and dies with the
- * gateway. If it dies, the jobs it held end (those it had finished with their result, the others
- * with GW_EUNAVAIL) and the next job submitted (at most one a second) forks a new one, from the
- * gateway as it is then. The loop does not wait for a live process (but to kill one that broke
- * the protocol, and in gw_workers_free). A new process lowers its scheduling group before it
- * takes jobs; without CAP_SYS_ADMIN the kernel may make that wait up to 3 s (one such change per
- * 100 ms on the whole host), and jobs submitted meanwhile wait in its socket.
+ * gw_workers_new (the daemon calls it before it reads any key) forks a zygote, a child whose only
+ * work is to fork worker processes when asked, and has it fork the first. Each keeps no
+ * descriptor but its socket and stdio (the zygote also a pidfd per child), cannot be dumped or
+ * traced, and dies with its parent. If the worker process dies, the jobs it held end (those it had
+ * finished with their result, the others with GW_EUNAVAIL) and the next job submitted (at most one
+ * a second) has the zygote fork a new one: like the first, it holds nothing the gateway read since
+ * the start. If the zygote is lost too, a new one is forked from the gateway as it is then (logged:
+ * its processes hold a copy of the gateway's memory). The loop waits for the zygote's answer to
+ * a fork (a fork of a small process; 1 s at most, or it is lost), and for a live process only to
+ * kill one that broke the protocol, and in gw_workers_free. A new process lowers its scheduling
+ * group before it takes jobs; without CAP_SYS_ADMIN the kernel may make that wait up to 3 s (one
+ * such change per 100 ms on the whole host), and jobs submitted meanwhile wait in its socket.
  *
  * Ownership of a job's argument (size bytes, copied into the shared slot at submit):
  *  - done(arg, 0) runs on the loop once work has run on the copy and the copy is back in arg;
@@ -83,6 +87,8 @@ unsigned long gw_workers_deaths(const struct gw_workers *w);
 void gw_workers_set_respawn_ms(struct gw_workers *w, unsigned long ms);
 /* The worker process, or -1 when there is none until the next submit. */
 pid_t gw_workers_pid(const struct gw_workers *w);
+/* The zygote that forks worker processes, or -1 when there is none until the next submit. */
+pid_t gw_workers_zygote_pid(const struct gw_workers *w);
 /* How the current process's cgroup step went: -1 not reported yet, 0 joined (or none asked),
  * else the errno of the step that failed (logged). */
 int gw_workers_cgroup_err(const struct gw_workers *w);

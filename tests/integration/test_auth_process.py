@@ -1,16 +1,19 @@
-"""Password hashing runs in a process of its own (gateway/core/workers.c): a child of the gateway in
+"""Password hashing runs in a process of its own (gateway/core/workers.c), forked by a zygote that
+the gateway forked before it read any key (so that a replacement holds none of them), in
 a session of its own (its own autogroup, at nice +19, where the kernel groups by session), its
 threads under SCHED_IDLE, in the idle cgroup [auth] worker_cgroup names (the dev stack sets one
 where the machine allows it), not dumpable, holding no descriptor but its socket and stdio, deaf
 to the signals sent to a whole unit; the gateway itself runs no other thread. Killed, it is
 replaced at the next Login; a Login whose hash was in it when it died answers UNAVAILABLE (and
 counts no failed attempt), never a refusal."""
+import base64
 import os
 import signal
 import threading
 import time
 
 import grpc
+import pytest
 
 from conftest import wait_for
 from test_metrics import scrape, value
@@ -19,13 +22,21 @@ SCHED_IDLE = 5
 UNAVAILABLE_MSG = "password hashing unavailable; retrying is safe"
 
 
-def hasher(stack):
-    """The gateway's one child process (the password-hashing process): its pid."""
-    gw = stack.gateway_pid()
-    with open("/proc/%d/task/%d/children" % (gw, gw)) as f:
+def only_child(pid):
+    with open("/proc/%d/task/%d/children" % (pid, pid)) as f:
         kids = [int(p) for p in f.read().split()]
     assert len(kids) == 1, kids
     return kids[0]
+
+
+def zygote(stack):
+    """The gateway's one child process (the zygote): its pid."""
+    return only_child(stack.gateway_pid())
+
+
+def hasher(stack):
+    """The zygote's one child process (the password-hashing process): its pid."""
+    return only_child(zygote(stack))
 
 
 def stat_fields(path):
@@ -62,11 +73,13 @@ def login_ok(stack, name="clerk_a"):
 
 def test_hashing_runs_in_a_process_of_its_own(stack):
     login_ok(stack)
-    gw, pid = stack.gateway_pid(), hasher(stack)
+    gw, zy, pid = stack.gateway_pid(), zygote(stack), hasher(stack)
     with open("/proc/%d/comm" % pid) as f:
         assert f.read().strip() == "waygated-work"
+    with open("/proc/%d/comm" % zy) as f:
+        assert f.read().strip() == "waygated-zygote"
     st = stat_fields("/proc/%d/stat" % pid)
-    assert int(st[1]) == gw            # its parent is the gateway
+    assert int(st[1]) == zy            # its parent is the zygote, the gateway's child
     assert int(st[3]) == pid           # it leads a session of its own
     assert int(stat_fields("/proc/%d/stat" % gw)[3]) != pid
     threads = os.listdir("/proc/%d/task" % pid)
@@ -96,10 +109,18 @@ def test_hashing_runs_in_a_process_of_its_own(stack):
     # not dumpable: /proc/PID is then owned by root whatever the process's user
     assert os.stat("/proc/%d" % pid).st_uid == 0
     # the signals a service manager sends to every process of a unit are the gateway's to act on
+    # the zygote: not dumpable either; nothing of the gateway's open, only stdio, its socket and
+    # a pidfd of its one child
+    assert os.stat("/proc/%d" % zy).st_uid == 0
+    zfds = sorted(int(fd) for fd in os.listdir("/proc/%d/fd" % zy))
+    assert zfds[:4] == [0, 1, 2, 3] and len(zfds) == 5, zfds
+    assert os.readlink("/proc/%d/fd/3" % zy).startswith("socket:")
+    assert os.readlink("/proc/%d/fd/%d" % (zy, zfds[4])) == "anon_inode:[pidfd]"
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         os.kill(pid, sig)
+        os.kill(zy, sig)
     login_ok(stack)
-    assert hasher(stack) == pid
+    assert hasher(stack) == pid and zygote(stack) == zy
 
 
 def test_a_killed_hashing_process_is_replaced(stack):
@@ -107,11 +128,12 @@ def test_a_killed_hashing_process_is_replaced(stack):
     before = value(scrape(stack)[0], "waygate_auth_process_deaths_total")
     old = hasher(stack)
     os.kill(old, signal.SIGKILL)
-    assert wait_for(lambda: not os.path.exists("/proc/%d" % old), 30)  # reaped by the gateway
+    zy = zygote(stack)
+    assert wait_for(lambda: not os.path.exists("/proc/%d" % old), 30)  # reaped by the zygote
     assert value(scrape(stack)[0], "waygate_auth_process_deaths_total") == before + 1
     login_ok(stack)
     new = hasher(stack)
-    assert new != old
+    assert new != old and zygote(stack) == zy
     assert value(scrape(stack)[0], "waygate_auth_process_deaths_total") == before + 1
     assert any("password-hashing process %d exited" % old in line for line in stack.log_lines())
 
@@ -146,3 +168,53 @@ def test_a_login_in_flight_when_the_process_dies_is_unavailable(stack):
     assert rows == ["error|" + UNAVAILABLE_MSG], rows
     login_ok(stack)
     assert value(scrape(stack)[0], "waygate_auth_jobs") == 0
+
+
+def keyring_keys(stack):
+    """Every key of the stack's keyring file, as bytes."""
+    keys = []
+    with open(os.path.join(stack.dir, "keyring")) as f:
+        for line in f:
+            t = line.split()
+            if t and not t[0].startswith("#") and t[0] != "waygate-keyring" and len(t[-1]) == 44:
+                keys.append(base64.b64decode(t[-1]))
+    return keys
+
+
+def keys_in_memory(pid, keys):
+    """The indexes of those keys found anywhere in process pid's readable memory."""
+    found = set()
+    with open("/proc/%d/maps" % pid) as maps, open("/proc/%d/mem" % pid, "rb", 0) as mem:
+        for line in maps:
+            f = line.split()
+            lo, hi = (int(x, 16) for x in f[0].split("-"))
+            if "r" not in f[1] or (len(f) > 5 and f[5] in ("[vvar]", "[vsyscall]")):
+                continue
+            try:
+                mem.seek(lo)
+                data = mem.read(hi - lo)
+            except OSError:
+                continue
+            found.update(i for i, k in enumerate(keys) if k in data)
+    return found
+
+
+def test_a_replacement_holds_no_key(stack):
+    """A hashing process forked after the gateway read its keyring (the one that replaces a lost
+    process) comes from the zygote, forked before: none of the keyring's keys is anywhere in its
+    memory, nor in the zygote's, while the same scan finds them in the gateway's."""
+    if os.geteuid() != 0:
+        pytest.skip("reading another process's memory (not dumpable) needs root")
+    keys = keyring_keys(stack)
+    assert len(keys) >= 5
+    login_ok(stack)
+    assert keys_in_memory(stack.gateway_pid(), keys)  # the scan finds them where they are
+    zy, old = zygote(stack), hasher(stack)
+    assert keys_in_memory(zy, keys) == set()
+    assert keys_in_memory(old, keys) == set()
+    os.kill(old, signal.SIGKILL)
+    assert wait_for(lambda: not os.path.exists("/proc/%d" % old), 30)
+    login_ok(stack)
+    new = hasher(stack)
+    assert new != old
+    assert keys_in_memory(new, keys) == set()

@@ -5,8 +5,9 @@
  * refuses; cancel before start, while running and after finishing drops the argument at once
  * and never runs done; free drops every job not ended; a worker process killed in the middle
  * ends its unfinished jobs with GW_EUNAVAIL and its finished ones with their results (a done may
- * cancel another of them), and the next submit forks a new one, not before a respawn limit has
- * passed since the last fork; no job's bytes stay in the
+ * cancel another of them), and the next submit has the zygote fork a new one (holding nothing the
+ * test wrote after the pool started), not before a respawn limit has passed since the last fork; a
+ * lost zygote is replaced; no job's bytes stay in the
  * shared memory; a cgroup that cannot be joined is reported. Work is held on a gate in a page the
  * test shares with the worker process (mapped before the pool forks). Run it under ASan too: the
  * drops are where a double free would show. */
@@ -55,7 +56,11 @@ struct item {
     int last_err;
     struct gw_job **victim; /* done cancels *victim */
     char marker[32];
+    unsigned char seen[32]; /* peek_fn: loaded_later as the worker process sees it */
 };
+
+/* What the gateway reads after the pool has started (the keyring, in the daemon). */
+static unsigned char loaded_later[32];
 
 static int drops_total;
 static int errs_total; /* dones that saw an error */
@@ -268,8 +273,9 @@ static bool process_gone(pid_t pid)
     return kill(pid, 0) != 0 && errno == ESRCH;
 }
 
-/* Waits until the child pid has exited (a zombie: nobody has reaped it yet); 30 s at most. */
-static void wait_zombie(pid_t pid)
+/* Waits until the worker process pid has exited (a zombie, or already reaped by the zygote);
+ * 30 s at most. */
+static void wait_exited(pid_t pid)
 {
     char path[64], state = 0;
     FILE *f;
@@ -279,7 +285,8 @@ static void wait_zombie(pid_t pid)
         if (ms > 30000)
             fail_msg("process %ld did not exit in 30 s", (long)pid);
         f = fopen(path, "r");
-        assert_non_null(f);
+        if (f == NULL)
+            return; /* reaped */
         if (fscanf(f, "%*d (%*[^)]) %c", &state) != 1)
             state = 0;
         fclose(f);
@@ -541,6 +548,11 @@ static bool died_once(const void *arg)
     return gw_workers_deaths(arg) >= 1;
 }
 
+static bool died_twice(const void *arg)
+{
+    return gw_workers_deaths(arg) >= 2;
+}
+
 /* A process lost within the respawn limit of its fork is not replaced before the limit has
  * passed: submit answers GW_EUNAVAIL (a Login then gets UNAVAILABLE, "retrying is safe") and
  * forks nothing; after it, the next submit forks. The limit is set to an hour, then to none, so
@@ -574,6 +586,87 @@ static void test_respawn_limited(void **state)
     assert_int_equal(gw_workers_deaths(w), 1);
     gw_workers_free(w);
     event_base_free(base);
+}
+
+static void peek_fn(void *arg)
+{
+    struct item *it = arg;
+
+    memcpy(it->seen, loaded_later, sizeof(it->seen));
+    it->pid = getpid();
+}
+
+/* Runs peek_fn in the pool's process (forking one if needed, the respawn limit off): what that
+ * process sees of loaded_later, in *it. */
+static void peek(struct event_base *base, struct gw_workers *w, struct item *it)
+{
+    int ndone = 0;
+
+    memset(it, 0, sizeof(*it));
+    it->ndone = &ndone;
+    it->last_err = -1;
+    gw_workers_set_respawn_ms(w, 0);
+    assert_int_equal(gw_workers_submit(w, peek_fn, keep_done_fn, NULL, it, sizeof(*it), NULL), 0);
+    run_until(base, &ndone, 1);
+    assert_int_equal(it->last_err, 0);
+}
+
+static bool all_zero(const unsigned char *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (p[i] != 0)
+            return false;
+    return true;
+}
+
+/* A worker process that replaces a lost one is forked by the zygote, which the pool forked when it
+ * started: it holds none of what the gateway read since (the keyring, in the daemon), unlike a
+ * fork of the gateway as it is then. The zygote is a child of the gateway, each worker process a
+ * child of the zygote. If the zygote itself is lost, the next submit forks a new one from the
+ * gateway as it is then (logged: its processes hold a copy of the gateway's memory) and the job
+ * still runs. */
+static void test_replacement_holds_nothing_read_later(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    pid_t zygote = gw_workers_zygote_pid(w), first = gw_workers_pid(w);
+    struct item it;
+    char path[64];
+    FILE *f;
+    int ppid = 0;
+
+    (void)state;
+    reset();
+    assert_true(zygote > 0 && first > 0 && zygote != first);
+    snprintf(path, sizeof(path), "/proc/%ld/stat", (long)first);
+    assert_non_null(f = fopen(path, "r"));
+    assert_int_equal(fscanf(f, "%*d (%*[^)]) %*c %d", &ppid), 1);
+    fclose(f);
+    assert_int_equal(ppid, zygote);
+    memset(loaded_later, 0xA5, sizeof(loaded_later));
+
+    peek(base, w, &it); /* the first process: forked before it was read */
+    assert_int_equal(it.pid, first);
+    assert_true(all_zero(it.seen, sizeof(it.seen)));
+
+    assert_int_equal(kill(first, SIGKILL), 0);
+    run_while(base, died_once, w);
+    peek(base, w, &it); /* its replacement */
+    assert_int_not_equal(it.pid, first);
+    assert_true(all_zero(it.seen, sizeof(it.seen)));
+    assert_int_equal(gw_workers_zygote_pid(w), zygote);
+
+    /* the zygote lost: its worker process dies with it, and the next submit starts over */
+    assert_int_equal(kill(zygote, SIGKILL), 0);
+    run_while(base, died_twice, w);
+    peek(base, w, &it);
+    assert_true(gw_workers_zygote_pid(w) > 0);
+    assert_int_not_equal(gw_workers_zygote_pid(w), zygote);
+    assert_int_equal(it.seen[0], 0xA5); /* as the log says: forked from the gateway as it is */
+    assert_int_equal(gw_workers_deaths(w), 2);
+    gw_workers_free(w);
+    event_base_free(base);
+    memset(loaded_later, 0, sizeof(loaded_later));
 }
 
 /* A done run for the death may cancel another job the death ends: that one is dropped instead. */
@@ -627,7 +720,7 @@ static void test_death_keeps_finished_results(void **state)
     wait_started(2); /* the third waits in the socket: one thread */
     pid = gw_workers_pid(w);
     assert_int_equal(kill(pid, SIGKILL), 0);
-    wait_zombie(pid); /* gone before the loop reads: the socket is reset, the answer queued */
+    wait_exited(pid); /* gone before the loop reads: the socket is reset, the answer queued */
     run_until(base, &ndone, 3);
     assert_int_equal(it[0].last_err, 0);
     assert_int_equal(it[0].result, 11);
@@ -747,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_free_drops_everything),
         cmocka_unit_test(test_worker_process_death),
         cmocka_unit_test(test_respawn_limited),
+        cmocka_unit_test(test_replacement_holds_nothing_read_later),
         cmocka_unit_test(test_death_done_cancels_another),
         cmocka_unit_test(test_death_keeps_finished_results),
         cmocka_unit_test(test_slots_wiped),
