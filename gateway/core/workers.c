@@ -15,10 +15,12 @@
  * broke the protocol (and at free).
  *
  * Worker processes are forked by the zygote (zygote_main), the gateway's child forked by
- * gw_workers_new before the daemon reads any key: a request on its socket ("f") is answered with
- * the new process's pid, or an errno, and, on success, the gateway's end of the new process's
- * socket and a pidfd (SCM_RIGHTS). The zygote reaps its children (polling their pidfds); the
- * gateway signals a worker process only through its pidfd and reaps only zygotes. */
+ * gw_workers_new before the daemon reads any key: a request on its socket (its number) is answered
+ * with that number and the new process's pid, or an errno, and, on success, the gateway's end of
+ * the new process's socket and a pidfd (SCM_RIGHTS). The gateway waits ZYGOTE_WAIT_MS at most and
+ * drops an answer to an earlier request. The zygote reaps its children (polling their pidfds); the
+ * gateway signals a worker process only through its pidfd and reaps only the zygote. A zygote
+ * lost is never replaced (zlost): one forked then would hold the gateway's keys. */
 #include "workers.h"
 
 #include <errno.h>
@@ -83,12 +85,14 @@ struct gw_workers {
     size_t arg_max, stride, shm_len;
     unsigned char *shm;
     struct gw_job *jobs;
-    pid_t pid;        /* the worker process; -1: none */
-    int pidfd;        /* its pidfd (from the zygote), -1 with no process */
-    int sock;         /* the gateway's end of its socket, -1 with no process */
-    pid_t zpid;       /* the zygote, the gateway's child that forks worker processes; -1: none */
-    int zsock;        /* the gateway's end of the zygote's socket, -1 with no zygote */
-    unsigned zygotes; /* zygotes forked: after the first, from the gateway as it is then */
+    pid_t pid;     /* the worker process; -1: none */
+    int pidfd;     /* its pidfd (from the zygote), -1 with no process */
+    int sock;      /* the gateway's end of its socket, -1 with no process */
+    pid_t zpid;    /* the zygote, the gateway's child that forks worker processes; -1: none */
+    int zpidfd;    /* its pidfd, -1 with no zygote */
+    int zsock;     /* the gateway's end of the zygote's socket, -1 with no zygote */
+    uint32_t zreq; /* the last request's number: an answer to an earlier one is discarded */
+    bool zlost;    /* the zygote was lost: no worker process until the gateway restarts */
     struct event_base *base;
     struct event *ev;
     uint64_t spawned_ms;
@@ -109,6 +113,10 @@ struct hello {
 };
 
 enum cg_step { CG_OK, CG_MKDIR, CG_IDLE, CG_JOIN };
+
+/* How long the loop waits for the zygote's answer, and at free for it to end. */
+#define ZYGOTE_WAIT_MS 1000
+#define ZYGOTE_GRACE_MS 2000
 
 /* A worker process lost within this time of the last fork is not replaced before it ends. */
 #define RESPAWN_MIN_MS 1000
@@ -262,8 +270,12 @@ static int helper_setup(int fd, pid_t parent, const char *name)
                               : SIG_DFL);
     sigfillset(&all);
     (void)sigprocmask(SIG_UNBLOCK, &all, NULL);
-    if (fd != 3 && dup2(fd, 3) != 3)
-        _exit(1);
+    if (fd != 3) {
+        if (dup2(fd, 3) != 3)
+            _exit(1);
+        if (fd < 3)
+            (void)close(fd); /* stdio was closed in the gateway: keep no second copy */
+    }
     if (syscall(SYS_close_range, 4u, ~0u, 0u) != 0)
         for (int i = 4; i < 65536; i++)
             (void)close(i);
@@ -291,20 +303,24 @@ static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t paren
     child_thread(&c);
 }
 
-/* The zygote's answer to a request for a worker process: its pid, or err (an errno) and no
- * descriptor; with err 0 it carries two, the gateway's end of the process's socket and a pidfd. */
+/* The zygote's answer to request number id (a uint32_t on its socket) for a worker process: its
+ * pid, or err (an errno) and no descriptor; with err 0 it carries two, the gateway's end of the
+ * process's socket and a pidfd. */
 struct born {
+    uint32_t id;
     int32_t pid;
     int32_t err;
+    int32_t pad; /* 16 bytes */
 };
 
 #define ZYGOTE_KIDS 8 /* worker processes of one zygote not reaped yet, the live one included */
 
 /* Forks a worker process for the zygote and answers the gateway on fd (3). kids[] holds the
  * pidfds of the zygote's children not reaped yet. */
-static void zygote_fork(const struct gw_workers *w, int fd, int *kid_fd, pid_t *kid_pid, int *nkids)
+static void zygote_fork(const struct gw_workers *w, int fd, uint32_t id, int *kid_fd,
+                        pid_t *kid_pid, int *nkids)
 {
-    struct born b = {.pid = -1, .err = 0};
+    struct born b = {.id = id, .pid = -1, .err = 0};
     int sv[2] = {-1, -1}, pidfd = -1;
     pid_t self = getpid(), pid = -1;
     union {
@@ -365,7 +381,7 @@ static _Noreturn void zygote_main(const struct gw_workers *w, int fd, pid_t pare
     fd = helper_setup(fd, parent, "waygated-zygote");
     for (;;) {
         struct pollfd p[1 + ZYGOTE_KIDS];
-        char req;
+        uint32_t req;
         ssize_t n;
 
         p[0].fd = fd;
@@ -392,7 +408,7 @@ static _Noreturn void zygote_main(const struct gw_workers *w, int fd, pid_t pare
         n = recv(fd, &req, sizeof(req), MSG_DONTWAIT);
         if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
             continue;
-        if (n != 1) { /* the gateway closed its end (or broke the protocol): end with it */
+        if (n != (ssize_t)sizeof(req)) { /* the gateway closed its end (or broke the protocol) */
             for (int i = 0; i < nkids; i++)
                 (void)kill(kid_pid[i], SIGKILL);
             for (int i = 0; i < nkids; i++)
@@ -400,7 +416,7 @@ static _Noreturn void zygote_main(const struct gw_workers *w, int fd, pid_t pare
                     ;
             _exit(0);
         }
-        zygote_fork(w, fd, kid_fd, kid_pid, &nkids);
+        zygote_fork(w, fd, req, kid_fd, kid_pid, &nkids);
     }
 }
 
@@ -446,34 +462,54 @@ static void reap(struct gw_workers *w, bool wait)
     w->resets = 0;
 }
 
-/* Ends the zygote and reaps it. With grace (gw_workers_free) its socket is closed first and it
- * has 2 s to kill and reap its worker processes and exit; without (it is lost) it is killed. */
+/* Ends the zygote and reaps it. With grace (gw_workers_free) its socket is closed first and it has
+ * ZYGOTE_GRACE_MS to kill and reap its worker processes and exit; without (it is lost), or after
+ * that, it is killed. */
 static void zygote_end(struct gw_workers *w, bool grace)
 {
     if (w->zsock >= 0)
         close(w->zsock);
     w->zsock = -1;
     if (w->zpid > 0) {
-        struct timespec pause = {0, 1000 * 1000};
-        pid_t r = 0;
+        struct pollfd p = {.fd = w->zpidfd, .events = POLLIN};
+        uint64_t end = mono_ms() + (grace ? ZYGOTE_GRACE_MS : 0);
+        int r = 0;
 
-        for (int ms = 0; grace && ms < 2000 && (r = waitpid(w->zpid, NULL, WNOHANG)) == 0; ms++)
-            nanosleep(&pause, NULL);
-        if (r == 0) {
-            (void)kill(w->zpid, SIGKILL);
-            while (waitpid(w->zpid, NULL, 0) < 0 && errno == EINTR)
-                ;
+        while (w->zpidfd >= 0) {
+            uint64_t now = mono_ms();
+
+            r = poll(&p, 1, now < end ? (int)(end - now) : 0);
+            if (r >= 0 || errno != EINTR)
+                break;
         }
+        if (r <= 0) /* still running: our own child, not reaped, so its pid is its own */
+            (void)kill(w->zpid, SIGKILL);
+        while (waitpid(w->zpid, NULL, 0) < 0 && errno == EINTR)
+            ;
     }
+    if (w->zpidfd >= 0)
+        close(w->zpidfd);
+    w->zpidfd = -1;
     w->zpid = -1;
 }
 
-/* Forks the zygote from the gateway as it is now. The first one is forked by gw_workers_new,
- * before any key is read; a later one (the first was lost) holds what the gateway holds then,
- * and says so in the log. */
-static int zygote_fork_new(struct gw_workers *w)
+/* The zygote is lost (gone, or it broke the protocol): it is ended, and no worker process is
+ * forked until the gateway restarts, since a new zygote forked now would hold the gateway's keys.
+ */
+static void zygote_lost(struct gw_workers *w, const char *why)
 {
-    static const struct timeval limit = {1, 0}; /* a zygote that does not answer is lost */
+    GW_LOG(GW_LOG_ERROR, "workers", NULL,
+           "the password-hashing processes' zygote %ld %s; password hashing is off until the "
+           "gateway restarts (logins answer UNAVAILABLE): a zygote forked now would hold the "
+           "gateway's keys",
+           (long)w->zpid, why);
+    zygote_end(w, false);
+    w->zlost = true;
+}
+
+/* Forks the zygote (gw_workers_new, before the daemon reads any key). */
+static int zygote_start(struct gw_workers *w)
+{
     pid_t parent = getpid(), pid;
     int sv[2];
 
@@ -491,52 +527,119 @@ static int zygote_fork_new(struct gw_workers *w)
     }
     w->zpid = pid;
     w->zsock = sv[0];
-    if (w->zygotes++ > 0)
-        GW_LOG(GW_LOG_WARN, "workers", NULL,
-               "the password-hashing processes' zygote was lost; a new one (%ld) is forked from "
-               "the gateway as it is now, so the processes it forks hold a copy of the gateway's "
-               "memory, keys included, until the gateway restarts",
-               (long)pid);
-    if (setsockopt(w->zsock, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof(limit)) != 0 ||
-        setsockopt(w->zsock, SOL_SOCKET, SO_SNDTIMEO, &limit, sizeof(limit)) != 0) {
+    /* Our own child: not reaped before we wait for it, so the pidfd is its. */
+    w->zpidfd = (int)syscall(SYS_pidfd_open, pid, 0u);
+    if (w->zpidfd < 0 || fcntl(w->zsock, F_SETFL, O_NONBLOCK) != 0) {
         zygote_end(w, false);
         return GW_EUNAVAIL;
     }
     return 0;
 }
 
-/* Asks the zygote for a worker process: 0 with its pid, pidfd and the gateway's end of its
- * socket; GW_EUNAVAIL when the zygote could not fork one, or is lost (then ended). */
+/* Every descriptor a message on the zygote's socket carried, into fds (at most max; the others
+ * closed); returns how many. */
+static int take_fds(struct msghdr *m, int *fds, int max)
+{
+    int n = 0;
+
+    for (struct cmsghdr *cm = CMSG_FIRSTHDR(m); cm != NULL; cm = CMSG_NXTHDR(m, cm)) {
+        if (cm->cmsg_level != SOL_SOCKET || cm->cmsg_type != SCM_RIGHTS ||
+            cm->cmsg_len < CMSG_LEN(0))
+            continue;
+        for (size_t k = 0; k < (cm->cmsg_len - CMSG_LEN(0)) / sizeof(int); k++) {
+            int fd;
+
+            memcpy(&fd, CMSG_DATA(cm) + k * sizeof(int), sizeof(fd));
+            if (n < max)
+                fds[n++] = fd;
+            else
+                close(fd);
+        }
+    }
+    return n;
+}
+
+static void close_fds(const int *fds, int n)
+{
+    for (int i = 0; i < n; i++)
+        close(fds[i]);
+}
+
+/* Asks the zygote for a worker process and waits ZYGOTE_WAIT_MS at most for its answer: 0 with the
+ * process's pid, pidfd and the gateway's end of its socket; GW_EUNAVAIL when there is none now
+ * (the zygote could not fork one, did not answer in time, or the gateway has no descriptor left:
+ * the zygote is kept, a late answer is discarded at the next request and its process ends once
+ * its socket's other end is closed) or any more (the zygote is lost). */
 static int zygote_ask(struct gw_workers *w, pid_t *pid, int *pidfd, int *sock)
 {
-    struct born b;
-    union {
-        char buf[CMSG_SPACE(2 * sizeof(int))];
-        struct cmsghdr align;
-    } u;
-    struct iovec iov = {.iov_base = &b, .iov_len = sizeof(b)};
-    struct msghdr m = {
-        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
-    struct cmsghdr *cm;
-    int fds[2] = {-1, -1};
+    uint32_t id = ++w->zreq;
+    uint64_t end = mono_ms() + ZYGOTE_WAIT_MS;
     ssize_t n;
 
     do
-        n = send(w->zsock, "f", 1, MSG_NOSIGNAL);
+        n = send(w->zsock, &id, sizeof(id), MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
-    if (n == 1)
-        do
-            n = recvmsg(w->zsock, &m, MSG_CMSG_CLOEXEC);
-        while (n < 0 && errno == EINTR);
-    else
-        n = -1;
-    cm = n == (ssize_t)sizeof(b) ? CMSG_FIRSTHDR(&m) : NULL;
-    if (cm != NULL && cm->cmsg_level == SOL_SOCKET && cm->cmsg_type == SCM_RIGHTS &&
-        cm->cmsg_len == CMSG_LEN(2 * sizeof(int)))
-        memcpy(fds, CMSG_DATA(cm), sizeof(fds));
-    if (n == (ssize_t)sizeof(b) && (m.msg_flags & MSG_CTRUNC) == 0 &&
-        (b.err != 0) == (fds[0] < 0) && (b.err != 0 || b.pid > 0)) {
-        if (b.err != 0) {
+    if (n != (ssize_t)sizeof(id)) {
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return GW_EUNAVAIL; /* its socket is full of requests: it does not keep up */
+        zygote_lost(w, "is gone");
+        return GW_EUNAVAIL;
+    }
+    for (;;) {
+        struct born b;
+        union {
+            char buf[CMSG_SPACE(4 * sizeof(int))];
+            struct cmsghdr align;
+        } u;
+        struct iovec iov = {.iov_base = &b, .iov_len = sizeof(b)};
+        struct msghdr m = {.msg_iov = &iov,
+                           .msg_iovlen = 1,
+                           .msg_control = u.buf,
+                           .msg_controllen = sizeof(u.buf)};
+        struct pollfd p = {.fd = w->zsock, .events = POLLIN};
+        uint64_t now = mono_ms();
+        int fds[4], nfds, r;
+
+        if (now >= end) {
+            GW_LOG(GW_LOG_WARN, "workers", NULL,
+                   "the zygote %ld did not answer within %d ms; the login waiting for a "
+                   "password-hashing process answers UNAVAILABLE",
+                   (long)w->zpid, ZYGOTE_WAIT_MS);
+            return GW_EUNAVAIL;
+        }
+        r = poll(&p, 1, (int)(end - now));
+        if (r <= 0)
+            continue; /* EINTR, or the time is up: checked above */
+        n = recvmsg(w->zsock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+            continue;
+        nfds = n > 0 ? take_fds(&m, fds, 4) : 0;
+        if (n == 0 || n < 0) {
+            zygote_lost(w, "is gone");
+            return GW_EUNAVAIL;
+        }
+        if (n != (ssize_t)sizeof(b) || (m.msg_flags & MSG_TRUNC) != 0 || b.id > id) {
+            close_fds(fds, nfds);
+            zygote_lost(w, "broke the protocol on its socket");
+            return GW_EUNAVAIL;
+        }
+        if (b.id != id) { /* a late answer to an earlier request */
+            close_fds(fds, nfds);
+            continue;
+        }
+        if ((m.msg_flags & MSG_CTRUNC) != 0) { /* the gateway has no descriptor left */
+            close_fds(fds, nfds);
+            GW_LOG(GW_LOG_ERROR, "workers", NULL,
+                   "no descriptor left for a new password-hashing process; the login answers "
+                   "UNAVAILABLE");
+            return GW_EUNAVAIL;
+        }
+        if (b.err != 0 || nfds != 2 || b.pid <= 0) {
+            close_fds(fds, nfds);
+            if (b.err == 0 || nfds != 0) {
+                zygote_lost(w, "broke the protocol on its socket");
+                return GW_EUNAVAIL;
+            }
             GW_LOG(GW_LOG_ERROR, "workers", NULL,
                    "the zygote could not fork a password-hashing process: %s", strerror(b.err));
             return GW_EUNAVAIL;
@@ -546,15 +649,6 @@ static int zygote_ask(struct gw_workers *w, pid_t *pid, int *pidfd, int *sock)
         *pidfd = fds[1];
         return 0;
     }
-    if (fds[0] >= 0)
-        close(fds[0]);
-    if (fds[1] >= 0)
-        close(fds[1]);
-    GW_LOG(GW_LOG_ERROR, "workers", NULL,
-           "the password-hashing processes' zygote %ld %s; it is ended", (long)w->zpid,
-           n == 0 ? "has exited" : "did not answer as it should");
-    zygote_end(w, false);
-    return GW_EUNAVAIL;
 }
 
 /* The process's first message: how its setup went. What did not work is logged; the process
@@ -587,14 +681,8 @@ static int spawn(struct gw_workers *w)
     int sock, pidfd;
 
     w->spawned_ms = mono_ms();
-    for (int tries = 0;; tries++) {
-        if (w->zsock < 0 && zygote_fork_new(w) != 0)
-            return GW_EUNAVAIL;
-        if (zygote_ask(w, &pid, &pidfd, &sock) == 0)
-            break;
-        if (w->zsock >= 0 || tries > 0) /* it could not fork, or a new one failed too */
-            return GW_EUNAVAIL;
-    } /* else the zygote was lost (and ended): once more with a new one */
+    if (w->zsock < 0 || zygote_ask(w, &pid, &pidfd, &sock) != 0)
+        return GW_EUNAVAIL;
     w->pid = pid;
     w->pidfd = pidfd;
     w->sock = sock;
@@ -717,6 +805,7 @@ struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t 
     w->pidfd = -1;
     w->sock = -1;
     w->zpid = -1;
+    w->zpidfd = -1;
     w->zsock = -1;
     w->cgroup_err = -1;
     w->respawn_min_ms = RESPAWN_MIN_MS;
@@ -736,7 +825,7 @@ struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t 
     (void)mlock(p, w->shm_len);                  /* best effort: keep them out of swap */
     for (unsigned i = 0; i < w->nslots; i++)
         w->jobs[i].w = w;
-    if (spawn(w) != 0) {
+    if (zygote_start(w) != 0 || spawn(w) != 0) {
         gw_workers_free(w);
         return NULL;
     }
@@ -871,6 +960,11 @@ pid_t gw_workers_pid(const struct gw_workers *w)
 pid_t gw_workers_zygote_pid(const struct gw_workers *w)
 {
     return w->zpid;
+}
+
+bool gw_workers_zygote_lost(const struct gw_workers *w)
+{
+    return w->zlost;
 }
 
 int gw_workers_cgroup_err(const struct gw_workers *w)

@@ -19,9 +19,11 @@
  * traced, and dies with its parent. If the worker process dies, the jobs it held end (those it had
  * finished with their result, the others with GW_EUNAVAIL) and the next job submitted (at most one
  * a second) has the zygote fork a new one: like the first, it holds nothing the gateway read since
- * the start. If the zygote is lost too, a new one is forked from the gateway as it is then (logged:
- * its processes hold a copy of the gateway's memory). The loop waits for the zygote's answer to
- * a fork (a fork of a small process; 1 s at most, or it is lost), and for a live process only to
+ * the start. If the zygote is lost too (gone, or it broke its protocol), no process is forked any
+ * more until the gateway restarts: a zygote forked from the gateway then would hold its keys
+ * (gw_workers_zygote_lost; every submit answers GW_EUNAVAIL). The loop waits for the zygote's
+ * answer to a fork (a fork of a small process; 1 s at most, then that submit answers GW_EUNAVAIL
+ * and the late answer is dropped), and for a live worker process only to
  * kill one that broke the protocol, and in gw_workers_free. A new process lowers its scheduling
  * group before it takes jobs; without CAP_SYS_ADMIN the kernel may make that wait up to 3 s (one
  * such change per 100 ms on the whole host), and jobs submitted meanwhile wait in its socket.
@@ -33,11 +35,12 @@
  *    means a job waits while the machine is busy: callers bound the wait (the call's deadline).
  *  - gw_workers_cancel() runs drop(arg) before it returns and done never runs.
  * The work function must use nothing but its argument (pointers in it lead to the gateway's
- * memory as it was when the worker process was forked) and must be thread-safe. The shared copy
- * is wiped when the job ends. */
+ * memory as it was when the pool started: the zygote's image) and must be thread-safe. The shared
+ * copy is wiped when the job ends. */
 #ifndef GW_WORKERS_H
 #define GW_WORKERS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
 
@@ -87,8 +90,11 @@ unsigned long gw_workers_deaths(const struct gw_workers *w);
 void gw_workers_set_respawn_ms(struct gw_workers *w, unsigned long ms);
 /* The worker process, or -1 when there is none until the next submit. */
 pid_t gw_workers_pid(const struct gw_workers *w);
-/* The zygote that forks worker processes, or -1 when there is none until the next submit. */
+/* The zygote that forks worker processes, or -1 once it was lost. */
 pid_t gw_workers_zygote_pid(const struct gw_workers *w);
+/* Whether the zygote was lost: no worker process is forked until the gateway restarts (every
+ * submit then answers GW_EUNAVAIL). */
+bool gw_workers_zygote_lost(const struct gw_workers *w);
 /* How the current process's cgroup step went: -1 not reported yet, 0 joined (or none asked),
  * else the errno of the step that failed (logged). */
 int gw_workers_cgroup_err(const struct gw_workers *w);

@@ -15,6 +15,7 @@ import time
 import grpc
 import pytest
 
+import waygate_proto
 from conftest import wait_for
 from test_metrics import scrape, value
 
@@ -218,3 +219,44 @@ def test_a_replacement_holds_no_key(stack):
     new = hasher(stack)
     assert new != old
     assert keys_in_memory(new, keys) == set()
+
+
+def proc_state(pid):
+    """A process's state letter, or None once it is gone (reaped)."""
+    try:
+        return stat_fields("/proc/%d/stat" % pid)[0]
+    except FileNotFoundError:
+        return None
+
+
+def test_a_lost_zygote_turns_hashing_off(stack):
+    """The zygote killed (a compromised hashing process could do it): its hashing process dies with
+    it, and the gateway does not fork a new zygote from itself, which would hold its keys: every
+    Login answers UNAVAILABLE, also after the respawn limit, until the gateway restarts; the log and
+    waygate_auth_hashing_off say so. The gateway is restarted afterwards."""
+    login_ok(stack)
+    gw, zy, pid = stack.gateway_pid(), zygote(stack), hasher(stack)
+    try:
+        os.kill(zy, signal.SIGKILL)
+        assert wait_for(lambda: proc_state(pid) in (None, "Z"), 30)  # PR_SET_PDEATHSIG
+        for _ in range(3):
+            time.sleep(1.1)  # past the respawn limit of the last fork: not what refuses here
+            try:
+                stack.login_response("clerk_a", timeout=30)
+                raise AssertionError("a Login succeeded without a zygote")
+            except grpc.RpcError as e:
+                assert (e.code(), e.details()) == (grpc.StatusCode.UNAVAILABLE, UNAVAILABLE_MSG)
+        assert value(scrape(stack)[0], "waygate_auth_hashing_off") == 1
+        assert any("password hashing is off until the gateway restarts" in line
+                   for line in stack.log_lines())
+        with open("/proc/%d/task/%d/children" % (gw, gw)) as f:
+            assert f.read().split() == []  # no zygote forked from the gateway
+    finally:
+        os.kill(gw, signal.SIGTERM)
+        assert wait_for(lambda: proc_state(gw) in (None, "Z"), 60)
+        stack.devstack("up")
+        env = waygate_proto.read_env(os.path.join(stack.dir, "env"))
+        stack.env.update(env)
+        stack.addr = env["WAYGATE_ADDR"]
+    login_ok(stack)
+    assert value(scrape(stack)[0], "waygate_auth_hashing_off") == 0

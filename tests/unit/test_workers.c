@@ -13,6 +13,7 @@
  * drops are where a double free would show. */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -26,6 +27,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -481,7 +483,7 @@ static void test_free_drops_everything(void **state)
     struct event_base *base = event_base_new();
     struct gw_workers *w = pool(base, 1, 8);
     int log[8], ndone = 0;
-    pid_t pid = gw_workers_pid(w);
+    pid_t pid = gw_workers_pid(w), zygote = gw_workers_zygote_pid(w);
 
     (void)state;
     reset();
@@ -494,7 +496,8 @@ static void test_free_drops_everything(void **state)
     gw_workers_free(w); /* the worker process is killed and reaped, the running job with it */
     assert_int_equal(ndone, 0);
     assert_int_equal(drops_total, 4);
-    assert_true(process_gone(pid));
+    assert_true(process_gone(pid));    /* reaped by the zygote before it exits */
+    assert_true(process_gone(zygote)); /* reaped by free */
     event_base_free(base);
 }
 
@@ -522,7 +525,7 @@ static void test_worker_process_death(void **state)
     assert_int_equal(gw_workers_inflight(w), 0);
     assert_int_equal(gw_workers_deaths(w), 1);
     assert_int_equal(gw_workers_pid(w), -1);
-    for (int ms = 0; !process_gone(first); ms++) { /* reaped by the loop, without waiting on it */
+    for (int ms = 0; !process_gone(first); ms++) { /* reaped by the zygote */
         if (ms > 30000)
             fail_msg("the dead worker process was not reaped in 30 s");
         assert_true(event_base_loop(base, EVLOOP_NONBLOCK) >= 0); /* 1: nothing left to run */
@@ -546,11 +549,6 @@ static void test_worker_process_death(void **state)
 static bool died_once(const void *arg)
 {
     return gw_workers_deaths(arg) >= 1;
-}
-
-static bool died_twice(const void *arg)
-{
-    return gw_workers_deaths(arg) >= 2;
 }
 
 /* A process lost within the respawn limit of its fork is not replaced before the limit has
@@ -622,9 +620,7 @@ static bool all_zero(const unsigned char *p, size_t n)
 /* A worker process that replaces a lost one is forked by the zygote, which the pool forked when it
  * started: it holds none of what the gateway read since (the keyring, in the daemon), unlike a
  * fork of the gateway as it is then. The zygote is a child of the gateway, each worker process a
- * child of the zygote. If the zygote itself is lost, the next submit forks a new one from the
- * gateway as it is then (logged: its processes hold a copy of the gateway's memory) and the job
- * still runs. */
+ * child of the zygote. */
 static void test_replacement_holds_nothing_read_later(void **state)
 {
     struct event_base *base = event_base_new();
@@ -656,17 +652,140 @@ static void test_replacement_holds_nothing_read_later(void **state)
     assert_true(all_zero(it.seen, sizeof(it.seen)));
     assert_int_equal(gw_workers_zygote_pid(w), zygote);
 
-    /* the zygote lost: its worker process dies with it, and the next submit starts over */
-    assert_int_equal(kill(zygote, SIGKILL), 0);
-    run_while(base, died_twice, w);
-    peek(base, w, &it);
-    assert_true(gw_workers_zygote_pid(w) > 0);
-    assert_int_not_equal(gw_workers_zygote_pid(w), zygote);
-    assert_int_equal(it.seen[0], 0xA5); /* as the log says: forked from the gateway as it is */
-    assert_int_equal(gw_workers_deaths(w), 2);
     gw_workers_free(w);
     event_base_free(base);
     memset(loaded_later, 0, sizeof(loaded_later));
+}
+
+/* Children of process pid, from /proc (one thread: the process's own task). */
+static int children_of(pid_t pid)
+{
+    char path[96];
+    int n = 0, c;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/task/%ld/children", (long)pid, (long)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fscanf(f, "%d", &c) == 1)
+        n++;
+    fclose(f);
+    return n;
+}
+
+/* The zygote lost (here killed; a worker process could do it, as could anything of the gateway's
+ * user): its worker process dies with it, and from then on every submit answers GW_EUNAVAIL and
+ * nothing is forked, not even after the respawn limit: a zygote forked from the gateway now would
+ * hold what the gateway read since it started. */
+static void test_zygote_lost_fails_closed(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    pid_t zygote = gw_workers_zygote_pid(w);
+    int log[4], ndone = 0;
+
+    (void)state;
+    reset();
+    open_gate();
+    assert_false(gw_workers_zygote_lost(w));
+    assert_int_equal(kill(zygote, SIGKILL), 0);
+    run_while(base, died_once, w); /* the worker process died with it (PR_SET_PDEATHSIG) */
+    gw_workers_set_respawn_ms(w, 0);
+    for (int i = 0; i < 3; i++) {
+        struct item *refused = item(i, false, log, &ndone);
+
+        assert_int_equal(submit(w, refused, NULL), GW_EUNAVAIL);
+        gw_free(refused); /* refused at submit: still the caller's */
+    }
+    assert_true(gw_workers_zygote_lost(w));
+    assert_int_equal(gw_workers_zygote_pid(w), -1);
+    assert_int_equal(gw_workers_pid(w), -1);
+    assert_true(process_gone(zygote)); /* reaped */
+    assert_int_equal(children_of(getpid()), 0);
+    assert_int_equal(ndone, 0);
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
+/* A zygote that does not answer within the wait (stopped here) costs that one submit
+ * (GW_EUNAVAIL) and nothing else: it is kept, and once it runs again its late answer is
+ * discarded (that process ends, its socket's other end closed) and the next submit gets a new
+ * process from it. */
+static void test_zygote_late_answer_discarded(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    pid_t zygote = gw_workers_zygote_pid(w), first = gw_workers_pid(w);
+    struct item *refused, it;
+    int log[4], ndone = 0;
+
+    (void)state;
+    reset();
+    open_gate();
+    assert_int_equal(kill(first, SIGKILL), 0);
+    run_while(base, died_once, w);
+    gw_workers_set_respawn_ms(w, 0);
+    assert_int_equal(kill(zygote, SIGSTOP), 0);
+    refused = item(0, false, log, &ndone);
+    assert_int_equal(submit(w, refused, NULL), GW_EUNAVAIL); /* after the wait */
+    gw_free(refused);
+    assert_int_equal(kill(zygote, SIGCONT), 0);
+    assert_false(gw_workers_zygote_lost(w));
+    assert_int_equal(gw_workers_zygote_pid(w), zygote);
+    peek(base, w, &it); /* a new process, after the late answer was read and dropped */
+    assert_true(it.pid > 0 && it.pid != first);
+    assert_int_equal(it.pid, gw_workers_pid(w));
+    for (int ms = 0; children_of(zygote) != 1; ms++) { /* the late one ended and was reaped */
+        if (ms > 30000)
+            fail_msg("the zygote still has %d children after 30 s", children_of(zygote));
+        nap();
+    }
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
+/* With no descriptor left in the gateway, the zygote's answer arrives cut short (one of its two
+ * descriptors): that submit answers GW_EUNAVAIL, the descriptor that did arrive is closed, the
+ * zygote is kept, and once descriptors are free again the next submit gets a process. */
+static void test_no_descriptor_left(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    pid_t zygote = gw_workers_zygote_pid(w);
+    struct rlimit old, low;
+    struct item *refused, it;
+    int log[4], ndone = 0, fill[64], nfill = 0, before;
+
+    (void)state;
+    reset();
+    open_gate();
+    assert_int_equal(kill(gw_workers_pid(w), SIGKILL), 0);
+    run_while(base, died_once, w);
+    gw_workers_set_respawn_ms(w, 0);
+    refused = item(0, false, log, &ndone);
+    before = open_fds();
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
+    low = old;
+    low.rlim_cur = (rlim_t)before + 40;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    for (int fd; nfill < 64 && (fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0;)
+        fill[nfill++] = fd;
+    assert_true(nfill < 64 && errno == EMFILE);
+    close(fill[--nfill]); /* exactly one left: room for one of the answer's two */
+    assert_int_equal(submit(w, refused, NULL), GW_EUNAVAIL);
+    while (nfill > 0)
+        close(fill[--nfill]);
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
+    gw_free(refused);
+    assert_int_equal(open_fds(), before); /* the one that arrived was closed */
+    assert_false(gw_workers_zygote_lost(w));
+    assert_int_equal(gw_workers_zygote_pid(w), zygote);
+    peek(base, w, &it);
+    assert_int_equal(it.last_err, 0);
+    assert_int_equal(it.pid, gw_workers_pid(w));
+    gw_workers_free(w);
+    event_base_free(base);
 }
 
 /* A done run for the death may cancel another job the death ends: that one is dropped instead. */
@@ -841,6 +960,9 @@ int main(void)
         cmocka_unit_test(test_worker_process_death),
         cmocka_unit_test(test_respawn_limited),
         cmocka_unit_test(test_replacement_holds_nothing_read_later),
+        cmocka_unit_test(test_zygote_lost_fails_closed),
+        cmocka_unit_test(test_zygote_late_answer_discarded),
+        cmocka_unit_test(test_no_descriptor_left),
         cmocka_unit_test(test_death_done_cancels_another),
         cmocka_unit_test(test_death_keeps_finished_results),
         cmocka_unit_test(test_slots_wiped),
