@@ -17,10 +17,12 @@
  * Worker processes are forked by the zygote (zygote_main), the gateway's child forked by
  * gw_workers_new before the daemon reads any key: a request on its socket (its number) is answered
  * with that number and the new process's pid, or an errno, and, on success, the gateway's end of
- * the new process's socket and a pidfd (SCM_RIGHTS). The gateway waits ZYGOTE_WAIT_MS at most and
- * drops an answer to an earlier request. The zygote reaps its children (polling their pidfds); the
- * gateway signals a worker process only through its pidfd and reaps only the zygote. A zygote
- * lost is never replaced (zlost): one forked then would hold the gateway's keys. */
+ * the new process's socket and a pidfd (SCM_RIGHTS). One request is outstanding at most: the
+ * gateway waits ZYGOTE_WAIT_MS for its answer, and one that comes later is read on the loop
+ * (zygote_answer_cb) and taken. The zygote reaps its children (polling their pidfds); the
+ * gateway signals a worker process only through its pidfd, reaps only the zygote and notices its
+ * end through the zygote's pidfd. A zygote lost is never replaced (zlost): one forked then would
+ * hold the gateway's keys. */
 #include "workers.h"
 
 #include <errno.h>
@@ -85,14 +87,17 @@ struct gw_workers {
     size_t arg_max, stride, shm_len;
     unsigned char *shm;
     struct gw_job *jobs;
-    pid_t pid;     /* the worker process; -1: none */
-    int pidfd;     /* its pidfd (from the zygote), -1 with no process */
-    int sock;      /* the gateway's end of its socket, -1 with no process */
-    pid_t zpid;    /* the zygote, the gateway's child that forks worker processes; -1: none */
-    int zpidfd;    /* its pidfd, -1 with no zygote */
-    int zsock;     /* the gateway's end of the zygote's socket, -1 with no zygote */
-    uint32_t zreq; /* the last request's number: an answer to an earlier one is discarded */
-    bool zlost;    /* the zygote was lost: no worker process until the gateway restarts */
+    pid_t pid;         /* the worker process; -1: none */
+    int pidfd;         /* its pidfd (from the zygote), -1 with no process */
+    int sock;          /* the gateway's end of its socket, -1 with no process */
+    pid_t zpid;        /* the zygote, the gateway's child that forks worker processes; -1: none */
+    int zpidfd;        /* its pidfd, -1 with no zygote */
+    int zsock;         /* the gateway's end of the zygote's socket, -1 with no zygote */
+    uint32_t zreq;     /* the last request's number, which its answer carries */
+    bool zpending;     /* that request is not answered yet: no other is sent meanwhile */
+    struct event *zev; /* the zygote's answers, on the loop */
+    struct event *zdeath_ev; /* its end (its pidfd), on the loop */
+    bool zlost;              /* the zygote was lost: no worker process until the gateway restarts */
     struct event_base *base;
     struct event *ev;
     uint64_t spawned_ms;
@@ -115,7 +120,8 @@ struct hello {
 enum cg_step { CG_OK, CG_MKDIR, CG_IDLE, CG_JOIN };
 
 /* How long the loop waits for the zygote's answer, and at free for it to end. */
-#define ZYGOTE_WAIT_MS 1000
+#define ZYGOTE_WAIT_MS 1000  /* on the loop; an answer that comes later is taken when it comes */
+#define ZYGOTE_START_MS 5000 /* in gw_workers_new, before the loop runs */
 #define ZYGOTE_GRACE_MS 2000
 
 /* A worker process lost within this time of the last fork is not replaced before it ends. */
@@ -334,9 +340,10 @@ static void zygote_fork(const struct gw_workers *w, int fd, uint32_t id, int *ki
         b.err = EAGAIN;
     else if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         b.err = errno;
-    else if ((pid = fork()) == 0)
+    else if ((pid = fork()) == 0) {
+        close(sv[0]); /* the gateway's end: the process must see its socket close */
         child_main(w, sv[1], self);
-    else if (pid < 0)
+    } else if (pid < 0)
         b.err = errno;
     if (sv[1] >= 0)
         close(sv[1]);
@@ -467,6 +474,12 @@ static void reap(struct gw_workers *w, bool wait)
  * that, it is killed. */
 static void zygote_end(struct gw_workers *w, bool grace)
 {
+    if (w->zev != NULL)
+        event_free(w->zev);
+    if (w->zdeath_ev != NULL)
+        event_free(w->zdeath_ev);
+    w->zev = w->zdeath_ev = NULL;
+    w->zpending = false;
     if (w->zsock >= 0)
         close(w->zsock);
     w->zsock = -1;
@@ -507,12 +520,18 @@ static void zygote_lost(struct gw_workers *w, const char *why)
     w->zlost = true;
 }
 
-/* Forks the zygote (gw_workers_new, before the daemon reads any key). */
+/* Forks the zygote (gw_workers_new, before the daemon reads any key). Descriptors 0-2 are opened
+ * on /dev/null first where they are closed, so that no socket or pidfd of the helpers lands there
+ * (their close_range keeps 0-2). */
 static int zygote_start(struct gw_workers *w)
 {
     pid_t parent = getpid(), pid;
-    int sv[2];
+    int sv[2], fd;
 
+    while ((fd = open("/dev/null", O_RDWR)) >= 0 && fd < 3)
+        ;
+    if (fd >= 3)
+        close(fd);
     if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         return GW_EUNAVAIL;
     pid = fork();
@@ -565,89 +584,115 @@ static void close_fds(const int *fds, int n)
         close(fds[i]);
 }
 
-/* Asks the zygote for a worker process and waits ZYGOTE_WAIT_MS at most for its answer: 0 with the
- * process's pid, pidfd and the gateway's end of its socket; GW_EUNAVAIL when there is none now
- * (the zygote could not fork one, did not answer in time, or the gateway has no descriptor left:
- * the zygote is kept, a late answer is discarded at the next request and its process ends once
- * its socket's other end is closed) or any more (the zygote is lost). */
-static int zygote_ask(struct gw_workers *w, pid_t *pid, int *pidfd, int *sock)
+/* A worker process the zygote forked: its pid, pidfd and the gateway's end of its socket. */
+struct proc {
+    pid_t pid;
+    int pidfd, sock;
+};
+
+/* Sends the next request (none is outstanding): 0, or GW_EUNAVAIL (not now, or the zygote is
+ * lost). */
+static int zygote_send(struct gw_workers *w)
 {
-    uint32_t id = ++w->zreq;
-    uint64_t end = mono_ms() + ZYGOTE_WAIT_MS;
+    uint32_t id = w->zreq + 1;
     ssize_t n;
 
     do
         n = send(w->zsock, &id, sizeof(id), MSG_NOSIGNAL);
     while (n < 0 && errno == EINTR);
-    if (n != (ssize_t)sizeof(id)) {
-        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
-            return GW_EUNAVAIL; /* its socket is full of requests: it does not keep up */
-        zygote_lost(w, "is gone");
-        return GW_EUNAVAIL;
+    if (n == (ssize_t)sizeof(id)) {
+        w->zreq = id;
+        w->zpending = true;
+        return 0;
     }
+    if (n < 0 && (errno == EPIPE || errno == ECONNRESET || errno == ENOTCONN))
+        zygote_lost(w, "is gone");
+    else
+        GW_LOG(GW_LOG_ERROR, "workers", NULL,
+               "cannot ask the zygote for a password-hashing process: %s",
+               n < 0 ? strerror(errno) : "short send");
+    return GW_EUNAVAIL;
+}
+
+enum z_read {
+    Z_NONE,   /* nothing to read now (the answer is still due, if one was asked for) */
+    Z_FAILED, /* the answer: no process (logged) */
+    Z_PROC,   /* the answer: a process */
+    Z_LOST,   /* the zygote is lost (ended and logged) */
+};
+
+/* Reads one message from the zygote without waiting. */
+static enum z_read zygote_read(struct gw_workers *w, struct proc *out)
+{
+    struct born b;
+    union {
+        char buf[CMSG_SPACE(4 * sizeof(int))];
+        struct cmsghdr align;
+    } u;
+    struct iovec iov = {.iov_base = &b, .iov_len = sizeof(b)};
+    struct msghdr m = {
+        .msg_iov = &iov, .msg_iovlen = 1, .msg_control = u.buf, .msg_controllen = sizeof(u.buf)};
+    int fds[4], nfds;
+    ssize_t n;
+
+    do
+        n = recvmsg(w->zsock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    while (n < 0 && errno == EINTR);
+    if (n < 0) {
+        if (errno == EAGAIN || errno == EWOULDBLOCK)
+            return Z_NONE;
+        if (errno == ECONNRESET || errno == ENOTCONN) {
+            zygote_lost(w, "is gone");
+            return Z_LOST;
+        }
+        GW_LOG(GW_LOG_ERROR, "workers", NULL, "cannot read the zygote's answer: %s",
+               strerror(errno));
+        return Z_NONE; /* transient: read again later */
+    }
+    nfds = take_fds(&m, fds, 4);
+    if (n == 0 || n != (ssize_t)sizeof(b) || (m.msg_flags & MSG_TRUNC) != 0 || !w->zpending ||
+        b.id != w->zreq) {
+        close_fds(fds, nfds);
+        zygote_lost(w, n == 0 ? "is gone" : "broke the protocol on its socket");
+        return Z_LOST;
+    }
+    w->zpending = false;
+    if ((m.msg_flags & MSG_CTRUNC) != 0) { /* the gateway has no descriptor left */
+        close_fds(fds, nfds);
+        GW_LOG(GW_LOG_ERROR, "workers", NULL,
+               "no descriptor left for a new password-hashing process; logins answer UNAVAILABLE "
+               "until one is free");
+        return Z_FAILED;
+    }
+    if (b.err != 0 || nfds != 2 || b.pid <= 0) {
+        close_fds(fds, nfds);
+        if (b.err == 0 || nfds != 0) {
+            zygote_lost(w, "broke the protocol on its socket");
+            return Z_LOST;
+        }
+        GW_LOG(GW_LOG_ERROR, "workers", NULL,
+               "the zygote could not fork a password-hashing process: %s", strerror(b.err));
+        return Z_FAILED;
+    }
+    out->pid = b.pid;
+    out->sock = fds[0];
+    out->pidfd = fds[1];
+    return Z_PROC;
+}
+
+/* Waits ms at most for the answer to the outstanding request. */
+static enum z_read zygote_await(struct gw_workers *w, int ms, struct proc *out)
+{
+    uint64_t end = mono_ms() + (uint64_t)ms;
+
     for (;;) {
-        struct born b;
-        union {
-            char buf[CMSG_SPACE(4 * sizeof(int))];
-            struct cmsghdr align;
-        } u;
-        struct iovec iov = {.iov_base = &b, .iov_len = sizeof(b)};
-        struct msghdr m = {.msg_iov = &iov,
-                           .msg_iovlen = 1,
-                           .msg_control = u.buf,
-                           .msg_controllen = sizeof(u.buf)};
         struct pollfd p = {.fd = w->zsock, .events = POLLIN};
         uint64_t now = mono_ms();
-        int fds[4], nfds, r;
+        enum z_read r = zygote_read(w, out);
 
-        if (now >= end) {
-            GW_LOG(GW_LOG_WARN, "workers", NULL,
-                   "the zygote %ld did not answer within %d ms; the login waiting for a "
-                   "password-hashing process answers UNAVAILABLE",
-                   (long)w->zpid, ZYGOTE_WAIT_MS);
-            return GW_EUNAVAIL;
-        }
-        r = poll(&p, 1, (int)(end - now));
-        if (r <= 0)
-            continue; /* EINTR, or the time is up: checked above */
-        n = recvmsg(w->zsock, &m, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
-        if (n < 0 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
-            continue;
-        nfds = n > 0 ? take_fds(&m, fds, 4) : 0;
-        if (n == 0 || n < 0) {
-            zygote_lost(w, "is gone");
-            return GW_EUNAVAIL;
-        }
-        if (n != (ssize_t)sizeof(b) || (m.msg_flags & MSG_TRUNC) != 0 || b.id > id) {
-            close_fds(fds, nfds);
-            zygote_lost(w, "broke the protocol on its socket");
-            return GW_EUNAVAIL;
-        }
-        if (b.id != id) { /* a late answer to an earlier request */
-            close_fds(fds, nfds);
-            continue;
-        }
-        if ((m.msg_flags & MSG_CTRUNC) != 0) { /* the gateway has no descriptor left */
-            close_fds(fds, nfds);
-            GW_LOG(GW_LOG_ERROR, "workers", NULL,
-                   "no descriptor left for a new password-hashing process; the login answers "
-                   "UNAVAILABLE");
-            return GW_EUNAVAIL;
-        }
-        if (b.err != 0 || nfds != 2 || b.pid <= 0) {
-            close_fds(fds, nfds);
-            if (b.err == 0 || nfds != 0) {
-                zygote_lost(w, "broke the protocol on its socket");
-                return GW_EUNAVAIL;
-            }
-            GW_LOG(GW_LOG_ERROR, "workers", NULL,
-                   "the zygote could not fork a password-hashing process: %s", strerror(b.err));
-            return GW_EUNAVAIL;
-        }
-        *pid = b.pid;
-        *sock = fds[0];
-        *pidfd = fds[1];
-        return 0;
+        if (r != Z_NONE || now >= end)
+            return r;
+        (void)poll(&p, 1, (int)(end - now)); /* EINTR or the time up: checked above */
     }
 }
 
@@ -675,23 +720,85 @@ static void hello_from(struct gw_workers *w, const struct hello *h)
                (long)w->pid, what[h->cg_step], w->cgroup, strerror(w->cgroup_err));
 }
 
-static int spawn(struct gw_workers *w)
+/* The process p becomes the pool's worker process. */
+static int adopt(struct gw_workers *w, const struct proc *p)
 {
-    pid_t pid;
-    int sock, pidfd;
-
-    w->spawned_ms = mono_ms();
-    if (w->zsock < 0 || zygote_ask(w, &pid, &pidfd, &sock) != 0)
-        return GW_EUNAVAIL;
-    w->pid = pid;
-    w->pidfd = pidfd;
-    w->sock = sock;
+    w->pid = p->pid;
+    w->pidfd = p->pidfd;
+    w->sock = p->sock;
     w->hello_seen = false;
     w->resets = 0;
     if (fcntl(w->sock, F_SETFL, O_NONBLOCK) != 0 || (w->base != NULL && watch(w) != 0)) {
         reap(w, true);
         return GW_EUNAVAIL;
     }
+    return 0;
+}
+
+/* Asks the zygote for a worker process and waits ZYGOTE_WAIT_MS at most (ZYGOTE_START_MS before
+ * the loop runs). GW_EUNAVAIL when there is none now: the zygote is lost, could not fork one, the
+ * gateway has no descriptor left, or the answer is late (it is taken when it comes, and no other
+ * request is sent, nor waited for, meanwhile). */
+static int spawn(struct gw_workers *w)
+{
+    struct proc p;
+    enum z_read r;
+
+    if (w->zsock < 0 || w->zpending)
+        return GW_EUNAVAIL;
+    w->spawned_ms = mono_ms();
+    if (zygote_send(w) != 0)
+        return GW_EUNAVAIL;
+    r = zygote_await(w, w->base != NULL ? ZYGOTE_WAIT_MS : ZYGOTE_START_MS, &p);
+    if (r == Z_NONE)
+        GW_LOG(GW_LOG_WARN, "workers", NULL,
+               "the zygote %ld did not answer within %d ms; logins answer UNAVAILABLE until its "
+               "answer comes",
+               (long)w->zpid, w->base != NULL ? ZYGOTE_WAIT_MS : ZYGOTE_START_MS);
+    return r == Z_PROC ? adopt(w, &p) : GW_EUNAVAIL;
+}
+
+/* An answer on the loop: a late one (its process becomes the worker process), or the zygote's
+ * end. */
+static void zygote_answer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_workers *w = arg;
+    struct proc p;
+    enum z_read r;
+
+    (void)fd;
+    (void)what;
+    while ((r = zygote_read(w, &p)) != Z_NONE && r != Z_LOST) {
+        if (r != Z_PROC)
+            continue;
+        if (w->sock < 0) {
+            (void)adopt(w, &p);
+        } else { /* not asked for by this pool: ends once its socket's other end is closed */
+            close(p.sock);
+            close(p.pidfd);
+        }
+    }
+}
+
+/* The zygote has ended: noticed at once, not at the next login. */
+static void zygote_death_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_workers *w = arg;
+
+    (void)fd;
+    (void)what;
+    if (w->zsock >= 0)
+        zygote_lost(w, "exited");
+}
+
+/* Watches the zygote's answers and its end on the loop. */
+static int zygote_watch(struct gw_workers *w)
+{
+    w->zev = event_new(w->base, w->zsock, EV_READ | EV_PERSIST, zygote_answer_cb, w);
+    w->zdeath_ev = event_new(w->base, w->zpidfd, EV_READ, zygote_death_cb, w);
+    if (w->zev == NULL || w->zdeath_ev == NULL || event_add(w->zev, NULL) != 0 ||
+        event_add(w->zdeath_ev, NULL) != 0)
+        return GW_ENOMEM;
     return 0;
 }
 
@@ -837,6 +944,8 @@ int gw_workers_attach(struct gw_workers *w, struct event_base *base)
     if (w == NULL || base == NULL || w->base != NULL)
         return GW_EINVAL;
     w->base = base;
+    if (w->zsock >= 0 && zygote_watch(w) != 0)
+        return GW_ENOMEM;
     return w->sock >= 0 ? watch(w) : 0;
 }
 

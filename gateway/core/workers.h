@@ -22,8 +22,9 @@
  * the start. If the zygote is lost too (gone, or it broke its protocol), no process is forked any
  * more until the gateway restarts: a zygote forked from the gateway then would hold its keys
  * (gw_workers_zygote_lost; every submit answers GW_EUNAVAIL). The loop waits for the zygote's
- * answer to a fork (a fork of a small process; 1 s at most, then that submit answers GW_EUNAVAIL
- * and the late answer is dropped), and for a live worker process only to
+ * answer to a fork (a fork of a small process; 1 s at most: then that submit answers GW_EUNAVAIL,
+ * as do the next ones at once, until the answer comes on the loop and its process is taken), and
+ * for a live worker process only to
  * kill one that broke the protocol, and in gw_workers_free. A new process lowers its scheduling
  * group before it takes jobs; without CAP_SYS_ADMIN the kernel may make that wait up to 3 s (one
  * such change per 100 ms on the whole host), and jobs submitted meanwhile wait in its socket.

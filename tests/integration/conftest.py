@@ -143,6 +143,29 @@ class Stack:
         with open(os.path.join(self.dir, "waygated.pid")) as f:
             return int(f.read().strip())
 
+    def restart_gateway(self):
+        """Stops the gateway if it still runs (SIGTERM; SIGKILL after 60 s) and starts it again
+        with `devstack up` (PostgreSQL and the sink keep running). It may take another port when
+        the old one is still held (TIME_WAIT): the stack's address follows DIR/env, and channel
+        caches keyed by it (test_intake, query_data, test_forward) make new channels."""
+        pid = self.gateway_pid()
+
+        def ended():
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    return f.read().rsplit(")", 1)[1].split()[0] == "Z"
+            except FileNotFoundError:
+                return True
+        if not ended():
+            os.kill(pid, signal.SIGTERM)
+            if not wait_for(ended, 60):
+                os.kill(pid, signal.SIGKILL)
+                assert wait_for(ended, 30), "the gateway did not end"
+        self.devstack("up")
+        env = waygate_proto.read_env(os.path.join(self.dir, "env"))
+        self.env.update(env)
+        self.addr = env["WAYGATE_ADDR"]
+
     def log_lines(self):
         with open(self.log_path, encoding="utf-8", errors="replace") as f:
             return f.read().splitlines()

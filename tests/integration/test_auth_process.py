@@ -15,7 +15,6 @@ import time
 import grpc
 import pytest
 
-import waygate_proto
 from conftest import wait_for
 from test_metrics import scrape, value
 
@@ -252,11 +251,6 @@ def test_a_lost_zygote_turns_hashing_off(stack):
         with open("/proc/%d/task/%d/children" % (gw, gw)) as f:
             assert f.read().split() == []  # no zygote forked from the gateway
     finally:
-        os.kill(gw, signal.SIGTERM)
-        assert wait_for(lambda: proc_state(gw) in (None, "Z"), 60)
-        stack.devstack("up")
-        env = waygate_proto.read_env(os.path.join(stack.dir, "env"))
-        stack.env.update(env)
-        stack.addr = env["WAYGATE_ADDR"]
+        stack.restart_gateway()
     login_ok(stack)
     assert value(scrape(stack)[0], "waygate_auth_hashing_off") == 0

@@ -129,22 +129,16 @@ def new_waybill(stack, level=0):
 
 
 def channel(stack, addr=None, principal="courier_a"):
-    key = "_fwd_ch_%s_%s" % (addr, principal)
+    key = "_fwd_ch_%s_%s" % (addr or stack.addr, principal)
     if not hasattr(stack, key):
         setattr(stack, key, stack.channel(principal, addr=addr, persistent=True))
     return getattr(stack, key)
 
 
 def restart_gateway(stack):
-    """devstack up starts the killed gateway again (PostgreSQL and the sink kept running); it may
-    take another port when the old one is still held (TIME_WAIT), so the stack's address and
-    this module's cached channels follow DIR/env."""
-    stack.devstack("up")
-    env = waygate_proto.read_env(os.path.join(stack.dir, "env"))
-    stack.env.update(env)
-    stack.addr = env["WAYGATE_ADDR"]
-    for key in [k for k in vars(stack) if k.startswith("_fwd_ch_")]:
-        delattr(stack, key)
+    """The killed gateway started again (Stack.restart_gateway); the address may change, and so
+    this module's channel cache, keyed by it, makes new channels."""
+    stack.restart_gateway()
 
 
 def submit(stack, w, addr=None):

@@ -7,7 +7,7 @@
  * ends its unfinished jobs with GW_EUNAVAIL and its finished ones with their results (a done may
  * cancel another of them), and the next submit has the zygote fork a new one (holding nothing the
  * test wrote after the pool started), not before a respawn limit has passed since the last fork; a
- * lost zygote is replaced; no job's bytes stay in the
+ * lost zygote fails closed, a slow one's answer is taken when it comes; no job's bytes stay in the
  * shared memory; a cgroup that cannot be joined is reported. Work is held on a gate in a page the
  * test shares with the worker process (mapped before the pool forks). Run it under ASan too: the
  * drops are where a double free would show. */
@@ -28,6 +28,7 @@
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -657,6 +658,16 @@ static void test_replacement_holds_nothing_read_later(void **state)
     memset(loaded_later, 0, sizeof(loaded_later));
 }
 
+static bool zygote_lost(const void *arg)
+{
+    return gw_workers_zygote_lost(arg);
+}
+
+static bool has_worker(const void *arg)
+{
+    return gw_workers_pid(arg) > 0;
+}
+
 /* Children of process pid, from /proc (one thread: the process's own task). */
 static int children_of(pid_t pid)
 {
@@ -690,7 +701,8 @@ static void test_zygote_lost_fails_closed(void **state)
     open_gate();
     assert_false(gw_workers_zygote_lost(w));
     assert_int_equal(kill(zygote, SIGKILL), 0);
-    run_while(base, died_once, w); /* the worker process died with it (PR_SET_PDEATHSIG) */
+    run_while(base, zygote_lost, w); /* noticed on the loop (its pidfd), before any submit */
+    run_while(base, died_once, w);   /* the worker process died with it (PR_SET_PDEATHSIG) */
     gw_workers_set_respawn_ms(w, 0);
     for (int i = 0; i < 3; i++) {
         struct item *refused = item(i, false, log, &ndone);
@@ -708,17 +720,17 @@ static void test_zygote_lost_fails_closed(void **state)
     event_base_free(base);
 }
 
-/* A zygote that does not answer within the wait (stopped here) costs that one submit
- * (GW_EUNAVAIL) and nothing else: it is kept, and once it runs again its late answer is
- * discarded (that process ends, its socket's other end closed) and the next submit gets a new
- * process from it. */
-static void test_zygote_late_answer_discarded(void **state)
+/* A zygote that does not answer within the wait (stopped here) costs the submit that waited
+ * (GW_EUNAVAIL) and refuses the ones after it at once, without another request or another wait;
+ * the zygote is kept, and once it runs again its answer arrives on the loop and that process
+ * becomes the pool's: the zygote forked one process, not one per submit. */
+static void test_zygote_late_answer_taken(void **state)
 {
     struct event_base *base = event_base_new();
     struct gw_workers *w = pool(base, 1, 4);
-    pid_t zygote = gw_workers_zygote_pid(w), first = gw_workers_pid(w);
+    pid_t zygote = gw_workers_zygote_pid(w), first = gw_workers_pid(w), late;
     struct item *refused, it;
-    int log[4], ndone = 0;
+    int log[4], ndone = 0, rc[3];
 
     (void)state;
     reset();
@@ -727,20 +739,27 @@ static void test_zygote_late_answer_discarded(void **state)
     run_while(base, died_once, w);
     gw_workers_set_respawn_ms(w, 0);
     assert_int_equal(kill(zygote, SIGSTOP), 0);
-    refused = item(0, false, log, &ndone);
-    assert_int_equal(submit(w, refused, NULL), GW_EUNAVAIL); /* after the wait */
-    gw_free(refused);
+    for (int i = 0; i < 3; i++) { /* the first waits, the others are refused at once */
+        refused = item(i, false, log, &ndone);
+        rc[i] = submit(w, refused, NULL);
+        gw_free(refused);
+    }
     assert_int_equal(kill(zygote, SIGCONT), 0);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(rc[i], GW_EUNAVAIL);
     assert_false(gw_workers_zygote_lost(w));
     assert_int_equal(gw_workers_zygote_pid(w), zygote);
-    peek(base, w, &it); /* a new process, after the late answer was read and dropped */
-    assert_true(it.pid > 0 && it.pid != first);
-    assert_int_equal(it.pid, gw_workers_pid(w));
-    for (int ms = 0; children_of(zygote) != 1; ms++) { /* the late one ended and was reaped */
+    run_while(base, has_worker, w); /* the answer, on the loop */
+    late = gw_workers_pid(w);
+    assert_int_not_equal(late, first);
+    peek(base, w, &it);
+    assert_int_equal(it.pid, late);
+    for (int ms = 0; children_of(zygote) != 1; ms++) { /* the killed one reaped, no other */
         if (ms > 30000)
             fail_msg("the zygote still has %d children after 30 s", children_of(zygote));
         nap();
     }
+    assert_int_equal(ndone, 0);
     gw_workers_free(w);
     event_base_free(base);
 }
@@ -755,7 +774,7 @@ static void test_no_descriptor_left(void **state)
     pid_t zygote = gw_workers_zygote_pid(w);
     struct rlimit old, low;
     struct item *refused, it;
-    int log[4], ndone = 0, fill[64], nfill = 0, before;
+    int log[4], ndone = 0, fill[64], nfill = 0, before, rc;
 
     (void)state;
     reset();
@@ -773,11 +792,12 @@ static void test_no_descriptor_left(void **state)
         fill[nfill++] = fd;
     assert_true(nfill < 64 && errno == EMFILE);
     close(fill[--nfill]); /* exactly one left: room for one of the answer's two */
-    assert_int_equal(submit(w, refused, NULL), GW_EUNAVAIL);
-    while (nfill > 0)
+    rc = submit(w, refused, NULL);
+    while (nfill > 0) /* put everything back before any assertion can end the test */
         close(fill[--nfill]);
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
     gw_free(refused);
+    assert_int_equal(rc, GW_EUNAVAIL);
     assert_int_equal(open_fds(), before); /* the one that arrived was closed */
     assert_false(gw_workers_zygote_lost(w));
     assert_int_equal(gw_workers_zygote_pid(w), zygote);
@@ -786,6 +806,61 @@ static void test_no_descriptor_left(void **state)
     assert_int_equal(it.pid, gw_workers_pid(w));
     gw_workers_free(w);
     event_base_free(base);
+}
+
+/* Whether descriptors 0-2 of process pid are /dev/null and 3 a socket. */
+static bool stdio_null(pid_t pid)
+{
+    char path[64], target[64];
+
+    for (int fd = 0; fd < 4; fd++) {
+        ssize_t n;
+
+        snprintf(path, sizeof(path), "/proc/%ld/fd/%d", (long)pid, fd);
+        n = readlink(path, target, sizeof(target) - 1);
+        if (n < 0)
+            return false;
+        target[n] = '\0';
+        if (fd < 3 ? strcmp(target, "/dev/null") != 0 : strncmp(target, "socket:", 7) != 0)
+            return false;
+    }
+    return true;
+}
+
+/* A gateway started with stdio closed: the pool opens 0-2 on /dev/null before it makes any
+ * socket, so no socket or pidfd lands there and neither helper keeps a second copy of one (a
+ * process holding its own socket's other end would never see it close, never end, and fill the
+ * zygote's table). Run in a child process, which reports by its exit status. */
+static void test_stdio_closed(void **state)
+{
+    int status = -1;
+    pid_t child = fork();
+
+    (void)state;
+    assert_true(child >= 0);
+    if (child == 0) {
+        struct event_base *base;
+        struct gw_workers *w;
+
+        close(0);
+        close(1);
+        close(2);
+        w = gw_workers_new(1, 4, sizeof(struct item), NULL); /* first, as in the daemon */
+        base = event_base_new();
+        if (base == NULL || w == NULL || gw_workers_attach(w, base) != 0)
+            _exit(10);
+        if (!stdio_null(gw_workers_pid(w)))
+            _exit(11);
+        if (!stdio_null(gw_workers_zygote_pid(w)))
+            _exit(12);
+        gw_workers_free(w);
+        event_base_free(base);
+        _exit(0);
+    }
+    while (waitpid(child, &status, 0) < 0 && errno == EINTR)
+        ;
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
 }
 
 /* A done run for the death may cancel another job the death ends: that one is dropped instead. */
@@ -961,7 +1036,8 @@ int main(void)
         cmocka_unit_test(test_respawn_limited),
         cmocka_unit_test(test_replacement_holds_nothing_read_later),
         cmocka_unit_test(test_zygote_lost_fails_closed),
-        cmocka_unit_test(test_zygote_late_answer_discarded),
+        cmocka_unit_test(test_zygote_late_answer_taken),
+        cmocka_unit_test(test_stdio_closed),
         cmocka_unit_test(test_no_descriptor_left),
         cmocka_unit_test(test_death_done_cancels_another),
         cmocka_unit_test(test_death_keeps_finished_results),
