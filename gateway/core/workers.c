@@ -97,6 +97,8 @@ struct gw_workers {
     bool zpending;     /* that request is not answered yet: no other is sent meanwhile */
     struct event *zev; /* the zygote's answers, on the loop */
     struct event *zdeath_ev; /* its end (its pidfd), on the loop */
+    struct event *zlate_ev;  /* a request unanswered this long: the zygote is lost */
+    uint64_t zpatience_ms;   /* ZYGOTE_LOST_MS; tests change it */
     bool zlost;              /* the zygote was lost: no worker process until the gateway restarts */
     struct event_base *base;
     struct event *ev;
@@ -123,6 +125,7 @@ enum cg_step { CG_OK, CG_MKDIR, CG_IDLE, CG_JOIN };
 #define ZYGOTE_WAIT_MS 1000  /* on the loop; an answer that comes later is taken when it comes */
 #define ZYGOTE_START_MS 5000 /* in gw_workers_new, before the loop runs */
 #define ZYGOTE_GRACE_MS 2000
+#define ZYGOTE_LOST_MS 30000 /* a request unanswered this long: the zygote is lost */
 
 /* A worker process lost within this time of the last fork is not replaced before it ends. */
 #define RESPAWN_MIN_MS 1000
@@ -329,6 +332,7 @@ static void zygote_fork(const struct gw_workers *w, int fd, uint32_t id, int *ki
     struct born b = {.id = id, .pid = -1, .err = 0};
     int sv[2] = {-1, -1}, pidfd = -1;
     pid_t self = getpid(), pid = -1;
+    ssize_t n;
     union {
         char buf[CMSG_SPACE(2 * sizeof(int))];
         struct cmsghdr align;
@@ -366,13 +370,30 @@ static void zygote_fork(const struct gw_workers *w, int fd, uint32_t id, int *ki
         cm->cmsg_type = SCM_RIGHTS;
         cm->cmsg_len = CMSG_LEN(2 * sizeof(int));
         memcpy(CMSG_DATA(cm), (int[2]){sv[0], pidfd}, 2 * sizeof(int));
-        kid_fd[*nkids] = pidfd;
-        kid_pid[(*nkids)++] = pid;
     }
-    while (sendmsg(fd, &m, MSG_NOSIGNAL) < 0 && errno == EINTR)
+    while ((n = sendmsg(fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
         ;
     if (sv[0] >= 0)
-        close(sv[0]); /* the gateway has its own copy now */
+        close(sv[0]); /* the gateway has its own copy now, if it was sent */
+    if (n == (ssize_t)sizeof(b) && b.err == 0) {
+        kid_fd[*nkids] = pidfd;
+        kid_pid[(*nkids)++] = pid;
+        return;
+    }
+    if (b.err == 0) { /* the answer could not go: that process must not live on, unseen */
+        b.err = n < 0 ? errno : EIO;
+        b.pid = -1;
+        (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0u);
+        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+            ;
+        close(pidfd);
+        m.msg_control = NULL;
+        m.msg_controllen = 0;
+        while ((n = sendmsg(fd, &m, MSG_NOSIGNAL)) < 0 && errno == EINTR)
+            ;
+    }
+    if (n != (ssize_t)sizeof(b))
+        _exit(1); /* no answer at all: the gateway sees the zygote end, and fails closed */
 }
 
 /* The zygote: forked by gw_workers_new before the gateway reads any key, it forks each worker
@@ -478,7 +499,9 @@ static void zygote_end(struct gw_workers *w, bool grace)
         event_free(w->zev);
     if (w->zdeath_ev != NULL)
         event_free(w->zdeath_ev);
-    w->zev = w->zdeath_ev = NULL;
+    if (w->zlate_ev != NULL)
+        event_free(w->zlate_ev);
+    w->zev = w->zdeath_ev = w->zlate_ev = NULL;
     w->zpending = false;
     if (w->zsock >= 0)
         close(w->zsock);
@@ -645,9 +668,8 @@ static enum z_read zygote_read(struct gw_workers *w, struct proc *out)
             zygote_lost(w, "is gone");
             return Z_LOST;
         }
-        GW_LOG(GW_LOG_ERROR, "workers", NULL, "cannot read the zygote's answer: %s",
-               strerror(errno));
-        return Z_NONE; /* transient: read again later */
+        zygote_lost(w, "could not be read from"); /* no such error is expected here */
+        return Z_LOST;
     }
     nfds = take_fds(&m, fds, 4);
     if (n == 0 || n != (ssize_t)sizeof(b) || (m.msg_flags & MSG_TRUNC) != 0 || !w->zpending ||
@@ -657,6 +679,8 @@ static enum z_read zygote_read(struct gw_workers *w, struct proc *out)
         return Z_LOST;
     }
     w->zpending = false;
+    if (w->zlate_ev != NULL)
+        (void)evtimer_del(w->zlate_ev);
     if ((m.msg_flags & MSG_CTRUNC) != 0) { /* the gateway has no descriptor left */
         close_fds(fds, nfds);
         GW_LOG(GW_LOG_ERROR, "workers", NULL,
@@ -720,16 +744,19 @@ static void hello_from(struct gw_workers *w, const struct hello *h)
                (long)w->pid, what[h->cg_step], w->cgroup, strerror(w->cgroup_err));
 }
 
-/* The process p becomes the pool's worker process. */
+/* The process p becomes the pool's worker process (the respawn limit counts from now). */
 static int adopt(struct gw_workers *w, const struct proc *p)
 {
+    w->spawned_ms = mono_ms();
     w->pid = p->pid;
     w->pidfd = p->pidfd;
     w->sock = p->sock;
     w->hello_seen = false;
     w->resets = 0;
     if (fcntl(w->sock, F_SETFL, O_NONBLOCK) != 0 || (w->base != NULL && watch(w) != 0)) {
-        reap(w, true);
+        GW_LOG(GW_LOG_ERROR, "workers", NULL,
+               "cannot watch the new password-hashing process %ld; it is ended", (long)p->pid);
+        reap(w, false); /* it holds no job */
         return GW_EUNAVAIL;
     }
     return 0;
@@ -750,11 +777,18 @@ static int spawn(struct gw_workers *w)
     if (zygote_send(w) != 0)
         return GW_EUNAVAIL;
     r = zygote_await(w, w->base != NULL ? ZYGOTE_WAIT_MS : ZYGOTE_START_MS, &p);
-    if (r == Z_NONE)
+    if (r == Z_NONE) {
+        struct timeval tv = {.tv_sec = (time_t)(w->zpatience_ms / 1000u),
+                             .tv_usec = (suseconds_t)(w->zpatience_ms % 1000u) * 1000};
+
         GW_LOG(GW_LOG_WARN, "workers", NULL,
                "the zygote %ld did not answer within %d ms; logins answer UNAVAILABLE until its "
-               "answer comes",
-               (long)w->zpid, w->base != NULL ? ZYGOTE_WAIT_MS : ZYGOTE_START_MS);
+               "answer comes (after %lu ms more it is taken as lost)",
+               (long)w->zpid, w->base != NULL ? ZYGOTE_WAIT_MS : ZYGOTE_START_MS,
+               (unsigned long)w->zpatience_ms);
+        if (w->zlate_ev != NULL)
+            (void)evtimer_add(w->zlate_ev, &tv);
+    }
     return r == Z_PROC ? adopt(w, &p) : GW_EUNAVAIL;
 }
 
@@ -771,13 +805,25 @@ static void zygote_answer_cb(evutil_socket_t fd, short what, void *arg)
     while ((r = zygote_read(w, &p)) != Z_NONE && r != Z_LOST) {
         if (r != Z_PROC)
             continue;
-        if (w->sock < 0) {
-            (void)adopt(w, &p);
-        } else { /* not asked for by this pool: ends once its socket's other end is closed */
+        if (w->sock >= 0) { /* cannot be (one request, sent with no process): never two */
             close(p.sock);
             close(p.pidfd);
+        } else if (adopt(w, &p) == 0) {
+            GW_LOG(GW_LOG_INFO, "workers", NULL,
+                   "the zygote's late answer came: password-hashing process %ld", (long)p.pid);
         }
     }
+}
+
+/* A request still unanswered after zpatience_ms: the zygote is lost (fails closed, visibly). */
+static void zygote_late_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_workers *w = arg;
+
+    (void)fd;
+    (void)what;
+    if (w->zpending)
+        zygote_lost(w, "did not answer a request in time");
 }
 
 /* The zygote has ended: noticed at once, not at the next login. */
@@ -796,8 +842,9 @@ static int zygote_watch(struct gw_workers *w)
 {
     w->zev = event_new(w->base, w->zsock, EV_READ | EV_PERSIST, zygote_answer_cb, w);
     w->zdeath_ev = event_new(w->base, w->zpidfd, EV_READ, zygote_death_cb, w);
-    if (w->zev == NULL || w->zdeath_ev == NULL || event_add(w->zev, NULL) != 0 ||
-        event_add(w->zdeath_ev, NULL) != 0)
+    w->zlate_ev = evtimer_new(w->base, zygote_late_cb, w);
+    if (w->zev == NULL || w->zdeath_ev == NULL || w->zlate_ev == NULL ||
+        event_add(w->zev, NULL) != 0 || event_add(w->zdeath_ev, NULL) != 0)
         return GW_ENOMEM;
     return 0;
 }
@@ -916,6 +963,7 @@ struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t 
     w->zsock = -1;
     w->cgroup_err = -1;
     w->respawn_min_ms = RESPAWN_MIN_MS;
+    w->zpatience_ms = ZYGOTE_LOST_MS;
     w->jobs = gw_calloc(w->nslots, sizeof(*w->jobs));
     w->cgroup = cgroup != NULL ? gw_strdup(cgroup) : NULL;
     p = mmap(NULL, w->shm_len, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS, -1, 0);
@@ -1059,6 +1107,11 @@ unsigned long gw_workers_deaths(const struct gw_workers *w)
 void gw_workers_set_respawn_ms(struct gw_workers *w, unsigned long ms)
 {
     w->respawn_min_ms = ms;
+}
+
+void gw_workers_set_zygote_patience_ms(struct gw_workers *w, unsigned long ms)
+{
+    w->zpatience_ms = ms;
 }
 
 pid_t gw_workers_pid(const struct gw_workers *w)

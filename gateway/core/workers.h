@@ -23,8 +23,8 @@
  * more until the gateway restarts: a zygote forked from the gateway then would hold its keys
  * (gw_workers_zygote_lost; every submit answers GW_EUNAVAIL). The loop waits for the zygote's
  * answer to a fork (a fork of a small process; 1 s at most: then that submit answers GW_EUNAVAIL,
- * as do the next ones at once, until the answer comes on the loop and its process is taken), and
- * for a live worker process only to
+ * as do the next ones at once, until the answer comes on the loop and its process is taken; 30 s
+ * without one and the zygote is lost), and for a live worker process only to
  * kill one that broke the protocol, and in gw_workers_free. A new process lowers its scheduling
  * group before it takes jobs; without CAP_SYS_ADMIN the kernel may make that wait up to 3 s (one
  * such change per 100 ms on the whole host), and jobs submitted meanwhile wait in its socket.
@@ -89,6 +89,9 @@ unsigned long gw_workers_deaths(const struct gw_workers *w);
 /* For tests: a process lost within ms of the last fork is not replaced before then (submit
  * answers GW_EUNAVAIL); 1000 unless changed. */
 void gw_workers_set_respawn_ms(struct gw_workers *w, unsigned long ms);
+/* For tests: a request to the zygote unanswered for ms after the wait makes it lost (30 000
+ * unless changed). */
+void gw_workers_set_zygote_patience_ms(struct gw_workers *w, unsigned long ms);
 /* The worker process, or -1 when there is none until the next submit. */
 pid_t gw_workers_pid(const struct gw_workers *w);
 /* The zygote that forks worker processes, or -1 once it was lost. */

@@ -764,6 +764,39 @@ static void test_zygote_late_answer_taken(void **state)
     event_base_free(base);
 }
 
+/* A zygote that never answers (stopped for good) is taken as lost once the request has waited
+ * the zygote's patience (cut to nothing here): hashing fails closed and says so, as when it dies,
+ * instead of refusing logins forever while the metric says it is on. */
+static void test_zygote_never_answering_is_lost(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 1, 4);
+    pid_t zygote = gw_workers_zygote_pid(w);
+    struct item *refused;
+    int log[4], ndone = 0, rc;
+
+    (void)state;
+    reset();
+    open_gate();
+    assert_int_equal(kill(gw_workers_pid(w), SIGKILL), 0);
+    run_while(base, died_once, w);
+    gw_workers_set_respawn_ms(w, 0);
+    gw_workers_set_zygote_patience_ms(w, 0);
+    assert_int_equal(kill(zygote, SIGSTOP), 0);
+    refused = item(0, false, log, &ndone);
+    rc = submit(w, refused, NULL); /* waits, then leaves the request pending */
+    gw_free(refused);
+    run_while(base, zygote_lost, w);
+    assert_int_equal(rc, GW_EUNAVAIL);
+    assert_int_equal(gw_workers_zygote_pid(w), -1);
+    assert_true(process_gone(zygote)); /* killed (stopped or not) and reaped */
+    refused = item(1, false, log, &ndone);
+    assert_int_equal(submit(w, refused, NULL), GW_EUNAVAIL);
+    gw_free(refused);
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
 /* With no descriptor left in the gateway, the zygote's answer arrives cut short (one of its two
  * descriptors): that submit answers GW_EUNAVAIL, the descriptor that did arrive is closed, the
  * zygote is kept, and once descriptors are free again the next submit gets a process. */
@@ -1037,6 +1070,7 @@ int main(void)
         cmocka_unit_test(test_replacement_holds_nothing_read_later),
         cmocka_unit_test(test_zygote_lost_fails_closed),
         cmocka_unit_test(test_zygote_late_answer_taken),
+        cmocka_unit_test(test_zygote_never_answering_is_lost),
         cmocka_unit_test(test_stdio_closed),
         cmocka_unit_test(test_no_descriptor_left),
         cmocka_unit_test(test_death_done_cancels_another),
