@@ -668,6 +668,17 @@ static bool has_worker(const void *arg)
     return gw_workers_pid(arg) > 0;
 }
 
+/* Kills the pool's worker process and runs the loop until the pool has noticed; the respawn
+ * limit off, so that the next submit asks the zygote at once. */
+static void lose_worker(struct event_base *base, struct gw_workers *w)
+{
+    reset();
+    open_gate();
+    assert_int_equal(kill(gw_workers_pid(w), SIGKILL), 0);
+    run_while(base, died_once, w);
+    gw_workers_set_respawn_ms(w, 0);
+}
+
 /* Children of process pid, from /proc (one thread: the process's own task). */
 static int children_of(pid_t pid)
 {
@@ -733,11 +744,7 @@ static void test_zygote_late_answer_taken(void **state)
     int log[4], ndone = 0, rc[3];
 
     (void)state;
-    reset();
-    open_gate();
-    assert_int_equal(kill(first, SIGKILL), 0);
-    run_while(base, died_once, w);
-    gw_workers_set_respawn_ms(w, 0);
+    lose_worker(base, w);
     assert_int_equal(kill(zygote, SIGSTOP), 0);
     for (int i = 0; i < 3; i++) { /* the first waits, the others are refused at once */
         refused = item(i, false, log, &ndone);
@@ -776,11 +783,7 @@ static void test_zygote_never_answering_is_lost(void **state)
     int log[4], ndone = 0, rc;
 
     (void)state;
-    reset();
-    open_gate();
-    assert_int_equal(kill(gw_workers_pid(w), SIGKILL), 0);
-    run_while(base, died_once, w);
-    gw_workers_set_respawn_ms(w, 0);
+    lose_worker(base, w);
     gw_workers_set_zygote_patience_ms(w, 0);
     assert_int_equal(kill(zygote, SIGSTOP), 0);
     refused = item(0, false, log, &ndone);
@@ -810,11 +813,7 @@ static void test_no_descriptor_left(void **state)
     int log[4], ndone = 0, fill[64], nfill = 0, before, rc;
 
     (void)state;
-    reset();
-    open_gate();
-    assert_int_equal(kill(gw_workers_pid(w), SIGKILL), 0);
-    run_while(base, died_once, w);
-    gw_workers_set_respawn_ms(w, 0);
+    lose_worker(base, w);
     refused = item(0, false, log, &ndone);
     before = open_fds();
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
