@@ -43,6 +43,7 @@ class Stack:
         self.pb = waygate_proto.load()
         self._channels = []
         self._persistent = []
+        self.restarts = 0  # gateway restarts: channel caches key on it
 
     def config_for(self, port):
         """The dev stack's waygated.conf for another gateway on 127.0.0.1:port: [server] listen
@@ -146,8 +147,9 @@ class Stack:
     def restart_gateway(self):
         """Stops the gateway if it still runs (SIGTERM; SIGKILL after 60 s) and starts it again
         with `devstack up` (PostgreSQL and the sink keep running). It may take another port when
-        the old one is still held (TIME_WAIT): the stack's address follows DIR/env, and channel
-        caches keyed by it (test_intake, query_data, test_forward) make new channels."""
+        the old one is still held (TIME_WAIT): the stack's address follows DIR/env. Channel caches
+        (test_intake, query_data, test_forward) key on self.restarts, so that no call goes out on
+        a connection to the old process (its first write would fail with UNAVAILABLE)."""
         pid = self.gateway_pid()
 
         def ended():
@@ -165,6 +167,7 @@ class Stack:
         env = waygate_proto.read_env(os.path.join(self.dir, "env"))
         self.env.update(env)
         self.addr = env["WAYGATE_ADDR"]
+        self.restarts += 1
 
     def log_lines(self):
         with open(self.log_path, encoding="utf-8", errors="replace") as f:

@@ -57,7 +57,7 @@ def nonexistent(stack, branch, n):
 
 
 def channel(stack, principal):
-    key = (id(stack), stack.addr, principal)
+    key = (id(stack), stack.restarts, principal)
     if key not in _channels:
         _channels[key] = stack.channel(principal, persistent=True)
     return _channels[key]

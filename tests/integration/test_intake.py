@@ -153,7 +153,7 @@ def seed(w):
 def call(stack, method, request, response_cls, principal="courier_a", timeout=10):
     """A unary call on one cached mTLS channel per principal (stack.unary opens a new channel,
     hence a new connection, per call; this module makes a few hundred calls)."""
-    key = (id(stack), stack.addr, principal)
+    key = (id(stack), stack.restarts, principal)
     if key not in _channels:
         _channels[key] = stack.channel(principal, persistent=True)
     return waygate_proto.unary(_channels[key], method, request, response_cls, timeout=timeout)

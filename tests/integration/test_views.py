@@ -183,9 +183,10 @@ _channels = {}
 
 
 def call(stack, method, req, resp_cls, principal):
-    if principal not in _channels:
-        _channels[principal] = stack.channel(principal, persistent=True)
-    return waygate_proto.unary(_channels[principal], method, req, resp_cls, timeout=10)
+    key = (stack.restarts, principal)  # a new channel after a gateway restart
+    if key not in _channels:
+        _channels[key] = stack.channel(principal, persistent=True)
+    return waygate_proto.unary(_channels[key], method, req, resp_cls, timeout=10)
 
 
 def get(stack, number, principal):
