@@ -324,6 +324,14 @@ struct born {
 
 #define ZYGOTE_KIDS 8 /* worker processes of one zygote not reaped yet, the live one included */
 
+/* Kills and reaps a child of the zygote not reaped yet (so its pid is still its own). */
+static void end_child(pid_t pid)
+{
+    (void)kill(pid, SIGKILL);
+    while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
+        ;
+}
+
 /* Forks a worker process for the zygote and answers the gateway on fd (3). kids[] holds the
  * pidfds of the zygote's children not reaped yet. */
 static void zygote_fork(const struct gw_workers *w, int fd, uint32_t id, int *kid_fd,
@@ -354,9 +362,7 @@ static void zygote_fork(const struct gw_workers *w, int fd, uint32_t id, int *ki
     /* Before any wait: the child cannot be reaped (and its pid reused) until we wait for it. */
     if (pid > 0 && (pidfd = (int)syscall(SYS_pidfd_open, pid, 0u)) < 0) {
         b.err = errno;
-        (void)kill(pid, SIGKILL);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+        end_child(pid);
     }
     if (b.err == 0) {
         struct cmsghdr *cm;
@@ -383,9 +389,7 @@ static void zygote_fork(const struct gw_workers *w, int fd, uint32_t id, int *ki
     if (b.err == 0) { /* the answer could not go: that process must not live on, unseen */
         b.err = n < 0 ? errno : EIO;
         b.pid = -1;
-        (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0u);
-        while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
-            ;
+        end_child(pid);
         close(pidfd);
         m.msg_control = NULL;
         m.msg_controllen = 0;

@@ -43,7 +43,7 @@ class Stack:
         self.pb = waygate_proto.load()
         self._channels = []
         self._persistent = []
-        self.restarts = 0  # gateway restarts: channel caches key on it
+        self._shared = {}  # shared_channel's, dropped by restart_gateway
 
     def config_for(self, port):
         """The dev stack's waygated.conf for another gateway on 127.0.0.1:port: [server] listen
@@ -78,6 +78,15 @@ class Stack:
         ch = waygate_proto.channel(addr or self.addr, ca or self.ca, cert, key, options)
         (self._persistent if persistent else self._channels).append(ch)
         return ch
+
+    def shared_channel(self, principal="courier_a", addr=None):
+        """One mTLS channel per (address, principal), kept for the session (for modules that make
+        many calls: one connection, not one per call). restart_gateway drops them, so that no
+        call goes out on a connection to the old process (its first write fails UNAVAILABLE)."""
+        key = (addr or self.addr, principal)
+        if key not in self._shared:
+            self._shared[key] = self.channel(principal, addr=addr, persistent=True)
+        return self._shared[key]
 
     def unary(self, method, request, response_cls, principal="courier_a", timeout=10,
               metadata=None):
@@ -147,9 +156,8 @@ class Stack:
     def restart_gateway(self):
         """Stops the gateway if it still runs (SIGTERM; SIGKILL after 60 s) and starts it again
         with `devstack up` (PostgreSQL and the sink keep running). It may take another port when
-        the old one is still held (TIME_WAIT): the stack's address follows DIR/env. Channel caches
-        (test_intake, query_data, test_forward) key on self.restarts, so that no call goes out on
-        a connection to the old process (its first write would fail with UNAVAILABLE)."""
+        the old one is still held (TIME_WAIT): the stack's address follows DIR/env, and
+        shared_channel makes new channels."""
         pid = self.gateway_pid()
 
         def ended():
@@ -167,7 +175,7 @@ class Stack:
         env = waygate_proto.read_env(os.path.join(self.dir, "env"))
         self.env.update(env)
         self.addr = env["WAYGATE_ADDR"]
-        self.restarts += 1
+        self._shared.clear()
 
     def log_lines(self):
         with open(self.log_path, encoding="utf-8", errors="replace") as f:

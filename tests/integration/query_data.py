@@ -26,7 +26,6 @@ PICKUP_DAY = (datetime.datetime.utcfromtimestamp(PICKUP) + datetime.timedelta(ho
     "%Y-%m-%d")
 
 _counter = itertools.count(1)
-_channels = {}
 
 
 def number_in(stack, branch, n):
@@ -57,10 +56,7 @@ def nonexistent(stack, branch, n):
 
 
 def channel(stack, principal):
-    key = (id(stack), stack.restarts, principal)
-    if key not in _channels:
-        _channels[key] = stack.channel(principal, persistent=True)
-    return _channels[key]
+    return stack.shared_channel(principal)
 
 
 def call(stack, method, request, response_cls, principal, timeout=10):

@@ -129,18 +129,12 @@ def new_waybill(stack, level=0):
 
 
 def channel(stack, addr=None, principal="courier_a"):
-    key = "_fwd_ch_%s_%s_%d" % (addr or stack.addr, principal, stack.restarts)
-    if not hasattr(stack, key):
-        setattr(stack, key, stack.channel(principal, addr=addr, persistent=True))
-    return getattr(stack, key)
+    return stack.shared_channel(principal, addr)
 
 
 def restart_gateway(stack):
-    """The killed gateway started again (Stack.restart_gateway); this module's channel cache keys
-    on the restart, and the old channels are dropped."""
+    """The killed gateway started again (Stack.restart_gateway)."""
     stack.restart_gateway()
-    for key in [k for k in vars(stack) if k.startswith("_fwd_ch_")]:
-        delattr(stack, key)
 
 
 def submit(stack, w, addr=None):

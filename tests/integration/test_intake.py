@@ -44,7 +44,6 @@ SEEDED = []   # every clear PII value submitted (valid or not), for the dump and
 RECORDS = []  # (waybill_no, principal, id, waybill message) of every accepted waybill
 
 _counter = itertools.count(1)
-_channels = {}
 
 # --- synthetic, valid data ---------------------------------------------------------------------
 
@@ -153,10 +152,8 @@ def seed(w):
 def call(stack, method, request, response_cls, principal="courier_a", timeout=10):
     """A unary call on one cached mTLS channel per principal (stack.unary opens a new channel,
     hence a new connection, per call; this module makes a few hundred calls)."""
-    key = (id(stack), stack.restarts, principal)
-    if key not in _channels:
-        _channels[key] = stack.channel(principal, persistent=True)
-    return waygate_proto.unary(_channels[key], method, request, response_cls, timeout=timeout)
+    return waygate_proto.unary(stack.shared_channel(principal), method, request, response_cls,
+                               timeout=timeout)
 
 
 def submit(stack, w, principal="courier_a"):

@@ -179,14 +179,8 @@ def id_check_char(d17):
     return "10X98765432"[sum(int(c) * k for c, k in zip(d17, weights)) % 11]
 
 
-_channels = {}
-
-
 def call(stack, method, req, resp_cls, principal):
-    key = (stack.restarts, principal)  # a new channel after a gateway restart
-    if key not in _channels:
-        _channels[key] = stack.channel(principal, persistent=True)
-    return waygate_proto.unary(_channels[key], method, req, resp_cls, timeout=10)
+    return waygate_proto.unary(stack.shared_channel(principal), method, req, resp_cls, timeout=10)
 
 
 def get(stack, number, principal):
