@@ -50,6 +50,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "sandbox.h"
 
 enum slot_state {
     SLOT_FREE,
@@ -108,15 +109,17 @@ struct gw_workers {
     char *cgroup;    /* [auth] worker_cgroup, or NULL */
     bool hello_seen; /* the current process's first message has come */
     int cgroup_err;  /* the last hello's: -1 none yet, 0 joined or none asked, else errno */
+    int sandbox_err; /* the last hello's: -1 none yet, 0 filtered, else errno */
     int resets;      /* ECONNRESETs seen from the current process */
 };
 
-/* The worker process's first message: how its setup went. */
+/* The worker process's first message: how its setup went. 16 bytes: never the size of an
+ * answer. */
 struct hello {
     int32_t ag_err;  /* the autogroup's nice: 0, or errno (ENOENT: no autogroups here) */
     int32_t cg_step; /* enum cg_step reached: CG_OK when joined or none asked */
     int32_t cg_err;  /* errno of that step */
-    int32_t pad;     /* 16 bytes: never the size of an answer */
+    int32_t sb_err;  /* the system-call filter (gw_sandbox_compute): 0, or errno */
 };
 
 enum cg_step { CG_OK, CG_MKDIR, CG_IDLE, CG_JOIN };
@@ -236,7 +239,6 @@ static _Noreturn void *child_thread(void *arg)
     ssize_t n;
     int expect;
 
-    lower_thread_priority();
     for (;;) {
         n = recv(c->fd, &i, sizeof(i), 0);
         if (n < 0 && errno == EINTR)
@@ -291,7 +293,10 @@ static int helper_setup(int fd, pid_t parent, const char *name)
     return 3;
 }
 
-/* The worker process: nothing of the gateway's is used but the shared slots and its socket. */
+/* The worker process: nothing of the gateway's is used but the shared slots and its socket. Its
+ * set-up is done before the system-call filter goes on (the filter refuses open, setsid and
+ * scheduling changes); its threads are created after it, so each is filtered from its first
+ * instruction and inherits the first thread's SCHED_IDLE. */
 static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t parent)
 {
     static struct child c;
@@ -302,6 +307,8 @@ static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t paren
     memset(&hello, 0, sizeof(hello));
     hello.ag_err = lower_group_priority();
     join_cgroup(w->cgroup, &hello);
+    lower_thread_priority();
+    hello.sb_err = gw_sandbox_compute();
     if (send(fd, &hello, sizeof(hello), MSG_NOSIGNAL) != (ssize_t)sizeof(hello))
         _exit(1);
     c.w = w;
@@ -736,6 +743,12 @@ static void hello_from(struct gw_workers *w, const struct hello *h)
 
     w->hello_seen = true;
     w->cgroup_err = h->cg_step == CG_OK ? 0 : h->cg_err > 0 ? h->cg_err : EIO;
+    w->sandbox_err = h->sb_err >= 0 ? h->sb_err : EIO;
+    if (w->sandbox_err != 0)
+        GW_LOG(GW_LOG_WARN, "workers", NULL,
+               "the password-hashing process %ld runs without its system-call filter "
+               "(seccomp): %s; it is still a process of its own that holds no key",
+               (long)w->pid, strerror(w->sandbox_err));
     if (h->ag_err != 0 && h->ag_err != ENOENT)
         GW_LOG(GW_LOG_WARN, "workers", NULL,
                "the password-hashing process %ld could not lower its scheduling group "
@@ -966,6 +979,7 @@ struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t 
     w->zpidfd = -1;
     w->zsock = -1;
     w->cgroup_err = -1;
+    w->sandbox_err = -1;
     w->respawn_min_ms = RESPAWN_MIN_MS;
     w->zpatience_ms = ZYGOTE_LOST_MS;
     w->jobs = gw_calloc(w->nslots, sizeof(*w->jobs));
@@ -1136,6 +1150,11 @@ bool gw_workers_zygote_lost(const struct gw_workers *w)
 int gw_workers_cgroup_err(const struct gw_workers *w)
 {
     return w->cgroup_err;
+}
+
+int gw_workers_sandbox_err(const struct gw_workers *w)
+{
+    return w->sandbox_err;
 }
 
 const void *gw_workers_shared(const struct gw_workers *w, size_t *len)

@@ -16,18 +16,21 @@
  * gw_workers_new (the daemon calls it before it reads any key) forks a zygote, a child whose only
  * work is to fork worker processes when asked, and has it fork the first. Each keeps no
  * descriptor but its socket and stdio (the zygote also a pidfd per child), cannot be dumped or
- * traced, and dies with its parent. If the worker process dies, the jobs it held end (those it had
- * finished with their result, the others with GW_EUNAVAIL) and the next job submitted (at most one
- * a second) has the zygote fork a new one: like the first, it holds nothing the gateway read since
- * the start. If the zygote is lost too (gone, or it broke its protocol), no process is forked any
- * more until the gateway restarts: a zygote forked from the gateway then would hold its keys
- * (gw_workers_zygote_lost; every submit answers GW_EUNAVAIL). The loop waits for the zygote's
- * answer to a fork (a fork of a small process; 1 s at most: then that submit answers GW_EUNAVAIL,
- * as do the next ones at once, until the answer comes on the loop and its process is taken; 30 s
- * without one and the zygote is lost), and for a live worker process only to
- * kill one that broke the protocol, and in gw_workers_free. A new process lowers its scheduling
- * group before it takes jobs; without CAP_SYS_ADMIN the kernel may make that wait up to 3 s (one
- * such change per 100 ms on the whole host), and jobs submitted meanwhile wait in its socket.
+ * traced, and dies with its parent. The worker process runs under a system-call filter
+ * (sandbox.h) before it takes its first job: it can compute, use its memory and answer on its
+ * socket, and nothing else (no file, socket, fork, exec, or signal to another process). If the
+ * worker process dies, the jobs it held end (those it had finished with their result, the others
+ * with GW_EUNAVAIL) and the next job submitted (at most one a second) has the zygote fork a new
+ * one: like the first, it holds nothing the gateway read since the start. If the zygote is lost too
+ * (gone, or it broke its protocol), no process is forked any more until the gateway restarts: a
+ * zygote forked from the gateway then would hold its keys (gw_workers_zygote_lost; every submit
+ * answers GW_EUNAVAIL). The loop waits for the zygote's answer to a fork (a fork of a small
+ * process; 1 s at most: then that submit answers GW_EUNAVAIL, as do the next ones at once, until
+ * the answer comes on the loop and its process is taken; 30 s without one and the zygote is lost),
+ * and for a live worker process only to kill one that broke the protocol, and in gw_workers_free. A
+ * new process lowers its scheduling group before it takes jobs; without CAP_SYS_ADMIN the kernel
+ * may make that wait up to 3 s (one such change per 100 ms on the whole host), and jobs submitted
+ * meanwhile wait in its socket.
  *
  * Ownership of a job's argument (size bytes, copied into the shared slot at submit):
  *  - done(arg, 0) runs on the loop once work has run on the copy and the copy is back in arg;
@@ -102,6 +105,9 @@ bool gw_workers_zygote_lost(const struct gw_workers *w);
 /* How the current process's cgroup step went: -1 not reported yet, 0 joined (or none asked),
  * else the errno of the step that failed (logged). */
 int gw_workers_cgroup_err(const struct gw_workers *w);
+/* Whether the current process runs under its system-call filter (sandbox.h): -1 not reported
+ * yet, 0 it does, else the errno that kept the filter off (logged). */
+int gw_workers_sandbox_err(const struct gw_workers *w);
 /* The mapping shared with the worker process (for tests: nothing of a job may stay in it). */
 const void *gw_workers_shared(const struct gw_workers *w, size_t *len);
 

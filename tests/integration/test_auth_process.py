@@ -3,7 +3,9 @@ the gateway forked before it read any key (so that a replacement holds none of t
 a session of its own (its own autogroup, at nice +19, where the kernel groups by session), its
 threads under SCHED_IDLE, in the idle cgroup [auth] worker_cgroup names (the dev stack sets one
 where the machine allows it), not dumpable, holding no descriptor but its socket and stdio, deaf
-to the signals sent to a whole unit; the gateway itself runs no other thread. Killed, it is
+to the signals sent to a whole unit, every thread of it under its system-call filter (seccomp,
+gateway/core/sandbox.c; what the filter refuses is tests/unit/test_workers.c's
+test_sandbox_refuses); the gateway itself runs no other thread. Killed, it is
 replaced at the next Login; a Login whose hash was in it when it died answers UNAVAILABLE (and
 counts no failed attempt), never a refusal."""
 import base64
@@ -71,6 +73,21 @@ def login_ok(stack, name="clerk_a"):
         time.sleep(0.2)
 
 
+def status_of(path):
+    """/proc/.../status as a dict of stripped values."""
+    with open(path) as f:
+        return {k: v.strip() for k, v in
+                (line.split(":", 1) for line in f.read().splitlines() if ":" in line)}
+
+
+def assert_filtered(pid):
+    """Every thread of pid runs under a seccomp filter, with no_new_privs."""
+    for t in os.listdir("/proc/%d/task" % pid):
+        st = status_of("/proc/%d/task/%s/status" % (pid, t))
+        assert st["Seccomp"] == "2", (pid, t, st["Seccomp"])  # SECCOMP_MODE_FILTER
+        assert st["NoNewPrivs"] == "1", (pid, t)
+
+
 def test_hashing_runs_in_a_process_of_its_own(stack):
     login_ok(stack)
     gw, zy, pid = stack.gateway_pid(), zygote(stack), hasher(stack)
@@ -86,6 +103,12 @@ def test_hashing_runs_in_a_process_of_its_own(stack):
     assert len(threads) == 2           # [auth] workers, the dev stack's default
     for t in threads:
         assert int(stat_fields("/proc/%d/task/%s/stat" % (pid, t))[38]) == SCHED_IDLE, t
+    assert_filtered(pid)
+    # one filter more than the gateway's (which has none of Waygate's own; a container may add)
+    gst, wst = status_of("/proc/%d/status" % gw), status_of("/proc/%d/status" % pid)
+    if "Seccomp_filters" in wst:  # Linux 5.9 and later
+        assert int(wst["Seccomp_filters"]) == int(gst["Seccomp_filters"]) + 1
+    assert not any("without its system-call filter" in line for line in stack.log_lines())
     assert os.listdir("/proc/%d/task" % gw) == [str(gw)]  # the gateway: its loop alone
     if os.path.exists("/proc/self/autogroup"):
         with open("/proc/%d/autogroup" % pid) as f:
@@ -134,6 +157,7 @@ def test_a_killed_hashing_process_is_replaced(stack):
     login_ok(stack)
     new = hasher(stack)
     assert new != old and zygote(stack) == zy
+    assert_filtered(new)
     assert value(scrape(stack)[0], "waygate_auth_process_deaths_total") == before + 1
     assert any("password-hashing process %d exited" % old in line for line in stack.log_lines())
 

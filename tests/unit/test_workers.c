@@ -8,9 +8,10 @@
  * cancel another of them), and the next submit has the zygote fork a new one (holding nothing the
  * test wrote after the pool started), not before a respawn limit has passed since the last fork; a
  * lost zygote fails closed, a slow one's answer is taken when it comes; no job's bytes stay in the
- * shared memory; a cgroup that cannot be joined is reported. Work is held on a gate in a page the
- * test shares with the worker process (mapped before the pool forks). Run it under ASan too: the
- * drops are where a double free would show. */
+ * shared memory; a cgroup that cannot be joined is reported; the process's system-call filter
+ * refuses, from each of its threads, every call that reaches outside it. Work is held on a gate in
+ * a page the test shares with the worker process (mapped before the pool forks). Run it under ASan
+ * too: the drops are where a double free would show. */
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -27,7 +28,10 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -52,7 +56,8 @@ struct item {
     /* written by work, in the worker process */
     int result;
     pid_t pid, sid;
-    int policy, dumpable, autogroup_nice, fds;
+    int policy, dumpable, fds;
+    int fd_limit; /* the test's: open_fds looks below it */
     /* the test's */
     int *done_log; /* ids in done order */
     int *ndone;
@@ -87,11 +92,19 @@ static void work_fn(void *arg)
     atomic_fetch_add(&gate->finished, 1);
 }
 
-/* Reads "/autogroup-N nice K": K, or -100 when the file is absent or unreadable. */
-static int autogroup_nice(void)
+/* Reads "/autogroup-N nice K" of process pid (0: this one): K, or -100 when the file is absent
+ * or unreadable. */
+static int autogroup_nice_of(pid_t pid)
 {
-    FILE *f = fopen("/proc/self/autogroup", "r");
+    char path[64];
+    FILE *f;
     int nice = -100;
+
+    if (pid == 0)
+        snprintf(path, sizeof(path), "/proc/self/autogroup");
+    else
+        snprintf(path, sizeof(path), "/proc/%ld/autogroup", (long)pid);
+    f = fopen(path, "r");
 
     if (f != NULL) {
         if (fscanf(f, "%*s nice %d", &nice) != 1)
@@ -101,19 +114,30 @@ static int autogroup_nice(void)
     return nice;
 }
 
-static int open_fds(void)
+static int autogroup_nice(void)
 {
-    DIR *d = opendir("/proc/self/fd");
-    struct dirent *e;
+    return autogroup_nice_of(0);
+}
+
+/* The descriptors open in this process below limit (inside the worker process, which may not
+ * open /proc/self/fd: fcntl on each number). */
+static int open_fds(int limit)
+{
     int n = 0;
 
-    if (d == NULL)
-        return -1;
-    while ((e = readdir(d)) != NULL)
-        if (e->d_name[0] != '.')
+    for (int fd = 0; fd < limit; fd++)
+        if (fcntl(fd, F_GETFD) >= 0)
             n++;
-    closedir(d);
-    return n - 1; /* the directory's own */
+    return n;
+}
+
+/* This process's descriptor limit, at most 2^20 (what open_fds looks below). */
+static int fd_limit(void)
+{
+    struct rlimit lim;
+
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &lim), 0);
+    return lim.rlim_cur < (1u << 20) ? (int)lim.rlim_cur : 1 << 20;
 }
 
 static void probe_fn(void *arg)
@@ -124,8 +148,7 @@ static void probe_fn(void *arg)
     it->sid = getsid(0);
     it->policy = sched_getscheduler(0); /* Linux: the calling thread's policy */
     it->dumpable = prctl(PR_GET_DUMPABLE, 0, 0, 0, 0);
-    it->autogroup_nice = autogroup_nice();
-    it->fds = open_fds();
+    it->fds = open_fds(it->fd_limit);
 }
 
 static void done_fn(void *arg, int err)
@@ -362,6 +385,7 @@ static void test_worker_process_yields_and_holds_nothing(void **state)
     (void)state;
     memset(&it, 0, sizeof(it));
     it.ndone = &ndone;
+    it.fd_limit = fd_limit();
     assert_int_equal(gw_workers_submit(w, probe_fn, keep_done_fn, NULL, &it, sizeof(it), NULL), 0);
     run_until(base, &ndone, 1);
     assert_int_equal(it.last_err, 0);
@@ -373,7 +397,7 @@ static void test_worker_process_yields_and_holds_nothing(void **state)
     /* Where the kernel groups by session, that group is the weakest; checked as root only (the
      * kernel rate-limits the change for others, and the process carries on without it). */
     if (mine != -100 && geteuid() == 0)
-        assert_int_equal(it.autogroup_nice, 19);
+        assert_int_equal(autogroup_nice_of(it.pid), 19);
     assert_int_not_equal(sched_getscheduler(0), SCHED_IDLE); /* the loop's thread is unchanged */
     assert_int_equal(autogroup_nice(), mine);
     gw_workers_free(w);
@@ -815,7 +839,7 @@ static void test_no_descriptor_left(void **state)
     (void)state;
     lose_worker(base, w);
     refused = item(0, false, log, &ndone);
-    before = open_fds();
+    before = open_fds(fd_limit());
     assert_int_equal(getrlimit(RLIMIT_NOFILE, &old), 0);
     low = old;
     low.rlim_cur = (rlim_t)before + 40;
@@ -830,7 +854,7 @@ static void test_no_descriptor_left(void **state)
     assert_int_equal(setrlimit(RLIMIT_NOFILE, &old), 0);
     gw_free(refused);
     assert_int_equal(rc, GW_EUNAVAIL);
-    assert_int_equal(open_fds(), before); /* the one that arrived was closed */
+    assert_int_equal(open_fds(fd_limit()), before); /* the one that arrived was closed */
     assert_false(gw_workers_zygote_lost(w));
     assert_int_equal(gw_workers_zygote_pid(w), zygote);
     peek(base, w, &it);
@@ -1000,6 +1024,165 @@ static void test_slots_wiped(void **state)
 }
 
 /* A worker_cgroup the process cannot create is reported (and logged), and the pool works. */
+/* What a hashing process tries beyond its work (attack_fn); each entry is the errno it got, 0
+ * when the call succeeded. */
+enum attempt {
+    TRY_KILL_ZYGOTE,  /* kill(getppid(), 0) */
+    TRY_KILL_GATEWAY, /* kill(the test, 0) */
+    TRY_TGKILL,       /* tgkill(the test, the test, 0) */
+    TRY_PIDFD,        /* pidfd_open(the test) */
+    TRY_LIMITS,       /* prlimit of the test's descriptor limit */
+    TRY_OPEN,         /* open("/proc/self/status") */
+    TRY_SOCKET,       /* socket(AF_INET) */
+    TRY_FORK,         /* fork() */
+    TRY_EXEC,         /* execve of a file that does not exist (ENOENT unfiltered) */
+    TRY_SETSID,       /* setsid() (EPERM unfiltered too: it leads a session already) */
+    TRY_COUNT
+};
+
+struct attack {
+    pid_t gateway;      /* the test's pid, set by the test */
+    int err[TRY_COUNT]; /* written in the worker process */
+    int policy;
+    pid_t tid;
+    unsigned char random[32];
+    int ndone, last_err;
+};
+
+static int errno_of(long rc)
+{
+    return rc < 0 ? errno : 0;
+}
+
+/* Held on the gate like work_fn, then tries what a compromised hashing process would. */
+static void attack_fn(void *arg)
+{
+    struct attack *a = arg;
+    struct rlimit lim;
+    char *const argv[] = {"waygate-none", NULL};
+    pid_t pid;
+    long fd;
+
+    atomic_fetch_add(&gate->started, 1);
+    while (!atomic_load(&gate->open))
+        nap();
+    a->tid = (pid_t)syscall(SYS_gettid);
+    a->policy = sched_getscheduler(0);
+    a->err[TRY_KILL_ZYGOTE] = errno_of(kill(getppid(), 0));
+    a->err[TRY_KILL_GATEWAY] = errno_of(kill(a->gateway, 0));
+    a->err[TRY_TGKILL] = errno_of(syscall(SYS_tgkill, a->gateway, a->gateway, 0));
+    fd = syscall(SYS_pidfd_open, a->gateway, 0u);
+    a->err[TRY_PIDFD] = errno_of(fd);
+    if (fd >= 0)
+        close((int)fd);
+    a->err[TRY_LIMITS] = errno_of(prlimit(a->gateway, RLIMIT_NOFILE, NULL, &lim));
+    fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    a->err[TRY_OPEN] = errno_of(fd);
+    if (fd >= 0)
+        close((int)fd);
+    fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    a->err[TRY_SOCKET] = errno_of(fd);
+    if (fd >= 0)
+        close((int)fd);
+    pid = fork();
+    if (pid == 0)
+        _exit(0);
+    a->err[TRY_FORK] = errno_of(pid);
+    if (pid > 0)
+        (void)waitpid(pid, NULL, 0);
+    a->err[TRY_EXEC] = errno_of(execve("/nonexistent/waygate-none", argv, argv + 1));
+    a->err[TRY_SETSID] = errno_of(setsid());
+    /* and its work still goes: memory, randomness */
+    {
+        size_t big = 64u << 20;
+        unsigned char *p = malloc(big);
+
+        if (p != NULL) {
+            memset(p, 0xa5, big);
+            a->random[0] = p[big - 1];
+            free(p);
+        }
+        if (getrandom(a->random + 1, sizeof(a->random) - 1, 0) != (ssize_t)sizeof(a->random) - 1)
+            a->random[0] = 0;
+    }
+    atomic_fetch_add(&gate->finished, 1);
+}
+
+static void attack_done_fn(void *arg, int err)
+{
+    struct attack *a = arg;
+
+    a->last_err = err;
+    a->ndone++;
+}
+
+static bool attacks_done(const void *arg)
+{
+    const struct attack *a = arg;
+
+    return a[0].ndone == 1 && a[1].ndone == 1;
+}
+
+/* The line "Name:\tvalue" of /proc/PID/status, as a number; -1 when absent. */
+static long status_field(pid_t pid, const char *name)
+{
+    char path[64], line[256];
+    size_t n = strlen(name);
+    long v = -1;
+    FILE *f;
+
+    snprintf(path, sizeof(path), "/proc/%ld/status", (long)pid);
+    f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, name, n) == 0 && line[n] == ':')
+            v = strtol(line + n + 1, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+/* The hashing process runs under its system-call filter: both of its threads (two jobs at once)
+ * are refused every call that reaches outside it, and still compute, allocate and draw random
+ * bytes; the kernel reports the filter (Seccomp 2, no_new_privs) and the pool says so. */
+static void test_sandbox_refuses(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 2, 4);
+    struct attack a[2];
+    pid_t pid;
+
+    (void)state;
+    reset();
+    memset(a, 0, sizeof(a));
+    for (int i = 0; i < 2; i++) {
+        a[i].gateway = getpid();
+        assert_int_equal(
+            gw_workers_submit(w, attack_fn, attack_done_fn, NULL, &a[i], sizeof(a[i]), NULL), 0);
+    }
+    wait_started(2); /* two threads: the filter let the second one be created */
+    open_gate();
+    run_while(base, attacks_done, a);
+    pid = gw_workers_pid(w);
+    assert_int_equal(gw_workers_sandbox_err(w), 0);
+    assert_int_equal(status_field(pid, "Seccomp"), 2); /* SECCOMP_MODE_FILTER */
+    assert_int_equal(status_field(pid, "NoNewPrivs"), 1);
+    assert_int_not_equal(a[0].tid, a[1].tid);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(a[i].last_err, 0);
+        for (int t = 0; t < TRY_COUNT; t++) {
+            if (a[i].err[t] != EPERM)
+                fail_msg("thread %d, attempt %d: errno %d, not EPERM", i, t, a[i].err[t]);
+        }
+        assert_int_equal(a[i].policy, SCHED_IDLE); /* inherited from the first thread */
+        assert_int_equal(a[i].random[0], 0xa5);
+    }
+    assert_memory_not_equal(a[0].random + 1, a[1].random + 1, sizeof(a[0].random) - 1);
+    assert_int_equal(kill(getpid(), 0), 0); /* the test itself can, of course */
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
 static void test_cgroup_failure_reported(void **state)
 {
     struct event_base *base = event_base_new();
@@ -1075,6 +1258,7 @@ int main(void)
         cmocka_unit_test(test_death_done_cancels_another),
         cmocka_unit_test(test_death_keeps_finished_results),
         cmocka_unit_test(test_slots_wiped),
+        cmocka_unit_test(test_sandbox_refuses),
         cmocka_unit_test(test_cgroup_failure_reported),
         cmocka_unit_test(test_bad_arguments),
     };
