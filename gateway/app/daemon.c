@@ -620,7 +620,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
      * but the configuration. */
     if (!check_only) {
         app.workers = gw_workers_new(cfg.auth_workers, GW_API_AUTH_QUEUE, GW_API_AUTH_ARG_MAX,
-                                     cfg.auth_worker_cgroup);
+                                     cfg.auth_worker_cgroup, cfg.auth_worker_filter_required);
         if (app.workers == NULL) {
             fprintf(stderr, "waygated: cannot start the password-hashing process\n");
             gw_config_clear(&cfg);

@@ -190,9 +190,10 @@ static void write_workers(struct evbuffer *b, const struct gw_app *app)
             "the next job starts a new one)",
             (double)gw_workers_deaths(app->workers));
     gauge(b, "waygate_auth_hashing_off",
-          "1 once the zygote that forks password-hashing processes was lost: logins answer "
+          "1 once password hashing is off (the zygote that forks hashing processes was lost, or "
+          "a hashing process could not put on its system-call filter): logins answer "
           "UNAVAILABLE until the gateway restarts",
-          gw_workers_zygote_lost(app->workers) ? 1.0 : 0.0);
+          gw_workers_hashing_off(app->workers) ? 1.0 : 0.0);
 }
 
 static void write_db(struct evbuffer *b, const struct gw_app *app)

@@ -83,6 +83,7 @@ static const struct keydef keys[] = {
     {"auth", "scrypt_n", T_U32, F(scrypt_n), 1024, 1048576, 0},
     {"auth", "workers", T_U32, F(auth_workers), 1, 64, 0},
     {"auth", "worker_cgroup", T_STRING, F(auth_worker_cgroup), 0, 0, 0},
+    {"auth", "worker_filter_required", T_BOOL, F(auth_worker_filter_required), 0, 0, 0},
     {"auth", "principal_cache_ms", T_U32, F(principal_cache_ms), 0, 600000, 0},
     {"policy", "file", T_PATH, F(policy_file), 0, 0, 0},
     {"audit", "chain", T_STRING, F(audit_chain), 0, 0, 0},
@@ -162,6 +163,7 @@ static void set_defaults(struct gw_config *c)
     c->inactive_check_ms = 3600000;
     c->scrypt_n = 32768;
     c->auth_workers = 2;
+    c->auth_worker_filter_required = true;
     c->principal_cache_ms = 1000;
     c->checkpoint_every = 1000;
     c->checkpoint_ms = 10000;

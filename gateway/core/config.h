@@ -73,22 +73,25 @@ struct gw_config {
                             * default aes. The keyring must hold the suite's keys. */
 
     /* [auth] accounts, passwords and tokens (Art. 35, 38) */
-    uint32_t token_ttl_s;           /* bearer-token lifetime, default 28800 (8 h) */
-    uint32_t password_max_age_days; /* a password older than this must be changed, default 90;
-                                     * 0 = no expiry */
-    uint32_t lockout_failures;      /* consecutive failed logins that lock, default 5 */
-    uint32_t lockout_minutes;       /* how long the lock lasts, default 15 */
-    uint32_t inactive_disable_days; /* accounts unused this long are disabled, default 90;
-                                     * 0 = never */
-    uint32_t inactive_check_ms;     /* how often the gateway looks for them, default 3600000 */
-    uint32_t scrypt_n;              /* scrypt cost N for new password hashes (power of two),
-                                     * default 32768 (r 8, p 1) */
-    uint32_t auth_workers;          /* threads that run password hashing, default 2 */
-    char *auth_worker_cgroup;       /* a cgroup directory the hashing process joins, marked
-                                     * idle (workers.h); NULL = none */
-    uint32_t principal_cache_ms;    /* how long a certificate's registration is cached; a
-                                     * disabled certificate is refused at most this much later,
-                                     * default 1000; 0 = look up on every call */
+    uint32_t token_ttl_s;             /* bearer-token lifetime, default 28800 (8 h) */
+    uint32_t password_max_age_days;   /* a password older than this must be changed, default 90;
+                                       * 0 = no expiry */
+    uint32_t lockout_failures;        /* consecutive failed logins that lock, default 5 */
+    uint32_t lockout_minutes;         /* how long the lock lasts, default 15 */
+    uint32_t inactive_disable_days;   /* accounts unused this long are disabled, default 90;
+                                       * 0 = never */
+    uint32_t inactive_check_ms;       /* how often the gateway looks for them, default 3600000 */
+    uint32_t scrypt_n;                /* scrypt cost N for new password hashes (power of two),
+                                       * default 32768 (r 8, p 1) */
+    uint32_t auth_workers;            /* threads that run password hashing, default 2 */
+    char *auth_worker_cgroup;         /* a cgroup directory the hashing process joins, marked
+                                       * idle (workers.h); NULL = none */
+    bool auth_worker_filter_required; /* default true: a hashing process whose system-call
+                                       * filter the kernel refuses ends, and hashing is off
+                                       * (workers.h); false: it runs unfiltered, logged */
+    uint32_t principal_cache_ms;      /* how long a certificate's registration is cached; a
+                                       * disabled certificate is refused at most this much later,
+                                       * default 1000; 0 = look up on every call */
 
     /* [policy] */
     char *policy_file; /* the policy file (field views, levels, quotas); NULL = built-in */

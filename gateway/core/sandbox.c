@@ -1,17 +1,21 @@
 /* sandbox.c: the compute-only system-call filter (sandbox.h), a classic BPF program for seccomp,
- * built at run time because one rule (tgkill) names the process's own pid.
+ * built at run time because some rules name the process's own pid or its socket.
  *
  * The program: the architecture must be this build's (else the process is killed: another
- * architecture numbers calls differently, and x32's calls on x86_64 carry a flag bit); each
- * allowed call is one comparison and one return; clone is allowed only with CLONE_THREAD in its
- * flags and tgkill only for the process's own pid (both compare the whole 64-bit argument);
- * clone3 answers ENOSYS (its flags are in memory the filter cannot read) and everything else
- * EPERM. A filter that answers EPERM instead of killing keeps a library's unforeseen call (a
- * new C library's, a sanitizer's) a failed call rather than a dead process, and lets tests watch
- * each refusal. */
+ * architecture numbers calls differently, and x32's calls on x86_64 carry a flag bit); each call
+ * allowed whatever its arguments is one comparison and one return; a call allowed for some
+ * arguments only compares them (an int argument's whole 64 bits: the high half must be 0, or the
+ * sign extension of a negative value where the rule is about the sign); clone needs CLONE_THREAD
+ * and no flag beyond the set a C library's pthread_create passes; clone3 and sched_getaffinity
+ * answer ENOSYS (clone3's flags are in memory the filter cannot read, so the C library falls back
+ * to clone; pthread_getattr_np takes ENOSYS as "no affinity to report") and everything else
+ * EPERM. A filter that answers EPERM instead of killing keeps a library's unforeseen call (a new
+ * C library's, a sanitizer's) a failed call rather than a dead process, and lets tests watch each
+ * refusal. */
 #include "sandbox.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <sched.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -29,9 +33,24 @@
 #define SB_ARCH AUDIT_ARCH_AARCH64
 #endif
 
+#if defined(__SANITIZE_ADDRESS__)
+#define SB_ASAN 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define SB_ASAN 1
+#endif
+#endif
+
+static int refused_for_tests;
+
+void gw_sandbox_refuse_for_tests(int err)
+{
+    refused_for_tests = err;
+}
+
 #ifdef SB_ARCH
 
-#define SB_MAX 160 /* instructions: two per allowed call, and the fixed parts */
+#define SB_MAX 256 /* instructions; a program that would be longer is refused (E2BIG) */
 
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
 #define SB_LO 0
@@ -43,14 +62,20 @@
 #define SB_ARG(i, half) ((uint32_t)(offsetof(struct seccomp_data, args) + 8 * (i) + (half)))
 
 #define RET_ALLOW SECCOMP_RET_ALLOW
-#define RET_ERRNO(e) (SECCOMP_RET_ERRNO | ((e) & SECCOMP_RET_DATA))
+#define RET_ERRNO(e) (SECCOMP_RET_ERRNO | ((e)&SECCOMP_RET_DATA))
 
 /* Calls allowed whatever their arguments. */
 static const int allowed[] = {
     /* memory */
-    SYS_mmap, SYS_munmap, SYS_mremap, SYS_mprotect, SYS_brk, SYS_madvise,
+    SYS_mmap,
+    SYS_munmap,
+    SYS_mremap,
+    SYS_mprotect,
+    SYS_brk,
+    SYS_madvise,
     /* threads and their synchronisation */
-    SYS_futex, SYS_set_robust_list,
+    SYS_futex,
+    SYS_set_robust_list,
 #ifdef SYS_rseq
     SYS_rseq,
 #endif
@@ -58,24 +83,30 @@ static const int allowed[] = {
     SYS_futex_waitv,
 #endif
     SYS_sched_yield,
-    /* the descriptors it holds (its socket): no call here makes a new one out of nothing */
-    SYS_recvfrom, SYS_sendto, SYS_recvmsg, SYS_sendmsg, SYS_close, SYS_fcntl,
-    /* time, sleep, randomness */
-    SYS_clock_gettime, SYS_clock_getres, SYS_gettimeofday, SYS_clock_nanosleep,
+    /* its descriptors (sending and receiving: its socket only, below) */
+    SYS_close,
+    /* time (clocks by id: below), sleep, randomness */
+    SYS_gettimeofday,
 #ifdef SYS_nanosleep
     SYS_nanosleep,
 #endif
     SYS_getrandom,
-    /* queries about itself */
-    SYS_getpid, SYS_gettid, SYS_getppid, SYS_getsid, SYS_getuid, SYS_geteuid, SYS_getgid,
-    SYS_getegid, SYS_sched_getscheduler, SYS_sched_getparam, SYS_sched_getaffinity,
+    /* queries about itself (those that could name another process: below) */
+    SYS_getpid,
+    SYS_gettid,
+    SYS_getppid,
+    SYS_getuid,
+    SYS_geteuid,
+    SYS_getgid,
+    SYS_getegid,
     /* its own signal state, the end */
-    SYS_rt_sigprocmask, SYS_rt_sigreturn, SYS_rt_sigaction, SYS_sigaltstack, SYS_restart_syscall,
-    SYS_exit, SYS_exit_group,
-#ifdef __SANITIZE_ADDRESS__
-    /* a sanitizer's report (test builds): lost otherwise */
-    SYS_write,
-#endif
+    SYS_rt_sigprocmask,
+    SYS_rt_sigreturn,
+    SYS_rt_sigaction,
+    SYS_sigaltstack,
+    SYS_restart_syscall,
+    SYS_exit,
+    SYS_exit_group,
 };
 
 struct prog {
@@ -107,25 +138,53 @@ static void call_ret(struct prog *p, int nr, uint32_t ret)
     stmt(p, BPF_RET | BPF_K, ret);
 }
 
-/* If the call is nr and its argument i equals v (all 64 bits), allows it; if it is nr with
- * another value, EPERM; else goes on. Leaves the call number in the accumulator. */
-static void call_arg_eq(struct prog *p, int nr, unsigned i, uint64_t v)
+/* If the call is nr and its argument i (high half 0) is one of v[0..n-1], allows it; if it is nr
+ * with another value, EPERM; else goes on with the call number still in the accumulator. */
+static void call_arg_in(struct prog *p, int nr, unsigned i, const uint32_t *v, unsigned n)
 {
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 6);
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, (uint8_t)(5 + n));
     stmt(p, BPF_LD | BPF_W | BPF_ABS, SB_ARG(i, SB_HI));
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)(v >> 32), 0, 3);
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, (uint8_t)(n + 2));
     stmt(p, BPF_LD | BPF_W | BPF_ABS, SB_ARG(i, SB_LO));
-    jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)v, 0, 1);
+    for (unsigned k = 0; k < n; k++)
+        jump(p, BPF_JMP | BPF_JEQ | BPF_K, v[k], (uint8_t)(n - k - 1), k + 1 == n ? 1 : 0);
     stmt(p, BPF_RET | BPF_K, RET_ALLOW);
     stmt(p, BPF_RET | BPF_K, RET_ERRNO(EPERM));
 }
 
-int gw_sandbox_compute(void)
+/* If the call is nr, allows it when its argument i is not negative (a clock id: a negative one
+ * names another process's or thread's CPU clock), EPERM otherwise; else goes on with the call
+ * number still in the accumulator. The high half must be 0: glibc passes a clockid_t sign-extended,
+ * so a negative id has high half 0xffffffff. */
+static void call_arg_not_negative(struct prog *p, int nr, unsigned i)
 {
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, (uint32_t)nr, 0, 6);
+    stmt(p, BPF_LD | BPF_W | BPF_ABS, SB_ARG(i, SB_HI));
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 3);
+    stmt(p, BPF_LD | BPF_W | BPF_ABS, SB_ARG(i, SB_LO));
+    jump(p, BPF_JMP | BPF_JSET | BPF_K, 0x80000000u, 1, 0);
+    stmt(p, BPF_RET | BPF_K, RET_ALLOW);
+    stmt(p, BPF_RET | BPF_K, RET_ERRNO(EPERM));
+}
+
+#define SB_THREAD_FLAGS                                                                            \
+    (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |            \
+     CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_DETACHED)
+
+int gw_sandbox_compute(int fd)
+{
+    static const uint32_t zero[] = {0}, dumpable[] = {PR_GET_DUMPABLE};
+    static const uint32_t fcntl_cmds[] = {F_GETFD, F_GETFL};
+    const uint32_t sock[] = {(uint32_t)fd}, self[] = {(uint32_t)getpid()};
+#ifdef SB_ASAN
+    static const uint32_t stderr_fd[] = {2};
+#endif
     static struct prog p; /* one thread, once, before any other exists */
     struct sock_fprog fp;
     size_t i;
 
+    if (refused_for_tests != 0)
+        return refused_for_tests;
     p.n = 0;
     /* the architecture: another's numbering kills the process */
     stmt(&p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
@@ -138,15 +197,30 @@ int gw_sandbox_compute(void)
 #endif
     for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
         call_ret(&p, allowed[i], RET_ALLOW);
-    call_arg_eq(&p, SYS_tgkill, 0, (uint64_t)getpid()); /* abort() and raise(): itself only */
-    stmt(&p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
-    call_arg_eq(&p, SYS_prctl, 0, PR_GET_DUMPABLE);
-    stmt(&p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
-    /* clone: a thread only (CLONE_THREAD in the flags, argument 0's low half) */
-    jump(&p, BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 3);
+    call_arg_in(&p, SYS_tgkill, 0, self, 1); /* abort() and raise(): itself only */
+    call_arg_in(&p, SYS_prctl, 0, dumpable, 1);
+    call_arg_in(&p, SYS_getsid, 0, zero, 1);
+    call_arg_in(&p, SYS_sched_getscheduler, 0, zero, 1);
+    call_arg_in(&p, SYS_sched_getparam, 0, zero, 1);
+    call_arg_in(&p, SYS_fcntl, 1, fcntl_cmds, 2);
+    call_arg_in(&p, SYS_recvfrom, 0, sock, 1); /* its socket only: not stdio */
+    call_arg_in(&p, SYS_sendto, 0, sock, 1);
+#ifdef SB_ASAN
+    call_arg_in(&p, SYS_write, 0, stderr_fd, 1); /* a sanitizer's report (test builds) */
+#endif
+    call_arg_not_negative(&p, SYS_clock_gettime, 0);
+    call_arg_not_negative(&p, SYS_clock_getres, 0);
+    call_arg_not_negative(&p, SYS_clock_nanosleep, 0);
+    /* pthread_getattr_np (ASan) treats ENOSYS as "no affinity to report" */
+    call_ret(&p, SYS_sched_getaffinity, RET_ERRNO(ENOSYS));
+    /* clone: a thread only: CLONE_THREAD and no flag outside a C library's thread set */
+    jump(&p, BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 6);
     stmt(&p, BPF_LD | BPF_W | BPF_ABS, SB_ARG(0, SB_LO));
-    jump(&p, BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 1);
+    jump(&p, BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 3);
+    stmt(&p, BPF_ALU | BPF_AND | BPF_K, ~(uint32_t)SB_THREAD_FLAGS);
+    jump(&p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
     stmt(&p, BPF_RET | BPF_K, RET_ALLOW);
+    stmt(&p, BPF_RET | BPF_K, RET_ERRNO(EPERM));
 #ifdef SYS_clone3
     stmt(&p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
     call_ret(&p, SYS_clone3, RET_ERRNO(ENOSYS));
@@ -166,9 +240,10 @@ int gw_sandbox_compute(void)
 
 #else /* no filter for this architecture */
 
-int gw_sandbox_compute(void)
+int gw_sandbox_compute(int fd)
 {
-    return ENOSYS;
+    (void)fd;
+    return refused_for_tests != 0 ? refused_for_tests : ENOSYS;
 }
 
 #endif

@@ -1,28 +1,39 @@
 /* sandbox.h: a system-call filter for a process that only computes: the password-hashing process
  * (workers.c), which takes jobs from a shared mapping and answers on its socket.
  *
- * gw_sandbox_compute() sets no_new_privs and installs a seccomp filter on the calling thread;
+ * gw_sandbox_compute(fd) sets no_new_privs and installs a seccomp filter on the calling thread;
  * every thread it creates afterwards inherits it, and nothing can remove it. What stays allowed:
- * memory (mmap, munmap, mremap, mprotect, brk, madvise), threads (clone with CLONE_THREAD, futex,
- * set_robust_list, rseq; clone3 answers ENOSYS so that the C library falls back to clone, whose
- * flags the filter can read), messages on descriptors it already holds (recvfrom, sendto,
- * recvmsg, sendmsg, close, fcntl), time, sleep, randomness (getrandom), signals to itself only
- * (tgkill of its own pid, for abort), read-only queries about itself (getpid, gettid, getppid,
- * getsid, the ids, sched_getscheduler, sched_getparam, sched_getaffinity (pthread_getattr_np
- * asks it), prctl PR_GET_DUMPABLE) and exit. Every
- * other call fails with EPERM: no open, no socket or connect, no exec, no fork, no kill, tkill or
- * pidfd signal, no ptrace or process_vm_*, no change of another process's priority or limits,
- * no io_uring, no ioctl, no write or read (so not even its stdio). A call made under another
- * architecture's numbering (x32 on x86_64, a 32-bit entry) kills the process.
+ *  - memory: mmap, munmap, mremap, mprotect, brk, madvise (it holds no file to map);
+ *  - threads: clone with CLONE_THREAD and no flag beyond pthread_create's (no namespace, no
+ *    pidfd), futex, set_robust_list, rseq, sched_yield; clone3 and sched_getaffinity answer ENOSYS
+ *    (the C library then falls back to clone, or reports no affinity);
+ *  - its socket fd: recvfrom and sendto on it alone (not on stdio), close of any descriptor, fcntl
+ *    F_GETFD and F_GETFL only (F_SETOWN and F_SETSIG would have the kernel signal another process);
+ *  - time and sleep: clock_gettime, clock_getres and clock_nanosleep on clocks with a non-negative
+ *    id (a negative one is another process's CPU clock), gettimeofday, nanosleep; getrandom;
+ *  - about itself: getpid, gettid, getppid, the user and group ids, and getsid, sched_getscheduler,
+ *    sched_getparam only for pid 0, prctl PR_GET_DUMPABLE only;
+ *  - signals: its own mask and handlers, sigaltstack, tgkill of its own pid only (abort);
+ *  - the end: exit, exit_group, rt_sigreturn, restart_syscall;
+ *  - in a build with AddressSanitizer, write to descriptor 2 (its reports).
+ * Every other call fails with EPERM: no open, no socket or connect, no exec, no fork, no kill,
+ * tkill, sigqueue or pidfd, no ptrace or process_vm_*, no change of any process's priority or
+ * limits, no io_uring, no ioctl, no write or read. A call made under another architecture's
+ * numbering (x32 on x86_64, a 32-bit entry) kills the process.
  *
  * Call it after the process's own set-up (scheduling, cgroup) and before it creates any thread
  * or reads any job. Returns 0, or an errno: ENOSYS when this build knows no filter for the
- * machine's architecture (x86_64 and aarch64 have one), else the kernel's refusal (EINVAL: no
- * seccomp filters in this kernel). The caller reports a failure; the process then runs
- * unfiltered. */
+ * machine's architecture (x86_64 and aarch64 have one), E2BIG when the program would exceed its
+ * fixed size (a change to this file; unit:test_sandbox catches it), else the kernel's refusal
+ * (EINVAL: no seccomp filters in this kernel). Nothing is installed then; the caller decides
+ * (workers.c: the process ends and hashing is off unless [auth] worker_filter = optional). */
 #ifndef GW_SANDBOX_H
 #define GW_SANDBOX_H
 
-int gw_sandbox_compute(void);
+int gw_sandbox_compute(int fd);
+
+/* For tests: gw_sandbox_compute installs nothing and returns err (0: back to normal). Inherited
+ * by processes forked afterwards. */
+void gw_sandbox_refuse_for_tests(int err);
 
 #endif

@@ -106,11 +106,12 @@ struct gw_workers {
     uint64_t spawned_ms;
     uint64_t respawn_min_ms; /* RESPAWN_MIN_MS; tests change it */
     unsigned long deaths;
-    char *cgroup;    /* [auth] worker_cgroup, or NULL */
-    bool hello_seen; /* the current process's first message has come */
-    int cgroup_err;  /* the last hello's: -1 none yet, 0 joined or none asked, else errno */
-    int sandbox_err; /* the last hello's: -1 none yet, 0 filtered, else errno */
-    int resets;      /* ECONNRESETs seen from the current process */
+    char *cgroup;         /* [auth] worker_cgroup, or NULL */
+    bool hello_seen;      /* the current process's first message has come */
+    int cgroup_err;       /* the last hello's: -1 none yet, 0 joined or none asked, else errno */
+    int sandbox_err;      /* the last hello's: -1 none yet, 0 filtered, else errno */
+    bool filter_required; /* [auth] worker_filter_required: no filter, no hashing */
+    int resets;           /* ECONNRESETs seen from the current process */
 };
 
 /* The worker process's first message: how its setup went. 16 bytes: never the size of an
@@ -308,9 +309,11 @@ static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t paren
     hello.ag_err = lower_group_priority();
     join_cgroup(w->cgroup, &hello);
     lower_thread_priority();
-    hello.sb_err = gw_sandbox_compute();
+    hello.sb_err = gw_sandbox_compute(fd);
     if (send(fd, &hello, sizeof(hello), MSG_NOSIGNAL) != (ssize_t)sizeof(hello))
         _exit(1);
+    if (hello.sb_err != 0 && w->filter_required)
+        _exit(1); /* no job runs unfiltered: the gateway turns hashing off on this hello */
     c.w = w;
     c.fd = fd;
     for (unsigned i = 1; i < w->nthreads; i++)
@@ -543,6 +546,14 @@ static void zygote_end(struct gw_workers *w, bool grace)
 /* The zygote is lost (gone, or it broke the protocol): it is ended, and no worker process is
  * forked until the gateway restarts, since a new zygote forked now would hold the gateway's keys.
  */
+/* Password hashing is off until the gateway restarts: the zygote is ended (its worker process
+ * with it) and never replaced; every submit answers GW_EUNAVAIL. */
+static void hashing_off(struct gw_workers *w)
+{
+    zygote_end(w, false);
+    w->zlost = true;
+}
+
 static void zygote_lost(struct gw_workers *w, const char *why)
 {
     GW_LOG(GW_LOG_ERROR, "workers", NULL,
@@ -550,8 +561,7 @@ static void zygote_lost(struct gw_workers *w, const char *why)
            "gateway restarts (logins answer UNAVAILABLE): a zygote forked now would hold the "
            "gateway's keys",
            (long)w->zpid, why);
-    zygote_end(w, false);
-    w->zlost = true;
+    hashing_off(w);
 }
 
 /* Forks the zygote (gw_workers_new, before the daemon reads any key). Descriptors 0-2 are opened
@@ -744,11 +754,22 @@ static void hello_from(struct gw_workers *w, const struct hello *h)
     w->hello_seen = true;
     w->cgroup_err = h->cg_step == CG_OK ? 0 : h->cg_err > 0 ? h->cg_err : EIO;
     w->sandbox_err = h->sb_err >= 0 ? h->sb_err : EIO;
-    if (w->sandbox_err != 0)
+    if (w->sandbox_err != 0 && w->filter_required) {
+        GW_LOG(GW_LOG_ERROR, "workers", NULL,
+               "the password-hashing process %ld could not put on its system-call filter "
+               "(seccomp): %s; it ended, and password hashing is off until the gateway restarts "
+               "(logins answer UNAVAILABLE); [auth] worker_filter_required = no lets it run "
+               "unfiltered",
+               (long)w->pid, strerror(w->sandbox_err));
+        hashing_off(w);
+    } else if (w->sandbox_err != 0) {
         GW_LOG(GW_LOG_WARN, "workers", NULL,
                "the password-hashing process %ld runs without its system-call filter "
-               "(seccomp): %s; it is still a process of its own that holds no key",
+               "(seccomp): %s ([auth] worker_filter_required = no); code that took it over "
+               "could open what the gateway's user can, the keyring included, and signal the "
+               "gateway",
                (long)w->pid, strerror(w->sandbox_err));
+    }
     if (h->ag_err != 0 && h->ag_err != ENOENT)
         GW_LOG(GW_LOG_WARN, "workers", NULL,
                "the password-hashing process %ld could not lower its scheduling group "
@@ -903,8 +924,9 @@ static void died(struct gw_workers *w, const char *why, bool wait)
 {
     GW_LOG(GW_LOG_ERROR, "workers", NULL,
            "the password-hashing process %ld %s; the %u job(s) it held end (those it had not "
-           "finished answer UNAVAILABLE), the next job starts a new one",
-           (long)w->pid, why, w->inflight);
+           "finished answer UNAVAILABLE), %s",
+           (long)w->pid, why, w->inflight,
+           w->zlost ? "and password hashing is off" : "the next job starts a new one");
     reap(w, wait); /* no thread of it runs from here on: the slots are the gateway's alone */
     w->deaths++;
     /* First mark them all: a done run below may submit (to a new process) or cancel. */
@@ -955,7 +977,7 @@ static void answer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t arg_max,
-                                  const char *cgroup)
+                                  const char *cgroup, bool filter_required)
 {
     struct gw_workers *w;
     void *p;
@@ -980,6 +1002,7 @@ struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t 
     w->zsock = -1;
     w->cgroup_err = -1;
     w->sandbox_err = -1;
+    w->filter_required = filter_required;
     w->respawn_min_ms = RESPAWN_MIN_MS;
     w->zpatience_ms = ZYGOTE_LOST_MS;
     w->jobs = gw_calloc(w->nslots, sizeof(*w->jobs));
@@ -1142,7 +1165,7 @@ pid_t gw_workers_zygote_pid(const struct gw_workers *w)
     return w->zpid;
 }
 
-bool gw_workers_zygote_lost(const struct gw_workers *w)
+bool gw_workers_hashing_off(const struct gw_workers *w)
 {
     return w->zlost;
 }

@@ -18,12 +18,14 @@
  * descriptor but its socket and stdio (the zygote also a pidfd per child), cannot be dumped or
  * traced, and dies with its parent. The worker process runs under a system-call filter
  * (sandbox.h) before it takes its first job: it can compute, use its memory and answer on its
- * socket, and nothing else (no file, socket, fork, exec, or signal to another process). If the
+ * socket, and reach nothing outside it (sandbox.h lists what stays allowed). A process the kernel
+ * refuses the filter ends before any job, and hashing is off as below, unless filter_required is
+ * false (it then runs unfiltered, logged). If the
  * worker process dies, the jobs it held end (those it had finished with their result, the others
  * with GW_EUNAVAIL) and the next job submitted (at most one a second) has the zygote fork a new
  * one: like the first, it holds nothing the gateway read since the start. If the zygote is lost too
  * (gone, or it broke its protocol), no process is forked any more until the gateway restarts: a
- * zygote forked from the gateway then would hold its keys (gw_workers_zygote_lost; every submit
+ * zygote forked from the gateway then would hold its keys (gw_workers_hashing_off; every submit
  * answers GW_EUNAVAIL). The loop waits for the zygote's answer to a fork (a fork of a small
  * process; 1 s at most: then that submit answers GW_EUNAVAIL, as do the next ones at once, until
  * the answer comes on the loop and its process is taken; 30 s without one and the zygote is lost),
@@ -60,11 +62,12 @@ typedef void (*gw_job_done_fn)(void *arg, int err);
 /* Forks the worker process with nthreads (>= 1) threads. queue_max (>= 1) bounds the jobs waiting
  * for a thread, arg_max (>= 1) the size of a job's argument. cgroup (or NULL): a cgroup directory
  * ([auth] worker_cgroup) the process creates if missing, marks idle (cpu.idle = 1) and joins
- * before its threads start; a failure is logged and the process runs without it. No event loop
- * yet: call gw_workers_attach before the first submit. Returns NULL on failure (nothing left
- * behind). */
+ * before its threads start; a failure is logged and the process runs without it.
+ * filter_required ([auth] worker_filter_required): a process whose system-call filter is refused
+ * turns hashing off (gw_workers_hashing_off) instead of running unfiltered. No event loop yet:
+ * call gw_workers_attach before the first submit. Returns NULL on failure (nothing left behind). */
 struct gw_workers *gw_workers_new(unsigned nthreads, unsigned queue_max, size_t arg_max,
-                                  const char *cgroup);
+                                  const char *cgroup, bool filter_required);
 
 /* Watches the worker process's answers on base. 0, or GW_ENOMEM / GW_EINVAL. */
 int gw_workers_attach(struct gw_workers *w, struct event_base *base) GW_MUST_CHECK;
@@ -99,9 +102,10 @@ void gw_workers_set_zygote_patience_ms(struct gw_workers *w, unsigned long ms);
 pid_t gw_workers_pid(const struct gw_workers *w);
 /* The zygote that forks worker processes, or -1 once it was lost. */
 pid_t gw_workers_zygote_pid(const struct gw_workers *w);
-/* Whether the zygote was lost: no worker process is forked until the gateway restarts (every
- * submit then answers GW_EUNAVAIL). */
-bool gw_workers_zygote_lost(const struct gw_workers *w);
+/* Whether password hashing is off: the zygote was lost, or a process's system-call filter was
+ * refused while required. No worker process is forked until the gateway restarts (every submit
+ * then answers GW_EUNAVAIL). */
+bool gw_workers_hashing_off(const struct gw_workers *w);
 /* How the current process's cgroup step went: -1 not reported yet, 0 joined (or none asked),
  * else the errno of the step that failed (logged). */
 int gw_workers_cgroup_err(const struct gw_workers *w);

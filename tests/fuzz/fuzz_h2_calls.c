@@ -513,7 +513,7 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     g.table = gw_api_methods();
     if (g.base == NULL || g.crypto == NULL || g.throttle == NULL || g.policy == NULL)
         die("init");
-    g.workers = gw_workers_new(1, GW_API_AUTH_QUEUE, GW_API_AUTH_ARG_MAX, NULL);
+    g.workers = gw_workers_new(1, GW_API_AUTH_QUEUE, GW_API_AUTH_ARG_MAX, NULL, true);
     if (g.workers == NULL || gw_workers_attach(g.workers, g.base) != 0)
         die("workers");
     return 0;

@@ -40,6 +40,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "sandbox.h"
 #include "workers.h"
 
 /* Shared with every worker process: mapped in main() before the first pool forks. */
@@ -287,7 +288,7 @@ static void run_until_idle(struct event_base *base, struct gw_workers *w)
 
 static struct gw_workers *pool(struct event_base *base, unsigned threads, unsigned queue)
 {
-    struct gw_workers *w = gw_workers_new(threads, queue, sizeof(struct item), NULL);
+    struct gw_workers *w = gw_workers_new(threads, queue, sizeof(struct item), NULL, true);
 
     assert_non_null(w);
     assert_int_equal(gw_workers_attach(w, base), 0);
@@ -684,7 +685,7 @@ static void test_replacement_holds_nothing_read_later(void **state)
 
 static bool zygote_lost(const void *arg)
 {
-    return gw_workers_zygote_lost(arg);
+    return gw_workers_hashing_off(arg);
 }
 
 static bool has_worker(const void *arg)
@@ -734,7 +735,7 @@ static void test_zygote_lost_fails_closed(void **state)
     (void)state;
     reset();
     open_gate();
-    assert_false(gw_workers_zygote_lost(w));
+    assert_false(gw_workers_hashing_off(w));
     assert_int_equal(kill(zygote, SIGKILL), 0);
     run_while(base, zygote_lost, w); /* noticed on the loop (its pidfd), before any submit */
     run_while(base, died_once, w);   /* the worker process died with it (PR_SET_PDEATHSIG) */
@@ -745,7 +746,7 @@ static void test_zygote_lost_fails_closed(void **state)
         assert_int_equal(submit(w, refused, NULL), GW_EUNAVAIL);
         gw_free(refused); /* refused at submit: still the caller's */
     }
-    assert_true(gw_workers_zygote_lost(w));
+    assert_true(gw_workers_hashing_off(w));
     assert_int_equal(gw_workers_zygote_pid(w), -1);
     assert_int_equal(gw_workers_pid(w), -1);
     assert_true(process_gone(zygote)); /* reaped */
@@ -778,7 +779,7 @@ static void test_zygote_late_answer_taken(void **state)
     assert_int_equal(kill(zygote, SIGCONT), 0);
     for (int i = 0; i < 3; i++)
         assert_int_equal(rc[i], GW_EUNAVAIL);
-    assert_false(gw_workers_zygote_lost(w));
+    assert_false(gw_workers_hashing_off(w));
     assert_int_equal(gw_workers_zygote_pid(w), zygote);
     run_while(base, has_worker, w); /* the answer, on the loop */
     late = gw_workers_pid(w);
@@ -855,7 +856,7 @@ static void test_no_descriptor_left(void **state)
     gw_free(refused);
     assert_int_equal(rc, GW_EUNAVAIL);
     assert_int_equal(open_fds(fd_limit()), before); /* the one that arrived was closed */
-    assert_false(gw_workers_zygote_lost(w));
+    assert_false(gw_workers_hashing_off(w));
     assert_int_equal(gw_workers_zygote_pid(w), zygote);
     peek(base, w, &it);
     assert_int_equal(it.last_err, 0);
@@ -901,7 +902,7 @@ static void test_stdio_closed(void **state)
         close(0);
         close(1);
         close(2);
-        w = gw_workers_new(1, 4, sizeof(struct item), NULL); /* first, as in the daemon */
+        w = gw_workers_new(1, 4, sizeof(struct item), NULL, true); /* first, as in the daemon */
         base = event_base_new();
         if (base == NULL || w == NULL || gw_workers_attach(w, base) != 0)
             _exit(10);
@@ -1023,7 +1024,6 @@ static void test_slots_wiped(void **state)
     event_base_free(base);
 }
 
-/* A worker_cgroup the process cannot create is reported (and logged), and the pool works. */
 /* What a hashing process tries beyond its work (attack_fn); each entry is the errno it got, 0
  * when the call succeeded. */
 enum attempt {
@@ -1036,7 +1036,7 @@ enum attempt {
     TRY_SOCKET,       /* socket(AF_INET) */
     TRY_FORK,         /* fork() */
     TRY_EXEC,         /* execve of a file that does not exist (ENOENT unfiltered) */
-    TRY_SETSID,       /* setsid() (EPERM unfiltered too: it leads a session already) */
+    TRY_SETOWN,       /* fcntl(its socket, F_SETOWN, the test): the kernel would signal it */
     TRY_COUNT
 };
 
@@ -1091,7 +1091,7 @@ static void attack_fn(void *arg)
     if (pid > 0)
         (void)waitpid(pid, NULL, 0);
     a->err[TRY_EXEC] = errno_of(execve("/nonexistent/waygate-none", argv, argv + 1));
-    a->err[TRY_SETSID] = errno_of(setsid());
+    a->err[TRY_SETOWN] = errno_of(fcntl(3, F_SETOWN, a->gateway));
     /* and its work still goes: memory, randomness */
     {
         size_t big = 64u << 20;
@@ -1183,10 +1183,85 @@ static void test_sandbox_refuses(void **state)
     event_base_free(base);
 }
 
+/* A hashing process whose filter is refused (the kernel's refusal stands in for by
+ * gw_sandbox_refuse_for_tests, inherited through the zygote) runs no job: it ends, hashing is off
+ * (the job already sent answers GW_EUNAVAIL, every submit after it at once), and the zygote is
+ * gone. */
+static void test_filter_refused_turns_hashing_off(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w;
+    struct item *first;
+    pid_t zygote;
+    int log[4], ndone = 0, rc;
+
+    (void)state;
+    reset();
+    open_gate();
+    gw_sandbox_refuse_for_tests(EINVAL);
+    w = pool(base, 1, 4);
+    gw_sandbox_refuse_for_tests(0); /* the zygote has its copy */
+    zygote = gw_workers_zygote_pid(w);
+    first = item(0, false, log, &ndone);
+    rc = submit(w, first, NULL);
+    if (rc != 0) { /* the process had ended already: the send failed */
+        assert_int_equal(rc, GW_EUNAVAIL);
+        gw_free(first);
+    }
+    run_while(base, zygote_lost, w); /* its hello, read on the loop */
+    if (rc == 0) {
+        run_until(base, &ndone, 1);
+        assert_int_equal(errs_total, 1); /* GW_EUNAVAIL: it never ran */
+    }
+    assert_int_equal(atomic_load(&gate->started), 0);
+    assert_true(gw_workers_hashing_off(w));
+    assert_int_equal(gw_workers_sandbox_err(w), EINVAL); /* why */
+    assert_int_equal(gw_workers_zygote_pid(w), -1);
+    assert_true(process_gone(zygote));
+    gw_workers_set_respawn_ms(w, 0);
+    for (int i = 1; i < 3; i++) {
+        struct item *refused = item(i, false, log, &ndone);
+
+        assert_int_equal(submit(w, refused, NULL), GW_EUNAVAIL);
+        gw_free(refused);
+    }
+    assert_int_equal(children_of(getpid()), 0);
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
+/* With filter_required false ([auth] worker_filter_required = no), a refused filter is reported
+ * and the process runs its jobs unfiltered. */
+static void test_filter_optional_runs_unfiltered(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w;
+    int log[4], ndone = 0;
+
+    (void)state;
+    reset();
+    gw_sandbox_refuse_for_tests(EINVAL);
+    w = gw_workers_new(1, 4, sizeof(struct item), NULL, false);
+    gw_sandbox_refuse_for_tests(0);
+    assert_non_null(w);
+    assert_int_equal(gw_workers_attach(w, base), 0);
+    assert_int_equal(submit(w, item(0, false, log, &ndone), NULL), 0);
+    run_until(base, &ndone, 1);
+    assert_int_equal(errs_total, 0);
+    assert_int_equal(gw_workers_sandbox_err(w), EINVAL);
+    assert_false(gw_workers_hashing_off(w));
+    assert_int_equal(status_field(gw_workers_pid(w), "Seccomp_filters"),
+                     status_field(getpid(), "Seccomp_filters"));
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
+/* A worker_cgroup the process cannot create is reported (and logged), and the pool works. */
 static void test_cgroup_failure_reported(void **state)
 {
     struct event_base *base = event_base_new();
-    struct gw_workers *w = gw_workers_new(1, 4, sizeof(struct item), "/nonexistent-waygate/work");
+    struct gw_workers *w =
+        gw_workers_new(1, 4, sizeof(struct item), "/nonexistent-waygate/work", true);
     int log[4], ndone = 0;
 
     (void)state;
@@ -1215,10 +1290,10 @@ static void test_bad_arguments(void **state)
 
     (void)state;
     memset(&x, 0, sizeof(x));
-    assert_null(gw_workers_new(0, 4, 16, NULL));
-    assert_null(gw_workers_new(1, 0, 16, NULL));
-    assert_null(gw_workers_new(1, 1, 0, NULL));
-    w = gw_workers_new(1, 1, sizeof(x), NULL);
+    assert_null(gw_workers_new(0, 4, 16, NULL, true));
+    assert_null(gw_workers_new(1, 0, 16, NULL, true));
+    assert_null(gw_workers_new(1, 1, 0, NULL, true));
+    w = gw_workers_new(1, 1, sizeof(x), NULL, true);
     assert_non_null(w);
     /* no loop attached yet */
     assert_int_equal(gw_workers_submit(w, work_fn, done_fn, NULL, &x, sizeof(x), NULL), GW_EINVAL);
@@ -1259,6 +1334,8 @@ int main(void)
         cmocka_unit_test(test_death_keeps_finished_results),
         cmocka_unit_test(test_slots_wiped),
         cmocka_unit_test(test_sandbox_refuses),
+        cmocka_unit_test(test_filter_refused_turns_hashing_off),
+        cmocka_unit_test(test_filter_optional_runs_unfiltered),
         cmocka_unit_test(test_cgroup_failure_reported),
         cmocka_unit_test(test_bad_arguments),
     };

@@ -1,0 +1,645 @@
+/* test_sandbox.c: the compute-only system-call filter (sandbox.h), call by call. Each case runs in
+ * a child forked for it: the child puts the filter on (its socket: one end of a socket pair),
+ * makes one call and exits with 0 when the call succeeded, or with the errno it got; a call the
+ * filter kills ends the child with SIGSYS. "Another process" is a victim the test forks for the
+ * case (so that a filter that lets ptrace through stops the victim, not the test). What the hashing process needs works (its socket,
+ * memory, threads, clocks, randomness, queries about itself, abort's tgkill of itself); whatever
+ * reaches another process, a file, the network or stdio is refused (EPERM), including the ways
+ * around a plain kill (fcntl F_SETOWN, tgkill, sigqueue, pidfds, clone flags beyond a thread's,
+ * CPU clocks by pid); another architecture's numbering kills. gw_sandbox_refuse_for_tests installs
+ * nothing. */
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sched.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/mman.h>
+#include <sys/prctl.h>
+#include <sys/random.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "sandbox.h"
+
+#define KILLED (-SIGSYS) /* the expected outcome of a call the filter kills */
+
+/* The result of a call as a child's exit code: 0, or the errno (never 0 after a failure). */
+static int result(long rc)
+{
+    return rc < 0 ? (errno != 0 ? errno : 255) : 0;
+}
+
+/* ---- the calls, each given the child's socket and the victim's pid ---- */
+
+static int c_getpid(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return getpid() > 0 ? 0 : 255;
+}
+
+static int c_send_socket(int s, pid_t t)
+{
+    (void)t;
+    return result(send(s, "x", 1, MSG_NOSIGNAL));
+}
+
+static int c_recv_socket(int s, pid_t t)
+{
+    char b;
+
+    (void)t;
+    return result(recv(s, &b, 1, 0)); /* the test sent a byte before the fork */
+}
+
+static int c_memory(int s, pid_t t)
+{
+    size_t n = 8u << 20;
+    unsigned char *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+
+    (void)s;
+    (void)t;
+    if (p == MAP_FAILED)
+        return errno;
+    memset(p, 1, n);
+    if (mprotect(p, 4096, PROT_READ) != 0 || madvise(p, n, MADV_DONTNEED) != 0)
+        return errno;
+    return result(munmap(p, n));
+}
+
+static void *thread_fn(void *arg)
+{
+    *(int *)arg = 7;
+    return NULL;
+}
+
+static int c_thread(int s, pid_t t)
+{
+    pthread_t th;
+    int v = 0, rc;
+
+    (void)s;
+    (void)t;
+    rc = pthread_create(&th, NULL, thread_fn, &v);
+    if (rc != 0)
+        return rc;
+    rc = pthread_join(th, NULL);
+    return rc != 0 ? rc : v == 7 ? 0 : 255;
+}
+
+static int c_random(int s, pid_t t)
+{
+    unsigned char b[32];
+
+    (void)s;
+    (void)t;
+    return result(getrandom(b, sizeof(b), 0));
+}
+
+/* Through the system call, not the vDSO: the filter sees it. */
+static int c_clock_monotonic(int s, pid_t t)
+{
+    struct timespec ts;
+
+    (void)s;
+    (void)t;
+    return result(syscall(SYS_clock_gettime, CLOCK_MONOTONIC, &ts));
+}
+
+static int c_clock_own_cpu(int s, pid_t t)
+{
+    struct timespec ts;
+
+    (void)s;
+    (void)t;
+    return result(syscall(SYS_clock_gettime, CLOCK_PROCESS_CPUTIME_ID, &ts));
+}
+
+static int c_sleep(int s, pid_t t)
+{
+    struct timespec ts = {0, 1000};
+
+    (void)s;
+    (void)t;
+    return result(syscall(SYS_clock_nanosleep, CLOCK_MONOTONIC, 0, &ts, NULL));
+}
+
+static int c_fcntl_getfd(int s, pid_t t)
+{
+    (void)t;
+    return result(fcntl(s, F_GETFD));
+}
+
+static int c_getsid_self(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(getsid(0));
+}
+
+static int c_sched_self(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(sched_getscheduler(0));
+}
+
+static int c_dumpable(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(prctl(PR_GET_DUMPABLE, 0, 0, 0, 0));
+}
+
+static int c_tgkill_self(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(syscall(SYS_tgkill, getpid(), syscall(SYS_gettid), 0));
+}
+
+static int c_affinity(int s, pid_t t)
+{
+    cpu_set_t set;
+
+    (void)s;
+    (void)t;
+    return result(syscall(SYS_sched_getaffinity, 0, sizeof(set), &set));
+}
+
+static int c_kill_test(int s, pid_t t)
+{
+    (void)s;
+    return result(kill(t, 0));
+}
+
+static int c_tgkill_test(int s, pid_t t)
+{
+    (void)s;
+    return result(syscall(SYS_tgkill, t, t, 0));
+}
+
+static int c_sigqueue_test(int s, pid_t t)
+{
+    siginfo_t si;
+
+    (void)s;
+    memset(&si, 0, sizeof(si));
+    si.si_code = SI_QUEUE;
+    return result(syscall(SYS_rt_sigqueueinfo, t, 0, &si));
+}
+
+static int c_pidfd_test(int s, pid_t t)
+{
+    (void)s;
+    return result(syscall(SYS_pidfd_open, t, 0u));
+}
+
+/* F_SETOWN on its own socket: the kernel would then signal the owner (the gateway) at each
+ * message. */
+static int c_fcntl_setown(int s, pid_t t)
+{
+    return result(fcntl(s, F_SETOWN, t));
+}
+
+static int c_fcntl_setsig(int s, pid_t t)
+{
+    (void)t;
+    return result(fcntl(s, F_SETSIG, SIGKILL));
+}
+
+static int c_fcntl_setfl(int s, pid_t t)
+{
+    (void)t;
+    return result(fcntl(s, F_SETFL, O_ASYNC));
+}
+
+static int c_dupfd(int s, pid_t t)
+{
+    (void)t;
+    return result(fcntl(s, F_DUPFD_CLOEXEC, 10));
+}
+
+static int c_send_stdout(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(sendto(1, "x", 1, MSG_NOSIGNAL, NULL, 0));
+}
+
+static int c_write_stdout(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(write(1, "", 0));
+}
+
+static int c_read_socket(int s, pid_t t)
+{
+    char b;
+
+    (void)t;
+    return result(read(s, &b, 1));
+}
+
+static int c_sendmsg_socket(int s, pid_t t)
+{
+    struct iovec iov = {.iov_base = "x", .iov_len = 1};
+    struct msghdr m = {.msg_iov = &iov, .msg_iovlen = 1};
+
+    (void)t;
+    return result(sendmsg(s, &m, MSG_NOSIGNAL));
+}
+
+static int c_open(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(open("/proc/self/status", O_RDONLY | O_CLOEXEC));
+}
+
+static int c_openat(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(syscall(SYS_openat, AT_FDCWD, "/", O_RDONLY | O_DIRECTORY));
+}
+
+static int c_socket(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+}
+
+static int c_socketpair(int s, pid_t t)
+{
+    int sv[2];
+
+    (void)s;
+    (void)t;
+    return result(socketpair(AF_UNIX, SOCK_STREAM, 0, sv));
+}
+
+static int c_fork(int s, pid_t t)
+{
+    pid_t pid;
+
+    (void)s;
+    (void)t;
+    pid = fork();
+    if (pid == 0)
+        _exit(0);
+    return result(pid);
+}
+
+/* clone with CLONE_THREAD but without CLONE_SIGHAND and CLONE_VM: the kernel itself refuses
+ * that (EINVAL), so an unfiltered call creates nothing; the filter must answer first, EPERM,
+ * because of the extra flag. */
+static int c_clone_pidfd(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(syscall(SYS_clone, (unsigned long)(CLONE_THREAD | CLONE_PIDFD), 0, 0, 0, 0));
+}
+
+static int c_clone_newnet(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(syscall(SYS_clone, (unsigned long)(CLONE_THREAD | CLONE_NEWNET), 0, 0, 0, 0));
+}
+
+static int c_clone3(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(syscall(SYS_clone3, NULL, 0));
+}
+
+static int c_exec(int s, pid_t t)
+{
+    char *const argv[] = {"waygate-none", NULL};
+
+    (void)s;
+    (void)t;
+    return result(execve("/nonexistent/waygate-none", argv, argv + 1));
+}
+
+static int c_ptrace(int s, pid_t t)
+{
+    (void)s;
+    return result(syscall(SYS_ptrace, 16 /* PTRACE_ATTACH */, t, 0, 0));
+}
+
+static int c_vm_read(int s, pid_t t)
+{
+    char b[8], there[8];
+    struct iovec local = {b, sizeof(b)}, remote = {there, sizeof(there)};
+
+    (void)s;
+    return result(process_vm_readv(t, &local, 1, &remote, 1, 0));
+}
+
+static int c_prlimit_test(int s, pid_t t)
+{
+    struct rlimit lim;
+
+    (void)s;
+    return result(prlimit(t, RLIMIT_NOFILE, NULL, &lim));
+}
+
+static int c_renice_test(int s, pid_t t)
+{
+    (void)s;
+    return result(setpriority(PRIO_PROCESS, (id_t)t, 19));
+}
+
+static int c_getsid_test(int s, pid_t t)
+{
+    (void)s;
+    return result(getsid(t));
+}
+
+static int c_sched_test(int s, pid_t t)
+{
+    (void)s;
+    return result(sched_getscheduler(t));
+}
+
+/* The test's CPU clock: clockid MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED). */
+static int c_clock_test(int s, pid_t t)
+{
+    struct timespec ts;
+    clockid_t id = (clockid_t)((~(unsigned)t << 3) | 2u);
+
+    (void)s;
+    return result(syscall(SYS_clock_gettime, id, &ts));
+}
+
+static int c_setsid(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(setsid()); /* the child leads no group: unfiltered, this succeeds */
+}
+
+static int c_ioctl(int s, pid_t t)
+{
+    int n;
+
+    (void)t;
+    return result(ioctl(s, FIONREAD, &n));
+}
+
+static int c_io_uring(int s, pid_t t)
+{
+    unsigned char params[120];
+
+    (void)s;
+    (void)t;
+    memset(params, 0, sizeof(params));
+    return result(syscall(425 /* io_uring_setup, x86_64 and aarch64 alike */, 4, params));
+}
+
+static int c_prctl_dumpable_on(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(prctl(PR_SET_DUMPABLE, 1, 0, 0, 0));
+}
+
+#ifdef __x86_64__
+static int c_x32(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(syscall(0x40000000L | SYS_getpid));
+}
+
+/* getpid through the 32-bit entry (int 0x80: i386's number 20). */
+static int c_int80(int s, pid_t t)
+{
+    long rc = 20;
+
+    (void)s;
+    (void)t;
+    __asm__ volatile("int $0x80" : "+a"(rc) : : "memory");
+    return rc > 0 ? 0 : (int)-rc;
+}
+#endif
+
+struct case_ {
+    const char *name;
+    int (*call)(int sock, pid_t test);
+    int want; /* 0, an errno, or KILLED */
+};
+
+static const struct case_ cases[] = {
+    /* what the hashing process needs */
+    {"getpid", c_getpid, 0},
+    {"send on its socket", c_send_socket, 0},
+    {"recv on its socket", c_recv_socket, 0},
+    {"memory", c_memory, 0},
+    {"a thread", c_thread, 0},
+    {"getrandom", c_random, 0},
+    {"clock_gettime(CLOCK_MONOTONIC)", c_clock_monotonic, 0},
+    {"clock_gettime(its own CPU clock)", c_clock_own_cpu, 0},
+    {"clock_nanosleep", c_sleep, 0},
+    {"fcntl(F_GETFD)", c_fcntl_getfd, 0},
+    {"getsid(0)", c_getsid_self, 0},
+    {"sched_getscheduler(0)", c_sched_self, 0},
+    {"prctl(PR_GET_DUMPABLE)", c_dumpable, 0},
+    {"tgkill of itself (abort)", c_tgkill_self, 0},
+    {"sched_getaffinity", c_affinity, ENOSYS},
+    {"clone3 (the C library falls back to clone)", c_clone3, ENOSYS},
+    /* another process */
+    {"kill(victim)", c_kill_test, EPERM},
+    {"tgkill(victim)", c_tgkill_test, EPERM},
+    {"rt_sigqueueinfo(victim)", c_sigqueue_test, EPERM},
+    {"pidfd_open(victim)", c_pidfd_test, EPERM},
+    {"fcntl(F_SETOWN victim)", c_fcntl_setown, EPERM},
+    {"fcntl(F_SETSIG)", c_fcntl_setsig, EPERM},
+    {"fcntl(F_SETFL O_ASYNC)", c_fcntl_setfl, EPERM},
+    {"ptrace(PTRACE_ATTACH victim)", c_ptrace, EPERM},
+    {"process_vm_readv(victim)", c_vm_read, EPERM},
+    {"prlimit(victim)", c_prlimit_test, EPERM},
+    {"setpriority(victim)", c_renice_test, EPERM},
+    {"getsid(victim)", c_getsid_test, EPERM},
+    {"sched_getscheduler(victim)", c_sched_test, EPERM},
+    {"clock_gettime(the victim's CPU clock)", c_clock_test, EPERM},
+    /* new descriptors, files, the network, stdio */
+    {"fcntl(F_DUPFD)", c_dupfd, EPERM},
+    {"sendto(stdout)", c_send_stdout, EPERM},
+    {"write(stdout)", c_write_stdout, EPERM},
+    {"read(its socket)", c_read_socket, EPERM},
+    {"sendmsg(its socket)", c_sendmsg_socket, EPERM},
+    {"ioctl", c_ioctl, EPERM},
+    {"open", c_open, EPERM},
+    {"openat", c_openat, EPERM},
+    {"socket", c_socket, EPERM},
+    {"socketpair", c_socketpair, EPERM},
+    {"io_uring_setup", c_io_uring, EPERM},
+    /* new processes, namespaces, exec, its own state */
+    {"fork", c_fork, EPERM},
+    {"clone(CLONE_THREAD | CLONE_PIDFD)", c_clone_pidfd, EPERM},
+    {"clone(CLONE_THREAD | CLONE_NEWNET)", c_clone_newnet, EPERM},
+    {"execve", c_exec, EPERM},
+    {"setsid", c_setsid, EPERM},
+    {"prctl(PR_SET_DUMPABLE 1)", c_prctl_dumpable_on, EPERM},
+#ifdef __x86_64__
+    /* another architecture's numbering */
+    {"x32 getpid", c_x32, KILLED},
+    {"int 0x80 getpid", c_int80, KILLED},
+#endif
+};
+
+/* A process for the calls to aim at: it waits to be killed. */
+static pid_t victim(void)
+{
+    pid_t pid = fork();
+
+    assert_true(pid >= 0);
+    if (pid == 0)
+        for (;;)
+            pause();
+    return pid;
+}
+
+static void end_victim(pid_t pid)
+{
+    int st;
+
+    assert_int_equal(kill(pid, SIGKILL), 0);
+    while (waitpid(pid, &st, 0) < 0)
+        assert_int_equal(errno, EINTR);
+}
+
+/* Runs call in a child under the filter: its exit code, KILLED, or fails the test. */
+static int run_case(const struct case_ *c)
+{
+    int sv[2], st, rc;
+    pid_t test = victim(), pid;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(send(sv[0], "y", 1, 0), 1);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(sv[0]);
+        rc = gw_sandbox_compute(sv[1]);
+        if (rc != 0)
+            _exit(200); /* the filter did not go on */
+        _exit(c->call(sv[1], test));
+    }
+    close(sv[1]);
+    while (waitpid(pid, &st, 0) < 0)
+        assert_int_equal(errno, EINTR);
+    close(sv[0]);
+    end_victim(test);
+    if (WIFSIGNALED(st))
+        return WTERMSIG(st) == SIGSYS ? KILLED : 1000 + WTERMSIG(st);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 200)
+        fail_msg("%s: gw_sandbox_compute did not put the filter on", c->name);
+    return WEXITSTATUS(st);
+}
+
+static void test_each_call(void **state)
+{
+    int failed = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int got = run_case(&cases[i]);
+
+        if (got != cases[i].want) {
+            print_error("%s: got %d (%s), want %d (%s)\n", cases[i].name, got,
+                        got == KILLED ? "killed" : got > 0 && got < 1000 ? strerror(got) : "-",
+                        cases[i].want, cases[i].want == KILLED ? "killed" : strerror(cases[i].want));
+            failed++;
+        }
+    }
+    assert_int_equal(failed, 0);
+}
+
+/* The same calls without the filter behave otherwise (each case's want is the filter's doing,
+ * not the call's): checked for the refusals that an unfiltered call would not give. */
+static void test_unfiltered_differs(void **state)
+{
+    static const struct {
+        int (*call)(int, pid_t);
+        int unfiltered;
+    } plain[] = {
+        {c_kill_test, 0},   {c_tgkill_test, 0}, {c_fcntl_setown, 0}, {c_getsid_test, 0},
+        {c_clock_test, 0},  {c_setsid, 0},      {c_exec, ENOENT},    {c_clone_pidfd, EINVAL},
+        {c_dupfd, 0},       {c_open, 0},        {c_socket, 0},       {c_clone_newnet, EINVAL},
+        {c_prlimit_test, 0},
+    };
+    int sv[2], st;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        pid_t test = victim(), pid;
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(plain[i].call(sv[1], test));
+        while (waitpid(pid, &st, 0) < 0)
+            assert_int_equal(errno, EINTR);
+        close(sv[0]);
+        close(sv[1]);
+        end_victim(test);
+        assert_true(WIFEXITED(st));
+        if (WEXITSTATUS(st) != plain[i].unfiltered)
+            fail_msg("case %zu unfiltered: %d, want %d", i, WEXITSTATUS(st), plain[i].unfiltered);
+    }
+}
+
+/* gw_sandbox_refuse_for_tests: nothing is installed, the error comes back. */
+static void test_refused_for_tests(void **state)
+{
+    int st;
+    pid_t pid;
+
+    (void)state;
+    gw_sandbox_refuse_for_tests(EINVAL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        if (gw_sandbox_compute(0) != EINVAL)
+            _exit(1);
+        _exit(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 0 && kill(getppid(), 0) == 0 ? 0 : 2);
+    }
+    gw_sandbox_refuse_for_tests(0);
+    assert_int_equal(waitpid(pid, &st, 0), pid);
+    assert_true(WIFEXITED(st));
+    assert_int_equal(WEXITSTATUS(st), 0);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_each_call),
+        cmocka_unit_test(test_unfiltered_differs),
+        cmocka_unit_test(test_refused_for_tests),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
