@@ -5,12 +5,13 @@
  * every thread it creates afterwards inherits it, and nothing can remove it. What stays allowed:
  *  - memory: mmap, munmap, mremap, mprotect, brk, madvise (it holds no file to map);
  *  - threads: clone with CLONE_THREAD and no flag beyond pthread_create's (no namespace, no
- *    pidfd), futex, set_robust_list, rseq, sched_yield; clone3 and sched_getaffinity answer ENOSYS
- *    (the C library then falls back to clone, or reports no affinity);
+ *    pidfd), futex, futex_waitv, set_robust_list, rseq, sched_yield; clone3 and sched_getaffinity
+ * answer ENOSYS (the C library then falls back to clone, or reports no affinity);
  *  - its socket fd: recvfrom and sendto on it alone (not on stdio), close of any descriptor, fcntl
  *    F_GETFD and F_GETFL only (F_SETOWN and F_SETSIG would have the kernel signal another process);
  *  - time and sleep: clock_gettime, clock_getres and clock_nanosleep on clocks with a non-negative
- *    id (a negative one is another process's CPU clock), gettimeofday, nanosleep; getrandom;
+ *    id (a negative one is a CPU clock named by pid or thread, or a descriptor's clock),
+ * gettimeofday, nanosleep; getrandom;
  *  - about itself: getpid, gettid, getppid, the user and group ids, and getsid, sched_getscheduler,
  *    sched_getparam only for pid 0, prctl PR_GET_DUMPABLE only;
  *  - signals: its own mask and handlers, sigaltstack, tgkill of its own pid only (abort);
@@ -26,7 +27,7 @@
  * machine's architecture (x86_64 and aarch64 have one), E2BIG when the program would exceed its
  * fixed size (a change to this file; unit:test_sandbox catches it), else the kernel's refusal
  * (EINVAL: no seccomp filters in this kernel). Nothing is installed then; the caller decides
- * (workers.c: the process ends and hashing is off unless [auth] worker_filter = optional). */
+ * (workers.c: the process ends and hashing is off unless [auth] worker_filter_required = false). */
 #ifndef GW_SANDBOX_H
 #define GW_SANDBOX_H
 

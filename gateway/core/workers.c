@@ -309,6 +309,10 @@ static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t paren
     hello.ag_err = lower_group_priority();
     join_cgroup(w->cgroup, &hello);
     lower_thread_priority();
+    /* The OOM killer's first choice (best effort, before the filter closes open): a storm of
+     * scrypt jobs, or code that took the process over and allocates without end, loses this
+     * process, which the gateway replaces, not the gateway or PostgreSQL. */
+    (void)write_file("/proc/self", "oom_score_adj", "1000");
     hello.sb_err = gw_sandbox_compute(fd);
     if (send(fd, &hello, sizeof(hello), MSG_NOSIGNAL) != (ssize_t)sizeof(hello))
         _exit(1);
@@ -543,9 +547,6 @@ static void zygote_end(struct gw_workers *w, bool grace)
     w->zpid = -1;
 }
 
-/* The zygote is lost (gone, or it broke the protocol): it is ended, and no worker process is
- * forked until the gateway restarts, since a new zygote forked now would hold the gateway's keys.
- */
 /* Password hashing is off until the gateway restarts: the zygote is ended (its worker process
  * with it) and never replaced; every submit answers GW_EUNAVAIL. */
 static void hashing_off(struct gw_workers *w)
@@ -554,6 +555,9 @@ static void hashing_off(struct gw_workers *w)
     w->zlost = true;
 }
 
+/* The zygote is lost (gone, or it broke the protocol): it is ended, and no worker process is
+ * forked until the gateway restarts, since a new zygote forked now would hold the gateway's keys.
+ */
 static void zygote_lost(struct gw_workers *w, const char *why)
 {
     GW_LOG(GW_LOG_ERROR, "workers", NULL,
@@ -758,14 +762,14 @@ static void hello_from(struct gw_workers *w, const struct hello *h)
         GW_LOG(GW_LOG_ERROR, "workers", NULL,
                "the password-hashing process %ld could not put on its system-call filter "
                "(seccomp): %s; it ended, and password hashing is off until the gateway restarts "
-               "(logins answer UNAVAILABLE); [auth] worker_filter_required = no lets it run "
+               "(logins answer UNAVAILABLE); [auth] worker_filter_required = false lets it run "
                "unfiltered",
                (long)w->pid, strerror(w->sandbox_err));
         hashing_off(w);
     } else if (w->sandbox_err != 0) {
         GW_LOG(GW_LOG_WARN, "workers", NULL,
                "the password-hashing process %ld runs without its system-call filter "
-               "(seccomp): %s ([auth] worker_filter_required = no); code that took it over "
+               "(seccomp): %s ([auth] worker_filter_required = false); code that took it over "
                "could open what the gateway's user can, the keyring included, and signal the "
                "gateway",
                (long)w->pid, strerror(w->sandbox_err));

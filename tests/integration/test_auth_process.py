@@ -104,6 +104,8 @@ def test_hashing_runs_in_a_process_of_its_own(stack):
     for t in threads:
         assert int(stat_fields("/proc/%d/task/%s/stat" % (pid, t))[38]) == SCHED_IDLE, t
     assert_filtered(pid)
+    with open("/proc/%d/oom_score_adj" % pid) as f:
+        assert f.read().strip() == "1000"  # the OOM killer's first choice, not the gateway
     # one filter more than the gateway's (which has none of Waygate's own; a container may add)
     gst, wst = status_of("/proc/%d/status" % gw), status_of("/proc/%d/status" % pid)
     if "Seccomp_filters" in wst:  # Linux 5.9 and later

@@ -115,6 +115,23 @@ static int autogroup_nice_of(pid_t pid)
     return nice;
 }
 
+/* /proc/PID/oom_score_adj, or -10000 when unreadable. */
+static int oom_score_adj_of(pid_t pid)
+{
+    char path[64];
+    FILE *f;
+    int v = -10000;
+
+    snprintf(path, sizeof(path), "/proc/%ld/oom_score_adj", (long)pid);
+    f = fopen(path, "r");
+    if (f != NULL) {
+        if (fscanf(f, "%d", &v) != 1)
+            v = -10000;
+        fclose(f);
+    }
+    return v;
+}
+
 static int autogroup_nice(void)
 {
     return autogroup_nice_of(0);
@@ -394,7 +411,8 @@ static void test_worker_process_yields_and_holds_nothing(void **state)
     assert_int_equal(it.sid, it.pid); /* a session (and so an autogroup) of its own */
     assert_int_equal(it.policy, SCHED_IDLE);
     assert_int_equal(it.dumpable, 0);
-    assert_int_equal(it.fds, 4); /* stdio and its socket */
+    assert_int_equal(it.fds, 4);                      /* stdio and its socket */
+    assert_int_equal(oom_score_adj_of(it.pid), 1000); /* the OOM killer's first choice */
     /* Where the kernel groups by session, that group is the weakest; checked as root only (the
      * kernel rate-limits the change for others, and the process carries on without it). */
     if (mine != -100 && geteuid() == 0)
@@ -1199,8 +1217,11 @@ static void test_filter_refused_turns_hashing_off(void **state)
     reset();
     open_gate();
     gw_sandbox_refuse_for_tests(EINVAL);
-    w = pool(base, 1, 4);
+    w = gw_workers_new(1, 4, sizeof(struct item), NULL, true);
     gw_sandbox_refuse_for_tests(0); /* the zygote has its copy */
+    assert_non_null(w);
+    wait_exited(gw_workers_pid(w)); /* on its own, before the gateway has read its hello */
+    assert_int_equal(gw_workers_attach(w, base), 0);
     zygote = gw_workers_zygote_pid(w);
     first = item(0, false, log, &ndone);
     rc = submit(w, first, NULL);
@@ -1230,7 +1251,7 @@ static void test_filter_refused_turns_hashing_off(void **state)
     event_base_free(base);
 }
 
-/* With filter_required false ([auth] worker_filter_required = no), a refused filter is reported
+/* With filter_required false ([auth] worker_filter_required = false), a refused filter is reported
  * and the process runs its jobs unfiltered. */
 static void test_filter_optional_runs_unfiltered(void **state)
 {
