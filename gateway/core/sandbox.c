@@ -5,13 +5,13 @@
  * architecture numbers calls differently, and x32's calls on x86_64 carry a flag bit); each call
  * allowed whatever its arguments is one comparison and one return; a call allowed for some
  * arguments only compares them (an int argument's whole 64 bits: the high half must be 0, or the
- * sign extension of a negative value where the rule is about the sign); clone needs CLONE_THREAD
- * and no flag beyond the set a C library's pthread_create passes; clone3 and sched_getaffinity
- * answer ENOSYS (clone3's flags are in memory the filter cannot read, so the C library falls back
- * to clone; pthread_getattr_np takes ENOSYS as "no affinity to report") and everything else
- * EPERM. A filter that answers EPERM instead of killing keeps a library's unforeseen call (a new
- * C library's, a sanitizer's) a failed call rather than a dead process, and lets tests watch each
- * refusal. */
+ * sign extension of a negative value where the rule is about the sign); sched_getaffinity
+ * answers ENOSYS (pthread_getattr_np takes that as "no affinity to report") and everything else,
+ * clone, clone3 and fork included, EPERM: the process's threads are created before it, and each
+ * puts the filter on itself (gw_sandbox_enter; prctl cannot synchronise threads, and the seccomp
+ * call that can is not in the shipped unit's allowed set). A filter that answers EPERM instead of
+ * killing keeps a library's unforeseen call (a new C library's, a sanitizer's) a failed call
+ * rather than a dead process, and lets tests watch each refusal. */
 #include "sandbox.h"
 
 #include <errno.h>
@@ -118,7 +118,7 @@ static void put(struct prog *p, struct sock_filter f)
 {
     if (p->n < SB_MAX)
         p->ins[p->n] = f;
-    p->n++; /* past SB_MAX: gw_sandbox_compute refuses the program */
+    p->n++; /* past SB_MAX: gw_sandbox_prepare refuses the program */
 }
 
 static void stmt(struct prog *p, uint16_t code, uint32_t k)
@@ -167,11 +167,10 @@ static void call_arg_not_negative(struct prog *p, int nr, unsigned i)
     stmt(p, BPF_RET | BPF_K, RET_ERRNO(EPERM));
 }
 
-#define SB_THREAD_FLAGS                                                                            \
-    (CLONE_VM | CLONE_FS | CLONE_FILES | CLONE_SIGHAND | CLONE_THREAD | CLONE_SYSVSEM |            \
-     CLONE_SETTLS | CLONE_PARENT_SETTID | CLONE_CHILD_CLEARTID | CLONE_DETACHED)
+static struct prog prog;  /* gw_sandbox_prepare's; read-only once built */
+static int prepared = -1; /* its outcome: -1 not yet, 0 built, else errno */
 
-int gw_sandbox_compute(int fd)
+int gw_sandbox_prepare(int fd)
 {
     static const uint32_t zero[] = {0}, dumpable[] = {PR_GET_DUMPABLE};
     static const uint32_t fcntl_cmds[] = {F_GETFD, F_GETFL};
@@ -179,58 +178,50 @@ int gw_sandbox_compute(int fd)
 #ifdef SB_ASAN
     static const uint32_t stderr_fd[] = {2};
 #endif
-    static struct prog p; /* one thread, once, before any other exists */
-    struct sock_fprog fp;
+    struct prog *p = &prog; /* one thread, before any other of the process exists */
     size_t i;
 
     if (refused_for_tests != 0)
-        return refused_for_tests;
-    p.n = 0;
+        return prepared = refused_for_tests;
+    p->n = 0;
     /* the architecture: another's numbering kills the process */
-    stmt(&p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
-    jump(&p, BPF_JMP | BPF_JEQ | BPF_K, SB_ARCH, 1, 0);
-    stmt(&p, BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
-    stmt(&p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
+    stmt(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, arch));
+    jump(p, BPF_JMP | BPF_JEQ | BPF_K, SB_ARCH, 1, 0);
+    stmt(p, BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+    stmt(p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
 #ifdef __x86_64__
-    jump(&p, BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1); /* __X32_SYSCALL_BIT */
-    stmt(&p, BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
+    jump(p, BPF_JMP | BPF_JGE | BPF_K, 0x40000000u, 0, 1); /* __X32_SYSCALL_BIT */
+    stmt(p, BPF_RET | BPF_K, SECCOMP_RET_KILL_PROCESS);
 #endif
     for (i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
-        call_ret(&p, allowed[i], RET_ALLOW);
-    call_arg_in(&p, SYS_tgkill, 0, self, 1); /* abort() and raise(): itself only */
-    call_arg_in(&p, SYS_prctl, 0, dumpable, 1);
-    call_arg_in(&p, SYS_getsid, 0, zero, 1);
-    call_arg_in(&p, SYS_sched_getscheduler, 0, zero, 1);
-    call_arg_in(&p, SYS_sched_getparam, 0, zero, 1);
-    call_arg_in(&p, SYS_fcntl, 1, fcntl_cmds, 2);
-    call_arg_in(&p, SYS_recvfrom, 0, sock, 1); /* its socket only: not stdio */
-    call_arg_in(&p, SYS_sendto, 0, sock, 1);
+        call_ret(p, allowed[i], RET_ALLOW);
+    call_arg_in(p, SYS_tgkill, 0, self, 1); /* abort() and raise(): itself only */
+    call_arg_in(p, SYS_prctl, 0, dumpable, 1);
+    call_arg_in(p, SYS_getsid, 0, zero, 1);
+    call_arg_in(p, SYS_sched_getscheduler, 0, zero, 1);
+    call_arg_in(p, SYS_sched_getparam, 0, zero, 1);
+    call_arg_in(p, SYS_fcntl, 1, fcntl_cmds, 2);
+    call_arg_in(p, SYS_recvfrom, 0, sock, 1); /* its socket only: not stdio */
+    call_arg_in(p, SYS_sendto, 0, sock, 1);
 #ifdef SB_ASAN
-    call_arg_in(&p, SYS_write, 0, stderr_fd, 1); /* a sanitizer's report (test builds) */
+    call_arg_in(p, SYS_write, 0, stderr_fd, 1); /* a sanitizer's report (test builds) */
 #endif
-    call_arg_not_negative(&p, SYS_clock_gettime, 0);
-    call_arg_not_negative(&p, SYS_clock_getres, 0);
-    call_arg_not_negative(&p, SYS_clock_nanosleep, 0);
+    call_arg_not_negative(p, SYS_clock_gettime, 0);
+    call_arg_not_negative(p, SYS_clock_getres, 0);
+    call_arg_not_negative(p, SYS_clock_nanosleep, 0);
     /* pthread_getattr_np (ASan) treats ENOSYS as "no affinity to report" */
-    call_ret(&p, SYS_sched_getaffinity, RET_ERRNO(ENOSYS));
-    /* clone: a thread only: CLONE_THREAD and no flag outside a C library's thread set */
-    jump(&p, BPF_JMP | BPF_JEQ | BPF_K, SYS_clone, 0, 6);
-    stmt(&p, BPF_LD | BPF_W | BPF_ABS, SB_ARG(0, SB_LO));
-    jump(&p, BPF_JMP | BPF_JSET | BPF_K, CLONE_THREAD, 0, 3);
-    stmt(&p, BPF_ALU | BPF_AND | BPF_K, ~(uint32_t)SB_THREAD_FLAGS);
-    jump(&p, BPF_JMP | BPF_JEQ | BPF_K, 0, 0, 1);
-    stmt(&p, BPF_RET | BPF_K, RET_ALLOW);
-    stmt(&p, BPF_RET | BPF_K, RET_ERRNO(EPERM));
-#ifdef SYS_clone3
-    stmt(&p, BPF_LD | BPF_W | BPF_ABS, (uint32_t)offsetof(struct seccomp_data, nr));
-    call_ret(&p, SYS_clone3, RET_ERRNO(ENOSYS));
-#endif
-    stmt(&p, BPF_RET | BPF_K, RET_ERRNO(EPERM));
-    if (p.n > SB_MAX)
-        return E2BIG;
+    call_ret(p, SYS_sched_getaffinity, RET_ERRNO(ENOSYS));
+    /* clone, clone3, fork: refused like everything else (the threads exist already) */
+    stmt(p, BPF_RET | BPF_K, RET_ERRNO(EPERM));
+    return prepared = p->n > SB_MAX ? E2BIG : 0;
+}
 
-    fp.len = p.n;
-    fp.filter = p.ins;
+int gw_sandbox_enter(void)
+{
+    struct sock_fprog fp = {.len = prog.n, .filter = prog.ins};
+
+    if (prepared != 0)
+        return prepared < 0 ? EINVAL : prepared;
     if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0)
         return errno;
     if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &fp, 0, 0) != 0)
@@ -240,10 +231,22 @@ int gw_sandbox_compute(int fd)
 
 #else /* no filter for this architecture */
 
-int gw_sandbox_compute(int fd)
+int gw_sandbox_prepare(int fd)
 {
     (void)fd;
     return refused_for_tests != 0 ? refused_for_tests : ENOSYS;
 }
 
+int gw_sandbox_enter(void)
+{
+    return refused_for_tests != 0 ? refused_for_tests : ENOSYS;
+}
+
 #endif
+
+int gw_sandbox_compute(int fd)
+{
+    int err = gw_sandbox_prepare(fd);
+
+    return err != 0 ? err : gw_sandbox_enter();
+}

@@ -1,29 +1,32 @@
 /* sandbox.h: a system-call filter for a process that only computes: the password-hashing process
  * (workers.c), which takes jobs from a shared mapping and answers on its socket.
  *
- * gw_sandbox_compute(fd) sets no_new_privs and installs a seccomp filter on the calling thread;
- * every thread it creates afterwards inherits it, and nothing can remove it. What stays allowed:
+ * gw_sandbox_prepare(fd) builds the filter (fd: the process's socket), once, before the process
+ * has a second thread; gw_sandbox_enter() then sets no_new_privs and installs it on the calling
+ * thread, and must be called by every thread of the process (a thread created later inherits it,
+ * but the filter refuses clone: the threads are all created first); nothing can remove it.
+ * gw_sandbox_compute(fd) is both, for a process of one thread. What stays allowed:
  *  - memory: mmap, munmap, mremap, mprotect, brk, madvise (it holds no file to map);
- *  - threads: clone with CLONE_THREAD and no flag beyond pthread_create's (no namespace, no
- *    pidfd), futex, futex_waitv, set_robust_list, rseq, sched_yield; clone3 and sched_getaffinity
- * answer ENOSYS (the C library then falls back to clone, or reports no affinity);
+ *  - the threads it has: futex, futex_waitv, set_robust_list, rseq, sched_yield;
+ *    sched_getaffinity answers ENOSYS (the C library then reports no affinity); no new thread;
  *  - its socket fd: recvfrom and sendto on it alone (not on stdio), close of any descriptor, fcntl
  *    F_GETFD and F_GETFL only (F_SETOWN and F_SETSIG would have the kernel signal another process);
  *  - time and sleep: clock_gettime, clock_getres and clock_nanosleep on clocks with a non-negative
  *    id (a negative one is a CPU clock named by pid or thread, or a descriptor's clock),
- * gettimeofday, nanosleep; getrandom;
+ *    gettimeofday, nanosleep; getrandom;
  *  - about itself: getpid, gettid, getppid, the user and group ids, and getsid, sched_getscheduler,
  *    sched_getparam only for pid 0, prctl PR_GET_DUMPABLE only;
  *  - signals: its own mask and handlers, sigaltstack, tgkill of its own pid only (abort);
  *  - the end: exit, exit_group, rt_sigreturn, restart_syscall;
  *  - in a build with AddressSanitizer, write to descriptor 2 (its reports).
- * Every other call fails with EPERM: no open, no socket or connect, no exec, no fork, no kill,
- * tkill, sigqueue or pidfd, no ptrace or process_vm_*, no change of any process's priority or
- * limits, no io_uring, no ioctl, no write or read. A call made under another architecture's
- * numbering (x32 on x86_64, a 32-bit entry) kills the process.
+ * Every other call fails with EPERM: no open, no socket or connect, no exec, no fork, no new
+ * thread, no kill, tkill, sigqueue or pidfd, no ptrace or process_vm_*, no change of any process's
+ * priority or limits, no io_uring, no ioctl, no write or read. A call made under another
+ * architecture's numbering (x32 on x86_64, a 32-bit entry) kills the process.
  *
- * Call it after the process's own set-up (scheduling, cgroup) and before it creates any thread
- * or reads any job. Returns 0, or an errno: ENOSYS when this build knows no filter for the
+ * Call them after the process's own set-up (scheduling, cgroup) and before any thread reads a
+ * job. Each returns 0, or an errno (gw_sandbox_enter: prepare's, EINVAL when not prepared, or the
+ * kernel's): ENOSYS when this build knows no filter for the
  * machine's architecture (x86_64 and aarch64 have one), E2BIG when the program would exceed its
  * fixed size (a change to this file; unit:test_sandbox catches it), else the kernel's refusal
  * (EINVAL: no seccomp filters in this kernel). Nothing is installed then; the caller decides
@@ -31,10 +34,12 @@
 #ifndef GW_SANDBOX_H
 #define GW_SANDBOX_H
 
+int gw_sandbox_prepare(int fd);
+int gw_sandbox_enter(void);
 int gw_sandbox_compute(int fd);
 
-/* For tests: gw_sandbox_compute installs nothing and returns err (0: back to normal). Inherited
- * by processes forked afterwards. */
+/* For tests: gw_sandbox_prepare (and so gw_sandbox_enter) installs nothing and returns err (0: back
+ * to normal). Inherited by processes forked afterwards. */
 void gw_sandbox_refuse_for_tests(int err);
 
 #endif

@@ -229,6 +229,13 @@ static void join_cgroup(const char *dir, struct hello *h)
 struct child {
     const struct gw_workers *w;
     int fd;
+    /* the threads' start: each puts the filter on itself, then waits for go */
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int prep_err;     /* gw_sandbox_prepare's */
+    unsigned entered; /* threads past their gw_sandbox_enter */
+    int enter_err;    /* the first error of a thread's gw_sandbox_enter */
+    bool go;          /* every thread is filtered (or may run without): take jobs */
 };
 
 static _Noreturn void *child_thread(void *arg)
@@ -260,6 +267,24 @@ static _Noreturn void *child_thread(void *arg)
         if (n != (ssize_t)sizeof(i))
             _exit(0);
     }
+}
+
+/* A thread of the worker process other than the first: it puts the filter on itself, reports,
+ * and takes jobs once the first thread says go (never, when the process ends instead). */
+static _Noreturn void *child_start(void *arg)
+{
+    struct child *c = arg;
+    int err = c->prep_err == 0 ? gw_sandbox_enter() : 0;
+
+    pthread_mutex_lock(&c->mu);
+    if (err != 0 && c->enter_err == 0)
+        c->enter_err = err;
+    c->entered++;
+    pthread_cond_broadcast(&c->cv);
+    while (!c->go)
+        pthread_cond_wait(&c->cv, &c->mu);
+    pthread_mutex_unlock(&c->mu);
+    child_thread(c);
 }
 
 /* What both helper processes do first: die with their parent (and end at once if it is already
@@ -295,14 +320,17 @@ static int helper_setup(int fd, pid_t parent, const char *name)
 }
 
 /* The worker process: nothing of the gateway's is used but the shared slots and its socket. Its
- * set-up is done before the system-call filter goes on (the filter refuses open, setsid and
- * scheduling changes); its threads are created after it, so each is filtered from its first
- * instruction and inherits the first thread's SCHED_IDLE. */
+ * set-up is done before the system-call filter goes on (the filter refuses open, setsid,
+ * scheduling changes and new threads); its threads are created next (inheriting the first's
+ * SCHED_IDLE), each puts the filter on itself, and no thread takes a job before all of them are
+ * filtered (or the process ends, or runs unfiltered where that is allowed). */
 static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t parent)
 {
     static struct child c;
     struct hello hello;
+    unsigned created = 0;
     pthread_t t;
+    int err;
 
     fd = helper_setup(fd, parent, "waygated-work");
     memset(&hello, 0, sizeof(hello));
@@ -313,16 +341,30 @@ static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t paren
      * scrypt jobs, or code that took the process over and allocates without end, loses this
      * process, which the gateway replaces, not the gateway or PostgreSQL. */
     (void)write_file("/proc/self", "oom_score_adj", "1000");
-    hello.sb_err = gw_sandbox_compute(fd);
+    c.w = w;
+    c.fd = fd;
+    pthread_mutex_init(&c.mu, NULL);
+    pthread_cond_init(&c.cv, NULL);
+    c.prep_err = gw_sandbox_prepare(fd);
+    for (unsigned i = 1; i < w->nthreads; i++) {
+        if (pthread_create(&t, NULL, child_start, &c) != 0)
+            break; /* fewer threads: slower, not wrong */
+        created++;
+    }
+    err = c.prep_err != 0 ? c.prep_err : gw_sandbox_enter();
+    pthread_mutex_lock(&c.mu);
+    while (c.entered < created)
+        pthread_cond_wait(&c.cv, &c.mu);
+    hello.sb_err = err != 0 ? err : c.enter_err;
+    pthread_mutex_unlock(&c.mu);
     if (send(fd, &hello, sizeof(hello), MSG_NOSIGNAL) != (ssize_t)sizeof(hello))
         _exit(1);
     if (hello.sb_err != 0 && w->filter_required)
         _exit(1); /* no job runs unfiltered: the gateway turns hashing off on this hello */
-    c.w = w;
-    c.fd = fd;
-    for (unsigned i = 1; i < w->nthreads; i++)
-        if (pthread_create(&t, NULL, child_thread, &c) != 0)
-            break; /* fewer threads: slower, not wrong */
+    pthread_mutex_lock(&c.mu);
+    c.go = true;
+    pthread_cond_broadcast(&c.cv);
+    pthread_mutex_unlock(&c.mu);
     child_thread(&c);
 }
 

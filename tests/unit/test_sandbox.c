@@ -1,13 +1,14 @@
 /* test_sandbox.c: the compute-only system-call filter (sandbox.h), call by call. Each case runs in
  * a child forked for it: the child puts the filter on (its socket: one end of a socket pair),
  * makes one call and exits with 0 when the call succeeded, or with the errno it got; a call the
- * filter kills ends the child with SIGSYS. "Another process" is a victim the test forks for the
+ * filter kills ends the child with SIGSYS. (A process of several threads puts the filter on each:
+ * test_workers/test_sandbox_refuses.) "Another process" is a victim the test forks for the
  * case (so that a filter that lets ptrace through stops the victim, not the test). What the hashing
- * process needs works (its socket, memory, threads, clocks, randomness, queries about itself,
- * abort's tgkill of itself); whatever reaches another process, a file, the network or stdio is
- * refused (EPERM), including the ways around a plain kill (fcntl F_SETOWN, tgkill, sigqueue,
- * pidfds, clone flags beyond a thread's, CPU clocks by pid); another architecture's numbering
- * kills. gw_sandbox_refuse_for_tests installs nothing. */
+ * process needs works (its socket, memory, clocks, randomness, queries about itself, abort's
+ * tgkill of itself); no new thread or process; whatever reaches another process, a file, the
+ * network or stdio is refused (EPERM), including the ways around a plain kill (fcntl F_SETOWN,
+ * tgkill, sigqueue, pidfds, CPU clocks by pid); another architecture's numbering kills.
+ * gw_sandbox_refuse_for_tests installs nothing. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -497,7 +498,7 @@ static const struct case_ cases[] = {
     {"send on its socket", c_send_socket, 0},
     {"recv on its socket", c_recv_socket, 0},
     {"memory", c_memory, 0},
-    {"a thread", c_thread, 0},
+    {"a new thread (its threads exist before the filter)", c_thread, EPERM},
     {"getrandom", c_random, 0},
     {"clock_gettime(CLOCK_MONOTONIC)", c_clock_monotonic, 0},
     {"clock_gettime(its own CPU clock)", c_clock_own_cpu, 0},
@@ -509,7 +510,7 @@ static const struct case_ cases[] = {
     {"prctl(PR_GET_DUMPABLE)", c_dumpable, 0},
     {"tgkill of itself (abort)", c_tgkill_self, 0},
     {"sched_getaffinity", c_affinity, ENOSYS},
-    {"clone3 (the C library falls back to clone)", c_clone3, ENOSYS},
+    {"clone3", c_clone3, EPERM},
     /* another process */
     {"kill(victim)", c_kill_test, EPERM},
     {"tgkill(victim)", c_tgkill_test, EPERM},

@@ -15,6 +15,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <sched.h>
 #include <setjmp.h>
 #include <signal.h>
@@ -1055,6 +1056,7 @@ enum attempt {
     TRY_FORK,         /* fork() */
     TRY_EXEC,         /* execve of a file that does not exist (ENOENT unfiltered) */
     TRY_SETOWN,       /* fcntl(its socket, F_SETOWN, the test): the kernel would signal it */
+    TRY_THREAD,       /* pthread_create: no thread beyond those made before the filter */
     TRY_COUNT
 };
 
@@ -1072,10 +1074,16 @@ static int errno_of(long rc)
     return rc < 0 ? errno : 0;
 }
 
+static void *idle_thread(void *arg)
+{
+    return arg;
+}
+
 /* Held on the gate like work_fn, then tries what a compromised hashing process would. */
 static void attack_fn(void *arg)
 {
     struct attack *a = arg;
+    pthread_t th;
     struct rlimit lim;
     char *const argv[] = {"waygate-none", NULL};
     pid_t pid;
@@ -1110,6 +1118,9 @@ static void attack_fn(void *arg)
         (void)waitpid(pid, NULL, 0);
     a->err[TRY_EXEC] = errno_of(execve("/nonexistent/waygate-none", argv, argv + 1));
     a->err[TRY_SETOWN] = errno_of(fcntl(3, F_SETOWN, a->gateway));
+    a->err[TRY_THREAD] = pthread_create(&th, NULL, idle_thread, NULL);
+    if (a->err[TRY_THREAD] == 0)
+        pthread_join(th, NULL);
     /* and its work still goes: memory, randomness */
     {
         size_t big = 64u << 20;
