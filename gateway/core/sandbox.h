@@ -29,7 +29,7 @@
  * kernel's): ENOSYS when this build knows no filter for the
  * machine's architecture (x86_64 and aarch64 have one), E2BIG when the program would exceed its
  * fixed size (a change to this file; unit:test_sandbox catches it), else the kernel's refusal
- * (EINVAL: no seccomp filters in this kernel). Nothing is installed then; the caller decides
+ * (EINVAL: no seccomp filters in this kernel). No filter is installed then; the caller decides
  * (workers.c: the process ends and hashing is off unless [auth] worker_filter_required = false). */
 #ifndef GW_SANDBOX_H
 #define GW_SANDBOX_H

@@ -120,7 +120,8 @@ struct hello {
     int32_t ag_err;  /* the autogroup's nice: 0, or errno (ENOENT: no autogroups here) */
     int32_t cg_step; /* enum cg_step reached: CG_OK when joined or none asked */
     int32_t cg_err;  /* errno of that step */
-    int32_t sb_err;  /* the system-call filter (gw_sandbox_compute): 0, or errno */
+    int32_t sb_err;  /* the system-call filter: 0, or gw_sandbox_prepare's errno, else the first
+                      * of any thread's gw_sandbox_enter */
 };
 
 enum cg_step { CG_OK, CG_MKDIR, CG_IDLE, CG_JOIN };
@@ -233,7 +234,7 @@ struct child {
     pthread_mutex_t mu;
     pthread_cond_t cv;
     int prep_err;     /* gw_sandbox_prepare's */
-    unsigned entered; /* threads past their gw_sandbox_enter */
+    unsigned entered; /* threads that have reported (filtered, or not) */
     int enter_err;    /* the first error of a thread's gw_sandbox_enter */
     bool go;          /* every thread is filtered (or may run without): take jobs */
 };
