@@ -243,10 +243,3 @@ int gw_sandbox_enter(void)
 }
 
 #endif
-
-int gw_sandbox_compute(int fd)
-{
-    int err = gw_sandbox_prepare(fd);
-
-    return err != 0 ? err : gw_sandbox_enter();
-}

@@ -4,8 +4,8 @@
  * gw_sandbox_prepare(fd) builds the filter (fd: the process's socket), once, before the process
  * has a second thread; gw_sandbox_enter() then sets no_new_privs and installs it on the calling
  * thread, and must be called by every thread of the process (a thread created later inherits it,
- * but the filter refuses clone: the threads are all created first); nothing can remove it.
- * gw_sandbox_compute(fd) is both, for a process of one thread. What stays allowed:
+ * but the filter refuses clone: the threads are all created first); nothing can remove it. What
+ * stays allowed:
  *  - memory: mmap, munmap, mremap, mprotect, brk, madvise (it holds no file to map);
  *  - the threads it has: futex, futex_waitv, set_robust_list, rseq, sched_yield;
  *    sched_getaffinity answers ENOSYS (the C library then reports no affinity); no new thread;
@@ -36,7 +36,6 @@
 
 int gw_sandbox_prepare(int fd);
 int gw_sandbox_enter(void);
-int gw_sandbox_compute(int fd);
 
 /* For tests: gw_sandbox_prepare (and so gw_sandbox_enter) installs nothing and returns err (0: back
  * to normal). Inherited by processes forked afterwards. */

@@ -21,7 +21,7 @@
  * gateway waits ZYGOTE_WAIT_MS for its answer, and one that comes later is read on the loop
  * (zygote_answer_cb) and taken. The zygote reaps its children (polling their pidfds); the
  * gateway signals a worker process only through its pidfd, reaps only the zygote and notices its
- * end through the zygote's pidfd. A zygote lost is never replaced (zlost): one forked then would
+ * end through the zygote's pidfd. A zygote lost is never replaced (off): one forked then would
  * hold the gateway's keys. */
 #include "workers.h"
 
@@ -100,7 +100,8 @@ struct gw_workers {
     struct event *zdeath_ev; /* its end (its pidfd), on the loop */
     struct event *zlate_ev;  /* a request unanswered this long: the zygote is lost */
     uint64_t zpatience_ms;   /* ZYGOTE_LOST_MS; tests change it */
-    bool zlost;              /* the zygote was lost: no worker process until the gateway restarts */
+    bool off; /* hashing is off (the zygote lost, or a required filter refused): no worker process
+               * until the gateway restarts */
     struct event_base *base;
     struct event *ev;
     uint64_t spawned_ms;
@@ -233,7 +234,6 @@ struct child {
     /* the threads' start: each puts the filter on itself, then waits for go */
     pthread_mutex_t mu;
     pthread_cond_t cv;
-    int prep_err;     /* gw_sandbox_prepare's */
     unsigned entered; /* threads that have reported (filtered, or not) */
     int enter_err;    /* the first error of a thread's gw_sandbox_enter */
     bool go;          /* every thread is filtered (or may run without): take jobs */
@@ -275,7 +275,7 @@ static _Noreturn void *child_thread(void *arg)
 static _Noreturn void *child_start(void *arg)
 {
     struct child *c = arg;
-    int err = c->prep_err == 0 ? gw_sandbox_enter() : 0;
+    int err = gw_sandbox_enter(); /* gw_sandbox_prepare's error, if it had one */
 
     pthread_mutex_lock(&c->mu);
     if (err != 0 && c->enter_err == 0)
@@ -346,13 +346,13 @@ static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t paren
     c.fd = fd;
     pthread_mutex_init(&c.mu, NULL);
     pthread_cond_init(&c.cv, NULL);
-    c.prep_err = gw_sandbox_prepare(fd);
+    (void)gw_sandbox_prepare(fd); /* its error comes back from every gw_sandbox_enter */
     for (unsigned i = 1; i < w->nthreads; i++) {
         if (pthread_create(&t, NULL, child_start, &c) != 0)
             break; /* fewer threads: slower, not wrong */
         created++;
     }
-    err = c.prep_err != 0 ? c.prep_err : gw_sandbox_enter();
+    err = gw_sandbox_enter();
     pthread_mutex_lock(&c.mu);
     while (c.entered < created)
         pthread_cond_wait(&c.cv, &c.mu);
@@ -595,7 +595,7 @@ static void zygote_end(struct gw_workers *w, bool grace)
 static void hashing_off(struct gw_workers *w)
 {
     zygote_end(w, false);
-    w->zlost = true;
+    w->off = true;
 }
 
 /* The zygote is lost (gone, or it broke the protocol): it is ended, and no worker process is
@@ -973,7 +973,7 @@ static void died(struct gw_workers *w, const char *why, bool wait)
            "the password-hashing process %ld %s; the %u job(s) it held end (those it had not "
            "finished answer UNAVAILABLE), %s",
            (long)w->pid, why, w->inflight,
-           w->zlost ? "and password hashing is off" : "the next job starts a new one");
+           w->off ? "and password hashing is off" : "the next job starts a new one");
     reap(w, wait); /* no thread of it runs from here on: the slots are the gateway's alone */
     w->deaths++;
     /* First mark them all: a done run below may submit (to a new process) or cancel. */
@@ -1214,7 +1214,7 @@ pid_t gw_workers_zygote_pid(const struct gw_workers *w)
 
 bool gw_workers_hashing_off(const struct gw_workers *w)
 {
-    return w->zlost;
+    return w->off;
 }
 
 int gw_workers_cgroup_err(const struct gw_workers *w)

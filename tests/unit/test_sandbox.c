@@ -47,6 +47,12 @@ static int result(long rc)
 
 /* ---- the calls, each given the child's socket and the victim's pid ---- */
 
+/* The CPU clock of process pid: MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED), a negative id. */
+static clockid_t cpu_clock_of(pid_t pid)
+{
+    return (clockid_t)((~(unsigned)pid << 3) | 2u);
+}
+
 static int c_getpid(int s, pid_t t)
 {
     (void)s;
@@ -175,7 +181,7 @@ static int c_clock_res_test(int s, pid_t t)
     struct timespec ts;
 
     (void)s;
-    return result(syscall(SYS_clock_getres, (clockid_t)((~(unsigned)t << 3) | 2u), &ts));
+    return result(syscall(SYS_clock_getres, cpu_clock_of(t), &ts));
 }
 
 static int c_clock_sleep_test(int s, pid_t t)
@@ -183,8 +189,7 @@ static int c_clock_sleep_test(int s, pid_t t)
     struct timespec ts = {0, 1000};
 
     (void)s;
-    return result(
-        syscall(SYS_clock_nanosleep, (clockid_t)((~(unsigned)t << 3) | 2u), 0, &ts, NULL));
+    return result(syscall(SYS_clock_nanosleep, cpu_clock_of(t), 0, &ts, NULL));
 }
 
 static int c_getsid_self(int s, pid_t t)
@@ -417,14 +422,12 @@ static int c_sched_test(int s, pid_t t)
     return result(sched_getscheduler(t));
 }
 
-/* The test's CPU clock: clockid MAKE_PROCESS_CPUCLOCK(pid, CPUCLOCK_SCHED). */
 static int c_clock_test(int s, pid_t t)
 {
     struct timespec ts;
-    clockid_t id = (clockid_t)((~(unsigned)t << 3) | 2u);
 
     (void)s;
-    return result(syscall(SYS_clock_gettime, id, &ts));
+    return result(syscall(SYS_clock_gettime, cpu_clock_of(t), &ts));
 }
 
 static int c_setsid(int s, pid_t t)
@@ -583,7 +586,9 @@ static int run_case(const struct case_ *c)
         close(sv[0]);
         alarm(
             60); /* a call a broken filter leaves hanging ends the child (SIGALRM), not the test */
-        rc = gw_sandbox_compute(sv[1]);
+        rc = gw_sandbox_prepare(sv[1]);
+        if (rc == 0)
+            rc = gw_sandbox_enter();
         if (rc != 0)
             _exit(200); /* the filter did not go on */
         _exit(c->call(sv[1], test));
@@ -597,7 +602,7 @@ static int run_case(const struct case_ *c)
         return WTERMSIG(st) == SIGSYS ? KILLED : 1000 + WTERMSIG(st);
     assert_true(WIFEXITED(st));
     if (WEXITSTATUS(st) == 200)
-        fail_msg("%s: gw_sandbox_compute did not put the filter on", c->name);
+        fail_msg("%s: the filter did not go on", c->name);
     return WEXITSTATUS(st);
 }
 
@@ -695,7 +700,7 @@ static void test_refused_for_tests(void **state)
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        if (gw_sandbox_compute(0) != EINVAL)
+        if (gw_sandbox_prepare(0) != EINVAL || gw_sandbox_enter() != EINVAL)
             _exit(1);
         _exit(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 0 && kill(getppid(), 0) == 0 ? 0 : 2);
     }

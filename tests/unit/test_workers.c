@@ -94,43 +94,40 @@ static void work_fn(void *arg)
     atomic_fetch_add(&gate->finished, 1);
 }
 
-/* Reads "/autogroup-N nice K" of process pid (0: this one): K, or -100 when the file is absent
- * or unreadable. */
-static int autogroup_nice_of(pid_t pid)
+/* The last word of /proc/PID/name's first line (pid 0: this process) as a number, or absent
+ * when the file is missing or unreadable or that word is not a number. */
+static int proc_number(pid_t pid, const char *name, int absent)
 {
-    char path[64];
+    char path[96], line[128], *word, *end;
     FILE *f;
-    int nice = -100;
+    long v;
 
     if (pid == 0)
-        snprintf(path, sizeof(path), "/proc/self/autogroup");
+        snprintf(path, sizeof(path), "/proc/self/%s", name);
     else
-        snprintf(path, sizeof(path), "/proc/%ld/autogroup", (long)pid);
+        snprintf(path, sizeof(path), "/proc/%ld/%s", (long)pid, name);
     f = fopen(path, "r");
-
-    if (f != NULL) {
-        if (fscanf(f, "%*s nice %d", &nice) != 1)
-            nice = -100;
-        fclose(f);
-    }
-    return nice;
+    if (f == NULL)
+        return absent;
+    word = fgets(line, sizeof(line), f);
+    fclose(f);
+    if (word == NULL)
+        return absent;
+    word = strrchr(line, ' ') != NULL ? strrchr(line, ' ') + 1 : line;
+    v = strtol(word, &end, 10);
+    return end != word && (*end == '\n' || *end == '\0') ? (int)v : absent;
 }
 
-/* /proc/PID/oom_score_adj, or -10000 when unreadable. */
+/* "/autogroup-N nice K" of process pid: K, or -100. */
+static int autogroup_nice_of(pid_t pid)
+{
+    return proc_number(pid, "autogroup", -100);
+}
+
+/* /proc/PID/oom_score_adj, or -10000. */
 static int oom_score_adj_of(pid_t pid)
 {
-    char path[64];
-    FILE *f;
-    int v = -10000;
-
-    snprintf(path, sizeof(path), "/proc/%ld/oom_score_adj", (long)pid);
-    f = fopen(path, "r");
-    if (f != NULL) {
-        if (fscanf(f, "%d", &v) != 1)
-            v = -10000;
-        fclose(f);
-    }
-    return v;
+    return proc_number(pid, "oom_score_adj", -10000);
 }
 
 static int autogroup_nice(void)
