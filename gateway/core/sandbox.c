@@ -170,6 +170,15 @@ static void call_arg_not_negative(struct prog *p, int nr, unsigned i)
 static struct prog prog;  /* gw_sandbox_prepare's; read-only once built */
 static int prepared = -1; /* its outcome: -1 not yet, 0 built, else errno */
 
+bool gw_sandbox_keeps_stderr(void)
+{
+#ifdef SB_ASAN
+    return true;
+#else
+    return false;
+#endif
+}
+
 int gw_sandbox_prepare(int fd)
 {
     static const uint32_t zero[] = {0}, dumpable[] = {PR_GET_DUMPABLE};

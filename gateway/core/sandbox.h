@@ -34,8 +34,14 @@
 #ifndef GW_SANDBOX_H
 #define GW_SANDBOX_H
 
+#include <stdbool.h>
+
 int gw_sandbox_prepare(int fd);
 int gw_sandbox_enter(void);
+
+/* Whether the filter lets descriptor 2 be written: true only in a build with AddressSanitizer,
+ * whose reports the process keeps its stderr for. */
+bool gw_sandbox_keeps_stderr(void);
 
 /* For tests: gw_sandbox_prepare (and so gw_sandbox_enter) installs nothing and returns err (0: back
  * to normal). Inherited by processes forked afterwards. */

@@ -320,6 +320,23 @@ static int helper_setup(int fd, pid_t parent, const char *name)
     return 3;
 }
 
+/* The worker process's stdio becomes /dev/null (stderr stays in a build with AddressSanitizer, for
+ * its reports): under the filter it could not use it, and where the filter is refused and not
+ * required, code that took the process over could otherwise write lines into the gateway's log
+ * (the journal) or read the gateway's stdin (a terminal, when run by hand). */
+static void stdio_to_null(void)
+{
+    int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+
+    if (null < 0)
+        _exit(1);
+    for (int i = 0; i < 3; i++)
+        if (i != null && !(i == 2 && gw_sandbox_keeps_stderr()) && dup2(null, i) != i)
+            _exit(1);
+    if (null > 2)
+        (void)close(null);
+}
+
 /* The worker process: nothing of the gateway's is used but the shared slots and its socket. Its
  * set-up is done before the system-call filter goes on (the filter refuses open, setsid,
  * scheduling changes and new threads); its threads are created next (inheriting the first's
@@ -334,6 +351,7 @@ static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t paren
     int err;
 
     fd = helper_setup(fd, parent, "waygated-work");
+    stdio_to_null();
     memset(&hello, 0, sizeof(hello));
     hello.ag_err = lower_group_priority();
     join_cgroup(w->cgroup, &hello);

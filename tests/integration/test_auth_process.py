@@ -128,6 +128,8 @@ def test_hashing_runs_in_a_process_of_its_own(stack):
     fds = sorted(int(fd) for fd in os.listdir("/proc/%d/fd" % pid))
     assert fds == [0, 1, 2, 3], fds
     assert os.readlink("/proc/%d/fd/3" % pid).startswith("socket:")
+    # stdio leads nowhere: not the gateway's log, not its terminal
+    assert [os.readlink("/proc/%d/fd/%d" % (pid, fd)) for fd in (0, 1, 2)] == ["/dev/null"] * 3
     with open("/proc/%d/status" % pid) as f:
         status = dict(line.split(":", 1) for line in f.read().splitlines() if ":" in line)
     assert int(status["Uid"].split()[0]) == os.stat("/proc/%d" % gw).st_uid

@@ -147,6 +147,18 @@ static int open_fds(int limit)
     return n;
 }
 
+/* Where descriptor fd of process pid leads ("" when it is not open). */
+static const char *fd_target(pid_t pid, int fd, char *buf, size_t size)
+{
+    char path[64];
+    ssize_t n;
+
+    snprintf(path, sizeof(path), "/proc/%ld/fd/%d", (long)pid, fd);
+    n = readlink(path, buf, size - 1);
+    buf[n < 0 ? 0 : n] = '\0';
+    return buf;
+}
+
 /* This process's descriptor limit, at most 2^20 (what open_fds looks below). */
 static int fd_limit(void)
 {
@@ -409,7 +421,13 @@ static void test_worker_process_yields_and_holds_nothing(void **state)
     assert_int_equal(it.sid, it.pid); /* a session (and so an autogroup) of its own */
     assert_int_equal(it.policy, SCHED_IDLE);
     assert_int_equal(it.dumpable, 0);
-    assert_int_equal(it.fds, 4);                      /* stdio and its socket */
+    assert_int_equal(it.fds, 4);     /* stdio and its socket */
+    for (int fd = 0; fd < 3; fd++) { /* stdio leads nowhere (stderr: the sanitizer's, if any) */
+        char target[64];
+
+        if (fd < 2 || !gw_sandbox_keeps_stderr())
+            assert_string_equal(fd_target(it.pid, fd, target, sizeof(target)), "/dev/null");
+    }
     assert_int_equal(oom_score_adj_of(it.pid), 1000); /* the OOM killer's first choice */
     /* Where the kernel groups by session, that group is the weakest; checked as root only (the
      * kernel rate-limits the change for others, and the process carries on without it). */
@@ -884,16 +902,10 @@ static void test_no_descriptor_left(void **state)
 /* Whether descriptors 0-2 of process pid are /dev/null and 3 a socket. */
 static bool stdio_null(pid_t pid)
 {
-    char path[64], target[64];
+    char target[64];
 
     for (int fd = 0; fd < 4; fd++) {
-        ssize_t n;
-
-        snprintf(path, sizeof(path), "/proc/%ld/fd/%d", (long)pid, fd);
-        n = readlink(path, target, sizeof(target) - 1);
-        if (n < 0)
-            return false;
-        target[n] = '\0';
+        fd_target(pid, fd, target, sizeof(target));
         if (fd < 3 ? strcmp(target, "/dev/null") != 0 : strncmp(target, "socket:", 7) != 0)
             return false;
     }
