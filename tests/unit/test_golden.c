@@ -3,12 +3,13 @@
  * data/golden/keyring is a keyring of both suites holding TEST KEYS (published here: never
  * deploy it); data/golden/record_aes.txt and record_sm.txt are one record each, every column as
  * the store writes it, sealed by `test_golden --write DIR` (the build named in their first
- * line). Every later build must open them to the same clear values, compute the same blind
- * indexes (lookups of stored records) and the same content MAC (a retried Submit recognised as
- * the same waybill): a change of AADs, MAC encodings, key wrapping, key derivation or blind
- * indexes that would strand the records already in a database turns this test red. Never
- * rewrite a fixture to make it pass: a deliberate new format gets a new MAC version and a
- * fixture of its own beside these.
+ * line); record_aes_v1.txt is the same waybill sealed by 473a373, the last build that wrote
+ * content MAC version 1 (its first lines say how). Every later build must open them to the same
+ * clear values, compute the same blind indexes (lookups of stored records) and the same content MAC
+ * (a retried Submit recognised as the same waybill): a change of AADs, MAC encodings, key wrapping,
+ * key derivation or blind indexes that would strand the records already in a database turns this
+ * test red. Never rewrite a fixture to make it pass: a deliberate new format gets a new MAC version
+ * and a fixture of its own beside these.
  *
  * Fixture lines: `col NAME HEX` (a clear column of the waybill table, gw_rec_value's canonical
  * bytes), `ct COLUMN HEX` (a sealed column), `clear COLUMN HEX` (what it opens to); `-` for SQL
@@ -431,6 +432,32 @@ static void test_sm_record_of_an_earlier_build(void **state)
     check_suite(*state, GW_SUITE_SM, "record_sm.txt");
 }
 
+/* A record of content MAC version 1, sealed by 473a373's own gw_seal_waybill before the record MAC
+ * existed (a database of that time holds such rows, mac_version 1 and record_mac NULL after the
+ * migration): it still opens, its blind indexes are this build's, and its MAC still guards it (a
+ * covered clear column changed, or the row relabelled as version 2, is DATA_LOSS). */
+static void test_aes_record_of_mac_version_1(void **state)
+{
+    struct fx *f = *state;
+    struct gw_str clear[GW_COL_COUNT];
+    struct golden g;
+    char path[512];
+    int bad = 0;
+
+    check_suite(f, GW_SUITE_AES, "record_aes_v1.txt");
+    snprintf(path, sizeof(path), "%s/golden/record_aes_v1.txt", data_dir());
+    golden_read(path, &g);
+    assert_int_equal(g.row.mac_version, GW_RECORD_MAC_V1);
+    g.row.dest_region_code = "310102";
+    assert_int_equal(gw_unseal_waybill(f->cx, f->kr, &g.row, f->a, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_CONTENT);
+    g.row.dest_region_code = "310101";
+    assert_int_equal(gw_unseal_waybill(f->cx, f->kr, &g.row, f->a, clear, &bad), 0);
+    g.row.mac_version = GW_RECORD_MAC_V2;
+    assert_int_equal(gw_unseal_waybill(f->cx, f->kr, &g.row, f->a, clear, &bad), GW_EDATALOSS);
+    golden_free(&g);
+}
+
 /* Every key of the fixtures' keyring is listed as published (keyring_file.c), so that no load
  * but this test's accepts it: a new fixture set whose keys are not listed is red here. */
 static void test_keys_published(void **state)
@@ -549,6 +576,7 @@ int main(int argc, char **argv)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_aes_record_of_an_earlier_build),
         cmocka_unit_test(test_sm_record_of_an_earlier_build),
+        cmocka_unit_test(test_aes_record_of_mac_version_1),
         cmocka_unit_test(test_keys_published),
     };
 
