@@ -31,6 +31,7 @@ struct parse {
     bool set_view[GW_POLICY_NROLES][GW_COL_COUNT];
     bool set_level[GW_POLICY_NROLES], set_reveal_fields[GW_POLICY_NROLES];
     bool set_limit[GW_POLICY_NROLES][5];
+    unsigned limits_line[GW_POLICY_NROLES]; /* where [limits.<role>] opened */
     struct gw_policy *pol;
 };
 
@@ -190,6 +191,8 @@ static int section_line(struct parse *ps, const char *s, size_t n)
     }
     seen[role] = true;
     ps->role = role;
+    if (ps->kind == SEC_LIMITS)
+        ps->limits_line[role] = ps->line;
     return 0;
 unknown:
     ps->kind = SEC_NONE;
@@ -372,6 +375,19 @@ int gw_policy_parse(const char *text, size_t len, const char *name,
         if (ln == 0 || s[0] == ';')
             continue;
         rc = s[0] == '[' ? section_line(ps, s, ln) : key_line(ps, s, ln);
+    }
+    /* a throttle with no window would forget every look-up at once: fail closed at load */
+    for (int r = 0; rc == 0 && gw_policy_roles[r] != NULL; r++) {
+        const struct gw_policy_limits *l = &ps->pol->limits[r];
+
+        if (l->lookups_per_window > 0 && l->lookup_window_s == 0) {
+            if (err != NULL && errsz > 0)
+                snprintf(err, errsz,
+                         "%s:%u: [limits.%s] lookup_window_s: must be at least 1 when "
+                         "lookups_per_window is above 0",
+                         ps->name, ps->limits_line[r], gw_policy_roles[r]);
+            rc = GW_EINVAL;
+        }
     }
     if (rc != 0) {
         gw_policy_free(ps->pol);

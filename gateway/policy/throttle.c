@@ -125,7 +125,8 @@ enum gw_throttle_verdict gw_throttle_check(struct gw_throttle *t, const char *wh
 
     if (incident != NULL)
         *incident = false;
-    if (t == NULL || who == NULL || who[0] == '\0' || strlen(who) >= GW_THROTTLE_WHO_MAX)
+    if (t == NULL || who == NULL || who[0] == '\0' || strlen(who) >= GW_THROTTLE_WHO_MAX ||
+        window_s == 0) /* no window would forget every key at once: nothing is allowed */
         return GW_THROTTLE_OVER;
     w = find(t, who, window_s, now_s);
     if (w == NULL)

@@ -31,9 +31,9 @@ enum gw_throttle_verdict {
 };
 
 /* Records that principal `who` looked up `key` at now_s (seconds, monotonic). limit: distinct
- * keys per window_s seconds (0: nothing allowed). On GW_THROTTLE_OVER, *incident (may be NULL)
- * is true for the first refusal of the window (the caller records one incident per window, not
- * one per call). */
+ * keys per window_s seconds (either 0: nothing allowed). On GW_THROTTLE_OVER, *incident (may be
+ * NULL) is true for the first refusal of the window (the caller records one incident per window,
+ * not one per call). */
 enum gw_throttle_verdict gw_throttle_check(struct gw_throttle *t, const char *who,
                                            const uint8_t key[GW_THROTTLE_KEY_LEN], uint32_t limit,
                                            uint32_t window_s, uint64_t now_s, bool *incident);

@@ -79,6 +79,14 @@ static void each_refusal_names_file_and_line(void **state)
             "reveals_per_day, lookups_per_window, lookup_window_s or search_limit_max)");
     refused("[limits.courier]\nlookup_window_s = 60\nlookup_window_s = 60\n",
             "t.conf:3: [limits.courier] lookup_window_s: duplicate key");
+    /* a throttle without a window would forget every look-up at once (it failed open) */
+    refused("[limits.courier]\nlookups_per_window = 200\n",
+            "t.conf:1: [limits.courier] lookup_window_s: must be at least 1 when "
+            "lookups_per_window is above 0");
+    refused("[levels]\n[limits.branch_clerk]\nlookups_per_window = 1\nlookup_window_s = 0\n",
+            "t.conf:2: [limits.branch_clerk] lookup_window_s: must be at least 1 when "
+            "lookups_per_window is above 0");
+    gw_policy_free(parse_ok("[limits.courier]\nlookups_per_window = 0\n"));
     refused("[reveal.courier]\nfields = recipient.phone, recipient.fone\n",
             "t.conf:2: [reveal.courier] fields: unknown field recipient.fone");
     refused("[reveal.courier]\nfields = recipient.phone, recipient.phone\n",
@@ -315,7 +323,7 @@ static void file_sets_views_reveals_and_limits(void **state)
                                    "fields =\n"
                                    "[limits.backend]\n"
                                    "lookups_per_window = 1000000000\n"
-                                   "lookup_window_s = 0\n");
+                                   "lookup_window_s = 1\n");
     struct gw_policy_limits l;
 
     (void)state;
@@ -331,7 +339,7 @@ static void file_sets_views_reveals_and_limits(void **state)
     }
     gw_policy_limits(p, "backend", &l);
     assert_int_equal(l.lookups_per_window, 1000000000u);
-    assert_int_equal(l.lookup_window_s, 0);
+    assert_int_equal(l.lookup_window_s, 1);
     assert_int_equal(l.reveals_per_hour, 0);
     /* method permissions stay the built-in ones whatever the file */
     assert_non_null(gw_policy_method_rule(p, "/waygate.v1.WaybillQuery/Get"));

@@ -55,7 +55,7 @@ static void limit_repeat_and_one_incident_per_window(void **state)
     gw_throttle_free(t);
 }
 
-static void zero_limit_allows_nothing(void **state)
+static void zero_limit_or_window_allows_nothing(void **state)
 {
     struct gw_throttle *t = gw_throttle_new(2, 10);
     uint8_t k[GW_THROTTLE_KEY_LEN];
@@ -66,6 +66,11 @@ static void zero_limit_allows_nothing(void **state)
     assert_int_equal(gw_throttle_check(t, "cert:x", k, 0, 60, 5, &inc), GW_THROTTLE_OVER);
     assert_int_equal(gw_throttle_check(t, "", k, 10, 60, 5, &inc), GW_THROTTLE_OVER);
     assert_int_equal(gw_throttle_check(NULL, "cert:x", k, 10, 60, 5, &inc), GW_THROTTLE_OVER);
+    /* no window: every key would be forgotten at once, so the limit would never be reached */
+    for (unsigned i = 0; i < 3; i++) {
+        key(k, 100 + i);
+        assert_int_equal(gw_throttle_check(t, "cert:y", k, 2, 0, 5 + i, &inc), GW_THROTTLE_OVER);
+    }
     gw_throttle_free(t);
 }
 
@@ -101,7 +106,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(limit_repeat_and_one_incident_per_window),
-        cmocka_unit_test(zero_limit_allows_nothing),
+        cmocka_unit_test(zero_limit_or_window_allows_nothing),
         cmocka_unit_test(bounded_principals_and_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
