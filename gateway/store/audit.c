@@ -513,7 +513,11 @@ static void recover(struct gw_audit *a)
                                   "VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING";
     static const char get_head[] = "SELECT seq, hash, at_us FROM audit_record WHERE chain = $1 "
                                    "ORDER BY seq DESC LIMIT 1";
-    static const char get_ckpt[] = "SELECT max(seq) FROM audit_checkpoint WHERE chain = $1";
+    /* only a checkpoint over a stored record, its hash included: a planted row beyond the head
+     * (seq 10^15) would otherwise stop this writer from ever signing again */
+    static const char get_ckpt[] = "SELECT max(c.seq) FROM audit_checkpoint c JOIN audit_record r "
+                                   "ON r.chain = c.chain AND r.seq = c.seq AND r.hash = "
+                                   "c.head_hash WHERE c.chain = $1";
     const char *cv[1] = {a->chain};
     const char *kv[3] = {a->key_id, (const char *)a->pub, gw_sign_alg_name(a->key.alg)};
     const int kl[3] = {0, (int)a->publen, 0}, kf[3] = {0, 1, 0};

@@ -64,6 +64,9 @@ def record(stack):
     return w, rid
 
 
+AUDIT_COLS = "(chain, seq, at_us, actor, action, outcome, confidential, prev_hash, hash)"
+ZERO32 = "decode(repeat('00', 32), 'hex')"
+
 # (name, SQL, SQLSTATE, message pattern): what the gateway's role must not do.
 GATEWAY_REFUSED = [
     ("delete_incident", "DELETE FROM incident",
@@ -104,6 +107,23 @@ GATEWAY_REFUSED = [
      "VALUES (1, '{rid}', now())", "42501", r"^permission denied for table outbox$"),
     ("insert_outbox_delivery_id", "INSERT INTO outbox (kind, waybill_id, delivery_id) "
      "VALUES (1, '{rid}', gen_random_uuid())", "42501", r"^permission denied for table outbox$"),
+    # sql/019: the gateway writes only gateway chains; waygatectl's chain 'ctl' is not its to
+    # extend (a planted record there would be signed over by the CLI's next checkpoint)
+    ("audit_record_into_ctl_chain", "INSERT INTO audit_record " + AUDIT_COLS +
+     " VALUES ('ctl', 1000000, 0, 'alice', 'account.disable', 'ok', false, " + ZERO32 + ", " +
+     ZERO32 + ")", "42501",
+     r'^new row violates row-level security policy for table "audit_record"$'),
+    ("audit_checkpoint_on_ctl_chain", "INSERT INTO audit_checkpoint (chain, seq, head_hash, "
+     "at_us, key_id, signature) SELECT 'ctl', 1000000, " + ZERO32 + ", 0, key_id, "
+     "decode(repeat('11', 64), 'hex') FROM audit_key LIMIT 1", "42501",
+     r'^new row violates row-level security policy for table "audit_checkpoint"$'),
+    ("audit_chain_of_the_cli", "INSERT INTO audit_chain (id, kind) VALUES ('ctl-2', 'ctl')",
+     "42501", r'^new row violates row-level security policy for table "audit_chain"$'),
+    # a negative count would be encoded as absent: two values, one hash
+    ("audit_negative_count", "INSERT INTO audit_record " + AUDIT_COLS[:-1] + ", count) "
+     "SELECT id, 1000000, 0, 'clerk_a', 'search.phone', 'ok', false, " + ZERO32 + ", " +
+     ZERO32 + ", -5 FROM audit_chain WHERE kind = 'gateway' LIMIT 1", "23514",
+     r'violates check constraint "audit_record_count_check"'),
 ]
 
 
@@ -128,6 +148,16 @@ CLI_REFUSED = [
     ("delete_segment", "DELETE FROM segment", r"^permission denied for table segment$"),
     ("alter_table", "ALTER TABLE incident ADD COLUMN note text",
      r"^must be owner of table incident$"),
+    # sql/019: the CLI writes only its own chain, and changes no chain row (its UPDATE is for
+    # the row lock alone)
+    ("audit_record_into_gateway_chain", "INSERT INTO audit_record " + AUDIT_COLS +
+     " SELECT id, 1000000, 0, 'secadmin', 'lawful.read', 'ok', false, " + ZERO32 + ", " +
+     ZERO32 + " FROM audit_chain WHERE kind = 'gateway' LIMIT 1",
+     r'^new row violates row-level security policy for table "audit_record"$'),
+    ("audit_chain_of_a_gateway", "INSERT INTO audit_chain (id, kind) VALUES ('gw-2', 'gateway')",
+     r'^new row violates row-level security policy for table "audit_chain"$'),
+    ("relabel_own_chain", "UPDATE audit_chain SET kind = 'gateway' WHERE id = 'ctl'",
+     r"^the audit trail is append-only: UPDATE on audit_chain refused$"),
 ]
 
 
@@ -138,6 +168,16 @@ def test_cli_role_refused(stack, record, name, sql, pattern):
     got_state, message = refusal(stack.pguri, sql.format(rid=rid))
     assert (got_state, bool(re.search(pattern, message))) == ("42501", True), (name, message)
     assert snapshot(stack, rid) == before
+
+
+def test_cli_cannot_relabel_a_gateway_chain(stack):
+    """Relabelling a gateway's chain as 'ctl' (which made the gateway refuse to write it, so
+    that every audited action failed) finds no row the CLI's role may change."""
+    before = stack.psql("SELECT id, kind FROM audit_chain ORDER BY id")
+    assert any(line.endswith("|gateway") for line in before), before
+    r = as_role(stack.pguri, "UPDATE audit_chain SET kind = 'ctl' WHERE kind = 'gateway'")
+    assert r.returncode == 0, r.stderr
+    assert stack.psql("SELECT id, kind FROM audit_chain ORDER BY id") == before
 
 
 def test_roles_and_ownership(stack):

@@ -218,6 +218,19 @@ static struct gw_audit *writer(const char *chain, uint32_t every, uint32_t ms)
     return writer_alg(chain, every, ms, GW_SIGN_ED25519);
 }
 
+/* Writes n records r through a, one at a time, each committed. */
+static void write_records(struct gw_audit *a, const struct gw_audit_rec *r, int n)
+{
+    struct outcome o[2] = {{0}, {.err = 12345}};
+
+    for (int i = 0; i < n; i++) {
+        o[0] = (struct outcome){0};
+        assert_int_equal(gw_audit_write(a, NULL, 0, r, 1, done_cb, &o[0], NULL), 0);
+        assert_true(run_until(all_done, o, 10000));
+        assert_int_equal(o[0].err, 0);
+    }
+}
+
 static struct gw_audit_rec rec(const char *action, const char *object)
 {
     return (struct gw_audit_rec){.actor = "clerk_a",
@@ -361,19 +374,13 @@ static void test_head_recovered(void **state)
 static void test_checkpoints(void **state)
 {
     struct gw_audit *a;
-    struct outcome o[2] = {{0}, {.err = 12345}};
     struct gw_audit_rec r = rec("search.phone", "bidx");
 
     (void)state;
     if (!pg_ok)
         skip();
     a = writer("t-ckpt", 2, 60000);
-    for (int i = 0; i < 3; i++) {
-        o[0] = (struct outcome){0};
-        assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[0], NULL), 0);
-        assert_true(run_until(all_done, o, 10000));
-        assert_int_equal(o[0].err, 0);
-    }
+    write_records(a, &r, 3);
     assert_int_equal(verify_chain("t-ckpt"), 4);
     assert_int_equal(verify_checkpoints("t-ckpt"), 2);
     assert_int_equal(scalar("SELECT max(seq) FROM audit_checkpoint WHERE chain = 't-ckpt'"), 4);
@@ -393,24 +400,45 @@ static void test_checkpoints(void **state)
     gw_audit_free(a);
 }
 
+/* A checkpoint row planted far beyond the head (seq 10^15, a junk signature: anyone who may insert
+ * into audit_checkpoint) does not count as this writer's last checkpoint: it goes on signing
+ * every 2 records. Only a checkpoint over a stored record with its hash is taken at start. */
+static void test_planted_checkpoint_ignored(void **state)
+{
+    struct gw_audit *a;
+    struct gw_audit_rec r = rec("search.phone", "bidx");
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-plant", 1000, 60000); /* registers the chain and its key; gateway.start */
+    gw_audit_free(a);
+    exec_ok("INSERT INTO audit_checkpoint (chain, seq, head_hash, at_us, key_id, signature) "
+            "SELECT 't-plant', 1000000000000000, decode(repeat('00', 32), 'hex'), 0, key_id, "
+            "decode(repeat('11', 64), 'hex') FROM audit_key LIMIT 1");
+    a = writer("t-plant", 2, 60000); /* its gateway.start is seq 2: a checkpoint is due */
+    write_records(a, &r, 2);
+    assert_int_equal(verify_chain("t-plant"), 4);
+    assert_int_equal(verify_checkpoints("t-plant"),
+                     2); /* at 2 and 4; the planted one is no one's */
+    assert_int_equal(scalar("SELECT max(c.seq) FROM audit_checkpoint c JOIN audit_record r "
+                            "USING (chain, seq) WHERE c.chain = 't-plant'"),
+                     4);
+    gw_audit_free(a);
+}
+
 /* Under the sm suite the checkpoints are SM2 (issue 11): the key stored is the 65-byte point with
  * algorithm 'sm2', the signatures DER, and they verify; the chain itself is unchanged. */
 static void test_sm2_checkpoints(void **state)
 {
     struct gw_audit *a;
-    struct outcome o[2] = {{0}, {.err = 12345}};
     struct gw_audit_rec r = rec("search.phone", "bidx");
 
     (void)state;
     if (!pg_ok)
         skip();
     a = writer_alg("t-sm2", 2, 60000, GW_SIGN_SM2);
-    for (int i = 0; i < 3; i++) {
-        o[0] = (struct outcome){0};
-        assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[0], NULL), 0);
-        assert_true(run_until(all_done, o, 10000));
-        assert_int_equal(o[0].err, 0);
-    }
+    write_records(a, &r, 3);
     assert_int_equal(verify_chain("t-sm2"), 4);
     assert_int_equal(verify_checkpoints("t-sm2"), 2);
     assert_int_equal(scalar("SELECT count(*) FROM audit_checkpoint c JOIN audit_key k USING "
@@ -532,10 +560,15 @@ static int group_teardown(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_chain_written),   cmocka_unit_test(test_failing_entry_fails_alone),
-        cmocka_unit_test(test_head_recovered),  cmocka_unit_test(test_checkpoints),
-        cmocka_unit_test(test_sm2_checkpoints), cmocka_unit_test(test_shared_chain_never_forks),
-        cmocka_unit_test(test_cancel),          cmocka_unit_test(test_append_only),
+        cmocka_unit_test(test_chain_written),
+        cmocka_unit_test(test_failing_entry_fails_alone),
+        cmocka_unit_test(test_head_recovered),
+        cmocka_unit_test(test_checkpoints),
+        cmocka_unit_test(test_sm2_checkpoints),
+        cmocka_unit_test(test_shared_chain_never_forks),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_append_only),
+        cmocka_unit_test(test_planted_checkpoint_ignored),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
