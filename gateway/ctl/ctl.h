@@ -19,6 +19,7 @@ int gw_ctl_migrate(int argc, char **argv);
 
 /* waygatectl routes add|list|remove: destination region code -> delivering branch (scope). */
 int gw_ctl_routes(int argc, char **argv);
+int gw_ctl_retention(int argc, char **argv);
 
 /* waygatectl segments issue|list: the waybill-number segments issued to branches (Art. 18). */
 int gw_ctl_segments(int argc, char **argv);

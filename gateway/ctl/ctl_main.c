@@ -28,6 +28,8 @@ static const struct ctl_cmd commands[] = {
     {"migrate", gw_ctl_migrate,
      "apply the schema migrations as the owner (--db or $WAYGATE_PGURI_OWNER)"},
     {"report", gw_ctl_report, "the monthly regulator report, JSON or CSV (Art. 17, 26, 37)"},
+    {"retention", gw_ctl_retention,
+     "the retention floor: the shortest period the database lets a sweep destroy by (Art. 26)"},
     {"routes", gw_ctl_routes, "add, list and remove routes: region code -> delivering branch"},
     {"principals", gw_ctl_principals,
      "client certificates as principals: add, list, disable (Art. 31)"},

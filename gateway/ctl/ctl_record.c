@@ -32,6 +32,7 @@ static const struct {
     {"accounts.disable", "account.disable"},
     {"routes.add", "route.add"},
     {"routes.remove", "route.remove"},
+    {"retention.floor", "retention.floor"},
 };
 
 static bool suite_chosen;

@@ -64,10 +64,14 @@ static void destroyed_cb(void *arg, int err, int64_t seq, const struct gw_db_res
     struct gw_retention *r = arg;
 
     (void)seq;
-    (void)res;
     r->areq = NULL;
     if (err != 0) {
-        retry(r, err, "a retention batch was not destroyed");
+        /* sql/020: the period asked is below the floor that waygatectl keeps */
+        bool floor = res != NULL && res->sqlstate != NULL && strcmp(res->sqlstate, "WR001") == 0;
+        retry(r, err,
+              floor ? "a retention batch was refused: [compliance] retention_days is below the "
+                      "database's retention floor (waygatectl retention floor)"
+                    : "a retention batch was not destroyed");
         return;
     }
     r->st.batches++;

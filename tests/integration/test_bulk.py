@@ -514,8 +514,11 @@ def test_the_database_checks_every_destruction(stack, people):
     approve(people, pending.request_id)  # approved, but not claimed by a run
     assert "not an approved destruction" in gateway_sql_refused(
         stack, "SELECT bulk_destroy('%s', 'x', 1)" % pending.request_id)
-    # a young record is not past any retention; a zero retention is refused
+    # a young record is not past any retention; a zero retention is refused, and one below the
+    # floor (sql/020; test_retention.py has the rest)
     assert "not every record is past its retention" in gateway_sql_refused(
+        stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 1095, 'x', 'test')" % rid)
+    assert "below the floor of 1095 days" in gateway_sql_refused(
         stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 1, 'x', 'test')" % rid)
     assert "at least one day" in gateway_sql_refused(
         stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 0, 'x', 'test')" % rid)

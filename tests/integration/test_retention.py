@@ -12,11 +12,12 @@ import os
 import signal
 import socket
 import subprocess
+import time
 
 import grpc
 import pytest
 
-from conftest import BUILD, wait_for
+from conftest import BUILD, PGBIN, wait_for
 from query_data import get, new_waybill, refusal, submit
 
 OLD_PICKUP = 1646100000  # 2022-03-01, more than the default 1095 days before the test runs
@@ -42,13 +43,13 @@ def old_and_young(stack):
     return old, young
 
 
-def sweeping_gateway(stack):
+def sweeping_gateway(stack, days=1095, chain="gw-retention-test"):
     """A second waygated whose retention sweep runs at start, then hourly, in batches of BATCH."""
     port = free_port()
     conf = os.path.join(stack.dir, "waygated-retention.conf")
     lines = stack.config_for(port).splitlines()
-    lines += ["", "[compliance]", "retention_days = 1095", "retention_sweep_ms = 3600000",
-              "retention_batch = %d" % BATCH, "", "[audit]", "chain = gw-retention-test"]
+    lines += ["", "[compliance]", "retention_days = %d" % days, "retention_sweep_ms = 3600000",
+              "retention_batch = %d" % BATCH, "", "[audit]", "chain = %s" % chain]
     with open(conf, "w") as f:
         f.write("\n".join(lines) + "\n")
     log = open(os.path.join(stack.dir, "waygated-retention.log"), "ab")
@@ -108,3 +109,67 @@ def test_retention_destroys_old_records_in_batches_with_records(stack, old_and_y
                         "ORDER BY seq")
     assert [int(a.split("|")[0]) for a in audits] == counts
     assert all(a.split("|")[1:] == ["older than 1095 days", "Art. 26", "ok"] for a in audits)
+
+
+def as_gateway(stack, sql):
+    """psql as the gateway's database role: (returncode, stdout, stderr)."""
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                        "ON_ERROR_STOP=1", "-d", stack.pguri_gateway, "-c", sql],
+                       capture_output=True, text=True, timeout=30)
+    return r.returncode, r.stdout, r.stderr
+
+
+def test_retention_floor_bounds_the_period_the_gateway_may_ask(stack):
+    """retention_destroy took its period from the caller: the gateway's role could destroy a
+    10-day-old record by asking for a 1-day retention. The period must now be at least the
+    floor (sql/020), which only waygatectl changes, recorded in admin_log and the audit chain."""
+    w = new_waybill(stack, "a")
+    w.pickup_time = int(time.time()) - 10 * 86400
+    rid = submit(stack, w)
+    destroy = "SELECT retention_destroy(ARRAY['%s']::uuid[], %%d, 'older than %%d days', " \
+              "'test')" % rid
+    assert stack.ctl("retention", "floor", "--db", stack.pguri).stdout.split("\t")[0] == "1095"
+    rc, _, err = as_gateway(stack, destroy % (1, 1))
+    assert rc != 0 and "below the floor of 1095 days" in err, err
+    # the gateway's role cannot lower the floor itself
+    rc, _, err = as_gateway(stack, "UPDATE retention_floor SET min_days = 1")
+    assert rc != 0 and "permission denied for table retention_floor" in err, err
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["1"]
+
+    for bad in ("0", "36501", "5x", ""):
+        r = stack.ctl("retention", "floor", bad, "--db", stack.pguri)
+        assert r.returncode == 2 and "DAYS must be a whole number from 1 to 36500" in r.stderr, \
+            (bad, r.stderr)
+    r = stack.ctl("retention", "floor", "5", "--by", "floor-test", "--db", stack.pguri)
+    assert r.returncode == 0 and r.stdout == "retention floor 5 days (was 1095)\n", r
+    try:
+        assert stack.psql("SELECT actor, object, detail FROM admin_log WHERE action = "
+                          "'retention.floor' ORDER BY id DESC LIMIT 1") == \
+            ["floor-test|5|was 1095"]
+        assert stack.psql("SELECT actor, object, detail, outcome FROM audit_record WHERE "
+                          "chain = 'ctl' AND action = 'retention.floor' ORDER BY seq DESC "
+                          "LIMIT 1") == ["floor-test|5|was 1095|ok"]
+        rc, _, err = as_gateway(stack, destroy % (4, 4))
+        assert rc != 0 and "below the floor of 5 days" in err, err
+        rc, out, err = as_gateway(stack, destroy % (5, 5))
+        assert rc == 0, err
+        assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["0"]
+    finally:
+        assert stack.ctl("retention", "floor", "1095", "--by", "floor-test",
+                         "--db", stack.pguri).returncode == 0
+
+
+def test_sweep_below_the_floor_is_refused_and_says_why(stack):
+    """A gateway configured with retention_days below the floor destroys nothing, and its log
+    names the cause (the database's message is never logged: it may quote values)."""
+    w = new_waybill(stack, "a")
+    w.pickup_time = int(time.time()) - 40 * 86400
+    rid = submit(stack, w)
+    proc, log, _ = sweeping_gateway(stack, days=30, chain="gw-retention-floor")
+    path = os.path.join(stack.dir, "waygated-retention.log")
+    try:
+        said = wait_for(lambda: "below the database's retention floor" in open(path).read(), 60)
+        assert said, "no log line names the floor"
+    finally:
+        stop(proc, log)
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["1"]
