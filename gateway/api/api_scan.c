@@ -9,6 +9,10 @@
  * the commit. A retry of an event whose waybill has left the scope since (a custodian's DEPARTED)
  * is still answered as the duplicate it is: outside the scope, an event with its own time is
  * looked up under every branch's scope, and anything but that very event stored is NOT_FOUND.
+ * An arrival at a waybill outside the scope is refused only as a missing number is (NOT_FOUND,
+ * word for word) whatever the reason (its pickup time, its transition, contention), and every
+ * NOT_FOUND of an arrival counts against the caller's lookup throttle, so that guessing is
+ * bounded: what an arrival may reveal is the existence its stored event records.
  * Invariant: the record's clear values (opened to authenticate it and to read its pickup time) live
  * only in the call's arena. */
 #include <stdio.h>
@@ -41,7 +45,8 @@ struct scan {
     int64_t asked, now, at;  /* the request's event_time, the receive time, the time recorded */
     struct gw_fault refusal; /* the transition's refusal, answered unless the event is a retry */
     int reads;
-    bool probe; /* outside the scope: only a retry of this very event is answered (OK) */
+    bool probe;   /* outside the scope: only a retry of this very event is answered (OK) */
+    bool outside; /* an arrival at a waybill that was outside the caller's scope when read */
 };
 
 static void cancel_cb(void *arg)
@@ -55,6 +60,17 @@ static void cancel_cb(void *arg)
 }
 
 static void read_waybill(struct scan *sc);
+
+/* NOT_FOUND, exactly as a number that does not exist is answered. An arrival reads the waybill
+ * under every branch's scope, so its answers are lookups like Get's: each one counts against the
+ * caller's lookup throttle (api_query.h), the answer for a missing number as much as for a
+ * refused arrival at a waybill outside the scope, or the throttle itself would tell them apart. */
+static void fail_not_found(struct scan *sc)
+{
+    if (sc->event == GW_SCAN_ARRIVED && !gw_api_throttle(sc->call, sc->bidx[0]))
+        return;
+    gw_call_fail(sc->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
+}
 
 static void stored_cb(void *arg, const struct gw_store_scan_result *r)
 {
@@ -85,7 +101,7 @@ static void stored_cb(void *arg, const struct gw_store_scan_result *r)
         gw_call_finish(sc->call, GW_GRPC_OK, NULL);
         return;
     case GW_STORE_SCAN_REFUSED:
-        if (sc->probe)
+        if (sc->probe || sc->outside)
             break;
         gw_call_finish_fault(sc->call, &sc->refusal);
         return;
@@ -94,14 +110,17 @@ static void stored_cb(void *arg, const struct gw_store_scan_result *r)
         if (sc->probe)
             break;
         if (sc->reads >= STALE_MAX) {
+            if (sc->outside) /* contention, too, would say that the waybill exists */
+                break;
             gw_call_fail(sc->call, GW_EUNAVAIL, "waybill_no", GW_RULE_SCAN_CONTENDED);
             return;
         }
         read_waybill(sc); /* another device's event came first: judge again */
         return;
     }
-    /* a probe that found no retry: outside the scope, exactly like a missing number */
-    gw_call_fail(sc->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
+    /* a probe that found no retry, or a refused arrival outside the scope: exactly like a
+     * missing number */
+    fail_not_found(sc);
 }
 
 /* The waybill's pickup time from its opened fields (0 when not recorded). */
@@ -126,6 +145,10 @@ static bool row_visible(struct scan *sc, int err, const struct gw_store_row *row
     struct gw_policy_record rec;
     int rc;
 
+    if (err == GW_ENOTFOUND) {
+        fail_not_found(sc);
+        return false;
+    }
     if ((sc->event != GW_SCAN_ARRIVED && !sc->probe) || err != 0)
         return gw_api_row_visible(sc->call, err, row, sc->number, sc->number_len, clear);
     rc = gw_api_open_row(sc->call, &row->w, sc->number, sc->number_len, clear);
@@ -142,7 +165,7 @@ static bool row_visible(struct scan *sc, int err, const struct gw_store_row *row
                                     .custody_branch = p->branch,
                                     .security_level = row->w.security_level};
     if (!gw_policy_in_scope(gw_call_policy(sc->call), p, &rec)) {
-        gw_call_fail(sc->call, GW_ENOTFOUND, "waybill_no", GW_RULE_NOT_IN_SCOPE);
+        fail_not_found(sc);
         return false;
     }
     return true;
@@ -170,10 +193,19 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     }
     if (!row_visible(sc, err, row, clear))
         return;
+    /* An arrival may be read outside the scope, but what its refusals say (its pickup time, that
+     * it was delivered) is the waybill's data: before it is stored, a caller outside the scope
+     * learns nothing that a missing number would not tell it (docs/threat-model.md). Once
+     * outside at a read of this call, judged outside for the rest of it. */
+    if (sc->event == GW_SCAN_ARRIVED && !gw_api_in_scope(sc->call, row))
+        sc->outside = true;
     /* (a probe judges nothing: only the very event, stored, is answered) */
     if (!sc->probe &&
         gw_scan_check_event(sc->event, sc->asked, sc->now, pickup_time(clear), &sc->at, &f) != 0) {
-        gw_call_finish_fault(sc->call, &f);
+        if (sc->outside)
+            fail_not_found(sc);
+        else
+            gw_call_finish_fault(sc->call, &f);
         return;
     }
     memset(&ev, 0, sizeof(ev));

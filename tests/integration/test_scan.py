@@ -15,8 +15,10 @@ only a sees it, until b takes custody."""
 import grpc
 import pytest
 
-from query_data import (PICKUP, call, get, new_waybill, nonexistent, refusal, reveal, search,
+from query_data import (GET, PICKUP, call, get, new_waybill, nonexistent, refusal, reveal, search,
                         submit)
+from test_query import second_gateway_of
+import waygate_proto
 
 RECORD_SCAN = "/waygate.v1.WaybillIntake/RecordScan"
 
@@ -89,6 +91,61 @@ def test_outside_scope_is_not_found_like_a_missing_number(stack):
     # an arrival of a number that does not exist is NOT_FOUND too
     assert refusal(lambda: scan(stack, nonexistent(stack, "a", 9), "ARRIVED",
                                 principal="courier_b")) == missing
+
+
+def test_arrival_outside_scope_refused_like_a_missing_number(stack):
+    """An arrival is read in any branch's scope, but until it is stored its refusals are the
+    waybill's data: for a caller outside the scope, an arrival dated before the pickup time and
+    one after DELIVERED are answered word for word as a missing number is, and store nothing;
+    the caller within the scope still hears the precise rule."""
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    missing = refusal(lambda: scan(stack, nonexistent(stack, "a", 11), "ARRIVED", PICKUP + 60,
+                                   principal="courier_b"))
+    assert missing == missing_answer(stack)
+    assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP - 60,
+                                principal="courier_b")) == missing
+    assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP - 60)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "event_time: is before the waybill's pickup time")
+    assert scan(stack, n, "DELIVERED", PICKUP + 120).status == "delivered"
+    assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP + 180,
+                                principal="courier_b")) == missing
+    assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP + 180)) == (
+        grpc.StatusCode.FAILED_PRECONDITION, "event: nothing but RETURNED may follow DELIVERED")
+    assert stack.psql("SELECT count(*) FROM scan WHERE waybill_id = '%s' AND branch = 'b'"
+                      % record) == ["0"]
+
+
+def test_arrival_not_found_counts_against_the_lookup_throttle(stack):
+    """Every NOT_FOUND of an arrival is a lookup (the courier's limit: 200 distinct numbers in
+    the window), a missing number's as much as a refused arrival's outside the scope: past the
+    limit both are refused alike, so the throttle tells them apart no more than NOT_FOUND
+    does. A second gateway: a throttle table of its own."""
+    pb = stack.pb
+    w, _ = unrouted(stack)
+    late, _ = unrouted(stack)
+    with second_gateway_of(stack) as addr:
+        ch = stack.channel("courier_b", addr=addr)
+
+        def arrive(number, at):
+            req = pb.intake.RecordScanRequest(waybill_no=number, event=ev(stack, "ARRIVED"),
+                                              event_time=at)
+            return refusal(lambda: waygate_proto.unary(ch, RECORD_SCAN, req,
+                                                       pb.intake.RecordScanResponse))
+
+        missing = missing_answer(stack)
+        for i in range(199):  # distinct numbers: all allowed
+            assert refusal(lambda: waygate_proto.unary(
+                ch, GET, pb.query.GetRequest(waybill_no=nonexistent(stack, "a", 1000 + i)),
+                pb.common.WaybillView)) == missing, i
+        assert arrive(w.waybill_no, PICKUP - 60) == missing  # the 200th
+        want = (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too many distinct waybills or phone numbers looked up (at most 200 in the "
+                "window); an incident was recorded")
+        assert arrive(nonexistent(stack, "a", 1500), PICKUP + 60) == want
+        assert arrive(late.waybill_no, PICKUP - 60) == want
+        # a number already looked up in the window is not a new lookup
+        assert arrive(w.waybill_no, PICKUP - 60) == missing
 
 
 def test_transitions(stack):
