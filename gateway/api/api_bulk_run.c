@@ -1,8 +1,13 @@
 /* api_bulk_run.c: Compliance/RunBulk (Art. 37): runs an approved bulk request once, by its
  * requester, before its approval expires (else FAILED_PRECONDITION and a refused bulk.run record).
  *
- * Export or copy: the request is marked executed and its bulk.run record committed in one
- * transaction before any row is read (fail closed). Then the selected waybills are read a page
+ * Export or copy: the selection is frozen at what was approved: the stored selector over the
+ * records accepted no later than the request (store_bulk.h), counted first; a run that would
+ * select more than the approved record_count is refused (FAILED_PRECONDITION and a refused
+ * bulk.run record) before anything is released. Then the request is marked executed and its
+ * bulk.run record, with that count, committed in one transaction before any row is read (fail
+ * closed), and the stream stops with an error rather than release more records than the record
+ * counts (the scope may have grown since the count). Then the selected waybills are read a page
  * at a time (by id, within the bulk scope of policy.c), each authenticated, rendered exactly as
  * the requester's role sees it (gw_api_render_view_in: the role's view, never more), packed as a
  * WaybillView, base64-encoded and followed by its watermark tag (watermark.h), sealed to the
@@ -58,8 +63,9 @@ struct brun {
     char selector[160], detail[240];
     struct gw_bulk_sel sel;
     char sel_branch[32], sel_from[11], sel_to[11];
-    char *sel_ids; /* gw_malloc'd */
-    int64_t record_count;
+    char *sel_ids;        /* gw_malloc'd */
+    int64_t record_count; /* approved (counted at request time); a destruction's: at run time */
+    int64_t run_count;    /* an export's: what its bulk.run record counts, at most this many */
     uint8_t rcpt[GW_XSEAL_PUB_LEN];
     bool rcpt_given;
     uint8_t header[GW_XSEAL_HEADER_LEN];
@@ -328,6 +334,12 @@ static void rows_cb(void *arg, int err, const struct gw_store_row *rows, size_t 
             r->skipped++;
             continue;
         }
+        if (rc == 0 && r->records >= (uint64_t)r->run_count) {
+            /* a record the bulk.run record does not count (the scope grew since the count, or
+             * a late commit): stop rather than release it */
+            fail(r, GW_EPRECOND, "request_id", GW_RULE_BULK_RUN_OVER);
+            return;
+        }
         if (rc == 0)
             rc = gw_api_render_view_in(r->call, r->page, &rows[i].w, clear, &v);
         if (rc == 0)
@@ -501,7 +513,7 @@ static void start_export(struct brun *r)
     snprintf(r->detail, sizeof(r->detail), "kind=%s export=%s %s", r->op, r->export_id,
              r->selector);
     gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "ok");
-    rec.count = r->record_count; /* counted at request time; the stream reports what it sent */
+    rec.count = r->run_count; /* the frozen selection, counted now: the most the stream sends */
     rec.purpose = r->purpose;
     rec.legal_basis = r->legal_basis;
     rec.approval = r->id;
@@ -509,6 +521,25 @@ static void start_export(struct brun *r)
     rc = gw_audit_write(app->audit, &st.st, 1, &rec, 1, claimed_cb, r, &r->areq);
     if (rc != 0)
         fail(r, rc, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+}
+
+/* The frozen selection counted: never more than was approved. */
+static void counted_for_export_cb(void *arg, int err, int64_t count)
+{
+    struct brun *r = arg;
+
+    r->sreq = NULL;
+    if (err != 0) {
+        fail(r, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
+        return;
+    }
+    if (count > r->record_count) {
+        refuse(r, "selects more records than approved", GW_EPRECOND, "request_id",
+               GW_RULE_BULK_SELECTION_GREW);
+        return;
+    }
+    r->run_count = count;
+    start_export(r);
 }
 
 static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
@@ -556,7 +587,10 @@ static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
         fail(r, GW_EINVAL, "recipient_public_key", GW_RULE_BULK_RECIPIENT_KEY);
         return;
     }
-    start_export(r);
+    rc = gw_store_bulk_count_run(gw_call_app(r->call)->store, r->scope, r->id,
+                                 counted_for_export_cb, r, &r->sreq);
+    if (rc != 0)
+        fail(r, rc, NULL, rc == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
 }
 
 void gw_api_compliance_run_bulk(struct gw_call *call, const uint8_t *req, size_t len)

@@ -162,6 +162,11 @@ static const char *const rule_text[GW_RULE_COUNT] = {
                                    "an export or copy",
     [GW_RULE_BULK_SELECTION_CHANGED] = "the records selected changed while the destruction ran; "
                                        "nothing was destroyed",
+    [GW_RULE_BULK_SELECTION_GREW] = "selects more records than the approved record_count (the "
+                                    "selection grew since the request was counted); nothing was "
+                                    "released; request it again",
+    [GW_RULE_BULK_RUN_OVER] = "the run stopped before releasing more records than it recorded; "
+                              "request it again",
     [GW_RULE_BULK_FIELDS] = "field selection is not implemented: an export holds the role's "
                             "whole view",
     [GW_RULE_BULK_TOO_MANY_IDS] = "lists too many record ids (at most %)",

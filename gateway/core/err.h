@@ -194,6 +194,8 @@ enum gw_rule {
     GW_RULE_BULK_NOT_REQUESTER,
     GW_RULE_BULK_RECIPIENT_KEY,
     GW_RULE_BULK_SELECTION_CHANGED,
+    GW_RULE_BULK_SELECTION_GREW,
+    GW_RULE_BULK_RUN_OVER,
     GW_RULE_BULK_FIELDS,
     GW_RULE_BULK_TOO_MANY_IDS, /* (bound) */
     /* lawful access and the monthly report (Art. 16, 17) */

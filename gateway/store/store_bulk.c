@@ -40,7 +40,15 @@ struct gw_store_bulk_req {
     "(b.sel_to IS NULL OR w.pickup_day <= b.sel_to) AND "                                          \
     "(b.sel_ids IS NULL OR w.id = ANY(b.sel_ids))"
 
+/* What an export or copy run of bulk_request b selects: its stored selector, frozen at the
+ * records accepted no later than the request was stored, so that waybills submitted after the
+ * approval are not released under it. */
+#define SEL_RUN SEL_STORED " AND w.accepted_at <= b.requested_at"
+
 static const char count_sql[] = "SELECT count(*) FROM waybill w WHERE " SEL_PARAMS;
+
+static const char count_run_sql[] =
+    "SELECT count(*) FROM waybill w, bulk_request b WHERE b.id = $1::uuid AND " SEL_RUN;
 
 static const char load_sql[] =
     "SELECT id::text, operation, state, requester, requester_role, requester_branch, approver, "
@@ -123,6 +131,25 @@ int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_b
     vals[3] = sel->ids;
     gw_store_scope_stmt(&st[0], sv, scope);
     st[1] = (struct gw_db_stmt){.sql = count_sql, .nparams = 4, .values = vals};
+    if ((r = req_new(K_COUNT, arg)) == NULL)
+        return GW_ENOMEM;
+    r->cb.count = cb;
+    return start(s, r, st, 2, count_done_cb, out);
+}
+
+int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *id,
+                            gw_store_bulk_count_cb cb, void *arg, struct gw_store_bulk_req **out)
+{
+    const char *sv[1], *vals[1] = {id};
+    struct gw_db_stmt st[2];
+    struct gw_store_bulk_req *r;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || scope == NULL || id == NULL || cb == NULL)
+        return GW_EINVAL;
+    gw_store_scope_stmt(&st[0], sv, scope);
+    st[1] = (struct gw_db_stmt){.sql = count_run_sql, .nparams = 1, .values = vals};
     if ((r = req_new(K_COUNT, arg)) == NULL)
         return GW_ENOMEM;
     r->cb.count = cb;
@@ -236,7 +263,7 @@ int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, co
         return GW_EINVAL;
     gw_store_sql_add(&b, "SELECT ");
     gw_store_read_cols(&b);
-    gw_store_sql_add(&b, " FROM waybill w, bulk_request b WHERE b.id = $1::uuid AND " SEL_STORED
+    gw_store_sql_add(&b, " FROM waybill w, bulk_request b WHERE b.id = $1::uuid AND " SEL_RUN
                          " AND ($2::uuid IS NULL OR w.id > $2::uuid) ORDER BY w.id "
                          "LIMIT $3::integer");
     if (b.overflow)

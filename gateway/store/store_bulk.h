@@ -7,7 +7,9 @@
  *
  * A request's selector is stored with it; counting, exporting and destroying select by the
  * stored selector (the client never re-sends it). Selection: branch = the origin branch; from/to
- * = the pickup day (inclusive); ids = the record ids; every condition given must hold. */
+ * = the pickup day (inclusive); ids = the record ids; every condition given must hold. An export
+ * or copy run selects only the records accepted no later than the request was stored
+ * (accepted_at <= requested_at): the selection approved, not what matches by the time it runs. */
 #ifndef GW_STORE_BULK_H
 #define GW_STORE_BULK_H
 
@@ -56,8 +58,14 @@ int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_b
 /* Reads request id (UUID text). */
 int gw_store_bulk_load(struct gw_store *s, const char *id, gw_store_bulk_load_cb cb, void *arg,
                        struct gw_store_bulk_req **out) GW_MUST_CHECK;
+/* Counts the waybills an export or copy run of request id (UUID text) selects within scope: its
+ * stored selector, accepted no later than the request (the rows gw_store_bulk_rows pages). */
+int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *id,
+                            gw_store_bulk_count_cb cb, void *arg,
+                            struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* One page (at most limit rows, ordered by id, after `after` (UUID text) or from the start when
- * NULL) of the waybills request id selects within scope. */
+ * NULL) of the waybills an export or copy run of request id selects within scope (the stored
+ * selector, accepted no later than the request). */
 int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, const char *after,
                        uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
                        struct gw_store_bulk_req **out) GW_MUST_CHECK;

@@ -13,8 +13,10 @@ A destruction deletes the rows with their wrapped data keys and keeps a destruct
 Every step leaves its audit record."""
 
 import base64
+import datetime
 import hashlib
 import os
+import time
 
 import grpc
 import pytest
@@ -23,7 +25,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
-from query_data import GET, get, new_waybill, refusal, submit
+from query_data import GET, PICKUP, get, new_waybill, refusal, submit
 import waygate_proto
 
 REQUEST = "/waygate.v1.Compliance/RequestBulk"
@@ -487,6 +489,80 @@ def test_copy_is_sealed_and_watermarked_like_an_export(stack, people, records, t
     assert out.returncode == 0 and "(copy, 3 records selected)" in out.stdout
     assert audit_rows(stack, "bulk.run", r.request_id) == [
         "ok|%s|3|%s" % (stack.account(REQUESTER)[0], r.request_id)]
+
+
+def on_day(stack, t, n):
+    """n fresh waybills of branch a picked up at t: their ids."""
+    ids = []
+    for _ in range(n):
+        w = new_waybill(stack, "a")
+        w.pickup_time = t
+        ids.append(submit(stack, w))
+    return ids
+
+
+def day_request(people, day):
+    """An export of branch a's waybills picked up on day (YYYY-MM-DD), requested."""
+    pb = people.stack.pb.compliance
+    req = pb.RequestBulkRequest(operation=1, purpose="regulator inspection of one day",
+                                legal_basis="《邮政法》第三十五条; 监管检查 2026-17",
+                                destination="regulator audit workstation 3")
+    req.selector.branch = "a"
+    req.selector.from_day = day
+    req.selector.to_day = day
+    return people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
+
+
+def cst_day(t):
+    return (datetime.datetime.utcfromtimestamp(t) + datetime.timedelta(hours=8)).strftime(
+        "%Y-%m-%d")
+
+
+def test_export_releases_only_what_was_approved(stack, people):
+    """An approved export is frozen at the records accepted no later than its request: waybills
+    that match its selector but were submitted after the approval are not released, and the
+    bulk.run record counts exactly what was released. Each test its own pickup day, so no other
+    test's waybills match."""
+    pb = stack.pb
+    t = PICKUP - 17 * 86400
+    approved = on_day(stack, t, 4)
+    r = day_request(people, cst_day(t))
+    assert r.record_count == 4
+    approve(people, r.request_id)
+    time.sleep(1.1)  # accepted_at is the gateway's whole second: the next one is after the request
+    on_day(stack, t, 5)
+    priv, pub = keypair()
+    chunks = run(people, r.request_id, pub)
+    assert chunks[-1].last and chunks[-1].records_done == 4
+    _, plain = open_export(priv, b"".join(c.data for c in chunks))
+    _, rows = rows_of(plain)
+    got = [pb.common.WaybillView.FromString(base64.b64decode(x.split(" ")[0])).id for x in rows]
+    assert got == sorted(approved)
+    assert audit_rows(stack, "bulk.run", r.request_id) == [
+        "ok|%s|4|%s" % (stack.account(REQUESTER)[0], r.request_id)]
+
+
+def test_export_selecting_more_than_approved_is_refused(stack, people):
+    """Should the frozen selection still hold more records than were approved (here: the
+    request's time moved past later submissions, in SQL), the run is refused before anything is
+    released or the request is used, with a refused bulk.run record."""
+    t = PICKUP - 18 * 86400
+    on_day(stack, t, 2)
+    r = day_request(people, cst_day(t))
+    assert r.record_count == 2
+    approve(people, r.request_id)
+    on_day(stack, t, 1)
+    stack.psql("UPDATE bulk_request SET requested_at = now() + interval '1 hour' WHERE id = '%s'"
+               % r.request_id)
+    _, pub = keypair()
+    assert refusal(lambda: run(people, r.request_id, pub)) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "request_id: selects more records than the approved record_count (the selection grew "
+        "since the request was counted); nothing was released; request it again")
+    assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
+        "approved"]
+    assert audit_rows(stack, "bulk.run", r.request_id) == [
+        "refused|%s||%s" % (stack.account(REQUESTER)[0], r.request_id)]
 
 
 def gateway_sql_refused(stack, sql):
