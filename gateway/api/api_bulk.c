@@ -449,6 +449,21 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
 
     d->areq = NULL;
     gw_call_set_cancel(d->call, NULL, NULL);
+    if (err == GW_EINTERNAL && res != NULL && res->sqlstate != NULL &&
+        strcmp(res->sqlstate, GW_BULK_RELATED) == 0) {
+        /* the approver created the requester's account or the reverse (sql/021): refused, and
+         * recorded as such (the decision's own record went with its failed transaction) */
+        struct gw_audit_rec rec;
+
+        gw_api_bulk_rec(d->call, &rec, d->in->approve ? "bulk.approve" : "bulk.reject", d->id,
+                        "refused");
+        rec.purpose = d->purpose;
+        rec.legal_basis = d->legal_basis;
+        rec.approval = d->id;
+        rec.detail = "decider not independent";
+        gw_api_bulk_refuse(d->call, &rec, GW_EPERM, "request_id", GW_RULE_DECIDER_RELATED);
+        return;
+    }
     if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 0) {
         /* decided meanwhile by someone else: the statement found no pending request */
         gw_call_fail(d->call, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_PENDING);

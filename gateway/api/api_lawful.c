@@ -31,6 +31,7 @@ struct lawful {
     struct gw_audit_req *areq;
     char case_id[37];
     bool approve;
+    enum gw_rule refusal_rule; /* a refused decision's, answered once its record is written */
 };
 
 static void cancel_cb(void *arg)
@@ -293,11 +294,12 @@ static void refusal_recorded_cb(void *arg, int err, int64_t seq, const struct gw
     if (err != 0)
         GW_LOG(GW_LOG_ERROR, "lawful", gw_call_log_ctx(l->call),
                "refused lawful-access decision not recorded: %s", gw_err_str(err));
-    gw_call_fail(l->call, GW_EPERM, "case_id", GW_RULE_CASE_SELF);
+    gw_call_fail(l->call, GW_EPERM, "case_id", l->refusal_rule);
 }
 
-/* The requester's own person tried to decide: recorded as refused, then answered. */
-static void record_self_decision(struct lawful *l)
+/* The requester's own person, or someone not independent of the requester (sql/021), tried to
+ * decide: recorded as refused, then answered with rule. */
+static void record_self_decision(struct lawful *l, enum gw_rule rule)
 {
     struct gw_app *app = gw_call_app(l->call);
     struct gw_audit_rec rec;
@@ -306,10 +308,12 @@ static void record_self_decision(struct lawful *l)
                           "refused");
     rec.object = l->case_id;
     rec.approval = l->case_id;
-    rec.detail = "the requester may not decide";
+    rec.detail = rule == GW_RULE_CASE_SELF ? "the requester may not decide"
+                                           : "the decider is not independent of the requester";
     rec.confidential = true;
+    l->refusal_rule = rule;
     if (gw_audit_write(app->audit, NULL, 0, &rec, 1, refusal_recorded_cb, l, &l->areq) != 0) {
-        gw_call_fail(l->call, GW_EPERM, "case_id", GW_RULE_CASE_SELF);
+        gw_call_fail(l->call, GW_EPERM, "case_id", rule);
         return;
     }
     gw_call_set_cancel(l->call, cancel_cb, l);
@@ -341,7 +345,11 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
             return;
         }
         if (strcmp(state, GW_LAWFUL_SELF) == 0) {
-            record_self_decision(l);
+            record_self_decision(l, GW_RULE_CASE_SELF);
+            return;
+        }
+        if (strcmp(state, GW_LAWFUL_RELATED) == 0) {
+            record_self_decision(l, GW_RULE_DECIDER_RELATED);
             return;
         }
     }

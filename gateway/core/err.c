@@ -180,6 +180,9 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_CASE_DECIDED] = "the case was already decided",
     [GW_RULE_CASE_SELF] =
         "the requester may not decide their own case (a second person decides, Art. 16)",
+    [GW_RULE_DECIDER_RELATED] =
+        "the decider is not independent of the requester: one created the other's account (or "
+        "another account of the same person did); an independent person decides (Art. 16, 37)",
     [GW_RULE_CASE_EXPIRED] = "the case was not decided in time and has expired",
     [GW_RULE_NOT_FUTURE] = "must be in the future",
     [GW_RULE_MONTH_FORMAT] = "must be a month YYYY-MM (UTC+08:00)",

@@ -20,11 +20,12 @@
 
 static void retention_usage(FILE *f)
 {
-    fprintf(f, "usage: waygatectl retention floor [DAYS] [--by NAME] [--db CONNINFO]\n"
-               "  Without DAYS: the floor, who set it and when. With DAYS (1 to %d): the\n"
-               "  shortest retention period, in days, by which the database lets the gateway's\n"
-               "  retention sweep destroy records; [compliance] retention_days must not be below\n"
-               "  it, or the sweep is refused. CONNINFO defaults to $WAYGATE_PGURI.\n",
+    fprintf(f,
+            "usage: waygatectl retention floor [DAYS] [--by NAME] [--db CONNINFO]\n"
+            "  Without DAYS: the floor, who set it and when. With DAYS (1 to %d): the\n"
+            "  shortest retention period, in days, by which the database lets the gateway's\n"
+            "  retention sweep destroy records; [compliance] retention_days must not be below\n"
+            "  it, or the sweep is refused. CONNINFO defaults to $WAYGATE_PGURI.\n",
             FLOOR_MAX);
 }
 
@@ -105,14 +106,14 @@ int gw_ctl_retention(int argc, char **argv)
     }
     nargs = argc - optind;
     if (nargs > 1) {
-        fprintf(stderr, "waygatectl retention floor: unexpected argument '%s'\n",
-                argv[optind + 1]);
+        fprintf(stderr, "waygatectl retention floor: unexpected argument '%s'\n", argv[optind + 1]);
         return GW_CTL_USAGE;
     }
     if (nargs == 1) {
         days = strtol(argv[optind], &end, 10);
         if (end == argv[optind] || *end != '\0' || days < 1 || days > FLOOR_MAX) {
-            fprintf(stderr, "waygatectl retention floor: DAYS must be a whole number from 1 to %d\n",
+            fprintf(stderr,
+                    "waygatectl retention floor: DAYS must be a whole number from 1 to %d\n",
                     FLOOR_MAX);
             return GW_CTL_USAGE;
         }

@@ -374,8 +374,9 @@ void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new
 static const char decide_sql[] =
     "WITH u AS (UPDATE bulk_request SET state = $2, approver = $3, approver_role = $4, "
     "decision_comment = $5, decided_at = now(), expires_at = CASE WHEN $2 = 'approved' THEN "
-    "now() + make_interval(secs => $6::integer) END WHERE id = $1::uuid AND state = 'pending' "
-    "AND requester <> $3 RETURNING 1) SELECT 1 / (SELECT count(*) FROM u)";
+    "now() + make_interval(secs => $6::integer) END WHERE id = $1::uuid AND CASE WHEN state = "
+    "'pending' AND requester <> $3 THEN bulk_decider_independent(requester, $3) ELSE false END "
+    "RETURNING 1) SELECT 1 / (SELECT count(*) FROM u)";
 
 void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool approve,
                           const char *approver, const char *approver_role, const char *comment,

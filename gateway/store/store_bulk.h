@@ -99,7 +99,10 @@ struct gw_bulk_new {
 /* Inserts a new pending request. */
 void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n);
 /* Decides pending request id by approver (never its requester): approved for ttl_s seconds, or
- * rejected. Fails unless the request is pending and approver is not its requester. */
+ * rejected. Fails unless the request is pending and approver is not its requester; with SQLSTATE
+ * GW_BULK_RELATED when the approver is not independent of the requester (sql/021: one person,
+ * or either account created the other). */
+#define GW_BULK_RELATED "WB001"
 void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool approve,
                           const char *approver, const char *approver_role, const char *comment,
                           uint32_t ttl_s);

@@ -25,6 +25,8 @@
 #define GW_LAWFUL_EXPIRED "WL004"
 #define GW_LAWFUL_LAPSED "WL005"
 #define GW_LAWFUL_PAST "WL006"
+#define GW_LAWFUL_RELATED                                                                          \
+    "WL007" /* sql/021: the decider created the requester's account, or the reverse */
 
 /* A new case. Strings NUL-terminated; fields and bidx_hex are PostgreSQL array literals
  * ("{recipient.phone,sender.name}", "{0011..ff,...}": lowercase hex of each blind index). */

@@ -38,8 +38,8 @@ int gw_admin_floor_get(struct gw_admin *a, gw_admin_floor_cb cb, void *arg, char
     return rc;
 }
 
-int gw_admin_floor_set(struct gw_admin *a, int32_t days, const char *by, int32_t *was,
-                       char *errbuf, size_t errlen)
+int gw_admin_floor_set(struct gw_admin *a, int32_t days, const char *by, int32_t *was, char *errbuf,
+                       size_t errlen)
 {
     PGconn *pg = gw_admin_conn(a);
     char num[16];
@@ -58,8 +58,8 @@ int gw_admin_floor_set(struct gw_admin *a, int32_t days, const char *by, int32_t
                        "SELECT (SELECT min_days FROM old), (SELECT count(*) FROM u), "
                        "(SELECT count(*) FROM l)",
                        2, NULL, values, NULL, NULL, 0);
-    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 ||
-        PQgetisnull(res, 0, 0) || PQgetvalue(res, 0, 1)[0] != '1')
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
+        PQgetvalue(res, 0, 1)[0] != '1')
         rc = refused(pg, res, errbuf, errlen);
     else
         *was = (int32_t)strtol(PQgetvalue(res, 0, 0), NULL, 10);

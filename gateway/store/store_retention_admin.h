@@ -24,7 +24,7 @@ int gw_admin_floor_get(struct gw_admin *a, gw_admin_floor_cb cb, void *arg, char
 
 /* Sets the floor to days (1 to 36500); by: who did it. *was: the previous floor. Returns 0 or
  * GW_EINTERNAL. */
-int gw_admin_floor_set(struct gw_admin *a, int32_t days, const char *by, int32_t *was,
-                       char *errbuf, size_t errlen) GW_MUST_CHECK;
+int gw_admin_floor_set(struct gw_admin *a, int32_t days, const char *by, int32_t *was, char *errbuf,
+                       size_t errlen) GW_MUST_CHECK;
 
 #endif

@@ -576,6 +576,36 @@ def gateway_sql_refused(stack, sql):
     return r.stderr
 
 
+def test_an_account_the_requester_created_may_not_approve(stack, people, records):
+    """The reverse of a sock puppet: the security admin requests an export, then approves it with
+    a compliance_auditor account they created under an invented person. Refused (sql/021),
+    recorded as refused, the request stays pending; the dev stack's own auditor (created by the
+    set-up, not by the requester) may still approve it."""
+    from test_accounts import Admin
+    from test_lawful import sock_puppet
+    admin = Admin(stack)
+    via = stack.account("auditor")[2]
+    name, md = sock_puppet(stack, admin, "compliance_auditor", via)
+    pending = request(people, 1, [records[0][1]], who="secadmin")
+    pb = stack.pb.compliance
+    assert refusal(lambda: waygate_proto.unary(
+        stack.channel(via), APPROVE, pb.ApproveBulkRequest(request_id=pending.request_id,
+                                                           approve=True, comment="mine"),
+        pb.ApproveBulkResponse, metadata=md)) == (
+        grpc.StatusCode.PERMISSION_DENIED,
+        "request_id: the decider is not independent of the requester: one created the other's "
+        "account (or another account of the same person did); an independent person decides "
+        "(Art. 16, 37)")
+    assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % pending.request_id) == \
+        ["pending"]
+    assert stack.psql("SELECT actor, outcome, detail FROM audit_record WHERE action = "
+                      "'bulk.approve' AND approval = '%s'" % pending.request_id) == \
+        ["%s|refused|decider not independent" % name]
+    assert approve(people, pending.request_id, who="auditor").state == \
+        pb.APPROVAL_STATE_APPROVED
+    admin.disable(name)
+
+
 def test_the_database_checks_every_destruction(stack, people):
     """The gateway's role has no DELETE on waybill; the two destruction functions check the
     request, and the age of every record, themselves."""

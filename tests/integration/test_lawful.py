@@ -229,6 +229,42 @@ def test_requester_person_may_not_decide(stack, lawful, waybills):
     admin.disable(name)
 
 
+RELATED = ("case_id: the decider is not independent of the requester: one created the other's "
+           "account (or another account of the same person did); an independent person decides "
+           "(Art. 16, 37)")
+
+
+def sock_puppet(stack, admin, role, via):
+    """An account the security admin creates under an invented person, with a password of their
+    choosing, logged in over via: (name, metadata)."""
+    name = unique("puppet")
+    pw = admin.create(name, role, person=unique("not-me-"))
+    r = login(stack, name, pw, via)
+    new = password()
+    change(stack, bearer(r.token), via, pw, new)
+    return name, bearer(login(stack, name, new, via).token)
+
+
+def test_creator_of_the_requesters_account_may_not_decide(stack, lawful, waybills):
+    """A security admin alone: a lawful_access account they created under another person's name
+    files a case, and they approve it with their own account. Refused (sql/021) and recorded as
+    refused; the case stays pending and its waybill unreadable to the puppet."""
+    (w1, _), _, _, _ = waybills
+    admin = Admin(stack)
+    name, md = sock_puppet(stack, admin, "lawful_access", lawful.lawful_via)
+    case = lawful.request([w1.waybill_no], md=md)
+    assert refusal(lambda: lawful.decide(case.case_id)) == (
+        grpc.StatusCode.PERMISSION_DENIED, RELATED)
+    assert records(stack, case.case_id) == [("lawful.request", "ok", case.case_id, "t"),
+                                            ("lawful.approve", "refused", case.case_id, "t")]
+    assert stack.psql("SELECT state FROM lawful_case WHERE id = '%s'" % case.case_id) == \
+        ["pending"]
+    assert refusal(lambda: stack.unary(GET, stack.pb.query.GetRequest(waybill_no=w1.waybill_no),
+                                       stack.pb.common.WaybillView, principal=lawful.lawful_via,
+                                       metadata=md)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+    admin.disable(name)
+
+
 def test_lawful_records_invisible_to_a_branch(stack, lawful, waybills):
     (w1, id1), _, _, _ = waybills
     # every lawful.* audit record is confidential
