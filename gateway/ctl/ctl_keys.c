@@ -32,7 +32,7 @@ static void keys_usage(FILE *f)
         f,
         "usage: waygatectl keys init      --keyring PATH [--suite aes|sm]\n"
         "       waygatectl keys add-suite --keyring PATH --suite aes|sm\n"
-        "       waygatectl keys rotate    --keyring PATH [--suite S]\n"
+        "       waygatectl keys rotate    --keyring PATH [--suite S] [--db CONNINFO]\n"
         "       waygatectl keys retire    --keyring PATH [--suite S] --version N [--db CONNINFO]\n"
         "       waygatectl keys status    --keyring PATH [--db CONNINFO]\n"
         "       waygatectl keys rewrap    --keyring PATH [--suite S] [--db CONNINFO] [--batch N]\n"
@@ -50,9 +50,11 @@ static void keys_usage(FILE *f)
         "both);\n"
         "  KEK versions are per suite\n"
         "  PATH defaults to $WAYGATE_KEYRING; rotate, retire and rewrap use $WAYGATE_PGURI when\n"
-        "  --db is not given. init, rotate, retire and rewrap are recorded in admin_log and the\n"
-        "  audit chain when a database is given (Art. 31, 33): if the record cannot be opened\n"
-        "  the action is not done; without one, the CLI says the action was not recorded.\n",
+        "  --db is not given, and refuse to run without a database (exit 2): they are recorded\n"
+        "  in admin_log and the audit chain (Art. 31, 33), and retire first checks that no\n"
+        "  record still uses the version. init (and add-suite) are recorded when a database is\n"
+        "  given: a keyring can be made before its database. If the record cannot be opened the\n"
+        "  action is not done.\n",
         BATCH_DEFAULT);
 }
 
@@ -116,8 +118,9 @@ static long long done_count = -1; /* records it changed (rewrap), -1: not meanin
  * database or a refused BEGIN stops the operation, and committed right after it (record_close);
  * the key file itself cannot be in a database transaction. A rewrap changes records in batches
  * of their own transactions (store_admin.c); its one record (count: data keys re-wrapped) is
- * written at its end. Without a database the CLI says the action was not recorded (a keyring can
- * be made before its database). */
+ * written at its end. rotate, retire and rewrap refuse to run without a database (need_db); init
+ * and add-suite without one say the action was not recorded (a keyring can be made before its
+ * database). */
 static int record_open(const char *db, const char *sub, struct gw_admin **out)
 {
     char err[512];
@@ -135,6 +138,20 @@ static int record_open(const char *db, const char *sub, struct gw_admin **out)
         return GW_CTL_FAIL;
     }
     return 0;
+}
+
+/* rotate, retire and rewrap change keys that protect stored records: they are done only where
+ * they can be recorded, and retire only where it can count the records still under the version
+ * it would erase. Returns 0, or GW_CTL_USAGE after naming the missing setting and why. */
+static int need_db(const char *db, const char *sub, const char *why)
+{
+    if (db != NULL && db[0] != '\0')
+        return 0;
+    fprintf(stderr,
+            ME ": %s needs the database: give --db CONNINFO or set WAYGATE_PGURI (%s); nothing "
+               "was changed\n",
+            sub, why);
+    return GW_CTL_USAGE;
 }
 
 /* Writes the records of an operation that ended with rc into the open transaction and commits.
@@ -341,26 +358,20 @@ static int keys_retire(const struct keys_opts *o)
                 o->version);
         return GW_CTL_FAIL;
     }
-    if (o->db) {
-        struct gw_admin *a = connect_db(o->db);
-        if (!a)
-            return GW_CTL_FAIL;
-        long long n = count_kek(a, suite, o->version, true);
-        gw_admin_free(a);
-        if (n < 0)
-            return GW_CTL_FAIL;
-        if (n > 0) {
-            fprintf(stderr,
-                    ME ": %lld records still use %s KEK version %" PRIu32
-                       ": run keys rewrap --suite %s first\n",
-                    n, sn, o->version, sn);
-            return GW_CTL_FAIL;
-        }
-    } else {
+    /* o->db is set (need_db): erasing a KEK that still wraps a record would lose the record */
+    struct gw_admin *a = connect_db(o->db);
+    if (!a)
+        return GW_CTL_FAIL;
+    long long n = count_kek(a, suite, o->version, true);
+    gw_admin_free(a);
+    if (n < 0)
+        return GW_CTL_FAIL;
+    if (n > 0) {
         fprintf(stderr,
-                ME ": warning: no --db given, not checking that no record uses %s KEK "
-                   "version %" PRIu32 "\n",
-                sn, o->version);
+                ME ": %lld records still use %s KEK version %" PRIu32
+                   ": run keys rewrap --suite %s first\n",
+                n, sn, o->version, sn);
+        return GW_CTL_FAIL;
     }
     if (gw_keyring_file_retire(o->keyring, suite, o->version, err, sizeof err) != 0) {
         fprintf(stderr, ME ": %s\n", err);
@@ -596,6 +607,10 @@ int gw_ctl_keys(int argc, char **argv)
         return record_close(rec, sub, o.keyring, rc);
     }
     if (strcmp(sub, "rotate") == 0) {
+        if (need_db(o.db, "keys rotate",
+                    "a rotation is recorded in admin_log and the audit "
+                    "chain, Art. 31, 33") != 0)
+            return GW_CTL_USAGE;
         if (record_open(o.db, sub, &rec) != 0)
             return GW_CTL_FAIL;
         rc = keys_rotate(&o);
@@ -608,16 +623,18 @@ int gw_ctl_keys(int argc, char **argv)
             fprintf(stderr, ME ": retire needs --version N\n");
             return GW_CTL_USAGE;
         }
+        if (need_db(o.db, "keys retire",
+                    "it checks that no record still uses the version before erasing it, and is "
+                    "recorded in admin_log and the audit chain") != 0)
+            return GW_CTL_USAGE;
         if (record_open(o.db, sub, &rec) != 0)
             return GW_CTL_FAIL;
         rc = keys_retire(&o);
         return record_close(rec, sub, o.keyring, rc);
     }
     if (needs_db) {
-        if (!o.db) {
-            fprintf(stderr, ME ": rewrap needs --db CONNINFO (or WAYGATE_PGURI)\n");
+        if (need_db(o.db, "keys rewrap", "it re-wraps the records stored there") != 0)
             return GW_CTL_USAGE;
-        }
         if (record_open(o.db, sub, &rec) != 0)
             return GW_CTL_FAIL;
         rc = keys_rewrap(&o);

@@ -1,7 +1,8 @@
 /* test_ctl_keys.c: `waygatectl keys rewrap` and `keys retire --db` against a throwaway PostgreSQL
  * with the real migrations: records sealed under KEK v1, rotate, retire refused, rewrap in
  * batches (field ciphertexts untouched), locked rows left for a rerun, a moved wrapped key
- * reported, retire allowed, every record still opens. Skips when PostgreSQL is not installed. */
+ * reported, retire allowed, every record still opens. Skips when PostgreSQL is not installed,
+ * except test_rotate_and_retire_need_the_database (no database at all). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,8 +13,10 @@
 
 #include <arpa/inet.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <libpq-fe.h>
 #include <openssl/rand.h>
+#include <unistd.h>
 
 #include "crypto.h"
 #include "ctl.h"
@@ -26,6 +29,7 @@
 struct fx {
     struct pgh pg;
     char dir[64], keyring[128];
+    char nodb_keyring[128]; /* test_rotate_and_retire_need_the_database's own key file */
     PGconn *conn;
     struct gw_crypto *cx;
 };
@@ -218,7 +222,7 @@ static void test_rewrap_flow(void **state)
     insert_records(GW_SUITE_AES, NREC);
     snprintf(digest, sizeof digest, "%s", text_scalar(FIELDS_DIGEST));
 
-    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, NULL), 0);
+    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL), 0);
     /* retire refused while records use v1 */
     assert_int_equal(ctl("keys", "retire", "--keyring", F.keyring, "--version", "1", "--db",
                          F.pg.conninfo, NULL),
@@ -254,7 +258,7 @@ static void test_rewrap_flow(void **state)
     check_all_open("true", NREC);
 
     /* a wrapped key moved to another record is reported, not re-wrapped, and not lost */
-    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, NULL), 0);
+    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL), 0);
     exec_ok("UPDATE waybill SET dek_wrapped = (SELECT dek_wrapped FROM waybill ORDER BY id "
             "LIMIT 1) WHERE id = (SELECT id FROM waybill ORDER BY id OFFSET 10 LIMIT 1)");
     assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--db", F.pg.conninfo, "--batch",
@@ -298,7 +302,9 @@ static void test_suites(void **state)
     snprintf(digest, sizeof digest, "%s", text_scalar(AES_FIELDS));
     assert_int_equal(ctl("keys", "status", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL), 0);
     /* the sm suite's own versions: rotate it, rewrap it */
-    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, "--suite", "sm", NULL), 0);
+    assert_int_equal(
+        ctl("keys", "rotate", "--keyring", F.keyring, "--suite", "sm", "--db", F.pg.conninfo, NULL),
+        0);
     assert_int_equal(ctl("keys", "rewrap", "--keyring", F.keyring, "--suite", "sm", "--db",
                          F.pg.conninfo, "--batch", "7", NULL),
                      0);
@@ -318,7 +324,7 @@ static void test_suites(void **state)
                          "2", "--db", F.pg.conninfo, NULL),
                      GW_CTL_FAIL);
     /* without --suite, a file of both suites means aes */
-    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, NULL), 0);
+    assert_int_equal(ctl("keys", "rotate", "--keyring", F.keyring, "--db", F.pg.conninfo, NULL), 0);
     struct gw_keyring *kr = NULL;
     char err[256];
     assert_int_equal(gw_keyring_file_load(F.keyring, &kr, err, sizeof err), 0);
@@ -335,9 +341,79 @@ static void test_suites(void **state)
     check_all_open("get_byte(dek_wrapped, 1) = 2", NSM);
 }
 
+/* The whole of the file at path into buf (at most cap bytes); its length, or -1. */
+static long slurp(const char *path, char *buf, size_t cap)
+{
+    FILE *f = fopen(path, "rb");
+    size_t n;
+    if (!f)
+        return -1;
+    n = fread(buf, 1, cap, f);
+    fclose(f);
+    return (long)n;
+}
+
+/* Runs `keys SUB --keyring <its key file> [EXTRA1 EXTRA2]` with stderr into the file errpath;
+ * returns its exit code. */
+static int ctl_err(const char *errpath, const char *sub, const char *extra1, const char *extra2)
+{
+    int saved, fd, rc;
+    fflush(stderr);
+    saved = dup(2);
+    fd = open(errpath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    assert_true(saved >= 0 && fd >= 0);
+    assert_int_equal(dup2(fd, 2), 2);
+    close(fd);
+    rc = ctl("keys", sub, "--keyring", F.nodb_keyring, extra1, extra2, NULL);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    return rc;
+}
+
+/* rotate and retire with no --db and no WAYGATE_PGURI: refused before the key file is touched,
+ * naming the missing setting (they would go unrecorded, and retire could erase a KEK that still
+ * wraps a record); init still works without a database (a keyring comes before its database).
+ * Needs no PostgreSQL. */
+static void test_rotate_and_retire_need_the_database(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/gw-ctlkeys-nodb-XXXXXX", errpath[128], cmd[128];
+    static char before[8192], after[8192], msg[1024];
+    long nb, na, nm;
+    assert_non_null(mkdtemp(dir));
+    snprintf(F.nodb_keyring, sizeof F.nodb_keyring, "%s/keyring", dir);
+    snprintf(errpath, sizeof errpath, "%s/stderr", dir);
+    assert_int_equal(unsetenv("WAYGATE_PGURI"), 0);
+    assert_int_equal(ctl("keys", "init", "--keyring", F.nodb_keyring, NULL), 0);
+    nb = slurp(F.nodb_keyring, before, sizeof before);
+    assert_true(nb > 0 && (size_t)nb < sizeof before);
+
+    assert_int_equal(ctl_err(errpath, "rotate", NULL, NULL), GW_CTL_USAGE);
+    nm = slurp(errpath, msg, sizeof msg - 1);
+    assert_true(nm > 0);
+    msg[nm] = '\0';
+    assert_non_null(strstr(msg, "keys rotate needs the database: give --db CONNINFO or set "
+                                "WAYGATE_PGURI"));
+    assert_int_equal(ctl_err(errpath, "retire", "--version", "1"), GW_CTL_USAGE);
+    nm = slurp(errpath, msg, sizeof msg - 1);
+    assert_true(nm > 0);
+    msg[nm] = '\0';
+    assert_non_null(strstr(msg, "keys retire needs the database: give --db CONNINFO or set "
+                                "WAYGATE_PGURI"));
+    assert_non_null(strstr(msg, "no record still uses the version"));
+    /* the key file is byte for byte what init wrote: no KEK added, none erased */
+    na = slurp(F.nodb_keyring, after, sizeof after);
+    assert_int_equal(na, nb);
+    assert_memory_equal(after, before, (size_t)nb);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_rotate_and_retire_need_the_database),
         cmocka_unit_test(test_rewrap_flow),
         cmocka_unit_test(test_suites),
     };
