@@ -1,5 +1,6 @@
-/* file.c: gw_file_read (file.h). Invariant: the descriptor is closed and, on failure, the buffer
- * freed before return. */
+/* file.c: gw_file_read, gw_file_create_new, gw_file_sync_dir (file.h). Invariant: a descriptor
+ * is closed and, on failure, the buffer freed before return (gw_file_create_new hands its
+ * descriptor to the caller only on success). */
 #include "file.h"
 
 #include <errno.h>
@@ -72,5 +73,57 @@ int gw_file_read(const char *path, size_t max, bool operator_only, char **buf, s
 out:
     gw_free(b);
     close(fd);
+    return rc;
+}
+
+int gw_file_create_new(const char *path, int *fd, char *err, size_t errsz)
+{
+    *fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC | O_NOCTTY, 0600);
+    if (*fd < 0) {
+        int e = errno;
+        if (e == EEXIST || e == ELOOP) {
+            snprintf(err, errsz,
+                     "%s: already exists (a new file is required: an existing file or symbolic "
+                     "link there is never written through)",
+                     path);
+            return GW_EEXIST;
+        }
+        snprintf(err, errsz, "%s: cannot create: %s", path, strerror(e));
+        return GW_EIO;
+    }
+    /* 0600 whatever the umask: the owner must be able to read back what it wrote */
+    if (fchmod(*fd, 0600) != 0) {
+        snprintf(err, errsz, "%s: cannot set mode 0600: %s", path, strerror(errno));
+        close(*fd);
+        unlink(path);
+        *fd = -1;
+        return GW_EIO;
+    }
+    return 0;
+}
+
+int gw_file_sync_dir(const char *path, char *err, size_t errsz)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    int fd, rc = 0;
+
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if (slash == path)
+        snprintf(dir, sizeof dir, "/");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", (int)(slash - path), path);
+    else {
+        snprintf(err, errsz, "%.64s...: directory name too long", path);
+        return GW_EIO;
+    }
+    fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0 || fsync(fd) != 0) {
+        snprintf(err, errsz, "%s: cannot sync the directory: %s", dir, strerror(errno));
+        rc = GW_EIO;
+    }
+    if (fd >= 0)
+        close(fd);
     return rc;
 }

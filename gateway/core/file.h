@@ -1,4 +1,5 @@
-/* file.h: reading a small configuration-like file (the config file, the policy file) whole.
+/* file.h: reading a small configuration-like file (the config file, the policy file) whole, and
+ * creating a new private file for output that is then renamed into place (an audit bundle).
  * Pure I/O: no logging; messages name the path and never quote the contents. */
 #ifndef GW_FILE_H
 #define GW_FILE_H
@@ -15,5 +16,16 @@
  * holding "<path>: <reason>" and *buf NULL. */
 int gw_file_read(const char *path, size_t max, bool operator_only, char **buf, size_t *len,
                  char *err, size_t errsz) GW_MUST_CHECK;
+
+/* Creates path as a new regular file open for writing, mode 0600 whatever the umask, into *fd
+ * (the caller closes it). Never opens what is already there: an existing file, or a symbolic
+ * link planted at path, is refused (O_EXCL, O_NOFOLLOW), so whoever can write the directory
+ * cannot redirect the output or read it through a file they made. Returns 0, or GW_EEXIST
+ * (something is at path) or GW_EIO with err holding "<path>: <reason>" and *fd -1. */
+int gw_file_create_new(const char *path, int *fd, char *err, size_t errsz) GW_MUST_CHECK;
+
+/* fsyncs the directory holding path (".", when path has no slash), so that a file just renamed
+ * into it keeps its name after a crash. Returns 0, or GW_EIO with err holding "<dir>: <reason>". */
+int gw_file_sync_dir(const char *path, char *err, size_t errsz) GW_MUST_CHECK;
 
 #endif

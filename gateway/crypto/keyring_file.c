@@ -22,6 +22,7 @@
 #include <openssl/rand.h>
 
 #include "alloc.h"
+#include "file.h"
 
 #define FILE_MAGIC "waygate-keyring 1"
 #define FILE_MAX (1024 * 1024)
@@ -828,25 +829,13 @@ static int write_all(int fd, const char *buf, size_t len)
     return 0;
 }
 
+/* After the key file is written and named: a directory that cannot be synced only puts the new
+ * name at risk in a crash, which is not a reason to report the change as failed. */
 static void fsync_dir(const char *path)
 {
-    char *dir = gw_strdup(path);
-    if (!dir)
+    char err[256];
+    if (gw_file_sync_dir(path, err, sizeof err) != 0)
         return;
-    char *slash = strrchr(dir, '/');
-    const char *d = ".";
-    if (slash == dir)
-        d = "/";
-    else if (slash) {
-        *slash = 0;
-        d = dir;
-    }
-    int fd = open(d, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    gw_free(dir);
 }
 
 /* Writes p to a temporary file beside path (mode 0600), fsyncs it and renames it over path. */

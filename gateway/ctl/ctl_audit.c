@@ -23,6 +23,7 @@
 #include "ctl.h"
 #include "ctl_admin.h"
 #include "ctl_record.h"
+#include "file.h"
 #include "keyring.h"
 #include "store_admin.h"
 
@@ -54,7 +55,9 @@ static void audit_usage(FILE *f)
             "  export's own record, are signed with the keyring's audit key (--keyring, default\n"
             "  $WAYGATE_KEYRING) of one suite: --suite (aes: Ed25519, sm: SM2), else the\n"
             "  daemon's [crypto] suite in the file $WAYGATE_CONF names, else the keyring's\n"
-            "  default (aes when it has it, else sm).\n"
+            "  default (aes when it has it, else sm). The bundle is written to FILE.partial,\n"
+            "  created new with mode 0600 (refused when anything, a symbolic link included,\n"
+            "  is already there), synced, then renamed to FILE.\n"
             "  CONNINFO defaults to $WAYGATE_PGURI. Exit 0: verified or written; 1: a bad place\n"
             "  found, or a failure; 2: usage.\n");
 }
@@ -337,7 +340,7 @@ static int export_bundle(const struct audit_opts *o)
     size_t publen = 0;
     struct gw_sign_key key;
     char err[512], tmp[4096];
-    int r, rc = GW_CTL_FAIL;
+    int r, fd = -1, rc = GW_CTL_FAIL;
 
     if (gw_keyring_file_load(o->keyring, &kr, err, sizeof err) != 0) {
         fprintf(stderr, ME " export: keyring: %s\n", err);
@@ -353,10 +356,23 @@ static int export_bundle(const struct audit_opts *o)
     if (rc != 0)
         goto out;
     rc = GW_CTL_FAIL;
+    /* The bundle holds confidential (lawful-access) records: OUT.partial is made new, 0600,
+     * never through a file or a symbolic link already there (whoever can write the directory
+     * could otherwise redirect the bundle or read it), and renamed over OUT once complete. */
     snprintf(tmp, sizeof tmp, "%s.partial", o->out);
-    s.f = fopen(tmp, "wb");
+    r = gw_file_create_new(tmp, &fd, err, sizeof err);
+    if (r != 0) {
+        fprintf(stderr, ME " export: %s%s\n", err,
+                r == GW_EEXIST ? "; if an interrupted export left it, check and remove it, then "
+                                 "export again"
+                               : "");
+        goto out;
+    }
+    s.f = fdopen(fd, "wb");
     if (!s.f) {
         fprintf(stderr, ME " export: %s: %s\n", tmp, strerror(errno));
+        close(fd);
+        remove(tmp);
         goto out;
     }
     if (gw_bundle_verifier_new(&vo, &s.v) != 0 || gw_audit_read_begin(a, err, sizeof err) != 0) {
@@ -388,6 +404,12 @@ static int export_bundle(const struct audit_opts *o)
     }
     if (rename(tmp, o->out) != 0) {
         fprintf(stderr, ME " export: %s: %s\n", o->out, strerror(errno));
+        remove(tmp);
+        goto out;
+    }
+    if (gw_file_sync_dir(o->out, err, sizeof err) != 0) {
+        /* written and recorded, but its name may not survive a crash: say so, exit 1 */
+        fprintf(stderr, ME " export: %s: written, but %s\n", o->out, err);
         goto out;
     }
     printf("wrote %s: %" PRIu64 " records, sha256 ", o->out, gw_bundle_writer_records(w));

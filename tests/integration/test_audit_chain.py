@@ -185,6 +185,35 @@ def test_export_digest_is_the_files_and_the_export_is_recorded(stack, db, tmp_pa
     assert "2 chains, 33 records, 5 checkpoints" in r.stdout, r.stdout
 
 
+def test_export_refuses_a_planted_partial_file_and_writes_a_private_bundle(stack, db, tmp_path):
+    """Confidential records go to OUT.partial, then OUT: a symbolic link planted at OUT.partial
+    is refused (exit 1, naming the path and the rule), its target untouched and nothing
+    recorded; without it the bundle is mode 0600 even under umask 0."""
+    path = str(tmp_path / "private.bundle")
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"not yours")
+    os.chmod(victim, 0o644)
+    os.symlink(str(victim), path + ".partial")
+    r = stack.ctl("audit", "export", "--from", "0", "--to", FAR, "--out", path, "--keyring",
+                  stack.env["WAYGATE_KEYRING"], "--db", uri(stack, db, TEMPLATE + "_admin"))
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert (path + ".partial: already exists (a new file is required: an existing file or "
+            "symbolic link there is never written through)") in r.stderr, r.stderr
+    assert victim.read_bytes() == b"not yours" and os.stat(victim).st_mode & 0o7777 == 0o644
+    assert os.path.islink(path + ".partial") and not os.path.exists(path)
+    assert stack.psql("SELECT count(*) FROM admin_log WHERE action = 'audit.export'",
+                      uri=su(stack, db)) == ["0"]
+    os.unlink(path + ".partial")
+    old = os.umask(0)
+    try:
+        export(stack, db, path)
+    finally:
+        os.umask(old)
+    assert os.stat(path).st_mode & 0o7777 == 0o600
+    assert not os.path.lexists(path + ".partial")
+    assert_good(stack, path)
+
+
 def test_range_bundle_is_anchored_by_the_checkpoints_around_it(stack, db, tmp_path):
     """Records 13..16 of gw1 are in the range; the bundle runs from after the checkpoint at 10
     (its anchor) to the checkpoint at 20 (covering them): seq 11..20, ctl absent."""
