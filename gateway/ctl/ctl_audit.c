@@ -1,7 +1,9 @@
 /* ctl_audit.c: `waygatectl audit verify` (the live chains and their signed checkpoints, Art. 33),
  * `audit export` (a sealed bundle of a time range, docs/audit-bundle-format.md) and `audit verify
  * FILE` (a bundle, offline). The live check writes an unsealed bundle of every chain straight into
- * the bundle verifier, so the live chain and a bundle are checked by the same rules. Nothing here
+ * the bundle verifier, so the live chain and a bundle are checked by the same rules, except that
+ * live chains must be whole (from seq 1) and their signers are pinned (--trust-key, else the
+ * keyring's audit keys). Both checks name the keys that signed. Nothing here
  * changes the trail; an export is itself recorded (admin_log and audit.export on chain 'ctl')
  * before its file gets its name, and a file that could not be recorded is removed. An export's
  * seal and the checkpoint over its record are signed with the audit key of one suite (--suite,
@@ -31,7 +33,9 @@
 #define BATCH 5000 /* records per query */
 
 struct audit_opts {
-    const char *db, *keyring, *out, *trust, *actor;
+    const char *db, *keyring, *out, *actor;
+    const char *trust[GW_BUNDLE_TRUST_MAX]; /* --trust-key, as given (each checked: key_id_ok) */
+    size_t ntrust;
     int64_t from_us, to_us;
     bool have_from, have_to;
     enum gw_suite suite; /* --suite: the export's signing suite */
@@ -40,26 +44,34 @@ struct audit_opts {
 
 static void audit_usage(FILE *f)
 {
-    fprintf(f,
-            "usage: waygatectl audit verify [--db CONNINFO] [--trust-key KEYID]\n"
-            "       waygatectl audit verify FILE [--trust-key KEYID]\n"
-            "       waygatectl audit export --from TIME --to TIME --out FILE [--keyring PATH]\n"
-            "                               [--suite aes|sm] [--db CONNINFO] [--actor NAME]\n"
-            "  verify: checks every audit chain in the database (hashes, links, signed\n"
-            "  checkpoints) and names the first bad chain and sequence number. With FILE, checks\n"
-            "  an audit bundle offline (no database). --trust-key: the hex key id that must have\n"
-            "  signed every checkpoint and the seal (else any key listed in the bundle).\n"
-            "  export: writes a sealed audit bundle of the records with time in [--from, --to)\n"
-            "  plus the checkpoints covering them (docs/audit-bundle-format.md). TIME is seconds\n"
-            "  since the epoch or YYYY-MM-DDTHH:MM:SSZ. The seal, and the checkpoint over the\n"
-            "  export's own record, are signed with the keyring's audit key (--keyring, default\n"
-            "  $WAYGATE_KEYRING) of one suite: --suite (aes: Ed25519, sm: SM2), else the\n"
-            "  daemon's [crypto] suite in the file $WAYGATE_CONF names, else the keyring's\n"
-            "  default (aes when it has it, else sm). The bundle is written to FILE.partial,\n"
-            "  created new with mode 0600 (refused when anything, a symbolic link included,\n"
-            "  is already there), synced, then renamed to FILE.\n"
-            "  CONNINFO defaults to $WAYGATE_PGURI. Exit 0: verified or written; 1: a bad place\n"
-            "  found, or a failure; 2: usage.\n");
+    fprintf(
+        f,
+        "usage: waygatectl audit verify [--db CONNINFO] [--keyring PATH] [--trust-key KEYID]...\n"
+        "       waygatectl audit verify FILE [--trust-key KEYID]...\n"
+        "       waygatectl audit export --from TIME --to TIME --out FILE [--keyring PATH]\n"
+        "                               [--suite aes|sm] [--db CONNINFO] [--actor NAME]\n"
+        "  verify: checks every audit chain in the database whole, from seq 1 (hashes, links,\n"
+        "  signed checkpoints) and names the first bad chain and sequence number. With FILE,\n"
+        "  checks an audit bundle offline (no database). --trust-key KEYID (64 hex digits,\n"
+        "  may be given up to %d times): every checkpoint and the seal must be signed by one\n"
+        "  of these keys. Without it the live check pins the audit keys of the keyring\n"
+        "  (--keyring, default $WAYGATE_KEYRING: of each suite it holds), and with no keyring\n"
+        "  either accepts any key of the audit_key table, saying the signers are not pinned.\n"
+        "  A bundle's check without --trust-key accepts any key the bundle lists: it prints\n"
+        "  each signer's key id and a line saying they are not pinned, and exits 0; compare\n"
+        "  the ids with the ones the operator published.\n"
+        "  export: writes a sealed audit bundle of the records with time in [--from, --to)\n"
+        "  plus the checkpoints covering them (docs/audit-bundle-format.md). TIME is seconds\n"
+        "  since the epoch or YYYY-MM-DDTHH:MM:SSZ. The seal, and the checkpoint over the\n"
+        "  export's own record, are signed with the keyring's audit key (--keyring, default\n"
+        "  $WAYGATE_KEYRING) of one suite: --suite (aes: Ed25519, sm: SM2), else the\n"
+        "  daemon's [crypto] suite in the file $WAYGATE_CONF names, else the keyring's\n"
+        "  default (aes when it has it, else sm). The bundle is written to FILE.partial,\n"
+        "  created new with mode 0600 (refused when anything, a symbolic link included,\n"
+        "  is already there), synced, then renamed to FILE.\n"
+        "  CONNINFO defaults to $WAYGATE_PGURI. Exit 0: verified or written; 1: a bad place\n"
+        "  found (a signer not pinned included), or a failure; 2: usage.\n",
+        GW_BUNDLE_TRUST_MAX);
 }
 
 static int64_t now_us(void)
@@ -142,16 +154,76 @@ static int fill(struct gw_admin *a, struct gw_bundle_writer *w, bool live,
     return rc;
 }
 
-static void print_ok(const struct gw_bundle_verifier *v, const char *what)
+/* What was verified, then who signed it (every key that signed a checkpoint or the seal, by
+ * the SHA-256 key id the bundle format uses) and whether those signers were pinned: a check
+ * that accepted any listed key must say so, or "verified" reads as "signed by the operator". */
+static void print_ok(const struct gw_bundle_verifier *v, bool live, const char *pinned)
 {
     struct gw_bundle_verify_stats st;
+    enum gw_sign_alg alg;
+    const char *id;
     gw_bundle_verify_stats(v, &st);
     printf("%s verified: %" PRIu64 " chains, %" PRIu64 " records, %" PRIu64 " checkpoints, %" PRIu64
            " keys\n",
-           what, st.chains, st.records, st.checkpoints, st.keys);
+           live ? "audit trail" : "bundle", st.chains, st.records, st.checkpoints, st.keys);
     if (st.uncovered)
         printf("note: %" PRIu64 " records not yet covered by a checkpoint (%s)\n", st.uncovered,
                st.uncovered_note);
+    for (size_t i = 0; (id = gw_bundle_verify_signer(v, i, &alg)) != NULL; i++)
+        printf("signed by key %s (%s)\n", id, gw_sign_alg_name(alg));
+    if (pinned)
+        printf("signers pinned: %s\n", pinned);
+    else
+        printf("note: the signers are not pinned (no --trust-key%s): any key %s was accepted; "
+               "compare the key ids above with the ones the operator published\n",
+               live ? ", no keyring" : "", live ? "of the audit_key table" : "the bundle lists");
+}
+
+/* A --trust-key value: a key id as the bundle format writes it, 64 lowercase hex digits. */
+static bool key_id_ok(const char *s)
+{
+    size_t n = strlen(s);
+    return n == 64 && strspn(s, "0123456789abcdef") == n;
+}
+
+/* The live check's pins when no --trust-key is given: the audit public key of each suite the
+ * keyring (path) holds, by key id, into ids (GW_SUITE_COUNT entries) and *n. Returns 0, or
+ * GW_CTL_FAIL after saying why (a keyring named but unreadable, or without an audit key, is a
+ * failure: the operator asked for the check it would pin). */
+static int keyring_pins(const char *path, char ids[GW_SUITE_COUNT][65], size_t *n)
+{
+    static const enum gw_suite suites[GW_SUITE_COUNT] = {GW_SUITE_AES, GW_SUITE_SM};
+    struct gw_keyring *kr = NULL;
+    char err[512];
+    int rc = GW_CTL_FAIL;
+    *n = 0;
+    if (gw_keyring_file_load(path, &kr, err, sizeof err) != 0) {
+        fprintf(stderr, ME " verify: keyring: %s (give --trust-key KEYID to pin without it)\n",
+                err);
+        return GW_CTL_FAIL;
+    }
+    for (size_t i = 0; i < GW_SUITE_COUNT; i++) {
+        struct gw_sign_key k = {gw_audit_sign_alg(suites[i]), gw_keyring_audit_seed(kr, suites[i])};
+        uint8_t pub[GW_SIGN_PUB_MAX];
+        size_t publen = 0;
+        if (!gw_keyring_has_suite(kr, suites[i]) || k.seed == NULL)
+            continue;
+        if (gw_sign_public(&k, pub, &publen) != 0 || gw_audit_key_id(pub, publen, ids[*n]) != 0) {
+            fprintf(stderr, ME " verify: keyring %s: its %s audit key is unusable\n", path,
+                    gw_suite_name(suites[i]));
+            goto out;
+        }
+        (*n)++;
+    }
+    if (*n == 0) {
+        fprintf(stderr, ME " verify: keyring %s has no audit key to pin (give --trust-key KEYID)\n",
+                path);
+        goto out;
+    }
+    rc = 0;
+out:
+    gw_keyring_free(kr);
+    return rc;
 }
 
 /* ---- audit verify (live) ---- */
@@ -166,15 +238,41 @@ static void record_break(struct gw_admin *a, const struct audit_opts *o, const c
         fprintf(stderr, ME " verify: the incident could not be recorded: %s\n", err);
 }
 
+/* The live trail is checked whole (records are never deleted, so every chain starts at seq 1 and
+ * no checkpoint may stand in for missing records) and its signers pinned: --trust-key, else the
+ * keyring's audit keys; the audit_key table alone is the database's word, which whoever could
+ * rewrite the trail could also extend. */
 static int verify_live(const struct audit_opts *o)
 {
-    struct gw_bundle_verify_opts vo = {.unsealed = true, .trust_key = o->trust};
+    const char *pins[GW_BUNDLE_TRUST_MAX];
+    char kr_ids[GW_SUITE_COUNT][65], pinned[4200];
+    struct gw_bundle_verify_opts vo = {.unsealed = true, .whole = true};
     struct gw_bundle_header h = {"waygatectl", now_us(), 0, INT64_MAX, NULL};
     struct gw_bundle_verifier *v = NULL;
     struct gw_bundle_writer *w = NULL;
     struct gw_admin *a = NULL;
+    const char *keyring = o->keyring ? o->keyring : getenv("WAYGATE_KEYRING");
     char err[512];
-    int r, rc = ctl_admin_db("audit verify", o->db, &a);
+    size_t nkr = 0;
+    int r, rc;
+
+    pinned[0] = '\0';
+    if (o->ntrust > 0) {
+        vo.trust_keys = o->trust;
+        vo.ntrust = o->ntrust;
+        snprintf(pinned, sizeof pinned, "the %zu key%s given by --trust-key", o->ntrust,
+                 o->ntrust == 1 ? "" : "s");
+    } else if (keyring != NULL && keyring[0] != '\0') {
+        if (keyring_pins(keyring, kr_ids, &nkr) != 0)
+            return GW_CTL_FAIL;
+        for (size_t i = 0; i < nkr; i++)
+            pins[i] = kr_ids[i];
+        vo.trust_keys = pins;
+        vo.ntrust = nkr;
+        snprintf(pinned, sizeof pinned, "the audit key%s of keyring %s", nkr == 1 ? "" : "s",
+                 keyring);
+    }
+    rc = ctl_admin_db("audit verify", o->db, &a);
     if (rc != 0)
         return rc;
     rc = GW_CTL_FAIL;
@@ -198,7 +296,7 @@ static int verify_live(const struct audit_opts *o)
         printf("FAILED: %s\n", gw_bundle_verify_error(v));
         record_break(a, o, gw_bundle_verify_error(v));
     } else if (r == 0) {
-        print_ok(v, "audit trail");
+        print_ok(v, true, pinned[0] ? pinned : NULL);
         rc = GW_CTL_OK;
     }
 out:
@@ -212,7 +310,8 @@ out:
 
 static int verify_file(const char *path, const struct audit_opts *o)
 {
-    struct gw_bundle_verify_opts vo = {.unsealed = false, .trust_key = o->trust};
+    struct gw_bundle_verify_opts vo = {.trust_keys = o->trust, .ntrust = o->ntrust};
+    char pinned[64];
     struct gw_bundle_verifier *v = NULL;
     uint8_t buf[65536];
     size_t n;
@@ -239,7 +338,9 @@ static int verify_file(const char *path, const struct audit_opts *o)
         printf("FAILED: %s\n", gw_bundle_verify_error(v));
         goto out;
     }
-    print_ok(v, "bundle");
+    snprintf(pinned, sizeof pinned, "the %zu key%s given by --trust-key", o->ntrust,
+             o->ntrust == 1 ? "" : "s");
+    print_ok(v, false, o->ntrust ? pinned : NULL);
     rc = GW_CTL_OK;
 out:
     gw_bundle_verifier_free(v);
@@ -461,7 +562,15 @@ static int parse_opts(int argc, char **argv, struct audit_opts *o, const char **
             o->out = optarg;
             break;
         case 'K':
-            o->trust = optarg;
+            if (!key_id_ok(optarg)) {
+                fprintf(stderr, ME ": --trust-key: must be a key id, 64 lowercase hex digits\n");
+                return GW_CTL_USAGE;
+            }
+            if (o->ntrust == GW_BUNDLE_TRUST_MAX) {
+                fprintf(stderr, ME ": --trust-key: at most %d keys\n", GW_BUNDLE_TRUST_MAX);
+                return GW_CTL_USAGE;
+            }
+            o->trust[o->ntrust++] = optarg;
             break;
         case 'a':
             o->actor = optarg;
@@ -514,10 +623,6 @@ int gw_ctl_audit(int argc, char **argv)
     rc = parse_opts(argc, argv, &o, &file);
     if (rc != 0)
         return rc < 0 ? GW_CTL_OK : rc;
-    if (o.trust && strlen(o.trust) != 64) {
-        fprintf(stderr, ME ": --trust-key: must be a key id, 64 hex digits\n");
-        return GW_CTL_USAGE;
-    }
     if (strcmp(verb, "verify") == 0) {
         if (o.has_suite) {
             /* verify signs nothing: each checkpoint is checked under its own key's algorithm */

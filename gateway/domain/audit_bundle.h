@@ -81,9 +81,18 @@ uint64_t gw_bundle_writer_records(const struct gw_bundle_writer *w);
 
 struct gw_bundle_verifier;
 
+#define GW_BUNDLE_TRUST_MAX 16 /* most key ids a verifier pins */
+
 struct gw_bundle_verify_opts {
-    bool unsealed;         /* accept a bundle without seal (the live chain's check) */
-    const char *trust_key; /* key id (hex) that must sign every checkpoint and the seal; or NULL */
+    bool unsealed; /* accept a bundle without seal (the live chain's check) */
+    /* Every chain is whole, from seq 1 (the live chain's check: records are never deleted). A
+     * checkpoint before a chain's first record is then refused instead of taken as the anchor a
+     * time-range bundle starts from. */
+    bool whole;
+    /* ntrust key ids (64 hex digits each, at most GW_BUNDLE_TRUST_MAX): the signer of every
+     * checkpoint and of the seal must be one of them. ntrust 0: any key the bundle lists. */
+    const char *const *trust_keys;
+    size_t ntrust;
 };
 
 struct gw_bundle_verify_stats {
@@ -93,7 +102,7 @@ struct gw_bundle_verify_stats {
     int64_t from_us, to_us;                 /* the header's range */
 };
 
-/* Returns 0 and *out, or GW_ENOMEM. */
+/* Returns 0 and *out, GW_EINVAL (more than GW_BUNDLE_TRUST_MAX trusted keys) or GW_ENOMEM. */
 int gw_bundle_verifier_new(const struct gw_bundle_verify_opts *o,
                            struct gw_bundle_verifier **out) GW_MUST_CHECK;
 void gw_bundle_verifier_free(struct gw_bundle_verifier *v);
@@ -105,6 +114,11 @@ int gw_bundle_verify_end(struct gw_bundle_verifier *v) GW_MUST_CHECK;
 /* The first bad place, one line ("" while none). */
 const char *gw_bundle_verify_error(const struct gw_bundle_verifier *v);
 void gw_bundle_verify_stats(const struct gw_bundle_verifier *v, struct gw_bundle_verify_stats *out);
+/* The i-th key, in the bundle's order, that has signed a checkpoint or the seal so far: its id
+ * (64 hex digits, the SHA-256 of its public key; valid while v lives) and *alg; NULL past the
+ * last one. */
+const char *gw_bundle_verify_signer(const struct gw_bundle_verifier *v, size_t i,
+                                    enum gw_sign_alg *alg);
 
 /* A sink (for gw_bundle_writer_new) that feeds a verifier (arg). */
 int gw_bundle_verify_sink(void *arg, const uint8_t *p, size_t n);

@@ -23,6 +23,7 @@ struct key {
     uint8_t pub[GW_SIGN_PUB_MAX];
     size_t publen;
     enum gw_sign_alg alg;
+    bool signed_any; /* has signed a checkpoint or the seal (gw_bundle_verify_signer) */
 };
 
 struct chain_state {
@@ -34,8 +35,9 @@ struct chain_state {
 };
 
 struct gw_bundle_verifier {
-    struct gw_bundle_verify_opts o;
-    char trust[65];
+    struct gw_bundle_verify_opts o; /* its trust_keys pointer cleared: trust[] holds them */
+    char trust[GW_BUNDLE_TRUST_MAX][65];
+    size_t ntrust;
     enum phase ph;
     int err; /* sticky */
     char msg[GW_BUNDLE_ERR_MAX];
@@ -81,15 +83,19 @@ static int fail(struct gw_bundle_verifier *v, int rc)
 
 int gw_bundle_verifier_new(const struct gw_bundle_verify_opts *o, struct gw_bundle_verifier **out)
 {
-    struct gw_bundle_verifier *v = gw_calloc(1, sizeof *v);
+    struct gw_bundle_verifier *v;
     *out = NULL;
+    if (o && o->ntrust > GW_BUNDLE_TRUST_MAX)
+        return GW_EINVAL;
+    v = gw_calloc(1, sizeof *v);
     if (!v)
         return GW_ENOMEM;
     if (o)
         v->o = *o;
-    if (o && o->trust_key)
-        snprintf(v->trust, sizeof v->trust, "%s", o->trust_key);
-    v->o.trust_key = NULL;
+    for (size_t i = 0; o && i < o->ntrust; i++)
+        snprintf(v->trust[v->ntrust++], sizeof v->trust[0], "%s", o->trust_keys[i]);
+    v->o.trust_keys = NULL;
+    v->o.ntrust = 0;
     v->all = EVP_MD_CTX_new();
     v->chain = EVP_MD_CTX_new();
     if (!v->all || !v->chain || EVP_DigestInit_ex(v->all, EVP_sha256(), NULL) != 1) {
@@ -121,6 +127,18 @@ const char *gw_bundle_verify_error(const struct gw_bundle_verifier *v)
 void gw_bundle_verify_stats(const struct gw_bundle_verifier *v, struct gw_bundle_verify_stats *out)
 {
     *out = v->st;
+}
+
+const char *gw_bundle_verify_signer(const struct gw_bundle_verifier *v, size_t i,
+                                    enum gw_sign_alg *alg)
+{
+    for (size_t k = 0; k < v->nkeys; k++) {
+        if (!v->keys[k].signed_any || i-- > 0)
+            continue;
+        *alg = v->keys[k].alg;
+        return v->keys[k].id;
+    }
+    return NULL;
 }
 
 static int digest_now(EVP_MD_CTX *src, uint8_t out[GW_AUDIT_HASH_LEN])
@@ -217,7 +235,7 @@ static bool chain_id_ok(const char *s)
     return true;
 }
 
-static const struct key *find_key(const struct gw_bundle_verifier *v, const char *id)
+static struct key *find_key(const struct gw_bundle_verifier *v, const char *id)
 {
     for (size_t i = 0; i < v->nkeys; i++)
         if (strcmp(v->keys[i].id, id) == 0)
@@ -225,18 +243,34 @@ static const struct key *find_key(const struct gw_bundle_verifier *v, const char
     return NULL;
 }
 
-/* The key `id` for `what`, known and trusted; NULL after naming the fault. */
+static bool trusted(const struct gw_bundle_verifier *v, const char *id)
+{
+    for (size_t i = 0; i < v->ntrust; i++)
+        if (strcmp(v->trust[i], id) == 0)
+            return true;
+    return v->ntrust == 0;
+}
+
+/* The key `id` for `what`, known and trusted (then counted as a signer); NULL after naming the
+ * fault. One pinned key keeps the words of docs/audit-bundle-format.md (verify_bundle.py's);
+ * with several, the key is named whole, for the operator to look up. */
 static const struct key *signing_key(struct gw_bundle_verifier *v, const char *id, const char *what)
 {
-    const struct key *k = find_key(v, id);
+    struct key *k = find_key(v, id);
     if (!k) {
         bad(v, "%s: signed by key %.16s..., which is not in the bundle", what, id);
         return NULL;
     }
-    if (v->trust[0] && strcmp(v->trust, id) != 0) {
-        bad(v, "%s: signed by key %.16s..., not by the trusted key %.16s...", what, id, v->trust);
+    if (!trusted(v, id)) {
+        if (v->ntrust == 1)
+            bad(v, "%s: signed by key %.16s..., not by the trusted key %.16s...", what, id,
+                v->trust[0]);
+        else
+            bad(v, "%s: signed by key %s, which is not one of the %zu trusted keys", what, id,
+                v->ntrust);
         return NULL;
     }
+    k->signed_any = true;
     return k;
 }
 
@@ -257,7 +291,7 @@ static int on_header(struct gw_bundle_verifier *v, struct gw_bfdec *d)
 
 static int on_key(struct gw_bundle_verifier *v, struct gw_bfdec *d)
 {
-    struct key k, *p;
+    struct key k = {0}, *p;
     char id[65];
     if (!text_field(d, k.id, 64, true) || !key_fields(d, &k) || d->off != d->n)
         return bad(v, "key %" PRIu64 ": malformed", v->st.keys + 1);
@@ -468,7 +502,14 @@ static int on_checkpoint(struct gw_bundle_verifier *v, struct gw_bfdec *d)
     rc = enter_chain(v, chain);
     if (rc != 0)
         return rc;
-    if (c->records == 0 && c->anchor < 0) { /* the anchor: what the first record follows */
+    if (c->records == 0 && v->o.whole) {
+        /* records are never deleted: a whole chain starts at seq 1, and a checkpoint before
+         * its first record means the records up to it are gone (or the chain has none) */
+        return bad(v,
+                   "chain %s: seq 1..%" PRId64 " missing: the checkpoint at seq %" PRId64
+                   " comes before any record (a whole chain starts at seq 1)",
+                   chain, k.seq, k.seq);
+    } else if (c->records == 0 && c->anchor < 0) { /* the anchor: what the first record follows */
         c->anchor = k.seq;
         memcpy(c->head, k.head, GW_AUDIT_HASH_LEN);
         c->last_ckpt = k.seq;

@@ -15,9 +15,12 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int verify(const uint8_t *p, size_t n, uint8_t sel, bool pieces, char *why, size_t whysz)
 {
+    static const char *const trust[] = {"0123456789abcdef0123456789abcdef"};
     struct gw_bundle_verify_opts o = {
         .unsealed = sel & 1,
-        .trust_key = sel & 2 ? "0123456789abcdef0123456789abcdef" : NULL,
+        .whole = sel & 4,
+        .trust_keys = trust,
+        .ntrust = sel & 2 ? 1 : 0,
     };
     struct gw_bundle_verifier *v = NULL;
     uint32_t x = sel * 2654435761u + 7u;

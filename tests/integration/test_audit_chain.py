@@ -21,6 +21,7 @@ import pytest
 
 import audit_lib
 import waygate_proto
+from conftest import BUILD
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYVERIFY = os.path.join(ROOT, "tests", "audit", "verify_bundle.py")
@@ -151,13 +152,25 @@ def write(tmp_path, items, name="tampered.bundle"):
 # ---- the good trail ----
 
 def test_good_trail_verifies_live_and_as_a_bundle(stack, db, tmp_path):
+    signer = audit_lib.keyring_signer(stack.env["WAYGATE_KEYRING"])
     r = ctl_verify_live(stack, db)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "2 chains, 32 records, 4 checkpoints" in r.stdout, r.stdout
     assert "chain gw1: seq 26..27 not yet covered by a checkpoint" in r.stdout, r.stdout
+    # who signed, and that the keyring ($WAYGATE_KEYRING) pinned it
+    assert "\nsigned by key %s (%s)\n" % (signer.key_id, signer.algorithm) in r.stdout, r.stdout
+    assert "signers pinned: the audit key of keyring " in r.stdout, r.stdout
     path, items = good_bundle(stack, db, tmp_path)
-    c, p = assert_good(stack, path, "--trust-key", audit_lib.keyring_signer(
-        stack.env["WAYGATE_KEYRING"]).key_id)
+    c, p = assert_good(stack, path, "--trust-key", signer.key_id)
+    assert "signed by key %s (%s)\n" % (signer.key_id, signer.algorithm) in c.stdout, c.stdout
+    assert "signers pinned: the 1 key given by --trust-key\n" in c.stdout, c.stdout
+    # without --trust-key a bundle still verifies (exit 0), saying whose keys signed it and that
+    # nothing pinned them: the regulator compares the ids by eye
+    c, p = assert_good(stack, path)
+    assert [l for l in c.stdout.splitlines() if l.startswith("signed by key ")] == [
+        "signed by key %s (%s)" % (signer.key_id, signer.algorithm)], c.stdout
+    assert "note: the signers are not pinned (no --trust-key): any key the bundle lists was " \
+           "accepted" in c.stdout, c.stdout
     assert "2 chains, 32 records, 4 checkpoints" in c.stdout, c.stdout
     assert "2 chains, 32 records, 4 checkpoints" in p.stdout, p.stdout
     # the manifest is what docs/audit-bundle-format.md says, computed independently
@@ -253,6 +266,88 @@ def test_deleted_record_bundle(stack, db, tmp_path):
     _, items = good_bundle(stack, db, tmp_path)
     del items[audit_lib.index_of(items, b"R", 7)]
     assert_both_fail(stack, write(tmp_path, items), "chain gw1", "seq 7 expected after seq 6")
+
+
+# ---- the oldest records deleted ----
+
+def assert_live_names(stack, db, place):
+    """The live check fails with FAILED: place, and records it as a critical incident."""
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, "audit verify accepted a tampered chain:\n" + r.stdout + r.stderr
+    assert "FAILED: %s\n" % place in r.stdout, r.stdout + r.stderr
+    inc = stack.psql("SELECT severity || '|' || detail FROM incident "
+                     "WHERE kind = 'audit_chain_break'", uri=su(stack, db))
+    assert inc and inc[-1] == "critical|" + place, inc
+
+
+def test_live_chain_without_its_first_records_fails(stack, db, tmp_path):
+    """Records are never deleted, so the live check takes no checkpoint as a chain's anchor (a
+    time range's bundle does): gw1 without records 1..10 (no checkpoint below 10; the one at 10
+    kept, which such a bundle would start from) fails, naming the chain and the missing seqs;
+    a bundle of what is left still verifies, as a range bundle may start there."""
+    tamper(stack, db, "DELETE FROM audit_record WHERE chain = 'gw1' AND seq <= 10;")
+    assert_live_names(stack, db, "chain gw1: seq 1..10 missing: the checkpoint at seq 10 comes "
+                                 "before any record (a whole chain starts at seq 1)")
+    path = str(tmp_path / "rest.bundle")
+    e = export(stack, db, path)
+    assert "WARNING" not in e.stdout, e.stdout
+    assert_good(stack, path)
+
+
+def test_live_chain_of_checkpoints_without_records_fails(stack, db):
+    """Chain ctl's five records deleted, its checkpoint at 5 kept."""
+    tamper(stack, db, "DELETE FROM audit_record WHERE chain = 'ctl';")
+    assert_live_names(stack, db, "chain ctl: seq 1..5 missing: the checkpoint at seq 5 comes "
+                                 "before any record (a whole chain starts at seq 1)")
+
+
+# ---- signers pinned ----
+
+def test_live_verify_pins_the_keyrings_audit_keys(stack, db, template):
+    """The checkpoint at 20 re-signed, validly, by a key the attacker added to audit_key (what
+    the database's owner can do): the live check pins the keyring's audit keys and names the key;
+    with both keys given by --trust-key it verifies and names both signers; with neither a
+    keyring nor --trust-key it accepts the table's keys but says the signers are not pinned."""
+    kr = stack.env["WAYGATE_KEYRING"]
+    trusted = audit_lib.keyring_signer(kr)
+    rogue = audit_lib.rogue_signer(kr)
+    c = template["gw1"][19]
+    sig = rogue.sign(audit_lib.checkpoint_msg("gw1", 20, c["hash"], c["at_us"] + 500))
+    tamper(stack, db, "INSERT INTO audit_key (key_id, public_key, algorithm) VALUES "
+                      "('%s', '\\x%s', '%s'); UPDATE audit_checkpoint SET key_id = '%s', "
+                      "signature = '\\x%s' WHERE chain = 'gw1' AND seq = 20;"
+           % (rogue.key_id, rogue.pub.hex(), rogue.algorithm, rogue.key_id, sig.hex()))
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, r.stdout + r.stderr
+    line = [l for l in r.stdout.splitlines() if l.startswith("FAILED: ")]
+    assert line and line[0].startswith("FAILED: chain gw1: checkpoint at seq 20: signed by key "
+                                       + rogue.key_id[:16]), r.stdout
+    assert ("not by the trusted key " + trusted.key_id[:16]) in line[0] or \
+        (rogue.key_id + ", which is not one of the") in line[0], line[0]
+    # a key given alone pins alone: the rogue one is refused by it too
+    r = stack.ctl("audit", "verify", "--db", uri(stack, db, TEMPLATE + "_admin"), "--trust-key",
+                  trusted.key_id)
+    assert r.returncode == 1 and "not by the trusted key" in r.stdout, r.stdout + r.stderr
+    r = stack.ctl("audit", "verify", "--db", uri(stack, db, TEMPLATE + "_admin"), "--trust-key",
+                  trusted.key_id, "--trust-key", rogue.key_id)
+    assert r.returncode == 0, r.stdout + r.stderr
+    for k in (trusted, rogue):
+        assert "signed by key %s (%s)\n" % (k.key_id, k.algorithm) in r.stdout, r.stdout
+    assert "signers pinned: the 2 keys given by --trust-key" in r.stdout, r.stdout
+    env = {k: v for k, v in os.environ.items() if k != "WAYGATE_KEYRING"}
+    r = subprocess.run([os.path.join(BUILD, "waygatectl"), "audit", "verify", "--db",
+                        uri(stack, db, TEMPLATE + "_admin")], env=env, capture_output=True,
+                       text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "note: the signers are not pinned (no --trust-key, no keyring): any key of the " \
+           "audit_key table was accepted" in r.stdout, r.stdout
+
+
+def test_trust_key_must_be_a_key_id(stack):
+    for bad in ("abc", "A" * 64, "g" * 64):
+        r = stack.ctl("audit", "verify", "--trust-key", bad, "--db", stack.pguri)
+        assert r.returncode == 2 and "--trust-key: must be a key id, 64 lowercase hex digits" \
+            in r.stderr, r.stderr
 
 
 # ---- an altered field ----
@@ -533,6 +628,9 @@ def test_the_trail_the_gateway_and_the_cli_wrote_verifies(stack, grpc_chains, tm
     assert gw_chains, "the gateway wrote no gateway.start record"
     r = stack.ctl("audit", "verify", "--db", stack.pguri, "--trust-key", grpc_chains.key_id)
     assert r.returncode == 0, r.stdout + r.stderr
+    # as deploy/quickstart runs it (after . var/env): pinned by $WAYGATE_KEYRING's audit keys
+    r = stack.ctl("audit", "verify", "--db", stack.pguri)
+    assert r.returncode == 0 and "signers pinned: the audit key" in r.stdout, r.stdout + r.stderr
     path = str(tmp_path / "real.bundle")
     r = stack.ctl("audit", "export", "--from", "0", "--to", FAR, "--out", path, "--keyring",
                   stack.env["WAYGATE_KEYRING"], "--db", stack.pguri)

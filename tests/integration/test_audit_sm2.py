@@ -232,8 +232,19 @@ def test_live_trail_with_both_algorithms_verifies(stack, smgw, sm_bundle):
     algs = set(stack.psql("SELECT DISTINCT k.algorithm FROM audit_checkpoint c "
                           "JOIN audit_key k USING (key_id)"))
     assert "sm2" in algs and algs <= {"ed25519", "sm2"}, algs
-    r = stack.ctl("audit", "verify", "--db", stack.pguri)
+    # the signers are pinned: the sm gateway's keyring holds both suites' audit keys (the stack's
+    # own keyring has only its default suite's), so it pins the whole trail
+    r = stack.ctl("audit", "verify", "--db", stack.pguri, "--keyring",
+                  os.path.join(stack.dir, "keyring-sm2audit"))
     assert r.returncode == 0, r.stdout + r.stderr
+    signers = re.findall(r"(?m)^signed by key ([0-9a-f]{64}) \((ed25519|sm2)\)$", r.stdout)
+    assert {a for _, a in signers} == algs, r.stdout
+    # and the same keys given by --trust-key, one per signer
+    r = stack.ctl("audit", "verify", "--db", stack.pguri,
+                  *[x for k, _ in signers for x in ("--trust-key", k)])
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "signers pinned: the %d key%s given by --trust-key" % (
+        len(signers), "" if len(signers) == 1 else "s") in r.stdout, r.stdout
 
 
 def test_cli_with_an_sm_keyring_signs_and_seals_with_sm2(stack, smgw, tmp_path):

@@ -1,7 +1,9 @@
 /* test_audit_bundle.c: the bundle writer and verifier (domain/audit_bundle) in memory: a good
  * bundle verifies fed whole or byte by byte; a bundle cut at any byte fails; a deleted, altered
  * or swapped record, a forged checkpoint, a wrong seal key, an untrusted key each fail, naming
- * the place. Every test runs twice: with Ed25519 keys (the aes suite) and with SM2 keys (sm). */
+ * the place; the live check's whole chains take no anchor; several keys may be pinned, and the
+ * signers are listed. Every test runs twice: with Ed25519 keys (the aes suite) and with SM2 keys
+ * (sm). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -57,6 +59,9 @@ struct gen {
     int alter_seq;  /* a record whose actor is changed after hashing (stored hash kept) */
     int swap_seq;   /* this record and the next written in the other order */
     int forge_ckpt; /* a checkpoint whose signature is made by another key */
+    int from_seq;   /* gw1's records before it left out (a time range's bundle: the checkpoint
+                     * at from_seq - 1 is its anchor) */
+    bool gw2_bare;  /* gw2's records left out, its checkpoint kept */
     const uint8_t *seal_seed;
 };
 
@@ -114,7 +119,8 @@ static struct buf make(const struct gen *g)
             struct gw_audit_rec r = recs[k];
             if (c == 0 && k == g->alter_seq)
                 r.actor = "mallory";
-            if (!(c == 0 && k == g->skip_seq))
+            if (!(c == 0 && k == g->skip_seq) && !(c == 0 && k < g->from_seq) &&
+                !(c == 1 && g->gw2_bare))
                 assert_int_equal(gw_bundle_write_record(w, &r, &links[k], hashes[k]), 0);
             if ((c == 0 && (i == 10 || i == 20)) || (c == 1 && i == 3))
                 ckpt(w, chains[c], i, hashes[i], c == 0 && g->forge_ckpt == i ? ROGUE : SEED);
@@ -128,7 +134,7 @@ static struct buf make(const struct gen *g)
 /* Verifies b fed in pieces of `step` bytes; returns the result and copies the message. */
 static int verify(const struct buf *b, size_t step, const char *trust, char *msg)
 {
-    struct gw_bundle_verify_opts o = {.trust_key = trust};
+    struct gw_bundle_verify_opts o = {.trust_keys = &trust, .ntrust = trust ? 1 : 0};
     struct gw_bundle_verifier *v;
     int rc = 0;
     assert_int_equal(gw_bundle_verifier_new(&o, &v), 0);
@@ -137,6 +143,30 @@ static int verify(const struct buf *b, size_t step, const char *trust, char *msg
     if (rc == 0)
         rc = gw_bundle_verify_end(v);
     snprintf(msg, GW_BUNDLE_ERR_MAX, "%s", gw_bundle_verify_error(v));
+    gw_bundle_verifier_free(v);
+    return rc;
+}
+
+/* Verifies b whole under o; returns the result, copies the message and, when it verified, the
+ * ids of its signers (at most 4) into ids, their number into *nids. */
+static int verify_with(const struct buf *b, const struct gw_bundle_verify_opts *o, char *msg,
+                       char ids[4][65], size_t *nids)
+{
+    struct gw_bundle_verifier *v;
+    enum gw_sign_alg alg;
+    const char *id;
+    int rc;
+    assert_int_equal(gw_bundle_verifier_new(o, &v), 0);
+    rc = gw_bundle_verify_feed(v, b->p, b->n);
+    if (rc == 0)
+        rc = gw_bundle_verify_end(v);
+    snprintf(msg, GW_BUNDLE_ERR_MAX, "%s", gw_bundle_verify_error(v));
+    *nids = 0;
+    while (rc == 0 && (id = gw_bundle_verify_signer(v, *nids, &alg)) != NULL) {
+        assert_true(*nids < 4);
+        assert_int_equal(alg, ALG);
+        snprintf(ids[(*nids)++], 65, "%s", id);
+    }
     gw_bundle_verifier_free(v);
     return rc;
 }
@@ -308,6 +338,78 @@ static void unsealed_only_when_allowed(void **state)
     free(b.p);
 }
 
+/* A time range's bundle starts after a checkpoint (its anchor); the live trail's check (whole)
+ * takes no anchor: a chain whose first records and the checkpoints below them are gone, or a
+ * chain of checkpoints without records, fails naming the chain and the missing seqs. */
+static void whole_chains_take_no_anchor(void **state)
+{
+    struct gw_bundle_verify_opts range = {0}, whole = {.whole = true};
+    char msg[GW_BUNDLE_ERR_MAX], ids[4][65];
+    size_t n;
+    struct buf b = make(&(struct gen){.from_seq = 11});
+    (void)state;
+    assert_int_equal(verify_with(&b, &range, msg, ids, &n), 0);
+    assert_int_equal(verify_with(&b, &whole, msg, ids, &n), GW_EDATALOSS);
+    assert_string_equal(msg, "chain gw1: seq 1..10 missing: the checkpoint at seq 10 comes before "
+                             "any record (a whole chain starts at seq 1)");
+    free(b.p);
+    b = make(&(struct gen){.gw2_bare = true});
+    assert_int_equal(verify_with(&b, &whole, msg, ids, &n), GW_EDATALOSS);
+    assert_string_equal(msg, "chain gw2: seq 1..3 missing: the checkpoint at seq 3 comes before "
+                             "any record (a whole chain starts at seq 1)");
+    free(b.p);
+    b = make(&(struct gen){0});
+    assert_int_equal(verify_with(&b, &whole, msg, ids, &n), 0);
+    free(b.p);
+}
+
+/* Several pinned keys: a signer among them verifies, one outside them is named whole; the
+ * signers of a verified bundle are listed once each; more than GW_BUNDLE_TRUST_MAX is refused. */
+static void trusted_keys_and_signers(void **state)
+{
+    static const char other[] = "1111111111111111111111111111111111111111111111111111111111111111",
+                      another[] =
+                          "2222222222222222222222222222222222222222222222222222222222222222";
+    char msg[GW_BUNDLE_ERR_MAX], ids[4][65], id[65], want[GW_BUNDLE_ERR_MAX];
+    const char *pin[GW_BUNDLE_TRUST_MAX + 1];
+    uint8_t pub[GW_SIGN_PUB_MAX];
+    size_t n, publen = pub_of(SEED, pub);
+    struct buf b = make(&(struct gen){0});
+    struct gw_bundle_verifier *v = NULL;
+    (void)state;
+    assert_int_equal(gw_audit_key_id(pub, publen, id), 0);
+    pin[0] = other;
+    pin[1] = id;
+    assert_int_equal(verify_with(&b,
+                                 &(struct gw_bundle_verify_opts){.trust_keys = pin, .ntrust = 2},
+                                 msg, ids, &n),
+                     0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], id);
+    assert_int_equal(verify_with(&b, &(struct gw_bundle_verify_opts){0}, msg, ids, &n), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(ids[0], id);
+    pin[1] = another;
+    assert_int_equal(verify_with(&b,
+                                 &(struct gw_bundle_verify_opts){.trust_keys = pin, .ntrust = 2},
+                                 msg, ids, &n),
+                     GW_EDATALOSS);
+    snprintf(want, sizeof want,
+             "chain gw1: checkpoint at seq 10: signed by key %s, which is not one of the 2 "
+             "trusted keys",
+             id);
+    assert_string_equal(msg, want);
+    for (size_t i = 0; i <= GW_BUNDLE_TRUST_MAX; i++)
+        pin[i] = other;
+    assert_int_equal(
+        gw_bundle_verifier_new(
+            &(struct gw_bundle_verify_opts){.trust_keys = pin, .ntrust = GW_BUNDLE_TRUST_MAX + 1},
+            &v),
+        GW_EINVAL);
+    assert_null(v);
+    free(b.p);
+}
+
 static int ed25519_group(void **state)
 {
     (void)state;
@@ -337,6 +439,8 @@ int main(void)
         cmocka_unit_test(seal_by_another_key),
         cmocka_unit_test(untrusted_key),
         cmocka_unit_test(unsealed_only_when_allowed),
+        cmocka_unit_test(whole_chains_take_no_anchor),
+        cmocka_unit_test(trusted_keys_and_signers),
     };
     return cmocka_run_group_tests_name("ed25519", tests, ed25519_group, NULL) |
            cmocka_run_group_tests_name("sm2", tests, sm2_group, NULL);
