@@ -8,6 +8,9 @@
  *    stream (the stream's user data is the call, never dangling);
  *  - the connection is torn down only from a libevent callback, after nghttp2 has returned;
  *  - a response is buffered up to max_response bytes (the decoder's cap), never more;
+ *  - the output waiting for the socket stays under GW_GCLIENT_OUT_HIGH plus one frame: at the
+ *    mark send_cb refuses frames and reading stops (what a peer sends can make nghttp2 answer:
+ *    PING and SETTINGS acknowledgements), until write_cb sees it drained to GW_GCLIENT_OUT_LOW;
  *  - after a failed connection attempt, calls fail UNAVAILABLE at once until the backoff has
  *    passed; after a lost established connection the next call reconnects at once. */
 #include "gclient.h"
@@ -36,6 +39,10 @@
 #define BACKOFF_MAX_MS 5000u
 #define MAX_HEADER_LIST (64u * 1024u)
 #define MSG_MAX 256u
+/* Input is fed to nghttp2 in slices of at most this, the output checked between them: one slice
+ * queues at most ~900 acknowledgements (9-byte SETTINGS), under nghttp2's own flood limit of
+ * 1000 queued ones, and adds at most its own size or so to the output. */
+#define RECV_SLICE (8u * 1024u)
 
 enum conn_state { C_IDLE, C_CONNECTING, C_READY };
 
@@ -86,6 +93,7 @@ struct gw_gclient {
     struct gw_gclient_call *calls, *calls_tail; /* in the order they were started */
     struct gw_gclient_call *done_head, *done_tail;
     size_t inflight;
+    size_t out_peak;          /* the most bytes the output has held (tests) */
     unsigned fails;           /* failed connection attempts in a row */
     struct timeval retry_at;  /* no new attempt before (monotonic) */
     char last_error[MSG_MAX]; /* why the last attempt failed, for calls in backoff */
@@ -276,14 +284,24 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
 
 /* ---- nghttp2 callbacks (no user code, no teardown from here) ---- */
 
+/* Refuses the frame while the output is at the mark: nghttp2 keeps it (and everything after it)
+ * and sends it when pump() runs again from write_cb. A peer that never reads thus costs at most
+ * the mark plus one frame chunk (~16 KB), never a copy of every acknowledgement it provoked. */
 static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *arg)
 {
     struct gw_gclient *c = arg;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    size_t queued;
 
     (void)s;
     (void)flags;
-    if (bufferevent_write(c->bev, data, len) != 0)
+    if (evbuffer_get_length(out) >= GW_GCLIENT_OUT_HIGH)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    if (evbuffer_add(out, data, len) != 0)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    queued = evbuffer_get_length(out);
+    if (queued > c->out_peak)
+        c->out_peak = queued;
     return (ssize_t)len;
 }
 
@@ -472,22 +490,60 @@ static void kick_cb(evutil_socket_t fd, short what, void *arg)
     pump(arg);
 }
 
-static void read_cb(struct bufferevent *bev, void *arg)
+/* Feeds the input to nghttp2 slice by slice, sending what each produces, until the output
+ * reaches the mark: then reading stops (the rest stays in the input) until write_cb resumes it.
+ * nghttp2's flood limit counts only the acknowledgements in its own queue, which every pump()
+ * empties into the output; without the mark a peer that sends PINGs and never reads would grow
+ * the output without end. Such a peer still meets the deadline's PING, which stays unanswered. */
+static void process_input(struct gw_gclient *c)
 {
-    struct gw_gclient *c = arg;
-    struct evbuffer *in = bufferevent_get_input(bev);
-    size_t len = evbuffer_get_length(in);
+    struct evbuffer *in, *out;
+    size_t len;
     ssize_t n;
 
-    if (c->state != C_READY || len == 0)
-        return;
-    n = nghttp2_session_mem_recv(c->sess, evbuffer_pullup(in, -1), len);
-    if (n < 0) {
-        conn_lost(c, "backend: HTTP/2 protocol error", c->settled);
-        return;
+    while (c->state == C_READY) {
+        in = bufferevent_get_input(c->bev);
+        out = bufferevent_get_output(c->bev);
+        len = evbuffer_get_length(in);
+        if (len == 0)
+            return;
+        if (evbuffer_get_length(out) >= GW_GCLIENT_OUT_HIGH) {
+            (void)bufferevent_disable(c->bev, EV_READ); /* resumed by write_cb */
+            return;
+        }
+        if (len > RECV_SLICE)
+            len = RECV_SLICE;
+        n = nghttp2_session_mem_recv(c->sess, evbuffer_pullup(in, (ev_ssize_t)len), len);
+        if (n < 0) {
+            conn_lost(c, "backend: HTTP/2 protocol error", c->settled);
+            return;
+        }
+        evbuffer_drain(in, (size_t)n);
+        pump(c); /* may tear the connection down: the loop's condition sees it */
     }
-    evbuffer_drain(in, (size_t)n);
+}
+
+static void read_cb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    process_input(arg);
+}
+
+/* The output drained to GW_GCLIENT_OUT_LOW: send what send_cb refused, then read again. */
+static void write_cb(struct bufferevent *bev, void *arg)
+{
+    struct gw_gclient *c = arg;
+
+    if (c->state != C_READY)
+        return;
     pump(c);
+    if (c->state != C_READY)
+        return;
+    if (evbuffer_get_length(bufferevent_get_output(bev)) < GW_GCLIENT_OUT_HIGH &&
+        !(bufferevent_get_enabled(bev) & EV_READ)) {
+        (void)bufferevent_enable(bev, EV_READ);
+        process_input(c);
+    }
 }
 
 static int start_session(struct gw_gclient *c)
@@ -611,7 +667,8 @@ static void tcp_cb(evutil_socket_t fd, short what, void *arg)
     }
     c->fd = -1; /* the bufferevent's now */
     bufferevent_openssl_set_allow_dirty_shutdown(c->bev, 1);
-    bufferevent_setcb(c->bev, read_cb, NULL, event_cb, c);
+    bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_WRITE, GW_GCLIENT_OUT_LOW, 0);
     (void)bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
@@ -879,4 +936,9 @@ void gw_gclient_cancel(struct gw_gclient_call *k)
 size_t gw_gclient_inflight(const struct gw_gclient *c)
 {
     return c != NULL ? c->inflight : 0;
+}
+
+size_t gw_gclient_out_peak(const struct gw_gclient *c)
+{
+    return c != NULL ? c->out_peak : 0;
 }

@@ -6,7 +6,9 @@
  * the server's chain against `ca` and its name against `server_name` (TLS >= 1.2, ALPN h2).
  * The client knows nothing of protobuf: a request is the serialized message, a response the
  * serialized message and the gRPC status. Memory is bounded: a response larger than max_response
- * fails the call (RESOURCE_EXHAUSTED) and resets its stream.
+ * fails the call (RESOURCE_EXHAUSTED) and resets its stream; the output waiting for the socket
+ * stays under GW_GCLIENT_OUT_HIGH plus one frame, whatever the server sends (reading stops at the
+ * mark until the output has drained to GW_GCLIENT_OUT_LOW).
  * A call's callback runs exactly once (unless cancelled first), never from inside gw_gclient_call,
  * and may start new calls or free the client. */
 #ifndef GW_GCLIENT_H
@@ -17,6 +19,10 @@
 
 #include "err.h"
 #include "grpc.h"
+
+/* The output mark (the server side's GW_H2_OUT_HIGH) and where reading resumes. */
+#define GW_GCLIENT_OUT_HIGH (256u * 1024u)
+#define GW_GCLIENT_OUT_LOW (64u * 1024u)
 
 struct event_base;
 struct gw_gclient;
@@ -65,5 +71,9 @@ void gw_gclient_cancel(struct gw_gclient_call *call);
 
 /* Calls in flight (for tests and metrics). */
 size_t gw_gclient_inflight(const struct gw_gclient *c);
+
+/* The most bytes the connection's output buffer has held over the client's life (for tests:
+ * at most GW_GCLIENT_OUT_HIGH plus one frame chunk). */
+size_t gw_gclient_out_peak(const struct gw_gclient *c);
 
 #endif

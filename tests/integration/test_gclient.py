@@ -7,7 +7,9 @@ Proves: OK with one result per delivery, REJECTED results, a whole-call status p
 DEADLINE_EXCEEDED against a slow backend, UNAVAILABLE when the backend is down and a reconnect
 when it is back (same client), RESOURCE_EXHAUSTED for a response over max_response (and the
 connection still usable), a server certificate from another CA or naming another host refused,
-cancel (no callback), a callback that frees the client, concurrent calls multiplexed.
+cancel (no callback), a callback that frees the client, concurrent calls multiplexed; against
+a hostile server of this file (HostileBackend), the output kept under the client's mark during a
+PING flood from a server that never reads.
 """
 
 import json
@@ -15,6 +17,8 @@ import os
 import select
 import shutil
 import socket
+import ssl
+import struct
 import subprocess
 import tempfile
 import threading
@@ -73,13 +77,14 @@ class Sink:
 
 class Probe:
     def __init__(self, certs, addr, server_name="sink.localhost", principal="forwarder",
-                 max_response=65536, expect_ready=True):
+                 max_response=65536, expect_ready=True, connect_timeout_ms=5000):
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, "gclient_probe"), "--endpoint", addr,
              "--server-name", server_name, "--ca", os.path.join(certs, "ca.crt"),
              "--cert", os.path.join(certs, principal + ".crt"),
              "--key", os.path.join(certs, principal + ".key"),
-             "--max-response", str(max_response), "--connect-timeout", "5000"],
+             "--max-response", str(max_response),
+             "--connect-timeout", str(connect_timeout_ms)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.buf = b""
         self.first = self.line()
@@ -107,6 +112,10 @@ class Probe:
         r = self.line()
         assert r["tag"] == tag, r
         return r
+
+    def stats(self):
+        self.send("stats")
+        return self.line()
 
     def close(self):
         if self.proc.poll() is None:
@@ -168,6 +177,116 @@ class Blackhole:
         self.stop.set()
         self.lsock.close()
         for x in self.socks:
+            x.close()
+
+
+def h2_frame(ftype, flags, stream_id, payload=b""):
+    return (struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) +
+            struct.pack(">I", stream_id) + payload)
+
+
+H2_SETTINGS, H2_PING, H2_HEADERS = 4, 6, 1
+H2_ACK = 1
+SETTINGS_MAX_CONCURRENT_STREAMS = 3
+
+
+class HostileBackend:
+    """A TLS + HTTP/2 server (the sink's certificate, client certificate required, ALPN h2)
+    that misbehaves on purpose, one thread per connection. Modes:
+      flood: sends its SETTINGS and then PING frames without end, never reading, until the client
+             drops the connection (or FLOOD_CAP bytes);
+      mcs0:  advertises SETTINGS_MAX_CONCURRENT_STREAMS 0, acknowledges SETTINGS, answers PINGs
+             and counts the HEADERS frames it receives (a client must send none).
+    `ended` is set when a connection has ended, by either side."""
+
+    FLOOD_CAP = 1 << 30
+
+    def __init__(self, certs, mode):
+        self.mode = mode
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(os.path.join(certs, "sink.crt"), os.path.join(certs, "sink.key"))
+        self.ctx.load_verify_locations(os.path.join(certs, "ca.crt"))
+        self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.ctx.set_alpn_protocols(["h2"])
+        self.lsock = socket.socket()
+        # small kernel buffers on the server's side, so a flood meets the client's own bounds
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 64 * 1024)
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(16)
+        self.addr = "127.0.0.1:%d" % self.lsock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.accepted = self.closed = self.headers = self.flood_sent = 0
+        self.ended = threading.Event()
+        self.socks = []
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                raw, _ = self.lsock.accept()
+            except OSError:
+                return
+            raw.settimeout(BOUND_S)
+            self.socks.append(raw)
+            with self.lock:
+                self.accepted += 1
+            threading.Thread(target=self._conn, args=(raw,), daemon=True).start()
+
+    def _conn(self, raw):
+        try:
+            s = self.ctx.wrap_socket(raw, server_side=True)
+            if self.mode == "flood":
+                self._flood(s)
+            else:
+                self._mcs0(s)
+        except (OSError, EOFError):
+            pass  # the client dropped the connection (or the handshake failed)
+        finally:
+            with self.lock:
+                self.closed += 1
+            self.ended.set()
+
+    def _flood(self, s):
+        s.sendall(h2_frame(H2_SETTINGS, 0, 0))
+        block = h2_frame(H2_PING, 0, 0, b"floodpng") * 4096  # 68 KB of PINGs, never an ACK read
+        while self.flood_sent < self.FLOOD_CAP:
+            s.sendall(block)
+            with self.lock:
+                self.flood_sent += len(block)
+
+    @staticmethod
+    def _read(s, n):
+        b = b""
+        while len(b) < n:
+            chunk = s.recv(n - len(b))
+            if not chunk:
+                raise EOFError
+            b += chunk
+        return b
+
+    def _mcs0(self, s):
+        self._read(s, 24)  # the client's preface
+        s.sendall(h2_frame(H2_SETTINGS, 0, 0, struct.pack(">HI", SETTINGS_MAX_CONCURRENT_STREAMS, 0)))
+        while True:
+            hd = self._read(s, 9)
+            length, ftype, flags = int.from_bytes(hd[:3], "big"), hd[3], hd[4]
+            payload = self._read(s, length)
+            if ftype == H2_SETTINGS and not flags & H2_ACK:
+                s.sendall(h2_frame(H2_SETTINGS, H2_ACK, 0))
+            elif ftype == H2_PING and not flags & H2_ACK:
+                s.sendall(h2_frame(H2_PING, H2_ACK, 0, payload))
+            elif ftype == H2_HEADERS:
+                with self.lock:
+                    self.headers += 1
+
+    def close(self):
+        self.lsock.close()
+        for x in self.socks:
+            try:
+                x.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
             x.close()
 
 
@@ -453,3 +572,26 @@ def test_against_the_gateways_own_http2_server(stack):
         assert r["status"] == 12, r  # UNIMPLEMENTED
     finally:
         p.close()
+
+
+def test_ping_flood_from_a_backend_that_never_reads_keeps_the_output_under_the_mark(env):
+    """A backend sends PINGs without end and never reads: every PING makes nghttp2 queue an ACK,
+    and nghttp2's flood limit counts only its own queue. The client stops reading once its output
+    reaches its mark, so what it holds stays under the mark plus one frame; the call still ends
+    with its deadline, and the deadline's PING, unanswered, drops the connection. (Without the
+    mark the output held every ACK: tens of MB here.)"""
+    srv = HostileBackend(env.certdir, "flood")
+    p = Probe(env.certdir, srv.addr, connect_timeout_ms=1000)
+    try:
+        r = p.call("flood", n=1, deadline_ms=500)
+        assert r["status"] == DEADLINE, r
+        assert srv.ended.wait(BOUND_S), "the client never dropped the flooding connection"
+        st = p.stats()
+        print("flood: %d MB sent by the server, the client's output at most %d bytes (mark %d)" %
+              (srv.flood_sent >> 20, st["out_peak"], st["out_high"]))
+        assert st["inflight"] == 0, st
+        assert st["out_peak"] <= st["out_high"] + 17 * 1024, st  # the mark plus one frame chunk
+        assert srv.flood_sent > 4 * st["out_high"], "the flood was too small to prove anything"
+    finally:
+        p.close()
+        srv.close()

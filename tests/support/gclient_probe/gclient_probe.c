@@ -12,6 +12,8 @@
  *   raw TAG PATH HEX DEADLINE_MS     calls PATH with the request bytes HEX ("-" = none):
  *                                    {"tag","status","message","response":HEX}
  *   inflight                         {"inflight": n}
+ *   stats                            {"inflight","out_peak","out_high"}: the most bytes the
+ *                                    connection's output held, and the client's mark
  *   sockopts                         {"tcp":[N, ...]}: TCP_NODELAY of each TCP socket this process
  *                                    holds (the client's connection; 1 = set)
  *   quit                             exits 0 (after freeing the client)
@@ -241,6 +243,9 @@ static void command(char *line)
             printf("{\"tag\":\"%s\",\"error\":\"gw_gclient_call failed\"}\n", tag);
     } else if (f >= 1 && strcmp(cmd, "sockopts") == 0) {
         print_sockopts();
+    } else if (f >= 1 && strcmp(cmd, "stats") == 0) {
+        printf("{\"inflight\":%zu,\"out_peak\":%zu,\"out_high\":%u}\n", gw_gclient_inflight(client),
+               gw_gclient_out_peak(client), GW_GCLIENT_OUT_HIGH);
     } else if (f >= 1 && strcmp(cmd, "inflight") == 0) {
         printf("{\"inflight\":%zu}\n", gw_gclient_inflight(client));
     } else if (f >= 4 && (strcmp(cmd, "call") == 0 || strcmp(cmd, "freecb") == 0)) {
