@@ -5,7 +5,11 @@
  *    bufferevent callback or gw_gclient_call; done_cb touches nothing of the client after the
  *    callback (which may free the client), and the result's bytes are moved out of the call first;
  *  - a call lives until its callback ran or it was cancelled AND nghttp2 no longer knows its
- *    stream (the stream's user data is the call, never dangling);
+ *    stream (the stream's user data is the call, never dangling); a call that ends while its
+ *    request still waits in nghttp2's queue (the server's stream limit reached) leaves the
+ *    request cancelled with orphan_mark as its user data and is freed at once;
+ *  - finished calls still tied to streams plus such orphans stay at most MAX_STALE: past it the
+ *    connection is dropped, which frees them all;
  *  - the connection is torn down only from a libevent callback, after nghttp2 has returned;
  *  - a response is buffered up to max_response bytes (the decoder's cap), never more;
  *  - the output waiting for the socket stays under GW_GCLIENT_OUT_HIGH plus one frame: at the
@@ -43,6 +47,9 @@
  * queues at most ~900 acknowledgements (9-byte SETTINGS), under nghttp2's own flood limit of
  * 1000 queued ones, and adds at most its own size or so to the output. */
 #define RECV_SLICE (8u * 1024u)
+/* Finished calls still held for their streams plus orphaned requests, per connection: twice the
+ * forwarder's largest inflight, so only a server that never opens or closes streams reaches it. */
+#define MAX_STALE 128u
 
 enum conn_state { C_IDLE, C_CONNECTING, C_READY };
 
@@ -93,6 +100,8 @@ struct gw_gclient {
     struct gw_gclient_call *calls, *calls_tail; /* in the order they were started */
     struct gw_gclient_call *done_head, *done_tail;
     size_t inflight;
+    size_t held;              /* calls on c->calls */
+    size_t orphans;           /* requests of freed calls still in nghttp2's queue */
     size_t out_peak;          /* the most bytes the output has held (tests) */
     unsigned fails;           /* failed connection attempts in a row */
     struct timeval retry_at;  /* no new attempt before (monotonic) */
@@ -101,10 +110,22 @@ struct gw_gclient {
 
 static void conn_lost(struct gw_gclient *c, const char *why, bool established);
 
+/* The user data of a request whose call was freed before nghttp2 opened its stream. */
+static char orphan_mark;
+
+/* The call a stream belongs to, or NULL (none, or an orphaned request). */
+static struct gw_gclient_call *stream_call(nghttp2_session *s, int32_t stream_id)
+{
+    void *u = nghttp2_session_get_stream_user_data(s, stream_id);
+
+    return u == &orphan_mark ? NULL : u;
+}
+
 /* ---- calls ---- */
 
 static void link_call(struct gw_gclient *c, struct gw_gclient_call *k)
 {
+    c->held++;
     k->next = NULL;
     k->prev = c->calls_tail;
     if (c->calls_tail != NULL)
@@ -125,6 +146,7 @@ static void unlink_call(struct gw_gclient *c, struct gw_gclient_call *k)
     else if (c->calls_tail == k)
         c->calls_tail = k->prev;
     k->next = k->prev = NULL;
+    c->held--;
 }
 
 static void call_free(struct gw_gclient_call *k)
@@ -189,8 +211,17 @@ static void complete(struct gw_gclient *c, struct gw_gclient_call *k, enum gw_gr
     snprintf(k->message, sizeof(k->message), "%s", msg != NULL ? msg : "");
     evtimer_del(k->deadline_ev);
     if (k->stream_open && c->sess != NULL) {
+        /* Not opened yet: the request waits in nghttp2's queue while the server's
+         * SETTINGS_MAX_CONCURRENT_STREAMS is reached, and would wait there, the call as its user
+         * data, until the connection closes (the reset only marks it cancelled, never sent).
+         * The mark takes the call's place and the call is freed like one never submitted. */
+        if (nghttp2_session_find_stream(c->sess, k->stream_id) == NULL &&
+            nghttp2_session_set_stream_user_data(c->sess, k->stream_id, &orphan_mark) == 0) {
+            k->stream_open = false;
+            c->orphans++;
+        }
         (void)nghttp2_submit_rst_stream(c->sess, NGHTTP2_FLAG_NONE, k->stream_id, NGHTTP2_CANCEL);
-        kick(c);
+        kick(c); /* pump() sends the reset and checks MAX_STALE */
     }
     k->queued = false;
     if (k->finished) { /* cancelled: nobody to tell */
@@ -247,6 +278,8 @@ static void done_cb(evutil_socket_t fd, short what, void *arg)
     if (!k->stream_open) { /* ours alone now: freed after the callback */
         unlink_call(c, k);
         detached = true;
+    } else {
+        kick(c); /* held for its stream: pump() checks MAX_STALE */
     }
     cb(cbarg, &r);
     gw_free_wipe(resp, r.response_len);
@@ -308,7 +341,7 @@ static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t len, int 
 static ssize_t read_body_cb(nghttp2_session *s, int32_t stream_id, uint8_t *buf, size_t len,
                             uint32_t *flags, nghttp2_data_source *src, void *arg)
 {
-    struct gw_gclient_call *k = nghttp2_session_get_stream_user_data(s, stream_id);
+    struct gw_gclient_call *k = stream_call(s, stream_id);
     size_t n;
 
     (void)src;
@@ -335,7 +368,7 @@ static int on_header_cb(nghttp2_session *s, const nghttp2_frame *f, const uint8_
     (void)arg;
     if (f->hd.type != NGHTTP2_HEADERS)
         return 0;
-    k = nghttp2_session_get_stream_user_data(s, f->hd.stream_id);
+    k = stream_call(s, f->hd.stream_id);
     if (k == NULL || k->completed)
         return 0;
     gw_grpc_resp_header(&k->hdr, name, namelen, value, valuelen);
@@ -361,7 +394,7 @@ static int on_message(void *arg, const uint8_t *msg, size_t len)
 static int on_data_chunk_cb(nghttp2_session *s, uint8_t flags, int32_t stream_id,
                             const uint8_t *data, size_t len, void *arg)
 {
-    struct gw_gclient_call *k = nghttp2_session_get_stream_user_data(s, stream_id);
+    struct gw_gclient_call *k = stream_call(s, stream_id);
     int rc;
 
     (void)flags;
@@ -400,8 +433,13 @@ static void finish_stream(struct gw_gclient *c, struct gw_gclient_call *k, uint3
 static int on_stream_close_cb(nghttp2_session *s, int32_t stream_id, uint32_t error_code, void *arg)
 {
     struct gw_gclient *c = arg;
-    struct gw_gclient_call *k = nghttp2_session_get_stream_user_data(s, stream_id);
+    struct gw_gclient_call *k;
 
+    if (nghttp2_session_get_stream_user_data(s, stream_id) == &orphan_mark) {
+        c->orphans--; /* a cancelled request dropped from the queue */
+        return 0;
+    }
+    k = stream_call(s, stream_id);
     if (k == NULL)
         return 0;
     k->stream_open = false;
@@ -472,6 +510,10 @@ static void pump(struct gw_gclient *c)
 {
     if (c->state != C_READY)
         return;
+    if (c->held - c->inflight + c->orphans > MAX_STALE) {
+        conn_lost(c, "backend: too many calls ended before their streams closed", c->settled);
+        return;
+    }
     for (struct gw_gclient_call *k = c->calls; k != NULL && !c->goaway; k = k->next)
         if (k->queued && submit(c, k) != 0)
             complete(c, k, GW_GRPC_UNAVAILABLE, "backend: cannot open a stream");
@@ -750,6 +792,7 @@ static void conn_lost(struct gw_gclient *c, const char *why, bool established)
     c->state = C_IDLE;
     c->goaway = false;
     c->settled = false;
+    c->orphans = 0; /* they went with the session */
     if (!established) {
         c->fails++;
         ms = BACKOFF_MIN_MS << (c->fails < 7 ? c->fails - 1 : 6);
@@ -930,12 +973,19 @@ void gw_gclient_cancel(struct gw_gclient_call *k)
         complete(c, k, GW_GRPC_CANCELLED, "cancelled"); /* resets the stream when open */
         return;                                         /* complete() freed it if it could */
     }
+    if (k->stream_open)
+        kick(c); /* held for its stream: pump() checks MAX_STALE */
     maybe_free(c, k);
 }
 
 size_t gw_gclient_inflight(const struct gw_gclient *c)
 {
     return c != NULL ? c->inflight : 0;
+}
+
+size_t gw_gclient_held(const struct gw_gclient *c)
+{
+    return c != NULL ? c->held : 0;
 }
 
 size_t gw_gclient_out_peak(const struct gw_gclient *c)

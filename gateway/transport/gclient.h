@@ -72,6 +72,11 @@ void gw_gclient_cancel(struct gw_gclient_call *call);
 /* Calls in flight (for tests and metrics). */
 size_t gw_gclient_inflight(const struct gw_gclient *c);
 
+/* Calls the client holds: those in flight, and finished ones whose streams nghttp2 has not yet
+ * closed (at most 128 of these, counted with requests of freed calls still in nghttp2's queue;
+ * past it the connection is dropped). For tests. */
+size_t gw_gclient_held(const struct gw_gclient *c);
+
 /* The most bytes the connection's output buffer has held over the client's life (for tests:
  * at most GW_GCLIENT_OUT_HIGH plus one frame chunk). */
 size_t gw_gclient_out_peak(const struct gw_gclient *c);

@@ -9,7 +9,8 @@ when it is back (same client), RESOURCE_EXHAUSTED for a response over max_respon
 connection still usable), a server certificate from another CA or naming another host refused,
 cancel (no callback), a callback that frees the client, concurrent calls multiplexed; against
 a hostile server of this file (HostileBackend), the output kept under the client's mark during a
-PING flood from a server that never reads.
+PING flood from a server that never reads, and calls freed at their deadline while a server's
+stream limit of 0 keeps their requests queued (the connection dropped past the client's bound).
 """
 
 import json
@@ -196,7 +197,8 @@ class HostileBackend:
       flood: sends its SETTINGS and then PING frames without end, never reading, until the client
              drops the connection (or FLOOD_CAP bytes);
       mcs0:  advertises SETTINGS_MAX_CONCURRENT_STREAMS 0, acknowledges SETTINGS, answers PINGs
-             and counts the HEADERS frames it receives (a client must send none).
+             and counts the HEADERS frames it receives (none once the client has the limit);
+             `settings_acked` is set when the client has acknowledged the limit (applied it).
     `ended` is set when a connection has ended, by either side."""
 
     FLOOD_CAP = 1 << 30
@@ -218,6 +220,7 @@ class HostileBackend:
         self.lock = threading.Lock()
         self.accepted = self.closed = self.headers = self.flood_sent = 0
         self.ended = threading.Event()
+        self.settings_acked = threading.Event()
         self.socks = []
         threading.Thread(target=self._accept, daemon=True).start()
 
@@ -272,7 +275,9 @@ class HostileBackend:
             hd = self._read(s, 9)
             length, ftype, flags = int.from_bytes(hd[:3], "big"), hd[3], hd[4]
             payload = self._read(s, length)
-            if ftype == H2_SETTINGS and not flags & H2_ACK:
+            if ftype == H2_SETTINGS and flags & H2_ACK:
+                self.settings_acked.set()
+            elif ftype == H2_SETTINGS:
                 s.sendall(h2_frame(H2_SETTINGS, H2_ACK, 0))
             elif ftype == H2_PING and not flags & H2_ACK:
                 s.sendall(h2_frame(H2_PING, H2_ACK, 0, payload))
@@ -592,6 +597,53 @@ def test_ping_flood_from_a_backend_that_never_reads_keeps_the_output_under_the_m
         assert st["inflight"] == 0, st
         assert st["out_peak"] <= st["out_high"] + 17 * 1024, st  # the mark plus one frame chunk
         assert srv.flood_sent > 4 * st["out_high"], "the flood was too small to prove anything"
+    finally:
+        p.close()
+        srv.close()
+
+
+MAX_STALE = 128  # gclient.c: finished calls still tied to streams + orphaned requests
+
+
+def test_calls_behind_a_stream_limit_of_zero_are_freed_at_their_deadline(env):
+    """The backend's SETTINGS_MAX_CONCURRENT_STREAMS is 0: nghttp2 keeps each request in its queue,
+    unsent. A call that reaches its deadline there is freed at once (its request cancelled, with
+    the call detached from it), not held until the connection closes (the deadline's PING is
+    answered, so it would never close); past MAX_STALE such requests on one connection the client
+    drops the connection, which frees nghttp2's queue as well."""
+    srv = HostileBackend(env.certdir, "mcs0")
+    p = Probe(env.certdir, srv.addr)
+    try:
+        # the first call opens the connection; its HEADERS leave before the server's SETTINGS
+        p.send("call warm 1 300")
+        assert srv.settings_acked.wait(BOUND_S), "the client never acknowledged the limit"
+        headers_before = srv.headers
+        assert p.line()["status"] == DEADLINE
+        n = 8
+        for i in range(n):
+            p.send("call z%d 200 300" % i)
+        answers = [p.line() for _ in range(n)]
+        assert all(a["status"] == DEADLINE for a in answers), answers
+        st = p.stats()
+        print("stream limit 0, after %d deadlines: %s" % (n, st))
+        assert st["inflight"] == 0 and st["held"] == 0, st
+        assert srv.headers == headers_before, "a request went out past the server's limit"
+        assert srv.accepted == 1 and srv.closed == 0  # freed without dropping the connection
+
+        m = MAX_STALE  # with the 8 above: past the bound
+        for i in range(m):
+            p.send("call y%d 1 300" % i)
+        answers = [p.line() for _ in range(m)]
+        deadline = [a for a in answers if a["status"] == DEADLINE]
+        # the calls still queued when the connection went end UNAVAILABLE
+        assert all(a["status"] in (DEADLINE, UNAVAILABLE) for a in answers), answers
+        assert len(deadline) >= MAX_STALE - n + 1, len(deadline)
+        assert srv.ended.wait(BOUND_S), "the connection was not dropped past the bound"
+        st = p.stats()
+        print("past the bound: %d DEADLINE, %d UNAVAILABLE, then %s" %
+              (len(deadline), m - len(deadline), st))
+        assert st["inflight"] == 0 and st["held"] == 0, st
+        assert srv.headers == headers_before
     finally:
         p.close()
         srv.close()

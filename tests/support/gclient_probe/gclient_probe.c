@@ -12,8 +12,9 @@
  *   raw TAG PATH HEX DEADLINE_MS     calls PATH with the request bytes HEX ("-" = none):
  *                                    {"tag","status","message","response":HEX}
  *   inflight                         {"inflight": n}
- *   stats                            {"inflight","out_peak","out_high"}: the most bytes the
- *                                    connection's output held, and the client's mark
+ *   stats                            {"inflight","held","out_peak","out_high"}: the calls the
+ *                                    client holds, the most bytes the connection's output held,
+ *                                    and the client's mark
  *   sockopts                         {"tcp":[N, ...]}: TCP_NODELAY of each TCP socket this process
  *                                    holds (the client's connection; 1 = set)
  *   quit                             exits 0 (after freeing the client)
@@ -244,8 +245,9 @@ static void command(char *line)
     } else if (f >= 1 && strcmp(cmd, "sockopts") == 0) {
         print_sockopts();
     } else if (f >= 1 && strcmp(cmd, "stats") == 0) {
-        printf("{\"inflight\":%zu,\"out_peak\":%zu,\"out_high\":%u}\n", gw_gclient_inflight(client),
-               gw_gclient_out_peak(client), GW_GCLIENT_OUT_HIGH);
+        printf("{\"inflight\":%zu,\"held\":%zu,\"out_peak\":%zu,\"out_high\":%u}\n",
+               gw_gclient_inflight(client), gw_gclient_held(client), gw_gclient_out_peak(client),
+               GW_GCLIENT_OUT_HIGH);
     } else if (f >= 1 && strcmp(cmd, "inflight") == 0) {
         printf("{\"inflight\":%zu}\n", gw_gclient_inflight(client));
     } else if (f >= 4 && (strcmp(cmd, "call") == 0 || strcmp(cmd, "freecb") == 0)) {
