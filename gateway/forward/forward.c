@@ -413,45 +413,6 @@ static void mark_sent(struct batch *b, enum item_state st, const char *prefix, c
     }
 }
 
-/* An OK answer: one result per delivery (any order); a delivery without one goes later. */
-static void apply_results(struct batch *b, const uint8_t *resp, size_t len)
-{
-    Waygate__V1__DeliverResponse *r = waygate__v1__deliver_response__unpack(NULL, len, resp);
-
-    if (r == NULL) {
-        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse");
-        return;
-    }
-    for (size_t k = 0; k < r->n_results; k++) {
-        const Waygate__V1__DeliveryResult *res = r->results[k];
-
-        for (size_t i = 0; i < b->n; i++) {
-            struct item *it = &b->items[i];
-
-            if (!it->sent || strcmp(it->delivery_id, res->delivery_id) != 0)
-                continue;
-            it->sent = false;
-            switch (res->outcome) {
-            case WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_ACCEPTED:
-                it->st = IT_ACK;
-                break;
-            case WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_REJECTED:
-                it->st = IT_PARK;
-                gw_fwd_reason(it->reason, sizeof(it->reason),
-                              "REJECTED: ", res->reason[0] ? res->reason : "(no reason given)");
-                break;
-            default:
-                it->st = IT_LATER;
-                gw_fwd_reason(it->reason, sizeof(it->reason), NULL, "RETRY");
-                break;
-            }
-            break;
-        }
-    }
-    waygate__v1__deliver_response__free_unpacked(r, NULL);
-    mark_sent(b, IT_LATER, NULL, "no result");
-}
-
 static size_t count_sent(const struct batch *b)
 {
     size_t n = 0;
@@ -459,6 +420,71 @@ static size_t count_sent(const struct batch *b)
     for (size_t i = 0; i < b->n; i++)
         n += b->items[i].sent;
     return n;
+}
+
+/* An OK answer: one result per delivery (any order); a delivery without one goes later, and all
+ * of them when the answer holds more results than the call had deliveries (malformed). */
+static void apply_results(struct batch *b, const uint8_t *resp, size_t len)
+{
+    Waygate__V1__DeliverResponse *r = waygate__v1__deliver_response__unpack(NULL, len, resp);
+    size_t m = count_sent(b), n = 0;
+    const char **ids = NULL;
+    struct item **its = NULL;
+    const Waygate__V1__DeliveryResult **res = NULL;
+    int rc;
+
+    if (r == NULL) {
+        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse");
+        return;
+    }
+    ids = malloc((m > 0 ? m : 1) * sizeof(*ids));
+    its = malloc((m > 0 ? m : 1) * sizeof(*its));
+    res = malloc((m > 0 ? m : 1) * sizeof(*res));
+    if (ids == NULL || its == NULL || res == NULL) {
+        mark_sent(b, IT_LATER, NULL, "out of memory for the DeliverResponse");
+        goto out;
+    }
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].sent) {
+            ids[n] = b->items[i].delivery_id;
+            its[n++] = &b->items[i];
+        }
+    rc = gw_fwd_match_results(r, ids, n, res);
+    if (rc == GW_EPROTO) {
+        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse: more results than deliveries");
+        goto out;
+    }
+    if (rc != 0) {
+        mark_sent(b, IT_LATER, NULL, "out of memory for the DeliverResponse");
+        goto out;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct item *it = its[i];
+
+        if (res[i] == NULL)
+            continue; /* no result: later, below */
+        it->sent = false;
+        switch (res[i]->outcome) {
+        case WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_ACCEPTED:
+            it->st = IT_ACK;
+            break;
+        case WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_REJECTED:
+            it->st = IT_PARK;
+            gw_fwd_reason(it->reason, sizeof(it->reason),
+                          "REJECTED: ", res[i]->reason[0] ? res[i]->reason : "(no reason given)");
+            break;
+        default:
+            it->st = IT_LATER;
+            gw_fwd_reason(it->reason, sizeof(it->reason), NULL, "RETRY");
+            break;
+        }
+    }
+    mark_sent(b, IT_LATER, NULL, "no result");
+out:
+    free(ids);
+    free(its);
+    free(res);
+    waygate__v1__deliver_response__free_unpacked(r, NULL);
 }
 
 static void call_cb(void *arg, const struct gw_gclient_result *res)

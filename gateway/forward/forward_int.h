@@ -9,6 +9,8 @@
 
 struct gw_app;
 struct gw_policy;
+struct Waygate__V1__DeliverResponse;
+struct Waygate__V1__DeliveryResult;
 
 /* The role whose view a delivery carries (the policy's [view.backend] and [levels] backend). */
 #define GW_FWD_ROLE "backend"
@@ -37,5 +39,14 @@ uint32_t gw_fwd_backoff(uint32_t min_ms, uint32_t max_ms, int32_t attempts, uint
 /* Copies the backend's reason into out (outlen bytes, NUL-terminated): printable ASCII only
  * (anything else becomes '?'), cut to fit. Returns out. */
 char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason);
+
+/* Matches an OK DeliverResponse's results to the n deliveries of the call, ids[i] the
+ * delivery_id of the i-th (distinct): res[i] is ids[i]'s result, or NULL when it has none (the
+ * delivery goes later); a result naming no delivery of the call, or one already matched, is
+ * ignored. Through a sorted index: O((n + results) log n). Returns 0; GW_EPROTO when the response
+ * holds more results than n (malformed: every res[i] is NULL, every delivery of the call goes
+ * later), GW_ENOMEM (the same). */
+int gw_fwd_match_results(const struct Waygate__V1__DeliverResponse *r, const char *const *ids,
+                         size_t n, const struct Waygate__V1__DeliveryResult **res) GW_MUST_CHECK;
 
 #endif

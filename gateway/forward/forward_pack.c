@@ -1,6 +1,7 @@
 /* forward_pack.c: one delivery as the backend receives it: the sealed waybill opened, rendered as
  * the policy's backend role sees it (the same code as WaybillQuery/Get, api_render.h), and the
- * Delivery message packed. Also the backoff and the reason sanitiser the engine uses.
+ * Delivery message packed. Also the backoff, the reason sanitiser and the matching of results to
+ * deliveries the engine uses.
  * Invariant: clear values exist only in this file's arena, which gw_arena_free wipes before
  * gw_fwd_pack returns; what leaves is the packed view (tokens, masked and granted values). */
 #include <stdio.h>
@@ -114,6 +115,52 @@ uint32_t gw_fwd_backoff(uint32_t min_ms, uint32_t max_ms, int32_t attempts, uint
         d = max_ms;
     /* uniform over [d/2, d]: gateways that failed together do not retry together */
     return (uint32_t)(d - d / 2 + (d / 2 > 0 ? r % (d / 2 + 1) : 0));
+}
+
+struct result_key {
+    const char *id;
+    size_t i;
+};
+
+static int result_key_cmp(const void *a, const void *b)
+{
+    return strcmp(((const struct result_key *)a)->id, ((const struct result_key *)b)->id);
+}
+
+/* A scan of every delivery for each result cost results x deliveries: a response at the size cap
+ * (65536 + batch x 1024 bytes) holds ~545 000 empty results, which at batch 1000 held the loop
+ * for seconds. At most one result per delivery, each looked up in the sorted ids. */
+int gw_fwd_match_results(const struct Waygate__V1__DeliverResponse *r, const char *const *ids,
+                         size_t n, const struct Waygate__V1__DeliveryResult **res)
+{
+    struct result_key *keys;
+
+    for (size_t i = 0; i < n; i++)
+        res[i] = NULL;
+    if (r->n_results > n)
+        return GW_EPROTO;
+    if (n == 0 || r->n_results == 0)
+        return 0;
+    keys = malloc(n * sizeof(*keys));
+    if (keys == NULL)
+        return GW_ENOMEM;
+    for (size_t i = 0; i < n; i++) {
+        keys[i].id = ids[i];
+        keys[i].i = i;
+    }
+    qsort(keys, n, sizeof(*keys), result_key_cmp);
+    for (size_t k = 0; k < r->n_results; k++) {
+        struct result_key want = {.id = r->results[k]->delivery_id};
+        const struct result_key *hit;
+
+        if (want.id == NULL)
+            continue;
+        hit = bsearch(&want, keys, n, sizeof(*keys), result_key_cmp);
+        if (hit != NULL && res[hit->i] == NULL)
+            res[hit->i] = r->results[k];
+    }
+    free(keys);
+    return 0;
 }
 
 char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason)

@@ -1,11 +1,13 @@
 /* test_forward.c: the forwarder's pure pieces (forward/forward_int.h): the request assembled from
  * separately packed deliveries is exactly the packed DeliverRequest; the backoff doubles from
  * the minimum to the cap with its jitter over the upper half; the backend's reason is kept as
- * printable ASCII within the outbox's 200 bytes. */
+ * printable ASCII within the outbox's 200 bytes; results are matched to deliveries by id, and a
+ * response with more results than the call had deliveries matches none. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -120,12 +122,108 @@ static void reason_is_printable_and_bounded(void **state)
     assert_string_equal(gw_fwd_reason(out, sizeof(out), NULL, NULL), "");
 }
 
+static Waygate__V1__DeliveryResult result(const char *id, int outcome)
+{
+    Waygate__V1__DeliveryResult r = WAYGATE__V1__DELIVERY_RESULT__INIT;
+
+    r.delivery_id = (char *)id;
+    r.outcome = outcome;
+    return r;
+}
+
+#define ACC WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_ACCEPTED
+#define REJ WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_REJECTED
+#define RETRY WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_RETRY
+
+static void results_match_by_id_in_any_order(void **state)
+{
+    const char *ids[] = {"a", "b", "c", "d"};
+    Waygate__V1__DeliveryResult rs[] = {result("d", REJ), result("x", ACC), result("b", ACC),
+                                        result("b", RETRY)};
+    Waygate__V1__DeliveryResult *rp[] = {&rs[0], &rs[1], &rs[2], &rs[3]};
+    Waygate__V1__DeliverResponse r = WAYGATE__V1__DELIVER_RESPONSE__INIT;
+    const Waygate__V1__DeliveryResult *res[4];
+
+    (void)state;
+    r.n_results = 4;
+    r.results = rp;
+    assert_int_equal(gw_fwd_match_results(&r, ids, 4, res), 0);
+    assert_null(res[0]);              /* no result: later */
+    assert_ptr_equal(res[1], &rs[2]); /* the first result for b; the second is ignored */
+    assert_null(res[2]);
+    assert_ptr_equal(res[3], &rs[0]);
+    r.n_results = 0;
+    assert_int_equal(gw_fwd_match_results(&r, ids, 4, res), 0);
+    for (size_t i = 0; i < 4; i++)
+        assert_null(res[i]);
+}
+
+/* More results than deliveries sent: malformed, nothing matched (the engine sends the call's
+ * deliveries again later), even when every delivery has an ACCEPTED result among them. */
+static void more_results_than_deliveries_match_none(void **state)
+{
+    const char *ids[] = {"a", "b", "c"};
+    Waygate__V1__DeliveryResult rs[] = {result("a", ACC), result("b", ACC), result("c", ACC),
+                                        result("a", ACC)};
+    Waygate__V1__DeliveryResult *rp[] = {&rs[0], &rs[1], &rs[2], &rs[3]};
+    Waygate__V1__DeliverResponse r = WAYGATE__V1__DELIVER_RESPONSE__INIT;
+    const Waygate__V1__DeliveryResult *res[3] = {&rs[0], &rs[0], &rs[0]};
+
+    (void)state;
+    r.n_results = 4;
+    r.results = rp;
+    assert_int_equal(gw_fwd_match_results(&r, ids, 3, res), GW_EPROTO);
+    for (size_t i = 0; i < 3; i++)
+        assert_null(res[i]);
+    r.n_results = 3; /* one each: all accepted */
+    assert_int_equal(gw_fwd_match_results(&r, ids, 3, res), 0);
+    for (size_t i = 0; i < 3; i++)
+        assert_ptr_equal(res[i], &rs[i]);
+}
+
+/* The review's response: the size cap at batch 1000 (65536 + 1000 x 1024 bytes) filled with
+ * empty results (2 bytes each), against the 1000 deliveries of the call. */
+static void a_response_of_empty_results_at_the_cap_is_malformed(void **state)
+{
+    enum { BATCH = 1000, RESULTS = (65536 + BATCH * 1024) / 2 };
+    Waygate__V1__DeliveryResult empty = WAYGATE__V1__DELIVERY_RESULT__INIT;
+    Waygate__V1__DeliveryResult **rp = malloc(RESULTS * sizeof(*rp));
+    Waygate__V1__DeliverResponse r = WAYGATE__V1__DELIVER_RESPONSE__INIT;
+    const Waygate__V1__DeliveryResult **res = malloc(BATCH * sizeof(*res));
+    char(*idbuf)[16] = malloc(BATCH * sizeof(*idbuf));
+    const char **ids = malloc(BATCH * sizeof(*ids));
+
+    (void)state;
+    assert_non_null(rp);
+    assert_non_null(res);
+    assert_non_null(idbuf);
+    assert_non_null(ids);
+    for (size_t k = 0; k < RESULTS; k++)
+        rp[k] = &empty;
+    for (size_t i = 0; i < BATCH; i++) {
+        snprintf(idbuf[i], sizeof(idbuf[i]), "id-%zu", i);
+        ids[i] = idbuf[i];
+    }
+    r.n_results = RESULTS;
+    r.results = rp;
+    assert_int_equal(gw_fwd_match_results(&r, ids, BATCH, res), GW_EPROTO);
+    for (size_t i = 0; i < BATCH; i++)
+        assert_null(res[i]);
+    free(rp);
+    free(res);
+    free(idbuf);
+    free(ids);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(request_is_the_concatenation),
         cmocka_unit_test(backoff_doubles_to_the_cap_with_jitter),
         cmocka_unit_test(reason_is_printable_and_bounded),
+        cmocka_unit_test(results_match_by_id_in_any_order),
+        cmocka_unit_test(more_results_than_deliveries_match_none),
+        cmocka_unit_test(a_response_of_empty_results_at_the_cap_is_malformed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
