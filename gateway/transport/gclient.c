@@ -16,7 +16,13 @@
  *    mark send_cb refuses frames and reading stops (what a peer sends can make nghttp2 answer:
  *    PING and SETTINGS acknowledgements), until write_cb sees it drained to GW_GCLIENT_OUT_LOW;
  *  - after a failed connection attempt, calls fail UNAVAILABLE at once until the backoff has
- *    passed; after a lost established connection the next call reconnects at once. */
+ *    passed; after a lost established connection the next call reconnects at once;
+ *  - a host name is resolved on the loop (libevent's evdns: resolv.conf and the hosts file),
+ *    never by the C library's blocking resolver, so a silent DNS server costs the calls their
+ *    connect deadline, not the gateway its loop. evdns runs a cancelled request's callback
+ *    later, from the loop: each resolution has a ticket, detached from the client when the
+ *    attempt ends (close_tcp), and the resolver is reference-counted by the client and the
+ *    tickets, so neither the client nor the resolver is touched after it is gone. */
 #include "gclient.h"
 
 #include <errno.h>
@@ -30,6 +36,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
 #include <event2/bufferevent_ssl.h>
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <nghttp2/nghttp2.h>
 
@@ -86,7 +93,10 @@ struct gw_gclient {
     uint16_t port;
     uint32_t connect_timeout_ms, max_response;
     enum conn_state state;
-    bool goaway;          /* the server sent GOAWAY: no new streams on this connection */
+    bool goaway;               /* the server sent GOAWAY: no new streams on this connection */
+    struct resolver *dns;      /* a host name's resolver; NULL for an address */
+    struct dns_ticket *ticket; /* the resolution in progress, or NULL */
+    struct evdns_getaddrinfo_request *dns_req; /* its request, once evdns_getaddrinfo returned */
     evutil_socket_t fd;   /* while TCP connects, before the bufferevent owns it; else -1 */
     struct event *tcp_ev; /* TCP connect completion */
     struct bufferevent *bev;
@@ -109,6 +119,19 @@ struct gw_gclient {
 };
 
 static void conn_lost(struct gw_gclient *c, const char *why, bool established);
+
+/* evdns for one client, freed when neither the client nor a ticket holds it. */
+struct resolver {
+    struct evdns_base *dns;
+    struct event_base *base;
+    unsigned refs;
+};
+
+/* One resolution: c is NULL once the attempt it served ended (its callback then only frees). */
+struct dns_ticket {
+    struct gw_gclient *c;
+    struct resolver *r;
+};
 
 /* The user data of a request whose call was freed before nghttp2 opened its stream. */
 static char orphan_mark;
@@ -716,22 +739,16 @@ static void tcp_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Opens the TCP connection (non-blocking); tcp_cb continues. The host is resolved with
  * getaddrinfo(3), which blocks: endpoints are addresses or names of the local hosts file. */
-static void start_connect(struct gw_gclient *c)
+/* The endpoint's addresses are known (or not): TCP connects to the first. */
+static void resolved(struct gw_gclient *c, int rc, struct evutil_addrinfo *ai)
 {
-    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    struct evutil_addrinfo *ai = NULL;
-    char port[8], msg[MSG_MAX];
-    int rc;
+    char msg[MSG_MAX];
 
-    c->goaway = false;
-    c->settled = false;
-    c->state = C_CONNECTING;
-    set_timer(c->connect_ev, c->connect_timeout_ms);
-    snprintf(port, sizeof(port), "%u", (unsigned)c->port);
-    rc = evutil_getaddrinfo(c->host, port, &hints, &ai);
     if (rc != 0 || ai == NULL) {
         snprintf(msg, sizeof(msg), "backend: cannot resolve the endpoint's host: %s",
                  evutil_gai_strerror(rc));
+        if (ai != NULL)
+            evutil_freeaddrinfo(ai);
         conn_lost(c, msg, false);
         return;
     }
@@ -756,8 +773,94 @@ static void start_connect(struct gw_gclient *c)
     evutil_freeaddrinfo(ai);
 }
 
+static void resolver_free_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    evdns_base_free(arg, 0);
+}
+
+/* Drops a reference; the last frees the resolver: at once outside evdns (the client's free), or
+ * from the loop's next turn when called from inside an evdns callback (in_evdns), which must not
+ * free its own base. */
+static void resolver_unref(struct resolver *r, bool in_evdns)
+{
+    static const struct timeval now = {0, 0};
+
+    if (r == NULL || --r->refs > 0)
+        return;
+    if (!in_evdns)
+        evdns_base_free(r->dns, 0);
+    else if (event_base_once(r->base, -1, EV_TIMEOUT, resolver_free_cb, r->dns, &now) != 0)
+        GW_LOG(GW_LOG_ERROR, "forward", NULL, "cannot schedule the resolver's release (kept)");
+    gw_free(r);
+}
+
+static void dns_cb(int rc, struct evutil_addrinfo *ai, void *arg)
+{
+    struct dns_ticket *t = arg;
+    struct gw_gclient *c = t->c;
+
+    resolver_unref(t->r, true);
+    gw_free(t);
+    if (c != NULL) {
+        c->ticket = NULL;
+        c->dns_req = NULL;
+    }
+    if (c == NULL || rc == EVUTIL_EAI_CANCEL) { /* the attempt it served is over */
+        if (ai != NULL)
+            evutil_freeaddrinfo(ai);
+        return;
+    }
+    resolved(c, rc, ai);
+}
+
+static void start_connect(struct gw_gclient *c)
+{
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    struct evutil_addrinfo *ai = NULL;
+    struct evdns_getaddrinfo_request *req;
+    struct dns_ticket *t;
+    char port[8];
+    int rc;
+
+    c->goaway = false;
+    c->settled = false;
+    c->state = C_CONNECTING;
+    set_timer(c->connect_ev, c->connect_timeout_ms);
+    snprintf(port, sizeof(port), "%u", (unsigned)c->port);
+    if (c->dns == NULL) { /* an address: nothing to look up */
+        hints.ai_flags = EVUTIL_AI_NUMERICHOST;
+        rc = evutil_getaddrinfo(c->host, port, &hints, &ai);
+        resolved(c, rc, ai);
+        return;
+    }
+    if ((t = gw_calloc(1, sizeof(*t))) == NULL) {
+        conn_lost(c, "backend: out of memory resolving the endpoint's host", false);
+        return;
+    }
+    t->c = c;
+    t->r = c->dns;
+    c->dns->refs++;
+    c->ticket = t;
+    /* The callback may run before evdns_getaddrinfo returns (a hosts-file name, an error): then
+     * the ticket is gone and there is no request to keep. */
+    req = evdns_getaddrinfo(c->dns->dns, c->host, port, &hints, dns_cb, t);
+    if (c->ticket == t)
+        c->dns_req = req;
+}
+
 static void close_tcp(struct gw_gclient *c)
 {
+    if (c->ticket != NULL) { /* its callback comes later (EVUTIL_EAI_CANCEL) and only frees */
+        struct evdns_getaddrinfo_request *req = c->dns_req;
+
+        c->ticket->c = NULL;
+        c->ticket = NULL;
+        c->dns_req = NULL;
+        if (req != NULL)
+            evdns_getaddrinfo_cancel(req);
+    }
     if (c->tcp_ev != NULL) {
         event_free(c->tcp_ev);
         c->tcp_ev = NULL;
@@ -823,6 +926,14 @@ static void conn_lost(struct gw_gclient *c, const char *why, bool established)
 
 /* ---- API ---- */
 
+/* Whether host is an IPv4 or IPv6 address (not a name to resolve). */
+static bool is_address(const char *host)
+{
+    unsigned char buf[sizeof(struct in6_addr)];
+
+    return evutil_inet_pton(AF_INET, host, buf) == 1 || evutil_inet_pton(AF_INET6, host, buf) == 1;
+}
+
 struct gw_gclient *gw_gclient_new(const struct gw_gclient_params *p, char *err, size_t errlen)
 {
     struct gw_gclient *c = NULL;
@@ -860,6 +971,26 @@ struct gw_gclient *gw_gclient_new(const struct gw_gclient_params *p, char *err, 
     c->ping_ev = evtimer_new(c->base, ping_cb, c);
     if (c->connect_ev == NULL || c->kick_ev == NULL || c->done_ev == NULL || c->ping_ev == NULL)
         goto nomem;
+    if (!is_address(host)) {
+        if ((c->dns = gw_calloc(1, sizeof(*c->dns))) == NULL)
+            goto nomem;
+        c->dns->base = c->base;
+        c->dns->refs = 1;
+        c->dns->dns =
+            evdns_base_new(c->base, p->nameserver != NULL ? EVDNS_BASE_DISABLE_WHEN_INACTIVE
+                                                          : EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                                                EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        if (c->dns->dns == NULL ||
+            (p->nameserver != NULL &&
+             evdns_base_nameserver_ip_add(c->dns->dns, p->nameserver) != 0)) {
+            if (c->dns->dns != NULL)
+                evdns_base_free(c->dns->dns, 0);
+            gw_free(c->dns);
+            c->dns = NULL;
+            snprintf(err, errlen, "gclient: cannot set up the resolver for the endpoint's host");
+            goto fail;
+        }
+    }
     c->tls = gw_tls_client_new(p->ca, p->cert, p->key, err, errlen);
     if (c->tls == NULL)
         goto fail;
@@ -877,7 +1008,8 @@ void gw_gclient_free(struct gw_gclient *c)
 
     if (c == NULL)
         return;
-    close_tcp(c);
+    close_tcp(c);                  /* detaches a resolution in progress */
+    resolver_unref(c->dns, false); /* freed here unless a ticket still holds it */
     if (c->sess != NULL)
         nghttp2_session_del(c->sess); /* runs no callback */
     if (c->bev != NULL)

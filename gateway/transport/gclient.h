@@ -36,6 +36,8 @@ struct gw_gclient_params {
     const char *cert, *key;      /* the client's certificate chain and private key (PEM) */
     uint32_t connect_timeout_ms; /* TCP + TLS handshake */
     uint32_t max_response;       /* bytes of one response message */
+    const char *nameserver;      /* tests: resolve a host name through this server only
+                                  * ("ip:port"), not resolv.conf and the hosts file; NULL */
 };
 
 /* Loads the certificates and keys (fails here, not at the first call, when one is unreadable);

@@ -78,14 +78,15 @@ class Sink:
 
 class Probe:
     def __init__(self, certs, addr, server_name="sink.localhost", principal="forwarder",
-                 max_response=65536, expect_ready=True, connect_timeout_ms=5000):
+                 max_response=65536, expect_ready=True, connect_timeout_ms=5000, nameserver=None):
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, "gclient_probe"), "--endpoint", addr,
              "--server-name", server_name, "--ca", os.path.join(certs, "ca.crt"),
              "--cert", os.path.join(certs, principal + ".crt"),
              "--key", os.path.join(certs, principal + ".key"),
              "--max-response", str(max_response),
-             "--connect-timeout", str(connect_timeout_ms)],
+             "--connect-timeout", str(connect_timeout_ms)] +
+            (["--nameserver", nameserver] if nameserver else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.buf = b""
         self.first = self.line()
@@ -647,3 +648,82 @@ def test_calls_behind_a_stream_limit_of_zero_are_freed_at_their_deadline(env):
     finally:
         p.close()
         srv.close()
+
+
+class FakeDNS:
+    """A DNS server on a loopback UDP port: `answer` mode answers every A query with 127.0.0.1
+    (and AAAA with no address), `drop` mode never answers (a resolver gone silent). Counts the
+    queries it received."""
+
+    def __init__(self, mode):
+        self.mode = mode
+        self.queries = 0
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.stopped = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stopped:
+            r, _, _ = select.select([self.sock], [], [], 0.2)
+            if not r:
+                continue
+            q, peer = self.sock.recvfrom(512)
+            self.queries += 1
+            if self.mode != "answer" or len(q) < 17:
+                continue
+            end = 12
+            while end < len(q) and q[end] != 0:
+                end += 1 + q[end]
+            question = q[12:end + 5]
+            qtype = struct.unpack("!H", q[end + 1:end + 3])[0]
+            answers = b""
+            if qtype == 1:
+                answers = struct.pack("!HHHIH", 0xC00C, 1, 1, 60, 4) + bytes([127, 0, 0, 1])
+            header = q[:2] + struct.pack("!HHHHH", 0x8180, 1, 1 if answers else 0, 0, 0)
+            self.sock.sendto(header + question + answers, peer)
+
+    def stop(self):
+        self.stopped = True
+        self.thread.join(BOUND_S)
+        self.sock.close()
+
+
+def test_host_name_is_resolved_on_the_loop(env, sink):
+    """An endpoint named by a host name is resolved through libevent's resolver on the loop (here
+    pointed at a test DNS server), and the call goes through."""
+    sink.ctl("up")
+    dns = FakeDNS("answer")
+    port = sink.addr.rsplit(":", 1)[1]
+    p = Probe(env.certdir, "sink.localhost:%s" % port, nameserver=dns.addr)
+    try:
+        r = p.call("named", n=1)
+        assert r["status"] == OK, r
+        assert dns.queries >= 1
+    finally:
+        p.close()
+        dns.stop()
+
+
+def test_silent_dns_server_does_not_hold_the_loop(env, sink):
+    """A DNS server that never answers costs the call its connect deadline, not the loop: a
+    command sent after the call is answered first, and the call then fails UNAVAILABLE naming
+    the connect timeout (the C library's blocking resolver held the whole gateway for its own
+    timeout on every attempt)."""
+    dns = FakeDNS("drop")
+    port = sink.addr.rsplit(":", 1)[1]
+    p = Probe(env.certdir, "sink.localhost:%s" % port, nameserver=dns.addr,
+              connect_timeout_ms=2000)
+    try:
+        p.send("call silent 1 60000")
+        poll(lambda: dns.queries >= 1)  # the lookup is under way
+        first = p.stats()
+        assert "out_high" in first, first  # answered while the lookup waits
+        r = p.line()
+        assert r["tag"] == "silent" and r["status"] == UNAVAILABLE, r
+        assert "connect timeout" in r["message"], r
+    finally:
+        p.close()
+        dns.stop()

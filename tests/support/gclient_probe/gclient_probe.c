@@ -19,7 +19,8 @@
  *                                    holds (the client's connection; 1 = set)
  *   quit                             exits 0 (after freeing the client)
  * Usage: gclient_probe --endpoint H:P --server-name N --ca F --cert F --key F
- *                      [--max-response BYTES] [--connect-timeout MS] */
+ *                      [--max-response BYTES] [--connect-timeout MS] [--nameserver IP:PORT]
+ * (--nameserver: resolve the endpoint's host name through that DNS server only.) */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdio.h>
@@ -309,6 +310,8 @@ int main(int argc, char **argv)
             params.max_response = (uint32_t)strtoul(v, NULL, 10);
         else if (strcmp(k, "--connect-timeout") == 0)
             params.connect_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
+        else if (strcmp(k, "--nameserver") == 0)
+            params.nameserver = v;
         else {
             fprintf(stderr, "gclient_probe: unknown option %s\n", k);
             return 2;
