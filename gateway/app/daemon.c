@@ -221,6 +221,20 @@ static struct gw_tls *prepare_tls(struct daemon *d, const char *why)
     return t;
 }
 
+/* The forwarder's client certificate, CA and [forward] crl read again (its own context: a
+ * refusal keeps the one in force, logged; a connection to a backend the new CRL revokes is
+ * dropped). */
+static void reload_forward_tls(struct daemon *d, const char *why)
+{
+    char err[512];
+
+    if (d->forward == NULL)
+        return;
+    if (gw_forward_reload_tls(d->forward, err, sizeof(err)) != 0)
+        GW_LOG(GW_LOG_ERROR, "main", NULL,
+               "%s: [forward] certificates and CRL refused, the ones in force stay: %s", why, err);
+}
+
 static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct daemon *d = arg;
@@ -235,6 +249,7 @@ static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
         gw_tls_swap(d->tls, t);
         tls_swapped(d, "timer");
     }
+    reload_forward_tls(d, "timer");
     evtimer_add(d->crl_ev, &tv);
 }
 
@@ -295,6 +310,7 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         gw_tls_swap(d->tls, nt);
         tls_swapped(d, "SIGHUP");
     }
+    reload_forward_tls(d, "SIGHUP");
     GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: %s", detail);
     record_reload(d, true, detail);
 }
@@ -513,7 +529,7 @@ static int check_files(const struct gw_config *cfg, const char *path, struct gw_
     gw_tls_free(t);
     if (rc != 0 || cfg->fwd_endpoint == NULL)
         return rc;
-    t = gw_tls_client_new(cfg->fwd_ca, cfg->fwd_cert, cfg->fwd_key, err, sizeof(err));
+    t = gw_tls_client_new(cfg->fwd_ca, cfg->fwd_cert, cfg->fwd_key, cfg->fwd_crl, err, sizeof(err));
     if (t == NULL) {
         fprintf(stderr, "%s: [forward]: %s\n", path, err);
         return -1;
@@ -738,7 +754,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         goto out;
     }
     d.tls = tls;
-    if (cfg.tls_crl != NULL && cfg.crl_reload_ms > 0) {
+    if ((cfg.tls_crl != NULL || cfg.fwd_crl != NULL) && cfg.crl_reload_ms > 0) {
         d.crl_ev = evtimer_new(d.base, crl_timer_cb, &d);
         if (d.crl_ev == NULL) {
             GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the CRL reload timer");

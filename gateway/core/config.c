@@ -102,6 +102,7 @@ static const struct keydef keys[] = {
     {"forward", "ca", T_PATH, F(fwd_ca), 0, 0, 0},
     {"forward", "cert", T_PATH, F(fwd_cert), 0, 0, 0},
     {"forward", "key", T_PATH, F(fwd_key), 0, 0, 0},
+    {"forward", "crl", T_PATH, F(fwd_crl), 0, 0, 0},
     {"forward", "batch", T_U32, F(fwd_batch), 1, 1000, 0},
     {"forward", "inflight", T_U32, F(fwd_inflight), 1, 64, 0},
     {"forward", "deadline_ms", T_U32, F(fwd_deadline_ms), 100, 600000, 0},

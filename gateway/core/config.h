@@ -119,6 +119,8 @@ struct gw_config {
     char *fwd_ca;                /* CA bundle the backend's certificate must chain to */
     char *fwd_cert;              /* the gateway's client certificate for the backend (PEM) */
     char *fwd_key;               /* its private key (PEM) */
+    char *fwd_crl;               /* CRL (PEM) the backend's certificate is checked against, or
+                                  * NULL; read again with [tls] crl_reload_ms and on SIGHUP */
     uint32_t fwd_batch;          /* deliveries per Deliver call, default 64 */
     uint32_t fwd_inflight;       /* Deliver calls in flight, default 4 */
     uint32_t fwd_deadline_ms;    /* deadline of one Deliver call, default 5000 */

@@ -883,6 +883,7 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
         .ca = cfg->fwd_ca,
         .cert = cfg->fwd_cert,
         .key = cfg->fwd_key,
+        .crl = cfg->fwd_crl,
         .connect_timeout_ms = cfg->fwd_deadline_ms,
         /* one result per delivery: ids, an outcome, a reason of a few hundred bytes */
         .max_response = 65536u + cfg->fwd_batch * 1024u,
@@ -930,6 +931,11 @@ void gw_forward_set_policy(struct gw_forward *f, const struct gw_policy *policy)
 
     f->policy = gw_policy_ref(policy);
     gw_policy_unref(old);
+}
+
+int gw_forward_reload_tls(struct gw_forward *f, char *err, size_t errlen)
+{
+    return gw_gclient_reload_tls(f->client, err, errlen);
 }
 
 void gw_forward_drain(struct gw_forward *f, gw_forward_drained_cb cb, void *arg)

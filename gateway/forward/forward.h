@@ -42,6 +42,10 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
 /* The policy reloaded: later renderings use it (referenced; the old one is released). */
 void gw_forward_set_policy(struct gw_forward *f, const struct gw_policy *policy);
 
+/* [forward] cert, key, ca and crl read again (gw_gclient_reload_tls): 0, or an error with the
+ * reason in err (the files in force stay). */
+int gw_forward_reload_tls(struct gw_forward *f, char *err, size_t errlen);
+
 /* Shutdown: claims nothing more; cb runs once from the event loop when the Deliver calls in
  * flight and their settlements are done (or at once when none is). */
 typedef void (*gw_forward_drained_cb)(void *arg);

@@ -89,6 +89,7 @@ struct gw_gclient_call {
 struct gw_gclient {
     struct event_base *base;
     struct gw_tls *tls;
+    char *ca, *cert, *key, *crl; /* the files of tls, read again by gw_gclient_reload_tls */
     char *host, *server_name, *authority;
     uint16_t port;
     uint32_t connect_timeout_ms, max_response;
@@ -991,7 +992,13 @@ struct gw_gclient *gw_gclient_new(const struct gw_gclient_params *p, char *err, 
             goto fail;
         }
     }
-    c->tls = gw_tls_client_new(p->ca, p->cert, p->key, err, errlen);
+    c->ca = gw_strdup(p->ca);
+    c->cert = gw_strdup(p->cert);
+    c->key = gw_strdup(p->key);
+    c->crl = p->crl != NULL ? gw_strdup(p->crl) : NULL;
+    if (c->ca == NULL || c->cert == NULL || c->key == NULL || (p->crl != NULL && c->crl == NULL))
+        goto nomem;
+    c->tls = gw_tls_client_new(p->ca, p->cert, p->key, p->crl, err, errlen);
     if (c->tls == NULL)
         goto fail;
     return c;
@@ -1000,6 +1007,20 @@ nomem:
 fail:
     gw_gclient_free(c);
     return NULL;
+}
+
+int gw_gclient_reload_tls(struct gw_gclient *c, char *err, size_t errlen)
+{
+    struct gw_tls *fresh = gw_tls_client_new(c->ca, c->cert, c->key, c->crl, err, errlen);
+    struct ssl_st *ssl;
+
+    if (fresh == NULL)
+        return GW_EINVAL;
+    gw_tls_swap(c->tls, fresh); /* a live connection keeps the context it was made with */
+    ssl = c->bev != NULL ? bufferevent_openssl_get_ssl(c->bev) : NULL;
+    if (ssl != NULL && gw_tls_peer_revoked(c->tls, ssl))
+        conn_lost(c, "backend: its certificate is revoked by the CRL just read", true);
+    return 0;
 }
 
 void gw_gclient_free(struct gw_gclient *c)
@@ -1027,6 +1048,10 @@ void gw_gclient_free(struct gw_gclient *c)
     if (c->ping_ev != NULL)
         event_free(c->ping_ev);
     gw_tls_free(c->tls);
+    gw_free(c->ca);
+    gw_free(c->cert);
+    gw_free(c->key);
+    gw_free(c->crl);
     gw_free(c->host);
     gw_free(c->server_name);
     gw_free(c->authority);

@@ -34,6 +34,7 @@ struct gw_gclient_params {
     const char *server_name;     /* SNI and the name the certificate must carry; NULL = the host */
     const char *ca;              /* PEM bundle the server's chain must end in */
     const char *cert, *key;      /* the client's certificate chain and private key (PEM) */
+    const char *crl;             /* CRL (PEM) for the server's chain, or NULL */
     uint32_t connect_timeout_ms; /* TCP + TLS handshake */
     uint32_t max_response;       /* bytes of one response message */
     const char *nameserver;      /* tests: resolve a host name through this server only
@@ -43,6 +44,12 @@ struct gw_gclient_params {
 /* Loads the certificates and keys (fails here, not at the first call, when one is unreadable);
  * connects lazily. NULL with a reason in err (no secret in it). */
 struct gw_gclient *gw_gclient_new(const struct gw_gclient_params *p, char *err, size_t errlen);
+
+/* Reads the certificates, key and CRL again (gw_gclient_new's files): new connections use them,
+ * and a connection whose server certificate the new CRL revokes is dropped (its calls fail
+ * UNAVAILABLE). Returns 0; GW_EINVAL with the reason in err when a file is refused (the
+ * context in force stays); GW_ENOMEM. Call it from a libevent callback, not from a call's. */
+int gw_gclient_reload_tls(struct gw_gclient *c, char *err, size_t errlen);
 
 /* Closes the connection and frees the client; no callback of a call in flight runs after it. */
 void gw_gclient_free(struct gw_gclient *c);

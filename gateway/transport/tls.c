@@ -156,8 +156,8 @@ fail:
 }
 
 /* The client context: the listener's protocol policy, the backend's CA, our certificate. */
-struct gw_tls *gw_tls_client_new(const char *ca, const char *cert, const char *key, char *err,
-                                 size_t errlen)
+struct gw_tls *gw_tls_client_new(const char *ca, const char *cert, const char *key, const char *crl,
+                                 char *err, size_t errlen)
 {
     static const unsigned char h2[] = {2, 'h', '2'};
     struct gw_tls *t = NULL;
@@ -198,6 +198,15 @@ struct gw_tls *gw_tls_client_new(const char *ca, const char *cert, const char *k
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_verify_depth(ctx, 4);
+    if (crl != NULL && crl[0] != '\0') { /* as the listener's: every certificate of the chain */
+        X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+        X509_LOOKUP *lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+        if (lu == NULL || X509_load_crl_file(lu, crl, X509_FILETYPE_PEM) <= 0) {
+            set_err(err, errlen, "cannot load CRL", crl);
+            goto fail;
+        }
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    }
     t = gw_calloc(1, sizeof(*t));
     if (t == NULL) {
         snprintf(err, errlen, "tls: out of memory");

@@ -57,9 +57,11 @@ int gw_tls_peer_cert(const struct ssl_st *ssl, struct gw_peer *out) GW_MUST_CHEC
 /* ---- client side (the forwarder's gRPC client, gclient.c) ----
  * The same protocol policy; the server's chain must end in `ca` and its certificate name the
  * server name given to gw_tls_client_ssl_new (DNS SAN, or IP SAN for an address); the client
- * presents cert/key; ALPN offers only "h2". Returns NULL with one line in err naming the file. */
-struct gw_tls *gw_tls_client_new(const char *ca, const char *cert, const char *key, char *err,
-                                 size_t errlen);
+ * presents cert/key; ALPN offers only "h2"; with crl (PEM, NULL or "" for none) every certificate
+ * of the server's chain is checked against it. Returns NULL with one line in err naming the
+ * file. */
+struct gw_tls *gw_tls_client_new(const char *ca, const char *cert, const char *key, const char *crl,
+                                 char *err, size_t errlen);
 /* A new client-side SSL for one connection to server_name (SNI unless an IP address, and the
  * name checked), or NULL. Ownership as gw_tls_ssl_new. */
 struct ssl_st *gw_tls_client_ssl_new(struct gw_tls *t, const char *server_name);

@@ -78,7 +78,8 @@ class Sink:
 
 class Probe:
     def __init__(self, certs, addr, server_name="sink.localhost", principal="forwarder",
-                 max_response=65536, expect_ready=True, connect_timeout_ms=5000, nameserver=None):
+                 max_response=65536, expect_ready=True, connect_timeout_ms=5000, nameserver=None,
+                 crl=None):
         self.proc = subprocess.Popen(
             [os.path.join(BUILD, "gclient_probe"), "--endpoint", addr,
              "--server-name", server_name, "--ca", os.path.join(certs, "ca.crt"),
@@ -86,7 +87,8 @@ class Probe:
              "--key", os.path.join(certs, principal + ".key"),
              "--max-response", str(max_response),
              "--connect-timeout", str(connect_timeout_ms)] +
-            (["--nameserver", nameserver] if nameserver else []),
+            (["--nameserver", nameserver] if nameserver else []) +
+            (["--crl", crl] if crl else []),
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, bufsize=1)
         self.buf = b""
         self.first = self.line()
@@ -727,3 +729,67 @@ def test_silent_dns_server_does_not_hold_the_loop(env, sink):
     finally:
         p.close()
         dns.stop()
+
+
+@pytest.fixture(scope="module")
+def crls(env):
+    """Two CRLs of the test CA, made in a copy of its directory: `ok` (the sink's certificate not
+    listed) and `sink` (the sink's certificate revoked)."""
+    work = tempfile.mkdtemp(prefix="wg-gclient-crl-")
+    certs = os.path.join(work, "certs")
+    shutil.copytree(env.certdir, certs)
+    cnf = os.path.join(certs, "ca", "openssl.cnf")
+    with open(cnf) as f:
+        text = f.read().replace(os.path.join(env.certdir, "ca"), os.path.join(certs, "ca"))
+    with open(cnf, "w") as f:
+        f.write(text)
+
+    def openssl(*args):
+        r = subprocess.run(["openssl", "ca", "-config", cnf, "-batch"] + list(args),
+                           capture_output=True, text=True, timeout=BOUND_S)
+        assert r.returncode == 0, r.stderr
+
+    out = {"ok": os.path.join(work, "ok.pem"), "sink": os.path.join(work, "sink.pem")}
+    openssl("-gencrl", "-crldays", "30", "-out", out["ok"])
+    openssl("-revoke", os.path.join(certs, "sink.crt"))
+    openssl("-gencrl", "-crldays", "30", "-out", out["sink"])
+    yield out
+    shutil.rmtree(work, ignore_errors=True)
+
+
+def test_backend_certificate_revoked_by_the_crl_is_refused(env, sink, crls):
+    """[forward] crl: a backend whose certificate the CRL lists is refused at the handshake; the
+    same backend with a CRL that does not list it, or with none, is served."""
+    sink.ctl("up")
+    for crl, want in ((crls["ok"], OK), (None, OK), (crls["sink"], UNAVAILABLE)):
+        p = Probe(env.certdir, sink.addr, crl=crl)
+        try:
+            r = p.call("crl", n=1)
+            assert r["status"] == want, (crl, r)
+        finally:
+            p.close()
+
+
+def test_crl_read_again_drops_a_connection_to_a_revoked_backend(env, sink, crls):
+    """gw_gclient_reload_tls (the daemon calls it with [tls] crl_reload_ms and on SIGHUP): a file
+    it cannot read leaves the CRL in force; a new CRL revoking the backend drops the live
+    connection, so the next call is refused rather than carried on the old one."""
+    sink.ctl("up")
+    path = os.path.join(env.dir, "forward-crl.pem")
+    shutil.copy(crls["ok"], path)
+    p = Probe(env.certdir, sink.addr, crl=path)
+    try:
+        assert p.call("before", n=1)["status"] == OK  # the connection is up
+        with open(path, "w") as f:
+            f.write("not a CRL\n")
+        p.send("reload")
+        r = p.line()
+        assert r["reload"] != 0 and "cannot load CRL" in r["message"], r
+        assert p.call("kept", n=1)["status"] == OK
+        shutil.copy(crls["sink"], path)
+        p.send("reload")
+        assert p.line() == {"reload": 0, "message": ""}
+        r = p.call("after", n=1)
+        assert r["status"] == UNAVAILABLE, r
+    finally:
+        p.close()

@@ -12,6 +12,7 @@
  *   raw TAG PATH HEX DEADLINE_MS     calls PATH with the request bytes HEX ("-" = none):
  *                                    {"tag","status","message","response":HEX}
  *   inflight                         {"inflight": n}
+ *   reload                           gw_gclient_reload_tls: {"reload": 0 or an error, "message"}
  *   stats                            {"inflight","held","out_peak","out_high"}: the calls the
  *                                    client holds, the most bytes the connection's output held,
  *                                    and the client's mark
@@ -20,6 +21,7 @@
  *   quit                             exits 0 (after freeing the client)
  * Usage: gclient_probe --endpoint H:P --server-name N --ca F --cert F --key F
  *                      [--max-response BYTES] [--connect-timeout MS] [--nameserver IP:PORT]
+ *                      [--crl FILE]
  * (--nameserver: resolve the endpoint's host name through that DNS server only.) */
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -249,6 +251,12 @@ static void command(char *line)
         printf("{\"inflight\":%zu,\"held\":%zu,\"out_peak\":%zu,\"out_high\":%u}\n",
                gw_gclient_inflight(client), gw_gclient_held(client), gw_gclient_out_peak(client),
                GW_GCLIENT_OUT_HIGH);
+    } else if (f >= 1 && strcmp(cmd, "reload") == 0) {
+        char err[512] = "";
+        int rc = gw_gclient_reload_tls(client, err, sizeof(err));
+        printf("{\"reload\":%d,\"message\":", rc);
+        json_str(err);
+        printf("}\n");
     } else if (f >= 1 && strcmp(cmd, "inflight") == 0) {
         printf("{\"inflight\":%zu}\n", gw_gclient_inflight(client));
     } else if (f >= 4 && (strcmp(cmd, "call") == 0 || strcmp(cmd, "freecb") == 0)) {
@@ -312,6 +320,8 @@ int main(int argc, char **argv)
             params.connect_timeout_ms = (uint32_t)strtoul(v, NULL, 10);
         else if (strcmp(k, "--nameserver") == 0)
             params.nameserver = v;
+        else if (strcmp(k, "--crl") == 0)
+            params.crl = v;
         else {
             fprintf(stderr, "gclient_probe: unknown option %s\n", k);
             return 2;
