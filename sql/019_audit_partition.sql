@@ -11,7 +11,9 @@
 -- use, is not subject to it):
 --  - waygated (the gateway's role) may register only chains of kind 'gateway' and append records
 --    and checkpoints only to such chains;
---  - waygatectl (the CLI's role) only to chains of kind 'ctl'; it may lock its own chain's row
+--  - waygatectl (the CLI's role) only to chains of kind 'ctl' (and registers no chain but 'ctl'
+--    itself: another id registered as 'ctl' first would lock a gateway out of its own chain id);
+--    it may lock its own chain's row
 --    (SELECT ... FOR UPDATE needs an UPDATE policy) but no longer change any chain row: a
 --    trigger refuses UPDATE and DELETE of audit_chain to everyone, as for the records;
 --  - both still read every chain (recovery, export, verify, report).
@@ -45,8 +47,11 @@ BEGIN
                            AS v (role, tag, kind) LOOP
         EXECUTE format('CREATE POLICY audit_chain_%s_read ON audit_chain FOR SELECT TO %I '
                        'USING (true)', r.tag, r.role);
+        -- the CLI's only chain is 'ctl' (which 008 created): registering another id as 'ctl'
+        -- before a gateway first starts with it would make that gateway refuse its own chain
         EXECUTE format('CREATE POLICY audit_chain_%s_insert ON audit_chain FOR INSERT TO %I '
-                       'WITH CHECK (kind = %L)', r.tag, r.role, r.kind);
+                       'WITH CHECK (kind = %L AND (kind <> ''ctl'' OR id = ''ctl''))', r.tag,
+                       r.role, r.kind);
         EXECUTE format('CREATE POLICY audit_record_%s_read ON audit_record FOR SELECT TO %I '
                        'USING (true)', r.tag, r.role);
         EXECUTE format('CREATE POLICY audit_record_%s_insert ON audit_record FOR INSERT TO %I '

@@ -31,9 +31,13 @@ static const char INSERT_SQL[] =
     "object, count, purpose, legal_basis, approval, outcome, detail, confidential, prev_hash, "
     "hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
     "$18, $19)";
+/* A row already at (chain, seq) is not this writer's (it signs each seq once): someone who may
+ * insert checkpoints planted it. Nothing is inserted then, the records still commit, and done_cb
+ * reports it; a duplicate-key failure here would read the head again and retry the same seq
+ * without end. */
 static const char CHECKPOINT_SQL[] =
     "INSERT INTO audit_checkpoint (chain, seq, head_hash, at_us, key_id, signature) "
-    "VALUES ($1, $2, $3, $4, $5, $6)";
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (chain, seq) DO NOTHING RETURNING seq";
 
 /* One record as chained: the caller's strings (copied) and what chaining added. */
 struct crec {
@@ -781,10 +785,22 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
         a->head_seq = a->batch_seq;
         memcpy(a->head_hash, a->batch_hash, sizeof a->head_hash);
         if (a->batch_ckpt) {
+            const PGresult *ck = res != NULL && res->nresults == a->batch_nstmts
+                                     ? res->results[a->batch_nstmts - 1]
+                                     : NULL;
             a->ckpt_seq = a->batch_seq;
             a->ckpt_due = false;
-            a->st.checkpoints++;
             evtimer_del(a->ev_ckpt);
+            if (ck != NULL && PQntuples(ck) == 0) {
+                a->st.planted++;
+                GW_LOG(GW_LOG_ERROR, "audit", NULL,
+                       "chain %s: a checkpoint at seq %" PRId64 " was there before this "
+                       "writer signed it (planted by someone who may insert into "
+                       "audit_checkpoint?): not replaced; waygatectl audit verify judges it",
+                       a->chain, a->batch_seq);
+            } else {
+                a->st.checkpoints++;
+            }
         }
         a->st.written += (uint64_t)recs;
         a->st.transactions++;

@@ -85,6 +85,7 @@ struct gw_audit_stats {
     uint64_t written;      /* records committed since start */
     uint64_t transactions; /* audit transactions committed */
     uint64_t checkpoints;  /* checkpoints committed */
+    uint64_t planted;      /* checkpoints not written: another row held their seq already */
     uint64_t failed;       /* entries that failed */
     uint32_t queued;       /* entries waiting now */
     bool ready;            /* head recovered */

@@ -156,6 +156,9 @@ CLI_REFUSED = [
      r'^new row violates row-level security policy for table "audit_record"$'),
     ("audit_chain_of_a_gateway", "INSERT INTO audit_chain (id, kind) VALUES ('gw-2', 'gateway')",
      r'^new row violates row-level security policy for table "audit_chain"$'),
+    # a gateway's chain id taken first as the CLI's: that gateway would refuse to write it
+    ("audit_chain_id_of_a_gateway", "INSERT INTO audit_chain (id, kind) VALUES ('gw-3', 'ctl')",
+     r'^new row violates row-level security policy for table "audit_chain"$'),
     ("relabel_own_chain", "UPDATE audit_chain SET kind = 'gateway' WHERE id = 'ctl'",
      r"^the audit trail is append-only: UPDATE on audit_chain refused$"),
 ]

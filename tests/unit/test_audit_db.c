@@ -427,6 +427,38 @@ static void test_planted_checkpoint_ignored(void **state)
     gw_audit_free(a);
 }
 
+/* A checkpoint row planted at the very seq this writer signs next (a junk hash and signature) is
+ * not retried without end (a duplicate key used to read the head again and send the same
+ * checkpoint at once, forever): the records commit, the planted row stays for `audit verify` to
+ * judge, and the next checkpoint is written as usual. */
+static void test_planted_checkpoint_at_the_next_seq(void **state)
+{
+    struct gw_audit *a;
+    struct gw_audit_stats st;
+    struct gw_audit_rec r = rec("search.phone", "bidx");
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-plant2", 2, 60000); /* gateway.start: seq 1, no checkpoint yet */
+    exec_ok("INSERT INTO audit_checkpoint (chain, seq, head_hash, at_us, key_id, signature) "
+            "SELECT 't-plant2', 2, decode(repeat('00', 32), 'hex'), 0, key_id, "
+            "decode(repeat('11', 64), 'hex') FROM audit_key LIMIT 1");
+    write_records(a, &r, 1); /* seq 2: its checkpoint meets the planted row */
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.planted, 1);
+    assert_int_equal(st.checkpoints, 0);
+    write_records(a, &r, 2); /* seq 3, 4: a checkpoint of its own at 4 */
+    assert_int_equal(verify_chain("t-plant2"), 4);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.checkpoints, 1);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_checkpoint c JOIN audit_record r "
+                            "USING (chain, seq) WHERE c.chain = 't-plant2' AND c.head_hash = "
+                            "r.hash"),
+                     1);
+    gw_audit_free(a);
+}
+
 /* Under the sm suite the checkpoints are SM2 (issue 11): the key stored is the 65-byte point with
  * algorithm 'sm2', the signatures DER, and they verify; the chain itself is unchanged. */
 static void test_sm2_checkpoints(void **state)
@@ -569,6 +601,7 @@ int main(void)
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_append_only),
         cmocka_unit_test(test_planted_checkpoint_ignored),
+        cmocka_unit_test(test_planted_checkpoint_at_the_next_seq),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
