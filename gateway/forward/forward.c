@@ -41,6 +41,7 @@
 #include "outbox.h"
 #include "policy.h"
 #include "store.h"
+#include "wirecheck.h"
 
 #define FWD_PATH "/waygate.v1.CarrierBackend/Deliver"
 #define FWD_REASON_MAX 200 /* outbox.park_reason and last_error: octet_length <= 200 */
@@ -82,7 +83,8 @@ struct batch {
     struct batch *prev, *next;
     size_t n;
     struct item *items;
-    bool singles; /* the backend refused the whole call: one delivery per call now */
+    bool singles;         /* the backend refused the whole call: one delivery per call now */
+    int64_t lease_end_ms; /* CLOCK_MONOTONIC: the batch's lease ends no earlier than this */
     struct gw_gclient_call *call;
     struct sreq *sreqs; /* n + 1: the later, one park per item (accepted ones: ack_flush) */
     size_t pending;     /* settlement requests in flight */
@@ -104,6 +106,7 @@ struct gw_forward {
     struct event *poll_ev;
     struct event *linger_ev;     /* ends the rest after a claim that did not fill a batch */
     struct gw_outbox_req *claim; /* the claim in flight */
+    int64_t claim_sent_ms;       /* when it was sent: its leases end no earlier than + lease_ms */
     bool dirty;                  /* woken while a claim was in flight or while resting */
     bool resting;                /* linger_ev pending: the next claim waits for it */
     struct batch *batches;       /* live batches */
@@ -426,13 +429,20 @@ static size_t count_sent(const struct batch *b)
  * of them when the answer holds more results than the call had deliveries (malformed). */
 static void apply_results(struct batch *b, const uint8_t *resp, size_t len)
 {
-    Waygate__V1__DeliverResponse *r = waygate__v1__deliver_response__unpack(NULL, len, resp);
-    size_t m = count_sent(b), n = 0;
+    Waygate__V1__DeliverResponse *r = NULL;
+    size_t m = count_sent(b), n = 0, results = 0;
     const char **ids = NULL;
     struct item **its = NULL;
     const Waygate__V1__DeliveryResult **res = NULL;
     int rc;
 
+    /* counted before unpacking (stopping past m): a response at the size cap holds ~545 000 empty
+     * results, each an allocation of protobuf-c's */
+    if (gw_wire_count_max(resp, len, 1, m, &results) == 0 && results > m) {
+        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse: more results than deliveries");
+        return;
+    }
+    r = waygate__v1__deliver_response__unpack(NULL, len, resp);
     if (r == NULL) {
         mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse");
         return;
@@ -516,13 +526,30 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
 /* Sends what is left to send (all of it, or the next one alone in singles mode); when nothing
  * is, settles the batch. The request is the concatenation of the packed deliveries, which is
  * exactly the packed DeliverRequest. */
+static int64_t mono_ms(void);
+
 static void send_batch(struct batch *b)
 {
     struct gw_forward *f = b->f;
     size_t len = 0, o = 0, n = 0;
+    uint32_t deadline = f->cfg->fwd_deadline_ms;
+    int64_t room = gw_fwd_call_room_ms(b->lease_end_ms, mono_ms(), deadline);
     uint8_t *req;
     int rc;
 
+    if (room <= 0) {
+        /* no call may outlive the batch's lease (the deliveries would be another gateway's,
+         * and its settlement could meet the other's lease): what is left goes back for later */
+        for (size_t i = 0; i < b->n; i++)
+            if (b->items[i].st == IT_SEND) {
+                b->items[i].st = IT_LATER;
+                gw_fwd_reason(b->items[i].reason, sizeof(b->items[i].reason), NULL,
+                              "the lease ends before another call could");
+            }
+        settle(b);
+        return;
+    }
+    deadline = (uint32_t)room;
     for (size_t i = 0; i < b->n; i++)
         if (b->items[i].st == IT_SEND && (!b->singles || n == 0)) {
             b->items[i].sent = true;
@@ -538,8 +565,7 @@ static void send_batch(struct batch *b)
         for (size_t i = 0; i < b->n; i++)
             if (b->items[i].sent)
                 o += gw_fwd_put_delivery(req + o, b->items[i].pb, b->items[i].pb_len);
-    rc = req != NULL ? gw_gclient_call(f->client, FWD_PATH, req, o, f->cfg->fwd_deadline_ms,
-                                       call_cb, b, &b->call)
+    rc = req != NULL ? gw_gclient_call(f->client, FWD_PATH, req, o, deadline, call_cb, b, &b->call)
                      : GW_ENOMEM;
     gw_free_wipe(req, len); /* the client keeps its own copy (wiped when the call is freed) */
     if (rc != 0) {
@@ -587,6 +613,7 @@ static struct batch *batch_alloc(struct gw_forward *f, size_t n)
         return NULL;
     b->f = f;
     b->n = n;
+    b->lease_end_ms = INT64_MAX; /* its maker sets the lease's end */
     b->items = calloc(n > 0 ? n : 1, sizeof(*b->items));
     b->sreqs = calloc(n + 1, sizeof(*b->sreqs));
     if (b->items == NULL || b->sreqs == NULL) {
@@ -729,12 +756,17 @@ static void pump_fast(struct gw_forward *f)
 
         if (b == NULL)
             return; /* tried again at the next pump; past fast_max_wait_ms, dropped */
+        b->lease_end_ms = INT64_MAX;
         while (k < n && f->fast_n > 0) {
             struct fast_item q = fast_pop(f);
 
             if (now - q.sent_ms > max_wait) {
                 f->stats.fast_dropped++;
             } else {
+                /* the insert took the lease after it was sent (a second's margin below) */
+                int64_t end = q.sent_ms + (int64_t)cfg->fwd_lease_ms;
+                if (end < b->lease_end_ms)
+                    b->lease_end_ms = end;
                 take_fast(f, &b->items[k++], &q);
             }
             gw_store_sealed_free(q.s.w);
@@ -784,6 +816,8 @@ static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
     n = gw_outbox_claim_count(claim);
     if (n > 0) {
         b = batch_new(f, claim);
+        if (b != NULL)
+            b->lease_end_ms = f->claim_sent_ms + (int64_t)f->cfg->fwd_lease_ms;
         if (b == NULL) /* the leases run out and the deliveries are claimed again */
             GW_LOG(GW_LOG_ERROR, "forward", NULL,
                    "%zu claimed deliveries dropped for want of "
@@ -817,6 +851,7 @@ static void pump(struct gw_forward *f)
         f->dirty = true; /* claimed_cb, linger_cb, batch_done or ack_done_cb pumps again */
     } else {
         f->dirty = false;
+        f->claim_sent_ms = mono_ms();
         rc = gw_outbox_claim(f->app->store, f->owner, cfg->fwd_batch, cfg->fwd_lease_ms, claimed_cb,
                              f, &f->claim);
         if (rc != 0) {

@@ -36,6 +36,15 @@ size_t gw_fwd_put_delivery(uint8_t *out, const uint8_t *pb, size_t len);
  * max_ms, then a uniform jitter over its upper half (r: a random 32-bit number). */
 uint32_t gw_fwd_backoff(uint32_t min_ms, uint32_t max_ms, int32_t attempts, uint32_t r);
 
+/* The deadline a batch's next call may have (ms, at most deadline_ms) so that it ends a second
+ * before the batch's lease (lease_end_ms, monotonic; now_ms the time): a call must not outlive the
+ * lease, or its deliveries could be claimed and sent by another gateway meanwhile and its
+ * settlement meet their new lease. Returns 0 or less when no call of at least
+ * GW_FWD_CALL_MIN_MS fits: the rest of the batch then goes back for later. */
+#define GW_FWD_CALL_MIN_MS 100
+#define GW_FWD_LEASE_MARGIN_MS 1000
+int64_t gw_fwd_call_room_ms(int64_t lease_end_ms, int64_t now_ms, uint32_t deadline_ms);
+
 /* Copies the backend's reason into out (outlen bytes, NUL-terminated): printable ASCII only
  * (anything else becomes '?'), cut to fit. Returns out. */
 char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason);

@@ -163,6 +163,18 @@ int gw_fwd_match_results(const struct Waygate__V1__DeliverResponse *r, const cha
     return 0;
 }
 
+int64_t gw_fwd_call_room_ms(int64_t lease_end_ms, int64_t now_ms, uint32_t deadline_ms)
+{
+    int64_t room;
+
+    if (lease_end_ms == INT64_MAX)
+        return deadline_ms;
+    room = lease_end_ms - GW_FWD_LEASE_MARGIN_MS - now_ms;
+    if (room < GW_FWD_CALL_MIN_MS)
+        return 0;
+    return room < (int64_t)deadline_ms ? room : (int64_t)deadline_ms;
+}
+
 char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason)
 {
     size_t o = 0;

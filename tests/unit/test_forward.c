@@ -215,9 +215,34 @@ static void a_response_of_empty_results_at_the_cap_is_malformed(void **state)
     free(ids);
 }
 
+/* A batch's next call ends a second before its lease: after a whole call refused INVALID_ARGUMENT
+ * the batch sends its deliveries one call at a time, (1 + n) x deadline_ms in all, which outlived
+ * the lease (another gateway then claimed and sent them too). */
+static void a_call_never_outlives_the_lease(void **state)
+{
+    const int64_t now = 1000000;
+
+    (void)state;
+    assert_int_equal(gw_fwd_call_room_ms(INT64_MAX, now, 5000), 5000);       /* no lease known */
+    assert_int_equal(gw_fwd_call_room_ms(now + 30000, now, 5000), 5000);     /* room enough */
+    assert_int_equal(gw_fwd_call_room_ms(now + 3000, now, 5000), 2000);      /* cut to fit */
+    assert_int_equal(gw_fwd_call_room_ms(now + 1000 + 100, now, 5000), 100); /* the least */
+    assert_true(gw_fwd_call_room_ms(now + 1000 + 99, now, 5000) <= 0);       /* none: later */
+    assert_true(gw_fwd_call_room_ms(now - 1, now, 5000) <= 0);               /* ended */
+    /* a batch claimed with a 30 s lease, singles of 5 s each: the 6th call is cut, the 7th never
+     * starts */
+    int64_t t = now, end = now + 30000;
+    int calls = 0;
+    for (int64_t d; (d = gw_fwd_call_room_ms(end, t, 5000)) > 0; t += d)
+        calls++;
+    assert_int_equal(calls, 6);
+    assert_true(t <= end - 1000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(a_call_never_outlives_the_lease),
         cmocka_unit_test(request_is_the_concatenation),
         cmocka_unit_test(backoff_doubles_to_the_cap_with_jitter),
         cmocka_unit_test(reason_is_printable_and_bounded),
