@@ -157,20 +157,52 @@ static int fill(struct gw_admin *a, struct gw_bundle_writer *w, bool live,
 /* What was verified, then who signed it (every key that signed a checkpoint or the seal, by
  * the SHA-256 key id the bundle format uses) and whether those signers were pinned: a check
  * that accepted any listed key must say so, or "verified" reads as "signed by the operator". */
-static void print_ok(const struct gw_bundle_verifier *v, bool live, const char *pinned)
+#define SIGNERS_MAX 32
+
+/* What one or more verifiers found (the live check runs one per chain). */
+struct summary {
+    struct gw_bundle_verify_stats st;
+    char signer[SIGNERS_MAX][65];
+    enum gw_sign_alg alg[SIGNERS_MAX];
+    size_t nsigners;
+};
+
+static void summary_add(struct summary *s, const struct gw_bundle_verifier *v)
 {
     struct gw_bundle_verify_stats st;
     enum gw_sign_alg alg;
     const char *id;
     gw_bundle_verify_stats(v, &st);
+    s->st.chains += st.chains;
+    s->st.records += st.records;
+    s->st.checkpoints += st.checkpoints;
+    s->st.keys = st.keys > s->st.keys ? st.keys : s->st.keys; /* every verifier reads them all */
+    if (st.uncovered && !s->st.uncovered)
+        snprintf(s->st.uncovered_note, sizeof s->st.uncovered_note, "%s", st.uncovered_note);
+    s->st.uncovered += st.uncovered;
+    for (size_t i = 0; (id = gw_bundle_verify_signer(v, i, &alg)) != NULL; i++) {
+        size_t k = 0;
+        while (k < s->nsigners && strcmp(s->signer[k], id) != 0)
+            k++;
+        if (k == s->nsigners && k < SIGNERS_MAX) {
+            snprintf(s->signer[k], sizeof s->signer[k], "%s", id);
+            s->alg[k] = alg;
+            s->nsigners++;
+        }
+    }
+}
+
+static void print_ok(const struct summary *s, bool live, const char *pinned)
+{
+    const struct gw_bundle_verify_stats *st = &s->st;
     printf("%s verified: %" PRIu64 " chains, %" PRIu64 " records, %" PRIu64 " checkpoints, %" PRIu64
            " keys\n",
-           live ? "audit trail" : "bundle", st.chains, st.records, st.checkpoints, st.keys);
-    if (st.uncovered)
-        printf("note: %" PRIu64 " records not yet covered by a checkpoint (%s)\n", st.uncovered,
-               st.uncovered_note);
-    for (size_t i = 0; (id = gw_bundle_verify_signer(v, i, &alg)) != NULL; i++)
-        printf("signed by key %s (%s)\n", id, gw_sign_alg_name(alg));
+           live ? "audit trail" : "bundle", st->chains, st->records, st->checkpoints, st->keys);
+    if (st->uncovered)
+        printf("note: %" PRIu64 " records not yet covered by a checkpoint (%s)\n", st->uncovered,
+               st->uncovered_note);
+    for (size_t i = 0; i < s->nsigners; i++)
+        printf("signed by key %s (%s)\n", s->signer[i], gw_sign_alg_name(s->alg[i]));
     if (pinned)
         printf("signers pinned: %s\n", pinned);
     else
@@ -238,6 +270,43 @@ static void record_break(struct gw_admin *a, const struct audit_opts *o, const c
         fprintf(stderr, ME " verify: the incident could not be recorded: %s\n", err);
 }
 
+/* One chain of the live trail through a verifier of its own (every key, then the chain). Returns
+ * 0 (its figures and signers added to sum), GW_EDATALOSS with the bad place in why, or another
+ * error (a read's said in err: GW_EINTERNAL). */
+static int verify_one_chain(struct gw_admin *a, const struct gw_bundle_verify_opts *vo,
+                            const struct gw_audit_span *sp, struct summary *sum, char *why,
+                            size_t whylen)
+{
+    struct gw_bundle_header h = {"waygatectl", now_us(), 0, INT64_MAX, NULL};
+    struct gw_bundle_verifier *v = NULL;
+    struct gw_bundle_writer *w = NULL;
+    struct fill f = {NULL, NULL, 0};
+    char err[512];
+    int r = gw_bundle_verifier_new(vo, &v);
+    if (r == 0)
+        r = gw_bundle_writer_new(gw_bundle_verify_sink, v, &h, &w);
+    f.w = w;
+    if (r == 0)
+        r = gw_audit_read_keys(a, key_cb, &f, err, sizeof err);
+    if (r == 0)
+        r = gw_audit_read_span(a, sp, BATCH, row_cb, ckpt_cb, &f, err, sizeof err);
+    if (r == 0)
+        r = gw_bundle_finish(w, NULL);
+    if (r == 0 || r == GW_EDATALOSS)
+        r = gw_bundle_verify_end(v);
+    if (r == GW_EDATALOSS)
+        snprintf(why, whylen, "%s", gw_bundle_verify_error(v));
+    else if (r == 0)
+        summary_add(sum, v);
+    else if (r == GW_EINTERNAL)
+        fprintf(stderr, ME " verify: reading the audit trail: %s\n", err);
+    else
+        fprintf(stderr, ME " verify: %s\n", gw_err_str(r));
+    gw_bundle_writer_free(w);
+    gw_bundle_verifier_free(v);
+    return r;
+}
+
 /* The live trail is checked whole (records are never deleted, so every chain starts at seq 1 and
  * no checkpoint may stand in for missing records) and its signers pinned: --trust-key, else the
  * keyring's audit keys; the audit_key table alone is the database's word, which whoever could
@@ -247,10 +316,11 @@ static int verify_live(const struct audit_opts *o)
     const char *pins[GW_BUNDLE_TRUST_MAX];
     char kr_ids[GW_SUITE_COUNT][65], pinned[4200];
     struct gw_bundle_verify_opts vo = {.unsealed = true, .whole = true};
-    struct gw_bundle_header h = {"waygatectl", now_us(), 0, INT64_MAX, NULL};
-    struct gw_bundle_verifier *v = NULL;
-    struct gw_bundle_writer *w = NULL;
+    struct gw_audit_span *sp = NULL;
     struct gw_admin *a = NULL;
+    struct summary sum;
+    size_t n = 0, broken = 0;
+    char *whys = NULL; /* the broken chains' places, GW_BUNDLE_ERR_MAX bytes each */
     const char *keyring = o->keyring ? o->keyring : getenv("WAYGATE_KEYRING");
     char err[512];
     size_t nkr = 0;
@@ -276,32 +346,47 @@ static int verify_live(const struct audit_opts *o)
     if (rc != 0)
         return rc;
     rc = GW_CTL_FAIL;
-    if (gw_bundle_verifier_new(&vo, &v) != 0 || gw_audit_read_begin(a, err, sizeof err) != 0) {
-        fprintf(stderr, ME " verify: cannot start: %s\n", v ? err : "out of memory");
+    memset(&sum, 0, sizeof sum);
+    if (gw_audit_read_begin(a, err, sizeof err) != 0) {
+        fprintf(stderr, ME " verify: cannot start: %s\n", err);
         goto out;
     }
-    r = gw_bundle_writer_new(gw_bundle_verify_sink, v, &h, &w);
-    if (r == 0)
-        r = fill(a, w, true, o, NULL, 0);
-    if (r == 0)
-        r = gw_bundle_finish(w, NULL);
-    if (r == 0 || r == GW_EDATALOSS)
-        r = gw_bundle_verify_end(v);
+    r = gw_audit_read_plan(a, true, o->from_us, o->to_us, &sp, &n, err, sizeof err);
+    if (r != 0)
+        fprintf(stderr, ME " verify: reading the audit trail: %s\n", err);
+    /* each chain on its own: a break in one (a junk chain planted to sort first included) must
+     * not hide a break in another */
+    if (r == 0 && n > 0 && (whys = gw_calloc(n, GW_BUNDLE_ERR_MAX)) == NULL) {
+        fprintf(stderr, ME " verify: out of memory\n");
+        r = GW_ENOMEM;
+    }
+    for (size_t i = 0; r == 0 && i < n; i++) {
+        char *why = whys + broken * GW_BUNDLE_ERR_MAX;
+        int c = verify_one_chain(a, &vo, &sp[i], &sum, why, GW_BUNDLE_ERR_MAX);
+        if (c == GW_EDATALOSS) {
+            fprintf(stderr, ME " verify: FAILED: %s\n", why);
+            printf("FAILED: %s\n", why);
+            broken++;
+        } else {
+            r = c;
+        }
+    }
     if (gw_audit_read_end(a, err, sizeof err) != 0 && r == 0) {
         fprintf(stderr, ME " verify: %s\n", err);
         r = GW_EINTERNAL;
     }
-    if (r == GW_EDATALOSS) {
-        fprintf(stderr, ME " verify: FAILED: %s\n", gw_bundle_verify_error(v));
-        printf("FAILED: %s\n", gw_bundle_verify_error(v));
-        record_break(a, o, gw_bundle_verify_error(v));
-    } else if (r == 0) {
-        print_ok(v, true, pinned[0] ? pinned : NULL);
+    for (size_t i = 0; i < broken; i++) /* after the read-only snapshot: an incident each */
+        record_break(a, o, whys + i * GW_BUNDLE_ERR_MAX);
+    if (r == 0 && broken > 0)
+        fprintf(stderr, ME " verify: %zu of %zu chains broken\n", broken, n);
+    else if (r == 0) {
+        sum.st.chains = n; /* chains without a record count too */
+        print_ok(&sum, true, pinned[0] ? pinned : NULL);
         rc = GW_CTL_OK;
     }
 out:
-    gw_bundle_writer_free(w);
-    gw_bundle_verifier_free(v);
+    gw_free(whys);
+    gw_free(sp);
     gw_admin_free(a);
     return rc;
 }
@@ -311,6 +396,7 @@ out:
 static int verify_file(const char *path, const struct audit_opts *o)
 {
     struct gw_bundle_verify_opts vo = {.trust_keys = o->trust, .ntrust = o->ntrust};
+    struct summary sum;
     char pinned[64];
     struct gw_bundle_verifier *v = NULL;
     uint8_t buf[65536];
@@ -321,6 +407,7 @@ static int verify_file(const char *path, const struct audit_opts *o)
         fprintf(stderr, ME " verify: %s: %s\n", path, strerror(errno));
         return GW_CTL_FAIL;
     }
+    memset(&sum, 0, sizeof sum);
     if (gw_bundle_verifier_new(&vo, &v) != 0) {
         fprintf(stderr, ME " verify: out of memory\n");
         goto out;
@@ -340,7 +427,8 @@ static int verify_file(const char *path, const struct audit_opts *o)
     }
     snprintf(pinned, sizeof pinned, "the %zu key%s given by --trust-key", o->ntrust,
              o->ntrust == 1 ? "" : "s");
-    print_ok(v, false, o->ntrust ? pinned : NULL);
+    summary_add(&sum, v);
+    print_ok(&sum, false, o->ntrust ? pinned : NULL);
     rc = GW_CTL_OK;
 out:
     gw_bundle_verifier_free(v);

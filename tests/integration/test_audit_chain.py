@@ -359,6 +359,29 @@ def test_altered_field_live(stack, db, tmp_path):
                                            "match its hash")
 
 
+def test_every_broken_chain_is_reported_live(stack, db):
+    """A junk chain planted to sort first ('0', one record at seq 2) does not hide a break in
+    another: the live check verifies each chain on its own and names every broken one, each a
+    critical incident."""
+    tamper(stack, db, "INSERT INTO audit_chain (id, kind) VALUES ('0', 'gateway'); "
+                      "INSERT INTO audit_record (chain, seq, at_us, actor, action, outcome, "
+                      "confidential, prev_hash, hash) VALUES ('0', 2, 0, 'x', 'x', 'ok', false, "
+                      "decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex')); "
+                      "UPDATE audit_record SET actor = 'someone_else' "
+                      "WHERE chain = 'gw1' AND seq = 12;")
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, r.stdout + r.stderr
+    failed = [l[len("FAILED: "):] for l in r.stdout.splitlines() if l.startswith("FAILED: ")]
+    assert len(failed) == 2, r.stdout
+    assert failed[0].startswith("chain 0: "), failed
+    assert failed[1].startswith(
+        "chain gw1: seq 12: the record's content does not match its hash"), failed
+    assert "2 of 3 chains broken" in r.stderr, r.stderr
+    inc = stack.psql("SELECT detail FROM incident WHERE kind = 'audit_chain_break' ORDER BY id",
+                     uri=su(stack, db))
+    assert inc == failed, inc
+
+
 def test_altered_field_with_its_hash_recomputed_live(stack, db, tmp_path, template):
     """The attacker also rewrites the record's hash column: the next link names seq 12."""
     r = dict(template["gw1"][11])
