@@ -14,8 +14,10 @@
  * recipient's X25519 key (xseal.h) in chunks and streamed while the client reads. The last
  * message carries the watermark (export) id and the SHA-256 of the whole output.
  *
- * Destroy: one transaction marks the request executed, deletes every selected waybill (their
- * wrapped data keys with them: crypto-shredding), writes the destruction record and the bulk.run
+ * Destroy: the same frozen selection is counted (more than approved: refused), then one
+ * transaction marks the request executed, deletes every selected waybill (their wrapped data keys
+ * with them: crypto-shredding; bulk_destroy, sql/022, deletes only records accepted no later than
+ * the request and refuses more than approved), writes the destruction record and the bulk.run
  * record; it fails, destroying nothing, when the selection changed since it was counted.
  *
  * Invariants: memory is bounded by one page (a page arena, reset per page, and at most one page
@@ -64,7 +66,8 @@ struct brun {
     struct gw_bulk_sel sel;
     char sel_branch[32], sel_from[11], sel_to[11];
     char *sel_ids;        /* gw_malloc'd */
-    int64_t record_count; /* approved (counted at request time); a destruction's: at run time */
+    int64_t record_count; /* approved (counted at request time); a destruction's, once counted
+                           * at run time (never more): what it deletes */
     int64_t run_count;    /* an export's: what its bulk.run record counts, at most this many */
     uint8_t rcpt[GW_XSEAL_PUB_LEN];
     bool rcpt_given;
@@ -446,6 +449,11 @@ static void counted_for_destroy_cb(void *arg, int err, int64_t count)
         fail(r, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
         return;
     }
+    if (count > r->record_count) { /* bulk_destroy (sql/022) refuses it too */
+        refuse(r, "selects more records than approved", GW_EPRECOND, "request_id",
+               GW_RULE_BULK_SELECTION_GREW);
+        return;
+    }
     r->record_count = count;
     gw_store_bulk_scope(&st[0], r->scope);
     gw_store_bulk_claim(&st[1], r->id, r->requester, NULL);
@@ -576,9 +584,9 @@ static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
         fail(r, rc, NULL, GW_RULE_NONE);
         return;
     }
-    if (strcmp(r->op, "destroy") == 0) {
-        rc = gw_store_bulk_count(gw_call_app(r->call)->store, r->scope, &r->sel,
-                                 counted_for_destroy_cb, r, &r->sreq);
+    if (strcmp(r->op, "destroy") == 0) { /* the frozen selection, as an export's */
+        rc = gw_store_bulk_count_run(gw_call_app(r->call)->store, r->scope, r->id,
+                                     counted_for_destroy_cb, r, &r->sreq);
         if (rc != 0)
             fail(r, rc, NULL, rc == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
         return;

@@ -542,6 +542,50 @@ def test_export_releases_only_what_was_approved(stack, people):
         "ok|%s|4|%s" % (stack.account(REQUESTER)[0], r.request_id)]
 
 
+def test_destroy_deletes_only_what_was_approved(stack, people):
+    """An approved destroy was run against whatever its selector matched when it ran: waybills
+    submitted after the approval were destroyed under it. Now it deletes only the records accepted
+    no later than its request (sql/022 and the run's count); the later ones stay readable."""
+    t = PICKUP - 19 * 86400
+    approved = on_day(stack, t, 3)
+    pb = people.stack.pb.compliance
+    req = pb.RequestBulkRequest(operation=3, purpose="erasure of one day's records",
+                                legal_basis="《个人信息保护法》第四十七条; ref 2026-19",
+                                destination="none")
+    req.selector.branch = "a"
+    req.selector.from_day = req.selector.to_day = cst_day(t)
+    r = people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
+    assert r.record_count == 3
+    approve(people, r.request_id)
+    time.sleep(1.1)  # accepted_at is the gateway's whole second: the next one is after the request
+    later = on_day(stack, t, 2)
+    chunks = run(people, r.request_id)
+    assert chunks[-1].last and chunks[-1].records_done == 3
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN ('%s')" % "','".join(approved)) \
+        == ["0"]
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN ('%s')" % "','".join(later)) == [
+        "2"]
+    assert stack.psql("SELECT count FROM destruction WHERE request_id = '%s'" % r.request_id) == [
+        "3"]
+
+
+def test_the_database_refuses_a_destroy_beyond_its_approval(stack, people):
+    """bulk_destroy itself (what a compromised gateway would call) refuses to delete more
+    records than were approved, whatever count the caller passes."""
+    t = PICKUP - 20 * 86400
+    on_day(stack, t, 1)
+    pb = people.stack.pb.compliance
+    req = pb.RequestBulkRequest(operation=3, purpose="erasure", legal_basis="ref 2026-20",
+                                destination="none")
+    req.selector.branch = "a"
+    req.selector.from_day = req.selector.to_day = cst_day(t)
+    r = people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
+    approve(people, r.request_id)
+    stack.psql("UPDATE bulk_request SET state = 'executed' WHERE id = '%s'" % r.request_id)
+    assert "the selection grew: 2 records, 1 approved" in gateway_sql_refused(
+        stack, "SELECT bulk_destroy('%s', 'x', 2)" % r.request_id)
+
+
 def test_export_selecting_more_than_approved_is_refused(stack, people):
     """Should the frozen selection still hold more records than were approved (here: the
     request's time moved past later submissions, in SQL), the run is refused before anything is
