@@ -34,6 +34,7 @@
 
 struct audit_opts {
     const char *db, *keyring, *out, *actor;
+    const char *since; /* --since FILE: a bundle the live trail must still extend */
     const char *trust[GW_BUNDLE_TRUST_MAX]; /* --trust-key, as given (each checked: key_id_ok) */
     size_t ntrust;
     int64_t from_us, to_us;
@@ -47,6 +48,7 @@ static void audit_usage(FILE *f)
     fprintf(
         f,
         "usage: waygatectl audit verify [--db CONNINFO] [--keyring PATH] [--trust-key KEYID]...\n"
+        "                               [--since BUNDLE]\n"
         "       waygatectl audit verify FILE [--trust-key KEYID]...\n"
         "       waygatectl audit export --from TIME --to TIME --out FILE [--keyring PATH]\n"
         "                               [--suite aes|sm] [--db CONNINFO] [--actor NAME]\n"
@@ -57,6 +59,10 @@ static void audit_usage(FILE *f)
         "  of these keys. Without it the live check pins the audit keys of the keyring\n"
         "  (--keyring, default $WAYGATE_KEYRING: of each suite it holds), and with no keyring\n"
         "  either accepts any key of the audit_key table, saying the signers are not pinned.\n"
+        "  Every chain is checked on its own and every broken one named. --since BUNDLE: an\n"
+        "  earlier bundle (verified first, under the same pins) whose chains the trail must\n"
+        "  still extend: records cut since, with the checkpoints over them, leave a chain that\n"
+        "  verifies alone; the head each chain of the bundle ends at must still be there.\n"
         "  A bundle's check without --trust-key accepts any key the bundle lists: it prints\n"
         "  each signer's key id and a line saying they are not pinned, and exits 0; compare\n"
         "  the ids with the ones the operator published.\n"
@@ -258,6 +264,43 @@ out:
     return rc;
 }
 
+/* The bundle at path through a new verifier (*out, the caller frees it, even on failure).
+ * Returns 0, or GW_CTL_FAIL after saying why (a bad place as a FAILED line). */
+static int check_file(const char *path, const struct gw_bundle_verify_opts *vo,
+                      struct gw_bundle_verifier **out)
+{
+    uint8_t buf[65536];
+    size_t n;
+    int r = 0;
+    FILE *f = fopen(path, "rb");
+    *out = NULL;
+    if (!f) {
+        fprintf(stderr, ME " verify: %s: %s\n", path, strerror(errno));
+        return GW_CTL_FAIL;
+    }
+    if (gw_bundle_verifier_new(vo, out) != 0) {
+        fprintf(stderr, ME " verify: out of memory\n");
+        fclose(f);
+        return GW_CTL_FAIL;
+    }
+    while (r == 0 && (n = fread(buf, 1, sizeof buf, f)) > 0)
+        r = gw_bundle_verify_feed(*out, buf, n);
+    if (ferror(f)) {
+        fprintf(stderr, ME " verify: %s: read error\n", path);
+        fclose(f);
+        return GW_CTL_FAIL;
+    }
+    fclose(f);
+    if (r == 0)
+        r = gw_bundle_verify_end(*out);
+    if (r != 0) {
+        fprintf(stderr, ME " verify: FAILED: %s: %s\n", path, gw_bundle_verify_error(*out));
+        printf("FAILED: %s\n", gw_bundle_verify_error(*out));
+        return GW_CTL_FAIL;
+    }
+    return 0;
+}
+
 /* ---- audit verify (live) ---- */
 
 /* A break of the live trail is an incident (Art. 17): critical, kind audit_chain_break, the
@@ -321,6 +364,10 @@ static int verify_live(const struct audit_opts *o)
     struct summary sum;
     size_t n = 0, broken = 0;
     char *whys = NULL; /* the broken chains' places, GW_BUNDLE_ERR_MAX bytes each */
+    struct gw_bundle_verifier *since = NULL; /* --since: the earlier bundle, verified */
+    size_t nsince = 0;
+    int64_t seq = 0;
+    uint8_t head[GW_AUDIT_HASH_LEN];
     const char *keyring = o->keyring ? o->keyring : getenv("WAYGATE_KEYRING");
     char err[512];
     size_t nkr = 0;
@@ -342,9 +389,20 @@ static int verify_live(const struct audit_opts *o)
         snprintf(pinned, sizeof pinned, "the audit key%s of keyring %s", nkr == 1 ? "" : "s",
                  keyring);
     }
+    if (o->since != NULL) { /* the bundle first, under the same pins */
+        struct gw_bundle_verify_opts bo = {.trust_keys = vo.trust_keys, .ntrust = vo.ntrust};
+        if (check_file(o->since, &bo, &since) != 0) {
+            gw_bundle_verifier_free(since);
+            return GW_CTL_FAIL;
+        }
+        while (gw_bundle_verify_chain(since, nsince, &seq, head) != NULL)
+            nsince++;
+    }
     rc = ctl_admin_db("audit verify", o->db, &a);
-    if (rc != 0)
+    if (rc != 0) {
+        gw_bundle_verifier_free(since);
         return rc;
+    }
     rc = GW_CTL_FAIL;
     memset(&sum, 0, sizeof sum);
     if (gw_audit_read_begin(a, err, sizeof err) != 0) {
@@ -356,7 +414,7 @@ static int verify_live(const struct audit_opts *o)
         fprintf(stderr, ME " verify: reading the audit trail: %s\n", err);
     /* each chain on its own: a break in one (a junk chain planted to sort first included) must
      * not hide a break in another */
-    if (r == 0 && n > 0 && (whys = gw_calloc(n, GW_BUNDLE_ERR_MAX)) == NULL) {
+    if (r == 0 && n + nsince > 0 && (whys = gw_calloc(n + nsince, GW_BUNDLE_ERR_MAX)) == NULL) {
         fprintf(stderr, ME " verify: out of memory\n");
         r = GW_ENOMEM;
     }
@@ -370,6 +428,32 @@ static int verify_live(const struct audit_opts *o)
         } else {
             r = c;
         }
+    }
+    /* the trail still holds the head each chain of the earlier bundle vouched for: records (and
+     * the checkpoints over them) cut after the bundle was made leave a chain that verifies on
+     * its own */
+    for (size_t i = 0; r == 0 && i < nsince; i++) {
+        uint8_t have[GW_AUDIT_HASH_LEN];
+        bool found = false;
+        const char *id = gw_bundle_verify_chain(since, i, &seq, head);
+        char *why = whys + broken * GW_BUNDLE_ERR_MAX;
+        if (seq < 0)
+            continue;
+        r = gw_audit_read_hash(a, id, seq, have, &found, err, sizeof err);
+        if (r != 0) {
+            fprintf(stderr, ME " verify: reading the audit trail: %s\n", err);
+            break;
+        }
+        if (found && memcmp(have, head, sizeof have) == 0)
+            continue;
+        snprintf(why, GW_BUNDLE_ERR_MAX,
+                 "chain %s: seq %" PRId64 " of the earlier bundle %s: the trail %s", id, seq,
+                 o->since,
+                 found ? "has another record there (rewritten since)"
+                       : "no longer holds it (cut since)");
+        fprintf(stderr, ME " verify: FAILED: %s\n", why);
+        printf("FAILED: %s\n", why);
+        broken++;
     }
     if (gw_audit_read_end(a, err, sizeof err) != 0 && r == 0) {
         fprintf(stderr, ME " verify: %s\n", err);
@@ -387,6 +471,7 @@ static int verify_live(const struct audit_opts *o)
 out:
     gw_free(whys);
     gw_free(sp);
+    gw_bundle_verifier_free(since);
     gw_admin_free(a);
     return rc;
 }
@@ -399,40 +484,15 @@ static int verify_file(const char *path, const struct audit_opts *o)
     struct summary sum;
     char pinned[64];
     struct gw_bundle_verifier *v = NULL;
-    uint8_t buf[65536];
-    size_t n;
-    int r = 0, rc = GW_CTL_FAIL;
-    FILE *f = fopen(path, "rb");
-    if (!f) {
-        fprintf(stderr, ME " verify: %s: %s\n", path, strerror(errno));
-        return GW_CTL_FAIL;
+    int rc = check_file(path, &vo, &v);
+    if (rc == 0) {
+        memset(&sum, 0, sizeof sum);
+        snprintf(pinned, sizeof pinned, "the %zu key%s given by --trust-key", o->ntrust,
+                 o->ntrust == 1 ? "" : "s");
+        summary_add(&sum, v);
+        print_ok(&sum, false, o->ntrust ? pinned : NULL);
     }
-    memset(&sum, 0, sizeof sum);
-    if (gw_bundle_verifier_new(&vo, &v) != 0) {
-        fprintf(stderr, ME " verify: out of memory\n");
-        goto out;
-    }
-    while (r == 0 && (n = fread(buf, 1, sizeof buf, f)) > 0)
-        r = gw_bundle_verify_feed(v, buf, n);
-    if (ferror(f)) {
-        fprintf(stderr, ME " verify: %s: read error\n", path);
-        goto out;
-    }
-    if (r == 0)
-        r = gw_bundle_verify_end(v);
-    if (r != 0) {
-        fprintf(stderr, ME " verify: FAILED: %s\n", gw_bundle_verify_error(v));
-        printf("FAILED: %s\n", gw_bundle_verify_error(v));
-        goto out;
-    }
-    snprintf(pinned, sizeof pinned, "the %zu key%s given by --trust-key", o->ntrust,
-             o->ntrust == 1 ? "" : "s");
-    summary_add(&sum, v);
-    print_ok(&sum, false, o->ntrust ? pinned : NULL);
-    rc = GW_CTL_OK;
-out:
     gw_bundle_verifier_free(v);
-    fclose(f);
     return rc;
 }
 
@@ -630,11 +690,17 @@ out:
 static int parse_opts(int argc, char **argv, struct audit_opts *o, const char **file)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},    {"keyring", required_argument, NULL, 'k'},
-        {"out", required_argument, NULL, 'o'},   {"from", required_argument, NULL, 'f'},
-        {"to", required_argument, NULL, 't'},    {"trust-key", required_argument, NULL, 'K'},
-        {"actor", required_argument, NULL, 'a'}, {"suite", required_argument, NULL, 's'},
-        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},
+        {"keyring", required_argument, NULL, 'k'},
+        {"out", required_argument, NULL, 'o'},
+        {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},
+        {"trust-key", required_argument, NULL, 'K'},
+        {"actor", required_argument, NULL, 'a'},
+        {"suite", required_argument, NULL, 's'},
+        {"since", required_argument, NULL, 'S'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
     };
     int c;
     optind = 2;
@@ -662,6 +728,9 @@ static int parse_opts(int argc, char **argv, struct audit_opts *o, const char **
             break;
         case 'a':
             o->actor = optarg;
+            break;
+        case 'S':
+            o->since = optarg;
             break;
         case 's':
             if (gw_suite_parse(optarg, &o->suite) != 0) {

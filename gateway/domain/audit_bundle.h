@@ -120,6 +120,12 @@ void gw_bundle_verify_stats(const struct gw_bundle_verifier *v, struct gw_bundle
 const char *gw_bundle_verify_signer(const struct gw_bundle_verifier *v, size_t i,
                                     enum gw_sign_alg *alg);
 
+/* After a bundle verified: the i-th chain's id, with the seq and hash of its last record in the
+ * bundle (the head the bundle vouches for), or NULL past the last chain; a chain without records
+ * in the bundle gives *last = -1. */
+const char *gw_bundle_verify_chain(const struct gw_bundle_verifier *v, size_t i, int64_t *last,
+                                   uint8_t head[GW_AUDIT_HASH_LEN]);
+
 /* A sink (for gw_bundle_writer_new) that feeds a verifier (arg). */
 int gw_bundle_verify_sink(void *arg, const uint8_t *p, size_t n);
 

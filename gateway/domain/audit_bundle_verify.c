@@ -129,6 +129,16 @@ void gw_bundle_verify_stats(const struct gw_bundle_verifier *v, struct gw_bundle
     *out = v->st;
 }
 
+const char *gw_bundle_verify_chain(const struct gw_bundle_verifier *v, size_t i, int64_t *last,
+                                   uint8_t head[GW_AUDIT_HASH_LEN])
+{
+    if (i >= v->ndone)
+        return NULL;
+    *last = v->done[i].records > 0 ? v->done[i].last : -1;
+    memcpy(head, v->done[i].head, GW_AUDIT_HASH_LEN);
+    return v->done[i].id;
+}
+
 const char *gw_bundle_verify_signer(const struct gw_bundle_verifier *v, size_t i,
                                     enum gw_sign_alg *alg)
 {

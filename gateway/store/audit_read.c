@@ -62,6 +62,34 @@ out:
     return rc;
 }
 
+int gw_audit_read_hash(struct gw_admin *a, const char *chain, int64_t seq,
+                       uint8_t hash[GW_AUDIT_HASH_LEN], bool *found, char *errbuf, size_t errlen)
+{
+    char s[24];
+    const char *p[2] = {chain, s};
+    PGresult *res;
+    size_t n = 0;
+    int rc = 0;
+
+    *found = false;
+    snprintf(s, sizeof s, "%" PRId64, seq);
+    res = PQexecParams(a->pg,
+                       "SELECT encode(hash, 'hex') FROM audit_record WHERE chain = $1 AND "
+                       "seq = $2::bigint",
+                       2, NULL, p, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+    else if (PQntuples(res) == 1) {
+        if (!gw_audit_hex(PQgetvalue(res, 0, 0), hash, GW_AUDIT_HASH_LEN, &n) ||
+            n != GW_AUDIT_HASH_LEN)
+            rc = bad_row(errbuf, errlen, "hash");
+        else
+            *found = true;
+    }
+    PQclear(res);
+    return rc;
+}
+
 static int64_t num(const PGresult *res, int row, int col, int64_t absent)
 {
     return PQgetisnull(res, row, col) ? absent : strtoll(PQgetvalue(res, row, col), NULL, 10);

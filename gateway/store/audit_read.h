@@ -64,6 +64,12 @@ int gw_audit_read_span(struct gw_admin *a, const struct gw_audit_span *s, long b
                        gw_audit_row_cb row_cb, gw_audit_ckpt_cb ckpt_cb, void *arg, char *errbuf,
                        size_t errlen) GW_MUST_CHECK;
 
+/* The stored hash of record (chain, seq) into hash; *found false when there is no such record.
+ * Returns 0 or GW_EINTERNAL. */
+int gw_audit_read_hash(struct gw_admin *a, const char *chain, int64_t seq,
+                       uint8_t hash[GW_AUDIT_HASH_LEN], bool *found, char *errbuf,
+                       size_t errlen) GW_MUST_CHECK;
+
 /* ---- shared with the gateway's asynchronous reads (audit_scan.c) ---- */
 
 /* The columns of a record, in the order gw_audit_read_row reads them. */

@@ -382,6 +382,28 @@ def test_every_broken_chain_is_reported_live(stack, db):
     assert inc == failed, inc
 
 
+def test_tail_cut_with_its_checkpoints_is_found_against_an_earlier_bundle(stack, db, tmp_path):
+    """gw1's records 21..27 deleted together with the checkpoints at 25 (what covered them):
+    what is left verifies on its own, which the live check says (no external anchor). Against a
+    bundle exported before the cut (--since), it names the chain and the head it no longer holds,
+    and an incident is recorded; the same check before the cut passes."""
+    path, _ = good_bundle(stack, db, tmp_path)
+    admin = uri(stack, db, TEMPLATE + "_admin")
+    before = stack.ctl("audit", "verify", "--db", admin, "--since", path)
+    assert before.returncode == 0, before.stdout + before.stderr
+    tamper(stack, db, "DELETE FROM audit_checkpoint WHERE chain = 'gw1' AND seq > 20; "
+                      "DELETE FROM audit_record WHERE chain = 'gw1' AND seq > 20;")
+    alone = ctl_verify_live(stack, db)
+    assert alone.returncode == 0, alone.stdout + alone.stderr  # not detectable from the chain
+    r = stack.ctl("audit", "verify", "--db", admin, "--since", path)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert "FAILED: chain gw1: seq 27 of the earlier bundle %s: the trail no longer holds it " \
+           "(cut since)\n" % path in r.stdout, r.stdout
+    inc = stack.psql("SELECT detail FROM incident WHERE kind = 'audit_chain_break'",
+                     uri=su(stack, db))
+    assert inc and "chain gw1: seq 27 of the earlier bundle" in inc[-1], inc
+
+
 def test_altered_field_with_its_hash_recomputed_live(stack, db, tmp_path, template):
     """The attacker also rewrites the record's hash column: the next link names seq 12."""
     r = dict(template["gw1"][11])
