@@ -624,9 +624,12 @@ static int forward_check(struct parse *ps, const struct gw_config *c)
             return GW_EINVAL;
         }
     }
-    if (c->fwd_lease_ms <= c->fwd_deadline_ms) {
+    if ((uint64_t)c->fwd_lease_ms <
+        (uint64_t)c->fwd_deadline_ms + GW_FWD_LEASE_MARGIN_MS + GW_FWD_CALL_MIN_MS) {
         fail(ps, ps->seen[key_index("forward", "lease_ms")],
-             "[forward] lease_ms: must be greater than deadline_ms");
+             "[forward] lease_ms: must exceed deadline_ms by at least %d ms (a call ends %d ms "
+             "before its batch's lease)",
+             GW_FWD_LEASE_MARGIN_MS + GW_FWD_CALL_MIN_MS, GW_FWD_LEASE_MARGIN_MS);
         return GW_EINVAL;
     }
     if (c->fwd_backoff_max_ms < c->fwd_backoff_min_ms) {

@@ -14,6 +14,12 @@
 #define GW_CONFIG_SUITE_AES 1
 #define GW_CONFIG_SUITE_SM 2
 
+/* The forwarder ends a batch's every call a margin before the batch's lease, and sends no call
+ * shorter than a minimum (forward.c): [forward] lease_ms must leave room for both beyond
+ * deadline_ms, or nothing would ever be sent. */
+#define GW_FWD_LEASE_MARGIN_MS 1000
+#define GW_FWD_CALL_MIN_MS 100
+
 struct gw_config {
     /* [server] */
     char *listen;                    /* "host:port" of the mTLS listener (required) */

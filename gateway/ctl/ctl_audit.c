@@ -164,6 +164,7 @@ static int fill(struct gw_admin *a, struct gw_bundle_writer *w, bool live,
  * the SHA-256 key id the bundle format uses) and whether those signers were pinned: a check
  * that accepted any listed key must say so, or "verified" reads as "signed by the operator". */
 #define SIGNERS_MAX 32
+#define BREAKS_RECORDED 16 /* incidents one live check records; one more counts the rest */
 
 /* What one or more verifiers found (the live check runs one per chain). */
 struct summary {
@@ -171,6 +172,7 @@ struct summary {
     char signer[SIGNERS_MAX][65];
     enum gw_sign_alg alg[SIGNERS_MAX];
     size_t nsigners;
+    bool more_signers; /* past SIGNERS_MAX: not listed */
 };
 
 static void summary_add(struct summary *s, const struct gw_bundle_verifier *v)
@@ -194,6 +196,8 @@ static void summary_add(struct summary *s, const struct gw_bundle_verifier *v)
             snprintf(s->signer[k], sizeof s->signer[k], "%s", id);
             s->alg[k] = alg;
             s->nsigners++;
+        } else if (k == s->nsigners) {
+            s->more_signers = true;
         }
     }
 }
@@ -209,6 +213,9 @@ static void print_ok(const struct summary *s, bool live, const char *pinned)
                st->uncovered_note);
     for (size_t i = 0; i < s->nsigners; i++)
         printf("signed by key %s (%s)\n", s->signer[i], gw_sign_alg_name(s->alg[i]));
+    if (s->more_signers)
+        printf("note: more than %d keys signed; only the first %d are listed\n", SIGNERS_MAX,
+               SIGNERS_MAX);
     if (pinned)
         printf("signers pinned: %s\n", pinned);
     else
@@ -362,7 +369,7 @@ static int verify_live(const struct audit_opts *o)
     struct gw_audit_span *sp = NULL;
     struct gw_admin *a = NULL;
     struct summary sum;
-    size_t n = 0, broken = 0;
+    size_t n = 0, broken = 0, since_broken = 0;
     char *whys = NULL; /* the broken chains' places, GW_BUNDLE_ERR_MAX bytes each */
     struct gw_bundle_verifier *since = NULL; /* --since: the earlier bundle, verified */
     size_t nsince = 0;
@@ -454,15 +461,26 @@ static int verify_live(const struct audit_opts *o)
         fprintf(stderr, ME " verify: FAILED: %s\n", why);
         printf("FAILED: %s\n", why);
         broken++;
+        since_broken++;
     }
     if (gw_audit_read_end(a, err, sizeof err) != 0 && r == 0) {
         fprintf(stderr, ME " verify: %s\n", err);
         r = GW_EINTERNAL;
     }
-    for (size_t i = 0; i < broken; i++) /* after the read-only snapshot: an incident each */
+    /* after the read-only snapshot: an incident each, at most BREAKS_RECORDED (junk chains the
+     * gateway's role may register must not flood the incident table), then one that counts the
+     * rest */
+    for (size_t i = 0; i < broken && i < BREAKS_RECORDED; i++)
         record_break(a, o, whys + i * GW_BUNDLE_ERR_MAX);
+    if (broken > BREAKS_RECORDED) {
+        char more[96];
+        snprintf(more, sizeof more, "and %zu more broken places (audit verify lists them)",
+                 broken - BREAKS_RECORDED);
+        record_break(a, o, more);
+    }
     if (r == 0 && broken > 0)
-        fprintf(stderr, ME " verify: %zu of %zu chains broken\n", broken, n);
+        fprintf(stderr, ME " verify: %zu broken place%s (%zu of %zu chains, %zu against --since)\n",
+                broken, broken == 1 ? "" : "s", broken - since_broken, n, since_broken);
     else if (r == 0) {
         sum.st.chains = n; /* chains without a record count too */
         print_ok(&sum, true, pinned[0] ? pinned : NULL);

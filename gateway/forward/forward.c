@@ -438,7 +438,11 @@ static void apply_results(struct batch *b, const uint8_t *resp, size_t len)
 
     /* counted before unpacking (stopping past m): a response at the size cap holds ~545 000 empty
      * results, each an allocation of protobuf-c's */
-    if (gw_wire_count_max(resp, len, 1, m, &results) == 0 && results > m) {
+    if (gw_wire_count_max(resp, len, 1, m, &results) != 0) {
+        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse");
+        return;
+    }
+    if (results > m) {
         mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse: more results than deliveries");
         return;
     }

@@ -5,6 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "config.h"
 #include "outbox.h"
 
 struct gw_app;
@@ -41,8 +42,6 @@ uint32_t gw_fwd_backoff(uint32_t min_ms, uint32_t max_ms, int32_t attempts, uint
  * lease, or its deliveries could be claimed and sent by another gateway meanwhile and its
  * settlement meet their new lease. Returns 0 or less when no call of at least
  * GW_FWD_CALL_MIN_MS fits: the rest of the batch then goes back for later. */
-#define GW_FWD_CALL_MIN_MS 100
-#define GW_FWD_LEASE_MARGIN_MS 1000
 int64_t gw_fwd_call_room_ms(int64_t lease_end_ms, int64_t now_ms, uint32_t deadline_ms);
 
 /* Copies the backend's reason into out (outlen bytes, NUL-terminated): printable ASCII only

@@ -376,10 +376,27 @@ def test_every_broken_chain_is_reported_live(stack, db):
     assert failed[0].startswith("chain 0: "), failed
     assert failed[1].startswith(
         "chain gw1: seq 12: the record's content does not match its hash"), failed
-    assert "2 of 3 chains broken" in r.stderr, r.stderr
+    assert "2 broken places (2 of 3 chains, 0 against --since)" in r.stderr, r.stderr
     inc = stack.psql("SELECT detail FROM incident WHERE kind = 'audit_chain_break' ORDER BY id",
                      uri=su(stack, db))
     assert inc == failed, inc
+
+
+def test_many_junk_chains_do_not_flood_the_incidents(stack, db):
+    """20 junk chains (what the gateway's role may register): every one is named, but one check
+    records at most 16 incidents and one more that counts the rest."""
+    tamper(stack, db, "INSERT INTO audit_chain (id, kind) SELECT 'junk' || g, 'gateway' "
+                      "FROM generate_series(1, 20) g; "
+                      "INSERT INTO audit_record (chain, seq, at_us, actor, action, outcome, "
+                      "confidential, prev_hash, hash) SELECT 'junk' || g, 2, 0, 'x', 'x', 'ok', "
+                      "false, decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex') "
+                      "FROM generate_series(1, 20) g;")
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert sum(l.startswith("FAILED: chain junk") for l in r.stdout.splitlines()) == 20, r.stdout
+    inc = stack.psql("SELECT detail FROM incident WHERE kind = 'audit_chain_break' ORDER BY id",
+                     uri=su(stack, db))
+    assert len(inc) == 17 and inc[-1] == "and 4 more broken places (audit verify lists them)", inc
 
 
 def test_tail_cut_with_its_checkpoints_is_found_against_an_earlier_bundle(stack, db, tmp_path):

@@ -570,8 +570,9 @@ def test_destroy_deletes_only_what_was_approved(stack, people):
 
 
 def test_the_database_refuses_a_destroy_beyond_its_approval(stack, people):
-    """bulk_destroy itself (what a compromised gateway would call) refuses to delete more
-    records than were approved, whatever count the caller passes."""
+    """bulk_destroy itself refuses to delete more records than the request row says were
+    approved, whatever count the caller passes (a caller's bug or race; a holder of the
+    gateway's role could forge the row itself, docs/threat-model.md)."""
     t = PICKUP - 20 * 86400
     on_day(stack, t, 1)
     pb = people.stack.pb.compliance
