@@ -224,15 +224,18 @@ static struct gw_tls *prepare_tls(struct daemon *d, const char *why)
 /* The forwarder's client certificate, CA and [forward] crl read again (its own context: a
  * refusal keeps the one in force, logged; a connection to a backend the new CRL revokes is
  * dropped). */
-static void reload_forward_tls(struct daemon *d, const char *why)
+static const char *reload_forward_tls(struct daemon *d, const char *why)
 {
     char err[512];
 
     if (d->forward == NULL)
-        return;
-    if (gw_forward_reload_tls(d->forward, err, sizeof(err)) != 0)
+        return "";
+    if (gw_forward_reload_tls(d->forward, err, sizeof(err)) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL,
                "%s: [forward] certificates and CRL refused, the ones in force stay: %s", why, err);
+        return "; forward tls: refused, the files in force stay";
+    }
+    return "; forward tls: certificates and CRL";
 }
 
 static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
@@ -249,7 +252,7 @@ static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
         gw_tls_swap(d->tls, t);
         tls_swapped(d, "timer");
     }
-    reload_forward_tls(d, "timer");
+    (void)reload_forward_tls(d, "timer");
     evtimer_add(d->crl_ev, &tv);
 }
 
@@ -265,7 +268,7 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     struct gw_keyring *kr = NULL;
     struct gw_policy *np;
     struct gw_tls *nt;
-    char err[512], keys[96], policy[96], detail[240], from[512];
+    char err[512], keys[96], policy[96], detail[320], from[512];
     bool ok;
 
     (void)sig;
@@ -310,7 +313,12 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         gw_tls_swap(d->tls, nt);
         tls_swapped(d, "SIGHUP");
     }
-    reload_forward_tls(d, "SIGHUP");
+    /* the forwarder's context is its own: refused, it keeps the one in force, and the record
+     * says so (the rest was reloaded) */
+    {
+        size_t len = strlen(detail);
+        snprintf(detail + len, sizeof(detail) - len, "%s", reload_forward_tls(d, "SIGHUP"));
+    }
     GW_LOG(GW_LOG_INFO, "main", NULL, "SIGHUP: %s", detail);
     record_reload(d, true, detail);
 }

@@ -213,6 +213,8 @@ def test_config_reload_is_recorded(stack):
     assert len(rows) == 1
     assert rows[0].startswith("gateway||t|||config.reload|SIGHUP|ok|reloaded: keyring: current "
                               "KEK version"), rows
+    # the dev stack forwards to its sink: the forwarder's own TLS files were read again too
+    assert rows[0].endswith("; tls: certificates and CRL; forward tls: certificates and CRL"), rows
 
 
 # --- an account change and its record are one transaction ---
