@@ -299,7 +299,7 @@ static void refusal_recorded_cb(void *arg, int err, int64_t seq, const struct gw
 
 /* The requester's own person, or someone not independent of the requester (sql/021), tried to
  * decide: recorded as refused, then answered with rule. */
-static void record_self_decision(struct lawful *l, enum gw_rule rule)
+static void record_refused_decision(struct lawful *l, enum gw_rule rule)
 {
     struct gw_app *app = gw_call_app(l->call);
     struct gw_audit_rec rec;
@@ -345,11 +345,11 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
             return;
         }
         if (strcmp(state, GW_LAWFUL_SELF) == 0) {
-            record_self_decision(l, GW_RULE_CASE_SELF);
+            record_refused_decision(l, GW_RULE_CASE_SELF);
             return;
         }
         if (strcmp(state, GW_LAWFUL_RELATED) == 0) {
-            record_self_decision(l, GW_RULE_DECIDER_RELATED);
+            record_refused_decision(l, GW_RULE_DECIDER_RELATED);
             return;
         }
     }

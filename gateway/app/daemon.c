@@ -246,13 +246,16 @@ static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    struct gw_tls *t = prepare_tls(d, "timer");
+    if (d->app->cfg->tls_crl != NULL) { /* each side reads its files again for its own CRL */
+        struct gw_tls *t = prepare_tls(d, "timer");
 
-    if (t != NULL) {
-        gw_tls_swap(d->tls, t);
-        tls_swapped(d, "timer");
+        if (t != NULL) {
+            gw_tls_swap(d->tls, t);
+            tls_swapped(d, "timer");
+        }
     }
-    (void)reload_forward_tls(d, "timer");
+    if (d->app->cfg->fwd_crl != NULL)
+        (void)reload_forward_tls(d, "timer");
     evtimer_add(d->crl_ev, &tv);
 }
 

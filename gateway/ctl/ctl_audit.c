@@ -135,11 +135,11 @@ static int ckpt_cb(void *arg, const struct gw_audit_ckpt *c)
     return gw_bundle_write_checkpoint(f->w, c);
 }
 
-/* Keys, then every span of the plan, into w; the seal key (if any) is written last. Returns 0,
- * or GW_EDATALOSS when the writer's sink (a verifier) found a bad place, or a failure after
- * saying why. */
-static int fill(struct gw_admin *a, struct gw_bundle_writer *w, bool live,
-                const struct audit_opts *o, const uint8_t *seal_pub, size_t seal_publen)
+/* An export's bundle: keys, then every span of the range's plan, into w; the seal key (if any)
+ * is written last. Returns 0, or GW_EDATALOSS when the writer's sink (a verifier) found a bad
+ * place, or a failure after saying why. */
+static int fill(struct gw_admin *a, struct gw_bundle_writer *w, const struct audit_opts *o,
+                const uint8_t *seal_pub, size_t seal_publen)
 {
     char err[512];
     struct gw_audit_span *sp = NULL;
@@ -149,7 +149,7 @@ static int fill(struct gw_admin *a, struct gw_bundle_writer *w, bool live,
     if (rc == 0 && seal_pub)
         rc = gw_bundle_write_key(w, seal_pub, seal_publen);
     if (rc == 0)
-        rc = gw_audit_read_plan(a, live, o->from_us, o->to_us, &sp, &n, err, sizeof err);
+        rc = gw_audit_read_plan(a, false, o->from_us, o->to_us, &sp, &n, err, sizeof err);
     for (size_t i = 0; rc == 0 && i < n; i++)
         rc = gw_audit_read_span(a, &sp[i], BATCH, row_cb, ckpt_cb, &f, err, sizeof err);
     gw_free(sp);
@@ -320,12 +320,39 @@ static void record_break(struct gw_admin *a, const struct audit_opts *o, const c
         fprintf(stderr, ME " verify: the incident could not be recorded: %s\n", err);
 }
 
+/* The audit_key table, read once for every chain's verifier. */
+struct keyset {
+    struct {
+        uint8_t pub[GW_SIGN_PUB_MAX];
+        size_t len;
+    } * k;
+    size_t n, cap;
+};
+
+static int keyset_add(void *arg, const uint8_t *pub, size_t publen)
+{
+    struct keyset *ks = arg;
+    if (publen > sizeof ks->k[0].pub)
+        return GW_EINVAL;
+    if (ks->n == ks->cap) {
+        size_t cap = ks->cap ? ks->cap * 2 : 8;
+        void *k = gw_realloc(ks->k, cap * sizeof ks->k[0]);
+        if (!k)
+            return GW_ENOMEM;
+        ks->k = k;
+        ks->cap = cap;
+    }
+    memcpy(ks->k[ks->n].pub, pub, publen);
+    ks->k[ks->n++].len = publen;
+    return 0;
+}
+
 /* One chain of the live trail through a verifier of its own (every key, then the chain). Returns
  * 0 (its figures and signers added to sum), GW_EDATALOSS with the bad place in why, or another
  * error (a read's said in err: GW_EINTERNAL). */
 static int verify_one_chain(struct gw_admin *a, const struct gw_bundle_verify_opts *vo,
-                            const struct gw_audit_span *sp, struct summary *sum, char *why,
-                            size_t whylen)
+                            const struct keyset *ks, const struct gw_audit_span *sp,
+                            struct summary *sum, char *why, size_t whylen)
 {
     struct gw_bundle_header h = {"waygatectl", now_us(), 0, INT64_MAX, NULL};
     struct gw_bundle_verifier *v = NULL;
@@ -336,8 +363,8 @@ static int verify_one_chain(struct gw_admin *a, const struct gw_bundle_verify_op
     if (r == 0)
         r = gw_bundle_writer_new(gw_bundle_verify_sink, v, &h, &w);
     f.w = w;
-    if (r == 0)
-        r = gw_audit_read_keys(a, key_cb, &f, err, sizeof err);
+    for (size_t i = 0; r == 0 && i < ks->n; i++)
+        r = gw_bundle_write_key(w, ks->k[i].pub, ks->k[i].len);
     if (r == 0)
         r = gw_audit_read_span(a, sp, BATCH, row_cb, ckpt_cb, &f, err, sizeof err);
     if (r == 0)
@@ -372,6 +399,7 @@ static int verify_live(const struct audit_opts *o)
     size_t n = 0, broken = 0, since_broken = 0;
     char *whys = NULL; /* the broken chains' places, GW_BUNDLE_ERR_MAX bytes each */
     struct gw_bundle_verifier *since = NULL; /* --since: the earlier bundle, verified */
+    struct keyset keys = {NULL, 0, 0};
     size_t nsince = 0;
     int64_t seq = 0;
     uint8_t head[GW_AUDIT_HASH_LEN];
@@ -416,9 +444,13 @@ static int verify_live(const struct audit_opts *o)
         fprintf(stderr, ME " verify: cannot start: %s\n", err);
         goto out;
     }
-    r = gw_audit_read_plan(a, true, o->from_us, o->to_us, &sp, &n, err, sizeof err);
-    if (r != 0)
+    r = gw_audit_read_keys(a, keyset_add, &keys, err, sizeof err);
+    if (r == 0)
+        r = gw_audit_read_plan(a, true, o->from_us, o->to_us, &sp, &n, err, sizeof err);
+    if (r == GW_EINTERNAL)
         fprintf(stderr, ME " verify: reading the audit trail: %s\n", err);
+    else if (r != 0)
+        fprintf(stderr, ME " verify: %s\n", gw_err_str(r));
     /* each chain on its own: a break in one (a junk chain planted to sort first included) must
      * not hide a break in another */
     if (r == 0 && n + nsince > 0 && (whys = gw_calloc(n + nsince, GW_BUNDLE_ERR_MAX)) == NULL) {
@@ -427,7 +459,7 @@ static int verify_live(const struct audit_opts *o)
     }
     for (size_t i = 0; r == 0 && i < n; i++) {
         char *why = whys + broken * GW_BUNDLE_ERR_MAX;
-        int c = verify_one_chain(a, &vo, &sp[i], &sum, why, GW_BUNDLE_ERR_MAX);
+        int c = verify_one_chain(a, &vo, &keys, &sp[i], &sum, why, GW_BUNDLE_ERR_MAX);
         if (c == GW_EDATALOSS) {
             fprintf(stderr, ME " verify: FAILED: %s\n", why);
             printf("FAILED: %s\n", why);
@@ -487,6 +519,7 @@ static int verify_live(const struct audit_opts *o)
         rc = GW_CTL_OK;
     }
 out:
+    gw_free(keys.k);
     gw_free(whys);
     gw_free(sp);
     gw_bundle_verifier_free(since);
@@ -648,7 +681,7 @@ static int export_bundle(const struct audit_opts *o)
     }
     r = gw_bundle_writer_new(file_sink_cb, &s, &h, &w);
     if (r == 0)
-        r = fill(a, w, false, o, pub, publen);
+        r = fill(a, w, o, pub, publen);
     if (r == 0)
         r = gw_bundle_finish(w, &key);
     if (r == 0 && gw_audit_read_end(a, err, sizeof err) != 0) {

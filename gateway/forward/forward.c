@@ -527,11 +527,18 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
     send_batch(b);
 }
 
+/* CLOCK_MONOTONIC milliseconds: leases' ends, fast items' ages. */
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /* Sends what is left to send (all of it, or the next one alone in singles mode); when nothing
  * is, settles the batch. The request is the concatenation of the packed deliveries, which is
  * exactly the packed DeliverRequest. */
-static int64_t mono_ms(void);
-
 static void send_batch(struct batch *b)
 {
     struct gw_forward *f = b->f;
@@ -654,14 +661,6 @@ static struct batch *batch_new(struct gw_forward *f, const struct gw_outbox_clai
 
 /* ---- the fast path ---- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* The store's question before a group insert: room for n more? Reserves them. No while the
  * backend fails (the last Deliver call failed: the claim's backoff paces the retries) or while
  * draining. A failed claim (the database) does not close it: the insert's commit is what proves
@@ -760,7 +759,6 @@ static void pump_fast(struct gw_forward *f)
 
         if (b == NULL)
             return; /* tried again at the next pump; past fast_max_wait_ms, dropped */
-        b->lease_end_ms = INT64_MAX;
         while (k < n && f->fast_n > 0) {
             struct fast_item q = fast_pop(f);
 
@@ -822,7 +820,7 @@ static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
         b = batch_new(f, claim);
         if (b != NULL)
             b->lease_end_ms = f->claim_sent_ms + (int64_t)f->cfg->fwd_lease_ms;
-        if (b == NULL) /* the leases run out and the deliveries are claimed again */
+        else /* the leases run out and the deliveries are claimed again */
             GW_LOG(GW_LOG_ERROR, "forward", NULL,
                    "%zu claimed deliveries dropped for want of "
                    "memory: sent after their lease",

@@ -12,7 +12,6 @@
 #include "pq_msg.h"
 #include "store_admin_int.h"
 
-#define UTC_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 #define ADMIN_ROLES "('system_admin', 'security_admin', 'compliance_auditor')"
 #define SQLSTATE_UNIQUE "23505"
 

@@ -24,7 +24,6 @@
 #define OID_UUID 2950
 #define STR_(x) #x
 #define STR(x) STR_(x)
-#define UTC_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* A failed statement: its server message (it may quote a parameter, never a field value). */
 int gw_admin_refused(const PGresult *res, const struct gw_admin *a, char *errbuf, size_t errlen)

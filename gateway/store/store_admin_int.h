@@ -1,6 +1,7 @@
-/* store_admin_int.h: private to the CLI's blocking-libpq statements (store_admin.c,
- * store_acct_admin.c): the connection they share. Not for other modules: they use
- * store_admin.h and store_acct_admin.h. */
+/* store_admin_int.h: private to the store layer's modules of the CLI's blocking-libpq statements
+ * (store_admin.c, store_acct_admin.c, audit_read.c, store_retention_admin.c, ...): the connection
+ * they share and its refusal message. Not for other layers: they use store_admin.h and the
+ * modules' own headers. */
 #ifndef GW_STORE_ADMIN_INT_H
 #define GW_STORE_ADMIN_INT_H
 
@@ -9,6 +10,9 @@
 struct gw_admin {
     PGconn *pg;
 };
+
+/* A timestamptz column as UTC text, YYYY-MM-DDTHH:MM:SSZ, in the CLI's listings. */
+#define UTC_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
 
 /* The server's message for a failed statement (res may be NULL: the connection's) into errbuf,
  * one line; returns GW_EINTERNAL. */

@@ -7,27 +7,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "pq_msg.h"
-
-#define UTC_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
-
-static int refused(PGconn *pg, const PGresult *res, char *errbuf, size_t errlen)
-{
-    gw_pq_msg(errbuf, errlen, "%s", res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
-    return GW_EINTERNAL;
-}
+#include "store_admin_int.h"
 
 int gw_admin_floor_get(struct gw_admin *a, gw_admin_floor_cb cb, void *arg, char *errbuf,
                        size_t errlen)
 {
-    PGconn *pg = gw_admin_conn(a);
     struct gw_admin_floor f;
     PGresult *res;
     int rc = 0;
 
-    res = PQexec(pg, "SELECT min_days, set_by, " UTC_TEXT("set_at") " FROM retention_floor");
+    res = PQexec(a->pg, "SELECT min_days, set_by, " UTC_TEXT("set_at") " FROM retention_floor");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
-        rc = refused(pg, res, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
     } else {
         f.min_days = (int32_t)strtol(PQgetvalue(res, 0, 0), NULL, 10);
         f.set_by = PQgetvalue(res, 0, 1);
@@ -41,14 +32,13 @@ int gw_admin_floor_get(struct gw_admin *a, gw_admin_floor_cb cb, void *arg, char
 int gw_admin_floor_set(struct gw_admin *a, int32_t days, const char *by, int32_t *was, char *errbuf,
                        size_t errlen)
 {
-    PGconn *pg = gw_admin_conn(a);
     char num[16];
     const char *values[2] = {num, by};
     PGresult *res;
     int rc = 0;
 
     snprintf(num, sizeof(num), "%d", (int)days);
-    res = PQexecParams(pg,
+    res = PQexecParams(a->pg,
                        "WITH old AS (SELECT min_days FROM retention_floor), "
                        "u AS (UPDATE retention_floor SET min_days = $1::integer, set_by = $2, "
                        "set_at = now() RETURNING min_days), "
@@ -60,7 +50,7 @@ int gw_admin_floor_set(struct gw_admin *a, int32_t days, const char *by, int32_t
                        2, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1 || PQgetisnull(res, 0, 0) ||
         PQgetvalue(res, 0, 1)[0] != '1')
-        rc = refused(pg, res, errbuf, errlen);
+        rc = gw_admin_refused(res, a, errbuf, errlen);
     else
         *was = (int32_t)strtol(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);

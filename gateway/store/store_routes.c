@@ -7,8 +7,7 @@
 #include <string.h>
 
 #include "pq_msg.h"
-
-#define UTC_TEXT(col) "to_char(" col " AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"')"
+#include "store_admin_int.h"
 
 static int refused(PGconn *pg, const PGresult *res, char *errbuf, size_t errlen)
 {

@@ -738,9 +738,8 @@ static void tcp_cb(evutil_socket_t fd, short what, void *arg)
     (void)bufferevent_enable(c->bev, EV_READ | EV_WRITE);
 }
 
-/* Opens the TCP connection (non-blocking); tcp_cb continues. The host is resolved with
- * getaddrinfo(3), which blocks: endpoints are addresses or names of the local hosts file. */
-/* The endpoint's addresses are known (or not): TCP connects to the first. */
+/* The endpoint's addresses are known (or not): TCP connects to the first (non-blocking); tcp_cb
+ * continues. */
 static void resolved(struct gw_gclient *c, int rc, struct evutil_addrinfo *ai)
 {
     char msg[MSG_MAX];
@@ -816,6 +815,7 @@ static void dns_cb(int rc, struct evutil_addrinfo *ai, void *arg)
     resolved(c, rc, ai);
 }
 
+/* A connection attempt: the endpoint's host looked up (an address at once), then resolved(). */
 static void start_connect(struct gw_gclient *c)
 {
     struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -977,10 +977,9 @@ struct gw_gclient *gw_gclient_new(const struct gw_gclient_params *p, char *err, 
             goto nomem;
         c->dns->base = c->base;
         c->dns->refs = 1;
-        c->dns->dns =
-            evdns_base_new(c->base, p->nameserver != NULL ? EVDNS_BASE_DISABLE_WHEN_INACTIVE
-                                                          : EVDNS_BASE_INITIALIZE_NAMESERVERS |
-                                                                EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+        c->dns->dns = evdns_base_new(
+            c->base, EVDNS_BASE_DISABLE_WHEN_INACTIVE |
+                         (p->nameserver != NULL ? 0 : EVDNS_BASE_INITIALIZE_NAMESERVERS));
         if (c->dns->dns == NULL ||
             (p->nameserver != NULL &&
              evdns_base_nameserver_ip_add(c->dns->dns, p->nameserver) != 0)) {

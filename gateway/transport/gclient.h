@@ -47,11 +47,14 @@ struct gw_gclient *gw_gclient_new(const struct gw_gclient_params *p, char *err, 
 
 /* Reads the certificates, key and CRL again (gw_gclient_new's files): new connections use them,
  * and a connection whose server certificate the new CRL revokes is dropped (its calls fail
- * UNAVAILABLE). Returns 0; GW_EINVAL with the reason in err when a file is refused (the
- * context in force stays); GW_ENOMEM. Call it from a libevent callback, not from a call's. */
+ * UNAVAILABLE). Returns 0, or GW_EINVAL with the reason in err when a file is refused (the
+ * context in force stays). Call it from a libevent callback, not from a call's. */
 int gw_gclient_reload_tls(struct gw_gclient *c, char *err, size_t errlen);
 
-/* Closes the connection and frees the client; no callback of a call in flight runs after it. */
+/* Closes the connection and frees the client; no callback of a call in flight runs after it. A
+ * host-name lookup in progress is cancelled, and its resolver is released from two later turns
+ * of the loop (evdns calls a cancelled lookup back later): a caller that frees the client after
+ * its loop ended and wants nothing left over runs the loop twice more (EVLOOP_NONBLOCK). */
 void gw_gclient_free(struct gw_gclient *c);
 
 /* The outcome of one call. status is GW_GRPC_OK with the response message, or the gRPC status the

@@ -81,6 +81,24 @@ static int client_hello_cb(SSL *ssl, int *al, void *arg)
     return SSL_CLIENT_HELLO_SUCCESS;
 }
 
+/* The CRL file (PEM; NULL or "": none) into ctx's store, every certificate of a peer's chain
+ * then checked against it. Returns 0, or -1 with err naming the file. */
+static int load_crl(SSL_CTX *ctx, const char *crl, char *err, size_t errlen)
+{
+    X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+    X509_LOOKUP *lu;
+
+    if (crl == NULL || crl[0] == '\0')
+        return 0;
+    lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+    if (lu == NULL || X509_load_crl_file(lu, crl, X509_FILETYPE_PEM) <= 0) {
+        set_err(err, errlen, "cannot load CRL", crl);
+        return -1;
+    }
+    X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    return 0;
+}
+
 struct gw_tls *gw_tls_new(const struct gw_config *cfg, char *err, size_t errlen)
 {
     struct gw_tls *t = NULL;
@@ -131,15 +149,8 @@ struct gw_tls *gw_tls_new(const struct gw_config *cfg, char *err, size_t errlen)
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
     SSL_CTX_set_verify_depth(ctx, 4);
 
-    if (cfg->tls_crl != NULL && cfg->tls_crl[0] != '\0') {
-        X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-        X509_LOOKUP *lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
-        if (lu == NULL || X509_load_crl_file(lu, cfg->tls_crl, X509_FILETYPE_PEM) <= 0) {
-            set_err(err, errlen, "cannot load CRL", cfg->tls_crl);
-            goto fail;
-        }
-        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-    }
+    if (load_crl(ctx, cfg->tls_crl, err, errlen) != 0)
+        goto fail;
     SSL_CTX_set_alpn_select_cb(ctx, alpn_select_cb, NULL);
     SSL_CTX_set_client_hello_cb(ctx, client_hello_cb, NULL);
 
@@ -198,15 +209,8 @@ struct gw_tls *gw_tls_client_new(const char *ca, const char *cert, const char *k
     }
     SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
     SSL_CTX_set_verify_depth(ctx, 4);
-    if (crl != NULL && crl[0] != '\0') { /* as the listener's: every certificate of the chain */
-        X509_STORE *store = SSL_CTX_get_cert_store(ctx);
-        X509_LOOKUP *lu = X509_STORE_add_lookup(store, X509_LOOKUP_file());
-        if (lu == NULL || X509_load_crl_file(lu, crl, X509_FILETYPE_PEM) <= 0) {
-            set_err(err, errlen, "cannot load CRL", crl);
-            goto fail;
-        }
-        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
-    }
+    if (load_crl(ctx, crl, err, errlen) != 0) /* as the listener's */
+        goto fail;
     t = gw_calloc(1, sizeof(*t));
     if (t == NULL) {
         snprintf(err, errlen, "tls: out of memory");

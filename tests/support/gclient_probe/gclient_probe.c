@@ -46,8 +46,33 @@ static struct event_base *base;
 struct pending {
     char tag[64];
     bool free_client;
-    bool raw; /* print the response as hex, do not unpack it */
+    bool raw;                    /* print the response as hex, do not unpack it */
+    struct pending *prev, *next; /* calls whose callback has not run: freed at exit */
 };
+
+static struct pending *live;
+
+static void pending_link(struct pending *p)
+{
+    p->next = live;
+    if (live != NULL)
+        live->prev = p;
+    live = p;
+}
+
+/* Unlinks and frees p (NULL-safe). */
+static void pending_free(struct pending *p)
+{
+    if (p == NULL)
+        return;
+    if (p->prev != NULL)
+        p->prev->next = p->next;
+    else if (live == p)
+        live = p->next;
+    if (p->next != NULL)
+        p->next->prev = p->prev;
+    free(p);
+}
 
 static void json_str(const char *s)
 {
@@ -116,7 +141,7 @@ static void done_cb(void *arg, const struct gw_gclient_result *r)
     }
     printf(",\"inflight\":%zu}\n", gw_gclient_inflight(client));
     fflush(stdout);
-    free(p);
+    pending_free(p);
 }
 
 /* Starts a Deliver call; *pout (when given) receives the callback's argument, which the caller
@@ -161,6 +186,7 @@ static int start(const char *tag, unsigned n, unsigned deadline, const char *mar
     p->free_client = free_client;
     rc = gw_gclient_call(client, PATH, buf, len, deadline, done_cb, p, out);
     if (rc == 0) {
+        pending_link(p);
         if (pout != NULL)
             *pout = p;
         p = NULL; /* the callback's */
@@ -194,8 +220,10 @@ static int start_raw(const char *tag, const char *path, const char *hex, unsigne
     snprintf(p->tag, sizeof(p->tag), "%s", tag);
     p->raw = true;
     rc = gw_gclient_call(client, path, buf, n, deadline, done_cb, p, NULL);
-    if (rc == 0)
+    if (rc == 0) {
+        pending_link(p);
         p = NULL;
+    }
 out:
     free(p);
     free(buf);
@@ -267,7 +295,7 @@ static void command(char *line)
             printf("{\"tag\":\"%s\",\"error\":\"gw_gclient_call failed\"}\n", tag);
         } else {
             gw_gclient_cancel(k);
-            free(p); /* its callback never runs */
+            pending_free(p); /* its callback never runs */
             printf("{\"tag\":\"%s\",\"cancelled\":true,\"inflight\":%zu}\n", tag,
                    gw_gclient_inflight(client));
         }
@@ -340,6 +368,12 @@ int main(int argc, char **argv)
     event_base_dispatch(base);
     bufferevent_free(in);
     gw_gclient_free(client);
+    /* a lookup cancelled by the free is released from the loop (gclient.h): two more turns, one
+     * for its callback, one for the resolver's release it schedules */
+    for (int i = 0; i < 2; i++)
+        (void)event_base_loop(base, EVLOOP_NONBLOCK);
+    while (live != NULL) /* calls the free ended without a callback */
+        pending_free(live);
     event_base_free(base);
     return 0;
 }
