@@ -45,11 +45,14 @@ const char *gw_scan_status(int latest);
 int gw_scan_check_event(int event, int64_t event_time, int64_t now, int64_t pickup, int64_t *at,
                         struct gw_fault *f) GW_MUST_CHECK;
 
-/* May event at time `at` follow latest (the waybill's latest event by time, GW_SCAN_NONE when it
- * has none) at time latest_at? Returns 0, or GW_EPRECOND with the rule in *f at field "event"
- * (GW_RULE_SCAN_PICKUP_NOT_FIRST, GW_RULE_SCAN_AFTER_DELIVERED) or "event_time"
- * (GW_RULE_SCAN_DELIVERED_BACKDATED: a DELIVERED dated before the latest event would leave an
- * event after it). */
+/* May event at time `at` follow latest (the waybill's latest event, GW_SCAN_NONE when it has
+ * none) placed at latest_at? Stored events are ordered by their place, their time but never later
+ * than the second they were recorded, then by the order of receipt (sql/023_scan_order.sql), so
+ * an event dated ahead, as a device may date one by up to GW_SCAN_CLOCK_SKEW, is placed when it
+ * arrived; latest_at is never after now, so comparing `at` itself judges the new event's place.
+ * Returns 0, or GW_EPRECOND with the rule in *f at field "event" (GW_RULE_SCAN_PICKUP_NOT_FIRST,
+ * GW_RULE_SCAN_AFTER_DELIVERED) or "event_time" (GW_RULE_SCAN_DELIVERED_BACKDATED: a DELIVERED
+ * placed before the latest event would leave an event after it). */
 int gw_scan_check_transition(int latest, int64_t latest_at, int event, int64_t at,
                              struct gw_fault *f) GW_MUST_CHECK;
 

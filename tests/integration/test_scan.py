@@ -12,6 +12,8 @@ or is delivered, and not after; the database's row-level security agrees.
 Dev routes (deploy/devstack): 320102 -> b. A waybill of branch a bound for 330106 has no route:
 only a sees it, until b takes custody."""
 
+import time
+
 import grpc
 import pytest
 
@@ -254,6 +256,30 @@ def test_arrival_elsewhere_moves_custody(stack):
     scan(stack, n, "ARRIVED", PICKUP + 120, principal="courier_a")
     assert refusal(lambda: get(stack, n, "courier_b")) == missing_answer(stack)
     assert not rls_sees(stack, "b", record)
+
+
+def test_arrival_dated_ahead_neither_keeps_custody_nor_blocks_delivery(stack):
+    """A device may date an event up to 300 s ahead (a fast clock), but the event takes its
+    place when it arrives (sql/023_scan_order.sql): b's ARRIVED dated 250 s ahead does not stay
+    the latest event while a's own scans, dated now, arrive after it. Before, b kept the custody
+    for those minutes and a's DELIVERED was refused as dated before the latest event."""
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    ahead = int(time.time()) + 250
+    assert scan(stack, n, "ARRIVED", ahead, principal="courier_b").status == "arrived"
+    assert rls_sees(stack, "b", record)
+    assert scan(stack, n, "ARRIVED").status == "arrived"  # a's arrival, dated now
+    assert refusal(lambda: get(stack, n, "courier_b")) == missing_answer(stack)
+    assert not rls_sees(stack, "b", record)
+    r = scan(stack, n, "DELIVERED")
+    assert (r.status, r.duplicate) == ("delivered", False)
+    assert get(stack, n, "courier_a").status == "delivered"
+    # what the devices said is kept: b's time as given, the idempotency key with it
+    again = scan(stack, n, "ARRIVED", ahead, principal="courier_b")
+    assert again.duplicate and again.status == "delivered"
+    rows = stack.psql("SELECT branch || ':' || (extract(epoch FROM event_time)::bigint = %d)::text "
+                      "FROM scan WHERE waybill_id = '%s' ORDER BY seq" % (ahead, record))
+    assert rows == ["b:true", "a:false", "a:false"]
 
 
 # ---- Reveal of the recipient's phone ----

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/time.h>
+#include <time.h>
 
 #include <cmocka.h>
 
@@ -41,6 +42,7 @@ static char gw_conninfo[600];
 #define W1 "00000000-0000-4000-8000-000000000001"
 #define W2 "00000000-0000-4000-8000-000000000002"
 #define W3 "00000000-0000-4000-8000-000000000003"
+#define W4 "00000000-0000-4000-8000-000000000004"
 #define T0 1764633600
 
 struct out {
@@ -157,6 +159,7 @@ static int group_setup(void **state)
     waybill(W1);
     waybill(W2);
     waybill(W3);
+    waybill(W4);
     return 0;
 }
 
@@ -269,6 +272,36 @@ static void test_scan_facts_agree(void **state)
         "true:-3 true:-3 true:c2 true:-0");
 }
 
+/* An event dated ahead takes its place at the second it was recorded (sql/023_scan_order.sql):
+ * an ARRIVED at e dated 250 s ahead is not the latest once f's arrival, dated now, is recorded
+ * after it, and f has the custody; the stored event_time is still the one given. */
+static void test_event_dated_ahead_placed_at_receipt(void **state)
+{
+    struct gw_store_scan_result r;
+    int64_t now = (int64_t)time(NULL), placed;
+    char sql[256];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    r = record(ev(W4, GW_SCAN_ARRIVED, now + 250, "e", GW_SCAN_NONE, 0, true));
+    assert_int_equal(r.outcome, GW_STORE_SCAN_NEW);
+    placed = strtoll(q1("SELECT waybill_last_event_at('" W4 "')"), NULL, 10);
+    assert_true(placed >= now && placed < now + 250);
+    assert_string_equal(q1("SELECT waybill_custodian('" W4 "')"), "e");
+    r = record(ev(W4, GW_SCAN_ARRIVED, placed, "f", GW_SCAN_ARRIVED, placed, true));
+    assert_int_equal(r.outcome, GW_STORE_SCAN_NEW);
+    assert_string_equal(q1("SELECT waybill_custodian('" W4 "')"), "f");
+    snprintf(sql, sizeof(sql),
+             "SELECT string_agg(branch || ':' || (extract(epoch FROM event_time)::bigint - %lld), "
+             "' ' ORDER BY seq) FROM scan WHERE waybill_id = '" W4 "'",
+             (long long)now);
+    assert_string_equal(q1(sql), "e:250 f:0");
+    snprintf(sql, sizeof(sql), "SELECT (waybill_scan_facts('" W4 "')).last_event_at - %lld",
+             (long long)placed);
+    assert_string_equal(q1(sql), "0");
+}
+
 static void test_cancelled_never_answers(void **state)
 {
     struct out o = {0};
@@ -341,6 +374,7 @@ int main(void)
         cmocka_unit_test(test_outcomes),
         cmocka_unit_test(test_one_event_per_waybill_per_group),
         cmocka_unit_test(test_scan_facts_agree),
+        cmocka_unit_test(test_event_dated_ahead_placed_at_receipt),
         cmocka_unit_test(test_cancelled_never_answers),
         cmocka_unit_test(test_gateway_role_only_under_intake_scope),
     };
