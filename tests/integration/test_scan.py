@@ -172,6 +172,38 @@ def test_transitions(stack):
     assert get(stack, n, "courier_a").status == "returned"
 
 
+def test_contention_outside_scope_answers_as_a_missing_number(stack):
+    """RecordScan inserts an event only while the latest event it judged against is still the
+    latest, and reads and judges again at most three times before it gives up (UNAVAILABLE for a
+    caller who sees the waybill). An arrival outside the caller's scope that gives up says the
+    waybill exists as much as any other refusal would: it is answered as a missing number. The
+    contention is made deterministic here: as the owner, waybill_last_event_at answers a time no
+    event has for this one waybill, so every insert finds its judgement stale."""
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    original = "\n".join(stack.psql(
+        "SELECT pg_get_functiondef('waybill_last_event_at(uuid)'::regprocedure)"))
+    stack.psql("""CREATE OR REPLACE FUNCTION waybill_last_event_at(w uuid) RETURNS bigint
+                  LANGUAGE plpgsql STABLE SECURITY DEFINER AS $$
+                  BEGIN
+                      IF w = '%s' THEN RETURN -1; END IF;
+                      RETURN coalesce((SELECT extract(epoch FROM s.order_at)::bigint FROM scan s
+                                        WHERE s.waybill_id = w
+                                        ORDER BY s.order_at DESC, s.seq DESC LIMIT 1), 0);
+                  END $$""" % record)
+    try:
+        assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")) == \
+            missing_answer(stack)
+        assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP + 60)) == \
+            (grpc.StatusCode.UNAVAILABLE,
+             "waybill_no: the waybill's events changed concurrently too often: retry (the retry "
+             "is idempotent)")
+    finally:
+        stack.psql(original)
+    assert stack.psql("SELECT count(*) FROM scan WHERE waybill_id = '%s'" % record) == ["0"]
+    assert scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b").status == "arrived"
+
+
 # ---- idempotency ----
 
 def test_retry_is_idempotent(stack):
