@@ -176,37 +176,59 @@ static void crl_incident(struct daemon *d, const char *kind, const char *severit
         GW_LOG(GW_LOG_ERROR, "main", NULL, "could not record the %s incident", kind);
 }
 
+/* Whose CRL: the listener's ([tls] crl: a past nextUpdate refuses every client) or the
+ * forwarder's ([forward] crl: it refuses the backend, and deliveries wait in the outbox). */
+struct crl_side {
+    const char *key;                /* its configuration key: "[tls] crl", "[forward] crl" */
+    const char *name;               /* "CRL", "[forward] CRL": the log's and incident's subject */
+    const char *refused;            /* what a past nextUpdate refuses */
+    const char *expired, *expiring; /* the incidents' kinds */
+};
+static const struct crl_side listener_crl = {"[tls] crl", "CRL", "every client certificate",
+                                             "crl_expired", "crl_expiring"};
+static const struct crl_side forward_crl = {
+    "[forward] crl", "[forward] CRL", "the backend's certificate (deliveries wait in the outbox)",
+    "forward_crl_expired", "forward_crl_expiring"};
+
+/* After a CRL was read again: a nextUpdate within [tls] crl_warn_s is logged and recorded
+ * (expiring, high), one already past too (expired, critical: OpenSSL refuses what the CRL covers
+ * until a fresh one is published, the fail-closed choice, docs/operations.md). */
+static void crl_check(struct daemon *d, const struct crl_side *side, const struct gw_tls_expiry *ex)
+{
+    char detail[160];
+
+    if (ex->has_crl && ex->crl_s < 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL,
+               "the %s's nextUpdate passed %lld s ago: %s is refused until a fresh CRL is "
+               "published",
+               side->name, (long long)-ex->crl_s, side->refused);
+        snprintf(detail, sizeof(detail), "%s nextUpdate passed %lld s ago", side->name,
+                 (long long)-ex->crl_s);
+        crl_incident(d, side->expired, "critical", detail);
+    } else if (ex->has_crl && ex->crl_s < (int64_t)d->app->cfg->crl_warn_s) {
+        GW_LOG(GW_LOG_WARN, "main", NULL,
+               "the %s's nextUpdate is in %lld s: publish a fresh CRL before then, or %s is "
+               "refused",
+               side->name, (long long)ex->crl_s, side->refused);
+        snprintf(detail, sizeof(detail), "%s nextUpdate in %lld s", side->name,
+                 (long long)ex->crl_s);
+        crl_incident(d, side->expiring, "high", detail);
+    }
+}
+
 /* After a TLS context was swapped in (SIGHUP, or every [tls] crl_reload_ms): connections whose
- * certificate the new CRL revokes are closed at once; a CRL nextUpdate within [tls] crl_warn_s is
- * logged and recorded (crl_expiring, high), one already past too (crl_expired, critical: every
- * client is refused until a fresh CRL is published, the fail-closed choice, docs/operations.md). */
+ * certificate the new CRL revokes are closed at once, and the CRL's nextUpdate is checked. */
 static void tls_swapped(struct daemon *d, const char *why)
 {
-    const struct gw_config *cfg = d->app->cfg;
     struct gw_tls_expiry ex;
-    char detail[160];
     size_t dropped = gw_server_drop_revoked(d->server);
 
-    gw_metrics_reload_tls(d->metrics, cfg); /* [metrics] tls: the same files */
+    gw_metrics_reload_tls(d->metrics, d->app->cfg); /* [metrics] tls: the same files */
     GW_LOG(dropped > 0 ? GW_LOG_WARN : GW_LOG_DEBUG, "main", NULL,
            "%s: certificates and CRL reloaded; %zu connection(s) of revoked certificates closed",
            why, dropped);
     gw_tls_expiry(d->tls, &ex);
-    if (ex.has_crl && ex.crl_s < 0) {
-        GW_LOG(GW_LOG_ERROR, "main", NULL,
-               "the CRL's nextUpdate passed %lld s ago: every client certificate is refused until "
-               "a fresh CRL is published",
-               (long long)-ex.crl_s);
-        snprintf(detail, sizeof(detail), "CRL nextUpdate passed %lld s ago", (long long)-ex.crl_s);
-        crl_incident(d, "crl_expired", "critical", detail);
-    } else if (ex.has_crl && ex.crl_s < (int64_t)cfg->crl_warn_s) {
-        GW_LOG(GW_LOG_WARN, "main", NULL,
-               "the CRL's nextUpdate is in %lld s: publish a fresh CRL before then, or every "
-               "client certificate is refused",
-               (long long)ex.crl_s);
-        snprintf(detail, sizeof(detail), "CRL nextUpdate in %lld s", (long long)ex.crl_s);
-        crl_incident(d, "crl_expiring", "high", detail);
-    }
+    crl_check(d, &listener_crl, &ex);
 }
 
 /* The TLS files (certificate, key, client CA, CRL) as they are now, or NULL with the reason
@@ -223,9 +245,10 @@ static struct gw_tls *prepare_tls(struct daemon *d, const char *why)
 
 /* The forwarder's client certificate, CA and [forward] crl read again (its own context: a
  * refusal keeps the one in force, logged; a connection to a backend the new CRL revokes is
- * dropped). */
+ * dropped), and that CRL's nextUpdate checked. */
 static const char *reload_forward_tls(struct daemon *d, const char *why)
 {
+    struct gw_tls_expiry ex;
     char err[512];
 
     if (d->forward == NULL)
@@ -235,6 +258,8 @@ static const char *reload_forward_tls(struct daemon *d, const char *why)
                "%s: [forward] certificates and CRL refused, the ones in force stay: %s", why, err);
         return "; forward tls: refused, the files in force stay";
     }
+    gw_forward_tls_expiry(d->forward, &ex);
+    crl_check(d, &forward_crl, &ex);
     return "; forward tls: certificates and CRL";
 }
 
@@ -457,7 +482,8 @@ static int start_audit(struct gw_app *app, const char *path)
  * nextUpdate not past. Binds nothing, connects to nothing. Returns 0, or -1 with one line on stderr
  * naming the file. */
 static int check_tls_expiry(const char *path, const char *what, const char *file,
-                            const struct gw_tls *t, bool crl)
+                            const struct gw_tls *t, const struct crl_side *crl,
+                            const char *crl_file)
 {
     struct gw_tls_expiry ex;
 
@@ -467,11 +493,11 @@ static int check_tls_expiry(const char *path, const char *what, const char *file
                 ex.cert_s == INT64_MIN ? "no valid notAfter" : "notAfter is past");
         return -1;
     }
-    if (crl && ex.has_crl && ex.crl_s < 0) {
+    if (ex.has_crl && ex.crl_s < 0) {
         fprintf(stderr,
-                "%s: [tls] crl %s: nextUpdate is past (%s): every client certificate would be "
-                "refused until a fresh CRL is published\n",
-                path, file, ex.crl_s == INT64_MIN ? "none" : "expired");
+                "%s: %s %s: nextUpdate is past (%s): %s would be refused until a fresh CRL is "
+                "published\n",
+                path, crl->key, crl_file, ex.crl_s == INT64_MIN ? "none" : "expired", crl->refused);
         return -1;
     }
     return 0;
@@ -536,7 +562,7 @@ static int check_files(const struct gw_config *cfg, const char *path, struct gw_
         fprintf(stderr, "%s: [tls]: %s\n", path, err);
         return -1;
     }
-    rc = check_tls_expiry(path, "[tls] cert", cfg->tls_cert, t, true);
+    rc = check_tls_expiry(path, "[tls] cert", cfg->tls_cert, t, &listener_crl, cfg->tls_crl);
     gw_tls_free(t);
     if (rc != 0 || cfg->fwd_endpoint == NULL)
         return rc;
@@ -545,7 +571,7 @@ static int check_files(const struct gw_config *cfg, const char *path, struct gw_
         fprintf(stderr, "%s: [forward]: %s\n", path, err);
         return -1;
     }
-    rc = check_tls_expiry(path, "[forward] cert", cfg->fwd_cert, t, false);
+    rc = check_tls_expiry(path, "[forward] cert", cfg->fwd_cert, t, &forward_crl, cfg->fwd_crl);
     gw_tls_free(t);
     return rc;
 }

@@ -281,6 +281,7 @@ static void write_process(struct evbuffer *b, const struct gw_metrics_sources *s
 static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
 {
     struct gw_forward_stats fs;
+    struct gw_tls_expiry ex;
 
     if (m->sampled) {
         gauge(b, "waygate_outbox_deliveries",
@@ -329,6 +330,15 @@ static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
           "deliveries the backend accepted whose delete from the outbox is not done yet "
           "(new calls wait at [forward] fast_max)",
           (double)fs.ack_pending);
+    gw_forward_tls_expiry(m->src.forward, &ex);
+    gauge(b, "waygate_forward_cert_expiry_seconds",
+          "seconds until the forwarder's client certificate expires (negative: expired)",
+          (double)ex.cert_s);
+    if (ex.has_crl)
+        gauge(b, "waygate_forward_crl_next_update_seconds",
+              "seconds until the [forward] CRL's nextUpdate (negative: past; the backend is then "
+              "refused)",
+              (double)ex.crl_s);
 }
 
 static void render(struct evbuffer *b, const struct gw_metrics *m)

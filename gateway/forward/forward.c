@@ -975,6 +975,11 @@ int gw_forward_reload_tls(struct gw_forward *f, char *err, size_t errlen)
     return gw_gclient_reload_tls(f->client, err, errlen);
 }
 
+void gw_forward_tls_expiry(const struct gw_forward *f, struct gw_tls_expiry *out)
+{
+    gw_gclient_tls_expiry(f->client, out);
+}
+
 void gw_forward_drain(struct gw_forward *f, gw_forward_drained_cb cb, void *arg)
 {
     f->draining = true;

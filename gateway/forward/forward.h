@@ -29,6 +29,8 @@
 
 #include "err.h"
 
+struct gw_tls_expiry;
+
 struct gw_app;
 struct gw_forward;
 struct gw_policy;
@@ -45,6 +47,9 @@ void gw_forward_set_policy(struct gw_forward *f, const struct gw_policy *policy)
 /* [forward] cert, key, ca and crl read again (gw_gclient_reload_tls): 0, or an error with the
  * reason in err (the files in force stay). */
 int gw_forward_reload_tls(struct gw_forward *f, char *err, size_t errlen);
+
+/* The client certificate's and [forward] crl's remaining time (gw_gclient_tls_expiry). */
+void gw_forward_tls_expiry(const struct gw_forward *f, struct gw_tls_expiry *out);
 
 /* Shutdown: claims nothing more; cb runs once from the event loop when the Deliver calls in
  * flight and their settlements are done (or at once when none is). */

@@ -1008,6 +1008,11 @@ fail:
     return NULL;
 }
 
+void gw_gclient_tls_expiry(const struct gw_gclient *c, struct gw_tls_expiry *out)
+{
+    gw_tls_expiry(c->tls, out);
+}
+
 int gw_gclient_reload_tls(struct gw_gclient *c, char *err, size_t errlen)
 {
     struct gw_tls *fresh = gw_tls_client_new(c->ca, c->cert, c->key, c->crl, err, errlen);

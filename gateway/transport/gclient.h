@@ -20,6 +20,8 @@
 #include "err.h"
 #include "grpc.h"
 
+struct gw_tls_expiry;
+
 /* The output mark (the server side's GW_H2_OUT_HIGH) and where reading resumes. */
 #define GW_GCLIENT_OUT_HIGH (256u * 1024u)
 #define GW_GCLIENT_OUT_LOW (64u * 1024u)
@@ -50,6 +52,9 @@ struct gw_gclient *gw_gclient_new(const struct gw_gclient_params *p, char *err, 
  * UNAVAILABLE). Returns 0, or GW_EINVAL with the reason in err when a file is refused (the
  * context in force stays). Call it from a libevent callback, not from a call's. */
 int gw_gclient_reload_tls(struct gw_gclient *c, char *err, size_t errlen);
+
+/* The client certificate's and the CRL's remaining time in the context in force (gw_tls_expiry). */
+void gw_gclient_tls_expiry(const struct gw_gclient *c, struct gw_tls_expiry *out);
 
 /* Closes the connection and frees the client; no callback of a call in flight runs after it. A
  * host-name lookup in progress is cancelled, and its resolver is released from two later turns

@@ -3,10 +3,12 @@ timer ([tls] crl_reload_ms); a live connection of a certificate the new CRL revo
 once and new handshakes are refused; a CRL that does not load leaves the one in force; a CRL
 whose nextUpdate is near is logged and recorded as an incident. Each test runs its own gateway with
 its own copy of the CRL, so the session's gateway is not disturbed."""
+import http.client
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 
 import grpc
@@ -139,3 +141,42 @@ def test_crl_near_its_next_update_is_an_incident(stack):
         assert "the CRL's nextUpdate is in" in gw.log()
     finally:
         gw.close()
+
+
+def test_forward_crl_near_its_next_update_is_an_incident(stack):
+    """[forward] crl is read again on the same timer; a nextUpdate within [tls] crl_warn_s is
+    logged and recorded as the listener's is, under its own kind (past it, OpenSSL refuses the
+    backend and deliveries wait in the outbox)."""
+    near = os.path.join(stack.dir, unique("fwd-crl-near") + ".pem")
+    ca(stack, "-gencrl", "-crlhours", "1", "-out", near)
+    q = "SELECT count(*) FROM incident WHERE kind = 'forward_crl_expiring' AND severity = 'high'"
+    before = int(stack.psql(q)[0])
+
+    def edit(text):
+        text = re.sub(r"(?m)^crl_warn_s\s*=.*$", "", text)
+        text = re.sub(r"(?m)^(crl\s*=.*)$", r"\1\ncrl_reload_ms = 600000\ncrl_warn_s = 86400",
+                      text, count=1)
+        text = re.sub(r"(?m)^\[metrics\]$", "[metrics]\nlisten = 127.0.0.1:%d" % metrics_port,
+                      text)
+        return re.sub(r"(?m)^\[forward\]$", "[forward]\ncrl = %s" % near, text)
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        metrics_port = sk.getsockname()[1]
+    gw = ExtraGateway(stack, unique("fwd-crl-near"), edit)
+    try:
+        assert wait_for(lambda: int(stack.psql(q)[0]) > before, 30), \
+            "no forward_crl_expiring incident for a [forward] CRL whose nextUpdate is an hour away"
+        assert "the [forward] CRL's nextUpdate is in" in gw.log()
+        # the listener's CRL (30 days) is not near: no line about it
+        assert "the CRL's nextUpdate" not in gw.log()
+        c = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=30)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+        left = re.search(r"(?m)^waygate_forward_crl_next_update_seconds (\S+)$", text)
+        assert left and 0 < float(left.group(1)) <= 3600, text[-2000:]
+        cert = re.search(r"(?m)^waygate_forward_cert_expiry_seconds (\S+)$", text)
+        assert cert and float(cert.group(1)) > 86400
+    finally:
+        gw.close()
+

@@ -190,6 +190,28 @@ def test_check_config_client_ca_and_crl_loaded(stack):
     assert bad in err and "CRL" in err, err
 
 
+def test_check_config_forward_crl_past_its_next_update(stack):
+    """A [forward] crl whose nextUpdate is past would refuse the backend's certificate at every
+    handshake (deliveries would only wait): refused like the listener's, naming the file."""
+    import time
+    cadir = os.path.join(stack.dir, "certs", "ca")
+    stale = os.path.join(stack.dir, "cc-forward-stale-crl.pem")
+    r = subprocess.run(["openssl", "ca", "-config", os.path.join(cadir, "openssl.cnf"), "-batch",
+                        "-gencrl", "-crlsec", "1", "-out", stale], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    time.sleep(2.5)  # nextUpdate is one second after its issue: now past, whatever the load
+    path = variant(stack, "cc-forward-stale-crl.conf", set_key("forward", "crl", stale))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert ("cc-forward-stale-crl.conf: [forward] crl %s: nextUpdate is past (expired): the "
+            "backend's certificate" % stale) in err, err
+    # the same file as the listener's CRL: refused for every client certificate
+    path = variant(stack, "cc-tls-stale-crl.conf", set_key("tls", "crl", stale))
+    rc, err = start(path)
+    assert rc == 2, err
+    assert "[tls] crl %s: nextUpdate is past (expired): every client certificate" % stale in err
+
+
 def expired_pair(stack):
     """A self-signed certificate whose notAfter is past, with its key (cryptography)."""
     import datetime
