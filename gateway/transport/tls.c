@@ -462,13 +462,9 @@ void gw_tls_swap(struct gw_tls *t, struct gw_tls *fresh)
     gw_free(fresh);
 }
 
-bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl)
+/* Is cert listed by one of objs' CRLs of its issuer? */
+static bool listed(STACK_OF(X509_OBJECT) * objs, X509 *cert)
 {
-    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(t->ctx));
-    X509 *cert = SSL_get0_peer_certificate(ssl);
-
-    if (cert == NULL)
-        return false;
     for (int i = 0; objs != NULL && i < sk_X509_OBJECT_num(objs); i++) {
         X509_OBJECT *o = sk_X509_OBJECT_value(objs, i);
         X509_CRL *crl =
@@ -479,6 +475,22 @@ bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl)
             X509_CRL_get0_by_cert(crl, &rev, cert) == 1)
             return true;
     }
+    return false;
+}
+
+bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl)
+{
+    STACK_OF(X509_OBJECT) *objs = X509_STORE_get0_objects(SSL_CTX_get_cert_store(t->ctx));
+    STACK_OF(X509) *chain = SSL_get0_verified_chain(ssl);
+    X509 *cert = SSL_get0_peer_certificate(ssl);
+
+    if (chain == NULL) /* (a resumed session keeps the peer's certificate, not its chain) */
+        return cert != NULL && listed(objs, cert);
+    /* the peer's certificate, then every CA certificate the handshake verified it through: a
+     * revoked intermediate revokes what it issued */
+    for (int i = 0; i < sk_X509_num(chain); i++)
+        if (listed(objs, sk_X509_value(chain, i)))
+            return true;
     return false;
 }
 

@@ -104,8 +104,9 @@ struct gw_tls *gw_tls_http_new(const struct gw_config *cfg, char *err, size_t er
  * read-ahead). Ownership as gw_tls_ssl_new. */
 struct ssl_st *gw_tls_http_ssl_new(struct gw_tls *t);
 
-/* True when the verified certificate of an established connection is listed by a CRL of the
- * current store (one loaded after the connection's handshake). */
+/* True when the verified certificate of an established connection, or a CA certificate of the
+ * chain its handshake verified, is listed by a CRL of the current store (one loaded after the
+ * connection's handshake). */
 bool gw_tls_peer_revoked(const struct gw_tls *t, const struct ssl_st *ssl);
 
 #endif

@@ -3,6 +3,7 @@ timer ([tls] crl_reload_ms); a live connection of a certificate the new CRL revo
 once and new handshakes are refused; a CRL that does not load leaves the one in force; a CRL
 whose nextUpdate is near is logged and recorded as an incident. Each test runs its own gateway with
 its own copy of the CRL, so the session's gateway is not disturbed."""
+import hashlib
 import http.client
 import os
 import re
@@ -21,11 +22,13 @@ import waygate_proto
 class CrlGateway(ExtraGateway):
     """A second waygated with its own CRL file and [tls] reload settings."""
 
-    def __init__(self, stack, name, reload_ms=0, warn_s=172800, crl_src=None):
+    def __init__(self, stack, name, reload_ms=0, warn_s=172800, crl_src=None, client_ca=None):
         self.crl = os.path.join(stack.dir, name + ".crl.pem")
         shutil.copy(crl_src or os.path.join(stack.dir, "certs", "crl.pem"), self.crl)
 
         def edit(text):
+            if client_ca:
+                text = re.sub(r"(?m)^client_ca\s*=.*$", "client_ca = %s" % client_ca, text)
             return re.sub(r"(?m)^crl\s*=.*$", "crl = %s\ncrl_reload_ms = %d\ncrl_warn_s = %d"
                           % (self.crl, reload_ms, warn_s), text)
         super().__init__(stack, name, edit)
@@ -180,3 +183,100 @@ def test_forward_crl_near_its_next_update_is_an_incident(stack):
     finally:
         gw.close()
 
+
+def private_pki(stack, name):
+    """A root CA, an issuing CA under it and a courier certificate of branch a issued by the
+    latter (registered as a principal), in PEM files under the stack's directory; and CRLs of
+    both CAs, empty or revoking the issuing CA. Returns a dict of paths and PEM bytes."""
+    import datetime
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def dn(*parts):
+        return x509.Name([x509.NameAttribute(oid, v) for oid, v in parts])
+
+    def cert(subject, key, issuer, issuer_key, ca, pathlen=None):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+             .public_key(key.public_key()).serial_number(x509.random_serial_number())
+             .not_valid_before(now - datetime.timedelta(hours=1))
+             .not_valid_after(now + datetime.timedelta(days=30))
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=pathlen), critical=True))
+        if ca:
+            b = b.add_extension(x509.KeyUsage(False, False, False, False, False, True, True,
+                                              False, False), critical=True)
+        else:
+            b = b.add_extension(x509.KeyUsage(True, False, False, False, False, False, False,
+                                              False, False), critical=True)
+            b = b.add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.CLIENT_AUTH]),
+                                critical=False)
+        return b.sign(issuer_key, hashes.SHA256())
+
+    def crl(issuer, issuer_key, revoked=()):
+        b = (x509.CertificateRevocationListBuilder().issuer_name(issuer)
+             .last_update(now - datetime.timedelta(minutes=5))
+             .next_update(now + datetime.timedelta(days=30)))
+        for serial in revoked:
+            b = b.add_revoked_certificate(x509.RevokedCertificateBuilder().serial_number(serial)
+                                          .revocation_date(now).build())
+        return b.sign(issuer_key, hashes.SHA256()).public_bytes(serialization.Encoding.PEM)
+
+    pem = serialization.Encoding.PEM
+    root_key, mid_key, leaf_key = (ec.generate_private_key(ec.SECP256R1()) for _ in range(3))
+    root_dn = dn((NameOID.ORGANIZATION_NAME, "Waygate Test"), (NameOID.COMMON_NAME, name + " root"))
+    mid_dn = dn((NameOID.ORGANIZATION_NAME, "Waygate Test"), (NameOID.COMMON_NAME, name + " mid"))
+    leaf_dn = dn((NameOID.ORGANIZATION_NAME, "Waygate Dev"),
+                 (NameOID.ORGANIZATIONAL_UNIT_NAME, "courier"), (NameOID.LOCALITY_NAME, "a"),
+                 (NameOID.COMMON_NAME, name))
+    root = cert(root_dn, root_key, root_dn, root_key, True, 1)
+    mid = cert(mid_dn, mid_key, root_dn, root_key, True, 0)
+    leaf = cert(leaf_dn, leaf_key, mid_dn, mid_key, False)
+    out = {"root": root.public_bytes(pem),
+           "chain": leaf.public_bytes(pem) + mid.public_bytes(pem),
+           "key": leaf_key.private_bytes(pem, serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption()),
+           "crls": crl(root_dn, root_key) + crl(mid_dn, mid_key),
+           "crls_mid_revoked": crl(root_dn, root_key, [mid.serial_number]) + crl(mid_dn, mid_key)}
+    der = leaf.public_bytes(serialization.Encoding.DER)
+    stack.psql("INSERT INTO principal (name, fingerprint, role, branch, created_by) VALUES "
+               "('%s', '\\x%s', 'courier', 'a', 'test')" % (name, hashlib.sha256(der).hexdigest()))
+    return out
+
+
+def test_sighup_drops_connections_under_a_revoked_intermediate(stack):
+    """A CRL read again that revokes an issuing (intermediate) CA closes the live connections of
+    the certificates it issued, as it does for a revoked certificate itself; new handshakes were
+    already refused (every certificate of the chain is checked against its issuer's CRL)."""
+    name = unique("crl-mid")
+    pki = private_pki(stack, name)
+    with open(os.path.join(stack.dir, "certs", "ca.crt"), "rb") as f:
+        dev_ca = f.read()
+    with open(os.path.join(stack.dir, "certs", "crl.pem"), "rb") as f:
+        dev_crl = f.read()
+    cas, crls = (os.path.join(stack.dir, "%s-%s.pem" % (name, k)) for k in ("cas", "crls"))
+    with open(cas, "wb") as f:
+        f.write(dev_ca + pki["root"])  # the dev principals' CA and the private root
+    with open(crls, "wb") as f:
+        f.write(dev_crl + pki["crls"])
+    gw = CrlGateway(stack, name, crl_src=crls, client_ca=cas)
+    with open(stack.ca, "rb") as f:
+        creds = grpc.ssl_channel_credentials(root_certificates=f.read(), private_key=pki["key"],
+                                             certificate_chain=pki["chain"])
+    ch = grpc.secure_channel(gw.addr, creds,
+                             options=[("grpc.ssl_target_name_override", "localhost")])
+    try:
+        assert wait_for(lambda: health(ch) == "SERVING", 15)
+        with open(gw.crl, "wb") as f:
+            f.write(dev_crl + pki["crls_mid_revoked"])
+        assert health(ch) == "SERVING"  # not yet: the gateway has not read the new CRL
+        gw.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "its client certificate is now revoked" in gw.log(), 30), \
+            "the live connection under the revoked intermediate was not closed"
+        assert health(ch) == "UNAVAILABLE"  # the channel's new handshake is refused
+        assert stack.health("courier_a", addr=gw.addr) == "SERVING"
+    finally:
+        ch.close()
+        gw.close()
