@@ -15,6 +15,7 @@ stream limit of 0 keeps their requests queued (the connection dropped past the c
 
 import json
 import os
+import re
 import select
 import shutil
 import socket
@@ -707,6 +708,23 @@ def test_host_name_is_resolved_on_the_loop(env, sink):
     finally:
         p.close()
         dns.stop()
+
+
+def test_host_name_from_the_system_hosts_file(env, sink):
+    """Without a nameserver of the tests' own, the resolver is set up as in production, from
+    resolv.conf and the hosts file: "localhost" is answered from the hosts file and the call goes
+    through (the server's name is still checked against its certificate: sink.localhost)."""
+    with open("/etc/hosts") as f:
+        assert re.search(r"(?m)^127\.0\.0\.1\s.*\blocalhost\b", f.read()), \
+            "this machine's /etc/hosts does not name localhost"
+    sink.ctl("up")
+    port = sink.addr.rsplit(":", 1)[1]
+    p = Probe(env.certdir, "localhost:%s" % port)
+    try:
+        r = p.call("hosts", n=1)
+        assert r["status"] == OK, r
+    finally:
+        p.close()
 
 
 def test_silent_dns_server_does_not_hold_the_loop(env, sink):
