@@ -319,7 +319,9 @@ static void requested_cb(void *arg, int err, int64_t seq, const struct gw_db_res
     gw_call_finish(b->call, GW_GRPC_OK, NULL);
 }
 
-static void counted_cb(void *arg, int err, int64_t count)
+/* The selection counted (records accepted before the count's second, store_bulk.h): stored with
+ * the count's time as its requested_at, which every run of it selects by. */
+static void counted_cb(void *arg, int err, int64_t count, const char *requested_at)
 {
     struct breq *b = arg;
     struct gw_call *call = b->call;
@@ -352,6 +354,7 @@ static void counted_cb(void *arg, int err, int64_t count)
         .requester_branch = nonempty(p->branch),
         .sel = b->sel,
         .record_count = count,
+        .requested_at = requested_at,
     };
     gw_store_bulk_insert(&st, &n);
     gw_api_bulk_selector_text(b->sel.branch, b->sel.from_day, b->sel.to_day, b->sel.ids,

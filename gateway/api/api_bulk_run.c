@@ -2,23 +2,25 @@
  * requester, before its approval expires (else FAILED_PRECONDITION and a refused bulk.run record).
  *
  * Export or copy: the selection is frozen at what was approved: the stored selector over the
- * records accepted no later than the request (store_bulk.h), counted first; a run that would
- * select more than the approved record_count is refused (FAILED_PRECONDITION and a refused
- * bulk.run record) before anything is released. Then the request is marked executed and its
- * bulk.run record, with that count, committed in one transaction before any row is read (fail
- * closed), and the stream stops with an error rather than release more records than the record
- * counts (the scope may have grown since the count). Then the selected waybills are read a page
- * at a time (by id, within the bulk scope of policy.c), each authenticated, rendered exactly as
- * the requester's role sees it (gw_api_render_view_in: the role's view, never more), packed as a
- * WaybillView, base64-encoded and followed by its watermark tag (watermark.h), sealed to the
- * recipient's X25519 key (xseal.h) in chunks and streamed while the client reads. The last
- * message carries the watermark (export) id and the SHA-256 of the whole output.
+ * records accepted strictly before the request's second, as its count took them (store_bulk.h),
+ * counted first; a run that would select more than the approved record_count is refused
+ * (FAILED_PRECONDITION and a refused bulk.run record) before anything is released. Then the request
+ * is marked executed and its bulk.run record, with that count, committed in one transaction before
+ * any row is read (fail closed), and the stream stops with an error rather than release more
+ * records than the record counts (the scope may have grown since the count). Then the selected
+ * waybills are read a page at a time (by id, within the bulk scope of policy.c), each
+ * authenticated, rendered exactly as the requester's role sees it (gw_api_render_view_in: the
+ * role's view, never more), packed as a WaybillView, base64-encoded and followed by its watermark
+ * tag (watermark.h), sealed to the recipient's X25519 key (xseal.h) in chunks and streamed while
+ * the client reads. The last message carries the watermark (export) id and the SHA-256 of the whole
+ * output.
  *
  * Destroy: the same frozen selection is counted (more than approved: refused), then one
  * transaction marks the request executed, deletes every selected waybill (their wrapped data keys
- * with them: crypto-shredding; bulk_destroy, sql/022, deletes only records accepted no later than
- * the request and refuses more than approved), writes the destruction record and the bulk.run
- * record; it fails, destroying nothing, when the selection changed since it was counted.
+ * with them: crypto-shredding; bulk_destroy, sql/022 and sql/024, deletes only records accepted
+ * before the request's second and refuses more than approved), writes the destruction record
+ * and the bulk.run record; it fails, destroying nothing, when the selection changed since it was
+ * counted.
  *
  * Invariants: memory is bounded by one page (a page arena, reset per page, and at most one page
  * of sealed chunks queued); clear values live only in the page arena and the chunk buffer, both

@@ -12,7 +12,7 @@
 #include "alloc.h"
 #include "store_int.h"
 
-enum kind { K_COUNT, K_LOAD, K_ROWS, K_IDS };
+enum kind { K_COUNT, K_COUNT_REQ, K_LOAD, K_ROWS, K_IDS };
 
 struct gw_store_bulk_req {
     enum kind kind;
@@ -20,6 +20,7 @@ struct gw_store_bulk_req {
     void *arg;
     union {
         gw_store_bulk_count_cb count;
+        gw_store_bulk_request_count_cb count_req;
         gw_store_bulk_load_cb load;
         gw_store_bulk_rows_cb rows;
         gw_store_bulk_ids_cb ids;
@@ -40,12 +41,21 @@ struct gw_store_bulk_req {
     "(b.sel_to IS NULL OR w.pickup_day <= b.sel_to) AND "                                          \
     "(b.sel_ids IS NULL OR w.id = ANY(b.sel_ids))"
 
-/* What an export or copy run of bulk_request b selects: its stored selector, frozen at the
- * records accepted no later than the request was stored, so that waybills submitted after the
- * approval are not released under it. */
-#define SEL_RUN SEL_STORED " AND w.accepted_at <= b.requested_at"
+/* The records a request selects: accepted strictly before the second of time t. accepted_at is
+ * the gateway's whole second, so a record accepted in that second may have come after the
+ * count: it is left out of the count and of every run alike (store_bulk.h). */
+#define BEFORE_SECOND(t) "w.accepted_at < date_trunc('second', " t ")"
 
-static const char count_sql[] = "SELECT count(*) FROM waybill w WHERE " SEL_PARAMS;
+/* What a run of bulk_request b selects: its stored selector, frozen at the records its count
+ * saw, so that waybills submitted after the request are not released or destroyed under it
+ * (bulk_destroy, sql/024, selects the same). */
+#define SEL_RUN SEL_STORED " AND " BEFORE_SECOND("b.requested_at")
+
+/* The count of a new request and its time, which becomes the request's requested_at (text in
+ * UTC with microseconds, read back exactly as a timestamptz). */
+static const char count_sql[] =
+    "SELECT count(*), to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
+    "FROM waybill w WHERE " SEL_PARAMS " AND " BEFORE_SECOND("now()");
 
 static const char count_run_sql[] =
     "SELECT count(*) FROM waybill w, bulk_request b WHERE b.id = $1::uuid AND " SEL_RUN;
@@ -114,8 +124,22 @@ static void count_done_cb(void *arg, int err, const struct gw_db_result *res)
     gw_free(r);
 }
 
+static void count_req_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_bulk_req *r = arg;
+    const PGresult *pr = err == 0 ? res->results[1] : NULL;
+
+    r->dbreq = NULL;
+    if (err != 0 || PQntuples(pr) != 1 || PQnfields(pr) != 2 || PQgetisnull(pr, 0, 1))
+        r->cb.count_req(r->arg, err != 0 ? fail_err(err) : GW_EINTERNAL, 0, NULL);
+    else
+        r->cb.count_req(r->arg, 0, strtoll(PQgetvalue(pr, 0, 0), NULL, 10), PQgetvalue(pr, 0, 1));
+    gw_free(r);
+}
+
 int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_bulk_sel *sel,
-                        gw_store_bulk_count_cb cb, void *arg, struct gw_store_bulk_req **out)
+                        gw_store_bulk_request_count_cb cb, void *arg,
+                        struct gw_store_bulk_req **out)
 {
     const char *sv[1], *vals[4];
     struct gw_db_stmt st[2];
@@ -131,10 +155,10 @@ int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_b
     vals[3] = sel->ids;
     gw_store_scope_stmt(&st[0], sv, scope);
     st[1] = (struct gw_db_stmt){.sql = count_sql, .nparams = 4, .values = vals};
-    if ((r = req_new(K_COUNT, arg)) == NULL)
+    if ((r = req_new(K_COUNT_REQ, arg)) == NULL)
         return GW_ENOMEM;
-    r->cb.count = cb;
-    return start(s, r, st, 2, count_done_cb, out);
+    r->cb.count_req = cb;
+    return start(s, r, st, 2, count_req_done_cb, out);
 }
 
 int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *id,
@@ -347,9 +371,9 @@ void gw_store_bulk_scope(struct gw_store_bulk_stmt *b, const char *scope)
 
 static const char insert_sql[] =
     "INSERT INTO bulk_request (id, operation, sel_branch, sel_from, sel_to, sel_ids, purpose, "
-    "legal_basis, destination, requester, requester_role, requester_branch, record_count) "
-    "VALUES ($1::uuid, $2, $3, $4::date, $5::date, $6::uuid[], $7, $8, $9, $10, $11, $12, "
-    "$13::bigint)";
+    "legal_basis, destination, requester, requester_role, requester_branch, record_count, "
+    "requested_at) VALUES ($1::uuid, $2, $3, $4::date, $5::date, $6::uuid[], $7, $8, $9, $10, "
+    "$11, $12, $13::bigint, $14::timestamptz)";
 
 void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n)
 {
@@ -367,7 +391,8 @@ void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new
     b->vals[10] = n->requester_role;
     b->vals[11] = n->requester_branch;
     b->vals[12] = b->num[0];
-    stmt(b, insert_sql, 13);
+    b->vals[13] = n->requested_at;
+    stmt(b, insert_sql, 14);
 }
 
 /* Fails (division by zero) unless exactly one pending request of another person was decided. */

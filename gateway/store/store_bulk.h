@@ -7,9 +7,14 @@
  *
  * A request's selector is stored with it; counting, exporting and destroying select by the
  * stored selector (the client never re-sends it). Selection: branch = the origin branch; from/to
- * = the pickup day (inclusive); ids = the record ids; every condition given must hold. An export
- * or copy run selects only the records accepted no later than the request was stored
- * (accepted_at <= requested_at): the selection approved, not what matches by the time it runs. */
+ * = the pickup day (inclusive); ids = the record ids; every condition given must hold.
+ *
+ * A request's selection is frozen at whole-second resolution (accepted_at is the gateway's whole
+ * second): its count, and every run of it (export, copy, and bulk_destroy in sql/024), take only
+ * the records accepted strictly before the request's second (accepted_at < date_trunc('second',
+ * requested_at)), and requested_at is the time of that count. A record accepted in the request's
+ * own second, before or after the count, is in neither: what the approver saw is what runs, and
+ * nothing accepted after the request is selected by it. */
 #ifndef GW_STORE_BULK_H
 #define GW_STORE_BULK_H
 
@@ -43,6 +48,11 @@ struct gw_bulk_row {
 };
 
 typedef void (*gw_store_bulk_count_cb)(void *arg, int err, int64_t count);
+/* A request's count: err 0 with count and requested_at (the count's time, UTC text with
+ * microseconds, valid during the callback: the request's requested_at), GW_EUNAVAIL or
+ * GW_EINTERNAL. */
+typedef void (*gw_store_bulk_request_count_cb)(void *arg, int err, int64_t count,
+                                               const char *requested_at);
 /* err 0 with row, GW_ENOTFOUND, GW_EUNAVAIL or GW_EINTERNAL. */
 typedef void (*gw_store_bulk_load_cb)(void *arg, int err, const struct gw_bulk_row *row);
 /* err 0 with rows[0..n) (valid during the callback), GW_EUNAVAIL or GW_EINTERNAL. */
@@ -51,21 +61,23 @@ typedef void (*gw_store_bulk_rows_cb)(void *arg, int err, const struct gw_store_
 /* err 0 with ids[0..n) (UUID text, valid during the callback), GW_EUNAVAIL or GW_EINTERNAL. */
 typedef void (*gw_store_bulk_ids_cb)(void *arg, int err, const char *const *ids, size_t n);
 
-/* Counts the waybills sel matches within scope (a branch, or "*" for a central role). */
+/* Counts, for a new request, the waybills sel matches within scope (a branch, or "*" for a
+ * central role) accepted strictly before the count's second; cb also gets the count's time, to
+ * be stored as the request's requested_at (gw_bulk_new). */
 int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_bulk_sel *sel,
-                        gw_store_bulk_count_cb cb, void *arg,
+                        gw_store_bulk_request_count_cb cb, void *arg,
                         struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* Reads request id (UUID text). */
 int gw_store_bulk_load(struct gw_store *s, const char *id, gw_store_bulk_load_cb cb, void *arg,
                        struct gw_store_bulk_req **out) GW_MUST_CHECK;
-/* Counts the waybills an export or copy run of request id (UUID text) selects within scope: its
- * stored selector, accepted no later than the request (the rows gw_store_bulk_rows pages). */
+/* Counts the waybills a run of request id (UUID text) selects within scope: its stored selector,
+ * accepted strictly before the request's second (the rows gw_store_bulk_rows pages). */
 int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *id,
                             gw_store_bulk_count_cb cb, void *arg,
                             struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* One page (at most limit rows, ordered by id, after `after` (UUID text) or from the start when
  * NULL) of the waybills an export or copy run of request id selects within scope (the stored
- * selector, accepted no later than the request). */
+ * selector, accepted strictly before the request's second). */
 int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, const char *after,
                        uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
                        struct gw_store_bulk_req **out) GW_MUST_CHECK;
@@ -95,6 +107,7 @@ struct gw_bulk_new {
     const char *requester, *requester_role, *requester_branch; /* branch NULL: none */
     struct gw_bulk_sel sel;
     int64_t record_count;
+    const char *requested_at; /* the time of the count (gw_store_bulk_count) */
 };
 /* Inserts a new pending request. */
 void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n);
@@ -110,10 +123,11 @@ void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool app
  * destruction). Fails unless it is exactly that. */
 void gw_store_bulk_claim(struct gw_store_bulk_stmt *b, const char *id, const char *requester,
                          const char *export_id);
-/* Deletes every waybill request id selects (its data keys with it) and writes its destruction
- * record (selector text, requester and approver from the request), through bulk_destroy
- * (sql/009_bulk.sql): fails unless the request is a destroy claimed in this transaction and
- * exactly expected rows were deleted. Result: one row (destruction id). */
+/* Deletes every waybill request id selects (its data keys with it; the frozen selection, as a
+ * run counts it) and writes its destruction record (selector text, requester and approver from
+ * the request), through bulk_destroy (sql/009_bulk.sql, sql/024_bulk_whole_second.sql): fails
+ * unless the request is a destroy claimed in this transaction, expected is at most its
+ * record_count and exactly expected rows were deleted. Result: one row (destruction id). */
 void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
                                    const char *selector, int64_t expected);
 /* Deletes the waybills ids (array literal), every one older than days, and writes a retention

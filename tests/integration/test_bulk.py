@@ -68,6 +68,16 @@ def people(stack):
     return People(stack)
 
 
+def past_this_second():
+    """Waits until the clock is past the second it reads now. A request selects the records
+    accepted before its own second (accepted_at is the gateway's whole second, on this machine's
+    clock, as is the database's): after this wait, every waybill submitted so far is in the next
+    request's selection. Only a wait made longer, never a race."""
+    t = int(time.time())
+    while int(time.time()) <= t:
+        time.sleep(0.05)
+
+
 @pytest.fixture(scope="module")
 def records(stack):
     """Three waybills of branch a, submitted for this module: (waybill, id)."""
@@ -75,6 +85,7 @@ def records(stack):
     for _ in range(3):
         w = new_waybill(stack, "a")
         out.append((w, submit(stack, w)))
+    past_this_second()
     return out
 
 
@@ -416,6 +427,7 @@ def test_destroy_shreds_and_keeps_a_destruction_record(stack, people):
         w = new_waybill(stack, "a")
         victims.append((w, submit(stack, w)))
     ids = [i for _, i in victims]
+    past_this_second()
     keys = stack.psql("SELECT encode(dek_wrapped, 'hex') FROM waybill WHERE id IN ('%s')"
                       % "','".join(ids))
     assert len(keys) == 2
@@ -460,6 +472,7 @@ def test_a_large_export_pages_and_chunks(stack, people):
                               batch, pb.intake.SubmitBatchResponse, timeout=60)
     ids = [r.id for r in res.results]
     assert len(ids) == 230 and all(r.code == 0 for r in res.results)
+    past_this_second()
     priv, pub = keypair()
     r = request(people, 1, ids)
     assert r.record_count == 230
@@ -498,13 +511,14 @@ def on_day(stack, t, n):
         w = new_waybill(stack, "a")
         w.pickup_time = t
         ids.append(submit(stack, w))
+    past_this_second()
     return ids
 
 
-def day_request(people, day):
-    """An export of branch a's waybills picked up on day (YYYY-MM-DD), requested."""
+def day_request(people, day, op=1):
+    """An export (or op) of branch a's waybills picked up on day (YYYY-MM-DD), requested."""
     pb = people.stack.pb.compliance
-    req = pb.RequestBulkRequest(operation=1, purpose="regulator inspection of one day",
+    req = pb.RequestBulkRequest(operation=op, purpose="regulator inspection of one day",
                                 legal_basis="《邮政法》第三十五条; 监管检查 2026-17",
                                 destination="regulator audit workstation 3")
     req.selector.branch = "a"
@@ -519,7 +533,7 @@ def cst_day(t):
 
 
 def test_export_releases_only_what_was_approved(stack, people):
-    """An approved export is frozen at the records accepted no later than its request: waybills
+    """An approved export is frozen at the records accepted before its request's second: waybills
     that match its selector but were submitted after the approval are not released, and the
     bulk.run record counts exactly what was released. Each test its own pickup day, so no other
     test's waybills match."""
@@ -529,8 +543,7 @@ def test_export_releases_only_what_was_approved(stack, people):
     r = day_request(people, cst_day(t))
     assert r.record_count == 4
     approve(people, r.request_id)
-    time.sleep(1.1)  # accepted_at is the gateway's whole second: the next one is after the request
-    on_day(stack, t, 5)
+    on_day(stack, t, 5)  # in the request's second or later: not selected either way
     priv, pub = keypair()
     chunks = run(people, r.request_id, pub)
     assert chunks[-1].last and chunks[-1].records_done == 4
@@ -545,7 +558,8 @@ def test_export_releases_only_what_was_approved(stack, people):
 def test_destroy_deletes_only_what_was_approved(stack, people):
     """An approved destroy was run against whatever its selector matched when it ran: waybills
     submitted after the approval were destroyed under it. Now it deletes only the records accepted
-    no later than its request (sql/022 and the run's count); the later ones stay readable."""
+    before its request's second (sql/022, sql/024 and the run's count); the later ones stay
+    readable."""
     t = PICKUP - 19 * 86400
     approved = on_day(stack, t, 3)
     pb = people.stack.pb.compliance
@@ -557,8 +571,7 @@ def test_destroy_deletes_only_what_was_approved(stack, people):
     r = people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
     assert r.record_count == 3
     approve(people, r.request_id)
-    time.sleep(1.1)  # accepted_at is the gateway's whole second: the next one is after the request
-    later = on_day(stack, t, 2)
+    later = on_day(stack, t, 2)  # in the request's second or later: not selected either way
     chunks = run(people, r.request_id)
     assert chunks[-1].last and chunks[-1].records_done == 3
     assert stack.psql("SELECT count(*) FROM waybill WHERE id IN ('%s')" % "','".join(approved)) \
@@ -608,6 +621,48 @@ def test_export_selecting_more_than_approved_is_refused(stack, people):
         "approved"]
     assert audit_rows(stack, "bulk.run", r.request_id) == [
         "refused|%s||%s" % (stack.account(REQUESTER)[0], r.request_id)]
+
+
+@pytest.mark.parametrize("op,days", [(1, 21), (3, 22)], ids=["export", "destroy"])
+def test_a_waybill_of_the_requests_own_second_is_left_out(stack, people, op, days):
+    """accepted_at is the gateway's whole second, requested_at is not: a matching waybill accepted
+    in the request's own second, after its count, was inside accepted_at <= requested_at, so the
+    run selected more than approved and refused (the export released nothing, the destroy could
+    not run). Now the count and every run take only what was accepted before the request's second
+    (sql/024, gateway/store/store_bulk.c): the run goes ahead without that waybill, which is
+    neither released nor destroyed. Made deterministic by moving the request's time into the
+    second the later waybill was accepted in (its count, 2, is still exactly right: the approved
+    waybills were accepted seconds before)."""
+    pb = stack.pb
+    t = PICKUP - days * 86400
+    approved = on_day(stack, t, 2)
+    r = day_request(people, cst_day(t), op)
+    assert r.record_count == 2
+    approve(people, r.request_id)
+    (late,) = on_day(stack, t, 1)
+    stack.psql("UPDATE bulk_request SET requested_at = (SELECT accepted_at FROM waybill WHERE "
+               "id = '%s') + interval '0.5 second' WHERE id = '%s'" % (late, r.request_id))
+    # the later waybill is in the request's own second, and no later than the request
+    assert stack.psql("SELECT w.accepted_at = date_trunc('second', b.requested_at), "
+                      "w.accepted_at <= b.requested_at FROM waybill w, bulk_request b "
+                      "WHERE w.id = '%s' AND b.id = '%s'" % (late, r.request_id)) == ["t|t"]
+    priv, pub = keypair()
+    chunks = run(people, r.request_id, pub if op == 1 else b"")
+    assert chunks[-1].last and chunks[-1].records_done == 2
+    assert audit_rows(stack, "bulk.run", r.request_id) == [
+        "ok|%s|2|%s" % (stack.account(REQUESTER)[0], r.request_id)]
+    if op == 1:
+        _, plain = open_export(priv, b"".join(c.data for c in chunks))
+        _, rows = rows_of(plain)
+        got = [pb.common.WaybillView.FromString(base64.b64decode(x.split(" ")[0])).id
+               for x in rows]
+        assert got == sorted(approved)
+    else:
+        assert stack.psql("SELECT count(*) FROM waybill WHERE id IN ('%s')"
+                          % "','".join(approved)) == ["0"]
+        assert stack.psql("SELECT count FROM destruction WHERE request_id = '%s'"
+                          % r.request_id) == ["2"]
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % late) == ["1"]
 
 
 def gateway_sql_refused(stack, sql):
