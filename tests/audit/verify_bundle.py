@@ -2,10 +2,12 @@
 """verify_bundle.py: an independent verifier of Waygate audit bundles, written from
 docs/audit-bundle-format.md alone (it shares no code with the C verifier of waygatectl).
 
-    verify_bundle.py FILE [--trust-key KEYID]
+    verify_bundle.py FILE [--trust-key KEYID]...
 
 Exit 0 and a summary line when the bundle is good; exit 1 and "FAILED: <the first bad place>"
-otherwise (2: usage, or the file cannot be read). Ed25519 signatures (the aes suite) are checked
+otherwise (2: usage, or the file cannot be read). --trust-key (a key id: 64 lowercase hex digits;
+up to 16 times, as `waygatectl audit verify FILE` takes it): every checkpoint and the seal must be
+signed by one of the keys given; without it, by any key the bundle lists. Ed25519 signatures (the aes suite) are checked
 with the `cryptography` package (Debian: python3-cryptography); SM2 signatures (the sm suite) with
 sm_verify.py beside this file: pure-Python SM3 and SM2 (GB/T 32905, 32918), independent of
 OpenSSL and of the gateway. Reads the file in one pass; memory is one item at a time plus a
@@ -27,6 +29,8 @@ ITEM_MAX = 1 << 20
 TEXT_MAX = 1024
 CHAIN_CHARS = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._:@-")
 ZERO = bytes(32)
+TRUST_MAX = 16  # most --trust-key values, as the C verifier (GW_BUNDLE_TRUST_MAX)
+USAGE = "usage: verify_bundle.py FILE [--trust-key KEYID]..."
 
 
 class Bad(Exception):
@@ -137,8 +141,8 @@ class Chain:
 
 
 class Verifier:
-    def __init__(self, trust=None):
-        self.trust = trust
+    def __init__(self, trust=()):
+        self.trust = list(trust)  # key ids; empty: any key the bundle lists
         self.keys = {}
         self.algorithms = set()
         self.done = []
@@ -151,9 +155,14 @@ class Verifier:
     def key_for(self, key_id, what):
         if key_id not in self.keys:
             raise Bad("%s: signed by key %s..., which is not in the bundle" % (what, key_id[:16]))
-        if self.trust and key_id != self.trust:
-            raise Bad("%s: signed by key %s..., not by the trusted key %s..." %
-                      (what, key_id[:16], self.trust[:16]))
+        if self.trust and key_id not in self.trust:
+            # one pinned key: the words of docs/audit-bundle-format.md; several: the key named
+            # whole, for the operator to look up (the C verifier's words)
+            if len(self.trust) == 1:
+                raise Bad("%s: signed by key %s..., not by the trusted key %s..." %
+                          (what, key_id[:16], self.trust[0][:16]))
+            raise Bad("%s: signed by key %s, which is not one of the %d trusted keys" %
+                      (what, key_id, len(self.trust)))
         return self.keys[key_id]
 
     # --- chains ---
@@ -450,22 +459,51 @@ class Verifier:
         return total.hexdigest()
 
 
+def key_id_ok(s):
+    """A --trust-key value: a key id as the bundle format writes it, 64 lowercase hex digits."""
+    return len(s) == 64 and all(c in "0123456789abcdef" for c in s)
+
+
+def parse(args):
+    """(file, [trusted key ids]) of the arguments, or None after a usage message."""
+    files, trust = [], []
+    i = 0
+    while i < len(args):
+        if args[i] == "--trust-key" or args[i].startswith("--trust-key="):
+            if "=" in args[i]:
+                value = args[i].split("=", 1)[1]
+            elif i + 1 < len(args):
+                i += 1
+                value = args[i]
+            else:
+                print(USAGE, file=sys.stderr)
+                return None
+            if not key_id_ok(value):
+                print("verify_bundle.py: --trust-key: must be a key id, 64 lowercase hex digits",
+                      file=sys.stderr)
+                return None
+            if len(trust) == TRUST_MAX:
+                print("verify_bundle.py: --trust-key: at most %d keys" % TRUST_MAX,
+                      file=sys.stderr)
+                return None
+            trust.append(value)
+        else:
+            files.append(args[i])
+        i += 1
+    if len(files) != 1:
+        print(USAGE, file=sys.stderr)
+        return None
+    return files[0], trust
+
+
 def main(argv):
-    args = argv[1:]
-    trust = None
-    if "--trust-key" in args:
-        i = args.index("--trust-key")
-        if i + 1 >= len(args):
-            print("usage: verify_bundle.py FILE [--trust-key KEYID]", file=sys.stderr)
-            return 2
-        trust = args[i + 1]
-        del args[i:i + 2]
-    if len(args) != 1:
-        print("usage: verify_bundle.py FILE [--trust-key KEYID]", file=sys.stderr)
+    parsed = parse(argv[1:])
+    if parsed is None:
         return 2
+    path, trust = parsed
     v = Verifier(trust)
     try:
-        with open(args[0], "rb") as f:
+        with open(path, "rb") as f:
             digest = v.run(f)
     except OSError as e:
         print("verify_bundle.py: %s" % e, file=sys.stderr)
@@ -476,6 +514,9 @@ def main(argv):
     print("bundle verified: %d chains, %d records, %d checkpoints, %d keys; sha256 %s" %
           (len(v.done), v.n_records, v.n_ckpts, len(v.keys), digest))
     print("signatures: %s" % ", ".join(sorted(v.algorithms)))
+    if trust:
+        print("signers pinned: the %d key%s given by --trust-key" %
+              (len(trust), "" if len(trust) == 1 else "s"))
     for note in v.uncovered:
         print("note: %s" % note)
     return 0
