@@ -31,7 +31,7 @@ static void keys_usage(FILE *f)
     fprintf(
         f,
         "usage: waygatectl keys init      --keyring PATH [--suite aes|sm]\n"
-        "       waygatectl keys add-suite --keyring PATH --suite aes|sm\n"
+        "       waygatectl keys add-suite --keyring PATH --suite aes|sm [--db CONNINFO]\n"
         "       waygatectl keys rotate    --keyring PATH [--suite S] [--db CONNINFO]\n"
         "       waygatectl keys retire    --keyring PATH [--suite S] --version N [--db CONNINFO]\n"
         "       waygatectl keys status    --keyring PATH [--db CONNINFO]\n"
@@ -49,10 +49,10 @@ static void keys_usage(FILE *f)
         "  --suite for rotate, retire and rewrap defaults to the suite the file has (aes if "
         "both);\n"
         "  KEK versions are per suite\n"
-        "  PATH defaults to $WAYGATE_KEYRING; rotate, retire and rewrap use $WAYGATE_PGURI when\n"
-        "  --db is not given, and refuse to run without a database (exit 2): they are recorded\n"
-        "  in admin_log and the audit chain (Art. 31, 33), and retire first checks that no\n"
-        "  record still uses the version. init (and add-suite) are recorded when a database is\n"
+        "  PATH defaults to $WAYGATE_KEYRING; add-suite, rotate, retire and rewrap use\n"
+        "  $WAYGATE_PGURI when --db is not given, and refuse to run without a database (exit 2):\n"
+        "  they are recorded in admin_log and the audit chain (Art. 31, 33), and retire first\n"
+        "  checks that no record still uses the version. init is recorded when a database is\n"
         "  given: a keyring can be made before its database. If the record cannot be opened the\n"
         "  action is not done.\n",
         BATCH_DEFAULT);
@@ -118,9 +118,9 @@ static long long done_count = -1; /* records it changed (rewrap), -1: not meanin
  * database or a refused BEGIN stops the operation, and committed right after it (record_close);
  * the key file itself cannot be in a database transaction. A rewrap changes records in batches
  * of their own transactions (store_admin.c); its one record (count: data keys re-wrapped) is
- * written at its end. rotate, retire and rewrap refuse to run without a database (need_db); init
- * and add-suite without one say the action was not recorded (a keyring can be made before its
- * database). */
+ * written at its end. add-suite, rotate, retire and rewrap refuse to run without a database
+ * (need_db); init without one says the action was not recorded (a keyring can be made before its
+ * database; a suite is added to a keyring in use, whose database exists). */
 static int record_open(const char *db, const char *sub, struct gw_admin **out)
 {
     char err[512];
@@ -140,9 +140,10 @@ static int record_open(const char *db, const char *sub, struct gw_admin **out)
     return 0;
 }
 
-/* rotate, retire and rewrap change keys that protect stored records: they are done only where
- * they can be recorded, and retire only where it can count the records still under the version
- * it would erase. Returns 0, or GW_CTL_USAGE after naming the missing setting and why. */
+/* add-suite, rotate, retire and rewrap change the keys of a keyring in use (add-suite: a new KEK,
+ * new index, token and content keys and a new audit signing key): they are done only where they
+ * can be recorded, and retire only where it can count the records still under the version it
+ * would erase. Returns 0, or GW_CTL_USAGE after naming the missing setting and why. */
 static int need_db(const char *db, const char *sub, const char *why)
 {
     if (db != NULL && db[0] != '\0')
@@ -601,6 +602,10 @@ int gw_ctl_keys(int argc, char **argv)
             fprintf(stderr, ME ": add-suite needs --suite aes|sm\n");
             return GW_CTL_USAGE;
         }
+        if (need_db(o.db, "keys add-suite",
+                    "a suite's new keys, its audit signing key among them, are recorded in "
+                    "admin_log and the audit chain, Art. 31, 33") != 0)
+            return GW_CTL_USAGE;
         if (record_open(o.db, sub, &rec) != 0)
             return GW_CTL_FAIL;
         rc = keys_add_suite(&o);

@@ -44,7 +44,7 @@ def sm_keyring(stack, name, add_to_stack_keys=True):
         with open(path) as f:
             if any(line.startswith("sm.kek ") for line in f):
                 return path  # the stack runs under the sm suite already (WAYGATE_SUITE=sm)
-        r = stack.ctl("keys", "add-suite", "--suite", "sm", "--keyring", path)
+        r = stack.ctl("keys", "add-suite", "--suite", "sm", "--keyring", path, "--db", stack.pguri)
     else:
         r = stack.ctl("keys", "init", "--suite", "sm", "--keyring", path)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -126,7 +126,7 @@ def test_daemon_refuses_a_suite_the_keyring_lacks(stack, tmp_path):
     assert "[crypto] suite = %s" % OTHER in r.stderr, r.stderr
     assert keyring in r.stderr and "add-suite" in r.stderr, r.stderr
     # the same file with the suite added: accepted
-    ctl_ok(stack, "keys", "add-suite", "--suite", OTHER, "--keyring", keyring)
+    ctl_ok(stack, "keys", "add-suite", "--suite", OTHER, "--keyring", keyring, "--db", stack.pguri)
     r = check_config(stack, configured(OTHER, keyring), "suite-accepted")
     assert r.returncode == 0, r.stdout + r.stderr
     status = ctl_ok(stack, "keys", "status", "--keyring", keyring)
@@ -145,7 +145,8 @@ def switched(stack):
         old.append((w, r.id))
     keyring = stack.env["WAYGATE_KEYRING"]
     if "suite %s: no keys" % OTHER in ctl_ok(stack, "keys", "status", "--keyring", keyring):
-        ctl_ok(stack, "keys", "add-suite", "--suite", OTHER, "--keyring", keyring)
+        ctl_ok(stack, "keys", "add-suite", "--suite", OTHER, "--keyring", keyring, "--db",
+               stack.pguri)
     reload_stack_keys(stack)
     g = ExtraGateway(stack, "suite-" + OTHER, edit=configured(OTHER))
     yield old, g

@@ -2,7 +2,8 @@
  * with the real migrations: records sealed under KEK v1, rotate, retire refused, rewrap in
  * batches (field ciphertexts untouched), locked rows left for a rerun, a moved wrapped key
  * reported, retire allowed, every record still opens. Skips when PostgreSQL is not installed,
- * except test_rotate_and_retire_need_the_database (no database at all). */
+ * except test_rotate_and_retire_need_the_database and test_add_suite_needs_the_database (no
+ * database at all). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,7 +30,7 @@
 struct fx {
     struct pgh pg;
     char dir[64], keyring[128];
-    char nodb_keyring[128]; /* test_rotate_and_retire_need_the_database's own key file */
+    char nodb_keyring[128]; /* the key file of the tests that need no database */
     PGconn *conn;
     struct gw_crypto *cx;
 };
@@ -295,8 +296,14 @@ static void test_suites(void **state)
     assert_int_equal(ctl("keys", "add-suite", "--keyring", F.keyring, NULL), GW_CTL_USAGE);
     assert_int_equal(ctl("keys", "add-suite", "--keyring", F.keyring, "--suite", "sm4", NULL),
                      GW_CTL_USAGE);
-    assert_int_equal(ctl("keys", "add-suite", "--keyring", F.keyring, "--suite", "sm", NULL), 0);
-    assert_int_equal(ctl("keys", "add-suite", "--keyring", F.keyring, "--suite", "sm", NULL),
+    assert_int_equal(ctl("keys", "add-suite", "--keyring", F.keyring, "--suite", "sm", "--db",
+                         F.pg.conninfo, NULL),
+                     0);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 'ctl' AND action = "
+                            "'key.add_suite' AND outcome = 'ok'"),
+                     1);
+    assert_int_equal(ctl("keys", "add-suite", "--keyring", F.keyring, "--suite", "sm", "--db",
+                         F.pg.conninfo, NULL),
                      GW_CTL_FAIL);
     insert_records(GW_SUITE_SM, NSM);
     snprintf(digest, sizeof digest, "%s", text_scalar(AES_FIELDS));
@@ -410,10 +417,43 @@ static void test_rotate_and_retire_need_the_database(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* add-suite with no --db and no WAYGATE_PGURI: refused like rotate, before the key file is
+ * touched (a new suite's keys, a new audit signing key among them, would go unrecorded). Needs
+ * no PostgreSQL. */
+static void test_add_suite_needs_the_database(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/gw-ctlkeys-nodb-XXXXXX", errpath[128], cmd[128];
+    static char before[8192], after[8192], msg[1024];
+    long nb, na, nm;
+    assert_non_null(mkdtemp(dir));
+    snprintf(F.nodb_keyring, sizeof F.nodb_keyring, "%s/keyring", dir);
+    snprintf(errpath, sizeof errpath, "%s/stderr", dir);
+    assert_int_equal(unsetenv("WAYGATE_PGURI"), 0);
+    assert_int_equal(ctl("keys", "init", "--keyring", F.nodb_keyring, NULL), 0);
+    nb = slurp(F.nodb_keyring, before, sizeof before);
+    assert_true(nb > 0 && (size_t)nb < sizeof before);
+
+    assert_int_equal(ctl_err(errpath, "add-suite", "--suite", "sm"), GW_CTL_USAGE);
+    nm = slurp(errpath, msg, sizeof msg - 1);
+    assert_true(nm > 0);
+    msg[nm] = '\0';
+    assert_non_null(strstr(msg, "keys add-suite needs the database: give --db CONNINFO or set "
+                                "WAYGATE_PGURI"));
+    assert_non_null(strstr(msg, "nothing was changed"));
+    /* the key file is byte for byte what init wrote: no sm key set added */
+    na = slurp(F.nodb_keyring, after, sizeof after);
+    assert_int_equal(na, nb);
+    assert_memory_equal(after, before, (size_t)nb);
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rotate_and_retire_need_the_database),
+        cmocka_unit_test(test_add_suite_needs_the_database),
         cmocka_unit_test(test_rewrap_flow),
         cmocka_unit_test(test_suites),
     };
