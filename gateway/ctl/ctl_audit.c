@@ -53,8 +53,10 @@ static void audit_usage(FILE *f)
         "       waygatectl audit export --from TIME --to TIME --out FILE [--keyring PATH]\n"
         "                               [--suite aes|sm] [--db CONNINFO] [--actor NAME]\n"
         "  verify: checks every audit chain in the database whole, from seq 1 (hashes, links,\n"
-        "  signed checkpoints) and names the first bad chain and sequence number. With FILE,\n"
-        "  checks an audit bundle offline (no database). --trust-key KEYID (64 hex digits,\n"
+        "  signed checkpoints) and names each bad place (chain and sequence number): a\n"
+        "  checkpoint that fails is named, then ignored, and the check goes on; the first\n"
+        "  broken record of a chain ends that chain's check. With FILE, checks an audit\n"
+        "  bundle offline (no database), by the same rules. --trust-key KEYID (64 hex digits,\n"
         "  may be given up to %d times): every checkpoint and the seal must be signed by one\n"
         "  of these keys. Without it the live check pins the audit keys of the keyring\n"
         "  (--keyring, default $WAYGATE_KEYRING: of each suite it holds), and with no keyring\n"
@@ -271,21 +273,46 @@ out:
     return rc;
 }
 
+/* The bad places one check found: each said as found (a FAILED line), the first
+ * BREAKS_RECORDED kept for the incidents of a live check, the rest counted. */
+struct breaks {
+    const char *path; /* a bundle's file, named on stderr; NULL: the live trail */
+    size_t n;         /* places found */
+    char why[BREAKS_RECORDED][GW_BUNDLE_ERR_MAX];
+};
+
+static void break_cb(void *arg, const char *place)
+{
+    struct breaks *b = arg;
+    if (b->path)
+        fprintf(stderr, ME " verify: FAILED: %s: %s\n", b->path, place);
+    else
+        fprintf(stderr, ME " verify: FAILED: %s\n", place);
+    printf("FAILED: %s\n", place);
+    if (b->n < BREAKS_RECORDED)
+        snprintf(b->why[b->n], sizeof b->why[0], "%s", place);
+    b->n++;
+}
+
 /* The bundle at path through a new verifier (*out, the caller frees it, even on failure).
- * Returns 0, or GW_CTL_FAIL after saying why (a bad place as a FAILED line). */
+ * Returns 0, or GW_CTL_FAIL after saying why (each bad place as a FAILED line). */
 static int check_file(const char *path, const struct gw_bundle_verify_opts *vo,
                       struct gw_bundle_verifier **out)
 {
     uint8_t buf[65536];
     size_t n;
     int r = 0;
+    struct breaks b = {.path = path};
+    struct gw_bundle_verify_opts o = *vo;
     FILE *f = fopen(path, "rb");
     *out = NULL;
     if (!f) {
         fprintf(stderr, ME " verify: %s: %s\n", path, strerror(errno));
         return GW_CTL_FAIL;
     }
-    if (gw_bundle_verifier_new(vo, out) != 0) {
+    o.report = break_cb;
+    o.report_arg = &b;
+    if (gw_bundle_verifier_new(&o, out) != 0) {
         fprintf(stderr, ME " verify: out of memory\n");
         fclose(f);
         return GW_CTL_FAIL;
@@ -300,12 +327,9 @@ static int check_file(const char *path, const struct gw_bundle_verify_opts *vo,
     fclose(f);
     if (r == 0)
         r = gw_bundle_verify_end(*out);
-    if (r != 0) {
-        fprintf(stderr, ME " verify: FAILED: %s: %s\n", path, gw_bundle_verify_error(*out));
-        printf("FAILED: %s\n", gw_bundle_verify_error(*out));
-        return GW_CTL_FAIL;
-    }
-    return 0;
+    if (r != 0 && (r != GW_EDATALOSS || b.n == 0)) /* a failure, not a bad place: said here */
+        break_cb(&b, gw_bundle_verify_error(*out));
+    return r != 0 ? GW_CTL_FAIL : 0;
 }
 
 /* ---- audit verify (live) ---- */
@@ -348,18 +372,22 @@ static int keyset_add(void *arg, const uint8_t *pub, size_t publen)
 }
 
 /* One chain of the live trail through a verifier of its own (every key, then the chain). Returns
- * 0 (its figures and signers added to sum), GW_EDATALOSS with the bad place in why, or another
- * error (a read's said in err: GW_EINTERNAL). */
+ * 0 (its figures and signers added to sum), GW_EDATALOSS after its bad places went to br (each
+ * a FAILED line), or another error (said here). */
 static int verify_one_chain(struct gw_admin *a, const struct gw_bundle_verify_opts *vo,
                             const struct keyset *ks, const struct gw_audit_span *sp,
-                            struct summary *sum, char *why, size_t whylen)
+                            struct summary *sum, struct breaks *br)
 {
     struct gw_bundle_header h = {"waygatectl", now_us(), 0, INT64_MAX, NULL};
     struct gw_bundle_verifier *v = NULL;
     struct gw_bundle_writer *w = NULL;
     struct fill f = {NULL, NULL, 0};
+    struct gw_bundle_verify_opts o = *vo;
     char err[512];
-    int r = gw_bundle_verifier_new(vo, &v);
+    int r;
+    o.report = break_cb;
+    o.report_arg = br;
+    r = gw_bundle_verifier_new(&o, &v);
     if (r == 0)
         r = gw_bundle_writer_new(gw_bundle_verify_sink, v, &h, &w);
     f.w = w;
@@ -371,13 +399,11 @@ static int verify_one_chain(struct gw_admin *a, const struct gw_bundle_verify_op
         r = gw_bundle_finish(w, NULL);
     if (r == 0 || r == GW_EDATALOSS)
         r = gw_bundle_verify_end(v);
-    if (r == GW_EDATALOSS)
-        snprintf(why, whylen, "%s", gw_bundle_verify_error(v));
-    else if (r == 0)
+    if (r == 0)
         summary_add(sum, v);
     else if (r == GW_EINTERNAL)
         fprintf(stderr, ME " verify: reading the audit trail: %s\n", err);
-    else
+    else if (r != GW_EDATALOSS) /* its bad places are said (break_cb) */
         fprintf(stderr, ME " verify: %s\n", gw_err_str(r));
     gw_bundle_writer_free(w);
     gw_bundle_verifier_free(v);
@@ -396,8 +422,8 @@ static int verify_live(const struct audit_opts *o)
     struct gw_audit_span *sp = NULL;
     struct gw_admin *a = NULL;
     struct summary sum;
-    size_t n = 0, broken = 0, since_broken = 0;
-    char *whys = NULL; /* the broken chains' places, GW_BUNDLE_ERR_MAX bytes each */
+    size_t n = 0, broken_chains = 0, since_broken = 0;
+    struct breaks br = {.path = NULL, .n = 0};
     struct gw_bundle_verifier *since = NULL; /* --since: the earlier bundle, verified */
     struct keyset keys = {NULL, 0, 0};
     size_t nsince = 0;
@@ -452,21 +478,14 @@ static int verify_live(const struct audit_opts *o)
     else if (r != 0)
         fprintf(stderr, ME " verify: %s\n", gw_err_str(r));
     /* each chain on its own: a break in one (a junk chain planted to sort first included) must
-     * not hide a break in another */
-    if (r == 0 && n + nsince > 0 && (whys = gw_calloc(n + nsince, GW_BUNDLE_ERR_MAX)) == NULL) {
-        fprintf(stderr, ME " verify: out of memory\n");
-        r = GW_ENOMEM;
-    }
+     * not hide a break in another; within a chain, a bad checkpoint (one planted included) is
+     * named and gone past */
     for (size_t i = 0; r == 0 && i < n; i++) {
-        char *why = whys + broken * GW_BUNDLE_ERR_MAX;
-        int c = verify_one_chain(a, &vo, &keys, &sp[i], &sum, why, GW_BUNDLE_ERR_MAX);
-        if (c == GW_EDATALOSS) {
-            fprintf(stderr, ME " verify: FAILED: %s\n", why);
-            printf("FAILED: %s\n", why);
-            broken++;
-        } else {
+        int c = verify_one_chain(a, &vo, &keys, &sp[i], &sum, &br);
+        if (c == GW_EDATALOSS)
+            broken_chains++;
+        else
             r = c;
-        }
     }
     /* the trail still holds the head each chain of the earlier bundle vouched for: records (and
      * the checkpoints over them) cut after the bundle was made leave a chain that verifies on
@@ -475,7 +494,7 @@ static int verify_live(const struct audit_opts *o)
         uint8_t have[GW_AUDIT_HASH_LEN];
         bool found = false;
         const char *id = gw_bundle_verify_chain(since, i, &seq, head);
-        char *why = whys + broken * GW_BUNDLE_ERR_MAX;
+        char why[GW_BUNDLE_ERR_MAX];
         if (seq < 0)
             continue;
         r = gw_audit_read_hash(a, id, seq, have, &found, err, sizeof err);
@@ -485,14 +504,12 @@ static int verify_live(const struct audit_opts *o)
         }
         if (found && memcmp(have, head, sizeof have) == 0)
             continue;
-        snprintf(why, GW_BUNDLE_ERR_MAX,
+        snprintf(why, sizeof why,
                  "chain %s: seq %" PRId64 " of the earlier bundle %s: the trail %s", id, seq,
                  o->since,
                  found ? "has another record there (rewritten since)"
                        : "no longer holds it (cut since)");
-        fprintf(stderr, ME " verify: FAILED: %s\n", why);
-        printf("FAILED: %s\n", why);
-        broken++;
+        break_cb(&br, why);
         since_broken++;
     }
     if (gw_audit_read_end(a, err, sizeof err) != 0 && r == 0) {
@@ -502,17 +519,17 @@ static int verify_live(const struct audit_opts *o)
     /* after the read-only snapshot: an incident each, at most BREAKS_RECORDED (junk chains the
      * gateway's role may register must not flood the incident table), then one that counts the
      * rest */
-    for (size_t i = 0; i < broken && i < BREAKS_RECORDED; i++)
-        record_break(a, o, whys + i * GW_BUNDLE_ERR_MAX);
-    if (broken > BREAKS_RECORDED) {
+    for (size_t i = 0; i < br.n && i < BREAKS_RECORDED; i++)
+        record_break(a, o, br.why[i]);
+    if (br.n > BREAKS_RECORDED) {
         char more[96];
         snprintf(more, sizeof more, "and %zu more broken places (audit verify lists them)",
-                 broken - BREAKS_RECORDED);
+                 br.n - BREAKS_RECORDED);
         record_break(a, o, more);
     }
-    if (r == 0 && broken > 0)
+    if (r == 0 && br.n > 0)
         fprintf(stderr, ME " verify: %zu broken place%s (%zu of %zu chains, %zu against --since)\n",
-                broken, broken == 1 ? "" : "s", broken - since_broken, n, since_broken);
+                br.n, br.n == 1 ? "" : "s", broken_chains, n, since_broken);
     else if (r == 0) {
         sum.st.chains = n; /* chains without a record count too */
         print_ok(&sum, true, pinned[0] ? pinned : NULL);
@@ -520,7 +537,6 @@ static int verify_live(const struct audit_opts *o)
     }
 out:
     gw_free(keys.k);
-    gw_free(whys);
     gw_free(sp);
     gw_bundle_verifier_free(since);
     gw_admin_free(a);
@@ -718,10 +734,15 @@ static int export_bundle(const struct audit_opts *o)
     printf(", sealed under suite %s (%s)\n", gw_suite_name(gw_keyring_suite(kr)),
            key.alg == GW_SIGN_SM2 ? "SM2" : "Ed25519");
     if (gw_bundle_verify_end(s.v) != 0) {
-        /* exported as stored: the trail itself has a bad place, which the bundle shows */
+        /* exported as stored: the trail itself has bad places, which the bundle shows */
+        struct gw_bundle_verify_stats st;
+        gw_bundle_verify_stats(s.v, &st);
         fprintf(stderr, ME " export: WARNING: the exported trail does not verify: %s\n",
                 gw_bundle_verify_error(s.v));
         printf("WARNING: does not verify: %s\n", gw_bundle_verify_error(s.v));
+        if (st.bad > 1)
+            printf("WARNING: and %" PRIu64 " more bad place%s (audit verify %s lists them)\n",
+                   st.bad - 1, st.bad == 2 ? "" : "s", o->out);
     }
     rc = GW_CTL_OK;
 out:

@@ -5,9 +5,11 @@
  *
  * The writer emits the bundle through a sink in one pass with bounded memory (one item at a
  * time, plus one small entry per chain for the manifest). The verifier reads a bundle from bytes
- * fed in pieces of any size, also in bounded memory, and stops at the first bad place, which it
- * names ("chain ctl: seq 5: ..."). `waygatectl audit verify` checks the live chain by writing an
- * unsealed bundle of it straight into a verifier, so both checks are one code. */
+ * fed in pieces of any size, also in bounded memory, and names every bad place it finds ("chain
+ * ctl: seq 5: ..."): a checkpoint that fails is reported, then ignored (it anchors and covers
+ * nothing) and the check goes on; any other bad place (a record's, the framing, the manifest,
+ * the seal) ends it. `waygatectl audit verify` checks the live chain by writing an unsealed
+ * bundle of it straight into a verifier, so both checks are one code. */
 #ifndef GW_AUDIT_BUNDLE_H
 #define GW_AUDIT_BUNDLE_H
 
@@ -83,6 +85,10 @@ struct gw_bundle_verifier;
 
 #define GW_BUNDLE_TRUST_MAX 16 /* most key ids a verifier pins */
 
+/* Told each bad place as the verifier finds it, in order: one line, NUL-terminated, valid only
+ * during the call (a checkpoint's that the check goes on past, or the one that ends it). */
+typedef void (*gw_bundle_report_fn)(void *arg, const char *place);
+
 struct gw_bundle_verify_opts {
     bool unsealed; /* accept a bundle without seal (the live chain's check) */
     /* Every chain is whole, from seq 1 (the live chain's check: records are never deleted). A
@@ -93,11 +99,14 @@ struct gw_bundle_verify_opts {
      * checkpoint and of the seal must be one of them. ntrust 0: any key the bundle lists. */
     const char *const *trust_keys;
     size_t ntrust;
+    gw_bundle_report_fn report; /* NULL: only the first is kept (gw_bundle_verify_error) */
+    void *report_arg;
 };
 
 struct gw_bundle_verify_stats {
     uint64_t records, checkpoints, chains, keys;
-    uint64_t uncovered;                     /* records after the last checkpoint of their chain */
+    uint64_t bad;       /* bad places found (each told to opts.report) */
+    uint64_t uncovered; /* records after the last checkpoint of their chain that held */
     char uncovered_note[GW_BUNDLE_ERR_MAX]; /* the first chain with such a tail, or "" */
     int64_t from_us, to_us;                 /* the header's range */
 };
@@ -106,12 +115,14 @@ struct gw_bundle_verify_stats {
 int gw_bundle_verifier_new(const struct gw_bundle_verify_opts *o,
                            struct gw_bundle_verifier **out) GW_MUST_CHECK;
 void gw_bundle_verifier_free(struct gw_bundle_verifier *v);
-/* Feeds the next n bytes of the bundle. Returns 0, or GW_EDATALOSS at the first bad place
- * (gw_bundle_verify_error names it; later calls return it again), GW_ENOMEM or GW_ECRYPTO. */
+/* Feeds the next n bytes of the bundle. Returns 0 (also after a bad checkpoint, reported and
+ * gone past), or GW_EDATALOSS at a bad place that ends the check (later calls return it again),
+ * GW_ENOMEM or GW_ECRYPTO. */
 int gw_bundle_verify_feed(struct gw_bundle_verifier *v, const uint8_t *p, size_t n) GW_MUST_CHECK;
-/* The end of the bundle: checks that it is complete. Returns 0 or as gw_bundle_verify_feed. */
+/* The end of the bundle: checks that it is complete. Returns 0 when no bad place was found,
+ * GW_EDATALOSS when any was (stats.bad of them), or as gw_bundle_verify_feed. */
 int gw_bundle_verify_end(struct gw_bundle_verifier *v) GW_MUST_CHECK;
-/* The first bad place, one line ("" while none). */
+/* The first bad place, one line ("" while none), or the failure (out of memory, crypto). */
 const char *gw_bundle_verify_error(const struct gw_bundle_verifier *v);
 void gw_bundle_verify_stats(const struct gw_bundle_verifier *v, struct gw_bundle_verify_stats *out);
 /* The i-th key, in the bundle's order, that has signed a checkpoint or the seal so far: its id

@@ -1,7 +1,9 @@
 /* audit_bundle_verify.c: the bundle verifier (audit_bundle.h): a byte-stream parser that checks
- * each item as it completes, in bounded memory (one item, plus a summary per chain), and stops at
- * the first bad place, naming it. The rules are those of docs/audit-bundle-format.md, in the
- * order listed there; tests/audit/verify_bundle.py applies the same rules independently. */
+ * each item as it completes, in bounded memory (one item, plus a summary per chain), and names
+ * every bad place it finds. A checkpoint that fails is reported, then ignored (it anchors and
+ * covers nothing) and the check goes on; any other bad place ends it. The rules are those of
+ * docs/audit-bundle-format.md, in the order listed there; tests/audit/verify_bundle.py applies
+ * the same rules independently. */
 #include "audit_bundle.h"
 
 #include <inttypes.h>
@@ -29,8 +31,10 @@ struct key {
 struct chain_state {
     char id[GW_BUNDLE_CHAIN_MAX + 1];
     uint64_t records;
-    int64_t first, last, last_ckpt, anchor; /* -1: none */
-    uint8_t head[GW_AUDIT_HASH_LEN];        /* hash of `last`, or the anchor's head */
+    /* -1: none. last_ckpt: the last checkpoint that held (the anchor included), what covers the
+     * records up to it; ckpt_item: the last C item, held or not (the manifest's) */
+    int64_t first, last, last_ckpt, ckpt_item, anchor;
+    uint8_t head[GW_AUDIT_HASH_LEN]; /* hash of `last`, or the anchor's head */
     uint8_t digest[GW_AUDIT_HASH_LEN];
 };
 
@@ -39,8 +43,8 @@ struct gw_bundle_verifier {
     char trust[GW_BUNDLE_TRUST_MAX][65];
     size_t ntrust;
     enum phase ph;
-    int err; /* sticky */
-    char msg[GW_BUNDLE_ERR_MAX];
+    int err;                     /* sticky: the check has ended */
+    char msg[GW_BUNDLE_ERR_MAX]; /* the first bad place (or the failure) */
     /* the item being read */
     uint8_t hdr[5];
     size_t hdr_have;
@@ -57,19 +61,46 @@ struct gw_bundle_verifier {
     struct gw_bundle_verify_stats st;
 };
 
+static void note(struct gw_bundle_verifier *v, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+
+/* A bad place: reported (opts.report), counted, kept when it is the first. */
+static void note(struct gw_bundle_verifier *v, const char *fmt, va_list ap)
+{
+    char place[GW_BUNDLE_ERR_MAX];
+    vsnprintf(place, sizeof place, fmt, ap);
+    if (v->st.bad++ == 0)
+        memcpy(v->msg, place, sizeof place);
+    if (v->o.report)
+        v->o.report(v->o.report_arg, place);
+}
+
 static int bad(struct gw_bundle_verifier *v, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
+static int flag(struct gw_bundle_verifier *v, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
 
+/* A bad place that ends the check: returns GW_EDATALOSS (nothing after the first such). */
 static int bad(struct gw_bundle_verifier *v, const char *fmt, ...)
 {
     va_list ap;
     if (v->err)
         return v->err;
     va_start(ap, fmt);
-    vsnprintf(v->msg, sizeof v->msg, fmt, ap);
+    note(v, fmt, ap);
     va_end(ap);
     v->err = GW_EDATALOSS;
     return v->err;
+}
+
+/* A bad place the check goes on past (a checkpoint, then ignored): returns 0. */
+static int flag(struct gw_bundle_verifier *v, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    note(v, fmt, ap);
+    va_end(ap);
+    return 0;
 }
 
 static int fail(struct gw_bundle_verifier *v, int rc)
@@ -261,26 +292,29 @@ static bool trusted(const struct gw_bundle_verifier *v, const char *id)
     return v->ntrust == 0;
 }
 
-/* The key `id` for `what`, known and trusted (then counted as a signer); NULL after naming the
- * fault. One pinned key keeps the words of docs/audit-bundle-format.md (verify_bundle.py's);
- * with several, the key is named whole, for the operator to look up. */
-static const struct key *signing_key(struct gw_bundle_verifier *v, const char *id, const char *what)
+/* The key `id` for `what`, known and trusted; NULL after naming the fault: a bad place that
+ * ends the check when `fatal` (the seal's), else one it goes on past (a checkpoint's). One
+ * pinned key keeps the words of docs/audit-bundle-format.md (verify_bundle.py's); with several,
+ * the key is named whole, for the operator to look up. */
+static struct key *signing_key(struct gw_bundle_verifier *v, const char *id, const char *what,
+                               bool fatal)
 {
+    int (*say)(struct gw_bundle_verifier *, const char *, ...)
+        __attribute__((format(printf, 2, 3))) = fatal ? bad : flag;
     struct key *k = find_key(v, id);
     if (!k) {
-        bad(v, "%s: signed by key %.16s..., which is not in the bundle", what, id);
+        say(v, "%s: signed by key %.16s..., which is not in the bundle", what, id);
         return NULL;
     }
     if (!trusted(v, id)) {
         if (v->ntrust == 1)
-            bad(v, "%s: signed by key %.16s..., not by the trusted key %.16s...", what, id,
+            say(v, "%s: signed by key %.16s..., not by the trusted key %.16s...", what, id,
                 v->trust[0]);
         else
-            bad(v, "%s: signed by key %s, which is not one of the %zu trusted keys", what, id,
+            say(v, "%s: signed by key %s, which is not one of the %zu trusted keys", what, id,
                 v->ntrust);
         return NULL;
     }
-    k->signed_any = true;
     return k;
 }
 
@@ -366,7 +400,7 @@ static int enter_chain(struct gw_bundle_verifier *v, const char *id)
         return rc;
     memset(&v->cur, 0, sizeof v->cur);
     snprintf(v->cur.id, sizeof v->cur.id, "%s", id);
-    v->cur.first = v->cur.last = v->cur.last_ckpt = v->cur.anchor = -1;
+    v->cur.first = v->cur.last = v->cur.last_ckpt = v->cur.ckpt_item = v->cur.anchor = -1;
     v->in_chain = true;
     v->st.chains++;
     if (EVP_DigestInit_ex(v->chain, EVP_sha256(), NULL) != 1)
@@ -430,6 +464,8 @@ static int link_first(struct gw_bundle_verifier *v, int64_t seq, const uint8_t *
                        c->id, seq, c->anchor);
         return 0;
     }
+    if (c->ckpt_item >= 0 && !v->o.whole)
+        return 0; /* its anchor failed (reported): nothing trusted precedes the first record */
     if (seq != 1)
         return bad(v,
                    "chain %s: seq 1 expected, found seq %" PRId64 " (records 1..%" PRId64
@@ -484,64 +520,92 @@ static int on_record(struct gw_bundle_verifier *v, struct gw_bfdec *d)
     return 0;
 }
 
+/* 1: checkpoint k of `chain` is signed by a known, trusted key (then counted as a signer); 0: it
+ * is not, which was reported; or a failure. */
+static int ckpt_signed(struct gw_bundle_verifier *v, const char *chain,
+                       const struct gw_audit_ckpt *k, const char *what)
+{
+    uint8_t msg[256];
+    size_t mlen = 0;
+    struct key *key = signing_key(v, k->key_id, what, false);
+    int rc;
+    if (!key)
+        return 0;
+    if (gw_audit_checkpoint_msg(chain, k->seq, k->head, k->at_us, msg, sizeof msg, &mlen) != 0)
+        return bad(v, "%s: malformed", what);
+    rc = gw_sign_verify(key->pub, key->publen, msg, mlen, k->sig, k->siglen);
+    if (rc == GW_EDATALOSS)
+        return flag(v, "%s: the signature does not verify (forged or altered checkpoint)", what);
+    if (rc != 0)
+        return fail(v, rc);
+    key->signed_any = true;
+    return 1;
+}
+
+/* A signed checkpoint in its place (the current chain's `first` item, or right after the record
+ * of its seq, with that record's hash): then it anchors the chain or covers the records up to
+ * it. One out of place, or over another head, is reported and covers nothing; one that names
+ * records the chain lacks shows them gone, which ends the check. */
+static int place_ckpt(struct gw_bundle_verifier *v, const struct gw_audit_ckpt *k, bool first,
+                      const char *what)
+{
+    struct chain_state *c = &v->cur;
+    if (c->records == 0 && v->o.whole)
+        /* records are never deleted: a whole chain starts at seq 1, and a checkpoint before
+         * its first record means the records up to it are gone (or the chain has none) */
+        return bad(v,
+                   "chain %s: seq 1..%" PRId64 " missing: the checkpoint at seq %" PRId64
+                   " comes before any record (a whole chain starts at seq 1)",
+                   c->id, k->seq, k->seq);
+    if (c->records == 0 && first) { /* the anchor: what the first record follows */
+        c->anchor = k->seq;
+        memcpy(c->head, k->head, GW_AUDIT_HASH_LEN);
+        c->last_ckpt = k->seq;
+        return 0;
+    }
+    if (c->records == 0)
+        return flag(v, "%s: out of place (a second checkpoint before any record)", what);
+    if (k->seq > c->last)
+        return bad(v,
+                   "chain %s: seq %" PRId64 "..%" PRId64 " missing: the checkpoint at seq %" PRId64
+                   " covers records the chain does not have (it ends at seq %" PRId64 ")",
+                   c->id, c->last + 1, k->seq, k->seq, c->last);
+    if (k->seq < c->last || k->seq <= c->last_ckpt)
+        return flag(v, "%s: out of place (after seq %" PRId64 ")", what, c->last);
+    if (memcmp(k->head, c->head, GW_AUDIT_HASH_LEN) != 0)
+        return flag(v,
+                    "%s: its head hash is not the hash of seq %" PRId64
+                    " (the record or the checkpoint altered)",
+                    what, k->seq);
+    c->last_ckpt = k->seq;
+    return 0;
+}
+
+/* A checkpoint that fails (its signer, its signature, its place) is reported and then ignored:
+ * it anchors and covers nothing, and the check goes on with the next item. */
 static int on_checkpoint(struct gw_bundle_verifier *v, struct gw_bfdec *d)
 {
     struct gw_audit_ckpt k;
     char chain[GW_BUNDLE_CHAIN_MAX + 1], what[GW_BUNDLE_CHAIN_MAX + 64];
-    uint8_t msg[256];
-    size_t mlen = 0;
-    const struct key *key;
     struct chain_state *c = &v->cur;
-    int rc;
+    bool first;
+    int ok, rc;
     if (!text_field(d, chain, GW_BUNDLE_CHAIN_MAX, true) || !chain_id_ok(chain) ||
         !int_field(d, &k.seq, NULL) || k.seq < 1 || !bytes_field(d, k.head, GW_AUDIT_HASH_LEN) ||
         !int_field(d, &k.at_us, NULL) || !text_field(d, k.key_id, 64, true) ||
         !varbytes_field(d, k.sig, GW_SIGN_SIG_MAX, &k.siglen) || d->off != d->n)
         return bad(v, "checkpoint %" PRIu64 " of the bundle: malformed", v->st.checkpoints + 1);
     snprintf(what, sizeof what, "chain %s: checkpoint at seq %" PRId64, chain, k.seq);
-    key = signing_key(v, k.key_id, what);
-    if (!key)
-        return v->err;
-    if (gw_audit_checkpoint_msg(chain, k.seq, k.head, k.at_us, msg, sizeof msg, &mlen) != 0)
-        return bad(v, "%s: malformed", what);
-    rc = gw_sign_verify(key->pub, key->publen, msg, mlen, k.sig, k.siglen);
-    if (rc == GW_EDATALOSS)
-        return bad(v, "%s: the signature does not verify (forged or altered checkpoint)", what);
-    if (rc != 0)
-        return fail(v, rc);
+    ok = ckpt_signed(v, chain, &k, what);
+    if (ok < 0)
+        return ok;
     rc = enter_chain(v, chain);
     if (rc != 0)
         return rc;
-    if (c->records == 0 && v->o.whole) {
-        /* records are never deleted: a whole chain starts at seq 1, and a checkpoint before
-         * its first record means the records up to it are gone (or the chain has none) */
-        return bad(v,
-                   "chain %s: seq 1..%" PRId64 " missing: the checkpoint at seq %" PRId64
-                   " comes before any record (a whole chain starts at seq 1)",
-                   chain, k.seq, k.seq);
-    } else if (c->records == 0 && c->anchor < 0) { /* the anchor: what the first record follows */
-        c->anchor = k.seq;
-        memcpy(c->head, k.head, GW_AUDIT_HASH_LEN);
-        c->last_ckpt = k.seq;
-    } else if (c->records == 0) {
-        return bad(v, "%s: out of place (a second checkpoint before any record)", what);
-    } else if (k.seq > c->last) {
-        return bad(v,
-                   "chain %s: seq %" PRId64 "..%" PRId64 " missing: the checkpoint at seq %" PRId64
-                   " covers records the chain does not have (it ends at seq %" PRId64 ")",
-                   chain, c->last + 1, k.seq, k.seq, c->last);
-    } else if (k.seq < c->last || k.seq <= c->last_ckpt) {
-        return bad(v, "%s: out of place (after seq %" PRId64 ")", what, c->last);
-    } else if (memcmp(k.head, c->head, GW_AUDIT_HASH_LEN) != 0) {
-        return bad(v,
-                   "%s: its head hash is not the hash of seq %" PRId64
-                   " (the record or the checkpoint altered)",
-                   what, k.seq);
-    } else {
-        c->last_ckpt = k.seq;
-    }
+    first = c->records == 0 && c->ckpt_item < 0;
+    c->ckpt_item = k.seq;
     v->st.checkpoints++;
-    return 0;
+    return ok ? place_ckpt(v, &k, first, what) : 0;
 }
 
 static int manifest_chain(struct gw_bundle_verifier *v, struct gw_bfdec *d, size_t i)
@@ -580,8 +644,8 @@ static int manifest_chain(struct gw_bundle_verifier *v, struct gw_bfdec *d, size
                    id, c->last, last, c->last + 1, last);
     if (has_first != (c->records > 0) || has_last != (c->records > 0) ||
         (uint64_t)records != c->records || (has_first && first != c->first) ||
-        (has_last && last != c->last) || has_ckpt != (c->last_ckpt >= 0) ||
-        (has_ckpt && ckpt != c->last_ckpt) ||
+        (has_last && last != c->last) || has_ckpt != (c->ckpt_item >= 0) ||
+        (has_ckpt && ckpt != c->ckpt_item) ||
         (c->records > 0 && memcmp(head, c->head, GW_AUDIT_HASH_LEN) != 0))
         return bad(v,
                    "chain %s: the manifest does not describe the bundle's records (it says seq "
@@ -627,12 +691,12 @@ static int on_seal(struct gw_bundle_verifier *v, struct gw_bfdec *d,
     char id[65];
     uint8_t sig[GW_SIGN_SIG_MAX], msg[sizeof GW_BUNDLE_SEAL_MAGIC + GW_AUDIT_HASH_LEN];
     size_t siglen = 0;
-    const struct key *k;
+    struct key *k;
     int rc;
     if (!text_field(d, id, 64, true) || !varbytes_field(d, sig, sizeof sig, &siglen) ||
         d->off != d->n)
         return bad(v, "seal: malformed");
-    k = signing_key(v, id, "seal");
+    k = signing_key(v, id, "seal", true);
     if (!k)
         return v->err;
     memcpy(msg, GW_BUNDLE_SEAL_MAGIC, sizeof GW_BUNDLE_SEAL_MAGIC);
@@ -640,7 +704,10 @@ static int on_seal(struct gw_bundle_verifier *v, struct gw_bfdec *d,
     rc = gw_sign_verify(k->pub, k->publen, msg, sizeof msg, sig, siglen);
     if (rc == GW_EDATALOSS)
         return bad(v, "seal: the signature does not verify (the bundle was altered after export)");
-    return rc != 0 ? fail(v, rc) : 0;
+    if (rc != 0)
+        return fail(v, rc);
+    k->signed_any = true;
+    return 0;
 }
 
 static const char *type_name(uint8_t t)
@@ -811,7 +878,7 @@ int gw_bundle_verify_end(struct gw_bundle_verifier *v)
     }
     if (v->ph == PH_MANIFEST && !v->o.unsealed)
         return bad(v, "bundle truncated: no seal after the manifest");
-    return 0;
+    return v->st.bad ? GW_EDATALOSS : 0; /* checkpoints it went on past */
 }
 
 int gw_bundle_verify_sink(void *arg, const uint8_t *p, size_t n)

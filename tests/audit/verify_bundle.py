@@ -4,14 +4,16 @@ docs/audit-bundle-format.md alone (it shares no code with the C verifier of wayg
 
     verify_bundle.py FILE [--trust-key KEYID]...
 
-Exit 0 and a summary line when the bundle is good; exit 1 and "FAILED: <the first bad place>"
-otherwise (2: usage, or the file cannot be read). --trust-key (a key id: 64 lowercase hex digits;
-up to 16 times, as `waygatectl audit verify FILE` takes it): every checkpoint and the seal must be
-signed by one of the keys given; without it, by any key the bundle lists. Ed25519 signatures (the aes suite) are checked
-with the `cryptography` package (Debian: python3-cryptography); SM2 signatures (the sm suite) with
-sm_verify.py beside this file: pure-Python SM3 and SM2 (GB/T 32905, 32918), independent of
-OpenSSL and of the gateway. Reads the file in one pass; memory is one item at a time plus a
-summary per chain.
+Exit 0 and a summary line when the bundle is good; exit 1 and a line "FAILED: <place>" for each
+bad place otherwise, in the order found: a checkpoint that fails is reported, then ignored (it
+anchors and covers nothing) and the check goes on; any other bad place ends it (2: usage, or the
+file cannot be read). --trust-key (a key id: 64 lowercase hex digits; up to 16 times, as
+`waygatectl audit verify FILE` takes it): every checkpoint and the seal must be signed by one of
+the keys given; without it, by any key the bundle lists. Ed25519 signatures (the aes suite) are
+checked with the `cryptography` package (Debian: python3-cryptography); SM2 signatures (the sm
+suite) with sm_verify.py beside this file: pure-Python SM3 and SM2 (GB/T 32905, 32918),
+independent of OpenSSL and of the gateway. Reads the file in one pass; memory is one item at a
+time plus a summary per chain.
 """
 
 import hashlib
@@ -34,7 +36,7 @@ USAGE = "usage: verify_bundle.py FILE [--trust-key KEYID]..."
 
 
 class Bad(Exception):
-    """The first bad place of the bundle."""
+    """A bad place that ends the check."""
 
 
 def ed25519_verifier(pub):
@@ -134,15 +136,19 @@ class Chain:
     def __init__(self, cid):
         self.id = cid
         self.records = 0
-        self.first = self.last = self.last_ckpt = self.anchor = None
+        # last_ckpt: the last checkpoint that held (anchor included); ckpt_item: the last C item,
+        # held or not (the manifest's last_checkpoint_seq)
+        self.first = self.last = self.last_ckpt = self.ckpt_item = self.anchor = None
         self.head = None
         self.sha = hashlib.sha256()
         self.digest = None
 
 
 class Verifier:
-    def __init__(self, trust=()):
+    def __init__(self, trust=(), report=lambda place: print("FAILED: %s" % place)):
         self.trust = list(trust)  # key ids; empty: any key the bundle lists
+        self.report = report  # told each bad place as found
+        self.bad = 0
         self.keys = {}
         self.algorithms = set()
         self.done = []
@@ -151,19 +157,33 @@ class Verifier:
         self.phase = "header"
         self.uncovered = []
 
+    # --- bad places ---
+    def flag(self, place):
+        """A bad place the check goes on past (a checkpoint's)."""
+        self.bad += 1
+        self.report(place)
+
     # --- signing keys ---
-    def key_for(self, key_id, what):
+    def key_for(self, key_id, what, fatal=True):
+        """The verifier of key_id; a fault ends the check when fatal, else it is flagged (None)."""
+        fault = None
         if key_id not in self.keys:
-            raise Bad("%s: signed by key %s..., which is not in the bundle" % (what, key_id[:16]))
-        if self.trust and key_id not in self.trust:
+            fault = "%s: signed by key %s..., which is not in the bundle" % (what, key_id[:16])
+        elif self.trust and key_id not in self.trust:
             # one pinned key: the words of docs/audit-bundle-format.md; several: the key named
             # whole, for the operator to look up (the C verifier's words)
             if len(self.trust) == 1:
-                raise Bad("%s: signed by key %s..., not by the trusted key %s..." %
-                          (what, key_id[:16], self.trust[0][:16]))
-            raise Bad("%s: signed by key %s, which is not one of the %d trusted keys" %
-                      (what, key_id, len(self.trust)))
-        return self.keys[key_id]
+                fault = "%s: signed by key %s..., not by the trusted key %s..." % (
+                    what, key_id[:16], self.trust[0][:16])
+            else:
+                fault = "%s: signed by key %s, which is not one of the %d trusted keys" % (
+                    what, key_id, len(self.trust))
+        if fault is None:
+            return self.keys[key_id]
+        if fatal:
+            raise Bad(fault)
+        self.flag(fault)
+        return None
 
     # --- chains ---
     def close_chain(self):
@@ -271,7 +291,9 @@ class Verifier:
             raise Bad("chain %s: seq %d: the record's content does not match its hash "
                       "(the record altered)" % (chain, seq))
         if c.records == 0:
-            if c.anchor is not None:
+            if c.anchor is None and c.ckpt_item is not None:
+                pass  # its anchor failed (flagged): nothing trusted precedes the first record
+            elif c.anchor is not None:
                 if seq != c.anchor + 1:
                     raise Bad("chain %s: seq %d expected after the checkpoint at seq %d, found "
                               "seq %d (a record missing or out of order)" %
@@ -310,29 +332,36 @@ class Verifier:
         if not chain_ok(chain) or seq < 1 or len(sig) > 72:
             raise Bad("%s: malformed" % what0)
         what = "chain %s: checkpoint at seq %d" % (chain, seq)
-        key = self.key_for(key_id, what)
+        # a checkpoint that fails (signer, signature, place) is flagged, then ignored: it anchors
+        # and covers nothing
+        key = self.key_for(key_id, what, fatal=False)
         msg = (CKPT_MAGIC + field(chain.encode()) + field(str(seq).encode()) + field(head) +
                field(str(at_us).encode()))
-        if not key(sig, msg):
-            raise Bad("%s: the signature does not verify (forged or altered checkpoint)" % what)
+        signed = key is not None and key(sig, msg)
+        if key is not None and not signed:
+            self.flag("%s: the signature does not verify (forged or altered checkpoint)" % what)
         self.enter_chain(chain)
         c = self.cur
-        if c.records == 0 and c.anchor is None:
+        first = c.records == 0 and c.ckpt_item is None
+        c.ckpt_item = seq
+        self.n_ckpts += 1
+        if not signed:
+            return
+        if c.records == 0 and first:
             c.anchor, c.head, c.last_ckpt = seq, head, seq
         elif c.records == 0:
-            raise Bad("%s: out of place (a second checkpoint before any record)" % what)
+            self.flag("%s: out of place (a second checkpoint before any record)" % what)
         elif seq > c.last:
             raise Bad("chain %s: seq %d..%d missing: the checkpoint at seq %d covers records the "
                       "chain does not have (it ends at seq %d)" % (chain, c.last + 1, seq, seq,
                                                                    c.last))
         elif seq < c.last or (c.last_ckpt is not None and seq <= c.last_ckpt):
-            raise Bad("%s: out of place (after seq %d)" % (what, c.last))
+            self.flag("%s: out of place (after seq %d)" % (what, c.last))
         elif head != c.head:
-            raise Bad("%s: its head hash is not the hash of seq %d (the record or the checkpoint "
+            self.flag("%s: its head hash is not the hash of seq %d (the record or the checkpoint "
                       "altered)" % (what, seq))
         else:
             c.last_ckpt = seq
-        self.n_ckpts += 1
 
     def manifest(self, f, before):
         self.close_chain()
@@ -366,7 +395,7 @@ class Verifier:
                           "%d..%d missing (tail truncated)" % (cid, c.last, last, c.last + 1,
                                                                last))
             if (records != c.records or first != c.first or last != c.last or
-                    last_ckpt != c.last_ckpt or (c.records and head != c.head) or
+                    last_ckpt != c.ckpt_item or (c.records and head != c.head) or
                     (not c.records and head is not None)):
                 m1 = lambda v: -1 if v is None else v  # noqa: E731 (absent: -1, as the C verifier)
                 raise Bad("chain %s: the manifest does not describe the bundle's records (it says "
@@ -510,6 +539,8 @@ def main(argv):
         return 2
     except Bad as e:
         print("FAILED: %s" % e)
+        return 1
+    if v.bad:
         return 1
     print("bundle verified: %d chains, %d records, %d checkpoints, %d keys; sha256 %s" %
           (len(v.done), v.n_records, v.n_ckpts, len(v.keys), digest))

@@ -2,14 +2,16 @@
 
 Each tamper - a deleted record, an altered field, two records swapped, a tail truncated after the
 last checkpoint, a forged checkpoint signature - is detected by both verifiers, each naming the
-place: `waygatectl audit verify` (live chain) and `waygatectl audit verify FILE` (C), and
+place, and a junk checkpoint planted inside a chain hides nothing after it (each verifier names it
+and goes on): `waygatectl audit verify` (live chain) and `waygatectl audit verify FILE` (C), and
 tests/audit/verify_bundle.py (Python, written from docs/audit-bundle-format.md alone). A tampered
 live chain is also exported (the export warns, and writes the trail as stored) and the bundle
 checked by both.
 
 The product never changes the trail: these tests tamper in a database of their own (a copy of a
 template holding known chains, made with tests/integration/audit_lib.py), as the superuser,
-disabling the append-only triggers first, as an attacker would have to."""
+disabling the append-only triggers first, as an attacker would have to (or, to plant what the
+gateway's database role may append, as that role)."""
 
 import hashlib
 import os
@@ -512,6 +514,81 @@ def test_forged_checkpoint_signature_bundle(stack, db, tmp_path):
     items[i] = (b"C", b"".join(audit_lib.field(x) for x in f))
     assert_both_fail(stack, write(tmp_path, items, "a.bundle"),
                      "chain gw1: checkpoint at seq 20: the signature does not verify")
+
+
+# ---- junk checkpoints planted inside a chain ----
+
+def failed(r):
+    """The places of r's FAILED lines, in order."""
+    return [l[len("FAILED: "):] for l in r.stdout.splitlines() if l.startswith("FAILED: ")]
+
+
+def test_junk_checkpoints_do_not_hide_later_tampering_live(stack, db, tmp_path, template):
+    """What the gateway's database role may do to a gateway chain (its grants and row-level
+    security let it append checkpoints and keys): plant a checkpoint row with a junk signature at seq 15 (as if
+    planted when 15 was the next seq), and one at seq 18 validly signed by a key of its own that
+    it added to audit_key. Later record 22 is altered (as the superuser). The live check names
+    both junk checkpoints, ignores them and goes on through the chain to the altered record: three
+    FAILED lines, three incidents. An export shows the same places to both bundle verifiers with
+    the trail's key pinned."""
+    kr = stack.env["WAYGATE_KEYRING"]
+    trusted = audit_lib.keyring_signer(kr)
+    rogue = audit_lib.rogue_signer(kr)
+    r15, r18 = template["gw1"][14], template["gw1"][17]
+    sig18 = rogue.sign(audit_lib.checkpoint_msg("gw1", 18, r18["hash"], r18["at_us"] + 500))
+    stack.psql("INSERT INTO audit_key (key_id, public_key, algorithm) VALUES ('%s', '\\x%s', "
+               "'%s'); INSERT INTO audit_checkpoint (chain, seq, head_hash, at_us, key_id, "
+               "signature) VALUES ('gw1', 15, '\\x%s', %d, '%s', '\\x%s'), ('gw1', 18, "
+               "'\\x%s', %d, '%s', '\\x%s');"
+               % (rogue.key_id, rogue.pub.hex(), rogue.algorithm,
+                  r15["hash"].hex(), r15["at_us"] + 500, trusted.key_id, (b"\x5a" * 64).hex(),
+                  r18["hash"].hex(), r18["at_us"] + 500, rogue.key_id, sig18.hex()),
+               uri=uri(stack, db, TEMPLATE + "_gateway"))
+    tamper(stack, db, "UPDATE audit_record SET actor = 'someone_else' "
+                      "WHERE chain = 'gw1' AND seq = 22;")
+    places = ["chain gw1: checkpoint at seq 15: the signature does not verify (forged or altered "
+              "checkpoint)",
+              "chain gw1: checkpoint at seq 18: signed by key %s..., not by the trusted key %s..."
+              % (rogue.key_id[:16], trusted.key_id[:16]),
+              "chain gw1: seq 22: the record's content does not match its hash (the record "
+              "altered)"]
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert failed(r) == places, r.stdout
+    assert "3 broken places (1 of 2 chains, 0 against --since)" in r.stderr, r.stderr
+    inc = stack.psql("SELECT severity || '|' || detail FROM incident "
+                     "WHERE kind = 'audit_chain_break' ORDER BY id", uri=su(stack, db))
+    assert inc == ["critical|" + p for p in places], inc
+    # exported as stored; the export's own check pins nothing, so the key listed with the trail
+    # passes there: two bad places
+    path = str(tmp_path / "junk.bundle")
+    e = export(stack, db, path)
+    assert "WARNING: does not verify: %s\nWARNING: and 1 more bad place " % places[0] in e.stdout, \
+        e.stdout
+    c, p = verify_file(stack, path, "--trust-key", trusted.key_id)
+    for who, res in (("waygatectl", c), ("verify_bundle.py", p)):
+        assert res.returncode == 1, who + ": " + res.stdout + res.stderr
+        assert failed(res) == places, "%s: %s" % (who, res.stdout)
+
+
+def test_junk_checkpoint_does_not_hide_later_tampering_bundle(stack, db, tmp_path):
+    """A checkpoint item with a junk signature put in at seq 15 and record 23 deleted: both
+    verifiers name the checkpoint, go on past it, and name the gap too, in the same words."""
+    _, items = good_bundle(stack, db, tmp_path)
+    rogue = audit_lib.rogue_signer(stack.env["WAYGATE_KEYRING"])
+    f = audit_lib.fields(items[audit_lib.index_of(items, b"C", 10)][1])  # its time and key id
+    r15 = audit_lib.index_of(items, b"R", 15)
+    junk = [b"gw1", b"15", audit_lib.record_of(items[r15][1])[1], f[3], f[4], rogue.sign(b"junk")]
+    items.insert(r15 + 1, (b"C", b"".join(audit_lib.field(x) for x in junk)))
+    del items[audit_lib.index_of(items, b"R", 23)]
+    places = ["chain gw1: checkpoint at seq 15: the signature does not verify (forged or altered "
+              "checkpoint)",
+              "chain gw1: seq 23 expected after seq 22, found seq 24 (a record missing or out of "
+              "order)"]
+    c, p = verify_file(stack, write(tmp_path, items))
+    for who, res in (("waygatectl", c), ("verify_bundle.py", p)):
+        assert res.returncode == 1, who + ": " + res.stdout + res.stderr
+        assert failed(res) == places, "%s: %s" % (who, res.stdout)
 
 
 def test_checkpoint_signed_by_a_key_added_to_the_bundle_is_refused_with_a_trusted_key(

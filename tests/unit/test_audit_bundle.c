@@ -2,8 +2,9 @@
  * bundle verifies fed whole or byte by byte; a bundle cut at any byte fails; a deleted, altered
  * or swapped record, a forged checkpoint, a wrong seal key, an untrusted key each fail, naming
  * the place; the live check's whole chains take no anchor; several keys may be pinned, and the
- * signers are listed. Every test runs twice: with Ed25519 keys (the aes suite) and with SM2 keys
- * (sm). */
+ * signers are listed; a checkpoint that fails (signature, head, place; the anchor too) is named
+ * and gone past, covering nothing, so a break after it is named as well. Every test runs twice:
+ * with Ed25519 keys (the aes suite) and with SM2 keys (sm). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -59,6 +60,8 @@ struct gen {
     int alter_seq;  /* a record whose actor is changed after hashing (stored hash kept) */
     int swap_seq;   /* this record and the next written in the other order */
     int forge_ckpt; /* a checkpoint whose signature is made by another key */
+    int wrong_head; /* a checkpoint validly signed over another head (32 zero bytes) */
+    int dup_ckpt;   /* a checkpoint written twice */
     int from_seq;   /* gw1's records before it left out (a time range's bundle: the checkpoint
                      * at from_seq - 1 is its anchor) */
     bool gw2_bare;  /* gw2's records left out, its checkpoint kept */
@@ -122,8 +125,14 @@ static struct buf make(const struct gen *g)
             if (!(c == 0 && k == g->skip_seq) && !(c == 0 && k < g->from_seq) &&
                 !(c == 1 && g->gw2_bare))
                 assert_int_equal(gw_bundle_write_record(w, &r, &links[k], hashes[k]), 0);
-            if ((c == 0 && (i == 10 || i == 20)) || (c == 1 && i == 3))
-                ckpt(w, chains[c], i, hashes[i], c == 0 && g->forge_ckpt == i ? ROGUE : SEED);
+            if ((c == 0 && (i == 10 || i == 20)) || (c == 1 && i == 3)) {
+                static const uint8_t zero[32];
+                bool mine = c == 0;
+                ckpt(w, chains[c], i, mine && g->wrong_head == i ? zero : hashes[i],
+                     mine && g->forge_ckpt == i ? ROGUE : SEED);
+                if (mine && g->dup_ckpt == i)
+                    ckpt(w, chains[c], i, hashes[i], SEED);
+            }
         }
     }
     assert_int_equal(gw_bundle_finish(w, &seal), 0);
@@ -410,6 +419,132 @@ static void trusted_keys_and_signers(void **state)
     free(b.p);
 }
 
+/* Every bad place one verifier named, in order (at most 8), with its figures. */
+struct places {
+    char at[8][GW_BUNDLE_ERR_MAX];
+    size_t n;
+    struct gw_bundle_verify_stats st;
+};
+
+static void place_cb(void *arg, const char *place)
+{
+    struct places *p = arg;
+    assert_true(p->n < 8);
+    snprintf(p->at[p->n++], sizeof p->at[0], "%s", place);
+}
+
+/* The bundle of g verified under o (options: whole) with a report of every place; returns the
+ * result, and checks that the first place is the verifier's error. */
+static int verify_all(const struct gen *g, bool whole, struct places *p)
+{
+    struct buf b = make(g);
+    struct gw_bundle_verify_opts o = {.whole = whole, .report = place_cb, .report_arg = p};
+    struct gw_bundle_verifier *v;
+    int rc;
+    memset(p, 0, sizeof *p);
+    assert_int_equal(gw_bundle_verifier_new(&o, &v), 0);
+    rc = gw_bundle_verify_feed(v, b.p, b.n);
+    if (rc == 0)
+        rc = gw_bundle_verify_end(v);
+    gw_bundle_verify_stats(v, &p->st);
+    assert_int_equal(p->st.bad, p->n);
+    assert_string_equal(gw_bundle_verify_error(v), p->n ? p->at[0] : "");
+    gw_bundle_verifier_free(v);
+    free(b.p);
+    return rc;
+}
+
+#define FORGED_10                                                                                  \
+    "chain gw1: checkpoint at seq 10: the signature does not verify (forged or altered "           \
+    "checkpoint)"
+
+/* A checkpoint that fails is named and gone past: the records after it are still linked and
+ * hashed, and the first break among them is named too (a junk checkpoint planted in a chain
+ * must not hide what was done to the chain after it), whole (the live check) or not. */
+static void bad_checkpoint_does_not_hide_later_breaks(void **state)
+{
+    struct places p;
+    (void)state;
+    for (int whole = 0; whole < 2; whole++) {
+        assert_int_equal(verify_all(&(struct gen){.forge_ckpt = 10, .alter_seq = 15}, whole, &p),
+                         GW_EDATALOSS);
+        assert_int_equal(p.n, 2);
+        assert_string_equal(p.at[0], FORGED_10);
+        assert_string_equal(p.at[1], "chain gw1: seq 15: the record's content does not match its "
+                                     "hash (the record altered)");
+    }
+    assert_int_equal(verify_all(&(struct gen){.wrong_head = 10, .skip_seq = 15}, true, &p),
+                     GW_EDATALOSS);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.at[0], "chain gw1: checkpoint at seq 10: its head hash is not the hash "
+                                 "of seq 10 (the record or the checkpoint altered)");
+    assert_string_equal(p.at[1], "chain gw1: seq 15 expected after seq 14, found seq 16 (a "
+                                 "record missing or out of order)");
+    assert_int_equal(verify_all(&(struct gen){.dup_ckpt = 10, .swap_seq = 14}, true, &p),
+                     GW_EDATALOSS);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.at[0], "chain gw1: checkpoint at seq 10: out of place (after seq 10)");
+    assert_string_equal(p.at[1], "chain gw1: seq 14 expected after seq 13, found seq 15 (a "
+                                 "record missing or out of order)");
+    /* every failing checkpoint is named, and the manifest (which lists the items as written)
+     * adds nothing */
+    assert_int_equal(verify_all(&(struct gen){.forge_ckpt = 10, .wrong_head = 20}, false, &p),
+                     GW_EDATALOSS);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.at[0], FORGED_10);
+    assert_string_equal(p.at[1], "chain gw1: checkpoint at seq 20: its head hash is not the hash "
+                                 "of seq 20 (the record or the checkpoint altered)");
+}
+
+/* A checkpoint that fails covers nothing: the records before it are covered only by the next
+ * one that holds, and those after the last one that holds are "not yet covered". */
+static void bad_checkpoint_covers_nothing(void **state)
+{
+    struct places p;
+    (void)state;
+    assert_int_equal(verify_all(&(struct gen){.forge_ckpt = 10}, true, &p), GW_EDATALOSS);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.at[0], FORGED_10);
+    assert_int_equal(p.st.checkpoints, 3); /* the items read, as the manifest counts them */
+    assert_int_equal(p.st.uncovered, 5);   /* 1..20 covered by the checkpoint at 20 */
+    assert_string_equal(p.st.uncovered_note, "chain gw1: seq 21..25 not yet covered by a "
+                                             "checkpoint");
+    assert_int_equal(verify_all(&(struct gen){.forge_ckpt = 20}, true, &p), GW_EDATALOSS);
+    assert_int_equal(p.n, 1);
+    assert_int_equal(p.st.uncovered, 15);
+    assert_string_equal(p.st.uncovered_note, "chain gw1: seq 11..25 not yet covered by a "
+                                             "checkpoint");
+    assert_int_equal(verify_all(&(struct gen){0}, true, &p), 0);
+    assert_int_equal(p.n, 0);
+    assert_int_equal(p.st.uncovered, 5);
+}
+
+/* A time range's bundle whose anchor fails: it anchors nothing, so the first record is taken as
+ * it is (nothing trusted precedes it) and the rest of the chain is checked; the live check's
+ * whole chain still starts at seq 1. */
+static void bad_anchor_is_gone_past(void **state)
+{
+    struct places p;
+    (void)state;
+    assert_int_equal(verify_all(&(struct gen){.from_seq = 11, .forge_ckpt = 10}, false, &p),
+                     GW_EDATALOSS);
+    assert_int_equal(p.n, 1);
+    assert_string_equal(p.at[0], FORGED_10);
+    assert_int_equal(p.st.uncovered, 5);
+    assert_int_equal(
+        verify_all(&(struct gen){.from_seq = 11, .forge_ckpt = 10, .skip_seq = 15}, false, &p),
+        GW_EDATALOSS);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.at[1], "chain gw1: seq 15 expected after seq 14, found seq 16 (a "
+                                 "record missing or out of order)");
+    assert_int_equal(verify_all(&(struct gen){.from_seq = 11, .forge_ckpt = 10}, true, &p),
+                     GW_EDATALOSS);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.at[0], FORGED_10);
+    assert_string_equal(p.at[1], "chain gw1: seq 1 expected, found seq 11 (records 1..10 "
+                                 "missing, and no checkpoint anchors the chain here)");
+}
+
 static int ed25519_group(void **state)
 {
     (void)state;
@@ -441,6 +576,9 @@ int main(void)
         cmocka_unit_test(unsealed_only_when_allowed),
         cmocka_unit_test(whole_chains_take_no_anchor),
         cmocka_unit_test(trusted_keys_and_signers),
+        cmocka_unit_test(bad_checkpoint_does_not_hide_later_breaks),
+        cmocka_unit_test(bad_checkpoint_covers_nothing),
+        cmocka_unit_test(bad_anchor_is_gone_past),
     };
     return cmocka_run_group_tests_name("ed25519", tests, ed25519_group, NULL) |
            cmocka_run_group_tests_name("sm2", tests, sm2_group, NULL);
