@@ -202,6 +202,8 @@ def test_contention_outside_scope_answers_as_a_missing_number(stack):
         stack.psql(original)
     assert stack.psql("SELECT count(*) FROM scan WHERE waybill_id = '%s'" % record) == ["0"]
     assert scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b").status == "arrived"
+    # (and b's custody ends: other tests count what b's scope sees)
+    assert scan(stack, n, "DEPARTED", PICKUP + 120, principal="courier_b").status == "departed"
 
 
 # ---- idempotency ----
