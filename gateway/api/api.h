@@ -63,6 +63,9 @@ void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t l
 /* Password-hashing jobs waiting for a worker thread before Login and the other password
  * methods answer RESOURCE_EXHAUSTED (busy): the daemon sizes the worker queue with it. */
 #define GW_API_AUTH_QUEUE 64
+/* Of those, the most one certificate principal's calls may hold at a time (one device or branch
+ * certificate cannot keep everyone else from logging in); more answer RESOURCE_EXHAUSTED. */
+#define GW_API_AUTH_SHARE 8
 /* The largest argument of a password-hashing job (what is copied to the worker process); the
  * Admin handlers check theirs against it at compile time. */
 #define GW_API_AUTH_ARG_MAX 2048

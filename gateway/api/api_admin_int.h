@@ -56,7 +56,9 @@ struct pwjob {
     char pw2[GW_PWPOLICY_MAX_BYTES + 1];
     size_t pw2n;
     struct gw_acct_pw cur;
-    bool dummy; /* Login of an unknown account: the hash runs, nothing can match */
+    bool dummy;          /* Login of an unknown account: the hash runs, nothing can match */
+    int share;           /* its place in app->pwshare (gw_admin_submit), -1: none */
+    gw_job_done_fn done; /* the handler's, run by gw_admin_submit's own */
     struct gw_acct_pw hist[GW_ACCT_HISTORY];
     size_t nhist;
     uint64_t scrypt_n;

@@ -13,6 +13,8 @@
 #include "audit.h"
 #include "config.h"
 #include "log.h"
+#include "refusals.h"
+#include "text.h"
 
 _Static_assert(sizeof(struct pwjob) <= GW_API_AUTH_ARG_MAX, "a password job outgrew its slot");
 
@@ -28,8 +30,60 @@ struct pwjob *gw_admin_job_new(struct adm *a)
     if (j != NULL) {
         j->a = a;
         j->scrypt_n = a->app->cfg->scrypt_n;
+        j->share = -1;
     }
     return j;
+}
+
+/* ---- one certificate's share of the hashing queue ---- */
+
+_Static_assert(GW_APP_PWSHARE_SLOTS >= GW_API_AUTH_QUEUE, "a share slot per queued job");
+
+/* Takes a place for cert's job: its slot's index, or -1 when cert holds GW_API_AUTH_SHARE
+ * already (or, never with a queue of GW_API_AUTH_QUEUE, no slot is free). */
+static int share_take(struct gw_app *app, const char *cert)
+{
+    int free_slot = -1;
+
+    for (int i = 0; i < GW_APP_PWSHARE_SLOTS; i++) {
+        struct gw_app_pwshare *s = &app->pwshare[i];
+
+        if (s->n > 0 && strcmp(s->cert, cert) == 0) {
+            if (s->n >= GW_API_AUTH_SHARE)
+                return -1;
+            s->n++;
+            return i;
+        }
+        if (s->n == 0 && free_slot < 0)
+            free_slot = i;
+    }
+    if (free_slot >= 0) {
+        gw_text_copy(app->pwshare[free_slot].cert, sizeof(app->pwshare[free_slot].cert), cert);
+        app->pwshare[free_slot].n = 1;
+    }
+    return free_slot;
+}
+
+static void share_give(struct pwjob *j)
+{
+    if (j->share >= 0)
+        j->a->app->pwshare[j->share].n--;
+    j->share = -1;
+}
+
+/* The pool's done and drop for every password job: the place is given back first. */
+static void job_done(void *arg, int err)
+{
+    struct pwjob *j = arg;
+
+    share_give(j);
+    j->done(arg, err);
+}
+
+static void job_drop(void *arg)
+{
+    share_give(arg);
+    gw_admin_job_free(arg);
 }
 
 void gw_admin_cancel_cb(void *arg)
@@ -121,10 +175,7 @@ void gw_admin_record_refusal(struct gw_app *app, const struct gw_acct_log *l, co
     r.count = -1;
     r.outcome = strcmp(l->outcome, "error") == 0 ? "failed" : "refused";
     r.detail = l->detail;
-    if (gw_acct_log_write(app->audit, l, &r) != 0)
-        GW_LOG(GW_LOG_ERROR, "admin", NULL,
-               "the administrative-record row and audit record of a refused %s were not queued",
-               l->action);
+    gw_refusals_record(app->refusals, l, &r); /* a flood of them is counted, not queued */
 }
 
 /* Login refusals are recorded with the reason's class (login.fail), the others with the
@@ -160,15 +211,29 @@ void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rul
 
 void gw_admin_refuse_db(struct adm *a, int err)
 {
-    gw_admin_refuse(a, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE, 0);
+    /* GW_ETOOBIG: a queue (the audit writer's, the pool's) is full: nothing was written */
+    if (err == GW_ETOOBIG)
+        gw_admin_refuse(a, GW_EUNAVAIL, NULL, GW_RULE_NOT_RECORDED, 0);
+    else
+        gw_admin_refuse(a, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE,
+                        0);
 }
 
 bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_done_fn done)
 {
-    int err =
-        gw_workers_submit(a->app->workers, work, done, gw_admin_job_free, j, sizeof(*j), &a->job);
+    const struct gw_principal *p = gw_call_principal(a->call);
+    int err;
 
+    j->share = share_take(a->app, p->cert);
+    if (j->share < 0) {
+        gw_admin_job_free(j);
+        gw_admin_refuse(a, GW_ETOOBIG, NULL, GW_RULE_BUSY_CERT, GW_API_AUTH_SHARE);
+        return false;
+    }
+    j->done = done;
+    err = gw_workers_submit(a->app->workers, work, job_done, job_drop, j, sizeof(*j), &a->job);
     if (err != 0) {
+        share_give(j);
         gw_admin_job_free(j);
         if (err == GW_ETOOBIG)
             gw_admin_refuse(a, GW_ETOOBIG, NULL, GW_RULE_BUSY, GW_API_AUTH_QUEUE);

@@ -24,6 +24,8 @@ struct gw_throttle;
 struct gw_workers;
 struct gw_audit;
 
+#define GW_APP_PWSHARE_SLOTS 64 /* >= GW_API_AUTH_QUEUE: a slot per job the queue holds */
+
 struct gw_app {
     const struct gw_config *cfg;
     struct event_base *base;
@@ -36,8 +38,15 @@ struct gw_app {
     struct gw_throttle *throttle;   /* distinct lookups per principal (scraping throttle) */
     struct gw_workers *workers;     /* threads for password hashing (scrypt), off the loop */
     struct gw_audit *audit;         /* this instance's audit chain (store/audit.h, Art. 33) */
+    struct gw_refusals *refusals;   /* refused Admin calls' records, bounded (refusals.h) */
     bool draining;                  /* SIGTERM received: health says NOT_SERVING */
     uint64_t records_opened;        /* stored waybills unsealed for a caller (metrics) */
+    /* password-hashing jobs in flight per certificate principal (api_admin_util.c: at most
+     * GW_API_AUTH_SHARE each); a slot with n == 0 is free */
+    struct gw_app_pwshare {
+        char cert[64];
+        uint32_t n;
+    } pwshare[GW_APP_PWSHARE_SLOTS];
 };
 
 #endif

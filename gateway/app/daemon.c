@@ -33,6 +33,7 @@
 #include "memwipe.h"
 #include "metrics.h"
 #include "policy.h"
+#include "refusals.h"
 #include "retention.h"
 #include "rpc.h"
 #include "segcache.h"
@@ -58,6 +59,7 @@ struct daemon {
     struct gw_forward *forward; /* the outbox forwarder ([forward] endpoint set), or NULL */
     struct gw_metrics *metrics; /* [metrics] listen set, or NULL */
     int drains;                 /* server and forwarder drains still running */
+    uint64_t incidents_left;    /* incidents the drain could not write */
 };
 
 static void usage(void)
@@ -586,22 +588,34 @@ static int harden(void)
     return 0;
 }
 
-static void incidents_flushed_cb(void *arg, uint64_t left)
+static void audit_flushed_cb(void *arg, uint64_t left)
 {
     struct daemon *d = arg;
 
     GW_LOG(left == 0 ? GW_LOG_INFO : GW_LOG_ERROR, "main", NULL,
-           "drained: exiting, %llu incident(s) not written", (unsigned long long)left);
+           "drained: exiting, %llu incident(s) not written, %llu audit entr%s not written",
+           (unsigned long long)d->incidents_left, (unsigned long long)left,
+           left == 1 ? "y" : "ies");
     event_base_loopexit(d->base, NULL);
 }
 
-/* The calls are done; queued incidents get drain_timeout_ms more to be written. */
+static void incidents_flushed_cb(void *arg, uint64_t left)
+{
+    struct daemon *d = arg;
+
+    d->incidents_left = left;
+    gw_audit_drain(d->app->audit, d->app->cfg->drain_timeout_ms, audit_flushed_cb, d);
+}
+
+/* The calls are done: the refusals counted are recorded, and queued incidents and audit entries
+ * get drain_timeout_ms more each to be written. */
 static void drained_cb(void *arg)
 {
     struct daemon *d = arg;
 
     if (--d->drains > 0) /* the server's calls and the forwarder's deliveries in flight */
         return;
+    gw_refusals_flush(d->app->refusals);
     gw_incident_drain(d->app->incidents, d->app->cfg->drain_timeout_ms, incidents_flushed_cb, d);
 }
 
@@ -736,7 +750,8 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     app.incidents =
         gw_incident_new(app.db, app.audit, cfg.incident_queue_max, cfg.db_reconnect_max_ms);
     app.throttle = gw_throttle_new(GW_APP_THROTTLE_PRINCIPALS, GW_APP_THROTTLE_KEYS);
-    if (app.segs == NULL || app.incidents == NULL || app.throttle == NULL) {
+    app.refusals = gw_refusals_new(d.base, app.audit, NULL, cfg.refusal_window_s);
+    if (app.segs == NULL || app.incidents == NULL || app.throttle == NULL || app.refusals == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");
         goto out;
     }
@@ -873,6 +888,7 @@ out:
     gw_retention_free(retention);
     gw_throttle_free(app.throttle);
     gw_store_free(app.store);
+    gw_refusals_free(app.refusals);
     gw_audit_free(app.audit);
     gw_db_free(app.db);
     gw_crypto_free(app.crypto);

@@ -42,6 +42,7 @@
 #include "outbox.h"
 #include "peer.h"
 #include "prom.h"
+#include "refusals.h"
 #include "rpc.h"
 #include "server.h"
 #include "store.h"
@@ -221,6 +222,15 @@ static void write_audit(struct evbuffer *b, const struct gw_app *app)
     counter(b, "waygate_audit_failed_total", "audit entries that failed (their action failed)",
             (double)st.failed);
     gauge(b, "waygate_audit_queued", "audit entries waiting now", (double)st.queued);
+    if (app->refusals != NULL) {
+        struct gw_refusals_stats rs;
+
+        gw_refusals_stats(app->refusals, &rs);
+        counter(b, "waygate_audit_refusals_counted_total",
+                "refused Admin calls counted into a later record instead of one of their own "
+                "(a repeated kind, or the audit queue half full)",
+                (double)rs.counted);
+    }
 }
 
 static void write_incidents(struct evbuffer *b, const struct gw_app *app)

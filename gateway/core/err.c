@@ -127,6 +127,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
         "the person already holds one of the administrator roles system_admin, security_admin, "
         "compliance_auditor (separation of duties, Art. 34); an incident was recorded",
     [GW_RULE_BUSY] = "too many requests of this kind in progress (at most %): retry later",
+    [GW_RULE_BUSY_CERT] = "too many password checks in progress over this certificate (at most "
+                          "%): retry later",
     [GW_RULE_HASHING_UNAVAILABLE] = "password hashing unavailable; retrying is safe",
     [GW_RULE_SEARCH_ONE_KEY] =
         "exactly one of phone, id_number, waybill_no, pickup_day must be set",

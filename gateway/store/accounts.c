@@ -727,14 +727,23 @@ static void log_done_cb(void *arg, int err, int64_t seq, const struct gw_db_resu
                gw_err_str(err));
 }
 
-int gw_acct_log_write(struct gw_audit *au, const struct gw_acct_log *log,
-                      const struct gw_audit_rec *rec)
+int gw_acct_log_write_cb(struct gw_audit *au, const struct gw_acct_log *log,
+                         const struct gw_audit_rec *rec, gw_audit_done_cb cb, void *arg,
+                         struct gw_audit_req **out)
 {
     const char *lv[9];
     struct gw_db_stmt st = {.sql = log_sql, .nparams = 9, .values = lv};
 
+    if (out != NULL)
+        *out = NULL;
     if (au == NULL || !log_ok(log) || rec == NULL)
         return GW_EINVAL;
     log_params(log, lv);
-    return gw_audit_write(au, &st, 1, rec, 1, log_done_cb, NULL, NULL);
+    return gw_audit_write(au, &st, 1, rec, 1, cb != NULL ? cb : log_done_cb, arg, out);
+}
+
+int gw_acct_log_write(struct gw_audit *au, const struct gw_acct_log *log,
+                      const struct gw_audit_rec *rec)
+{
+    return gw_acct_log_write_cb(au, log, rec, NULL, NULL, NULL);
 }

@@ -97,6 +97,10 @@ struct gw_audit {
     int64_t ckpt_seq; /* the newest checkpoint's seq (0: none) */
     bool ckpt_due;    /* the timer ran out with records uncovered */
 
+    struct event *ev_drain; /* the drain's deadline, and its callback's event */
+    gw_audit_drained_cb drain_cb;
+    void *drain_arg;
+
     struct req_list queue;
     uint32_t nqueued;
     struct gw_db_req *inflight;
@@ -111,6 +115,8 @@ struct gw_audit {
 
 static void pump(struct gw_audit *a);
 static void recover(struct gw_audit *a);
+static void drained(struct gw_audit *a);
+static void drain_cb(evutil_socket_t fd, short what, void *arg);
 
 static int64_t now_us(void)
 {
@@ -315,6 +321,7 @@ static void fail_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     TAILQ_CONCAT(&l, &a->failed, link);
     finish(&l, a->failed_err, NULL);
+    drained(a);
 }
 
 /* Fails the in-flight batch from the loop, never from inside the caller's gw_audit_write. */
@@ -333,7 +340,8 @@ int gw_audit_start(struct gw_audit *a)
     a->ev_retry = evtimer_new(gw_db_base(a->db), retry_cb, a);
     a->ev_ckpt = evtimer_new(gw_db_base(a->db), ckpt_timer_cb, a);
     a->ev_fail = event_new(gw_db_base(a->db), -1, 0, fail_cb, a);
-    if (!a->ev_retry || !a->ev_ckpt || !a->ev_fail)
+    a->ev_drain = evtimer_new(gw_db_base(a->db), drain_cb, a);
+    if (!a->ev_retry || !a->ev_ckpt || !a->ev_fail || !a->ev_drain)
         return GW_ENOMEM;
     recover(a);
     return 0;
@@ -366,6 +374,8 @@ void gw_audit_free(struct gw_audit *a)
         event_free(a->ev_retry);
     if (a->ev_ckpt)
         event_free(a->ev_ckpt);
+    if (a->ev_drain)
+        event_free(a->ev_drain);
     OPENSSL_cleanse(a->seed, sizeof a->seed);
     gw_free(a);
 }
@@ -412,6 +422,50 @@ int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmt
         *out = r;
     pump(a);
     return 0;
+}
+
+/* ---- drain (shutdown) ---- */
+
+static uint64_t left_of(const struct gw_audit *a)
+{
+    uint64_t n = a->nqueued;
+    const struct gw_audit_req *r;
+
+    TAILQ_FOREACH(r, &a->batch, link)
+    n++;
+    TAILQ_FOREACH(r, &a->failed, link)
+    n++;
+    return n;
+}
+
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_audit *a = arg;
+    gw_audit_drained_cb cb = a->drain_cb;
+
+    (void)fd;
+    (void)what;
+    if (cb == NULL)
+        return;
+    a->drain_cb = NULL;
+    cb(a->drain_arg, left_of(a));
+}
+
+/* A drain waiting, and nothing left to write: its callback, from the loop. */
+static void drained(struct gw_audit *a)
+{
+    if (a->drain_cb != NULL && a->inflight == NULL && left_of(a) == 0)
+        event_active(a->ev_drain, EV_TIMEOUT, 0);
+}
+
+void gw_audit_drain(struct gw_audit *a, uint32_t timeout_ms, gw_audit_drained_cb cb, void *arg)
+{
+    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+
+    a->drain_cb = cb;
+    a->drain_arg = arg;
+    evtimer_add(a->ev_drain, &tv);
+    drained(a);
 }
 
 void gw_audit_cancel(struct gw_audit_req *r)
@@ -842,6 +896,7 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
         return;
     }
     pump(a);
+    drained(a);
 }
 
 /* gateway.start: the first record of each process life on the chain. */

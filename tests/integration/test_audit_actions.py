@@ -10,13 +10,18 @@ Each test creates its own accounts (as the dev stack's security admin) and finds
 the account's unique name, or by time for records without one. A record written after the call
 has answered (a refusal's) is polled for with a bound, never waited for by sleeping."""
 
+import http.client
 import os
+import re
 import signal
+import socket
 
 import grpc
 import pytest
 
-from conftest import wait_for
+import waygate_proto
+
+from conftest import ExtraGateway, wait_for
 from test_accounts import (CHANGE, CREATE, DISABLE, REFUSED, Admin, change, login, password,
                            ready, unique)
 from test_foundation import SecondGateway, rpc_error
@@ -202,6 +207,51 @@ def test_refused_administrative_calls_are_recorded(stack, admin):
     rows = poll(stack, "action = 'admin.refused' AND actor = 'admin'", 1, since)
     assert rows[0].startswith("admin|security_admin|t|admin||admin.refused|DisableAccount|"
                               "refused|authorization: "), rows
+
+
+def test_a_flood_of_refusals_is_counted_not_chained(stack):
+    """A caller repeating a refused Admin call cannot grow the append-only trail at its own pace
+    (nor fill the audit writer's queue): per window ([audit] refusal_window_s, here an hour) the
+    first GW_REFUSALS_EACH (8) refusals of a kind are recorded on their own, the rest are counted
+    into one record, written when the window ends or, as here, when the gateway stops. Every
+    refusal is in the trail: the records' counts add up to the calls."""
+    calls, alone = 200, 8
+    with socket.socket() as sk:
+        sk.bind(("127.0.0.1", 0))
+        metrics_port = sk.getsockname()[1]
+    gw = ExtraGateway(stack, unique("rf-flood"), lambda text: re.sub(
+        r"(?m)^\[metrics\]$", "[metrics]\nlisten = 127.0.0.1:%d" % metrics_port,
+        text.rstrip("\n") + "\nrefusal_window_s = 3600\n"))
+    ch = stack.channel("courier_a", addr=gw.addr)
+    req = stack.pb.admin.CreateAccountRequest(account="x", role="branch_clerk", branch="a",
+                                              initial_password=password())
+    where = ("chain = '%s' AND action = 'admin.refused' AND actor = 'courier_a' AND object = "
+             "'CreateAccount'" % gw.chain)
+    q = "SELECT count(*), coalesce(sum(coalesce(count, 1)), 0) FROM audit_record WHERE " + where
+    try:
+        for _ in range(calls):
+            e = rpc_error(lambda: waygate_proto.unary(ch, CREATE, req,
+                                                      stack.pb.admin.CreateAccountResponse))
+            assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+        assert wait_for(lambda: stack.psql(q) == ["%d|%d" % (alone, alone)], 15), stack.psql(q)
+        c = http.client.HTTPConnection("127.0.0.1", metrics_port, timeout=30)
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+        c.close()
+        assert re.search(r"(?m)^waygate_audit_refusals_counted_total %d$" % (calls - alone),
+                         text), [x for x in text.splitlines() if "refusals" in x]
+    finally:
+        gw.close()  # SIGTERM: the counted refusals are recorded before it exits
+    assert stack.psql(q) == ["%d|%d" % (alone + 1, calls)]
+    last = stack.psql("SELECT count, detail FROM audit_record WHERE %s AND count IS NOT NULL"
+                      % where)
+    assert len(last) == 1 and last[0].startswith("%d|role courier: " % (calls - alone)), last
+    assert last[0].endswith("[%d such refusals within 3600 s, counted in this record]"
+                            % (calls - alone)), last
+    logged = stack.psql("SELECT count(*) FROM admin_log WHERE cert = 'courier_a' AND action = "
+                        "'CreateAccount' AND detail LIKE '%%such refusals within 3600 s%%'")
+    assert int(logged[0]) >= 1
+    assert "drained: exiting, 0 incident(s) not written, 0 audit entries not written" in gw.log()
 
 
 # --- configuration reload ---

@@ -198,6 +198,55 @@ def test_a_login_in_flight_when_the_process_dies_is_unavailable(stack):
     assert value(scrape(stack)[0], "waygate_auth_jobs") == 0
 
 
+def test_one_certificate_holds_at_most_its_share_of_the_hashing_queue(stack):
+    """The hashing queue holds 64 jobs; the calls over one certificate hold at most 8 of them
+    (GW_API_AUTH_SHARE), so a device or branch certificate that keeps Logins in flight cannot keep
+    everyone else from logging in. With the hashing process stopped, jobs stay queued: 8 Logins
+    over branch_a's certificate are taken, the 9th is refused at once, and one over branch_b's
+    is taken; all are answered once the process goes on."""
+    pid = hasher(stack)
+    results = {}
+    lock = threading.Lock()
+
+    def attempt(key, account, pw, principal):
+        try:
+            stack.login_response(account, pw, principal=principal, timeout=120)
+            out = "ok"
+        except grpc.RpcError as e:
+            out = (e.code(), e.details())
+        with lock:
+            results[key] = out
+
+    jobs = lambda: value(scrape(stack)[0], "waygate_auth_jobs")  # noqa: E731
+    assert wait_for(lambda: jobs() == 0, 30)
+    os.kill(pid, signal.SIGSTOP)
+    threads = []
+    try:
+        for i in range(8):
+            t = threading.Thread(target=attempt, args=(i, "it-share-%d" % i, "wrong", "branch_a"))
+            t.start()
+            threads.append(t)
+        assert wait_for(lambda: jobs() == 8, 30), jobs()
+        attempt("9th", "it-share-9", "wrong", "branch_a")  # answered while the 8 wait
+        assert results["9th"] == (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                  "too many password checks in progress over this certificate "
+                                  "(at most 8): retry later"), results["9th"]
+        account, pw, _ = stack.account("clerk_b")
+        t = threading.Thread(target=attempt, args=("other", account, pw, "branch_b"))
+        t.start()
+        threads.append(t)
+        assert wait_for(lambda: jobs() == 9, 30), jobs()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        for t in threads:
+            t.join(120)
+    assert results["other"] == "ok", results
+    assert all(results[i][0] == grpc.StatusCode.UNAUTHENTICATED for i in range(8)), results
+    assert wait_for(lambda: jobs() == 0, 30)
+    # the places are given back: the certificate logs in again
+    assert login_ok(stack, "clerk_a")
+
+
 def keyring_keys(stack):
     """Every key of the stack's keyring file, as bytes."""
     keys = []

@@ -1,0 +1,384 @@
+/* refusals.c: the audit records of refused administrative calls, bounded (refusals.h). A window
+ * is a timer armed by the first refusal it counts; each kind of refusal is an entry of a fixed
+ * table, found by a hash of its fields and compared field by field. */
+#include "refusals.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <event2/event.h>
+
+#include "alloc.h"
+#include "log.h"
+
+/* The text fields of an entry, in one order: l's, then rec's. The peer (both) is the only field
+ * not compared: a caller's every connection has its own port. */
+enum { F_L_ACTOR, F_L_ROLE, F_L_CERT, F_L_PEER, F_L_VIA, F_L_ACTION, F_L_OBJECT, F_L_OUTCOME,
+       F_L_DETAIL, F_R_ACTOR, F_R_ROLE, F_R_PEER, F_R_CERT, F_R_BRANCH, F_R_ACTION, F_R_OBJECT,
+       F_R_PURPOSE, F_R_LEGAL, F_R_APPROVAL, F_R_OUTCOME, F_R_DETAIL, F_COUNT };
+
+struct entry {
+    struct gw_refusals *owner;
+    bool used;
+    uint64_t hash;
+    char *block; /* every field's copy */
+    size_t block_len;
+    const char *f[F_COUNT];
+    uint32_t alone;   /* recorded on their own in this window */
+    uint64_t pending; /* counted, in no record yet */
+    uint64_t sending; /* in the record being written */
+    void *handle;     /* that write, NULL when none */
+};
+
+struct gw_refusals {
+    struct gw_audit *audit;
+    struct gw_refusals_sink sink;
+    uint32_t window_s;
+    struct event *ev_window;
+    struct entry kinds[GW_REFUSALS_KINDS];
+    struct entry more; /* the refusals of kinds past the table's */
+    struct gw_refusals_stats st;
+};
+
+/* ---- the gateway's sink: the audit chain ---- */
+
+static int audit_write(void *ctx, const struct gw_acct_log *l, const struct gw_audit_rec *r,
+                       gw_audit_done_cb done, void *arg, void **handle)
+{
+    struct gw_audit_req *req = NULL;
+    int rc = gw_acct_log_write_cb(ctx, l, r, done, arg, &req);
+
+    *handle = req;
+    return rc;
+}
+
+static void audit_cancel(void *ctx, void *handle)
+{
+    (void)ctx;
+    gw_audit_cancel(handle);
+}
+
+static bool audit_room(void *ctx)
+{
+    struct gw_audit_stats st;
+
+    gw_audit_stats(ctx, &st);
+    return st.queued < GW_AUDIT_QUEUE_MAX / 2;
+}
+
+/* ---- entries ---- */
+
+static void fields_of(const struct gw_acct_log *l, const struct gw_audit_rec *r,
+                      const char *f[F_COUNT])
+{
+    const char *v[F_COUNT] = {
+        [F_L_ACTOR] = l->actor,     [F_L_ROLE] = l->role,         [F_L_CERT] = l->cert,
+        [F_L_PEER] = l->peer,       [F_L_VIA] = l->via,           [F_L_ACTION] = l->action,
+        [F_L_OBJECT] = l->object,   [F_L_OUTCOME] = l->outcome,   [F_L_DETAIL] = l->detail,
+        [F_R_ACTOR] = r->actor,     [F_R_ROLE] = r->role,         [F_R_PEER] = r->peer,
+        [F_R_CERT] = r->cert,       [F_R_BRANCH] = r->branch,     [F_R_ACTION] = r->action,
+        [F_R_OBJECT] = r->object,   [F_R_PURPOSE] = r->purpose,   [F_R_LEGAL] = r->legal_basis,
+        [F_R_APPROVAL] = r->approval, [F_R_OUTCOME] = r->outcome, [F_R_DETAIL] = r->detail,
+    };
+
+    memcpy(f, v, sizeof(v));
+}
+
+static bool compared(int i)
+{
+    return i != F_L_PEER && i != F_R_PEER;
+}
+
+/* FNV-1a over the compared fields, each with its presence and its terminator. */
+static uint64_t hash_of(const char *const f[F_COUNT])
+{
+    uint64_t h = 14695981039346656037u;
+
+    for (int i = 0; i < F_COUNT; i++) {
+        const unsigned char *p = (const unsigned char *)(f[i] != NULL ? f[i] : "");
+
+        if (!compared(i))
+            continue;
+        h = (h ^ (f[i] != NULL)) * 1099511628211u;
+        do
+            h = (h ^ *p) * 1099511628211u;
+        while (*p++ != '\0');
+    }
+    return h;
+}
+
+static bool same(const char *a, const char *b)
+{
+    return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
+}
+
+static bool matches(const struct entry *e, uint64_t h, const char *const f[F_COUNT])
+{
+    if (!e->used || e->hash != h)
+        return false;
+    for (int i = 0; i < F_COUNT; i++)
+        if (compared(i) && !same(e->f[i], f[i]))
+            return false;
+    return true;
+}
+
+/* Copies f into e (one block). Returns false on ENOMEM. */
+static bool take(struct entry *e, uint64_t h, const char *const f[F_COUNT])
+{
+    size_t n = 0, o = 0;
+
+    for (int i = 0; i < F_COUNT; i++)
+        n += f[i] != NULL ? strlen(f[i]) + 1 : 0;
+    if ((e->block = gw_malloc(n > 0 ? n : 1)) == NULL)
+        return false;
+    e->block_len = n;
+    for (int i = 0; i < F_COUNT; i++) {
+        size_t len = f[i] != NULL ? strlen(f[i]) + 1 : 0;
+
+        e->f[i] = f[i] != NULL ? memcpy(e->block + o, f[i], len) : NULL;
+        o += len;
+    }
+    e->hash = h;
+    e->used = true;
+    e->alone = 0;
+    e->pending = 0;
+    e->sending = 0;
+    e->handle = NULL;
+    return true;
+}
+
+static void drop(struct entry *e)
+{
+    gw_free_wipe(e->block, e->block_len);
+    e->block = NULL;
+    e->block_len = 0;
+    e->used = false;
+}
+
+/* The entry's row and record, from its fields; count < 0: absent. */
+static void rebuild(const struct entry *e, struct gw_acct_log *l, struct gw_audit_rec *r)
+{
+    const char *const *f = e->f;
+
+    *l = (struct gw_acct_log){.actor = f[F_L_ACTOR],     .role = f[F_L_ROLE],
+                              .cert = f[F_L_CERT],       .peer = f[F_L_PEER],
+                              .via = f[F_L_VIA],         .action = f[F_L_ACTION],
+                              .object = f[F_L_OBJECT],   .outcome = f[F_L_OUTCOME],
+                              .detail = f[F_L_DETAIL]};
+    *r = (struct gw_audit_rec){.actor = f[F_R_ACTOR],       .role = f[F_R_ROLE],
+                               .peer = f[F_R_PEER],         .cert = f[F_R_CERT],
+                               .branch = f[F_R_BRANCH],     .action = f[F_R_ACTION],
+                               .object = f[F_R_OBJECT],     .count = -1,
+                               .purpose = f[F_R_PURPOSE],   .legal_basis = f[F_R_LEGAL],
+                               .approval = f[F_R_APPROVAL], .outcome = f[F_R_OUTCOME],
+                               .detail = f[F_R_DETAIL]};
+}
+
+/* ---- the window ---- */
+
+static void arm(struct gw_refusals *rf)
+{
+    struct timeval tv = {rf->window_s, 0};
+
+    if (!evtimer_pending(rf->ev_window, NULL) && evtimer_add(rf->ev_window, &tv) != 0)
+        GW_LOG(GW_LOG_ERROR, "admin", NULL, "the refusals' window was not started");
+}
+
+static void summary_done(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct entry *e = arg;
+    struct gw_refusals *rf = e->owner;
+
+    (void)seq;
+    (void)res;
+    e->handle = NULL;
+    if (err != 0) {
+        /* carried into the next window's record: counted refusals are never dropped */
+        e->pending += e->sending;
+        rf->st.carried += e->sending;
+        arm(rf);
+    } else {
+        rf->st.summaries++;
+    }
+    e->sending = 0;
+    if (e->pending == 0)
+        drop(e);
+}
+
+/* Writes e's counted refusals as one record (count: how many; the message says so). */
+static void write_summary(struct gw_refusals *rf, struct entry *e)
+{
+    struct gw_acct_log l;
+    struct gw_audit_rec r;
+    char detail[GW_AUDIT_TEXT_MAX];
+    int rc;
+
+    rebuild(e, &l, &r);
+    snprintf(detail, sizeof(detail),
+             "%s [%" PRIu64 " such refusals within %" PRIu32 " s, counted in this record]",
+             r.detail != NULL ? r.detail : "refused", e->pending, rf->window_s);
+    l.detail = detail;
+    r.detail = detail;
+    r.count = (int64_t)e->pending;
+    e->sending = e->pending;
+    e->pending = 0;
+    rc = rf->sink.write(rf->sink.ctx, &l, &r, summary_done, e, &e->handle);
+    if (rc != 0) {
+        e->handle = NULL;
+        e->pending = e->sending;
+        e->sending = 0;
+        rf->st.carried += e->pending;
+    }
+}
+
+/* The window ends: a record for every kind counted; the kinds recorded on their own only are
+ * forgotten (their next refusals are recorded on their own again). */
+static void end_window(struct gw_refusals *rf, bool ask_room)
+{
+    bool left = false;
+
+    for (int i = 0; i <= GW_REFUSALS_KINDS; i++) {
+        struct entry *e = i < GW_REFUSALS_KINDS ? &rf->kinds[i] : &rf->more;
+
+        if (!e->used || e->handle != NULL)
+            continue;
+        if (e->pending > 0 && (!ask_room || rf->sink.room(rf->sink.ctx)))
+            write_summary(rf, e);
+        if (e->pending > 0)
+            left = true; /* no room, or not written: the next window */
+        else if (e->handle == NULL)
+            drop(e);
+        if (e->used && e != &rf->more)
+            e->alone = 0; /* a new window */
+    }
+    if (left)
+        arm(rf);
+}
+
+static void window_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    end_window(arg, true);
+}
+
+/* ---- the interface ---- */
+
+struct gw_refusals *gw_refusals_new(struct event_base *base, struct gw_audit *a,
+                                    const struct gw_refusals_sink *sink, uint32_t window_s)
+{
+    struct gw_refusals *rf = gw_calloc(1, sizeof(*rf));
+
+    if (rf == NULL)
+        return NULL;
+    rf->audit = a;
+    rf->sink = sink != NULL ? *sink
+                            : (struct gw_refusals_sink){.write = audit_write,
+                                                        .cancel = audit_cancel,
+                                                        .room = audit_room,
+                                                        .ctx = a};
+    rf->window_s = window_s > 0 ? window_s : 1;
+    for (int i = 0; i < GW_REFUSALS_KINDS; i++)
+        rf->kinds[i].owner = rf;
+    rf->more.owner = rf;
+    if ((rf->ev_window = evtimer_new(base, window_cb, rf)) == NULL) {
+        gw_free(rf);
+        return NULL;
+    }
+    return rf;
+}
+
+void gw_refusals_free(struct gw_refusals *rf)
+{
+    if (rf == NULL)
+        return;
+    for (int i = 0; i <= GW_REFUSALS_KINDS; i++) {
+        struct entry *e = i < GW_REFUSALS_KINDS ? &rf->kinds[i] : &rf->more;
+
+        if (e->handle != NULL)
+            rf->sink.cancel(rf->sink.ctx, e->handle);
+        if (e->used)
+            drop(e);
+    }
+    event_free(rf->ev_window);
+    gw_free(rf);
+}
+
+/* The entry of f's kind, made if new (the shared one past the table's size); NULL on ENOMEM. */
+static struct entry *entry_of(struct gw_refusals *rf, const char *f[F_COUNT])
+{
+    uint64_t h = hash_of(f);
+    struct entry *free_slot = NULL;
+
+    for (int i = 0; i < GW_REFUSALS_KINDS; i++) {
+        if (matches(&rf->kinds[i], h, f))
+            return &rf->kinds[i];
+        if (!rf->kinds[i].used && free_slot == NULL)
+            free_slot = &rf->kinds[i];
+    }
+    if (free_slot != NULL)
+        return take(free_slot, h, f) ? free_slot : NULL;
+    if (!rf->more.used) {
+        const char *m[F_COUNT] = {
+            [F_L_ACTOR] = "(several)",
+            [F_L_VIA] = f[F_L_VIA],
+            [F_L_ACTION] = "(several)",
+            [F_L_OUTCOME] = "refused",
+            [F_L_DETAIL] = "refusals of more kinds than are told apart",
+            [F_R_ACTOR] = "(several)",
+            [F_R_ACTION] = "admin.refused",
+            [F_R_OBJECT] = "(several)",
+            [F_R_OUTCOME] = "refused",
+            [F_R_DETAIL] = "refusals of more kinds than are told apart",
+        };
+        if (!take(&rf->more, hash_of(m), m))
+            return NULL;
+        rf->more.alone = GW_REFUSALS_EACH; /* only counted: its fields are not the caller's */
+    }
+    return &rf->more;
+}
+
+void gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
+                        const struct gw_audit_rec *rec)
+{
+    const char *f[F_COUNT];
+    struct entry *e;
+
+    fields_of(l, rec, f);
+    if ((e = entry_of(rf, f)) == NULL) {
+        GW_LOG(GW_LOG_ERROR, "admin", NULL, "out of memory: a refused %s was not counted",
+               l->action);
+        return;
+    }
+    arm(rf);
+    if (e->alone < GW_REFUSALS_EACH && rf->sink.room(rf->sink.ctx)) {
+        void *handle = NULL;
+
+        if (rf->sink.write(rf->sink.ctx, l, rec, NULL, NULL, &handle) == 0) {
+            e->alone++;
+            rf->st.recorded++;
+            return;
+        }
+    }
+    e->pending++;
+    rf->st.counted++;
+}
+
+void gw_refusals_flush(struct gw_refusals *rf)
+{
+    evtimer_del(rf->ev_window);
+    end_window(rf, false);
+    evtimer_del(rf->ev_window); /* shutdown: no later window */
+}
+
+void gw_refusals_stats(const struct gw_refusals *rf, struct gw_refusals_stats *out)
+{
+    uint32_t n = 0;
+
+    for (int i = 0; i < GW_REFUSALS_KINDS; i++)
+        n += rf->kinds[i].used;
+    *out = rf->st;
+    out->kinds = n + rf->more.used;
+}

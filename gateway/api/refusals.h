@@ -1,0 +1,69 @@
+/* refusals.h: the audit records of refused administrative calls, bounded (Art. 33, 34).
+ *
+ * Every refused Admin call (identity, policy or handler refusal, a failed login) is recorded, but
+ * a caller repeating one refusal cannot grow the append-only audit trail, or fill the audit
+ * writer's queue, at its own pace: within a window (`[audit] refusal_window_s`) the first
+ * GW_REFUSALS_EACH refusals of a kind (same caller: account and certificate; same method,
+ * action, object, outcome and message) are recorded on their own, and the rest of that window's
+ * are counted and recorded as one record (`count` = how many, the message followed by how many
+ * and over how long) when the window ends. Refusal records never take more than half of the writer's queue
+ * (GW_AUDIT_QUEUE_MAX): past that they are counted too, so that a flood of refusals never makes
+ * an audited action fail. Nothing is dropped: a count whose record could not be written is
+ * carried into the next window, and gw_refusals_flush writes what is counted at shutdown.
+ * At most GW_REFUSALS_KINDS kinds are told apart per window; the refusals of further kinds are
+ * counted under one record of their own ("refusals of more kinds than are told apart").
+ *
+ * Invariant: an entry's strings live in its own block, wiped when freed (no PII: messages name
+ * fields and rules, never values). */
+#ifndef GW_API_REFUSALS_H
+#define GW_API_REFUSALS_H
+
+#include <stdint.h>
+
+#include "accounts.h"
+#include "audit.h"
+#include "audit_rec.h"
+
+struct event_base;
+struct gw_audit;
+struct gw_refusals;
+
+#define GW_REFUSALS_KINDS 256 /* kinds of refusal told apart per window */
+#define GW_REFUSALS_EACH 8    /* refusals of a kind recorded on their own per window */
+
+/* How an entry is written: gw_acct_log_write_cb in the gateway; a seam for unit tests. room:
+ * whether refusals may take another place in the writer's queue. */
+struct gw_refusals_sink {
+    int (*write)(void *ctx, const struct gw_acct_log *l, const struct gw_audit_rec *r,
+                 gw_audit_done_cb done, void *arg, void **handle);
+    void (*cancel)(void *ctx, void *handle);
+    bool (*room)(void *ctx);
+    void *ctx;
+};
+
+/* The writer over the audit chain a (NULL sink: the gateway's own), windows of window_s
+ * seconds (>= 1). NULL on ENOMEM. */
+struct gw_refusals *gw_refusals_new(struct event_base *base, struct gw_audit *a,
+                                    const struct gw_refusals_sink *sink, uint32_t window_s);
+/* Cancels what is being written (counted refusals not yet written are lost: flush first). */
+void gw_refusals_free(struct gw_refusals *r);
+
+/* Records one refusal: l is its administrative-record row, rec its audit record (both copied
+ * when kept). */
+void gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
+                        const struct gw_audit_rec *rec);
+
+/* Ends the window now: writes a record for every kind counted (at shutdown, before the audit
+ * writer's drain; queue room is not asked for). */
+void gw_refusals_flush(struct gw_refusals *r);
+
+struct gw_refusals_stats {
+    uint64_t recorded;  /* refusals recorded on their own */
+    uint64_t counted;   /* refusals counted into a later record */
+    uint64_t summaries; /* records of counted refusals written */
+    uint64_t carried;   /* counted refusals whose record failed, carried to the next window */
+    uint32_t kinds;     /* kinds held in this window */
+};
+void gw_refusals_stats(const struct gw_refusals *r, struct gw_refusals_stats *out);
+
+#endif

@@ -1,0 +1,254 @@
+/* test_refusals.c: refused Admin calls' records, bounded (api/refusals.c), through a fake sink
+ * that stands for the audit writer: the first GW_REFUSALS_EACH of a kind per window on their
+ * own, the rest counted into one record at the window's end; the peer does not make a new kind;
+ * no room in the writer's queue: counted; a record that fails: carried into the next window;
+ * kinds past the table's size: counted together; freeing with a record in flight cancels it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include <event2/event.h>
+
+#include "refusals.h"
+
+#define MAXW (GW_REFUSALS_KINDS + 8)
+
+/* What the fake writer was given, and how it answers. */
+struct fake {
+    bool room;
+    int write_rc;           /* gw_acct_log_write_cb's return */
+    int n;                  /* writes taken */
+    char detail[MAXW][256]; /* their records' details */
+    char actor[MAXW][64];
+    int64_t count[MAXW];
+    gw_audit_done_cb done[MAXW];
+    void *arg[MAXW];
+    int cancelled;
+};
+
+static struct fake fk;
+
+static int fake_write(void *ctx, const struct gw_acct_log *l, const struct gw_audit_rec *r,
+                      gw_audit_done_cb done, void *arg, void **handle)
+{
+    (void)ctx;
+    assert_string_equal(l->detail, r->detail);
+    if (fk.write_rc != 0)
+        return fk.write_rc;
+    assert_true(fk.n < MAXW);
+    snprintf(fk.detail[fk.n], sizeof(fk.detail[0]), "%s", r->detail);
+    snprintf(fk.actor[fk.n], sizeof(fk.actor[0]), "%s", r->actor);
+    fk.count[fk.n] = r->count;
+    fk.done[fk.n] = done;
+    fk.arg[fk.n] = arg;
+    *handle = &fk.done[fk.n];
+    fk.n++;
+    return 0;
+}
+
+static void fake_cancel(void *ctx, void *handle)
+{
+    (void)ctx;
+    (void)handle;
+    fk.cancelled++;
+}
+
+static bool fake_room(void *ctx)
+{
+    (void)ctx;
+    return fk.room;
+}
+
+static const struct gw_refusals_sink sink = {fake_write, fake_cancel, fake_room, NULL};
+static struct event_base *base;
+
+static int setup(void **state)
+{
+    (void)state;
+    memset(&fk, 0, sizeof(fk));
+    fk.room = true;
+    base = event_base_new();
+    return base != NULL ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    event_base_free(base);
+    return 0;
+}
+
+/* One refused call: actor over cert from peer, method refused with detail. */
+static void refuse(struct gw_refusals *rf, const char *actor, const char *peer,
+                   const char *method, const char *detail)
+{
+    struct gw_acct_log l = {.actor = actor,
+                            .role = "courier",
+                            .cert = actor,
+                            .peer = peer,
+                            .via = "grpc",
+                            .action = method,
+                            .outcome = "refused",
+                            .detail = detail};
+    struct gw_audit_rec r = {.actor = actor,
+                             .role = "courier",
+                             .peer = peer,
+                             .cert = actor,
+                             .action = "admin.refused",
+                             .object = method,
+                             .count = -1,
+                             .outcome = "refused",
+                             .detail = detail};
+
+    gw_refusals_record(rf, &l, &r);
+}
+
+static void each_kind_alone_then_counted(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
+    struct gw_refusals_stats st;
+
+    (void)state;
+    assert_non_null(rf);
+    /* 100 of one kind, each from another port, and 3 of another method: 8 + 3 alone */
+    for (int i = 0; i < 100; i++) {
+        char peer[32];
+
+        snprintf(peer, sizeof(peer), "127.0.0.1:%d", 40000 + i);
+        refuse(rf, "courier_a", peer, "CreateAccount", "role courier: may not call this method");
+    }
+    for (int i = 0; i < 3; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "DisableAccount", "role courier: may not");
+    assert_int_equal(fk.n, GW_REFUSALS_EACH + 3);
+    for (int i = 0; i < fk.n; i++)
+        assert_int_equal(fk.count[i], -1);
+    gw_refusals_stats(rf, &st);
+    assert_int_equal(st.recorded, GW_REFUSALS_EACH + 3);
+    assert_int_equal(st.counted, 100 - GW_REFUSALS_EACH);
+    assert_int_equal(st.kinds, 2);
+    /* the window ends: one record for the counted, none for the kind recorded alone */
+    gw_refusals_flush(rf);
+    assert_int_equal(fk.n, GW_REFUSALS_EACH + 4);
+    assert_int_equal(fk.count[fk.n - 1], 100 - GW_REFUSALS_EACH);
+    assert_string_equal(fk.detail[fk.n - 1], "role courier: may not call this method [92 such "
+                                             "refusals within 60 s, counted in this record]");
+    fk.done[fk.n - 1](fk.arg[fk.n - 1], 0, 7, NULL);
+    gw_refusals_stats(rf, &st);
+    assert_int_equal(st.summaries, 1);
+    assert_int_equal(st.kinds, 0);
+    /* a new window: recorded alone again */
+    refuse(rf, "courier_a", "127.0.0.1:2", "CreateAccount", "role courier: may not call this method");
+    assert_int_equal(fk.n, GW_REFUSALS_EACH + 5);
+    gw_refusals_free(rf);
+    assert_int_equal(fk.cancelled, 0);
+}
+
+/* No room in the writer's queue (half of it taken): even the first is only counted. */
+static void no_room_counts(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
+
+    (void)state;
+    fk.room = false;
+    for (int i = 0; i < 5; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    assert_int_equal(fk.n, 0);
+    gw_refusals_flush(rf); /* at shutdown, room is not asked for */
+    assert_int_equal(fk.n, 1);
+    assert_int_equal(fk.count[0], 5);
+    gw_refusals_free(rf); /* the record in flight: cancelled, its callback never runs */
+    assert_int_equal(fk.cancelled, 1);
+}
+
+/* A record that fails, or cannot be queued, is carried into the next window: nothing dropped. */
+static void failed_record_carried(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
+    struct gw_refusals_stats st;
+
+    (void)state;
+    fk.room = false;
+    for (int i = 0; i < 4; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    gw_refusals_flush(rf);
+    fk.done[0](fk.arg[0], GW_EUNAVAIL, 0, NULL); /* the database went away */
+    refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    fk.write_rc = GW_ETOOBIG; /* and then the queue is full */
+    gw_refusals_flush(rf);
+    fk.write_rc = 0;
+    gw_refusals_flush(rf);
+    assert_int_equal(fk.n, 2);
+    assert_int_equal(fk.count[1], 5);
+    fk.done[1](fk.arg[1], 0, 9, NULL);
+    gw_refusals_stats(rf, &st);
+    assert_int_equal(st.carried, 4 + 5);
+    assert_int_equal(st.summaries, 1);
+    assert_int_equal(st.kinds, 0);
+    gw_refusals_free(rf);
+}
+
+/* More kinds than the table holds: the rest counted together, under no caller's name. */
+static void kinds_past_the_table(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
+    struct gw_refusals_stats st;
+
+    (void)state;
+    fk.room = false;
+    for (int i = 0; i < GW_REFUSALS_KINDS + 10; i++) {
+        char actor[32];
+
+        snprintf(actor, sizeof(actor), "dev%d", i);
+        refuse(rf, actor, "127.0.0.1:1", "CreateAccount", "no");
+        refuse(rf, actor, "127.0.0.1:1", "CreateAccount", "no");
+    }
+    gw_refusals_stats(rf, &st);
+    assert_int_equal(st.kinds, GW_REFUSALS_KINDS + 1);
+    assert_int_equal(st.counted, 2 * (GW_REFUSALS_KINDS + 10));
+    fk.room = true;
+    refuse(rf, "dev300", "127.0.0.1:1", "CreateAccount", "no"); /* still only counted */
+    assert_int_equal(fk.n, 0);
+    gw_refusals_flush(rf);
+    assert_int_equal(fk.n, GW_REFUSALS_KINDS + 1);
+    assert_string_equal(fk.actor[fk.n - 1], "(several)");
+    assert_int_equal(fk.count[fk.n - 1], 2 * 10 + 1);
+    for (int i = 0; i < fk.n; i++)
+        fk.done[i](fk.arg[i], 0, i + 1, NULL);
+    gw_refusals_stats(rf, &st);
+    assert_int_equal(st.kinds, 0);
+    gw_refusals_free(rf);
+}
+
+/* The window is a timer: it ends by itself and writes what it counted. */
+static void window_ends_by_itself(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 1);
+
+    (void)state;
+    for (int i = 0; i < GW_REFUSALS_EACH + 2; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    assert_int_equal(fk.n, GW_REFUSALS_EACH);
+    event_base_loop(base, EVLOOP_ONCE); /* waits for the window's timer */
+    assert_int_equal(fk.n, GW_REFUSALS_EACH + 1);
+    assert_int_equal(fk.count[fk.n - 1], 2);
+    fk.done[fk.n - 1](fk.arg[fk.n - 1], 0, 1, NULL);
+    gw_refusals_free(rf);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(each_kind_alone_then_counted, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_room_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_record_carried, setup, teardown),
+        cmocka_unit_test_setup_teardown(kinds_past_the_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(window_ends_by_itself, setup, teardown),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
