@@ -15,9 +15,30 @@
 
 /* The text fields of an entry, in one order: l's, then rec's. The peer (both) is the only field
  * not compared: a caller's every connection has its own port. */
-enum { F_L_ACTOR, F_L_ROLE, F_L_CERT, F_L_PEER, F_L_VIA, F_L_ACTION, F_L_OBJECT, F_L_OUTCOME,
-       F_L_DETAIL, F_R_ACTOR, F_R_ROLE, F_R_PEER, F_R_CERT, F_R_BRANCH, F_R_ACTION, F_R_OBJECT,
-       F_R_PURPOSE, F_R_LEGAL, F_R_APPROVAL, F_R_OUTCOME, F_R_DETAIL, F_COUNT };
+enum {
+    F_L_ACTOR,
+    F_L_ROLE,
+    F_L_CERT,
+    F_L_PEER,
+    F_L_VIA,
+    F_L_ACTION,
+    F_L_OBJECT,
+    F_L_OUTCOME,
+    F_L_DETAIL,
+    F_R_ACTOR,
+    F_R_ROLE,
+    F_R_PEER,
+    F_R_CERT,
+    F_R_BRANCH,
+    F_R_ACTION,
+    F_R_OBJECT,
+    F_R_PURPOSE,
+    F_R_LEGAL,
+    F_R_APPROVAL,
+    F_R_OUTCOME,
+    F_R_DETAIL,
+    F_COUNT
+};
 
 struct entry {
     struct gw_refusals *owner;
@@ -74,12 +95,12 @@ static void fields_of(const struct gw_acct_log *l, const struct gw_audit_rec *r,
                       const char *f[F_COUNT])
 {
     const char *v[F_COUNT] = {
-        [F_L_ACTOR] = l->actor,     [F_L_ROLE] = l->role,         [F_L_CERT] = l->cert,
-        [F_L_PEER] = l->peer,       [F_L_VIA] = l->via,           [F_L_ACTION] = l->action,
-        [F_L_OBJECT] = l->object,   [F_L_OUTCOME] = l->outcome,   [F_L_DETAIL] = l->detail,
-        [F_R_ACTOR] = r->actor,     [F_R_ROLE] = r->role,         [F_R_PEER] = r->peer,
-        [F_R_CERT] = r->cert,       [F_R_BRANCH] = r->branch,     [F_R_ACTION] = r->action,
-        [F_R_OBJECT] = r->object,   [F_R_PURPOSE] = r->purpose,   [F_R_LEGAL] = r->legal_basis,
+        [F_L_ACTOR] = l->actor,       [F_L_ROLE] = l->role,       [F_L_CERT] = l->cert,
+        [F_L_PEER] = l->peer,         [F_L_VIA] = l->via,         [F_L_ACTION] = l->action,
+        [F_L_OBJECT] = l->object,     [F_L_OUTCOME] = l->outcome, [F_L_DETAIL] = l->detail,
+        [F_R_ACTOR] = r->actor,       [F_R_ROLE] = r->role,       [F_R_PEER] = r->peer,
+        [F_R_CERT] = r->cert,         [F_R_BRANCH] = r->branch,   [F_R_ACTION] = r->action,
+        [F_R_OBJECT] = r->object,     [F_R_PURPOSE] = r->purpose, [F_R_LEGAL] = r->legal_basis,
         [F_R_APPROVAL] = r->approval, [F_R_OUTCOME] = r->outcome, [F_R_DETAIL] = r->detail,
     };
 
@@ -162,17 +183,27 @@ static void rebuild(const struct entry *e, struct gw_acct_log *l, struct gw_audi
 {
     const char *const *f = e->f;
 
-    *l = (struct gw_acct_log){.actor = f[F_L_ACTOR],     .role = f[F_L_ROLE],
-                              .cert = f[F_L_CERT],       .peer = f[F_L_PEER],
-                              .via = f[F_L_VIA],         .action = f[F_L_ACTION],
-                              .object = f[F_L_OBJECT],   .outcome = f[F_L_OUTCOME],
+    *l = (struct gw_acct_log){.actor = f[F_L_ACTOR],
+                              .role = f[F_L_ROLE],
+                              .cert = f[F_L_CERT],
+                              .peer = f[F_L_PEER],
+                              .via = f[F_L_VIA],
+                              .action = f[F_L_ACTION],
+                              .object = f[F_L_OBJECT],
+                              .outcome = f[F_L_OUTCOME],
                               .detail = f[F_L_DETAIL]};
-    *r = (struct gw_audit_rec){.actor = f[F_R_ACTOR],       .role = f[F_R_ROLE],
-                               .peer = f[F_R_PEER],         .cert = f[F_R_CERT],
-                               .branch = f[F_R_BRANCH],     .action = f[F_R_ACTION],
-                               .object = f[F_R_OBJECT],     .count = -1,
-                               .purpose = f[F_R_PURPOSE],   .legal_basis = f[F_R_LEGAL],
-                               .approval = f[F_R_APPROVAL], .outcome = f[F_R_OUTCOME],
+    *r = (struct gw_audit_rec){.actor = f[F_R_ACTOR],
+                               .role = f[F_R_ROLE],
+                               .peer = f[F_R_PEER],
+                               .cert = f[F_R_CERT],
+                               .branch = f[F_R_BRANCH],
+                               .action = f[F_R_ACTION],
+                               .object = f[F_R_OBJECT],
+                               .count = -1,
+                               .purpose = f[F_R_PURPOSE],
+                               .legal_basis = f[F_R_LEGAL],
+                               .approval = f[F_R_APPROVAL],
+                               .outcome = f[F_R_OUTCOME],
                                .detail = f[F_R_DETAIL]};
 }
 
@@ -274,11 +305,11 @@ struct gw_refusals *gw_refusals_new(struct event_base *base, struct gw_audit *a,
     if (rf == NULL)
         return NULL;
     rf->audit = a;
-    rf->sink = sink != NULL ? *sink
-                            : (struct gw_refusals_sink){.write = audit_write,
-                                                        .cancel = audit_cancel,
-                                                        .room = audit_room,
-                                                        .ctx = a};
+    rf->sink =
+        sink != NULL
+            ? *sink
+            : (struct gw_refusals_sink){
+                  .write = audit_write, .cancel = audit_cancel, .room = audit_room, .ctx = a};
     rf->window_s = window_s > 0 ? window_s : 1;
     for (int i = 0; i < GW_REFUSALS_KINDS; i++)
         rf->kinds[i].owner = rf;
