@@ -143,6 +143,10 @@ void gw_api_admin_create_account(struct gw_call *call, const uint8_t *req, size_
         gw_admin_finish_fault(a, &f, true);
         return;
     }
+    if (gw_account_role_cli_only(in->role)) {
+        gw_admin_refuse(a, GW_EPERM, "role", GW_RULE_ROLE_CLI_ONLY, 0);
+        return;
+    }
     snprintf(a->branch, sizeof(a->branch), "%s", in->branch);
     if (!gw_admin_copy_field(a->person, sizeof(a->person),
                              in->person[0] ? in->person : in->account)) {

@@ -24,6 +24,12 @@ bool gw_account_role_admin(const char *role)
            strcmp(role, "compliance_auditor") == 0;
 }
 
+bool gw_account_role_cli_only(const char *role)
+{
+    return strcmp(role, "security_admin") == 0 || strcmp(role, "compliance_auditor") == 0 ||
+           strcmp(role, "lawful_access") == 0;
+}
+
 static bool name_ok(const char *s)
 {
     size_t n = strlen(s);

@@ -21,6 +21,13 @@ bool gw_account_role_branch_bound(const char *role);
  * which one person holds at most one (separation of duties, 三员). */
 bool gw_account_role_admin(const char *role);
 
+/* True for the roles that decide or read what others may not (security_admin: decides lawful
+ * access, keys, accounts; compliance_auditor: approves bulk operations; lawful_access: reads in
+ * clear). Such an account is created with the CLI (waygatectl accounts create, by the operator),
+ * never over Admin.CreateAccount: a security admin could otherwise make a requester and a decider
+ * of invented persons and approve alone (separation of duties, Art. 16, 34, 37). */
+bool gw_account_role_cli_only(const char *role);
+
 /* True for a branch code as principals, accounts and routes store it: 1 to 31 ASCII letters,
  * digits, '_' or '-' (the columns' CHECK in sql/006_accounts.sql). NULL: false. */
 bool gw_branch_code_ok(const char *s);

@@ -46,6 +46,10 @@ def password(n=16):
     return "Pw-" + secrets.token_hex(n // 2) + "Z9"
 
 
+# Roles Admin.CreateAccount refuses (GW_RULE_ROLE_CLI_ONLY): the operator's CLI creates them.
+CLI_ONLY = ("security_admin", "compliance_auditor", "lawful_access")
+
+
 class Admin:
     """Calls as the dev stack's security admin over the `admin` certificate."""
 
@@ -54,7 +58,17 @@ class Admin:
         self.md = stack.login("secadmin")
 
     def create(self, name, role, branch="", person="", pw=None):
+        """Creates the account: over Admin.CreateAccount, or, for the roles only the operator's
+        CLI creates (CLI_ONLY), with waygatectl accounts create on secadmin's behalf (--actor:
+        created_by is secadmin either way)."""
         pw = pw or password()
+        if role in CLI_ONLY:
+            r = self.stack.ctl("accounts", "create", name, "--role", role, "--password-stdin",
+                               "--actor", "secadmin", "--db", self.stack.pguri,
+                               *(["--person", person] if person else []),
+                               input=pw + "\n")
+            assert r.returncode == 0, (r.returncode, r.stdout, r.stderr)
+            return pw
         self.stack.unary(CREATE, self.stack.pb.admin.CreateAccountRequest(
             account=name, role=role, branch=branch, initial_password=pw, person=person),
             self.stack.pb.admin.CreateAccountResponse, principal="admin", metadata=self.md)
@@ -401,10 +415,10 @@ def test_inactive_accounts_disabled_by_the_gateway(stack, admin):
 
 def test_one_person_cannot_hold_two_administrator_roles(stack, admin):
     person = unique("staff-")
-    first, second, third = unique("it-sys-"), unique("it-aud-"), unique("it-law-")
-    admin.create(first, "system_admin", person=person)
+    first, second, third = unique("it-aud-"), unique("it-sys-"), unique("it-law-")
+    admin.create(first, "compliance_auditor", person=person)  # (the CLI: CLI_ONLY)
     before = int(stack.psql("SELECT count(*) FROM incident WHERE kind = 'separation_of_duties'")[0])
-    e = rpc_error(lambda: admin.create(second, "compliance_auditor", person=person))
+    e = rpc_error(lambda: admin.create(second, "system_admin", person=person))
     assert e.code() == grpc.StatusCode.PERMISSION_DENIED
     assert e.details().startswith("role: the person already holds one of the administrator roles")
     assert stack.psql("SELECT count(*) FROM account WHERE name = '%s'" % second) == ["0"]
@@ -454,6 +468,32 @@ def test_create_account_refusals(stack, admin):
                                        "account: an account with this name already exists")
     e = rpc_error(lambda: admin.disable(unique("it-none-")))
     assert (e.code(), e.details()) == (grpc.StatusCode.NOT_FOUND, "account: no such account")
+
+
+def test_deciding_and_clear_reading_roles_are_not_created_over_the_api(stack, admin):
+    """A security admin alone could create a lawful_access account and a second security_admin
+    under invented persons, file a case with the one and approve it with the other, then read
+    waybills in clear (the same for two compliance auditors and a bulk destroy). The roles that
+    decide or read in clear are created only by the operator's CLI: Admin.CreateAccount refuses
+    them, names the rule, creates nothing and records the refusal."""
+    for role in CLI_ONLY:
+        name = unique("it-cli-")
+        e = rpc_error(lambda: stack.unary(CREATE, stack.pb.admin.CreateAccountRequest(
+            account=name, role=role, initial_password=password(), person=unique("invented-")),
+            stack.pb.admin.CreateAccountResponse, principal="admin", metadata=admin.md))
+        assert (e.code(), e.details()) == (
+            grpc.StatusCode.PERMISSION_DENIED,
+            "role: security_admin, compliance_auditor and lawful_access accounts are created "
+            "with waygatectl accounts create, not over the API: no one administrator alone makes "
+            "both who asks and who decides (separation of duties, Art. 16, 34, 37)"), role
+        assert stack.psql("SELECT count(*) FROM account WHERE name = '%s'" % name) == ["0"]
+        assert wait_for(lambda: stack.psql(
+            "SELECT outcome FROM admin_log WHERE action = 'CreateAccount' AND object = '%s'"
+            % name) == ["refused"], timeout=15), role
+    # the roles without that power still are
+    name = unique("it-api-")
+    admin.create(name, "system_admin", person=unique("p-"))
+    assert stack.psql("SELECT role FROM account WHERE name = '%s'" % name) == ["system_admin"]
 
 
 # --- the administrative record (Art. 31) ---

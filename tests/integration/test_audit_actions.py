@@ -151,10 +151,10 @@ def test_account_create_and_disable_are_recorded(stack, admin):
 
 def test_separation_of_duties_refusal_and_its_incident_are_recorded(stack, admin):
     person = unique("au-staff-")
-    first, second = unique("au-sys-"), unique("au-aud-")
-    admin.create(first, "system_admin", person=person)
+    first, second = unique("au-aud-"), unique("au-sys-")
+    admin.create(first, "compliance_auditor", person=person)  # (the CLI: CLI_ONLY)
     since = now_us(stack)
-    e = rpc_error(lambda: admin.create(second, "compliance_auditor", person=person))
+    e = rpc_error(lambda: admin.create(second, "system_admin", person=person))
     assert e.code() == grpc.StatusCode.PERMISSION_DENIED
     rows = poll(stack, "object = '%s'" % second, 1, since)
     assert rows[0].startswith("secadmin|security_admin|t|admin||account.create|%s|refused|role: "

@@ -84,8 +84,8 @@ static int teardown(void **state)
 }
 
 /* One refused call: actor over cert from peer, method refused with detail. */
-static void refuse(struct gw_refusals *rf, const char *actor, const char *peer,
-                   const char *method, const char *detail)
+static void refuse(struct gw_refusals *rf, const char *actor, const char *peer, const char *method,
+                   const char *detail)
 {
     struct gw_acct_log l = {.actor = actor,
                             .role = "courier",
@@ -142,7 +142,8 @@ static void each_kind_alone_then_counted(void **state)
     assert_int_equal(st.summaries, 1);
     assert_int_equal(st.kinds, 0);
     /* a new window: recorded alone again */
-    refuse(rf, "courier_a", "127.0.0.1:2", "CreateAccount", "role courier: may not call this method");
+    refuse(rf, "courier_a", "127.0.0.1:2", "CreateAccount",
+           "role courier: may not call this method");
     assert_int_equal(fk.n, GW_REFUSALS_EACH + 5);
     gw_refusals_free(rf);
     assert_int_equal(fk.cancelled, 0);
