@@ -1,13 +1,15 @@
 /* api_login.c: waygate.v1.Admin/Login and /ChangePassword (Art. 35). Password hashing runs on
  * the worker pool, never on the loop.
- * Invariants: Login answers an unknown account, a wrong password, a locked and a disabled account
- * with the same words after the same work (one database read, one scrypt, one database write);
- * passwords and tokens live in wiped memory only (the call's arena, the job's buffers) and never
- * reach a log; each call leaves one administrative-record row and one audit record, written in
- * the transaction of its effect: login.ok with the session, login.fail (detail "credentials"
- * whatever the cause: unknown, wrong, locked or disabled) with the failure count,
- * password.change with the new hash; the failure that locks an account is also an incident
- * (account_locked, Art. 17). */
+ * Invariants: Login answers an unknown account, a certificate the account could never be used
+ * over, a wrong password, a locked and a disabled account with the same words after the same
+ * work (one database read, one scrypt, one database write); over such a certificate the password
+ * is never checked (it is hashed against a dummy salt, as for an unknown name) and no failure is
+ * counted, so a device cannot lock an account it could not use (Art. 31, 34, 35); passwords and
+ * tokens live in wiped memory only (the call's arena, the job's buffers) and never reach a log;
+ * each call leaves one administrative-record row and one audit record, written in the
+ * transaction of its effect: login.ok with the session, login.fail (detail "credentials"
+ * whatever the cause) with the failure count, password.change with the new hash; the failure
+ * that locks an account is also an incident (account_locked, Art. 17). */
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +18,7 @@
 
 #include "waygate/v1/admin.pb-c.h"
 
+#include "account.h"
 #include "alloc.h"
 #include "api.h"
 #include "api_admin_int.h"
@@ -183,13 +186,14 @@ static void login_verified_cb(void *arg, int lost)
         return;
 
     a->job = NULL;
-    a->ok = a->found && !a->disabled && !a->locked && j->verified;
-    why = !a->found        ? "unknown account"
-          : a->disabled    ? "account disabled"
-          : a->locked      ? "account locked"
-          : !j->verified   ? "wrong password"
-          : a->must_change ? "password must change"
-                           : NULL;
+    a->ok = a->found && !a->cert_refused && !a->disabled && !a->locked && j->verified;
+    why = !a->found         ? "unknown account"
+          : a->cert_refused ? "certificate not usable for the account"
+          : a->disabled     ? "account disabled"
+          : a->locked       ? "account locked"
+          : !j->verified    ? "wrong password"
+          : a->must_change  ? "password must change"
+                            : NULL;
     gw_admin_job_free(j);
     if (make_token(a) != 0) { /* both outcomes draw a token: the same work either way */
         gw_admin_refuse(a, GW_ECRYPTO, NULL, GW_RULE_NONE, 0);
@@ -202,6 +206,7 @@ static void login_verified_cb(void *arg, int lost)
     o.token_hash = a->token_hash;
     o.ttl_s = cfg->token_ttl_s;
     o.limited = a->must_change;
+    o.uncounted = a->cert_refused; /* only guesses that could have opened the account count */
     o.peer = p->peer;
     o.cert = p->cert[0] ? p->cert : NULL;
     o.lockout_failures = cfg->lockout_failures;
@@ -213,6 +218,18 @@ static void login_verified_cb(void *arg, int lost)
         gw_admin_refuse_db(a, err);
         return;
     }
+}
+
+/* Whether the connection's certificate could carry a token of the account l (account.h's rule,
+ * which the identity step applies to every token). The certificate principal's branch is
+ * p->branch: a Login sent with a token has the token's account as principal, whose branch is the
+ * certificate's (a branch account's token is honoured only over its own branch's certificate,
+ * an administrative one only over a certificate registered for administration, which has no
+ * branch). */
+static bool cert_usable(const struct gw_principal *p, const struct gw_acct_login *l)
+{
+    return p->cert[0] != '\0' &&
+           gw_account_usable_over(l->role, l->branch, p->branch, p->cert_admin);
 }
 
 /* Copies a password of the request into the job's wiped buffer (it fits: checked before). */
@@ -249,9 +266,12 @@ static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
         memcpy(j->cur.hash, l->hash, sizeof(j->cur.hash));
         memcpy(j->cur.salt, l->salt, sizeof(j->cur.salt));
         snprintf(j->cur.params, sizeof(j->cur.params), "%s", l->params);
+        a->cert_refused = !cert_usable(gw_call_principal(a->call), l);
     }
-    if (!l->found || !gw_admin_params_of(&j->cur, &pp)) {
-        /* A dummy hash under a salt derived from the name: the same cost as a real one. */
+    if (!l->found || a->cert_refused || !gw_admin_params_of(&j->cur, &pp)) {
+        /* A dummy hash under a salt derived from the name: the same cost as a real one. Over a
+         * certificate the account could never be used through, the password is not checked:
+         * the account's hash is replaced, and the refusal costs what an unknown name's does. */
         snprintf(seed, sizeof(seed), "waygate login dummy salt:%s", a->name);
         if (EVP_Digest(seed, strlen(seed), d, &dn, EVP_sha256(), NULL) != 1)
             memset(d, 0, sizeof(d));

@@ -1,4 +1,4 @@
-/* ctl_accounts.c: `waygatectl accounts bootstrap|create|list|disable`: people's accounts
+/* ctl_accounts.c: `waygatectl accounts bootstrap|create|list|disable|unlock`: people's accounts
  * (Art. 34, 35, 38). Passwords are hashed here with scrypt (crypto/password.h) and only the
  * hash, salt and parameters reach the database; a generated one-time password is printed once,
  * alone on stdout, and nowhere else; a given one is read from stdin, never from argv. Every new
@@ -32,6 +32,7 @@ static void accounts_usage(FILE *f)
             "                                     [--password-stdin] [--scrypt-n N]\n"
             "       waygatectl accounts list [NAME]\n"
             "       waygatectl accounts disable NAME --reason TEXT\n"
+            "       waygatectl accounts unlock NAME\n"
             "  common options: [--actor WHO] [--db CONNINFO]\n"
             "  bootstrap creates the first security_admin, only while no enabled one exists.\n"
             "  create: ROLE is branch_clerk or customer_service (these need --branch),\n"
@@ -43,6 +44,7 @@ static void accounts_usage(FILE *f)
             "  for bootstrap, a one-time password is generated and printed once, alone on stdout.\n"
             "  Either must be changed at the first login (Admin.ChangePassword).\n"
             "  disable takes effect at once: the account's sessions are deleted.\n"
+            "  unlock clears the account's failed-login count and its lock (nothing else).\n"
             "  Passwords are hashed with scrypt N (default %d), r 8, p 1. CONNINFO defaults to\n"
             "  $WAYGATE_PGURI; WHO to $USER. Exit: 0 done, 1 failed, 2 usage, 3 refused.\n",
             DEFAULT_SCRYPT_N);
@@ -313,6 +315,36 @@ static int accounts_disable(struct ctl_admin *c, const char *name, const char *r
     return GW_CTL_OK;
 }
 
+/* Clears the failed-login count and the lock, with the admin_log row and the audit record
+ * (account.unlock) in the same transaction. */
+static int accounts_unlock(struct ctl_admin *c, const char *name)
+{
+    struct gw_admin_unlock was;
+    char err[512], detail[160];
+    bool changed;
+    int rc;
+
+    if (ctl_admin_begin(c) != 0)
+        return GW_CTL_FAIL;
+    rc = gw_admin_account_unlock(c->a, name, &was, err, sizeof(err));
+    if (rc == GW_ENOTFOUND)
+        return ctl_admin_refuse(c, name, "account", GW_RULE_ACCOUNT_UNKNOWN, 0);
+    if (rc != 0)
+        return ctl_admin_fail(c, name, "the database refused", err);
+    changed = was.locked || was.failed_count > 0;
+    if (was.locked)
+        snprintf(detail, sizeof(detail), "was locked until %s after %lld failed logins%s",
+                 was.locked_until, was.failed_count, was.disabled ? "; stays disabled" : "");
+    else
+        snprintf(detail, sizeof(detail), "was not locked; %lld failed logins counted%s",
+                 was.failed_count, was.disabled ? "; stays disabled" : "");
+    if (ctl_admin_log(c, name, changed ? "ok" : "unchanged", detail) != 0 ||
+        ctl_admin_commit(c) != 0)
+        return GW_CTL_FAIL;
+    printf("%s account %s: %s\n", changed ? "unlocked" : "nothing to unlock:", name, detail);
+    return GW_CTL_OK;
+}
+
 static int parse_scrypt_n(const char *s, uint64_t *out)
 {
     struct gw_pw_params pp, back;
@@ -393,10 +425,10 @@ int gw_ctl_accounts(int argc, char **argv)
     nargs = argc - optind;
     is_list = strcmp(verb, "list") == 0;
     if (!is_list && strcmp(verb, "bootstrap") != 0 && strcmp(verb, "create") != 0 &&
-        strcmp(verb, "disable") != 0) {
+        strcmp(verb, "disable") != 0 && strcmp(verb, "unlock") != 0) {
         fprintf(stderr,
-                "waygatectl accounts: unknown action '%s' (bootstrap, create, list or "
-                "disable)\n",
+                "waygatectl accounts: unknown action '%s' (bootstrap, create, list, disable or "
+                "unlock)\n",
                 verb);
         accounts_usage(stderr);
         return GW_CTL_USAGE;
@@ -433,6 +465,8 @@ int gw_ctl_accounts(int argc, char **argv)
         rc = accounts_create(&c, name, role, branch, person, pw_stdin, scrypt_n, false);
     else if (strcmp(verb, "disable") == 0)
         rc = accounts_disable(&c, name, reason);
+    else if (strcmp(verb, "unlock") == 0)
+        rc = accounts_unlock(&c, name);
     else
         rc = accounts_list(&c, name);
     ctl_admin_close(&c);

@@ -18,7 +18,7 @@ static int cmd_help(int argc, char **argv);
 static const struct ctl_cmd commands[] = {
     {"help", cmd_help, "list the commands"},
     {"accounts", gw_ctl_accounts,
-     "people's accounts: bootstrap, create, list, disable (Art. 34, 35, 38)"},
+     "people's accounts: bootstrap, create, list, disable, unlock (Art. 34, 35, 38)"},
     {"export", gw_ctl_export,
      "trace a leaked export file or fragment of rows to its bulk export (Art. 37)"},
     {"audit", gw_ctl_audit, "verify the audit chains; export and verify audit bundles (Art. 33)"},

@@ -30,6 +30,17 @@ bool gw_account_role_cli_only(const char *role)
            strcmp(role, "lawful_access") == 0;
 }
 
+bool gw_account_usable_over(const char *role, const char *branch, const char *cert_branch,
+                            bool cert_admin)
+{
+    if (role == NULL)
+        return false;
+    if (gw_account_role_branch_bound(role))
+        return branch != NULL && branch[0] != '\0' && cert_branch != NULL &&
+               strcmp(branch, cert_branch) == 0;
+    return cert_admin;
+}
+
 static bool name_ok(const char *s)
 {
     size_t n = strlen(s);

@@ -28,6 +28,16 @@ bool gw_account_role_admin(const char *role);
  * of invented persons and approve alone (separation of duties, Art. 16, 34, 37). */
 bool gw_account_role_cli_only(const char *role);
 
+/* True when a token of an account of role (branch: the account's, NULL or "" for none) may be
+ * used over a connection whose certificate principal has cert_branch (NULL or "" for none) and
+ * cert_admin (registered for administration): a branch-bound role only over a certificate of its
+ * own branch, every other role only over a certificate registered for administration (Art. 31,
+ * 34). The identity step applies this rule to every token (api_auth.c); Login applies it before
+ * it looks at a password, so that an account can be guessed at, and locked, only through a
+ * certificate it could be used over. */
+bool gw_account_usable_over(const char *role, const char *branch, const char *cert_branch,
+                            bool cert_admin);
+
 /* True for a branch code as principals, accounts and routes store it: 1 to 31 ASCII letters,
  * digits, '_' or '-' (the columns' CHECK in sql/006_accounts.sql). NULL: false. */
 bool gw_branch_code_ok(const char *s);

@@ -425,7 +425,8 @@ static void login_done_cb(void *arg, int err, int64_t seq, const struct gw_db_re
             exp = get_i64(pr, 0, 0);
         }
     } else if (res->nresults > 0 && (pr = res->results[0]) != NULL && PQntuples(pr) == 1)
-        locked = get_bool(pr, 0, 0); /* the failure path: update, log */
+        locked = get_bool(pr, 0, 0); /* the failure path: update, log (uncounted: the log's
+                                      * INSERT alone, no row) */
     r->cb.login_done(r->arg, 0, created, exp, locked);
     gw_free(r);
 }
@@ -474,6 +475,9 @@ int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome
         st[3] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
         r->guard = 2;
         n = 4;
+    } else if (o->uncounted) {
+        st[0] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+        n = 1;
     } else {
         st[0] = (struct gw_db_stmt){.sql = login_fail_sql, .nparams = 3, .values = fv};
         st[1] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};

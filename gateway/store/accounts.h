@@ -99,17 +99,19 @@ int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days
  * audit record (login.ok or login.fail). ok: reset the failure count, stamp last_used_at and
  * insert the session (token_hash, expiring in ttl_s); if the account was disabled or locked
  * meanwhile, a guard fails the transaction, nothing of it commits (the login.ok record neither)
- * and created is false: the caller then records the refusal (gw_acct_log_write). Not ok: count
- * one failure against the name (if such an enabled account exists) and lock it for
- * lockout_minutes at lockout_failures consecutive failures (a lock that has run out starts a new
- * count). */
+ * and created is false: the caller then records the refusal (gw_acct_log_write). Not ok: count one
+ * failure against the name (if such an enabled account exists) and lock it for lockout_minutes at
+ * lockout_failures consecutive failures (a lock that has run out starts a new count); with
+ * uncounted, only the log row and the record are written (a login over a certificate the account
+ * could never be used through). */
 struct gw_acct_login_outcome {
     bool ok;
     const char *name;
     int64_t id;
     const uint8_t *token_hash; /* ok only */
     uint32_t ttl_s;
-    bool limited; /* the session was issued while the password must change */
+    bool limited;   /* the session was issued while the password must change */
+    bool uncounted; /* not ok: count no failure */
     const char *peer, *cert;
     uint32_t lockout_failures, lockout_minutes;
     struct gw_acct_log log;

@@ -353,6 +353,43 @@ int gw_admin_account_disable(struct gw_admin *a, const char *name, const char *b
     return rc;
 }
 
+/* The row's old values read under its lock, then the update (which finds the row locked by the
+ * same statement). */
+static const char *const unlock_sql =
+    "WITH old AS (SELECT id, failed_count, coalesce(locked_until > now(), false) AS locked, "
+    "CASE WHEN locked_until > now() THEN locked_until END AS until, disabled_at IS NOT NULL AS "
+    "disabled FROM account WHERE name = $1 FOR UPDATE), u AS (UPDATE account SET failed_count "
+    "= 0, locked_until = NULL WHERE id = (SELECT id FROM old)) SELECT failed_count, "
+    "locked, " UTC_TEXT("until") ", disabled FROM old";
+
+int gw_admin_account_unlock(struct gw_admin *a, const char *name, struct gw_admin_unlock *was,
+                            char *errbuf, size_t errlen)
+{
+    const char *values[1] = {name};
+    PGresult *res;
+    int rc = 0;
+
+    memset(was, 0, sizeof(*was));
+    res = PQexecParams(a->pg, unlock_sql, 1, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+        goto out;
+    }
+    if (PQntuples(res) != 1) {
+        gw_pq_msg(errbuf, errlen, "no such name");
+        rc = GW_ENOTFOUND;
+        goto out;
+    }
+    was->failed_count = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    was->locked = is_true(res, 0, 1);
+    if (opt(res, 0, 2) != NULL)
+        snprintf(was->locked_until, sizeof(was->locked_until), "%s", PQgetvalue(res, 0, 2));
+    was->disabled = is_true(res, 0, 3);
+out:
+    PQclear(res);
+    return rc;
+}
+
 /* ---- admin_log and incidents ---- */
 
 int gw_admin_log(struct gw_admin *a, const struct gw_admin_logrec *r, char *errbuf, size_t errlen)

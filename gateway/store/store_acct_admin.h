@@ -115,6 +115,21 @@ int gw_admin_account_disable(struct gw_admin *a, const char *name, const char *b
                              const char *reason, bool *already, long long *sessions, char *errbuf,
                              size_t errlen) GW_MUST_CHECK;
 
+/* What gw_admin_account_unlock found before it cleared the count. */
+struct gw_admin_unlock {
+    long long failed_count; /* consecutive failed logins counted */
+    bool locked;            /* locked_until was in the future */
+    bool disabled;          /* the account is disabled (an unlock does not enable it) */
+    char locked_until[24];  /* UTC text of that lock, "" when not locked */
+};
+
+/* Clears the failed-login count and any lock of the account named name (sql/025_account_
+ * unlock.sql grants the CLI exactly these two columns); the password and everything else stay.
+ * *was says what the row held (read under the row's lock). Run it in a transaction. Returns 0,
+ * GW_ENOTFOUND (no such account: nothing changed) or GW_EINTERNAL. */
+int gw_admin_account_unlock(struct gw_admin *a, const char *name, struct gw_admin_unlock *was,
+                            char *errbuf, size_t errlen) GW_MUST_CHECK;
+
 /* ---- the administrative record (Art. 31) and incidents (Art. 17) ---- */
 
 /* One administrative action done through the CLI (via 'cli', peer 'local'). detail must never

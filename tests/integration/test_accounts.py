@@ -185,6 +185,61 @@ def test_five_failures_lock_the_account(stack, admin):
     assert rows[6].startswith("ok|"), rows
 
 
+def login_state(stack, name):
+    """'failed_count|locked' of an account (locked: locked_until in the future)."""
+    return stack.psql("SELECT failed_count, coalesce(locked_until > now(), false) FROM account "
+                      "WHERE name = '%s'" % name)
+
+
+def test_guesses_over_a_certificate_the_account_cannot_use_lock_nothing(stack, admin):
+    """A registered device can no longer lock any account: courier_a's certificate (a scanner of
+    branch a) can never carry the auditor's token (an administrative account is usable only over
+    a certificate registered for administration) nor a branch b clerk's (only over branch b's),
+    so a Login of either over it is refused before its password is looked at and counts no
+    failure. Five wrong guesses (and the right password) over it leave both accounts unlocked,
+    and each owner then logs in over its own certificate."""
+    auditor, auditor_pw, via = stack.account("auditor")
+    clerk = unique("it-far-")
+    clerk_pw = admin.create(clerk, "branch_clerk", branch="b")
+    first = int(stack.psql("SELECT coalesce(max(id), 0) FROM admin_log")[0])
+    try:
+        for name, right in ((auditor, auditor_pw), (clerk, clerk_pw)):
+            for pw in [password() for _ in range(5)] + [right]:
+                e = rpc_error(lambda: login(stack, name, pw, "courier_a"))
+                assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+            assert login_state(stack, name) == ["0|f"], name
+        assert login(stack, auditor, auditor_pw, via).token
+        assert login(stack, clerk, clerk_pw, "branch_b").token
+        # recorded like any refused login, the exact cause kept in the administrative record
+        rows = stack.psql("SELECT actor, cert, object, outcome, detail FROM admin_log WHERE "
+                          "id > %d AND action = 'Login' AND cert = 'courier_a' ORDER BY id" % first)
+        assert rows == ["courier_a|courier_a|%s|refused|certificate not usable for the account"
+                        % n for n in [auditor] * 6 + [clerk] * 6], rows
+    finally:  # the dev stack's auditor is shared with other tests: never leave it counted
+        stack.psql("UPDATE account SET failed_count = 0, locked_until = NULL WHERE name = '%s'"
+                   % auditor)
+
+
+def test_refusal_same_for_unusable_certificate_and_unknown_account(stack, admin):
+    """Over courier_a: an unknown name, the auditor and secadmin (administrative accounts) with
+    their right passwords, and a branch b clerk get the very refusal of every other login,
+    status and words; the audit record gives the one class `credentials`."""
+    clerk = unique("it-fau-")
+    clerk_pw = admin.create(clerk, "customer_service", branch="b")
+    cases = [(unique("it-nobody-"), password()), stack.account("auditor")[:2],
+             stack.account("secadmin")[:2], (clerk, clerk_pw)]
+    answers = []
+    for name, pw in cases:
+        e = rpc_error(lambda: login(stack, name, pw, "courier_a"))
+        answers.append((e.code(), e.details()))
+    assert answers == [(grpc.StatusCode.UNAUTHENTICATED, REFUSED)] * 4, answers
+    for name, _ in cases[1:]:
+        assert login_state(stack, name) == ["0|f"], name
+        assert stack.psql("SELECT detail FROM audit_record WHERE action = 'login.fail' AND "
+                          "object = '%s' AND cert = 'courier_a' ORDER BY seq DESC LIMIT 1"
+                          % name) == ["credentials"]
+
+
 def test_expired_password_forces_change(stack, admin):
     name = unique("it-exp-")
     pw, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")

@@ -452,6 +452,59 @@ def test_disable_stops_a_live_token(stack):
     assert call(md) == grpc.StatusCode.UNAUTHENTICATED
 
 
+def test_unlock_clears_a_lockout(stack):
+    """Art. 35: five wrong passwords over the account's own branch certificate lock it, and the
+    right one is then refused; `accounts unlock` clears the lock, recorded in admin_log and in
+    the audit chain (account.unlock) like the other account commands, and the right password
+    works at once. An unknown name is refused, exit 3, and recorded as refused."""
+    given = "It-Clerk-Password-66"
+    SEEN.add(given)
+    r = ctl(stack, "accounts", "create", "it_clerk6", "--role", "branch_clerk", "--branch", "a",
+            "--password-stdin", "--scrypt-n", "1024", input=given + "\n")
+    assert r.returncode == 0, r.stderr
+
+    def refused(pw):
+        try:
+            stack.login_response("it_clerk6", pw, "branch_a")
+        except grpc.RpcError as e:
+            return e.code() == grpc.StatusCode.UNAUTHENTICATED
+        return False
+
+    for i in range(5):
+        assert refused("Wrong-Password-%02d" % i), i
+    assert stack.psql("SELECT failed_count, locked_until > now() FROM account WHERE name = "
+                      "'it_clerk6'") == ["5|t"]
+    assert refused(given)  # locked: the right password too
+    r = ctl(stack, "accounts", "unlock", "it_clerk6")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("unlocked account it_clerk6: was locked until "), r.stdout
+    assert "after 5 failed logins" in r.stdout
+    assert stack.psql("SELECT failed_count, locked_until IS NULL FROM account WHERE name = "
+                      "'it_clerk6'") == ["0|t"]
+    actor, via, peer, outcome, detail = last_log(stack, "accounts.unlock", "it_clerk6")
+    assert (actor, via, peer, outcome) == (ACTOR, "cli", "local", "ok")
+    assert detail.startswith("was locked until ") and detail.endswith(" after 5 failed logins")
+    assert stack.psql("SELECT actor, peer, outcome, detail FROM audit_record WHERE chain = 'ctl' "
+                      "AND action = 'account.unlock' AND object = 'it_clerk6'") == [
+        "%s|local|ok|%s" % (ACTOR, detail)]
+    assert login_or_skip(stack, "it_clerk6", given, "branch_a").token
+    # nothing left to clear: exit 0, recorded as unchanged
+    r = ctl(stack, "accounts", "unlock", "it_clerk6")
+    assert r.returncode == 0 and r.stdout.startswith("nothing to unlock: account it_clerk6"), \
+        r.stdout
+    assert last_log(stack, "accounts.unlock", "it_clerk6")[3] == "unchanged"
+    # an unknown name: refused precisely, nothing changed, recorded
+    r = ctl(stack, "accounts", "unlock", "it_nobody6")
+    assert r.returncode == 3, (r.returncode, r.stderr)
+    assert r.stderr == "waygatectl accounts unlock: account: no such account\n"
+    assert last_log(stack, "accounts.unlock", "it_nobody6")[3:] == (
+        "refused", "account: no such account")
+    r = ctl(stack, "accounts", "unlock")
+    assert r.returncode == 2 and "exactly one NAME" in r.stderr
+    r = ctl(stack, "accounts", "unlock", "it_clerk6", "--reason", "x")
+    assert r.returncode == 2 and "an option of another action" in r.stderr
+
+
 def test_segments_commands_recorded(stack):
     """Art. 31: `segments issue` and `list` write admin_log rows too (issued, refused, listed)."""
     args = ["segments", "issue", "--branch", "zz", "--segment", "ZZ:1000000000-1000000099",

@@ -72,23 +72,28 @@ def test_login_ok_and_failures_are_recorded(stack, admin):
 
 
 def test_login_failure_class_is_the_same_for_every_cause(stack, admin):
-    """unknown, wrong, locked and disabled: one detail (the administrative record keeps the
-    cause); an unknown name is not kept as the object (it may be a mistyped password)."""
+    """unknown, wrong, locked, disabled, and a certificate the account cannot be used over: one
+    detail (the administrative record keeps the cause); an unknown name is not kept as the
+    object (it may be a mistyped password)."""
     locked, disabled, known = unique("au-lk-"), unique("au-ds-"), unique("au-wp-")
-    pw_locked = admin.create(locked, "branch_clerk", branch="a")
-    pw_dis = admin.create(disabled, "branch_clerk", branch="a")
-    admin.create(known, "branch_clerk", branch="a")
+    # of branch b: over branch_b's certificate each is refused for its own cause (an account of
+    # another branch would be refused for the certificate, before anything else)
+    pw_locked = admin.create(locked, "branch_clerk", branch="b")
+    pw_dis = admin.create(disabled, "branch_clerk", branch="b")
+    admin.create(known, "branch_clerk", branch="b")
+    other = unique("au-ob-")  # of branch a: never usable over branch_b's certificate
+    pw_other = admin.create(other, "branch_clerk", branch="a")
     admin.disable(disabled)
     stack.psql("UPDATE account SET locked_until = now() + interval '10 minutes' WHERE name = '%s'"
                % locked)
     since = now_us(stack)
     for acct, pw in ((locked, pw_locked), (disabled, pw_dis), (known, password()),
-                     (unique("au-nx-"), password())):
+                     (unique("au-nx-"), password()), (other, pw_other)):
         e = rpc_error(lambda: login(stack, acct, pw, "branch_b"))
         assert e.code() == grpc.StatusCode.UNAUTHENTICATED
     rows = records(stack, "action = 'login.fail' AND cert = 'branch_b'", since)
     assert rows == ["branch_b|branch_clerk|t|branch_b|b|login.fail|%s|refused|credentials" % o
-                    for o in (locked, disabled, known, "")]
+                    for o in (locked, disabled, known, "", other)]
 
 
 def test_lockout_is_an_incident(stack, admin):

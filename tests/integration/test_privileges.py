@@ -148,6 +148,12 @@ CLI_REFUSED = [
     ("delete_segment", "DELETE FROM segment", r"^permission denied for table segment$"),
     ("alter_table", "ALTER TABLE incident ADD COLUMN note text",
      r"^must be owner of table incident$"),
+    # sql/025 lets the CLI clear a lockout (failed_count, locked_until), nothing else of an
+    # account: never its password or the forced change
+    ("set_a_password", "UPDATE account SET pw_hash = pw_hash",
+     r"^permission denied for table account$"),
+    ("skip_the_forced_change", "UPDATE account SET must_change = false",
+     r"^permission denied for table account$"),
     # sql/019: the CLI writes only its own chain, and changes no chain row (its UPDATE is for
     # the row lock alone)
     ("audit_record_into_gateway_chain", "INSERT INTO audit_record " + AUDIT_COLS +

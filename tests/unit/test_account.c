@@ -93,12 +93,37 @@ static void test_role_kinds(void **state)
     assert_false(gw_account_role_branch_bound("security_admin"));
 }
 
+/* Which certificates an account's token may be used over (and so its password tried over):
+ * a branch role over its own branch's certificates only, every other role over certificates
+ * registered for administration only, whatever their branch. */
+static void test_usable_over(void **state)
+{
+    (void)state;
+    assert_true(gw_account_usable_over("branch_clerk", "a", "a", false));
+    assert_true(gw_account_usable_over("customer_service", "a", "a", true));
+    assert_false(gw_account_usable_over("branch_clerk", "a", "b", false));
+    assert_false(gw_account_usable_over("branch_clerk", "a", "", true));
+    assert_false(gw_account_usable_over("branch_clerk", "a", NULL, true));
+    assert_false(gw_account_usable_over("branch_clerk", "", "", false));
+    assert_false(gw_account_usable_over("branch_clerk", NULL, NULL, false));
+    for (size_t i = 0; gw_account_roles[i] != NULL; i++) {
+        if (gw_account_role_branch_bound(gw_account_roles[i]))
+            continue;
+        assert_true(gw_account_usable_over(gw_account_roles[i], NULL, "", true));
+        assert_true(gw_account_usable_over(gw_account_roles[i], "", NULL, true));
+        assert_false(gw_account_usable_over(gw_account_roles[i], NULL, "a", false));
+        assert_false(gw_account_usable_over(gw_account_roles[i], NULL, "", false));
+    }
+    assert_false(gw_account_usable_over(NULL, NULL, NULL, true));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_accepted),    cmocka_unit_test(test_name),
         cmocka_unit_test(test_role),        cmocka_unit_test(test_branch),
         cmocka_unit_test(test_branch_code), cmocka_unit_test(test_role_kinds),
+        cmocka_unit_test(test_usable_over),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -27,6 +27,7 @@ static const struct {
     {"accounts.bootstrap", "account.create"},
     {"accounts.create", "account.create"},
     {"accounts.disable", "account.disable"},
+    {"accounts.unlock", "account.unlock"},
     {"routes.add", "route.add"},
     {"routes.remove", "route.remove"},
 };

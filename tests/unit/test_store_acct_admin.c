@@ -240,6 +240,60 @@ static void test_accounts(void **state)
     assert_int_equal(s.n, 1);
 }
 
+/* As the CLI's role: unlock clears the failure count and the lock (sql/025_account_unlock.sql
+ * grants exactly those two columns) and says what it found; an unknown name changes nothing;
+ * the role still may not set a password. */
+static void test_unlock(void **state)
+{
+    (void)state;
+    if (!F.started)
+        skip();
+    struct gw_admin_account_new n = new_account("locked1", "p4", "customer_service", "b");
+    struct gw_admin_unlock was;
+    long long id = 0;
+    PGresult *r;
+
+    assert_int_equal(gw_admin_account_insert(F.a, &n, &id, F.err, sizeof F.err), 0);
+    exec_ok("UPDATE account SET failed_count = 5, locked_until = now() + interval '15 minutes' "
+            "WHERE name = 'locked1'");
+    assert_int_equal(gw_admin_begin(F.a, F.err, sizeof F.err), 0);
+    assert_int_equal(gw_admin_account_unlock(F.a, "locked1", &was, F.err, sizeof F.err), 0);
+    assert_int_equal(gw_admin_commit(F.a, F.err, sizeof F.err), 0);
+    assert_true(was.locked);
+    assert_false(was.disabled);
+    assert_int_equal(was.failed_count, 5);
+    assert_int_equal(strlen(was.locked_until), 20); /* YYYY-MM-DDTHH:MM:SSZ */
+    assert_int_equal(scalar("SELECT count(*) FROM account WHERE name = 'locked1' AND "
+                            "failed_count = 0 AND locked_until IS NULL"),
+                     1);
+    /* again: nothing was locked */
+    assert_int_equal(gw_admin_account_unlock(F.a, "locked1", &was, F.err, sizeof F.err), 0);
+    assert_false(was.locked);
+    assert_int_equal(was.failed_count, 0);
+    assert_string_equal(was.locked_until, "");
+    /* a lock that ran out is not reported as a lock, its count is cleared */
+    exec_ok("UPDATE account SET failed_count = 5, locked_until = now() - interval '1 minute', "
+            "disabled_at = now() WHERE name = 'locked1'");
+    assert_int_equal(gw_admin_account_unlock(F.a, "locked1", &was, F.err, sizeof F.err), 0);
+    assert_false(was.locked);
+    assert_true(was.disabled);
+    assert_int_equal(was.failed_count, 5);
+    assert_int_equal(
+        scalar("SELECT count(*) FROM account WHERE name = 'locked1' AND "
+               "failed_count = 0 AND locked_until IS NULL AND disabled_at IS NOT NULL"),
+        1);
+    assert_int_equal(gw_admin_account_unlock(F.a, "nobody", &was, F.err, sizeof F.err),
+                     GW_ENOTFOUND);
+    /* the grant is those two columns: no password, no must_change */
+    r = PQexec(gw_admin_conn(F.a), "UPDATE account SET must_change = false WHERE name = 'locked1'");
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "42501");
+    PQclear(r);
+    r = PQexec(gw_admin_conn(F.a), "UPDATE account SET pw_hash = pw_hash WHERE name = 'locked1'");
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "42501");
+    PQclear(r);
+}
+
 static void test_log_and_incident(void **state)
 {
     (void)state;
@@ -291,6 +345,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_principals),
         cmocka_unit_test(test_accounts),
+        cmocka_unit_test(test_unlock),
         cmocka_unit_test(test_log_and_incident),
         cmocka_unit_test(test_read_committed_pinned),
     };
