@@ -205,6 +205,7 @@ static void login_verified_cb(void *arg, int lost)
     o.id = a->id;
     o.token_hash = a->token_hash;
     o.ttl_s = cfg->token_ttl_s;
+    o.sessions_max = GW_AUTH_SESSIONS_MAX;
     o.limited = a->must_change;
     o.uncounted = a->cert_refused; /* only guesses that could have opened the account count */
     o.peer = p->peer;

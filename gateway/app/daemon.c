@@ -374,11 +374,13 @@ static void reopen_cb(evutil_socket_t sig, short what, void *arg)
 
 static void sweep_start(struct daemon *d);
 
-static void swept_cb(void *arg, int err, const char *const *names, size_t n)
+static void swept_cb(void *arg, int err, const char *const *names, size_t n, size_t purged)
 {
     struct daemon *d = arg;
 
     d->sweep = NULL;
+    if (purged > 0)
+        GW_LOG(GW_LOG_INFO, "main", NULL, "%zu expired sessions deleted", purged);
     if (err != 0) {
         GW_LOG(GW_LOG_WARN, "main", NULL, "inactive-account sweep failed (%s): retried later",
                gw_err_str(err));
@@ -390,12 +392,13 @@ static void swept_cb(void *arg, int err, const char *const *names, size_t n)
                d->app->cfg->inactive_disable_days);
 }
 
-/* Disables accounts unused for inactive_disable_days (one sweep at a time). */
+/* Deletes expired sessions and disables accounts unused for inactive_disable_days (0: only the
+ * former), one sweep at a time. */
 static void sweep_start(struct daemon *d)
 {
     int err;
 
-    if (d->sweep != NULL || d->app->cfg->inactive_disable_days == 0)
+    if (d->sweep != NULL)
         return;
     err = gw_acct_sweep_inactive(d->app->db, d->app->audit, d->app->cfg->inactive_disable_days,
                                  swept_cb, d, &d->sweep);

@@ -20,6 +20,11 @@
 #define GW_FWD_LEASE_MARGIN_MS 1000
 #define GW_FWD_CALL_MIN_MS 100
 
+/* Live sessions (bearer tokens) one account keeps: a login past it ends the account's oldest, in
+ * its own transaction (Art. 35, 38; docs/threat-model.md). Not a config key: people log in from
+ * a handful of places, and each session is a row that a token thief can use until it expires. */
+#define GW_AUTH_SESSIONS_MAX 16
+
 struct gw_config {
     /* [server] */
     char *listen;                    /* "host:port" of the mTLS listener (required) */
@@ -86,7 +91,9 @@ struct gw_config {
     uint32_t lockout_minutes;         /* how long the lock lasts, default 15 */
     uint32_t inactive_disable_days;   /* accounts unused this long are disabled, default 90;
                                        * 0 = never */
-    uint32_t inactive_check_ms;       /* how often the gateway looks for them, default 3600000 */
+    uint32_t inactive_check_ms;       /* how often the gateway looks for them (and deletes
+                                       * expired sessions, even with inactive_disable_days 0),
+                                       * default 3600000 */
     uint32_t scrypt_n;                /* scrypt cost N for new password hashes (power of two),
                                        * default 32768 (r 8, p 1) */
     uint32_t auth_workers;            /* threads that run password hashing, default 2 */

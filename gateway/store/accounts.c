@@ -56,6 +56,14 @@ static const char *const session_insert_sql =
     "$6::boolean FROM account WHERE id = $2::bigint AND disabled_at IS NULL AND "
     "NOT coalesce(locked_until > now(), false) RETURNING extract(epoch FROM expires_at)::bigint";
 
+/* After the new session (token $2) of account $1: the account's expired sessions, and its live
+ * ones past the newest $3 others (by issue time), end. */
+static const char *const session_cap_sql =
+    "DELETE FROM session WHERE account_id = $1::bigint AND token_hash <> $2::bytea AND "
+    "(expires_at <= now() OR token_hash IN (SELECT token_hash FROM session WHERE account_id = "
+    "$1::bigint AND token_hash <> $2::bytea AND expires_at > now() ORDER BY issued_at DESC, "
+    "token_hash DESC OFFSET $3::int))";
+
 /* Guards: "SELECT 1 / <count or condition>" fails with division_by_zero (22012) when what the
  * entry's record says did not happen, so that nothing of the entry commits. */
 static const char *const session_guard_sql =
@@ -418,7 +426,7 @@ static void login_done_cb(void *arg, int err, int64_t seq, const struct gw_db_re
         gw_free(r);
         return;
     }
-    if (r->guard >= 0) { /* the ok path: update, session, guard, log */
+    if (r->guard >= 0) { /* the ok path: update, session, guard, cap, log */
         pr = res->results[1];
         if (pr != NULL && PQntuples(pr) == 1) {
             created = true;
@@ -434,8 +442,10 @@ static void login_done_cb(void *arg, int err, int64_t seq, const struct gw_db_re
 int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome *o,
                          gw_acct_login_done_cb cb, void *arg, struct gw_acct_req **out)
 {
-    char id[24], ttl[16], fails[16], mins[16];
+    char id[24], ttl[16], fails[16], mins[16], keep[16];
     const char *okv[1] = {id};
+    const char *cv[3] = {id, (const char *)o->token_hash, keep};
+    static const int clens[3] = {0, GW_ACCT_HASH_LEN, 0}, cfmts[3] = {0, 1, 0};
     const char *sv[6] = {(const char *)o->token_hash,  id, ttl, o->peer, o->cert,
                          o->limited ? "true" : "false"};
     static const int slens[6] = {GW_ACCT_HASH_LEN, 0, 0, 0, 0, 0}, sfmts[6] = {1, 0, 0, 0, 0, 0};
@@ -443,17 +453,18 @@ int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome
     const char *gv[1] = {(const char *)o->token_hash};
     const char *lv[9];
     const char *fv[3] = {o->name, fails, mins};
-    struct gw_db_stmt st[4];
+    struct gw_db_stmt st[5];
     struct gw_acct_req *r;
     int n;
 
     if (au == NULL || o == NULL || cb == NULL || o->name == NULL || !log_ok(&o->log) ||
-        (o->ok && o->token_hash == NULL))
+        (o->ok && (o->token_hash == NULL || o->sessions_max == 0)))
         return GW_EINVAL;
     snprintf(id, sizeof(id), "%lld", (long long)o->id);
     snprintf(ttl, sizeof(ttl), "%u", o->ttl_s);
     snprintf(fails, sizeof(fails), "%u", o->lockout_failures);
     snprintf(mins, sizeof(mins), "%u", o->lockout_minutes);
+    snprintf(keep, sizeof(keep), "%u", o->ok ? o->sessions_max - 1 : 0); /* besides the new one */
     log_params(&o->log, lv);
     memset(st, 0, sizeof(st));
     r = gw_acct_req_new(GW_ACCT_K_LOGIN_DONE, arg);
@@ -472,9 +483,11 @@ int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome
                                     .values = gv,
                                     .lengths = glens,
                                     .formats = gfmts};
-        st[3] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+        st[3] = (struct gw_db_stmt){
+            .sql = session_cap_sql, .nparams = 3, .values = cv, .lengths = clens, .formats = cfmts};
+        st[4] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
         r->guard = 2;
-        n = 4;
+        n = 5;
     } else if (o->uncounted) {
         st[0] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
         n = 1;

@@ -97,21 +97,23 @@ int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days
 
 /* The outcome of a login, written in one transaction whatever it is, with its log row and its
  * audit record (login.ok or login.fail). ok: reset the failure count, stamp last_used_at and
- * insert the session (token_hash, expiring in ttl_s); if the account was disabled or locked
- * meanwhile, a guard fails the transaction, nothing of it commits (the login.ok record neither)
- * and created is false: the caller then records the refusal (gw_acct_log_write). Not ok: count one
- * failure against the name (if such an enabled account exists) and lock it for lockout_minutes at
- * lockout_failures consecutive failures (a lock that has run out starts a new count); with
- * uncounted, only the log row and the record are written (a login over a certificate the account
- * could never be used through). */
+ * insert the session (token_hash, expiring in ttl_s), then delete the account's expired sessions
+ * and, past sessions_max live ones (the new one included), its oldest (by issue time); if the
+ * account was disabled or locked meanwhile, a guard fails the transaction, nothing of it commits
+ * (the login.ok record neither) and created is false: the caller then records the refusal
+ * (gw_acct_log_write). Not ok: count one failure against the name (if such an enabled account
+ * exists) and lock it for lockout_minutes at lockout_failures consecutive failures (a lock that has
+ * run out starts a new count); with uncounted, only the log row and the record are written (a login
+ * over a certificate the account could never be used through). */
 struct gw_acct_login_outcome {
     bool ok;
     const char *name;
     int64_t id;
     const uint8_t *token_hash; /* ok only */
     uint32_t ttl_s;
-    bool limited;   /* the session was issued while the password must change */
-    bool uncounted; /* not ok: count no failure */
+    uint32_t sessions_max; /* ok only: live sessions the account keeps, >= 1 (else GW_EINVAL) */
+    bool limited;          /* the session was issued while the password must change */
+    bool uncounted;        /* not ok: count no failure */
     const char *peer, *cert;
     uint32_t lockout_failures, lockout_minutes;
     struct gw_acct_log log;
@@ -196,17 +198,24 @@ int gw_acct_disable(struct gw_audit *au, const char *name, const char *by, const
                     const struct gw_acct_log *log, const struct gw_audit_rec *rec,
                     gw_acct_disabled_cb cb, void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
 
-/* names: the accounts disabled now (valid during the callback). */
-typedef void (*gw_acct_swept_cb)(void *arg, int err, const char *const *names, size_t n);
+/* names: the accounts disabled now (valid during the callback); purged: the expired sessions
+ * deleted. */
+typedef void (*gw_acct_swept_cb)(void *arg, int err, const char *const *names, size_t n,
+                                 size_t purged);
 
 #define GW_ACCT_SWEEP_MAX 256 /* accounts one sweep disables at most (the next sweep goes on) */
+/* expired sessions one sweep deletes at most (likewise) */
+#define GW_ACCT_SWEEP_SESSIONS_MAX 4096
 
-/* Reads the enabled accounts unused (last_used_at, or created_at if never used) for more than
- * days days (at most GW_ACCT_SWEEP_MAX), then disables each in a transaction of its own that
- * ends its sessions and writes its administrative-record row (actor "gateway", via "gateway",
- * action "DisableInactive") and its audit record (account.disable_inactive); an account used
- * meanwhile is left alone by a guard. cb runs once all are done, with those disabled; err is
- * that of the read or, when none could be disabled, of the last failure. */
+/* First, in the read's transaction, deletes expired sessions (the longest expired first, at most
+ * GW_ACCT_SWEEP_SESSIONS_MAX; no record: an expired token is no credential, and its issue is
+ * login.ok's record) and reads the enabled accounts unused (last_used_at, or created_at if never
+ * used) for more than days days (at most GW_ACCT_SWEEP_MAX; days 0: none, the sweep only
+ * purges); then disables each in a transaction of its own that ends its sessions and writes its
+ * administrative-record row (actor "gateway", via "gateway", action "DisableInactive") and its
+ * audit record (account.disable_inactive); an account used meanwhile is left alone by a guard.
+ * cb runs once all are done, with those disabled; err is that of the read or, when none could
+ * be disabled, of the last failure. */
 int gw_acct_sweep_inactive(struct gw_db *db, struct gw_audit *au, uint32_t days,
                            gw_acct_swept_cb cb, void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
 

@@ -1,9 +1,10 @@
-/* accounts_sweep.c: the inactivity sweep (Art. 38) of accounts.h: one read of the idle accounts,
- * then each disabled in a transaction of its own through the audit writer, one after another, with
- * its admin_log row and its account.disable_inactive record; a guard leaves an account used since
- * the read alone. Invariant: one entry in flight per sweep; the callback runs once, after the
- * last. */
+/* accounts_sweep.c: the inactivity sweep (Art. 38) of accounts.h: one transaction that deletes
+ * expired sessions (bounded) and reads the idle accounts, then each account disabled in a
+ * transaction of its own through the audit writer, one after another, with its admin_log row and
+ * its account.disable_inactive record; a guard leaves an account used since the read alone.
+ * Invariant: one entry in flight per sweep; the callback runs once, after the last. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "accounts.h"
@@ -15,6 +16,7 @@
 struct sweep {
     struct gw_audit *au;
     size_t n, cur, nok; /* accounts read, the one in flight, those disabled */
+    size_t purged;      /* expired sessions deleted */
     int last_err;
     char days[16], reason[64];
     char (*names)[80];
@@ -28,13 +30,13 @@ static void sweep_finish(struct gw_acct_req *r)
     size_t k = 0;
 
     if (sw->nok > 0 && (names = gw_calloc(sw->nok, sizeof(*names))) == NULL) {
-        r->cb.swept(r->arg, GW_ENOMEM, NULL, 0);
+        r->cb.swept(r->arg, GW_ENOMEM, NULL, 0, sw->purged);
         return;
     }
     for (size_t i = 0; i < sw->n; i++)
         if (sw->ok[i])
             names[k++] = sw->names[i];
-    r->cb.swept(r->arg, k == 0 && sw->n > 0 ? sw->last_err : 0, names, k);
+    r->cb.swept(r->arg, k == 0 && sw->n > 0 ? sw->last_err : 0, names, k, sw->purged);
     gw_free(names);
 }
 
@@ -125,17 +127,18 @@ static void sweep_read_cb(void *arg, int err, const struct gw_db_result *res)
 
     r->dbreq = NULL;
     if (err != 0) {
-        r->cb.swept(r->arg, gw_acct_fail_err(err), NULL, 0);
+        r->cb.swept(r->arg, gw_acct_fail_err(err), NULL, 0, 0);
         gw_acct_req_free(r);
         return;
     }
-    pr = res->results[0];
+    sw->purged = strtoul(PQcmdTuples(res->results[0]), NULL, 10);
+    pr = res->results[1];
     n = PQntuples(pr);
     if (n > GW_ACCT_SWEEP_MAX)
         n = GW_ACCT_SWEEP_MAX;
     if (n > 0 && ((sw->names = gw_calloc((size_t)n, sizeof(*sw->names))) == NULL ||
                   (sw->ok = gw_calloc((size_t)n, sizeof(*sw->ok))) == NULL)) {
-        r->cb.swept(r->arg, GW_ENOMEM, NULL, 0);
+        r->cb.swept(r->arg, GW_ENOMEM, NULL, 0, sw->purged);
         gw_acct_req_free(r);
         return;
     }
@@ -148,15 +151,24 @@ static void sweep_read_cb(void *arg, int err, const struct gw_db_result *res)
 int gw_acct_sweep_inactive(struct gw_db *db, struct gw_audit *au, uint32_t days,
                            gw_acct_swept_cb cb, void *arg, struct gw_acct_req **out)
 {
+    /* the longest expired first: a sweep that stops at the bound leaves the most recent */
+    static const char *const purge_sql =
+        "DELETE FROM session WHERE token_hash IN (SELECT token_hash FROM session WHERE "
+        "expires_at <= now() ORDER BY expires_at LIMIT $1::int)";
     static const char *const candidates_sql =
-        "SELECT name FROM account WHERE disabled_at IS NULL AND coalesce(last_used_at, "
-        "created_at) < now() - make_interval(days => $1::int) ORDER BY name LIMIT 256";
-    const char *vals[1];
-    struct gw_db_stmt st = {.sql = candidates_sql, .nparams = 1, .values = vals};
+        "SELECT name FROM account WHERE $1::int > 0 AND disabled_at IS NULL AND "
+        "coalesce(last_used_at, created_at) < now() - make_interval(days => $1::int) "
+        "ORDER BY name LIMIT $2::int";
+    char limit[16], purge_max[16];
+    const char *vals[2], *pvals[1] = {purge_max};
+    struct gw_db_stmt st[2] = {
+        {.sql = purge_sql, .nparams = 1, .values = pvals},
+        {.sql = candidates_sql, .nparams = 2, .values = vals},
+    };
     struct gw_acct_req *r;
     struct sweep *sw;
 
-    if (db == NULL || au == NULL || cb == NULL || days == 0)
+    if (db == NULL || au == NULL || cb == NULL)
         return GW_EINVAL;
     r = gw_acct_req_new(GW_ACCT_K_SWEEP, arg);
     sw = gw_calloc(1, sizeof(*sw));
@@ -171,10 +183,13 @@ int gw_acct_sweep_inactive(struct gw_db *db, struct gw_audit *au, uint32_t days,
     sw->au = au;
     snprintf(sw->days, sizeof(sw->days), "%u", days);
     snprintf(sw->reason, sizeof(sw->reason), "unused for more than %u days (Art. 38)", days);
+    snprintf(limit, sizeof(limit), "%d", GW_ACCT_SWEEP_MAX);
+    snprintf(purge_max, sizeof(purge_max), "%d", GW_ACCT_SWEEP_SESSIONS_MAX);
     vals[0] = sw->days;
+    vals[1] = limit;
     if (out != NULL)
         *out = NULL;
-    if (gw_db_exec(db, &st, 1, GW_DB_TXN, sweep_read_cb, r, &r->dbreq) != 0) {
+    if (gw_db_exec(db, st, 2, GW_DB_TXN, sweep_read_cb, r, &r->dbreq) != 0) {
         gw_acct_req_free(r);
         return GW_EUNAVAIL;
     }

@@ -466,6 +466,61 @@ def test_inactive_accounts_disabled_by_the_gateway(stack, admin):
         gw2.close()
 
 
+# --- sessions: capped per account, expired ones deleted ---
+
+SESSIONS_MAX = 16  # GW_AUTH_SESSIONS_MAX (gateway/core/config.h)
+
+
+def sessions_of(stack, name):
+    return int(stack.psql("SELECT count(*) FROM session s JOIN account a ON a.id = s.account_id "
+                          "WHERE a.name = '%s'" % name)[0])
+
+
+def test_a_login_past_the_cap_ends_the_oldest_session(stack, admin):
+    """An account keeps at most 16 live sessions: the 17th login ends the first (in its own
+    transaction, so there are never more), and the account's expired sessions end with it; the
+    other tokens keep working."""
+    name = unique("it-cap-")
+    pw = admin.create(name, "branch_clerk", branch="a")
+    stack.psql("INSERT INTO session (token_hash, account_id, issued_at, expires_at) SELECT "
+               "sha256('%s-expired'::bytea), id, now() - interval '9 hours', now() - interval "
+               "'1 hour' FROM account WHERE name = '%s'" % (name, name))
+    tokens = []
+    for i in range(SESSIONS_MAX + 1):
+        tokens.append(login(stack, name, pw, "branch_a").token)
+        assert sessions_of(stack, name) == min(i + 1, SESSIONS_MAX), i
+    assert probe(stack, bearer(tokens[0]), "branch_a") == (grpc.StatusCode.UNAUTHENTICATED,
+                                                          TOKEN_INVALID)
+    for t in (tokens[1], tokens[-1]):
+        assert probe(stack, bearer(t), "branch_a") == TOKEN_OK
+
+
+def test_expired_sessions_deleted_by_the_gateway(stack, admin):
+    """The inactivity sweep deletes expired sessions (at most 4096 a run), never a live one; it
+    runs even where no account is ever disabled for inactivity (inactive_disable_days = 0)."""
+    name = unique("it-exs-")
+    admin.create(name, "branch_clerk", branch="a")
+    stack.psql("INSERT INTO session (token_hash, account_id, issued_at, expires_at) SELECT "
+               "sha256(('%s-' || i)::bytea), a.id, now() - interval '9 hours', now() - "
+               "interval '1 minute' * i FROM account a, generate_series(1, 3) i WHERE a.name = "
+               "'%s'" % (name, name))
+    stack.psql("INSERT INTO session (token_hash, account_id, expires_at) SELECT "
+               "sha256('%s-live'::bytea), id, now() + interval '1 hour' FROM account WHERE "
+               "name = '%s'" % (name, name))
+    assert sessions_of(stack, name) == 4
+    gw2 = SecondGateway(stack, "accounts_purge",
+                        "[auth]\ninactive_disable_days = 0\ninactive_check_ms = 1000\n[server]")
+    try:
+        assert wait_for(lambda: sessions_of(stack, name) == 1, timeout=30)
+        assert stack.psql("SELECT count(*) FROM session WHERE token_hash = sha256('%s-live'::bytea)"
+                          % name) == ["1"]
+        assert "expired sessions deleted" in gw2.log_text()
+        assert stack.psql("SELECT disabled_at IS NULL FROM account WHERE name = '%s'" % name) \
+            == ["t"]
+    finally:
+        gw2.close()
+
+
 # --- separation of duties (三员, Art. 34) ---
 
 def test_one_person_cannot_hold_two_administrator_roles(stack, admin):

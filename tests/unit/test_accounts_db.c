@@ -249,6 +249,7 @@ static void test_identify(void **state)
     o.id = account_id("clerk-id");
     o.token_hash = tok;
     o.ttl_s = 3600;
+    o.sessions_max = 16;
     o.lockout_failures = 5;
     o.lockout_minutes = 15;
     o.log = log_row("Login", "clerk-id");
@@ -497,6 +498,7 @@ static void test_login_ok_guarded(void **state)
     o.id = account_id("guard-user");
     o.token_hash = tok;
     o.ttl_s = 3600;
+    o.sessions_max = 16;
     o.lockout_failures = 5;
     o.lockout_minutes = 15;
     o.log = log_row("Login", "guard-user");
@@ -548,7 +550,7 @@ static void test_failure_that_locks_is_reported(void **state)
                         "3");
 }
 
-static void swept_cb(void *arg, int err, const char *const *names, size_t n)
+static void swept_cb(void *arg, int err, const char *const *names, size_t n, size_t purged)
 {
     struct res *r = arg;
 
@@ -556,6 +558,7 @@ static void swept_cb(void *arg, int err, const char *const *names, size_t n)
     r->err = err;
     r->nhist = n;
     r->found = n == 1 && strcmp(names[0], "idle-user") == 0;
+    r->i64 = (int64_t)purged;
 }
 
 /* The inactivity sweep disables each idle account in its own transaction with its record. */
@@ -587,6 +590,118 @@ static void test_sweep_records_each_account(void **state)
     assert_string_equal(scalar(check, "SELECT count(*) FROM admin_log WHERE action = "
                                       "'DisableInactive' AND object = 'idle-user'"),
                         "1");
+}
+
+/* One successful login of name with a token hash of 32 bytes v. */
+static void login_ok_as(const char *name, uint8_t v, uint32_t sessions_max)
+{
+    struct gw_acct_login_outcome o;
+    uint8_t tok[32];
+    struct res r = {0};
+
+    fill(tok, sizeof(tok), v);
+    memset(&o, 0, sizeof(o));
+    o.ok = true;
+    o.name = name;
+    o.id = account_id(name);
+    o.token_hash = tok;
+    o.ttl_s = 3600;
+    o.sessions_max = sessions_max;
+    o.lockout_failures = 5;
+    o.lockout_minutes = 15;
+    o.log = log_row("Login", name);
+    o.rec = rec_of("login.ok", name);
+    assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_int_equal(r.err, 0);
+    assert_true(r.found);
+}
+
+/* A login keeps at most sessions_max live sessions of its account, the new one included: past
+ * it the oldest end, in the login's transaction; the account's expired sessions end with it;
+ * another account's sessions are not touched. */
+static void test_login_caps_the_sessions_of_an_account(void **state)
+{
+    (void)state;
+    if (!pg_ok)
+        skip();
+    create("cap-user", "cap-user", "branch_clerk", "a", GW_ACCT_CREATED);
+    create("cap-other", "cap-other", "branch_clerk", "a", GW_ACCT_CREATED);
+    exec_ok("INSERT INTO session (token_hash, account_id, issued_at, expires_at) SELECT "
+            "sha256('cap-expired'::bytea), id, now() - interval '9 hours', now() - interval "
+            "'1 hour' FROM account WHERE name = 'cap-user'");
+    login_ok_as("cap-other", 0x60, 16);
+    for (uint8_t v = 1; v <= 20; v++) /* each its own transaction: issued_at increases */
+        login_ok_as("cap-user", v, 16);
+    assert_string_equal(scalar(check, "SELECT count(*) FROM session s JOIN account a ON a.id = "
+                                      "s.account_id WHERE a.name = 'cap-user'"),
+                        "16");
+    /* the newest sixteen: tokens 5..20; the expired one is gone */
+    assert_string_equal(scalar(check, "SELECT min(get_byte(token_hash, 0)) || '-' || "
+                                      "max(get_byte(token_hash, 0)) FROM session s JOIN account a "
+                                      "ON a.id = s.account_id WHERE a.name = 'cap-user'"),
+                        "5-20");
+    assert_string_equal(scalar(check, "SELECT count(*) FROM session s JOIN account a ON a.id = "
+                                      "s.account_id WHERE a.name = 'cap-other'"),
+                        "1");
+    /* sessions_max 0 is refused, not taken as "no cap" */
+    {
+        struct gw_acct_login_outcome o;
+        uint8_t tok[32];
+        struct res r = {0};
+
+        fill(tok, sizeof(tok), 0x70);
+        memset(&o, 0, sizeof(o));
+        o.ok = true;
+        o.name = "cap-user";
+        o.token_hash = tok;
+        o.log = log_row("Login", "cap-user");
+        o.rec = rec_of("login.ok", "cap-user");
+        assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), GW_EINVAL);
+    }
+}
+
+/* The inactivity sweep also deletes expired sessions, at most GW_ACCT_SWEEP_SESSIONS_MAX a run
+ * (the next run goes on), never a live one; with days 0 (no inactivity rule) it still does. */
+static void test_sweep_purges_expired_sessions(void **state)
+{
+    char sql[400];
+    struct res r = {0};
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    exec_ok("DELETE FROM session");
+    create("purge-user", "purge-user", "branch_clerk", "a", GW_ACCT_CREATED);
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO session (token_hash, account_id, issued_at, expires_at) SELECT "
+             "sha256(('purge-' || i)::bytea), a.id, now() - interval '9 hours', now() - "
+             "interval '1 second' * i FROM account a, generate_series(1, %d) i WHERE a.name = "
+             "'purge-user'",
+             GW_ACCT_SWEEP_SESSIONS_MAX + 10);
+    exec_ok(sql);
+    exec_ok("INSERT INTO session (token_hash, account_id, expires_at) SELECT "
+            "sha256('purge-live'::bytea), id, now() + interval '1 hour' FROM account WHERE name = "
+            "'purge-user'");
+    assert_int_equal(gw_acct_sweep_inactive(db, au, 90, swept_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.i64, GW_ACCT_SWEEP_SESSIONS_MAX);
+    /* the oldest went first: the ten expired last are left */
+    assert_string_equal(scalar(check, "SELECT count(*) FROM session WHERE expires_at <= now() AND "
+                                      "expires_at > now() - interval '11 seconds'"),
+                        "10");
+    assert_string_equal(scalar(check, "SELECT count(*) FROM session"), "11");
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gw_acct_sweep_inactive(db, au, 0, swept_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_int_equal(r.err, 0);
+    assert_int_equal(r.i64, 10);
+    assert_int_equal(r.nhist, 0); /* days 0: nothing disabled */
+    assert_string_equal(scalar(check, "SELECT count(*) FROM session WHERE token_hash = "
+                                      "sha256('purge-live'::bytea)"),
+                        "1");
+    assert_string_equal(scalar(check, "SELECT count(*) FROM session"), "1");
 }
 
 /* ---- setup ---- */
@@ -648,6 +763,8 @@ int main(void)
         cmocka_unit_test(test_login_ok_guarded),
         cmocka_unit_test(test_failure_that_locks_is_reported),
         cmocka_unit_test(test_sweep_records_each_account),
+        cmocka_unit_test(test_login_caps_the_sessions_of_an_account),
+        cmocka_unit_test(test_sweep_purges_expired_sessions),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
