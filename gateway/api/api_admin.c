@@ -6,7 +6,8 @@
  * of its effect when it succeeds, in one of their own when refused; a separation-of-duties
  * refusal is also an incident; the initial password is hashed on the worker pool and lives in
  * wiped memory only; the free-text reason of a disabling stays in the account row, out of the
- * audit record. */
+ * audit record. Free text (person, reason) is stored only as gw_text_field allows, the rule the
+ * CLI applies: no control or bidirectional characters, not blank. */
 #include <stdio.h>
 #include <string.h>
 
@@ -19,6 +20,7 @@
 #include "app.h"
 #include "incident.h"
 #include "log.h"
+#include "text.h"
 
 #define REASON_MAX 256
 
@@ -148,6 +150,12 @@ void gw_api_admin_create_account(struct gw_call *call, const uint8_t *req, size_
         return;
     }
     snprintf(a->branch, sizeof(a->branch), "%s", in->branch);
+    /* the person: the account name when not given (checked above), else the CLI's rule */
+    if (in->person[0] != '\0' &&
+        gw_text_field(in->person, PERSON_MAX, true, GW_RULE_REQUIRED, "person", &f) != 0) {
+        gw_admin_finish_fault(a, &f, true);
+        return;
+    }
     if (!gw_admin_copy_field(a->person, sizeof(a->person),
                              in->person[0] ? in->person : in->account)) {
         gw_admin_refuse(a, GW_EINVAL, "person", GW_RULE_TOO_LONG, PERSON_MAX);
@@ -204,6 +212,7 @@ void gw_api_admin_disable_account(struct gw_call *call, const uint8_t *req, size
     Waygate__V1__DisableAccountRequest *in;
     struct gw_acct_log l;
     struct gw_audit_rec r;
+    struct gw_fault f;
     int err;
 
     if (a == NULL)
@@ -216,16 +225,17 @@ void gw_api_admin_disable_account(struct gw_call *call, const uint8_t *req, size
         gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_REQUIRED, 0);
         return;
     }
+    /* a name no account can have is refused as such, and not kept in the record */
+    if (!gw_account_name_ok(in->account)) {
+        gw_admin_refuse(a, GW_EINVAL, "account", GW_RULE_ACCOUNT_NAME, 0);
+        return;
+    }
     if (!gw_admin_copy_field(a->object, ACCOUNT_MAX + 1, in->account)) {
         gw_admin_refuse(a, GW_ENOTFOUND, "account", GW_RULE_ACCOUNT_UNKNOWN, 0);
         return;
     }
-    if (in->reason[0] == '\0') {
-        gw_admin_refuse(a, GW_EINVAL, "reason", GW_RULE_REQUIRED, 0);
-        return;
-    }
-    if (strlen(in->reason) > REASON_MAX) {
-        gw_admin_refuse(a, GW_EINVAL, "reason", GW_RULE_TOO_LONG, REASON_MAX);
+    if (gw_text_field(in->reason, REASON_MAX, true, GW_RULE_REQUIRED, "reason", &f) != 0) {
+        gw_admin_finish_fault(a, &f, true);
         return;
     }
     gw_admin_fill_log(a, &l, "ok", in->reason);

@@ -187,22 +187,15 @@ static void breq_cancel_cb(void *arg)
     b->areq = NULL;
 }
 
-/* A free text field of the request: required or optional, checked and capped. */
+/* A free text field of the request: required or optional, checked and capped (text.h's
+ * gw_text_field, the rule of every free text an Admin or Compliance method stores). */
 static bool text_ok(struct gw_call *call, const char *field, const char *s, bool required,
                     enum gw_rule missing)
 {
-    enum gw_rule rule = GW_RULE_NONE;
     struct gw_fault f;
 
-    if (required && gw_text_blank(s, strlen(s))) {
-        gw_call_fail(call, GW_EINVAL, field, missing);
-        return false;
-    }
-    if (gw_text_check(s, strlen(s), GW_BULK_TEXT_MAX, NULL, &rule) == 0)
+    if (gw_text_field(s, GW_BULK_TEXT_MAX, required, missing, field, &f) == 0)
         return true;
-    gw_fault_set(&f, GW_EINVAL, NULL, field, rule);
-    if (rule == GW_RULE_TOO_LONG)
-        f.limit = GW_BULK_TEXT_MAX;
     gw_call_finish_fault(call, &f);
     return false;
 }

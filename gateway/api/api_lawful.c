@@ -6,7 +6,8 @@
  * confidential audit record (lawful.request, lawful.approve, lawful.reject; a decision by the
  * requester's own person is recorded as refused) commit in one transaction through the audit
  * writer; the answer is sent only after that commit. Invariant: waybill numbers leave this file
- * only as blind indexes; nothing of a case reaches a log line. */
+ * only as blind indexes; nothing of a case reaches a log line; the free texts (agency, officer,
+ * references, comment) are stored only as text.h's gw_text_field allows. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +25,7 @@
 #include "seal.h"
 #include "store.h"
 #include "store_lawful.h"
+#include "text.h"
 #include "waybillno.h"
 
 struct lawful {
@@ -60,22 +62,17 @@ static struct gw_app *lawful_start(struct gw_call *call)
     return app;
 }
 
-/* A required text of at most GW_LAWFUL_TEXT_MAX bytes; false after failing the call. */
-static bool text_ok(struct gw_call *call, const char *field, const char *v, size_t max)
+/* A free text of the request (text.h's gw_text_field: not blank when required, no control or
+ * bidirectional characters, at most max bytes); false after failing the call. */
+static bool text_ok(struct gw_call *call, const char *field, const char *v, bool required,
+                    size_t max)
 {
     struct gw_fault f;
 
-    if (v == NULL || v[0] == '\0') {
-        gw_call_fail(call, GW_EINVAL, field, GW_RULE_REQUIRED);
-        return false;
-    }
-    if (strlen(v) > max) {
-        gw_fault_set(&f, GW_EINVAL, NULL, field, GW_RULE_TOO_LONG);
-        f.limit = max;
-        gw_call_finish_fault(call, &f);
-        return false;
-    }
-    return true;
+    if (gw_text_field(v, max, required, GW_RULE_REQUIRED, field, &f) == 0)
+        return true;
+    gw_call_finish_fault(call, &f);
+    return false;
 }
 
 /* Appends the array literal of the waybills' blind indexes ("{hex,hex}") into buf (arena),
@@ -200,10 +197,10 @@ void gw_api_lawful_request(struct gw_call *call, const uint8_t *req, size_t len)
         call, &waygate__v1__request_lawful_access_request__descriptor, req, len);
     if (in == NULL)
         return;
-    if (!text_ok(call, "agency", in->agency, GW_LAWFUL_TEXT_MAX) ||
-        !text_ok(call, "officer", in->officer, GW_LAWFUL_TEXT_MAX) ||
-        !text_ok(call, "case_ref", in->case_ref, GW_LAWFUL_TEXT_MAX) ||
-        !text_ok(call, "legal_document_ref", in->legal_document_ref, GW_LAWFUL_TEXT_MAX))
+    if (!text_ok(call, "agency", in->agency, true, GW_LAWFUL_TEXT_MAX) ||
+        !text_ok(call, "officer", in->officer, true, GW_LAWFUL_TEXT_MAX) ||
+        !text_ok(call, "case_ref", in->case_ref, true, GW_LAWFUL_TEXT_MAX) ||
+        !text_ok(call, "legal_document_ref", in->legal_document_ref, true, GW_LAWFUL_TEXT_MAX))
         return;
     if (in->n_waybill_nos == 0) {
         gw_call_fail(call, GW_EINVAL, "waybill_nos", GW_RULE_REQUIRED);
@@ -381,7 +378,6 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
     const char *vals[GW_STORE_LAWFUL_VALS];
     char buf[GW_STORE_LAWFUL_BUF], detail[48];
     struct gw_audit_rec rec;
-    struct gw_fault f;
     struct lawful *l;
     int64_t now = (int64_t)time(NULL);
     int nst, rc;
@@ -400,12 +396,8 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_CASE_ID);
         return;
     }
-    if (strlen(in->comment) > GW_LAWFUL_COMMENT_MAX) {
-        gw_fault_set(&f, GW_EINVAL, NULL, "comment", GW_RULE_TOO_LONG);
-        f.limit = GW_LAWFUL_COMMENT_MAX;
-        gw_call_finish_fault(call, &f);
+    if (!text_ok(call, "comment", in->comment, false, GW_LAWFUL_COMMENT_MAX))
         return;
-    }
     if (in->approve && in->valid_until != 0 && in->valid_until <= now) {
         gw_call_fail(call, GW_EINVAL, "valid_until", GW_RULE_NOT_FUTURE);
         return;

@@ -110,6 +110,76 @@ bool gw_text_blank(const char *s, size_t n)
     return true;
 }
 
+int gw_text_field(const char *s, size_t max_bytes, bool required, enum gw_rule missing,
+                  const char *field, struct gw_fault *f)
+{
+    enum gw_rule rule = GW_RULE_NONE;
+    size_t n;
+
+    if (s == NULL)
+        s = "";
+    n = strlen(s);
+    if (required && gw_text_blank(s, n))
+        return gw_fault_set(f, GW_EINVAL, NULL, field, missing);
+    if (gw_text_check(s, n, max_bytes, NULL, &rule) != 0) {
+        (void)gw_fault_set(f, GW_EINVAL, NULL, field, rule);
+        if (f != NULL && rule == GW_RULE_TOO_LONG)
+            f->limit = max_bytes;
+        return GW_EINVAL;
+    }
+    gw_fault_clear(f);
+    return 0;
+}
+
+/* Appends esc (len bytes) at *pos when it fits before the NUL; *need grows either way. Once one
+ * escape did not fit, nothing after it is written (the cut is at a whole escape). */
+static void put(char *out, size_t cap, size_t *pos, size_t *need, bool *cut, const char *esc,
+                size_t len)
+{
+    if (!*cut && cap > 0 && *pos + len <= cap - 1) {
+        memcpy(out + *pos, esc, len);
+        *pos += len;
+    } else {
+        *cut = true;
+    }
+    *need += len;
+}
+
+size_t gw_text_escape(char *out, size_t cap, const char *s, size_t n)
+{
+    static const char hexd[] = "0123456789abcdef";
+    const unsigned char *u = (const unsigned char *)s;
+    size_t pos = 0, need = 0, i = 0;
+    bool cut = false;
+    char esc[8];
+
+    while (i < n) {
+        uint32_t cp = u[i];
+        size_t l = u[i] < 0x80 ? 1 : gw_text_decode(s + i, n - i, &cp);
+
+        if (l == 0 || (cp < 0x80 && gw_text_forbidden_cp(cp))) {
+            esc[0] = '\\', esc[1] = 'x', esc[2] = hexd[u[i] >> 4], esc[3] = hexd[u[i] & 15];
+            put(out, cap, &pos, &need, &cut, esc, 4);
+            i++;
+        } else if (gw_text_forbidden_cp(cp)) {
+            esc[0] = '\\', esc[1] = 'u';
+            for (int k = 0; k < 4; k++)
+                esc[2 + k] = hexd[(cp >> (12 - 4 * k)) & 15];
+            put(out, cap, &pos, &need, &cut, esc, 6);
+            i += l;
+        } else if (cp == '\\') {
+            put(out, cap, &pos, &need, &cut, "\\\\", 2);
+            i++;
+        } else {
+            put(out, cap, &pos, &need, &cut, s + i, l);
+            i += l;
+        }
+    }
+    if (cap > 0)
+        out[pos] = '\0';
+    return need;
+}
+
 size_t gw_text_i64(int64_t v, char *out, size_t cap)
 {
     static const char pairs[] =

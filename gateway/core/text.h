@@ -49,6 +49,25 @@ GW_MUST_CHECK int gw_text_check(const char *s, size_t n, size_t max_bytes, size_
 /* True when s[0..n) is empty or only ASCII spaces. */
 bool gw_text_blank(const char *s, size_t n);
 
+/* The one rule set of a free-text field a person types and the gateway or waygatectl stores (a
+ * person's name, a reason, a comment, a purpose, a legal basis, an agency...): when required,
+ * not blank (gw_text_blank: the rule `missing`, GW_RULE_REQUIRED or a more specific one); then
+ * gw_text_check with max_bytes (GW_RULE_UTF8, GW_RULE_CONTROL_CHAR, GW_RULE_TOO_LONG whose limit
+ * is max_bytes). An optional field may be empty or blank. s NULL is "". Returns 0, or GW_EINVAL
+ * with *f (may be NULL) naming field and the rule broken; *f is cleared on success. */
+GW_MUST_CHECK int gw_text_field(const char *s, size_t max_bytes, bool required,
+                                enum gw_rule missing, const char *field, struct gw_fault *f);
+
+/* Writes s[0..n) into out for a terminal or a line-oriented listing: a backslash as "\\", each
+ * byte of a C0 control or DEL and each byte that is not well-formed UTF-8 as "\xHH", each other
+ * code point gw_text_forbidden_cp names (C1 controls, line and paragraph separators,
+ * bidirectional controls, U+FEFF) as "\uHHHH"; the rest as it is. So a stored value can neither
+ * start a line of its own, nor reach the terminal as an escape sequence, nor reorder the text
+ * around it, and an escaped value is told apart from one that holds the escape's characters.
+ * At most cap - 1 bytes and a NUL (cut before an escape that does not fit; nothing when cap is
+ * 0). Returns the length the whole escaped text needs (>= cap: it was cut); at most 4 n. */
+size_t gw_text_escape(char *out, size_t cap, const char *s, size_t n);
+
 /* Writes v in decimal ("-" for a negative value, no leading zeros) and a NUL into out, as
  * snprintf "%" PRId64 would, without its cost. Returns the length, or 0 with out = "" when cap
  * is too small (21 bytes always suffice). */

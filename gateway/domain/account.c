@@ -41,9 +41,9 @@ bool gw_account_usable_over(const char *role, const char *branch, const char *ce
     return cert_admin;
 }
 
-static bool name_ok(const char *s)
+bool gw_account_name_ok(const char *s)
 {
-    size_t n = strlen(s);
+    size_t n = s != NULL ? strlen(s) : 0;
 
     if (n < 3 || n > 64)
         return false;
@@ -80,7 +80,7 @@ int gw_account_check(const char *name, const char *role, const char *branch, str
     bool has_branch = branch != NULL && branch[0] != '\0';
 
     gw_fault_clear(f);
-    if (name == NULL || !name_ok(name))
+    if (!gw_account_name_ok(name))
         return gw_fault_set(f, GW_EINVAL, NULL, "account", GW_RULE_ACCOUNT_NAME);
     if (role == NULL || !role_ok(role))
         return gw_fault_set(f, GW_EINVAL, NULL, "role", GW_RULE_ACCOUNT_ROLE);

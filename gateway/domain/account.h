@@ -42,6 +42,10 @@ bool gw_account_usable_over(const char *role, const char *branch, const char *ce
  * digits, '_' or '-' (the columns' CHECK in sql/006_accounts.sql). NULL: false. */
 bool gw_branch_code_ok(const char *s);
 
+/* True for a well-formed account name: 3 to 64 of [a-z0-9._-] (the column's CHECK; no other
+ * name can name an account). NULL: false. */
+bool gw_account_name_ok(const char *s);
+
 /* Checks a new account: name 3 to 64 of [a-z0-9._-] (GW_RULE_ACCOUNT_NAME, field "account"), a
  * role of gw_account_roles (GW_RULE_ACCOUNT_ROLE, "role"), a branch of 1 to 31 ASCII letters,
  * digits, '_' or '-' exactly when the role is branch-bound, else none (branch NULL or "";

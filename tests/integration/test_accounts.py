@@ -606,6 +606,55 @@ def test_deciding_and_clear_reading_roles_are_not_created_over_the_api(stack, ad
     assert stack.psql("SELECT role FROM account WHERE name = '%s'" % name) == ["system_admin"]
 
 
+CONTROL = "must not contain control characters"
+NAME_RULE = "account: must be 3 to 64 characters of a-z, 0-9, '.', '_' or '-'"
+
+
+def test_free_text_refused_as_the_cli_refuses_it(stack, admin):
+    """CreateAccount.person and DisableAccount.reason follow the rule the CLI applies (a control
+    or bidirectional character, or a blank value, is refused INVALID_ARGUMENT naming the field
+    and the rule, and nothing is stored); DisableAccount.account is a well-formed account name or
+    refused as such, without being kept in the record."""
+    inv = grpc.StatusCode.INVALID_ARGUMENT
+    for person, words in (("bob\nx", "person: " + CONTROL), ("bob\u202ex", "person: " + CONTROL),
+                          ("bob\x1b[2J", "person: " + CONTROL), ("   ", "person: is required")):
+        name = unique("it-pt-")
+        e = rpc_error(lambda: admin.create(name, "branch_clerk", branch="a", person=person))
+        assert (e.code(), e.details()) == (inv, words), repr(person)
+        assert stack.psql("SELECT count(*) FROM account WHERE name = '%s'" % name) == ["0"]
+        # the CLI's words for the same value
+        r = stack.ctl("accounts", "create", name, "--role", "branch_clerk", "--branch", "a",
+                      "--person", person, "--db", stack.pguri)
+        assert r.returncode == 3 and words in r.stderr, (person, r.stderr)
+
+    victim = unique("it-rs-")
+    admin.create(victim, "branch_clerk", branch="a")
+    for reason, words in (("   ", "reason: is required"),
+                          ("left\n\x1b[2Jx", "reason: " + CONTROL),
+                          ("left\u2066x", "reason: " + CONTROL)):
+        e = rpc_error(lambda: admin.disable(victim, reason))
+        assert (e.code(), e.details()) == (inv, words), repr(reason)
+        r = stack.ctl("accounts", "disable", victim, "--reason", reason, "--db", stack.pguri)
+        assert r.returncode == 3 and words in r.stderr, (reason, r.stderr)
+    assert stack.psql("SELECT disabled_at IS NULL FROM account WHERE name = '%s'" % victim) == \
+        ["t"]
+
+    # a name no account can have: its own refusal, and the record does not keep it
+    refused = ("SELECT count(*) FROM admin_log WHERE action = 'DisableAccount' AND outcome = "
+               "'refused' AND object IS NULL AND detail = '%s'" % NAME_RULE.replace("'", "''"))
+    before = int(stack.psql(refused)[0])
+    e = rpc_error(lambda: admin.disable("bob\nx"))
+    assert (e.code(), e.details()) == (inv, NAME_RULE)
+    assert wait_for(lambda: int(stack.psql(refused)[0]) == before + 1, timeout=15)
+    assert stack.psql("SELECT count(*) FROM admin_log WHERE object LIKE 'bob%'") == ["0"]
+    assert stack.psql("SELECT count(*) FROM audit_record WHERE object LIKE 'bob%'") == ["0"]
+
+    # what the rule allows goes through, and is stored as given
+    admin.disable(victim, "left the company 王")
+    assert stack.psql("SELECT disabled_reason FROM account WHERE name = '%s'" % victim) == \
+        ["left the company 王"]
+
+
 # --- the administrative record (Art. 31) ---
 
 def test_admin_calls_recorded_without_secrets(stack, admin):

@@ -414,6 +414,29 @@ def test_disable_ends_sessions_at_once(stack):
     assert r.returncode == 3 and "account: no such account" in r.stderr
 
 
+def test_list_escapes_a_stored_control_character(stack):
+    """`accounts list` never prints a stored control character raw: a person written past the
+    rule (as the table's owner, as a row stored before the gateway refused such text would be)
+    is listed escaped, on one line, with no escape sequence and no bidirectional override."""
+    r = ctl(stack, "accounts", "create", "it_esc1", "--role", "lawful_access")
+    assert r.returncode == 0, r.stderr
+    SEEN.add(r.stdout.strip())
+    stack.psql("UPDATE account SET person = E'bob\\nit_fake  lawful_access\\x1b[2J\\u202ex\\\\' "
+               "WHERE name = 'it_esc1'")
+    r = ctl(stack, "accounts", "list", "it_esc1")
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.splitlines()
+    assert len(lines) == 2, r.stdout  # the header and the one row: no injected row
+    assert lines[1].split()[3] == "bob\\x0ait_fake"
+    assert "lawful_access\\x1b[2J\\u202ex\\\\" in lines[1]
+    for raw in ("\x1b", "\u202e", "\r"):
+        assert raw not in r.stdout
+    r = ctl(stack, "accounts", "list")
+    assert r.returncode == 0
+    assert "\x1b" not in r.stdout and not any(
+        ln.startswith("it_fake") for ln in r.stdout.splitlines())
+
+
 def test_disable_stops_a_live_token(stack):
     """Over gRPC: a token that works stops working on its very next call once the CLI disables
     the account. The account is lawful_access over the `admin` certificate (a security_admin

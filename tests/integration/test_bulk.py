@@ -165,6 +165,31 @@ def test_no_legal_basis_is_invalid_argument(stack, people, records):
     assert details.startswith("selector.record_ids[0]:")
 
 
+def test_free_text_with_control_characters_refused(stack, people, records):
+    """purpose, legal_basis, destination and an approval's comment: a control or bidirectional
+    character is refused INVALID_ARGUMENT naming the field (the rule every free text an Admin or
+    Compliance method stores follows), and nothing is stored."""
+    ids = [i for _, i in records]
+    pb = stack.pb.compliance
+    before = stack.psql("SELECT count(*) FROM bulk_request")
+    for field, value in (("purpose", "sample\nx"), ("legal_basis", "《邮政法》\u202e"),
+                         ("destination", "ws 3\x1b[2J")):
+        kw = dict(operation=1, purpose="regulator inspection sample",
+                  legal_basis="《邮政法》第三十五条", destination="regulator audit workstation 3")
+        kw[field] = value
+        req = pb.RequestBulkRequest(**kw)
+        req.selector.record_ids.extend(ids)
+        assert refusal(lambda: people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)) == (
+            grpc.StatusCode.INVALID_ARGUMENT, field + ": must not contain control characters")
+    assert stack.psql("SELECT count(*) FROM bulk_request") == before
+    r = request(people, 1, ids)
+    assert refusal(lambda: people.unary(APPROVER, APPROVE, pb.ApproveBulkRequest(
+        request_id=r.request_id, approve=False, comment="no\u2066"), pb.ApproveBulkResponse)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "comment: must not contain control characters")
+    assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == \
+        ["pending"]
+
+
 def test_request_is_pending_and_recorded(stack, people, records):
     ids = [i for _, i in records]
     r = request(people, 1, ids)

@@ -204,6 +204,48 @@ def test_request_and_decision_rules(stack, lawful, waybills):
         grpc.StatusCode.PERMISSION_DENIED
 
 
+def test_case_free_text_refused_with_control_characters_or_blank(stack, lawful, waybills):
+    """The case's free texts follow the rule of every free text an Admin or Compliance method
+    stores: a control or bidirectional character, or a blank required value, is refused
+    INVALID_ARGUMENT naming the field and the rule, and no case is stored."""
+    (w1, _), _, _, _ = waybills
+    pb = stack.pb
+    good = dict(agency="某市公安局", officer="王警官 040123", case_ref="CASE-F7",
+                legal_document_ref="调取证据通知书 (2026) 第17号", waybill_nos=[w1.waybill_no])
+    cases_before = stack.psql("SELECT count(*) FROM lawful_case")
+    for field, value, words in (
+            ("agency", "   ", "agency: is required"),
+            ("agency", "某市\n公安局", "agency: must not contain control characters"),
+            ("officer", "王警官\u202e 040123", "officer: must not contain control characters"),
+            ("case_ref", "CASE\x1b[2J", "case_ref: must not contain control characters"),
+            ("legal_document_ref", "  ", "legal_document_ref: is required"),
+            ("legal_document_ref", "doc\u2028x",
+             "legal_document_ref: must not contain control characters")):
+        req = pb.compliance.RequestLawfulAccessRequest(**dict(good, **{field: value}))
+        assert refusal(lambda: stack.unary(REQUEST, req,
+                                           pb.compliance.RequestLawfulAccessResponse,
+                                           principal=lawful.lawful_via,
+                                           metadata=lawful.lawful_md)) == (
+            grpc.StatusCode.INVALID_ARGUMENT, words), (field, value)
+    assert stack.psql("SELECT count(*) FROM lawful_case") == cases_before
+    case = lawful.request([w1.waybill_no])
+    for comment in ("ok\n\x1b[2Jx", "ok\u202e"):
+        req = pb.compliance.DecideLawfulAccessRequest(case_id=case.case_id, approve=False,
+                                                      comment=comment)
+        assert refusal(lambda: stack.unary(DECIDE, req,
+                                           pb.compliance.DecideLawfulAccessResponse,
+                                           principal=lawful.sec_via, metadata=lawful.sec_md)) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "comment: must not contain control characters")
+    assert stack.psql("SELECT state FROM lawful_case WHERE id = '%s'" % case.case_id) == \
+        ["pending"]
+    # an empty or blank comment stays optional
+    req = pb.compliance.DecideLawfulAccessRequest(case_id=case.case_id, approve=False,
+                                                  comment="   ")
+    assert stack.unary(DECIDE, req, pb.compliance.DecideLawfulAccessResponse,
+                       principal=lawful.sec_via, metadata=lawful.sec_md).state == \
+        pb.compliance.APPROVAL_STATE_REJECTED
+
+
 def test_requester_person_may_not_decide(stack, lawful, waybills):
     """A security_admin account of the lawful account's own person is refused, and the attempt
     is recorded as refused (Art. 16: a second person decides)."""

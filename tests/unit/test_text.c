@@ -1,5 +1,6 @@
 /* test_text.c: the safe-text check (core/text.c) against the two-pass rule it replaced, the
- * UTF-8 validator's eight-byte ASCII runs (core/utf8.c) and gw_text_copy. */
+ * UTF-8 validator's eight-byte ASCII runs (core/utf8.c), gw_text_copy, the free-text field rule
+ * (gw_text_field) and the escaping of stored text for a listing (gw_text_escape). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -247,6 +248,96 @@ static void test_day(void **state)
     same_day(-1);
 }
 
+/* gw_text_field: blank before the encoding, the encoding before the length; the field and the
+ * bound named; an optional field may be blank. */
+static void test_field(void **state)
+{
+    struct gw_fault f;
+    char msg[160];
+
+    (void)state;
+    assert_int_equal(gw_text_field("bob", 64, true, GW_RULE_REQUIRED, "person", &f), 0);
+    assert_int_equal(f.code, 0);
+    assert_int_equal(gw_text_field(NULL, 64, false, GW_RULE_REQUIRED, "comment", &f), 0);
+    assert_int_equal(gw_text_field("   ", 64, false, GW_RULE_REQUIRED, "comment", &f), 0);
+    assert_int_equal(gw_text_field("", 64, true, GW_RULE_REQUIRED, "reason", &f), GW_EINVAL);
+    gw_fault_format(&f, msg, sizeof(msg));
+    assert_string_equal(msg, "reason: is required");
+    assert_int_equal(gw_text_field("   ", 64, true, GW_RULE_BULK_PURPOSE, "purpose", &f),
+                     GW_EINVAL);
+    assert_int_equal(f.rule, GW_RULE_BULK_PURPOSE);
+    assert_string_equal(f.field, "purpose");
+    const char *controls[] = {"bob\nx",        "bob\xe2\x80\xaex", "left\n\x1b[2Jx", "a\tb",
+                              "\xef\xbb\xbfx", "x\xc2\x85",        "\xe2\x81\xa6x"};
+    for (size_t i = 0; i < sizeof(controls) / sizeof(controls[0]); i++) {
+        assert_int_equal(gw_text_field(controls[i], 64, true, GW_RULE_REQUIRED, "person", &f),
+                         GW_EINVAL);
+        gw_fault_format(&f, msg, sizeof(msg));
+        assert_string_equal(msg, "person: must not contain control characters");
+        assert_int_equal(f.code, GW_EINVAL);
+    }
+    /* an optional field is checked all the same */
+    assert_int_equal(gw_text_field(" \n", 64, false, GW_RULE_REQUIRED, "comment", &f), GW_EINVAL);
+    assert_int_equal(f.rule, GW_RULE_CONTROL_CHAR);
+    assert_int_equal(gw_text_field("ab\xff", 64, true, GW_RULE_REQUIRED, "agency", &f), GW_EINVAL);
+    assert_int_equal(f.rule, GW_RULE_UTF8);
+    char big[70];
+    memset(big, 'x', sizeof(big) - 1);
+    big[sizeof(big) - 1] = '\0';
+    assert_int_equal(gw_text_field(big, 64, true, GW_RULE_REQUIRED, "officer", &f), GW_EINVAL);
+    gw_fault_format(&f, msg, sizeof(msg));
+    assert_string_equal(msg, "officer: is too long (at most 64 bytes)");
+    big[64] = '\0';
+    assert_int_equal(gw_text_field(big, 64, true, GW_RULE_REQUIRED, "officer", &f), 0);
+    assert_int_equal(gw_text_field("x\n", 64, true, GW_RULE_REQUIRED, "officer", NULL), GW_EINVAL);
+}
+
+static void escaped(const char *s, size_t n, const char *want)
+{
+    char out[256];
+    size_t need = gw_text_escape(out, sizeof(out), s, n);
+
+    assert_string_equal(out, want);
+    assert_int_equal(need, strlen(want));
+    assert_true(need <= 4 * n);
+}
+
+static void test_escape(void **state)
+{
+    char out[16];
+
+    (void)state;
+    escaped("bob", 3, "bob");
+    escaped("", 0, "");
+    escaped("王警官 040123", strlen("王警官 040123"), "王警官 040123");
+    escaped("bob\nx", 5, "bob\\x0ax");
+    escaped("left\n\x1b[2Jx", 10, "left\\x0a\\x1b[2Jx");
+    escaped("a\x7f"
+            "b\tc\r",
+            6, "a\\x7fb\\x09c\\x0d");
+    escaped("bob\xe2\x80\xaex", 7, "bob\\u202ex");
+    escaped("\xe2\x80\xa8\xe2\x81\xa9\xef\xbb\xbf", 9, "\\u2028\\u2069\\ufeff");
+    escaped("x\xc2\x85y", 4, "x\\u0085y");
+    escaped("a\\x0ab", 6, "a\\\\x0ab");
+    escaped("\xff\xe2\x80", 3, "\\xff\\xe2\\x80"); /* not UTF-8: each byte */
+    escaped("a\0b", 3, "a\\x00b");
+    /* the whole table of bytes below U+0080: nothing forbidden comes out raw */
+    for (unsigned c = 0; c < 0x80; c++) {
+        char in = (char)c, got[8];
+        gw_text_escape(got, sizeof(got), &in, 1);
+        for (size_t k = 0; got[k]; k++)
+            assert_false(gw_text_forbidden_cp((unsigned char)got[k]));
+    }
+    /* cut at a whole escape, NUL-terminated, the length needed returned */
+    assert_int_equal(gw_text_escape(out, 6, "ab\ncd", 5), 8);
+    assert_string_equal(out, "ab"); /* the newline's escape needs 4 more bytes */
+    assert_int_equal(gw_text_escape(out, 7, "ab\ncd", 5), 8);
+    assert_string_equal(out, "ab\\x0a"); /* and "cd" 2 more */
+    assert_int_equal(gw_text_escape(out, 4, "abcdef", 6), 6);
+    assert_string_equal(out, "abc");
+    assert_int_equal(gw_text_escape(NULL, 0, "ab", 2), 2);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -255,6 +346,8 @@ int main(void)
         cmocka_unit_test(test_utf8_ascii_runs),
         cmocka_unit_test(test_copy),
         cmocka_unit_test(test_day),
+        cmocka_unit_test(test_field),
+        cmocka_unit_test(test_escape),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
