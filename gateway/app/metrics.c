@@ -91,7 +91,8 @@ static void write_calls(struct evbuffer *b, const struct gw_rpc *rpc)
 
     gw_prom_family(b, "waygate_grpc_calls_total", "counter",
                    "gRPC calls finished, by method and status (a reset before a status: "
-                   "CANCELLED)");
+                   "CANCELLED); calls of lawful access (its Compliance methods, a lawful_access "
+                   "account's Get) are in no series");
     for (size_t i = 0; i < n; i++) {
         const struct gw_rpc_method_stats *st = gw_rpc_stats(rpc, i);
         for (size_t c = 0; c < GW_GRPC_NSTATUS; c++)
@@ -101,7 +102,8 @@ static void write_calls(struct evbuffer *b, const struct gw_rpc *rpc)
                                (double)st->by_status[c]);
     }
     gw_prom_family(b, "waygate_grpc_call_seconds", "histogram",
-                   "gRPC call latency, from the request headers to the status, by method");
+                   "gRPC call latency, from the request headers to the status, by method "
+                   "(lawful access in no series)");
     for (size_t i = 0; i < n; i++) {
         const struct gw_rpc_method_stats *st = gw_rpc_stats(rpc, i);
         if (st->latency.count > 0)

@@ -53,6 +53,7 @@ struct gw_call {
     struct gw_rpc *rpc;
     struct gw_h2_stream *st;
     const struct gw_method *method;
+    bool confidential;              /* counted in no per-method metric (gw_call_set_confidential) */
     const struct gw_policy *policy; /* a reference: the policy the call started with, kept
                                      * across a reload until the call ends */
     enum call_state state;
@@ -380,6 +381,7 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     call->rpc = rpc;
     call->st = st;
     call->method = m;
+    call->confidential = m->confidential;
     call->policy = gw_policy_ref(rp->policy);
     call->state = CALL_IDENTIFYING;
     call->start_ms = gw_now_ms();
@@ -535,7 +537,7 @@ void gw_call_up_close(void *obj)
     struct gw_call *call = obj;
 
     call->st = NULL;
-    if (call->state != CALL_DONE) /* reset or closed before a status: counted as cancelled */
+    if (call->state != CALL_DONE && !call->confidential) /* closed before a status: cancelled */
         gw_rpc_count(call->rpc, call->method, GW_GRPC_CANCELLED, gw_now_ms() - call->start_ms);
     if (cancellable(call) && call->cancel_fn != NULL && !call->in_cancel) {
         GW_LOG(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->path);
@@ -567,7 +569,8 @@ static void finish(struct gw_call *call, enum gw_grpc_status status, const char 
     call->cancel_fn = NULL;
     call->writable_fn = NULL;
     event_del(call->deadline_ev);
-    gw_rpc_count(call->rpc, call->method, status, gw_now_ms() - call->start_ms);
+    if (!call->confidential)
+        gw_rpc_count(call->rpc, call->method, status, gw_now_ms() - call->start_ms);
     GW_LOG(status == GW_GRPC_OK ? GW_LOG_DEBUG : GW_LOG_INFO, "call", &call->log,
            "call finished: %s grpc-status %d (%s) after %llu ms", call->method->path, (int)status,
            message ? message : "", (unsigned long long)(gw_now_ms() - call->start_ms));
@@ -669,6 +672,10 @@ const char *gw_call_request_id(const struct gw_call *call)
 uint64_t gw_call_deadline_ms(const struct gw_call *call)
 {
     return call->deadline_ms;
+}
+void gw_call_set_confidential(struct gw_call *call)
+{
+    call->confidential = true;
 }
 struct gw_arena *gw_call_arena(struct gw_call *call)
 {

@@ -46,6 +46,9 @@ struct gw_method {
     const char *path;      /* "/waygate.v1.WaybillIntake/Submit" */
     gw_handler_fn handler; /* NULL: answered UNIMPLEMENTED once the caller is authorised */
     bool server_streaming; /* the handler may gw_call_send() more than once */
+    bool confidential;     /* its calls, refused or not, are counted in no per-method metric (lawful
+                            * access, Art. 16: their number and timing are not the metrics' readers'
+                            * to know) */
 };
 
 struct gw_app *gw_call_app(struct gw_call *call);
@@ -61,6 +64,9 @@ const char *gw_call_request_id(const struct gw_call *call);
 const char *gw_call_metadata(const struct gw_call *call, const char *name);
 /* Monotonic deadline in milliseconds (gw_now_ms() clock); always set (capped by config). */
 uint64_t gw_call_deadline_ms(const struct gw_call *call);
+/* From now on the call is counted in no per-method metric, as a confidential method's calls are
+ * (for a call whose confidentiality depends on its caller: a lawful read through Get). */
+void gw_call_set_confidential(struct gw_call *call);
 /* The call's arena: freed (and wiped) when the call ends. */
 struct gw_arena *gw_call_arena(struct gw_call *call);
 /* A protobuf-c allocator drawing from the call's arena (free is a no-op). */

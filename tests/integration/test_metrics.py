@@ -81,6 +81,31 @@ def test_counters_move_with_calls(stack):
         assert clear not in text
 
 
+def test_lawful_access_is_in_no_series(stack):
+    """Lawful access (Art. 16) is confidential to the metrics' readers (system_admin, or any local
+    user of the plain listener): after a case requested, decided and read, and a request refused
+    to another role, no line names a lawful-access method, and the lawful read moved no Get
+    series (a lawful_access account's Get is left out with them)."""
+    from test_lawful import Lawful
+    lawful = Lawful(stack)
+    w = query_data.new_waybill(stack, "a")
+    query_data.submit(stack, w)
+    before, _ = scrape(stack)
+    case = lawful.request([w.waybill_no])
+    lawful.decide(case.case_id)
+    assert lawful.read(w.waybill_no).waybill.sender.phone == w.sender.phone
+    with pytest.raises(grpc.RpcError):  # the security admin may not request: refused, not counted
+        lawful.request([w.waybill_no], md=lawful.sec_md, via=lawful.sec_via)
+    after, text = scrape(stack)
+    for method in ("RequestLawfulAccess", "DecideLawfulAccess", "Lawful"):
+        assert method not in text, [ln for ln in text.splitlines() if method in ln]
+
+    def gets(sample):
+        return sorted((n, lb, v) for (n, lb), v in sample.items()
+                      if n.startswith("waygate_grpc_call") and ("method", GET) in lb)
+    assert gets(after) == gets(before)
+
+
 def test_incidents_by_kind(stack):
     pb = stack.pb
     before, _ = scrape(stack)

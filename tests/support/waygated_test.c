@@ -95,7 +95,7 @@ int main(int argc, char **argv)
         return 1;
     }
     memcpy(methods, base->methods, base->n * sizeof(methods[0]));
-    methods[base->n] = (struct gw_method){FLOOD_PATH, flood_handler, true};
+    methods[base->n] = (struct gw_method){FLOOD_PATH, flood_handler, true, false};
     table.methods = methods;
     table.n = base->n + 1;
     ext.methods = &table;

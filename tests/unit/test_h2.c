@@ -102,6 +102,13 @@ static void echo_handler(struct gw_call *call, const uint8_t *req, size_t len)
     gw_call_finish(call, GW_GRPC_OK, NULL);
 }
 
+/* Echo, as a call that becomes confidential in its handler (a lawful read through Get). */
+static void hush_handler(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    gw_call_set_confidential(call);
+    echo_handler(call, req, len);
+}
+
 static void stream_handler(struct gw_call *call, const uint8_t *req, size_t len)
 {
     Grpc__Health__V1__HealthCheckRequest out = GRPC__HEALTH__V1__HEALTH_CHECK_REQUEST__INIT;
@@ -391,25 +398,28 @@ static void seg_handler(struct gw_call *call, const uint8_t *req, size_t len)
 }
 
 static const struct gw_method test_methods[] = {
-    {"/t.T/Echo", echo_handler, false},     {"/t.T/Stream", stream_handler, true},
-    {"/t.T/Hang", hang_handler, false},     {"/t.T/Nothing", NULL, false},
-    {"/t.T/Open", echo_handler, false},     {"/t.T/Unpack", unpack_handler, false},
-    {"/t.T/Admin", guarded_handler, false}, {"/t.T/NoRule", guarded_handler, false},
-    {"/t.T/Flood", flood_handler, true},    {"/t.T/Hold", hang_handler, true},
-    {"/t.T/Poll", poll_handler, true},      {"/t.T/Wait", wait_handler, false},
-    {"/t.T/Seg", seg_handler, false},
+    {"/t.T/Echo", echo_handler, false, false},     {"/t.T/Stream", stream_handler, true, false},
+    {"/t.T/Hang", hang_handler, false, false},     {"/t.T/Nothing", NULL, false, false},
+    {"/t.T/Open", echo_handler, false, false},     {"/t.T/Unpack", unpack_handler, false, false},
+    {"/t.T/Admin", guarded_handler, false, false}, {"/t.T/NoRule", guarded_handler, false, false},
+    {"/t.T/Flood", flood_handler, true, false},    {"/t.T/Hold", hang_handler, true, false},
+    {"/t.T/Poll", poll_handler, true, false},      {"/t.T/Wait", wait_handler, false, false},
+    {"/t.T/Seg", seg_handler, false, false},       {"/t.T/Secret", echo_handler, false, true},
+    {"/t.T/Hush", hush_handler, false, false},
 };
-static const struct gw_rpc_table test_table = {test_methods, 13};
+static const struct gw_rpc_table test_table = {test_methods,
+                                               sizeof(test_methods) / sizeof(test_methods[0])};
 
 static const char *const admins[] = {"security_admin", NULL};
 /* The policy's rules for the test methods; /t.T/NoRule has none, so nobody may call it. */
 static const struct gw_policy_method test_rules[] = {
-    {"/t.T/Echo", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Stream", GW_POLICY_AUTHENTICATED, NULL},
-    {"/t.T/Hang", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Nothing", GW_POLICY_AUTHENTICATED, NULL},
-    {"/t.T/Open", GW_POLICY_ANYONE, NULL},        {"/t.T/Unpack", GW_POLICY_AUTHENTICATED, NULL},
-    {"/t.T/Admin", GW_POLICY_ROLES, admins},      {"/t.T/Flood", GW_POLICY_AUTHENTICATED, NULL},
-    {"/t.T/Hold", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Poll", GW_POLICY_AUTHENTICATED, NULL},
-    {"/t.T/Wait", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Seg", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Echo", GW_POLICY_AUTHENTICATED, NULL},   {"/t.T/Stream", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Hang", GW_POLICY_AUTHENTICATED, NULL},   {"/t.T/Nothing", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Open", GW_POLICY_ANYONE, NULL},          {"/t.T/Unpack", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Admin", GW_POLICY_ROLES, admins},        {"/t.T/Flood", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Hold", GW_POLICY_AUTHENTICATED, NULL},   {"/t.T/Poll", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Wait", GW_POLICY_AUTHENTICATED, NULL},   {"/t.T/Seg", GW_POLICY_AUTHENTICATED, NULL},
+    {"/t.T/Secret", GW_POLICY_AUTHENTICATED, NULL}, {"/t.T/Hush", GW_POLICY_AUTHENTICATED, NULL},
 };
 
 /* ---- the harness ---- */
@@ -1020,6 +1030,59 @@ static void test_unauthenticated(void **state)
     b.off = 0;
     r = reply_for(h, start_call(h, "/t.T/Open", NULL, &b));
     assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    harness_free(h);
+}
+
+/* The calls finished of a method in the dispatcher's counters (metrics.c prints these): every
+ * status, and the latency histogram's count. */
+static uint64_t counted(const struct harness *h, const char *path, uint64_t *latency)
+{
+    for (size_t i = 0; i < gw_rpc_stats_n(h->rpc); i++) {
+        const struct gw_rpc_method_stats *st = gw_rpc_stats(h->rpc, i);
+        uint64_t n = 0;
+        if (strcmp(gw_rpc_stats_path(h->rpc, i), path) != 0)
+            continue;
+        for (size_t c = 0; c < GW_GRPC_NSTATUS; c++)
+            n += st->by_status[c];
+        *latency = st->latency.count;
+        return n;
+    }
+    fail_msg("no counters for %s", path);
+    return 0;
+}
+
+/* A confidential method's calls (lawful access, Art. 16), answered or refused before the handler,
+ * and a call its handler makes confidential (a lawful read) leave no trace in the per-method
+ * counters; another method's calls are counted. */
+static void test_confidential_calls_not_counted(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    const char *paths[] = {"/t.T/Echo", "/t.T/Secret", "/t.T/Hush"};
+    uint64_t lat = 0;
+
+    (void)state;
+    for (size_t i = 0; i < 3; i++) {
+        b.off = 0;
+        assert_int_equal(reply_for(h, start_call(h, paths[i], NULL, &b))->grpc_status, GW_GRPC_OK);
+    }
+    assert_int_equal(counted(h, "/t.T/Echo", &lat), 1);
+    assert_int_equal(lat, 1);
+    assert_int_equal(counted(h, "/t.T/Secret", &lat), 0);
+    assert_int_equal(lat, 0);
+    assert_int_equal(counted(h, "/t.T/Hush", &lat), 0);
+    assert_int_equal(lat, 0);
+    harness_free(h);
+    h = harness_new(false); /* refused before any handler: still not counted */
+    b.off = 0;
+    assert_int_equal(reply_for(h, start_call(h, "/t.T/Secret", NULL, &b))->grpc_status,
+                     GW_GRPC_UNAUTHENTICATED);
+    assert_int_equal(counted(h, "/t.T/Secret", &lat), 0);
+    b.off = 0;
+    assert_int_equal(reply_for(h, start_call(h, "/t.T/Echo", NULL, &b))->grpc_status,
+                     GW_GRPC_UNAUTHENTICATED);
+    assert_int_equal(counted(h, "/t.T/Echo", &lat), 1);
     harness_free(h);
 }
 
@@ -2088,6 +2151,7 @@ int main(void)
         cmocka_unit_test(test_unpack_bound),
         cmocka_unit_test(test_compressed_and_second_message),
         cmocka_unit_test(test_unauthenticated),
+        cmocka_unit_test(test_confidential_calls_not_counted),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_client_reset),
         cmocka_unit_test(test_identity_step_waits),
