@@ -1,13 +1,20 @@
 /* api_report.c: Compliance.Report (compliance_auditor): the monthly regulator report of a
  * calendar month in UTC+08:00 (Art. 17, 26, 37, 16): counts only, no PII, no detail of a
- * lawful-access case. Its queries (store_report.h) run in the transaction that writes its
- * report.generate audit record, so a report exists exactly when its generation is recorded.
- * The answer carries the counts, the JSON document and the CSV (domain/report.c, the same
+ * lawful-access case. First the counts (store_report.h: gw_store_report_read, a read-only
+ * REPEATABLE READ transaction of its own on the pool, each statement under [compliance]
+ * report_timeout_ms, alone on its connection), then the report.generate audit record, an entry
+ * of its own holding the SHA-256 of the JSON document about to be sent, and only once that record
+ * committed the answer (fail closed: no record, no report). The counts never run inside an
+ * audit-writer transaction, so however long a month takes to count, no audited write waits for
+ * it. At most REPORTS_COUNTING reports count at once per gateway (they hold a pool connection
+ * each). The answer carries the counts, the JSON document and the CSV (domain/report.c, the same
  * renderings as `waygatectl report monthly`). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+
+#include <openssl/evp.h>
 
 #include "waygate/v1/compliance.pb-c.h"
 
@@ -16,20 +23,38 @@
 #include "api_compliance.h"
 #include "app.h"
 #include "audit.h"
+#include "config.h"
 #include "log.h"
 #include "report.h"
 #include "store_report.h"
 
+#define REPORTS_COUNTING 1 /* reports counting at once per gateway */
+
 struct report {
     struct gw_call *call;
-    struct gw_audit_req *areq;
+    struct gw_app *app;
+    struct gw_store_report_req *read; /* the counts, while they run */
+    struct gw_audit_req *areq;        /* the report.generate record, while it is written */
     struct gw_report r;
+    char *document, *csv;
+    char detail[96]; /* "document_sha256=<hex>" */
 };
+
+/* The counting step is over (done, failed or cancelled): its slot is free. */
+static void counted_end(struct report *rp)
+{
+    rp->read = NULL;
+    rp->app->reports_counting--;
+}
 
 static void cancel_cb(void *arg)
 {
     struct report *rp = arg;
 
+    if (rp->read != NULL) {
+        gw_store_report_cancel(rp->read);
+        counted_end(rp);
+    }
     gw_audit_cancel(rp->areq);
     rp->areq = NULL;
 }
@@ -47,7 +72,7 @@ static char *doc(struct gw_call *call, const struct gw_report *r, bool csv)
     return buf;
 }
 
-static void generated_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     Waygate__V1__ReportResponse out = WAYGATE__V1__REPORT_RESPONSE__INIT;
     struct report *rp = arg;
@@ -56,15 +81,14 @@ static void generated_cb(void *arg, int err, int64_t seq, const struct gw_db_res
     (void)seq;
     rp->areq = NULL;
     gw_call_set_cancel(rp->call, NULL, NULL);
-    if (err != 0 || res == NULL || res->nresults < 2 ||
-        gw_store_report_parse(res->results[0], res->results[1], r) != 0) {
-        GW_LOG(GW_LOG_ERROR, "report", gw_call_log_ctx(rp->call), "report not generated: %s",
-               gw_err_str(err != 0 ? err : GW_EINTERNAL));
+    if (err != 0) {
+        GW_LOG(GW_LOG_ERROR, "report", gw_call_log_ctx(rp->call),
+               "report not recorded, so not sent: %s (SQLSTATE %s)", gw_err_str(err),
+               res != NULL && res->sqlstate != NULL ? res->sqlstate : "-");
         gw_call_fail(rp->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
-                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
+                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
         return;
     }
-    r->generated_at = (int64_t)time(NULL);
     out.month = r->month;
     out.bulk_requested = r->bulk_requested;
     out.bulk_approved = r->bulk_approved;
@@ -78,27 +102,84 @@ static void generated_cb(void *arg, int err, int64_t seq, const struct gw_db_res
     out.account_changes = r->account_changes;
     out.suspicious_list_size = r->suspicious;
     out.generated_at = r->generated_at;
-    out.document = doc(rp->call, r, false);
-    out.csv = doc(rp->call, r, true);
-    if (out.document == NULL || out.csv == NULL || gw_call_send(rp->call, &out.base) != 0) {
+    out.document = rp->document;
+    out.csv = rp->csv;
+    if (gw_call_send(rp->call, &out.base) != 0) {
         gw_call_fail(rp->call, GW_EINTERNAL, NULL, GW_RULE_NOT_RENDERED);
         return;
     }
     gw_call_finish(rp->call, GW_GRPC_OK, NULL);
 }
 
+/* "document_sha256=" and the lowercase hex of the SHA-256 of s into out (96 bytes); false when
+ * the digest failed. */
+static bool digest_detail(const char *s, char out[96])
+{
+    static const char hexd[] = "0123456789abcdef";
+    unsigned char d[EVP_MAX_MD_SIZE];
+    unsigned int n = 0;
+    size_t pos = (size_t)snprintf(out, 96, "document_sha256=");
+
+    if (EVP_Digest(s, strlen(s), d, &n, EVP_sha256(), NULL) != 1 || n != 32)
+        return false;
+    for (unsigned int i = 0; i < n; i++) {
+        out[pos++] = hexd[d[i] >> 4];
+        out[pos++] = hexd[d[i] & 15];
+    }
+    out[pos] = '\0';
+    return true;
+}
+
+static void counted_cb(void *arg, int err)
+{
+    struct report *rp = arg;
+    struct gw_fault f;
+    struct gw_audit_rec rec;
+    int rc;
+
+    counted_end(rp);
+    if (err != 0) {
+        GW_LOG(GW_LOG_WARN, "report", gw_call_log_ctx(rp->call), "report of %s not counted: %s",
+               rp->r.month, gw_err_str(err));
+        gw_call_set_cancel(rp->call, NULL, NULL);
+        if (err == GW_ETIMEOUT) {
+            (void)gw_fault_set(&f, GW_ETIMEOUT, NULL, "month", GW_RULE_REPORT_TIMEOUT);
+            f.limit = rp->app->cfg->report_timeout_ms;
+            gw_call_finish_fault(rp->call, &f);
+        } else {
+            gw_call_fail(rp->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
+                         err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_REPORT_NOT_COUNTED);
+        }
+        return;
+    }
+    /* what will be sent is fixed now, and the record names it before any of it leaves */
+    rp->r.generated_at = (int64_t)time(NULL);
+    rp->document = doc(rp->call, &rp->r, false);
+    rp->csv = doc(rp->call, &rp->r, true);
+    if (rp->document == NULL || rp->csv == NULL || !digest_detail(rp->document, rp->detail)) {
+        gw_call_set_cancel(rp->call, NULL, NULL);
+        gw_call_fail(rp->call, GW_EINTERNAL, NULL, GW_RULE_NOT_RENDERED);
+        return;
+    }
+    gw_api_compliance_rec(rp->call, &rec, "report.generate", "ok");
+    rec.object = rp->r.month;
+    rec.detail = rp->detail;
+    rc = gw_audit_write(rp->app->audit, NULL, 0, &rec, 1, recorded_cb, rp, &rp->areq);
+    if (rc != 0) {
+        gw_call_set_cancel(rp->call, NULL, NULL);
+        gw_call_fail(rp->call, GW_EUNAVAIL, NULL, GW_RULE_DB_UNAVAILABLE);
+    }
+}
+
 void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t len)
 {
     Waygate__V1__ReportRequest *in;
     struct gw_app *app = gw_call_app(call);
-    struct gw_db_stmt st[2];
-    char from[24], to[24];
-    const char *vals[2] = {from, to};
-    struct gw_audit_rec rec;
     struct report *rp;
+    struct gw_fault f;
     int rc;
 
-    if (app == NULL || app->audit == NULL) {
+    if (app == NULL || app->audit == NULL || app->db == NULL || app->cfg == NULL) {
         gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
         return;
     }
@@ -113,6 +194,7 @@ void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t l
     }
     memset(rp, 0, sizeof(*rp));
     rp->call = call;
+    rp->app = app;
     if (in->month[0] == '\0') {
         gw_call_fail(call, GW_EINVAL, "month", GW_RULE_REQUIRED);
         return;
@@ -122,16 +204,19 @@ void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t l
         return;
     }
     snprintf(rp->r.month, sizeof(rp->r.month), "%s", in->month);
-    snprintf(from, sizeof(from), "%" PRId64, rp->r.from_us);
-    snprintf(to, sizeof(to), "%" PRId64, rp->r.to_us);
-    st[0] = (struct gw_db_stmt){.sql = gw_store_report_counts_sql, .nparams = 2, .values = vals};
-    st[1] = (struct gw_db_stmt){.sql = gw_store_report_incidents_sql, .nparams = 2, .values = vals};
-    gw_api_compliance_rec(call, &rec, "report.generate", "ok");
-    rec.object = rp->r.month;
-    rc = gw_audit_write(app->audit, st, 2, &rec, 1, generated_cb, rp, &rp->areq);
-    if (rc != 0) {
-        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_DB_UNAVAILABLE);
+    if (app->reports_counting >= REPORTS_COUNTING) {
+        (void)gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, GW_RULE_BUSY);
+        f.limit = REPORTS_COUNTING;
+        gw_call_finish_fault(call, &f);
         return;
     }
+    rc = gw_store_report_read(app->db, &rp->r, app->cfg->report_timeout_ms, counted_cb, rp,
+                              &rp->read);
+    if (rc != 0) {
+        gw_call_fail(call, rc == GW_ETOOBIG ? GW_EUNAVAIL : rc, NULL,
+                     rc == GW_EUNAVAIL || rc == GW_ETOOBIG ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
+        return;
+    }
+    app->reports_counting++;
     gw_call_set_cancel(call, cancel_cb, rp);
 }

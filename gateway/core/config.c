@@ -96,6 +96,7 @@ static const struct keydef keys[] = {
     {"compliance", "retention_days", T_U32, F(retention_days), 0, 36500, 0},
     {"compliance", "retention_sweep_ms", T_U32, F(retention_sweep_ms), 100, 86400000, 0},
     {"compliance", "retention_batch", T_U32, F(retention_batch), 1, 100000, 0},
+    {"compliance", "report_timeout_ms", T_U32, F(report_timeout_ms), 100, 3600000, 0},
     {"metrics", "listen", T_HOSTPORT, F(metrics_listen), 0, 0, 0},
     {"metrics", "tls", T_BOOL, F(metrics_tls), 0, 0, 0},
     {"forward", "endpoint", T_STRING, F(fwd_endpoint), 0, 0, 0},
@@ -176,6 +177,7 @@ static void set_defaults(struct gw_config *c)
     c->retention_days = 1095;
     c->retention_sweep_ms = 3600000;
     c->retention_batch = 500;
+    c->report_timeout_ms = 30000;
     c->crl_reload_ms = 300000;
     c->crl_warn_s = 172800;
     c->fwd_batch = 64;

@@ -123,6 +123,8 @@ struct gw_config {
     uint32_t retention_days;   /* waybills older than this are destroyed, default 1095; 0 = keep */
     uint32_t retention_sweep_ms; /* how often the sweep runs, default 3600000 */
     uint32_t retention_batch;    /* records destroyed per transaction, default 500 */
+    uint32_t report_timeout_ms;  /* Compliance.Report: each of its counting statements is
+                                  * cancelled after this long (statement_timeout), default 30000 */
     /* [metrics] Prometheus text metrics over HTTP/1.1 (GET /metrics) */
     char *metrics_listen; /* "host:port", a loopback address unless metrics_tls; NULL = none */
     bool metrics_tls;     /* default false; true: HTTPS with [tls]'s files, answering only a

@@ -194,6 +194,10 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_MONTH_FORMAT] = "must be a month YYYY-MM (UTC+08:00)",
     [GW_RULE_NOT_RECORDED] =
         "the action and its audit record could not be written, so nothing was done",
+    [GW_RULE_REPORT_TIMEOUT] = "counting the month took longer than the report's time limit (% ms, "
+                               "[compliance] report_timeout_ms); no report was made or recorded",
+    [GW_RULE_REPORT_NOT_COUNTED] =
+        "the report's counts could not be read; no report was made or recorded",
     [GW_RULE_SEARCH_BULK] = "selects more than % records: a selection that large is a bulk "
                             "operation, requested and approved through Compliance.RequestBulk "
                             "(Art. 37)",

@@ -213,7 +213,9 @@ enum gw_rule {
     GW_RULE_NOT_FUTURE,
     GW_RULE_MONTH_FORMAT,
     GW_RULE_NOT_RECORDED,
-    GW_RULE_SEARCH_BULK, /* (bound) */
+    GW_RULE_SEARCH_BULK,    /* (bound) */
+    GW_RULE_REPORT_TIMEOUT, /* (bound) */
+    GW_RULE_REPORT_NOT_COUNTED,
     /* scan events (domain/scan.h, api_scan.c) */
     GW_RULE_SCAN_EVENT_UNKNOWN,
     GW_RULE_SCAN_TIME_NEGATIVE,

@@ -24,14 +24,28 @@ static unsigned callers_inflight(const struct conn *c)
     return c->ninflight - c->ninternal;
 }
 
-static struct conn *pick_conn(struct gw_db *db)
+/* True while a GW_DB_SLOW request is in flight on c: nothing is sent behind it. */
+static bool holds_slow(const struct conn *c)
+{
+    const struct gw_db_req *r;
+
+    TAILQ_FOREACH(r, &c->inflight, link)
+    if (r->slow)
+        return true;
+    return false;
+}
+
+/* The least busy connection with room for a request, never one running a slow request; for a
+ * slow request, one with no caller's request in flight. NULL when there is none. */
+static struct conn *pick_conn(struct gw_db *db, bool slow)
 {
     struct conn *best = NULL;
     unsigned i;
 
     for (i = 0; i < db->pool_size; i++) {
         struct conn *c = &db->conns[i];
-        if (c->state != CONN_READY || !c->pinned || callers_inflight(c) >= db->depth)
+        if (c->state != CONN_READY || !c->pinned || callers_inflight(c) >= db->depth ||
+            (slow && callers_inflight(c) > 0) || holds_slow(c))
             continue;
         if (best == NULL || callers_inflight(c) < callers_inflight(best))
             best = c;
@@ -39,12 +53,22 @@ static struct conn *pick_conn(struct gw_db *db)
     return best;
 }
 
+/* Sends queued requests, in order, while connections have room. A slow request that finds no
+ * free connection stays queued and the requests after it go on; an ordinary one that finds no
+ * room ends the pass (none after it would find any). */
 static void dispatch(struct gw_db *db)
 {
-    struct gw_db_req *r;
+    struct gw_db_req *r, *next;
     struct conn *c;
 
-    while ((r = TAILQ_FIRST(&db->queue)) != NULL && (c = pick_conn(db)) != NULL) {
+    for (r = TAILQ_FIRST(&db->queue); r != NULL; r = next) {
+        next = TAILQ_NEXT(r, link);
+        c = pick_conn(db, r->slow);
+        if (c == NULL) {
+            if (!r->slow)
+                break;
+            continue;
+        }
         TAILQ_REMOVE(&db->queue, r, link);
         db->nqueued--;
         (void)gw_db_conn_send(c, r);
@@ -172,14 +196,13 @@ int gw_db_exec(struct gw_db *db, const struct gw_db_stmt *stmts, int nstmts, uns
      * between two sync points as one transaction (committed at the sync, rolled back when a
      * statement fails), so GW_DB_TXN needs no BEGIN/COMMIT on the wire. An explicit BEGIN block
      * that failed would outlive its sync and break the next request on the connection. */
-    (void)flags;
     if (out != NULL)
         *out = NULL;
     if (db == NULL || stmts == NULL || nstmts <= 0)
         return GW_EINVAL;
     if (db->nready == 0)
         return GW_EUNAVAIL;
-    c = TAILQ_EMPTY(&db->queue) ? pick_conn(db) : NULL;
+    c = TAILQ_EMPTY(&db->queue) ? pick_conn(db, (flags & GW_DB_SLOW) != 0) : NULL;
     if (c == NULL && db->nqueued >= db->queue_max)
         return GW_ETOOBIG;
     r = gw_db_req_new(stmts, nstmts, &err);
@@ -188,6 +211,7 @@ int gw_db_exec(struct gw_db *db, const struct gw_db_stmt *stmts, int nstmts, uns
     r->db = db;
     r->cb = cb;
     r->arg = arg;
+    r->slow = (flags & GW_DB_SLOW) != 0;
     if (out != NULL)
         *out = r;
     if (c != NULL) {
@@ -196,6 +220,7 @@ int gw_db_exec(struct gw_db *db, const struct gw_db_stmt *stmts, int nstmts, uns
         r->queued = true;
         TAILQ_INSERT_TAIL(&db->queue, r, link);
         db->nqueued++;
+        dispatch(db); /* a slow request waiting at the head must not hold this one back */
     }
     return 0;
 }

@@ -41,10 +41,15 @@ struct gw_db_result {
  * to are valid only during the callback. */
 typedef void (*gw_db_done_cb)(void *arg, int err, const struct gw_db_result *res);
 
-/* Wrap the statements in one transaction. Note: every request already is one (the statements
- * between two pipeline sync points form an implicit transaction, committed at the sync, rolled
- * back when one fails), so db.c sends no BEGIN/COMMIT; the flag documents the caller's intent. */
-enum { GW_DB_TXN = 1 << 0 };
+/* GW_DB_TXN: wrap the statements in one transaction. Note: every request already is one (the
+ * statements between two pipeline sync points form an implicit transaction, committed at the
+ * sync, rolled back when one fails), so db.c sends no BEGIN/COMMIT; the flag documents the
+ * caller's intent.
+ * GW_DB_SLOW: the request may run long (a report's counts over a month of audit records): it is
+ * sent only to a connection with no caller's request in flight, and nothing is pipelined behind
+ * it while it runs, so no other request (the audit writer's among them) waits for it; it waits in
+ * the queue, letting later requests pass, until such a connection is free. */
+enum { GW_DB_TXN = 1 << 0, GW_DB_SLOW = 1 << 1 };
 
 /* Creates the pool; nothing connects until gw_db_start(). Returns NULL on allocation failure. */
 struct gw_db *gw_db_new(struct event_base *base, const struct gw_config *cfg);

@@ -43,6 +43,7 @@ struct gw_db_req {
     bool queued;
     bool cancelled;
     bool internal; /* the connection's own (a prepare, the isolation level): no caller waits */
+    bool slow;     /* GW_DB_SLOW: runs alone on its connection */
     int nstmts;
     struct req_stmt *stmts;
     PGresult **results;

@@ -1,7 +1,9 @@
 /* store_report.c: the SQL of the monthly report and of the incident list (store_report.h says
- * what each number counts), its parsing, and the CLI's blocking runs of it. The gateway's role
- * reads audit_record directly and the incident table and suspicious register only through the
- * owner's functions of sql/010_lawful.sql. Invariant: nothing read here is PII. */
+ * what each number counts), its parsing, the gateway's asynchronous read of it and the CLI's
+ * blocking runs. The gateway's role reads audit_record directly and the incident table and
+ * suspicious register only through the owner's functions of sql/010_lawful.sql. Invariants:
+ * nothing read here is PII; the gateway's counts run in a read-only transaction of their own,
+ * never in an audit-writer transaction. */
 #include "store_report.h"
 
 #include <inttypes.h>
@@ -9,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "alloc.h"
 #include "store_admin.h"
 #include "store_admin_int.h"
 
@@ -69,6 +72,82 @@ int gw_store_report_parse(const PGresult *counts, const PGresult *incidents, str
         r->incidents[sev] = num(incidents, i, 1);
     }
     return 0;
+}
+
+const char gw_store_report_snapshot_sql[] =
+    "SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+const char gw_store_report_timeout_sql[] = "SELECT set_config('statement_timeout', $1, true)";
+
+/* SQLSTATE query_canceled: what a statement_timeout raises. */
+#define SQLSTATE_CANCELED "57014"
+
+struct gw_store_report_req {
+    struct gw_db_req *dbreq;
+    struct gw_report *r;
+    gw_store_report_cb cb;
+    void *arg;
+};
+
+static void read_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_report_req *q = arg;
+    gw_store_report_cb cb = q->cb;
+    void *cbarg = q->arg;
+
+    if (err == GW_EINTERNAL && res != NULL && res->sqlstate != NULL &&
+        strcmp(res->sqlstate, SQLSTATE_CANCELED) == 0)
+        err = GW_ETIMEOUT;
+    else if (err == 0 && (res == NULL || res->nresults != 4 ||
+                          gw_store_report_parse(res->results[2], res->results[3], q->r) != 0))
+        err = GW_EINTERNAL;
+    else if (err != 0 && err != GW_EUNAVAIL)
+        err = GW_EINTERNAL;
+    gw_free(q);
+    cb(cbarg, err);
+}
+
+int gw_store_report_read(struct gw_db *db, struct gw_report *r, uint32_t timeout_ms,
+                         gw_store_report_cb cb, void *arg, struct gw_store_report_req **out)
+{
+    char from[24], to[24], ms[16];
+    const char *vals[2] = {from, to}, *tv[1] = {ms};
+    struct gw_db_stmt st[4];
+    struct gw_store_report_req *q;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (db == NULL || r == NULL || cb == NULL || timeout_ms == 0)
+        return GW_EINVAL;
+    q = gw_calloc(1, sizeof(*q));
+    if (q == NULL)
+        return GW_ENOMEM;
+    q->r = r;
+    q->cb = cb;
+    q->arg = arg;
+    snprintf(from, sizeof(from), "%" PRId64, r->from_us);
+    snprintf(to, sizeof(to), "%" PRId64, r->to_us);
+    snprintf(ms, sizeof(ms), "%" PRIu32, timeout_ms);
+    st[0] = (struct gw_db_stmt){.sql = gw_store_report_snapshot_sql};
+    st[1] = (struct gw_db_stmt){.sql = gw_store_report_timeout_sql, .nparams = 1, .values = tv};
+    st[2] = (struct gw_db_stmt){.sql = gw_store_report_counts_sql, .nparams = 2, .values = vals};
+    st[3] = (struct gw_db_stmt){.sql = gw_store_report_incidents_sql, .nparams = 2, .values = vals};
+    rc = gw_db_exec(db, st, 4, GW_DB_TXN | GW_DB_SLOW, read_done_cb, q, &q->dbreq);
+    if (rc != 0) {
+        gw_free(q);
+        return rc;
+    }
+    if (out != NULL)
+        *out = q;
+    return 0;
+}
+
+void gw_store_report_cancel(struct gw_store_report_req *req)
+{
+    if (req == NULL)
+        return;
+    gw_db_cancel(req->dbreq);
+    gw_free(req);
 }
 
 static PGresult *run(struct gw_admin *a, const char *sql, int n, const char *const *vals,

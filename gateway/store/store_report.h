@@ -1,7 +1,8 @@
 /* store_report.h: where the monthly report's numbers come from, for the gateway
- * (Compliance.Report, api_report.c, which runs these statements in the transaction of its
- * report.generate audit record) and for waygatectl (`report monthly`, `incidents list`, on the
- * CLI's blocking connection). One SQL text per question, shared by both, so they never disagree.
+ * (Compliance.Report, api_report.c: gw_store_report_read, a read-only transaction of its own on
+ * the pool, before and apart from its report.generate audit record) and for waygatectl (`report
+ * monthly`, `incidents list`, on the CLI's blocking connection). One SQL text per question,
+ * shared by both, so they never disagree.
  *
  * Sources: audit_record actions within [from_us, to_us) on every chain (outcome "ok" unless
  * said): bulk.request / approve / reject / run; lawful.request / approve / reject / read;
@@ -19,10 +20,12 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "db.h"
 #include "err.h"
 #include "report.h"
 
 struct gw_admin;
+struct gw_store_report_req;
 
 /* $1 from_us, $2 to_us (decimal text); one row of counts, text format. */
 extern const char gw_store_report_counts_sql[];
@@ -33,6 +36,31 @@ extern const char gw_store_report_incidents_sql[];
  * shape). */
 int gw_store_report_parse(const PGresult *counts, const PGresult *incidents,
                           struct gw_report *r) GW_MUST_CHECK;
+
+/* The statements that open the gateway's report transaction, before the counts: one snapshot for
+ * every count, nothing written (REPEATABLE READ, READ ONLY); then $1, a number of milliseconds,
+ * as its statement_timeout (local to the transaction: the pooled connection keeps none). */
+extern const char gw_store_report_snapshot_sql[];
+extern const char gw_store_report_timeout_sql[];
+
+/* The report's outcome: err 0 (r's counts filled), GW_ETIMEOUT (a count ran past timeout_ms),
+ * GW_EUNAVAIL (database unavailable or the outcome lost), GW_EINTERNAL (the database refused or
+ * answered in an unexpected shape). */
+typedef void (*gw_store_report_cb)(void *arg, int err);
+
+/* Gateway: reads r's counts for r->from_us..r->to_us in a transaction of its own on a connection
+ * of the pool (gw_store_report_snapshot_sql, gw_store_report_timeout_sql with timeout_ms, the two
+ * counting statements), sent GW_DB_SLOW: alone on its connection, so however long it runs no other
+ * request waits behind it (the audit writer's transactions go on). r must stay valid until cb
+ * runs or the request is cancelled; cb never runs from inside this call. Returns 0 and a handle in
+ * *out, or an error of gw_db_exec (GW_EUNAVAIL, GW_ETOOBIG, GW_ENOMEM, GW_EINVAL): then cb will not
+ * run. */
+int gw_store_report_read(struct gw_db *db, struct gw_report *r, uint32_t timeout_ms,
+                         gw_store_report_cb cb, void *arg,
+                         struct gw_store_report_req **out) GW_MUST_CHECK;
+/* Cancels the read: cb never runs (a statement already sent still ends on the server, by its
+ * statement_timeout at the latest). NULL-safe; never after cb ran. */
+void gw_store_report_cancel(struct gw_store_report_req *req);
 
 /* CLI: runs both statements for r->from_us..r->to_us on a's connection and fills r. As the first
  * statements of the caller's open transaction (gw_admin_begin), they set it REPEATABLE READ, so

@@ -3,19 +3,30 @@
 match the actions this test performs: a report before and one after differ by exactly those
 actions (lawful-access requests, approvals, rejections and reads; an incident of known severity;
 account changes), and by nothing else (no bulk operation, no destruction). The gateway's and the
-CLI's reports agree. `waygatectl incidents list` shows the incident."""
+CLI's reports agree. `waygatectl incidents list` shows the incident.
+
+The gateway counts in a read-only transaction of its own, then writes its report.generate record
+(the SHA-256 of the document it sends) as an entry of its own, and answers only after that record
+committed. A count held up (here: waiting for a lock the schema's owner holds on `incident`) holds
+up nothing else: a Reveal's audit record commits meanwhile, a second report is refused as busy,
+and a count past [compliance] report_timeout_ms ends the report DEADLINE_EXCEEDED, unrecorded."""
 
 import csv
 import datetime
+import hashlib
 import io
 import json
+import os
+import subprocess
 
 import grpc
 import pytest
 
-from query_data import new_waybill, refusal, submit
+from conftest import PGBIN, ExtraGateway, wait_for
+from query_data import new_waybill, refusal, reveal, submit
 from test_accounts import Admin, unique
 from test_lawful import Lawful
+import waygate_proto
 
 REPORT = "/waygate.v1.Compliance/Report"
 
@@ -172,3 +183,142 @@ def test_report_of_an_empty_month_and_refusals(stack, reports):
                                                  stack.pb.compliance.ReportRequest(month="2026-12"),
                                                  stack.pb.compliance.ReportResponse))
         assert code == grpc.StatusCode.PERMISSION_DENIED, name
+
+
+# --- the counts hold up nothing else ---------------------------------------------------------------
+
+def hold_incident_table(stack):
+    """A psql session of the schema's owner holding ACCESS EXCLUSIVE on `incident` (which the
+    report's incident count reads) until release(); returned once the lock is held."""
+    holder = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
+                               "-d", stack.pguri_owner], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    holder.stdin.write("BEGIN;\nLOCK TABLE incident IN ACCESS EXCLUSIVE MODE;\n\\echo held\n")
+    holder.stdin.flush()
+    while True:
+        line = holder.stdout.readline()
+        assert line, "the lock holder's psql ended"
+        if line.strip() == "held":
+            return holder
+
+
+def release(holder):
+    if holder.poll() is None:
+        holder.stdin.close()  # psql ends: its transaction rolls back, the lock goes with it
+        holder.wait(timeout=60)
+
+
+def waiting_on_incident(stack):
+    """True once a session waits for a lock on `incident` (the report's count)."""
+    return stack.psql("SELECT count(*) FROM pg_locks WHERE relation = 'incident'::regclass "
+                      "AND NOT granted") != ["0"]
+
+
+def generated(stack, month, chain_cond="chain <> 'ctl'"):
+    return stack.psql("SELECT coalesce(detail, '') FROM audit_record WHERE action = "
+                      "'report.generate' AND object = '%s' AND %s ORDER BY recorded_at, seq"
+                      % (month, chain_cond))
+
+
+@pytest.fixture
+def revealable(stack):
+    """A waybill of branch a that branch b delivers (courier_b may reveal its recipient's phone),
+    with courier_b's reveal quota fresh."""
+    w = new_waybill(stack, "a", dest="320102")
+    submit(stack, w)
+    stack.psql("DELETE FROM reveal_log WHERE quota_key = 'cert:courier_b'")
+    yield w
+    stack.psql("DELETE FROM reveal_log WHERE quota_key = 'cert:courier_b'")
+
+
+def test_a_report_counting_holds_up_no_audited_write(stack, reports, revealable):
+    """While a report's count waits (for a lock the owner holds), a Reveal answers with its audit
+    record committed; a second report is refused RESOURCE_EXHAUSTED; nothing of the waiting
+    report is recorded. Once the lock goes, the report answers, and its report.generate record
+    (with the SHA-256 of the document sent) was committed before the answer arrived. Before the
+    counts had a transaction of their own they ran in the audit writer's, and the Reveal waited
+    for the lock too (DEADLINE_EXCEEDED here)."""
+    month = this_month()
+    pb = stack.pb.compliance
+    before = generated(stack, month)
+    holder = hold_incident_table(stack)
+    try:
+        ch = stack.channel(reports.via)
+        call = ch.unary_unary(REPORT, request_serializer=lambda m: m.SerializeToString(),
+                              response_deserializer=pb.ReportResponse.FromString)
+        fut = call.future(pb.ReportRequest(month=month), timeout=120, metadata=reports.md)
+        assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+
+        r = reveal(stack, "courier_b", revealable.waybill_no, "recipient.phone")
+        assert r.value == revealable.recipient.phone and r.audit_seq > 0
+        assert stack.psql("SELECT count(*) FROM audit_record WHERE chain <> 'ctl' AND seq = %d "
+                          "AND action = 'reveal'" % r.audit_seq) == ["1"]
+
+        assert refusal(lambda: reports.grpc(month)) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "too many requests of this kind in progress (at most 1): retry later")
+        assert not fut.done()
+        assert generated(stack, month) == before
+    finally:
+        release(holder)
+    resp = fut.result()
+    after = generated(stack, month)
+    assert len(after) == len(before) + 1
+    assert after[-1] == "document_sha256=" + hashlib.sha256(resp.document.encode()).hexdigest()
+    assert json.loads(resp.document)["month"] == month
+    # the slot is free again
+    assert reports.grpc(month).month == month
+
+
+def test_a_report_past_its_time_limit_is_refused_unrecorded(stack, reports):
+    """A gateway with [compliance] report_timeout_ms = 300: a count still waiting after 300 ms is
+    cancelled by the database (statement_timeout), and the report answers DEADLINE_EXCEEDED naming
+    the rule and its bound, with no report.generate record; the same gateway reports the month
+    once nothing holds the count up."""
+    gw = ExtraGateway(stack, "report-timeout",
+                      lambda t: t + "\n[compliance]\nreport_timeout_ms = 300\n")
+    try:
+        month = this_month()
+        pb = stack.pb.compliance
+        chain = "chain = '%s'" % gw.chain
+
+        def report():
+            return waygate_proto.unary(stack.channel(reports.via, addr=gw.addr), REPORT,
+                                       pb.ReportRequest(month=month), pb.ReportResponse,
+                                       timeout=60, metadata=reports.md)
+        holder = hold_incident_table(stack)
+        try:
+            assert refusal(report) == (
+                grpc.StatusCode.DEADLINE_EXCEEDED,
+                "month: counting the month took longer than the report's time limit (300 ms, "
+                "[compliance] report_timeout_ms); no report was made or recorded")
+        finally:
+            release(holder)
+        assert generated(stack, month, chain) == []
+        resp = report()
+        assert generated(stack, month, chain) == [
+            "document_sha256=" + hashlib.sha256(resp.document.encode()).hexdigest()]
+    finally:
+        gw.close()
+
+
+@pytest.fixture
+def audit_unwritable(stack):
+    """The gateway's role loses INSERT on audit_record for the test (restored after)."""
+    from test_audit_reads import AUDIT_COLS, GW_ROLE
+    stack.psql("REVOKE INSERT ON audit_record FROM %s" % GW_ROLE)
+    try:
+        yield
+    finally:
+        stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLS, GW_ROLE))
+
+
+def test_a_report_is_not_sent_without_its_record(stack, reports, audit_unwritable):
+    """Fail closed: the counts are read, but while its report.generate record cannot be written
+    no report is sent."""
+    month = this_month()
+    before = generated(stack, month)
+    code, details = refusal(lambda: reports.grpc(month))
+    assert (code, details) == (grpc.StatusCode.INTERNAL, "the action and its audit record could "
+                               "not be written, so nothing was done")
+    assert generated(stack, month) == before

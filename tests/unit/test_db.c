@@ -19,6 +19,7 @@
 #include "db.h"
 #include "log.h"
 #include "pg_harness.h"
+#include "store_report.h"
 
 static struct pgh pg;
 static bool pg_ok;
@@ -428,6 +429,116 @@ static void test_many_pipelined(void **state)
     gw_db_free(db);
 }
 
+/* A blocking connection of the harness's holding a session advisory lock on key until closed. */
+static PGconn *hold_lock(const char *key)
+{
+    PGconn *c = PQconnectdb(pg.conninfo);
+    char sql[64];
+    PGresult *r;
+
+    assert_true(PQstatus(c) == CONNECTION_OK);
+    snprintf(sql, sizeof(sql), "SELECT pg_advisory_lock(%s)", key);
+    r = PQexec(c, sql);
+    assert_true(PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+    return c;
+}
+
+static bool all_done(void *arg)
+{
+    struct ctx *c = arg;
+
+    for (int i = 0; i < 16; i++)
+        if (c[i].calls == 0)
+            return false;
+    return true;
+}
+
+/* A GW_DB_SLOW request runs alone on its connection: while it waits for a lock the test holds,
+ * 16 ordinary requests sent after it (more than the other connection takes at once: depth 4) all
+ * complete, none pipelined behind it; it completes once the lock is released. Without the flag
+ * honoured the second ordinary request goes to the slow one's connection and waits with it. */
+static void test_slow_request_runs_alone(void **state)
+{
+    struct gw_db_stmt slow = {.sql = "SELECT pg_advisory_xact_lock(7001)"};
+    struct gw_db_stmt quick = {.sql = "SELECT 1"};
+    struct ctx s, q[16];
+    struct gw_db *db;
+    PGconn *holder;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    holder = hold_lock("7001");
+    memset(&s, 0, sizeof(s));
+    memset(q, 0, sizeof(q));
+    assert_int_equal(gw_db_exec(db, &slow, 1, GW_DB_SLOW, done_cb, &s, NULL), 0);
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(gw_db_exec(db, &quick, 1, 0, done_cb, &q[i], NULL), 0);
+    assert_true(run_until(all_done, q, 10000));
+    for (int i = 0; i < 16; i++)
+        assert_int_equal(q[i].err, 0);
+    assert_int_equal(s.calls, 0); /* still waiting for the lock */
+    PQfinish(holder);             /* releases it */
+    assert_true(run_until(ctx_done, &s, 10000));
+    assert_int_equal(s.err, 0);
+    gw_db_free(db);
+}
+
+/* The report's transaction (store_report.h), opened in a pipeline as the gateway sends it: one
+ * REPEATABLE READ, READ ONLY snapshot with its own statement_timeout, which cancels a statement
+ * that runs past it (SQLSTATE 57014); nothing of it stays on the pooled connection. */
+static void test_report_transaction(void **state)
+{
+    const char *ms[1] = {"250"};
+    struct gw_db_stmt st[3] = {
+        {.sql = gw_store_report_snapshot_sql},
+        {.sql = gw_store_report_timeout_sql, .nparams = 1, .values = ms},
+        {.sql = "SELECT current_setting('transaction_isolation') || '/' || "
+                "current_setting('transaction_read_only') || '/' || "
+                "current_setting('statement_timeout')"},
+    };
+    struct gw_db_stmt after = {.sql = "SELECT current_setting('transaction_isolation') || '/' || "
+                                      "current_setting('statement_timeout')"};
+    struct gw_db_stmt write = {.sql = "CREATE TEMP TABLE report_wrote (x int)"};
+    struct ctx c, q[2];
+    struct gw_db *db;
+    PGconn *holder;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    exec_sync(db, st, 3, GW_DB_SLOW, &c);
+    assert_int_equal(c.err, 0);
+    assert_string_equal(c.value, "repeatable read/on/250ms");
+    /* read only */
+    st[2] = write;
+    exec_sync(db, st, 3, GW_DB_SLOW, &c);
+    assert_int_equal(c.err, GW_EINTERNAL);
+    assert_int_equal(c.failed_stmt, 2);
+    assert_string_equal(c.sqlstate, "25006");
+    /* a statement waiting past the timeout is cancelled */
+    holder = hold_lock("7002");
+    st[2] = (struct gw_db_stmt){.sql = "SELECT pg_advisory_xact_lock(7002)"};
+    exec_sync(db, st, 3, GW_DB_SLOW, &c);
+    assert_int_equal(c.err, GW_EINTERNAL);
+    assert_int_equal(c.failed_stmt, 2);
+    assert_string_equal(c.sqlstate, "57014");
+    PQfinish(holder);
+    /* and the connections are as they were: both of them (two requests at once take one each) */
+    memset(q, 0, sizeof(q));
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(gw_db_exec(db, &after, 1, 0, done_cb, &q[i], NULL), 0);
+    assert_true(run_until(ctx_done, &q[1], 10000) && run_until(ctx_done, &q[0], 10000));
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(q[i].err, 0);
+        assert_string_equal(q[i].value, "read committed/0");
+    }
+    gw_db_free(db);
+}
+
 static void test_prepared(void **state)
 {
     static const char *sql = "SELECT $1::int + 1000";
@@ -606,6 +717,8 @@ int main(void)
         cmocka_unit_test(test_failure_isolated),
         cmocka_unit_test(test_many_pipelined),
         cmocka_unit_test(test_prepared),
+        cmocka_unit_test(test_slow_request_runs_alone),
+        cmocka_unit_test(test_report_transaction),
         cmocka_unit_test(test_cancel),
         cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_connect_refused_then_up),
