@@ -51,15 +51,17 @@ struct adm {
 
 /* A worker's job: heap memory, wiped and freed by done or drop (workers.h). */
 struct pwjob {
+    /* the gateway's alone: never copied back from the worker process (gw_workers_keep) */
     struct adm *a;
+    int share;           /* its place in app->pwshare (gw_admin_submit), -1: none */
+    gw_job_done_fn done; /* the handler's, run by gw_admin_submit's own */
+    /* the worker's: from here on (GW_PWJOB_KEEP), the copy comes back */
     char pw[GW_PWPOLICY_MAX_BYTES + 1];
     size_t pwn;
     char pw2[GW_PWPOLICY_MAX_BYTES + 1];
     size_t pw2n;
     struct gw_acct_pw cur;
-    bool dummy;          /* Login of an unknown account: the hash runs, nothing can match */
-    int share;           /* its place in app->pwshare (gw_admin_submit), -1: none */
-    gw_job_done_fn done; /* the handler's, run by gw_admin_submit's own */
+    bool dummy; /* Login of an unknown account: the hash runs, nothing can match */
     struct gw_acct_pw hist[GW_ACCT_HISTORY];
     size_t nhist;
     uint64_t scrypt_n;
@@ -68,6 +70,8 @@ struct pwjob {
     int err;
     struct gw_acct_pw out;
 };
+
+#define GW_PWJOB_KEEP offsetof(struct pwjob, pw)
 
 /* Wipes and frees a job (its drop function on the pool). */
 void gw_admin_job_free(void *arg);

@@ -37,10 +37,10 @@ struct pwjob *gw_admin_job_new(struct adm *a)
 
 /* ---- one certificate's share of the hashing queue ---- */
 
-_Static_assert(GW_APP_PWSHARE_SLOTS >= GW_API_AUTH_QUEUE, "a share slot per queued job");
+_Static_assert(GW_APP_PWSHARE_SLOTS >= GW_API_AUTH_QUEUE + 64, "a share slot per job in flight");
 
-/* Takes a place for cert's job: its slot's index, or -1 when cert holds GW_API_AUTH_SHARE
- * already (or, never with a queue of GW_API_AUTH_QUEUE, no slot is free). */
+/* Takes a place for cert's job: its slot's index, -1 when cert holds GW_API_AUTH_SHARE already,
+ * -2 when no slot is free (as many certificates as slots have jobs in flight). */
 static int share_take(struct gw_app *app, const char *cert)
 {
     int free_slot = -1;
@@ -57,10 +57,10 @@ static int share_take(struct gw_app *app, const char *cert)
         if (s->n == 0 && free_slot < 0)
             free_slot = i;
     }
-    if (free_slot >= 0) {
-        gw_text_copy(app->pwshare[free_slot].cert, sizeof(app->pwshare[free_slot].cert), cert);
-        app->pwshare[free_slot].n = 1;
-    }
+    if (free_slot < 0)
+        return -2;
+    gw_text_copy(app->pwshare[free_slot].cert, sizeof(app->pwshare[free_slot].cert), cert);
+    app->pwshare[free_slot].n = 1;
     return free_slot;
 }
 
@@ -211,9 +211,9 @@ void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rul
 
 void gw_admin_refuse_db(struct adm *a, int err)
 {
-    /* GW_ETOOBIG: a queue (the audit writer's, the pool's) is full: nothing was written */
+    /* GW_ETOOBIG: a queue (the audit writer's, the pool's) is full */
     if (err == GW_ETOOBIG)
-        gw_admin_refuse(a, GW_EUNAVAIL, NULL, GW_RULE_NOT_RECORDED, 0);
+        gw_admin_refuse(a, GW_EUNAVAIL, NULL, GW_RULE_QUEUE_FULL, 0);
     else
         gw_admin_refuse(a, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE,
                         0);
@@ -226,11 +226,17 @@ bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_done
 
     j->share = share_take(a->app, p->cert);
     if (j->share < 0) {
+        bool mine = j->share == -1;
+
         gw_admin_job_free(j);
-        gw_admin_refuse(a, GW_ETOOBIG, NULL, GW_RULE_BUSY_CERT, GW_API_AUTH_SHARE);
+        if (mine)
+            gw_admin_refuse(a, GW_ETOOBIG, NULL, GW_RULE_BUSY_CERT, GW_API_AUTH_SHARE);
+        else
+            gw_admin_refuse(a, GW_ETOOBIG, NULL, GW_RULE_BUSY, GW_API_AUTH_QUEUE);
         return false;
     }
     j->done = done;
+    gw_workers_keep(a->app->workers, GW_PWJOB_KEEP); /* (the same for every job) */
     err = gw_workers_submit(a->app->workers, work, job_done, job_drop, j, sizeof(*j), &a->job);
     if (err != 0) {
         share_give(j);

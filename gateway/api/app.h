@@ -24,7 +24,9 @@ struct gw_throttle;
 struct gw_workers;
 struct gw_audit;
 
-#define GW_APP_PWSHARE_SLOTS 64 /* >= GW_API_AUTH_QUEUE: a slot per job the queue holds */
+/* >= GW_API_AUTH_QUEUE plus the hashing threads ([auth] workers, at most 64): a slot for every
+ * job in flight, so that only a certificate at its share is refused for its share */
+#define GW_APP_PWSHARE_SLOTS 128
 
 struct gw_app {
     const struct gw_config *cfg;

@@ -48,10 +48,14 @@ struct entry {
     size_t block_len;
     const char *f[F_COUNT];
     uint32_t alone;   /* recorded on their own in this window */
+    bool overflow;    /* counts kinds past a table's or a caller's share: never alone */
     uint64_t pending; /* counted, in no record yet */
     uint64_t sending; /* in the record being written */
     void *handle;     /* that write, NULL when none */
 };
+
+#define CALLER_MORE "refusals of more kinds than are told apart for one caller"
+#define ALL_MORE "refusals of more kinds than are told apart"
 
 struct gw_refusals {
     struct gw_audit *audit;
@@ -60,6 +64,8 @@ struct gw_refusals {
     struct event *ev_window;
     struct entry kinds[GW_REFUSALS_KINDS];
     struct entry more; /* the refusals of kinds past the table's */
+    bool flushing;     /* stopping: no more windows, records written at once */
+    bool told_full;    /* this window's log line about records that could not be queued */
     struct gw_refusals_stats st;
 };
 
@@ -213,10 +219,16 @@ static void arm(struct gw_refusals *rf)
 {
     struct timeval tv = {rf->window_s, 0};
 
-    if (!evtimer_pending(rf->ev_window, NULL) && evtimer_add(rf->ev_window, &tv) != 0)
+    if (!rf->flushing && !evtimer_pending(rf->ev_window, NULL) &&
+        evtimer_add(rf->ev_window, &tv) != 0)
         GW_LOG(GW_LOG_ERROR, "admin", NULL, "the refusals' window was not started");
 }
 
+static void write_summary(struct gw_refusals *rf, struct entry *e);
+
+/* A summary's outcome. Nothing is dropped here (only a window's end drops entries): counted
+ * refusals left, or carried after a failure, go into the next window's record, or at once while
+ * the gateway stops. */
 static void summary_done(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct entry *e = arg;
@@ -226,16 +238,25 @@ static void summary_done(void *arg, int err, int64_t seq, const struct gw_db_res
     (void)res;
     e->handle = NULL;
     if (err != 0) {
-        /* carried into the next window's record: counted refusals are never dropped */
         e->pending += e->sending;
         rf->st.carried += e->sending;
-        arm(rf);
-    } else {
-        rf->st.summaries++;
+        e->sending = 0;
+        if (rf->flushing) /* no later window: said at exit (gw_refusals_left) */
+            GW_LOG(GW_LOG_ERROR, "admin", NULL,
+                   "the record of %" PRIu64 " counted refusal(s) was not written at shutdown: %s",
+                   e->pending, gw_err_str(err));
+        else
+            arm(rf);
+        return;
     }
+    rf->st.summaries++;
     e->sending = 0;
-    if (e->pending == 0)
-        drop(e);
+    if (e->pending > 0) {
+        if (rf->flushing)
+            write_summary(rf, e); /* counted while this one was written */
+        else
+            arm(rf);
+    }
 }
 
 /* Writes e's counted refusals as one record (count: how many; the message says so). */
@@ -261,27 +282,36 @@ static void write_summary(struct gw_refusals *rf, struct entry *e)
         e->pending = e->sending;
         e->sending = 0;
         rf->st.carried += e->pending;
+        if (rf->flushing)
+            GW_LOG(GW_LOG_ERROR, "admin", NULL,
+                   "the record of %" PRIu64 " counted refusal(s) could not be queued at "
+                   "shutdown: %s",
+                   e->pending, gw_err_str(rc));
     }
 }
 
-/* The window ends: a record for every kind counted; the kinds recorded on their own only are
- * forgotten (their next refusals are recorded on their own again). */
+/* The window ends: a record for every kind counted (the kinds whose record is still being
+ * written wait for the next window); the kinds with nothing left to write are forgotten, and
+ * every kind's next refusals are recorded on their own again. */
 static void end_window(struct gw_refusals *rf, bool ask_room)
 {
     bool left = false;
 
+    rf->told_full = false;
     for (int i = 0; i <= GW_REFUSALS_KINDS; i++) {
         struct entry *e = i < GW_REFUSALS_KINDS ? &rf->kinds[i] : &rf->more;
 
-        if (!e->used || e->handle != NULL)
+        if (!e->used)
             continue;
-        if (e->pending > 0 && (!ask_room || rf->sink.room(rf->sink.ctx)))
+        if (e->handle == NULL && e->pending > 0 && (!ask_room || rf->sink.room(rf->sink.ctx)))
             write_summary(rf, e);
         if (e->pending > 0)
-            left = true; /* no room, or not written: the next window */
-        else if (e->handle == NULL)
+            left = true; /* no room, in flight, or not written: the next window */
+        else if (e->handle == NULL) {
             drop(e);
-        if (e->used && e != &rf->more)
+            continue;
+        }
+        if (!e->overflow)
             e->alone = 0; /* a new window */
     }
     if (left)
@@ -323,8 +353,15 @@ struct gw_refusals *gw_refusals_new(struct event_base *base, struct gw_audit *a,
 
 void gw_refusals_free(struct gw_refusals *rf)
 {
+    uint64_t left;
+
     if (rf == NULL)
         return;
+    if ((left = gw_refusals_left(rf)) > 0)
+        GW_LOG(GW_LOG_ERROR, "admin", NULL,
+               "%" PRIu64 " counted refusal(s) were not recorded (the audit trail did not take "
+               "their record before the gateway stopped)",
+               left);
     for (int i = 0; i <= GW_REFUSALS_KINDS; i++) {
         struct entry *e = i < GW_REFUSALS_KINDS ? &rf->kinds[i] : &rf->more;
 
@@ -337,36 +374,69 @@ void gw_refusals_free(struct gw_refusals *rf)
     gw_free(rf);
 }
 
-/* The entry of f's kind, made if new (the shared one past the table's size); NULL on ENOMEM. */
+/* Makes entry e of m's kind (h its hash), counted only when overflow. False on ENOMEM. */
+static bool make(struct entry *e, const char *const m[F_COUNT], bool overflow)
+{
+    if (!take(e, hash_of(m), m))
+        return false;
+    e->overflow = overflow;
+    e->alone = overflow ? GW_REFUSALS_EACH : 0;
+    return true;
+}
+
+/* The entry of f's kind, made if new: within the caller's share of the table
+ * (GW_REFUSALS_PER_CALLER kinds, then one entry that counts the caller's other kinds under its
+ * name), and the shared one past the table's size. NULL on ENOMEM. */
 static struct entry *entry_of(struct gw_refusals *rf, const char *f[F_COUNT])
 {
     uint64_t h = hash_of(f);
     struct entry *free_slot = NULL;
+    unsigned mine = 0;
 
     for (int i = 0; i < GW_REFUSALS_KINDS; i++) {
-        if (matches(&rf->kinds[i], h, f))
-            return &rf->kinds[i];
-        if (!rf->kinds[i].used && free_slot == NULL)
-            free_slot = &rf->kinds[i];
+        struct entry *e = &rf->kinds[i];
+
+        if (matches(e, h, f))
+            return e;
+        if (!e->used) {
+            if (free_slot == NULL)
+                free_slot = e;
+        } else if (same(e->f[F_L_ACTOR], f[F_L_ACTOR]) && same(e->f[F_L_CERT], f[F_L_CERT])) {
+            mine++;
+        }
     }
-    if (free_slot != NULL)
-        return take(free_slot, h, f) ? free_slot : NULL;
+    if (mine >= GW_REFUSALS_PER_CALLER) {
+        /* the caller's other kinds, counted under its own name */
+        const char *m[F_COUNT] = {
+            [F_L_ACTOR] = f[F_L_ACTOR],   [F_L_ROLE] = f[F_L_ROLE],
+            [F_L_CERT] = f[F_L_CERT],     [F_L_PEER] = f[F_L_PEER],
+            [F_L_VIA] = f[F_L_VIA],       [F_L_ACTION] = "(several)",
+            [F_L_OUTCOME] = "refused",    [F_L_DETAIL] = CALLER_MORE,
+            [F_R_ACTOR] = f[F_R_ACTOR],   [F_R_ROLE] = f[F_R_ROLE],
+            [F_R_PEER] = f[F_R_PEER],     [F_R_CERT] = f[F_R_CERT],
+            [F_R_BRANCH] = f[F_R_BRANCH], [F_R_ACTION] = "admin.refused",
+            [F_R_OBJECT] = "(several)",   [F_R_OUTCOME] = "refused",
+            [F_R_DETAIL] = CALLER_MORE,
+        };
+        uint64_t mh = hash_of(m);
+
+        for (int i = 0; i < GW_REFUSALS_KINDS; i++)
+            if (matches(&rf->kinds[i], mh, m))
+                return &rf->kinds[i];
+        if (free_slot != NULL)
+            return make(free_slot, m, true) ? free_slot : NULL;
+    } else if (free_slot != NULL) {
+        return make(free_slot, f, false) ? free_slot : NULL;
+    }
     if (!rf->more.used) {
         const char *m[F_COUNT] = {
-            [F_L_ACTOR] = "(several)",
-            [F_L_VIA] = f[F_L_VIA],
-            [F_L_ACTION] = "(several)",
-            [F_L_OUTCOME] = "refused",
-            [F_L_DETAIL] = "refusals of more kinds than are told apart",
-            [F_R_ACTOR] = "(several)",
-            [F_R_ACTION] = "admin.refused",
-            [F_R_OBJECT] = "(several)",
-            [F_R_OUTCOME] = "refused",
-            [F_R_DETAIL] = "refusals of more kinds than are told apart",
+            [F_L_ACTOR] = "(several)",      [F_L_VIA] = f[F_L_VIA],     [F_L_ACTION] = "(several)",
+            [F_L_OUTCOME] = "refused",      [F_L_DETAIL] = ALL_MORE,    [F_R_ACTOR] = "(several)",
+            [F_R_ACTION] = "admin.refused", [F_R_OBJECT] = "(several)", [F_R_OUTCOME] = "refused",
+            [F_R_DETAIL] = ALL_MORE,
         };
-        if (!take(&rf->more, hash_of(m), m))
+        if (!make(&rf->more, m, true))
             return NULL;
-        rf->more.alone = GW_REFUSALS_EACH; /* only counted: its fields are not the caller's */
     }
     return &rf->more;
 }
@@ -386,22 +456,44 @@ void gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
     arm(rf);
     if (e->alone < GW_REFUSALS_EACH && rf->sink.room(rf->sink.ctx)) {
         void *handle = NULL;
+        int rc = rf->sink.write(rf->sink.ctx, l, rec, NULL, NULL, &handle);
 
-        if (rf->sink.write(rf->sink.ctx, l, rec, NULL, NULL, &handle) == 0) {
+        if (rc == 0) {
             e->alone++;
             rf->st.recorded++;
             return;
         }
+        if (!rf->told_full) { /* (once a window) */
+            rf->told_full = true;
+            GW_LOG(GW_LOG_ERROR, "admin", NULL,
+                   "refused calls' records cannot be queued (%s): they are counted, and "
+                   "recorded when the audit trail takes them again",
+                   gw_err_str(rc));
+        }
     }
     e->pending++;
     rf->st.counted++;
+    if (rf->flushing && e->handle == NULL) /* (a call refused while stopping) */
+        write_summary(rf, e);
 }
 
 void gw_refusals_flush(struct gw_refusals *rf)
 {
     evtimer_del(rf->ev_window);
+    rf->flushing = true; /* from here on a count is written as soon as nothing of it is */
     end_window(rf, false);
-    evtimer_del(rf->ev_window); /* shutdown: no later window */
+}
+
+uint64_t gw_refusals_left(const struct gw_refusals *rf)
+{
+    uint64_t n = 0;
+
+    for (int i = 0; i <= GW_REFUSALS_KINDS; i++) {
+        const struct entry *e = i < GW_REFUSALS_KINDS ? &rf->kinds[i] : &rf->more;
+
+        n += e->used ? e->pending + e->sending : 0;
+    }
+    return n;
 }
 
 void gw_refusals_stats(const struct gw_refusals *rf, struct gw_refusals_stats *out)

@@ -28,8 +28,9 @@ struct event_base;
 struct gw_audit;
 struct gw_refusals;
 
-#define GW_REFUSALS_KINDS 256 /* kinds of refusal told apart per window */
-#define GW_REFUSALS_EACH 8    /* refusals of a kind recorded on their own per window */
+#define GW_REFUSALS_KINDS 256     /* kinds of refusal told apart per window */
+#define GW_REFUSALS_EACH 8        /* refusals of a kind recorded on their own per window */
+#define GW_REFUSALS_PER_CALLER 16 /* kinds of one caller (account and certificate) told apart */
 
 /* How an entry is written: gw_acct_log_write_cb in the gateway; a seam for unit tests. room:
  * whether refusals may take another place in the writer's queue. */
@@ -53,9 +54,12 @@ void gw_refusals_free(struct gw_refusals *r);
 void gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
                         const struct gw_audit_rec *rec);
 
-/* Ends the window now: writes a record for every kind counted (at shutdown, before the audit
- * writer's drain; queue room is not asked for). */
+/* At shutdown, before the audit writer's drain: ends the window now and writes a record for
+ * every kind counted, and from then on writes each count as soon as nothing of its kind is being
+ * written (queue room is not asked for). */
 void gw_refusals_flush(struct gw_refusals *r);
+/* Refusals counted and not (yet) in a committed record: for the exit line; freeing logs them. */
+uint64_t gw_refusals_left(const struct gw_refusals *r);
 
 struct gw_refusals_stats {
     uint64_t recorded;  /* refusals recorded on their own */

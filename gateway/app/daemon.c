@@ -199,7 +199,9 @@ static void crl_check(struct daemon *d, const struct crl_side *side, const struc
 {
     char detail[160];
 
-    if (ex->has_crl && ex->crl_s < 0) {
+    if (!ex->has_crl || ex->crl_s == INT64_MIN) /* none, or no nextUpdate (--check-config) */
+        return;
+    if (ex->crl_s < 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL,
                "the %s's nextUpdate passed %lld s ago: %s is refused until a fresh CRL is "
                "published",
@@ -207,7 +209,7 @@ static void crl_check(struct daemon *d, const struct crl_side *side, const struc
         snprintf(detail, sizeof(detail), "%s nextUpdate passed %lld s ago", side->name,
                  (long long)-ex->crl_s);
         crl_incident(d, side->expired, "critical", detail);
-    } else if (ex->has_crl && ex->crl_s < (int64_t)d->app->cfg->crl_warn_s) {
+    } else if (ex->crl_s < (int64_t)d->app->cfg->crl_warn_s) {
         GW_LOG(GW_LOG_WARN, "main", NULL,
                "the %s's nextUpdate is in %lld s: publish a fresh CRL before then, or %s is "
                "refused",
@@ -595,10 +597,14 @@ static void audit_flushed_cb(void *arg, uint64_t left)
 {
     struct daemon *d = arg;
 
-    GW_LOG(left == 0 ? GW_LOG_INFO : GW_LOG_ERROR, "main", NULL,
-           "drained: exiting, %llu incident(s) not written, %llu audit entr%s not written",
-           (unsigned long long)d->incidents_left, (unsigned long long)left,
-           left == 1 ? "y" : "ies");
+    GW_LOG(left == 0 && d->incidents_left == 0 && gw_refusals_left(d->app->refusals) == 0
+               ? GW_LOG_INFO
+               : GW_LOG_ERROR,
+           "main", NULL,
+           "drained: exiting, %llu incident(s) not written, %llu audit entr%s not written, "
+           "%llu counted refusal(s) not recorded",
+           (unsigned long long)d->incidents_left, (unsigned long long)left, left == 1 ? "y" : "ies",
+           (unsigned long long)gw_refusals_left(d->app->refusals));
     event_base_loopexit(d->base, NULL);
 }
 

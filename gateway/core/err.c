@@ -127,6 +127,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
         "the person already holds one of the administrator roles system_admin, security_admin, "
         "compliance_auditor (separation of duties, Art. 34); an incident was recorded",
     [GW_RULE_BUSY] = "too many requests of this kind in progress (at most %): retry later",
+    [GW_RULE_QUEUE_FULL] = "the gateway's queue for the database is full, nothing was done; "
+                           "retrying is safe",
     [GW_RULE_ROLE_CLI_ONLY] =
         "security_admin, compliance_auditor and lawful_access accounts are created with "
         "waygatectl accounts create, not over the API: no one administrator alone makes both who "

@@ -86,6 +86,7 @@ struct gw_job { /* the gateway's side of slot i: w->jobs[i] */
 struct gw_workers {
     unsigned nthreads, nslots, queue_max, inflight;
     size_t arg_max, stride, shm_len;
+    size_t keep; /* the first bytes of every argument: the caller's, never copied back */
     unsigned char *shm;
     struct gw_job *jobs;
     pid_t pid;         /* the worker process; -1: none */
@@ -975,8 +976,8 @@ static void finish(struct gw_workers *w, unsigned i, int st)
     gw_job_done_fn done = j->done;
     void *arg = j->arg;
 
-    if (!cancelled && st == SLOT_DONE)
-        memcpy(arg, copy_of(slot_at(w, i)), j->size);
+    if (!cancelled && st == SLOT_DONE && j->size > w->keep)
+        memcpy((unsigned char *)arg + w->keep, copy_of(slot_at(w, i)) + w->keep, j->size - w->keep);
     release(w, i);
     if (!cancelled)
         done(arg, st == SLOT_DONE ? 0 : GW_EUNAVAIL);
@@ -1120,6 +1121,11 @@ void gw_workers_free(struct gw_workers *w)
     gw_free(w->cgroup);
     gw_free(w->jobs);
     gw_free(w);
+}
+
+void gw_workers_keep(struct gw_workers *w, size_t n)
+{
+    w->keep = n;
 }
 
 int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_done_fn done, gw_job_fn drop,

@@ -80,6 +80,12 @@ void gw_workers_free(struct gw_workers *w);
  * NULL when arg needs no release). Returns 0 with a handle in *out (out may be NULL); GW_ETOOBIG
  * (the queue is full), GW_EUNAVAIL (no worker process, and the last one was forked less than a
  * second ago or could not be), GW_EINVAL; on error nothing runs and arg stays the caller's. */
+/* The first n bytes of every job's argument are the caller's alone: a job's copy carries them to
+ * the worker process, but they are not copied back when it is done, so that what the gateway
+ * keeps there (its own pointers, a callback) cannot be changed by a worker process that is not
+ * what it should be. 0 (the default): the whole copy comes back. */
+void gw_workers_keep(struct gw_workers *w, size_t n);
+
 int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_done_fn done, gw_job_fn drop,
                       void *arg, size_t size, struct gw_job **out) GW_MUST_CHECK;
 

@@ -465,6 +465,8 @@ void gw_audit_drain(struct gw_audit *a, uint32_t timeout_ms, gw_audit_drained_cb
     a->drain_cb = cb;
     a->drain_arg = arg;
     evtimer_add(a->ev_drain, &tv);
+    a->ckpt_due = true; /* what was written last is covered by a checkpoint before the exit */
+    pump(a);
     drained(a);
 }
 

@@ -71,8 +71,9 @@ void gw_audit_free(struct gw_audit *a);
 /* Called once the queue is empty and nothing is in flight (left 0), or when the time given ran
  * out first (left: the entries still queued or in flight, not written). */
 typedef void (*gw_audit_drained_cb)(void *arg, uint64_t left);
-/* At shutdown, after the last entry was queued: cb once everything queued is written or
- * timeout_ms passed, never from inside this call. At most one drain per writer. */
+/* At shutdown, after the last entry was queued: cb once everything queued is written, with a
+ * checkpoint over the last record, or timeout_ms passed; never from inside this call. At most
+ * one drain per writer. */
 void gw_audit_drain(struct gw_audit *a, uint32_t timeout_ms, gw_audit_drained_cb cb, void *arg);
 
 /* Queues an action (stmts[0..nstmts), nstmts <= GW_AUDIT_STMTS_MAX, may be 0: a record of its

@@ -256,7 +256,41 @@ def test_a_flood_of_refusals_is_counted_not_chained(stack):
     logged = stack.psql("SELECT count(*) FROM admin_log WHERE cert = 'courier_a' AND action = "
                         "'CreateAccount' AND detail LIKE '%%such refusals within 3600 s%%'")
     assert int(logged[0]) >= 1
-    assert "drained: exiting, 0 incident(s) not written, 0 audit entries not written" in gw.log()
+    assert ("drained: exiting, 0 incident(s) not written, 0 audit entries not written, 0 counted "
+            "refusal(s) not recorded") in gw.log()
+    # and the last record, the counting one, is covered by a checkpoint signed before the exit
+    assert stack.psql("SELECT (SELECT max(seq) FROM audit_checkpoint WHERE chain = '%s') >= "
+                      "(SELECT max(seq) FROM audit_record WHERE chain = '%s')"
+                      % (gw.chain, gw.chain)) == ["t"]
+
+
+def test_counted_refusals_not_recorded_at_shutdown_are_said(stack):
+    """Counted refusals whose record the audit trail does not take before the gateway stops are
+    not dropped silently: an error line says so, and the exit line counts them. Here a trigger,
+    put in as the owner, refuses the counting record's administrative row."""
+    calls, alone = 40, 8
+    gw = ExtraGateway(stack, unique("rf-lost"),
+                      lambda text: text.rstrip("\n") + "\nrefusal_window_s = 3600\n")
+    ch = stack.channel("courier_a", addr=gw.addr)
+    req = stack.pb.admin.CreateAccountRequest(account="x", role="branch_clerk", branch="a",
+                                              initial_password=password())
+    stack.psql("CREATE FUNCTION it_refuse_counts() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+               "IF NEW.detail LIKE '%such refusals within%' THEN RAISE EXCEPTION 'no'; END IF; "
+               "RETURN NEW; END $$; CREATE TRIGGER it_refuse_counts BEFORE INSERT ON admin_log "
+               "FOR EACH ROW EXECUTE FUNCTION it_refuse_counts()")
+    try:
+        for _ in range(calls):
+            e = rpc_error(lambda: waygate_proto.unary(ch, CREATE, req,
+                                                      stack.pb.admin.CreateAccountResponse))
+            assert e.code() == grpc.StatusCode.PERMISSION_DENIED
+        gw.close()
+    finally:
+        gw.close()
+        stack.psql("DROP TRIGGER it_refuse_counts ON admin_log; DROP FUNCTION it_refuse_counts()")
+    log = gw.log()
+    assert ("%d counted refusal(s) not recorded" % (calls - alone)) in log, log[-2000:]
+    assert "the record of %d counted refusal(s) was not written at shutdown" % (calls - alone) \
+        in log, log[-2000:]
 
 
 # --- configuration reload ---

@@ -1,8 +1,12 @@
 /* test_refusals.c: refused Admin calls' records, bounded (api/refusals.c), through a fake sink
  * that stands for the audit writer: the first GW_REFUSALS_EACH of a kind per window on their
- * own, the rest counted into one record at the window's end; the peer does not make a new kind;
- * no room in the writer's queue: counted; a record that fails: carried into the next window;
- * kinds past the table's size: counted together; freeing with a record in flight cancels it. */
+ * own, the rest counted into one record at the window's end (its own timer); the peer does not
+ * make a new kind; a record still being written when its window ends neither strands what is
+ * counted meanwhile nor lets a kind have more than its share alone in a window; no room in the
+ * writer's queue: counted; at shutdown, counts written as soon as nothing of their kind is; a
+ * record that fails: carried, and at shutdown reported as left; one caller's kinds past its
+ * share counted under its own name; kinds past the table's size counted together; freeing with
+ * a record in flight cancels it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -108,9 +112,15 @@ static void refuse(struct gw_refusals *rf, const char *actor, const char *peer, 
     gw_refusals_record(rf, &l, &r);
 }
 
+/* Ends the window (its timer: a one-second window, waited for). */
+static void window_ends(void)
+{
+    event_base_loop(base, EVLOOP_ONCE);
+}
+
 static void each_kind_alone_then_counted(void **state)
 {
-    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 1);
     struct gw_refusals_stats st;
 
     (void)state;
@@ -132,15 +142,15 @@ static void each_kind_alone_then_counted(void **state)
     assert_int_equal(st.counted, 100 - GW_REFUSALS_EACH);
     assert_int_equal(st.kinds, 2);
     /* the window ends: one record for the counted, none for the kind recorded alone */
-    gw_refusals_flush(rf);
+    window_ends();
     assert_int_equal(fk.n, GW_REFUSALS_EACH + 4);
     assert_int_equal(fk.count[fk.n - 1], 100 - GW_REFUSALS_EACH);
     assert_string_equal(fk.detail[fk.n - 1], "role courier: may not call this method [92 such "
-                                             "refusals within 60 s, counted in this record]");
+                                             "refusals within 1 s, counted in this record]");
     fk.done[fk.n - 1](fk.arg[fk.n - 1], 0, 7, NULL);
     gw_refusals_stats(rf, &st);
     assert_int_equal(st.summaries, 1);
-    assert_int_equal(st.kinds, 0);
+    assert_int_equal(gw_refusals_left(rf), 0);
     /* a new window: recorded alone again */
     refuse(rf, "courier_a", "127.0.0.1:2", "CreateAccount",
            "role courier: may not call this method");
@@ -149,8 +159,50 @@ static void each_kind_alone_then_counted(void **state)
     assert_int_equal(fk.cancelled, 0);
 }
 
-/* No room in the writer's queue (half of it taken): even the first is only counted. */
-static void no_room_counts(void **state)
+/* A summary still being written when its window ends: the kind stays, what it counts meanwhile
+ * goes into the next window's record, and its refusals on their own stay at most
+ * GW_REFUSALS_EACH a window, the summary's success in the middle of one included. */
+static void summary_in_flight_across_windows(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 1);
+    int s1, s2;
+
+    (void)state;
+    for (int i = 0; i < GW_REFUSALS_EACH + 2; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    window_ends();
+    s1 = fk.n - 1; /* the record of 2, in flight */
+    assert_int_equal(fk.count[s1], 2);
+    /* the next window: its 8 alone, then the first record commits, then 3 more: counted */
+    for (int i = 0; i < GW_REFUSALS_EACH; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    fk.done[s1](fk.arg[s1], 0, 1, NULL);
+    for (int i = 0; i < 3; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    assert_int_equal(fk.n, s1 + 1 + GW_REFUSALS_EACH);
+    assert_int_equal(gw_refusals_left(rf), 3);
+    window_ends();
+    s2 = fk.n - 1;
+    assert_int_equal(fk.count[s2], 3);
+    /* a window that ends while its kind's record is still in flight: what it counted is not
+     * stranded once that record commits, with no refusal after it to start a window */
+    for (int i = 0; i < GW_REFUSALS_EACH + 2; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    window_ends(); /* s2 still in flight: the 2 wait */
+    assert_int_equal(fk.n, s2 + 1 + GW_REFUSALS_EACH);
+    fk.done[s2](fk.arg[s2], 0, 2, NULL);
+    window_ends();
+    assert_int_equal(fk.n, s2 + 2 + GW_REFUSALS_EACH);
+    assert_int_equal(fk.count[fk.n - 1], 2);
+    fk.done[fk.n - 1](fk.arg[fk.n - 1], 0, 3, NULL);
+    assert_int_equal(gw_refusals_left(rf), 0);
+    gw_refusals_free(rf);
+}
+
+/* No room in the writer's queue (half of it taken): even the first is only counted. At shutdown
+ * room is not asked for, and what is refused meanwhile is written as soon as its kind's record
+ * is done. */
+static void no_room_counts_and_shutdown_writes(void **state)
 {
     struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
 
@@ -159,41 +211,93 @@ static void no_room_counts(void **state)
     for (int i = 0; i < 5; i++)
         refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
     assert_int_equal(fk.n, 0);
-    gw_refusals_flush(rf); /* at shutdown, room is not asked for */
+    gw_refusals_flush(rf);
     assert_int_equal(fk.n, 1);
     assert_int_equal(fk.count[0], 5);
-    gw_refusals_free(rf); /* the record in flight: cancelled, its callback never runs */
-    assert_int_equal(fk.cancelled, 1);
+    refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    assert_int_equal(fk.n, 1); /* its kind's record is being written */
+    assert_int_equal(gw_refusals_left(rf), 7);
+    fk.done[0](fk.arg[0], 0, 1, NULL);
+    assert_int_equal(fk.n, 2); /* written at once: no later window */
+    assert_int_equal(fk.count[1], 2);
+    refuse(rf, "dev9", "127.0.0.1:1", "CreateAccount", "no"); /* a new kind while stopping */
+    assert_int_equal(fk.n, 3);
+    assert_int_equal(fk.count[2], 1);
+    assert_int_equal(gw_refusals_left(rf), 3);
+    gw_refusals_free(rf); /* the records in flight: cancelled, their callbacks never run */
+    assert_int_equal(fk.cancelled, 2);
 }
 
-/* A record that fails, or cannot be queued, is carried into the next window: nothing dropped. */
+/* A record that fails, or cannot be queued, is carried into the next window: nothing dropped;
+ * at shutdown it is what gw_refusals_left reports. */
 static void failed_record_carried(void **state)
 {
-    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 1);
     struct gw_refusals_stats st;
 
     (void)state;
     fk.room = false;
     for (int i = 0; i < 4; i++)
         refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
-    gw_refusals_flush(rf);
-    fk.done[0](fk.arg[0], GW_EUNAVAIL, 0, NULL); /* the database went away */
-    refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
-    fk.write_rc = GW_ETOOBIG; /* and then the queue is full */
-    gw_refusals_flush(rf);
+    fk.room = true;
+    window_ends();
+    fk.done[0](fk.arg[0], GW_EUNAVAIL, 0, NULL);                   /* the database went away */
+    refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no"); /* alone: a new window */
+    fk.write_rc = GW_ETOOBIG;                                      /* then the queue is full */
+    refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no"); /* counted */
+    window_ends();                                                 /* not queued: carried */
     fk.write_rc = 0;
-    gw_refusals_flush(rf);
-    assert_int_equal(fk.n, 2);
-    assert_int_equal(fk.count[1], 5);
-    fk.done[1](fk.arg[1], 0, 9, NULL);
+    window_ends();
+    assert_int_equal(fk.n, 3);
+    assert_int_equal(fk.count[2], 5);
+    fk.done[2](fk.arg[2], 0, 9, NULL);
     gw_refusals_stats(rf, &st);
     assert_int_equal(st.carried, 4 + 5);
     assert_int_equal(st.summaries, 1);
-    assert_int_equal(st.kinds, 0);
+    assert_int_equal(gw_refusals_left(rf), 0);
+    /* at shutdown a failure is left, and said */
+    refuse(rf, "courier_a", "127.0.0.1:1", "Login", "no");
+    fk.room = false;
+    refuse(rf, "courier_a", "127.0.0.1:1", "Login", "no");
+    gw_refusals_flush(rf);
+    fk.done[fk.n - 1](fk.arg[fk.n - 1], GW_EUNAVAIL, 0, NULL);
+    assert_int_equal(gw_refusals_left(rf), 1);
     gw_refusals_free(rf);
 }
 
-/* More kinds than the table holds: the rest counted together, under no caller's name. */
+/* One caller's kinds past its share are counted under one record that still names it, and do
+ * not push other callers' refusals out of the table. */
+static void one_caller_has_a_share(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
+    struct gw_refusals_stats st;
+
+    (void)state;
+    for (int i = 0; i < GW_REFUSALS_KINDS + 10; i++) {
+        char object[32];
+
+        snprintf(object, sizeof(object), "Method%d", i);
+        refuse(rf, "sysadmin", "127.0.0.1:1", object, "no");
+    }
+    assert_int_equal(fk.n, GW_REFUSALS_PER_CALLER);
+    gw_refusals_stats(rf, &st);
+    assert_int_equal(st.kinds, GW_REFUSALS_PER_CALLER + 1);
+    refuse(rf, "secadmin2", "127.0.0.1:1", "DisableAccount", "no"); /* someone else: its own */
+    assert_int_equal(fk.n, GW_REFUSALS_PER_CALLER + 1);
+    assert_string_equal(fk.actor[fk.n - 1], "secadmin2");
+    gw_refusals_flush(rf);
+    assert_int_equal(fk.n, GW_REFUSALS_PER_CALLER + 2);
+    assert_string_equal(fk.actor[fk.n - 1], "sysadmin");
+    assert_int_equal(fk.count[fk.n - 1], GW_REFUSALS_KINDS + 10 - GW_REFUSALS_PER_CALLER);
+    assert_string_equal(fk.detail[fk.n - 1],
+                        "refusals of more kinds than are told apart for one caller [250 such "
+                        "refusals within 60 s, counted in this record]");
+    gw_refusals_free(rf);
+}
+
+/* More kinds than the table holds (each caller's within its share): the rest counted together,
+ * under no caller's name. */
 static void kinds_past_the_table(void **state)
 {
     struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
@@ -220,24 +324,7 @@ static void kinds_past_the_table(void **state)
     assert_int_equal(fk.count[fk.n - 1], 2 * 10 + 1);
     for (int i = 0; i < fk.n; i++)
         fk.done[i](fk.arg[i], 0, i + 1, NULL);
-    gw_refusals_stats(rf, &st);
-    assert_int_equal(st.kinds, 0);
-    gw_refusals_free(rf);
-}
-
-/* The window is a timer: it ends by itself and writes what it counted. */
-static void window_ends_by_itself(void **state)
-{
-    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 1);
-
-    (void)state;
-    for (int i = 0; i < GW_REFUSALS_EACH + 2; i++)
-        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
-    assert_int_equal(fk.n, GW_REFUSALS_EACH);
-    event_base_loop(base, EVLOOP_ONCE); /* waits for the window's timer */
-    assert_int_equal(fk.n, GW_REFUSALS_EACH + 1);
-    assert_int_equal(fk.count[fk.n - 1], 2);
-    fk.done[fk.n - 1](fk.arg[fk.n - 1], 0, 1, NULL);
+    assert_int_equal(gw_refusals_left(rf), 0);
     gw_refusals_free(rf);
 }
 
@@ -245,10 +332,11 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(each_kind_alone_then_counted, setup, teardown),
-        cmocka_unit_test_setup_teardown(no_room_counts, setup, teardown),
+        cmocka_unit_test_setup_teardown(summary_in_flight_across_windows, setup, teardown),
+        cmocka_unit_test_setup_teardown(no_room_counts_and_shutdown_writes, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_record_carried, setup, teardown),
+        cmocka_unit_test_setup_teardown(one_caller_has_a_share, setup, teardown),
         cmocka_unit_test_setup_teardown(kinds_past_the_table, setup, teardown),
-        cmocka_unit_test_setup_teardown(window_ends_by_itself, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -402,6 +402,31 @@ static void test_result_comes_back(void **state)
     event_base_free(base);
 }
 
+/* The caller's prefix (gw_workers_keep) goes to the worker process but never comes back: a work
+ * function that writes there (as a worker process that is not what it should be could) changes
+ * nothing of it, while what follows comes back. */
+static void test_kept_prefix_not_copied_back(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_workers *w = pool(base, 2, 4);
+    struct item it;
+    int ndone = 0;
+
+    (void)state;
+    reset();
+    gw_workers_keep(w, offsetof(struct item, result) + sizeof(it.result));
+    memset(&it, 0, sizeof(it));
+    it.id = 7; /* the work reads it from the prefix, and writes result, the prefix's last field */
+    it.ndone = &ndone;
+    assert_int_equal(gw_workers_submit(w, work_fn, keep_done_fn, NULL, &it, sizeof(it), NULL), 0);
+    run_until(base, &ndone, 1);
+    assert_int_equal(it.last_err, 0);
+    assert_int_equal(it.result, 0);              /* kept: the worker's 71 did not come back */
+    assert_int_equal(it.pid, gw_workers_pid(w)); /* after the prefix: back */
+    gw_workers_free(w);
+    event_base_free(base);
+}
+
 /* Hashing must not compete with the loop, or with what runs beside the gateway, for a core. */
 static void test_worker_process_yields_and_holds_nothing(void **state)
 {
@@ -1357,6 +1382,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_done_on_loop_in_order),
         cmocka_unit_test(test_result_comes_back),
+        cmocka_unit_test(test_kept_prefix_not_copied_back),
         cmocka_unit_test(test_worker_process_yields_and_holds_nothing),
         cmocka_unit_test(test_queue_full_refused),
         cmocka_unit_test(test_cancel_queued),
