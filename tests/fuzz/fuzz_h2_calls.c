@@ -47,6 +47,7 @@
 #include "keyring.h"
 #include "log.h"
 #include "policy.h"
+#include "refusals.h"
 #include "rpc.h"
 #include "segcache.h"
 #include "store.h"
@@ -329,7 +330,8 @@ static int conn_open(struct conn *c, uint8_t role, uint8_t branch)
     c->app.segs = gw_segcache_new_source(
         &(struct gw_segcache_source){seg_load, seg_cancel, seg_now, NULL}, 60000);
     c->app.incidents = gw_incident_new(c->app.db, c->app.audit, 64, 1000);
-    if (c->app.segs == NULL || c->app.incidents == NULL)
+    c->app.refusals = gw_refusals_new(g.base, c->app.audit, NULL, 60);
+    if (c->app.segs == NULL || c->app.incidents == NULL || c->app.refusals == NULL)
         return -1;
 
     memset(&rp, 0, sizeof(rp));
@@ -369,6 +371,7 @@ static void conn_close(struct conn *c)
     gw_segcache_free(c->app.segs);
     gw_incident_free(c->app.incidents);
     gw_store_free(c->app.store);
+    gw_refusals_free(c->app.refusals);
     gw_audit_free(c->app.audit);
     gw_db_free(c->app.db);
     free(c->out);
