@@ -28,9 +28,9 @@ struct event_base;
 struct gw_audit;
 struct gw_refusals;
 
-#define GW_REFUSALS_KINDS 256     /* kinds of refusal told apart per window */
+#define GW_REFUSALS_KINDS 1024    /* kinds of refusal told apart per window */
 #define GW_REFUSALS_EACH 8        /* refusals of a kind recorded on their own per window */
-#define GW_REFUSALS_PER_CALLER 16 /* kinds of one caller (account and certificate) told apart */
+#define GW_REFUSALS_PER_CALLER 64 /* kinds of one caller (account and certificate) told apart */
 
 /* How an entry is written: gw_acct_log_write_cb in the gateway; a seam for unit tests. room:
  * whether refusals may take another place in the writer's queue. */
