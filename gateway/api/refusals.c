@@ -54,18 +54,18 @@ struct entry {
     void *handle;     /* that write, NULL when none */
 };
 
+#define MORE GW_REFUSALS_KINDS
 #define CALLER_MORE "refusals of more kinds than are told apart for one caller"
 #define ALL_MORE "refusals of more kinds than are told apart"
 
 struct gw_refusals {
-    struct gw_audit *audit;
     struct gw_refusals_sink sink;
     uint32_t window_s;
     struct event *ev_window;
-    struct entry kinds[GW_REFUSALS_KINDS];
-    struct entry more; /* the refusals of kinds past the table's */
-    bool flushing;     /* stopping: no more windows, records written at once */
-    bool told_full;    /* this window's log line about records that could not be queued */
+    /* the kinds told apart, then (MORE) the one counting the refusals of kinds past them */
+    struct entry kinds[GW_REFUSALS_KINDS + 1];
+    bool flushing;  /* stopping: no more windows, records written at once */
+    bool told_full; /* this window's log line about records that could not be queued */
     struct gw_refusals_stats st;
 };
 
@@ -298,8 +298,8 @@ static void end_window(struct gw_refusals *rf, bool ask_room)
     bool left = false;
 
     rf->told_full = false;
-    for (int i = 0; i <= GW_REFUSALS_KINDS; i++) {
-        struct entry *e = i < GW_REFUSALS_KINDS ? &rf->kinds[i] : &rf->more;
+    for (int i = 0; i <= MORE; i++) {
+        struct entry *e = &rf->kinds[i];
 
         if (!e->used)
             continue;
@@ -334,16 +334,14 @@ struct gw_refusals *gw_refusals_new(struct event_base *base, struct gw_audit *a,
 
     if (rf == NULL)
         return NULL;
-    rf->audit = a;
     rf->sink =
         sink != NULL
             ? *sink
             : (struct gw_refusals_sink){
                   .write = audit_write, .cancel = audit_cancel, .room = audit_room, .ctx = a};
     rf->window_s = window_s > 0 ? window_s : 1;
-    for (int i = 0; i < GW_REFUSALS_KINDS; i++)
+    for (int i = 0; i <= MORE; i++)
         rf->kinds[i].owner = rf;
-    rf->more.owner = rf;
     if ((rf->ev_window = evtimer_new(base, window_cb, rf)) == NULL) {
         gw_free(rf);
         return NULL;
@@ -362,8 +360,8 @@ void gw_refusals_free(struct gw_refusals *rf)
                "%" PRIu64 " counted refusal(s) were not recorded (the audit trail did not take "
                "their record before the gateway stopped)",
                left);
-    for (int i = 0; i <= GW_REFUSALS_KINDS; i++) {
-        struct entry *e = i < GW_REFUSALS_KINDS ? &rf->kinds[i] : &rf->more;
+    for (int i = 0; i <= MORE; i++) {
+        struct entry *e = &rf->kinds[i];
 
         if (e->handle != NULL)
             rf->sink.cancel(rf->sink.ctx, e->handle);
@@ -375,9 +373,9 @@ void gw_refusals_free(struct gw_refusals *rf)
 }
 
 /* Makes entry e of m's kind (h its hash), counted only when overflow. False on ENOMEM. */
-static bool make(struct entry *e, const char *const m[F_COUNT], bool overflow)
+static bool make(struct entry *e, uint64_t h, const char *const m[F_COUNT], bool overflow)
 {
-    if (!take(e, hash_of(m), m))
+    if (!take(e, h, m))
         return false;
     e->overflow = overflow;
     e->alone = overflow ? GW_REFUSALS_EACH : 0;
@@ -386,24 +384,24 @@ static bool make(struct entry *e, const char *const m[F_COUNT], bool overflow)
 
 /* The entry of f's kind, made if new: within the caller's share of the table
  * (GW_REFUSALS_PER_CALLER kinds, then one entry that counts the caller's other kinds under its
- * name), and the shared one past the table's size. NULL on ENOMEM. */
+ * name), and the shared one past the table's size. NULL on ENOMEM. A known kind costs a pass of
+ * hash comparisons; only a new one looks at the caller's share. */
 static struct entry *entry_of(struct gw_refusals *rf, const char *f[F_COUNT])
 {
     uint64_t h = hash_of(f);
     struct entry *free_slot = NULL;
     unsigned mine = 0;
 
-    for (int i = 0; i < GW_REFUSALS_KINDS; i++) {
-        struct entry *e = &rf->kinds[i];
+    for (int i = 0; i < MORE; i++)
+        if (matches(&rf->kinds[i], h, f))
+            return &rf->kinds[i];
+    for (int i = 0; i < MORE; i++) {
+        const struct entry *e = &rf->kinds[i];
 
-        if (matches(e, h, f))
-            return e;
-        if (!e->used) {
-            if (free_slot == NULL)
-                free_slot = e;
-        } else if (same(e->f[F_L_ACTOR], f[F_L_ACTOR]) && same(e->f[F_L_CERT], f[F_L_CERT])) {
+        if (!e->used)
+            free_slot = free_slot != NULL ? free_slot : &rf->kinds[i];
+        else if (same(e->f[F_L_ACTOR], f[F_L_ACTOR]) && same(e->f[F_L_CERT], f[F_L_CERT]))
             mine++;
-        }
     }
     if (mine >= GW_REFUSALS_PER_CALLER) {
         /* the caller's other kinds, counted under its own name */
@@ -420,25 +418,25 @@ static struct entry *entry_of(struct gw_refusals *rf, const char *f[F_COUNT])
         };
         uint64_t mh = hash_of(m);
 
-        for (int i = 0; i < GW_REFUSALS_KINDS; i++)
+        for (int i = 0; i < MORE; i++)
             if (matches(&rf->kinds[i], mh, m))
                 return &rf->kinds[i];
         if (free_slot != NULL)
-            return make(free_slot, m, true) ? free_slot : NULL;
+            return make(free_slot, mh, m, true) ? free_slot : NULL;
     } else if (free_slot != NULL) {
-        return make(free_slot, f, false) ? free_slot : NULL;
+        return make(free_slot, h, f, false) ? free_slot : NULL;
     }
-    if (!rf->more.used) {
+    if (!rf->kinds[MORE].used) {
         const char *m[F_COUNT] = {
             [F_L_ACTOR] = "(several)",      [F_L_VIA] = f[F_L_VIA],     [F_L_ACTION] = "(several)",
             [F_L_OUTCOME] = "refused",      [F_L_DETAIL] = ALL_MORE,    [F_R_ACTOR] = "(several)",
             [F_R_ACTION] = "admin.refused", [F_R_OBJECT] = "(several)", [F_R_OUTCOME] = "refused",
             [F_R_DETAIL] = ALL_MORE,
         };
-        if (!make(&rf->more, m, true))
+        if (!make(&rf->kinds[MORE], hash_of(m), m, true))
             return NULL;
     }
-    return &rf->more;
+    return &rf->kinds[MORE];
 }
 
 void gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
@@ -488,8 +486,8 @@ uint64_t gw_refusals_left(const struct gw_refusals *rf)
 {
     uint64_t n = 0;
 
-    for (int i = 0; i <= GW_REFUSALS_KINDS; i++) {
-        const struct entry *e = i < GW_REFUSALS_KINDS ? &rf->kinds[i] : &rf->more;
+    for (int i = 0; i <= MORE; i++) {
+        const struct entry *e = &rf->kinds[i];
 
         n += e->used ? e->pending + e->sending : 0;
     }
@@ -500,8 +498,8 @@ void gw_refusals_stats(const struct gw_refusals *rf, struct gw_refusals_stats *o
 {
     uint32_t n = 0;
 
-    for (int i = 0; i < GW_REFUSALS_KINDS; i++)
+    for (int i = 0; i <= MORE; i++)
         n += rf->kinds[i].used;
     *out = rf->st;
-    out->kinds = n + rf->more.used;
+    out->kinds = n;
 }
