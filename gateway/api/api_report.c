@@ -7,8 +7,15 @@
  * committed the answer (fail closed: no record, no report). The counts never run inside an
  * audit-writer transaction, so however long a month takes to count, no audited write waits for
  * it. At most REPORTS_COUNTING reports count at once per gateway (they hold a pool connection
- * each). The answer carries the counts, the JSON document and the CSV (domain/report.c, the same
- * renderings as `waygatectl report monthly`). */
+ * each), and none on a pool of fewer than GW_REPORT_POOL_MIN connections. The answer carries the
+ * counts, the JSON document and the CSV (domain/report.c, the same renderings as `waygatectl
+ * report monthly`).
+ *
+ * Invariant (Art. 33): every attempt that starts to count leaves exactly one report.generate
+ * record, outcome "ok" (counted and sent), "timeout" or "failed" (not counted: the caller's
+ * status is answered only once that record committed, and UNAVAILABLE when it could not be
+ * written), or "cancelled" (the caller went away while it counted). Once an outcome's record is
+ * queued it is written whether or not the caller stays (gw_audit_rebind, never cancelled). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -24,6 +31,7 @@
 #include "app.h"
 #include "audit.h"
 #include "config.h"
+#include "db.h"
 #include "log.h"
 #include "report.h"
 #include "store_report.h"
@@ -34,11 +42,39 @@ struct report {
     struct gw_call *call;
     struct gw_app *app;
     struct gw_store_report_req *read; /* the counts, while they run */
-    struct gw_audit_req *areq;        /* the report.generate record, while it is written */
+    struct gw_audit_req *areq;        /* the attempt's report.generate record, while written */
     struct gw_report r;
+    struct gw_fault fault; /* why a report was not made (code 0: it was counted) */
     char *document, *csv;
-    char detail[96]; /* "document_sha256=<hex>" */
+    char detail[256]; /* "document_sha256=<hex>", or the words of the fault */
 };
+
+static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res);
+
+/* The callback of a record whose caller went away: nobody is left to answer. */
+static void unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    (void)arg;
+    (void)seq;
+    if (err != 0)
+        GW_LOG(GW_LOG_ERROR, "report", NULL,
+               "the report.generate record of a caller gone was not written: %s (SQLSTATE %s)",
+               gw_err_str(err), res != NULL && res->sqlstate != NULL ? res->sqlstate : "-");
+}
+
+/* Queues the attempt's report.generate record (object the month) with outcome and detail; held:
+ * its commit answers the call (recorded_cb), else nobody waits for it. Returns 0 or
+ * gw_audit_write's error. */
+static int record(struct report *rp, const char *outcome, const char *detail, bool held)
+{
+    struct gw_audit_rec rec;
+
+    gw_api_compliance_rec(rp->call, &rec, "report.generate", outcome);
+    rec.object = rp->r.month;
+    rec.detail = detail;
+    return gw_audit_write(rp->app->audit, NULL, 0, &rec, 1, held ? recorded_cb : unheld_cb,
+                          held ? rp : NULL, held ? &rp->areq : NULL);
+}
 
 /* The counting step is over (done, failed or cancelled): its slot is free. */
 static void counted_end(struct report *rp)
@@ -47,15 +83,22 @@ static void counted_end(struct report *rp)
     rp->app->reports_counting--;
 }
 
+/* The caller went away. A count in progress is cancelled and the attempt recorded as cancelled;
+ * a record being written is written all the same (gw_audit_rebind), answered to nobody. */
 static void cancel_cb(void *arg)
 {
     struct report *rp = arg;
+    int rc;
 
     if (rp->read != NULL) {
         gw_store_report_cancel(rp->read);
         counted_end(rp);
+        rc = record(rp, "cancelled", NULL, false);
+        if (rc != 0)
+            GW_LOG(GW_LOG_ERROR, "report", gw_call_log_ctx(rp->call),
+                   "the cancelled report of %s was not recorded: %s", rp->r.month, gw_err_str(rc));
     }
-    gw_audit_cancel(rp->areq);
+    gw_audit_rebind(rp->areq, unheld_cb, NULL);
     rp->areq = NULL;
 }
 
@@ -72,23 +115,20 @@ static char *doc(struct gw_call *call, const struct gw_report *r, bool csv)
     return buf;
 }
 
-static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+/* A report not made: its attempt could not be recorded either (fail closed). */
+static void unrecorded(struct report *rp, int err)
+{
+    GW_LOG(GW_LOG_ERROR, "report", gw_call_log_ctx(rp->call),
+           "report of %s not made (%s), and its attempt not recorded: %s", rp->r.month,
+           gw_err_str(rp->fault.code), gw_err_str(err));
+    gw_call_fail(rp->call, GW_EUNAVAIL, NULL, GW_RULE_REPORT_UNRECORDED);
+}
+
+static void send_report(struct report *rp)
 {
     Waygate__V1__ReportResponse out = WAYGATE__V1__REPORT_RESPONSE__INIT;
-    struct report *rp = arg;
     struct gw_report *r = &rp->r;
 
-    (void)seq;
-    rp->areq = NULL;
-    gw_call_set_cancel(rp->call, NULL, NULL);
-    if (err != 0) {
-        GW_LOG(GW_LOG_ERROR, "report", gw_call_log_ctx(rp->call),
-               "report not recorded, so not sent: %s (SQLSTATE %s)", gw_err_str(err),
-               res != NULL && res->sqlstate != NULL ? res->sqlstate : "-");
-        gw_call_fail(rp->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
-                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
-        return;
-    }
     out.month = r->month;
     out.bulk_requested = r->bulk_requested;
     out.bulk_approved = r->bulk_approved;
@@ -111,16 +151,41 @@ static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_resu
     gw_call_finish(rp->call, GW_GRPC_OK, NULL);
 }
 
-/* "document_sha256=" and the lowercase hex of the SHA-256 of s into out (96 bytes); false when
- * the digest failed. */
-static bool digest_detail(const char *s, char out[96])
+static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct report *rp = arg;
+
+    (void)seq;
+    rp->areq = NULL;
+    gw_call_set_cancel(rp->call, NULL, NULL);
+    if (rp->fault.code != 0) { /* the attempt of a report not made */
+        if (err != 0)
+            unrecorded(rp, err);
+        else
+            gw_call_finish_fault(rp->call, &rp->fault);
+        return;
+    }
+    if (err != 0) {
+        GW_LOG(GW_LOG_ERROR, "report", gw_call_log_ctx(rp->call),
+               "report not recorded, so not sent: %s (SQLSTATE %s)", gw_err_str(err),
+               res != NULL && res->sqlstate != NULL ? res->sqlstate : "-");
+        gw_call_fail(rp->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
+                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
+        return;
+    }
+    send_report(rp);
+}
+
+/* "document_sha256=" and the lowercase hex of the SHA-256 of s into out (at least 81 bytes);
+ * false when the digest failed. */
+static bool digest_detail(const char *s, char *out, size_t outsz)
 {
     static const char hexd[] = "0123456789abcdef";
     unsigned char d[EVP_MAX_MD_SIZE];
     unsigned int n = 0;
-    size_t pos = (size_t)snprintf(out, 96, "document_sha256=");
+    size_t pos = (size_t)snprintf(out, outsz, "document_sha256=");
 
-    if (EVP_Digest(s, strlen(s), d, &n, EVP_sha256(), NULL) != 1 || n != 32)
+    if (EVP_Digest(s, strlen(s), d, &n, EVP_sha256(), NULL) != 1 || n != 32 || pos + 2 * n >= outsz)
         return false;
     for (unsigned int i = 0; i < n; i++) {
         out[pos++] = hexd[d[i] >> 4];
@@ -130,41 +195,49 @@ static bool digest_detail(const char *s, char out[96])
     return true;
 }
 
+/* No report is made (rp->fault says why): the attempt is recorded with outcome and the words the
+ * caller is told (never a value), and the caller answered once that record committed. */
+static void not_made(struct report *rp, const char *outcome)
+{
+    int rc;
+
+    (void)gw_fault_format(&rp->fault, rp->detail, sizeof(rp->detail));
+    rc = record(rp, outcome, rp->detail, true);
+    if (rc != 0) {
+        gw_call_set_cancel(rp->call, NULL, NULL);
+        unrecorded(rp, rc);
+    }
+}
+
+/* The counts ended with err (not 0). */
+static void not_counted(struct report *rp, int err)
+{
+    GW_LOG(GW_LOG_WARN, "report", gw_call_log_ctx(rp->call), "report of %s not counted: %s",
+           rp->r.month, gw_err_str(err));
+    not_made(rp, gw_report_not_counted(err, rp->app->cfg->report_timeout_ms, &rp->fault));
+}
+
 static void counted_cb(void *arg, int err)
 {
     struct report *rp = arg;
-    struct gw_fault f;
-    struct gw_audit_rec rec;
     int rc;
 
     counted_end(rp);
     if (err != 0) {
-        GW_LOG(GW_LOG_WARN, "report", gw_call_log_ctx(rp->call), "report of %s not counted: %s",
-               rp->r.month, gw_err_str(err));
-        gw_call_set_cancel(rp->call, NULL, NULL);
-        if (err == GW_ETIMEOUT) {
-            (void)gw_fault_set(&f, GW_ETIMEOUT, NULL, "month", GW_RULE_REPORT_TIMEOUT);
-            f.limit = rp->app->cfg->report_timeout_ms;
-            gw_call_finish_fault(rp->call, &f);
-        } else {
-            gw_call_fail(rp->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
-                         err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_REPORT_NOT_COUNTED);
-        }
+        not_counted(rp, err);
         return;
     }
     /* what will be sent is fixed now, and the record names it before any of it leaves */
     rp->r.generated_at = (int64_t)time(NULL);
     rp->document = doc(rp->call, &rp->r, false);
     rp->csv = doc(rp->call, &rp->r, true);
-    if (rp->document == NULL || rp->csv == NULL || !digest_detail(rp->document, rp->detail)) {
-        gw_call_set_cancel(rp->call, NULL, NULL);
-        gw_call_fail(rp->call, GW_EINTERNAL, NULL, GW_RULE_NOT_RENDERED);
+    if (rp->document == NULL || rp->csv == NULL ||
+        !digest_detail(rp->document, rp->detail, sizeof(rp->detail))) {
+        (void)gw_fault_set(&rp->fault, GW_EINTERNAL, NULL, NULL, GW_RULE_NOT_RENDERED);
+        not_made(rp, "failed");
         return;
     }
-    gw_api_compliance_rec(rp->call, &rec, "report.generate", "ok");
-    rec.object = rp->r.month;
-    rec.detail = rp->detail;
-    rc = gw_audit_write(rp->app->audit, NULL, 0, &rec, 1, recorded_cb, rp, &rp->areq);
+    rc = record(rp, "ok", rp->detail, true);
     if (rc != 0) {
         gw_call_set_cancel(rp->call, NULL, NULL);
         gw_call_fail(rp->call, GW_EUNAVAIL, NULL, GW_RULE_DB_UNAVAILABLE);
@@ -204,19 +277,22 @@ void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t l
         return;
     }
     snprintf(rp->r.month, sizeof(rp->r.month), "%s", in->month);
+    if (gw_report_pool_check(gw_db_pool_size(app->db), &f) != 0) {
+        gw_call_finish_fault(call, &f);
+        return;
+    }
     if (app->reports_counting >= REPORTS_COUNTING) {
         (void)gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, GW_RULE_BUSY);
         f.limit = REPORTS_COUNTING;
         gw_call_finish_fault(call, &f);
         return;
     }
+    gw_call_set_cancel(call, cancel_cb, rp);
     rc = gw_store_report_read(app->db, &rp->r, app->cfg->report_timeout_ms, counted_cb, rp,
                               &rp->read);
-    if (rc != 0) {
-        gw_call_fail(call, rc == GW_ETOOBIG ? GW_EUNAVAIL : rc, NULL,
-                     rc == GW_EUNAVAIL || rc == GW_ETOOBIG ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
+    if (rc != 0) { /* not sent (the database away, the pool's queue full): not counted either */
+        not_counted(rp, rc);
         return;
     }
     app->reports_counting++;
-    gw_call_set_cancel(call, cancel_cb, rp);
 }

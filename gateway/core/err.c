@@ -197,9 +197,15 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_NOT_RECORDED] =
         "the action and its audit record could not be written, so nothing was done",
     [GW_RULE_REPORT_TIMEOUT] = "counting the month took longer than the report's time limit (% ms, "
-                               "[compliance] report_timeout_ms); no report was made or recorded",
-    [GW_RULE_REPORT_NOT_COUNTED] =
-        "the report's counts could not be read; no report was made or recorded",
+                               "[compliance] report_timeout_ms); no report was made",
+    [GW_RULE_REPORT_NOT_COUNTED] = "the report's counts could not be read; no report was made",
+    [GW_RULE_REPORT_UNRECORDED] =
+        "no report was made, and the attempt could not be recorded either "
+        "(every report attempt is recorded before it is answered); "
+        "retry later",
+    [GW_RULE_REPORT_POOL] = "a report needs [database] pool_size of at least % connections (its "
+                            "count holds one for up to [compliance] report_timeout_ms); no report "
+                            "was made",
     [GW_RULE_SEARCH_BULK] = "selects more than % records: a selection that large is a bulk "
                             "operation, requested and approved through Compliance.RequestBulk "
                             "(Art. 37)",

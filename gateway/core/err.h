@@ -217,6 +217,8 @@ enum gw_rule {
     GW_RULE_SEARCH_BULK,    /* (bound) */
     GW_RULE_REPORT_TIMEOUT, /* (bound) */
     GW_RULE_REPORT_NOT_COUNTED,
+    GW_RULE_REPORT_UNRECORDED,
+    GW_RULE_REPORT_POOL, /* (bound) */
     /* scan events (domain/scan.h, api_scan.c) */
     GW_RULE_SCAN_EVENT_UNKNOWN,
     GW_RULE_SCAN_TIME_NEGATIVE,

@@ -157,3 +157,26 @@ int gw_report_csv(const struct gw_report *r, char *buf, size_t cap, size_t *len)
     put(buf, cap, len, "%s,generated_at,%" PRId64 "\n", r->month, r->generated_at);
     return *len < cap ? 0 : GW_ETOOBIG;
 }
+
+int gw_report_pool_check(unsigned pool, struct gw_fault *f)
+{
+    if (pool >= GW_REPORT_POOL_MIN)
+        return 0;
+    (void)gw_fault_set(f, GW_EPRECOND, NULL, NULL, GW_RULE_REPORT_POOL);
+    f->limit = GW_REPORT_POOL_MIN;
+    return GW_EPRECOND;
+}
+
+const char *gw_report_not_counted(int err, uint32_t timeout_ms, struct gw_fault *f)
+{
+    if (err == GW_ETIMEOUT) {
+        (void)gw_fault_set(f, GW_ETIMEOUT, NULL, "month", GW_RULE_REPORT_TIMEOUT);
+        f->limit = timeout_ms;
+        return "timeout";
+    }
+    if (err == GW_EUNAVAIL || err == GW_ETOOBIG)
+        (void)gw_fault_set(f, GW_EUNAVAIL, NULL, NULL, GW_RULE_DB_UNAVAILABLE);
+    else
+        (void)gw_fault_set(f, GW_EINTERNAL, NULL, NULL, GW_RULE_REPORT_NOT_COUNTED);
+    return "failed";
+}

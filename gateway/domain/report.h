@@ -51,4 +51,23 @@ int gw_report_sev_index(const char *name);
 int gw_report_json(const struct gw_report *r, char *buf, size_t cap, size_t *len) GW_MUST_CHECK;
 int gw_report_csv(const struct gw_report *r, char *buf, size_t cap, size_t *len) GW_MUST_CHECK;
 
+/* Compliance.Report's count holds one pool connection for up to [compliance] report_timeout_ms;
+ * on a pool smaller than this it would stall every other request meanwhile, so the gateway
+ * refuses to count instead (pool_size 1 stays a valid setting: a gateway that makes no reports,
+ * the benchmarks of docs/performance.md). */
+#define GW_REPORT_POOL_MIN 2
+
+/* Whether the gateway may count a report on a pool of pool connections: 0, or GW_EPRECOND with
+ * *f (not NULL) (FAILED_PRECONDITION naming [database] pool_size, its bound GW_REPORT_POOL_MIN and
+ * [compliance] report_timeout_ms). */
+int gw_report_pool_check(unsigned pool, struct gw_fault *f);
+
+/* A report whose counts ended with err (not 0) is not made, but its attempt is recorded: fills
+ * *f with what the caller is told (GW_ETIMEOUT, a count cancelled by [compliance]
+ * report_timeout_ms: DEADLINE_EXCEEDED on "month" naming the key and timeout_ms; GW_EUNAVAIL or
+ * GW_ETOOBIG, the database away or its queue full: UNAVAILABLE; anything else: INTERNAL) and
+ * returns the outcome of the attempt's report.generate record: "timeout" or "failed". f: not
+ * NULL. */
+const char *gw_report_not_counted(int err, uint32_t timeout_ms, struct gw_fault *f);
+
 #endif

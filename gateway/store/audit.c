@@ -485,6 +485,14 @@ void gw_audit_cancel(struct gw_audit_req *r)
     r->cancelled = true; /* sent (or failing): its callback is skipped */
 }
 
+void gw_audit_rebind(struct gw_audit_req *r, gw_audit_done_cb cb, void *arg)
+{
+    if (!r)
+        return;
+    r->cb = cb;
+    r->arg = arg;
+}
+
 void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out)
 {
     *out = a->st;

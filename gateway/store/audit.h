@@ -87,6 +87,10 @@ int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmt
                    struct gw_audit_req **out) GW_MUST_CHECK;
 /* Cancels: the callback never runs. An entry already sent is committed or not, silently. */
 void gw_audit_cancel(struct gw_audit_req *r);
+/* For an entry that must be written even though its caller goes away (unlike gw_audit_cancel,
+ * which drops a queued entry and one whose transaction is retried): it stays queued or in
+ * flight as it is, and cb(arg) runs in place of its callback, which must not reach the caller. */
+void gw_audit_rebind(struct gw_audit_req *r, gw_audit_done_cb cb, void *arg);
 
 struct gw_audit_stats {
     int64_t head_seq;      /* last sequence number known committed (0: empty chain) */

@@ -8,8 +8,13 @@ CLI's reports agree. `waygatectl incidents list` shows the incident.
 The gateway counts in a read-only transaction of its own, then writes its report.generate record
 (the SHA-256 of the document it sends) as an entry of its own, and answers only after that record
 committed. A count held up (here: waiting for a lock the schema's owner holds on `incident`) holds
-up nothing else: a Reveal's audit record commits meanwhile, a second report is refused as busy,
-and a count past [compliance] report_timeout_ms ends the report DEADLINE_EXCEEDED, unrecorded."""
+up nothing else: a Reveal's audit record commits meanwhile, a second report is refused as busy.
+Every report that starts to count leaves exactly one report.generate record (Art. 33): a count
+past [compliance] report_timeout_ms, or one that fails (its database session ended), ends the
+report DEADLINE_EXCEEDED or UNAVAILABLE only once its record (outcome "timeout" or "failed", the
+month, no counts) committed, and UNAVAILABLE when even that record cannot be written; a caller
+that goes away while it counts leaves one with outcome "cancelled". A gateway whose pool has one
+connection refuses to count at all (FAILED_PRECONDITION naming [database] pool_size)."""
 
 import csv
 import datetime
@@ -17,14 +22,16 @@ import hashlib
 import io
 import json
 import os
+import re
 import subprocess
 
 import grpc
 import pytest
 
 from conftest import PGBIN, ExtraGateway, wait_for
-from query_data import new_waybill, refusal, reveal, submit
+from query_data import SUBMIT, new_waybill, refusal, reveal, submit
 from test_accounts import Admin, unique
+from test_faults import superuser_uri
 from test_lawful import Lawful
 import waygate_proto
 
@@ -270,34 +277,149 @@ def test_a_report_counting_holds_up_no_audited_write(stack, reports, revealable)
     assert reports.grpc(month).month == month
 
 
-def test_a_report_past_its_time_limit_is_refused_unrecorded(stack, reports):
+TIMEOUT_300 = ("month: counting the month took longer than the report's time limit (300 ms, "
+               "[compliance] report_timeout_ms); no report was made")
+
+
+MAIN = "chain <> 'ctl' AND chain NOT LIKE 'test-%'"  # the stack's gateway (ExtraGateway: test-)
+
+
+def attempts(stack, month, chain_cond):
+    """(outcome, detail, count or '-') of every report.generate record of month on the chains
+    chain_cond selects, in order."""
+    return [tuple(r.split("|")) for r in stack.psql(
+        "SELECT outcome, coalesce(detail, ''), coalesce(count::text, '-') FROM audit_record "
+        "WHERE action = 'report.generate' AND object = '%s' AND %s ORDER BY chain, seq"
+        % (month, chain_cond))]
+
+
+class TimeoutGateway(ExtraGateway):
+    """A gateway with [compliance] report_timeout_ms = 300, and its Report call."""
+
+    def __init__(self, stack, reports, name):
+        super().__init__(stack, name, lambda t: t + "\n[compliance]\nreport_timeout_ms = 300\n")
+        self.reports = reports
+        self.where = "chain = '%s'" % self.chain
+
+    def report(self, month):
+        pb = self.stack.pb.compliance
+        return waygate_proto.unary(self.stack.channel(self.reports.via, addr=self.addr), REPORT,
+                                   pb.ReportRequest(month=month), pb.ReportResponse,
+                                   timeout=60, metadata=self.reports.md)
+
+
+def test_a_report_past_its_time_limit_is_recorded_as_a_timeout(stack, reports):
     """A gateway with [compliance] report_timeout_ms = 300: a count still waiting after 300 ms is
     cancelled by the database (statement_timeout), and the report answers DEADLINE_EXCEEDED naming
-    the rule and its bound, with no report.generate record; the same gateway reports the month
-    once nothing holds the count up."""
-    gw = ExtraGateway(stack, "report-timeout",
-                      lambda t: t + "\n[compliance]\nreport_timeout_ms = 300\n")
+    the rule and its bound only once one report.generate record of the attempt committed: outcome
+    "timeout", the month, the same words as its detail, no count and no digest. The trail still
+    verifies; the same gateway reports the month once nothing holds the count up. (Red before:
+    no record at all.)"""
+    gw = TimeoutGateway(stack, reports, "report-timeout")
     try:
         month = this_month()
-        pb = stack.pb.compliance
-        chain = "chain = '%s'" % gw.chain
-
-        def report():
-            return waygate_proto.unary(stack.channel(reports.via, addr=gw.addr), REPORT,
-                                       pb.ReportRequest(month=month), pb.ReportResponse,
-                                       timeout=60, metadata=reports.md)
         holder = hold_incident_table(stack)
         try:
-            assert refusal(report) == (
-                grpc.StatusCode.DEADLINE_EXCEEDED,
-                "month: counting the month took longer than the report's time limit (300 ms, "
-                "[compliance] report_timeout_ms); no report was made or recorded")
+            assert refusal(lambda: gw.report(month)) == (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                                         TIMEOUT_300)
+            # committed before the answer: read while the lock is still held
+            assert attempts(stack, month, gw.where) == [("timeout", TIMEOUT_300, "-")]
         finally:
             release(holder)
-        assert generated(stack, month, chain) == []
-        resp = report()
-        assert generated(stack, month, chain) == [
-            "document_sha256=" + hashlib.sha256(resp.document.encode()).hexdigest()]
+        resp = gw.report(month)
+        digest = "document_sha256=" + hashlib.sha256(resp.document.encode()).hexdigest()
+        assert attempts(stack, month, gw.where) == [("timeout", TIMEOUT_300, "-"),
+                                                    ("ok", digest, "-")]
+    finally:
+        gw.close()
+    # every chain verifies, and this gateway's (closed: its last checkpoint covers its last
+    # record, the timeout's among them) is whole and signed to its end
+    r = stack.ctl("audit", "verify", "--db", stack.pguri)
+    assert r.returncode == 0 and r.stdout.startswith("audit trail verified"), r.stdout + r.stderr
+    assert gw.chain not in r.stdout, r.stdout
+    assert stack.psql("SELECT max(seq) FROM audit_checkpoint WHERE chain = '%s'" % gw.chain) == \
+        stack.psql("SELECT max(seq) FROM audit_record WHERE chain = '%s'" % gw.chain)
+
+
+def test_a_report_whose_count_fails_is_recorded_as_failed(stack, reports):
+    """The database session of a waiting count is terminated (the database went away under it):
+    the report answers UNAVAILABLE only once its attempt's record committed, outcome "failed"
+    with the words the caller gets. (Red before: no record.)"""
+    month = this_month()
+    where = MAIN
+    before = attempts(stack, month, where)
+    su = superuser_uri(stack)
+    holder = hold_incident_table(stack)
+    try:
+        ch = stack.channel(reports.via)
+        pb = stack.pb.compliance
+        call = ch.unary_unary(REPORT, request_serializer=lambda m: m.SerializeToString(),
+                              response_deserializer=pb.ReportResponse.FromString)
+        fut = call.future(pb.ReportRequest(month=month), timeout=120, metadata=reports.md)
+        assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+        pid = stack.psql("SELECT pid FROM pg_locks WHERE relation = 'incident'::regclass AND "
+                         "NOT granted", uri=su)
+        assert len(pid) == 1, pid
+        assert stack.psql("SELECT pg_terminate_backend(%s)" % pid[0], uri=su) == ["t"]
+        with pytest.raises(grpc.RpcError) as e:
+            fut.result()
+        assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNAVAILABLE,
+                                                       "database unavailable; retrying is safe")
+        assert attempts(stack, month, where) == before + [
+            ("failed", "database unavailable; retrying is safe", "-")]
+    finally:
+        release(holder)
+    assert reports.grpc(month).month == month  # the pool came back
+
+
+def test_a_report_cancelled_while_counting_is_recorded(stack, reports):
+    """A caller that goes away while its report counts: the count is cancelled (its slot free
+    again) and one report.generate record with outcome "cancelled" is written all the same.
+    (Red before: no record.)"""
+    month = this_month()
+    where = MAIN
+    before = attempts(stack, month, where)
+    holder = hold_incident_table(stack)
+    try:
+        ch = stack.channel(reports.via)
+        pb = stack.pb.compliance
+        call = ch.unary_unary(REPORT, request_serializer=lambda m: m.SerializeToString(),
+                              response_deserializer=pb.ReportResponse.FromString)
+        fut = call.future(pb.ReportRequest(month=month), timeout=120, metadata=reports.md)
+        assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+        assert fut.cancel()
+        assert wait_for(lambda: len(attempts(stack, month, where)) > len(before), 30)
+        assert attempts(stack, month, where) == before + [("cancelled", "", "-")]
+    finally:
+        release(holder)
+    assert reports.grpc(month).month == month  # the slot is free again
+
+
+def test_pool_of_one_connection_refuses_reports(stack, reports):
+    """[database] pool_size = 1 is a valid setting (docs/performance.md measures it), but a
+    report's count would hold the only connection for up to report_timeout_ms: such a gateway
+    answers Report FAILED_PRECONDITION naming both keys and the bound, before anything is read,
+    and serves everything else. (Red before: it counted.)"""
+    def one(text):
+        out, n = re.subn(r"(?m)^pool_size\s*=.*$", "pool_size = 1", text)
+        assert n == 1, "no pool_size line in the stack's configuration"
+        return out
+    gw = ExtraGateway(stack, "report-pool1", one)
+    try:
+        pb = stack.pb.compliance
+        month = this_month()
+        assert refusal(lambda: waygate_proto.unary(
+            stack.channel(reports.via, addr=gw.addr), REPORT, pb.ReportRequest(month=month),
+            pb.ReportResponse, timeout=60, metadata=reports.md)) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "a report needs [database] pool_size of at least 2 connections (its count holds one "
+            "for up to [compliance] report_timeout_ms); no report was made")
+        assert attempts(stack, month, "chain = '%s'" % gw.chain) == []
+        w = new_waybill(stack, "a")
+        r = waygate_proto.unary(stack.channel("courier_a", addr=gw.addr), SUBMIT,
+                                stack.pb.intake.SubmitRequest(waybill=w),
+                                stack.pb.intake.SubmitResponse, timeout=60)
+        assert r.id and not r.duplicate
     finally:
         gw.close()
 
@@ -322,3 +444,26 @@ def test_a_report_is_not_sent_without_its_record(stack, reports, audit_unwritabl
     assert (code, details) == (grpc.StatusCode.INTERNAL, "the action and its audit record could "
                                "not be written, so nothing was done")
     assert generated(stack, month) == before
+
+
+def test_a_report_whose_attempt_cannot_be_recorded_fails_closed(stack, reports):
+    """Fail closed: a count past its time limit whose attempt's record cannot be written either
+    (the gateway's role lost INSERT on audit_record) answers UNAVAILABLE naming the rule, and
+    nothing is recorded. (Red before: DEADLINE_EXCEEDED, as if nothing had to be recorded.)"""
+    from test_audit_reads import AUDIT_COLS, GW_ROLE
+    gw = TimeoutGateway(stack, reports, "report-unrecorded")
+    try:
+        month = this_month()
+        holder = hold_incident_table(stack)
+        stack.psql("REVOKE INSERT ON audit_record FROM %s" % GW_ROLE)
+        try:
+            assert refusal(lambda: gw.report(month)) == (
+                grpc.StatusCode.UNAVAILABLE,
+                "no report was made, and the attempt could not be recorded either (every report "
+                "attempt is recorded before it is answered); retry later")
+        finally:
+            stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLS, GW_ROLE))
+            release(holder)
+        assert attempts(stack, month, gw.where) == []
+    finally:
+        gw.close()

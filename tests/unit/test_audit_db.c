@@ -530,6 +530,33 @@ static void test_cancel(void **state)
     gw_audit_free(a);
 }
 
+/* A rebound entry (its caller gone, the record still due: api_report.c) is written, still
+ * queued or not: its new callback runs, the old one never does. */
+static void test_rebind(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[3] = {{0}, {0}, {.err = 12345}}, old = {0};
+    struct gw_audit_req *q = NULL;
+    struct gw_audit_rec r = rec("reveal", "first"), rb = rec("report.generate", "rebound");
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-rebind", 1000, 60000);
+    assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[0], NULL), 0);
+    assert_int_equal(gw_audit_write(a, NULL, 0, &rb, 1, done_cb, &old, &q), 0);
+    gw_audit_rebind(q, done_cb, &o[1]);
+    assert_true(run_until(all_done, o, 10000));
+    assert_int_equal(o[0].err, 0);
+    assert_int_equal(o[1].err, 0);
+    assert_false(old.done);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-rebind' AND "
+                            "object = 'rebound'"),
+                     1);
+    assert_int_equal(verify_chain("t-rebind"), 3);
+    gw_audit_free(a);
+}
+
 /* Nobody may change or remove a record, not even the owner: the trigger refuses it. */
 static void test_append_only(void **state)
 {
@@ -599,6 +626,7 @@ int main(void)
         cmocka_unit_test(test_sm2_checkpoints),
         cmocka_unit_test(test_shared_chain_never_forks),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_rebind),
         cmocka_unit_test(test_append_only),
         cmocka_unit_test(test_planted_checkpoint_ignored),
         cmocka_unit_test(test_planted_checkpoint_at_the_next_seq),

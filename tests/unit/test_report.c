@@ -1,5 +1,7 @@
 /* test_report.c: the monthly report's month bounds in UTC+08:00 and its JSON and CSV documents
- * (domain/report.c), shared by Compliance.Report and waygatectl report monthly. */
+ * (domain/report.c), shared by Compliance.Report and waygatectl report monthly; the gateway's
+ * rules for a report it may not count (a pool of one connection) or could not count (the
+ * outcome its attempt's record holds, and what the caller is told). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -93,13 +95,62 @@ static void test_csv(void **state)
     assert_non_null(strstr(buf, "\n2026-12,generated_at,1764900000\n"));
 }
 
+static void test_pool_check(void **state)
+{
+    struct gw_fault f;
+    char msg[256];
+
+    (void)state;
+    assert_int_equal(gw_report_pool_check(2, &f), 0);
+    assert_int_equal(gw_report_pool_check(256, &f), 0);
+    for (unsigned pool = 0; pool < 2; pool++) {
+        gw_fault_clear(&f);
+        assert_int_equal(gw_report_pool_check(pool, &f), GW_EPRECOND);
+        assert_int_equal(gw_fault_status(&f), GW_GRPC_FAILED_PRECONDITION);
+        (void)gw_fault_format(&f, msg, sizeof(msg));
+        assert_string_equal(msg, "a report needs [database] pool_size of at least 2 connections "
+                                 "(its count holds one for up to [compliance] report_timeout_ms); "
+                                 "no report was made");
+    }
+}
+
+static void test_not_counted(void **state)
+{
+    static const struct {
+        int err;
+        const char *outcome;
+        enum gw_grpc_status status;
+        const char *msg;
+    } cases[] = {
+        {GW_ETIMEOUT, "timeout", GW_GRPC_DEADLINE_EXCEEDED,
+         "month: counting the month took longer than the report's time limit (300 ms, "
+         "[compliance] report_timeout_ms); no report was made"},
+        {GW_EUNAVAIL, "failed", GW_GRPC_UNAVAILABLE, "database unavailable; retrying is safe"},
+        {GW_ETOOBIG, "failed", GW_GRPC_UNAVAILABLE, "database unavailable; retrying is safe"},
+        {GW_EINTERNAL, "failed", GW_GRPC_INTERNAL,
+         "the report's counts could not be read; no report was made"},
+        {GW_ENOMEM, "failed", GW_GRPC_INTERNAL,
+         "the report's counts could not be read; no report was made"},
+    };
+    struct gw_fault f;
+    char msg[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        gw_fault_clear(&f);
+        assert_string_equal(gw_report_not_counted(cases[i].err, 300, &f), cases[i].outcome);
+        assert_int_equal(gw_fault_status(&f), cases[i].status);
+        (void)gw_fault_format(&f, msg, sizeof(msg));
+        assert_string_equal(msg, cases[i].msg);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_month_bounds),
-        cmocka_unit_test(test_month_refused),
-        cmocka_unit_test(test_json),
-        cmocka_unit_test(test_csv),
+        cmocka_unit_test(test_month_bounds), cmocka_unit_test(test_month_refused),
+        cmocka_unit_test(test_json),         cmocka_unit_test(test_csv),
+        cmocka_unit_test(test_pool_check),   cmocka_unit_test(test_not_counted),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
