@@ -1013,6 +1013,7 @@ void gw_forward_free(struct gw_forward *f)
     gw_outbox_cancel(
         f->ack_req); /* its deliveries and the queued ones: sent again after the lease */
     free(f->acks);
+    free(f->flight);
     gw_outbox_listener_free(f->listener);
     if (f->poll_ev != NULL)
         event_free(f->poll_ev);
