@@ -54,13 +54,16 @@ static void audit_usage(FILE *f)
         "                               [--suite aes|sm] [--db CONNINFO] [--actor NAME]\n"
         "  verify: checks every audit chain in the database whole, from seq 1 (hashes, links,\n"
         "  signed checkpoints) and names each bad place (chain and sequence number): a\n"
-        "  checkpoint that fails is named, then ignored, and the check goes on; the first\n"
-        "  broken record of a chain ends that chain's check. With FILE, checks an audit\n"
-        "  bundle offline (no database), by the same rules. --trust-key KEYID (64 hex digits,\n"
-        "  may be given up to %d times): every checkpoint and the seal must be signed by one\n"
-        "  of these keys. Without it the live check pins the audit keys of the keyring\n"
-        "  (--keyring, default $WAYGATE_KEYRING: of each suite it holds), and with no keyring\n"
-        "  either accepts any key of the audit_key table, saying the signers are not pinned.\n"
+        "  checkpoint that fails is named, then ignored, and a record that does not fit is\n"
+        "  named and the chain followed on past it, so nothing hides a later break; then a\n"
+        "  'checked:' line for each broken chain (records checked, and those no valid\n"
+        "  checkpoint covers). With FILE, checks an audit bundle offline (no database), by\n"
+        "  the same rules ('checked:' lines for every chain of a bundle that fails).\n"
+        "  --trust-key KEYID (64 hex digits, may be given up to %d times): every checkpoint\n"
+        "  and the seal must be signed by one of these keys. Without it the live check pins\n"
+        "  the audit keys of the keyring (--keyring, default $WAYGATE_KEYRING: of each suite\n"
+        "  it holds), and with no keyring either accepts any key of the audit_key table,\n"
+        "  saying the signers are not pinned.\n"
         "  Every chain is checked on its own and every broken one named. --since BUNDLE: an\n"
         "  earlier bundle (verified first, under the same pins) whose chains the trail must\n"
         "  still extend: records cut since, with the checkpoints over them, leave a chain that\n"
@@ -294,6 +297,23 @@ static void break_cb(void *arg, const char *place)
     b->n++;
 }
 
+/* After a check that found bad places: how much of each chain it read was checked, and how much
+ * of that no checkpoint that holds covers (verify_bundle.py prints the same lines). Adds them up
+ * in *records and *not_covered. */
+static void print_tallies(const struct gw_bundle_verifier *v, uint64_t *records,
+                          uint64_t *not_covered)
+{
+    uint64_t n, u;
+    const char *id;
+    for (size_t i = 0; (id = gw_bundle_verify_tally(v, i, &n, &u)) != NULL; i++) {
+        printf("checked: chain %s: %" PRIu64 " records, %" PRIu64
+               " not covered by a valid checkpoint\n",
+               id, n, u);
+        *records += n;
+        *not_covered += u;
+    }
+}
+
 /* The bundle at path through a new verifier (*out, the caller frees it, even on failure).
  * Returns 0, or GW_CTL_FAIL after saying why (each bad place as a FAILED line). */
 static int check_file(const char *path, const struct gw_bundle_verify_opts *vo,
@@ -329,6 +349,10 @@ static int check_file(const char *path, const struct gw_bundle_verify_opts *vo,
         r = gw_bundle_verify_end(*out);
     if (r != 0 && (r != GW_EDATALOSS || b.n == 0)) /* a failure, not a bad place: said here */
         break_cb(&b, gw_bundle_verify_error(*out));
+    if (r == GW_EDATALOSS) {
+        uint64_t nrec = 0, nu = 0;
+        print_tallies(*out, &nrec, &nu);
+    }
     return r != 0 ? GW_CTL_FAIL : 0;
 }
 
@@ -371,12 +395,19 @@ static int keyset_add(void *arg, const uint8_t *pub, size_t publen)
     return 0;
 }
 
+/* What the live check read of the chains it found broken. */
+struct broken_tally {
+    size_t chains;
+    uint64_t records, not_covered;
+};
+
 /* One chain of the live trail through a verifier of its own (every key, then the chain). Returns
  * 0 (its figures and signers added to sum), GW_EDATALOSS after its bad places went to br (each
- * a FAILED line), or another error (said here). */
+ * a FAILED line; then how much of the chain was checked is printed and added to bt), or another
+ * error (said here). */
 static int verify_one_chain(struct gw_admin *a, const struct gw_bundle_verify_opts *vo,
                             const struct keyset *ks, const struct gw_audit_span *sp,
-                            struct summary *sum, struct breaks *br)
+                            struct summary *sum, struct breaks *br, struct broken_tally *bt)
 {
     struct gw_bundle_header h = {"waygatectl", now_us(), 0, INT64_MAX, NULL};
     struct gw_bundle_verifier *v = NULL;
@@ -399,12 +430,16 @@ static int verify_one_chain(struct gw_admin *a, const struct gw_bundle_verify_op
         r = gw_bundle_finish(w, NULL);
     if (r == 0 || r == GW_EDATALOSS)
         r = gw_bundle_verify_end(v);
-    if (r == 0)
+    if (r == 0) {
         summary_add(sum, v);
-    else if (r == GW_EINTERNAL)
+    } else if (r == GW_EDATALOSS) {
+        bt->chains++;
+        print_tallies(v, &bt->records, &bt->not_covered);
+    } else if (r == GW_EINTERNAL) {
         fprintf(stderr, ME " verify: reading the audit trail: %s\n", err);
-    else if (r != GW_EDATALOSS) /* its bad places are said (break_cb) */
+    } else {
         fprintf(stderr, ME " verify: %s\n", gw_err_str(r));
+    }
     gw_bundle_writer_free(w);
     gw_bundle_verifier_free(v);
     return r;
@@ -422,7 +457,8 @@ static int verify_live(const struct audit_opts *o)
     struct gw_audit_span *sp = NULL;
     struct gw_admin *a = NULL;
     struct summary sum;
-    size_t n = 0, broken_chains = 0, since_broken = 0;
+    size_t n = 0, since_broken = 0;
+    struct broken_tally bt = {0, 0, 0};
     struct breaks br = {.path = NULL, .n = 0};
     struct gw_bundle_verifier *since = NULL; /* --since: the earlier bundle, verified */
     struct keyset keys = {NULL, 0, 0};
@@ -481,10 +517,8 @@ static int verify_live(const struct audit_opts *o)
      * not hide a break in another; within a chain, a bad checkpoint (one planted included) is
      * named and gone past */
     for (size_t i = 0; r == 0 && i < n; i++) {
-        int c = verify_one_chain(a, &vo, &keys, &sp[i], &sum, &br);
-        if (c == GW_EDATALOSS)
-            broken_chains++;
-        else
+        int c = verify_one_chain(a, &vo, &keys, &sp[i], &sum, &br, &bt);
+        if (c != GW_EDATALOSS)
             r = c;
     }
     /* the trail still holds the head each chain of the earlier bundle vouched for: records (and
@@ -528,8 +562,11 @@ static int verify_live(const struct audit_opts *o)
         record_break(a, o, more);
     }
     if (r == 0 && br.n > 0)
-        fprintf(stderr, ME " verify: %zu broken place%s (%zu of %zu chains, %zu against --since)\n",
-                br.n, br.n == 1 ? "" : "s", broken_chains, n, since_broken);
+        fprintf(stderr,
+                ME " verify: %zu broken place%s (%zu of %zu chains, %zu against --since); in the "
+                   "broken chains %" PRIu64 " records checked, %" PRIu64
+                   " not covered by a valid checkpoint\n",
+                br.n, br.n == 1 ? "" : "s", bt.chains, n, since_broken, bt.records, bt.not_covered);
     else if (r == 0) {
         sum.st.chains = n; /* chains without a record count too */
         print_ok(&sum, true, pinned[0] ? pinned : NULL);

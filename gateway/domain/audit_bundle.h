@@ -6,9 +6,12 @@
  * The writer emits the bundle through a sink in one pass with bounded memory (one item at a
  * time, plus one small entry per chain for the manifest). The verifier reads a bundle from bytes
  * fed in pieces of any size, also in bounded memory, and names every bad place it finds ("chain
- * ctl: seq 5: ..."): a checkpoint that fails is reported, then ignored (it anchors and covers
- * nothing) and the check goes on; any other bad place (a record's, the framing, the manifest,
- * the seal) ends it. `waygatectl audit verify` checks the live chain by writing an unsealed
+ * ctl: seq 5: ..."). Within a chain the check never stops: a checkpoint that fails is reported,
+ * then ignored (it anchors and covers nothing); a record that does not fit (its hash, seq or
+ * link) is reported and the chain followed on from it, or from the run it interrupted when a
+ * later record or checkpoint shows it was put in between (docs/audit-bundle-format.md §5,
+ * "Going on after a broken record"). A bad place of the bundle's own (framing, order, manifest,
+ * seal) ends the check. `waygatectl audit verify` checks the live chain by writing an unsealed
  * bundle of it straight into a verifier, so both checks are one code. */
 #ifndef GW_AUDIT_BUNDLE_H
 #define GW_AUDIT_BUNDLE_H
@@ -86,7 +89,8 @@ struct gw_bundle_verifier;
 #define GW_BUNDLE_TRUST_MAX 16 /* most key ids a verifier pins */
 
 /* Told each bad place as the verifier finds it, in order: one line, NUL-terminated, valid only
- * during the call (a checkpoint's that the check goes on past, or the one that ends it). */
+ * during the call (a checkpoint's or record's that the check goes on past, or the one that ends
+ * it). */
 typedef void (*gw_bundle_report_fn)(void *arg, const char *place);
 
 struct gw_bundle_verify_opts {
@@ -104,9 +108,13 @@ struct gw_bundle_verify_opts {
 };
 
 struct gw_bundle_verify_stats {
-    uint64_t records, checkpoints, chains, keys;
-    uint64_t bad;       /* bad places found (each told to opts.report) */
+    uint64_t records, checkpoints, chains, keys; /* records: every one read, and checked */
+    uint64_t bad;                                /* bad places found (each told to opts.report) */
     uint64_t uncovered; /* records after the last checkpoint of their chain that held */
+    /* records no checkpoint that holds covers, nor can any more: before a break that a later
+     * checkpoint settled the other way, put in between, or with content that does not match
+     * their hash (of closed chains; with uncovered, every record not covered) */
+    uint64_t cut_off;
     char uncovered_note[GW_BUNDLE_ERR_MAX]; /* the first chain with such a tail, or "" */
     int64_t from_us, to_us;                 /* the header's range */
 };
@@ -115,9 +123,9 @@ struct gw_bundle_verify_stats {
 int gw_bundle_verifier_new(const struct gw_bundle_verify_opts *o,
                            struct gw_bundle_verifier **out) GW_MUST_CHECK;
 void gw_bundle_verifier_free(struct gw_bundle_verifier *v);
-/* Feeds the next n bytes of the bundle. Returns 0 (also after a bad checkpoint, reported and
- * gone past), or GW_EDATALOSS at a bad place that ends the check (later calls return it again),
- * GW_ENOMEM or GW_ECRYPTO. */
+/* Feeds the next n bytes of the bundle. Returns 0 (also after a bad checkpoint or record,
+ * reported and gone past), or GW_EDATALOSS at a bad place that ends the check (later calls
+ * return it again), GW_ENOMEM or GW_ECRYPTO. */
 int gw_bundle_verify_feed(struct gw_bundle_verifier *v, const uint8_t *p, size_t n) GW_MUST_CHECK;
 /* The end of the bundle: checks that it is complete. Returns 0 when no bad place was found,
  * GW_EDATALOSS when any was (stats.bad of them), or as gw_bundle_verify_feed. */
@@ -136,6 +144,12 @@ const char *gw_bundle_verify_signer(const struct gw_bundle_verifier *v, size_t i
  * in the bundle gives *last = -1. */
 const char *gw_bundle_verify_chain(const struct gw_bundle_verifier *v, size_t i, int64_t *last,
                                    uint8_t head[GW_AUDIT_HASH_LEN]);
+
+/* How much of the i-th chain (in the bundle's order; the one being read when the check ended
+ * included) was checked: its id, the records read and checked, and how many of them no
+ * checkpoint that holds covers (cut off, or not yet covered); NULL past the last chain. */
+const char *gw_bundle_verify_tally(const struct gw_bundle_verifier *v, size_t i, uint64_t *records,
+                                   uint64_t *not_covered);
 
 /* A sink (for gw_bundle_writer_new) that feeds a verifier (arg). */
 int gw_bundle_verify_sink(void *arg, const uint8_t *p, size_t n);

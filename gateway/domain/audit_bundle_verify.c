@@ -1,9 +1,11 @@
 /* audit_bundle_verify.c: the bundle verifier (audit_bundle.h): a byte-stream parser that checks
  * each item as it completes, in bounded memory (one item, plus a summary per chain), and names
- * every bad place it finds. A checkpoint that fails is reported, then ignored (it anchors and
- * covers nothing) and the check goes on; any other bad place ends it. The rules are those of
- * docs/audit-bundle-format.md, in the order listed there; tests/audit/verify_bundle.py applies
- * the same rules independently. */
+ * every bad place it finds. Within a chain the check never stops: a checkpoint that fails is
+ * reported, then ignored (it anchors and covers nothing); a record that does not fit is reported
+ * and the chain is followed on from it, or from the run it interrupted (resynchronisation, below).
+ * A bad place in the bundle's own structure (framing, order, manifest, seal) ends the check. The
+ * rules are those of docs/audit-bundle-format.md, in the order listed there;
+ * tests/audit/verify_bundle.py applies the same rules independently. */
 #include "audit_bundle.h"
 
 #include <inttypes.h>
@@ -28,14 +30,41 @@ struct key {
     bool signed_any; /* has signed a checkpoint or the seal (gw_bundle_verify_signer) */
 };
 
+/* What the next record of a run must follow: the chain's start (seq 1, 32 zero bytes), a
+ * checkpoint that holds (the anchor, or one that showed records gone), a record, or anything (a
+ * time range's chain whose anchor failed: nothing trusted precedes its first record). */
+enum tip_kind { TIP_START, TIP_CKPT, TIP_RECORD, TIP_ANY };
+
+/* A run: records each linked to the one before it (seq + 1, prev_hash its hash), and what they
+ * follow. A checkpoint that holds over its tip covers the whole run back to where it started, so
+ * the run is what coverage is counted by. */
+struct run {
+    enum tip_kind kind;
+    int64_t seq;                     /* the tip's (0 at the start) */
+    uint8_t link[GW_AUDIT_HASH_LEN]; /* the tip's hash: the stored one */
+    /* a tip whose content does not match its stored hash: the next record may follow either
+     * (the content altered, or the stored column) */
+    uint8_t link2[GW_AUDIT_HASH_LEN];
+    bool has_link2;
+    uint64_t pending;  /* its records no checkpoint has covered yet */
+    int64_t pend_from; /* the seq of the first of them */
+};
+
 struct chain_state {
     char id[GW_BUNDLE_CHAIN_MAX + 1];
     uint64_t records;
-    /* -1: none. last_ckpt: the last checkpoint that held (the anchor included), what covers the
-     * records up to it; ckpt_item: the last C item, held or not (the manifest's) */
-    int64_t first, last, last_ckpt, ckpt_item, anchor;
-    uint8_t head[GW_AUDIT_HASH_LEN]; /* hash of `last`, or the anchor's head */
+    /* -1: none. last_ckpt: the last checkpoint that held (the anchor included); ckpt_item: the
+     * last C item, held or not (the manifest's) */
+    int64_t first, last, last_ckpt, ckpt_item;
+    uint8_t head[GW_AUDIT_HASH_LEN]; /* the content's hash of `last` (the manifest's head) */
     uint8_t digest[GW_AUDIT_HASH_LEN];
+    /* cur: the run the last record read belongs to. alt: after a record that did not fit, the
+     * run it interrupted (the resume point), until a record or a checkpoint settles which of the
+     * two the chain goes on with; only the first such run is kept (nearest to the trusted
+     * start). */
+    struct run cur, alt;
+    bool has_alt;
+    uint64_t cut_off; /* records no checkpoint covers or can cover any more */
 };
 
 struct gw_bundle_verifier {
@@ -168,6 +197,21 @@ const char *gw_bundle_verify_chain(const struct gw_bundle_verifier *v, size_t i,
     *last = v->done[i].records > 0 ? v->done[i].last : -1;
     memcpy(head, v->done[i].head, GW_AUDIT_HASH_LEN);
     return v->done[i].id;
+}
+
+const char *gw_bundle_verify_tally(const struct gw_bundle_verifier *v, size_t i, uint64_t *records,
+                                   uint64_t *not_covered)
+{
+    const struct chain_state *c;
+    if (i < v->ndone)
+        c = &v->done[i];
+    else if (i == v->ndone && v->in_chain)
+        c = &v->cur;
+    else
+        return NULL;
+    *records = c->records;
+    *not_covered = c->cut_off + c->cur.pending + (c->has_alt ? c->alt.pending : 0);
+    return c->id;
 }
 
 const char *gw_bundle_verify_signer(const struct gw_bundle_verifier *v, size_t i,
@@ -363,14 +407,15 @@ static int close_chain(struct gw_bundle_verifier *v)
     v->in_chain = false;
     if (EVP_DigestFinal_ex(v->chain, c->digest, &n) != 1)
         return fail(v, GW_ECRYPTO);
-    if (c->records > 0 && c->last_ckpt < c->last) {
-        int64_t from = c->last_ckpt >= c->first ? c->last_ckpt + 1 : c->first;
-        v->st.uncovered += (uint64_t)(c->last - from + 1);
+    /* the current run's tail waits for the next checkpoint; a run still set aside has lost it */
+    if (c->cur.pending > 0) {
+        v->st.uncovered += c->cur.pending;
         if (!v->st.uncovered_note[0])
             snprintf(v->st.uncovered_note, sizeof v->st.uncovered_note,
                      "chain %s: seq %" PRId64 "..%" PRId64 " not yet covered by a checkpoint",
-                     c->id, from, c->last);
+                     c->id, c->cur.pend_from, c->cur.seq);
     }
+    v->st.cut_off += c->cut_off + (c->has_alt ? c->alt.pending : 0);
     if (v->ndone == v->capdone) {
         size_t ncap = v->capdone ? 2 * v->capdone : 8;
         struct chain_state *p = gw_realloc(v->done, ncap * sizeof *p);
@@ -400,7 +445,8 @@ static int enter_chain(struct gw_bundle_verifier *v, const char *id)
         return rc;
     memset(&v->cur, 0, sizeof v->cur);
     snprintf(v->cur.id, sizeof v->cur.id, "%s", id);
-    v->cur.first = v->cur.last = v->cur.last_ckpt = v->cur.ckpt_item = v->cur.anchor = -1;
+    v->cur.first = v->cur.last = v->cur.last_ckpt = v->cur.ckpt_item = -1;
+    v->cur.cur.kind = TIP_START; /* seq 0, 32 zero bytes: what seq 1 follows */
     v->in_chain = true;
     v->st.chains++;
     if (EVP_DigestInit_ex(v->chain, EVP_sha256(), NULL) != 1)
@@ -447,33 +493,114 @@ static bool parse_record(const uint8_t *p, size_t n, char *chain, int64_t *seq,
     return bytes_field(&d, prev, GW_AUDIT_HASH_LEN) && d.off == d.n;
 }
 
-static int link_first(struct gw_bundle_verifier *v, int64_t seq, const uint8_t *prev)
+/* Does a record (seq, prev_hash) follow run r's tip? */
+static bool fits(const struct run *r, int64_t seq, const uint8_t *prev)
+{
+    if (r->kind == TIP_ANY)
+        return true;
+    return seq == r->seq + 1 && (memcmp(prev, r->link, GW_AUDIT_HASH_LEN) == 0 ||
+                                 (r->has_link2 && memcmp(prev, r->link2, GW_AUDIT_HASH_LEN) == 0));
+}
+
+/* Record seq, whose stored hash is `stored`, becomes r's tip. */
+static void extend(struct run *r, int64_t seq, const uint8_t *stored)
+{
+    r->kind = TIP_RECORD;
+    r->seq = seq;
+    memcpy(r->link, stored, GW_AUDIT_HASH_LEN);
+    r->has_link2 = false;
+    if (r->pending++ == 0)
+        r->pend_from = seq;
+}
+
+/* A record did not fit the current run: the run is set aside as the resume point, unless one
+ * is set aside already (then this one is left: nothing can cover its records any more), and a
+ * new run starts, empty, for the record to begin. */
+static void break_run(struct chain_state *c)
+{
+    if (!c->has_alt) {
+        c->alt = c->cur;
+        c->has_alt = true;
+    } else {
+        c->cut_off += c->cur.pending;
+    }
+    memset(&c->cur, 0, sizeof c->cur);
+}
+
+/* Reports how record (seq, prev) fails to follow the current run's tip (the item before it). */
+static void misfit(struct gw_bundle_verifier *v, int64_t seq, const uint8_t *prev)
 {
     static const uint8_t zero[GW_AUDIT_HASH_LEN];
+    const struct chain_state *c = &v->cur;
+    const struct run *t = &c->cur;
+    if (t->kind == TIP_START && seq != 1)
+        flag(v,
+             "chain %s: seq 1 expected, found seq %" PRId64 " (records 1..%" PRId64
+             " missing, and no checkpoint anchors the chain here)",
+             c->id, seq, seq - 1);
+    else if (t->kind == TIP_START && memcmp(prev, zero, sizeof zero) != 0)
+        flag(v, "chain %s: seq 1: prev_hash is not 32 zero bytes", c->id);
+    else if (t->kind == TIP_CKPT && seq != t->seq + 1)
+        flag(v,
+             "chain %s: seq %" PRId64 " expected after the checkpoint at seq %" PRId64
+             ", found seq %" PRId64 " (a record missing or out of order)",
+             c->id, t->seq + 1, t->seq, seq);
+    else if (t->kind == TIP_CKPT)
+        flag(v,
+             "chain %s: seq %" PRId64
+             ": prev_hash is not the head of the checkpoint at seq %" PRId64
+             " (the record or the checkpoint altered)",
+             c->id, seq, t->seq);
+    else if (seq != t->seq + 1)
+        flag(v,
+             "chain %s: seq %" PRId64 " expected after seq %" PRId64 ", found seq %" PRId64
+             " (a record missing or out of order)",
+             c->id, t->seq + 1, t->seq, seq);
+    else
+        flag(v,
+             "chain %s: seq %" PRId64 ": prev_hash is not the hash of seq %" PRId64 " (seq %" PRId64
+             " altered, or this link)",
+             c->id, seq, t->seq, t->seq);
+}
+
+/* A record's place in its chain. It extends the current run when it follows its tip; else, when
+ * it follows the resume point, the records since that run was interrupted were put in between
+ * (a junk record with a seq already taken, or one claiming a place between) and it resumes that
+ * run: they stay reported (at the first of them) and covered by nothing; else it is reported and
+ * begins a new run. A record whose content does not match its stored hash is reported and covers
+ * nothing (its content is attested by nothing); the next record may follow its stored hash or
+ * its content's. Either way the check goes on. */
+static void link_record(struct gw_bundle_verifier *v, int64_t seq, const uint8_t *prev,
+                        const uint8_t *stored, const uint8_t *h)
+{
     struct chain_state *c = &v->cur;
-    if (c->anchor >= 0) {
-        if (seq != c->anchor + 1)
-            return bad(v,
-                       "chain %s: seq %" PRId64 " expected after the checkpoint at seq %" PRId64
-                       ", found seq %" PRId64 " (a record missing or out of order)",
-                       c->id, c->anchor + 1, c->anchor, seq);
-        if (memcmp(prev, c->head, GW_AUDIT_HASH_LEN) != 0)
-            return bad(v,
-                       "chain %s: seq %" PRId64 ": prev_hash is not the head of the checkpoint "
-                       "at seq %" PRId64 " (the record or the checkpoint altered)",
-                       c->id, seq, c->anchor);
-        return 0;
+    if (memcmp(h, stored, GW_AUDIT_HASH_LEN) != 0) {
+        flag(v,
+             "chain %s: seq %" PRId64 ": the record's content does not match its hash "
+             "(the record altered)",
+             c->id, seq);
+        c->cut_off++;
+        break_run(c);
+        extend(&c->cur, seq, stored);
+        c->cur.pending = 0;
+        memcpy(c->cur.link2, h, GW_AUDIT_HASH_LEN);
+        c->cur.has_link2 = true;
+        return;
     }
-    if (c->ckpt_item >= 0 && !v->o.whole)
-        return 0; /* its anchor failed (reported): nothing trusted precedes the first record */
-    if (seq != 1)
-        return bad(v,
-                   "chain %s: seq 1 expected, found seq %" PRId64 " (records 1..%" PRId64
-                   " missing, and no checkpoint anchors the chain here)",
-                   c->id, seq, seq - 1);
-    if (memcmp(prev, zero, sizeof zero) != 0)
-        return bad(v, "chain %s: seq 1: prev_hash is not 32 zero bytes", c->id);
-    return 0;
+    if (fits(&c->cur, seq, prev)) {
+        extend(&c->cur, seq, stored);
+        return;
+    }
+    if (c->has_alt && fits(&c->alt, seq, prev)) {
+        c->cut_off += c->cur.pending;
+        c->cur = c->alt;
+        c->has_alt = false;
+        extend(&c->cur, seq, stored);
+        return;
+    }
+    misfit(v, seq, prev);
+    break_run(c);
+    extend(&c->cur, seq, stored);
 }
 
 static int on_record(struct gw_bundle_verifier *v, struct gw_bfdec *d)
@@ -493,25 +620,7 @@ static int on_record(struct gw_bundle_verifier *v, struct gw_bfdec *d)
         return rc;
     if (EVP_Digest(enc, elen, h, NULL, EVP_sha256(), NULL) != 1)
         return fail(v, GW_ECRYPTO);
-    if (memcmp(h, stored, sizeof h) != 0)
-        return bad(v,
-                   "chain %s: seq %" PRId64 ": the record's content does not match its hash "
-                   "(the record altered)",
-                   chain, seq);
-    if (c->records == 0)
-        rc = link_first(v, seq, prev);
-    else if (seq != c->last + 1)
-        rc = bad(v,
-                 "chain %s: seq %" PRId64 " expected after seq %" PRId64 ", found seq %" PRId64
-                 " (a record missing or out of order)",
-                 chain, c->last + 1, c->last, seq);
-    else if (memcmp(prev, c->head, GW_AUDIT_HASH_LEN) != 0)
-        rc = bad(v,
-                 "chain %s: seq %" PRId64 ": prev_hash is not the hash of seq %" PRId64
-                 " (seq %" PRId64 " altered, or this link)",
-                 chain, seq, c->last, c->last);
-    if (rc != 0)
-        return rc;
+    link_record(v, seq, prev, stored, h);
     if (c->records++ == 0)
         c->first = seq;
     c->last = seq;
@@ -542,47 +651,81 @@ static int ckpt_signed(struct gw_bundle_verifier *v, const char *chain,
     return 1;
 }
 
-/* A signed checkpoint in its place (the current chain's `first` item, or right after the record
- * of its seq, with that record's hash): then it anchors the chain or covers the records up to
- * it. One out of place, or over another head, is reported and covers nothing; one that names
- * records the chain lacks shows them gone, which ends the check. */
+/* Does a checkpoint's head name run r's tip? */
+static bool heads(const struct run *r, int64_t seq, const uint8_t *head)
+{
+    return r->kind == TIP_RECORD && seq == r->seq &&
+           (memcmp(head, r->link, GW_AUDIT_HASH_LEN) == 0 ||
+            (r->has_link2 && memcmp(head, r->link2, GW_AUDIT_HASH_LEN) == 0));
+}
+
+/* A signed checkpoint in its place (before the chain's first record: the anchor; else right
+ * after the record of its seq, with that record's hash): then it anchors the chain or covers the
+ * current run, which settles a pending break in that run's favour (the run set aside loses its
+ * chance of cover). One over the resume point's tip instead settles it the other way. One out of
+ * place, or over another head, is reported and covers nothing. One that names records the chain
+ * lacks shows them gone: reported, and the chain goes on from it as from an anchor. */
 static int place_ckpt(struct gw_bundle_verifier *v, const struct gw_audit_ckpt *k, bool first,
                       const char *what)
 {
     struct chain_state *c = &v->cur;
-    if (c->records == 0 && v->o.whole)
-        /* records are never deleted: a whole chain starts at seq 1, and a checkpoint before
-         * its first record means the records up to it are gone (or the chain has none) */
-        return bad(v,
-                   "chain %s: seq 1..%" PRId64 " missing: the checkpoint at seq %" PRId64
-                   " comes before any record (a whole chain starts at seq 1)",
-                   c->id, k->seq, k->seq);
-    if (c->records == 0 && first) { /* the anchor: what the first record follows */
-        c->anchor = k->seq;
-        memcpy(c->head, k->head, GW_AUDIT_HASH_LEN);
+    if (c->records == 0 && c->cur.kind != TIP_CKPT && (v->o.whole || first)) {
+        if (v->o.whole) /* records are never deleted: a whole chain starts at seq 1, and a
+                         * checkpoint before its first record means the records up to it are gone
+                         * (or the chain has none) */
+            flag(v,
+                 "chain %s: seq 1..%" PRId64 " missing: the checkpoint at seq %" PRId64
+                 " comes before any record (a whole chain starts at seq 1)",
+                 c->id, k->seq, k->seq);
+        c->cur.kind = TIP_CKPT; /* the anchor: what the first record follows */
+        c->cur.seq = k->seq;
+        memcpy(c->cur.link, k->head, GW_AUDIT_HASH_LEN);
         c->last_ckpt = k->seq;
         return 0;
     }
     if (c->records == 0)
         return flag(v, "%s: out of place (a second checkpoint before any record)", what);
-    if (k->seq > c->last)
-        return bad(v,
-                   "chain %s: seq %" PRId64 "..%" PRId64 " missing: the checkpoint at seq %" PRId64
-                   " covers records the chain does not have (it ends at seq %" PRId64 ")",
-                   c->id, c->last + 1, k->seq, k->seq, c->last);
-    if (k->seq < c->last || k->seq <= c->last_ckpt)
+    if (c->has_alt && k->seq > c->last_ckpt && heads(&c->alt, k->seq, k->head) &&
+        !heads(&c->cur, k->seq, k->head)) {
+        c->cut_off += c->cur.pending; /* what followed the break was put in between */
+        c->cur = c->alt;
+        c->has_alt = false;
+        c->cur.pending = 0;
+        c->last_ckpt = k->seq;
+        return 0;
+    }
+    if (k->seq > c->cur.seq) {
+        flag(v,
+             "chain %s: seq %" PRId64 "..%" PRId64 " missing: the checkpoint at seq %" PRId64
+             " covers records the chain does not have (it ends at seq %" PRId64 ")",
+             c->id, c->cur.seq + 1, k->seq, k->seq, c->cur.seq);
+        c->cut_off += c->cur.pending + (c->has_alt ? c->alt.pending : 0);
+        c->has_alt = false;
+        memset(&c->cur, 0, sizeof c->cur);
+        c->cur.kind = TIP_CKPT;
+        c->cur.seq = k->seq;
+        memcpy(c->cur.link, k->head, GW_AUDIT_HASH_LEN);
+        c->last_ckpt = k->seq;
+        return 0;
+    }
+    if (k->seq < c->cur.seq || k->seq <= c->last_ckpt)
         return flag(v, "%s: out of place (after seq %" PRId64 ")", what, c->last);
-    if (memcmp(k->head, c->head, GW_AUDIT_HASH_LEN) != 0)
+    if (!heads(&c->cur, k->seq, k->head))
         return flag(v,
                     "%s: its head hash is not the hash of seq %" PRId64
                     " (the record or the checkpoint altered)",
                     what, k->seq);
+    c->cur.pending = 0;
+    if (c->has_alt) /* the break is settled: the chain goes on with the current run */
+        c->cut_off += c->alt.pending;
+    c->has_alt = false;
     c->last_ckpt = k->seq;
     return 0;
 }
 
 /* A checkpoint that fails (its signer, its signature, its place) is reported and then ignored:
- * it anchors and covers nothing, and the check goes on with the next item. */
+ * it anchors and covers nothing, and the check goes on with the next item. In a time range's
+ * bundle, a chain whose first item is such a checkpoint takes its first record as it is. */
 static int on_checkpoint(struct gw_bundle_verifier *v, struct gw_bfdec *d)
 {
     struct gw_audit_ckpt k;
@@ -605,6 +748,8 @@ static int on_checkpoint(struct gw_bundle_verifier *v, struct gw_bfdec *d)
     first = c->records == 0 && c->ckpt_item < 0;
     c->ckpt_item = k.seq;
     v->st.checkpoints++;
+    if (c->records == 0 && !v->o.whole && c->cur.kind == TIP_START)
+        c->cur.kind = TIP_ANY; /* unless it holds and anchors the chain (place_ckpt) */
     return ok ? place_ckpt(v, &k, first, what) : 0;
 }
 

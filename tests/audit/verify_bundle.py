@@ -5,11 +5,15 @@ docs/audit-bundle-format.md alone (it shares no code with the C verifier of wayg
     verify_bundle.py FILE [--trust-key KEYID]...
 
 Exit 0 and a summary line when the bundle is good; exit 1 and a line "FAILED: <place>" for each
-bad place otherwise, in the order found: a checkpoint that fails is reported, then ignored (it
-anchors and covers nothing) and the check goes on; any other bad place ends it (2: usage, or the
-file cannot be read). --trust-key (a key id: 64 lowercase hex digits; up to 16 times, as
-`waygatectl audit verify FILE` takes it): every checkpoint and the seal must be signed by one of
-the keys given; without it, by any key the bundle lists. Ed25519 signatures (the aes suite) are
+bad place otherwise, in the order found, then a line "checked: chain X: N records, U not covered
+by a valid checkpoint" for each chain read. Within a chain the check never stops: a checkpoint
+that fails is reported, then ignored (it anchors and covers nothing); a record that does not fit
+is reported and the chain followed on from it, or from the run it interrupted (section 5 of the
+format, "Going on after a broken record"); a bad place in the bundle's own structure (framing,
+order, manifest, seal) ends the check (2: usage, or the file cannot be read). --trust-key (a key
+id: 64 lowercase hex digits; up to 16 times, as `waygatectl audit verify FILE` takes it): every
+checkpoint and the seal must be signed by one of the keys given; without it, by any key the
+bundle lists. Ed25519 signatures (the aes suite) are
 checked with the `cryptography` package (Debian: python3-cryptography); SM2 signatures (the sm
 suite) with sm_verify.py beside this file: pure-Python SM3 and SM2 (GB/T 32905, 32918),
 independent of OpenSSL and of the gateway. Reads the file in one pass; memory is one item at a
@@ -132,21 +136,61 @@ def chain_ok(c):
     return 1 <= len(c) <= 64 and all(ch in CHAIN_CHARS for ch in c.encode())
 
 
+class Run:
+    """Records each linked to the one before it, and what they follow: kind "start" (seq 1 with
+    32 zero bytes), "ckpt" (a checkpoint that holds), "record", or "any" (a time range's chain
+    whose anchor failed). A checkpoint that holds over its tip covers the whole run."""
+
+    def __init__(self, kind="start", seq=0, links=(ZERO,)):
+        self.kind, self.seq, self.links = kind, seq, tuple(links)
+        self.pending = 0          # its records no checkpoint has covered yet
+        self.pend_from = None     # the seq of the first of them
+
+    def fits(self, seq, prev):
+        return self.kind == "any" or (seq == self.seq + 1 and prev in self.links)
+
+    def heads(self, seq, head):
+        return self.kind == "record" and seq == self.seq and head in self.links
+
+    def extend(self, seq, stored):
+        self.kind, self.seq, self.links = "record", seq, (stored,)
+        if self.pending == 0:
+            self.pend_from = seq
+        self.pending += 1
+
+
 class Chain:
     def __init__(self, cid):
         self.id = cid
         self.records = 0
         # last_ckpt: the last checkpoint that held (anchor included); ckpt_item: the last C item,
         # held or not (the manifest's last_checkpoint_seq)
-        self.first = self.last = self.last_ckpt = self.ckpt_item = self.anchor = None
-        self.head = None
+        self.first = self.last = self.last_ckpt = self.ckpt_item = None
+        self.head = None          # the content's hash of the last record (the manifest's)
         self.sha = hashlib.sha256()
         self.digest = None
+        # cur: the run the last record read belongs to; alt: after a record that did not fit,
+        # the run it interrupted (kept until a record or a checkpoint settles it; only the first)
+        self.cur, self.alt = Run(), None
+        self.cut_off = 0          # records no checkpoint covers or can cover any more
+
+    def not_covered(self):
+        return self.cut_off + self.cur.pending + (self.alt.pending if self.alt else 0)
+
+    def break_run(self):
+        """The current run did not go on: set aside as the resume point, unless one is already
+        (then its records lose every chance of cover)."""
+        if self.alt is None:
+            self.alt = self.cur
+        else:
+            self.cut_off += self.cur.pending
+        self.cur = Run("record")
 
 
 class Verifier:
-    def __init__(self, trust=(), report=lambda place: print("FAILED: %s" % place)):
+    def __init__(self, trust=(), report=lambda place: print("FAILED: %s" % place), whole=False):
         self.trust = list(trust)  # key ids; empty: any key the bundle lists
+        self.whole = whole  # every chain from seq 1 (the live check's rule; not for files)
         self.report = report  # told each bad place as found
         self.bad = 0
         self.keys = {}
@@ -156,6 +200,7 @@ class Verifier:
         self.n_records = self.n_ckpts = 0
         self.phase = "header"
         self.uncovered = []
+        self.n_uncovered = self.n_cut_off = 0
 
     # --- bad places ---
     def flag(self, place):
@@ -191,13 +236,18 @@ class Verifier:
         if c is None:
             return
         c.digest = c.sha.digest()
-        if c.records and (c.last_ckpt is None or c.last_ckpt < c.last):
-            start = c.last_ckpt + 1 if c.last_ckpt is not None and c.last_ckpt >= c.first \
-                else c.first
+        if c.cur.pending:
             self.uncovered.append("chain %s: seq %d..%d not yet covered by a checkpoint" %
-                                  (c.id, start, c.last))
+                                  (c.id, c.cur.pend_from, c.cur.seq))
+        self.n_uncovered += c.cur.pending
+        self.n_cut_off += c.not_covered() - c.cur.pending
         self.done.append(c)
         self.cur = None
+
+    def tallies(self):
+        """(chain, records checked, records no valid checkpoint covers) of every chain read."""
+        chains = self.done + ([self.cur] if self.cur is not None else [])
+        return [(c.id, c.records, c.not_covered()) for c in chains]
 
     def enter_chain(self, cid):
         if self.cur is not None and self.cur.id == cid:
@@ -287,37 +337,54 @@ class Verifier:
         self.enter_chain(chain)
         c = self.cur
         h = hashlib.sha256(enc).digest()
-        if h != stored:
-            raise Bad("chain %s: seq %d: the record's content does not match its hash "
-                      "(the record altered)" % (chain, seq))
-        if c.records == 0:
-            if c.anchor is None and c.ckpt_item is not None:
-                pass  # its anchor failed (flagged): nothing trusted precedes the first record
-            elif c.anchor is not None:
-                if seq != c.anchor + 1:
-                    raise Bad("chain %s: seq %d expected after the checkpoint at seq %d, found "
-                              "seq %d (a record missing or out of order)" %
-                              (chain, c.anchor + 1, c.anchor, seq))
-                if prev != c.head:
-                    raise Bad("chain %s: seq %d: prev_hash is not the head of the checkpoint at "
-                              "seq %d (the record or the checkpoint altered)" %
-                              (chain, seq, c.anchor))
-            elif seq != 1:
-                raise Bad("chain %s: seq 1 expected, found seq %d (records 1..%d missing, and no "
-                          "checkpoint anchors the chain here)" % (chain, seq, seq - 1))
-            elif prev != ZERO:
-                raise Bad("chain %s: seq 1: prev_hash is not 32 zero bytes" % chain)
-            c.first = seq
-        elif seq != c.last + 1:
-            raise Bad("chain %s: seq %d expected after seq %d, found seq %d (a record missing or "
-                      "out of order)" % (chain, c.last + 1, c.last, seq))
-        elif prev != c.head:
-            raise Bad("chain %s: seq %d: prev_hash is not the hash of seq %d (seq %d altered, or "
-                      "this link)" % (chain, seq, c.last, c.last))
+        self.place(c, seq, prev, stored, h)
         c.records += 1
+        if c.first is None:
+            c.first = seq
         c.last = seq
         c.head = h
         self.n_records += 1
+
+    def place(self, c, seq, prev, stored, h):
+        """A record's place in its chain (the check goes on whatever it finds)."""
+        if h != stored:
+            # its content is attested by nothing; the next record may follow its stored hash
+            # (the content altered) or its content's (the stored column altered)
+            self.flag("chain %s: seq %d: the record's content does not match its hash (the "
+                      "record altered)" % (c.id, seq))
+            c.cut_off += 1
+            c.break_run()
+            c.cur.kind, c.cur.seq, c.cur.links = "record", seq, (stored, h)
+            return
+        if c.cur.fits(seq, prev):
+            c.cur.extend(seq, stored)
+            return
+        if c.alt is not None and c.alt.fits(seq, prev):
+            # the records since the break were put in between: covered by nothing
+            c.cut_off += c.cur.pending
+            c.cur, c.alt = c.alt, None
+            c.cur.extend(seq, stored)
+            return
+        t = c.cur
+        if t.kind == "start" and seq != 1:
+            self.flag("chain %s: seq 1 expected, found seq %d (records 1..%d missing, and no "
+                      "checkpoint anchors the chain here)" % (c.id, seq, seq - 1))
+        elif t.kind == "start":
+            self.flag("chain %s: seq 1: prev_hash is not 32 zero bytes" % c.id)
+        elif t.kind == "ckpt" and seq != t.seq + 1:
+            self.flag("chain %s: seq %d expected after the checkpoint at seq %d, found seq %d (a "
+                      "record missing or out of order)" % (c.id, t.seq + 1, t.seq, seq))
+        elif t.kind == "ckpt":
+            self.flag("chain %s: seq %d: prev_hash is not the head of the checkpoint at seq %d "
+                      "(the record or the checkpoint altered)" % (c.id, seq, t.seq))
+        elif seq != t.seq + 1:
+            self.flag("chain %s: seq %d expected after seq %d, found seq %d (a record missing or "
+                      "out of order)" % (c.id, t.seq + 1, t.seq, seq))
+        else:
+            self.flag("chain %s: seq %d: prev_hash is not the hash of seq %d (seq %d altered, or "
+                      "this link)" % (c.id, seq, t.seq, t.seq))
+        c.break_run()
+        c.cur.extend(seq, stored)
 
     def checkpoint(self, f):
         what0 = "checkpoint %d of the bundle" % (self.n_ckpts + 1)
@@ -345,22 +412,43 @@ class Verifier:
         first = c.records == 0 and c.ckpt_item is None
         c.ckpt_item = seq
         self.n_ckpts += 1
+        if c.records == 0 and self.whole is False and c.cur.kind == "start":
+            c.cur.kind = "any"  # unless it holds and anchors the chain, below
         if not signed:
             return
-        if c.records == 0 and first:
-            c.anchor, c.head, c.last_ckpt = seq, head, seq
+        after_last = c.last_ckpt is None or seq > c.last_ckpt
+        if c.records == 0 and c.cur.kind != "ckpt" and (self.whole or first):
+            if self.whole:  # a whole chain starts at seq 1: the records up to it are gone
+                self.flag("chain %s: seq 1..%d missing: the checkpoint at seq %d comes before "
+                          "any record (a whole chain starts at seq 1)" % (chain, seq, seq))
+            c.cur = Run("ckpt", seq, (head,))  # the anchor
+            c.last_ckpt = seq
         elif c.records == 0:
             self.flag("%s: out of place (a second checkpoint before any record)" % what)
-        elif seq > c.last:
-            raise Bad("chain %s: seq %d..%d missing: the checkpoint at seq %d covers records the "
-                      "chain does not have (it ends at seq %d)" % (chain, c.last + 1, seq, seq,
-                                                                   c.last))
-        elif seq < c.last or (c.last_ckpt is not None and seq <= c.last_ckpt):
+        elif c.alt is not None and after_last and c.alt.heads(seq, head) and \
+                not c.cur.heads(seq, head):
+            # the break is settled for the run set aside: what followed it was put in between
+            c.cut_off += c.cur.pending
+            c.cur, c.alt = c.alt, None
+            c.cur.pending = 0
+            c.last_ckpt = seq
+        elif seq > c.cur.seq:
+            self.flag("chain %s: seq %d..%d missing: the checkpoint at seq %d covers records the "
+                      "chain does not have (it ends at seq %d)" % (chain, c.cur.seq + 1, seq, seq,
+                                                                   c.cur.seq))
+            c.cut_off += c.cur.pending + (c.alt.pending if c.alt else 0)
+            c.cur, c.alt = Run("ckpt", seq, (head,)), None  # the chain goes on from it
+            c.last_ckpt = seq
+        elif seq < c.cur.seq or not after_last:
             self.flag("%s: out of place (after seq %d)" % (what, c.last))
-        elif head != c.head:
+        elif not c.cur.heads(seq, head):
             self.flag("%s: its head hash is not the hash of seq %d (the record or the checkpoint "
                       "altered)" % (what, seq))
         else:
+            c.cur.pending = 0
+            if c.alt is not None:  # the break is settled for the current run
+                c.cut_off += c.alt.pending
+            c.alt = None
             c.last_ckpt = seq
 
     def manifest(self, f, before):
@@ -525,6 +613,14 @@ def parse(args):
     return files[0], trust
 
 
+def print_tallies(v):
+    """After a bad place: how much of each chain was checked, and how much of it no valid
+    checkpoint covers (the words of waygatectl audit verify)."""
+    for cid, records, not_covered in v.tallies():
+        print("checked: chain %s: %d records, %d not covered by a valid checkpoint"
+              % (cid, records, not_covered))
+
+
 def main(argv):
     parsed = parse(argv[1:])
     if parsed is None:
@@ -539,8 +635,10 @@ def main(argv):
         return 2
     except Bad as e:
         print("FAILED: %s" % e)
+        print_tallies(v)
         return 1
     if v.bad:
+        print_tallies(v)
         return 1
     print("bundle verified: %d chains, %d records, %d checkpoints, %d keys; sha256 %s" %
           (len(v.done), v.n_records, v.n_ckpts, len(v.keys), digest))

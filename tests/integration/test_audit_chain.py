@@ -2,11 +2,11 @@
 
 Each tamper - a deleted record, an altered field, two records swapped, a tail truncated after the
 last checkpoint, a forged checkpoint signature - is detected by both verifiers, each naming the
-place, and a junk checkpoint planted inside a chain hides nothing after it (each verifier names it
-and goes on): `waygatectl audit verify` (live chain) and `waygatectl audit verify FILE` (C), and
-tests/audit/verify_bundle.py (Python, written from docs/audit-bundle-format.md alone). A tampered
-live chain is also exported (the export warns, and writes the trail as stored) and the bundle
-checked by both.
+place, and a junk checkpoint or a junk record planted inside a chain hides nothing after it (each
+verifier names it and goes on): `waygatectl audit verify` (live chain) and `waygatectl audit
+verify FILE` (C), and tests/audit/verify_bundle.py (Python, written from
+docs/audit-bundle-format.md alone). A tampered live chain is also exported (the export warns, and
+writes the trail as stored) and the bundle checked by both.
 
 The product never changes the trail: these tests tamper in a database of their own (a copy of a
 template holding known chains, made with tests/integration/audit_lib.py), as the superuser,
@@ -127,10 +127,11 @@ def assert_live_fails(stack, db, tmp_path, *needles):
     assert line, r.stdout + r.stderr
     for n in needles:
         assert n in line[0], "audit verify does not name %r: %s" % (n, line[0])
-    # the break is an incident (Art. 17) naming the place
+    # each break is an incident (Art. 17) naming the place, in the order found (the check goes
+    # on past each, so a tamper may show at more than one place: a swap by seq)
     inc = stack.psql("SELECT severity || '|' || detail FROM incident "
-                     "WHERE kind = 'audit_chain_break'", uri=su(stack, db))
-    assert inc and inc[-1] == "critical|" + line[0][len("FAILED: "):], inc
+                     "WHERE kind = 'audit_chain_break' ORDER BY id", uri=su(stack, db))
+    assert inc == ["critical|" + l[len("FAILED: "):] for l in line], inc
     path = str(tmp_path / "tampered.bundle")
     e = export(stack, db, path)
     assert "WARNING: does not verify" in e.stdout, e.stdout
@@ -573,7 +574,8 @@ def test_junk_checkpoints_do_not_hide_later_tampering_live(stack, db, tmp_path, 
 
 def test_junk_checkpoint_does_not_hide_later_tampering_bundle(stack, db, tmp_path):
     """A checkpoint item with a junk signature put in at seq 15 and record 23 deleted: both
-    verifiers name the checkpoint, go on past it, and name the gap too, in the same words."""
+    verifiers name the checkpoint, go on past it, and name the gap too, in the same words; then
+    the manifest, which the bundle no longer matches (it was changed after export)."""
     _, items = good_bundle(stack, db, tmp_path)
     rogue = audit_lib.rogue_signer(stack.env["WAYGATE_KEYRING"])
     f = audit_lib.fields(items[audit_lib.index_of(items, b"C", 10)][1])  # its time and key id
@@ -584,11 +586,117 @@ def test_junk_checkpoint_does_not_hide_later_tampering_bundle(stack, db, tmp_pat
     places = ["chain gw1: checkpoint at seq 15: the signature does not verify (forged or altered "
               "checkpoint)",
               "chain gw1: seq 23 expected after seq 22, found seq 24 (a record missing or out of "
-              "order)"]
+              "order)",
+              "chain gw1: the manifest does not describe the bundle's records (it says seq "
+              "1..27, 27 records; the bundle has 1..27, 26)"]
     c, p = verify_file(stack, write(tmp_path, items))
     for who, res in (("waygatectl", c), ("verify_bundle.py", p)):
         assert res.returncode == 1, who + ": " + res.stdout + res.stderr
         assert failed(res) == places, "%s: %s" % (who, res.stdout)
+
+
+# ---- junk records planted inside a chain ----
+
+NOWHERE = b"\x6a" * 32  # a junk record's prev_hash: the hash of no record
+
+
+def plant_junk_then_chain_on(stack, db, template):
+    """What the gateway's database role may do to gw1 (27 records, checkpoints at 10, 20, 25), as
+    that role: a junk record at seq 28, the next free seq, linked to nothing; then what the
+    gateway itself does once it meets that row (its insert at 28 fails on the primary key, it
+    reads the head again, and the junk is now the head it chains onto): records 29..33 linked
+    onward from the junk, and a checkpoint at 31 signed with the trail's key."""
+    signer = audit_lib.keyring_signer(stack.env["WAYGATE_KEYRING"])
+    last = template["gw1"][-1]
+    rows, prev, stmts = [], NOWHERE, []
+    for seq in range(28, 34):
+        r = dict(last, seq=seq, at_us=last["at_us"] + (seq - 27) * 1_000_000,
+                 actor="junk" if seq == 28 else "clerk_1", object="obj-%d" % seq,
+                 prev_hash=prev)
+        r.pop("hash")
+        h = hashlib.sha256(audit_lib.encode_record(r)).digest()
+        cols = list(audit_lib.RECORD_FIELDS) + ["hash"]
+        stmts.append("INSERT INTO audit_record (%s) VALUES (%s)" % (
+            ", ".join(cols), ", ".join(audit_lib.sql_text(v) for v in
+                                       [r[k] for k in audit_lib.RECORD_FIELDS] + [h])))
+        rows.append(dict(r, hash=h))
+        prev = h
+        if seq == 31:
+            at = r["at_us"] + 500
+            stmts.append("INSERT INTO audit_checkpoint (chain, seq, head_hash, at_us, key_id, "
+                         "signature) VALUES ('gw1', 31, %s, %d, %s, %s)"
+                         % (audit_lib.sql_text(h), at, audit_lib.sql_text(signer.key_id),
+                            audit_lib.sql_text(signer.sign(audit_lib.checkpoint_msg(
+                                "gw1", 31, h, at)))))
+    stack.psql("; ".join(stmts) + ";", uri=uri(stack, db, TEMPLATE + "_gateway"))
+    return signer, rows
+
+
+JUNK_28 = "chain gw1: seq 28: prev_hash is not the hash of seq 27 (seq 27 altered, or this link)"
+
+
+def test_junk_record_does_not_hide_later_tampering_live(stack, db, tmp_path, template):
+    """A junk record planted at gw1's next seq as the gateway's role, the gateway's records
+    chained onto it, then record 32 deleted as the superuser: the live check names the junk, goes
+    on through the chain from it, and names the gap too; two incidents; it says how much of the
+    chain was checked and how much no valid checkpoint covers (26..27, cut off by the junk: the
+    checkpoint at 31 signs a chain through the junk, not through them; and 33). An export shows
+    both places, and the same counts, to both bundle verifiers. A junk record cannot take a seq
+    already used: the primary key refuses it to the gateway's role."""
+    signer, _ = plant_junk_then_chain_on(stack, db, template)
+    r = subprocess.run(["/usr/lib/postgresql/15/bin/psql", "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                        "-d", uri(stack, db, TEMPLATE + "_gateway"), "-c",
+                        "INSERT INTO audit_record (chain, seq, at_us, actor, action, outcome, "
+                        "confidential, prev_hash, hash) VALUES ('gw1', 15, 0, 'x', 'x', 'ok', "
+                        "false, decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), "
+                        "'hex'))"], capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "duplicate key" in r.stderr, r.stderr
+    tamper(stack, db, "DELETE FROM audit_record WHERE chain = 'gw1' AND seq = 32;")
+    places = [JUNK_28, "chain gw1: seq 32 expected after seq 31, found seq 33 (a record missing "
+                       "or out of order)"]
+    checked = "checked: chain gw1: 32 records, 3 not covered by a valid checkpoint"
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert failed(r) == places, r.stdout
+    assert checked in r.stdout.splitlines(), r.stdout
+    assert "2 broken places (1 of 2 chains, 0 against --since); in the broken chains 32 " \
+           "records checked, 3 not covered by a valid checkpoint" in r.stderr, r.stderr
+    inc = stack.psql("SELECT severity || '|' || detail FROM incident "
+                     "WHERE kind = 'audit_chain_break' ORDER BY id", uri=su(stack, db))
+    assert inc == ["critical|" + p for p in places], inc
+    path = str(tmp_path / "junk-record.bundle")
+    e = export(stack, db, path)
+    assert "WARNING: does not verify: %s\nWARNING: and 1 more bad place " % places[0] \
+        in e.stdout, e.stdout
+    c, p = verify_file(stack, path, "--trust-key", signer.key_id)
+    for who, res in (("waygatectl", c), ("verify_bundle.py", p)):
+        assert res.returncode == 1, who + ": " + res.stdout + res.stderr
+        assert failed(res) == places, "%s: %s" % (who, res.stdout)
+        assert checked in res.stdout.splitlines(), "%s: %s" % (who, res.stdout)
+    assert c.stdout == p.stdout, (c.stdout, p.stdout)
+
+
+def test_junk_record_does_not_hide_later_tampering_bundle(stack, db, tmp_path, template):
+    """The same junk record and the records chained onto it, then record 30 altered as the
+    superuser (its stored hash kept): an export, sealed and consistent as the trail is stored,
+    shows both places to both verifiers, word for word, with the same counts (28..29 and 26..27
+    cut off, 30 itself attested by nothing, 32..33 after the last checkpoint)."""
+    signer, _ = plant_junk_then_chain_on(stack, db, template)
+    tamper(stack, db, "UPDATE audit_record SET actor = 'someone_else' "
+                      "WHERE chain = 'gw1' AND seq = 30;")
+    path = str(tmp_path / "junk-record.bundle")
+    export(stack, db, path)
+    c, p = verify_file(stack, path, "--trust-key", signer.key_id)
+    places = [JUNK_28, "chain gw1: seq 30: the record's content does not match its hash (the "
+                       "record altered)"]
+    for who, res in (("waygatectl", c), ("verify_bundle.py", p)):
+        assert res.returncode == 1, who + ": " + res.stdout + res.stderr
+        assert failed(res) == places, "%s: %s" % (who, res.stdout)
+        assert "checked: chain gw1: 33 records, 7 not covered by a valid checkpoint" in \
+            res.stdout.splitlines(), "%s: %s" % (who, res.stdout)
+    assert c.stdout == p.stdout, (c.stdout, p.stdout)
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1 and failed(r) == places, r.stdout + r.stderr
 
 
 def test_checkpoint_signed_by_a_key_added_to_the_bundle_is_refused_with_a_trusted_key(

@@ -3,8 +3,12 @@
  * or swapped record, a forged checkpoint, a wrong seal key, an untrusted key each fail, naming
  * the place; the live check's whole chains take no anchor; several keys may be pinned, and the
  * signers are listed; a checkpoint that fails (signature, head, place; the anchor too) is named
- * and gone past, covering nothing, so a break after it is named as well. Every test runs twice:
- * with Ed25519 keys (the aes suite) and with SM2 keys (sm). */
+ * and gone past, covering nothing, so a break after it is named as well; a junk record (linked
+ * to nothing, a wrong hash, a seq taken or skipped, two of them) is named and the chain followed
+ * on (resynchronised), so a later deletion, alteration or swap is named too, and each chain's
+ * records checked and not covered are counted (the figures of tests/audit/test_resync.py, which
+ * runs the same cases through both bundle verifiers). Every test runs twice: with Ed25519 keys
+ * (the aes suite) and with SM2 keys (sm). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -66,7 +70,26 @@ struct gen {
                      * at from_seq - 1 is its anchor) */
     bool gw2_bare;  /* gw2's records left out, its checkpoint kept */
     const uint8_t *seal_seed;
+    /* junk the gateway's database role may plant: at these seqs of gw1 (0: none) a record of
+     * actor "junk" linked to nothing, which the records after it follow (the gateway chains onto
+     * the head it reads again); its stored hash not its content's when junk_hash */
+    int junk[2];
+    bool junk_hash;
+    int len; /* gw1's records: 25 when 0 */
+    /* a junk record put in right after gw1's record extra_after (before a checkpoint there),
+     * with seq extra_seq and prev_hash the hash of extra_prev (0: linked to nothing); nothing
+     * follows it (a bundle can hold one with a seq already taken) */
+    int extra_after, extra_seq, extra_prev;
 };
+
+static const uint8_t NOWHERE[32] = {
+    0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a,
+    0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a, 0x6a};
+
+static bool is_junk(const struct gen *g, int c, int i)
+{
+    return c == 0 && (g->junk[0] == i || g->junk[1] == i);
+}
 
 static void ckpt(struct gw_bundle_writer *w, const char *chain, int64_t seq, const uint8_t head[32],
                  const uint8_t *seed)
@@ -98,19 +121,21 @@ static struct buf make(const struct gen *g)
     assert_int_equal(gw_bundle_writer_new(buf_sink, &b, &h, &w), 0);
     assert_int_equal(gw_bundle_write_key(w, pub, publen), 0);
     const char *chains[] = {"gw1", "gw2"};
-    int lens[] = {25, 3};
+    int lens[] = {g->len ? g->len : 25, 3};
     for (int c = 0; c < 2; c++) {
         memset(prev, 0, sizeof prev);
         for (int i = 1; i <= lens[c]; i++) {
             snprintf(objs[i], sizeof objs[i], "o%d", i);
-            recs[i] = (struct gw_audit_rec){.actor = "clerk",
+            recs[i] = (struct gw_audit_rec){.actor = is_junk(g, c, i) ? "junk" : "clerk",
                                             .action = "reveal",
                                             .object = objs[i],
                                             .count = i,
                                             .outcome = "ok"};
             links[i] = (struct gw_audit_link){.chain = chains[c], .seq = i, .at_us = 100 + i};
-            memcpy(links[i].prev_hash, prev, 32);
+            memcpy(links[i].prev_hash, is_junk(g, c, i) ? NOWHERE : prev, 32);
             assert_int_equal(gw_audit_rec_hash(&recs[i], &links[i], hashes[i]), 0);
+            if (is_junk(g, c, i) && g->junk_hash) /* stored so; the next record follows it */
+                memset(hashes[i], 0x33, 32);
             memcpy(prev, hashes[i], 32);
         }
         for (int i = 1; i <= lens[c]; i++) {
@@ -125,6 +150,15 @@ static struct buf make(const struct gen *g)
             if (!(c == 0 && k == g->skip_seq) && !(c == 0 && k < g->from_seq) &&
                 !(c == 1 && g->gw2_bare))
                 assert_int_equal(gw_bundle_write_record(w, &r, &links[k], hashes[k]), 0);
+            if (c == 0 && i == g->extra_after) {
+                struct gw_audit_rec x = {
+                    .actor = "junk", .action = "reveal", .outcome = "ok", .count = -1};
+                struct gw_audit_link xl = {.chain = "gw1", .seq = g->extra_seq, .at_us = 1};
+                uint8_t xh[32];
+                memcpy(xl.prev_hash, g->extra_prev ? hashes[g->extra_prev] : NOWHERE, 32);
+                assert_int_equal(gw_audit_rec_hash(&x, &xl, xh), 0);
+                assert_int_equal(gw_bundle_write_record(w, &x, &xl, xh), 0);
+            }
             if ((c == 0 && (i == 10 || i == 20)) || (c == 1 && i == 3)) {
                 static const uint8_t zero[32];
                 bool mine = c == 0;
@@ -419,11 +453,14 @@ static void trusted_keys_and_signers(void **state)
     free(b.p);
 }
 
-/* Every bad place one verifier named, in order (at most 8), with its figures. */
+/* Every bad place one verifier named, in order (at most 8), with its figures and each chain's
+ * tally (records checked, not covered by a valid checkpoint). */
 struct places {
     char at[8][GW_BUNDLE_ERR_MAX];
     size_t n;
     struct gw_bundle_verify_stats st;
+    uint64_t records[4], not_covered[4];
+    size_t nchains;
 };
 
 static void place_cb(void *arg, const char *place)
@@ -448,6 +485,9 @@ static int verify_all(const struct gen *g, bool whole, struct places *p)
         rc = gw_bundle_verify_end(v);
     gw_bundle_verify_stats(v, &p->st);
     assert_int_equal(p->st.bad, p->n);
+    while (p->nchains < 4 && gw_bundle_verify_tally(v, p->nchains, &p->records[p->nchains],
+                                                    &p->not_covered[p->nchains]) != NULL)
+        p->nchains++;
     assert_string_equal(gw_bundle_verify_error(v), p->n ? p->at[0] : "");
     gw_bundle_verifier_free(v);
     free(b.p);
@@ -480,11 +520,15 @@ static void bad_checkpoint_does_not_hide_later_breaks(void **state)
                                  "of seq 10 (the record or the checkpoint altered)");
     assert_string_equal(p.at[1], "chain gw1: seq 15 expected after seq 14, found seq 16 (a "
                                  "record missing or out of order)");
+    /* a swap is two records out of order: 15 before 14 (14 then follows 13, and 15 is set
+     * aside), and 16 after 14 */
     assert_int_equal(verify_all(&(struct gen){.dup_ckpt = 10, .swap_seq = 14}, true, &p),
                      GW_EDATALOSS);
-    assert_int_equal(p.n, 2);
+    assert_int_equal(p.n, 3);
     assert_string_equal(p.at[0], "chain gw1: checkpoint at seq 10: out of place (after seq 10)");
     assert_string_equal(p.at[1], "chain gw1: seq 14 expected after seq 13, found seq 15 (a "
+                                 "record missing or out of order)");
+    assert_string_equal(p.at[2], "chain gw1: seq 15 expected after seq 14, found seq 16 (a "
                                  "record missing or out of order)");
     /* every failing checkpoint is named, and the manifest (which lists the items as written)
      * adds nothing */
@@ -545,6 +589,109 @@ static void bad_anchor_is_gone_past(void **state)
                                  "missing, and no checkpoint anchors the chain here)");
 }
 
+#define LINK(s, p)                                                                                 \
+    "chain gw1: seq " #s ": prev_hash is not the hash of seq " #p " (seq " #p                      \
+    " altered, or this link)"
+#define ORDER(want, after, found)                                                                  \
+    "chain gw1: seq " #want " expected after seq " #after ", found seq " #found " (a record "      \
+    "missing or out of order)"
+#define ALTERED(s)                                                                                 \
+    "chain gw1: seq " #s ": the record's content does not match its hash (the "                    \
+    "record altered)"
+
+/* Verifies g (as a time range's bundle and as the live check's whole chains: the same on chains
+ * from seq 1): exactly the places want[0..n), in order; gw1's tally `records` checked and
+ * `not_covered` by a valid checkpoint, gw2 clean (3 records, all covered); the figures of
+ * closed chains add up (cut off, and the tail not yet covered). */
+static void expect_resync(const struct gen *g, const char *const *want, size_t n, uint64_t records,
+                          uint64_t not_covered)
+{
+    for (int whole = 0; whole < 2; whole++) {
+        struct places p;
+        assert_int_equal(verify_all(g, whole, &p), GW_EDATALOSS);
+        for (size_t i = 0; i < n && i < p.n; i++)
+            assert_string_equal(p.at[i], want[i]);
+        assert_int_equal(p.n, n);
+        assert_int_equal(p.nchains, 2);
+        assert_int_equal(p.records[0], records);
+        assert_int_equal(p.not_covered[0], not_covered);
+        assert_int_equal(p.records[1], 3);
+        assert_int_equal(p.not_covered[1], 0);
+        assert_int_equal(p.st.records, records + 3);
+        assert_int_equal(p.st.cut_off + p.st.uncovered, not_covered);
+    }
+}
+
+/* A junk record the gateway's database role planted at the next seq (linked to nothing; the
+ * gateway then chains onto it): named once, and the chain followed on from it. The records
+ * between the last checkpoint and the junk are cut off: the next checkpoint signs a chain
+ * through the junk, not through them. At the end, two of them, two together, one whose stored
+ * hash is not its content's (the next record follows the stored hash). */
+static void junk_record_is_named_and_gone_past(void **state)
+{
+    (void)state;
+    expect_resync(&(struct gen){.junk = {15}}, (const char *[]){LINK(15, 14)}, 1, 25, 4 + 5);
+    expect_resync(&(struct gen){.junk = {26}, .len = 26}, (const char *[]){LINK(26, 25)}, 1, 26,
+                  5 + 1);
+    expect_resync(&(struct gen){.junk = {8, 16}}, (const char *[]){LINK(8, 7), LINK(16, 15)}, 2, 25,
+                  7 + 5 + 5);
+    expect_resync(&(struct gen){.junk = {15, 16}}, (const char *[]){LINK(15, 14), LINK(16, 15)}, 2,
+                  25, 1 + 4 + 5);
+    expect_resync(&(struct gen){.junk = {15}, .junk_hash = true}, (const char *[]){ALTERED(15)}, 1,
+                  25, 1 + 4 + 5);
+}
+
+/* Junk that nothing follows: a record with a seq already taken (only a bundle can hold it: the
+ * trail's primary key refuses it), one put in between with a later seq, one past the end. Named
+ * once; the next record that follows the record before it resumes the chain, the junk covered by
+ * nothing; a checkpoint over the real record settles it the same way. */
+static void junk_in_between_is_set_aside(void **state)
+{
+    (void)state;
+    expect_resync(&(struct gen){.extra_after = 15, .extra_seq = 15, .extra_prev = 14},
+                  (const char *[]){ORDER(16, 15, 15)}, 1, 26, 1 + 5);
+    expect_resync(&(struct gen){.extra_after = 15, .extra_seq = 99},
+                  (const char *[]){ORDER(16, 15, 99)}, 1, 26, 1 + 5);
+    expect_resync(&(struct gen){.extra_after = 25, .extra_seq = 30},
+                  (const char *[]){ORDER(26, 25, 30)}, 1, 26, 5 + 1);
+    expect_resync(&(struct gen){.extra_after = 20, .extra_seq = 20, .extra_prev = 19},
+                  (const char *[]){ORDER(21, 20, 20)}, 1, 26, 1 + 5);
+}
+
+/* Junk first, then the superuser deletes, alters or swaps a later record: both named. */
+static void junk_does_not_hide_later_tampering(void **state)
+{
+    (void)state;
+    expect_resync(&(struct gen){.junk = {12}, .skip_seq = 22},
+                  (const char *[]){LINK(12, 11), ORDER(22, 21, 23)}, 2, 24, 1 + 1 + 3);
+    expect_resync(&(struct gen){.junk = {12}, .alter_seq = 22},
+                  (const char *[]){LINK(12, 11), ALTERED(22)}, 2, 25, 1 + 1 + 1 + 3);
+    expect_resync(&(struct gen){.junk = {8}, .swap_seq = 14},
+                  (const char *[]){LINK(8, 7), ORDER(14, 13, 15), ORDER(15, 14, 16)}, 3, 25,
+                  7 + 1 + 4 + 5);
+}
+
+/* A checkpoint that holds over records the chain lacks shows them gone, and the chain goes on
+ * from it as from an anchor: 21 follows the checkpoint at 20 (record 20 deleted). In the live
+ * check's whole chains, a checkpoint before the first record does the same. */
+static void checkpoint_over_missing_records_is_gone_past(void **state)
+{
+    struct places p;
+    (void)state;
+    expect_resync(&(struct gen){.skip_seq = 20},
+                  (const char *[]){"chain gw1: seq 20..20 missing: the checkpoint at seq 20 covers "
+                                   "records the chain does not have (it ends at seq 19)"},
+                  1, 24, 9 + 5);
+    assert_int_equal(verify_all(&(struct gen){.from_seq = 11, .skip_seq = 15}, true, &p),
+                     GW_EDATALOSS);
+    assert_int_equal(p.n, 2);
+    assert_string_equal(p.at[0], "chain gw1: seq 1..10 missing: the checkpoint at seq 10 comes "
+                                 "before any record (a whole chain starts at seq 1)");
+    assert_string_equal(p.at[1], ORDER(15, 14, 16));
+    assert_int_equal(p.records[0], 14);
+    assert_int_equal(p.not_covered[0], 4 + 5); /* 11..14, and 21..25 */
+}
+
 static int ed25519_group(void **state)
 {
     (void)state;
@@ -579,6 +726,10 @@ int main(void)
         cmocka_unit_test(bad_checkpoint_does_not_hide_later_breaks),
         cmocka_unit_test(bad_checkpoint_covers_nothing),
         cmocka_unit_test(bad_anchor_is_gone_past),
+        cmocka_unit_test(junk_record_is_named_and_gone_past),
+        cmocka_unit_test(junk_in_between_is_set_aside),
+        cmocka_unit_test(junk_does_not_hide_later_tampering),
+        cmocka_unit_test(checkpoint_over_missing_records_is_gone_past),
     };
     return cmocka_run_group_tests_name("ed25519", tests, ed25519_group, NULL) |
            cmocka_run_group_tests_name("sm2", tests, sm2_group, NULL);
