@@ -699,6 +699,54 @@ def test_junk_record_does_not_hide_later_tampering_bundle(stack, db, tmp_path, t
     assert r.returncode == 1 and failed(r) == places, r.stdout + r.stderr
 
 
+def test_record_the_format_cannot_hold_is_left_out_live(stack, db, tmp_path, template):
+    """Rows the bundle format cannot hold, planted before sql/027 refused them (the constraint
+    dropped here, as the superuser, to plant them): one with an empty actor in a junk chain '0'
+    that sorts first, one with a detail over 1024 bytes at gw1's seq 28 with a record 29 chained
+    onto it; and gw1's record 12 altered. The live check names each such row, leaves it out and
+    checks on (it used to stop at the first with "invalid argument", checking nothing after it):
+    the altered record and the gap left at 28 are named too, an incident each. An export cannot
+    carry such a row: it fails naming it, and no bundle is written."""
+    last = template["gw1"][-1]
+    r28 = dict(last, seq=28, at_us=last["at_us"] + 1_000_000, detail="x" * 1025,
+               prev_hash=last["hash"])
+    r28.pop("hash")
+    h28 = hashlib.sha256(audit_lib.encode_record(r28)).digest()
+    r29 = dict(r28, seq=29, detail=None, prev_hash=h28)
+    h29 = hashlib.sha256(audit_lib.encode_record(r29)).digest()
+    cols = ", ".join(list(audit_lib.RECORD_FIELDS) + ["hash"])
+    rows = ", ".join("(%s)" % ", ".join(audit_lib.sql_text(v) for v in
+                                        [r[k] for k in audit_lib.RECORD_FIELDS] + [h])
+                     for r, h in ((r28, h28), (r29, h29)))
+    tamper(stack, db, "ALTER TABLE audit_record DROP CONSTRAINT audit_record_encodable; "
+                      "INSERT INTO audit_chain (id, kind) VALUES ('0', 'gateway'); "
+                      "INSERT INTO audit_record (chain, seq, at_us, actor, action, outcome, "
+                      "confidential, prev_hash, hash) VALUES ('0', 1, 0, '', 'x', 'ok', false, "
+                      "decode(repeat('00', 32), 'hex'), decode(repeat('00', 32), 'hex')); "
+                      "INSERT INTO audit_record (%s) VALUES %s; "
+                      "UPDATE audit_record SET actor = 'someone_else' "
+                      "WHERE chain = 'gw1' AND seq = 12;" % (cols, rows))
+    cannot = "not a record the audit format can hold (an empty actor, or a text over 1024 bytes)"
+    places = ["chain 0: seq 1: %s; left out of the check" % cannot,
+              "chain gw1: seq 12: the record's content does not match its hash (the record "
+              "altered)",
+              "chain gw1: seq 28: %s; left out of the check" % cannot,
+              "chain gw1: seq 28 expected after seq 27, found seq 29 (a record missing or out of "
+              "order)"]
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert failed(r) == places, r.stdout + r.stderr
+    assert "4 broken places (2 of 3 chains, 0 against --since)" in r.stderr, r.stderr
+    inc = stack.psql("SELECT detail FROM incident WHERE kind = 'audit_chain_break' ORDER BY id",
+                     uri=su(stack, db))
+    assert inc == places, inc
+    path = str(tmp_path / "cannot.bundle")
+    r = stack.ctl("audit", "export", "--from", "0", "--to", FAR, "--out", path, "--keyring",
+                  stack.env["WAYGATE_KEYRING"], "--db", uri(stack, db, TEMPLATE + "_admin"))
+    assert r.returncode == 1 and "chain 0: seq 1: %s" % cannot in r.stderr, r.stdout + r.stderr
+    assert not os.path.exists(path) and not os.path.exists(path + ".partial")
+
+
 def test_checkpoint_signed_by_a_key_added_to_the_bundle_is_refused_with_a_trusted_key(
         stack, db, tmp_path):
     """An attacker adds his own key and re-signs the checkpoint at 20 with it (head changed):

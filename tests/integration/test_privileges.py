@@ -124,6 +124,16 @@ GATEWAY_REFUSED = [
      "SELECT id, 1000000, 0, 'clerk_a', 'search.phone', 'ok', false, " + ZERO32 + ", " +
      ZERO32 + ", -5 FROM audit_chain WHERE kind = 'gateway' LIMIT 1", "23514",
      r'violates check constraint "audit_record_count_check"'),
+    # sql/027: a record the bundle format cannot hold (an empty actor, a text over 1024 bytes)
+    # would stop `audit verify` and every export at that row
+    ("audit_empty_actor", "INSERT INTO audit_record " + AUDIT_COLS + " SELECT id, 1000000, 0, "
+     "'', 'search.phone', 'ok', false, " + ZERO32 + ", " + ZERO32 + " FROM audit_chain "
+     "WHERE kind = 'gateway' LIMIT 1", "23514",
+     r'violates check constraint "audit_record_encodable"'),
+    ("audit_text_too_long", "INSERT INTO audit_record " + AUDIT_COLS[:-1] + ", detail) "
+     "SELECT id, 1000000, 0, 'clerk_a', 'search.phone', 'ok', false, " + ZERO32 + ", " +
+     ZERO32 + ", repeat('x', 1025) FROM audit_chain WHERE kind = 'gateway' LIMIT 1", "23514",
+     r'violates check constraint "audit_record_encodable"'),
 ]
 
 
