@@ -134,7 +134,7 @@ static int key_cb(void *arg, const uint8_t *pub, size_t publen)
 }
 
 /* A stored row the bundle format cannot hold (an empty actor, a text over GW_AUDIT_TEXT_MAX
- * bytes; refused by the database since sql/027, so planted before it) is named. An export fails
+ * bytes; refused by the database since sql/026, so planted before it) is named. An export fails
  * on it (a bundle cannot carry it); the live check leaves it out and checks on, so one planted
  * row does not stop the check of its chain or of the chains after it (the verifier then sees
  * its seq missing, and follows the chain on from the next record). */

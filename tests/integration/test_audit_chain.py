@@ -700,7 +700,7 @@ def test_junk_record_does_not_hide_later_tampering_bundle(stack, db, tmp_path, t
 
 
 def test_record_the_format_cannot_hold_is_left_out_live(stack, db, tmp_path, template):
-    """Rows the bundle format cannot hold, planted before sql/027 refused them (the constraint
+    """Rows the bundle format cannot hold, planted before sql/026 refused them (the constraint
     dropped here, as the superuser, to plant them): one with an empty actor in a junk chain '0'
     that sorts first, one with a detail over 1024 bytes at gw1's seq 28 with a record 29 chained
     onto it; and gw1's record 12 altered. The live check names each such row, leaves it out and

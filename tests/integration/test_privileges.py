@@ -124,7 +124,7 @@ GATEWAY_REFUSED = [
      "SELECT id, 1000000, 0, 'clerk_a', 'search.phone', 'ok', false, " + ZERO32 + ", " +
      ZERO32 + ", -5 FROM audit_chain WHERE kind = 'gateway' LIMIT 1", "23514",
      r'violates check constraint "audit_record_count_check"'),
-    # sql/027: a record the bundle format cannot hold (an empty actor, a text over 1024 bytes)
+    # sql/026: a record the bundle format cannot hold (an empty actor, a text over 1024 bytes)
     # would stop `audit verify` and every export at that row
     ("audit_empty_actor", "INSERT INTO audit_record " + AUDIT_COLS + " SELECT id, 1000000, 0, "
      "'', 'search.phone', 'ok', false, " + ZERO32 + ", " + ZERO32 + " FROM audit_chain "

@@ -1,4 +1,4 @@
--- 027_audit_record_encodable: an audit record the bundle format cannot hold is refused (Art. 33).
+-- 026_audit_record_encodable: an audit record the bundle format cannot hold is refused (Art. 33).
 --
 -- The writers (gateway/store/audit.c, gateway/store/audit_ctl.c) only ever store a record that
 -- gw_audit_rec_check accepts: an actor that is not empty, and no text longer than 1024 bytes
