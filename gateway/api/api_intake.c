@@ -209,7 +209,7 @@ static void record_segment_incident(struct intake *in)
     snprintf(detail, sizeof(detail),
              "%zu submitted waybill number(s) outside the branch's segments", in->seg_refused);
     inc.principal = in->who->name;
-    inc.peer = lc->peer;
+    inc.peer = gw_call_peer(in->call);
     inc.branch = in->who->branch;
     inc.detail = detail;
     rc = gw_incident_record(in->app->incidents, &inc);

@@ -6,8 +6,10 @@
  * confidential audit record (lawful.request, lawful.approve, lawful.reject; a decision by the
  * requester's own person is recorded as refused) commit in one transaction through the audit
  * writer; the answer is sent only after that commit. Invariant: waybill numbers leave this file
- * only as blind indexes; nothing of a case reaches a log line; the free texts (agency, officer,
- * references, comment) are stored only as text.h's gw_text_field allows. */
+ * only as blind indexes; nothing of a case reaches a log line, nor anything that tells lawful
+ * access: both methods are confidential (methods.c, call.h), and the one line a failure writes is
+ * the neutral one every audited read writes (gw_api_log_unrecorded); the free texts (agency,
+ * officer, references, comment) are stored only as text.h's gw_text_field allows. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -18,10 +20,10 @@
 #include "alloc.h"
 #include "api.h"
 #include "api_compliance.h"
+#include "api_record.h"
 #include "app.h"
 #include "audit.h"
 #include "config.h"
-#include "log.h"
 #include "seal.h"
 #include "store.h"
 #include "store_lawful.h"
@@ -159,10 +161,8 @@ static void requested_cb(void *arg, int err, int64_t seq, const struct gw_db_res
     l->areq = NULL;
     gw_call_set_cancel(l->call, NULL, NULL);
     if (err != 0) {
-        GW_LOG(GW_LOG_ERROR, "lawful", gw_call_log_ctx(l->call),
-               "lawful-access request not recorded: %s (statement %d, SQLSTATE %s)",
-               gw_err_str(err), res != NULL ? res->failed_stmt : -1,
-               res != NULL && res->sqlstate != NULL ? res->sqlstate : "-");
+        /* the neutral line (call.h: a confidential call's) */
+        gw_api_log_unrecorded(l->call, err, res != NULL ? res->sqlstate : NULL);
         gw_call_fail(l->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
                      err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
         return;
@@ -289,8 +289,7 @@ static void refusal_recorded_cb(void *arg, int err, int64_t seq, const struct gw
     l->areq = NULL;
     gw_call_set_cancel(l->call, NULL, NULL);
     if (err != 0)
-        GW_LOG(GW_LOG_ERROR, "lawful", gw_call_log_ctx(l->call),
-               "refused lawful-access decision not recorded: %s", gw_err_str(err));
+        gw_api_log_refusal_unrecorded(err);
     gw_call_fail(l->call, GW_EPERM, "case_id", l->refusal_rule);
 }
 
@@ -351,8 +350,7 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
         }
     }
     if (err != 0) {
-        GW_LOG(GW_LOG_ERROR, "lawful", gw_call_log_ctx(l->call),
-               "lawful-access decision not recorded: %s", gw_err_str(err));
+        gw_api_log_unrecorded(l->call, err, res != NULL ? res->sqlstate : NULL);
         gw_call_fail(l->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
                      err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
         return;

@@ -6,7 +6,10 @@
  * confidential lawful.read audit record committed, in a transaction that checks once more that
  * the case is still approved and unexpired (fail closed). A number no such case names is
  * recorded as a refused lawful.read (by its blind index) and answered NOT_FOUND. Invariant: clear
- * values live only in the call's arena; nothing of the case or the waybill reaches a log line. */
+ * values live only in the call's arena; nothing of the case or the waybill reaches a log line, nor
+ * anything that tells lawful access: the call is confidential (call.h), and a failure writes only
+ * the neutral lines every audited read writes (gw_api_log_unrecorded, and api_query.c's line of
+ * an unreadable record, which names the record id as for any reader). */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -16,9 +19,9 @@
 #include "alloc.h"
 #include "api_compliance.h"
 #include "api_query.h"
+#include "api_record.h"
 #include "app.h"
 #include "audit.h"
-#include "log.h"
 #include "seal.h"
 #include "store.h"
 #include "store_lawful.h"
@@ -58,8 +61,8 @@ static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_resu
         return;
     }
     if (err != 0) { /* not recorded (or not known to be): nothing is released */
-        GW_LOG(GW_LOG_ERROR, "lawful", gw_call_log_ctx(r->call),
-               "lawful read not recorded (%s): withheld", gw_err_str(err));
+        /* the neutral line (call.h: a confidential call's) */
+        gw_api_log_unrecorded(r->call, err, res != NULL ? res->sqlstate : NULL);
         gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
@@ -79,8 +82,7 @@ static void refusal_recorded_cb(void *arg, int err, int64_t seq, const struct gw
     r->areq = NULL;
     gw_call_set_cancel(r->call, NULL, NULL);
     if (err != 0)
-        GW_LOG(GW_LOG_ERROR, "lawful", gw_call_log_ctx(r->call),
-               "refused lawful read not recorded: %s", gw_err_str(err));
+        gw_api_log_refusal_unrecorded(err);
     gw_call_fail(r->call, GW_ENOTFOUND, "waybill_no", GW_RULE_LAWFUL_NOT_GRANTED);
 }
 

@@ -27,6 +27,7 @@
 #include "config.h"
 #include "incident.h"
 #include "log.h"
+#include "policy.h"
 
 /* A password to check against the stored hash: present and within GW_PWPOLICY_MAX_BYTES (what
  * a job's buffer holds). Returns true, or false after refusing the call naming field. */
@@ -137,8 +138,13 @@ static void login_done_cb(void *arg, int err, bool created, int64_t expires_at, 
         gw_call_fail(a->call, err, NULL, GW_RULE_NONE);
         return;
     }
-    GW_LOG(GW_LOG_INFO, "admin", gw_call_log_ctx(a->call), "login: account %s%s", a->object,
-           a->must_change ? " (password must change)" : "");
+    /* An account of a confidential role (lawful_access) logging in is lawful access at work: the
+     * call becomes confidential (call.h: no line, no metric; Art. 16), login.ok records it. */
+    if (gw_policy_confidential_role(a->role))
+        gw_call_set_confidential(a->call);
+    else
+        GW_LOG(GW_LOG_INFO, "admin", gw_call_log_ctx(a->call), "login: account %s%s", a->object,
+               a->must_change ? " (password must change)" : "");
     gw_call_finish(a->call, GW_GRPC_OK, NULL);
 }
 
@@ -347,8 +353,9 @@ static void changed_cb(void *arg, int err, bool changed, int64_t set_at)
         gw_call_fail(a->call, err, NULL, GW_RULE_NONE);
         return;
     }
-    GW_LOG(GW_LOG_INFO, "admin", gw_call_log_ctx(a->call), "password changed: account %s",
-           a->object);
+    if (!gw_call_confidential(a->call)) /* a lawful_access account's: no line (call.h) */
+        GW_LOG(GW_LOG_INFO, "admin", gw_call_log_ctx(a->call), "password changed: account %s",
+               a->object);
     gw_call_finish(a->call, GW_GRPC_OK, NULL);
 }
 

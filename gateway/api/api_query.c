@@ -236,7 +236,7 @@ void gw_api_incident(struct gw_call *call, const char *severity, const char *kin
         .severity = severity,
         .kind = kind,
         .principal = p->name,
-        .peer = lc->peer,
+        .peer = gw_call_peer(call),
         .branch = p->branch,
         .detail = detail,
         .record_id = record_id,

@@ -10,12 +10,12 @@
 void gw_api_record_init(struct gw_call *call, const char *action, struct gw_audit_rec *r)
 {
     const struct gw_principal *p = gw_call_principal(call);
-    const struct gw_log_ctx *lc = gw_call_log_ctx(call);
+    const char *peer = gw_call_peer(call);
 
     memset(r, 0, sizeof(*r));
     r->actor = p->name;
     r->role = p->role[0] != '\0' ? p->role : NULL;
-    r->peer = lc != NULL && lc->peer != NULL ? lc->peer : p->peer[0] != '\0' ? p->peer : NULL;
+    r->peer = peer != NULL ? peer : p->peer[0] != '\0' ? p->peer : NULL;
     /* the certificate the call came over (for a certificate principal: itself) */
     r->cert = p->cert[0] != '\0' ? p->cert : p->authn == GW_AUTHN_CERT ? p->name : NULL;
     r->branch = p->branch[0] != '\0' ? p->branch : NULL;
@@ -24,14 +24,29 @@ void gw_api_record_init(struct gw_call *call, const char *action, struct gw_audi
     r->outcome = "ok";
 }
 
+void gw_api_log_unrecorded(struct gw_call *call, int err, const char *sqlstate)
+{
+    /* The gateway's own codes (W....: sql/) name the function that refused (WL: lawful access):
+     * PostgreSQL's are the operator's business, ours the handler's answer's. */
+    if (sqlstate != NULL && sqlstate[0] == 'W')
+        sqlstate = NULL;
+    GW_LOG(GW_LOG_ERROR, "audit", gw_call_log_ctx(call),
+           "access not recorded in the audit chain (%s, SQLSTATE %s): nothing released",
+           gw_err_str(err), sqlstate != NULL ? sqlstate : "-");
+}
+
+void gw_api_log_refusal_unrecorded(int err)
+{
+    GW_LOG(GW_LOG_ERROR, "audit", NULL, "a refused attempt was not recorded (%s)", gw_err_str(err));
+}
+
 static void refusal_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     (void)arg;
     (void)seq;
     (void)res;
     if (err != 0)
-        GW_LOG(GW_LOG_ERROR, "audit", NULL, "a refused attempt was not recorded (%s)",
-               gw_err_str(err));
+        gw_api_log_refusal_unrecorded(err);
 }
 
 void gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r)

@@ -17,4 +17,17 @@ void gw_api_record_init(struct gw_call *call, const char *action, struct gw_audi
  * written is logged. r's strings are copied by the writer. */
 void gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r);
 
+/* Logs that a call's access record was not written (error err; sqlstate, or NULL, the database's
+ * code when it refused a statement: PostgreSQL's named, the gateway's own W.... left out, since
+ * they name the function that refused), so nothing was released: one
+ * wording for every handler that withholds an answer for want of its record (Reveal, Search, the
+ * lawful-access methods and lawful reads), naming no method, object or value. The line carries
+ * the call's log context, which a confidential call's is empty (call.h): so a lawful call's line
+ * tells the operator that the database refused a record, and nothing of lawful access. */
+void gw_api_log_unrecorded(struct gw_call *call, int err, const char *sqlstate);
+
+/* Logs that the record of a refused attempt was not written (error err): one wording, without
+ * context, for every such record (gw_api_record_refusal's and the lawful-access refusals'). */
+void gw_api_log_refusal_unrecorded(int err);
+
 #endif

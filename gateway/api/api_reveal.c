@@ -105,8 +105,7 @@ static void audited_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
     r->areq = NULL;
     gw_call_set_cancel(r->call, NULL, NULL);
     if (err != 0) { /* not recorded (or not known to be): nothing is released */
-        GW_LOG(GW_LOG_ERROR, "query", gw_call_log_ctx(r->call),
-               "reveal not recorded in the audit chain (%s): value withheld", gw_err_str(err));
+        gw_api_log_unrecorded(r->call, err, NULL);
         gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
@@ -148,8 +147,7 @@ static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *r
         return;
     }
     if (err != 0) { /* not recorded (or not known to be): nothing is released */
-        GW_LOG(GW_LOG_ERROR, "query", gw_call_log_ctx(r->call),
-               "reveal not recorded (%s): value withheld", gw_err_str(err));
+        gw_api_log_unrecorded(r->call, err, NULL);
         gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
@@ -161,8 +159,7 @@ static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *r
     rc = app->audit != NULL ? gw_audit_write(app->audit, NULL, 0, &rec, 1, audited_cb, r, &r->areq)
                             : GW_EUNAVAIL;
     if (rc != 0) {
-        GW_LOG(GW_LOG_ERROR, "query", gw_call_log_ctx(r->call),
-               "reveal not recorded in the audit chain (%s): value withheld", gw_err_str(rc));
+        gw_api_log_unrecorded(r->call, rc, NULL);
         gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
@@ -196,7 +193,7 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     rv.role = p->role;
     /* the certificate the call came over (for a certificate principal: itself) */
     rv.cert = p->cert[0] != '\0' ? p->cert : p->authn == GW_AUTHN_CERT ? p->name : "";
-    rv.peer = gw_call_log_ctx(r->call)->peer != NULL ? gw_call_log_ctx(r->call)->peer : p->peer;
+    rv.peer = gw_call_peer(r->call) != NULL ? gw_call_peer(r->call) : p->peer;
     memcpy(rv.record_id, row->w.id, sizeof(rv.record_id));
     gw_store_id_text(row->w.id, r->object);
     snprintf(r->object + 36, sizeof(r->object) - 36, ":%s", gw_col_field[r->col]);

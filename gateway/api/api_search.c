@@ -143,8 +143,7 @@ static void audited_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
     s->areq = NULL;
     gw_call_set_cancel(s->call, NULL, NULL);
     if (err != 0) {
-        GW_LOG(GW_LOG_ERROR, "query", gw_call_log_ctx(s->call),
-               "search not recorded in the audit chain (%s): nothing sent", gw_err_str(err));
+        gw_api_log_unrecorded(s->call, err, NULL);
         gw_call_fail(s->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
@@ -169,8 +168,7 @@ static void release(struct search *s)
     rc = app->audit != NULL ? gw_audit_write(app->audit, NULL, 0, &rec, 1, audited_cb, s, &s->areq)
                             : GW_EUNAVAIL;
     if (rc != 0) {
-        GW_LOG(GW_LOG_ERROR, "query", gw_call_log_ctx(s->call),
-               "search not recorded in the audit chain (%s): nothing sent", gw_err_str(rc));
+        gw_api_log_unrecorded(s->call, rc, NULL);
         gw_call_fail(s->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }

@@ -2,7 +2,8 @@
  * -> handler. Who may call each method is the policy's business (policy.c), not this table's.
  * Invariant: static and constant; a method not built yet has a NULL handler (UNIMPLEMENTED for
  * callers the policy allows); the lawful-access methods are confidential (counted in no
- * per-method metric, Art. 16), as is a lawful read through Get (api_get.c marks it). */
+ * per-method metric, named in no log line: call.h, Art. 16), as is every call of a lawful_access
+ * account, a lawful read through Get included (call.c, api_get.c). */
 #include "api.h"
 
 static const struct gw_method methods[] = {

@@ -85,6 +85,11 @@ int gw_policy_role_index(const char *role)
     return -1;
 }
 
+bool gw_policy_confidential_role(const char *role)
+{
+    return role != NULL && strcmp(role, "lawful_access") == 0;
+}
+
 struct gw_policy *gw_policy_alloc(const struct gw_policy_method *extra, size_t n)
 {
     struct gw_policy *p = gw_calloc(1, sizeof(*p));

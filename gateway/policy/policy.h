@@ -72,6 +72,12 @@ void gw_policy_free(struct gw_policy *p);
 int gw_policy_may_call(const struct gw_policy *pol, const char *path, const struct gw_principal *p,
                        struct gw_fault *f) GW_MUST_CHECK;
 
+/* Is every call of a principal in this role confidential? True for lawful_access (Art. 16): what
+ * its accounts do, answered or refused, whatever the method, tells of lawful access, so their
+ * calls are counted in no per-method metric and leave no line in the log that names them
+ * (call.h). */
+bool gw_policy_confidential_role(const char *role);
+
 /* The rule for path, or NULL when there is none (for tests and documentation). */
 const struct gw_policy_method *gw_policy_method_rule(const struct gw_policy *pol, const char *path);
 

@@ -53,7 +53,7 @@ struct gw_call {
     struct gw_rpc *rpc;
     struct gw_h2_stream *st;
     const struct gw_method *method;
-    bool confidential;              /* counted in no per-method metric (gw_call_set_confidential) */
+    bool confidential;              /* counted in no metric, named in no log line (confide) */
     const struct gw_policy *policy; /* a reference: the policy the call started with, kept
                                      * across a reload until the call ends */
     enum call_state state;
@@ -69,7 +69,8 @@ struct gw_call {
     char request_id[72];
     char *authorization; /* wiped on free */
     struct gw_principal principal;
-    struct gw_log_ctx log;
+    const char *peer;      /* the connection's address (the stream's peer outlives the call) */
+    struct gw_log_ctx log; /* empty while confidential */
     struct gw_arena *arena;
     bool arena_exhausted;
     ProtobufCAllocator pba;
@@ -246,6 +247,15 @@ static void call_free(struct gw_call *call)
     gw_free(call);
 }
 
+/* The call is confidential from now on (call.h, gw_call_set_confidential): no metric counts it,
+ * call.c logs nothing of it, and its log context is emptied, since a request id (a client may
+ * choose it), a peer or a principal on a line are what would tie that line to lawful access. */
+static void confide(struct gw_call *call)
+{
+    call->confidential = true;
+    memset(&call->log, 0, sizeof(call->log));
+}
+
 /* A refusal decided by the call itself (identity, policy, an unimplemented method), before
  * the handler runs. */
 static void refuse(struct gw_call *call, const struct gw_fault *f)
@@ -258,8 +268,10 @@ static void refuse(struct gw_call *call, const struct gw_fault *f)
 
 static void start_handler(struct gw_call *call)
 {
+    /* No "call started" line: the finish line names the method and the time taken, and a line
+     * written here would outlive a handler's learning that its call is confidential (a login to
+     * a lawful_access account: only the account's lookup tells). */
     call->state = CALL_RUNNING;
-    GW_LOG(GW_LOG_DEBUG, "call", &call->log, "call started: %s", call->method->path);
     call->method->handler(call, call->req, call->req_len);
 }
 
@@ -343,6 +355,8 @@ void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
     if (call->state != CALL_IDENTIFYING)
         return;
     call->cancel_fn = NULL;
+    if (p != NULL && gw_policy_confidential_role(p->role))
+        confide(call); /* a lawful_access account's call, answered or refused */
     if (f != NULL && f->code != 0) {
         if (rp->refused != NULL)
             rp->refused(rp->refused_ctx, call->method->path, gw_h2_stream_peer(call->st), p, f);
@@ -350,7 +364,8 @@ void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
         return;
     }
     call->principal = *p;
-    call->log.principal = call->principal.name[0] ? call->principal.name : NULL;
+    if (!call->confidential)
+        call->log.principal = call->principal.name[0] ? call->principal.name : NULL;
     if (gw_policy_may_call(call->policy, call->method->path, &call->principal, &denied) != 0) {
         if (rp->refused != NULL)
             rp->refused(rp->refused_ctx, call->method->path, gw_h2_stream_peer(call->st),
@@ -381,7 +396,6 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     call->rpc = rpc;
     call->st = st;
     call->method = m;
-    call->confidential = m->confidential;
     call->policy = gw_policy_ref(rp->policy);
     call->state = CALL_IDENTIFYING;
     call->start_ms = gw_now_ms();
@@ -396,8 +410,11 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
         if (call->authorization == NULL)
             goto fail;
     }
+    call->peer = gw_h2_stream_peer(st)->addr;
     call->log.request_id = call->request_id;
-    call->log.peer = gw_h2_stream_peer(st)->addr;
+    call->log.peer = call->peer;
+    if (m->confidential)
+        confide(call);
     call->conn_mem = gw_h2_stream_budget(st);
     call->arena = gw_arena_new(cap);
     call->deadline_ev = evtimer_new(rp->base, deadline_cb, call);
@@ -540,7 +557,8 @@ void gw_call_up_close(void *obj)
     if (call->state != CALL_DONE && !call->confidential) /* closed before a status: cancelled */
         gw_rpc_count(call->rpc, call->method, GW_GRPC_CANCELLED, gw_now_ms() - call->start_ms);
     if (cancellable(call) && call->cancel_fn != NULL && !call->in_cancel) {
-        GW_LOG(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->path);
+        if (!call->confidential)
+            GW_LOG(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->path);
         run_cancel(call);
     }
     call_free(call);
@@ -569,11 +587,15 @@ static void finish(struct gw_call *call, enum gw_grpc_status status, const char 
     call->cancel_fn = NULL;
     call->writable_fn = NULL;
     event_del(call->deadline_ev);
-    if (!call->confidential)
+    /* A confidential call: no line at all, not even one without its method (its status,
+     * message and timing would tell a lawful case's progress). */
+    if (!call->confidential) {
         gw_rpc_count(call->rpc, call->method, status, gw_now_ms() - call->start_ms);
-    GW_LOG(status == GW_GRPC_OK ? GW_LOG_DEBUG : GW_LOG_INFO, "call", &call->log,
-           "call finished: %s grpc-status %d (%s) after %llu ms", call->method->path, (int)status,
-           message ? message : "", (unsigned long long)(gw_now_ms() - call->start_ms));
+        GW_LOG(status == GW_GRPC_OK ? GW_LOG_DEBUG : GW_LOG_INFO, "call", &call->log,
+               "call finished: %s grpc-status %d (%s) after %llu ms", call->method->path,
+               (int)status, message ? message : "",
+               (unsigned long long)(gw_now_ms() - call->start_ms));
+    }
     if (call->st != NULL)
         gw_h2_stream_finish(call->st, status, message); /* may free the call */
 }
@@ -665,6 +687,10 @@ const struct gw_log_ctx *gw_call_log_ctx(const struct gw_call *call)
 {
     return &call->log;
 }
+const char *gw_call_peer(const struct gw_call *call)
+{
+    return call->peer;
+}
 const char *gw_call_request_id(const struct gw_call *call)
 {
     return call->request_id;
@@ -675,7 +701,11 @@ uint64_t gw_call_deadline_ms(const struct gw_call *call)
 }
 void gw_call_set_confidential(struct gw_call *call)
 {
-    call->confidential = true;
+    confide(call);
+}
+bool gw_call_confidential(const struct gw_call *call)
+{
+    return call->confidential;
 }
 struct gw_arena *gw_call_arena(struct gw_call *call)
 {

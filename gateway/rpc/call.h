@@ -46,9 +46,10 @@ struct gw_method {
     const char *path;      /* "/waygate.v1.WaybillIntake/Submit" */
     gw_handler_fn handler; /* NULL: answered UNIMPLEMENTED once the caller is authorised */
     bool server_streaming; /* the handler may gw_call_send() more than once */
-    bool confidential;     /* its calls, refused or not, are counted in no per-method metric (lawful
-                            * access, Art. 16: their number and timing are not the metrics' readers'
-                            * to know) */
+    bool confidential;     /* its calls, refused or not, are counted in no per-method metric and
+                            * leave no line in the log that names them (lawful access, Art. 16:
+                            * their number, timing and content are not the metrics' or the log's
+                            * readers' to know) */
 };
 
 struct gw_app *gw_call_app(struct gw_call *call);
@@ -57,16 +58,28 @@ struct gw_app *gw_call_app(struct gw_call *call);
 const struct gw_policy *gw_call_policy(const struct gw_call *call);
 /* The resolved caller (valid from the handler's start to the call's end). */
 const struct gw_principal *gw_call_principal(const struct gw_call *call);
+/* The context of the call's log lines: request id, peer and principal; for a confidential call
+ * none of them (gw_call_confidential). For what a record keeps, use gw_call_peer. */
 const struct gw_log_ctx *gw_call_log_ctx(const struct gw_call *call);
+/* The connection's address, for audit records and incidents (valid until the call ends). */
+const char *gw_call_peer(const struct gw_call *call);
 const char *gw_call_request_id(const struct gw_call *call);
 /* A request metadata value, or NULL when absent. Only "authorization" is kept for now (the
  * transport drops other metadata); valid until the call ends. */
 const char *gw_call_metadata(const struct gw_call *call, const char *name);
 /* Monotonic deadline in milliseconds (gw_now_ms() clock); always set (capped by config). */
 uint64_t gw_call_deadline_ms(const struct gw_call *call);
-/* From now on the call is counted in no per-method metric, as a confidential method's calls are
- * (for a call whose confidentiality depends on its caller: a lawful read through Get). */
+/* From now on the call is confidential, as a confidential method's calls are, and as every call
+ * of a principal in a confidential role is from its identity step on
+ * (gw_policy_confidential_role): counted in no per-method metric; the call writes no line of its
+ * own (finished, cancelled: a call writes none before its handler runs), and its log context is
+ * empty, so that a line a handler must still write (an error an operator needs) names no request
+ * id, peer or principal. Such a line must not name the method, a case, its free text, a waybill
+ * or the caller either: handlers of confidential calls word them so. For a call whose
+ * confidentiality only its handler can tell (a login to a lawful_access account). */
 void gw_call_set_confidential(struct gw_call *call);
+/* True once the call is confidential (above). */
+bool gw_call_confidential(const struct gw_call *call);
 /* The call's arena: freed (and wiped) when the call ends. */
 struct gw_arena *gw_call_arena(struct gw_call *call);
 /* A protobuf-c allocator drawing from the call's arena (free is a no-op). */

@@ -7,14 +7,17 @@ committed before the view leaves (fail closed). Nothing of a case is visible to 
 Expiry is made deterministic by moving an approved case's times into the past as the schema's
 owner (what the clock would do), never by sleeping."""
 
+import json
+import re
 import time
 
 import grpc
 import pytest
 
-from query_data import GET, get, new_waybill, refusal, submit
+import waygate_proto
+from query_data import GET, get, new_waybill, nonexistent, refusal, submit
 from test_accounts import Admin, change, login, password, unique
-from conftest import bearer
+from conftest import ExtraGateway, bearer, wait_for
 
 REQUEST = "/waygate.v1.Compliance/RequestLawfulAccess"
 DECIDE = "/waygate.v1.Compliance/DecideLawfulAccess"
@@ -357,3 +360,150 @@ def test_lawful_read_fails_closed(stack, lawful, waybills):
     assert len(records(stack, case.case_id, "lawful.read")) == before
     # recorded again: the read works
     assert lawful.read(w2.waybill_no).waybill.sender.phone == w2.sender.phone
+
+
+def debug_log(text):
+    """A gateway's configuration at the most verbose log level the daemon has (debug)."""
+    text, n = re.subn(r"(?m)^level\s*=.*$", "level = debug", text)
+    assert n == 1, "no [log] level in the dev stack's configuration"
+    return text
+
+
+def test_lawful_access_leaves_nothing_in_the_log(stack, waybills):
+    """Art. 16: lawful access is confidential to the gateway's log readers as to its metrics'. A
+    gateway logging at debug serves the whole flow: the officer and the security admin log in
+    (and a new officer account logs in, changes its one-time password, logs in again), a case is
+    requested, approved and read (Get), another requested and rejected and its waybill
+    refused, and lawful calls are refused (by the policy, by a rule, by the case's state, for want
+    of their record). Its log then names none of it: no lawful method or role ("lawful" in any
+    case), no case id, none of the case's free texts, no waybill number, no request id the lawful
+    calls carried; the lawful_access account's login and Gets are not among the calls logged;
+    the one error an operator needs (a record the database refused) is there without any of it.
+    The security admin's login and a courier's Gets in the same window are there, at debug: the
+    log was on."""
+    (w1, id1), _, (w3, id3), _ = waybills
+    w2 = new_waybill(stack, "a")  # named by no case of the officer's but the rejected one
+    submit(stack, w2)
+    pb = stack.pb
+    # a second officer's account, new: its first login and password change are in the window
+    admin = Admin(stack)
+    second = unique("officer")
+    first_pw = admin.create(second, "lawful_access")
+    gw = ExtraGateway(stack, "lawfullog", edit=debug_log)
+    try:
+        start = len(gw.log())
+        admin_ch = stack.channel("admin", addr=gw.addr)
+        courier_ch = stack.channel("courier_a", addr=gw.addr)
+        tag = "%d" % time.time_ns()
+        hidden = []  # what the log must not hold, beyond "lawful"
+
+        def call(ch, method, req, resp, md=(), rid=None):
+            if rid is None:  # a lawful call's: none of its lines may carry it
+                rid = "rq-conf-%s-%d" % (tag, len(hidden))
+                hidden.append(rid)
+            return waygate_proto.unary(ch, method, req, resp, timeout=15,
+                                       metadata=list(md) + [("x-request-id", rid)])
+
+        def log_in(name, rid=None):
+            account, pw, via = stack.account(name)
+            assert via == "admin"
+            return bearer(call(admin_ch, "/waygate.v1.Admin/Login",
+                               pb.admin.LoginRequest(account=account, password=pw),
+                               pb.admin.LoginResponse, rid=rid).token)
+
+        # both over the administration certificate: the security admin's login is logged, the
+        # officer's (a lawful_access account's) is not
+        sec_login = "rq-login-%s" % tag
+        officer, sec = log_in("lawful"), log_in("secadmin", sec_login)
+        hidden.append(second)
+        new_pw = password()
+        r = call(admin_ch, "/waygate.v1.Admin/Login",
+                 pb.admin.LoginRequest(account=second, password=first_pw), pb.admin.LoginResponse)
+        assert r.must_change_password
+        call(admin_ch, "/waygate.v1.Admin/ChangePassword", pb.admin.ChangePasswordRequest(
+            old_password=first_pw, new_password=new_pw), pb.admin.ChangePasswordResponse,
+            bearer(r.token))
+        call(admin_ch, "/waygate.v1.Admin/Login",
+             pb.admin.LoginRequest(account=second, password=new_pw), pb.admin.LoginResponse)
+        texts = dict(agency="某市公安局刑侦支队%s" % tag, officer="李警官 %s" % tag,
+                     case_ref="CASE-LOG-%s" % tag, legal_document_ref="调取证据通知书 %s 号" % tag)
+        comments = ("approved-after-review-%s" % tag, "rejected-after-review-%s" % tag)
+        hidden += list(texts.values()) + list(comments) + [w1.waybill_no, w2.waybill_no]
+
+        def request(number, md=officer):
+            return call(admin_ch, REQUEST,
+                        pb.compliance.RequestLawfulAccessRequest(waybill_nos=[number], **texts),
+                        pb.compliance.RequestLawfulAccessResponse, md)
+
+        def decide(case_id, approve, comment, md=sec):
+            return call(admin_ch, DECIDE, pb.compliance.DecideLawfulAccessRequest(
+                case_id=case_id, approve=approve, comment=comment),
+                pb.compliance.DecideLawfulAccessResponse, md)
+
+        def read(number):
+            return call(admin_ch, GET, pb.query.GetRequest(waybill_no=number),
+                        pb.common.WaybillView, officer)
+
+        approved = request(w1.waybill_no)
+        assert decide(approved.case_id, True, comments[0]).state == \
+            pb.compliance.APPROVAL_STATE_APPROVED
+        assert read(w1.waybill_no).id == id1
+        rejected = request(w2.waybill_no)
+        assert decide(rejected.case_id, False, comments[1]).state == \
+            pb.compliance.APPROVAL_STATE_REJECTED
+        hidden += [approved.case_id, rejected.case_id]
+        assert refusal(lambda: read(w2.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+        # refused: by the policy (each role the other's method; the officer a method of nobody's
+        # case), by a rule, by the case's state
+        assert refusal(lambda: request(w1.waybill_no, md=sec))[0] == \
+            grpc.StatusCode.PERMISSION_DENIED
+        assert refusal(lambda: decide(approved.case_id, True, comments[0], md=officer))[0] == \
+            grpc.StatusCode.PERMISSION_DENIED
+        assert refusal(lambda: call(admin_ch, REPORT, pb.compliance.ReportRequest(month="2026-12"),
+                                    pb.compliance.ReportResponse, officer))[0] == \
+            grpc.StatusCode.PERMISSION_DENIED
+        assert refusal(lambda: decide(approved.case_id, True, comments[0])) == (
+            grpc.StatusCode.FAILED_PRECONDITION, "case_id: the case was already decided")
+        assert refusal(lambda: read("not a number!"))[0] == grpc.StatusCode.INVALID_ARGUMENT
+        # a read whose record cannot be written: refused, and the operator is told (below)
+        stack.psql("REVOKE INSERT ON audit_record FROM waygate_gateway")
+        try:
+            assert refusal(lambda: read(w1.waybill_no))[0] == grpc.StatusCode.UNAVAILABLE
+        finally:
+            stack.psql("GRANT INSERT (chain, seq, at_us, actor, role, peer, cert, branch, action, "
+                       "object, count, purpose, legal_basis, approval, outcome, detail, "
+                       "confidential, prev_hash, hash) ON audit_record TO waygate_gateway")
+        assert read(w1.waybill_no).id == id1  # recorded again
+
+        # a courier's Gets in the same window: logged (status 0 at debug, NOT_FOUND at info)
+        seen = ["rq-visible-%s-%d" % (tag, i) for i in (1, 2)]
+        assert waygate_proto.unary(courier_ch, GET, pb.query.GetRequest(waybill_no=w3.waybill_no),
+                                   pb.common.WaybillView, timeout=15,
+                                   metadata=[("x-request-id", seen[0])]).id == id3
+        assert refusal(lambda: waygate_proto.unary(
+            courier_ch, GET, pb.query.GetRequest(waybill_no=nonexistent(stack, "a", 5)),
+            pb.common.WaybillView, timeout=15, metadata=[("x-request-id", seen[1])]))[0] == \
+            grpc.StatusCode.NOT_FOUND
+
+        # every line of those connections written: both closed (their close is logged at debug)
+        admin_ch.close()
+        courier_ch.close()
+        assert wait_for(lambda: gw.log()[start:].count("connection closed") >= 2, 20), \
+            "the gateway did not log the connections' close"
+        window = gw.log()[start:]
+    finally:
+        gw.close()
+        admin.disable(second)
+    lines = [json.loads(ln) for ln in window.splitlines()]
+    gets = [r for r in lines if r["msg"].startswith("call finished: %s " % GET)]
+    assert [(r["level"], r.get("request_id")) for r in gets] == \
+        [("debug", seen[0]), ("info", seen[1])], gets
+    logins = [r.get("request_id") for r in lines
+              if r["msg"].startswith("call finished: /waygate.v1.Admin/Login ")]
+    assert logins == [sec_login], logins
+    # the failed record's error is there, saying what failed and nothing of whose or which
+    unrecorded = [r for r in lines if "not recorded" in r["msg"]]
+    assert [(r["level"], r["component"], sorted(r)) for r in unrecorded] == \
+        [("error", "audit", ["component", "level", "msg", "time"])], unrecorded
+    for needle in ["lawful", "Lawful", "LAWFUL"] + hidden:
+        assert needle not in window, (needle, [ln for ln in window.splitlines() if needle in ln])

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 #include <event2/event.h>
@@ -784,13 +785,14 @@ static ssize_t open_body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size
 }
 
 static const char *call_authorization; /* sent with the calls submit_call makes when set */
+static const char *call_request_id;    /* likewise, as x-request-id */
 
 /* Queues a call on the client without sending it; body (may be NULL) is sent whole, then
  * END_STREAM, at the next pump. */
 static int32_t submit_call(struct harness *h, const char *path, const char *timeout,
                            struct body *body)
 {
-    nghttp2_nv nv[8] = {
+    nghttp2_nv nv[10] = {
         HNV(":method", "POST"),
         HNV(":scheme", "http"),
         HNV(":authority", "localhost"),
@@ -808,6 +810,9 @@ static int32_t submit_call(struct harness *h, const char *path, const char *time
     if (call_authorization != NULL)
         nv[n++] = (nghttp2_nv){(uint8_t *)"authorization", (uint8_t *)call_authorization, 13,
                                strlen(call_authorization), 0};
+    if (call_request_id != NULL)
+        nv[n++] = (nghttp2_nv){(uint8_t *)"x-request-id", (uint8_t *)call_request_id, 12,
+                               strlen(call_request_id), 0};
     id = nghttp2_submit_request(h->client, NULL, nv, n, body ? &prd : NULL, NULL);
     assert_true(id > 0);
     return id;
@@ -1086,6 +1091,114 @@ static void test_confidential_calls_not_counted(void **state)
     harness_free(h);
 }
 
+/* The log (fd 2) is written to a temporary file, at the most verbose level, until log_end(),
+ * which gives back what was written (malloc'd) and restores both. */
+static FILE *log_file;
+static int log_saved_fd = -1;
+static enum gw_log_level log_saved_level;
+
+static void log_begin(void)
+{
+    fflush(stderr);
+    log_file = tmpfile();
+    assert_non_null(log_file);
+    log_saved_fd = dup(2);
+    assert_true(log_saved_fd >= 0);
+    assert_true(dup2(fileno(log_file), 2) >= 0);
+    log_saved_level = gw_log_level;
+    gw_log_level = GW_LOG_DEBUG;
+}
+
+static char *log_end(void)
+{
+    long n;
+    char *text;
+
+    gw_log_level = log_saved_level;
+    assert_true(dup2(log_saved_fd, 2) >= 0);
+    close(log_saved_fd);
+    assert_int_equal(fseek(log_file, 0, SEEK_END), 0); /* written through fd 2, not the FILE */
+    n = ftell(log_file);
+    assert_true(n >= 0);
+    text = calloc(1, (size_t)n + 1);
+    assert_non_null(text);
+    rewind(log_file);
+    assert_int_equal(fread(text, 1, (size_t)n, log_file), (size_t)n);
+    fclose(log_file);
+    log_file = NULL;
+    return text;
+}
+
+/* Lawful access leaves no line in the log (Art. 16): a confidential method's calls, answered or
+ * refused, and every call of a lawful_access principal (answered, refused by the policy), write
+ * nothing that names their method, their request id or their caller, nor does a call its handler
+ * makes confidential (no line is written before the handler runs); the lawful_access principal's
+ * calls are not counted either. Another caller's calls in the same log are there, at debug: the
+ * log was on. */
+static void test_confidential_calls_not_logged(void **state)
+{
+    struct harness *h = harness_new(true);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    const char *ok_paths[] = {"/t.T/Secret", "/t.T/Echo", "/t.T/Hush"};
+    uint64_t lat = 0;
+    char *text;
+
+    (void)state;
+    log_begin();
+    call_request_id = "rq-courier-1";
+    b.off = 0;
+    assert_int_equal(reply_for(h, start_call(h, "/t.T/Echo", NULL, &b))->grpc_status, GW_GRPC_OK);
+    call_request_id = "rq-secret-1";
+    b.off = 0;
+    assert_int_equal(reply_for(h, start_call(h, "/t.T/Secret", NULL, &b))->grpc_status, GW_GRPC_OK);
+    call_request_id = "rq-hush-1";
+    b.off = 0;
+    assert_int_equal(reply_for(h, start_call(h, "/t.T/Hush", NULL, &b))->grpc_status, GW_GRPC_OK);
+    /* a lawful_access principal: every call of its, whatever the method */
+    snprintf(h->peer.cert_cn, sizeof(h->peer.cert_cn), "officer7");
+    snprintf(h->peer.cert_ou, sizeof(h->peer.cert_ou), "lawful_access");
+    for (size_t i = 0; i < sizeof(ok_paths) / sizeof(ok_paths[0]); i++) {
+        call_request_id = "rq-officer-ok";
+        b.off = 0;
+        assert_int_equal(reply_for(h, start_call(h, ok_paths[i], NULL, &b))->grpc_status,
+                         GW_GRPC_OK);
+    }
+    call_request_id = "rq-officer-refused";
+    b.off = 0;
+    assert_int_equal(reply_for(h, start_call(h, "/t.T/Admin", NULL, &b))->grpc_status,
+                     GW_GRPC_PERMISSION_DENIED);
+    b.off = 0;
+    assert_int_equal(reply_for(h, start_call(h, "/t.T/NoRule", NULL, &b))->grpc_status,
+                     GW_GRPC_PERMISSION_DENIED);
+    call_request_id = NULL;
+    /* nor are the officer's calls counted in any series: the courier's Echo alone */
+    assert_int_equal(counted(h, "/t.T/Echo", &lat), 1);
+    assert_int_equal(counted(h, "/t.T/Admin", &lat), 0);
+    assert_int_equal(counted(h, "/t.T/NoRule", &lat), 0);
+    harness_free(h);
+    h = harness_new(false); /* a confidential method refused before any handler */
+    b.off = 0;
+    assert_int_equal(reply_for(h, start_call(h, "/t.T/Secret", NULL, &b))->grpc_status,
+                     GW_GRPC_UNAUTHENTICATED);
+    harness_free(h);
+    text = log_end();
+    /* the courier's call is there, at debug, with its request id */
+    assert_non_null(strstr(text, "\"level\":\"debug\""));
+    assert_non_null(strstr(text, "call finished: /t.T/Echo grpc-status 0"));
+    assert_non_null(strstr(text, "rq-courier-1"));
+    /* and nothing of the others */
+    for (const char *const *w =
+             (const char *const[]){"Secret", "rq-secret-1", "officer7", "lawful", "rq-officer",
+                                   "/t.T/Admin", "/t.T/NoRule", "Hush", "rq-hush-1", NULL};
+         *w != NULL; w++)
+        if (strstr(text, *w) != NULL)
+            fail_msg("the log names \"%s\":\n%s", *w, text);
+    /* exactly one Echo finished: the courier's, not the officer's */
+    assert_null(strstr(strstr(text, "call finished: /t.T/Echo") + 1, "call finished: /t.T/Echo"));
+    free(text);
+}
+
 static void test_deadline(void **state)
 {
     struct harness *h = harness_new(true);
@@ -1230,7 +1343,7 @@ static void test_header_list_cap(void **state)
 {
     struct harness *h = harness_new(true);
     char big[1500];
-    nghttp2_nv nv[8] = {
+    nghttp2_nv nv[10] = {
         HNV(":method", "POST"),
         HNV(":scheme", "http"),
         HNV(":authority", "localhost"),
@@ -2152,6 +2265,7 @@ int main(void)
         cmocka_unit_test(test_compressed_and_second_message),
         cmocka_unit_test(test_unauthenticated),
         cmocka_unit_test(test_confidential_calls_not_counted),
+        cmocka_unit_test(test_confidential_calls_not_logged),
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_client_reset),
         cmocka_unit_test(test_identity_step_waits),
