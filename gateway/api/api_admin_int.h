@@ -23,6 +23,7 @@
 #define ACCOUNT_MAX 64 /* bytes of an account name asked for (Login, DisableAccount) */
 
 struct gw_app;
+struct gw_app_pwshare;
 
 /* One Admin call (in the call's arena: gone when the call ends). */
 struct adm {
@@ -101,7 +102,22 @@ void gw_admin_record_refusal(struct gw_app *app, const struct gw_acct_log *l, co
 void gw_admin_finish_fault(struct adm *a, const struct gw_fault *f, bool record);
 void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rule,
                      unsigned long limit);
+/* The refusal of a store error err (api_admin_util.c's gw_admin_refuse_db): a full queue (the
+ * audit writer's or the pool's, GW_ETOOBIG) is UNAVAILABLE GW_RULE_QUEUE_FULL (nothing was done:
+ * retrying is safe), an outage UNAVAILABLE GW_RULE_DB_UNAVAILABLE, anything else err alone. */
+void gw_admin_db_fault(int err, struct gw_fault *f);
+/* Ends the call with gw_admin_db_fault(err), recorded. */
 void gw_admin_refuse_db(struct adm *a, int err);
+/* Takes a place in the password-hashing queue for a job of certificate cert, among slots[0..n)
+ * (app->pwshare, GW_APP_PWSHARE_SLOTS of them): the index of cert's slot, whose count grew by one
+ * (a free slot is cert's from now on); or -1 with *f the refusal, RESOURCE_EXHAUSTED
+ * GW_RULE_BUSY_CERT (limit GW_API_AUTH_SHARE) when cert holds its share already, GW_RULE_BUSY
+ * (limit GW_API_AUTH_QUEUE) when no slot is free (every one held by another certificate). Pure:
+ * touches nothing but slots. */
+int gw_admin_share_take(struct gw_app_pwshare *slots, size_t n, const char *cert,
+                        struct gw_fault *f);
+/* Gives back a place gw_admin_share_take gave (slot < 0: none). */
+void gw_admin_share_give(struct gw_app_pwshare *slots, int slot);
 /* Queues j on the worker pool (work on a thread, done on the loop) and sets the cancel hook;
  * on failure frees j, refuses the call (busy: RESOURCE_EXHAUSTED) and returns false. */
 bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_done_fn done);

@@ -39,35 +39,45 @@ struct pwjob *gw_admin_job_new(struct adm *a)
 
 _Static_assert(GW_APP_PWSHARE_SLOTS >= GW_API_AUTH_QUEUE + 64, "a share slot per job in flight");
 
-/* Takes a place for cert's job: its slot's index, -1 when cert holds GW_API_AUTH_SHARE already,
- * -2 when no slot is free (as many certificates as slots have jobs in flight). */
-static int share_take(struct gw_app *app, const char *cert)
+int gw_admin_share_take(struct gw_app_pwshare *slots, size_t nslots, const char *cert,
+                        struct gw_fault *f)
 {
-    int free_slot = -1;
+    size_t free_slot = nslots;
 
-    for (int i = 0; i < GW_APP_PWSHARE_SLOTS; i++) {
-        struct gw_app_pwshare *s = &app->pwshare[i];
+    for (size_t i = 0; i < nslots; i++) {
+        struct gw_app_pwshare *s = &slots[i];
 
         if (s->n > 0 && strcmp(s->cert, cert) == 0) {
-            if (s->n >= GW_API_AUTH_SHARE)
+            if (s->n >= GW_API_AUTH_SHARE) {
+                (void)gw_fault_set(f, GW_ETOOBIG, NULL, NULL, GW_RULE_BUSY_CERT);
+                f->limit = GW_API_AUTH_SHARE;
                 return -1;
+            }
             s->n++;
-            return i;
+            return (int)i;
         }
-        if (s->n == 0 && free_slot < 0)
+        if (s->n == 0 && free_slot == nslots)
             free_slot = i;
     }
-    if (free_slot < 0)
-        return -2;
-    gw_text_copy(app->pwshare[free_slot].cert, sizeof(app->pwshare[free_slot].cert), cert);
-    app->pwshare[free_slot].n = 1;
-    return free_slot;
+    if (free_slot == nslots) { /* as many certificates as slots have jobs in flight */
+        (void)gw_fault_set(f, GW_ETOOBIG, NULL, NULL, GW_RULE_BUSY);
+        f->limit = GW_API_AUTH_QUEUE;
+        return -1;
+    }
+    gw_text_copy(slots[free_slot].cert, sizeof(slots[free_slot].cert), cert);
+    slots[free_slot].n = 1;
+    return (int)free_slot;
+}
+
+void gw_admin_share_give(struct gw_app_pwshare *slots, int slot)
+{
+    if (slot >= 0 && slots[slot].n > 0)
+        slots[slot].n--;
 }
 
 static void share_give(struct pwjob *j)
 {
-    if (j->share >= 0)
-        j->a->app->pwshare[j->share].n--;
+    gw_admin_share_give(j->a->app->pwshare, j->share);
     j->share = -1;
 }
 
@@ -217,30 +227,34 @@ void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rul
     gw_admin_finish_fault(a, &f, true);
 }
 
+void gw_admin_db_fault(int err, struct gw_fault *f)
+{
+    /* GW_ETOOBIG: a queue (the audit writer's, the pool's) is full; nothing was sent */
+    if (err == GW_ETOOBIG)
+        (void)gw_fault_set(f, GW_EUNAVAIL, NULL, NULL, GW_RULE_QUEUE_FULL);
+    else
+        (void)gw_fault_set(f, err, NULL, NULL,
+                           err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
+}
+
 void gw_admin_refuse_db(struct adm *a, int err)
 {
-    /* GW_ETOOBIG: a queue (the audit writer's, the pool's) is full */
-    if (err == GW_ETOOBIG)
-        gw_admin_refuse(a, GW_EUNAVAIL, NULL, GW_RULE_QUEUE_FULL, 0);
-    else
-        gw_admin_refuse(a, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE,
-                        0);
+    struct gw_fault f;
+
+    gw_admin_db_fault(err, &f);
+    gw_admin_finish_fault(a, &f, true);
 }
 
 bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_done_fn done)
 {
     const struct gw_principal *p = gw_call_principal(a->call);
+    struct gw_fault f;
     int err;
 
-    j->share = share_take(a->app, p->cert);
+    j->share = gw_admin_share_take(a->app->pwshare, GW_APP_PWSHARE_SLOTS, p->cert, &f);
     if (j->share < 0) {
-        bool mine = j->share == -1;
-
         gw_admin_job_free(j);
-        if (mine)
-            gw_admin_refuse(a, GW_ETOOBIG, NULL, GW_RULE_BUSY_CERT, GW_API_AUTH_SHARE);
-        else
-            gw_admin_refuse(a, GW_ETOOBIG, NULL, GW_RULE_BUSY, GW_API_AUTH_QUEUE);
+        gw_admin_finish_fault(a, &f, true);
         return false;
     }
     j->done = done;

@@ -92,7 +92,7 @@ static bool audit_room(void *ctx)
     struct gw_audit_stats st;
 
     gw_audit_stats(ctx, &st);
-    return st.queued < GW_AUDIT_QUEUE_MAX / 2;
+    return st.queued < st.queue_max / 2;
 }
 
 /* ---- entries ---- */

@@ -7,11 +7,12 @@
  * action, object, outcome and message) are recorded on their own, and the rest of that window's
  * are counted and recorded as one record (`count` = how many, the message followed by how many
  * and over how long) when the window ends. Refusal records never take more than half of the
- * writer's queue (GW_AUDIT_QUEUE_MAX): past that they are counted too, so that a flood of refusals
- * never makes an audited action fail. Nothing is dropped: a count whose record could not be written
- * is carried into the next window, and gw_refusals_flush writes what is counted at shutdown. At
- * most GW_REFUSALS_KINDS kinds are told apart per window; the refusals of further kinds are counted
- * under one record of their own ("refusals of more kinds than are told apart").
+ * writer's queue ([audit] queue_max, gw_audit_stats): past that they are counted too, so that a
+ * flood of refusals never makes an audited action fail. Nothing is dropped: a count whose record
+ * could not be written is carried into the next window, and gw_refusals_flush writes what is
+ * counted at shutdown. At most GW_REFUSALS_KINDS kinds are told apart per window; the refusals of
+ * further kinds are counted under one record of their own ("refusals of more kinds than are told
+ * apart").
  *
  * Invariant: an entry's strings live in its own block, wiped when freed (no PII: messages name
  * fields and rules, never values). */

@@ -456,6 +456,7 @@ static int start_audit(struct gw_app *app, const char *path)
     int has_key = gw_audit_signer(app->keys, &key);
     ac = (struct gw_audit_config){.chain = chain,
                                   .checkpoint_every = cfg->checkpoint_every,
+                                  .queue_max = cfg->audit_queue_max,
                                   .checkpoint_ms = cfg->checkpoint_ms,
                                   .alg = key.alg,
                                   .seed = key.seed};

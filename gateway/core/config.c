@@ -90,6 +90,7 @@ static const struct keydef keys[] = {
     {"audit", "checkpoint_every", T_U32, F(checkpoint_every), 1, 1000000, 0},
     {"audit", "checkpoint_ms", T_U32, F(checkpoint_ms), 10, 86400000, 0},
     {"audit", "refusal_window_s", T_U32, F(refusal_window_s), 1, 86400, 0},
+    {"audit", "queue_max", T_U32, F(audit_queue_max), 1, 1000000, 0},
     {"compliance", "bulk_threshold", T_U32, F(bulk_threshold), 1, 1000000, 0},
     {"compliance", "approval_ttl_s", T_U32, F(approval_ttl_s), 60, 2592000, 0},
     {"compliance", "lawful_default_s", T_U32, F(lawful_default_s), 60, 31536000, 0},
@@ -171,6 +172,7 @@ static void set_defaults(struct gw_config *c)
     c->checkpoint_every = 1000;
     c->checkpoint_ms = 10000;
     c->refusal_window_s = 60;
+    c->audit_queue_max = 4096;
     c->bulk_threshold = 20;
     c->approval_ttl_s = 86400;
     c->lawful_default_s = 7 * 86400;

@@ -116,6 +116,8 @@ struct gw_config {
     uint32_t checkpoint_ms;    /* a record is covered by a checkpoint within, default 10000 */
     uint32_t refusal_window_s; /* a refused Admin call's kind is recorded on its own once per
                                 * window, the rest counted into one record, default 60 */
+    uint32_t audit_queue_max;  /* audited actions waiting for the writer; more are refused,
+                                * default 4096 */
     /* [compliance] bulk operations, lawful access, retention (Art. 15, 16, 26, 37) */
     uint32_t bulk_threshold;   /* more records than this only through Compliance bulk, default 20 */
     uint32_t approval_ttl_s;   /* an approval (bulk) must be used within, default 86400 */

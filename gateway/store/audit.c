@@ -103,6 +103,7 @@ struct gw_audit {
 
     struct req_list queue;
     uint32_t nqueued;
+    uint32_t queue_max; /* nqueued's bound: gw_audit_write answers GW_ETOOBIG at it */
     struct gw_db_req *inflight;
     struct req_list batch; /* entries of the in-flight transaction */
     int64_t batch_seq;     /* the head the in-flight transaction chains to, when committed */
@@ -277,6 +278,7 @@ int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg, struct gw_
     snprintf(a->chain, sizeof a->chain, "%s", cfg->chain);
     a->every = cfg->checkpoint_every;
     a->ckpt_ms = cfg->checkpoint_ms;
+    a->queue_max = cfg->queue_max > 0 ? cfg->queue_max : GW_AUDIT_QUEUE_MAX;
     memcpy(a->seed, cfg->seed, sizeof a->seed);
     a->key = (struct gw_sign_key){cfg->alg, a->seed};
     TAILQ_INIT(&a->queue);
@@ -395,7 +397,7 @@ int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmt
     for (int i = 0; i < nrecs; i++)
         if (gw_audit_rec_check(&recs[i]) != 0)
             return GW_EINVAL;
-    if (a->nqueued >= GW_AUDIT_QUEUE_MAX)
+    if (a->nqueued >= a->queue_max)
         return GW_ETOOBIG;
     if (a->down)
         return GW_EUNAVAIL; /* fail fast while the database is away */
@@ -498,6 +500,7 @@ void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out)
     *out = a->st;
     out->head_seq = a->head_seq;
     out->queued = a->nqueued;
+    out->queue_max = a->queue_max;
     out->ready = a->ready;
 }
 

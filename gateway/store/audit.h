@@ -36,7 +36,7 @@ struct gw_audit_req;
 #define GW_AUDIT_GROUP_MAX 64   /* entries per transaction */
 #define GW_AUDIT_STMTS_MAX 8    /* statements per entry */
 #define GW_AUDIT_RECS_MAX 4     /* records per entry */
-#define GW_AUDIT_QUEUE_MAX 4096 /* entries waiting; more are refused with GW_ETOOBIG */
+#define GW_AUDIT_QUEUE_MAX 4096 /* entries waiting by default; more are refused with GW_ETOOBIG */
 
 struct gw_audit_config {
     const char *chain;         /* this instance's chain id (^[A-Za-z0-9._:@-]{1,64}$, not "ctl",
@@ -45,6 +45,8 @@ struct gw_audit_config {
     uint32_t checkpoint_ms;    /* at most this long before a record is covered (>= 1) */
     enum gw_sign_alg alg;      /* the configured suite's: Ed25519 (aes) or SM2 (sm) */
     const uint8_t *seed;       /* its private key (GW_SIGN_SEED_LEN bytes), copied */
+    uint32_t queue_max;        /* entries waiting, past which gw_audit_write answers GW_ETOOBIG
+                                * ([audit] queue_max); 0: GW_AUDIT_QUEUE_MAX */
 };
 
 /* An entry's outcome. err: 0 (committed: seq is the sequence number of its first record; res
@@ -100,6 +102,7 @@ struct gw_audit_stats {
     uint64_t planted;      /* checkpoints not written: another row held their seq already */
     uint64_t failed;       /* entries that failed */
     uint32_t queued;       /* entries waiting now */
+    uint32_t queue_max;    /* entries that may wait (gw_audit_config's queue_max) */
     bool ready;            /* head recovered */
 };
 void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out);

@@ -10,14 +10,16 @@ database with the owner's role, never waited for."""
 
 import hashlib
 import os
+import re
 import secrets
 import ssl
 import subprocess
+import threading
 
 import grpc
 import pytest
 
-from conftest import PGBIN, bearer, wait_for
+from conftest import PGBIN, ExtraGateway, bearer, wait_for
 from test_foundation import SecondGateway, rpc_error
 import waygate_proto
 
@@ -704,3 +706,155 @@ def test_logins_cancelled_midway_leave_the_gateway_serving(stack, admin):
             pass  # DEADLINE_EXCEEDED (or, on a slow box, a refusal): either is fine here
     assert stack.health() == "SERVING"
     assert login(stack, name, pw, "branch_a").token
+
+
+# --- full queues: UNAVAILABLE, nothing done, retrying safe ---
+
+QUEUE_FULL = (grpc.StatusCode.UNAVAILABLE,
+              "the gateway's queue for the database is full, nothing was done; retrying is safe")
+
+
+def lock_holder(stack, sql):
+    """A psql session of the schema's owner that ran `sql` (a LOCK, in its open transaction) and
+    holds it until release_holder; returned once the lock is held."""
+    holder = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
+                               "-v", "ON_ERROR_STOP=1", "-d", stack.pguri_owner],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder.stdin.write("BEGIN;\n%s;\n\\echo held\n" % sql)
+    holder.stdin.flush()
+    while True:
+        line = holder.stdout.readline()
+        assert line, "the lock holder's psql ended"
+        if line.strip() == "held":
+            return holder
+
+
+def release_holder(holder):
+    if holder.poll() is None:
+        holder.stdin.close()  # psql ends: its transaction rolls back, the lock goes with it
+        holder.wait(timeout=60)
+
+
+def calls_until_queue_full(call, limit=12):
+    """Starts call(i) in threads, one after another, until one answers QUEUE_FULL (the others
+    wait behind the lock). The state decides, not the timing: each call still waiting holds a
+    place, so one of the first few must be refused; waiting for an answer only spares calls.
+    Returns ({i: (code, details) or "ok"}, threads)."""
+    results, threads = {}, []
+
+    def run(i):
+        try:
+            call(i)
+            results[i] = "ok"
+        except grpc.RpcError as e:
+            results[i] = (e.code(), e.details())
+
+    for i in range(limit):
+        t = threading.Thread(target=run, args=(i,))
+        t.start()
+        threads.append(t)
+        if wait_for(lambda: QUEUE_FULL in results.values(), 5, 0.05):
+            return results, threads
+    raise AssertionError("no call was refused with a full queue: %r" % results)
+
+
+def test_a_full_database_queue_is_unavailable_and_does_nothing(stack, admin):
+    """The pool's queue full ([database] pool_size 1, pipeline_depth 1, queue_max 1, its one
+    connection waiting on a lock of the account table that the test holds): a Login over a
+    certificate the identity step knows (principal_cache_ms) is refused by the handler (the
+    account read could not be queued), and a call with a token by the identity step (its session
+    lookup could not), both UNAVAILABLE naming the full queue, at once, while the calls queued
+    before them wait. Nothing was done: the account's failed logins did not grow, and the same
+    Login retried once the lock is gone succeeds. (Their refusals' records, sent to a database
+    whose queue is full, are not written: the gateway logs each one so.)"""
+    name = unique("it-qdb-")
+    pw = admin.create(name, "branch_clerk", branch="a")
+    md = stack.login("secadmin")
+    gw = ExtraGateway(stack, unique("qfull-db"), lambda text: re.sub(
+        r"(?m)^pool_size\s*=.*$", "pool_size = 1\npipeline_depth = 1\nqueue_max = 1",
+        text) + "\n[auth]\nprincipal_cache_ms = 600000\n")
+    holder = None
+    threads = []
+    try:
+        # branch_a's certificate known to this gateway for ten minutes: its identity step needs
+        # no database from here on
+        e = rpc_error(lambda: login(stack, unique("it-qdb-none-"), "wrong", "branch_a",
+                                    addr=gw.addr))
+        assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+        holder = lock_holder(stack, "LOCK TABLE account IN ACCESS EXCLUSIVE MODE")
+        results, threads = calls_until_queue_full(lambda i: login(
+            stack, "it-qdb-wait-%d" % i, "wrong", "branch_a", addr=gw.addr, timeout=180))
+        assert all(r == QUEUE_FULL for r in results.values() if r != "ok"), results
+        # the queue stays full while the lock is held: both refusals are the state's
+        e = rpc_error(lambda: login(stack, name, "wrong-" + pw, "branch_a", addr=gw.addr))
+        assert (e.code(), e.details()) == QUEUE_FULL
+        assert probe(stack, md, "admin", addr=gw.addr) == QUEUE_FULL  # the identity step
+        release_holder(holder)
+        for t in threads:
+            t.join(180)
+        assert stack.psql("SELECT failed_count FROM account WHERE name = '%s'" % name) == ["0"]
+        assert login(stack, name, pw, "branch_a", addr=gw.addr).must_change_password
+    finally:
+        if holder is not None:
+            release_holder(holder)
+        for t in threads:
+            t.join(180)
+        gw.close()
+
+
+def test_a_full_audit_queue_is_unavailable_and_does_nothing(stack, admin):
+    """The audit writer's queue full ([audit] queue_max 1, its transaction waiting on a lock of
+    audit_record that the test holds): a DisableAccount, whose change and record go to the
+    writer as one entry, is refused UNAVAILABLE naming the full queue, at once; the account stays
+    enabled, and the same call retried once the lock is gone disables it. The refusal is in the
+    audit trail (counted: refusals never take the writer's last places)."""
+    victim = unique("it-qau-")
+    admin.create(victim, "branch_clerk", branch="a")
+    # the calls that fill the queue: each must reach the audit record's insert, so each disables
+    # an account that exists (an unknown one fails at the entry's first statement, before it)
+    fillers = [unique("it-qaf-") for _ in range(4)]
+    for f in fillers:
+        admin.create(f, "branch_clerk", branch="a")
+    gw = ExtraGateway(stack, unique("qfull-audit"),
+                      lambda text: text.rstrip("\n") + "\nqueue_max = 1\n")  # in [audit]
+    ch = stack.channel("admin", addr=gw.addr)
+
+    def disable(name, timeout=180):
+        return waygate_proto.unary(ch, DISABLE, stack.pb.admin.DisableAccountRequest(
+            account=name, reason="left the company"), stack.pb.admin.DisableAccountResponse,
+            timeout=timeout, metadata=admin.md)
+
+    holder = None
+    threads = []
+    try:
+        holder = lock_holder(stack, "LOCK TABLE audit_record IN SHARE MODE")
+        results, threads = calls_until_queue_full(lambda i: disable(fillers[i]),
+                                                  limit=len(fillers))
+        e = rpc_error(lambda: disable(victim, timeout=30))
+        assert (e.code(), e.details()) == QUEUE_FULL
+        release_holder(holder)
+        for t in threads:
+            t.join(180)
+        for i, r in results.items():  # disabled exactly when its call was answered OK
+            assert r in ("ok", QUEUE_FULL), results
+            assert stack.psql("SELECT disabled_at IS NOT NULL FROM account WHERE name = '%s'"
+                              % fillers[i]) == ["t" if r == "ok" else "f"], (i, r)
+        assert stack.psql("SELECT disabled_at IS NULL FROM account WHERE name = '%s'"
+                          % victim) == ["t"]
+        assert disable(victim, timeout=30).account == victim
+        assert stack.psql("SELECT disabled_at IS NULL FROM account WHERE name = '%s'"
+                          % victim) == ["f"]
+        # the refusal is in the trail: with no room in the writer's queue it was counted, and
+        # its record written when the window ends or, here, when the gateway stops
+        gw.close()
+        assert "0 counted refusal(s) not recorded" in gw.log()
+        assert stack.psql(
+            "SELECT count, outcome FROM audit_record WHERE chain = '%s' AND action = "
+            "'account.disable' AND object = '%s' AND detail LIKE '%%%s%%'"
+            % (gw.chain, victim, QUEUE_FULL[1].replace("'", "''"))) == ["1|failed"]
+    finally:
+        if holder is not None:
+            release_holder(holder)
+        for t in threads:
+            t.join(180)
+        gw.close()

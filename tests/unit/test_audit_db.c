@@ -287,6 +287,51 @@ static void test_chain_written(void **state)
     gw_audit_free(a);
 }
 
+/* [audit] queue_max bounds the entries waiting (the one in flight aside): past it a write is
+ * refused GW_ETOOBIG before anything is queued, and taken again once the queue moved on. */
+static void test_queue_bound(void **state)
+{
+    struct gw_audit_config ac = {.chain = "t-bound",
+                                 .checkpoint_every = 1000,
+                                 .checkpoint_ms = 60000,
+                                 .alg = GW_SIGN_ED25519,
+                                 .seed = seed,
+                                 .queue_max = 2};
+    struct outcome o[4] = {{0}, {0}, {0}, {.err = 12345}}, more[2] = {{0}, {.err = 12345}};
+    struct gw_audit_rec r = rec("account.disable", "x");
+    struct gw_audit_stats st;
+    struct gw_audit *a = NULL;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    assert_int_equal(gw_audit_new(db, &ac, &a), 0);
+    assert_int_equal(gw_audit_start(a), 0);
+    assert_true(run_until(ready, a, 10000));
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.queue_max, 2);
+    for (int i = 0; i < 3; i++) /* the first goes in flight at once, two wait */
+        assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[i], NULL), 0);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.queued, 2);
+    assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &more[0], NULL), GW_ETOOBIG);
+    assert_true(run_until(all_done, o, 10000));
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(o[i].err, 0);
+    assert_false(more[0].done); /* refused: its callback never runs */
+    assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &more[0], NULL), 0);
+    assert_true(run_until(all_done, more, 10000));
+    assert_int_equal(verify_chain("t-bound"), 5); /* gateway.start and the four taken */
+    gw_audit_free(a);
+    /* unset: the default bound */
+    ac.queue_max = 0;
+    ac.chain = "t-bound-default";
+    assert_int_equal(gw_audit_new(db, &ac, &a), 0);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.queue_max, GW_AUDIT_QUEUE_MAX);
+    gw_audit_free(a);
+}
+
 /* Three entries in one group, the middle one's statement fails: it fails alone (with its own
  * statement index), the others commit, and the chain has no gap and no record of the failure. */
 static void test_failing_entry_fails_alone(void **state)
@@ -621,6 +666,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_chain_written),
         cmocka_unit_test(test_failing_entry_fails_alone),
+        cmocka_unit_test(test_queue_bound),
         cmocka_unit_test(test_head_recovered),
         cmocka_unit_test(test_checkpoints),
         cmocka_unit_test(test_sm2_checkpoints),
