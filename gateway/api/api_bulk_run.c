@@ -22,6 +22,12 @@
  * and the bulk.run record; it fails, destroying nothing, when the selection changed since it was
  * counted.
  *
+ * A run that stops after its bulk.run record committed and before its last chunk (the client
+ * cancelled or stopped reading, the deadline passed, the gateway drained, a page could not be
+ * read, a row was over the recorded count) leaves a second bulk.run record, outcome "stopped":
+ * its count is the records the client could have received whole (those in the chunks handed to
+ * the call), its detail why; nothing is sent after the stop.
+ *
  * Invariants: memory is bounded by one page (a page arena, reset per page, and at most one page
  * of sealed chunks queued); clear values live only in the page arena and the chunk buffer, both
  * wiped; every resource is released exactly once (cleanup), on finish and on cancel. */
@@ -39,6 +45,7 @@
 #include "api.h"
 #include "api_bulk_int.h"
 #include "api_query.h"
+#include "api_record.h"
 #include "app.h"
 #include "config.h"
 #include "keyring.h"
@@ -54,6 +61,7 @@
 struct chunk {
     uint8_t *data;
     size_t len;
+    uint64_t rows; /* rows whose last byte is in this chunk or an earlier one */
 };
 
 struct brun {
@@ -84,8 +92,11 @@ struct brun {
     struct chunk queue[QUEUE_MAX];
     size_t qhead, qlen;
     uint64_t offset, records, skipped;
+    uint64_t rows_closed; /* rows whose last byte is in the stream (sealed or not) */
+    uint64_t rows_sent;   /* rows whose last byte is in a chunk handed to the call */
     char after[37];
     bool have_after, reading_done, final_queued;
+    bool streaming; /* its bulk.run record committed, its last chunk not yet sent */
     char sha256[65];
 };
 
@@ -115,14 +126,47 @@ static void cleanup(struct brun *r)
     OPENSSL_cleanse(r->ekey, sizeof(r->ekey));
 }
 
+/* The run stopped while streaming: a bulk.run record says so, with the records the client could
+ * have received whole, and why (words of a rule, never a value). Nobody waits for it: the call
+ * is ending. */
+static void record_stop(struct brun *r, const char *why)
+{
+    struct gw_audit_rec rec;
+    char detail[GW_AUDIT_TEXT_MAX];
+
+    if (!r->streaming)
+        return;
+    r->streaming = false;
+    snprintf(detail, sizeof(detail),
+             "kind=%s export=%s stopped after %" PRIu64 " of %" PRId64 " records: %s", r->op,
+             r->export_id, r->rows_sent, r->run_count, why);
+    gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "stopped");
+    rec.count = (int64_t)r->rows_sent;
+    rec.purpose = r->purpose;
+    rec.legal_basis = r->legal_basis;
+    rec.approval = r->id;
+    rec.detail = detail;
+    gw_api_record_unwaited(r->call, &rec);
+}
+
 static void cancel_cb(void *arg)
 {
+    record_stop(arg, "the call ended before the last chunk (cancelled by the client, its "
+                     "deadline, a client that stopped reading, or the gateway stopping)");
     cleanup(arg);
 }
 
 static void fail(struct brun *r, int err, const char *field, enum gw_rule rule)
 {
+    struct gw_fault f;
+    char why[256];
+
     gw_call_set_cancel(r->call, NULL, NULL);
+    if (r->streaming) {
+        (void)gw_fault_set(&f, err, NULL, field, rule);
+        gw_fault_format(&f, why, sizeof(why));
+        record_stop(r, why);
+    }
     cleanup(r);
     gw_call_fail(r->call, err, field, rule);
 }
@@ -158,7 +202,7 @@ static int push(struct brun *r, uint8_t *data, size_t len)
         gw_free(data);
         return GW_ECRYPTO;
     }
-    r->queue[(r->qhead + r->qlen) % QUEUE_MAX] = (struct chunk){data, len};
+    r->queue[(r->qhead + r->qlen) % QUEUE_MAX] = (struct chunk){data, len, r->rows_closed};
     r->qlen++;
     return 0;
 }
@@ -224,8 +268,10 @@ static int add_row(struct brun *r, const Waygate__V1__WaybillView *v)
         rc = add(r, " ", 1);
     if (rc == 0)
         rc = add(r, tag, GW_WM_TAG_HEX);
-    if (rc == 0)
+    if (rc == 0) {
+        r->rows_closed++; /* its last byte next: a chunk sealed from here holds it whole */
         rc = add(r, "\n", 1);
+    }
     OPENSSL_cleanse(b64, b64n);
     return rc;
 }
@@ -238,6 +284,7 @@ static void finish_ok(struct brun *r)
            "bulk %s run: request=%s export=%s records=%" PRIu64 " left out (unreadable or outside "
            "the bulk scope)=%" PRIu64,
            r->op, r->id, r->export_id, r->records, r->skipped);
+    r->streaming = false;
     gw_call_set_cancel(r->call, NULL, NULL);
     cleanup(r);
     gw_call_finish(r->call, GW_GRPC_OK, NULL);
@@ -272,6 +319,7 @@ static void flush(void *arg)
             return;
         }
         r->offset += c->len;
+        r->rows_sent = c->rows;
         gw_free(c->data);
         c->data = NULL;
         r->qhead = (r->qhead + 1) % QUEUE_MAX;
@@ -390,6 +438,7 @@ static void claimed_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
         after_write_fail(r, err);
         return;
     }
+    r->streaming = true; /* from here a stop is recorded (record_stop) */
     if ((h = gw_malloc(sizeof(r->header))) == NULL)
         rc = GW_ENOMEM;
     if (rc == 0) {

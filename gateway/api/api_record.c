@@ -37,10 +37,12 @@ void gw_api_log_unrecorded(struct gw_call *call, int err, const char *sqlstate)
 
 void gw_api_log_refusal_unrecorded(int err)
 {
-    GW_LOG(GW_LOG_ERROR, "audit", NULL, "a refused attempt was not recorded (%s)", gw_err_str(err));
+    GW_LOG(GW_LOG_ERROR, "audit", NULL,
+           "a record nobody waited for (a refused attempt, a stopped run) was not written (%s)",
+           gw_err_str(err));
 }
 
-static void refusal_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+static void unwaited_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     (void)arg;
     (void)seq;
@@ -49,15 +51,22 @@ static void refusal_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
         gw_api_log_refusal_unrecorded(err);
 }
 
-void gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r)
+void gw_api_record_unwaited(struct gw_call *call, const struct gw_audit_rec *r)
 {
     struct gw_app *app = gw_call_app(call);
     int rc;
 
-    r->outcome = "refused";
-    rc = app->audit != NULL ? gw_audit_write(app->audit, NULL, 0, r, 1, refusal_cb, NULL, NULL)
+    rc = app->audit != NULL ? gw_audit_write(app->audit, NULL, 0, r, 1, unwaited_cb, NULL, NULL)
                             : GW_EUNAVAIL;
-    if (rc != 0)
-        GW_LOG(GW_LOG_ERROR, "audit", gw_call_log_ctx(call), "a refused %s was not recorded (%s)",
-               r->action, gw_err_str(rc));
+    if (rc != 0 && gw_call_confidential(call))
+        gw_api_log_refusal_unrecorded(rc); /* naming no action: a lawful one would tell */
+    else if (rc != 0)
+        GW_LOG(GW_LOG_ERROR, "audit", gw_call_log_ctx(call), "a %s %s was not recorded (%s)",
+               r->outcome, r->action, gw_err_str(rc));
+}
+
+void gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r)
+{
+    r->outcome = "refused";
+    gw_api_record_unwaited(call, r);
 }

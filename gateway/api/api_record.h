@@ -26,8 +26,13 @@ void gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r);
  * tells the operator that the database refused a record, and nothing of lawful access. */
 void gw_api_log_unrecorded(struct gw_call *call, int err, const char *sqlstate);
 
-/* Logs that the record of a refused attempt was not written (error err): one wording, without
- * context, for every such record (gw_api_record_refusal's and the lawful-access refusals'). */
+/* Logs that a record nobody waited for (a refused attempt, a stopped run) was not written (error
+ * err): one wording, without context or action, for every such record (gw_api_record_unwaited's,
+ * a confidential call's queued one, and the lawful-access refusals'). */
 void gw_api_log_refusal_unrecorded(int err);
+
+/* Queues r as it is (its own outcome) without holding the call, as gw_api_record_refusal does:
+ * for what is recorded while the call ends (a bulk run stopped midway). */
+void gw_api_record_unwaited(struct gw_call *call, const struct gw_audit_rec *r);
 
 #endif

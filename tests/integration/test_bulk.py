@@ -16,6 +16,8 @@ import base64
 import datetime
 import hashlib
 import os
+import subprocess
+import threading
 import time
 
 import grpc
@@ -25,7 +27,9 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from conftest import wait_for
 from query_data import GET, PICKUP, get, new_waybill, refusal, submit
+from test_faults import superuser_uri
 import waygate_proto
 
 REQUEST = "/waygate.v1.Compliance/RequestBulk"
@@ -755,3 +759,239 @@ def test_the_database_checks_every_destruction(stack, people):
         stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 0, 'x', 'test')" % rid)
     assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["1"]
     assert get(stack, w.waybill_no, "branch_a").id == rid
+
+
+# --- a run stopped midway: what stops it, and what is then true ---
+
+STOPPED_OVER = ("request_id: the run stopped before releasing more records than it recorded; "
+                "request it again")
+
+
+class Holder:
+    """A psql session (the schema's owner's, or uri's) fed one statement at a time: run(sql)
+    returns its output lines once psql executed it; close() ends the session (an open
+    transaction rolls back)."""
+
+    def __init__(self, stack, uri=None):
+        from conftest import PGBIN
+        self.p = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
+                                   "-v", "ON_ERROR_STOP=1", "-d", uri or stack.pguri_owner],
+                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        self.n = 0
+
+    def run(self, sql):
+        self.n += 1
+        mark = "done-%d" % self.n
+        self.p.stdin.write("%s;\n\\echo %s\n" % (sql, mark))
+        self.p.stdin.flush()
+        out = []
+        while True:
+            line = self.p.stdout.readline()
+            assert line, "psql ended (%s): %r" % (sql, out)
+            if line.strip() == mark:
+                return out
+            out.append(line.rstrip("\n"))
+
+    def close(self):
+        if self.p.poll() is None:
+            self.p.stdin.close()
+            self.p.wait(timeout=60)
+
+
+def hold_request_row(stack, request_id):
+    """An open transaction holding the request's row (FOR UPDATE): the run's claim, an UPDATE of
+    that row, waits for it. Returns (holder, its backend pid)."""
+    h = Holder(stack)
+    h.run("BEGIN")
+    pid = int(h.run("SELECT pg_backend_pid() FROM bulk_request WHERE id = '%s' FOR UPDATE"
+                    % request_id)[0])
+    return h, pid
+
+
+def blocked_by(stack, pid):
+    """Some session waits for a lock the session pid holds."""
+    return stack.psql("SELECT count(*) FROM pg_stat_activity WHERE %d = ANY(pg_blocking_pids(pid))"
+                      % pid) != ["0"]
+
+
+def open_sent_chunks(priv, data):
+    """The plaintext of the sealed chunks of an export that stopped before its last one (each
+    chunk opened as not final; docs/bulk-export-format.md), and the complete rows in it."""
+    assert data[:8] == b"WGXSEAL1"
+    header, eph, salt = data[:72], data[24:56], data[56:72]
+    mypub = priv.public_key().public_bytes(serialization.Encoding.Raw,
+                                           serialization.PublicFormat.Raw)
+    okm = HKDF(algorithm=hashes.SHA256(), length=44, salt=salt,
+               info=b"waygate export v1" + eph + mypub).derive(
+        priv.exchange(X25519PublicKey.from_public_bytes(eph)))
+    aead, base = AESGCM(okm[:32]), okm[32:]
+    off, i, plain = 72, 0, b""
+    while off < len(data):
+        n = int.from_bytes(data[off:off + 4], "big")
+        end = off + 4 + n + 16
+        assert end <= len(data), "chunk %d cut short" % i
+        nonce = bytes(a ^ b for a, b in zip(base, i.to_bytes(12, "big")))
+        plain += aead.decrypt(nonce, data[off + 4:end], header + i.to_bytes(8, "big") + b"\x00")
+        off, i = end, i + 1
+    lines = plain.split(b"\n")
+    assert lines[0].startswith(b"waygate-export v1 ")
+    return plain, [x.decode("ascii") for x in lines[1:-1]]  # the last piece has no newline yet
+
+
+def row_ids(pb, rows):
+    return [pb.common.WaybillView.FromString(base64.b64decode(x.split(" ")[0])).id for x in rows]
+
+
+def stopped_records(stack, request_id):
+    return stack.psql("SELECT count, detail FROM audit_record WHERE action = 'bulk.run' AND "
+                      "object = '%s' AND outcome = 'stopped'" % request_id)
+
+
+def test_a_run_over_its_recorded_count_stops_mid_stream(stack, people):
+    """A run may not release more records than its bulk.run record counts (the selection as
+    counted just before the claim). Here the selection grows between the count and the reading:
+    the claim waits on the request's row, which the test holds while it submits one more waybill
+    of the day and moves the request's time past it. 230 records counted, 231 selected: the
+    stream sends what it has sealed of the first 230 (rows in record-id order, a prefix), then
+    stops with FAILED_PRECONDITION before any 231st record; no last chunk, no digest. The trail
+    says what happened: the bulk.run record (230) and a second one, outcome stopped, counting the
+    records the client could have read whole, exactly those in the chunks received. The request
+    was used: it does not run again."""
+    pb = stack.pb
+    t = PICKUP - 23 * 86400
+    batch = pb.intake.SubmitBatchRequest()
+    for _ in range(230):
+        w = new_waybill(stack, "a")
+        w.pickup_time = t
+        batch.waybills.add().CopyFrom(w)
+    res = waygate_proto.unary(stack.channel("courier_a"), "/waygate.v1.WaybillIntake/SubmitBatch",
+                              batch, pb.intake.SubmitBatchResponse, timeout=60)
+    approved = [x.id for x in res.results]
+    assert len(approved) == 230 and all(x.code == 0 for x in res.results)
+    past_this_second()
+    r = day_request(people, cst_day(t))
+    assert r.record_count == 230
+    approve(people, r.request_id)
+    priv, pub = keypair()
+    out = {"msgs": [], "err": None}
+
+    def go():
+        try:
+            for m in waygate_proto.stream(
+                    people.channel(REQUESTER), RUN,
+                    pb.compliance.RunBulkRequest(request_id=r.request_id,
+                                                 recipient_public_key=pub),
+                    pb.compliance.RunBulkChunk, timeout=120,
+                    metadata=people.metadata(REQUESTER)):
+                out["msgs"].append(m)
+        except grpc.RpcError as e:
+            out["err"] = (e.code(), e.details())
+
+    holder, pid = hold_request_row(stack, r.request_id)
+    th = threading.Thread(target=go)
+    try:
+        th.start()
+        assert wait_for(lambda: blocked_by(stack, pid), 60, 0.05), "the claim did not wait"
+        (late,) = on_day(stack, t, 1)  # counted out: accepted after the request's second
+        holder.run("UPDATE bulk_request SET requested_at = now() + interval '1 hour' "
+                   "WHERE id = '%s'" % r.request_id)  # ...and selected in now
+        holder.run("COMMIT")
+        th.join(120)
+    finally:
+        holder.close()
+        th.join(120)
+    assert out["err"] == (grpc.StatusCode.FAILED_PRECONDITION, STOPPED_OVER), out["err"]
+    msgs = out["msgs"]
+    assert msgs and not any(m.last or m.sha256 or m.watermark_id for m in msgs)
+    assert all(m.records_done <= 230 for m in msgs)
+    _, rows = open_sent_chunks(priv, b"".join(m.data for m in msgs))
+    got = row_ids(pb, rows)
+    assert 0 < len(got) <= 230, len(got)  # mid-stream: records were released before the stop
+    assert got == sorted(approved + [late])[:len(got)]
+    acct = stack.account(REQUESTER)[0]
+    assert wait_for(lambda: stopped_records(stack, r.request_id), 30)
+    assert audit_rows(stack, "bulk.run", r.request_id) == [
+        "ok|%s|230|%s" % (acct, r.request_id), "stopped|%s|%d|%s" % (acct, len(got), r.request_id)]
+    ((count, detail),) = [x.split("|", 1) for x in stopped_records(stack, r.request_id)]
+    assert detail.endswith("stopped after %s of 230 records: %s" % (count, STOPPED_OVER)), detail
+    assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
+        "executed"]
+    code, _ = refusal(lambda: run(people, r.request_id, pub))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+
+
+@pytest.mark.parametrize("how,days", [("cancel", 24), ("database", 25)])
+def test_a_run_stopped_after_its_record_says_so(stack, people, how, days):
+    """A run whose bulk.run record committed, stopped before its first page was read: the claim
+    waits on the request's row (held by the test) while the test locks the route table, which
+    every page read joins; once the claim commits the header is sent and the first page waits.
+    Then the client cancels (the gateway's log says the call was cancelled before the lock is
+    let go), or the page read fails in the database (the statements waiting for route are
+    cancelled by a superuser until the run ends: INTERNAL, not read). Either way a second bulk.run record, outcome
+    stopped, counts the records the client could have read (none) and says why, and the request
+    was used."""
+    pb = stack.pb
+    t = PICKUP - days * 86400
+    on_day(stack, t, 3)
+    r = day_request(people, cst_day(t))
+    assert r.record_count == 3
+    approve(people, r.request_id)
+    _, pub = keypair()
+    req_id = "it-bulk-stop-%s-%d" % (how, int(time.time() * 1000))
+    holder, pid = hold_request_row(stack, r.request_id)
+    route = Holder(stack)
+    call = None
+    try:
+        call = waygate_proto.stream(
+            people.channel(REQUESTER), RUN,
+            pb.compliance.RunBulkRequest(request_id=r.request_id, recipient_public_key=pub),
+            pb.compliance.RunBulkChunk, timeout=120,
+            metadata=people.metadata(REQUESTER) + [("x-request-id", req_id)])
+        assert wait_for(lambda: blocked_by(stack, pid), 60, 0.05), "the claim did not wait"
+        route.run("BEGIN")
+        route.run("LOCK TABLE route IN ACCESS EXCLUSIVE MODE")
+        holder.run("COMMIT")
+        first = next(call)  # the claim committed: the header; the first page cannot be read
+        assert first.data[:8] == b"WGXSEAL1" and first.records_done == 0 and not first.last
+        if how == "cancel":
+            call.cancel()
+            assert wait_for(lambda: any(
+                req_id in x and "call cancelled: /waygate.v1.Compliance/RunBulk" in x
+                for x in stack.log_lines()), 60), "the gateway did not see the cancel"
+            route.close()
+            why = "the call ended before the last chunk"
+        else:
+            # every statement waiting for route is cancelled (SQLSTATE 57014: an error of that
+            # statement, the connection stays), again and again, until the page read was one
+            ended = {}
+
+            def read_on():
+                try:
+                    list(call)
+                    ended["ok"] = True
+                except grpc.RpcError as e:
+                    ended["err"] = (e.code(), e.details())
+
+            th = threading.Thread(target=read_on)
+            th.start()
+            cancel = ("SELECT pg_cancel_backend(pid) FROM pg_locks WHERE relation = "
+                      "'route'::regclass AND NOT granted")
+            assert wait_for(lambda: stack.psql(cancel, uri=superuser_uri(stack)) and ended, 60,
+                            0.1), "the run did not end"
+            th.join(60)
+            route.close()
+            assert ended == {"err": (grpc.StatusCode.INTERNAL, "the waybill could not be read")}
+            why = "the waybill could not be read"
+    finally:
+        if call is not None:
+            call.cancel()
+        route.close()
+        holder.close()
+    acct = stack.account(REQUESTER)[0]
+    assert wait_for(lambda: stopped_records(stack, r.request_id), 30)
+    assert audit_rows(stack, "bulk.run", r.request_id) == [
+        "ok|%s|3|%s" % (acct, r.request_id), "stopped|%s|0|%s" % (acct, r.request_id)]
+    ((_, detail),) = [x.split("|", 1) for x in stopped_records(stack, r.request_id)]
+    assert "stopped after 0 of 3 records: " + why in detail, detail
+    assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
+        "executed"]
