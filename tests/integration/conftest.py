@@ -250,6 +250,29 @@ def bearer(token):
     return [("authorization", "Bearer " + token)]
 
 
+def lock_holder(stack, sql, transaction=True):
+    """A psql session of the schema's owner that ran sql and keeps what it took until
+    release_holder: a LOCK in the transaction it leaves open (transaction), or a session's
+    advisory lock (not). Returned once sql ran; a failed statement ends the session and the test."""
+    holder = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
+                               "-v", "ON_ERROR_STOP=1", "-d", stack.pguri_owner],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    holder.stdin.write("%s%s;\n\\echo held\n" % ("BEGIN;\n" if transaction else "", sql))
+    holder.stdin.flush()
+    while True:
+        line = holder.stdout.readline()
+        assert line, "the lock holder's psql ended"
+        if line.strip() == "held":
+            return holder
+
+
+def release_holder(holder):
+    """Ends a lock_holder session: its transaction rolls back, its locks go with it."""
+    if holder.poll() is None:
+        holder.stdin.close()
+        holder.wait(timeout=60)
+
+
 def wait_for(fn, timeout, interval=0.25):
     """Polls fn() until it returns a true value or timeout seconds pass; returns the last value."""
     deadline = time.monotonic() + timeout

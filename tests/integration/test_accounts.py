@@ -19,7 +19,7 @@ import threading
 import grpc
 import pytest
 
-from conftest import PGBIN, ExtraGateway, bearer, wait_for
+from conftest import PGBIN, ExtraGateway, bearer, lock_holder, release_holder, wait_for
 from test_foundation import SecondGateway, rpc_error
 import waygate_proto
 
@@ -713,26 +713,6 @@ def test_logins_cancelled_midway_leave_the_gateway_serving(stack, admin):
 QUEUE_FULL = (grpc.StatusCode.UNAVAILABLE,
               "the gateway's queue for the database is full, nothing was done; retrying is safe")
 
-
-def lock_holder(stack, sql):
-    """A psql session of the schema's owner that ran `sql` (a LOCK, in its open transaction) and
-    holds it until release_holder; returned once the lock is held."""
-    holder = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
-                               "-v", "ON_ERROR_STOP=1", "-d", stack.pguri_owner],
-                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    holder.stdin.write("BEGIN;\n%s;\n\\echo held\n" % sql)
-    holder.stdin.flush()
-    while True:
-        line = holder.stdout.readline()
-        assert line, "the lock holder's psql ended"
-        if line.strip() == "held":
-            return holder
-
-
-def release_holder(holder):
-    if holder.poll() is None:
-        holder.stdin.close()  # psql ends: its transaction rolls back, the lock goes with it
-        holder.wait(timeout=60)
 
 
 def calls_until_queue_full(call, limit=12):

@@ -22,10 +22,9 @@ import os
 import re
 import signal
 import socket
-import subprocess
 import time
 
-from conftest import PGBIN, ExtraGateway, wait_for
+from conftest import ExtraGateway, lock_holder, release_holder, wait_for
 from test_faults import superuser_uri
 from test_forward import (DELIVERED_BOUND, PICKUP, channel, kind_of, new_waybill, outbox_rows,
                           received,
@@ -261,22 +260,8 @@ def hold_deletes(stack):
         "DROP TRIGGER IF EXISTS test_ack_hold ON outbox;"
         "CREATE TRIGGER test_ack_hold AFTER DELETE ON outbox REFERENCING OLD TABLE AS gone "
         "FOR EACH STATEMENT EXECUTE FUNCTION test_ack_hold()" % (HOLD_KEY, HOLD_KEY))
-    holder = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
-                               "-d", stack.pguri_owner], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    holder.stdin.write("SELECT pg_advisory_lock(%d);\n\\echo held\n" % HOLD_KEY)
-    holder.stdin.flush()
-    while True:
-        line = holder.stdout.readline()
-        assert line, "the lock holder's psql ended"
-        if line.strip() == "held":
-            return holder
+    return lock_holder(stack, "SELECT pg_advisory_lock(%d)" % HOLD_KEY, transaction=False)
 
-
-def release_deletes(holder):
-    if holder.poll() is None:
-        holder.stdin.close()  # psql ends: its session, and the lock, end with it
-        holder.wait(timeout=60)
 
 
 def undo_hold_deletes(stack):
@@ -320,7 +305,7 @@ def deletes_held(stack, name):
     st = {"holder": None, "stopped": False}
 
     def release():
-        release_deletes(st["holder"])
+        release_holder(st["holder"])
         if st["stopped"]:
             os.kill(main_gw, signal.SIGCONT)
             st["stopped"] = False
@@ -334,7 +319,7 @@ def deletes_held(stack, name):
         if st["stopped"]:
             os.kill(main_gw, signal.SIGCONT)
         if st["holder"] is not None:
-            release_deletes(st["holder"])
+            release_holder(st["holder"])
         undo_hold_deletes(stack)
         gw.close()
 

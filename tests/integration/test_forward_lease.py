@@ -20,10 +20,9 @@ import contextlib
 import os
 import re
 import signal
-import subprocess
 import time
 
-from conftest import PGBIN, ExtraGateway, wait_for
+from conftest import ExtraGateway, lock_holder, release_holder, wait_for
 from test_forward import DELIVERED_BOUND, new_waybill, sink, sink_lines, submit, wait_delivered
 from test_forward_fast import fwd, free_port, outbox_empty
 
@@ -33,7 +32,7 @@ LEASE_REASON = "the lease ends before another call could"
 
 def hold_claims(stack):
     """Every claim (an UPDATE of the outbox that sets a lease owner) now waits, row by row, for
-    an advisory lock the returned psql session holds until release_claims. Later, park and
+    an advisory lock the returned psql session holds until release_holder. Later, park and
     acknowledgement statements are not held."""
     stack.psql(
         "CREATE OR REPLACE FUNCTION test_claim_hold() RETURNS trigger LANGUAGE plpgsql "
@@ -44,22 +43,8 @@ def hold_claims(stack):
         "DROP TRIGGER IF EXISTS test_claim_hold ON outbox;"
         "CREATE TRIGGER test_claim_hold BEFORE UPDATE ON outbox FOR EACH ROW "
         "EXECUTE FUNCTION test_claim_hold()" % (HOLD_KEY, HOLD_KEY))
-    holder = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
-                               "-d", stack.pguri_owner], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    holder.stdin.write("SELECT pg_advisory_lock(%d);\n\\echo held\n" % HOLD_KEY)
-    holder.stdin.flush()
-    while True:
-        line = holder.stdout.readline()
-        assert line, "the lock holder's psql ended"
-        if line.strip() == "held":
-            return holder
+    return lock_holder(stack, "SELECT pg_advisory_lock(%d)" % HOLD_KEY, transaction=False)
 
-
-def release_claims(holder):
-    if holder.poll() is None:
-        holder.stdin.close()  # psql ends: its session, and the lock, end with it
-        holder.wait(timeout=60)
 
 
 def claim_waiting(stack):
@@ -104,7 +89,7 @@ def lease_gateway(stack, name, lease_ms, deadline_ms):
         yield gw, maddr, holder
     finally:
         if holder is not None:
-            release_claims(holder)
+            release_holder(holder)
         stack.psql("DROP TRIGGER IF EXISTS test_claim_hold ON outbox;"
                    "DROP FUNCTION IF EXISTS test_claim_hold()")
         if gw is not None:
@@ -122,7 +107,7 @@ def held_claim_returns_late(stack, gw, holder, rid, hold_s):
     seen = time.monotonic()
     assert row_of(stack, rid)[1] == "0"  # the claim has not taken it yet (its update waits)
     time.sleep(max(0.0, seen + hold_s - time.monotonic()))  # a lower bound, not a hope
-    release_claims(holder)
+    release_holder(holder)
 
 
 def test_a_batch_whose_lease_is_spent_is_not_sent(stack):

@@ -21,14 +21,12 @@ import datetime
 import hashlib
 import io
 import json
-import os
 import re
-import subprocess
 
 import grpc
 import pytest
 
-from conftest import PGBIN, ExtraGateway, wait_for
+from conftest import ExtraGateway, lock_holder, release_holder, wait_for
 from query_data import SUBMIT, new_waybill, refusal, reveal, submit
 from test_accounts import Admin, unique
 from test_faults import superuser_uri
@@ -196,23 +194,9 @@ def test_report_of_an_empty_month_and_refusals(stack, reports):
 
 def hold_incident_table(stack):
     """A psql session of the schema's owner holding ACCESS EXCLUSIVE on `incident` (which the
-    report's incident count reads) until release(); returned once the lock is held."""
-    holder = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
-                               "-d", stack.pguri_owner], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, text=True)
-    holder.stdin.write("BEGIN;\nLOCK TABLE incident IN ACCESS EXCLUSIVE MODE;\n\\echo held\n")
-    holder.stdin.flush()
-    while True:
-        line = holder.stdout.readline()
-        assert line, "the lock holder's psql ended"
-        if line.strip() == "held":
-            return holder
+    report's incident count reads) until release_holder(); returned once the lock is held."""
+    return lock_holder(stack, "LOCK TABLE incident IN ACCESS EXCLUSIVE MODE")
 
-
-def release(holder):
-    if holder.poll() is None:
-        holder.stdin.close()  # psql ends: its transaction rolls back, the lock goes with it
-        holder.wait(timeout=60)
 
 
 def waiting_on_incident(stack):
@@ -267,7 +251,7 @@ def test_a_report_counting_holds_up_no_audited_write(stack, reports, revealable)
         assert not fut.done()
         assert generated(stack, month) == before
     finally:
-        release(holder)
+        release_holder(holder)
     resp = fut.result()
     after = generated(stack, month)
     assert len(after) == len(before) + 1
@@ -325,7 +309,7 @@ def test_a_report_past_its_time_limit_is_recorded_as_a_timeout(stack, reports):
             # committed before the answer: read while the lock is still held
             assert attempts(stack, month, gw.where) == [("timeout", TIMEOUT_300, "-")]
         finally:
-            release(holder)
+            release_holder(holder)
         resp = gw.report(month)
         digest = "document_sha256=" + hashlib.sha256(resp.document.encode()).hexdigest()
         assert attempts(stack, month, gw.where) == [("timeout", TIMEOUT_300, "-"),
@@ -368,7 +352,7 @@ def test_a_report_whose_count_fails_is_recorded_as_failed(stack, reports):
         assert attempts(stack, month, where) == before + [
             ("failed", "database unavailable; retrying is safe", "-")]
     finally:
-        release(holder)
+        release_holder(holder)
     assert reports.grpc(month).month == month  # the pool came back
 
 
@@ -391,7 +375,7 @@ def test_a_report_cancelled_while_counting_is_recorded(stack, reports):
         assert wait_for(lambda: len(attempts(stack, month, where)) > len(before), 30)
         assert attempts(stack, month, where) == before + [("cancelled", "", "-")]
     finally:
-        release(holder)
+        release_holder(holder)
     assert reports.grpc(month).month == month  # the slot is free again
 
 
@@ -463,7 +447,7 @@ def test_a_report_whose_attempt_cannot_be_recorded_fails_closed(stack, reports):
                 "attempt is recorded before it is answered); retry later")
         finally:
             stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLS, GW_ROLE))
-            release(holder)
+            release_holder(holder)
         assert attempts(stack, month, gw.where) == []
     finally:
         gw.close()
