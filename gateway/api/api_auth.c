@@ -15,6 +15,7 @@
 #include "alloc.h"
 #include "api_admin_int.h"
 #include "app.h"
+#include "clock.h"
 #include "config.h"
 #include "log.h"
 #include "rpc.h"
@@ -104,7 +105,7 @@ static const struct cache_entry *cache_get(struct gw_auth *a, const uint8_t *fpr
 
     if (!e->used || memcmp(e->fpr, fpr, GW_PEER_FPR_LEN) != 0)
         return NULL;
-    if (stale_ok || (ttl > 0 && gw_now_ms() - e->at_ms < ttl))
+    if (stale_ok || (ttl > 0 && gw_clock_ms() - e->at_ms < ttl))
         return e;
     return NULL;
 }
@@ -116,7 +117,7 @@ static void cache_put(struct gw_auth *a, const uint8_t *fpr, const struct gw_acc
     memset(e, 0, sizeof(*e));
     e->used = true;
     memcpy(e->fpr, fpr, GW_PEER_FPR_LEN);
-    e->at_ms = gw_now_ms();
+    e->at_ms = gw_clock_ms();
     e->registered = c != NULL;
     if (c != NULL)
         e->cert = *c;

@@ -22,6 +22,7 @@
 #include "app.h"
 #include "audit.h"
 #include "audit_signer.h"
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
 #include "daemon.h"
@@ -735,7 +736,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
         goto out;
 
-    d.base = event_base_new();
+    d.base = gw_clock_loop_new();
     if (d.base == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the event loop");
         goto out;

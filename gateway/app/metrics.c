@@ -34,6 +34,7 @@
 #include "app.h"
 #include "audit.h"
 #include "call.h"
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "forward.h"
@@ -79,7 +80,7 @@ struct gw_metrics {
     struct event *sample_wait;      /* SAMPLE_WAIT_MS after the query started */
     bool sampled;                   /* a sample was taken */
     struct gw_outbox_depth outbox;  /* the last sample */
-    uint64_t sampled_ms;            /* when (gw_now_ms) */
+    uint64_t sampled_ms;            /* when (gw_clock_ms) */
     uint64_t sample_failures;
     bool admin_known; /* the last certificate found registered as system_admin */
     uint8_t admin_fpr[GW_PEER_FPR_LEN];
@@ -306,7 +307,7 @@ static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
               "age of the oldest delivery not parked (0: none waits)",
               (double)m->outbox.oldest_ms / 1000.0);
         gauge(b, "waygate_outbox_sample_age_seconds", "how old the outbox sample above is",
-              (double)(gw_now_ms() - m->sampled_ms) / 1000.0);
+              (double)(gw_clock_ms() - m->sampled_ms) / 1000.0);
     }
     counter(b, "waygate_outbox_sample_failures_total",
             "outbox samples that failed (database unavailable)", (double)m->sample_failures);
@@ -431,7 +432,7 @@ static void sampled_cb(void *arg, int err, const struct gw_outbox_depth *d)
     if (err == 0) {
         m->outbox = *d;
         m->sampled = true;
-        m->sampled_ms = gw_now_ms();
+        m->sampled_ms = gw_clock_ms();
     } else {
         m->sample_failures++;
     }
@@ -452,7 +453,7 @@ static void admitted(struct scrape *s)
     struct gw_metrics *m = s->m;
     const struct timeval tv = {SAMPLE_WAIT_MS / 1000, (SAMPLE_WAIT_MS % 1000) * 1000};
 
-    if (m->sampled && gw_now_ms() - m->sampled_ms < SAMPLE_FRESH_MS) {
+    if (m->sampled && gw_clock_ms() - m->sampled_ms < SAMPLE_FRESH_MS) {
         answer(s);
         return;
     }

@@ -49,6 +49,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "log.h"
 #include "sandbox.h"
 
@@ -139,14 +140,6 @@ enum cg_step { CG_OK, CG_MKDIR, CG_IDLE, CG_JOIN };
 
 /* Workers run under SCHED_IDLE; where that is refused, nice +19 (the weakest normal weight). */
 #define WORKER_NICE 19
-
-static uint64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static struct slot *slot_at(const struct gw_workers *w, unsigned i)
 {
@@ -588,11 +581,11 @@ static void zygote_end(struct gw_workers *w, bool grace)
     w->zsock = -1;
     if (w->zpid > 0) {
         struct pollfd p = {.fd = w->zpidfd, .events = POLLIN};
-        uint64_t end = mono_ms() + (grace ? ZYGOTE_GRACE_MS : 0);
+        uint64_t end = gw_clock_ms() + (grace ? ZYGOTE_GRACE_MS : 0);
         int r = 0;
 
         while (w->zpidfd >= 0) {
-            uint64_t now = mono_ms();
+            uint64_t now = gw_clock_ms();
 
             r = poll(&p, 1, now < end ? (int)(end - now) : 0);
             if (r >= 0 || errno != EINTR)
@@ -794,11 +787,11 @@ static enum z_read zygote_read(struct gw_workers *w, struct proc *out)
 /* Waits ms at most for the answer to the outstanding request. */
 static enum z_read zygote_await(struct gw_workers *w, int ms, struct proc *out)
 {
-    uint64_t end = mono_ms() + (uint64_t)ms;
+    uint64_t end = gw_clock_ms() + (uint64_t)ms;
 
     for (;;) {
         struct pollfd p = {.fd = w->zsock, .events = POLLIN};
-        uint64_t now = mono_ms();
+        uint64_t now = gw_clock_ms();
         enum z_read r = zygote_read(w, out);
 
         if (r != Z_NONE || now >= end)
@@ -851,7 +844,7 @@ static void hello_from(struct gw_workers *w, const struct hello *h)
 /* The process p becomes the pool's worker process (the respawn limit counts from now). */
 static int adopt(struct gw_workers *w, const struct proc *p)
 {
-    w->spawned_ms = mono_ms();
+    w->spawned_ms = gw_clock_ms();
     w->pid = p->pid;
     w->pidfd = p->pidfd;
     w->sock = p->sock;
@@ -877,7 +870,7 @@ static int spawn(struct gw_workers *w)
 
     if (w->zsock < 0 || w->zpending)
         return GW_EUNAVAIL;
-    w->spawned_ms = mono_ms();
+    w->spawned_ms = gw_clock_ms();
     if (zygote_send(w) != 0)
         return GW_EUNAVAIL;
     r = zygote_await(w, w->base != NULL ? ZYGOTE_WAIT_MS : ZYGOTE_START_MS, &p);
@@ -1142,7 +1135,7 @@ int gw_workers_submit(struct gw_workers *w, gw_job_fn work, gw_job_done_fn done,
     if (w == NULL || w->base == NULL || work == NULL || done == NULL || arg == NULL || size == 0 ||
         size > w->arg_max)
         return GW_EINVAL;
-    if (w->sock < 0 && (mono_ms() - w->spawned_ms < w->respawn_min_ms || spawn(w) != 0))
+    if (w->sock < 0 && (gw_clock_ms() - w->spawned_ms < w->respawn_min_ms || spawn(w) != 0))
         return GW_EUNAVAIL;
     if (gw_workers_queued(w) >= w->queue_max)
         return GW_ETOOBIG;

@@ -21,6 +21,7 @@
 #include "audit_bundle.h"
 #include "audit_read.h"
 #include "audit_signer.h"
+#include "clock.h"
 #include "config.h"
 #include "ctl.h"
 #include "ctl_admin.h"
@@ -83,13 +84,6 @@ static void audit_usage(FILE *f)
         "  CONNINFO defaults to $WAYGATE_PGURI. Exit 0: verified or written; 1: a bad place\n"
         "  found (a signer not pinned included), or a failure; 2: usage.\n",
         GW_BUNDLE_TRUST_MAX);
-}
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
 /* TIME: decimal seconds since the epoch, or YYYY-MM-DDTHH:MM:SSZ (UTC). */
@@ -433,7 +427,7 @@ static int verify_one_chain(struct gw_admin *a, const struct gw_bundle_verify_op
                             const struct keyset *ks, const struct gw_audit_span *sp,
                             struct summary *sum, struct breaks *br, struct broken_tally *bt)
 {
-    struct gw_bundle_header h = {"waygatectl", now_us(), 0, INT64_MAX, NULL};
+    struct gw_bundle_header h = {"waygatectl", gw_clock_real_us(), 0, INT64_MAX, NULL};
     struct gw_bundle_verifier *v = NULL;
     struct gw_bundle_writer *w = NULL;
     struct fill f = {NULL, NULL, 0, br, 0};
@@ -709,7 +703,7 @@ static int export_suite(const struct audit_opts *o, struct gw_keyring *kr)
 static int export_bundle(const struct audit_opts *o)
 {
     struct gw_bundle_verify_opts vo = {0};
-    struct gw_bundle_header h = {"waygatectl", now_us(), o->from_us, o->to_us,
+    struct gw_bundle_header h = {"waygatectl", gw_clock_real_us(), o->from_us, o->to_us,
                                  ctl_admin_actor(o->actor)};
     struct gw_keyring *kr = NULL;
     struct gw_bundle_writer *w = NULL;

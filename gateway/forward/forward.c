@@ -31,6 +31,7 @@
 
 #include "alloc.h"
 #include "app.h"
+#include "clock.h"
 #include "config.h"
 #include "crypto.h"
 #include "forward.h"
@@ -527,15 +528,6 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
     send_batch(b);
 }
 
-/* CLOCK_MONOTONIC milliseconds: leases' ends, fast items' ages. */
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Sends what is left to send (all of it, or the next one alone in singles mode); when nothing
  * is, settles the batch. The request is the concatenation of the packed deliveries, which is
  * exactly the packed DeliverRequest. */
@@ -544,7 +536,7 @@ static void send_batch(struct batch *b)
     struct gw_forward *f = b->f;
     size_t len = 0, o = 0, n = 0;
     uint32_t deadline = f->cfg->fwd_deadline_ms;
-    int64_t room = gw_fwd_call_room_ms(b->lease_end_ms, mono_ms(), deadline);
+    int64_t room = gw_fwd_call_room_ms(b->lease_end_ms, (int64_t)gw_clock_ms(), deadline);
     uint8_t *req;
     int rc;
 
@@ -750,7 +742,7 @@ static int64_t fast_max_wait_ms(const struct gw_config *cfg)
 static void pump_fast(struct gw_forward *f)
 {
     const struct gw_config *cfg = f->cfg;
-    int64_t now = mono_ms(), max_wait = fast_max_wait_ms(cfg);
+    int64_t now = (int64_t)gw_clock_ms(), max_wait = fast_max_wait_ms(cfg);
 
     while (f->fast_n > 0 && f->nbatches + (f->claim != NULL) < cfg->fwd_inflight &&
            ack_backlog(f) < ack_max(cfg)) {
@@ -853,7 +845,7 @@ static void pump(struct gw_forward *f)
         f->dirty = true; /* claimed_cb, linger_cb, batch_done or ack_done_cb pumps again */
     } else {
         f->dirty = false;
-        f->claim_sent_ms = mono_ms();
+        f->claim_sent_ms = (int64_t)gw_clock_ms();
         rc = gw_outbox_claim(f->app->store, f->owner, cfg->fwd_batch, cfg->fwd_lease_ms, claimed_cb,
                              f, &f->claim);
         if (rc != 0) {

@@ -23,6 +23,7 @@
 #include "alloc.h"
 #include "budget.h"
 #include "call.h"
+#include "clock.h"
 #include "config.h"
 #include "h2.h"
 #include "log.h"
@@ -90,14 +91,6 @@ struct gw_call {
     gw_writable_fn writable_fn;
     void *writable_arg;
 };
-
-uint64_t gw_now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 static void *pb_alloc(void *data, size_t size)
 {
@@ -201,14 +194,14 @@ static void arm_run(struct gw_rpc *rpc)
 static bool turn_full(const struct gw_rpc *rpc)
 {
     return rpc->ran >= rpc->p.handlers_per_turn ||
-           (rpc->ran > 0 && gw_now_ms() - rpc->turn_start_ms >= rpc->p.turn_ms);
+           (rpc->ran > 0 && gw_clock_ms() - rpc->turn_start_ms >= rpc->p.turn_ms);
 }
 
 /* Counts a handler start in this turn. */
 static void count_start(struct gw_rpc *rpc)
 {
     if (rpc->ran++ == 0)
-        rpc->turn_start_ms = gw_now_ms();
+        rpc->turn_start_ms = gw_clock_ms();
 }
 
 static void unqueue(struct gw_call *call)
@@ -398,7 +391,7 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     call->method = m;
     call->policy = gw_policy_ref(rp->policy);
     call->state = CALL_IDENTIFYING;
-    call->start_ms = gw_now_ms();
+    call->start_ms = gw_clock_ms();
     call->deadline_ms = call->start_ms + timeout_ms;
     gw_grpc_decoder_init(&call->dec, cfg->max_message_size);
     if (hdrs->has_request_id)
@@ -555,7 +548,7 @@ void gw_call_up_close(void *obj)
 
     call->st = NULL;
     if (call->state != CALL_DONE && !call->confidential) /* closed before a status: cancelled */
-        gw_rpc_count(call->rpc, call->method, GW_GRPC_CANCELLED, gw_now_ms() - call->start_ms);
+        gw_rpc_count(call->rpc, call->method, GW_GRPC_CANCELLED, gw_clock_ms() - call->start_ms);
     if (cancellable(call) && call->cancel_fn != NULL && !call->in_cancel) {
         if (!call->confidential)
             GW_LOG(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->path);
@@ -590,11 +583,11 @@ static void finish(struct gw_call *call, enum gw_grpc_status status, const char 
     /* A confidential call: no line at all, not even one without its method (its status,
      * message and timing would tell a lawful case's progress). */
     if (!call->confidential) {
-        gw_rpc_count(call->rpc, call->method, status, gw_now_ms() - call->start_ms);
+        gw_rpc_count(call->rpc, call->method, status, gw_clock_ms() - call->start_ms);
         GW_LOG(status == GW_GRPC_OK ? GW_LOG_DEBUG : GW_LOG_INFO, "call", &call->log,
                "call finished: %s grpc-status %d (%s) after %llu ms", call->method->path,
                (int)status, message ? message : "",
-               (unsigned long long)(gw_now_ms() - call->start_ms));
+               (unsigned long long)(gw_clock_ms() - call->start_ms));
     }
     if (call->st != NULL)
         gw_h2_stream_finish(call->st, status, message); /* may free the call */

@@ -67,7 +67,7 @@ const char *gw_call_request_id(const struct gw_call *call);
 /* A request metadata value, or NULL when absent. Only "authorization" is kept for now (the
  * transport drops other metadata); valid until the call ends. */
 const char *gw_call_metadata(const struct gw_call *call, const char *name);
-/* Monotonic deadline in milliseconds (gw_now_ms() clock); always set (capped by config). */
+/* Monotonic deadline in milliseconds (gw_clock_ms() clock); always set (capped by config). */
 uint64_t gw_call_deadline_ms(const struct gw_call *call);
 /* From now on the call is confidential, as a confidential method's calls are, and as every call
  * of a principal in a confidential role is from its identity step on
@@ -116,8 +116,5 @@ void gw_call_finish_fault(struct gw_call *call, const struct gw_fault *f);
 void gw_call_fail(struct gw_call *call, int err, const char *field, enum gw_rule rule);
 
 void gw_call_set_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg);
-
-/* Monotonic clock in milliseconds. */
-uint64_t gw_now_ms(void);
 
 #endif

@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "log.h"
 #include "pq_msg.h"
 
@@ -118,13 +119,6 @@ static void pump(struct gw_audit *a);
 static void recover(struct gw_audit *a);
 static void drained(struct gw_audit *a);
 static void drain_cb(evutil_socket_t fd, short what, void *arg);
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 static bool chain_id_ok(const char *s)
 {
@@ -630,7 +624,7 @@ static int chain_entry(struct gw_audit *a, struct gw_audit_req *r, int64_t *seq,
         struct crec *c = &r->recs[i];
         struct gw_audit_rec v = rec_view(c);
         struct gw_audit_link l = {.chain = a->chain, .seq = *seq + 1};
-        int64_t now = now_us();
+        int64_t now = gw_clock_real_us();
         a->last_at = now > a->last_at ? now : a->last_at;
         l.at_us = a->last_at;
         memcpy(l.prev_hash, hash, GW_AUDIT_HASH_LEN);
@@ -812,7 +806,7 @@ static void pump(struct gw_audit *a)
     if (a->batch_ckpt) {
         uint8_t msg[256];
         size_t len = 0;
-        int64_t at = a->last_at > now_us() ? a->last_at : now_us();
+        int64_t at = a->last_at > gw_clock_real_us() ? a->last_at : gw_clock_real_us();
         snprintf(ck_seq, sizeof ck_seq, "%" PRId64, seq);
         snprintf(ck_at, sizeof ck_at, "%" PRId64, at);
         if (gw_audit_checkpoint_msg(a->chain, seq, hash, at, msg, sizeof msg, &len) != 0 ||

@@ -6,19 +6,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <libpq-fe.h>
 
+#include "clock.h"
 #include "pq_msg.h"
 #include "store_admin_int.h"
-
-static int64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
-}
 
 /* Runs sql (binary results) and checks its status; returns the result or NULL after errbuf. */
 static PGresult *run(struct gw_admin *a, const char *sql, int n, const char *const *v, const int *l,
@@ -106,7 +99,7 @@ static int append(struct gw_admin *a, const struct gw_audit_rec *r, const struct
         last_at = gw_pq_int(res, 0, 2, 8);
     }
     PQclear(res);
-    l.at_us = now_us() > last_at ? now_us() : last_at;
+    l.at_us = gw_clock_real_us() > last_at ? gw_clock_real_us() : last_at;
     if (gw_audit_rec_hash(r, &l, hash) != 0) {
         snprintf(errbuf, errlen, "audit: hashing failed");
         return GW_EINTERNAL;

@@ -4,9 +4,9 @@
  * each waiter is detached before its callback runs); the cache is replaced whole, never
  * half-updated. */
 #include <string.h>
-#include <time.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "segcache.h"
 #include "store.h"
 #include "waybillno.h"
@@ -37,11 +37,8 @@ struct gw_segcache {
 
 static uint64_t mono_ms(void *ctx)
 {
-    struct timespec ts;
-
     (void)ctx;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+    return gw_clock_ms();
 }
 
 static void store_loaded_cb(void *arg, int err, const struct gw_store_segment *seg, size_t n)

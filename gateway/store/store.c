@@ -9,11 +9,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
-#include <time.h>
 
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "db.h"
 #include "log.h"
 #include "pq_msg.h"
@@ -104,20 +104,12 @@ static struct gw_store_group *group_new(struct gw_store *s, size_t n, bool batch
 
 /* ---- the fast path (store.h: gw_store_fast_hook) ---- */
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Before a new group is sent: the hook's reservation for all of it, or none (every item must
  * carry its sealed copy). */
 static void fast_reserve(struct gw_store *s, struct gw_store_group *g)
 {
     g->fast = 0;
-    g->sent_ms = mono_ms();
+    g->sent_ms = (int64_t)gw_clock_ms();
     if (s->fast.reserve == NULL || g->n == 0)
         return;
     for (size_t i = 0; i < g->n; i++)

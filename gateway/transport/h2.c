@@ -26,6 +26,7 @@
 
 #include "alloc.h"
 #include "budget.h"
+#include "clock.h"
 #include "config.h"
 #include "h2_calm.h"
 #include "h2mem.h"
@@ -83,20 +84,12 @@ struct gw_h2 {
     struct gw_h2mem alloc; /* nghttp2's allocator for this session; outlives it */
 };
 
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* May a per-stream line (a refusal, a reset) be logged now? Says first how many were left out. */
 static bool stream_log_ok(struct gw_h2 *h2)
 {
     uint64_t dropped = 0;
 
-    if (!gw_h2_calm_log_ok(&h2->calm, now_ms(), &dropped))
+    if (!gw_h2_calm_log_ok(&h2->calm, gw_clock_ms(), &dropped))
         return false;
     if (dropped > 0)
         GW_LOG(GW_LOG_INFO, "h2", &h2->log, "%llu per-stream log lines suppressed (rate limit)",
@@ -378,7 +371,7 @@ static int on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd *h
     struct gw_h2 *h2 = user_data;
     enum gw_h2_calm_kind k = gw_h2_calm_kind_of(hd->type, (hd->flags & NGHTTP2_FLAG_ACK) != 0);
 
-    if (h2->calmed || k == GW_H2_CALM_NKINDS || gw_h2_calm_take(&h2->calm, k, now_ms()))
+    if (h2->calmed || k == GW_H2_CALM_NKINDS || gw_h2_calm_take(&h2->calm, k, gw_clock_ms()))
         return 0;
     h2->calmed = true;
     GW_LOG(GW_LOG_WARN, "h2", &h2->log,
@@ -527,7 +520,7 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
 
 static void stream_progress(struct gw_h2_stream *st)
 {
-    st->progress_ms = now_ms();
+    st->progress_ms = gw_clock_ms();
     if (st->want_writable && !st->notify && evbuffer_get_length(st->out) < GW_H2_STREAM_LOW) {
         st->notify = true;
         notify_soon(st->h2);
@@ -595,7 +588,7 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (gw_h2_stream_queued(st) == 0)
         return; /* nothing waiting: re-armed by the next commit */
-    idle = now_ms() - st->progress_ms;
+    idle = gw_clock_ms() - st->progress_ms;
     if (idle < limit) {
         arm_stall(st, limit - idle);
         return;
@@ -720,7 +713,7 @@ int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
     /* The stall clock runs only while bytes wait: a client is not blamed for a pause of ours. A
      * timer still pending from an earlier message re-arms itself for the rest of the limit. */
     if (was_empty)
-        st->progress_ms = now_ms();
+        st->progress_ms = gw_clock_ms();
     if (!evtimer_pending(st->stall_ev, NULL))
         arm_stall(st, st->h2->cfg->stream_write_timeout_ms);
     flush_soon(st->h2);
@@ -773,7 +766,7 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     h2->log.principal = h2->peer->cert_cn[0] ? h2->peer->cert_cn : NULL;
     h2->io = p->io;
     h2->up = p->up;
-    gw_h2_calm_init(&h2->calm, now_ms());
+    gw_h2_calm_init(&h2->calm, gw_clock_ms());
     gw_budget_init(&h2->mem, p->cfg->request_memory_per_connection);
 
     if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0)

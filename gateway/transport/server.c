@@ -21,6 +21,7 @@
 #include <event2/listener.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "config.h"
 #include "conn.h"
 #include "h2.h"
@@ -50,14 +51,6 @@ struct gw_server {
     uint64_t refused;
     uint64_t refused_by[GW_SERVER_REFUSED_N];
 };
-
-static uint64_t now_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
 
 /* The connection no longer counts as unauthenticated (it authenticated, or it is gone). */
 static void end_preauth(struct gw_server *s, struct gw_conn *c)
@@ -163,7 +156,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         refuse(s, fd, GW_SERVER_REFUSED_MAX_PREAUTH); /* the rest is kept for the authenticated */
         return;
     }
-    v = gw_peerlimit_admit(s->pl, sa, now_ms(), &slot);
+    v = gw_peerlimit_admit(s->pl, sa, gw_clock_ms(), &slot);
     if (v != GW_PEERLIMIT_OK) {
         refuse(s, fd, verdict_refusal[v]);
         return;

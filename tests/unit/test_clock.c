@@ -1,0 +1,98 @@
+/* test_clock.c: the event loop's timers never fire before their time by gw_clock_ms's clock
+ * (clock.h); and the clocks themselves. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include <cmocka.h>
+#include <event2/event.h>
+
+#include "clock.h"
+
+#define TIMEOUT_MS 3
+
+static uint64_t mono_us(void)
+{
+    struct timespec ts;
+
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+struct probe {
+    struct event *ev;
+    uint64_t added_us; /* when evtimer_add ran, by CLOCK_MONOTONIC */
+    uint64_t fired_us;
+};
+
+static void fired(evutil_socket_t fd, short what, void *arg)
+{
+    struct probe *p = arg;
+
+    (void)fd;
+    (void)what;
+    p->fired_us = mono_us();
+}
+
+static void add_timer(struct probe *p)
+{
+    struct timeval tv = {0, TIMEOUT_MS * 1000};
+
+    p->fired_us = 0;
+    p->added_us = mono_us();
+    assert_int_equal(evtimer_add(p->ev, &tv), 0);
+}
+
+/* A timer added, then the loop run a little later (a loaded box: other work ran in between), but
+ * before the timer is due: it must wait for its time. With libevent's default clock
+ * (CLOCK_MONOTONIC_COARSE, a tick of 4 ms) a tick passes in that gap ~70 % of the time and the
+ * timer then fires at once, up to a tick early. */
+static void test_timer_never_early(void **state)
+{
+    struct event_base *base = gw_clock_loop_new();
+    struct probe p;
+
+    (void)state;
+    assert_non_null(base);
+    p.ev = evtimer_new(base, fired, &p);
+    assert_non_null(p.ev);
+    for (int i = 0; i < 50; i++) {
+        uint64_t gap;
+
+        add_timer(&p);
+        gap = p.added_us + TIMEOUT_MS * 1000 - 100;
+        while (mono_us() < gap)
+            ;
+        assert_int_equal(event_base_dispatch(base), 1); /* no events left: the timer ran */
+        assert_true(p.fired_us != 0);
+        assert_true(p.fired_us >= p.added_us + TIMEOUT_MS * 1000);
+    }
+    event_free(p.ev);
+    event_base_free(base);
+}
+
+static void test_clocks(void **state)
+{
+    uint64_t a = gw_clock_ms(), b;
+    int64_t r = gw_clock_real_us();
+
+    (void)state;
+    b = gw_clock_ms();
+    assert_true(b >= a);
+    /* the real-time clock in microseconds since the epoch: after 2020, before 2200 */
+    assert_true(r > INT64_C(1577836800) * 1000000);
+    assert_true(r < INT64_C(7258118400) * 1000000);
+    assert_true(r / 1000000 - (int64_t)time(NULL) <= 1 && (int64_t)time(NULL) - r / 1000000 <= 1);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_timer_never_early),
+        cmocka_unit_test(test_clocks),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
