@@ -614,8 +614,12 @@ static bool has_int80(void)
     pid_t pid = fork();
 
     assert_true(pid >= 0);
-    if (pid == 0)
+    if (pid == 0) {
+        /* without the entry the kernel answers SIGSEGV: die of it, not in cmocka's handler, which
+         * would run the rest of the tests in this child */
+        signal(SIGSEGV, SIG_DFL);
         _exit(c_int80(0, 0));
+    }
     assert_int_equal(waitpid(pid, &st, 0), pid);
     return WIFEXITED(st) && WEXITSTATUS(st) == 0;
 #else
