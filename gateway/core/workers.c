@@ -117,14 +117,16 @@ struct gw_workers {
     int resets;           /* ECONNRESETs seen from the current process */
 };
 
-/* The worker process's first message: how its setup went. 16 bytes: never the size of an
- * answer. */
+/* The worker process's first message: how its setup went (the zygote's part of it, done once for
+ * every process it forks, included). 20 bytes: never the size of an answer. */
 struct hello {
-    int32_t ag_err;  /* the autogroup's nice: 0, or errno (ENOENT: no autogroups here) */
-    int32_t cg_step; /* enum cg_step reached: CG_OK when joined or none asked */
+    int32_t ag_err;  /* the autogroup's nice (the zygote's session): 0, or errno (ENOENT: no
+                      * autogroups here) */
+    int32_t cg_step; /* enum cg_step reached (the zygote joins): CG_OK when joined or none asked */
     int32_t cg_err;  /* errno of that step */
     int32_t sb_err;  /* the system-call filter: 0, or gw_sandbox_prepare's errno, else the first
                       * of any thread's gw_sandbox_enter */
+    int32_t zsb_err; /* the zygote's own filter (gw_sandbox_enter_zygote): 0, or its errno */
 };
 
 enum cg_step { CG_OK, CG_MKDIR, CG_IDLE, CG_JOIN };
@@ -157,9 +159,10 @@ static void lower_thread_priority(void)
 {
     struct sched_param sp = {.sched_priority = 0};
 
-    /* Linux: the policy and the nice value are per thread. Best effort. */
-    if (pthread_setschedparam(pthread_self(), SCHED_IDLE, &sp) != 0)
-        (void)setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
+    /* Linux: the policy and the nice value are per thread; 0 names the calling one (the zygote's
+     * filter allows these two calls for it alone, with these values alone). Best effort. */
+    if (syscall(SYS_sched_setscheduler, 0, SCHED_IDLE, &sp) != 0)
+        (void)setpriority(PRIO_PROCESS, 0, WORKER_NICE);
 }
 
 /* A session of its own is an autogroup of its own where the kernel groups by session (no cpu
@@ -286,22 +289,26 @@ static _Noreturn void *child_start(void *arg)
  * gone), refuse dumps and tracing, take a name, leave the signals a service manager or a terminal
  * sends to a whole group to the gateway (systemd's stop sends SIGTERM to every process of the
  * unit: they end with the gateway, not before it while it drains), and keep no descriptor but
- * stdio and fd, which becomes 3. Returns 3. */
-static int helper_setup(int fd, pid_t parent, const char *name)
+ * stdio and fd, which becomes 3. A worker process (from_zygote) inherits the zygote's
+ * dumpability, signal handlers and mask, and does not set them again (its parent's filter refuses
+ * PR_SET_DUMPABLE). Returns 3. */
+static int helper_setup(int fd, pid_t parent, const char *name, bool from_zygote)
 {
     sigset_t all;
 
     if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) != 0 || getppid() != parent)
         _exit(0);
-    (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     (void)prctl(PR_SET_NAME, name, 0, 0, 0);
-    for (int sig = 1; sig < NSIG; sig++)
-        (void)signal(sig, sig == SIGPIPE || sig == SIGTERM || sig == SIGINT || sig == SIGHUP ||
-                                  sig == SIGUSR1 || sig == SIGUSR2 || sig == SIGQUIT
-                              ? SIG_IGN
-                              : SIG_DFL);
-    sigfillset(&all);
-    (void)sigprocmask(SIG_UNBLOCK, &all, NULL);
+    if (!from_zygote) {
+        (void)prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+        for (int sig = 1; sig < NSIG; sig++)
+            (void)signal(sig, sig == SIGPIPE || sig == SIGTERM || sig == SIGINT || sig == SIGHUP ||
+                                      sig == SIGUSR1 || sig == SIGUSR2 || sig == SIGQUIT
+                                  ? SIG_IGN
+                                  : SIG_DFL);
+        sigfillset(&all);
+        (void)sigprocmask(SIG_UNBLOCK, &all, NULL);
+    }
     if (fd != 3) {
         if (dup2(fd, 3) != 3)
             _exit(1);
@@ -314,10 +321,11 @@ static int helper_setup(int fd, pid_t parent, const char *name)
     return 3;
 }
 
-/* The worker process's stdio becomes /dev/null (stderr stays in a build with AddressSanitizer, for
- * its reports): under the filter it could not use it, and where the filter is refused and not
- * required, code that took the process over could otherwise write lines into the gateway's log
- * (the journal) or read the gateway's stdin (a terminal, when run by hand). */
+/* The zygote's stdio, and so every worker process's, becomes /dev/null (stderr stays in a build
+ * with AddressSanitizer, for its reports): under the filters they could not use it, and where the
+ * filters are refused and not required, code that took a process over could otherwise write lines
+ * into the gateway's log (the journal) or read the gateway's stdin (a terminal, when run by
+ * hand). */
 static void stdio_to_null(void)
 {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -331,29 +339,27 @@ static void stdio_to_null(void)
         (void)close(null);
 }
 
-/* The worker process: nothing of the gateway's is used but the shared slots and its socket. Its
- * set-up is done before the system-call filter goes on (the filter refuses open, setsid,
- * scheduling changes and new threads); its threads are created next (inheriting the first's
- * SCHED_IDLE), each puts the filter on itself, and no thread takes a job before all of them are
- * filtered (or the process ends, or runs unfiltered where that is allowed). */
+/* What the zygote set up for every process it forks, before its own filter (which refuses open,
+ * mkdir and setsid): its hello's first fields and its own filter's outcome. */
+static struct hello zygote_setup;
+
+/* The worker process: nothing of the gateway's is used but the shared slots and its socket. It runs
+ * under the zygote's filter from its first instruction, and inherits the zygote's stdio
+ * (/dev/null), session (autogroup), cgroup and oom_score_adj (1000); what it still sets itself
+ * (its name, its death signal, its descriptors, SCHED_IDLE) the zygote's filter allows. Its
+ * threads are created next (inheriting the first's SCHED_IDLE), each puts the compute-only filter
+ * on itself, and no thread takes a job before all of them are filtered (or the process ends, or
+ * runs unfiltered where that is allowed). */
 static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t parent)
 {
     static struct child c;
-    struct hello hello;
+    struct hello hello = zygote_setup;
     unsigned created = 0;
     pthread_t t;
     int err;
 
-    fd = helper_setup(fd, parent, "waygated-work");
-    stdio_to_null();
-    memset(&hello, 0, sizeof(hello));
-    hello.ag_err = lower_group_priority();
-    join_cgroup(w->cgroup, &hello);
+    fd = helper_setup(fd, parent, "waygated-work", true);
     lower_thread_priority();
-    /* The OOM killer's first choice (best effort, before the filter closes open): a storm of
-     * scrypt jobs, or code that took the process over and allocates without end, loses this
-     * process, which the gateway replaces, not the gateway or PostgreSQL. */
-    (void)write_file("/proc/self", "oom_score_adj", "1000");
     c.w = w;
     c.fd = fd;
     pthread_mutex_init(&c.mu, NULL);
@@ -372,7 +378,7 @@ static _Noreturn void child_main(const struct gw_workers *w, int fd, pid_t paren
     pthread_mutex_unlock(&c.mu);
     if (send(fd, &hello, sizeof(hello), MSG_NOSIGNAL) != (ssize_t)sizeof(hello))
         _exit(1);
-    if (hello.sb_err != 0 && w->filter_required)
+    if ((hello.sb_err != 0 || hello.zsb_err != 0) && w->filter_required)
         _exit(1); /* no job runs unfiltered: the gateway turns hashing off on this hello */
     pthread_mutex_lock(&c.mu);
     c.go = true;
@@ -393,12 +399,32 @@ struct born {
 
 #define ZYGOTE_KIDS 8 /* worker processes of one zygote not reaped yet, the live one included */
 
-/* Kills and reaps a child of the zygote not reaped yet (so its pid is still its own). */
-static void end_child(pid_t pid)
+/* Kills (through its pidfd: the zygote's filter refuses kill) and reaps a child of the zygote not
+ * reaped yet. Without a pidfd (pidfd_open failed), the child ends on its own: the other end of its
+ * socket is closed before, and its hello cannot be sent. */
+static void end_child(pid_t pid, int pidfd)
 {
-    (void)kill(pid, SIGKILL);
+    if (pidfd >= 0)
+        (void)syscall(SYS_pidfd_send_signal, pidfd, SIGKILL, NULL, 0u);
     while (waitpid(pid, NULL, 0) < 0 && errno == EINTR)
         ;
+}
+
+/* The zygote's /proc/self/oom_score_adj (-1: none) and its own value, which it takes back after
+ * each fork: the child inherits 1000 (the OOM killer's first choice: a storm of scrypt jobs, or
+ * code that took the process over and allocates without end, loses that process, which the
+ * gateway replaces, not the gateway or PostgreSQL), the zygote does not (lost, it is not
+ * replaced). */
+static int zygote_oom_fd = -1;
+static char zygote_oom[16];
+
+static void set_oom(const char *v)
+{
+    ssize_t n;
+
+    if (zygote_oom_fd >= 0) /* best effort: a failure leaves a value, not a hole */
+        while ((n = write(zygote_oom_fd, v, strlen(v))) < 0 && errno == EINTR)
+            ;
 }
 
 /* Forks a worker process for the zygote and answers the gateway on fd (3). kids[] holds the
@@ -421,17 +447,24 @@ static void zygote_fork(const struct gw_workers *w, int fd, uint32_t id, int *ki
         b.err = EAGAIN;
     else if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
         b.err = errno;
-    else if ((pid = fork()) == 0) {
-        close(sv[0]); /* the gateway's end: the process must see its socket close */
-        child_main(w, sv[1], self);
-    } else if (pid < 0)
-        b.err = errno;
+    else {
+        set_oom("1000");
+        if ((pid = fork()) == 0) {
+            close(sv[0]); /* the gateway's end: the process must see its socket close */
+            child_main(w, sv[1], self);
+        }
+        set_oom(zygote_oom);
+        if (pid < 0)
+            b.err = errno;
+    }
     if (sv[1] >= 0)
         close(sv[1]);
     /* Before any wait: the child cannot be reaped (and its pid reused) until we wait for it. */
     if (pid > 0 && (pidfd = (int)syscall(SYS_pidfd_open, pid, 0u)) < 0) {
         b.err = errno;
-        end_child(pid);
+        close(sv[0]);
+        sv[0] = -1;
+        end_child(pid, -1);
     }
     if (b.err == 0) {
         struct cmsghdr *cm;
@@ -458,7 +491,7 @@ static void zygote_fork(const struct gw_workers *w, int fd, uint32_t id, int *ki
     if (b.err == 0) { /* the answer could not go: that process must not live on, unseen */
         b.err = n < 0 ? errno : EIO;
         b.pid = -1;
-        end_child(pid);
+        end_child(pid, pidfd);
         close(pidfd);
         m.msg_control = NULL;
         m.msg_controllen = 0;
@@ -467,6 +500,30 @@ static void zygote_fork(const struct gw_workers *w, int fd, uint32_t id, int *ki
     }
     if (n != (ssize_t)sizeof(b))
         _exit(1); /* no answer at all: the gateway sees the zygote end, and fails closed */
+}
+
+/* The zygote's set-up, done once for every process it forks (they inherit it) before its filter
+ * goes on: stdio on /dev/null; a session of its own, its autogroup lowered; the cgroup joined; its
+ * oom_score_adj kept open to be raised around each fork. Then its own system-call filter
+ * (sandbox.h): it parses the gateway's requests, and code that took it over must reach nothing
+ * the gateway's user can. */
+static void zygote_prepare(const struct gw_workers *w, int fd)
+{
+    ssize_t n;
+
+    stdio_to_null();
+    zygote_setup.ag_err = lower_group_priority();
+    join_cgroup(w->cgroup, &zygote_setup);
+    zygote_oom_fd = open("/proc/self/oom_score_adj", O_RDWR | O_CLOEXEC);
+    if (zygote_oom_fd >= 0) {
+        n = read(zygote_oom_fd, zygote_oom, sizeof(zygote_oom) - 1);
+        zygote_oom[n > 0 ? n : 0] = '\0';
+        if (n <= 0) { /* cannot take its value back: leave it alone (best effort, as before) */
+            close(zygote_oom_fd);
+            zygote_oom_fd = -1;
+        }
+    }
+    zygote_setup.zsb_err = gw_sandbox_enter_zygote(fd, zygote_oom_fd);
 }
 
 /* The zygote: forked by gw_workers_new before the gateway reads any key, it forks each worker
@@ -479,7 +536,8 @@ static _Noreturn void zygote_main(const struct gw_workers *w, int fd, pid_t pare
     pid_t kid_pid[ZYGOTE_KIDS];
     int nkids = 0;
 
-    fd = helper_setup(fd, parent, "waygated-zygote");
+    fd = helper_setup(fd, parent, "waygated-zygote", false);
+    zygote_prepare(w, fd);
     for (;;) {
         struct pollfd p[1 + ZYGOTE_KIDS];
         uint32_t req;
@@ -511,7 +569,7 @@ static _Noreturn void zygote_main(const struct gw_workers *w, int fd, pid_t pare
             continue;
         if (n != (ssize_t)sizeof(req)) { /* the gateway closed its end (or broke the protocol) */
             for (int i = 0; i < nkids; i++)
-                (void)kill(kid_pid[i], SIGKILL);
+                (void)syscall(SYS_pidfd_send_signal, kid_fd[i], SIGKILL, NULL, 0u);
             for (int i = 0; i < nkids; i++)
                 while (waitpid(kid_pid[i], NULL, 0) < 0 && errno == EINTR)
                     ;
@@ -809,25 +867,30 @@ static void hello_from(struct gw_workers *w, const struct hello *h)
         [CG_IDLE] = "mark idle (cpu.idle)",
         [CG_JOIN] = "join (cgroup.procs)",
     };
+    const char *who;
+    int zerr;
 
     w->hello_seen = true;
     w->cgroup_err = h->cg_step == CG_OK ? 0 : h->cg_err > 0 ? h->cg_err : EIO;
-    w->sandbox_err = h->sb_err >= 0 ? h->sb_err : EIO;
+    /* the zygote's filter first: the process runs under both */
+    zerr = h->zsb_err >= 0 ? h->zsb_err : EIO;
+    w->sandbox_err = zerr != 0 ? zerr : h->sb_err >= 0 ? h->sb_err : EIO;
+    who = zerr != 0 ? "'s zygote" : "";
     if (w->sandbox_err != 0 && w->filter_required) {
         GW_LOG(GW_LOG_ERROR, "workers", NULL,
-               "the password-hashing process %ld could not put on its system-call filter "
+               "the password-hashing process %ld%s could not put on its system-call filter "
                "(seccomp): %s; it ended, and password hashing is off until the gateway restarts "
                "(logins answer UNAVAILABLE); [auth] worker_filter_required = false lets it run "
                "unfiltered",
-               (long)w->pid, strerror(w->sandbox_err));
+               (long)w->pid, who, strerror(w->sandbox_err));
         hashing_off(w);
     } else if (w->sandbox_err != 0) {
         GW_LOG(GW_LOG_WARN, "workers", NULL,
-               "the password-hashing process %ld runs without its system-call filter "
+               "the password-hashing process %ld%s runs without its system-call filter "
                "(seccomp): %s ([auth] worker_filter_required = false); code that took it over "
                "could open what the gateway's user can, the keyring included, and signal the "
                "gateway",
-               (long)w->pid, strerror(w->sandbox_err));
+               (long)w->pid, who, strerror(w->sandbox_err));
     }
     if (h->ag_err != 0 && h->ag_err != ENOENT)
         GW_LOG(GW_LOG_WARN, "workers", NULL,

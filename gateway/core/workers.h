@@ -6,33 +6,36 @@
  * Why a process: the kernel shares the CPU between groups of processes (autogroups: one per
  * session; cgroups) before it looks at a thread's policy, so threads of the gateway hashing
  * under SCHED_IDLE still took the gateway's group's full share from PostgreSQL and the clients
- * beside it, and Submit latency rose tenfold during a login storm. The worker process starts a
- * session of its own (an autogroup of its own where the kernel groups by session), lowers that
- * group to nice +19, runs its threads under SCHED_IDLE (nice +19 where that is refused), and,
- * given [auth] worker_cgroup, moves into that cgroup marked idle: only then does a task that
+ * beside it, and Submit latency rose tenfold during a login storm. The worker process is in a
+ * session of its own (the zygote's, an autogroup of its own where the kernel groups by session),
+ * whose group is at nice +19, runs its threads under SCHED_IDLE (nice +19 where that is refused),
+ * and, given [auth] worker_cgroup, is in that cgroup marked idle (the zygote sets all of that up
+ * once, before its filter, and each process it forks inherits it): only then does a task that
  * wakes anywhere else take the core from it at once. It ignores the signals sent to whole
  * groups (SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2): it ends with the gateway.
  *
  * gw_workers_new (the daemon calls it before it reads any key) forks a zygote, a child whose only
  * work is to fork worker processes when asked, and has it fork the first. Each keeps no
  * descriptor but its socket and stdio (the zygote also a pidfd per child), cannot be dumped or
- * traced, and dies with its parent. The worker process runs under a system-call filter
- * (sandbox.h) before it takes its first job: it can compute, use its memory and answer on its
- * socket, and reach nothing outside it (sandbox.h lists what stays allowed). A process the kernel
- * refuses the filter ends before any job, and hashing is off as below, unless filter_required is
- * false (it then runs unfiltered, logged). If the
- * worker process dies, the jobs it held end (those it had finished with their result, the others
- * with GW_EUNAVAIL) and the next job submitted (at most one a second) has the zygote fork a new
- * one: like the first, it holds nothing the gateway read since the start. If the zygote is lost too
- * (gone, or it broke its protocol), no process is forked any more until the gateway restarts: a
- * zygote forked from the gateway then would hold its keys (gw_workers_hashing_off; every submit
- * answers GW_EUNAVAIL). The loop waits for the zygote's answer to a fork (a fork of a small
- * process; 1 s at most: then that submit answers GW_EUNAVAIL, as do the next ones at once, until
- * the answer comes on the loop and its process is taken; 30 s without one and the zygote is lost),
- * and for a live worker process only to kill one that broke the protocol, and in gw_workers_free. A
- * new process lowers its scheduling group before it takes jobs; without CAP_SYS_ADMIN the kernel
- * may make that wait up to 3 s (one such change per 100 ms on the whole host), and jobs submitted
- * meanwhile wait in its socket.
+ * traced, and dies with its parent. The zygote runs under a system-call filter of its own
+ * (gw_sandbox_enter_zygote: it may fork, reap and use its socket, not open, connect, exec or
+ * signal another process but through a pidfd), which every process it forks inherits. The worker
+ * process adds its own (sandbox.h) before it takes its first job: it can compute, use its memory
+ * and answer on its socket, and reach nothing outside it (sandbox.h lists what stays allowed). A
+ * process the kernel refuses the filter ends before any job, and hashing is off as below, unless
+ * filter_required is false (it then runs unfiltered, logged). If the worker process dies, the jobs
+ * it held end (those it had finished with their result, the others with GW_EUNAVAIL) and the next
+ * job submitted (at most one a second) has the zygote fork a new one: like the first, it holds
+ * nothing the gateway read since the start. If the zygote is lost too (gone, or it broke its
+ * protocol), no process is forked any more until the gateway restarts: a zygote forked from the
+ * gateway then would hold its keys (gw_workers_hashing_off; every submit answers GW_EUNAVAIL). The
+ * loop waits for the zygote's answer to a fork (a fork of a small process; 1 s at most: then that
+ * submit answers GW_EUNAVAIL, as do the next ones at once, until the answer comes on the loop and
+ * its process is taken; 30 s without one and the zygote is lost), and for a live worker process
+ * only to kill one that broke the protocol, and in gw_workers_free. A new process lowers its
+ * scheduling group before it takes jobs; without CAP_SYS_ADMIN the kernel may make that wait up to
+ * 3 s (one such change per 100 ms on the whole host), and jobs submitted meanwhile wait in its
+ * socket.
  *
  * Ownership of a job's argument (size bytes, copied into the shared slot at submit):
  *  - done(arg, 0) runs on the loop once work has run on the copy and the copy is back in arg;
@@ -61,8 +64,8 @@ typedef void (*gw_job_done_fn)(void *arg, int err);
 
 /* Forks the worker process with nthreads (>= 1) threads. queue_max (>= 1) bounds the jobs waiting
  * for a thread, arg_max (>= 1) the size of a job's argument. cgroup (or NULL): a cgroup directory
- * ([auth] worker_cgroup) the process creates if missing, marks idle (cpu.idle = 1) and joins
- * before its threads start; a failure is logged and the process runs without it.
+ * ([auth] worker_cgroup) the zygote creates if missing, marks idle (cpu.idle = 1) and joins
+ * before it forks the first process; a failure is logged and the processes run without it.
  * filter_required ([auth] worker_filter_required): a process whose system-call filter is refused
  * turns hashing off (gw_workers_hashing_off) instead of running unfiltered. No event loop yet:
  * call gw_workers_attach before the first submit. Returns NULL on failure (nothing left behind). */

@@ -1,11 +1,13 @@
 """Password hashing runs in a process of its own (gateway/core/workers.c), forked by a zygote that
 the gateway forked before it read any key (so that a replacement holds none of them), in
-a session of its own (its own autogroup, at nice +19, where the kernel groups by session), its
-threads under SCHED_IDLE, in the idle cgroup [auth] worker_cgroup names (the dev stack sets one
-where the machine allows it), not dumpable, holding no descriptor but its socket and stdio, deaf
-to the signals sent to a whole unit, every thread of it under its system-call filter (seccomp,
-gateway/core/sandbox.c; what the filter refuses is tests/unit/test_workers.c's
-test_sandbox_refuses); the gateway itself runs no other thread. Killed, it is
+a session of its own (the zygote's: its own autogroup, at nice +19, where the kernel groups by
+session), its threads under SCHED_IDLE, in the idle cgroup [auth] worker_cgroup names (the dev
+stack sets one where the machine allows it; the zygote joins it, its children inherit it), not
+dumpable, holding no descriptor but its socket and stdio, deaf to the signals sent to a whole unit,
+every thread of it under its system-call filter (seccomp, gateway/core/sandbox.c; what the filter
+refuses is tests/unit/test_workers.c's test_sandbox_refuses) and under the zygote's, which the
+zygote runs under itself (tests/unit/test_sandbox.c's test_zygote_each_call); the gateway itself
+runs no other thread. Killed, it is
 replaced at the next Login; a Login whose hash was in it when it died answers UNAVAILABLE (and
 counts no failed attempt), never a refusal."""
 import base64
@@ -97,19 +99,25 @@ def test_hashing_runs_in_a_process_of_its_own(stack):
         assert f.read().strip() == "waygated-zygote"
     st = stat_fields("/proc/%d/stat" % pid)
     assert int(st[1]) == zy            # its parent is the zygote, the gateway's child
-    assert int(st[3]) == pid           # it leads a session of its own
-    assert int(stat_fields("/proc/%d/stat" % gw)[3]) != pid
+    assert int(st[3]) == zy            # in a session of its own: the zygote's, not the gateway's
+    assert int(stat_fields("/proc/%d/stat" % gw)[3]) != zy
     threads = os.listdir("/proc/%d/task" % pid)
     assert len(threads) == 2           # [auth] workers, the dev stack's default
     for t in threads:
         assert int(stat_fields("/proc/%d/task/%s/stat" % (pid, t))[38]) == SCHED_IDLE, t
     assert_filtered(pid)
+    assert_filtered(zy)                # the zygote has a filter of its own
     with open("/proc/%d/oom_score_adj" % pid) as f:
         assert f.read().strip() == "1000"  # the OOM killer's first choice, not the gateway
-    # one filter more than the gateway's (which has none of Waygate's own; a container may add)
-    gst, wst = status_of("/proc/%d/status" % gw), status_of("/proc/%d/status" % pid)
+    with open("/proc/%d/oom_score_adj" % zy) as f, open("/proc/%d/oom_score_adj" % gw) as g:
+        assert f.read() == g.read()    # the zygote is not (lost, it is not replaced)
+    # the zygote: one filter more than the gateway's (which has none of Waygate's own; a container
+    # may add); the hashing process: two more, the zygote's and its own
+    gst, zst = status_of("/proc/%d/status" % gw), status_of("/proc/%d/status" % zy)
+    wst = status_of("/proc/%d/status" % pid)
     if "Seccomp_filters" in wst:  # Linux 5.9 and later
-        assert int(wst["Seccomp_filters"]) == int(gst["Seccomp_filters"]) + 1
+        assert int(zst["Seccomp_filters"]) == int(gst["Seccomp_filters"]) + 1
+        assert int(wst["Seccomp_filters"]) == int(gst["Seccomp_filters"]) + 2
     assert not any("without its system-call filter" in line for line in stack.log_lines())
     assert os.listdir("/proc/%d/task" % gw) == [str(gw)]  # the gateway: its loop alone
     if os.path.exists("/proc/self/autogroup"):
@@ -136,13 +144,15 @@ def test_hashing_runs_in_a_process_of_its_own(stack):
     # not dumpable: /proc/PID is then owned by root whatever the process's user
     assert os.stat("/proc/%d" % pid).st_uid == 0
     # the signals a service manager sends to every process of a unit are the gateway's to act on
-    # the zygote: not dumpable either; nothing of the gateway's open, only stdio, its socket and
-    # a pidfd of its one child
+    # the zygote: not dumpable either; nothing of the gateway's open, only stdio (/dev/null), its
+    # socket, its own oom_score_adj (raised around each fork) and a pidfd of its one child
     assert os.stat("/proc/%d" % zy).st_uid == 0
     zfds = sorted(int(fd) for fd in os.listdir("/proc/%d/fd" % zy))
-    assert zfds[:4] == [0, 1, 2, 3] and len(zfds) == 5, zfds
+    assert zfds[:4] == [0, 1, 2, 3] and len(zfds) == 6, zfds
+    assert [os.readlink("/proc/%d/fd/%d" % (zy, fd)) for fd in (0, 1, 2)] == ["/dev/null"] * 3
     assert os.readlink("/proc/%d/fd/3" % zy).startswith("socket:")
-    assert os.readlink("/proc/%d/fd/%d" % (zy, zfds[4])) == "anon_inode:[pidfd]"
+    assert sorted(os.readlink("/proc/%d/fd/%d" % (zy, fd)) for fd in zfds[4:]) == [
+        "/proc/%d/oom_score_adj" % zy, "anon_inode:[pidfd]"]
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
         os.kill(pid, sig)
         os.kill(zy, sig)
@@ -162,6 +172,9 @@ def test_a_killed_hashing_process_is_replaced(stack):
     new = hasher(stack)
     assert new != old and zygote(stack) == zy
     assert_filtered(new)
+    assert_filtered(zy)  # the zygote forked it under its own filter
+    with open("/proc/%d/oom_score_adj" % new) as f:
+        assert f.read().strip() == "1000"
     assert value(scrape(stack)[0], "waygate_auth_process_deaths_total") == before + 1
     assert any("password-hashing process %d exited" % old in line for line in stack.log_lines())
 

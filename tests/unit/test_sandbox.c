@@ -693,6 +693,337 @@ static void test_unfiltered_differs(void **state)
     }
 }
 
+/* ---- the zygote's filter (gw_sandbox_enter_zygote) ---- */
+
+static int zygote_oom_fd = -1; /* the descriptor the zygote's filter lets it write: a pipe here */
+
+static int c_write_oom(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(write(zygote_oom_fd, "1000", 4));
+}
+
+static int c_socketpair_seqpacket(int s, pid_t t)
+{
+    int sv[2];
+
+    (void)s;
+    (void)t;
+    return result(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv));
+}
+
+/* The zygote's work: fork a child (glibc's fork), open its pidfd, wait for its end, reap it. */
+static int c_fork_and_reap(int s, pid_t t)
+{
+    struct pollfd { /* <poll.h> would clash with nothing, but keep the includes as they are */
+        int fd;
+        short events, revents;
+    } p;
+    int st;
+    long pidfd;
+    pid_t pid;
+
+    (void)s;
+    (void)t;
+    pid = fork();
+    if (pid == 0)
+        _exit(7);
+    if (pid < 0)
+        return errno;
+    pidfd = syscall(SYS_pidfd_open, pid, 0u);
+    if (pidfd < 0)
+        return errno;
+    p.fd = (int)pidfd;
+    p.events = 1; /* POLLIN: the child has ended */
+    if (syscall(SYS_poll, &p, 1, -1) != 1)
+        return errno != 0 ? errno : 255;
+    if (waitpid(pid, &st, 0) != pid)
+        return errno;
+    return WIFEXITED(st) && WEXITSTATUS(st) == 7 ? 0 : 254;
+}
+
+/* Ending a child through its pidfd: SIGKILL only. */
+static int signal_own_child(int sig)
+{
+    int st, rc;
+    long pidfd;
+    pid_t pid = fork();
+
+    if (pid == 0)
+        for (;;)
+            pause();
+    if (pid < 0)
+        return errno;
+    pidfd = syscall(SYS_pidfd_open, pid, 0u);
+    if (pidfd < 0)
+        return errno;
+    rc = result(syscall(SYS_pidfd_send_signal, (int)pidfd, sig, NULL, 0u));
+    if (rc != 0)
+        (void)syscall(SYS_pidfd_send_signal, (int)pidfd, SIGKILL, NULL, 0u);
+    if (waitpid(pid, &st, 0) != pid)
+        return errno;
+    return rc;
+}
+
+static int c_pidfd_kill_child(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return signal_own_child(SIGKILL);
+}
+
+static int c_pidfd_term_child(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return signal_own_child(SIGTERM);
+}
+
+/* A child of the zygote puts the compute-only filter on under the zygote's (filters stack): its
+ * socket still works, and what the zygote's filter allows but the compute-only one does not
+ * (socketpair, fork) is refused. 0 when all of that holds. */
+static int c_child_filter_stacks(int s, pid_t t)
+{
+    int st, rc;
+    pid_t pid;
+
+    (void)t;
+    pid = fork();
+    if (pid == 0) {
+        int sv[2];
+
+        rc = gw_sandbox_prepare(s);
+        if (rc == 0)
+            rc = gw_sandbox_enter();
+        if (rc != 0)
+            _exit(100);
+        if (c_send_socket(s, 0) != 0)
+            _exit(101);
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) == 0 || errno != EPERM)
+            _exit(102);
+        if (c_fork(s, 0) != EPERM)
+            _exit(103);
+        _exit(0);
+    }
+    if (pid < 0)
+        return errno;
+    if (waitpid(pid, &st, 0) != pid)
+        return errno;
+    return WIFEXITED(st) ? WEXITSTATUS(st) : 1000 + WTERMSIG(st);
+}
+
+/* A worker process's own set-up under the zygote's filter: SCHED_IDLE, or nice +19, on itself. */
+static int c_idle_self(int s, pid_t t)
+{
+    struct sched_param sp = {.sched_priority = 0};
+
+    (void)s;
+    (void)t;
+    return result(syscall(SYS_sched_setscheduler, 0, SCHED_IDLE, &sp));
+}
+
+static int c_idle_test(int s, pid_t t)
+{
+    struct sched_param sp = {.sched_priority = 0};
+
+    (void)s;
+    return result(syscall(SYS_sched_setscheduler, t, SCHED_IDLE, &sp));
+}
+
+static int c_nice_self(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(setpriority(PRIO_PROCESS, 0, 19));
+}
+
+static int c_name(int s, pid_t t)
+{
+    (void)s;
+    (void)t;
+    return result(prctl(PR_SET_NAME, "waygate-test", 0, 0, 0));
+}
+
+static int c_dup2(int s, pid_t t)
+{
+    (void)t;
+    return result(dup2(s, 40));
+}
+
+/* fork() with a new user namespace: clone flags the zygote never uses. */
+static int c_clone_newuser(int s, pid_t t)
+{
+    long pid;
+
+    (void)s;
+    (void)t;
+    pid = syscall(SYS_clone, (unsigned long)(CLONE_NEWUSER | SIGCHLD), 0, 0, 0, 0);
+    if (pid == 0)
+        _exit(0);
+    if (pid > 0)
+        (void)waitpid((pid_t)pid, NULL, 0);
+    return result(pid);
+}
+
+static int c_connect(int s, pid_t t)
+{
+    struct sockaddr sa = {.sa_family = AF_UNIX};
+
+    (void)t;
+    return result(connect(s, &sa, sizeof(sa.sa_family)));
+}
+
+static const struct case_ zygote_cases[] = {
+    /* what the zygote does */
+    {"getpid", c_getpid, 0},
+    {"recv on its socket", c_recv_socket, 0},
+    {"send on its socket", c_send_socket, 0},
+    {"sendmsg on its socket", c_sendmsg_socket, 0},
+    {"socketpair(AF_UNIX, SOCK_SEQPACKET)", c_socketpair_seqpacket, 0},
+    {"fork, pidfd_open, poll, waitpid", c_fork_and_reap, 0},
+    {"pidfd_send_signal(its child, SIGKILL)", c_pidfd_kill_child, 0},
+    {"write(its oom_score_adj)", c_write_oom, 0},
+    {"memory", c_memory, 0},
+    {"tgkill of itself (abort)", c_tgkill_self, 0},
+    /* what a child of it does before its own filter */
+    {"a new thread (clone3 answers ENOSYS, clone then)", c_thread, 0},
+    {"clone3", c_clone3, ENOSYS},
+    {"dup2", c_dup2, 0},
+    {"prctl(PR_SET_NAME)", c_name, 0},
+    {"sched_setscheduler(itself, SCHED_IDLE)", c_idle_self, 0},
+    {"setpriority(itself, 19)", c_nice_self, 0},
+    {"its own filter on top", c_child_filter_stacks, 0},
+    /* files, the network, programs */
+    {"open", c_open, EPERM},
+    {"openat", c_openat, EPERM},
+    {"socket", c_socket, EPERM},
+    {"socketpair(AF_UNIX, SOCK_STREAM)", c_socketpair, EPERM},
+    {"connect(its socket)", c_connect, EPERM},
+    {"execve", c_exec, EPERM},
+    {"io_uring_setup", c_io_uring, EPERM},
+    {"ioctl", c_ioctl, EPERM},
+    {"write(stdout)", c_write_stdout, EPERM},
+    {"sendto(stdout)", c_send_stdout, EPERM},
+    {"read(its socket)", c_read_socket, EPERM},
+    {"fcntl(F_DUPFD)", c_dupfd, EPERM},
+    /* other processes */
+    {"kill(victim)", c_kill_test, EPERM},
+    {"tgkill(victim)", c_tgkill_test, EPERM},
+    {"rt_sigqueueinfo(victim)", c_sigqueue_test, EPERM},
+    {"pidfd_send_signal(its child, SIGTERM)", c_pidfd_term_child, EPERM},
+    {"fcntl(F_SETOWN victim)", c_fcntl_setown, EPERM},
+    {"ptrace(PTRACE_ATTACH victim)", c_ptrace, EPERM},
+    {"process_vm_readv(victim)", c_vm_read, EPERM},
+    {"prlimit(victim)", c_prlimit_test, EPERM},
+    {"setpriority(victim)", c_renice_test, EPERM},
+    {"sched_setscheduler(victim, SCHED_IDLE)", c_idle_test, EPERM},
+    /* its own state, namespaces */
+    {"setsid", c_setsid, EPERM},
+    {"prctl(PR_SET_DUMPABLE 1)", c_prctl_dumpable_on, EPERM},
+    {"clone(CLONE_NEWUSER)", c_clone_newuser, EPERM},
+#ifdef __x86_64__
+    {"x32 getpid", c_x32, KILLED},
+#endif
+};
+
+/* Runs call in a child under the zygote's filter (its socket: one end of a socket pair; its oom
+ * descriptor: a pipe): its exit code, KILLED, or fails the test. */
+static int run_zygote_case(const struct case_ *c)
+{
+    int sv[2], oom[2], st, rc;
+    pid_t test = victim(), pid;
+
+    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    assert_int_equal(pipe(oom), 0);
+    assert_int_equal(send(sv[0], "y", 1, 0), 1);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        close(sv[0]);
+        close(oom[0]);
+        alarm(60); /* a call a broken filter leaves hanging ends the child, not the test */
+        zygote_oom_fd = oom[1];
+        rc = gw_sandbox_enter_zygote(sv[1], oom[1]);
+        if (rc != 0)
+            _exit(200); /* the filter did not go on */
+        _exit(c->call(sv[1], test));
+    }
+    close(sv[1]);
+    close(oom[1]);
+    while (waitpid(pid, &st, 0) < 0)
+        assert_int_equal(errno, EINTR);
+    close(sv[0]);
+    close(oom[0]);
+    end_victim(test);
+    if (WIFSIGNALED(st))
+        return WTERMSIG(st) == SIGSYS ? KILLED : 1000 + WTERMSIG(st);
+    assert_true(WIFEXITED(st));
+    if (WEXITSTATUS(st) == 200)
+        fail_msg("%s: the zygote's filter did not go on", c->name);
+    return WEXITSTATUS(st);
+}
+
+/* The zygote's filter, call by call: what it and a child of it before its own filter need works,
+ * the child's own filter goes on top, and files, the network, exec and signals to other processes
+ * are refused (EPERM). */
+static void test_zygote_each_call(void **state)
+{
+    int failed = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(zygote_cases) / sizeof(zygote_cases[0]); i++) {
+        int got = run_zygote_case(&zygote_cases[i]);
+
+        if (got != zygote_cases[i].want) {
+            print_error("zygote: %s: got %d (%s), want %d (%s)\n", zygote_cases[i].name, got,
+                        got == KILLED           ? "killed"
+                        : got > 0 && got < 1000 ? strerror(got)
+                                                : "-",
+                        zygote_cases[i].want,
+                        zygote_cases[i].want == KILLED ? "killed" : strerror(zygote_cases[i].want));
+            failed++;
+        }
+    }
+    assert_int_equal(failed, 0);
+}
+
+/* The zygote's refusals are the filter's doing: unfiltered, the same calls succeed (or fail
+ * otherwise). */
+static void test_zygote_unfiltered_differs(void **state)
+{
+    static const struct {
+        int (*call)(int, pid_t);
+        int unfiltered;
+    } plain[] = {
+        {c_open, 0},        {c_openat, 0},    {c_socket, 0},
+        {c_exec, ENOENT},   {c_kill_test, 0}, {c_setsid, 0},
+        {c_socketpair, 0},  {c_idle_test, 0}, {c_pidfd_term_child, 0},
+        {c_clone3, EINVAL},
+    };
+    int sv[2], st;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+        pid_t test = victim(), pid;
+
+        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(plain[i].call(sv[1], test));
+        while (waitpid(pid, &st, 0) < 0)
+            assert_int_equal(errno, EINTR);
+        close(sv[0]);
+        close(sv[1]);
+        end_victim(test);
+        assert_true(WIFEXITED(st));
+        if (WEXITSTATUS(st) != plain[i].unfiltered)
+            fail_msg("zygote case %zu unfiltered: %d, want %d", i, WEXITSTATUS(st),
+                     plain[i].unfiltered);
+    }
+}
+
 /* gw_sandbox_refuse_for_tests: nothing is installed, the error comes back. */
 static void test_refused_for_tests(void **state)
 {
@@ -704,7 +1035,8 @@ static void test_refused_for_tests(void **state)
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
-        if (gw_sandbox_prepare(0) != EINVAL || gw_sandbox_enter() != EINVAL)
+        if (gw_sandbox_prepare(0) != EINVAL || gw_sandbox_enter() != EINVAL ||
+            gw_sandbox_enter_zygote(0, -1) != EINVAL)
             _exit(1);
         _exit(prctl(PR_GET_NO_NEW_PRIVS, 0, 0, 0, 0) == 0 && kill(getppid(), 0) == 0 ? 0 : 2);
     }
@@ -717,8 +1049,8 @@ static void test_refused_for_tests(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_each_call),
-        cmocka_unit_test(test_unfiltered_differs),
+        cmocka_unit_test(test_each_call),         cmocka_unit_test(test_unfiltered_differs),
+        cmocka_unit_test(test_zygote_each_call),  cmocka_unit_test(test_zygote_unfiltered_differs),
         cmocka_unit_test(test_refused_for_tests),
     };
 

@@ -443,7 +443,9 @@ static void test_worker_process_yields_and_holds_nothing(void **state)
     run_until(base, &ndone, 1);
     assert_int_equal(it.last_err, 0);
     assert_int_equal(it.pid, gw_workers_pid(w));
-    assert_int_equal(it.sid, it.pid); /* a session (and so an autogroup) of its own */
+    /* a session (and so an autogroup) of its own, the zygote's: not the gateway's */
+    assert_int_equal(it.sid, gw_workers_zygote_pid(w));
+    assert_int_not_equal(it.sid, getsid(0));
     assert_int_equal(it.policy, SCHED_IDLE);
     assert_int_equal(it.dumpable, 0);
     assert_int_equal(it.fds, 4);     /* stdio and its socket */
@@ -1213,7 +1215,7 @@ static void test_sandbox_refuses(void **state)
     struct event_base *base = event_base_new();
     struct gw_workers *w = pool(base, 2, 4);
     struct attack a[2];
-    pid_t pid;
+    pid_t pid, zygote;
 
     (void)state;
     reset();
@@ -1230,6 +1232,17 @@ static void test_sandbox_refuses(void **state)
     assert_int_equal(gw_workers_sandbox_err(w), 0);
     assert_int_equal(status_field(pid, "Seccomp"), 2); /* SECCOMP_MODE_FILTER */
     assert_int_equal(status_field(pid, "NoNewPrivs"), 1);
+    /* the zygote runs under a filter of its own (unit:test_sandbox/test_zygote_each_call), and the
+     * process under both: the zygote's, inherited, and its own (Linux 5.9 reports the count) */
+    zygote = gw_workers_zygote_pid(w);
+    assert_int_equal(status_field(zygote, "Seccomp"), 2);
+    assert_int_equal(status_field(zygote, "NoNewPrivs"), 1);
+    if (status_field(getpid(), "Seccomp_filters") >= 0) {
+        assert_int_equal(status_field(zygote, "Seccomp_filters"),
+                         status_field(getpid(), "Seccomp_filters") + 1);
+        assert_int_equal(status_field(pid, "Seccomp_filters"),
+                         status_field(getpid(), "Seccomp_filters") + 2);
+    }
     assert_int_not_equal(a[0].tid, a[1].tid);
     for (int i = 0; i < 2; i++) {
         assert_int_equal(a[i].last_err, 0);
