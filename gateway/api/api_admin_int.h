@@ -102,9 +102,9 @@ void gw_admin_record_refusal(struct gw_app *app, const struct gw_acct_log *l, co
 void gw_admin_finish_fault(struct adm *a, const struct gw_fault *f, bool record);
 void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rule,
                      unsigned long limit);
-/* The refusal of a store error err (api_admin_util.c's gw_admin_refuse_db): a full queue (the
- * audit writer's or the pool's, GW_ETOOBIG) is UNAVAILABLE GW_RULE_QUEUE_FULL (nothing was done:
- * retrying is safe), an outage UNAVAILABLE GW_RULE_DB_UNAVAILABLE, anything else err alone. */
+/* The refusal of a store error err (api_admin_util.c's gw_admin_refuse_db): an outage is
+ * UNAVAILABLE GW_RULE_DB_UNAVAILABLE, anything else err alone (a full queue, GW_EQUEUEFULL: err.c's
+ * one answer, UNAVAILABLE GW_RULE_QUEUE_FULL). */
 void gw_admin_db_fault(int err, struct gw_fault *f);
 /* Ends the call with gw_admin_db_fault(err), recorded. */
 void gw_admin_refuse_db(struct adm *a, int err);

@@ -203,8 +203,8 @@ void gw_admin_finish_fault(struct adm *a, const struct gw_fault *f, bool record)
     const struct gw_principal *p = gw_call_principal(a->call);
     struct gw_acct_log l;
     char msg[256];
-    bool error = f->code == GW_EUNAVAIL || f->code == GW_EINTERNAL || f->code == GW_ENOMEM ||
-                 f->code == GW_ECRYPTO;
+    bool error = f->code == GW_EUNAVAIL || f->code == GW_EQUEUEFULL || f->code == GW_EINTERNAL ||
+                 f->code == GW_ENOMEM || f->code == GW_ECRYPTO;
 
     gw_call_set_cancel(a->call, NULL, NULL);
     if (record) {
@@ -229,12 +229,9 @@ void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rul
 
 void gw_admin_db_fault(int err, struct gw_fault *f)
 {
-    /* GW_ETOOBIG: a queue (the audit writer's, the pool's) is full; nothing was sent */
-    if (err == GW_ETOOBIG)
-        (void)gw_fault_set(f, GW_EUNAVAIL, NULL, NULL, GW_RULE_QUEUE_FULL);
-    else
-        (void)gw_fault_set(f, err, NULL, NULL,
-                           err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
+    /* a full queue (GW_EQUEUEFULL) is worded by err.c like every other one */
+    (void)gw_fault_set(f, err, NULL, NULL,
+                       err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
 }
 
 void gw_admin_refuse_db(struct adm *a, int err)

@@ -189,8 +189,8 @@ static void conclude_cached(struct gw_call *call, const struct gw_peer *peer,
 
 /* The database could not answer (err): a certificate-only call may go on with the last known
  * answer however old when the database is away; a call with a token never does (sessions are
- * looked up on every call), and is refused. A full queue (the pool's, GW_ETOOBIG) is refused as
- * the handlers refuse it: UNAVAILABLE, nothing done, retrying safe. */
+ * looked up on every call), and is refused. A full queue (the pool's, GW_EQUEUEFULL) is refused
+ * as the handlers refuse it (err.c's one answer): UNAVAILABLE, nothing done, retrying safe. */
 static void conclude_db_error(struct gw_auth *a, struct gw_call *call, const struct gw_peer *peer,
                               int err, bool has_token)
 {
@@ -202,11 +202,8 @@ static void conclude_db_error(struct gw_auth *a, struct gw_call *call, const str
         conclude_cached(call, peer, e);
         return;
     }
-    if (err == GW_ETOOBIG)
-        (void)gw_fault_set(&f, GW_EUNAVAIL, NULL, NULL, GW_RULE_QUEUE_FULL);
-    else
-        (void)gw_fault_set(&f, err, NULL, NULL,
-                           err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
+    (void)gw_fault_set(&f, err, NULL, NULL,
+                       err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
     gw_call_identified(call, &f, NULL);
 }
 

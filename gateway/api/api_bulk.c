@@ -295,8 +295,9 @@ static void requested_cb(void *arg, int err, int64_t seq, const struct gw_db_res
     b->areq = NULL;
     gw_call_set_cancel(b->call, NULL, NULL);
     if (err != 0) {
-        gw_call_fail(b->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
-                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(
+            b->call, gw_err_queue_full_or(err, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL),
+            NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     GW_LOG(GW_LOG_INFO, "bulk", gw_call_log_ctx(b->call),
@@ -466,8 +467,9 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
         return;
     }
     if (err != 0) {
-        gw_call_fail(d->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
-                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(
+            d->call, gw_err_queue_full_or(err, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL),
+            NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     GW_LOG(GW_LOG_INFO, "bulk", gw_call_log_ctx(d->call), "bulk request %s %s", d->id,

@@ -185,7 +185,7 @@ static void refuse(struct brun *r, const char *why, int err, const char *field, 
 
 static void after_write_fail(struct brun *r, int err)
 {
-    fail(r, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
+    fail(r, gw_err_queue_full_or(err, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL), NULL,
          err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_ACCESS_NOT_RECORDED);
 }
 

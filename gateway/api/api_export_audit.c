@@ -200,7 +200,8 @@ static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_resu
     if (err != 0) { /* not recorded: nothing is sent */
         gw_call_set_cancel(e->call, NULL, NULL);
         release(e);
-        gw_call_fail(e->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(e->call, gw_err_queue_full_or(err, GW_EUNAVAIL), NULL,
+                     GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     err = gw_audit_scan_step(e->scan);

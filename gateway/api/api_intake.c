@@ -284,7 +284,8 @@ static void segment_cb(void *arg, int err, bool found)
 
     it->segreq = NULL;
     if (err != 0)
-        refuse(it, GW_EUNAVAIL, "waybill_no", GW_RULE_SEGMENTS_UNREADABLE);
+        refuse(it, gw_err_queue_full_or(err, GW_EUNAVAIL), "waybill_no",
+               GW_RULE_SEGMENTS_UNREADABLE);
     else if (!found)
         segment_refused(it);
     if (--in->seg_pending == 0)
@@ -324,7 +325,8 @@ static void check_item(struct intake *in, struct item *it, const Waygate__V1__Wa
     else if (rc == GW_OK_PENDING)
         in->seg_pending++;
     else
-        refuse(it, GW_EUNAVAIL, "waybill_no", GW_RULE_SEGMENTS_UNREADABLE);
+        refuse(it, gw_err_queue_full_or(rc, GW_EUNAVAIL), "waybill_no",
+               GW_RULE_SEGMENTS_UNREADABLE);
 }
 
 static void intake_start(struct gw_call *call, Waygate__V1__Waybill **waybills, size_t n,

@@ -163,8 +163,9 @@ static void requested_cb(void *arg, int err, int64_t seq, const struct gw_db_res
     if (err != 0) {
         /* the neutral line (call.h: a confidential call's) */
         gw_api_log_unrecorded(l->call, err, res != NULL ? res->sqlstate : NULL);
-        gw_call_fail(l->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
-                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
+        gw_call_fail(l->call,
+                     gw_err_queue_full_or(err, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL),
+                     NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
         return;
     }
     out.case_id = l->case_id;
@@ -251,8 +252,8 @@ void gw_api_lawful_request(struct gw_call *call, const uint8_t *req, size_t len)
     rec.confidential = true;
     rc = gw_audit_write(app->audit, st, nst, &rec, 1, requested_cb, l, &l->areq);
     if (rc != 0) {
-        gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : GW_EUNAVAIL, NULL,
-                     rc == GW_EINVAL ? GW_RULE_NONE : GW_RULE_DB_UNAVAILABLE);
+        gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : gw_err_queue_full_or(rc, GW_EUNAVAIL),
+                     NULL, rc == GW_EINVAL ? GW_RULE_NONE : GW_RULE_DB_UNAVAILABLE);
         return;
     }
     gw_call_set_cancel(call, cancel_cb, l);
@@ -351,8 +352,9 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
     }
     if (err != 0) {
         gw_api_log_unrecorded(l->call, err, res != NULL ? res->sqlstate : NULL);
-        gw_call_fail(l->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
-                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
+        gw_call_fail(l->call,
+                     gw_err_queue_full_or(err, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL),
+                     NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
         return;
     }
     out.case_id = l->case_id;
@@ -433,8 +435,8 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
     }
     rc = gw_audit_write(app->audit, st, nst, &rec, 1, decided_cb, l, &l->areq);
     if (rc != 0) {
-        gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : GW_EUNAVAIL, NULL,
-                     rc == GW_EINVAL ? GW_RULE_NONE : GW_RULE_DB_UNAVAILABLE);
+        gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : gw_err_queue_full_or(rc, GW_EUNAVAIL),
+                     NULL, rc == GW_EINVAL ? GW_RULE_NONE : GW_RULE_DB_UNAVAILABLE);
         return;
     }
     gw_call_set_cancel(call, cancel_cb, l);

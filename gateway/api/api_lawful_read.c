@@ -63,7 +63,8 @@ static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_resu
     if (err != 0) { /* not recorded (or not known to be): nothing is released */
         /* the neutral line (call.h: a confidential call's) */
         gw_api_log_unrecorded(r->call, err, res != NULL ? res->sqlstate : NULL);
-        gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(r->call, gw_err_queue_full_or(err, GW_EUNAVAIL), NULL,
+                     GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     if (gw_call_send(r->call, &r->view.base) != 0) {
@@ -177,7 +178,8 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row,
     rec.confidential = true;
     rc = gw_audit_write(app->audit, st, nst, &rec, 1, recorded_cb, r, &r->areq);
     if (rc != 0) {
-        gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(r->call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL,
+                     GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     gw_call_set_cancel(r->call, cancel_cb, r);

@@ -121,7 +121,7 @@ static void unrecorded(struct report *rp, int err)
     GW_LOG(GW_LOG_ERROR, "report", gw_call_log_ctx(rp->call),
            "report of %s not made (%s), and its attempt not recorded: %s", rp->r.month,
            gw_err_str(rp->fault.code), gw_err_str(err));
-    gw_call_fail(rp->call, GW_EUNAVAIL, NULL, GW_RULE_REPORT_UNRECORDED);
+    gw_call_fail(rp->call, gw_err_queue_full_or(err, GW_EUNAVAIL), NULL, GW_RULE_REPORT_UNRECORDED);
 }
 
 static void send_report(struct report *rp)
@@ -169,8 +169,9 @@ static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_resu
         GW_LOG(GW_LOG_ERROR, "report", gw_call_log_ctx(rp->call),
                "report not recorded, so not sent: %s (SQLSTATE %s)", gw_err_str(err),
                res != NULL && res->sqlstate != NULL ? res->sqlstate : "-");
-        gw_call_fail(rp->call, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL,
-                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
+        gw_call_fail(rp->call,
+                     gw_err_queue_full_or(err, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL),
+                     NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
         return;
     }
     send_report(rp);
@@ -240,7 +241,7 @@ static void counted_cb(void *arg, int err)
     rc = record(rp, "ok", rp->detail, true);
     if (rc != 0) {
         gw_call_set_cancel(rp->call, NULL, NULL);
-        gw_call_fail(rp->call, GW_EUNAVAIL, NULL, GW_RULE_DB_UNAVAILABLE);
+        gw_call_fail(rp->call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL, GW_RULE_DB_UNAVAILABLE);
     }
 }
 

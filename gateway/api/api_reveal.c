@@ -106,7 +106,8 @@ static void audited_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
     gw_call_set_cancel(r->call, NULL, NULL);
     if (err != 0) { /* not recorded (or not known to be): nothing is released */
         gw_api_log_unrecorded(r->call, err, NULL);
-        gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(r->call, gw_err_queue_full_or(err, GW_EUNAVAIL), NULL,
+                     GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     out.field = (char *)gw_col_field[r->col];
@@ -148,7 +149,8 @@ static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *r
     }
     if (err != 0) { /* not recorded (or not known to be): nothing is released */
         gw_api_log_unrecorded(r->call, err, NULL);
-        gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(r->call, gw_err_queue_full_or(err, GW_EUNAVAIL), NULL,
+                     GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     left_h =
@@ -160,7 +162,8 @@ static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *r
                             : GW_EUNAVAIL;
     if (rc != 0) {
         gw_api_log_unrecorded(r->call, rc, NULL);
-        gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(r->call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL,
+                     GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     gw_call_set_cancel(r->call, cancel_cb, r);
@@ -203,7 +206,8 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     rv.per_day = r->lim.reveals_per_day;
     rc = gw_store_reveal(app->store, &rv, logged_cb, r, &r->req);
     if (rc != 0) {
-        gw_call_fail(r->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(r->call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL,
+                     GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     gw_call_set_cancel(r->call, cancel_cb, r);

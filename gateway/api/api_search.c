@@ -144,7 +144,8 @@ static void audited_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
     gw_call_set_cancel(s->call, NULL, NULL);
     if (err != 0) {
         gw_api_log_unrecorded(s->call, err, NULL);
-        gw_call_fail(s->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(s->call, gw_err_queue_full_or(err, GW_EUNAVAIL), NULL,
+                     GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     GW_LOG(GW_LOG_INFO, "query", gw_call_log_ctx(s->call),
@@ -169,7 +170,8 @@ static void release(struct search *s)
                             : GW_EUNAVAIL;
     if (rc != 0) {
         gw_api_log_unrecorded(s->call, rc, NULL);
-        gw_call_fail(s->call, GW_EUNAVAIL, NULL, GW_RULE_ACCESS_NOT_RECORDED);
+        gw_call_fail(s->call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL,
+                     GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
     gw_call_set_cancel(s->call, cancel_cb, s);

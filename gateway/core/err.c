@@ -239,6 +239,10 @@ int gw_fault_set(struct gw_fault *f, int code, const char *path, const char *fie
 {
     if (f == NULL)
         return code;
+    if (code == GW_EQUEUEFULL) { /* one answer, whoever saw the queue full */
+        path = field = NULL;
+        rule = GW_RULE_QUEUE_FULL;
+    }
     if (path == NULL)
         path = "";
     if (field == NULL)
@@ -263,6 +267,13 @@ void gw_fault_clear(struct gw_fault *f)
     (void)gw_fault_set(f, 0, NULL, NULL, GW_RULE_NONE);
 }
 
+static size_t format_queue_full(char *out, size_t outsz)
+{
+    int n = snprintf(out, outsz, "%s", rule_text[GW_RULE_QUEUE_FULL]);
+
+    return n < 0 ? 0 : (size_t)n < outsz ? (size_t)n : outsz - 1;
+}
+
 size_t gw_fault_format(const struct gw_fault *f, char *out, size_t outsz)
 {
     const char *text = gw_rule_str(f->rule);
@@ -271,6 +282,8 @@ size_t gw_fault_format(const struct gw_fault *f, char *out, size_t outsz)
 
     if (outsz == 0)
         return 0;
+    if (f->code == GW_EQUEUEFULL) /* also for a fault filled without gw_fault_set */
+        return format_queue_full(out, outsz);
     if (text[0] == '\0')
         text = gw_err_str(f->code);
     mark = strchr(text, '%');
@@ -302,6 +315,7 @@ enum gw_grpc_status gw_err_grpc_status(int err)
     case GW_EINVAL:
         return GW_GRPC_INVALID_ARGUMENT;
     case GW_EUNAVAIL:
+    case GW_EQUEUEFULL:
         return GW_GRPC_UNAVAILABLE;
     case GW_ETIMEOUT:
         return GW_GRPC_DEADLINE_EXCEEDED;
@@ -369,6 +383,8 @@ const char *gw_err_str(int err)
         return "unimplemented";
     case GW_EINTERNAL:
         return "internal error";
+    case GW_EQUEUEFULL:
+        return "queue full";
     default:
         return "unknown error";
     }

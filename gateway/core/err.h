@@ -14,7 +14,7 @@ enum gw_err {
     GW_ENOMEM = -1,     /* allocation failed                        -> RESOURCE_EXHAUSTED */
     GW_EINVAL = -2,     /* caller's input breaks a rule              -> INVALID_ARGUMENT */
     GW_ETOOBIG = -3,    /* input over a configured cap               -> RESOURCE_EXHAUSTED */
-    GW_EUNAVAIL = -4,   /* database down, draining, pool full        -> UNAVAILABLE */
+    GW_EUNAVAIL = -4,   /* database down, draining                   -> UNAVAILABLE */
     GW_ETIMEOUT = -5,   /* deadline passed                           -> DEADLINE_EXCEEDED */
     GW_ECANCELLED = -6, /* caller went away                          -> CANCELLED */
     GW_ENOTFOUND = -7,  /* no such object (in the caller's scope)    -> NOT_FOUND */
@@ -28,7 +28,21 @@ enum gw_err {
     GW_EPROTO = -15,    /* peer broke the wire protocol              -> INTERNAL */
     GW_EUNIMPL = -16,   /* method or feature not implemented         -> UNIMPLEMENTED */
     GW_EINTERNAL = -17, /* invariant broken, database error, ...     -> INTERNAL */
+    /* A bounded queue on the way to the database (the pool's, the audit writer's, the store's
+     * own) is full: nothing was sent or done, and a retry is safe. Not GW_ETOOBIG, which says
+     * the caller's input is over a cap (a retry of the same input fails the same way): clients
+     * retry UNAVAILABLE, not RESOURCE_EXHAUSTED. Every fault with this code is worded
+     * GW_RULE_QUEUE_FULL (gw_fault_set, gw_fault_format), whatever rule its maker named. */
+    GW_EQUEUEFULL = -18, /* a queue to the database is full          -> UNAVAILABLE */
 };
+
+/* The code a handler reports for a store or audit error err that it otherwise reports as code
+ * (an outage, a record not written, ...): a full queue stays GW_EQUEUEFULL, so that it is
+ * answered the one way err.c words it, wherever it comes from. */
+static inline int gw_err_queue_full_or(int err, int code)
+{
+    return err == GW_EQUEUEFULL ? GW_EQUEUEFULL : code;
+}
 
 /* gRPC status codes, as numbered by the gRPC specification. */
 enum gw_grpc_status {
@@ -247,7 +261,8 @@ struct gw_fault {
 
 /* Fills *f (f may be NULL) with code and rule at the path "<path>.<field>" (either part may be
  * NULL or empty; then no dot) and limit 0. Returns code, so a check can end with
- * `return gw_fault_set(...)`. */
+ * `return gw_fault_set(...)`. A GW_EQUEUEFULL fault is the request's as a whole (no field) and
+ * names GW_RULE_QUEUE_FULL, whatever field and rule were given. */
 int gw_fault_set(struct gw_fault *f, int code, const char *path, const char *field,
                  enum gw_rule rule);
 
@@ -263,7 +278,8 @@ int gw_rule_bounded(enum gw_rule rule);
 
 /* Writes the fault's grpc-message into out (outsz bytes, NUL-terminated, cut to fit):
  * "<field>: <rule wording>", or the wording alone when field is empty; a fault without a rule
- * uses the error code's description. Returns the length written. Never contains a value. */
+ * uses the error code's description; a GW_EQUEUEFULL fault, however it was filled, is
+ * GW_RULE_QUEUE_FULL's wording alone. Returns the length written. Never contains a value. */
 size_t gw_fault_format(const struct gw_fault *f, char *out, size_t outsz);
 
 /* The gRPC status of a fault: gw_err_grpc_status(f->code). */

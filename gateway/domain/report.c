@@ -174,8 +174,8 @@ const char *gw_report_not_counted(int err, uint32_t timeout_ms, struct gw_fault 
         f->limit = timeout_ms;
         return "timeout";
     }
-    if (err == GW_EUNAVAIL || err == GW_ETOOBIG)
-        (void)gw_fault_set(f, GW_EUNAVAIL, NULL, NULL, GW_RULE_DB_UNAVAILABLE);
+    if (err == GW_EUNAVAIL || err == GW_EQUEUEFULL) /* a full queue: err.c's one answer */
+        (void)gw_fault_set(f, err, NULL, NULL, GW_RULE_DB_UNAVAILABLE);
     else
         (void)gw_fault_set(f, GW_EINTERNAL, NULL, NULL, GW_RULE_REPORT_NOT_COUNTED);
     return "failed";

@@ -65,7 +65,7 @@ int gw_report_pool_check(unsigned pool, struct gw_fault *f);
 /* A report whose counts ended with err (not 0) is not made, but its attempt is recorded: fills
  * *f with what the caller is told (GW_ETIMEOUT, a count cancelled by [compliance]
  * report_timeout_ms: DEADLINE_EXCEEDED on "month" naming the key and timeout_ms; GW_EUNAVAIL or
- * GW_ETOOBIG, the database away or its queue full: UNAVAILABLE; anything else: INTERNAL) and
+ * GW_EQUEUEFULL, the database away or its queue full: UNAVAILABLE; anything else: INTERNAL) and
  * returns the outcome of the attempt's report.generate record: "timeout" or "failed". f: not
  * NULL. */
 const char *gw_report_not_counted(int err, uint32_t timeout_ms, struct gw_fault *f);

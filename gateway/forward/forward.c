@@ -312,7 +312,7 @@ static void ack_flush(struct gw_forward *f)
         f->flight_cap = n;
     }
     rc = gw_outbox_ack(f->app->store, f->owner, f->acks, n, ack_done_cb, f, &f->ack_req);
-    if ((rc == GW_EUNAVAIL || rc == GW_ETOOBIG) && !f->draining) {
+    if ((rc == GW_EUNAVAIL || rc == GW_EQUEUEFULL) && !f->draining) {
         f->ack_req = NULL;
         failed(f, "delete of acknowledged deliveries not started", gw_err_str(rc));
         return; /* kept */

@@ -104,7 +104,7 @@ struct gw_audit {
 
     struct req_list queue;
     uint32_t nqueued;
-    uint32_t queue_max; /* nqueued's bound: gw_audit_write answers GW_ETOOBIG at it */
+    uint32_t queue_max; /* nqueued's bound: gw_audit_write answers GW_EQUEUEFULL at it */
     struct gw_db_req *inflight;
     struct req_list batch; /* entries of the in-flight transaction */
     int64_t batch_seq;     /* the head the in-flight transaction chains to, when committed */
@@ -392,7 +392,7 @@ int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmt
         if (gw_audit_rec_check(&recs[i]) != 0)
             return GW_EINVAL;
     if (a->nqueued >= a->queue_max)
-        return GW_ETOOBIG;
+        return GW_EQUEUEFULL;
     if (a->down)
         return GW_EUNAVAIL; /* fail fast while the database is away */
     r = gw_calloc(1, sizeof *r);
@@ -596,7 +596,7 @@ static void recover(struct gw_audit *a)
     if (a->setup || a->inflight)
         return;
     a->ready = false;
-    err = gw_db_exec(a->db, st, 5, GW_DB_TXN, setup_cb, a, &a->setup);
+    err = gw_db_exec(a->db, st, 5, GW_DB_TXN | GW_DB_RESERVED, setup_cb, a, &a->setup);
     if (err != 0) {
         a->setup = NULL;
         a->down = err == GW_EUNAVAIL;
@@ -717,7 +717,8 @@ static int send_batch(struct gw_audit *a, const uint8_t *sig, size_t siglen, cha
         st[k++] = (struct gw_db_stmt){CHECKPOINT_SQL, 6, cv, cl, cf, 0};
     }
     a->batch_nstmts = k;
-    err = gw_db_exec(a->db, st, k, GW_DB_TXN, done_cb, a, &a->inflight);
+    /* the pool's reserve: a queue full of Submits must not fail the records of their refusals */
+    err = gw_db_exec(a->db, st, k, GW_DB_TXN | GW_DB_RESERVED, done_cb, a, &a->inflight);
 out:
     gw_free(st);
     gw_free(vals);

@@ -17,6 +17,10 @@
  * keyring's audit key of that suite) the head and inserts the
  * checkpoint in the transaction that reaches it (or in one of its own for the timer).
  *
+ * The writer's requests to the pool are GW_DB_RESERVED (db.h): a pool queue filled by other
+ * requests delays an audit transaction but does not fail it, so the record of a call refused
+ * for that full queue is still written.
+ *
  * Callbacks never run from inside the call that queued the entry. */
 #ifndef GW_STORE_AUDIT_H
 #define GW_STORE_AUDIT_H
@@ -36,7 +40,7 @@ struct gw_audit_req;
 #define GW_AUDIT_GROUP_MAX 64   /* entries per transaction */
 #define GW_AUDIT_STMTS_MAX 8    /* statements per entry */
 #define GW_AUDIT_RECS_MAX 4     /* records per entry */
-#define GW_AUDIT_QUEUE_MAX 4096 /* entries waiting by default; more are refused with GW_ETOOBIG */
+#define GW_AUDIT_QUEUE_MAX 4096 /* entries waiting by default; more are refused GW_EQUEUEFULL */
 
 struct gw_audit_config {
     const char *chain;         /* this instance's chain id (^[A-Za-z0-9._:@-]{1,64}$, not "ctl",
@@ -45,7 +49,7 @@ struct gw_audit_config {
     uint32_t checkpoint_ms;    /* at most this long before a record is covered (>= 1) */
     enum gw_sign_alg alg;      /* the configured suite's: Ed25519 (aes) or SM2 (sm) */
     const uint8_t *seed;       /* its private key (GW_SIGN_SEED_LEN bytes), copied */
-    uint32_t queue_max;        /* entries waiting, past which gw_audit_write answers GW_ETOOBIG
+    uint32_t queue_max;        /* entries waiting, past which gw_audit_write answers GW_EQUEUEFULL
                                 * ([audit] queue_max); 0: GW_AUDIT_QUEUE_MAX */
 };
 
@@ -82,7 +86,7 @@ void gw_audit_drain(struct gw_audit *a, uint32_t timeout_ms, gw_audit_drained_cb
  * own) with its records (recs[0..nrecs), 1 <= nrecs <= GW_AUDIT_RECS_MAX). Everything is copied.
  * Statements that need a row-level-security scope set it themselves (store_int.h's scope
  * statement) as one of the entry's statements. Returns 0 and a handle in *out (may be NULL), or
- * GW_EINVAL (a record breaks gw_audit_rec_check, too many statements or records), GW_ETOOBIG
+ * GW_EINVAL (a record breaks gw_audit_rec_check, too many statements or records), GW_EQUEUEFULL
  * (queue full), GW_ENOMEM: then cb will not run. */
 int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
                    const struct gw_audit_rec *recs, int nrecs, gw_audit_done_cb cb, void *arg,

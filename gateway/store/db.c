@@ -185,6 +185,13 @@ int gw_db_prepare(struct gw_db *db, const char *sql)
     return 0;
 }
 
+/* How many requests may wait when one with these flags arrives: the reserve on top of queue_max
+ * is the audit writer's alone, so nothing else can fill it. */
+static unsigned queue_bound(const struct gw_db *db, unsigned flags)
+{
+    return db->queue_max + ((flags & GW_DB_RESERVED) != 0 ? GW_DB_QUEUE_RESERVE : 0);
+}
+
 int gw_db_exec(struct gw_db *db, const struct gw_db_stmt *stmts, int nstmts, unsigned flags,
                gw_db_done_cb cb, void *arg, struct gw_db_req **out)
 {
@@ -203,8 +210,8 @@ int gw_db_exec(struct gw_db *db, const struct gw_db_stmt *stmts, int nstmts, uns
     if (db->nready == 0)
         return GW_EUNAVAIL;
     c = TAILQ_EMPTY(&db->queue) ? pick_conn(db, (flags & GW_DB_SLOW) != 0) : NULL;
-    if (c == NULL && db->nqueued >= db->queue_max)
-        return GW_ETOOBIG;
+    if (c == NULL && db->nqueued >= queue_bound(db, flags))
+        return GW_EQUEUEFULL;
     r = gw_db_req_new(stmts, nstmts, &err);
     if (r == NULL)
         return err;

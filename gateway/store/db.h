@@ -45,11 +45,17 @@ typedef void (*gw_db_done_cb)(void *arg, int err, const struct gw_db_result *res
  * statements between two pipeline sync points form an implicit transaction, committed at the
  * sync, rolled back when one fails), so db.c sends no BEGIN/COMMIT; the flag documents the
  * caller's intent.
+ * GW_DB_RESERVED: the audit writer's (audit.c): besides [database] queue_max requests waiting,
+ * the queue keeps GW_DB_QUEUE_RESERVE places that only such requests take, so that when Submits
+ * or reads have filled the queue an audit transaction (the record of a refusal among them) is
+ * still queued, not failed. The writer has at most one request out at a time (its recovery or
+ * its one transaction), which is what the reserve is sized for.
  * GW_DB_SLOW: the request may run long (a report's counts over a month of audit records): it is
  * sent only to a connection with no caller's request in flight, and nothing is pipelined behind
  * it while it runs, so no other request (the audit writer's among them) waits for it; it waits in
  * the queue, letting later requests pass, until such a connection is free. */
-enum { GW_DB_TXN = 1 << 0, GW_DB_SLOW = 1 << 1 };
+enum { GW_DB_TXN = 1 << 0, GW_DB_SLOW = 1 << 1, GW_DB_RESERVED = 1 << 2 };
+#define GW_DB_QUEUE_RESERVE 1u
 
 /* Creates the pool; nothing connects until gw_db_start(). Returns NULL on allocation failure. */
 struct gw_db *gw_db_new(struct event_base *base, const struct gw_config *cfg);
@@ -61,8 +67,9 @@ void gw_db_free(struct gw_db *db);
 
 /* Queues a request. The statements, parameters and SQL are copied: the caller's memory may be
  * released when this returns. Returns 0 and a cancellable handle in *out (may be NULL if the
- * caller never cancels), or GW_EUNAVAIL (no connection is up), GW_ETOOBIG (queue full),
- * GW_ENOMEM, GW_EINVAL; on an error return cb will not be called. */
+ * caller never cancels), or GW_EUNAVAIL (no connection is up), GW_EQUEUEFULL (queue_max waiting,
+ * or for a GW_DB_RESERVED request queue_max + GW_DB_QUEUE_RESERVE: nothing sent), GW_ENOMEM,
+ * GW_EINVAL; on an error return cb will not be called. */
 int gw_db_exec(struct gw_db *db, const struct gw_db_stmt *stmts, int nstmts, unsigned flags,
                gw_db_done_cb cb, void *arg, struct gw_db_req **out) GW_MUST_CHECK;
 

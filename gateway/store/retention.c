@@ -41,16 +41,16 @@ static void arm(struct gw_retention *r, uint32_t ms)
 static void next_batch(struct gw_retention *r);
 
 /* Gives up the sweep for now: the next one after sweep_ms, or soon when the database (or the
- * audit writer, recovering its chain at start) was only unavailable, so that a sweep due at
- * start is not put off by a whole interval. */
+ * audit writer, recovering its chain at start) was only unavailable or a queue to it full, so
+ * that a sweep due at start is not put off by a whole interval. */
 static void retry(struct gw_retention *r, int err, const char *what)
 {
     uint32_t ms = r->cfg.sweep_ms;
 
-    if (err == GW_EUNAVAIL) {
+    if (err == GW_EUNAVAIL || err == GW_EQUEUEFULL) {
         if (ms > RETRY_MS)
             ms = RETRY_MS;
-        GW_LOG(GW_LOG_DEBUG, "retention", NULL, "%s: database unavailable; retrying", what);
+        GW_LOG(GW_LOG_DEBUG, "retention", NULL, "%s: %s; retrying soon", what, gw_err_str(err));
     } else {
         r->st.failures++;
         GW_LOG(GW_LOG_ERROR, "retention", NULL, "%s: %s; retried at the next sweep", what,

@@ -503,7 +503,7 @@ int gw_store_submit(struct gw_store *s, const struct gw_sealed_waybill *w, gw_st
     if (!gw_db_ready(s->db))
         return GW_EUNAVAIL;
     if (s->st.queued >= STORE_QUEUE_MAX)
-        return GW_ETOOBIG;
+        return GW_EQUEUEFULL;
     r = submit_req_new(s, GW_STORE_RK_SUBMIT, w, 1, arg, &err);
     if (r == NULL)
         return err;

@@ -153,7 +153,7 @@ void gw_store_free(struct gw_store *store);
  * are sent together, up to GW_STORE_GROUP_MAX per transaction, whenever fewer than
  * gw_db_pool_size() insert transactions are in flight; cb runs only after the transaction that
  * holds the waybill committed (or failed). Returns 0 and a handle in *out (may be NULL);
- * GW_EUNAVAIL (no database connection), GW_ETOOBIG (too many waiting), GW_EINVAL, GW_ENOMEM:
+ * GW_EUNAVAIL (no database connection), GW_EQUEUEFULL (too many waiting), GW_EINVAL, GW_ENOMEM:
  * then cb will not run. */
 int gw_store_submit(struct gw_store *store, const struct gw_sealed_waybill *w,
                     gw_store_submit_cb cb, void *arg, struct gw_store_req **out) GW_MUST_CHECK;

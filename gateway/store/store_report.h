@@ -53,8 +53,8 @@ typedef void (*gw_store_report_cb)(void *arg, int err);
  * counting statements), sent GW_DB_SLOW: alone on its connection, so however long it runs no other
  * request waits behind it (the audit writer's transactions go on). r must stay valid until cb
  * runs or the request is cancelled; cb never runs from inside this call. Returns 0 and a handle in
- * *out, or an error of gw_db_exec (GW_EUNAVAIL, GW_ETOOBIG, GW_ENOMEM, GW_EINVAL): then cb will not
- * run. */
+ * *out, or an error of gw_db_exec (GW_EUNAVAIL, GW_EQUEUEFULL, GW_ENOMEM, GW_EINVAL): then cb will
+ * not run. */
 int gw_store_report_read(struct gw_db *db, struct gw_report *r, uint32_t timeout_ms,
                          gw_store_report_cb cb, void *arg,
                          struct gw_store_report_req **out) GW_MUST_CHECK;

@@ -421,7 +421,7 @@ int gw_store_scan_record(struct gw_store *s, const struct gw_store_scan *sc, gw_
     if (q == NULL)
         return GW_ENOMEM;
     if (q->st.queued >= SCAN_QUEUE_MAX)
-        return GW_ETOOBIG;
+        return GW_EQUEUEFULL;
     r = gw_calloc(1, sizeof(*r));
     if (r == NULL)
         return GW_ENOMEM;

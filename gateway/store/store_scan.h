@@ -56,7 +56,7 @@ struct gw_store_scan_result {
 typedef void (*gw_store_scan_cb)(void *arg, const struct gw_store_scan_result *r);
 
 /* Queues one event. Returns 0 and a handle in *out (may be NULL); GW_EINVAL, GW_EUNAVAIL (no
- * database connection), GW_ETOOBIG (too many waiting), GW_ENOMEM: then cb will not run. */
+ * database connection), GW_EQUEUEFULL (too many waiting), GW_ENOMEM: then cb will not run. */
 int gw_store_scan_record(struct gw_store *store, const struct gw_store_scan *sc,
                          gw_store_scan_cb cb, void *arg,
                          struct gw_store_scan_req **out) GW_MUST_CHECK;

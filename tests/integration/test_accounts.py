@@ -745,8 +745,10 @@ def test_a_full_database_queue_is_unavailable_and_does_nothing(stack, admin):
     account read could not be queued), and a call with a token by the identity step (its session
     lookup could not), both UNAVAILABLE naming the full queue, at once, while the calls queued
     before them wait. Nothing was done: the account's failed logins did not grow, and the same
-    Login retried once the lock is gone succeeds. (Their refusals' records, sent to a database
-    whose queue is full, are not written: the gateway logs each one so.)"""
+    Login retried once the lock is gone succeeds. The refusal's own record is not lost to the
+    full queue: the audit writer's transaction has a place of its own in the pool's queue
+    (GW_DB_RESERVED), so it waits there and commits once the lock is gone (it failed "queue full"
+    before, and the record was only logged as not written)."""
     name = unique("it-qdb-")
     pw = admin.create(name, "branch_clerk", branch="a")
     md = stack.login("secadmin")
@@ -773,12 +775,108 @@ def test_a_full_database_queue_is_unavailable_and_does_nothing(stack, admin):
         for t in threads:
             t.join(180)
         assert stack.psql("SELECT failed_count FROM account WHERE name = '%s'" % name) == ["0"]
+        # every Login refused so is in this gateway's chain (login.fail names no account; the
+        # first 8 of a kind are written on their own, refusals.c)
+        refused = min(8, 1 + sum(1 for r in results.values() if r == QUEUE_FULL))
+        recorded = ("SELECT count(*) FROM audit_record WHERE chain = '%s' AND action = "
+                    "'login.fail' AND outcome = 'failed' AND detail = '%s'"
+                    % (gw.chain, QUEUE_FULL[1].replace("'", "''")))
+        assert wait_for(lambda: stack.psql(recorded) == [str(refused)], 60), \
+            (stack.psql(recorded), refused)
         assert login(stack, name, pw, "branch_a", addr=gw.addr).must_change_password
     finally:
         if holder is not None:
             release_holder(holder)
         for t in threads:
             t.join(180)
+        gw.close()
+
+
+def full_db_queue_gateway(stack, name):
+    """An extra gateway whose pool's queue fills at once ([database] pool_size 1, pipeline_depth
+    1, queue_max 1) and which knows a certificate's registration for ten minutes
+    (principal_cache_ms): its certificate calls need no database in the identity step."""
+    return ExtraGateway(stack, unique(name), lambda text: re.sub(
+        r"(?m)^pool_size\s*=.*$", "pool_size = 1\npipeline_depth = 1\nqueue_max = 1",
+        text) + "\n[auth]\nprincipal_cache_ms = 600000\n")
+
+
+def test_a_full_database_queue_is_the_same_answer_in_every_handler(stack, admin):
+    """With the pool's queue full (as above: its one connection waiting on a lock of the account
+    table, the queue filled by Logins), the intake (Submit, SubmitBatch's items), a query (Get)
+    and a bulk call (RequestBulk, over a compliance_auditor certificate not registered for
+    administration, so that no session lookup stands before its handler) reach their handler and
+    each answers the full queue as the Admin handlers do: UNAVAILABLE naming the full queue, so
+    that clients retry. (They answered RESOURCE_EXHAUSTED "could not be stored/read" before.)"""
+    from query_data import GET, SUBMIT, SUBMIT_BATCH, new_waybill, nonexistent
+    pb = stack.pb
+    aud = unique("itqaud")
+    crt, key = issue_cert(stack, aud, "/O=Waygate Dev/OU=compliance_auditor/CN=%s" % aud)
+    stack.psql("INSERT INTO principal (name, fingerprint, role, created_by) VALUES "
+               "('%s', '\\x%s', 'compliance_auditor', 'test')" % (aud, fingerprint(crt)))
+    gw = full_db_queue_gateway(stack, "qfull-all")
+    courier = stack.channel("courier_a", addr=gw.addr)
+    clerk = stack.channel("branch_a", addr=gw.addr)
+    auditor = waygate_proto.channel(gw.addr, stack.ca, crt, key)
+
+    def submit(w):
+        return waygate_proto.unary(courier, SUBMIT, pb.intake.SubmitRequest(waybill=w),
+                                   pb.intake.SubmitResponse, timeout=30)
+
+    def submit_batch(ws):
+        return waygate_proto.unary(courier, SUBMIT_BATCH, pb.intake.SubmitBatchRequest(
+            waybills=ws), pb.intake.SubmitBatchResponse, timeout=30)
+
+    def get(number):
+        return waygate_proto.unary(clerk, GET, pb.query.GetRequest(waybill_no=number),
+                                   pb.common.WaybillView, timeout=30)
+
+    def request_bulk(ids):
+        req = pb.compliance.RequestBulkRequest(
+            operation=1, purpose="regulator inspection sample", legal_basis="监管检查 2026-17",
+            destination="regulator audit workstation 3")
+        req.selector.record_ids.extend(ids)
+        return waygate_proto.unary(auditor, "/waygate.v1.Compliance/RequestBulk", req,
+                                   pb.compliance.RequestBulkResponse, timeout=30)
+
+    holder = None
+    threads = []
+    try:
+        # every certificate known to this gateway, its segments read: answers from the database
+        stored = submit(new_waybill(stack, "a")).id
+        e = rpc_error(lambda: get(nonexistent(stack, "a", 7)))
+        assert e.code() == grpc.StatusCode.NOT_FOUND, e
+        assert request_bulk([stored]).request_id  # (counted 0: records of earlier seconds only)
+        e = rpc_error(lambda: login(stack, unique("it-qall-none-"), "wrong", "branch_a",
+                                    addr=gw.addr))
+        assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+        holder = lock_holder(stack, "LOCK TABLE account IN ACCESS EXCLUSIVE MODE")
+        results, threads = calls_until_queue_full(lambda i: login(
+            stack, "it-qall-wait-%d" % i, "wrong", "branch_a", addr=gw.addr, timeout=180))
+        w = new_waybill(stack, "a")
+        answers = {}
+        for method, fn in (("Submit", lambda: submit(w)), ("Get", lambda: get(w.waybill_no)),
+                           ("RequestBulk", lambda: request_bulk([stored]))):
+            e = rpc_error(fn)
+            answers[method] = (e.code(), e.details())
+        batch = submit_batch([new_waybill(stack, "a"), new_waybill(stack, "a")])
+        answers["SubmitBatch"] = {(grpc.StatusCode.UNAVAILABLE if r.code == 14 else r.code,
+                                   r.message) for r in batch.results}
+        assert answers == {"Submit": QUEUE_FULL, "Get": QUEUE_FULL, "RequestBulk": QUEUE_FULL,
+                           "SubmitBatch": {QUEUE_FULL}}, answers
+        release_holder(holder)
+        for t in threads:
+            t.join(180)
+        # nothing was done: the waybill refused is not stored, and a retry stores it
+        assert stack.psql("SELECT count(*) FROM bulk_request WHERE requester = '%s'"
+                          % aud) == ["1"]
+        assert not submit(w).duplicate
+    finally:
+        if holder is not None:
+            release_holder(holder)
+        for t in threads:
+            t.join(180)
+        auditor.close()
         gw.close()
 
 

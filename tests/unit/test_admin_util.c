@@ -5,7 +5,7 @@
  * flight) a new certificate is refused busy, naming the queue's bound, while one that holds a
  * slot still gets its share; a place given back is taken again. Shown on the gateway's own table
  * (GW_APP_PWSHARE_SLOTS, app->pwshare) and on a table of two slots. And the refusal of a store
- * error (gw_admin_db_fault): a full queue (GW_ETOOBIG, the audit writer's or the pool's) is
+ * error (gw_admin_db_fault): a full queue (GW_EQUEUEFULL, the audit writer's or the pool's) is
  * UNAVAILABLE "the gateway's queue for the database is full", never RESOURCE_EXHAUSTED. The
  * handlers' use of both is shown end to end by tests/integration/test_auth_process.py (the
  * share) and test_accounts.py (the full queues). */
@@ -126,7 +126,7 @@ static void a_full_queue_is_unavailable(void **state)
     struct gw_fault f;
 
     (void)state;
-    gw_admin_db_fault(GW_ETOOBIG, &f);
+    gw_admin_db_fault(GW_EQUEUEFULL, &f);
     refused_with(&f, GW_GRPC_UNAVAILABLE, QUEUE_FULL_MSG);
     gw_admin_db_fault(GW_EUNAVAIL, &f);
     assert_int_equal(f.rule, GW_RULE_DB_UNAVAILABLE);

@@ -288,7 +288,7 @@ static void test_chain_written(void **state)
 }
 
 /* [audit] queue_max bounds the entries waiting (the one in flight aside): past it a write is
- * refused GW_ETOOBIG before anything is queued, and taken again once the queue moved on. */
+ * refused GW_EQUEUEFULL before anything is queued, and taken again once the queue moved on. */
 static void test_queue_bound(void **state)
 {
     struct gw_audit_config ac = {.chain = "t-bound",
@@ -314,7 +314,7 @@ static void test_queue_bound(void **state)
         assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[i], NULL), 0);
     gw_audit_stats(a, &st);
     assert_int_equal(st.queued, 2);
-    assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &more[0], NULL), GW_ETOOBIG);
+    assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &more[0], NULL), GW_EQUEUEFULL);
     assert_true(run_until(all_done, o, 10000));
     for (int i = 0; i < 3; i++)
         assert_int_equal(o[i].err, 0);

@@ -637,7 +637,12 @@ static void test_queue_full(void **state)
     for (i = 0; i < 3; i++)
         assert_int_equal(gw_db_exec(db, &slow, 1, 0, NULL, NULL, NULL), 0);
     rc = gw_db_exec(db, &slow, 1, 0, NULL, NULL, NULL);
-    assert_int_equal(rc, GW_ETOOBIG);
+    assert_int_equal(rc, GW_EQUEUEFULL);
+    /* the audit writer's reserve: its request still waits, and only it takes the place */
+    for (i = 0; i < (int)GW_DB_QUEUE_RESERVE; i++)
+        assert_int_equal(gw_db_exec(db, &slow, 1, GW_DB_TXN | GW_DB_RESERVED, NULL, NULL, NULL), 0);
+    assert_int_equal(gw_db_exec(db, &slow, 1, GW_DB_RESERVED, NULL, NULL, NULL), GW_EQUEUEFULL);
+    assert_int_equal(gw_db_exec(db, &slow, 1, 0, NULL, NULL, NULL), GW_EQUEUEFULL);
     assert_int_equal(gw_db_exec(db, NULL, 0, 0, NULL, NULL, NULL), GW_EINVAL);
     /* free with requests in flight and queued: no callbacks, no leaks */
     gw_db_free(db);

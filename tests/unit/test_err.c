@@ -34,14 +34,15 @@ static const struct {
     {GW_EPROTO, GW_GRPC_INTERNAL},
     {GW_EUNIMPL, GW_GRPC_UNIMPLEMENTED},
     {GW_EINTERNAL, GW_GRPC_INTERNAL},
+    {GW_EQUEUEFULL, GW_GRPC_UNAVAILABLE},
 };
 #define NCODES (sizeof(expected_status) / sizeof(expected_status[0]))
 
 static void test_every_code_maps_to_its_status(void **state)
 {
     (void)state;
-    /* The table covers every code from GW_OK down to GW_EINTERNAL. */
-    assert_int_equal(NCODES, (size_t)(-GW_EINTERNAL + 1));
+    /* The table covers every code from GW_OK down to GW_EQUEUEFULL. */
+    assert_int_equal(NCODES, (size_t)(-GW_EQUEUEFULL + 1));
     for (size_t i = 0; i < NCODES; i++) {
         struct gw_fault f;
         if (gw_err_grpc_status(expected_status[i].err) != expected_status[i].status)
@@ -138,6 +139,47 @@ static void test_message_is_field_and_wording_only(void **state)
     assert_int_equal(f.rule, GW_RULE_NONE);
 }
 
+#define QUEUE_FULL_MSG                                                                             \
+    "the gateway's queue for the database is full, nothing was done; retrying is safe"
+
+/* A full queue (the pool's, the audit writer's, the store's) is one condition with one answer,
+ * whoever saw it and whatever field and rule its maker named: UNAVAILABLE (clients retry it)
+ * with GW_RULE_QUEUE_FULL's wording alone. Not RESOURCE_EXHAUSTED, GW_ETOOBIG's status. */
+static void test_a_full_queue_is_unavailable_queue_full(void **state)
+{
+    static const enum gw_rule named[] = {
+        GW_RULE_NONE,           GW_RULE_NOT_STORED,          GW_RULE_NOT_READ,
+        GW_RULE_DB_UNAVAILABLE, GW_RULE_ACCESS_NOT_RECORDED, GW_RULE_QUEUE_FULL};
+    struct gw_fault f;
+    char msg[256];
+
+    (void)state;
+    assert_int_equal(gw_err_grpc_status(GW_EQUEUEFULL), GW_GRPC_UNAVAILABLE);
+    assert_string_equal(gw_err_str(GW_EQUEUEFULL), "queue full");
+    for (size_t i = 0; i < sizeof(named) / sizeof(named[0]); i++) {
+        assert_int_equal(gw_fault_set(&f, GW_EQUEUEFULL, "waybills[3]", "waybill_no", named[i]),
+                         GW_EQUEUEFULL);
+        assert_int_equal(gw_fault_status(&f), GW_GRPC_UNAVAILABLE);
+        assert_int_equal(f.rule, GW_RULE_QUEUE_FULL);
+        assert_string_equal(f.field, "");
+        assert_int_equal(gw_fault_format(&f, msg, sizeof(msg)), strlen(QUEUE_FULL_MSG));
+        assert_string_equal(msg, QUEUE_FULL_MSG);
+    }
+    /* a fault filled by hand is worded the same */
+    f.code = GW_EQUEUEFULL;
+    f.rule = GW_RULE_NOT_STORED;
+    snprintf(f.field, sizeof(f.field), "waybill");
+    gw_fault_format(&f, msg, sizeof(msg));
+    assert_string_equal(msg, QUEUE_FULL_MSG);
+    /* and a cap stays a cap */
+    (void)gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, GW_RULE_NONE);
+    assert_int_equal(gw_fault_status(&f), GW_GRPC_RESOURCE_EXHAUSTED);
+    /* what a handler passes on for a store error it otherwise reports as its own code */
+    assert_int_equal(gw_err_queue_full_or(GW_EQUEUEFULL, GW_EUNAVAIL), GW_EQUEUEFULL);
+    assert_int_equal(gw_err_queue_full_or(GW_EINTERNAL, GW_EUNAVAIL), GW_EUNAVAIL);
+    assert_int_equal(gw_err_queue_full_or(GW_ETOOBIG, GW_EINTERNAL), GW_EINTERNAL);
+}
+
 static void test_long_paths_and_small_buffers_are_cut(void **state)
 {
     struct gw_fault f;
@@ -162,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_every_rule_has_one_wording),
         cmocka_unit_test(test_message_is_field_and_wording_only),
         cmocka_unit_test(test_long_paths_and_small_buffers_are_cut),
+        cmocka_unit_test(test_a_full_queue_is_unavailable_queue_full),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

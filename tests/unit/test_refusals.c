@@ -244,7 +244,7 @@ static void failed_record_carried(void **state)
     window_ends();
     fk.done[0](fk.arg[0], GW_EUNAVAIL, 0, NULL);                   /* the database went away */
     refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no"); /* alone: a new window */
-    fk.write_rc = GW_ETOOBIG;                                      /* then the queue is full */
+    fk.write_rc = GW_EQUEUEFULL;                                   /* then the queue is full */
     refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no"); /* counted */
     window_ends();                                                 /* not queued: carried */
     fk.write_rc = 0;
