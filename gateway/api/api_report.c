@@ -1,21 +1,27 @@
 /* api_report.c: Compliance.Report (compliance_auditor): the monthly regulator report of a
  * calendar month in UTC+08:00 (Art. 17, 26, 37, 16): counts only, no PII, no detail of a
- * lawful-access case. First the counts (store_report.h: gw_store_report_read, a read-only
- * REPEATABLE READ transaction of its own on the pool, each statement under [compliance]
- * report_timeout_ms, alone on its connection), then the report.generate audit record, an entry
- * of its own holding the SHA-256 of the JSON document about to be sent, and only once that record
- * committed the answer (fail closed: no record, no report). The counts never run inside an
- * audit-writer transaction, so however long a month takes to count, no audited write waits for
- * it. At most REPORTS_COUNTING reports count at once per gateway (they hold a pool connection
- * each), and none on a pool of fewer than GW_REPORT_POOL_MIN connections. The answer carries the
- * counts, the JSON document and the CSV (domain/report.c, the same renderings as `waygatectl
- * report monthly`).
+ * lawful-access case. First the attempt's report.generate record with outcome "started" (an
+ * entry of its own, committed before anything is counted: a gateway that dies while it counts
+ * leaves a start without an outcome in the trail), then the counts (store_report.h:
+ * gw_store_report_read, a read-only REPEATABLE READ transaction of its own on the pool, each
+ * statement under [compliance] report_timeout_ms, alone on its connection), then the outcome's
+ * report.generate record, an entry of its own holding the SHA-256 of the JSON document about to
+ * be sent, and only once that record committed the answer (fail closed: no record, no report). The
+ * counts never run inside an audit-writer transaction, so however long a month takes to count, no
+ * audited write waits for it. At most REPORTS_COUNTING reports count at once per gateway (they hold
+ * a pool connection each), and none on a pool of fewer than GW_REPORT_POOL_MIN connections. The
+ * answer carries the counts, the JSON document and the CSV (domain/report.c, the same renderings as
+ * `waygatectl report monthly`).
  *
- * Invariant (Art. 33): every attempt that starts to count leaves exactly one report.generate
- * record, outcome "ok" (counted and sent), "timeout" or "failed" (not counted: the caller's
- * status is answered only once that record committed, and UNAVAILABLE when it could not be
- * written), or "cancelled" (the caller went away while it counted). Once an outcome's record is
- * queued it is written whether or not the caller stays (gw_audit_rebind, never cancelled). */
+ * Invariant (Art. 33): nothing is counted before the attempt's "started" record committed (when
+ * it cannot be written: UNAVAILABLE, nothing counted); every attempt that started then leaves
+ * exactly one outcome record besides, "ok" (counted and sent), "timeout" or "failed" (not
+ * counted: the caller's status is answered only once that record committed, and UNAVAILABLE
+ * when it could not be written), or "cancelled" (the caller went away while it started or
+ * counted). Once a record is queued it is written whether or not the caller stays
+ * (gw_audit_rebind, never cancelled). Refusals before the start (the month's format, BUSY, a
+ * pool too small) are not recorded, like the argument and capacity refusals of the other audited
+ * methods: they read nothing and act on nothing. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -43,6 +49,8 @@ struct report {
     struct gw_app *app;
     struct gw_store_report_req *read; /* the counts, while they run */
     struct gw_audit_req *areq;        /* the attempt's report.generate record, while written */
+    bool starting;                    /* areq is the "started" record (no count yet) */
+    bool slot;                        /* holds one of the REPORTS_COUNTING slots */
     struct gw_report r;
     struct gw_fault fault; /* why a report was not made (code 0: it was counted) */
     char *document, *csv;
@@ -50,6 +58,7 @@ struct report {
 };
 
 static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res);
+static void started_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res);
 
 /* The callback of a record whose caller went away: nobody is left to answer. */
 static void unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
@@ -63,36 +72,46 @@ static void unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result
 }
 
 /* Queues the attempt's report.generate record (object the month) with outcome and detail; held:
- * its commit answers the call (recorded_cb), else nobody waits for it. Returns 0 or
- * gw_audit_write's error. */
+ * its commit answers the call (the "started" record: started_cb, the others: recorded_cb), else
+ * nobody waits for it. Returns 0 or gw_audit_write's error. */
 static int record(struct report *rp, const char *outcome, const char *detail, bool held)
 {
     struct gw_audit_rec rec;
+    bool start = strcmp(outcome, "started") == 0;
 
     gw_api_compliance_rec(rp->call, &rec, "report.generate", outcome);
     rec.object = rp->r.month;
     rec.detail = detail;
-    return gw_audit_write(rp->app->audit, NULL, 0, &rec, 1, held ? recorded_cb : unheld_cb,
+    return gw_audit_write(rp->app->audit, NULL, 0, &rec, 1,
+                          !held   ? unheld_cb
+                          : start ? started_cb
+                                  : recorded_cb,
                           held ? rp : NULL, held ? &rp->areq : NULL);
 }
 
-/* The counting step is over (done, failed or cancelled): its slot is free. */
-static void counted_end(struct report *rp)
+/* The attempt no longer counts nor waits to (done, failed, cancelled): its slot is free. */
+static void slot_free(struct report *rp)
 {
     rp->read = NULL;
-    rp->app->reports_counting--;
+    if (rp->slot)
+        rp->app->reports_counting--;
+    rp->slot = false;
 }
 
-/* The caller went away. A count in progress is cancelled and the attempt recorded as cancelled;
- * a record being written is written all the same (gw_audit_rebind), answered to nobody. */
+/* The caller went away. A count in progress, or the started record it waits for, is dropped and
+ * the attempt recorded as cancelled (after its start: the writer keeps queue order); a record
+ * being written is written all the same (gw_audit_rebind), answered to nobody. */
 static void cancel_cb(void *arg)
 {
     struct report *rp = arg;
     int rc;
 
-    if (rp->read != NULL) {
+    if (rp->read != NULL || rp->starting) {
         gw_store_report_cancel(rp->read);
-        counted_end(rp);
+        slot_free(rp);
+        gw_audit_rebind(rp->areq, unheld_cb, NULL); /* the start, if still being written */
+        rp->areq = NULL;
+        rp->starting = false;
         rc = record(rp, "cancelled", NULL, false);
         if (rc != 0)
             GW_LOG(GW_LOG_ERROR, "report", gw_call_log_ctx(rp->call),
@@ -223,7 +242,7 @@ static void counted_cb(void *arg, int err)
     struct report *rp = arg;
     int rc;
 
-    counted_end(rp);
+    slot_free(rp);
     if (err != 0) {
         not_counted(rp, err);
         return;
@@ -242,6 +261,38 @@ static void counted_cb(void *arg, int err)
     if (rc != 0) {
         gw_call_set_cancel(rp->call, NULL, NULL);
         gw_call_fail(rp->call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL, GW_RULE_DB_UNAVAILABLE);
+    }
+}
+
+/* The attempt's start could not be recorded (err): nothing is counted (fail closed). */
+static void unstarted(struct report *rp, int err, const struct gw_db_result *res)
+{
+    GW_LOG(GW_LOG_ERROR, "report", gw_call_log_ctx(rp->call),
+           "report of %s not made: its start was not recorded: %s (SQLSTATE %s)", rp->r.month,
+           gw_err_str(err), res != NULL && res->sqlstate != NULL ? res->sqlstate : "-");
+    slot_free(rp);
+    gw_call_set_cancel(rp->call, NULL, NULL);
+    gw_call_fail(rp->call, GW_EUNAVAIL, NULL, GW_RULE_REPORT_UNRECORDED);
+}
+
+/* The attempt's start committed (or not): only now is anything counted. */
+static void started_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct report *rp = arg;
+    int rc;
+
+    (void)seq;
+    rp->areq = NULL;
+    rp->starting = false;
+    if (err != 0) {
+        unstarted(rp, err, res);
+        return;
+    }
+    rc = gw_store_report_read(rp->app->db, &rp->r, rp->app->cfg->report_timeout_ms, counted_cb, rp,
+                              &rp->read);
+    if (rc != 0) { /* not sent (the database away, the pool's queue full): not counted either */
+        slot_free(rp);
+        not_counted(rp, rc);
     }
 }
 
@@ -288,12 +339,15 @@ void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t l
         gw_call_finish_fault(call, &f);
         return;
     }
-    gw_call_set_cancel(call, cancel_cb, rp);
-    rc = gw_store_report_read(app->db, &rp->r, app->cfg->report_timeout_ms, counted_cb, rp,
-                              &rp->read);
-    if (rc != 0) { /* not sent (the database away, the pool's queue full): not counted either */
-        not_counted(rp, rc);
+    /* the slot is taken from the start: a second report is busy while the first one's start is
+     * being recorded too */
+    app->reports_counting++;
+    rp->slot = true;
+    rc = record(rp, "started", NULL, true);
+    if (rc != 0) {
+        unstarted(rp, rc, NULL);
         return;
     }
-    app->reports_counting++;
+    rp->starting = true;
+    gw_call_set_cancel(call, cancel_cb, rp);
 }

@@ -1,6 +1,7 @@
 /* store_report.h: where the monthly report's numbers come from, for the gateway
  * (Compliance.Report, api_report.c: gw_store_report_read, a read-only transaction of its own on
- * the pool, before and apart from its report.generate audit record) and for waygatectl (`report
+ * the pool, between and apart from its two report.generate audit records, the start's and the
+ * outcome's) and for waygatectl (`report
  * monthly`, `incidents list`, on the CLI's blocking connection). One SQL text per question,
  * shared by both, so they never disagree.
  *

@@ -5,16 +5,20 @@ actions (lawful-access requests, approvals, rejections and reads; an incident of
 account changes), and by nothing else (no bulk operation, no destruction). The gateway's and the
 CLI's reports agree. `waygatectl incidents list` shows the incident.
 
-The gateway counts in a read-only transaction of its own, then writes its report.generate record
-(the SHA-256 of the document it sends) as an entry of its own, and answers only after that record
-committed. A count held up (here: waiting for a lock the schema's owner holds on `incident`) holds
-up nothing else: a Reveal's audit record commits meanwhile, a second report is refused as busy.
-Every report that starts to count leaves exactly one report.generate record (Art. 33): a count
-past [compliance] report_timeout_ms, or one that fails (its database session ended), ends the
-report DEADLINE_EXCEEDED or UNAVAILABLE only once its record (outcome "timeout" or "failed", the
-month, no counts) committed, and UNAVAILABLE when even that record cannot be written; a caller
-that goes away while it counts leaves one with outcome "cancelled". A gateway whose pool has one
-connection refuses to count at all (FAILED_PRECONDITION naming [database] pool_size)."""
+The gateway first records the attempt's start (report.generate, outcome "started", committed
+before anything is counted: a gateway that dies while it counts leaves a start without an outcome
+in the trail), counts in a read-only transaction of its own, then writes its outcome's
+report.generate record (the SHA-256 of the document it sends) as an entry of its own, and answers
+only after that record committed. A count held up (here: waiting for a lock the schema's owner
+holds on `incident`) holds up nothing else: a Reveal's audit record commits meanwhile, a second
+report is refused as busy. Every report that starts leaves exactly one outcome record beside its
+start (Art. 33): a count past [compliance] report_timeout_ms, or one that fails (its database
+session ended), ends the report DEADLINE_EXCEEDED or UNAVAILABLE only once its record (outcome
+"timeout" or "failed", the month, no counts) committed, and UNAVAILABLE when even that record
+cannot be written; a caller that goes away while it counts leaves one with outcome "cancelled".
+A start that cannot be recorded counts nothing (UNAVAILABLE). Refusals before the start (the
+month's format, busy, a pool of one connection: FAILED_PRECONDITION naming [database] pool_size)
+leave no record, as the argument and capacity refusals of the other audited methods do not."""
 
 import csv
 import datetime
@@ -22,6 +26,7 @@ import hashlib
 import io
 import json
 import re
+import time
 
 import grpc
 import pytest
@@ -173,13 +178,21 @@ def test_monthly_report_matches_the_actions_performed(stack, reports):
 
 
 def test_report_of_an_empty_month_and_refusals(stack, reports):
-    doc = json.loads(reports.grpc("2001-01").document)
+    """A month's report of nothing; argument refusals name the field and leave no record (like
+    Reveal's and RunBulk's: nothing was read or done)."""
+    gen = "SELECT count(*) FROM audit_record WHERE action = 'report.generate'"
+    before = attempts(stack, "2001-01", MAIN)
+    resp = reports.grpc("2001-01")
+    doc = json.loads(resp.document)
     assert doc["from_us"] == (978307200 - 8 * 3600) * 1000000
     assert all(doc[k] == 0 for k in COUNTS if k != "suspicious_list_size")
+    assert attempts(stack, "2001-01", MAIN) == before + [STARTED, ("ok", digest(resp), "-")]
+    n = stack.psql(gen)
     assert refusal(lambda: reports.grpc("2026-13")) == (
         grpc.StatusCode.INVALID_ARGUMENT, "month: must be a month YYYY-MM (UTC+08:00)")
     assert refusal(lambda: reports.grpc("")) == (grpc.StatusCode.INVALID_ARGUMENT,
                                                  "month: is required")
+    assert stack.psql(gen) == n  # the refusals left no record
     r = stack.ctl("report", "monthly", "--month", "2026-1", "--db", stack.pguri)
     assert r.returncode == 2 and "--month" in r.stderr
     # only compliance auditors
@@ -224,8 +237,8 @@ def revealable(stack):
 
 def test_a_report_counting_holds_up_no_audited_write(stack, reports, revealable):
     """While a report's count waits (for a lock the owner holds), a Reveal answers with its audit
-    record committed; a second report is refused RESOURCE_EXHAUSTED; nothing of the waiting
-    report is recorded. Once the lock goes, the report answers, and its report.generate record
+    record committed; a second report is refused RESOURCE_EXHAUSTED (and not recorded); of the
+    waiting report only its start is recorded. Once the lock goes, the report answers, and its report.generate record
     (with the SHA-256 of the document sent) was committed before the answer arrived. Before the
     counts had a transaction of their own they ran in the audit writer's, and the Reveal waited
     for the lock too (DEADLINE_EXCEEDED here)."""
@@ -249,12 +262,12 @@ def test_a_report_counting_holds_up_no_audited_write(stack, reports, revealable)
             grpc.StatusCode.RESOURCE_EXHAUSTED,
             "too many requests of this kind in progress (at most 1): retry later")
         assert not fut.done()
-        assert generated(stack, month) == before
+        assert generated(stack, month) == before + [""]  # the start, no detail
     finally:
         release_holder(holder)
     resp = fut.result()
     after = generated(stack, month)
-    assert len(after) == len(before) + 1
+    assert len(after) == len(before) + 2
     assert after[-1] == "document_sha256=" + hashlib.sha256(resp.document.encode()).hexdigest()
     assert json.loads(resp.document)["month"] == month
     # the slot is free again
@@ -266,6 +279,11 @@ TIMEOUT_300 = ("month: counting the month took longer than the report's time lim
 
 
 MAIN = "chain <> 'ctl' AND chain NOT LIKE 'test-%'"  # the stack's gateway (ExtraGateway: test-)
+STARTED = ("started", "", "-")
+
+
+def digest(resp):
+    return "document_sha256=" + hashlib.sha256(resp.document.encode()).hexdigest()
 
 
 def attempts(stack, month, chain_cond):
@@ -295,8 +313,9 @@ class TimeoutGateway(ExtraGateway):
 def test_a_report_past_its_time_limit_is_recorded_as_a_timeout(stack, reports):
     """A gateway with [compliance] report_timeout_ms = 300: a count still waiting after 300 ms is
     cancelled by the database (statement_timeout), and the report answers DEADLINE_EXCEEDED naming
-    the rule and its bound only once one report.generate record of the attempt committed: outcome
-    "timeout", the month, the same words as its detail, no count and no digest. The trail still
+    the rule and its bound only once one report.generate record of the attempt committed (after
+    its start's): outcome "timeout", the month, the same words as its detail, no count and no
+    digest. The trail still
     verifies; the same gateway reports the month once nothing holds the count up. (Red before:
     no record at all.)"""
     gw = TimeoutGateway(stack, reports, "report-timeout")
@@ -307,13 +326,12 @@ def test_a_report_past_its_time_limit_is_recorded_as_a_timeout(stack, reports):
             assert refusal(lambda: gw.report(month)) == (grpc.StatusCode.DEADLINE_EXCEEDED,
                                                          TIMEOUT_300)
             # committed before the answer: read while the lock is still held
-            assert attempts(stack, month, gw.where) == [("timeout", TIMEOUT_300, "-")]
+            assert attempts(stack, month, gw.where) == [STARTED, ("timeout", TIMEOUT_300, "-")]
         finally:
             release_holder(holder)
         resp = gw.report(month)
-        digest = "document_sha256=" + hashlib.sha256(resp.document.encode()).hexdigest()
-        assert attempts(stack, month, gw.where) == [("timeout", TIMEOUT_300, "-"),
-                                                    ("ok", digest, "-")]
+        assert attempts(stack, month, gw.where) == [STARTED, ("timeout", TIMEOUT_300, "-"),
+                                                    STARTED, ("ok", digest(resp), "-")]
     finally:
         gw.close()
     # this gateway's chain verifies (closed: its last checkpoint covers its last record, the
@@ -358,7 +376,7 @@ def test_a_report_whose_count_fails_is_recorded_as_failed(stack, reports):
         assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNAVAILABLE,
                                                        "database unavailable; retrying is safe")
         assert attempts(stack, month, where) == before + [
-            ("failed", "database unavailable; retrying is safe", "-")]
+            STARTED, ("failed", "database unavailable; retrying is safe", "-")]
     finally:
         release_holder(holder)
     assert reports.grpc(month).month == month  # the pool came back
@@ -380,8 +398,8 @@ def test_a_report_cancelled_while_counting_is_recorded(stack, reports):
         fut = call.future(pb.ReportRequest(month=month), timeout=120, metadata=reports.md)
         assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
         assert fut.cancel()
-        assert wait_for(lambda: len(attempts(stack, month, where)) > len(before), 30)
-        assert attempts(stack, month, where) == before + [("cancelled", "", "-")]
+        assert wait_for(lambda: len(attempts(stack, month, where)) > len(before) + 1, 30)
+        assert attempts(stack, month, where) == before + [STARTED, ("cancelled", "", "-")]
     finally:
         release_holder(holder)
     assert reports.grpc(month).month == month  # the slot is free again
@@ -427,35 +445,153 @@ def audit_unwritable(stack):
         stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLS, GW_ROLE))
 
 
-def test_a_report_is_not_sent_without_its_record(stack, reports, audit_unwritable):
-    """Fail closed: the counts are read, but while its report.generate record cannot be written
-    no report is sent."""
+UNRECORDED = ("no report was made, and the attempt could not be recorded either (every report "
+              "attempt is recorded before it is answered); retry later")
+
+
+def report_future(stack, reports, month, request_id=None):
+    pb = stack.pb.compliance
+    call = stack.channel(reports.via).unary_unary(
+        REPORT, request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=pb.ReportResponse.FromString)
+    md = reports.md + ([("x-request-id", request_id)] if request_id else [])
+    return call.future(pb.ReportRequest(month=month), timeout=120, metadata=md)
+
+
+def revoke_audit_insert(stack):
+    from test_audit_reads import GW_ROLE
+    stack.psql("REVOKE INSERT ON audit_record FROM %s" % GW_ROLE)
+
+
+def grant_audit_insert(stack):
+    from test_audit_reads import AUDIT_COLS, GW_ROLE
+    stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLS, GW_ROLE))
+
+
+def test_a_report_whose_start_cannot_be_recorded_counts_nothing(stack, reports, audit_unwritable):
+    """Fail closed: while the attempt's start cannot be recorded (the gateway's role lost INSERT
+    on audit_record) nothing is counted: the report answers UNAVAILABLE naming the rule while the
+    test holds the lock every count waits for (a count would not have answered), and nothing is
+    recorded. (Red before: the count ran first and waited for the lock.)"""
     month = this_month()
     before = generated(stack, month)
-    code, details = refusal(lambda: reports.grpc(month))
-    assert (code, details) == (grpc.StatusCode.INTERNAL, "the action and its audit record could "
-                               "not be written, so nothing was done")
+    holder = hold_incident_table(stack)
+    try:
+        assert refusal(lambda: reports.grpc(month)) == (grpc.StatusCode.UNAVAILABLE, UNRECORDED)
+        assert not waiting_on_incident(stack)
+    finally:
+        release_holder(holder)
     assert generated(stack, month) == before
 
 
-def test_a_report_whose_attempt_cannot_be_recorded_fails_closed(stack, reports):
-    """Fail closed: a count past its time limit whose attempt's record cannot be written either
-    (the gateway's role lost INSERT on audit_record) answers UNAVAILABLE naming the rule, and
-    nothing is recorded. (Red before: DEADLINE_EXCEEDED, as if nothing had to be recorded.)"""
-    from test_audit_reads import AUDIT_COLS, GW_ROLE
-    gw = TimeoutGateway(stack, reports, "report-unrecorded")
+def test_a_report_is_not_sent_without_its_record(stack, reports):
+    """Fail closed: the start is recorded and the counts are read, but the outcome's
+    report.generate record cannot be written (INSERT revoked while the count waits for a lock):
+    no report is sent, and the trail holds the start alone."""
+    month = this_month()
+    before = generated(stack, month)
+    holder = hold_incident_table(stack)
     try:
-        month = this_month()
-        holder = hold_incident_table(stack)
-        stack.psql("REVOKE INSERT ON audit_record FROM %s" % GW_ROLE)
-        try:
-            assert refusal(lambda: gw.report(month)) == (
-                grpc.StatusCode.UNAVAILABLE,
-                "no report was made, and the attempt could not be recorded either (every report "
-                "attempt is recorded before it is answered); retry later")
-        finally:
-            stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLS, GW_ROLE))
-            release_holder(holder)
-        assert attempts(stack, month, gw.where) == []
+        fut = report_future(stack, reports, month)
+        assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+        revoke_audit_insert(stack)
+        release_holder(holder)
+        with pytest.raises(grpc.RpcError) as e:
+            fut.result()
+        assert (e.value.code(), e.value.details()) == (
+            grpc.StatusCode.INTERNAL,
+            "the action and its audit record could not be written, so nothing was done")
     finally:
+        grant_audit_insert(stack)
+        release_holder(holder)
+    assert generated(stack, month) == before + [""]
+
+
+def test_a_report_whose_attempt_cannot_be_recorded_fails_closed(stack, reports):
+    """Fail closed: a count that fails (its session terminated) while its attempt's outcome
+    cannot be recorded either (INSERT revoked after the start committed) answers UNAVAILABLE
+    naming the rule; the trail holds the start without an outcome, as a gateway that died while
+    counting leaves it."""
+    month = this_month()
+    before = attempts(stack, month, MAIN)
+    su = superuser_uri(stack)
+    holder = hold_incident_table(stack)
+    try:
+        fut = report_future(stack, reports, month)
+        assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+        revoke_audit_insert(stack)
+        pid = stack.psql("SELECT pid FROM pg_locks WHERE relation = 'incident'::regclass AND "
+                         "NOT granted", uri=su)
+        assert len(pid) == 1, pid
+        assert stack.psql("SELECT pg_terminate_backend(%s)" % pid[0], uri=su) == ["t"]
+        with pytest.raises(grpc.RpcError) as e:
+            fut.result()
+        assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNAVAILABLE, UNRECORDED)
+    finally:
+        grant_audit_insert(stack)
+        release_holder(holder)
+    assert attempts(stack, month, MAIN) == before + [STARTED]
+    assert reports.grpc(month).month == month
+
+
+UNENDED = ("SELECT seq FROM (SELECT chain, seq, outcome, lead(outcome) OVER (PARTITION BY chain "
+           "ORDER BY seq) AS next FROM audit_record WHERE action = 'report.generate') r "
+           "WHERE outcome = 'started' AND (next IS NULL OR next = 'started')")
+
+
+def test_a_gateway_that_dies_while_counting_leaves_the_start(stack, reports):
+    """Art. 33: the attempt's start is committed before anything is counted, so a gateway killed
+    while its report counts (SIGKILL while the count waits for a lock) leaves a report.generate
+    record with outcome started and none after it: a report begun and never ended is visible in
+    the trail. (Red before: the only record came after the count, so nothing at all.)"""
+    gw = ExtraGateway(stack, "report-dies")
+    where = "chain = '%s'" % gw.chain
+    month = this_month()
+    holder = hold_incident_table(stack)
+    try:
+        pb = stack.pb.compliance
+        call = stack.channel(reports.via, addr=gw.addr).unary_unary(
+            REPORT, request_serializer=lambda m: m.SerializeToString(),
+            response_deserializer=pb.ReportResponse.FromString)
+        fut = call.future(pb.ReportRequest(month=month), timeout=120, metadata=reports.md)
+        assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+        assert attempts(stack, month, where) == [STARTED]
+        gw.proc.kill()
+        gw.proc.wait(30)
+        with pytest.raises(grpc.RpcError):
+            fut.result()
+    finally:
+        release_holder(holder)
         gw.close()
+    assert attempts(stack, month, where) == [STARTED]
+    # docs/operations.md's query of the starts without an outcome names it
+    seq = stack.psql("SELECT seq FROM audit_record WHERE %s AND action = 'report.generate'" % where)
+    assert stack.psql(UNENDED + " AND chain = '%s'" % gw.chain) == seq
+
+
+def waiting_on_audit_record(stack):
+    return stack.psql("SELECT count(*) FROM pg_locks WHERE relation = 'audit_record'::regclass "
+                      "AND NOT granted") != ["0"]
+
+
+def test_a_report_cancelled_while_its_start_is_written_is_recorded(stack, reports):
+    """A caller that goes away while its attempt's start is being written (the insert waits for a
+    lock the test holds on audit_record; the test lets it go once the gateway's log says the call
+    was cancelled): the start is written all the same, followed by an outcome record
+    "cancelled", and nothing is counted; the slot is free again."""
+    month = this_month()
+    before = attempts(stack, month, MAIN)
+    req_id = "it-report-start-cancel-%d" % int(time.time() * 1000)
+    holder = lock_holder(stack, "LOCK TABLE audit_record IN EXCLUSIVE MODE")
+    try:
+        fut = report_future(stack, reports, month, req_id)
+        assert wait_for(lambda: waiting_on_audit_record(stack), 30), "the start never waited"
+        assert fut.cancel()
+        assert wait_for(lambda: any(
+            req_id in x and "call cancelled: /waygate.v1.Compliance/Report" in x
+            for x in stack.log_lines()), 60), "the gateway did not see the cancel"
+    finally:
+        release_holder(holder)
+    assert wait_for(lambda: len(attempts(stack, month, MAIN)) > len(before) + 1, 30)
+    assert attempts(stack, month, MAIN) == before + [STARTED, ("cancelled", "", "-")]
+    assert reports.grpc(month).month == month
