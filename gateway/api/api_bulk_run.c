@@ -149,10 +149,56 @@ static void record_stop(struct brun *r, const char *why)
     gw_api_record_unwaited(r->call, &rec);
 }
 
+#define CALL_ENDED                                                                                 \
+    "the call ended before the last chunk (cancelled by the client, its deadline, a client that "  \
+    "stopped reading, or the gateway stopping)"
+
+/* A claim's stop record is written, or its guard found no claim (failed_stmt 0: the run never
+ * executed, nothing to say), or it failed, which only the log can say. */
+static void claim_stop_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    (void)arg;
+    (void)seq;
+    if (err != 0 && !(err == GW_EINTERNAL && res != NULL && res->failed_stmt == 0))
+        GW_LOG(GW_LOG_ERROR, "bulk", NULL,
+               "the stop of a bulk run cancelled during its claim was not recorded: %s",
+               gw_err_str(err));
+}
+
+/* The call ends while an export's claim (the request executed, its bulk.run record) is being
+ * written: once sent, that transaction commits or not whatever the caller does, and nothing will
+ * be streamed. A stopped record (none of the records sent) is queued behind it, guarded by the
+ * claim (gw_store_bulk_claimed): written exactly when the claim committed; a claim not yet sent
+ * is dropped by cleanup (gw_audit_cancel), and its guard then leaves no record either. */
+static void record_claim_stop(struct brun *r)
+{
+    struct gw_store_bulk_stmt st;
+    struct gw_audit_rec rec;
+    char detail[GW_AUDIT_TEXT_MAX];
+
+    if (r->areq == NULL || r->streaming || strcmp(r->op, "destroy") == 0)
+        return;
+    snprintf(detail, sizeof(detail),
+             "kind=%s export=%s stopped after 0 of %" PRId64 " records: %s, while the run was "
+             "being recorded",
+             r->op, r->export_id, r->run_count, CALL_ENDED);
+    gw_store_bulk_claimed(&st, r->id, r->export_id);
+    gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "stopped");
+    rec.count = 0;
+    rec.purpose = r->purpose;
+    rec.legal_basis = r->legal_basis;
+    rec.approval = r->id;
+    rec.detail = detail;
+    if (gw_audit_write(gw_call_app(r->call)->audit, &st.st, 1, &rec, 1, claim_stop_cb, NULL,
+                       NULL) != 0)
+        GW_LOG(GW_LOG_ERROR, "bulk", gw_call_log_ctx(r->call),
+               "the stop of bulk run %s during its claim could not be queued", r->id);
+}
+
 static void cancel_cb(void *arg)
 {
-    record_stop(arg, "the call ended before the last chunk (cancelled by the client, its "
-                     "deadline, a client that stopped reading, or the gateway stopping)");
+    record_claim_stop(arg);
+    record_stop(arg, CALL_ENDED);
     cleanup(arg);
 }
 
@@ -356,6 +402,23 @@ static bool in_bulk_scope(struct brun *r, const struct gw_store_row *row)
     return gw_policy_in_bulk_scope(gw_call_policy(r->call), gw_call_principal(r->call), &rec);
 }
 
+/* The frozen selection grew while the run read it: past the records of the request's second as
+ * counted a moment before, which only a changed request or waybill row (or a transaction that
+ * committed a record of that second this late) can do. Like a record that fails authentication,
+ * a sign that stored data changed under the gateway: a high incident, beside the stopped
+ * record. */
+static void run_over_incident(struct brun *r)
+{
+    char detail[200];
+
+    snprintf(detail, sizeof(detail),
+             "bulk request %s selected more records than the %" PRId64
+             " its bulk.run record counts; the run stopped",
+             r->id, r->run_count);
+    GW_LOG(GW_LOG_WARN, "bulk", gw_call_log_ctx(r->call), "%s", detail);
+    gw_api_incident(r->call, "high", "bulk_selection_grew", detail, NULL);
+}
+
 static void rows_cb(void *arg, int err, const struct gw_store_row *rows, size_t n)
 {
     struct brun *r = arg;
@@ -390,6 +453,7 @@ static void rows_cb(void *arg, int err, const struct gw_store_row *rows, size_t 
         if (rc == 0 && r->records >= (uint64_t)r->run_count) {
             /* a record the bulk.run record does not count (the scope grew since the count, or
              * a late commit): stop rather than release it */
+            run_over_incident(r);
             fail(r, GW_EPRECOND, "request_id", GW_RULE_BULK_RUN_OVER);
             return;
         }

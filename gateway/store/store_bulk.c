@@ -431,6 +431,17 @@ void gw_store_bulk_claim(struct gw_store_bulk_stmt *b, const char *id, const cha
     stmt(b, claim_sql, 3);
 }
 
+static const char claimed_sql[] =
+    "SELECT 1 / (SELECT count(*) FROM bulk_request WHERE id = $1::uuid AND state = 'executed' "
+    "AND export_id = $2::uuid)";
+
+void gw_store_bulk_claimed(struct gw_store_bulk_stmt *b, const char *id, const char *export_id)
+{
+    b->vals[0] = id;
+    b->vals[1] = export_id;
+    stmt(b, claimed_sql, 2);
+}
+
 /* sql/009_bulk.sql: checks the request, deletes, fails unless exactly expected rows went. */
 static const char destroy_request_sql[] = "SELECT bulk_destroy($1::uuid, $2, $3::bigint)";
 

@@ -123,6 +123,11 @@ void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool app
  * destruction). Fails unless it is exactly that. */
 void gw_store_bulk_claim(struct gw_store_bulk_stmt *b, const char *id, const char *requester,
                          const char *export_id);
+/* A guard: fails unless request id was claimed by the export export_id (state executed, that
+ * export id), i.e. unless that run's claim committed. Queued after a claim whose outcome its
+ * caller will not see (the audit writer keeps queue order), it makes a record conditional on
+ * it. */
+void gw_store_bulk_claimed(struct gw_store_bulk_stmt *b, const char *id, const char *export_id);
 /* Deletes every waybill request id selects (its data keys with it; the frozen selection, as a
  * run counts it) and writes its destruction record (selector text, requester and approver from
  * the request), through bulk_destroy (sql/009_bulk.sql, sql/024_bulk_whole_second.sql): fails

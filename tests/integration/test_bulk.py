@@ -856,7 +856,8 @@ def test_a_run_over_its_recorded_count_stops_mid_stream(stack, people):
     stops with FAILED_PRECONDITION before any 231st record; no last chunk, no digest. The trail
     says what happened: the bulk.run record (230) and a second one, outcome stopped, counting the
     records the client could have read whole, exactly those in the chunks received. The request
-    was used: it does not run again."""
+    was used: it does not run again. The growth, a sign that stored data changed under the run,
+    is also a high incident naming the request (bulk_selection_grew; red before: none)."""
     pb = stack.pb
     t = PICKUP - 23 * 86400
     batch = pb.intake.SubmitBatchRequest()
@@ -918,6 +919,11 @@ def test_a_run_over_its_recorded_count_stops_mid_stream(stack, people):
         "executed"]
     code, _ = refusal(lambda: run(people, r.request_id, pub))
     assert code == grpc.StatusCode.FAILED_PRECONDITION
+    # a sign that stored data changed under the run (the selection grew past its count): a high
+    # incident naming the request, as for a record that fails authentication
+    grew = ("SELECT severity, count FROM incident WHERE kind = 'bulk_selection_grew' AND "
+            "detail LIKE '%%%s%%'" % r.request_id)
+    assert wait_for(lambda: stack.psql(grew), 30) == ["high|1"]  # written by the incident queue
 
 
 @pytest.mark.parametrize("how,days", [("cancel", 24), ("database", 25)])
@@ -995,3 +1001,64 @@ def test_a_run_stopped_after_its_record_says_so(stack, people, how, days):
     assert "stopped after 0 of 3 records: " + why in detail, detail
     assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
         "executed"]
+
+
+@pytest.mark.parametrize("claim,days", [("commits", 26), ("fails", 27)])
+def test_a_run_cancelled_during_its_claim_says_so(stack, people, claim, days):
+    """The client cancels while the run's claim (the request executed and its bulk.run record, in
+    one transaction) is out: the claim waits on the request's row, held by the test, and the test
+    lets it go only once the gateway's log says the call was cancelled. A claim that then commits
+    (the row let go as it was) leaves, behind its bulk.run record, a second one with outcome
+    stopped counting no record, which says the call ended while the run was being recorded:
+    nothing was streamed. A claim that then fails (the test rejected the request meanwhile)
+    leaves no bulk.run record at all: the stop's record is guarded by the claim. (Red before:
+    the committed claim's bulk.run ok record alone, as if the export had been released.)"""
+    pb = stack.pb
+    t = PICKUP - days * 86400
+    on_day(stack, t, 3)
+    r = day_request(people, cst_day(t))
+    assert r.record_count == 3
+    approve(people, r.request_id)
+    _, pub = keypair()
+    req_id = "it-bulk-claim-%s-%d" % (claim, int(time.time() * 1000))
+    holder, pid = hold_request_row(stack, r.request_id)
+    call = None
+    try:
+        call = waygate_proto.stream(
+            people.channel(REQUESTER), RUN,
+            pb.compliance.RunBulkRequest(request_id=r.request_id, recipient_public_key=pub),
+            pb.compliance.RunBulkChunk, timeout=120,
+            metadata=people.metadata(REQUESTER) + [("x-request-id", req_id)])
+        assert wait_for(lambda: blocked_by(stack, pid), 60, 0.05), "the claim did not wait"
+        call.cancel()
+        assert wait_for(lambda: any(
+            req_id in x and "call cancelled: /waygate.v1.Compliance/RunBulk" in x
+            for x in stack.log_lines()), 60), "the gateway did not see the cancel"
+        if claim == "fails":
+            holder.run("UPDATE bulk_request SET state = 'rejected' WHERE id = '%s'"
+                       % r.request_id)
+        holder.run("COMMIT")
+    finally:
+        if call is not None:
+            call.cancel()
+        holder.close()
+    acct = stack.account(REQUESTER)[0]
+    if claim == "commits":
+        assert wait_for(lambda: stopped_records(stack, r.request_id), 30), \
+            audit_rows(stack, "bulk.run", r.request_id)
+        assert audit_rows(stack, "bulk.run", r.request_id) == [
+            "ok|%s|3|%s" % (acct, r.request_id), "stopped|%s|0|%s" % (acct, r.request_id)]
+        ((_, detail),) = [x.split("|", 1) for x in stopped_records(stack, r.request_id)]
+        assert "stopped after 0 of 3 records: the call ended before the last chunk" in detail
+        assert detail.endswith("while the run was being recorded"), detail
+        assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
+            "executed"]
+    else:
+        # a run of the request now is refused, and its record queued after the stop's guard:
+        # once it committed, the guard has been decided
+        code, _ = refusal(lambda: run(people, r.request_id, pub))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+        assert audit_rows(stack, "bulk.run", r.request_id) == [
+            "refused|%s||%s" % (acct, r.request_id)]
+        assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
+            "rejected"]
