@@ -5,11 +5,15 @@
  * clear through WaybillQuery.Get (api_lawful_read.c) until that time. Each step and its
  * confidential audit record (lawful.request, lawful.approve, lawful.reject; a decision by the
  * requester's own person is recorded as refused) commit in one transaction through the audit
- * writer; the answer is sent only after that commit. Invariant: waybill numbers leave this file
- * only as blind indexes; nothing of a case reaches a log line, nor anything that tells lawful
- * access: both methods are confidential (methods.c, call.h), and the one line a failure writes is
- * the neutral one every audited read writes (gw_api_log_unrecorded); the free texts (agency,
- * officer, references, comment) are stored only as text.h's gw_text_field allows. */
+ * writer; the answer is sent only after that commit. A decision is asked first, in a read of its
+ * own (gw_store_lawful_decidable, sql/029), so that a refusal met in the ordinary course (no
+ * such case, decided, expired, the requester's person) raises nothing in the database, whose
+ * server log keeps every statement that raised; only what changed in between raises. Invariant:
+ * waybill numbers leave this file only as blind indexes; nothing of a case reaches a log line, nor
+ * anything that tells lawful access: both methods are confidential (methods.c, call.h), and the one
+ * line a failure writes is the neutral one every audited read writes (gw_api_log_unrecorded); the
+ * free texts (agency, officer, references, comment) are stored only as text.h's gw_text_field
+ * allows. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -32,9 +36,11 @@
 
 struct lawful {
     struct gw_call *call;
+    struct gw_store_lawful_req *sreq; /* a decision's question (gw_store_lawful_decidable) */
     struct gw_audit_req *areq;
     char case_id[37];
     bool approve;
+    struct gw_store_lawful_decision d; /* a decision's, queued once it may be decided */
     enum gw_rule refusal_rule; /* a refused decision's, answered once its record is written */
 };
 
@@ -42,8 +48,22 @@ static void cancel_cb(void *arg)
 {
     struct lawful *l = arg;
 
+    gw_store_lawful_cancel(l->sreq);
+    l->sreq = NULL;
     gw_audit_cancel(l->areq);
     l->areq = NULL;
+}
+
+/* The entry of a request or decision could not be queued (rc: GW_EQUEUEFULL the audit writer's
+ * queue full, GW_EUNAVAIL the database away): nothing was done. The neutral line (call.h), then
+ * the status that says why (err.c words a full queue). */
+static void not_queued(struct gw_call *call, int rc)
+{
+    gw_api_log_unrecorded(call, rc, NULL);
+    if (rc == GW_EINVAL)
+        gw_call_fail(call, GW_EINVAL, NULL, GW_RULE_NONE);
+    else
+        gw_call_fail(call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL, GW_RULE_DB_UNAVAILABLE);
 }
 
 /* The caller must be a person's account (token); this gateway must have its audit writer. */
@@ -252,8 +272,7 @@ void gw_api_lawful_request(struct gw_call *call, const uint8_t *req, size_t len)
     rec.confidential = true;
     rc = gw_audit_write(app->audit, st, nst, &rec, 1, requested_cb, l, &l->areq);
     if (rc != 0) {
-        gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : gw_err_queue_full_or(rc, GW_EUNAVAIL),
-                     NULL, rc == GW_EINVAL ? GW_RULE_NONE : GW_RULE_DB_UNAVAILABLE);
+        not_queued(call, rc);
         return;
     }
     gw_call_set_cancel(call, cancel_cb, l);
@@ -300,6 +319,7 @@ static void record_refused_decision(struct lawful *l, enum gw_rule rule)
 {
     struct gw_app *app = gw_call_app(l->call);
     struct gw_audit_rec rec;
+    int rc;
 
     gw_api_compliance_rec(l->call, &rec, l->approve ? "lawful.approve" : "lawful.reject",
                           "refused");
@@ -309,11 +329,35 @@ static void record_refused_decision(struct lawful *l, enum gw_rule rule)
                                            : "the decider is not independent of the requester";
     rec.confidential = true;
     l->refusal_rule = rule;
-    if (gw_audit_write(app->audit, NULL, 0, &rec, 1, refusal_recorded_cb, l, &l->areq) != 0) {
+    rc = gw_audit_write(app->audit, NULL, 0, &rec, 1, refusal_recorded_cb, l, &l->areq);
+    if (rc != 0) {
+        gw_api_log_refusal_unrecorded(rc); /* the one line of every refusal's unwritten record */
         gw_call_fail(l->call, GW_EPERM, "case_id", rule);
         return;
     }
     gw_call_set_cancel(l->call, cancel_cb, l);
+}
+
+/* A refusal the database named by its SQLSTATE (state), asked before the decision
+ * (gw_store_lawful_decidable) or raised by it (what changed in between): answered, a refusal of
+ * the decider's independence recorded first. False when state is none of them. */
+static bool refused_by(struct lawful *l, const char *state)
+{
+    if (strcmp(state, GW_LAWFUL_NO_CASE) == 0)
+        gw_call_fail(l->call, GW_ENOTFOUND, "case_id", GW_RULE_CASE_UNKNOWN);
+    else if (strcmp(state, GW_LAWFUL_DECIDED) == 0)
+        gw_call_fail(l->call, GW_EPRECOND, "case_id", GW_RULE_CASE_DECIDED);
+    else if (strcmp(state, GW_LAWFUL_EXPIRED) == 0)
+        gw_call_fail(l->call, GW_EPRECOND, "case_id", GW_RULE_CASE_EXPIRED);
+    else if (strcmp(state, GW_LAWFUL_PAST) == 0)
+        gw_call_fail(l->call, GW_EINVAL, "valid_until", GW_RULE_NOT_FUTURE);
+    else if (strcmp(state, GW_LAWFUL_SELF) == 0)
+        record_refused_decision(l, GW_RULE_CASE_SELF);
+    else if (strcmp(state, GW_LAWFUL_RELATED) == 0)
+        record_refused_decision(l, GW_RULE_DECIDER_RELATED);
+    else
+        return false;
+    return true;
 }
 
 static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
@@ -324,32 +368,8 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
 
     l->areq = NULL;
     gw_call_set_cancel(l->call, NULL, NULL);
-    if (err == GW_EINTERNAL && state != NULL) {
-        if (strcmp(state, GW_LAWFUL_NO_CASE) == 0) {
-            gw_call_fail(l->call, GW_ENOTFOUND, "case_id", GW_RULE_CASE_UNKNOWN);
-            return;
-        }
-        if (strcmp(state, GW_LAWFUL_DECIDED) == 0) {
-            gw_call_fail(l->call, GW_EPRECOND, "case_id", GW_RULE_CASE_DECIDED);
-            return;
-        }
-        if (strcmp(state, GW_LAWFUL_EXPIRED) == 0) {
-            gw_call_fail(l->call, GW_EPRECOND, "case_id", GW_RULE_CASE_EXPIRED);
-            return;
-        }
-        if (strcmp(state, GW_LAWFUL_PAST) == 0) {
-            gw_call_fail(l->call, GW_EINVAL, "valid_until", GW_RULE_NOT_FUTURE);
-            return;
-        }
-        if (strcmp(state, GW_LAWFUL_SELF) == 0) {
-            record_refused_decision(l, GW_RULE_CASE_SELF);
-            return;
-        }
-        if (strcmp(state, GW_LAWFUL_RELATED) == 0) {
-            record_refused_decision(l, GW_RULE_DECIDER_RELATED);
-            return;
-        }
-    }
+    if (err == GW_EINTERNAL && state != NULL && refused_by(l, state))
+        return; /* changed since it was asked (decidable_cb): another decision, the clock */
     if (err != 0) {
         gw_api_log_unrecorded(l->call, err, res != NULL ? res->sqlstate : NULL);
         gw_call_fail(l->call,
@@ -368,22 +388,69 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
     gw_call_finish(l->call, GW_GRPC_OK, NULL);
 }
 
+/* The decision and its confidential record, one entry of the audit writer. */
+static void queue_decision(struct lawful *l)
+{
+    struct gw_app *app = gw_call_app(l->call);
+    struct gw_db_stmt st[GW_STORE_LAWFUL_STMTS];
+    const char *vals[GW_STORE_LAWFUL_VALS];
+    char buf[GW_STORE_LAWFUL_BUF], detail[48];
+    struct gw_audit_rec rec;
+    int nst, rc;
+
+    nst = gw_store_lawful_decide_stmts(&l->d, st, vals, buf);
+    gw_api_compliance_rec(l->call, &rec, l->approve ? "lawful.approve" : "lawful.reject", "ok");
+    rec.object = l->case_id;
+    rec.approval = l->case_id;
+    rec.confidential = true;
+    if (l->approve) {
+        snprintf(detail, sizeof(detail), "valid_until=%" PRId64, l->d.valid_until);
+        rec.detail = detail;
+    }
+    rc = gw_audit_write(app->audit, st, nst, &rec, 1, decided_cb, l, &l->areq);
+    if (rc != 0) {
+        not_queued(l->call, rc);
+        return;
+    }
+    gw_call_set_cancel(l->call, cancel_cb, l);
+}
+
+static void decidable_cb(void *arg, int err, const char *refusal)
+{
+    struct lawful *l = arg;
+
+    l->sreq = NULL;
+    gw_call_set_cancel(l->call, NULL, NULL);
+    if (err != 0) {
+        gw_call_fail(l->call, err, NULL,
+                     err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_RECORDED);
+        return;
+    }
+    if (refusal != NULL && refused_by(l, refusal))
+        return;
+    if (refusal != NULL) { /* a code this gateway does not know: a newer schema's */
+        gw_call_fail(l->call, GW_EINTERNAL, NULL, GW_RULE_NONE);
+        return;
+    }
+    queue_decision(l);
+}
+
 void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
 {
     Waygate__V1__DecideLawfulAccessRequest *in;
     const struct gw_principal *p = gw_call_principal(call);
     struct gw_app *app = lawful_start(call);
-    struct gw_store_lawful_decision d;
-    struct gw_db_stmt st[GW_STORE_LAWFUL_STMTS];
-    const char *vals[GW_STORE_LAWFUL_VALS];
-    char buf[GW_STORE_LAWFUL_BUF], detail[48];
-    struct gw_audit_rec rec;
+    struct gw_store_lawful_decision *d;
     struct lawful *l;
     int64_t now = (int64_t)time(NULL);
-    int nst, rc;
+    int rc;
 
     if (app == NULL)
         return;
+    if (app->store == NULL) {
+        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
+        return;
+    }
     in = (Waygate__V1__DecideLawfulAccessRequest *)gw_call_unpack(
         call, &waygate__v1__decide_lawful_access_request__descriptor, req, len);
     if (in == NULL)
@@ -414,29 +481,19 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
         l->case_id[i] =
             (char)(in->case_id[i] >= 'A' && in->case_id[i] <= 'F' ? in->case_id[i] - 'A' + 'a'
                                                                   : in->case_id[i]);
-    memset(&d, 0, sizeof(d));
-    d.case_id = l->case_id;
-    d.decider_account = p->account_id;
-    d.decider = p->name;
-    d.approve = in->approve;
-    d.comment = in->comment;
-    d.valid_until =
+    d = &l->d; /* its strings live in the call (principal, request) */
+    d->case_id = l->case_id;
+    d->decider_account = p->account_id;
+    d->decider = p->name;
+    d->approve = in->approve;
+    d->comment = in->comment;
+    d->valid_until =
         in->valid_until != 0 ? in->valid_until : now + (int64_t)app->cfg->lawful_default_s;
-    d.ttl_s = (int64_t)app->cfg->approval_ttl_s;
-    nst = gw_store_lawful_decide_stmts(&d, st, vals, buf);
-
-    gw_api_compliance_rec(call, &rec, in->approve ? "lawful.approve" : "lawful.reject", "ok");
-    rec.object = l->case_id;
-    rec.approval = l->case_id;
-    rec.confidential = true;
-    if (in->approve) {
-        snprintf(detail, sizeof(detail), "valid_until=%" PRId64, d.valid_until);
-        rec.detail = detail;
-    }
-    rc = gw_audit_write(app->audit, st, nst, &rec, 1, decided_cb, l, &l->areq);
+    d->ttl_s = (int64_t)app->cfg->approval_ttl_s;
+    /* Asked first, so that an expected refusal raises nothing in the database (sql/029). */
+    rc = gw_store_lawful_decidable(app->store, d, decidable_cb, l, &l->sreq);
     if (rc != 0) {
-        gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : gw_err_queue_full_or(rc, GW_EUNAVAIL),
-                     NULL, rc == GW_EINVAL ? GW_RULE_NONE : GW_RULE_DB_UNAVAILABLE);
+        gw_call_fail(call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL, GW_RULE_DB_UNAVAILABLE);
         return;
     }
     gw_call_set_cancel(call, cancel_cb, l);

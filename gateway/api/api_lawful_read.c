@@ -94,16 +94,39 @@ static void record_refusal(struct lread *r)
 {
     struct gw_app *app = gw_call_app(r->call);
     struct gw_audit_rec rec;
+    int rc;
 
     gw_api_compliance_rec(r->call, &rec, "lawful.read", "refused");
     rec.object = r->bidx_hex;
     rec.detail = "not named by an approved, unexpired case";
     rec.confidential = true;
-    if (gw_audit_write(app->audit, NULL, 0, &rec, 1, refusal_recorded_cb, r, &r->areq) != 0) {
+    rc = gw_audit_write(app->audit, NULL, 0, &rec, 1, refusal_recorded_cb, r, &r->areq);
+    if (rc != 0) {
+        gw_api_log_refusal_unrecorded(rc); /* the one line of every refusal's unwritten record */
         gw_call_fail(r->call, GW_ENOTFOUND, "waybill_no", GW_RULE_LAWFUL_NOT_GRANTED);
         return;
     }
     gw_call_set_cancel(r->call, cancel_cb, r);
+}
+
+/* A record the case names failed to open (err GW_EDATALOSS or GW_EPRECOND): its incident is
+ * neutral (api_query.c: no principal, peer or record id, Art. 16), so which record, read under
+ * which case, is kept where lawful access is kept: a confidential lawful.read record with outcome
+ * failed, for the compliance auditors. Nobody waits for it: the call is answered at once. */
+static void record_unreadable(struct lread *r, const struct gw_store_lawful_grant *g,
+                              const uint8_t *id, int err)
+{
+    struct gw_audit_rec rec;
+    char record_id[37];
+
+    gw_store_id_text(id, record_id);
+    gw_api_compliance_rec(r->call, &rec, "lawful.read", "failed");
+    rec.object = record_id;
+    rec.approval = g->case_id;
+    rec.detail = err == GW_EDATALOSS ? "stored record failed authentication"
+                                     : "record's key-encryption key is unavailable";
+    rec.confidential = true;
+    gw_api_record_unwaited(r->call, &rec);
 }
 
 /* The modes of a case's fields (comma-separated paths; "" every field): clear, else omitted. */
@@ -151,6 +174,7 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row,
     }
     rc = gw_api_open_row(r->call, &row->w, r->number, r->number_len, clear);
     if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
+        record_unreadable(r, g, row->w.id, rc);
         gw_api_fail_unreadable(r->call, rc);
         return;
     }
@@ -177,7 +201,8 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row,
     rec.detail = detail;
     rec.confidential = true;
     rc = gw_audit_write(app->audit, st, nst, &rec, 1, recorded_cb, r, &r->areq);
-    if (rc != 0) {
+    if (rc != 0) { /* not queued (the writer's queue full, the database away): nothing released */
+        gw_api_log_unrecorded(r->call, rc, NULL);
         gw_call_fail(r->call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL,
                      GW_RULE_ACCESS_NOT_RECORDED);
         return;

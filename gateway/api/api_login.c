@@ -81,24 +81,36 @@ static void record_raced_login(struct adm *a)
 }
 
 /* Repeated authentication failures (Art. 17): the failure that locks an account is an incident,
- * once per lock, naming the account and the certificate the attempts came over. */
+ * once per lock, naming the account and the certificate the attempts came over. A confidential
+ * call's (a Login sent with a lawful_access account's token, call.h) says only that an account
+ * was locked: its caller, certificate and peer, and the account (the officer's own, as often as
+ * not), would tell the incidents' readers of lawful access (Art. 16); `waygatectl accounts list`
+ * shows which account is locked. */
 static void record_lockout(struct adm *a)
 {
     const struct gw_principal *p = gw_call_principal(a->call);
+    bool neutral = gw_call_confidential(a->call);
     struct gw_incident inc;
     char detail[160];
 
-    snprintf(detail, sizeof(detail),
-             "account %s locked for %u minutes after %u consecutive failed logins (Art. 35)",
-             a->object, a->app->cfg->lockout_minutes, a->app->cfg->lockout_failures);
+    if (neutral)
+        snprintf(detail, sizeof(detail),
+                 "an account locked for %u minutes after %u consecutive failed logins (Art. 35)",
+                 a->app->cfg->lockout_minutes, a->app->cfg->lockout_failures);
+    else
+        snprintf(detail, sizeof(detail),
+                 "account %s locked for %u minutes after %u consecutive failed logins (Art. 35)",
+                 a->object, a->app->cfg->lockout_minutes, a->app->cfg->lockout_failures);
     memset(&inc, 0, sizeof(inc));
     inc.severity = "medium";
     inc.kind = "account_locked";
-    inc.principal = p->name[0] ? p->name : NULL;
-    inc.role = p->role[0] ? p->role : NULL;
-    inc.cert = p->cert[0] ? p->cert : NULL;
-    inc.peer = p->peer[0] ? p->peer : NULL;
-    inc.branch = p->branch[0] ? p->branch : NULL;
+    if (!neutral) {
+        inc.principal = p->name[0] ? p->name : NULL;
+        inc.role = p->role[0] ? p->role : NULL;
+        inc.cert = p->cert[0] ? p->cert : NULL;
+        inc.peer = p->peer[0] ? p->peer : NULL;
+        inc.branch = p->branch[0] ? p->branch : NULL;
+    }
     inc.detail = detail;
     if (gw_incident_record(a->app->incidents, &inc) != 0)
         GW_LOG(GW_LOG_ERROR, "admin", gw_call_log_ctx(a->call),

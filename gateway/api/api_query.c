@@ -241,8 +241,18 @@ void gw_api_incident(struct gw_call *call, const char *severity, const char *kin
         .detail = detail,
         .record_id = record_id,
     };
-    int rc = gw_incident_record(gw_call_app(call)->incidents, &inc);
+    int rc;
 
+    /* A confidential call's incident (a lawful read's, Art. 16) keeps what happened (severity,
+     * kind, detail) and nothing of who, from where or which record: incidents are listed to
+     * operators and the security team, and a row naming the principal or the record would tell
+     * them that lawful access is under way and which waybill a case names. The record id stays
+     * in the place built for it: the read's confidential audit record (api_lawful_read.c). */
+    if (gw_call_confidential(call)) {
+        inc.principal = inc.peer = inc.branch = NULL;
+        inc.record_id = NULL;
+    }
+    rc = gw_incident_record(gw_call_app(call)->incidents, &inc);
     if (rc != 0)
         GW_LOG(GW_LOG_ERROR, "query", lc, "could not record the incident: %s", gw_err_str(rc));
 }
@@ -267,7 +277,10 @@ static void record_unreadable(struct gw_call *call, const struct gw_sealed_waybi
     else
         snprintf(detail, sizeof(detail), "record's key-encryption key version %d is unavailable",
                  (int)row->kek_version);
-    GW_LOG(GW_LOG_ERROR, "query", lc, "record=%s: %s", idtext, detail);
+    if (gw_call_confidential(call)) /* no record id: it would name a case's waybill (above) */
+        GW_LOG(GW_LOG_ERROR, "query", lc, "a record read: %s", detail);
+    else
+        GW_LOG(GW_LOG_ERROR, "query", lc, "record=%s: %s", idtext, detail);
     gw_api_incident(call, err == GW_EDATALOSS ? "high" : "medium",
                     err == GW_EDATALOSS ? "decryption_failure" : "key_unavailable", detail,
                     row->id);

@@ -78,7 +78,8 @@ void gw_api_read_failed(struct gw_call *call, int err);
 
 /* Records an incident (incident.h) about the caller: its principal name, peer and branch, with
  * detail (counts and field names only, never PII) and record_id (GW_STORE_ID_LEN bytes, or NULL);
- * logs at error level when it could not be queued. */
+ * logs at error level when it could not be queued. A confidential call's (call.h) is neutral:
+ * severity, kind and detail only (Art. 16). */
 void gw_api_incident(struct gw_call *call, const char *severity, const char *kind,
                      const char *detail, const uint8_t *record_id);
 

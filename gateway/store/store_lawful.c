@@ -21,6 +21,8 @@ static const char items_sql[] = "INSERT INTO lawful_case_item (case_id, wb_bidx)
 static const char decide_sql[] =
     "SELECT lawful_case_decide($1::uuid, $2::bigint, $3, $4::boolean, $5, "
     "to_timestamp($6::bigint), $7::bigint)";
+static const char decidable_sql[] = "SELECT lawful_case_decidable($1::uuid, $2::bigint, "
+                                    "$3::boolean, to_timestamp($4::bigint), $5::bigint)";
 static const char check_sql[] = "SELECT lawful_case_check($1::uuid, $2::bigint)";
 static const char grant_sql[] =
     "SELECT c.id::text, array_to_string(c.fields, ','), c.case_ref, "
@@ -93,7 +95,8 @@ int gw_store_lawful_check_stmts(const char *case_id, int64_t account, struct gw_
 
 struct gw_store_lawful_req {
     struct gw_db_req *dbreq;
-    gw_store_lawful_get_cb cb;
+    gw_store_lawful_get_cb cb;            /* a read's */
+    gw_store_lawful_decidable_cb decided; /* a decision's question's */
     void *arg;
 };
 
@@ -165,6 +168,63 @@ int gw_store_lawful_get(struct gw_store *s, int64_t account,
     r->cb = cb;
     r->arg = arg;
     rc = gw_db_exec(s->db, st, 3, GW_DB_TXN, get_done_cb, r, &r->dbreq);
+    if (rc != 0) {
+        gw_free(r);
+        return rc;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+static void decidable_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_lawful_req *r = arg;
+    const PGresult *pr;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->decided(r->arg, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL);
+    } else {
+        pr = res->results[1]; /* [0] set the scope */
+        if (PQntuples(pr) != 1 || PQnfields(pr) != 1)
+            r->decided(r->arg, GW_EINTERNAL, NULL);
+        else
+            r->decided(r->arg, 0, PQgetisnull(pr, 0, 0) ? NULL : PQgetvalue(pr, 0, 0));
+    }
+    gw_free(r);
+}
+
+int gw_store_lawful_decidable(struct gw_store *s, const struct gw_store_lawful_decision *d,
+                              gw_store_lawful_decidable_cb cb, void *arg,
+                              struct gw_store_lawful_req **out)
+{
+    char acct[24], until[24], ttl[24];
+    const char *sv[1], *vals[5];
+    struct gw_db_stmt st[2];
+    struct gw_store_lawful_req *r;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || d == NULL || d->case_id == NULL || cb == NULL)
+        return GW_EINVAL;
+    snprintf(acct, sizeof(acct), "%" PRId64, d->decider_account);
+    snprintf(until, sizeof(until), "%" PRId64, d->valid_until);
+    snprintf(ttl, sizeof(ttl), "%" PRId64, d->ttl_s);
+    vals[0] = d->case_id;
+    vals[1] = acct;
+    vals[2] = d->approve ? "true" : "false";
+    vals[3] = until;
+    vals[4] = ttl;
+    scope(&st[0], sv, ""); /* sql/010: cases are visible outside a branch scope only */
+    st[1] = (struct gw_db_stmt){.sql = decidable_sql, .nparams = 5, .values = vals};
+    r = gw_calloc(1, sizeof(*r));
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->decided = cb;
+    r->arg = arg;
+    rc = gw_db_exec(s->db, st, 2, GW_DB_TXN, decidable_done_cb, r, &r->dbreq);
     if (rc != 0) {
         gw_free(r);
         return rc;

@@ -64,6 +64,20 @@ struct gw_store_lawful_decision {
 int gw_store_lawful_decide_stmts(const struct gw_store_lawful_decision *d, struct gw_db_stmt *st,
                                  const char **vals, char *buf);
 
+/* Whether d may be decided now, asked before its entry is queued (sql/029): an expected refusal
+ * then raises nothing in the database, whose server log keeps every statement that raised. err:
+ * 0 (refusal: NULL when the case may be decided, else the GW_LAWFUL_* SQLSTATE the decision would
+ * raise; valid during the callback), GW_EUNAVAIL, GW_EINTERNAL. The decision itself still raises
+ * what changed in between. */
+typedef void (*gw_store_lawful_decidable_cb)(void *arg, int err, const char *refusal);
+struct gw_store_lawful_req;
+/* Returns 0 and a handle in *out (cancel with gw_store_lawful_cancel; valid until the callback
+ * starts), or GW_EINVAL / GW_ENOMEM / gw_db_exec's errors (GW_ETOOBIG: the pool's queue full):
+ * then cb will not run. */
+int gw_store_lawful_decidable(struct gw_store *s, const struct gw_store_lawful_decision *d,
+                              gw_store_lawful_decidable_cb cb, void *arg,
+                              struct gw_store_lawful_req **out) GW_MUST_CHECK;
+
 /* Statements of a lawful read's last check: the case still approved, unexpired and account's,
  * else the transaction fails with WL005. */
 int gw_store_lawful_check_stmts(const char *case_id, int64_t account, struct gw_db_stmt *st,
@@ -81,7 +95,6 @@ struct gw_store_lawful_grant {
  * GW_EINTERNAL. */
 typedef void (*gw_store_lawful_get_cb)(void *arg, int err, const struct gw_store_row *row,
                                        const struct gw_store_lawful_grant *g);
-struct gw_store_lawful_req;
 
 /* Reads the sealed row of any of wb_bidx (one per suite) under the scope 'lawful:<account>'
  * (row-level security shows exactly the rows of that account's approved, unexpired cases) with the

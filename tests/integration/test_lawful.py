@@ -8,7 +8,9 @@ Expiry is made deterministic by moving an approved case's times into the past as
 owner (what the clock would do), never by sleeping."""
 
 import json
+import os
 import re
+import subprocess
 import time
 
 import grpc
@@ -16,8 +18,9 @@ import pytest
 
 import waygate_proto
 from query_data import GET, get, new_waybill, nonexistent, refusal, submit
-from test_accounts import Admin, change, login, password, unique
-from conftest import ExtraGateway, bearer, wait_for
+from test_accounts import (QUEUE_FULL, Admin, calls_until_queue_full, change, login, password,
+                           unique)
+from conftest import PGBIN, ExtraGateway, bearer, lock_holder, release_holder, wait_for
 
 REQUEST = "/waygate.v1.Compliance/RequestLawfulAccess"
 DECIDE = "/waygate.v1.Compliance/DecideLawfulAccess"
@@ -506,4 +509,299 @@ def test_lawful_access_leaves_nothing_in_the_log(stack, waybills):
     assert [(r["level"], r["component"], sorted(r)) for r in unrecorded] == \
         [("error", "audit", ["component", "level", "msg", "time"])], unrecorded
     for needle in ["lawful", "Lawful", "LAWFUL"] + hidden:
+        assert needle not in window, (needle, [ln for ln in window.splitlines() if needle in ln])
+
+
+# --- no trace outside the places built for lawful access: incidents, the server log ---
+
+FLIP_MAC = "record_mac = set_byte(record_mac, 3, get_byte(record_mac, 3) # 1)"
+
+
+def ctl_incidents_since(stack, first_id):
+    """The incident rows with an id >= first_id as the CLI's role lists them (`waygatectl
+    incidents list`, through cli_incident_list): the listing's lines."""
+    r = stack.ctl("incidents", "list", "--limit", "10000", "--db", stack.pguri)
+    assert r.returncode == 0, (r.stdout, r.stderr)
+    return [ln for ln in r.stdout.splitlines()[1:]
+            if ln.split()[0].isdigit() and int(ln.split()[0]) >= first_id]
+
+
+def test_incidents_of_lawful_calls_name_no_lawful_access(stack, lawful):
+    """Art. 16 and 17: the incidents a lawful call causes say what happened and nothing of lawful
+    access. A lawful read of a tampered record (DATA_LOSS) and of one whose key is unavailable
+    (FAILED_PRECONDITION), and an account locked by failed logins sent with the officer's token:
+    the rows keep their kind, severity and detail (a stored record failed authentication, and
+    where; an account locked), since the carrier must see them; listed as the CLI's role they name
+    no officer account, principal, peer, case id, method, and not the record a case names, and
+    their audit records are the gateway's. Which record failed, under which case, is in the
+    case's confidential audit trail (lawful.read, outcome failed), and the gateway's log line
+    names no record."""
+    officer = stack.account("lawful")[0]
+    w = new_waybill(stack, "a")
+    rec = submit(stack, w)
+    case = lawful.request([w.waybill_no])
+    lawful.decide(case.case_id)
+    assert lawful.read(w.waybill_no).id == rec
+    first = int(stack.psql("SELECT coalesce(max(id), 0) + 1 FROM incident")[0])
+    start_us = int(stack.psql("SELECT (extract(epoch FROM now()) * 1000000)::bigint")[0])
+    log_start = len(open(stack.log_path, errors="replace").read())
+    saved = stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % rec)[0]
+    stack.psql("UPDATE waybill SET %s WHERE id = '%s'" % (FLIP_MAC, rec))
+    try:
+        code, _ = refusal(lambda: lawful.read(w.waybill_no))
+        assert code == grpc.StatusCode.DATA_LOSS
+    finally:
+        stack.psql("UPDATE waybill SET %s WHERE id = '%s'" % (FLIP_MAC, rec))
+    stack.psql("UPDATE waybill SET kek_version = kek_version + 1000 WHERE id = '%s'" % rec)
+    try:
+        code, _ = refusal(lambda: lawful.read(w.waybill_no))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION
+    finally:
+        stack.psql("UPDATE waybill SET kek_version = %s WHERE id = '%s'" % (saved, rec))
+    assert lawful.read(w.waybill_no).id == rec  # whole again
+
+    # an account locked by the failures of Logins sent with the officer's token (confidential)
+    admin = Admin(stack)
+    victim = unique("officer")
+    admin.create(victim, "lawful_access")
+    ch = stack.channel(lawful.lawful_via)
+    for _ in range(5):  # [auth] lockout_failures
+        assert refusal(lambda: waygate_proto.unary(
+            ch, "/waygate.v1.Admin/Login", stack.pb.admin.LoginRequest(
+                account=victim, password="Wrong-pass-9Z"), stack.pb.admin.LoginResponse,
+            timeout=60, metadata=lawful.lawful_md))[0] == grpc.StatusCode.UNAUTHENTICATED
+    try:
+        kinds = "SELECT kind FROM incident WHERE id >= %d ORDER BY id" % first
+        assert wait_for(lambda: sorted(stack.psql(kinds)) == [
+            "account_locked", "decryption_failure", "key_unavailable"], 30), stack.psql(kinds)
+        rows = ctl_incidents_since(stack, first)
+        assert len(rows) == 3, rows
+        listing = "\n".join(rows)
+        assert "stored record failed authentication at record_mac" in listing
+        assert "key-encryption key version" in listing
+        assert "an account locked for" in listing
+        for needle in ("lawful", "Lawful", officer, victim, case.case_id, rec, "Get",
+                       "127.0.0.1", "admin"):
+            assert needle not in listing, (needle, rows)
+        # every column the listing shows but the detail: empty ("-")
+        assert stack.psql("SELECT count(*) FROM incident WHERE id >= %d AND (principal IS NOT "
+                          "NULL OR peer IS NOT NULL OR branch IS NOT NULL OR record_id IS NOT "
+                          "NULL)" % first) == ["0"]
+        # their audit records: the gateway's, naming no one
+        assert wait_for(lambda: len(stack.psql(
+            "SELECT 1 FROM audit_record WHERE action = 'incident' AND at_us >= %d AND object IN "
+            "('account_locked', 'decryption_failure', 'key_unavailable')" % start_us)) == 3, 30)
+        assert stack.psql(
+            "SELECT DISTINCT actor || '|' || coalesce(role, '-') || '|' || coalesce(cert, '-') || "
+            "'|' || coalesce(peer, '-') FROM audit_record WHERE action = 'incident' AND at_us >= "
+            "%d AND object IN ('account_locked', 'decryption_failure', 'key_unavailable')"
+            % start_us) == ["gateway|-|-|-"]
+        # which record, under which case: in the case's confidential trail only
+        assert wait_for(lambda: sorted(r for r in records(stack, case.case_id, "lawful.read")
+                                       if r[1] == "failed") ==
+                        [("lawful.read", "failed", rec, "t")] * 2, 30)
+        # the gateway's line of the unreadable record names no record
+        window = open(stack.log_path, errors="replace").read()[log_start:]
+        bad = [ln for ln in window.splitlines() if "failed authentication" in ln]
+        assert bad and all(rec not in ln for ln in bad), bad
+    finally:
+        stack.psql("UPDATE account SET failed_count = 0, locked_until = NULL WHERE name = '%s'"
+                   % victim)
+        admin.disable(victim)
+
+
+def superuser_uri(stack):
+    return re.sub(r"user=[^&]*", "user=postgres", stack.pguri_owner)
+
+
+def test_lawful_refusals_leave_nothing_in_the_server_log(stack, lawful):
+    """Art. 16: PostgreSQL's own log keeps every statement that raised an error (here with its
+    parameters too: log_parameter_max_length_on_error = -1 for the test). The refusals a lawful
+    flow meets in the ordinary course are answered as before, and none raises in the database:
+    a decision of no such case, of a case already decided, of an expired undecided case, by the
+    requester's own person and by a decider not independent of the requester; a read of a
+    waybill no case names, of a rejected case's and of an expired case's. The server log then
+    holds no "lawful" (no message, no function), no case id, comment or officer text."""
+    w1, w3 = new_waybill(stack, "a"), new_waybill(stack, "a")  # named by no other test's case
+    submit(stack, w1)
+    submit(stack, w3)
+    pglog = os.path.join(stack.dir, "pg", "postgres.log")
+    su = superuser_uri(stack)
+    stack.psql("ALTER SYSTEM SET log_parameter_max_length_on_error = -1", uri=su)
+    stack.psql("SELECT pg_reload_conf()", uri=su)
+    hidden = []
+    try:
+        assert wait_for(lambda: stack.psql(
+            "SHOW log_parameter_max_length_on_error", uri=su) == ["-1"], 30)
+        start = os.path.getsize(pglog)
+        comment = "checked the document"  # lawful.decide's comment
+        hidden += [comment, "王警官", "CASE-2026-", "调取证据通知书"]
+        nobody = "00000000-0000-4000-8000-%012d" % (time.time_ns() % 10**12)
+        hidden.append(nobody)
+        assert refusal(lambda: lawful.decide(nobody)) == (
+            grpc.StatusCode.NOT_FOUND, "case_id: no such lawful-access case")
+        done = lawful.request([w1.waybill_no])
+        hidden.append(done.case_id)
+        lawful.decide(done.case_id, approve=False)
+        assert refusal(lambda: lawful.decide(done.case_id)) == (
+            grpc.StatusCode.FAILED_PRECONDITION, "case_id: the case was already decided")
+        assert refusal(lambda: lawful.read(w1.waybill_no)) == (grpc.StatusCode.NOT_FOUND,
+                                                               NOT_GRANTED)
+        old = lawful.request([w3.waybill_no])
+        hidden.append(old.case_id)
+        stack.psql("UPDATE lawful_case SET requested_at = now() - interval '400 days' "
+                   "WHERE id = '%s'" % old.case_id)
+        assert refusal(lambda: lawful.decide(old.case_id)) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "case_id: the case was not decided in time and has expired")
+        # the requester's own person (a new officer and a new security admin of one person: a
+        # person holds one administrator role), and a puppet of the deciding security admin
+        admin = Admin(stack)
+        person = unique("person-")
+        officer2, officer2_md = account_of(stack, admin, "lawful_access", person, lawful.lawful_via)
+        same, same_md = account_of(stack, admin, "security_admin", person, "admin")
+        hidden.append(officer2)
+        own = lawful.request([w1.waybill_no], md=officer2_md)
+        hidden.append(own.case_id)
+        assert refusal(lambda: lawful.decide(own.case_id, md=same_md, via="admin"))[0] == \
+            grpc.StatusCode.PERMISSION_DENIED
+        puppet, puppet_md = sock_puppet(stack, admin, "lawful_access", lawful.lawful_via)
+        hidden.append(puppet)
+        theirs = lawful.request([w1.waybill_no], md=puppet_md)
+        hidden.append(theirs.case_id)
+        assert refusal(lambda: lawful.decide(theirs.case_id)) == (
+            grpc.StatusCode.PERMISSION_DENIED, RELATED)
+        assert records(stack, own.case_id)[-1][:2] == ("lawful.approve", "refused")
+        assert records(stack, theirs.case_id)[-1][:2] == ("lawful.approve", "refused")
+        # an approved case that expired: its waybill refused
+        lapsed = lawful.request([w3.waybill_no])
+        hidden.append(lapsed.case_id)
+        lawful.decide(lapsed.case_id)
+        stack.psql("UPDATE lawful_case SET decided_at = now() - interval '2 hours', "
+                   "valid_until = now() - interval '1 hour' WHERE id = '%s'" % lapsed.case_id)
+        assert refusal(lambda: lawful.read(w3.waybill_no)) == (grpc.StatusCode.NOT_FOUND,
+                                                               NOT_GRANTED)
+        # the server log, once a statement that raises after the flows' is in it
+        raise_marker(stack, su, "marker-%d" % start)
+        assert wait_for(lambda: "marker-%d" % start in read_from(pglog, start), 30)
+        window = read_from(pglog, start)
+        for name in (officer2, same, puppet):
+            admin.disable(name)
+    finally:
+        stack.psql("ALTER SYSTEM RESET log_parameter_max_length_on_error", uri=su)
+        stack.psql("SELECT pg_reload_conf()", uri=su)
+    for needle in ["lawful", "Lawful", "LAWFUL", "WL00"] + hidden:
+        assert needle not in window, (needle, [ln for ln in window.splitlines() if needle in ln])
+
+
+def account_of(stack, admin, role, person, via):
+    """A new account of role for person, past its first password change, logged in over via:
+    (name, metadata)."""
+    name = unique("officer" if role == "lawful_access" else "sec")
+    pw = admin.create(name, role, person=person)
+    r = login(stack, name, pw, via)
+    new = password()
+    change(stack, bearer(r.token), via, pw, new)
+    return name, bearer(login(stack, name, new, via).token)
+
+
+def read_from(path, offset):
+    with open(path, "rb") as f:
+        f.seek(offset)
+        return f.read().decode("utf-8", "replace")
+
+
+def raise_marker(stack, uri, marker):
+    """A statement that raises, so that its error (naming marker) follows in the server log
+    whatever the flows before it left there."""
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", uri, "-c",
+                        "SELECT '%s'::int" % marker], capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0 and marker in r.stderr, r.stderr
+
+
+def test_a_lawful_call_whose_record_cannot_be_queued_logs_only_the_neutral_line(stack):
+    """The audit writer's queue full ([audit] queue_max 1, its transaction waiting on a lock of
+    audit_record the test holds), on a gateway at debug: lawful requests fill it, and the next
+    is refused UNAVAILABLE naming the full queue; a decision and a lawful read are refused too,
+    and so is a read of a waybill no case names, whose refusal record could not be queued. The
+    gateway's log then holds the neutral lines an operator needs, without context ("access not
+    recorded in the audit chain", "a record nobody waited for ... was not written"), and nothing
+    of lawful access: no "lawful", case id, officer account, free text or request id."""
+    w1, w2 = new_waybill(stack, "a"), new_waybill(stack, "a")  # named by no other test's case
+    id1 = submit(stack, w1)
+    submit(stack, w2)
+    pb = stack.pb
+    officer = stack.account("lawful")[0]
+    gw = ExtraGateway(stack, unique("lawfulq"), edit=lambda text: debug_log(
+        text).rstrip("\n") + "\nqueue_max = 1\n")  # in [audit]
+    ch = stack.channel("admin", addr=gw.addr)
+    tag = "%d" % time.time_ns()
+    hidden = [officer, tag]
+    texts = dict(agency="某市公安局 %s" % tag, officer="赵警官 %s" % tag,
+                 case_ref="CASE-Q-%s" % tag, legal_document_ref="调取证据通知书 %s" % tag)
+    md = stack.login("lawful")
+    sec = stack.login("secadmin")
+    n = [0]
+
+    def call(method, req, resp, meta, timeout=180):
+        n[0] += 1
+        rid = "rq-q-%s-%d" % (tag, n[0])
+        return waygate_proto.unary(ch, method, req, resp, timeout=timeout,
+                                   metadata=list(meta) + [("x-request-id", rid)])
+
+    def request(number, timeout=180):
+        return call(REQUEST, pb.compliance.RequestLawfulAccessRequest(waybill_nos=[number],
+                                                                      **texts),
+                    pb.compliance.RequestLawfulAccessResponse, md, timeout)
+
+    pending = request(w1.waybill_no)
+    approved = request(w1.waybill_no)
+    assert call(DECIDE, pb.compliance.DecideLawfulAccessRequest(case_id=approved.case_id,
+                                                                approve=True),
+                pb.compliance.DecideLawfulAccessResponse, sec).state == \
+        pb.compliance.APPROVAL_STATE_APPROVED
+    hidden += [pending.case_id, approved.case_id, w1.waybill_no, w2.waybill_no]
+    start = len(gw.log())
+    holder = None
+    threads = []
+    try:
+        holder = lock_holder(stack, "LOCK TABLE audit_record IN SHARE MODE")
+        results, threads = calls_until_queue_full(lambda i: request(w1.waybill_no))
+        assert all(r in ("ok", QUEUE_FULL) for r in results.values()), results
+        assert refusal(lambda: request(w1.waybill_no, timeout=30)) == QUEUE_FULL
+        assert refusal(lambda: call(DECIDE, pb.compliance.DecideLawfulAccessRequest(
+            case_id=pending.case_id, approve=False), pb.compliance.DecideLawfulAccessResponse,
+            sec, timeout=30)) == QUEUE_FULL
+        assert refusal(lambda: call(GET, pb.query.GetRequest(waybill_no=w1.waybill_no),
+                                    pb.common.WaybillView, md, timeout=30)) == (
+            grpc.StatusCode.UNAVAILABLE,
+            "the access record could not be written, so nothing was released")
+        assert refusal(lambda: call(GET, pb.query.GetRequest(waybill_no=w2.waybill_no),
+                                    pb.common.WaybillView, md, timeout=30)) == (
+            grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+        release_holder(holder)
+        holder = None
+        for t in threads:
+            t.join(180)
+        assert call(GET, pb.query.GetRequest(waybill_no=w1.waybill_no), pb.common.WaybillView,
+                    md, timeout=60).id == id1  # recorded again
+        window = gw.log()[start:]
+    finally:
+        if holder is not None:
+            release_holder(holder)
+        for t in threads:
+            t.join(180)
+        gw.close()
+    lines = [json.loads(ln) for ln in window.splitlines()]
+    unrecorded = [r for r in lines if "access not recorded in the audit chain" in r["msg"]]
+    # the requests' refused for the full queue, the decision's, the approved read's
+    full = sum(1 for r in results.values() if r == QUEUE_FULL)
+    assert len(unrecorded) == full + 3, (results, unrecorded)
+    assert len(set(r["msg"] for r in unrecorded)) == 1, unrecorded
+    refused = [r for r in lines if r["msg"].startswith("a record nobody waited for")]
+    assert len(refused) == 1, refused  # the unnamed waybill's refusal record
+    for r in unrecorded + refused:
+        assert (r["level"], r["component"], sorted(r)) == (
+            "error", "audit", ["component", "level", "msg", "time"]), r
+    for needle in ["lawful", "Lawful", "LAWFUL", "rq-q-"] + hidden + list(texts.values()):
         assert needle not in window, (needle, [ln for ln in window.splitlines() if needle in ln])
