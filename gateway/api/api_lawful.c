@@ -6,7 +6,7 @@
  * confidential audit record (lawful.request, lawful.approve, lawful.reject; a decision by the
  * requester's own person is recorded as refused) commit in one transaction through the audit
  * writer; the answer is sent only after that commit. A decision is asked first, in a read of its
- * own (gw_store_lawful_decidable, sql/029), so that a refusal met in the ordinary course (no
+ * own (gw_store_lawful_decidable, sql/027), so that a refusal met in the ordinary course (no
  * such case, decided, expired, the requester's person) raises nothing in the database, whose
  * server log keeps every statement that raised; only what changed in between raises. Invariant:
  * waybill numbers leave this file only as blind indexes; nothing of a case reaches a log line, nor
@@ -490,7 +490,7 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
     d->valid_until =
         in->valid_until != 0 ? in->valid_until : now + (int64_t)app->cfg->lawful_default_s;
     d->ttl_s = (int64_t)app->cfg->approval_ttl_s;
-    /* Asked first, so that an expected refusal raises nothing in the database (sql/029). */
+    /* Asked first, so that an expected refusal raises nothing in the database (sql/027). */
     rc = gw_store_lawful_decidable(app->store, d, decidable_cb, l, &l->sreq);
     if (rc != 0) {
         gw_call_fail(call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL, GW_RULE_DB_UNAVAILABLE);

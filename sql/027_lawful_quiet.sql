@@ -1,4 +1,4 @@
--- 029_lawful_quiet: an expected refusal of a lawful-access decision raises nothing in the database
+-- 027_lawful_quiet: an expected refusal of a lawful-access decision raises nothing in the database
 -- (Art. 16). PostgreSQL's own server log keeps every statement that raised an error
 -- (log_min_error_statement = error, the default), with the error's text, the function that raised
 -- it and, where log_parameter_max_length_on_error is set, the statement's parameters: the case id,
