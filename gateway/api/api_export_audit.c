@@ -158,10 +158,19 @@ static int key_cb(void *arg, const uint8_t *pub, size_t publen)
     return gw_bundle_write_key(e->w, pub, publen);
 }
 
+/* A stored row the format cannot hold (planted before sql/026 refused such rows) is left out: a
+ * `G` item in its place names it to every verifier, and the rest of the trail is exported. */
 static int row_cb(void *arg, const struct gw_audit_row *r)
 {
     struct export *e = arg;
-    return gw_bundle_write_record(e->w, &r->rec, &r->link, r->hash);
+    int rc = gw_bundle_write_record(e->w, &r->rec, &r->link, r->hash);
+    if (rc != GW_EINVAL)
+        return rc;
+    GW_LOG(GW_LOG_WARN, "audit", gw_call_log_ctx(e->call),
+           "audit export: chain %s: seq %lld: not a record the audit format can hold; left out "
+           "of the bundle",
+           r->link.chain, (long long)r->link.seq);
+    return gw_bundle_write_left_out(e->w, r->link.chain, r->link.seq, r->hash);
 }
 
 static int ckpt_cb(void *arg, const struct gw_audit_ckpt *c)

@@ -128,10 +128,11 @@ static int key_cb(void *arg, const uint8_t *pub, size_t publen)
 }
 
 /* A stored row the bundle format cannot hold (an empty actor, a text over GW_AUDIT_TEXT_MAX
- * bytes; refused by the database since sql/026, so planted before it) is named. An export fails
- * on it (a bundle cannot carry it); the live check leaves it out and checks on, so one planted
- * row does not stop the check of its chain or of the chains after it (the verifier then sees
- * its seq missing, and follows the chain on from the next record). */
+ * bytes; refused by the database since sql/026, so planted before it) is named and left out, so
+ * one planted row stops neither the check of its chain or of the chains after it, nor an export.
+ * The live check names it itself; an export writes a `G` item in its place, which every bundle
+ * verifier names. Either way the verifier then sees its seq missing, and follows the chain on
+ * from the next record. */
 static int row_cb(void *arg, const struct gw_audit_row *r)
 {
     struct fill *f = arg;
@@ -141,14 +142,14 @@ static int row_cb(void *arg, const struct gw_audit_row *r)
         return rc;
     snprintf(why, sizeof why,
              "chain %s: seq %" PRId64 ": not a record the audit format can hold (an empty "
-             "actor, or a text over %d bytes)%s",
-             r->link.chain, r->link.seq, GW_AUDIT_TEXT_MAX, f->br ? "; left out of the check" : "");
+             "actor, or a text over %d bytes); left out of the %s",
+             r->link.chain, r->link.seq, GW_AUDIT_TEXT_MAX, f->br ? "check" : "bundle");
+    f->left_out++;
     if (!f->br) {
         fprintf(stderr, ME " export: %s\n", why);
-        return rc;
+        return gw_bundle_write_left_out(f->w, r->link.chain, r->link.seq, r->hash);
     }
     break_cb(f->br, why);
-    f->left_out++;
     return 0;
 }
 

@@ -274,6 +274,25 @@ int gw_bundle_write_checkpoint(struct gw_bundle_writer *w, const struct gw_audit
     return rc;
 }
 
+int gw_bundle_write_left_out(struct gw_bundle_writer *w, const char *chain, int64_t seq,
+                             const uint8_t hash[GW_AUDIT_HASH_LEN])
+{
+    struct gw_bfenc e = {w->scratch, w->cap, 0};
+    int rc;
+    if (!chain || !chain[0] || seq < 1)
+        return GW_EINVAL;
+    rc = enter_chain(w, chain);
+    if (rc != 0)
+        return rc;
+    gw_bf_text(&e, chain);
+    gw_bf_int(&e, seq);
+    gw_bf_bytes(&e, hash, GW_AUDIT_HASH_LEN);
+    if (e.len > e.cap)
+        return GW_EINVAL;
+    /* in its chain's digest like its records; counted in no manifest total */
+    return emit_item(w, GW_BUNDLE_LEFT_OUT, w->scratch, e.len, true);
+}
+
 static void put_opt_int(struct gw_bfenc *e, bool present, int64_t v)
 {
     if (present)

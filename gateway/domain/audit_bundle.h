@@ -33,6 +33,7 @@
 #define GW_BUNDLE_CHECKPOINT 'C'
 #define GW_BUNDLE_MANIFEST 'M'
 #define GW_BUNDLE_SEAL 'Z'
+#define GW_BUNDLE_LEFT_OUT 'G' /* a stored record the format cannot hold, named and left out */
 
 /* Where the writer's bytes go: returns 0 or a negative gw_err, which the writer passes on. */
 typedef int (*gw_bundle_sink_fn)(void *arg, const uint8_t *p, size_t n);
@@ -75,6 +76,12 @@ int gw_bundle_write_record(struct gw_bundle_writer *w, const struct gw_audit_rec
                            const uint8_t hash[GW_AUDIT_HASH_LEN]) GW_MUST_CHECK;
 int gw_bundle_write_checkpoint(struct gw_bundle_writer *w,
                                const struct gw_audit_ckpt *c) GW_MUST_CHECK;
+/* In place of a stored record the format cannot hold (gw_bundle_write_record gave GW_EINVAL: an
+ * empty actor, a text over GW_AUDIT_TEXT_MAX bytes): a `G` item naming its chain, seq and stored
+ * hash, which every verifier reports as a bad place; the record's seq then shows as missing.
+ * Returns 0, GW_EINVAL (a bad chain id or seq), GW_ENOMEM, GW_ECRYPTO or the sink's error. */
+int gw_bundle_write_left_out(struct gw_bundle_writer *w, const char *chain, int64_t seq,
+                             const uint8_t hash[GW_AUDIT_HASH_LEN]) GW_MUST_CHECK;
 /* Writes the manifest and, when key is not NULL, the seal signed with it (its public key must
  * have been the last written). Returns 0, GW_EINVAL, GW_ENOMEM, GW_ECRYPTO or the sink's error. */
 int gw_bundle_finish(struct gw_bundle_writer *w, const struct gw_sign_key *key) GW_MUST_CHECK;
@@ -110,6 +117,7 @@ struct gw_bundle_verify_opts {
 struct gw_bundle_verify_stats {
     uint64_t records, checkpoints, chains, keys; /* records: every one read, and checked */
     uint64_t bad;                                /* bad places found (each told to opts.report) */
+    uint64_t left_out;  /* G items: records the exporter could not carry (each a bad place) */
     uint64_t uncovered; /* records after the last checkpoint of their chain that held */
     /* records no checkpoint that holds covers, nor can any more: before a break that a later
      * checkpoint settled the other way, put in between, or with content that does not match

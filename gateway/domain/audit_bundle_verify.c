@@ -629,6 +629,29 @@ static int on_record(struct gw_bundle_verifier *v, struct gw_bfdec *d)
     return 0;
 }
 
+/* A record the exporter could not carry (docs/audit-bundle-format.md §5, rule 5b): reported,
+ * and nothing else changes: the chain goes on as without that record, so the next record's seq
+ * shows it missing, as the live check shows a row it leaves out. */
+static int on_left_out(struct gw_bundle_verifier *v, struct gw_bfdec *d)
+{
+    char chain[GW_BUNDLE_CHAIN_MAX + 1];
+    uint8_t stored[GW_AUDIT_HASH_LEN];
+    int64_t seq;
+    int rc;
+    if (!text_field(d, chain, GW_BUNDLE_CHAIN_MAX, true) || !chain_id_ok(chain) ||
+        !int_field(d, &seq, NULL) || seq < 1 || !bytes_field(d, stored, sizeof stored) ||
+        d->off != d->n)
+        return bad(v, "left-out record %" PRIu64 " of the bundle: malformed", v->st.left_out + 1);
+    rc = enter_chain(v, chain);
+    if (rc != 0)
+        return rc;
+    v->st.left_out++;
+    return flag(v,
+                "chain %s: seq %" PRId64 ": not a record the audit format can hold (an empty "
+                "actor, or a text over %d bytes); left out of the bundle",
+                chain, seq, GW_AUDIT_TEXT_MAX);
+}
+
 /* 1: checkpoint k of `chain` is signed by a known, trusted key (then counted as a signer); 0: it
  * is not, which was reported; or a failure. */
 static int ckpt_signed(struct gw_bundle_verifier *v, const char *chain,
@@ -870,6 +893,8 @@ static const char *type_name(uint8_t t)
         return "manifest";
     case GW_BUNDLE_SEAL:
         return "seal";
+    case GW_BUNDLE_LEFT_OUT:
+        return "left-out record";
     }
     return NULL;
 }
@@ -879,7 +904,8 @@ static int on_item(struct gw_bundle_verifier *v, uint8_t type, const uint8_t bef
 {
     struct gw_bfdec d = {v->item, v->item_len, 0};
     const char *name = type_name(type);
-    bool body = type == GW_BUNDLE_RECORD || type == GW_BUNDLE_CHECKPOINT;
+    bool body =
+        type == GW_BUNDLE_RECORD || type == GW_BUNDLE_CHECKPOINT || type == GW_BUNDLE_LEFT_OUT;
     int rc;
     if (!name)
         return bad(v, "byte %" PRIu64 ": unknown item type 0x%02x", v->offset, type);
@@ -888,7 +914,7 @@ static int on_item(struct gw_bundle_verifier *v, uint8_t type, const uint8_t bef
                    v->ph == PH_SEALED ? "seal" : "manifest");
     if ((v->ph == PH_HEADER) != (type == GW_BUNDLE_HEADER))
         return bad(v, "%s: out of place (the header comes first, once)", name);
-    if (type == GW_BUNDLE_KEY && (v->st.records || v->st.checkpoints))
+    if (type == GW_BUNDLE_KEY && (v->st.records || v->st.checkpoints || v->st.left_out))
         return bad(v, "key: out of place (keys come before the records)");
     if (type == GW_BUNDLE_SEAL && v->ph != PH_MANIFEST)
         return bad(v, "seal: out of place (it follows the manifest)");
@@ -905,6 +931,9 @@ static int on_item(struct gw_bundle_verifier *v, uint8_t type, const uint8_t bef
         break;
     case GW_BUNDLE_CHECKPOINT:
         rc = on_checkpoint(v, &d);
+        break;
+    case GW_BUNDLE_LEFT_OUT:
+        rc = on_left_out(v, &d);
         break;
     case GW_BUNDLE_MANIFEST:
         rc = on_manifest(v, &d, before);

@@ -20,6 +20,7 @@
 #include <openssl/crypto.h>
 
 #include "alloc.h"
+#include "audit_read.h"
 #include "clock.h"
 #include "log.h"
 #include "pq_msg.h"
@@ -82,15 +83,16 @@ struct gw_audit {
     size_t publen;
     char key_id[KEY_ID_LEN + 1];
 
-    bool ready;              /* head recovered */
-    bool down;               /* the last recovery could not reach the database */
-    uint32_t setup_fails;    /* recoveries failed in a row (logged at the first, then 1 in 40) */
-    bool announced;          /* gateway.start written since this process began */
-    struct gw_db_req *setup; /* recovery in flight */
-    struct event *ev_retry;  /* recovery retry */
-    struct event *ev_ckpt;   /* checkpoint timer */
-    struct event *ev_fail;   /* runs the callbacks of entries that could not be sent */
-    struct req_list failed;  /* those entries, and their error */
+    bool ready;           /* head recovered */
+    bool down;            /* the last recovery could not reach the database */
+    uint32_t setup_fails; /* recoveries failed in a row (logged at the first, then 1 in 40) */
+    bool announced;       /* gateway.start written since this process began */
+    struct gw_audit_req *break_req; /* the audit.break entry not yet answered, or NULL */
+    struct gw_db_req *setup;        /* recovery in flight */
+    struct event *ev_retry;         /* recovery retry */
+    struct event *ev_ckpt;          /* checkpoint timer */
+    struct event *ev_fail;          /* runs the callbacks of entries that could not be sent */
+    struct req_list failed;         /* those entries, and their error */
     int failed_err;
     int64_t head_seq; /* committed */
     uint8_t head_hash[GW_AUDIT_HASH_LEN];
@@ -513,11 +515,86 @@ static void schedule_retry(struct gw_audit *a)
 }
 
 static void announce(struct gw_audit *a);
+static void queue_break(struct gw_audit *a, const char *why);
+
+/* Whether this writer's key signed a checkpoint over the head h (its seq and stored hash; own:
+ * the rows of recover's get_own): then the head is one it wrote (a drain ends with one). */
+static bool head_signed(const struct gw_audit *a, const PGresult *own, const struct gw_audit_row *h)
+{
+    struct gw_audit_ckpt c;
+    uint8_t msg[256];
+    size_t len = 0;
+    if (PQntuples(own) != 1 || gw_audit_read_ckpt(own, 0, a->chain, &c) != 0 ||
+        c.seq != h->link.seq || memcmp(c.head, h->hash, GW_AUDIT_HASH_LEN) != 0 ||
+        gw_audit_checkpoint_msg(a->chain, c.seq, c.head, c.at_us, msg, sizeof msg, &len) != 0)
+        return false;
+    return gw_sign_verify(a->pub, a->publen, msg, len, c.sig, c.siglen) == 0;
+}
+
+/* Why the head (row 0 of res; row 1, when there is one, the record before it) must not be
+ * chained onto, or NULL when it may: its content must give its stored hash, and its prev_hash
+ * must be its predecessor's stored hash (32 zero bytes at seq 1). Whoever may insert records
+ * into this chain (the gateway's database role) could otherwise put a junk row at the next seq,
+ * and the link this writer added would vouch for it. */
+static const char *head_fault(const PGresult *res, struct gw_audit_row *h)
+{
+    static const uint8_t zero[GW_AUDIT_HASH_LEN];
+    struct gw_audit_row p;
+    uint8_t hash[GW_AUDIT_HASH_LEN];
+    if (gw_audit_read_row(res, 0, h) != 0)
+        return "its stored hash or prev_hash is not 32 bytes";
+    if (gw_audit_rec_hash(&h->rec, &h->link, hash) != 0)
+        return "not a record the audit format can hold";
+    if (memcmp(hash, h->hash, GW_AUDIT_HASH_LEN) != 0)
+        return "its content does not match its hash";
+    if (h->link.seq == 1)
+        return memcmp(h->link.prev_hash, zero, GW_AUDIT_HASH_LEN) == 0
+                   ? NULL
+                   : "its prev_hash is not 32 zero bytes";
+    if (PQntuples(res) < 2 || gw_audit_read_row(res, 1, &p) != 0 || p.link.seq != h->link.seq - 1)
+        return "the record before it is missing";
+    if (memcmp(h->link.prev_hash, p.hash, GW_AUDIT_HASH_LEN) != 0)
+        return "its prev_hash is not the hash of the record before it";
+    return NULL;
+}
+
+/* Takes the stored head (head: recover's get_head; own: get_own) as the one to chain onto, or,
+ * when it fails its check, its seq with 32 zero bytes in place of its hash: the next record
+ * starts a new segment linked to nothing (docs/architecture.md, "The audit chain"). Returns why
+ * it was refused, or NULL. */
+static const char *take_head(struct gw_audit *a, const PGresult *head, const PGresult *own)
+{
+    struct gw_audit_row h = {0};
+    const char *why;
+    if (PQntuples(head) == 0) {
+        a->head_seq = 0;
+        memset(a->head_hash, 0, sizeof a->head_hash);
+        return NULL;
+    }
+    why = head_fault(head, &h);
+    if (why && !head_signed(a, own, &h)) {
+        a->head_seq = strtoll(PQgetvalue(head, 0, 1), NULL, 10);
+        memset(a->head_hash, 0, sizeof a->head_hash); /* its time is not taken either */
+        a->st.rejected++;
+        GW_LOG(GW_LOG_ERROR, "audit", NULL,
+               "chain %s: the head at seq %" PRId64 " fails its check (%s): not chained onto; "
+               "a new segment starts at seq %" PRId64 " (audit.break, incident "
+               "audit_head_rejected)",
+               a->chain, a->head_seq, why, a->head_seq + 1);
+        return why;
+    }
+    a->head_seq = h.link.seq;
+    memcpy(a->head_hash, h.hash, GW_AUDIT_HASH_LEN);
+    if (h.link.at_us > a->last_at)
+        a->last_at = h.link.at_us;
+    return NULL;
+}
 
 static void setup_cb(void *arg, int err, const struct gw_db_result *res)
 {
     struct gw_audit *a = arg;
     const PGresult *kind, *head, *ck;
+    const char *why;
 
     a->setup = NULL;
     a->down = err == GW_EUNAVAIL;
@@ -543,26 +620,13 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
         schedule_retry(a);
         return;
     }
-    if (PQntuples(head) == 1) {
-        const char *h = PQgetvalue(head, 0, 1);
-        if (PQgetlength(head, 0, 1) != GW_AUDIT_HASH_LEN) {
-            GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: stored head hash malformed", a->chain);
-            schedule_retry(a);
-            return;
-        }
-        a->head_seq = gw_pq_int(head, 0, 0, 8);
-        memcpy(a->head_hash, h, GW_AUDIT_HASH_LEN);
-        int64_t at = gw_pq_int(head, 0, 2, 8);
-        if (at > a->last_at)
-            a->last_at = at;
-    } else {
-        a->head_seq = 0;
-        memset(a->head_hash, 0, sizeof a->head_hash);
-    }
+    why = take_head(a, head, res->results[5]);
     a->ckpt_seq = PQgetisnull(ck, 0, 0) ? 0 : strtoll(PQgetvalue(ck, 0, 0), NULL, 10);
     GW_LOG(GW_LOG_INFO, "audit", NULL, "chain %s: head at seq %" PRId64 ", key %.16s", a->chain,
            a->head_seq, a->key_id);
     announce(a); /* queued first, sent once ready */
+    if (why)
+        queue_break(a, why); /* before gateway.start: its record is the segment's first */
     a->ready = true;
     a->setup_fails = 0;
     arm_ckpt_timer(a);
@@ -576,27 +640,33 @@ static void recover(struct gw_audit *a)
     static const char get_kind[] = "SELECT kind FROM audit_chain WHERE id = $1";
     static const char reg_key[] = "INSERT INTO audit_key (key_id, public_key, algorithm) "
                                   "VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING";
-    static const char get_head[] = "SELECT seq, hash, at_us FROM audit_record WHERE chain = $1 "
-                                   "ORDER BY seq DESC LIMIT 1";
+    /* the head and the record before it, whole: a head this writer did not sign is checked */
+    static const char get_head[] = "SELECT " GW_AUDIT_RECORD_COLS " FROM audit_record WHERE "
+                                   "chain = $1 ORDER BY seq DESC LIMIT 2";
+    /* this writer's checkpoint over the head, if any: a head it signed is one it wrote */
+    static const char get_own[] =
+        "SELECT seq, encode(head_hash, 'hex'), at_us, key_id, encode(signature, 'hex') FROM "
+        "audit_checkpoint WHERE chain = $1 AND key_id = $2 AND seq = (SELECT max(seq) FROM "
+        "audit_record WHERE chain = $1)";
     /* only a checkpoint over a stored record, its hash included: a planted row beyond the head
      * (seq 10^15) would otherwise stop this writer from ever signing again */
     static const char get_ckpt[] = "SELECT max(c.seq) FROM audit_checkpoint c JOIN audit_record r "
                                    "ON r.chain = c.chain AND r.seq = c.seq AND r.hash = "
                                    "c.head_hash WHERE c.chain = $1";
-    const char *cv[1] = {a->chain};
+    const char *cv[1] = {a->chain}, *ov[2] = {a->chain, a->key_id};
     const char *kv[3] = {a->key_id, (const char *)a->pub, gw_sign_alg_name(a->key.alg)};
     const int kl[3] = {0, (int)a->publen, 0}, kf[3] = {0, 1, 0};
-    struct gw_db_stmt st[5] = {
+    struct gw_db_stmt st[6] = {
         {reg_chain, 1, cv, NULL, NULL, 0}, {get_kind, 1, cv, NULL, NULL, 0},
-        {reg_key, 3, kv, kl, kf, 0},       {get_head, 1, cv, NULL, NULL, 1},
-        {get_ckpt, 1, cv, NULL, NULL, 0},
+        {reg_key, 3, kv, kl, kf, 0},       {get_head, 1, cv, NULL, NULL, 0},
+        {get_ckpt, 1, cv, NULL, NULL, 0},  {get_own, 2, ov, NULL, NULL, 0},
     };
     int err;
 
     if (a->setup || a->inflight)
         return;
     a->ready = false;
-    err = gw_db_exec(a->db, st, 5, GW_DB_TXN | GW_DB_RESERVED, setup_cb, a, &a->setup);
+    err = gw_db_exec(a->db, st, 6, GW_DB_TXN | GW_DB_RESERVED, setup_cb, a, &a->setup);
     if (err != 0) {
         a->setup = NULL;
         a->down = err == GW_EUNAVAIL;
@@ -917,6 +987,56 @@ static void announced_cb(void *arg, int err, int64_t seq, const struct gw_db_res
                seq);
     else
         a->announced = false; /* written at the next recovery */
+}
+
+/* audit.break: the first record of a new segment, after a head that failed its check. */
+static void break_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct gw_audit *a = arg;
+    (void)res;
+    a->break_req = NULL; /* failed: the next recovery finds the head again and says so again */
+    if (err == 0)
+        GW_LOG(GW_LOG_INFO, "audit", NULL, "chain %s: audit.break at seq %" PRId64, a->chain, seq);
+}
+
+/* Queues, first in line, the record that names the refused head (action audit.break, object its
+ * seq, detail why) with a critical incident in the same transaction, and has a checkpoint signed
+ * in that transaction: a restart then finds a head this writer signed, not one to refuse again.
+ * One still waiting names a head read before (its transaction met yet another planted row): it is
+ * replaced, so that the record names the head it follows. */
+static void queue_break(struct gw_audit *a, const char *why)
+{
+    static const char incident_sql[] = "INSERT INTO incident (severity, kind, principal, detail) "
+                                       "VALUES ('critical', 'audit_head_rejected', 'waygated', $1)";
+    char object[48], detail[256];
+    struct gw_audit_req *q = NULL;
+    if (a->break_req) { /* never in flight here: recover() waits for the transaction */
+        gw_audit_cancel(a->break_req);
+        a->break_req = NULL;
+    }
+    snprintf(object, sizeof object, "seq %" PRId64, a->head_seq);
+    snprintf(detail, sizeof detail,
+             "chain %s: seq %" PRId64 ": %s; not chained onto: a new segment starts at seq "
+             "%" PRId64 ", linked to nothing",
+             a->chain, a->head_seq, why, a->head_seq + 1);
+    const char *v[1] = {detail};
+    struct gw_db_stmt st = {incident_sql, 1, v, NULL, NULL, 0};
+    struct gw_audit_rec r = {.actor = "waygated",
+                             .action = "audit.break",
+                             .object = object,
+                             .outcome = "ok",
+                             .count = -1,
+                             .detail = detail};
+    if (gw_audit_write(a, &st, 1, &r, 1, break_cb, a, &q) != 0) {
+        GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: audit.break not queued", a->chain);
+        return;
+    }
+    a->break_req = q;
+    a->ckpt_due = true;
+    if (q && q->queued && TAILQ_FIRST(&a->queue) != q) {
+        TAILQ_REMOVE(&a->queue, q, link);
+        TAILQ_INSERT_HEAD(&a->queue, q, link);
+    }
 }
 
 static void announce(struct gw_audit *a)

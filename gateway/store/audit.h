@@ -12,6 +12,12 @@
  * fails. When the outcome is unknown (connection lost), the entries fail with GW_EUNAVAIL and
  * the head is read again from the database before the next transaction.
  *
+ * A head read from the database (at start, after a primary-key clash, after a lost connection)
+ * that this writer's key did not sign a checkpoint over is checked before anything is chained onto
+ * it: its content must give its stored hash, its prev_hash the stored hash of the record before
+ * it. One that fails is not linked to: the next record, audit.break, starts a new segment linked
+ * to nothing (32 zero bytes), with a critical audit_head_rejected incident and a checkpoint.
+ *
  * Checkpoints: after every `checkpoint_every` records, and `checkpoint_ms` after the first record
  * not yet covered, the writer signs (sign.h: Ed25519 under the aes suite, SM2 under sm; the
  * keyring's audit key of that suite) the head and inserts the
@@ -104,6 +110,8 @@ struct gw_audit_stats {
     uint64_t transactions; /* audit transactions committed */
     uint64_t checkpoints;  /* checkpoints committed */
     uint64_t planted;      /* checkpoints not written: another row held their seq already */
+    uint64_t rejected;     /* heads read from the database that failed their check: not chained
+                            * onto (a new segment started after each, audit.break) */
     uint64_t failed;       /* entries that failed */
     uint32_t queued;       /* entries waiting now */
     uint32_t queue_max;    /* entries that may wait (gw_audit_config's queue_max) */

@@ -197,7 +197,7 @@ class Verifier:
         self.algorithms = set()
         self.done = []
         self.cur = None
-        self.n_records = self.n_ckpts = 0
+        self.n_records = self.n_ckpts = self.n_left_out = 0
         self.phase = "header"
         self.uncovered = []
         self.n_uncovered = self.n_cut_off = 0
@@ -386,6 +386,21 @@ class Verifier:
         c.break_run()
         c.cur.extend(seq, stored)
 
+    def left_out(self, f):
+        """A record the exporter could not carry (rule 5b): named; the chain goes on as without
+        it, so the next record's seq shows it missing."""
+        f.what = "left-out record %d of the bundle" % (self.n_left_out + 1)
+        chain = f.text(maximum=64)
+        seq = f.integer()
+        f.raw(32)  # its stored hash
+        f.end()
+        if not chain_ok(chain) or seq < 1:
+            raise Bad("%s: malformed" % f.what)
+        self.enter_chain(chain)
+        self.n_left_out += 1
+        self.flag("chain %s: seq %d: not a record the audit format can hold (an empty actor, or a "
+                  "text over %d bytes); left out of the bundle" % (chain, seq, TEXT_MAX))
+
     def checkpoint(self, f):
         what0 = "checkpoint %d of the bundle" % (self.n_ckpts + 1)
         f.what = what0
@@ -513,7 +528,7 @@ class Verifier:
             raise Bad("seal: the signature does not verify (the bundle was altered after export)")
 
     NAMES = {b"H": "header", b"K": "key", b"R": "record", b"C": "checkpoint", b"M": "manifest",
-             b"Z": "seal"}
+             b"Z": "seal", b"G": "left-out record"}
 
     def item(self, t, payload, before, offset):
         name = self.NAMES.get(t)
@@ -524,7 +539,7 @@ class Verifier:
                       (name, "seal" if self.phase == "sealed" else "manifest"))
         if (self.phase == "header") != (t == b"H"):
             raise Bad("%s: out of place (the header comes first, once)" % name)
-        if t == b"K" and (self.n_records or self.n_ckpts):
+        if t == b"K" and (self.n_records or self.n_ckpts or self.n_left_out):
             raise Bad("key: out of place (keys come before the records)")
         f = Fields(payload, name)
         if t == b"H":
@@ -536,13 +551,15 @@ class Verifier:
             self.record(f)
         elif t == b"C":
             self.checkpoint(f)
+        elif t == b"G":
+            self.left_out(f)
         elif t == b"M":
             self.manifest(f, before)
             self.phase = "manifest"
         else:
             self.seal(f, before)
             self.phase = "sealed"
-        if t in (b"R", b"C"):
+        if t in (b"R", b"C", b"G"):
             self.cur.sha.update(t + len(payload).to_bytes(4, "big") + payload)
 
     def run(self, stream):

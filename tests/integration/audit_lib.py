@@ -224,12 +224,12 @@ def rebuild_manifest(items):
     seal = [it for it in items if it[0] == b"Z"]
     chains, order = {}, []
     for t, p in body:
-        if t not in (b"R", b"C"):
+        if t not in (b"R", b"C", b"G"):
             continue
         if t == b"R":
             rec, _ = record_of(p)
             cid, seq = rec["chain"], int(rec["seq"])
-        else:
+        else:  # a checkpoint, or a left-out record: chain and seq first
             f = fields(p)
             cid, seq = f[0], int(f[1])
         if cid not in chains:
@@ -243,7 +243,7 @@ def rebuild_manifest(items):
             c["first"] = seq if c["first"] is None else c["first"]
             c["last"] = seq
             c["head"] = hashlib.sha256(fields(p)[0]).digest()
-        else:
+        elif t == b"C":
             c["ckpt"] = seq
     m = b"".join(enc_value(n) for n in (
         sum(1 for t, _ in body if t == b"K"), len(order),

@@ -6,7 +6,9 @@ place, and a junk checkpoint or a junk record planted inside a chain hides nothi
 verifier names it and goes on): `waygatectl audit verify` (live chain) and `waygatectl audit
 verify FILE` (C), and tests/audit/verify_bundle.py (Python, written from
 docs/audit-bundle-format.md alone). A tampered live chain is also exported (the export warns, and
-writes the trail as stored) and the bundle checked by both.
+writes the trail as stored) and the bundle checked by both. A gateway that meets a head it did
+not write which fails its check does not chain onto it (a gateway of its own on a test database,
+DbGateway), and a row the bundle format cannot hold is left out of both exports, named.
 
 The product never changes the trail: these tests tamper in a database of their own (a copy of a
 template holding known chains, made with tests/integration/audit_lib.py), as the superuser,
@@ -16,6 +18,8 @@ gateway's database role may append, as that role)."""
 import hashlib
 import os
 import re
+import signal
+import socket
 import subprocess
 
 import grpc
@@ -23,7 +27,7 @@ import pytest
 
 import audit_lib
 import waygate_proto
-from conftest import BUILD
+from conftest import BUILD, PGBIN, wait_for
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 PYVERIFY = os.path.join(ROOT, "tests", "audit", "verify_bundle.py")
@@ -705,8 +709,9 @@ def test_record_the_format_cannot_hold_is_left_out_live(stack, db, tmp_path, tem
     that sorts first, one with a detail over 1024 bytes at gw1's seq 28 with a record 29 chained
     onto it; and gw1's record 12 altered. The live check names each such row, leaves it out and
     checks on (it used to stop at the first with "invalid argument", checking nothing after it):
-    the altered record and the gap left at 28 are named too, an incident each. An export cannot
-    carry such a row: it fails naming it, and no bundle is written."""
+    the altered record and the gap left at 28 are named too, an incident each. An export leaves
+    each such row out too (it used to fail naming the first, writing no bundle), with a `G` item
+    in its place: both bundle verifiers name the same places, word for word."""
     last = template["gw1"][-1]
     r28 = dict(last, seq=28, at_us=last["at_us"] + 1_000_000, detail="x" * 1025,
                prev_hash=last["hash"])
@@ -740,11 +745,20 @@ def test_record_the_format_cannot_hold_is_left_out_live(stack, db, tmp_path, tem
     inc = stack.psql("SELECT detail FROM incident WHERE kind = 'audit_chain_break' ORDER BY id",
                      uri=su(stack, db))
     assert inc == places, inc
+    # an export leaves each such row out too, and says so in the bundle (a `G` item in its
+    # place): both verifiers name the same places, word for word (it used to fail naming the
+    # first row, writing no bundle)
     path = str(tmp_path / "cannot.bundle")
-    r = stack.ctl("audit", "export", "--from", "0", "--to", FAR, "--out", path, "--keyring",
-                  stack.env["WAYGATE_KEYRING"], "--db", uri(stack, db, TEMPLATE + "_admin"))
-    assert r.returncode == 1 and "chain 0: seq 1: %s" % cannot in r.stderr, r.stdout + r.stderr
-    assert not os.path.exists(path) and not os.path.exists(path + ".partial")
+    e = export(stack, db, path)
+    assert "chain 0: seq 1: %s; left out of the bundle" % cannot in e.stderr, e.stderr
+    assert "chain gw1: seq 28: %s; left out of the bundle" % cannot in e.stderr, e.stderr
+    assert "WARNING: does not verify: chain 0: seq 1: %s" % cannot in e.stdout, e.stdout
+    in_bundle = [p.replace("left out of the check", "left out of the bundle") for p in places]
+    c, p = verify_file(stack, path)
+    for who, res in (("waygatectl", c), ("verify_bundle.py", p)):
+        assert res.returncode == 1, who + ": " + res.stdout + res.stderr
+        assert failed(res) == in_bundle, "%s: %s" % (who, res.stdout)
+    assert c.stdout == p.stdout, (c.stdout, p.stdout)
 
 
 def test_checkpoint_signed_by_a_key_added_to_the_bundle_is_refused_with_a_trusted_key(
@@ -952,3 +966,248 @@ def test_export_audit_cancelled_midway_leaves_the_gateway_well(stack, grpc_chain
     assert stack.health() == "SERVING"
     data = assemble(export_grpc(stack, frm, frm + 10))
     assert data.count(b"grpc2") > 2500
+
+
+# ---- a head the gateway did not write (a gateway on a test database of its own) ----
+
+class DbGateway:
+    """A waygated on test database db, as its gateway role (wgaudit_gateway), on a free port,
+    with audit chain `chain`; start() (again after stop()) waits until it answers SERVING. Its
+    records go to db only: the shared trail, which later tests verify whole, is not touched."""
+
+    def __init__(self, stack, db, name):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        self.stack, self.db, self.addr, self.chain = stack, db, "127.0.0.1:%d" % port, name
+        text = stack.config_for(port) + "\n[audit]\nchain = %s\ncheckpoint_ms = 500\n" % name
+        text, n = re.subn(r"(?m)^conninfo\s*=.*$",
+                          "conninfo = " + uri(stack, db, TEMPLATE + "_gateway"), text)
+        assert n == 1, "no single [database] conninfo in the stack's config"
+        self.conf = os.path.join(stack.dir, "%s-%s.conf" % (db, name))
+        with open(self.conf, "w") as f:
+            f.write(text)
+        self.log_path = self.conf[:-5] + ".log"
+        self.proc = None
+
+    def start(self):
+        if self.proc is None:  # the certificates it accepts: the dev stack's principals
+            copy_rows(self.stack, self.db, "principal")
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", self.conf],
+                                         stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+        if not wait_for(lambda: self.proc.poll() is None and self.stack.health(
+                "backend", addr=self.addr, timeout=2) == "SERVING", 60):
+            self.stop()
+            pytest.fail("gateway on %s did not become SERVING:\n%s" % (self.db, self.log()))
+
+    def stop(self):
+        """SIGTERM: it drains (a checkpoint over its last record) and exits."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def log(self):
+        with open(self.log_path, errors="replace") as f:
+            return f.read()
+
+    def rows(self, where="true"):
+        """'seq|action|object|prev_hash hex|hash hex' of its chain's records, by seq."""
+        return self.stack.psql(
+            "SELECT seq || '|' || action || '|' || coalesce(object, '') || '|' || "
+            "encode(prev_hash, 'hex') || '|' || encode(hash, 'hex') FROM audit_record WHERE "
+            "chain = '%s' AND %s ORDER BY seq" % (self.chain, where), uri=su(self.stack, self.db))
+
+
+@pytest.fixture
+def dbgw(stack, db):
+    made = []
+
+    def make(name):
+        g = DbGateway(stack, db, name)
+        made.append(g)
+        return g
+    yield make
+    for g in made:
+        g.stop()
+
+
+def plant_head(stack, db, chain):
+    """As the gateway's database role: a record at chain's next seq whose hash is its content's,
+    but linked to nothing (prev_hash NOWHERE), the kind of row that role may insert. Returns its
+    seq and stored hash."""
+    seq = int(stack.psql("SELECT max(seq) FROM audit_record WHERE chain = '%s'" % chain,
+                         uri=su(stack, db))[0]) + 1
+    at = int(stack.psql("SELECT max(at_us) FROM audit_record WHERE chain = '%s'" % chain,
+                        uri=su(stack, db))[0]) + 1
+    r = dict(chain=chain, seq=seq, at_us=at, actor="junk", role="branch_clerk", peer=None,
+             cert=None, branch="a", action="reveal", object="planted", count=None, purpose=None,
+             legal_basis=None, approval=None, outcome="ok", detail=None, confidential=False,
+             prev_hash=NOWHERE)
+    h = hashlib.sha256(audit_lib.encode_record(r)).digest()
+    cols = list(audit_lib.RECORD_FIELDS) + ["hash"]
+    stack.psql("INSERT INTO audit_record (%s) VALUES (%s)" % (
+        ", ".join(cols), ", ".join(audit_lib.sql_text(v) for v in
+                                   [r[k] for k in audit_lib.RECORD_FIELDS] + [h])),
+        uri=uri(stack, db, TEMPLATE + "_gateway"))
+    return seq, h
+
+
+def link_fault(chain, seq):
+    return "chain %s: seq %d: prev_hash is not the hash of seq %d (seq %d altered, or this " \
+           "link)" % (chain, seq, seq - 1, seq - 1)
+
+
+def assert_break_after(stack, db, gw, seq, planted):
+    """The record after the planted head (seq) names it and is linked to nothing; the next one
+    follows it; a critical audit_head_rejected incident says why; a checkpoint of the trail's
+    key covers the new segment; and both verifiers, live and on an export, name the planted head
+    and the break, and count the planted record as covered by nothing."""
+    rows = [r.split("|") for r in gw.rows("seq >= %d" % seq)]
+    assert rows[0][:2] == [str(seq), "reveal"] and rows[0][4] == planted.hex(), rows
+    brk = rows[1]
+    assert brk[:4] == [str(seq + 1), "audit.break", "seq %d" % seq, "00" * 32], rows
+    assert len(rows) > 2 and rows[2][3] == brk[4], rows  # the new segment goes on from it
+    why = "chain %s: seq %d: its prev_hash is not the hash of the record before it; not " \
+          "chained onto: a new segment starts at seq %d, linked to nothing" % (gw.chain, seq,
+                                                                            seq + 1)
+    assert stack.psql("SELECT severity || '|' || detail FROM incident WHERE kind = "
+                      "'audit_head_rejected'", uri=su(stack, db)) == ["critical|" + why]
+    assert stack.psql("SELECT detail FROM audit_record WHERE chain = '%s' AND seq = %d"
+                      % (gw.chain, seq + 1), uri=su(stack, db)) == [why]
+    places = [link_fault(gw.chain, seq), link_fault(gw.chain, seq + 1)]
+    r = ctl_verify_live(stack, db)
+    assert [x for x in failed(r) if x.startswith("chain %s:" % gw.chain)] == places, r.stdout
+    # the planted record alone is covered by nothing (not cut off: the records before it were
+    # signed before it came)
+    checked = [x for x in r.stdout.splitlines() if x.startswith("checked: chain %s:" % gw.chain)]
+    n = len(gw.rows())
+    assert checked == ["checked: chain %s: %d records, 1 not covered by a valid checkpoint"
+                       % (gw.chain, n)], r.stdout
+    path = os.path.join(stack.dir, "%s-%s.bundle" % (db, gw.chain))
+    export(stack, db, path)
+    c, p = verify_file(stack, path)
+    for who, res in (("waygatectl", c), ("verify_bundle.py", p)):
+        assert [x for x in failed(res) if x.startswith("chain %s:" % gw.chain)] == places, \
+            "%s: %s" % (who, res.stdout)
+        assert checked[0] in res.stdout.splitlines(), "%s: %s" % (who, res.stdout)
+    assert c.stdout == p.stdout, (c.stdout, p.stdout)
+
+
+def test_a_forged_head_is_not_chained_onto_at_start(stack, db, dbgw):
+    """The gateway's role puts a record linked to nothing at the next seq of a stopped gateway's
+    chain. Started again, the gateway reads it as its head, finds that its prev_hash is not the
+    hash of the record before it, and does not chain onto it (the link would vouch for it): its
+    first record, audit.break, names the planted seq and starts a new segment linked to nothing
+    (32 zero bytes), with a critical incident and a checkpoint over it; gateway.start follows.
+    The verifiers name the planted record and the break, and count the planted record as covered
+    by nothing. Started once more, the gateway takes its own signed head: no second break."""
+    gw = dbgw("head-start")
+    gw.start()
+    assert wait_for(lambda: gw.rows("action = 'gateway.start'"), 30), gw.log()
+    gw.stop()
+    seq, planted = plant_head(stack, db, gw.chain)
+    gw.start()
+    assert wait_for(lambda: len(gw.rows("action = 'gateway.start'")) == 2, 30), gw.log()
+    assert [r.split("|")[1] for r in gw.rows("seq > %d" % seq)] == ["audit.break",
+                                                                    "gateway.start"]
+    assert "chain %s: the head at seq %d fails its check (its prev_hash is not the hash of the " \
+           "record before it): not chained onto" % (gw.chain, seq) in gw.log(), gw.log()
+    gw.stop()
+    gw.start()
+    assert wait_for(lambda: len(gw.rows("action = 'gateway.start'")) == 3, 30), gw.log()
+    gw.stop()
+    assert len(gw.rows("action = 'audit.break'")) == 1
+    assert_break_after(stack, db, gw, seq, planted)
+
+
+def test_a_forged_head_met_on_a_clash_is_not_chained_onto(stack, db, dbgw):
+    """The gateway's role puts a record linked to nothing at the next seq of a running gateway's
+    chain. The gateway's next insert meets it on the primary key; it reads the head again, finds
+    it fails its check and starts a new segment instead of chaining onto it (it used to link its
+    records to the planted one, which then looked like part of the chain): audit.break names it,
+    the refusal that met it is recorded after the break, and the verifiers agree."""
+    gw = dbgw("head-clash")
+    gw.start()
+    # gateway.start, and the checkpoint over it (at most checkpoint_ms later)
+    assert wait_for(lambda: stack.psql(
+        "SELECT count(*) FROM audit_checkpoint WHERE chain = '%s' AND seq = 1" % gw.chain,
+        uri=su(stack, db)) == ["1"], 30), gw.log()
+    seq, planted = plant_head(stack, db, gw.chain)
+    ch = stack.channel("courier_a", addr=gw.addr)
+    req = stack.pb.admin.CreateAccountRequest(account="x", role="branch_clerk", branch="a",
+                                              initial_password="Aa1-" + "x" * 16)
+    with pytest.raises(grpc.RpcError) as e:
+        waygate_proto.unary(ch, "/waygate.v1.Admin/CreateAccount", req,
+                            stack.pb.admin.CreateAccountResponse)
+    assert e.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    assert wait_for(lambda: gw.rows("action = 'admin.refused'"), 30), gw.log()
+    assert [r.split("|")[1] for r in gw.rows("seq > %d" % seq)] == ["audit.break",
+                                                                    "admin.refused"]
+    assert "sequence taken by another writer" in gw.log(), gw.log()
+    gw.stop()
+    assert_break_after(stack, db, gw, seq, planted)
+
+
+def copy_rows(stack, db, table, where="true"):
+    """The rows of the dev stack's table that match where, copied into test database db."""
+    rows = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d",
+                           stack.pguri_owner, "-c", "COPY (SELECT * FROM %s WHERE %s) TO STDOUT"
+                           % (table, where)], capture_output=True, text=True, timeout=60)
+    assert rows.returncode == 0 and rows.stdout, rows.stderr
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d",
+                        su(stack, db), "-c", "COPY %s FROM STDIN" % table], input=rows.stdout,
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+
+
+def test_export_audit_leaves_out_a_row_the_format_cannot_hold(stack, db, dbgw, template,
+                                                              tmp_path):
+    """Compliance.ExportAudit over a row the bundle format cannot hold (a 1025-byte detail at
+    gw1's seq 28, planted with sql/026's constraint dropped, and a record 29 chained onto it):
+    the export succeeds (it used to fail midway, naming nothing to the caller), the row is left
+    out and a `G` item in its place names it; both verifiers name it and the gap it leaves, word
+    for word, and the rest of the trail verifies as usual."""
+    last = template["gw1"][-1]
+    r28 = dict(last, seq=28, at_us=last["at_us"] + 1_000_000, detail="x" * 1025,
+               prev_hash=last["hash"])
+    r28.pop("hash")
+    h28 = hashlib.sha256(audit_lib.encode_record(r28)).digest()
+    r29 = dict(r28, seq=29, at_us=r28["at_us"] + 1_000_000, detail=None, prev_hash=h28)
+    h29 = hashlib.sha256(audit_lib.encode_record(r29)).digest()
+    cols = ", ".join(list(audit_lib.RECORD_FIELDS) + ["hash"])
+    rows = ", ".join("(%s)" % ", ".join(audit_lib.sql_text(v) for v in
+                                        [r[k] for k in audit_lib.RECORD_FIELDS] + [h])
+                     for r, h in ((r28, h28), (r29, h29)))
+    tamper(stack, db, "ALTER TABLE audit_record DROP CONSTRAINT audit_record_encodable; "
+                      "INSERT INTO audit_record (%s) VALUES %s;" % (cols, rows))
+    account, pw, via = stack.account("auditor")
+    copy_rows(stack, db, "account", "name = '%s'" % account)
+    gw = dbgw("export")
+    gw.start()
+    ch = stack.channel(via, addr=gw.addr)
+    token = waygate_proto.unary(ch, "/waygate.v1.Admin/Login",
+                                stack.pb.admin.LoginRequest(account=account, password=pw),
+                                stack.pb.admin.LoginResponse).token
+    chunks = list(waygate_proto.stream(
+        ch, EXPORT, stack.pb.compliance.ExportAuditRequest(from_time=0, to_time=int(FAR)),
+        stack.pb.compliance.ExportAuditChunk, timeout=120,
+        metadata=[("authorization", "Bearer " + token)]))
+    path = str(tmp_path / "grpc-cannot.bundle")
+    with open(path, "wb") as f:
+        f.write(assemble(chunks))
+    places = ["chain gw1: seq 28: not a record the audit format can hold (an empty actor, or a "
+              "text over 1024 bytes); left out of the bundle",
+              "chain gw1: seq 28 expected after seq 27, found seq 29 (a record missing or out of "
+              "order)"]
+    c, p = verify_file(stack, path)
+    for who, res in (("waygatectl", c), ("verify_bundle.py", p)):
+        assert res.returncode == 1, who + ": " + res.stdout + res.stderr
+        assert failed(res) == places, "%s: %s" % (who, res.stdout)
+    assert c.stdout == p.stdout, (c.stdout, p.stdout)
+    assert "audit export: chain gw1: seq 28: not a record the audit format can hold; left out " \
+           "of the bundle" in gw.log(), gw.log()

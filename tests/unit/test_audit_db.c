@@ -661,6 +661,139 @@ static int group_teardown(void **state)
     return 0;
 }
 
+static void hex_of(const uint8_t *p, size_t n, char *out)
+{
+    for (size_t i = 0; i < n; i++)
+        snprintf(out + 2 * i, 3, "%02x", p[i]);
+}
+
+/* Plants what whoever may insert into a chain could (the database role of the gateway): at the
+ * chain's next seq a record whose hash is its content's but whose prev_hash is 32 zero bytes (a
+ * segment start, linked to nothing), with a checkpoint over it signed by key (NULL: none). */
+static void plant_segment_start(const char *chain, const struct gw_sign_key *key)
+{
+    char q[160], seqtxt[24], attxt[24], hh[65], zero[65], sh[2 * GW_SIGN_SIG_MAX + 1], id[65];
+    uint8_t h[GW_AUDIT_HASH_LEN], msg[256], sig[GW_SIGN_SIG_MAX], pub[GW_SIGN_PUB_MAX];
+    size_t len = 0, siglen = 0, publen = 0;
+    struct gw_audit_rec r = rec("reveal", "planted");
+    struct gw_audit_link l = {.chain = chain};
+    snprintf(q, sizeof q, "SELECT max(seq) FROM audit_record WHERE chain = '%s'", chain);
+    l.seq = scalar(q) + 1;
+    snprintf(q, sizeof q, "SELECT max(at_us) FROM audit_record WHERE chain = '%s'", chain);
+    l.at_us = scalar(q) + 1;
+    assert_int_equal(gw_audit_rec_hash(&r, &l, h), 0);
+    snprintf(seqtxt, sizeof seqtxt, "%lld", (long long)l.seq);
+    snprintf(attxt, sizeof attxt, "%lld", (long long)l.at_us);
+    hex_of(h, sizeof h, hh);
+    memset(zero, '0', 64);
+    zero[64] = '\0';
+    const char *v[14] = {chain,    seqtxt,   attxt,    r.actor,   r.role,    r.peer, r.cert,
+                         r.branch, r.action, r.object, r.purpose, r.outcome, zero,   hh};
+    PGresult *res = PQexecParams(
+        check,
+        "INSERT INTO audit_record (chain, seq, at_us, actor, role, peer, cert, branch, action, "
+        "object, purpose, outcome, confidential, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, "
+        "$6, $7, $8, $9, $10, $11, $12, false, decode($13, 'hex'), decode($14, 'hex'))",
+        14, NULL, v, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    if (!key)
+        return;
+    assert_int_equal(gw_audit_checkpoint_msg(chain, l.seq, h, l.at_us, msg, sizeof msg, &len), 0);
+    assert_int_equal(gw_sign(key, msg, len, sig, &siglen), 0);
+    assert_int_equal(gw_sign_public(key, pub, &publen), 0);
+    assert_int_equal(gw_audit_key_id(pub, publen, id), 0);
+    hex_of(sig, siglen, sh);
+    hex_of(pub, publen, hh); /* reused: the public key, 32 bytes */
+    const char *kv[2] = {id, hh};
+    res = PQexecParams(check,
+                       "INSERT INTO audit_key (key_id, public_key, algorithm) VALUES ($1, "
+                       "decode($2, 'hex'), 'ed25519') ON CONFLICT DO NOTHING",
+                       2, NULL, kv, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+    hex_of(h, sizeof h, hh);
+    const char *cv[6] = {chain, seqtxt, hh, attxt, id, sh};
+    res = PQexecParams(check,
+                       "INSERT INTO audit_checkpoint (chain, seq, head_hash, at_us, key_id, "
+                       "signature) VALUES ($1, $2, decode($3, 'hex'), $4, $5, decode($6, 'hex'))",
+                       6, NULL, cv, NULL, NULL, 0);
+    assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
+    PQclear(res);
+}
+
+/* A head the writer did not write is checked before it is chained onto: one linked to nothing
+ * is not (the link would vouch for it). The record after it, audit.break, starts a new segment
+ * linked to nothing (32 zero bytes), with a critical incident and a checkpoint over the new
+ * segment in the same transaction; gateway.start follows it. */
+static void test_forged_head_starts_a_new_segment(void **state)
+{
+    struct gw_audit *a;
+    struct gw_audit_stats st;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-forge", 1000, 60000); /* gateway.start: seq 1 */
+    gw_audit_free(a);
+    plant_segment_start("t-forge", NULL); /* seq 2 */
+    a = writer("t-forge", 1000, 60000);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-forge' AND seq = "
+                            "3 AND action = 'audit.break' AND object = 'seq 2' AND prev_hash = "
+                            "decode(repeat('00', 32), 'hex')"),
+                     1);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record r WHERE chain = 't-forge' AND seq "
+                            "= 4 AND action = 'gateway.start' AND prev_hash = (SELECT hash FROM "
+                            "audit_record WHERE chain = 't-forge' AND seq = 3)"),
+                     1);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_checkpoint c JOIN audit_record r USING "
+                            "(chain, seq) WHERE chain = 't-forge' AND seq = 4 AND c.head_hash = "
+                            "r.hash"),
+                     1);
+    assert_int_equal(scalar("SELECT count(*) FROM incident WHERE kind = 'audit_head_rejected' AND "
+                            "severity = 'critical' AND detail = 'chain t-forge: seq 2: its "
+                            "prev_hash is not the hash of the record before it; not chained "
+                            "onto: a new segment starts at seq 3, linked to nothing'"),
+                     1);
+    gw_audit_free(a);
+}
+
+/* A head that this writer's own key signed a checkpoint over is taken as it is, even a segment
+ * start linked to nothing (an audit.break committed without a record after it); one signed by
+ * another key (the gateway's role may register keys) is checked, and refused. */
+static void test_head_signed_by_the_writer_is_taken(void **state)
+{
+    static const uint8_t other_seed[GW_SIGN_SEED_LEN] = {9, 9, 9};
+    struct gw_sign_key own = {GW_SIGN_ED25519, seed}, other = {GW_SIGN_ED25519, other_seed};
+    struct gw_audit *a;
+    struct gw_audit_stats st;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-own", 1000, 60000);
+    gw_audit_free(a);
+    plant_segment_start("t-own", &own); /* seq 2, signed by the writer's key */
+    a = writer("t-own", 1000, 60000);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.rejected, 0);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-own' AND seq = 3 "
+                            "AND action = 'gateway.start' AND prev_hash = (SELECT hash FROM "
+                            "audit_record WHERE chain = 't-own' AND seq = 2)"),
+                     1);
+    gw_audit_free(a);
+    plant_segment_start("t-own", &other); /* seq 4, signed by another key */
+    a = writer("t-own", 1000, 60000);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-own' AND seq = 5 "
+                            "AND action = 'audit.break'"),
+                     1);
+    gw_audit_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -676,6 +809,8 @@ int main(void)
         cmocka_unit_test(test_append_only),
         cmocka_unit_test(test_planted_checkpoint_ignored),
         cmocka_unit_test(test_planted_checkpoint_at_the_next_seq),
+        cmocka_unit_test(test_forged_head_starts_a_new_segment),
+        cmocka_unit_test(test_head_signed_by_the_writer_is_taken),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
