@@ -5,7 +5,7 @@
  * CLOCK_MONOTONIC_COARSE (a tick of 4 ms on the machines measured): when a tick passes between
  * adding a timer and the loop's next look at the clock (a loaded box), the timer can fire up to a
  * tick before the moment gw_clock_ms names, a deadline answered early. gw_clock_loop_new asks for
- * the precise clock, so that a timer never fires before its time on the clock its time came from. */
+ * the precise clock: a timer never fires before its time on the clock its time came from. */
 #ifndef GW_CLOCK_H
 #define GW_CLOCK_H
 

@@ -72,7 +72,7 @@ int gw_store_lawful_decide_stmts(const struct gw_store_lawful_decision *d, struc
 typedef void (*gw_store_lawful_decidable_cb)(void *arg, int err, const char *refusal);
 struct gw_store_lawful_req;
 /* Returns 0 and a handle in *out (cancel with gw_store_lawful_cancel; valid until the callback
- * starts), or GW_EINVAL / GW_ENOMEM / gw_db_exec's errors (GW_ETOOBIG: the pool's queue full):
+ * starts), or GW_EINVAL / GW_ENOMEM / gw_db_exec's errors (GW_EQUEUEFULL: the pool's queue full):
  * then cb will not run. */
 int gw_store_lawful_decidable(struct gw_store *s, const struct gw_store_lawful_decision *d,
                               gw_store_lawful_decidable_cb cb, void *arg,
