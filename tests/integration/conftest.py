@@ -12,6 +12,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -148,6 +149,20 @@ class Stack:
         md = self.login(name) + list(metadata or [])
         return self.unary(method, request, response_cls, principal=self.account(name)[2],
                           timeout=timeout, metadata=md)
+
+    def chain(self):
+        """The audit chain of the stack's gateway as it runs now: [audit] chain of its
+        configuration, else the daemon's default gw-<host name>-<listen port> (daemon.c,
+        start_audit: the host name with characters a chain may not hold as '-', at most 40). A
+        restart on another port writes another chain. Tests that look for the records this gateway
+        just wrote name it exactly: the shared trail holds other gateways' chains of any name."""
+        with open(os.path.join(self.dir, "waygated.conf")) as f:
+            text = f.read()
+        m = re.search(r"(?ms)^\[audit\][^\[]*?^chain\s*=\s*(\S+)", text)
+        if m:
+            return m.group(1)
+        host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()[:63])
+        return "gw-%s-%s" % (host[:40], self.addr.rsplit(":", 1)[1])
 
     def gateway_pid(self):
         with open(os.path.join(self.dir, "waygated.pid")) as f:

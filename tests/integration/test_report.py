@@ -181,12 +181,12 @@ def test_report_of_an_empty_month_and_refusals(stack, reports):
     """A month's report of nothing; argument refusals name the field and leave no record (like
     Reveal's and RunBulk's: nothing was read or done)."""
     gen = "SELECT count(*) FROM audit_record WHERE action = 'report.generate'"
-    before = attempts(stack, "2001-01", MAIN)
+    before = attempts(stack, "2001-01", main(stack))
     resp = reports.grpc("2001-01")
     doc = json.loads(resp.document)
     assert doc["from_us"] == (978307200 - 8 * 3600) * 1000000
     assert all(doc[k] == 0 for k in COUNTS if k != "suspicious_list_size")
-    assert attempts(stack, "2001-01", MAIN) == before + [STARTED, ("ok", digest(resp), "-")]
+    assert attempts(stack, "2001-01", main(stack)) == before + [STARTED, ("ok", digest(resp), "-")]
     n = stack.psql(gen)
     assert refusal(lambda: reports.grpc("2026-13")) == (
         grpc.StatusCode.INVALID_ARGUMENT, "month: must be a month YYYY-MM (UTC+08:00)")
@@ -256,7 +256,7 @@ def test_a_report_counting_holds_up_no_audited_write(stack, reports, revealable)
         r = reveal(stack, "courier_b", revealable.waybill_no, "recipient.phone")
         assert r.value == revealable.recipient.phone and r.audit_seq > 0
         assert stack.psql("SELECT count(*) FROM audit_record WHERE %s AND seq = %d "
-                          "AND action = 'reveal'" % (MAIN, r.audit_seq)) == ["1"]
+                          "AND action = 'reveal'" % (main(stack), r.audit_seq)) == ["1"]
 
         assert refusal(lambda: reports.grpc(month)) == (
             grpc.StatusCode.RESOURCE_EXHAUSTED,
@@ -278,7 +278,9 @@ TIMEOUT_300 = ("month: counting the month took longer than the report's time lim
                "[compliance] report_timeout_ms); no report was made")
 
 
-MAIN = "chain <> 'ctl' AND chain NOT LIKE 'test-%'"  # the stack's gateway (ExtraGateway: test-)
+def main(stack):
+    """The condition for the stack gateway's own chain (conftest: Stack.chain)."""
+    return "chain = '%s'" % stack.chain()
 STARTED = ("started", "", "-")
 
 
@@ -356,7 +358,7 @@ def test_a_report_whose_count_fails_is_recorded_as_failed(stack, reports):
     the report answers UNAVAILABLE only once its attempt's record committed, outcome "failed"
     with the words the caller gets. (Red before: no record.)"""
     month = this_month()
-    where = MAIN
+    where = main(stack)
     before = attempts(stack, month, where)
     su = superuser_uri(stack)
     holder = hold_incident_table(stack)
@@ -387,7 +389,7 @@ def test_a_report_cancelled_while_counting_is_recorded(stack, reports):
     again) and one report.generate record with outcome "cancelled" is written all the same.
     (Red before: no record.)"""
     month = this_month()
-    where = MAIN
+    where = main(stack)
     before = attempts(stack, month, where)
     holder = hold_incident_table(stack)
     try:
@@ -513,7 +515,7 @@ def test_a_report_whose_attempt_cannot_be_recorded_fails_closed(stack, reports):
     naming the rule; the trail holds the start without an outcome, as a gateway that died while
     counting leaves it."""
     month = this_month()
-    before = attempts(stack, month, MAIN)
+    before = attempts(stack, month, main(stack))
     su = superuser_uri(stack)
     holder = hold_incident_table(stack)
     try:
@@ -530,7 +532,7 @@ def test_a_report_whose_attempt_cannot_be_recorded_fails_closed(stack, reports):
     finally:
         grant_audit_insert(stack)
         release_holder(holder)
-    assert attempts(stack, month, MAIN) == before + [STARTED]
+    assert attempts(stack, month, main(stack)) == before + [STARTED]
     assert reports.grpc(month).month == month
 
 
@@ -580,7 +582,7 @@ def test_a_report_cancelled_while_its_start_is_written_is_recorded(stack, report
     was cancelled): the start is written all the same, followed by an outcome record
     "cancelled", and nothing is counted; the slot is free again."""
     month = this_month()
-    before = attempts(stack, month, MAIN)
+    before = attempts(stack, month, main(stack))
     req_id = "it-report-start-cancel-%d" % int(time.time() * 1000)
     holder = lock_holder(stack, "LOCK TABLE audit_record IN EXCLUSIVE MODE")
     try:
@@ -592,6 +594,6 @@ def test_a_report_cancelled_while_its_start_is_written_is_recorded(stack, report
             for x in stack.log_lines()), 60), "the gateway did not see the cancel"
     finally:
         release_holder(holder)
-    assert wait_for(lambda: len(attempts(stack, month, MAIN)) > len(before) + 1, 30)
-    assert attempts(stack, month, MAIN) == before + [STARTED, ("cancelled", "", "-")]
+    assert wait_for(lambda: len(attempts(stack, month, main(stack))) > len(before) + 1, 30)
+    assert attempts(stack, month, main(stack)) == before + [STARTED, ("cancelled", "", "-")]
     assert reports.grpc(month).month == month
