@@ -573,36 +573,53 @@ static void end_victim(pid_t pid)
 }
 
 /* Runs call in a child under the filter: its exit code, KILLED, or fails the test. */
-static int run_case(const struct case_ *c)
+static int zygote_oom_fd = -1; /* the descriptor the zygote's filter lets it write: a pipe here */
+
+enum filter { FILTER_COMPUTE, FILTER_ZYGOTE };
+
+/* Runs c in a child under the filter f (gw_sandbox_enter, or gw_sandbox_enter_zygote with a pipe
+ * as its oom_score_adj descriptor); its exit status, or KILLED, or 1000 + another signal. */
+static int run_case(const struct case_ *c, enum filter f)
 {
-    int sv[2], st, rc;
+    int sv[2], oom[2] = {-1, -1}, st, rc;
     pid_t test = victim(), pid;
 
     assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
+    if (f == FILTER_ZYGOTE)
+        assert_int_equal(pipe(oom), 0);
     assert_int_equal(send(sv[0], "y", 1, 0), 1);
     pid = fork();
     assert_true(pid >= 0);
     if (pid == 0) {
         close(sv[0]);
-        alarm(
-            60); /* a call a broken filter leaves hanging ends the child (SIGALRM), not the test */
-        rc = gw_sandbox_prepare(sv[1]);
-        if (rc == 0)
-            rc = gw_sandbox_enter();
+        alarm(60); /* a call a broken filter leaves hanging ends the child, not the test */
+        if (f == FILTER_ZYGOTE) {
+            close(oom[0]);
+            zygote_oom_fd = oom[1];
+            rc = gw_sandbox_enter_zygote(sv[1], oom[1]);
+        } else {
+            rc = gw_sandbox_prepare(sv[1]);
+            if (rc == 0)
+                rc = gw_sandbox_enter();
+        }
         if (rc != 0)
             _exit(200); /* the filter did not go on */
         _exit(c->call(sv[1], test));
     }
     close(sv[1]);
+    if (f == FILTER_ZYGOTE)
+        close(oom[1]);
     while (waitpid(pid, &st, 0) < 0)
         assert_int_equal(errno, EINTR);
     close(sv[0]);
+    if (f == FILTER_ZYGOTE)
+        close(oom[0]);
     end_victim(test);
     if (WIFSIGNALED(st))
         return WTERMSIG(st) == SIGSYS ? KILLED : 1000 + WTERMSIG(st);
     assert_true(WIFEXITED(st));
     if (WEXITSTATUS(st) == 200)
-        fail_msg("%s: the filter did not go on", c->name);
+        fail_msg("%s%s: the filter did not go on", f == FILTER_ZYGOTE ? "zygote: " : "", c->name);
     return WEXITSTATUS(st);
 }
 
@@ -627,54 +644,54 @@ static bool has_int80(void)
 #endif
 }
 
-static void test_each_call(void **state)
+/* Each of n cases under filter f, every mismatch printed (label first), then failed at once. */
+static void check_cases(const char *label, const struct case_ *c, size_t n, enum filter f)
 {
     int failed = 0;
     bool int80 = has_int80();
 
-    (void)state;
     (void)int80; /* x86_64 only */
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+    for (size_t i = 0; i < n; i++) {
         int got;
 
 #ifdef __x86_64__
-        if (cases[i].call == c_int80 && !int80) {
-            print_message("skipped: %s (no 32-bit entry in this kernel)\n", cases[i].name);
+        if (c[i].call == c_int80 && !int80) {
+            print_message("skipped: %s (no 32-bit entry in this kernel)\n", c[i].name);
             continue;
         }
 #endif
-        got = run_case(&cases[i]);
-
-        if (got != cases[i].want) {
-            print_error("%s: got %d (%s), want %d (%s)\n", cases[i].name, got,
+        got = run_case(&c[i], f);
+        if (got != c[i].want) {
+            print_error("%s%s: got %d (%s), want %d (%s)\n", label, c[i].name, got,
                         got == KILLED           ? "killed"
                         : got > 0 && got < 1000 ? strerror(got)
                                                 : "-",
-                        cases[i].want,
-                        cases[i].want == KILLED ? "killed" : strerror(cases[i].want));
+                        c[i].want, c[i].want == KILLED ? "killed" : strerror(c[i].want));
             failed++;
         }
     }
     assert_int_equal(failed, 0);
 }
 
-/* The same calls without the filter behave otherwise (each case's want is the filter's doing,
- * not the call's): checked for the refusals that an unfiltered call would not give. */
-static void test_unfiltered_differs(void **state)
+static void test_each_call(void **state)
 {
-    static const struct {
-        int (*call)(int, pid_t);
-        int unfiltered;
-    } plain[] = {
-        {c_kill_test, 0},   {c_tgkill_test, 0},  {c_fcntl_setown, 0},     {c_getsid_test, 0},
-        {c_clock_test, 0},  {c_setsid, 0},       {c_exec, ENOENT},        {c_clone_thread, EINVAL},
-        {c_dupfd, 0},       {c_open, 0},         {c_socket, 0},           {c_thread, 0},
-        {c_clone3, EINVAL}, {c_prlimit_test, 0}, {c_sched_param_test, 0}, {c_clock_res_test, 0},
-    };
+    (void)state;
+    check_cases("", cases, sizeof(cases) / sizeof(cases[0]), FILTER_COMPUTE);
+}
+
+/* A call with no filter, and its exit status then. */
+struct plain {
+    int (*call)(int, pid_t);
+    int unfiltered;
+};
+
+/* Each call run unfiltered must exit with its own status: the filtered case's answer is the
+ * filter's doing, not the call's. */
+static void check_unfiltered(const char *label, const struct plain *plain, size_t n)
+{
     int sv[2], st;
 
-    (void)state;
-    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
+    for (size_t i = 0; i < n; i++) {
         pid_t test = victim(), pid;
 
         assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
@@ -689,13 +706,27 @@ static void test_unfiltered_differs(void **state)
         end_victim(test);
         assert_true(WIFEXITED(st));
         if (WEXITSTATUS(st) != plain[i].unfiltered)
-            fail_msg("case %zu unfiltered: %d, want %d", i, WEXITSTATUS(st), plain[i].unfiltered);
+            fail_msg("%scase %zu unfiltered: %d, want %d", label, i, WEXITSTATUS(st),
+                     plain[i].unfiltered);
     }
 }
 
-/* ---- the zygote's filter (gw_sandbox_enter_zygote) ---- */
+/* The same calls without the filter behave otherwise (each case's want is the filter's doing,
+ * not the call's): checked for the refusals that an unfiltered call would not give. */
+static void test_unfiltered_differs(void **state)
+{
+    static const struct plain plain[] = {
+        {c_kill_test, 0},   {c_tgkill_test, 0},  {c_fcntl_setown, 0},     {c_getsid_test, 0},
+        {c_clock_test, 0},  {c_setsid, 0},       {c_exec, ENOENT},        {c_clone_thread, EINVAL},
+        {c_dupfd, 0},       {c_open, 0},         {c_socket, 0},           {c_thread, 0},
+        {c_clone3, EINVAL}, {c_prlimit_test, 0}, {c_sched_param_test, 0}, {c_clock_res_test, 0},
+    };
 
-static int zygote_oom_fd = -1; /* the descriptor the zygote's filter lets it write: a pipe here */
+    (void)state;
+    check_unfiltered("", plain, sizeof(plain) / sizeof(plain[0]));
+}
+
+/* ---- the zygote's filter (gw_sandbox_enter_zygote) ---- */
 
 static int c_write_oom(int s, pid_t t)
 {
@@ -929,99 +960,29 @@ static const struct case_ zygote_cases[] = {
 
 /* Runs call in a child under the zygote's filter (its socket: one end of a socket pair; its oom
  * descriptor: a pipe): its exit code, KILLED, or fails the test. */
-static int run_zygote_case(const struct case_ *c)
-{
-    int sv[2], oom[2], st, rc;
-    pid_t test = victim(), pid;
-
-    assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-    assert_int_equal(pipe(oom), 0);
-    assert_int_equal(send(sv[0], "y", 1, 0), 1);
-    pid = fork();
-    assert_true(pid >= 0);
-    if (pid == 0) {
-        close(sv[0]);
-        close(oom[0]);
-        alarm(60); /* a call a broken filter leaves hanging ends the child, not the test */
-        zygote_oom_fd = oom[1];
-        rc = gw_sandbox_enter_zygote(sv[1], oom[1]);
-        if (rc != 0)
-            _exit(200); /* the filter did not go on */
-        _exit(c->call(sv[1], test));
-    }
-    close(sv[1]);
-    close(oom[1]);
-    while (waitpid(pid, &st, 0) < 0)
-        assert_int_equal(errno, EINTR);
-    close(sv[0]);
-    close(oom[0]);
-    end_victim(test);
-    if (WIFSIGNALED(st))
-        return WTERMSIG(st) == SIGSYS ? KILLED : 1000 + WTERMSIG(st);
-    assert_true(WIFEXITED(st));
-    if (WEXITSTATUS(st) == 200)
-        fail_msg("%s: the zygote's filter did not go on", c->name);
-    return WEXITSTATUS(st);
-}
-
 /* The zygote's filter, call by call: what it and a child of it before its own filter need works,
  * the child's own filter goes on top, and files, the network, exec and signals to other processes
  * are refused (EPERM). */
 static void test_zygote_each_call(void **state)
 {
-    int failed = 0;
-
     (void)state;
-    for (size_t i = 0; i < sizeof(zygote_cases) / sizeof(zygote_cases[0]); i++) {
-        int got = run_zygote_case(&zygote_cases[i]);
-
-        if (got != zygote_cases[i].want) {
-            print_error("zygote: %s: got %d (%s), want %d (%s)\n", zygote_cases[i].name, got,
-                        got == KILLED           ? "killed"
-                        : got > 0 && got < 1000 ? strerror(got)
-                                                : "-",
-                        zygote_cases[i].want,
-                        zygote_cases[i].want == KILLED ? "killed" : strerror(zygote_cases[i].want));
-            failed++;
-        }
-    }
-    assert_int_equal(failed, 0);
+    check_cases("zygote: ", zygote_cases, sizeof(zygote_cases) / sizeof(zygote_cases[0]),
+                FILTER_ZYGOTE);
 }
 
 /* The zygote's refusals are the filter's doing: unfiltered, the same calls succeed (or fail
  * otherwise). */
 static void test_zygote_unfiltered_differs(void **state)
 {
-    static const struct {
-        int (*call)(int, pid_t);
-        int unfiltered;
-    } plain[] = {
+    static const struct plain plain[] = {
         {c_open, 0},        {c_openat, 0},    {c_socket, 0},
         {c_exec, ENOENT},   {c_kill_test, 0}, {c_setsid, 0},
         {c_socketpair, 0},  {c_idle_test, 0}, {c_pidfd_term_child, 0},
         {c_clone3, EINVAL},
     };
-    int sv[2], st;
 
     (void)state;
-    for (size_t i = 0; i < sizeof(plain) / sizeof(plain[0]); i++) {
-        pid_t test = victim(), pid;
-
-        assert_int_equal(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv), 0);
-        pid = fork();
-        assert_true(pid >= 0);
-        if (pid == 0)
-            _exit(plain[i].call(sv[1], test));
-        while (waitpid(pid, &st, 0) < 0)
-            assert_int_equal(errno, EINTR);
-        close(sv[0]);
-        close(sv[1]);
-        end_victim(test);
-        assert_true(WIFEXITED(st));
-        if (WEXITSTATUS(st) != plain[i].unfiltered)
-            fail_msg("zygote case %zu unfiltered: %d, want %d", i, WEXITSTATUS(st),
-                     plain[i].unfiltered);
-    }
+    check_unfiltered("zygote ", plain, sizeof(plain) / sizeof(plain[0]));
 }
 
 /* gw_sandbox_refuse_for_tests: nothing is installed, the error comes back. */
