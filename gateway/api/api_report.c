@@ -98,16 +98,28 @@ static void slot_free(struct report *rp)
     rp->slot = false;
 }
 
+/* A count whose caller went away has ended on the server: its slot is free. */
+static void count_ended(void *arg)
+{
+    struct gw_app *app = arg;
+
+    app->reports_counting--;
+}
+
 /* The caller went away. A count in progress, or the started record it waits for, is dropped and
  * the attempt recorded as cancelled (after its start: the writer keeps queue order); a record
- * being written is written all the same (gw_audit_rebind), answered to nobody. */
+ * being written is written all the same (gw_audit_rebind), answered to nobody. A count already
+ * sent keeps its slot until it has ended on the server (count_ended): it holds a pool connection
+ * until then, and a caller that cancels and asks again must not hold more of them than
+ * REPORTS_COUNTING. */
 static void cancel_cb(void *arg)
 {
     struct report *rp = arg;
     int rc;
 
     if (rp->read != NULL || rp->starting) {
-        gw_store_report_cancel(rp->read);
+        if (rp->read != NULL && gw_store_report_detach(rp->read, count_ended, rp->app))
+            rp->slot = false; /* count_ended frees it */
         slot_free(rp);
         gw_audit_rebind(rp->areq, unheld_cb, NULL); /* the start, if still being written */
         rp->areq = NULL;

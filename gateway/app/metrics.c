@@ -206,6 +206,10 @@ static void write_db(struct evbuffer *b, const struct gw_app *app)
           gw_db_ready(app->db) ? 1 : 0);
     gauge(b, "waygate_db_pool_size", "database connections configured",
           (double)gw_db_pool_size(app->db));
+    gauge(b, "waygate_db_connections_ready",
+          "database connections up, set up and taking requests (below waygate_db_pool_size while "
+          "some are down or still preparing)",
+          (double)gw_db_nready(app->db));
     gauge(b, "waygate_db_requests_pending", "callers' database requests queued or in flight",
           (double)gw_db_pending(app->db));
 }

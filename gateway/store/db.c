@@ -246,6 +246,19 @@ void gw_db_cancel(struct gw_db_req *req)
     req->cb = NULL;
 }
 
+bool gw_db_rebind(struct gw_db_req *req, gw_db_done_cb cb, void *arg)
+{
+    if (req == NULL)
+        return false;
+    if (req->queued) {
+        gw_db_cancel(req);
+        return false;
+    }
+    req->cb = cb;
+    req->arg = arg;
+    return true;
+}
+
 int gw_db_set_session_sql(struct gw_db *db, const char *sql)
 {
     char *copy = NULL;
@@ -279,6 +292,11 @@ unsigned gw_db_pending(const struct gw_db *db)
     for (i = 0; i < db->pool_size; i++)
         n += callers_inflight(&db->conns[i]);
     return n;
+}
+
+unsigned gw_db_nready(const struct gw_db *db)
+{
+    return db != NULL ? db->nready : 0;
 }
 
 unsigned gw_db_pool_size(const struct gw_db *db)

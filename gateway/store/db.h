@@ -77,6 +77,11 @@ int gw_db_exec(struct gw_db *db, const struct gw_db_stmt *stmts, int nstmts, uns
  * server (a transaction may commit); its results are discarded. The handle is valid until its
  * callback starts or until this returns: never cancel a handle whose callback already ran. */
 void gw_db_cancel(struct gw_db_req *req);
+/* Its caller went away, but must know when a request ends (it holds a connection until then): a
+ * request still queued is dropped and false returned (cb will not run); one already sent runs to
+ * its end as before and cb, not the request's callback, gets its outcome (true). Same handle
+ * rules as gw_db_cancel. */
+bool gw_db_rebind(struct gw_db_req *req, gw_db_done_cb cb, void *arg);
 
 /* Registers a statement text to be prepared (server-side, unnamed types) on every connection,
  * now and after each reconnect. Later statements whose sql is the identical text run as the
@@ -103,6 +108,9 @@ unsigned gw_db_session_failures(const struct gw_db *db);
 /* True when at least one connection is established, has run the session statement and takes
  * requests. */
 bool gw_db_ready(const struct gw_db *db);
+/* Connections that take callers' requests: up, their prepares answered and their session
+ * statement run (at most gw_db_pool_size; fewer while some are down or still setting up). */
+unsigned gw_db_nready(const struct gw_db *db);
 /* Number of callers' requests queued or in flight (for drain and metrics; not the
  * connections' own: prepares, the isolation level). */
 unsigned gw_db_pending(const struct gw_db *db);

@@ -208,10 +208,13 @@ void gw_db_conn_send_prepare(struct conn *c, int slot)
     (void)gw_db_conn_send(c, r);
 }
 
-/* GW_DB_SESSION_SQL is the first request of each connection, ahead of every other in its
- * pipeline (only the prepares ride behind it), and the connection takes no caller's request
- * until it succeeded: pinned, it counts as ready. One where it fails is closed and tried again
- * after the backoff, so every caller's request runs under READ COMMITTED. */
+/* A new connection's set-up is its prepares and then GW_DB_SESSION_SQL, the last request of its
+ * own in its pipeline, and the connection takes no caller's request until that succeeded:
+ * pinned, it counts as ready. One where it fails is closed and tried again after the backoff, so
+ * every caller's request runs under READ COMMITTED. Results come in pipeline order, so pinned
+ * also means every prepare was answered: a prepare that waits for a lock (an operator's LOCK
+ * TABLE on a table a statement names) holds up only its own connection, never a caller's request
+ * sent behind it while another connection is free. */
 
 static void pin_done(void *arg, int err, const struct gw_db_result *res)
 {
@@ -276,9 +279,10 @@ static void conn_established(struct conn *c)
     c->prepared_ok = 0;
     GW_LOG(GW_LOG_INFO, "db", NULL, "connection %u up (server %d)", c->slot,
            PQserverVersion(c->pg));
-    conn_pin(c);
     for (i = 0; i < c->db->nprepared && c->state == CONN_READY; i++)
         gw_db_conn_send_prepare(c, i);
+    if (c->state == CONN_READY)
+        conn_pin(c);
 }
 
 static void on_connect_io(evutil_socket_t fd, short what, void *arg)

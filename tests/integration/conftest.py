@@ -7,6 +7,7 @@ Environment: WAYGATE_BUILD (default ./build), WAYGATE_KEEP_STACK=1 keeps the tem
 afterwards (the processes are stopped either way).
 """
 
+import http.client
 import json
 import os
 import re
@@ -164,6 +165,28 @@ class Stack:
         host = re.sub(r"[^A-Za-z0-9._-]", "-", socket.gethostname()[:63])
         return "gw-%s-%s" % (host[:40], self.addr.rsplit(":", 1)[1])
 
+    def metric(self, name):
+        """The value of the unlabelled sample name on the gateway's GET /metrics (None when the
+        gateway shows no such sample)."""
+        host, port = self.env["WAYGATE_METRICS_ADDR"].rsplit(":", 1)
+        c = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            c.request("GET", "/metrics")
+            text = c.getresponse().read().decode()
+        finally:
+            c.close()
+        m = re.search(r"(?m)^%s (\S+)$" % re.escape(name), text)
+        return float(m.group(1)) if m else None
+
+    def pool_whole(self, timeout=60):
+        """Waits until every connection of the gateway's pool is up, set up (its prepares
+        answered) and taking requests; fails the test when that takes over timeout seconds."""
+        def whole():
+            ready = self.metric("waygate_db_connections_ready")
+            return ready is not None and ready == self.metric("waygate_db_pool_size")
+        assert wait_for(whole, timeout), \
+            "the gateway's database pool did not come back whole"
+
     def gateway_pid(self):
         with open(os.path.join(self.dir, "waygated.pid")) as f:
             return int(f.read().strip())
@@ -268,7 +291,12 @@ def bearer(token):
 def lock_holder(stack, sql, transaction=True):
     """A psql session of the schema's owner that ran sql and keeps what it took until
     release_holder: a LOCK in the transaction it leaves open (transaction), or a session's
-    advisory lock (not). Returned once sql ran; a failed statement ends the session and the test."""
+    advisory lock (not). Returned once sql ran; a failed statement ends the session and the test.
+    Before a LOCK TABLE the stack's gateway first has its whole pool: a connection still setting
+    up when a table it prepares a statement on is locked would wait with it (a test whose work
+    needs a free connection beside one held up by the lock would not get one)."""
+    if sql.lstrip().upper().startswith("LOCK TABLE"):
+        stack.pool_whole()
     holder = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
                                "-v", "ON_ERROR_STOP=1", "-d", stack.pguri_owner],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)

@@ -125,6 +125,7 @@ def test_gauges_an_operator_watches(stack):
     s, _ = scrape(stack)
     assert value(s, "waygate_db_up") == 1
     assert value(s, "waygate_db_pool_size") >= 1
+    stack.pool_whole()  # waygate_db_connections_ready reaches it: every connection set up
     assert value(s, "waygate_connections") >= 1
     assert value(s, "waygate_tls_cert_expiry_seconds") > 86400  # gen-certs: valid for long
     assert value(s, "waygate_tls_crl_next_update_seconds") > 3600

@@ -385,9 +385,12 @@ def test_a_report_whose_count_fails_is_recorded_as_failed(stack, reports):
 
 
 def test_a_report_cancelled_while_counting_is_recorded(stack, reports):
-    """A caller that goes away while its report counts: the count is cancelled (its slot free
-    again) and one report.generate record with outcome "cancelled" is written all the same.
-    (Red before: no record.)"""
+    """A caller that goes away while its report counts: one report.generate record with outcome
+    "cancelled" is written all the same (red before: no record). Its count still holds its
+    connection until its statement ends on the server, and so still holds its slot: a caller
+    that cancels and asks again is busy meanwhile, not counting on a second connection (red
+    before: the slot was freed at the cancel, and cancel after cancel took every connection of
+    the pool); once the count ends the slot is free again."""
     month = this_month()
     where = main(stack)
     before = attempts(stack, month, where)
@@ -402,9 +405,22 @@ def test_a_report_cancelled_while_counting_is_recorded(stack, reports):
         assert fut.cancel()
         assert wait_for(lambda: len(attempts(stack, month, where)) > len(before) + 1, 30)
         assert attempts(stack, month, where) == before + [STARTED, ("cancelled", "", "-")]
+        assert refusal(lambda: reports.grpc(month)) == (
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "too many requests of this kind in progress (at most 1): retry later")
+        assert waiting_on_incident(stack)  # the cancelled count, still on its connection
     finally:
         release_holder(holder)
-    assert reports.grpc(month).month == month  # the slot is free again
+
+    def answered():
+        try:
+            return reports.grpc(month).month == month
+        except grpc.RpcError as e:  # busy until the gateway has read the count's end
+            assert e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, e
+            return False
+    assert wait_for(answered, 60), "the cancelled count's slot was never freed"
+    # the busy answers left no record; the report that was answered left its two
+    assert [a[0] for a in attempts(stack, month, where)[len(before) + 2:]] == ["started", "ok"]
 
 
 def test_pool_of_one_connection_refuses_reports(stack, reports):

@@ -575,6 +575,68 @@ static void test_prepared(void **state)
     gw_db_free(db);
 }
 
+/* The harness's connections that wait for a lock on table setup_locked. */
+static bool setup_waits(void *arg)
+{
+    PGconn *c = PQconnectdb(pg.conninfo);
+    PGresult *r;
+    bool all;
+
+    assert_true(PQstatus(c) == CONNECTION_OK);
+    r = PQexec(c, "SELECT count(*) FROM pg_locks WHERE relation = 'setup_locked'::regclass AND "
+                  "NOT granted");
+    assert_true(PQresultStatus(r) == PGRES_TUPLES_OK);
+    all = (unsigned)atoi(PQgetvalue(r, 0, 0)) == gw_db_pool_size(arg);
+    PQclear(r);
+    PQfinish(c);
+    return all;
+}
+
+static bool all_ready(void *arg)
+{
+    return gw_db_nready(arg) == gw_db_pool_size(arg);
+}
+
+/* A connection takes callers' requests only once its set-up is done, prepares included: while
+ * an operator's LOCK TABLE holds up the prepare of a statement that names the table, no
+ * connection is ready and a request is refused UNAVAILABLE (not sent behind the prepare, to wait
+ * with it); once the lock goes, every connection comes up and the request runs. Red with the
+ * session statement sent ahead of the prepares (ready while they wait). */
+static void test_set_up_includes_the_prepares(void **state)
+{
+    struct gw_db_stmt st = {.sql = "SELECT count(*) FROM setup_locked"};
+    PGconn *holder;
+    PGresult *r;
+    struct gw_db *db;
+    struct ctx c;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    admin_exec("CREATE TABLE IF NOT EXISTS setup_locked (x int)");
+    holder = PQconnectdb(pg.conninfo);
+    assert_true(PQstatus(holder) == CONNECTION_OK);
+    r = PQexec(holder, "BEGIN; LOCK TABLE setup_locked IN ACCESS EXCLUSIVE MODE");
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+    db = gw_db_new(base, &cfg);
+    assert_non_null(db);
+    assert_int_equal(gw_db_prepare(db, st.sql), 0);
+    assert_int_equal(gw_db_start(db), 0);
+    assert_true(run_until(setup_waits, db, 10000)); /* each connection's prepare waits */
+    assert_false(run_until(db_is_ready, db, 500));
+    assert_int_equal(gw_db_nready(db), 0);
+    memset(&c, 0, sizeof(c));
+    assert_int_equal(gw_db_exec(db, &st, 1, 0, done_cb, &c, NULL), GW_EUNAVAIL);
+    PQfinish(holder); /* the lock goes */
+    assert_true(run_until(db_is_ready, db, 10000));
+    exec_sync(db, &st, 1, 0, &c);
+    assert_int_equal(c.err, 0);
+    assert_string_equal(c.value, "0");
+    assert_true(run_until(all_ready, db, 10000));
+    gw_db_free(db);
+}
+
 static void test_cancel(void **state)
 {
     struct gw_db *db;
@@ -614,6 +676,50 @@ static void test_cancel(void **state)
     assert_string_equal(after.value, "fast");
     /* cancelling NULL is harmless */
     gw_db_cancel(NULL);
+    gw_db_free(db);
+}
+
+/* gw_db_rebind: a request already sent runs to its end and the new callback gets its outcome
+ * (the old one never runs); one still queued is dropped (false) and neither runs. What a report
+ * whose caller went away relies on to keep its place until its count has ended. */
+static void test_rebind(void **state)
+{
+    struct gw_db_stmt slow = {.sql = "SELECT 'slow' FROM pg_advisory_xact_lock(7003)"};
+    struct gw_db_stmt fast = {.sql = "SELECT 'fast'"};
+    struct ctx old_sent, new_sent, old_queued, new_queued, busy[8];
+    struct gw_db_req *hs = NULL, *hq = NULL;
+    struct gw_db *db;
+    PGconn *holder;
+    int i;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    holder = hold_lock("7003");
+    memset(&old_sent, 0, sizeof(old_sent));
+    memset(&new_sent, 0, sizeof(new_sent));
+    memset(&old_queued, 0, sizeof(old_queued));
+    memset(&new_queued, 0, sizeof(new_queued));
+    memset(busy, 0, sizeof(busy));
+    assert_int_equal(gw_db_exec(db, &slow, 1, GW_DB_SLOW, done_cb, &old_sent, &hs), 0);
+    for (i = 0; i < 4; i++) /* the other connection to its depth */
+        assert_int_equal(gw_db_exec(db, &slow, 1, 0, done_cb, &busy[i], NULL), 0);
+    assert_int_equal(gw_db_exec(db, &fast, 1, 0, done_cb, &old_queued, &hq), 0);
+    assert_int_equal(gw_db_pending(db), 6); /* the last one queued */
+    assert_true(gw_db_rebind(hs, done_cb, &new_sent));
+    assert_false(gw_db_rebind(hq, done_cb, &new_queued));
+    assert_int_equal(gw_db_pending(db), 5);
+    PQfinish(holder);
+    assert_true(run_until(db_idle, db, 20000));
+    assert_int_equal(old_sent.calls, 0);
+    assert_int_equal(new_sent.calls, 1);
+    assert_int_equal(new_sent.err, 0);
+    assert_string_equal(new_sent.value, "slow");
+    assert_int_equal(old_queued.calls + new_queued.calls, 0);
+    for (i = 0; i < 4; i++)
+        assert_int_equal(busy[i].calls, 1);
+    assert_false(gw_db_rebind(NULL, done_cb, &new_sent));
     gw_db_free(db);
 }
 
@@ -724,7 +830,9 @@ int main(void)
         cmocka_unit_test(test_prepared),
         cmocka_unit_test(test_slow_request_runs_alone),
         cmocka_unit_test(test_report_transaction),
+        cmocka_unit_test(test_set_up_includes_the_prepares),
         cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_rebind),
         cmocka_unit_test(test_queue_full),
         cmocka_unit_test(test_connect_refused_then_up),
         cmocka_unit_test(test_server_restart),
