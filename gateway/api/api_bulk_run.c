@@ -202,12 +202,19 @@ static void cancel_cb(void *arg)
     cleanup(arg);
 }
 
+/* Ends the run with err. Once it streams its request is spent: the database out of reach, or
+ * its queue full, is then not the "retrying is safe" of a call that did nothing. */
 static void fail(struct brun *r, int err, const char *field, enum gw_rule rule)
 {
     struct gw_fault f;
     char why[256];
 
     gw_call_set_cancel(r->call, NULL, NULL);
+    if (r->streaming && (err == GW_EUNAVAIL || err == GW_EQUEUEFULL)) {
+        err = GW_EUNAVAIL;
+        field = NULL;
+        rule = GW_RULE_BULK_RUN_CUT;
+    }
     if (r->streaming) {
         (void)gw_fault_set(&f, err, NULL, field, rule);
         gw_fault_format(&f, why, sizeof(why));

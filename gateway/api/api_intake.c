@@ -64,12 +64,20 @@ static void item_root(const struct item *it, char root[32])
         snprintf(root, 32, "waybill");
 }
 
-/* Refuses the item with f (whose field path starts at the item's root). */
+/* Refuses the item with f (whose field path starts at the item's root). A full queue has one
+ * wording and no field; a batch's item still says which item it is, as its other refusals do. */
 static void refuse_fault(struct item *it, const struct gw_fault *f)
 {
+    char root[32];
+    int n = 0;
+
     it->fault = *f;
     it->code = gw_fault_status(f);
-    gw_fault_format(f, it->msg, sizeof(it->msg));
+    if (f->code == GW_EQUEUEFULL && it->in->batch) {
+        item_root(it, root);
+        n = snprintf(it->msg, sizeof(it->msg), "%s: ", root);
+    }
+    gw_fault_format(f, it->msg + n, sizeof(it->msg) - (size_t)n);
 }
 
 /* Refuses the item for rule at <root>.<field> (field may be NULL: the waybill as a whole). */

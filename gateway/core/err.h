@@ -213,6 +213,7 @@ enum gw_rule {
     GW_RULE_BULK_SELECTION_CHANGED,
     GW_RULE_BULK_SELECTION_GREW,
     GW_RULE_BULK_RUN_OVER,
+    GW_RULE_BULK_RUN_CUT,
     GW_RULE_BULK_FIELDS,
     GW_RULE_BULK_TOO_MANY_IDS, /* (bound) */
     /* lawful access and the monthly report (Art. 16, 17) */

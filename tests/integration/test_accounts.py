@@ -879,10 +879,12 @@ def test_a_full_database_queue_is_the_same_answer_in_every_handler(stack, admin)
             e = rpc_error(fn)
             answers[method] = (e.code(), e.details())
         batch = submit_batch([new_waybill(stack, "a"), new_waybill(stack, "a")])
-        answers["SubmitBatch"] = {(grpc.StatusCode.UNAVAILABLE if r.code == 14 else r.code,
-                                   r.message) for r in batch.results}
+        answers["SubmitBatch"] = [(grpc.StatusCode.UNAVAILABLE if r.code == 14 else r.code,
+                                   r.message) for r in batch.results]
+        # each item still says which it is (red before: the bare wording)
         assert answers == {"Submit": QUEUE_FULL, "Get": QUEUE_FULL, "RequestBulk": QUEUE_FULL,
-                           "SubmitBatch": {QUEUE_FULL}}, answers
+                           "SubmitBatch": [(QUEUE_FULL[0], "waybills[%d]: %s" % (i, QUEUE_FULL[1]))
+                                           for i in range(2)]}, answers
         release_holder(holder)
         for t in threads:
             t.join(180)

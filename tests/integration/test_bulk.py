@@ -926,16 +926,22 @@ def test_a_run_over_its_recorded_count_stops_mid_stream(stack, people):
     assert wait_for(lambda: stack.psql(grew), 30) == ["high|1"]  # written by the incident queue
 
 
-@pytest.mark.parametrize("how,days", [("cancel", 24), ("database", 25)])
+CUT = ("the database could not be reached part way through the run: it stopped, is recorded as "
+       "stopped with the records sent so far, and cannot be run again; request it again")
+
+
+@pytest.mark.parametrize("how,days", [("cancel", 24), ("database", 25), ("lost", 26)])
 def test_a_run_stopped_after_its_record_says_so(stack, people, how, days):
     """A run whose bulk.run record committed, stopped before its first page was read: the claim
     waits on the request's row (held by the test) while the test locks the route table, which
     every page read joins; once the claim commits the header is sent and the first page waits.
     Then the client cancels (the gateway's log says the call was cancelled before the lock is
     let go), or the page read fails in the database (the statements waiting for route are
-    cancelled by a superuser until the run ends: INTERNAL, not read). Either way a second bulk.run record, outcome
-    stopped, counts the records the client could have read (none) and says why, and the request
-    was used."""
+    cancelled by a superuser until the run ends: INTERNAL, not read), or its session is lost
+    (terminated by a superuser: UNAVAILABLE, worded for a run whose request is spent, not the
+    "retrying is safe" of a call that did nothing; red before). Each way a second bulk.run
+    record, outcome stopped, counts the records the client could have read (none) and says why,
+    and the request was used."""
     pb = stack.pb
     t = PICKUP - days * 86400
     on_day(stack, t, 3)
@@ -980,14 +986,19 @@ def test_a_run_stopped_after_its_record_says_so(stack, people, how, days):
 
             th = threading.Thread(target=read_on)
             th.start()
-            cancel = ("SELECT pg_cancel_backend(pid) FROM pg_locks WHERE relation = "
-                      "'route'::regclass AND NOT granted")
+            cancel = ("SELECT pg_%s_backend(pid) FROM pg_locks WHERE relation = "
+                      "'route'::regclass AND NOT granted"
+                      % ("cancel" if how == "database" else "terminate"))
             assert wait_for(lambda: stack.psql(cancel, uri=superuser_uri(stack)) and ended, 60,
                             0.1), "the run did not end"
             th.join(60)
             route.close()
-            assert ended == {"err": (grpc.StatusCode.INTERNAL, "the waybill could not be read")}
-            why = "the waybill could not be read"
+            if how == "database":
+                why = "the waybill could not be read"
+                assert ended == {"err": (grpc.StatusCode.INTERNAL, why)}
+            else:
+                why = CUT
+                assert ended == {"err": (grpc.StatusCode.UNAVAILABLE, why)}
     finally:
         if call is not None:
             call.cancel()
