@@ -23,62 +23,90 @@ static void report_usage(FILE *f)
             "  operations, lawful-access counts (no details), incidents by severity, destruction\n"
             "  records and records destroyed, account and principal changes, refused attempts,\n"
             "  and the suspicious-list size. JSON (default) or CSV on stdout, once its\n"
-            "  report.generate audit record (chain 'ctl', actor --actor or $USER) is written.\n"
+            "  report.generate audit record (chain 'ctl', actor --actor or $USER) is written:\n"
+            "  outcome started before anything is counted, then ok, or failed with the reason.\n"
             "  CONNINFO defaults to $WAYGATE_PGURI.\n");
 }
 
-/* The report.generate record (chain 'ctl'), in a transaction of its own after the counts' one:
- * the counts are read in one REPEATABLE READ snapshot, which must not also pick the chain's next
- * sequence number (a record appended meanwhile would be invisible to it). */
-static int record(struct gw_admin *a, const char *actor, const char *month, char *err,
-                  size_t errlen)
+/* A report.generate record of the attempt (chain 'ctl'), in a transaction of its own: the counts
+ * are read in one REPEATABLE READ snapshot, which must not also pick the chain's next sequence
+ * number (a record appended meanwhile would be invisible to it). */
+static int record(struct gw_admin *a, const char *actor, const char *month, const char *outcome,
+                  const char *detail, char *err, size_t errlen)
 {
     struct gw_audit_rec rec = {.actor = actor,
                                .peer = "local",
                                .action = "report.generate",
                                .object = month,
                                .count = -1,
-                               .outcome = "ok",
-                               .detail = "waygatectl report monthly"};
+                               .outcome = outcome,
+                               .detail = detail};
 
     return gw_admin_audit(a, &rec, ctl_audit_key(), NULL, err, errlen);
 }
 
+/* The counts of r's month, in a read-only snapshot of their own. */
+static int count(struct gw_admin *a, struct gw_report *r, char *err, size_t errlen)
+{
+    int rc = gw_admin_begin(a, err, errlen);
+
+    if (rc == 0)
+        rc = gw_admin_report(a, r, err, errlen);
+    if (rc == 0)
+        rc = gw_admin_commit(a, err, errlen);
+    if (rc != 0)
+        gw_admin_rollback(a);
+    return rc;
+}
+
+/* As the gateway's Compliance.Report does (Art. 33): the attempt's start is recorded before
+ * anything is counted (a CLI killed while it counts leaves the start); then exactly one outcome,
+ * "failed" (with the words printed, never a value) or "ok", and the report is printed only once
+ * that "ok" committed. Returns a GW_CTL_* code. */
 static int report_monthly(const char *conninfo, const char *month, bool csv, const char *actor)
 {
+    static const char what[] = "waygatectl report monthly";
     struct gw_report r;
     struct gw_admin *a;
-    char err[512], doc[GW_REPORT_DOC_MAX];
-    size_t len;
+    char err[512], why[600], doc[GW_REPORT_DOC_MAX];
+    size_t len = 0;
     int rc;
 
     memset(&r, 0, sizeof(r));
     if (gw_report_month(month, &r.from_us, &r.to_us) != 0) {
-        fprintf(stderr, "waygatectl report monthly: --month: must be YYYY-MM (year 2000 or later)"
-                        "\n");
+        fprintf(stderr, "%s: --month: must be YYYY-MM (year 2000 or later)\n", what);
         return GW_CTL_USAGE;
     }
     snprintf(r.month, sizeof(r.month), "%s", month);
+    actor = ctl_admin_actor(actor);
     rc = ctl_admin_db("report", conninfo, &a);
     if (rc != 0)
         return rc;
-    rc = gw_admin_begin(a, err, sizeof(err));
-    if (rc == 0)
-        rc = gw_admin_report(a, &r, err, sizeof(err));
-    if (rc == 0)
-        rc = gw_admin_commit(a, err, sizeof(err));
-    if (rc == 0)
-        rc = record(a, ctl_admin_actor(actor), r.month, err, sizeof(err));
-    gw_admin_free(a);
-    if (rc != 0) {
-        fprintf(stderr, "waygatectl report monthly: the database refused: %s\n", err);
+    if (record(a, actor, r.month, "started", what, err, sizeof(err)) != 0) {
+        fprintf(stderr, "%s: its start could not be recorded, nothing was counted: %s\n", what,
+                err);
+        gw_admin_free(a);
         return GW_CTL_FAIL;
     }
-    r.generated_at = (int64_t)time(NULL);
-    rc = csv ? gw_report_csv(&r, doc, sizeof(doc), &len)
-             : gw_report_json(&r, doc, sizeof(doc), &len);
+    if (count(a, &r, err, sizeof(err)) != 0) {
+        snprintf(why, sizeof(why), "the database refused: %s", err);
+    } else {
+        r.generated_at = (int64_t)time(NULL);
+        rc = csv ? gw_report_csv(&r, doc, sizeof(doc), &len)
+                 : gw_report_json(&r, doc, sizeof(doc), &len);
+        snprintf(why, sizeof(why), "%s", rc != 0 ? "the report did not fit its buffer" : "");
+    }
+    if (why[0] != '\0') {
+        if (record(a, actor, r.month, "failed", why, err, sizeof(err)) != 0)
+            fprintf(stderr, "%s: its failure could not be recorded either: %s\n", what, err);
+        fprintf(stderr, "%s: %s\n", what, why);
+        gw_admin_free(a);
+        return GW_CTL_FAIL;
+    }
+    rc = record(a, actor, r.month, "ok", what, err, sizeof(err));
+    gw_admin_free(a);
     if (rc != 0) {
-        fprintf(stderr, "waygatectl report monthly: the report did not fit its buffer\n");
+        fprintf(stderr, "%s: the report was not recorded, so not printed: %s\n", what, err);
         return GW_CTL_FAIL;
     }
     fwrite(doc, 1, len, stdout);

@@ -613,3 +613,66 @@ def test_a_report_cancelled_while_its_start_is_written_is_recorded(stack, report
     assert wait_for(lambda: len(attempts(stack, month, main(stack))) > len(before) + 1, 30)
     assert attempts(stack, month, main(stack)) == before + [STARTED, ("cancelled", "", "-")]
     assert reports.grpc(month).month == month
+
+
+def test_the_cli_records_its_start_before_it_counts(stack, reports):
+    """`waygatectl report monthly` as the gateway's Report (Art. 33): its report.generate record
+    with outcome started (chain 'ctl') commits before anything is counted, so a run killed while
+    it counts leaves it; a count that fails leaves a "failed" record with the words printed and
+    prints no report; one that counts leaves "ok" after its start. (Red before: one record, after
+    the count, and nothing for a count that failed.)"""
+    import os
+    import signal
+    import subprocess
+    from conftest import BUILD
+
+    month = this_month()
+    where = "chain = 'ctl'"
+    su = superuser_uri(stack)
+    started = ("started", "waygatectl report monthly", "-")
+    env = dict(os.environ, WAYGATE_KEYRING=stack.env["WAYGATE_KEYRING"])
+
+    def run_held(then):
+        """A CLI report whose count waits on the incident table's lock; then(process, pid of its
+        waiting backend) while it waits; returns (returncode, stdout, stderr)."""
+        holder = hold_incident_table(stack)
+        p = None
+        try:
+            p = subprocess.Popen([os.path.join(BUILD, "waygatectl"), "report", "monthly",
+                                  "--month", month, "--db", stack.pguri, "--actor", "it-cli"],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                 stderr=subprocess.PIPE, text=True, env=env)
+            assert wait_for(lambda: waiting_on_incident(stack), 30), "the count never waited"
+            assert attempts(stack, month, where)[-1] == started  # before anything was counted
+            pid = stack.psql("SELECT pid FROM pg_locks WHERE relation = 'incident'::regclass "
+                             "AND NOT granted", uri=su)
+            assert len(pid) == 1, pid
+            then(p, pid[0])
+            out, err = p.communicate(timeout=60)
+            return p.returncode, out, err
+        finally:
+            if p is not None and p.poll() is None:
+                p.kill()
+                p.wait(60)
+            release_holder(holder)
+
+    # killed while it counts: the start stays, with no outcome after it
+    before = attempts(stack, month, where)
+    rc, out, _ = run_held(lambda p, pid: p.send_signal(signal.SIGKILL))
+    assert rc == -signal.SIGKILL and out == ""
+    assert attempts(stack, month, where) == before + [started]
+
+    # its count cancelled in the database: "failed", the words printed, no report
+    before = attempts(stack, month, where)
+    rc, out, err = run_held(lambda p, pid: stack.psql("SELECT pg_cancel_backend(%s)" % pid,
+                                                      uri=su))
+    assert (rc, out) == (1, "") and err.startswith("waygatectl report monthly: "), err
+    why = err.strip().split(": ", 1)[1]
+    assert why.startswith("the database refused: ") and \
+        "canceling statement due to user request" in why, why
+    assert attempts(stack, month, where) == before + [started, ("failed", why, "-")]
+
+    # one that counts: its start, then "ok", and the report
+    before = attempts(stack, month, where)
+    assert json.loads(reports.cli(month))["month"] == month
+    assert attempts(stack, month, where) == before + [started, ("ok", started[1], "-")]
