@@ -409,11 +409,17 @@ static bool in_bulk_scope(struct brun *r, const struct gw_store_row *row)
     return gw_policy_in_bulk_scope(gw_call_policy(r->call), gw_call_principal(r->call), &rec);
 }
 
-/* The frozen selection grew while the run read it: past the records of the request's second as
- * counted a moment before, which only a changed request or waybill row (or a transaction that
- * committed a record of that second this late) can do. Like a record that fails authentication,
- * a sign that stored data changed under the gateway: a high incident, beside the stopped
- * record. */
+/* The frozen selection grew: past the approved count when the run counts it, or, while the run
+ * reads it, past the records counted a moment before. Only a changed request or waybill row (or a
+ * transaction that committed a record of the request's second this late) can do that. Like a
+ * record that fails authentication, a sign that stored data changed under the gateway: a high
+ * incident, beside the refused or stopped record. */
+static void grew_incident(struct brun *r, const char *detail)
+{
+    GW_LOG(GW_LOG_WARN, "bulk", gw_call_log_ctx(r->call), "%s", detail);
+    gw_api_incident(r->call, "high", "bulk_selection_grew", detail, NULL);
+}
+
 static void run_over_incident(struct brun *r)
 {
     char detail[200];
@@ -422,8 +428,21 @@ static void run_over_incident(struct brun *r)
              "bulk request %s selected more records than the %" PRId64
              " its bulk.run record counts; the run stopped",
              r->id, r->run_count);
-    GW_LOG(GW_LOG_WARN, "bulk", gw_call_log_ctx(r->call), "%s", detail);
-    gw_api_incident(r->call, "high", "bulk_selection_grew", detail, NULL);
+    grew_incident(r, detail);
+}
+
+/* The run counted more than was approved: refused before anything is released or destroyed. */
+static void refuse_grown(struct brun *r, int64_t count)
+{
+    char detail[200];
+
+    snprintf(detail, sizeof(detail),
+             "bulk request %s selects %" PRId64 " records, more than the %" PRId64
+             " approved; the run was refused",
+             r->id, count, r->record_count);
+    grew_incident(r, detail);
+    refuse(r, "selects more records than approved", GW_EPRECOND, "request_id",
+           GW_RULE_BULK_SELECTION_GREW);
 }
 
 static void rows_cb(void *arg, int err, const struct gw_store_row *rows, size_t n)
@@ -572,8 +591,7 @@ static void counted_for_destroy_cb(void *arg, int err, int64_t count)
         return;
     }
     if (count > r->record_count) { /* bulk_destroy (sql/022) refuses it too */
-        refuse(r, "selects more records than approved", GW_EPRECOND, "request_id",
-               GW_RULE_BULK_SELECTION_GREW);
+        refuse_grown(r, count);
         return;
     }
     r->record_count = count;
@@ -664,8 +682,7 @@ static void counted_for_export_cb(void *arg, int err, int64_t count)
         return;
     }
     if (count > r->record_count) {
-        refuse(r, "selects more records than approved", GW_EPRECOND, "request_id",
-               GW_RULE_BULK_SELECTION_GREW);
+        refuse_grown(r, count);
         return;
     }
     r->run_count = count;

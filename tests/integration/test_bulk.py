@@ -650,6 +650,13 @@ def test_export_selecting_more_than_approved_is_refused(stack, people):
         "approved"]
     assert audit_rows(stack, "bulk.run", r.request_id) == [
         "refused|%s||%s" % (stack.account(REQUESTER)[0], r.request_id)]
+    # a sign that stored data changed (the frozen selection grew): a high incident naming the
+    # request and both counts (red before: none)
+    grew = ("SELECT severity, count, detail FROM incident WHERE kind = 'bulk_selection_grew' "
+            "AND detail LIKE '%%%s%%'" % r.request_id)
+    assert wait_for(lambda: stack.psql(grew), 30) == [
+        "high|1|bulk request %s selects 3 records, more than the 2 approved; the run was "
+        "refused" % r.request_id]
 
 
 @pytest.mark.parametrize("op,days", [(1, 21), (3, 22)], ids=["export", "destroy"])
