@@ -13,6 +13,7 @@
 #include "audit.h"
 #include "config.h"
 #include "log.h"
+#include "policy.h"
 #include "refusals.h"
 #include "text.h"
 
@@ -185,6 +186,8 @@ void gw_admin_record_refusal(struct gw_app *app, const struct gw_acct_log *l, co
     r.count = -1;
     r.outcome = strcmp(l->outcome, "error") == 0 ? "failed" : "refused";
     r.detail = l->detail;
+    /* refused over a lawful_access account's token: its call is confidential (call.c, confide) */
+    r.confidential = l->role != NULL && gw_policy_confidential_role(l->role);
     if (app->refusals != NULL) {
         gw_refusals_record(app->refusals, l, &r); /* a flood of them is counted, not queued */
         return;

@@ -66,6 +66,7 @@ static void login_rec(const struct adm *a, bool ok, struct gw_audit_rec *r)
     r->role = a->role[0] ? a->role : NULL;
     r->cert = p->cert[0] ? p->cert : p->name[0] ? p->name : NULL;
     r->branch = a->branch[0] ? a->branch : NULL;
+    r->confidential = r->confidential || gw_policy_confidential_role(a->role); /* lawful access */
 }
 
 static void record_raced_login(struct adm *a)

@@ -22,6 +22,9 @@ void gw_api_record_init(struct gw_call *call, const char *action, struct gw_audi
     r->action = action;
     r->count = -1;
     r->outcome = "ok";
+    /* every record of a confidential call (a lawful_access account's, call.h) is marked so,
+     * whatever it records: its Logins and refusals as much as its reads (Art. 16) */
+    r->confidential = gw_call_confidential(call);
 }
 
 void gw_api_log_unrecorded(struct gw_call *call, int err, const char *sqlstate)

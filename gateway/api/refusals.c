@@ -12,6 +12,7 @@
 
 #include "alloc.h"
 #include "log.h"
+#include "policy.h"
 
 /* The text fields of an entry, in one order: l's, then rec's. The peer (both) is the only field
  * not compared: a caller's every connection has its own port. */
@@ -211,6 +212,8 @@ static void rebuild(const struct entry *e, struct gw_acct_log *l, struct gw_audi
                                .approval = f[F_R_APPROVAL],
                                .outcome = f[F_R_OUTCOME],
                                .detail = f[F_R_DETAIL]};
+    /* as gw_admin_record_refusal marks it: the role is one of the fields an entry is keyed on */
+    r->confidential = r->role != NULL && gw_policy_confidential_role(r->role);
 }
 
 /* ---- the window ---- */

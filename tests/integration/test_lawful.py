@@ -596,6 +596,13 @@ def test_incidents_of_lawful_calls_name_no_lawful_access(stack, lawful):
             "'|' || coalesce(peer, '-') FROM audit_record WHERE action = 'incident' AND at_us >= "
             "%d AND object IN ('account_locked', 'decryption_failure', 'key_unavailable')"
             % start_us) == ["gateway|-|-|-"]
+        # the refused Logins sent with the officer's token are recorded as confidential, like
+        # every record of the officer's calls, its own logins among them (red before: 'f')
+        fails = ("SELECT DISTINCT confidential FROM audit_record WHERE action = 'login.fail' AND "
+                 "object = '%s' AND at_us >= %d" % (victim, start_us))
+        assert wait_for(lambda: stack.psql(fails) == ["t"], 30), stack.psql(fails)
+        assert stack.psql("SELECT DISTINCT confidential FROM audit_record WHERE action = "
+                          "'login.ok' AND actor = '%s'" % officer) == ["t"]
         # which record, under which case: in the case's confidential trail only
         assert wait_for(lambda: sorted(r for r in records(stack, case.case_id, "lawful.read")
                                        if r[1] == "failed") ==
