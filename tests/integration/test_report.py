@@ -218,6 +218,23 @@ def waiting_on_incident(stack):
                       "AND NOT granted") != ["0"]
 
 
+def report_future(stack, reports, month, request_id=None, addr=None):
+    """The auditor's Report of month, under way (its future)."""
+    pb = stack.pb.compliance
+    call = stack.channel(reports.via, addr=addr).unary_unary(
+        REPORT, request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=pb.ReportResponse.FromString)
+    md = reports.md + ([("x-request-id", request_id)] if request_id else [])
+    return call.future(pb.ReportRequest(month=month), timeout=120, metadata=md)
+
+
+def report_counting(stack, reports, month, addr=None):
+    """A Report of month whose count waits on the incident table (hold_incident_table held)."""
+    fut = report_future(stack, reports, month, addr=addr)
+    assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+    return fut
+
+
 def generated(stack, month, chain_cond="chain <> 'ctl'"):
     return stack.psql("SELECT coalesce(detail, '') FROM audit_record WHERE action = "
                       "'report.generate' AND object = '%s' AND %s ORDER BY recorded_at, seq"
@@ -243,15 +260,10 @@ def test_a_report_counting_holds_up_no_audited_write(stack, reports, revealable)
     counts had a transaction of their own they ran in the audit writer's, and the Reveal waited
     for the lock too (DEADLINE_EXCEEDED here)."""
     month = this_month()
-    pb = stack.pb.compliance
     before = generated(stack, month)
     holder = hold_incident_table(stack)
     try:
-        ch = stack.channel(reports.via)
-        call = ch.unary_unary(REPORT, request_serializer=lambda m: m.SerializeToString(),
-                              response_deserializer=pb.ReportResponse.FromString)
-        fut = call.future(pb.ReportRequest(month=month), timeout=120, metadata=reports.md)
-        assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+        fut = report_counting(stack, reports, month)
 
         r = reveal(stack, "courier_b", revealable.waybill_no, "recipient.phone")
         assert r.value == revealable.recipient.phone and r.audit_seq > 0
@@ -363,12 +375,7 @@ def test_a_report_whose_count_fails_is_recorded_as_failed(stack, reports):
     su = superuser_uri(stack)
     holder = hold_incident_table(stack)
     try:
-        ch = stack.channel(reports.via)
-        pb = stack.pb.compliance
-        call = ch.unary_unary(REPORT, request_serializer=lambda m: m.SerializeToString(),
-                              response_deserializer=pb.ReportResponse.FromString)
-        fut = call.future(pb.ReportRequest(month=month), timeout=120, metadata=reports.md)
-        assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+        fut = report_counting(stack, reports, month)
         pid = stack.psql("SELECT pid FROM pg_locks WHERE relation = 'incident'::regclass AND "
                          "NOT granted", uri=su)
         assert len(pid) == 1, pid
@@ -396,12 +403,7 @@ def test_a_report_cancelled_while_counting_is_recorded(stack, reports):
     before = attempts(stack, month, where)
     holder = hold_incident_table(stack)
     try:
-        ch = stack.channel(reports.via)
-        pb = stack.pb.compliance
-        call = ch.unary_unary(REPORT, request_serializer=lambda m: m.SerializeToString(),
-                              response_deserializer=pb.ReportResponse.FromString)
-        fut = call.future(pb.ReportRequest(month=month), timeout=120, metadata=reports.md)
-        assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+        fut = report_counting(stack, reports, month)
         assert fut.cancel()
         assert wait_for(lambda: len(attempts(stack, month, where)) > len(before) + 1, 30)
         assert attempts(stack, month, where) == before + [STARTED, ("cancelled", "", "-")]
@@ -465,15 +467,6 @@ def audit_unwritable(stack):
 
 UNRECORDED = ("no report was made, and the attempt could not be recorded either (every report "
               "attempt is recorded before it is answered); retry later")
-
-
-def report_future(stack, reports, month, request_id=None):
-    pb = stack.pb.compliance
-    call = stack.channel(reports.via).unary_unary(
-        REPORT, request_serializer=lambda m: m.SerializeToString(),
-        response_deserializer=pb.ReportResponse.FromString)
-    md = reports.md + ([("x-request-id", request_id)] if request_id else [])
-    return call.future(pb.ReportRequest(month=month), timeout=120, metadata=md)
 
 
 def revoke_audit_insert(stack):
@@ -567,12 +560,7 @@ def test_a_gateway_that_dies_while_counting_leaves_the_start(stack, reports):
     month = this_month()
     holder = hold_incident_table(stack)
     try:
-        pb = stack.pb.compliance
-        call = stack.channel(reports.via, addr=gw.addr).unary_unary(
-            REPORT, request_serializer=lambda m: m.SerializeToString(),
-            response_deserializer=pb.ReportResponse.FromString)
-        fut = call.future(pb.ReportRequest(month=month), timeout=120, metadata=reports.md)
-        assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
+        fut = report_counting(stack, reports, month, addr=gw.addr)
         assert attempts(stack, month, where) == [STARTED]
         gw.proc.kill()
         gw.proc.wait(30)
