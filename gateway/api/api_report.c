@@ -98,11 +98,14 @@ static void slot_free(struct report *rp)
     rp->slot = false;
 }
 
-/* A count whose caller went away has ended on the server: its slot is free. */
-static void count_ended(void *arg)
+/* A count whose caller went away has ended on the server (or its connection was lost): its slot
+ * is free. */
+static void count_ended(void *arg, int err, const struct gw_db_result *res)
 {
     struct gw_app *app = arg;
 
+    (void)err;
+    (void)res;
     app->reports_counting--;
 }
 

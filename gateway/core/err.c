@@ -175,9 +175,9 @@ static const char *const rule_text[GW_RULE_COUNT] = {
                                     "released; request it again",
     [GW_RULE_BULK_RUN_OVER] = "the run stopped before releasing more records than it recorded; "
                               "request it again",
-    [GW_RULE_BULK_RUN_CUT] = "the database could not be reached part way through the run: it "
-                             "stopped, is recorded as stopped with the records sent so far, and "
-                             "cannot be run again; request it again",
+    [GW_RULE_BULK_RUN_CUT] = "the run stopped part way (the database unavailable, or the "
+                             "gateway's queue for it full): it is recorded as stopped with the "
+                             "records sent so far and cannot be run again; request it again",
     [GW_RULE_BULK_FIELDS] = "field selection is not implemented: an export holds the role's "
                             "whole view",
     [GW_RULE_BULK_TOO_MANY_IDS] = "lists too many record ids (at most %)",

@@ -13,6 +13,7 @@
 #include "report.h"
 #include "store_admin.h"
 #include "store_report.h"
+#include "text.h"
 
 static void report_usage(FILE *f)
 {
@@ -89,7 +90,9 @@ static int report_monthly(const char *conninfo, const char *month, bool csv, con
         return GW_CTL_FAIL;
     }
     if (count(a, &r, err, sizeof(err)) != 0) {
-        snprintf(why, sizeof(why), "the database refused: %s", err);
+        /* the server's words, escaped: whole UTF-8 only, as a record's text must be */
+        size_t n = gw_text_copy(why, sizeof(why), "the database refused: ");
+        (void)gw_text_escape(why + n, sizeof(why) - n, err, strlen(err));
     } else {
         r.generated_at = (int64_t)time(NULL);
         rc = csv ? gw_report_csv(&r, doc, sizeof(doc), &len)

@@ -179,8 +179,10 @@ int gw_db_prepare(struct gw_db *db, const char *sql)
         return GW_ENOMEM;
     snprintf(p->name, sizeof(p->name), "gw_p%d", db->nprepared);
     db->nprepared++;
+    /* to connections set up already: one still setting up would have it behind its session
+     * statement, ready with a prepare out (it sends this text unprepared until it reconnects) */
     for (i = 0; i < db->pool_size; i++)
-        if (db->conns[i].state == CONN_READY)
+        if (db->conns[i].state == CONN_READY && db->conns[i].pinned)
             gw_db_conn_send_prepare(&db->conns[i], db->nprepared - 1);
     return 0;
 }

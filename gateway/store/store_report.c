@@ -85,7 +85,6 @@ struct gw_store_report_req {
     struct gw_db_req *dbreq;
     struct gw_report *r;
     gw_store_report_cb cb;
-    void (*ended)(void *); /* detached: instead of cb */
     void *arg;
 };
 
@@ -143,29 +142,12 @@ int gw_store_report_read(struct gw_db *db, struct gw_report *r, uint32_t timeout
     return 0;
 }
 
-/* The end of a read whose caller went away. */
-static void detached_done_cb(void *arg, int err, const struct gw_db_result *res)
+bool gw_store_report_detach(struct gw_store_report_req *req, gw_db_done_cb ended, void *arg)
 {
-    struct gw_store_report_req *q = arg;
-    void (*ended)(void *) = q->ended;
-    void *endarg = q->arg;
+    bool sent = gw_db_rebind(req->dbreq, ended, arg);
 
-    (void)err;
-    (void)res;
-    gw_free(q);
-    ended(endarg);
-}
-
-bool gw_store_report_detach(struct gw_store_report_req *req, void (*ended)(void *), void *arg)
-{
-    req->r = NULL;
-    req->cb = NULL;
-    req->ended = ended;
-    req->arg = arg;
-    if (gw_db_rebind(req->dbreq, detached_done_cb, req))
-        return true;
-    gw_free(req);
-    return false;
+    gw_free(req); /* nothing of it is read again: the request's outcome goes to ended alone */
+    return sent;
 }
 
 static PGresult *run(struct gw_admin *a, const char *sql, int n, const char *const *vals,

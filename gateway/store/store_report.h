@@ -59,12 +59,12 @@ typedef void (*gw_store_report_cb)(void *arg, int err);
 int gw_store_report_read(struct gw_db *db, struct gw_report *r, uint32_t timeout_ms,
                          gw_store_report_cb cb, void *arg,
                          struct gw_store_report_req **out) GW_MUST_CHECK;
-/* Its caller went away: nothing more is read into its gw_report and cb never runs. A read still
- * queued is dropped (false). One already sent still holds its connection until its statement
- * ends on the server (by its statement_timeout at the latest): ended(arg) runs then (true), so
- * that the caller's bound on counts running at once holds until they have. Never after cb ran;
- * req not NULL. */
-bool gw_store_report_detach(struct gw_store_report_req *req, void (*ended)(void *), void *arg);
+/* Its caller went away: nothing more is read into its gw_report, cb never runs and req is freed.
+ * A read still queued is dropped (false). One already sent still holds its connection until its
+ * statement ends on the server (by its statement_timeout, or when the connection is found lost):
+ * ended(arg, ...) runs then (true), so that the caller's bound on counts running at once holds
+ * until they have. Never after cb ran; req not NULL. */
+bool gw_store_report_detach(struct gw_store_report_req *req, gw_db_done_cb ended, void *arg);
 
 /* CLI: runs both statements for r->from_us..r->to_us on a's connection and fills r. As the first
  * statements of the caller's open transaction (gw_admin_begin), they set it REPEATABLE READ, so
