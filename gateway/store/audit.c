@@ -517,45 +517,11 @@ static void schedule_retry(struct gw_audit *a)
 static void announce(struct gw_audit *a);
 static void queue_break(struct gw_audit *a, const char *why);
 
-/* Whether this writer's key signed a checkpoint over the head h (its seq and stored hash; own:
- * the rows of recover's get_own): then the head is one it wrote (a drain ends with one). */
+/* Whether this writer's key signed a checkpoint over the head h (own: the rows of recover's
+ * get_own): then the head is one it wrote (a drain ends with one). */
 static bool head_signed(const struct gw_audit *a, const PGresult *own, const struct gw_audit_row *h)
 {
-    struct gw_audit_ckpt c;
-    uint8_t msg[256];
-    size_t len = 0;
-    if (PQntuples(own) != 1 || gw_audit_read_ckpt(own, 0, a->chain, &c) != 0 ||
-        c.seq != h->link.seq || memcmp(c.head, h->hash, GW_AUDIT_HASH_LEN) != 0 ||
-        gw_audit_checkpoint_msg(a->chain, c.seq, c.head, c.at_us, msg, sizeof msg, &len) != 0)
-        return false;
-    return gw_sign_verify(a->pub, a->publen, msg, len, c.sig, c.siglen) == 0;
-}
-
-/* Why the head (row 0 of res; row 1, when there is one, the record before it) must not be
- * chained onto, or NULL when it may: its content must give its stored hash, and its prev_hash
- * must be its predecessor's stored hash (32 zero bytes at seq 1). Whoever may insert records
- * into this chain (the gateway's database role) could otherwise put a junk row at the next seq,
- * and the link this writer added would vouch for it. */
-static const char *head_fault(const PGresult *res, struct gw_audit_row *h)
-{
-    static const uint8_t zero[GW_AUDIT_HASH_LEN];
-    struct gw_audit_row p;
-    uint8_t hash[GW_AUDIT_HASH_LEN];
-    if (gw_audit_read_row(res, 0, h) != 0)
-        return "its stored hash or prev_hash is not 32 bytes";
-    if (gw_audit_rec_hash(&h->rec, &h->link, hash) != 0)
-        return "not a record the audit format can hold";
-    if (memcmp(hash, h->hash, GW_AUDIT_HASH_LEN) != 0)
-        return "its content does not match its hash";
-    if (h->link.seq == 1)
-        return memcmp(h->link.prev_hash, zero, GW_AUDIT_HASH_LEN) == 0
-                   ? NULL
-                   : "its prev_hash is not 32 zero bytes";
-    if (PQntuples(res) < 2 || gw_audit_read_row(res, 1, &p) != 0 || p.link.seq != h->link.seq - 1)
-        return "the record before it is missing";
-    if (memcmp(h->link.prev_hash, p.hash, GW_AUDIT_HASH_LEN) != 0)
-        return "its prev_hash is not the hash of the record before it";
-    return NULL;
+    return gw_audit_head_signed(own, a->chain, h, a->pub, a->publen);
 }
 
 /* Takes the stored head (head: recover's get_head; own: get_own) as the one to chain onto, or,
@@ -571,7 +537,7 @@ static const char *take_head(struct gw_audit *a, const PGresult *head, const PGr
         memset(a->head_hash, 0, sizeof a->head_hash);
         return NULL;
     }
-    why = head_fault(head, &h);
+    why = gw_audit_head_fault(head, &h);
     if (why && !head_signed(a, own, &h)) {
         a->head_seq = strtoll(PQgetvalue(head, 0, 1), NULL, 10);
         memset(a->head_hash, 0, sizeof a->head_hash); /* its time is not taken either */

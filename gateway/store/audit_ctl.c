@@ -1,4 +1,7 @@
-/* audit_ctl.c: waygatectl's appends to the audit chain 'ctl' (audit_ctl.h). */
+/* audit_ctl.c: waygatectl's appends to the audit chain 'ctl' (audit_ctl.h). Like the gateway's
+ * writer (audit.c), it does not chain onto a head it cannot vouch for: one no key of its signed
+ * must give its stored hash and link to the record before it, else an audit.break record starts
+ * a new segment linked to nothing (gw_audit_head_fault). */
 #include "audit_ctl.h"
 
 #include <inttypes.h>
@@ -9,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "audit_read.h"
 #include "clock.h"
 #include "pq_msg.h"
 #include "store_admin_int.h"
@@ -67,45 +71,60 @@ static int checkpoint(struct gw_admin *a, const struct gw_sign_key *key, int64_t
     return 0;
 }
 
-static int append(struct gw_admin *a, const struct gw_audit_rec *r, const struct gw_sign_key *key,
-                  int64_t *seq_out, char *errbuf, size_t errlen)
+/* Runs sql with text results (GW_AUDIT_RECORD_COLS and checkpoints are read as text). */
+static PGresult *run_text(struct gw_admin *a, const char *sql, int n, const char *const *v,
+                          char *errbuf, size_t errlen)
 {
-    const char *cv[1] = {GW_AUDIT_CTL_CHAIN};
-    struct gw_audit_link l = {.chain = GW_AUDIT_CTL_CHAIN, .seq = 1};
-    uint8_t hash[GW_AUDIT_HASH_LEN];
-    char seq_txt[24], at_txt[24], count_txt[24];
-    int64_t last_at = 0;
+    PGresult *res = PQexecParams(a->pg, sql, n, NULL, v, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        gw_admin_refused(res, a, errbuf, errlen);
+        PQclear(res);
+        return NULL;
+    }
+    return res;
+}
+
+/* Whether key signed a checkpoint over the head h of chain ctl (*own): then a run of waygatectl
+ * wrote it (each keyed run signs its record in the record's transaction). Returns 0 or
+ * GW_EINTERNAL (the query failed). */
+static int own_head(struct gw_admin *a, const struct gw_sign_key *key, const struct gw_audit_row *h,
+                    bool *own, char *errbuf, size_t errlen)
+{
+    uint8_t pub[GW_SIGN_PUB_MAX];
+    char key_id[65], seq_txt[24];
+    size_t publen = 0;
     PGresult *res;
 
-    res = run(a, "SELECT id FROM audit_chain WHERE id = $1 FOR UPDATE", 1, cv, NULL, NULL, errbuf,
-              errlen);
-    if (!res)
+    *own = false;
+    if (key == NULL || gw_sign_public(key, pub, &publen) != 0 ||
+        gw_audit_key_id(pub, publen, key_id) != 0)
+        return 0;
+    snprintf(seq_txt, sizeof seq_txt, "%" PRId64, h->link.seq);
+    const char *v[3] = {GW_AUDIT_CTL_CHAIN, key_id, seq_txt};
+    res = run_text(a,
+                   "SELECT seq, encode(head_hash, 'hex'), at_us, key_id, encode(signature, "
+                   "'hex') FROM audit_checkpoint WHERE chain = $1 AND key_id = $2 AND seq = $3",
+                   3, v, errbuf, errlen);
+    if (res == NULL)
         return GW_EINTERNAL;
-    if (PQntuples(res) != 1) {
-        PQclear(res);
-        snprintf(errbuf, errlen, "audit: chain 'ctl' missing (run waygatectl migrate)");
-        return GW_EINTERNAL;
-    }
+    *own = gw_audit_head_signed(res, GW_AUDIT_CTL_CHAIN, h, pub, publen);
     PQclear(res);
-    res = run(a,
-              "SELECT seq, hash, at_us FROM audit_record WHERE chain = $1 ORDER BY seq DESC "
-              "LIMIT 1",
-              1, cv, NULL, NULL, errbuf, errlen);
-    if (!res)
-        return GW_EINTERNAL;
-    if (PQntuples(res) == 1 && PQgetlength(res, 0, 1) == GW_AUDIT_HASH_LEN) {
-        l.seq = gw_pq_int(res, 0, 0, 8) + 1;
-        memcpy(l.prev_hash, PQgetvalue(res, 0, 1), GW_AUDIT_HASH_LEN);
-        last_at = gw_pq_int(res, 0, 2, 8);
-    }
-    PQclear(res);
-    l.at_us = gw_clock_real_us() > last_at ? gw_clock_real_us() : last_at;
-    if (gw_audit_rec_hash(r, &l, hash) != 0) {
+    return 0;
+}
+
+/* Inserts r at l (chain ctl, seq, at_us and prev_hash set) and gives its hash. */
+static int insert(struct gw_admin *a, const struct gw_audit_rec *r, const struct gw_audit_link *l,
+                  uint8_t hash[GW_AUDIT_HASH_LEN], char *errbuf, size_t errlen)
+{
+    char seq_txt[24], at_txt[24], count_txt[24];
+    PGresult *res;
+
+    if (gw_audit_rec_hash(r, l, hash) != 0) {
         snprintf(errbuf, errlen, "audit: hashing failed");
         return GW_EINTERNAL;
     }
-    snprintf(seq_txt, sizeof seq_txt, "%" PRId64, l.seq);
-    snprintf(at_txt, sizeof at_txt, "%" PRId64, l.at_us);
+    snprintf(seq_txt, sizeof seq_txt, "%" PRId64, l->seq);
+    snprintf(at_txt, sizeof at_txt, "%" PRId64, l->at_us);
     snprintf(count_txt, sizeof count_txt, "%" PRId64, r->count);
     const char *v[19] = {GW_AUDIT_CTL_CHAIN,
                          seq_txt,
@@ -124,7 +143,7 @@ static int append(struct gw_admin *a, const struct gw_audit_rec *r, const struct
                          r->outcome,
                          r->detail,
                          r->confidential ? "t" : "f",
-                         (const char *)l.prev_hash,
+                         (const char *)l->prev_hash,
                          (const char *)hash};
     int len[19] = {0}, fmt[19] = {0};
     len[17] = len[18] = GW_AUDIT_HASH_LEN;
@@ -138,6 +157,100 @@ static int append(struct gw_admin *a, const struct gw_audit_rec *r, const struct
     if (!res)
         return GW_EINTERNAL;
     PQclear(res);
+    return 0;
+}
+
+/* The head at planted failed its check (why): as the gateway does (audit.c, queue_break), the
+ * record after it, audit.break (object its seq, detail why), starts a new segment linked to
+ * nothing, with a critical audit_head_rejected incident; l becomes the link after the break. */
+static int start_segment(struct gw_admin *a, int64_t planted, const char *why,
+                         struct gw_audit_link *l, char *errbuf, size_t errlen)
+{
+    char object[48], detail[256];
+    uint8_t hash[GW_AUDIT_HASH_LEN];
+    PGresult *res;
+    int rc;
+
+    snprintf(object, sizeof object, "seq %" PRId64, planted);
+    snprintf(detail, sizeof detail,
+             "chain %s: seq %" PRId64 ": %s; not chained onto: a new segment starts at seq "
+             "%" PRId64 ", linked to nothing",
+             GW_AUDIT_CTL_CHAIN, planted, why, planted + 1);
+    struct gw_audit_rec r = {.actor = "waygatectl",
+                             .action = "audit.break",
+                             .object = object,
+                             .outcome = "ok",
+                             .count = -1,
+                             .detail = detail};
+    memset(l->prev_hash, 0, GW_AUDIT_HASH_LEN);
+    l->seq = planted + 1;
+    rc = insert(a, &r, l, hash, errbuf, errlen);
+    if (rc != 0)
+        return rc;
+    const char *v[2] = {"waygatectl", detail};
+    res = run(a, "SELECT cli_record_incident('critical', 'audit_head_rejected', $1, NULL, $2)", 2,
+              v, NULL, NULL, errbuf, errlen);
+    if (!res)
+        return GW_EINTERNAL;
+    PQclear(res);
+    fprintf(stderr, "waygatectl: %s (audit.break, incident audit_head_rejected)\n", detail);
+    l->seq = planted + 2;
+    memcpy(l->prev_hash, hash, GW_AUDIT_HASH_LEN);
+    return 0;
+}
+
+static int append(struct gw_admin *a, const struct gw_audit_rec *r, const struct gw_sign_key *key,
+                  int64_t *seq_out, char *errbuf, size_t errlen)
+{
+    const char *cv[1] = {GW_AUDIT_CTL_CHAIN};
+    struct gw_audit_link l = {.chain = GW_AUDIT_CTL_CHAIN, .seq = 1};
+    struct gw_audit_row h;
+    uint8_t hash[GW_AUDIT_HASH_LEN];
+    const char *why = NULL;
+    int64_t last_at = 0, planted = 0;
+    PGresult *res;
+
+    res = run(a, "SELECT id FROM audit_chain WHERE id = $1 FOR UPDATE", 1, cv, NULL, NULL, errbuf,
+              errlen);
+    if (!res)
+        return GW_EINTERNAL;
+    if (PQntuples(res) != 1) {
+        PQclear(res);
+        snprintf(errbuf, errlen, "audit: chain 'ctl' missing (run waygatectl migrate)");
+        return GW_EINTERNAL;
+    }
+    PQclear(res);
+    /* the head and the record before it, whole: a head no keyed run signed is checked */
+    res = run_text(a,
+                   "SELECT " GW_AUDIT_RECORD_COLS " FROM audit_record WHERE chain = $1 ORDER BY "
+                   "seq DESC LIMIT 2",
+                   1, cv, errbuf, errlen);
+    if (!res)
+        return GW_EINTERNAL;
+    if (PQntuples(res) > 0) {
+        bool own = false;
+        memset(&h, 0, sizeof h);
+        why = gw_audit_head_fault(res, &h);
+        if (why != NULL && own_head(a, key, &h, &own, errbuf, errlen) != 0) {
+            PQclear(res);
+            return GW_EINTERNAL;
+        }
+        if (own)
+            why = NULL;
+        if (why == NULL) {
+            l.seq = h.link.seq + 1;
+            memcpy(l.prev_hash, h.hash, GW_AUDIT_HASH_LEN);
+            last_at = h.link.at_us;
+        } else {
+            planted = strtoll(PQgetvalue(res, 0, 1), NULL, 10); /* its time is not taken */
+        }
+    }
+    PQclear(res);
+    l.at_us = gw_clock_real_us() > last_at ? gw_clock_real_us() : last_at;
+    if (why != NULL && start_segment(a, planted, why, &l, errbuf, errlen) != 0)
+        return GW_EINTERNAL;
+    if (insert(a, r, &l, hash, errbuf, errlen) != 0)
+        return GW_EINTERNAL;
     if (key && checkpoint(a, key, l.seq, hash, l.at_us, errbuf, errlen) != 0)
         return GW_EINTERNAL;
     if (seq_out)

@@ -12,6 +12,7 @@
 
 #include "alloc.h"
 #include "pq_msg.h"
+#include "sign.h"
 #include "store_admin_int.h"
 
 int gw_audit_read_begin(struct gw_admin *a, char *errbuf, size_t errlen)
@@ -308,4 +309,42 @@ out:
     PQclear(recs);
     PQclear(cks);
     return rc;
+}
+
+const char *gw_audit_head_fault(const PGresult *res, struct gw_audit_row *h)
+{
+    static const uint8_t zero[GW_AUDIT_HASH_LEN];
+    struct gw_audit_row p;
+    uint8_t hash[GW_AUDIT_HASH_LEN];
+
+    if (gw_audit_read_row(res, 0, h) != 0)
+        return "its stored hash or prev_hash is not 32 bytes";
+    if (gw_audit_rec_hash(&h->rec, &h->link, hash) != 0)
+        return "not a record the audit format can hold";
+    if (memcmp(hash, h->hash, GW_AUDIT_HASH_LEN) != 0)
+        return "its content does not match its hash";
+    if (h->link.seq == 1)
+        return memcmp(h->link.prev_hash, zero, GW_AUDIT_HASH_LEN) == 0
+                   ? NULL
+                   : "its prev_hash is not 32 zero bytes";
+    if (PQntuples(res) < 2 || gw_audit_read_row(res, 1, &p) != 0 || p.link.seq != h->link.seq - 1)
+        return "the record before it is missing";
+    if (memcmp(h->link.prev_hash, p.hash, GW_AUDIT_HASH_LEN) != 0)
+        return "its prev_hash is not the hash of the record before it";
+    return NULL;
+}
+
+bool gw_audit_head_signed(const PGresult *own, const char *chain, const struct gw_audit_row *h,
+                          const uint8_t *pub, size_t publen)
+{
+    struct gw_audit_ckpt c;
+    uint8_t msg[256];
+    size_t len = 0;
+
+    if (own == NULL || pub == NULL || PQntuples(own) != 1 ||
+        gw_audit_read_ckpt(own, 0, chain, &c) != 0 || c.seq != h->link.seq ||
+        memcmp(c.head, h->hash, GW_AUDIT_HASH_LEN) != 0 ||
+        gw_audit_checkpoint_msg(chain, c.seq, c.head, c.at_us, msg, sizeof msg, &len) != 0)
+        return false;
+    return gw_sign_verify(pub, publen, msg, len, c.sig, c.siglen) == 0;
 }

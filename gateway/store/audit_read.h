@@ -87,4 +87,18 @@ int gw_audit_read_row(const struct pg_result *res, int i, struct gw_audit_row *o
 int gw_audit_read_ckpt(const struct pg_result *res, int i, const char *chain,
                        struct gw_audit_ckpt *c) GW_MUST_CHECK;
 
+/* Why the head of a chain (row 0 of a text-format result of GW_AUDIT_RECORD_COLS ordered by seq
+ * descending; row 1, when there is one, the record before it) must not be chained onto, or NULL
+ * when it may: its content must give its stored hash, and its prev_hash must be its
+ * predecessor's stored hash (32 zero bytes at seq 1). Whoever may insert records into a chain
+ * could otherwise put a junk row at its next seq, and the link its writer added would vouch for
+ * it. *h is the head as read (its seq unset when even that failed). The check is one link deep: a
+ * record that links properly and whose hash is its content's passes it (record hashes use no
+ * secret). */
+const char *gw_audit_head_fault(const struct pg_result *res, struct gw_audit_row *h);
+/* Whether the checkpoint of row 0 of own (rows as gw_audit_read_ckpt reads them) is over the head
+ * h of chain (its seq and stored hash) and signed with the key whose public half is pub. */
+bool gw_audit_head_signed(const struct pg_result *own, const char *chain,
+                          const struct gw_audit_row *h, const uint8_t *pub, size_t publen);
+
 #endif

@@ -15,6 +15,7 @@ template holding known chains, made with tests/integration/audit_lib.py), as the
 disabling the append-only triggers first, as an attacker would have to (or, to plant what the
 gateway's database role may append, as that role)."""
 
+import datetime
 import hashlib
 import os
 import re
@@ -1036,10 +1037,10 @@ def dbgw(stack, db):
         g.stop()
 
 
-def plant_head(stack, db, chain):
-    """As the gateway's database role: a record at chain's next seq whose hash is its content's,
-    but linked to nothing (prev_hash NOWHERE), the kind of row that role may insert. Returns its
-    seq and stored hash."""
+def plant_head(stack, db, chain, role="gateway"):
+    """As the gateway's database role (or the CLI's, role "admin"): a record at chain's next seq
+    whose hash is its content's, but linked to nothing (prev_hash NOWHERE), the kind of row that
+    role may insert. Returns its seq and stored hash."""
     seq = int(stack.psql("SELECT max(seq) FROM audit_record WHERE chain = '%s'" % chain,
                          uri=su(stack, db))[0]) + 1
     at = int(stack.psql("SELECT max(at_us) FROM audit_record WHERE chain = '%s'" % chain,
@@ -1053,7 +1054,7 @@ def plant_head(stack, db, chain):
     stack.psql("INSERT INTO audit_record (%s) VALUES (%s)" % (
         ", ".join(cols), ", ".join(audit_lib.sql_text(v) for v in
                                    [r[k] for k in audit_lib.RECORD_FIELDS] + [h])),
-        uri=uri(stack, db, TEMPLATE + "_gateway"))
+        uri=uri(stack, db, TEMPLATE + "_" + role))
     return seq, h
 
 
@@ -1151,6 +1152,36 @@ def test_a_forged_head_met_on_a_clash_is_not_chained_onto(stack, db, dbgw):
     assert "sequence taken by another writer" in gw.log(), gw.log()
     gw.stop()
     assert_break_after(stack, db, gw, seq, planted)
+
+
+class CtlChain:
+    """Chain ctl of test database db, read as DbGateway reads its own (assert_break_after)."""
+    chain = "ctl"
+
+    def __init__(self, stack, db):
+        self.stack, self.db = stack, db
+
+    rows = DbGateway.rows
+
+
+def test_a_forged_head_is_not_chained_onto_by_the_cli(stack, db):
+    """waygatectl checks the head of chain ctl as the gateway checks its own: the CLI's role puts a
+    record linked to nothing at ctl's next seq; the next command that records (here a monthly
+    report: started, then ok) does not chain onto it: audit.break names the planted seq and
+    starts a new segment linked to nothing, with a critical audit_head_rejected incident, its
+    records follow the break under its signed checkpoint, and the verifiers name the planted record
+    and the break. The next record chains onto the CLI's own signed head: no second break. (Red
+    before: the CLI linked its record to the planted one, which its checkpoint then covered.)"""
+    seq, planted = plant_head(stack, db, "ctl", role="admin")
+    month = datetime.datetime.now(datetime.timezone(datetime.timedelta(hours=8))).strftime("%Y-%m")
+    r = stack.ctl("report", "monthly", "--month", month, "--db", uri(stack, db, TEMPLATE + "_admin"))
+    assert r.returncode == 0, r.stderr
+    assert "chain ctl: seq %d: its prev_hash is not the hash of the record before it" % seq \
+        in r.stderr, r.stderr
+    ctl = CtlChain(stack, db)
+    assert [x.split("|")[1] for x in ctl.rows("seq > %d" % seq)] == [
+        "audit.break", "report.generate", "report.generate"]
+    assert_break_after(stack, db, ctl, seq, planted)
 
 
 def copy_rows(stack, db, table, where="true"):
