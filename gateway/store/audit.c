@@ -975,24 +975,15 @@ static void queue_break(struct gw_audit *a, const char *why)
     static const char incident_sql[] = "INSERT INTO incident (severity, kind, principal, detail) "
                                        "VALUES ('critical', 'audit_head_rejected', 'waygated', $1)";
     char object[48], detail[256];
+    struct gw_audit_rec r;
     struct gw_audit_req *q = NULL;
     if (a->break_req) { /* never in flight here: recover() waits for the transaction */
         gw_audit_cancel(a->break_req);
         a->break_req = NULL;
     }
-    snprintf(object, sizeof object, "seq %" PRId64, a->head_seq);
-    snprintf(detail, sizeof detail,
-             "chain %s: seq %" PRId64 ": %s; not chained onto: a new segment starts at seq "
-             "%" PRId64 ", linked to nothing",
-             a->chain, a->head_seq, why, a->head_seq + 1);
+    gw_audit_break_rec(a->chain, a->head_seq, why, "waygated", object, detail, &r);
     const char *v[1] = {detail};
     struct gw_db_stmt st = {incident_sql, 1, v, NULL, NULL, 0};
-    struct gw_audit_rec r = {.actor = "waygated",
-                             .action = "audit.break",
-                             .object = object,
-                             .outcome = "ok",
-                             .count = -1,
-                             .detail = detail};
     if (gw_audit_write(a, &st, 1, &r, 1, break_cb, a, &q) != 0) {
         GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: audit.break not queued", a->chain);
         return;

@@ -171,17 +171,9 @@ static int start_segment(struct gw_admin *a, int64_t planted, const char *why,
     PGresult *res;
     int rc;
 
-    snprintf(object, sizeof object, "seq %" PRId64, planted);
-    snprintf(detail, sizeof detail,
-             "chain %s: seq %" PRId64 ": %s; not chained onto: a new segment starts at seq "
-             "%" PRId64 ", linked to nothing",
-             GW_AUDIT_CTL_CHAIN, planted, why, planted + 1);
-    struct gw_audit_rec r = {.actor = "waygatectl",
-                             .action = "audit.break",
-                             .object = object,
-                             .outcome = "ok",
-                             .count = -1,
-                             .detail = detail};
+    struct gw_audit_rec r;
+
+    gw_audit_break_rec(GW_AUDIT_CTL_CHAIN, planted, why, "waygatectl", object, detail, &r);
     memset(l->prev_hash, 0, GW_AUDIT_HASH_LEN);
     l->seq = planted + 1;
     rc = insert(a, &r, l, hash, errbuf, errlen);

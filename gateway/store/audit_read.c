@@ -348,3 +348,19 @@ bool gw_audit_head_signed(const PGresult *own, const char *chain, const struct g
         return false;
     return gw_sign_verify(pub, publen, msg, len, c.sig, c.siglen) == 0;
 }
+
+void gw_audit_break_rec(const char *chain, int64_t planted, const char *why, const char *actor,
+                        char object[48], char detail[256], struct gw_audit_rec *r)
+{
+    snprintf(object, 48, "seq %" PRId64, planted);
+    snprintf(detail, 256,
+             "chain %s: seq %" PRId64 ": %s; not chained onto: a new segment starts at seq "
+             "%" PRId64 ", linked to nothing",
+             chain, planted, why, planted + 1);
+    *r = (struct gw_audit_rec){.actor = actor,
+                               .action = "audit.break",
+                               .object = object,
+                               .outcome = "ok",
+                               .count = -1,
+                               .detail = detail};
+}

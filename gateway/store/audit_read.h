@@ -100,5 +100,10 @@ const char *gw_audit_head_fault(const struct pg_result *res, struct gw_audit_row
  * h of chain (its seq and stored hash) and signed with the key whose public half is pub. */
 bool gw_audit_head_signed(const struct pg_result *own, const char *chain,
                           const struct gw_audit_row *h, const uint8_t *pub, size_t publen);
+/* The audit.break record a writer puts after a head at seq planted that failed its check (why):
+ * actor, object "seq <planted>", detail in one wording for the gateway and the CLI (object and
+ * detail are written into the caller's buffers, which *r points to). */
+void gw_audit_break_rec(const char *chain, int64_t planted, const char *why, const char *actor,
+                        char object[48], char detail[256], struct gw_audit_rec *r);
 
 #endif
