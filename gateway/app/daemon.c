@@ -453,14 +453,18 @@ static int start_audit(struct gw_app *app, const char *path)
             port = 0;
         snprintf(chain, sizeof chain, "gw-%.40s-%u", host, (unsigned)port);
     }
-    struct gw_sign_key key;
+    struct gw_sign_key key, other = {GW_SIGN_ED25519, NULL};
     int has_key = gw_audit_signer(app->keys, &key);
+    if (gw_audit_signer_other(app->keys, &other) != 0)
+        other.seed = NULL; /* one suite: only its own key's writer MACs */
     ac = (struct gw_audit_config){.chain = chain,
                                   .checkpoint_every = cfg->checkpoint_every,
                                   .queue_max = cfg->audit_queue_max,
                                   .checkpoint_ms = cfg->checkpoint_ms,
                                   .alg = key.alg,
-                                  .seed = key.seed};
+                                  .seed = key.seed,
+                                  .other_alg = other.alg,
+                                  .other_seed = other.seed};
     if (has_key != 0) {
         enum gw_suite suite = gw_keyring_suite(app->keys);
         GW_LOG(GW_LOG_ERROR, "main", NULL,

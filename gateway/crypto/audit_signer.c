@@ -15,3 +15,40 @@ int gw_audit_signer(const struct gw_keyring *kr, struct gw_sign_key *out)
     out->seed = kr ? gw_keyring_audit_seed(kr, suite) : NULL;
     return out->seed ? 0 : GW_EPRECOND;
 }
+
+int gw_audit_signer_other(const struct gw_keyring *kr, struct gw_sign_key *out)
+{
+    enum gw_suite suite;
+
+    if (kr == NULL)
+        return GW_EPRECOND;
+    suite = gw_keyring_suite(kr) == GW_SUITE_SM ? GW_SUITE_AES : GW_SUITE_SM;
+    out->alg = gw_audit_sign_alg(suite);
+    out->seed = gw_keyring_audit_seed(kr, suite);
+    return out->seed ? 0 : GW_EPRECOND;
+}
+
+static enum gw_suite suite_of(enum gw_sign_alg alg)
+{
+    return alg == GW_SIGN_SM2 ? GW_SUITE_SM : GW_SUITE_AES;
+}
+
+int gw_audit_mac_key(struct gw_crypto *cx, const struct gw_sign_key *key,
+                     uint8_t mac_key[GW_CRYPTO_MAC_LEN])
+{
+    static const char label[] = "waygate-audit-writer-v1";
+
+    return gw_crypto_hmac(cx, suite_of(key->alg), key->seed, GW_SIGN_SEED_LEN,
+                          (const uint8_t *)label, sizeof label - 1, mac_key) == 0
+               ? 0
+               : GW_ECRYPTO;
+}
+
+int gw_audit_writer_mac(struct gw_crypto *cx, enum gw_sign_alg alg,
+                        const uint8_t mac_key[GW_CRYPTO_MAC_LEN], const uint8_t *hash,
+                        size_t hashlen, uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    return gw_crypto_hmac(cx, suite_of(alg), mac_key, GW_CRYPTO_MAC_LEN, hash, hashlen, out) == 0
+               ? 0
+               : GW_ECRYPTO;
+}

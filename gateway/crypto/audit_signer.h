@@ -18,4 +18,20 @@ enum gw_sign_alg gw_audit_sign_alg(enum gw_suite suite);
  * Returns 0, or GW_EPRECOND when the keyring has no audit key for that suite. */
 int gw_audit_signer(const struct gw_keyring *kr, struct gw_sign_key *out) GW_MUST_CHECK;
 
+/* *out = the keyring's audit key of the suite other than its current one (a suite migration
+ * keeps both), for recognising what the other key wrote. Returns 0, or GW_EPRECOND when there is
+ * none. */
+int gw_audit_signer_other(const struct gw_keyring *kr, struct gw_sign_key *out) GW_MUST_CHECK;
+
+/* Writer MACs (sql/028_audit_writer_mac.sql): the gateway stores HMAC(k, hash) beside each audit
+ * record's hash, k = HMAC(the audit key's seed, "waygate-audit-writer-v1"), HMAC-SHA256 for an
+ * Ed25519 key (aes), HMAC-SM3 for an SM2 key (sm); a head carrying one under a key of its keyring
+ * is the gateway's own. *mac_key = k. Returns 0 or GW_ECRYPTO. */
+int gw_audit_mac_key(struct gw_crypto *cx, const struct gw_sign_key *key,
+                     uint8_t mac_key[GW_CRYPTO_MAC_LEN]) GW_MUST_CHECK;
+/* *out = HMAC(mac_key, hash) under alg's suite. Returns 0 or GW_ECRYPTO. */
+int gw_audit_writer_mac(struct gw_crypto *cx, enum gw_sign_alg alg,
+                        const uint8_t mac_key[GW_CRYPTO_MAC_LEN], const uint8_t *hash,
+                        size_t hashlen, uint8_t out[GW_CRYPTO_MAC_LEN]) GW_MUST_CHECK;
+
 #endif

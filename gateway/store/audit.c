@@ -21,18 +21,19 @@
 
 #include "alloc.h"
 #include "audit_read.h"
+#include "audit_signer.h"
 #include "clock.h"
 #include "log.h"
 #include "pq_msg.h"
 
-#define REC_PARAMS 19
+#define REC_PARAMS 20
 #define KEY_ID_LEN 64
 
 static const char INSERT_SQL[] =
     "INSERT INTO audit_record (chain, seq, at_us, actor, role, peer, cert, branch, action, "
     "object, count, purpose, legal_basis, approval, outcome, detail, confidential, prev_hash, "
-    "hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, "
-    "$18, $19)";
+    "hash, writer_mac) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, "
+    "$16, $17, $18, $19, $20)";
 /* A row already at (chain, seq) is not this writer's (it signs each seq once): someone who may
  * insert checkpoints planted it. Nothing is inserted then, the records still commit, and done_cb
  * reports it; a duplicate-key failure here would read the head again and retry the same seq
@@ -49,6 +50,7 @@ struct crec {
     bool confidential;
     int64_t seq, at_us;
     uint8_t prev[GW_AUDIT_HASH_LEN], hash[GW_AUDIT_HASH_LEN];
+    uint8_t mac[GW_CRYPTO_MAC_LEN]; /* the writer MAC of hash */
     char seq_txt[24], at_txt[24], count_txt[24];
 };
 
@@ -82,6 +84,12 @@ struct gw_audit {
     uint8_t pub[GW_SIGN_PUB_MAX];
     size_t publen;
     char key_id[KEY_ID_LEN + 1];
+    struct gw_crypto *cx;
+    /* writer-MAC keys (gw_audit_mac_key): [0] this writer's, which it writes with; [1] the
+     * keyring's other suite's when nmac is 2 */
+    uint8_t mac_key[2][GW_CRYPTO_MAC_LEN];
+    enum gw_sign_alg mac_alg[2];
+    int nmac;
 
     bool ready;           /* head recovered */
     bool down;            /* the last recovery could not reach the database */
@@ -285,6 +293,21 @@ int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg, struct gw_
         gw_audit_free(a);
         return GW_EINVAL;
     }
+    a->cx = gw_crypto_new();
+    a->mac_alg[0] = cfg->alg;
+    a->mac_alg[1] = cfg->other_alg;
+    a->nmac = cfg->other_seed != NULL ? 2 : 1;
+    for (int i = 0; a->cx != NULL && i < a->nmac; i++) {
+        struct gw_sign_key k = {a->mac_alg[i], i == 0 ? a->seed : cfg->other_seed};
+        if (gw_audit_mac_key(a->cx, &k, a->mac_key[i]) != 0) {
+            gw_audit_free(a);
+            return GW_ECRYPTO;
+        }
+    }
+    if (a->cx == NULL) {
+        gw_audit_free(a);
+        return GW_ENOMEM;
+    }
     *out = a;
     return 0;
 }
@@ -375,6 +398,8 @@ void gw_audit_free(struct gw_audit *a)
     if (a->ev_drain)
         event_free(a->ev_drain);
     OPENSSL_cleanse(a->seed, sizeof a->seed);
+    OPENSSL_cleanse(a->mac_key, sizeof a->mac_key);
+    gw_crypto_free(a->cx);
     gw_free(a);
 }
 
@@ -524,6 +549,27 @@ static bool head_signed(const struct gw_audit *a, const PGresult *own, const str
     return gw_audit_head_signed(own, a->chain, h, a->pub, a->publen);
 }
 
+/* Why the head (row 0 of recover's get_head, its writer MAC in column GW_AUDIT_RECORD_NCOLS) is
+ * not one this writer's keyring wrote, or NULL: its MAC must be HMAC(k, hash) under one of the
+ * writer-MAC keys (sql/028_audit_writer_mac.sql). */
+static const char *mac_fault(struct gw_audit *a, const PGresult *head, const struct gw_audit_row *h)
+{
+    uint8_t stored[GW_CRYPTO_MAC_LEN], want[GW_CRYPTO_MAC_LEN];
+    bool ok = false;
+
+    if (PQnfields(head) <= GW_AUDIT_RECORD_NCOLS || PQgetisnull(head, 0, GW_AUDIT_RECORD_NCOLS))
+        return "it carries no writer MAC";
+    if (!gw_pq_hex(PQgetvalue(head, 0, GW_AUDIT_RECORD_NCOLS), stored, sizeof stored))
+        return "its writer MAC is not 32 bytes";
+    for (int i = 0; i < a->nmac; i++)
+        if (gw_audit_writer_mac(a->cx, a->mac_alg[i], a->mac_key[i], h->hash, GW_AUDIT_HASH_LEN,
+                                want) == 0 &&
+            CRYPTO_memcmp(want, stored, sizeof want) == 0)
+            ok = true;
+    OPENSSL_cleanse(want, sizeof want);
+    return ok ? NULL : "its writer MAC is not one this gateway's keyring makes";
+}
+
 /* Takes the stored head (head: recover's get_head; own: get_own) as the one to chain onto, or,
  * when it fails its check, its seq with 32 zero bytes in place of its hash: the next record
  * starts a new segment linked to nothing (docs/architecture.md, "The audit chain"). Returns why
@@ -538,6 +584,8 @@ static const char *take_head(struct gw_audit *a, const PGresult *head, const PGr
         return NULL;
     }
     why = gw_audit_head_fault(head, &h);
+    if (why == NULL)
+        why = mac_fault(a, head, &h);
     if (why && !head_signed(a, own, &h)) {
         a->head_seq = strtoll(PQgetvalue(head, 0, 1), NULL, 10);
         memset(a->head_hash, 0, sizeof a->head_hash); /* its time is not taken either */
@@ -607,8 +655,8 @@ static void recover(struct gw_audit *a)
     static const char reg_key[] = "INSERT INTO audit_key (key_id, public_key, algorithm) "
                                   "VALUES ($1, $2, $3) ON CONFLICT (key_id) DO NOTHING";
     /* the head and the record before it, whole: a head this writer did not sign is checked */
-    static const char get_head[] = "SELECT " GW_AUDIT_RECORD_COLS " FROM audit_record WHERE "
-                                   "chain = $1 ORDER BY seq DESC LIMIT 2";
+    static const char get_head[] = "SELECT " GW_AUDIT_RECORD_COLS ", encode(writer_mac, 'hex') "
+                                   "FROM audit_record WHERE chain = $1 ORDER BY seq DESC LIMIT 2";
     /* this writer's checkpoint over the head, if any: a head it signed is one it wrote */
     static const char get_own[] =
         "SELECT seq, encode(head_hash, 'hex'), at_us, key_id, encode(signature, 'hex') FROM "
@@ -665,6 +713,9 @@ static int chain_entry(struct gw_audit *a, struct gw_audit_req *r, int64_t *seq,
         l.at_us = a->last_at;
         memcpy(l.prev_hash, hash, GW_AUDIT_HASH_LEN);
         int rc = gw_audit_rec_hash(&v, &l, c->hash);
+        if (rc == 0)
+            rc = gw_audit_writer_mac(a->cx, a->mac_alg[0], a->mac_key[0], c->hash,
+                                     GW_AUDIT_HASH_LEN, c->mac);
         if (rc != 0)
             return rc;
         c->seq = l.seq;
@@ -700,8 +751,10 @@ static void rec_params(const struct gw_audit *a, const struct crec *c, const cha
     v[16] = c->confidential ? "t" : "f";
     v[17] = (const char *)c->prev;
     v[18] = (const char *)c->hash;
+    v[19] = (const char *)c->mac;
     len[17] = len[18] = GW_AUDIT_HASH_LEN;
-    fmt[17] = fmt[18] = 1;
+    len[19] = GW_CRYPTO_MAC_LEN;
+    fmt[17] = fmt[18] = fmt[19] = 1;
 }
 
 /* A request to the pool for the batch: every entry's statements then its records, and the

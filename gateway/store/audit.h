@@ -49,14 +49,18 @@ struct gw_audit_req;
 #define GW_AUDIT_QUEUE_MAX 4096 /* entries waiting by default; more are refused GW_EQUEUEFULL */
 
 struct gw_audit_config {
-    const char *chain;         /* this instance's chain id (^[A-Za-z0-9._:@-]{1,64}$, not "ctl",
-                                * waygatectl's) */
-    uint32_t checkpoint_every; /* records between checkpoints (>= 1) */
-    uint32_t checkpoint_ms;    /* at most this long before a record is covered (>= 1) */
-    enum gw_sign_alg alg;      /* the configured suite's: Ed25519 (aes) or SM2 (sm) */
-    const uint8_t *seed;       /* its private key (GW_SIGN_SEED_LEN bytes), copied */
-    uint32_t queue_max;        /* entries waiting, past which gw_audit_write answers GW_EQUEUEFULL
-                                * ([audit] queue_max); 0: GW_AUDIT_QUEUE_MAX */
+    const char *chain;          /* this instance's chain id (^[A-Za-z0-9._:@-]{1,64}$, not "ctl",
+                                 * waygatectl's) */
+    uint32_t checkpoint_every;  /* records between checkpoints (>= 1) */
+    uint32_t checkpoint_ms;     /* at most this long before a record is covered (>= 1) */
+    enum gw_sign_alg alg;       /* the configured suite's: Ed25519 (aes) or SM2 (sm) */
+    const uint8_t *seed;        /* its private key (GW_SIGN_SEED_LEN bytes), copied */
+    enum gw_sign_alg other_alg; /* the keyring's audit key of its other suite (a suite
+                                 * migration), or other_seed NULL: a head whose writer MAC is
+                                 * under it is this writer's too */
+    const uint8_t *other_seed;
+    uint32_t queue_max; /* entries waiting, past which gw_audit_write answers GW_EQUEUEFULL
+                         * ([audit] queue_max); 0: GW_AUDIT_QUEUE_MAX */
 };
 
 /* An entry's outcome. err: 0 (committed: seq is the sequence number of its first record; res
@@ -70,7 +74,8 @@ struct gw_audit_config {
 typedef void (*gw_audit_done_cb)(void *arg, int err, int64_t seq, const struct gw_db_result *res);
 
 /* Creates the writer over db (which must outlive it). Nothing is written until gw_audit_start.
- * Returns 0 and *out, GW_EINVAL (bad config) or GW_ENOMEM. */
+ * Returns 0 and *out, GW_EINVAL (bad config), GW_ECRYPTO (the writer-MAC keys not derived) or
+ * GW_ENOMEM. */
 int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg,
                  struct gw_audit **out) GW_MUST_CHECK;
 /* Registers the chain and the public key (idempotent) and recovers the head; retried while the

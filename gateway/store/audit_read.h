@@ -77,6 +77,7 @@ int gw_audit_read_hash(struct gw_admin *a, const char *chain, int64_t seq,
     "chain, seq, at_us, actor, role, peer, cert, branch, action, object, count, purpose, "         \
     "legal_basis, approval, outcome, detail, confidential, encode(prev_hash, 'hex'), "             \
     "encode(hash, 'hex')"
+#define GW_AUDIT_RECORD_NCOLS 19 /* the columns of GW_AUDIT_RECORD_COLS */
 
 struct pg_result;
 /* Row i of a text-format result of GW_AUDIT_RECORD_COLS into *out (its strings point into res).

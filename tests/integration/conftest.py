@@ -7,6 +7,7 @@ Environment: WAYGATE_BUILD (default ./build), WAYGATE_KEEP_STACK=1 keeps the tem
 afterwards (the processes are stopped either way).
 """
 
+import contextlib
 import http.client
 import json
 import os
@@ -114,6 +115,26 @@ class Stack:
                            capture_output=True, text=True, timeout=timeout)
         assert r.returncode == 0, "psql failed: %s" % r.stderr
         return r.stdout.splitlines()
+
+    def revoke_audit_insert(self, role):
+        """role (a database role name) loses INSERT on audit_record; returns a function that gives
+        back its INSERT privileges on audit_record's columns as they were."""
+        cols = self.psql("SELECT string_agg(quote_ident(attname), ', ' ORDER BY attnum) FROM "
+                         "pg_attribute WHERE attrelid = 'audit_record'::regclass AND attnum > 0 "
+                         "AND NOT attisdropped AND has_column_privilege('%s', attrelid, attnum, "
+                         "'INSERT')" % role)[0]
+        assert cols, "%s may insert no column of audit_record to begin with" % role
+        self.psql("REVOKE INSERT ON audit_record FROM %s" % role)
+        return lambda: self.psql("GRANT INSERT (%s) ON audit_record TO %s" % (cols, role))
+
+    @contextlib.contextmanager
+    def audit_insert_revoked(self, role):
+        """role may not insert audit records inside the block (revoke_audit_insert)."""
+        restore = self.revoke_audit_insert(role)
+        try:
+            yield
+        finally:
+            restore()
 
     def ctl(self, *args, timeout=120, input=None):
         """Runs build/waygatectl with args (stdin: `input`, else nothing); returns the

@@ -882,12 +882,9 @@ def test_export_audit_is_recorded_before_anything_is_sent(stack, grpc_chains):
                       "ORDER BY at_us DESC LIMIT 1")
     assert rows == ["%s|compliance_auditor|%d..%d" % (stack.account("auditor")[0], frm,
                                                       frm + 7)], rows
-    cols = ("chain, seq, at_us, actor, role, peer, cert, branch, action, object, count, purpose, "
-            "legal_basis, approval, outcome, detail, confidential, prev_hash, hash")
     md = stack.login("auditor")  # before: a login is itself an audit record
     ch = stack.channel(stack.account("auditor")[2])
-    stack.psql("REVOKE INSERT ON audit_record FROM waygate_gateway")
-    try:
+    with stack.audit_insert_revoked("waygate_gateway"):
         got = []
         with pytest.raises(grpc.RpcError) as e:
             for c in waygate_proto.stream(
@@ -898,8 +895,6 @@ def test_export_audit_is_recorded_before_anything_is_sent(stack, grpc_chains):
         assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value.details()
         assert "could not be written, so nothing was released" in e.value.details()
         assert got == []
-    finally:
-        stack.psql("GRANT INSERT (%s) ON audit_record TO waygate_gateway" % cols)
 
 
 def test_export_audit_refuses_a_reversed_range(stack):
@@ -976,12 +971,13 @@ class DbGateway:
     with audit chain `chain`; start() (again after stop()) waits until it answers SERVING. Its
     records go to db only: the shared trail, which later tests verify whole, is not touched."""
 
-    def __init__(self, stack, db, name):
+    def __init__(self, stack, db, name, checkpoint_ms=500):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
         self.stack, self.db, self.addr, self.chain = stack, db, "127.0.0.1:%d" % port, name
-        text = stack.config_for(port) + "\n[audit]\nchain = %s\ncheckpoint_ms = 500\n" % name
+        text = stack.config_for(port) + "\n[audit]\nchain = %s\ncheckpoint_ms = %d\n" % (
+            name, checkpoint_ms)
         text, n = re.subn(r"(?m)^conninfo\s*=.*$",
                           "conninfo = " + uri(stack, db, TEMPLATE + "_gateway"), text)
         assert n == 1, "no single [database] conninfo in the stack's config"
@@ -1012,6 +1008,12 @@ class DbGateway:
                 self.proc.kill()
                 self.proc.wait()
 
+    def kill(self):
+        """SIGKILL: no drain, so its records since the last checkpoint stay unsigned."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
     def log(self):
         with open(self.log_path, errors="replace") as f:
             return f.read()
@@ -1028,8 +1030,8 @@ class DbGateway:
 def dbgw(stack, db):
     made = []
 
-    def make(name):
-        g = DbGateway(stack, db, name)
+    def make(name, **kw):
+        g = DbGateway(stack, db, name, **kw)
         made.append(g)
         return g
     yield make
@@ -1037,18 +1039,22 @@ def dbgw(stack, db):
         g.stop()
 
 
-def plant_head(stack, db, chain, role="gateway"):
+def plant_head(stack, db, chain, role="gateway", linked=False):
     """As the gateway's database role (or the CLI's, role "admin"): a record at chain's next seq
-    whose hash is its content's, but linked to nothing (prev_hash NOWHERE), the kind of row that
-    role may insert. Returns its seq and stored hash."""
+    whose hash is its content's, but linked to nothing (prev_hash NOWHERE), or with linked, linked
+    properly (prev_hash the head's hash), the kind of row that role may insert. Returns its seq
+    and stored hash."""
     seq = int(stack.psql("SELECT max(seq) FROM audit_record WHERE chain = '%s'" % chain,
                          uri=su(stack, db))[0]) + 1
+    prev = bytes.fromhex(stack.psql("SELECT encode(hash, 'hex') FROM audit_record WHERE chain = "
+                                    "'%s' AND seq = %d" % (chain, seq - 1),
+                                    uri=su(stack, db))[0]) if linked else NOWHERE
     at = int(stack.psql("SELECT max(at_us) FROM audit_record WHERE chain = '%s'" % chain,
                         uri=su(stack, db))[0]) + 1
     r = dict(chain=chain, seq=seq, at_us=at, actor="junk", role="branch_clerk", peer=None,
              cert=None, branch="a", action="reveal", object="planted", count=None, purpose=None,
              legal_basis=None, approval=None, outcome="ok", detail=None, confidential=False,
-             prev_hash=NOWHERE)
+             prev_hash=prev)
     h = hashlib.sha256(audit_lib.encode_record(r)).digest()
     cols = list(audit_lib.RECORD_FIELDS) + ["hash"]
     stack.psql("INSERT INTO audit_record (%s) VALUES (%s)" % (
@@ -1152,6 +1158,42 @@ def test_a_forged_head_met_on_a_clash_is_not_chained_onto(stack, db, dbgw):
     assert "sequence taken by another writer" in gw.log(), gw.log()
     gw.stop()
     assert_break_after(stack, db, gw, seq, planted)
+
+
+def test_a_linked_head_without_the_writer_mac_is_not_chained_onto(stack, db, dbgw):
+    """A gateway killed (SIGKILL: no drain, its head signed by no checkpoint) takes its own head
+    again at restart: the writer MAC beside it is its keyring's. Then the gateway's role puts at
+    the next seq of its chain, stopped, a record that links properly (its prev_hash the head's
+    hash, its hash its content's): all a record hash can show. Started again, the gateway finds
+    no writer MAC of its keyring beside it and does not chain onto it: audit.break names it and
+    starts a new segment, with a critical incident saying why, and the live check names the
+    break. (Red before sql/028: the gateway chained onto the planted record and its next
+    checkpoint covered it, which no verifier can tell.)"""
+    gw = dbgw("head-linked", checkpoint_ms=3_600_000)
+    gw.start()
+    assert wait_for(lambda: gw.rows("action = 'gateway.start'"), 30), gw.log()
+    gw.kill()
+    gw.start()
+    assert wait_for(lambda: len(gw.rows("action = 'gateway.start'")) == 2, 30), gw.log()
+    rows = [r.split("|") for r in gw.rows()]
+    assert [r[1] for r in rows] == ["gateway.start", "gateway.start"] and \
+        rows[1][3] == rows[0][4], rows
+    gw.stop()
+    seq, planted = plant_head(stack, db, gw.chain, linked=True)
+    gw.start()
+    assert wait_for(lambda: len(gw.rows("action = 'gateway.start'")) == 3, 30), gw.log()
+    gw.stop()
+    rows = [r.split("|") for r in gw.rows("seq >= %d" % seq)]
+    assert rows[0][:2] == [str(seq), "reveal"] and rows[0][4] == planted.hex(), rows
+    assert rows[1][:4] == [str(seq + 1), "audit.break", "seq %d" % seq, "00" * 32], rows
+    assert rows[2][1] == "gateway.start" and rows[2][3] == rows[1][4], rows
+    why = "chain %s: seq %d: it carries no writer MAC; not chained onto: a new segment starts " \
+          "at seq %d, linked to nothing" % (gw.chain, seq, seq + 1)
+    assert stack.psql("SELECT severity || '|' || detail FROM incident WHERE kind = "
+                      "'audit_head_rejected'", uri=su(stack, db)) == ["critical|" + why]
+    r = ctl_verify_live(stack, db)
+    assert [x for x in failed(r) if x.startswith("chain %s:" % gw.chain)] == \
+        [link_fault(gw.chain, seq + 1)], r.stdout
 
 
 class CtlChain:

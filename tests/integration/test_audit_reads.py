@@ -32,8 +32,6 @@ import waygate_proto
 GW_ROLE = "waygate_gateway"
 ADMIN_ROLE = "waygate_admin"
 # the columns the schema (sql/008_audit.sql) lets the two roles insert
-AUDIT_COLS = ("chain, seq, at_us, actor, role, peer, cert, branch, action, object, count, "
-              "purpose, legal_basis, approval, outcome, detail, confidential, prev_hash, hash")
 NOT_RECORDED = (grpc.StatusCode.UNAVAILABLE,
                 "the access record could not be written, so nothing was released")
 BULK_MSG = ("phone: selects more than 20 records: a selection that large is a bulk operation, "
@@ -176,11 +174,8 @@ def test_search_over_bulk_threshold_refused_before_any_row(stack):
 @pytest.fixture
 def audit_unwritable(stack):
     """The gateway's role loses INSERT on audit_record for the test (restored after)."""
-    stack.psql("REVOKE INSERT ON audit_record FROM %s" % GW_ROLE)
-    try:
+    with stack.audit_insert_revoked(GW_ROLE):
         yield
-    finally:
-        stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLS, GW_ROLE))
 
 
 def test_reveal_fails_closed_without_the_audit_insert(stack, delivered, fresh_quota,
@@ -292,15 +287,12 @@ def test_cli_actions_are_audit_records(stack):
 
 
 def test_cli_action_not_done_without_its_record(stack):
-    stack.psql("REVOKE INSERT ON audit_record FROM %s" % ADMIN_ROLE)
-    try:
+    with stack.audit_insert_revoked(ADMIN_ROLE):
         r = ctl(stack, "routes", "add", "329902", "b", "--by", "auditor-test")
         assert r.returncode != 0
         assert "audit record could not be written" in r.stderr
         r2 = ctl(stack, "segments", "issue", "--branch", "zr", "--segment", "ZR:1-9")
         assert r2.returncode != 0
-    finally:
-        stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLS, ADMIN_ROLE))
     assert stack.psql("SELECT count(*) FROM route WHERE region_code = '329902'") == ["0"]
     assert stack.psql("SELECT count(*) FROM segment WHERE branch = 'zr'") == ["0"]
     assert ctl_records(stack, "route.add", "329902") == []

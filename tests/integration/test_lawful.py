@@ -351,15 +351,10 @@ def test_lawful_read_fails_closed(stack, lawful, waybills):
     case = lawful.request([w2.waybill_no])
     lawful.decide(case.case_id)
     before = len(records(stack, case.case_id, "lawful.read"))
-    stack.psql("REVOKE INSERT ON audit_record FROM waygate_gateway")
-    try:
+    with stack.audit_insert_revoked("waygate_gateway"):
         code, details = refusal(lambda: lawful.read(w2.waybill_no))
         assert code == grpc.StatusCode.UNAVAILABLE
         assert details == "the access record could not be written, so nothing was released"
-    finally:
-        stack.psql("GRANT INSERT (chain, seq, at_us, actor, role, peer, cert, branch, action, "
-                   "object, count, purpose, legal_basis, approval, outcome, detail, confidential, "
-                   "prev_hash, hash) ON audit_record TO waygate_gateway")
     assert len(records(stack, case.case_id, "lawful.read")) == before
     # recorded again: the read works
     assert lawful.read(w2.waybill_no).waybill.sender.phone == w2.sender.phone
@@ -469,13 +464,8 @@ def test_lawful_access_leaves_nothing_in_the_log(stack, waybills):
             grpc.StatusCode.FAILED_PRECONDITION, "case_id: the case was already decided")
         assert refusal(lambda: read("not a number!"))[0] == grpc.StatusCode.INVALID_ARGUMENT
         # a read whose record cannot be written: refused, and the operator is told (below)
-        stack.psql("REVOKE INSERT ON audit_record FROM waygate_gateway")
-        try:
+        with stack.audit_insert_revoked("waygate_gateway"):
             assert refusal(lambda: read(w1.waybill_no))[0] == grpc.StatusCode.UNAVAILABLE
-        finally:
-            stack.psql("GRANT INSERT (chain, seq, at_us, actor, role, peer, cert, branch, action, "
-                       "object, count, purpose, legal_basis, approval, outcome, detail, "
-                       "confidential, prev_hash, hash) ON audit_record TO waygate_gateway")
         assert read(w1.waybill_no).id == id1  # recorded again
 
         # a courier's Gets in the same window: logged (status 0 at debug, NOT_FOUND at info)

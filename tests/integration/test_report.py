@@ -457,12 +457,9 @@ def test_pool_of_one_connection_refuses_reports(stack, reports):
 @pytest.fixture
 def audit_unwritable(stack):
     """The gateway's role loses INSERT on audit_record for the test (restored after)."""
-    from test_audit_reads import AUDIT_COLS, GW_ROLE
-    stack.psql("REVOKE INSERT ON audit_record FROM %s" % GW_ROLE)
-    try:
+    from test_audit_reads import GW_ROLE
+    with stack.audit_insert_revoked(GW_ROLE):
         yield
-    finally:
-        stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLS, GW_ROLE))
 
 
 UNRECORDED = ("no report was made, and the attempt could not be recorded either (every report "
@@ -470,13 +467,9 @@ UNRECORDED = ("no report was made, and the attempt could not be recorded either 
 
 
 def revoke_audit_insert(stack):
+    """The gateway's role loses INSERT on audit_record; returns what gives it back."""
     from test_audit_reads import GW_ROLE
-    stack.psql("REVOKE INSERT ON audit_record FROM %s" % GW_ROLE)
-
-
-def grant_audit_insert(stack):
-    from test_audit_reads import AUDIT_COLS, GW_ROLE
-    stack.psql("GRANT INSERT (%s) ON audit_record TO %s" % (AUDIT_COLS, GW_ROLE))
+    return stack.revoke_audit_insert(GW_ROLE)
 
 
 def test_a_report_whose_start_cannot_be_recorded_counts_nothing(stack, reports, audit_unwritable):
@@ -501,11 +494,11 @@ def test_a_report_is_not_sent_without_its_record(stack, reports):
     no report is sent, and the trail holds the start alone."""
     month = this_month()
     before = generated(stack, month)
-    holder = hold_incident_table(stack)
+    holder, restore = hold_incident_table(stack), None
     try:
         fut = report_future(stack, reports, month)
         assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
-        revoke_audit_insert(stack)
+        restore = revoke_audit_insert(stack)
         release_holder(holder)
         with pytest.raises(grpc.RpcError) as e:
             fut.result()
@@ -513,7 +506,8 @@ def test_a_report_is_not_sent_without_its_record(stack, reports):
             grpc.StatusCode.INTERNAL,
             "the action and its audit record could not be written, so nothing was done")
     finally:
-        grant_audit_insert(stack)
+        if restore:
+            restore()
         release_holder(holder)
     assert generated(stack, month) == before + [""]
 
@@ -526,11 +520,11 @@ def test_a_report_whose_attempt_cannot_be_recorded_fails_closed(stack, reports):
     month = this_month()
     before = attempts(stack, month, main(stack))
     su = superuser_uri(stack)
-    holder = hold_incident_table(stack)
+    holder, restore = hold_incident_table(stack), None
     try:
         fut = report_future(stack, reports, month)
         assert wait_for(lambda: waiting_on_incident(stack), 30), "the report's count never waited"
-        revoke_audit_insert(stack)
+        restore = revoke_audit_insert(stack)
         pid = stack.psql("SELECT pid FROM pg_locks WHERE relation = 'incident'::regclass AND "
                          "NOT granted", uri=su)
         assert len(pid) == 1, pid
@@ -539,7 +533,8 @@ def test_a_report_whose_attempt_cannot_be_recorded_fails_closed(stack, reports):
             fut.result()
         assert (e.value.code(), e.value.details()) == (grpc.StatusCode.UNAVAILABLE, UNRECORDED)
     finally:
-        grant_audit_insert(stack)
+        if restore:
+            restore()
         release_holder(holder)
     assert attempts(stack, month, main(stack)) == before + [STARTED]
     assert reports.grpc(month).month == month

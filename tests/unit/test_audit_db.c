@@ -19,6 +19,8 @@
 
 #include <event2/event.h>
 #include <libpq-fe.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include "audit.h"
 #include "audit_rec.h"
@@ -201,16 +203,27 @@ static bool ready(void *arg)
     return st.ready && st.queued == 0 && st.written >= 1; /* gateway.start committed */
 }
 
-static struct gw_audit *writer_alg(const char *chain, uint32_t every, uint32_t ms,
-                                   enum gw_sign_alg alg)
+static struct gw_audit *writer_other(const char *chain, uint32_t every, uint32_t ms,
+                                     enum gw_sign_alg alg, const struct gw_sign_key *other)
 {
-    struct gw_audit_config ac = {
-        .chain = chain, .checkpoint_every = every, .checkpoint_ms = ms, .alg = alg, .seed = seed};
+    struct gw_audit_config ac = {.chain = chain,
+                                 .checkpoint_every = every,
+                                 .checkpoint_ms = ms,
+                                 .alg = alg,
+                                 .seed = seed,
+                                 .other_alg = other ? other->alg : GW_SIGN_ED25519,
+                                 .other_seed = other ? other->seed : NULL};
     struct gw_audit *a = NULL;
     assert_int_equal(gw_audit_new(db, &ac, &a), 0);
     assert_int_equal(gw_audit_start(a), 0);
     assert_true(run_until(ready, a, 10000));
     return a;
+}
+
+static struct gw_audit *writer_alg(const char *chain, uint32_t every, uint32_t ms,
+                                   enum gw_sign_alg alg)
+{
+    return writer_other(chain, every, ms, alg, NULL);
 }
 
 static struct gw_audit *writer(const char *chain, uint32_t every, uint32_t ms)
@@ -667,38 +680,87 @@ static void hex_of(const uint8_t *p, size_t n, char *out)
         snprintf(out + 2 * i, 3, "%02x", p[i]);
 }
 
-/* Plants what whoever may insert into a chain could (the database role of the gateway): at the
- * chain's next seq a record whose hash is its content's but whose prev_hash is 32 zero bytes (a
- * segment start, linked to nothing), with a checkpoint over it signed by key (NULL: none). */
-static void plant_segment_start(const char *chain, const struct gw_sign_key *key)
+/* The writer MAC an Ed25519 (aes) writer with the test's seed puts beside hash, computed here
+ * from its definition (sql/028_audit_writer_mac.sql) with OpenSSL alone: HMAC-SHA256(k, hash),
+ * k = HMAC-SHA256(seed, "waygate-audit-writer-v1"). */
+static void expected_mac(const uint8_t hash[GW_AUDIT_HASH_LEN], uint8_t mac[32])
 {
-    char q[160], seqtxt[24], attxt[24], hh[65], zero[65], sh[2 * GW_SIGN_SIG_MAX + 1], id[65];
-    uint8_t h[GW_AUDIT_HASH_LEN], msg[256], sig[GW_SIGN_SIG_MAX], pub[GW_SIGN_PUB_MAX];
-    size_t len = 0, siglen = 0, publen = 0;
+    static const char label[] = "waygate-audit-writer-v1";
+    uint8_t k[32];
+    unsigned int n = 0;
+    assert_non_null(
+        HMAC(EVP_sha256(), seed, sizeof seed, (const uint8_t *)label, sizeof label - 1, k, &n));
+    assert_non_null(HMAC(EVP_sha256(), k, sizeof k, hash, GW_AUDIT_HASH_LEN, mac, &n));
+}
+
+enum plant_mac { MAC_NONE, MAC_JUNK, MAC_RIGHT };
+
+/* Plants what whoever holds the gateway's database role could: at the chain's next seq a record
+ * whose hash is its content's, linked to nothing (prev_hash 32 zero bytes: a segment start) or,
+ * with linked, properly (prev_hash the head's hash), with no writer MAC, a junk one, or the right
+ * one (expected_mac: what only the keyring can make). *l and h: its link and hash. */
+static void plant_record(const char *chain, bool linked, enum plant_mac how,
+                         struct gw_audit_link *l, uint8_t h[GW_AUDIT_HASH_LEN])
+{
+    char seqtxt[24], attxt[24], hh[65], ph[65], mh[65];
+    uint8_t mac[32];
     struct gw_audit_rec r = rec("reveal", "planted");
-    struct gw_audit_link l = {.chain = chain};
-    snprintf(q, sizeof q, "SELECT max(seq) FROM audit_record WHERE chain = '%s'", chain);
-    l.seq = scalar(q) + 1;
-    snprintf(q, sizeof q, "SELECT max(at_us) FROM audit_record WHERE chain = '%s'", chain);
-    l.at_us = scalar(q) + 1;
-    assert_int_equal(gw_audit_rec_hash(&r, &l, h), 0);
-    snprintf(seqtxt, sizeof seqtxt, "%lld", (long long)l.seq);
-    snprintf(attxt, sizeof attxt, "%lld", (long long)l.at_us);
-    hex_of(h, sizeof h, hh);
-    memset(zero, '0', 64);
-    zero[64] = '\0';
-    const char *v[14] = {chain,    seqtxt,   attxt,    r.actor,   r.role,    r.peer, r.cert,
-                         r.branch, r.action, r.object, r.purpose, r.outcome, zero,   hh};
-    PGresult *res = PQexecParams(
+    const char *pv[1] = {chain};
+    PGresult *res = PQexecParams(check,
+                                 "SELECT seq, at_us, encode(hash, 'hex') FROM audit_record WHERE "
+                                 "chain = $1 ORDER BY seq DESC LIMIT 1",
+                                 1, NULL, pv, NULL, NULL, 0);
+    assert_int_equal(PQntuples(res), 1);
+    *l = (struct gw_audit_link){.chain = chain,
+                                .seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10) + 1,
+                                .at_us = strtoll(PQgetvalue(res, 0, 1), NULL, 10) + 1};
+    snprintf(ph, sizeof ph, "%s", PQgetvalue(res, 0, 2));
+    PQclear(res);
+    for (int k = 0; k < GW_AUDIT_HASH_LEN; k++) {
+        unsigned v = 0;
+        if (linked)
+            assert_int_equal(sscanf(ph + 2 * k, "%2x", &v), 1);
+        l->prev_hash[k] = (uint8_t)v;
+    }
+    hex_of(l->prev_hash, GW_AUDIT_HASH_LEN, ph);
+    assert_int_equal(gw_audit_rec_hash(&r, l, h), 0);
+    if (how == MAC_RIGHT)
+        expected_mac(h, mac);
+    else
+        memset(mac, 0x5a, sizeof mac);
+    hex_of(h, GW_AUDIT_HASH_LEN, hh);
+    hex_of(mac, sizeof mac, mh);
+    snprintf(seqtxt, sizeof seqtxt, "%lld", (long long)l->seq);
+    snprintf(attxt, sizeof attxt, "%lld", (long long)l->at_us);
+    const char *v[15] = {chain,     seqtxt,    attxt,    r.actor,  r.role,
+                         r.peer,    r.cert,    r.branch, r.action, r.object,
+                         r.purpose, r.outcome, ph,       hh,       how == MAC_NONE ? NULL : mh};
+    res = PQexecParams(
         check,
         "INSERT INTO audit_record (chain, seq, at_us, actor, role, peer, cert, branch, action, "
-        "object, purpose, outcome, confidential, prev_hash, hash) VALUES ($1, $2, $3, $4, $5, "
-        "$6, $7, $8, $9, $10, $11, $12, false, decode($13, 'hex'), decode($14, 'hex'))",
-        14, NULL, v, NULL, NULL, 0);
+        "object, purpose, outcome, confidential, prev_hash, hash, writer_mac) VALUES ($1, $2, $3, "
+        "$4, $5, $6, $7, $8, $9, $10, $11, $12, false, decode($13, 'hex'), decode($14, 'hex'), "
+        "decode($15, 'hex'))",
+        15, NULL, v, NULL, NULL, 0);
     assert_int_equal(PQresultStatus(res), PGRES_COMMAND_OK);
     PQclear(res);
+}
+
+/* A segment start planted at the chain's next seq (plant_record, no writer MAC), with a
+ * checkpoint over it signed by key (NULL: none). */
+static void plant_segment_start(const char *chain, const struct gw_sign_key *key)
+{
+    char seqtxt[24], attxt[24], hh[65], sh[2 * GW_SIGN_SIG_MAX + 1], id[65];
+    uint8_t h[GW_AUDIT_HASH_LEN], msg[256], sig[GW_SIGN_SIG_MAX], pub[GW_SIGN_PUB_MAX];
+    size_t len = 0, siglen = 0, publen = 0;
+    struct gw_audit_link l;
+    PGresult *res;
+
+    plant_record(chain, false, MAC_NONE, &l, h);
     if (!key)
         return;
+    snprintf(seqtxt, sizeof seqtxt, "%lld", (long long)l.seq);
+    snprintf(attxt, sizeof attxt, "%lld", (long long)l.at_us);
     assert_int_equal(gw_audit_checkpoint_msg(chain, l.seq, h, l.at_us, msg, sizeof msg, &len), 0);
     assert_int_equal(gw_sign(key, msg, len, sig, &siglen), 0);
     assert_int_equal(gw_sign_public(key, pub, &publen), 0);
@@ -794,6 +856,116 @@ static void test_head_signed_by_the_writer_is_taken(void **state)
     gw_audit_free(a);
 }
 
+/* The head's check is not one link deep: a record that links properly at the chain's next seq
+ * (what whoever holds the gateway's role can append) is the writer's own only with the writer MAC
+ * its keyring makes. Without one, or with another, it is not chained onto (audit.break, a
+ * critical incident naming why); with the right one it is. And the writer's own records carry
+ * exactly that MAC. */
+static void plant_linked(const char *chain, enum plant_mac how)
+{
+    struct gw_audit_link l;
+    uint8_t h[GW_AUDIT_HASH_LEN];
+    plant_record(chain, true, how, &l, h);
+}
+
+static void test_linked_head_needs_the_writer_mac(void **state)
+{
+    struct gw_audit *a;
+    struct gw_audit_stats st;
+    uint8_t h[GW_AUDIT_HASH_LEN], mac[32];
+    char hex[65];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-mac", 1000, 60000); /* gateway.start: seq 1, no checkpoint */
+    gw_audit_free(a);
+    PGresult *res = PQexec(check, "SELECT encode(hash, 'hex'), encode(writer_mac, 'hex') FROM "
+                                  "audit_record WHERE chain = 't-mac' AND seq = 1");
+    assert_int_equal(PQntuples(res), 1);
+    for (int k = 0; k < GW_AUDIT_HASH_LEN; k++) {
+        unsigned v;
+        assert_int_equal(sscanf(PQgetvalue(res, 0, 0) + 2 * k, "%2x", &v), 1);
+        h[k] = (uint8_t)v;
+    }
+    expected_mac(h, mac);
+    hex_of(mac, sizeof mac, hex);
+    assert_string_equal(PQgetvalue(res, 0, 1), hex);
+    PQclear(res);
+
+    plant_linked("t-mac", MAC_NONE); /* seq 2 */
+    a = writer("t-mac", 1000, 60000);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-mac' AND seq = 3 "
+                            "AND action = 'audit.break' AND object = 'seq 2' AND prev_hash = "
+                            "decode(repeat('00', 32), 'hex')"),
+                     1);
+    assert_int_equal(scalar("SELECT count(*) FROM incident WHERE kind = 'audit_head_rejected' AND "
+                            "severity = 'critical' AND detail = 'chain t-mac: seq 2: it carries "
+                            "no writer MAC; not chained onto: a new segment starts at seq 3, "
+                            "linked to nothing'"),
+                     1);
+    gw_audit_free(a); /* seq 4: gateway.start */
+
+    plant_linked("t-mac", MAC_JUNK); /* seq 5 */
+    a = writer("t-mac", 1000, 60000);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(
+        scalar("SELECT count(*) FROM incident WHERE kind = 'audit_head_rejected' AND "
+               "detail = 'chain t-mac: seq 5: its writer MAC is not one this "
+               "gateway''s keyring makes; not chained onto: a new segment starts at seq "
+               "6, linked to nothing'"),
+        1);
+    gw_audit_free(a); /* seq 7: gateway.start */
+
+    plant_linked("t-mac", MAC_RIGHT); /* seq 8: as the keyring would have made it */
+    a = writer("t-mac", 1000, 60000);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.rejected, 0);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-mac' AND seq = 9 "
+                            "AND action = 'gateway.start' AND prev_hash = (SELECT hash FROM "
+                            "audit_record WHERE chain = 't-mac' AND seq = 8)"),
+                     1);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-mac' AND "
+                            "writer_mac IS NULL"),
+                     1); /* the planted seq 2 only */
+    gw_audit_free(a);
+}
+
+/* During a suite migration the keyring holds both suites' audit keys: a head whose writer MAC is
+ * under the other suite's key (written before the switch, not signed) is still the writer's own
+ * when that key is given, and not when it is not. */
+static void test_head_of_the_other_suite_is_taken_with_its_key(void **state)
+{
+    struct gw_sign_key aes = {GW_SIGN_ED25519, seed}; /* the keyring's aes audit key */
+    struct gw_audit *a;
+    struct gw_audit_stats st;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-suite", 1000, 60000); /* Ed25519, HMAC-SHA256 writer MAC */
+    gw_audit_free(a);
+    a = writer_other("t-suite", 1000, 60000, GW_SIGN_SM2, &aes);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.rejected, 0);
+    gw_audit_free(a);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-suite' AND seq = "
+                            "2 AND action = 'gateway.start' AND prev_hash = (SELECT hash FROM "
+                            "audit_record WHERE chain = 't-suite' AND seq = 1)"),
+                     1);
+    a = writer("t-suite", 1000, 60000); /* the head is now the SM2 writer's: no key for it */
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.rejected, 1);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-suite' AND seq = "
+                            "3 AND action = 'audit.break' AND prev_hash = decode(repeat('00', "
+                            "32), 'hex')"),
+                     1);
+    gw_audit_free(a);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -811,6 +983,8 @@ int main(void)
         cmocka_unit_test(test_planted_checkpoint_at_the_next_seq),
         cmocka_unit_test(test_forged_head_starts_a_new_segment),
         cmocka_unit_test(test_head_signed_by_the_writer_is_taken),
+        cmocka_unit_test(test_linked_head_needs_the_writer_mac),
+        cmocka_unit_test(test_head_of_the_other_suite_is_taken_with_its_key),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
