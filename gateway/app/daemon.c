@@ -481,9 +481,11 @@ static int start_audit(struct gw_app *app, const char *path)
         err = gw_audit_start(app->audit);
     if (err != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s: [audit] chain \"%s\": %s", path, chain,
-               err == GW_EINVAL
-                   ? "must match ^[A-Za-z0-9._:@-]{1,64}$ and not be \"ctl\" (waygatectl's)"
-                   : gw_err_str(err));
+               err == GW_EINVAL    ? "must match ^[A-Za-z0-9._:@-]{1,64}$ and not be \"ctl\" "
+                                     "(waygatectl's)"
+               : err == GW_ECRYPTO ? "the writer-MAC keys could not be derived from the "
+                                     "keyring's audit keys"
+                                   : gw_err_str(err));
         return -1;
     }
     return 0;

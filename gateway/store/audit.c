@@ -308,6 +308,7 @@ int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg, struct gw_
         gw_audit_free(a);
         return GW_ENOMEM;
     }
+    gw_crypto_forget(a->cx); /* the seeds the derivation cached: only the derived keys stay */
     *out = a;
     return 0;
 }

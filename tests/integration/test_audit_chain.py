@@ -1173,6 +1173,8 @@ def test_a_linked_head_without_the_writer_mac_is_not_chained_onto(stack, db, dbg
     gw.start()
     assert wait_for(lambda: gw.rows("action = 'gateway.start'"), 30), gw.log()
     gw.kill()
+    assert stack.psql("SELECT count(*) FROM audit_checkpoint WHERE chain = '%s'" % gw.chain,
+                      uri=su(stack, db)) == ["0"]  # only its writer MAC can vouch for the head
     gw.start()
     assert wait_for(lambda: len(gw.rows("action = 'gateway.start'")) == 2, 30), gw.log()
     rows = [r.split("|") for r in gw.rows()]

@@ -203,14 +203,17 @@ static bool ready(void *arg)
     return st.ready && st.queued == 0 && st.written >= 1; /* gateway.start committed */
 }
 
+/* A writer whose key is alg with seed key_seed (NULL: the test's seed), given other as the
+ * keyring's other suite's audit key (NULL: none). */
 static struct gw_audit *writer_other(const char *chain, uint32_t every, uint32_t ms,
-                                     enum gw_sign_alg alg, const struct gw_sign_key *other)
+                                     enum gw_sign_alg alg, const uint8_t *key_seed,
+                                     const struct gw_sign_key *other)
 {
     struct gw_audit_config ac = {.chain = chain,
                                  .checkpoint_every = every,
                                  .checkpoint_ms = ms,
                                  .alg = alg,
-                                 .seed = seed,
+                                 .seed = key_seed ? key_seed : seed,
                                  .other_alg = other ? other->alg : GW_SIGN_ED25519,
                                  .other_seed = other ? other->seed : NULL};
     struct gw_audit *a = NULL;
@@ -223,7 +226,7 @@ static struct gw_audit *writer_other(const char *chain, uint32_t every, uint32_t
 static struct gw_audit *writer_alg(const char *chain, uint32_t every, uint32_t ms,
                                    enum gw_sign_alg alg)
 {
-    return writer_other(chain, every, ms, alg, NULL);
+    return writer_other(chain, every, ms, alg, NULL, NULL);
 }
 
 static struct gw_audit *writer(const char *chain, uint32_t every, uint32_t ms)
@@ -680,17 +683,52 @@ static void hex_of(const uint8_t *p, size_t n, char *out)
         snprintf(out + 2 * i, 3, "%02x", p[i]);
 }
 
-/* The writer MAC an Ed25519 (aes) writer with the test's seed puts beside hash, computed here
- * from its definition (sql/028_audit_writer_mac.sql) with OpenSSL alone: HMAC-SHA256(k, hash),
- * k = HMAC-SHA256(seed, "waygate-audit-writer-v1"). */
-static void expected_mac(const uint8_t hash[GW_AUDIT_HASH_LEN], uint8_t mac[32])
+/* The writer MAC a writer with audit key seed key_seed puts beside hash, computed here from its
+ * definition (sql/028_audit_writer_mac.sql) with OpenSSL alone: HMAC(k, hash),
+ * k = HMAC(key_seed, "waygate-audit-writer-v1"), md SHA-256 for an Ed25519 (aes) key and SM3
+ * for an SM2 (sm) one. */
+static void expected_mac_of(const EVP_MD *md, const uint8_t key_seed[GW_SIGN_SEED_LEN],
+                            const uint8_t hash[GW_AUDIT_HASH_LEN], uint8_t mac[32])
 {
     static const char label[] = "waygate-audit-writer-v1";
     uint8_t k[32];
     unsigned int n = 0;
+    assert_non_null(md);
     assert_non_null(
-        HMAC(EVP_sha256(), seed, sizeof seed, (const uint8_t *)label, sizeof label - 1, k, &n));
-    assert_non_null(HMAC(EVP_sha256(), k, sizeof k, hash, GW_AUDIT_HASH_LEN, mac, &n));
+        HMAC(md, key_seed, GW_SIGN_SEED_LEN, (const uint8_t *)label, sizeof label - 1, k, &n));
+    assert_non_null(HMAC(md, k, sizeof k, hash, GW_AUDIT_HASH_LEN, mac, &n));
+}
+
+/* The writer MAC of the test's own (Ed25519) writer. */
+static void expected_mac(const uint8_t hash[GW_AUDIT_HASH_LEN], uint8_t mac[32])
+{
+    expected_mac_of(EVP_sha256(), seed, hash, mac);
+}
+
+/* Whether the stored writer MAC of chain's record seq is HMAC over its hash as expected_mac_of
+ * computes it. */
+static bool stored_mac_is(const char *chain, int seq, const EVP_MD *md,
+                          const uint8_t key_seed[GW_SIGN_SEED_LEN])
+{
+    char q[200], hex[65];
+    uint8_t h[GW_AUDIT_HASH_LEN], mac[32];
+    bool same;
+    snprintf(q, sizeof q,
+             "SELECT encode(hash, 'hex'), encode(writer_mac, 'hex') FROM audit_record WHERE chain "
+             "= '%s' AND seq = %d",
+             chain, seq);
+    PGresult *res = PQexec(check, q);
+    assert_int_equal(PQntuples(res), 1);
+    for (int k = 0; k < GW_AUDIT_HASH_LEN; k++) {
+        unsigned v;
+        assert_int_equal(sscanf(PQgetvalue(res, 0, 0) + 2 * k, "%2x", &v), 1);
+        h[k] = (uint8_t)v;
+    }
+    expected_mac_of(md, key_seed, h, mac);
+    hex_of(mac, sizeof mac, hex);
+    same = strcmp(PQgetvalue(res, 0, 1), hex) == 0;
+    PQclear(res);
+    return same;
 }
 
 enum plant_mac { MAC_NONE, MAC_JUNK, MAC_RIGHT };
@@ -872,26 +910,13 @@ static void test_linked_head_needs_the_writer_mac(void **state)
 {
     struct gw_audit *a;
     struct gw_audit_stats st;
-    uint8_t h[GW_AUDIT_HASH_LEN], mac[32];
-    char hex[65];
 
     (void)state;
     if (!pg_ok)
         skip();
     a = writer("t-mac", 1000, 60000); /* gateway.start: seq 1, no checkpoint */
     gw_audit_free(a);
-    PGresult *res = PQexec(check, "SELECT encode(hash, 'hex'), encode(writer_mac, 'hex') FROM "
-                                  "audit_record WHERE chain = 't-mac' AND seq = 1");
-    assert_int_equal(PQntuples(res), 1);
-    for (int k = 0; k < GW_AUDIT_HASH_LEN; k++) {
-        unsigned v;
-        assert_int_equal(sscanf(PQgetvalue(res, 0, 0) + 2 * k, "%2x", &v), 1);
-        h[k] = (uint8_t)v;
-    }
-    expected_mac(h, mac);
-    hex_of(mac, sizeof mac, hex);
-    assert_string_equal(PQgetvalue(res, 0, 1), hex);
-    PQclear(res);
+    assert_true(stored_mac_is("t-mac", 1, EVP_sha256(), seed));
 
     plant_linked("t-mac", MAC_NONE); /* seq 2 */
     a = writer("t-mac", 1000, 60000);
@@ -935,20 +960,26 @@ static void test_linked_head_needs_the_writer_mac(void **state)
 }
 
 /* During a suite migration the keyring holds both suites' audit keys: a head whose writer MAC is
- * under the other suite's key (written before the switch, not signed) is still the writer's own
- * when that key is given, and not when it is not. */
+ * under the other suite's key (written before the switch, not signed) is the writer's own when
+ * that key is given, and not when another key is given as the other suite's or none is. A writer
+ * restarted on its own unsigned head takes it under either suite (HMAC-SM3 under sm, as computed
+ * from its definition). */
 static void test_head_of_the_other_suite_is_taken_with_its_key(void **state)
 {
+    static const uint8_t sm_seed[GW_SIGN_SEED_LEN] = {3, 1, 4, 1, 5, 9, 2, 6, 5, 3, 5,
+                                                      8, 9, 7, 9, 3, 2, 3, 8, 4, 6};
+    static const uint8_t wrong_seed[GW_SIGN_SEED_LEN] = {2, 7, 1, 8, 2, 8};
     struct gw_sign_key aes = {GW_SIGN_ED25519, seed}; /* the keyring's aes audit key */
+    struct gw_sign_key wrong = {GW_SIGN_ED25519, wrong_seed};
     struct gw_audit *a;
     struct gw_audit_stats st;
 
     (void)state;
     if (!pg_ok)
         skip();
-    a = writer("t-suite", 1000, 60000); /* Ed25519, HMAC-SHA256 writer MAC */
+    a = writer("t-suite", 1000, 60000); /* Ed25519, HMAC-SHA256 writer MAC, unsigned */
     gw_audit_free(a);
-    a = writer_other("t-suite", 1000, 60000, GW_SIGN_SM2, &aes);
+    a = writer_other("t-suite", 1000, 60000, GW_SIGN_SM2, sm_seed, &aes);
     gw_audit_stats(a, &st);
     assert_int_equal(st.rejected, 0);
     gw_audit_free(a);
@@ -956,13 +987,25 @@ static void test_head_of_the_other_suite_is_taken_with_its_key(void **state)
                             "2 AND action = 'gateway.start' AND prev_hash = (SELECT hash FROM "
                             "audit_record WHERE chain = 't-suite' AND seq = 1)"),
                      1);
-    a = writer("t-suite", 1000, 60000); /* the head is now the SM2 writer's: no key for it */
+    assert_true(stored_mac_is("t-suite", 2, EVP_sm3(), sm_seed));
+    a = writer_other("t-suite", 1000, 60000, GW_SIGN_SM2, sm_seed, NULL); /* its own head */
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.rejected, 0);
+    gw_audit_free(a);
+    a = writer("t-suite", 1000, 60000); /* the head is the SM2 writer's: no key for it */
     gw_audit_stats(a, &st);
     assert_int_equal(st.rejected, 1);
     assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-suite' AND seq = "
-                            "3 AND action = 'audit.break' AND prev_hash = decode(repeat('00', "
+                            "4 AND action = 'audit.break' AND prev_hash = decode(repeat('00', "
                             "32), 'hex')"),
                      1);
+    gw_audit_free(a);
+
+    a = writer("t-suite2", 1000, 60000);
+    gw_audit_free(a);
+    a = writer_other("t-suite2", 1000, 60000, GW_SIGN_SM2, sm_seed, &wrong);
+    gw_audit_stats(a, &st);
+    assert_int_equal(st.rejected, 1);
     gw_audit_free(a);
 }
 
