@@ -605,6 +605,14 @@ static const char *take_head(struct gw_audit *a, const PGresult *head, const PGr
     return NULL;
 }
 
+/* Whether a failed statement met a column, table or function the database lacks: its schema is
+ * older than this build's (`waygatectl migrate` not run after an upgrade). */
+static bool schema_behind(const struct gw_db_result *res)
+{
+    const char *st = res ? res->sqlstate : NULL;
+    return st && (strcmp(st, "42703") == 0 || strcmp(st, "42P01") == 0 || strcmp(st, "42883") == 0);
+}
+
 static void setup_cb(void *arg, int err, const struct gw_db_result *res)
 {
     struct gw_audit *a = arg;
@@ -614,7 +622,15 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
     a->setup = NULL;
     a->down = err == GW_EUNAVAIL;
     if (err != 0) {
-        if (a->setup_fails++ % 40 == 0)
+        bool say = a->setup_fails++ % 40 == 0; /* the first, then 1 in 40 */
+        if (say && schema_behind(res))
+            GW_LOG(GW_LOG_ERROR, "audit", NULL,
+                   "chain %s: head not recovered: the database lacks a column, table or "
+                   "function this build uses (SQLSTATE %s), so its schema is older than this "
+                   "build: run `waygatectl migrate`; retrying; audited actions fail UNAVAILABLE "
+                   "meanwhile",
+                   a->chain, res->sqlstate);
+        else if (say)
             GW_LOG(GW_LOG_WARN, "audit", NULL,
                    "chain %s: head not recovered (%s%s%s): retrying; audited actions fail "
                    "UNAVAILABLE meanwhile",
