@@ -453,10 +453,10 @@ static int start_audit(struct gw_app *app, const char *path)
             port = 0;
         snprintf(chain, sizeof chain, "gw-%.40s-%u", host, (unsigned)port);
     }
-    struct gw_sign_key key, other = {GW_SIGN_ED25519, NULL};
+    struct gw_sign_key key, other;
     int has_key = gw_audit_signer(app->keys, &key);
-    if (gw_audit_signer_other(app->keys, &other) != 0)
-        other.seed = NULL; /* one suite: only its own key's writer MACs */
+    /* with one suite, only its own key's writer MACs are taken */
+    bool two_suites = gw_audit_signer_other(app->keys, &other) == 0;
     ac = (struct gw_audit_config){.chain = chain,
                                   .checkpoint_every = cfg->checkpoint_every,
                                   .queue_max = cfg->audit_queue_max,
@@ -464,7 +464,7 @@ static int start_audit(struct gw_app *app, const char *path)
                                   .alg = key.alg,
                                   .seed = key.seed,
                                   .other_alg = other.alg,
-                                  .other_seed = other.seed};
+                                  .other_seed = two_suites ? other.seed : NULL};
     if (has_key != 0) {
         enum gw_suite suite = gw_keyring_suite(app->keys);
         GW_LOG(GW_LOG_ERROR, "main", NULL,

@@ -8,24 +8,23 @@ enum gw_sign_alg gw_audit_sign_alg(enum gw_suite suite)
     return suite == GW_SUITE_SM ? GW_SIGN_SM2 : GW_SIGN_ED25519;
 }
 
-int gw_audit_signer(const struct gw_keyring *kr, struct gw_sign_key *out)
+/* *out = kr's audit key of suite (seed NULL when it has none). */
+static int signer_of(const struct gw_keyring *kr, enum gw_suite suite, struct gw_sign_key *out)
 {
-    enum gw_suite suite = kr ? gw_keyring_suite(kr) : GW_SUITE_AES;
     out->alg = gw_audit_sign_alg(suite);
     out->seed = kr ? gw_keyring_audit_seed(kr, suite) : NULL;
     return out->seed ? 0 : GW_EPRECOND;
 }
 
+int gw_audit_signer(const struct gw_keyring *kr, struct gw_sign_key *out)
+{
+    return signer_of(kr, kr ? gw_keyring_suite(kr) : GW_SUITE_AES, out);
+}
+
 int gw_audit_signer_other(const struct gw_keyring *kr, struct gw_sign_key *out)
 {
-    enum gw_suite suite;
-
-    if (kr == NULL)
-        return GW_EPRECOND;
-    suite = gw_keyring_suite(kr) == GW_SUITE_SM ? GW_SUITE_AES : GW_SUITE_SM;
-    out->alg = gw_audit_sign_alg(suite);
-    out->seed = gw_keyring_audit_seed(kr, suite);
-    return out->seed ? 0 : GW_EPRECOND;
+    enum gw_suite now = kr ? gw_keyring_suite(kr) : GW_SUITE_AES;
+    return signer_of(kr, now == GW_SUITE_SM ? GW_SUITE_AES : GW_SUITE_SM, out);
 }
 
 static enum gw_suite suite_of(enum gw_sign_alg alg)

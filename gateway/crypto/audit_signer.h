@@ -19,8 +19,8 @@ enum gw_sign_alg gw_audit_sign_alg(enum gw_suite suite);
 int gw_audit_signer(const struct gw_keyring *kr, struct gw_sign_key *out) GW_MUST_CHECK;
 
 /* *out = the keyring's audit key of the suite other than its current one (a suite migration
- * keeps both), for recognising what the other key wrote. Returns 0, or GW_EPRECOND when there is
- * none. */
+ * keeps both), for recognising what the other key wrote. Returns 0, or GW_EPRECOND (out->seed
+ * NULL) when there is none. */
 int gw_audit_signer_other(const struct gw_keyring *kr, struct gw_sign_key *out) GW_MUST_CHECK;
 
 /* Writer MACs (sql/028_audit_writer_mac.sql): the gateway stores HMAC(k, hash) beside each audit

@@ -30,6 +30,7 @@
 #include "log.h"
 #include "migrate.h"
 #include "pg_harness.h"
+#include "pq_msg.h"
 
 static struct pgh pg;
 static bool pg_ok;
@@ -720,11 +721,7 @@ static bool stored_mac_is(const char *chain, int seq, const EVP_MD *md,
              chain, seq);
     PGresult *res = PQexec(check, q);
     assert_int_equal(PQntuples(res), 1);
-    for (int k = 0; k < GW_AUDIT_HASH_LEN; k++) {
-        unsigned v;
-        assert_int_equal(sscanf(PQgetvalue(res, 0, 0) + 2 * k, "%2x", &v), 1);
-        h[k] = (uint8_t)v;
-    }
+    assert_true(gw_pq_hex(PQgetvalue(res, 0, 0), h, sizeof h));
     expected_mac_of(md, key_seed, h, mac);
     hex_of(mac, sizeof mac, hex);
     same = strcmp(PQgetvalue(res, 0, 1), hex) == 0;
@@ -753,14 +750,9 @@ static void plant_record(const char *chain, bool linked, enum plant_mac how,
     *l = (struct gw_audit_link){.chain = chain,
                                 .seq = strtoll(PQgetvalue(res, 0, 0), NULL, 10) + 1,
                                 .at_us = strtoll(PQgetvalue(res, 0, 1), NULL, 10) + 1};
-    snprintf(ph, sizeof ph, "%s", PQgetvalue(res, 0, 2));
+    if (linked) /* else 32 zero bytes */
+        assert_true(gw_pq_hex(PQgetvalue(res, 0, 2), l->prev_hash, GW_AUDIT_HASH_LEN));
     PQclear(res);
-    for (int k = 0; k < GW_AUDIT_HASH_LEN; k++) {
-        unsigned v = 0;
-        if (linked)
-            assert_int_equal(sscanf(ph + 2 * k, "%2x", &v), 1);
-        l->prev_hash[k] = (uint8_t)v;
-    }
     hex_of(l->prev_hash, GW_AUDIT_HASH_LEN, ph);
     assert_int_equal(gw_audit_rec_hash(&r, l, h), 0);
     if (how == MAC_RIGHT)
