@@ -1,6 +1,8 @@
 /* audit_signer.c: suite -> signature algorithm and key (audit_signer.h). */
 #include "audit_signer.h"
 
+#include <openssl/crypto.h>
+
 #include "keyring.h"
 
 enum gw_sign_alg gw_audit_sign_alg(enum gw_suite suite)
@@ -50,4 +52,28 @@ int gw_audit_writer_mac(struct gw_crypto *cx, enum gw_sign_alg alg,
     return gw_crypto_hmac(cx, suite_of(alg), mac_key, GW_CRYPTO_MAC_LEN, hash, hashlen, out) == 0
                ? 0
                : GW_ECRYPTO;
+}
+
+int gw_audit_mac_keys_add(struct gw_crypto *cx, struct gw_audit_mac_keys *k,
+                          const struct gw_sign_key *key)
+{
+    if (k->n >= GW_SUITE_COUNT)
+        return GW_EINVAL;
+    if (gw_audit_mac_key(cx, key, k->key[k->n]) != 0)
+        return GW_ECRYPTO;
+    k->alg[k->n++] = key->alg;
+    return 0;
+}
+
+bool gw_audit_mac_ok(struct gw_crypto *cx, const struct gw_audit_mac_keys *k, const uint8_t *hash,
+                     size_t hashlen, const uint8_t mac[GW_CRYPTO_MAC_LEN])
+{
+    uint8_t want[GW_CRYPTO_MAC_LEN];
+    bool ok = false;
+
+    for (int i = 0; i < k->n; i++)
+        if (gw_audit_writer_mac(cx, k->alg[i], k->key[i], hash, hashlen, want) == 0 &&
+            CRYPTO_memcmp(want, mac, sizeof want) == 0)
+            ok = true; /* every key tried: no early exit */
+    return ok;
 }

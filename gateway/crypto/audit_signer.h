@@ -5,6 +5,8 @@
 #ifndef GW_AUDIT_SIGNER_H
 #define GW_AUDIT_SIGNER_H
 
+#include <stdbool.h>
+
 #include "crypto.h"
 #include "err.h"
 #include "sign.h"
@@ -33,5 +35,23 @@ int gw_audit_mac_key(struct gw_crypto *cx, const struct gw_sign_key *key,
 int gw_audit_writer_mac(struct gw_crypto *cx, enum gw_sign_alg alg,
                         const uint8_t mac_key[GW_CRYPTO_MAC_LEN], const uint8_t *hash,
                         size_t hashlen, uint8_t out[GW_CRYPTO_MAC_LEN]) GW_MUST_CHECK;
+
+/* The writer-MAC keys a stored MAC is checked against: one per audit key of a keyring (the
+ * gateway's own first, which it writes with; the other suite's during a suite migration).
+ * Wipe with OPENSSL_cleanse when done. */
+struct gw_audit_mac_keys {
+    int n;
+    enum gw_sign_alg alg[GW_SUITE_COUNT];
+    uint8_t key[GW_SUITE_COUNT][GW_CRYPTO_MAC_LEN];
+};
+
+/* Adds the writer-MAC key of key to k. Returns 0, GW_ECRYPTO, or GW_EINVAL when k is full. */
+int gw_audit_mac_keys_add(struct gw_crypto *cx, struct gw_audit_mac_keys *k,
+                          const struct gw_sign_key *key) GW_MUST_CHECK;
+
+/* True when mac is HMAC(one of k's keys, hash); every key is tried, each compared in constant
+ * time. */
+bool gw_audit_mac_ok(struct gw_crypto *cx, const struct gw_audit_mac_keys *k, const uint8_t *hash,
+                     size_t hashlen, const uint8_t mac[GW_CRYPTO_MAC_LEN]);
 
 #endif

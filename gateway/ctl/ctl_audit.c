@@ -17,6 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+
 #include "alloc.h"
 #include "audit_bundle.h"
 #include "audit_read.h"
@@ -65,6 +67,9 @@ static void audit_usage(FILE *f)
         "  the audit keys of the keyring (--keyring, default $WAYGATE_KEYRING: of each suite\n"
         "  it holds), and with no keyring either accepts any key of the audit_key table,\n"
         "  saying the signers are not pinned.\n"
+        "  A record of a gateway's chain that no checkpoint covers yet must carry a writer MAC\n"
+        "  of the keyring, when one is read (without --trust-key, or with --keyring): one that\n"
+        "  carries none, or a MAC of another key, is a bad place.\n"
         "  Every chain is checked on its own and every broken one named. --since BUNDLE: an\n"
         "  earlier bundle (verified first, under the same pins) whose chains the trail must\n"
         "  still extend: records cut since, with the checkpoints over them, leave a chain that\n"
@@ -197,6 +202,9 @@ struct summary {
     enum gw_sign_alg alg[SIGNERS_MAX];
     size_t nsigners;
     bool more_signers; /* past SIGNERS_MAX: not listed */
+    /* the live check's records of gateway chains no checkpoint covers yet: whose writer MAC
+     * was checked (and held), and those left unchecked for want of a keyring */
+    uint64_t mac_held, mac_unchecked;
 };
 
 static void summary_add(struct summary *s, const struct gw_bundle_verifier *v)
@@ -235,6 +243,13 @@ static void print_ok(const struct summary *s, bool live, const char *pinned)
     if (st->uncovered)
         printf("note: %" PRIu64 " records not yet covered by a checkpoint (%s)\n", st->uncovered,
                st->uncovered_note);
+    if (s->mac_held)
+        printf("note: %" PRIu64 " of them, in gateway chains, carry a writer MAC of the keyring\n",
+               s->mac_held);
+    if (s->mac_unchecked)
+        printf("note: the writer MACs of %" PRIu64 " of them, in gateway chains, were not checked "
+               "(no keyring): nothing but their place shows that a gateway wrote them\n",
+               s->mac_unchecked);
     for (size_t i = 0; i < s->nsigners; i++)
         printf("signed by key %s (%s)\n", s->signer[i], gw_sign_alg_name(s->alg[i]));
     if (s->more_signers)
@@ -255,11 +270,27 @@ static bool key_id_ok(const char *s)
     return n == 64 && strspn(s, "0123456789abcdef") == n;
 }
 
-/* The live check's pins when no --trust-key is given: the audit public key of each suite the
- * keyring (path) holds, by key id, into ids (GW_SUITE_COUNT entries) and *n. Returns 0, or
- * GW_CTL_FAIL after saying why (a keyring named but unreadable, or without an audit key, is a
- * failure: the operator asked for the check it would pin). */
-static int keyring_pins(const char *path, char ids[GW_SUITE_COUNT][65], size_t *n)
+/* The writer-MAC keys the live check holds uncovered gateway records to (n 0: none, no keyring
+ * was read), with the crypto context that computes them. */
+struct writer_macs {
+    struct gw_crypto *cx;
+    struct gw_audit_mac_keys k;
+};
+
+static void writer_macs_free(struct writer_macs *m)
+{
+    OPENSSL_cleanse(&m->k, sizeof m->k);
+    gw_crypto_free(m->cx);
+    m->cx = NULL;
+}
+
+/* Reads the keyring at path: the audit public key of each suite it holds, by key id, into ids
+ * (GW_SUITE_COUNT entries) and *n (the live check's pins when no --trust-key is given), and each
+ * one's writer-MAC key into m. Returns 0, or GW_CTL_FAIL after saying why (a keyring named but
+ * unreadable, or without an audit key, is a failure: the operator asked for the check it would
+ * pin). */
+static int load_keyring(const char *path, char ids[GW_SUITE_COUNT][65], size_t *n,
+                        struct writer_macs *m)
 {
     static const enum gw_suite suites[GW_SUITE_COUNT] = {GW_SUITE_AES, GW_SUITE_SM};
     struct gw_keyring *kr = NULL;
@@ -271,13 +302,18 @@ static int keyring_pins(const char *path, char ids[GW_SUITE_COUNT][65], size_t *
                 err);
         return GW_CTL_FAIL;
     }
+    if ((m->cx = gw_crypto_new()) == NULL) {
+        fprintf(stderr, ME " verify: out of memory\n");
+        goto out;
+    }
     for (size_t i = 0; i < GW_SUITE_COUNT; i++) {
         struct gw_sign_key k = {gw_audit_sign_alg(suites[i]), gw_keyring_audit_seed(kr, suites[i])};
         uint8_t pub[GW_SIGN_PUB_MAX];
         size_t publen = 0;
         if (!gw_keyring_has_suite(kr, suites[i]) || k.seed == NULL)
             continue;
-        if (gw_sign_public(&k, pub, &publen) != 0 || gw_audit_key_id(pub, publen, ids[*n]) != 0) {
+        if (gw_sign_public(&k, pub, &publen) != 0 || gw_audit_key_id(pub, publen, ids[*n]) != 0 ||
+            gw_audit_mac_keys_add(m->cx, &m->k, &k) != 0) {
             fprintf(stderr, ME " verify: keyring %s: its %s audit key is unusable\n", path,
                     gw_suite_name(suites[i]));
             goto out;
@@ -420,13 +456,82 @@ struct broken_tally {
     uint64_t records, not_covered;
 };
 
+/* What the writer-MAC check of one chain's uncovered records found. */
+struct mac_tally {
+    const struct writer_macs *m;
+    uint64_t held, missing, wrong;
+    int64_t first_missing, first_wrong;
+};
+
+static int mac_cb(void *arg, int64_t seq, const uint8_t hash[GW_AUDIT_HASH_LEN], const uint8_t *mac)
+{
+    struct mac_tally *t = arg;
+    if (mac == NULL) {
+        if (t->missing++ == 0)
+            t->first_missing = seq;
+    } else if (!gw_audit_mac_ok(t->m->cx, &t->m->k, hash, GW_AUDIT_HASH_LEN, mac)) {
+        if (t->wrong++ == 0)
+            t->first_wrong = seq;
+    } else {
+        t->held++;
+    }
+    return 0;
+}
+
+/* The records of a gateway chain (verified) that no checkpoint covers yet must each carry a
+ * writer MAC of the keyring (sql/028_audit_writer_mac.sql): a record's hash uses no secret, so
+ * whoever holds the gateway's database role can append one that links properly, and until a
+ * checkpoint covers it only the MAC shows that a gateway wrote it. Each kind of fault is one bad
+ * place, named at its first record with the count. Without a keyring (m->k.n 0) the records are
+ * counted as unchecked. Returns 0, GW_EDATALOSS after naming the faults, or GW_EINTERNAL with
+ * the server's message in errbuf. */
+static int check_writer_macs(struct gw_admin *a, const struct gw_bundle_verifier *v,
+                             const struct gw_audit_span *sp, const struct writer_macs *m,
+                             struct summary *sum, struct breaks *br, char *errbuf, size_t errlen)
+{
+    struct mac_tally t = {.m = m};
+    char why[GW_BUNDLE_ERR_MAX];
+    int64_t from, to;
+    int r;
+    if (!sp->gateway || gw_bundle_verify_uncovered(v, 0, &from, &to) == NULL || from < 0)
+        return 0;
+    if (m->k.n == 0) {
+        sum->mac_unchecked += (uint64_t)(to - from + 1);
+        return 0;
+    }
+    r = gw_audit_read_macs(a, sp->chain, from, to, BATCH, mac_cb, &t, errbuf, errlen);
+    if (r != 0)
+        return r;
+    if (t.missing) {
+        snprintf(why, sizeof why,
+                 "chain %s: seq %" PRId64 ": no checkpoint covers it and it carries no writer "
+                 "MAC: nothing shows that a gateway holding this keyring wrote it (%" PRIu64
+                 " such record%s in seq %" PRId64 "..%" PRId64 ")",
+                 sp->chain, t.first_missing, t.missing, t.missing == 1 ? "" : "s", from, to);
+        break_cb(br, why);
+    }
+    if (t.wrong) {
+        snprintf(why, sizeof why,
+                 "chain %s: seq %" PRId64 ": no checkpoint covers it and its writer MAC is not "
+                 "one this keyring makes (%" PRIu64 " such record%s in seq %" PRId64 "..%" PRId64
+                 ")",
+                 sp->chain, t.first_wrong, t.wrong, t.wrong == 1 ? "" : "s", from, to);
+        break_cb(br, why);
+    }
+    if (t.missing || t.wrong)
+        return GW_EDATALOSS;
+    sum->mac_held += t.held;
+    return 0;
+}
+
 /* One chain of the live trail through a verifier of its own (every key, then the chain). Returns
  * 0 (its figures and signers added to sum), GW_EDATALOSS after its bad places went to br (each
  * a FAILED line; then how much of the chain was checked is printed and added to bt), or another
  * error (said here). */
 static int verify_one_chain(struct gw_admin *a, const struct gw_bundle_verify_opts *vo,
-                            const struct keyset *ks, const struct gw_audit_span *sp,
-                            struct summary *sum, struct breaks *br, struct broken_tally *bt)
+                            const struct keyset *ks, const struct writer_macs *m,
+                            const struct gw_audit_span *sp, struct summary *sum, struct breaks *br,
+                            struct broken_tally *bt)
 {
     struct gw_bundle_header h = {"waygatectl", gw_clock_real_us(), 0, INT64_MAX, NULL};
     struct gw_bundle_verifier *v = NULL;
@@ -451,6 +556,8 @@ static int verify_one_chain(struct gw_admin *a, const struct gw_bundle_verify_op
         r = gw_bundle_verify_end(v);
     if (r == 0 && f.left_out > 0) /* named already, in break_cb */
         r = GW_EDATALOSS;
+    if (r == 0)
+        r = check_writer_macs(a, v, sp, m, sum, br, err, sizeof err);
     if (r == 0) {
         summary_add(sum, v);
     } else if (r == GW_EDATALOSS) {
@@ -483,6 +590,7 @@ static int verify_live(const struct audit_opts *o)
     struct breaks br = {.path = NULL, .n = 0};
     struct gw_bundle_verifier *since = NULL; /* --since: the earlier bundle, verified */
     struct keyset keys = {NULL, 0, 0};
+    struct writer_macs macs;
     size_t nsince = 0;
     int64_t seq = 0;
     uint8_t head[GW_AUDIT_HASH_LEN];
@@ -492,14 +600,20 @@ static int verify_live(const struct audit_opts *o)
     int r, rc;
 
     pinned[0] = '\0';
+    memset(&macs, 0, sizeof macs);
+    /* the keyring pins the signers when no --trust-key is given, and gives the writer-MAC keys
+     * whenever it is read: with --trust-key, only when --keyring names it */
+    if ((o->ntrust == 0 || o->keyring != NULL) && keyring != NULL && keyring[0] != '\0' &&
+        load_keyring(keyring, kr_ids, &nkr, &macs) != 0) {
+        writer_macs_free(&macs);
+        return GW_CTL_FAIL;
+    }
     if (o->ntrust > 0) {
         vo.trust_keys = o->trust;
         vo.ntrust = o->ntrust;
         snprintf(pinned, sizeof pinned, "the %zu key%s given by --trust-key", o->ntrust,
                  o->ntrust == 1 ? "" : "s");
-    } else if (keyring != NULL && keyring[0] != '\0') {
-        if (keyring_pins(keyring, kr_ids, &nkr) != 0)
-            return GW_CTL_FAIL;
+    } else if (nkr > 0) {
         for (size_t i = 0; i < nkr; i++)
             pins[i] = kr_ids[i];
         vo.trust_keys = pins;
@@ -511,6 +625,7 @@ static int verify_live(const struct audit_opts *o)
         struct gw_bundle_verify_opts bo = {.trust_keys = vo.trust_keys, .ntrust = vo.ntrust};
         if (check_file(o->since, &bo, &since) != 0) {
             gw_bundle_verifier_free(since);
+            writer_macs_free(&macs);
             return GW_CTL_FAIL;
         }
         while (gw_bundle_verify_chain(since, nsince, &seq, head) != NULL)
@@ -519,6 +634,7 @@ static int verify_live(const struct audit_opts *o)
     rc = ctl_admin_db("audit verify", o->db, &a);
     if (rc != 0) {
         gw_bundle_verifier_free(since);
+        writer_macs_free(&macs);
         return rc;
     }
     rc = GW_CTL_FAIL;
@@ -538,7 +654,7 @@ static int verify_live(const struct audit_opts *o)
      * not hide a break in another; within a chain, a bad checkpoint (one planted included) is
      * named and gone past */
     for (size_t i = 0; r == 0 && i < n; i++) {
-        int c = verify_one_chain(a, &vo, &keys, &sp[i], &sum, &br, &bt);
+        int c = verify_one_chain(a, &vo, &keys, &macs, &sp[i], &sum, &br, &bt);
         if (c != GW_EDATALOSS)
             r = c;
     }
@@ -598,6 +714,7 @@ out:
     gw_free(sp);
     gw_bundle_verifier_free(since);
     gw_admin_free(a);
+    writer_macs_free(&macs);
     return rc;
 }
 

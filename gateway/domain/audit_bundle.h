@@ -159,6 +159,12 @@ const char *gw_bundle_verify_chain(const struct gw_bundle_verifier *v, size_t i,
 const char *gw_bundle_verify_tally(const struct gw_bundle_verifier *v, size_t i, uint64_t *records,
                                    uint64_t *not_covered);
 
+/* After the i-th chain (in the bundle's order) was read: its id, with the seq range *from..*to
+ * of its last records that no checkpoint covers yet, the tail of the run the chain ended on
+ * (*from = *to = -1 when there are none); NULL past the last chain read to its end. */
+const char *gw_bundle_verify_uncovered(const struct gw_bundle_verifier *v, size_t i, int64_t *from,
+                                       int64_t *to);
+
 /* A sink (for gw_bundle_writer_new) that feeds a verifier (arg). */
 int gw_bundle_verify_sink(void *arg, const uint8_t *p, size_t n);
 

@@ -214,6 +214,18 @@ const char *gw_bundle_verify_tally(const struct gw_bundle_verifier *v, size_t i,
     return c->id;
 }
 
+const char *gw_bundle_verify_uncovered(const struct gw_bundle_verifier *v, size_t i, int64_t *from,
+                                       int64_t *to)
+{
+    const struct run *r;
+    if (i >= v->ndone)
+        return NULL;
+    r = &v->done[i].cur;
+    *from = r->pending > 0 ? r->pend_from : -1;
+    *to = r->pending > 0 ? r->seq : -1;
+    return v->done[i].id;
+}
+
 const char *gw_bundle_verify_signer(const struct gw_bundle_verifier *v, size_t i,
                                     enum gw_sign_alg *alg)
 {

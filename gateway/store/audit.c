@@ -85,11 +85,9 @@ struct gw_audit {
     size_t publen;
     char key_id[KEY_ID_LEN + 1];
     struct gw_crypto *cx;
-    /* writer-MAC keys (gw_audit_mac_key): [0] this writer's, which it writes with; [1] the
-     * keyring's other suite's when nmac is 2 */
-    uint8_t mac_key[2][GW_CRYPTO_MAC_LEN];
-    enum gw_sign_alg mac_alg[2];
-    int nmac;
+    /* writer-MAC keys: [0] this writer's, which it writes with; [1] the keyring's other
+     * suite's when it has one */
+    struct gw_audit_mac_keys macs;
 
     bool ready;           /* head recovered */
     bool down;            /* the last recovery could not reach the database */
@@ -294,12 +292,10 @@ int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg, struct gw_
         return GW_EINVAL;
     }
     a->cx = gw_crypto_new();
-    a->mac_alg[0] = cfg->alg;
-    a->mac_alg[1] = cfg->other_alg;
-    a->nmac = cfg->other_seed != NULL ? 2 : 1;
-    for (int i = 0; a->cx != NULL && i < a->nmac; i++) {
-        struct gw_sign_key k = {a->mac_alg[i], i == 0 ? a->seed : cfg->other_seed};
-        if (gw_audit_mac_key(a->cx, &k, a->mac_key[i]) != 0) {
+    for (int i = 0; a->cx != NULL && i < (cfg->other_seed != NULL ? 2 : 1); i++) {
+        struct gw_sign_key k = {i == 0 ? cfg->alg : cfg->other_alg,
+                                i == 0 ? a->seed : cfg->other_seed};
+        if (gw_audit_mac_keys_add(a->cx, &a->macs, &k) != 0) {
             gw_audit_free(a);
             return GW_ECRYPTO;
         }
@@ -399,7 +395,7 @@ void gw_audit_free(struct gw_audit *a)
     if (a->ev_drain)
         event_free(a->ev_drain);
     OPENSSL_cleanse(a->seed, sizeof a->seed);
-    OPENSSL_cleanse(a->mac_key, sizeof a->mac_key);
+    OPENSSL_cleanse(&a->macs, sizeof a->macs);
     gw_crypto_free(a->cx);
     gw_free(a);
 }
@@ -555,19 +551,15 @@ static bool head_signed(const struct gw_audit *a, const PGresult *own, const str
  * writer-MAC keys (sql/028_audit_writer_mac.sql). */
 static const char *mac_fault(struct gw_audit *a, const PGresult *head, const struct gw_audit_row *h)
 {
-    uint8_t stored[GW_CRYPTO_MAC_LEN], want[GW_CRYPTO_MAC_LEN];
-    bool ok = false;
+    uint8_t stored[GW_CRYPTO_MAC_LEN];
 
     if (PQnfields(head) <= GW_AUDIT_RECORD_NCOLS || PQgetisnull(head, 0, GW_AUDIT_RECORD_NCOLS))
         return "it carries no writer MAC";
     if (!gw_pq_hex(PQgetvalue(head, 0, GW_AUDIT_RECORD_NCOLS), stored, sizeof stored))
         return "its writer MAC is not 32 bytes";
-    for (int i = 0; i < a->nmac; i++)
-        if (gw_audit_writer_mac(a->cx, a->mac_alg[i], a->mac_key[i], h->hash, GW_AUDIT_HASH_LEN,
-                                want) == 0 &&
-            CRYPTO_memcmp(want, stored, sizeof want) == 0)
-            ok = true; /* every key tried: no early exit */
-    return ok ? NULL : "its writer MAC is not one this gateway's keyring makes";
+    return gw_audit_mac_ok(a->cx, &a->macs, h->hash, GW_AUDIT_HASH_LEN, stored)
+               ? NULL
+               : "its writer MAC is not one this gateway's keyring makes";
 }
 
 /* Takes the stored head (head: recover's get_head; own: get_own) as the one to chain onto, or,
@@ -730,7 +722,7 @@ static int chain_entry(struct gw_audit *a, struct gw_audit_req *r, int64_t *seq,
         memcpy(l.prev_hash, hash, GW_AUDIT_HASH_LEN);
         int rc = gw_audit_rec_hash(&v, &l, c->hash);
         if (rc == 0)
-            rc = gw_audit_writer_mac(a->cx, a->mac_alg[0], a->mac_key[0], c->hash,
+            rc = gw_audit_writer_mac(a->cx, a->macs.alg[0], a->macs.key[0], c->hash,
                                      GW_AUDIT_HASH_LEN, c->mac);
         if (rc != 0)
             return rc;

@@ -149,7 +149,8 @@ int gw_audit_read_plan(struct gw_admin *a, bool live, int64_t from_us, int64_t t
     snprintf(ttxt, sizeof ttxt, "%" PRId64, to_us);
     if (live)
         res = PQexec(a->pg, "SELECT c.id, 1, (SELECT max(seq) FROM audit_record r "
-                            "WHERE r.chain = c.id) FROM audit_chain c ORDER BY c.id COLLATE \"C\"");
+                            "WHERE r.chain = c.id), c.kind = 'gateway' FROM audit_chain c "
+                            "ORDER BY c.id COLLATE \"C\"");
     else
         res = PQexecParams(a->pg,
                            "SELECT chain, min(seq), max(seq) FROM audit_record "
@@ -171,6 +172,7 @@ int gw_audit_read_plan(struct gw_admin *a, bool live, int64_t from_us, int64_t t
         sp[i].first = num(res, i, 1, 1);
         sp[i].last = num(res, i, 2, 0);
         sp[i].ckpt_last = INT64_MAX;
+        sp[i].gateway = live && PQgetvalue(res, i, 3)[0] == 't';
         if (!live)
             rc = widen(a, &sp[i], errbuf, errlen);
     }
@@ -308,6 +310,40 @@ int gw_audit_read_span(struct gw_admin *a, const struct gw_audit_span *s, long b
 out:
     PQclear(recs);
     PQclear(cks);
+    return rc;
+}
+
+int gw_audit_read_macs(struct gw_admin *a, const char *chain, int64_t from, int64_t to, long batch,
+                       gw_audit_mac_cb cb, void *arg, char *errbuf, size_t errlen)
+{
+    uint8_t hash[GW_AUDIT_HASH_LEN], mac[GW_AUDIT_HASH_LEN];
+    int64_t cursor = from - 1; /* records after this seq are still to read */
+    PGresult *res = NULL;
+    int rc = 0, n;
+
+    do {
+        PQclear(res);
+        res = query3(a,
+                     "SELECT seq, encode(hash, 'hex'), encode(writer_mac, 'hex') FROM audit_record "
+                     "WHERE chain = $1 AND seq > $2::bigint AND seq <= $3::bigint ORDER BY seq "
+                     "LIMIT $4::bigint",
+                     chain, cursor, to, batch, 4);
+        if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+            rc = gw_admin_refused(res, a, errbuf, errlen);
+            break;
+        }
+        n = PQntuples(res);
+        for (int i = 0; i < n && rc == 0; i++) {
+            bool has_mac =
+                !PQgetisnull(res, i, 2) && gw_pq_hex(PQgetvalue(res, i, 2), mac, sizeof mac);
+            cursor = num(res, i, 0, 0);
+            if (!gw_pq_hex(PQgetvalue(res, i, 1), hash, sizeof hash))
+                rc = bad_row(errbuf, errlen, "hash");
+            else
+                rc = cb(arg, cursor, hash, has_mac ? mac : NULL);
+        }
+    } while (rc == 0 && n > 0);
+    PQclear(res);
     return rc;
 }
 

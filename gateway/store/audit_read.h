@@ -27,6 +27,8 @@ struct gw_audit_row {
 struct gw_audit_span {
     char chain[65];
     int64_t first, last, ckpt_last;
+    bool gateway; /* a gateway's chain (audit_chain.kind), whose records carry writer MACs;
+                   * known for a live plan only */
 };
 
 /* Callbacks return 0 to go on, or a negative gw_err that stops the read and is returned. */
@@ -63,6 +65,16 @@ int gw_audit_read_plan(struct gw_admin *a, bool live, int64_t from_us, int64_t t
 int gw_audit_read_span(struct gw_admin *a, const struct gw_audit_span *s, long batch,
                        gw_audit_row_cb row_cb, gw_audit_ckpt_cb ckpt_cb, void *arg, char *errbuf,
                        size_t errlen) GW_MUST_CHECK;
+
+/* A record's stored hash and writer MAC (sql/028_audit_writer_mac.sql); mac NULL when it has
+ * none (or one that is not 32 bytes). */
+typedef int (*gw_audit_mac_cb)(void *arg, int64_t seq, const uint8_t hash[GW_AUDIT_HASH_LEN],
+                               const uint8_t *mac);
+
+/* Calls cb for each record of chain with seq in [from, to], by seq, batch records per query.
+ * Returns 0, GW_EINTERNAL (also for a hash that does not decode) or the callback's error. */
+int gw_audit_read_macs(struct gw_admin *a, const char *chain, int64_t from, int64_t to, long batch,
+                       gw_audit_mac_cb cb, void *arg, char *errbuf, size_t errlen) GW_MUST_CHECK;
 
 /* The stored hash of record (chain, seq) into hash; *found false when there is no such record.
  * Returns 0 or GW_EINTERNAL. */

@@ -7,6 +7,7 @@ a bundle item reader/writer for tampering with bundles."""
 
 import base64
 import hashlib
+import hmac
 import os
 import sys
 
@@ -70,9 +71,26 @@ def keyring_signer(path):
                 keys.setdefault(parts[0].replace("kek", "suite"), True)
     if "suite" in keys:
         assert "audit" in keys, "keyring %s has no audit key" % path
-        return Signer(keys["audit"])
+        s = Signer(keys["audit"])
+        s.writer_key = writer_mac_key(keys["audit"], "sha256")
+        return s
     assert "sm.audit" in keys, "keyring %s has no sm.audit key" % path
-    return SM2Signer(int.from_bytes(keys["sm.audit"], "big"))
+    s = SM2Signer(int.from_bytes(keys["sm.audit"], "big"))
+    s.writer_key = writer_mac_key(keys["sm.audit"], "sm3")
+    return s
+
+
+def writer_mac_key(seed, digest):
+    """(key, digest) of the writer MACs a gateway holding this audit key writes beside each
+    record's hash (sql/028_audit_writer_mac.sql): key = HMAC(seed, "waygate-audit-writer-v1"),
+    HMAC-SHA256 for the aes suite's key, HMAC-SM3 for the sm suite's."""
+    return hmac.new(seed, b"waygate-audit-writer-v1", digest).digest(), digest
+
+
+def writer_mac(writer_key, h):
+    """The writer MAC of a record whose hash is h."""
+    key, digest = writer_key
+    return hmac.new(key, h, digest).digest()
 
 
 def rogue_signer(path):
@@ -86,6 +104,7 @@ def rogue_signer(path):
 class SM2Signer:
     """SM2 with SM3 and identifier 1234567812345678 (pure Python: tests/audit/sm_verify.py)."""
     algorithm = "sm2"
+    writer_key = None  # a keyring's (keyring_signer): the gateway's writer MACs
 
     def __init__(self, d):
         sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
@@ -101,6 +120,7 @@ class SM2Signer:
 
 class Signer:
     algorithm = "ed25519"
+    writer_key = None  # a keyring's (keyring_signer): the gateway's writer MACs
 
     def __init__(self, seed=None):
         self.key = (Ed25519PrivateKey.from_private_bytes(seed) if seed
@@ -127,7 +147,9 @@ def sql_text(v):
 
 def build_chain(chain, n, signer, checkpoint_at, t0_us, step_us=1_000_000, kind="gateway"):
     """SQL that creates `chain` with records 1..n (record i at t0_us + (i-1)*step_us) and a
-    checkpoint after each seq in checkpoint_at; returns (sql, records, checkpoints)."""
+    checkpoint after each seq in checkpoint_at; returns (sql, records, checkpoints). A gateway's
+    chain signed with a keyring's key carries that keyring's writer MACs, as a gateway writes
+    it."""
     stmts = ["INSERT INTO audit_chain (id, kind) VALUES (%s, %s) ON CONFLICT DO NOTHING"
              % (sql_text(chain), sql_text(kind)),
              "INSERT INTO audit_key (key_id, public_key, algorithm) VALUES (%s, %s, %s) "
@@ -146,6 +168,9 @@ def build_chain(chain, n, signer, checkpoint_at, t0_us, step_us=1_000_000, kind=
         h = hashlib.sha256(encode_record(r)).digest()
         cols = [k for k in RECORD_FIELDS] + ["hash"]
         vals = [r[k] for k in RECORD_FIELDS] + [h]
+        if kind == "gateway" and signer.writer_key:
+            cols.append("writer_mac")
+            vals.append(writer_mac(signer.writer_key, h))
         stmts.append("INSERT INTO audit_record (%s) VALUES (%s)"
                      % (", ".join(cols), ", ".join(sql_text(v) for v in vals)))
         records.append(dict(r, hash=h))

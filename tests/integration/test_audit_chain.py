@@ -188,6 +188,51 @@ def test_good_trail_verifies_live_and_as_a_bundle(stack, db, tmp_path):
     assert any(r["confidential"] == b"1" for r in recs)
 
 
+@pytest.mark.parametrize("mac", ["none", "another key's"])
+def test_uncovered_gateway_records_need_the_keyrings_writer_mac(stack, db, template, mac):
+    """gw1's records 26..27, after its last checkpoint, carry the keyring's writer MACs, as a
+    gateway writes them: the live check says so. A record the gateway's database role appends at
+    seq 28, linked properly (its hash is its content's, its prev_hash 27's), carrying no writer
+    MAC or one made under another key, is named, an incident. Under --trust-key without --keyring
+    the MACs are not read, and the check says so. (Red without the check: the planted record was
+    only "not yet covered".)"""
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "note: 2 of them, in gateway chains, carry a writer MAC of the keyring\n" in r.stdout
+    last = template["gw1"][-1]
+    rec = dict(last, seq=28, at_us=last["at_us"] + 1_000_000, object="planted",
+               prev_hash=last["hash"])
+    rec.pop("hash")
+    h = hashlib.sha256(audit_lib.encode_record(rec)).digest()
+    cols, vals = list(audit_lib.RECORD_FIELDS) + ["hash"], [rec[k] for k in
+                                                           audit_lib.RECORD_FIELDS] + [h]
+    if mac != "none":
+        seed = os.urandom(32)
+        cols.append("writer_mac")
+        vals.append(audit_lib.writer_mac(audit_lib.writer_mac_key(seed, "sha256"), h))
+    stack.psql("INSERT INTO audit_record (%s) VALUES (%s)" % (
+        ", ".join(cols), ", ".join(audit_lib.sql_text(v) for v in vals)),
+        uri=uri(stack, db, TEMPLATE + "_gateway"))
+    why = "it carries no writer MAC: nothing shows that a gateway holding this keyring wrote it" \
+        if mac == "none" else "its writer MAC is not one this keyring makes"
+    place = "chain gw1: seq 28: no checkpoint covers it and %s (1 such record in seq 26..28)" % why
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert failed(r) == [place], r.stdout
+    assert "checked: chain gw1: 28 records, 3 not covered by a valid checkpoint" in \
+        r.stdout.splitlines(), r.stdout
+    assert stack.psql("SELECT severity || '|' || detail FROM incident WHERE kind = "
+                      "'audit_chain_break'", uri=su(stack, db)) == ["critical|" + place]
+    r = stack.ctl("audit", "verify", "--db", uri(stack, db, TEMPLATE + "_admin"), "--trust-key",
+                  template["signer"].key_id)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "note: the writer MACs of 3 of them, in gateway chains, were not checked (no " \
+           "keyring)" in r.stdout, r.stdout
+    r = stack.ctl("audit", "verify", "--db", uri(stack, db, TEMPLATE + "_admin"), "--trust-key",
+                  template["signer"].key_id, "--keyring", stack.env["WAYGATE_KEYRING"])
+    assert r.returncode == 1 and failed(r) == [place], r.stdout + r.stderr
+
+
 def test_export_digest_is_the_files_and_the_export_is_recorded(stack, db, tmp_path):
     path = str(tmp_path / "d.bundle")
     r = export(stack, db, path)

@@ -460,6 +460,7 @@ struct places {
     size_t n;
     struct gw_bundle_verify_stats st;
     uint64_t records[4], not_covered[4];
+    int64_t unc_from[4], unc_to[4]; /* each chain's records not yet covered (-1: none) */
     size_t nchains;
 };
 
@@ -486,8 +487,11 @@ static int verify_all(const struct gen *g, bool whole, struct places *p)
     gw_bundle_verify_stats(v, &p->st);
     assert_int_equal(p->st.bad, p->n);
     while (p->nchains < 4 && gw_bundle_verify_tally(v, p->nchains, &p->records[p->nchains],
-                                                    &p->not_covered[p->nchains]) != NULL)
+                                                    &p->not_covered[p->nchains]) != NULL) {
+        assert_non_null(gw_bundle_verify_uncovered(v, p->nchains, &p->unc_from[p->nchains],
+                                                   &p->unc_to[p->nchains]));
         p->nchains++;
+    }
     assert_string_equal(gw_bundle_verify_error(v), p->n ? p->at[0] : "");
     gw_bundle_verifier_free(v);
     free(b.p);
@@ -541,7 +545,8 @@ static void bad_checkpoint_does_not_hide_later_breaks(void **state)
 }
 
 /* A checkpoint that fails covers nothing: the records before it are covered only by the next
- * one that holds, and those after the last one that holds are "not yet covered". */
+ * one that holds, and those after the last one that holds are "not yet covered", which is the
+ * range the live check holds to the writer MACs (gw_bundle_verify_uncovered). */
 static void bad_checkpoint_covers_nothing(void **state)
 {
     struct places p;
@@ -558,9 +563,16 @@ static void bad_checkpoint_covers_nothing(void **state)
     assert_int_equal(p.st.uncovered, 15);
     assert_string_equal(p.st.uncovered_note, "chain gw1: seq 11..25 not yet covered by a "
                                              "checkpoint");
+    assert_int_equal(p.unc_from[0], 11);
+    assert_int_equal(p.unc_to[0], 25);
     assert_int_equal(verify_all(&(struct gen){0}, true, &p), 0);
     assert_int_equal(p.n, 0);
     assert_int_equal(p.st.uncovered, 5);
+    assert_int_equal(p.nchains, 2);
+    assert_int_equal(p.unc_from[0], 21);
+    assert_int_equal(p.unc_to[0], 25);
+    assert_int_equal(p.unc_from[1], -1); /* gw2: its checkpoint at its last record */
+    assert_int_equal(p.unc_to[1], -1);
 }
 
 /* A time range's bundle whose anchor fails: it anchors nothing, so the first record is taken as
