@@ -33,6 +33,7 @@
 #include "log.h"
 #include "memwipe.h"
 #include "metrics.h"
+#include "migrate.h"
 #include "policy.h"
 #include "refusals.h"
 #include "retention.h"
@@ -756,7 +757,11 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         goto out;
     }
     app.db = gw_db_new(d.base, &cfg);
-    if (app.db == NULL || gw_db_start(app.db) != 0) {
+    /* a database not migrated for this build is not used: its statements would fail on what
+     * the migrations add, each with a bare SQLSTATE */
+    if (app.db == NULL ||
+        gw_db_set_schema_min(app.db, gw_migrate_newest(gw_migrations, gw_migrations_count)) != 0 ||
+        gw_db_start(app.db) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the database pool");
         goto out;
     }

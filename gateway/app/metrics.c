@@ -212,6 +212,21 @@ static void write_db(struct evbuffer *b, const struct gw_app *app)
           (double)gw_db_nready(app->db));
     gauge(b, "waygate_db_requests_pending", "callers' database requests queued or in flight",
           (double)gw_db_pending(app->db));
+    gauge(b, "waygate_db_schema_version",
+          "the newest migration applied to the database, as a connection's set-up last read it "
+          "(-1 not read yet, -2 unreadable: a schema from before migration 29)",
+          (double)gw_db_schema_version(app->db));
+    gauge(b, "waygate_db_schema_needed",
+          "the newest migration this build embeds: the oldest schema it uses",
+          (double)gw_db_schema_min(app->db));
+    gauge(b, "waygate_db_schema_behind",
+          "1 while the database's schema is older than this build needs: no connection is used "
+          "until `waygatectl migrate` has run",
+          gw_db_schema_behind(app->db) ? 1.0 : 0.0);
+    counter(b, "waygate_db_schema_refusals_total",
+            "database connections closed after their set-up because the schema was older than "
+            "this build needs (each retried after the backoff)",
+            (double)gw_db_schema_refusals(app->db));
 }
 
 static void write_audit(struct evbuffer *b, const struct gw_app *app)

@@ -95,6 +95,7 @@ struct gw_db *gw_db_new(struct event_base *base, const struct gw_config *cfg)
     db->queue_max = cfg->db_queue_max;
     db->connect_timeout_ms = cfg->db_connect_timeout_ms;
     db->reconnect_max_ms = cfg->db_reconnect_max_ms;
+    db->schema_version = GW_DB_SCHEMA_UNKNOWN;
     db->conninfo = gw_strdup(cfg->db_conninfo);
     db->conns = gw_calloc(db->pool_size, sizeof(*db->conns));
     if (db->conninfo == NULL || db->conns == NULL)
@@ -272,6 +273,35 @@ int gw_db_set_session_sql(struct gw_db *db, const char *sql)
     gw_free(db->session_sql);
     db->session_sql = copy;
     return 0;
+}
+
+int gw_db_set_schema_min(struct gw_db *db, int min_version)
+{
+    if (db == NULL || min_version < 0)
+        return GW_EINVAL;
+    db->schema_min = min_version;
+    return 0;
+}
+
+int gw_db_schema_version(const struct gw_db *db)
+{
+    return db != NULL ? db->schema_version : GW_DB_SCHEMA_UNKNOWN;
+}
+
+int gw_db_schema_min(const struct gw_db *db)
+{
+    return db != NULL ? db->schema_min : 0;
+}
+
+bool gw_db_schema_behind(const struct gw_db *db)
+{
+    return db != NULL && db->schema_min > 0 && db->schema_version != GW_DB_SCHEMA_UNKNOWN &&
+           db->schema_version < db->schema_min;
+}
+
+unsigned gw_db_schema_refusals(const struct gw_db *db)
+{
+    return db != NULL ? db->schema_refusals : 0;
 }
 
 unsigned gw_db_session_failures(const struct gw_db *db)

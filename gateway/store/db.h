@@ -103,6 +103,35 @@ const char *gw_db_conninfo(const struct gw_db *db);
 /* For tests: connections made after this call run sql first instead of GW_DB_SESSION_SQL
  * (copied; NULL restores it), so that a test can make it fail. Returns 0, GW_EINVAL, GW_ENOMEM. */
 int gw_db_set_session_sql(struct gw_db *db, const char *sql) GW_MUST_CHECK;
+/* The newest migration applied to the database (sql/029_schema_version.sql: a function of the
+ * owner's that the gateway's role may call; it reads nothing else of schema_migrations). */
+#define GW_DB_SCHEMA_SQL "SELECT schema_version()"
+/* gw_db_schema_version before any connection read the version, or with no check set. */
+#define GW_DB_SCHEMA_UNKNOWN (-1)
+/* gw_db_schema_version when it could not be read (SQLSTATE class 42: no schema_version(), as
+ * before sql/029, or the role may not call it): a schema older than any build that checks. */
+#define GW_DB_SCHEMA_UNREADABLE (-2)
+
+/* The oldest schema the pool may use: the newest migration the build embeds (the daemon's
+ * gw_migrate_newest). Connections set up after this call read GW_DB_SCHEMA_SQL after their
+ * session statement; one that finds the schema below min_version, or cannot read it, takes no
+ * caller's request: it is closed and tried again after the backoff, like one whose session
+ * statement failed, so that calls answer UNAVAILABLE as while PostgreSQL is down, until
+ * `waygatectl migrate` has run (no restart). A newer schema is used (migrate first, then upgrade
+ * the gateways). Each change of what the connections find is logged once: an ERROR naming both
+ * versions and the remedy while behind, an INFO when it is right. 0, the default, checks
+ * nothing (a pool on a bare database). Returns 0, or GW_EINVAL (db NULL, min_version < 0). */
+int gw_db_set_schema_min(struct gw_db *db, int min_version) GW_MUST_CHECK;
+/* The schema version the last connection to read it found (>= 0), GW_DB_SCHEMA_UNKNOWN or
+ * GW_DB_SCHEMA_UNREADABLE. */
+int gw_db_schema_version(const struct gw_db *db);
+/* The minimum set by gw_db_set_schema_min (0: no check). */
+int gw_db_schema_min(const struct gw_db *db);
+/* True while the last connection to read the schema found it below the minimum (or could not
+ * read it): no new connection is taken into use. */
+bool gw_db_schema_behind(const struct gw_db *db);
+/* Connections closed because they found the schema behind (or unreadable). */
+unsigned gw_db_schema_refusals(const struct gw_db *db);
 /* Connections closed because their session statement failed. */
 unsigned gw_db_session_failures(const struct gw_db *db);
 /* True when at least one connection is established, has run the session statement and takes

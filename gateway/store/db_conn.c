@@ -4,6 +4,7 @@
  * the in-flight FIFO in order, and anything out of step tears the connection down. */
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
 
@@ -129,8 +130,8 @@ static void conn_teardown(struct conn *c)
     evtimer_del(c->ev_timer);
     gw_db_conn_close_pg(c);
     if (was_up)
-        GW_LOG(GW_LOG_WARN, "db", NULL, "connection %u lost (%u requests in flight)", c->slot,
-               c->ninflight);
+        GW_LOG(c->schema_refused ? GW_LOG_DEBUG : GW_LOG_WARN, "db", NULL,
+               "connection %u lost (%u requests in flight)", c->slot, c->ninflight);
 
     TAILQ_INIT(&failed);
     TAILQ_CONCAT(&failed, &c->inflight, link);
@@ -214,21 +215,98 @@ void gw_db_conn_send_prepare(struct conn *c, int slot)
  * every caller's request runs under READ COMMITTED. Results come in pipeline order, so pinned
  * also means every prepare was answered: a prepare that waits for a lock (an operator's LOCK
  * TABLE on a table a statement names) holds up only its own connection, never a caller's request
- * sent behind it while another connection is free. */
+ * sent behind it while another connection is free. With a minimum schema version
+ * (gw_db_set_schema_min) the same request reads the schema's version after the session
+ * statement, and a schema older than the minimum, or one whose version cannot be read, is
+ * refused the same way: the connection is closed and tried again after the backoff, until the
+ * database is migrated. */
+
+/* A failure of the schema read that says the schema is older than the read (class 42: no such
+ * function, or no privilege to call it), not that the server is in trouble. */
+static bool schema_unreadable(const char *sqlstate)
+{
+    return sqlstate != NULL && strncmp(sqlstate, "42", 2) == 0;
+}
+
+static int schema_value(const PGresult *res)
+{
+    long v;
+    char *end;
+
+    if (res == NULL || PQntuples(res) != 1 || PQgetisnull(res, 0, 0))
+        return 0;
+    v = strtol(PQgetvalue(res, 0, 0), &end, 10);
+    return *end == '\0' && v >= 0 && v <= INT32_MAX ? (int)v : 0;
+}
+
+/* Records what a connection found (version, or GW_DB_SCHEMA_UNREADABLE with its SQLSTATE) and logs
+ * a change of it once, however many connections find the same on however many retries. */
+static void schema_found(struct gw_db *db, int version, const char *sqlstate)
+{
+    /* as gw_db_schema_behind, which is db.c's: db_conn.c calls nothing of db.c but dispatch */
+    bool was_behind =
+        db->schema_version != GW_DB_SCHEMA_UNKNOWN && db->schema_version < db->schema_min;
+
+    if (version == db->schema_version)
+        return;
+    db->schema_version = version;
+    if (version == GW_DB_SCHEMA_UNREADABLE && sqlstate != NULL && strcmp(sqlstate, "42501") == 0)
+        GW_LOG(GW_LOG_ERROR, "db", NULL,
+               "the database's schema version cannot be read (SQLSTATE 42501: the gateway's role "
+               "may not call schema_version(), the grant of sql/029_schema_version.sql is "
+               "missing), this build needs migration %d: run `waygatectl migrate`, or give the "
+               "grant back if that migration is recorded; until then no database connection is "
+               "used and calls that need the database answer UNAVAILABLE",
+               db->schema_min);
+    else if (version == GW_DB_SCHEMA_UNREADABLE)
+        GW_LOG(GW_LOG_ERROR, "db", NULL,
+               "the database's schema version cannot be read (SQLSTATE %s: the schema predates "
+               "sql/029_schema_version.sql), this build needs migration %d: run `waygatectl "
+               "migrate`; until then no database connection is used and calls that need the "
+               "database answer UNAVAILABLE",
+               sqlstate != NULL ? sqlstate : "none", db->schema_min);
+    else if (version < db->schema_min)
+        GW_LOG(GW_LOG_ERROR, "db", NULL,
+               "the database's schema is at migration %d, this build needs %d: run `waygatectl "
+               "migrate`; until then no database connection is used and calls that need the "
+               "database answer UNAVAILABLE",
+               version, db->schema_min);
+    else
+        GW_LOG(GW_LOG_INFO, "db", NULL,
+               "the database's schema is at migration %d, this build needs %d%s", version,
+               db->schema_min, was_behind ? ": database connections are used again" : "");
+}
 
 static void pin_done(void *arg, int err, const struct gw_db_result *res)
 {
     struct conn *c = arg; /* one of the pool's array: valid while callbacks can run */
+    struct gw_db *db = c->db;
+    int version;
 
     /* A teardown completes this request after leaving CONN_READY: nothing more to do then. */
     if (c->state != CONN_READY || c->pinned)
         return;
+    /* the schema was read (the request's second statement) or could not be */
+    if (db->schema_min > 0 && res->nresults > 1 &&
+        (err == 0 || (res->failed_stmt == 1 && schema_unreadable(res->sqlstate)))) {
+        version = err == 0 ? schema_value(res->results[1]) : GW_DB_SCHEMA_UNREADABLE;
+        schema_found(db, version, res->sqlstate);
+        if (version < db->schema_min) {
+            GW_LOG(GW_LOG_DEBUG, "db", NULL, "connection %u: schema behind; closing it", c->slot);
+            c->schema_refused = true;
+            db->schema_refusals++;
+            conn_fail_later(c);
+            return;
+        }
+    }
     if (err == 0) {
         c->pinned = true;
-        c->db->nready++; /* conn_process dispatches the queue after this callback */
+        c->schema_refused = false;
+        c->attempt = 0;
+        db->nready++; /* conn_process dispatches the queue after this callback */
         return;
     }
-    c->db->session_failures++;
+    db->session_failures++;
     GW_LOG(GW_LOG_ERROR, "db", NULL,
            "connection %u: its session statement failed (sqlstate %s); closing it", c->slot,
            res->sqlstate != NULL ? res->sqlstate : "none");
@@ -237,11 +315,14 @@ static void pin_done(void *arg, int err, const struct gw_db_result *res)
 
 static void conn_pin(struct conn *c)
 {
-    struct gw_db_stmt st = {.sql = c->db->session_sql ? c->db->session_sql : GW_DB_SESSION_SQL};
+    struct gw_db_stmt st[2] = {
+        {.sql = c->db->session_sql ? c->db->session_sql : GW_DB_SESSION_SQL},
+        {.sql = GW_DB_SCHEMA_SQL},
+    };
     struct gw_db_req *r;
     int err;
 
-    r = gw_db_req_new(&st, 1, &err);
+    r = gw_db_req_new(st, c->db->schema_min > 0 ? 2 : 1, &err);
     if (r == NULL) {
         conn_fail_later(c);
         return;
@@ -274,11 +355,10 @@ static void conn_established(struct conn *c)
         return;
     }
     c->state = CONN_READY;
-    c->pinned = false; /* pin_done counts it in nready */
-    c->attempt = 0;
+    c->pinned = false; /* pin_done counts it in nready and resets the backoff */
     c->prepared_ok = 0;
-    GW_LOG(GW_LOG_INFO, "db", NULL, "connection %u up (server %d)", c->slot,
-           PQserverVersion(c->pg));
+    GW_LOG(c->schema_refused ? GW_LOG_DEBUG : GW_LOG_INFO, "db", NULL,
+           "connection %u up (server %d)", c->slot, PQserverVersion(c->pg));
     for (i = 0; i < c->db->nprepared && c->state == CONN_READY; i++)
         gw_db_conn_send_prepare(c, i);
     if (c->state == CONN_READY)
@@ -430,8 +510,10 @@ static void prepared_done(struct conn *c, struct gw_db_req *r)
     if (r->failed_stmt < 0) {
         c->prepared_ok |= 1u << slot;
     } else {
-        GW_LOG(GW_LOG_WARN, "db", NULL, "connection %u: prepare of %s failed (sqlstate %s)",
-               c->slot, c->db->prepared[slot].name, r->sqlstate);
+        /* a schema behind the build fails its prepares at every retry: said once, as behind */
+        GW_LOG(c->schema_refused ? GW_LOG_DEBUG : GW_LOG_WARN, "db", NULL,
+               "connection %u: prepare of %s failed (sqlstate %s)", c->slot,
+               c->db->prepared[slot].name, r->sqlstate);
     }
 }
 

@@ -68,10 +68,11 @@ struct conn {
     struct event *ev_wr;    /* ready: one-shot write, armed while PQflush has more to send */
     struct event *ev_timer; /* connect timeout, reconnect backoff, deferred teardown */
     PostgresPollingStatusType poll;
-    unsigned attempt; /* failed connects in a row (backoff exponent) */
+    unsigned attempt; /* failed connects or set-ups in a row (backoff exponent) */
     unsigned ninflight;
-    unsigned ninternal; /* of those, internal requests */
-    bool pinned;        /* its session statement succeeded: it takes callers' requests */
+    unsigned ninternal;  /* of those, internal requests */
+    bool pinned;         /* its session statement succeeded: it takes callers' requests */
+    bool schema_refused; /* its last set-up found the schema behind: its retries log at debug */
     struct req_list inflight;
     uint32_t prepared_ok; /* bit i: db->prepared[i] is prepared on this connection */
 };
@@ -93,6 +94,9 @@ struct gw_db {
     unsigned nready;           /* connections that take callers' requests (ready and pinned) */
     char *session_sql;         /* NULL: GW_DB_SESSION_SQL (gw_db_set_session_sql, for tests) */
     unsigned session_failures; /* connections closed because their session statement failed */
+    int schema_min;            /* 0: no check; else the oldest schema version taken into use */
+    int schema_version;        /* as the last connection read it: GW_DB_SCHEMA_UNKNOWN before */
+    unsigned schema_refusals;  /* connections closed because the schema was behind */
     unsigned nqueued;
     struct req_list queue;
     struct prepared prepared[DB_PREPARED_MAX];

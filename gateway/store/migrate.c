@@ -42,6 +42,11 @@ int gw_migrate_check(const struct gw_migration *known, size_t n_known, char *err
     return 0;
 }
 
+int gw_migrate_newest(const struct gw_migration *known, size_t n_known)
+{
+    return n_known > 0 && known != NULL ? known[n_known - 1].version : 0;
+}
+
 static int is_applied(const int *applied, size_t n_applied, int v)
 {
     size_t i;

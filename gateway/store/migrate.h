@@ -23,6 +23,11 @@ extern const size_t gw_migrations_count;
 int gw_migrate_check(const struct gw_migration *known, size_t n_known, char *errbuf,
                      size_t errlen) GW_MUST_CHECK;
 
+/* The newest version in known[] (n_known entries, as checked by gw_migrate_check): the schema
+ * this build needs (waygated's pool refuses an older one, db.h gw_db_set_schema_min); 0 when
+ * n_known is 0. */
+int gw_migrate_newest(const struct gw_migration *known, size_t n_known);
+
 /* The pure plan. known: our migrations (checked as by gw_migrate_check); applied: the versions
  * recorded in the database, in any order. On success writes to todo[] (capacity n_known) the
  * indexes into known[] of the migrations to apply, in order, and their count to *n_todo.

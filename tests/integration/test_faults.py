@@ -2,9 +2,14 @@
 then restarted, and the gateway killed with SIGKILL in the middle of group commits. Each keeps the
 client's own list of acknowledged waybills and compares it with the database: nothing the client
 saw acknowledged is lost, every stored row reads back whole, calls during the outage fail
-UNAVAILABLE, and the gateway recovers without a restart. Counts are printed (pytest -s shows them)."""
+UNAVAILABLE, and the gateway recovers without a restart. Counts are printed (pytest -s shows them).
+Also a database not migrated for the gateway's build: not used, said so, used once migrated."""
+import http.client
 import os
+import re
 import signal
+import socket
+import subprocess
 import threading
 import time
 
@@ -12,7 +17,7 @@ import grpc
 import pytest
 
 import query_data
-from conftest import ExtraGateway, wait_for
+from conftest import BUILD, ExtraGateway, wait_for
 import waygate_proto
 
 SUBMIT = "/waygate.v1.WaybillIntake/Submit"
@@ -220,3 +225,121 @@ def test_disk_full_refuses_clearly_and_recovers(stack):
             stack.psql("ALTER INDEX %s SET TABLESPACE pg_default" % index, uri=su)
         stack.psql("DROP TABLESPACE IF EXISTS wg_small", uri=su)
         subprocess.run(["umount", "-l", mnt])  # lazy: PostgreSQL may still hold the directory
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def metrics(addr):
+    """The unlabelled samples of GET /metrics at addr as {name: value}."""
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    finally:
+        c.close()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"(?m)^(\w+) (\S+)$", text)}
+
+
+def submit_code(stack, ch):
+    """The status name of one Submit of a fresh waybill on channel ch ("OK" when stored)."""
+    w = query_data.new_waybill(stack, "a", sender_n=904)
+    w.pickup_time -= 4 * 86400
+    try:
+        waygate_proto.unary(ch, SUBMIT, stack.pb.intake.SubmitRequest(waybill=w),
+                            stack.pb.intake.SubmitResponse, timeout=10)
+        return "OK"
+    except grpc.RpcError as e:
+        return e.code().name
+
+
+@pytest.mark.parametrize("behind", ["row", "grant"])
+def test_schema_older_than_the_build_is_not_used_until_migrated(stack, behind):
+    """A gateway started on a database not migrated for its build (the newest migration's row
+    deleted, as if `waygatectl migrate` had not run since the upgrade; with "grant" also the grant
+    of sql/029 revoked, so that the version cannot even be read) uses none of its connections:
+    Health/Check and Submit answer UNAVAILABLE, as while PostgreSQL is down, its log says
+    once, however many connections are retried, both versions and `waygatectl migrate`, and its
+    metrics say behind. Once `waygatectl migrate` ran, the same process serves Submit, with no
+    restart, and says so."""
+    newest = int(stack.psql("SELECT max(version) FROM schema_migrations")[0])
+    assert newest >= 29
+    port, mport = free_port(), free_port()
+    conf = os.path.join(stack.dir, "schema-%s.conf" % behind)
+    log_path = os.path.join(stack.dir, "schema-%s.log" % behind)
+    with open(conf, "w") as f:
+        f.write(stack.config_for(port) + "\n[audit]\nchain = test-schema-%s-%d\n"
+                "\n[metrics]\nlisten = 127.0.0.1:%d\n" % (behind, port, mport))
+    addr, maddr = "127.0.0.1:%d" % port, "127.0.0.1:%d" % mport
+    if behind == "grant":
+        stack.psql("REVOKE EXECUTE ON FUNCTION schema_version() FROM waygate_gateway")
+    stack.psql("DELETE FROM schema_migrations WHERE version = %d" % newest)
+    migrated = False
+    log = open(log_path, "ab")
+    proc = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", conf],
+                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    try:
+        if behind == "row":
+            said = "the database's schema is at migration %d, this build needs %d: run " \
+                   "`waygatectl migrate`" % (newest - 1, newest)
+            version = newest - 1
+        else:
+            said = "the database's schema version cannot be read (SQLSTATE 42501"
+            version = -2
+
+        def errors():
+            with open(log_path, errors="replace") as f:
+                return [ln for ln in f if '"level":"error"' in ln and said in ln]
+
+        def refused_twice_each():  # every connection of the pool set up and refused twice
+            m = metrics(maddr)
+            return m.get("waygate_db_schema_refusals_total", 0) >= 4 and m
+        m = wait_for(refused_twice_each, 60)
+        assert m, "the pool did not refuse its connections: %r" % (proc.poll(),)
+        assert m["waygate_db_schema_behind"] == 1
+        assert m["waygate_db_schema_version"] == version
+        assert m["waygate_db_schema_needed"] == newest
+        assert m["waygate_db_connections_ready"] == 0
+        with pytest.raises(grpc.RpcError) as e:  # as while PostgreSQL is down
+            stack.health("backend", addr=addr, timeout=10)
+        assert e.value.code() == grpc.StatusCode.UNAVAILABLE, e.value
+        ch = stack.channel("courier_a", addr=addr)
+        assert submit_code(stack, ch) == "UNAVAILABLE"
+        assert len(errors()) == 1, errors()  # once, not at each retry of each connection
+
+        r = stack.ctl("migrate", "--db", stack.pguri_owner)
+        assert r.returncode == 0, r.stderr
+        migrated = True
+        assert wait_for(lambda: submit_code(stack, ch) == "OK", 60), \
+            "Submit still refused after `waygatectl migrate`"
+        assert proc.poll() is None
+        assert stack.health("backend", addr=addr, timeout=10) == "SERVING"
+        m = metrics(maddr)
+        assert m["waygate_db_schema_behind"] == 0
+        assert m["waygate_db_schema_version"] == newest
+        with open(log_path, errors="replace") as f:
+            text = f.read()
+        assert "the database's schema is at migration %d, this build needs %d: database " \
+               "connections are used again" % (newest, newest) in text
+        assert len(errors()) == 1
+    finally:
+        if not migrated:
+            stack.ctl("migrate", "--db", stack.pguri_owner)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        log.close()
+    # the stack's own gateway, had one of its connections set up again meanwhile, is whole again
+    # before the next test calls it
+    stack.pool_whole()
+    assert stack.psql("SELECT max(version) FROM schema_migrations") == [str(newest)]
+    assert stack.psql("SELECT has_function_privilege('waygate_gateway', 'schema_version()', "
+                      "'EXECUTE')") == ["t"]

@@ -126,6 +126,10 @@ def test_gauges_an_operator_watches(stack):
     assert value(s, "waygate_db_up") == 1
     assert value(s, "waygate_db_pool_size") >= 1
     stack.pool_whole()  # waygate_db_connections_ready reaches it: every connection set up
+    # the schema the stack migrated to is the build's (test_faults.py: one that is behind)
+    assert value(s, "waygate_db_schema_behind") == 0
+    assert value(s, "waygate_db_schema_needed") >= 29
+    assert value(s, "waygate_db_schema_version") == value(s, "waygate_db_schema_needed")
     assert value(s, "waygate_connections") >= 1
     assert value(s, "waygate_tls_cert_expiry_seconds") > 86400  # gen-certs: valid for long
     assert value(s, "waygate_tls_crl_next_update_seconds") > 3600

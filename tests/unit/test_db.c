@@ -1,6 +1,7 @@
 /* test_db.c: the asynchronous pool against a throwaway PostgreSQL started in group setup:
- * queries, transactions, failures, pipelining, prepared statements, cancellation, and the server
- * going away and coming back. Skipped when the PostgreSQL binaries are missing. */
+ * queries, transactions, failures, pipelining, prepared statements, cancellation, the schema
+ * check, and the server going away and coming back. Skipped when the PostgreSQL binaries are
+ * missing. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -265,6 +266,167 @@ static int reset_default_isolation(void **state)
     unsetenv("PGOPTIONS");
     if (pg_ok)
         admin_exec("ALTER DATABASE postgres RESET default_transaction_isolation");
+    return 0;
+}
+
+/* ---- the schema check (gw_db_set_schema_min, sql/029_schema_version.sql) ---- */
+
+#define SCHEMA_ROLE "postgres_gateway" /* sql/029 grants to current_database() || '_gateway' */
+
+/* The migration that lets the gateway's role read the schema's version. */
+static const struct gw_migration *schema_version_migration(void)
+{
+    for (size_t i = 0; i < gw_migrations_count; i++)
+        if (strcmp(gw_migrations[i].name, "029_schema_version") == 0)
+            return &gw_migrations[i];
+    fail_msg("sql/029_schema_version.sql is not embedded");
+    return NULL;
+}
+
+/* Requests offered on every turn of the loop until the pool has refused `refusals` connections
+ * for their schema. */
+struct schema_offer {
+    struct offer o;
+    unsigned refusals;
+};
+
+static bool offer_until_refusals(void *arg)
+{
+    struct schema_offer *so = arg;
+    struct offer *o = &so->o;
+
+    o->ready_seen |= gw_db_ready(o->db);
+    if (o->accepted < 64) {
+        if (gw_db_exec(o->db, &ISOLATION, 1, 0, done_cb, &o->runs[o->accepted], NULL) == 0)
+            o->accepted++;
+        else
+            o->refused++;
+    }
+    return gw_db_schema_refusals(o->db) >= so->refusals;
+}
+
+/* Offers requests while at least two more set-ups are refused: none is taken, none runs, the pool
+ * never says it is ready. */
+static void refused_for_schema(struct gw_db *db)
+{
+    struct schema_offer so;
+
+    memset(&so, 0, sizeof(so));
+    so.o.db = db;
+    so.refusals = gw_db_schema_refusals(db) + 2;
+    assert_true(run_until(offer_until_refusals, &so, 30000));
+    assert_true(run_until(offers_done, &so.o, 10000));
+    for (int i = 0; i < so.o.accepted; i++)
+        print_message("offered request %d ran: err %d\n", i, so.o.runs[i].err);
+    assert_int_equal(so.o.accepted, 0);
+    assert_true(so.o.refused > 0);
+    assert_false(so.o.ready_seen);
+    assert_true(gw_db_schema_behind(db));
+}
+
+/* Ends the pool's sessions so that every connection sets up again. */
+static void reconnect_all(void)
+{
+    PGconn *admin = PQconnectdb(pg.conninfo);
+    PGresult *r;
+
+    assert_true(PQstatus(admin) == CONNECTION_OK);
+    r = PQexec(admin, "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE usename = '" SCHEMA_ROLE "'");
+    assert_true(PQresultStatus(r) == PGRES_TUPLES_OK);
+    PQclear(r);
+    PQfinish(admin);
+}
+
+/* A pool on the gateway's role, given the build's newest migration as its minimum, takes no
+ * connection into use while the schema is behind: recorded up to the migration before (here
+ * 028, the database not migrated since the upgrade), or with schema_version() not callable (the
+ * grant of 029 missing): what is offered is refused (GW_EUNAVAIL), nothing runs, the pool keeps
+ * retrying, and it takes its connections once the schema is migrated, with no restart. A schema
+ * newer than the build is used. Without a minimum, the bare database of the other tests is
+ * used as before. */
+static void test_schema_behind_takes_no_request(void **state)
+{
+    const struct gw_migration *m029;
+    struct gw_config gcfg = cfg;
+    struct gw_db *db;
+    struct ctx c;
+    char ci[600], sql[128];
+    PGconn *admin;
+    PGresult *r;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    m029 = schema_version_migration();
+    admin_exec("CREATE ROLE " SCHEMA_ROLE " LOGIN");
+    admin_exec("CREATE TABLE schema_migrations (version integer PRIMARY KEY, name text NOT NULL, "
+               "checksum bytea NOT NULL)");
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO schema_migrations SELECT v, 'm' || v, '\\x00' "
+             "FROM generate_series(1, %d) v",
+             m029->version - 1);
+    admin_exec(sql);
+    admin = PQconnectdb(pg.conninfo);
+    assert_true(PQstatus(admin) == CONNECTION_OK);
+    r = PQexec(admin, m029->sql);
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(admin);
+
+    snprintf(ci, sizeof(ci), "host=%s port=%d dbname=postgres user=" SCHEMA_ROLE, pg.dir, pg.port);
+    gcfg.db_conninfo = ci;
+    db = gw_db_new(base, &gcfg);
+    assert_non_null(db);
+    assert_int_equal(gw_db_schema_version(db), GW_DB_SCHEMA_UNKNOWN);
+    assert_int_equal(gw_db_set_schema_min(db, -1), GW_EINVAL);
+    assert_int_equal(gw_db_set_schema_min(db, m029->version), 0);
+    assert_int_equal(gw_db_start(db), 0);
+
+    /* behind: the migration's row is missing */
+    refused_for_schema(db);
+    assert_int_equal(gw_db_schema_version(db), m029->version - 1);
+
+    /* migrated: taken into use without a restart */
+    snprintf(sql, sizeof(sql), "INSERT INTO schema_migrations VALUES (%d, 'm', '\\x00')",
+             m029->version);
+    admin_exec(sql);
+    assert_true(run_until(all_ready, db, 30000));
+    assert_false(gw_db_schema_behind(db));
+    assert_int_equal(gw_db_schema_version(db), m029->version);
+    exec_sync(db, &ISOLATION, 1, 0, &c);
+    assert_int_equal(c.err, 0);
+    assert_string_equal(c.value, "read committed");
+
+    /* the grant of 029 missing: the version cannot be read, which is behind too */
+    admin_exec("REVOKE EXECUTE ON FUNCTION schema_version() FROM " SCHEMA_ROLE);
+    reconnect_all();
+    assert_true(run_until(db_is_down, db, 30000));
+    refused_for_schema(db);
+    assert_int_equal(gw_db_schema_version(db), GW_DB_SCHEMA_UNREADABLE);
+
+    /* granted again, on a schema newer than the build: used */
+    snprintf(sql, sizeof(sql), "INSERT INTO schema_migrations VALUES (%d, 'm', '\\x00')",
+             m029->version + 1);
+    admin_exec(sql);
+    admin_exec("GRANT EXECUTE ON FUNCTION schema_version() TO " SCHEMA_ROLE);
+    assert_true(run_until(all_ready, db, 30000));
+    assert_false(gw_db_schema_behind(db));
+    assert_int_equal(gw_db_schema_version(db), m029->version + 1);
+    exec_sync(db, &ISOLATION, 1, 0, &c);
+    assert_int_equal(c.err, 0);
+    gw_db_free(db);
+}
+
+static int drop_schema(void **state)
+{
+    (void)state;
+    if (!pg_ok)
+        return 0;
+    reconnect_all();
+    admin_exec("DROP FUNCTION IF EXISTS schema_version()");
+    admin_exec("DROP TABLE IF EXISTS schema_migrations");
+    admin_exec("DROP ROLE IF EXISTS " SCHEMA_ROLE);
     return 0;
 }
 
@@ -825,6 +987,7 @@ int main(void)
         cmocka_unit_test_teardown(test_read_committed_pinned, reset_default_isolation),
         cmocka_unit_test_teardown(test_session_statement_failure_takes_no_request,
                                   reset_default_isolation),
+        cmocka_unit_test_teardown(test_schema_behind_takes_no_request, drop_schema),
         cmocka_unit_test(test_params_text_and_binary),
         cmocka_unit_test(test_transaction),
         cmocka_unit_test(test_failure_isolated),
