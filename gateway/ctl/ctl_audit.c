@@ -69,7 +69,8 @@ static void audit_usage(FILE *f)
         "  saying the signers are not pinned.\n"
         "  A record of a gateway's chain that no checkpoint covers yet must carry a writer MAC\n"
         "  of the keyring, when one is read (without --trust-key, or with --keyring): one that\n"
-        "  carries none, or a MAC of another key, is a bad place.\n"
+        "  carries none, or a MAC of another key, is a bad place. So is a destruction (bulk or\n"
+        "  retention) that no record of a gateway's chain accounts for.\n"
         "  Every chain is checked on its own and every broken one named. --since BUNDLE: an\n"
         "  earlier bundle (verified first, under the same pins) whose chains the trail must\n"
         "  still extend: records cut since, with the checkpoints over them, leave a chain that\n"
@@ -337,19 +338,27 @@ struct breaks {
     const char *path; /* a bundle's file, named on stderr; NULL: the live trail */
     size_t n;         /* places found */
     char why[BREAKS_RECORDED][GW_BUNDLE_ERR_MAX];
+    const char *kind[BREAKS_RECORDED]; /* each one's incident kind */
 };
 
-static void break_cb(void *arg, const char *place)
+/* A bad place of kind (the incident's) found. */
+static void add_place(struct breaks *b, const char *kind, const char *place)
 {
-    struct breaks *b = arg;
     if (b->path)
         fprintf(stderr, ME " verify: FAILED: %s: %s\n", b->path, place);
     else
         fprintf(stderr, ME " verify: FAILED: %s\n", place);
     printf("FAILED: %s\n", place);
-    if (b->n < BREAKS_RECORDED)
+    if (b->n < BREAKS_RECORDED) {
         snprintf(b->why[b->n], sizeof b->why[0], "%s", place);
+        b->kind[b->n] = kind;
+    }
     b->n++;
+}
+
+static void break_cb(void *arg, const char *place)
+{
+    add_place(arg, "audit_chain_break", place);
 }
 
 /* After a check that found bad places: how much of each chain it read was checked, and how much
@@ -413,13 +422,15 @@ static int check_file(const char *path, const struct gw_bundle_verify_opts *vo,
 
 /* ---- audit verify (live) ---- */
 
-/* A break of the live trail is an incident (Art. 17): critical, kind audit_chain_break, the
- * place as detail (chain and seq numbers only: the verifier's words never quote a record). */
-static void record_break(struct gw_admin *a, const struct audit_opts *o, const char *place)
+/* A bad place of the live trail is an incident (Art. 17): critical, kind audit_chain_break (or
+ * destruction_unrecorded), the place as detail (chain and seq numbers, a destruction's id, count
+ * and time: the verifier's words never quote a record). */
+static void record_break(struct gw_admin *a, const struct audit_opts *o, const char *kind,
+                         const char *place)
 {
     char err[512];
-    if (gw_admin_incident(a, "critical", "audit_chain_break", ctl_admin_actor(o->actor), NULL,
-                          place, err, sizeof err) != 0)
+    if (gw_admin_incident(a, "critical", kind, ctl_admin_actor(o->actor), NULL, place, err,
+                          sizeof err) != 0)
         fprintf(stderr, ME " verify: the incident could not be recorded: %s\n", err);
 }
 
@@ -524,6 +535,24 @@ static int check_writer_macs(struct gw_admin *a, const struct gw_bundle_verifier
     return 0;
 }
 
+/* A destruction no gateway's record accounts for (gw_audit_read_unrecorded): the gateway writes
+ * each destruction's record in its transaction, and its database role can call the destruction
+ * functions (sql/009) itself, with a bulk request row it wrote, so a destruction without its
+ * record is one not done through the gateway (or whose record is gone). A bad place each. */
+static int unrecorded_cb(void *arg, const struct gw_audit_unrecorded *u)
+{
+    char why[GW_BUNDLE_ERR_MAX];
+    bool bulk = strcmp(u->reason, "bulk") == 0;
+    snprintf(why, sizeof why,
+             "destruction %" PRId64 " (%s%s%s, %" PRId64 " record%s, at %s): no %s record of a "
+             "gateway's chain accounts for it: not done through the gateway, or its record is "
+             "gone",
+             u->id, u->reason, bulk ? ", request " : "", bulk && u->request_id ? u->request_id : "",
+             u->count, u->count == 1 ? "" : "s", u->at, bulk ? "bulk.run" : "retention.destroy");
+    add_place(arg, "destruction_unrecorded", why);
+    return 0;
+}
+
 /* One chain of the live trail through a verifier of its own (every key, then the chain). Returns
  * 0 (its figures and signers added to sum), GW_EDATALOSS after its bad places went to br (each
  * a FAILED line; then how much of the chain was checked is printed and added to bt), or another
@@ -591,7 +620,8 @@ static int verify_live(const struct audit_opts *o)
     struct gw_bundle_verifier *since = NULL; /* --since: the earlier bundle, verified */
     struct keyset keys = {NULL, 0, 0};
     struct writer_macs macs;
-    size_t nsince = 0;
+    size_t nsince = 0, unrecorded = 0;
+    char unrecorded_txt[32] = "";
     int64_t seq = 0;
     uint8_t head[GW_AUDIT_HASH_LEN];
     const char *keyring = o->keyring ? o->keyring : getenv("WAYGATE_KEYRING");
@@ -683,6 +713,14 @@ static int verify_live(const struct audit_opts *o)
         break_cb(&br, why);
         since_broken++;
     }
+    /* every destruction has the record the gateway writes with it (Art. 26, 37) */
+    if (r == 0) {
+        size_t before = br.n;
+        r = gw_audit_read_unrecorded(a, unrecorded_cb, &br, err, sizeof err);
+        if (r != 0)
+            fprintf(stderr, ME " verify: reading the destructions: %s\n", err);
+        unrecorded = br.n - before;
+    }
     if (gw_audit_read_end(a, err, sizeof err) != 0 && r == 0) {
         fprintf(stderr, ME " verify: %s\n", err);
         r = GW_EINTERNAL;
@@ -691,19 +729,25 @@ static int verify_live(const struct audit_opts *o)
      * gateway's role may register must not flood the incident table), then one that counts the
      * rest */
     for (size_t i = 0; i < br.n && i < BREAKS_RECORDED; i++)
-        record_break(a, o, br.why[i]);
+        record_break(a, o, br.kind[i], br.why[i]);
     if (br.n > BREAKS_RECORDED) {
         char more[96];
         snprintf(more, sizeof more, "and %zu more broken places (audit verify lists them)",
                  br.n - BREAKS_RECORDED);
-        record_break(a, o, more);
+        record_break(a, o, "audit_chain_break", more);
     }
+    if (unrecorded > 0)
+        snprintf(unrecorded_txt, sizeof unrecorded_txt, ", %zu", unrecorded);
     if (r == 0 && br.n > 0)
         fprintf(stderr,
-                ME " verify: %zu broken place%s (%zu of %zu chains, %zu against --since); in the "
-                   "broken chains %" PRIu64 " records checked, %" PRIu64
+                ME " verify: %zu broken place%s (%zu of %zu chains, %zu against --since%s%s); in "
+                   "the broken chains %" PRIu64 " records checked, %" PRIu64
                    " not covered by a valid checkpoint\n",
-                br.n, br.n == 1 ? "" : "s", bt.chains, n, since_broken, bt.records, bt.not_covered);
+                br.n, br.n == 1 ? "" : "s", bt.chains, n, since_broken, unrecorded_txt,
+                unrecorded > 0 ? (unrecorded == 1 ? " destruction without its record"
+                                                  : " destructions without their record")
+                               : "",
+                bt.records, bt.not_covered);
     else if (r == 0) {
         sum.st.chains = n; /* chains without a record count too */
         print_ok(&sum, true, pinned[0] ? pinned : NULL);

@@ -347,6 +347,51 @@ int gw_audit_read_macs(struct gw_admin *a, const char *chain, int64_t from, int6
     return rc;
 }
 
+/* The destructions and the records that account for them, each side numbered within its key
+ * (reason, request or selector, count), so that the k-th destruction of a key needs a k-th
+ * record: two retention batches of one selector and size need two records. */
+static const char unrecorded_sql[] =
+    "WITH d AS (SELECT id, reason, request_id, count, "
+    "to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') AS at_txt, "
+    "CASE reason WHEN 'bulk' THEN request_id::text ELSE selector END AS key, "
+    "row_number() OVER (PARTITION BY reason, CASE reason WHEN 'bulk' THEN request_id::text "
+    "ELSE selector END, count ORDER BY id) AS k FROM destruction), "
+    "r AS (SELECT CASE r.action WHEN 'bulk.run' THEN 'bulk' ELSE 'retention' END AS reason, "
+    "CASE r.action WHEN 'bulk.run' THEN r.approval ELSE r.object END AS key, r.count, "
+    "row_number() OVER (PARTITION BY r.action, CASE r.action WHEN 'bulk.run' THEN r.approval "
+    "ELSE r.object END, r.count ORDER BY r.chain, r.seq) AS k "
+    "FROM audit_record r JOIN audit_chain c ON c.id = r.chain "
+    "WHERE c.kind = 'gateway' AND r.outcome = 'ok' "
+    "AND r.action IN ('bulk.run', 'retention.destroy')) "
+    "SELECT d.id, d.reason, d.request_id, d.count, d.at_txt FROM d WHERE NOT EXISTS "
+    "(SELECT 1 FROM r WHERE r.reason = d.reason AND r.key = d.key AND r.count = d.count "
+    "AND r.k = d.k) ORDER BY d.id";
+
+int gw_audit_read_unrecorded(struct gw_admin *a, gw_audit_unrecorded_cb cb, void *arg, char *errbuf,
+                             size_t errlen)
+{
+    PGresult *res = PQexec(a->pg, unrecorded_sql);
+    int rc = 0;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
+        struct gw_audit_unrecorded u = {
+            .id = num(res, i, 0, 0),
+            .reason = PQgetvalue(res, i, 1),
+            .request_id = opt(res, i, 2),
+            .count = num(res, i, 3, 0),
+            .at = PQgetvalue(res, i, 4),
+        };
+        rc = cb(arg, &u);
+    }
+out:
+    PQclear(res);
+    return rc;
+}
+
 const char *gw_audit_head_fault(const PGresult *res, struct gw_audit_row *h)
 {
     static const uint8_t zero[GW_AUDIT_HASH_LEN];

@@ -76,6 +76,23 @@ typedef int (*gw_audit_mac_cb)(void *arg, int64_t seq, const uint8_t hash[GW_AUD
 int gw_audit_read_macs(struct gw_admin *a, const char *chain, int64_t from, int64_t to, long batch,
                        gw_audit_mac_cb cb, void *arg, char *errbuf, size_t errlen) GW_MUST_CHECK;
 
+/* A destruction row (sql/009_bulk.sql) that no record of a gateway's chain accounts for. */
+struct gw_audit_unrecorded {
+    int64_t id, count;
+    const char *reason;     /* "bulk" or "retention" */
+    const char *request_id; /* a bulk destruction's request, else NULL */
+    const char *at;         /* when, YYYY-MM-DDTHH:MM:SSZ */
+};
+typedef int (*gw_audit_unrecorded_cb)(void *arg, const struct gw_audit_unrecorded *u);
+
+/* Calls cb, by id, for each destruction row that no `ok` record of a gateway's chain accounts
+ * for: a bulk destruction needs a bulk.run record whose approval is its request and whose count
+ * is its count; a retention destruction a retention.destroy record whose object is its selector
+ * and whose count is its count, one record for each such destruction (the gateway writes both in
+ * the destruction's transaction). Returns 0, GW_EINTERNAL or the callback's error. */
+int gw_audit_read_unrecorded(struct gw_admin *a, gw_audit_unrecorded_cb cb, void *arg, char *errbuf,
+                             size_t errlen) GW_MUST_CHECK;
+
 /* The stored hash of record (chain, seq) into hash; *found false when there is no such record.
  * Returns 0 or GW_EINTERNAL. */
 int gw_audit_read_hash(struct gw_admin *a, const char *chain, int64_t seq,

@@ -186,6 +186,17 @@ def build_chain(chain, n, signer, checkpoint_at, t0_us, step_us=1_000_000, kind=
     return ";\n".join(stmts) + ";\n", records, ckpts
 
 
+def unrecorded_destruction(stack, did, reason, count, extra=""):
+    """The place `audit verify` names for destruction did, which no record of a gateway's chain
+    accounts for (extra: ", request ID" of a bulk one)."""
+    at = stack.psql("SELECT to_char(at AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS\"Z\"') "
+                    "FROM destruction WHERE id = %s" % did)[0]
+    return ("destruction %s (%s%s, %d record%s, at %s): no %s record of a gateway's chain "
+            "accounts for it: not done through the gateway, or its record is gone"
+            % (did, reason, extra, count, "" if count == 1 else "s", at,
+               "bulk.run" if reason == "bulk" else "retention.destroy"))
+
+
 # ---- bundles as items, for tampering ----
 
 def read_items(data):

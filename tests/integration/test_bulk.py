@@ -19,6 +19,7 @@ import os
 import subprocess
 import threading
 import time
+import uuid
 
 import grpc
 import pytest
@@ -27,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+import audit_lib
 from conftest import wait_for
 from query_data import GET, PICKUP, get, new_waybill, refusal, submit
 from test_faults import superuser_uri
@@ -627,6 +629,56 @@ def test_the_database_refuses_a_destroy_beyond_its_approval(stack, people):
     stack.psql("UPDATE bulk_request SET state = 'executed' WHERE id = '%s'" % r.request_id)
     assert "the selection grew: 2 records, 1 approved" in gateway_sql_refused(
         stack, "SELECT bulk_destroy('%s', 'x', 2)" % r.request_id)
+
+
+def gateway_sql(stack, sql):
+    """The output lines of sql run as the gateway's database role (it must succeed)."""
+    from conftest import PGBIN
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                        "ON_ERROR_STOP=1", "-d", stack.pguri_gateway, "-c", sql],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+def test_a_destroy_not_done_through_the_gateway_is_named_by_audit_verify(stack, people):
+    """Whoever holds the gateway's database role can write a bulk request row of its own, already
+    executed, and call bulk_destroy with it (the database cannot tell the gateway from its role,
+    docs/threat-model.md): the record goes, and a destruction row says so, but no bulk.run record
+    of a gateway's chain does, for the gateway writes that record in the destruction's
+    transaction. `waygatectl audit verify` names that destruction, a critical
+    destruction_unrecorded incident; the destructions done through RunBulk (this module's) each
+    have their record and are not named. (Red without the reconciliation: the trail verified.)"""
+    w = new_waybill(stack, "a")
+    rid = submit(stack, w)
+    past_this_second()
+    r = stack.ctl("audit", "verify", "--db", stack.pguri)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert stack.psql("SELECT count(*) > 0 FROM destruction WHERE reason = 'bulk'") == ["t"]
+    forged = str(uuid.uuid4())
+    did = gateway_sql(
+        stack, "INSERT INTO bulk_request (id, operation, sel_ids, purpose, legal_basis, "
+               "requester, requester_role, record_count, state, approver, approver_role, "
+               "decided_at, expires_at) VALUES ('%s', 'destroy', ARRAY['%s']::uuid[], 'x', 'x', "
+               "'%s', 'compliance_auditor', 1, 'executed', '%s', 'security_admin', now(), "
+               "now() + interval '1 hour'); SELECT bulk_destroy('%s', 'forged', 1)"
+               % (forged, rid, REQUESTER, APPROVER, forged))[0]
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["0"]
+    place = audit_lib.unrecorded_destruction(stack, did, "bulk", 1, ", request " + forged)
+    try:
+        r = stack.ctl("audit", "verify", "--db", stack.pguri)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert [l for l in r.stdout.splitlines() if l.startswith("FAILED: ")] == \
+            ["FAILED: " + place], r.stdout
+        assert "1 broken place (0 of " in r.stderr and \
+            " chains, 0 against --since, 1 destruction without its record)" in r.stderr, r.stderr
+        assert stack.psql("SELECT severity FROM incident WHERE kind = 'destruction_unrecorded' "
+                          "AND detail = '%s'" % place.replace("'", "''")) == ["critical"]
+    finally:  # the shared trail verifies again for the tests after this one
+        stack.psql("DELETE FROM destruction WHERE id = %s; DELETE FROM bulk_request "
+                   "WHERE id = '%s'" % (did, forged))
+    r = stack.ctl("audit", "verify", "--db", stack.pguri)
+    assert r.returncode == 0, r.stdout + r.stderr
 
 
 def test_export_selecting_more_than_approved_is_refused(stack, people):

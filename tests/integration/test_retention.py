@@ -17,6 +17,7 @@ import time
 import grpc
 import pytest
 
+import audit_lib
 from conftest import BUILD, PGBIN, wait_for
 from query_data import get, new_waybill, refusal, submit
 
@@ -110,6 +111,26 @@ def test_retention_destroys_old_records_in_batches_with_records(stack, old_and_y
     assert [int(a.split("|")[0]) for a in audits] == counts
     assert all(a.split("|")[1:] == ["older than 1095 days", "Art. 26", "ok"] for a in audits)
 
+    # audit verify finds each destruction's record, two batches of one size included; one more
+    # of the same shape (selector, one record), done by the gateway's database role itself, has
+    # none of its own: named, though a record of the sweep's says the same
+    r = stack.ctl("audit", "verify", "--db", stack.pguri)
+    assert r.returncode == 0, r.stdout + r.stderr
+    w = new_waybill(stack, "a")
+    w.pickup_time = OLD_PICKUP
+    rid = submit(stack, w)
+    rc, out, err = as_gateway(stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 1095, "
+                                     "'older than 1095 days', 'waygated retention sweep')" % rid)
+    assert rc == 0, err
+    did = out.split()[0]
+    try:
+        r = stack.ctl("audit", "verify", "--db", stack.pguri)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert [l for l in r.stdout.splitlines() if l.startswith("FAILED: ")] == \
+            ["FAILED: " + audit_lib.unrecorded_destruction(stack, did, "retention", 1)], r.stdout
+    finally:
+        stack.psql("DELETE FROM destruction WHERE id = %s" % did)
+
 
 def as_gateway(stack, sql):
     """psql as the gateway's database role: (returncode, stdout, stderr)."""
@@ -154,6 +175,15 @@ def test_retention_floor_bounds_the_period_the_gateway_may_ask(stack):
         rc, out, err = as_gateway(stack, destroy % (5, 5))
         assert rc == 0, err
         assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["0"]
+        # done by the role, not through the gateway's sweep: no retention.destroy record says
+        # so, and audit verify names it (the sweep's own destructions, test_sweep_*, are not)
+        did = out.split()[0]
+        place = audit_lib.unrecorded_destruction(stack, did, "retention", 1)
+        r = stack.ctl("audit", "verify", "--db", stack.pguri)
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert [l for l in r.stdout.splitlines() if l.startswith("FAILED: ")] == \
+            ["FAILED: " + place], r.stdout
+        stack.psql("DELETE FROM destruction WHERE id = %s" % did)
     finally:
         assert stack.ctl("retention", "floor", "1095", "--by", "floor-test",
                          "--db", stack.pguri).returncode == 0
