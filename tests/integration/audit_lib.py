@@ -186,6 +186,16 @@ def build_chain(chain, n, signer, checkpoint_at, t0_us, step_us=1_000_000, kind=
     return ";\n".join(stmts) + ";\n", records, ckpts
 
 
+def verify_places(stack):
+    """The bad places `waygatectl audit verify` names on the stack's shared trail, in order. The
+    trail also holds what earlier tests of the run left in it (chains signed by keys they added,
+    which the stack's keyring does not pin): a test compares the places before and after what it
+    does, never expects none."""
+    r = stack.ctl("audit", "verify", "--db", stack.pguri)
+    assert r.returncode in (0, 1) and "verify: reading" not in r.stderr, r.stdout + r.stderr
+    return [l[len("FAILED: "):] for l in r.stdout.splitlines() if l.startswith("FAILED: ")]
+
+
 def unrecorded_destruction(stack, did, reason, count, extra=""):
     """The place `audit verify` names for destruction did, which no record of a gateway's chain
     accounts for (extra: ", request ID" of a bulk one)."""
