@@ -621,7 +621,7 @@ static int verify_live(const struct audit_opts *o)
     struct keyset keys = {NULL, 0, 0};
     struct writer_macs macs;
     size_t nsince = 0, unrecorded = 0;
-    char unrecorded_txt[32] = "";
+    char unrecorded_txt[64] = "";
     int64_t seq = 0;
     uint8_t head[GW_AUDIT_HASH_LEN];
     const char *keyring = o->keyring ? o->keyring : getenv("WAYGATE_KEYRING");
@@ -737,17 +737,15 @@ static int verify_live(const struct audit_opts *o)
         record_break(a, o, "audit_chain_break", more);
     }
     if (unrecorded > 0)
-        snprintf(unrecorded_txt, sizeof unrecorded_txt, ", %zu", unrecorded);
+        snprintf(unrecorded_txt, sizeof unrecorded_txt, ", %zu destruction%s without %s record",
+                 unrecorded, unrecorded == 1 ? "" : "s", unrecorded == 1 ? "its" : "their");
     if (r == 0 && br.n > 0)
         fprintf(stderr,
-                ME " verify: %zu broken place%s (%zu of %zu chains, %zu against --since%s%s); in "
+                ME " verify: %zu broken place%s (%zu of %zu chains, %zu against --since%s); in "
                    "the broken chains %" PRIu64 " records checked, %" PRIu64
                    " not covered by a valid checkpoint\n",
-                br.n, br.n == 1 ? "" : "s", bt.chains, n, since_broken, unrecorded_txt,
-                unrecorded > 0 ? (unrecorded == 1 ? " destruction without its record"
-                                                  : " destructions without their record")
-                               : "",
-                bt.records, bt.not_covered);
+                br.n, br.n == 1 ? "" : "s", bt.chains, n, since_broken, unrecorded_txt, bt.records,
+                bt.not_covered);
     else if (r == 0) {
         sum.st.chains = n; /* chains without a record count too */
         print_ok(&sum, true, pinned[0] ? pinned : NULL);

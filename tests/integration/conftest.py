@@ -189,15 +189,7 @@ class Stack:
     def metric(self, name):
         """The value of the unlabelled sample name on the gateway's GET /metrics (None when the
         gateway shows no such sample)."""
-        host, port = self.env["WAYGATE_METRICS_ADDR"].rsplit(":", 1)
-        c = http.client.HTTPConnection(host, int(port), timeout=30)
-        try:
-            c.request("GET", "/metrics")
-            text = c.getresponse().read().decode()
-        finally:
-            c.close()
-        m = re.search(r"(?m)^%s (\S+)$" % re.escape(name), text)
-        return float(m.group(1)) if m else None
+        return scrape_metrics(self.env["WAYGATE_METRICS_ADDR"]).get(name)
 
     def pool_whole(self, timeout=60):
         """Waits until every connection of the gateway's pool is up, set up (its prepares
@@ -259,16 +251,33 @@ class Stack:
         self._channels = self._channels[:keep]
 
 
+def free_port():
+    """A TCP port on 127.0.0.1 free when asked."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def scrape_metrics(addr):
+    """The unlabelled samples of GET /metrics at addr ("host:port") as {name: value}."""
+    host, port = addr.rsplit(":", 1)
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        c.request("GET", "/metrics")
+        text = c.getresponse().read().decode()
+    finally:
+        c.close()
+    return {m.group(1): float(m.group(2)) for m in re.finditer(r"(?m)^(\w+) (\S+)$", text)}
+
+
 class ExtraGateway:
     """Another waygated on the stack's database and keys, on a free port, with its own audit
     chain and log file: stack.config_for(port), then `edit(text)` -> text for what the test
-    changes. Waits until it answers SERVING (or fails the test); close() stops it (SIGTERM)."""
+    changes. Waits until it answers SERVING (or fails the test) unless not `serving` (a gateway
+    that is not to serve yet); close() stops it (SIGTERM)."""
 
-    def __init__(self, stack, name, edit=lambda text: text, binary="waygated"):
-        import socket
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
+    def __init__(self, stack, name, edit=lambda text: text, binary="waygated", serving=True):
+        port = free_port()
         self.stack, self.name, self.addr = stack, name, "127.0.0.1:%d" % port
         text = stack.config_for(port) + "\n[audit]\nchain = test-%s-%d\n" % (name, port)
         self.chain = "test-%s-%d" % (name, port)
@@ -279,6 +288,8 @@ class ExtraGateway:
         self._log = open(self.log_path, "ab")
         self.proc = subprocess.Popen([os.path.join(BUILD, binary), "-c", self.conf],
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
+        if not serving:
+            return
         if not wait_for(lambda: self.proc.poll() is None and
                         stack.health("backend", addr=self.addr, timeout=2) == "SERVING", 30):
             self.close()

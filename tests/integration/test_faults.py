@@ -4,12 +4,8 @@ client's own list of acknowledged waybills and compares it with the database: no
 saw acknowledged is lost, every stored row reads back whole, calls during the outage fail
 UNAVAILABLE, and the gateway recovers without a restart. Counts are printed (pytest -s shows them).
 Also a database not migrated for the gateway's build: not used, said so, used once migrated."""
-import http.client
 import os
-import re
 import signal
-import socket
-import subprocess
 import threading
 import time
 
@@ -17,7 +13,7 @@ import grpc
 import pytest
 
 import query_data
-from conftest import BUILD, ExtraGateway, wait_for
+from conftest import ExtraGateway, free_port, scrape_metrics, wait_for
 import waygate_proto
 
 SUBMIT = "/waygate.v1.WaybillIntake/Submit"
@@ -227,24 +223,6 @@ def test_disk_full_refuses_clearly_and_recovers(stack):
         subprocess.run(["umount", "-l", mnt])  # lazy: PostgreSQL may still hold the directory
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def metrics(addr):
-    """The unlabelled samples of GET /metrics at addr as {name: value}."""
-    host, port = addr.rsplit(":", 1)
-    c = http.client.HTTPConnection(host, int(port), timeout=30)
-    try:
-        c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
-    finally:
-        c.close()
-    return {m.group(1): float(m.group(2)) for m in re.finditer(r"(?m)^(\w+) (\S+)$", text)}
-
-
 def submit_code(stack, ch):
     """The status name of one Submit of a fresh waybill on channel ch ("OK" when stored)."""
     w = query_data.new_waybill(stack, "a", sender_n=904)
@@ -268,20 +246,14 @@ def test_schema_older_than_the_build_is_not_used_until_migrated(stack, behind):
     restart, and says so."""
     newest = int(stack.psql("SELECT max(version) FROM schema_migrations")[0])
     assert newest >= 29
-    port, mport = free_port(), free_port()
-    conf = os.path.join(stack.dir, "schema-%s.conf" % behind)
-    log_path = os.path.join(stack.dir, "schema-%s.log" % behind)
-    with open(conf, "w") as f:
-        f.write(stack.config_for(port) + "\n[audit]\nchain = test-schema-%s-%d\n"
-                "\n[metrics]\nlisten = 127.0.0.1:%d\n" % (behind, port, mport))
-    addr, maddr = "127.0.0.1:%d" % port, "127.0.0.1:%d" % mport
+    maddr = "127.0.0.1:%d" % free_port()
     if behind == "grant":
         stack.psql("REVOKE EXECUTE ON FUNCTION schema_version() FROM waygate_gateway")
     stack.psql("DELETE FROM schema_migrations WHERE version = %d" % newest)
     migrated = False
-    log = open(log_path, "ab")
-    proc = subprocess.Popen([os.path.join(BUILD, "waygated"), "-c", conf],
-                            stdin=subprocess.DEVNULL, stdout=log, stderr=log)
+    gw = ExtraGateway(stack, "schema-" + behind, serving=False,
+                      edit=lambda text: text + "\n[metrics]\nlisten = %s\n" % maddr)
+    addr, proc, log_path = gw.addr, gw.proc, gw.log_path
     try:
         if behind == "row":
             said = "the database's schema is at migration %d, this build needs %d: run " \
@@ -296,7 +268,7 @@ def test_schema_older_than_the_build_is_not_used_until_migrated(stack, behind):
                 return [ln for ln in f if '"level":"error"' in ln and said in ln]
 
         def refused_twice_each():  # every connection of the pool set up and refused twice
-            m = metrics(maddr)
+            m = scrape_metrics(maddr)
             return m.get("waygate_db_schema_refusals_total", 0) >= 4 and m
         m = wait_for(refused_twice_each, 60)
         assert m, "the pool did not refuse its connections: %r" % (proc.poll(),)
@@ -318,7 +290,7 @@ def test_schema_older_than_the_build_is_not_used_until_migrated(stack, behind):
             "Submit still refused after `waygatectl migrate`"
         assert proc.poll() is None
         assert stack.health("backend", addr=addr, timeout=10) == "SERVING"
-        m = metrics(maddr)
+        m = scrape_metrics(maddr)
         assert m["waygate_db_schema_behind"] == 0
         assert m["waygate_db_schema_version"] == newest
         with open(log_path, errors="replace") as f:
@@ -329,14 +301,7 @@ def test_schema_older_than_the_build_is_not_used_until_migrated(stack, behind):
     finally:
         if not migrated:
             stack.ctl("migrate", "--db", stack.pguri_owner)
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-        log.close()
+        gw.close()
     # the stack's own gateway, had one of its connections set up again meanwhile, is whole again
     # before the next test calls it
     stack.pool_whole()

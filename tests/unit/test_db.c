@@ -200,10 +200,9 @@ struct offer {
 static const struct gw_db_stmt ISOLATION = {.sql =
                                                 "SELECT current_setting('transaction_isolation')"};
 
-static bool offer_until_failures(void *arg)
+/* One turn's offer: a request, counted as taken or refused, and whether the pool says ready. */
+static void offer_one(struct offer *o)
 {
-    struct offer *o = arg;
-
     o->ready_seen |= gw_db_ready(o->db);
     if (o->accepted < 64) {
         if (gw_db_exec(o->db, &ISOLATION, 1, 0, done_cb, &o->runs[o->accepted], NULL) == 0)
@@ -211,6 +210,13 @@ static bool offer_until_failures(void *arg)
         else
             o->refused++;
     }
+}
+
+static bool offer_until_failures(void *arg)
+{
+    struct offer *o = arg;
+
+    offer_one(o);
     return gw_db_session_failures(o->db) >= 4;
 }
 
@@ -293,16 +299,9 @@ struct schema_offer {
 static bool offer_until_refusals(void *arg)
 {
     struct schema_offer *so = arg;
-    struct offer *o = &so->o;
 
-    o->ready_seen |= gw_db_ready(o->db);
-    if (o->accepted < 64) {
-        if (gw_db_exec(o->db, &ISOLATION, 1, 0, done_cb, &o->runs[o->accepted], NULL) == 0)
-            o->accepted++;
-        else
-            o->refused++;
-    }
-    return gw_db_schema_refusals(o->db) >= so->refusals;
+    offer_one(&so->o);
+    return gw_db_schema_refusals(so->o.db) >= so->refusals;
 }
 
 /* Offers requests while at least two more set-ups are refused: none is taken, none runs, the pool
