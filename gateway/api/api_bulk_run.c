@@ -189,8 +189,8 @@ static void record_claim_stop(struct brun *r)
     rec.legal_basis = r->legal_basis;
     rec.approval = r->id;
     rec.detail = detail;
-    if (gw_audit_write(gw_call_app(r->call)->audit, &st.st, 1, &rec, 1, claim_stop_cb, NULL,
-                       NULL) != 0)
+    if (gw_audit_write_kept(gw_call_app(r->call)->audit, &st.st, 1, &rec, 1, claim_stop_cb, NULL) !=
+        0)
         GW_LOG(GW_LOG_ERROR, "bulk", gw_call_log_ctx(r->call),
                "the stop of bulk run %s during its claim could not be queued", r->id);
 }

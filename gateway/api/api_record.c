@@ -59,7 +59,7 @@ void gw_api_record_unwaited(struct gw_call *call, const struct gw_audit_rec *r)
     struct gw_app *app = gw_call_app(call);
     int rc;
 
-    rc = app->audit != NULL ? gw_audit_write(app->audit, NULL, 0, r, 1, unwaited_cb, NULL, NULL)
+    rc = app->audit != NULL ? gw_audit_write_kept(app->audit, NULL, 0, r, 1, unwaited_cb, NULL)
                             : GW_EUNAVAIL;
     if (rc != 0 && gw_call_confidential(call))
         gw_api_log_refusal_unrecorded(rc); /* naming no action: a lawful one would tell */

@@ -32,7 +32,8 @@ void gw_api_log_unrecorded(struct gw_call *call, int err, const char *sqlstate);
 void gw_api_log_refusal_unrecorded(int err);
 
 /* Queues r as it is (its own outcome) without holding the call, as gw_api_record_refusal does:
- * for what is recorded while the call ends (a bulk run stopped midway). */
+ * for what is recorded while the call ends (a bulk run stopped midway). The record waits out an
+ * outage of the database (gw_audit_write_kept) within the writer's queue bound. */
 void gw_api_record_unwaited(struct gw_call *call, const struct gw_audit_rec *r);
 
 #endif

@@ -165,7 +165,7 @@ static void record_reload(struct daemon *d, bool ok, const char *detail)
     r.count = -1;
     r.outcome = ok ? "ok" : "failed";
     r.detail = detail;
-    if (gw_audit_write(d->app->audit, NULL, 0, &r, 1, reload_recorded_cb, d, NULL) != 0)
+    if (gw_audit_write_kept(d->app->audit, NULL, 0, &r, 1, reload_recorded_cb, d) != 0)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: the config.reload audit record was not queued");
 }
 

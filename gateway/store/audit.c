@@ -29,6 +29,16 @@
 #define REC_PARAMS 20
 #define KEY_ID_LEN 64
 
+/* enqueue's flags */
+#define ENTRY_KEPT 1u /* gw_audit_write_kept's */
+#define ENTRY_OWN 2u  /* the writer's own records: past the queue's bound */
+
+/* Held by every audit transaction that carries kept entries, and taken by the recovery before it
+ * reads such a transaction's last record (settle): a transaction whose connection was lost while
+ * its session lives on (a proxy or the network cut it, not the server) has ended, committed or
+ * not, before that read. Class 1397: sql/ and store/ use 1398 (scans) and 1399 (numbers). */
+#define CHAIN_LOCK_SQL "SELECT pg_advisory_xact_lock(1397, hashtext($1))"
+
 static const char INSERT_SQL[] =
     "INSERT INTO audit_record (chain, seq, at_us, actor, role, peer, cert, branch, action, "
     "object, count, purpose, legal_basis, approval, outcome, detail, confidential, prev_hash, "
@@ -67,6 +77,7 @@ struct gw_audit_req {
     void *arg;
     bool cancelled;
     bool queued; /* on the writer's queue (else in flight or being finished) */
+    bool keep;   /* gw_audit_write_kept's: waits out an outage instead of failing */
     int nstmts, nrecs;
     struct cstmt stmts[GW_AUDIT_STMTS_MAX];
     struct crec recs[GW_AUDIT_RECS_MAX];
@@ -115,7 +126,13 @@ struct gw_audit {
     uint32_t queue_max; /* nqueued's bound: gw_audit_write answers GW_EQUEUEFULL at it */
     struct gw_db_req *inflight;
     struct req_list batch; /* entries of the in-flight transaction */
-    int64_t batch_seq;     /* the head the in-flight transaction chains to, when committed */
+    /* kept entries of a transaction whose outcome is unknown (its connection was lost), and
+     * the seq and hash of its last record: the next recovery reads that record to settle them */
+    struct req_list unsure;
+    int64_t unsure_seq;
+    uint8_t unsure_hash[GW_AUDIT_HASH_LEN];
+    uint32_t unsure_rounds; /* such transactions in a row: the recovery waits longer each time */
+    int64_t batch_seq;      /* the head the in-flight transaction chains to, when committed */
     uint8_t batch_hash[GW_AUDIT_HASH_LEN];
     bool batch_ckpt; /* it carries a checkpoint over batch_seq */
     int batch_nstmts;
@@ -286,6 +303,7 @@ int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg, struct gw_
     TAILQ_INIT(&a->queue);
     TAILQ_INIT(&a->batch);
     TAILQ_INIT(&a->failed);
+    TAILQ_INIT(&a->unsure);
     if (gw_sign_public(&a->key, a->pub, &a->publen) != 0 ||
         gw_audit_key_id(a->pub, a->publen, a->key_id) != 0) {
         gw_audit_free(a);
@@ -330,6 +348,7 @@ static void ckpt_timer_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 static void finish(struct req_list *l, int err, const struct gw_db_result *res);
+static void requeue(struct gw_audit *a, struct req_list *l, bool kept_only);
 
 static void fail_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -386,6 +405,7 @@ void gw_audit_free(struct gw_audit *a)
     fail_list(&a->queue, GW_ECANCELLED);
     fail_list(&a->batch, GW_ECANCELLED);
     fail_list(&a->failed, GW_ECANCELLED);
+    fail_list(&a->unsure, GW_ECANCELLED);
     if (a->ev_fail)
         event_free(a->ev_fail);
     if (a->ev_retry)
@@ -400,10 +420,12 @@ void gw_audit_free(struct gw_audit *a)
     gw_free(a);
 }
 
-int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
+static int enqueue(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
                    const struct gw_audit_rec *recs, int nrecs, gw_audit_done_cb cb, void *arg,
-                   struct gw_audit_req **out)
+                   struct gw_audit_req **out, unsigned flags)
 {
+    bool keep = (flags & ENTRY_KEPT) != 0;
+
     struct gw_audit_req *r;
     int rc = 0;
 
@@ -415,16 +437,19 @@ int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmt
     for (int i = 0; i < nrecs; i++)
         if (gw_audit_rec_check(&recs[i]) != 0)
             return GW_EINVAL;
-    if (a->nqueued >= a->queue_max)
-        return GW_EQUEUEFULL;
-    if (a->down)
+    if (a->down && !keep)
         return GW_EUNAVAIL; /* fail fast while the database is away */
+    /* kept entries may fill half the queue, the rest is for the actions that wait; the writer's
+     * own (gateway.start, audit.break) go first whatever waits */
+    if ((flags & ENTRY_OWN) == 0 && a->nqueued >= (keep ? (a->queue_max + 1) / 2 : a->queue_max))
+        return GW_EQUEUEFULL;
     r = gw_calloc(1, sizeof *r);
     if (!r)
         return GW_ENOMEM;
     r->a = a;
     r->cb = cb;
     r->arg = arg;
+    r->keep = keep;
     for (int i = 0; i < nstmts && rc == 0; i++, r->nstmts++)
         rc = stmt_copy(&r->stmts[i], &stmts[i]);
     for (int i = 0; i < nrecs && rc == 0; i++, r->nrecs++)
@@ -444,6 +469,19 @@ int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmt
     return 0;
 }
 
+int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
+                   const struct gw_audit_rec *recs, int nrecs, gw_audit_done_cb cb, void *arg,
+                   struct gw_audit_req **out)
+{
+    return enqueue(a, stmts, nstmts, recs, nrecs, cb, arg, out, 0);
+}
+
+int gw_audit_write_kept(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
+                        const struct gw_audit_rec *recs, int nrecs, gw_audit_done_cb cb, void *arg)
+{
+    return enqueue(a, stmts, nstmts, recs, nrecs, cb, arg, NULL, ENTRY_KEPT);
+}
+
 /* ---- drain (shutdown) ---- */
 
 static uint64_t left_of(const struct gw_audit *a)
@@ -454,6 +492,8 @@ static uint64_t left_of(const struct gw_audit *a)
     TAILQ_FOREACH(r, &a->batch, link)
     n++;
     TAILQ_FOREACH(r, &a->failed, link)
+    n++;
+    TAILQ_FOREACH(r, &a->unsure, link)
     n++;
     return n;
 }
@@ -604,9 +644,38 @@ static bool schema_behind(const struct gw_db_result *res)
     return st && (strcmp(st, "42703") == 0 || strcmp(st, "42P01") == 0 || strcmp(st, "42883") == 0);
 }
 
+/* Settles the kept entries of a transaction whose outcome was unknown, from the record it ended
+ * with as stored now (last: recover's get_last): committed when that record is there with the
+ * hash this writer gave it (moved to done), else queued again, first in line, to be chained anew.
+ * This writer sends nothing between the loss and this read, so nothing else can have put it. */
+static void settle(struct gw_audit *a, const PGresult *last, struct req_list *done)
+{
+    uint8_t stored[GW_AUDIT_HASH_LEN];
+    struct gw_audit_req *r;
+
+    if (TAILQ_EMPTY(&a->unsure))
+        return;
+    if (last != NULL && PQntuples(last) == 1 &&
+        gw_pq_hex(PQgetvalue(last, 0, 0), stored, sizeof stored) &&
+        memcmp(stored, a->unsure_hash, sizeof stored) == 0) {
+        TAILQ_FOREACH(r, &a->unsure, link)
+        a->st.written += (uint64_t)r->nrecs;
+        TAILQ_CONCAT(done, &a->unsure, link);
+        a->unsure_rounds = 0;
+        return;
+    }
+    if (a->unsure_rounds % 40 == 1) /* the first in a row, then 1 in 40 */
+        GW_LOG(GW_LOG_WARN, "audit", NULL,
+               "chain %s: the transaction ending at seq %" PRId64 " did not commit (%" PRIu32
+               " in a row): its records of what already happened are sent again",
+               a->chain, a->unsure_seq, a->unsure_rounds);
+    requeue(a, &a->unsure, false);
+}
+
 static void setup_cb(void *arg, int err, const struct gw_db_result *res)
 {
     struct gw_audit *a = arg;
+    struct req_list done = TAILQ_HEAD_INITIALIZER(done);
     const PGresult *kind, *head, *ck;
     const char *why;
 
@@ -646,13 +715,16 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
     a->ckpt_seq = PQgetisnull(ck, 0, 0) ? 0 : strtoll(PQgetvalue(ck, 0, 0), NULL, 10);
     GW_LOG(GW_LOG_INFO, "audit", NULL, "chain %s: head at seq %" PRId64 ", key %.16s", a->chain,
            a->head_seq, a->key_id);
+    settle(a, res->nresults > 7 ? res->results[7] : NULL, &done);
     announce(a); /* queued first, sent once ready */
     if (why)
         queue_break(a, why); /* before gateway.start: its record is the segment's first */
     a->ready = true;
     a->setup_fails = 0;
     arm_ckpt_timer(a);
+    finish(&done, 0, NULL);
     pump(a);
+    drained(a);
 }
 
 static void recover(struct gw_audit *a)
@@ -675,20 +747,32 @@ static void recover(struct gw_audit *a)
     static const char get_ckpt[] = "SELECT max(c.seq) FROM audit_checkpoint c JOIN audit_record r "
                                    "ON r.chain = c.chain AND r.seq = c.seq AND r.hash = "
                                    "c.head_hash WHERE c.chain = $1";
-    const char *cv[1] = {a->chain}, *ov[2] = {a->chain, a->key_id};
+    /* the last record of a transaction whose outcome is unknown (seq 0: none; settle) */
+    static const char get_last[] = "SELECT encode(hash, 'hex') FROM audit_record WHERE chain = $1 "
+                                   "AND seq = $2";
+    char useq[24];
+    const char *cv[1] = {a->chain}, *ov[2] = {a->chain, a->key_id}, *uv[2] = {a->chain, useq};
     const char *kv[3] = {a->key_id, (const char *)a->pub, gw_sign_alg_name(a->key.alg)};
     const int kl[3] = {0, (int)a->publen, 0}, kf[3] = {0, 1, 0};
-    struct gw_db_stmt st[6] = {
-        {reg_chain, 1, cv, NULL, NULL, 0}, {get_kind, 1, cv, NULL, NULL, 0},
-        {reg_key, 3, kv, kl, kf, 0},       {get_head, 1, cv, NULL, NULL, 0},
-        {get_ckpt, 1, cv, NULL, NULL, 0},  {get_own, 2, ov, NULL, NULL, 0},
+    struct gw_db_stmt st[8] = {
+        {reg_chain, 1, cv, NULL, NULL, 0},
+        {get_kind, 1, cv, NULL, NULL, 0},
+        {reg_key, 3, kv, kl, kf, 0},
+        {get_head, 1, cv, NULL, NULL, 0},
+        {get_ckpt, 1, cv, NULL, NULL, 0},
+        {get_own, 2, ov, NULL, NULL, 0},
+        {CHAIN_LOCK_SQL, 1, cv, NULL, NULL, 0},
+        {get_last, 2, uv, NULL, NULL, 0},
     };
     int err;
 
     if (a->setup || a->inflight)
         return;
     a->ready = false;
-    err = gw_db_exec(a->db, st, 6, GW_DB_TXN | GW_DB_RESERVED, setup_cb, a, &a->setup);
+    snprintf(useq, sizeof useq, "%" PRId64, TAILQ_EMPTY(&a->unsure) ? (int64_t)0 : a->unsure_seq);
+    /* the lock only when a transaction is to be settled: it waits for that one to end */
+    err = gw_db_exec(a->db, st, TAILQ_EMPTY(&a->unsure) ? 6 : 8, GW_DB_TXN | GW_DB_RESERVED,
+                     setup_cb, a, &a->setup);
     if (err != 0) {
         a->setup = NULL;
         a->down = err == GW_EUNAVAIL;
@@ -771,23 +855,31 @@ static int send_batch(struct gw_audit *a, const uint8_t *sig, size_t siglen, cha
                       char *ck_at)
 {
     int n = 0, nrec = 0, err;
+    bool kept = false;
     struct gw_audit_req *r;
 
     TAILQ_FOREACH(r, &a->batch, link)
     {
         n += r->nstmts + r->nrecs;
         nrec += r->nrecs;
+        kept = kept || r->keep;
     }
-    n += a->batch_ckpt;
+    n += a->batch_ckpt + kept;
     struct gw_db_stmt *st = gw_calloc((size_t)n, sizeof *st);
-    const char **vals = gw_calloc((size_t)nrec * REC_PARAMS + 6, sizeof *vals);
-    int *lens = gw_calloc((size_t)nrec * REC_PARAMS + 6, sizeof *lens);
-    int *fmts = gw_calloc((size_t)nrec * REC_PARAMS + 6, sizeof *fmts);
+    /* the records' parameters, the checkpoint's six and the lock's one */
+    const char **vals = gw_calloc((size_t)nrec * REC_PARAMS + 7, sizeof *vals);
+    int *lens = gw_calloc((size_t)nrec * REC_PARAMS + 7, sizeof *lens);
+    int *fmts = gw_calloc((size_t)nrec * REC_PARAMS + 7, sizeof *fmts);
     if (!st || !vals || !lens || !fmts) {
         err = GW_ENOMEM;
         goto out;
     }
     int k = 0, p = 0;
+    if (kept) {
+        vals[p] = a->chain;
+        st[k++] = (struct gw_db_stmt){CHAIN_LOCK_SQL, 1, vals + p, lens + p, fmts + p, 0};
+        p++;
+    }
     TAILQ_FOREACH(r, &a->batch, link)
     {
         r->first_stmt = k;
@@ -824,12 +916,16 @@ out:
     return err;
 }
 
-/* Puts the batch back at the head of the queue, in order. */
-static void requeue_batch(struct gw_audit *a)
+/* Puts the entries of l back at the head of the queue, in order; with kept_only, only the kept
+ * ones (the others stay on l). Cancelled ones are freed. */
+static void requeue(struct gw_audit *a, struct req_list *l, bool kept_only)
 {
-    struct gw_audit_req *r;
-    while ((r = TAILQ_LAST(&a->batch, req_list)) != NULL) {
-        TAILQ_REMOVE(&a->batch, r, link);
+    struct gw_audit_req *r, *prev;
+    for (r = TAILQ_LAST(l, req_list); r != NULL; r = prev) {
+        prev = TAILQ_PREV(r, req_list, link);
+        if (kept_only && !r->keep)
+            continue;
+        TAILQ_REMOVE(l, r, link);
         if (r->cancelled) {
             req_free(r);
             continue;
@@ -838,6 +934,11 @@ static void requeue_batch(struct gw_audit *a)
         r->queued = true;
         a->nqueued++;
     }
+}
+
+static void requeue_batch(struct gw_audit *a)
+{
+    requeue(a, &a->batch, false);
 }
 
 /* Runs the callbacks of a finished list (entries already unlinked from the writer) and frees
@@ -916,7 +1017,14 @@ static void pump(struct gw_audit *a)
     err = send_batch(a, sig, siglen, ck_seq, ck_at);
     if (err != 0) {
         a->inflight = NULL;
-        fail_batch_later(a, err);
+        if (err == GW_EUNAVAIL) {
+            /* no connection to send it on: kept entries wait for the database, the others
+             * fail, and the recovery runs until a connection answers */
+            requeue(a, &a->batch, true);
+            recover(a);
+        }
+        if (!TAILQ_EMPTY(&a->batch))
+            fail_batch_later(a, err);
     }
 }
 
@@ -941,6 +1049,7 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
     a->inflight = NULL;
     if (err == 0) {
         int64_t recs = a->batch_seq - a->head_seq;
+        a->unsure_rounds = 0;
         a->head_seq = a->batch_seq;
         memcpy(a->head_hash, a->batch_hash, sizeof a->head_hash);
         if (a->batch_ckpt) {
@@ -989,14 +1098,35 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
         return;
     } else {
         /* The outcome is unknown (connection lost) or the checkpoint failed: the entries fail,
-         * and the head is read again before anything else is chained. */
+         * and the head is read again before anything else is chained. Kept entries whose
+         * outcome is unknown wait for that recovery to tell whether they committed (settle). */
         uint64_t n = 0;
-        struct gw_audit_req *r;
+        struct gw_audit_req *r, *next;
+        for (r = TAILQ_FIRST(&a->batch); err == GW_EUNAVAIL && r != NULL; r = next) {
+            next = TAILQ_NEXT(r, link);
+            if (!r->keep)
+                continue;
+            TAILQ_REMOVE(&a->batch, r, link);
+            TAILQ_INSERT_TAIL(&a->unsure, r, link);
+            a->unsure_seq = a->batch_seq;
+            memcpy(a->unsure_hash, a->batch_hash, sizeof a->unsure_hash);
+        }
         TAILQ_FOREACH(r, &a->batch, link)
         n++;
         a->st.failed += n;
         TAILQ_CONCAT(&done, &a->batch, link);
-        recover(a);
+        if (TAILQ_EMPTY(&a->unsure)) {
+            recover(a);
+        } else {
+            /* read after a pause that grows with each such transaction in a row, so that a
+             * failure that repeats (a full disk) is not sent again as fast as it fails */
+            uint32_t ms = 250u << (a->unsure_rounds < 3 ? a->unsure_rounds : 3);
+            struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+            a->unsure_rounds++;
+            a->ready = false; /* nothing is chained before the head is read again */
+            if (evtimer_add(a->ev_retry, &tv) != 0)
+                recover(a);
+        }
         finish(&done, err == GW_EINTERNAL ? GW_EINTERNAL : GW_EUNAVAIL, res);
         return;
     }
@@ -1045,7 +1175,7 @@ static void queue_break(struct gw_audit *a, const char *why)
     gw_audit_break_rec(a->chain, a->head_seq, why, "waygated", object, detail, &r);
     const char *v[1] = {detail};
     struct gw_db_stmt st = {incident_sql, 1, v, NULL, NULL, 0};
-    if (gw_audit_write(a, &st, 1, &r, 1, break_cb, a, &q) != 0) {
+    if (enqueue(a, &st, 1, &r, 1, break_cb, a, &q, ENTRY_OWN) != 0) {
         GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: audit.break not queued", a->chain);
         return;
     }
@@ -1068,7 +1198,7 @@ static void announce(struct gw_audit *a)
     if (a->announced)
         return;
     a->announced = true;
-    if (gw_audit_write(a, NULL, 0, &r, 1, announced_cb, a, &q) != 0) {
+    if (enqueue(a, NULL, 0, &r, 1, announced_cb, a, &q, ENTRY_OWN) != 0) {
         a->announced = false;
     } else if (q && q->queued && TAILQ_FIRST(&a->queue) != q) { /* first in line */
         TAILQ_REMOVE(&a->queue, q, link);

@@ -102,6 +102,19 @@ void gw_audit_drain(struct gw_audit *a, uint32_t timeout_ms, gw_audit_drained_cb
 int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
                    const struct gw_audit_rec *recs, int nrecs, gw_audit_done_cb cb, void *arg,
                    struct gw_audit_req **out) GW_MUST_CHECK;
+/* As gw_audit_write, for an entry that records what already happened and that nobody waits for
+ * (a refusal, a stopped run, a reload): it is queued even while the database is away and waits
+ * for it instead of failing UNAVAILABLE (such entries may fill half of queue_max: past it,
+ * GW_EQUEUEFULL), and a transaction of it whose outcome is unknown (its connection lost, or a
+ * transient error: class 08, 53, 57P0x) is settled by the next recovery, after a pause that
+ * grows to 2 s when that repeats: done when its last record is stored, else sent again. Its
+ * time (at_us) is when it is chained, not when what it records happened. cb runs once: 0 when
+ * committed, or the error that failed it for good (GW_EINTERNAL: a statement or record refused;
+ * GW_ENOMEM; a full pool queue). Entries still queued at gw_audit_free are dropped (a drain
+ * waits for them). No handle: it cannot be cancelled. */
+int gw_audit_write_kept(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
+                        const struct gw_audit_rec *recs, int nrecs, gw_audit_done_cb cb,
+                        void *arg) GW_MUST_CHECK;
 /* Cancels: the callback never runs. An entry already sent is committed or not, silently. */
 void gw_audit_cancel(struct gw_audit_req *r);
 /* For an entry that must be written even though its caller goes away (unlike gw_audit_cancel,

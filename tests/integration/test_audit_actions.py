@@ -21,7 +21,7 @@ import pytest
 
 import waygate_proto
 
-from conftest import ExtraGateway, wait_for
+from conftest import ExtraGateway, free_port, scrape_metrics, wait_for
 from test_accounts import (CHANGE, CREATE, DISABLE, REFUSED, Admin, change, login, password,
                            ready, unique)
 from test_foundation import SecondGateway, rpc_error
@@ -304,6 +304,38 @@ def test_config_reload_is_recorded(stack):
                               "KEK version"), rows
     # the dev stack forwards to its sink: the forwarder's own TLS files were read again too
     assert rows[0].endswith("; tls: certificates and CRL; forward tls: certificates and CRL"), rows
+
+
+def test_a_reload_while_the_database_is_down_is_recorded_once_it_is_back(stack):
+    """PostgreSQL stopped, a gateway reloads (SIGHUP): nobody waits for its config.reload record,
+    so the record waits in the gateway (the writer retries its recovery meanwhile) and is written,
+    once, after PostgreSQL is back. Red before: the writer failed it at once (UNAVAILABLE) and
+    only the log said it was not written."""
+    maddr = "127.0.0.1:%d" % free_port()
+    gw = ExtraGateway(stack, "reload_outage",
+                      edit=lambda text: text + "\n[metrics]\nlisten = %s\n" % maddr)
+    where = "action = 'config.reload' AND chain = '%s'" % gw.chain
+    stopped = False
+    try:
+        stack.devstack("pg-stop")
+        stopped = True
+        gw.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "SIGHUP: policy reloaded" in gw.log(), 30), gw.log()[-2000:]
+        # the record waits in the writer's queue (its send found no connection)
+        assert wait_for(lambda: scrape_metrics(maddr)["waygate_audit_queued"] == 1, 30), \
+            gw.log()[-2000:]
+        stack.devstack("pg-start")
+        stopped = False
+        rows = poll(stack, where, 1, timeout=60)
+        assert len(rows) == 1 and rows[0].startswith(
+            "gateway||t|||config.reload|SIGHUP|ok|reloaded: keyring"), rows
+        assert "config.reload audit record was not" not in gw.log()
+    finally:
+        if stopped:
+            stack.devstack("pg-start")
+        gw.close()
+    assert len(records(stack, where)) == 1
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
 
 
 # --- an account change and its record are one transaction ---

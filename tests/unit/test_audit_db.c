@@ -1052,6 +1052,244 @@ static void test_schema_behind_is_named(void **state)
     gw_audit_free(a);
 }
 
+/* A record of what already happened (gw_audit_write_kept) waits out an outage: queued while the
+ * pool has no connection to send it on, written once the database is back, exactly once. An
+ * ordinary entry fails UNAVAILABLE meanwhile, as before. */
+static void test_kept_waits_out_an_outage(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[3] = {{0}, {0}, {.err = 12345}}, plain[2] = {{0}, {.err = 12345}};
+    struct gw_audit_rec k = rec("bulk.run", "run-kept-1"), r = rec("login.ok", NULL);
+    int err;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-kept", 1000, 60000);
+    assert_int_equal(pgh_stop(&pg), 0);
+    assert_true(run_until(db_is_down, db, 20000));
+    k.outcome = "stopped";
+    /* the writer has not met the outage yet: the send finds no connection */
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[0]), 0);
+    err = gw_audit_write(a, NULL, 0, &r, 1, done_cb, &plain[0], NULL);
+    if (err == 0) {
+        assert_true(run_until(all_done, plain, 20000));
+        assert_int_equal(plain[0].err, GW_EUNAVAIL);
+    } else {
+        assert_int_equal(err, GW_EUNAVAIL);
+    }
+    /* and while the writer knows the database is away */
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[1]), 0);
+    assert_false(o[0].done || o[1].done);
+    assert_int_equal(pgh_start(&pg), 0);
+    PQreset(check);
+    assert_true(run_until(all_done, o, 20000));
+    assert_int_equal(o[0].err, 0);
+    assert_int_equal(o[1].err, 0);
+    assert_true(o[0].seq > 1 && o[1].seq > o[0].seq); /* in the order queued */
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-kept' AND "
+                            "object = 'run-kept-1' AND outcome = 'stopped'"),
+                     2);
+    assert_int_equal(verify_chain("t-kept"), scalar("SELECT max(seq) FROM audit_record WHERE "
+                                                    "chain = 't-kept'"));
+    gw_audit_free(a);
+}
+
+/* How many backends other than check's meet where (SQL over pg_stat_activity). */
+static long others(const char *where)
+{
+    char sql[320];
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND %s", where);
+    return scalar(sql);
+}
+
+static bool one_backend_waits(void *arg)
+{
+    char where[96];
+    snprintf(where, sizeof where, "wait_event = '%s'", (const char *)arg);
+    return others(where) == 1;
+}
+
+static void terminate_waiting(const char *wait_event)
+{
+    char sql[256];
+    snprintf(sql, sizeof sql,
+             "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE pid <> "
+             "pg_backend_pid() AND wait_event = '%s'",
+             wait_event);
+    assert_int_equal(scalar(sql), 1);
+}
+
+/* A kept entry whose connection is lost before its transaction committed is sent again once
+ * the writer has recovered (its records are not in the table): written exactly once. */
+static void test_kept_lost_uncommitted_is_sent_again(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[2] = {{0}, {.err = 12345}};
+    struct gw_audit_rec k = rec("bulk.run", "run-kept-2");
+    struct gw_db_stmt st = {"SELECT count(*) FROM t_kept_gate", 0, NULL, NULL, NULL, 0};
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    exec_ok("CREATE TABLE t_kept_gate (x int)");
+    a = writer("t-kept-2", 1000, 60000);
+    exec_ok("BEGIN");
+    exec_ok("LOCK TABLE t_kept_gate IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(gw_audit_write_kept(a, &st, 1, &k, 1, done_cb, &o[0]), 0);
+    assert_true(run_until(one_backend_waits, "relation", 20000));
+    terminate_waiting("relation");
+    exec_ok("COMMIT");
+    assert_true(run_until(all_done, o, 20000));
+    assert_int_equal(o[0].err, 0);
+    assert_string_equal(o[0].value, "0"); /* the statement's result, from the second sending */
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-kept-2' AND "
+                            "object = 'run-kept-2'"),
+                     1);
+    assert_int_equal(verify_chain("t-kept-2"), scalar("SELECT max(seq) FROM audit_record WHERE "
+                                                      "chain = 't-kept-2'"));
+    gw_audit_free(a);
+    exec_ok("DROP TABLE t_kept_gate");
+}
+
+static bool fresh_sees_sync_standby(void *arg)
+{
+    PGconn *c = PQconnectdb(pg.conninfo);
+    PGresult *r = PQexec(c, "SHOW synchronous_standby_names");
+    bool set =
+        PQresultStatus(r) == PGRES_TUPLES_OK && strcmp(PQgetvalue(r, 0, 0), (const char *)arg) == 0;
+    PQclear(r);
+    PQfinish(c);
+    return set;
+}
+
+static bool pool_reconnected(void *arg)
+{
+    char where[160];
+    snprintf(where, sizeof where, "backend_type = 'client backend' AND backend_start > '%s'",
+             (const char *)arg);
+    return others(where) == cfg.db_pool_size;
+}
+
+/* A kept entry whose transaction committed but whose answer was lost (its backend terminated
+ * while the commit waited for a synchronous standby that never comes: committed locally) is
+ * settled by the recovery as written: done, and never sent a second time. */
+static void test_kept_lost_committed_is_not_sent_again(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[2] = {{0}, {.err = 12345}};
+    struct gw_audit_rec k = rec("bulk.run", "run-kept-3");
+    char since[64];
+    PGresult *t;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-kept-3", 1000, 60000); /* its gateway.start committed: nothing else waits */
+    exec_ok("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+    exec_ok("SELECT pg_reload_conf()");
+    assert_true(run_until(fresh_sees_sync_standby, "nobody", 20000));
+    /* the pool's connections start again, with the setting */
+    t = PQexec(check, "SELECT clock_timestamp()");
+    assert_true(PQresultStatus(t) == PGRES_TUPLES_OK);
+    snprintf(since, sizeof since, "%s", PQgetvalue(t, 0, 0));
+    PQclear(t);
+    exec_ok("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+            "pg_backend_pid() AND backend_type = 'client backend'");
+    assert_true(run_until(pool_reconnected, since, 20000));
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[0]), 0);
+    assert_true(run_until(one_backend_waits, "SyncRep", 20000));
+    terminate_waiting("SyncRep");
+    assert_true(run_until(all_done, o, 20000));
+    exec_ok("ALTER SYSTEM RESET synchronous_standby_names");
+    exec_ok("SELECT pg_reload_conf()");
+    assert_true(run_until(fresh_sees_sync_standby, "", 20000));
+    assert_int_equal(o[0].err, 0);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-kept-3' AND "
+                            "object = 'run-kept-3'"),
+                     1);
+    assert_int_equal(o[0].seq, scalar("SELECT seq FROM audit_record WHERE chain = 't-kept-3' AND "
+                                      "object = 'run-kept-3'"));
+    gw_audit_free(a);
+}
+
+/* Kept entries take at most half the queue: past it they are refused GW_EQUEUEFULL while an
+ * action that waits is still taken, so that records piling up through an outage cannot crowd
+ * out the actions that wait. */
+static void test_kept_take_half_the_queue(void **state)
+{
+    struct gw_audit_config ac = {.chain = "t-kept-half",
+                                 .checkpoint_every = 1000,
+                                 .checkpoint_ms = 60000,
+                                 .alg = GW_SIGN_ED25519,
+                                 .seed = seed,
+                                 .queue_max = 4};
+    struct outcome o[5] = {{0}, {0}, {0}, {0}, {.err = 12345}}, more = {0};
+    struct gw_audit_rec r = rec("bulk.run", "run-kept-half");
+    struct gw_audit *a = NULL;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    assert_int_equal(gw_audit_new(db, &ac, &a), 0);
+    assert_int_equal(gw_audit_start(a), 0);
+    assert_true(run_until(ready, a, 10000));
+    assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[0], NULL), 0); /* in flight */
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &r, 1, done_cb, &o[1]), 0);
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &r, 1, done_cb, &o[2]), 0); /* 2 of 4 */
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &r, 1, done_cb, &more), GW_EQUEUEFULL);
+    assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[3], NULL), 0);
+    assert_true(run_until(all_done, o, 10000));
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(o[i].err, 0);
+    assert_false(more.done);
+    gw_audit_free(a);
+}
+
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+/* A kept entry whose transaction keeps failing in a way that leaves its outcome unknown (class
+ * 53: insufficient resources, a full disk) is sent again after a pause that grows, not as fast as
+ * it fails; once the failure clears it is written, once. */
+static void test_kept_failing_again_is_paced(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[2] = {{0}, {.err = 12345}};
+    struct gw_audit_rec k = rec("bulk.run", "run-kept-4");
+    struct gw_db_stmt st = {"SELECT t_kept_full()", 0, NULL, NULL, NULL, 0};
+    long tries;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    exec_ok("CREATE SEQUENCE t_kept_tries");
+    exec_ok("CREATE FUNCTION t_kept_full() RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+            "nextval('t_kept_tries'); RAISE EXCEPTION 'full' USING ERRCODE = '53100'; END $$");
+    a = writer("t-kept-4", 1000, 60000);
+    assert_int_equal(gw_audit_write_kept(a, &st, 1, &k, 1, done_cb, &o[0]), 0);
+    (void)run_until(never, NULL, 1500);
+    tries = scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM t_kept_tries");
+    assert_false(o[0].done);
+    /* 250, 500, 1000 ms apart: at most 3 in the first 1.5 s (however slow the machine: a slower
+     * one tries less); sent again as fast as it fails, hundreds */
+    assert_true(tries >= 1);
+    assert_true(tries <= 4);
+    exec_ok("CREATE OR REPLACE FUNCTION t_kept_full() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+    assert_true(run_until(all_done, o, 20000));
+    assert_int_equal(o[0].err, 0);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-kept-4' AND "
+                            "object = 'run-kept-4'"),
+                     1);
+    gw_audit_free(a);
+    exec_ok("DROP FUNCTION t_kept_full()");
+    exec_ok("DROP SEQUENCE t_kept_tries");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1072,6 +1310,11 @@ int main(void)
         cmocka_unit_test(test_linked_head_needs_the_writer_mac),
         cmocka_unit_test(test_head_of_the_other_suite_is_taken_with_its_key),
         cmocka_unit_test(test_schema_behind_is_named),
+        cmocka_unit_test(test_kept_waits_out_an_outage),
+        cmocka_unit_test(test_kept_lost_uncommitted_is_sent_again),
+        cmocka_unit_test(test_kept_take_half_the_queue),
+        cmocka_unit_test(test_kept_failing_again_is_paced),
+        cmocka_unit_test(test_kept_lost_committed_is_not_sent_again),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
