@@ -425,7 +425,6 @@ static int enqueue(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmt
                    struct gw_audit_req **out, unsigned flags)
 {
     bool keep = (flags & ENTRY_KEPT) != 0;
-
     struct gw_audit_req *r;
     int rc = 0;
 
@@ -647,7 +646,8 @@ static bool schema_behind(const struct gw_db_result *res)
 /* Settles the kept entries of a transaction whose outcome was unknown, from the record it ended
  * with as stored now (last: recover's get_last): committed when that record is there with the
  * hash this writer gave it (moved to done), else queued again, first in line, to be chained anew.
- * This writer sends nothing between the loss and this read, so nothing else can have put it. */
+ * This writer sends nothing between the loss and this read, and the read waits for the chain's
+ * lock (CHAIN_LOCK_SQL), so that transaction has ended when it is read. */
 static void settle(struct gw_audit *a, const PGresult *last, struct req_list *done)
 {
     uint8_t stored[GW_AUDIT_HASH_LEN];
@@ -715,7 +715,7 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
     a->ckpt_seq = PQgetisnull(ck, 0, 0) ? 0 : strtoll(PQgetvalue(ck, 0, 0), NULL, 10);
     GW_LOG(GW_LOG_INFO, "audit", NULL, "chain %s: head at seq %" PRId64 ", key %.16s", a->chain,
            a->head_seq, a->key_id);
-    settle(a, res->nresults > 7 ? res->results[7] : NULL, &done);
+    settle(a, res->nresults > 8 ? res->results[8] : NULL, &done);
     announce(a); /* queued first, sent once ready */
     if (why)
         queue_break(a, why); /* before gateway.start: its record is the segment's first */
@@ -754,14 +754,14 @@ static void recover(struct gw_audit *a)
     const char *cv[1] = {a->chain}, *ov[2] = {a->chain, a->key_id}, *uv[2] = {a->chain, useq};
     const char *kv[3] = {a->key_id, (const char *)a->pub, gw_sign_alg_name(a->key.alg)};
     const int kl[3] = {0, (int)a->publen, 0}, kf[3] = {0, 1, 0};
-    struct gw_db_stmt st[8] = {
-        {reg_chain, 1, cv, NULL, NULL, 0},
-        {get_kind, 1, cv, NULL, NULL, 0},
-        {reg_key, 3, kv, kl, kf, 0},
-        {get_head, 1, cv, NULL, NULL, 0},
-        {get_ckpt, 1, cv, NULL, NULL, 0},
-        {get_own, 2, ov, NULL, NULL, 0},
-        {CHAIN_LOCK_SQL, 1, cv, NULL, NULL, 0},
+    /* a session that never ends (its commit waiting on a lock) fails the recovery, which says
+     * so and is retried, instead of holding every audited action without a word */
+    static const char lock_wait[] = "SELECT set_config('lock_timeout', '5s', true)";
+    struct gw_db_stmt st[9] = {
+        {reg_chain, 1, cv, NULL, NULL, 0},   {get_kind, 1, cv, NULL, NULL, 0},
+        {reg_key, 3, kv, kl, kf, 0},         {get_head, 1, cv, NULL, NULL, 0},
+        {get_ckpt, 1, cv, NULL, NULL, 0},    {get_own, 2, ov, NULL, NULL, 0},
+        {lock_wait, 0, NULL, NULL, NULL, 0}, {CHAIN_LOCK_SQL, 1, cv, NULL, NULL, 0},
         {get_last, 2, uv, NULL, NULL, 0},
     };
     int err;
@@ -771,7 +771,7 @@ static void recover(struct gw_audit *a)
     a->ready = false;
     snprintf(useq, sizeof useq, "%" PRId64, TAILQ_EMPTY(&a->unsure) ? (int64_t)0 : a->unsure_seq);
     /* the lock only when a transaction is to be settled: it waits for that one to end */
-    err = gw_db_exec(a->db, st, TAILQ_EMPTY(&a->unsure) ? 6 : 8, GW_DB_TXN | GW_DB_RESERVED,
+    err = gw_db_exec(a->db, st, TAILQ_EMPTY(&a->unsure) ? 6 : 9, GW_DB_TXN | GW_DB_RESERVED,
                      setup_cb, a, &a->setup);
     if (err != 0) {
         a->setup = NULL;

@@ -1172,6 +1172,84 @@ static bool pool_reconnected(void *arg)
     return others(where) == cfg.db_pool_size;
 }
 
+static bool two_backends_wait_advisory(void *arg)
+{
+    (void)arg;
+    return others("wait_event = 'advisory'") == 2;
+}
+
+/* The batch's statement ran (so its own wait for the lock is over), and a session other than
+ * the one whose pid is arg waits for the chain's lock. */
+static bool tried_and_another_waits(void *arg)
+{
+    char where[96];
+    snprintf(where, sizeof where, "wait_event = 'advisory' AND pid <> %d", *(const int *)arg);
+    return scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM t_kept_tries6") >=
+               1 &&
+           others(where) == 1;
+}
+
+/* A transaction carrying kept entries holds its chain's advisory lock, and the recovery that
+ * settles one whose outcome is unknown takes that lock before it reads: so a session that
+ * outlives its lost connection has ended before the read. Played here by the test's sessions:
+ * the batch waits while check holds the lock; a second session queued behind the batch holds it
+ * when the batch has failed (class 53: outcome unknown), and the recovery waits for it. */
+static void test_kept_recovery_waits_for_the_chains_lock(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[2] = {{0}, {.err = 12345}};
+    struct gw_audit_rec k = rec("bulk.run", "run-kept-6");
+    struct gw_db_stmt st = {"SELECT t_kept_full6()", 0, NULL, NULL, NULL, 0};
+    static const char lock[] = "SELECT pg_advisory_xact_lock(1397, hashtext('t-kept-6'))";
+    struct gw_audit_stats stats;
+    PGconn *other;
+    PGresult *r;
+    int other_pid;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    other = PQconnectdb(pg.conninfo);
+    assert_true(PQstatus(other) == CONNECTION_OK);
+    other_pid = PQbackendPID(other);
+    exec_ok("CREATE SEQUENCE t_kept_tries6");
+    exec_ok("CREATE FUNCTION t_kept_full6() RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+            "nextval('t_kept_tries6'); RAISE EXCEPTION 'full' USING ERRCODE = '53100'; END $$");
+    a = writer("t-kept-6", 1000, 60000);
+    exec_ok("BEGIN");
+    exec_ok(lock);
+    assert_int_equal(gw_audit_write_kept(a, &st, 1, &k, 1, done_cb, &o[0]), 0);
+    assert_true(run_until(one_backend_waits, "advisory", 20000)); /* the batch, before its */
+    assert_int_equal(scalar("SELECT is_called::int FROM t_kept_tries6"), 0); /* statement */
+    assert_int_equal(PQsendQuery(other, "BEGIN; SELECT pg_advisory_xact_lock(1397, "
+                                        "hashtext('t-kept-6'))"),
+                     1);
+    assert_true(run_until(two_backends_wait_advisory, NULL, 20000)); /* other behind it */
+    exec_ok("COMMIT");
+    /* the batch ran and failed (other took the lock), then the recovery waits for other */
+    assert_true(run_until(tried_and_another_waits, &other_pid, 20000));
+    gw_audit_stats(a, &stats);
+    assert_false(stats.ready); /* the recovery, not a batch sent again */
+    assert_false(o[0].done);
+    exec_ok("CREATE OR REPLACE FUNCTION t_kept_full6() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+    while ((r = PQgetResult(other)) != NULL) {
+        assert_true(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
+        PQclear(r);
+    }
+    r = PQexec(other, "COMMIT");
+    assert_true(PQresultStatus(r) == PGRES_COMMAND_OK);
+    PQclear(r);
+    PQfinish(other);
+    assert_true(run_until(all_done, o, 20000));
+    assert_int_equal(o[0].err, 0);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-kept-6' AND "
+                            "object = 'run-kept-6'"),
+                     1);
+    gw_audit_free(a);
+    exec_ok("DROP FUNCTION t_kept_full6()");
+    exec_ok("DROP SEQUENCE t_kept_tries6");
+}
+
 /* A kept entry whose transaction committed but whose answer was lost (its backend terminated
  * while the commit waited for a synchronous standby that never comes: committed locally) is
  * settled by the recovery as written: done, and never sent a second time. */
@@ -1312,6 +1390,7 @@ int main(void)
         cmocka_unit_test(test_schema_behind_is_named),
         cmocka_unit_test(test_kept_waits_out_an_outage),
         cmocka_unit_test(test_kept_lost_uncommitted_is_sent_again),
+        cmocka_unit_test(test_kept_recovery_waits_for_the_chains_lock),
         cmocka_unit_test(test_kept_take_half_the_queue),
         cmocka_unit_test(test_kept_failing_again_is_paced),
         cmocka_unit_test(test_kept_lost_committed_is_not_sent_again),
