@@ -73,7 +73,8 @@ static void unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result
 
 /* Queues the attempt's report.generate record (object the month) with outcome and detail; held:
  * its commit answers the call (the "started" record: started_cb, the others: recorded_cb), else
- * nobody waits for it. Returns 0 or gw_audit_write's error. */
+ * nobody waits for it and it waits out an outage (gw_audit_write_kept). Returns 0 or the
+ * writer's error. */
 static int record(struct report *rp, const char *outcome, const char *detail, bool held)
 {
     struct gw_audit_rec rec;
@@ -82,11 +83,10 @@ static int record(struct report *rp, const char *outcome, const char *detail, bo
     gw_api_compliance_rec(rp->call, &rec, "report.generate", outcome);
     rec.object = rp->r.month;
     rec.detail = detail;
-    return gw_audit_write(rp->app->audit, NULL, 0, &rec, 1,
-                          !held   ? unheld_cb
-                          : start ? started_cb
-                                  : recorded_cb,
-                          held ? rp : NULL, held ? &rp->areq : NULL);
+    if (!held)
+        return gw_audit_write_kept(rp->app->audit, NULL, 0, &rec, 1, unheld_cb, NULL);
+    return gw_audit_write(rp->app->audit, NULL, 0, &rec, 1, start ? started_cb : recorded_cb, rp,
+                          &rp->areq);
 }
 
 /* The attempt no longer counts nor waits to (done, failed, cancelled): its slot is free. */

@@ -550,6 +550,8 @@ void gw_audit_rebind(struct gw_audit_req *r, gw_audit_done_cb cb, void *arg)
         return;
     r->cb = cb;
     r->arg = arg;
+    r->keep = true; /* nobody waits for it now: an outage must not lose it (a transaction already
+                     * in flight without the chain's lock is settled without waiting for it) */
 }
 
 void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out)

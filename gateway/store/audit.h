@@ -119,7 +119,8 @@ int gw_audit_write_kept(struct gw_audit *a, const struct gw_db_stmt *stmts, int 
 void gw_audit_cancel(struct gw_audit_req *r);
 /* For an entry that must be written even though its caller goes away (unlike gw_audit_cancel,
  * which drops a queued entry and one whose transaction is retried): it stays queued or in
- * flight as it is, and cb(arg) runs in place of its callback, which must not reach the caller. */
+ * flight as it is, and cb(arg) runs in place of its callback, which must not reach the caller.
+ * From then on it is kept as gw_audit_write_kept's are: an outage does not fail it. */
 void gw_audit_rebind(struct gw_audit_req *r, gw_audit_done_cb cb, void *arg);
 
 struct gw_audit_stats {

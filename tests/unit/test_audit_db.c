@@ -1121,6 +1121,39 @@ static void terminate_waiting(const char *wait_event)
     assert_int_equal(scalar(sql), 1);
 }
 
+/* An entry rebound because its caller went away (gw_audit_rebind) is kept from then on: its
+ * session terminated before the commit, it is sent again and written once, and the rebound
+ * callback hears it. */
+static void test_rebound_entry_is_kept(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[2] = {{0}, {.err = 12345}}, old = {0};
+    struct gw_audit_req *q = NULL;
+    struct gw_audit_rec r = rec("report.generate", "rebound-kept");
+    struct gw_db_stmt st = {"SELECT count(*) FROM t_rebind_gate", 0, NULL, NULL, NULL, 0};
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    exec_ok("CREATE TABLE t_rebind_gate (x int)");
+    a = writer("t-rebind-kept", 1000, 60000);
+    exec_ok("BEGIN");
+    exec_ok("LOCK TABLE t_rebind_gate IN ACCESS EXCLUSIVE MODE");
+    assert_int_equal(gw_audit_write(a, &st, 1, &r, 1, done_cb, &old, &q), 0);
+    gw_audit_rebind(q, done_cb, &o[0]);
+    assert_true(run_until(one_backend_waits, "relation", 20000));
+    terminate_waiting("relation");
+    exec_ok("COMMIT");
+    assert_true(run_until(all_done, o, 20000));
+    assert_int_equal(o[0].err, 0);
+    assert_false(old.done);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-rebind-kept' AND "
+                            "object = 'rebound-kept'"),
+                     1);
+    gw_audit_free(a);
+    exec_ok("DROP TABLE t_rebind_gate");
+}
+
 /* A kept entry whose connection is lost before its transaction committed is sent again once
  * the writer has recovered (its records are not in the table): written exactly once. */
 static void test_kept_lost_uncommitted_is_sent_again(void **state)
@@ -1390,6 +1423,7 @@ int main(void)
         cmocka_unit_test(test_schema_behind_is_named),
         cmocka_unit_test(test_kept_waits_out_an_outage),
         cmocka_unit_test(test_kept_lost_uncommitted_is_sent_again),
+        cmocka_unit_test(test_rebound_entry_is_kept),
         cmocka_unit_test(test_kept_recovery_waits_for_the_chains_lock),
         cmocka_unit_test(test_kept_take_half_the_queue),
         cmocka_unit_test(test_kept_failing_again_is_paced),
