@@ -33,10 +33,11 @@
 #define ENTRY_KEPT 1u /* gw_audit_write_kept's */
 #define ENTRY_OWN 2u  /* the writer's own records: past the queue's bound */
 
-/* Held by every audit transaction that carries kept entries, and taken by the recovery before it
- * reads such a transaction's last record (settle): a transaction whose connection was lost while
- * its session lives on (a proxy or the network cut it, not the server) has ended, committed or
- * not, before that read. Class 1397: sql/ and store/ use 1398 (scans) and 1399 (numbers). */
+/* Held by every audit transaction (its first statement), and taken by the recovery before it
+ * reads the last record of one whose outcome is unknown (settle): a transaction whose connection
+ * was lost while its session lives on (a proxy or the network cut it, not the server) has ended,
+ * committed or not, before that read. Class 1397: sql/ and store/ use 1398 (scans) and 1399
+ * (numbers). */
 #define CHAIN_LOCK_SQL "SELECT pg_advisory_xact_lock(1397, hashtext($1))"
 
 static const char INSERT_SQL[] =
@@ -550,8 +551,7 @@ void gw_audit_rebind(struct gw_audit_req *r, gw_audit_done_cb cb, void *arg)
         return;
     r->cb = cb;
     r->arg = arg;
-    r->keep = true; /* nobody waits for it now: an outage must not lose it (a transaction already
-                     * in flight without the chain's lock is settled without waiting for it) */
+    r->keep = true; /* nobody waits for it now: an outage must not lose it */
 }
 
 void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out)
@@ -857,16 +857,14 @@ static int send_batch(struct gw_audit *a, const uint8_t *sig, size_t siglen, cha
                       char *ck_at)
 {
     int n = 0, nrec = 0, err;
-    bool kept = false;
     struct gw_audit_req *r;
 
     TAILQ_FOREACH(r, &a->batch, link)
     {
         n += r->nstmts + r->nrecs;
         nrec += r->nrecs;
-        kept = kept || r->keep;
     }
-    n += a->batch_ckpt + kept;
+    n += 1 + a->batch_ckpt; /* the chain's lock first */
     struct gw_db_stmt *st = gw_calloc((size_t)n, sizeof *st);
     /* the records' parameters, the checkpoint's six and the lock's one */
     const char **vals = gw_calloc((size_t)nrec * REC_PARAMS + 7, sizeof *vals);
@@ -877,11 +875,9 @@ static int send_batch(struct gw_audit *a, const uint8_t *sig, size_t siglen, cha
         goto out;
     }
     int k = 0, p = 0;
-    if (kept) {
-        vals[p] = a->chain;
-        st[k++] = (struct gw_db_stmt){CHAIN_LOCK_SQL, 1, vals + p, lens + p, fmts + p, 0};
-        p++;
-    }
+    vals[p] = a->chain;
+    st[k++] = (struct gw_db_stmt){CHAIN_LOCK_SQL, 1, vals + p, lens + p, fmts + p, 0};
+    p++;
     TAILQ_FOREACH(r, &a->batch, link)
     {
         r->first_stmt = k;
