@@ -934,11 +934,6 @@ static void requeue(struct gw_audit *a, struct req_list *l, bool kept_only)
     }
 }
 
-static void requeue_batch(struct gw_audit *a)
-{
-    requeue(a, &a->batch, false);
-}
-
 /* Runs the callbacks of a finished list (entries already unlinked from the writer) and frees
  * them. A callback may queue, cancel (marks only: these are no longer queued) or do anything
  * but free the writer. */
@@ -1081,7 +1076,7 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
          * committed nothing and go again. */
         TAILQ_REMOVE(&a->batch, bad, link);
         TAILQ_INSERT_TAIL(&done, bad, link);
-        requeue_batch(a);
+        requeue(a, &a->batch, false);
         a->st.failed++;
         finish(&done, GW_EINTERNAL, res);
     } else if (err == GW_EINTERNAL && res && res->sqlstate && strcmp(res->sqlstate, "23505") == 0) {
@@ -1091,7 +1086,7 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
                "chain %s: sequence taken by another writer (two gateways with one [audit] "
                "chain?): head read again",
                a->chain);
-        requeue_batch(a);
+        requeue(a, &a->batch, false);
         recover(a);
         return;
     } else {

@@ -205,6 +205,18 @@ static bool ready(void *arg)
     return st.ready && st.queued == 0 && st.written >= 1; /* gateway.start committed */
 }
 
+/* The test writers' configuration: chain, checkpoints after 1000 records or 60 s, the test's
+ * Ed25519 seed, queue_max (0: the default). */
+static struct gw_audit_config config_of(const char *chain, uint32_t queue_max)
+{
+    return (struct gw_audit_config){.chain = chain,
+                                    .checkpoint_every = 1000,
+                                    .checkpoint_ms = 60000,
+                                    .alg = GW_SIGN_ED25519,
+                                    .seed = seed,
+                                    .queue_max = queue_max};
+}
+
 /* A writer whose key is alg with seed key_seed (NULL: the test's seed), given other as the
  * keyring's other suite's audit key (NULL: none). */
 static struct gw_audit *writer_other(const char *chain, uint32_t every, uint32_t ms,
@@ -309,12 +321,7 @@ static void test_chain_written(void **state)
  * refused GW_EQUEUEFULL before anything is queued, and taken again once the queue moved on. */
 static void test_queue_bound(void **state)
 {
-    struct gw_audit_config ac = {.chain = "t-bound",
-                                 .checkpoint_every = 1000,
-                                 .checkpoint_ms = 60000,
-                                 .alg = GW_SIGN_ED25519,
-                                 .seed = seed,
-                                 .queue_max = 2};
+    struct gw_audit_config ac = config_of("t-bound", 2);
     struct outcome o[4] = {{0}, {0}, {0}, {.err = 12345}}, more[2] = {{0}, {.err = 12345}};
     struct gw_audit_rec r = rec("account.disable", "x");
     struct gw_audit_stats st;
@@ -1021,11 +1028,7 @@ static void test_schema_behind_is_named(void **state)
 {
     char path[] = "/tmp/wg-audit-log-XXXXXX";
     int fd = mkstemp(path), saved = dup(STDERR_FILENO);
-    struct gw_audit_config ac = {.chain = "t-schema",
-                                 .checkpoint_every = 1000,
-                                 .checkpoint_ms = 60000,
-                                 .alg = GW_SIGN_ED25519,
-                                 .seed = seed};
+    struct gw_audit_config ac = config_of("t-schema", 0);
     struct gw_audit *a = NULL;
     struct gw_audit_stats st;
 
@@ -1211,15 +1214,41 @@ static bool two_backends_wait_advisory(void *arg)
     return others("wait_event = 'advisory'") == 2;
 }
 
+/* t_kept_full(): counts each call in t_kept_tries and fails it as a full disk does (SQLSTATE
+ * 53100, transient: the outcome of its transaction is unknown to the writer), until
+ * full_disk_clears. */
+static void full_disk_start(void)
+{
+    exec_ok("DROP FUNCTION IF EXISTS t_kept_full()"); /* left by a test that failed midway */
+    exec_ok("DROP SEQUENCE IF EXISTS t_kept_tries");
+    exec_ok("CREATE SEQUENCE t_kept_tries");
+    exec_ok("CREATE FUNCTION t_kept_full() RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM "
+            "nextval('t_kept_tries'); RAISE EXCEPTION 'full' USING ERRCODE = '53100'; END $$");
+}
+
+static void full_disk_clears(void)
+{
+    exec_ok("CREATE OR REPLACE FUNCTION t_kept_full() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+}
+
+static void full_disk_end(void)
+{
+    exec_ok("DROP FUNCTION t_kept_full()");
+    exec_ok("DROP SEQUENCE t_kept_tries");
+}
+
+static long full_disk_tries(void)
+{
+    return scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM t_kept_tries");
+}
+
 /* The batch's statement ran (so its own wait for the lock is over), and a session other than
  * the one whose pid is arg waits for the chain's lock. */
 static bool tried_and_another_waits(void *arg)
 {
     char where[96];
     snprintf(where, sizeof where, "wait_event = 'advisory' AND pid <> %d", *(const int *)arg);
-    return scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM t_kept_tries6") >=
-               1 &&
-           others(where) == 1;
+    return full_disk_tries() >= 1 && others(where) == 1;
 }
 
 /* A transaction carrying kept entries holds its chain's advisory lock, and the recovery that
@@ -1232,7 +1261,7 @@ static void test_kept_recovery_waits_for_the_chains_lock(void **state)
     struct gw_audit *a;
     struct outcome o[2] = {{0}, {.err = 12345}};
     struct gw_audit_rec k = rec("bulk.run", "run-kept-6");
-    struct gw_db_stmt st = {"SELECT t_kept_full6()", 0, NULL, NULL, NULL, 0};
+    struct gw_db_stmt st = {"SELECT t_kept_full()", 0, NULL, NULL, NULL, 0};
     static const char lock[] = "SELECT pg_advisory_xact_lock(1397, hashtext('t-kept-6'))";
     struct gw_audit_stats stats;
     PGconn *other;
@@ -1245,15 +1274,13 @@ static void test_kept_recovery_waits_for_the_chains_lock(void **state)
     other = PQconnectdb(pg.conninfo);
     assert_true(PQstatus(other) == CONNECTION_OK);
     other_pid = PQbackendPID(other);
-    exec_ok("CREATE SEQUENCE t_kept_tries6");
-    exec_ok("CREATE FUNCTION t_kept_full6() RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM "
-            "nextval('t_kept_tries6'); RAISE EXCEPTION 'full' USING ERRCODE = '53100'; END $$");
+    full_disk_start();
     a = writer("t-kept-6", 1000, 60000);
     exec_ok("BEGIN");
     exec_ok(lock);
     assert_int_equal(gw_audit_write_kept(a, &st, 1, &k, 1, done_cb, &o[0]), 0);
     assert_true(run_until(one_backend_waits, "advisory", 20000)); /* the batch, before its */
-    assert_int_equal(scalar("SELECT is_called::int FROM t_kept_tries6"), 0); /* statement */
+    assert_int_equal(full_disk_tries(), 0);                       /* statement */
     assert_int_equal(PQsendQuery(other, "BEGIN; SELECT pg_advisory_xact_lock(1397, "
                                         "hashtext('t-kept-6'))"),
                      1);
@@ -1264,7 +1291,7 @@ static void test_kept_recovery_waits_for_the_chains_lock(void **state)
     gw_audit_stats(a, &stats);
     assert_false(stats.ready); /* the recovery, not a batch sent again */
     assert_false(o[0].done);
-    exec_ok("CREATE OR REPLACE FUNCTION t_kept_full6() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+    full_disk_clears();
     while ((r = PQgetResult(other)) != NULL) {
         assert_true(PQresultStatus(r) == PGRES_COMMAND_OK || PQresultStatus(r) == PGRES_TUPLES_OK);
         PQclear(r);
@@ -1279,8 +1306,7 @@ static void test_kept_recovery_waits_for_the_chains_lock(void **state)
                             "object = 'run-kept-6'"),
                      1);
     gw_audit_free(a);
-    exec_ok("DROP FUNCTION t_kept_full6()");
-    exec_ok("DROP SEQUENCE t_kept_tries6");
+    full_disk_end();
 }
 
 /* A kept entry whose transaction committed but whose answer was lost (its backend terminated
@@ -1330,12 +1356,7 @@ static void test_kept_lost_committed_is_not_sent_again(void **state)
  * out the actions that wait. */
 static void test_kept_take_half_the_queue(void **state)
 {
-    struct gw_audit_config ac = {.chain = "t-kept-half",
-                                 .checkpoint_every = 1000,
-                                 .checkpoint_ms = 60000,
-                                 .alg = GW_SIGN_ED25519,
-                                 .seed = seed,
-                                 .queue_max = 4};
+    struct gw_audit_config ac = config_of("t-kept-half", 4);
     struct outcome o[5] = {{0}, {0}, {0}, {0}, {.err = 12345}}, more = {0};
     struct gw_audit_rec r = rec("bulk.run", "run-kept-half");
     struct gw_audit *a = NULL;
@@ -1378,27 +1399,24 @@ static void test_kept_failing_again_is_paced(void **state)
     (void)state;
     if (!pg_ok)
         skip();
-    exec_ok("CREATE SEQUENCE t_kept_tries");
-    exec_ok("CREATE FUNCTION t_kept_full() RETURNS int LANGUAGE plpgsql AS $$ BEGIN PERFORM "
-            "nextval('t_kept_tries'); RAISE EXCEPTION 'full' USING ERRCODE = '53100'; END $$");
+    full_disk_start();
     a = writer("t-kept-4", 1000, 60000);
     assert_int_equal(gw_audit_write_kept(a, &st, 1, &k, 1, done_cb, &o[0]), 0);
     (void)run_until(never, NULL, 1500);
-    tries = scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM t_kept_tries");
+    tries = full_disk_tries();
     assert_false(o[0].done);
     /* 250, 500, 1000 ms apart: at most 3 in the first 1.5 s (however slow the machine: a slower
      * one tries less); sent again as fast as it fails, hundreds */
     assert_true(tries >= 1);
     assert_true(tries <= 4);
-    exec_ok("CREATE OR REPLACE FUNCTION t_kept_full() RETURNS int LANGUAGE sql AS 'SELECT 1'");
+    full_disk_clears();
     assert_true(run_until(all_done, o, 20000));
     assert_int_equal(o[0].err, 0);
     assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-kept-4' AND "
                             "object = 'run-kept-4'"),
                      1);
     gw_audit_free(a);
-    exec_ok("DROP FUNCTION t_kept_full()");
-    exec_ok("DROP SEQUENCE t_kept_tries");
+    full_disk_end();
 }
 
 int main(void)
