@@ -32,6 +32,9 @@
 /* enqueue's flags */
 #define ENTRY_KEPT 1u /* gw_audit_write_kept's */
 #define ENTRY_OWN 2u  /* the writer's own records: past the queue's bound */
+/* failures of a kept entry's own statement, each by itself right after a transaction that
+ * committed, before it is dropped (failed_txn) */
+#define BLAME_MAX 3u
 
 /* Held by every audit transaction (its first statement), and taken by the recovery before it
  * reads the last record of one whose outcome is unknown (settle): a transaction whose connection
@@ -77,8 +80,11 @@ struct gw_audit_req {
     gw_audit_done_cb cb;
     void *arg;
     bool cancelled;
-    bool queued; /* on the writer's queue (else in flight or being finished) */
-    bool keep;   /* gw_audit_write_kept's: waits out an outage instead of failing */
+    bool queued;     /* on the writer's queue (else in flight or being finished) */
+    bool keep;       /* gw_audit_write_kept's: waits out an outage instead of failing */
+    bool failing;    /* on the writer's failed list, its callback not run yet */
+    bool alone;      /* kept, and its own statement failed for a passing reason: sent by itself */
+    uint32_t blamed; /* times that failed by itself right after a transaction that committed */
     int nstmts, nrecs;
     struct cstmt stmts[GW_AUDIT_STMTS_MAX];
     struct crec recs[GW_AUDIT_RECS_MAX];
@@ -132,8 +138,8 @@ struct gw_audit {
     struct req_list unsure;
     int64_t unsure_seq;
     uint8_t unsure_hash[GW_AUDIT_HASH_LEN];
-    uint32_t unsure_rounds; /* such transactions in a row: the recovery waits longer each time */
-    int64_t batch_seq;      /* the head the in-flight transaction chains to, when committed */
+    uint32_t fail_rounds; /* transactions failed in a row: the recovery waits longer each time */
+    int64_t batch_seq;    /* the head the in-flight transaction chains to, when committed */
     uint8_t batch_hash[GW_AUDIT_HASH_LEN];
     bool batch_ckpt; /* it carries a checkpoint over batch_seq */
     int batch_nstmts;
@@ -367,7 +373,10 @@ static void fail_batch_later(struct gw_audit *a, int err)
 {
     struct gw_audit_req *r;
     TAILQ_FOREACH(r, &a->batch, link)
-    a->st.failed++;
+    {
+        a->st.failed++;
+        r->failing = true;
+    }
     TAILQ_CONCAT(&a->failed, &a->batch, link);
     a->failed_err = err;
     event_active(a->ev_fail, EV_TIMEOUT, 0);
@@ -552,6 +561,18 @@ void gw_audit_rebind(struct gw_audit_req *r, gw_audit_done_cb cb, void *arg)
     r->cb = cb;
     r->arg = arg;
     r->keep = true; /* nobody waits for it now: an outage must not lose it */
+    if (r->failing && !r->cancelled && r->a->failed_err == GW_EUNAVAIL) {
+        /* its send found no connection and its failure waits to be told (fail_cb): it waits for
+         * the database instead, as the kept entries of its batch do (the recovery that send
+         * started sends it) */
+        struct gw_audit *a = r->a;
+        TAILQ_REMOVE(&a->failed, r, link);
+        r->failing = false;
+        a->st.failed--;
+        TAILQ_INSERT_HEAD(&a->queue, r, link);
+        r->queued = true;
+        a->nqueued++;
+    }
 }
 
 void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out)
@@ -663,14 +684,14 @@ static void settle(struct gw_audit *a, const PGresult *last, struct req_list *do
         TAILQ_FOREACH(r, &a->unsure, link)
         a->st.written += (uint64_t)r->nrecs;
         TAILQ_CONCAT(done, &a->unsure, link);
-        a->unsure_rounds = 0;
+        a->fail_rounds = 0;
         return;
     }
-    if (a->unsure_rounds % 40 == 1) /* the first in a row, then 1 in 40 */
+    if (a->fail_rounds % 40 == 1) /* the first in a row, then 1 in 40 */
         GW_LOG(GW_LOG_WARN, "audit", NULL,
                "chain %s: the transaction ending at seq %" PRId64 " did not commit (%" PRIu32
                " in a row): its records of what already happened are sent again",
-               a->chain, a->unsure_seq, a->unsure_rounds);
+               a->chain, a->unsure_seq, a->fail_rounds);
     requeue(a, &a->unsure, false);
 }
 
@@ -682,7 +703,9 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
     const char *why;
 
     a->setup = NULL;
-    a->down = err == GW_EUNAVAIL;
+    /* until a recovery succeeds nothing is written: audited actions fail at once meanwhile,
+     * whatever kept it from succeeding (kept entries wait) */
+    a->down = err != 0;
     if (err != 0) {
         bool say = a->setup_fails++ % 40 == 0; /* the first, then 1 in 40 */
         if (say && schema_behind(res))
@@ -702,9 +725,10 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
         return;
     }
     kind = res->results[1];
-    head = res->results[3];
-    ck = res->results[4];
+    head = res->results[5];
+    ck = res->results[6];
     if (PQntuples(kind) != 1 || strcmp(PQgetvalue(kind, 0, 0), "gateway") != 0) {
+        a->down = true;
         if (a->setup_fails++ % 40 == 0)
             GW_LOG(GW_LOG_ERROR, "audit", NULL,
                    "chain %s belongs to waygatectl, not to a gateway: set [audit] chain; audited "
@@ -713,11 +737,11 @@ static void setup_cb(void *arg, int err, const struct gw_db_result *res)
         schedule_retry(a);
         return;
     }
-    why = take_head(a, head, res->results[5]);
+    why = take_head(a, head, res->results[7]);
     a->ckpt_seq = PQgetisnull(ck, 0, 0) ? 0 : strtoll(PQgetvalue(ck, 0, 0), NULL, 10);
     GW_LOG(GW_LOG_INFO, "audit", NULL, "chain %s: head at seq %" PRId64 ", key %.16s", a->chain,
            a->head_seq, a->key_id);
-    settle(a, res->nresults > 8 ? res->results[8] : NULL, &done);
+    settle(a, res->results[8], &done);
     announce(a); /* queued first, sent once ready */
     if (why)
         queue_break(a, why); /* before gateway.start: its record is the segment's first */
@@ -759,11 +783,19 @@ static void recover(struct gw_audit *a)
     /* a session that never ends (its commit waiting on a lock) fails the recovery, which says
      * so and is retried, instead of holding every audited action without a word */
     static const char lock_wait[] = "SELECT set_config('lock_timeout', '5s', true)";
+    /* the chain's lock before anything of the chain is read: a transaction of this writer's
+     * whose connection was lost may still be running, and has ended (committed or not) once the
+     * lock is granted, so the head, the checkpoint and the settled record are read as it left
+     * them (statement indexes: setup_cb) */
     struct gw_db_stmt st[9] = {
-        {reg_chain, 1, cv, NULL, NULL, 0},   {get_kind, 1, cv, NULL, NULL, 0},
-        {reg_key, 3, kv, kl, kf, 0},         {get_head, 1, cv, NULL, NULL, 0},
-        {get_ckpt, 1, cv, NULL, NULL, 0},    {get_own, 2, ov, NULL, NULL, 0},
-        {lock_wait, 0, NULL, NULL, NULL, 0}, {CHAIN_LOCK_SQL, 1, cv, NULL, NULL, 0},
+        {reg_chain, 1, cv, NULL, NULL, 0},
+        {get_kind, 1, cv, NULL, NULL, 0},
+        {reg_key, 3, kv, kl, kf, 0},
+        {lock_wait, 0, NULL, NULL, NULL, 0},
+        {CHAIN_LOCK_SQL, 1, cv, NULL, NULL, 0},
+        {get_head, 1, cv, NULL, NULL, 0},
+        {get_ckpt, 1, cv, NULL, NULL, 0},
+        {get_own, 2, ov, NULL, NULL, 0},
         {get_last, 2, uv, NULL, NULL, 0},
     };
     int err;
@@ -772,12 +804,10 @@ static void recover(struct gw_audit *a)
         return;
     a->ready = false;
     snprintf(useq, sizeof useq, "%" PRId64, TAILQ_EMPTY(&a->unsure) ? (int64_t)0 : a->unsure_seq);
-    /* the lock only when a transaction is to be settled: it waits for that one to end */
-    err = gw_db_exec(a->db, st, TAILQ_EMPTY(&a->unsure) ? 6 : 9, GW_DB_TXN | GW_DB_RESERVED,
-                     setup_cb, a, &a->setup);
+    err = gw_db_exec(a->db, st, 9, GW_DB_TXN | GW_DB_RESERVED, setup_cb, a, &a->setup);
     if (err != 0) {
         a->setup = NULL;
-        a->down = err == GW_EUNAVAIL;
+        a->down = true;
         schedule_retry(a);
     }
 }
@@ -954,6 +984,7 @@ static void finish(struct req_list *l, int err, const struct gw_db_result *res)
             } else {
                 sub.failed_stmt = -1;
             }
+            sub.rolled_back_at = -1;
             if (err == 0)
                 seq = r->recs[0].seq;
             r->cb(r->arg, err, seq, res ? &sub : NULL);
@@ -977,12 +1008,13 @@ static void pump(struct gw_audit *a)
         return;
     seq = a->head_seq;
     memcpy(hash, a->head_hash, sizeof hash);
-    while (n < GW_AUDIT_GROUP_MAX && (r = TAILQ_FIRST(&a->queue)) != NULL) {
+    while (n < GW_AUDIT_GROUP_MAX && (r = TAILQ_FIRST(&a->queue)) != NULL && !(r->alone && n > 0)) {
         TAILQ_REMOVE(&a->queue, r, link);
         r->queued = false;
         a->nqueued--;
         TAILQ_INSERT_TAIL(&a->batch, r, link);
-        n++;
+        if (n++ == 0 && r->alone)
+            break; /* in a transaction of its own */
     }
     TAILQ_FOREACH(r, &a->batch, link)
     {
@@ -1033,6 +1065,66 @@ static struct gw_audit_req *owner_of(struct gw_audit *a, int i)
     return NULL;
 }
 
+/* A transaction that failed for a passing reason (err GW_EUNAVAIL: its connection was lost, or
+ * a statement met a full disk or too little memory) or at its checkpoint. Ordinary entries fail;
+ * kept ones go again: at once when nothing committed (a statement's error rolled it back), else
+ * once the recovery has read whether it committed (settle). A kept entry whose own statement
+ * failed goes by itself from then on, after what waits, so that it cannot fail the others again;
+ * when it has failed by itself BLAME_MAX times, each right after a transaction that committed
+ * (the database writes the others), it fails. The recovery waits 250 ms, 500 ms, 1 s, then 2 s
+ * after each failed transaction in a row, so that a failure that repeats (a full disk) is not
+ * sent again as fast as it fails. */
+static void failed_txn(struct gw_audit *a, int err, const struct gw_db_result *res)
+{
+    struct req_list done = TAILQ_HEAD_INITIALIZER(done);
+    struct gw_audit_req *r, *next, *blame = NULL;
+    bool rolled_back = err == GW_EUNAVAIL && res != NULL && res->rolled_back_at >= 0;
+    uint32_t ms;
+    uint64_t n = 0;
+
+    if (rolled_back && (blame = owner_of(a, res->rolled_back_at)) != NULL && blame->keep) {
+        TAILQ_REMOVE(&a->batch, blame, link);
+        if (blame->alone && a->fail_rounds == 0 && ++blame->blamed >= BLAME_MAX) {
+            GW_LOG(GW_LOG_ERROR, "audit", NULL,
+                   "chain %s: a record of %s is dropped: its own statement failed (SQLSTATE %s) "
+                   "%u times by itself while the others were written",
+                   a->chain, blame->recs[0].s[5], res->sqlstate ? res->sqlstate : "?",
+                   blame->blamed);
+            a->st.failed++;
+            TAILQ_INSERT_TAIL(&done, blame, link);
+        } else {
+            blame->alone = true;
+            TAILQ_INSERT_TAIL(&a->queue, blame, link);
+            blame->queued = true;
+            a->nqueued++;
+        }
+        requeue(a, &a->batch, false); /* not theirs, and nothing committed */
+    } else if (rolled_back || err != GW_EUNAVAIL) {
+        requeue(a, &a->batch, true); /* nothing committed */
+    } else {
+        for (r = TAILQ_FIRST(&a->batch); r != NULL; r = next) {
+            next = TAILQ_NEXT(r, link);
+            if (!r->keep)
+                continue;
+            TAILQ_REMOVE(&a->batch, r, link);
+            TAILQ_INSERT_TAIL(&a->unsure, r, link);
+            a->unsure_seq = a->batch_seq;
+            memcpy(a->unsure_hash, a->batch_hash, sizeof a->unsure_hash);
+        }
+    }
+    TAILQ_FOREACH(r, &a->batch, link)
+    n++;
+    a->st.failed += n;
+    TAILQ_CONCAT(&done, &a->batch, link);
+    ms = 250u << (a->fail_rounds < 3 ? a->fail_rounds : 3);
+    a->fail_rounds++;
+    a->ready = false; /* nothing is chained before the head is read again */
+    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+    if (evtimer_add(a->ev_retry, &tv) != 0)
+        recover(a);
+    finish(&done, err == GW_EINTERNAL ? GW_EINTERNAL : GW_EUNAVAIL, res);
+}
+
 static void done_cb(void *arg, int err, const struct gw_db_result *res)
 {
     struct gw_audit *a = arg;
@@ -1042,7 +1134,7 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
     a->inflight = NULL;
     if (err == 0) {
         int64_t recs = a->batch_seq - a->head_seq;
-        a->unsure_rounds = 0;
+        a->fail_rounds = 0;
         a->head_seq = a->batch_seq;
         memcpy(a->head_hash, a->batch_hash, sizeof a->head_hash);
         if (a->batch_ckpt) {
@@ -1090,37 +1182,7 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
         recover(a);
         return;
     } else {
-        /* The outcome is unknown (connection lost) or the checkpoint failed: the entries fail,
-         * and the head is read again before anything else is chained. Kept entries whose
-         * outcome is unknown wait for that recovery to tell whether they committed (settle). */
-        uint64_t n = 0;
-        struct gw_audit_req *r, *next;
-        for (r = TAILQ_FIRST(&a->batch); err == GW_EUNAVAIL && r != NULL; r = next) {
-            next = TAILQ_NEXT(r, link);
-            if (!r->keep)
-                continue;
-            TAILQ_REMOVE(&a->batch, r, link);
-            TAILQ_INSERT_TAIL(&a->unsure, r, link);
-            a->unsure_seq = a->batch_seq;
-            memcpy(a->unsure_hash, a->batch_hash, sizeof a->unsure_hash);
-        }
-        TAILQ_FOREACH(r, &a->batch, link)
-        n++;
-        a->st.failed += n;
-        TAILQ_CONCAT(&done, &a->batch, link);
-        if (TAILQ_EMPTY(&a->unsure)) {
-            recover(a);
-        } else {
-            /* read after a pause that grows with each such transaction in a row, so that a
-             * failure that repeats (a full disk) is not sent again as fast as it fails */
-            uint32_t ms = 250u << (a->unsure_rounds < 3 ? a->unsure_rounds : 3);
-            struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
-            a->unsure_rounds++;
-            a->ready = false; /* nothing is chained before the head is read again */
-            if (evtimer_add(a->ev_retry, &tv) != 0)
-                recover(a);
-        }
-        finish(&done, err == GW_EINTERNAL ? GW_EINTERNAL : GW_EUNAVAIL, res);
+        failed_txn(a, err, res);
         return;
     }
     pump(a);
@@ -1191,7 +1253,8 @@ static void announce(struct gw_audit *a)
     if (a->announced)
         return;
     a->announced = true;
-    if (enqueue(a, NULL, 0, &r, 1, announced_cb, a, &q, ENTRY_OWN) != 0) {
+    /* kept: one whose commit's answer is lost is settled, not written twice */
+    if (enqueue(a, NULL, 0, &r, 1, announced_cb, a, &q, ENTRY_OWN | ENTRY_KEPT) != 0) {
         a->announced = false;
     } else if (q && q->queued && TAILQ_FIRST(&a->queue) != q) { /* first in line */
         TAILQ_REMOVE(&a->queue, q, link);

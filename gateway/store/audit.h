@@ -105,11 +105,15 @@ int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmt
 /* As gw_audit_write, for an entry that records what already happened and that nobody waits for
  * (a refusal, a stopped run, a reload): it is queued even while the database is away and waits
  * for it instead of failing UNAVAILABLE (such entries may fill half of queue_max: past it,
- * GW_EQUEUEFULL), and a transaction of it whose outcome is unknown (its connection lost, or a
- * transient error: class 08, 53, 57P0x) is settled by the next recovery, after a pause that
- * grows to 2 s when that repeats: done when its last record is stored, else sent again. Its
- * time (at_us) is when it is chained, not when what it records happened. cb runs once: 0 when
- * committed, or the error that failed it for good (GW_EINTERNAL: a statement or record refused;
+ * GW_EQUEUEFULL), and a transaction of it whose outcome is unknown (its connection lost, or the
+ * server shutting down: class 08, 57P0x) is settled by the next recovery, after a pause that
+ * grows to 2 s when that repeats: done when its last record is stored, else sent again; one
+ * that a passing error rolled back (class 53: a full disk) is sent again after that pause. When
+ * that error was its own statement's, it goes in transactions of its own from then on, and
+ * after three such failures each right after a transaction that committed, it fails
+ * GW_EUNAVAIL (logged): it cannot hold up the others for ever. Its time (at_us) is when it is
+ * chained, not when what it records happened. cb runs once: 0 when committed, or the error that
+ * failed it for good (GW_EINTERNAL: a statement or record refused; GW_EUNAVAIL as above;
  * GW_ENOMEM; a full pool queue). Entries still queued at gw_audit_free are dropped (a drain
  * waits for them). No handle: it cannot be cancelled. */
 int gw_audit_write_kept(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
@@ -120,7 +124,8 @@ void gw_audit_cancel(struct gw_audit_req *r);
 /* For an entry that must be written even though its caller goes away (unlike gw_audit_cancel,
  * which drops a queued entry and one whose transaction is retried): it stays queued or in
  * flight as it is, and cb(arg) runs in place of its callback, which must not reach the caller.
- * From then on it is kept as gw_audit_write_kept's are: an outage does not fail it. */
+ * From then on it is kept as gw_audit_write_kept's are: an outage does not fail it, even one
+ * its send already met (no connection) whose failure was not yet told. */
 void gw_audit_rebind(struct gw_audit_req *r, gw_audit_done_cb cb, void *arg);
 
 struct gw_audit_stats {

@@ -33,12 +33,17 @@ struct gw_db_result {
     int failed_stmt;          /* index of the failing statement, or -1 */
     const char *sqlstate;     /* SQLSTATE of the failure, or NULL */
     const char *errmsg;       /* server's message: may quote values, never log or return it */
+    /* with GW_EUNAVAIL: the statement whose error of class 53 (insufficient resources: a full
+     * disk, out of memory) rolled the transaction back on a connection that stayed up, so
+     * nothing committed; -1 when the outcome is unknown (connection lost, server shutting down) */
+    int rolled_back_at;
 };
 
 /* err: 0; GW_EINTERNAL when a statement failed (see res->failed_stmt, res->sqlstate; the
  * transaction, if any, was rolled back); GW_EUNAVAIL when the connection was lost before the
- * outcome was known (a transaction may or may not have committed). res and everything it points
- * to are valid only during the callback. */
+ * outcome was known (a transaction may or may not have committed), or a statement failed for a
+ * passing reason (res->rolled_back_at tells which, when it is known that nothing committed). res
+ * and everything it points to are valid only during the callback. */
 typedef void (*gw_db_done_cb)(void *arg, int err, const struct gw_db_result *res);
 
 /* GW_DB_TXN: wrap the statements in one transaction. Note: every request already is one (the

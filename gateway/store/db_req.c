@@ -30,6 +30,10 @@ void gw_db_req_complete(struct gw_db_req *r, int err)
     struct gw_db_result res;
 
     if (!r->cancelled && r->cb != NULL) {
+        res.rolled_back_at =
+            err == GW_EUNAVAIL && r->failed_stmt >= 0 && strncmp(r->sqlstate, "53", 2) == 0
+                ? r->failed_stmt
+                : -1;
         if (err == GW_EUNAVAIL) {
             int i;
             for (i = 0; i < r->nstmts; i++) {

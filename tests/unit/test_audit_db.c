@@ -6,6 +6,7 @@
  * commit together; a failing entry of a group fails alone and leaves no gap; the head survives a
  * restart of the writer and of the database; two writers configured with one chain id never fork
  * it. */
+#include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -14,6 +15,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -1242,6 +1246,12 @@ static long full_disk_tries(void)
     return scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM t_kept_tries");
 }
 
+static bool tried_five_times(void *arg)
+{
+    (void)arg;
+    return full_disk_tries() >= 5;
+}
+
 /* The batch's statement ran (so its own wait for the lock is over), and a session other than
  * the one whose pid is arg waits for the chain's lock. */
 static bool tried_and_another_waits(void *arg)
@@ -1409,6 +1419,9 @@ static void test_kept_failing_again_is_paced(void **state)
      * one tries less); sent again as fast as it fails, hundreds */
     assert_true(tries >= 1);
     assert_true(tries <= 4);
+    /* nothing else commits meanwhile (the database is what fails): it is not given up */
+    assert_true(run_until(tried_five_times, NULL, 20000));
+    assert_false(o[0].done);
     full_disk_clears();
     assert_true(run_until(all_done, o, 20000));
     assert_int_equal(o[0].err, 0);
@@ -1417,6 +1430,263 @@ static void test_kept_failing_again_is_paced(void **state)
                      1);
     gw_audit_free(a);
     full_disk_end();
+}
+
+/* The writer's own gateway.start failing for a passing reason (class 53: a full disk) is sent
+ * again after the same growing pauses as a kept entry, not at once after each recovery: at most
+ * 4 tries in 1.5 s (a slower machine tries less), where an immediate retry made over a thousand. */
+static void test_own_record_failing_is_paced(void **state)
+{
+    struct gw_audit_config ac = config_of("t-f-own", 0);
+    struct gw_audit *a = NULL;
+    long tries;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    full_disk_start();
+    exec_ok("CREATE FUNCTION t_f_full_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.chain = 't-f-own' THEN PERFORM t_kept_full(); END IF; RETURN NEW; END $$");
+    exec_ok("CREATE TRIGGER t_f_full BEFORE INSERT ON audit_record FOR EACH ROW EXECUTE "
+            "FUNCTION t_f_full_trg()");
+    assert_int_equal(gw_audit_new(db, &ac, &a), 0);
+    assert_int_equal(gw_audit_start(a), 0);
+    (void)run_until(never, NULL, 1500);
+    tries = full_disk_tries();
+    exec_ok("DROP TRIGGER t_f_full ON audit_record");
+    exec_ok("DROP FUNCTION t_f_full_trg()");
+    gw_audit_free(a);
+    full_disk_end();
+    assert_true(tries >= 1);
+    assert_true(tries <= 4);
+}
+
+/* The same for a transaction of a checkpoint alone (the timer's, nothing queued) that fails for
+ * a passing reason: paced, not sent again right after each recovery. */
+static void test_checkpoint_failing_is_paced(void **state)
+{
+    struct gw_audit *a;
+    struct gw_audit_rec r = rec("login.ok", NULL);
+    long tries;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    full_disk_start();
+    a = writer("t-f-ck", 1000, 100);
+    exec_ok("CREATE FUNCTION t_f_ck_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
+            "IF NEW.chain = 't-f-ck' THEN PERFORM t_kept_full(); END IF; RETURN NEW; END $$");
+    exec_ok("CREATE TRIGGER t_f_ck BEFORE INSERT ON audit_checkpoint FOR EACH ROW EXECUTE "
+            "FUNCTION t_f_ck_trg()");
+    write_records(a, &r, 1); /* committed; the 100 ms timer then wants a checkpoint over it */
+    (void)run_until(never, NULL, 1500);
+    tries = full_disk_tries();
+    exec_ok("DROP TRIGGER t_f_ck ON audit_checkpoint");
+    exec_ok("DROP FUNCTION t_f_ck_trg()");
+    gw_audit_free(a);
+    full_disk_end();
+    assert_true(tries >= 1);
+    assert_true(tries <= 5);
+}
+
+/* An entry whose send found no pool connection waits for its failure to be told until the loop
+ * runs it; rebound in that window (its caller went away in the same turn), it is kept: written
+ * once the database is back, and only the new callback hears of it. */
+static void test_rebound_while_failing_is_kept(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[2] = {{0}, {.err = 12345}}, old = {0};
+    struct gw_audit_req *q = NULL;
+    struct gw_audit_rec r = rec("report.generate", "f-rebound");
+    int err;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-f-rebind", 1000, 60000);
+    assert_int_equal(pgh_stop(&pg), 0);
+    assert_true(run_until(db_is_down, db, 20000));
+    err = gw_audit_write(a, NULL, 0, &r, 1, done_cb, &old, &q);
+    assert_int_equal(err, 0);           /* the writer has not met the outage yet */
+    gw_audit_rebind(q, done_cb, &o[0]); /* the caller goes away at once */
+    assert_int_equal(pgh_start(&pg), 0);
+    PQreset(check);
+    assert_true(run_until(db_is_ready, db, 20000));
+    (void)run_until(all_done, o, 5000);
+    assert_false(old.done);
+    assert_true(o[0].done);
+    assert_int_equal(o[0].err, 0);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-f-rebind' AND "
+                            "object = 'f-rebound'"),
+                     1);
+    gw_audit_free(a);
+}
+
+/* gateway.start whose transaction committed but whose answer was lost (its session terminated
+ * while its commit waited for a synchronous standby) is settled as written: one start on the
+ * chain for one process life, not a second one at the next recovery. */
+static void test_start_lost_committed_is_written_once(void **state)
+{
+    struct gw_audit_config ac = config_of("t-f-start", 0);
+    struct gw_audit *a = NULL;
+    char since[64];
+    PGresult *t;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    /* registered beforehand, so that the recovery itself writes nothing and does not wait */
+    exec_ok("INSERT INTO audit_chain (id, kind) VALUES ('t-f-start', 'gateway')");
+    gw_audit_free(writer("t-f-start0", 1000, 60000)); /* the key registered too */
+    exec_ok("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+    exec_ok("SELECT pg_reload_conf()");
+    assert_true(run_until(fresh_sees_sync_standby, "nobody", 20000));
+    t = PQexec(check, "SELECT clock_timestamp()");
+    assert_true(PQresultStatus(t) == PGRES_TUPLES_OK);
+    snprintf(since, sizeof since, "%s", PQgetvalue(t, 0, 0));
+    PQclear(t);
+    exec_ok("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+            "pg_backend_pid() AND backend_type = 'client backend'");
+    assert_true(run_until(pool_reconnected, since, 20000));
+    assert_int_equal(gw_audit_new(db, &ac, &a), 0);
+    assert_int_equal(gw_audit_start(a), 0);
+    assert_true(run_until(one_backend_waits, "SyncRep", 20000)); /* gateway.start's commit */
+    terminate_waiting("SyncRep");
+    (void)run_until(never, NULL, 1000);
+    exec_ok("ALTER SYSTEM RESET synchronous_standby_names");
+    exec_ok("SELECT pg_reload_conf()");
+    assert_true(run_until(fresh_sees_sync_standby, "", 20000));
+    assert_true(run_until(ready, a, 20000));
+    long n = scalar("SELECT count(*) FROM audit_record WHERE chain = 't-f-start' AND "
+                    "action = 'gateway.start'");
+    gw_audit_free(a);
+    assert_int_equal(n, 1);
+}
+
+/* Cuts this process's connections to the server (not check's) without ending their backends:
+ * a proxy or the network losing them while the sessions live on. */
+static int cut_pool_sockets(void)
+{
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = 0;
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL) {
+        int fd = atoi(e->d_name);
+        struct sockaddr_un un;
+        socklen_t len = sizeof un;
+        if (e->d_name[0] == '.' || fd == PQsocket(check) || fd == dirfd(d))
+            continue;
+        memset(&un, 0, sizeof un);
+        if (getpeername(fd, (struct sockaddr *)&un, &len) != 0 || un.sun_family != AF_UNIX)
+            continue;
+        if (strstr(un.sun_path, ".s.PGSQL.") == NULL)
+            continue;
+        shutdown(fd, SHUT_RDWR);
+        n++;
+    }
+    closedir(d);
+    return n;
+}
+
+static void drained_here(void *arg, uint64_t left)
+{
+    *(int64_t *)arg = (int64_t)left;
+}
+
+static bool drain_answered(void *arg)
+{
+    return *(int64_t *)arg >= 0;
+}
+
+/* A lost transaction that commits while the settling recovery waits for the chain's lock: the
+ * recovery reads the head after the lock, so it takes the settled record as its head, and a
+ * drain's last checkpoint covers it. Red with the head read before the lock: the head is the
+ * record before it, and the drain signs over that one. */
+static void test_settling_reads_the_head_after_the_lock(void **state)
+{
+    struct gw_audit *a;
+    struct outcome o[2] = {{0}, {.err = 12345}};
+    struct gw_audit_rec k = rec("bulk.run", "f-stale");
+    struct gw_audit_stats st;
+    int64_t left = -1;
+    char since[64];
+    PGresult *t;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    a = writer("t-f-stale", 1000, 60000);
+    exec_ok("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+    exec_ok("SELECT pg_reload_conf()");
+    assert_true(run_until(fresh_sees_sync_standby, "nobody", 20000));
+    t = PQexec(check, "SELECT clock_timestamp()");
+    assert_true(PQresultStatus(t) == PGRES_TUPLES_OK);
+    snprintf(since, sizeof since, "%s", PQgetvalue(t, 0, 0));
+    PQclear(t);
+    exec_ok("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+            "pg_backend_pid() AND backend_type = 'client backend'");
+    assert_true(run_until(pool_reconnected, since, 20000));
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[0]), 0);
+    assert_true(run_until(one_backend_waits, "SyncRep", 20000)); /* holds the chain's lock */
+    assert_true(cut_pool_sockets() >= 1);
+    /* the settling recovery, on a new connection, has read the head and waits for the lock */
+    assert_true(run_until(one_backend_waits, "advisory", 20000));
+    exec_ok("ALTER SYSTEM RESET synchronous_standby_names");
+    exec_ok("SELECT pg_reload_conf()"); /* the lost session's commit completes */
+    assert_true(run_until(all_done, o, 20000));
+    assert_true(run_until(fresh_sees_sync_standby, "", 20000));
+    assert_int_equal(o[0].err, 0);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-f-stale' AND "
+                            "object = 'f-stale'"),
+                     1);
+    gw_audit_stats(a, &st);
+    gw_audit_drain(a, 5000, drained_here, &left);
+    assert_true(run_until(drain_answered, &left, 10000));
+    long covered = scalar("SELECT count(*) FROM audit_checkpoint WHERE chain = 't-f-stale' AND "
+                          "seq = (SELECT max(seq) FROM audit_record WHERE chain = 't-f-stale')");
+    gw_audit_free(a);
+    assert_true(st.head_seq >= o[0].seq);
+    assert_int_equal(covered, 1);
+}
+
+/* A kept entry whose own statement fails every time for a passing reason (class 53) while the
+ * database writes everything else: it goes by itself, so no ordinary entry fails with it, and
+ * after failing by itself three times right after others were written it fails UNAVAILABLE
+ * instead of being sent for ever. */
+static void test_kept_entry_failing_alone_spares_the_others(void **state)
+{
+    struct gw_audit *a;
+    struct outcome k = {0};
+    struct gw_audit_rec kr = rec("bulk.run", "f-poison"), r = rec("login.ok", NULL);
+    struct gw_db_stmt st = {"SELECT t_kept_full()", 0, NULL, NULL, NULL, 0};
+    int failed = 0;
+    long tries;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    full_disk_start();
+    a = writer("t-f-poison", 1000, 60000);
+    assert_int_equal(gw_audit_write_kept(a, &st, 1, &kr, 1, done_cb, &k), 0);
+    for (int i = 0; i < 8; i++) {
+        struct outcome o[2] = {{0}, {.err = 12345}};
+        (void)run_until(never, NULL, 600);
+        assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &o[0], NULL), 0);
+        assert_true(run_until(all_done, o, 10000));
+        if (o[0].err != 0)
+            failed++;
+    }
+    tries = full_disk_tries();
+    gw_audit_free(a);
+    full_disk_end();
+    assert_int_equal(failed, 0);
+    assert_true(k.done);
+    assert_int_equal(k.err, GW_EUNAVAIL);
+    assert_true(tries >= 4); /* once with the others, then three times by itself */
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-f-poison' AND "
+                            "object = 'f-poison'"),
+                     0);
 }
 
 int main(void)
@@ -1446,6 +1716,14 @@ int main(void)
         cmocka_unit_test(test_kept_take_half_the_queue),
         cmocka_unit_test(test_kept_failing_again_is_paced),
         cmocka_unit_test(test_kept_lost_committed_is_not_sent_again),
+        cmocka_unit_test(test_own_record_failing_is_paced),
+        cmocka_unit_test(test_checkpoint_failing_is_paced),
+        cmocka_unit_test(test_rebound_while_failing_is_kept),
+        cmocka_unit_test(test_start_lost_committed_is_written_once),
+        cmocka_unit_test(test_settling_reads_the_head_after_the_lock),
+        cmocka_unit_test(test_kept_entry_failing_alone_spares_the_others),
     };
+    if (getenv("TEST_FILTER") != NULL) /* one case, or a pattern: TEST_FILTER='test_kept_*' */
+        cmocka_set_test_filter(getenv("TEST_FILTER"));
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
