@@ -33,9 +33,10 @@ void gw_api_log_unrecorded(struct gw_call *call, int err, const char *sqlstate)
      * PostgreSQL's are the operator's business, ours the handler's answer's. */
     if (sqlstate != NULL && sqlstate[0] == 'W')
         sqlstate = NULL;
-    GW_LOG(GW_LOG_ERROR, "audit", gw_call_log_ctx(call),
-           "access not recorded in the audit chain (%s, SQLSTATE %s): nothing released",
-           gw_err_str(err), sqlstate != NULL ? sqlstate : "-");
+    if (gw_call_log_ok(call, GW_LOG_ERROR)) /* one connection's flood: the counted lines */
+        gw_log_write(GW_LOG_ERROR, "audit", gw_call_log_ctx(call),
+                     "access not recorded in the audit chain (%s, SQLSTATE %s): nothing released",
+                     gw_err_str(err), sqlstate != NULL ? sqlstate : "-");
 }
 
 void gw_api_log_refusal_unrecorded(int err)

@@ -546,14 +546,15 @@ void gw_call_up_close(void *obj)
 {
     struct gw_call *call = obj;
 
-    call->st = NULL;
     if (call->state != CALL_DONE && !call->confidential) /* closed before a status: cancelled */
         gw_rpc_count(call->rpc, call->method, GW_GRPC_CANCELLED, gw_clock_ms() - call->start_ms);
     if (cancellable(call) && call->cancel_fn != NULL && !call->in_cancel) {
-        if (!call->confidential)
+        if (!call->confidential && gw_call_log_ok(call, GW_LOG_INFO)) /* st still there */
             GW_LOG(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->path);
+        call->st = NULL;
         run_cancel(call);
     }
+    call->st = NULL;
     call_free(call);
 }
 
@@ -583,11 +584,13 @@ static void finish(struct gw_call *call, enum gw_grpc_status status, const char 
     /* A confidential call: no line at all, not even one without its method (its status,
      * message and timing would tell a lawful case's progress). */
     if (!call->confidential) {
+        enum gw_log_level level = status == GW_GRPC_OK ? GW_LOG_DEBUG : GW_LOG_INFO;
         gw_rpc_count(call->rpc, call->method, status, gw_clock_ms() - call->start_ms);
-        GW_LOG(status == GW_GRPC_OK ? GW_LOG_DEBUG : GW_LOG_INFO, "call", &call->log,
-               "call finished: %s grpc-status %d (%s) after %llu ms", call->method->path,
-               (int)status, message ? message : "",
-               (unsigned long long)(gw_clock_ms() - call->start_ms));
+        if (gw_call_log_ok(call, level))
+            gw_log_write(level, "call", &call->log,
+                         "call finished: %s grpc-status %d (%s) after %llu ms", call->method->path,
+                         (int)status, message ? message : "",
+                         (unsigned long long)(gw_clock_ms() - call->start_ms));
     }
     if (call->st != NULL)
         gw_h2_stream_finish(call->st, status, message); /* may free the call */
@@ -676,6 +679,13 @@ const struct gw_principal *gw_call_principal(const struct gw_call *call)
 {
     return &call->principal;
 }
+bool gw_call_log_ok(struct gw_call *call, enum gw_log_level level)
+{
+    if (level < gw_log_level)
+        return false;
+    return call->st == NULL || gw_h2_stream_log_ok(call->st);
+}
+
 const struct gw_log_ctx *gw_call_log_ctx(const struct gw_call *call)
 {
     return &call->log;

@@ -61,6 +61,10 @@ const struct gw_principal *gw_call_principal(const struct gw_call *call);
 /* The context of the call's log lines: request id, peer and principal; for a confidential call
  * none of them (gw_call_confidential). For what a record keeps, use gw_call_peer. */
 const struct gw_log_ctx *gw_call_log_ctx(const struct gw_call *call);
+/* May a line about this call at level be written now? False below the log's level, and past its
+ * connection's budget of per-stream lines (gw_h2_stream_log_ok), which says how many it left
+ * out; true for a call whose stream is gone. Ask only just before writing the line. */
+bool gw_call_log_ok(struct gw_call *call, enum gw_log_level level);
 /* The connection's address, for audit records and incidents (valid until the call ends). */
 const char *gw_call_peer(const struct gw_call *call);
 const char *gw_call_request_id(const struct gw_call *call);

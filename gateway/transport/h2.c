@@ -97,6 +97,11 @@ static bool stream_log_ok(struct gw_h2 *h2)
     return true;
 }
 
+bool gw_h2_stream_log_ok(struct gw_h2_stream *st)
+{
+    return stream_log_ok(st->h2);
+}
+
 static void mark_answered(struct gw_h2_stream *st)
 {
     if (st->answered)

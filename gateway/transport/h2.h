@@ -145,6 +145,10 @@ void gw_h2_stream_finish(struct gw_h2_stream *st, enum gw_grpc_status status, co
 /* Resets the stream (RST_STREAM CANCEL): for a client that stopped reading. The close upcall
  * follows. Queued output is wiped and discarded at once. */
 void gw_h2_stream_reset(struct gw_h2_stream *st);
+/* May a line about this stream (its call's refusal, its end) be logged now? Taken from its
+ * connection's budget (h2_calm.h: a burst of 20, then 2 a second); when lines were left out, says
+ * first how many. A client that makes its calls fail as fast as it can does not flood the log. */
+bool gw_h2_stream_log_ok(struct gw_h2_stream *st);
 
 /* Freed streams are wiped and kept (up to 64 per thread) for the next stream instead of going
  * back to the C library. For tests: returns how many are kept; *holding (may be NULL) receives

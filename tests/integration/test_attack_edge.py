@@ -197,6 +197,45 @@ def test_refusal_flood_log_lines_rate_limited(stack):
     assert 0 < len(refused) <= 100, "%d per-stream log lines for 4000 refusals" % len(refused)
 
 
+@pytest.mark.parametrize("kind", ["denied", "malformed"])
+def test_failing_call_flood_log_lines_rate_limited(stack, kind):
+    """4000 calls on one connection that each fail at once (a method the courier's role may not
+    call: PERMISSION_DENIED; a malformed request: INVALID_ARGUMENT) write a bounded number of
+    "call finished" lines, then say how many they left out: a certificate holder cannot write
+    the log at the rate it can fail calls."""
+    path, body = {
+        "denied": (b"/waygate.v1.Compliance/Report", b""),
+        "malformed": (b"/waygate.v1.WaybillQuery/Get", b"\x0a\xff\xff\xff\xff\x0f"),
+    }[kind]
+    message = b"\x00" + struct.pack(">I", len(body)) + body
+    since = len(stack.log_lines())
+    s = h2_connect(stack)
+    answered = set()
+    try:
+        read = frames(s)  # one reader: a frame read past a batch's last answer is kept
+        for start in range(0, 4000, 100):  # under max_concurrent_streams at each step
+            ids = {2 * i + 1 for i in range(start, start + 100)}
+            s.sendall(b"".join(request_headers(sid, path=path) +
+                               frame(DATA, END_STREAM, sid, message) for sid in sorted(ids)))
+            for ftype, flags, sid, _ in read:
+                assert ftype != GOAWAY, "failing calls are not a flood: no GOAWAY expected"
+                if (ftype == HEADERS and flags & END_STREAM) or ftype == RST_STREAM:
+                    answered.add(sid)
+                if ids <= answered:
+                    break
+            assert ids <= answered, "the connection ended before its calls were answered"
+    finally:
+        s.close()
+
+    def records():
+        return [json.loads(line) for line in stack.log_lines()[since:]]
+
+    assert wait_for(lambda: any("suppressed" in r.get("msg", "") for r in records()), 30), \
+        "no count of suppressed lines"
+    finished = [r for r in records() if r.get("msg", "").startswith("call finished")]
+    assert 0 < len(finished) <= 100, "%d call lines for 4000 failing calls" % len(finished)
+
+
 # --- finding 9: the missing certificate ---
 
 def tcp_state(sock):
