@@ -253,6 +253,11 @@ static bool selector_ok(struct breq *b, const Waygate__V1__BulkSelector *s)
         gw_call_fail(call, GW_EINVAL, "selector.to_day", GW_RULE_PICKUP_DAY_FORMAT);
         return false;
     }
+    /* YYYY-MM-DD compares as text in date order: a range that selects no day is a mistake */
+    if (s->from_day[0] != '\0' && s->to_day[0] != '\0' && strcmp(s->to_day, s->from_day) < 0) {
+        gw_call_fail(call, GW_EINVAL, "selector.to_day", GW_RULE_DAY_RANGE);
+        return false;
+    }
     if (s->n_record_ids > GW_BULK_IDS_MAX) {
         gw_fault_set(&f, GW_EINVAL, NULL, "selector.record_ids", GW_RULE_BULK_TOO_MANY_IDS);
         f.limit = GW_BULK_IDS_MAX;

@@ -36,6 +36,7 @@
 #include "api_compliance.h"
 #include "app.h"
 #include "audit.h"
+#include "clock.h"
 #include "config.h"
 #include "db.h"
 #include "log.h"
@@ -341,6 +342,10 @@ void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t l
     }
     if (gw_report_month(in->month, &rp->r.from_us, &rp->r.to_us) != 0) {
         gw_call_fail(call, GW_EINVAL, "month", GW_RULE_MONTH_FORMAT);
+        return;
+    }
+    if (!gw_report_month_begun(rp->r.from_us, gw_clock_real_us())) {
+        gw_call_fail(call, GW_EINVAL, "month", GW_RULE_MONTH_NOT_BEGUN);
         return;
     }
     snprintf(rp->r.month, sizeof(rp->r.month), "%s", in->month);

@@ -197,6 +197,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_CASE_EXPIRED] = "the case was not decided in time and has expired",
     [GW_RULE_NOT_FUTURE] = "must be in the future",
     [GW_RULE_MONTH_FORMAT] = "must be a month YYYY-MM (UTC+08:00)",
+    [GW_RULE_MONTH_NOT_BEGUN] = "must be a month that has begun (UTC+08:00)",
+    [GW_RULE_DAY_RANGE] = "must not be before selector.from_day",
     [GW_RULE_NOT_RECORDED] =
         "the action and its audit record could not be written, so nothing was done",
     [GW_RULE_REPORT_TIMEOUT] = "counting the month took longer than the report's time limit (% ms, "

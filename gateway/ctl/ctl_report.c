@@ -8,6 +8,7 @@
 #include <time.h>
 
 #include "audit_ctl.h"
+#include "clock.h"
 #include "ctl.h"
 #include "ctl_admin.h"
 #include "report.h"
@@ -76,6 +77,10 @@ static int report_monthly(const char *conninfo, const char *month, bool csv, con
     memset(&r, 0, sizeof(r));
     if (gw_report_month(month, &r.from_us, &r.to_us) != 0) {
         fprintf(stderr, "%s: --month: must be YYYY-MM (year 2000 or later)\n", what);
+        return GW_CTL_USAGE;
+    }
+    if (!gw_report_month_begun(r.from_us, gw_clock_real_us())) {
+        fprintf(stderr, "%s: --month: must be a month that has begun (UTC+08:00)\n", what);
         return GW_CTL_USAGE;
     }
     snprintf(r.month, sizeof(r.month), "%s", month);

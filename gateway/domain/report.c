@@ -70,6 +70,11 @@ int gw_report_month(const char *month, int64_t *from_us, int64_t *to_us)
     return 0;
 }
 
+bool gw_report_month_begun(int64_t from_us, int64_t now_us)
+{
+    return from_us <= now_us;
+}
+
 /* One line of the report: its name in both documents and its value. */
 struct metric {
     const char *name;

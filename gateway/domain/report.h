@@ -6,6 +6,7 @@
 #ifndef GW_REPORT_H
 #define GW_REPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -40,6 +41,9 @@ uint64_t gw_report_incidents(const struct gw_report *r);
  * *to_us to the first microsecond of that month and of the next one in UTC+08:00. Returns 0 or
  * GW_EINVAL. */
 int gw_report_month(const char *month, int64_t *from_us, int64_t *to_us) GW_MUST_CHECK;
+/* Whether the month that begins at from_us (gw_report_month's) has begun at now_us: a report of
+ * a month to come would count nothing, and is refused rather than recorded. */
+bool gw_report_month_begun(int64_t from_us, int64_t now_us);
 
 /* Severity name -> index, or -1. */
 int gw_report_sev_index(const char *name);

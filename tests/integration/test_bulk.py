@@ -171,6 +171,27 @@ def test_no_legal_basis_is_invalid_argument(stack, people, records):
     assert details.startswith("selector.record_ids[0]:")
 
 
+def test_a_day_range_that_selects_no_day_is_refused(stack, people):
+    """selector.to_day before selector.from_day selects nothing: INVALID_ARGUMENT naming to_day,
+    and no request is stored (it was answered OK, PENDING, with a request and its record); one
+    day (from_day == to_day) is a range."""
+    pb = stack.pb.compliance
+    before = stack.psql("SELECT count(*) FROM bulk_request")
+
+    def ask(from_day, to_day):
+        req = pb.RequestBulkRequest(operation=1, purpose="regulator inspection sample",
+                                    legal_basis="《邮政法》第三十五条",
+                                    destination="regulator audit workstation 3")
+        req.selector.from_day, req.selector.to_day = from_day, to_day
+        return people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
+
+    assert refusal(lambda: ask("2026-05-01", "2026-01-01")) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "selector.to_day: must not be before selector.from_day")
+    assert refusal(lambda: ask("2026-01-02", "2026-01-01"))[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert stack.psql("SELECT count(*) FROM bulk_request") == before
+    assert ask("2026-01-01", "2026-01-01").request_id
+
+
 def test_free_text_with_control_characters_refused(stack, people, records):
     """purpose, legal_basis, destination and an approval's comment: a control or bidirectional
     character is refused INVALID_ARGUMENT naming the field (the rule every free text an Admin or

@@ -177,6 +177,13 @@ def test_monthly_report_matches_the_actions_performed(stack, reports):
     assert "separation_of_duties" in r.stdout
 
 
+def month_to_come():
+    """The month after next in UTC+08:00, YYYY-MM: still to come however long the test takes."""
+    now = time.gmtime(time.time() + 8 * 3600)
+    n = now.tm_year * 12 + now.tm_mon - 1 + 2
+    return "%04d-%02d" % (n // 12, n % 12 + 1)
+
+
 def test_report_of_an_empty_month_and_refusals(stack, reports):
     """A month's report of nothing; argument refusals name the field and leave no record (like
     Reveal's and RunBulk's: nothing was read or done)."""
@@ -192,9 +199,16 @@ def test_report_of_an_empty_month_and_refusals(stack, reports):
         grpc.StatusCode.INVALID_ARGUMENT, "month: must be a month YYYY-MM (UTC+08:00)")
     assert refusal(lambda: reports.grpc("")) == (grpc.StatusCode.INVALID_ARGUMENT,
                                                  "month: is required")
+    # a month to come counts nothing: refused, not recorded (one soon, and the last one)
+    for month in (month_to_come(), "9999-12"):
+        assert refusal(lambda: reports.grpc(month)) == (
+            grpc.StatusCode.INVALID_ARGUMENT, "month: must be a month that has begun (UTC+08:00)")
     assert stack.psql(gen) == n  # the refusals left no record
     r = stack.ctl("report", "monthly", "--month", "2026-1", "--db", stack.pguri)
     assert r.returncode == 2 and "--month" in r.stderr
+    r = stack.ctl("report", "monthly", "--month", month_to_come(), "--db", stack.pguri)
+    assert r.returncode == 2 and "--month: must be a month that has begun" in r.stderr
+    assert stack.psql(gen) == n
     # only compliance auditors
     for name in ("secadmin", "lawful", "clerk_a"):
         code, _ = refusal(lambda: stack.unary_as(name, REPORT,
