@@ -62,11 +62,15 @@ void gw_api_record_unwaited(struct gw_call *call, const struct gw_audit_rec *r)
 
     rc = app->audit != NULL ? gw_audit_write_kept(app->audit, NULL, 0, r, 1, unwaited_cb, NULL)
                             : GW_EUNAVAIL;
-    if (rc != 0 && gw_call_confidential(call))
+    /* from the connection's budget of per-call lines: a flood of refusals while the queue is
+     * full writes a bounded number, and a count of the rest */
+    if (rc == 0 || !gw_call_log_ok(call, GW_LOG_ERROR))
+        return;
+    if (gw_call_confidential(call))
         gw_api_log_refusal_unrecorded(rc); /* naming no action: a lawful one would tell */
-    else if (rc != 0)
-        GW_LOG(GW_LOG_ERROR, "audit", gw_call_log_ctx(call), "a %s %s was not recorded (%s)",
-               r->outcome, r->action, gw_err_str(rc));
+    else
+        gw_log_write(GW_LOG_ERROR, "audit", gw_call_log_ctx(call), "a %s %s was not recorded (%s)",
+                     r->outcome, r->action, gw_err_str(rc));
 }
 
 void gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r)
