@@ -29,7 +29,9 @@
  * the call), its detail why; nothing is sent after the stop.
  *
  * Invariants: memory is bounded by one page (a page arena, reset per page, and at most one page
- * of sealed chunks queued); clear values live only in the page arena and the chunk buffer, both
+ * of sealed chunks queued; the next page is read only while the stream is writable, so a call
+ * waiting for response memory (h2.h) holds no page); clear values live only in the page arena
+ * and the chunk buffer, both
  * wiped; every resource is released exactly once (cleanup), on finish and on cancel. */
 #include <inttypes.h>
 #include <stdio.h>
@@ -378,10 +380,13 @@ static void flush(void *arg)
         r->qhead = (r->qhead + 1) % QUEUE_MAX;
         r->qlen--;
     }
-    if (r->final_queued)
+    if (r->final_queued) {
         finish_ok(r);
-    else
+    } else if (!gw_call_writable(r->call)) { /* no page read the stream cannot take yet */
+        gw_call_on_writable(r->call, flush, r);
+    } else {
         next_page(r);
+    }
 }
 
 static int queue_final(struct brun *r)

@@ -5,8 +5,10 @@
  * writer, same spans), sealed with the keyring's audit key.
  * Invariants: the export is an audit record (audit.export) committed before any byte of the
  * bundle is read or sent (fail closed: no record, no bundle); the trail is read one batch at a time
- * (store/audit_scan.h) and the next batch is asked for only once the stream has taken what the last
- * one produced, so memory per call is one batch whatever the range and the client's reading speed;
+ * (store/audit_scan.h) and the next batch (the first one too) is asked for only once the stream has
+ * taken what the last one produced and is writable (its queue and the response budgets have room,
+ * h2.h), so memory per call is one batch whatever the range and the client's reading speed, and a
+ * call whose stream waits for response memory holds no batch beyond the part not yet sent;
  * the writer and the scan are freed on every path (finish, failure, cancel). */
 #include <stdio.h>
 #include <string.h>
@@ -121,7 +123,7 @@ static int send_chunk(struct export *e, size_t n, bool last)
 static void pump(void *arg);
 
 /* Sends full chunks (and, once the bundle is complete, the rest) while the stream takes them;
- * then asks for the next batch, or ends the call. */
+ * then asks for the next batch once the stream is writable, or ends the call. */
 static void pump(void *arg)
 {
     struct export *e = arg;
@@ -143,6 +145,10 @@ static void pump(void *arg)
     }
     if (e->finished) {
         end(e, 0);
+        return;
+    }
+    if (!gw_call_writable(e->call)) { /* no batch read into memory the stream cannot take */
+        gw_call_on_writable(e->call, pump, e);
         return;
     }
     rc = gw_audit_scan_step(e->scan);
@@ -213,9 +219,7 @@ static void recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_resu
                      GW_RULE_ACCESS_NOT_RECORDED);
         return;
     }
-    err = gw_audit_scan_step(e->scan);
-    if (err != 0)
-        end(e, err);
+    pump(e); /* the first batch, once the stream is writable */
 }
 
 static int record_export(struct export *e, int64_t from, int64_t to)

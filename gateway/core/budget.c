@@ -1,7 +1,10 @@
-/* budget.c: byte budgets for request memory in flight (budget.h). Invariants: used <= limit
- * (when limited) after every call; a take is all or nothing across its two budgets; a give never
- * drives used below zero (a mismatched give is clamped, never wrapped). */
+/* budget.c: byte budgets for memory in flight (budget.h). Invariants: used <= limit (when
+ * limited) after every take, and after a charge by at most what was charged; a take is all or
+ * nothing across its two budgets; a give never drives used below zero (a mismatched give is
+ * clamped, never wrapped); used never wraps (a charge saturates). */
 #include "budget.h"
+
+#include <stdint.h>
 
 void gw_budget_init(struct gw_budget *b, size_t limit)
 {
@@ -19,7 +22,7 @@ static void take(struct gw_budget *b, size_t n)
 {
     if (b == NULL)
         return;
-    b->used += n;
+    b->used = n <= SIZE_MAX - b->used ? b->used + n : SIZE_MAX;
     if (b->used > b->peak)
         b->peak = b->used;
 }
@@ -31,6 +34,17 @@ int gw_budget_take(struct gw_budget *conn, struct gw_budget *global, size_t n)
     take(conn, n);
     take(global, n);
     return 0;
+}
+
+void gw_budget_charge(struct gw_budget *conn, struct gw_budget *global, size_t n)
+{
+    take(conn, n);
+    take(global, n);
+}
+
+bool gw_budget_room(const struct gw_budget *b)
+{
+    return b == NULL || b->limit == 0 || b->used < b->limit;
 }
 
 static void give(struct gw_budget *b, size_t n)

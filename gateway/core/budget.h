@@ -1,13 +1,18 @@
-/* budget.h: a byte budget for request memory in flight (issue 10, finding 2). A call takes from
- * two budgets at once, its connection's and the gateway's, before it holds request bytes or
- * unpacks a message; over either one it is refused (RESOURCE_EXHAUSTED) instead of growing.
- * Every byte taken is given back, to the same two budgets, when the call ends.
+/* budget.h: a byte budget for memory in flight. Request memory (issue 10, finding 2): a call
+ * takes from two budgets at once, its connection's and the gateway's, before it holds request
+ * bytes or unpacks a message; over either one it is refused (RESOURCE_EXHAUSTED) instead of
+ * growing. Response memory (h2.c): a stream's queued response bytes are charged to its
+ * connection's and the gateway's response budgets; a streaming handler may queue only while
+ * both have room (gw_budget_room), and a unary answer is charged even past the limit
+ * (gw_budget_charge). Every byte taken is given back, to the same two budgets.
  *
  * Contract: pure (no allocation, no logging, no libevent); single-threaded, like the loop that
- * uses it. A budget never shows more used than its limit. */
+ * uses it. gw_budget_take never makes a budget show more used than its limit; only
+ * gw_budget_charge may, by what it was asked to charge. */
 #ifndef GW_BUDGET_H
 #define GW_BUDGET_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "err.h"
@@ -24,7 +29,16 @@ void gw_budget_init(struct gw_budget *b, size_t limit);
  * GW_ETOOBIG with neither changed. */
 int gw_budget_take(struct gw_budget *conn, struct gw_budget *global, size_t n) GW_MUST_CHECK;
 
-/* Gives back n bytes taken earlier with gw_budget_take from the same two budgets. */
+/* Takes n bytes from conn and from global (either may be NULL) whether or not they have room:
+ * used may then pass the limit (and gw_budget_room is false until enough is given back). For
+ * what must not be refused (one message on an empty response queue). */
+void gw_budget_charge(struct gw_budget *conn, struct gw_budget *global, size_t n);
+
+/* True when b (NULL: no budget) is unlimited or shows less used than its limit. */
+bool gw_budget_room(const struct gw_budget *b);
+
+/* Gives back n bytes taken earlier with gw_budget_take or gw_budget_charge from the same two
+ * budgets. */
 void gw_budget_give(struct gw_budget *conn, struct gw_budget *global, size_t n);
 
 #endif

@@ -49,6 +49,9 @@ static const struct keydef keys[] = {
     {"server", "request_memory_per_connection", T_U32, F(request_memory_per_connection), 65536,
      4294967295u, 0},
     {"server", "request_memory", T_U32, F(request_memory), 65536, 4294967295u, 0},
+    {"server", "response_memory_per_connection", T_U32, F(response_memory_per_connection), 65536,
+     4294967295u, 0},
+    {"server", "response_memory", T_U32, F(response_memory), 65536, 4294967295u, 0},
     {"server", "handshake_timeout_ms", T_U32, F(handshake_timeout_ms), 100, 600000, 0},
     {"server", "preauth_timeout_ms", T_U32, F(preauth_timeout_ms), 100, 600000, 0},
     {"server", "max_preauth_connections", T_U32, F(max_preauth_connections), 0, 1000000, 0},
@@ -144,6 +147,9 @@ static void set_defaults(struct gw_config *c)
     c->max_message_size = 4u * 1024 * 1024;
     c->request_memory_per_connection = 64u * 1024 * 1024;
     c->request_memory = 512u * 1024 * 1024;
+    /* 32 streams of one connection at their full queue (GW_H2_STREAM_HIGH, 256 KiB) */
+    c->response_memory_per_connection = 8u * 1024 * 1024;
+    c->response_memory = 256u * 1024 * 1024;
     c->handshake_timeout_ms = 10000;
     c->preauth_timeout_ms = 3000;
     c->max_preauth_per_address = 32;
@@ -659,6 +665,11 @@ static int request_memory_check(struct parse *ps, const struct gw_config *c)
     if (c->request_memory < c->request_memory_per_connection) {
         fail(ps, ps->seen[key_index("server", "request_memory")],
              "[server] request_memory: must be at least request_memory_per_connection");
+        return GW_EINVAL;
+    }
+    if (c->response_memory < c->response_memory_per_connection) {
+        fail(ps, ps->seen[key_index("server", "response_memory")],
+             "[server] response_memory: must be at least response_memory_per_connection");
         return GW_EINVAL;
     }
     return 0;

@@ -46,6 +46,7 @@ struct gw_conn {
     const struct gw_config *cfg;
     struct event_base *base;
     const struct gw_h2_upcalls *up; /* the owner's */
+    struct gw_h2_pool *pool;        /* the owner's: the gateway's response memory */
     bool tls;
     struct bufferevent *bev;
     struct gw_h2 *h2;
@@ -141,6 +142,7 @@ static int start_session(struct gw_conn *c)
         .peer = &c->peer,
         .io = {io_send, io_out_pending, c},
         .up = *c->up,
+        .pool = c->pool,
     };
 
     c->h2 = gw_h2_new(&p);
@@ -455,9 +457,9 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t outlen)
 }
 
 struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base,
-                            struct gw_tls *tls, const struct gw_h2_upcalls *up, evutil_socket_t fd,
-                            const struct sockaddr *sa, int salen, gw_conn_closed_cb cb,
-                            void *cb_arg)
+                            struct gw_tls *tls, const struct gw_h2_upcalls *up,
+                            struct gw_h2_pool *pool, evutil_socket_t fd, const struct sockaddr *sa,
+                            int salen, gw_conn_closed_cb cb, void *cb_arg)
 {
     struct gw_conn *c = NULL;
     struct ssl_st *ssl = NULL;
@@ -470,6 +472,7 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
     c->cfg = cfg;
     c->base = base;
     c->up = up;
+    c->pool = pool;
     c->tls = tls != NULL;
     c->peer.tls = tls != NULL;
     c->closed_cb = cb;

@@ -15,6 +15,7 @@ struct event_base;
 struct sockaddr;
 struct gw_config;
 struct gw_conn;
+struct gw_h2_pool;
 struct gw_h2_upcalls;
 struct gw_peerlimit_slot;
 struct gw_tls;
@@ -30,11 +31,12 @@ typedef void (*gw_conn_auth_cb)(void *arg, struct gw_conn *c);
 
 /* Takes ownership of fd (closed on failure too). tls NULL means plaintext HTTP/2 with prior
  * knowledge and a peer without a certificate. up: what the layer above does with the streams
- * (not copied: must outlive the connection). Returns NULL on failure. */
+ * (not copied: must outlive the connection). pool: the gateway's response memory (h2.h; must
+ * outlive the connection; NULL: no gateway-wide bound). Returns NULL on failure. */
 struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base,
-                            struct gw_tls *tls, const struct gw_h2_upcalls *up, evutil_socket_t fd,
-                            const struct sockaddr *sa, int salen, gw_conn_closed_cb cb,
-                            void *cb_arg);
+                            struct gw_tls *tls, const struct gw_h2_upcalls *up,
+                            struct gw_h2_pool *pool, evutil_socket_t fd, const struct sockaddr *sa,
+                            int salen, gw_conn_closed_cb cb, void *cb_arg);
 
 /* Closes at once: live calls are cancelled; the closed callback is not called. NULL-safe. */
 void gw_conn_free(struct gw_conn *c);

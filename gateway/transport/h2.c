@@ -10,8 +10,11 @@
  * went out is reset after STREAM_LINGER_MS and its queues are freed once the answer is sent; a
  * stream's queued output is
  * bounded (GW_H2_STREAM_HIGH plus one message), never copied by libevent, and wiped as it leaves
- * the queue (sent or discarded); a stream whose client takes none of it for
- * stream_write_timeout_ms is reset; header lists are capped at cfg->max_header_list_size; a
+ * the queue (sent or discarded); every queued byte is charged to the connection's and the
+ * gateway's response budgets (struct gw_h2_pool) until it leaves, and a streaming handler is
+ * writable only while both have room; a stream whose client does not take at least half of
+ * what was queued at the start of each stream_write_timeout_ms is reset (a drip of window does
+ * not keep it); header lists are capped at cfg->max_header_list_size; a
  * client over a control-frame budget (h2_calm.h) gets GOAWAY ENHANCE_YOUR_CALM and nothing more;
  * per-stream log lines are rate-limited per connection. */
 #include "h2.h"
@@ -38,6 +41,18 @@
  * keeps streams open would otherwise hold their slots until it disconnects. */
 #define STREAM_LINGER_MS 2000u
 
+/* Streams waiting for room in a response budget, in the order they started to wait. */
+struct waitq {
+    struct gw_h2_stream *head, *tail;
+    size_t n;
+};
+
+struct gw_h2_pool {
+    struct gw_budget mem;  /* response bytes queued on all sessions */
+    struct event *wake_ev; /* wakes waiting streams from the loop */
+    struct waitq q;        /* streams whose connection has room but the gateway had none */
+};
+
 struct gw_h2_stream {
     int32_t id;
     struct gw_h2 *h2;
@@ -52,8 +67,15 @@ struct gw_h2_stream {
     struct evbuffer *stage;     /* empty but for the space handed out by gw_h2_stream_reserve */
     struct evbuffer_iovec resv; /* that space, not committed */
     enum gw_grpc_status status;
-    char message[512];    /* percent-encoded grpc-message for the trailers */
-    uint64_t progress_ms; /* last time the peer took bytes of this stream */
+    char message[512]; /* percent-encoded grpc-message for the trailers */
+    size_t charged;    /* queued bytes charged to the response budgets, given back as they go */
+    struct waitq *wq;  /* the wait queue the stream is in, NULL when in none */
+    struct gw_h2_stream *wprev, *wnext;
+    /* The stall rule: a period starts when bytes start to wait, and again each time the client
+     * has taken `need` bytes (half of what was queued when the period started) or the queue
+     * emptied; a period that lasts stream_write_timeout_ms resets the stream. */
+    uint64_t progress_ms; /* the current period's start */
+    size_t need, taken;   /* bytes due in the current period, and taken so far */
     struct event *stall_ev;
     struct event *linger_ev; /* our answer is out, the client's half still open */
     struct gw_h2_stream *prev, *next;
@@ -81,6 +103,11 @@ struct gw_h2 {
     bool calmed; /* over a control-frame budget: GOAWAY ENHANCE_YOUR_CALM queued */
     struct gw_h2_calm calm;
     struct gw_budget mem;  /* request memory in flight on this connection (the calls take it) */
+    struct gw_budget resp; /* response bytes queued on this connection's streams */
+    struct gw_h2_pool *pool;
+    bool own_pool;         /* made by gw_h2_new (params.pool NULL), freed with the session */
+    struct waitq q;        /* streams waiting for room in resp */
+    bool wake_due;         /* resp has room again: notify_cb wakes waiters from q */
     struct gw_h2mem alloc; /* nghttp2's allocator for this session; outlives it */
 };
 
@@ -132,6 +159,166 @@ static void wipe_drain(struct evbuffer *b, size_t n)
     }
 }
 
+/* ---- the response budgets ---- */
+
+static void wq_unlink(struct gw_h2_stream *st)
+{
+    struct waitq *q = st->wq;
+
+    if (q == NULL)
+        return;
+    if (st->wprev != NULL)
+        st->wprev->wnext = st->wnext;
+    else
+        q->head = st->wnext;
+    if (st->wnext != NULL)
+        st->wnext->wprev = st->wprev;
+    else
+        q->tail = st->wprev;
+    q->n--;
+    st->wq = NULL;
+    st->wprev = st->wnext = NULL;
+}
+
+/* Appends st to q (leaving the queue it was in, if any). */
+static void wq_push(struct waitq *q, struct gw_h2_stream *st)
+{
+    if (st->wq == q)
+        return;
+    wq_unlink(st);
+    st->wq = q;
+    st->wprev = q->tail;
+    if (q->tail != NULL)
+        q->tail->wnext = st;
+    else
+        q->head = st;
+    q->tail = st;
+    q->n++;
+}
+
+static void notify_soon(struct gw_h2 *h2);
+
+static void pool_wake_soon(struct gw_h2_pool *pool)
+{
+    static const struct timeval zero = {0, 0};
+
+    if (!evtimer_pending(pool->wake_ev, NULL))
+        (void)evtimer_add(pool->wake_ev, &zero);
+}
+
+/* The stream wants writing and its own queue is under GW_H2_STREAM_LOW: its upcall is due now
+ * if both budgets have room; otherwise it waits in the queue of the budget that has none. */
+static void ready_or_wait(struct gw_h2_stream *st)
+{
+    struct gw_h2 *h2 = st->h2;
+
+    if (!gw_budget_room(&h2->resp)) {
+        wq_push(&h2->q, st);
+    } else if (!gw_budget_room(&h2->pool->mem)) {
+        wq_push(&h2->pool->q, st);
+    } else {
+        wq_unlink(st);
+        if (!st->notify) {
+            st->notify = true;
+            notify_soon(h2);
+        }
+    }
+}
+
+/* Gives back n of the bytes the stream has charged (they left its queue), and has the waiters of
+ * a budget that has room again woken from the loop (never here: this runs inside nghttp2). */
+static void uncharge(struct gw_h2_stream *st, size_t n)
+{
+    struct gw_h2 *h2 = st->h2;
+
+    if (n > st->charged)
+        n = st->charged;
+    if (n == 0)
+        return;
+    st->charged -= n;
+    gw_budget_give(&h2->resp, &h2->pool->mem, n);
+    if (h2->q.n > 0 && gw_budget_room(&h2->resp) && !h2->wake_due && h2->notify_ev != NULL) {
+        h2->wake_due = true;
+        notify_soon(h2);
+    }
+    if (h2->pool->q.n > 0 && gw_budget_room(&h2->pool->mem))
+        pool_wake_soon(h2->pool);
+}
+
+/* The connection's budget has room again: up to GW_H2_WAKE_MAX of its waiters, oldest first, get
+ * their upcall in this notify_cb run (or wait on for the gateway's budget); the rest next turn. */
+static void session_wake(struct gw_h2 *h2)
+{
+    h2->wake_due = false;
+    for (unsigned i = 0; i < GW_H2_WAKE_MAX && h2->q.head != NULL && gw_budget_room(&h2->resp);
+         i++) {
+        struct gw_h2_stream *st = h2->q.head;
+        wq_unlink(st);
+        if (!gw_budget_room(&h2->pool->mem))
+            wq_push(&h2->pool->q, st);
+        else
+            st->notify = true;
+    }
+    if (h2->q.head != NULL && gw_budget_room(&h2->resp)) {
+        h2->wake_due = true;
+        notify_soon(h2);
+    }
+}
+
+/* The gateway's budget has room again: up to GW_H2_WAKE_MAX waiters, oldest first, are woken
+ * (their upcalls run from their sessions' notify_cb, never from here) or, when their own
+ * connection has no room, move to its queue. More at the next turn while room remains. */
+static void pool_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_h2_pool *pool = arg;
+
+    (void)fd;
+    (void)what;
+    for (unsigned i = 0; i < GW_H2_WAKE_MAX && pool->q.head != NULL && gw_budget_room(&pool->mem);
+         i++) {
+        struct gw_h2_stream *st = pool->q.head;
+        wq_unlink(st);
+        if (!gw_budget_room(&st->h2->resp)) {
+            wq_push(&st->h2->q, st);
+        } else if (!st->notify) {
+            st->notify = true;
+            notify_soon(st->h2);
+        }
+    }
+    if (pool->q.head != NULL && gw_budget_room(&pool->mem))
+        pool_wake_soon(pool);
+}
+
+struct gw_h2_pool *gw_h2_pool_new(struct event_base *base, size_t limit)
+{
+    struct gw_h2_pool *pool = gw_calloc(1, sizeof(*pool));
+
+    if (pool == NULL)
+        return NULL;
+    gw_budget_init(&pool->mem, limit);
+    pool->wake_ev = evtimer_new(base, pool_wake_cb, pool);
+    if (pool->wake_ev == NULL) {
+        gw_free(pool);
+        return NULL;
+    }
+    return pool;
+}
+
+void gw_h2_pool_free(struct gw_h2_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    event_free(pool->wake_ev);
+    gw_free(pool);
+}
+
+void gw_h2_pool_usage(const struct gw_h2_pool *pool, size_t *used, size_t *peak, size_t *limit)
+{
+    *used = pool->mem.used;
+    *peak = pool->mem.peak;
+    *limit = pool->mem.limit;
+}
+
 /* Frees the stream's response queues (wiped): at close, or once the answer has gone out. */
 static void free_queues(struct gw_h2_stream *st)
 {
@@ -140,6 +327,7 @@ static void free_queues(struct gw_h2_stream *st)
         evbuffer_free(st->out);
         st->out = NULL;
     }
+    uncharge(st, st->charged);
     if (st->stage != NULL) {
         if (st->resv.iov_base != NULL) /* reserved, perhaps written, never committed */
             gw_wipe(st->resv.iov_base, st->resv.iov_len);
@@ -217,6 +405,7 @@ static void stream_free(struct gw_h2_stream *st)
     if (st->next)
         st->next->prev = st->prev;
     h2->nstreams--;
+    wq_unlink(st);
     if (st->stall_ev != NULL)
         event_free(st->stall_ev);
     if (st->linger_ev != NULL)
@@ -502,6 +691,8 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
+    if (h2->wake_due)
+        session_wake(h2);
     /* The upcalls due now. One asked for again from inside an upcall runs at the next loop turn,
      * after I/O: a handler that keeps asking cannot hold the loop. */
     for (struct gw_h2_stream *st = h2->streams; st != NULL; st = st->next) {
@@ -523,13 +714,29 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
     (void)gw_h2_flush(h2);
 }
 
-static void stream_progress(struct gw_h2_stream *st)
+/* Starts a stall period: the client must take half of what is queued now (rounded up) within
+ * stream_write_timeout_ms. */
+static void stall_period(struct gw_h2_stream *st)
 {
+    size_t queued = evbuffer_get_length(st->out);
+
     st->progress_ms = gw_clock_ms();
-    if (st->want_writable && !st->notify && evbuffer_get_length(st->out) < GW_H2_STREAM_LOW) {
-        st->notify = true;
-        notify_soon(st->h2);
-    }
+    st->taken = 0;
+    st->need = queued / 2u + (queued & 1u);
+}
+
+/* The client took n bytes of the stream. A period ends only when the bytes due in it are taken
+ * or the queue is empty, never on any byte: a client that opens its window a byte at a time
+ * does not keep a stream whose queue does not drain. */
+static void stream_progress(struct gw_h2_stream *st, size_t n)
+{
+    size_t queued = evbuffer_get_length(st->out);
+
+    st->taken += n;
+    if (queued == 0 || st->taken >= st->need)
+        stall_period(st);
+    if (st->want_writable && !st->notify && st->wq == NULL && queued < GW_H2_STREAM_LOW)
+        ready_or_wait(st);
 }
 
 static void submit_trailer(struct gw_h2_stream *st)
@@ -567,7 +774,8 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
         if (evbuffer_copyout(st->out, buf, n) != (ev_ssize_t)n)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         wipe_drain(st->out, n);
-        stream_progress(st);
+        uncharge(st, n);
+        stream_progress(st, n);
         return (ssize_t)n;
     }
     if (!st->answered)
@@ -588,6 +796,7 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_h2_stream *st = arg;
     uint64_t limit = st->h2->cfg->stream_write_timeout_ms, idle;
+    unsigned long long taken = st->taken, need = st->need;
 
     (void)fd;
     (void)what;
@@ -600,8 +809,9 @@ static void stall_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (stream_log_ok(st->h2))
         GW_LOG(GW_LOG_INFO, "h2", &st->h2->log,
-               "stream %d reset: the client took no response bytes for %u ms", (int)st->id,
-               (unsigned)limit);
+               "stream %d reset: the client took %llu of the %llu response bytes due in %u ms "
+               "(half of its queue)",
+               (int)st->id, taken, need, (unsigned)limit);
     gw_h2_stream_reset(st);
     (void)gw_h2_flush(st->h2);
 }
@@ -628,7 +838,8 @@ size_t gw_h2_stream_queued(const struct gw_h2_stream *st)
 
 bool gw_h2_stream_writable(const struct gw_h2_stream *st)
 {
-    return gw_h2_stream_queued(st) < GW_H2_STREAM_HIGH;
+    return gw_h2_stream_queued(st) < GW_H2_STREAM_HIGH && gw_budget_room(&st->h2->resp) &&
+           gw_budget_room(&st->h2->pool->mem);
 }
 
 void gw_h2_stream_want_writable(struct gw_h2_stream *st)
@@ -636,10 +847,8 @@ void gw_h2_stream_want_writable(struct gw_h2_stream *st)
     if (st->answered)
         return;
     st->want_writable = true;
-    if (!st->notify && gw_h2_stream_queued(st) < GW_H2_STREAM_LOW) {
-        st->notify = true;
-        notify_soon(st->h2);
-    }
+    if (!st->notify && gw_h2_stream_queued(st) < GW_H2_STREAM_LOW)
+        ready_or_wait(st);
 }
 
 uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len)
@@ -656,6 +865,9 @@ uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len)
     /* A handler that ignores gw_h2_stream_writable() still cannot make us queue without bound. */
     queued = evbuffer_get_length(st->out);
     if (queued > 0 && queued + len > GW_H2_STREAM_HIGH + st->h2->cfg->max_message_size)
+        return NULL;
+    /* Nor past the response budgets: only a message on an empty queue is charged past them. */
+    if (queued > 0 && (!gw_budget_room(&st->h2->resp) || !gw_budget_room(&st->h2->pool->mem)))
         return NULL;
     /* Written in the empty stage buffer, then moved whole onto the queue: reserving on the queue
      * itself lets libevent copy queued messages into a bigger chain and free the old one
@@ -704,6 +916,8 @@ int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
         wipe_drain(st->stage, evbuffer_get_length(st->stage));
         return GW_ENOMEM;
     }
+    gw_budget_charge(&st->h2->resp, &st->h2->pool->mem, len + GW_GRPC_PREFIX_LEN);
+    st->charged += len + GW_GRPC_PREFIX_LEN;
     if (!st->response_started) {
         if (start_response(st) != 0)
             return GW_ENOMEM;
@@ -716,9 +930,9 @@ int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
             return GW_ENOMEM;
     }
     /* The stall clock runs only while bytes wait: a client is not blamed for a pause of ours. A
-     * timer still pending from an earlier message re-arms itself for the rest of the limit. */
+     * timer still pending from an earlier message re-arms itself for the rest of the period. */
     if (was_empty)
-        st->progress_ms = gw_clock_ms();
+        stall_period(st);
     if (!evtimer_pending(st->stall_ev, NULL))
         arm_stall(st, st->h2->cfg->stream_write_timeout_ms);
     flush_soon(st->h2);
@@ -749,6 +963,8 @@ void gw_h2_stream_reset(struct gw_h2_stream *st)
     mark_answered(st);
     if (st->out != NULL)
         wipe_drain(st->out, evbuffer_get_length(st->out));
+    uncharge(st, st->charged);
+    wq_unlink(st);
     (void)nghttp2_submit_rst_stream(st->h2->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
 }
 
@@ -773,6 +989,14 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     h2->up = p->up;
     gw_h2_calm_init(&h2->calm, gw_clock_ms());
     gw_budget_init(&h2->mem, p->cfg->request_memory_per_connection);
+    gw_budget_init(&h2->resp, p->cfg->response_memory_per_connection);
+    h2->pool = p->pool;
+    if (h2->pool == NULL) {
+        h2->pool = gw_h2_pool_new(p->base, 0);
+        if (h2->pool == NULL)
+            goto fail;
+        h2->own_pool = true;
+    }
 
     if (nghttp2_session_callbacks_new(&cbs) != 0 || nghttp2_option_new(&opt) != 0)
         goto fail;
@@ -832,6 +1056,8 @@ void gw_h2_free(struct gw_h2 *h2)
         event_free(h2->notify_ev);
     if (h2->flush_ev != NULL)
         event_free(h2->flush_ev);
+    if (h2->own_pool)
+        gw_h2_pool_free(h2->pool);
     gw_free(h2);
 }
 

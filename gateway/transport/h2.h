@@ -59,8 +59,10 @@ struct gw_h2_upcalls {
     void (*data)(void *obj, const uint8_t *data, size_t len);
     /* The client half-closed the stream. */
     void (*end)(void *obj);
-    /* The stream's queued output drained below GW_H2_STREAM_LOW after gw_h2_stream_writable()
-     * had said false. */
+    /* The stream's queued output drained below GW_H2_STREAM_LOW, and the response budgets have
+     * room, after gw_h2_stream_writable() had said false (asked for with
+     * gw_h2_stream_want_writable). The stream may still be unwritable by the time it runs
+     * (another stream took the room): ask again. */
     void (*writable)(void *obj);
     /* The stream is gone (answered and done, reset by the client or by us, connection closed):
      * the upper object must cancel its work and free itself, and never touch st again. */
@@ -68,12 +70,33 @@ struct gw_h2_upcalls {
     void *ctx;
 };
 
+/* The gateway's response memory (one per server, shared by its sessions): the budget of
+ * response bytes queued on all streams of all connections (cfg->response_memory) and the
+ * streams waiting for room in it. A session also keeps its own connection's budget
+ * (cfg->response_memory_per_connection). A streaming handler queues only while both have room
+ * (gw_h2_stream_writable); one waiting for room gets its writable upcall once bytes have left
+ * and room is back, the waiting streams woken in the order they started to wait, at most
+ * GW_H2_WAKE_MAX per loop turn. A message queued on an empty queue (a unary answer, the first
+ * message of a stream) is never refused: it is charged even past the limit, so the budgets
+ * may be passed by one message per such stream, never by a streaming handler's backlog. */
+struct gw_h2_pool;
+#define GW_H2_WAKE_MAX 16u
+
+/* limit 0: no limit. Returns NULL when out of memory. */
+struct gw_h2_pool *gw_h2_pool_new(struct event_base *base, size_t limit);
+/* Only once every session using it is freed. NULL-safe. */
+void gw_h2_pool_free(struct gw_h2_pool *pool);
+/* Response bytes queued now on all sessions, the most ever queued, the limit. */
+void gw_h2_pool_usage(const struct gw_h2_pool *pool, size_t *used, size_t *peak, size_t *limit);
+
 struct gw_h2_params {
     const struct gw_config *cfg;
     struct event_base *base;
     const struct gw_peer *peer; /* not copied: must outlive the session */
     struct gw_h2_io io;
     struct gw_h2_upcalls up;
+    struct gw_h2_pool *pool; /* must outlive the session; NULL: the session makes its own,
+                              * without a gateway-wide limit (tests) */
 };
 
 /* Creates the session and queues the server's SETTINGS. Returns NULL on failure. */
@@ -97,7 +120,8 @@ bool gw_h2_preface_received(const struct gw_h2 *h2);
  * the client keeps answered streams open. */
 size_t gw_h2_live_streams(const struct gw_h2 *h2);
 /* Response bytes queued on all of the session's streams and not yet taken by the peer's
- * flow-control windows: at most max_concurrent_streams x (GW_H2_STREAM_HIGH + one message). */
+ * flow-control windows: at most max_concurrent_streams x (GW_H2_STREAM_HIGH + one message), and
+ * for streaming handlers at most response_memory_per_connection + one message. */
 size_t gw_h2_queued(const struct gw_h2 *h2);
 /* What nghttp2 holds for this session now (h2mem.h): an idle session's cost. */
 void gw_h2_mem_held(const struct gw_h2 *h2, struct gw_h2mem_held *out);
@@ -129,10 +153,11 @@ uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len);
 int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len) GW_MUST_CHECK;
 /* Response bytes queued on the stream and not yet taken by the peer's flow-control window. */
 size_t gw_h2_stream_queued(const struct gw_h2_stream *st);
-/* False when the stream's queue is at or above GW_H2_STREAM_HIGH. */
+/* False when the stream's queue is at or above GW_H2_STREAM_HIGH, or when its connection's or
+ * the gateway's response budget (struct gw_h2_pool) is at or over its limit. */
 bool gw_h2_stream_writable(const struct gw_h2_stream *st);
-/* Asks for one writable upcall, from the loop, once the queue is below GW_H2_STREAM_LOW (at the
- * next loop iteration if it already is). */
+/* Asks for one writable upcall, from the loop, once the queue is below GW_H2_STREAM_LOW and both
+ * response budgets have room (at the next loop iteration if they already do). */
 void gw_h2_stream_want_writable(struct gw_h2_stream *st);
 
 /* Ends the stream with a gRPC status: trailers after the queued messages, or a trailers-only

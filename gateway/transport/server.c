@@ -34,6 +34,7 @@ struct gw_server {
     struct event_base *base;
     struct gw_tls *tls;
     struct gw_h2_upcalls up;
+    struct gw_h2_pool *pool; /* response memory of all connections (cfg->response_memory) */
     struct evconnlistener *tls_lev;
     struct evconnlistener *plain_lev;
     struct gw_conn *conns;
@@ -168,7 +169,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    c = gw_conn_new(s->cfg, s->base, tls, &s->up, fd, sa, salen, conn_closed_cb, s);
+    c = gw_conn_new(s->cfg, s->base, tls, &s->up, s->pool, fd, sa, salen, conn_closed_cb, s);
     if (c == NULL) {
         gw_peerlimit_release(s->pl, slot);
         GW_LOG(GW_LOG_WARN, "server", NULL, "cannot set up a connection (out of memory?)");
@@ -305,7 +306,9 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
     s->scrub_ev = event_new(base, -1, 0, scrub_cb, s);
     s->pl = gw_peerlimit_new(cfg->accept_rate_per_address, cfg->max_preauth_per_address,
                              4u * (size_t)cfg->max_connections + 4096u);
-    if (s->drain_ev == NULL || s->done_ev == NULL || s->scrub_ev == NULL || s->pl == NULL) {
+    s->pool = gw_h2_pool_new(base, cfg->response_memory);
+    if (s->drain_ev == NULL || s->done_ev == NULL || s->scrub_ev == NULL || s->pl == NULL ||
+        s->pool == NULL) {
         snprintf(err, errlen, "server: out of memory");
         goto fail;
     }
@@ -352,6 +355,7 @@ void gw_server_free(struct gw_server *s)
     if (s->scrub_ev != NULL)
         event_free(s->scrub_ev);
     gw_peerlimit_free(s->pl);
+    gw_h2_pool_free(s->pool); /* after every connection (their sessions use it) */
     gw_free(s);
 }
 

@@ -28,7 +28,7 @@ MIB = 1024 * 1024
 # stream's queue is bounded at 256 KiB plus one message and the connection's output at about
 # 256 KiB plus one frame; the rest is TLS records, allocator slack and the call's arena.
 RSS_GROWTH_BOUND_KIB = 32 * 1024
-RESET_MSG = "reset: the client took no response bytes"
+RESET_MSG = "reset: the client took"
 
 
 def proc_status_kib(pid, key):

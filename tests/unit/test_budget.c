@@ -1,6 +1,7 @@
-/* test_budget.c: the byte budgets of request memory in flight (budget.h): a take is all or
- * nothing across the connection's and the gateway's budget, never passes a limit, and every
- * give brings both back; 0 means no limit. */
+/* test_budget.c: the byte budgets of memory in flight (budget.h): a take is all or nothing
+ * across the connection's and the gateway's budget, never passes a limit, and every give brings
+ * both back; 0 means no limit. A charge (a unary answer's bytes) always goes through and leaves
+ * no room until enough is given back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -62,12 +63,44 @@ static void test_no_limit_and_null(void **state)
     assert_int_equal(gw_budget_take(NULL, NULL, 5), 0);
 }
 
+/* The response rule: a charge passes the limit, room comes back only below it. */
+static void test_charge_and_room(void **state)
+{
+    struct gw_budget conn, global;
+
+    (void)state;
+    gw_budget_init(&conn, 100);
+    gw_budget_init(&global, 1000);
+    assert_true(gw_budget_room(&conn));
+    gw_budget_charge(&conn, &global, 99);
+    assert_true(gw_budget_room(&conn)); /* one byte left: a streaming handler may queue */
+    gw_budget_charge(&conn, &global, 50);
+    assert_int_equal(conn.used, 149);
+    assert_int_equal(conn.peak, 149);
+    assert_false(gw_budget_room(&conn));
+    assert_true(gw_budget_room(&global));
+    assert_int_equal(gw_budget_take(&conn, &global, 1), GW_ETOOBIG);
+    gw_budget_give(&conn, &global, 49);
+    assert_false(gw_budget_room(&conn)); /* exactly at the limit: no room */
+    gw_budget_give(&conn, &global, 1);
+    assert_true(gw_budget_room(&conn));
+    assert_int_equal(global.used, 99);
+    gw_budget_charge(&conn, &global, SIZE_MAX); /* saturates, never wraps */
+    assert_int_equal(conn.used, SIZE_MAX);
+    assert_false(gw_budget_room(&conn));
+    assert_true(gw_budget_room(NULL));
+    gw_budget_init(&conn, 0);
+    gw_budget_charge(&conn, NULL, SIZE_MAX);
+    assert_true(gw_budget_room(&conn)); /* no limit */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_take_within_limits),
         cmocka_unit_test(test_all_or_nothing),
         cmocka_unit_test(test_no_limit_and_null),
+        cmocka_unit_test(test_charge_and_room),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -591,6 +591,8 @@ static gw_rpc_identify_fn harness_identify;
  * limit), set by a test before harness_new and reset by it. */
 static unsigned harness_per_turn;
 static uint32_t harness_conn_mem, harness_total_mem;
+/* The next harness's response budget per connection (0: no limit), likewise. */
+static uint32_t harness_resp_mem;
 
 /* client_window: 0 for nghttp2's defaults (the client gives back window as it receives); else
  * the client's initial stream window, given back only when the test consumes (client_consume). */
@@ -646,6 +648,7 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     h->cfg.stream_write_timeout_ms = 30000;
     h->cfg.request_memory_per_connection = harness_conn_mem;
     h->cfg.request_memory = harness_total_mem;
+    h->cfg.response_memory_per_connection = harness_resp_mem;
     h->policy = gw_policy_new(test_rules, sizeof(test_rules) / sizeof(test_rules[0]));
     assert_non_null(h->policy);
     memset(&rp, 0, sizeof(rp));
@@ -1506,6 +1509,106 @@ static void test_stream_backpressure(void **state)
     harness_free(h);
 }
 
+/* The connection's response budget: four streams whose client reads nothing queue at most the
+ * budget plus one message between them (each alone would queue GW_H2_STREAM_HIGH); the handlers
+ * wait in their writable callbacks, and once the client reads, every stream gets every message. */
+static void test_response_budget_backpressure(void **state)
+{
+    const uint32_t limit = 64u * 1024u;
+    const size_t frame = GW_GRPC_PREFIX_LEN + 1 + 3 + 16384;
+    struct harness *h;
+    uint8_t buf[4][32];
+    struct body b[4];
+    int32_t ids[4];
+    size_t q;
+    bool all_closed = false;
+
+    (void)state;
+    harness_resp_mem = limit;
+    h = harness_new_window(true, 16384);
+    harness_resp_mem = 0;
+    h->cfg.max_message_size = 65536;
+    flood_count = 64;
+    flood_size = 16384;
+    for (int i = 0; i < 4; i++) {
+        b[i] = (struct body){buf[i], frame_service(buf[i], "x"), 0};
+        ids[i] = start_call(h, "/t.T/Flood", NULL, &b[i]);
+    }
+    assert_int_equal(nfloods, 4);
+    for (int i = 0; i < 20; i++) {
+        event_base_loop(h->base, EVLOOP_NONBLOCK);
+        pump(h);
+    }
+    q = gw_h2_queued(h->server);
+    assert_true(q <= limit + frame);
+    assert_true(q >= limit); /* filled up to the budget: the bound is not vacuous */
+    for (int i = 0; i < 4; i++) {
+        assert_true(floods[i].max_queued <= limit + frame);
+        assert_true(floods[i].sent < flood_count);
+    }
+    /* The client reads: the waiting handlers are woken as the budget frees, and all finish. */
+    for (int guard = 0; !all_closed; guard++) {
+        assert_true(guard < 100000);
+        all_closed = true;
+        for (int i = 0; i < 4; i++) {
+            (void)client_consume(h, ids[i], 8192);
+            all_closed = all_closed && reply_for(h, ids[i])->closed;
+        }
+        pump(h);
+        q = gw_h2_queued(h->server);
+        assert_true(q <= limit + frame);
+        event_base_loop(h->base, EVLOOP_NONBLOCK);
+        pump(h);
+    }
+    for (int i = 0; i < 4; i++) {
+        struct reply *r = reply_for(h, ids[i]);
+        assert_int_equal(r->grpc_status, GW_GRPC_OK);
+        assert_int_equal(r->nmsgs, flood_count);
+        assert_int_equal(floods[i].sent, flood_count);
+        assert_true(floods[i].max_queued <= limit + frame);
+    }
+    assert_int_equal(gw_h2_queued(h->server), 0);
+    harness_free(h);
+}
+
+/* The stall rule is not kept by a drip of window: a client that grants one byte at a time
+ * (each grant lets a byte out) is reset once it has not taken half of its queue within
+ * stream_write_timeout_ms, long before the call's deadline. */
+static void test_drip_stream_reset(void **state)
+{
+    struct harness *h = harness_new_window(true, 16384);
+    uint8_t buf[32];
+    struct body b = {buf, frame_service(buf, "x"), 0};
+    struct timeval tick = {0, 20000};
+    size_t dripped;
+    struct reply *r;
+    int32_t id;
+
+    (void)state;
+    h->cfg.stream_write_timeout_ms = 200;
+    h->cfg.max_message_size = 65536;
+    flood_count = 256;
+    flood_size = 16384;
+    id = start_call(h, "/t.T/Flood", "30S", &b); /* a deadline far past the stall limit */
+    r = reply_for(h, id);
+    pump(h);
+    dripped = r->received;
+    for (int i = 0; i < 1000 && !r->closed; i++) { /* at most 20 s of 20 ms ticks */
+        assert_int_equal(nghttp2_submit_window_update(h->client, NGHTTP2_FLAG_NONE, id, 1), 0);
+        pump(h);
+        event_base_loopexit(h->base, &tick);
+        event_base_dispatch(h->base);
+        pump(h);
+    }
+    assert_true(r->closed);
+    assert_true(r->received > dripped); /* the drip did let bytes out */
+    assert_int_equal(r->close_error, NGHTTP2_CANCEL);
+    assert_int_equal(r->grpc_status, 0); /* reset, not the deadline's trailers */
+    assert_int_equal(floods[0].cancels, 1);
+    assert_int_equal(gw_h2_queued(h->server), 0);
+    harness_free(h);
+}
+
 /* A client that takes no response bytes for stream_write_timeout_ms is reset (RST_STREAM
  * CANCEL) by the stall timer on the real event loop, and the handler's cancel function runs
  * exactly once. */
@@ -2281,6 +2384,8 @@ int main(void)
         cmocka_unit_test(test_policy_swapped_under_running_call),
         cmocka_unit_test(test_stream_backpressure),
         cmocka_unit_test(test_stalled_stream_reset),
+        cmocka_unit_test(test_response_budget_backpressure),
+        cmocka_unit_test(test_drip_stream_reset),
         cmocka_unit_test(test_stall_clock_starts_when_bytes_wait),
         cmocka_unit_test(test_policy_denies_before_handler),
         cmocka_unit_test(test_writable_finishes_own_call),
