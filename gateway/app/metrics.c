@@ -133,6 +133,21 @@ static void write_request_memory(struct evbuffer *b, const struct gw_rpc *rpc)
           (double)limit);
 }
 
+/* The response-memory budget (h2.h, struct gw_h2_pool): queued now, high-water mark, limit. */
+static void write_response_memory(struct evbuffer *b, const struct gw_server *server)
+{
+    size_t used, peak, limit;
+
+    gw_server_response_memory(server, &used, &peak, &limit);
+    gauge(b, "waygate_response_memory_bytes",
+          "response bytes queued on streams now, waiting for clients' flow-control windows",
+          (double)used);
+    gauge(b, "waygate_response_memory_peak_bytes", "the most response bytes queued since start",
+          (double)peak);
+    gauge(b, "waygate_response_memory_limit_bytes", "the gateway's budget of response memory",
+          (double)limit);
+}
+
 static void counter(struct evbuffer *b, const char *name, const char *help, double v)
 {
     gw_prom_family(b, name, "counter", help);
@@ -288,6 +303,7 @@ static void write_process(struct evbuffer *b, const struct gw_metrics_sources *s
     gauge(b, "waygate_process_resident_bytes", "resident memory of the gateway process",
           (double)pages_rss * 4096.0);
     write_request_memory(b, src->rpc);
+    write_response_memory(b, src->server);
     gauge(b, "waygate_connections", "client connections open now",
           (double)gw_server_connections(src->server));
     gauge(b, "waygate_connections_preauth",

@@ -411,6 +411,11 @@ size_t gw_server_connections(const struct gw_server *s)
     return s->nconns;
 }
 
+void gw_server_response_memory(const struct gw_server *s, size_t *used, size_t *peak, size_t *limit)
+{
+    gw_h2_pool_usage(s->pool, used, peak, limit);
+}
+
 size_t gw_server_preauth(const struct gw_server *s)
 {
     return s->npreauth;

@@ -44,6 +44,10 @@ size_t gw_server_connections(const struct gw_server *s);
 
 /* Open connections not yet authenticated (TLS with a verified client certificate not done). */
 size_t gw_server_preauth(const struct gw_server *s);
+/* Response bytes queued on all connections' streams now, the most ever queued, and the limit
+ * ([server] response_memory; h2.h, struct gw_h2_pool). */
+void gw_server_response_memory(const struct gw_server *s, size_t *used, size_t *peak,
+                               size_t *limit);
 
 /* Connections refused at accept, by the limit that refused them. */
 enum gw_server_refusal {

@@ -101,6 +101,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_message_size, 4 * 1024 * 1024);
     assert_int_equal(c.request_memory_per_connection, 64 * 1024 * 1024);
     assert_int_equal(c.request_memory, 512 * 1024 * 1024);
+    assert_int_equal(c.response_memory_per_connection, 8 * 1024 * 1024);
+    assert_int_equal(c.response_memory, 256 * 1024 * 1024);
     assert_int_equal(c.handshake_timeout_ms, 10000);
     assert_int_equal(c.preauth_timeout_ms, 3000);
     assert_int_equal(c.max_preauth_connections, 0);
@@ -213,6 +215,8 @@ static const struct bad bads[] = {
      "must be at least 10 x max_message_size"},
     {"bad_request_memory_total.conf", 13, "[server] request_memory",
      "must be at least request_memory_per_connection"},
+    {"bad_response_memory_total.conf", 13, "[server] response_memory",
+     "must be at least response_memory_per_connection"},
 };
 
 static void check_refusal(const char *path, int line, const char *where, const char *rule)
