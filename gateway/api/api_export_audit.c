@@ -8,7 +8,10 @@
  * (store/audit_scan.h) and the next batch (the first one too) is asked for only once the stream has
  * taken what the last one produced and is writable (its queue and the response budgets have room,
  * h2.h), so memory per call is one batch whatever the range and the client's reading speed, and a
- * call whose stream waits for response memory holds no batch beyond the part not yet sent;
+ * call whose stream waits for response memory holds no batch beyond the part not yet sent; a
+ * batch being read holds BATCH_HOLD of the response budgets (gw_call_hold), and once read, its
+ * whole chunks not yet sent are held instead, so the calls' buffers are bounded by the budgets
+ * too (but for less than one chunk each);
  * the writer and the scan are freed on every path (finish, failure, cancel). */
 #include <stdio.h>
 #include <string.h>
@@ -29,6 +32,10 @@
 
 #define CHUNK (64 * 1024) /* bundle bytes per message */
 #define BATCH 1000        /* records per database request */
+/* What one batch is expected to add to the bundle buffer (a record takes about 250 bytes in the
+ * bundle): held against the response budgets (gw_call_hold) while the batch is being read, so
+ * that many calls starting at once do not all read a batch past the budgets. */
+#define BATCH_HOLD (4 * CHUNK)
 
 struct export
 {
@@ -117,10 +124,21 @@ static int send_chunk(struct export *e, size_t n, bool last)
     memmove(e->buf, e->buf + n, e->len - n);
     e->len -= n;
     e->offset += n;
+    if (e->len == 0) { /* nothing waits: the buffer is not kept (nor held) while the call waits */
+        gw_free(e->buf);
+        e->buf = NULL;
+        e->cap = 0;
+    }
     return 0;
 }
 
 static void pump(void *arg);
+
+/* What the call can send without reading more: whole chunks, or all once the bundle is done. */
+static size_t sendable(const struct export *e)
+{
+    return e->read_done ? e->len : e->len - e->len % CHUNK;
+}
 
 /* Sends full chunks (and, once the bundle is complete, the rest) while the stream takes them;
  * then asks for the next batch once the stream is writable, or ends the call. */
@@ -128,6 +146,7 @@ static void pump(void *arg)
 {
     struct export *e = arg;
     int rc;
+    gw_call_hold(e->call, sendable(e)); /* no batch in flight: what waits to be sent */
     while (e->len >= CHUNK || (e->read_done && !e->finished)) {
         size_t n = e->len < CHUNK ? e->len : CHUNK;
         bool last = e->read_done && n == e->len;
@@ -140,6 +159,7 @@ static void pump(void *arg)
             end(e, rc);
             return;
         }
+        gw_call_hold(e->call, sendable(e));
         if (last)
             e->finished = true;
     }
@@ -151,6 +171,7 @@ static void pump(void *arg)
         gw_call_on_writable(e->call, pump, e);
         return;
     }
+    gw_call_hold(e->call, BATCH_HOLD);
     rc = gw_audit_scan_step(e->scan);
     if (rc != 0)
         end(e, rc);

@@ -634,6 +634,12 @@ void gw_call_on_writable(struct gw_call *call, gw_writable_fn fn, void *arg)
     gw_h2_stream_want_writable(call->st);
 }
 
+void gw_call_hold(struct gw_call *call, size_t n)
+{
+    if (call->st != NULL && call->state == CALL_RUNNING)
+        gw_h2_stream_hold(call->st, n);
+}
+
 void gw_call_finish(struct gw_call *call, enum gw_grpc_status status, const char *message)
 {
     if (call->state != CALL_RUNNING || call->in_cancel)

@@ -108,6 +108,15 @@ bool gw_call_writable(struct gw_call *call);
  * registration. */
 void gw_call_on_writable(struct gw_call *call, gw_writable_fn fn, void *arg);
 
+/* Counts n bytes the handler holds for its responses (read from the database, not yet sent)
+ * against the connection's and the gateway's response budgets, in place of what it counted
+ * before: a handler that holds an estimate of its next batch before asking for it, and asks only
+ * while the call is writable, cannot have many calls read batches at once past the budgets.
+ * While it holds bytes the call stays writable (its own queue permitting), so it must hold only
+ * what it can send without reading more, and lower the hold as it sends (h2.h,
+ * gw_h2_stream_hold). Given back when the call is answered or ends. */
+void gw_call_hold(struct gw_call *call, size_t n);
+
 /* Ends the call with a status and message. Handlers use it only for OK
  * (gw_call_finish(call, GW_GRPC_OK, NULL)); every refusal goes through gw_call_finish_fault or
  * gw_call_fail, so that err.c alone chooses the status and writes the message. */

@@ -69,7 +69,8 @@ struct gw_h2_stream {
     enum gw_grpc_status status;
     char message[512]; /* percent-encoded grpc-message for the trailers */
     size_t charged;    /* queued bytes charged to the response budgets, given back as they go */
-    struct waitq *wq;  /* the wait queue the stream is in, NULL when in none */
+    size_t held;      /* bytes the layer above holds for the stream (gw_h2_stream_hold), likewise */
+    struct waitq *wq; /* the wait queue the stream is in, NULL when in none */
     struct gw_h2_stream *wprev, *wnext;
     /* The stall rule: a period starts when bytes start to wait, and again each time the client
      * has taken `need` bytes (half of what was queued when the period started) or the queue
@@ -134,6 +135,7 @@ static void mark_answered(struct gw_h2_stream *st)
     if (st->answered)
         return;
     st->answered = true;
+    gw_h2_stream_hold(st, 0); /* what the layer above held for it is not needed any more */
     if (st->obj != NULL)
         st->h2->nlive--;
 }
@@ -212,9 +214,9 @@ static void ready_or_wait(struct gw_h2_stream *st)
 {
     struct gw_h2 *h2 = st->h2;
 
-    if (!gw_budget_room(&h2->resp)) {
+    if (st->held == 0 && !gw_budget_room(&h2->resp)) {
         wq_push(&h2->q, st);
-    } else if (!gw_budget_room(&h2->pool->mem)) {
+    } else if (st->held == 0 && !gw_budget_room(&h2->pool->mem)) {
         wq_push(&h2->pool->q, st);
     } else {
         wq_unlink(st);
@@ -225,17 +227,12 @@ static void ready_or_wait(struct gw_h2_stream *st)
     }
 }
 
-/* Gives back n of the bytes the stream has charged (they left its queue), and has the waiters of
- * a budget that has room again woken from the loop (never here: this runs inside nghttp2). */
-static void uncharge(struct gw_h2_stream *st, size_t n)
+/* Gives n bytes back to the session's response budgets, and has the waiters of a budget that
+ * has room again woken from the loop (never here: this may run inside nghttp2). */
+static void give_back(struct gw_h2 *h2, size_t n)
 {
-    struct gw_h2 *h2 = st->h2;
-
-    if (n > st->charged)
-        n = st->charged;
     if (n == 0)
         return;
-    st->charged -= n;
     gw_budget_give(&h2->resp, &h2->pool->mem, n);
     if (h2->q.n > 0 && gw_budget_room(&h2->resp) && !h2->wake_due && h2->notify_ev != NULL) {
         h2->wake_due = true;
@@ -243,6 +240,26 @@ static void uncharge(struct gw_h2_stream *st, size_t n)
     }
     if (h2->pool->q.n > 0 && gw_budget_room(&h2->pool->mem))
         pool_wake_soon(h2->pool);
+}
+
+/* Gives back n of the bytes the stream has charged for its queue (they left it). */
+static void uncharge(struct gw_h2_stream *st, size_t n)
+{
+    if (n > st->charged)
+        n = st->charged;
+    st->charged -= n;
+    give_back(st->h2, n);
+}
+
+void gw_h2_stream_hold(struct gw_h2_stream *st, size_t n)
+{
+    if (st->answered)
+        n = 0;
+    if (n > st->held)
+        gw_budget_charge(&st->h2->resp, &st->h2->pool->mem, n - st->held);
+    else
+        give_back(st->h2, st->held - n);
+    st->held = n;
 }
 
 /* The connection's budget has room again: up to GW_H2_WAKE_MAX of its waiters, oldest first, get
@@ -838,8 +855,11 @@ size_t gw_h2_stream_queued(const struct gw_h2_stream *st)
 
 bool gw_h2_stream_writable(const struct gw_h2_stream *st)
 {
-    return gw_h2_stream_queued(st) < GW_H2_STREAM_HIGH && gw_budget_room(&st->h2->resp) &&
-           gw_budget_room(&st->h2->pool->mem);
+    /* Bytes the layer above holds are counted already: queueing them adds nothing (it lowers
+     * its hold as it sends), so a stream that holds some may queue them whatever the budgets
+     * show; waiting for room it holds itself would never end. */
+    return gw_h2_stream_queued(st) < GW_H2_STREAM_HIGH &&
+           (st->held > 0 || (gw_budget_room(&st->h2->resp) && gw_budget_room(&st->h2->pool->mem)));
 }
 
 void gw_h2_stream_want_writable(struct gw_h2_stream *st)
@@ -867,7 +887,8 @@ uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len)
     if (queued > 0 && queued + len > GW_H2_STREAM_HIGH + st->h2->cfg->max_message_size)
         return NULL;
     /* Nor past the response budgets: only a message on an empty queue is charged past them. */
-    if (queued > 0 && (!gw_budget_room(&st->h2->resp) || !gw_budget_room(&st->h2->pool->mem)))
+    if (queued > 0 && st->held == 0 &&
+        (!gw_budget_room(&st->h2->resp) || !gw_budget_room(&st->h2->pool->mem)))
         return NULL;
     /* Written in the empty stage buffer, then moved whole onto the queue: reserving on the queue
      * itself lets libevent copy queued messages into a bigger chain and free the old one

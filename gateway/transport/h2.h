@@ -153,12 +153,21 @@ uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len);
 int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len) GW_MUST_CHECK;
 /* Response bytes queued on the stream and not yet taken by the peer's flow-control window. */
 size_t gw_h2_stream_queued(const struct gw_h2_stream *st);
-/* False when the stream's queue is at or above GW_H2_STREAM_HIGH, or when its connection's or
- * the gateway's response budget (struct gw_h2_pool) is at or over its limit. */
+/* False when the stream's queue is at or above GW_H2_STREAM_HIGH, or, unless the stream holds
+ * bytes (gw_h2_stream_hold), when its connection's or the gateway's response budget (struct
+ * gw_h2_pool) is at or over its limit. */
 bool gw_h2_stream_writable(const struct gw_h2_stream *st);
 /* Asks for one writable upcall, from the loop, once the queue is below GW_H2_STREAM_LOW and both
  * response budgets have room (at the next loop iteration if they already do). */
 void gw_h2_stream_want_writable(struct gw_h2_stream *st);
+
+/* Counts n bytes the layer above holds for this stream (read for it, not yet queued) against the
+ * response budgets, in place of what it counted before (0: none); like queued bytes, they make
+ * gw_h2_stream_writable() false for streams that hold nothing while a budget is full. A stream
+ * that holds bytes stays writable (its queue permitting): queueing them moves bytes already
+ * counted, so the layer above must lower its hold as it queues, and hold only what it can queue
+ * without reading more. Given back when the stream is answered, reset or closed. */
+void gw_h2_stream_hold(struct gw_h2_stream *st, size_t n);
 
 /* Ends the stream with a gRPC status: trailers after the queued messages, or a trailers-only
  * response when nothing was sent. message (NULL for none) must never carry caller data; it is

@@ -1571,6 +1571,48 @@ static void test_response_budget_backpressure(void **state)
     harness_free(h);
 }
 
+/* Bytes a handler holds (gw_call_hold: a batch being read) count against the response budget:
+ * another stream that holds nothing waits while they fill it, and is woken, and finishes, once
+ * they are given back. */
+static void test_response_hold_and_wake(void **state)
+{
+    struct harness *h;
+    uint8_t buf[2][32];
+    struct body b0 = {buf[0], frame_service(buf[0], "x"), 0};
+    struct body b1 = {buf[1], frame_service(buf[1], "x"), 0};
+    struct reply *r;
+
+    (void)state;
+    harness_resp_mem = 65536;
+    h = harness_new(true);
+    harness_resp_mem = 0;
+    flood_count = 8;
+    flood_size = 512; /* under the harness's max_message_size */
+    (void)reply_for(h, start_call(h, "/t.T/Hold", "5S", &b0));
+    assert_non_null(hung_call);
+    gw_call_hold(hung_call, 65536); /* the whole budget */
+    r = reply_for(h, start_call(h, "/t.T/Flood", "5S", &b1));
+    for (int i = 0; i < 10; i++) {
+        event_base_loop(h->base, EVLOOP_NONBLOCK);
+        pump(h);
+    }
+    assert_int_equal(nfloods, 1);
+    assert_int_equal(floods[0].sent, 0); /* waiting for room, not sending */
+    assert_false(r->closed);
+    gw_call_hold(hung_call, 0);
+    for (int i = 0; i < 10 && !r->closed; i++) {
+        event_base_loop(h->base, EVLOOP_NONBLOCK);
+        pump(h);
+    }
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_int_equal(r->nmsgs, flood_count);
+    assert_true(floods[0].writable_runs > 0);
+    gw_call_finish(hung_call, GW_GRPC_OK, NULL);
+    pump(h);
+    harness_free(h);
+}
+
 /* The stall rule is not kept by a drip of window: a client that grants one byte at a time
  * (each grant lets a byte out) is reset once it has not taken half of its queue within
  * stream_write_timeout_ms, long before the call's deadline. */
@@ -2386,6 +2428,7 @@ int main(void)
         cmocka_unit_test(test_stalled_stream_reset),
         cmocka_unit_test(test_response_budget_backpressure),
         cmocka_unit_test(test_drip_stream_reset),
+        cmocka_unit_test(test_response_hold_and_wake),
         cmocka_unit_test(test_stall_clock_starts_when_bytes_wait),
         cmocka_unit_test(test_policy_denies_before_handler),
         cmocka_unit_test(test_writable_finishes_own_call),
