@@ -68,6 +68,14 @@ void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t l
 /* Of those, the most one certificate principal's calls may hold at a time (one device or branch
  * certificate cannot keep everyone else from logging in); more answer RESOURCE_EXHAUSTED. */
 #define GW_API_AUTH_SHARE 8
+/* The shares of the database queue (api_share.c over db.h's): rpc.h's admit and within hooks,
+ * share_ctx the struct gw_app. The owner is the connection's certificate (its fingerprint: known
+ * before any database work, registered or not); calls without one share one owner. admit
+ * refuses a new call whose certificate holds gw_db_share requests queued or in flight
+ * (RESOURCE_EXHAUSTED naming the share). */
+bool gw_api_share_admit(void *ctx, const struct gw_peer *peer, struct gw_fault *f);
+void gw_api_share_within(void *ctx, const struct gw_peer *peer, gw_rpc_run_fn fn, void *arg);
+
 /* The largest argument of a password-hashing job (what is copied to the worker process); the
  * Admin handlers check theirs against it at compile time. */
 #define GW_API_AUTH_ARG_MAX 2048

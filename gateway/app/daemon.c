@@ -811,6 +811,10 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
             .identify_ctx = auth,
             .refused = gw_auth_refused,
             .refused_ctx = auth,
+            /* a certificate's share of the database queue (api_share.c) */
+            .admit = gw_api_share_admit,
+            .within = gw_api_share_within,
+            .share_ctx = &app,
         };
         rpc = gw_rpc_new(&rp);
     }

@@ -227,6 +227,17 @@ static void write_db(struct evbuffer *b, const struct gw_app *app)
           (double)gw_db_nready(app->db));
     gauge(b, "waygate_db_requests_pending", "callers' database requests queued or in flight",
           (double)gw_db_pending(app->db));
+    gauge(b, "waygate_db_queue_share",
+          "callers' database requests one certificate may have queued or in flight before its "
+          "new calls are refused ([database] queue_share)",
+          (double)gw_db_share(app->db));
+    gauge(b, "waygate_db_queue_share_peak",
+          "the most callers' database requests one certificate held at once since start",
+          (double)gw_db_share_peak(app->db));
+    counter(b, "waygate_db_queue_share_refusals_total",
+            "calls refused RESOURCE_EXHAUSTED because their certificate held its share of the "
+            "database queue",
+            (double)gw_db_share_refusals(app->db));
     gauge(b, "waygate_db_schema_version",
           "the newest migration applied to the database, as a connection's set-up last read it "
           "(-1 not read yet, -2 unreadable: a schema from before migration 29)",

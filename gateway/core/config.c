@@ -73,6 +73,7 @@ static const struct keydef keys[] = {
     {"database", "pool_size", T_U32, F(db_pool_size), 1, 256, 0},
     {"database", "pipeline_depth", T_U32, F(db_pipeline_depth), 1, 1024, 0},
     {"database", "queue_max", T_U32, F(db_queue_max), 1, 1000000, 0},
+    {"database", "queue_share", T_U32, F(db_queue_share), 0, 1000000, 0},
     {"database", "connect_timeout_ms", T_U32, F(db_connect_timeout_ms), 100, 600000, 0},
     {"database", "reconnect_max_ms", T_U32, F(db_reconnect_max_ms), 100, 600000, 0},
     {"keys", "keyring", T_PATH, F(keyring), 0, 0, 1},

@@ -70,8 +70,9 @@ struct gw_call {
     char request_id[72];
     char *authorization; /* wiped on free */
     struct gw_principal principal;
-    const char *peer;      /* the connection's address (the stream's peer outlives the call) */
-    struct gw_log_ctx log; /* empty while confidential */
+    const char *peer; /* the connection's address (the stream's peer outlives the call) */
+    const struct gw_peer *peer_info; /* the stream's peer, whole */
+    struct gw_log_ctx log;           /* empty while confidential */
     struct gw_arena *arena;
     bool arena_exhausted;
     ProtobufCAllocator pba;
@@ -259,13 +260,46 @@ static void refuse(struct gw_call *call, const struct gw_fault *f)
     finish(call, gw_fault_status(f), msg);
 }
 
+/* False when the caller's principal holds its share of the gateway's work (rpc.h's admit):
+ * *f is the refusal. */
+static bool admitted(struct gw_call *call, struct gw_fault *f)
+{
+    const struct gw_rpc_params *rp = &call->rpc->p;
+
+    return rp->admit == NULL || rp->admit(rp->share_ctx, call->peer_info, f);
+}
+
+/* fn(arg) with the peer's principal as the owner of the work it submits (rpc.h's within). */
+static void within(struct gw_rpc *rpc, const struct gw_peer *peer, gw_rpc_run_fn fn, void *arg)
+{
+    if (rpc->p.within != NULL)
+        rpc->p.within(rpc->p.share_ctx, peer, fn, arg);
+    else
+        fn(arg);
+}
+
+static void run_handler(void *arg)
+{
+    struct gw_call *call = arg;
+
+    call->method->handler(call, call->req, call->req_len);
+}
+
 static void start_handler(struct gw_call *call)
 {
+    struct gw_fault f;
+
+    /* Asked again here: calls admitted at their identity step may have waited in the ready
+     * queue meanwhile, and their principal's earlier calls filled its share. */
+    if (!admitted(call, &f)) {
+        refuse(call, &f);
+        return;
+    }
     /* No "call started" line: the finish line names the method and the time taken, and a line
      * written here would outlive a handler's learning that its call is confidential (a login to
      * a lawful_access account: only the account's lookup tells). */
     call->state = CALL_RUNNING;
-    call->method->handler(call, call->req, call->req_len);
+    within(call->rpc, call->peer_info, run_handler, call);
 }
 
 /* Runs the handler once the caller is authorised and the request is complete: now, or from the
@@ -374,6 +408,14 @@ void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
     maybe_run(call);
 }
 
+static void run_identify(void *arg)
+{
+    struct gw_call *call = arg;
+    const struct gw_rpc_params *rp = &call->rpc->p;
+
+    rp->identify(rp->identify_ctx, call, call->peer_info, call->authorization);
+}
+
 struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const struct gw_method *m,
                              const struct gw_grpc_headers *hdrs, uint64_t timeout_ms)
 {
@@ -381,6 +423,7 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     const struct gw_config *cfg = rp->cfg;
     struct gw_call *call = NULL;
     size_t cap = (size_t)cfg->max_message_size * ARENA_FACTOR + ARENA_BASE;
+    struct gw_fault f;
     struct timeval tv;
 
     call = gw_calloc(1, sizeof(*call));
@@ -403,7 +446,8 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
         if (call->authorization == NULL)
             goto fail;
     }
-    call->peer = gw_h2_stream_peer(st)->addr;
+    call->peer_info = gw_h2_stream_peer(st);
+    call->peer = call->peer_info->addr;
     call->log.request_id = call->request_id;
     call->log.peer = call->peer;
     if (m->confidential)
@@ -420,8 +464,14 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     tv.tv_usec = (suseconds_t)(timeout_ms % 1000u) * 1000;
     if (evtimer_add(call->deadline_ev, &tv) != 0)
         goto fail;
-    /* Inside the transport's input processing: a synchronous refusal only queues the answer. */
-    rp->identify(rp->identify_ctx, call, gw_h2_stream_peer(st), call->authorization);
+    /* Inside the transport's input processing: a synchronous refusal only queues the answer.
+     * A principal over its share is refused before the identity step (whose lookup of a token
+     * is the call's first database request) does anything. */
+    if (!admitted(call, &f)) {
+        refuse(call, &f);
+        return call;
+    }
+    within(rpc, call->peer_info, run_identify, call);
     return call;
 fail:
     call_free(call);
@@ -539,7 +589,8 @@ void gw_call_up_writable(void *obj)
     if (call->state != CALL_RUNNING || fn == NULL)
         return;
     call->writable_fn = NULL;
-    fn(call->writable_arg); /* may finish or free the call */
+    /* may finish or free the call (within reads the peer before fn runs) */
+    within(call->rpc, call->peer_info, fn, call->writable_arg);
 }
 
 void gw_call_up_close(void *obj)

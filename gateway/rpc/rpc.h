@@ -49,6 +49,17 @@ void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
 void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer *peer,
                           const char *authorization);
 
+/* The shares of the gateway's work per principal (the database queue's, db.h). admit is asked
+ * before a call's identity step and again before its handler starts, with the connection's
+ * verified peer: false refuses the new call with f (filled by admit; GW_ETOOBIG, which is
+ * RESOURCE_EXHAUSTED) before it does any work, and without the refusal hook (a record would be
+ * work done for the caller over its share). within runs fn(arg) with the peer's principal as the
+ * owner of the work fn submits: the identity step, the handler's start, a writable function. */
+typedef bool (*gw_rpc_admit_fn)(void *ctx, const struct gw_peer *peer, struct gw_fault *f);
+typedef void (*gw_rpc_run_fn)(void *arg);
+typedef void (*gw_rpc_within_fn)(void *ctx, const struct gw_peer *peer, gw_rpc_run_fn fn,
+                                 void *arg);
+
 struct gw_rpc_params {
     const struct gw_config *cfg;
     struct event_base *base;
@@ -59,6 +70,9 @@ struct gw_rpc_params {
     void *identify_ctx;
     gw_rpc_refused_fn refused; /* NULL: none */
     void *refused_ctx;
+    gw_rpc_admit_fn admit;   /* NULL: every call admitted */
+    gw_rpc_within_fn within; /* NULL: fn runs as it is */
+    void *share_ctx;
     unsigned handlers_per_turn; /* handlers started per loop turn at most; 0: 16 */
     unsigned turn_ms; /* and no handler starts once this long has passed since the turn's first
                        * one started; 0: 10 ms */

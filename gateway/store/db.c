@@ -93,6 +93,9 @@ struct gw_db *gw_db_new(struct event_base *base, const struct gw_config *cfg)
     db->pool_size = cfg->db_pool_size ? cfg->db_pool_size : 1;
     db->depth = cfg->db_pipeline_depth ? cfg->db_pipeline_depth : 1;
     db->queue_max = cfg->db_queue_max;
+    db->share = cfg->db_queue_share != 0 ? cfg->db_queue_share : cfg->db_queue_max / 16;
+    if (db->share == 0)
+        db->share = 1;
     db->connect_timeout_ms = cfg->db_connect_timeout_ms;
     db->reconnect_max_ms = cfg->db_reconnect_max_ms;
     db->schema_version = GW_DB_SCHEMA_UNKNOWN;
@@ -155,6 +158,7 @@ void gw_db_free(struct gw_db *db)
         TAILQ_REMOVE(&db->queue, r, link);
         gw_db_req_free(r);
     }
+    gw_db_owner_free_all(db); /* after the requests, which gave their charges back */
     for (p = 0; p < db->nprepared; p++)
         gw_free(db->prepared[p].sql);
     gw_free(db->conns);
@@ -222,6 +226,11 @@ int gw_db_exec(struct gw_db *db, const struct gw_db_stmt *stmts, int nstmts, uns
     r->cb = cb;
     r->arg = arg;
     r->slow = (flags & GW_DB_SLOW) != 0;
+    err = gw_db_owner_charge(db, r, flags);
+    if (err != 0) {
+        gw_db_req_free(r);
+        return err;
+    }
     if (out != NULL)
         *out = r;
     if (c != NULL) {

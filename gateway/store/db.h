@@ -59,8 +59,48 @@ typedef void (*gw_db_done_cb)(void *arg, int err, const struct gw_db_result *res
  * sent only to a connection with no caller's request in flight, and nothing is pipelined behind
  * it while it runs, so no other request (the audit writer's among them) waits for it; it waits in
  * the queue, letting later requests pass, until such a connection is free. */
-enum { GW_DB_TXN = 1 << 0, GW_DB_SLOW = 1 << 1, GW_DB_RESERVED = 1 << 2 };
+enum { GW_DB_TXN = 1 << 0, GW_DB_SLOW = 1 << 1, GW_DB_RESERVED = 1 << 2, GW_DB_SHARED = 1 << 3 };
 #define GW_DB_QUEUE_RESERVE 1u
+
+/* Shares (db_owner.c): one certificate principal's calls cannot fill the queue and starve
+ * everyone else's database work. The pool counts the callers' requests queued or in flight per
+ * owner, a 32-byte key (the connection's certificate fingerprint, gw_db_owner_of): a request is
+ * charged to the pool's current owner (gw_db_owner_swap; call.c sets it, through the rpc
+ * layer's hooks, around a call's identity step, handler start and writable function) and, while
+ * a charged request's callback runs, the current owner is that request's, so that the next step
+ * of the same call is charged to the same principal. A request's charge is given back exactly
+ * once: just before its callback runs, or when it is freed without one (cancelled while queued,
+ * the pool freed); a request cancelled after it was sent keeps its charge until its result has
+ * come (it holds its place in the pipeline until then). Not charged: GW_DB_RESERVED (the audit
+ * writer's), GW_DB_SHARED (work that serves many callers at once or the gateway itself: the
+ * store's group commits of Submits and scan events), the connections' own, and anything
+ * submitted with no current owner (timers: the forwarder, retention, sweeps, the outbox).
+ * gw_db_exec never refuses a request for its owner's count: the refusal is the caller's,
+ * before a new call does any database work (gw_db_share_used), so that a call admitted runs
+ * its steps to the end. */
+#define GW_DB_OWNER_LEN 32
+struct gw_db_owner {
+    bool set; /* false: no owner (nothing submitted now is charged) */
+    unsigned char key[GW_DB_OWNER_LEN];
+};
+/* The owner of a connection's calls: its certificate's fingerprint, or for calls without a
+ * certificate (the unauthenticated principal) one shared key of zeros, so that anonymous
+ * callers together hold one share. */
+void gw_db_owner_of(struct gw_db_owner *o, bool has_cert, const unsigned char *fpr);
+/* Makes owner (NULL: none) the current owner; *prev (may be NULL) gets the one it replaces, to
+ * be restored by a second swap when the work submitted for owner has been. */
+void gw_db_owner_swap(struct gw_db *db, const struct gw_db_owner *owner, struct gw_db_owner *prev);
+/* The share: callers' requests one owner may have queued or in flight before its new calls are
+ * refused ([database] queue_share; 0 there: queue_max / 16, at least 1). */
+unsigned gw_db_share(const struct gw_db *db);
+/* Requests charged to owner now (queued or in flight). */
+unsigned gw_db_owner_pending(const struct gw_db *db, const struct gw_db_owner *owner);
+/* True when owner holds its share (gw_db_owner_pending >= gw_db_share): its new call must be
+ * refused (GW_ETOOBIG, GW_RULE_DB_SHARE with the share as limit); counts the refusal. */
+bool gw_db_share_used(struct gw_db *db, const struct gw_db_owner *owner);
+/* New calls refused so since start (metrics), and the most requests one owner held. */
+unsigned long gw_db_share_refusals(const struct gw_db *db);
+unsigned gw_db_share_peak(const struct gw_db *db);
 
 /* Creates the pool; nothing connects until gw_db_start(). Returns NULL on allocation failure. */
 struct gw_db *gw_db_new(struct event_base *base, const struct gw_config *cfg);
@@ -70,7 +110,8 @@ int gw_db_start(struct gw_db *db) GW_MUST_CHECK;
  * be called from inside a gw_db_done_cb. */
 void gw_db_free(struct gw_db *db);
 
-/* Queues a request. The statements, parameters and SQL are copied: the caller's memory may be
+/* Queues a request (charged to the current owner, above, unless flags say otherwise). The
+ * statements, parameters and SQL are copied: the caller's memory may be
  * released when this returns. Returns 0 and a cancellable handle in *out (may be NULL if the
  * caller never cancels), or GW_EUNAVAIL (no connection is up), GW_EQUEUEFULL (queue_max waiting,
  * or for a GW_DB_RESERVED request queue_max + GW_DB_QUEUE_RESERVE: nothing sent), GW_ENOMEM,

@@ -34,6 +34,14 @@ struct req_stmt {
 
 struct conn;
 
+/* One owner's count (db_owner.c): on its hash chain while n > 0, freed when n drops to 0. */
+struct db_owner {
+    struct db_owner *next;
+    unsigned n; /* callers' requests charged to it, queued or in flight */
+    unsigned char key[GW_DB_OWNER_LEN];
+};
+#define DB_OWNER_BUCKETS 256
+
 struct gw_db_req {
     TAILQ_ENTRY(gw_db_req) link;
     struct gw_db *db;
@@ -44,6 +52,8 @@ struct gw_db_req {
     bool cancelled;
     bool internal; /* the connection's own (a prepare, the isolation level): no caller waits */
     bool slow;     /* GW_DB_SLOW: runs alone on its connection */
+    /* the count it is charged to (db_owner.c), NULL when none or once given back */
+    struct db_owner *owner;
     int nstmts;
     struct req_stmt *stmts;
     PGresult **results;
@@ -99,6 +109,12 @@ struct gw_db {
     unsigned schema_refusals;  /* connections closed because the schema was behind */
     unsigned nqueued;
     struct req_list queue;
+    /* shares (db_owner.c) */
+    unsigned share;
+    struct gw_db_owner cur; /* the current owner: charged for what is submitted now */
+    struct db_owner *owners[DB_OWNER_BUCKETS];
+    unsigned long share_refusals;
+    unsigned share_peak;
     struct prepared prepared[DB_PREPARED_MAX];
     int nprepared;
     struct conn *conns;
@@ -112,6 +128,11 @@ struct gw_db_req *gw_db_req_new(const struct gw_db_stmt *stmts, int nstmts, int 
 void gw_db_req_complete(struct gw_db_req *r, int err);
 /* db_req.c: frees (and wipes) r without running its callback (r is on no list). NULL-safe. */
 void gw_db_req_free(struct gw_db_req *r);
+/* db_owner.c: charges r to db's current owner (flags permitting): 0 or GW_ENOMEM; gives r's
+ * charge back (once: later calls do nothing); frees every count (gw_db_free). */
+int gw_db_owner_charge(struct gw_db *db, struct gw_db_req *r, unsigned flags);
+void gw_db_owner_release(struct gw_db_req *r);
+void gw_db_owner_free_all(struct gw_db *db);
 /* db_req.c: the slot of a prepared statement or -1. */
 int gw_db_find_prepared(const struct gw_db *db, const char *sql);
 

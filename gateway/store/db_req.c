@@ -17,6 +17,7 @@ void gw_db_req_free(struct gw_db_req *r)
 
     if (r == NULL)
         return;
+    gw_db_owner_release(r); /* freed without its callback: cancelled while queued, pool freed */
     for (i = 0; i < r->nstmts; i++)
         PQclear(r->results[i]);
     gw_free(r->errmsg);
@@ -28,7 +29,18 @@ void gw_db_req_free(struct gw_db_req *r)
 void gw_db_req_complete(struct gw_db_req *r, int err)
 {
     struct gw_db_result res;
+    struct gw_db_owner owner, prev;
 
+    /* The charge is given back before the callback, so that the call's next step (or its
+     * handler, after the identity step's lookup) finds its owner's count without this request;
+     * the callback runs with the request's owner current, so that the steps it submits are
+     * charged to the same principal (none for an uncharged request). */
+    memset(&owner, 0, sizeof(owner));
+    if (r->owner != NULL) {
+        owner.set = true;
+        memcpy(owner.key, r->owner->key, GW_DB_OWNER_LEN);
+    }
+    gw_db_owner_release(r);
     if (!r->cancelled && r->cb != NULL) {
         res.rolled_back_at =
             err == GW_EUNAVAIL && r->failed_stmt >= 0 && strncmp(r->sqlstate, "53", 2) == 0
@@ -49,7 +61,9 @@ void gw_db_req_complete(struct gw_db_req *r, int err)
                            ? r->sqlstate
                            : NULL;
         res.errmsg = err == GW_EUNAVAIL ? NULL : r->errmsg;
+        gw_db_owner_swap(r->db, &owner, &prev);
         r->cb(r->arg, err, &res);
+        gw_db_owner_swap(r->db, &prev, NULL);
     }
     gw_db_req_free(r);
 }

@@ -506,7 +506,9 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
                                     .lengths = lengths,
                                     .formats = formats,
                                     .result_format = 1};
-    rc = gw_db_exec(s->db, st, nst, GW_DB_TXN, done, g, &g->dbreq);
+    /* GW_DB_SHARED: a group holds many callers' items (bounded by the store's own queue),
+     * charged to none of them, even when one's Submit flushed it */
+    rc = gw_db_exec(s->db, st, nst, GW_DB_TXN | GW_DB_SHARED, done, g, &g->dbreq);
     if (rc == 0) {
         size_t b = 0;
         s->st.groups++;

@@ -195,7 +195,8 @@ static int group_send(struct gw_store_scanq *q, struct scan_group *g)
     st[1] = (struct gw_db_stmt){.sql = lock_sql, .nparams = 1, .values = vals};
     st[2] = (struct gw_db_stmt){.sql = insert_sql, .nparams = NARR, .values = vals};
     st[3] = (struct gw_db_stmt){.sql = latest_sql, .nparams = 1, .values = vals};
-    rc = gw_db_exec(q->db, st, 4, GW_DB_TXN, group_done_cb, g, &g->dbreq);
+    /* GW_DB_SHARED: many callers' scan events (bounded by the scan queue), charged to none */
+    rc = gw_db_exec(q->db, st, 4, GW_DB_TXN | GW_DB_SHARED, group_done_cb, g, &g->dbreq);
     if (rc == 0)
         q->st.groups++;
 out:

@@ -740,7 +740,8 @@ def calls_until_queue_full(call, limit=12):
 
 
 def test_a_full_database_queue_is_unavailable_and_does_nothing(stack, admin):
-    """The pool's queue full ([database] pool_size 1, pipeline_depth 1, queue_max 1, its one
+    """The pool's queue full ([database] pool_size 1, pipeline_depth 1, queue_max 1, and a
+    certificate's share above it: queue_share 1000, so that one certificate can fill it; its one
     connection waiting on a lock of the account table that the test holds): a Login over a
     certificate the identity step knows (principal_cache_ms) is refused by the handler (the
     account read could not be queued), and a call with a token by the identity step (its session
@@ -754,8 +755,8 @@ def test_a_full_database_queue_is_unavailable_and_does_nothing(stack, admin):
     pw = admin.create(name, "branch_clerk", branch="a")
     md = stack.login("secadmin")
     gw = ExtraGateway(stack, unique("qfull-db"), lambda text: re.sub(
-        r"(?m)^pool_size\s*=.*$", "pool_size = 1\npipeline_depth = 1\nqueue_max = 1",
-        text) + "\n[auth]\nprincipal_cache_ms = 600000\n")
+        r"(?m)^pool_size\s*=.*$", "pool_size = 1\npipeline_depth = 1\nqueue_max = 1\n"
+        "queue_share = 1000", text) + "\n[auth]\nprincipal_cache_ms = 600000\n")
     holder = None
     threads = []
     try:
@@ -795,12 +796,13 @@ def test_a_full_database_queue_is_unavailable_and_does_nothing(stack, admin):
 
 def full_db_queue_gateway(stack, name):
     """An extra gateway whose pool's queue fills at once ([database] pool_size 1, pipeline_depth
-    1, queue_max 1), which knows a certificate's registration for ten minutes
-    (principal_cache_ms): its certificate calls need no database in the identity step, and which
-    does not forward (the forwarder's claims would take the queue's one place now and then)."""
+    1, queue_max 1; queue_share 1000, so that one certificate can fill it), which knows a
+    certificate's registration for ten minutes (principal_cache_ms): its certificate calls need
+    no database in the identity step, and which does not forward (the forwarder's claims would take the queue's one place now and then)."""
     def edit(text):
         text = re.sub(r"(?m)^pool_size\s*=.*$",
-                      "pool_size = 1\npipeline_depth = 1\nqueue_max = 1", text)
+                      "pool_size = 1\npipeline_depth = 1\nqueue_max = 1\nqueue_share = 1000",
+                      text)
         text = re.sub(r"(?m)^(endpoint\s*=)", r"#off# \1", text)
         return text + "\n[auth]\nprincipal_cache_ms = 600000\n"
     return ExtraGateway(stack, unique(name), edit)
