@@ -78,7 +78,7 @@ struct gw_config {
     uint32_t db_pipeline_depth; /* requests in flight per connection, default 8 */
     uint32_t db_queue_max;      /* requests waiting for a connection, default 4096 */
     /* callers' requests queued or in flight per certificate (db.h's shares); 0, the default:
-     * a sixteenth of db_queue_max, at least 1 */
+     * db_pool_size x db_pipeline_depth */
     uint32_t db_queue_share;
     uint32_t db_connect_timeout_ms; /* default 5000 */
     uint32_t db_reconnect_max_ms;   /* cap of the reconnect backoff, default 5000 */

@@ -93,9 +93,9 @@ struct gw_db *gw_db_new(struct event_base *base, const struct gw_config *cfg)
     db->pool_size = cfg->db_pool_size ? cfg->db_pool_size : 1;
     db->depth = cfg->db_pipeline_depth ? cfg->db_pipeline_depth : 1;
     db->queue_max = cfg->db_queue_max;
-    db->share = cfg->db_queue_share != 0 ? cfg->db_queue_share : cfg->db_queue_max / 16;
-    if (db->share == 0)
-        db->share = 1;
+    /* by default what the pool runs at once: one certificate may keep every pipeline busy, but
+     * puts no more than that many requests ahead of anyone else's */
+    db->share = cfg->db_queue_share != 0 ? cfg->db_queue_share : db->pool_size * db->depth;
     db->connect_timeout_ms = cfg->db_connect_timeout_ms;
     db->reconnect_max_ms = cfg->db_reconnect_max_ms;
     db->schema_version = GW_DB_SCHEMA_UNKNOWN;
