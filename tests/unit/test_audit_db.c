@@ -1246,6 +1246,35 @@ static long full_disk_tries(void)
     return scalar("SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM t_kept_tries");
 }
 
+/* Inserts into table by chain's writer fail as on a full disk (full_disk_start's function, its
+ * tries counted), everything else goes on. */
+static void full_disk_for(const char *table, const char *chain)
+{
+    char sql[512];
+
+    full_disk_start();
+    snprintf(sql, sizeof sql,
+             "CREATE FUNCTION t_full_for() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF "
+             "NEW.chain = '%s' THEN PERFORM t_kept_full(); END IF; RETURN NEW; END $$",
+             chain);
+    exec_ok(sql);
+    snprintf(sql, sizeof sql,
+             "CREATE TRIGGER t_full_for BEFORE INSERT ON %s FOR EACH ROW EXECUTE FUNCTION "
+             "t_full_for()",
+             table);
+    exec_ok(sql);
+}
+
+static void full_disk_for_end(const char *table)
+{
+    char sql[128];
+
+    snprintf(sql, sizeof sql, "DROP TRIGGER t_full_for ON %s", table);
+    exec_ok(sql);
+    exec_ok("DROP FUNCTION t_full_for()");
+    full_disk_end();
+}
+
 static bool tried_five_times(void *arg)
 {
     (void)arg;
@@ -1319,6 +1348,33 @@ static void test_kept_recovery_waits_for_the_chains_lock(void **state)
     full_disk_end();
 }
 
+/* Every commit from now on waits for a synchronous standby that never comes (so a session
+ * terminated while it waits has committed locally: its client never learns it), the pool's
+ * connections started again with the setting. */
+static void commits_wait_for_a_standby(void)
+{
+    char since[64];
+    PGresult *t;
+
+    exec_ok("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
+    exec_ok("SELECT pg_reload_conf()");
+    assert_true(run_until(fresh_sees_sync_standby, "nobody", 20000));
+    t = PQexec(check, "SELECT clock_timestamp()");
+    assert_true(PQresultStatus(t) == PGRES_TUPLES_OK);
+    snprintf(since, sizeof since, "%s", PQgetvalue(t, 0, 0));
+    PQclear(t);
+    exec_ok("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
+            "pg_backend_pid() AND backend_type = 'client backend'");
+    assert_true(run_until(pool_reconnected, since, 20000));
+}
+
+static void commits_wait_no_more(void)
+{
+    exec_ok("ALTER SYSTEM RESET synchronous_standby_names");
+    exec_ok("SELECT pg_reload_conf()");
+    assert_true(run_until(fresh_sees_sync_standby, "", 20000));
+}
+
 /* A kept entry whose transaction committed but whose answer was lost (its backend terminated
  * while the commit waited for a synchronous standby that never comes: committed locally) is
  * settled by the recovery as written: done, and never sent a second time. */
@@ -1327,31 +1383,17 @@ static void test_kept_lost_committed_is_not_sent_again(void **state)
     struct gw_audit *a;
     struct outcome o[2] = {{0}, {.err = 12345}};
     struct gw_audit_rec k = rec("bulk.run", "run-kept-3");
-    char since[64];
-    PGresult *t;
 
     (void)state;
     if (!pg_ok)
         skip();
     a = writer("t-kept-3", 1000, 60000); /* its gateway.start committed: nothing else waits */
-    exec_ok("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
-    exec_ok("SELECT pg_reload_conf()");
-    assert_true(run_until(fresh_sees_sync_standby, "nobody", 20000));
-    /* the pool's connections start again, with the setting */
-    t = PQexec(check, "SELECT clock_timestamp()");
-    assert_true(PQresultStatus(t) == PGRES_TUPLES_OK);
-    snprintf(since, sizeof since, "%s", PQgetvalue(t, 0, 0));
-    PQclear(t);
-    exec_ok("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
-            "pg_backend_pid() AND backend_type = 'client backend'");
-    assert_true(run_until(pool_reconnected, since, 20000));
+    commits_wait_for_a_standby();
     assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[0]), 0);
     assert_true(run_until(one_backend_waits, "SyncRep", 20000));
     terminate_waiting("SyncRep");
     assert_true(run_until(all_done, o, 20000));
-    exec_ok("ALTER SYSTEM RESET synchronous_standby_names");
-    exec_ok("SELECT pg_reload_conf()");
-    assert_true(run_until(fresh_sees_sync_standby, "", 20000));
+    commits_wait_no_more();
     assert_int_equal(o[0].err, 0);
     assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-kept-3' AND "
                             "object = 'run-kept-3'"),
@@ -1444,19 +1486,13 @@ static void test_own_record_failing_is_paced(void **state)
     (void)state;
     if (!pg_ok)
         skip();
-    full_disk_start();
-    exec_ok("CREATE FUNCTION t_f_full_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF NEW.chain = 't-f-own' THEN PERFORM t_kept_full(); END IF; RETURN NEW; END $$");
-    exec_ok("CREATE TRIGGER t_f_full BEFORE INSERT ON audit_record FOR EACH ROW EXECUTE "
-            "FUNCTION t_f_full_trg()");
+    full_disk_for("audit_record", "t-f-own");
     assert_int_equal(gw_audit_new(db, &ac, &a), 0);
     assert_int_equal(gw_audit_start(a), 0);
     (void)run_until(never, NULL, 1500);
     tries = full_disk_tries();
-    exec_ok("DROP TRIGGER t_f_full ON audit_record");
-    exec_ok("DROP FUNCTION t_f_full_trg()");
+    full_disk_for_end("audit_record");
     gw_audit_free(a);
-    full_disk_end();
     assert_true(tries >= 1);
     assert_true(tries <= 4);
 }
@@ -1472,19 +1508,13 @@ static void test_checkpoint_failing_is_paced(void **state)
     (void)state;
     if (!pg_ok)
         skip();
-    full_disk_start();
     a = writer("t-f-ck", 1000, 100);
-    exec_ok("CREATE FUNCTION t_f_ck_trg() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN "
-            "IF NEW.chain = 't-f-ck' THEN PERFORM t_kept_full(); END IF; RETURN NEW; END $$");
-    exec_ok("CREATE TRIGGER t_f_ck BEFORE INSERT ON audit_checkpoint FOR EACH ROW EXECUTE "
-            "FUNCTION t_f_ck_trg()");
+    full_disk_for("audit_checkpoint", "t-f-ck");
     write_records(a, &r, 1); /* committed; the 100 ms timer then wants a checkpoint over it */
     (void)run_until(never, NULL, 1500);
     tries = full_disk_tries();
-    exec_ok("DROP TRIGGER t_f_ck ON audit_checkpoint");
-    exec_ok("DROP FUNCTION t_f_ck_trg()");
+    full_disk_for_end("audit_checkpoint");
     gw_audit_free(a);
-    full_disk_end();
     assert_true(tries >= 1);
     assert_true(tries <= 5);
 }
@@ -1529,8 +1559,6 @@ static void test_start_lost_committed_is_written_once(void **state)
 {
     struct gw_audit_config ac = config_of("t-f-start", 0);
     struct gw_audit *a = NULL;
-    char since[64];
-    PGresult *t;
 
     (void)state;
     if (!pg_ok)
@@ -1538,24 +1566,13 @@ static void test_start_lost_committed_is_written_once(void **state)
     /* registered beforehand, so that the recovery itself writes nothing and does not wait */
     exec_ok("INSERT INTO audit_chain (id, kind) VALUES ('t-f-start', 'gateway')");
     gw_audit_free(writer("t-f-start0", 1000, 60000)); /* the key registered too */
-    exec_ok("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
-    exec_ok("SELECT pg_reload_conf()");
-    assert_true(run_until(fresh_sees_sync_standby, "nobody", 20000));
-    t = PQexec(check, "SELECT clock_timestamp()");
-    assert_true(PQresultStatus(t) == PGRES_TUPLES_OK);
-    snprintf(since, sizeof since, "%s", PQgetvalue(t, 0, 0));
-    PQclear(t);
-    exec_ok("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
-            "pg_backend_pid() AND backend_type = 'client backend'");
-    assert_true(run_until(pool_reconnected, since, 20000));
+    commits_wait_for_a_standby();
     assert_int_equal(gw_audit_new(db, &ac, &a), 0);
     assert_int_equal(gw_audit_start(a), 0);
     assert_true(run_until(one_backend_waits, "SyncRep", 20000)); /* gateway.start's commit */
     terminate_waiting("SyncRep");
     (void)run_until(never, NULL, 1000);
-    exec_ok("ALTER SYSTEM RESET synchronous_standby_names");
-    exec_ok("SELECT pg_reload_conf()");
-    assert_true(run_until(fresh_sees_sync_standby, "", 20000));
+    commits_wait_no_more();
     assert_true(run_until(ready, a, 20000));
     long n = scalar("SELECT count(*) FROM audit_record WHERE chain = 't-f-start' AND "
                     "action = 'gateway.start'");
@@ -1610,32 +1627,19 @@ static void test_settling_reads_the_head_after_the_lock(void **state)
     struct gw_audit_rec k = rec("bulk.run", "f-stale");
     struct gw_audit_stats st;
     int64_t left = -1;
-    char since[64];
-    PGresult *t;
 
     (void)state;
     if (!pg_ok)
         skip();
     a = writer("t-f-stale", 1000, 60000);
-    exec_ok("ALTER SYSTEM SET synchronous_standby_names = 'nobody'");
-    exec_ok("SELECT pg_reload_conf()");
-    assert_true(run_until(fresh_sees_sync_standby, "nobody", 20000));
-    t = PQexec(check, "SELECT clock_timestamp()");
-    assert_true(PQresultStatus(t) == PGRES_TUPLES_OK);
-    snprintf(since, sizeof since, "%s", PQgetvalue(t, 0, 0));
-    PQclear(t);
-    exec_ok("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE pid <> "
-            "pg_backend_pid() AND backend_type = 'client backend'");
-    assert_true(run_until(pool_reconnected, since, 20000));
+    commits_wait_for_a_standby();
     assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[0]), 0);
     assert_true(run_until(one_backend_waits, "SyncRep", 20000)); /* holds the chain's lock */
     assert_true(cut_pool_sockets() >= 1);
-    /* the settling recovery, on a new connection, has read the head and waits for the lock */
+    /* the settling recovery, on a new connection, waits for the lock */
     assert_true(run_until(one_backend_waits, "advisory", 20000));
-    exec_ok("ALTER SYSTEM RESET synchronous_standby_names");
-    exec_ok("SELECT pg_reload_conf()"); /* the lost session's commit completes */
+    commits_wait_no_more(); /* the lost session's commit completes */
     assert_true(run_until(all_done, o, 20000));
-    assert_true(run_until(fresh_sees_sync_standby, "", 20000));
     assert_int_equal(o[0].err, 0);
     assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-f-stale' AND "
                             "object = 'f-stale'"),
