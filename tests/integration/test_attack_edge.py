@@ -185,6 +185,12 @@ def test_refusal_flood_log_lines_rate_limited(stack):
                 assert ftype != GOAWAY, "refusals are not a flood: no GOAWAY expected"
     finally:
         s.close()
+    assert_lines_limited(stack, since, lambda m: "refused" in m and "stream" in m, "refusals")
+
+
+def assert_lines_limited(stack, since, counted, what):
+    """The log since line `since` says how many per-stream lines it left out, and holds between
+    1 and 100 lines whose message `counted` accepts (of 4000 `what`)."""
     def records():
         return [json.loads(line) for line in stack.log_lines()[since:]]
 
@@ -192,9 +198,8 @@ def test_refusal_flood_log_lines_rate_limited(stack):
     # closes: poll for it (bounded).
     assert wait_for(lambda: any("suppressed" in r.get("msg", "") for r in records()), 30), \
         "no count of suppressed lines"
-    refused = [r for r in records() if "refused" in r.get("msg", "") and
-               "stream" in r.get("msg", "")]
-    assert 0 < len(refused) <= 100, "%d per-stream log lines for 4000 refusals" % len(refused)
+    n = sum(1 for r in records() if counted(r.get("msg", "")))
+    assert 0 < n <= 100, "%d log lines for 4000 %s" % (n, what)
 
 
 @pytest.mark.parametrize("kind", ["denied", "malformed"])
@@ -226,14 +231,7 @@ def test_failing_call_flood_log_lines_rate_limited(stack, kind):
             assert ids <= answered, "the connection ended before its calls were answered"
     finally:
         s.close()
-
-    def records():
-        return [json.loads(line) for line in stack.log_lines()[since:]]
-
-    assert wait_for(lambda: any("suppressed" in r.get("msg", "") for r in records()), 30), \
-        "no count of suppressed lines"
-    finished = [r for r in records() if r.get("msg", "").startswith("call finished")]
-    assert 0 < len(finished) <= 100, "%d call lines for 4000 failing calls" % len(finished)
+    assert_lines_limited(stack, since, lambda m: m.startswith("call finished"), "failing calls")
 
 
 # --- finding 9: the missing certificate ---
