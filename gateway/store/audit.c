@@ -1084,7 +1084,9 @@ static void failed_txn(struct gw_audit *a, int err, const struct gw_db_result *r
 
     if (rolled_back && (blame = owner_of(a, res->rolled_back_at)) != NULL && blame->keep) {
         TAILQ_REMOVE(&a->batch, blame, link);
-        if (blame->alone && a->fail_rounds == 0 && ++blame->blamed >= BLAME_MAX) {
+        if (blame->cancelled) {
+            req_free(blame);
+        } else if (blame->alone && a->fail_rounds == 0 && ++blame->blamed >= BLAME_MAX) {
             GW_LOG(GW_LOG_ERROR, "audit", NULL,
                    "chain %s: a record of %s is dropped: its own statement failed (SQLSTATE %s) "
                    "%u times by itself while the others were written",
