@@ -133,6 +133,16 @@ if [[ -z $DIR && $MODE != baseline ]]; then
         BENCH_FORWARD_NOTE="forwarding to the backend off (BENCH_FORWARD=1 keeps it on; forward_bench.py measures it)"
         RESTART=1
     fi
+    # The figures load the gateway from one certificate (courier_a) at up to 64 streams: the
+    # database queue's share per certificate ([database] queue_share, pool_size x pipeline_depth
+    # by default) would refuse most of a read figure's calls, as it should refuse a flood. The
+    # share is lifted on run.sh's own stack (tests/bench/db_share_flood.py measures it).
+    if [[ $MODE != baseline ]] && grep -q '^\[database\]' "$DIR/waygated.conf" &&
+        ! grep -qE '^queue_share[[:space:]]*=' "$DIR/waygated.conf"; then
+        sed -i -E 's/^\[database\]$/[database]\nqueue_share = 1000000/' "$DIR/waygated.conf"
+        say "the stack's gateway runs with [database] queue_share = 1000000 (one certificate's load)"
+        RESTART=1
+    fi
     POLICY_SRC=$ROOT/deploy/policy.conf
     if [[ $MODE == full && -f $POLICY_SRC ]] && grep -qE '^lookups_per_window[[:space:]]*=' "$POLICY_SRC" &&
         ! grep -q '^\[policy\]' "$DIR/waygated.conf"; then
