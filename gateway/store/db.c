@@ -93,9 +93,15 @@ struct gw_db *gw_db_new(struct event_base *base, const struct gw_config *cfg)
     db->pool_size = cfg->db_pool_size ? cfg->db_pool_size : 1;
     db->depth = cfg->db_pipeline_depth ? cfg->db_pipeline_depth : 1;
     db->queue_max = cfg->db_queue_max;
-    /* by default what the pool runs at once: one certificate may keep every pipeline busy, but
-     * puts no more than that many requests ahead of anyone else's */
-    db->share = cfg->db_queue_share != 0 ? cfg->db_queue_share : db->pool_size * db->depth;
+    /* by default a sixteenth of the queue, and at least what the pool runs at once: one
+     * certificate cannot fill the queue, and a client's ordinary concurrency (64 calls at once,
+     * whose identity steps may all look the certificate up when its cache entry ends) fits */
+    db->share = cfg->db_queue_share;
+    if (db->share == 0) {
+        db->share = db->queue_max / 16u;
+        if (db->share < db->pool_size * db->depth)
+            db->share = db->pool_size * db->depth;
+    }
     db->connect_timeout_ms = cfg->db_connect_timeout_ms;
     db->reconnect_max_ms = cfg->db_reconnect_max_ms;
     db->schema_version = GW_DB_SCHEMA_UNKNOWN;

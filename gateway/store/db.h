@@ -91,7 +91,8 @@ void gw_db_owner_of(struct gw_db_owner *o, bool has_cert, const unsigned char *f
  * be restored by a second swap when the work submitted for owner has been. */
 void gw_db_owner_swap(struct gw_db *db, const struct gw_db_owner *owner, struct gw_db_owner *prev);
 /* The share: callers' requests one owner may have queued or in flight before its new calls are
- * refused ([database] queue_share; 0 there: pool_size x pipeline_depth). */
+ * refused ([database] queue_share; 0 there: queue_max / 16, at least pool_size x pipeline_depth).
+ */
 unsigned gw_db_share(const struct gw_db *db);
 /* Requests charged to owner now (queued or in flight). */
 unsigned gw_db_owner_pending(const struct gw_db *db, const struct gw_db_owner *owner);
