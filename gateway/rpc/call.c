@@ -596,16 +596,16 @@ void gw_call_up_writable(void *obj)
 void gw_call_up_close(void *obj)
 {
     struct gw_call *call = obj;
+    bool cancel = cancellable(call) && call->cancel_fn != NULL && !call->in_cancel;
 
+    /* the line asks the stream's connection for its budget: before the stream is let go */
+    if (cancel && !call->confidential && gw_call_log_ok(call, GW_LOG_INFO))
+        gw_log_write(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->path);
+    call->st = NULL;
     if (call->state != CALL_DONE && !call->confidential) /* closed before a status: cancelled */
         gw_rpc_count(call->rpc, call->method, GW_GRPC_CANCELLED, gw_clock_ms() - call->start_ms);
-    if (cancellable(call) && call->cancel_fn != NULL && !call->in_cancel) {
-        if (!call->confidential && gw_call_log_ok(call, GW_LOG_INFO)) /* st still there */
-            GW_LOG(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->path);
-        call->st = NULL;
+    if (cancel)
         run_cancel(call);
-    }
-    call->st = NULL;
     call_free(call);
 }
 
@@ -736,6 +736,7 @@ const struct gw_principal *gw_call_principal(const struct gw_call *call)
 {
     return &call->principal;
 }
+
 bool gw_call_log_ok(struct gw_call *call, enum gw_log_level level)
 {
     if (level < gw_log_level)

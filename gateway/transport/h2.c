@@ -44,7 +44,6 @@
 /* Streams waiting for room in a response budget, in the order they started to wait. */
 struct waitq {
     struct gw_h2_stream *head, *tail;
-    size_t n;
 };
 
 struct gw_h2_pool {
@@ -177,7 +176,6 @@ static void wq_unlink(struct gw_h2_stream *st)
         st->wnext->wprev = st->wprev;
     else
         q->tail = st->wprev;
-    q->n--;
     st->wq = NULL;
     st->wprev = st->wnext = NULL;
 }
@@ -195,7 +193,6 @@ static void wq_push(struct waitq *q, struct gw_h2_stream *st)
     else
         q->head = st;
     q->tail = st;
-    q->n++;
 }
 
 static void notify_soon(struct gw_h2 *h2);
@@ -206,6 +203,13 @@ static void pool_wake_soon(struct gw_h2_pool *pool)
 
     if (!evtimer_pending(pool->wake_ev, NULL))
         (void)evtimer_add(pool->wake_ev, &zero);
+}
+
+/* Whether the stream must wait for response memory: it holds nothing (gw_h2_stream_hold) and its
+ * connection's or the gateway's budget is full. */
+static bool budget_full(const struct gw_h2_stream *st)
+{
+    return st->held == 0 && (!gw_budget_room(&st->h2->resp) || !gw_budget_room(&st->h2->pool->mem));
 }
 
 /* The stream wants writing and its own queue is under GW_H2_STREAM_LOW: its upcall is due now
@@ -234,11 +238,11 @@ static void give_back(struct gw_h2 *h2, size_t n)
     if (n == 0)
         return;
     gw_budget_give(&h2->resp, &h2->pool->mem, n);
-    if (h2->q.n > 0 && gw_budget_room(&h2->resp) && !h2->wake_due && h2->notify_ev != NULL) {
+    if (h2->q.head != NULL && gw_budget_room(&h2->resp) && !h2->wake_due && h2->notify_ev != NULL) {
         h2->wake_due = true;
         notify_soon(h2);
     }
-    if (h2->pool->q.n > 0 && gw_budget_room(&h2->pool->mem))
+    if (h2->pool->q.head != NULL && gw_budget_room(&h2->pool->mem))
         pool_wake_soon(h2->pool);
 }
 
@@ -858,8 +862,7 @@ bool gw_h2_stream_writable(const struct gw_h2_stream *st)
     /* Bytes the layer above holds are counted already: queueing them adds nothing (it lowers
      * its hold as it sends), so a stream that holds some may queue them whatever the budgets
      * show; waiting for room it holds itself would never end. */
-    return gw_h2_stream_queued(st) < GW_H2_STREAM_HIGH &&
-           (st->held > 0 || (gw_budget_room(&st->h2->resp) && gw_budget_room(&st->h2->pool->mem)));
+    return gw_h2_stream_queued(st) < GW_H2_STREAM_HIGH && !budget_full(st);
 }
 
 void gw_h2_stream_want_writable(struct gw_h2_stream *st)
@@ -887,8 +890,7 @@ uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len)
     if (queued > 0 && queued + len > GW_H2_STREAM_HIGH + st->h2->cfg->max_message_size)
         return NULL;
     /* Nor past the response budgets: only a message on an empty queue is charged past them. */
-    if (queued > 0 && st->held == 0 &&
-        (!gw_budget_room(&st->h2->resp) || !gw_budget_room(&st->h2->pool->mem)))
+    if (queued > 0 && budget_full(st))
         return NULL;
     /* Written in the empty stage buffer, then moved whole onto the queue: reserving on the queue
      * itself lets libevent copy queued messages into a bigger chain and free the old one
