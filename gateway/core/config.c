@@ -57,6 +57,8 @@ static const struct keydef keys[] = {
     {"server", "max_preauth_connections", T_U32, F(max_preauth_connections), 0, 1000000, 0},
     {"server", "max_preauth_per_address", T_U32, F(max_preauth_per_address), 1, 1000000, 0},
     {"server", "accept_rate_per_address", T_U32, F(accept_rate_per_address), 1, 1000000, 0},
+    {"server", "max_connections_per_certificate", T_U32, F(max_connections_per_certificate), 0,
+     1000000, 0},
     {"server", "idle_timeout_ms", T_U32, F(idle_timeout_ms), 1000, 86400000, 0},
     {"server", "stream_write_timeout_ms", T_U32, F(stream_write_timeout_ms), 100, 3600000, 0},
     {"server", "drain_timeout_ms", T_U32, F(drain_timeout_ms), 0, 600000, 0},
@@ -707,6 +709,11 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
         fail(ps, ps->seen[key_index("server", "max_preauth_connections")],
              "[server] max_preauth_connections: must be below max_connections (slots are kept "
              "for authenticated connections)");
+        return GW_EINVAL;
+    }
+    if (c->max_connections_per_certificate > c->max_connections) {
+        fail(ps, ps->seen[key_index("server", "max_connections_per_certificate")],
+             "[server] max_connections_per_certificate: must not be above max_connections");
         return GW_EINVAL;
     }
     if (c->metrics_listen != NULL) {

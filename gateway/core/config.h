@@ -43,9 +43,12 @@ struct gw_config {
     uint32_t max_preauth_per_address; /* unauthenticated at once from one address, default 32 */
     uint32_t accept_rate_per_address; /* connections accepted per second from one address
                                        * (burst twice that), default 64 */
-    uint32_t request_memory_per_connection; /* bytes of request memory in flight (bodies being
-                                             * received, unpacked messages) on one connection,
-                                             * default 64 MiB, at least 10 x max_message_size */
+    uint32_t max_connections_per_certificate; /* authenticated connections of one client
+                                               * certificate at once; default 0 = an eighth of
+                                               * max_connections (at least 1) */
+    uint32_t request_memory_per_connection;   /* bytes of request memory in flight (bodies being
+                                               * received, unpacked messages) on one connection,
+                                               * default 64 MiB, at least 10 x max_message_size */
     uint32_t request_memory; /* the same for the whole gateway, default 512 MiB, at least
                               * request_memory_per_connection */
     uint32_t response_memory_per_connection; /* response bytes queued on one connection's

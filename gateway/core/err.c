@@ -135,6 +135,10 @@ static const char *const rule_text[GW_RULE_COUNT] = {
         "asks and who decides (separation of duties, Art. 16, 34, 37)",
     [GW_RULE_DB_SHARE] = "this certificate's share of the gateway's database queue is in use (% "
                          "requests queued or running, [database] queue_share): retry later",
+    [GW_RULE_CERT_CONNECTIONS] =
+        "this certificate already holds % other connections to the gateway ([server] "
+        "max_connections_per_certificate): this connection answers no call and is closed; use "
+        "one of the others",
     [GW_RULE_BUSY_CERT] = "too many password checks in progress over this certificate (at most "
                           "%): retry later",
     [GW_RULE_HASHING_UNAVAILABLE] = "password hashing unavailable; retrying is safe",

@@ -187,7 +187,8 @@ enum gw_rule {
     GW_RULE_BUSY_CERT, /* (bound) */
     GW_RULE_ROLE_CLI_ONLY,
     GW_RULE_QUEUE_FULL,
-    GW_RULE_DB_SHARE, /* (bound) */
+    GW_RULE_DB_SHARE,         /* (bound) */
+    GW_RULE_CERT_CONNECTIONS, /* (bound) */
     GW_RULE_HASHING_UNAVAILABLE,
     /* scope, views, search, reveal, throttling (Art. 34, 37) */
     GW_RULE_SEARCH_ONE_KEY,

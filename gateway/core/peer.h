@@ -18,6 +18,9 @@ struct gw_peer {
     char cert_ou[32];
     char cert_l[32];
     uint8_t cert_sha256[GW_PEER_FPR_LEN]; /* fingerprint of the DER certificate */
+    uint32_t over_cert_limit; /* nonzero: the certificate held this many connections already
+                               * ([server] max_connections_per_certificate) when this one
+                               * authenticated; every call on it is refused */
 };
 
 #endif

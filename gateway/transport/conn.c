@@ -65,7 +65,8 @@ struct gw_conn {
     void *cb_arg;
     struct gw_peerlimit_slot *slot; /* the owner's, while unauthenticated */
     bool closing;
-    bool authed;         /* gw_conn_auth_cb has been called */
+    bool auth_asked;     /* gw_conn_auth_cb has been called */
+    bool authed;         /* ... and did not refuse the connection */
     bool lingering;      /* refused handshake: FIN sent, discarding input until LINGER_MS */
     bool handshake_done; /* client preface received: handshake_ev freed */
     bool terminating;    /* idle GOAWAY sent: idle_ev is the linger deadline */
@@ -80,14 +81,14 @@ static void set_timer(struct event *ev, uint32_t ms)
     (void)evtimer_add(ev, &tv);
 }
 
-/* Reports the connection as authenticated, once. */
+/* Reports the connection as authenticated, once; the owner may refuse it (conn.h). */
 static void authenticated(struct gw_conn *c)
 {
-    if (c->authed || c->closing)
+    if (c->auth_asked || c->closing)
         return;
-    c->authed = true;
-    if (c->auth_cb != NULL)
-        c->auth_cb(c->cb_arg, c);
+    c->auth_asked = true;
+    c->peer.over_cert_limit = c->auth_cb != NULL ? c->auth_cb(c->cb_arg, c) : 0;
+    c->authed = c->peer.over_cert_limit == 0;
 }
 
 /* Reports the connection as finished; the owner frees it. */
@@ -212,9 +213,11 @@ static void process_input(struct gw_conn *c)
     }
     if (!c->handshake_done && gw_h2_preface_received(c->h2)) {
         c->handshake_done = true;
-        event_free(c->handshake_ev); /* an idle connection holds one timer, not two */
-        c->handshake_ev = NULL;
         authenticated(c); /* plaintext: the preface is all there is; TLS: already done */
+        if (c->authed) {
+            event_free(c->handshake_ev); /* an idle connection holds one timer, not two */
+            c->handshake_ev = NULL;
+        } /* refused: handshake_ev is its end */
     }
     if (!c->terminating) {
         c->quiet = false;
@@ -304,7 +307,14 @@ static void on_connected(struct gw_conn *c)
     c->log.principal = c->peer.cert_cn;
     c->ssl = ssl;
     authenticated(c);
-    set_timer(c->handshake_ev, c->cfg->handshake_timeout_ms); /* now for the HTTP/2 preface */
+    /* Now for the HTTP/2 preface; a refused connection ends at this deadline whatever it does
+     * (it holds a pre-authentication slot, and gets the time of one). */
+    set_timer(c->handshake_ev,
+              c->authed ? c->cfg->handshake_timeout_ms : c->cfg->preauth_timeout_ms);
+    if (!c->authed)
+        GW_LOG(GW_LOG_DEBUG, "conn", &c->log,
+               "refused: the certificate holds max_connections_per_certificate (%u) already",
+               c->peer.over_cert_limit);
     GW_LOG(GW_LOG_INFO, "conn", &c->log, "tls established: %s, OU %s", gw_tls_version(ssl),
            c->peer.cert_ou);
     if (start_session(c) != 0) {
@@ -402,9 +412,9 @@ static void handshake_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (!c->handshake_done && !c->lingering)
+    if (!c->lingering && (c->authed ? !c->handshake_done : !c->auth_asked))
         GW_LOG(GW_LOG_INFO, "conn", &c->log, "handshake timeout");
-    conn_close(c, "handshake or linger timeout");
+    conn_close(c, "handshake, linger or refusal timeout");
 }
 
 static void idle_cb(evutil_socket_t fd, short what, void *arg)
@@ -578,6 +588,11 @@ bool gw_conn_authenticated(const struct gw_conn *c)
 struct gw_peerlimit_slot **gw_conn_slot(struct gw_conn *c)
 {
     return &c->slot;
+}
+
+const struct gw_peer *gw_conn_peer_info(const struct gw_conn *c)
+{
+    return &c->peer;
 }
 
 const char *gw_conn_peer(const struct gw_conn *c)

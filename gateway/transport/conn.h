@@ -26,8 +26,14 @@ typedef void (*gw_conn_closed_cb)(void *arg, struct gw_conn *c);
 
 /* Called once when the connection authenticates: TLS with a verified client certificate and a
  * principal, or (plaintext) the HTTP/2 client preface received. Never called after the closed
- * callback. The connection must not be freed inside it. */
-typedef void (*gw_conn_auth_cb)(void *arg, struct gw_conn *c);
+ * callback. The connection must not be freed inside it. Returning a limit (nonzero) refuses it:
+ * the certificate already holds that many connections (gw_peer.over_cert_limit); the connection
+ * then stays unauthenticated (gw_conn_authenticated false), every call on it is refused, and it
+ * is closed preauth_timeout_ms after its handshake. */
+typedef uint32_t (*gw_conn_auth_cb)(void *arg, struct gw_conn *c);
+
+/* The verified peer (its certificate's fingerprint is what the owner counts). */
+const struct gw_peer *gw_conn_peer_info(const struct gw_conn *c);
 
 /* Takes ownership of fd (closed on failure too). tls NULL means plaintext HTTP/2 with prior
  * knowledge and a peer without a certificate. up: what the layer above does with the streams

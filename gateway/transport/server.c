@@ -1,9 +1,12 @@
 /* server.c: listeners, the connection caps and registry, and the graceful drain. Owns the
- * evconnlisteners, every struct gw_conn (a doubly linked list) and the per-address admission
- * table (peerlimit.h). Invariants: at most cfg->max_connections connections exist, of which at
- * most max_preauth are unauthenticated (the rest is kept for authenticated clients), at most
- * max_preauth_per_address from one address, admitted at most accept_rate_per_address per
- * second per address; npreauth counts exactly the registered connections not yet
+ * evconnlisteners, every struct gw_conn (a doubly linked list), the per-address admission
+ * table (peerlimit.h) and the count per certificate (certlimit.h). Invariants: at most
+ * cfg->max_connections connections exist, of which at most max_preauth are unauthenticated (the
+ * rest is kept for authenticated clients), at most max_preauth_per_address from one address,
+ * admitted at most accept_rate_per_address per second per address; at most
+ * max_connections_per_certificate authenticated ones of one client certificate (certlimit.h: one
+ * more is refused after its handshake and stays unauthenticated, so it holds a pre-authentication
+ * slot until it is closed); npreauth counts exactly the registered connections not yet
  * authenticated; the plaintext listener binds only a loopback address and only when the config
  * explicitly allows it; the drain callback runs exactly once. */
 #include "server.h"
@@ -21,6 +24,7 @@
 #include <event2/listener.h>
 
 #include "alloc.h"
+#include "certlimit.h"
 #include "clock.h"
 #include "config.h"
 #include "conn.h"
@@ -42,6 +46,7 @@ struct gw_server {
     size_t npreauth;    /* registered connections not yet authenticated */
     size_t max_preauth; /* cfg->max_preauth_connections, or a quarter of max_connections */
     struct gw_peerlimit *pl;
+    struct gw_certlimit *cl; /* authenticated connections per certificate */
     bool draining;
     struct event *drain_ev; /* drain deadline */
     struct event *done_ev;  /* runs the done callback from the loop */
@@ -63,17 +68,17 @@ static void end_preauth(struct gw_server *s, struct gw_conn *c)
     s->npreauth--;
 }
 
-static void conn_auth_cb(void *arg, struct gw_conn *c)
-{
-    end_preauth(arg, c);
-}
-
 static void unlink_conn(struct gw_server *s, struct gw_conn *c)
 {
     struct gw_conn *next = *gw_conn_next(c), *prev = *gw_conn_prev(c);
 
-    if (!gw_conn_authenticated(c))
+    if (!gw_conn_authenticated(c)) {
         end_preauth(s, c);
+    } else {
+        const struct gw_peer *peer = gw_conn_peer_info(c);
+        if (peer->cert)
+            gw_certlimit_release(s->cl, peer->cert_sha256);
+    }
     if (prev)
         *gw_conn_next(prev) = next;
     else
@@ -116,6 +121,8 @@ static const char *const refusal_names[GW_SERVER_REFUSED_N] = {
     [GW_SERVER_REFUSED_RATE_PER_ADDRESS] = "accept_rate_per_address",
     [GW_SERVER_REFUSED_PREAUTH_PER_ADDRESS] = "max_preauth_per_address",
     [GW_SERVER_REFUSED_ADDRESS_TABLE_FULL] = "address_table_full",
+    [GW_SERVER_REFUSED_PER_CERTIFICATE] = "max_connections_per_certificate",
+    [GW_SERVER_REFUSED_OUT_OF_MEMORY] = "out_of_memory",
 };
 
 /* Closes a connection refused at accept. Logs the first refusal and then every 1000th, so that
@@ -127,6 +134,30 @@ static void refuse(struct gw_server *s, evutil_socket_t fd, enum gw_server_refus
         GW_LOG(GW_LOG_WARN, "server", NULL, "refusing connections: %s reached (%llu so far)",
                refusal_names[r], (unsigned long long)s->refused);
     evutil_closesocket(fd);
+}
+
+/* Counts the connection against its certificate's max_connections_per_certificate; over it,
+ * the connection stays unauthenticated (conn.h) and keeps its pre-authentication slot. */
+static uint32_t conn_auth_cb(void *arg, struct gw_conn *c)
+{
+    struct gw_server *s = arg;
+    const struct gw_peer *peer = gw_conn_peer_info(c);
+
+    if (peer->cert) {
+        enum gw_certlimit_verdict v = gw_certlimit_take(s->cl, peer->cert_sha256);
+        if (v != GW_CERTLIMIT_OK) {
+            enum gw_server_refusal r = v == GW_CERTLIMIT_FULL ? GW_SERVER_REFUSED_PER_CERTIFICATE
+                                                              : GW_SERVER_REFUSED_OUT_OF_MEMORY;
+            s->refused_by[r]++;
+            if (s->refused++ % 1000 == 0)
+                GW_LOG(GW_LOG_WARN, "server", NULL,
+                       "refusing connections: %s reached (%llu so far; certificate CN %s)",
+                       refusal_names[r], (unsigned long long)s->refused, peer->cert_cn);
+            return gw_certlimit_max(s->cl);
+        }
+    }
+    end_preauth(s, c);
+    return 0;
 }
 
 static const enum gw_server_refusal verdict_refusal[] = {
@@ -307,8 +338,12 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
     s->pl = gw_peerlimit_new(cfg->accept_rate_per_address, cfg->max_preauth_per_address,
                              4u * (size_t)cfg->max_connections + 4096u);
     s->pool = gw_h2_pool_new(base, cfg->response_memory);
+    s->cl =
+        gw_certlimit_new(cfg->max_connections_per_certificate > 0
+                             ? cfg->max_connections_per_certificate
+                             : (cfg->max_connections / 8u > 0 ? cfg->max_connections / 8u : 1u));
     if (s->drain_ev == NULL || s->done_ev == NULL || s->scrub_ev == NULL || s->pl == NULL ||
-        s->pool == NULL) {
+        s->pool == NULL || s->cl == NULL) {
         snprintf(err, errlen, "server: out of memory");
         goto fail;
     }
@@ -355,6 +390,7 @@ void gw_server_free(struct gw_server *s)
     if (s->scrub_ev != NULL)
         event_free(s->scrub_ev);
     gw_peerlimit_free(s->pl);
+    gw_certlimit_free(s->cl);
     gw_h2_pool_free(s->pool); /* after every connection (their sessions use it) */
     gw_free(s);
 }

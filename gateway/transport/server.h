@@ -49,13 +49,17 @@ size_t gw_server_preauth(const struct gw_server *s);
 void gw_server_response_memory(const struct gw_server *s, size_t *used, size_t *peak,
                                size_t *limit);
 
-/* Connections refused at accept, by the limit that refused them. */
+/* Connections refused, by the limit that refused them: at accept, or (the last two) once their
+ * certificate is known. */
 enum gw_server_refusal {
     GW_SERVER_REFUSED_MAX_CONNECTIONS,
     GW_SERVER_REFUSED_MAX_PREAUTH,
     GW_SERVER_REFUSED_RATE_PER_ADDRESS,
     GW_SERVER_REFUSED_PREAUTH_PER_ADDRESS,
     GW_SERVER_REFUSED_ADDRESS_TABLE_FULL,
+    GW_SERVER_REFUSED_PER_CERTIFICATE, /* after the handshake: the connection answers refusals
+                                        * until preauth_timeout_ms, then is closed */
+    GW_SERVER_REFUSED_OUT_OF_MEMORY,   /* likewise, when it could not be counted */
     GW_SERVER_REFUSED_N
 };
 uint64_t gw_server_refused(const struct gw_server *s, enum gw_server_refusal r);

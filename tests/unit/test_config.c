@@ -55,6 +55,7 @@ static void test_good(void **state)
     assert_int_equal(c.preauth_timeout_ms, 2000);
     assert_int_equal(c.max_preauth_connections, 500);
     assert_int_equal(c.max_preauth_per_address, 8);
+    assert_int_equal(c.max_connections_per_certificate, 50);
     assert_int_equal(c.accept_rate_per_address, 16);
     assert_int_equal(c.idle_timeout_ms, 60000);
     assert_int_equal(c.drain_timeout_ms, 2000);
@@ -107,6 +108,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.preauth_timeout_ms, 3000);
     assert_int_equal(c.max_preauth_connections, 0);
     assert_int_equal(c.max_preauth_per_address, 32);
+    assert_int_equal(c.max_connections_per_certificate, 0); /* an eighth of max_connections */
     assert_int_equal(c.accept_rate_per_address, 64);
     assert_int_equal(c.idle_timeout_ms, 300000);
     assert_int_equal(c.drain_timeout_ms, 10000);
@@ -211,6 +213,8 @@ static const struct bad bads[] = {
     {"bad_sslpassword.conf", 8, "[database] conninfo", "must not contain a password"},
     {"bad_conninfo.conf", 8, "[database] conninfo", "not a valid libpq connection string"},
     {"bad_preauth.conf", 13, "[server] max_preauth_connections", "must be below max_connections"},
+    {"bad_cert_limit.conf", 13, "[server] max_connections_per_certificate",
+     "must not be above max_connections"},
     {"bad_request_memory.conf", 13, "[server] request_memory_per_connection",
      "must be at least 10 x max_message_size"},
     {"bad_request_memory_total.conf", 13, "[server] request_memory",

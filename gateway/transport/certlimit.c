@@ -1,0 +1,121 @@
+/* certlimit.c: connections per certificate fingerprint (certlimit.h), a chained hash table with
+ * a random per-process seed. Invariants: every entry's count is between 1 and max_per_cert; an
+ * entry whose count reaches zero is freed at once; entries <= the counted connections. */
+#include "certlimit.h"
+
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "alloc.h"
+
+#define NBUCKETS 1024u
+
+struct entry {
+    uint8_t fpr[GW_PEER_FPR_LEN];
+    uint32_t count;
+    struct entry *next;
+};
+
+struct gw_certlimit {
+    uint32_t max;
+    size_t entries;
+    uint64_t seed;
+    struct entry *bucket[NBUCKETS];
+};
+
+/* A fingerprint is a SHA-256 digest: its bytes are already uniform; the seed keeps a client
+ * that can choose certificates from choosing one chain. */
+static size_t bucket_of(const struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FPR_LEN])
+{
+    uint64_t h;
+
+    memcpy(&h, fpr, sizeof(h));
+    h ^= cl->seed;
+    h *= 0x9e3779b97f4a7c15ull;
+    return (size_t)((h >> 32) % NBUCKETS);
+}
+
+static struct entry **find(struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FPR_LEN])
+{
+    struct entry **pp = &cl->bucket[bucket_of(cl, fpr)];
+
+    while (*pp != NULL && memcmp((*pp)->fpr, fpr, GW_PEER_FPR_LEN) != 0)
+        pp = &(*pp)->next;
+    return pp;
+}
+
+struct gw_certlimit *gw_certlimit_new(uint32_t max_per_cert)
+{
+    struct gw_certlimit *cl = gw_calloc(1, sizeof(*cl));
+
+    if (cl == NULL)
+        return NULL;
+    cl->max = max_per_cert;
+    cl->seed = ((uint64_t)arc4random() << 32) | arc4random();
+    return cl;
+}
+
+void gw_certlimit_free(struct gw_certlimit *cl)
+{
+    if (cl == NULL)
+        return;
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        while (cl->bucket[b] != NULL) {
+            struct entry *e = cl->bucket[b];
+            cl->bucket[b] = e->next;
+            gw_free(e);
+        }
+    }
+    gw_free(cl);
+}
+
+enum gw_certlimit_verdict gw_certlimit_take(struct gw_certlimit *cl,
+                                            const uint8_t fpr[GW_PEER_FPR_LEN])
+{
+    struct entry **pp = find(cl, fpr);
+
+    if (*pp == NULL) {
+        if (cl->max == 0)
+            return GW_CERTLIMIT_FULL;
+        *pp = gw_calloc(1, sizeof(**pp));
+        if (*pp == NULL)
+            return GW_CERTLIMIT_NOMEM;
+        memcpy((*pp)->fpr, fpr, GW_PEER_FPR_LEN);
+        cl->entries++;
+    } else if ((*pp)->count >= cl->max) {
+        return GW_CERTLIMIT_FULL;
+    }
+    (*pp)->count++;
+    return GW_CERTLIMIT_OK;
+}
+
+void gw_certlimit_release(struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FPR_LEN])
+{
+    struct entry **pp = find(cl, fpr), *e = *pp;
+
+    if (e == NULL)
+        return;
+    if (--e->count == 0) {
+        *pp = e->next;
+        gw_free(e);
+        cl->entries--;
+    }
+}
+
+uint32_t gw_certlimit_max(const struct gw_certlimit *cl)
+{
+    return cl->max;
+}
+
+uint32_t gw_certlimit_count(const struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FPR_LEN])
+{
+    struct entry **pp = find((struct gw_certlimit *)cl, fpr);
+
+    return *pp != NULL ? (*pp)->count : 0;
+}
+
+size_t gw_certlimit_entries(const struct gw_certlimit *cl)
+{
+    return cl->entries;
+}
