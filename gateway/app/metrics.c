@@ -319,7 +319,7 @@ static void write_process(struct evbuffer *b, const struct gw_metrics_sources *s
           (double)gw_server_connections(src->server));
     gauge(b, "waygate_connections_preauth",
           "client connections open now and not yet authenticated (TLS with a verified client "
-          "certificate not done)",
+          "certificate not done, or refused over max_connections_per_certificate)",
           (double)gw_server_preauth(src->server));
     gw_prom_family(b, "waygate_connections_refused_total", "counter",
                    "connections refused at accept, by the [server] limit that refused them");

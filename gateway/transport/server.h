@@ -42,7 +42,8 @@ void gw_server_address(const struct gw_server *s, int insecure, char *out, size_
 /* Open connections. */
 size_t gw_server_connections(const struct gw_server *s);
 
-/* Open connections not yet authenticated (TLS with a verified client certificate not done). */
+/* Open connections not yet authenticated (TLS with a verified client certificate not done, or
+ * refused over max_connections_per_certificate). */
 size_t gw_server_preauth(const struct gw_server *s);
 /* Response bytes queued on all connections' streams now, the most ever queued, and the limit
  * ([server] response_memory; h2.h, struct gw_h2_pool). */
