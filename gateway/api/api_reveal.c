@@ -1,8 +1,9 @@
 /* api_reveal.c: waygate.v1.WaybillQuery/Reveal: one field of one waybill in clear, for a stated
- * reason. Checks, in order: the request (number, field path, reason), whether the role may reveal
- * that field at all (policy), the scraping throttle, the record within the caller's scope (read
- * and authenticated exactly as Get: outside the scope is NOT_FOUND like a missing number), and for
- * a courier that its branch delivers the waybill. Then two transactions, in this order:
+ * reason. Checks, in order: the request (number, field path, reason: text.h's free-text rule),
+ * whether the role may reveal that field at all (policy), the scraping throttle, the record within
+ * the caller's scope (read and authenticated exactly as Get: outside the scope is NOT_FOUND like a
+ * missing number), and for a courier that its branch delivers the waybill. Then two transactions,
+ * in this order:
  *   1. the quota ledger (store: gw_store_reveal): counts the caller's reveals in the last hour and
  *      the current UTC day and writes the reveal_log row (who, certificate, peer, record, field,
  *      reason; never the value) only under both quotas. Over quota: RESOURCE_EXHAUSTED naming the
@@ -32,6 +33,7 @@
 #include "scan.h"
 #include "seal.h"
 #include "store.h"
+#include "text.h"
 #include "waybillno.h"
 
 #define REASON_MAX 512 /* bytes; reveal_log's CHECK says the same */
@@ -258,13 +260,9 @@ void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, GW_EINVAL, "field", GW_RULE_FIELD_UNKNOWN);
         return;
     }
-    if (in->reason[0] == '\0') {
-        gw_call_fail(call, GW_EINVAL, "reason", GW_RULE_REQUIRED);
-        return;
-    }
-    if (strlen(in->reason) > REASON_MAX) {
-        gw_fault_set(&f, GW_EINVAL, NULL, "reason", GW_RULE_TOO_LONG);
-        f.limit = REASON_MAX;
+    /* the one rule of a free text a person types and the gateway stores (text.h): it is the
+     * audit record's purpose and a column of reveal_log */
+    if (gw_text_field(in->reason, REASON_MAX, true, GW_RULE_REQUIRED, "reason", &f) != 0) {
         gw_call_finish_fault(call, &f);
         return;
     }

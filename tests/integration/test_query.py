@@ -172,6 +172,25 @@ def delivered(stack):
     return w, submit(stack, w)
 
 
+@pytest.mark.parametrize("reason,rule", [
+    ("   ", "is required"),
+    ("\x1b[2J\x1b[31mcleared", "must not contain control characters"),
+    ("checked\u202egnp.exe", "must not contain control characters"),
+])
+def test_reveal_reason_is_free_text_by_the_one_rule(stack, delivered, reason, rule):
+    """A Reveal's reason is the audit record's purpose and a column of reveal_log: held to the one
+    rule of a free text a person types and the gateway stores (core/text.h's gw_text_field, as a
+    bulk purpose or a DisableAccount reason is): not blank, no control or bidirectional
+    characters. Refused INVALID_ARGUMENT naming reason, and nothing is released or logged."""
+    w, _ = delivered
+    code, details = refusal(lambda: reveal(stack, "courier_b", w.waybill_no, "recipient.phone",
+                                           reason=reason))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("reason: " + rule), \
+        (code, details)
+    assert stack.psql("SELECT count(*) FROM reveal_log WHERE reason = %s" %
+                      "'" + reason.replace("'", "''") + "'") == ["0"]
+
+
 def test_reveal_refusals(stack, delivered):
     w, _ = delivered
     assert refusal(lambda: reveal(stack, "courier_b", w.waybill_no, "recipient.phone",
