@@ -133,9 +133,12 @@ enum cg_step { CG_OK, CG_MKDIR, CG_IDLE, CG_JOIN };
 
 /* How long the loop waits for the zygote's answer, and at free for it to end. */
 #define ZYGOTE_WAIT_MS 1000  /* on the loop; an answer that comes later is taken when it comes */
-#define ZYGOTE_START_MS 5000 /* in gw_workers_new, before the loop runs */
-#define ZYGOTE_GRACE_MS 2000
 #define ZYGOTE_LOST_MS 30000 /* a request unanswered this long: the zygote is lost */
+/* In gw_workers_new, before the loop runs: as long as a request may take before the zygote is
+ * lost, so that a start on a busy machine (seen: more than 5 s at a load average of 10 on two
+ * CPUs) is slow rather than a failure. A zygote that ends is noticed at once (Z_LOST). */
+#define ZYGOTE_START_MS ZYGOTE_LOST_MS
+#define ZYGOTE_GRACE_MS 2000
 
 /* A worker process lost within this time of the last fork is not replaced before it ends. */
 #define RESPAWN_MIN_MS 1000
