@@ -1,16 +1,20 @@
 /* api_search.c: waygate.v1.WaybillQuery/Search: the waybills matching exactly one key (a phone, an
  * ID number or a waybill number through their blind indexes, normalised as at intake; or a pickup
- * day) within the caller's scope (its branch: waybills it accepted or delivers; a branch outside
- * the scope is PERMISSION_DENIED), newest first, one page of at most the policy's
- * search_limit_max, each rendered exactly as Get renders it and carrying its continuation. The
- * key counts against the scraping throttle. A row that fails to authenticate is left out of the
- * page and recorded as an incident (one altered row must not hide the others from the branch, and
- * never shows its data).
- * Bulk threshold (Art. 37): a key that selects more than [compliance] bulk_threshold records is
- * refused FAILED_PRECONDITION before any row is sent, pointing to Compliance.RequestBulk. The
- * first page reads up to threshold + 1 rows to know; a continued page needs no new count: its
- * continuation (MACed by this gateway) proves a first page passed, and keyset paging goes only
- * towards older records, which existed when that page was counted.
+ * day) within the caller's scope (its branch: waybills it accepted or delivers, up to its role's
+ * security level; a branch outside the scope is PERMISSION_DENIED), newest first, one page of at
+ * most the policy's search_limit_max, each rendered exactly as Get renders it and carrying its
+ * continuation. A key the role may not search by (the policy's [search.<role>] keys) is
+ * PERMISSION_DENIED naming it, before anything else is done. The key counts against the scraping
+ * throttle. A row that fails to authenticate is left out of the page and recorded as an incident
+ * (one altered row must not hide the others from the branch, and never shows its data).
+ * Bulk threshold (Art. 37): a key that selects more than [compliance] bulk_threshold records the
+ * caller may see is refused FAILED_PRECONDITION before any row is sent, pointing to
+ * Compliance.RequestBulk; a record outside the scope (above the role's level) counts for nothing,
+ * as it does not exist for the caller. The first page reads up to threshold + 1 rows to know,
+ * the statement asking the role's level, so that those rows are the caller's to count; a
+ * continued page needs no new count: its continuation (MACed by this gateway) proves a first page
+ * passed, and keyset paging goes only towards older records, which existed when that page was
+ * counted.
  * Searches by phone or ID number are audit records (search.phone, search.id_number; object: the
  * hex of the blind index, never the value; count: the rows sent), committed before the first row
  * leaves (fail closed: a record that cannot be written fails the call UNAVAILABLE, nothing sent).
@@ -192,17 +196,22 @@ static void found_cb(void *arg, int err, const struct gw_store_row *rows, size_t
         gw_api_read_failed(s->call, err);
         return;
     }
-    if (!s->q.after && n > s->threshold) {
-        refuse_bulk(s);
-        return;
+    if (!s->q.after) { /* counts what the caller may see: the rest does not exist for it */
+        size_t seen = 0;
+        for (i = 0; i < n; i++)
+            seen += gw_api_in_scope(s->call, &rows[i]);
+        if (seen > s->threshold) {
+            refuse_bulk(s);
+            return;
+        }
     }
-    if (n > s->page)
-        n = s->page;
-    if (n > 0 && (s->views = gw_arena_alloc(a, n * sizeof(*s->views))) == NULL) {
+    if (n > 0 &&
+        (s->views = gw_arena_alloc(a, (n < s->page ? n : s->page) * sizeof(*s->views))) == NULL) {
         gw_call_fail(s->call, GW_ENOMEM, NULL, GW_RULE_NONE);
         return;
     }
-    for (i = 0; i < n; i++) {
+    /* The rows past the page (the first page's count) fill the places of rows left out. */
+    for (i = 0; i < n && s->n < s->page; i++) {
         Waygate__V1__WaybillView *v = &s->views[s->n];
         const char *num = s->q.key == GW_STORE_KEY_NUMBER ? s->number : NULL;
 
@@ -264,6 +273,37 @@ static int id_normalize(const char *in, char out[GW_ID_NORM_MAX + 1], size_t *le
     out[n] = '\0';
     *len = n;
     return 0;
+}
+
+/* The policy's name of the request's key; GW_POLICY_SEARCH_NKEYS when none is set. */
+static enum gw_policy_search_key policy_key(const Waygate__V1__SearchRequest *in)
+{
+    switch (in->key_case) {
+    case WAYGATE__V1__SEARCH_REQUEST__KEY_PHONE:
+        return GW_POLICY_SEARCH_PHONE;
+    case WAYGATE__V1__SEARCH_REQUEST__KEY_ID_NUMBER:
+        return GW_POLICY_SEARCH_ID_NUMBER;
+    case WAYGATE__V1__SEARCH_REQUEST__KEY_WAYBILL_NO:
+        return GW_POLICY_SEARCH_WAYBILL_NO;
+    case WAYGATE__V1__SEARCH_REQUEST__KEY_PICKUP_DAY:
+        return GW_POLICY_SEARCH_PICKUP_DAY;
+    default:
+        return GW_POLICY_SEARCH_NKEYS;
+    }
+}
+
+/* True when the caller's role may search by the request's key (or none is set: key_of refuses
+ * that). A key it may not is refused naming it, before the value is looked at: a role's search
+ * keys are policy ([search.<role>]), like its view. */
+static bool key_allowed(struct search *s, const Waygate__V1__SearchRequest *in)
+{
+    enum gw_policy_search_key k = policy_key(in);
+
+    if (k == GW_POLICY_SEARCH_NKEYS ||
+        gw_policy_may_search_by(gw_call_policy(s->call), gw_call_principal(s->call)->role, k))
+        return true;
+    gw_call_fail(s->call, GW_EPERM, gw_policy_search_keys[k], GW_RULE_SEARCH_KEY_DENIED);
+    return false;
 }
 
 /* The key's blind indexes into s->q.bidx, one per suite of the keyring, the configured suite's
@@ -370,7 +410,7 @@ void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
         return;
     in = (Waygate__V1__SearchRequest *)msg;
     s->call = call;
-    if (!key_of(s, in))
+    if (!key_allowed(s, in) || !key_of(s, in))
         return;
     /* Today a scope is one branch: a branch named must be it. */
     if (in->branch[0] != '\0' && strcmp(in->branch, p->branch) != 0) {
@@ -406,12 +446,15 @@ void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
                (unsigned)s->q.limit, s->q.after ? ", continued" : "");
     if (!gw_api_throttle(call, s->q.bidx[0]))
         return;
-    if (s->q.limit == 0) { /* the role may search nothing: an empty page */
+    s->q.max_level = gw_policy_max_level(gw_call_policy(call), p->role);
+    if (s->q.limit == 0 || s->q.max_level < 0) { /* the role may see nothing: an empty page */
         gw_call_finish(call, GW_GRPC_OK, NULL);
         return;
     }
     /* A first page counts the selection up to the threshold + 1 (at most what one read may
-     * return, so a threshold configured above it acts as GW_STORE_SEARCH_MAX - 1). */
+     * return, so a threshold configured above it acts as GW_STORE_SEARCH_MAX - 1); the statement
+     * leaves out the records above the role's level, so a hidden record neither takes a place
+     * among them nor is read. */
     s->page = s->q.limit;
     s->threshold = app->cfg->bulk_threshold;
     if (s->threshold > GW_STORE_SEARCH_MAX - 1)

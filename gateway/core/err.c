@@ -144,6 +144,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_HASHING_UNAVAILABLE] = "password hashing unavailable; retrying is safe",
     [GW_RULE_SEARCH_ONE_KEY] =
         "exactly one of phone, id_number, waybill_no, pickup_day must be set",
+    [GW_RULE_SEARCH_KEY_DENIED] = "the caller's role may not search by this key (the policy's "
+                                  "[search.<role>] keys; least privilege, Art. 34)",
     [GW_RULE_PICKUP_DAY_FORMAT] = "must be a calendar date YYYY-MM-DD",
     [GW_RULE_BRANCH_OUT_OF_SCOPE] = "is outside the caller's scope",
     [GW_RULE_CONTINUATION] = "is not a continuation of this search",

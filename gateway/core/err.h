@@ -192,6 +192,7 @@ enum gw_rule {
     GW_RULE_HASHING_UNAVAILABLE,
     /* scope, views, search, reveal, throttling (Art. 34, 37) */
     GW_RULE_SEARCH_ONE_KEY,
+    GW_RULE_SEARCH_KEY_DENIED,
     GW_RULE_PICKUP_DAY_FORMAT,
     GW_RULE_BRANCH_OUT_OF_SCOPE,
     GW_RULE_CONTINUATION,

@@ -1,8 +1,8 @@
 /* policy.c: the built-in method rules of docs/roles.md (Art. 34) and the checks over a policy
- * (who may call what, which records a principal sees, how each role sees each field, what it
- * may reveal, its limits); the file's part is filled by policy_file.c. Invariants: deny by
- * default everywhere (no rule, unknown role, empty scope: refused); a rule names roles only from
- * gw_policy_roles; a policy does not change once made. */
+ * (who may call what, which records a principal sees, how each role sees each field, which keys
+ * it may search by, what it may reveal, its limits); the file's part is filled by policy_file.c.
+ * Invariants: deny by default everywhere (no rule, unknown role, empty scope: refused); a rule
+ * names roles only from gw_policy_roles; a policy does not change once made. */
 #include "policy.h"
 
 #include <stdio.h>
@@ -218,6 +218,28 @@ bool gw_policy_may_reveal(const struct gw_policy *pol, const char *role, enum gw
     int r = gw_policy_role_index(role);
 
     return r >= 0 && (unsigned)col < GW_COL_COUNT && pol->reveal[r][col];
+}
+
+const char *const gw_policy_search_keys[GW_POLICY_SEARCH_NKEYS] = {
+    [GW_POLICY_SEARCH_PHONE] = "phone",
+    [GW_POLICY_SEARCH_ID_NUMBER] = "id_number",
+    [GW_POLICY_SEARCH_WAYBILL_NO] = "waybill_no",
+    [GW_POLICY_SEARCH_PICKUP_DAY] = "pickup_day",
+};
+
+bool gw_policy_may_search_by(const struct gw_policy *pol, const char *role,
+                             enum gw_policy_search_key key)
+{
+    int r = gw_policy_role_index(role);
+
+    return r >= 0 && (unsigned)key < GW_POLICY_SEARCH_NKEYS && pol->search[r][key];
+}
+
+int gw_policy_max_level(const struct gw_policy *pol, const char *role)
+{
+    int r = gw_policy_role_index(role);
+
+    return r >= 0 ? pol->level[r] : GW_POLICY_LEVEL_NONE;
 }
 
 void gw_policy_limits(const struct gw_policy *pol, const char *role, struct gw_policy_limits *out)

@@ -3,13 +3,13 @@
  *    without a rule is refused to everyone; a rule open to anyone must say so);
  *  - field views: how each role sees each encrypted field (view.h renders a field);
  *  - scope: whether a principal may see a given record at all (branch, security level);
- *  - what each role may reveal, and its limits.
- * Method permissions are built in; views, levels, reveal grants and limits come from a policy
- * file (docs/policy.md, parsed by policy_file.c). The built-in policy is deploy/policy.conf
- * compiled in. A policy is immutable once made and reference-counted: a reload makes a new one,
- * and a call keeps the one it started with (gw_policy_ref) until it ends.
- * Pure apart from gw_policy_load reading its file: no logging. A policy may be read from any
- * thread; its reference count is taken and dropped on the event-loop thread only. */
+ *  - the keys each role may Search by, what it may reveal, and its limits.
+ * Method permissions are built in; views, levels, search keys, reveal grants and limits come
+ * from a policy file (docs/policy.md, parsed by policy_file.c). The built-in policy is
+ * deploy/policy.conf compiled in. A policy is immutable once made and reference-counted: a reload
+ * makes a new one, and a call keeps the one it started with (gw_policy_ref) until it ends. Pure
+ * apart from gw_policy_load reading its file: no logging. A policy may be read from any thread; its
+ * reference count is taken and dropped on the event-loop thread only. */
 #ifndef GW_POLICY_H
 #define GW_POLICY_H
 
@@ -113,6 +113,29 @@ enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, 
 /* May role reveal field col at all (Reveal)? Deny by default. Whether the record allows it (a
  * courier: only a waybill its branch delivers) is the caller's further check. */
 bool gw_policy_may_reveal(const struct gw_policy *pol, const char *role, enum gw_col col);
+
+/* The keys of WaybillQuery/Search (SearchRequest's key oneof, query.proto). */
+enum gw_policy_search_key {
+    GW_POLICY_SEARCH_PHONE = 0,
+    GW_POLICY_SEARCH_ID_NUMBER,
+    GW_POLICY_SEARCH_WAYBILL_NO,
+    GW_POLICY_SEARCH_PICKUP_DAY,
+    GW_POLICY_SEARCH_NKEYS
+};
+/* Their names, as the request's fields and the policy file's [search.<role>] keys name them:
+ * "phone", "id_number", "waybill_no", "pickup_day". */
+extern const char *const gw_policy_search_keys[GW_POLICY_SEARCH_NKEYS];
+
+/* May role Search by key ([search.<role>] keys)? Deny by default: a role without the section, an
+ * unknown role or key may search by none. The method permission (gw_policy_may_call) is checked
+ * before; this decides which of Search's keys the role's duty needs. */
+bool gw_policy_may_search_by(const struct gw_policy *pol, const char *role,
+                             enum gw_policy_search_key key);
+
+/* The highest security level of a record role may see ([levels]), or -1 when it sees none (a
+ * role not listed, an unknown role): the bound gw_policy_in_scope holds a record's level to, for
+ * a read that selects by it before reading (Search's statement). */
+int gw_policy_max_level(const struct gw_policy *pol, const char *role);
 
 /* A role's limits (the policy file's [limits.<role>]; 0 means "none allowed"). */
 struct gw_policy_limits {

@@ -1,7 +1,7 @@
 /* policy_file.c: the policy file's parser (docs/policy.md): INI text -> struct gw_policy.
- * Invariants: every name is checked against the roles, fields, actions and keys it may be; a
- * section or key given twice is refused; the first problem ends the parse with one message
- * "file:line: [section] key: reason" and nothing allocated; values are never quoted back
+ * Invariants: every name is checked against the roles, fields, actions, search keys and keys it
+ * may be; a section or key given twice is refused; the first problem ends the parse with one
+ * message "file:line: [section] key: reason" and nothing allocated; values are never quoted back
  * beyond a capped, printable-ASCII copy of a name. */
 #include <stdio.h>
 #include <string.h>
@@ -15,7 +15,7 @@
 #define NAME_SHOWN_MAX 64            /* bytes of a name quoted back in a message */
 #define NUMBER_MAX 1000000000u       /* largest limit */
 
-enum section_kind { SEC_NONE = 0, SEC_VIEW, SEC_LEVELS, SEC_REVEAL, SEC_LIMITS };
+enum section_kind { SEC_NONE = 0, SEC_VIEW, SEC_LEVELS, SEC_REVEAL, SEC_SEARCH, SEC_LIMITS };
 
 struct parse {
     const char *name; /* the file as named in messages */
@@ -24,12 +24,13 @@ struct parse {
     size_t errsz;
     char section[NAME_SHOWN_MAX + 8]; /* "[view.courier]" as shown in messages */
     enum section_kind kind;
-    int role; /* the section's role index (view, reveal, limits) */
+    int role; /* the section's role index (view, reveal, search, limits) */
     /* what was set already, for duplicates */
     bool seen_view[GW_POLICY_NROLES], seen_reveal[GW_POLICY_NROLES];
-    bool seen_limits[GW_POLICY_NROLES], seen_levels;
+    bool seen_search[GW_POLICY_NROLES], seen_limits[GW_POLICY_NROLES], seen_levels;
     bool set_view[GW_POLICY_NROLES][GW_COL_COUNT];
     bool set_level[GW_POLICY_NROLES], set_reveal_fields[GW_POLICY_NROLES];
+    bool set_search_keys[GW_POLICY_NROLES];
     bool set_limit[GW_POLICY_NROLES][5];
     unsigned limits_line[GW_POLICY_NROLES]; /* where [limits.<role>] opened */
     struct gw_policy *pol;
@@ -169,6 +170,8 @@ static int section_line(struct parse *ps, const char *s, size_t n)
         ps->kind = SEC_VIEW;
     else if ((size_t)(dot - name) == 6 && memcmp(name, "reveal", 6) == 0)
         ps->kind = SEC_REVEAL;
+    else if ((size_t)(dot - name) == 6 && memcmp(name, "search", 6) == 0)
+        ps->kind = SEC_SEARCH;
     else if ((size_t)(dot - name) == 6 && memcmp(name, "limits", 6) == 0)
         ps->kind = SEC_LIMITS;
     else
@@ -181,6 +184,7 @@ static int section_line(struct parse *ps, const char *s, size_t n)
     }
     seen = ps->kind == SEC_VIEW     ? ps->seen_view
            : ps->kind == SEC_REVEAL ? ps->seen_reveal
+           : ps->kind == SEC_SEARCH ? ps->seen_search
                                     : ps->seen_limits;
     if (seen[role]) {
         char msg[NAME_SHOWN_MAX + 32];
@@ -199,7 +203,7 @@ unknown:
     ps->section[0] = '\0';
     return refuse(ps, s, n,
                   "unknown section (expected [view.<role>], [levels], "
-                  "[reveal.<role>] or [limits.<role>])");
+                  "[reveal.<role>], [search.<role>] or [limits.<role>])");
 }
 
 static int view_key(struct parse *ps, const char *k, size_t kn, const char *v, size_t vn)
@@ -279,6 +283,58 @@ static int reveal_key(struct parse *ps, const char *k, size_t kn, const char *v,
     return 0;
 }
 
+static int find_search_key(const char *s, size_t n)
+{
+    for (int k = 0; k < GW_POLICY_SEARCH_NKEYS; k++)
+        if (eq(s, n, gw_policy_search_keys[k]))
+            return k;
+    return -1;
+}
+
+/* [search.<role>] keys = phone, waybill_no: the Search keys the role may use. */
+static int search_key(struct parse *ps, const char *k, size_t kn, const char *v, size_t vn)
+{
+    bool *grant = ps->pol->search[ps->role];
+
+    if (!eq(k, kn, "keys"))
+        return refuse(ps, k, kn, "unknown key (expected keys)");
+    if (ps->set_search_keys[ps->role])
+        return refuse(ps, k, kn, "duplicate key");
+    ps->set_search_keys[ps->role] = true;
+    if (vn == 0)
+        return 0; /* "keys =": none */
+    for (bool more = true; more;) {
+        const char *comma = memchr(v, ',', vn);
+        size_t fn = comma != NULL ? (size_t)(comma - v) : vn;
+        const char *f = v;
+        char msg[NAME_SHOWN_MAX + 96];
+        int key;
+
+        more = comma != NULL;
+        v += fn + more;
+        vn -= fn + more;
+        trim(&f, &fn);
+        if (fn == 0)
+            return refuse(ps, k, kn, "empty key name in the list");
+        key = find_search_key(f, fn);
+        if (key < 0) {
+            char w[NAME_SHOWN_MAX + 8];
+            shown(w, sizeof(w), f, fn);
+            snprintf(msg, sizeof(msg),
+                     "unknown search key %s (expected phone, id_number, waybill_no or "
+                     "pickup_day)",
+                     w);
+            return refuse(ps, k, kn, msg);
+        }
+        if (grant[key]) {
+            snprintf(msg, sizeof(msg), "duplicate search key %s", gw_policy_search_keys[key]);
+            return refuse(ps, k, kn, msg);
+        }
+        grant[key] = true;
+    }
+    return 0;
+}
+
 static int limits_key(struct parse *ps, const char *k, size_t kn, const char *v, size_t vn)
 {
     struct gw_policy_limits *l = &ps->pol->limits[ps->role];
@@ -323,6 +379,8 @@ static int key_line(struct parse *ps, const char *s, size_t n)
         return levels_key(ps, k, kn, v, vn);
     case SEC_REVEAL:
         return reveal_key(ps, k, kn, v, vn);
+    case SEC_SEARCH:
+        return search_key(ps, k, kn, v, vn);
     case SEC_LIMITS:
         return limits_key(ps, k, kn, v, vn);
     case SEC_NONE:

@@ -16,6 +16,7 @@ struct gw_policy {
     size_t nextra;
     unsigned char view[GW_POLICY_NROLES][GW_COL_COUNT]; /* enum gw_view_mode, 0 = omit */
     bool reveal[GW_POLICY_NROLES][GW_COL_COUNT];
+    bool search[GW_POLICY_NROLES][GW_POLICY_SEARCH_NKEYS];
     int level[GW_POLICY_NROLES]; /* highest SecurityLevel value seen, or GW_POLICY_LEVEL_NONE */
     struct gw_policy_limits limits[GW_POLICY_NROLES];
 };

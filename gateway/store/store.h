@@ -69,8 +69,8 @@ struct gw_store_row {
 typedef void (*gw_store_get_cb)(void *arg, int err, const struct gw_store_row *row);
 
 /* What a Search looks for: exactly one key; within the branch `branch` (records it accepted or
- * delivers); newest first (accepted_at, then id, descending); after a keyset position when
- * `after` is set; at most limit rows. */
+ * delivers) and up to the security level max_level; newest first (accepted_at, then id,
+ * descending); after a keyset position when `after` is set; at most limit rows. */
 enum gw_store_key {
     GW_STORE_KEY_PHONE = 1, /* bidx: a phone's blind index, sender or recipient */
     GW_STORE_KEY_ID_NUMBER, /* bidx: an ID number's blind index, sender or recipient */
@@ -87,6 +87,7 @@ struct gw_store_search {
     int64_t after_at; /* Unix seconds */
     uint8_t after_id[GW_STORE_ID_LEN];
     uint32_t limit; /* 1..GW_STORE_SEARCH_MAX */
+    int max_level;  /* 0..3: records of a higher security_level are not selected */
 };
 #define GW_STORE_SEARCH_MAX 1000
 /* err: 0 (rows[0..n) valid during the callback, newest first), GW_EUNAVAIL, GW_EINTERNAL,

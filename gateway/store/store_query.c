@@ -16,18 +16,21 @@
 
 static const char *const key_cond[] = {
     [GW_STORE_KEY_PHONE] =
-        "(w.sender_phone_bidx IN ($1, $6) OR w.recipient_phone_bidx IN ($1, $6))",
-    [GW_STORE_KEY_ID_NUMBER] = "(w.sender_id_bidx IN ($1, $6) OR w.recipient_id_bidx IN ($1, $6))",
-    [GW_STORE_KEY_NUMBER] = "w.wb_bidx IN ($1, $6)",
+        "(w.sender_phone_bidx IN ($1, $7) OR w.recipient_phone_bidx IN ($1, $7))",
+    [GW_STORE_KEY_ID_NUMBER] = "(w.sender_id_bidx IN ($1, $7) OR w.recipient_id_bidx IN ($1, $7))",
+    [GW_STORE_KEY_NUMBER] = "w.wb_bidx IN ($1, $7)",
     [GW_STORE_KEY_DAY] = "w.pickup_day = $1::text::date",
 };
 
-_Static_assert(GW_STORE_BIDX_ALTS == 2, "the key conditions name $1 and $6");
+_Static_assert(GW_STORE_BIDX_ALTS == 2, "the key conditions name $1 and $7");
 
-/* $1 the key (and $6 its other suite's blind index), $2 the branch, $3 the limit, $4/$5 the
- * keyset position (NULL: first page). The
+/* $1 the key (and $7 its other suite's blind index), $2 the branch, $3 the limit, $4/$5 the
+ * keyset position (NULL: first page), $6 the highest security level. The
  * branch condition repeats what row-level security enforces: the statement asks for the branch
- * the caller named, the database shows only the caller's scope. */
+ * the caller named, the database shows only the caller's scope. The level is the policy's
+ * (gw_policy_in_scope holds the authenticated record to it again): a record above it is not read,
+ * as one that does not exist, and takes no place among the limit's rows. A NULL level is read as
+ * 0, as the row's reader does. */
 static int search_sql(enum gw_store_key key, struct gw_store_sql *b)
 {
     if (key < GW_STORE_KEY_PHONE || key > GW_STORE_KEY_DAY)
@@ -39,7 +42,8 @@ static int search_sql(enum gw_store_key key, struct gw_store_sql *b)
     gw_store_sql_add(b,
                      " FROM waybill w WHERE %s AND (w.origin_branch = $2 OR "
                      "w.dest_region_code IN (SELECT r.region_code FROM route r WHERE r.branch = "
-                     "$2)) AND ($4::bigint IS NULL OR (w.accepted_at, w.id) < "
+                     "$2)) AND COALESCE(w.security_level, 0) BETWEEN 0 AND $6::smallint AND "
+                     "($4::bigint IS NULL OR (w.accepted_at, w.id) < "
                      "(to_timestamp($4::bigint), $5::uuid)) "
                      "ORDER BY w.accepted_at DESC, w.id DESC LIMIT $3::integer",
                      key_cond[key]);
@@ -86,9 +90,9 @@ int gw_store_search(struct gw_store *s, const struct gw_store_search *q, gw_stor
                     void *arg, struct gw_store_req **out)
 {
     struct gw_store_sql b;
-    char limit[16], at[24], id[37];
-    const char *vals[6], *sv[1];
-    int lens[6] = {0}, fmts[6] = {0};
+    char limit[16], level[8], at[24], id[37];
+    const char *vals[7], *sv[1];
+    int lens[7] = {0}, fmts[7] = {0};
     struct gw_db_stmt st[2];
     struct gw_store_req *r;
     int rc;
@@ -97,7 +101,8 @@ int gw_store_search(struct gw_store *s, const struct gw_store_search *q, gw_stor
         *out = NULL;
     if (s == NULL || q == NULL || cb == NULL || q->scope == NULL || q->scope[0] == '\0' ||
         q->branch == NULL || q->branch[0] == '\0' || q->limit == 0 ||
-        q->limit > GW_STORE_SEARCH_MAX || (q->key == GW_STORE_KEY_DAY && q->day == NULL))
+        q->limit > GW_STORE_SEARCH_MAX || q->max_level < 0 || q->max_level > 3 ||
+        (q->key == GW_STORE_KEY_DAY && q->day == NULL))
         return GW_EINVAL;
     rc = search_sql(q->key, &b);
     if (rc != 0)
@@ -106,14 +111,16 @@ int gw_store_search(struct gw_store *s, const struct gw_store_search *q, gw_stor
         vals[0] = q->day;
     } else {
         vals[0] = (const char *)q->bidx[0];
-        vals[5] = (const char *)q->bidx[1];
-        lens[0] = lens[5] = GW_STORE_BIDX_LEN;
-        fmts[0] = fmts[5] = 1;
+        vals[6] = (const char *)q->bidx[1];
+        lens[0] = lens[6] = GW_STORE_BIDX_LEN;
+        fmts[0] = fmts[6] = 1;
     }
     snprintf(limit, sizeof(limit), "%" PRIu32, q->limit);
     vals[1] = q->branch;
     vals[2] = limit;
     vals[3] = vals[4] = NULL;
+    snprintf(level, sizeof(level), "%d", q->max_level);
+    vals[5] = level;
     if (q->after) {
         snprintf(at, sizeof(at), "%" PRId64, q->after_at);
         uuid_text(q->after_id, id);
@@ -122,7 +129,7 @@ int gw_store_search(struct gw_store *s, const struct gw_store_search *q, gw_stor
     }
     gw_store_scope_stmt(&st[0], sv, q->scope);
     st[1] = (struct gw_db_stmt){.sql = b.buf,
-                                .nparams = q->key == GW_STORE_KEY_DAY ? 5 : 6,
+                                .nparams = q->key == GW_STORE_KEY_DAY ? 6 : 7,
                                 .values = vals,
                                 .lengths = lens,
                                 .formats = fmts,

@@ -8,9 +8,9 @@ the rows sent) commits before the first row. Fail closed: with the gateway role'
 audit_record revoked, a Reveal fails UNAVAILABLE without its value and a Search by phone fails
 UNAVAILABLE without a row.
 
-Bulk threshold: a Search key selecting more than [compliance] bulk_threshold (20) records is
-refused FAILED_PRECONDITION before any row, pointing to Compliance.RequestBulk; exactly 20 is
-served.
+Bulk threshold: a Search key selecting more than [compliance] bulk_threshold (20) records the
+caller may see is refused FAILED_PRECONDITION before any row, pointing to Compliance.RequestBulk;
+exactly 20 is served, and a record above the caller's level counts for nothing.
 
 CLI: routes add/remove, segments issue, principals add/disable, accounts create/disable and
 keys rotate each append a record to the chain 'ctl'; with the admin role's INSERT on
@@ -167,6 +167,52 @@ def test_search_over_bulk_threshold_refused_before_any_row(stack):
                            "GROUP BY 1 HAVING count(*) = 21) LIMIT 1")[0]
     assert wait_for(lambda: len(record(stack, "action = 'search.phone' AND object = '%s' AND "
                                               "outcome = 'refused'" % phone_hex)) == 3, 20)
+
+
+def test_search_bulk_threshold_counts_only_records_the_caller_may_see(stack):
+    """Art. 37 and Parts 1, 2, 4: a record above the caller's `[levels]` value does not exist for
+    it, so it counts for nothing against the bulk threshold. Customer service (unclassified only)
+    gets exactly the 20 unclassified waybills of one phone, with 秘密 ones of that phone mixed
+    in among them, as if they were not there: served, in pages as usual. Counted, the hidden
+    ones would turn this into "selects more than 20 records", telling the caller a record it may
+    not see exists; fetched among the threshold + 1 rows the first page counts, they would take
+    the places of visible ones and let a 21st visible record through: refused as before."""
+    def secret():
+        w = new_waybill(stack, "a", sender_n=905)
+        w.security_level = stack.pb.common.SECURITY_LEVEL_SECRET
+        submit(stack, w)
+        return w
+
+    plain = []
+    for i in range(20):  # oldest first; a 秘密 one after every fifth
+        plain.append(new_waybill(stack, "a", sender_n=905))
+        submit(stack, plain[-1])
+        if i % 5 == 2:
+            secret()
+    phone = plain[0].sender.phone
+    want = sorted(w.waybill_no for w in plain)
+    for limit in (0, 20, 100):
+        rows, err = stream_rows(stack, "cs_a", phone=phone, limit=limit)
+        assert err is None, (err.code(), err.details())
+        assert sorted(v.waybill.waybill_no for v in rows) == want
+    page, err = stream_rows(stack, "cs_a", phone=phone, limit=5)
+    assert err is None and len(page) == 5
+    rest, err = stream_rows(stack, "cs_a", phone=phone, limit=100,
+                            continuation=page[-1].continuation)
+    assert err is None
+    assert sorted(v.waybill.waybill_no for v in page + rest) == want
+    # the branch clerk (up to 秘密) sees all 24: more than the threshold
+    rows, err = stream_rows(stack, "branch_a", phone=phone)
+    assert rows == [] and (err.code(), err.details()) == (grpc.StatusCode.FAILED_PRECONDITION,
+                                                          BULK_MSG)
+    # a 21st unclassified one, between 秘密 ones: refused before any row
+    plain.append(new_waybill(stack, "a", sender_n=905))
+    submit(stack, plain[-1])
+    secret()
+    for limit in (0, 1, 100):
+        rows, err = stream_rows(stack, "cs_a", phone=phone, limit=limit)
+        assert rows == [] and err is not None
+        assert (err.code(), err.details()) == (grpc.StatusCode.FAILED_PRECONDITION, BULK_MSG)
 
 
 # --- fail closed -----------------------------------------------------------------------------------

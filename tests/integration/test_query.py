@@ -1,10 +1,11 @@
 """WaybillQuery.Search and Reveal, and the scraping throttle (issue 7; Art. 31, 34, 35).
 
 Search: exactly one key (phone, ID number, waybill number through their blind indexes, or a
-pickup day), within the caller's scope, newest first, one page at most the policy's
-search_limit_max (100 built in), each view carrying a continuation that resumes after it; an
-altered continuation, or one of another search, is INVALID_ARGUMENT. Searches by phone or ID
-number are logged without the value.
+pickup day) of those the caller's role may search by (the policy's [search.<role>]: customer
+service by phone or number only), within the caller's scope, newest first, one page at most the
+policy's search_limit_max (100 built in), each view carrying a continuation that resumes after
+it; an altered continuation, or one of another search, is INVALID_ARGUMENT. Searches by phone or
+ID number are logged without the value.
 
 Reveal: one field, a reason required, the role's permission (a courier: the recipient's phone of
 a waybill its branch delivers), a reveal_log row with who/where/why and never the value, written
@@ -28,7 +29,10 @@ import pytest
 from conftest import BUILD, wait_for
 from query_data import (PICKUP_DAY, get, new_waybill, nonexistent, refusal, reveal, search,
                         submit, number_in)
+from test_metrics import scrape, value as metric
 import waygate_proto
+
+ROWS_READ = "waygate_waybill_rows_read_total"
 
 SENDER = 7  # the shared sender of the paging set
 PAGING_N = 5
@@ -102,6 +106,34 @@ def test_search_refusals(stack, paging):
                            "pickup_day: must be a calendar date YYYY-MM-DD")
     code, msg = refusal(lambda: search(stack, "branch_a", phone="12345"))
     assert code == grpc.StatusCode.INVALID_ARGUMENT and msg.startswith("phone: ")
+
+
+@pytest.mark.parametrize("key", ["id_number", "pickup_day"])
+def test_customer_service_searches_only_by_phone_or_number(stack, paging, key):
+    """docs/roles.md, the policy's [search.<role>] keys: customer service searches by phone or
+    waybill number. Its view has no ID numbers, so a Search by ID number (which of the branch's
+    waybills an ID-number holder sent: a lookup by a field the role may not see) is not its to
+    make, nor is a pickup day's listing of the branch (the branch clerk's). Both are refused
+    PERMISSION_DENIED naming the key and the rule, before any row is read; its own keys find the
+    same waybills, and the clerk may search by both."""
+    w, wid = paging[0]
+    value = w.sender.id_number if key == "id_number" else PICKUP_DAY
+    before, _ = scrape(stack)
+    code, msg = refusal(lambda: search(stack, "cs_a", **{key: value}))
+    after, _ = scrape(stack)
+    assert (code, msg) == (grpc.StatusCode.PERMISSION_DENIED,
+                           "%s: the caller's role may not search by this key (the policy's "
+                           "[search.<role>] keys; least privilege, Art. 34)" % key)
+    assert metric(after, ROWS_READ) == metric(before, ROWS_READ)
+    # what the role may: by phone, by number
+    assert wid in ids(search(stack, "cs_a", phone=w.sender.phone))
+    assert ids(search(stack, "cs_a", waybill_no=w.waybill_no)) == [wid]
+    # the clerk's listing and look-up: not refused for the key (served, or a day's selection
+    # over the bulk threshold)
+    try:
+        search(stack, "branch_a", **{key: value})
+    except grpc.RpcError as e:
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
 
 
 def test_tampered_or_foreign_continuation_refused(stack, paging):

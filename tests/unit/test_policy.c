@@ -1,7 +1,7 @@
 /* test_policy.c: the policy file (docs/policy.md): the parser's refusals, each naming the file
  * and the line; the built-in policy equal to deploy/policy.conf; views, security levels, the
- * destination-branch scope, reveal grants and limits read from a file; a policy kept alive by a
- * call's reference across a reload. */
+ * destination-branch scope, search keys, reveal grants and limits read from a file; a policy kept
+ * alive by a call's reference across a reload. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -45,10 +45,23 @@ static void each_refusal_names_file_and_line(void **state)
     refused("[view.courier]\nrecipient.phone = mask\nrecipient.phne = mask\n",
             "t.conf:3: [view.courier] recipient.phne: unknown field");
     refused("# c\n[views.courier]\n", "t.conf:2: [views.courier]: unknown section (expected "
-                                      "[view.<role>], [levels], [reveal.<role>] or "
-                                      "[limits.<role>])");
+                                      "[view.<role>], [levels], [reveal.<role>], "
+                                      "[search.<role>] or [limits.<role>])");
     refused("[oops]\n", "t.conf:1: [oops]: unknown section (expected [view.<role>], [levels], "
-                        "[reveal.<role>] or [limits.<role>])");
+                        "[reveal.<role>], [search.<role>] or [limits.<role>])");
+    refused("[search.intern]\n", "t.conf:1: [search.intern]: unknown role");
+    refused("[search.customer_service]\nkeys = phone, fone\n",
+            "t.conf:2: [search.customer_service] keys: unknown search key fone (expected phone, "
+            "id_number, waybill_no or pickup_day)");
+    refused("[search.customer_service]\nkeys = phone, phone\n",
+            "t.conf:2: [search.customer_service] keys: duplicate search key phone");
+    refused("[search.customer_service]\nkeys = phone,\n",
+            "t.conf:2: [search.customer_service] keys: empty key name in the list");
+    refused("[search.customer_service]\nkey = phone\n",
+            "t.conf:2: [search.customer_service] key: unknown key (expected keys)");
+    refused("[search.customer_service]\nkeys = phone\nkeys = waybill_no\n",
+            "t.conf:3: [search.customer_service] keys: duplicate key");
+    refused("[search.courier]\n[search.courier]\n", "t.conf:2: duplicate section [search.courier]");
     refused("\n\n[view.couriers]\n", "t.conf:3: [view.couriers]: unknown role");
     refused("[limits.root]\n", "t.conf:1: [limits.root]: unknown role");
     refused("[view.courier]\nsender.name = blur\n",
@@ -181,6 +194,10 @@ static void builtin_equals_deploy_policy_conf(void **state)
             assert_int_equal(gw_policy_may_reveal(b, *r, (enum gw_col)c),
                              gw_policy_may_reveal(f, *r, (enum gw_col)c));
         }
+        for (int k = 0; k < GW_POLICY_SEARCH_NKEYS; k++)
+            assert_int_equal(gw_policy_may_search_by(b, *r, (enum gw_policy_search_key)k),
+                             gw_policy_may_search_by(f, *r, (enum gw_policy_search_key)k));
+        assert_int_equal(gw_policy_max_level(b, *r), gw_policy_max_level(f, *r));
         gw_policy_limits(b, *r, &lb);
         gw_policy_limits(f, *r, &lf);
         assert_memory_equal(&lb, &lf, sizeof(lb));
@@ -223,6 +240,27 @@ static void defaults(void **state)
         assert_int_equal(gw_policy_may_reveal(p, "courier", (enum gw_col)c),
                          c == GW_COL_RECIPIENT_PHONE);
     }
+    /* Search keys (SPEC's role table): the clerk looks up and lists its branch's waybills (by
+     * phone, ID number, number, pickup day); customer service searches by phone or number only;
+     * no other role by any */
+    for (int k = 0; k < GW_POLICY_SEARCH_NKEYS; k++) {
+        static const char *const none[] = {"courier",        "compliance_auditor",
+                                           "security_admin", "system_admin",
+                                           "lawful_access",  "backend",
+                                           "nobody",         NULL};
+        enum gw_policy_search_key key = (enum gw_policy_search_key)k;
+        assert_true(gw_policy_may_search_by(p, "branch_clerk", key));
+        assert_int_equal(gw_policy_may_search_by(p, "customer_service", key),
+                         key == GW_POLICY_SEARCH_PHONE || key == GW_POLICY_SEARCH_WAYBILL_NO);
+        for (const char *const *r = none; *r; r++)
+            assert_false(gw_policy_may_search_by(p, *r, key));
+        assert_false(gw_policy_may_search_by(p, NULL, key));
+    }
+    assert_false(gw_policy_may_search_by(p, "branch_clerk", GW_POLICY_SEARCH_NKEYS));
+    /* levels: what Search's statement asks for */
+    assert_int_equal(gw_policy_max_level(p, "branch_clerk"), 1);
+    assert_int_equal(gw_policy_max_level(p, "customer_service"), 0);
+    assert_int_equal(gw_policy_max_level(p, "nobody"), -1);
     gw_policy_limits(p, "courier", &l);
     assert_int_equal(l.reveals_per_hour, 20);
     assert_int_equal(l.reveals_per_day, 100);
@@ -321,6 +359,10 @@ static void file_sets_views_reveals_and_limits(void **state)
                                    "fields = sender.name ,recipient.id_number\n"
                                    "[reveal.courier]\n"
                                    "fields =\n"
+                                   "[search.backend]\n"
+                                   "keys = pickup_day , phone\n"
+                                   "[search.branch_clerk]\n"
+                                   "keys =\n"
                                    "[limits.backend]\n"
                                    "lookups_per_window = 1000000000\n"
                                    "lookup_window_s = 1\n");
@@ -337,6 +379,14 @@ static void file_sets_views_reveals_and_limits(void **state)
         assert_int_equal(gw_policy_may_reveal(p, "branch_clerk", (enum gw_col)c),
                          c == GW_COL_SENDER_NAME || c == GW_COL_RECIPIENT_ID_NUMBER);
     }
+    for (int k = 0; k < GW_POLICY_SEARCH_NKEYS; k++) {
+        enum gw_policy_search_key key = (enum gw_policy_search_key)k;
+        assert_int_equal(gw_policy_may_search_by(p, "backend", key),
+                         key == GW_POLICY_SEARCH_PICKUP_DAY || key == GW_POLICY_SEARCH_PHONE);
+        assert_false(gw_policy_may_search_by(p, "branch_clerk", key));
+        assert_false(gw_policy_may_search_by(p, "customer_service", key)); /* no section */
+    }
+    assert_int_equal(gw_policy_max_level(p, "backend"), -1); /* no [levels] */
     gw_policy_limits(p, "backend", &l);
     assert_int_equal(l.lookups_per_window, 1000000000u);
     assert_int_equal(l.lookup_window_s, 1);
