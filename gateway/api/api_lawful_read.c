@@ -4,8 +4,10 @@
  * under the scope 'lawful:<account id>' (sql/010_lawful.sql); anything else is NOT_FOUND, the
  * same answer as for a number that does not exist. The rendered view leaves only after its
  * confidential lawful.read audit record committed, in a transaction that checks once more that
- * the case is still approved and unexpired (fail closed). A number no such case names is
- * recorded as a refused lawful.read (by its blind index) and answered NOT_FOUND. Invariant: clear
+ * the case is still approved and unexpired (fail closed). A number no such case names, and a
+ * record above the security level of the caller's role (policy.h: gw_policy_in_lawful_scope; the
+ * levels bind lawful_access as every role), are recorded alike as a refused lawful.read (by the
+ * number's blind index) and answered NOT_FOUND alike. Invariant: clear
  * values live only in the call's arena; nothing of the case or the waybill reaches a log line, nor
  * anything that tells lawful access: the call is confidential (call.h), and a failure writes only
  * the neutral lines every audited read writes (gw_api_log_unrecorded, and api_query.c's line of
@@ -87,9 +89,11 @@ static void refusal_recorded_cb(void *arg, int err, int64_t seq, const struct gw
     gw_call_fail(r->call, GW_ENOTFOUND, "waybill_no", GW_RULE_LAWFUL_NOT_GRANTED);
 }
 
-/* A number no approved, unexpired case of the caller names: a confidential lawful.read record
- * with outcome refused (object: the number's blind index in hex, never the number), then the
- * answer of a number that does not exist. */
+/* A number no approved, unexpired case of the caller names, or whose record is above the
+ * caller's role's security level: a confidential lawful.read record with outcome refused
+ * (object: the number's blind index in hex, never the number or the record id), then the answer
+ * of a number that does not exist. One record and one answer for both: neither the officer nor
+ * a reader of the audit trail whose own level is lower learns that a classified record exists. */
 static void record_refusal(struct lread *r)
 {
     struct gw_app *app = gw_call_app(r->call);
@@ -98,7 +102,7 @@ static void record_refusal(struct lread *r)
 
     gw_api_compliance_rec(r->call, &rec, "lawful.read", "refused");
     rec.object = r->bidx_hex;
-    rec.detail = "not named by an approved, unexpired case";
+    rec.detail = "not named by an approved, unexpired case, or above the role's security level";
     rec.confidential = true;
     rc = gw_audit_write(app->audit, NULL, 0, &rec, 1, refusal_recorded_cb, r, &r->areq);
     if (rc != 0) {
@@ -180,6 +184,11 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row,
     }
     if (rc != 0) {
         gw_call_fail(r->call, rc, NULL, GW_RULE_NOT_READ);
+        return;
+    }
+    /* above the role's security level: answered and recorded as a number no case names */
+    if (!gw_api_in_lawful_scope(r->call, row)) {
+        record_refusal(r);
         return;
     }
     grant_modes(g->fields, modes);

@@ -336,15 +336,28 @@ const char *gw_api_who(const struct gw_principal *p, char buf[GW_API_WHO_MAX])
     return buf;
 }
 
+/* What the policy's scope decisions look at in a row. */
+static struct gw_policy_record policy_record(const struct gw_store_row *row)
+{
+    return (struct gw_policy_record){.origin_branch = row->w.origin_branch,
+                                     .dest_branch = row->dest_branch,
+                                     .custody_branch = row->custody_branch,
+                                     .security_level = row->w.security_level};
+}
+
 /* The policy's scope: a record outside it is answered exactly like one that does not exist. */
 bool gw_api_in_scope(struct gw_call *call, const struct gw_store_row *row)
 {
-    struct gw_policy_record rec = {.origin_branch = row->w.origin_branch,
-                                   .dest_branch = row->dest_branch,
-                                   .custody_branch = row->custody_branch,
-                                   .security_level = row->w.security_level};
+    struct gw_policy_record rec = policy_record(row);
 
     return gw_policy_in_scope(gw_call_policy(call), gw_call_principal(call), &rec);
+}
+
+bool gw_api_in_lawful_scope(struct gw_call *call, const struct gw_store_row *row)
+{
+    struct gw_policy_record rec = policy_record(row);
+
+    return gw_policy_in_lawful_scope(gw_call_policy(call), gw_call_principal(call), &rec);
 }
 
 bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])

@@ -26,6 +26,10 @@ const char *gw_api_who(const struct gw_principal *p, char buf[GW_API_WHO_MAX]);
  * security level). Every read path asks this, after the row authenticated. */
 bool gw_api_in_scope(struct gw_call *call, const struct gw_store_row *row);
 
+/* The same for a lawful read (policy.h: gw_policy_in_lawful_scope): the case chose the row; the
+ * caller's role's security level still bounds it. Asked after the row authenticated. */
+bool gw_api_in_lawful_scope(struct gw_call *call, const struct gw_store_row *row);
+
 /* Renders the authenticated row (clear: its opened fields) as the caller's role may see it into
  * *view (everything in the call's arena). Returns 0 or a gw_err. */
 int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row,

@@ -193,7 +193,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_LAWFUL_ACCOUNT] = "acts only through a person's account token (Art. 16)",
     [GW_RULE_LAWFUL_TOO_MANY] = "names too many waybills (at most %)",
     [GW_RULE_LAWFUL_NOT_GRANTED] =
-        "is not named by an approved, unexpired lawful-access case of the caller (Art. 16)",
+        "is not named by an approved, unexpired lawful-access case of the caller, or is above "
+        "the security level its role may see (Art. 16)",
     [GW_RULE_CASE_ID] = "must be a case id (UUID)",
     [GW_RULE_CASE_UNKNOWN] = "no such lawful-access case",
     [GW_RULE_CASE_DECIDED] = "the case was already decided",

@@ -174,13 +174,19 @@ int gw_policy_may_call(const struct gw_policy *pol, const char *path, const stru
     return gw_fault_set(f, GW_EPERM, NULL, field, GW_RULE_ROLE_DENIED);
 }
 
-bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,
-                        const struct gw_policy_record *rec)
+/* The one level check of every scope: p's role is listed in [levels] and level is at most its
+ * value. */
+static bool within_level(const struct gw_policy *pol, const struct gw_principal *p, int level)
 {
     int r = gw_policy_role_index(p->role);
 
-    if (r < 0 || pol->level[r] == GW_POLICY_LEVEL_NONE || rec->security_level < 0 ||
-        rec->security_level > pol->level[r])
+    return r >= 0 && pol->level[r] != GW_POLICY_LEVEL_NONE && level >= 0 && level <= pol->level[r];
+}
+
+bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,
+                        const struct gw_policy_record *rec)
+{
+    if (!within_level(pol, p, rec->security_level))
         return false;
     /* Every role that reads waybills is branch-scoped; a principal without a branch sees
      * nothing rather than everything. */
@@ -196,12 +202,15 @@ bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *
 bool gw_policy_in_bulk_scope(const struct gw_policy *pol, const struct gw_principal *p,
                              const struct gw_policy_record *rec)
 {
-    int r = gw_policy_role_index(p->role);
-
     if (p->branch[0] != '\0')
         return gw_policy_in_scope(pol, p, rec);
-    return r >= 0 && pol->level[r] != GW_POLICY_LEVEL_NONE && rec->security_level >= 0 &&
-           rec->security_level <= pol->level[r];
+    return within_level(pol, p, rec->security_level);
+}
+
+bool gw_policy_in_lawful_scope(const struct gw_policy *pol, const struct gw_principal *p,
+                               const struct gw_policy_record *rec)
+{
+    return within_level(pol, p, rec->security_level);
 }
 
 enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, enum gw_col col)

@@ -95,7 +95,8 @@ struct gw_policy_record {
  * principal without a branch sees none. A record above the highest security level p's
  * role may see ([levels]; a role not listed sees none) is outside the scope too. A record
  * outside the scope must be answered exactly like a record that does not exist. Every read
- * path asks this one function. */
+ * path asks this one function but a bulk run's and a lawful read's (below), whose scopes decide
+ * the level by the same check. */
 bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,
                         const struct gw_policy_record *rec);
 
@@ -106,6 +107,15 @@ bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *
  * include. */
 bool gw_policy_in_bulk_scope(const struct gw_policy *pol, const struct gw_principal *p,
                              const struct gw_policy_record *rec);
+
+/* The scope of a lawful read (Art. 16): which records is decided by the caller's approved,
+ * unexpired cases (the database: sql/010_lawful.sql), not by a branch; this decides the level
+ * alone. The levels bind lawful_access as every role: a record above its role's highest level
+ * ([levels]; a role not listed sees none) is outside the scope whoever approved the case, and
+ * must be answered exactly like a number no case names. A carrier whose officers are to reach
+ * classified records raises lawful_access's level in the policy file. */
+bool gw_policy_in_lawful_scope(const struct gw_policy *pol, const struct gw_principal *p,
+                               const struct gw_policy_record *rec);
 
 /* How role sees field col (deny by default: GW_VIEW_OMIT for anything not granted). */
 enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, enum gw_col col);

@@ -21,13 +21,14 @@ from query_data import GET, get, new_waybill, nonexistent, refusal, submit
 from test_accounts import (QUEUE_FULL, Admin, calls_until_queue_full, change, login, password,
                            unique)
 from conftest import PGBIN, ExtraGateway, bearer, lock_holder, release_holder, wait_for
+from test_views import default_text, write_policy
 
 REQUEST = "/waygate.v1.Compliance/RequestLawfulAccess"
 DECIDE = "/waygate.v1.Compliance/DecideLawfulAccess"
 REPORT = "/waygate.v1.Compliance/Report"
 
 NOT_GRANTED = ("waybill_no: is not named by an approved, unexpired lawful-access case of the "
-               "caller (Art. 16)")
+               "caller, or is above the security level its role may see (Art. 16)")
 
 
 class Lawful:
@@ -178,6 +179,91 @@ def test_no_read_after_expiry(stack, lawful, waybills):
     assert refusal(lambda: lawful.read(w3.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
     assert rls_visible(stack, case.case_id) == 0
     assert len(records(stack, case.case_id, "lawful.read")) == 1
+
+
+def last_refused_read(stack):
+    """The newest refused lawful.read: (outcome, object, approval, detail, confidential)."""
+    return tuple(stack.psql(
+        "SELECT outcome, coalesce(object, ''), coalesce(approval, ''), coalesce(detail, ''), "
+        "confidential FROM audit_record WHERE action = 'lawful.read' AND outcome = 'refused' "
+        "ORDER BY at_us DESC, seq DESC LIMIT 1")[0].split("|"))
+
+
+def test_a_record_above_the_roles_security_level_is_answered_as_a_missing_one(stack, lawful):
+    """The levels bind every role, lawful_access included (deploy/policy.conf [levels]: 0,
+    unclassified): "a record above it is answered exactly like one that does not exist", and an
+    approved case does not lift it (the deciding security admin does not see a record's level).
+    A case naming a plain, a 秘密 (1) and a 机密 (2) waybill and a number that does not exist:
+    the plain one is read in clear; the two classified ones, although the database shows them
+    under the case's scope, are answered as the missing number is: NOT_FOUND, the same message,
+    one confidential refused lawful.read each by the number's blind index (not the record id)
+    with the same detail and no case; nothing of them in the case's trail (no read, ok or
+    failed)."""
+    pb = stack.pb
+    plain, secret, highly = new_waybill(stack, "a"), new_waybill(stack, "a"), \
+        new_waybill(stack, "a")
+    secret.security_level = pb.common.SECURITY_LEVEL_SECRET
+    highly.security_level = pb.common.SECURITY_LEVEL_HIGHLY_SECRET
+    plain_id, secret_id, highly_id = (submit(stack, w) for w in (plain, secret, highly))
+    missing = nonexistent(stack, "a", 2016)
+    case = lawful.request([plain.waybill_no, secret.waybill_no, highly.waybill_no, missing])
+    lawful.decide(case.case_id)
+    assert rls_visible(stack, case.case_id) == 3  # the database shows them: the gateway refuses
+    assert lawful.read(plain.waybill_no).waybill.sender.phone == plain.sender.phone
+
+    refused = refused_reads(stack)
+    assert refusal(lambda: lawful.read(missing)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+    as_missing = last_refused_read(stack)
+    for w, record_id in ((secret, secret_id), (highly, highly_id)):
+        assert refusal(lambda: lawful.read(w.waybill_no)) == (grpc.StatusCode.NOT_FOUND,
+                                                              NOT_GRANTED)
+        rec = last_refused_read(stack)
+        # the same record as the missing number's but for the number's blind index
+        assert rec[:1] + rec[2:] == as_missing[:1] + as_missing[2:], (rec, as_missing)
+        assert rec[1] == stack.psql("SELECT encode(wb_bidx, 'hex') FROM waybill WHERE id = '%s'"
+                                    % record_id)[0] != record_id
+    assert as_missing[2:] == ("", "not named by an approved, unexpired case, or above the "
+                              "role's security level", "t")
+    assert refused_reads(stack) == refused + 3
+    assert records(stack, case.case_id, "lawful.read") == [("lawful.read", "ok", plain_id, "t")]
+
+
+def test_a_policy_raising_lawful_access_level_lets_its_cases_reach_classified_records(stack,
+                                                                                      lawful):
+    """The carrier's recorded choice: a policy file whose [levels] lawful_access = 1 lets an
+    approved case read a 秘密 record in clear, and still not a 机密 one (NOT_FOUND, as a missing
+    number)."""
+    pb = stack.pb
+    secret, highly = new_waybill(stack, "a"), new_waybill(stack, "a")
+    secret.security_level = pb.common.SECURITY_LEVEL_SECRET
+    highly.security_level = pb.common.SECURITY_LEVEL_HIGHLY_SECRET
+    secret_id = submit(stack, secret)
+    submit(stack, highly)
+    case = lawful.request([secret.waybill_no, highly.waybill_no])
+    lawful.decide(case.case_id)
+    policy = os.path.join(stack.dir, "policy_lawful_level.conf")
+    text = default_text()
+    assert text.count("\nlawful_access = 0\n") == 1
+    write_policy(policy, text.replace("\nlawful_access = 0\n", "\nlawful_access = 1\n"))
+    gw = ExtraGateway(stack, unique("lawfullevel"),
+                      edit=lambda conf: conf + "\n[policy]\nfile = %s\n" % policy)
+    try:
+        ch = stack.channel(lawful.lawful_via, addr=gw.addr)
+
+        def read(number):
+            return waygate_proto.unary(ch, GET, pb.query.GetRequest(waybill_no=number),
+                                       pb.common.WaybillView, timeout=15,
+                                       metadata=lawful.lawful_md)
+
+        v = read(secret.waybill_no)
+        assert v.id == secret_id and v.waybill.sender.phone == secret.sender.phone
+        assert refusal(lambda: read(highly.waybill_no)) == (grpc.StatusCode.NOT_FOUND,
+                                                            NOT_GRANTED)
+    finally:
+        gw.close()
+    # the stack's own gateway, on the shipped policy (0): not even the 秘密 one
+    assert refusal(lambda: lawful.read(secret.waybill_no)) == (grpc.StatusCode.NOT_FOUND,
+                                                               NOT_GRANTED)
 
 
 def test_request_and_decision_rules(stack, lawful, waybills):

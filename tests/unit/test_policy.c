@@ -346,6 +346,31 @@ static void bulk_scope_central_roles_by_level(void **state)
     gw_policy_free(p);
 }
 
+/* Lawful scope (Art. 16): the case chose the record, by no branch; the role's level still bounds
+ * it, as every role's; a policy without lawful_access in [levels] lets it read nothing. */
+static void lawful_scope_by_level_alone(void **state)
+{
+    struct gw_policy *p = parse_ok("[levels]\nlawful_access = 1\n");
+    struct gw_policy *none = parse_ok("[levels]\ncourier = 3\n");
+    struct gw_principal officer = who("lawful_access", ""), courier = who("courier", "a");
+    struct gw_policy_record r = {.origin_branch = "x", .dest_branch = "y", .security_level = 0};
+
+    (void)state;
+    assert_true(gw_policy_in_lawful_scope(p, &officer, &r)); /* any branch */
+    assert_false(gw_policy_in_scope(p, &officer, &r));       /* no branch: no ordinary scope */
+    r.security_level = 1;
+    assert_true(gw_policy_in_lawful_scope(p, &officer, &r));
+    r.security_level = 2;
+    assert_false(gw_policy_in_lawful_scope(p, &officer, &r)); /* above its level */
+    r.security_level = -1;
+    assert_false(gw_policy_in_lawful_scope(p, &officer, &r));
+    r.security_level = 0;
+    assert_false(gw_policy_in_lawful_scope(p, &courier, &r)); /* courier not listed here */
+    assert_false(gw_policy_in_lawful_scope(none, &officer, &r));
+    gw_policy_free(none);
+    gw_policy_free(p);
+}
+
 static void file_sets_views_reveals_and_limits(void **state)
 {
     struct gw_policy *p = parse_ok("# a comment\n"
@@ -530,6 +555,7 @@ int main(void)
         cmocka_unit_test(defaults),
         cmocka_unit_test(scope_branches_and_levels),
         cmocka_unit_test(bulk_scope_central_roles_by_level),
+        cmocka_unit_test(lawful_scope_by_level_alone),
         cmocka_unit_test(file_sets_views_reveals_and_limits),
         cmocka_unit_test(admin_certificate_needs_a_token),
         cmocka_unit_test(reference_outlives_reload),
