@@ -435,6 +435,31 @@ static void decidable_cb(void *arg, int err, const char *refusal)
     queue_decision(l);
 }
 
+/* An approval's valid_until (0: [compliance] lawful_default_s from now) must be in the future
+ * and at most max_s from now, decided here before any database work: a time past it is refused
+ * as too long an approval, not left to PostgreSQL's to_timestamp (which overflows, and raises
+ * with the lawful statement into its server log). A rejection's is not used. False after failing
+ * the call. */
+static bool valid_until_ok(struct gw_call *call, const Waygate__V1__DecideLawfulAccessRequest *in,
+                           int64_t now, uint32_t max_s)
+{
+    struct gw_fault f;
+
+    if (!in->approve || in->valid_until == 0)
+        return true;
+    if (in->valid_until <= now) {
+        gw_call_fail(call, GW_EINVAL, "valid_until", GW_RULE_NOT_FUTURE);
+        return false;
+    }
+    if (in->valid_until - now > (int64_t)max_s) {
+        (void)gw_fault_set(&f, GW_EINVAL, NULL, "valid_until", GW_RULE_LAWFUL_TOO_LONG);
+        f.limit = max_s;
+        gw_call_finish_fault(call, &f);
+        return false;
+    }
+    return true;
+}
+
 void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
 {
     Waygate__V1__DecideLawfulAccessRequest *in;
@@ -465,10 +490,8 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
     }
     if (!text_ok(call, "comment", in->comment, false, GW_LAWFUL_COMMENT_MAX))
         return;
-    if (in->approve && in->valid_until != 0 && in->valid_until <= now) {
-        gw_call_fail(call, GW_EINVAL, "valid_until", GW_RULE_NOT_FUTURE);
+    if (!valid_until_ok(call, in, now, app->cfg->lawful_max_s))
         return;
-    }
     l = gw_arena_alloc(gw_call_arena(call), sizeof(*l));
     if (l == NULL) {
         gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
@@ -487,8 +510,11 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
     d->decider = p->name;
     d->approve = in->approve;
     d->comment = in->comment;
-    d->valid_until =
-        in->valid_until != 0 ? in->valid_until : now + (int64_t)app->cfg->lawful_default_s;
+    if (!in->approve) /* a rejection has no expiry: whatever was sent is not used */
+        d->valid_until = now;
+    else
+        d->valid_until =
+            in->valid_until != 0 ? in->valid_until : now + (int64_t)app->cfg->lawful_default_s;
     d->ttl_s = (int64_t)app->cfg->approval_ttl_s;
     /* Asked first, so that an expected refusal raises nothing in the database (sql/027). */
     rc = gw_store_lawful_decidable(app->store, d, decidable_cb, l, &l->sreq);

@@ -100,6 +100,7 @@ static const struct keydef keys[] = {
     {"compliance", "bulk_threshold", T_U32, F(bulk_threshold), 1, 1000000, 0},
     {"compliance", "approval_ttl_s", T_U32, F(approval_ttl_s), 60, 2592000, 0},
     {"compliance", "lawful_default_s", T_U32, F(lawful_default_s), 60, 31536000, 0},
+    {"compliance", "lawful_max_s", T_U32, F(lawful_max_s), 60, 31536000, 0},
     {"compliance", "retention_days", T_U32, F(retention_days), 0, 36500, 0},
     {"compliance", "retention_sweep_ms", T_U32, F(retention_sweep_ms), 100, 86400000, 0},
     {"compliance", "retention_batch", T_U32, F(retention_batch), 1, 100000, 0},
@@ -185,6 +186,7 @@ static void set_defaults(struct gw_config *c)
     c->bulk_threshold = 20;
     c->approval_ttl_s = 86400;
     c->lawful_default_s = 7 * 86400;
+    c->lawful_max_s = 365 * 86400;
     c->retention_days = 1095;
     c->retention_sweep_ms = 3600000;
     c->retention_batch = 500;
@@ -739,6 +741,17 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
     if (c->auth_worker_cgroup != NULL && c->auth_worker_cgroup[0] != '/') {
         fail(ps, ps->seen[key_index("auth", "worker_cgroup")],
              "[auth] worker_cgroup: must be an absolute path");
+        return GW_EINVAL;
+    }
+    if (c->lawful_default_s > c->lawful_max_s) { /* named by the key set, lawful_default_s first */
+        if (ps->seen[key_index("compliance", "lawful_default_s")] != 0)
+            fail(ps, ps->seen[key_index("compliance", "lawful_default_s")],
+                 "[compliance] lawful_default_s: must not be above lawful_max_s (an approval's "
+                 "longest lifetime)");
+        else
+            fail(ps, ps->seen[key_index("compliance", "lawful_max_s")],
+                 "[compliance] lawful_max_s: must not be below lawful_default_s (an approval's "
+                 "default lifetime)");
         return GW_EINVAL;
     }
     if (c->fwd_endpoint != NULL && forward_check(ps, c) != 0)

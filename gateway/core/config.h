@@ -133,6 +133,7 @@ struct gw_config {
     uint32_t bulk_threshold;   /* more records than this only through Compliance bulk, default 20 */
     uint32_t approval_ttl_s;   /* an approval (bulk) must be used within, default 86400 */
     uint32_t lawful_default_s; /* a lawful-access approval lasts by default, default 604800 */
+    uint32_t lawful_max_s;     /* ... and at most (valid_until), default 31536000 (365 days) */
     uint32_t retention_days;   /* waybills older than this are destroyed, default 1095; 0 = keep */
     uint32_t retention_sweep_ms; /* how often the sweep runs, default 3600000 */
     uint32_t retention_batch;    /* records destroyed per transaction, default 500 */

@@ -205,6 +205,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
         "another account of the same person did); an independent person decides (Art. 16, 37)",
     [GW_RULE_CASE_EXPIRED] = "the case was not decided in time and has expired",
     [GW_RULE_NOT_FUTURE] = "must be in the future",
+    [GW_RULE_LAWFUL_TOO_LONG] = "must be at most % s from now (an approval's longest lifetime, "
+                                "[compliance] lawful_max_s)",
     [GW_RULE_MONTH_FORMAT] = "must be a month YYYY-MM (UTC+08:00)",
     [GW_RULE_MONTH_NOT_BEGUN] = "must be a month that has begun (UTC+08:00)",
     [GW_RULE_DAY_RANGE] = "must not be before selector.from_day",

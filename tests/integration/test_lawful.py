@@ -266,6 +266,39 @@ def test_a_policy_raising_lawful_access_level_lets_its_cases_reach_classified_re
                                                                NOT_GRANTED)
 
 
+LAWFUL_MAX_S = 365 * 86400  # [compliance] lawful_max_s, the dev stack's default
+TOO_LONG = ("valid_until: must be at most %d s from now (an approval's longest lifetime, "
+            "[compliance] lawful_max_s)" % LAWFUL_MAX_S)
+
+
+def test_an_approval_lasts_at_most_lawful_max_s(stack, lawful, waybills):
+    """An approval's valid_until is checked by the gateway before any database work: past
+    [compliance] lawful_max_s from now (a year by default; 2^62 overflowed PostgreSQL's
+    to_timestamp and answered INTERNAL, raising the lawful statement into the server log, and a
+    century was accepted) it is INVALID_ARGUMENT naming valid_until with its rule, nothing
+    recorded, the case still pending; at the bound it is approved until exactly then. A
+    rejection's valid_until is not used, whatever it is."""
+    (w1, _), _, _, _ = waybills
+    case = lawful.request([w1.waybill_no])
+    now = int(time.time())
+    # a minute past the bound: the gateway's clock, read later, cannot bring it back in
+    for until in (2 ** 62, 2 ** 63 - 1, now + 100 * LAWFUL_MAX_S, now + LAWFUL_MAX_S + 60):
+        assert refusal(lambda: lawful.decide(case.case_id, valid_until=until)) == (
+            grpc.StatusCode.INVALID_ARGUMENT, TOO_LONG), until
+    assert refusal(lambda: lawful.decide(case.case_id, valid_until=-2 ** 63)) == (
+        grpc.StatusCode.INVALID_ARGUMENT, "valid_until: must be in the future")
+    assert stack.psql("SELECT state FROM lawful_case WHERE id = '%s'" % case.case_id) == \
+        ["pending"]
+    assert records(stack, case.case_id) == [("lawful.request", "ok", case.case_id, "t")]
+    d = lawful.decide(case.case_id, valid_until=now + LAWFUL_MAX_S)
+    assert d.state == stack.pb.compliance.APPROVAL_STATE_APPROVED
+    assert stack.psql("SELECT extract(epoch FROM valid_until)::bigint FROM lawful_case WHERE "
+                      "id = '%s'" % case.case_id) == [str(now + LAWFUL_MAX_S)]
+    rejected = lawful.request([w1.waybill_no])
+    assert lawful.decide(rejected.case_id, approve=False, valid_until=2 ** 62).state == \
+        stack.pb.compliance.APPROVAL_STATE_REJECTED
+
+
 def test_request_and_decision_rules(stack, lawful, waybills):
     (w1, _), _, _, _ = waybills
     pb = stack.pb

@@ -81,6 +81,8 @@ static void test_good(void **state)
     assert_int_equal(c.checkpoint_ms, 2000);
     assert_int_equal(c.bulk_threshold, 5);
     assert_int_equal(c.retention_days, 0);
+    assert_int_equal(c.lawful_default_s, 86400); /* at lawful_max_s: allowed */
+    assert_int_equal(c.lawful_max_s, 86400);
     assert_int_equal(c.retention_batch, 500);
     gw_config_clear(&c);
     gw_config_clear(&c); /* idempotent */
@@ -130,6 +132,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.bulk_threshold, 20);
     assert_int_equal(c.approval_ttl_s, 86400);
     assert_int_equal(c.lawful_default_s, 604800);
+    assert_int_equal(c.lawful_max_s, 31536000);
     assert_int_equal(c.retention_days, 1095);
     assert_int_equal(c.retention_sweep_ms, 3600000);
     assert_int_equal(c.retention_batch, 500);
@@ -221,6 +224,10 @@ static const struct bad bads[] = {
      "must be at least request_memory_per_connection"},
     {"bad_response_memory_total.conf", 13, "[server] response_memory",
      "must be at least response_memory_per_connection"},
+    /* lawful_max_s set below the default lawful_default_s */
+    {"bad_lawful_max.conf", 12, "[compliance] lawful_max_s", "must not be below lawful_default_s"},
+    {"bad_lawful_default.conf", 13, "[compliance] lawful_default_s",
+     "must not be above lawful_max_s"},
 };
 
 static void check_refusal(const char *path, int line, const char *where, const char *rule)
