@@ -200,21 +200,6 @@ static bool text_ok(struct gw_call *call, const char *field, const char *s, bool
     return false;
 }
 
-static bool day_ok(const char *d)
-{
-    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int m, day;
-
-    if (strlen(d) != 10 || d[4] != '-' || d[7] != '-')
-        return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && !isdigit((unsigned char)d[i]))
-            return false;
-    m = (d[5] - '0') * 10 + (d[6] - '0');
-    day = (d[8] - '0') * 10 + (d[9] - '0');
-    return d[0] == '2' && m >= 1 && m <= 12 && day >= 1 && day <= mdays[m - 1];
-}
-
 static bool branch_ok(const char *b)
 {
     size_t n = strlen(b);
@@ -245,11 +230,12 @@ static bool selector_ok(struct breq *b, const Waygate__V1__BulkSelector *s)
         gw_call_fail(call, GW_EPERM, "selector.branch", GW_RULE_BRANCH_OUT_OF_SCOPE);
         return false;
     }
-    if (s->from_day[0] != '\0' && !day_ok(s->from_day)) {
+    /* a calendar date (text.h: February 29 only of a leap year), of a year 2000-2999 */
+    if (s->from_day[0] != '\0' && !gw_text_is_day(s->from_day, 2000, 2999)) {
         gw_call_fail(call, GW_EINVAL, "selector.from_day", GW_RULE_PICKUP_DAY_FORMAT);
         return false;
     }
-    if (s->to_day[0] != '\0' && !day_ok(s->to_day)) {
+    if (s->to_day[0] != '\0' && !gw_text_is_day(s->to_day, 2000, 2999)) {
         gw_call_fail(call, GW_EINVAL, "selector.to_day", GW_RULE_PICKUP_DAY_FORMAT);
         return false;
     }

@@ -44,6 +44,7 @@
 #include "scan.h"
 #include "seal.h"
 #include "store.h"
+#include "text.h"
 #include "waybillno.h"
 
 #define DEFAULT_LIMIT 20
@@ -239,25 +240,6 @@ static void found_cb(void *arg, int err, const struct gw_store_row *rows, size_t
     release(s);
 }
 
-/* A calendar date "YYYY-MM-DD" (years 2000-2099 are the ones a pickup can have). */
-static bool valid_day(const char *d)
-{
-    static const int mdays[] = {31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31};
-    int y, m, day;
-
-    if (strlen(d) != 10 || d[4] != '-' || d[7] != '-')
-        return false;
-    for (int i = 0; i < 10; i++)
-        if (i != 4 && i != 7 && !isdigit((unsigned char)d[i]))
-            return false;
-    y = (d[0] - '0') * 1000 + (d[1] - '0') * 100 + (d[2] - '0') * 10 + (d[3] - '0');
-    m = (d[5] - '0') * 10 + (d[6] - '0');
-    day = (d[8] - '0') * 10 + (d[9] - '0');
-    if (y < 2000 || y > 2099 || m < 1 || m > 12 || day < 1 || day > mdays[m - 1])
-        return false;
-    return !(m == 2 && day == 29 && !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0)));
-}
-
 /* An ID number as intake normalises it, whatever its type: a 15-digit resident number upgraded
  * to 18 digits, ASCII letters upper-cased. */
 static int id_normalize(const char *in, char out[GW_ID_NORM_MAX + 1], size_t *len)
@@ -358,7 +340,7 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
             rule = GW_RULE_REQUIRED;
             break;
         }
-        if (!valid_day(in->pickup_day)) {
+        if (!gw_text_is_day(in->pickup_day, 2000, 2099)) { /* the years a pickup can have */
             rule = GW_RULE_PICKUP_DAY_FORMAT;
             break;
         }

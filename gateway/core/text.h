@@ -80,6 +80,13 @@ size_t gw_text_i64(int64_t v, char *out, size_t cap);
  * are refused). */
 size_t gw_text_day(int64_t t, char out[11]);
 
+/* True when s is a calendar date "YYYY-MM-DD" (proleptic Gregorian: February 29 only of a leap
+ * year, a year divisible by 4 and, at a century, by 400) of a year from min_year to max_year
+ * (within 1000-9999, gw_text_day's years): every date PostgreSQL's ::date cast reads alike and
+ * nothing it raises on. The one check of a day a client sends (a Search's pickup_day, a bulk
+ * selector's from_day and to_day). */
+bool gw_text_is_day(const char *s, int min_year, int max_year);
+
 /* Copies the string src into out as snprintf(out, cap, "%s", src) would, without its cost: at
  * most cap - 1 bytes and a NUL (nothing when cap is 0). Returns strlen(src), so a result >= cap
  * means it was cut. */

@@ -192,6 +192,28 @@ def test_a_day_range_that_selects_no_day_is_refused(stack, people):
     assert ask("2026-01-01", "2026-01-01").request_id
 
 
+@pytest.mark.parametrize("field", ["from_day", "to_day"])
+def test_a_selector_day_that_is_no_calendar_date_is_invalid_argument(stack, people, field):
+    """A selector's day is a calendar date (core/text.h gw_text_is_day, Search's pickup_day
+    rule): February 29 of a common year ("2025-02-29") is INVALID_ARGUMENT naming the field, as
+    "2026-04-31" is (it reached PostgreSQL's ::date, which raised: INTERNAL); February 29 of a
+    leap year is a day."""
+    pb = stack.pb.compliance
+
+    def ask(day):
+        req = pb.RequestBulkRequest(operation=1, purpose="regulator inspection sample",
+                                    legal_basis="《邮政法》第三十五条",
+                                    destination="regulator audit workstation 3")
+        setattr(req.selector, field, day)
+        return people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
+
+    for day in ("2025-02-29", "2100-02-29", "2026-04-31"):
+        assert refusal(lambda: ask(day)) == (
+            grpc.StatusCode.INVALID_ARGUMENT,
+            "selector.%s: must be a calendar date YYYY-MM-DD" % field), day
+    assert ask("2024-02-29").request_id
+
+
 def test_free_text_with_control_characters_refused(stack, people, records):
     """purpose, legal_basis, destination and an approval's comment: a control or bidirectional
     character is refused INVALID_ARGUMENT naming the field (the rule every free text an Admin or

@@ -210,6 +210,49 @@ static void test_copy(void **state)
     assert_int_equal(out[0], 'x');
 }
 
+/* gw_text_is_day: a calendar date, February 29 only of a leap year (divisible by 4, a century
+ * only when divisible by 400: 1900 is not, 2000 is, 2024 is, 2025 is not), within the years
+ * asked; what PostgreSQL's ::date would raise on ("2025-02-29", "2026-04-31") is refused. */
+static void test_is_day(void **state)
+{
+    static const char *const ok[] = {"2000-02-29", "2024-02-29", "1900-02-28", "2025-02-28",
+                                     "2026-04-30", "2026-12-31", "2026-01-01", "1600-02-29"};
+    static const char *const bad[] = {
+        "1900-02-29", "2025-02-29",  "2100-02-29",  "2026-04-31", "2026-02-30", "2026-13-01",
+        "2026-00-10", "2026-01-00",  "2026-01-32",  "2026-1-01",  "2026-01-1",  "2026/01/01",
+        "20260101",   "2026-01-01 ", " 2026-01-01", "2026-0a-01", "+026-01-01", "0999-12-31",
+        "",           "2026-06-31",  "2026-09-31",  "2026-11-31"};
+    int64_t n = 0;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+        assert_true(gw_text_is_day(ok[i], 1000, 9999));
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+        assert_false(gw_text_is_day(bad[i], 1000, 9999));
+    assert_false(gw_text_is_day(NULL, 1000, 9999));
+    /* the years asked, both ends inclusive */
+    assert_true(gw_text_is_day("2000-01-01", 2000, 2099));
+    assert_true(gw_text_is_day("2099-12-31", 2000, 2099));
+    assert_false(gw_text_is_day("1999-12-31", 2000, 2099));
+    assert_false(gw_text_is_day("2100-01-01", 2000, 2099));
+    /* from 1900 to 2100: every day gw_text_day writes is a day, and there are no others */
+    for (int64_t t = -2208988800; t < 4133980800; t += 86400) {
+        char d[11];
+
+        assert_int_equal(gw_text_day(t, d), 10);
+        assert_true(gw_text_is_day(d, 1000, 9999));
+    }
+    for (int y = 1900; y <= 2100; y++)
+        for (int m = 0; m <= 13; m++)
+            for (int d = 0; d <= 32; d++) {
+                char s[16];
+
+                snprintf(s, sizeof s, "%04d-%02d-%02d", y, m, d);
+                n += gw_text_is_day(s, 1000, 9999);
+            }
+    assert_int_equal(n, (4133980800 + 2208988800) / 86400);
+}
+
 static void same_day(int64_t t)
 {
     char want[16], got[11];
@@ -346,6 +389,7 @@ int main(void)
         cmocka_unit_test(test_utf8_ascii_runs),
         cmocka_unit_test(test_copy),
         cmocka_unit_test(test_day),
+        cmocka_unit_test(test_is_day),
         cmocka_unit_test(test_field),
         cmocka_unit_test(test_escape),
     };
