@@ -1,8 +1,9 @@
 /* api_bulk.c: Compliance/RequestBulk and ApproveBulk (Art. 37, 15): a bulk export, copy or
  * destruction is requested by one person with a purpose and a legal basis (refused without one,
  * Art. 15) and approved or rejected by a second person, never the requester (PERMISSION_DENIED,
- * and a refused record); an approval expires after [compliance] approval_ttl_s. Each step writes
- * its row and its audit record (bulk.request, bulk.approve, bulk.reject) in one transaction
+ * and a refused record); an approval expires after [compliance] approval_ttl_s, and so does a
+ * request left undecided that long (FAILED_PRECONDITION, like a lawful-access case). Each step
+ * writes its row and its audit record (bulk.request, bulk.approve, bulk.reject) in one transaction
  * through the audit writer, and answers only after it committed. RunBulk is in api_bulk_run.c.
  * Invariant: every refusal names the field and the rule; no request text reaches a log. */
 #include <ctype.h>
@@ -453,7 +454,8 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
         return;
     }
     if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 0) {
-        /* decided meanwhile by someone else: the statement found no pending request */
+        /* decided meanwhile by someone else, or expired undecided since it was read: the
+         * statement found no pending request within approval_ttl_s */
         gw_call_fail(d->call, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_PENDING);
         return;
     }
@@ -522,6 +524,11 @@ static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row 
         gw_call_fail(call, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_PENDING);
         return;
     }
+    if (row->expired) { /* undecided past approval_ttl_s, as a lawful-access case (WL004) */
+        gw_call_set_cancel(call, NULL, NULL);
+        gw_call_fail(call, GW_EPRECOND, "request_id", GW_RULE_BULK_UNDECIDED_EXPIRED);
+        return;
+    }
     gw_store_bulk_decide(&st, d->id, d->in->approve, p->name, p->role, nonempty(d->in->comment),
                          app->cfg->approval_ttl_s);
     rc = gw_audit_write(app->audit, &st.st, 1, &rec, 1, decided_cb, d, &d->areq);
@@ -553,7 +560,8 @@ void gw_api_compliance_approve_bulk(struct gw_call *call, const uint8_t *req, si
     }
     if (!text_ok(call, "comment", d->in->comment, false, GW_RULE_REQUIRED))
         return;
-    rc = gw_store_bulk_load(gw_call_app(call)->store, d->id, loaded_for_decision_cb, d, &d->sreq);
+    rc = gw_store_bulk_load(gw_call_app(call)->store, d->id, gw_call_app(call)->cfg->approval_ttl_s,
+                            loaded_for_decision_cb, d, &d->sreq);
     if (rc != 0) {
         gw_api_read_failed_bulk(call, rc);
         return;

@@ -776,7 +776,8 @@ void gw_api_compliance_run_bulk(struct gw_call *call, const uint8_t *req, size_t
     }
     copy_text(r->requester, sizeof(r->requester), gw_call_principal(call)->name);
     copy_text(r->scope, sizeof(r->scope), gw_api_bulk_scope(call));
-    rc = gw_store_bulk_load(gw_call_app(call)->store, r->id, loaded_cb, r, &r->sreq);
+    rc = gw_store_bulk_load(gw_call_app(call)->store, r->id, gw_call_app(call)->cfg->approval_ttl_s,
+                            loaded_cb, r, &r->sreq);
     if (rc != 0) {
         gw_api_read_failed_bulk(call, rc);
         return;

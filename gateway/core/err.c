@@ -168,11 +168,14 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_BULK_UUID] = "must be a UUID",
     [GW_RULE_BULK_SELF_APPROVAL] = "a bulk request is approved by a second person, never by "
                                    "its requester (Art. 37)",
-    [GW_RULE_BULK_NOT_PENDING] = "the bulk request is not pending: it was already decided",
+    [GW_RULE_BULK_NOT_PENDING] = "the bulk request is not pending: it was already decided, or "
+                                 "it expired undecided",
     [GW_RULE_BULK_NOT_APPROVED] = "the bulk request is not approved, or was already run; a bulk "
                                   "operation runs once, after a second person approved it "
                                   "(Art. 37)",
     [GW_RULE_BULK_EXPIRED] = "the approval of the bulk request has expired; request it again",
+    [GW_RULE_BULK_UNDECIDED_EXPIRED] = "the bulk request was not decided in time ([compliance] "
+                                       "approval_ttl_s) and has expired; request it again",
     [GW_RULE_BULK_NOT_REQUESTER] = "a bulk request is run by its requester only",
     [GW_RULE_BULK_RECIPIENT_KEY] = "must be the recipient's raw X25519 public key (32 bytes) for "
                                    "an export or copy",

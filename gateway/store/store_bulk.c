@@ -63,8 +63,9 @@ static const char count_run_sql[] =
 static const char load_sql[] =
     "SELECT id::text, operation, state, requester, requester_role, requester_branch, approver, "
     "purpose, legal_basis, destination, sel_branch, sel_from::text, sel_to::text, "
-    "sel_ids::text, record_count, (state = 'approved' AND expires_at <= now()) "
-    "FROM bulk_request WHERE id = $1::uuid";
+    "sel_ids::text, record_count, CASE state WHEN 'approved' THEN expires_at <= now() "
+    "WHEN 'pending' THEN requested_at + make_interval(secs => $2::integer) <= now() ELSE false "
+    "END FROM bulk_request WHERE id = $1::uuid";
 
 static const char ids_sql[] =
     "SELECT w.id::text FROM waybill w WHERE coalesce(w.pickup_day, (w.accepted_at AT TIME ZONE "
@@ -222,17 +223,20 @@ static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
     gw_free(r);
 }
 
-int gw_store_bulk_load(struct gw_store *s, const char *id, gw_store_bulk_load_cb cb, void *arg,
-                       struct gw_store_bulk_req **out)
+int gw_store_bulk_load(struct gw_store *s, const char *id, uint32_t ttl_s, gw_store_bulk_load_cb cb,
+                       void *arg, struct gw_store_bulk_req **out)
 {
-    const char *vals[1] = {id};
-    struct gw_db_stmt st = {.sql = load_sql, .nparams = 1, .values = vals};
+    const char *vals[2] = {id, NULL};
+    char ttl[16];
+    struct gw_db_stmt st = {.sql = load_sql, .nparams = 2, .values = vals};
     struct gw_store_bulk_req *r;
 
     if (out != NULL)
         *out = NULL;
     if (s == NULL || id == NULL || cb == NULL)
         return GW_EINVAL;
+    snprintf(ttl, sizeof(ttl), "%" PRIu32, ttl_s);
+    vals[1] = ttl;
     if ((r = req_new(K_LOAD, arg)) == NULL)
         return GW_ENOMEM;
     r->cb.load = cb;
@@ -400,7 +404,8 @@ static const char decide_sql[] =
     "WITH u AS (UPDATE bulk_request SET state = $2, approver = $3, approver_role = $4, "
     "decision_comment = $5, decided_at = now(), expires_at = CASE WHEN $2 = 'approved' THEN "
     "now() + make_interval(secs => $6::integer) END WHERE id = $1::uuid AND CASE WHEN state = "
-    "'pending' AND requester <> $3 THEN bulk_decider_independent(requester, $3) ELSE false END "
+    "'pending' AND requested_at + make_interval(secs => $6::integer) > now() AND requester <> $3 "
+    "THEN bulk_decider_independent(requester, $3) ELSE false END "
     "RETURNING 1) SELECT 1 / (SELECT count(*) FROM u)";
 
 void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool approve,

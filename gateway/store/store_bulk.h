@@ -44,7 +44,8 @@ struct gw_bulk_row {
     const char *approver, *purpose, *legal_basis, *destination;
     const char *sel_branch, *sel_from, *sel_to, *sel_ids;
     int64_t record_count;
-    bool expired; /* approved but its approval expired */
+    bool expired; /* approved but its approval expired, or pending (undecided) longer than the
+                   * ttl_s it was loaded with: either way it can no longer run or be decided */
 };
 
 typedef void (*gw_store_bulk_count_cb)(void *arg, int err, int64_t count);
@@ -67,9 +68,10 @@ typedef void (*gw_store_bulk_ids_cb)(void *arg, int err, const char *const *ids,
 int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_bulk_sel *sel,
                         gw_store_bulk_request_count_cb cb, void *arg,
                         struct gw_store_bulk_req **out) GW_MUST_CHECK;
-/* Reads request id (UUID text). */
-int gw_store_bulk_load(struct gw_store *s, const char *id, gw_store_bulk_load_cb cb, void *arg,
-                       struct gw_store_bulk_req **out) GW_MUST_CHECK;
+/* Reads request id (UUID text); a pending request older than ttl_s ([compliance]
+ * approval_ttl_s) reads as expired. */
+int gw_store_bulk_load(struct gw_store *s, const char *id, uint32_t ttl_s, gw_store_bulk_load_cb cb,
+                       void *arg, struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* Counts the waybills a run of request id (UUID text) selects within scope: its stored selector,
  * accepted strictly before the request's second (the rows gw_store_bulk_rows pages). */
 int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *id,
@@ -112,7 +114,9 @@ struct gw_bulk_new {
 /* Inserts a new pending request. */
 void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n);
 /* Decides pending request id by approver (never its requester): approved for ttl_s seconds, or
- * rejected. Fails unless the request is pending and approver is not its requester; with SQLSTATE
+ * rejected. Fails unless the request is pending, requested less than ttl_s seconds ago (one
+ * left undecided longer has expired, like a lawful-access case: lawful_case_decide's WL004) and
+ * approver is not its requester; with SQLSTATE
  * GW_BULK_RELATED when the approver is not independent of the requester (sql/021: one person,
  * or either account created the other). */
 #define GW_BULK_RELATED "WB001"

@@ -300,6 +300,34 @@ def test_approval_expires(stack, people, records):
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "expired" in details
 
 
+def test_a_request_undecided_past_the_approval_period_expires(stack, people, records):
+    """A bulk request is decided within [compliance] approval_ttl_s of being requested, like a
+    lawful-access case (lawful_case_decide, WL004): past it the request has expired (ApprovalState
+    EXPIRED, "not decided ... within the allowed time"), and neither an approval nor a rejection
+    decides it: FAILED_PRECONDITION naming request_id, the request still undecided and never
+    run. (One requested 400 days before, its time moved back in SQL, was approved, with a whole
+    approval period to run it.)"""
+    _, pub = keypair()
+    r = request(people, 1, [records[0][1]])
+    stack.psql("UPDATE bulk_request SET requested_at = requested_at - interval '400 days' "
+               "WHERE id = '%s'" % r.request_id)
+    expired = (grpc.StatusCode.FAILED_PRECONDITION,
+               "request_id: the bulk request was not decided in time ([compliance] "
+               "approval_ttl_s) and has expired; request it again")
+    assert refusal(lambda: approve(people, r.request_id)) == expired
+    assert refusal(lambda: approve(people, r.request_id, ok=False)) == expired
+    assert stack.psql("SELECT state, approver IS NULL FROM bulk_request WHERE id = '%s'"
+                      % r.request_id) == ["pending|t"]
+    assert refusal(lambda: run(people, r.request_id, pub))[0] == \
+        grpc.StatusCode.FAILED_PRECONDITION
+    assert audit_rows(stack, "bulk.approve", r.request_id) == []
+    # one just inside the period is still decided
+    r = request(people, 1, [records[0][1]])
+    stack.psql("UPDATE bulk_request SET requested_at = now() - interval '86300 seconds' "
+               "WHERE id = '%s'" % r.request_id)
+    assert approve(people, r.request_id).state == stack.pb.compliance.APPROVAL_STATE_APPROVED
+
+
 def test_only_the_requester_runs(stack, people, records):
     _, pub = keypair()
     r = request(people, 1, [i for _, i in records])
