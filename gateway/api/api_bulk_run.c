@@ -3,17 +3,18 @@
  *
  * Export or copy: the selection is frozen at what was approved: the stored selector over the
  * records accepted strictly before the request's second, as its count took them (store_bulk.h),
- * counted first; a run that would select more than the approved record_count is refused
- * (FAILED_PRECONDITION and a refused bulk.run record) before anything is released. Then the request
- * is marked executed and its bulk.run record, with that count, committed in one transaction before
- * any row is read (fail closed), and the stream stops with an error rather than release more
- * records than the record counts (the scope may have grown since the count). Then the selected
- * waybills are read a page at a time (by id, within the bulk scope of policy.c), each
- * authenticated, rendered exactly as the requester's role sees it (gw_api_render_view_in: the
- * role's view, never more), packed as a WaybillView, base64-encoded and followed by its watermark
- * tag (watermark.h), sealed to the recipient's X25519 key (xseal.h) in chunks and streamed while
- * the client reads. The last message carries the watermark (export) id and the SHA-256 of the whole
- * output.
+ * narrowed to the requester's role's security levels (gw_policy_max_level: a run never releases
+ * a record above them, so neither its count nor its bulk.run record takes one), counted first; a
+ * run that would select more than the approved record_count is refused (FAILED_PRECONDITION and a
+ * refused bulk.run record) before anything is released. Then the request is marked executed and its
+ * bulk.run record, with that count, committed in one transaction before any row is read (fail
+ * closed), and the stream stops with an error rather than release more records than the record
+ * counts (the scope may have grown since the count). Then the selected waybills are read a page at
+ * a time (by id, within the bulk scope of policy.c), each authenticated, rendered exactly as the
+ * requester's role sees it (gw_api_render_view_in: the role's view, never more), packed as a
+ * WaybillView, base64-encoded and followed by its watermark tag (watermark.h), sealed to the
+ * recipient's X25519 key (xseal.h) in chunks and streamed while the client reads. The last message
+ * carries the watermark (export) id and the SHA-256 of the whole output.
  *
  * Destroy: the same frozen selection is counted (more than approved: refused), then one
  * transaction marks the request executed, deletes every selected waybill (their wrapped data keys
@@ -21,6 +22,10 @@
  * before the request's second and refuses more than approved), writes the destruction record
  * and the bulk.run record; it fails, destroying nothing, when the selection changed since it was
  * counted.
+ *
+ * A run that ends having left out records its bulk.run record counted (one that fails
+ * authentication: an incident) leaves a second bulk.run record, outcome "short", counting the
+ * records released.
  *
  * A run that stops after its bulk.run record committed and before its last chunk (the client
  * cancelled or stopped reading, the deadline passed, the gateway drained, a page could not be
@@ -81,6 +86,7 @@ struct brun {
     int64_t record_count; /* approved (counted at request time); a destruction's, once counted
                            * at run time (never more): what it deletes */
     int64_t run_count;    /* an export's: what its bulk.run record counts, at most this many */
+    int level;            /* an export's: the highest security level it selects and releases */
     uint8_t rcpt[GW_XSEAL_PUB_LEN];
     bool rcpt_given;
     uint8_t header[GW_XSEAL_HEADER_LEN];
@@ -333,6 +339,29 @@ static int add_row(struct brun *r, const Waygate__V1__WaybillView *v)
 
 static void next_page(struct brun *r);
 
+/* The run released fewer records than its bulk.run record counts (some left out as it read
+ * them: unreadable, each an incident of its own, or outside the bulk scope): a second record,
+ * outcome short, counts what was released. Nobody waits for it: everything was sent. */
+static void record_short(struct brun *r)
+{
+    struct gw_audit_rec rec;
+    char detail[GW_AUDIT_TEXT_MAX];
+
+    if (strcmp(r->op, "destroy") == 0 || r->records >= (uint64_t)r->run_count)
+        return;
+    snprintf(detail, sizeof(detail),
+             "kind=%s export=%s released %" PRIu64 " of %" PRId64
+             " records: the others left out (unreadable or outside the bulk scope)",
+             r->op, r->export_id, r->records, r->run_count);
+    gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "short");
+    rec.count = (int64_t)r->records;
+    rec.purpose = r->purpose;
+    rec.legal_basis = r->legal_basis;
+    rec.approval = r->id;
+    rec.detail = detail;
+    gw_api_record_unwaited(r->call, &rec);
+}
+
 static void finish_ok(struct brun *r)
 {
     GW_LOG(GW_LOG_INFO, "bulk", gw_call_log_ctx(r->call),
@@ -340,6 +369,7 @@ static void finish_ok(struct brun *r)
            "the bulk scope)=%" PRIu64,
            r->op, r->id, r->export_id, r->records, r->skipped);
     r->streaming = false;
+    record_short(r);
     gw_call_set_cancel(r->call, NULL, NULL);
     cleanup(r);
     gw_call_finish(r->call, GW_GRPC_OK, NULL);
@@ -508,7 +538,7 @@ static void rows_cb(void *arg, int err, const struct gw_store_row *rows, size_t 
 
 static void next_page(struct brun *r)
 {
-    int rc = gw_store_bulk_rows(gw_call_app(r->call)->store, r->scope, r->id,
+    int rc = gw_store_bulk_rows(gw_call_app(r->call)->store, r->scope, r->id, r->level,
                                 r->have_after ? r->after : NULL, PAGE_ROWS, rows_cb, r, &r->sreq);
 
     if (rc != 0)
@@ -666,7 +696,8 @@ static void start_export(struct brun *r)
     snprintf(r->detail, sizeof(r->detail), "kind=%s export=%s %s", r->op, r->export_id,
              r->selector);
     gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "ok");
-    rec.count = r->run_count; /* the frozen selection, counted now: the most the stream sends */
+    rec.count = r->run_count; /* the frozen selection within the requester's levels, counted
+                               * now: the most the stream sends (fewer: record_short) */
     rec.purpose = r->purpose;
     rec.legal_basis = r->legal_basis;
     rec.approval = r->id;
@@ -730,7 +761,7 @@ static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
     }
     if (strcmp(r->op, "destroy") == 0) { /* the frozen selection, as an export's */
         rc = gw_store_bulk_count_run(gw_call_app(r->call)->store, r->scope, r->id,
-                                     counted_for_destroy_cb, r, &r->sreq);
+                                     GW_BULK_LEVEL_ANY, counted_for_destroy_cb, r, &r->sreq);
         if (rc != 0)
             fail(r, rc, NULL, rc == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
         return;
@@ -739,7 +770,8 @@ static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
         fail(r, GW_EINVAL, "recipient_public_key", GW_RULE_BULK_RECIPIENT_KEY);
         return;
     }
-    rc = gw_store_bulk_count_run(gw_call_app(r->call)->store, r->scope, r->id,
+    r->level = gw_policy_max_level(gw_call_policy(r->call), p->role);
+    rc = gw_store_bulk_count_run(gw_call_app(r->call)->store, r->scope, r->id, r->level,
                                  counted_for_export_cb, r, &r->sreq);
     if (rc != 0)
         fail(r, rc, NULL, rc == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);

@@ -51,6 +51,11 @@ struct gw_store_bulk_req {
  * (bulk_destroy, sql/024, selects the same). */
 #define SEL_RUN SEL_STORED " AND " BEFORE_SECOND("b.requested_at")
 
+/* A run's selection narrowed to the records at most security level $2 (the caller's role's,
+ * gw_policy_max_level; the stored column, NULL unclassified): the ones a run may release, as
+ * its count takes them. */
+#define RUN_LEVEL "coalesce(w.security_level, 0) <= $2::integer"
+
 /* The count of a new request and its time, which becomes the request's requested_at (text in
  * UTC with microseconds, read back exactly as a timestamptz). */
 static const char count_sql[] =
@@ -58,7 +63,8 @@ static const char count_sql[] =
     "FROM waybill w WHERE " SEL_PARAMS " AND " BEFORE_SECOND("now()");
 
 static const char count_run_sql[] =
-    "SELECT count(*) FROM waybill w, bulk_request b WHERE b.id = $1::uuid AND " SEL_RUN;
+    "SELECT count(*) FROM waybill w, bulk_request b WHERE b.id = $1::uuid AND " SEL_RUN
+    " AND " RUN_LEVEL;
 
 static const char load_sql[] =
     "SELECT id::text, operation, state, requester, requester_role, requester_branch, approver, "
@@ -162,10 +168,11 @@ int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_b
     return start(s, r, st, 2, count_req_done_cb, out);
 }
 
-int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *id,
+int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *id, int level,
                             gw_store_bulk_count_cb cb, void *arg, struct gw_store_bulk_req **out)
 {
-    const char *sv[1], *vals[1] = {id};
+    const char *sv[1], *vals[2] = {id, NULL};
+    char lvl[16];
     struct gw_db_stmt st[2];
     struct gw_store_bulk_req *r;
 
@@ -173,8 +180,10 @@ int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *i
         *out = NULL;
     if (s == NULL || scope == NULL || id == NULL || cb == NULL)
         return GW_EINVAL;
+    snprintf(lvl, sizeof(lvl), "%d", level);
+    vals[1] = lvl;
     gw_store_scope_stmt(&st[0], sv, scope);
-    st[1] = (struct gw_db_stmt){.sql = count_run_sql, .nparams = 1, .values = vals};
+    st[1] = (struct gw_db_stmt){.sql = count_run_sql, .nparams = 2, .values = vals};
     if ((r = req_new(K_COUNT, arg)) == NULL)
         return GW_ENOMEM;
     r->cb.count = cb;
@@ -275,13 +284,13 @@ out:
     gw_free(r);
 }
 
-int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, const char *after,
-                       uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
+int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, int level,
+                       const char *after, uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
                        struct gw_store_bulk_req **out)
 {
     struct gw_store_sql b = {.len = 0};
-    const char *sv[1], *vals[3];
-    char lim[16];
+    const char *sv[1], *vals[4];
+    char lim[16], lvl[16];
     struct gw_db_stmt st[2];
     struct gw_store_bulk_req *r;
 
@@ -292,16 +301,18 @@ int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, co
     gw_store_sql_add(&b, "SELECT ");
     gw_store_read_cols(&b);
     gw_store_sql_add(&b, " FROM waybill w, bulk_request b WHERE b.id = $1::uuid AND " SEL_RUN
-                         " AND ($2::uuid IS NULL OR w.id > $2::uuid) ORDER BY w.id "
-                         "LIMIT $3::integer");
+                         " AND " RUN_LEVEL " AND ($3::uuid IS NULL OR w.id > $3::uuid) "
+                         "ORDER BY w.id LIMIT $4::integer");
     if (b.overflow)
         return GW_ENOMEM;
     snprintf(lim, sizeof(lim), "%" PRIu32, limit);
+    snprintf(lvl, sizeof(lvl), "%d", level);
     vals[0] = id;
-    vals[1] = after;
-    vals[2] = lim;
+    vals[1] = lvl;
+    vals[2] = after;
+    vals[3] = lim;
     gw_store_scope_stmt(&st[0], sv, scope);
-    st[1] = (struct gw_db_stmt){.sql = b.buf, .nparams = 3, .values = vals, .result_format = 1};
+    st[1] = (struct gw_db_stmt){.sql = b.buf, .nparams = 4, .values = vals, .result_format = 1};
     if ((r = req_new(K_ROWS, arg)) == NULL)
         return GW_ENOMEM;
     r->cb.rows = cb;

@@ -72,16 +72,20 @@ int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_b
  * approval_ttl_s) reads as expired. */
 int gw_store_bulk_load(struct gw_store *s, const char *id, uint32_t ttl_s, gw_store_bulk_load_cb cb,
                        void *arg, struct gw_store_bulk_req **out) GW_MUST_CHECK;
-/* Counts the waybills a run of request id (UUID text) selects within scope: its stored selector,
- * accepted strictly before the request's second (the rows gw_store_bulk_rows pages). */
-int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *id,
+/* The level of a destruction's count: every security level, as bulk_destroy deletes them. */
+#define GW_BULK_LEVEL_ANY INT16_MAX
+/* Counts the waybills a run of request id (UUID text) selects within scope and at most security
+ * level `level` (gw_policy_max_level, -1: none; a destruction's: GW_BULK_LEVEL_ANY): its stored
+ * selector, accepted strictly before the request's second (the rows gw_store_bulk_rows pages with
+ * the same level). */
+int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *id, int level,
                             gw_store_bulk_count_cb cb, void *arg,
                             struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* One page (at most limit rows, ordered by id, after `after` (UUID text) or from the start when
- * NULL) of the waybills an export or copy run of request id selects within scope (the stored
- * selector, accepted strictly before the request's second). */
-int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, const char *after,
-                       uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
+ * NULL) of the waybills an export or copy run of request id selects within scope and at most
+ * security level `level` (the stored selector, accepted strictly before the request's second). */
+int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, int level,
+                       const char *after, uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
                        struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* The ids of at most limit waybills older than days (pickup day, else the day accepted, in
  * China Standard Time), across every branch. */

@@ -343,6 +343,10 @@ static void bulk_scope_central_roles_by_level(void **state)
     assert_true(gw_policy_in_bulk_scope(p, &a, &r));
     r.security_level = -1;
     assert_false(gw_policy_in_bulk_scope(p, &aud, &r));
+    /* the level a run's count is narrowed to: in_bulk_scope's ceiling, -1 for none */
+    assert_int_equal(gw_policy_max_level(p, aud.role), 0);
+    assert_int_equal(gw_policy_max_level(p, a.role), 1);
+    assert_int_equal(gw_policy_max_level(p, sec.role), -1);
     gw_policy_free(p);
 }
 
