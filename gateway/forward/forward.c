@@ -447,6 +447,13 @@ static void apply_results(struct batch *b, const uint8_t *resp, size_t len)
         mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse: more results than deliveries");
         return;
     }
+    /* protobuf-c hands strings over NUL-terminated: an id with a NUL in it would match the id
+     * before the NUL, a delivery the backend never acknowledged (wirecheck.h) */
+    if (gw_wirecheck(&waygate__v1__deliver_response__descriptor, resp, len, NULL) != 0) {
+        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse: a string that is not UTF-8 or "
+                                     "holds a NUL");
+        return;
+    }
     r = waygate__v1__deliver_response__unpack(NULL, len, resp);
     if (r == NULL) {
         mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse");
@@ -502,6 +509,18 @@ out:
     waygate__v1__deliver_response__free_unpacked(r, NULL);
 }
 
+/* What the batch has not sent yet goes back for later (why: the reason kept with it), and the
+ * batch is settled. */
+static void settle_unsent(struct batch *b, const char *why)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].st == IT_SEND) {
+            b->items[i].st = IT_LATER;
+            gw_fwd_reason(b->items[i].reason, sizeof(b->items[i].reason), NULL, why);
+        }
+    settle(b);
+}
+
 static void call_cb(void *arg, const struct gw_gclient_result *res)
 {
     struct batch *b = arg;
@@ -525,7 +544,10 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
         f->backend_failing = true;
         mark_sent(b, IT_LATER, NULL, gw_grpc_status_name(res->status));
     }
-    send_batch(b);
+    if (f->draining) /* the drain waits for the calls in flight and starts none */
+        settle_unsent(b, "the gateway is stopping");
+    else
+        send_batch(b);
 }
 
 /* Sends what is left to send (all of it, or the next one alone in singles mode); when nothing
@@ -543,13 +565,7 @@ static void send_batch(struct batch *b)
     if (room <= 0) {
         /* no call may outlive the batch's lease (the deliveries would be another gateway's,
          * and its settlement could meet the other's lease): what is left goes back for later */
-        for (size_t i = 0; i < b->n; i++)
-            if (b->items[i].st == IT_SEND) {
-                b->items[i].st = IT_LATER;
-                gw_fwd_reason(b->items[i].reason, sizeof(b->items[i].reason), NULL,
-                              "the lease ends before another call could");
-            }
-        settle(b);
+        settle_unsent(b, "the lease ends before another call could");
         return;
     }
     deadline = (uint32_t)room;
@@ -743,6 +759,12 @@ static void pump_fast(struct gw_forward *f)
 {
     const struct gw_config *cfg = f->cfg;
     int64_t now = (int64_t)gw_clock_ms(), max_wait = fast_max_wait_ms(cfg);
+
+    /* while draining, what is queued goes out only to a backend that answers: a failing one
+     * would hold the drain a deadline per call (the queued rows' leases run out and a claim
+     * sends them) */
+    if (f->draining && f->backend_failing)
+        return;
 
     while (f->fast_n > 0 && f->nbatches + (f->claim != NULL) < cfg->fwd_inflight &&
            ack_backlog(f) < ack_max(cfg)) {
