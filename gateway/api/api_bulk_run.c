@@ -134,12 +134,26 @@ static void cleanup(struct brun *r)
     OPENSSL_cleanse(r->ekey, sizeof(r->ekey));
 }
 
+/* A bulk.run record after the run's first (outcome, what was released, detail), which nobody
+ * waits for: the call is ending or everything was sent. */
+static void record_after(struct brun *r, const char *outcome, uint64_t count, const char *detail)
+{
+    struct gw_audit_rec rec;
+
+    gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, outcome);
+    rec.count = (int64_t)count;
+    rec.purpose = r->purpose;
+    rec.legal_basis = r->legal_basis;
+    rec.approval = r->id;
+    rec.detail = detail;
+    gw_api_record_unwaited(r->call, &rec);
+}
+
 /* The run stopped while streaming: a bulk.run record says so, with the records the client could
  * have received whole, and why (words of a rule, never a value). Nobody waits for it: the call
  * is ending. */
 static void record_stop(struct brun *r, const char *why)
 {
-    struct gw_audit_rec rec;
     char detail[GW_AUDIT_TEXT_MAX];
 
     if (!r->streaming)
@@ -148,13 +162,7 @@ static void record_stop(struct brun *r, const char *why)
     snprintf(detail, sizeof(detail),
              "kind=%s export=%s stopped after %" PRIu64 " of %" PRId64 " records: %s", r->op,
              r->export_id, r->rows_sent, r->run_count, why);
-    gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "stopped");
-    rec.count = (int64_t)r->rows_sent;
-    rec.purpose = r->purpose;
-    rec.legal_basis = r->legal_basis;
-    rec.approval = r->id;
-    rec.detail = detail;
-    gw_api_record_unwaited(r->call, &rec);
+    record_after(r, "stopped", r->rows_sent, detail);
 }
 
 #define CALL_ENDED                                                                                 \
@@ -344,7 +352,6 @@ static void next_page(struct brun *r);
  * outcome short, counts what was released. Nobody waits for it: everything was sent. */
 static void record_short(struct brun *r)
 {
-    struct gw_audit_rec rec;
     char detail[GW_AUDIT_TEXT_MAX];
 
     if (strcmp(r->op, "destroy") == 0 || r->records >= (uint64_t)r->run_count)
@@ -353,13 +360,7 @@ static void record_short(struct brun *r)
              "kind=%s export=%s released %" PRIu64 " of %" PRId64
              " records: the others left out (unreadable or outside the bulk scope)",
              r->op, r->export_id, r->records, r->run_count);
-    gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "short");
-    rec.count = (int64_t)r->records;
-    rec.purpose = r->purpose;
-    rec.legal_basis = r->legal_basis;
-    rec.approval = r->id;
-    rec.detail = detail;
-    gw_api_record_unwaited(r->call, &rec);
+    record_after(r, "short", r->records, detail);
 }
 
 static void finish_ok(struct brun *r)
