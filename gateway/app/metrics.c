@@ -327,6 +327,18 @@ static void write_process(struct evbuffer *b, const struct gw_metrics_sources *s
         gw_prom_sample(b, "waygate_connections_refused_total", "limit",
                        gw_server_refusal_name((enum gw_server_refusal)r), NULL, NULL,
                        (double)gw_server_refused(src->server, (enum gw_server_refusal)r));
+    {
+        uint64_t conn = 0, stream = 0;
+        gw_server_lines_suppressed(src->server, &conn, &stream);
+        gw_prom_family(b, "waygate_log_lines_suppressed_total", "counter",
+                       "log lines left out by the gateway's rate limits: about connections (their "
+                       "handshakes, refusals, timeouts) and per-stream (refusals, resets, failed "
+                       "calls)");
+        gw_prom_sample(b, "waygate_log_lines_suppressed_total", "kind", "connection", NULL, NULL,
+                       (double)conn);
+        gw_prom_sample(b, "waygate_log_lines_suppressed_total", "kind", "stream", NULL, NULL,
+                       (double)stream);
+    }
     gw_tls_expiry(src->tls, &ex);
     gauge(b, "waygate_tls_cert_expiry_seconds",
           "seconds until the server certificate expires (negative: expired)", (double)ex.cert_s);

@@ -23,6 +23,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "config.h"
 #include "h2.h"
 #include "log.h"
@@ -47,6 +48,7 @@ struct gw_conn {
     struct event_base *base;
     const struct gw_h2_upcalls *up; /* the owner's */
     struct gw_h2_pool *pool;        /* the owner's: the gateway's response memory */
+    struct gw_conn_lines *lines;    /* the owner's: the gateway's log budgets, or NULL */
     bool tls;
     struct bufferevent *bev;
     struct gw_h2 *h2;
@@ -79,6 +81,15 @@ static void set_timer(struct event *ev, uint32_t ms)
     struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
 
     (void)evtimer_add(ev, &tv);
+}
+
+/* May a line about the connection at level be written now? False below the log's level, and past
+ * the gateway's budget of connection lines (which counts what it refused: the owner reports it).
+ * Ask only just before writing the line. */
+static bool conn_log_ok(const struct gw_conn *c, enum gw_log_level level)
+{
+    return level >= gw_log_level &&
+           (c->lines == NULL || gw_lines_take(NULL, &c->lines->conn, gw_clock_ms()));
 }
 
 /* Reports the connection as authenticated, once; the owner may refuse it (conn.h). */
@@ -144,6 +155,7 @@ static int start_session(struct gw_conn *c)
         .io = {io_send, io_out_pending, c},
         .up = *c->up,
         .pool = c->pool,
+        .lines = c->lines != NULL ? &c->lines->stream : NULL,
     };
 
     c->h2 = gw_h2_new(&p);
@@ -168,9 +180,9 @@ static int read_buffered(struct gw_conn *c)
         return 0;
     n = gw_tls_read_buffered(c->ssl, v.iov_base, v.iov_len, &e);
     if (n <= 0) {
-        if (n == GW_EPROTO) {
+        if (n == GW_EPROTO && conn_log_ok(c, GW_LOG_INFO)) {
             gw_tls_error_string(e, reason, sizeof(reason));
-            GW_LOG(GW_LOG_INFO, "conn", &c->log, "tls error: %s", reason);
+            gw_log_write(GW_LOG_INFO, "conn", &c->log, "tls error: %s", reason);
         }
         if (n == 0)
             return 0;
@@ -293,14 +305,16 @@ static void on_connected(struct gw_conn *c)
     struct ssl_st *ssl = bufferevent_openssl_get_ssl(c->bev);
 
     if (!gw_tls_alpn_is_h2(ssl)) {
-        GW_LOG(GW_LOG_INFO, "conn", &c->log, "refused: ALPN h2 not negotiated");
+        if (conn_log_ok(c, GW_LOG_INFO))
+            gw_log_write(GW_LOG_INFO, "conn", &c->log, "refused: ALPN h2 not negotiated");
         conn_close(c, "no h2");
         return;
     }
     if (gw_tls_peer_cert(ssl, &c->peer) != 0) {
-        GW_LOG(GW_LOG_WARN, "conn", &c->log,
-               "refused: client certificate subject lacks a valid CN, or has a repeated or "
-               "malformed CN, OU or L");
+        if (conn_log_ok(c, GW_LOG_WARN))
+            gw_log_write(GW_LOG_WARN, "conn", &c->log,
+                         "refused: client certificate subject lacks a valid CN, or has a repeated "
+                         "or malformed CN, OU or L");
         conn_close(c, "no principal");
         return;
     }
@@ -315,8 +329,9 @@ static void on_connected(struct gw_conn *c)
         GW_LOG(GW_LOG_DEBUG, "conn", &c->log,
                "refused: the certificate holds max_connections_per_certificate (%u) already",
                c->peer.over_cert_limit);
-    GW_LOG(GW_LOG_INFO, "conn", &c->log, "tls established: %s, OU %s", gw_tls_version(ssl),
-           c->peer.cert_ou);
+    if (conn_log_ok(c, GW_LOG_INFO))
+        gw_log_write(GW_LOG_INFO, "conn", &c->log, "tls established: %s, OU %s",
+                     gw_tls_version(ssl), c->peer.cert_ou);
     if (start_session(c) != 0) {
         conn_close(c, "cannot start session");
         return;
@@ -382,13 +397,17 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
         if (e != 0) {
             const char *why =
                 c->handshake_done ? NULL : gw_tls_verify_error(bufferevent_openssl_get_ssl(bev));
-            gw_tls_error_string(e, reason, sizeof(reason));
-            if (why != NULL)
-                GW_LOG(GW_LOG_INFO, "conn", &c->log,
-                       "tls handshake refused: client certificate: %s (%s)", why, reason);
-            else
-                GW_LOG(c->handshake_done && gw_tls_error_is_eof(e) ? GW_LOG_DEBUG : GW_LOG_INFO,
-                       "conn", &c->log, "tls error: %s", reason);
+            enum gw_log_level level = why == NULL && c->handshake_done && gw_tls_error_is_eof(e)
+                                          ? GW_LOG_DEBUG
+                                          : GW_LOG_INFO;
+            if (conn_log_ok(c, level)) {
+                gw_tls_error_string(e, reason, sizeof(reason));
+                if (why != NULL)
+                    gw_log_write(level, "conn", &c->log,
+                                 "tls handshake refused: client certificate: %s (%s)", why, reason);
+                else
+                    gw_log_write(level, "conn", &c->log, "tls error: %s", reason);
+            }
         }
         if (c->tls && c->ssl == NULL && e != 0) {
             start_linger(c); /* the handshake failed: let the alert be read */
@@ -398,7 +417,8 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
         return;
     }
     if (events & BEV_EVENT_TIMEOUT) {
-        GW_LOG(GW_LOG_INFO, "conn", &c->log, "peer stopped reading: closing");
+        if (conn_log_ok(c, GW_LOG_INFO))
+            gw_log_write(GW_LOG_INFO, "conn", &c->log, "peer stopped reading: closing");
         conn_close(c, "write timeout");
         return;
     }
@@ -412,8 +432,9 @@ static void handshake_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    if (!c->lingering && (c->authed ? !c->handshake_done : !c->auth_asked))
-        GW_LOG(GW_LOG_INFO, "conn", &c->log, "handshake timeout");
+    if (!c->lingering && (c->authed ? !c->handshake_done : !c->auth_asked) &&
+        conn_log_ok(c, GW_LOG_INFO))
+        gw_log_write(GW_LOG_INFO, "conn", &c->log, "handshake timeout");
     conn_close(c, "handshake, linger or refusal timeout");
 }
 
@@ -468,8 +489,9 @@ static void format_peer(const struct sockaddr *sa, char *out, size_t outlen)
 
 struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base,
                             struct gw_tls *tls, const struct gw_h2_upcalls *up,
-                            struct gw_h2_pool *pool, evutil_socket_t fd, const struct sockaddr *sa,
-                            int salen, gw_conn_closed_cb cb, void *cb_arg)
+                            struct gw_h2_pool *pool, struct gw_conn_lines *lines,
+                            evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                            gw_conn_closed_cb cb, void *cb_arg)
 {
     struct gw_conn *c = NULL;
     struct ssl_st *ssl = NULL;
@@ -483,6 +505,7 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
     c->base = base;
     c->up = up;
     c->pool = pool;
+    c->lines = lines;
     c->tls = tls != NULL;
     c->peer.tls = tls != NULL;
     c->closed_cb = cb;

@@ -11,6 +11,8 @@
 
 #include <event2/util.h>
 
+#include "ratelimit.h"
+
 struct event_base;
 struct sockaddr;
 struct gw_config;
@@ -35,14 +37,29 @@ typedef uint32_t (*gw_conn_auth_cb)(void *arg, struct gw_conn *c);
 /* The verified peer (its certificate's fingerprint is what the owner counts). */
 const struct gw_peer *gw_conn_peer_info(const struct gw_conn *c);
 
+/* The gateway's budgets of log lines, shared by every connection (ratelimit.h): `conn` for the
+ * lines about a connection itself (a failed or refused handshake, a timeout, a peer that stopped
+ * reading, a TLS session established), which a peer without any certificate can make the gateway
+ * write; `stream` for per-stream lines (h2.h's params.lines), on top of each connection's own. */
+#define GW_CONN_LOG_BURST 20u
+#define GW_CONN_LOG_RATE 2u
+#define GW_CONN_STREAM_LOG_BURST 40u /* twice one connection's: one alone cannot empty it */
+#define GW_CONN_STREAM_LOG_RATE 4u
+struct gw_conn_lines {
+    struct gw_lines conn;
+    struct gw_lines stream;
+};
+
 /* Takes ownership of fd (closed on failure too). tls NULL means plaintext HTTP/2 with prior
  * knowledge and a peer without a certificate. up: what the layer above does with the streams
  * (not copied: must outlive the connection). pool: the gateway's response memory (h2.h; must
- * outlive the connection; NULL: no gateway-wide bound). Returns NULL on failure. */
+ * outlive the connection; NULL: no gateway-wide bound). lines: the gateway's log budgets (must
+ * outlive the connection; NULL: none). Returns NULL on failure. */
 struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base,
                             struct gw_tls *tls, const struct gw_h2_upcalls *up,
-                            struct gw_h2_pool *pool, evutil_socket_t fd, const struct sockaddr *sa,
-                            int salen, gw_conn_closed_cb cb, void *cb_arg);
+                            struct gw_h2_pool *pool, struct gw_conn_lines *lines,
+                            evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                            gw_conn_closed_cb cb, void *cb_arg);
 
 /* Closes at once: live calls are cancelled; the closed callback is not called. NULL-safe. */
 void gw_conn_free(struct gw_conn *c);

@@ -16,7 +16,7 @@
  * what was queued at the start of each stream_write_timeout_ms is reset (a drip of window does
  * not keep it); header lists are capped at cfg->max_header_list_size; a
  * client over a control-frame budget (h2_calm.h) gets GOAWAY ENHANCE_YOUR_CALM and nothing more;
- * per-stream log lines are rate-limited per connection. */
+ * per-stream log lines are rate-limited per connection and, with params.lines, gateway-wide. */
 #include "h2.h"
 
 #include <stdio.h>
@@ -102,8 +102,9 @@ struct gw_h2 {
     bool preface;
     bool calmed; /* over a control-frame budget: GOAWAY ENHANCE_YOUR_CALM queued */
     struct gw_h2_calm calm;
-    struct gw_budget mem;  /* request memory in flight on this connection (the calls take it) */
-    struct gw_budget resp; /* response bytes queued on this connection's streams */
+    struct gw_lines *lines; /* the gateway's budget of per-stream lines, or NULL */
+    struct gw_budget mem;   /* request memory in flight on this connection (the calls take it) */
+    struct gw_budget resp;  /* response bytes queued on this connection's streams */
     struct gw_h2_pool *pool;
     bool own_pool;         /* made by gw_h2_new (params.pool NULL), freed with the session */
     struct waitq q;        /* streams waiting for room in resp */
@@ -111,12 +112,13 @@ struct gw_h2 {
     struct gw_h2mem alloc; /* nghttp2's allocator for this session; outlives it */
 };
 
-/* May a per-stream line (a refusal, a reset) be logged now? Says first how many were left out. */
+/* May a per-stream line (a refusal, a reset) be logged now: within the connection's budget and
+ * the gateway's? Says first how many of the connection's were left out. */
 static bool stream_log_ok(struct gw_h2 *h2)
 {
     uint64_t dropped = 0;
 
-    if (!gw_h2_calm_log_ok(&h2->calm, gw_clock_ms(), &dropped))
+    if (!gw_h2_calm_log_ok(&h2->calm, h2->lines, gw_clock_ms(), &dropped))
         return false;
     if (dropped > 0)
         GW_LOG(GW_LOG_INFO, "h2", &h2->log, "%llu per-stream log lines suppressed (rate limit)",
@@ -1011,6 +1013,7 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     h2->io = p->io;
     h2->up = p->up;
     gw_h2_calm_init(&h2->calm, gw_clock_ms());
+    h2->lines = p->lines;
     gw_budget_init(&h2->mem, p->cfg->request_memory_per_connection);
     gw_budget_init(&h2->resp, p->cfg->response_memory_per_connection);
     h2->pool = p->pool;
@@ -1069,9 +1072,12 @@ void gw_h2_free(struct gw_h2 *h2)
     /* A close upcall (a call's cancel) must not make nghttp2 send while streams it still points
      * at are being freed: every flush from here on is refused. */
     h2->failed = true;
-    if (h2->calm.log_dropped > 0)
+    /* The connection's last count, if the gateway's budget has room for it (the gateway's own
+     * count of what it left out is reported by its owner): a flood of connections does not
+     * write a line each as they close. */
+    if (h2->calm.log.dropped > 0 && gw_lines_take(NULL, h2->lines, gw_clock_ms()))
         GW_LOG(GW_LOG_INFO, "h2", &h2->log, "%llu per-stream log lines suppressed (rate limit)",
-               (unsigned long long)h2->calm.log_dropped);
+               (unsigned long long)h2->calm.log.dropped);
     while (h2->streams != NULL)
         stream_free(h2->streams);
     nghttp2_session_del(h2->session);

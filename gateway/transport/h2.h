@@ -80,6 +80,7 @@ struct gw_h2_upcalls {
  * message of a stream) is never refused: it is charged even past the limit, so the budgets
  * may be passed by one message per such stream, never by a streaming handler's backlog. */
 struct gw_h2_pool;
+struct gw_lines;
 #define GW_H2_WAKE_MAX 16u
 
 /* limit 0: no limit. Returns NULL when out of memory. */
@@ -97,6 +98,8 @@ struct gw_h2_params {
     struct gw_h2_upcalls up;
     struct gw_h2_pool *pool; /* must outlive the session; NULL: the session makes its own,
                               * without a gateway-wide limit (tests) */
+    struct gw_lines *lines;  /* the gateway's budget of per-stream log lines, shared by every
+                              * session (ratelimit.h); must outlive it; NULL: none (tests) */
 };
 
 /* Creates the session and queues the server's SETTINGS. Returns NULL on failure. */

@@ -14,6 +14,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ratelimit.h"
+
 enum gw_h2_calm_kind {
     GW_H2_CALM_PING,
     GW_H2_CALM_SETTINGS,
@@ -35,20 +37,14 @@ enum gw_h2_calm_kind {
 #define GW_H2_CALM_RST_STREAM_BURST 400u /* CVE-2023-44487 "rapid reset" */
 #define GW_H2_CALM_RST_STREAM_RATE 40u
 
-/* Per-stream log lines: at most BURST in a row, then RATE per second; the next line written
- * after some were dropped says how many. */
+/* Per-stream log lines: at most BURST in a row, then RATE per second on one connection; the next
+ * line written after some were dropped says how many. */
 #define GW_H2_CALM_LOG_BURST 20u
 #define GW_H2_CALM_LOG_RATE 2u
 
-struct gw_h2_calm_bucket {
-    uint64_t milli; /* tokens x 1000 */
-    uint64_t last_ms;
-};
-
 struct gw_h2_calm {
-    struct gw_h2_calm_bucket kind[GW_H2_CALM_NKINDS];
-    struct gw_h2_calm_bucket log;
-    uint64_t log_dropped;
+    struct gw_bucket kind[GW_H2_CALM_NKINDS];
+    struct gw_lines log;
 };
 
 /* Starts every bucket full at now_ms. */
@@ -70,8 +66,11 @@ void gw_h2_calm_frame_sent(struct gw_h2_calm *c, uint8_t type);
 /* "PING", "SETTINGS", ... for the log. */
 const char *gw_h2_calm_name(enum gw_h2_calm_kind k);
 
-/* May a per-stream log line be written now? *dropped (when not NULL) receives how many were
+/* May a per-stream log line be written now? Only when both the connection's budget and gateway
+ * (the gateway's budget of per-stream lines shared by every connection; NULL: none) allow it
+ * (gw_lines_take). *dropped (when not NULL) receives how many of this connection's lines were
  * dropped since the last one allowed (then reset). */
-bool gw_h2_calm_log_ok(struct gw_h2_calm *c, uint64_t now_ms, uint64_t *dropped);
+bool gw_h2_calm_log_ok(struct gw_h2_calm *c, struct gw_lines *gateway, uint64_t now_ms,
+                       uint64_t *dropped);
 
 #endif

@@ -33,6 +33,9 @@
 #include "memwipe.h"
 #include "peerlimit.h"
 
+/* How often the lines the gateway's log budgets left out are counted in the log (when any were). */
+#define LINES_REPORT_MS 10000u
+
 struct gw_server {
     const struct gw_config *cfg;
     struct event_base *base;
@@ -41,6 +44,8 @@ struct gw_server {
     struct gw_h2_pool *pool; /* response memory of all connections (cfg->response_memory) */
     struct evconnlistener *tls_lev;
     struct evconnlistener *plain_lev;
+    struct gw_conn_lines lines; /* the log budgets every connection shares (conn.h) */
+    struct event *lines_ev;     /* reports what they left out, every LINES_REPORT_MS */
     struct gw_conn *conns;
     size_t nconns;
     size_t npreauth;    /* registered connections not yet authenticated */
@@ -200,7 +205,8 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         int one = 1;
         (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     }
-    c = gw_conn_new(s->cfg, s->base, tls, &s->up, s->pool, fd, sa, salen, conn_closed_cb, s);
+    c = gw_conn_new(s->cfg, s->base, tls, &s->up, s->pool, &s->lines, fd, sa, salen, conn_closed_cb,
+                    s);
     if (c == NULL) {
         gw_peerlimit_release(s->pl, slot);
         GW_LOG(GW_LOG_WARN, "server", NULL, "cannot set up a connection (out of memory?)");
@@ -224,6 +230,22 @@ static void accept_error_cb(struct evconnlistener *lev, void *arg)
     (void)lev;
     (void)arg;
     GW_LOG(GW_LOG_WARN, "server", NULL, "accept failed: %s", evutil_socket_error_to_string(e));
+}
+
+/* The lines the log budgets left out since the last report, if any: one line for a flood. */
+static void lines_report_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_server *s = arg;
+    uint64_t conn = gw_lines_dropped(&s->lines.conn), stream = gw_lines_dropped(&s->lines.stream);
+
+    (void)fd;
+    (void)what;
+    if (conn > 0 || stream > 0)
+        GW_LOG(GW_LOG_WARN, "server", NULL,
+               "log rate limit: %llu lines about connections and %llu per-stream lines "
+               "suppressed in the last %u s",
+               (unsigned long long)conn, (unsigned long long)stream,
+               (unsigned)(LINES_REPORT_MS / 1000u));
 }
 
 static bool is_loopback(const struct sockaddr *sa)
@@ -335,6 +357,10 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
     s->drain_ev = evtimer_new(base, drain_timeout_cb, s);
     s->done_ev = event_new(base, -1, 0, done_cb, s);
     s->scrub_ev = event_new(base, -1, 0, scrub_cb, s);
+    s->lines_ev = event_new(base, -1, EV_PERSIST, lines_report_cb, s);
+    gw_lines_init(&s->lines.conn, GW_CONN_LOG_BURST, GW_CONN_LOG_RATE, gw_clock_ms());
+    gw_lines_init(&s->lines.stream, GW_CONN_STREAM_LOG_BURST, GW_CONN_STREAM_LOG_RATE,
+                  gw_clock_ms());
     s->pl = gw_peerlimit_new(cfg->accept_rate_per_address, cfg->max_preauth_per_address,
                              4u * (size_t)cfg->max_connections + 4096u);
     s->pool = gw_h2_pool_new(base, cfg->response_memory);
@@ -342,10 +368,14 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
         gw_certlimit_new(cfg->max_connections_per_certificate > 0
                              ? cfg->max_connections_per_certificate
                              : (cfg->max_connections / 8u > 0 ? cfg->max_connections / 8u : 1u));
-    if (s->drain_ev == NULL || s->done_ev == NULL || s->scrub_ev == NULL || s->pl == NULL ||
-        s->pool == NULL || s->cl == NULL) {
+    if (s->drain_ev == NULL || s->done_ev == NULL || s->scrub_ev == NULL || s->lines_ev == NULL ||
+        s->pl == NULL || s->pool == NULL || s->cl == NULL) {
         snprintf(err, errlen, "server: out of memory");
         goto fail;
+    }
+    {
+        struct timeval tv = {(time_t)(LINES_REPORT_MS / 1000u), 0};
+        (void)event_add(s->lines_ev, &tv);
     }
     if (cfg->insecure_listen != NULL && cfg->insecure_listen[0] != '\0') {
         if (!cfg->insecure_loopback_only) {
@@ -389,6 +419,8 @@ void gw_server_free(struct gw_server *s)
         event_free(s->done_ev);
     if (s->scrub_ev != NULL)
         event_free(s->scrub_ev);
+    if (s->lines_ev != NULL)
+        event_free(s->lines_ev);
     gw_peerlimit_free(s->pl);
     gw_certlimit_free(s->cl);
     gw_h2_pool_free(s->pool); /* after every connection (their sessions use it) */
@@ -460,6 +492,12 @@ size_t gw_server_preauth(const struct gw_server *s)
 uint64_t gw_server_refused(const struct gw_server *s, enum gw_server_refusal r)
 {
     return r < GW_SERVER_REFUSED_N ? s->refused_by[r] : 0;
+}
+
+void gw_server_lines_suppressed(const struct gw_server *s, uint64_t *conn, uint64_t *stream)
+{
+    *conn = s->lines.conn.dropped_total;
+    *stream = s->lines.stream.dropped_total;
 }
 
 const char *gw_server_refusal_name(enum gw_server_refusal r)

@@ -64,6 +64,9 @@ enum gw_server_refusal {
     GW_SERVER_REFUSED_N
 };
 uint64_t gw_server_refused(const struct gw_server *s, enum gw_server_refusal r);
+/* Log lines the gateway's budgets left out (conn.h, struct gw_conn_lines), ever: lines about
+ * connections (their handshakes) and per-stream lines. */
+void gw_server_lines_suppressed(const struct gw_server *s, uint64_t *conn, uint64_t *stream);
 /* The limit's configuration key ("max_connections", ...), for metrics labels. */
 const char *gw_server_refusal_name(enum gw_server_refusal r);
 

@@ -9,7 +9,10 @@ gateway with its bound checked:
   connection are answered with GOAWAY ENHANCE_YOUR_CALM, and the gateway does not go on
   answering the flooding connection; the per-stream log lines of a refusal flood are
   rate-limited;
-- a client without a certificate reads TLS's certificate_required alert, not a reset.
+- a client without a certificate reads TLS's certificate_required alert, not a reset;
+- the log cannot be flooded from the edge: failed handshakes (no certificate needed) and
+  per-stream lines spread over many connections come out of gateway-wide budgets, with a count
+  of what was left out.
 
 Frames are written by hand (struct over ssl): the h2 package is not installed. No assertion
 depends on timing: a flood is over budget by a factor of at least ten, and "the gateway went on
@@ -234,6 +237,75 @@ def test_failing_call_flood_log_lines_rate_limited(stack, kind):
     assert_lines_limited(stack, since, lambda m: m.startswith("call finished"), "failing calls")
 
 
+def log_records_since(stack, since):
+    """The log's records from line `since` on; a line that is not JSON becomes a record whose
+    msg says so."""
+    out = []
+    for line in stack.log_lines()[since:]:
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            out.append({"msg": "NOT JSON: " + line[:200]})
+    return out
+
+
+def test_refusal_log_lines_limited_across_connections_of_one_certificate(stack):
+    """The refusal flood above spread over 40 connections of one certificate, 100 streams each:
+    each new connection has a fresh per-connection budget (20 lines), but every line also comes
+    out of the gateway's budget of per-stream lines, so reconnecting writes no more than one
+    connection would: at most 100 "refused" lines for the 4000, and a count of the rest."""
+    since = len(stack.log_lines())
+    for _ in range(40):
+        s = h2_connect(stack)
+        try:
+            s.sendall(b"".join(request_headers(2 * i + 1, ctype=b"text/plain",
+                                               flags=END_HEADERS | END_STREAM)
+                               for i in range(100)) + frame(PING, 0, 0, MARKER))
+            for ftype, flags, _, payload in frames(s):
+                if ftype == PING and flags & ACK and payload == MARKER:
+                    break
+        finally:
+            s.close()
+    assert_lines_limited(stack, since, lambda m: "refused" in m and "stream" in m,
+                         "refusals on 40 connections")
+
+
+def test_failed_handshakes_do_not_write_a_log_line_each(stack):
+    """800 connections from 8 loopback addresses (100 each: under the per-address burst, so none
+    is refused at accept) that send a TLS record that is no ClientHello. Each is answered (the
+    gateway's FIN is read) before the next opens, so every line the gateway writes for them is in
+    the log when counted. Lines about connections come out of one gateway-wide budget, which no
+    certificate is needed to spend: at most 100 lines for the 800, and the rest counted (the
+    periodic "log rate limit" line, and the metrics)."""
+    host, port = hostport(stack.addr)
+    since = len(stack.log_lines())
+    before = scrape_metrics(stack)
+    for a in range(8):
+        for _ in range(100):
+            s = socket.socket()
+            s.bind(("127.0.0.%d" % (20 + a), 0))
+            s.settimeout(10)
+            try:
+                s.connect((host, port))
+                s.sendall(b"\x16\x03\x01\x00\x05hello")
+                while s.recv(4096):
+                    pass
+            except OSError:
+                pass
+            finally:
+                s.close()
+    lines = [r for r in log_records_since(stack, since)
+             if r.get("msg", "").startswith(("tls error", "tls handshake refused"))]
+    assert len(lines) <= 100, \
+        "%d log lines for 800 unauthenticated handshakes that failed" % len(lines)
+    key = 'waygate_log_lines_suppressed_total{kind="connection"}'
+    assert float(scrape_metrics(stack)[key]) - float(before[key]) >= 800 - 100, \
+        "the lines left out are not counted"
+    assert wait_for(lambda: any(r.get("msg", "").startswith("log rate limit")
+                                for r in log_records_since(stack, since)), 30), \
+        "no count of the lines left out"
+
+
 # --- finding 9: the missing certificate ---
 
 def tcp_state(sock):
@@ -372,3 +444,4 @@ def test_slot_exhaustion_from_one_address(stack):
                   if k.startswith("waygate_connections_refused_total{") and "per_address" in k)
     assert refused > 0, "waygate_connections_refused_total does not count the refusals"
     assert "waygate_connections_preauth" in metrics
+

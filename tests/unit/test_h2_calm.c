@@ -97,14 +97,43 @@ static void test_log_limit(void **state)
     (void)state;
     gw_h2_calm_init(&c, 0);
     for (int i = 0; i < 1000; i++)
-        ok += gw_h2_calm_log_ok(&c, 0, &dropped);
+        ok += gw_h2_calm_log_ok(&c, NULL, 0, &dropped);
     assert_int_equal(ok, GW_H2_CALM_LOG_BURST);
     assert_int_equal(dropped, 0);
-    assert_int_equal(c.log_dropped, 1000 - GW_H2_CALM_LOG_BURST);
+    assert_int_equal(c.log.dropped, 1000 - GW_H2_CALM_LOG_BURST);
     /* the next line allowed says how many were dropped */
-    assert_true(gw_h2_calm_log_ok(&c, 1000, &dropped));
+    assert_true(gw_h2_calm_log_ok(&c, NULL, 1000, &dropped));
     assert_int_equal(dropped, 1000 - GW_H2_CALM_LOG_BURST);
-    assert_int_equal(c.log_dropped, 0);
+    assert_int_equal(c.log.dropped, 0);
+}
+
+/* The gateway's budget, shared by connections: a new connection's fresh budget does not write
+ * past it, and a line it refuses is counted in both. */
+static void test_log_limit_shared(void **state)
+{
+    struct gw_lines gateway;
+    struct gw_h2_calm c[10];
+    unsigned ok = 0;
+
+    (void)state;
+    gw_lines_init(&gateway, 2 * GW_H2_CALM_LOG_BURST, 4, 0);
+    for (int k = 0; k < 10; k++) {
+        gw_h2_calm_init(&c[k], 0);
+        for (int i = 0; i < 100; i++)
+            ok += gw_h2_calm_log_ok(&c[k], &gateway, 0, NULL);
+    }
+    assert_int_equal(ok, 2 * GW_H2_CALM_LOG_BURST);
+    assert_int_equal(gateway.dropped_total, 1000 - 2 * GW_H2_CALM_LOG_BURST);
+    assert_int_equal(c[0].log.dropped, 100 - GW_H2_CALM_LOG_BURST); /* its own budget */
+    assert_int_equal(c[9].log.dropped, 100);
+    /* one second later: the gateway's rate, not ten connections' */
+    ok = 0;
+    for (int k = 0; k < 10; k++)
+        for (int i = 0; i < 100; i++)
+            ok += gw_h2_calm_log_ok(&c[k], &gateway, 1000, NULL);
+    assert_int_equal(ok, 4);
+    assert_int_equal(gw_lines_dropped(&gateway), 2000 - 2 * GW_H2_CALM_LOG_BURST - 4);
+    assert_int_equal(gw_lines_dropped(&gateway), 0);
 }
 
 int main(void)
@@ -112,7 +141,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bursts),    cmocka_unit_test(test_refill_and_clock),
         cmocka_unit_test(test_credit),    cmocka_unit_test(test_kinds),
-        cmocka_unit_test(test_log_limit),
+        cmocka_unit_test(test_log_limit), cmocka_unit_test(test_log_limit_shared),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
