@@ -742,6 +742,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     }
     if (signal(SIGPIPE, SIG_IGN) == SIG_ERR)
         goto out;
+    gw_log_route_libevent();
 
     d.base = gw_clock_loop_new();
     if (d.base == NULL) {

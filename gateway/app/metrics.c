@@ -16,8 +16,14 @@
  * the sample older, which waits for it at most SAMPLE_WAIT_MS (then the older sample is served,
  * with its age); the loop never blocks on it. Nothing here is PII: method paths, status names,
  * incident kinds, principal names and numbers. Bounded: requests other than GET are refused,
- * headers and bodies are capped, a connection idle for METRICS_TIMEOUT_S is closed, and scrapes
- * waiting at once are at most MAX_WAITING (more get 503). */
+ * headers and bodies are capped, a connection idle for METRICS_TIMEOUT_S is closed, scrapes
+ * waiting at once are at most MAX_WAITING (more get 503), and connections open at once at most
+ * MAX_CONNECTIONS: at the cap the listener stops accepting (further clients wait in the kernel's
+ * backlog, holding none of the process's descriptors) until one closes. An accept that fails for
+ * want of descriptors pauses the listener (acceptpause.h) instead of retrying every loop turn.
+ * libevent 2.1's evhttp has no cap of its own: each connection's bufferevent is made here
+ * (evhttp_set_bevcb) and counted, and its close is seen through evhttp_connection_set_closecb,
+ * registered from the loop once evhttp has made the connection (track_cb). */
 #include "metrics.h"
 
 #include <stdio.h>
@@ -28,7 +34,9 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 
+#include "acceptpause.h"
 #include "accounts.h"
 #include "alloc.h"
 #include "app.h"
@@ -56,6 +64,7 @@
 #define SAMPLE_FRESH_MS 1000 /* an outbox sample younger than this is served as it is */
 #define SAMPLE_WAIT_MS 2000  /* a scrape waits this long at most for a fresh sample */
 #define MAX_WAITING 64       /* scrapes waiting (role lookup or sample) at once */
+#define MAX_CONNECTIONS 16   /* connections open at once */
 #define ADMIN_ROLE "system_admin"
 
 /* One scrape being answered: its role lookup ([metrics] tls), then the outbox sample. */
@@ -73,6 +82,14 @@ struct gw_metrics {
     struct gw_metrics_sources src;
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
+    struct gw_acceptpause *pause; /* the listener's answer to EMFILE and its kin */
+    size_t nconns;                /* connections open (counted from their bufferevent) */
+    struct bufferevent *fresh[MAX_CONNECTIONS]; /* made, their close not yet watched: each holds a
+                                                 * reference until track_cb */
+    size_t nfresh;
+    struct event *track_ev; /* runs track_cb */
+    bool capped;            /* the listener is disabled at MAX_CONNECTIONS */
+    bool closing;           /* gw_metrics_free: the listener is going */
     struct gw_tls *tls;     /* [metrics] tls: the listener's context; NULL: plain loopback */
     struct scrape *waiting; /* scrapes not answered yet */
     size_t nwaiting;
@@ -418,6 +435,13 @@ static void render(struct evbuffer *b, const struct gw_metrics *m)
 
     write_calls(b, m->src.rpc);
     write_process(b, &m->src);
+    gw_prom_family(b, "waygate_accept_paused_total", "counter",
+                   "accepts that failed for want of file descriptors or memory, after each of "
+                   "which the listener paused, by listener");
+    gw_prom_sample(b, "waygate_accept_paused_total", "listener", "grpc", NULL, NULL,
+                   (double)gw_server_accept_paused(m->src.server));
+    gw_prom_sample(b, "waygate_accept_paused_total", "listener", "metrics", NULL, NULL,
+                   (double)gw_acceptpause_failures(m->pause));
     write_db(b, app);
     write_workers(b, app);
     write_store(b, app);
@@ -618,19 +642,69 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
         admitted(s);
 }
 
-/* [metrics] tls: each connection is a server-side TLS one (ALPN http/1.1). */
-static struct bufferevent *tls_bev_cb(struct event_base *base, void *arg)
+static void conn_gone(struct gw_metrics *m)
+{
+    m->nconns--;
+    if (m->capped && !m->closing && m->nconns < MAX_CONNECTIONS) {
+        m->capped = false;
+        (void)evconnlistener_enable(evhttp_bound_socket_get_listener(m->sock));
+    }
+}
+
+static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
+{
+    (void)evcon;
+    conn_gone(arg);
+}
+
+/* From the loop after evhttp made connections of the bufferevents bev_cb made: each one's close
+ * is watched from now on; one evhttp already freed (its callbacks cleared) is gone. */
+static void track_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_metrics *m = arg;
-    struct ssl_st *ssl = gw_tls_http_ssl_new(m->tls);
-    struct bufferevent *bev;
 
-    if (ssl == NULL)
-        return NULL; /* evhttp then makes a plain one, whose scrape authorize() refuses */
-    bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
-                                         BEV_OPT_CLOSE_ON_FREE);
+    (void)fd;
+    (void)what;
+    while (m->nfresh > 0) {
+        struct bufferevent *bev = m->fresh[--m->nfresh];
+        bufferevent_event_cb eventcb = NULL;
+        void *evcon = NULL;
+
+        bufferevent_getcb(bev, NULL, NULL, &eventcb, &evcon);
+        if (eventcb != NULL && evcon != NULL) /* evhttp's: its argument is the connection */
+            evhttp_connection_set_closecb(evcon, conn_closed_cb, m);
+        else
+            conn_gone(m);
+        bufferevent_decref(bev);
+    }
+}
+
+/* Each new connection's bufferevent: server-side TLS with [metrics] tls (ALPN http/1.1), plain
+ * otherwise (and when TLS cannot be set up: its scrape is then refused by authorize()). Counted;
+ * at MAX_CONNECTIONS the listener stops accepting. */
+static struct bufferevent *bev_cb(struct event_base *base, void *arg)
+{
+    struct gw_metrics *m = arg;
+    struct ssl_st *ssl = m->tls != NULL ? gw_tls_http_ssl_new(m->tls) : NULL;
+    struct bufferevent *bev = NULL;
+
+    if (ssl != NULL) {
+        bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                             BEV_OPT_CLOSE_ON_FREE);
+        if (bev == NULL)
+            gw_tls_ssl_free(ssl);
+    }
     if (bev == NULL)
-        gw_tls_ssl_free(ssl);
+        bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (bev == NULL || m->nfresh >= MAX_CONNECTIONS)
+        return bev; /* not counted (out of memory; evhttp makes its own when NULL) */
+    bufferevent_incref(bev);
+    m->fresh[m->nfresh++] = bev;
+    event_active(m->track_ev, EV_TIMEOUT, 0);
+    if (++m->nconns >= MAX_CONNECTIONS && !m->capped) {
+        m->capped = true;
+        (void)evconnlistener_disable(evhttp_bound_socket_get_listener(m->sock));
+    }
     return bev;
 }
 
@@ -655,7 +729,8 @@ struct gw_metrics *gw_metrics_new(struct event_base *base, const struct gw_confi
     m->src = *src;
     if (gw_config_split_hostport(listen, host, sizeof(host), &port) != 0 ||
         (m->http = evhttp_new(base)) == NULL ||
-        (m->sample_wait = evtimer_new(base, sample_wait_cb, m)) == NULL) {
+        (m->sample_wait = evtimer_new(base, sample_wait_cb, m)) == NULL ||
+        (m->track_ev = event_new(base, -1, 0, track_cb, m)) == NULL) {
         snprintf(err, errlen, "[metrics] listen: cannot create the listener");
         gw_metrics_free(m);
         return NULL;
@@ -666,8 +741,8 @@ struct gw_metrics *gw_metrics_new(struct event_base *base, const struct gw_confi
             gw_metrics_free(m);
             return NULL;
         }
-        evhttp_set_bevcb(m->http, tls_bev_cb, m);
     }
+    evhttp_set_bevcb(m->http, bev_cb, m);
     evhttp_set_timeout(m->http, METRICS_TIMEOUT_S);
     evhttp_set_max_headers_size(m->http, METRICS_MAX_HEADERS);
     evhttp_set_max_body_size(m->http, 1024);
@@ -681,6 +756,12 @@ struct gw_metrics *gw_metrics_new(struct event_base *base, const struct gw_confi
     m->sock = evhttp_bind_socket_with_handle(m->http, host, port);
     if (m->sock == NULL) {
         snprintf(err, errlen, "[metrics] listen: cannot listen on %s", listen);
+        gw_metrics_free(m);
+        return NULL;
+    }
+    m->pause = gw_acceptpause_new(base, evhttp_bound_socket_get_listener(m->sock), "metrics");
+    if (m->pause == NULL) {
+        snprintf(err, errlen, "[metrics] listen: out of memory");
         gw_metrics_free(m);
         return NULL;
     }
@@ -717,6 +798,12 @@ void gw_metrics_free(struct gw_metrics *m)
     gw_outbox_cancel(m->sampling);
     if (m->sample_wait != NULL)
         event_free(m->sample_wait);
+    m->closing = true; /* closing connections must not enable the listener evhttp_free frees */
+    gw_acceptpause_free(m->pause); /* before the listener */
+    while (m->nfresh > 0)
+        bufferevent_decref(m->fresh[--m->nfresh]);
+    if (m->track_ev != NULL)
+        event_free(m->track_ev);
     if (m->http != NULL)
         evhttp_free(m->http);
     gw_tls_free(m->tls);

@@ -12,10 +12,17 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <event2/event.h>
+
+#include "clock.h"
 #include "err.h"
+#include "ratelimit.h"
 
 #define GW_LOG_LINE_MAX 4096 /* bytes of one line, newline included (== PIPE_BUF on Linux) */
 #define GW_LOG_CTX_MAX 256   /* escaped bytes kept of one context value */
+/* libevent's own messages (gw_log_route_libevent): at most 20 in a row, then 2 a second */
+#define LIBEVENT_LOG_BURST 20u
+#define LIBEVENT_LOG_RATE 2u
 
 enum gw_log_level gw_log_level = GW_LOG_INFO;
 
@@ -223,4 +230,32 @@ int gw_log_open(const char *path)
         rc = GW_EIO;
     close(fd);
     return rc;
+}
+
+/* libevent's callback takes no argument: its budget is file state, touched only from the loop's
+ * thread (libevent logs from the thread that calls it, and only the loop's thread calls it). */
+static struct gw_lines libevent_lines;
+
+static void libevent_log_cb(int severity, const char *msg)
+{
+    enum gw_log_level level = severity == EVENT_LOG_DEBUG  ? GW_LOG_DEBUG
+                              : severity == EVENT_LOG_MSG  ? GW_LOG_INFO
+                              : severity == EVENT_LOG_WARN ? GW_LOG_WARN
+                                                           : GW_LOG_ERROR;
+    uint64_t dropped;
+
+    if (level < gw_log_level || !gw_lines_take(&libevent_lines, NULL, gw_clock_ms()))
+        return;
+    dropped = gw_lines_dropped(&libevent_lines);
+    if (dropped > 0)
+        gw_log_write(level, "libevent", NULL, "%s (%llu more of libevent's lines suppressed)", msg,
+                     (unsigned long long)dropped);
+    else
+        gw_log_write(level, "libevent", NULL, "%s", msg);
+}
+
+void gw_log_route_libevent(void)
+{
+    gw_lines_init(&libevent_lines, LIBEVENT_LOG_BURST, LIBEVENT_LOG_RATE, gw_clock_ms());
+    event_set_log_callback(libevent_log_cb);
 }

@@ -31,6 +31,12 @@ void gw_log_write(enum gw_log_level level, const char *component, const struct g
  * (the log then stays where it was). */
 int gw_log_open(const char *path);
 
+/* From now on libevent's own messages (its "[warn] ..." lines on stderr) are lines of this log,
+ * component "libevent", at most 20 in a row and then 2 a second (the next one written counts
+ * those left out): a failure libevent reports on every loop turn cannot flood the log, nor write
+ * a line that is not JSON. Call once, before the loop runs. */
+void gw_log_route_libevent(void);
+
 #define GW_LOG(level, component, ctx, ...)                                                         \
     do {                                                                                           \
         if ((level) >= gw_log_level)                                                               \

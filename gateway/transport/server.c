@@ -23,6 +23,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 
+#include "acceptpause.h"
 #include "alloc.h"
 #include "certlimit.h"
 #include "clock.h"
@@ -44,6 +45,8 @@ struct gw_server {
     struct gw_h2_pool *pool; /* response memory of all connections (cfg->response_memory) */
     struct evconnlistener *tls_lev;
     struct evconnlistener *plain_lev;
+    struct gw_acceptpause *tls_pause; /* the listeners' answer to EMFILE and its kin */
+    struct gw_acceptpause *plain_pause;
     struct gw_conn_lines lines; /* the log budgets every connection shares (conn.h) */
     struct event *lines_ev;     /* reports what they left out, every LINES_REPORT_MS */
     struct gw_conn *conns;
@@ -223,15 +226,6 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     s->nconns++;
 }
 
-static void accept_error_cb(struct evconnlistener *lev, void *arg)
-{
-    int e = EVUTIL_SOCKET_ERROR();
-
-    (void)lev;
-    (void)arg;
-    GW_LOG(GW_LOG_WARN, "server", NULL, "accept failed: %s", evutil_socket_error_to_string(e));
-}
-
 /* The lines the log budgets left out since the last report, if any: one line for a flood. */
 static void lines_report_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -298,7 +292,6 @@ static struct evconnlistener *bind_listener(struct gw_server *s, const char *hos
                  evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         goto out;
     }
-    evconnlistener_set_error_cb(lev, accept_error_cb);
 out:
     if (res != NULL)
         freeaddrinfo(res);
@@ -384,7 +377,8 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
             goto fail;
         }
         s->plain_lev = bind_listener(s, cfg->insecure_listen, true, err, errlen);
-        if (s->plain_lev == NULL)
+        if (s->plain_lev == NULL ||
+            (s->plain_pause = gw_acceptpause_new(base, s->plain_lev, "plaintext")) == NULL)
             goto fail;
     }
     if (tls == NULL) {
@@ -394,6 +388,11 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
     s->tls_lev = bind_listener(s, cfg->listen, false, err, errlen);
     if (s->tls_lev == NULL)
         goto fail;
+    s->tls_pause = gw_acceptpause_new(base, s->tls_lev, "grpc");
+    if (s->tls_pause == NULL) {
+        snprintf(err, errlen, "server: out of memory");
+        goto fail;
+    }
     return s;
 fail:
     gw_server_free(s);
@@ -404,6 +403,8 @@ void gw_server_free(struct gw_server *s)
 {
     if (s == NULL)
         return;
+    gw_acceptpause_free(s->tls_pause); /* before their listeners */
+    gw_acceptpause_free(s->plain_pause);
     if (s->tls_lev != NULL)
         evconnlistener_free(s->tls_lev);
     if (s->plain_lev != NULL)
@@ -498,6 +499,11 @@ void gw_server_lines_suppressed(const struct gw_server *s, uint64_t *conn, uint6
 {
     *conn = s->lines.conn.dropped_total;
     *stream = s->lines.stream.dropped_total;
+}
+
+uint64_t gw_server_accept_paused(const struct gw_server *s)
+{
+    return gw_acceptpause_failures(s->tls_pause) + gw_acceptpause_failures(s->plain_pause);
 }
 
 const char *gw_server_refusal_name(enum gw_server_refusal r)

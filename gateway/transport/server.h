@@ -67,6 +67,9 @@ uint64_t gw_server_refused(const struct gw_server *s, enum gw_server_refusal r);
 /* Log lines the gateway's budgets left out (conn.h, struct gw_conn_lines), ever: lines about
  * connections (their handshakes) and per-stream lines. */
 void gw_server_lines_suppressed(const struct gw_server *s, uint64_t *conn, uint64_t *stream);
+/* Accepts that failed for want of descriptors or memory (the listener then pauses:
+ * acceptpause.h), ever. */
+uint64_t gw_server_accept_paused(const struct gw_server *s);
 /* The limit's configuration key ("max_connections", ...), for metrics labels. */
 const char *gw_server_refusal_name(enum gw_server_refusal r);
 

@@ -12,7 +12,10 @@ gateway with its bound checked:
 - a client without a certificate reads TLS's certificate_required alert, not a reset;
 - the log cannot be flooded from the edge: failed handshakes (no certificate needed) and
   per-stream lines spread over many connections come out of gateway-wide budgets, with a count
-  of what was left out.
+  of what was left out;
+- out of file descriptors, the listeners pause instead of spinning on accept(2) (one warning an
+  episode, never a line that is not JSON) and recover by themselves; the metrics listener holds
+  at most 16 connections.
 
 Frames are written by hand (struct over ssl): the h2 package is not installed. No assertion
 depends on timing: a flood is over budget by a factor of at least ten, and "the gateway went on
@@ -20,6 +23,7 @@ answering" is seen as the answer to a marker PING sent after the flood."""
 
 import json
 import os
+import resource
 import socket
 import ssl
 import struct
@@ -33,7 +37,7 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy"))
 import waygate_proto  # noqa: E402
 
-from conftest import wait_for  # noqa: E402
+from conftest import ExtraGateway, free_port, wait_for  # noqa: E402
 from test_foundation import hostport  # noqa: E402
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 2, 3, 4, 6, 7, 8
@@ -352,22 +356,7 @@ def test_missing_certificate_gets_certificate_required_alert(stack):
 
 def scrape_metrics(stack):
     """{sample name with labels: value} from GET /metrics (DIR/env WAYGATE_METRICS_ADDR)."""
-    host, port = stack.env["WAYGATE_METRICS_ADDR"].rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=30) as s:
-        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
-        data = b""
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    body = data.split(b"\r\n\r\n", 1)[1].decode()
-    out = {}
-    for line in body.splitlines():
-        if line and not line.startswith("#"):
-            name, _, value = line.rpartition(" ")
-            out[name] = value
-    return out
+    return scrape_metrics_at(stack.env["WAYGATE_METRICS_ADDR"])
 
 ATTACKER = r"""
 import select, socket, sys, time
@@ -445,3 +434,113 @@ def test_slot_exhaustion_from_one_address(stack):
     assert refused > 0, "waygate_connections_refused_total does not count the refusals"
     assert "waygate_connections_preauth" in metrics
 
+
+# --- out of file descriptors ---
+
+def open_sockets(addr, n):
+    """n TCP connections to addr ("host:port") that send nothing, connected without waiting: a
+    listener that stops accepting leaves them in the kernel's backlog (or its SYN queue)."""
+    host, port = addr.rsplit(":", 1)
+    socks = []
+    for _ in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        s.connect_ex((host, int(port)))
+        socks.append(s)
+    return socks
+
+
+def test_out_of_file_descriptors_neither_spins_nor_floods_the_log(stack):
+    """A gateway whose file-descriptor limit is 256 (prlimit), with a metrics listener.
+    - 300 connections to the metrics port: it holds at most 16 of them (the rest wait in the
+      kernel), so the process's descriptors grow by at most 16 (and a few of its own).
+    - 300 connections to the gRPC port that never start TLS, the caps on unauthenticated
+      connections and their timeouts raised past them: accept(2) fails with EMFILE. libevent
+      would retry on every loop turn and warn each time (measured: 1.6 million lines in 10 s,
+      half of them not JSON); the listener pauses instead: the log stays JSON lines and names the
+      failure a bounded number of times.
+    - Once the sockets go, the gRPC listener answers again by itself, and the metrics count the
+      failed accepts."""
+    mport = free_port()
+
+    def edit(text):
+        text = text.replace("[log]", "[metrics]\nlisten = 127.0.0.1:%d\n\n[log]" % mport)
+        return text.replace("[server]\n", "[server]\nmax_preauth_per_address = 1000\n"
+                            "accept_rate_per_address = 100000\npreauth_timeout_ms = 60000\n", 1) \
+            .replace("max_connections = 256", "max_connections = 4096") \
+            .replace("handshake_timeout_ms = 5000", "handshake_timeout_ms = 60000")
+
+    g = ExtraGateway(stack, "emfile", edit)
+    socks = []
+
+    def records(since):
+        out = []
+        for line in g.log().splitlines()[since:]:
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                out.append({"msg": "NOT JSON: " + line[:200]})
+        return out
+
+    def nfds():
+        return len(os.listdir("/proc/%d/fd" % g.proc.pid))
+
+    try:
+        resource.prlimit(g.proc.pid, resource.RLIMIT_NOFILE, (256, 256))
+        maddr = "127.0.0.1:%d" % mport
+        assert "waygate_connections" in scrape_metrics_at(maddr)
+        base = nfds()
+        socks += open_sockets(maddr, 300)
+        assert wait_for(lambda: nfds() >= base + 16, 30), "the metrics connections not accepted"
+        time.sleep(0.5)  # room for a 17th accept, which must not come
+        assert nfds() <= base + 16 + 4, "%d descriptors for 300 metrics connections" % (
+            nfds() - base)
+        for s in socks:
+            s.close()
+        socks = []
+        assert wait_for(lambda: nfds() <= base + 4, 30), "the metrics connections not closed"
+
+        since = len(g.log().splitlines())
+        socks += open_sockets(g.addr, 300)
+        assert wait_for(lambda: any("Too many open files" in r.get("msg", "")
+                                    for r in records(since)), 30), \
+            "the gateway never ran out of descriptors"
+        # one health check over TLS while out of descriptors (its outcome is not asserted)
+        try:
+            stack.health("courier_b", addr=g.addr, timeout=2)
+        except grpc.RpcError:
+            pass
+        new = records(since)
+        raw = [r["msg"] for r in new if r.get("msg", "").startswith("NOT JSON")]
+        accept = [r for r in new if "Too many open files" in r.get("msg", "")]
+        assert not raw, "%d log lines are not JSON, e.g. %r" % (len(raw), raw[0])
+        assert len(accept) <= 10, "%d log lines about a failed accept" % len(accept)
+    finally:
+        for s in socks:
+            s.close()
+    try:
+        assert wait_for(lambda: stack.health("backend", addr=g.addr, timeout=2) == "SERVING", 30), \
+            "the gRPC listener did not recover once descriptors were free"
+        m = scrape_metrics_at("127.0.0.1:%d" % mport)
+        assert float(m['waygate_accept_paused_total{listener="grpc"}']) > 0
+    finally:
+        g.close()
+
+
+def scrape_metrics_at(addr):
+    """{sample name with labels: value} from GET /metrics at addr ("host:port")."""
+    host, port = addr.rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=30) as s:
+        s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    out = {}
+    for line in data.split(b"\r\n\r\n", 1)[1].decode().splitlines():
+        if line and not line.startswith("#"):
+            name, _, value = line.rpartition(" ")
+            out[name] = value
+    return out
