@@ -450,8 +450,9 @@ static void apply_results(struct batch *b, const uint8_t *resp, size_t len)
     /* protobuf-c hands strings over NUL-terminated: an id with a NUL in it would match the id
      * before the NUL, a delivery the backend never acknowledged (wirecheck.h) */
     if (gw_wirecheck(&waygate__v1__deliver_response__descriptor, resp, len, NULL) != 0) {
-        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse: a string that is not UTF-8 or "
-                                     "holds a NUL");
+        mark_sent(b, IT_LATER, NULL,
+                  "malformed DeliverResponse: a string that is not UTF-8 or "
+                  "holds a NUL");
         return;
     }
     r = waygate__v1__deliver_response__unpack(NULL, len, resp);
