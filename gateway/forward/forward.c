@@ -113,6 +113,7 @@ struct gw_forward {
     struct batch *batches;       /* live batches */
     uint32_t nbatches;
     uint64_t fail_streak;    /* consecutive failed calls or claims, for the log's rate */
+    char fail_logged[160];   /* "what: why" of the streak's last line */
     bool backend_failing;    /* the last Deliver call failed: no fast sends until one succeeds */
     struct fast_item *fastq; /* ring of cfg->fwd_fast_max; NULL: no fast path */
     size_t fast_head, fast_n;
@@ -135,10 +136,17 @@ static void send_batch(struct batch *b);
 
 static void failed(struct gw_forward *f, const char *what, const char *why)
 {
+    char now[sizeof(f->fail_logged)];
+
+    /* the first of a streak, every 64th, and one whose kind differs from the last line's (a
+     * backend that went from refusing connections to answering malformed responses) */
+    snprintf(now, sizeof(now), "%s: %s", what, why);
     f->fail_streak++;
-    if (f->fail_streak == 1 || f->fail_streak % 64 == 0)
-        GW_LOG(GW_LOG_WARN, "forward", NULL, "%s: %s (%" PRIu64 " failure(s) in a row; retried)",
-               what, why, f->fail_streak);
+    if (f->fail_streak == 1 || f->fail_streak % 64 == 0 || strcmp(now, f->fail_logged) != 0) {
+        GW_LOG(GW_LOG_WARN, "forward", NULL, "%s (%" PRIu64 " failure(s) in a row; retried)", now,
+               f->fail_streak);
+        memcpy(f->fail_logged, now, sizeof(now));
+    }
 }
 
 static void succeeded(struct gw_forward *f)
@@ -426,39 +434,37 @@ static size_t count_sent(const struct batch *b)
     return n;
 }
 
+#define MORE_RESULTS "malformed DeliverResponse: more results than deliveries"
+
 /* An OK answer: one result per delivery (any order); a delivery without one goes later, and all
- * of them when the answer holds more results than the call had deliveries (malformed). */
-static void apply_results(struct batch *b, const uint8_t *resp, size_t len)
+ * of them when the answer is malformed (more results than the call had deliveries, broken
+ * framing, a string that is not UTF-8 or holds a NUL). Returns NULL, or what was malformed: the
+ * backend failed (logged and paced as a failed call). */
+static const char *apply_results(struct batch *b, const uint8_t *resp, size_t len)
 {
     Waygate__V1__DeliverResponse *r = NULL;
     size_t m = count_sent(b), n = 0, results = 0;
     const char **ids = NULL;
     struct item **its = NULL;
     const Waygate__V1__DeliveryResult **res = NULL;
+    const char *bad = NULL;
     int rc;
 
     /* counted before unpacking (stopping past m): a response at the size cap holds ~545 000 empty
      * results, each an allocation of protobuf-c's */
-    if (gw_wire_count_max(resp, len, 1, m, &results) != 0) {
-        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse");
-        return;
-    }
-    if (results > m) {
-        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse: more results than deliveries");
-        return;
-    }
+    if (gw_wire_count_max(resp, len, 1, m, &results) != 0)
+        bad = "malformed DeliverResponse";
+    else if (results > m)
+        bad = MORE_RESULTS;
     /* protobuf-c hands strings over NUL-terminated: an id with a NUL in it would match the id
      * before the NUL, a delivery the backend never acknowledged (wirecheck.h) */
-    if (gw_wirecheck(&waygate__v1__deliver_response__descriptor, resp, len, NULL) != 0) {
-        mark_sent(b, IT_LATER, NULL,
-                  "malformed DeliverResponse: a string that is not UTF-8 or "
-                  "holds a NUL");
-        return;
-    }
-    r = waygate__v1__deliver_response__unpack(NULL, len, resp);
-    if (r == NULL) {
-        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse");
-        return;
+    else if (gw_wirecheck(&waygate__v1__deliver_response__descriptor, resp, len, NULL) != 0)
+        bad = "malformed DeliverResponse: a string that is not UTF-8 or holds a NUL";
+    else if ((r = waygate__v1__deliver_response__unpack(NULL, len, resp)) == NULL)
+        bad = "malformed DeliverResponse";
+    if (bad != NULL) {
+        mark_sent(b, IT_LATER, NULL, bad);
+        return bad;
     }
     ids = malloc((m > 0 ? m : 1) * sizeof(*ids));
     its = malloc((m > 0 ? m : 1) * sizeof(*its));
@@ -474,7 +480,8 @@ static void apply_results(struct batch *b, const uint8_t *resp, size_t len)
         }
     rc = gw_fwd_match_results(r, ids, n, res);
     if (rc == GW_EPROTO) {
-        mark_sent(b, IT_LATER, NULL, "malformed DeliverResponse: more results than deliveries");
+        bad = MORE_RESULTS;
+        mark_sent(b, IT_LATER, NULL, bad);
         goto out;
     }
     if (rc != 0) {
@@ -508,6 +515,7 @@ out:
     free(its);
     free(res);
     waygate__v1__deliver_response__free_unpacked(r, NULL);
+    return bad;
 }
 
 /* What the batch has not sent yet goes back for later (why: the reason kept with it), and the
@@ -529,8 +537,14 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
 
     b->call = NULL;
     if (res->status == GW_GRPC_OK) {
-        succeeded(f);
-        apply_results(b, res->response, res->response_len);
+        const char *bad = apply_results(b, res->response, res->response_len);
+
+        if (bad == NULL) {
+            succeeded(f);
+        } else {
+            failed(f, "Deliver answered", bad);
+            f->backend_failing = true;
+        }
     } else if (res->status == GW_GRPC_INVALID_ARGUMENT && count_sent(b) > 1) {
         /* the backend refused the whole call: find the refused one by sending one by one */
         succeeded(f);

@@ -249,6 +249,10 @@ def test_ack_of_an_id_never_sent_deletes_nothing(stack):
             return outbox_rows(stack, ids) < len(ids) or all(seen.count(r) >= 2 for r in ids)
         assert wait_for(settled, BOUND_S, 0.1), "the deliveries were not sent twice"
         left = outbox_rows(stack, ids)
+        # the backend's malformed answers are its failures: logged, not silent
+        assert any("Deliver answered: malformed DeliverResponse: a string that is not UTF-8 or "
+                   "holds a NUL" in line for line in stack.log_lines()), \
+            "no line tells of the backend's malformed answers"
         print("\nack of ids never sent: %d of %d deliveries left in the outbox" % (left, len(ids)))
         assert left == len(ids), "%d deliveries deleted on acks of ids never sent" % (
             len(ids) - left)
