@@ -136,11 +136,22 @@ static void gauge(struct evbuffer *b, const char *name, const char *help, double
     gw_prom_sample(b, name, NULL, NULL, NULL, NULL, v);
 }
 
-/* The request-memory budget (issue 10, finding 2): use, high-water mark, limit. */
-static void write_request_memory(struct evbuffer *b, const struct gw_rpc *rpc)
+/* The request-memory budgets (issue 10, finding 2): the gateway's use, high-water mark and
+ * limit; the most one client certificate holds (certlimit.h), its high-water mark and limit. */
+static void write_request_memory(struct evbuffer *b, const struct gw_rpc *rpc,
+                                 const struct gw_server *server)
 {
     size_t used, peak, limit;
 
+    gw_server_request_memory_per_certificate(server, &used, &peak, &limit);
+    gauge(b, "waygate_request_memory_certificate_max_bytes",
+          "the most request memory in flight one client certificate's connections hold now",
+          (double)used);
+    gauge(b, "waygate_request_memory_certificate_peak_bytes",
+          "the most request memory in flight one client certificate has held since start",
+          (double)peak);
+    gauge(b, "waygate_request_memory_certificate_limit_bytes",
+          "each client certificate's budget of request memory", (double)limit);
     gw_rpc_request_memory(rpc, &used, &peak, &limit);
     gauge(b, "waygate_request_memory_bytes",
           "request memory in flight now (bodies arriving, unpacked requests)", (double)used);
@@ -330,7 +341,7 @@ static void write_process(struct evbuffer *b, const struct gw_metrics_sources *s
     }
     gauge(b, "waygate_process_resident_bytes", "resident memory of the gateway process",
           (double)pages_rss * 4096.0);
-    write_request_memory(b, src->rpc);
+    write_request_memory(b, src->rpc, src->server);
     write_response_memory(b, src->server);
     gauge(b, "waygate_connections", "client connections open now",
           (double)gw_server_connections(src->server));

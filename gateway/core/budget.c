@@ -1,6 +1,6 @@
 /* budget.c: byte budgets for memory in flight (budget.h). Invariants: used <= limit (when
  * limited) after every take, and after a charge by at most what was charged; a take is all or
- * nothing across its two budgets; a give never drives used below zero (a mismatched give is
+ * nothing across its budgets; a give never drives used below zero (a mismatched give is
  * clamped, never wrapped); used never wraps (a charge saturates). */
 #include "budget.h"
 
@@ -29,10 +29,23 @@ static void take(struct gw_budget *b, size_t n)
 
 int gw_budget_take(struct gw_budget *conn, struct gw_budget *global, size_t n)
 {
-    if (!has_room(conn, n) || !has_room(global, n))
-        return GW_ETOOBIG;
-    take(conn, n);
-    take(global, n);
+    struct gw_budget *const levels[] = {conn, global};
+
+    return gw_budget_take_levels(levels, 2, n, NULL);
+}
+
+int gw_budget_take_levels(struct gw_budget *const levels[], size_t nlevels, size_t n,
+                          struct gw_budget **over)
+{
+    for (size_t i = 0; i < nlevels; i++) {
+        if (!has_room(levels[i], n)) {
+            if (over != NULL)
+                *over = levels[i];
+            return GW_ETOOBIG;
+        }
+    }
+    for (size_t i = 0; i < nlevels; i++)
+        take(levels[i], n);
     return 0;
 }
 
@@ -57,4 +70,10 @@ void gw_budget_give(struct gw_budget *conn, struct gw_budget *global, size_t n)
 {
     give(conn, n);
     give(global, n);
+}
+
+void gw_budget_give_levels(struct gw_budget *const levels[], size_t nlevels, size_t n)
+{
+    for (size_t i = 0; i < nlevels; i++)
+        give(levels[i], n);
 }

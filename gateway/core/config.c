@@ -49,6 +49,8 @@ static const struct keydef keys[] = {
     {"server", "request_memory_per_connection", T_U32, F(request_memory_per_connection), 65536,
      4294967295u, 0},
     {"server", "request_memory", T_U32, F(request_memory), 65536, 4294967295u, 0},
+    {"server", "request_memory_per_certificate", T_U32, F(request_memory_per_certificate), 65536,
+     4294967295u, 0},
     {"server", "response_memory_per_connection", T_U32, F(response_memory_per_connection), 65536,
      4294967295u, 0},
     {"server", "response_memory", T_U32, F(response_memory), 65536, 4294967295u, 0},
@@ -658,8 +660,8 @@ static int forward_check(struct parse *ps, const struct gw_config *c)
 }
 
 /* A connection must be able to hold one message of the largest size while it arrives and
- * while it is unpacked (rpc/call.c: at most 8x its size + 64 KiB), and the gateway one
- * connection's worth. */
+ * while it is unpacked (rpc/call.c: at most 8x its size + 64 KiB), a certificate one
+ * connection's worth, and the gateway one certificate's worth. */
 static int request_memory_check(struct parse *ps, const struct gw_config *c)
 {
     if ((uint64_t)c->request_memory_per_connection < 10u * (uint64_t)c->max_message_size) {
@@ -670,6 +672,13 @@ static int request_memory_check(struct parse *ps, const struct gw_config *c)
     if (c->request_memory < c->request_memory_per_connection) {
         fail(ps, ps->seen[key_index("server", "request_memory")],
              "[server] request_memory: must be at least request_memory_per_connection");
+        return GW_EINVAL;
+    }
+    if (c->request_memory_per_certificate < c->request_memory_per_connection ||
+        c->request_memory_per_certificate > c->request_memory) {
+        fail(ps, ps->seen[key_index("server", "request_memory_per_certificate")],
+             "[server] request_memory_per_certificate: must be between "
+             "request_memory_per_connection and request_memory");
         return GW_EINVAL;
     }
     if (c->response_memory < c->response_memory_per_connection) {
@@ -848,6 +857,13 @@ int gw_config_load(const char *path, struct gw_config *out, char *errbuf, size_t
         if (rc != 0)
             goto out;
         p = nl != NULL ? nl + 1 : end;
+    }
+    /* by default an eighth of the gateway's request memory, and at least one connection's: one
+     * certificate cannot hold it all, and one of its connections can hold its own budget */
+    if (ps.seen[key_index("server", "request_memory_per_certificate")] == 0) {
+        c.request_memory_per_certificate = c.request_memory / 8u;
+        if (c.request_memory_per_certificate < c.request_memory_per_connection)
+            c.request_memory_per_certificate = c.request_memory_per_connection;
     }
     rc = cross_check(&ps, &c);
 out:

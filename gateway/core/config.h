@@ -51,6 +51,10 @@ struct gw_config {
                                                * default 64 MiB, at least 10 x max_message_size */
     uint32_t request_memory; /* the same for the whole gateway, default 512 MiB, at least
                               * request_memory_per_connection */
+    uint32_t request_memory_per_certificate; /* the same for all connections of one client
+                                              * certificate (certlimit.h), default an eighth of
+                                              * request_memory and at least
+                                              * request_memory_per_connection; between the two */
     uint32_t response_memory_per_connection; /* response bytes queued on one connection's
                                               * streams (h2.c): a streaming handler waits while
                                               * they are at or over it, default 8 MiB */

@@ -30,6 +30,9 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_NO_MESSAGE] = "request carries no message",
     [GW_RULE_REQUEST_MEMORY] =
         "request memory in flight would exceed its budget of % bytes: retry later",
+    [GW_RULE_REQUEST_MEMORY_CERT] =
+        "this certificate's request memory in flight would exceed its budget of % bytes ([server] "
+        "request_memory_per_certificate): retry later",
     [GW_RULE_GENDER_UNKNOWN] = "unknown gender value",
     [GW_RULE_ID_TYPE_UNKNOWN] = "unknown ID type",
     [GW_RULE_SECURITY_LEVEL_UNKNOWN] = "unknown security level",

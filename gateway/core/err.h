@@ -96,7 +96,8 @@ enum gw_rule {
     GW_RULE_MALFORMED_PREFIX,
     GW_RULE_TRUNCATED_MESSAGE,
     GW_RULE_NO_MESSAGE,
-    GW_RULE_REQUEST_MEMORY, /* request memory in flight over a budget (bound) */
+    GW_RULE_REQUEST_MEMORY,      /* request memory in flight over a budget (bound) */
+    GW_RULE_REQUEST_MEMORY_CERT, /* ... over the client certificate's (bound) */
     /* enumerations and simple formats of a waybill */
     GW_RULE_GENDER_UNKNOWN,
     GW_RULE_ID_TYPE_UNKNOWN,

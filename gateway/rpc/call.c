@@ -8,12 +8,13 @@
  * error) no handler code is called; a request error is answered only after the identity and
  * policy steps allowed the caller.
  * Memory (issue 10, finding 2): the request's bytes and its unpacked message are taken from the
- * connection's and the gateway's budgets of request memory in flight (budget.h) before they are
- * held, and given back when the call ends; a request over either budget is refused
- * RESOURCE_EXHAUSTED; a message is measured on the wire before it is unpacked, and unpacked only
- * within UNPACK_FACTOR x its size + UNPACK_BASE; at most handlers_per_turn handlers start per
- * loop turn, and none once turn_ms has passed since the turn's first: the others wait in the
- * dispatcher's ready queue for the next turns. */
+ * connection's, the client certificate's (certlimit.h; none without a certificate) and the
+ * gateway's budgets of request memory in flight (budget.h) before they are held, and given back
+ * when the call ends; a request over any of them is refused RESOURCE_EXHAUSTED, naming it; a
+ * message is measured on the wire before it is unpacked, and unpacked only within UNPACK_FACTOR x
+ * its size + UNPACK_BASE; at most handlers_per_turn handlers start per loop turn, and none once
+ * turn_ms has passed since the turn's first: the others wait in the dispatcher's ready queue for
+ * the next turns. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -82,7 +83,8 @@ struct gw_call {
     unsigned nreq;
     unsigned nsent;
     struct gw_budget *conn_mem; /* the connection's budget (its h2 session outlives the call) */
-    size_t held;                /* request bytes taken from conn_mem and rpc->mem */
+    struct gw_budget *cert_mem; /* the certificate's, or NULL (outlives the h2 session) */
+    size_t held;                /* request bytes taken from conn_mem, cert_mem and rpc->mem */
     size_t unpack_held;         /* unpacked-message bytes taken likewise */
     bool queued;                /* in rpc's ready queue */
     struct gw_call *ready_next;
@@ -159,25 +161,35 @@ static void make_request_id(struct gw_rpc *rpc, char out[72])
 /* ---- request memory in flight ---- */
 
 /* Sets what the call holds of the budgets to held + unpack_held, taking or giving back the
- * difference. Returns 0, or GW_ETOOBIG with *limit the exceeded budget's limit (nothing taken). */
-static int hold(struct gw_call *call, size_t held, size_t unpack_held, unsigned long *limit)
+ * difference. Returns 0, or GW_ETOOBIG with *rule naming the exceeded budget (the
+ * certificate's, or the connection's or the gateway's) and *limit its limit (nothing taken). */
+static int hold(struct gw_call *call, size_t held, size_t unpack_held, enum gw_rule *rule,
+                unsigned long *limit)
 {
     size_t now = call->held + call->unpack_held, want = held + unpack_held;
-    struct gw_budget *g = &call->rpc->mem;
+    struct gw_budget *const levels[] = {call->conn_mem, call->cert_mem, &call->rpc->mem};
+    struct gw_budget *over = NULL;
 
-    if (want > now && gw_budget_take(call->conn_mem, g, want - now) != 0) {
-        struct gw_budget *over = g;
-        if (call->conn_mem != NULL && call->conn_mem->limit != 0 &&
-            want - now > call->conn_mem->limit - call->conn_mem->used)
-            over = call->conn_mem;
+    if (want > now && gw_budget_take_levels(levels, 3, want - now, &over) != 0) {
+        *rule = over == call->cert_mem ? GW_RULE_REQUEST_MEMORY_CERT : GW_RULE_REQUEST_MEMORY;
         *limit = (unsigned long)over->limit;
         return GW_ETOOBIG;
     }
     if (want < now)
-        gw_budget_give(call->conn_mem, g, now - want);
+        gw_budget_give_levels(levels, 3, now - want);
     call->held = held;
     call->unpack_held = unpack_held;
     return 0;
+}
+
+/* Gives back all the call holds of the budgets. */
+static void hold_none(struct gw_call *call)
+{
+    struct gw_budget *const levels[] = {call->conn_mem, call->cert_mem, &call->rpc->mem};
+
+    gw_budget_give_levels(levels, 3, call->held + call->unpack_held);
+    call->held = 0;
+    call->unpack_held = 0;
 }
 
 /* ---- the ready queue: handlers started at most handlers_per_turn per loop turn ---- */
@@ -225,12 +237,10 @@ static void unqueue(struct gw_call *call)
 
 static void call_free(struct gw_call *call)
 {
-    unsigned long limit;
-
     if (call == NULL)
         return;
     unqueue(call);
-    (void)hold(call, 0, 0, &limit);
+    hold_none(call);
     if (call->deadline_ev != NULL)
         event_free(call->deadline_ev);
     gw_grpc_decoder_clear(&call->dec);
@@ -453,6 +463,7 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     if (m->confidential)
         confide(call);
     call->conn_mem = gw_h2_stream_budget(st);
+    call->cert_mem = gw_h2_stream_cert_budget(st);
     call->arena = gw_arena_new(cap);
     call->deadline_ev = evtimer_new(rp->base, deadline_cb, call);
     if (call->arena == NULL || call->deadline_ev == NULL)
@@ -530,6 +541,7 @@ static int on_message(void *arg, const uint8_t *msg, size_t len)
 void gw_call_up_data(void *obj, const uint8_t *data, size_t len)
 {
     struct gw_call *call = obj;
+    enum gw_rule rule;
     unsigned long limit;
     int rc;
 
@@ -537,14 +549,14 @@ void gw_call_up_data(void *obj, const uint8_t *data, size_t len)
         call->held_err != 0)
         return; /* an answered (or refused) call ignores the rest of the body */
     rc = gw_grpc_decoder_feed(&call->dec, data, len, on_message, call);
-    if (rc == 0 && hold(call, (size_t)call->dec.bufcap + call->req_len, 0, &limit) != 0) {
+    if (rc == 0 && hold(call, (size_t)call->dec.bufcap + call->req_len, 0, &rule, &limit) != 0) {
         /* over a budget: what was buffered goes at once, the rest of the body is discarded */
         gw_grpc_decoder_clear(&call->dec);
         gw_free_wipe(call->req, call->req_len);
         call->req = NULL;
         call->req_len = 0;
-        (void)hold(call, 0, 0, &limit);
-        fail_request(call, GW_ETOOBIG, GW_RULE_REQUEST_MEMORY, limit);
+        hold_none(call);
+        fail_request(call, GW_ETOOBIG, rule, limit);
         return;
     }
     switch (rc) {
@@ -799,6 +811,7 @@ ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDes
     struct gw_wire_measure wm;
     struct gw_fault f;
     size_t bound = (size_t)UNPACK_FACTOR * len + UNPACK_BASE, cap;
+    enum gw_rule rule;
     unsigned long limit;
 
     /* Checked and measured on the wire first: nothing is unpacked that breaks a string rule or
@@ -811,8 +824,8 @@ ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDes
         gw_call_fail(call, GW_ETOOBIG, "request", GW_RULE_UNPACK_TOO_LARGE);
         return NULL;
     }
-    if (hold(call, call->held, call->unpack_held + wm.unpacked, &limit) != 0) {
-        (void)gw_fault_set(&f, GW_ETOOBIG, NULL, "request", GW_RULE_REQUEST_MEMORY);
+    if (hold(call, call->held, call->unpack_held + wm.unpacked, &rule, &limit) != 0) {
+        (void)gw_fault_set(&f, GW_ETOOBIG, NULL, "request", rule);
         f.limit = limit;
         gw_call_finish_fault(call, &f);
         return NULL;

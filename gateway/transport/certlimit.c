@@ -1,6 +1,7 @@
-/* certlimit.c: connections per certificate fingerprint (certlimit.h), a chained hash table with
- * a random per-process seed. Invariants: every entry's count is between 1 and max_per_cert; an
- * entry whose count reaches zero is freed at once; entries <= the counted connections. */
+/* certlimit.c: connections and request memory per certificate fingerprint (certlimit.h), a
+ * chained hash table with a random per-process seed. Invariants: every entry's count is between
+ * 1 and max_per_cert; an entry whose count reaches zero is freed at once, its budget empty by
+ * the caller's contract; entries <= the counted connections. */
 #include "certlimit.h"
 
 #include <stdbool.h>
@@ -8,17 +9,21 @@
 #include <string.h>
 
 #include "alloc.h"
+#include "budget.h"
 
 #define NBUCKETS 1024u
 
 struct entry {
     uint8_t fpr[GW_PEER_FPR_LEN];
     uint32_t count;
+    struct gw_budget mem; /* request memory in flight of the certificate's connections */
     struct entry *next;
 };
 
 struct gw_certlimit {
     uint32_t max;
+    size_t mem_limit; /* each entry's budget */
+    size_t mem_peak;  /* the highest peak of the entries freed so far */
     size_t entries;
     uint64_t seed;
     struct entry *bucket[NBUCKETS];
@@ -45,13 +50,14 @@ static struct entry **find(struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FP
     return pp;
 }
 
-struct gw_certlimit *gw_certlimit_new(uint32_t max_per_cert)
+struct gw_certlimit *gw_certlimit_new(uint32_t max_per_cert, size_t request_memory)
 {
     struct gw_certlimit *cl = gw_calloc(1, sizeof(*cl));
 
     if (cl == NULL)
         return NULL;
     cl->max = max_per_cert;
+    cl->mem_limit = request_memory;
     cl->seed = ((uint64_t)arc4random() << 32) | arc4random();
     return cl;
 }
@@ -82,6 +88,7 @@ enum gw_certlimit_verdict gw_certlimit_take(struct gw_certlimit *cl,
         if (*pp == NULL)
             return GW_CERTLIMIT_NOMEM;
         memcpy((*pp)->fpr, fpr, GW_PEER_FPR_LEN);
+        gw_budget_init(&(*pp)->mem, cl->mem_limit);
         cl->entries++;
     } else if ((*pp)->count >= cl->max) {
         return GW_CERTLIMIT_FULL;
@@ -97,9 +104,34 @@ void gw_certlimit_release(struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FPR
     if (e == NULL)
         return;
     if (--e->count == 0) {
+        if (e->mem.peak > cl->mem_peak)
+            cl->mem_peak = e->mem.peak;
         *pp = e->next;
         gw_free(e);
         cl->entries--;
+    }
+}
+
+struct gw_budget *gw_certlimit_budget(struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FPR_LEN])
+{
+    struct entry **pp = find(cl, fpr);
+
+    return *pp != NULL ? &(*pp)->mem : NULL;
+}
+
+void gw_certlimit_request_memory(const struct gw_certlimit *cl, size_t *most, size_t *peak,
+                                 size_t *limit)
+{
+    *most = 0;
+    *peak = cl->mem_peak;
+    *limit = cl->mem_limit;
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        for (const struct entry *e = cl->bucket[b]; e != NULL; e = e->next) {
+            if (e->mem.used > *most)
+                *most = e->mem.used;
+            if (e->mem.peak > *peak)
+                *peak = e->mem.peak;
+        }
     }
 }
 

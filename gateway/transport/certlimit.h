@@ -1,11 +1,14 @@
 /* certlimit.h: authenticated connections per client certificate (its SHA-256 fingerprint), so
- * that one certificate, stolen or misbehaving, cannot hold every connection the gateway takes.
- * Pure: no sockets, no libevent, no logging.
+ * that one certificate, stolen or misbehaving, cannot hold every connection the gateway takes,
+ * and the certificate's budget of request memory in flight (budget.h), so that its connections
+ * together cannot hold the gateway's. Pure: no sockets, no libevent, no logging.
  *
  * A connection whose certificate was counted with gw_certlimit_take holds one count until it
  * closes; the caller releases it exactly once with the same fingerprint. A fingerprint's entry
  * exists exactly while its count is above zero, so the table never holds more entries than
- * there are counted connections. */
+ * there are counted connections. The entry's budget (gw_certlimit_budget) goes with it: the
+ * caller releases a connection's count only once nothing that connection charged to the budget
+ * is left (its streams and calls are freed), so the last release finds the budget empty. */
 #ifndef GW_CERTLIMIT_H
 #define GW_CERTLIMIT_H
 
@@ -14,6 +17,7 @@
 
 #include "peer.h"
 
+struct gw_budget;
 struct gw_certlimit;
 
 enum gw_certlimit_verdict {
@@ -22,14 +26,23 @@ enum gw_certlimit_verdict {
     GW_CERTLIMIT_NOMEM, /* not counted */
 };
 
-/* Returns NULL on out of memory. */
-struct gw_certlimit *gw_certlimit_new(uint32_t max_per_cert);
+/* request_memory: each certificate's budget of request memory in flight (0: no limit). Returns
+ * NULL on out of memory. */
+struct gw_certlimit *gw_certlimit_new(uint32_t max_per_cert, size_t request_memory);
 void gw_certlimit_free(struct gw_certlimit *cl); /* NULL-safe */
 
 enum gw_certlimit_verdict gw_certlimit_take(struct gw_certlimit *cl,
                                             const uint8_t fpr[GW_PEER_FPR_LEN]);
-/* A counted connection of fpr closed. */
+/* A counted connection of fpr closed, and what it charged to fpr's budget was given back. */
 void gw_certlimit_release(struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FPR_LEN]);
+
+/* fpr's budget of request memory in flight, shared by its counted connections, or NULL when
+ * none is counted. Valid until the release of its last counted connection. */
+struct gw_budget *gw_certlimit_budget(struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FPR_LEN]);
+/* For metrics: the most request memory one certificate holds now, the most one ever held
+ * (certificates gone included), and each one's limit. */
+void gw_certlimit_request_memory(const struct gw_certlimit *cl, size_t *most, size_t *peak,
+                                 size_t *limit);
 
 uint32_t gw_certlimit_max(const struct gw_certlimit *cl);
 /* Connections counted for fpr, and fingerprints in the table (for tests and metrics). */

@@ -49,6 +49,7 @@ struct gw_conn {
     const struct gw_h2_upcalls *up; /* the owner's */
     struct gw_h2_pool *pool;        /* the owner's: the gateway's response memory */
     struct gw_conn_lines *lines;    /* the owner's: the gateway's log budgets, or NULL */
+    struct gw_budget *cert_mem;     /* the owner's: the certificate's request memory, or NULL */
     bool tls;
     struct bufferevent *bev;
     struct gw_h2 *h2;
@@ -156,6 +157,7 @@ static int start_session(struct gw_conn *c)
         .up = *c->up,
         .pool = c->pool,
         .lines = c->lines != NULL ? &c->lines->stream : NULL,
+        .cert_mem = c->cert_mem,
     };
 
     c->h2 = gw_h2_new(&p);
@@ -601,6 +603,11 @@ void gw_conn_drain(struct gw_conn *c)
 void gw_conn_set_auth_cb(struct gw_conn *c, gw_conn_auth_cb cb)
 {
     c->auth_cb = cb;
+}
+
+void gw_conn_set_cert_budget(struct gw_conn *c, struct gw_budget *b)
+{
+    c->cert_mem = b;
 }
 
 bool gw_conn_authenticated(const struct gw_conn *c)

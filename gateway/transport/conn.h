@@ -19,6 +19,7 @@ struct gw_config;
 struct gw_conn;
 struct gw_h2_pool;
 struct gw_h2_upcalls;
+struct gw_budget;
 struct gw_peerlimit_slot;
 struct gw_tls;
 
@@ -69,6 +70,12 @@ void gw_conn_drain(struct gw_conn *c);
 
 /* Sets the authentication callback (called with the closed callback's arg). */
 void gw_conn_set_auth_cb(struct gw_conn *c, gw_conn_auth_cb cb);
+
+/* From the authentication callback of a TLS connection only (its session starts after it): the
+ * client certificate's budget of request memory in flight, which the connection's calls charge
+ * besides its own (h2.h, gw_h2_params.cert_mem). Not copied: the owner keeps it until after
+ * gw_conn_free. */
+void gw_conn_set_cert_budget(struct gw_conn *c, struct gw_budget *b);
 
 /* Has the connection authenticated (see gw_conn_auth_cb)? */
 bool gw_conn_authenticated(const struct gw_conn *c);

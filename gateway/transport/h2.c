@@ -104,7 +104,8 @@ struct gw_h2 {
     struct gw_h2_calm calm;
     struct gw_lines *lines; /* the gateway's budget of per-stream lines, or NULL */
     struct gw_budget mem;   /* request memory in flight on this connection (the calls take it) */
-    struct gw_budget resp;  /* response bytes queued on this connection's streams */
+    struct gw_budget *cert_mem; /* the certificate's, shared (gw_h2_params); NULL: none */
+    struct gw_budget resp;      /* response bytes queued on this connection's streams */
     struct gw_h2_pool *pool;
     bool own_pool;         /* made by gw_h2_new (params.pool NULL), freed with the session */
     struct waitq q;        /* streams waiting for room in resp */
@@ -854,6 +855,11 @@ struct gw_budget *gw_h2_stream_budget(struct gw_h2_stream *st)
     return &st->h2->mem;
 }
 
+struct gw_budget *gw_h2_stream_cert_budget(struct gw_h2_stream *st)
+{
+    return st->h2->cert_mem;
+}
+
 size_t gw_h2_stream_queued(const struct gw_h2_stream *st)
 {
     return st->out != NULL ? evbuffer_get_length(st->out) : 0;
@@ -1015,6 +1021,7 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     gw_h2_calm_init(&h2->calm, gw_clock_ms());
     h2->lines = p->lines;
     gw_budget_init(&h2->mem, p->cfg->request_memory_per_connection);
+    h2->cert_mem = p->cert_mem;
     gw_budget_init(&h2->resp, p->cfg->response_memory_per_connection);
     h2->pool = p->pool;
     if (h2->pool == NULL) {

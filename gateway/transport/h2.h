@@ -96,10 +96,13 @@ struct gw_h2_params {
     const struct gw_peer *peer; /* not copied: must outlive the session */
     struct gw_h2_io io;
     struct gw_h2_upcalls up;
-    struct gw_h2_pool *pool; /* must outlive the session; NULL: the session makes its own,
-                              * without a gateway-wide limit (tests) */
-    struct gw_lines *lines;  /* the gateway's budget of per-stream log lines, shared by every
-                              * session (ratelimit.h); must outlive it; NULL: none (tests) */
+    struct gw_h2_pool *pool;    /* must outlive the session; NULL: the session makes its own,
+                                 * without a gateway-wide limit (tests) */
+    struct gw_lines *lines;     /* the gateway's budget of per-stream log lines, shared by every
+                                 * session (ratelimit.h); must outlive it; NULL: none (tests) */
+    struct gw_budget *cert_mem; /* the client certificate's request memory in flight
+                                 * (certlimit.h), shared with its other connections; must
+                                 * outlive the session; NULL: none (no certificate) */
 };
 
 /* Creates the session and queues the server's SETTINGS. Returns NULL on failure. */
@@ -146,6 +149,10 @@ int32_t gw_h2_stream_id(const struct gw_h2_stream *st);
  * cfg->request_memory_per_connection): the layer above takes from it for a stream's request and
  * gives back before the close upcall returns. Valid until then. */
 struct gw_budget *gw_h2_stream_budget(struct gw_h2_stream *st);
+/* The client certificate's budget of request memory in flight (limit
+ * cfg->request_memory_per_certificate), shared by its connections, or NULL (a connection
+ * without a certificate): taken from and given back with the connection's. Valid as long. */
+struct gw_budget *gw_h2_stream_cert_budget(struct gw_h2_stream *st);
 
 /* Space for one response message of exactly len bytes (the 5-byte gRPC prefix is the session's
  * business). Returns a pointer valid until gw_h2_stream_commit, or NULL (GW_ENOMEM, or the

@@ -6,9 +6,11 @@
  * admitted at most accept_rate_per_address per second per address; at most
  * max_connections_per_certificate authenticated ones of one client certificate (certlimit.h: one
  * more is refused after its handshake and stays unauthenticated, so it holds a pre-authentication
- * slot until it is closed); npreauth counts exactly the registered connections not yet
- * authenticated; the plaintext listener binds only a loopback address and only when the config
- * explicitly allows it; the drain callback runs exactly once. */
+ * slot until it is closed), whose connections share its budget of request memory, and whose
+ * count (with it, at the last, the budget) is given back only after the connection is freed
+ * with its calls, so nothing charged to a budget outlives it; npreauth counts exactly the
+ * registered connections not yet authenticated; the plaintext listener binds only a loopback
+ * address and only when the config explicitly allows it; the drain callback runs exactly once. */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -76,16 +78,23 @@ static void end_preauth(struct gw_server *s, struct gw_conn *c)
     s->npreauth--;
 }
 
-static void unlink_conn(struct gw_server *s, struct gw_conn *c)
+/* Unlinks c and frees it; then gives back its count of its certificate (certlimit.h), whose
+ * budget of request memory its calls charged: only once they are freed (gw_conn_free cancels
+ * them, and each gives back what it held), since the last release frees the budget. */
+static void free_conn(struct gw_server *s, struct gw_conn *c)
 {
     struct gw_conn *next = *gw_conn_next(c), *prev = *gw_conn_prev(c);
+    uint8_t fpr[GW_PEER_FPR_LEN];
+    bool counted = false;
 
     if (!gw_conn_authenticated(c)) {
         end_preauth(s, c);
     } else {
         const struct gw_peer *peer = gw_conn_peer_info(c);
-        if (peer->cert)
-            gw_certlimit_release(s->cl, peer->cert_sha256);
+        if (peer->cert) {
+            memcpy(fpr, peer->cert_sha256, sizeof(fpr));
+            counted = true;
+        }
     }
     if (prev)
         *gw_conn_next(prev) = next;
@@ -94,6 +103,9 @@ static void unlink_conn(struct gw_server *s, struct gw_conn *c)
     if (next)
         *gw_conn_prev(next) = prev;
     s->nconns--;
+    gw_conn_free(c);
+    if (counted)
+        gw_certlimit_release(s->cl, fpr);
 }
 
 static void check_drained(struct gw_server *s)
@@ -106,8 +118,7 @@ static void conn_closed_cb(void *arg, struct gw_conn *c)
 {
     struct gw_server *s = arg;
 
-    unlink_conn(s, c);
-    gw_conn_free(c);
+    free_conn(s, c);
     if (gw_memwipe_enabled())
         event_active(s->scrub_ev, EV_TIMEOUT, 0);
     check_drained(s);
@@ -163,6 +174,8 @@ static uint32_t conn_auth_cb(void *arg, struct gw_conn *c)
                        refusal_names[r], (unsigned long long)s->refused, peer->cert_cn);
             return gw_certlimit_max(s->cl);
         }
+        /* its calls charge the certificate's request memory too: kept until free_conn */
+        gw_conn_set_cert_budget(c, gw_certlimit_budget(s->cl, peer->cert_sha256));
     }
     end_preauth(s, c);
     return 0;
@@ -308,9 +321,7 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
         GW_LOG(GW_LOG_WARN, "server", NULL,
                "drain timeout: closing %zu connections, cancelling their calls", s->nconns);
     while (s->conns != NULL) {
-        struct gw_conn *c = s->conns;
-        unlink_conn(s, c);
-        gw_conn_free(c);
+        free_conn(s, s->conns);
     }
     check_drained(s);
 }
@@ -357,10 +368,10 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
     s->pl = gw_peerlimit_new(cfg->accept_rate_per_address, cfg->max_preauth_per_address,
                              4u * (size_t)cfg->max_connections + 4096u);
     s->pool = gw_h2_pool_new(base, cfg->response_memory);
-    s->cl =
-        gw_certlimit_new(cfg->max_connections_per_certificate > 0
-                             ? cfg->max_connections_per_certificate
-                             : (cfg->max_connections / 8u > 0 ? cfg->max_connections / 8u : 1u));
+    s->cl = gw_certlimit_new(cfg->max_connections_per_certificate > 0
+                                 ? cfg->max_connections_per_certificate
+                                 : (cfg->max_connections / 8u > 0 ? cfg->max_connections / 8u : 1u),
+                             cfg->request_memory_per_certificate);
     if (s->drain_ev == NULL || s->done_ev == NULL || s->scrub_ev == NULL || s->lines_ev == NULL ||
         s->pl == NULL || s->pool == NULL || s->cl == NULL) {
         snprintf(err, errlen, "server: out of memory");
@@ -410,9 +421,7 @@ void gw_server_free(struct gw_server *s)
     if (s->plain_lev != NULL)
         evconnlistener_free(s->plain_lev);
     while (s->conns != NULL) {
-        struct gw_conn *c = s->conns;
-        unlink_conn(s, c);
-        gw_conn_free(c);
+        free_conn(s, s->conns);
     }
     if (s->drain_ev != NULL)
         event_free(s->drain_ev);
@@ -485,6 +494,12 @@ void gw_server_response_memory(const struct gw_server *s, size_t *used, size_t *
     gw_h2_pool_usage(s->pool, used, peak, limit);
 }
 
+void gw_server_request_memory_per_certificate(const struct gw_server *s, size_t *most, size_t *peak,
+                                              size_t *limit)
+{
+    gw_certlimit_request_memory(s->cl, most, peak, limit);
+}
+
 size_t gw_server_preauth(const struct gw_server *s)
 {
     return s->npreauth;
@@ -523,8 +538,7 @@ size_t gw_server_drop_revoked(struct gw_server *s)
         GW_LOG(GW_LOG_WARN, "server", NULL,
                "closing the connection of %s: its client certificate is now revoked",
                gw_conn_peer(c));
-        unlink_conn(s, c);
-        gw_conn_free(c);
+        free_conn(s, c);
         n++;
     }
     return n;

@@ -49,6 +49,11 @@ size_t gw_server_preauth(const struct gw_server *s);
  * ([server] response_memory; h2.h, struct gw_h2_pool). */
 void gw_server_response_memory(const struct gw_server *s, size_t *used, size_t *peak,
                                size_t *limit);
+/* Request memory in flight per client certificate (certlimit.h): the most one certificate's
+ * connections hold now, the most one ever held, and the limit ([server]
+ * request_memory_per_certificate). */
+void gw_server_request_memory_per_certificate(const struct gw_server *s, size_t *most, size_t *peak,
+                                              size_t *limit);
 
 /* Connections refused, by the limit that refused them: at accept, or (the last two) once their
  * certificate is known. */

@@ -1,4 +1,5 @@
-"""Attack: memory amplification and a stalled loop from one connection (issue 10, finding 2).
+"""Attack: memory amplification and a stalled loop from one connection (issue 10, finding 2), and
+the gateway's request memory held by one certificate's connections.
 
 One courier connection opens STREAMS SubmitBatch streams, each carrying ITEMS empty waybills
 (2 bytes each on the wire, a few hundred bytes each once unpacked), sends every body first and
@@ -17,6 +18,10 @@ Checked here, with margin (figures in docs/performance.md):
     latency is printed (not asserted: a timing bound could flake on a busy machine; the unit
     test test_h2 test_handlers_yield_loop proves the loop is given back between handlers).
 
+One certificate's many connections, each stream holding the decoder's first buffer for a prefix
+and a byte, hold at most the certificate's budget of request memory, and another certificate's
+calls are answered meanwhile (test_one_certificate_holds_at_most_its_share_of_request_memory).
+
 The raw HTTP/2 client is test_transport's (TLS over memory BIOs, frames written by hand)."""
 
 import socket
@@ -24,8 +29,15 @@ import ssl
 import struct
 import threading
 import time
+from types import SimpleNamespace
 
-from conftest import wait_for
+import grpc
+
+import query_data
+import waygate_proto
+from conftest import ExtraGateway, free_port, wait_for
+from test_attack_edge import PREFACE, frames
+from test_foundation import hostport
 from test_metrics import calls, scrape, value
 from test_transport import (DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, RST_STREAM,
                             SETTINGS, Client, frame, literal)
@@ -358,5 +370,111 @@ def test_one_maximal_message_of_empty_fields_is_refused_without_unpacking(stack)
             finally:
                 c.close()
         health_ch.close()
+    finally:
+        gw.close()
+
+
+# ---- One certificate's connections holding the gateway's request memory ----
+
+CERT_CONNECTIONS = 24      # of courier_a: under the dev stack's max_connections_per_certificate
+CERT_STREAMS = 100         # per connection: max_concurrent_streams
+HELD = 16384               # the decoder's first buffer, held for a prefix and one byte
+GET = "/waygate.v1.WaybillQuery/Get"
+
+
+def held_headers(stream):
+    block = b"".join(literal(n, v) for n, v in [
+        (b":method", b"POST"), (b":scheme", b"https"), (b":path", GET.encode()),
+        (b":authority", b"localhost"), (b"content-type", b"application/grpc"),
+        (b"te", b"trailers")])
+    return frame(HEADERS, END_HEADERS, stream, block)
+
+
+def test_one_certificate_holds_at_most_its_share_of_request_memory(stack):
+    """courier_a opens 24 connections of 100 Get streams; each stream sends a gRPC prefix that
+    announces 16 KiB and one byte of it, and never ends, so that the gateway buffers 16 KiB for
+    6 bytes. On a gateway whose request memory is 32 MiB (16 MiB per connection), 2400 such
+    streams would hold all of it (as 4200 held the dev stack's 64 MiB before the budget per
+    certificate: every other client's Get refused RESOURCE_EXHAUSTED, 50 of 50, until the
+    attacker's deadlines ran out, and renewable). Bounded: courier_a's connections together hold at most
+    request_memory_per_certificate (by default an eighth of request_memory, at least one
+    connection's: 16 MiB here), the streams past it are refused RESOURCE_EXHAUSTED naming that
+    budget, and courier_b's 50 Gets are answered OK while courier_a holds its share. Once
+    courier_a's connections close, nothing is left in flight."""
+    mport = free_port()
+
+    def edit(text):
+        return text.replace("request_memory = 67108864", "request_memory = %d" % (32 << 20)) \
+            .replace("[log]", "[metrics]\nlisten = 127.0.0.1:%d\n\n[log]" % mport)
+
+    w = query_data.new_waybill(stack, "a", dest="320102")  # delivered by branch b: courier_b's
+    record = query_data.submit(stack, w)
+    gw = ExtraGateway(stack, "certmem", edit=edit)
+    metrics = SimpleNamespace(env={"WAYGATE_METRICS_ADDR": "127.0.0.1:%d" % mport})
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.load_verify_locations(stack.ca)
+    ctx.set_alpn_protocols(["h2"])
+    ctx.load_cert_chain(*stack.cert("courier_a"))
+    partial = b"\x00" + struct.pack(">I", HELD) + b"\x0a"
+    conns = []
+    try:
+        before = scrape(metrics)[0]
+        for _ in range(CERT_CONNECTIONS):
+            s = ctx.wrap_socket(socket.create_connection(hostport(gw.addr), timeout=60),
+                                server_hostname="localhost")
+            s.sendall(PREFACE + frame(SETTINGS, 0, 0, b"") +
+                      b"".join(held_headers(2 * i + 1) + frame(DATA, 0, 2 * i + 1, partial)
+                               for i in range(CERT_STREAMS)) +
+                      frame(PING, 0, 0, b"held!!!!"))
+            conns.append(s)
+        for s in conns:  # every stream's bytes read by the gateway
+            for ftype, flags, _, payload in frames(s):
+                if ftype == PING and flags & ACK and payload == b"held!!!!":
+                    break
+        sample = scrape(metrics)[0]
+        held = value(sample, "waygate_request_memory_certificate_max_bytes")
+        limit = value(sample, "waygate_request_memory_certificate_limit_bytes")
+        refused = (calls(sample, GET, "RESOURCE_EXHAUSTED") -
+                   calls(before, GET, "RESOURCE_EXHAUSTED"))
+        print("\ncourier_a: %d streams, %d bytes held of its %d, %d refused; the gateway's: %d "
+              "of %d" % (CERT_CONNECTIONS * CERT_STREAMS, held, limit, refused,
+                         value(sample, "waygate_request_memory_bytes"),
+                         value(sample, "waygate_request_memory_limit_bytes")))
+        assert limit == 16 << 20
+        assert value(sample, "waygate_request_memory_limit_bytes") == 32 << 20
+        # courier_a holds its share, and no more: the streams past it were refused
+        assert limit - 8 * HELD <= held <= limit
+        assert value(sample, "waygate_request_memory_bytes") == held
+        assert refused >= CERT_CONNECTIONS * CERT_STREAMS - limit // HELD, refused
+        assert "this certificate's request memory in flight would exceed its budget of %d bytes " \
+            "([server] request_memory_per_certificate): retry later" % limit in gw.log()
+
+        ch = waygate_proto.channel(gw.addr, stack.ca, *stack.cert("courier_b"))
+        ok, failed = 0, []
+        try:
+            for _ in range(50):
+                try:
+                    view = waygate_proto.unary(
+                        ch, GET, stack.pb.query.GetRequest(waybill_no=w.waybill_no),
+                        stack.pb.common.WaybillView, timeout=10)
+                    ok += view.id == record
+                except grpc.RpcError as e:
+                    failed.append("%s %s" % (e.code(), e.details()))
+        finally:
+            ch.close()
+        # courier_a still holds its share meanwhile
+        assert value(scrape(metrics)[0], "waygate_request_memory_certificate_max_bytes") == held
+        assert ok == 50, "courier_b: %d of 50 Gets answered while courier_a holds its share: %s" \
+            % (ok, failed[:1])
+    finally:
+        for s in conns:
+            s.close()
+    try:
+        # the certificate's connections gone with their calls: nothing held, nothing left over
+        assert wait_for(lambda: value(scrape(metrics)[0], "waygate_request_memory_bytes") == 0, 30)
+        sample = scrape(metrics)[0]
+        assert value(sample, "waygate_request_memory_certificate_max_bytes") == 0
+        assert value(sample, "waygate_request_memory_certificate_peak_bytes") == held
+        assert gw.proc.poll() is None
     finally:
         gw.close()

@@ -1,7 +1,8 @@
 /* test_budget.c: the byte budgets of memory in flight (budget.h): a take is all or nothing
- * across the connection's and the gateway's budget, never passes a limit, and every give brings
- * both back; 0 means no limit. A charge (a unary answer's bytes) always goes through and leaves
- * no room until enough is given back. */
+ * across the connection's and the gateway's budget (and, for request memory, the client
+ * certificate's between them), never passes a limit, names the first budget without room, and
+ * every give brings them all back; 0 means no limit. A charge (a unary answer's bytes) always goes
+ * through and leaves no room until enough is given back. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -46,6 +47,50 @@ static void test_all_or_nothing(void **state)
     assert_int_equal(gw_budget_take(&b, &global, 50), 0);
     assert_int_equal(global.used, 150);
     assert_int_equal(gw_budget_take(&b, &global, SIZE_MAX), GW_ETOOBIG);
+}
+
+/* Request memory's three levels: the connection's, the certificate's (shared by its
+ * connections), the gateway's. A certificate at its limit is refused on a connection with room,
+ * while another certificate still takes from the gateway's budget; without a certificate (NULL)
+ * only the other two count. */
+static void test_three_levels(void **state)
+{
+    struct gw_budget conn_a1, conn_a2, conn_b, conn_plain, cert_a, cert_b, global;
+    struct gw_budget *const a1[] = {&conn_a1, &cert_a, &global};
+    struct gw_budget *const a2[] = {&conn_a2, &cert_a, &global};
+    struct gw_budget *const b[] = {&conn_b, &cert_b, &global};
+    struct gw_budget *const plain[] = {&conn_plain, NULL, &global};
+    struct gw_budget *over = NULL;
+
+    (void)state;
+    gw_budget_init(&conn_a1, 100);
+    gw_budget_init(&conn_a2, 100);
+    gw_budget_init(&conn_b, 100);
+    gw_budget_init(&conn_plain, 100);
+    gw_budget_init(&cert_a, 150);
+    gw_budget_init(&cert_b, 150);
+    gw_budget_init(&global, 300);
+    assert_int_equal(gw_budget_take_levels(a1, 3, 100, &over), 0);
+    assert_int_equal(gw_budget_take_levels(a2, 3, 50, &over), 0); /* certificate a: full */
+    assert_int_equal(gw_budget_take_levels(a2, 3, 1, &over), GW_ETOOBIG);
+    assert_ptr_equal(over, &cert_a); /* its connection had room: the certificate's is named */
+    assert_int_equal(conn_a2.used, 50);
+    assert_int_equal(global.used, 150);
+    assert_int_equal(gw_budget_take_levels(a1, 3, 1, &over), GW_ETOOBIG);
+    assert_ptr_equal(over, &conn_a1); /* the first without room, in their order */
+    assert_int_equal(gw_budget_take_levels(b, 3, 100, &over), 0);    /* another certificate */
+    assert_int_equal(gw_budget_take_levels(plain, 3, 50, &over), 0); /* no certificate */
+    assert_int_equal(gw_budget_take_levels(plain, 3, 1, &over), GW_ETOOBIG);
+    assert_ptr_equal(over, &global);
+    assert_int_equal(conn_plain.used, 50);
+    assert_int_equal(cert_b.used, 100);
+    gw_budget_give_levels(a1, 3, 100);
+    assert_int_equal(conn_a1.used, 0);
+    assert_int_equal(cert_a.used, 50);
+    assert_int_equal(global.used, 200);
+    assert_int_equal(cert_a.peak, 150);
+    assert_int_equal(gw_budget_take_levels(a2, 3, 50, &over), 0);        /* room again */
+    assert_int_equal(gw_budget_take_levels(a2, 3, 1, NULL), GW_ETOOBIG); /* over may be NULL */
 }
 
 static void test_no_limit_and_null(void **state)
@@ -97,9 +142,8 @@ static void test_charge_and_room(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_take_within_limits),
-        cmocka_unit_test(test_all_or_nothing),
-        cmocka_unit_test(test_no_limit_and_null),
+        cmocka_unit_test(test_take_within_limits), cmocka_unit_test(test_all_or_nothing),
+        cmocka_unit_test(test_three_levels),       cmocka_unit_test(test_no_limit_and_null),
         cmocka_unit_test(test_charge_and_room),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

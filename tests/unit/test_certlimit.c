@@ -1,6 +1,8 @@
 /* test_certlimit.c: connections per client certificate (certlimit.h): a certificate is counted
  * up to its limit and refused beyond, one certificate never spends another's count, a released
- * connection lets one more in, and an entry lives exactly while its count is above zero. */
+ * connection lets one more in, and an entry lives exactly while its count is above zero. Its
+ * budget of request memory is one for all its connections, none for another certificate, and
+ * what it held is still counted in the peak once it is gone. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,7 @@
 
 #include <string.h>
 
+#include "budget.h"
 #include "certlimit.h"
 
 static void fpr_of(uint8_t fpr[GW_PEER_FPR_LEN], uint8_t tag)
@@ -19,7 +22,7 @@ static void fpr_of(uint8_t fpr[GW_PEER_FPR_LEN], uint8_t tag)
 
 static void test_limit_per_certificate(void **state)
 {
-    struct gw_certlimit *cl = gw_certlimit_new(3);
+    struct gw_certlimit *cl = gw_certlimit_new(3, 0);
     uint8_t a[GW_PEER_FPR_LEN], b[GW_PEER_FPR_LEN];
 
     (void)state;
@@ -44,7 +47,7 @@ static void test_limit_per_certificate(void **state)
 
 static void test_entry_lives_while_counted(void **state)
 {
-    struct gw_certlimit *cl = gw_certlimit_new(2);
+    struct gw_certlimit *cl = gw_certlimit_new(2, 0);
     uint8_t fpr[64][GW_PEER_FPR_LEN];
 
     (void)state;
@@ -74,7 +77,7 @@ static void test_entry_lives_while_counted(void **state)
 
 static void test_limit_zero_refuses(void **state)
 {
-    struct gw_certlimit *cl = gw_certlimit_new(0);
+    struct gw_certlimit *cl = gw_certlimit_new(0, 0);
     uint8_t a[GW_PEER_FPR_LEN];
 
     (void)state;
@@ -84,12 +87,69 @@ static void test_limit_zero_refuses(void **state)
     gw_certlimit_free(cl);
 }
 
+static void test_request_memory_per_certificate(void **state)
+{
+    struct gw_certlimit *cl = gw_certlimit_new(4, 100);
+    uint8_t a[GW_PEER_FPR_LEN], b[GW_PEER_FPR_LEN];
+    struct gw_budget *ma, *mb, conn1, conn2, global;
+    size_t most, peak, limit;
+
+    (void)state;
+    fpr_of(a, 1);
+    fpr_of(b, 2);
+    assert_null(gw_certlimit_budget(cl, a)); /* nothing counted: no budget */
+    assert_int_equal(gw_certlimit_take(cl, a), GW_CERTLIMIT_OK);
+    ma = gw_certlimit_budget(cl, a);
+    assert_int_equal(gw_certlimit_take(cl, a), GW_CERTLIMIT_OK);
+    assert_ptr_equal(gw_certlimit_budget(cl, a), ma); /* one budget for both connections */
+    assert_int_equal(gw_certlimit_take(cl, b), GW_CERTLIMIT_OK);
+    mb = gw_certlimit_budget(cl, b);
+    assert_non_null(ma);
+    assert_non_null(mb);
+    assert_ptr_not_equal(ma, mb);
+    assert_int_equal(ma->limit, 100);
+
+    /* a's two connections share its 100 bytes; b has its own */
+    gw_budget_init(&conn1, 80);
+    gw_budget_init(&conn2, 80);
+    gw_budget_init(&global, 1000);
+    {
+        struct gw_budget *const l1[] = {&conn1, ma, &global}, *const l2[] = {&conn2, ma, &global};
+        struct gw_budget *const lb[] = {&conn2, mb, &global};
+        struct gw_budget *over = NULL;
+        assert_int_equal(gw_budget_take_levels(l1, 3, 70, &over), 0);
+        assert_int_equal(gw_budget_take_levels(l2, 3, 40, &over), GW_ETOOBIG);
+        assert_ptr_equal(over, ma);
+        assert_int_equal(gw_budget_take_levels(l2, 3, 30, &over), 0);
+        assert_int_equal(gw_budget_take_levels(lb, 3, 50, &over), 0); /* another certificate */
+        gw_certlimit_request_memory(cl, &most, &peak, &limit);
+        assert_int_equal(most, 100);
+        assert_int_equal(peak, 100);
+        assert_int_equal(limit, 100);
+        gw_budget_give_levels(l1, 3, 70);
+        gw_budget_give_levels(l2, 3, 30);
+        gw_budget_give_levels(lb, 3, 50);
+    }
+    /* its connections closed, their calls gone: the certificate's entry and budget go, its
+     * peak stays counted */
+    gw_certlimit_release(cl, a);
+    gw_certlimit_release(cl, a);
+    assert_null(gw_certlimit_budget(cl, a));
+    gw_certlimit_request_memory(cl, &most, &peak, &limit);
+    assert_int_equal(most, 0);
+    assert_int_equal(peak, 100);
+    assert_int_equal(gw_certlimit_take(cl, a), GW_CERTLIMIT_OK); /* a fresh, empty budget */
+    assert_int_equal(gw_certlimit_budget(cl, a)->used, 0);
+    gw_certlimit_free(cl);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_limit_per_certificate),
         cmocka_unit_test(test_entry_lives_while_counted),
         cmocka_unit_test(test_limit_zero_refuses),
+        cmocka_unit_test(test_request_memory_per_certificate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -56,6 +56,7 @@ static void test_good(void **state)
     assert_int_equal(c.max_preauth_connections, 500);
     assert_int_equal(c.max_preauth_per_address, 8);
     assert_int_equal(c.max_connections_per_certificate, 50);
+    assert_int_equal(c.request_memory_per_certificate, 100000000);
     assert_int_equal(c.accept_rate_per_address, 16);
     assert_int_equal(c.idle_timeout_ms, 60000);
     assert_int_equal(c.drain_timeout_ms, 2000);
@@ -104,6 +105,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_message_size, 4 * 1024 * 1024);
     assert_int_equal(c.request_memory_per_connection, 64 * 1024 * 1024);
     assert_int_equal(c.request_memory, 512 * 1024 * 1024);
+    assert_int_equal(c.request_memory_per_certificate, 64 * 1024 * 1024); /* one connection's */
     assert_int_equal(c.response_memory_per_connection, 8 * 1024 * 1024);
     assert_int_equal(c.response_memory, 256 * 1024 * 1024);
     assert_int_equal(c.handshake_timeout_ms, 10000);
@@ -136,6 +138,24 @@ static void test_defaults(void **state)
     assert_int_equal(c.retention_days, 1095);
     assert_int_equal(c.retention_sweep_ms, 3600000);
     assert_int_equal(c.retention_batch, 500);
+    gw_config_clear(&c);
+}
+
+/* [server] request_memory_per_certificate, unset: an eighth of request_memory, and at least
+ * request_memory_per_connection. */
+static void test_request_memory_per_certificate_default(void **state)
+{
+    struct gw_config c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(gw_config_load(data("request_memory_cert_eighth.conf"), &c, err, sizeof(err)),
+                     0);
+    assert_int_equal(c.request_memory_per_certificate, 128 * 1024 * 1024);
+    gw_config_clear(&c);
+    assert_int_equal(gw_config_load(data("request_memory_cert_default.conf"), &c, err, sizeof(err)),
+                     0);
+    assert_int_equal(c.request_memory_per_certificate, 16 * 1024 * 1024); /* not 8 MiB */
     gw_config_clear(&c);
 }
 
@@ -222,6 +242,10 @@ static const struct bad bads[] = {
      "must be at least 10 x max_message_size"},
     {"bad_request_memory_total.conf", 13, "[server] request_memory",
      "must be at least request_memory_per_connection"},
+    {"bad_request_memory_cert.conf", 15, "[server] request_memory_per_certificate",
+     "must be between request_memory_per_connection and request_memory"},
+    {"bad_request_memory_cert_total.conf", 13, "[server] request_memory_per_certificate",
+     "must be between request_memory_per_connection and request_memory"},
     {"bad_response_memory_total.conf", 13, "[server] response_memory",
      "must be at least response_memory_per_connection"},
     /* lawful_max_s set below the default lawful_default_s */
@@ -358,6 +382,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_request_memory_per_certificate_default),
         cmocka_unit_test(test_remote_tls_conninfo),
         cmocka_unit_test(test_metrics_tls),
         cmocka_unit_test(test_bad_files),

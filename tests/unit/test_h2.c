@@ -19,6 +19,7 @@
 #include "waygate/v1/intake.pb-c.h"
 
 #include "alloc.h"
+#include "budget.h"
 #include "clock.h"
 #include "config.h"
 #include "grpc.h"
@@ -591,6 +592,8 @@ static gw_rpc_identify_fn harness_identify;
  * limit), set by a test before harness_new and reset by it. */
 static unsigned harness_per_turn;
 static uint32_t harness_conn_mem, harness_total_mem;
+/* The next harness's certificate budget of request memory (NULL: none), likewise. */
+static struct gw_budget *harness_cert_mem;
 /* The next harness's response budget per connection (0: no limit), likewise. */
 static uint32_t harness_resp_mem;
 
@@ -669,6 +672,7 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     params.peer = &h->peer;
     params.io = (struct gw_h2_io){io_send, io_pending, h};
     params.up = gw_rpc_upcalls(h->rpc);
+    params.cert_mem = harness_cert_mem;
     h->server = gw_h2_new(&params);
     assert_non_null(h->server);
     assert_int_equal(gw_h2_flush(h->server), 0);
@@ -2264,20 +2268,27 @@ static void test_handlers_yield_loop(void **state)
 }
 
 /* A 60-byte request held by a running call; n of them fit the budget, the next is refused
- * RESOURCE_EXHAUSTED naming the budget, and a freed call makes room again. */
-static void budget_case(uint32_t conn_mem, uint32_t total_mem, const char *message)
+ * RESOURCE_EXHAUSTED naming the budget, and a freed call makes room again. cert_mem: the
+ * certificate's budget (0: none), which every call gives back by the time the session is
+ * freed. */
+static void budget_case(uint32_t conn_mem, uint32_t total_mem, uint32_t cert_mem,
+                        const char *message)
 {
     struct harness *h;
+    struct gw_budget cert;
     char svc[56];
     uint8_t buf[3][64];
     struct body b[3];
     struct reply *r;
     int32_t id0;
 
+    gw_budget_init(&cert, cert_mem);
     harness_conn_mem = conn_mem;
     harness_total_mem = total_mem;
+    harness_cert_mem = cert_mem != 0 ? &cert : NULL;
     h = harness_new(true);
     harness_conn_mem = harness_total_mem = 0;
+    harness_cert_mem = NULL;
     memset(svc, 's', sizeof(svc) - 1);
     svc[sizeof(svc) - 1] = '\0';
     for (int i = 0; i < 3; i++)
@@ -2299,17 +2310,26 @@ static void budget_case(uint32_t conn_mem, uint32_t total_mem, const char *messa
     r = reply_for(h, start_call(h, "/t.T/Hang", NULL, &b[2]));
     assert_false(r->closed);
     assert_int_equal(hang_started, 3);
+    if (cert_mem != 0)
+        assert_int_not_equal(cert.used, 0); /* the two running calls hold some of it */
     harness_free(h);
+    assert_int_equal(cert.used, 0);
+    assert_true(cert_mem == 0 || cert.peak > 0);
 }
 
 static void test_request_memory_budgets(void **state)
 {
     (void)state;
-    /* the connection's budget, then the gateway's */
-    budget_case(150, 100000,
+    /* the connection's budget, then the gateway's, then the client certificate's */
+    budget_case(150, 100000, 0,
                 "request memory in flight would exceed its budget of 150 bytes: retry later");
-    budget_case(100000, 140,
+    budget_case(100000, 140, 0,
                 "request memory in flight would exceed its budget of 140 bytes: retry later");
+    budget_case(100000, 100000, 145,
+                "this certificate's request memory in flight would exceed its budget of 145 bytes "
+                "([server] request_memory_per_certificate): retry later");
+    budget_case(150, 100000, 100000, /* a certificate with room: the connection's is named */
+                "request memory in flight would exceed its budget of 150 bytes: retry later");
 }
 
 /* A message that would unpack into more than 8x its size + 64 KiB is refused before unpacking;
