@@ -196,8 +196,9 @@ def test_refusal_flood_log_lines_rate_limited(stack):
 
 
 def assert_lines_limited(stack, since, counted, what):
-    """The log since line `since` says how many per-stream lines it left out, and holds between
-    1 and 100 lines whose message `counted` accepts (of 4000 `what`)."""
+    """The log since line `since` says how many per-stream lines it left out, and holds at most
+    100 lines whose message `counted` accepts (of 4000 `what`). None is right too: the gateway-wide
+    budget may have been spent (by the test before, or by other connections) when they came."""
     def records():
         return [json.loads(line) for line in stack.log_lines()[since:]]
 
@@ -206,7 +207,7 @@ def assert_lines_limited(stack, since, counted, what):
     assert wait_for(lambda: any("suppressed" in r.get("msg", "") for r in records()), 30), \
         "no count of suppressed lines"
     n = sum(1 for r in records() if counted(r.get("msg", "")))
-    assert 0 < n <= 100, "%d log lines for 4000 %s" % (n, what)
+    assert n <= 100, "%d log lines for 4000 %s" % (n, what)
 
 
 @pytest.mark.parametrize("kind", ["denied", "malformed"])
