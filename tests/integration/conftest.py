@@ -348,6 +348,17 @@ def release_holder(holder):
         holder.wait(timeout=60)
 
 
+def recv_exact(s, n):
+    """Exactly n bytes from socket s; EOFError when the peer closes first."""
+    b = b""
+    while len(b) < n:
+        chunk = s.recv(n - len(b))
+        if not chunk:
+            raise EOFError
+        b += chunk
+    return b
+
+
 def wait_for(fn, timeout, interval=0.25):
     """Polls fn() until it returns a true value or timeout seconds pass; returns the last value."""
     deadline = time.monotonic() + timeout

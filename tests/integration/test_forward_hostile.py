@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from conftest import wait_for
+from conftest import recv_exact, wait_for
 from test_forward import new_waybill, outbox_rows, sink, submit, wait_delivered
 
 BOUND_S = 60
@@ -84,16 +84,6 @@ class HostileBackend:
             self.threads.append(t)
             t.start()
 
-    @staticmethod
-    def _read(s, n):
-        b = b""
-        while len(b) < n:
-            chunk = s.recv(n - len(b))
-            if not chunk:
-                raise EOFError
-            b += chunk
-        return b
-
     def _conn(self, s):
         try:
             s.do_handshake()
@@ -109,14 +99,14 @@ class HostileBackend:
         def send(b):
             with wlock:
                 s.sendall(b)
-        self._read(s, 24)  # the client's preface
+        recv_exact(s, 24)  # the client's preface
         send(h2_frame(H2_SETTINGS, 0, 0))
         bodies = {}
         while True:
-            hd = self._read(s, 9)
+            hd = recv_exact(s, 9)
             length, ftype, flags = int.from_bytes(hd[:3], "big"), hd[3], hd[4]
             sid = struct.unpack(">I", hd[5:])[0] & 0x7FFFFFFF
-            payload = self._read(s, length)
+            payload = recv_exact(s, length)
             if ftype == H2_SETTINGS and not flags & ACK:
                 send(h2_frame(H2_SETTINGS, ACK, 0))
             elif ftype == H2_PING and not flags & ACK:

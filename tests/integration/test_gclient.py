@@ -28,6 +28,8 @@ import time
 
 import pytest
 
+from conftest import recv_exact
+
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
 SINK = os.path.join(ROOT, "deploy", "backend-sink")
@@ -262,23 +264,13 @@ class HostileBackend:
             with self.lock:
                 self.flood_sent += len(block)
 
-    @staticmethod
-    def _read(s, n):
-        b = b""
-        while len(b) < n:
-            chunk = s.recv(n - len(b))
-            if not chunk:
-                raise EOFError
-            b += chunk
-        return b
-
     def _mcs0(self, s):
-        self._read(s, 24)  # the client's preface
+        recv_exact(s, 24)  # the client's preface
         s.sendall(h2_frame(H2_SETTINGS, 0, 0, struct.pack(">HI", SETTINGS_MAX_CONCURRENT_STREAMS, 0)))
         while True:
-            hd = self._read(s, 9)
+            hd = recv_exact(s, 9)
             length, ftype, flags = int.from_bytes(hd[:3], "big"), hd[3], hd[4]
-            payload = self._read(s, length)
+            payload = recv_exact(s, length)
             if ftype == H2_SETTINGS and flags & H2_ACK:
                 self.settings_acked.set()
             elif ftype == H2_SETTINGS:
