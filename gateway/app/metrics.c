@@ -367,6 +367,17 @@ static void write_process(struct evbuffer *b, const struct gw_metrics_sources *s
         gw_prom_sample(b, "waygate_log_lines_suppressed_total", "kind", "stream", NULL, NULL,
                        (double)stream);
     }
+    gw_prom_family(b, "waygate_connections_evicted_total", "counter",
+                   "unauthenticated connections closed, oldest first, to make room for a new one "
+                   "when the [server] limit was reached");
+    {
+        static const enum gw_server_refusal evicting[] = {GW_SERVER_REFUSED_MAX_PREAUTH,
+                                                          GW_SERVER_REFUSED_MAX_CONNECTIONS};
+        for (size_t i = 0; i < sizeof(evicting) / sizeof(evicting[0]); i++)
+            gw_prom_sample(b, "waygate_connections_evicted_total", "limit",
+                           gw_server_refusal_name(evicting[i]), NULL, NULL,
+                           (double)gw_server_evicted(src->server, evicting[i]));
+    }
     gw_tls_expiry(src->tls, &ex);
     gauge(b, "waygate_tls_cert_expiry_seconds",
           "seconds until the server certificate expires (negative: expired)", (double)ex.cert_s);

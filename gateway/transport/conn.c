@@ -27,6 +27,7 @@
 #include "config.h"
 #include "h2.h"
 #include "log.h"
+#include "preauthq.h"
 #include "tls.h"
 
 #define READ_HIGH_WATERMARK (256u * 1024u)
@@ -66,7 +67,8 @@ struct gw_conn {
     gw_conn_closed_cb closed_cb;
     gw_conn_auth_cb auth_cb;
     void *cb_arg;
-    struct gw_peerlimit_slot *slot; /* the owner's, while unauthenticated */
+    struct gw_peerlimit_slot *slot;  /* the owner's, while unauthenticated */
+    struct gw_preauthq_node preauth; /* the owner's, likewise */
     bool closing;
     bool auth_asked;     /* gw_conn_auth_cb has been called */
     bool authed;         /* ... and did not refuse the connection */
@@ -618,6 +620,11 @@ bool gw_conn_authenticated(const struct gw_conn *c)
 struct gw_peerlimit_slot **gw_conn_slot(struct gw_conn *c)
 {
     return &c->slot;
+}
+
+struct gw_preauthq_node *gw_conn_preauth_node(struct gw_conn *c)
+{
+    return &c->preauth;
 }
 
 const struct gw_peer *gw_conn_peer_info(const struct gw_conn *c)

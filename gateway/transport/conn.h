@@ -21,6 +21,7 @@ struct gw_h2_pool;
 struct gw_h2_upcalls;
 struct gw_budget;
 struct gw_peerlimit_slot;
+struct gw_preauthq_node;
 struct gw_tls;
 
 /* Called once when the connection has finished (peer gone, error, timeout, drained). The owner
@@ -82,6 +83,9 @@ bool gw_conn_authenticated(const struct gw_conn *c);
 
 /* The owner's admission slot of an unauthenticated connection (peerlimit.h); NULL otherwise. */
 struct gw_peerlimit_slot **gw_conn_slot(struct gw_conn *c);
+
+/* The owner's node in its queue of unauthenticated connections (preauthq.h). */
+struct gw_preauthq_node *gw_conn_preauth_node(struct gw_conn *c);
 
 /* True when the connection completed its TLS handshake and its client certificate is revoked by
  * t's current CRL (reloaded after the handshake). */

@@ -1,16 +1,21 @@
 /* server.c: listeners, the connection caps and registry, and the graceful drain. Owns the
- * evconnlisteners, every struct gw_conn (a doubly linked list), the per-address admission
- * table (peerlimit.h) and the count per certificate (certlimit.h). Invariants: at most
- * cfg->max_connections connections exist, of which at most max_preauth are unauthenticated (the
- * rest is kept for authenticated clients), at most max_preauth_per_address from one address,
- * admitted at most accept_rate_per_address per second per address; at most
- * max_connections_per_certificate authenticated ones of one client certificate (certlimit.h: one
- * more is refused after its handshake and stays unauthenticated, so it holds a pre-authentication
- * slot until it is closed), whose connections share its budget of request memory, and whose
- * count (with it, at the last, the budget) is given back only after the connection is freed
- * with its calls, so nothing charged to a budget outlives it; npreauth counts exactly the
- * registered connections not yet authenticated; the plaintext listener binds only a loopback
- * address and only when the config explicitly allows it; the drain callback runs exactly once. */
+ * evconnlisteners, every struct gw_conn (a doubly linked list), the queue of unauthenticated ones
+ * (preauthq.h), the per-address admission table (peerlimit.h) and the count per certificate
+ * (certlimit.h). Invariants: at most cfg->max_connections connections exist, of which at most
+ * max_preauth are unauthenticated (the rest is kept for authenticated clients), at most
+ * max_preauth_per_address from one address, admitted at most accept_rate_per_address per second
+ * per address; at most max_connections_per_certificate authenticated ones of one client
+ * certificate (certlimit.h: one more is refused after its handshake and stays unauthenticated,
+ * so it holds a pre-authentication slot until it is closed), whose connections share its budget
+ * of request memory, and whose count (with it, at the last, the budget) is given back only after
+ * the connection is freed with its calls, so nothing charged to a budget outlives it; the queue
+ * holds exactly the registered connections not yet authenticated, oldest first, and each of them
+ * one address slot, both given back exactly once (end_preauth); a new connection admitted by its
+ * address while max_preauth (or max_connections) is reached closes the oldest unauthenticated
+ * connection instead of being refused (free_conn, as any other close), so an attacker keeping the
+ * caps full must open max_preauth connections within one handshake's time to starve it; the
+ * plaintext listener binds only a loopback address and only when the config explicitly allows
+ * it; the drain callback runs exactly once. */
 #include "server.h"
 
 #include <arpa/inet.h>
@@ -35,6 +40,7 @@
 #include "log.h"
 #include "memwipe.h"
 #include "peerlimit.h"
+#include "preauthq.h"
 
 /* How often the lines the gateway's log budgets left out are counted in the log (when any were). */
 #define LINES_REPORT_MS 10000u
@@ -53,8 +59,8 @@ struct gw_server {
     struct event *lines_ev;     /* reports what they left out, every LINES_REPORT_MS */
     struct gw_conn *conns;
     size_t nconns;
-    size_t npreauth;    /* registered connections not yet authenticated */
-    size_t max_preauth; /* cfg->max_preauth_connections, or a quarter of max_connections */
+    struct gw_preauthq preauth; /* registered connections not yet authenticated, oldest first */
+    size_t max_preauth;         /* cfg->max_preauth_connections, or a quarter of max_connections */
     struct gw_peerlimit *pl;
     struct gw_certlimit *cl; /* authenticated connections per certificate */
     bool draining;
@@ -66,6 +72,8 @@ struct gw_server {
     bool done_called;
     uint64_t refused;
     uint64_t refused_by[GW_SERVER_REFUSED_N];
+    uint64_t evicted;
+    uint64_t evicted_by[GW_SERVER_REFUSED_N]; /* by the limit reached: max_preauth or max */
 };
 
 /* The connection no longer counts as unauthenticated (it authenticated, or it is gone). */
@@ -75,7 +83,7 @@ static void end_preauth(struct gw_server *s, struct gw_conn *c)
 
     gw_peerlimit_release(s->pl, *slot);
     *slot = NULL;
-    s->npreauth--;
+    gw_preauthq_remove(&s->preauth, gw_conn_preauth_node(c));
 }
 
 /* Unlinks c and frees it; then gives back its count of its certificate (certlimit.h), whose
@@ -155,6 +163,30 @@ static void refuse(struct gw_server *s, evutil_socket_t fd, enum gw_server_refus
     evutil_closesocket(fd);
 }
 
+/* Makes room for a new connection at limit r (max_preauth_connections or max_connections):
+ * closes the oldest unauthenticated connection, whatever it is doing (in its handshake, lingering
+ * after a refused one, or refused over max_connections_per_certificate). Logged as refusals are:
+ * the first, then every 1000th. */
+static void evict_oldest(struct gw_server *s, enum gw_server_refusal r)
+{
+    struct gw_conn *c = gw_preauthq_victim(&s->preauth);
+    struct gw_log_ctx ctx = {0};
+
+    if (c == NULL)
+        return;
+    s->evicted_by[r]++;
+    if (s->evicted++ % 1000 == 0) {
+        ctx.peer = gw_conn_peer(c);
+        GW_LOG(GW_LOG_WARN, "server", &ctx,
+               "closing the oldest unauthenticated connection for a new one: %s reached (%llu so "
+               "far)",
+               refusal_names[r], (unsigned long long)s->evicted);
+    }
+    free_conn(s, c);
+    if (gw_memwipe_enabled())
+        event_active(s->scrub_ev, EV_TIMEOUT, 0);
+}
+
 /* Counts the connection against its certificate's max_connections_per_certificate; over it,
  * the connection stays unauthenticated (conn.h) and keeps its pre-authentication slot. */
 static uint32_t conn_auth_cb(void *arg, struct gw_conn *c)
@@ -201,19 +233,21 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         evutil_closesocket(fd);
         return;
     }
-    if (s->nconns >= s->cfg->max_connections) {
+    /* Only unauthenticated connections give way to a new one: with none, the gateway is full. */
+    if (s->nconns >= s->cfg->max_connections && gw_preauthq_len(&s->preauth) == 0) {
         refuse(s, fd, GW_SERVER_REFUSED_MAX_CONNECTIONS);
         return;
     }
-    if (s->npreauth >= s->max_preauth) {
-        refuse(s, fd, GW_SERVER_REFUSED_MAX_PREAUTH); /* the rest is kept for the authenticated */
-        return;
-    }
+    /* The address's limits first: a connection they refuse closes no other. */
     v = gw_peerlimit_admit(s->pl, sa, gw_clock_ms(), &slot);
     if (v != GW_PEERLIMIT_OK) {
         refuse(s, fd, verdict_refusal[v]);
         return;
     }
+    if (s->nconns >= s->cfg->max_connections)
+        evict_oldest(s, GW_SERVER_REFUSED_MAX_CONNECTIONS);
+    else if (gw_preauthq_len(&s->preauth) >= s->max_preauth)
+        evict_oldest(s, GW_SERVER_REFUSED_MAX_PREAUTH); /* the rest is kept for the authenticated */
     (void)evutil_make_socket_nonblocking(fd);
     /* gRPC answers are small HEADERS/DATA/trailers writes: without NODELAY, Nagle holds one back
      * until the peer's delayed ACK (~40 ms) and every such answer pays for it. */
@@ -230,7 +264,7 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
     }
     gw_conn_set_auth_cb(c, conn_auth_cb);
     *gw_conn_slot(c) = slot;
-    s->npreauth++;
+    gw_preauthq_push(&s->preauth, gw_conn_preauth_node(c), c);
     *gw_conn_next(c) = s->conns;
     *gw_conn_prev(c) = NULL;
     if (s->conns)
@@ -502,7 +536,7 @@ void gw_server_request_memory_per_certificate(const struct gw_server *s, size_t 
 
 size_t gw_server_preauth(const struct gw_server *s)
 {
-    return s->npreauth;
+    return gw_preauthq_len(&s->preauth);
 }
 
 uint64_t gw_server_refused(const struct gw_server *s, enum gw_server_refusal r)
@@ -519,6 +553,11 @@ void gw_server_lines_suppressed(const struct gw_server *s, uint64_t *conn, uint6
 uint64_t gw_server_accept_paused(const struct gw_server *s)
 {
     return gw_acceptpause_failures(s->tls_pause) + gw_acceptpause_failures(s->plain_pause);
+}
+
+uint64_t gw_server_evicted(const struct gw_server *s, enum gw_server_refusal r)
+{
+    return r < GW_SERVER_REFUSED_N ? s->evicted_by[r] : 0;
 }
 
 const char *gw_server_refusal_name(enum gw_server_refusal r)

@@ -1,9 +1,10 @@
 /* server.h: the listeners and the connection registry. The mTLS listener serves cfg->listen; a
  * plaintext HTTP/2 (prior knowledge) listener exists only when cfg->insecure_loopback_only is
  * true and cfg->insecure_listen is a loopback address (anything else refuses to start).
- * Connections past cfg->max_connections, or past the limits on unauthenticated connections
- * (max_preauth_connections, and per address max_preauth_per_address and
- * accept_rate_per_address), are closed at once. */
+ * Connections past cfg->max_connections, or past the per-address limits on unauthenticated
+ * connections (max_preauth_per_address and accept_rate_per_address), are closed at once; a new
+ * connection within its address's limits that finds max_preauth_connections (or max_connections)
+ * reached closes the oldest unauthenticated connection instead, when there is one. */
 #ifndef GW_SERVER_H
 #define GW_SERVER_H
 
@@ -56,7 +57,8 @@ void gw_server_request_memory_per_certificate(const struct gw_server *s, size_t 
                                               size_t *limit);
 
 /* Connections refused, by the limit that refused them: at accept, or (the last two) once their
- * certificate is known. */
+ * certificate is known. MAX_PREAUTH refuses none since it evicts (gw_server_evicted); it names
+ * that limit. */
 enum gw_server_refusal {
     GW_SERVER_REFUSED_MAX_CONNECTIONS,
     GW_SERVER_REFUSED_MAX_PREAUTH,
@@ -75,6 +77,9 @@ void gw_server_lines_suppressed(const struct gw_server *s, uint64_t *conn, uint6
 /* Accepts that failed for want of descriptors or memory (the listener then pauses:
  * acceptpause.h), ever. */
 uint64_t gw_server_accept_paused(const struct gw_server *s);
+/* Unauthenticated connections closed to make room for a new one, by the limit that was reached
+ * (only GW_SERVER_REFUSED_MAX_PREAUTH and GW_SERVER_REFUSED_MAX_CONNECTIONS count any). */
+uint64_t gw_server_evicted(const struct gw_server *s, enum gw_server_refusal r);
 /* The limit's configuration key ("max_connections", ...), for metrics labels. */
 const char *gw_server_refusal_name(enum gw_server_refusal r);
 
