@@ -7,12 +7,14 @@
  * the output to the peer is backed up. Output the session queues during one loop pass is written
  * once, at the end of that pass (flush_ev): one TLS record and one write(2) for all of it, made
  * directly while the socket takes it, through the bufferevent (which waits for writability and
- * keeps the order) once it does not. */
+ * keeps the order) once it does not. The peer's TLS KeyUpdate messages are counted as OpenSSL
+ * reads them and charged to the session's budget (h2_calm.h) from the loop, in the same pass. */
 #include "conn.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -56,12 +58,15 @@ struct gw_conn {
     struct gw_h2 *h2;
     struct event *handshake_ev; /* handshake deadline; freed once the preface is in (issue 10) */
     struct event *idle_ev;      /* quiet, then idle deadline; the linger deadline after GOAWAY */
-    struct event *flush_ev;     /* writes `pending`, activated by io_send */
+    struct event *flush_ev;     /* writes `pending`, activated by io_send; first charges the
+                                 * KeyUpdates counted (key_update_cb) */
     struct event *linger_ev;    /* after a refused handshake: reads and discards */
     size_t lingered;            /* bytes discarded so far */
     struct evbuffer *pending;   /* session output not yet written or handed to the bufferevent;
                                  * NULL while there is none (an idle connection holds no buffer) */
     struct ssl_st *ssl;         /* owned by the bufferevent; NULL for plaintext */
+    struct gw_tls_watch watch;  /* the peer's KeyUpdates, told to key_update_cb */
+    uint32_t key_updates;       /* ... received and not yet charged to the session */
     struct gw_peer peer;
     struct gw_log_ctx log;
     gw_conn_closed_cb closed_cb;
@@ -166,6 +171,30 @@ static int start_session(struct gw_conn *c)
     if (c->h2 == NULL)
         return GW_ENOMEM;
     return gw_h2_flush(c->h2);
+}
+
+/* A KeyUpdate read by OpenSSL (from inside the bufferevent's read): counted, and charged to the
+ * session's budget by flush_cb at the end of this loop pass. */
+static void key_update_cb(void *arg)
+{
+    struct gw_conn *c = arg;
+
+    if (c->key_updates < UINT32_MAX)
+        c->key_updates++;
+    event_active(c->flush_ev, EV_TIMEOUT, 0);
+}
+
+/* Charges the KeyUpdates counted so far to the session (h2.h); over its budget the session
+ * queues GOAWAY ENHANCE_YOUR_CALM and the connection closes once that has left. Those counted
+ * before the session started are charged when it does. */
+static void charge_key_updates(struct gw_conn *c)
+{
+    uint32_t n = c->key_updates;
+
+    if (n == 0 || c->h2 == NULL)
+        return;
+    c->key_updates = 0;
+    (void)gw_h2_key_updates(c->h2, n);
 }
 
 /* Moves records left in OpenSSL's read-ahead buffer into the input buffer. Returns 1 when it
@@ -279,6 +308,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (c->closing)
         return;
+    charge_key_updates(c);
     while (c->pending != NULL && (len = evbuffer_get_length(c->pending)) > 0) {
         int n = 0;
 
@@ -340,6 +370,7 @@ static void on_connected(struct gw_conn *c)
         conn_close(c, "cannot start session");
         return;
     }
+    charge_key_updates(c);
     process_input(c);
 }
 
@@ -525,6 +556,8 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
         ssl = gw_tls_ssl_new(tls);
         if (ssl == NULL)
             goto fail;
+        c->watch = (struct gw_tls_watch){key_update_cb, c};
+        gw_tls_watch_key_updates(ssl, &c->watch);
         c->bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
         if (c->bev == NULL)
             goto fail;
@@ -577,6 +610,8 @@ void gw_conn_free(struct gw_conn *c)
     gw_h2_free(c->h2); /* cancels live calls */
     if (c->linger_ev != NULL)
         event_free(c->linger_ev); /* before the bufferevent closes its fd */
+    if (c->tls && c->bev != NULL) /* libevent may free the SSL after c */
+        gw_tls_watch_key_updates(bufferevent_openssl_get_ssl(c->bev), NULL);
     if (c->bev != NULL)
         bufferevent_free(c->bev);
     if (c->handshake_ev != NULL)

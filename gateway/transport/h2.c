@@ -581,21 +581,28 @@ static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_
     return 0;
 }
 
-/* Every frame header, before nghttp2 acts on the frame: the control-frame budgets. Over one, the
- * session is terminated with ENHANCE_YOUR_CALM: nghttp2 then answers no PING or SETTINGS, opens
- * no stream, and the connection closes once the GOAWAY has left. */
+/* Over a budget (h2_calm.h): the session is terminated with ENHANCE_YOUR_CALM, once: nghttp2 then
+ * answers no PING or SETTINGS, opens no stream, and the connection closes once the GOAWAY has
+ * left. */
+static void calm_down(struct gw_h2 *h2, enum gw_h2_calm_kind k)
+{
+    h2->calmed = true;
+    GW_LOG(GW_LOG_WARN, "h2", &h2->log,
+           "%s flood: over the connection's budget: GOAWAY ENHANCE_YOUR_CALM, closing",
+           gw_h2_calm_name(k));
+    (void)nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+/* Every frame header, before nghttp2 acts on the frame: the control-frame budgets. */
 static int on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user_data)
 {
     struct gw_h2 *h2 = user_data;
     enum gw_h2_calm_kind k = gw_h2_calm_kind_of(hd->type, (hd->flags & NGHTTP2_FLAG_ACK) != 0);
 
+    (void)session;
     if (h2->calmed || k == GW_H2_CALM_NKINDS || gw_h2_calm_take(&h2->calm, k, gw_clock_ms()))
         return 0;
-    h2->calmed = true;
-    GW_LOG(GW_LOG_WARN, "h2", &h2->log,
-           "%s flood: over the connection's budget: GOAWAY ENHANCE_YOUR_CALM, closing",
-           gw_h2_calm_name(k));
-    (void)nghttp2_session_terminate_session(session, NGHTTP2_ENHANCE_YOUR_CALM);
+    calm_down(h2, k);
     return 0;
 }
 
@@ -1198,6 +1205,22 @@ void gw_h2_goaway(struct gw_h2 *h2)
                                 nghttp2_session_get_last_proc_stream_id(h2->session),
                                 NGHTTP2_NO_ERROR, NULL, 0);
     (void)gw_h2_flush(h2);
+}
+
+bool gw_h2_key_updates(struct gw_h2 *h2, uint32_t n)
+{
+    uint64_t now = gw_clock_ms();
+
+    if (h2->calmed)
+        return false;
+    for (uint32_t i = 0; i < n; i++) {
+        if (!gw_h2_calm_take(&h2->calm, GW_H2_CALM_KEY_UPDATE, now)) {
+            calm_down(h2, GW_H2_CALM_KEY_UPDATE);
+            (void)gw_h2_flush(h2);
+            return false;
+        }
+    }
+    return true;
 }
 
 void gw_h2_terminate(struct gw_h2 *h2)

@@ -139,6 +139,11 @@ void gw_h2_release_idle(struct gw_h2 *h2);
 void gw_h2_goaway(struct gw_h2 *h2);
 /* Immediate shutdown: GOAWAY(NO_ERROR), no stream is served further. */
 void gw_h2_terminate(struct gw_h2 *h2);
+/* The TLS layer under the session received n TLS 1.3 KeyUpdate messages (conn.c): charged to
+ * the connection's budget (h2_calm.h). Over it, as for a control-frame flood: a warning, GOAWAY
+ * ENHANCE_YOUR_CALM, no stream served further, and gw_h2_want_io false once the GOAWAY has left.
+ * Returns false when over the budget (now or before). Not from inside gw_h2_recv. */
+bool gw_h2_key_updates(struct gw_h2 *h2, uint32_t n);
 
 /* ---- one stream, for the layer above ---- */
 

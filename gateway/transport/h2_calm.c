@@ -17,6 +17,8 @@ static const struct bounds kinds[GW_H2_CALM_NKINDS] = {
     [GW_H2_CALM_PRIORITY] = {GW_H2_CALM_PRIORITY_BURST, GW_H2_CALM_PRIORITY_RATE, "PRIORITY"},
     [GW_H2_CALM_RST_STREAM] = {GW_H2_CALM_RST_STREAM_BURST, GW_H2_CALM_RST_STREAM_RATE,
                                "RST_STREAM"},
+    [GW_H2_CALM_KEY_UPDATE] = {GW_H2_CALM_KEY_UPDATE_BURST, GW_H2_CALM_KEY_UPDATE_RATE,
+                               "TLS KeyUpdate"},
 };
 
 void gw_h2_calm_init(struct gw_h2_calm *c, uint64_t now_ms)

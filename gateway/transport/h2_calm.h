@@ -1,5 +1,6 @@
 /* h2_calm.h: one HTTP/2 connection's budgets for the frames a client can send without asking
- * for any work (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM), and the rate limit of its
+ * for any work (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM) and for the TLS 1.3
+ * KeyUpdate messages under it (conn.c counts them, h2.c charges them), and the rate limit of its
  * per-stream log lines. Pure: no libevent, no nghttp2, no logging; the caller passes the time,
  * so tests drive it without a clock.
  *
@@ -7,7 +8,8 @@
  * frame accompanies in a well-behaved client (a stream opened, a DATA or HEADERS frame we sent:
  * a client's WINDOW_UPDATEs and PINGs follow our output). A frame over its budget is a flood;
  * the session answers it with GOAWAY ENHANCE_YOUR_CALM. Every bound below is at least ten times
- * what grpc-core, grpc-go or grpc-java send (keepalive and BDP pings, window updates). */
+ * what grpc-core, grpc-go or grpc-java send (keepalive and BDP pings, window updates; a KeyUpdate
+ * only from Java's JSSE, once per 2^37 bytes with AES-GCM, and from none unasked). */
 #ifndef GW_H2_CALM_H
 #define GW_H2_CALM_H
 
@@ -22,6 +24,7 @@ enum gw_h2_calm_kind {
     GW_H2_CALM_WINDOW_UPDATE,
     GW_H2_CALM_PRIORITY,
     GW_H2_CALM_RST_STREAM,
+    GW_H2_CALM_KEY_UPDATE, /* TLS, not HTTP/2: never returned by gw_h2_calm_kind_of */
     GW_H2_CALM_NKINDS
 };
 
@@ -36,6 +39,9 @@ enum gw_h2_calm_kind {
 #define GW_H2_CALM_PRIORITY_RATE 20u
 #define GW_H2_CALM_RST_STREAM_BURST 400u /* CVE-2023-44487 "rapid reset" */
 #define GW_H2_CALM_RST_STREAM_RATE 40u
+/* Each costs two key derivations, new cipher contexts and (update_requested) a record back. */
+#define GW_H2_CALM_KEY_UPDATE_BURST 32u
+#define GW_H2_CALM_KEY_UPDATE_RATE 1u
 
 /* Per-stream log lines: at most BURST in a row, then RATE per second on one connection; the next
  * line written after some were dropped says how many. */
@@ -63,7 +69,7 @@ bool gw_h2_calm_take(struct gw_h2_calm *c, enum gw_h2_calm_kind k, uint64_t now_
 void gw_h2_calm_stream_opened(struct gw_h2_calm *c);
 void gw_h2_calm_frame_sent(struct gw_h2_calm *c, uint8_t type);
 
-/* "PING", "SETTINGS", ... for the log. */
+/* "PING", "SETTINGS", ..., "TLS KeyUpdate" for the log. */
 const char *gw_h2_calm_name(enum gw_h2_calm_kind k);
 
 /* May a per-stream log line be written now? Only when both the connection's budget and gateway

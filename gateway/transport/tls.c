@@ -271,6 +271,26 @@ struct ssl_st *gw_tls_ssl_new(struct gw_tls *t)
     return ssl;
 }
 
+/* Sees every protocol message and record header OpenSSL reads or writes; only a received
+ * handshake message of type key_update (RFC 8446 4.6.3) is passed on. */
+static void watch_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
+                         SSL *ssl, void *arg)
+{
+    const struct gw_tls_watch *w = arg;
+
+    (void)version;
+    (void)ssl;
+    if (!write_p && content_type == SSL3_RT_HANDSHAKE && len >= 1 &&
+        ((const uint8_t *)buf)[0] == SSL3_MT_KEY_UPDATE)
+        w->key_update(w->arg);
+}
+
+void gw_tls_watch_key_updates(struct ssl_st *ssl, struct gw_tls_watch *w)
+{
+    SSL_set_msg_callback(ssl, w != NULL ? watch_msg_cb : NULL);
+    SSL_set_msg_callback_arg(ssl, w);
+}
+
 int gw_tls_write(struct ssl_st *ssl, const uint8_t *data, size_t len)
 {
     int n;

@@ -31,6 +31,18 @@ void gw_tls_free(struct gw_tls *t);
 struct ssl_st *gw_tls_ssl_new(struct gw_tls *t);
 void gw_tls_ssl_free(struct ssl_st *ssl);
 
+/* What the peer's TLS 1.3 KeyUpdate messages are told to (gw_tls_watch_key_updates). */
+typedef void (*gw_tls_key_update_cb)(void *arg);
+struct gw_tls_watch {
+    gw_tls_key_update_cb key_update;
+    void *arg;
+};
+/* Calls w->key_update(w->arg) for every KeyUpdate message the peer of ssl sends, once OpenSSL has
+ * read it: from inside a read of the bufferevent that owns ssl, so the callback must neither free
+ * the connection nor use the bufferevent (it counts, and schedules the rest on the loop). w is
+ * borrowed: it must outlive ssl, or be taken back first with w NULL (no more calls). */
+void gw_tls_watch_key_updates(struct ssl_st *ssl, struct gw_tls_watch *w);
+
 /* Encrypts and sends up to GW_TLS_RECORD_MAX bytes of data directly (one record, one write(2)),
  * for an established connection whose bufferevent holds no output. Returns the bytes sent, or 0
  * when the socket would block or the write failed: then hand the same bytes to the bufferevent,

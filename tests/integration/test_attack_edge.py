@@ -18,7 +18,8 @@ gateway with its bound checked:
   at most 16 connections;
 - silent sockets from four addresses, each at its per-address cap, are more than the global
   unauthenticated cap: a new connection closes the oldest unauthenticated one, so a legitimate
-  client's handshakes still get through.
+  client's handshakes still get through;
+- a TLS 1.3 KeyUpdate flood on one mTLS connection is answered like a PING flood.
 
 Frames are written by hand (struct over ssl): the h2 package is not installed. No assertion
 depends on timing: a flood is over budget by a factor of at least ten, and "the gateway went on
@@ -579,3 +580,127 @@ def test_silent_sockets_from_four_addresses_leave_room_for_handshakes(stack):
                "max_preauth_connections" in line
                for line in stack.log_lines()[since:]), "no closing was logged"
 
+
+KEYUPDATE_C = r"""
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+/* ca cert key port n: a TLS 1.3 mTLS connection (ALPN h2, preface and SETTINGS sent) that sends
+ * n KeyUpdate messages, each asking for one back, and reads what the server sends when it comes
+ * (so that a GOAWAY is read before a write fails on the closed connection), or every 256.
+ * Prints how many went out before the connection failed, and the error code of the GOAWAY the
+ * server sent (-1: none). */
+static unsigned char in[1 << 20];
+static size_t inlen;
+
+static long goaway_code(void)
+{
+    size_t off = 0;
+
+    while (off + 9 <= inlen) {
+        size_t len = (size_t)in[off] << 16 | (size_t)in[off + 1] << 8 | in[off + 2];
+        if (off + 9 + len > inlen)
+            break;
+        if (in[off + 3] == 7 && len >= 8)
+            return (long)in[off + 13] << 24 | in[off + 14] << 16 | in[off + 15] << 8 | in[off + 16];
+        off += 9 + len;
+    }
+    return -1;
+}
+
+/* Reads what has arrived; returns 0 while the connection is up. */
+static int drain(SSL *ssl, int fd)
+{
+    int r = 0;
+
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    while (inlen < sizeof(in) && (r = SSL_read(ssl, in + inlen, (int)(sizeof(in) - inlen))) > 0)
+        inlen += (size_t)r;
+    fcntl(fd, F_SETFL, 0);
+    return inlen < sizeof(in) && SSL_get_error(ssl, r) == SSL_ERROR_WANT_READ ? 0 : -1;
+}
+
+int main(int argc, char **argv)
+{
+    static const unsigned char h2[] = {2, 'h', '2'};
+    static const char pre[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0";
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    struct sockaddr_in sa = {0};
+    long n, i;
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    SSL *ssl;
+
+    if (argc != 6 || ctx == NULL || fd < 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN); /* a write after the gateway closed fails, and is counted */
+    n = atol(argv[5]);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    if (!SSL_CTX_load_verify_locations(ctx, argv[1], NULL) ||
+        !SSL_CTX_use_certificate_chain_file(ctx, argv[2]) ||
+        !SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM) ||
+        SSL_CTX_set_alpn_protos(ctx, h2, sizeof(h2)) != 0)
+        return 2;
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)atoi(argv[4]));
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        return 2;
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1 || SSL_write(ssl, pre, sizeof(pre) - 1) <= 0)
+        return 2;
+    for (i = 0; i < n; i++) {
+        if (!SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) || SSL_do_handshake(ssl) != 1)
+            break;
+        struct pollfd p = {fd, POLLIN, 0};
+        if ((i % 256 == 255 || poll(&p, 1, 0) == 1) && drain(ssl, fd) != 0)
+            break;
+    }
+    (void)drain(ssl, fd);
+    printf("%ld %ld\n", i, goaway_code());
+    return 0;
+}
+"""
+
+
+FLOOD = 1000000
+
+
+def test_key_update_flood_is_answered_like_a_ping_flood(stack, tmp_path):
+    """courier_a sends up to a million TLS 1.3 KeyUpdate messages on one connection, each asking
+    for one back: each costs the gateway two key derivations, new cipher contexts and a record, as
+    a PING costs it an answer (before: 200 000 in 20 s all accepted, 28% of a core). The
+    connection has a budget (32 at once, then one a second): it is closed with GOAWAY
+    ENHANCE_YOUR_CALM long before the flood ends (a million records are more than both sockets'
+    buffers hold, so what the client wrote before it saw the close does not depend on speed),
+    with one warning naming the peer and principal, and the gateway goes on serving. Built with the system's gcc and libssl-dev (the build's own
+    dependencies): Python's ssl module cannot send a KeyUpdate."""
+    src, exe = tmp_path / "keyupdate.c", tmp_path / "keyupdate"
+    src.write_text(KEYUPDATE_C)
+    r = subprocess.run(["gcc", "-O1", "-o", str(exe), str(src), "-lssl", "-lcrypto"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, "cannot build the KeyUpdate client: %s" % r.stderr
+    since = len(stack.log_lines())
+    _, port = hostport(stack.addr)
+    cert, key = stack.cert("courier_a")
+    r = subprocess.run([str(exe), stack.ca, cert, key, str(port), str(FLOOD)], capture_output=True,
+                       text=True, timeout=300)
+    assert r.returncode == 0, "the KeyUpdate client could not connect: %s" % r.stderr
+    went, code = (int(x) for x in r.stdout.split())
+    print("KeyUpdate messages written on one connection: %d of %d; GOAWAY %d" % (went, FLOOD, code))
+    assert went < FLOOD, "%d KeyUpdate messages accepted on one connection, none refused" % went
+    assert code == ENHANCE_YOUR_CALM, "expected GOAWAY ENHANCE_YOUR_CALM, got %d" % code
+    warned = [json.loads(line) for line in stack.log_lines()[since:]
+              if "TLS KeyUpdate flood" in line]
+    assert len(warned) == 1, "%d KeyUpdate flood warnings for one connection" % len(warned)
+    assert warned[0]["level"] == "warn" and warned[0]["principal"] == "courier_a" and \
+        warned[0]["peer"].startswith("127.0.0.1:")
+    assert stack.health() == "SERVING"

@@ -1,6 +1,7 @@
 /* test_h2_calm.c: the control-frame budgets and the per-stream log limit (h2_calm.h): each
  * bucket allows its burst and not one frame more, refills at its rate, earns credit only from
- * our DATA and HEADERS, never past its burst; ACKs are free; the log limit counts what it drops. */
+ * our DATA and HEADERS, never past its burst; ACKs are free; TLS KeyUpdate has a bucket no frame
+ * type maps to and no output credits; the log limit counts what it drops. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,7 +23,7 @@ static void test_bursts(void **state)
 {
     static const unsigned burst[GW_H2_CALM_NKINDS] = {
         GW_H2_CALM_PING_BURST,     GW_H2_CALM_SETTINGS_BURST,   GW_H2_CALM_WINDOW_UPDATE_BURST,
-        GW_H2_CALM_PRIORITY_BURST, GW_H2_CALM_RST_STREAM_BURST,
+        GW_H2_CALM_PRIORITY_BURST, GW_H2_CALM_RST_STREAM_BURST, GW_H2_CALM_KEY_UPDATE_BURST,
     };
     struct gw_h2_calm c;
 
@@ -86,6 +87,30 @@ static void test_kinds(void **state)
     assert_int_equal(gw_h2_calm_kind_of(0x0, false), GW_H2_CALM_NKINDS);
     assert_int_equal(gw_h2_calm_kind_of(0x1, false), GW_H2_CALM_NKINDS);
     assert_string_equal(gw_h2_calm_name(GW_H2_CALM_WINDOW_UPDATE), "WINDOW_UPDATE");
+    assert_string_equal(gw_h2_calm_name(GW_H2_CALM_KEY_UPDATE), "TLS KeyUpdate");
+    /* no HTTP/2 frame type is a KeyUpdate */
+    for (unsigned t = 0; t < 256; t++) {
+        assert_int_not_equal(gw_h2_calm_kind_of((uint8_t)t, false), GW_H2_CALM_KEY_UPDATE);
+        assert_int_not_equal(gw_h2_calm_kind_of((uint8_t)t, true), GW_H2_CALM_KEY_UPDATE);
+    }
+}
+
+/* A KeyUpdate earns no credit from our output (a flood of them would otherwise pay for itself
+ * with the records it makes us send) and refills at its own rate. */
+static void test_key_update_budget(void **state)
+{
+    struct gw_h2_calm c;
+
+    (void)state;
+    gw_h2_calm_init(&c, 0);
+    assert_int_equal(take_all(&c, GW_H2_CALM_KEY_UPDATE, 0), GW_H2_CALM_KEY_UPDATE_BURST);
+    for (int i = 0; i < 1000; i++) {
+        gw_h2_calm_frame_sent(&c, 0x0);
+        gw_h2_calm_frame_sent(&c, 0x1);
+        gw_h2_calm_stream_opened(&c);
+    }
+    assert_false(gw_h2_calm_take(&c, GW_H2_CALM_KEY_UPDATE, 0));
+    assert_int_equal(take_all(&c, GW_H2_CALM_KEY_UPDATE, 10000), 10 * GW_H2_CALM_KEY_UPDATE_RATE);
 }
 
 static void test_log_limit(void **state)
@@ -139,9 +164,13 @@ static void test_log_limit_shared(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_bursts),    cmocka_unit_test(test_refill_and_clock),
-        cmocka_unit_test(test_credit),    cmocka_unit_test(test_kinds),
-        cmocka_unit_test(test_log_limit), cmocka_unit_test(test_log_limit_shared),
+        cmocka_unit_test(test_bursts),
+        cmocka_unit_test(test_refill_and_clock),
+        cmocka_unit_test(test_credit),
+        cmocka_unit_test(test_kinds),
+        cmocka_unit_test(test_log_limit),
+        cmocka_unit_test(test_log_limit_shared),
+        cmocka_unit_test(test_key_update_budget),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
