@@ -22,7 +22,12 @@
  *    connect deadline, not the gateway its loop. evdns runs a cancelled request's callback
  *    later, from the loop: each resolution has a ticket, detached from the client when the
  *    attempt ends (close_tcp), and the resolver is reference-counted by the client and the
- *    tickets, so neither the client nor the resolver is touched after it is gone. */
+ *    tickets, so neither the client nor the resolver is touched after it is gone;
+ *  - the server's control frames (PING, SETTINGS, WINDOW_UPDATE, PRIORITY, RST_STREAM) have the
+ *    budgets of the gateway's own server side (h2_calm.h), earned back by our requests: over
+ *    one the session is terminated with ENHANCE_YOUR_CALM, input is no longer read, and the
+ *    connection is dropped like a failed attempt (backoff), its calls UNAVAILABLE naming the
+ *    flood, so a hostile backend costs the loop a bounded number of frames per attempt. */
 #include "gclient.h"
 
 #include <errno.h>
@@ -41,8 +46,10 @@
 #include <nghttp2/nghttp2.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "config.h"
 #include "grpc_resp.h"
+#include "h2_calm.h"
 #include "h2mem.h"
 #include "tls.h"
 
@@ -108,6 +115,8 @@ struct gw_gclient {
     struct event *ping_ev;    /* a PING sent after a deadline must be answered before it */
     bool ping_outstanding;
     bool settled; /* the server's SETTINGS arrived: the connection counts as established */
+    struct gw_h2_calm calm; /* the server's control frames, per connection */
+    const char *flood;      /* the budget the server went over (its frame's name), or NULL */
     struct gw_gclient_call *calls, *calls_tail; /* in the order they were started */
     struct gw_gclient_call *done_head, *done_tail;
     size_t inflight;
@@ -437,13 +446,22 @@ static int on_data_chunk_cb(nghttp2_session *s, uint8_t flags, int32_t stream_id
     return 0;
 }
 
+/* Why the calls of a connection dropped for a flood failed. */
+static void flood_message(const struct gw_gclient *c, char *msg, size_t len)
+{
+    snprintf(msg, len, "backend: %s flood: over the connection's budget, dropped", c->flood);
+}
+
 /* The outcome of a stream that ended without a decision of ours. */
 static void finish_stream(struct gw_gclient *c, struct gw_gclient_call *k, uint32_t error_code)
 {
     char msg[MSG_MAX];
     enum gw_grpc_status st;
 
-    if (error_code != NGHTTP2_NO_ERROR) {
+    if (error_code != NGHTTP2_NO_ERROR && c->flood != NULL) { /* closed by our GOAWAY */
+        flood_message(c, msg, sizeof(msg));
+        st = GW_GRPC_UNAVAILABLE;
+    } else if (error_code != NGHTTP2_NO_ERROR) {
         snprintf(msg, sizeof(msg), "backend: stream reset (%s)",
                  nghttp2_http2_strerror(error_code));
         st = GW_GRPC_UNAVAILABLE;
@@ -469,6 +487,29 @@ static int on_stream_close_cb(nghttp2_session *s, int32_t stream_id, uint32_t er
     k->stream_open = false;
     finish_stream(c, k, error_code);
     maybe_free(c, k);
+    return 0;
+}
+
+/* Every frame header from the server, before nghttp2 acts on it: the control-frame budgets. */
+static int on_begin_frame_cb(nghttp2_session *s, const nghttp2_frame_hd *hd, void *arg)
+{
+    struct gw_gclient *c = arg;
+    enum gw_h2_calm_kind k = gw_h2_calm_kind_of(hd->type, (hd->flags & NGHTTP2_FLAG_ACK) != 0);
+
+    if (c->flood != NULL || gw_h2_calm_take(&c->calm, k, gw_clock_ms()))
+        return 0;
+    c->flood = gw_h2_calm_name(k);
+    (void)nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
+    return 0;
+}
+
+/* Our requests earn the server's answers to them (window updates, pings) their credit. */
+static int on_frame_send_cb(nghttp2_session *s, const nghttp2_frame *f, void *arg)
+{
+    struct gw_gclient *c = arg;
+
+    (void)s;
+    gw_h2_calm_frame_sent(&c->calm, f->hd.type);
     return 0;
 }
 
@@ -532,6 +573,8 @@ static int submit(struct gw_gclient *c, struct gw_gclient_call *k)
  * when the session is over. */
 static void pump(struct gw_gclient *c)
 {
+    char msg[MSG_MAX];
+
     if (c->state != C_READY)
         return;
     if (c->held - c->inflight + c->orphans > MAX_STALE) {
@@ -545,8 +588,14 @@ static void pump(struct gw_gclient *c)
         conn_lost(c, "backend: HTTP/2 send failed", c->settled);
         return;
     }
-    if (!nghttp2_session_want_read(c->sess) && !nghttp2_session_want_write(c->sess))
-        conn_lost(c, "backend: connection closed (GOAWAY)", c->settled);
+    if (nghttp2_session_want_read(c->sess) || nghttp2_session_want_write(c->sess))
+        return;
+    if (c->flood != NULL) { /* our GOAWAY is in the output; not waited for */
+        flood_message(c, msg, sizeof(msg));
+        conn_lost(c, msg, false);
+        return;
+    }
+    conn_lost(c, "backend: connection closed (GOAWAY)", c->settled);
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -586,6 +635,10 @@ static void process_input(struct gw_gclient *c)
         }
         evbuffer_drain(in, (size_t)n);
         pump(c); /* may tear the connection down: the loop's condition sees it */
+        if (c->state == C_READY && c->flood != NULL) { /* the rest is not read */
+            (void)bufferevent_disable(c->bev, EV_READ);
+            return;
+        }
     }
 }
 
@@ -606,7 +659,7 @@ static void write_cb(struct bufferevent *bev, void *arg)
     if (c->state != C_READY)
         return;
     if (evbuffer_get_length(bufferevent_get_output(bev)) < GW_GCLIENT_OUT_HIGH &&
-        !(bufferevent_get_enabled(bev) & EV_READ)) {
+        c->flood == NULL && !(bufferevent_get_enabled(bev) & EV_READ)) {
         (void)bufferevent_enable(bev, EV_READ);
         process_input(c);
     }
@@ -629,10 +682,14 @@ static int start_session(struct gw_gclient *c)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk_cb);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close_cb);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv_cb);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame_cb);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send_cb);
     nghttp2_option_set_peer_max_concurrent_streams(opt, 100);
     nghttp2_option_set_max_send_header_block_length(opt, 16384);
     if (nghttp2_session_client_new3(&c->sess, cbs, c, opt, gw_h2mem()) != 0)
         goto out;
+    gw_h2_calm_init(&c->calm, gw_clock_ms());
+    c->flood = NULL;
     if (nghttp2_submit_settings(c->sess, NGHTTP2_FLAG_NONE, iv, sizeof(iv) / sizeof(iv[0])) != 0)
         goto out;
     rc = 0;

@@ -15,6 +15,7 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -357,6 +358,22 @@ def recv_exact(s, n):
             raise EOFError
         b += chunk
     return b
+
+
+def h2_frame(ftype, flags, stream_id, payload=b""):
+    """One HTTP/2 frame (RFC 9113 4.1), for the tests' hand-written peers."""
+    return (struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) +
+            struct.pack(">I", stream_id) + payload)
+
+
+def hpack_literal(headers):
+    """A header block of literal fields without indexing (no Huffman): short names and values."""
+    out = b""
+    for name, value in headers:
+        n, v = name.encode(), value.encode()
+        assert len(n) < 127 and len(v) < 127
+        out += b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
+    return out
 
 
 def wait_for(fn, timeout, interval=0.25):

@@ -16,28 +16,13 @@ import time
 
 import pytest
 
-from conftest import recv_exact, wait_for
+from conftest import h2_frame, hpack_literal, recv_exact, wait_for
 from test_forward import new_waybill, outbox_rows, sink, submit, wait_delivered
 
 BOUND_S = 60
 H2_DATA, H2_HEADERS, H2_SETTINGS, H2_PING = 0, 1, 4, 6
 END_STREAM = ACK = 1
 END_HEADERS = 4
-
-
-def h2_frame(ftype, flags, stream_id, payload=b""):
-    return (struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) +
-            struct.pack(">I", stream_id) + payload)
-
-
-def hpack_literal(headers):
-    """A header block of literal fields without indexing (no Huffman): short names and values."""
-    out = b""
-    for name, value in headers:
-        n, v = name.encode(), value.encode()
-        assert len(n) < 127 and len(v) < 127
-        out += b"\x00" + bytes([len(n)]) + n + bytes([len(v)]) + v
-    return out
 
 
 class HostileBackend:

@@ -8,9 +8,10 @@ DEADLINE_EXCEEDED against a slow backend, UNAVAILABLE when the backend is down a
 when it is back (same client), RESOURCE_EXHAUSTED for a response over max_response (and the
 connection still usable), a server certificate from another CA or naming another host refused,
 cancel (no callback), a callback that frees the client, concurrent calls multiplexed; against
-a hostile server of this file (HostileBackend), the output kept under the client's mark during a
-PING flood from a server that never reads, and calls freed at their deadline while a server's
-stream limit of 0 keeps their requests queued (the connection dropped past the client's bound).
+a hostile server of this file (HostileBackend), PING and WINDOW_UPDATE floods cut by the
+control-frame budgets (a busy, well-behaved backend never cut), and calls freed at their deadline
+while a server's stream limit of 0 keeps their requests queued (the connection dropped past the
+client's bound).
 """
 
 import json
@@ -28,7 +29,7 @@ import time
 
 import pytest
 
-from conftest import recv_exact
+from conftest import h2_frame, hpack_literal, recv_exact
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
@@ -187,13 +188,9 @@ class Blackhole:
             x.close()
 
 
-def h2_frame(ftype, flags, stream_id, payload=b""):
-    return (struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) +
-            struct.pack(">I", stream_id) + payload)
-
-
-H2_SETTINGS, H2_PING, H2_HEADERS = 4, 6, 1
-H2_ACK = 1
+H2_DATA, H2_HEADERS, H2_SETTINGS, H2_PING, H2_WINDOW_UPDATE = 0, 1, 4, 6, 8
+H2_ACK = H2_END_STREAM = 1
+H2_END_HEADERS = 4
 SETTINGS_MAX_CONCURRENT_STREAMS = 3
 
 
@@ -204,7 +201,12 @@ class HostileBackend:
              drops the connection (or FLOOD_CAP bytes);
       mcs0:  advertises SETTINGS_MAX_CONCURRENT_STREAMS 0, acknowledges SETTINGS, answers PINGs
              and counts the HEADERS frames it receives (none once the client has the limit);
-             `settings_acked` is set when the client has acknowledged the limit (applied it).
+             `settings_acked` is set when the client has acknowledged the limit (applied it);
+      wuflood: sends its SETTINGS and then connection WINDOW_UPDATEs of 1 without end (or
+             FLOOD_CAP bytes), never reading;
+      echo:  a busy but well-behaved backend: for every DATA frame received a connection and a
+             stream WINDOW_UPDATE (`window_updates` counts them), for every request a PING
+             (`pings`) and an OK answer with an empty message.
     `ended` is set when a connection has ended, by either side."""
 
     FLOOD_CAP = 1 << 30
@@ -225,6 +227,7 @@ class HostileBackend:
         self.addr = "127.0.0.1:%d" % self.lsock.getsockname()[1]
         self.lock = threading.Lock()
         self.accepted = self.closed = self.headers = self.flood_sent = 0
+        self.window_updates = self.pings = 0
         self.ended = threading.Event()
         self.settings_acked = threading.Event()
         self.socks = []
@@ -247,6 +250,10 @@ class HostileBackend:
             s = self.ctx.wrap_socket(raw, server_side=True)
             if self.mode == "flood":
                 self._flood(s)
+            elif self.mode == "wuflood":
+                self._wuflood(s)
+            elif self.mode == "echo":
+                self._echo(s)
             else:
                 self._mcs0(s)
         except (OSError, EOFError):
@@ -263,6 +270,44 @@ class HostileBackend:
             s.sendall(block)
             with self.lock:
                 self.flood_sent += len(block)
+
+    def _wuflood(self, s):
+        s.sendall(h2_frame(H2_SETTINGS, 0, 0))
+        block = h2_frame(H2_WINDOW_UPDATE, 0, 0, struct.pack(">I", 1)) * 1000
+        while self.flood_sent < self.FLOOD_CAP:
+            s.sendall(block)
+            with self.lock:
+                self.flood_sent += len(block)
+
+    def _echo(self, s):
+        recv_exact(s, 24)  # the client's preface
+        s.sendall(h2_frame(H2_SETTINGS, 0, 0))
+        answer_headers = hpack_literal([(":status", "200"), ("content-type", "application/grpc")])
+        trailers = hpack_literal([("grpc-status", "0")])
+        while True:
+            hd = recv_exact(s, 9)
+            length, ftype, flags = int.from_bytes(hd[:3], "big"), hd[3], hd[4]
+            sid = struct.unpack(">I", hd[5:])[0] & 0x7FFFFFFF
+            payload = recv_exact(s, length)
+            out = b""
+            if ftype == H2_SETTINGS and not flags & H2_ACK:
+                out += h2_frame(H2_SETTINGS, H2_ACK, 0)
+            elif ftype == H2_PING and not flags & H2_ACK:
+                out += h2_frame(H2_PING, H2_ACK, 0, payload)
+            elif ftype == H2_DATA:
+                if length:
+                    inc = struct.pack(">I", length)
+                    out += h2_frame(H2_WINDOW_UPDATE, 0, 0, inc)
+                    out += h2_frame(H2_WINDOW_UPDATE, 0, sid, inc)
+                    self.window_updates += 2
+                if flags & H2_END_STREAM:
+                    out += h2_frame(H2_PING, 0, 0, struct.pack(">Q", sid))
+                    self.pings += 1
+                    out += (h2_frame(H2_HEADERS, H2_END_HEADERS, sid, answer_headers) +
+                            h2_frame(H2_DATA, 0, sid, b"\x00\x00\x00\x00\x00") +
+                            h2_frame(H2_HEADERS, H2_END_HEADERS | H2_END_STREAM, sid, trailers))
+            if out:
+                s.sendall(out)
 
     def _mcs0(self, s):
         recv_exact(s, 24)  # the client's preface
@@ -575,28 +620,62 @@ def test_against_the_gateways_own_http2_server(stack):
         p.close()
 
 
-def test_ping_flood_from_a_backend_that_never_reads_keeps_the_output_under_the_mark(env):
+def test_ping_flood_from_a_backend_that_never_reads_is_cut_by_its_budget(env):
     """A backend sends PINGs without end and never reads: every PING makes nghttp2 queue an ACK,
-    and nghttp2's flood limit counts only its own queue. The client stops reading once its output
-    reaches its mark, so what it holds stays under the mark plus one frame; the call still ends
-    with its deadline, and the deadline's PING, unanswered, drops the connection. (Without the
-    mark the output held every ACK: tens of MB here.)"""
+    and nghttp2's flood limit counts only its own queue. The client's PING budget (the server
+    side's, h2_calm.h) ends the connection once the flood passes it: the call fails UNAVAILABLE
+    naming the PING flood long before its deadline, and the output held no more than the ACKs
+    within the budget (the output's mark stays behind it as a second bound). Without the budget
+    the call ran to its deadline while the client answered the flood."""
     srv = HostileBackend(env.certdir, "flood")
     p = Probe(env.certdir, srv.addr, connect_timeout_ms=1000)
     try:
-        r = p.call("flood", n=1, deadline_ms=500)
-        assert r["status"] == DEADLINE, r
+        r = p.call("flood", n=1, deadline_ms=BOUND_S * 1000)
+        assert r["status"] == UNAVAILABLE, r
+        assert "PING flood" in r["message"], r
         assert srv.ended.wait(BOUND_S), "the client never dropped the flooding connection"
         st = p.stats()
-        print("flood: %d MB sent by the server, the client's output at most %d bytes (mark %d)" %
-              (srv.flood_sent >> 20, st["out_peak"], st["out_high"]))
+        print("PING flood: %d KB sent by the server, the client's output at most %d bytes "
+              "(mark %d): %s" % (srv.flood_sent >> 10, st["out_peak"], st["out_high"],
+                                 r["message"]))
         assert st["inflight"] == 0, st
         assert st["out_peak"] <= st["out_high"] + 17 * 1024, st  # the mark plus one frame chunk
-        assert srv.flood_sent > 4 * st["out_high"], "the flood was too small to prove anything"
     finally:
         p.close()
         srv.close()
 
+
+def test_window_update_flood_from_a_backend_is_cut_by_its_budget(env):
+    """A backend sends connection WINDOW_UPDATEs without end (each asks for no work, and costs
+    the gateway's loop a frame's processing): past the client's WINDOW_UPDATE budget, earned
+    back only by our own requests, the connection is dropped and the call fails UNAVAILABLE
+    naming the flood, every call in flight, long before their deadlines; the next attempt waits
+    for the backoff. Without the budget the client processed the flood until the calls'
+    deadlines."""
+    srv = HostileBackend(env.certdir, "wuflood")
+    p = Probe(env.certdir, srv.addr, connect_timeout_ms=1000)
+    try:
+        for i in range(3):
+            p.send("call wu%d 1 %d" % (i, BOUND_S * 1000))
+        answers = [p.line() for _ in range(3)]
+        for r in answers:  # each call in flight is told why, not just "stream reset"
+            assert r["status"] == UNAVAILABLE, r
+            assert "WINDOW_UPDATE flood" in r["message"], r
+        assert srv.ended.wait(BOUND_S), "the client never dropped the flooding connection"
+        print("WINDOW_UPDATE flood: %d frames sent by the server before the drop: %s" %
+              (srv.flood_sent // 13, r["message"]))  # whole blocks only
+        r = p.call("wu2", n=1, deadline_ms=5000)  # refused in the backoff, or flooded again
+        assert r["status"] == UNAVAILABLE and "flood" in r["message"], r
+        assert p.stats()["inflight"] == 0
+    finally:
+        p.close()
+        srv.close()
+
+
+# h2_calm.h's bounds, which the client applies to the backend
+WINDOW_UPDATE_BURST, WINDOW_UPDATE_RATE = 1000, 100
+PING_BURST, PING_RATE = 100, 10
+INFLIGHT = 64  # config.c: [forward] inflight at most
 
 MAX_STALE = 128  # gclient.c: finished calls still tied to streams + orphaned requests
 
@@ -808,3 +887,37 @@ def test_crl_read_again_drops_a_connection_to_a_revoked_backend(env, sink, crls)
         assert r["status"] == UNAVAILABLE, r
     finally:
         p.close()
+
+
+def test_a_busy_backend_earns_its_window_updates_and_pings(env):
+    """The reverse of the floods above: a backend answering many calls sends window updates and
+    pings in proportion to what we send (here HostileBackend "echo": a connection and a stream
+    WINDOW_UPDATE for every DATA frame received, and a PING per request), far past the budgets'
+    bursts within a second; our requests earn them back, so not one call fails. Calls are kept
+    at most INFLIGHT at a time, the forwarder's largest `[forward] inflight`: the credit a frame
+    earns is capped at the budget's burst, so thousands of requests sent before any answer would
+    lose most of theirs."""
+    srv = HostileBackend(env.certdir, "echo")
+    p = Probe(env.certdir, srv.addr)
+    try:
+        n = 3 * WINDOW_UPDATE_BURST
+        start = time.monotonic()
+        answers = []
+        for i in range(n):
+            if i >= INFLIGHT:
+                answers.append(p.line())
+            p.send("call e%d 1 %d" % (i, BOUND_S * 1000))
+        answers += [p.line() for _ in range(min(n, INFLIGHT))]
+        elapsed = time.monotonic() - start
+        bad = [a for a in answers if a["status"] != OK]
+        print("%d calls in %.1f s, %d WINDOW_UPDATEs and %d PINGs from the backend, %d failed%s" %
+              (n, elapsed, srv.window_updates, srv.pings, len(bad),
+               (": %s" % bad[0]) if bad else ""))
+        assert not bad
+        assert srv.accepted == 1
+        # more than the budgets' bursts and refills could have paid for: the credit did
+        assert srv.window_updates > WINDOW_UPDATE_BURST + WINDOW_UPDATE_RATE * elapsed
+        assert srv.pings > PING_BURST + PING_RATE * elapsed
+    finally:
+        p.close()
+        srv.close()
