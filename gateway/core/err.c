@@ -97,6 +97,10 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_UNKNOWN_SERVICE] = "unknown service name",
     [GW_RULE_CERT_REQUIRED] = "a verified client certificate is required (Art. 31)",
     [GW_RULE_CERT_SUBJECT] = "the subject must name the principal (CN) and its role (OU)",
+    [GW_RULE_CERT_SUBJECT_FORM] =
+        "the subject must hold one CN, and at most one OU and one L, each of A-Z a-z 0-9 _ . - "
+        "only (CN at most 63, OU and L at most 31 characters): this connection answers no call "
+        "and is closed",
     [GW_RULE_TOKEN_NOT_ACCEPTED] = "bearer tokens are not accepted by this gateway",
     [GW_RULE_ROLE_DENIED] = "may not call this method (least privilege, Art. 34)",
     [GW_RULE_NOT_IMPLEMENTED] = "is not implemented",

@@ -21,6 +21,8 @@ struct gw_peer {
     uint32_t over_cert_limit; /* nonzero: the certificate held this many connections already
                                * ([server] max_connections_per_certificate) when this one
                                * authenticated; every call on it is refused */
+    bool bad_subject; /* the certificate verified, but its subject names no principal the way
+                       * cert_cn etc. require (cert is then false): every call is refused */
 };
 
 #endif

@@ -478,6 +478,11 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     /* Inside the transport's input processing: a synchronous refusal only queues the answer.
      * A principal over its share is refused before the identity step (whose lookup of a token
      * is the call's first database request) does anything. */
+    if (call->peer_info->bad_subject) {
+        (void)gw_fault_set(&f, GW_EAUTH, NULL, "client certificate", GW_RULE_CERT_SUBJECT_FORM);
+        refuse(call, &f);
+        return call;
+    }
     if (call->peer_info->over_cert_limit != 0) {
         (void)gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, GW_RULE_CERT_CONNECTIONS);
         f.limit = call->peer_info->over_cert_limit;

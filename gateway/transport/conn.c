@@ -344,26 +344,30 @@ static void on_connected(struct gw_conn *c)
         conn_close(c, "no h2");
         return;
     }
+    c->ssl = ssl;
     if (gw_tls_peer_cert(ssl, &c->peer) != 0) {
+        /* Verified, so a client of ours that should be told why: it stays unauthenticated,
+         * every call answered UNAUTHENTICATED (rpc/call.c), until preauth_timeout_ms. */
+        c->peer.bad_subject = true;
+        c->auth_asked = true; /* never authenticated: no principal to count */
         if (conn_log_ok(c, GW_LOG_WARN))
             gw_log_write(GW_LOG_WARN, "conn", &c->log,
                          "refused: client certificate subject lacks a valid CN, or has a repeated "
-                         "or malformed CN, OU or L");
-        conn_close(c, "no principal");
-        return;
+                         "or malformed CN, OU or L: every call is refused until the connection "
+                         "closes");
+    } else {
+        c->log.principal = c->peer.cert_cn;
+        authenticated(c);
     }
-    c->log.principal = c->peer.cert_cn;
-    c->ssl = ssl;
-    authenticated(c);
     /* Now for the HTTP/2 preface; a refused connection ends at this deadline whatever it does
      * (it holds a pre-authentication slot, and gets the time of one). */
     set_timer(c->handshake_ev,
               c->authed ? c->cfg->handshake_timeout_ms : c->cfg->preauth_timeout_ms);
-    if (!c->authed)
+    if (c->peer.over_cert_limit != 0)
         GW_LOG(GW_LOG_DEBUG, "conn", &c->log,
                "refused: the certificate holds max_connections_per_certificate (%u) already",
                c->peer.over_cert_limit);
-    if (conn_log_ok(c, GW_LOG_INFO))
+    if (!c->peer.bad_subject && conn_log_ok(c, GW_LOG_INFO))
         gw_log_write(GW_LOG_INFO, "conn", &c->log, "tls established: %s, OU %s",
                      gw_tls_version(ssl), c->peer.cert_ou);
     if (start_session(c) != 0) {

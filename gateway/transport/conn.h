@@ -33,7 +33,8 @@ typedef void (*gw_conn_closed_cb)(void *arg, struct gw_conn *c);
  * callback. The connection must not be freed inside it. Returning a limit (nonzero) refuses it:
  * the certificate already holds that many connections (gw_peer.over_cert_limit); the connection
  * then stays unauthenticated (gw_conn_authenticated false), every call on it is refused, and it
- * is closed preauth_timeout_ms after its handshake. */
+ * is closed preauth_timeout_ms after its handshake. A verified certificate whose subject names no
+ * principal (gw_peer.bad_subject) is never reported: that connection is treated the same way. */
 typedef uint32_t (*gw_conn_auth_cb)(void *arg, struct gw_conn *c);
 
 /* The verified peer (its certificate's fingerprint is what the owner counts). */

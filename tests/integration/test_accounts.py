@@ -379,7 +379,7 @@ def issue_cert(stack, name, subject):
     key, csr, crt = (os.path.join(stack.dir, name + ext) for ext in (".key", ".csr", ".crt"))
     for cmd in (["openssl", "genpkey", "-algorithm", "EC", "-pkeyopt",
                  "ec_paramgen_curve:P-256", "-out", key],
-                ["openssl", "req", "-new", "-key", key, "-subj", subject, "-out", csr],
+                ["openssl", "req", "-new", "-utf8", "-key", key, "-subj", subject, "-out", csr],
                 ["openssl", "ca", "-config", os.path.join(cadir, "openssl.cnf"), "-batch",
                  "-notext", "-extensions", "client_ext", "-in", csr, "-out", crt]):
         r = subprocess.run(cmd, capture_output=True, text=True)
@@ -420,6 +420,26 @@ def test_unregistered_or_disabled_certificate_is_unauthenticated(stack):
             return err.code() == grpc.StatusCode.UNAUTHENTICATED and err.details()
         return False
     assert wait_for(refused, timeout=15) == NOT_REGISTERED
+
+
+SUBJECT_FORM = ("client certificate: the subject must hold one CN, and at most one OU and one L, "
+                "each of A-Z a-z 0-9 _ . - only (CN at most 63, OU and L at most 31 characters): "
+                "this connection answers no call and is closed")
+
+
+@pytest.mark.parametrize("subject", ["/O=Waygate Dev/OU=courier/OU=branch_clerk/L=a/CN=%s",
+                                     "/O=Waygate Dev/OU=courier/L=a/CN=\u5f20%s",
+                                     "/O=Waygate Dev/OU=courier/L=a/CN=%s/CN=other"],
+                         ids=["two-OU", "UTF-8-CN", "two-CN"])
+def test_certificate_whose_subject_names_no_principal_is_told_why(stack, subject):
+    """A certificate of the carrier's CA whose subject the gateway cannot read as a principal
+    (a repeated field, characters outside the subject rule) is a client of ours with a broken
+    certificate: every call is answered UNAUTHENTICATED naming the rule (even Health, which
+    anyone may ask), not a connection closed without a word."""
+    name = unique("itsubj")
+    crt, key = issue_cert(stack, name, subject % name)
+    e = rpc_error(lambda: health_as(stack, crt, key))
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, SUBJECT_FORM)
 
 
 # --- disable: at once, on every gateway ---
