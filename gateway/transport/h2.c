@@ -15,7 +15,10 @@
  * writable only while both have room; a stream whose client does not take at least half of
  * what was queued at the start of each stream_write_timeout_ms is reset (a drip of window does
  * not keep it); header lists are capped at cfg->max_header_list_size; a
- * client over a control-frame budget (h2_calm.h) gets GOAWAY ENHANCE_YOUR_CALM and nothing more;
+ * client over a control-frame budget (h2_calm.h) gets GOAWAY ENHANCE_YOUR_CALM and nothing more,
+ * and every RST_STREAM we send that the client's stream provoked (gw_h2_calm_provoked: not one of
+ * our own NO_ERROR, CANCEL or INTERNAL_ERROR resets) is charged to its RST_STREAM budget as it
+ * leaves;
  * per-stream log lines are rate-limited per connection and, with params.lines, gateway-wide. */
 #include "h2.h"
 
@@ -583,14 +586,34 @@ static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_
 
 /* Over a budget (h2_calm.h): the session is terminated with ENHANCE_YOUR_CALM, once: nghttp2 then
  * answers no PING or SETTINGS, opens no stream, and the connection closes once the GOAWAY has
- * left. */
-static void calm_down(struct gw_h2 *h2, enum gw_h2_calm_kind k)
+ * left. provoked: the error code of the reset of ours that spent the last of the RST_STREAM
+ * budget, or 0 when the client's own frame did. */
+static void calm_down(struct gw_h2 *h2, enum gw_h2_calm_kind k, uint32_t provoked)
 {
     h2->calmed = true;
-    GW_LOG(GW_LOG_WARN, "h2", &h2->log,
-           "%s flood: over the connection's budget: GOAWAY ENHANCE_YOUR_CALM, closing",
-           gw_h2_calm_name(k));
+    if (provoked != 0)
+        GW_LOG(GW_LOG_WARN, "h2", &h2->log,
+               "%s flood (streams we reset for the client's protocol errors, the last %s): "
+               "over the connection's budget: GOAWAY ENHANCE_YOUR_CALM, closing",
+               gw_h2_calm_name(k), nghttp2_http2_strerror(provoked));
+    else
+        GW_LOG(GW_LOG_WARN, "h2", &h2->log,
+               "%s flood: over the connection's budget: GOAWAY ENHANCE_YOUR_CALM, closing",
+               gw_h2_calm_name(k));
     (void)nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
+}
+
+/* A RST_STREAM of ours has gone out: one the client's stream provoked costs it a reset from its
+ * budget, as one it sent would (CVE-2025-8671). Counted as it leaves, because nghttp2 queues most
+ * of them without a callback (a content-length mismatch, a forbidden header, a flow-control
+ * error): every one passes here. Reading stops while our output is backed up, so what one read
+ * can make us queue before the count catches up is bounded by the read watermark. */
+static void charge_reset(struct gw_h2 *h2, uint32_t error_code)
+{
+    if (h2->calmed || !gw_h2_calm_provoked(error_code) ||
+        gw_h2_calm_take(&h2->calm, GW_H2_CALM_RST_STREAM, gw_clock_ms()))
+        return;
+    calm_down(h2, GW_H2_CALM_RST_STREAM, error_code);
 }
 
 /* Every frame header, before nghttp2 acts on the frame: the control-frame budgets. */
@@ -602,7 +625,7 @@ static int on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd *h
     (void)session;
     if (h2->calmed || k == GW_H2_CALM_NKINDS || gw_h2_calm_take(&h2->calm, k, gw_clock_ms()))
         return 0;
-    calm_down(h2, k);
+    calm_down(h2, k, 0);
     return 0;
 }
 
@@ -646,8 +669,9 @@ static void linger_cb(evutil_socket_t fd, short what, void *arg)
 }
 
 /* A frame of ours has gone out. DATA and HEADERS earn the client the window updates and pings
- * that follow them (h2_calm.h). Our answer's last frame (END_STREAM): the response queues are no
- * longer needed, and a client that keeps its half open gets STREAM_LINGER_MS to close it. */
+ * that follow them (h2_calm.h); a provoked RST_STREAM costs it (charge_reset). Our answer's last
+ * frame (END_STREAM): the response queues are no longer needed, and a client that keeps its half
+ * open gets STREAM_LINGER_MS to close it. */
 static int on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame, void *user_data)
 {
     struct gw_h2 *h2 = user_data;
@@ -656,6 +680,10 @@ static int on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame
                          (suseconds_t)(STREAM_LINGER_MS % 1000u) * 1000};
 
     gw_h2_calm_frame_sent(&h2->calm, frame->hd.type);
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        charge_reset(h2, frame->rst_stream.error_code);
+        return 0;
+    }
     if ((frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA) ||
         !(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
@@ -1215,7 +1243,7 @@ bool gw_h2_key_updates(struct gw_h2 *h2, uint32_t n)
         return false;
     for (uint32_t i = 0; i < n; i++) {
         if (!gw_h2_calm_take(&h2->calm, GW_H2_CALM_KEY_UPDATE, now)) {
-            calm_down(h2, GW_H2_CALM_KEY_UPDATE);
+            calm_down(h2, GW_H2_CALM_KEY_UPDATE, 0);
             (void)gw_h2_flush(h2);
             return false;
         }

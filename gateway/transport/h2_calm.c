@@ -53,6 +53,18 @@ bool gw_h2_calm_take(struct gw_h2_calm *c, enum gw_h2_calm_kind k, uint64_t now_
     return gw_bucket_take(&c->kind[k], kinds[k].burst, kinds[k].rate, now_ms);
 }
 
+bool gw_h2_calm_provoked(uint32_t error_code)
+{
+    switch (error_code) {
+    case 0x0: /* NO_ERROR */
+    case 0x2: /* INTERNAL_ERROR */
+    case 0x8: /* CANCEL */
+        return false;
+    default:
+        return true;
+    }
+}
+
 void gw_h2_calm_stream_opened(struct gw_h2_calm *c)
 {
     /* A stream may be re-prioritised. No RST_STREAM credit: opening and resetting streams is

@@ -7,9 +7,12 @@
  * Each kind has a token bucket: a burst, a refill per second, and credit earned by the work the
  * frame accompanies in a well-behaved client (a stream opened, a DATA or HEADERS frame we sent:
  * a client's WINDOW_UPDATEs and PINGs follow our output). A frame over its budget is a flood;
- * the session answers it with GOAWAY ENHANCE_YOUR_CALM. Every bound below is at least ten times
- * what grpc-core, grpc-go or grpc-java send (keepalive and BDP pings, window updates; a KeyUpdate
- * only from Java's JSSE, once per 2^37 bytes with AES-GCM, and from none unasked). */
+ * the session answers it with GOAWAY ENHANCE_YOUR_CALM. The RST_STREAM budget also pays for the
+ * resets a client provokes (gw_h2_calm_provoked): a malformed or protocol-violating stream that
+ * the server resets frees its slot as surely as the client's own reset does (CVE-2025-8671
+ * "MadeYouReset"; Debian's nghttp2 1.52 predates its own fix). Every bound below is at least ten
+ * times what grpc-core, grpc-go or grpc-java send (keepalive and BDP pings, window updates; a
+ * KeyUpdate only from Java's JSSE, once per 2^37 bytes with AES-GCM, and from none unasked). */
 #ifndef GW_H2_CALM_H
 #define GW_H2_CALM_H
 
@@ -63,6 +66,14 @@ enum gw_h2_calm_kind gw_h2_calm_kind_of(uint8_t type, bool ack);
 
 /* Takes one frame of kind k. Returns true when it is within budget, false when it is a flood. */
 bool gw_h2_calm_take(struct gw_h2_calm *c, enum gw_h2_calm_kind k, uint64_t now_ms);
+
+/* Is a RST_STREAM we send with this error code (RFC 9113 7) one the client provoked? The gateway's
+ * own resets use only NO_ERROR (a stream left open after our answer), CANCEL (a stalled reader)
+ * and INTERNAL_ERROR (out of memory, ours or a callback of ours that failed); every other code is
+ * nghttp2 answering the client's stream (PROTOCOL_ERROR: a forbidden or malformed header, a
+ * content-length mismatch; FLOW_CONTROL_ERROR; STREAM_CLOSED; REFUSED_STREAM: over our
+ * SETTINGS_MAX_CONCURRENT_STREAMS; ...), and so is an unknown one. */
+bool gw_h2_calm_provoked(uint32_t error_code);
 
 /* Credit for work: a stream the client opened, and a frame of this type we sent (only DATA and
  * HEADERS earn any). */

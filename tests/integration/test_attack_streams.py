@@ -17,13 +17,18 @@ call is answered at its deadline; the gateway then resets every stream the clien
 NO_ERROR) within a bound, and the connection's stream slots are free again: a new call on the same
 connection is answered."""
 
+import json
 import os
 import re
 import socket
 import ssl
 import struct
+import threading
 import time
 
+import pytest
+
+import waygate_proto
 from conftest import wait_for
 from test_foundation import hostport
 from test_intake import new_waybill, segment
@@ -266,3 +271,128 @@ def test_two_segment_misses_while_output_backed_up(stack):
         assert stack.health() is not None
     assert sanitizer_reports(stack) == []
     assert os.path.exists("/proc/%d" % pid)
+
+
+# --- MadeYouReset (CVE-2025-8671) ----------------------------------------------------------------
+
+ENHANCE_YOUR_CALM, PROTOCOL_ERROR = 0xB, 0x1
+PROVOKED_FLOOD = 4000  # streams the gateway is made to reset: 10x the RST_STREAM burst (h2_calm.h)
+PROVOKED_BATCH = 50    # at once, fewer than max_concurrent_streams: none is refused for that
+# Passing the whole flood would take the RST_STREAM budget's refill (40 a second) 90 s of flood,
+# far longer than the flood lasts (before the fix: all 4000 reset in under a second).
+
+
+def provoking(kind, stream, stack):
+    """A stream the gateway itself must reset, by kind:
+    - window_overflow: a complete, valid Submit (its handler runs), then a WINDOW_UPDATE that
+      overflows the stream's send window: FLOW_CONTROL_ERROR;
+    - connection_header: request headers with `connection: close` (forbidden in HTTP/2):
+      PROTOCOL_ERROR;
+    - content_length: content-length 1, then a whole Submit body: PROTOCOL_ERROR."""
+    if kind == "window_overflow":
+        msg = stack.pb.intake.SubmitRequest(waybill=new_waybill(stack, "a")).SerializeToString()
+        return unary(stream, SUBMIT, msg) + \
+            frame(WINDOW_UPDATE, 0, stream, struct.pack(">I", MAX_WINDOW))
+    extra = (b"connection", b"close") if kind == "connection_header" else (b"content-length", b"1")
+    block = b"".join(literal(n, v) for n, v in [
+        (b":method", b"POST"), (b":scheme", b"https"), (b":path", SUBMIT),
+        (b":authority", b"localhost"), (b"content-type", b"application/grpc"),
+        (b"te", b"trailers"), (b"grpc-timeout", b"30S"), extra])
+    body = b"\x00" + struct.pack(">I", 5) + b"\x0a\x03abc"
+    return frame(HEADERS, END_HEADERS, stream, block) + frame(DATA, END_STREAM, stream, body)
+
+
+def cpu_ticks(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return int(fields[11]) + int(fields[12])  # utime + stime
+
+
+@pytest.mark.parametrize("kind", ["window_overflow", "connection_header", "content_length"])
+def test_provoked_reset_flood_answered_with_enhance_your_calm(stack, kind):
+    """MadeYouReset (CVE-2025-8671): courier_a opens streams that the gateway itself resets
+    (malformed or protocol-violating), 50 at a time, each batch sent once the last one's resets
+    came, so no stream is ever refused and the stream limit never slows the flood. Each reset
+    stream's slot is free at once; the work its request started must be cancelled. Before: with
+    connection_header and content_length all 4000 reset in under a second (5000 to 7000 a second
+    on one connection, 0.05 to 0.08 s of the gateway's CPU), no GOAWAY; with window_overflow each
+    Submit opened a call that was then cancelled, until the WINDOW_UPDATE budget (not the reset
+    budget) ran out after about 1000. The gateway's resets are charged to the connection's
+    RST_STREAM budget like the client's own (h2_calm.h): the flood is cut off long before its end
+    with GOAWAY ENHANCE_YOUR_CALM (or, when the gateway's close overtakes the GOAWAY, a reset or
+    end of stream, as in test_attack_edge's KeyUpdate test), one warning naming peer, principal
+    and the provoked error, and the gateway goes on serving. Bounded by counts only: the budget's
+    refill would need 90 s of flood to let it all through."""
+    pid = stack.gateway_pid()
+    since = len(stack.log_lines())
+    stored_before = int(stack.psql("SELECT count(*) FROM waybill")[0])
+    ticks_before = cpu_ticks(pid)
+    # Another client's calls meanwhile, on their own connection: what the flood costs others
+    # (printed, not asserted).
+    other, others, stop = stack.channel("courier_b"), [], threading.Event()
+
+    def other_calls():
+        while not stop.is_set():
+            t = time.monotonic()
+            waygate_proto.health_check(other, timeout=30)
+            others.append(time.monotonic() - t)
+
+    other_calls_thread = threading.Thread(target=other_calls)
+    c = RawConn(stack)
+    reset, ended, started = 0, None, time.monotonic()
+    other_calls_thread.start()
+    try:
+        first = 1
+        while first < 2 * PROVOKED_FLOOD and ended is None:
+            batch = [first + 2 * k for k in range(PROVOKED_BATCH)]
+            first += 2 * PROVOKED_BATCH
+            try:
+                c.send(b"".join(provoking(kind, s, stack) for s in batch))
+            except (OSError, ssl.SSLError):
+                ended = "send failed"
+                break
+            idle = 0
+            while ended is None and not c.goaway() and \
+                    not all(c.reset_code(s) is not None for s in batch):
+                try:
+                    idle = 0 if c.read_some(5) else idle + 1
+                except EOFError:
+                    ended = "eof"
+                except (OSError, ssl.SSLError):
+                    ended = "reset"
+                assert idle < 24, "no answer to a batch for 2 minutes"
+            if c.goaway():
+                ended = "goaway"
+            reset = sum(1 for f in c.frames if f[0] == RST_STREAM)
+        elapsed = time.monotonic() - started
+    finally:
+        stop.set()
+        other_calls_thread.join()
+        c.close()
+    codes = {int.from_bytes(f[3][:4], "big") for f in c.frames if f[0] == RST_STREAM}
+    stored = int(stack.psql("SELECT count(*) FROM waybill")[0]) - stored_before
+    print("provoked resets (%s): %d of %d streams reset in %.1f s (%.0f a second), RST codes %r, "
+          "ended by %s, %d Submits stored, gateway CPU %.2f s" % (
+              kind, reset, PROVOKED_FLOOD, elapsed, reset / max(elapsed, 1e-3), sorted(codes),
+              ended, stored, (cpu_ticks(pid) - ticks_before) / os.sysconf("SC_CLK_TCK")))
+    others.sort()
+    print("courier_b's health checks meanwhile: %d, median %.1f ms, slowest %.1f ms" % (
+        len(others), 1000 * others[len(others) // 2], 1000 * others[-1]))
+    assert codes <= {FLOW_CONTROL_ERROR if kind == "window_overflow" else PROTOCOL_ERROR}
+    assert ended is not None and reset < PROVOKED_FLOOD, \
+        "%d provoked resets on one connection, the flood never cut off" % reset
+    if ended == "goaway":
+        assert [struct.unpack(">I", f[3][4:8])[0] for f in c.goaway()] == [ENHANCE_YOUR_CALM]
+    assert wait_for(lambda: any("RST_STREAM flood" in line
+                                for line in stack.log_lines()[since:]), 30), \
+        "no RST_STREAM flood warning"
+    warned = [json.loads(line) for line in stack.log_lines()[since:] if "flood" in line]
+    assert len(warned) == 1, "%d flood warnings for one connection" % len(warned)
+    assert warned[0]["level"] == "warn" and warned[0]["principal"] == "courier_a" and \
+        warned[0]["peer"].startswith("127.0.0.1:")
+    assert "RST_STREAM flood (streams we reset for the client's protocol errors, the last %s)" % (
+        "FLOW_CONTROL_ERROR" if kind == "window_overflow" else "PROTOCOL_ERROR") in \
+        warned[0]["msg"] and "ENHANCE_YOUR_CALM" in warned[0]["msg"]
+    assert stack.health() == "SERVING"
+    assert stack.gateway_pid() == pid
+    assert sanitizer_reports(stack) == []

@@ -24,6 +24,7 @@
 #include "config.h"
 #include "grpc.h"
 #include "h2.h"
+#include "h2_calm.h"
 #include "h2mem.h"
 #include "policy.h"
 #include "rpc.h"
@@ -1398,6 +1399,89 @@ static void test_goaway(void **state)
     assert_int_equal(cancels, 0);
 }
 
+/* HPACK: a literal header field without indexing, no Huffman coding (lengths < 127). */
+static size_t hpack_literal(uint8_t *p, const char *name, const char *value)
+{
+    size_t nl = strlen(name), vl = strlen(value);
+
+    p[0] = 0;
+    p[1] = (uint8_t)nl;
+    memcpy(p + 2, name, nl);
+    p[2 + nl] = (uint8_t)vl;
+    memcpy(p + 3 + nl, value, vl);
+    return 3 + nl + vl;
+}
+
+/* MadeYouReset (CVE-2025-8671): stream after stream whose request headers hold `connection:
+ * close` (forbidden in HTTP/2), which nghttp2 answers with RST_STREAM PROTOCOL_ERROR, the slot
+ * free at once. Each such reset costs the client one RST_STREAM from its budget, as its own
+ * would: once the burst is spent the server sends GOAWAY ENHANCE_YOUR_CALM and wants no more I/O.
+ * Written in raw frames (the client session would not send the header); the server's frames are
+ * read from its output, not by the client session. */
+static void test_provoked_resets_charged(void **state)
+{
+    static const char *const hdrs[][2] = {
+        {":method", "POST"},
+        {":scheme", "https"},
+        {":path", "/t.T/Echo"},
+        {":authority", "localhost"},
+        {"content-type", "application/grpc"},
+        {"te", "trailers"},
+        {"connection", "close"},
+    };
+    struct harness *h = harness_new(true);
+    unsigned resets = 0, other = 0, sent;
+    uint32_t goaway = UINT32_MAX;
+
+    (void)state;
+    free(h->out);
+    h->out = NULL;
+    h->nout = 0;
+    for (sent = 0; sent < 4 * GW_H2_CALM_RST_STREAM_BURST && goaway == UINT32_MAX; sent++) {
+        uint8_t f[256];
+        size_t n = 9;
+        int32_t id = (int32_t)(2 * sent + 1);
+
+        for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
+            n += hpack_literal(f + n, hdrs[i][0], hdrs[i][1]);
+        f[0] = 0, f[1] = (uint8_t)((n - 9) >> 8), f[2] = (uint8_t)(n - 9);
+        f[3] = NGHTTP2_HEADERS, f[4] = NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM;
+        f[5] = (uint8_t)(id >> 24), f[6] = (uint8_t)(id >> 16), f[7] = (uint8_t)(id >> 8);
+        f[8] = (uint8_t)id;
+        assert_int_equal(gw_h2_recv(h->server, f, n), 0);
+        for (size_t off = 0; off + 9 <= h->nout;) {
+            const uint8_t *p = h->out + off;
+            size_t len = ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2];
+            uint32_t code;
+
+            assert_true(off + 9 + len <= h->nout);
+            if (p[3] == NGHTTP2_RST_STREAM || p[3] == NGHTTP2_GOAWAY) {
+                const uint8_t *c = p + 9 + (p[3] == NGHTTP2_GOAWAY ? 4 : 0);
+                code =
+                    ((uint32_t)c[0] << 24) | ((uint32_t)c[1] << 16) | ((uint32_t)c[2] << 8) | c[3];
+                if (p[3] == NGHTTP2_GOAWAY)
+                    goaway = code;
+                else if (code == NGHTTP2_PROTOCOL_ERROR)
+                    resets++;
+                else
+                    other++;
+            }
+            off += 9 + len;
+        }
+        free(h->out);
+        h->out = NULL;
+        h->nout = 0;
+    }
+    assert_int_equal(goaway, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_int_equal(other, 0);
+    /* the burst, then the one over it (counted as it left); the refill of a slow run at most */
+    assert_true(resets > GW_H2_CALM_RST_STREAM_BURST);
+    assert_true(resets < 2 * GW_H2_CALM_RST_STREAM_BURST);
+    assert_int_equal(sent, resets);
+    assert_false(gw_h2_want_io(h->server));
+    harness_free(h);
+}
+
 /* A policy reload while a call runs: the running call keeps the policy it started with (its
  * reference keeps it alive after the daemon dropped it; ASan would see a use after free), a
  * call started after the reload gets the new one. */
@@ -2443,6 +2527,7 @@ int main(void)
         cmocka_unit_test(test_session_freed_with_live_call),
         cmocka_unit_test(test_header_list_cap),
         cmocka_unit_test(test_goaway),
+        cmocka_unit_test(test_provoked_resets_charged),
         cmocka_unit_test(test_policy_swapped_under_running_call),
         cmocka_unit_test(test_stream_backpressure),
         cmocka_unit_test(test_stalled_stream_reset),

@@ -1,7 +1,8 @@
 /* test_h2_calm.c: the control-frame budgets and the per-stream log limit (h2_calm.h): each
  * bucket allows its burst and not one frame more, refills at its rate, earns credit only from
  * our DATA and HEADERS, never past its burst; ACKs are free; TLS KeyUpdate has a bucket no frame
- * type maps to and no output credits; the log limit counts what it drops. */
+ * type maps to and no output credits; only the resets a client provokes are charged; the log
+ * limit counts what it drops. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -95,6 +96,21 @@ static void test_kinds(void **state)
     }
 }
 
+/* The resets the gateway chooses (NO_ERROR, CANCEL, INTERNAL_ERROR) are free; every other code,
+ * known or not, is nghttp2 answering the client's stream and is charged (CVE-2025-8671). */
+static void test_provoked(void **state)
+{
+    (void)state;
+    assert_false(gw_h2_calm_provoked(0x0)); /* NO_ERROR: a stream left open after our answer */
+    assert_false(gw_h2_calm_provoked(0x2)); /* INTERNAL_ERROR: out of memory */
+    assert_false(gw_h2_calm_provoked(0x8)); /* CANCEL: a stalled reader */
+    for (uint32_t code = 0; code <= 0xd; code++)
+        if (code != 0x0 && code != 0x2 && code != 0x8)
+            assert_true(gw_h2_calm_provoked(code));
+    assert_true(gw_h2_calm_provoked(0xe));
+    assert_true(gw_h2_calm_provoked(UINT32_MAX));
+}
+
 /* A KeyUpdate earns no credit from our output (a flood of them would otherwise pay for itself
  * with the records it makes us send) and refills at its own rate. */
 static void test_key_update_budget(void **state)
@@ -171,6 +187,7 @@ int main(void)
         cmocka_unit_test(test_log_limit),
         cmocka_unit_test(test_log_limit_shared),
         cmocka_unit_test(test_key_update_budget),
+        cmocka_unit_test(test_provoked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
