@@ -97,7 +97,9 @@ static void set_timer(struct event *ev, uint32_t ms)
 static bool conn_log_ok(const struct gw_conn *c, enum gw_log_level level)
 {
     return level >= gw_log_level &&
-           (c->lines == NULL || gw_lines_take(NULL, &c->lines->conn, gw_clock_ms()));
+           (c->lines == NULL ||
+            gw_lines_take(NULL, c->log.principal != NULL ? &c->lines->known : &c->lines->conn,
+                          gw_clock_ms()));
 }
 
 /* Reports the connection as authenticated, once; the owner may refuse it (conn.h). */

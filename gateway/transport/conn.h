@@ -42,14 +42,18 @@ const struct gw_peer *gw_conn_peer_info(const struct gw_conn *c);
 
 /* The gateway's budgets of log lines, shared by every connection (ratelimit.h): `conn` for the
  * lines about a connection itself (a failed or refused handshake, a timeout, a peer that stopped
- * reading, a TLS session established), which a peer without any certificate can make the gateway
- * write; `stream` for per-stream lines (h2.h's params.lines), on top of each connection's own. */
+ * reading) while it has no principal, which a peer without any certificate can make the gateway
+ * write; `known` for the same lines once a verified certificate named one (a TLS session
+ * established, a later TLS error, a peer that stopped reading), so that ordinary reconnects
+ * cannot spend the budget that reports an attack, nor an attacker the one of known clients;
+ * `stream` for per-stream lines (h2.h's params.lines), on top of each connection's own. */
 #define GW_CONN_LOG_BURST 20u
 #define GW_CONN_LOG_RATE 2u
 #define GW_CONN_STREAM_LOG_BURST 40u /* twice one connection's: one alone cannot empty it */
 #define GW_CONN_STREAM_LOG_RATE 4u
 struct gw_conn_lines {
     struct gw_lines conn;
+    struct gw_lines known;
     struct gw_lines stream;
 };
 

@@ -277,16 +277,18 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
 static void lines_report_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_server *s = arg;
-    uint64_t conn = gw_lines_dropped(&s->lines.conn), stream = gw_lines_dropped(&s->lines.stream);
+    uint64_t conn = gw_lines_dropped(&s->lines.conn), known = gw_lines_dropped(&s->lines.known);
+    uint64_t stream = gw_lines_dropped(&s->lines.stream);
 
     (void)fd;
     (void)what;
-    if (conn > 0 || stream > 0)
+    if (conn > 0 || known > 0 || stream > 0)
         GW_LOG(GW_LOG_WARN, "server", NULL,
                "log rate limit: %llu lines about connections and %llu per-stream lines "
-               "suppressed in the last %u s",
-               (unsigned long long)conn, (unsigned long long)stream,
-               (unsigned)(LINES_REPORT_MS / 1000u));
+               "suppressed in the last %u s (%llu of the first about connections of known "
+               "principals)",
+               (unsigned long long)(conn + known), (unsigned long long)stream,
+               (unsigned)(LINES_REPORT_MS / 1000u), (unsigned long long)known);
 }
 
 static bool is_loopback(const struct sockaddr *sa)
@@ -397,6 +399,7 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
     s->scrub_ev = event_new(base, -1, 0, scrub_cb, s);
     s->lines_ev = event_new(base, -1, EV_PERSIST, lines_report_cb, s);
     gw_lines_init(&s->lines.conn, GW_CONN_LOG_BURST, GW_CONN_LOG_RATE, gw_clock_ms());
+    gw_lines_init(&s->lines.known, GW_CONN_LOG_BURST, GW_CONN_LOG_RATE, gw_clock_ms());
     gw_lines_init(&s->lines.stream, GW_CONN_STREAM_LOG_BURST, GW_CONN_STREAM_LOG_RATE,
                   gw_clock_ms());
     s->pl = gw_peerlimit_new(cfg->accept_rate_per_address, cfg->max_preauth_per_address,
@@ -546,7 +549,7 @@ uint64_t gw_server_refused(const struct gw_server *s, enum gw_server_refusal r)
 
 void gw_server_lines_suppressed(const struct gw_server *s, uint64_t *conn, uint64_t *stream)
 {
-    *conn = s->lines.conn.dropped_total;
+    *conn = s->lines.conn.dropped_total + s->lines.known.dropped_total;
     *stream = s->lines.stream.dropped_total;
 }
 

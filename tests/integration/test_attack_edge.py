@@ -42,7 +42,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import waygate_proto  # noqa: E402
 
 from conftest import ExtraGateway, free_port, wait_for  # noqa: E402
-from test_foundation import hostport  # noqa: E402
+from test_foundation import SecondGateway, hostport  # noqa: E402
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 2, 3, 4, 6, 7, 8
 END_STREAM, ACK, END_HEADERS = 0x1, 0x1, 0x4
@@ -313,6 +313,46 @@ def test_failed_handshakes_do_not_write_a_log_line_each(stack):
     assert wait_for(lambda: any(r.get("msg", "").startswith("log rate limit")
                                 for r in log_records_since(stack, since)), 30), \
         "no count of the lines left out"
+
+
+def test_reconnects_of_known_clients_do_not_spend_the_budget_that_reports_attacks(stack):
+    """A courier reconnecting 60 times in a row (a "tls established" line each, more than the
+    budget's burst of 20) and then 5 garbage handshakes without a certificate: the 5 are all in
+    the log. Lines about connections with a principal draw on a budget of their own, so ordinary
+    reconnects cannot hide an attack (nor an attacker's flood the known clients). A gateway of
+    its own, so both budgets start full. (One shared budget left the garbage lines out: red.)"""
+    gw = SecondGateway(stack, "log_budgets")
+    try:
+        host, port = hostport(gw.addr)
+        for _ in range(60):
+            ch = waygate_proto.channel(gw.addr, stack.ca, *stack.cert("courier_a"))
+            try:
+                assert waygate_proto.health_check(ch, timeout=10) == "SERVING"
+            finally:
+                ch.close()
+        for a in range(5):
+            s = socket.socket()
+            s.bind(("127.0.0.%d" % (40 + a), 0))
+            s.settimeout(10)
+            try:
+                s.connect((host, port))
+                s.sendall(b"\x16\x03\x01\x00\x05hello")
+                while s.recv(4096):
+                    pass
+            except OSError:
+                pass
+            finally:
+                s.close()
+        records = [json.loads(line) for line in gw.log_text().splitlines() if line.startswith("{")]
+        established = [r for r in records if r.get("msg", "").startswith("tls established")]
+        garbage = [r for r in records if r.get("msg", "").startswith("tls error")
+                   and r.get("peer", "").startswith("127.0.0.4")]
+        print("%d tls established lines for 61 connections, %d of 5 garbage handshakes logged" %
+              (len(established), len(garbage)))
+        assert len(established) < 60, "the reconnects were not rate-limited at all"
+        assert len(garbage) == 5, garbage
+    finally:
+        gw.close()
 
 
 # --- finding 9: the missing certificate ---
