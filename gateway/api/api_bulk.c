@@ -4,7 +4,9 @@
  * and a refused record); an approval expires after [compliance] approval_ttl_s, and so does a
  * request left undecided that long (FAILED_PRECONDITION, like a lawful-access case). Each step
  * writes its row and its audit record (bulk.request, bulk.approve, bulk.reject) in one transaction
- * through the audit writer, and answers only after it committed. RunBulk is in api_bulk_run.c.
+ * through the audit writer, and answers only after it committed. A request's record_count, as
+ * every run of it, takes only the records within its requester's security levels (stored as its
+ * max_level). RunBulk is in api_bulk_run.c.
  * Invariant: every refusal names the field and the rule; no request text reaches a log. */
 #include <ctype.h>
 #include <inttypes.h>
@@ -22,6 +24,7 @@
 #include "crypto.h"
 #include "keyring.h"
 #include "log.h"
+#include "policy.h"
 #include "store.h"
 #include "text.h"
 
@@ -150,7 +153,7 @@ int gw_api_bulk_new_id(struct gw_call *call, uint8_t raw[16], char out[37])
 }
 
 void gw_api_bulk_selector_text(const char *branch, const char *from, const char *to,
-                               const char *ids, char *buf, size_t cap)
+                               const char *ids, int level, char *buf, size_t cap)
 {
     size_t n = 0;
 
@@ -159,8 +162,8 @@ void gw_api_bulk_selector_text(const char *branch, const char *from, const char 
         for (const char *p = ids; *p != '\0'; p++)
             n += *p == ',';
     }
-    snprintf(buf, cap, "branch=%s from=%s to=%s ids=%s%zu", branch != NULL ? branch : "*",
-             from != NULL ? from : "-", to != NULL ? to : "-", ids != NULL ? "" : "any/", n);
+    snprintf(buf, cap, "branch=%s from=%s to=%s ids=%s%zu level<=%d", branch != NULL ? branch : "*",
+             from != NULL ? from : "-", to != NULL ? to : "-", ids != NULL ? "" : "any/", n, level);
 }
 
 /* ---- RequestBulk ---- */
@@ -176,6 +179,7 @@ struct breq {
     char selector[160];
     char detail[200];
     int64_t count;
+    int level; /* the requester's role's highest security level (gw_policy_max_level) */
 };
 
 static void breq_cancel_cb(void *arg)
@@ -341,9 +345,10 @@ static void counted_cb(void *arg, int err, int64_t count, const char *requested_
         .sel = b->sel,
         .record_count = count,
         .requested_at = requested_at,
+        .max_level = b->level,
     };
     gw_store_bulk_insert(&st, &n);
-    gw_api_bulk_selector_text(b->sel.branch, b->sel.from_day, b->sel.to_day, b->sel.ids,
+    gw_api_bulk_selector_text(b->sel.branch, b->sel.from_day, b->sel.to_day, b->sel.ids, b->level,
                               b->selector, sizeof(b->selector));
     snprintf(b->detail, sizeof(b->detail), "kind=%s %s", b->op, b->selector);
     gw_api_bulk_rec(call, &rec, "bulk.request", b->id, "ok");
@@ -399,8 +404,11 @@ void gw_api_compliance_request_bulk(struct gw_call *call, const uint8_t *req, si
     }
     if (!selector_ok(b, b->in->selector))
         return;
-    rc = gw_store_bulk_count(gw_call_app(call)->store, gw_api_bulk_scope(call), &b->sel, counted_cb,
-                             b, &b->sreq);
+    /* counted within the requester's levels, as every run of it selects (its max_level): the
+     * count neither hints at records above them nor shows the approver a figure no run matches */
+    b->level = gw_policy_max_level(gw_call_policy(call), gw_call_principal(call)->role);
+    rc = gw_store_bulk_count(gw_call_app(call)->store, gw_api_bulk_scope(call), &b->sel, b->level,
+                             counted_cb, b, &b->sreq);
     if (rc != 0) {
         gw_api_read_failed_bulk(call, rc);
         return;

@@ -48,8 +48,8 @@ int gw_api_bulk_new_id(struct gw_call *call, uint8_t raw[16], char out[37]) GW_M
 void gw_api_read_failed_bulk(struct gw_call *call, int err);
 
 /* The selector as text for destruction and audit records (no PII: a branch code, days, the
- * number of ids) into buf. */
+ * number of ids, the highest security level it takes) into buf. */
 void gw_api_bulk_selector_text(const char *branch, const char *from, const char *to,
-                               const char *ids, char *buf, size_t cap);
+                               const char *ids, int level, char *buf, size_t cap);
 
 #endif

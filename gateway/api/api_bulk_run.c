@@ -86,7 +86,8 @@ struct brun {
     int64_t record_count; /* approved (counted at request time); a destruction's, once counted
                            * at run time (never more): what it deletes */
     int64_t run_count;    /* an export's: what its bulk.run record counts, at most this many */
-    int level;            /* an export's: the highest security level it selects and releases */
+    int level;            /* the highest security level it selects: the lower of the requester's
+                           * role's now and the request's max_level (when it was counted) */
     uint8_t rcpt[GW_XSEAL_PUB_LEN];
     bool rcpt_given;
     uint8_t header[GW_XSEAL_HEADER_LEN];
@@ -656,7 +657,7 @@ static void copy_text(char *dst, size_t cap, const char *s)
     snprintf(dst, cap, "%s", s != NULL ? s : "");
 }
 
-/* Copies the stored selector (the destruction counts by it again). */
+/* Copies the stored selector (the destruction counts by it again); its text with r->level. */
 static int keep_selector(struct brun *r, const struct gw_bulk_row *row)
 {
     copy_text(r->sel_branch, sizeof(r->sel_branch), row->sel_branch);
@@ -668,7 +669,7 @@ static int keep_selector(struct brun *r, const struct gw_bulk_row *row)
     if (row->sel_ids != NULL && (r->sel_ids = gw_strdup(row->sel_ids)) == NULL)
         return GW_ENOMEM;
     r->sel.ids = r->sel_ids;
-    gw_api_bulk_selector_text(r->sel.branch, r->sel.from_day, r->sel.to_day, r->sel.ids,
+    gw_api_bulk_selector_text(r->sel.branch, r->sel.from_day, r->sel.to_day, r->sel.ids, r->level,
                               r->selector, sizeof(r->selector));
     return 0;
 }
@@ -756,6 +757,9 @@ static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
         refuse(r, "approval expired", GW_EPRECOND, "request_id", GW_RULE_BULK_EXPIRED);
         return;
     }
+    r->level = gw_policy_max_level(gw_call_policy(r->call), p->role);
+    if (row->max_level < r->level) /* never above what was counted and approved */
+        r->level = row->max_level;
     if ((rc = keep_selector(r, row)) != 0) {
         fail(r, rc, NULL, GW_RULE_NONE);
         return;
@@ -771,7 +775,6 @@ static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
         fail(r, GW_EINVAL, "recipient_public_key", GW_RULE_BULK_RECIPIENT_KEY);
         return;
     }
-    r->level = gw_policy_max_level(gw_call_policy(r->call), p->role);
     rc = gw_store_bulk_count_run(gw_call_app(r->call)->store, r->scope, r->id, r->level,
                                  counted_for_export_cb, r, &r->sreq);
     if (rc != 0)

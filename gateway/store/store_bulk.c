@@ -51,16 +51,21 @@ struct gw_store_bulk_req {
  * (bulk_destroy, sql/024, selects the same). */
 #define SEL_RUN SEL_STORED " AND " BEFORE_SECOND("b.requested_at")
 
-/* A run's selection narrowed to the records at most security level $2 (the caller's role's,
- * gw_policy_max_level; the stored column, NULL unclassified): the ones a run may release, as
- * its count takes them. */
-#define RUN_LEVEL "coalesce(w.security_level, 0) <= $2::integer"
+/* The records of waybill w within the highest security level max (SQL text): bulk_within_level
+ * (sql/030), the one level predicate of a bulk request, which bulk_destroy (sql/031) uses too. */
+#define WITHIN_LEVEL(max) "bulk_within_level(w.security_level, " max ")"
+
+/* A run's selection narrowed to the records within the lower of $2 (the requester's role's level
+ * now, gw_policy_max_level) and the request's max_level (its role's when it was counted): the
+ * ones a run may release or destroy, as its count takes them. */
+#define RUN_LEVEL WITHIN_LEVEL("least($2::integer, b.max_level)")
 
 /* The count of a new request and its time, which becomes the request's requested_at (text in
  * UTC with microseconds, read back exactly as a timestamptz). */
 static const char count_sql[] =
     "SELECT count(*), to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"') "
-    "FROM waybill w WHERE " SEL_PARAMS " AND " BEFORE_SECOND("now()");
+    "FROM waybill w WHERE " SEL_PARAMS
+    " AND " BEFORE_SECOND("now()") " AND " WITHIN_LEVEL("$5::integer");
 
 static const char count_run_sql[] =
     "SELECT count(*) FROM waybill w, bulk_request b WHERE b.id = $1::uuid AND " SEL_RUN
@@ -69,7 +74,7 @@ static const char count_run_sql[] =
 static const char load_sql[] =
     "SELECT id::text, operation, state, requester, requester_role, requester_branch, approver, "
     "purpose, legal_basis, destination, sel_branch, sel_from::text, sel_to::text, "
-    "sel_ids::text, record_count, CASE state WHEN 'approved' THEN expires_at <= now() "
+    "sel_ids::text, record_count, max_level, CASE state WHEN 'approved' THEN expires_at <= now() "
     "WHEN 'pending' THEN requested_at + make_interval(secs => $2::integer) <= now() ELSE false "
     "END FROM bulk_request WHERE id = $1::uuid";
 
@@ -145,10 +150,11 @@ static void count_req_done_cb(void *arg, int err, const struct gw_db_result *res
 }
 
 int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_bulk_sel *sel,
-                        gw_store_bulk_request_count_cb cb, void *arg,
+                        int level, gw_store_bulk_request_count_cb cb, void *arg,
                         struct gw_store_bulk_req **out)
 {
-    const char *sv[1], *vals[4];
+    const char *sv[1], *vals[5];
+    char lvl[16];
     struct gw_db_stmt st[2];
     struct gw_store_bulk_req *r;
 
@@ -160,8 +166,10 @@ int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_b
     vals[1] = sel->from_day;
     vals[2] = sel->to_day;
     vals[3] = sel->ids;
+    snprintf(lvl, sizeof(lvl), "%d", level);
+    vals[4] = lvl;
     gw_store_scope_stmt(&st[0], sv, scope);
-    st[1] = (struct gw_db_stmt){.sql = count_sql, .nparams = 4, .values = vals};
+    st[1] = (struct gw_db_stmt){.sql = count_sql, .nparams = 5, .values = vals};
     if ((r = req_new(K_COUNT_REQ, arg)) == NULL)
         return GW_ENOMEM;
     r->cb.count_req = cb;
@@ -206,7 +214,7 @@ static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
     r->dbreq = NULL;
     if (err != 0) {
         r->cb.load(r->arg, fail_err(err), NULL);
-    } else if (PQntuples(pr) != 1 || PQnfields(pr) != 16) {
+    } else if (PQntuples(pr) != 1 || PQnfields(pr) != 17) {
         r->cb.load(r->arg, PQntuples(pr) == 0 ? GW_ENOTFOUND : GW_EINTERNAL, NULL);
     } else {
         row = (struct gw_bulk_row){
@@ -225,7 +233,8 @@ static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
             .sel_to = val(pr, 12),
             .sel_ids = val(pr, 13),
             .record_count = strtoll(PQgetvalue(pr, 0, 14), NULL, 10),
-            .expired = PQgetvalue(pr, 0, 15)[0] == 't',
+            .max_level = (int)strtol(PQgetvalue(pr, 0, 15), NULL, 10),
+            .expired = PQgetvalue(pr, 0, 16)[0] == 't',
         };
         r->cb.load(r->arg, 0, &row);
     }
@@ -387,8 +396,8 @@ void gw_store_bulk_scope(struct gw_store_bulk_stmt *b, const char *scope)
 static const char insert_sql[] =
     "INSERT INTO bulk_request (id, operation, sel_branch, sel_from, sel_to, sel_ids, purpose, "
     "legal_basis, destination, requester, requester_role, requester_branch, record_count, "
-    "requested_at) VALUES ($1::uuid, $2, $3, $4::date, $5::date, $6::uuid[], $7, $8, $9, $10, "
-    "$11, $12, $13::bigint, $14::timestamptz)";
+    "requested_at, max_level) VALUES ($1::uuid, $2, $3, $4::date, $5::date, $6::uuid[], $7, $8, "
+    "$9, $10, $11, $12, $13::bigint, $14::timestamptz, $15::smallint)";
 
 void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n)
 {
@@ -407,7 +416,9 @@ void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new
     b->vals[11] = n->requester_branch;
     b->vals[12] = b->num[0];
     b->vals[13] = n->requested_at;
-    stmt(b, insert_sql, 14);
+    snprintf(b->num[1], sizeof(b->num[1]), "%d", n->max_level);
+    b->vals[14] = b->num[1];
+    stmt(b, insert_sql, 15);
 }
 
 /* Fails (division by zero) unless exactly one pending request of another person was decided. */

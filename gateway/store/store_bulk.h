@@ -44,8 +44,9 @@ struct gw_bulk_row {
     const char *approver, *purpose, *legal_basis, *destination;
     const char *sel_branch, *sel_from, *sel_to, *sel_ids;
     int64_t record_count;
-    bool expired; /* approved but its approval expired, or pending (undecided) longer than the
-                   * ttl_s it was loaded with: either way it can no longer run or be decided */
+    int max_level; /* the requester's highest security level when it was counted (-1: none) */
+    bool expired;  /* approved but its approval expired, or pending (undecided) longer than the
+                    * ttl_s it was loaded with: either way it can no longer run or be decided */
 };
 
 typedef void (*gw_store_bulk_count_cb)(void *arg, int err, int64_t count);
@@ -63,10 +64,12 @@ typedef void (*gw_store_bulk_rows_cb)(void *arg, int err, const struct gw_store_
 typedef void (*gw_store_bulk_ids_cb)(void *arg, int err, const char *const *ids, size_t n);
 
 /* Counts, for a new request, the waybills sel matches within scope (a branch, or "*" for a
- * central role) accepted strictly before the count's second; cb also gets the count's time, to
- * be stored as the request's requested_at (gw_bulk_new). */
+ * central role) and at most security level `level` (the requester's role's, gw_policy_max_level;
+ * -1: none; stored as the request's max_level, gw_bulk_new), accepted strictly before the count's
+ * second; cb also gets the count's time, to be stored as the request's requested_at. The level
+ * is bounded by bulk_within_level (sql/030), the predicate every run of the request uses. */
 int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_bulk_sel *sel,
-                        gw_store_bulk_request_count_cb cb, void *arg,
+                        int level, gw_store_bulk_request_count_cb cb, void *arg,
                         struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* Reads request id (UUID text); a pending request older than ttl_s ([compliance]
  * approval_ttl_s) reads as expired. */
@@ -74,16 +77,17 @@ int gw_store_bulk_load(struct gw_store *s, const char *id, uint32_t ttl_s, gw_st
                        void *arg, struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* The level of a destruction's count: every security level, as bulk_destroy deletes them. */
 #define GW_BULK_LEVEL_ANY INT16_MAX
-/* Counts the waybills a run of request id (UUID text) selects within scope and at most security
- * level `level` (gw_policy_max_level, -1: none; a destruction's: GW_BULK_LEVEL_ANY): its stored
- * selector, accepted strictly before the request's second (the rows gw_store_bulk_rows pages with
- * the same level). */
+/* Counts the waybills a run of request id (UUID text) selects within scope and at most the lower
+ * of security level `level` (the requester's role's now, gw_policy_max_level, -1: none) and the
+ * request's max_level (bulk_within_level, sql/030): its stored selector, accepted strictly before
+ * the request's second (the rows gw_store_bulk_rows pages with the same level). */
 int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *id, int level,
                             gw_store_bulk_count_cb cb, void *arg,
                             struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* One page (at most limit rows, ordered by id, after `after` (UUID text) or from the start when
- * NULL) of the waybills an export or copy run of request id selects within scope and at most
- * security level `level` (the stored selector, accepted strictly before the request's second). */
+ * NULL) of the waybills an export or copy run of request id selects within scope and at most the
+ * lower of security level `level` and the request's max_level (the stored selector, accepted
+ * strictly before the request's second), as gw_store_bulk_count_run counts them. */
 int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, int level,
                        const char *after, uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
                        struct gw_store_bulk_req **out) GW_MUST_CHECK;
@@ -114,6 +118,7 @@ struct gw_bulk_new {
     struct gw_bulk_sel sel;
     int64_t record_count;
     const char *requested_at; /* the time of the count (gw_store_bulk_count) */
+    int max_level;            /* the level of the count (gw_store_bulk_count) */
 };
 /* Inserts a new pending request. */
 void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n);

@@ -554,7 +554,7 @@ def test_destroy_shreds_and_keeps_a_destruction_record(stack, people):
         assert code == grpc.StatusCode.NOT_FOUND
     rec = stack.psql("SELECT reason, selector, requester, approver, count FROM destruction "
                      "WHERE request_id = '%s'" % r.request_id)
-    assert rec == ["bulk|branch=* from=- to=- ids=2|%s|%s|2"
+    assert rec == ["bulk|branch=* from=- to=- ids=2 level<=0|%s|%s|2"
                    % (stack.account(REQUESTER)[0], stack.account(APPROVER)[0])]
     assert audit_rows(stack, "bulk.run", r.request_id) == [
         "refused|%s||%s" % (stack.account(REQUESTER)[0], r.request_id),
@@ -629,6 +629,38 @@ def test_a_run_records_only_the_records_it_releases(stack, people, op):
     assert pb.common.WaybillView.FromString(base64.b64decode(rows[0].split(" ")[0])).id == ids[0]
     assert audit_rows(stack, "bulk.run", r.request_id) == [
         "ok|%s|1|%s" % (stack.account(REQUESTER)[0], r.request_id)]
+
+
+@pytest.mark.parametrize("op", [1, 2], ids=["export", "copy"])
+def test_a_requests_count_takes_only_the_requesters_levels(stack, people, op):
+    """A request's record_count, which its requester and its approver see (and its bulk.request
+    and bulk.approve records count), takes only the records within the requester's security
+    levels, as its run does (bulk_within_level, sql/030; the level stored with the request): the
+    compliance auditor (level 0) asking for a plain and a 秘密 waybill is told 1, which the run
+    matches; asking for the 秘密 one alone it is told 0, as for an id that names nothing, so the
+    count is no hint that a record above its levels exists. Before, the count was 2 and 1."""
+    pb = stack.pb
+    plain_w, secret_w = new_waybill(stack, "a"), new_waybill(stack, "a")
+    secret_w.security_level = pb.common.SECURITY_LEVEL_SECRET
+    ids = [submit(stack, plain_w), submit(stack, secret_w)]
+    past_this_second()
+    r = request(people, op, ids)
+    assert r.record_count == 1
+    assert stack.psql("SELECT record_count, max_level FROM bulk_request WHERE id = '%s'"
+                      % r.request_id) == ["1|0"]
+    approve(people, r.request_id)
+    me, them = stack.account(REQUESTER)[0], stack.account(APPROVER)[0]
+    assert audit_rows(stack, "bulk.request", r.request_id) == [
+        "ok|%s|1|%s" % (me, r.request_id)]
+    assert audit_rows(stack, "bulk.approve", r.request_id) == [
+        "ok|%s|1|%s" % (them, r.request_id)]
+    priv, pub = keypair()
+    chunks = run(people, r.request_id, pub)
+    assert chunks[-1].last and chunks[-1].records_done == r.record_count
+    assert audit_rows(stack, "bulk.run", r.request_id) == ["ok|%s|1|%s" % (me, r.request_id)]
+    # the classified record alone counts as nothing, exactly as an id no record has
+    assert request(people, op, [ids[1]]).record_count == 0
+    assert request(people, op, [str(uuid.uuid4())]).record_count == 0
 
 
 def test_a_run_that_leaves_out_an_unreadable_record_records_what_it_released(stack, people):
