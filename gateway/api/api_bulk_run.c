@@ -3,25 +3,28 @@
  *
  * Export or copy: the selection is frozen at what was approved: the stored selector over the
  * records accepted strictly before the request's second, as its count took them (store_bulk.h),
- * narrowed to the requester's role's security levels (gw_policy_max_level: a run never releases
- * a record above them, so neither its count nor its bulk.run record takes one), counted first; a
- * run that would select more than the approved record_count is refused (FAILED_PRECONDITION and a
- * refused bulk.run record) before anything is released. Then the request is marked executed and its
- * bulk.run record, with that count, committed in one transaction before any row is read (fail
- * closed), and the stream stops with an error rather than release more records than the record
- * counts (the scope may have grown since the count). Then the selected waybills are read a page at
- * a time (by id, within the bulk scope of policy.c), each authenticated, rendered exactly as the
- * requester's role sees it (gw_api_render_view_in: the role's view, never more), packed as a
- * WaybillView, base64-encoded and followed by its watermark tag (watermark.h), sealed to the
- * recipient's X25519 key (xseal.h) in chunks and streamed while the client reads. The last message
- * carries the watermark (export) id and the SHA-256 of the whole output.
+ * narrowed to the requester's role's security levels (the lower of gw_policy_max_level now and
+ * the request's max_level, as its count took them: a run never releases a record above them, so
+ * neither its count nor its bulk.run record takes one), counted first; a run that would select more
+ * than the approved record_count is refused (FAILED_PRECONDITION and a refused bulk.run record)
+ * before anything is released. Then the request is marked executed and its bulk.run record, with
+ * that count, committed in one transaction before any row is read (fail closed), and the stream
+ * stops with an error rather than release more records than the record counts (the scope may have
+ * grown since the count). Then the selected waybills are read a page at a time (by id, within the
+ * bulk scope of policy.c), each authenticated, rendered exactly as the requester's role sees it
+ * (gw_api_render_view_in: the role's view, never more), packed as a WaybillView, base64-encoded and
+ * followed by its watermark tag (watermark.h), sealed to the recipient's X25519 key (xseal.h) in
+ * chunks and streamed while the client reads. The last message carries the watermark (export) id
+ * and the SHA-256 of the whole output.
  *
- * Destroy: the same frozen selection is counted (more than approved: refused), then one
- * transaction marks the request executed, deletes every selected waybill (their wrapped data keys
- * with them: crypto-shredding; bulk_destroy, sql/022 and sql/024, deletes only records accepted
- * before the request's second and refuses more than approved), writes the destruction record
- * and the bulk.run record; it fails, destroying nothing, when the selection changed since it was
- * counted.
+ * Destroy: the same frozen selection, within the same levels (a destroy is bounded by its
+ * requester's levels exactly as an export: a classified record needs a requester cleared for
+ * it), is counted (more than approved: refused), then one transaction marks the request
+ * executed, deletes every selected waybill (their wrapped data keys with them: crypto-shredding;
+ * bulk_destroy, sql/022, sql/024 and sql/031, deletes only records accepted before the request's
+ * second and within the level, and refuses more than approved), writes the destruction record
+ * and the bulk.run record, both counting what was deleted, the selector text naming the level;
+ * it fails, destroying nothing, when the selection changed since it was counted.
  *
  * A run that ends having left out records its bulk.run record counted (one that fails
  * authentication: an incident) leaves a second bulk.run record, outcome "short", counting the
@@ -86,8 +89,8 @@ struct brun {
     int64_t record_count; /* approved (counted at request time); a destruction's, once counted
                            * at run time (never more): what it deletes */
     int64_t run_count;    /* an export's: what its bulk.run record counts, at most this many */
-    int level;            /* the highest security level it selects: the lower of the requester's
-                           * role's now and the request's max_level (when it was counted) */
+    int level;            /* the highest security level it selects, releases or destroys: the
+                           * lower of the requester's role's now and the request's max_level */
     uint8_t rcpt[GW_XSEAL_PUB_LEN];
     bool rcpt_given;
     uint8_t header[GW_XSEAL_HEADER_LEN];
@@ -634,7 +637,7 @@ static void counted_for_destroy_cb(void *arg, int err, int64_t count)
     r->record_count = count;
     gw_store_bulk_scope(&st[0], r->scope);
     gw_store_bulk_claim(&st[1], r->id, r->requester, NULL);
-    gw_store_bulk_destroy_request(&st[2], r->id, r->selector, count);
+    gw_store_bulk_destroy_request(&st[2], r->id, r->selector, count, r->level);
     snprintf(r->detail, sizeof(r->detail), "kind=destroy %s", r->selector);
     gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "ok");
     rec.count = count;
@@ -765,8 +768,8 @@ static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
         return;
     }
     if (strcmp(r->op, "destroy") == 0) { /* the frozen selection, as an export's */
-        rc = gw_store_bulk_count_run(gw_call_app(r->call)->store, r->scope, r->id,
-                                     GW_BULK_LEVEL_ANY, counted_for_destroy_cb, r, &r->sreq);
+        rc = gw_store_bulk_count_run(gw_call_app(r->call)->store, r->scope, r->id, r->level,
+                                     counted_for_destroy_cb, r, &r->sreq);
         if (rc != 0)
             fail(r, rc, NULL, rc == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
         return;

@@ -469,17 +469,21 @@ void gw_store_bulk_claimed(struct gw_store_bulk_stmt *b, const char *id, const c
     stmt(b, claimed_sql, 2);
 }
 
-/* sql/009_bulk.sql: checks the request, deletes, fails unless exactly expected rows went. */
-static const char destroy_request_sql[] = "SELECT bulk_destroy($1::uuid, $2, $3::bigint)";
+/* sql/031_bulk_destroy_levels.sql: checks the request, deletes within the level, fails unless
+ * exactly expected rows went. */
+static const char destroy_request_sql[] =
+    "SELECT bulk_destroy($1::uuid, $2, $3::bigint, $4::integer)";
 
 void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
-                                   const char *selector, int64_t expected)
+                                   const char *selector, int64_t expected, int level)
 {
     snprintf(b->num[0], sizeof(b->num[0]), "%" PRId64, expected);
+    snprintf(b->num[1], sizeof(b->num[1]), "%d", level);
     b->vals[0] = id;
     b->vals[1] = selector;
     b->vals[2] = b->num[0];
-    stmt(b, destroy_request_sql, 3);
+    b->vals[3] = b->num[1];
+    stmt(b, destroy_request_sql, 4);
 }
 
 /* sql/009_bulk.sql: every id must be past the retention, or nothing is destroyed. */

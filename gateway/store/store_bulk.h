@@ -75,8 +75,6 @@ int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_b
  * approval_ttl_s) reads as expired. */
 int gw_store_bulk_load(struct gw_store *s, const char *id, uint32_t ttl_s, gw_store_bulk_load_cb cb,
                        void *arg, struct gw_store_bulk_req **out) GW_MUST_CHECK;
-/* The level of a destruction's count: every security level, as bulk_destroy deletes them. */
-#define GW_BULK_LEVEL_ANY INT16_MAX
 /* Counts the waybills a run of request id (UUID text) selects within scope and at most the lower
  * of security level `level` (the requester's role's now, gw_policy_max_level, -1: none) and the
  * request's max_level (bulk_within_level, sql/030): its stored selector, accepted strictly before
@@ -141,13 +139,15 @@ void gw_store_bulk_claim(struct gw_store_bulk_stmt *b, const char *id, const cha
  * caller will not see (the audit writer keeps queue order), it makes a record conditional on
  * it. */
 void gw_store_bulk_claimed(struct gw_store_bulk_stmt *b, const char *id, const char *export_id);
-/* Deletes every waybill request id selects (its data keys with it; the frozen selection, as a
- * run counts it) and writes its destruction record (selector text, requester and approver from
- * the request), through bulk_destroy (sql/009_bulk.sql, sql/024_bulk_whole_second.sql): fails
- * unless the request is a destroy claimed in this transaction, expected is at most its
- * record_count and exactly expected rows were deleted. Result: one row (destruction id). */
+/* Deletes every waybill request id selects within the lower of security level `level` (the
+ * requester's role's now, gw_policy_max_level) and the request's max_level (its data keys with
+ * it; the frozen selection, as a run counts it with that level) and writes its destruction
+ * record (selector text, requester and approver from the request), through bulk_destroy
+ * (sql/031_bulk_destroy_levels.sql): fails unless the request is a destroy claimed in this
+ * transaction, expected is at most its record_count and exactly expected rows were deleted. A
+ * record above the level stays. Result: one row (destruction id). */
 void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
-                                   const char *selector, int64_t expected);
+                                   const char *selector, int64_t expected, int level);
 /* Deletes the waybills ids (array literal), every one older than days, and writes a retention
  * destruction record (requester: who ran the sweep), through retention_destroy
  * (sql/009_bulk.sql): fails, deleting nothing, unless every id was past the retention. */

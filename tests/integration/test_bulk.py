@@ -563,6 +563,64 @@ def test_destroy_shreds_and_keeps_a_destruction_record(stack, people):
     assert code == grpc.StatusCode.FAILED_PRECONDITION  # once
 
 
+def test_a_destroy_deletes_only_records_within_the_requesters_levels(stack, people):
+    """A bulk destroy is bounded by its requester's security levels exactly as an export is
+    (bulk_within_level: the request's count, the run's count and bulk_destroy, sql/031): the
+    compliance auditor (level 0) asking to destroy a plain and a 秘密 waybill is told 1, destroys
+    the plain one only, and its destruction and bulk.run records count 1 with the level in the
+    selector; the 秘密 record stays readable to a role cleared for it. A requester cleared for
+    秘密 (a gateway whose policy gives compliance_auditor level 1) destroys it. Before, the
+    level-0 auditor destroyed both."""
+    from conftest import ExtraGateway
+    from test_views import default_text, write_policy
+    pb = stack.pb
+    plain_w, secret_w = new_waybill(stack, "a"), new_waybill(stack, "a")
+    secret_w.security_level = pb.common.SECURITY_LEVEL_SECRET
+    ids = [submit(stack, plain_w), submit(stack, secret_w)]
+    past_this_second()
+    r = request(people, 3, ids, purpose="erasure of two records", legal_basis="ref 2026-31")
+    assert r.record_count == 1
+    approve(people, r.request_id)
+    chunks = run(people, r.request_id)
+    assert chunks[-1].last and chunks[-1].records_done == 1
+    assert stack.psql("SELECT id FROM waybill WHERE id IN ('%s')" % "','".join(ids)) == [ids[1]]
+    assert get(stack, secret_w.waybill_no, "branch_a").id == ids[1]
+    me, them = stack.account(REQUESTER)[0], stack.account(APPROVER)[0]
+    assert stack.psql("SELECT selector, requester, approver, count FROM destruction "
+                      "WHERE request_id = '%s'" % r.request_id) == [
+        "branch=* from=- to=- ids=2 level<=0|%s|%s|1" % (me, them)]
+    assert audit_rows(stack, "bulk.run", r.request_id) == ["ok|%s|1|%s" % (me, r.request_id)]
+    # a requester cleared for 秘密 destroys it
+    policy = os.path.join(stack.dir, "policy_auditor_level.conf")
+    text = default_text()
+    assert text.count("\ncompliance_auditor = 0\n") == 1
+    write_policy(policy, text.replace("\ncompliance_auditor = 0\n",
+                                      "\ncompliance_auditor = 1\n"))
+    gw = ExtraGateway(stack, "bulklevel",
+                      edit=lambda conf: conf + "\n[policy]\nfile = %s\n" % policy)
+    try:
+        ch = stack.channel(stack.account(REQUESTER)[2], addr=gw.addr)
+        cpb = pb.compliance
+        req = cpb.RequestBulkRequest(operation=3, purpose="erasure of a classified record",
+                                     legal_basis="ref 2026-31b", destination="none")
+        req.selector.record_ids.extend([ids[1]])
+        cleared = waygate_proto.unary(ch, REQUEST, req, cpb.RequestBulkResponse,
+                                      metadata=people.metadata(REQUESTER))
+        assert cleared.record_count == 1
+        assert stack.psql("SELECT max_level FROM bulk_request WHERE id = '%s'"
+                          % cleared.request_id) == ["1"]
+        approve(people, cleared.request_id)
+        chunks = list(waygate_proto.stream(ch, RUN, cpb.RunBulkRequest(
+            request_id=cleared.request_id), cpb.RunBulkChunk,
+            metadata=people.metadata(REQUESTER), timeout=60))
+        assert chunks[-1].last and chunks[-1].records_done == 1
+    finally:
+        gw.close()
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % ids[1]) == ["0"]
+    assert stack.psql("SELECT selector, count FROM destruction WHERE request_id = '%s'"
+                      % cleared.request_id) == ["branch=* from=- to=- ids=1 level<=1|1"]
+
+
 def test_a_large_export_pages_and_chunks(stack, people):
     """230 records: three pages of the store (100 rows each) and several 64 KiB chunks, every row
     present exactly once, in record-id order, the whole file opening and tracing."""
@@ -783,7 +841,7 @@ def test_the_database_refuses_a_destroy_beyond_its_approval(stack, people):
     approve(people, r.request_id)
     stack.psql("UPDATE bulk_request SET state = 'executed' WHERE id = '%s'" % r.request_id)
     assert "the selection grew: 2 records, 1 approved" in gateway_sql_refused(
-        stack, "SELECT bulk_destroy('%s', 'x', 2)" % r.request_id)
+        stack, "SELECT bulk_destroy('%s', 'x', 2, 0)" % r.request_id)
 
 
 def gateway_sql(stack, sql):
@@ -815,7 +873,7 @@ def test_a_destroy_not_done_through_the_gateway_is_named_by_audit_verify(stack, 
                "requester, requester_role, record_count, state, approver, approver_role, "
                "decided_at, expires_at) VALUES ('%s', 'destroy', ARRAY['%s']::uuid[], 'x', 'x', "
                "'%s', 'compliance_auditor', 1, 'executed', '%s', 'security_admin', now(), "
-               "now() + interval '1 hour'); SELECT bulk_destroy('%s', 'forged', 1)"
+               "now() + interval '1 hour'); SELECT bulk_destroy('%s', 'forged', 1, 0)"
                % (forged, rid, REQUESTER, APPROVER, forged))[0]
     assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["0"]
     place = audit_lib.unrecorded_destruction(stack, did, "bulk", 1, ", request " + forged)
@@ -955,11 +1013,14 @@ def test_the_database_checks_every_destruction(stack, people):
         stack, "SELECT set_config('waygate.scope', '*', false); "
                "DELETE FROM waybill WHERE id = '%s'" % rid)
     pending = request(people, 3, [rid])
+    # the signature that deleted every security level is gone (sql/031)
+    assert "function bulk_destroy(unknown, unknown, integer) does not exist" in \
+        gateway_sql_refused(stack, "SELECT bulk_destroy('%s', 'x', 1)" % pending.request_id)
     assert "not an approved destruction" in gateway_sql_refused(
-        stack, "SELECT bulk_destroy('%s', 'x', 1)" % pending.request_id)
+        stack, "SELECT bulk_destroy('%s', 'x', 1, 0)" % pending.request_id)
     approve(people, pending.request_id)  # approved, but not claimed by a run
     assert "not an approved destruction" in gateway_sql_refused(
-        stack, "SELECT bulk_destroy('%s', 'x', 1)" % pending.request_id)
+        stack, "SELECT bulk_destroy('%s', 'x', 1, 0)" % pending.request_id)
     # a young record is not past any retention; a zero retention is refused, and one below the
     # floor (sql/020; test_retention.py has the rest)
     assert "not every record is past its retention" in gateway_sql_refused(

@@ -33,11 +33,16 @@ def free_port():
 
 @pytest.fixture(scope="module")
 def old_and_young(stack):
-    """Five waybills picked up in 2022 and one picked up today, all of branch a."""
+    """Five waybills picked up in 2022 and one picked up today, all of branch a. Two of the old
+    ones are classified (秘密, 绝密): automatic expiry is the system's, not a bulk request bounded
+    by a requester's levels (sql/031), and destroys expired records of every level."""
     old = []
-    for _ in range(5):
+    common = stack.pb.common
+    levels = {1: common.SECURITY_LEVEL_SECRET, 3: common.SECURITY_LEVEL_TOP_SECRET}
+    for i in range(5):
         w = new_waybill(stack, "a")
         w.pickup_time = OLD_PICKUP
+        w.security_level = levels.get(i, 0)
         old.append((w, submit(stack, w)))
     w = new_waybill(stack, "a")
     young = (w, submit(stack, w))
@@ -75,6 +80,8 @@ def test_retention_destroys_old_records_in_batches_with_records(stack, old_and_y
     in_old = "('%s')" % "','".join(old_ids)
     keys = stack.psql("SELECT encode(dek_wrapped, 'hex') FROM waybill WHERE id IN %s" % in_old)
     assert len(keys) == 5
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN %s AND security_level > 0"
+                      % in_old) == ["2"]
     before = int(stack.psql("SELECT coalesce(max(id), 0) FROM destruction")[0])
 
     proc, log, addr = sweeping_gateway(stack)
