@@ -338,6 +338,16 @@ static void record_refused_decision(struct lawful *l, enum gw_rule rule)
     gw_call_set_cancel(l->call, cancel_cb, l);
 }
 
+/* Refuses an approval's valid_until as further than max_s from now (GW_RULE_LAWFUL_TOO_LONG). */
+static void too_long(struct gw_call *call, uint32_t max_s)
+{
+    struct gw_fault f;
+
+    (void)gw_fault_set(&f, GW_EINVAL, NULL, "valid_until", GW_RULE_LAWFUL_TOO_LONG);
+    f.limit = max_s;
+    gw_call_finish_fault(call, &f);
+}
+
 /* A refusal the database named by its SQLSTATE (state), asked before the decision
  * (gw_store_lawful_decidable) or raised by it (what changed in between): answered, a refusal of
  * the decider's independence recorded first. False when state is none of them. */
@@ -351,6 +361,8 @@ static bool refused_by(struct lawful *l, const char *state)
         gw_call_fail(l->call, GW_EPRECOND, "case_id", GW_RULE_CASE_EXPIRED);
     else if (strcmp(state, GW_LAWFUL_PAST) == 0)
         gw_call_fail(l->call, GW_EINVAL, "valid_until", GW_RULE_NOT_FUTURE);
+    else if (strcmp(state, GW_LAWFUL_TOO_LONG) == 0)
+        too_long(l->call, GW_LAWFUL_LONGEST_S); /* past the database's bound: a clock ahead */
     else if (strcmp(state, GW_LAWFUL_SELF) == 0)
         record_refused_decision(l, GW_RULE_CASE_SELF);
     else if (strcmp(state, GW_LAWFUL_RELATED) == 0)
@@ -436,15 +448,14 @@ static void decidable_cb(void *arg, int err, const char *refusal)
 }
 
 /* An approval's valid_until (0: [compliance] lawful_default_s from now) must be in the future
- * and at most max_s from now, decided here before any database work: a time past it is refused
- * as too long an approval, not left to PostgreSQL's to_timestamp (which overflows, and raises
- * with the lawful statement into its server log). A rejection's is not used. False after failing
- * the call. */
+ * and at most max_s from now (the database holds it to GW_LAWFUL_LONGEST_S after the decision
+ * too, sql/032: WL008, refused_by), decided here before any database work: a time past it is
+ * refused as too long an approval, not left to PostgreSQL's to_timestamp (which overflows, and
+ * raises with the lawful statement into its server log). A rejection's is not used. False after
+ * failing the call. */
 static bool valid_until_ok(struct gw_call *call, const Waygate__V1__DecideLawfulAccessRequest *in,
                            int64_t now, uint32_t max_s)
 {
-    struct gw_fault f;
-
     if (!in->approve || in->valid_until == 0)
         return true;
     if (in->valid_until <= now) {
@@ -452,9 +463,7 @@ static bool valid_until_ok(struct gw_call *call, const Waygate__V1__DecideLawful
         return false;
     }
     if (in->valid_until - now > (int64_t)max_s) {
-        (void)gw_fault_set(&f, GW_EINVAL, NULL, "valid_until", GW_RULE_LAWFUL_TOO_LONG);
-        f.limit = max_s;
-        gw_call_finish_fault(call, &f);
+        too_long(call, max_s);
         return false;
     }
     return true;

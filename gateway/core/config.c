@@ -102,6 +102,7 @@ static const struct keydef keys[] = {
     {"compliance", "bulk_threshold", T_U32, F(bulk_threshold), 1, 1000000, 0},
     {"compliance", "approval_ttl_s", T_U32, F(approval_ttl_s), 60, 2592000, 0},
     {"compliance", "lawful_default_s", T_U32, F(lawful_default_s), 60, 31536000, 0},
+    /* at most 365 days: the database's own bound (sql/032_lawful_longest.sql) */
     {"compliance", "lawful_max_s", T_U32, F(lawful_max_s), 60, 31536000, 0},
     {"compliance", "retention_days", T_U32, F(retention_days), 0, 36500, 0},
     {"compliance", "retention_sweep_ms", T_U32, F(retention_sweep_ms), 100, 86400000, 0},

@@ -27,6 +27,10 @@
 #define GW_LAWFUL_PAST "WL006"
 #define GW_LAWFUL_RELATED                                                                          \
     "WL007" /* sql/021: the decider created the requester's account, or the reverse */
+/* sql/032: an approval's valid_until more than GW_LAWFUL_LONGEST_S after the decision (the
+ * database's own bound, a trigger on lawful_case; [compliance] lawful_max_s may not exceed it) */
+#define GW_LAWFUL_TOO_LONG "WL008"
+#define GW_LAWFUL_LONGEST_S 31536000 /* 365 days: sql/032_lawful_longest.sql's constant */
 
 /* A new case. Strings NUL-terminated; fields and bidx_hex are PostgreSQL array literals
  * ("{recipient.phone,sender.name}", "{0011..ff,...}": lowercase hex of each blind index). */

@@ -299,6 +299,48 @@ def test_an_approval_lasts_at_most_lawful_max_s(stack, lawful, waybills):
         stack.pb.compliance.APPROVAL_STATE_REJECTED
 
 
+def test_the_database_bounds_an_approvals_valid_until(stack, lawful, waybills):
+    """The database holds an approval's valid_until to 365 days after the decision itself
+    (sql/032: a trigger on lawful_case, WL008, naming valid_until and the rule), whoever writes
+    it: connected as the gateway's own role, lawful_case_decide with a valid_until a year and a
+    day away, a direct UPDATE deciding the case so, one dated in 2100 with a decided_at to match
+    (the bound is the writing transaction's now(), not the row's decided_at), and a direct INSERT
+    of an approved case are each refused, and the case stays pending. lawful_case_decidable, which
+    the gateway asks first, answers WL008 for the same value and nothing for 364 days, and a
+    364-day approval is written (then rolled back). Before, the database accepted all of them."""
+    from test_privileges import as_role, refusal as pg_refusal
+    (w1, _), _, _, _ = waybills
+    case = lawful.request([w1.waybill_no]).case_id
+    sec = stack.psql("SELECT id FROM account WHERE name = 'secadmin'")[0]
+    acct = stack.psql("SELECT requester_account FROM lawful_case WHERE id = '%s'" % case)[0]
+    gw = stack.pguri_gateway
+    rule = ("valid_until: must be at most 31536000 s (365 days) after the decision (an "
+            "approval's longest lifetime)")
+    for sql in (
+            "SELECT lawful_case_decide('{c}', {d}, 'secadmin', true, '', "
+            "now() + interval '366 days', 86400)",
+            "UPDATE lawful_case SET state = 'approved', decided_at = now(), decider_account = {d}, "
+            "decider = 'secadmin', valid_until = now() + interval '366 days' WHERE id = '{c}'",
+            "UPDATE lawful_case SET state = 'approved', decided_at = '2100-01-01', "
+            "decider_account = {d}, decider = 'secadmin', valid_until = '2100-06-01' "
+            "WHERE id = '{c}'",
+            "INSERT INTO lawful_case (id, requester_account, requester, agency, officer, case_ref, "
+            "legal_document_ref, waybills, state, decided_at, decider_account, decider, "
+            "valid_until) VALUES (gen_random_uuid(), {a}, 'lawful', 'x', 'x', 'x', 'x', 1, "
+            "'approved', now(), {d}, 'secadmin', now() + interval '100 years')"):
+        assert pg_refusal(gw, sql.format(c=case, d=sec, a=acct)) == ("WL008", rule), sql
+    assert stack.psql("SELECT state FROM lawful_case WHERE id = '%s'" % case) == ["pending"]
+    ask = ("SELECT coalesce(lawful_case_decidable('%s', %s, true, now() + interval '%%s days', "
+           "86400), 'decidable')" % (case, sec))
+    for days, answer in ((366, "WL008"), (364, "decidable")):
+        r = as_role(gw, ask % days)
+        assert r.returncode == 0 and r.stdout.split() == [answer], r.stderr
+    r = as_role(gw, "BEGIN; SELECT lawful_case_decide('%s', %s, 'secadmin', true, '', now() + "
+                    "interval '364 days', 86400); ROLLBACK" % (case, sec))
+    assert r.returncode == 0 and r.stdout.split() == ["approved"], r.stderr  # rolled back
+    assert stack.psql("SELECT state FROM lawful_case WHERE id = '%s'" % case) == ["pending"]
+
+
 def test_request_and_decision_rules(stack, lawful, waybills):
     (w1, _), _, _, _ = waybills
     pb = stack.pb
