@@ -74,6 +74,16 @@ def people(stack):
     return People(stack)
 
 
+def plain_and_secret(stack):
+    """The ids of two waybills of branch a submitted now, a plain one and a 秘密 one, once the
+    second of their acceptance has passed, and the 秘密 one's waybill number."""
+    plain_w, secret_w = new_waybill(stack, "a"), new_waybill(stack, "a")
+    secret_w.security_level = stack.pb.common.SECURITY_LEVEL_SECRET
+    ids = [submit(stack, plain_w), submit(stack, secret_w)]
+    past_this_second()
+    return ids, secret_w.waybill_no
+
+
 def past_this_second():
     """Waits until the clock is past the second it reads now. A request selects the records
     accepted before its own second (accepted_at is the gateway's whole second, on this machine's
@@ -574,17 +584,14 @@ def test_a_destroy_deletes_only_records_within_the_requesters_levels(stack, peop
     from conftest import ExtraGateway
     from test_views import default_text, write_policy
     pb = stack.pb
-    plain_w, secret_w = new_waybill(stack, "a"), new_waybill(stack, "a")
-    secret_w.security_level = pb.common.SECURITY_LEVEL_SECRET
-    ids = [submit(stack, plain_w), submit(stack, secret_w)]
-    past_this_second()
+    ids, secret_no = plain_and_secret(stack)
     r = request(people, 3, ids, purpose="erasure of two records", legal_basis="ref 2026-31")
     assert r.record_count == 1
     approve(people, r.request_id)
     chunks = run(people, r.request_id)
     assert chunks[-1].last and chunks[-1].records_done == 1
     assert stack.psql("SELECT id FROM waybill WHERE id IN ('%s')" % "','".join(ids)) == [ids[1]]
-    assert get(stack, secret_w.waybill_no, "branch_a").id == ids[1]
+    assert get(stack, secret_no, "branch_a").id == ids[1]
     me, them = stack.account(REQUESTER)[0], stack.account(APPROVER)[0]
     assert stack.psql("SELECT selector, requester, approver, count FROM destruction "
                       "WHERE request_id = '%s'" % r.request_id) == [
@@ -673,10 +680,7 @@ def test_a_run_records_only_the_records_it_releases(stack, people, op):
     copies two waybills, one of them 秘密: one row, records_done 1, and the record counts 1 (it
     counted 2, the classified one with them, before)."""
     pb = stack.pb
-    plain_w, secret_w = new_waybill(stack, "a"), new_waybill(stack, "a")
-    secret_w.security_level = pb.common.SECURITY_LEVEL_SECRET
-    ids = [submit(stack, plain_w), submit(stack, secret_w)]
-    past_this_second()
+    ids, secret_no = plain_and_secret(stack)
     r = request(people, op, ids)
     approve(people, r.request_id)
     priv, pub = keypair()
@@ -697,11 +701,7 @@ def test_a_requests_count_takes_only_the_requesters_levels(stack, people, op):
     compliance auditor (level 0) asking for a plain and a 秘密 waybill is told 1, which the run
     matches; asking for the 秘密 one alone it is told 0, as for an id that names nothing, so the
     count is no hint that a record above its levels exists. Before, the count was 2 and 1."""
-    pb = stack.pb
-    plain_w, secret_w = new_waybill(stack, "a"), new_waybill(stack, "a")
-    secret_w.security_level = pb.common.SECURITY_LEVEL_SECRET
-    ids = [submit(stack, plain_w), submit(stack, secret_w)]
-    past_this_second()
+    ids, secret_no = plain_and_secret(stack)
     r = request(people, op, ids)
     assert r.record_count == 1
     assert stack.psql("SELECT record_count, max_level FROM bulk_request WHERE id = '%s'"
