@@ -1,8 +1,13 @@
 /* api_auth.c: the identity step over registered principals and account sessions (api_auth.h).
  * The certificate cache is direct-mapped by fingerprint (CACHE_SLOTS entries, bounded memory);
  * an entry holds the last answer for one fingerprint (registered or not) and when it was
- * learnt. Invariants: a token is never stored or logged, only hashed; each waiting call owns its
- * lookup and cancels it when reset; a call is identified exactly once. */
+ * learnt. A certificate-only call that misses the cache joins the lookup in flight for its
+ * fingerprint, if its slot has one (single flight: a busy certificate whose entry expires costs
+ * one lookup, not one per call that arrives meanwhile), else starts one.
+ * Invariants: a token is never stored or logged, only hashed; a call with a token owns its
+ * lookup and cancels it when reset; a flight is named by its slot exactly while its lookup is
+ * in flight, and its lookup is cancelled when its last waiter is reset; a call is identified
+ * exactly once. */
 #include "api_auth.h"
 
 #include <stdio.h>
@@ -32,9 +37,30 @@ struct cache_entry {
     struct gw_acct_cert cert;
 };
 
+struct flight;
+
 struct gw_auth {
     struct gw_app *app;
     struct cache_entry cache[CACHE_SLOTS];
+    struct flight *flights[CACHE_SLOTS]; /* a certificate lookup in flight per slot, or NULL */
+};
+
+/* A call waiting for a flight. */
+struct waiter {
+    struct flight *f;
+    struct gw_call *call;
+    struct gw_peer peer;
+    struct waiter *prev, *next;
+};
+
+/* One certificate lookup that every certificate-only call missing the cache for fpr waits for. */
+struct flight {
+    struct gw_auth *auth;
+    struct flight **slot; /* the auth's entry naming it while the lookup is in flight */
+    struct gw_acct_req *req;
+    uint8_t fpr[GW_PEER_FPR_LEN];
+    struct waiter *head;
+    bool answering; /* the lookup answered: its waiters are being identified */
 };
 
 /* One call waiting for the database. */
@@ -248,6 +274,125 @@ static void identify_done_cb(void *arg, int err, const struct gw_acct_cert *cert
     conclude(call, &peer, cert, has_token, sess);
 }
 
+static void waiter_unlink(struct waiter *w)
+{
+    struct flight *f = w->f;
+
+    if (w->prev != NULL)
+        w->prev->next = w->next;
+    else
+        f->head = w->next;
+    if (w->next != NULL)
+        w->next->prev = w->prev;
+}
+
+/* A waiting call was reset: it leaves the flight; the last one out cancels the lookup. */
+static void waiter_cancel_cb(void *arg)
+{
+    struct waiter *w = arg;
+    struct flight *f = w->f;
+
+    waiter_unlink(w);
+    gw_free(w);
+    if (f->head != NULL || f->answering)
+        return;
+    gw_acct_cancel(f->req);
+    *f->slot = NULL;
+    gw_free(f);
+}
+
+/* The flight's lookup answered: cached, then every waiter identified, one at a time from the
+ * head (identifying one may reset another, which then leaves the list by waiter_cancel_cb). */
+static void flight_done_cb(void *arg, int err, const struct gw_acct_cert *cert,
+                           const struct gw_acct_session *sess)
+{
+    struct flight *f = arg;
+    struct gw_auth *a = f->auth;
+    struct gw_acct_cert c;
+    const struct gw_acct_cert *known = NULL;
+    struct waiter *w;
+    struct gw_call *call;
+    struct gw_peer peer;
+
+    (void)sess;
+    f->req = NULL;
+    f->answering = true;
+    *f->slot = NULL; /* a call that misses the cache from now on starts a lookup of its own */
+    if (err == 0) {
+        if (cert != NULL) {
+            c = *cert;
+            known = &c;
+        }
+        cache_put(a, f->fpr, known);
+    }
+    while ((w = f->head) != NULL) {
+        waiter_unlink(w);
+        call = w->call;
+        peer = w->peer;
+        gw_free(w);
+        gw_call_set_cancel(call, NULL, NULL);
+        if (err != 0)
+            conclude_db_error(a, call, &peer, err, false);
+        else
+            conclude(call, &peer, known, false, NULL);
+    }
+    gw_free(f);
+}
+
+/* Identifies a certificate-only call that missed the cache: joins the flight for its
+ * fingerprint, or starts one. Returns false when its slot flies another fingerprint (the caller
+ * then looks up alone). */
+static bool fly(struct gw_auth *a, struct gw_call *call, const struct gw_peer *peer)
+{
+    struct flight **fs = &a->flights[slot(a, peer->cert_sha256) - a->cache];
+    struct flight *f = *fs;
+    struct waiter *w;
+    struct gw_fault ft;
+    int err;
+
+    if (f != NULL && memcmp(f->fpr, peer->cert_sha256, GW_PEER_FPR_LEN) != 0)
+        return false;
+    w = gw_calloc(1, sizeof(*w));
+    if (w == NULL) {
+        (void)gw_fault_set(&ft, GW_ENOMEM, NULL, NULL, GW_RULE_NONE);
+        gw_call_identified(call, &ft, NULL);
+        return true;
+    }
+    if (f == NULL) {
+        f = gw_calloc(1, sizeof(*f));
+        if (f == NULL) {
+            gw_free(w);
+            (void)gw_fault_set(&ft, GW_ENOMEM, NULL, NULL, GW_RULE_NONE);
+            gw_call_identified(call, &ft, NULL);
+            return true;
+        }
+        f->auth = a;
+        f->slot = fs;
+        memcpy(f->fpr, peer->cert_sha256, GW_PEER_FPR_LEN);
+        err = gw_acct_identify(a->app->db, f->fpr, NULL, a->app->cfg->password_max_age_days,
+                               flight_done_cb, f, &f->req);
+        if (err != 0) {
+            gw_free(f);
+            gw_free(w);
+            conclude_db_error(a, call, peer, err, false);
+            return true;
+        }
+        *fs = f;
+        a->app->cert_lookups++;
+    } else {
+        a->app->cert_lookups_shared++;
+    }
+    w->f = f;
+    w->call = call;
+    w->peer = *peer;
+    w->next = f->head;
+    if (f->head != NULL)
+        f->head->prev = w;
+    f->head = w;
+    gw_call_set_cancel(call, waiter_cancel_cb, w);
+    return true;
+}
+
 void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *peer,
                       const char *authorization)
 {
@@ -269,6 +414,8 @@ void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *pee
             conclude_cached(call, peer, e);
             return;
         }
+        if (fly(a, call, peer))
+            return;
     } else if (!peer->cert) {
         /* A token is usable only over a registered certificate. */
         memset(&p, 0, sizeof(p));
@@ -303,6 +450,8 @@ void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *pee
         }
     }
     w->asked_cert = e == NULL;
+    if (w->asked_cert)
+        a->app->cert_lookups++;
     err = gw_acct_identify(a->app->db, w->asked_cert ? peer->cert_sha256 : NULL,
                            w->has_token ? w->token_hash : NULL, cfg->password_max_age_days,
                            identify_done_cb, w, &w->req);

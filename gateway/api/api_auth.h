@@ -13,7 +13,8 @@
  *    account (role, branch, must_change), over the connection's certificate principal, which
  *    must be of the account's branch (branch roles) or registered for administration (the
  *    administrative roles).
- * Each waiting call owns its own lookup (no shared waiter lists); a reset call cancels it. */
+ * A call with a token owns its lookup and cancels it when reset; certificate-only calls that miss
+ * the cache for one fingerprint share one lookup (the last one reset cancels it). */
 #ifndef GW_API_AUTH_H
 #define GW_API_AUTH_H
 

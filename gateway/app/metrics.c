@@ -217,6 +217,12 @@ static void write_store(struct evbuffer *b, const struct gw_app *app)
     counter(b, "waygate_waybill_records_opened_total",
             "stored waybills decrypted and authenticated for a caller",
             (double)app->records_opened);
+    counter(b, "waygate_certificate_lookups_total",
+            "database lookups of a client certificate's principal (cache misses)",
+            (double)app->cert_lookups);
+    counter(b, "waygate_certificate_lookups_shared_total",
+            "calls that missed the certificate cache and waited for a lookup already in flight",
+            (double)app->cert_lookups_shared);
     gw_store_scan_stats(app->store, &sc);
     counter(b, "waygate_scan_groups_total", "scan-event insert transactions", (double)sc.groups);
     gauge(b, "waygate_scans_queued", "scan events waiting for a group now", (double)sc.queued);

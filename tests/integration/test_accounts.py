@@ -422,6 +422,73 @@ def test_unregistered_or_disabled_certificate_is_unauthenticated(stack):
     assert wait_for(refused, timeout=15) == NOT_REGISTERED
 
 
+def test_calls_that_miss_the_certificate_cache_share_one_lookup(stack):
+    """20 calls of a newly registered certificate arrive while its first lookup is held up (the
+    principal table locked): they all wait for that one lookup (single flight) instead of
+    queueing 20 lookups of the same row, and all are answered once the lock goes.
+    waygate_certificate_lookups_total counts the database lookups (1 here; 20 without the
+    flight), waygate_certificate_lookups_shared_total the calls that joined one (19)."""
+    name = unique("itflight")
+    crt, key = issue_cert(stack, name, "/O=Waygate Dev/OU=courier/L=a/CN=%s" % name)
+    stack.psql("INSERT INTO principal (name, fingerprint, role, branch, created_by) VALUES "
+               "('%s', '\\x%s', 'courier', 'a', 'test')" % (name, fingerprint(crt)))
+    lookups = stack.metric("waygate_certificate_lookups_total")
+    shared = stack.metric("waygate_certificate_lookups_shared_total")
+    ch = waygate_proto.channel(stack.addr, stack.ca, crt, key)
+    holder = lock_holder(stack, "LOCK TABLE principal IN ACCESS EXCLUSIVE MODE")
+    try:
+        pb = stack.pb.health
+        fn = ch.unary_unary("/grpc.health.v1.Health/Check",
+                            request_serializer=lambda m: m.SerializeToString(),
+                            response_deserializer=pb.HealthCheckResponse.FromString)
+        futures = [fn.future(pb.HealthCheckRequest(), timeout=120) for _ in range(20)]
+        assert wait_for(lambda: stack.metric("waygate_certificate_lookups_total") - lookups +
+                        stack.metric("waygate_certificate_lookups_shared_total") - shared >= 20,
+                        60), "the 20 calls did not reach the identity step"
+        assert not any(f.done() for f in futures)  # all held by the one lookup
+    finally:
+        release_holder(holder)
+    try:
+        assert [f.result().status for f in futures] == [pb.HealthCheckResponse.SERVING] * 20
+    finally:
+        ch.close()
+    print("20 calls: %d lookup(s), %d shared" % (
+        stack.metric("waygate_certificate_lookups_total") - lookups,
+        stack.metric("waygate_certificate_lookups_shared_total") - shared))
+    assert stack.metric("waygate_certificate_lookups_total") - lookups == 1
+    assert stack.metric("waygate_certificate_lookups_shared_total") - shared == 19
+
+
+def test_calls_sharing_a_lookup_may_all_go_away(stack):
+    """5 calls of a newly registered certificate wait for one held-up lookup and all reach their
+    deadline: each leaves the flight as it is reset, the last one cancels the lookup, and once
+    the lock goes the next call starts a lookup of its own and is served (2 lookups, 4 shared)."""
+    name = unique("itflight")
+    crt, key = issue_cert(stack, name, "/O=Waygate Dev/OU=courier/L=a/CN=%s" % name)
+    stack.psql("INSERT INTO principal (name, fingerprint, role, branch, created_by) VALUES "
+               "('%s', '\\x%s', 'courier', 'a', 'test')" % (name, fingerprint(crt)))
+    lookups = stack.metric("waygate_certificate_lookups_total")
+    shared = stack.metric("waygate_certificate_lookups_shared_total")
+    ch = waygate_proto.channel(stack.addr, stack.ca, crt, key)
+    try:
+        holder = lock_holder(stack, "LOCK TABLE principal IN ACCESS EXCLUSIVE MODE")
+        try:
+            pb = stack.pb.health
+            fn = ch.unary_unary("/grpc.health.v1.Health/Check",
+                                request_serializer=lambda m: m.SerializeToString(),
+                                response_deserializer=pb.HealthCheckResponse.FromString)
+            futures = [fn.future(pb.HealthCheckRequest(), timeout=3) for _ in range(5)]
+            codes = [f.exception().code() if f.exception() else "OK" for f in futures]
+            assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 5, codes
+        finally:
+            release_holder(holder)
+        assert waygate_proto.health_check(ch, timeout=30) == "SERVING"
+    finally:
+        ch.close()
+    assert stack.metric("waygate_certificate_lookups_total") - lookups == 2
+    assert stack.metric("waygate_certificate_lookups_shared_total") - shared == 4
+
+
 SUBJECT_FORM = ("client certificate: the subject must hold one CN, and at most one OU and one L, "
                 "each of A-Z a-z 0-9 _ . - only (CN at most 63, OU and L at most 31 characters): "
                 "this connection answers no call and is closed")
