@@ -339,6 +339,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 static void on_connected(struct gw_conn *c)
 {
     struct ssl_st *ssl = bufferevent_openssl_get_ssl(c->bev);
+    int rc;
 
     if (!gw_tls_alpn_is_h2(ssl)) {
         if (conn_log_ok(c, GW_LOG_INFO))
@@ -347,7 +348,12 @@ static void on_connected(struct gw_conn *c)
         return;
     }
     c->ssl = ssl;
-    if (gw_tls_peer_cert(ssl, &c->peer) != 0) {
+    rc = gw_tls_peer_cert(ssl, &c->peer);
+    if (rc != 0 && rc != GW_EAUTH) {
+        conn_close(c, "cannot read the client certificate");
+        return;
+    }
+    if (rc != 0) {
         /* Verified, so a client of ours that should be told why: it stays unauthenticated,
          * every call answered UNAUTHENTICATED (rpc/call.c), until preauth_timeout_ms. */
         c->peer.bad_subject = true;

@@ -510,6 +510,8 @@ static int on_frame_send_cb(nghttp2_session *s, const nghttp2_frame *f, void *ar
 
     (void)s;
     gw_h2_calm_frame_sent(&c->calm, f->hd.type);
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_REQUEST)
+        gw_h2_calm_request_sent(&c->calm);
     return 0;
 }
 

@@ -72,6 +72,13 @@ void gw_h2_calm_stream_opened(struct gw_h2_calm *c)
     gw_bucket_credit(&c->kind[GW_H2_CALM_PRIORITY], kinds[GW_H2_CALM_PRIORITY].burst, 2);
 }
 
+void gw_h2_calm_request_sent(struct gw_h2_calm *c)
+{
+    /* Unlike a server's, a client's streams are opened by us: a reset of one is no flood. */
+    gw_bucket_credit(&c->kind[GW_H2_CALM_RST_STREAM], kinds[GW_H2_CALM_RST_STREAM].burst, 1);
+    gw_bucket_credit(&c->kind[GW_H2_CALM_PRIORITY], kinds[GW_H2_CALM_PRIORITY].burst, 2);
+}
+
 void gw_h2_calm_frame_sent(struct gw_h2_calm *c, uint8_t type)
 {
     /* Only DATA and HEADERS earn credit: a client acknowledges our output with window updates

@@ -80,6 +80,10 @@ bool gw_h2_calm_provoked(uint32_t error_code);
 void gw_h2_calm_stream_opened(struct gw_h2_calm *c);
 void gw_h2_calm_frame_sent(struct gw_h2_calm *c, uint8_t type);
 
+/* Client side (the forwarder's, gclient.c): a request we opened, which the server may reset once
+ * (answering before the request ended: RST_STREAM NO_ERROR) and re-prioritise. */
+void gw_h2_calm_request_sent(struct gw_h2_calm *c);
+
 /* "PING", "SETTINGS", ..., "TLS KeyUpdate" for the log. */
 const char *gw_h2_calm_name(enum gw_h2_calm_kind k);
 

@@ -244,10 +244,6 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         refuse(s, fd, verdict_refusal[v]);
         return;
     }
-    if (s->nconns >= s->cfg->max_connections)
-        evict_oldest(s, GW_SERVER_REFUSED_MAX_CONNECTIONS);
-    else if (gw_preauthq_len(&s->preauth) >= s->max_preauth)
-        evict_oldest(s, GW_SERVER_REFUSED_MAX_PREAUTH); /* the rest is kept for the authenticated */
     (void)evutil_make_socket_nonblocking(fd);
     /* gRPC answers are small HEADERS/DATA/trailers writes: without NODELAY, Nagle holds one back
      * until the peer's delayed ACK (~40 ms) and every such answer pays for it. */
@@ -262,6 +258,11 @@ static void accept_cb(struct evconnlistener *lev, evutil_socket_t fd, struct soc
         GW_LOG(GW_LOG_WARN, "server", NULL, "cannot set up a connection (out of memory?)");
         return;
     }
+    /* Room for it only now that it exists: a connection that cannot be set up closes no other. */
+    if (s->nconns >= s->cfg->max_connections)
+        evict_oldest(s, GW_SERVER_REFUSED_MAX_CONNECTIONS);
+    else if (gw_preauthq_len(&s->preauth) >= s->max_preauth)
+        evict_oldest(s, GW_SERVER_REFUSED_MAX_PREAUTH); /* the rest is kept for the authenticated */
     gw_conn_set_auth_cb(c, conn_auth_cb);
     *gw_conn_slot(c) = slot;
     gw_preauthq_push(&s->preauth, gw_conn_preauth_node(c), c);

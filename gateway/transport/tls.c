@@ -397,13 +397,15 @@ int gw_tls_peer_cert(const struct ssl_st *ssl, struct gw_peer *out)
     memset(out->cert_sha256, 0, sizeof(out->cert_sha256));
     if (cert == NULL || SSL_get_verify_result(ssl) != X509_V_OK)
         return GW_EAUTH;
+    if (X509_digest(cert, EVP_sha256(), out->cert_sha256, &mdlen) != 1 ||
+        mdlen != sizeof(out->cert_sha256))
+        return GW_ENOMEM;
     subj = X509_get_subject_name(cert);
     if (subject_field(subj, NID_commonName, out->cert_cn, sizeof(out->cert_cn)) != 0 ||
         subject_field(subj, NID_organizationalUnitName, out->cert_ou, sizeof(out->cert_ou)) < 0 ||
-        subject_field(subj, NID_localityName, out->cert_l, sizeof(out->cert_l)) < 0 ||
-        X509_digest(cert, EVP_sha256(), out->cert_sha256, &mdlen) != 1 ||
-        mdlen != sizeof(out->cert_sha256)) {
+        subject_field(subj, NID_localityName, out->cert_l, sizeof(out->cert_l)) < 0) {
         out->cert_cn[0] = out->cert_ou[0] = out->cert_l[0] = '\0';
+        memset(out->cert_sha256, 0, sizeof(out->cert_sha256));
         return GW_EAUTH;
     }
     out->cert = true;

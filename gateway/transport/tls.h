@@ -62,8 +62,9 @@ bool gw_tls_alpn_is_h2(const struct ssl_st *ssl);
 
 /* Fills out's certificate fields from the verified peer certificate: subject CN, OU, L (each
  * single-valued, 1..n characters of [A-Za-z0-9_.-], "" when OU or L is absent) and the SHA-256
- * fingerprint. Returns 0 with out->cert set, or GW_EAUTH when there is no verified certificate,
- * CN is missing, or a field is repeated, too long or has other characters. */
+ * fingerprint. Returns 0 with out->cert set, GW_EAUTH when there is no verified certificate,
+ * CN is missing, or a field is repeated, too long or has other characters, or GW_ENOMEM when
+ * the fingerprint cannot be computed. */
 int gw_tls_peer_cert(const struct ssl_st *ssl, struct gw_peer *out) GW_MUST_CHECK;
 
 /* ---- client side (the forwarder's gRPC client, gclient.c) ----

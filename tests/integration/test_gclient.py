@@ -188,7 +188,7 @@ class Blackhole:
             x.close()
 
 
-H2_DATA, H2_HEADERS, H2_SETTINGS, H2_PING, H2_WINDOW_UPDATE = 0, 1, 4, 6, 8
+H2_DATA, H2_HEADERS, H2_RST_STREAM, H2_SETTINGS, H2_PING, H2_WINDOW_UPDATE = 0, 1, 3, 4, 6, 8
 H2_ACK = H2_END_STREAM = 1
 H2_END_HEADERS = 4
 SETTINGS_MAX_CONCURRENT_STREAMS = 3
@@ -206,7 +206,8 @@ class HostileBackend:
              FLOOD_CAP bytes), never reading;
       echo:  a busy but well-behaved backend: for every DATA frame received a connection and a
              stream WINDOW_UPDATE (`window_updates` counts them), for every request a PING
-             (`pings`) and an OK answer with an empty message.
+             (`pings`), an OK answer with an empty message and then RST_STREAM NO_ERROR (`resets`:
+             what a server that answers before the request has ended sends).
     `ended` is set when a connection has ended, by either side."""
 
     FLOOD_CAP = 1 << 30
@@ -227,7 +228,7 @@ class HostileBackend:
         self.addr = "127.0.0.1:%d" % self.lsock.getsockname()[1]
         self.lock = threading.Lock()
         self.accepted = self.closed = self.headers = self.flood_sent = 0
-        self.window_updates = self.pings = 0
+        self.window_updates = self.pings = self.resets = 0
         self.ended = threading.Event()
         self.settings_acked = threading.Event()
         self.socks = []
@@ -305,7 +306,9 @@ class HostileBackend:
                     self.pings += 1
                     out += (h2_frame(H2_HEADERS, H2_END_HEADERS, sid, answer_headers) +
                             h2_frame(H2_DATA, 0, sid, b"\x00\x00\x00\x00\x00") +
-                            h2_frame(H2_HEADERS, H2_END_HEADERS | H2_END_STREAM, sid, trailers))
+                            h2_frame(H2_HEADERS, H2_END_HEADERS | H2_END_STREAM, sid, trailers) +
+                            h2_frame(H2_RST_STREAM, 0, sid, struct.pack(">I", 0)))
+                    self.resets += 1
             if out:
                 s.sendall(out)
 
@@ -675,6 +678,7 @@ def test_window_update_flood_from_a_backend_is_cut_by_its_budget(env):
 # h2_calm.h's bounds, which the client applies to the backend
 WINDOW_UPDATE_BURST, WINDOW_UPDATE_RATE = 1000, 100
 PING_BURST, PING_RATE = 100, 10
+RST_STREAM_BURST, RST_STREAM_RATE = 400, 40
 INFLIGHT = 64  # config.c: [forward] inflight at most
 
 MAX_STALE = 128  # gclient.c: finished calls still tied to streams + orphaned requests
@@ -889,14 +893,14 @@ def test_crl_read_again_drops_a_connection_to_a_revoked_backend(env, sink, crls)
         p.close()
 
 
-def test_a_busy_backend_earns_its_window_updates_and_pings(env):
+def test_a_busy_backend_earns_its_window_updates_pings_and_resets(env):
     """The reverse of the floods above: a backend answering many calls sends window updates and
     pings in proportion to what we send (here HostileBackend "echo": a connection and a stream
-    WINDOW_UPDATE for every DATA frame received, and a PING per request), far past the budgets'
-    bursts within a second; our requests earn them back, so not one call fails. Calls are kept
-    at most INFLIGHT at a time, the forwarder's largest `[forward] inflight`: the credit a frame
-    earns is capped at the budget's burst, so thousands of requests sent before any answer would
-    lose most of theirs."""
+    WINDOW_UPDATE for every DATA frame received, a PING and a RST_STREAM per request), far past
+    the budgets' bursts within a second; our requests earn them back, so not one call fails.
+    Calls are kept at most INFLIGHT at a time, the forwarder's largest `[forward] inflight`: the
+    credit a frame earns is capped at the budget's burst, so thousands of requests sent before
+    any answer would lose most of theirs."""
     srv = HostileBackend(env.certdir, "echo")
     p = Probe(env.certdir, srv.addr)
     try:
@@ -918,6 +922,7 @@ def test_a_busy_backend_earns_its_window_updates_and_pings(env):
         # more than the budgets' bursts and refills could have paid for: the credit did
         assert srv.window_updates > WINDOW_UPDATE_BURST + WINDOW_UPDATE_RATE * elapsed
         assert srv.pings > PING_BURST + PING_RATE * elapsed
+        assert srv.resets > RST_STREAM_BURST + RST_STREAM_RATE * elapsed
     finally:
         p.close()
         srv.close()

@@ -75,6 +75,21 @@ static void test_credit(void **state)
     assert_int_equal(take_all(&c, GW_H2_CALM_PING, 0), GW_H2_CALM_PING_BURST);
 }
 
+/* Client side: each request we open earns the server one reset and two PRIORITY frames. */
+static void test_request_sent(void **state)
+{
+    struct gw_h2_calm c;
+
+    (void)state;
+    gw_h2_calm_init(&c, 0);
+    assert_int_equal(take_all(&c, GW_H2_CALM_RST_STREAM, 0), GW_H2_CALM_RST_STREAM_BURST);
+    assert_int_equal(take_all(&c, GW_H2_CALM_PRIORITY, 0), GW_H2_CALM_PRIORITY_BURST);
+    for (int i = 0; i < 3; i++)
+        gw_h2_calm_request_sent(&c);
+    assert_int_equal(take_all(&c, GW_H2_CALM_RST_STREAM, 0), 3);
+    assert_int_equal(take_all(&c, GW_H2_CALM_PRIORITY, 0), 6);
+}
+
 static void test_kinds(void **state)
 {
     (void)state;
@@ -183,6 +198,7 @@ int main(void)
         cmocka_unit_test(test_bursts),
         cmocka_unit_test(test_refill_and_clock),
         cmocka_unit_test(test_credit),
+        cmocka_unit_test(test_request_sent),
         cmocka_unit_test(test_kinds),
         cmocka_unit_test(test_log_limit),
         cmocka_unit_test(test_log_limit_shared),
