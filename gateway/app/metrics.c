@@ -161,11 +161,22 @@ static void write_request_memory(struct evbuffer *b, const struct gw_rpc *rpc,
           (double)limit);
 }
 
-/* The response-memory budget (h2.h, struct gw_h2_pool): queued now, high-water mark, limit. */
+/* The response-memory budgets (h2.h, struct gw_h2_pool): the gateway's queued now, high-water
+ * mark and limit; the most one client certificate has queued (certlimit.h), its high-water mark
+ * and limit. */
 static void write_response_memory(struct evbuffer *b, const struct gw_server *server)
 {
     size_t used, peak, limit;
 
+    gw_server_response_memory_per_certificate(server, &used, &peak, &limit);
+    gauge(b, "waygate_response_memory_certificate_max_bytes",
+          "the most response bytes one client certificate's connections have queued now",
+          (double)used);
+    gauge(b, "waygate_response_memory_certificate_peak_bytes",
+          "the most response bytes one client certificate has had queued since start",
+          (double)peak);
+    gauge(b, "waygate_response_memory_certificate_limit_bytes",
+          "each client certificate's budget of response memory", (double)limit);
     gw_server_response_memory(server, &used, &peak, &limit);
     gauge(b, "waygate_response_memory_bytes",
           "response bytes queued on streams now, waiting for clients' flow-control windows",

@@ -55,6 +55,12 @@ void gw_budget_charge(struct gw_budget *conn, struct gw_budget *global, size_t n
     take(global, n);
 }
 
+void gw_budget_charge_levels(struct gw_budget *const levels[], size_t nlevels, size_t n)
+{
+    for (size_t i = 0; i < nlevels; i++)
+        take(levels[i], n);
+}
+
 bool gw_budget_room(const struct gw_budget *b)
 {
     return b == NULL || b->limit == 0 || b->used < b->limit;

@@ -54,6 +54,8 @@ static const struct keydef keys[] = {
     {"server", "response_memory_per_connection", T_U32, F(response_memory_per_connection), 65536,
      4294967295u, 0},
     {"server", "response_memory", T_U32, F(response_memory), 65536, 4294967295u, 0},
+    {"server", "response_memory_per_certificate", T_U32, F(response_memory_per_certificate), 65536,
+     4294967295u, 0},
     {"server", "handshake_timeout_ms", T_U32, F(handshake_timeout_ms), 100, 600000, 0},
     {"server", "preauth_timeout_ms", T_U32, F(preauth_timeout_ms), 100, 600000, 0},
     {"server", "max_preauth_connections", T_U32, F(max_preauth_connections), 0, 1000000, 0},
@@ -662,7 +664,8 @@ static int forward_check(struct parse *ps, const struct gw_config *c)
 
 /* A connection must be able to hold one message of the largest size while it arrives and
  * while it is unpacked (rpc/call.c: at most 8x its size + 64 KiB), a certificate one
- * connection's worth, and the gateway one certificate's worth. */
+ * connection's worth, and the gateway one certificate's worth; likewise for response memory
+ * (h2.c), a certificate between one connection's and the gateway's. */
 static int request_memory_check(struct parse *ps, const struct gw_config *c)
 {
     if ((uint64_t)c->request_memory_per_connection < 10u * (uint64_t)c->max_message_size) {
@@ -685,6 +688,13 @@ static int request_memory_check(struct parse *ps, const struct gw_config *c)
     if (c->response_memory < c->response_memory_per_connection) {
         fail(ps, ps->seen[key_index("server", "response_memory")],
              "[server] response_memory: must be at least response_memory_per_connection");
+        return GW_EINVAL;
+    }
+    if (c->response_memory_per_certificate < c->response_memory_per_connection ||
+        c->response_memory_per_certificate > c->response_memory) {
+        fail(ps, ps->seen[key_index("server", "response_memory_per_certificate")],
+             "[server] response_memory_per_certificate: must be between "
+             "response_memory_per_connection and response_memory");
         return GW_EINVAL;
     }
     return 0;
@@ -865,6 +875,13 @@ int gw_config_load(const char *path, struct gw_config *out, char *errbuf, size_t
         c.request_memory_per_certificate = c.request_memory / 8u;
         if (c.request_memory_per_certificate < c.request_memory_per_connection)
             c.request_memory_per_certificate = c.request_memory_per_connection;
+    }
+    /* likewise for response memory: one certificate's streams that never read cannot hold the
+     * gateway's, and one of its connections can fill its own budget */
+    if (ps.seen[key_index("server", "response_memory_per_certificate")] == 0) {
+        c.response_memory_per_certificate = c.response_memory / 8u;
+        if (c.response_memory_per_certificate < c.response_memory_per_connection)
+            c.response_memory_per_certificate = c.response_memory_per_connection;
     }
     rc = cross_check(&ps, &c);
 out:

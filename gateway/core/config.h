@@ -58,9 +58,13 @@ struct gw_config {
     uint32_t response_memory_per_connection; /* response bytes queued on one connection's
                                               * streams (h2.c): a streaming handler waits while
                                               * they are at or over it, default 8 MiB */
-    uint32_t response_memory;         /* the same for the whole gateway, default 256 MiB, at least
-                                       * response_memory_per_connection */
-    uint32_t idle_timeout_ms;         /* no stream open and no bytes, default 300000 */
+    uint32_t response_memory; /* the same for the whole gateway, default 256 MiB, at least
+                               * response_memory_per_connection */
+    uint32_t response_memory_per_certificate; /* the same for all connections of one client
+                                               * certificate (certlimit.h), default an eighth of
+                                               * response_memory and at least
+                                               * response_memory_per_connection; between the two */
+    uint32_t idle_timeout_ms;                 /* no stream open and no bytes, default 300000 */
     uint32_t stream_write_timeout_ms; /* a response stream whose client takes no bytes for this
                                        * long is reset, default 30000 */
     uint32_t drain_timeout_ms;        /* SIGTERM: longest wait for in-flight calls, default 10000 */

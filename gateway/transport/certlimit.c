@@ -1,7 +1,8 @@
-/* certlimit.c: connections and request memory per certificate fingerprint (certlimit.h), a
- * chained hash table with a random per-process seed. Invariants: every entry's count is between
- * 1 and max_per_cert; an entry whose count reaches zero is freed at once, its budget empty by
- * the caller's contract; entries <= the counted connections. */
+/* certlimit.c: connections and request and response memory per certificate fingerprint
+ * (certlimit.h), a chained hash table with a random per-process seed. Invariants: every entry's
+ * count is between 1 and max_per_cert; an entry whose count reaches zero is freed at once, its
+ * budgets empty and no stream waiting on its response pool by the caller's contract; entries <=
+ * the counted connections. */
 #include "certlimit.h"
 
 #include <stdbool.h>
@@ -10,20 +11,25 @@
 
 #include "alloc.h"
 #include "budget.h"
+#include "h2.h"
 
 #define NBUCKETS 1024u
 
 struct entry {
     uint8_t fpr[GW_PEER_FPR_LEN];
     uint32_t count;
-    struct gw_budget mem; /* request memory in flight of the certificate's connections */
+    struct gw_budget mem;    /* request memory in flight of the certificate's connections */
+    struct gw_h2_pool *resp; /* their response memory, NULL when cl has no base */
     struct entry *next;
 };
 
 struct gw_certlimit {
     uint32_t max;
-    size_t mem_limit; /* each entry's budget */
-    size_t mem_peak;  /* the highest peak of the entries freed so far */
+    size_t mem_limit;        /* each entry's budget */
+    size_t mem_peak;         /* the highest peak of the entries freed so far */
+    struct event_base *base; /* for the entries' response pools; NULL: none */
+    size_t resp_limit;       /* each entry's response budget */
+    size_t resp_peak;        /* the highest peak of the entries freed so far */
     size_t entries;
     uint64_t seed;
     struct entry *bucket[NBUCKETS];
@@ -50,7 +56,8 @@ static struct entry **find(struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FP
     return pp;
 }
 
-struct gw_certlimit *gw_certlimit_new(uint32_t max_per_cert, size_t request_memory)
+struct gw_certlimit *gw_certlimit_new(uint32_t max_per_cert, size_t request_memory,
+                                      size_t response_memory, struct event_base *base)
 {
     struct gw_certlimit *cl = gw_calloc(1, sizeof(*cl));
 
@@ -58,6 +65,8 @@ struct gw_certlimit *gw_certlimit_new(uint32_t max_per_cert, size_t request_memo
         return NULL;
     cl->max = max_per_cert;
     cl->mem_limit = request_memory;
+    cl->resp_limit = response_memory;
+    cl->base = base;
     cl->seed = ((uint64_t)arc4random() << 32) | arc4random();
     return cl;
 }
@@ -70,6 +79,7 @@ void gw_certlimit_free(struct gw_certlimit *cl)
         while (cl->bucket[b] != NULL) {
             struct entry *e = cl->bucket[b];
             cl->bucket[b] = e->next;
+            gw_h2_pool_free(e->resp);
             gw_free(e);
         }
     }
@@ -87,6 +97,11 @@ enum gw_certlimit_verdict gw_certlimit_take(struct gw_certlimit *cl,
         *pp = gw_calloc(1, sizeof(**pp));
         if (*pp == NULL)
             return GW_CERTLIMIT_NOMEM;
+        if (cl->base != NULL && ((*pp)->resp = gw_h2_pool_new(cl->base, cl->resp_limit)) == NULL) {
+            gw_free(*pp);
+            *pp = NULL;
+            return GW_CERTLIMIT_NOMEM;
+        }
         memcpy((*pp)->fpr, fpr, GW_PEER_FPR_LEN);
         gw_budget_init(&(*pp)->mem, cl->mem_limit);
         cl->entries++;
@@ -106,6 +121,13 @@ void gw_certlimit_release(struct gw_certlimit *cl, const uint8_t fpr[GW_PEER_FPR
     if (--e->count == 0) {
         if (e->mem.peak > cl->mem_peak)
             cl->mem_peak = e->mem.peak;
+        if (e->resp != NULL) {
+            size_t used, peak, limit;
+            gw_h2_pool_usage(e->resp, &used, &peak, &limit);
+            if (peak > cl->resp_peak)
+                cl->resp_peak = peak;
+            gw_h2_pool_free(e->resp);
+        }
         *pp = e->next;
         gw_free(e);
         cl->entries--;
@@ -131,6 +153,34 @@ void gw_certlimit_request_memory(const struct gw_certlimit *cl, size_t *most, si
                 *most = e->mem.used;
             if (e->mem.peak > *peak)
                 *peak = e->mem.peak;
+        }
+    }
+}
+
+struct gw_h2_pool *gw_certlimit_response_pool(struct gw_certlimit *cl,
+                                              const uint8_t fpr[GW_PEER_FPR_LEN])
+{
+    struct entry **pp = find(cl, fpr);
+
+    return *pp != NULL ? (*pp)->resp : NULL;
+}
+
+void gw_certlimit_response_memory(const struct gw_certlimit *cl, size_t *most, size_t *peak,
+                                  size_t *limit)
+{
+    *most = 0;
+    *peak = cl->resp_peak;
+    *limit = cl->resp_limit;
+    for (size_t b = 0; b < NBUCKETS; b++) {
+        for (const struct entry *e = cl->bucket[b]; e != NULL; e = e->next) {
+            size_t used, p, l;
+            if (e->resp == NULL)
+                continue;
+            gw_h2_pool_usage(e->resp, &used, &p, &l);
+            if (used > *most)
+                *most = used;
+            if (p > *peak)
+                *peak = p;
         }
     }
 }

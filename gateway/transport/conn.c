@@ -53,6 +53,7 @@ struct gw_conn {
     struct gw_h2_pool *pool;        /* the owner's: the gateway's response memory */
     struct gw_conn_lines *lines;    /* the owner's: the gateway's log budgets, or NULL */
     struct gw_budget *cert_mem;     /* the owner's: the certificate's request memory, or NULL */
+    struct gw_h2_pool *cert_resp;   /* the owner's: the certificate's response memory, or NULL */
     bool tls;
     struct bufferevent *bev;
     struct gw_h2 *h2;
@@ -167,6 +168,7 @@ static int start_session(struct gw_conn *c)
         .pool = c->pool,
         .lines = c->lines != NULL ? &c->lines->stream : NULL,
         .cert_mem = c->cert_mem,
+        .cert_pool = c->cert_resp,
     };
 
     c->h2 = gw_h2_new(&p);
@@ -654,9 +656,10 @@ void gw_conn_set_auth_cb(struct gw_conn *c, gw_conn_auth_cb cb)
     c->auth_cb = cb;
 }
 
-void gw_conn_set_cert_budget(struct gw_conn *c, struct gw_budget *b)
+void gw_conn_set_cert_budgets(struct gw_conn *c, struct gw_budget *mem, struct gw_h2_pool *resp)
 {
-    c->cert_mem = b;
+    c->cert_mem = mem;
+    c->cert_resp = resp;
 }
 
 bool gw_conn_authenticated(const struct gw_conn *c)

@@ -78,10 +78,10 @@ void gw_conn_drain(struct gw_conn *c);
 void gw_conn_set_auth_cb(struct gw_conn *c, gw_conn_auth_cb cb);
 
 /* From the authentication callback of a TLS connection only (its session starts after it): the
- * client certificate's budget of request memory in flight, which the connection's calls charge
- * besides its own (h2.h, gw_h2_params.cert_mem). Not copied: the owner keeps it until after
- * gw_conn_free. */
-void gw_conn_set_cert_budget(struct gw_conn *c, struct gw_budget *b);
+ * client certificate's budgets of request memory in flight and of response memory, which the
+ * connection's calls and streams charge besides its own (h2.h, gw_h2_params.cert_mem and
+ * cert_pool). Not copied: the owner keeps them until after gw_conn_free. */
+void gw_conn_set_cert_budgets(struct gw_conn *c, struct gw_budget *mem, struct gw_h2_pool *resp);
 
 /* Has the connection authenticated (see gw_conn_auth_cb)? */
 bool gw_conn_authenticated(const struct gw_conn *c);

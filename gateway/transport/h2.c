@@ -10,16 +10,18 @@
  * went out is reset after STREAM_LINGER_MS and its queues are freed once the answer is sent; a
  * stream's queued output is
  * bounded (GW_H2_STREAM_HIGH plus one message), never copied by libevent, and wiped as it leaves
- * the queue (sent or discarded); every queued byte is charged to the connection's and the
- * gateway's response budgets (struct gw_h2_pool) until it leaves, and a streaming handler is
- * writable only while both have room; a stream whose client does not take at least half of
- * what was queued at the start of each stream_write_timeout_ms is reset (a drip of window does
- * not keep it); header lists are capped at cfg->max_header_list_size; a
- * client over a control-frame budget (h2_calm.h) gets GOAWAY ENHANCE_YOUR_CALM and nothing more,
- * and every RST_STREAM we send that the client's stream provoked (gw_h2_calm_provoked: not one of
- * our own NO_ERROR, CANCEL or INTERNAL_ERROR resets) is charged to its RST_STREAM budget as it
- * leaves;
- * per-stream log lines are rate-limited per connection and, with params.lines, gateway-wide. */
+ * the queue (sent or discarded); every queued byte is charged to the connection's, the client
+ * certificate's and the gateway's response budgets (struct gw_h2_pool) until it leaves, and a
+ * streaming handler is writable only while all have room; a stream waiting for room waits in
+ * the queue of the first full one, and each give that leaves room in a budget with waiters has
+ * them woken (GW_H2_WAKE_MAX per event), whichever connection gave; a stream whose client does
+ * not take at least half of what was queued at the start of each stream_write_timeout_ms is
+ * reset (a drip of window does not keep it); header lists are capped at
+ * cfg->max_header_list_size; a client over a control-frame budget (h2_calm.h) gets GOAWAY
+ * ENHANCE_YOUR_CALM and nothing more, and every RST_STREAM we send that the client's stream
+ * provoked (gw_h2_calm_provoked: not one of our own NO_ERROR, CANCEL or INTERNAL_ERROR resets)
+ * is charged to its RST_STREAM budget as it leaves; per-stream log lines are rate-limited per
+ * connection and, with params.lines, gateway-wide. */
 #include "h2.h"
 
 #include <stdio.h>
@@ -49,10 +51,11 @@ struct waitq {
     struct gw_h2_stream *head, *tail;
 };
 
+/* A response budget shared by sessions: the gateway's, or one client certificate's. */
 struct gw_h2_pool {
-    struct gw_budget mem;  /* response bytes queued on all sessions */
+    struct gw_budget mem;  /* response bytes queued on the sessions sharing it */
     struct event *wake_ev; /* wakes waiting streams from the loop */
-    struct waitq q;        /* streams whose connection has room but the gateway had none */
+    struct waitq q;        /* streams whose earlier budgets had room but this one had none */
 };
 
 struct gw_h2_stream {
@@ -107,13 +110,14 @@ struct gw_h2 {
     struct gw_h2_calm calm;
     struct gw_lines *lines; /* the gateway's budget of per-stream lines, or NULL */
     struct gw_budget mem;   /* request memory in flight on this connection (the calls take it) */
-    struct gw_budget *cert_mem; /* the certificate's, shared (gw_h2_params); NULL: none */
-    struct gw_budget resp;      /* response bytes queued on this connection's streams */
-    struct gw_h2_pool *pool;
-    bool own_pool;         /* made by gw_h2_new (params.pool NULL), freed with the session */
-    struct waitq q;        /* streams waiting for room in resp */
-    bool wake_due;         /* resp has room again: notify_cb wakes waiters from q */
-    struct gw_h2mem alloc; /* nghttp2's allocator for this session; outlives it */
+    struct gw_budget *cert_mem;   /* the certificate's, shared (gw_h2_params); NULL: none */
+    struct gw_budget resp;        /* response bytes queued on this connection's streams */
+    struct gw_h2_pool *cert_pool; /* the certificate's, shared (gw_h2_params); NULL: none */
+    struct gw_h2_pool *pool;      /* the gateway's */
+    bool own_pool;                /* made by gw_h2_new (params.pool NULL), freed with the session */
+    struct waitq q;               /* streams waiting for room in resp */
+    bool wake_due;                /* resp has room again: notify_cb wakes waiters from q */
+    struct gw_h2mem alloc;        /* nghttp2's allocator for this session; outlives it */
 };
 
 /* May a per-stream line (a refusal, a reset) be logged now: within the connection's budget and
@@ -211,45 +215,83 @@ static void pool_wake_soon(struct gw_h2_pool *pool)
         (void)evtimer_add(pool->wake_ev, &zero);
 }
 
-/* Whether the stream must wait for response memory: it holds nothing (gw_h2_stream_hold) and its
- * connection's or the gateway's budget is full. */
-static bool budget_full(const struct gw_h2_stream *st)
+/* Has the pool's waiters woken from the loop if it has room for them. */
+static void pool_wake_if_room(struct gw_h2_pool *pool)
 {
-    return st->held == 0 && (!gw_budget_room(&st->h2->resp) || !gw_budget_room(&st->h2->pool->mem));
+    if (pool != NULL && pool->q.head != NULL && gw_budget_room(&pool->mem))
+        pool_wake_soon(pool);
 }
 
-/* The stream wants writing and its own queue is under GW_H2_STREAM_LOW: its upcall is due now
- * if both budgets have room; otherwise it waits in the queue of the budget that has none. */
-static void ready_or_wait(struct gw_h2_stream *st)
+/* Charges n response bytes to the session's three budgets at once: the connection's, the client
+ * certificate's (none without one) and the gateway's. */
+static void charge_levels(struct gw_h2 *h2, size_t n)
+{
+    struct gw_budget *const levels[] = {
+        &h2->resp, h2->cert_pool != NULL ? &h2->cert_pool->mem : NULL, &h2->pool->mem};
+
+    gw_budget_charge_levels(levels, 3, n);
+}
+
+/* The queue a stream must wait in for response memory: none (NULL) when it holds bytes
+ * (gw_h2_stream_hold) or all its budgets have room; else that of the first full one, in their
+ * order: the connection's, the certificate's, the gateway's. A stream woken from one queue asks
+ * again, so it moves on to the next full budget's queue, whose next give wakes it. */
+static struct waitq *wait_queue(const struct gw_h2_stream *st)
 {
     struct gw_h2 *h2 = st->h2;
 
-    if (st->held == 0 && !gw_budget_room(&h2->resp)) {
-        wq_push(&h2->q, st);
-    } else if (st->held == 0 && !gw_budget_room(&h2->pool->mem)) {
-        wq_push(&h2->pool->q, st);
+    if (st->held != 0)
+        return NULL;
+    if (!gw_budget_room(&h2->resp))
+        return &h2->q;
+    if (h2->cert_pool != NULL && !gw_budget_room(&h2->cert_pool->mem))
+        return &h2->cert_pool->q;
+    if (!gw_budget_room(&h2->pool->mem))
+        return &h2->pool->q;
+    return NULL;
+}
+
+/* Whether the stream must wait for response memory. */
+static bool budget_full(const struct gw_h2_stream *st)
+{
+    return wait_queue(st) != NULL;
+}
+
+/* The stream wants writing and its own queue is under GW_H2_STREAM_LOW: its upcall is due now
+ * if all budgets have room; otherwise it waits in the queue of the first that has none. */
+static void ready_or_wait(struct gw_h2_stream *st)
+{
+    struct waitq *q = wait_queue(st);
+
+    if (q != NULL) {
+        wq_push(q, st);
     } else {
         wq_unlink(st);
         if (!st->notify) {
             st->notify = true;
-            notify_soon(h2);
+            notify_soon(st->h2);
         }
     }
 }
 
-/* Gives n bytes back to the session's response budgets, and has the waiters of a budget that
- * has room again woken from the loop (never here: this may run inside nghttp2). */
+/* Gives n bytes back to the session's response budgets, and has the waiters of each budget that
+ * has room again woken from the loop (never here: this may run inside nghttp2). The
+ * certificate's and the gateway's waiters may be on other connections: their pools wake them,
+ * whichever connection gave. */
 static void give_back(struct gw_h2 *h2, size_t n)
 {
+    struct gw_budget *const levels[] = {
+        &h2->resp, h2->cert_pool != NULL ? &h2->cert_pool->mem : NULL, &h2->pool->mem};
+
     if (n == 0)
         return;
-    gw_budget_give(&h2->resp, &h2->pool->mem, n);
+    gw_budget_give_levels(levels, 3, n);
     if (h2->q.head != NULL && gw_budget_room(&h2->resp) && !h2->wake_due && h2->notify_ev != NULL) {
         h2->wake_due = true;
         notify_soon(h2);
     }
-    if (h2->pool->q.head != NULL && gw_budget_room(&h2->pool->mem))
-        pool_wake_soon(h2->pool);
+    pool_wake_if_room(h2->cert_pool);
+    pool_wake_if_room(h2->pool);
 }
 
 /* Gives back n of the bytes the stream has charged for its queue (they left it). */
@@ -266,23 +308,26 @@ void gw_h2_stream_hold(struct gw_h2_stream *st, size_t n)
     if (st->answered)
         n = 0;
     if (n > st->held)
-        gw_budget_charge(&st->h2->resp, &st->h2->pool->mem, n - st->held);
+        charge_levels(st->h2, n - st->held);
     else
         give_back(st->h2, st->held - n);
     st->held = n;
 }
 
 /* The connection's budget has room again: up to GW_H2_WAKE_MAX of its waiters, oldest first, get
- * their upcall in this notify_cb run (or wait on for the gateway's budget); the rest next turn. */
+ * their upcall in this notify_cb run (or wait on for the certificate's or the gateway's budget);
+ * the rest next turn. */
 static void session_wake(struct gw_h2 *h2)
 {
     h2->wake_due = false;
     for (unsigned i = 0; i < GW_H2_WAKE_MAX && h2->q.head != NULL && gw_budget_room(&h2->resp);
          i++) {
         struct gw_h2_stream *st = h2->q.head;
+        struct waitq *q;
         wq_unlink(st);
-        if (!gw_budget_room(&h2->pool->mem))
-            wq_push(&h2->pool->q, st);
+        q = wait_queue(st); /* not h2->q: it has room */
+        if (q != NULL)
+            wq_push(q, st);
         else
             st->notify = true;
     }
@@ -292,9 +337,10 @@ static void session_wake(struct gw_h2 *h2)
     }
 }
 
-/* The gateway's budget has room again: up to GW_H2_WAKE_MAX waiters, oldest first, are woken
- * (their upcalls run from their sessions' notify_cb, never from here) or, when their own
- * connection has no room, move to its queue. More at the next turn while room remains. */
+/* A shared budget (the gateway's, or a certificate's) has room again: up to GW_H2_WAKE_MAX
+ * waiters, oldest first, whatever their connection, are woken (their upcalls run from their
+ * sessions' notify_cb, never from here) or, when another of their budgets has no room, move to
+ * its queue. More at the next turn while room remains. */
 static void pool_wake_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_h2_pool *pool = arg;
@@ -304,9 +350,11 @@ static void pool_wake_cb(evutil_socket_t fd, short what, void *arg)
     for (unsigned i = 0; i < GW_H2_WAKE_MAX && pool->q.head != NULL && gw_budget_room(&pool->mem);
          i++) {
         struct gw_h2_stream *st = pool->q.head;
+        struct waitq *q;
         wq_unlink(st);
-        if (!gw_budget_room(&st->h2->resp)) {
-            wq_push(&st->h2->q, st);
+        q = wait_queue(st); /* not pool->q: it has room */
+        if (q != NULL) {
+            wq_push(q, st);
         } else if (!st->notify) {
             st->notify = true;
             notify_soon(st->h2);
@@ -982,7 +1030,7 @@ int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
         wipe_drain(st->stage, evbuffer_get_length(st->stage));
         return GW_ENOMEM;
     }
-    gw_budget_charge(&st->h2->resp, &st->h2->pool->mem, len + GW_GRPC_PREFIX_LEN);
+    charge_levels(st->h2, len + GW_GRPC_PREFIX_LEN);
     st->charged += len + GW_GRPC_PREFIX_LEN;
     if (!st->response_started) {
         if (start_response(st) != 0)
@@ -1058,6 +1106,7 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p)
     gw_budget_init(&h2->mem, p->cfg->request_memory_per_connection);
     h2->cert_mem = p->cert_mem;
     gw_budget_init(&h2->resp, p->cfg->response_memory_per_connection);
+    h2->cert_pool = p->cert_pool;
     h2->pool = p->pool;
     if (h2->pool == NULL) {
         h2->pool = gw_h2_pool_new(p->base, 0);

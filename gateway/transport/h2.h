@@ -70,15 +70,18 @@ struct gw_h2_upcalls {
     void *ctx;
 };
 
-/* The gateway's response memory (one per server, shared by its sessions): the budget of
- * response bytes queued on all streams of all connections (cfg->response_memory) and the
- * streams waiting for room in it. A session also keeps its own connection's budget
- * (cfg->response_memory_per_connection). A streaming handler queues only while both have room
- * (gw_h2_stream_writable); one waiting for room gets its writable upcall once bytes have left
- * and room is back, the waiting streams woken in the order they started to wait, at most
- * GW_H2_WAKE_MAX per loop turn. A message queued on an empty queue (a unary answer, the first
- * message of a stream) is never refused: it is charged even past the limit, so the budgets
- * may be passed by one message per such stream, never by a streaming handler's backlog. */
+/* A response budget shared by sessions, and the streams waiting for room in it: the gateway's
+ * (one per server: response bytes queued on all streams of all connections,
+ * cfg->response_memory) and one per client certificate (certlimit.h: on all its connections,
+ * cfg->response_memory_per_certificate). A session also keeps its own connection's budget
+ * (cfg->response_memory_per_connection). Every queued byte is charged to all three at once; a
+ * streaming handler queues only while all have room (gw_h2_stream_writable); one waiting for
+ * room waits on the first full budget (connection, certificate, gateway) and gets its writable
+ * upcall once bytes have left it, on whichever connection, and room is back in all, the waiting
+ * streams woken in the order they started to wait, at most GW_H2_WAKE_MAX per budget per loop
+ * turn. A message queued on an empty queue (a unary answer, the first message of a stream) is
+ * never refused: it is charged even past the limit, so the budgets may be passed by one message
+ * per such stream, never by a streaming handler's backlog. */
 struct gw_h2_pool;
 struct gw_lines;
 #define GW_H2_WAKE_MAX 16u
@@ -87,7 +90,7 @@ struct gw_lines;
 struct gw_h2_pool *gw_h2_pool_new(struct event_base *base, size_t limit);
 /* Only once every session using it is freed. NULL-safe. */
 void gw_h2_pool_free(struct gw_h2_pool *pool);
-/* Response bytes queued now on all sessions, the most ever queued, the limit. */
+/* Response bytes queued now on the sessions sharing it, the most ever queued, the limit. */
 void gw_h2_pool_usage(const struct gw_h2_pool *pool, size_t *used, size_t *peak, size_t *limit);
 
 struct gw_h2_params {
@@ -96,13 +99,16 @@ struct gw_h2_params {
     const struct gw_peer *peer; /* not copied: must outlive the session */
     struct gw_h2_io io;
     struct gw_h2_upcalls up;
-    struct gw_h2_pool *pool;    /* must outlive the session; NULL: the session makes its own,
-                                 * without a gateway-wide limit (tests) */
-    struct gw_lines *lines;     /* the gateway's budget of per-stream log lines, shared by every
-                                 * session (ratelimit.h); must outlive it; NULL: none (tests) */
-    struct gw_budget *cert_mem; /* the client certificate's request memory in flight
-                                 * (certlimit.h), shared with its other connections; must
-                                 * outlive the session; NULL: none (no certificate) */
+    struct gw_h2_pool *pool;      /* must outlive the session; NULL: the session makes its own,
+                                   * without a gateway-wide limit (tests) */
+    struct gw_lines *lines;       /* the gateway's budget of per-stream log lines, shared by every
+                                   * session (ratelimit.h); must outlive it; NULL: none (tests) */
+    struct gw_budget *cert_mem;   /* the client certificate's request memory in flight
+                                   * (certlimit.h), shared with its other connections; must
+                                   * outlive the session; NULL: none (no certificate) */
+    struct gw_h2_pool *cert_pool; /* the client certificate's response memory (certlimit.h),
+                                   * shared with its other connections; must outlive the
+                                   * session; NULL: none (no certificate) */
 };
 
 /* Creates the session and queues the server's SETTINGS. Returns NULL on failure. */
@@ -169,10 +175,10 @@ int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len) GW_MUST_CHECK;
 /* Response bytes queued on the stream and not yet taken by the peer's flow-control window. */
 size_t gw_h2_stream_queued(const struct gw_h2_stream *st);
 /* False when the stream's queue is at or above GW_H2_STREAM_HIGH, or, unless the stream holds
- * bytes (gw_h2_stream_hold), when its connection's or the gateway's response budget (struct
- * gw_h2_pool) is at or over its limit. */
+ * bytes (gw_h2_stream_hold), when its connection's, its certificate's or the gateway's response
+ * budget (struct gw_h2_pool) is at or over its limit. */
 bool gw_h2_stream_writable(const struct gw_h2_stream *st);
-/* Asks for one writable upcall, from the loop, once the queue is below GW_H2_STREAM_LOW and both
+/* Asks for one writable upcall, from the loop, once the queue is below GW_H2_STREAM_LOW and all
  * response budgets have room (at the next loop iteration if they already do). */
 void gw_h2_stream_want_writable(struct gw_h2_stream *st);
 

@@ -6,9 +6,10 @@
  * max_preauth_per_address from one address, admitted at most accept_rate_per_address per second
  * per address; at most max_connections_per_certificate authenticated ones of one client
  * certificate (certlimit.h: one more is refused after its handshake and stays unauthenticated,
- * so it holds a pre-authentication slot until it is closed), whose connections share its budget
- * of request memory, and whose count (with it, at the last, the budget) is given back only after
- * the connection is freed with its calls, so nothing charged to a budget outlives it; the queue
+ * so it holds a pre-authentication slot until it is closed), whose connections share its budgets
+ * of request and response memory, and whose count (with it, at the last, the budgets) is given
+ * back only after the connection is freed with its calls and streams, so nothing charged to a
+ * budget, and no stream waiting on one, outlives it; the queue
  * holds exactly the registered connections not yet authenticated, oldest first, and each of them
  * one address slot, both given back exactly once (end_preauth); a new connection admitted by its
  * address while max_preauth (or max_connections) is reached closes the oldest unauthenticated
@@ -87,8 +88,9 @@ static void end_preauth(struct gw_server *s, struct gw_conn *c)
 }
 
 /* Unlinks c and frees it; then gives back its count of its certificate (certlimit.h), whose
- * budget of request memory its calls charged: only once they are freed (gw_conn_free cancels
- * them, and each gives back what it held), since the last release frees the budget. */
+ * budgets of request and response memory its calls and streams charged: only once they are
+ * freed (gw_conn_free cancels them, each gives back what it held, and a waiting stream leaves
+ * its queue), since the last release frees the budgets. */
 static void free_conn(struct gw_server *s, struct gw_conn *c)
 {
     struct gw_conn *next = *gw_conn_next(c), *prev = *gw_conn_prev(c);
@@ -206,8 +208,10 @@ static uint32_t conn_auth_cb(void *arg, struct gw_conn *c)
                        refusal_names[r], (unsigned long long)s->refused, peer->cert_cn);
             return gw_certlimit_max(s->cl);
         }
-        /* its calls charge the certificate's request memory too: kept until free_conn */
-        gw_conn_set_cert_budget(c, gw_certlimit_budget(s->cl, peer->cert_sha256));
+        /* its calls charge the certificate's request and response memory too: kept until
+         * free_conn */
+        gw_conn_set_cert_budgets(c, gw_certlimit_budget(s->cl, peer->cert_sha256),
+                                 gw_certlimit_response_pool(s->cl, peer->cert_sha256));
     }
     end_preauth(s, c);
     return 0;
@@ -409,7 +413,8 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
     s->cl = gw_certlimit_new(cfg->max_connections_per_certificate > 0
                                  ? cfg->max_connections_per_certificate
                                  : (cfg->max_connections / 8u > 0 ? cfg->max_connections / 8u : 1u),
-                             cfg->request_memory_per_certificate);
+                             cfg->request_memory_per_certificate,
+                             cfg->response_memory_per_certificate, base);
     if (s->drain_ev == NULL || s->done_ev == NULL || s->scrub_ev == NULL || s->lines_ev == NULL ||
         s->pl == NULL || s->pool == NULL || s->cl == NULL) {
         snprintf(err, errlen, "server: out of memory");
@@ -530,6 +535,12 @@ size_t gw_server_connections(const struct gw_server *s)
 void gw_server_response_memory(const struct gw_server *s, size_t *used, size_t *peak, size_t *limit)
 {
     gw_h2_pool_usage(s->pool, used, peak, limit);
+}
+
+void gw_server_response_memory_per_certificate(const struct gw_server *s, size_t *most,
+                                               size_t *peak, size_t *limit)
+{
+    gw_certlimit_response_memory(s->cl, most, peak, limit);
 }
 
 void gw_server_request_memory_per_certificate(const struct gw_server *s, size_t *most, size_t *peak,

@@ -55,6 +55,11 @@ void gw_server_response_memory(const struct gw_server *s, size_t *used, size_t *
  * request_memory_per_certificate). */
 void gw_server_request_memory_per_certificate(const struct gw_server *s, size_t *most, size_t *peak,
                                               size_t *limit);
+/* Response memory per client certificate (certlimit.h): the most one certificate's connections
+ * have queued now, the most one ever had, and the limit ([server]
+ * response_memory_per_certificate). */
+void gw_server_response_memory_per_certificate(const struct gw_server *s, size_t *most,
+                                               size_t *peak, size_t *limit);
 
 /* Connections refused, by the limit that refused them: at accept, or (the last two) once their
  * certificate is known. MAX_PREAUTH refuses none since it evicts (gw_server_evicted); it names

@@ -139,12 +139,44 @@ static void test_charge_and_room(void **state)
     assert_true(gw_budget_room(&conn)); /* no limit */
 }
 
+/* Response memory's three levels (h2.c): a charge goes to every level, past a limit too (NULL:
+ * no budget at that level), and a give brings them all back. */
+static void test_charge_levels(void **state)
+{
+    struct gw_budget conn, cert, global;
+    struct gw_budget *const levels[] = {&conn, &cert, &global};
+    struct gw_budget *const plain[] = {&conn, NULL, &global};
+
+    (void)state;
+    gw_budget_init(&conn, 100);
+    gw_budget_init(&cert, 150);
+    gw_budget_init(&global, 1000);
+    gw_budget_charge_levels(levels, 3, 90);
+    assert_true(gw_budget_room(&conn));
+    gw_budget_charge_levels(levels, 3, 80); /* past the connection's and the certificate's */
+    assert_int_equal(conn.used, 170);
+    assert_int_equal(cert.used, 170);
+    assert_int_equal(global.used, 170);
+    assert_false(gw_budget_room(&conn));
+    assert_false(gw_budget_room(&cert));
+    assert_true(gw_budget_room(&global));
+    gw_budget_give_levels(levels, 3, 80);
+    assert_true(gw_budget_room(&cert));
+    assert_int_equal(cert.peak, 170);
+    gw_budget_charge_levels(plain, 3, 10); /* no certificate: the others only */
+    assert_int_equal(cert.used, 90);
+    assert_int_equal(global.used, 100);
+    gw_budget_give_levels(plain, 3, 10);
+    gw_budget_give_levels(levels, 3, 90);
+    assert_int_equal(conn.used + cert.used + global.used, 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_take_within_limits), cmocka_unit_test(test_all_or_nothing),
         cmocka_unit_test(test_three_levels),       cmocka_unit_test(test_no_limit_and_null),
-        cmocka_unit_test(test_charge_and_room),
+        cmocka_unit_test(test_charge_and_room),    cmocka_unit_test(test_charge_levels),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

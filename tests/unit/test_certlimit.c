@@ -2,7 +2,8 @@
  * up to its limit and refused beyond, one certificate never spends another's count, a released
  * connection lets one more in, and an entry lives exactly while its count is above zero. Its
  * budget of request memory is one for all its connections, none for another certificate, and
- * what it held is still counted in the peak once it is gone. */
+ * what it held is still counted in the peak once it is gone; likewise its response memory (one
+ * h2 pool for all its connections, made and freed with its entry). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -11,8 +12,11 @@
 
 #include <string.h>
 
+#include <event2/event.h>
+
 #include "budget.h"
 #include "certlimit.h"
+#include "h2.h"
 
 static void fpr_of(uint8_t fpr[GW_PEER_FPR_LEN], uint8_t tag)
 {
@@ -22,7 +26,7 @@ static void fpr_of(uint8_t fpr[GW_PEER_FPR_LEN], uint8_t tag)
 
 static void test_limit_per_certificate(void **state)
 {
-    struct gw_certlimit *cl = gw_certlimit_new(3, 0);
+    struct gw_certlimit *cl = gw_certlimit_new(3, 0, 0, NULL);
     uint8_t a[GW_PEER_FPR_LEN], b[GW_PEER_FPR_LEN];
 
     (void)state;
@@ -47,7 +51,7 @@ static void test_limit_per_certificate(void **state)
 
 static void test_entry_lives_while_counted(void **state)
 {
-    struct gw_certlimit *cl = gw_certlimit_new(2, 0);
+    struct gw_certlimit *cl = gw_certlimit_new(2, 0, 0, NULL);
     uint8_t fpr[64][GW_PEER_FPR_LEN];
 
     (void)state;
@@ -77,7 +81,7 @@ static void test_entry_lives_while_counted(void **state)
 
 static void test_limit_zero_refuses(void **state)
 {
-    struct gw_certlimit *cl = gw_certlimit_new(0, 0);
+    struct gw_certlimit *cl = gw_certlimit_new(0, 0, 0, NULL);
     uint8_t a[GW_PEER_FPR_LEN];
 
     (void)state;
@@ -89,7 +93,7 @@ static void test_limit_zero_refuses(void **state)
 
 static void test_request_memory_per_certificate(void **state)
 {
-    struct gw_certlimit *cl = gw_certlimit_new(4, 100);
+    struct gw_certlimit *cl = gw_certlimit_new(4, 100, 0, NULL);
     uint8_t a[GW_PEER_FPR_LEN], b[GW_PEER_FPR_LEN];
     struct gw_budget *ma, *mb, conn1, conn2, global;
     size_t most, peak, limit;
@@ -143,6 +147,55 @@ static void test_request_memory_per_certificate(void **state)
     gw_certlimit_free(cl);
 }
 
+static void test_response_memory_per_certificate(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_certlimit *cl, *bare;
+    uint8_t a[GW_PEER_FPR_LEN], b[GW_PEER_FPR_LEN];
+    struct gw_h2_pool *pa, *pb;
+    size_t used, peak, limit;
+
+    (void)state;
+    assert_non_null(base);
+    cl = gw_certlimit_new(4, 0, 100, base);
+    assert_non_null(cl);
+    fpr_of(a, 1);
+    fpr_of(b, 2);
+    assert_null(gw_certlimit_response_pool(cl, a)); /* nothing counted: no pool */
+    assert_int_equal(gw_certlimit_take(cl, a), GW_CERTLIMIT_OK);
+    pa = gw_certlimit_response_pool(cl, a);
+    assert_int_equal(gw_certlimit_take(cl, a), GW_CERTLIMIT_OK);
+    assert_ptr_equal(gw_certlimit_response_pool(cl, a), pa); /* one pool for both connections */
+    assert_int_equal(gw_certlimit_take(cl, b), GW_CERTLIMIT_OK);
+    pb = gw_certlimit_response_pool(cl, b);
+    assert_non_null(pa);
+    assert_non_null(pb);
+    assert_ptr_not_equal(pa, pb);
+    gw_h2_pool_usage(pa, &used, &peak, &limit);
+    assert_int_equal(used, 0);
+    assert_int_equal(limit, 100);
+    gw_certlimit_response_memory(cl, &used, &peak, &limit);
+    assert_int_equal(used, 0);
+    assert_int_equal(peak, 0);
+    assert_int_equal(limit, 100);
+    /* its last connection gone, its pool goes (AddressSanitizer would see it leak) */
+    gw_certlimit_release(cl, a);
+    assert_ptr_equal(gw_certlimit_response_pool(cl, a), pa);
+    gw_certlimit_release(cl, a);
+    assert_null(gw_certlimit_response_pool(cl, a));
+    assert_int_equal(gw_certlimit_take(cl, a), GW_CERTLIMIT_OK); /* a fresh pool */
+    assert_non_null(gw_certlimit_response_pool(cl, a));
+    gw_certlimit_free(cl); /* frees the pools of the entries still counted */
+
+    /* without a loop: counts only, no response pools */
+    bare = gw_certlimit_new(4, 0, 100, NULL);
+    assert_non_null(bare);
+    assert_int_equal(gw_certlimit_take(bare, a), GW_CERTLIMIT_OK);
+    assert_null(gw_certlimit_response_pool(bare, a));
+    gw_certlimit_free(bare);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -150,6 +203,7 @@ int main(void)
         cmocka_unit_test(test_entry_lives_while_counted),
         cmocka_unit_test(test_limit_zero_refuses),
         cmocka_unit_test(test_request_memory_per_certificate),
+        cmocka_unit_test(test_response_memory_per_certificate),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

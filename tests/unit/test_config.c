@@ -57,6 +57,7 @@ static void test_good(void **state)
     assert_int_equal(c.max_preauth_per_address, 8);
     assert_int_equal(c.max_connections_per_certificate, 50);
     assert_int_equal(c.request_memory_per_certificate, 100000000);
+    assert_int_equal(c.response_memory_per_certificate, 50000000);
     assert_int_equal(c.accept_rate_per_address, 16);
     assert_int_equal(c.idle_timeout_ms, 60000);
     assert_int_equal(c.drain_timeout_ms, 2000);
@@ -108,6 +109,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.request_memory_per_certificate, 64 * 1024 * 1024); /* one connection's */
     assert_int_equal(c.response_memory_per_connection, 8 * 1024 * 1024);
     assert_int_equal(c.response_memory, 256 * 1024 * 1024);
+    assert_int_equal(c.response_memory_per_certificate, 32 * 1024 * 1024); /* an eighth */
     assert_int_equal(c.handshake_timeout_ms, 10000);
     assert_int_equal(c.preauth_timeout_ms, 3000);
     assert_int_equal(c.max_preauth_connections, 0);
@@ -156,6 +158,24 @@ static void test_request_memory_per_certificate_default(void **state)
     assert_int_equal(gw_config_load(data("request_memory_cert_default.conf"), &c, err, sizeof(err)),
                      0);
     assert_int_equal(c.request_memory_per_certificate, 16 * 1024 * 1024); /* not 8 MiB */
+    gw_config_clear(&c);
+}
+
+/* [server] response_memory_per_certificate, unset: an eighth of response_memory, and at least
+ * response_memory_per_connection. */
+static void test_response_memory_per_certificate_default(void **state)
+{
+    struct gw_config c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(gw_config_load(data("response_memory_cert_eighth.conf"), &c, err, sizeof(err)),
+                     0);
+    assert_int_equal(c.response_memory_per_certificate, 128 * 1024 * 1024);
+    gw_config_clear(&c);
+    assert_int_equal(
+        gw_config_load(data("response_memory_cert_default.conf"), &c, err, sizeof(err)), 0);
+    assert_int_equal(c.response_memory_per_certificate, 16 * 1024 * 1024); /* not 8 MiB */
     gw_config_clear(&c);
 }
 
@@ -248,6 +268,10 @@ static const struct bad bads[] = {
      "must be between request_memory_per_connection and request_memory"},
     {"bad_response_memory_total.conf", 13, "[server] response_memory",
      "must be at least response_memory_per_connection"},
+    {"bad_response_memory_cert.conf", 14, "[server] response_memory_per_certificate",
+     "must be between response_memory_per_connection and response_memory"},
+    {"bad_response_memory_cert_total.conf", 13, "[server] response_memory_per_certificate",
+     "must be between response_memory_per_connection and response_memory"},
     /* lawful_max_s set below the default lawful_default_s */
     {"bad_lawful_max.conf", 12, "[compliance] lawful_max_s", "must not be below lawful_default_s"},
     {"bad_lawful_default.conf", 13, "[compliance] lawful_default_s",
@@ -383,6 +407,7 @@ int main(void)
         cmocka_unit_test(test_good),
         cmocka_unit_test(test_defaults),
         cmocka_unit_test(test_request_memory_per_certificate_default),
+        cmocka_unit_test(test_response_memory_per_certificate_default),
         cmocka_unit_test(test_remote_tls_conninfo),
         cmocka_unit_test(test_metrics_tls),
         cmocka_unit_test(test_bad_files),

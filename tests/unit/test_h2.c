@@ -446,6 +446,7 @@ struct reply {
 
 struct harness {
     struct event_base *base;
+    bool shared_base;    /* harness_base's: freed by the test, not by harness_free */
     struct gw_peer peer; /* the server session's: outlives it */
     struct gw_config cfg;
     struct gw_policy *policy;
@@ -597,6 +598,10 @@ static uint32_t harness_conn_mem, harness_total_mem;
 static struct gw_budget *harness_cert_mem;
 /* The next harness's response budget per connection (0: no limit), likewise. */
 static uint32_t harness_resp_mem;
+/* The next harness's loop (NULL: its own) and client certificate's response memory (NULL:
+ * none), likewise: two harnesses given the same stand for two connections of one certificate. */
+static struct event_base *harness_base;
+static struct gw_h2_pool *harness_cert_pool;
 
 /* client_window: 0 for nghttp2's defaults (the client gives back window as it receives); else
  * the client's initial stream window, given back only when the test consumes (client_consume). */
@@ -643,7 +648,8 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
         peer.tls = peer.cert = false;
         peer.cert_cn[0] = peer.cert_ou[0] = peer.cert_l[0] = '\0';
     }
-    h->base = gw_clock_loop_new();
+    h->shared_base = harness_base != NULL;
+    h->base = h->shared_base ? harness_base : gw_clock_loop_new();
     assert_non_null(h->base);
     h->cfg.max_concurrent_streams = 8;
     h->cfg.max_header_list_size = 2048;
@@ -674,6 +680,7 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     params.io = (struct gw_h2_io){io_send, io_pending, h};
     params.up = gw_rpc_upcalls(h->rpc);
     params.cert_mem = harness_cert_mem;
+    params.cert_pool = harness_cert_pool;
     h->server = gw_h2_new(&params);
     assert_non_null(h->server);
     assert_int_equal(gw_h2_flush(h->server), 0);
@@ -740,7 +747,8 @@ static void harness_free(struct harness *h)
     gw_rpc_free(h->rpc);
     gw_policy_free(h->policy);
     nghttp2_session_del(h->client);
-    event_base_free(h->base);
+    if (!h->shared_base)
+        event_base_free(h->base);
     free(h->out);
     free(h);
 }
@@ -1701,6 +1709,203 @@ static void test_response_hold_and_wake(void **state)
     harness_free(h);
 }
 
+/* ---- the client certificate's response budget, shared by its connections ---- */
+
+/* Two harnesses on one loop sharing a certificate's response pool of cert_limit bytes: two
+ * connections of one certificate. *a's budget per connection is a_conn_limit (0: none); *b has
+ * none; neither has a gateway-wide limit. */
+static struct event_base *cert_pair(size_t cert_limit, uint32_t a_conn_limit, uint32_t a_window,
+                                    struct gw_h2_pool **cert, struct harness **a,
+                                    struct harness **b)
+{
+    struct event_base *base = gw_clock_loop_new();
+
+    assert_non_null(base);
+    *cert = gw_h2_pool_new(base, cert_limit);
+    assert_non_null(*cert);
+    harness_base = base;
+    harness_cert_pool = *cert;
+    harness_resp_mem = a_conn_limit;
+    *a = harness_new_window(true, a_window);
+    harness_resp_mem = 0;
+    *b = harness_new(true);
+    harness_base = NULL;
+    harness_cert_pool = NULL;
+    return base;
+}
+
+/* Runs the shared loop and moves both connections' bytes, n times. */
+static void cert_pair_spin(struct event_base *base, struct harness *a, struct harness *b, int n)
+{
+    for (int i = 0; i < n; i++) {
+        event_base_loop(base, EVLOOP_NONBLOCK);
+        pump(a);
+        pump(b);
+    }
+}
+
+static void cert_pair_free(struct event_base *base, struct gw_h2_pool *cert, struct harness *a,
+                           struct harness *b)
+{
+    size_t used, peak, limit;
+
+    gw_h2_pool_usage(cert, &used, &peak, &limit);
+    assert_int_equal(used, 0); /* every byte given back */
+    harness_free(a);
+    harness_free(b);
+    gw_h2_pool_free(cert);
+    event_base_free(base);
+}
+
+/* A call on connection A holds its certificate's whole response budget: a Flood on connection
+ * B, whose own budget and the gateway's have room, waits for the certificate's. A gives its
+ * bytes back and B's waiting stream is woken (by the certificate's pool: A's session knows
+ * nothing of B's streams, and B gave nothing back), and finishes. */
+static void test_response_cert_wake_across_connections(void **state)
+{
+    struct event_base *base;
+    struct gw_h2_pool *cert;
+    struct harness *a, *b;
+    uint8_t buf[2][32];
+    struct body ba = {buf[0], frame_service(buf[0], "x"), 0};
+    struct body bb = {buf[1], frame_service(buf[1], "x"), 0};
+    struct gw_call *held;
+    struct reply *r;
+    size_t used, peak, limit;
+
+    (void)state;
+    base = cert_pair(65536, 0, 0, &cert, &a, &b);
+    flood_count = 8;
+    flood_size = 512;
+    (void)reply_for(a, start_call(a, "/t.T/Hold", "5S", &ba));
+    held = hung_call;
+    assert_non_null(held);
+    gw_call_hold(held, 65536);
+    r = reply_for(b, start_call(b, "/t.T/Flood", "5S", &bb));
+    cert_pair_spin(base, a, b, 10);
+    assert_int_equal(nfloods, 1);
+    assert_int_equal(floods[0].sent, 0); /* waiting for the certificate's room */
+    assert_int_equal(floods[0].writable_runs, 0);
+    assert_false(r->closed);
+    gw_call_hold(held, 0); /* given back on A */
+    for (int i = 0; i < 10 && !r->closed; i++)
+        cert_pair_spin(base, a, b, 1);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_int_equal(r->nmsgs, flood_count);
+    assert_true(floods[0].writable_runs > 0);
+    gw_h2_pool_usage(cert, &used, &peak, &limit);
+    assert_int_equal(peak, 65536);
+    gw_call_finish(held, GW_GRPC_OK, NULL);
+    cert_pair_spin(base, a, b, 2);
+    cert_pair_free(base, cert, a, b);
+}
+
+/* Connection A's Flood, whose client reads nothing, fills the certificate's response budget (A
+ * has none of its own, nor the gateway a limit); B's Flood then sends nothing. As A's client
+ * reads, the bytes that leave A wake B long before A ends; both get every message, and the
+ * certificate's budget is never passed by more than one message. */
+static void test_response_cert_budget_shared(void **state)
+{
+    const size_t limit = 64u * 1024u, frame = GW_GRPC_PREFIX_LEN + 1 + 3 + 16384;
+    struct event_base *base;
+    struct gw_h2_pool *cert;
+    struct harness *a, *b;
+    uint8_t buf[2][32];
+    struct body ba = {buf[0], frame_service(buf[0], "x"), 0};
+    struct body bb = {buf[1], frame_service(buf[1], "x"), 0};
+    struct reply *ra, *rb;
+    size_t used, peak, lim;
+    int32_t ida, idb;
+
+    (void)state;
+    base = cert_pair(limit, 0, 16384, &cert, &a, &b);
+    a->cfg.max_message_size = b->cfg.max_message_size = 65536;
+    flood_count = 16;
+    flood_size = 16384;
+    ida = start_call(a, "/t.T/Flood", NULL, &ba);
+    cert_pair_spin(base, a, b, 20);
+    gw_h2_pool_usage(cert, &used, &peak, &lim);
+    assert_true(used >= limit); /* filled: the bound is not vacuous */
+    assert_true(used <= limit + frame);
+    assert_true(floods[0].sent < flood_count);
+    idb = start_call(b, "/t.T/Flood", NULL, &bb);
+    cert_pair_spin(base, a, b, 20);
+    ra = reply_for(a, ida);
+    rb = reply_for(b, idb);
+    assert_int_equal(nfloods, 2);
+    assert_int_equal(floods[1].sent, 0);
+    assert_false(rb->closed);
+    for (int guard = 0; floods[1].sent == 0; guard++) {
+        assert_true(guard < 1000);
+        (void)client_consume(a, ida, 4096);
+        cert_pair_spin(base, a, b, 1);
+    }
+    assert_false(ra->closed); /* B was woken by what left A, not by A's end */
+    for (int guard = 0; !ra->closed || !rb->closed; guard++) {
+        assert_true(guard < 100000);
+        (void)client_consume(a, ida, 8192);
+        cert_pair_spin(base, a, b, 1);
+        gw_h2_pool_usage(cert, &used, &peak, &lim);
+        assert_true(used <= limit + frame);
+    }
+    for (int i = 0; i < 2; i++) {
+        struct reply *r = i == 0 ? ra : rb;
+        assert_int_equal(r->grpc_status, GW_GRPC_OK);
+        assert_int_equal(r->nmsgs, flood_count);
+        assert_int_equal(r->seq_errors, 0);
+        assert_int_equal(floods[i].sent, flood_count);
+    }
+    assert_true(floods[1].writable_runs > 0);
+    gw_h2_pool_usage(cert, &used, &peak, &lim);
+    assert_true(peak <= limit + frame);
+    cert_pair_free(base, cert, a, b);
+}
+
+/* A stream woken from the certificate's queue whose own connection has no room by then waits on
+ * in its connection's queue, and is woken from there by its connection's next give. */
+static void test_response_cert_wake_then_connection(void **state)
+{
+    struct event_base *base;
+    struct gw_h2_pool *cert;
+    struct harness *a, *b;
+    uint8_t buf[3][32];
+    struct body b0 = {buf[0], frame_service(buf[0], "x"), 0};
+    struct body b1 = {buf[1], frame_service(buf[1], "x"), 0};
+    struct body b2 = {buf[2], frame_service(buf[2], "x"), 0};
+    struct gw_call *on_a, *on_b;
+    struct reply *r;
+
+    (void)state;
+    base = cert_pair(65536, 32768, 0, &cert, &a, &b);
+    flood_count = 8;
+    flood_size = 512;
+    (void)reply_for(b, start_call(b, "/t.T/Hold", "5S", &b0));
+    on_b = hung_call;
+    gw_call_hold(on_b, 65536); /* B: the certificate's budget full */
+    r = reply_for(a, start_call(a, "/t.T/Flood", "5S", &b1));
+    cert_pair_spin(base, a, b, 10);
+    assert_int_equal(floods[0].sent, 0); /* A's connection has room, the certificate none */
+    (void)reply_for(a, start_call(a, "/t.T/Hold", "5S", &b2));
+    on_a = hung_call;
+    assert_ptr_not_equal(on_a, on_b);
+    gw_call_hold(on_a, 32768); /* A: its connection's budget full too */
+    gw_call_hold(on_b, 0);     /* the certificate's has room again, A's connection none */
+    cert_pair_spin(base, a, b, 10);
+    assert_int_equal(floods[0].sent, 0);
+    assert_false(r->closed);
+    gw_call_hold(on_a, 0); /* A's connection gives back */
+    for (int i = 0; i < 10 && !r->closed; i++)
+        cert_pair_spin(base, a, b, 1);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_int_equal(r->nmsgs, flood_count);
+    gw_call_finish(on_a, GW_GRPC_OK, NULL);
+    gw_call_finish(on_b, GW_GRPC_OK, NULL);
+    cert_pair_spin(base, a, b, 2);
+    cert_pair_free(base, cert, a, b);
+}
+
 /* The stall rule is not kept by a drip of window: a client that grants one byte at a time
  * (each grant lets a byte out) is reset once it has not taken half of its queue within
  * stream_write_timeout_ms, long before the call's deadline. */
@@ -2534,6 +2739,9 @@ int main(void)
         cmocka_unit_test(test_response_budget_backpressure),
         cmocka_unit_test(test_drip_stream_reset),
         cmocka_unit_test(test_response_hold_and_wake),
+        cmocka_unit_test(test_response_cert_wake_across_connections),
+        cmocka_unit_test(test_response_cert_budget_shared),
+        cmocka_unit_test(test_response_cert_wake_then_connection),
         cmocka_unit_test(test_stall_clock_starts_when_bytes_wait),
         cmocka_unit_test(test_policy_denies_before_handler),
         cmocka_unit_test(test_writable_finishes_own_call),
