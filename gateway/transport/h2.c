@@ -16,12 +16,14 @@
  * the queue of the first full one, and each give that leaves room in a budget with waiters has
  * them woken (GW_H2_WAKE_MAX per event), whichever connection gave; a stream whose client does
  * not take at least half of what was queued at the start of each stream_write_timeout_ms is
- * reset (a drip of window does not keep it); header lists are capped at
- * cfg->max_header_list_size; a client over a control-frame budget (h2_calm.h) gets GOAWAY
- * ENHANCE_YOUR_CALM and nothing more, and every RST_STREAM we send that the client's stream
- * provoked (gw_h2_calm_provoked: not one of our own NO_ERROR, CANCEL or INTERNAL_ERROR resets)
- * is charged to its RST_STREAM budget as it leaves; per-stream log lines are rate-limited per
- * connection and, with params.lines, gateway-wide. */
+ * reset (a drip of window does not keep it); header lists (and the client's trailers) are
+ * capped at cfg->max_header_list_size, and a block over the cap is read no further than the
+ * field that passes it (on_header_cb: an HPACK bomb costs its connection a reset from its
+ * RST_STREAM budget, not the loop's time); a client over a control-frame budget (h2_calm.h) gets
+ * GOAWAY ENHANCE_YOUR_CALM and nothing more, and every RST_STREAM we send that the client's
+ * stream provoked (gw_h2_calm_provoked: not one of our own NO_ERROR, CANCEL or INTERNAL_ERROR
+ * resets) is charged to its RST_STREAM budget as it leaves; per-stream log lines are
+ * rate-limited per connection and, with params.lines, gateway-wide. */
 #include "h2.h"
 
 #include <stdio.h>
@@ -84,6 +86,7 @@ struct gw_h2_stream {
     size_t need, taken;   /* bytes due in the current period, and taken so far */
     struct event *stall_ev;
     struct event *linger_ev; /* our answer is out, the client's half still open */
+    uint64_t trailer_bytes;  /* the client's trailers so far, sized as the header cap counts */
     struct gw_h2_stream *prev, *next;
 };
 
@@ -107,6 +110,7 @@ struct gw_h2 {
     bool failed;
     bool preface;
     bool calmed; /* over a control-frame budget: GOAWAY ENHANCE_YOUR_CALM queued */
+    bool paused; /* on_header_cb paused nghttp2_session_mem_recv (a header list over the cap) */
     struct gw_h2_calm calm;
     struct gw_lines *lines; /* the gateway's budget of per-stream lines, or NULL */
     struct gw_budget mem;   /* request memory in flight on this connection (the calls take it) */
@@ -546,6 +550,8 @@ static void on_request_headers(struct gw_h2_stream *st)
     uint64_t timeout_ms = 0;
     void *obj;
 
+    if (st->answered)
+        return; /* over the header cap, answered by on_header_cb */
     gw_grpc_headers_check(&st->hdrs, h2->cfg->max_deadline_ms, &v, &timeout_ms);
     if (v.status != GW_GRPC_OK) {
         answer_early(st, v.http_status, v.status, v.message);
@@ -604,22 +610,6 @@ static int on_begin_headers_cb(nghttp2_session *session, const nghttp2_frame *fr
     return 0;
 }
 
-static int on_header_cb(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
-                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                        void *user_data)
-{
-    struct gw_h2_stream *st;
-
-    (void)flags;
-    (void)user_data;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
-        return 0; /* client trailers carry nothing we use */
-    st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
-    if (st != NULL)
-        gw_grpc_headers_add(&st->hdrs, name, namelen, value, valuelen);
-    return 0;
-}
-
 static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_t stream_id,
                                  const uint8_t *data, size_t len, void *user_data)
 {
@@ -634,16 +624,16 @@ static int on_data_chunk_recv_cb(nghttp2_session *session, uint8_t flags, int32_
 
 /* Over a budget (h2_calm.h): the session is terminated with ENHANCE_YOUR_CALM, once: nghttp2 then
  * answers no PING or SETTINGS, opens no stream, and the connection closes once the GOAWAY has
- * left. provoked: the error code of the reset of ours that spent the last of the RST_STREAM
- * budget, or 0 when the client's own frame did. */
-static void calm_down(struct gw_h2 *h2, enum gw_h2_calm_kind k, uint32_t provoked)
+ * left. provoked: what the reset of ours that spent the last of the RST_STREAM budget answered
+ * (its error code's name, or the rule), or NULL when the client's own frame did. */
+static void calm_down(struct gw_h2 *h2, enum gw_h2_calm_kind k, const char *provoked)
 {
     h2->calmed = true;
-    if (provoked != 0)
+    if (provoked != NULL)
         GW_LOG(GW_LOG_WARN, "h2", &h2->log,
                "%s flood (streams we reset for the client's protocol errors, the last %s): "
                "over the connection's budget: GOAWAY ENHANCE_YOUR_CALM, closing",
-               gw_h2_calm_name(k), nghttp2_http2_strerror(provoked));
+               gw_h2_calm_name(k), provoked);
     else
         GW_LOG(GW_LOG_WARN, "h2", &h2->log,
                "%s flood: over the connection's budget: GOAWAY ENHANCE_YOUR_CALM, closing",
@@ -661,7 +651,57 @@ static void charge_reset(struct gw_h2 *h2, uint32_t error_code)
     if (h2->calmed || !gw_h2_calm_provoked(error_code) ||
         gw_h2_calm_take(&h2->calm, GW_H2_CALM_RST_STREAM, gw_clock_ms()))
         return;
-    calm_down(h2, GW_H2_CALM_RST_STREAM, error_code);
+    calm_down(h2, GW_H2_CALM_RST_STREAM, nghttp2_http2_strerror(error_code));
+}
+
+/* A header block over cfg->max_header_list_size is read no further than the field that passed
+ * the cap (HPACK bomb: a field in the dynamic table costs the client one byte a reference, and
+ * nghttp2 validates every byte of every field it hands us; that validation was nearly all of the
+ * gateway's time under a bomb). A request is answered as before (trailers-only
+ * RESOURCE_EXHAUSTED), at once: NGHTTP2_ERR_PAUSE lets gw_h2_recv send the answer before the next
+ * field, to which we return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE: nghttp2 resets the stream
+ * (INTERNAL_ERROR; a reset queued earlier would have dropped the answer, as it does when our
+ * output is backed up and the flush sends nothing) and decodes the rest of the block for the
+ * HPACK table only, with neither validation nor callback. The client's trailers
+ * have the same cap; over it, the stream is reset at once. Either way the stream is the client's
+ * doing and costs it a reset from its RST_STREAM budget (charge_reset does not charge
+ * INTERNAL_ERROR, so it is charged here, once a stream): bomb after bomb ends in
+ * ENHANCE_YOUR_CALM. */
+static int on_header_cb(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                        size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                        void *user_data)
+{
+    struct gw_h2 *h2 = user_data;
+    struct gw_h2_stream *st;
+    struct gw_grpc_verdict v;
+    uint64_t timeout_ms;
+    int rv = NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+
+    (void)flags;
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    st = nghttp2_session_get_stream_user_data(session, frame->hd.stream_id);
+    if (st == NULL)
+        return 0;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
+        /* client trailers carry nothing we use, but cost what headers cost */
+        st->trailer_bytes += (uint64_t)namelen + valuelen + 32u;
+        if (st->trailer_bytes <= h2->cfg->max_header_list_size)
+            return 0;
+    } else {
+        gw_grpc_headers_add(&st->hdrs, name, namelen, value, valuelen);
+        if (!st->hdrs.too_big)
+            return 0;
+        if (st->answered)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* charged when it was answered */
+        gw_grpc_headers_check(&st->hdrs, h2->cfg->max_deadline_ms, &v, &timeout_ms);
+        answer_early(st, v.http_status, v.status, v.message);
+        h2->paused = true;
+        rv = NGHTTP2_ERR_PAUSE;
+    }
+    if (!h2->calmed && !gw_h2_calm_take(&h2->calm, GW_H2_CALM_RST_STREAM, gw_clock_ms()))
+        calm_down(h2, GW_H2_CALM_RST_STREAM, "for a header list over max_header_list_size");
+    return rv;
 }
 
 /* Every frame header, before nghttp2 acts on the frame: the control-frame budgets. */
@@ -673,7 +713,7 @@ static int on_begin_frame_cb(nghttp2_session *session, const nghttp2_frame_hd *h
     (void)session;
     if (h2->calmed || k == GW_H2_CALM_NKINDS || gw_h2_calm_take(&h2->calm, k, gw_clock_ms()))
         return 0;
-    calm_down(h2, k, 0);
+    calm_down(h2, k, NULL);
     return 0;
 }
 
@@ -1231,16 +1271,29 @@ int gw_h2_flush(struct gw_h2 *h2)
 int gw_h2_recv(struct gw_h2 *h2, const uint8_t *data, size_t len)
 {
     ssize_t n;
+    int rc;
 
     if (h2->failed)
         return GW_EIO;
-    h2->busy = true;
-    n = nghttp2_session_mem_recv(h2->session, data, len);
-    h2->busy = false;
-    if (n < 0) {
-        GW_LOG(GW_LOG_INFO, "h2", &h2->log, "protocol error: %s", nghttp2_strerror((int)n));
-        h2->failed = true;
-        return GW_EPROTO;
+    for (;;) {
+        h2->busy = true;
+        h2->paused = false;
+        n = nghttp2_session_mem_recv(h2->session, data, len);
+        h2->busy = false;
+        if (n < 0) {
+            GW_LOG(GW_LOG_INFO, "h2", &h2->log, "protocol error: %s", nghttp2_strerror((int)n));
+            h2->failed = true;
+            return GW_EPROTO;
+        }
+        if (!h2->paused)
+            break;
+        /* on_header_cb answered a request over the header cap: the answer leaves before the
+         * rest of the block is read. Read on even with nothing left: the block may end here. */
+        data += n;
+        len -= (size_t)n;
+        rc = gw_h2_flush(h2);
+        if (rc != 0)
+            return rc;
     }
     return gw_h2_flush(h2);
 }
@@ -1292,7 +1345,7 @@ bool gw_h2_key_updates(struct gw_h2 *h2, uint32_t n)
         return false;
     for (uint32_t i = 0; i < n; i++) {
         if (!gw_h2_calm_take(&h2->calm, GW_H2_CALM_KEY_UPDATE, now)) {
-            calm_down(h2, GW_H2_CALM_KEY_UPDATE, 0);
+            calm_down(h2, GW_H2_CALM_KEY_UPDATE, NULL);
             (void)gw_h2_flush(h2);
             return false;
         }

@@ -117,7 +117,9 @@ struct gw_h2 *gw_h2_new(const struct gw_h2_params *p);
  * NULL-safe. */
 void gw_h2_free(struct gw_h2 *h2);
 
-/* Processes bytes from the peer, then flushes. Returns 0, or GW_EPROTO / GW_ENOMEM when the
+/* Processes bytes from the peer, then flushes; also part-way, between two calls into nghttp2,
+ * when a request over the header cap has been answered (its answer must leave before the reset
+ * nghttp2 queues for the rest of its block). Returns 0, or GW_EPROTO / GW_ENOMEM when the
  * connection must be closed. */
 int gw_h2_recv(struct gw_h2 *h2, const uint8_t *data, size_t len) GW_MUST_CHECK;
 /* Sends what the session has queued while io.out_pending() stays under GW_H2_OUT_HIGH. Deferred

@@ -1382,6 +1382,22 @@ static void test_header_list_cap(void **state)
     r = reply_for(h, id);
     assert_true(r->closed);
     assert_int_equal(r->grpc_status, GW_GRPC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(r->grpc_message, "maximum header list size"));
+    /* Fields after the one over the cap: the answer is the same (it leaves before the rest of
+     * the block is read, which then only resets the stream). */
+    nv[7] = nv[8] = nv[9] = nv[6];
+    id = nghttp2_submit_request(h->client, NULL, nv, 10, NULL, NULL);
+    pump(h);
+    r = reply_for(h, id);
+    assert_true(r->closed);
+    assert_int_equal(r->grpc_status, GW_GRPC_RESOURCE_EXHAUSTED);
+    assert_non_null(strstr(r->grpc_message, "maximum header list size"));
+    /* and the connection serves the next call */
+    id = nghttp2_submit_request(h->client, NULL, nv, 5, NULL, NULL);
+    pump(h);
+    r = reply_for(h, id);
+    assert_true(r->closed);
+    assert_int_not_equal(r->grpc_status, GW_GRPC_RESOURCE_EXHAUSTED);
     harness_free(h);
 }
 
@@ -1487,6 +1503,156 @@ static void test_provoked_resets_charged(void **state)
     assert_true(resets < 2 * GW_H2_CALM_RST_STREAM_BURST);
     assert_int_equal(sent, resets);
     assert_false(gw_h2_want_io(h->server));
+    harness_free(h);
+}
+
+/* HPACK bomb: one 1000-byte field added to the dynamic table once (by the first stream), then
+ * stream after stream whose block is that field referenced BOMB_REFS times (one byte each,
+ * 1035 header-list bytes each against the harness's cap of 2048). Each stream is answered at the
+ * field that passed the cap (trailers-only, then nghttp2's RST_STREAM INTERNAL_ERROR: the rest of
+ * its block is decoded for the HPACK table only) and costs the client one reset from its
+ * RST_STREAM budget: the burst, then GOAWAY ENHANCE_YOUR_CALM. Counted by frames: before, no
+ * stream was reset and no GOAWAY came, however many bombs. Raw frames, the server's output read
+ * raw. */
+#define BOMB_REFS 4000u
+static void test_header_bomb_charged(void **state)
+{
+    static const char *const hdrs[][2] = {
+        {":method", "POST"},
+        {":scheme", "https"},
+        {":path", "/t.T/Echo"},
+        {":authority", "localhost"},
+        {"content-type", "application/grpc"},
+    };
+    struct harness *h = harness_new(true);
+    unsigned answered = 0, resets = 0, other = 0, sent;
+    uint32_t goaway = UINT32_MAX;
+    uint8_t *f = malloc(9 + 2048 + BOMB_REFS);
+
+    (void)state;
+    assert_non_null(f);
+    free(h->out);
+    h->out = NULL;
+    h->nout = 0;
+    for (sent = 0; sent < 4 * GW_H2_CALM_RST_STREAM_BURST && goaway == UINT32_MAX; sent++) {
+        size_t n = 9;
+        int32_t id = (int32_t)(2 * sent + 1);
+
+        for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
+            n += hpack_literal(f + n, hdrs[i][0], hdrs[i][1]);
+        if (sent == 0) { /* literal with incremental indexing, new name: index 62 */
+            memcpy(f + n, "\x40\x03x-b\x7f", 6);
+            f[n + 6] = (uint8_t)(((1000u - 127u) & 0x7fu) | 0x80u);
+            f[n + 7] = (uint8_t)((1000u - 127u) >> 7);
+            memset(f + n + 8, 'a', 1000);
+            n += 1008;
+        }
+        memset(f + n, 0x80 | 62, BOMB_REFS);
+        n += BOMB_REFS;
+        f[0] = 0, f[1] = (uint8_t)((n - 9) >> 8), f[2] = (uint8_t)(n - 9);
+        f[3] = NGHTTP2_HEADERS, f[4] = NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM;
+        f[5] = (uint8_t)(id >> 24), f[6] = (uint8_t)(id >> 16), f[7] = (uint8_t)(id >> 8);
+        f[8] = (uint8_t)id;
+        assert_int_equal(gw_h2_recv(h->server, f, n), 0);
+        for (size_t off = 0; off + 9 <= h->nout;) {
+            const uint8_t *p = h->out + off;
+            size_t len = ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2];
+            uint32_t code;
+
+            assert_true(off + 9 + len <= h->nout);
+            if (p[3] == NGHTTP2_HEADERS && (p[4] & NGHTTP2_FLAG_END_STREAM))
+                answered++;
+            if (p[3] == NGHTTP2_RST_STREAM || p[3] == NGHTTP2_GOAWAY) {
+                const uint8_t *c = p + 9 + (p[3] == NGHTTP2_GOAWAY ? 4 : 0);
+                code =
+                    ((uint32_t)c[0] << 24) | ((uint32_t)c[1] << 16) | ((uint32_t)c[2] << 8) | c[3];
+                if (p[3] == NGHTTP2_GOAWAY)
+                    goaway = code;
+                else if (code == NGHTTP2_INTERNAL_ERROR)
+                    resets++;
+                else
+                    other++;
+            }
+            off += 9 + len;
+        }
+        free(h->out);
+        h->out = NULL;
+        h->nout = 0;
+    }
+    free(f);
+    assert_int_equal(goaway, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_int_equal(other, 0);
+    /* the burst, then the one over it; the refill of a slow run at most */
+    assert_true(sent > GW_H2_CALM_RST_STREAM_BURST);
+    assert_true(sent < 2 * GW_H2_CALM_RST_STREAM_BURST);
+    /* every bomb answered (trailers-only) before its reset, but the last: the GOAWAY ends the
+     * session before its answer and its reset leave */
+    assert_int_equal(answered, sent - 1);
+    assert_int_equal(resets, sent - 1);
+    assert_false(gw_h2_want_io(h->server));
+    harness_free(h);
+}
+
+/* Writes a raw frame header at p. */
+static void raw_frame_hd(uint8_t *p, size_t len, uint8_t type, uint8_t flags, int32_t id)
+{
+    p[0] = (uint8_t)(len >> 16), p[1] = (uint8_t)(len >> 8), p[2] = (uint8_t)len;
+    p[3] = type, p[4] = flags;
+    p[5] = (uint8_t)(id >> 24), p[6] = (uint8_t)(id >> 16), p[7] = (uint8_t)(id >> 8);
+    p[8] = (uint8_t)id;
+}
+
+/* The client's trailers have the header cap too: a request whose trailers pass it (a 1000-byte
+ * field added to the HPACK table, then referenced 100 times) is reset at once (the rest of the
+ * block is not validated) and never runs; the connection goes on. */
+static void test_trailer_bomb_resets_stream(void **state)
+{
+    static const char *const hdrs[][2] = {
+        {":method", "POST"},
+        {":scheme", "https"},
+        {":path", "/t.T/Hang"},
+        {":authority", "localhost"},
+        {"content-type", "application/grpc"},
+    };
+    struct harness *h = harness_new(true);
+    uint8_t f[2048];
+    size_t n = 9, start;
+    bool reset = false, goaway = false;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
+        n += hpack_literal(f + n, hdrs[i][0], hdrs[i][1]);
+    raw_frame_hd(f, n - 9, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS, 1);
+    start = n;
+    n += 9 + frame_service(f + n + 9, "x");
+    raw_frame_hd(f + start, n - start - 9, NGHTTP2_DATA, 0, 1);
+    assert_int_equal(gw_h2_recv(h->server, f, n), 0);
+    assert_int_equal(hang_started, 0); /* a unary call: it waits for END_STREAM */
+    free(h->out);
+    h->out = NULL;
+    h->nout = 0;
+    n = 9;
+    memcpy(f + n, "\x40\x03x-b\x7f", 6); /* literal with incremental indexing: index 62 */
+    f[n + 6] = (uint8_t)(((1000u - 127u) & 0x7fu) | 0x80u);
+    f[n + 7] = (uint8_t)((1000u - 127u) >> 7);
+    memset(f + n + 8, 'a', 1000);
+    n += 1008;
+    memset(f + n, 0x80 | 62, 100);
+    n += 100;
+    raw_frame_hd(f, n - 9, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM, 1);
+    assert_int_equal(gw_h2_recv(h->server, f, n), 0);
+    for (size_t off = 0; off + 9 <= h->nout;) {
+        const uint8_t *p = h->out + off;
+        size_t len = ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2];
+
+        if (p[3] == NGHTTP2_RST_STREAM && p[8] == 1 && p[12] == NGHTTP2_INTERNAL_ERROR)
+            reset = true;
+        goaway = goaway || p[3] == NGHTTP2_GOAWAY;
+        off += 9 + len;
+    }
+    assert_true(reset);
+    assert_false(goaway);
+    assert_int_equal(hang_started, 0); /* the request never ran */
     harness_free(h);
 }
 
@@ -2731,6 +2897,8 @@ int main(void)
         cmocka_unit_test(test_identity_step_cancelled_by_reset),
         cmocka_unit_test(test_session_freed_with_live_call),
         cmocka_unit_test(test_header_list_cap),
+        cmocka_unit_test(test_header_bomb_charged),
+        cmocka_unit_test(test_trailer_bomb_resets_stream),
         cmocka_unit_test(test_goaway),
         cmocka_unit_test(test_provoked_resets_charged),
         cmocka_unit_test(test_policy_swapped_under_running_call),
