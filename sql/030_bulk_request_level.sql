@@ -13,9 +13,10 @@
 -- Requests stored before this migration, and a row inserted without it (a gateway older than
 -- this migration), get max_level 0 (unclassified), the least clearance: their runs take only
 -- unclassified records (fewer than their count, never more).
+-- IF NOT EXISTS, CREATE OR REPLACE: its row deleted, this migration applies again unchanged.
 -- Applied in one transaction by `waygatectl migrate` as the owner: no transaction control.
 
-ALTER TABLE bulk_request ADD COLUMN max_level smallint NOT NULL DEFAULT 0
+ALTER TABLE bulk_request ADD COLUMN IF NOT EXISTS max_level smallint NOT NULL DEFAULT 0
     CONSTRAINT bulk_request_max_level CHECK (max_level BETWEEN -1 AND 3);
 COMMENT ON COLUMN bulk_request.max_level IS
     'The highest security level the requester''s role could see when the request was counted '

@@ -12,11 +12,12 @@
 -- Automatic retention (retention_destroy, sql/009 and sql/020) is not a bulk request: the system
 -- destroys expired records of every level, unchanged.
 -- The old signature, which deleted every level, is dropped: the gateway's role cannot call it.
+-- IF EXISTS, CREATE OR REPLACE: its row deleted, this migration applies again unchanged.
 -- Applied in one transaction by `waygatectl migrate` as the owner: no transaction control.
 
-DROP FUNCTION bulk_destroy(uuid, text, bigint);
+DROP FUNCTION IF EXISTS bulk_destroy(uuid, text, bigint);
 
-CREATE FUNCTION bulk_destroy(p_request uuid, p_selector text, p_expected bigint,
+CREATE OR REPLACE FUNCTION bulk_destroy(p_request uuid, p_selector text, p_expected bigint,
                              p_level integer) RETURNS bigint
 LANGUAGE plpgsql AS $fn$
 DECLARE
