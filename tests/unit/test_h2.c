@@ -1436,6 +1436,51 @@ static size_t hpack_literal(uint8_t *p, const char *name, const char *value)
     return 3 + nl + vl;
 }
 
+/* What the server wrote since the last tally, read raw from its output (then emptied): answers
+ * (HEADERS with END_STREAM), RST_STREAMs with reset_code and with any other code, and the last
+ * GOAWAY's code (left as it was when none came). */
+struct out_tally {
+    unsigned answered, resets, other;
+    uint32_t goaway;
+};
+
+static void tally_output(struct harness *h, uint32_t reset_code, struct out_tally *t)
+{
+    for (size_t off = 0; off + 9 <= h->nout;) {
+        const uint8_t *p = h->out + off;
+        size_t len = ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2];
+        const uint8_t *c = p + 9 + (p[3] == NGHTTP2_GOAWAY ? 4 : 0);
+
+        assert_true(off + 9 + len <= h->nout);
+        if (p[3] == NGHTTP2_HEADERS && (p[4] & NGHTTP2_FLAG_END_STREAM))
+            t->answered++;
+        if (p[3] == NGHTTP2_RST_STREAM || p[3] == NGHTTP2_GOAWAY) {
+            uint32_t code =
+                ((uint32_t)c[0] << 24) | ((uint32_t)c[1] << 16) | ((uint32_t)c[2] << 8) | c[3];
+
+            if (p[3] == NGHTTP2_GOAWAY)
+                t->goaway = code;
+            else if (code == reset_code)
+                t->resets++;
+            else
+                t->other++;
+        }
+        off += 9 + len;
+    }
+    free(h->out);
+    h->out = NULL;
+    h->nout = 0;
+}
+
+/* Writes a raw frame header at p. */
+static void raw_frame_hd(uint8_t *p, size_t len, uint8_t type, uint8_t flags, int32_t id)
+{
+    p[0] = (uint8_t)(len >> 16), p[1] = (uint8_t)(len >> 8), p[2] = (uint8_t)len;
+    p[3] = type, p[4] = flags;
+    p[5] = (uint8_t)(id >> 24), p[6] = (uint8_t)(id >> 16), p[7] = (uint8_t)(id >> 8);
+    p[8] = (uint8_t)id;
+}
+
 /* MadeYouReset (CVE-2025-8671): stream after stream whose request headers hold `connection:
  * close` (forbidden in HTTP/2), which nghttp2 answers with RST_STREAM PROTOCOL_ERROR, the slot
  * free at once. Each such reset costs the client one RST_STREAM from its budget, as its own
@@ -1454,54 +1499,31 @@ static void test_provoked_resets_charged(void **state)
         {"connection", "close"},
     };
     struct harness *h = harness_new(true);
-    unsigned resets = 0, other = 0, sent;
-    uint32_t goaway = UINT32_MAX;
+    struct out_tally t = {.goaway = UINT32_MAX};
+    unsigned sent;
 
     (void)state;
     free(h->out);
     h->out = NULL;
     h->nout = 0;
-    for (sent = 0; sent < 4 * GW_H2_CALM_RST_STREAM_BURST && goaway == UINT32_MAX; sent++) {
+    for (sent = 0; sent < 4 * GW_H2_CALM_RST_STREAM_BURST && t.goaway == UINT32_MAX; sent++) {
         uint8_t f[256];
         size_t n = 9;
         int32_t id = (int32_t)(2 * sent + 1);
 
         for (size_t i = 0; i < sizeof(hdrs) / sizeof(hdrs[0]); i++)
             n += hpack_literal(f + n, hdrs[i][0], hdrs[i][1]);
-        f[0] = 0, f[1] = (uint8_t)((n - 9) >> 8), f[2] = (uint8_t)(n - 9);
-        f[3] = NGHTTP2_HEADERS, f[4] = NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM;
-        f[5] = (uint8_t)(id >> 24), f[6] = (uint8_t)(id >> 16), f[7] = (uint8_t)(id >> 8);
-        f[8] = (uint8_t)id;
+        raw_frame_hd(f, n - 9, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM,
+                     id);
         assert_int_equal(gw_h2_recv(h->server, f, n), 0);
-        for (size_t off = 0; off + 9 <= h->nout;) {
-            const uint8_t *p = h->out + off;
-            size_t len = ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2];
-            uint32_t code;
-
-            assert_true(off + 9 + len <= h->nout);
-            if (p[3] == NGHTTP2_RST_STREAM || p[3] == NGHTTP2_GOAWAY) {
-                const uint8_t *c = p + 9 + (p[3] == NGHTTP2_GOAWAY ? 4 : 0);
-                code =
-                    ((uint32_t)c[0] << 24) | ((uint32_t)c[1] << 16) | ((uint32_t)c[2] << 8) | c[3];
-                if (p[3] == NGHTTP2_GOAWAY)
-                    goaway = code;
-                else if (code == NGHTTP2_PROTOCOL_ERROR)
-                    resets++;
-                else
-                    other++;
-            }
-            off += 9 + len;
-        }
-        free(h->out);
-        h->out = NULL;
-        h->nout = 0;
+        tally_output(h, NGHTTP2_PROTOCOL_ERROR, &t);
     }
-    assert_int_equal(goaway, NGHTTP2_ENHANCE_YOUR_CALM);
-    assert_int_equal(other, 0);
+    assert_int_equal(t.goaway, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_int_equal(t.other, 0);
     /* the burst, then the one over it (counted as it left); the refill of a slow run at most */
-    assert_true(resets > GW_H2_CALM_RST_STREAM_BURST);
-    assert_true(resets < 2 * GW_H2_CALM_RST_STREAM_BURST);
-    assert_int_equal(sent, resets);
+    assert_true(t.resets > GW_H2_CALM_RST_STREAM_BURST);
+    assert_true(t.resets < 2 * GW_H2_CALM_RST_STREAM_BURST);
+    assert_int_equal(sent, t.resets);
     assert_false(gw_h2_want_io(h->server));
     harness_free(h);
 }
@@ -1525,8 +1547,8 @@ static void test_header_bomb_charged(void **state)
         {"content-type", "application/grpc"},
     };
     struct harness *h = harness_new(true);
-    unsigned answered = 0, resets = 0, other = 0, sent;
-    uint32_t goaway = UINT32_MAX;
+    struct out_tally t = {.goaway = UINT32_MAX};
+    unsigned sent;
     uint8_t *f = malloc(9 + 2048 + BOMB_REFS);
 
     (void)state;
@@ -1534,7 +1556,7 @@ static void test_header_bomb_charged(void **state)
     free(h->out);
     h->out = NULL;
     h->nout = 0;
-    for (sent = 0; sent < 4 * GW_H2_CALM_RST_STREAM_BURST && goaway == UINT32_MAX; sent++) {
+    for (sent = 0; sent < 4 * GW_H2_CALM_RST_STREAM_BURST && t.goaway == UINT32_MAX; sent++) {
         size_t n = 9;
         int32_t id = (int32_t)(2 * sent + 1);
 
@@ -1549,57 +1571,23 @@ static void test_header_bomb_charged(void **state)
         }
         memset(f + n, 0x80 | 62, BOMB_REFS);
         n += BOMB_REFS;
-        f[0] = 0, f[1] = (uint8_t)((n - 9) >> 8), f[2] = (uint8_t)(n - 9);
-        f[3] = NGHTTP2_HEADERS, f[4] = NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM;
-        f[5] = (uint8_t)(id >> 24), f[6] = (uint8_t)(id >> 16), f[7] = (uint8_t)(id >> 8);
-        f[8] = (uint8_t)id;
+        raw_frame_hd(f, n - 9, NGHTTP2_HEADERS, NGHTTP2_FLAG_END_HEADERS | NGHTTP2_FLAG_END_STREAM,
+                     id);
         assert_int_equal(gw_h2_recv(h->server, f, n), 0);
-        for (size_t off = 0; off + 9 <= h->nout;) {
-            const uint8_t *p = h->out + off;
-            size_t len = ((size_t)p[0] << 16) | ((size_t)p[1] << 8) | p[2];
-            uint32_t code;
-
-            assert_true(off + 9 + len <= h->nout);
-            if (p[3] == NGHTTP2_HEADERS && (p[4] & NGHTTP2_FLAG_END_STREAM))
-                answered++;
-            if (p[3] == NGHTTP2_RST_STREAM || p[3] == NGHTTP2_GOAWAY) {
-                const uint8_t *c = p + 9 + (p[3] == NGHTTP2_GOAWAY ? 4 : 0);
-                code =
-                    ((uint32_t)c[0] << 24) | ((uint32_t)c[1] << 16) | ((uint32_t)c[2] << 8) | c[3];
-                if (p[3] == NGHTTP2_GOAWAY)
-                    goaway = code;
-                else if (code == NGHTTP2_INTERNAL_ERROR)
-                    resets++;
-                else
-                    other++;
-            }
-            off += 9 + len;
-        }
-        free(h->out);
-        h->out = NULL;
-        h->nout = 0;
+        tally_output(h, NGHTTP2_INTERNAL_ERROR, &t);
     }
     free(f);
-    assert_int_equal(goaway, NGHTTP2_ENHANCE_YOUR_CALM);
-    assert_int_equal(other, 0);
+    assert_int_equal(t.goaway, NGHTTP2_ENHANCE_YOUR_CALM);
+    assert_int_equal(t.other, 0);
     /* the burst, then the one over it; the refill of a slow run at most */
     assert_true(sent > GW_H2_CALM_RST_STREAM_BURST);
     assert_true(sent < 2 * GW_H2_CALM_RST_STREAM_BURST);
     /* every bomb answered (trailers-only) before its reset, but the last: the GOAWAY ends the
      * session before its answer and its reset leave */
-    assert_int_equal(answered, sent - 1);
-    assert_int_equal(resets, sent - 1);
+    assert_int_equal(t.answered, sent - 1);
+    assert_int_equal(t.resets, sent - 1);
     assert_false(gw_h2_want_io(h->server));
     harness_free(h);
-}
-
-/* Writes a raw frame header at p. */
-static void raw_frame_hd(uint8_t *p, size_t len, uint8_t type, uint8_t flags, int32_t id)
-{
-    p[0] = (uint8_t)(len >> 16), p[1] = (uint8_t)(len >> 8), p[2] = (uint8_t)len;
-    p[3] = type, p[4] = flags;
-    p[5] = (uint8_t)(id >> 24), p[6] = (uint8_t)(id >> 16), p[7] = (uint8_t)(id >> 8);
-    p[8] = (uint8_t)id;
 }
 
 /* The client's trailers have the header cap too: a request whose trailers pass it (a 1000-byte
