@@ -44,7 +44,8 @@ struct adm {
     bool ok;
     /* the request's passwords (in the call's arena, wiped when the call ends) */
     const char *pw, *pw2;
-    /* ChangePassword */
+    /* ChangePassword: the hash the old password was verified against; Login: the account's
+     * hash as read (a session is issued only while it is still the account's) */
     uint8_t old_hash[GW_PW_HASH_LEN];
     /* CreateAccount: the new account's; Login: the account's (when found) */
     char role[32], branch[32], person[PERSON_MAX + 1];

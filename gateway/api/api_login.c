@@ -6,6 +6,8 @@
  * is never checked (it is hashed against a dummy salt, as for an unknown name) and no failure is
  * counted, so a device cannot lock an account it could not use (Art. 31, 34, 35); passwords and
  * tokens live in wiped memory only (the call's arena, the job's buffers) and never reach a log;
+ * a session is issued only while the account's password is still the one verified (a login in
+ * flight across a password change issues none);
  * each call leaves one administrative-record row and one audit record, written in the
  * transaction of its effect: login.ok with the session, login.fail (detail "credentials"
  * whatever the cause) with the failure count, password.change with the new hash; the failure
@@ -74,7 +76,8 @@ static void record_raced_login(struct adm *a)
     struct gw_acct_log l;
     struct gw_audit_rec r;
 
-    gw_admin_fill_log(a, &l, "refused", "account disabled or locked during the login");
+    gw_admin_fill_log(a, &l, "refused",
+                      "account disabled, locked or its password changed during the login");
     login_rec(a, false, &r);
     if (gw_acct_log_write(a->app->audit, &l, &r) != 0)
         GW_LOG(GW_LOG_ERROR, "admin", gw_call_log_ctx(a->call),
@@ -133,8 +136,8 @@ static void login_done_cb(void *arg, int err, bool created, int64_t expires_at, 
     if (locked)
         record_lockout(a);
     if (a->ok && !created) {
-        /* Disabled or locked meanwhile: nothing of the login committed, its refusal is recorded
-         * now. */
+        /* Disabled, locked or its password changed meanwhile: nothing of the login committed,
+         * its refusal is recorded now. */
         record_raced_login(a);
     }
     if (!a->ok || !created) {
@@ -223,6 +226,7 @@ static void login_verified_cb(void *arg, int lost)
     o.name = a->name;
     o.id = a->id;
     o.token_hash = a->token_hash;
+    o.pw_hash = a->old_hash; /* the session only while the password is still this one */
     o.ttl_s = cfg->token_ttl_s;
     o.sessions_max = GW_AUTH_SESSIONS_MAX;
     o.limited = a->must_change;
@@ -283,6 +287,7 @@ static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
         a->must_change = l->must_change;
         snprintf(a->role, sizeof(a->role), "%s", l->role);
         snprintf(a->branch, sizeof(a->branch), "%s", l->branch);
+        memcpy(a->old_hash, l->hash, sizeof(a->old_hash)); /* the gateway's copy, not the job's */
         memcpy(j->cur.hash, l->hash, sizeof(j->cur.hash));
         memcpy(j->cur.salt, l->salt, sizeof(j->cur.salt));
         snprintf(j->cur.params, sizeof(j->cur.params), "%s", l->params);

@@ -46,15 +46,20 @@ static const char *const login_read_sql =
     "($2::int > 0 AND pw_set_at < now() - make_interval(days => $2::int)), "
     "coalesce(locked_until > now(), false), disabled_at IS NOT NULL FROM account WHERE name = $1";
 
+/* The login's effect only while the account is as the login read it: enabled, not locked, and
+ * its password the one the login verified ($2: the hash read), so that a login in flight when
+ * the password changed (its session would outlive the change) issues nothing. */
 static const char *const login_ok_sql =
     "UPDATE account SET failed_count = 0, locked_until = NULL, last_used_at = now() "
-    "WHERE id = $1::bigint AND disabled_at IS NULL AND NOT coalesce(locked_until > now(), false)";
+    "WHERE id = $1::bigint AND pw_hash = $2::bytea AND disabled_at IS NULL AND "
+    "NOT coalesce(locked_until > now(), false)";
 
 static const char *const session_insert_sql =
     "INSERT INTO session (token_hash, account_id, expires_at, peer, cert, limited) "
     "SELECT $1::bytea, id, now() + make_interval(secs => $3::int), $4::text, $5::text, "
-    "$6::boolean FROM account WHERE id = $2::bigint AND disabled_at IS NULL AND "
-    "NOT coalesce(locked_until > now(), false) RETURNING extract(epoch FROM expires_at)::bigint";
+    "$6::boolean FROM account WHERE id = $2::bigint AND pw_hash = $7::bytea AND disabled_at IS "
+    "NULL AND NOT coalesce(locked_until > now(), false) "
+    "RETURNING extract(epoch FROM expires_at)::bigint";
 
 /* After the new session (token $2) of account $1: the account's expired sessions, and its live
  * ones past the newest $3 others (by issue time), end. */
@@ -416,7 +421,7 @@ static void login_done_cb(void *arg, int err, int64_t seq, const struct gw_db_re
     (void)seq;
     r->areq = NULL;
     if (r->guard >= 0 && gw_acct_guard_failed(err, res, r->guard)) {
-        /* disabled or locked meanwhile: no session, no login.ok record */
+        /* disabled, locked or its password changed meanwhile: no session, no login.ok record */
         r->cb.login_done(r->arg, 0, false, 0, false);
         gw_free(r);
         return;
@@ -443,12 +448,15 @@ int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome
                          gw_acct_login_done_cb cb, void *arg, struct gw_acct_req **out)
 {
     char id[24], ttl[16], fails[16], mins[16], keep[16];
-    const char *okv[1] = {id};
+    const char *okv[2] = {id, (const char *)o->pw_hash};
+    static const int oklens[2] = {0, GW_ACCT_HASH_LEN}, okfmts[2] = {0, 1};
     const char *cv[3] = {id, (const char *)o->token_hash, keep};
     static const int clens[3] = {0, GW_ACCT_HASH_LEN, 0}, cfmts[3] = {0, 1, 0};
-    const char *sv[6] = {(const char *)o->token_hash,  id, ttl, o->peer, o->cert,
-                         o->limited ? "true" : "false"};
-    static const int slens[6] = {GW_ACCT_HASH_LEN, 0, 0, 0, 0, 0}, sfmts[6] = {1, 0, 0, 0, 0, 0};
+    const char *sv[7] = {
+        (const char *)o->token_hash, id, ttl, o->peer, o->cert, o->limited ? "true" : "false",
+        (const char *)o->pw_hash};
+    static const int slens[7] = {GW_ACCT_HASH_LEN, 0, 0, 0, 0, 0, GW_ACCT_HASH_LEN};
+    static const int sfmts[7] = {1, 0, 0, 0, 0, 0, 1};
     static const int glens[1] = {GW_ACCT_HASH_LEN}, gfmts[1] = {1};
     const char *gv[1] = {(const char *)o->token_hash};
     const char *lv[9];
@@ -458,7 +466,7 @@ int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome
     int n;
 
     if (au == NULL || o == NULL || cb == NULL || o->name == NULL || !log_ok(&o->log) ||
-        (o->ok && (o->token_hash == NULL || o->sessions_max == 0)))
+        (o->ok && (o->token_hash == NULL || o->pw_hash == NULL || o->sessions_max == 0)))
         return GW_EINVAL;
     snprintf(id, sizeof(id), "%lld", (long long)o->id);
     snprintf(ttl, sizeof(ttl), "%u", o->ttl_s);
@@ -472,9 +480,10 @@ int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome
         return GW_ENOMEM;
     r->cb.login_done = cb;
     if (o->ok) {
-        st[0] = (struct gw_db_stmt){.sql = login_ok_sql, .nparams = 1, .values = okv};
+        st[0] = (struct gw_db_stmt){
+            .sql = login_ok_sql, .nparams = 2, .values = okv, .lengths = oklens, .formats = okfmts};
         st[1] = (struct gw_db_stmt){.sql = session_insert_sql,
-                                    .nparams = 6,
+                                    .nparams = 7,
                                     .values = sv,
                                     .lengths = slens,
                                     .formats = sfmts};

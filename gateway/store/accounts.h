@@ -99,7 +99,8 @@ int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days
  * audit record (login.ok or login.fail). ok: reset the failure count, stamp last_used_at and
  * insert the session (token_hash, expiring in ttl_s), then delete the account's expired sessions
  * and, past sessions_max live ones (the new one included), its oldest (by issue time); if the
- * account was disabled or locked meanwhile, a guard fails the transaction, nothing of it commits
+ * account was disabled or locked meanwhile, or its password is no longer pw_hash (the one the
+ * login verified: changed meanwhile), a guard fails the transaction, nothing of it commits
  * (the login.ok record neither) and created is false: the caller then records the refusal
  * (gw_acct_log_write). Not ok: count one failure against the name (if such an enabled account
  * exists) and lock it for lockout_minutes at lockout_failures consecutive failures (a lock that has
@@ -110,6 +111,7 @@ struct gw_acct_login_outcome {
     const char *name;
     int64_t id;
     const uint8_t *token_hash; /* ok only */
+    const uint8_t *pw_hash;    /* ok only: the stored hash the password was verified against */
     uint32_t ttl_s;
     uint32_t sessions_max; /* ok only: live sessions the account keeps, >= 1 (else GW_EINVAL) */
     bool limited;          /* the session was issued while the password must change */

@@ -309,6 +309,47 @@ def test_change_password_ends_other_sessions(stack, admin):
     assert probe(stack, md_other, "branch_a") == (grpc.StatusCode.UNAUTHENTICATED, TOKEN_INVALID)
 
 
+def test_a_login_in_flight_across_a_password_change_issues_no_session(stack, admin):
+    """A login verified against the old password, written after the password changed (a
+    ChangePassword committed between the login's read and its write, here on another gateway,
+    played by the owner's psql), issues no session: before, the session was inserted after the
+    change had ended the account's sessions, so whoever knew the old password kept a token the
+    change was meant to end. The login's write is held on the account row's lock until the
+    change commits, so the race is forced, not hoped for."""
+    name = unique("it-pwr-")
+    pw, _ = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    holder = lock_holder(stack, "SELECT 1 FROM account WHERE name = '%s' FOR UPDATE" % name)
+    result = {}
+
+    def run():
+        try:
+            result["token"] = login(stack, name, pw, "branch_a", timeout=60).token
+        except grpc.RpcError as e:
+            result["error"] = (e.code(), e.details())
+
+    t = threading.Thread(target=run)
+    try:
+        t.start()
+        # the login has read the account, verified the old password and waits on the row
+        assert wait_for(lambda: stack.psql("SELECT count(*) FROM pg_locks WHERE NOT granted "
+                                           "AND locktype = 'transactionid'") != ["0"],
+                        timeout=30)
+        holder.stdin.write("UPDATE account SET pw_hash = sha256('%s-new'::bytea), pw_set_at = "
+                           "now() WHERE name = '%s';\nDELETE FROM session WHERE account_id = "
+                           "(SELECT id FROM account WHERE name = '%s');\nCOMMIT;\n"
+                           % (name, name, name))
+        holder.stdin.flush()
+        t.join(timeout=60)
+    finally:
+        release_holder(holder)
+        t.join(timeout=60)
+    assert result.get("error") == (grpc.StatusCode.UNAUTHENTICATED, REFUSED), result
+    assert sessions_of(stack, name) == 0
+    assert stack.psql("SELECT outcome, detail FROM admin_log WHERE action = 'Login' AND "
+                      "object = '%s' ORDER BY id DESC LIMIT 1" % name) == [
+        "refused|account disabled, locked or its password changed during the login"]
+
+
 # --- tokens and certificates ---
 
 def test_token_needs_a_certificate_of_its_kind(stack, admin):

@@ -179,6 +179,11 @@ static void disabled_cb(void *arg, int err, bool found, int64_t at)
 
 /* ---- helpers over the store ---- */
 
+/* The password hash create() stores (32 bytes 0x11): a login verified against it. */
+static const uint8_t created_hash[GW_ACCT_HASH_LEN] = {
+    0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11,
+    0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11};
+
 static int64_t create(const char *name, const char *person, const char *role, const char *branch,
                       enum gw_acct_create_result want)
 {
@@ -209,6 +214,24 @@ static int64_t account_id(const char *name)
 
     snprintf(sql, sizeof(sql), "SELECT id FROM account WHERE name = '%s'", name);
     return strtoll(scalar(check, sql), NULL, 10);
+}
+
+/* A successful login's outcome for account name, verified against pw_hash, with token tok. */
+static void ok_outcome(struct gw_acct_login_outcome *o, const char *name, const uint8_t *tok,
+                       const uint8_t *pw_hash)
+{
+    memset(o, 0, sizeof(*o));
+    o->ok = true;
+    o->name = name;
+    o->id = account_id(name);
+    o->token_hash = tok;
+    o->pw_hash = pw_hash;
+    o->ttl_s = 3600;
+    o->sessions_max = 16;
+    o->lockout_failures = 5;
+    o->lockout_minutes = 15;
+    o->log = log_row("Login", name);
+    o->rec = rec_of("login.ok", name);
 }
 
 /* ---- tests ---- */
@@ -243,17 +266,7 @@ static void test_identify(void **state)
 
     /* a session issued by a successful login is found with its account, and stamps its use */
     create("clerk-id", "clerk-id", "branch_clerk", "a", GW_ACCT_CREATED);
-    memset(&o, 0, sizeof(o));
-    o.ok = true;
-    o.name = "clerk-id";
-    o.id = account_id("clerk-id");
-    o.token_hash = tok;
-    o.ttl_s = 3600;
-    o.sessions_max = 16;
-    o.lockout_failures = 5;
-    o.lockout_minutes = 15;
-    o.log = log_row("Login", "clerk-id");
-    o.rec = rec_of("login.ok", "clerk-id");
+    ok_outcome(&o, "clerk-id", tok, created_hash);
     memset(&r, 0, sizeof(r));
     assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), 0);
     wait_called(&r);
@@ -477,12 +490,35 @@ static void test_change_and_record_commit_together(void **state)
                         "0");
 }
 
+/* Writes a successful login's outcome for name (verified against pw_hash) that must issue
+ * nothing: created false, no session, no login.ok record. */
+static void login_ok_refused(const char *name, const uint8_t *pw_hash)
+{
+    struct gw_acct_login_outcome o;
+    uint8_t tok[32];
+    struct res r = {0};
+    char sql[200];
+
+    fill(tok, sizeof(tok), 0xD1);
+    ok_outcome(&o, name, tok, pw_hash);
+    assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_int_equal(r.err, 0);
+    assert_false(r.found);
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM session WHERE account_id = (SELECT id FROM account WHERE "
+             "name = '%s')",
+             name);
+    assert_string_equal(scalar(check, sql), "0");
+    snprintf(sql, sizeof(sql),
+             "SELECT count(*) FROM audit_record WHERE action = 'login.ok' AND object = '%s'", name);
+    assert_string_equal(scalar(check, sql), "0");
+}
+
 /* A login found ok whose account was disabled before its outcome was written: no session and no
  * login.ok record (the guard failed the transaction); created is false. */
 static void test_login_ok_guarded(void **state)
 {
-    struct gw_acct_login_outcome o;
-    uint8_t tok[32];
     struct res r = {0};
 
     (void)state;
@@ -491,29 +527,35 @@ static void test_login_ok_guarded(void **state)
     create("guard-user", "guard-user", "branch_clerk", "a", GW_ACCT_CREATED);
     disable_as_test("guard-user", &r);
     assert_true(r.found);
-    fill(tok, sizeof(tok), 0xD1);
-    memset(&o, 0, sizeof(o));
-    o.ok = true;
-    o.name = "guard-user";
-    o.id = account_id("guard-user");
-    o.token_hash = tok;
-    o.ttl_s = 3600;
-    o.sessions_max = 16;
-    o.lockout_failures = 5;
-    o.lockout_minutes = 15;
-    o.log = log_row("Login", "guard-user");
-    o.rec = rec_of("login.ok", "guard-user");
-    memset(&r, 0, sizeof(r));
+    login_ok_refused("guard-user", created_hash);
+}
+
+/* A login verified against the password the account had when it was read, written after that
+ * password changed (another gateway's ChangePassword committed in between): no session and no
+ * login.ok record, created false; the same outcome against the current hash issues one, and an
+ * ok outcome without a hash is refused (not taken as "any password"). */
+static void test_login_ok_guarded_by_the_password(void **state)
+{
+    struct gw_acct_login_outcome o;
+    uint8_t tok[32], now[GW_ACCT_HASH_LEN];
+    struct res r = {0};
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    create("pwrace-user", "pwrace-user", "branch_clerk", "a", GW_ACCT_CREATED);
+    exec_ok("UPDATE account SET pw_hash = '\\x3333333333333333333333333333333333333333333333333333"
+            "333333333333', pw_set_at = now() WHERE name = 'pwrace-user'");
+    login_ok_refused("pwrace-user", created_hash); /* the hash the login read and verified */
+    fill(tok, sizeof(tok), 0xD2);
+    fill(now, sizeof(now), 0x33);
+    ok_outcome(&o, "pwrace-user", tok, now);
     assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), 0);
     wait_called(&r);
     assert_int_equal(r.err, 0);
-    assert_false(r.found);
-    assert_string_equal(scalar(check, "SELECT count(*) FROM session WHERE account_id = (SELECT id "
-                                      "FROM account WHERE name = 'guard-user')"),
-                        "0");
-    assert_string_equal(scalar(check, "SELECT count(*) FROM audit_record WHERE action = "
-                                      "'login.ok' AND object = 'guard-user'"),
-                        "0");
+    assert_true(r.found);
+    o.pw_hash = NULL;
+    assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), GW_EINVAL);
 }
 
 /* A failed login's outcome says whether it locked the account: only the failure that reaches
@@ -600,17 +642,8 @@ static void login_ok_as(const char *name, uint8_t v, uint32_t sessions_max)
     struct res r = {0};
 
     fill(tok, sizeof(tok), v);
-    memset(&o, 0, sizeof(o));
-    o.ok = true;
-    o.name = name;
-    o.id = account_id(name);
-    o.token_hash = tok;
-    o.ttl_s = 3600;
+    ok_outcome(&o, name, tok, created_hash);
     o.sessions_max = sessions_max;
-    o.lockout_failures = 5;
-    o.lockout_minutes = 15;
-    o.log = log_row("Login", name);
-    o.rec = rec_of("login.ok", name);
     assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), 0);
     wait_called(&r);
     assert_int_equal(r.err, 0);
@@ -655,6 +688,7 @@ static void test_login_caps_the_sessions_of_an_account(void **state)
         o.ok = true;
         o.name = "cap-user";
         o.token_hash = tok;
+        o.pw_hash = created_hash;
         o.log = log_row("Login", "cap-user");
         o.rec = rec_of("login.ok", "cap-user");
         assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), GW_EINVAL);
@@ -761,6 +795,7 @@ int main(void)
         cmocka_unit_test(test_concurrent_creation_decided_by_the_indexes),
         cmocka_unit_test(test_change_and_record_commit_together),
         cmocka_unit_test(test_login_ok_guarded),
+        cmocka_unit_test(test_login_ok_guarded_by_the_password),
         cmocka_unit_test(test_failure_that_locks_is_reported),
         cmocka_unit_test(test_sweep_records_each_account),
         cmocka_unit_test(test_login_caps_the_sessions_of_an_account),
