@@ -36,7 +36,7 @@ struct adm {
     char object[72]; /* the account acted on; "" when none (an unknown Login name is not kept) */
     char name[72];   /* Login: the name asked for */
     /* Login: what the read found */
-    bool found, locked, disabled, must_change;
+    bool found, locked, disabled, inactive, must_change;
     bool cert_refused; /* the connection's certificate could never carry the account's token */
     int64_t id;
     char token[GW_AUTH_TOKEN_CHARS + 1];

@@ -1,7 +1,8 @@
 /* api_login.c: waygate.v1.Admin/Login and /ChangePassword (Art. 35). Password hashing runs on
  * the worker pool, never on the loop.
  * Invariants: Login answers an unknown account, a certificate the account could never be used
- * over, a wrong password, a locked and a disabled account with the same words after the same
+ * over, a wrong password, a locked, a disabled and an inactive account (unused past
+ * inactive_disable_days, not yet disabled by the sweep) with the same words after the same
  * work (one database read, one scrypt, one database write); over such a certificate the password
  * is never checked (it is hashed against a dummy salt, as for an unknown name) and no failure is
  * counted, so a device cannot lock an account it could not use (Art. 31, 34, 35); passwords and
@@ -208,10 +209,12 @@ static void login_verified_cb(void *arg, int lost)
         return;
 
     a->job = NULL;
-    a->ok = a->found && !a->cert_refused && !a->disabled && !a->locked && j->verified;
+    a->ok =
+        a->found && !a->cert_refused && !a->disabled && !a->inactive && !a->locked && j->verified;
     why = !a->found         ? "unknown account"
           : a->cert_refused ? "certificate not usable for the account"
           : a->disabled     ? "account disabled"
+          : a->inactive     ? "account unused past inactive_disable_days (Art. 38)"
           : a->locked       ? "account locked"
           : !j->verified    ? "wrong password"
           : a->must_change  ? "password must change"
@@ -284,6 +287,7 @@ static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
         a->id = l->id;
         a->locked = l->locked;
         a->disabled = l->disabled;
+        a->inactive = l->inactive;
         a->must_change = l->must_change;
         snprintf(a->role, sizeof(a->role), "%s", l->role);
         snprintf(a->branch, sizeof(a->branch), "%s", l->branch);
@@ -332,8 +336,8 @@ void gw_api_admin_login(struct gw_call *call, const uint8_t *req, size_t len)
     if (!password_given(a, "password", in->password))
         return;
     a->pw = in->password;
-    err = gw_acct_login_read(a->app->db, a->name, a->app->cfg->password_max_age_days, login_read_cb,
-                             a, &a->req);
+    err = gw_acct_login_read(a->app->db, a->name, a->app->cfg->password_max_age_days,
+                             a->app->cfg->inactive_disable_days, login_read_cb, a, &a->req);
     if (err != 0) {
         gw_admin_refuse_db(a, err);
         return;

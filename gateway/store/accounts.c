@@ -41,10 +41,14 @@ static const char *const stamp_sql =
     "token_hash = $1 AND expires_at > now()) AND disabled_at IS NULL AND (last_used_at IS NULL "
     "OR last_used_at < now() - interval '1 minute')";
 
+/* inactive ($3 days, 0: never): unused that long, which the sweep disables (Art. 38) when it
+ * next runs; a login before then must not revive it. */
 static const char *const login_read_sql =
     "SELECT id, role, coalesce(branch, ''), pw_hash, pw_salt, pw_params, must_change OR "
     "($2::int > 0 AND pw_set_at < now() - make_interval(days => $2::int)), "
-    "coalesce(locked_until > now(), false), disabled_at IS NOT NULL FROM account WHERE name = $1";
+    "coalesce(locked_until > now(), false), disabled_at IS NOT NULL, $3::int > 0 AND "
+    "coalesce(last_used_at, created_at) < now() - make_interval(days => $3::int) "
+    "FROM account WHERE name = $1";
 
 /* The login's effect only while the account is as the login read it: enabled, not locked, and
  * its password the one the login verified ($2: the hash read), so that a login in flight when
@@ -382,6 +386,7 @@ static void login_read_done_cb(void *arg, int err, const struct gw_db_result *re
         l.must_change = get_bool(pr, 0, 6);
         l.locked = get_bool(pr, 0, 7);
         l.disabled = get_bool(pr, 0, 8);
+        l.inactive = get_bool(pr, 0, 9);
     }
     r->cb.login(r->arg, 0, &l);
     gw_wipe(&l, sizeof(l));
@@ -389,16 +394,18 @@ static void login_read_done_cb(void *arg, int err, const struct gw_db_result *re
 }
 
 int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days,
-                       gw_acct_login_cb cb, void *arg, struct gw_acct_req **out)
+                       uint32_t inactive_days, gw_acct_login_cb cb, void *arg,
+                       struct gw_acct_req **out)
 {
-    char days[16];
-    const char *vals[2] = {name, days};
-    struct gw_db_stmt st = {.sql = login_read_sql, .nparams = 2, .values = vals};
+    char days[16], idle[16];
+    const char *vals[3] = {name, days, idle};
+    struct gw_db_stmt st = {.sql = login_read_sql, .nparams = 3, .values = vals};
     struct gw_acct_req *r;
 
     if (db == NULL || name == NULL || cb == NULL)
         return GW_EINVAL;
     snprintf(days, sizeof(days), "%u", max_age_days);
+    snprintf(idle, sizeof(idle), "%u", inactive_days);
     r = gw_acct_req_new(GW_ACCT_K_LOGIN, arg);
     if (r != NULL)
         r->cb.login = cb;

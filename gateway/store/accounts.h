@@ -85,15 +85,17 @@ struct gw_acct_login {
     uint8_t hash[GW_ACCT_HASH_LEN];
     uint8_t salt[GW_ACCT_SALT_LEN];
     char params[64];
-    bool must_change;
+    bool must_change; /* an initial password, or one older than max_age_days (0: no limit) */
     bool locked;
     bool disabled;
+    bool inactive; /* unused (no login, no call) for more than inactive_days (0: no limit) */
 };
 
 typedef void (*gw_acct_login_cb)(void *arg, int err, const struct gw_acct_login *l);
 
 int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days,
-                       gw_acct_login_cb cb, void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
+                       uint32_t inactive_days, gw_acct_login_cb cb, void *arg,
+                       struct gw_acct_req **out) GW_MUST_CHECK;
 
 /* The outcome of a login, written in one transaction whatever it is, with its log row and its
  * audit record (login.ok or login.fail). ok: reset the failure count, stamp last_used_at and

@@ -350,6 +350,28 @@ def test_a_login_in_flight_across_a_password_change_issues_no_session(stack, adm
         "refused|account disabled, locked or its password changed during the login"]
 
 
+def test_a_login_past_the_inactive_period_is_refused_before_the_sweep(stack, admin):
+    """Art. 38: an account unused for more than inactive_disable_days (90) is refused at Login
+    in the same words as any refusal, whether or not the sweep (hourly) has disabled it yet, and
+    the refused login does not make it used again. Before, a login in the hour before the sweep
+    succeeded and stamped last_used_at, so the account was never disabled."""
+    name = unique("it-idl-")
+    pw, _ = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    stack.psql("UPDATE account SET last_used_at = now() - interval '91 days' WHERE name = '%s'"
+               % name)
+    e = rpc_error(lambda: login(stack, name, pw, "branch_a"))
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+    assert stack.psql("SELECT last_used_at < now() - interval '90 days' FROM account WHERE "
+                      "name = '%s'" % name) == ["t"]
+    assert stack.psql("SELECT outcome, detail FROM admin_log WHERE action = 'Login' AND "
+                      "object = '%s' ORDER BY id DESC LIMIT 1" % name) == [
+        "refused|account unused past inactive_disable_days (Art. 38)"]
+    # one used 89 days ago still logs in
+    stack.psql("UPDATE account SET last_used_at = now() - interval '89 days' WHERE name = '%s'"
+               % name)
+    assert login(stack, name, pw, "branch_a").token
+
+
 # --- tokens and certificates ---
 
 def test_token_needs_a_certificate_of_its_kind(stack, admin):

@@ -558,6 +558,50 @@ static void test_login_ok_guarded_by_the_password(void **state)
     assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), GW_EINVAL);
 }
 
+static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
+{
+    struct res *r = arg;
+
+    r->calls++;
+    r->err = err;
+    r->found = l != NULL && l->found;
+    r->locked = l != NULL && l->inactive; /* this test's one flag */
+}
+
+/* Login reads an account unused for more than inactive_days as inactive (Art. 38: the sweep has
+ * not disabled it yet, and a login must not revive it); 0 days: never; a used one: not. */
+static void test_login_read_tells_an_inactive_account(void **state)
+{
+    struct res r = {0};
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    create("idle-login", "idle-login", "branch_clerk", "a", GW_ACCT_CREATED);
+    create("busy-login", "busy-login", "branch_clerk", "a", GW_ACCT_CREATED);
+    exec_ok("UPDATE account SET last_used_at = now() - interval '91 days', created_at = now() - "
+            "interval '200 days' WHERE name = 'idle-login'");
+    exec_ok("UPDATE account SET last_used_at = now() - interval '89 days', created_at = now() - "
+            "interval '200 days' WHERE name = 'busy-login'");
+    assert_int_equal(gw_acct_login_read(db, "idle-login", 90, 90, login_read_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_true(r.found && r.locked);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gw_acct_login_read(db, "idle-login", 90, 0, login_read_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_true(r.found && !r.locked);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gw_acct_login_read(db, "busy-login", 90, 90, login_read_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_true(r.found && !r.locked);
+    /* never used: its creation counts */
+    exec_ok("UPDATE account SET last_used_at = NULL WHERE name = 'busy-login'");
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gw_acct_login_read(db, "busy-login", 90, 90, login_read_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_true(r.found && r.locked);
+}
+
 /* A failed login's outcome says whether it locked the account: only the failure that reaches
  * lockout_failures does (once per lock); each failure leaves its login.fail record. */
 static void test_failure_that_locks_is_reported(void **state)
@@ -796,6 +840,7 @@ int main(void)
         cmocka_unit_test(test_change_and_record_commit_together),
         cmocka_unit_test(test_login_ok_guarded),
         cmocka_unit_test(test_login_ok_guarded_by_the_password),
+        cmocka_unit_test(test_login_read_tells_an_inactive_account),
         cmocka_unit_test(test_failure_that_locks_is_reported),
         cmocka_unit_test(test_sweep_records_each_account),
         cmocka_unit_test(test_login_caps_the_sessions_of_an_account),
