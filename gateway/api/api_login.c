@@ -11,8 +11,10 @@
  * flight across a password change issues none);
  * each call leaves one administrative-record row and one audit record, written in the
  * transaction of its effect: login.ok with the session, login.fail (detail "credentials"
- * whatever the cause) with the failure count, password.change with the new hash; the failure
- * that locks an account is also an incident (account_locked, Art. 17). */
+ * whatever the cause) with the failure count, password.change with the new hash, or, refused
+ * for a wrong old password, with the failure count (ChangePassword's wrong old passwords count
+ * towards the lockout as failed logins do, and a locked account's old password is not checked);
+ * the failure that locks an account is also an incident (account_locked, Art. 17). */
 #include <stdio.h>
 #include <string.h>
 
@@ -96,15 +98,17 @@ static void record_lockout(struct adm *a)
     const struct gw_principal *p = gw_call_principal(a->call);
     bool neutral = gw_call_confidential(a->call);
     struct gw_incident inc;
-    char detail[160];
+    char detail[256];
 
     if (neutral)
         snprintf(detail, sizeof(detail),
-                 "an account locked for %u minutes after %u consecutive failed logins (Art. 35)",
+                 "an account locked for %u minutes after %u consecutive failed logins or "
+                 "password changes (Art. 35)",
                  a->app->cfg->lockout_minutes, a->app->cfg->lockout_failures);
     else
         snprintf(detail, sizeof(detail),
-                 "account %s locked for %u minutes after %u consecutive failed logins (Art. 35)",
+                 "account %s locked for %u minutes after %u consecutive failed logins or "
+                 "password changes (Art. 35)",
                  a->object, a->app->cfg->lockout_minutes, a->app->cfg->lockout_failures);
     memset(&inc, 0, sizeof(inc));
     inc.severity = "medium";
@@ -122,20 +126,30 @@ static void record_lockout(struct adm *a)
                "the incident of a locked account was not recorded");
 }
 
+/* The start of the callback of a write that may have counted a failure (a Login's outcome, a
+ * wrong old password): the request is over; a database error refuses the call (false); the
+ * failure that locked the account is an incident. */
+static bool counted(struct adm *a, int err, bool locked)
+{
+    a->req = NULL;
+    gw_call_set_cancel(a->call, NULL, NULL);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return false;
+    }
+    if (locked)
+        record_lockout(a);
+    return true;
+}
+
 static void login_done_cb(void *arg, int err, bool created, int64_t expires_at, bool locked)
 {
     struct adm *a = arg;
     Waygate__V1__LoginResponse resp = WAYGATE__V1__LOGIN_RESPONSE__INIT;
     struct gw_fault f;
 
-    a->req = NULL;
-    gw_call_set_cancel(a->call, NULL, NULL);
-    if (err != 0) {
-        gw_admin_refuse_db(a, err);
+    if (!counted(a, err, locked))
         return;
-    }
-    if (locked)
-        record_lockout(a);
     if (a->ok && !created) {
         /* Disabled, locked or its password changed meanwhile: nothing of the login committed,
          * its refusal is recorded now. */
@@ -395,6 +409,45 @@ static void change_work(void *arg)
         j->err = gw_admin_hash_new(j->pw2, j->pw2n, j->scrypt_n, &j->out);
 }
 
+static void pw_failed_cb(void *arg, int err, bool locked)
+{
+    struct adm *a = arg;
+    struct gw_fault f;
+
+    if (!counted(a, err, locked))
+        return;
+    /* its row and record were written with the count */
+    (void)gw_fault_set(&f, GW_EPERM, NULL, "old_password", GW_RULE_PASSWORD_WRONG);
+    gw_admin_finish_fault(a, &f, false);
+}
+
+/* A wrong old password counts as a failed login does (Art. 35): a token's holder (a captured
+ * token) tries at most lockout_failures passwords before the account locks, and none while it is
+ * locked, instead of guessing on through ChangePassword as long as the token lives. */
+static void count_wrong_password(struct adm *a)
+{
+    const struct gw_config *cfg = a->app->cfg;
+    struct gw_acct_pw_fail pf;
+    struct gw_fault f;
+    char msg[128];
+    int err;
+
+    (void)gw_fault_set(&f, GW_EPERM, NULL, "old_password", GW_RULE_PASSWORD_WRONG);
+    gw_fault_format(&f, msg, sizeof(msg));
+    memset(&pf, 0, sizeof(pf));
+    pf.account_id = gw_call_principal(a->call)->account_id;
+    pf.lockout_failures = cfg->lockout_failures;
+    pf.lockout_minutes = cfg->lockout_minutes;
+    gw_admin_fill_log(a, &pf.log, "refused", msg);
+    gw_admin_fill_rec(a, &pf.rec, "password.change", "refused", msg);
+    err = gw_acct_pw_fail(a->app->audit, &pf, pw_failed_cb, a, &a->req);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return;
+    }
+    gw_call_set_cancel(a->call, gw_admin_cancel_cb, a);
+}
+
 static void change_hashed_cb(void *arg, int lost)
 {
     struct pwjob *j = arg;
@@ -409,7 +462,7 @@ static void change_hashed_cb(void *arg, int lost)
     a->job = NULL;
     if (!j->verified) {
         gw_admin_job_free(j);
-        gw_admin_refuse(a, GW_EPERM, "old_password", GW_RULE_PASSWORD_WRONG, 0);
+        count_wrong_password(a);
         return;
     }
     if (j->reused) {
@@ -438,7 +491,7 @@ static void change_hashed_cb(void *arg, int lost)
     gw_call_set_cancel(a->call, gw_admin_cancel_cb, a);
 }
 
-static void pw_read_cb(void *arg, int err, const struct gw_acct_pw *cur,
+static void pw_read_cb(void *arg, int err, const struct gw_acct_pw *cur, bool locked,
                        const struct gw_acct_pw *hist, size_t nhist)
 {
     struct adm *a = arg;
@@ -452,6 +505,10 @@ static void pw_read_cb(void *arg, int err, const struct gw_acct_pw *cur,
     }
     if (cur == NULL) { /* disabled since the identity step */
         gw_admin_refuse(a, GW_EAUTH, "authorization", GW_RULE_TOKEN_INVALID, 0);
+        return;
+    }
+    if (locked) { /* no password is checked, so none is guessed, while the lock lasts */
+        gw_admin_refuse(a, GW_EPRECOND, "old_password", GW_RULE_PASSWORD_LOCKED, 0);
         return;
     }
     j = gw_admin_job_new(a);

@@ -124,6 +124,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_PASSWORD_REUSED] =
         "must differ from the current and the last five passwords (Art. 35)",
     [GW_RULE_PASSWORD_WRONG] = "is not the account's current password",
+    [GW_RULE_PASSWORD_LOCKED] = "is not checked while the account is locked after repeated wrong "
+                                "passwords: retry later (Art. 35)",
     [GW_RULE_ACCOUNT_NAME] = "must be 3 to 64 characters of a-z, 0-9, '.', '_' or '-'",
     [GW_RULE_ACCOUNT_ROLE] = "is not a role an account may hold",
     [GW_RULE_ACCOUNT_BRANCH] = "is required for branch_clerk and customer_service accounts and "

@@ -78,17 +78,25 @@ static const char *const session_cap_sql =
 static const char *const session_guard_sql =
     "SELECT 1 / count(*) FROM session WHERE token_hash = $1::bytea";
 
+/* One failed password check counted ($2: failures that lock, $3: minutes), on the account the
+ * WHERE clause that follows names; RETURNING: whether this one locked it. */
+#define FAIL_COUNT_SQL                                                                             \
+    "UPDATE account SET failed_count = CASE WHEN locked_until IS NULL THEN failed_count + 1 "      \
+    "WHEN locked_until <= now() THEN 1 ELSE failed_count END, locked_until = CASE WHEN "           \
+    "locked_until > now() THEN locked_until WHEN (CASE WHEN locked_until IS NULL THEN "            \
+    "failed_count + 1 ELSE 1 END) >= $2::int THEN now() + make_interval(mins => $3::int) "         \
+    "ELSE NULL END "
+#define FAIL_LOCKED_SQL "RETURNING locked_until = now() + make_interval(mins => $3::int)"
+
 static const char *const login_fail_sql =
-    "UPDATE account SET failed_count = CASE WHEN locked_until IS NULL THEN failed_count + 1 "
-    "WHEN locked_until <= now() THEN 1 ELSE failed_count END, locked_until = CASE WHEN "
-    "locked_until > now() THEN locked_until WHEN (CASE WHEN locked_until IS NULL THEN "
-    "failed_count + 1 ELSE 1 END) >= $2::int THEN now() + make_interval(mins => $3::int) "
-    "ELSE NULL END WHERE name = $1 AND disabled_at IS NULL "
-    "RETURNING locked_until = now() + make_interval(mins => $3::int)"; /* locked by this one */
+    FAIL_COUNT_SQL "WHERE name = $1 AND disabled_at IS NULL " FAIL_LOCKED_SQL;
+
+static const char *const pw_fail_sql =
+    FAIL_COUNT_SQL "WHERE id = $1::bigint AND disabled_at IS NULL " FAIL_LOCKED_SQL;
 
 static const char *const pw_cur_sql =
-    "SELECT pw_hash, pw_salt, pw_params FROM account WHERE id = $1::bigint AND "
-    "disabled_at IS NULL";
+    "SELECT pw_hash, pw_salt, pw_params, coalesce(locked_until > now(), false) FROM account "
+    "WHERE id = $1::bigint AND disabled_at IS NULL";
 
 static const char *const pw_hist_sql =
     "SELECT pw_hash, pw_salt, pw_params FROM account_password_history WHERE "
@@ -523,11 +531,11 @@ static void pw_read_done_cb(void *arg, int err, const struct gw_db_result *res)
     struct gw_acct_pw cur, hist[GW_ACCT_HISTORY];
     size_t nh = 0;
     const PGresult *pr;
-    bool found = false;
+    bool found = false, locked = false;
 
     r->dbreq = NULL;
     if (err != 0) {
-        r->cb.pw(r->arg, gw_acct_fail_err(err), NULL, NULL, 0);
+        r->cb.pw(r->arg, gw_acct_fail_err(err), NULL, false, NULL, 0);
         gw_free(r);
         return;
     }
@@ -536,17 +544,18 @@ static void pw_read_done_cb(void *arg, int err, const struct gw_db_result *res)
     pr = res->results[0];
     if (PQntuples(pr) == 1) {
         if (!get_pw(pr, 0, &cur)) {
-            r->cb.pw(r->arg, GW_EINTERNAL, NULL, NULL, 0);
+            r->cb.pw(r->arg, GW_EINTERNAL, NULL, false, NULL, 0);
             gw_free(r);
             return;
         }
         found = true;
+        locked = get_bool(pr, 0, 3);
     }
     pr = res->results[1];
     for (int i = 0; i < PQntuples(pr) && nh < GW_ACCT_HISTORY; i++)
         if (get_pw(pr, i, &hist[nh]))
             nh++;
-    r->cb.pw(r->arg, 0, found ? &cur : NULL, hist, nh);
+    r->cb.pw(r->arg, 0, found ? &cur : NULL, locked, hist, nh);
     gw_wipe(&cur, sizeof(cur));
     gw_wipe(hist, sizeof(hist));
     gw_free(r);
@@ -633,6 +642,43 @@ int gw_acct_pw_write(struct gw_audit *au, const struct gw_acct_pw_change *c, gw_
     r->cb.changed = cb;
     r->guard = 1;
     return start_audit(au, r, st, 5, &c->rec, pw_write_done_cb, out);
+}
+
+static void pw_fail_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct gw_acct_req *r = arg;
+    const PGresult *pr;
+    bool locked = false;
+
+    (void)seq;
+    r->areq = NULL;
+    if (err == 0 && res->nresults > 0 && (pr = res->results[0]) != NULL && PQntuples(pr) == 1)
+        locked = get_bool(pr, 0, 0);
+    r->cb.pw_failed(r->arg, err != 0 ? gw_acct_fail_err(err) : 0, locked);
+    gw_free(r);
+}
+
+int gw_acct_pw_fail(struct gw_audit *au, const struct gw_acct_pw_fail *f, gw_acct_pw_failed_cb cb,
+                    void *arg, struct gw_acct_req **out)
+{
+    char id[24], fails[16], mins[16];
+    const char *fv[3] = {id, fails, mins}, *lv[9];
+    struct gw_db_stmt st[2];
+    struct gw_acct_req *r;
+
+    if (au == NULL || f == NULL || cb == NULL || !log_ok(&f->log))
+        return GW_EINVAL;
+    snprintf(id, sizeof(id), "%lld", (long long)f->account_id);
+    snprintf(fails, sizeof(fails), "%u", f->lockout_failures);
+    snprintf(mins, sizeof(mins), "%u", f->lockout_minutes);
+    log_params(&f->log, lv);
+    st[0] = (struct gw_db_stmt){.sql = pw_fail_sql, .nparams = 3, .values = fv};
+    st[1] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+    r = gw_acct_req_new(GW_ACCT_K_PW_FAILED, arg);
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->cb.pw_failed = cb;
+    return start_audit(au, r, st, 2, &f->rec, pw_fail_done_cb, out);
 }
 
 /* --- create, disable, sweep --- */

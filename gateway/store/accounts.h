@@ -140,9 +140,9 @@ struct gw_acct_pw {
     char params[64];
 };
 
-/* cur NULL: no such enabled account. hist: the last GW_ACCT_HISTORY retired ones, newest
- * first. */
-typedef void (*gw_acct_pw_cb)(void *arg, int err, const struct gw_acct_pw *cur,
+/* cur NULL: no such enabled account. locked: the account is locked (failed password checks,
+ * Login's or ChangePassword's). hist: the last GW_ACCT_HISTORY retired ones, newest first. */
+typedef void (*gw_acct_pw_cb)(void *arg, int err, const struct gw_acct_pw *cur, bool locked,
                               const struct gw_acct_pw *hist, size_t nhist);
 
 int gw_acct_pw_read(struct gw_db *db, int64_t account_id, gw_acct_pw_cb cb, void *arg,
@@ -166,6 +166,23 @@ typedef void (*gw_acct_changed_cb)(void *arg, int err, bool changed, int64_t set
 
 int gw_acct_pw_write(struct gw_audit *au, const struct gw_acct_pw_change *c, gw_acct_changed_cb cb,
                      void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
+
+/* A wrong current password given to ChangePassword over a token of account_id: one failure
+ * counted as a failed login's (gw_acct_login_finish, not ok), locking the account at
+ * lockout_failures consecutive ones, so that a token's holder cannot try passwords without the
+ * bound a Login has (Art. 35); the log row and the audit record in the same transaction. */
+struct gw_acct_pw_fail {
+    int64_t account_id;
+    uint32_t lockout_failures, lockout_minutes;
+    struct gw_acct_log log;
+    struct gw_audit_rec rec;
+};
+
+/* locked: this failure reached lockout_failures and locked the account (once per lock). */
+typedef void (*gw_acct_pw_failed_cb)(void *arg, int err, bool locked);
+
+int gw_acct_pw_fail(struct gw_audit *au, const struct gw_acct_pw_fail *f, gw_acct_pw_failed_cb cb,
+                    void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
 
 /* A new account (must change its password at first login). */
 struct gw_acct_new {

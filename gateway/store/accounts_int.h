@@ -16,6 +16,7 @@ enum gw_acct_kind {
     GW_ACCT_K_LOGIN_DONE,
     GW_ACCT_K_PW,
     GW_ACCT_K_CHANGED,
+    GW_ACCT_K_PW_FAILED,
     GW_ACCT_K_CREATE,
     GW_ACCT_K_DISABLE,
     GW_ACCT_K_SWEEP
@@ -31,6 +32,7 @@ struct gw_acct_req {
         gw_acct_login_done_cb login_done;
         gw_acct_pw_cb pw;
         gw_acct_changed_cb changed;
+        gw_acct_pw_failed_cb pw_failed;
         gw_acct_create_cb create;
         gw_acct_disabled_cb disabled;
         gw_acct_swept_cb swept;

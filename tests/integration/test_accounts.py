@@ -309,6 +309,45 @@ def test_change_password_ends_other_sessions(stack, admin):
     assert probe(stack, md_other, "branch_a") == (grpc.StatusCode.UNAUTHENTICATED, TOKEN_INVALID)
 
 
+LOCKED_OLD = ("old_password: is not checked while the account is locked after repeated wrong "
+              "passwords: retry later (Art. 35)")
+
+
+def test_wrong_old_passwords_lock_the_account(stack, admin):
+    """A captured token is no password oracle (Art. 35): wrong old passwords given to
+    ChangePassword count towards the lockout as failed logins do, the failure that locks is an
+    account_locked incident, and while the account is locked ChangePassword checks no password
+    (FAILED_PRECONDITION, before any hashing), the right one included. Before, a token's holder
+    could try passwords through ChangePassword for as long as the token lived, none counted."""
+    name = unique("it-cpl-")
+    pw, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    wrong = (grpc.StatusCode.PERMISSION_DENIED,
+             "old_password: is not the account's current password")
+    for i in range(5):
+        e = rpc_error(lambda: change(stack, md, "branch_a", password(), password()))
+        assert (e.code(), e.details()) == wrong, i
+    assert login_state(stack, name) == ["5|t"]
+    assert wait_for(lambda: stack.psql("SELECT count(*) FROM incident WHERE kind = "
+                                       "'account_locked' AND detail LIKE 'account %s locked%%'"
+                                       % name) == ["1"], timeout=15)
+    e = rpc_error(lambda: change(stack, md, "branch_a", pw, password()))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION, LOCKED_OLD)
+    e = rpc_error(lambda: login(stack, name, pw, "branch_a"))
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+    assert stack.psql("SELECT outcome, detail FROM admin_log WHERE action = 'ChangePassword' "
+                      "AND object = '%s' AND outcome = 'refused' ORDER BY id" % name) == [
+        "refused|" + wrong[1]] * 5 + ["refused|" + LOCKED_OLD]
+    # the lock run out (moved in the database): the password was never changed, and a right
+    # change clears the count
+    stack.psql("UPDATE account SET locked_until = now() - interval '1 second' WHERE name = '%s'"
+               % name)
+    e = rpc_error(lambda: change(stack, md, "branch_a", password(), password()))
+    assert (e.code(), e.details()) == wrong
+    assert login_state(stack, name) == ["1|f"]
+    change(stack, md, "branch_a", pw, password())
+    assert login_state(stack, name) == ["0|f"]
+
+
 def test_a_login_in_flight_across_a_password_change_issues_no_session(stack, admin):
     """A login verified against the old password, written after the password changed (a
     ChangePassword committed between the login's read and its write, here on another gateway,

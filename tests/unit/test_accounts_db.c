@@ -152,19 +152,29 @@ static void changed_cb(void *arg, int err, bool changed, int64_t at)
     r->i64 = at;
 }
 
-static void pw_cb(void *arg, int err, const struct gw_acct_pw *cur, const struct gw_acct_pw *hist,
-                  size_t n)
+static void pw_cb(void *arg, int err, const struct gw_acct_pw *cur, bool locked,
+                  const struct gw_acct_pw *hist, size_t n)
 {
     struct res *r = arg;
 
     r->calls++;
     r->err = err;
     r->found = cur != NULL;
+    r->locked = locked;
     if (cur != NULL)
         r->cur = *cur;
     r->nhist = n;
     for (size_t i = 0; i < n; i++)
         r->hist[i] = hist[i];
+}
+
+static void pw_failed_cb(void *arg, int err, bool locked)
+{
+    struct res *r = arg;
+
+    r->calls++;
+    r->err = err;
+    r->locked = locked;
 }
 
 static void disabled_cb(void *arg, int err, bool found, int64_t at)
@@ -558,6 +568,52 @@ static void test_login_ok_guarded_by_the_password(void **state)
     assert_int_equal(gw_acct_login_finish(au, &o, login_done_cb, &r, NULL), GW_EINVAL);
 }
 
+/* A wrong old password given to ChangePassword counts as a failed login: the failure that
+ * reaches lockout_failures locks the account (once), each leaves its record, and the password
+ * read then says locked; another account is not touched. */
+static void test_wrong_old_password_counts_towards_the_lockout(void **state)
+{
+    struct gw_acct_pw_fail f;
+    struct res r = {0};
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    create("pwfail-user", "pwfail-user", "branch_clerk", "a", GW_ACCT_CREATED);
+    create("pwfail-other", "pwfail-other", "branch_clerk", "a", GW_ACCT_CREATED);
+    memset(&f, 0, sizeof(f));
+    f.account_id = account_id("pwfail-user");
+    f.lockout_failures = 2;
+    f.lockout_minutes = 15;
+    f.log = log_row("ChangePassword", "pwfail-user");
+    f.log.outcome = "refused";
+    f.rec = rec_of("password.change", "pwfail-user");
+    f.rec.outcome = "refused";
+    for (int i = 0; i < 3; i++) {
+        memset(&r, 0, sizeof(r));
+        assert_int_equal(gw_acct_pw_fail(au, &f, pw_failed_cb, &r, NULL), 0);
+        wait_called(&r);
+        assert_int_equal(r.err, 0);
+        assert_int_equal(r.locked, i == 1); /* the second locks; the third finds it locked */
+    }
+    assert_string_equal(scalar(check, "SELECT failed_count || '|' || (locked_until > now() + "
+                                      "interval '14 minutes') FROM account WHERE name = "
+                                      "'pwfail-user'"),
+                        "2|true");
+    assert_string_equal(scalar(check, "SELECT count(*) FROM audit_record WHERE action = "
+                                      "'password.change' AND outcome = 'refused' AND object = "
+                                      "'pwfail-user'"),
+                        "3");
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gw_acct_pw_read(db, f.account_id, pw_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_true(r.found && r.locked);
+    memset(&r, 0, sizeof(r));
+    assert_int_equal(gw_acct_pw_read(db, account_id("pwfail-other"), pw_cb, &r, NULL), 0);
+    wait_called(&r);
+    assert_true(r.found && !r.locked);
+}
+
 static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
 {
     struct res *r = arg;
@@ -841,6 +897,7 @@ int main(void)
         cmocka_unit_test(test_login_ok_guarded),
         cmocka_unit_test(test_login_ok_guarded_by_the_password),
         cmocka_unit_test(test_login_read_tells_an_inactive_account),
+        cmocka_unit_test(test_wrong_old_password_counts_towards_the_lockout),
         cmocka_unit_test(test_failure_that_locks_is_reported),
         cmocka_unit_test(test_sweep_records_each_account),
         cmocka_unit_test(test_login_caps_the_sessions_of_an_account),
