@@ -43,7 +43,8 @@ static void keys_usage(FILE *f)
         "  rotate  add a KEK version; new records use it once the gateway reloads the keys\n"
         "  rewrap  re-wrap every record's data key under the newest KEK, in batches of N\n"
         "          (default %d); field ciphertexts are not touched; safe to interrupt and rerun\n"
-        "  retire  erase KEK version N from the key file; refused while records still use it\n"
+        "  retire  erase KEK version N from the key file; refused while records still use it;\n"
+        "          the database then refuses any record stored under it\n"
         "  status  KEK versions and states of each suite (never key bytes); with --db, records\n"
         "          per suite and version\n"
         "  --suite for rotate, retire and rewrap defaults to the suite the file has (aes if "
@@ -359,14 +360,23 @@ static int keys_retire(const struct keys_opts *o)
                 o->version);
         return GW_CTL_FAIL;
     }
-    /* o->db is set (need_db): erasing a KEK that still wraps a record would lose the record */
+    /* o->db is set (need_db): erasing a KEK that still wraps a record would lose the record.
+     * The database counts them with the table held against writers and, when there are none,
+     * records the retirement first, so that from then on it refuses any record stored under
+     * the version (a gateway whose keyring was not reloaded, a writer in flight at the count):
+     * only then are the key bytes erased (sql/033_kek_retired.sql). */
     struct gw_admin *a = connect_db(o->db);
+    long long n = -1;
     if (!a)
         return GW_CTL_FAIL;
-    long long n = count_kek(a, suite, o->version, true);
+    int drc =
+        gw_admin_kek_retire(a, (int)suite, o->version, ctl_admin_actor(NULL), &n, err, sizeof err);
     gw_admin_free(a);
-    if (n < 0)
+    if (drc != 0) {
+        fprintf(stderr, ME ": %s; nothing was erased%s\n", err,
+                drc == GW_EUNAVAIL ? ": run keys retire again" : "");
         return GW_CTL_FAIL;
+    }
     if (n > 0) {
         fprintf(stderr,
                 ME ": %lld records still use %s KEK version %" PRIu32
@@ -375,7 +385,10 @@ static int keys_retire(const struct keys_opts *o)
         return GW_CTL_FAIL;
     }
     if (gw_keyring_file_retire(o->keyring, suite, o->version, err, sizeof err) != 0) {
-        fprintf(stderr, ME ": %s\n", err);
+        fprintf(stderr,
+                ME ": %s (the database already refuses new records under %s KEK version %" PRIu32
+                   "; run keys retire again to erase it from the key file)\n",
+                err, sn, o->version);
         return GW_CTL_FAIL;
     }
     snprintf(done_detail, sizeof(done_detail), "retired KEK version %" PRIu32 " (suite %s)",
@@ -491,7 +504,10 @@ static int keys_rewrap(const struct keys_opts *o)
             "rewrap: %lld data keys re-wrapped under %s KEK version %" PRIu32
             ", %lld failed, %lld records left on older versions%s\n",
             done, gw_suite_name(rw.suite), rw.newest, failed, left,
-            left > failed ? " (locked by other transactions: run rewrap again)" : "");
+            left > failed ? " (locked by other transactions, or stored since under an older "
+                            "version by a gateway whose keyring was not reloaded: reload it, then "
+                            "run rewrap again)"
+                          : "");
     snprintf(done_detail, sizeof(done_detail),
              "%lld re-wrapped under %s KEK version %" PRIu32 ", %lld failed, %lld left", done,
              gw_suite_name(rw.suite), rw.newest, failed, left);

@@ -206,6 +206,41 @@ int gw_admin_count_kek(struct gw_admin *a, int suite, uint32_t version, bool equ
     return rc;
 }
 
+int gw_admin_kek_retire(struct gw_admin *a, int suite, uint32_t version, const char *by,
+                        long long *n, char *errbuf, size_t errlen)
+{
+    char vs[16], ss[16];
+    const char *params[3] = {ss, vs, by};
+    const char *state;
+    PGresult *res;
+    int rc = 0;
+
+    snprintf(vs, sizeof(vs), "%" PRIu32, version);
+    snprintf(ss, sizeof(ss), "%d", suite);
+    res = PQexecParams(a->pg, "SELECT kek_retire($1::integer, $2::integer, $3::text)", 3, NULL,
+                       params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+        if (state != NULL && strcmp(state, "55P03") == 0) { /* lock_not_available */
+            gw_pq_msg(errbuf, errlen,
+                      "table waybill could not be locked within 5 s (a rewrap, migrate-suite or "
+                      "another long transaction is writing it)");
+            rc = GW_EUNAVAIL;
+        } else if (state != NULL && strcmp(state, "42883") == 0) { /* undefined_function */
+            gw_pq_msg(errbuf, errlen,
+                      "the database has no kek_retire (sql/033_kek_retired.sql): run "
+                      "`waygatectl migrate` first");
+            rc = GW_EPRECOND;
+        } else {
+            rc = gw_admin_refused(res, a, errbuf, errlen);
+        }
+    } else {
+        *n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    }
+    PQclear(res);
+    return rc;
+}
+
 int gw_admin_command(struct gw_admin *a, const char *sql, char *errbuf, size_t errlen)
 {
     PGresult *res = PQexec(a->pg, sql);

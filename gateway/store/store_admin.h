@@ -65,6 +65,15 @@ int gw_admin_kek_counts(struct gw_admin *a, struct gw_admin_kek_count **out, siz
 int gw_admin_count_kek(struct gw_admin *a, int suite, uint32_t version, bool equal, long long *n,
                        char *errbuf, size_t errlen) GW_MUST_CHECK;
 
+/* Retires KEK version `version` of suite in the database (sql/033_kek_retired.sql), before its
+ * key is erased from the key file: with the table held against writers, counts the records of
+ * suite under that version into *n and, only when there are none, records the retirement, from
+ * then on refusing any record stored under it. Idempotent. Returns 0 (*n > 0: nothing recorded),
+ * GW_EUNAVAIL when the table could not be locked within 5 s (a long writer: run it again),
+ * GW_EPRECOND when the database is not migrated that far, or GW_EINTERNAL. */
+int gw_admin_kek_retire(struct gw_admin *a, int suite, uint32_t version, const char *by,
+                        long long *n, char *errbuf, size_t errlen) GW_MUST_CHECK;
+
 /* Re-wraps one record's data key: from its id, KEK version and wrapped key, writes the key
  * wrapped under the batch's target version to out (GW_CRYPTO_WRAPPED_DEK_LEN bytes). Returns 0,
  * or an error: the record is then counted as failed and left as it is. */

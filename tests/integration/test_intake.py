@@ -791,6 +791,53 @@ def test_keys_rotate_rewrap_retire_all_records_readable(stack):
     assert not unreadable, "records not readable after retire:\n" + "\n".join(unreadable)
 
 
+def test_retire_with_a_gateway_not_reloaded_loses_nothing(stack):
+    """A gateway whose keyring was not reloaded after `keys rotate` (its SIGHUP failed, which
+    keeps the running keys, or was never sent) goes on sealing under the old KEK version. Once a
+    rewrap emptied that version, `keys retire` erased its key while the gateway still stored
+    records under it: each was acknowledged, then unreadable as soon as the gateway loaded the
+    key file. Since sql/033_kek_retired.sql the database refuses a record under a retired version:
+    the Submit fails (the client knows it was not stored), nothing acknowledged is lost, and
+    after the reload the same waybill is stored under the new version."""
+    keyring = stack.env["WAYGATE_KEYRING"]
+    m = re.search(r"(?m)^suite %s[^:\n]*: current KEK version: (\d+)$" % SUITE, keys_status(stack))
+    assert m, keys_status(stack)
+    old = int(m.group(1))
+    new = old + 1
+    r = stack.ctl("keys", "rotate", "--suite", SUITE, "--keyring", keyring, "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    # no SIGHUP: the gateway still seals under the old version
+    r = stack.ctl("keys", "rewrap", "--suite", SUITE, "--keyring", keyring, "--db", stack.pguri)
+    assert r.returncode == 0, r.stdout + r.stderr
+    r = stack.ctl("keys", "retire", "--suite", SUITE, "--keyring", keyring, "--version", old,
+                  "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    since = len(stack.log_lines())
+    w = new_waybill(stack, "a")
+    try:
+        rid, refused = accepted(stack, w), None
+    except grpc.RpcError as e:
+        rid, refused = None, e
+    reload_keys(stack, new)
+    if refused is None:  # acknowledged: it must be readable under the key file the gateway loads
+        try:
+            check_courier_view(get(stack, w.waybill_no), w, rid)
+        except grpc.RpcError as e:
+            pytest.fail("record %s, acknowledged under retired KEK version %d, is lost: %s %s"
+                        % (rid, old, e.code().name, e.details()))
+    assert refused is not None, "a record was stored under retired KEK version %d" % old
+    assert refused.code() == grpc.StatusCode.INTERNAL, refused
+    assert_no_value(refused.details(), w)
+    assert [l for l in stack.log_lines()[since:] if "refused (sqlstate 55000)" in l], \
+        "the refusal is not in the gateway's log"
+    assert stack.psql("SELECT count(*) FROM waybill WHERE get_byte(dek_wrapped, 1) = %d "
+                      "AND kek_version = %d" % (SUITE_BYTE, old)) == ["0"]
+    # reloaded, the gateway stores it under the new version
+    rid = accepted(stack, w)
+    assert stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % rid) == [str(new)]
+    check_courier_view(get(stack, w.waybill_no), w, rid)
+
+
 # --- nothing clear at rest or in the logs --------------------------------------------------------
 
 def test_pg_dump_holds_no_clear_value(stack):

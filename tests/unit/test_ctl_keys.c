@@ -1,7 +1,8 @@
 /* test_ctl_keys.c: `waygatectl keys rewrap` and `keys retire --db` against a throwaway PostgreSQL
  * with the real migrations: records sealed under KEK v1, rotate, retire refused, rewrap in
  * batches (field ciphertexts untouched), locked rows left for a rerun, a moved wrapped key
- * reported, retire allowed, every record still opens. Skips when PostgreSQL is not installed,
+ * reported, retire allowed, every record still opens; retire against late writers (one in flight
+ * at the count, a gateway never reloaded: sql/033). Skips when PostgreSQL is not installed,
  * except test_rotate_and_retire_need_the_database and test_add_suite_needs_the_database (no
  * database at all). */
 #include <setjmp.h>
@@ -122,14 +123,14 @@ static void name_of(const uint8_t id[16], char out[64])
         n += snprintf(out + n, 64 - (size_t)n, "%02x", id[i]);
 }
 
-/* n records of suite sealed under its current KEK version (one field: sender_name_ct). */
-static void insert_records(enum gw_suite suite, int n)
+/* n records of suite sealed under kr's current KEK version (one field: sender_name_ct) on
+ * connection c, in its transaction: 0, or -1 when the database refused one (its SQLSTATE in
+ * state). */
+static int insert_with(PGconn *c, const struct gw_keyring *kr, enum gw_suite suite, int n,
+                       char state[6])
 {
-    struct gw_keyring *kr = NULL;
-    char err[256];
-    assert_int_equal(gw_keyring_file_load(F.keyring, &kr, err, sizeof err), 0);
     uint32_t v = gw_keyring_current(kr, suite);
-    exec_ok("BEGIN");
+    state[0] = '\0';
     for (int i = 0; i < n; i++) {
         uint8_t id[16], bidx[16], mac[32], dek[32], w[GW_CRYPTO_WRAPPED_DEK_LEN], ct[128];
         char name[64];
@@ -150,23 +151,39 @@ static void insert_records(enum gw_suite suite, int n)
         const char *p[6] = {(char *)id, (char *)bidx, (char *)&vn,
                             (char *)w,  (char *)mac,  (char *)ct};
         int l[6] = {16, 16, 4, (int)sizeof w, 32, (int)ctn}, f[6] = {1, 1, 1, 1, 1, 1};
-        PGresult *r = PQexecParams(F.conn,
+        PGresult *r = PQexecParams(c,
                                    "INSERT INTO waybill (id, wb_bidx, origin_branch, submitted_by,"
                                    " kek_version, dek_version, dek_wrapped, content_mac,"
                                    " sender_name_ct) VALUES ($1::uuid, $2, 'a', 'test',"
                                    " $3::int4, 1, $4, $5, $6)",
                                    6, NULL, p, l, f, 0);
-        if (PQresultStatus(r) != PGRES_COMMAND_OK)
-            fail_msg("insert: %s", PQerrorMessage(F.conn));
+        if (PQresultStatus(r) != PGRES_COMMAND_OK) {
+            const char *st = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+            snprintf(state, 6, "%s", st ? st : "");
+            PQclear(r);
+            return -1;
+        }
         PQclear(r);
     }
+    return 0;
+}
+
+/* n records of suite sealed under its current KEK version (one field: sender_name_ct). */
+static void insert_records(enum gw_suite suite, int n)
+{
+    struct gw_keyring *kr = NULL;
+    char err[256], state[6];
+    assert_int_equal(gw_keyring_file_load(F.keyring, &kr, err, sizeof err), 0);
+    exec_ok("BEGIN");
+    if (insert_with(F.conn, kr, suite, n, state) != 0)
+        fail_msg("insert: %s", PQerrorMessage(F.conn));
     exec_ok("COMMIT");
     gw_keyring_free(kr);
 }
 
 /* Every record (that matches the SQL condition where: there are nrec) has a data key that
  * unwraps under its suite and KEK version and opens its field. */
-static void check_all_open(const char *where, int nrec)
+static void check_all_open_in(const char *keyring, const char *where, int nrec)
 {
     char sql[256];
     snprintf(sql, sizeof sql,
@@ -175,7 +192,7 @@ static void check_all_open(const char *where, int nrec)
              where);
     struct gw_keyring *kr = NULL;
     char err[256];
-    assert_int_equal(gw_keyring_file_load(F.keyring, &kr, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_load(keyring, &kr, err, sizeof err), 0);
     PGresult *r = PQexecParams(F.conn, sql, 0, NULL, NULL, NULL, NULL, 1);
     assert_int_equal(PQresultStatus(r), PGRES_TUPLES_OK);
     assert_int_equal(PQntuples(r), nrec);
@@ -209,6 +226,11 @@ static void check_all_open(const char *where, int nrec)
     }
     PQclear(r);
     gw_keyring_free(kr);
+}
+
+static void check_all_open(const char *where, int nrec)
+{
+    check_all_open_in(F.keyring, where, nrec);
 }
 
 #define FIELDS_DIGEST "SELECT md5(string_agg(sender_name_ct, ''::bytea ORDER BY id)) FROM waybill"
@@ -348,6 +370,72 @@ static void test_suites(void **state)
     check_all_open("get_byte(dek_wrapped, 1) = 2", NSM);
 }
 
+/* keys retire against writers still sealing under the version it erases (sql/033): one in flight
+ * at the count, and a gateway whose keyring was never reloaded. Retire used to count and then
+ * erase with nothing in between: the in-flight record was not counted, the stale gateway's next
+ * one was stored under the erased KEK, and both were lost with it. Runs last, on a table and a
+ * key file of its own. */
+static void test_retire_refuses_late_writers(void **state)
+{
+    (void)state;
+    if (!F.conn)
+        skip();
+    char path[160], err[256], st[6];
+    struct gw_keyring *stale = NULL;
+    snprintf(path, sizeof path, "%s/keyring-late", F.dir);
+    exec_ok("DELETE FROM waybill");
+    exec_ok("DELETE FROM kek_retired");
+    assert_int_equal(ctl("keys", "init", "--keyring", path, NULL), 0);
+    /* a gateway's keys: loaded before the rotation, never reloaded */
+    assert_int_equal(gw_keyring_file_load(path, &stale, err, sizeof err), 0);
+    exec_ok("BEGIN");
+    assert_int_equal(insert_with(F.conn, stale, GW_SUITE_AES, 5, st), 0);
+    exec_ok("COMMIT");
+    assert_int_equal(ctl("keys", "rotate", "--keyring", path, "--db", F.pg.conninfo, NULL), 0);
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", path, "--db", F.pg.conninfo, NULL), 0);
+
+    /* a writer in flight: its record under version 1 is not committed at the retire, which
+     * waits for it (5 s at most) and erases nothing */
+    PGconn *other = PQconnectdb(F.pg.conninfo);
+    assert_int_equal(PQstatus(other), CONNECTION_OK);
+    PQclear(PQexec(other, "BEGIN"));
+    assert_int_equal(insert_with(other, stale, GW_SUITE_AES, 1, st), 0);
+    assert_int_equal(
+        ctl("keys", "retire", "--keyring", path, "--version", "1", "--db", F.pg.conninfo, NULL),
+        GW_CTL_FAIL);
+    PQclear(PQexec(other, "COMMIT"));
+    PQfinish(other);
+    /* committed, it is counted: refused, nothing recorded */
+    assert_int_equal(
+        ctl("keys", "retire", "--keyring", path, "--version", "1", "--db", F.pg.conninfo, NULL),
+        GW_CTL_FAIL);
+    assert_int_equal(scalar("SELECT count(*) FROM kek_retired"), 0);
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", path, "--db", F.pg.conninfo, NULL), 0);
+    assert_int_equal(
+        ctl("keys", "retire", "--keyring", path, "--version", "1", "--db", F.pg.conninfo, NULL), 0);
+    assert_int_equal(scalar("SELECT count(*) FROM kek_retired WHERE suite = 1 AND version = 1"), 1);
+
+    /* the gateway never reloaded: its next record under the retired version is refused, so
+     * nothing it acknowledges is sealed under a key that no longer exists */
+    exec_ok("BEGIN");
+    assert_int_equal(insert_with(F.conn, stale, GW_SUITE_AES, 1, st), -1);
+    assert_string_equal(st, "55000");
+    exec_ok("ROLLBACK");
+    /* so is a rewrap or re-seal that would write it back under the version */
+    PGresult *r = PQexec(F.conn, "UPDATE waybill SET kek_version = 1 WHERE id = (SELECT id FROM "
+                                 "waybill ORDER BY id LIMIT 1)");
+    const char *ust = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    assert_non_null(ust);
+    assert_string_equal(ust, "55000");
+    PQclear(r);
+    /* run again: done already, still done */
+    assert_int_equal(
+        ctl("keys", "retire", "--keyring", path, "--version", "1", "--db", F.pg.conninfo, NULL), 0);
+    /* every record stored opens under the key file whose version 1 is erased */
+    check_all_open_in(path, "true", 6);
+    gw_keyring_free(stale);
+}
+
 /* The whole of the file at path into buf (at most cap bytes); its length, or -1. */
 static long slurp(const char *path, char *buf, size_t cap)
 {
@@ -456,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_add_suite_needs_the_database),
         cmocka_unit_test(test_rewrap_flow),
         cmocka_unit_test(test_suites),
+        cmocka_unit_test(test_retire_refuses_late_writers),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
