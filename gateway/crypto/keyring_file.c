@@ -2,9 +2,12 @@
  * permission, owner, syntax and per-suite completeness checks, and the CLI's
  * init/add-suite/rotate/retire as locked, atomic rewrites. Invariants: key bytes live only in
  * memory wiped before it is freed (and locked when allowed); no error message contains key bytes
- * or a line's content; a suite present in a file is complete or the file is refused. */
+ * or a line's content; a suite present in a file is complete or the file is refused; a rewrite
+ * leaves no temporary copy of the keys, nor one an interrupted rewrite left. */
 #include "keyring.h"
 
+#include <ctype.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
@@ -891,6 +894,47 @@ out:
     return rc;
 }
 
+/* Removes what a writer killed between writing its temporary file and renaming it (SIGKILL, a
+ * crash) left beside path: PATH.tmp-XXXXXX (mkostemp's six letters and digits), a copy of every
+ * key of the file, KEKs included, which would keep a KEK retired later on disk. Called with the
+ * file's lock held: each writer writes its temporary file under that lock, so none is between
+ * the two steps now. Only regular files of ours with exactly that name go; best effort. */
+static void remove_leftovers(const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash ? slash + 1 : path;
+    size_t bl = strlen(base), dl = slash ? (size_t)(slash - path) : 0;
+    char *dir = gw_malloc(dl + 2);
+    DIR *d = NULL;
+    struct dirent *e;
+    if (!dir)
+        return;
+    if (!slash)
+        memcpy(dir, ".", 2);
+    else if (dl == 0)
+        memcpy(dir, "/", 2);
+    else {
+        memcpy(dir, path, dl);
+        dir[dl] = '\0';
+    }
+    d = opendir(dir);
+    gw_free(dir);
+    if (!d)
+        return;
+    while ((e = readdir(d)) != NULL) {
+        const char *n = e->d_name;
+        struct stat st;
+        bool ours =
+            strlen(n) == bl + 11 && memcmp(n, base, bl) == 0 && memcmp(n + bl, ".tmp-", 5) == 0;
+        for (size_t i = bl + 5; ours && i < bl + 11; i++)
+            ours = isalnum((unsigned char)n[i]) != 0;
+        if (ours && fstatat(dirfd(d), n, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+            st.st_uid == geteuid())
+            (void)unlinkat(dirfd(d), n, 0);
+    }
+    closedir(d);
+}
+
 /* Opens path, takes an exclusive lock on it and parses it. The lock is held on the returned
  * descriptor until it is closed; a file replaced while we waited is opened again. */
 static int lock_and_read(const char *path, struct parsed *p, int *fdout, char *errbuf,
@@ -914,6 +958,7 @@ static int lock_and_read(const char *path, struct parsed *p, int *fdout, char *e
                 close(fd);
                 return rc;
             }
+            remove_leftovers(path);
             *fdout = fd;
             return 0;
         }

@@ -316,6 +316,37 @@ static void test_rotate_retire(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* A rewrite killed between writing its temporary file and the rename (SIGKILL, a crash) leaves
+ * PATH.tmp-XXXXXX with every key of the file. The next rotate or retire removes it under the lock,
+ * so a KEK it retires is not kept on disk by that copy; names that only look alike, and a
+ * directory, stay. */
+static void test_leftover_temporary_removed(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "", left[160], other[160], sub[160], cmd[400], v1[64] = "";
+    uint32_t v = 0;
+    assert_int_equal(gw_keyring_file_init(f->path, GW_SUITE_AES, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_rotate(f->path, GW_SUITE_AES, &v, err, sizeof err), 0);
+    const char *p = strstr(slurp(f->path), "kek 1 active ");
+    assert_non_null(p);
+    memcpy(v1, p + 13, 44);
+    /* what a rewrite killed before its rename leaves: a copy of the file, v1's key in it */
+    snprintf(left, sizeof left, "%s.tmp-Ab3xYz", f->path);
+    write_file(left, slurp(f->path), 0600);
+    snprintf(other, sizeof other, "%s.tmp-Ab3xYz1", f->path);
+    write_file(other, "not a leftover\n", 0600);
+    snprintf(sub, sizeof sub, "%s.tmp-dir123", f->path);
+    assert_int_equal(mkdir(sub, 0700), 0);
+
+    assert_int_equal(gw_keyring_file_retire(f->path, GW_SUITE_AES, 1, err, sizeof err), 0);
+    assert_int_equal(access(left, F_OK), -1);
+    assert_int_equal(access(other, F_OK), 0);
+    assert_int_equal(access(sub, F_OK), 0);
+    /* v1's key text is in no file of the directory */
+    snprintf(cmd, sizeof cmd, "grep -rqF '%s' '%s'", v1, f->dir);
+    assert_int_not_equal(system(cmd), 0);
+}
+
 /* wrap under v1, rotate, unwrap still works, rewrap to v2, retire v1, unwrap works. */
 static void test_rotation_flow(void **state)
 {
@@ -665,6 +696,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_refuses_modes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_load_refuses_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_retire, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_leftover_temporary_removed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_flow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_custom_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_both_suites, setup, teardown),
