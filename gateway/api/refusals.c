@@ -262,7 +262,21 @@ static void summary_done(void *arg, int err, int64_t seq, const struct gw_db_res
     }
 }
 
-/* Writes e's counted refusals as one record (count: how many; the message says so). */
+/* The row and record of e's counted refusals (count: how many; the message says so, in
+ * detail). */
+static void summary_of(const struct gw_refusals *rf, const struct entry *e, struct gw_acct_log *l,
+                       struct gw_audit_rec *r, char *detail, size_t dlen)
+{
+    rebuild(e, l, r);
+    snprintf(detail, dlen,
+             "%s [%" PRIu64 " such refusals within %" PRIu32 " s, counted in this record]",
+             r->detail != NULL ? r->detail : "refused", e->pending, rf->window_s);
+    l->detail = detail;
+    r->detail = detail;
+    r->count = (int64_t)e->pending;
+}
+
+/* Writes e's counted refusals as one record. */
 static void write_summary(struct gw_refusals *rf, struct entry *e)
 {
     struct gw_acct_log l;
@@ -270,13 +284,7 @@ static void write_summary(struct gw_refusals *rf, struct entry *e)
     char detail[GW_AUDIT_TEXT_MAX];
     int rc;
 
-    rebuild(e, &l, &r);
-    snprintf(detail, sizeof(detail),
-             "%s [%" PRIu64 " such refusals within %" PRIu32 " s, counted in this record]",
-             r.detail != NULL ? r.detail : "refused", e->pending, rf->window_s);
-    l.detail = detail;
-    r.detail = detail;
-    r.count = (int64_t)e->pending;
+    summary_of(rf, e, &l, &r, detail, sizeof(detail));
     e->sending = e->pending;
     e->pending = 0;
     rc = rf->sink.write(rf->sink.ctx, &l, &r, summary_done, e, &e->handle);
@@ -483,6 +491,29 @@ void gw_refusals_flush(struct gw_refusals *rf)
     evtimer_del(rf->ev_window);
     rf->flushing = true; /* from here on a count is written as soon as nothing of it is */
     end_window(rf, false);
+}
+
+int gw_refusals_leftover(struct gw_refusals *rf, gw_audit_left_cb cb, void *arg, uint64_t *n)
+{
+    *n = 0;
+    for (int i = 0; i <= MORE; i++) {
+        struct entry *e = &rf->kinds[i];
+        struct gw_acct_log l;
+        struct gw_audit_rec r;
+        char detail[GW_AUDIT_TEXT_MAX];
+        int rc;
+
+        if (!e->used || e->pending == 0)
+            continue;
+        summary_of(rf, e, &l, &r, detail, sizeof detail);
+        if ((rc = gw_acct_log_left(&l, &r, cb, arg)) == GW_EINVAL)
+            continue; /* its row refused: left, and said so at exit */
+        if (rc != 0)
+            return rc;
+        *n += e->pending;
+        e->pending = 0; /* spooled: no longer left */
+    }
+    return 0;
 }
 
 uint64_t gw_refusals_left(const struct gw_refusals *rf)

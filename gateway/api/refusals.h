@@ -59,6 +59,12 @@ void gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
  * every kind counted, and from then on writes each count as soon as nothing of its kind is being
  * written (queue room is not asked for). */
 void gw_refusals_flush(struct gw_refusals *r);
+/* At shutdown, after the audit writer's drain: visits, as the entry gw_acct_log_write would
+ * queue, the record of each kind's counted refusals that is not in the writer (its write could
+ * not be queued), and takes them out of gw_refusals_left; *n counts the refusals. Returns 0 or
+ * the first error cb returned. */
+int gw_refusals_leftover(struct gw_refusals *r, gw_audit_left_cb cb, void *arg,
+                         uint64_t *n) GW_MUST_CHECK;
 /* Refusals counted and not (yet) in a committed record: for the exit line; freeing logs them. */
 uint64_t gw_refusals_left(const struct gw_refusals *r);
 

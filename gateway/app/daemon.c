@@ -40,6 +40,7 @@
 #include "rpc.h"
 #include "segcache.h"
 #include "server.h"
+#include "spool.h"
 #include "store.h"
 #include "throttle.h"
 #include "tls.h"
@@ -62,6 +63,7 @@ struct daemon {
     struct gw_metrics *metrics; /* [metrics] listen set, or NULL */
     int drains;                 /* server and forwarder drains still running */
     uint64_t incidents_left;    /* incidents the drain could not write */
+    struct gw_spool *spool;     /* [audit] spool set, or NULL */
 };
 
 static void usage(void)
@@ -433,7 +435,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
 
 /* The audit chain of this instance: [audit] chain, or "gw-<host>-<port>" (hostname characters
  * outside the chain-id alphabet become '-'). */
-static int start_audit(struct gw_app *app, const char *path)
+static int start_audit(struct daemon *d, struct gw_app *app, const char *path)
 {
     const struct gw_config *cfg = app->cfg;
     char chain[65], host[64] = "host", h[128];
@@ -478,6 +480,9 @@ static int start_audit(struct gw_app *app, const char *path)
         return -1;
     }
     err = gw_audit_new(app->db, &ac, &app->audit);
+    /* a spool's entries in doubt are handed over before the first recovery, which settles them */
+    if (err == 0 && gw_spool_start(app, &d->spool) != 0)
+        return -1;
     if (err == 0)
         err = gw_audit_start(app->audit);
     if (err != 0) {
@@ -605,15 +610,30 @@ static int harden(void)
 static void audit_flushed_cb(void *arg, uint64_t left)
 {
     struct daemon *d = arg;
+    uint64_t refusals = gw_refusals_left(d->app->refusals), spooled = 0, lost = 0;
+    bool none = left == 0 && d->incidents_left == 0 && refusals == 0;
 
-    GW_LOG(left == 0 && d->incidents_left == 0 && gw_refusals_left(d->app->refusals) == 0
-               ? GW_LOG_INFO
-               : GW_LOG_ERROR,
+    if (d->spool == NULL) {
+        GW_LOG(none ? GW_LOG_INFO : GW_LOG_ERROR, "main", NULL,
+               "drained: exiting, %llu incident(s) not written, %llu audit entr%s not written, "
+               "%llu counted refusal(s) not recorded",
+               (unsigned long long)d->incidents_left, (unsigned long long)left,
+               left == 1 ? "y" : "ies", (unsigned long long)refusals);
+        event_base_loopexit(d->base, NULL);
+        return;
+    }
+    /* what the database did not take waits in the spool for the next start */
+    gw_spool_stop(d->spool, d->app, &spooled, &lost);
+    lost += gw_refusals_left(d->app->refusals); /* counted refusals the spool did not take */
+    GW_LOG(lost > 0      ? GW_LOG_ERROR
+           : spooled > 0 ? GW_LOG_WARN
+                         : GW_LOG_INFO,
            "main", NULL,
            "drained: exiting, %llu incident(s) not written, %llu audit entr%s not written, "
-           "%llu counted refusal(s) not recorded",
+           "%llu counted refusal(s) not recorded: %llu entr%s spooled to %s, %llu lost",
            (unsigned long long)d->incidents_left, (unsigned long long)left, left == 1 ? "y" : "ies",
-           (unsigned long long)gw_refusals_left(d->app->refusals));
+           (unsigned long long)refusals, (unsigned long long)spooled, spooled == 1 ? "y" : "ies",
+           gw_spool_path(d->spool), (unsigned long long)lost);
     event_base_loopexit(d->base, NULL);
 }
 
@@ -766,7 +786,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the database pool");
         goto out;
     }
-    if (start_audit(&app, path) != 0)
+    if (start_audit(&d, &app, path) != 0)
         goto out;
     app.store = gw_store_new(app.db);
     app.segs = app.store != NULL ? gw_segcache_new(app.store, cfg.segment_refresh_ms) : NULL;
@@ -778,6 +798,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");
         goto out;
     }
+    gw_spool_incident(d.spool, &app);
     {
         /* the retention sweep (Art. 26): destroys what outlived [compliance] retention_days */
         struct gw_retention_config rc = {.days = cfg.retention_days,
@@ -917,6 +938,7 @@ out:
     gw_store_free(app.store);
     gw_refusals_free(app.refusals);
     gw_audit_free(app.audit);
+    gw_spool_free(d.spool); /* after the writer: its replay's entries never call back now */
     gw_db_free(app.db);
     gw_crypto_free(app.crypto);
     gw_keyring_free(app.keys);

@@ -25,7 +25,9 @@
 #define CONFIG_FILE_MAX (1024 * 1024) /* bytes of the whole file */
 #define NAME_SHOWN_MAX 64             /* bytes of an unknown section or key name quoted back */
 
-enum ktype { T_STRING, T_PATH, T_BOOL, T_U32, T_LEVEL, T_HOSTPORT, T_SUITE };
+/* T_PATH: a file read at start; T_OUTPATH: a file the gateway writes (its directory must exist
+ * and be writable, and what is at the path, if anything, a regular file) */
+enum ktype { T_STRING, T_PATH, T_OUTPATH, T_BOOL, T_U32, T_LEVEL, T_HOSTPORT, T_SUITE };
 
 struct keydef {
     const char *section;
@@ -101,6 +103,7 @@ static const struct keydef keys[] = {
     {"audit", "checkpoint_ms", T_U32, F(checkpoint_ms), 10, 86400000, 0},
     {"audit", "refusal_window_s", T_U32, F(refusal_window_s), 1, 86400, 0},
     {"audit", "queue_max", T_U32, F(audit_queue_max), 1, 1000000, 0},
+    {"audit", "spool", T_OUTPATH, F(audit_spool), 0, 0, 0},
     {"compliance", "bulk_threshold", T_U32, F(bulk_threshold), 1, 1000000, 0},
     {"compliance", "approval_ttl_s", T_U32, F(approval_ttl_s), 60, 2592000, 0},
     {"compliance", "lawful_default_s", T_U32, F(lawful_default_s), 60, 31536000, 0},
@@ -218,7 +221,8 @@ void gw_config_clear(struct gw_config *cfg)
     if (cfg == NULL)
         return;
     for (i = 0; i < NKEYS; i++) {
-        if (keys[i].type == T_STRING || keys[i].type == T_PATH || keys[i].type == T_HOSTPORT) {
+        if (keys[i].type == T_STRING || keys[i].type == T_PATH || keys[i].type == T_OUTPATH ||
+            keys[i].type == T_HOSTPORT) {
             char **p = (char **)((char *)cfg + keys[i].off);
             gw_free(*p);
             *p = NULL;
@@ -355,6 +359,43 @@ static char *resolve_path(const struct parse *ps, const char *v)
     return r;
 }
 
+/* A file the gateway writes at path: its directory exists and this process may create files
+ * in it, and what is at path already (if anything) is a regular file, not followed through a
+ * symbolic link. Returns 0, or GW_EINVAL with the reason said. */
+static int outpath_check(struct parse *ps, int line, const struct keydef *k, const char *path)
+{
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    struct stat st;
+
+    if (slash == NULL)
+        snprintf(dir, sizeof(dir), ".");
+    else if ((size_t)(slash - path) >= sizeof(dir) || slash[1] == '\0') {
+        fail(ps, line, "[%s] %s: must name a file, not a directory", k->section, k->key);
+        return GW_EINVAL;
+    } else
+        snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    if (stat(dir, &st) != 0) {
+        fail(ps, line, "[%s] %s: its directory %s cannot be used: %s", k->section, k->key, dir,
+             errno == ENOENT ? "it does not exist" : strerror(errno));
+        return GW_EINVAL;
+    }
+    if (!S_ISDIR(st.st_mode)) {
+        fail(ps, line, "[%s] %s: %s is not a directory", k->section, k->key, dir);
+        return GW_EINVAL;
+    }
+    if (access(dir, W_OK | X_OK) != 0) {
+        fail(ps, line, "[%s] %s: its directory %s is not writable by this process: %s", k->section,
+             k->key, dir, strerror(errno));
+        return GW_EINVAL;
+    }
+    if (lstat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        fail(ps, line, "[%s] %s: %s exists and is not a regular file", k->section, k->key, path);
+        return GW_EINVAL;
+    }
+    return 0;
+}
+
 /* Converts and stores one value. v is NUL-terminated, already unquoted. */
 static int set_value(struct parse *ps, struct gw_config *c, const struct keydef *k, int line,
                      const char *v)
@@ -457,6 +498,17 @@ static int set_value(struct parse *ps, struct gw_config *c, const struct keydef 
         close(fd);
         break;
     }
+    case T_OUTPATH:
+        if (v[0] == '\0') {
+            fail(ps, line, "[%s] %s: must not be empty", k->section, k->key);
+            return GW_EINVAL;
+        }
+        copy = resolve_path(ps, v);
+        if (copy != NULL && outpath_check(ps, line, k, copy) != 0) {
+            gw_free(copy);
+            return GW_EINVAL;
+        }
+        break;
     }
     if (copy == NULL) {
         fail(ps, line, "[%s] %s: out of memory", k->section, k->key);

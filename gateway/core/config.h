@@ -137,6 +137,9 @@ struct gw_config {
                                 * window, the rest counted into one record, default 60 */
     uint32_t audit_queue_max;  /* audited actions waiting for the writer; more are refused,
                                 * default 4096 */
+    char *audit_spool;         /* the file where what the database has not taken at shutdown
+                                * (kept audit entries, incidents, counted refusals) waits for the
+                                * next start; NULL = none: those are lost (logged as counts) */
     /* [compliance] bulk operations, lawful access, retention (Art. 15, 16, 26, 37) */
     uint32_t bulk_threshold;   /* more records than this only through Compliance bulk, default 20 */
     uint32_t approval_ttl_s;   /* an approval (bulk) must be used within, default 86400 */

@@ -1,6 +1,6 @@
-/* file.c: gw_file_read, gw_file_create_new, gw_file_sync_dir (file.h). Invariant: a descriptor
- * is closed and, on failure, the buffer freed before return (gw_file_create_new hands its
- * descriptor to the caller only on success). */
+/* file.c: gw_file_read, gw_file_create_new, gw_file_write_all, gw_file_sync_dir (file.h).
+ * Invariant: a descriptor is closed and, on failure, the buffer freed before return
+ * (gw_file_create_new hands its descriptor to the caller only on success). */
 #include "file.h"
 
 #include <errno.h>
@@ -98,6 +98,22 @@ int gw_file_create_new(const char *path, int *fd, char *err, size_t errsz)
         unlink(path);
         *fd = -1;
         return GW_EIO;
+    }
+    return 0;
+}
+
+int gw_file_write_all(int fd, const void *buf, size_t len)
+{
+    const char *p = buf;
+
+    while (len) {
+        ssize_t w = write(fd, p, len);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return -1;
+        p += w;
+        len -= (size_t)w;
     }
     return 0;
 }

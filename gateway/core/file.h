@@ -1,5 +1,6 @@
 /* file.h: reading a small configuration-like file (the config file, the policy file) whole, and
- * creating a new private file for output that is then renamed into place (an audit bundle).
+ * creating a new private file for output that is then renamed into place (an audit bundle, a
+ * keyring, the audit spool).
  * Pure I/O: no logging; messages name the path and never quote the contents. */
 #ifndef GW_FILE_H
 #define GW_FILE_H
@@ -23,6 +24,10 @@ int gw_file_read(const char *path, size_t max, bool operator_only, char **buf, s
  * cannot redirect the output or read it through a file they made. Returns 0, or GW_EEXIST
  * (something is at path) or GW_EIO with err holding "<path>: <reason>" and *fd -1. */
 int gw_file_create_new(const char *path, int *fd, char *err, size_t errsz) GW_MUST_CHECK;
+
+/* Writes len bytes of buf to fd, again after a short write or EINTR. Returns 0, or -1 with errno
+ * set (0 when write wrote nothing). */
+int gw_file_write_all(int fd, const void *buf, size_t len) GW_MUST_CHECK;
 
 /* fsyncs the directory holding path (".", when path has no slash), so that a file just renamed
  * into it keeps its name after a crash. Returns 0, or GW_EIO with err holding "<dir>: <reason>". */

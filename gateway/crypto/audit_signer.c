@@ -1,6 +1,8 @@
 /* audit_signer.c: suite -> signature algorithm and key (audit_signer.h). */
 #include "audit_signer.h"
 
+#include <string.h>
+
 #include <openssl/crypto.h>
 
 #include "keyring.h"
@@ -34,15 +36,20 @@ static enum gw_suite suite_of(enum gw_sign_alg alg)
     return alg == GW_SIGN_SM2 ? GW_SUITE_SM : GW_SUITE_AES;
 }
 
+/* HMAC(the audit key's seed, label) under its suite's MAC. */
+static int derive(struct gw_crypto *cx, const struct gw_sign_key *key, const char *label,
+                  uint8_t mac_key[GW_CRYPTO_MAC_LEN])
+{
+    return gw_crypto_hmac(cx, suite_of(key->alg), key->seed, GW_SIGN_SEED_LEN,
+                          (const uint8_t *)label, strlen(label), mac_key) == 0
+               ? 0
+               : GW_ECRYPTO;
+}
+
 int gw_audit_mac_key(struct gw_crypto *cx, const struct gw_sign_key *key,
                      uint8_t mac_key[GW_CRYPTO_MAC_LEN])
 {
-    static const char label[] = "waygate-audit-writer-v1";
-
-    return gw_crypto_hmac(cx, suite_of(key->alg), key->seed, GW_SIGN_SEED_LEN,
-                          (const uint8_t *)label, sizeof label - 1, mac_key) == 0
-               ? 0
-               : GW_ECRYPTO;
+    return derive(cx, key, "waygate-audit-writer-v1", mac_key);
 }
 
 int gw_audit_writer_mac(struct gw_crypto *cx, enum gw_sign_alg alg,
@@ -54,15 +61,27 @@ int gw_audit_writer_mac(struct gw_crypto *cx, enum gw_sign_alg alg,
                : GW_ECRYPTO;
 }
 
-int gw_audit_mac_keys_add(struct gw_crypto *cx, struct gw_audit_mac_keys *k,
-                          const struct gw_sign_key *key)
+static int keys_add(struct gw_crypto *cx, struct gw_audit_mac_keys *k,
+                    const struct gw_sign_key *key, const char *label)
 {
     if (k->n >= GW_SUITE_COUNT)
         return GW_EINVAL;
-    if (gw_audit_mac_key(cx, key, k->key[k->n]) != 0)
+    if (derive(cx, key, label, k->key[k->n]) != 0)
         return GW_ECRYPTO;
     k->alg[k->n++] = key->alg;
     return 0;
+}
+
+int gw_audit_mac_keys_add(struct gw_crypto *cx, struct gw_audit_mac_keys *k,
+                          const struct gw_sign_key *key)
+{
+    return keys_add(cx, k, key, "waygate-audit-writer-v1");
+}
+
+int gw_audit_spool_keys_add(struct gw_crypto *cx, struct gw_audit_mac_keys *k,
+                            const struct gw_sign_key *key)
+{
+    return keys_add(cx, k, key, "waygate spool v1");
 }
 
 bool gw_audit_mac_ok(struct gw_crypto *cx, const struct gw_audit_mac_keys *k, const uint8_t *hash,

@@ -49,6 +49,13 @@ struct gw_audit_mac_keys {
 int gw_audit_mac_keys_add(struct gw_crypto *cx, struct gw_audit_mac_keys *k,
                           const struct gw_sign_key *key) GW_MUST_CHECK;
 
+/* The keys of the audit spool (store/audit_spool.h), derived as the writer-MAC keys are but under
+ * the label "waygate spool v1": k = HMAC(the audit key's seed, "waygate spool v1"), HMAC-SHA256
+ * (aes) or HMAC-SM3 (sm). A spool is MAC'd with gw_audit_writer_mac under the first key added
+ * and checked with gw_audit_mac_ok against each. Returns 0, GW_ECRYPTO or GW_EINVAL (k full). */
+int gw_audit_spool_keys_add(struct gw_crypto *cx, struct gw_audit_mac_keys *k,
+                            const struct gw_sign_key *key) GW_MUST_CHECK;
+
 /* True when mac is HMAC(one of k's keys, hash); every key is tried, each compared in constant
  * time. */
 bool gw_audit_mac_ok(struct gw_crypto *cx, const struct gw_audit_mac_keys *k, const uint8_t *hash,

@@ -818,20 +818,6 @@ static int serialise(const struct parsed *p, char **out, size_t *outlen)
     return 0;
 }
 
-static int write_all(int fd, const char *buf, size_t len)
-{
-    while (len) {
-        ssize_t w = write(fd, buf, len);
-        if (w < 0 && errno == EINTR)
-            continue;
-        if (w <= 0)
-            return -1;
-        buf += w;
-        len -= (size_t)w;
-    }
-    return 0;
-}
-
 /* After the key file is written and named: a directory that cannot be synced only puts the new
  * name at risk in a crash, which is not a reason to report the change as failed. */
 static void fsync_dir(const char *path)
@@ -865,7 +851,7 @@ static int replace_file(const char *path, const struct parsed *p, char *errbuf, 
              strerror(errno));
         goto out;
     }
-    if (fchmod(fd, 0600) != 0 || write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
+    if (fchmod(fd, 0600) != 0 || gw_file_write_all(fd, buf, len) != 0 || fsync(fd) != 0) {
         errf(errbuf, errlen, "keyring %s: writing the new file: %s", path, strerror(errno));
         goto out;
     }
@@ -1039,7 +1025,8 @@ int gw_keyring_file_init(const char *path, enum gw_suite suite, char *errbuf, si
              errno == EEXIST ? " (refusing to overwrite an existing keyring)" : "");
         goto out;
     }
-    if (fchmod(fd, 0600) != 0 || write_all(fd, buf, len) != 0 || fsync(fd) != 0 || close(fd) != 0) {
+    if (fchmod(fd, 0600) != 0 || gw_file_write_all(fd, buf, len) != 0 || fsync(fd) != 0 ||
+        close(fd) != 0) {
         errf(errbuf, errlen, "keyring %s: write: %s", path, strerror(errno));
         fd = -1;
         unlink(path);

@@ -823,6 +823,20 @@ int gw_acct_log_write_cb(struct gw_audit *au, const struct gw_acct_log *log,
     return gw_audit_write(au, &st, 1, rec, 1, cb != NULL ? cb : log_done_cb, arg, out);
 }
 
+int gw_acct_log_left(const struct gw_acct_log *log, const struct gw_audit_rec *rec,
+                     gw_audit_left_cb cb, void *arg)
+{
+    struct gw_audit_left e = {.nstmts = 1, .nrecs = 1};
+    const char *lv[9];
+
+    if (!log_ok(log) || rec == NULL)
+        return GW_EINVAL;
+    log_params(log, lv);
+    e.stmts[0] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+    e.recs[0] = *rec;
+    return cb(arg, &e);
+}
+
 int gw_acct_log_write(struct gw_audit *au, const struct gw_acct_log *log,
                       const struct gw_audit_rec *rec)
 {

@@ -251,6 +251,10 @@ int gw_acct_log_write_cb(struct gw_audit *au, const struct gw_acct_log *log,
                          struct gw_audit_req **out) GW_MUST_CHECK;
 int gw_acct_log_write(struct gw_audit *au, const struct gw_acct_log *log,
                       const struct gw_audit_rec *rec) GW_MUST_CHECK;
+/* The entry gw_acct_log_write would queue for log and rec, handed to cb (a spool's: audit.h's
+ * gw_audit_left). Returns cb's result, or GW_EINVAL (log or rec refused). */
+int gw_acct_log_left(const struct gw_acct_log *log, const struct gw_audit_rec *rec,
+                     gw_audit_left_cb cb, void *arg) GW_MUST_CHECK;
 
 /* Cancels a request (its callback will not run). NULL-safe; see gw_db_cancel for the handle's
  * lifetime. */

@@ -491,6 +491,30 @@ int gw_audit_write_kept(struct gw_audit *a, const struct gw_db_stmt *stmts, int 
     return enqueue(a, stmts, nstmts, recs, nrecs, cb, arg, NULL, ENTRY_KEPT);
 }
 
+int gw_audit_write_in_doubt(struct gw_audit *a, const struct gw_audit_left *e, gw_audit_done_cb cb,
+                            void *arg)
+{
+    struct gw_audit_req *r = NULL;
+    int rc;
+
+    if (!a || !e || !e->in_doubt || a->ev_retry != NULL ||
+        (!TAILQ_EMPTY(&a->unsure) &&
+         (a->unsure_seq != e->doubt_seq ||
+          memcmp(a->unsure_hash, e->doubt_hash, sizeof a->unsure_hash) != 0)))
+        return GW_EINVAL;
+    rc = enqueue(a, e->stmts, e->nstmts, e->recs, e->nrecs, cb, arg, &r, ENTRY_KEPT | ENTRY_OWN);
+    if (rc != 0)
+        return rc;
+    /* settled by the first recovery (settle), as an entry of this run's lost transaction is */
+    TAILQ_REMOVE(&a->queue, r, link);
+    r->queued = false;
+    a->nqueued--;
+    TAILQ_INSERT_TAIL(&a->unsure, r, link);
+    a->unsure_seq = e->doubt_seq;
+    memcpy(a->unsure_hash, e->doubt_hash, sizeof a->unsure_hash);
+    return 0;
+}
+
 /* ---- drain (shutdown) ---- */
 
 static uint64_t left_of(const struct gw_audit *a)
@@ -537,6 +561,48 @@ void gw_audit_drain(struct gw_audit *a, uint32_t timeout_ms, gw_audit_drained_cb
     a->ckpt_due = true; /* what was written last is covered by a checkpoint before the exit */
     pump(a);
     drained(a);
+}
+
+/* Visits the kept entries of l (gw_audit_leftover), in doubt when doubt_seq is set. */
+static int visit_left(const struct req_list *l, const int64_t *doubt_seq, const uint8_t *doubt_hash,
+                      gw_audit_left_cb cb, void *arg)
+{
+    const struct gw_audit_req *r;
+    struct gw_audit_left e;
+    int rc;
+
+    TAILQ_FOREACH(r, l, link)
+    {
+        if (r->cancelled || !r->keep)
+            continue;
+        memset(&e, 0, sizeof e);
+        e.nstmts = r->nstmts;
+        e.nrecs = r->nrecs;
+        for (int i = 0; i < r->nstmts; i++)
+            e.stmts[i] = r->stmts[i].st;
+        for (int i = 0; i < r->nrecs; i++)
+            e.recs[i] = rec_view(&r->recs[i]);
+        if (doubt_seq != NULL) {
+            e.in_doubt = true;
+            e.doubt_seq = *doubt_seq;
+            memcpy(e.doubt_hash, doubt_hash, sizeof e.doubt_hash);
+        }
+        if ((rc = cb(arg, &e)) != 0)
+            return rc;
+    }
+    return 0;
+}
+
+int gw_audit_leftover(struct gw_audit *a, gw_audit_left_cb cb, void *arg)
+{
+    /* failing entries (a->failed) failed for good: not written again */
+    int rc = visit_left(&a->unsure, &a->unsure_seq, a->unsure_hash, cb, arg);
+    if (rc == 0)
+        rc = visit_left(&a->batch, a->inflight != NULL ? &a->batch_seq : NULL, a->batch_hash, cb,
+                        arg);
+    if (rc == 0)
+        rc = visit_left(&a->queue, NULL, NULL, cb, arg);
+    return rc;
 }
 
 void gw_audit_cancel(struct gw_audit_req *r)

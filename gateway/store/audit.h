@@ -119,6 +119,36 @@ int gw_audit_write(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmt
 int gw_audit_write_kept(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmts,
                         const struct gw_audit_rec *recs, int nrecs, gw_audit_done_cb cb,
                         void *arg) GW_MUST_CHECK;
+/* An entry the writer holds that was not written: its statements and records as
+ * gw_audit_write_kept took them (valid during the visit only). in_doubt: its transaction was sent
+ * and its outcome is not known (a connection lost, or still in flight): it committed exactly when
+ * the record at doubt_seq holds doubt_hash (the transaction's last record). */
+struct gw_audit_left {
+    struct gw_db_stmt stmts[GW_AUDIT_STMTS_MAX];
+    int nstmts;
+    struct gw_audit_rec recs[GW_AUDIT_RECS_MAX];
+    int nrecs;
+    bool in_doubt;
+    int64_t doubt_seq;
+    uint8_t doubt_hash[GW_AUDIT_HASH_LEN];
+};
+/* Returns 0 to go on, or an error that stops the visit. */
+typedef int (*gw_audit_left_cb)(void *arg, const struct gw_audit_left *e);
+/* At shutdown, once the drain has answered: visits each kept entry (gw_audit_write_kept's, the
+ * writer's own gateway.start, rebound ones) not known written, oldest first: those whose
+ * transaction's outcome is unknown, the in-flight transaction's, then the queued ones. The others
+ * are actions not done (their callers were answered) or rows their owner spools itself
+ * (incident.h). Returns 0 or the first error cb returned. The writer is unchanged. */
+int gw_audit_leftover(struct gw_audit *a, gw_audit_left_cb cb, void *arg) GW_MUST_CHECK;
+/* Before gw_audit_start: a kept entry left in doubt by an earlier run (e, its in_doubt fields
+ * set; from a spool). The first recovery reads the record at e->doubt_seq: when it holds
+ * e->doubt_hash the entry committed then (cb 0), else it is chained anew as gw_audit_write_kept's.
+ * Every such entry names the same transaction (one is in doubt at a time). Returns 0, or GW_EINVAL
+ * (started already, another transaction named, a record or statement refused), GW_ENOMEM; then
+ * cb will not run. */
+int gw_audit_write_in_doubt(struct gw_audit *a, const struct gw_audit_left *e, gw_audit_done_cb cb,
+                            void *arg) GW_MUST_CHECK;
+
 /* Cancels: the callback never runs. An entry already sent is committed or not, silently. */
 void gw_audit_cancel(struct gw_audit_req *r);
 /* For an entry that must be written even though its caller goes away (unlike gw_audit_cancel,

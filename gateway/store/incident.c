@@ -60,6 +60,7 @@ struct gw_incidents {
     int batch_err;       /* the first failure of the batch in flight (0: none yet) */
     char batch_state[8]; /* its SQLSTATE, "" when none */
     bool failing;        /* the last attempt failed (logged once per outage) */
+    bool spooled;        /* the rows left at shutdown are in the spool (gw_incident_spooled) */
     uint64_t episode_coalesced;
     gw_incident_drained_cb drain_cb;
     void *drain_arg;
@@ -368,45 +369,88 @@ static void rec_of(const struct entry *e, char *detail, size_t dlen, struct gw_a
     r->detail = detail;
 }
 
-/* Queues one row's entry; GW_EINVAL (its record refused) is answered by a record of the kind
- * alone, so that a malformed name never holds the queue up. */
-static int send_row(struct gw_incidents *q, struct entry *e)
-{
-    static const int fmts[NPARAMS] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
-    static const int lens[NPARAMS] = {0, 0, 0, 0, 0, 0, GW_INCIDENT_ID_LEN, 0, 0, 0};
+/* One row's statement and record, as written (pointers into e and b). */
+struct row_bufs {
     const char *vals[NPARAMS];
     char count[12], first[48], last[48], detail[32];
+};
+
+static const int row_fmts[NPARAMS] = {0, 0, 0, 0, 0, 0, 1, 0, 0, 0};
+static const int row_lens[NPARAMS] = {0, 0, 0, 0, 0, 0, GW_INCIDENT_ID_LEN, 0, 0, 0};
+
+static void row_entry(const struct entry *e, struct row_bufs *b, struct gw_db_stmt *st,
+                      struct gw_audit_rec *r)
+{
+    snprintf(b->count, sizeof(b->count), "%u", e->count);
+    fmt_time(&e->first, b->first, sizeof(b->first)); /* when it happened, not when written */
+    fmt_time(&e->last, b->last, sizeof(b->last));
+    b->vals[0] = severities[e->severity];
+    b->vals[1] = e->kind;
+    b->vals[2] = e->principal;
+    b->vals[3] = e->peer;
+    b->vals[4] = e->branch;
+    b->vals[5] = e->detail;
+    b->vals[6] = e->has_record ? (const char *)e->record_id : NULL;
+    b->vals[7] = b->count;
+    b->vals[8] = b->first;
+    b->vals[9] = e->count > 1 ? b->last : NULL;
+    *st = (struct gw_db_stmt){.sql = insert_sql,
+                              .nparams = NPARAMS,
+                              .values = b->vals,
+                              .lengths = row_lens,
+                              .formats = row_fmts};
+    rec_of(e, b->detail, sizeof(b->detail), r);
+}
+
+/* The record of a row whose own was refused: the kind alone, so that a malformed name never
+ * holds the queue up. */
+static void kind_only(struct gw_audit_rec *r)
+{
+    r->actor = "gateway";
+    r->role = r->cert = r->peer = r->branch = NULL;
+}
+
+/* Queues one row's entry; GW_EINVAL (its record refused) is answered by a record of the kind
+ * alone. */
+static int send_row(struct gw_incidents *q, struct entry *e)
+{
+    struct row_bufs b;
     struct gw_db_stmt st;
     struct gw_audit_rec r;
     int err;
 
-    snprintf(count, sizeof(count), "%u", e->count);
-    fmt_time(&e->first, first, sizeof(first));
-    fmt_time(&e->last, last, sizeof(last));
-    vals[0] = severities[e->severity];
-    vals[1] = e->kind;
-    vals[2] = e->principal;
-    vals[3] = e->peer;
-    vals[4] = e->branch;
-    vals[5] = e->detail;
-    vals[6] = e->has_record ? (const char *)e->record_id : NULL;
-    vals[7] = count;
-    vals[8] = first;
-    vals[9] = e->count > 1 ? last : NULL;
-    st = (struct gw_db_stmt){
-        .sql = insert_sql, .nparams = NPARAMS, .values = vals, .lengths = lens, .formats = fmts};
-    rec_of(e, detail, sizeof(detail), &r);
+    row_entry(e, &b, &st, &r);
     e->q = q;
     err = gw_audit_write(q->audit, &st, 1, &r, 1, written_cb, e, &e->areq);
     if (err == GW_EINVAL) {
         GW_LOG(GW_LOG_ERROR, "incident", NULL,
                "the audit record of a %s incident was refused: recorded with its kind only",
                e->kind);
-        r.actor = "gateway";
-        r.role = r.cert = r.peer = r.branch = NULL;
+        kind_only(&r);
         err = gw_audit_write(q->audit, &st, 1, &r, 1, written_cb, e, &e->areq);
     }
     return err;
+}
+
+int gw_incident_leftover(struct gw_incidents *q, gw_audit_left_cb cb, void *arg, uint64_t *rows)
+{
+    struct entry *e;
+    int rc;
+
+    *rows = 0;
+    TAILQ_FOREACH(e, &q->q, link)
+    {
+        struct row_bufs b;
+        struct gw_audit_left l = {.nstmts = 1, .nrecs = 1};
+
+        row_entry(e, &b, &l.stmts[0], &l.recs[0]);
+        if (gw_audit_rec_check(&l.recs[0]) != 0)
+            kind_only(&l.recs[0]);
+        if ((rc = cb(arg, &l)) != 0)
+            return rc;
+        ++*rows;
+    }
+    return 0;
 }
 
 /* Sends the head of the queue (at most BATCH_MAX rows), unless a batch is in flight or a retry
@@ -505,7 +549,11 @@ void gw_incident_free(struct gw_incidents *q)
         if (e->areq != NULL)
             gw_audit_cancel(e->areq);
     }
-    if (q->nrows > 0)
+    if (q->nrows > 0 && q->spooled)
+        GW_LOG(GW_LOG_INFO, "incident", NULL,
+               "%llu incident(s) in %u row(s) not written at shutdown: spooled",
+               (unsigned long long)q->st.pending, q->nrows);
+    else if (q->nrows > 0)
         GW_LOG(GW_LOG_ERROR, "incident", NULL,
                "%llu incident(s) in %u row(s) not written at shutdown (a row in flight may have "
                "been written)",
@@ -519,6 +567,11 @@ void gw_incident_free(struct gw_incidents *q)
     if (q->ev_drain != NULL)
         event_free(q->ev_drain);
     gw_free(q);
+}
+
+void gw_incident_spooled(struct gw_incidents *q)
+{
+    q->spooled = true;
 }
 
 void gw_incident_stats(const struct gw_incidents *q, struct gw_incident_stats *out)

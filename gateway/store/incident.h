@@ -18,6 +18,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "audit.h"
 #include "err.h"
 
 struct gw_audit;
@@ -75,6 +76,16 @@ typedef void (*gw_incident_drained_cb)(void *arg, uint64_t left);
  * (0: all written). Calling it again replaces the earlier callback, which then never runs. */
 void gw_incident_drain(struct gw_incidents *q, uint32_t timeout_ms, gw_incident_drained_cb cb,
                        void *arg);
+
+/* At shutdown, once the drain has answered: visits each row still queued (in flight ones
+ * included: their entries are not kept, so the writer does not spool them) as the entry it is
+ * written with, its INSERT keeping when the incident happened. *rows: the rows visited. Returns
+ * 0 or the first error cb returned. Writes are at least once: a row whose transaction was in
+ * flight and commits as the gateway exits is written again from the spool. */
+int gw_incident_leftover(struct gw_incidents *q, gw_audit_left_cb cb, void *arg,
+                         uint64_t *rows) GW_MUST_CHECK;
+/* The rows visited are in a spool saved: gw_incident_free says so instead of their loss. */
+void gw_incident_spooled(struct gw_incidents *q);
 
 void gw_incident_stats(const struct gw_incidents *q, struct gw_incident_stats *out);
 

@@ -52,7 +52,8 @@ class Stack:
     def config_for(self, port):
         """The dev stack's waygated.conf for another gateway on 127.0.0.1:port: [server] listen
         moved to that port, and the [metrics] listener left out (its port is the first
-        gateway's). Returns the text."""
+        gateway's), and [audit] spool left out (that file holds what the stack's gateway left,
+        under its own chain: another gateway sets a spool of its own). Returns the text."""
         with open(os.path.join(self.dir, "waygated.conf")) as f:
             text = f.read()
         out, section = [], ""
@@ -60,6 +61,8 @@ class Stack:
             st = line.strip()
             if st.startswith("["):
                 section = st
+            elif section == "[audit]" and re.match(r"spool\s*=", st):
+                continue
             elif re.match(r"listen\s*=", st):
                 if section == "[metrics]":
                     continue
@@ -286,8 +289,17 @@ class ExtraGateway:
         with open(self.conf, "w") as f:
             f.write(edit(text))
         self.log_path = os.path.join(stack.dir, name + ".log")
+        self.binary = binary
+        self.start_again(serving)
+
+    def start_again(self, serving=True):
+        """Starts the gateway (again, once it stopped: the same config, port and chain) and
+        waits as __init__ says."""
+        stack, name = self.stack, self.name
+        if getattr(self, "_log", None) is not None:
+            self._log.close()
         self._log = open(self.log_path, "ab")
-        self.proc = subprocess.Popen([os.path.join(BUILD, binary), "-c", self.conf],
+        self.proc = subprocess.Popen([os.path.join(BUILD, self.binary), "-c", self.conf],
                                      stdin=subprocess.DEVNULL, stdout=self._log, stderr=self._log)
         if not serving:
             return

@@ -1693,6 +1693,137 @@ static void test_kept_entry_failing_alone_spares_the_others(void **state)
                      0);
 }
 
+/* A gw_audit_left_cb: counts the entries, keeps the last one's first record's object and its
+ * doubt. */
+struct left_seen {
+    int n, in_doubt;
+    char object[32];
+};
+
+static int left_cb(void *arg, const struct gw_audit_left *e)
+{
+    struct left_seen *ls = arg;
+    ls->n++;
+    snprintf(ls->object, sizeof ls->object, "%s", e->recs[0].object ? e->recs[0].object : "");
+    ls->in_doubt += e->in_doubt;
+    return 0;
+}
+
+/* A writer not started: for entries handed over before its first recovery. */
+static struct gw_audit *writer_unstarted(const char *chain)
+{
+    struct gw_audit_config ac = config_of(chain, 0);
+    struct gw_audit *a = NULL;
+    assert_int_equal(gw_audit_new(db, &ac, &a), 0);
+    return a;
+}
+
+/* Hands e (in doubt) to a writer of chain t-left before its start, and waits for its answer:
+ * written (0), by its first recovery's settling or chained anew. */
+static void settled(const struct gw_audit_left *e)
+{
+    struct outcome o[2] = {{0}, {.err = 12345}};
+    struct gw_audit *a = writer_unstarted("t-left");
+
+    assert_int_equal(gw_audit_write_in_doubt(a, e, done_cb, &o[0]), 0);
+    assert_int_equal(gw_audit_start(a), 0);
+    assert_true(run_until(all_done, o, 20000));
+    assert_int_equal(o[0].err, 0);
+    gw_audit_free(a);
+}
+
+/* The audit spool's side of the writer: at shutdown its kept entries are visited, the one of a
+ * transaction in flight as in doubt, an ordinary one not (its caller is answered); at the next
+ * start an entry left in doubt is settled by the first recovery: written once when the record its
+ * transaction ended with is stored with that hash, else chained anew; a second transaction in
+ * doubt, or a started writer, is refused. */
+static void test_leftover_and_in_doubt(void **state)
+{
+    struct gw_audit *a;
+    struct gw_audit_rec k = rec("bulk.run", "left-kept"), r = rec("login.ok", "left-plain");
+    struct gw_audit_left e = {.nrecs = 1, .in_doubt = true};
+    struct outcome o[3] = {{0}, {0}, {.err = 12345}}, plain[2] = {{0}, {.err = 12345}};
+    struct left_seen ls = {0};
+    PGresult *h;
+    int err;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    /* a transaction held in flight (its chain's lock taken): kept, ordinary, kept behind it */
+    a = writer("t-left-2", 1000, 60000);
+    h = PQexec(check, "BEGIN; SELECT pg_advisory_xact_lock(1397, hashtext('t-left-2'))");
+    assert_int_equal(PQresultStatus(h), PGRES_TUPLES_OK);
+    PQclear(h);
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[0]), 0);
+    assert_int_equal(gw_audit_write(a, NULL, 0, &r, 1, done_cb, &plain[0], NULL), 0);
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[1]), 0);
+    assert_int_equal(gw_audit_leftover(a, left_cb, &ls), 0);
+    assert_int_equal(ls.n, 2);
+    assert_int_equal(ls.in_doubt, 1);
+    h = PQexec(check, "ROLLBACK");
+    PQclear(h);
+    assert_true(run_until(all_done, o, 20000) && run_until(all_done, plain, 20000));
+    gw_audit_free(a);
+    memset(&ls, 0, sizeof ls);
+    memset(o, 0, 2 * sizeof o[0]);
+    plain[0] = (struct outcome){0};
+
+    a = writer("t-left", 1000, 60000);
+    assert_int_equal(pgh_stop(&pg), 0);
+    assert_true(run_until(db_is_down, db, 20000));
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[0]), 0);
+    err = gw_audit_write(a, NULL, 0, &r, 1, done_cb, &plain[0], NULL);
+    if (err == 0)
+        assert_true(run_until(all_done, plain, 20000));
+    assert_int_equal(gw_audit_leftover(a, left_cb, &ls), 0);
+    assert_int_equal(ls.n, 1);
+    assert_string_equal(ls.object, "left-kept");
+    assert_int_equal(ls.in_doubt, 0);
+    gw_audit_free(a); /* dropped without its callback: the spool would hold it */
+    assert_int_equal(pgh_start(&pg), 0);
+    PQreset(check);
+    assert_true(run_until(db_is_ready, db, 20000));
+
+    /* committed: the head's seq and hash name it, the entry is answered 0 and not written */
+    a = writer("t-left", 1000, 60000);
+    write_records(a, &r, 1);
+    gw_audit_free(a);
+    h = PQexec(check, "SELECT seq, encode(hash, 'hex') FROM audit_record WHERE chain = 't-left' "
+                      "ORDER BY seq DESC LIMIT 1");
+    assert_int_equal(PQresultStatus(h), PGRES_TUPLES_OK);
+    e.doubt_seq = strtoll(PQgetvalue(h, 0, 0), NULL, 10);
+    assert_true(gw_pq_hex(PQgetvalue(h, 0, 1), e.doubt_hash, sizeof e.doubt_hash));
+    PQclear(h);
+    e.recs[0] = rec("bulk.run", "doubt-committed");
+    a = writer_unstarted("t-left");
+    assert_int_equal(gw_audit_write_in_doubt(a, &e, done_cb, &o[0]), 0);
+    e.doubt_seq++; /* another transaction: refused */
+    assert_int_equal(gw_audit_write_in_doubt(a, &e, done_cb, &o[1]), GW_EINVAL);
+    e.doubt_seq--;
+    gw_audit_free(a); /* dropped, never answered */
+    a = writer("t-left", 1000, 60000);
+    assert_int_equal(gw_audit_write_in_doubt(a, &e, done_cb, &o[1]), GW_EINVAL); /* started */
+    gw_audit_free(a);
+    settled(&e);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-left' AND "
+                            "object = 'doubt-committed'"),
+                     0);
+
+    /* not committed (no record at its seq): chained anew, written once */
+    e.doubt_seq += 1000;
+    e.recs[0] = rec("bulk.run", "doubt-lost");
+    settled(&e);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-left' AND "
+                            "object = 'doubt-lost'"),
+                     1);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-left' AND "
+                            "object = 'left-kept'"),
+                     0);
+    assert_int_equal(verify_chain("t-left"), scalar("SELECT max(seq) FROM audit_record WHERE "
+                                                    "chain = 't-left'"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1726,6 +1857,7 @@ int main(void)
         cmocka_unit_test(test_start_lost_committed_is_written_once),
         cmocka_unit_test(test_settling_reads_the_head_after_the_lock),
         cmocka_unit_test(test_kept_entry_failing_alone_spares_the_others),
+        cmocka_unit_test(test_leftover_and_in_doubt),
     };
     if (getenv("TEST_FILTER") != NULL) /* one case, or a pattern: TEST_FILTER='test_kept_*' */
         cmocka_set_test_filter(getenv("TEST_FILTER"));

@@ -80,6 +80,8 @@ static void test_good(void **state)
     assert_int_equal(c.crypto_suite, GW_CONFIG_SUITE_SM);
     assert_string_equal(c.audit_chain, "gw-east-1");
     assert_int_equal(c.checkpoint_every, 50);
+    /* a file that need not exist yet, in a directory that does */
+    assert_true(ends_with(c.audit_spool, "/files/waygated.spool"));
     assert_int_equal(c.checkpoint_ms, 2000);
     assert_int_equal(c.bulk_threshold, 5);
     assert_int_equal(c.retention_days, 0);
@@ -131,6 +133,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.log_level, GW_LOG_INFO);
     assert_int_equal(c.crypto_suite, GW_CONFIG_SUITE_AES);
     assert_null(c.audit_chain); /* the daemon derives gw-<host>-<port> */
+    assert_null(c.audit_spool); /* none: lost at shutdown, and the start says so */
     assert_int_equal(c.checkpoint_every, 1000);
     assert_int_equal(c.checkpoint_ms, 10000);
     assert_int_equal(c.bulk_threshold, 20);
@@ -247,6 +250,9 @@ static const struct bad bads[] = {
     {"bad_forward_lease.conf", 17, "[forward] lease_ms",
      "must exceed deadline_ms by at least 1100 ms"},
     {"bad_path.conf", 12, "[tls] crl", "file cannot be read"},
+    {"bad_spool_dir.conf", 12, "[audit] spool", "/no-such-dir cannot be used: it does not exist"},
+    {"bad_spool_not_file.conf", 12, "[audit] spool", "must name a file, not a directory"},
+    {"bad_spool_dir_given.conf", 12, "[audit] spool", "/files exists and is not a regular file"},
     {"bad_quote.conf", 12, "[database] pool_size", "unterminated quoted value"},
     {"bad_outside_section.conf", 1, "listen", "outside of any [section]"},
     {"bad_missing_required.conf", 0, "[keys] keyring", "required key is missing"},

@@ -1,0 +1,181 @@
+/* audit_replay.c: a spool's entries handed to the audit writer (audit_replay.h). Each entry is
+ * WAITING (not handed over), QUEUED (the writer's) or DONE (answered); the file goes once all are
+ * DONE. Invariant: entries before next are QUEUED or DONE; entries in doubt are QUEUED from the
+ * start. */
+#include "audit_replay.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <event2/event.h>
+
+#include "alloc.h"
+#include "file.h"
+#include "log.h"
+
+#define RETRY_MS 250 /* the writer's queue was full: asked again after */
+
+enum state { WAITING, QUEUED, DONE };
+
+struct item {
+    struct gw_audit_replay *r;
+    enum state state;
+};
+
+struct gw_audit_replay {
+    struct gw_audit *a;
+    struct gw_audit_spool *sp;
+    char *path;
+    struct item *items;
+    size_t n, next, done;
+    uint64_t failed;
+    struct event *ev_retry;
+};
+
+static void feed(struct gw_audit_replay *r);
+
+/* Every entry has answered: the file is no longer needed. */
+static void finished(struct gw_audit_replay *r)
+{
+    char err[512];
+
+    if (unlink(r->path) != 0 && errno != ENOENT) {
+        GW_LOG(GW_LOG_ERROR, "audit", NULL,
+               "spool %s: its %zu entries answered, but it cannot be removed (%s): remove it "
+               "before the next start, or they are written again",
+               r->path, r->n, strerror(errno));
+        return;
+    }
+    if (gw_file_sync_dir(r->path, err, sizeof err) != 0)
+        GW_LOG(GW_LOG_WARN, "audit", NULL, "spool %s removed, but %s", r->path, err);
+    GW_LOG(r->failed ? GW_LOG_ERROR : GW_LOG_INFO, "audit", NULL,
+           "spool %s: %zu entr%s written, %" PRIu64 " failed; file removed", r->path,
+           r->n - (size_t)r->failed, r->n - (size_t)r->failed == 1 ? "y" : "ies", r->failed);
+}
+
+static void answered(struct item *it, int err)
+{
+    struct gw_audit_replay *r = it->r;
+
+    it->state = DONE;
+    if (err != 0) {
+        r->failed++;
+        GW_LOG(GW_LOG_ERROR, "audit", NULL,
+               "spool %s: an entry (%s) was not written: %s; it is not kept", r->path,
+               gw_audit_spool_entry(r->sp, (size_t)(it - r->items))->recs[0].action,
+               gw_err_str(err));
+    }
+    if (++r->done == r->n)
+        finished(r);
+}
+
+static void written_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct item *it = arg;
+
+    (void)seq;
+    (void)res;
+    answered(it, err);
+    feed(it->r);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    feed(arg);
+}
+
+/* Hands the waiting entries to the writer while its queue takes them. */
+static void feed(struct gw_audit_replay *r)
+{
+    for (; r->next < r->n; r->next++) {
+        struct item *it = &r->items[r->next];
+        const struct gw_audit_left *e = gw_audit_spool_entry(r->sp, r->next);
+        int rc;
+
+        if (it->state != WAITING) /* in doubt, handed over at the start */
+            continue;
+        rc = gw_audit_write_kept(r->a, e->stmts, e->nstmts, e->recs, e->nrecs, written_cb, it);
+        if (rc == GW_EQUEUEFULL) {
+            struct timeval tv = {0, RETRY_MS * 1000};
+            if (evtimer_add(r->ev_retry, &tv) != 0)
+                GW_LOG(GW_LOG_ERROR, "audit", NULL, "spool %s: retry timer not set", r->path);
+            return;
+        }
+        it->state = QUEUED;
+        if (rc != 0)
+            answered(it, rc);
+    }
+}
+
+struct gw_audit_replay *gw_audit_replay_new(struct event_base *base, struct gw_audit *a,
+                                            struct gw_audit_spool *sp, const char *path)
+{
+    struct gw_audit_replay *r = gw_calloc(1, sizeof *r);
+    size_t n = gw_audit_spool_count(sp);
+
+    if (r == NULL) {
+        gw_audit_spool_free(sp);
+        return NULL;
+    }
+    r->a = a;
+    r->sp = sp;
+    r->n = n;
+    r->path = gw_strdup(path);
+    r->items = gw_calloc(n ? n : 1, sizeof *r->items);
+    r->ev_retry = evtimer_new(base, retry_cb, r);
+    if (r->path == NULL || r->items == NULL || r->ev_retry == NULL) {
+        gw_audit_replay_free(r);
+        return NULL;
+    }
+    GW_LOG(GW_LOG_INFO, "audit", NULL, "spool %s: %zu entr%s verified, written again", path, n,
+           n == 1 ? "y" : "ies");
+    for (size_t i = 0; i < n; i++)
+        r->items[i].r = r;
+    /* those in doubt first, while the writer has not recovered: its first recovery settles them */
+    for (size_t i = 0; i < n; i++) {
+        const struct gw_audit_left *e = gw_audit_spool_entry(sp, i);
+        if (e->in_doubt) {
+            int rc = gw_audit_write_in_doubt(a, e, written_cb, &r->items[i]);
+            r->items[i].state = QUEUED;
+            if (rc != 0) /* a transaction not this one: chained anew below, as the others */
+                r->items[i].state = WAITING;
+        }
+    }
+    if (n == 0)
+        finished(r);
+    feed(r);
+    return r;
+}
+
+int gw_audit_replay_leftover(const struct gw_audit_replay *r, struct gw_audit_spool *out,
+                             uint64_t *n)
+{
+    int rc;
+
+    *n = 0;
+    for (size_t i = 0; r != NULL && i < r->n; i++) {
+        if (r->items[i].state != WAITING)
+            continue;
+        if ((rc = gw_audit_spool_add(out, gw_audit_spool_entry(r->sp, i))) != 0)
+            return rc;
+        ++*n;
+    }
+    return 0;
+}
+
+void gw_audit_replay_free(struct gw_audit_replay *r)
+{
+    if (r == NULL)
+        return;
+    if (r->ev_retry != NULL)
+        event_free(r->ev_retry);
+    gw_audit_spool_free(r->sp);
+    gw_free(r->items);
+    gw_free(r->path);
+    gw_free(r);
+}

@@ -1,0 +1,36 @@
+/* audit_replay.h: a spool read at start (audit_spool.h) written through the audit writer. Its
+ * entries wait for the database as every kept entry does: those in doubt (their transaction's
+ * outcome unknown when the gateway stopped) are settled by the writer's first recovery
+ * (gw_audit_write_in_doubt), the others are queued with gw_audit_write_kept, as many as the
+ * writer's queue takes, the rest as those commit. Once every entry has answered (committed, or
+ * failed for good: logged), the spool file is removed and its directory fsynced. Stopped before
+ * that, the entries the writer holds are its leftovers (gw_audit_leftover) and those not handed
+ * to it yet are this replay's (gw_audit_replay_leftover): both go into the next spool, which
+ * replaces the file.
+ *
+ * A stop that never reaches the spool (SIGKILL, a crash) while a replay runs leaves the file as
+ * it was read: its entries already committed are written again at the next start. */
+#ifndef GW_STORE_AUDIT_REPLAY_H
+#define GW_STORE_AUDIT_REPLAY_H
+
+#include <stdint.h>
+
+#include "audit.h"
+#include "audit_spool.h"
+
+struct event_base;
+struct gw_audit_replay;
+
+/* Takes sp (freed by gw_audit_replay_free, also on failure) and hands its entries to a, which
+ * must not be started yet (gw_audit_start) and must outlive the replay's callbacks. path: the
+ * spool file, removed once every entry has answered. Returns NULL on ENOMEM. */
+struct gw_audit_replay *gw_audit_replay_new(struct event_base *base, struct gw_audit *a,
+                                            struct gw_audit_spool *sp, const char *path);
+/* At shutdown: adds to out the entries not handed to the writer yet, and counts them in *n.
+ * Returns 0 or gw_audit_spool_add's error. NULL-safe (nothing added). */
+int gw_audit_replay_leftover(const struct gw_audit_replay *r, struct gw_audit_spool *out,
+                             uint64_t *n) GW_MUST_CHECK;
+/* After gw_audit_free (whose dropped entries then never call back). NULL-safe. */
+void gw_audit_replay_free(struct gw_audit_replay *r);
+
+#endif

@@ -1,0 +1,85 @@
+/* audit_spool.h: the audit spool ([audit] spool): the records of what already happened that the
+ * gateway could not write before it stopped (kept audit entries, queued incidents, counted
+ * refusals), each entry exactly as gw_audit_write_kept takes it (statements with their SQL and
+ * parameters, and the audit records, which take their time and place in the chain when they are
+ * chained), so that writing it at the next start is the write that did not happen.
+ *
+ * The file is authenticated: an HMAC (gw_audit_writer_mac: HMAC-SHA256 under the aes suite,
+ * HMAC-SM3 under sm) under a key derived from the keyring's audit key with the label
+ * "waygate spool v1" (gw_audit_spool_keys_add), over everything before it, the chain id
+ * included: a spool is replayed only by the keyring and chain that wrote it. Whoever can write
+ * the directory can delete or replace the file but not forge or alter an entry.
+ *
+ * Format (integers big-endian):
+ *   "WGSPOOL1"                          magic and version
+ *   u8 n, chain[n]                      the writer's chain id
+ *   u32 entries
+ *   entries, each: u32 length, then
+ *     u8 flags (1: in doubt), [u64 seq, 32-byte hash: its transaction's last record]
+ *     u8 nstmts, u8 nrecs
+ *     each statement: u32 n, sql[n]; u8 result_format; u16 nparams;
+ *                     each parameter: u8 0 (NULL) | 1 (text) | 2 (binary), [u32 n, bytes[n]]
+ *     each record: 12 texts (actor role peer cert branch action object purpose legal_basis
+ *                  approval outcome detail), each u8 0 (absent) | 1, [u16 n, bytes[n]];
+ *                  u64 count (two's complement, -1: absent); u8 confidential
+ *   32-byte MAC
+ * A text parameter or field holds no NUL byte. Nothing is read before the MAC verifies; any
+ * byte left over, or missing, refuses the whole file. */
+#ifndef GW_STORE_AUDIT_SPOOL_H
+#define GW_STORE_AUDIT_SPOOL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "audit.h"
+#include "audit_signer.h"
+#include "crypto.h"
+#include "err.h"
+
+struct gw_audit_spool;
+
+/* The bound of one entry, for a file's cap: gw_audit_spool_cap(n), the most n entries take. */
+#define GW_AUDIT_SPOOL_ENTRY_MAX 16384
+size_t gw_audit_spool_cap(size_t entries);
+
+/* An empty spool. NULL on ENOMEM. */
+struct gw_audit_spool *gw_audit_spool_new(void);
+/* Wipes and frees. NULL-safe. */
+void gw_audit_spool_free(struct gw_audit_spool *sp);
+
+/* Adds a copy of e. Returns 0, GW_EINVAL (more statements, records or parameters than an entry
+ * holds, a field or parameter too long, an entry over GW_AUDIT_SPOOL_ENTRY_MAX) or GW_ENOMEM. */
+int gw_audit_spool_add(struct gw_audit_spool *sp, const struct gw_audit_left *e) GW_MUST_CHECK;
+size_t gw_audit_spool_count(const struct gw_audit_spool *sp);
+/* Entry i (< count) of a spool read by gw_audit_spool_decode or gw_audit_spool_load; valid until
+ * the spool is freed. NULL for a spool being written (gw_audit_spool_new). */
+const struct gw_audit_left *gw_audit_spool_entry(const struct gw_audit_spool *sp, size_t i);
+
+/* The file's bytes: header, entries and the MAC under keys->key[0] (keys->n >= 1). *out is
+ * gw_malloc'd (the caller frees it with gw_free_wipe(*out, *len)). Returns 0, GW_EINVAL (bad
+ * chain id), GW_ECRYPTO or GW_ENOMEM. */
+int gw_audit_spool_encode(const struct gw_audit_spool *sp, struct gw_crypto *cx,
+                          const struct gw_audit_mac_keys *keys, const char *chain, uint8_t **out,
+                          size_t *len) GW_MUST_CHECK;
+/* Verifies buf (its MAC under one of keys, then its chain: chain) and parses every entry. Returns
+ * 0 and *out (the caller frees it), or GW_EDATALOSS (the MAC does not verify, another chain, a
+ * malformed file) or GW_ENOMEM, with *why saying which (a constant, never the contents) and
+ * *out NULL: nothing of a refused file is handed out. */
+int gw_audit_spool_decode(const uint8_t *buf, size_t len, struct gw_crypto *cx,
+                          const struct gw_audit_mac_keys *keys, const char *chain,
+                          struct gw_audit_spool **out, const char **why) GW_MUST_CHECK;
+
+/* Writes the spool to path: a file path.tmp made new (mode 0600), written, fsynced, renamed over
+ * path, and the directory fsynced. Refuses a file over max bytes (GW_ETOOBIG: the next start
+ * would refuse it). Returns 0 or an error with err holding "<path>: <reason>". */
+int gw_audit_spool_save(const struct gw_audit_spool *sp, const char *path, size_t max,
+                        struct gw_crypto *cx, const struct gw_audit_mac_keys *keys,
+                        const char *chain, char *err, size_t errsz) GW_MUST_CHECK;
+/* Reads path (at most max bytes) and decodes it. Returns 0 and *out; GW_ENOTFOUND when there is
+ * no file; GW_ETOOBIG (larger than max), GW_EIO (unreadable, not a regular file, group or others
+ * may write it) or gw_audit_spool_decode's errors, with err holding the reason. */
+int gw_audit_spool_load(const char *path, size_t max, struct gw_crypto *cx,
+                        const struct gw_audit_mac_keys *keys, const char *chain,
+                        struct gw_audit_spool **out, char *err, size_t errsz) GW_MUST_CHECK;
+
+#endif

@@ -1,0 +1,168 @@
+"""The audit spool ([audit] spool): records of what already happened that the database has not
+taken when the gateway stops (an incident, a config.reload record) are not lost. They wait in the
+spool file, MAC'd under the keyring's spool key and bound to the gateway's chain, and the same
+gateway started again writes them, each once, and removes the file. A spool that fails its check
+is not replayed: it is moved aside, a critical incident says so, and the gateway serves.
+
+Each test runs its own gateway (ExtraGateway: its own chain, and a spool file of its own) whose
+segment cache is refreshed at most every 10 minutes, so that a submit outside the branch's
+segments is refused, and its incident queued, while PostgreSQL is stopped."""
+
+import glob
+import os
+import re
+import signal
+import time
+import uuid
+
+import grpc
+
+from audit_lib import verify_places
+from conftest import ExtraGateway, wait_for
+from test_foundation import rpc_error
+from test_incidents import submit_to
+from test_intake import _counter, new_waybill, number_in, pii_values
+
+
+def spooled_gateway(stack, name):
+    """An ExtraGateway (a name, log and chain of this run's) with a segment cache that stays
+    fresh and a spool file of its own."""
+    name = "%s-%s" % (name, uuid.uuid4().hex[:8])
+    path = os.path.join(stack.dir, name + ".spool")
+
+    def edit(text):
+        text = re.sub(r"(?m)^(listen\s*=.*)$", r"\1\nsegment_refresh_ms = 600000", text, count=1)
+        return text.rstrip("\n") + "\nspool = %s\n" % path  # ends in ExtraGateway's [audit]
+
+    gw = ExtraGateway(stack, name, edit)
+    gw.spool = path
+    return gw
+
+
+def reload(gw):
+    """SIGHUP: its config.reload record is kept (nobody waits for it)."""
+    gw.proc.send_signal(signal.SIGHUP)
+    assert wait_for(lambda: "SIGHUP: policy reloaded" in gw.log(), 30), gw.log()[-2000:]
+
+
+def stop(gw):
+    gw.proc.send_signal(signal.SIGTERM)
+    assert gw.proc.wait(timeout=60) == 0, gw.log()[-2000:]
+
+
+def spooled_line(gw):
+    m = re.search(r"drained: exiting, .*: (\d+) entr(?:y|ies) spooled to (\S+), (\d+) lost",
+                  gw.log())
+    assert m, gw.log()[-2000:]
+    return int(m.group(1)), m.group(2), int(m.group(3))
+
+
+def count(stack, sql):
+    return int(stack.psql(sql)[0])
+
+
+def test_records_left_at_shutdown_are_spooled_and_written_once_at_the_next_start(stack):
+    """PostgreSQL stopped: an out-of-segment submit (its incident queued) and a SIGHUP (its
+    config.reload record kept) on a gateway with a spool; SIGTERM exits 0 saying how many entries
+    were spooled and none lost, and the file holds neither the waybill number nor any of its
+    PII. PostgreSQL started, the same gateway started again: the incident row (with the time it
+    happened, not the replay's) and the config.reload record appear exactly once, the audit chain
+    verifies, and the spool file is gone."""
+    gw = spooled_gateway(stack, "spool_replay")
+    kind = "kind = 'segment_violation' AND principal = 'courier_a'"
+    before = count(stack, "SELECT coalesce(sum(count), 0) FROM incident WHERE " + kind)
+    places = verify_places(stack)
+    reload_rec = "chain = '%s' AND action = 'config.reload'" % gw.chain
+    incident_rec = "chain = '%s' AND action = 'incident' AND object = 'segment_violation'" % gw.chain
+    stopped = False
+    try:
+        submit_to(stack, gw, new_waybill(stack, "a"))  # loads the segment cache
+        stack.devstack("pg-stop")
+        stopped = True
+        w = new_waybill(stack, "a")
+        w.waybill_no = number_in(stack, "b", next(_counter))  # branch b's segment
+        e = rpc_error(lambda: submit_to(stack, gw, w))
+        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
+        happened = time.time()
+        reload(gw)
+        stop(gw)
+        n, path, lost = spooled_line(gw)
+        assert path == gw.spool and n >= 2 and lost == 0, (n, path, lost)
+        assert "incident(s) in 1 row(s) not written at shutdown: spooled" in gw.log()
+        assert oct(os.stat(gw.spool).st_mode & 0o777) == "0o600"
+        with open(gw.spool, "rb") as f:
+            data = f.read()
+        for v in pii_values(w):
+            assert v.encode() not in data, "the spool holds a waybill's clear PII"
+        assert w.waybill_no not in gw.log()
+        time.sleep(1)
+        restarted = time.time()
+        stack.devstack("pg-start")
+        stopped = False
+        gw.start_again()
+        assert wait_for(lambda: not os.path.exists(gw.spool), 60), gw.log()[-2000:]
+        assert "spool %s: %d entries verified, written again" % (gw.spool, n) in gw.log()
+        assert re.search(r"spool \S+: %d entries written, 0 failed; file removed" % n, gw.log())
+        assert count(stack, "SELECT coalesce(sum(count), 0) FROM incident WHERE " + kind) \
+            == before + 1
+        # the row keeps when it happened (the spool holds its INSERT), not when it was replayed
+        at = stack.psql("SELECT extract(epoch FROM first_occurred_at) FROM incident WHERE %s "
+                        "ORDER BY id DESC LIMIT 1" % kind)[0]
+        assert happened - 5 <= float(at) < restarted, (happened, at, restarted)
+        assert count(stack, "SELECT count(*) FROM audit_record WHERE " + reload_rec) == 1
+        assert count(stack, "SELECT count(*) FROM audit_record WHERE " + incident_rec) == 1
+        stop(gw)  # nothing left: nothing spooled, no file written
+        assert not os.path.exists(gw.spool)
+        assert "drained: exiting, 0 incident(s) not written, 0 audit entries not written" \
+            in gw.log().split("entries written, 0 failed; file removed")[-1]
+    finally:
+        if stopped:
+            stack.devstack("pg-start")
+        gw.close()
+    assert count(stack, "SELECT count(*) FROM audit_record WHERE " + reload_rec) == 1
+    new = [p for p in verify_places(stack) if p not in places]
+    assert not [p for p in new if gw.chain in p], new
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+
+
+def test_a_tampered_spool_is_moved_aside_not_replayed(stack):
+    """A spool with one byte flipped is not replayed: the gateway moves it aside to
+    <spool>.rejected.<time>, records the critical incident audit_spool_rejected, says so in a
+    critical line naming the file and the reason, and serves; the config.reload record it held
+    is not written."""
+    gw = spooled_gateway(stack, "spool_tampered")
+    reload_rec = "chain = '%s' AND action = 'config.reload'" % gw.chain
+    rejected = "kind = 'audit_spool_rejected' AND severity = 'critical' AND detail LIKE '%%%s%%'" \
+        % os.path.basename(gw.spool)
+    stopped = False
+    try:
+        stack.devstack("pg-stop")
+        stopped = True
+        reload(gw)
+        stop(gw)
+        n, _, lost = spooled_line(gw)
+        assert n >= 1 and lost == 0, (n, lost)
+        with open(gw.spool, "r+b") as f:
+            data = bytearray(f.read())
+            data[len(data) // 2] ^= 0x01
+            f.seek(0)
+            f.write(data)
+        stack.devstack("pg-start")
+        stopped = False
+        gw.start_again()  # serves
+        aside = glob.glob(gw.spool + ".rejected.*")
+        assert len(aside) == 1 and not os.path.exists(gw.spool), aside
+        with open(aside[0], "rb") as f:
+            assert f.read() == bytes(data)  # kept as it was found
+        assert re.search(r"critical: spool refused, not replayed: %s: its MAC does not verify"
+                         r".*moved aside to %s" % (re.escape(gw.spool), re.escape(aside[0])),
+                         gw.log()), gw.log()[-2000:]
+        assert wait_for(lambda: count(stack, "SELECT count(*) FROM incident WHERE " + rejected)
+                        == 1, 30)
+        time.sleep(1)
+        assert count(stack, "SELECT count(*) FROM audit_record WHERE " + reload_rec) == 0
+    finally:
+        if stopped:
+            stack.devstack("pg-start")
+        gw.close()
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
