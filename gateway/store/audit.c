@@ -1213,11 +1213,16 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
             a->ckpt_due = false;
             evtimer_del(a->ev_ckpt);
             if (ck != NULL && PQntuples(ck) == 0) {
+                /* the head is not signed: the next record's own transaction carries its
+                 * checkpoint, which no row can be planted ahead of (sql/034), instead of one
+                 * every_n records or ckpt_ms later */
+                a->ckpt_due = true;
                 a->st.planted++;
                 GW_LOG(GW_LOG_ERROR, "audit", NULL,
                        "chain %s: a checkpoint at seq %" PRId64 " was there before this "
                        "writer signed it (planted by someone who may insert into "
-                       "audit_checkpoint?): not replaced; waygatectl audit verify judges it",
+                       "audit_checkpoint?): not replaced; the next record carries a checkpoint; "
+                       "waygatectl audit verify judges it",
                        a->chain, a->batch_seq);
             } else {
                 a->st.checkpoints++;

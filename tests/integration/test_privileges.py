@@ -66,6 +66,11 @@ def record(stack):
 
 AUDIT_COLS = "(chain, seq, at_us, actor, action, outcome, confidential, prev_hash, hash)"
 ZERO32 = "decode(repeat('00', 32), 'hex')"
+NEXT_SEQ = "(SELECT coalesce(max(r.seq), 0) + 1 FROM audit_record r WHERE r.chain = c.id)"
+IN_ORDER = r'^new row violates row-level security policy "audit_record_%s_in_order" for table ' \
+    r'"audit_record"$'
+OVER_A_RECORD = r'^new row violates row-level security policy "audit_checkpoint_%s_over_a_record"' \
+    r' for table "audit_checkpoint"$'
 
 # (name, SQL, SQLSTATE, message pattern): what the gateway's role must not do.
 GATEWAY_REFUSED = [
@@ -121,19 +126,41 @@ GATEWAY_REFUSED = [
      "42501", r'^new row violates row-level security policy for table "audit_chain"$'),
     # a negative count would be encoded as absent: two values, one hash
     ("audit_negative_count", "INSERT INTO audit_record " + AUDIT_COLS[:-1] + ", count) "
-     "SELECT id, 1000000, 0, 'clerk_a', 'search.phone', 'ok', false, " + ZERO32 + ", " +
-     ZERO32 + ", -5 FROM audit_chain WHERE kind = 'gateway' LIMIT 1", "23514",
+     "SELECT id, " + NEXT_SEQ + ", 0, 'clerk_a', 'search.phone', 'ok', false, " + ZERO32 + ", " +
+     ZERO32 + ", -5 FROM audit_chain c WHERE kind = 'gateway' LIMIT 1", "23514",
      r'violates check constraint "audit_record_count_check"'),
     # sql/026: a record the bundle format cannot hold (an empty actor, a text over 1024 bytes)
     # would stop `audit verify` and every export at that row
-    ("audit_empty_actor", "INSERT INTO audit_record " + AUDIT_COLS + " SELECT id, 1000000, 0, "
-     "'', 'search.phone', 'ok', false, " + ZERO32 + ", " + ZERO32 + " FROM audit_chain "
+    ("audit_empty_actor", "INSERT INTO audit_record " + AUDIT_COLS + " SELECT id, " + NEXT_SEQ +
+     ", 0, '', 'search.phone', 'ok', false, " + ZERO32 + ", " + ZERO32 + " FROM audit_chain c "
      "WHERE kind = 'gateway' LIMIT 1", "23514",
      r'violates check constraint "audit_record_encodable"'),
     ("audit_text_too_long", "INSERT INTO audit_record " + AUDIT_COLS[:-1] + ", detail) "
-     "SELECT id, 1000000, 0, 'clerk_a', 'search.phone', 'ok', false, " + ZERO32 + ", " +
-     ZERO32 + ", repeat('x', 1025) FROM audit_chain WHERE kind = 'gateway' LIMIT 1", "23514",
+     "SELECT id, " + NEXT_SEQ + ", 0, 'clerk_a', 'search.phone', 'ok', false, " + ZERO32 + ", " +
+     ZERO32 + ", repeat('x', 1025) FROM audit_chain c WHERE kind = 'gateway' LIMIT 1", "23514",
      r'violates check constraint "audit_record_encodable"'),
+    # sql/034: a record only at the seq after one its chain holds. One further on would be read
+    # as the head at the gateway's next start; at the largest bigint the gateway could write no
+    # record after it (audit.break included) and every audited action failed
+    ("audit_record_past_the_next_seq", "INSERT INTO audit_record " + AUDIT_COLS +
+     " SELECT id, " + NEXT_SEQ + " + 1, 0, 'clerk_a', 'search.phone', 'ok', false, " + ZERO32 +
+     ", " + ZERO32 + " FROM audit_chain c WHERE kind = 'gateway' LIMIT 1", "42501",
+     IN_ORDER % "gateway"),
+    ("audit_record_at_the_largest_seq", "INSERT INTO audit_record " + AUDIT_COLS +
+     " SELECT id, 9223372036854775807, 0, 'clerk_a', 'search.phone', 'ok', false, " + ZERO32 +
+     ", " + ZERO32 + " FROM audit_chain c WHERE kind = 'gateway' LIMIT 1", "42501",
+     IN_ORDER % "gateway"),
+    # sql/034: a checkpoint only over a record its chain holds, with that record's hash. Rows
+    # planted ahead of the head took the place of every checkpoint the gateway signed there
+    ("audit_checkpoint_ahead_of_the_head", "INSERT INTO audit_checkpoint (chain, seq, head_hash, "
+     "at_us, key_id, signature) SELECT c.id, " + NEXT_SEQ + ", " + ZERO32 + ", 0, k.key_id, "
+     "decode(repeat('11', 64), 'hex') FROM audit_chain c, audit_key k WHERE c.kind = 'gateway' "
+     "LIMIT 1", "42501", OVER_A_RECORD % "gateway"),
+    ("audit_checkpoint_over_another_hash", "INSERT INTO audit_checkpoint (chain, seq, head_hash, "
+     "at_us, key_id, signature) SELECT c.id, " + NEXT_SEQ + " - 1, " + ZERO32 + ", 0, k.key_id, "
+     "decode(repeat('11', 64), 'hex') FROM audit_chain c, audit_key k WHERE c.kind = 'gateway' "
+     "AND EXISTS (SELECT 1 FROM audit_record r WHERE r.chain = c.id) LIMIT 1", "42501",
+     OVER_A_RECORD % "gateway"),
 ]
 
 
@@ -177,6 +204,14 @@ CLI_REFUSED = [
      r'^new row violates row-level security policy for table "audit_chain"$'),
     ("relabel_own_chain", "UPDATE audit_chain SET kind = 'gateway' WHERE id = 'ctl'",
      r"^the audit trail is append-only: UPDATE on audit_chain refused$"),
+    # sql/034, on its own chain as the gateway's role on a gateway's
+    ("audit_record_past_the_next_seq_of_ctl", "INSERT INTO audit_record " + AUDIT_COLS +
+     " SELECT id, " + NEXT_SEQ + " + 1, 0, 'secadmin', 'segment.issue', 'ok', false, " + ZERO32 +
+     ", " + ZERO32 + " FROM audit_chain c WHERE id = 'ctl'", IN_ORDER % "admin"),
+    ("audit_checkpoint_ahead_of_the_ctl_head", "INSERT INTO audit_checkpoint (chain, seq, "
+     "head_hash, at_us, key_id, signature) SELECT c.id, " + NEXT_SEQ + ", " + ZERO32 + ", 0, "
+     "k.key_id, decode(repeat('11', 64), 'hex') FROM audit_chain c, audit_key k "
+     "WHERE c.id = 'ctl' LIMIT 1", OVER_A_RECORD % "admin"),
 ]
 
 
