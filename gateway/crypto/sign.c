@@ -99,6 +99,22 @@ out:
     return k;
 }
 
+bool gw_sign_pub_valid(const uint8_t *pub, size_t len)
+{
+    enum gw_sign_alg alg;
+    EVP_PKEY *pk;
+    bool ok;
+    if (gw_sign_pub_alg(pub, len, &alg) != 0)
+        return false;
+    if (alg == GW_SIGN_ED25519)
+        return true;
+    pk = sm2_pkey(NULL, pub, len); /* OpenSSL refuses a point off the curve */
+    ok = pk != NULL;
+    ERR_clear_error();
+    EVP_PKEY_free(pk);
+    return ok;
+}
+
 /* The private EVP_PKEY of k, and its public key into pub/publen. */
 static EVP_PKEY *private_key(const struct gw_sign_key *k, uint8_t pub[GW_SIGN_PUB_MAX],
                              size_t *publen)

@@ -15,6 +15,7 @@
 #ifndef GW_SIGN_H
 #define GW_SIGN_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -45,6 +46,9 @@ size_t gw_sign_pub_len(enum gw_sign_alg alg);
 /* The algorithm of a public key from its length (and, for SM2, its leading 0x04); 0 or GW_EINVAL.
  */
 int gw_sign_pub_alg(const uint8_t *pub, size_t len, enum gw_sign_alg *out) GW_MUST_CHECK;
+/* Whether pub[0..len) is a public key of its algorithm: 32 bytes (Ed25519), or an uncompressed
+ * point 04|x|y on the SM2 curve (docs/audit-bundle-format.md section 1, "key"). */
+bool gw_sign_pub_valid(const uint8_t *pub, size_t len);
 
 /* The public key of k into pub (GW_SIGN_PUB_MAX bytes of room), its length in *len.
  * Returns 0, GW_EINVAL (unknown algorithm) or GW_ECRYPTO (e.g. an SM2 scalar out of range). */

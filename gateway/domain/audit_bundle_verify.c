@@ -401,6 +401,8 @@ static int on_key(struct gw_bundle_verifier *v, struct gw_bfdec *d)
         return bad(v, "key %.16s...: its id is not the SHA-256 of its public key", k.id);
     if (find_key(v, k.id))
         return bad(v, "key %.16s...: listed twice", k.id);
+    if (!gw_sign_pub_valid(k.pub, k.publen)) /* rule 4: an SM2 key is a point of the curve */
+        return bad(v, "key %" PRIu64 ": malformed", v->st.keys + 1);
     p = gw_realloc(v->keys, (v->nkeys + 1) * sizeof *p);
     if (!p)
         return fail(v, GW_ENOMEM);

@@ -40,11 +40,17 @@ bool gw_audit_hex(const char *hex, uint8_t *out, size_t max, size_t *n)
     return gw_pq_hex(hex, out, *n);
 }
 
+int gw_audit_key_row(const PGresult *res, int i, uint8_t *pub, size_t *publen)
+{
+    if (!gw_audit_hex(PQgetvalue(res, i, 0), pub, GW_SIGN_PUB_MAX, publen))
+        return GW_EINTERNAL;
+    return gw_sign_pub_valid(pub, *publen) ? 1 : 0;
+}
+
 int gw_audit_read_keys(struct gw_admin *a, gw_audit_key_cb cb, void *arg, char *errbuf,
                        size_t errlen)
 {
-    PGresult *res = PQexec(a->pg, "SELECT encode(public_key, 'hex') FROM audit_key "
-                                  "ORDER BY created_at, key_id");
+    PGresult *res = PQexec(a->pg, GW_AUDIT_KEYS_SQL);
     uint8_t pub[GW_SIGN_PUB_MAX];
     size_t publen = 0;
     int rc = 0;
@@ -53,9 +59,10 @@ int gw_audit_read_keys(struct gw_admin *a, gw_audit_key_cb cb, void *arg, char *
         goto out;
     }
     for (int i = 0; i < PQntuples(res) && rc == 0; i++) {
-        if (!gw_audit_hex(PQgetvalue(res, i, 0), pub, sizeof pub, &publen))
+        int k = gw_audit_key_row(res, i, pub, &publen);
+        if (k < 0)
             rc = bad_row(errbuf, errlen, "public key");
-        else
+        else if (k > 0)
             rc = cb(arg, pub, publen);
     }
 out:

@@ -46,7 +46,9 @@ int gw_audit_read_end(struct gw_admin *a, char *errbuf, size_t errlen) GW_MUST_C
  * one. */
 bool gw_audit_hex(const char *hex, uint8_t *out, size_t max, size_t *n);
 
-/* Every public key of audit_key, oldest first. Returns 0, GW_EINTERNAL or the callback's error. */
+/* Every public key of audit_key, oldest first, each once and only when it is one
+ * (gw_audit_key_row: a bundle that listed a key twice, or an SM2 point off the curve, would fail
+ * every verifier at its keys). Returns 0, GW_EINTERNAL or the callback's error. */
 int gw_audit_read_keys(struct gw_admin *a, gw_audit_key_cb cb, void *arg, char *errbuf,
                        size_t errlen) GW_MUST_CHECK;
 
@@ -108,7 +110,19 @@ int gw_audit_read_hash(struct gw_admin *a, const char *chain, int64_t seq,
     "encode(hash, 'hex')"
 #define GW_AUDIT_RECORD_NCOLS 19 /* the columns of GW_AUDIT_RECORD_COLS */
 
+/* The public keys a bundle lists: one row per public key (a row planted before
+ * sql/035_audit_key_own_id.sql may repeat one under another key id), oldest first. */
+#define GW_AUDIT_KEYS_SQL                                                                          \
+    "SELECT encode(public_key, 'hex') FROM audit_key GROUP BY public_key "                         \
+    "ORDER BY min(created_at), min(key_id)"
+
 struct pg_result;
+/* Row i of a text-format result of GW_AUDIT_KEYS_SQL into pub (GW_SIGN_PUB_MAX bytes of room) and
+ * *publen. Returns 1 (a key), 0 (a row that is no public key of its algorithm, an SM2 point off
+ * the curve, planted before sql/035: left out, its checkpoints then name a key not in the
+ * bundle) or GW_EINTERNAL (not hex of a key's length). */
+int gw_audit_key_row(const struct pg_result *res, int i, uint8_t *pub, size_t *publen);
+
 /* Row i of a text-format result of GW_AUDIT_RECORD_COLS into *out (its strings point into res).
  * Returns 0 or GW_EINTERNAL (a hash that does not decode). */
 int gw_audit_read_row(const struct pg_result *res, int i, struct gw_audit_row *out) GW_MUST_CHECK;

@@ -13,8 +13,7 @@
 #include "alloc.h"
 #include "pq_msg.h"
 
-static const char SQL_KEYS[] =
-    "SELECT encode(public_key, 'hex') FROM audit_key ORDER BY created_at, key_id";
+static const char SQL_KEYS[] = GW_AUDIT_KEYS_SQL;
 
 /* The spans of audit_read.h: from after the last checkpoint before the range's first record of
  * a chain (or seq 1) to the first checkpoint at or after its last one (or that record). */
@@ -94,10 +93,10 @@ static int on_plan(struct gw_audit_scan *s, const struct gw_db_result *res)
     uint8_t pub[GW_SIGN_PUB_MAX];
     size_t publen = 0;
     int rc = 0, rows = PQntuples(plan);
-    for (int i = 0; i < PQntuples(keys) && rc == 0; i++)
-        rc = gw_audit_hex(PQgetvalue(keys, i, 0), pub, sizeof pub, &publen)
-                 ? s->ops->key(s->arg, pub, publen)
-                 : GW_EINTERNAL;
+    for (int i = 0; i < PQntuples(keys) && rc == 0; i++) {
+        int k = gw_audit_key_row(keys, i, pub, &publen);
+        rc = k < 0 ? k : k > 0 ? s->ops->key(s->arg, pub, publen) : 0;
+    }
     if (rc != 0)
         return rc;
     s->spans = gw_calloc(rows > 0 ? (size_t)rows : 1, sizeof *s->spans);

@@ -622,6 +622,43 @@ def test_junk_checkpoints_do_not_hide_later_tampering_live(stack, db, tmp_path, 
         assert failed(res) == places, "%s: %s" % (who, res.stdout)
 
 
+def test_key_rows_listed_twice_or_off_the_curve_hide_nothing(stack, db, tmp_path, template):
+    """Rows the gateway's database role could add to audit_key before sql/035 refused them (its
+    two checks dropped here, as the superuser, to plant them): the trail's own public key again
+    under another key id, a key of its own under two ids, and an SM2 "key" that is not a point of
+    the curve. Then gw1's record 22 altered. The live check, and both verifiers on an export, name
+    the altered record and nothing else: each public key is listed once, and a row that is no key
+    is left out. (Red before: every chain's live check ended at "key ...: listed twice", naming
+    no tampering; an export listed the second key twice, and the off-curve one, which
+    verify_bundle.py refuses by rule 4.)"""
+    signer = template["signer"]
+    rogue = audit_lib.rogue_signer(stack.env["WAYGATE_KEYRING"])
+    off = b"\x04" + b"\x01" * 64
+    rows = [("ab" * 32, signer.pub, signer.algorithm), (rogue.key_id, rogue.pub, rogue.algorithm),
+            ("cd" * 32, rogue.pub, rogue.algorithm), (hashlib.sha256(off).hexdigest(), off, "sm2")]
+    stack.psql("ALTER TABLE audit_key DROP CONSTRAINT audit_key_id_is_its_hash; "
+               "ALTER TABLE audit_key DROP CONSTRAINT audit_key_sm2_on_the_curve; " +
+               "".join("INSERT INTO audit_key (key_id, public_key, algorithm) VALUES "
+                       "('%s', '\\x%s', '%s'); " % (k, pub.hex(), alg) for k, pub, alg in rows),
+               uri=su(stack, db))
+    tamper(stack, db, "UPDATE audit_record SET actor = 'someone_else' "
+                      "WHERE chain = 'gw1' AND seq = 22;")
+    places = ["chain gw1: seq 22: the record's content does not match its hash (the record "
+              "altered)"]
+    r = ctl_verify_live(stack, db)
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert failed(r) == places, r.stdout
+    path = str(tmp_path / "keys.bundle")
+    export(stack, db, path)
+    with open(path, "rb") as f:
+        keys = [audit_lib.fields(p)[1] for t, p in audit_lib.read_items(f.read()) if t == b"K"]
+    assert sorted(keys) == sorted([signer.pub, rogue.pub]), keys
+    c, p = verify_file(stack, path, "--trust-key", signer.key_id)
+    for who, res in (("waygatectl", c), ("verify_bundle.py", p)):
+        assert res.returncode == 1, who + ": " + res.stdout + res.stderr
+        assert failed(res) == places, "%s: %s" % (who, res.stdout)
+
+
 def test_junk_checkpoint_does_not_hide_later_tampering_bundle(stack, db, tmp_path):
     """A checkpoint item with a junk signature put in at seq 15 and record 23 deleted: both
     verifiers name the checkpoint, go on past it, and name the gap too, in the same words; then

@@ -161,6 +161,15 @@ GATEWAY_REFUSED = [
      "decode(repeat('11', 64), 'hex') FROM audit_chain c, audit_key k WHERE c.kind = 'gateway' "
      "AND EXISTS (SELECT 1 FROM audit_record r WHERE r.chain = c.id) LIMIT 1", "42501",
      OVER_A_RECORD % "gateway"),
+    # sql/035: a key only under its own id (a key listed twice ended every check at the keys),
+    # and an SM2 key only on the curve (a regulator's verifier refused every bundle listing one)
+    ("audit_key_under_another_id", "INSERT INTO audit_key (key_id, public_key, algorithm) "
+     "SELECT repeat('ab', 32), public_key, algorithm FROM audit_key LIMIT 1", "23514",
+     r'violates check constraint "audit_key_id_is_its_hash"'),
+    ("audit_key_off_the_curve", "INSERT INTO audit_key (key_id, public_key, algorithm) "
+     "SELECT encode(sha256(k), 'hex'), k, 'sm2' FROM (SELECT '\\x04'::bytea || "
+     "decode(repeat('01', 64), 'hex') AS k) s", "23514",
+     r'violates check constraint "audit_key_sm2_on_the_curve"'),
 ]
 
 

@@ -275,6 +275,32 @@ static void key_names_its_algorithm(void **state)
     free(b.p);
 }
 
+/* Rule 4: an SM2 key item must be a point of the curve, as verify_bundle.py checks it (the C
+ * verifier took any 65 bytes after 0x04, a regulator's verifier written from the format
+ * refused the bundle: red before). The item is the writer's, its id the SHA-256 of its bytes. */
+static void sm2_key_off_the_curve_is_malformed(void **state)
+{
+    struct buf b = {0};
+    struct gw_bundle_header h = {"test", 1, 0, 1000000, "tester"};
+    struct gw_bundle_writer *w;
+    struct gw_bundle_verifier *v;
+    uint8_t off[GW_SIGN_SM2_PUB_LEN];
+    int rc;
+    (void)state;
+    memset(off, 1, sizeof off);
+    off[0] = 4;
+    assert_false(gw_sign_pub_valid(off, sizeof off));
+    assert_int_equal(gw_bundle_writer_new(buf_sink, &b, &h, &w), 0);
+    assert_int_equal(gw_bundle_write_key(w, off, sizeof off), 0);
+    gw_bundle_writer_free(w);
+    assert_int_equal(gw_bundle_verifier_new(NULL, &v), 0);
+    rc = gw_bundle_verify_feed(v, b.p, b.n);
+    assert_int_equal(rc, GW_EDATALOSS);
+    assert_string_equal(gw_bundle_verify_error(v), "key 1: malformed");
+    gw_bundle_verifier_free(v);
+    free(b.p);
+}
+
 static void cut_anywhere_fails(void **state)
 {
     struct gen g = {0};
@@ -730,6 +756,7 @@ int main(void)
         cmocka_unit_test(deleted_checkpointed_record),
         cmocka_unit_test(forged_checkpoint),
         cmocka_unit_test(key_names_its_algorithm),
+        cmocka_unit_test(sm2_key_off_the_curve_is_malformed),
         cmocka_unit_test(seal_by_another_key),
         cmocka_unit_test(untrusted_key),
         cmocka_unit_test(unsealed_only_when_allowed),

@@ -154,12 +154,33 @@ static void names_and_lengths(void **state)
     assert_int_equal(gw_sign_pub_alg(p65, 33, &a), GW_EINVAL);
 }
 
+/* gw_sign_pub_valid: a 32-byte key is an Ed25519 key; a 65-byte one must be a point of the SM2
+ * curve (an audit_key row or a bundle's key item that is not one is no key: sql/035). */
+static void public_key_valid(void **state)
+{
+    static const uint8_t seed[GW_SIGN_SEED_LEN] = {5, 4, 3, 2, 1};
+    struct gw_sign_key k = {GW_SIGN_SM2, seed};
+    uint8_t pub[GW_SIGN_PUB_MAX], p32[32] = {0};
+    size_t pl = 0;
+    (void)state;
+    assert_true(gw_sign_pub_valid(p32, 32));
+    assert_int_equal(gw_sign_public(&k, pub, &pl), 0);
+    assert_int_equal(pl, GW_SIGN_SM2_PUB_LEN);
+    assert_true(gw_sign_pub_valid(pub, pl));
+    pub[64] ^= 1; /* y changed: off the curve */
+    assert_false(gw_sign_pub_valid(pub, pl));
+    pub[64] ^= 1;
+    pub[0] = 2;
+    assert_false(gw_sign_pub_valid(pub, pl));
+    assert_false(gw_sign_pub_valid(pub, 33));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(ed25519_rfc8032),           cmocka_unit_test(sm2_matches_openssl_cli),
         cmocka_unit_test(sm2_round_trip_randomised), cmocka_unit_test(sm2_scalar_range),
-        cmocka_unit_test(names_and_lengths),
+        cmocka_unit_test(names_and_lengths),         cmocka_unit_test(public_key_valid),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
