@@ -1,11 +1,11 @@
 /* audit_bundle_verify.c: the bundle verifier (audit_bundle.h): a byte-stream parser that checks
- * each item as it completes, in bounded memory (one item, plus a summary per chain), and names
- * every bad place it finds. Within a chain the check never stops: a checkpoint that fails is
- * reported, then ignored (it anchors and covers nothing); a record that does not fit is reported
- * and the chain is followed on from it, or from the run it interrupted (resynchronisation, below).
- * A bad place in the bundle's own structure (framing, order, manifest, seal) ends the check. The
- * rules are those of docs/audit-bundle-format.md, in the order listed there;
- * tests/audit/verify_bundle.py applies the same rules independently. */
+ * each item as it completes, in bounded memory (one item, plus a summary per chain and per key,
+ * the keys indexed by id), and names every bad place it finds. Within a chain the check never
+ * stops: a checkpoint that fails is reported, then ignored (it anchors and covers nothing); a
+ * record that does not fit is reported and the chain is followed on from it, or from the run it
+ * interrupted (resynchronisation, below). A bad place in the bundle's own structure (framing,
+ * order, manifest, seal) ends the check. The rules are those of docs/audit-bundle-format.md, in the
+ * order listed there; tests/audit/verify_bundle.py applies the same rules independently. */
 #include "audit_bundle.h"
 
 #include <inttypes.h>
@@ -82,7 +82,11 @@ struct gw_bundle_verifier {
     uint64_t offset; /* bytes consumed */
     EVP_MD_CTX *all, *chain;
     struct key *keys;
-    size_t nkeys;
+    size_t nkeys, capkeys;
+    /* an open-addressing index of keys by id (slot: 1 + the key's index, 0 empty; nslots a power
+     * of two, at least twice nkeys), so that a bundle of n keys costs O(n), not O(n^2) */
+    uint32_t *slots;
+    size_t nslots;
     struct chain_state cur;
     bool in_chain;
     struct chain_state *done; /* closed chains, in order */
@@ -175,6 +179,7 @@ void gw_bundle_verifier_free(struct gw_bundle_verifier *v)
     EVP_MD_CTX_free(v->chain);
     gw_free(v->item);
     gw_free(v->keys);
+    gw_free(v->slots);
     gw_free(v->done);
     gw_free(v);
 }
@@ -332,12 +337,57 @@ static bool chain_id_ok(const char *s)
     return true;
 }
 
+/* The first slot of key id (its first bytes; ids are SHA-256 hex, so any bytes spread). */
+static size_t key_slot(const struct gw_bundle_verifier *v, const char *id)
+{
+    size_t h = 5381;
+    for (size_t i = 0; i < 16 && id[i]; i++)
+        h = h * 33 + (unsigned char)id[i];
+    return h & (v->nslots - 1);
+}
+
 static struct key *find_key(const struct gw_bundle_verifier *v, const char *id)
 {
-    for (size_t i = 0; i < v->nkeys; i++)
-        if (strcmp(v->keys[i].id, id) == 0)
-            return &v->keys[i];
+    if (v->nslots == 0)
+        return NULL;
+    for (size_t i = key_slot(v, id); v->slots[i] != 0; i = (i + 1) & (v->nslots - 1))
+        if (strcmp(v->keys[v->slots[i] - 1].id, id) == 0)
+            return &v->keys[v->slots[i] - 1];
     return NULL;
+}
+
+/* Appends k to the keys and the index (growing both by doubling). Returns 0 or GW_ENOMEM. */
+static int add_key(struct gw_bundle_verifier *v, const struct key *k)
+{
+    if (v->nkeys == v->capkeys) {
+        size_t cap = v->capkeys ? 2 * v->capkeys : 4;
+        struct key *p = cap < UINT32_MAX ? gw_realloc(v->keys, cap * sizeof *p) : NULL;
+        if (!p)
+            return GW_ENOMEM;
+        v->keys = p;
+        v->capkeys = cap;
+    }
+    if (2 * (v->nkeys + 1) > v->nslots) {
+        size_t n = v->nslots ? 2 * v->nslots : 16;
+        uint32_t *q = gw_calloc(n, sizeof *q);
+        if (!q)
+            return GW_ENOMEM;
+        gw_free(v->slots);
+        v->slots = q;
+        v->nslots = n;
+        for (size_t j = 0; j < v->nkeys; j++) {
+            size_t i = key_slot(v, v->keys[j].id);
+            while (v->slots[i] != 0)
+                i = (i + 1) & (n - 1);
+            v->slots[i] = (uint32_t)(j + 1);
+        }
+    }
+    v->keys[v->nkeys] = *k;
+    size_t i = key_slot(v, k->id);
+    while (v->slots[i] != 0)
+        i = (i + 1) & (v->nslots - 1);
+    v->slots[i] = (uint32_t)(++v->nkeys);
+    return 0;
 }
 
 static bool trusted(const struct gw_bundle_verifier *v, const char *id)
@@ -391,7 +441,7 @@ static int on_header(struct gw_bundle_verifier *v, struct gw_bfdec *d)
 
 static int on_key(struct gw_bundle_verifier *v, struct gw_bfdec *d)
 {
-    struct key k = {0}, *p;
+    struct key k = {0};
     char id[65];
     if (!text_field(d, k.id, 64, true) || !key_fields(d, &k) || d->off != d->n)
         return bad(v, "key %" PRIu64 ": malformed", v->st.keys + 1);
@@ -403,11 +453,8 @@ static int on_key(struct gw_bundle_verifier *v, struct gw_bfdec *d)
         return bad(v, "key %.16s...: listed twice", k.id);
     if (!gw_sign_pub_valid(k.pub, k.publen)) /* rule 4: an SM2 key is a point of the curve */
         return bad(v, "key %" PRIu64 ": malformed", v->st.keys + 1);
-    p = gw_realloc(v->keys, (v->nkeys + 1) * sizeof *p);
-    if (!p)
+    if (add_key(v, &k) != 0)
         return fail(v, GW_ENOMEM);
-    v->keys = p;
-    v->keys[v->nkeys++] = k;
     v->st.keys++;
     return 0;
 }
