@@ -172,6 +172,18 @@ GATEWAY_REFUSED = [
      r'violates check constraint "audit_key_sm2_on_the_curve"'),
 ]
 
+# sql/008: the trail is append-only to both login roles: no UPDATE, DELETE or TRUNCATE privilege
+# on any audit table (the trigger behind it refuses the owner too: unit:test_audit_db). The CLI's
+# UPDATE (kind) of audit_chain serves its row lock: relabel_own_chain, below.
+APPEND_ONLY = [("%s_%s" % (sql.split()[0].lower(), table), sql % table, table)
+               for table, change in (("audit_record", "actor = 'x'"),
+                                     ("audit_checkpoint", "at_us = 0"),
+                                     ("audit_key", "created_at = now()"),
+                                     ("audit_chain", "created_at = now()"))
+               for sql in ("UPDATE %s SET " + change, "DELETE FROM %s", "TRUNCATE %s")]
+GATEWAY_REFUSED += [(name, sql, "42501", r"^permission denied for table %s$" % table)
+                    for name, sql, table in APPEND_ONLY]
+
 
 @pytest.mark.parametrize("name,sql,state,pattern", GATEWAY_REFUSED,
                          ids=[c[0] for c in GATEWAY_REFUSED])
@@ -222,6 +234,9 @@ CLI_REFUSED = [
      "k.key_id, decode(repeat('11', 64), 'hex') FROM audit_chain c, audit_key k "
      "WHERE c.id = 'ctl' LIMIT 1", OVER_A_RECORD % "admin"),
 ]
+
+CLI_REFUSED += [(name, sql, r"^permission denied for table %s$" % table)
+                for name, sql, table in APPEND_ONLY if name != "update_audit_chain"]
 
 
 @pytest.mark.parametrize("name,sql,pattern", CLI_REFUSED, ids=[c[0] for c in CLI_REFUSED])
