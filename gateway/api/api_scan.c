@@ -12,7 +12,9 @@
  * An arrival at a waybill outside the scope is refused only as a missing number is (NOT_FOUND,
  * word for word) whatever the reason (its pickup time, its transition, contention), and every
  * NOT_FOUND of an arrival counts against the caller's lookup throttle, so that guessing is
- * bounded: what an arrival may reveal is the existence its stored event records.
+ * bounded: what an arrival may reveal is the existence its stored event records. A caller outside
+ * the scope when the waybill was read is answered the status of its own event, never the
+ * waybill's status now (a retry of an old scan would follow the parcel after it left).
  * Invariant: the record's clear values (opened to authenticate it and to read its pickup time) live
  * only in the call's arena. */
 #include <stdio.h>
@@ -91,7 +93,11 @@ static void stored_cb(void *arg, const struct gw_store_scan_result *r)
         if (sc->probe && r->outcome != GW_STORE_SCAN_DUPLICATE)
             break;
         out.id = (char *)r->id;
-        out.status = (char *)gw_scan_status(r->latest);
+        /* A caller outside the waybill's scope when it was read (a retry after its custody
+         * ended, an arrival at a waybill of another branch) hears the status its own event
+         * sets, which it sent, never the waybill's status now: a device re-sending an old scan
+         * would otherwise follow a parcel it may not look up, unthrottled and untraced. */
+        out.status = (char *)gw_scan_status(sc->probe || sc->outside ? sc->event : r->latest);
         out.duplicate = r->outcome == GW_STORE_SCAN_DUPLICATE;
         rc = gw_call_send(sc->call, &out.base);
         if (rc != 0) {

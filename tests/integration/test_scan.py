@@ -245,6 +245,42 @@ def test_retry_after_custody_ended_is_still_the_duplicate(stack):
     assert stack.psql("SELECT count(*) FROM scan WHERE waybill_id = '%s'" % record) == ["2"]
 
 
+
+def test_a_caller_outside_the_scope_hears_only_its_own_events_status(stack):
+    """RecordScan answers a caller outside the waybill's scope (its custody ended, or an arrival
+    that gave it none) with the status its own event sets, never the waybill's status now: before,
+    b's device re-sent its old ARRIVED or DEPARTED after the parcel had left b and heard each
+    later status (out for delivery, delivered) of a waybill b may not look up, as often as it
+    liked, with nothing stored and nothing throttled; and an arrival dated before the custodian's
+    own told b the custodian's latest status."""
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    arrived = scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    departed = scan(stack, n, "DEPARTED", PICKUP + 120, principal="courier_b")
+    scan(stack, n, "ARRIVED", PICKUP + 180)
+    scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 240)
+    assert not rls_sees(stack, "b", record)
+    again = scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    assert (again.id, again.duplicate, again.status) == (arrived.id, True, "arrived")
+    again = scan(stack, n, "DEPARTED", PICKUP + 120, principal="courier_b")
+    assert (again.id, again.duplicate, again.status) == (departed.id, True, "departed")
+    scan(stack, n, "DELIVERED", PICKUP + 300)
+    again = scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    assert (again.id, again.duplicate, again.status) == (arrived.id, True, "arrived")
+    # the origin's own device still hears the waybill's status now
+    assert scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 240).status == "delivered"
+
+    # an arrival placed before the custodian's (a later ARRIVED elsewhere keeps the custody)
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    scan(stack, n, "ARRIVED", PICKUP + 120)
+    scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 180)
+    r = scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    assert (r.duplicate, r.status) == (False, "arrived")
+    assert not rls_sees(stack, "b", record)
+    assert refusal(lambda: get(stack, n, "courier_b")) == missing_answer(stack)
+
+
 # ---- custody ----
 
 def test_custody_granted_on_arrival_gone_after_departure(stack):
@@ -310,10 +346,50 @@ def test_arrival_dated_ahead_neither_keeps_custody_nor_blocks_delivery(stack):
     assert get(stack, n, "courier_a").status == "delivered"
     # what the devices said is kept: b's time as given, the idempotency key with it
     again = scan(stack, n, "ARRIVED", ahead, principal="courier_b")
-    assert again.duplicate and again.status == "delivered"
+    assert again.duplicate and again.status == "arrived"  # b's own event: b is outside the scope
     rows = stack.psql("SELECT branch || ':' || (extract(epoch FROM event_time)::bigint = %d)::text "
                       "FROM scan WHERE waybill_id = '%s' ORDER BY seq" % (ahead, record))
     assert rows == ["b:true", "a:false", "a:false"]
+
+
+
+def test_custody_out_of_order_and_in_turn_agree_in_the_database(stack):
+    """Custody follows the events' times, not the order they were recorded, and passes from
+    branch to branch; the database's row-level security and the facts the gateway reads
+    (waybill_scan_facts) name the same custodian at each step. Branches c and d exist only in
+    the database: their scans are written as the owner, as a late device queue would send them."""
+    w, record = unrouted(stack)
+
+    def put(branch, event, offset):
+        stack.psql("INSERT INTO scan (waybill_id, event, event_time, branch, device) VALUES "
+                   "('%s', %d, to_timestamp(%d), '%s', 'dev-%s')"
+                   % (record, event, PICKUP + offset, branch, branch))
+
+    def custodian():
+        facts = stack.psql("SELECT coalesce((waybill_scan_facts('%s')).custodian, '-')" % record)
+        seen = [b for b in ("c", "d") if rls_sees(stack, b, record)]
+        assert seen == ([] if facts == ["-"] else facts)
+        return facts[0]
+
+    ARRIVED, DEPARTED, DELIVERED = 2, 3, 5
+    put("c", ARRIVED, 60)
+    assert custodian() == "c"
+    put("c", DEPARTED, 120)
+    assert custodian() == "-"
+    put("c", ARRIVED, 90)  # an older arrival recorded after the departure
+    assert custodian() == "-"
+    put("d", ARRIVED, 180)
+    assert custodian() == "d"
+    put("c", ARRIVED, 150)  # c's late arrival is before d's: d keeps it
+    assert custodian() == "d"
+    put("c", ARRIVED, 240)
+    assert custodian() == "c"
+    put("d", DEPARTED, 300)  # d's departure does not end c's custody
+    assert custodian() == "c"
+    put("c", DELIVERED, 360)
+    assert custodian() == "-"
+    put("d", ARRIVED, 330)  # an arrival dated before the delivery, recorded after it
+    assert custodian() == "-"
 
 
 # ---- Reveal of the recipient's phone ----
