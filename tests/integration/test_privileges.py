@@ -2,7 +2,8 @@
 waygate_gateway, the CLI as waygate_admin, and only migrations as the owner, waygate. Connected as
 the gateway's role, PostgreSQL itself refuses what a compromised gateway would try: deleting
 incidents, moving a waybill to another branch, DDL, dropping or disabling the trigger that keeps
-the suspicious-customer register, issuing segments, TRUNCATE. The CLI's role cannot change
+the suspicious-customer register, dropping the constraint that refuses a retired KEK version or
+undoing a retirement, issuing segments, TRUNCATE. The CLI's role cannot change
 incidents either. Each refusal is asserted by its SQLSTATE (42501 insufficient_privilege) and
 its message (a missing privilege, or ownership required), and the owner then sees nothing
 changed. Positive control: the daemon, on its own role, still stores and reads waybills."""
@@ -36,7 +37,7 @@ def refusal(uri, sql):
 def snapshot(stack, rid):
     """What the refused statements would have changed, as the owner sees it: the incidents up to
     now (a later one, recorded by the gateway meanwhile, does not count), the waybills, the
-    segments, the trigger and the columns of waybill."""
+    segments, the trigger, the columns and constraints of waybill, the retired KEK versions."""
     return (stack.psql("SELECT count(*), md5(string_agg(i::text, ',' ORDER BY id)) "
                        "FROM incident i WHERE id <= %d" % INCIDENTS_SEEN[0]),
             stack.psql("SELECT count(*) FROM waybill"),
@@ -45,7 +46,10 @@ def snapshot(stack, rid):
             stack.psql("SELECT tgname, tgenabled FROM pg_trigger WHERE tgrelid = 'waybill'::regclass"
                        " AND NOT tgisinternal"),
             stack.psql("SELECT attname FROM pg_attribute WHERE attrelid = 'waybill'::regclass"
-                       " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"))
+                       " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"),
+            stack.psql("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+                       " WHERE conrelid = 'waybill'::regclass ORDER BY conname"),
+            stack.psql("SELECT suite, version FROM kek_retired ORDER BY 1, 2"))
 
 
 INCIDENTS_SEEN = [0]
@@ -91,6 +95,12 @@ GATEWAY_REFUSED = [
      "42501", r"^must be owner of relation waybill$"),
     ("disable_trigger", "ALTER TABLE waybill DISABLE TRIGGER waybill_phone_owner",
      "42501", r"^must be owner of table waybill$"),
+    # sql/033: a retired KEK version stays refused (the constraint lists the pairs of
+    # kek_retired, and is rebuilt from it on every change)
+    ("drop_kek_retired_constraint", "ALTER TABLE waybill DROP CONSTRAINT IF EXISTS "
+     "waybill_kek_retired", "42501", r"^must be owner of table waybill$"),
+    ("unretire_kek", "DELETE FROM kek_retired",
+     "42501", r"^permission denied for table kek_retired$"),
     ("replica_mode_skips_triggers", "SET session_replication_role = replica",
      "42501", r'^permission denied to set parameter "session_replication_role"$'),
     ("issue_segment", "INSERT INTO segment (branch, prefix, range_from, range_to, issued_by) "
@@ -204,6 +214,10 @@ CLI_REFUSED = [
     ("update_ciphertext", "UPDATE waybill SET sender_name_ct = NULL WHERE id = '{rid}'",
      r"^permission denied for table waybill$"),
     ("delete_segment", "DELETE FROM segment", r"^permission denied for table segment$"),
+    # sql/033: the CLI retires a KEK through kek_retire only, and never undoes a retirement
+    ("drop_kek_retired_constraint", "ALTER TABLE waybill DROP CONSTRAINT IF EXISTS "
+     "waybill_kek_retired", r"^must be owner of table waybill$"),
+    ("unretire_kek", "DELETE FROM kek_retired", r"^permission denied for table kek_retired$"),
     ("alter_table", "ALTER TABLE incident ADD COLUMN note text",
      r"^must be owner of table incident$"),
     # sql/025 lets the CLI clear a lockout (failed_count, locked_until), nothing else of an

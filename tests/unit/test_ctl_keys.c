@@ -18,6 +18,7 @@
 #include <fcntl.h>
 #include <libpq-fe.h>
 #include <openssl/rand.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "crypto.h"
@@ -370,6 +371,30 @@ static void test_suites(void **state)
     check_all_open("get_byte(dek_wrapped, 1) = 2", NSM);
 }
 
+/* The SQLSTATE of the database's answer to rows inserted into waybill, in a transaction rolled
+ * back: "" when they were stored. rows: "(kek_version, 'hex of dek_wrapped')" tuples, comma
+ * separated; the other columns are filler. The primary message, when refused, into msg. */
+static const char *insert_rows_state(const char *rows, char *msg, size_t msglen)
+{
+    static char st[6];
+    char sql[1024];
+    snprintf(sql, sizeof sql,
+             "INSERT INTO waybill (id, wb_bidx, origin_branch, submitted_by, kek_version,"
+             " dek_version, dek_wrapped, content_mac) SELECT gen_random_uuid(),"
+             " decode(md5(random()::text), 'hex'), 'a', 'test', v, 1, decode(d, 'hex'),"
+             " decode(repeat('00', 32), 'hex') FROM (VALUES %s) AS t (v, d)",
+             rows);
+    exec_ok("BEGIN");
+    PGresult *r = PQexec(F.conn, sql);
+    const char *e = PQresultErrorField(r, PG_DIAG_SQLSTATE);
+    const char *m = PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    snprintf(st, sizeof st, "%s", PQresultStatus(r) == PGRES_COMMAND_OK ? "" : e ? e : "?");
+    snprintf(msg, msglen, "%s", m ? m : "");
+    PQclear(r);
+    exec_ok("ROLLBACK");
+    return st;
+}
+
 /* keys retire against writers still sealing under the version it erases (sql/033): one in flight
  * at the count, and a gateway whose keyring was never reloaded. Retire used to count and then
  * erase with nothing in between: the in-flight record was not counted, the stale gateway's next
@@ -403,8 +428,30 @@ static void test_retire_refuses_late_writers(void **state)
     assert_int_equal(
         ctl("keys", "retire", "--keyring", path, "--version", "1", "--db", F.pg.conninfo, NULL),
         GW_CTL_FAIL);
+    /* the writer commits while a retire waits for it: the retire counts it (the table is locked
+     * before the count, not only by the constraint's ALTER TABLE after it) */
+    fflush(NULL);
+    pid_t pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        int rc =
+            ctl("keys", "retire", "--keyring", path, "--version", "1", "--db", F.pg.conninfo, NULL);
+        fflush(NULL);
+        _exit(rc);
+    }
+    long long waiting = 0;
+    for (int i = 0; i < 90 && waiting == 0; i++) {
+        usleep(50000);
+        waiting = scalar("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                         "'waybill'::regclass");
+    }
+    assert_int_equal(waiting, 1);
     PQclear(PQexec(other, "COMMIT"));
     PQfinish(other);
+    int wst;
+    assert_int_equal(waitpid(pid, &wst, 0), pid);
+    assert_true(WIFEXITED(wst));
+    assert_int_equal(WEXITSTATUS(wst), GW_CTL_FAIL);
     /* committed, it is counted: refused, nothing recorded */
     assert_int_equal(
         ctl("keys", "retire", "--keyring", path, "--version", "1", "--db", F.pg.conninfo, NULL),
@@ -421,6 +468,18 @@ static void test_retire_refuses_late_writers(void **state)
     assert_int_equal(insert_with(F.conn, stale, GW_SUITE_AES, 1, st), -1);
     assert_string_equal(st, "55000");
     exec_ok("ROLLBACK");
+    /* the rule is the pair: version 1 of the other suite, and version 2 of this one, are live;
+     * a wrapped key too short to name a suite is under no pair (kek_retire never counts one);
+     * one row under the retired pair refuses its whole statement */
+    char msg[256];
+    assert_string_equal(insert_rows_state("(1, '0002')", msg, sizeof msg), "");
+    assert_string_equal(insert_rows_state("(2, '0001')", msg, sizeof msg), "");
+    assert_string_equal(insert_rows_state("(1, '01'), (1, '')", msg, sizeof msg), "");
+    assert_string_equal(insert_rows_state("(1, '0001')", msg, sizeof msg), "55000");
+    assert_non_null(strstr(msg, "KEK version 1 of suite aes is retired"));
+    assert_non_null(strstr(msg, "reload the keyring"));
+    assert_string_equal(
+        insert_rows_state("(2, '0001'), (1, '000100'), (1, '0002')", msg, sizeof msg), "55000");
     /* so is a rewrap or re-seal that would write it back under the version */
     PGresult *r = PQexec(F.conn, "UPDATE waybill SET kek_version = 1 WHERE id = (SELECT id FROM "
                                  "waybill ORDER BY id LIMIT 1)");
