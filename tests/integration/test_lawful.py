@@ -181,44 +181,6 @@ def test_no_read_after_expiry(stack, lawful, waybills):
     assert len(records(stack, case.case_id, "lawful.read")) == 1
 
 
-
-def test_a_case_lapsing_during_a_read_releases_nothing(stack, lawful, waybills):
-    """The case expires after the read found it approved and opened the record, while its
-    lawful.read record waits for the audit chain's lock: the record's transaction asks
-    lawful_case_check once more, the case has lapsed (WL005), nothing is released and no ok
-    lawful.read is recorded; the answer is a number no case names."""
-    import threading
-    _, (w2, id2), _, _ = waybills
-    case = lawful.request([w2.waybill_no])
-    lawful.decide(case.case_id, valid_until=int(time.time()) + 3600)
-    chain = stack.psql("SELECT chain FROM audit_record WHERE approval = '%s' LIMIT 1"
-                       % case.case_id)[0]
-    waiting = ("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted "
-               "AND classid = 1397")
-    holder = lock_holder(stack, "SELECT pg_advisory_lock(1397, hashtext('%s'))" % chain,
-                         transaction=False)
-    out = {}
-
-    def read():
-        try:
-            out["view"] = lawful.read(w2.waybill_no)
-        except grpc.RpcError as e:
-            out["refusal"] = (e.code(), e.details())
-
-    t = threading.Thread(target=read)
-    try:
-        t.start()
-        assert wait_for(lambda: stack.psql(waiting) != ["0"], 20)
-        stack.psql("UPDATE lawful_case SET decided_at = now() - interval '2 hours', "
-                   "valid_until = now() - interval '1 hour' WHERE id = '%s'" % case.case_id)
-    finally:
-        release_holder(holder)
-        t.join(30)
-    assert "view" not in out
-    assert out["refusal"] == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
-    assert records(stack, case.case_id, "lawful.read") == []
-
-
 def last_refused_read(stack):
     """The newest refused lawful.read: (outcome, object, approval, detail, confidential)."""
     return tuple(stack.psql(
