@@ -1,24 +1,30 @@
 /* h2.c: the nghttp2 server session: callbacks, the stream list, request-header checks, routing
  * to the layer above (struct gw_h2_upcalls), response framing, flow-controlled output and
- * trailers; the response memory and the stall rule are h2_resp.c's. Invariants: every stream
- * nghttp2 opens has one struct stream in the list until nghttp2 closes it (or the session is
- * freed), and its upper object gets exactly one close upcall; output leaves only through
- * gw_h2_flush, never re-entrantly, and only from the session's own entry points (input, its
- * events, the owner's calls), never from a call the layer above makes (finish, commit): those
- * schedule a flush (flush_ev), so a completion callback that answers its call never closes
- * another stream or frees another call under the feet of the code that is dispatching a list of
- * completions; a stream the client leaves open after our answer went out is reset after
- * STREAM_LINGER_MS and its queues are freed once the answer is sent; a stream's queued output is
- * bounded (GW_H2_STREAM_HIGH plus one message), never copied by libevent, wiped as it leaves the
- * queue (sent or discarded), and charged to the response budgets until it leaves (h2_resp.c);
- * header lists (and the client's trailers) are capped at cfg->max_header_list_size, and a block
- * over the cap is read no further than the field that passes it (on_header_cb: an HPACK bomb
- * costs its connection a reset from its RST_STREAM budget, not the loop's time); a client over a
- * control-frame budget (h2_calm.h) gets GOAWAY ENHANCE_YOUR_CALM and nothing more, and every
- * RST_STREAM we send that the client's stream provoked (gw_h2_calm_provoked: not one of our own
- * NO_ERROR, CANCEL or INTERNAL_ERROR resets) is charged to its RST_STREAM budget as it leaves;
- * per-stream log lines are rate-limited per connection and, with params.lines, gateway-wide. */
-#include "h2_int.h"
+ * trailers. Invariants: every stream nghttp2 opens has one struct stream in the list until
+ * nghttp2 closes it (or the session is freed), and its upper object gets exactly one close
+ * upcall; output leaves only through gw_h2_flush, never re-entrantly, and only from the session's
+ * own entry points (input, its events, the owner's calls), never from a call the layer above
+ * makes (finish, commit): those schedule a flush (flush_ev), so a completion callback that
+ * answers its call never closes another stream or frees another call under the feet of the code
+ * that is dispatching a list of completions; a stream the client leaves open after our answer
+ * went out is reset after STREAM_LINGER_MS and its queues are freed once the answer is sent; a
+ * stream's queued output is
+ * bounded (GW_H2_STREAM_HIGH plus one message), never copied by libevent, and wiped as it leaves
+ * the queue (sent or discarded); every queued byte is charged to the connection's, the client
+ * certificate's and the gateway's response budgets (struct gw_h2_pool) until it leaves, and a
+ * streaming handler is writable only while all have room; a stream waiting for room waits in
+ * the queue of the first full one, and each give that leaves room in a budget with waiters has
+ * them woken (GW_H2_WAKE_MAX per event), whichever connection gave; a stream whose client does
+ * not take at least half of what was queued at the start of each stream_write_timeout_ms is
+ * reset (a drip of window does not keep it); header lists (and the client's trailers) are
+ * capped at cfg->max_header_list_size, and a block over the cap is read no further than the
+ * field that passes it (on_header_cb: an HPACK bomb costs its connection a reset from its
+ * RST_STREAM budget, not the loop's time); a client over a control-frame budget (h2_calm.h) gets
+ * GOAWAY ENHANCE_YOUR_CALM and nothing more, and every RST_STREAM we send that the client's
+ * stream provoked (gw_h2_calm_provoked: not one of our own NO_ERROR, CANCEL or INTERNAL_ERROR
+ * resets) is charged to its RST_STREAM budget as it leaves; per-stream log lines are
+ * rate-limited per connection and, with params.lines, gateway-wide. */
+#include "h2.h"
 
 #include <stdio.h>
 #include <string.h>
@@ -41,6 +47,82 @@
  * before we reset it (RST_STREAM NO_ERROR, RFC 9113 8.1): grpc clients close at once; one that
  * keeps streams open would otherwise hold their slots until it disconnects. */
 #define STREAM_LINGER_MS 2000u
+
+/* Streams waiting for room in a response budget, in the order they started to wait. */
+struct waitq {
+    struct gw_h2_stream *head, *tail;
+};
+
+/* A response budget shared by sessions: the gateway's, or one client certificate's. */
+struct gw_h2_pool {
+    struct gw_budget mem;  /* response bytes queued on the sessions sharing it */
+    struct event *wake_ev; /* wakes waiting streams from the loop */
+    struct waitq q;        /* streams whose earlier budgets had room but this one had none */
+};
+
+struct gw_h2_stream {
+    int32_t id;
+    struct gw_h2 *h2;
+    struct gw_grpc_headers hdrs;
+    void *obj;                  /* the upper object, NULL until opened (or when open refused) */
+    bool answered;              /* a status was decided: trailers queued or to follow the data */
+    bool response_started;      /* response headers submitted with the data provider */
+    bool want_writable;         /* the upper layer saw gw_h2_stream_writable() false */
+    bool notify;                /* a writable upcall is due */
+    bool due;                   /* its upcall runs in the notify_cb now running */
+    struct evbuffer *out;       /* framed response messages not yet taken by nghttp2 */
+    struct evbuffer *stage;     /* empty but for the space handed out by gw_h2_stream_reserve */
+    struct evbuffer_iovec resv; /* that space, not committed */
+    enum gw_grpc_status status;
+    char message[512]; /* percent-encoded grpc-message for the trailers */
+    size_t charged;    /* queued bytes charged to the response budgets, given back as they go */
+    size_t held;      /* bytes the layer above holds for the stream (gw_h2_stream_hold), likewise */
+    struct waitq *wq; /* the wait queue the stream is in, NULL when in none */
+    struct gw_h2_stream *wprev, *wnext;
+    /* The stall rule: a period starts when bytes start to wait, and again each time the client
+     * has taken `need` bytes (half of what was queued when the period started) or the queue
+     * emptied; a period that lasts stream_write_timeout_ms resets the stream. */
+    uint64_t progress_ms; /* the current period's start */
+    size_t need, taken;   /* bytes due in the current period, and taken so far */
+    struct event *stall_ev;
+    struct event *linger_ev; /* our answer is out, the client's half still open */
+    uint64_t trailer_bytes;  /* the client's trailers so far, sized as the header cap counts */
+    struct gw_h2_stream *prev, *next;
+};
+
+struct gw_h2 {
+    nghttp2_session *session;
+    const struct gw_config *cfg;
+    struct event_base *base;
+    const struct gw_peer *peer; /* the owner's: outlives the session */
+    struct gw_log_ctx log;
+    struct gw_h2_io io;
+    struct gw_h2_upcalls up;
+    /* Both made when the first stream opens (only a stream's upper object asks for them): an
+     * idle connection that never made a call holds neither (issue 10). */
+    struct event *notify_ev; /* runs due writable upcalls from the loop */
+    struct event *flush_ev;  /* a flush asked for by the layer above, run from the loop */
+    struct gw_h2_stream *streams;
+    size_t nstreams;
+    size_t nlive;    /* streams whose upper object has not been answered */
+    bool busy;       /* inside nghttp2_session_mem_recv / mem_send */
+    bool want_flush; /* a flush was asked for while busy */
+    bool failed;
+    bool preface;
+    bool calmed; /* over a control-frame budget: GOAWAY ENHANCE_YOUR_CALM queued */
+    bool paused; /* on_header_cb paused nghttp2_session_mem_recv (a header list over the cap) */
+    struct gw_h2_calm calm;
+    struct gw_lines *lines; /* the gateway's budget of per-stream lines, or NULL */
+    struct gw_budget mem;   /* request memory in flight on this connection (the calls take it) */
+    struct gw_budget *cert_mem;   /* the certificate's, shared (gw_h2_params); NULL: none */
+    struct gw_budget resp;        /* response bytes queued on this connection's streams */
+    struct gw_h2_pool *cert_pool; /* the certificate's, shared (gw_h2_params); NULL: none */
+    struct gw_h2_pool *pool;      /* the gateway's */
+    bool own_pool;                /* made by gw_h2_new (params.pool NULL), freed with the session */
+    struct waitq q;               /* streams waiting for room in resp */
+    bool wake_due;                /* resp has room again: notify_cb wakes waiters from q */
+    struct gw_h2mem alloc;        /* nghttp2's allocator for this session; outlives it */
+};
 
 /* May a per-stream line (a refusal, a reset) be logged now: within the connection's budget and
  * the gateway's? Says first how many of the connection's were left out. */
@@ -92,6 +174,230 @@ static void wipe_drain(struct evbuffer *b, size_t n)
     }
 }
 
+/* ---- the response budgets ---- */
+
+static void wq_unlink(struct gw_h2_stream *st)
+{
+    struct waitq *q = st->wq;
+
+    if (q == NULL)
+        return;
+    if (st->wprev != NULL)
+        st->wprev->wnext = st->wnext;
+    else
+        q->head = st->wnext;
+    if (st->wnext != NULL)
+        st->wnext->wprev = st->wprev;
+    else
+        q->tail = st->wprev;
+    st->wq = NULL;
+    st->wprev = st->wnext = NULL;
+}
+
+/* Appends st to q (leaving the queue it was in, if any). */
+static void wq_push(struct waitq *q, struct gw_h2_stream *st)
+{
+    if (st->wq == q)
+        return;
+    wq_unlink(st);
+    st->wq = q;
+    st->wprev = q->tail;
+    if (q->tail != NULL)
+        q->tail->wnext = st;
+    else
+        q->head = st;
+    q->tail = st;
+}
+
+static void notify_soon(struct gw_h2 *h2);
+
+static void pool_wake_soon(struct gw_h2_pool *pool)
+{
+    static const struct timeval zero = {0, 0};
+
+    if (!evtimer_pending(pool->wake_ev, NULL))
+        (void)evtimer_add(pool->wake_ev, &zero);
+}
+
+/* Has the pool's waiters woken from the loop if it has room for them. */
+static void pool_wake_if_room(struct gw_h2_pool *pool)
+{
+    if (pool != NULL && pool->q.head != NULL && gw_budget_room(&pool->mem))
+        pool_wake_soon(pool);
+}
+
+/* Charges n response bytes to the session's three budgets at once: the connection's, the client
+ * certificate's (none without one) and the gateway's. */
+static void charge_levels(struct gw_h2 *h2, size_t n)
+{
+    struct gw_budget *const levels[] = {
+        &h2->resp, h2->cert_pool != NULL ? &h2->cert_pool->mem : NULL, &h2->pool->mem};
+
+    gw_budget_charge_levels(levels, 3, n);
+}
+
+/* The queue a stream must wait in for response memory: none (NULL) when it holds bytes
+ * (gw_h2_stream_hold) or all its budgets have room; else that of the first full one, in their
+ * order: the connection's, the certificate's, the gateway's. A stream woken from one queue asks
+ * again, so it moves on to the next full budget's queue, whose next give wakes it. */
+static struct waitq *wait_queue(const struct gw_h2_stream *st)
+{
+    struct gw_h2 *h2 = st->h2;
+
+    if (st->held != 0)
+        return NULL;
+    if (!gw_budget_room(&h2->resp))
+        return &h2->q;
+    if (h2->cert_pool != NULL && !gw_budget_room(&h2->cert_pool->mem))
+        return &h2->cert_pool->q;
+    if (!gw_budget_room(&h2->pool->mem))
+        return &h2->pool->q;
+    return NULL;
+}
+
+/* Whether the stream must wait for response memory. */
+static bool budget_full(const struct gw_h2_stream *st)
+{
+    return wait_queue(st) != NULL;
+}
+
+/* The stream wants writing and its own queue is under GW_H2_STREAM_LOW: its upcall is due now
+ * if all budgets have room; otherwise it waits in the queue of the first that has none. */
+static void ready_or_wait(struct gw_h2_stream *st)
+{
+    struct waitq *q = wait_queue(st);
+
+    if (q != NULL) {
+        wq_push(q, st);
+    } else {
+        wq_unlink(st);
+        if (!st->notify) {
+            st->notify = true;
+            notify_soon(st->h2);
+        }
+    }
+}
+
+/* Gives n bytes back to the session's response budgets, and has the waiters of each budget that
+ * has room again woken from the loop (never here: this may run inside nghttp2). The
+ * certificate's and the gateway's waiters may be on other connections: their pools wake them,
+ * whichever connection gave. */
+static void give_back(struct gw_h2 *h2, size_t n)
+{
+    struct gw_budget *const levels[] = {
+        &h2->resp, h2->cert_pool != NULL ? &h2->cert_pool->mem : NULL, &h2->pool->mem};
+
+    if (n == 0)
+        return;
+    gw_budget_give_levels(levels, 3, n);
+    if (h2->q.head != NULL && gw_budget_room(&h2->resp) && !h2->wake_due && h2->notify_ev != NULL) {
+        h2->wake_due = true;
+        notify_soon(h2);
+    }
+    pool_wake_if_room(h2->cert_pool);
+    pool_wake_if_room(h2->pool);
+}
+
+/* Gives back n of the bytes the stream has charged for its queue (they left it). */
+static void uncharge(struct gw_h2_stream *st, size_t n)
+{
+    if (n > st->charged)
+        n = st->charged;
+    st->charged -= n;
+    give_back(st->h2, n);
+}
+
+void gw_h2_stream_hold(struct gw_h2_stream *st, size_t n)
+{
+    if (st->answered)
+        n = 0;
+    if (n > st->held)
+        charge_levels(st->h2, n - st->held);
+    else
+        give_back(st->h2, st->held - n);
+    st->held = n;
+}
+
+/* The connection's budget has room again: up to GW_H2_WAKE_MAX of its waiters, oldest first, get
+ * their upcall in this notify_cb run (or wait on for the certificate's or the gateway's budget);
+ * the rest next turn. */
+static void session_wake(struct gw_h2 *h2)
+{
+    h2->wake_due = false;
+    for (unsigned i = 0; i < GW_H2_WAKE_MAX && h2->q.head != NULL && gw_budget_room(&h2->resp);
+         i++) {
+        struct gw_h2_stream *st = h2->q.head;
+        struct waitq *q;
+        wq_unlink(st);
+        q = wait_queue(st); /* not h2->q: it has room */
+        if (q != NULL)
+            wq_push(q, st);
+        else
+            st->notify = true;
+    }
+    if (h2->q.head != NULL && gw_budget_room(&h2->resp)) {
+        h2->wake_due = true;
+        notify_soon(h2);
+    }
+}
+
+/* A shared budget (the gateway's, or a certificate's) has room again: up to GW_H2_WAKE_MAX
+ * waiters, oldest first, whatever their connection, are woken (their upcalls run from their
+ * sessions' notify_cb, never from here) or, when another of their budgets has no room, move to
+ * its queue. More at the next turn while room remains. */
+static void pool_wake_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_h2_pool *pool = arg;
+
+    (void)fd;
+    (void)what;
+    for (unsigned i = 0; i < GW_H2_WAKE_MAX && pool->q.head != NULL && gw_budget_room(&pool->mem);
+         i++) {
+        struct gw_h2_stream *st = pool->q.head;
+        struct waitq *q;
+        wq_unlink(st);
+        q = wait_queue(st); /* not pool->q: it has room */
+        if (q != NULL) {
+            wq_push(q, st);
+        } else if (!st->notify) {
+            st->notify = true;
+            notify_soon(st->h2);
+        }
+    }
+    if (pool->q.head != NULL && gw_budget_room(&pool->mem))
+        pool_wake_soon(pool);
+}
+
+struct gw_h2_pool *gw_h2_pool_new(struct event_base *base, size_t limit)
+{
+    struct gw_h2_pool *pool = gw_calloc(1, sizeof(*pool));
+
+    if (pool == NULL)
+        return NULL;
+    gw_budget_init(&pool->mem, limit);
+    pool->wake_ev = evtimer_new(base, pool_wake_cb, pool);
+    if (pool->wake_ev == NULL) {
+        gw_free(pool);
+        return NULL;
+    }
+    return pool;
+}
+
+void gw_h2_pool_free(struct gw_h2_pool *pool)
+{
+    if (pool == NULL)
+        return;
+    event_free(pool->wake_ev);
+    gw_free(pool);
+}
+
+void gw_h2_pool_usage(const struct gw_h2_pool *pool, size_t *used, size_t *peak, size_t *limit)
+{
+    *used = pool->mem.used;
+    *peak = pool->mem.peak;
+    *limit = pool->mem.limit;
+}
+
 /* Frees the stream's response queues (wiped): at close, or once the answer has gone out. */
 static void free_queues(struct gw_h2_stream *st)
 {
@@ -100,7 +406,7 @@ static void free_queues(struct gw_h2_stream *st)
         evbuffer_free(st->out);
         st->out = NULL;
     }
-    gw_h2_resp_uncharge(st, st->charged);
+    uncharge(st, st->charged);
     if (st->stage != NULL) {
         if (st->resv.iov_base != NULL) /* reserved, perhaps written, never committed */
             gw_wipe(st->resv.iov_base, st->resv.iov_len);
@@ -178,7 +484,7 @@ static void stream_free(struct gw_h2_stream *st)
     if (st->next)
         st->next->prev = st->prev;
     h2->nstreams--;
-    gw_h2_resp_unwait(st);
+    wq_unlink(st);
     if (st->stall_ev != NULL)
         event_free(st->stall_ev);
     if (st->linger_ev != NULL)
@@ -518,7 +824,7 @@ static void flush_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Runs notify_cb at the next loop turn: a zero timeout, not event_active, which libevent would
  * run again within the same turn when activated from inside the callback. */
-void gw_h2_notify_soon(struct gw_h2 *h2)
+static void notify_soon(struct gw_h2 *h2)
 {
     static const struct timeval zero = {0, 0};
 
@@ -533,7 +839,7 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (h2->wake_due)
-        gw_h2_resp_session_wake(h2);
+        session_wake(h2);
     /* The upcalls due now. One asked for again from inside an upcall runs at the next loop turn,
      * after I/O: a handler that keeps asking cannot hold the loop. */
     for (struct gw_h2_stream *st = h2->streams; st != NULL; st = st->next) {
@@ -553,6 +859,31 @@ static void notify_cb(evutil_socket_t fd, short what, void *arg)
             h2->up.writable(st->obj);
     }
     (void)gw_h2_flush(h2);
+}
+
+/* Starts a stall period: the client must take half of what is queued now (rounded up) within
+ * stream_write_timeout_ms. */
+static void stall_period(struct gw_h2_stream *st)
+{
+    size_t queued = evbuffer_get_length(st->out);
+
+    st->progress_ms = gw_clock_ms();
+    st->taken = 0;
+    st->need = queued / 2u + (queued & 1u);
+}
+
+/* The client took n bytes of the stream. A period ends only when the bytes due in it are taken
+ * or the queue is empty, never on any byte: a client that opens its window a byte at a time
+ * does not keep a stream whose queue does not drain. */
+static void stream_progress(struct gw_h2_stream *st, size_t n)
+{
+    size_t queued = evbuffer_get_length(st->out);
+
+    st->taken += n;
+    if (queued == 0 || st->taken >= st->need)
+        stall_period(st);
+    if (st->want_writable && !st->notify && st->wq == NULL && queued < GW_H2_STREAM_LOW)
+        ready_or_wait(st);
 }
 
 static void submit_trailer(struct gw_h2_stream *st)
@@ -590,8 +921,8 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
         if (evbuffer_copyout(st->out, buf, n) != (ev_ssize_t)n)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
         wipe_drain(st->out, n);
-        gw_h2_resp_uncharge(st, n);
-        gw_h2_resp_taken(st, n);
+        uncharge(st, n);
+        stream_progress(st, n);
         return (ssize_t)n;
     }
     if (!st->answered)
@@ -599,6 +930,37 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
     *data_flags |= NGHTTP2_DATA_FLAG_EOF | NGHTTP2_DATA_FLAG_NO_END_STREAM;
     submit_trailer(st);
     return 0;
+}
+
+static void arm_stall(struct gw_h2_stream *st, uint64_t ms)
+{
+    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+
+    (void)evtimer_add(st->stall_ev, &tv);
+}
+
+static void stall_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_h2_stream *st = arg;
+    uint64_t limit = st->h2->cfg->stream_write_timeout_ms, idle;
+    unsigned long long taken = st->taken, need = st->need;
+
+    (void)fd;
+    (void)what;
+    if (gw_h2_stream_queued(st) == 0)
+        return; /* nothing waiting: re-armed by the next commit */
+    idle = gw_clock_ms() - st->progress_ms;
+    if (idle < limit) {
+        arm_stall(st, limit - idle);
+        return;
+    }
+    if (stream_log_ok(st->h2))
+        GW_LOG(GW_LOG_INFO, "h2", &st->h2->log,
+               "stream %d reset: the client took %llu of the %llu response bytes due in %u ms "
+               "(half of its queue)",
+               (int)st->id, taken, need, (unsigned)limit);
+    gw_h2_stream_reset(st);
+    (void)gw_h2_flush(st->h2);
 }
 
 const struct gw_peer *gw_h2_stream_peer(const struct gw_h2_stream *st)
@@ -626,6 +988,23 @@ size_t gw_h2_stream_queued(const struct gw_h2_stream *st)
     return st->out != NULL ? evbuffer_get_length(st->out) : 0;
 }
 
+bool gw_h2_stream_writable(const struct gw_h2_stream *st)
+{
+    /* Bytes the layer above holds are counted already: queueing them adds nothing (it lowers
+     * its hold as it sends), so a stream that holds some may queue them whatever the budgets
+     * show; waiting for room it holds itself would never end. */
+    return gw_h2_stream_queued(st) < GW_H2_STREAM_HIGH && !budget_full(st);
+}
+
+void gw_h2_stream_want_writable(struct gw_h2_stream *st)
+{
+    if (st->answered)
+        return;
+    st->want_writable = true;
+    if (!st->notify && gw_h2_stream_queued(st) < GW_H2_STREAM_LOW)
+        ready_or_wait(st);
+}
+
 uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len)
 {
     size_t queued;
@@ -642,7 +1021,7 @@ uint8_t *gw_h2_stream_reserve(struct gw_h2_stream *st, size_t len)
     if (queued > 0 && queued + len > GW_H2_STREAM_HIGH + st->h2->cfg->max_message_size)
         return NULL;
     /* Nor past the response budgets: only a message on an empty queue is charged past them. */
-    if (queued > 0 && gw_h2_resp_full(st))
+    if (queued > 0 && budget_full(st))
         return NULL;
     /* Written in the empty stage buffer, then moved whole onto the queue: reserving on the queue
      * itself lets libevent copy queued messages into a bigger chain and free the old one
@@ -691,15 +1070,25 @@ int gw_h2_stream_commit(struct gw_h2_stream *st, size_t len)
         wipe_drain(st->stage, evbuffer_get_length(st->stage));
         return GW_ENOMEM;
     }
-    gw_h2_resp_charge(st, len + GW_GRPC_PREFIX_LEN);
+    charge_levels(st->h2, len + GW_GRPC_PREFIX_LEN);
+    st->charged += len + GW_GRPC_PREFIX_LEN;
     if (!st->response_started) {
         if (start_response(st) != 0)
             return GW_ENOMEM;
     } else {
         (void)nghttp2_session_resume_data(st->h2->session, st->id);
     }
-    if (gw_h2_resp_queued(st, was_empty) != 0)
-        return GW_ENOMEM;
+    if (st->stall_ev == NULL) {
+        st->stall_ev = evtimer_new(st->h2->base, stall_cb, st);
+        if (st->stall_ev == NULL)
+            return GW_ENOMEM;
+    }
+    /* The stall clock runs only while bytes wait: a client is not blamed for a pause of ours. A
+     * timer still pending from an earlier message re-arms itself for the rest of the period. */
+    if (was_empty)
+        stall_period(st);
+    if (!evtimer_pending(st->stall_ev, NULL))
+        arm_stall(st, st->h2->cfg->stream_write_timeout_ms);
     flush_soon(st->h2);
     return 0;
 }
@@ -728,8 +1117,8 @@ void gw_h2_stream_reset(struct gw_h2_stream *st)
     mark_answered(st);
     if (st->out != NULL)
         wipe_drain(st->out, evbuffer_get_length(st->out));
-    gw_h2_resp_uncharge(st, st->charged);
-    gw_h2_resp_unwait(st);
+    uncharge(st, st->charged);
+    wq_unlink(st);
     (void)nghttp2_submit_rst_stream(st->h2->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
 }
 
