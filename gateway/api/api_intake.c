@@ -15,6 +15,7 @@
 #include "api_pb.h"
 #include "app.h"
 #include "incident.h"
+#include "keyring.h"
 #include "log.h"
 #include "seal.h"
 #include "segcache.h"
@@ -53,6 +54,7 @@ struct intake {
     size_t *stored;     /* indexes of the items sent to the store */
     size_t nstored;
     struct gw_store_req *storereq;
+    size_t kek_retired; /* items the database refused for their retired KEK version */
 };
 
 /* The root of an item's field paths: "waybill" (Submit) or "waybills[i]" (SubmitBatch). */
@@ -178,10 +180,44 @@ static void store_outcome(struct item *it, const struct gw_store_result *r)
     case GW_EUNAVAIL:
         refuse(it, GW_EUNAVAIL, NULL, GW_RULE_DB_UNAVAILABLE);
         break;
+    case GW_EPRECOND: /* sealed under a KEK version the database has retired (store.h) */
+        refuse(it, GW_EPRECOND, NULL, GW_RULE_KEK_RETIRED);
+        it->in->kek_retired++;
+        break;
     default:
         refuse(it, r->err, NULL, GW_RULE_NOT_STORED);
         break;
     }
+}
+
+/* Art. 36: this gateway seals under a KEK version the database retired (its keyring was not
+ * reloaded after `keys retire`): nothing is stored until an operator reloads it. One incident per
+ * keyring so loaded, whatever the number of refused Submits (the reload resets it: daemon.c), so
+ * a stale gateway under load does not flood the queue; the log says each call's count. */
+static void kek_retired_seen(struct intake *in)
+{
+    const struct gw_log_ctx *lc = gw_call_log_ctx(in->call);
+    struct gw_app *app = in->app;
+    enum gw_suite suite = gw_keyring_suite(app->keys);
+    struct gw_incident inc = {.severity = "high", .kind = "kek_retired", .principal = "waygated"};
+    char detail[160];
+
+    if (in->kek_retired == 0)
+        return;
+    GW_LOG(GW_LOG_ERROR, "intake", lc,
+           "%zu waybill(s) refused: the database has retired %s KEK version %u, which this "
+           "gateway's keyring still seals under: reload the gateway's keyring (SIGHUP)",
+           in->kek_retired, gw_suite_name(suite), gw_keyring_current(app->keys, suite));
+    if (app->kek_retired_reported)
+        return;
+    app->kek_retired_reported = true;
+    snprintf(detail, sizeof(detail),
+             "Submit refused: %s KEK version %u of this gateway's keyring is retired in the "
+             "database; reload the gateway's keyring",
+             gw_suite_name(suite), gw_keyring_current(app->keys, suite));
+    inc.detail = detail;
+    if (gw_incident_record(app->incidents, &inc) != 0)
+        GW_LOG(GW_LOG_ERROR, "intake", lc, "could not record the kek_retired incident");
 }
 
 static void submit_done_cb(void *arg, const struct gw_store_result *r)
@@ -190,6 +226,7 @@ static void submit_done_cb(void *arg, const struct gw_store_result *r)
 
     in->storereq = NULL;
     store_outcome(&in->items[0], r);
+    kek_retired_seen(in);
     finish(in);
 }
 
@@ -201,6 +238,7 @@ static void batch_done_cb(void *arg, const struct gw_store_result *r, size_t n)
     in->storereq = NULL;
     for (i = 0; i < n && i < in->nstored; i++)
         store_outcome(&in->items[in->stored[i]], &r[i]);
+    kek_retired_seen(in);
     finish(in);
 }
 

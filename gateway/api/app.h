@@ -42,10 +42,11 @@ struct gw_app {
     struct gw_audit *audit;         /* this instance's audit chain (store/audit.h, Art. 33) */
     struct gw_refusals *refusals;   /* refused Admin calls' records, bounded (refusals.h) */
     bool draining;                  /* SIGTERM received: health says NOT_SERVING */
-    uint64_t records_opened;        /* stored waybills unsealed for a caller (metrics) */
-    uint64_t cert_lookups;          /* database lookups of a certificate's principal (metrics) */
-    uint64_t cert_lookups_shared;   /* calls that waited for another call's lookup (metrics) */
-    unsigned reports_counting;      /* Compliance.Report counts in flight (api_report.c) */
+    bool kek_retired_reported;    /* a Submit under a retired KEK had its incident (api_intake.c) */
+    uint64_t records_opened;      /* stored waybills unsealed for a caller (metrics) */
+    uint64_t cert_lookups;        /* database lookups of a certificate's principal (metrics) */
+    uint64_t cert_lookups_shared; /* calls that waited for another call's lookup (metrics) */
+    unsigned reports_counting;    /* Compliance.Report counts in flight (api_report.c) */
     /* password-hashing jobs in flight per certificate principal (api_admin_util.c: at most
      * GW_API_AUTH_SHARE each); a slot with n == 0 is free */
     struct gw_app_pwshare {

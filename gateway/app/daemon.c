@@ -335,6 +335,7 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         record_reload(d, false, detail);
         return;
     }
+    d->app->kek_retired_reported = false; /* a new keyring: a retired version is news again */
     gw_keyring_free(d->app->keys);
     d->app->keys = kr;
     gw_crypto_forget(d->app->crypto); /* its cached copies of the old keys (issue 10, finding 7) */

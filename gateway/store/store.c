@@ -371,7 +371,11 @@ static void group_done_cb(void *arg, int err, const struct gw_db_result *res)
         gw_store_id_text(g->items[0]->id, idtext);
         GW_LOG(GW_LOG_WARN, "store", NULL, "record %s refused (sqlstate %s)", idtext,
                res->sqlstate ? res->sqlstate : "?");
-        item_resolve(g->items[0], GW_EINTERNAL, 0, NULL);
+        item_resolve(g->items[0],
+                     res->sqlstate && strcmp(res->sqlstate, GW_STORE_KEK_RETIRED) == 0
+                         ? GW_EPRECOND
+                         : GW_EINTERNAL,
+                     0, NULL);
     } else {
         if (err == GW_EINTERNAL)
             err = retryable(res->sqlstate) ? GW_EUNAVAIL : GW_EINTERNAL;

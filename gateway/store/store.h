@@ -37,10 +37,16 @@ enum gw_store_outcome {
     GW_STORE_EXISTING_DIFFERENT, /* same number, other content: err == GW_EEXIST */
 };
 
+/* The SQLSTATE of a row sealed under a KEK version the database has retired (constraint
+ * waybill_kek_retired, sql/033_kek_retired.sql): the only object_not_in_prerequisite_state an
+ * insert of waybill raises. */
+#define GW_STORE_KEK_RETIRED "55000"
+
 /* One waybill's outcome. err: 0 (NEW or EXISTING_SAME), GW_EEXIST (EXISTING_DIFFERENT),
  * GW_EUNAVAIL (database down, or deadlock/serialization failure twice: the waybill may or may
- * not be stored; a retry by the client is safe), GW_EINTERNAL (the database refused this row),
- * GW_ENOMEM. outcome and id are meaningful when err is 0 or GW_EEXIST. */
+ * not be stored; a retry by the client is safe), GW_EPRECOND (sealed under a retired KEK
+ * version: GW_STORE_KEK_RETIRED; nothing stored), GW_EINTERNAL (the database refused this row
+ * otherwise), GW_ENOMEM. outcome and id are meaningful when err is 0 or GW_EEXIST. */
 struct gw_store_result {
     int err;
     enum gw_store_outcome outcome;

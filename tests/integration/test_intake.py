@@ -798,7 +798,9 @@ def test_retire_with_a_gateway_not_reloaded_loses_nothing(stack):
     records under it: each was acknowledged, then unreadable as soon as the gateway loaded the
     key file. Since sql/033_kek_retired.sql the database refuses a record under a retired version:
     the Submit fails (the client knows it was not stored), nothing acknowledged is lost, and
-    after the reload the same waybill is stored under the new version."""
+    after the reload the same waybill is stored under the new version. The refusal is
+    FAILED_PRECONDITION naming the rule and the remedy (no SQLSTATE, no internals), and the
+    operator hears of it by one kek_retired incident however many Submits are refused."""
     keyring = stack.env["WAYGATE_KEYRING"]
     m = re.search(r"(?m)^suite %s[^:\n]*: current KEK version: (\d+)$" % SUITE, keys_status(stack))
     assert m, keys_status(stack)
@@ -813,11 +815,17 @@ def test_retire_with_a_gateway_not_reloaded_loses_nothing(stack):
                   "--db", stack.pguri)
     assert r.returncode == 0, r.stderr
     since = len(stack.log_lines())
+    incidents = incident_count(stack, "kek_retired")
     w = new_waybill(stack, "a")
     try:
         rid, refused = accepted(stack, w), None
     except grpc.RpcError as e:
         rid, refused = None, e
+    # a second refusal under the same keyring: its incident is the first one's
+    e2 = rpc_error(lambda: accepted(stack, new_waybill(stack, "a")))
+    assert e2.code() == grpc.StatusCode.FAILED_PRECONDITION, (e2.code(), e2.details())
+    assert wait_for(lambda: incident_count(stack, "kek_retired") > incidents, timeout=30), \
+        "no kek_retired incident recorded"
     reload_keys(stack, new)
     if refused is None:  # acknowledged: it must be readable under the key file the gateway loads
         try:
@@ -826,8 +834,15 @@ def test_retire_with_a_gateway_not_reloaded_loses_nothing(stack):
             pytest.fail("record %s, acknowledged under retired KEK version %d, is lost: %s %s"
                         % (rid, old, e.code().name, e.details()))
     assert refused is not None, "a record was stored under retired KEK version %d" % old
-    assert refused.code() == grpc.StatusCode.INTERNAL, refused
+    assert refused.code() == grpc.StatusCode.FAILED_PRECONDITION, refused
+    assert refused.details() == ("waybill: the gateway's key version is retired; an operator "
+                                 "must reload the gateway's keyring"), refused.details()
     assert_no_value(refused.details(), w)
+    assert incident_count(stack, "kek_retired") == incidents + 1
+    assert stack.psql("SELECT severity, detail FROM incident WHERE kind = 'kek_retired' "
+                      "ORDER BY id DESC LIMIT 1") == [
+        "high|Submit refused: %s KEK version %d of this gateway's keyring is retired in the "
+        "database; reload the gateway's keyring" % (SUITE, old)]
     assert [l for l in stack.log_lines()[since:] if "refused (sqlstate 55000)" in l], \
         "the refusal is not in the gateway's log"
     assert stack.psql("SELECT count(*) FROM waybill WHERE get_byte(dek_wrapped, 1) = %d "
