@@ -288,6 +288,10 @@ static void store_stage(struct intake *in)
         struct item *it = &in->items[i];
         if (it->code != ITEM_PENDING)
             continue;
+        if (in->app->keys_unchecked) { /* app/kekguard.h: sealed under a key not yet vouched */
+            refuse(it, GW_EUNAVAIL, NULL, GW_RULE_KEYS_UNCHECKED);
+            continue;
+        }
         rc = gw_seal_new_id(in->app->crypto, it->id);
         if (rc == 0)
             rc = gw_seal_waybill(in->app->crypto, in->app->keys, &it->w, &it->norm, it->id, branch,

@@ -42,6 +42,9 @@ struct gw_app {
     struct gw_audit *audit;         /* this instance's audit chain (store/audit.h, Art. 33) */
     struct gw_refusals *refusals;   /* refused Admin calls' records, bounded (refusals.h) */
     bool draining;                  /* SIGTERM received: health says NOT_SERVING */
+    /* the keyring loaded at start is not yet vouched for by the database (app/kekguard.h, Art.
+     * 36): health says NOT_SERVING and Submit seals nothing */
+    bool keys_unchecked;
     bool kek_retired_reported;    /* a Submit under a retired KEK had its incident (api_intake.c) */
     uint64_t records_opened;      /* stored waybills unsealed for a caller (metrics) */
     uint64_t cert_lookups;        /* database lookups of a certificate's principal (metrics) */

@@ -29,6 +29,7 @@
 #include "db.h"
 #include "forward.h"
 #include "incident.h"
+#include "kekguard.h"
 #include "keyring.h"
 #include "log.h"
 #include "memwipe.h"
@@ -64,6 +65,16 @@ struct daemon {
     int drains;                 /* server and forwarder drains still running */
     uint64_t incidents_left;    /* incidents the drain could not write */
     struct gw_spool *spool;     /* [audit] spool set, or NULL */
+    struct gw_kekguard *kek;    /* the keyring vouched for by the database (Art. 36) */
+    int exit_status;            /* 0, or 2: the start was refused after the loop began */
+    /* a SIGHUP's parts, loaded, while its keyring is checked against the database (reload_cb,
+     * reload_end) */
+    struct {
+        struct gw_keyring *kr;
+        struct gw_policy *np;
+        struct gw_tls *nt;
+        char keys[160], policy[96], from[512];
+    } rl;
 };
 
 static void usage(void)
@@ -298,27 +309,95 @@ static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
  * changes, and the log and the config.reload audit record say which part was refused. Handlers
  * never keep the keyring across callbacks; calls already open keep the policy they started with;
  * established connections keep their TLS context. */
+static void reload_end(struct daemon *d);
+
+/* A KEK version of the keyring is another key than the database's (Art. 36): a critical line
+ * and an incident. what: "refusing to start" or "the reload is refused, the running keyring
+ * stays". */
+static void kek_mismatch(struct daemon *d, const char *msg, const char *what)
+{
+    struct gw_incident inc = {
+        .severity = "critical", .kind = "kek_mismatch", .principal = "waygated", .detail = msg};
+
+    GW_LOG(GW_LOG_ERROR, "main", NULL, "critical: [keys] keyring %s: %s: %s", d->app->cfg->keyring,
+           msg, what);
+    if (gw_incident_record(d->app->incidents, &inc) != 0)
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "could not record the kek_mismatch incident");
+}
+
+/* The SIGHUP's keyring checked against the database: swapped in with the rest, or the whole
+ * reload refused. */
+static void reload_checked_cb(void *arg, int outcome, const char *msg)
+{
+    struct daemon *d = arg;
+
+    if (outcome != 0) {
+        if (outcome == GW_EEXIST)
+            kek_mismatch(d, msg, "the reload is refused, the running keyring stays");
+        else
+            GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring refused: %s (%s)", msg,
+                   gw_err_str(outcome));
+        snprintf(d->rl.keys, sizeof(d->rl.keys), "keyring: refused (%s)",
+                 outcome == GW_EEXIST ? "a KEK version is not the key the database knows"
+                                      : "its new KEK versions could not be checked");
+        gw_keyring_free(d->rl.kr);
+        d->rl.kr = NULL;
+    }
+    reload_end(d);
+}
+
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
-    struct gw_keyring *kr = NULL;
-    struct gw_policy *np;
-    struct gw_tls *nt;
-    char err[512], keys[96], policy[96], detail[320], from[512];
-    bool ok;
+    char err[512];
 
     (void)sig;
     (void)what;
-    if (load_keyring(d->app->cfg, &kr, err, sizeof(err)) != 0) {
-        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring refused: %s", err);
-        snprintf(keys, sizeof(keys), "keyring: refused (keyring file or [crypto] suite)");
-        kr = NULL;
-    } else {
-        snprintf(keys, sizeof(keys), "keyring: current KEK version %u (suite %s)",
-                 gw_keyring_current(kr, gw_keyring_suite(kr)), gw_suite_name(gw_keyring_suite(kr)));
+    if (d->rl.kr != NULL || d->rl.np != NULL || d->rl.nt != NULL) {
+        GW_LOG(GW_LOG_WARN, "main", NULL,
+               "SIGHUP ignored: the previous reload's keyring is still being checked against the "
+               "database");
+        return;
     }
-    np = prepare_policy(d, policy, sizeof(policy), from, sizeof(from));
-    nt = d->tls != NULL ? prepare_tls(d, "SIGHUP") : NULL;
+    if (load_keyring(d->app->cfg, &d->rl.kr, err, sizeof(err)) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring refused: %s", err);
+        snprintf(d->rl.keys, sizeof(d->rl.keys),
+                 "keyring: refused (keyring file or [crypto] suite)");
+        d->rl.kr = NULL;
+    } else {
+        snprintf(d->rl.keys, sizeof(d->rl.keys), "keyring: current KEK version %u (suite %s)",
+                 gw_keyring_current(d->rl.kr, gw_keyring_suite(d->rl.kr)),
+                 gw_suite_name(gw_keyring_suite(d->rl.kr)));
+    }
+    d->rl.np =
+        prepare_policy(d, d->rl.policy, sizeof(d->rl.policy), d->rl.from, sizeof(d->rl.from));
+    d->rl.nt = d->tls != NULL ? prepare_tls(d, "SIGHUP") : NULL;
+    /* Art. 36: a KEK version the running keyring was not vouched for with (a rotation, another
+     * key file) is checked against the database before anything is swapped in */
+    if (d->rl.kr != NULL && d->rl.np != NULL && (d->tls == NULL || d->rl.nt != NULL) &&
+        !gw_kekguard_covers(d->kek, d->rl.kr)) {
+        int rc = gw_kekguard_check(d->kek, d->rl.kr, reload_checked_cb, d);
+        if (rc == 0)
+            return; /* reload_checked_cb ends it (perhaps already has) */
+        reload_checked_cb(d, rc, "the keyring could not be checked against the database");
+        return;
+    }
+    reload_end(d);
+}
+
+/* The end of a SIGHUP: everything swapped in together, or nothing. */
+static void reload_end(struct daemon *d)
+{
+    struct gw_keyring *kr = d->rl.kr;
+    struct gw_policy *np = d->rl.np;
+    struct gw_tls *nt = d->rl.nt;
+    const char *keys = d->rl.keys, *policy = d->rl.policy, *from = d->rl.from;
+    char detail[400];
+    bool ok;
+
+    d->rl.kr = NULL;
+    d->rl.np = NULL;
+    d->rl.nt = NULL;
     ok = kr != NULL && np != NULL && (d->tls == NULL || nt != NULL);
     snprintf(detail, sizeof(detail), "%s: %s; %s; tls: %s", ok ? "reloaded" : "nothing reloaded",
              keys, policy, d->tls == NULL || nt != NULL ? "certificates and CRL" : "refused");
@@ -658,6 +737,17 @@ static void drained_cb(void *arg)
     gw_incident_drain(d->app->incidents, d->app->cfg->drain_timeout_ms, incidents_flushed_cb, d);
 }
 
+/* The calls in flight end, then the queues are written (drained_cb), then the loop exits. */
+static void start_drain(struct daemon *d)
+{
+    d->draining = true;
+    d->app->draining = true; /* Health/Watch streams say NOT_SERVING and end */
+    d->drains = d->forward != NULL ? 2 : 1;
+    if (d->forward != NULL)
+        gw_forward_drain(d->forward, drained_cb, d);
+    gw_server_drain(d->server, drained_cb, d);
+}
+
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct daemon *d = arg;
@@ -668,13 +758,25 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         event_base_loopbreak(d->base);
         return;
     }
-    d->draining = true;
-    d->app->draining = true; /* Health/Watch streams say NOT_SERVING and end */
     GW_LOG(GW_LOG_INFO, "main", NULL, "signal %d: draining", (int)sig);
-    d->drains = d->forward != NULL ? 2 : 1;
-    if (d->forward != NULL)
-        gw_forward_drain(d->forward, drained_cb, d);
-    gw_server_drain(d->server, drained_cb, d);
+    start_drain(d);
+}
+
+/* The keyring loaded at start checked against the database (Art. 36): serving, or the start
+ * refused (a critical line and an incident, then the drain that writes it, and exit status 2). */
+static void kek_started_cb(void *arg, int outcome, const char *msg)
+{
+    struct daemon *d = arg;
+
+    if (outcome == 0) {
+        GW_LOG(GW_LOG_INFO, "main", NULL,
+               "keyring: its KEK versions are the ones the database knows");
+        return;
+    }
+    kek_mismatch(d, msg, "refusing to start");
+    d->exit_status = 2;
+    if (!d->draining)
+        start_drain(d);
 }
 
 int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
@@ -799,6 +901,13 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");
         goto out;
     }
+    /* Art. 36: nothing is sealed until the database vouched for the keyring (kekguard.h) */
+    d.kek = gw_kekguard_new(&app, gw_audit_chain(app.audit));
+    if (d.kek == NULL || gw_kekguard_start(d.kek, kek_started_cb, &d) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL,
+               "cannot check the keyring's KEK versions against the database");
+        goto out;
+    }
     gw_spool_incident(d.spool, &app);
     {
         /* the retention sweep (Art. 26): destroys what outlived [compliance] retention_days */
@@ -906,7 +1015,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "event loop failed");
         goto out;
     }
-    status = 0;
+    status = d.exit_status;
 out:
     /* Reverse order of creation: no call runs once the server is gone, so the identity
      * registry and the workers (whose done functions reach calls) go after it; the
@@ -940,6 +1049,10 @@ out:
     gw_refusals_free(app.refusals);
     gw_audit_free(app.audit);
     gw_spool_free(d.spool); /* after the writer: its replay's entries never call back now */
+    gw_kekguard_free(d.kek);
+    gw_keyring_free(d.rl.kr); /* a reload still waiting for its check */
+    gw_policy_free(d.rl.np);
+    gw_tls_free(d.rl.nt);
     gw_db_free(app.db);
     gw_crypto_free(app.crypto);
     gw_keyring_free(app.keys);

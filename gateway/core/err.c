@@ -91,6 +91,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_NOT_SEALED] = "the waybill could not be encrypted",
     [GW_RULE_KEK_RETIRED] =
         "the gateway's key version is retired; an operator must reload the gateway's keyring",
+    [GW_RULE_KEYS_UNCHECKED] =
+        "the gateway's keyring is not yet checked against the database; retrying is safe",
     [GW_RULE_NOT_READ] = "the waybill could not be read",
     [GW_RULE_NOT_RENDERED] = "the waybill could not be rendered",
     [GW_RULE_NOT_IN_SCOPE] = "no waybill with this number in the caller's scope",

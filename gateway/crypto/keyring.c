@@ -288,3 +288,50 @@ int gw_keyring_unwrap(const struct gw_keyring *kr, struct gw_crypto *cx, uint32_
         OPENSSL_cleanse(dek, GW_CRYPTO_DEK_LEN);
     return rc;
 }
+
+int gw_keyring_kek_check(const struct gw_keyring *kr, struct gw_crypto *cx, enum gw_suite suite,
+                         uint32_t version, uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    const struct kset *k = kset_of(kr, suite);
+    if (!k)
+        return GW_EPRECOND;
+    if (!kr->ops->check)
+        return GW_EUNIMPL;
+    return kr->ops->check(kr->be, cx, suite, version, out);
+}
+
+int gw_keyring_kek_checks(const struct gw_keyring *kr, struct gw_crypto *cx,
+                          struct gw_keyring_check **out, size_t *n)
+{
+    static const enum gw_suite suites[GW_SUITE_COUNT] = {GW_SUITE_AES, GW_SUITE_SM};
+    struct gw_keyring_check *v;
+    size_t total = 0, j = 0;
+    int rc = 0;
+
+    *out = NULL;
+    *n = 0;
+    for (size_t s = 0; s < GW_SUITE_COUNT; s++)
+        total += gw_keyring_kek_count(kr, suites[s]);
+    if (total == 0)
+        return 0;
+    if (!(v = gw_calloc(total, sizeof *v)))
+        return GW_ENOMEM;
+    for (size_t s = 0; s < GW_SUITE_COUNT && rc == 0; s++) {
+        const struct kset *k = kset_of(kr, suites[s]);
+        for (size_t i = 0; k && i < k->nkeks && rc == 0; i++) {
+            if (!k->keks[i].active) /* retired: its bytes are gone, nothing to compare */
+                continue;
+            v[j].suite = suites[s];
+            v[j].version = k->keks[i].version;
+            rc = gw_keyring_kek_check(kr, cx, suites[s], k->keks[i].version, v[j].value);
+            j++;
+        }
+    }
+    if (rc != 0) {
+        gw_free(v);
+        return rc;
+    }
+    *out = v;
+    *n = j;
+    return 0;
+}

@@ -69,6 +69,11 @@ struct gw_keyring_backend {
                   const uint8_t *aad, size_t aadlen, const uint8_t *in, size_t inlen,
                   uint8_t dek[GW_CRYPTO_DEK_LEN]);
     void (*free)(void *be);
+    /* The check value of the KEK (gw_keyring_kek_check), computed where the KEK is; NULL: the
+     * backend cannot (gw_keyring_kek_check answers GW_EUNIMPL). Returns 0, GW_EPRECOND or
+     * GW_ECRYPTO. */
+    int (*check)(void *be, struct gw_crypto *cx, enum gw_suite suite, uint32_t kek_version,
+                 uint8_t out[GW_CRYPTO_MAC_LEN]);
 };
 
 /* The keys of one suite, for gw_keyring_new/gw_keyring_add_suite: keks lists every version the
@@ -156,6 +161,32 @@ int gw_keyring_unwrap(const struct gw_keyring *kr, struct gw_crypto *cx, uint32_
                       const char *table, const uint8_t record_id[GW_CRYPTO_RECORD_ID_LEN],
                       const uint8_t *in, size_t inlen,
                       uint8_t dek[GW_CRYPTO_DEK_LEN]) GW_MUST_CHECK;
+
+/* The check value of a KEK: HMAC(KEK, GW_KEYRING_CHECK_LABEL) (HMAC-SHA256 under aes, HMAC-SM3
+ * under sm), 32 bytes that tell one key from another without revealing it (the KEK is a random
+ * 32-byte key: the MAC of a fixed label under it says nothing of it). The database keeps the
+ * value of each version it met (sql/036_kek_version.sql), so that a keyring whose version N is
+ * another key (a divergent copy, the wrong database) is refused. */
+#define GW_KEYRING_CHECK_LABEL "waygate-kek-check-v1"
+
+/* The check value of KEK version of suite into out. Returns 0, GW_EPRECOND (suite absent,
+ * version unknown or retired: no key to compute it with), GW_EUNIMPL (the backend cannot) or
+ * GW_ECRYPTO. */
+int gw_keyring_kek_check(const struct gw_keyring *kr, struct gw_crypto *cx, enum gw_suite suite,
+                         uint32_t version, uint8_t out[GW_CRYPTO_MAC_LEN]) GW_MUST_CHECK;
+
+/* One active KEK's check value, as gw_keyring_kek_checks lists them. */
+struct gw_keyring_check {
+    enum gw_suite suite;
+    uint32_t version;
+    uint8_t value[GW_CRYPTO_MAC_LEN];
+};
+
+/* The check values of every active KEK of the keyring, aes first, oldest first: *out (freed with
+ * gw_free; NULL when none) and its length *n. Returns 0, GW_ENOMEM or an error of
+ * gw_keyring_kek_check. */
+int gw_keyring_kek_checks(const struct gw_keyring *kr, struct gw_crypto *cx,
+                          struct gw_keyring_check **out, size_t *n) GW_MUST_CHECK;
 
 /* The in-memory keys of suite (GW_CRYPTO_KEY_LEN bytes each), valid until gw_keyring_free; NULL
  * when the keyring lacks the suite. */

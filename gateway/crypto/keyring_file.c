@@ -205,6 +205,17 @@ static int file_unwrap(void *be, struct gw_crypto *cx, enum gw_suite suite, uint
     return rc;
 }
 
+static int file_check(void *be, struct gw_crypto *cx, enum gw_suite suite, uint32_t kek_version,
+                      uint8_t out[GW_CRYPTO_MAC_LEN])
+{
+    const struct fkek *k = file_find(be, suite, kek_version);
+    if (!k)
+        return GW_EPRECOND;
+    return gw_crypto_hmac(cx, suite, k->key, GW_CRYPTO_KEY_LEN,
+                          (const uint8_t *)GW_KEYRING_CHECK_LABEL,
+                          sizeof(GW_KEYRING_CHECK_LABEL) - 1, out);
+}
+
 static void file_free(void *be)
 {
     struct file_be *fb = be;
@@ -220,6 +231,7 @@ static const struct gw_keyring_backend file_backend = {
     .wrap = file_wrap,
     .unwrap = file_unwrap,
     .free = file_free,
+    .check = file_check,
 };
 
 /* ---- parsing ---- */

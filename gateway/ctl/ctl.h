@@ -6,6 +6,8 @@
 #ifndef GW_CTL_H
 #define GW_CTL_H
 
+#include <stddef.h>
+
 #define GW_CTL_OK 0
 #define GW_CTL_FAIL 1
 #define GW_CTL_USAGE 2
@@ -29,6 +31,22 @@ int gw_ctl_suspicious(int argc, char **argv);
 
 /* waygatectl keys init|rotate|retire|status|rewrap: the keyring file and data-key re-wrapping. */
 int gw_ctl_keys(int argc, char **argv);
+
+/* Art. 36 (sql/036_kek_version.sql, ctl_kek.c): the check values c[0..n) of a keyring's KEKs
+ * compared with the database's, those it lacks registered as brought by `by` (NULL: compared only)
+ * into *o. Returns 0, or -1 with err naming the version and the rule (a version whose key is
+ * another) or the database's refusal. */
+struct gw_admin;
+struct gw_keyring;
+struct gw_keyring_check;
+struct gw_kek_check_outcome;
+int gw_ctl_kek_vouch(struct gw_admin *a, const struct gw_keyring_check *c, size_t n, const char *by,
+                     struct gw_kek_check_outcome *o, char *err, size_t errlen);
+/* The same for every active KEK of kr. */
+int gw_ctl_keyring_vouch(struct gw_admin *a, const struct gw_keyring *kr, const char *by, char *err,
+                         size_t errlen);
+/* gw_keyring_kek_checks on a crypto context of its own (freed at once). */
+int gw_ctl_kek_checks(const struct gw_keyring *kr, struct gw_keyring_check **c, size_t *n);
 
 /* waygatectl keys migrate-suite --to SUITE (ctl_migrate_suite.c, reached through gw_ctl_keys;
  * argv[0] is "migrate-suite"): re-seals the stored waybills under another cipher suite. */

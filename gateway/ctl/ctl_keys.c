@@ -16,6 +16,7 @@
 #include "ctl.h"
 #include "ctl_admin.h"
 #include "ctl_record.h"
+#include "kek_check.h"
 #include "keyring.h"
 #include "record.h"
 #include "store.h"
@@ -106,6 +107,45 @@ static long long count_kek(struct gw_admin *a, enum gw_suite suite, uint32_t v, 
         return -1;
     }
     return n;
+}
+
+/* Art. 36: the check values of the keyring's active KEKs (gw_keyring_kek_checks) into *c, *n;
+ * -1 on error (printed). */
+static int kek_checks(const struct gw_keyring *kr, struct gw_keyring_check **c, size_t *n)
+{
+    int rc = gw_ctl_kek_checks(kr, c, n);
+    if (rc != 0) {
+        fprintf(stderr, ME ": the check values of the keyring's KEKs: %s\n", gw_err_str(rc));
+        return -1;
+    }
+    return 0;
+}
+
+/* gw_ctl_kek_vouch, its refusal printed. Returns 0 or -1. */
+static int kek_vouch(struct gw_admin *a, const struct gw_keyring_check *c, size_t n, const char *by,
+                     struct gw_kek_check_outcome *o)
+{
+    char err[512];
+
+    if (gw_ctl_kek_vouch(a, c, n, by, o, err, sizeof err) != 0) {
+        fprintf(stderr, ME ": %s; nothing was changed\n", err);
+        return -1;
+    }
+    return 0;
+}
+
+/* The whole keyring vouched for by the database: every active KEK compared, those it lacks
+ * registered (a keys command that changes keys or records meets the database here first).
+ * Returns 0 or -1 (printed). */
+static int keyring_vouch(struct gw_admin *a, const struct gw_keyring *kr)
+{
+    char err[512];
+
+    if (gw_ctl_keyring_vouch(a, kr, ctl_admin_actor(NULL), err, sizeof err) != 0) {
+        fprintf(stderr, ME ": %s; nothing was changed\n", err);
+        return -1;
+    }
+    return 0;
 }
 
 /* What the last operation did, for its administrative record (never key bytes). */
@@ -243,14 +283,41 @@ static int keys_rotate(const struct keys_opts *o)
     char err[512];
     struct gw_keyring *kr = NULL;
     enum gw_suite suite;
-    uint32_t v = 0;
+    uint32_t v = 0, known = 0, current;
+    struct gw_admin *a;
     if (pick_suite(o, &kr, &suite) != 0)
         return GW_CTL_FAIL;
+    current = gw_keyring_current(kr, suite);
+    /* Art. 36: this keyring is the one the database knows, and no other copy of it was rotated
+     * past it: its version current+1 would be a second key under a number already in use */
+    int rc = (a = connect_db(o->db)) != NULL && keyring_vouch(a, kr) == 0 ? 0 : -1;
     gw_keyring_free(kr);
-    if (gw_keyring_file_rotate(o->keyring, suite, &v, err, sizeof err) != 0) {
-        fprintf(stderr, ME ": %s\n", err);
+    if (rc == 0 && gw_admin_kek_newest(a, (int)suite, &known, err, sizeof err) != 0) {
+        fprintf(stderr, ME ": %s; nothing was changed\n", err);
+        rc = -1;
+    }
+    if (rc == 0 && known > current) {
+        fprintf(stderr,
+                ME ": the database knows %s KEK version %" PRIu32 ", newer than this keyring's "
+                   "newest (%" PRIu32 "): another copy of the keyring was rotated; use that copy "
+                   "(a divergent keyring copy); nothing was changed\n",
+                gw_suite_name(suite), known, current);
+        rc = -1;
+    }
+    if (rc != 0 || gw_keyring_file_rotate(o->keyring, suite, &v, err, sizeof err) != 0) {
+        if (rc == 0)
+            fprintf(stderr, ME ": %s\n", err);
+        gw_admin_free(a);
         return GW_CTL_FAIL;
     }
+    /* the new version registered at once: a copy rotated later is refused here, above */
+    rc = gw_keyring_file_load(o->keyring, &kr, err, sizeof err) != 0 ? -1 : keyring_vouch(a, kr);
+    if (rc != 0 && !kr)
+        fprintf(stderr, ME ": %s\n", err);
+    gw_keyring_free(kr);
+    gw_admin_free(a);
+    if (rc != 0)
+        return GW_CTL_FAIL;
     snprintf(done_detail, sizeof(done_detail), "added KEK version %" PRIu32 " (suite %s)", v,
              gw_suite_name(suite));
     printf("added %s KEK version %" PRIu32 " (now current); reload or restart the gateways, then "
@@ -326,11 +393,69 @@ static int keys_status(const struct keys_opts *o, bool use_db)
             printf("  suite %d kek %-6" PRIu32 " unknown  %lld records (not in this keyring!)\n",
                    counts[j].suite, v, counts[j].records);
     }
+    if (use_db) {
+        /* Art. 36: compared only, never registered (a status is no use of the keys) */
+        struct gw_keyring_check *c = NULL;
+        struct gw_kek_check_outcome ko;
+        size_t nc = 0;
+        int vrc = kek_checks(kr, &c, &nc) == 0 ? kek_vouch(a, c, nc, NULL, &ko) : -1;
+        gw_free(c);
+        if (vrc != 0)
+            goto out;
+        if (ko.absent > 0)
+            printf("%zu KEK version(s) of this keyring not yet registered in the database (the "
+                   "first is %s %" PRIu32 "): a gateway registers them at start or reload\n",
+                   ko.absent, gw_suite_name((enum gw_suite)ko.absent_suite), ko.absent_version);
+    }
     rc = GW_CTL_OK;
 out:
     gw_free(counts);
     gw_admin_free(a);
     gw_keyring_free(kr);
+    return rc;
+}
+
+/* Art. 36, before a KEK is erased: the keyring's other versions vouched for (registered when
+ * absent), and the one erased (active: its bytes still in the key file) known to the database as
+ * this very key. A database that never met it is not the one whose records it seals, or cannot
+ * say so: its count of records under the version proves nothing, and the key stays. A version
+ * already retired in the key file has no bytes left to compare. Returns 0 or -1 (printed). */
+static int retire_vouch(struct gw_admin *a, const struct gw_keyring_check *c, size_t n,
+                        enum gw_suite suite, uint32_t version, bool active)
+{
+    struct gw_keyring_check *rest = n ? gw_calloc(n, sizeof *rest) : NULL;
+    const struct gw_keyring_check *mine = NULL;
+    struct gw_kek_check_outcome o;
+    size_t m = 0;
+    int rc = -1;
+
+    if (n && !rest) {
+        fprintf(stderr, ME ": out of memory\n");
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (c[i].suite == suite && c[i].version == version)
+            mine = &c[i];
+        else
+            rest[m++] = c[i];
+    }
+    if (kek_vouch(a, rest, m, ctl_admin_actor(NULL), &o) != 0)
+        goto out;
+    if (active && (!mine || kek_vouch(a, mine, 1, NULL, &o) != 0))
+        goto out;
+    if (active && o.absent > 0) {
+        fprintf(stderr,
+                ME
+                ": the database has no record of %s KEK version %" PRIu32 ": it never met this "
+                "key, so it cannot vouch that no record is sealed under it (the wrong "
+                "database?); nothing was erased (a gateway registers its keyring's versions with "
+                "its database at start and at each reload)\n",
+                gw_suite_name(suite), version);
+        goto out;
+    }
+    rc = 0;
+out:
+    gw_free(rest);
     return rc;
 }
 
@@ -345,9 +470,18 @@ static int keys_retire(const struct keys_opts *o)
         return GW_CTL_FAIL;
     sn = gw_suite_name(suite);
     uint32_t current = gw_keyring_current(kr, suite);
-    bool known = false;
-    for (size_t i = 0; i < gw_keyring_kek_count(kr, suite); i++)
-        known |= gw_keyring_kek_at(kr, suite, i).version == o->version;
+    bool known = false, active = false;
+    for (size_t i = 0; i < gw_keyring_kek_count(kr, suite); i++) {
+        struct gw_keyring_kek k = gw_keyring_kek_at(kr, suite, i);
+        known |= k.version == o->version;
+        active |= k.version == o->version && k.active;
+    }
+    struct gw_keyring_check *c = NULL;
+    size_t n = 0;
+    if (known && o->version != current && kek_checks(kr, &c, &n) != 0) {
+        gw_keyring_free(kr);
+        return GW_CTL_FAIL;
+    }
     gw_keyring_free(kr);
     if (!known) {
         fprintf(stderr, ME ": keyring %s has no %s KEK version %" PRIu32 "\n", o->keyring, sn,
@@ -360,28 +494,32 @@ static int keys_retire(const struct keys_opts *o)
                 o->version);
         return GW_CTL_FAIL;
     }
+    struct gw_admin *a = connect_db(o->db);
+    if (!a || retire_vouch(a, c, n, suite, o->version, active) != 0) {
+        gw_free(c);
+        gw_admin_free(a);
+        return GW_CTL_FAIL;
+    }
+    gw_free(c);
     /* o->db is set (need_db): erasing a KEK that still wraps a record would lose the record.
      * The database counts them with the table held against writers and, when there are none,
      * records the retirement first, so that from then on it refuses any record stored under
      * the version (a gateway whose keyring was not reloaded, a writer in flight at the count):
      * only then are the key bytes erased (sql/033_kek_retired.sql). */
-    struct gw_admin *a = connect_db(o->db);
-    long long n = -1;
-    if (!a)
-        return GW_CTL_FAIL;
-    int drc =
-        gw_admin_kek_retire(a, (int)suite, o->version, ctl_admin_actor(NULL), &n, err, sizeof err);
+    long long left = -1;
+    int drc = gw_admin_kek_retire(a, (int)suite, o->version, ctl_admin_actor(NULL), &left, err,
+                                  sizeof err);
     gw_admin_free(a);
     if (drc != 0) {
         fprintf(stderr, ME ": %s; nothing was erased%s\n", err,
                 drc == GW_EUNAVAIL ? ": run keys retire again" : "");
         return GW_CTL_FAIL;
     }
-    if (n > 0) {
+    if (left > 0) {
         fprintf(stderr,
                 ME ": %lld records still use %s KEK version %" PRIu32
                    ": run keys rewrap --suite %s first\n",
-                n, sn, o->version, sn);
+                left, sn, o->version, sn);
         return GW_CTL_FAIL;
     }
     if (gw_keyring_file_retire(o->keyring, suite, o->version, err, sizeof err) != 0) {
@@ -468,7 +606,7 @@ static int keys_rewrap(const struct keys_opts *o)
         fprintf(stderr, ME ": cannot set up the cryptographic library\n");
         goto out;
     }
-    if (!(a = connect_db(o->db)))
+    if (!(a = connect_db(o->db)) || keyring_vouch(a, kr) != 0)
         goto out;
     total = count_kek(a, rw.suite, rw.newest, false);
     if (total < 0)

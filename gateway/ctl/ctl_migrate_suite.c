@@ -270,6 +270,11 @@ static int run(const struct opts *o, enum gw_suite to)
         rc = ctl_admin_fail(&c, o->keyring, "database", err);
         goto out;
     }
+    /* Art. 36: records are re-sealed only under KEKs the database knows as these keys */
+    if (gw_ctl_keyring_vouch(a, kr, ctl_admin_actor(NULL), err, sizeof(err)) != 0) {
+        rc = ctl_admin_fail(&c, o->keyring, "keyring", err);
+        goto out;
+    }
     snprintf(detail, sizeof(detail), "to %s, batches of %ld", gw_suite_name(to), o->batch);
     if (record(&c, o->keyring, -1, "started", detail) != 0)
         goto out; /* not recorded: not done */

@@ -16,6 +16,7 @@
 #include "alloc.h"
 #include "crypto.h"
 #include "db.h"
+#include "kek_check.h"
 #include "pq_msg.h"
 #include "store_admin_int.h"
 
@@ -237,6 +238,65 @@ int gw_admin_kek_retire(struct gw_admin *a, int suite, uint32_t version, const c
     } else {
         *n = strtoll(PQgetvalue(res, 0, 0), NULL, 10);
     }
+    PQclear(res);
+    return rc;
+}
+
+/* A statement on kek_version refused: GW_EPRECOND when the schema predates it (class 42: no such
+ * table or function), else the server's message. */
+static int kek_version_refused(const PGresult *res, struct gw_admin *a, char *errbuf, size_t errlen)
+{
+    const char *state = res != NULL ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+    if (state != NULL && (strcmp(state, "42P01") == 0 || strcmp(state, "42883") == 0)) {
+        gw_pq_msg(errbuf, errlen,
+                  "the database has no kek_version (sql/036_kek_version.sql): run `waygatectl "
+                  "migrate` first");
+        return GW_EPRECOND;
+    }
+    return gw_admin_refused(res, a, errbuf, errlen);
+}
+
+int gw_admin_kek_check(struct gw_admin *a, const struct gw_keyring_check *c, size_t n,
+                       const char *by, struct gw_kek_check_outcome *o, char *errbuf, size_t errlen)
+{
+    struct gw_kek_check_params p;
+    PGresult *res;
+    int rc;
+
+    if (gw_kek_check_params(c, n, &p) != 0) {
+        gw_pq_msg(errbuf, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
+    const char *params[4] = {p.suites, p.versions, p.checks, by};
+    res = PQexecParams(a->pg, by != NULL ? GW_KEK_MEET_SQL : GW_KEK_COMPARE_SQL, by != NULL ? 4 : 3,
+                       NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = kek_version_refused(res, a, errbuf, errlen);
+    } else {
+        rc = gw_kek_check_read(res, n, o);
+        if (rc != 0)
+            gw_pq_msg(errbuf, errlen, "unexpected rows from table kek_version");
+    }
+    PQclear(res);
+    gw_kek_check_params_free(&p);
+    return rc;
+}
+
+int gw_admin_kek_newest(struct gw_admin *a, int suite, uint32_t *v, char *errbuf, size_t errlen)
+{
+    char ss[16];
+    const char *params[1] = {ss};
+    PGresult *res;
+    int rc = 0;
+
+    snprintf(ss, sizeof(ss), "%d", suite);
+    res = PQexecParams(
+        a->pg, "SELECT coalesce(max(version), 0) FROM kek_version WHERE suite = $1::integer", 1,
+        NULL, params, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
+        rc = kek_version_refused(res, a, errbuf, errlen);
+    else
+        *v = (uint32_t)strtoul(PQgetvalue(res, 0, 0), NULL, 10);
     PQclear(res);
     return rc;
 }

@@ -74,6 +74,22 @@ int gw_admin_count_kek(struct gw_admin *a, int suite, uint32_t version, bool equ
 int gw_admin_kek_retire(struct gw_admin *a, int suite, uint32_t version, const char *by,
                         long long *n, char *errbuf, size_t errlen) GW_MUST_CHECK;
 
+/* Compares the n check values of a keyring's KEKs (gw_keyring_kek_checks) with the database's
+ * (sql/036_kek_version.sql) into *o: with `by`, registers first those it lacks, as brought by
+ * `by` (kek_version_meet); with by NULL only compares (a version the table lacks is 'absent').
+ * Returns 0, GW_EPRECOND when the database is not migrated that far, GW_ENOMEM or GW_EINTERNAL.
+ * Runs in its own statement: outside a transaction, a registration commits at once. */
+struct gw_keyring_check;
+struct gw_kek_check_outcome;
+int gw_admin_kek_check(struct gw_admin *a, const struct gw_keyring_check *c, size_t n,
+                       const char *by, struct gw_kek_check_outcome *o, char *errbuf,
+                       size_t errlen) GW_MUST_CHECK;
+
+/* The newest KEK version of suite the database knows (0: none) into *v. Returns 0, GW_EPRECOND
+ * (not migrated that far) or GW_EINTERNAL. */
+int gw_admin_kek_newest(struct gw_admin *a, int suite, uint32_t *v, char *errbuf,
+                        size_t errlen) GW_MUST_CHECK;
+
 /* Re-wraps one record's data key: from its id, KEK version and wrapped key, writes the key
  * wrapped under the batch's target version to out (GW_CRYPTO_WRAPPED_DEK_LEN bytes). Returns 0,
  * or an error: the record is then counted as failed and left as it is. */

@@ -140,6 +140,24 @@ class Stack:
         finally:
             restore()
 
+    @contextlib.contextmanager
+    def kek_versions_forgotten(self):
+        """Inside the block the database knows no KEK version (as the owner: no login role may
+        delete one), so that a gateway may load an unrelated keyring (sql/036 refuses a keyring
+        whose version N is another key than the database's); afterwards the versions it learnt
+        meanwhile are forgotten and the stack's come back as they were."""
+        cols = "suite, version, check_value, first_seen, first_seen_by"
+        saved = self.psql("SELECT %s FROM kek_version" % cols.replace(
+            "check_value", "encode(check_value, 'hex')"))
+        self.psql("DELETE FROM kek_version")
+        try:
+            yield
+        finally:
+            rows = ", ".join("(%s, %s, decode('%s', 'hex'), '%s', '%s')" % tuple(
+                r.split("|", 4)[:4] + [r.split("|", 4)[4].replace("'", "''")]) for r in saved)
+            self.psql("DELETE FROM kek_version" +
+                      ("; INSERT INTO kek_version (%s) VALUES %s" % (cols, rows) if rows else ""))
+
     def ctl(self, *args, timeout=120, input=None):
         """Runs build/waygatectl with args (stdin: `input`, else nothing); returns the
         CompletedProcess (text, not checked)."""

@@ -322,10 +322,16 @@ def test_cli_actions_are_audit_records(stack):
     assert r.returncode == 0, r.stderr
     rec = ctl_records(stack, "key.rotate", keyring)
     assert len(rec) == 1 and rec[0]["detail"].startswith("added KEK version"), rec
+
     # retiring the version the records still use fails: recorded as failed
     r = ctl(stack, "keys", "retire", "--keyring", keyring, "--version", current)
     assert r.returncode != 0
     assert [x["outcome"] for x in ctl_records(stack, "key.retire", keyring)] == ["failed"]
+    # the copy's new version is its own (sql/036 registered it): forgotten, so that the stack's
+    # keyring may rotate to that number later (the owner's delete; no login role may)
+    with open(keyring) as f:
+        suite = 1 if re.search(r"(?m)^kek ", f.read()) else 2
+    stack.psql("DELETE FROM kek_version WHERE suite = %d AND version > %s" % (suite, current))
     fresh = os.path.join(tmp, "fresh-keyring")
     r = ctl(stack, "keys", "init", "--keyring", fresh)
     assert r.returncode == 0, r.stderr

@@ -33,18 +33,25 @@ LOGIN = "/waygate.v1.Admin/Login"
 
 
 def sm_keyring(stack, name, add_to_stack_keys=True):
-    """A keyring file with an sm key set: the stack's keyring plus `keys add-suite --suite sm`,
-    or (add_to_stack_keys False) a fresh sm-only one (`keys init --suite sm`)."""
+    """A keyring file with an sm key set: a copy of the stack's keyring once `keys add-suite
+    --suite sm` gave it one (the stack's own file: a copy given its own sm keys would be a
+    divergent keyring, whose sm KEK version 1 the database refuses once another copy's is
+    registered, sql/036), or (add_to_stack_keys False) a fresh sm-only one (`keys init --suite
+    sm`) that never meets the database as a keyring."""
     path = os.path.join(stack.dir, name)
     if os.path.exists(path):
         os.unlink(path)
     if add_to_stack_keys:
-        shutil.copy(stack.env["WAYGATE_KEYRING"], path)
+        stack_keys = stack.env["WAYGATE_KEYRING"]
+        with open(stack_keys) as f:
+            has_sm = any(line.startswith("sm.kek ") for line in f)
+        if not has_sm:  # (the stack runs under the sm suite already when WAYGATE_SUITE=sm)
+            r = stack.ctl("keys", "add-suite", "--suite", "sm", "--keyring", stack_keys, "--db",
+                          stack.pguri)
+            assert r.returncode == 0, r.stdout + r.stderr
+        shutil.copy(stack_keys, path)
         os.chmod(path, 0o600)
-        with open(path) as f:
-            if any(line.startswith("sm.kek ") for line in f):
-                return path  # the stack runs under the sm suite already (WAYGATE_SUITE=sm)
-        r = stack.ctl("keys", "add-suite", "--suite", "sm", "--keyring", path, "--db", stack.pguri)
+        return path
     else:
         r = stack.ctl("keys", "init", "--suite", "sm", "--keyring", path)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -37,7 +37,8 @@ def refusal(uri, sql):
 def snapshot(stack, rid):
     """What the refused statements would have changed, as the owner sees it: the incidents up to
     now (a later one, recorded by the gateway meanwhile, does not count), the waybills, the
-    segments, the trigger, the columns and constraints of waybill, the retired KEK versions."""
+    segments, the trigger, the columns and constraints of waybill, the retired KEK versions, the
+    KEK versions' check values."""
     return (stack.psql("SELECT count(*), md5(string_agg(i::text, ',' ORDER BY id)) "
                        "FROM incident i WHERE id <= %d" % INCIDENTS_SEEN[0]),
             stack.psql("SELECT count(*) FROM waybill"),
@@ -49,7 +50,8 @@ def snapshot(stack, rid):
                        " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"),
             stack.psql("SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
                        " WHERE conrelid = 'waybill'::regclass ORDER BY conname"),
-            stack.psql("SELECT suite, version FROM kek_retired ORDER BY 1, 2"))
+            stack.psql("SELECT suite, version FROM kek_retired ORDER BY 1, 2"),
+            stack.psql("SELECT k::text FROM kek_version k ORDER BY suite, version"))
 
 
 INCIDENTS_SEEN = [0]
@@ -101,6 +103,18 @@ GATEWAY_REFUSED = [
      "waybill_kek_retired", "42501", r"^must be owner of table waybill$"),
     ("unretire_kek", "DELETE FROM kek_retired",
      "42501", r"^permission denied for table kek_retired$"),
+    # sql/036: the gateway registers a KEK version the database lacks, and never changes or
+    # removes the check value of one it knows (a planted or rewritten value would let a
+    # divergent keyring in, or shut the right one out), nor dates a registration
+    ("rewrite_kek_check_value", "UPDATE kek_version SET check_value = decode(repeat('00', 32), "
+     "'hex')", "42501", r"^permission denied for table kek_version$"),
+    ("forget_kek_version", "DELETE FROM kek_version",
+     "42501", r"^permission denied for table kek_version$"),
+    ("truncate_kek_version", "TRUNCATE kek_version",
+     "42501", r"^permission denied for table kek_version$"),
+    ("backdate_kek_version", "INSERT INTO kek_version (suite, version, check_value, first_seen, "
+     "first_seen_by) VALUES (1, 2000000000, decode(repeat('00', 32), 'hex'), now() - interval "
+     "'1 year', 'x')", "42501", r"^permission denied for table kek_version$"),
     ("replica_mode_skips_triggers", "SET session_replication_role = replica",
      "42501", r'^permission denied to set parameter "session_replication_role"$'),
     ("issue_segment", "INSERT INTO segment (branch, prefix, range_from, range_to, issued_by) "
@@ -218,6 +232,11 @@ CLI_REFUSED = [
     ("drop_kek_retired_constraint", "ALTER TABLE waybill DROP CONSTRAINT IF EXISTS "
      "waybill_kek_retired", r"^must be owner of table waybill$"),
     ("unretire_kek", "DELETE FROM kek_retired", r"^permission denied for table kek_retired$"),
+    # sql/036: nor does it change or forget a KEK version's check value
+    ("rewrite_kek_check_value", "UPDATE kek_version SET check_value = decode(repeat('00', 32), "
+     "'hex')", r"^permission denied for table kek_version$"),
+    ("forget_kek_version", "DELETE FROM kek_version",
+     r"^permission denied for table kek_version$"),
     ("alter_table", "ALTER TABLE incident ADD COLUMN note text",
      r"^must be owner of table incident$"),
     # sql/025 lets the CLI clear a lockout (failed_count, locked_until), nothing else of an

@@ -2,9 +2,10 @@
  * with the real migrations: records sealed under KEK v1, rotate, retire refused, rewrap in
  * batches (field ciphertexts untouched), locked rows left for a rerun, a moved wrapped key
  * reported, retire allowed, every record still opens; retire against late writers (one in flight
- * at the count, a gateway never reloaded: sql/033). Skips when PostgreSQL is not installed,
- * except test_rotate_and_retire_need_the_database and test_add_suite_needs_the_database (no
- * database at all). */
+ * at the count, a gateway never reloaded: sql/033); two copies of a key file rotated apart, and a
+ * retire against a database that never met the key (sql/036). Skips when PostgreSQL is not
+ * installed, except test_rotate_and_retire_need_the_database and test_add_suite_needs_the_database
+ * (no database at all). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -410,6 +411,7 @@ static void test_retire_refuses_late_writers(void **state)
     snprintf(path, sizeof path, "%s/keyring-late", F.dir);
     exec_ok("DELETE FROM waybill");
     exec_ok("DELETE FROM kek_retired");
+    exec_ok("DELETE FROM kek_version"); /* a key file of its own: the others' keys forgotten */
     assert_int_equal(ctl("keys", "init", "--keyring", path, NULL), 0);
     /* a gateway's keys: loaded before the rotation, never reloaded */
     assert_int_equal(gw_keyring_file_load(path, &stale, err, sizeof err), 0);
@@ -493,6 +495,90 @@ static void test_retire_refuses_late_writers(void **state)
     /* every record stored opens under the key file whose version 1 is erased */
     check_all_open_in(path, "true", 6);
     gw_keyring_free(stale);
+}
+
+/* The state of KEK version v of suite in the key file at path (its own copy loaded): 1 active,
+ * 0 retired, -1 absent. */
+static int kek_in_file(const char *path, enum gw_suite suite, uint32_t v)
+{
+    char err[256];
+    struct gw_keyring *kr = NULL;
+    int state = -1;
+    assert_int_equal(gw_keyring_file_load(path, &kr, err, sizeof err), 0);
+    for (size_t i = 0; i < gw_keyring_kek_count(kr, suite); i++)
+        if (gw_keyring_kek_at(kr, suite, i).version == v)
+            state = gw_keyring_kek_at(kr, suite, i).active;
+    gw_keyring_free(kr);
+    return state;
+}
+
+/* Art. 36 (sql/036_kek_version.sql): the database knows which key each KEK version is. Two
+ * copies of one key file rotated apart give version 2 two keys: the second copy is refused by
+ * every keys command that uses the database (rotate before it makes its version, rewrap, status),
+ * and the first one's check value stays. A retire against a database that never met the key it
+ * would erase is refused, and the key stays in the file. Runs after the late writers' test, on
+ * key files of its own. */
+static void test_kek_versions_known(void **state)
+{
+    (void)state;
+    if (!F.conn)
+        skip();
+    char a[160], b[160], c[160], cmd[400], err[256], first[128];
+    uint32_t v = 0;
+    snprintf(a, sizeof a, "%s/keyring-kv-a", F.dir);
+    snprintf(b, sizeof b, "%s/keyring-kv-b", F.dir);
+    snprintf(c, sizeof c, "%s/keyring-kv-c", F.dir);
+    exec_ok("DELETE FROM waybill");
+    exec_ok("DELETE FROM kek_retired");
+    exec_ok("DELETE FROM kek_version");
+    assert_int_equal(ctl("keys", "init", "--keyring", a, NULL), 0);
+    snprintf(cmd, sizeof cmd, "cp -p '%s' '%s'", a, b);
+    assert_int_equal(system(cmd), 0);
+
+    /* copy a rotates with the database: versions 1 and 2 registered, the first writer's kept */
+    assert_int_equal(ctl("keys", "rotate", "--keyring", a, "--db", F.pg.conninfo, NULL), 0);
+    assert_int_equal(scalar("SELECT count(*) FROM kek_version WHERE suite = 1"), 2);
+    snprintf(first, sizeof first, "%s",
+             text_scalar("SELECT encode(check_value, 'hex') FROM kek_version WHERE suite = 1 "
+                         "AND version = 2"));
+    /* copy b would make a second version 2: refused before its file changes */
+    assert_int_equal(ctl("keys", "rotate", "--keyring", b, "--db", F.pg.conninfo, NULL),
+                     GW_CTL_FAIL);
+    assert_int_equal(kek_in_file(b, GW_SUITE_AES, 2), -1);
+    /* rotated apart all the same (no database at hand): its version 2 is refused wherever it
+     * meets the database, and the stored check value is a's */
+    assert_int_equal(gw_keyring_file_rotate(b, GW_SUITE_AES, &v, err, sizeof err), 0);
+    assert_int_equal(v, 2);
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", b, "--db", F.pg.conninfo, NULL),
+                     GW_CTL_FAIL);
+    assert_int_equal(ctl("keys", "status", "--keyring", b, "--db", F.pg.conninfo, NULL),
+                     GW_CTL_FAIL);
+    assert_int_equal(
+        ctl("keys", "retire", "--keyring", b, "--version", "1", "--db", F.pg.conninfo, NULL),
+        GW_CTL_FAIL);
+    assert_int_equal(kek_in_file(b, GW_SUITE_AES, 1), 1);
+    assert_string_equal(text_scalar("SELECT encode(check_value, 'hex') FROM kek_version WHERE "
+                                    "suite = 1 AND version = 2"),
+                        first);
+    assert_int_equal(ctl("keys", "rewrap", "--keyring", a, "--db", F.pg.conninfo, NULL), 0);
+
+    /* a key file this database never met (its sm suite): retiring its version 1 is refused,
+     * although no record is under it here, and the key stays in the file */
+    assert_int_equal(ctl("keys", "init", "--suite", "sm", "--keyring", c, NULL), 0);
+    assert_int_equal(gw_keyring_file_rotate(c, GW_SUITE_SM, &v, err, sizeof err), 0);
+    assert_int_equal(ctl("keys", "retire", "--keyring", c, "--suite", "sm", "--version", "1",
+                         "--db", F.pg.conninfo, NULL),
+                     GW_CTL_FAIL);
+    assert_int_equal(kek_in_file(c, GW_SUITE_SM, 1), 1);
+    assert_int_equal(scalar("SELECT count(*) FROM kek_version WHERE suite = 2 AND version = 1"), 0);
+    assert_int_equal(scalar("SELECT count(*) FROM kek_retired"), 0);
+    /* once a use of the key file registered it (a rewrap here; a gateway's start), it goes */
+    assert_int_equal(
+        ctl("keys", "rewrap", "--keyring", c, "--suite", "sm", "--db", F.pg.conninfo, NULL), 0);
+    assert_int_equal(ctl("keys", "retire", "--keyring", c, "--suite", "sm", "--version", "1",
+                         "--db", F.pg.conninfo, NULL),
+                     0);
+    assert_int_equal(kek_in_file(c, GW_SUITE_SM, 1), 0);
 }
 
 /* The whole of the file at path into buf (at most cap bytes); its length, or -1. */
@@ -604,6 +690,7 @@ int main(void)
         cmocka_unit_test(test_rewrap_flow),
         cmocka_unit_test(test_suites),
         cmocka_unit_test(test_retire_refuses_late_writers),
+        cmocka_unit_test(test_kek_versions_known),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }

@@ -15,6 +15,8 @@
 
 #include <cmocka.h>
 
+#include <openssl/evp.h>
+
 #include "alloc.h"
 #include "crypto.h"
 #include "keyring.h"
@@ -316,6 +318,67 @@ static void test_rotate_retire(void **state)
     assert_int_equal(system(cmd), 0);
 }
 
+/* The check value of a KEK (sql/036_kek_version.sql) is HMAC(KEK, "waygate-kek-check-v1"), computed
+ * where the key is: one per active version, different for different keys, never the key; a
+ * retired version has none; a backend without the operation says so. */
+static void test_kek_check(void **state)
+{
+    struct fx *f = *state;
+    char err[256] = "", other[160];
+    uint32_t v = 0;
+    struct gw_keyring *kr = NULL, *kr2 = NULL;
+    struct gw_keyring_check *c = NULL, *c2 = NULL;
+    size_t n = 0, n2 = 0;
+    uint8_t key[48], want[GW_CRYPTO_MAC_LEN], one[GW_CRYPTO_MAC_LEN];
+
+    assert_int_equal(gw_keyring_file_init(f->path, GW_SUITE_AES, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_add_suite(f->path, GW_SUITE_SM, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_rotate(f->path, GW_SUITE_AES, &v, err, sizeof err), 0);
+    const char *p = strstr(slurp(f->path), "\nkek 1 active ");
+    assert_non_null(p);
+    assert_int_equal(EVP_DecodeBlock(key, (const unsigned char *)p + 14, 44), 33);
+    assert_int_equal(gw_crypto_hmac(f->cx, GW_SUITE_AES, key, 32,
+                                    (const uint8_t *)"waygate-kek-check-v1", 20, want),
+                     0);
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_kek_checks(kr, f->cx, &c, &n), 0);
+    assert_int_equal(n, 3); /* aes 1, aes 2, sm 1 */
+    assert_int_equal(c[0].suite, GW_SUITE_AES);
+    assert_int_equal(c[0].version, 1);
+    assert_int_equal(c[1].version, 2);
+    assert_int_equal(c[2].suite, GW_SUITE_SM);
+    assert_int_equal(c[2].version, 1);
+    assert_memory_equal(c[0].value, want, sizeof want);
+    assert_memory_not_equal(c[0].value, key, 32);
+    assert_memory_not_equal(c[0].value, c[1].value, GW_CRYPTO_MAC_LEN);
+    assert_memory_not_equal(c[0].value, c[2].value, GW_CRYPTO_MAC_LEN);
+    assert_int_equal(gw_keyring_kek_check(kr, f->cx, GW_SUITE_AES, 1, one), 0);
+    assert_memory_equal(one, want, sizeof want);
+    assert_int_equal(gw_keyring_kek_check(kr, f->cx, GW_SUITE_AES, 9, one), GW_EPRECOND);
+    gw_keyring_free(kr);
+
+    /* another key file: its version 1 is another key, with another check value */
+    snprintf(other, sizeof other, "%s/other", f->dir);
+    assert_int_equal(gw_keyring_file_init(other, GW_SUITE_AES, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_load(other, &kr2, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_kek_checks(kr2, f->cx, &c2, &n2), 0);
+    assert_int_equal(n2, 1);
+    assert_memory_not_equal(c2[0].value, c[0].value, GW_CRYPTO_MAC_LEN);
+    gw_keyring_free(kr2);
+    gw_free(c2);
+
+    /* retired: no bytes, no check value, left out of the list */
+    assert_int_equal(gw_keyring_file_retire(f->path, GW_SUITE_AES, 1, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
+    assert_int_equal(gw_keyring_kek_check(kr, f->cx, GW_SUITE_AES, 1, one), GW_EPRECOND);
+    gw_free(c);
+    assert_int_equal(gw_keyring_kek_checks(kr, f->cx, &c, &n), 0);
+    assert_int_equal(n, 2);
+    assert_int_equal(c[0].version, 2);
+    gw_free(c);
+    gw_keyring_free(kr);
+}
+
 /* A rewrite killed between writing its temporary file and the rename (SIGKILL, a crash) leaves
  * PATH.tmp-XXXXXX with every key of the file. The next rotate or retire removes it under the lock,
  * so a KEK it retires is not kept on disk by that copy; names that only look alike, and a
@@ -437,12 +500,13 @@ static void mock_free(void *be)
 static void test_custom_backend(void **state)
 {
     struct fx *f = *state;
-    static const struct gw_keyring_backend ops = {"mock", mock_wrap, mock_unwrap, mock_free};
+    static const struct gw_keyring_backend ops = {"mock", mock_wrap, mock_unwrap, mock_free, NULL};
     struct mock_be m = {.wraps = 0};
     struct gw_keyring_kek keks[] = {{4, true}, {2, false}};
     struct gw_keyring_kek bad[] = {{4, false}};
     uint8_t keys[32] = {7}, dek[32] = {1, 2, 3}, back[32], w[GW_CRYPTO_WRAPPED_DEK_LEN];
     struct gw_keyring_set set = {keks, 2, keys, keys, keys, NULL};
+    uint8_t check[GW_CRYPTO_MAC_LEN];
     struct gw_keyring_set badset = {bad, 1, keys, keys, keys, NULL};
     struct gw_keyring_set none = {keks, 0, keys, keys, keys, NULL};
     memset(m.kek, 0x42, 32);
@@ -454,6 +518,8 @@ static void test_custom_backend(void **state)
     assert_int_equal(gw_keyring_current(kr, GW_SUITE_AES), 4);
     assert_int_equal(gw_keyring_kek_at(kr, GW_SUITE_AES, 0).version, 2);
     assert_string_equal(gw_keyring_backend_name(kr), "mock");
+    /* a backend without a check operation cannot vouch for its keys: said, not guessed */
+    assert_int_equal(gw_keyring_kek_check(kr, f->cx, GW_SUITE_AES, 4, check), GW_EUNIMPL);
     assert_int_equal(gw_keyring_wrap(kr, f->cx, GW_SUITE_AES, 4, "waybill", RID, dek, w), 0);
     assert_int_equal(gw_keyring_unwrap(kr, f->cx, 4, "waybill", RID, w, sizeof w, back), 0);
     assert_memory_equal(back, dek, 32);
@@ -697,6 +763,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_load_refuses_malformed, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotate_retire, setup, teardown),
         cmocka_unit_test_setup_teardown(test_leftover_temporary_removed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_kek_check, setup, teardown),
         cmocka_unit_test_setup_teardown(test_rotation_flow, setup, teardown),
         cmocka_unit_test_setup_teardown(test_custom_backend, setup, teardown),
         cmocka_unit_test_setup_teardown(test_both_suites, setup, teardown),
