@@ -81,7 +81,7 @@ static const char load_sql[] =
 static const char ids_sql[] =
     "SELECT w.id::text FROM waybill w WHERE coalesce(w.pickup_day, (w.accepted_at AT TIME ZONE "
     "'Asia/Shanghai')::date) < (now() AT TIME ZONE 'Asia/Shanghai')::date - $1::integer "
-    "ORDER BY w.id LIMIT $2::integer";
+    "AND NOT waybill_lawful_hold(w.wb_bidx) ORDER BY w.id LIMIT $2::integer";
 
 static struct gw_store_bulk_req *req_new(enum kind k, void *arg)
 {

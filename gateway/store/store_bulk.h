@@ -90,7 +90,8 @@ int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, in
                        const char *after, uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
                        struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* The ids of at most limit waybills older than days (pickup day, else the day accepted, in
- * China Standard Time), across every branch. */
+ * China Standard Time), across every branch, leaving out those an approved, unexpired
+ * lawful-access case holds (sql/040: they are not deleted while it does). */
 int gw_store_bulk_expired_ids(struct gw_store *s, uint32_t days, uint32_t limit,
                               gw_store_bulk_ids_cb cb, void *arg,
                               struct gw_store_bulk_req **out) GW_MUST_CHECK;
@@ -145,7 +146,10 @@ void gw_store_bulk_claimed(struct gw_store_bulk_stmt *b, const char *id, const c
  * record (selector text, requester and approver from the request), through bulk_destroy
  * (sql/031_bulk_destroy_levels.sql): fails unless the request is a destroy claimed in this
  * transaction, expected is at most its record_count and exactly expected rows were deleted. A
- * record above the level stays. Result: one row (destruction id). */
+ * record above the level stays. Fails with SQLSTATE GW_BULK_HELD, nothing deleted, when a
+ * selected record is held by an approved, unexpired lawful-access case (sql/040's trigger).
+ * Result: one row (destruction id). */
+#define GW_BULK_HELD "WR002"
 void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
                                    const char *selector, int64_t expected, int level);
 /* Deletes the waybills ids (array literal), every one older than days, and writes a retention

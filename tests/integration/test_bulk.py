@@ -573,6 +573,36 @@ def test_destroy_shreds_and_keeps_a_destruction_record(stack, people):
     assert code == grpc.StatusCode.FAILED_PRECONDITION  # once
 
 
+def test_a_destroy_selecting_a_record_a_lawful_case_holds_destroys_nothing(stack, people):
+    """An approved destroy that selects a waybill named by an approved, unexpired lawful-access
+    case is refused whole (sql/040's trigger): FAILED_PRECONDITION naming the rule, nothing
+    destroyed, a refused bulk.run record, the request still approved; once the case's
+    valid_until has passed the same request runs. Before, the destroy took the held record with
+    the others."""
+    from test_retention import lapse, hold
+    ids = [submit(stack, new_waybill(stack, "a")) for _ in range(2)]
+    past_this_second()
+    in_ids = "('%s')" % "','".join(ids)
+    r = request(people, 3, ids, purpose="customer erasure request 2026-91",
+                legal_basis="《个人信息保护法》第四十七条; written request ref 91")
+    approve(people, r.request_id)
+    case = hold(stack, ids[1])
+    assert refusal(lambda: run(people, r.request_id)) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "request_id: selects a record that an approved, unexpired lawful-access case holds "
+        "(Art. 16); nothing was destroyed")
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN %s" % in_ids) == ["2"]
+    assert stack.psql("SELECT state, run_count IS NULL FROM bulk_request WHERE id = '%s'"
+                      % r.request_id) == ["approved|t"]
+    assert stack.psql("SELECT count(*) FROM destruction WHERE request_id = '%s'"
+                      % r.request_id) == ["0"]
+    assert stack.psql("SELECT outcome, detail FROM audit_record WHERE action = 'bulk.run' AND "
+                      "approval = '%s'" % r.request_id) == ["refused|lawful hold"]
+    lapse(stack, case)
+    assert run(people, r.request_id)[-1].records_done == 2
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN %s" % in_ids) == ["0"]
+
+
 def test_a_destroy_deletes_only_records_within_the_requesters_levels(stack, people):
     """A bulk destroy is bounded by its requester's security levels exactly as an export is
     (bulk_within_level: the request's count, the run's count and bulk_destroy, sql/031): the
