@@ -34,8 +34,16 @@ void *gw_api_bulk_start(struct gw_call *call, const ProtobufCMessageDescriptor *
                         const uint8_t *req, size_t len, size_t size, ProtobufCMessage **in)
 {
     struct gw_app *app = gw_call_app(call);
+    const struct gw_principal *p = gw_call_principal(call);
     void *state;
 
+    /* Art. 37: a second person approves, checked against the requester's account and its
+     * person (sql/021's account_related); a certificate names no person, so one person holding
+     * a certificate of a bulk role and an account could approve their own request */
+    if (p->authn != GW_AUTHN_TOKEN || p->account_id <= 0) {
+        gw_call_fail(call, GW_EPERM, "authorization", GW_RULE_BULK_ACCOUNT);
+        return NULL;
+    }
     if (app == NULL || app->store == NULL || app->audit == NULL || app->keys == NULL ||
         app->crypto == NULL) {
         gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);

@@ -205,6 +205,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_BULK_FIELDS] = "field selection is not implemented: an export holds the role's "
                             "whole view",
     [GW_RULE_BULK_TOO_MANY_IDS] = "lists too many record ids (at most %)",
+    [GW_RULE_BULK_ACCOUNT] = "acts only through a person's account token: a bulk operation "
+                             "names the person who requests, approves or runs it (Art. 37)",
     [GW_RULE_BULK_LAWFUL_HOLD] = "selects a record that an approved, unexpired lawful-access "
                                  "case holds (Art. 16); nothing was destroyed",
     /* lawful access and the monthly report */

@@ -225,6 +225,7 @@ enum gw_rule {
     GW_RULE_BULK_RUN_CUT,
     GW_RULE_BULK_FIELDS,
     GW_RULE_BULK_TOO_MANY_IDS, /* (bound) */
+    GW_RULE_BULK_ACCOUNT,
     GW_RULE_BULK_LAWFUL_HOLD,
     /* lawful access and the monthly report (Art. 16, 17) */
     GW_RULE_LAWFUL_ACCOUNT,
