@@ -999,7 +999,13 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     }
     if (cfg.metrics_listen != NULL) {
         struct gw_metrics_sources ms = {
-            .app = &app, .rpc = rpc, .server = d.server, .tls = tls, .forward = d.forward};
+            .app = &app,
+            .rpc = rpc,
+            .server = d.server,
+            .tls = tls,
+            .forward = d.forward,
+            .retention = retention,
+        };
         metrics = gw_metrics_new(d.base, &cfg, &ms, err, sizeof(err));
         if (metrics == NULL) {
             GW_LOG(GW_LOG_ERROR, "main", NULL, "%s: [metrics]: %s", path, err);

@@ -52,6 +52,7 @@
 #include "peer.h"
 #include "prom.h"
 #include "refusals.h"
+#include "retention.h"
 #include "rpc.h"
 #include "server.h"
 #include "store.h"
@@ -468,6 +469,26 @@ static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
               (double)ex.crl_s);
 }
 
+/* The retention sweep (Art. 26): a sweep that keeps failing (a period below the database's floor,
+ * a batch the database refuses) destroys nothing, which only these counters and the log show. */
+static void write_retention(struct evbuffer *b, const struct gw_retention *r)
+{
+    struct gw_retention_stats st;
+
+    if (r == NULL)
+        return;
+    gw_retention_stats(r, &st);
+    counter(b, "waygate_retention_batches_total",
+            "retention batches destroyed, each with its destruction and audit record",
+            (double)st.batches);
+    counter(b, "waygate_retention_destroyed_total", "waybills the retention sweep destroyed",
+            (double)st.destroyed);
+    counter(b, "waygate_retention_failures_total",
+            "retention batches that failed for another cause than the database being away (the "
+            "period below the floor, a batch refused): their records are kept, past their period",
+            (double)st.failures);
+}
+
 static void render(struct evbuffer *b, const struct gw_metrics *m)
 {
     const struct gw_app *app = m->src.app;
@@ -487,6 +508,7 @@ static void render(struct evbuffer *b, const struct gw_metrics *m)
     write_audit(b, app);
     write_incidents(b, app);
     write_outbox(b, m);
+    write_retention(b, m->src.retention);
     if (m->src.more != NULL)
         m->src.more(m->src.more_arg, b);
 }

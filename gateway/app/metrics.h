@@ -9,6 +9,7 @@ struct evbuffer;
 struct gw_app;
 struct gw_config;
 struct gw_forward;
+struct gw_retention;
 struct gw_rpc;
 struct gw_server;
 struct gw_tls;
@@ -20,7 +21,8 @@ struct gw_metrics_sources {
     const struct gw_rpc *rpc;
     const struct gw_server *server;
     const struct gw_tls *tls;
-    const struct gw_forward *forward; /* the outbox forwarder, or NULL when it does not run */
+    const struct gw_forward *forward;     /* the outbox forwarder, or NULL when it does not run */
+    const struct gw_retention *retention; /* the retention sweep, or NULL */
     void (*more)(void *arg, struct evbuffer *b);
     void *more_arg;
 };

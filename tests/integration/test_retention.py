@@ -18,7 +18,7 @@ import grpc
 import pytest
 
 import audit_lib
-from conftest import BUILD, PGBIN, wait_for
+from conftest import BUILD, PGBIN, scrape_metrics, wait_for
 from query_data import get, new_waybill, refusal, submit
 
 OLD_PICKUP = 1646100000  # 2022-03-01, more than the default 1095 days before the test runs
@@ -49,13 +49,16 @@ def old_and_young(stack):
     return old, young
 
 
-def sweeping_gateway(stack, days=1095, chain="gw-retention-test"):
-    """A second waygated whose retention sweep runs at start, then hourly, in batches of BATCH."""
+def sweeping_gateway(stack, days=1095, chain="gw-retention-test", metrics_port=None):
+    """A second waygated whose retention sweep runs at start, then hourly, in batches of BATCH;
+    with a metrics listener on metrics_port when given."""
     port = free_port()
     conf = os.path.join(stack.dir, "waygated-retention.conf")
     lines = stack.config_for(port).splitlines()
     lines += ["", "[compliance]", "retention_days = %d" % days, "retention_sweep_ms = 3600000",
               "retention_batch = %d" % BATCH, "", "[audit]", "chain = %s" % chain]
+    if metrics_port is not None:
+        lines += ["", "[metrics]", "listen = 127.0.0.1:%d" % metrics_port]
     with open(conf, "w") as f:
         f.write("\n".join(lines) + "\n")
     log = open(os.path.join(stack.dir, "waygated-retention.log"), "ab")
@@ -200,15 +203,22 @@ def test_retention_floor_bounds_the_period_the_gateway_may_ask(stack):
 
 def test_sweep_below_the_floor_is_refused_and_says_why(stack):
     """A gateway configured with retention_days below the floor destroys nothing, and its log
-    names the cause (the database's message is never logged: it may quote values)."""
+    names the cause (the database's message is never logged: it may quote values). Its metrics
+    count the failed batch, so that a sweep that keeps records past their period is not silent
+    (before, the sweep's counters reached no metric)."""
     w = new_waybill(stack, "a")
     w.pickup_time = int(time.time()) - 40 * 86400
     rid = submit(stack, w)
-    proc, log, _ = sweeping_gateway(stack, days=30, chain="gw-retention-floor")
+    mport = free_port()
+    proc, log, _ = sweeping_gateway(stack, days=30, chain="gw-retention-floor",
+                                    metrics_port=mport)
     path = os.path.join(stack.dir, "waygated-retention.log")
     try:
         said = wait_for(lambda: "below the database's retention floor" in open(path).read(), 60)
         assert said, "no log line names the floor"
+        got = scrape_metrics("127.0.0.1:%d" % mport)
+        assert got.get("waygate_retention_failures_total", 0) >= 1, got
+        assert got.get("waygate_retention_destroyed_total") == 0, got
     finally:
         stop(proc, log)
     assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["1"]
