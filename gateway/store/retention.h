@@ -1,11 +1,11 @@
 /* retention.h: the retention sweep (Art. 26) inside the gateway: waybills older than the
- * configured retention ([compliance] retention_days, by pickup day, else the day accepted, China
- * Standard Time) are destroyed on a timer, in batches of retention_batch. Each batch is one
- * transaction: the rows deleted with their wrapped data keys (crypto-shredding), a destruction
- * record (reason 'retention', the selector, the count) and a retention.destroy audit record, all
- * through the audit writer, so no batch is destroyed without its records. A sweep runs at start
- * and then every retention_sweep_ms; within a sweep, batches follow one another until none is
- * left. A failed batch is logged and retried at the next sweep; while the database or the audit
+ * configured retention ([compliance] retention_days, by the later of the pickup day and the day
+ * accepted, China Standard Time: sql/041) are destroyed on a timer, in batches of retention_batch.
+ * Each batch is one transaction: the rows deleted with their wrapped data keys (crypto-shredding),
+ * a destruction record (reason 'retention', the selector, the count) and a retention.destroy audit
+ * record, all through the audit writer, so no batch is destroyed without its records. A sweep runs
+ * at start and then every retention_sweep_ms; within a sweep, batches follow one another until none
+ * is left. A failed batch is logged and retried at the next sweep; while the database or the audit
  * writer (recovering its chain at start) is unavailable, within a second. retention_days 0 keeps
  * everything. */
 #ifndef GW_RETENTION_H

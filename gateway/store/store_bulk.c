@@ -79,7 +79,7 @@ static const char load_sql[] =
     "END FROM bulk_request WHERE id = $1::uuid";
 
 static const char ids_sql[] =
-    "SELECT w.id::text FROM waybill w WHERE coalesce(w.pickup_day, (w.accepted_at AT TIME ZONE "
+    "SELECT w.id::text FROM waybill w WHERE greatest(w.pickup_day, (w.accepted_at AT TIME ZONE "
     "'Asia/Shanghai')::date) < (now() AT TIME ZONE 'Asia/Shanghai')::date - $1::integer "
     "AND NOT waybill_lawful_hold(w.wb_bidx) ORDER BY w.id LIMIT $2::integer";
 

@@ -89,8 +89,9 @@ int gw_store_bulk_count_run(struct gw_store *s, const char *scope, const char *i
 int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, int level,
                        const char *after, uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
                        struct gw_store_bulk_req **out) GW_MUST_CHECK;
-/* The ids of at most limit waybills older than days (pickup day, else the day accepted, in
- * China Standard Time), across every branch, leaving out those an approved, unexpired
+/* The ids of at most limit waybills older than days (both the pickup day, which the device
+ * sent, and the day accepted, the gateway's, in China Standard Time: sql/041), across every
+ * branch, leaving out those an approved, unexpired
  * lawful-access case holds (sql/040: they are not deleted while it does). */
 int gw_store_bulk_expired_ids(struct gw_store *s, uint32_t days, uint32_t limit,
                               gw_store_bulk_ids_cb cb, void *arg,

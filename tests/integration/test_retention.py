@@ -25,6 +25,17 @@ OLD_PICKUP = 1646100000  # 2022-03-01, more than the default 1095 days before th
 BATCH = 2
 
 
+def submit_old(stack, w, t):
+    """Submits w as picked up at t (unix seconds), then makes it accepted at t too (as the owner:
+    the gateway stamps accepted_at with its clock, and a record's period runs from the later of
+    the two days, sql/041). Its record MAC no longer holds (accepted_at is sealed under it): it
+    is for destruction, not for reading. Returns its id."""
+    w.pickup_time = t
+    rid = submit(stack, w)
+    stack.psql("UPDATE waybill SET accepted_at = to_timestamp(%d) WHERE id = '%s'" % (t, rid))
+    return rid
+
+
 def free_port():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -41,9 +52,8 @@ def old_and_young(stack):
     levels = {1: common.SECURITY_LEVEL_SECRET, 3: common.SECURITY_LEVEL_TOP_SECRET}
     for i in range(5):
         w = new_waybill(stack, "a")
-        w.pickup_time = OLD_PICKUP
         w.security_level = levels.get(i, 0)
-        old.append((w, submit(stack, w)))
+        old.append((w, submit_old(stack, w, OLD_PICKUP)))
     w = new_waybill(stack, "a")
     young = (w, submit(stack, w))
     return old, young
@@ -132,9 +142,7 @@ def test_retention_destroys_old_records_in_batches_with_records(stack, old_and_y
     # none of its own: named, though a record of the sweep's says the same
     before = audit_lib.verify_places(stack)
     assert not [p for p in before if p.startswith("destruction ")], before
-    w = new_waybill(stack, "a")
-    w.pickup_time = OLD_PICKUP
-    rid = submit(stack, w)
+    rid = submit_old(stack, new_waybill(stack, "a"), OLD_PICKUP)
     rc, out, err = as_gateway(stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 1095, "
                                      "'older than 1095 days', 'waygated retention sweep')" % rid)
     assert rc == 0, err
@@ -158,9 +166,7 @@ def test_retention_floor_bounds_the_period_the_gateway_may_ask(stack):
     """retention_destroy took its period from the caller: the gateway's role could destroy a
     10-day-old record by asking for a 1-day retention. The period must now be at least the
     floor (sql/020), which only waygatectl changes, recorded in admin_log and the audit chain."""
-    w = new_waybill(stack, "a")
-    w.pickup_time = int(time.time()) - 10 * 86400
-    rid = submit(stack, w)
+    rid = submit_old(stack, new_waybill(stack, "a"), int(time.time()) - 10 * 86400)
     destroy = "SELECT retention_destroy(ARRAY['%s']::uuid[], %%d, 'older than %%d days', " \
               "'test')" % rid
     assert stack.ctl("retention", "floor", "--db", stack.pguri).stdout.split("\t")[0] == "1095"
@@ -206,9 +212,7 @@ def test_sweep_below_the_floor_is_refused_and_says_why(stack):
     names the cause (the database's message is never logged: it may quote values). Its metrics
     count the failed batch, so that a sweep that keeps records past their period is not silent
     (before, the sweep's counters reached no metric)."""
-    w = new_waybill(stack, "a")
-    w.pickup_time = int(time.time()) - 40 * 86400
-    rid = submit(stack, w)
+    rid = submit_old(stack, new_waybill(stack, "a"), int(time.time()) - 40 * 86400)
     mport = free_port()
     proc, log, _ = sweeping_gateway(stack, days=30, chain="gw-retention-floor",
                                     metrics_port=mport)
@@ -255,11 +259,7 @@ def test_a_waybill_a_lawful_case_holds_outlives_its_period(stack):
     valid_until destroys it. Before, the sweep destroyed it under the case, and the officer's
     read found nothing. The held waybill is the lowest id of the three, so a sweep (which takes
     the expired records in id order) that did not leave it out would reach it first."""
-    ids = []
-    for _ in range(3):
-        w = new_waybill(stack, "a")
-        w.pickup_time = OLD_PICKUP
-        ids.append(submit(stack, w))
+    ids = [submit_old(stack, new_waybill(stack, "a"), OLD_PICKUP) for _ in range(3)]
     held = min(ids)
     others = "('%s')" % "','".join(i for i in ids if i != held)
     case = hold(stack, held)
@@ -275,3 +275,29 @@ def test_a_waybill_a_lawful_case_holds_outlives_its_period(stack):
     sweep_until(stack, lambda: stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'"
                                           % held) == ["0"],
                 "not destroyed once its case lapsed", chain="gw-retention-hold")
+
+
+def test_a_waybill_is_kept_its_period_from_the_day_it_was_accepted(stack):
+    """The period runs from the later of the pickup day, which the submitting device sends, and
+    the day the gateway accepted the record (sql/041): a waybill submitted today as picked up in
+    2022 is kept, by the sweep and by retention_destroy from the gateway's role. Before, a
+    device's backdated pickup day made the next sweep destroy a record accepted minutes before.
+    Of three waybills picked up in 2022, the two of higher id were also accepted then and go;
+    the lowest, accepted today, would have been the sweep's first."""
+    ids = []
+    for _ in range(3):
+        w = new_waybill(stack, "a")
+        w.pickup_time = OLD_PICKUP
+        ids.append(submit(stack, w))
+    today = min(ids)
+    others = [i for i in ids if i != today]
+    stack.psql("UPDATE waybill SET accepted_at = to_timestamp(%d) WHERE id IN ('%s')"
+               % (OLD_PICKUP, "','".join(others)))
+    rc, _, err = as_gateway(stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 1095, "
+                                   "'older than 1095 days', 'test')" % today)
+    assert rc != 0 and "not every record is past its retention: 0 of 1" in err, err
+    sweep_until(stack, lambda: stack.psql("SELECT count(*) FROM waybill WHERE id IN ('%s')"
+                                          % "','".join(others)) == ["0"],
+                "the sweep did not destroy the records accepted in 2022",
+                chain="gw-retention-accepted")
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % today) == ["1"]
