@@ -689,6 +689,8 @@ static void start_export(struct brun *r)
     struct gw_app *app = gw_call_app(r->call);
     struct gw_store_bulk_stmt st;
     struct gw_audit_rec rec;
+    uint8_t fp[EVP_MAX_MD_SIZE];
+    unsigned int fplen = 0;
     int rc;
 
     if (gw_api_bulk_new_id(r->call, r->eid, r->export_id) != 0 ||
@@ -704,9 +706,16 @@ static void start_export(struct brun *r)
              rc == GW_EINVAL ? GW_RULE_BULK_RECIPIENT_KEY : GW_RULE_NONE);
         return;
     }
+    /* Art. 37, "where": the key the output is sealed to, which the run's caller chose (the
+     * request's destination is free text), named by the first 8 bytes of its SHA-256 */
+    if (EVP_Digest(r->rcpt, sizeof(r->rcpt), fp, &fplen, EVP_sha256(), NULL) != 1 || fplen != 32) {
+        fail(r, GW_ECRYPTO, NULL, GW_RULE_NONE);
+        return;
+    }
     gw_store_bulk_claim(&st, r->id, r->requester, r->export_id);
-    snprintf(r->detail, sizeof(r->detail), "kind=%s export=%s %s", r->op, r->export_id,
-             r->selector);
+    snprintf(r->detail, sizeof(r->detail),
+             "kind=%s export=%s rcpt=%02x%02x%02x%02x%02x%02x%02x%02x %s", r->op, r->export_id,
+             fp[0], fp[1], fp[2], fp[3], fp[4], fp[5], fp[6], fp[7], r->selector);
     gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "ok");
     rec.count = r->run_count; /* the frozen selection within the requester's levels, counted
                                * now: the most the stream sends (fewer: record_short) */

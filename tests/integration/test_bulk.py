@@ -399,6 +399,13 @@ def test_export_decrypts_with_the_requesters_key(stack, people, records, export)
                       % request_id) == ["executed|" + last.watermark_id]
     assert audit_rows(stack, "bulk.run", request_id) == [
         "ok|%s|3|%s" % (stack.account(REQUESTER)[0], request_id)]
+    # the record names the key the output was sealed to (Art. 37, where it went): the request's
+    # destination is free text, the key is the run caller's choice
+    pub = priv.public_key().public_bytes(serialization.Encoding.Raw,
+                                         serialization.PublicFormat.Raw)
+    detail = stack.psql("SELECT detail FROM audit_record WHERE action = 'bulk.run' AND "
+                        "approval = '%s'" % request_id)[0]
+    assert " rcpt=%s " % hashlib.sha256(pub).hexdigest()[:16] in detail, detail
 
 
 def test_export_holds_only_the_roles_view(stack, people, records, export):
