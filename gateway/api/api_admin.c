@@ -185,6 +185,10 @@ static void disabled_cb(void *arg, int err, bool found, int64_t disabled_at)
 
     a->req = NULL;
     gw_call_set_cancel(a->call, NULL, NULL);
+    if (err == GW_EPRECOND) { /* sql/038: one security admin stays enabled */
+        gw_admin_refuse(a, GW_EPRECOND, "account", GW_RULE_LAST_SECURITY_ADMIN, 0);
+        return;
+    }
     if (err != 0) {
         gw_admin_refuse_db(a, err);
         return;

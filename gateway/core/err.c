@@ -146,6 +146,10 @@ static const char *const rule_text[GW_RULE_COUNT] = {
         "security_admin, compliance_auditor and lawful_access accounts are created with "
         "waygatectl accounts create, not over the API: no one administrator alone makes both who "
         "asks and who decides (separation of duties, Art. 16, 34, 37)",
+    [GW_RULE_LAST_SECURITY_ADMIN] =
+        "is the last enabled security_admin account, and one must stay enabled to administer "
+        "accounts: create another security_admin (waygatectl accounts create) before disabling "
+        "it (Art. 31, 34)",
     [GW_RULE_DB_SHARE] = "this certificate's share of the gateway's database queue is in use (% "
                          "requests queued or running, [database] queue_share): retry later",
     [GW_RULE_CERT_CONNECTIONS] =

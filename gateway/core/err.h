@@ -191,6 +191,7 @@ enum gw_rule {
     GW_RULE_BUSY,      /* (bound) */
     GW_RULE_BUSY_CERT, /* (bound) */
     GW_RULE_ROLE_CLI_ONLY,
+    GW_RULE_LAST_SECURITY_ADMIN,
     GW_RULE_QUEUE_FULL,
     GW_RULE_DB_SHARE,         /* (bound) */
     GW_RULE_CERT_CONNECTIONS, /* (bound) */

@@ -308,6 +308,8 @@ static int accounts_disable(struct ctl_admin *c, const char *name, const char *r
                                   sizeof(err));
     if (rc == GW_ENOTFOUND)
         return ctl_admin_refuse(c, name, "account", GW_RULE_ACCOUNT_UNKNOWN, 0);
+    if (rc == GW_EPRECOND)
+        return ctl_admin_refuse(c, name, "account", GW_RULE_LAST_SECURITY_ADMIN, 0);
     if (rc != 0)
         return ctl_admin_fail(c, name, "the database refused", err);
     snprintf(detail, sizeof(detail), "%s; %lld sessions ended; reason: %s",

@@ -203,6 +203,12 @@ static int start_audit(struct gw_audit *au, struct gw_acct_req *r, const struct 
     return 0;
 }
 
+bool gw_acct_last_security_admin(int err, const struct gw_db_result *res, int stmt)
+{
+    return err == GW_EINTERNAL && res != NULL && res->failed_stmt == stmt &&
+           res->sqlstate != NULL && strcmp(res->sqlstate, GW_ACCT_SQLSTATE_LAST_SECADMIN) == 0;
+}
+
 int gw_acct_fail_err(int err)
 {
     return err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL;
@@ -759,6 +765,11 @@ static void disable_done_cb(void *arg, int err, int64_t seq, const struct gw_db_
     r->areq = NULL;
     if (gw_acct_guard_failed(err, res, 0)) { /* no such account */
         r->cb.disabled(r->arg, 0, false, 0);
+        gw_free(r);
+        return;
+    }
+    if (gw_acct_last_security_admin(err, res, 1)) {
+        r->cb.disabled(r->arg, GW_EPRECOND, true, 0);
         gw_free(r);
         return;
     }

@@ -210,9 +210,11 @@ typedef void (*gw_acct_create_cb)(void *arg, int err, enum gw_acct_create_result
 int gw_acct_create(struct gw_audit *au, const struct gw_acct_new *n, gw_acct_create_cb cb,
                    void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
 
-/* found false: no such account (nothing committed, no record). Otherwise the account is
- * disabled (now, or already: then disabled_at is the earlier time), every session of it is gone,
- * and the log row and the audit record (account.disable) are written with it. */
+/* found false: no such account (nothing committed, no record). err GW_EPRECOND: the account is
+ * the last enabled security_admin, which the database keeps enabled (sql/038; nothing committed,
+ * no record). Otherwise the account is disabled (now, or already: then disabled_at is the earlier
+ * time), every session of it is gone, and the log row and the audit record (account.disable) are
+ * written with it. */
 typedef void (*gw_acct_disabled_cb)(void *arg, int err, bool found, int64_t disabled_at);
 
 int gw_acct_disable(struct gw_audit *au, const char *name, const char *by, const char *reason,

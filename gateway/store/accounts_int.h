@@ -54,6 +54,13 @@ int gw_acct_fail_err(int err);
  * guard stands for did not hold, so nothing of the entry committed). */
 bool gw_acct_guard_failed(int err, const struct gw_db_result *res, int guard);
 
+/* The SQLSTATE of sql/038_last_security_admin.sql: the change would leave no enabled
+ * security_admin account (nothing changed). */
+#define GW_ACCT_SQLSTATE_LAST_SECADMIN "WA001"
+
+/* True when statement stmt failed with GW_ACCT_SQLSTATE_LAST_SECADMIN. */
+bool gw_acct_last_security_admin(int err, const struct gw_db_result *res, int stmt);
+
 /* Ends every session of the account named $1. */
 extern const char *const gw_acct_disable_sessions_sql;
 

@@ -12,6 +12,7 @@
 #include "alloc.h"
 #include "audit.h"
 #include "db.h"
+#include "log.h"
 
 struct sweep {
     struct gw_audit *au;
@@ -63,6 +64,13 @@ static void sweep_one_done_cb(void *arg, int err, int64_t seq, const struct gw_d
     r->areq = NULL;
     if (err == 0)
         sw->ok[sw->cur] = true, sw->nok++;
+    else if (gw_acct_last_security_admin(err, res, 0))
+        /* sql/038 keeps it enabled; Login still refuses it as unused (api_login.c) */
+        GW_LOG(GW_LOG_WARN, "accounts", NULL,
+               "inactive-account sweep: account %s is the last enabled security_admin and stays "
+               "enabled, though unused past inactive_disable_days (Login refuses it): create "
+               "another with waygatectl accounts create",
+               sw->names[sw->cur]);
     else if (!gw_acct_guard_failed(err, res, 1)) /* a guard: used meanwhile, left alone */
         sw->last_err = gw_acct_fail_err(err);
     sw->cur++;

@@ -639,6 +639,105 @@ def test_disable_takes_effect_on_next_call_on_two_gateways(stack, admin):
         gw2.close()
 
 
+LAST_SECADMIN = ("account: is the last enabled security_admin account, and one must stay enabled "
+                 "to administer accounts: create another security_admin (waygatectl accounts "
+                 "create) before disabling it (Art. 31, 34)")
+
+
+def only_security_admins(stack, *names):
+    """Leaves exactly the security_admin accounts names enabled (other tests' are disabled as the
+    owner; sql/038 allows that while one of names stays)."""
+    stack.psql("UPDATE account SET disabled_at = now(), disabled_by = 'it', disabled_reason = "
+               "'test' WHERE role = 'security_admin' AND disabled_at IS NULL AND name NOT IN (%s)"
+               % ", ".join("'%s'" % n for n in names))
+    assert stack.psql("SELECT name FROM account WHERE role = 'security_admin' AND disabled_at IS "
+                      "NULL ORDER BY name") == sorted(names)
+
+
+def enabled(stack, name):
+    return stack.psql("SELECT disabled_at IS NULL FROM account WHERE name = '%s'" % name) == ["t"]
+
+
+def reenable_secadmin(stack):
+    """A test that may have disabled the dev stack's security admin gives it back to the others."""
+    stack.psql("UPDATE account SET disabled_at = NULL, disabled_by = NULL, disabled_reason = NULL "
+               "WHERE name = 'secadmin'")
+
+
+def test_the_last_security_admin_stays_enabled(stack, admin):
+    """No path leaves the gateway without an enabled security_admin (sql/038): DisableAccount of
+    the last one (here the caller's own account) is FAILED_PRECONDITION naming the rule, recorded
+    as refused, and changes nothing (its sessions live on); the CLI refuses it in the same words;
+    the owner's own UPDATE is refused by the database. With a second one enabled, either may go."""
+    only_security_admins(stack, "secadmin")
+    since = stack.psql("SELECT coalesce(max(id), 0) FROM admin_log")[0]
+    e = rpc_error(lambda: admin.disable("secadmin", "leaving"))
+    assert (e.code(), e.details()) == (grpc.StatusCode.FAILED_PRECONDITION, LAST_SECADMIN)
+    assert enabled(stack, "secadmin")
+    assert probe(stack, admin.md, "admin") == TOKEN_OK  # the session was not ended
+    assert wait_for(lambda: stack.psql(
+        "SELECT actor, outcome, detail FROM admin_log WHERE action = 'DisableAccount' AND object = "
+        "'secadmin' AND id > %s" % since) == ["secadmin|refused|" + LAST_SECADMIN], timeout=15)
+    r = stack.ctl("accounts", "disable", "secadmin", "--reason", "leaving", "--actor", "it-ctl",
+                  "--db", stack.pguri)
+    assert r.returncode == 3 and "accounts disable: " + LAST_SECADMIN in r.stderr, r.stderr
+    assert enabled(stack, "secadmin")
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", stack.pguri_owner, "-c",
+                        "UPDATE account SET disabled_at = now() WHERE name = 'secadmin'"],
+                       capture_output=True, text=True)
+    assert r.returncode != 0 and "the last enabled security_admin account stays enabled" \
+        in r.stderr, r.stderr
+    assert enabled(stack, "secadmin")
+    # a second one: then the first may go (here the other way round: secadmin stays)
+    second = unique("it-sa-")
+    admin.create(second, "security_admin", person=unique("p-"))
+    assert admin.disable(second, "leaving").account == second
+    assert enabled(stack, "secadmin") and not enabled(stack, second)
+
+
+def test_two_security_admins_disabling_each_other_at_once_leave_one(stack, admin):
+    """Two transactions each disabling the other of the last two security admins: the second
+    waits for the first (the advisory lock of sql/038), then finds none left besides itself and
+    is refused. Here the operator's transaction disables sa (held open), while sa, over the API,
+    disables secadmin: the API call waits on the lock (seen in pg_locks), and once the first
+    commits it is FAILED_PRECONDITION and secadmin stays enabled."""
+    sa = unique("it-sa-")
+    _, md = ready(stack, admin, sa, "security_admin", "admin")
+    only_security_admins(stack, "secadmin", sa)
+    holder = lock_holder(stack, "UPDATE account SET disabled_at = now(), disabled_by = 'it', "
+                         "disabled_reason = 'test' WHERE name = '%s'" % sa)
+    out = {}
+
+    def disable_secadmin():
+        try:
+            out["ok"] = stack.unary(DISABLE, stack.pb.admin.DisableAccountRequest(
+                account="secadmin", reason="leaving"), stack.pb.admin.DisableAccountResponse,
+                principal="admin", metadata=md, timeout=60)
+        except grpc.RpcError as e:
+            out["error"] = e
+
+    t = threading.Thread(target=disable_secadmin)
+    try:
+        t.start()
+        # the API call's transaction waits on the lock the holder's took (or, with no lock, is
+        # done already)
+        assert wait_for(lambda: out or stack.psql(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted")
+            == ["1"], timeout=60)
+        holder.stdin.write("COMMIT;\n\\echo committed\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "committed"
+        t.join(60)
+        assert "error" in out, "both security admins were disabled"
+        assert (out["error"].code(), out["error"].details()) == (
+            grpc.StatusCode.FAILED_PRECONDITION, LAST_SECADMIN)
+        assert enabled(stack, "secadmin") and not enabled(stack, sa)
+    finally:
+        release_holder(holder)
+        t.join(60)
+        reenable_secadmin(stack)
+
+
 def test_inactive_accounts_disabled_by_the_gateway(stack, admin):
     name = unique("it-idle-")
     _, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
@@ -656,6 +755,28 @@ def test_inactive_accounts_disabled_by_the_gateway(stack, admin):
         assert "account %s disabled: unused for more than 90 days" % name in gw2.log_text()
     finally:
         gw2.close()
+
+
+def test_the_sweep_leaves_the_last_security_admin_enabled(stack, admin):
+    """The inactivity sweep (Art. 38) disables idle accounts, but not the last enabled
+    security_admin (sql/038): it says so in its log and goes on with the others; Login refuses
+    that account as unused meanwhile (test_a_login_past_the_inactive_period_...)."""
+    idle = unique("it-idle-")
+    ready(stack, admin, idle, "branch_clerk", "branch_a", branch="a")
+    only_security_admins(stack, "secadmin")
+    old = stack.psql("SELECT last_used_at FROM account WHERE name = 'secadmin'")[0]
+    stack.psql("UPDATE account SET last_used_at = now() - interval '91 days' WHERE name IN "
+               "('secadmin', '%s')" % idle)
+    gw2 = SecondGateway(stack, "accounts_sweep_last", "[auth]\ninactive_check_ms = 1000\n[server]")
+    try:
+        assert wait_for(lambda: "account secadmin is the last enabled security_admin and stays "
+                        "enabled" in gw2.log_text(), timeout=30)
+        assert wait_for(lambda: not enabled(stack, idle), timeout=30)
+        assert enabled(stack, "secadmin")
+    finally:
+        gw2.close()
+        stack.psql("UPDATE account SET last_used_at = %s WHERE name = 'secadmin'"
+                   % ("'%s'" % old if old else "NULL"))
 
 
 # --- sessions: capped per account, expired ones deleted ---
