@@ -50,6 +50,7 @@ struct waiter {
     struct flight *f;
     struct gw_call *call;
     struct gw_peer peer;
+    bool recheck; /* a streaming call's re-check, not its identity step */
     struct waiter *prev, *next;
 };
 
@@ -69,6 +70,7 @@ struct wait {
     struct gw_call *call;
     struct gw_acct_req *req;
     struct gw_peer peer;
+    bool recheck; /* a streaming call's re-check, not its identity step */
     bool has_token;
     bool asked_cert;        /* the certificate was not fresh in the cache */
     bool cached_registered; /* !asked_cert: the cache's answer, copied when the call began */
@@ -149,9 +151,27 @@ static void cache_put(struct gw_auth *a, const uint8_t *fpr, const struct gw_acc
         e->cert = *c;
 }
 
+/* The answer, to the identity step or to a streaming call's re-check (rpc.h). */
+static void deliver(struct gw_call *call, bool recheck, const struct gw_fault *f,
+                    const struct gw_principal *p)
+{
+    if (recheck)
+        gw_call_rechecked(call, f, p);
+    else
+        gw_call_identified(call, f, p);
+}
+
+static void set_cancel(struct gw_call *call, bool recheck, gw_cancel_fn fn, void *arg)
+{
+    if (recheck)
+        gw_call_set_recheck_cancel(call, fn, arg);
+    else
+        gw_call_set_cancel(call, fn, arg);
+}
+
 /* Finishes the identity step from what is known. cert NULL: the certificate is not
  * registered (or disabled). sess: the session when a token was presented (NULL: invalid). */
-static void conclude(struct gw_call *call, const struct gw_peer *peer,
+static void conclude(struct gw_call *call, bool recheck, const struct gw_peer *peer,
                      const struct gw_acct_cert *cert, bool has_token,
                      const struct gw_acct_session *sess)
 {
@@ -163,7 +183,7 @@ static void conclude(struct gw_call *call, const struct gw_peer *peer,
     gw_fault_clear(&f);
     if (peer->cert && cert == NULL) {
         (void)gw_fault_set(&f, GW_EAUTH, NULL, "client certificate", GW_RULE_CERT_NOT_REGISTERED);
-        gw_call_identified(call, &f, &p);
+        deliver(call, recheck, &f, &p);
         return;
     }
     if (cert != NULL) {
@@ -175,24 +195,24 @@ static void conclude(struct gw_call *call, const struct gw_peer *peer,
         p.authn = GW_AUTHN_CERT;
     }
     if (!has_token) {
-        gw_call_identified(call, NULL, &p);
+        deliver(call, recheck, NULL, &p);
         return;
     }
     if (sess == NULL) {
         (void)gw_fault_set(&f, GW_EAUTH, NULL, "authorization", GW_RULE_TOKEN_INVALID);
-        gw_call_identified(call, &f, &p);
+        deliver(call, recheck, &f, &p);
         return;
     }
     /* The account's powers only over a connection entitled to them (Art. 31, 34). */
     if (gw_account_role_branch_bound(sess->role)) {
         if (cert == NULL || cert->branch[0] == '\0' || strcmp(cert->branch, sess->branch) != 0) {
             (void)gw_fault_set(&f, GW_EPERM, NULL, "authorization", GW_RULE_TOKEN_BRANCH_CERT);
-            gw_call_identified(call, &f, &p);
+            deliver(call, recheck, &f, &p);
             return;
         }
     } else if (cert == NULL || !cert->admin) {
         (void)gw_fault_set(&f, GW_EPERM, NULL, "authorization", GW_RULE_TOKEN_ADMIN_CERT);
-        gw_call_identified(call, &f, &p);
+        deliver(call, recheck, &f, &p);
         return;
     }
     (void)gw_text_copy(p.name, sizeof(p.name), sess->name);
@@ -201,36 +221,36 @@ static void conclude(struct gw_call *call, const struct gw_peer *peer,
     p.authn = GW_AUTHN_TOKEN;
     p.account_id = sess->account_id;
     p.must_change = sess->must_change;
-    gw_call_identified(call, NULL, &p);
+    deliver(call, recheck, NULL, &p);
 }
 
 /* Ends the identity step from a cache entry (a copy: the step may run the handler). */
-static void conclude_cached(struct gw_call *call, const struct gw_peer *peer,
+static void conclude_cached(struct gw_call *call, bool recheck, const struct gw_peer *peer,
                             const struct cache_entry *e)
 {
     struct gw_acct_cert c = e->cert;
 
-    conclude(call, peer, e->registered ? &c : NULL, false, NULL);
+    conclude(call, recheck, peer, e->registered ? &c : NULL, false, NULL);
 }
 
 /* The database could not answer (err): a certificate-only call may go on with the last known
  * answer however old when the database is away; a call with a token never does (sessions are
  * looked up on every call), and is refused. A full queue (the pool's, GW_EQUEUEFULL) is refused
  * as the handlers refuse it (err.c's one answer): UNAVAILABLE, nothing done, retrying safe. */
-static void conclude_db_error(struct gw_auth *a, struct gw_call *call, const struct gw_peer *peer,
-                              int err, bool has_token)
+static void conclude_db_error(struct gw_auth *a, struct gw_call *call, bool recheck,
+                              const struct gw_peer *peer, int err, bool has_token)
 {
     const struct cache_entry *e =
         err == GW_EUNAVAIL && !has_token ? cache_get(a, peer->cert_sha256, true) : NULL;
     struct gw_fault f;
 
     if (e != NULL) {
-        conclude_cached(call, peer, e);
+        conclude_cached(call, recheck, peer, e);
         return;
     }
     (void)gw_fault_set(&f, err, NULL, NULL,
                        err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
-    gw_call_identified(call, &f, NULL);
+    deliver(call, recheck, &f, NULL);
 }
 
 static void wait_free(struct wait *w)
@@ -257,21 +277,22 @@ static void identify_done_cb(void *arg, int err, const struct gw_acct_cert *cert
     struct gw_peer peer = w->peer;
     bool has_token = w->has_token;
     bool asked_cert = w->asked_cert;
+    bool recheck = w->recheck;
 
     w->req = NULL;
-    gw_call_set_cancel(call, NULL, NULL);
+    set_cancel(call, recheck, NULL, NULL);
     if (!asked_cert) {
         c = w->cached;
         cert = w->cached_registered ? &c : NULL;
     }
     wait_free(w);
     if (err != 0) {
-        conclude_db_error(a, call, &peer, err, has_token);
+        conclude_db_error(a, call, recheck, &peer, err, has_token);
         return;
     }
     if (asked_cert)
         cache_put(a, peer.cert_sha256, cert);
-    conclude(call, &peer, cert, has_token, sess);
+    conclude(call, recheck, &peer, cert, has_token, sess);
 }
 
 static void waiter_unlink(struct waiter *w)
@@ -313,6 +334,7 @@ static void flight_done_cb(void *arg, int err, const struct gw_acct_cert *cert,
     struct waiter *w;
     struct gw_call *call;
     struct gw_peer peer;
+    bool recheck;
 
     (void)sess;
     f->req = NULL;
@@ -329,12 +351,13 @@ static void flight_done_cb(void *arg, int err, const struct gw_acct_cert *cert,
         waiter_unlink(w);
         call = w->call;
         peer = w->peer;
+        recheck = w->recheck;
         gw_free(w);
-        gw_call_set_cancel(call, NULL, NULL);
+        set_cancel(call, recheck, NULL, NULL);
         if (err != 0)
-            conclude_db_error(a, call, &peer, err, false);
+            conclude_db_error(a, call, recheck, &peer, err, false);
         else
-            conclude(call, &peer, known, false, NULL);
+            conclude(call, recheck, &peer, known, false, NULL);
     }
     gw_free(f);
 }
@@ -342,7 +365,7 @@ static void flight_done_cb(void *arg, int err, const struct gw_acct_cert *cert,
 /* Identifies a certificate-only call that missed the cache: joins the flight for its
  * fingerprint, or starts one. Returns false when its slot flies another fingerprint (the caller
  * then looks up alone). */
-static bool fly(struct gw_auth *a, struct gw_call *call, const struct gw_peer *peer)
+static bool fly(struct gw_auth *a, struct gw_call *call, bool recheck, const struct gw_peer *peer)
 {
     struct flight **fs = &a->flights[slot(a, peer->cert_sha256) - a->cache];
     struct flight *f = *fs;
@@ -355,7 +378,7 @@ static bool fly(struct gw_auth *a, struct gw_call *call, const struct gw_peer *p
     w = gw_calloc(1, sizeof(*w));
     if (w == NULL) {
         (void)gw_fault_set(&ft, GW_ENOMEM, NULL, NULL, GW_RULE_NONE);
-        gw_call_identified(call, &ft, NULL);
+        deliver(call, recheck, &ft, NULL);
         return true;
     }
     if (f == NULL) {
@@ -363,7 +386,7 @@ static bool fly(struct gw_auth *a, struct gw_call *call, const struct gw_peer *p
         if (f == NULL) {
             gw_free(w);
             (void)gw_fault_set(&ft, GW_ENOMEM, NULL, NULL, GW_RULE_NONE);
-            gw_call_identified(call, &ft, NULL);
+            deliver(call, recheck, &ft, NULL);
             return true;
         }
         f->auth = a;
@@ -374,7 +397,7 @@ static bool fly(struct gw_auth *a, struct gw_call *call, const struct gw_peer *p
         if (err != 0) {
             gw_free(f);
             gw_free(w);
-            conclude_db_error(a, call, peer, err, false);
+            conclude_db_error(a, call, recheck, peer, err, false);
             return true;
         }
         *fs = f;
@@ -385,18 +408,20 @@ static bool fly(struct gw_auth *a, struct gw_call *call, const struct gw_peer *p
     w->f = f;
     w->call = call;
     w->peer = *peer;
+    w->recheck = recheck;
     w->next = f->head;
     if (f->head != NULL)
         f->head->prev = w;
     f->head = w;
-    gw_call_set_cancel(call, waiter_cancel_cb, w);
+    set_cancel(call, recheck, waiter_cancel_cb, w);
     return true;
 }
 
-void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *peer,
-                      const char *authorization)
+/* The identity step (recheck false) or a streaming call's re-check (true): the same lookups, the
+ * same answers, delivered to gw_call_identified or gw_call_rechecked. */
+static void identify(struct gw_auth *a, struct gw_call *call, bool recheck,
+                     const struct gw_peer *peer, const char *authorization)
 {
-    struct gw_auth *a = ctx;
     const struct gw_config *cfg = a->app->cfg;
     const struct cache_entry *e = NULL;
     struct gw_principal p;
@@ -406,40 +431,41 @@ void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *pee
 
     if (authorization == NULL) {
         if (!peer->cert) {
-            conclude(call, peer, NULL, false, NULL); /* unauthenticated */
+            conclude(call, recheck, peer, NULL, false, NULL); /* unauthenticated */
             return;
         }
         e = cache_get(a, peer->cert_sha256, false);
         if (e != NULL) {
-            conclude_cached(call, peer, e);
+            conclude_cached(call, recheck, peer, e);
             return;
         }
-        if (fly(a, call, peer))
+        if (fly(a, call, recheck, peer))
             return;
     } else if (!peer->cert) {
         /* A token is usable only over a registered certificate. */
         memset(&p, 0, sizeof(p));
         snprintf(p.peer, sizeof(p.peer), "%s", peer->addr);
         (void)gw_fault_set(&f, GW_EAUTH, NULL, NULL, GW_RULE_CERT_REQUIRED);
-        gw_call_identified(call, &f, &p);
+        deliver(call, recheck, &f, &p);
         return;
     }
     w = gw_calloc(1, sizeof(*w));
     if (w == NULL) {
         (void)gw_fault_set(&f, GW_ENOMEM, NULL, NULL, GW_RULE_NONE);
-        gw_call_identified(call, &f, NULL);
+        deliver(call, recheck, &f, NULL);
         return;
     }
     w->auth = a;
     w->call = call;
     w->peer = *peer;
+    w->recheck = recheck;
     if (authorization != NULL) {
         if (gw_auth_token_hash(authorization, w->token_hash) != 0) {
             wait_free(w);
             memset(&p, 0, sizeof(p));
             snprintf(p.peer, sizeof(p.peer), "%s", peer->addr);
             (void)gw_fault_set(&f, GW_EAUTH, NULL, "authorization", GW_RULE_TOKEN_FORMAT);
-            gw_call_identified(call, &f, &p);
+            deliver(call, recheck, &f, &p);
             return;
         }
         w->has_token = true;
@@ -459,10 +485,22 @@ void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *pee
         bool has_token = w->has_token;
 
         wait_free(w);
-        conclude_db_error(a, call, peer, err, has_token);
+        conclude_db_error(a, call, recheck, peer, err, has_token);
         return;
     }
-    gw_call_set_cancel(call, wait_cancel_cb, w);
+    set_cancel(call, recheck, wait_cancel_cb, w);
+}
+
+void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                      const char *authorization)
+{
+    identify(ctx, call, false, peer, authorization);
+}
+
+void gw_auth_recheck(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                     const char *authorization)
+{
+    identify(ctx, call, true, peer, authorization);
 }
 
 void gw_auth_refused(void *ctx, const char *path, const struct gw_peer *peer,

@@ -13,6 +13,8 @@
  *    account (role, branch, must_change), over the connection's certificate principal, which
  *    must be of the account's branch (branch roles) or registered for administration (the
  *    administrative roles).
+ *  - A server-streaming call's caller is checked again the same way while it streams
+ *    (gw_auth_recheck, rpc.h's recheck).
  * A call with a token owns its lookup and cancels it when reset; certificate-only calls that miss
  * the cache for one fingerprint share one lookup (the last one reset cancels it). */
 #ifndef GW_API_AUTH_H
@@ -32,6 +34,12 @@ void gw_auth_free(struct gw_auth *a);
 /* The identity step: pass gw_auth_identify with the registry as identify_ctx to gw_rpc_new. */
 void gw_auth_identify(void *ctx, struct gw_call *call, const struct gw_peer *peer,
                       const char *authorization);
+
+/* The re-check of a server-streaming call's caller: pass gw_auth_recheck as the rpc params'
+ * recheck (with the registry as identify_ctx). The identity step's lookups and answers (a session
+ * looked up again, a certificate from the cache while fresh), ending in gw_call_rechecked. */
+void gw_auth_recheck(void *ctx, struct gw_call *call, const struct gw_peer *peer,
+                     const char *authorization);
 
 /* The refusal hook (refused_ctx: the registry): writes the administrative-record row of an
  * Admin call refused by the identity step or the policy (Art. 31). Other paths: nothing. */

@@ -941,6 +941,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
              * only the unit tests' default) */
             .identify = gw_auth_identify,
             .identify_ctx = auth,
+            .recheck = gw_auth_recheck,
             .refused = gw_auth_refused,
             .refused_ctx = auth,
             /* a certificate's share of the database queue (api_share.c) */

@@ -4,11 +4,13 @@
  * Invariants: the stream owns the call and the call frees itself only in its close upcall; the
  * handler runs only after the caller was identified and the policy allowed the method; the
  * cancel function runs at most once and only while the identity step or the handler is
- * running; after the call is finished (by the handler, the deadline, a refusal or an early
- * error) no handler code is called; a request error is answered only after the identity and
- * policy steps allowed the caller.
- * Memory (issue 10, finding 2): the request's bytes and its unpacked message are taken from the
- * connection's, the client certificate's (certlimit.h; none without a certificate) and the
+ * running; a server-streaming call's re-check of its caller runs one at a time, starts from the
+ * loop, and is cancelled (its answer never delivered) when the call ends; after the call is
+ * finished (by the handler, the deadline, a refusal or an early error) no handler code is
+ * called; a request error is answered only after the identity and policy steps allowed the
+ * caller.
+ * Memory (issue 10, finding 2): the request's bytes and its unpacked message are taken from
+ * the connection's, the client certificate's (certlimit.h; none without a certificate) and the
  * gateway's budgets of request memory in flight (budget.h) before they are held, and given back
  * when the call ends; a request over any of them is refused RESOURCE_EXHAUSTED, naming it; a
  * message is measured on the wire before it is unpacked, and unpacked only within UNPACK_FACTOR x
@@ -93,6 +95,13 @@ struct gw_call {
     bool in_cancel;
     gw_writable_fn writable_fn;
     void *writable_arg;
+    /* The caller re-checked while a server-streaming handler runs (rpc.h's recheck). */
+    struct event *recheck_ev; /* starts the check from the loop; NULL: never re-checked */
+    bool rechecking;          /* a check queued or in flight: the call is not writable */
+    uint64_t checked_ms;      /* when the caller was last checked */
+    unsigned checked_nsent;   /* nsent then: no check before another message went out */
+    gw_cancel_fn recheck_cancel_fn;
+    void *recheck_cancel_arg;
 };
 
 static void *pb_alloc(void *data, size_t size)
@@ -243,6 +252,8 @@ static void call_free(struct gw_call *call)
     hold_none(call);
     if (call->deadline_ev != NULL)
         event_free(call->deadline_ev);
+    if (call->recheck_ev != NULL)
+        event_free(call->recheck_ev);
     gw_grpc_decoder_clear(&call->dec);
     gw_free_wipe(call->req, call->req_len);
     gw_free_str_wipe(call->authorization);
@@ -411,6 +422,7 @@ void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
         return;
     }
     call->state = CALL_AUTHORISED;
+    call->checked_ms = gw_clock_ms();
     if (call->held_err != 0) {
         fail_request(call, call->held_err, call->held_rule, call->held_limit);
         return;
@@ -424,6 +436,81 @@ static void run_identify(void *arg)
     const struct gw_rpc_params *rp = &call->rpc->p;
 
     rp->identify(rp->identify_ctx, call, call->peer_info, call->authorization);
+}
+
+/* ---- the caller re-checked while the handler streams (rpc.h's recheck) ---- */
+
+static void run_recheck(void *arg)
+{
+    struct gw_call *call = arg;
+    const struct gw_rpc_params *rp = &call->rpc->p;
+
+    rp->recheck(rp->identify_ctx, call, call->peer_info, call->authorization);
+}
+
+/* From the loop, never inside the handler: an answer known at once (a cached certificate) may end
+ * the call, which must not happen under a handler asking whether it may send. */
+static void recheck_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_call *call = arg;
+
+    (void)fd;
+    (void)what;
+    if (call->state != CALL_RUNNING || !call->rechecking)
+        return;
+    within(call->rpc, call->peer_info, run_recheck, call);
+}
+
+/* True when the caller is due to be checked again: an authenticated caller, a message sent since
+ * the last check, and principal_cache_ms passed since it. */
+static bool recheck_due(const struct gw_call *call)
+{
+    return call->recheck_ev != NULL && gw_principal_authenticated(&call->principal) &&
+           call->nsent != call->checked_nsent &&
+           gw_clock_ms() - call->checked_ms >= call->rpc->p.cfg->principal_cache_ms;
+}
+
+/* The call ends: a check queued is dropped, one in flight cancelled (its answer never comes). */
+static void stop_recheck(struct gw_call *call)
+{
+    gw_cancel_fn fn = call->recheck_cancel_fn;
+
+    if (!call->rechecking)
+        return;
+    call->rechecking = false;
+    call->recheck_cancel_fn = NULL;
+    (void)event_del(call->recheck_ev);
+    if (fn != NULL)
+        fn(call->recheck_cancel_arg);
+}
+
+void gw_call_set_recheck_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg)
+{
+    call->recheck_cancel_fn = fn;
+    call->recheck_cancel_arg = arg;
+}
+
+void gw_call_rechecked(struct gw_call *call, const struct gw_fault *f, const struct gw_principal *p)
+{
+    char msg[256];
+
+    (void)p;
+    if (call->state != CALL_RUNNING || !call->rechecking)
+        return;
+    call->rechecking = false;
+    call->recheck_cancel_fn = NULL;
+    call->checked_ms = gw_clock_ms();
+    call->checked_nsent = call->nsent;
+    if (f != NULL && (f->code == GW_EAUTH || f->code == GW_EPERM)) {
+        /* the caller is no longer who the call was allowed for: refused as a new call would be */
+        run_cancel(call);
+        gw_fault_format(f, msg, sizeof(msg));
+        finish(call, gw_fault_status(f), msg); /* may free the call */
+        return;
+    }
+    /* valid, or the lookup failed (nothing learnt): the stream goes on */
+    if (call->writable_fn != NULL && call->st != NULL)
+        gw_h2_stream_want_writable(call->st);
 }
 
 struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const struct gw_method *m,
@@ -467,6 +554,9 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     call->arena = gw_arena_new(cap);
     call->deadline_ev = evtimer_new(rp->base, deadline_cb, call);
     if (call->arena == NULL || call->deadline_ev == NULL)
+        goto fail;
+    if (m->server_streaming && rp->recheck != NULL &&
+        (call->recheck_ev = evtimer_new(rp->base, recheck_cb, call)) == NULL)
         goto fail;
     call->pba.alloc = pb_alloc;
     call->pba.free = pb_free;
@@ -609,8 +699,8 @@ void gw_call_up_writable(void *obj)
     struct gw_call *call = obj;
     gw_writable_fn fn = call->writable_fn;
 
-    if (call->state != CALL_RUNNING || fn == NULL)
-        return;
+    if (call->state != CALL_RUNNING || fn == NULL || call->rechecking)
+        return; /* while the caller is re-checked, fn waits for the answer */
     call->writable_fn = NULL;
     /* may finish or free the call (within reads the peer before fn runs) */
     within(call->rpc, call->peer_info, fn, call->writable_arg);
@@ -622,9 +712,10 @@ void gw_call_up_close(void *obj)
     bool cancel = cancellable(call) && call->cancel_fn != NULL && !call->in_cancel;
 
     /* the line asks the stream's connection for its budget: before the stream is let go */
-    if (cancel && !call->confidential && gw_call_log_ok(call, GW_LOG_INFO))
+    if ((cancel || call->rechecking) && !call->confidential && gw_call_log_ok(call, GW_LOG_INFO))
         gw_log_write(GW_LOG_INFO, "call", &call->log, "call cancelled: %s", call->method->path);
     call->st = NULL;
+    stop_recheck(call);
     if (call->state != CALL_DONE && !call->confidential) /* closed before a status: cancelled */
         gw_rpc_count(call->rpc, call->method, GW_GRPC_CANCELLED, gw_clock_ms() - call->start_ms);
     if (cancel)
@@ -650,6 +741,7 @@ static void finish(struct gw_call *call, enum gw_grpc_status status, const char 
 {
     if (call->state == CALL_DONE)
         return;
+    stop_recheck(call);
     call->state = CALL_DONE;
     release_request(call);
     call->cancel_fn = NULL;
@@ -696,7 +788,15 @@ int gw_call_send(struct gw_call *call, const ProtobufCMessage *msg)
 
 bool gw_call_writable(struct gw_call *call)
 {
-    return call->st != NULL && call->state == CALL_RUNNING && gw_h2_stream_writable(call->st);
+    static const struct timeval now = {0, 0};
+
+    if (call->st == NULL || call->state != CALL_RUNNING || call->rechecking)
+        return false;
+    if (recheck_due(call) && evtimer_add(call->recheck_ev, &now) == 0) {
+        call->rechecking = true; /* writable again once the caller is found valid */
+        return false;
+    }
+    return gw_h2_stream_writable(call->st);
 }
 
 void gw_call_on_writable(struct gw_call *call, gw_writable_fn fn, void *arg)
@@ -705,7 +805,8 @@ void gw_call_on_writable(struct gw_call *call, gw_writable_fn fn, void *arg)
         return;
     call->writable_fn = fn;
     call->writable_arg = arg;
-    gw_h2_stream_want_writable(call->st);
+    if (!call->rechecking) /* else asked for once the caller is found valid */
+        gw_h2_stream_want_writable(call->st);
 }
 
 void gw_call_hold(struct gw_call *call, size_t n)

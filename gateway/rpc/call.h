@@ -19,7 +19,12 @@
  *    false, register gw_call_on_writable() and return to the loop; the function runs (from the
  *    loop, once) when the client has taken enough of the queue. Memory per call stays bounded
  *    whatever the client's reading speed; a client that takes nothing for
- *    stream_write_timeout_ms is reset and the cancel function runs. */
+ *    stream_write_timeout_ms is reset and the cancel function runs.
+ *  - A server-streaming call's caller is checked again while it streams (rpc.h's recheck): once
+ *    [auth] principal_cache_ms has passed since the last check and a message was sent since,
+ *    gw_call_writable() is false until the answer; the registered writable function then runs as
+ *    usual, or, when the caller is no longer valid (account or certificate disabled, session
+ *    ended), the cancel function runs and the call ends with the identity step's refusal. */
 #ifndef GW_CALL_H
 #define GW_CALL_H
 
@@ -101,7 +106,8 @@ ProtobufCMessage *gw_call_unpack(struct gw_call *call, const ProtobufCMessageDes
  * response on a unary method, or the call is not running) or GW_ENOMEM; on error the handler
  * should finish the call with that error. */
 int gw_call_send(struct gw_call *call, const ProtobufCMessage *msg) GW_MUST_CHECK;
-/* True while the call's queued responses are under the stream's high-water mark. */
+/* True while the call's queued responses are under the stream's high-water mark and its caller
+ * is not being checked again (above). */
 bool gw_call_writable(struct gw_call *call);
 /* Runs fn(arg) once, from the event loop, when the queue has drained below the low-water mark
  * (at the next loop turn if it already has; never twice in one turn). Replaces an earlier

@@ -45,6 +45,15 @@ typedef void (*gw_rpc_refused_fn)(void *ctx, const char *path, const struct gw_p
 void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
                         const struct gw_principal *p);
 
+/* The re-check of a server-streaming call's caller (rpc params' recheck): the identity step run
+ * again, with the same arguments, while the handler streams. It must end in exactly one
+ * gw_call_rechecked(), now or from a later callback; if it waits, it sets its cancel hook with
+ * gw_call_set_recheck_cancel() (not gw_call_set_cancel(), which is the handler's), which runs
+ * when the call ends first. */
+void gw_call_rechecked(struct gw_call *call, const struct gw_fault *f,
+                       const struct gw_principal *p);
+void gw_call_set_recheck_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg);
+
 /* The synchronous identity step for certificates (identity.h's bootstrap rule). */
 void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer *peer,
                           const char *authorization);
@@ -68,6 +77,14 @@ struct gw_rpc_params {
     const struct gw_policy *policy;
     gw_rpc_identify_fn identify; /* NULL: gw_rpc_identify_cert */
     void *identify_ctx;
+    /* The caller of a server-streaming call is checked again (with identify_ctx) before it is
+     * writable once principal_cache_ms ([auth]) has passed since the last check and a message was
+     * sent since: an answer that refuses the caller (UNAUTHENTICATED, PERMISSION_DENIED: a
+     * disabled account or certificate, an ended session) ends the stream with that status and
+     * message, as the identity step would refuse a new call; a failed lookup (the database
+     * unavailable) lets the stream go on until the next check. NULL: streams are not
+     * re-checked. */
+    gw_rpc_identify_fn recheck;
     gw_rpc_refused_fn refused; /* NULL: none */
     void *refused_ctx;
     gw_rpc_admit_fn admit;   /* NULL: every call admitted */

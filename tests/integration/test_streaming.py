@@ -17,7 +17,7 @@ import threading
 import grpc
 import pytest
 
-from conftest import BUILD, ROOT, wait_for
+from conftest import BUILD, ROOT, lock_holder, release_holder, wait_for
 from test_foundation import SecondGateway
 import waygate_proto
 
@@ -160,3 +160,113 @@ def test_client_vanishing_mid_stream_leaves_gateway_healthy(stack, gw):
     assert gw.proc.poll() is None
     n = sum(len(v.waybill.item_description) for v in flood(stack, gw, 64, 64 * 1024))
     assert n == 64 * 64 * 1024
+
+
+# --- a stream's caller checked again while it streams (rpc.h's recheck) ---
+
+TOKEN_INVALID = ("authorization: is not a valid token: unknown, expired, or its account is "
+                 "disabled (Art. 38)")
+RECHECK_COUNT, RECHECK_SIZE = 100000, 1024  # 100 MiB: far more than flow control lets out
+
+
+@pytest.fixture(scope="module")
+def recheck_gw(stack):
+    """A test gateway that checks a stream's caller again before each message once one went out
+    since the last check ([auth] principal_cache_ms = 0: no cached answer is ever fresh)."""
+    g = SecondGateway(stack, "streaming_recheck", "[auth]\nprincipal_cache_ms = 0\n[server]",
+                      binary="waygated-test")
+    try:
+        yield g
+    finally:
+        g.close()
+
+
+def clerk_token(stack):
+    """A branch a clerk past its first password change: (name, password, token metadata)."""
+    from test_accounts import Admin, ready, unique  # noqa: E402
+    name = unique("it-str-")
+    pw, md = ready(stack, Admin(stack), name, "branch_clerk", "branch_a", branch="a")
+    return name, pw, md
+
+
+def flood_as(stack, gw, md):
+    req = stack.pb.health.HealthCheckRequest(service="%d:%d" % (RECHECK_COUNT, RECHECK_SIZE))
+    return waygate_proto.stream(stack.channel("branch_a", addr=gw.addr), FLOOD, req,
+                                stack.pb.common.WaybillView, timeout=120, metadata=md)
+
+
+def drain_until_error(it):
+    """Reads the rest of a stream; returns (messages read, the error that ended it, or None)."""
+    n = 0
+    try:
+        for _ in it:
+            n += 1
+    except grpc.RpcError as e:
+        return n, e
+    return n, None
+
+
+def test_a_stream_ends_when_its_account_is_disabled(stack, recheck_gw):
+    """A stream started before its account was disabled does not run to its end: the next check
+    of its caller finds the session gone and ends it UNAUTHENTICATED, in the words a new call
+    with that token gets. Deterministic: the client holds the stream back by flow control, so
+    the gateway has sent only a small part of it when the account is disabled."""
+    from test_accounts import Admin  # noqa: E402
+    name, _, md = clerk_token(stack)
+    it = flood_as(stack, recheck_gw, md)
+    assert len(next(it).waybill.item_description) == RECHECK_SIZE
+    Admin(stack).disable(name, "left the company")
+    n, e = drain_until_error(it)
+    assert e is not None, "the whole stream ran to its end"
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, TOKEN_INVALID)
+    assert n < RECHECK_COUNT // 10, n
+
+
+def test_a_stream_ends_when_a_password_change_ends_its_session(stack, recheck_gw):
+    """The same when the stream's session was ended by a password change made with another
+    session of the account (ChangePassword ends the account's other sessions)."""
+    from test_accounts import change, login, password  # noqa: E402
+    name, pw, md = clerk_token(stack)
+    other = [("authorization", "Bearer " + login(stack, name, pw, "branch_a").token)]
+    it = flood_as(stack, recheck_gw, md)
+    next(it)
+    change(stack, other, "branch_a", pw, password())
+    n, e = drain_until_error(it)
+    assert e is not None, "the whole stream ran to its end"
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, TOKEN_INVALID)
+    assert n < RECHECK_COUNT // 10, n
+
+
+def session_lock_waiters(stack):
+    """How many lock requests on the session table wait (pg_locks: visible to every role)."""
+    return stack.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
+                      "WHERE c.relname = 'session' AND NOT l.granted")[0]
+
+
+def test_a_stream_cancelled_while_its_caller_is_checked_leaves_the_gateway_serving(stack,
+                                                                                   recheck_gw):
+    """The check's session lookup is held up (the session table locked), the stream cancelled
+    meanwhile; once the lookup can answer, its answer goes nowhere (the check was cancelled with
+    the call: run against the ASan build too), and the gateway serves the same token's next
+    stream to its end."""
+    _, _, md = clerk_token(stack)
+    it = flood_as(stack, recheck_gw, md)
+    next(it)
+    holder = lock_holder(stack, "LOCK TABLE session IN ACCESS EXCLUSIVE MODE")
+    try:
+        # reading on lets the gateway send, and so check again: its lookup waits on the lock
+        reader = threading.Thread(target=drain_until_error, args=(it,), daemon=True)
+        reader.start()
+        assert wait_for(lambda: session_lock_waiters(stack) != "0", timeout=60)
+        it.cancel()
+        reader.join(60)
+        assert wait_for(lambda: "call cancelled: " + FLOOD in recheck_gw.log_text(), timeout=30)
+    finally:
+        release_holder(holder)
+    assert wait_for(lambda: session_lock_waiters(stack) == "0", timeout=60)
+    req = stack.pb.health.HealthCheckRequest(service="64:1024")
+    views = list(waygate_proto.stream(stack.channel("branch_a", addr=recheck_gw.addr), FLOOD,
+                                      req, stack.pb.common.WaybillView, timeout=60, metadata=md))
+    assert len(views) == 64
+    assert "AddressSanitizer" not in recheck_gw.log_text()
+    assert "runtime error" not in recheck_gw.log_text()
