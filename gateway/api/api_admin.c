@@ -45,7 +45,10 @@ static void created_cb(void *arg, int err, enum gw_acct_create_result r, int64_t
         return;
     }
     if (r == GW_ACCT_SEPARATION_OF_DUTIES) {
-        /* Art. 34 (三员): an attempt is an incident, not only a refusal. */
+        /* Art. 34 (三员): an attempt is an incident, not only a refusal. Not reached while
+         * gw_account_role_cli_only covers the three administrator roles (refused before the
+         * hashing, gw_api_admin_create_account); kept for the store's answer should that
+         * change. */
         snprintf(detail, sizeof(detail),
                  "CreateAccount of role %s for a person holding another administrator role",
                  a->role);

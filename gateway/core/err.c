@@ -143,9 +143,9 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_QUEUE_FULL] = "the gateway's queue for the database is full, nothing was done; "
                            "retrying is safe",
     [GW_RULE_ROLE_CLI_ONLY] =
-        "security_admin, compliance_auditor and lawful_access accounts are created with "
-        "waygatectl accounts create, not over the API: no one administrator alone makes both who "
-        "asks and who decides (separation of duties, Art. 16, 34, 37)",
+        "security_admin, system_admin, compliance_auditor and lawful_access are created only by "
+        "waygatectl accounts create: no administrator alone makes who asks and who decides, or "
+        "holds two administrator roles (separation of duties, Art. 16, 34, 37)",
     [GW_RULE_LAST_SECURITY_ADMIN] =
         "is the last enabled security_admin account, and one must stay enabled to administer "
         "accounts: create another security_admin (waygatectl accounts create) before disabling "

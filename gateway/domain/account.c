@@ -26,8 +26,7 @@ bool gw_account_role_admin(const char *role)
 
 bool gw_account_role_cli_only(const char *role)
 {
-    return strcmp(role, "security_admin") == 0 || strcmp(role, "compliance_auditor") == 0 ||
-           strcmp(role, "lawful_access") == 0;
+    return gw_account_role_admin(role) || strcmp(role, "lawful_access") == 0;
 }
 
 bool gw_account_usable_over(const char *role, const char *branch, const char *cert_branch,

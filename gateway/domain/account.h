@@ -23,9 +23,11 @@ bool gw_account_role_admin(const char *role);
 
 /* True for the roles that decide or read what others may not (security_admin: decides lawful
  * access, keys, accounts; compliance_auditor: approves bulk operations; lawful_access: reads in
- * clear). Such an account is created with the CLI (waygatectl accounts create, by the operator),
- * never over Admin.CreateAccount: a security admin could otherwise make a requester and a decider
- * of invented persons and approve alone (separation of duties, Art. 16, 34, 37). */
+ * clear), and for the three administrator roles (system_admin too). Such an account is created
+ * with the CLI (waygatectl accounts create, by the operator), never over Admin.CreateAccount: a
+ * security admin could otherwise make a requester and a decider of invented persons and approve
+ * alone, or hold a second administrator role under an invented person, `person` being what the
+ * creator typed (separation of duties, 三员, Art. 16, 34, 37). */
 bool gw_account_role_cli_only(const char *role);
 
 /* True when a token of an account of role (branch: the account's, NULL or "" for none) may be

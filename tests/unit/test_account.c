@@ -91,6 +91,13 @@ static void test_role_kinds(void **state)
     assert_true(gw_account_role_branch_bound("branch_clerk"));
     assert_true(gw_account_role_branch_bound("customer_service"));
     assert_false(gw_account_role_branch_bound("security_admin"));
+    /* only the operator's CLI creates the deciding roles and the three administrator roles */
+    assert_true(gw_account_role_cli_only("security_admin"));
+    assert_true(gw_account_role_cli_only("system_admin"));
+    assert_true(gw_account_role_cli_only("compliance_auditor"));
+    assert_true(gw_account_role_cli_only("lawful_access"));
+    assert_false(gw_account_role_cli_only("branch_clerk"));
+    assert_false(gw_account_role_cli_only("customer_service"));
 }
 
 /* Which certificates an account's token may be used over (and so its password tried over):
