@@ -188,7 +188,7 @@ static void disabled_cb(void *arg, int err, bool found, int64_t disabled_at)
 
     a->req = NULL;
     gw_call_set_cancel(a->call, NULL, NULL);
-    if (err == GW_EPRECOND) { /* sql/038: one security admin stays enabled */
+    if (err == GW_EPRECOND) { /* sql/037: one security admin stays enabled */
         gw_admin_refuse(a, GW_EPRECOND, "account", GW_RULE_LAST_SECURITY_ADMIN, 0);
         return;
     }

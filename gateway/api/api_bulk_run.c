@@ -601,7 +601,7 @@ static void destroyed_cb(void *arg, int err, int64_t seq, const struct gw_db_res
     }
     if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 2 && res->sqlstate != NULL &&
         strcmp(res->sqlstate, GW_BULK_HELD) == 0) {
-        /* sql/040: a selected record is held by a lawful-access case; the claim went with the
+        /* sql/038: a selected record is held by a lawful-access case; the claim went with the
          * transaction, so the request stays approved and the refusal is recorded */
         refuse(r, "lawful hold", GW_EPRECOND, "request_id", GW_RULE_BULK_LAWFUL_HOLD);
         return;

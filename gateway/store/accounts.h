@@ -211,7 +211,7 @@ int gw_acct_create(struct gw_audit *au, const struct gw_acct_new *n, gw_acct_cre
                    void *arg, struct gw_acct_req **out) GW_MUST_CHECK;
 
 /* found false: no such account (nothing committed, no record). err GW_EPRECOND: the account is
- * the last enabled security_admin, which the database keeps enabled (sql/038; nothing committed,
+ * the last enabled security_admin, which the database keeps enabled (sql/037; nothing committed,
  * no record). Otherwise the account is disabled (now, or already: then disabled_at is the earlier
  * time), every session of it is gone, and the log row and the audit record (account.disable) are
  * written with it. */

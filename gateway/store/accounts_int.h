@@ -54,7 +54,7 @@ int gw_acct_fail_err(int err);
  * guard stands for did not hold, so nothing of the entry committed). */
 bool gw_acct_guard_failed(int err, const struct gw_db_result *res, int guard);
 
-/* The SQLSTATE of sql/038_last_security_admin.sql: the change would leave no enabled
+/* The SQLSTATE of sql/037_last_security_admin.sql: the change would leave no enabled
  * security_admin account (nothing changed). */
 #define GW_ACCT_SQLSTATE_LAST_SECADMIN "WA001"
 

@@ -65,7 +65,7 @@ static void sweep_one_done_cb(void *arg, int err, int64_t seq, const struct gw_d
     if (err == 0)
         sw->ok[sw->cur] = true, sw->nok++;
     else if (gw_acct_last_security_admin(err, res, 0))
-        /* sql/038 keeps it enabled; Login still refuses it as unused (api_login.c) */
+        /* sql/037 keeps it enabled; Login still refuses it as unused (api_login.c) */
         GW_LOG(GW_LOG_WARN, "accounts", NULL,
                "inactive-account sweep: account %s is the last enabled security_admin and stays "
                "enabled, though unused past inactive_disable_days (Login refuses it): create "

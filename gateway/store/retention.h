@@ -1,6 +1,6 @@
 /* retention.h: the retention sweep (Art. 26) inside the gateway: waybills older than the
  * configured retention ([compliance] retention_days, by the later of the pickup day and the day
- * accepted, China Standard Time: sql/041) are destroyed on a timer, in batches of retention_batch.
+ * accepted, China Standard Time: sql/039) are destroyed on a timer, in batches of retention_batch.
  * Each batch is one transaction: the rows deleted with their wrapped data keys (crypto-shredding),
  * a destruction record (reason 'retention', the selector, the count) and a retention.destroy audit
  * record, all through the audit writer, so no batch is destroyed without its records. A sweep runs

@@ -14,7 +14,7 @@
 
 #define ADMIN_ROLES "('system_admin', 'security_admin', 'compliance_auditor')"
 #define SQLSTATE_UNIQUE "23505"
-#define SQLSTATE_LAST_SECADMIN "WA001" /* sql/038_last_security_admin.sql */
+#define SQLSTATE_LAST_SECADMIN "WA001" /* sql/037_last_security_admin.sql */
 
 /* The value of a nullable text column: NULL for SQL NULL. */
 static const char *opt(const PGresult *res, int row, int col)
@@ -165,7 +165,7 @@ static int disable_row(struct gw_admin *a, const char *sql, const char *name, co
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
         rc = gw_admin_refused(res, a, errbuf, errlen);
         if (state != NULL && strcmp(state, SQLSTATE_LAST_SECADMIN) == 0)
-            rc = GW_EPRECOND; /* sql/038: the last enabled security_admin */
+            rc = GW_EPRECOND; /* sql/037: the last enabled security_admin */
         goto out;
     }
     if (PQntuples(res) != 1) {

@@ -111,7 +111,7 @@ int gw_admin_account_list(struct gw_admin *a, const char *name, gw_admin_account
  * keeps its first disabling, *already true) and deletes all its sessions, so its tokens fail on
  * their next call; *sessions is how many were deleted. Run it in a transaction. Returns 0,
  * GW_ENOTFOUND, GW_EPRECOND (the last enabled security_admin, which the database keeps enabled:
- * sql/038; the transaction is aborted) or GW_EINTERNAL. */
+ * sql/037; the transaction is aborted) or GW_EINTERNAL. */
 int gw_admin_account_disable(struct gw_admin *a, const char *name, const char *by,
                              const char *reason, bool *already, long long *sessions, char *errbuf,
                              size_t errlen) GW_MUST_CHECK;

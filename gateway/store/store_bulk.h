@@ -90,9 +90,9 @@ int gw_store_bulk_rows(struct gw_store *s, const char *scope, const char *id, in
                        const char *after, uint32_t limit, gw_store_bulk_rows_cb cb, void *arg,
                        struct gw_store_bulk_req **out) GW_MUST_CHECK;
 /* The ids of at most limit waybills older than days (both the pickup day, which the device
- * sent, and the day accepted, the gateway's, in China Standard Time: sql/041), across every
+ * sent, and the day accepted, the gateway's, in China Standard Time: sql/039), across every
  * branch, leaving out those an approved, unexpired
- * lawful-access case holds (sql/040: they are not deleted while it does). */
+ * lawful-access case holds (sql/038: they are not deleted while it does). */
 int gw_store_bulk_expired_ids(struct gw_store *s, uint32_t days, uint32_t limit,
                               gw_store_bulk_ids_cb cb, void *arg,
                               struct gw_store_bulk_req **out) GW_MUST_CHECK;
@@ -148,7 +148,7 @@ void gw_store_bulk_claimed(struct gw_store_bulk_stmt *b, const char *id, const c
  * (sql/031_bulk_destroy_levels.sql): fails unless the request is a destroy claimed in this
  * transaction, expected is at most its record_count and exactly expected rows were deleted. A
  * record above the level stays. Fails with SQLSTATE GW_BULK_HELD, nothing deleted, when a
- * selected record is held by an approved, unexpired lawful-access case (sql/040's trigger).
+ * selected record is held by an approved, unexpired lawful-access case (sql/038's trigger).
  * Result: one row (destruction id). */
 #define GW_BULK_HELD "WR002"
 void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,

@@ -650,7 +650,7 @@ LAST_SECADMIN = ("account: is the last enabled security_admin account, and one m
 
 def only_security_admins(stack, *names):
     """Leaves exactly the security_admin accounts names enabled (other tests' are disabled as the
-    owner; sql/038 allows that while one of names stays)."""
+    owner; sql/037 allows that while one of names stays)."""
     stack.psql("UPDATE account SET disabled_at = now(), disabled_by = 'it', disabled_reason = "
                "'test' WHERE role = 'security_admin' AND disabled_at IS NULL AND name NOT IN (%s)"
                % ", ".join("'%s'" % n for n in names))
@@ -669,7 +669,7 @@ def reenable_secadmin(stack):
 
 
 def test_the_last_security_admin_stays_enabled(stack, admin):
-    """No path leaves the gateway without an enabled security_admin (sql/038): DisableAccount of
+    """No path leaves the gateway without an enabled security_admin (sql/037): DisableAccount of
     the last one (here the caller's own account) is FAILED_PRECONDITION naming the rule, recorded
     as refused, and changes nothing (its sessions live on); the CLI refuses it in the same words;
     the owner's own UPDATE is refused by the database. With a second one enabled, either may go."""
@@ -701,7 +701,7 @@ def test_the_last_security_admin_stays_enabled(stack, admin):
 
 def test_two_security_admins_disabling_each_other_at_once_leave_one(stack, admin):
     """Two transactions each disabling the other of the last two security admins: the second
-    waits for the first (the advisory lock of sql/038), then finds none left besides itself and
+    waits for the first (the advisory lock of sql/037), then finds none left besides itself and
     is refused. Here the operator's transaction disables sa (held open), while sa, over the API,
     disables secadmin: the API call waits on the lock (seen in pg_locks), and once the first
     commits it is FAILED_PRECONDITION and secadmin stays enabled."""
@@ -763,7 +763,7 @@ def test_inactive_accounts_disabled_by_the_gateway(stack, admin):
 
 def test_the_sweep_leaves_the_last_security_admin_enabled(stack, admin):
     """The inactivity sweep (Art. 38) disables idle accounts, but not the last enabled
-    security_admin (sql/038): it says so in its log and goes on with the others; Login refuses
+    security_admin (sql/037): it says so in its log and goes on with the others; Login refuses
     that account as unused meanwhile (test_a_login_past_the_inactive_period_...)."""
     idle = unique("it-idle-")
     ready(stack, admin, idle, "branch_clerk", "branch_a", branch="a")

@@ -226,7 +226,7 @@ def test_bootstrap_once_then_only_change_password(stack):
     assert "account: an enabled security_admin exists already" in r.stderr
     assert account_row(stack, "it_boot0") is None
     # take the enabled security admins away for a moment (as the owner) to bootstrap anew: a state
-    # only a fresh database is in, since sql/038 keeps one enabled, so the owner lifts that rule
+    # only a fresh database is in, since sql/037 keeps one enabled, so the owner lifts that rule
     # for the moment too
     stack.psql("ALTER TABLE account DISABLE TRIGGER account_keep_security_admin_update")
     held = stack.psql("UPDATE account SET disabled_at = now() WHERE role = 'security_admin' "

@@ -582,7 +582,7 @@ def test_destroy_shreds_and_keeps_a_destruction_record(stack, people):
 
 def test_a_destroy_selecting_a_record_a_lawful_case_holds_destroys_nothing(stack, people):
     """An approved destroy that selects a waybill named by an approved, unexpired lawful-access
-    case is refused whole (sql/040's trigger): FAILED_PRECONDITION naming the rule, nothing
+    case is refused whole (sql/038's trigger): FAILED_PRECONDITION naming the rule, nothing
     destroyed, a refused bulk.run record, the request still approved; once the case's
     valid_until has passed the same request runs. Before, the destroy took the held record with
     the others."""

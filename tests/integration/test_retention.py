@@ -28,7 +28,7 @@ BATCH = 2
 def submit_old(stack, w, t):
     """Submits w as picked up at t (unix seconds), then makes it accepted at t too (as the owner:
     the gateway stamps accepted_at with its clock, and a record's period runs from the later of
-    the two days, sql/041). Its record MAC no longer holds (accepted_at is sealed under it): it
+    the two days, sql/039). Its record MAC no longer holds (accepted_at is sealed under it): it
     is for destruction, not for reading. Returns its id."""
     w.pickup_time = t
     rid = submit(stack, w)
@@ -254,7 +254,7 @@ HELD = "a waybill named by an approved, unexpired lawful-access case is held: no
 
 def test_a_waybill_a_lawful_case_holds_outlives_its_period(stack):
     """A waybill past its retention period that an approved lawful-access case names is kept
-    while the case holds (sql/040): the sweep leaves it out and destroys the others of its
+    while the case holds (sql/038): the sweep leaves it out and destroys the others of its
     batches, the database refuses its deletion whoever asks, and the sweep after the case's
     valid_until destroys it. Before, the sweep destroyed it under the case, and the officer's
     read found nothing. The held waybill is the lowest id of the three, so a sweep (which takes
@@ -279,7 +279,7 @@ def test_a_waybill_a_lawful_case_holds_outlives_its_period(stack):
 
 def test_a_waybill_is_kept_its_period_from_the_day_it_was_accepted(stack):
     """The period runs from the later of the pickup day, which the submitting device sends, and
-    the day the gateway accepted the record (sql/041): a waybill submitted today as picked up in
+    the day the gateway accepted the record (sql/039): a waybill submitted today as picked up in
     2022 is kept, by the sweep and by retention_destroy from the gateway's role. Before, a
     device's backdated pickup day made the next sweep destroy a record accepted minutes before.
     Of three waybills picked up in 2022, the two of higher id were also accepted then and go;

@@ -1,4 +1,4 @@
--- 040_lawful_hold: a waybill named by an approved, unexpired lawful-access case is not destroyed
+-- 038_lawful_hold: a waybill named by an approved, unexpired lawful-access case is not destroyed
 -- while the case holds (Art. 16, 26, 37).
 --
 -- The retention sweep (retention_destroy, sql/020) and a bulk destroy (bulk_destroy, sql/031)

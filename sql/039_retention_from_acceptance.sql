@@ -1,4 +1,4 @@
--- 041_retention_from_acceptance: a waybill's retention period runs from the later of its pickup day
+-- 039_retention_from_acceptance: a waybill's retention period runs from the later of its pickup day
 -- and the day the gateway accepted it (Art. 26).
 --
 -- retention_destroy (sql/020) and the sweep's selection (store_bulk.c) aged a record by its

@@ -1,4 +1,4 @@
--- 038_last_security_admin: at least one enabled security_admin account is left (Art. 31, 34, 38).
+-- 037_last_security_admin: at least one enabled security_admin account is left (Art. 31, 34, 38).
 --
 -- A security admin could disable every other security admin (DisableAccount, or the operator's
 -- `waygatectl accounts disable`), and then their own account, leaving nobody able to create or
