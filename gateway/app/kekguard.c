@@ -1,7 +1,7 @@
 /* kekguard.c: the keyring's KEK versions compared with the database's at start and at reload
  * (kekguard.h). Invariants: one check in flight at most; a check value list is the keyring's own
- * (computed on a crypto context freed right after), never key bytes; app->keys_unchecked is cleared only
- * by a vouched start. */
+ * (computed on a crypto context freed right after), never key bytes; app->keys_unchecked is cleared
+ * only by a vouched start. */
 #include "kekguard.h"
 
 #include <stdio.h>
@@ -127,8 +127,9 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
             retry_later(g, msg);
             return;
         }
-        finish(g, GW_EUNAVAIL, "the keyring's new KEK versions could not be checked against the "
-                               "database");
+        finish(g, GW_EUNAVAIL,
+               "the keyring's new KEK versions could not be checked against the "
+               "database");
         return;
     }
     if (o.other_suite != 0) {

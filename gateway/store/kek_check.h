@@ -17,14 +17,14 @@
  * version, (suite, version, 'new' | 'same' | 'other'). $1..$3 from gw_kek_check_params, $4 who
  * brings them. */
 #define GW_KEK_MEET_SQL                                                                            \
-    "SELECT m_suite, m_version, m_outcome FROM kek_version_meet($1::integer[], $2::integer[], "   \
+    "SELECT m_suite, m_version, m_outcome FROM kek_version_meet($1::integer[], $2::integer[], "    \
     "$3::text[], $4)"
 /* Compares only (`keys status`, the version `keys retire` erases): 'absent' for a version the
  * table lacks. */
 #define GW_KEK_COMPARE_SQL                                                                         \
-    "SELECT u.s, u.v, CASE WHEN k.check_value IS NULL THEN 'absent' "                             \
-    "WHEN k.check_value = decode(u.c, 'hex') THEN 'same' ELSE 'other' END "                       \
-    "FROM unnest($1::integer[], $2::integer[], $3::text[]) AS u(s, v, c) "                        \
+    "SELECT u.s, u.v, CASE WHEN k.check_value IS NULL THEN 'absent' "                              \
+    "WHEN k.check_value = decode(u.c, 'hex') THEN 'same' ELSE 'other' END "                        \
+    "FROM unnest($1::integer[], $2::integer[], $3::text[]) AS u(s, v, c) "                         \
     "LEFT JOIN kek_version k ON k.suite = u.s AND k.version = u.v ORDER BY 1, 2"
 
 /* The three array parameters, as PostgreSQL array literals: suites, versions, check values (hex).
@@ -41,12 +41,12 @@ void gw_kek_check_params_free(struct gw_kek_check_params *p);
 
 /* What the rows of either statement say. */
 struct gw_kek_check_outcome {
-    size_t registered;          /* 'new' rows */
-    size_t absent;              /* 'absent' rows */
-    int other_suite;            /* the first 'other' row's suite, 0 when none */
-    uint32_t other_version;     /* ... and version */
-    int absent_suite;           /* the first 'absent' row's suite, 0 when none */
-    uint32_t absent_version;    /* ... and version */
+    size_t registered;       /* 'new' rows */
+    size_t absent;           /* 'absent' rows */
+    int other_suite;         /* the first 'other' row's suite, 0 when none */
+    uint32_t other_version;  /* ... and version */
+    int absent_suite;        /* the first 'absent' row's suite, 0 when none */
+    uint32_t absent_version; /* ... and version */
 };
 
 /* Reads the rows of res (PGRES_TUPLES_OK, text format) into *o. Returns 0, or GW_EINTERNAL when
