@@ -6,12 +6,19 @@
  * writes its row and its audit record (bulk.request, bulk.approve, bulk.reject) in one transaction
  * through the audit writer, and answers only after it committed. A request's record_count, as
  * every run of it, takes only the records within its requester's security levels (stored as its
- * max_level). RunBulk is in api_bulk_run.c.
+ * max_level). An export or copy is requested with the recipient's X25519 public key (required,
+ * a usable key; none for a destruction), stored with it (sql/040) and named in the bulk.request
+ * and bulk.approve records (rcpt=, the first 8 bytes of its SHA-256): the approver approves the
+ * key, and the decision holds only while the stored key is the one its record names. RunBulk is
+ * in api_bulk_run.c.
  * Invariant: every refusal names the field and the rule; no request text reaches a log. */
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+
+#include <openssl/evp.h>
 
 #include "waygate/v1/compliance.pb-c.h"
 
@@ -27,6 +34,7 @@
 #include "policy.h"
 #include "store.h"
 #include "text.h"
+#include "xseal.h"
 
 /* ---- shared ---- */
 
@@ -160,6 +168,35 @@ int gw_api_bulk_new_id(struct gw_call *call, uint8_t raw[16], char out[37])
     return 0;
 }
 
+int gw_api_bulk_key_text(const uint8_t *key, char hex[65], char fp[17])
+{
+    uint8_t md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+
+    if (EVP_Digest(key, GW_XSEAL_PUB_LEN, md, &mdlen, EVP_sha256(), NULL) != 1 || mdlen != 32)
+        return GW_ECRYPTO;
+    for (size_t i = 0; i < GW_XSEAL_PUB_LEN; i++)
+        snprintf(hex + 2 * i, 3, "%02x", key[i]);
+    for (size_t i = 0; i < 8; i++)
+        snprintf(fp + 2 * i, 3, "%02x", md[i]);
+    return 0;
+}
+
+int gw_api_bulk_key_parse(const char *hex, uint8_t *key)
+{
+    char two[3] = {0};
+
+    if (hex == NULL || strlen(hex) != 2 * GW_XSEAL_PUB_LEN)
+        return GW_EINTERNAL;
+    for (size_t i = 0; i < GW_XSEAL_PUB_LEN; i++) {
+        memcpy(two, hex + 2 * i, 2);
+        if (!isxdigit((unsigned char)two[0]) || !isxdigit((unsigned char)two[1]))
+            return GW_EINTERNAL;
+        key[i] = (uint8_t)strtoul(two, NULL, 16);
+    }
+    return 0;
+}
+
 void gw_api_bulk_selector_text(const char *branch, const char *from, const char *to,
                                const char *ids, int level, char *buf, size_t cap)
 {
@@ -185,7 +222,8 @@ struct breq {
     struct gw_bulk_sel sel;
     char id[37];
     char selector[160];
-    char detail[200];
+    char detail[240];
+    char key_hex[65], key_fp[17]; /* an export's or copy's recipient key: empty for a destroy */
     int64_t count;
     int level; /* the requester's role's highest security level (gw_policy_max_level) */
 };
@@ -288,6 +326,37 @@ static bool selector_ok(struct breq *b, const Waygate__V1__BulkSelector *s)
     return true;
 }
 
+/* The recipient key of an export or copy (required, a usable X25519 public key: RunBulk's check
+ * before it, gw_xseal_new) into b->key_hex and b->key_fp; none for a destruction. */
+static bool recipient_ok(struct breq *b)
+{
+    const ProtobufCBinaryData *k = &b->in->recipient_public_key;
+    uint8_t id[GW_XSEAL_ID_LEN] = {0}, header[GW_XSEAL_HEADER_LEN];
+    struct gw_xseal *xs = NULL;
+    int rc;
+
+    if (strcmp(b->op, "destroy") == 0) {
+        if (k->len == 0)
+            return true;
+        gw_call_fail(b->call, GW_EINVAL, "recipient_public_key", GW_RULE_BULK_DESTROY_KEY);
+        return false;
+    }
+    if (k->len != GW_XSEAL_PUB_LEN) {
+        gw_call_fail(b->call, GW_EINVAL, "recipient_public_key", GW_RULE_BULK_RECIPIENT_KEY);
+        return false;
+    }
+    rc = gw_xseal_new(k->data, id, header, &xs);
+    gw_xseal_free(xs);
+    if (rc == 0)
+        rc = gw_api_bulk_key_text(k->data, b->key_hex, b->key_fp);
+    if (rc != 0) {
+        gw_call_fail(b->call, rc, rc == GW_EINVAL ? "recipient_public_key" : NULL,
+                     rc == GW_EINVAL ? GW_RULE_BULK_RECIPIENT_KEY : GW_RULE_NONE);
+        return false;
+    }
+    return true;
+}
+
 static void requested_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     Waygate__V1__RequestBulkResponse out = WAYGATE__V1__REQUEST_BULK_RESPONSE__INIT;
@@ -354,11 +423,15 @@ static void counted_cb(void *arg, int err, int64_t count, const char *requested_
         .record_count = count,
         .requested_at = requested_at,
         .max_level = b->level,
+        .recipient_key = nonempty(b->key_hex),
     };
     gw_store_bulk_insert(&st, &n);
     gw_api_bulk_selector_text(b->sel.branch, b->sel.from_day, b->sel.to_day, b->sel.ids, b->level,
                               b->selector, sizeof(b->selector));
-    snprintf(b->detail, sizeof(b->detail), "kind=%s %s", b->op, b->selector);
+    if (b->key_fp[0] != '\0') /* the key the approver approves with the destination (Art. 37) */
+        snprintf(b->detail, sizeof(b->detail), "kind=%s rcpt=%s %s", b->op, b->key_fp, b->selector);
+    else
+        snprintf(b->detail, sizeof(b->detail), "kind=%s %s", b->op, b->selector);
     gw_api_bulk_rec(call, &rec, "bulk.request", b->id, "ok");
     rec.count = count;
     rec.purpose = b->in->purpose;
@@ -410,6 +483,8 @@ void gw_api_compliance_request_bulk(struct gw_call *call, const uint8_t *req, si
         gw_call_fail(call, GW_EUNIMPL, "fields", GW_RULE_BULK_FIELDS);
         return;
     }
+    if (!recipient_ok(b))
+        return;
     if (!selector_ok(b, b->in->selector))
         return;
     /* counted within the requester's levels, as every run of it selects (its max_level): the
@@ -434,6 +509,7 @@ struct bdec {
     char id[37];
     char purpose[GW_BULK_TEXT_MAX + 1], legal_basis[GW_BULK_TEXT_MAX + 1];
     char detail[64];
+    char key_hex[65]; /* the request's recipient key as stored (empty: none) */
 };
 
 static void bdec_cancel_cb(void *arg)
@@ -500,6 +576,28 @@ static void copy_text(char *dst, size_t cap, const char *s)
     snprintf(dst, cap, "%s", s != NULL ? s : "");
 }
 
+/* The decision's detail: the operation and, for an export or copy, the recipient key the
+ * approver decides on (rcpt=, as the bulk.request record names it), which the decision's
+ * statement binds: it holds only while the request is stored with that key. */
+static bool decided_key(struct bdec *d, const struct gw_bulk_row *row)
+{
+    uint8_t key[GW_XSEAL_PUB_LEN];
+    char hex[65], fp[17];
+
+    snprintf(d->detail, sizeof(d->detail), "kind=%s", row->operation);
+    if (row->recipient_key == NULL)
+        return true;
+    if (gw_api_bulk_key_parse(row->recipient_key, key) != 0 ||
+        gw_api_bulk_key_text(key, hex, fp) != 0) {
+        gw_call_set_cancel(d->call, NULL, NULL);
+        gw_call_fail(d->call, GW_EINTERNAL, NULL, GW_RULE_NOT_READ);
+        return false;
+    }
+    copy_text(d->key_hex, sizeof(d->key_hex), hex);
+    snprintf(d->detail, sizeof(d->detail), "kind=%s rcpt=%s", row->operation, fp);
+    return true;
+}
+
 static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row *row)
 {
     struct bdec *d = arg;
@@ -522,7 +620,8 @@ static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row 
     }
     copy_text(d->purpose, sizeof(d->purpose), row->purpose);
     copy_text(d->legal_basis, sizeof(d->legal_basis), row->legal_basis);
-    snprintf(d->detail, sizeof(d->detail), "kind=%s", row->operation);
+    if (!decided_key(d, row))
+        return;
     gw_api_bulk_rec(call, &rec, action, d->id, "ok");
     rec.count = row->record_count;
     rec.purpose = d->purpose;
@@ -546,7 +645,7 @@ static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row 
         return;
     }
     gw_store_bulk_decide(&st, d->id, d->in->approve, p->name, p->role, nonempty(d->in->comment),
-                         app->cfg->approval_ttl_s);
+                         app->cfg->approval_ttl_s, nonempty(d->key_hex));
     rc = gw_audit_write(app->audit, &st.st, 1, &rec, 1, decided_cb, d, &d->areq);
     if (rc != 0) {
         gw_call_set_cancel(call, NULL, NULL);

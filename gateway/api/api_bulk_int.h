@@ -44,6 +44,14 @@ bool gw_api_bulk_uuid(const char *s, char out[37]);
  * Returns 0 or GW_ECRYPTO. */
 int gw_api_bulk_new_id(struct gw_call *call, uint8_t raw[16], char out[37]) GW_MUST_CHECK;
 
+/* A recipient key (raw X25519 public key, GW_XSEAL_PUB_LEN bytes) as 64 lower-case hex digits
+ * (how bulk_request stores it, sql/040) into hex, and its fingerprint, the first 8 bytes of its
+ * SHA-256 in hex (the rcpt= of the bulk records), into fp. Returns 0 or GW_ECRYPTO. */
+int gw_api_bulk_key_text(const uint8_t *key, char hex[65], char fp[17]) GW_MUST_CHECK;
+/* The stored form back: 64 hex digits into key (GW_XSEAL_PUB_LEN bytes). Returns 0 or
+ * GW_EINTERNAL (not such a text). */
+int gw_api_bulk_key_parse(const char *hex, uint8_t *key) GW_MUST_CHECK;
+
 /* Fails the call for a store error (UNAVAILABLE for an outage, else INTERNAL). */
 void gw_api_read_failed_bulk(struct gw_call *call, int err);
 

@@ -14,8 +14,11 @@
  * bulk scope of policy.c), each authenticated, rendered exactly as the requester's role sees it
  * (gw_api_render_view_in: the role's view, never more), packed as a WaybillView, base64-encoded and
  * followed by its watermark tag (watermark.h), sealed to the recipient's X25519 key (xseal.h) in
- * chunks and streamed while the client reads. The last message carries the watermark (export) id
- * and the SHA-256 of the whole output.
+ * chunks (the key requested and approved with the request, sql/040: a key the caller gives must
+ * be that one, else FAILED_PRECONDITION and a refused bulk.run record; a request stored without
+ * one runs no export or copy; the claim holds only with the stored key) and streamed while the
+ * client reads. The last message carries the watermark (export) id and the SHA-256 of the whole
+ * output.
  *
  * Destroy: the same frozen selection, within the same levels (a destroy is bounded by its
  * requester's levels exactly as an export: a classified record needs a requester cleared for
@@ -91,8 +94,10 @@ struct brun {
     int64_t run_count;    /* an export's: what its bulk.run record counts, at most this many */
     int level;            /* the highest security level it selects, releases or destroys: the
                            * lower of the requester's role's now and the request's max_level */
-    uint8_t rcpt[GW_XSEAL_PUB_LEN];
+    uint8_t rcpt[GW_XSEAL_PUB_LEN]; /* the key the caller gave (rcpt_given), then the approved
+                                     * one, which the output is sealed to */
     bool rcpt_given;
+    char rcpt_hex[65], rcpt_fp[17]; /* the approved key as stored, its fingerprint */
     uint8_t header[GW_XSEAL_HEADER_LEN];
     uint8_t eid[GW_XSEAL_ID_LEN];
     uint8_t ekey[GW_WM_KEY_LEN];
@@ -643,7 +648,7 @@ static void counted_for_destroy_cb(void *arg, int err, int64_t count)
     }
     r->record_count = count;
     gw_store_bulk_scope(&st[0], r->scope);
-    gw_store_bulk_claim(&st[1], r->id, r->requester, NULL);
+    gw_store_bulk_claim(&st[1], r->id, r->requester, NULL, NULL);
     gw_store_bulk_destroy_request(&st[2], r->id, r->selector, count, r->level);
     snprintf(r->detail, sizeof(r->detail), "kind=destroy %s", r->selector);
     gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "ok");
@@ -689,8 +694,6 @@ static void start_export(struct brun *r)
     struct gw_app *app = gw_call_app(r->call);
     struct gw_store_bulk_stmt st;
     struct gw_audit_rec rec;
-    uint8_t fp[EVP_MAX_MD_SIZE];
-    unsigned int fplen = 0;
     int rc;
 
     if (gw_api_bulk_new_id(r->call, r->eid, r->export_id) != 0 ||
@@ -706,16 +709,11 @@ static void start_export(struct brun *r)
              rc == GW_EINVAL ? GW_RULE_BULK_RECIPIENT_KEY : GW_RULE_NONE);
         return;
     }
-    /* Art. 37, "where": the key the output is sealed to, which the run's caller chose (the
-     * request's destination is free text), named by the first 8 bytes of its SHA-256 */
-    if (EVP_Digest(r->rcpt, sizeof(r->rcpt), fp, &fplen, EVP_sha256(), NULL) != 1 || fplen != 32) {
-        fail(r, GW_ECRYPTO, NULL, GW_RULE_NONE);
-        return;
-    }
-    gw_store_bulk_claim(&st, r->id, r->requester, r->export_id);
-    snprintf(r->detail, sizeof(r->detail),
-             "kind=%s export=%s rcpt=%02x%02x%02x%02x%02x%02x%02x%02x %s", r->op, r->export_id,
-             fp[0], fp[1], fp[2], fp[3], fp[4], fp[5], fp[6], fp[7], r->selector);
+    /* Art. 37, "where": the key the output is sealed to, the one requested and approved (the
+     * claim holds only with it stored), named by the first 8 bytes of its SHA-256 */
+    gw_store_bulk_claim(&st, r->id, r->requester, r->export_id, r->rcpt_hex);
+    snprintf(r->detail, sizeof(r->detail), "kind=%s export=%s rcpt=%s %s", r->op, r->export_id,
+             r->rcpt_fp, r->selector);
     gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "ok");
     rec.count = r->run_count; /* the frozen selection within the requester's levels, counted
                                * now: the most the stream sends (fewer: record_short) */
@@ -744,6 +742,38 @@ static void counted_for_export_cb(void *arg, int err, int64_t count)
     }
     r->run_count = count;
     start_export(r);
+}
+
+/* An export or copy is sealed to the key its request was approved with (sql/040): a key the
+ * caller gives must be that one, and a request stored without one (before sql/040) does not
+ * run; either refusal is recorded, before anything is counted or released. */
+static bool approved_key(struct brun *r, const struct gw_bulk_row *row)
+{
+    uint8_t key[GW_XSEAL_PUB_LEN];
+    char hex[65], fp[17];
+    int rc;
+
+    if (row->recipient_key == NULL) {
+        refuse(r, "no approved recipient key (requested before keys were)", GW_EPRECOND,
+               "request_id", GW_RULE_BULK_NO_APPROVED_KEY);
+        return false;
+    }
+    if ((rc = gw_api_bulk_key_parse(row->recipient_key, key)) != 0 ||
+        (rc = gw_api_bulk_key_text(key, r->rcpt_hex, r->rcpt_fp)) != 0) {
+        fail(r, rc, NULL, rc == GW_ECRYPTO ? GW_RULE_NONE : GW_RULE_NOT_READ);
+        return false;
+    }
+    if (r->rcpt_given && memcmp(r->rcpt, key, sizeof(key)) != 0) {
+        if (gw_api_bulk_key_text(r->rcpt, hex, fp) != 0)
+            snprintf(fp, sizeof(fp), "?");
+        snprintf(r->detail, sizeof(r->detail),
+                 "recipient key not the approved one: given rcpt=%s, approved rcpt=%s", fp,
+                 r->rcpt_fp);
+        refuse(r, r->detail, GW_EPRECOND, "recipient_public_key", GW_RULE_BULK_KEY_NOT_APPROVED);
+        return false;
+    }
+    memcpy(r->rcpt, key, sizeof(key));
+    return true;
 }
 
 static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
@@ -790,10 +820,8 @@ static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
             fail(r, rc, NULL, rc == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
         return;
     }
-    if (!r->rcpt_given) {
-        fail(r, GW_EINVAL, "recipient_public_key", GW_RULE_BULK_RECIPIENT_KEY);
+    if (!approved_key(r, row))
         return;
-    }
     rc = gw_store_bulk_count_run(gw_call_app(r->call)->store, r->scope, r->id, r->level,
                                  counted_for_export_cb, r, &r->sreq);
     if (rc != 0)

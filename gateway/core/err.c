@@ -213,6 +213,13 @@ static const char *const rule_text[GW_RULE_COUNT] = {
                              "names the person who requests, approves or runs it (Art. 37)",
     [GW_RULE_BULK_LAWFUL_HOLD] = "selects a record that an approved, unexpired lawful-access "
                                  "case holds (Art. 16); nothing was destroyed",
+    [GW_RULE_BULK_KEY_NOT_APPROVED] = "is not the recipient key the bulk request was approved "
+                                      "with; an export or copy is sealed only to the key its "
+                                      "approver saw (Art. 37)",
+    [GW_RULE_BULK_NO_APPROVED_KEY] = "the bulk request was stored without a recipient key, so "
+                                     "none was approved; request the export or copy again with "
+                                     "its recipient_public_key (Art. 37)",
+    [GW_RULE_BULK_DESTROY_KEY] = "must be empty for a destruction: nothing is sealed",
     /* lawful access and the monthly report */
     [GW_RULE_LAWFUL_ACCOUNT] = "acts only through a person's account token (Art. 16)",
     [GW_RULE_LAWFUL_TOO_MANY] = "names too many waybills (at most %)",

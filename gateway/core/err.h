@@ -228,6 +228,9 @@ enum gw_rule {
     GW_RULE_BULK_TOO_MANY_IDS, /* (bound) */
     GW_RULE_BULK_ACCOUNT,
     GW_RULE_BULK_LAWFUL_HOLD,
+    GW_RULE_BULK_KEY_NOT_APPROVED,
+    GW_RULE_BULK_NO_APPROVED_KEY,
+    GW_RULE_BULK_DESTROY_KEY,
     /* lawful access and the monthly report (Art. 16, 17) */
     GW_RULE_LAWFUL_ACCOUNT,
     GW_RULE_LAWFUL_TOO_MANY, /* (bound) */

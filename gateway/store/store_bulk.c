@@ -76,7 +76,7 @@ static const char load_sql[] =
     "purpose, legal_basis, destination, sel_branch, sel_from::text, sel_to::text, "
     "sel_ids::text, record_count, max_level, CASE state WHEN 'approved' THEN expires_at <= now() "
     "WHEN 'pending' THEN requested_at + make_interval(secs => $2::integer) <= now() ELSE false "
-    "END FROM bulk_request WHERE id = $1::uuid";
+    "END, encode(recipient_key, 'hex') FROM bulk_request WHERE id = $1::uuid";
 
 static const char ids_sql[] =
     "SELECT w.id::text FROM waybill w WHERE greatest(w.pickup_day, (w.accepted_at AT TIME ZONE "
@@ -214,7 +214,7 @@ static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
     r->dbreq = NULL;
     if (err != 0) {
         r->cb.load(r->arg, fail_err(err), NULL);
-    } else if (PQntuples(pr) != 1 || PQnfields(pr) != 17) {
+    } else if (PQntuples(pr) != 1 || PQnfields(pr) != 18) {
         r->cb.load(r->arg, PQntuples(pr) == 0 ? GW_ENOTFOUND : GW_EINTERNAL, NULL);
     } else {
         row = (struct gw_bulk_row){
@@ -235,6 +235,7 @@ static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
             .record_count = strtoll(PQgetvalue(pr, 0, 14), NULL, 10),
             .max_level = (int)strtol(PQgetvalue(pr, 0, 15), NULL, 10),
             .expired = PQgetvalue(pr, 0, 16)[0] == 't',
+            .recipient_key = val(pr, 17),
         };
         r->cb.load(r->arg, 0, &row);
     }
@@ -396,8 +397,9 @@ void gw_store_bulk_scope(struct gw_store_bulk_stmt *b, const char *scope)
 static const char insert_sql[] =
     "INSERT INTO bulk_request (id, operation, sel_branch, sel_from, sel_to, sel_ids, purpose, "
     "legal_basis, destination, requester, requester_role, requester_branch, record_count, "
-    "requested_at, max_level) VALUES ($1::uuid, $2, $3, $4::date, $5::date, $6::uuid[], $7, $8, "
-    "$9, $10, $11, $12, $13::bigint, $14::timestamptz, $15::smallint)";
+    "requested_at, max_level, recipient_key) VALUES ($1::uuid, $2, $3, $4::date, $5::date, "
+    "$6::uuid[], $7, $8, $9, $10, $11, $12, $13::bigint, $14::timestamptz, $15::smallint, "
+    "decode($16, 'hex'))";
 
 void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n)
 {
@@ -418,21 +420,24 @@ void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new
     b->vals[13] = n->requested_at;
     snprintf(b->num[1], sizeof(b->num[1]), "%d", n->max_level);
     b->vals[14] = b->num[1];
-    stmt(b, insert_sql, 15);
+    b->vals[15] = n->recipient_key;
+    stmt(b, insert_sql, 16);
 }
 
-/* Fails (division by zero) unless exactly one pending request of another person was decided. */
+/* Fails (division by zero) unless exactly one pending request of another person, stored with
+ * the recipient key $7 (hex; NULL: none) the decision's record names, was decided. */
 static const char decide_sql[] =
     "WITH u AS (UPDATE bulk_request SET state = $2, approver = $3, approver_role = $4, "
     "decision_comment = $5, decided_at = now(), expires_at = CASE WHEN $2 = 'approved' THEN "
     "now() + make_interval(secs => $6::integer) END WHERE id = $1::uuid AND CASE WHEN state = "
     "'pending' AND requested_at + make_interval(secs => $6::integer) > now() AND requester <> $3 "
+    "AND recipient_key IS NOT DISTINCT FROM decode($7, 'hex') "
     "THEN bulk_decider_independent(requester, $3) ELSE false END "
     "RETURNING 1) SELECT 1 / (SELECT count(*) FROM u)";
 
 void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool approve,
                           const char *approver, const char *approver_role, const char *comment,
-                          uint32_t ttl_s)
+                          uint32_t ttl_s, const char *recipient_key)
 {
     snprintf(b->num[0], sizeof(b->num[0]), "%" PRIu32, ttl_s);
     b->vals[0] = id;
@@ -441,21 +446,24 @@ void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool app
     b->vals[3] = approver_role;
     b->vals[4] = comment;
     b->vals[5] = b->num[0];
-    stmt(b, decide_sql, 6);
+    b->vals[6] = recipient_key;
+    stmt(b, decide_sql, 7);
 }
 
 static const char claim_sql[] =
     "WITH u AS (UPDATE bulk_request SET state = 'executed', run_at = now(), export_id = "
     "$3::uuid WHERE id = $1::uuid AND state = 'approved' AND expires_at > now() AND "
-    "requester = $2 RETURNING 1) SELECT 1 / (SELECT count(*) FROM u)";
+    "requester = $2 AND recipient_key IS NOT DISTINCT FROM decode($4, 'hex') RETURNING 1) "
+    "SELECT 1 / (SELECT count(*) FROM u)";
 
 void gw_store_bulk_claim(struct gw_store_bulk_stmt *b, const char *id, const char *requester,
-                         const char *export_id)
+                         const char *export_id, const char *recipient_key)
 {
     b->vals[0] = id;
     b->vals[1] = requester;
     b->vals[2] = export_id;
-    stmt(b, claim_sql, 3);
+    b->vals[3] = recipient_key;
+    stmt(b, claim_sql, 4);
 }
 
 static const char claimed_sql[] =

@@ -47,6 +47,9 @@ struct gw_bulk_row {
     int max_level; /* the requester's highest security level when it was counted (-1: none) */
     bool expired;  /* approved but its approval expired, or pending (undecided) longer than the
                     * ttl_s it was loaded with: either way it can no longer run or be decided */
+    const char *recipient_key; /* an export's or copy's recipient X25519 public key, 64 hex
+                                * digits (sql/040); NULL for a destruction or a request stored
+                                * before sql/040 */
 };
 
 typedef void (*gw_store_bulk_count_cb)(void *arg, int err, int64_t count);
@@ -117,25 +120,28 @@ struct gw_bulk_new {
     const char *requester, *requester_role, *requester_branch; /* branch NULL: none */
     struct gw_bulk_sel sel;
     int64_t record_count;
-    const char *requested_at; /* the time of the count (gw_store_bulk_count) */
-    int max_level;            /* the level of the count (gw_store_bulk_count) */
+    const char *requested_at;  /* the time of the count (gw_store_bulk_count) */
+    int max_level;             /* the level of the count (gw_store_bulk_count) */
+    const char *recipient_key; /* export or copy: the recipient's X25519 public key, 64 hex
+                                * digits; NULL for a destruction (sql/040) */
 };
 /* Inserts a new pending request. */
 void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n);
 /* Decides pending request id by approver (never its requester): approved for ttl_s seconds, or
- * rejected. Fails unless the request is pending, requested less than ttl_s seconds ago (one
- * left undecided longer has expired, like a lawful-access case: lawful_case_decide's WL004) and
- * approver is not its requester; with SQLSTATE
- * GW_BULK_RELATED when the approver is not independent of the requester (sql/021: one person,
- * or either account created the other). */
+ * rejected. Fails unless the request is pending, stored with recipient_key (64 hex digits, or
+ * NULL: none; the key the decision's audit record names), requested less than ttl_s seconds ago
+ * (one left undecided longer has expired, like a lawful-access case: lawful_case_decide's WL004)
+ * and approver is not its requester; with SQLSTATE GW_BULK_RELATED when the approver is not
+ * independent of the requester (sql/021: one person, or either account created the other). */
 #define GW_BULK_RELATED "WB001"
 void gw_store_bulk_decide(struct gw_store_bulk_stmt *b, const char *id, bool approve,
                           const char *approver, const char *approver_role, const char *comment,
-                          uint32_t ttl_s);
-/* Marks approved, unexpired request id of requester executed (export_id: UUID text or NULL for a
- * destruction). Fails unless it is exactly that. */
+                          uint32_t ttl_s, const char *recipient_key);
+/* Marks approved, unexpired request id of requester, stored with recipient_key (64 hex digits:
+ * the key the run seals to; NULL for a destruction), executed (export_id: UUID text or NULL for
+ * a destruction). Fails unless it is exactly that: a run is sealed only to the approved key. */
 void gw_store_bulk_claim(struct gw_store_bulk_stmt *b, const char *id, const char *requester,
-                         const char *export_id);
+                         const char *export_id, const char *recipient_key);
 /* A guard: fails unless request id was claimed by the export export_id (state executed, that
  * export id), i.e. unless that run's claim committed. Queued after a claim whose outcome its
  * caller will not see (the audit writer keeps queue order), it makes a record conditional on

@@ -105,11 +105,28 @@ def records(stack):
     return out
 
 
+def raw_public(priv):
+    return priv.public_key().public_bytes(serialization.Encoding.Raw,
+                                          serialization.PublicFormat.Raw)
+
+
+# The recipient's key pair of this module's exports and copies: RequestBulk takes the public key,
+# and every run is sealed to it (keypair() below).
+RECIPIENT = X25519PrivateKey.generate()
+RECIPIENT_PUB = raw_public(RECIPIENT)
+
+
+def key_for(op):
+    """The recipient key a request of op carries: the module's for an export or copy."""
+    return RECIPIENT_PUB if op in (1, 2) else b""
+
+
 def request(people, op, ids, who=REQUESTER, legal_basis="《邮政法》第三十五条; 监管检查 2026-17",
-            purpose="regulator inspection sample"):
+            purpose="regulator inspection sample", pub=None):
     pb = people.stack.pb.compliance
     req = pb.RequestBulkRequest(operation=op, purpose=purpose, legal_basis=legal_basis,
-                                destination="regulator audit workstation 3")
+                                destination="regulator audit workstation 3",
+                                recipient_public_key=key_for(op) if pub is None else pub)
     req.selector.record_ids.extend(ids)
     return people.unary(who, REQUEST, req, pb.RequestBulkResponse)
 
@@ -129,10 +146,8 @@ def run(people, request_id, pub=b"", who=REQUESTER):
 
 
 def keypair():
-    priv = X25519PrivateKey.generate()
-    pub = priv.public_key().public_bytes(serialization.Encoding.Raw,
-                                         serialization.PublicFormat.Raw)
-    return priv, pub
+    """The recipient key pair the module's requests carry (request(), key_for())."""
+    return RECIPIENT, RECIPIENT_PUB
 
 
 def open_export(priv, data):
@@ -191,7 +206,8 @@ def test_a_day_range_that_selects_no_day_is_refused(stack, people):
     def ask(from_day, to_day):
         req = pb.RequestBulkRequest(operation=1, purpose="regulator inspection sample",
                                     legal_basis="《邮政法》第三十五条",
-                                    destination="regulator audit workstation 3")
+                                    destination="regulator audit workstation 3",
+                                    recipient_public_key=RECIPIENT_PUB)
         req.selector.from_day, req.selector.to_day = from_day, to_day
         return people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
 
@@ -213,7 +229,8 @@ def test_a_selector_day_that_is_no_calendar_date_is_invalid_argument(stack, peop
     def ask(day):
         req = pb.RequestBulkRequest(operation=1, purpose="regulator inspection sample",
                                     legal_basis="《邮政法》第三十五条",
-                                    destination="regulator audit workstation 3")
+                                    destination="regulator audit workstation 3",
+                                    recipient_public_key=RECIPIENT_PUB)
         setattr(req.selector, field, day)
         return people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
 
@@ -234,7 +251,8 @@ def test_free_text_with_control_characters_refused(stack, people, records):
     for field, value in (("purpose", "sample\nx"), ("legal_basis", "《邮政法》\u202e"),
                          ("destination", "ws 3\x1b[2J")):
         kw = dict(operation=1, purpose="regulator inspection sample",
-                  legal_basis="《邮政法》第三十五条", destination="regulator audit workstation 3")
+                  legal_basis="《邮政法》第三十五条", destination="regulator audit workstation 3",
+                  recipient_public_key=RECIPIENT_PUB)
         kw[field] = value
         req = pb.RequestBulkRequest(**kw)
         req.selector.record_ids.extend(ids)
@@ -347,11 +365,106 @@ def test_only_the_requester_runs(stack, people, records):
     code, details = refusal(lambda: run(people, r.request_id, b"\x01" * 31))
     assert code == grpc.StatusCode.INVALID_ARGUMENT
     assert details.startswith("recipient_public_key:")
-    code, details = refusal(lambda: run(people, r.request_id, b""))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
-    # a low-order point (all zeros) gives no shared secret: refused before anything runs
-    code, details = refusal(lambda: run(people, r.request_id, b"\x00" * 32))
-    assert code == grpc.StatusCode.INVALID_ARGUMENT
+    assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
+        "approved"]
+
+
+def rcpt_of(pub):
+    """How the bulk records name a recipient key (rcpt=): the first 8 bytes of its SHA-256."""
+    return hashlib.sha256(pub).hexdigest()[:16]
+
+
+def record_detail(stack, action, request_id):
+    return stack.psql("SELECT detail FROM audit_record WHERE action = '%s' AND approval = '%s' "
+                      "ORDER BY seq" % (action, request_id))
+
+
+def test_a_request_for_an_export_carries_its_recipient_key(stack, people, records):
+    """RequestBulk takes the key an export's or copy's output will be sealed to (Art. 37: what is
+    approved is what runs): required for those, 32 bytes, a usable X25519 key (a low-order point,
+    all zeros, gives no shared secret), and none for a destruction; each refused INVALID_ARGUMENT
+    naming recipient_public_key, nothing stored. The key is stored with the request and named
+    (rcpt=, its fingerprint) in the bulk.request record and the approver's bulk.approve record,
+    and the gateway's role cannot change it afterwards."""
+    ids = [i for _, i in records]
+    before = stack.psql("SELECT count(*) FROM bulk_request")
+    key_rule = ("recipient_public_key: must be the recipient's raw X25519 public key (32 bytes) "
+                "for an export or copy")
+    for op, pub in ((1, b""), (2, b""), (1, RECIPIENT_PUB[:31]), (1, b"\x00" * 32)):
+        assert refusal(lambda: request(people, op, ids, pub=pub)) == (
+            grpc.StatusCode.INVALID_ARGUMENT, key_rule), (op, pub)
+    assert refusal(lambda: request(people, 3, ids, pub=RECIPIENT_PUB)) == (
+        grpc.StatusCode.INVALID_ARGUMENT,
+        "recipient_public_key: must be empty for a destruction: nothing is sealed")
+    assert stack.psql("SELECT count(*) FROM bulk_request") == before
+    r = request(people, 1, ids)
+    assert stack.psql("SELECT encode(recipient_key, 'hex') FROM bulk_request WHERE id = '%s'"
+                      % r.request_id) == [RECIPIENT_PUB.hex()]
+    rcpt = " rcpt=%s " % rcpt_of(RECIPIENT_PUB)
+    [detail] = record_detail(stack, "bulk.request", r.request_id)
+    assert detail.startswith("kind=export" + rcpt), detail
+    approve(people, r.request_id)
+    assert record_detail(stack, "bulk.approve", r.request_id) == ["kind=export" + rcpt.rstrip()]
+    # written once: the gateway's role holds no UPDATE of the column (sql/040)
+    assert "permission denied" in gateway_sql_refused(
+        stack, "UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
+        % ("11" * 32, r.request_id))
+
+
+def test_a_run_with_another_key_than_approved_is_refused(stack, people, records):
+    """The finding: an export requested for "regulator ws 3" with the regulator's key and
+    approved by a second person, then run by its requester with a key pair of their own. Refused
+    FAILED_PRECONDITION naming recipient_public_key and the rule, before anything is claimed or
+    released, and recorded as a refused bulk.run (both keys' fingerprints); the request stays
+    approved, and runs sealed to the approved key (given or not), which opens it."""
+    ids = [i for _, i in records]
+    pb = stack.pb.compliance
+    req = pb.RequestBulkRequest(operation=1, purpose="regulator inspection sample",
+                                legal_basis="《邮政法》第三十五条", destination="regulator ws 3",
+                                recipient_public_key=RECIPIENT_PUB)
+    req.selector.record_ids.extend(ids)
+    r = people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
+    approve(people, r.request_id)
+    mine = X25519PrivateKey.generate()
+    assert refusal(lambda: run(people, r.request_id, raw_public(mine))) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "recipient_public_key: is not the recipient key the bulk request was approved with; an "
+        "export or copy is sealed only to the key its approver saw (Art. 37)")
+    assert stack.psql("SELECT state, export_id IS NULL FROM bulk_request WHERE id = '%s'"
+                      % r.request_id) == ["approved|t"]
+    assert audit_rows(stack, "bulk.run", r.request_id) == [
+        "refused|%s||%s" % (stack.account(REQUESTER)[0], r.request_id)]
+    assert record_detail(stack, "bulk.run", r.request_id) == [
+        "recipient key not the approved one: given rcpt=%s, approved rcpt=%s"
+        % (rcpt_of(raw_public(mine)), rcpt_of(RECIPIENT_PUB))]
+    # the approved key: given none, the run seals to it, and it opens the output
+    chunks = run(people, r.request_id)
+    data = b"".join(c.data for c in chunks)
+    assert chunks[-1].last and chunks[-1].records_done == 3
+    with pytest.raises(Exception):
+        open_export(mine, data)
+    _, plain = open_export(RECIPIENT, data)
+    assert len(rows_of(plain)[1]) == 3
+    assert [row.split("|")[0] for row in audit_rows(stack, "bulk.run", r.request_id)] == [
+        "refused", "ok"]
+    assert " rcpt=%s " % rcpt_of(RECIPIENT_PUB) in record_detail(
+        stack, "bulk.run", r.request_id)[1]
+
+
+def test_a_request_stored_without_a_key_runs_no_export(stack, people, records):
+    """A request stored before sql/040 has no recipient key, so none was approved: its export is
+    refused FAILED_PRECONDITION (request it again), with any key or none, and recorded; the
+    database's claim takes no key for it either."""
+    r = request(people, 1, [records[0][1]])
+    approve(people, r.request_id)
+    stack.psql("UPDATE bulk_request SET recipient_key = NULL WHERE id = '%s'" % r.request_id)
+    again = (grpc.StatusCode.FAILED_PRECONDITION,
+             "request_id: the bulk request was stored without a recipient key, so none was "
+             "approved; request the export or copy again with its recipient_public_key (Art. 37)")
+    assert refusal(lambda: run(people, r.request_id)) == again
+    assert refusal(lambda: run(people, r.request_id, RECIPIENT_PUB)) == again
+    assert [row.split("|")[0] for row in audit_rows(stack, "bulk.run", r.request_id)] == [
+        "refused", "refused"]
     assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
         "approved"]
 
@@ -801,7 +914,8 @@ def day_request(people, day, op=1):
     pb = people.stack.pb.compliance
     req = pb.RequestBulkRequest(operation=op, purpose="regulator inspection of one day",
                                 legal_basis="《邮政法》第三十五条; 监管检查 2026-17",
-                                destination="regulator audit workstation 3")
+                                destination="regulator audit workstation 3",
+                                recipient_public_key=key_for(op))
     req.selector.branch = "a"
     req.selector.from_day = day
     req.selector.to_day = day
