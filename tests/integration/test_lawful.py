@@ -11,6 +11,7 @@ import json
 import os
 import re
 import subprocess
+import threading
 import time
 
 import grpc
@@ -179,6 +180,84 @@ def test_no_read_after_expiry(stack, lawful, waybills):
     assert refusal(lambda: lawful.read(w3.waybill_no)) == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
     assert rls_visible(stack, case.case_id) == 0
     assert len(records(stack, case.case_id, "lawful.read")) == 1
+
+
+def chain_lock_waiters(stack, chain):
+    """The sessions waiting for the audit chain's lock (audit.c: CHAIN_LOCK_SQL,
+    pg_advisory_xact_lock(1397, hashtext(chain))): (role, wait event, statement, the pids
+    blocking it, the pids holding the lock), one per waiter."""
+    key = "classid = 1397 AND objid = (hashtext('%s')::bigint & 4294967295)::text::oid " \
+          "AND objsubid = 2" % chain
+    rows = stack.psql(
+        "SELECT a.usename, a.wait_event, a.query, pg_blocking_pids(a.pid)::text, "
+        "(SELECT array_agg(g.pid)::text FROM pg_locks g WHERE g.locktype = 'advisory' AND "
+        "g.granted AND g.%s) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+        "WHERE l.locktype = 'advisory' AND NOT l.granted AND l.%s" % (key, key),
+        uri=superuser_uri(stack))  # another role's statement and wait: pg_read_all_stats
+    return [tuple(r.split("|")) for r in rows]
+
+
+def test_a_case_lapsing_during_a_read_releases_nothing(stack, lawful):
+    """The case expires after the read found it approved, while its lawful.read record waits for
+    the audit chain's lock: the record's transaction asks lawful_case_check once more, the case
+    has lapsed (WL005), nothing is released and no ok lawful.read is recorded; the answer is a
+    number no case names. The waybill is submitted here, named by no other case (one still valid
+    would grant the read itself). The premise is observed, not assumed: the one session waiting
+    on the chain's lock while the case changes is the gateway's audit transaction, blocked by the
+    test's holder; in the end the chain took no record and no checkpoint, one audit entry failed
+    (the read's) and no refused lawful.read was recorded, which the read would have been had it
+    looked for its case after the change."""
+    w = new_waybill(stack, "a")
+    submit(stack, w)
+    case = lawful.request([w.waybill_no])
+    lawful.decide(case.case_id, valid_until=int(time.time()) + 3600)
+    chain = stack.chain()
+    assert stack.psql("SELECT DISTINCT chain FROM audit_record WHERE approval = '%s'"
+                      % case.case_id) == [chain]
+    # the chain's head signed: no checkpoint comes due to wait on the lock in the read's place
+    signed = ("SELECT (SELECT max(seq) FROM audit_checkpoint WHERE chain = '%s') = "
+              "(SELECT max(seq) FROM audit_record WHERE chain = '%s')" % (chain, chain))
+    assert wait_for(lambda: stack.psql(signed) == ["t"] and
+                    stack.metric("waygate_audit_queued") == 0, 60)
+    before = {m: stack.metric(m) for m in ("waygate_audit_records_total",
+                                           "waygate_audit_checkpoints_total",
+                                           "waygate_audit_failed_total")}
+    refused = refused_reads(stack)
+    holder = lock_holder(stack, "SELECT pg_advisory_lock(1397, hashtext('%s'))" % chain,
+                         transaction=False)
+    out = {}
+
+    def read():
+        try:
+            out["view"] = lawful.read(w.waybill_no)
+        except grpc.RpcError as e:
+            out["refusal"] = (e.code(), e.details())
+
+    t = threading.Thread(target=read)
+    try:
+        t.start()
+        assert wait_for(lambda: chain_lock_waiters(stack, chain), 30), \
+            "no session came to wait for the chain's lock"
+        waiters = chain_lock_waiters(stack, chain)
+        assert len(waiters) == 1
+        role, event, query, blockers, holders = waiters[0]
+        assert (role, event, query) == ("waygate_gateway", "advisory",
+                                        "SELECT pg_advisory_xact_lock(1397, hashtext($1))")
+        assert blockers == holders and len(holders.strip("{}").split(",")) == 1
+        assert t.is_alive() and out == {}
+        stack.psql("UPDATE lawful_case SET decided_at = now() - interval '2 hours', "
+                   "valid_until = now() - interval '1 hour' WHERE id = '%s'" % case.case_id)
+    finally:
+        release_holder(holder)
+        t.join(30)
+    assert not t.is_alive()
+    assert "view" not in out
+    assert out["refusal"] == (grpc.StatusCode.NOT_FOUND, NOT_GRANTED)
+    assert records(stack, case.case_id, "lawful.read") == []
+    assert refused_reads(stack) == refused
+    after = {m: stack.metric(m) for m in before}
+    assert after == dict(before, waygate_audit_failed_total=before[
+        "waygate_audit_failed_total"] + 1)
 
 
 def last_refused_read(stack):
