@@ -9,7 +9,10 @@ the seal by an Ed25519 key A, chain gw2's checkpoint by an SM2 key B. It verifie
 with both keys trusted; with only one of them, or with one and an unrelated key, it fails at the
 first checkpoint the other signed. Given the path of waygatectl, each case is also run through
 the C verifier, which must agree: the same exit code and the same FAILED line. Usage faults (a
-value that is not a key id, a missing value, more than 16 keys) exit 2 in both.
+value that is not a key id, a missing value, more than 16 keys) exit 2 in both. A second bundle
+has gw2's checkpoint "signed" by an Ed25519 key of small order (the identity point, whose one
+signature verifies over every message): both verifiers accept it unpinned and refuse it, in the
+same words, with key A pinned.
 
     test_verify_bundle.py [WAYGATECTL]
 
@@ -70,6 +73,19 @@ def bundle(sign_a, sign_b):
     return audit_lib.write_items(items)
 
 
+class SmallOrderSigner:
+    """An Ed25519 "key" that is the identity point (a point of small order: 1), which OpenSSL,
+    and so both verifiers, take as a public key: under it the one signature R = the identity,
+    S = 0 verifies over every message, and nobody holds a private key. It is trusted only when
+    its id is pinned; a pinned id is the keyring's audit key (docs/threat-model.md)."""
+    algorithm = "ed25519"
+    pub = bytes([1]) + bytes(31)
+    key_id = hashlib.sha256(pub).hexdigest()
+
+    def sign(self, msg):
+        return bytes([1]) + bytes(63)
+
+
 def run(cmd):
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     return r.returncode, r.stdout, r.stderr
@@ -101,22 +117,35 @@ def main(argv):
         ([C, B], 1, "FAILED: %s: signed by key %s, which is not one of the 2 trusted keys"
          % (gw1_ckpt, A)),
     ]
+    # gw2's checkpoint "signed" by the small-order key: accepted unpinned (a bundle then proves
+    # only that it is consistent and signed by the keys it lists, as a forger's own key makes
+    # one), refused with the trail's key pinned, in the same words by both verifiers
+    s = SmallOrderSigner()
+    small_cases = [
+        ([], 0, None),
+        ([A], 1, "FAILED: %s: signed by key %s..., not by the trusted key %s..."
+         % (gw2_ckpt, s.key_id[:16], A[:16])),
+    ]
     bad = []
     with tempfile.TemporaryDirectory() as d:
         path = os.path.join(d, "two-signers.bundle")
         with open(path, "wb") as f:
             f.write(bundle(a, b))
-        for pins, code, line in cases:
+        small = os.path.join(d, "small-order-signer.bundle")
+        with open(small, "wb") as f:
+            f.write(bundle(a, s))
+        for pins, code, line, file in ([c + (path,) for c in cases] +
+                                       [c + (small,) for c in small_cases]):
             args = [x for k in pins for x in ("--trust-key", k)]
-            verifiers = [("verify_bundle.py", ["/usr/bin/python3", VERIFY, path] + args)]
+            verifiers = [("verify_bundle.py", ["/usr/bin/python3", VERIFY, file] + args)]
             if ctl:
-                verifiers.append(("waygatectl", [ctl, "audit", "verify", path] + args))
+                verifiers.append(("waygatectl", [ctl, "audit", "verify", file] + args))
             for who, cmd in verifiers:
                 rc, out, err = run(cmd)
                 if rc != code or failed_line(out) != line:
-                    bad.append("%s with %d pins %s: exit %d, %r (expected exit %d, %r)\n%s%s"
-                               % (who, len(pins), [p[:8] for p in pins], rc, failed_line(out),
-                                  code, line, out, err))
+                    bad.append("%s on %s with %d pins %s: exit %d, %r (expected exit %d, %r)\n%s%s"
+                               % (who, os.path.basename(file), len(pins), [p[:8] for p in pins],
+                                  rc, failed_line(out), code, line, out, err))
                 elif code == 0 and pins and \
                         "signers pinned: the %d keys given by --trust-key" % len(pins) not in out:
                     bad.append("%s with pins %s: no 'signers pinned' line\n%s" % (who, pins, out))

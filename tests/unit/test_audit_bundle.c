@@ -515,6 +515,68 @@ static void trusted_keys_and_signers(void **state)
     free(b.p);
 }
 
+/* Ed25519 public keys are not checked to be points of the prime-order subgroup, and OpenSSL does
+ * not check either: it takes the identity point (order 1) as a key, and under it the one signature
+ * R = the identity, S = 0 verifies over every message. A verifier accepts nothing by such a key
+ * that it should not: a key is trusted only when its id (the SHA-256 of its bytes, rule 4) is
+ * pinned, and a pinned id is the keyring's audit key, derived from a seed (never such a point);
+ * unpinned, a bundle proves only that it is consistent and signed by the keys it lists, which a
+ * forger's own key achieves as well (docs/threat-model.md). Here: a checkpoint "signed" by the
+ * identity key verifies unpinned, naming that key as a signer, and is refused with the trail's
+ * key pinned. */
+static void small_order_key_signs_only_unpinned(void **state)
+{
+    static const uint8_t identity[32] = {1};
+    struct buf b = {0};
+    struct gw_bundle_header h = {"test", 1, 0, 1000000, "tester"};
+    struct gw_bundle_writer *w;
+    struct gw_sign_key seal = key_of(SEED);
+    struct gw_audit_ckpt c = {.chain = "gw1", .seq = 2, .at_us = 1002, .siglen = 64};
+    struct gw_audit_rec r = {.actor = "clerk", .action = "reveal", .outcome = "ok", .count = -1};
+    struct gw_audit_link l = {.chain = "gw1", .at_us = 100};
+    uint8_t pub[GW_SIGN_PUB_MAX], hash[32], msg[256];
+    char id[65], got[GW_BUNDLE_ERR_MAX], want[GW_BUNDLE_ERR_MAX], ids[4][65];
+    const char *pin[1] = {id};
+    size_t publen, n;
+    (void)state;
+    if (ALG != GW_SIGN_ED25519)
+        skip();
+    memset(c.sig, 0, sizeof c.sig);
+    c.sig[0] = 1; /* R: the identity's encoding; S: 0 */
+    assert_int_equal(gw_sign_verify(identity, 32, (const uint8_t *)"one", 3, c.sig, 64), 0);
+    assert_int_equal(gw_sign_verify(identity, 32, (const uint8_t *)"another", 7, c.sig, 64), 0);
+    publen = pub_of(SEED, pub);
+    assert_int_equal(gw_audit_key_id(pub, publen, id), 0);
+    assert_int_equal(gw_audit_key_id(identity, 32, c.key_id), 0);
+    assert_int_equal(gw_bundle_writer_new(buf_sink, &b, &h, &w), 0);
+    assert_int_equal(gw_bundle_write_key(w, identity, 32), 0);
+    assert_int_equal(gw_bundle_write_key(w, pub, publen), 0); /* the seal's: the last listed */
+    for (l.seq = 1; l.seq <= 2; l.seq++) {
+        assert_int_equal(gw_audit_rec_hash(&r, &l, hash), 0);
+        assert_int_equal(gw_bundle_write_record(w, &r, &l, hash), 0);
+        memcpy(l.prev_hash, hash, 32);
+    }
+    memcpy(c.head, hash, 32);
+    assert_int_equal(gw_audit_checkpoint_msg("gw1", 2, hash, c.at_us, msg, sizeof msg, &n), 0);
+    assert_int_equal(gw_sign_verify(identity, 32, msg, n, c.sig, 64), 0);
+    assert_int_equal(gw_bundle_write_checkpoint(w, &c), 0);
+    assert_int_equal(gw_bundle_finish(w, &seal), 0);
+    gw_bundle_writer_free(w);
+    assert_int_equal(verify_with(&b, &(struct gw_bundle_verify_opts){0}, got, ids, &n), 0);
+    assert_int_equal(n, 2);
+    assert_true(strcmp(ids[0], c.key_id) == 0 || strcmp(ids[1], c.key_id) == 0);
+    assert_int_equal(verify_with(&b,
+                                 &(struct gw_bundle_verify_opts){.trust_keys = pin, .ntrust = 1},
+                                 got, ids, &n),
+                     GW_EDATALOSS);
+    snprintf(want, sizeof want,
+             "chain gw1: checkpoint at seq 2: signed by key %.16s..., not by the trusted key "
+             "%.16s...",
+             c.key_id, id);
+    assert_string_equal(got, want);
+    free(b.p);
+}
+
 /* Every bad place one verifier named, in order (at most 8), with its figures and each chain's
  * tally (records checked, not covered by a valid checkpoint). */
 struct places {
@@ -799,6 +861,7 @@ int main(void)
         cmocka_unit_test(unsealed_only_when_allowed),
         cmocka_unit_test(whole_chains_take_no_anchor),
         cmocka_unit_test(trusted_keys_and_signers),
+        cmocka_unit_test(small_order_key_signs_only_unpinned),
         cmocka_unit_test(bad_checkpoint_does_not_hide_later_breaks),
         cmocka_unit_test(bad_checkpoint_covers_nothing),
         cmocka_unit_test(bad_anchor_is_gone_past),
