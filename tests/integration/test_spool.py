@@ -95,14 +95,18 @@ def test_records_left_at_shutdown_are_spooled_and_written_once_at_the_next_start
         for v in pii_values(w):
             assert v.encode() not in data, "the spool holds a waybill's clear PII"
         assert w.waybill_no not in gw.log()
-        time.sleep(1)
+        # the incident's time is the gateway's CLOCK_REALTIME in microseconds, taken before the
+        # submit answered: at most `happened`, and before `restarted` with no pause between them;
+        # a replay's now() would come after it
         restarted = time.time()
         stack.devstack("pg-start")
         stopped = False
         gw.start_again()
-        assert wait_for(lambda: not os.path.exists(gw.spool), 60), gw.log()[-2000:]
+        # the file is removed before its line is written: wait for the line
+        written = r"spool \S+: %d entries written, 0 failed; file removed" % n
+        assert wait_for(lambda: re.search(written, gw.log()), 60), gw.log()[-2000:]
+        assert not os.path.exists(gw.spool)
         assert "spool %s: %d entries verified, written again" % (gw.spool, n) in gw.log()
-        assert re.search(r"spool \S+: %d entries written, 0 failed; file removed" % n, gw.log())
         assert count(stack, "SELECT coalesce(sum(count), 0) FROM incident WHERE " + kind) \
             == before + 1
         # the row keeps when it happened (the spool holds its INSERT), not when it was replayed
@@ -159,8 +163,16 @@ def test_a_tampered_spool_is_moved_aside_not_replayed(stack):
                          gw.log()), gw.log()[-2000:]
         assert wait_for(lambda: count(stack, "SELECT count(*) FROM incident WHERE " + rejected)
                         == 1, 30)
-        time.sleep(1)
-        assert count(stack, "SELECT count(*) FROM audit_record WHERE " + reload_rec) == 0
+        # nothing of the file is written: a SIGHUP now queues its config.reload after anything a
+        # replay could have queued at start, and the chain commits in order, so once that record
+        # (timed after the signal) is there, a replayed one would be too
+        since_us = int(time.time() * 1e6)
+        sighups = gw.log().count("SIGHUP: policy reloaded")
+        gw.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: gw.log().count("SIGHUP: policy reloaded") > sighups, 30)
+        assert wait_for(lambda: count(stack, "SELECT count(*) FROM audit_record WHERE %s AND "
+                                      "at_us >= %d" % (reload_rec, since_us)) == 1, 30)
+        assert count(stack, "SELECT count(*) FROM audit_record WHERE " + reload_rec) == 1
     finally:
         if stopped:
             stack.devstack("pg-start")
