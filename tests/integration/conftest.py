@@ -30,6 +30,11 @@ import waygate_proto  # noqa: E402
 DEVSTACK = os.path.join(ROOT, "deploy", "devstack")
 BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
 PGBIN = os.environ.get("WAYGATE_PGBIN", "/usr/lib/postgresql/15/bin")
+# The deadline of a call that runs scrypt on the gateway's workers (Login, ChangePassword,
+# CreateAccount): a guard against a call that hangs, not a bound on the machine's speed. A gateway
+# starved of CPU (nice 15 beside busy processes of normal priority) took over 10 s, once over
+# 30 s, for one scrypt, and a shorter deadline failed the test with DEADLINE_EXCEEDED.
+HASHING_DEADLINE = 180
 
 
 class Stack:
@@ -175,7 +180,7 @@ class Stack:
         return (self.env["WAYGATE_P_%s_ACCOUNT" % name], self.env["WAYGATE_P_%s_PASSWORD" % name],
                 self.env["WAYGATE_P_%s_VIA" % name])
 
-    def login_response(self, name, password=None, principal=None, timeout=30):
+    def login_response(self, name, password=None, principal=None, timeout=HASHING_DEADLINE):
         """Admin.Login of a dev stack account (or any account, given its password and the
         principal to connect as); returns the LoginResponse (raises grpc.RpcError)."""
         account, pw, via = self.account(name) if password is None else (name, password, None)

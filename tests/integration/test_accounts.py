@@ -20,7 +20,8 @@ import time
 import grpc
 import pytest
 
-from conftest import PGBIN, ExtraGateway, bearer, lock_holder, release_holder, wait_for
+from conftest import (HASHING_DEADLINE, PGBIN, ExtraGateway, bearer, lock_holder, release_holder,
+                      wait_for)
 from test_foundation import SecondGateway, rpc_error
 import waygate_proto
 
@@ -78,7 +79,8 @@ class Admin:
             return pw
         self.stack.unary(CREATE, self.stack.pb.admin.CreateAccountRequest(
             account=name, role=role, branch=branch, initial_password=pw, person=person),
-            self.stack.pb.admin.CreateAccountResponse, principal="admin", metadata=self.md)
+            self.stack.pb.admin.CreateAccountResponse, principal="admin", metadata=self.md,
+            timeout=HASHING_DEADLINE)
         return pw
 
     def disable(self, name, reason="left the company"):
@@ -92,7 +94,7 @@ def admin(stack):
     return Admin(stack)
 
 
-def login(stack, name, pw, via, addr=None, timeout=30):
+def login(stack, name, pw, via, addr=None, timeout=HASHING_DEADLINE):
     ch = stack.channel(via, addr=addr)
     return waygate_proto.unary(ch, LOGIN, stack.pb.admin.LoginRequest(account=name, password=pw),
                                stack.pb.admin.LoginResponse, timeout=timeout)
@@ -102,7 +104,7 @@ def change(stack, md, via, old, new, addr=None):
     ch = stack.channel(via, addr=addr)
     return waygate_proto.unary(ch, CHANGE, stack.pb.admin.ChangePasswordRequest(
         old_password=old, new_password=new), stack.pb.admin.ChangePasswordResponse,
-        timeout=60, metadata=md)
+        timeout=HASHING_DEADLINE, metadata=md)
 
 
 def ready(stack, admin, name, role, via, branch=""):
@@ -366,7 +368,7 @@ def test_a_login_in_flight_across_a_password_change_issues_no_session(stack, adm
 
     def run():
         try:
-            result["token"] = login(stack, name, pw, "branch_a", timeout=60).token
+            result["token"] = login(stack, name, pw, "branch_a").token
         except grpc.RpcError as e:
             result["error"] = (e.code(), e.details())
 
