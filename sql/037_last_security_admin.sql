@@ -9,7 +9,9 @@
 -- CLI, the inactivity sweep, the owner) is refused with WA001 in its own transaction. The check
 -- takes a transaction-scoped advisory lock first, so that such changes run one after another: the
 -- second one waits for the first to end and then, in READ COMMITTED (every writer's isolation),
--- counts what the first committed. REPEATABLE READ would count from its snapshot: refused too.
+-- counts what the first committed. REPEATABLE READ and SERIALIZABLE would count from a snapshot
+-- taken before the wait (PostgreSQL's serializable checks do not see a READ COMMITTED writer), so
+-- that two disables could each count the other's account enabled: both refused.
 -- A security admin disabling their own account is such a change, and counts the same way.
 -- Locked accounts (account.locked_until) stay enabled: a lock runs out, or `accounts unlock`
 -- clears it.
@@ -21,9 +23,9 @@ CREATE OR REPLACE FUNCTION account_keep_security_admin() RETURNS trigger
 BEGIN
     -- the lock key is documented (docs/threat-model.md) and taken by nothing else
     PERFORM pg_advisory_xact_lock(hashtext('waygate.accounts.security_admin'));
-    IF current_setting('transaction_isolation') = 'repeatable read' THEN
+    IF current_setting('transaction_isolation') <> 'read committed' THEN
         RAISE EXCEPTION 'account: a security_admin account is disabled only in a READ COMMITTED '
-                        'or SERIALIZABLE transaction' USING ERRCODE = 'WA001';
+                        'transaction' USING ERRCODE = 'WA001';
     END IF;
     IF NOT EXISTS (SELECT 1 FROM account WHERE role = 'security_admin' AND disabled_at IS NULL)
     THEN

@@ -27,9 +27,16 @@ LANGUAGE sql STABLE AS $fn$
                       AND c.valid_until > now())
 $fn$;
 
+-- The cases naming the waybill are locked FOR SHARE first: a decision approving one of them, not
+-- yet committed, holds its row, so the deletion waits for it and then (READ COMMITTED: each
+-- statement of the function takes a new snapshot) sees the approval; a decision that comes after
+-- waits for the deletion's transaction instead. Without the lock a deletion beside an approval in
+-- flight saw the case pending, and both committed: a case approved for a destroyed record.
 CREATE OR REPLACE FUNCTION waybill_held_not_deleted() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
+    PERFORM 1 FROM lawful_case_item i JOIN lawful_case c ON c.id = i.case_id
+     WHERE i.wb_bidx = OLD.wb_bidx FOR SHARE OF c;
     IF waybill_lawful_hold(OLD.wb_bidx) THEN
         RAISE EXCEPTION 'a waybill named by an approved, unexpired lawful-access case is held: '
                         'not destroyed' USING ERRCODE = 'WR002'; -- api_bulk_run.c names it

@@ -376,7 +376,15 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
      * key file) is checked against the database before anything is swapped in */
     if (d->rl.kr != NULL && d->rl.np != NULL && (d->tls == NULL || d->rl.nt != NULL) &&
         !gw_kekguard_covers(d->kek, d->rl.kr)) {
-        int rc = gw_kekguard_check(d->kek, d->rl.kr, reload_checked_cb, d);
+        int rc;
+
+        if (gw_kekguard_busy(d->kek)) { /* the start's check, retried while the database is away */
+            reload_checked_cb(d, GW_EUNAVAIL,
+                              "the keyring loaded at start is not yet checked against the "
+                              "database");
+            return;
+        }
+        rc = gw_kekguard_check(d->kek, d->rl.kr, reload_checked_cb, d);
         if (rc == 0)
             return; /* reload_checked_cb ends it (perhaps already has) */
         reload_checked_cb(d, rc, "the keyring could not be checked against the database");

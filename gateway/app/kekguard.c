@@ -215,7 +215,7 @@ int gw_kekguard_check(struct gw_kekguard *g, const struct gw_keyring *kr, gw_kek
     int rc;
 
     if (gw_kekguard_busy(g))
-        return GW_EEXIST;
+        return GW_EUNAVAIL; /* not a mismatch: nothing was compared */
     rc = checks_of(kr, &g->pending, &g->npending);
     if (rc != 0)
         return rc;

@@ -35,9 +35,9 @@ int gw_kekguard_start(struct gw_kekguard *g, gw_kekguard_cb cb, void *arg) GW_MU
 bool gw_kekguard_covers(struct gw_kekguard *g, const struct gw_keyring *kr);
 
 /* At reload: vouches for kr once (no retry: the reload is refused when the database is away) and
- * calls cb once. On 0 its values become the vouched ones. At most one check at a time: GW_EEXIST
- * (returned) when one is in flight. Returns 0, GW_EEXIST, GW_ENOMEM or an error of
- * gw_keyring_kek_checks. */
+ * calls cb once. On 0 its values become the vouched ones. At most one check at a time: GW_EUNAVAIL
+ * (returned) while one is in flight, the start's included (nothing compared: not a mismatch).
+ * Returns 0, GW_EUNAVAIL, GW_ENOMEM or an error of gw_keyring_kek_checks. */
 int gw_kekguard_check(struct gw_kekguard *g, const struct gw_keyring *kr, gw_kekguard_cb cb,
                       void *arg) GW_MUST_CHECK;
 

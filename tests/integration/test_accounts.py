@@ -744,6 +744,35 @@ def test_two_security_admins_disabling_each_other_at_once_leave_one(stack, admin
         reenable_secadmin(stack)
 
 
+@pytest.mark.parametrize("level", ["repeatable read", "serializable"])
+def test_a_security_admin_is_disabled_only_read_committed(stack, admin, level):
+    """sql/037's trigger counts the enabled security admins after its lock's wait; a REPEATABLE
+    READ or SERIALIZABLE transaction would count from a snapshot taken before that wait (and
+    PostgreSQL's serializable checks do not see the gateway's READ COMMITTED writer), so two
+    disables could each still count the other's account: the change is refused outright there,
+    WA001 naming the rule, even with another security admin enabled; in READ COMMITTED the same
+    UPDATE goes through (red when SERIALIZABLE was let through)."""
+    sa = unique("it-sa-")
+    ready(stack, admin, sa, "security_admin", "admin")
+    only_security_admins(stack, "secadmin", sa)
+    update = ("UPDATE account SET disabled_at = now(), disabled_by = 'it', disabled_reason = "
+              "'test' WHERE name = '%s'" % sa)
+    try:
+        r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                            "ON_ERROR_STOP=1", "-d", stack.pguri_owner],
+                           input="BEGIN ISOLATION LEVEL %s;\n%s;\nCOMMIT;\n"
+                           % (level.upper(), update),
+                           capture_output=True, text=True, timeout=180)
+        assert r.returncode != 0, r.stdout
+        assert ("account: a security_admin account is disabled only in a READ COMMITTED "
+                "transaction") in r.stderr, r.stderr
+        assert enabled(stack, sa)
+        stack.psql(update)
+        assert not enabled(stack, sa)
+    finally:
+        reenable_secadmin(stack)
+
+
 def test_inactive_accounts_disabled_by_the_gateway(stack, admin):
     name = unique("it-idle-")
     _, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")

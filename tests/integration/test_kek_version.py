@@ -14,10 +14,11 @@ import hmac
 import os
 import re
 import shutil
+import signal
 
 import pytest
 
-from conftest import ExtraGateway
+from conftest import ExtraGateway, wait_for
 from test_intake import KEK_LINE, SUITE, SUITE_BYTE
 
 DB = "wgkek"
@@ -153,3 +154,27 @@ def test_two_copies_rotated_apart_the_second_is_refused(stack, second):
                       uri=owner)
     assert rows == ["critical|" + rule], rows
     assert stack.psql(value, uri=owner) == first
+
+
+def test_a_reload_before_the_start_check_answered_is_no_mismatch(stack):
+    """A SIGHUP while the keyring loaded at start still waits for the database (here a database
+    that does not exist, so the start's check retries) is refused as not yet checked: no critical
+    kek_mismatch line, since nothing was compared. Before, the busy guard answered as a mismatch
+    would, and the reload logged (and, had the database come back, recorded) a false
+    kek_mismatch."""
+    def nowhere(text):
+        return text.replace("postgresql:///waygate?", "postgresql:///wgkek_nowhere?")
+
+    gw = ExtraGateway(stack, "kek-nodb", edit=nowhere, serving=False)
+    try:
+        assert wait_for(lambda: "are not yet checked against the database" in gw.log(), 60), \
+            gw.log()[-2000:]
+        gw.proc.send_signal(signal.SIGHUP)
+        assert wait_for(lambda: "SIGHUP: nothing reloaded" in gw.log(), 60), gw.log()[-2000:]
+        log = gw.log()
+        assert "SIGHUP: keyring refused: the keyring loaded at start is not yet checked against " \
+            "the database" in log, log[-2000:]
+        assert "kek_mismatch" not in log and "critical: [keys]" not in log, log[-2000:]
+        assert gw.proc.poll() is None, log[-2000:]
+    finally:
+        gw.close()

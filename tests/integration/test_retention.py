@@ -9,16 +9,18 @@ follow one another within it. The test waits by polling the database with a boun
 assertions)."""
 
 import os
+import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import grpc
 import pytest
 
 import audit_lib
-from conftest import BUILD, PGBIN, scrape_metrics, wait_for
+from conftest import BUILD, PGBIN, lock_holder, release_holder, scrape_metrics, wait_for
 from query_data import get, new_waybill, refusal, submit
 
 OLD_PICKUP = 1646100000  # 2022-03-01, more than the default 1095 days before the test runs
@@ -275,6 +277,48 @@ def test_a_waybill_a_lawful_case_holds_outlives_its_period(stack):
     sweep_until(stack, lambda: stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'"
                                           % held) == ["0"],
                 "not destroyed once its case lapsed", chain="gw-retention-hold")
+
+
+def test_a_deletion_beside_an_approval_in_flight_waits_for_it(stack):
+    """A case's approval not yet committed when a deletion of the waybill it names runs: the
+    deletion waits for the decision (sql/038 locks the cases naming the waybill FOR SHARE before
+    it looks for a hold) and, the approval committed, is refused; the waybill stays. Here the
+    decision is the owner's open transaction making a lapsed case valid again, and the deletion
+    is retention_destroy as the gateway's role, seen waiting in pg_locks. Red without the lock:
+    the deletion saw the case lapsed and destroyed the waybill while the approval was in flight,
+    and both committed."""
+    held = submit_old(stack, new_waybill(stack, "a"), OLD_PICKUP)
+    case = hold(stack, held)
+    lapse(stack, case)
+    holder = lock_holder(stack, "UPDATE lawful_case SET valid_until = now() + interval '1 hour' "
+                         "WHERE id = '%s'" % case)
+    out = {}
+
+    def destroy():
+        out["r"] = as_gateway(stack, "SELECT retention_destroy(ARRAY['%s']::uuid[], 1095, "
+                                     "'older than 1095 days', 'test')" % held)
+
+    t = threading.Thread(target=destroy)
+    try:
+        t.start()
+        waiting = ("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a USING (pid) WHERE NOT "
+                   "l.granted AND a.usename = 'waygate_gateway' AND a.query LIKE "
+                   "'%retention_destroy%'")
+        # as the superuser: the owner does not see another role's query text
+        su = re.sub(r"user=[^&]*", "user=postgres", stack.pguri_owner)
+        assert wait_for(lambda: "r" in out or stack.psql(waiting, uri=su) != ["0"], 60)
+        assert "r" not in out, "the deletion did not wait for the approval: %r" % (out["r"],)
+        holder.stdin.write("COMMIT;\n\\echo committed\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "committed"
+        t.join(60)
+        rc, _, err = out["r"]
+        assert rc != 0 and HELD in err, err
+        assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % held) == ["1"]
+    finally:
+        release_holder(holder)
+        t.join(60)
+        lapse(stack, case)
 
 
 def test_a_waybill_is_kept_its_period_from_the_day_it_was_accepted(stack):
