@@ -63,16 +63,6 @@ bool gw_kekguard_busy(const struct gw_kekguard *g)
 
 static void send_check(struct gw_kekguard *g);
 
-/* The check values of kr's active KEKs, on a crypto context of their own, freed (wiped) at once:
- * the loop's caches its HMAC keys, and a keyring refused here must leave no copy of its KEKs. */
-static int checks_of(const struct gw_keyring *kr, struct gw_keyring_check **c, size_t *n)
-{
-    struct gw_crypto *cx = gw_crypto_new();
-    int rc = cx ? gw_keyring_kek_checks(kr, cx, c, n) : GW_ENOMEM;
-    gw_crypto_free(cx);
-    return rc;
-}
-
 static void finish(struct gw_kekguard *g, int outcome, const char *msg)
 {
     if (outcome == 0) {
@@ -181,7 +171,7 @@ int gw_kekguard_start(struct gw_kekguard *g, gw_kekguard_cb cb, void *arg)
 
     if (!g->retry_ev && !(g->retry_ev = evtimer_new(g->app->base, retry_cb, g)))
         return GW_ENOMEM;
-    rc = checks_of(g->app->keys, &g->pending, &g->npending);
+    rc = gw_keyring_kek_checks(g->app->keys, &g->pending, &g->npending);
     if (rc != 0)
         return rc;
     g->app->keys_unchecked = true;
@@ -196,7 +186,7 @@ bool gw_kekguard_covers(struct gw_kekguard *g, const struct gw_keyring *kr)
 {
     struct gw_keyring_check *c = NULL;
     size_t n = 0;
-    bool all = checks_of(kr, &c, &n) == 0;
+    bool all = gw_keyring_kek_checks(kr, &c, &n) == 0;
 
     for (size_t i = 0; all && i < n; i++) {
         bool found = false;
@@ -216,7 +206,7 @@ int gw_kekguard_check(struct gw_kekguard *g, const struct gw_keyring *kr, gw_kek
 
     if (gw_kekguard_busy(g))
         return GW_EUNAVAIL; /* not a mismatch: nothing was compared */
-    rc = checks_of(kr, &g->pending, &g->npending);
+    rc = gw_keyring_kek_checks(kr, &g->pending, &g->npending);
     if (rc != 0)
         return rc;
     g->cb = cb;

@@ -300,11 +300,11 @@ int gw_keyring_kek_check(const struct gw_keyring *kr, struct gw_crypto *cx, enum
     return kr->ops->check(kr->be, cx, suite, version, out);
 }
 
-int gw_keyring_kek_checks(const struct gw_keyring *kr, struct gw_crypto *cx,
-                          struct gw_keyring_check **out, size_t *n)
+int gw_keyring_kek_checks(const struct gw_keyring *kr, struct gw_keyring_check **out, size_t *n)
 {
     static const enum gw_suite suites[GW_SUITE_COUNT] = {GW_SUITE_AES, GW_SUITE_SM};
     struct gw_keyring_check *v;
+    struct gw_crypto *cx;
     size_t total = 0, j = 0;
     int rc = 0;
 
@@ -316,6 +316,10 @@ int gw_keyring_kek_checks(const struct gw_keyring *kr, struct gw_crypto *cx,
         return 0;
     if (!(v = gw_calloc(total, sizeof *v)))
         return GW_ENOMEM;
+    if (!(cx = gw_crypto_new())) {
+        gw_free(v);
+        return GW_ENOMEM;
+    }
     for (size_t s = 0; s < GW_SUITE_COUNT && rc == 0; s++) {
         const struct kset *k = kset_of(kr, suites[s]);
         for (size_t i = 0; k && i < k->nkeks && rc == 0; i++) {
@@ -327,6 +331,7 @@ int gw_keyring_kek_checks(const struct gw_keyring *kr, struct gw_crypto *cx,
             j++;
         }
     }
+    gw_crypto_free(cx);
     if (rc != 0) {
         gw_free(v);
         return rc;

@@ -183,10 +183,12 @@ struct gw_keyring_check {
 };
 
 /* The check values of every active KEK of the keyring, aes first, oldest first: *out (freed with
- * gw_free; NULL when none) and its length *n. Returns 0, GW_ENOMEM or an error of
+ * gw_free; NULL when none) and its length *n. Computed on a crypto context of its own, freed
+ * (wiped) before it returns: a long-lived context caches its HMAC keys, and a keyring refused by
+ * its database must leave no copy of its KEKs. Returns 0, GW_ENOMEM or an error of
  * gw_keyring_kek_check. */
-int gw_keyring_kek_checks(const struct gw_keyring *kr, struct gw_crypto *cx,
-                          struct gw_keyring_check **out, size_t *n) GW_MUST_CHECK;
+int gw_keyring_kek_checks(const struct gw_keyring *kr, struct gw_keyring_check **out,
+                          size_t *n) GW_MUST_CHECK;
 
 /* The in-memory keys of suite (GW_CRYPTO_KEY_LEN bytes each), valid until gw_keyring_free; NULL
  * when the keyring lacks the suite. */

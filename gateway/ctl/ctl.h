@@ -45,8 +45,6 @@ int gw_ctl_kek_vouch(struct gw_admin *a, const struct gw_keyring_check *c, size_
 /* The same for every active KEK of kr. */
 int gw_ctl_keyring_vouch(struct gw_admin *a, const struct gw_keyring *kr, const char *by, char *err,
                          size_t errlen);
-/* gw_keyring_kek_checks on a crypto context of its own (freed at once). */
-int gw_ctl_kek_checks(const struct gw_keyring *kr, struct gw_keyring_check **c, size_t *n);
 
 /* waygatectl keys migrate-suite --to SUITE (ctl_migrate_suite.c, reached through gw_ctl_keys;
  * argv[0] is "migrate-suite"): re-seals the stored waybills under another cipher suite. */

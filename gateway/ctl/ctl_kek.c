@@ -11,14 +11,6 @@
 #include "keyring.h"
 #include "store_admin.h"
 
-int gw_ctl_kek_checks(const struct gw_keyring *kr, struct gw_keyring_check **c, size_t *n)
-{
-    struct gw_crypto *cx = gw_crypto_new();
-    int rc = cx ? gw_keyring_kek_checks(kr, cx, c, n) : GW_ENOMEM;
-    gw_crypto_free(cx);
-    return rc;
-}
-
 int gw_ctl_kek_vouch(struct gw_admin *a, const struct gw_keyring_check *c, size_t n, const char *by,
                      struct gw_kek_check_outcome *o, char *err, size_t errlen)
 {
@@ -37,7 +29,7 @@ int gw_ctl_keyring_vouch(struct gw_admin *a, const struct gw_keyring *kr, const 
     struct gw_keyring_check *c = NULL;
     struct gw_kek_check_outcome o;
     size_t n = 0;
-    int rc = gw_ctl_kek_checks(kr, &c, &n);
+    int rc = gw_keyring_kek_checks(kr, &c, &n);
 
     if (rc != 0) {
         snprintf(err, errlen, "the check values of the keyring's KEKs: %s", gw_err_str(rc));

@@ -113,7 +113,7 @@ static long long count_kek(struct gw_admin *a, enum gw_suite suite, uint32_t v, 
  * -1 on error (printed). */
 static int kek_checks(const struct gw_keyring *kr, struct gw_keyring_check **c, size_t *n)
 {
-    int rc = gw_ctl_kek_checks(kr, c, n);
+    int rc = gw_keyring_kek_checks(kr, c, n);
     if (rc != 0) {
         fprintf(stderr, ME ": the check values of the keyring's KEKs: %s\n", gw_err_str(rc));
         return -1;

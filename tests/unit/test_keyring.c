@@ -341,7 +341,7 @@ static void test_kek_check(void **state)
                                     (const uint8_t *)"waygate-kek-check-v1", 20, want),
                      0);
     assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
-    assert_int_equal(gw_keyring_kek_checks(kr, f->cx, &c, &n), 0);
+    assert_int_equal(gw_keyring_kek_checks(kr, &c, &n), 0);
     assert_int_equal(n, 3); /* aes 1, aes 2, sm 1 */
     assert_int_equal(c[0].suite, GW_SUITE_AES);
     assert_int_equal(c[0].version, 1);
@@ -361,7 +361,7 @@ static void test_kek_check(void **state)
     snprintf(other, sizeof other, "%s/other", f->dir);
     assert_int_equal(gw_keyring_file_init(other, GW_SUITE_AES, err, sizeof err), 0);
     assert_int_equal(gw_keyring_file_load(other, &kr2, err, sizeof err), 0);
-    assert_int_equal(gw_keyring_kek_checks(kr2, f->cx, &c2, &n2), 0);
+    assert_int_equal(gw_keyring_kek_checks(kr2, &c2, &n2), 0);
     assert_int_equal(n2, 1);
     assert_memory_not_equal(c2[0].value, c[0].value, GW_CRYPTO_MAC_LEN);
     gw_keyring_free(kr2);
@@ -372,7 +372,7 @@ static void test_kek_check(void **state)
     assert_int_equal(gw_keyring_file_load(f->path, &kr, err, sizeof err), 0);
     assert_int_equal(gw_keyring_kek_check(kr, f->cx, GW_SUITE_AES, 1, one), GW_EPRECOND);
     gw_free(c);
-    assert_int_equal(gw_keyring_kek_checks(kr, f->cx, &c, &n), 0);
+    assert_int_equal(gw_keyring_kek_checks(kr, &c, &n), 0);
     assert_int_equal(n, 2);
     assert_int_equal(c[0].version, 2);
     gw_free(c);
