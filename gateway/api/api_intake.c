@@ -55,6 +55,10 @@ struct intake {
     size_t nstored;
     struct gw_store_req *storereq;
     size_t kek_retired; /* items the database refused for their retired KEK version */
+    /* the KEK the items were sealed under: its suite and version, and app->keys_generation then */
+    enum gw_suite kek_suite;
+    uint32_t kek_version;
+    uint64_t keys_generation;
 };
 
 /* The root of an item's field paths: "waybill" (Submit) or "waybills[i]" (SubmitBatch). */
@@ -193,28 +197,35 @@ static void store_outcome(struct item *it, const struct gw_store_result *r)
 /* Art. 36: this gateway seals under a KEK version the database retired (its keyring was not
  * reloaded after `keys retire`): nothing is stored until an operator reloads it. One incident per
  * keyring so loaded, whatever the number of refused Submits (the reload resets it: daemon.c), so
- * a stale gateway under load does not flood the queue; the log says each call's count. */
+ * a stale gateway under load does not flood the queue; the log says each call's count. Both name
+ * the version the items were sealed under. A refusal that arrives after a reload is of the
+ * keyring that reload replaced: logged, but neither recorded as the new keyring's incident nor
+ * counted as its report (if the new keyring still seals under a retired version, its own next
+ * refusal says so). */
 static void kek_retired_seen(struct intake *in)
 {
     const struct gw_log_ctx *lc = gw_call_log_ctx(in->call);
     struct gw_app *app = in->app;
-    enum gw_suite suite = gw_keyring_suite(app->keys);
+    const char *suite = gw_suite_name(in->kek_suite);
     struct gw_incident inc = {.severity = "high", .kind = "kek_retired", .principal = "waygated"};
+    bool replaced = in->keys_generation != app->keys_generation;
     char detail[160];
 
     if (in->kek_retired == 0)
         return;
     GW_LOG(GW_LOG_ERROR, "intake", lc,
-           "%zu waybill(s) refused: the database has retired %s KEK version %u, which this "
-           "gateway's keyring still seals under: reload the gateway's keyring (SIGHUP)",
-           in->kek_retired, gw_suite_name(suite), gw_keyring_current(app->keys, suite));
-    if (app->kek_retired_reported)
+           "%zu waybill(s) refused: the database has retired %s KEK version %u, which %s: reload "
+           "the gateway's keyring (SIGHUP)",
+           in->kek_retired, suite, in->kek_version,
+           replaced ? "the keyring a reload has since replaced sealed them under"
+                    : "this gateway's keyring still seals under");
+    if (replaced || app->kek_retired_reported)
         return;
     app->kek_retired_reported = true;
     snprintf(detail, sizeof(detail),
              "Submit refused: %s KEK version %u of this gateway's keyring is retired in the "
              "database; reload the gateway's keyring",
-             gw_suite_name(suite), gw_keyring_current(app->keys, suite));
+             suite, in->kek_version);
     inc.detail = detail;
     if (gw_incident_record(app->incidents, &inc) != 0)
         GW_LOG(GW_LOG_ERROR, "intake", lc, "could not record the kek_retired incident");
@@ -301,6 +312,11 @@ static void store_stage(struct intake *in)
                    "sealing a waybill failed: %s", gw_err_str(rc));
             refuse(it, rc, NULL, GW_RULE_NOT_SEALED);
             continue;
+        }
+        if (in->nstored == 0) { /* one keyring seals every item of the call */
+            in->kek_suite = gw_keyring_suite(in->app->keys);
+            in->kek_version = (uint32_t)sealed[0].kek_version;
+            in->keys_generation = in->app->keys_generation;
         }
         in->stored[in->nstored++] = i;
     }

@@ -46,6 +46,7 @@ struct gw_app {
      * 36): health says NOT_SERVING and Submit seals nothing */
     bool keys_unchecked;
     bool kek_retired_reported;    /* a Submit under a retired KEK had its incident (api_intake.c) */
+    uint64_t keys_generation;     /* counts the keyrings loaded: a SIGHUP's reload adds one */
     uint64_t records_opened;      /* stored waybills unsealed for a caller (metrics) */
     uint64_t cert_lookups;        /* database lookups of a certificate's principal (metrics) */
     uint64_t cert_lookups_shared; /* calls that waited for another call's lookup (metrics) */

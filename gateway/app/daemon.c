@@ -423,6 +423,7 @@ static void reload_end(struct daemon *d)
         return;
     }
     d->app->kek_retired_reported = false; /* a new keyring: a retired version is news again */
+    d->app->keys_generation++;
     gw_keyring_free(d->app->keys);
     d->app->keys = kr;
     gw_crypto_forget(d->app->crypto); /* its cached copies of the old keys (issue 10, finding 7) */

@@ -23,13 +23,14 @@ import os
 import re
 import signal
 import subprocess
+import threading
 import time
 import uuid
 
 import grpc
 import pytest
 
-from conftest import PGBIN, wait_for
+from conftest import PGBIN, lock_holder, release_holder, wait_for
 from test_foundation import rpc_error
 import waygate_proto
 
@@ -851,6 +852,68 @@ def test_retire_with_a_gateway_not_reloaded_loses_nothing(stack):
     rid = accepted(stack, w)
     assert stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % rid) == [str(new)]
     check_courier_view(get(stack, w.waybill_no), w, rid)
+
+
+def test_a_refusal_after_a_reload_names_the_key_it_was_sealed_under(stack):
+    """A Submit sealed under a retired KEK version whose refusal arrives after a SIGHUP reloaded
+    the keyring is the replaced keyring's: its log line names the version the waybill was sealed
+    under, and it records no kek_retired incident, which would blame the new keyring's version
+    and spend the new keyring's one report. Held deterministically: the waybill table is locked
+    while the Submit's group statement waits on it (seen in pg_locks) and the keyring reloads."""
+    keyring = stack.env["WAYGATE_KEYRING"]
+    m = re.search(r"(?m)^suite %s[^:\n]*: current KEK version: (\d+)$" % SUITE, keys_status(stack))
+    assert m, keys_status(stack)
+    old = int(m.group(1))
+    new = old + 1
+    for cmd in (["rotate"], ["rewrap"], ["retire", "--version", str(old)]):
+        r = stack.ctl("keys", cmd[0], "--suite", SUITE, "--keyring", keyring, *cmd[1:],
+                      "--db", stack.pguri)
+        assert r.returncode == 0, r.stdout + r.stderr
+    last = int(stack.psql("SELECT coalesce(max(id), 0) FROM incident")[0])
+    since = len(stack.log_lines())
+    w = new_waybill(stack, "a")
+    outcome = {}
+
+    def run():
+        try:
+            outcome["ok"] = submit(stack, w)
+        except grpc.RpcError as e:
+            outcome["error"] = e
+
+    holder = lock_holder(stack, "LOCK TABLE waybill IN EXCLUSIVE MODE")
+    try:
+        t = threading.Thread(target=run)
+        t.start()
+        su = re.sub(r"user=[^&]*", "user=postgres", stack.pguri_owner)
+        assert wait_for(lambda: stack.psql(
+            "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'waybill'::regclass",
+            uri=su) != ["0"], timeout=30), "the Submit's group statement never waited on the lock"
+        reload_keys(stack, new)
+    finally:
+        release_holder(holder)
+    t.join(timeout=60)
+    assert not t.is_alive()
+    e = outcome.get("error")
+    assert e is not None, "stored under retired KEK version %d" % old
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
+    line = wait_for(lambda: [l for l in stack.log_lines()[since:] if "refused: the database has "
+                             "retired" in l], timeout=30)
+    assert line, "the refusal is not in the gateway's log"
+    assert ("retired %s KEK version %d, which the keyring a reload has since replaced sealed them "
+            "under" % (SUITE, old)) in line[-1], line
+    # an incident written after it: the queue writes in order, so one of the refusal's would be
+    # there first
+    prefix, lo, _ = segment(stack, "a")
+    outside = new_waybill(stack, "a")
+    outside.waybill_no = "%s%d" % (prefix, lo - 1 - next(_counter))
+    assert rpc_error(lambda: submit(stack, outside)).code() == \
+        grpc.StatusCode.FAILED_PRECONDITION
+    assert wait_for(lambda: stack.psql("SELECT count(*) FROM incident WHERE id > %d AND kind = "
+                                       "'segment_violation'" % last) != ["0"], timeout=30)
+    assert stack.psql("SELECT detail FROM incident WHERE id > %d AND kind = 'kek_retired'"
+                      % last) == []
+    rid = accepted(stack, w)
+    assert stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % rid) == [str(new)]
 
 
 # --- nothing clear at rest or in the logs --------------------------------------------------------
