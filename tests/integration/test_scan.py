@@ -6,8 +6,9 @@ device); the transition is judged against the waybill's latest event (PICKED_UP 
 nothing but RETURNED after DELIVERED). WaybillView.status shows the latest event.
 
 Custody: a branch whose device scanned a waybill in (ARRIVED) sees it (Get; a courier's Reveal of
-the recipient's phone once it is out for delivery from there) until it departs from that branch
-or is delivered, and not after; the database's row-level security agrees.
+the recipient's phone once it is out for delivery from there) until it departs from that branch,
+is out for delivery at another branch, or is delivered, and not after; the database's row-level
+security agrees.
 
 Dev routes (deploy/devstack): 320102 -> b. A waybill of branch a bound for 330106 has no route:
 only a sees it, until b takes custody."""
@@ -413,6 +414,67 @@ def test_custody_courier_reveals_only_when_out_for_delivery(stack):
     scan(stack, n, "DELIVERED", PICKUP + 180, principal="courier_b")
     assert refusal(lambda: reveal(stack, "courier_b", n, "recipient.phone")) == \
         missing_answer(stack)
+
+
+def test_a_back_dated_arrival_elsewhere_reveals_nothing(stack):
+    """b's courier scanned its waybill in and took it out for delivery; a courier of branch a,
+    outside its scope, sends an ARRIVED dated between the two, as a late upload would be. Stored
+    (nothing lost), and a's arrival is later than b's, but the parcel out for delivery from b is
+    not at a: a's custody ends at b's OUT_FOR_DELIVERY (sql/043). Before, a became the custodian
+    while the latest event stayed b's OUT_FOR_DELIVERY, and a's courier revealed the recipient's
+    phone of a waybill it delivers nothing of. The status stays b's event; the database agrees."""
+    w = new_waybill(stack, "b", dest="330106")  # branch b's, no route: b and custody only
+    record = submit(stack, w, "courier_b")
+    n = w.waybill_no
+    scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 180, principal="courier_b")
+    assert refusal(lambda: get(stack, n, "courier_a")) == missing_answer(stack, "courier_a")
+    r = scan(stack, n, "ARRIVED", PICKUP + 120, principal="courier_a")
+    assert (r.status, r.duplicate) == ("arrived", False)  # its own event's: it has no custody
+    assert stack.psql("SELECT count(*) FROM scan WHERE waybill_id = '%s' AND branch = 'a'"
+                      % record) == ["1"]
+    assert refusal(lambda: reveal(stack, "courier_a", n, "recipient.phone")) == \
+        missing_answer(stack, "courier_a")
+    assert refusal(lambda: get(stack, n, "courier_a")) == missing_answer(stack, "courier_a")
+    assert not rls_sees(stack, "a", record)
+    assert stack.psql("SELECT coalesce((waybill_scan_facts('%s')).custodian, '-')" % record) == \
+        ["-"]
+    # b, the origin here, keeps its scope and its view of the status
+    assert get(stack, n, "courier_b").status == "out_for_delivery"
+
+
+def test_custody_ends_at_delivery_from_another_branch(stack):
+    """Custody out of order, in the database: an OUT_FOR_DELIVERY or DELIVERY_FAILED at another
+    branch after the latest arrival ends that arrival's custody; one at the custodian's own branch
+    keeps it (so that custody with a latest event out for delivery is always the custodian's own
+    event); a DEPARTED elsewhere still does not end it."""
+    w, record = unrouted(stack)
+
+    def put(branch, event, offset):
+        stack.psql("INSERT INTO scan (waybill_id, event, event_time, branch, device) VALUES "
+                   "('%s', %d, to_timestamp(%d), '%s', 'dev-%s')"
+                   % (record, event, PICKUP + offset, branch, branch))
+
+    def custodian():
+        return stack.psql("SELECT coalesce((waybill_scan_facts('%s')).custodian, '-')"
+                          % record)[0]
+
+    ARRIVED, DEPARTED, OUT, FAILED = 2, 3, 4, 6
+    put("c", ARRIVED, 60)
+    put("c", OUT, 120)
+    assert custodian() == "c"
+    put("c", FAILED, 180)
+    assert custodian() == "c"
+    put("d", DEPARTED, 200)
+    assert custodian() == "c"
+    put("d", ARRIVED, 30)  # late: before c's arrival, so c keeps custody
+    assert custodian() == "c"
+    put("e", ARRIVED, 150)  # late, between c's out for delivery and its failed delivery
+    assert custodian() == "-"
+    put("c", ARRIVED, 240)
+    assert custodian() == "c"
+    put("e", OUT, 300)
+    assert custodian() == "-"
 
 
 # ---- status ----
