@@ -12,7 +12,9 @@
  * An arrival at a waybill outside the scope is refused only as a missing number is (NOT_FOUND,
  * word for word) whatever the reason (its pickup time, its transition, contention), and every
  * NOT_FOUND of an arrival counts against the caller's lookup throttle, so that guessing is
- * bounded: what an arrival may reveal is the existence its stored event records. A caller outside
+ * bounded: what an arrival may reveal is the existence its stored event records. A probe (the
+ * look-up of a retried event outside the scope) counts against the same throttle before it reads,
+ * and opens nothing. A caller outside
  * the scope when the waybill was read is answered the status of its own event, never the
  * waybill's status now (a retry of an old scan would follow the parcel after it left).
  * Invariant: the record's clear values (opened to authenticate it and to read its pickup time) live
@@ -157,6 +159,23 @@ static bool row_visible(struct scan *sc, int err, const struct gw_store_row *row
     }
     if ((sc->event != GW_SCAN_ARRIVED && !sc->probe) || err != 0)
         return gw_api_row_visible(sc->call, err, row, sc->number, sc->number_len, clear);
+    /* the scope first, on the clear columns, as gw_api_row_visible does: a record outside it is a
+     * missing number, readable or not */
+    rec = (struct gw_policy_record){.origin_branch = row->w.origin_branch,
+                                    .dest_branch = row->dest_branch,
+                                    .custody_branch = p->branch,
+                                    .security_level = row->w.security_level};
+    if (!gw_policy_in_scope(gw_call_policy(sc->call), p, &rec)) {
+        fail_not_found(sc);
+        return false;
+    }
+    /* A probe judges nothing and answers only its own stored event, no field of the record: it
+     * opens nothing, so a record that cannot be read answers it as any other does, and the
+     * answer costs no decryption that a missing number's does not. */
+    if (sc->probe) {
+        memset(clear, 0, GW_COL_COUNT * sizeof(*clear));
+        return true;
+    }
     rc = gw_api_open_row(sc->call, &row->w, sc->number, sc->number_len, clear);
     if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
         gw_api_fail_unreadable(sc->call, rc);
@@ -164,14 +183,6 @@ static bool row_visible(struct scan *sc, int err, const struct gw_store_row *row
     }
     if (rc != 0) {
         gw_call_fail(sc->call, rc, NULL, GW_RULE_NOT_READ);
-        return false;
-    }
-    rec = (struct gw_policy_record){.origin_branch = row->w.origin_branch,
-                                    .dest_branch = row->dest_branch,
-                                    .custody_branch = p->branch,
-                                    .security_level = row->w.security_level};
-    if (!gw_policy_in_scope(gw_call_policy(sc->call), p, &rec)) {
-        fail_not_found(sc);
         return false;
     }
     return true;
@@ -193,6 +204,11 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
      * time may still find that event stored, so look for it before answering NOT_FOUND. */
     if (!sc->probe && sc->event != GW_SCAN_ARRIVED && sc->asked != 0 &&
         (err == GW_ENOTFOUND || (err == 0 && !gw_api_in_scope(sc->call, row)))) {
+        /* a lookup under every branch's scope, like an arrival's: it counts against the lookup
+         * throttle before any of its work, whatever it then finds (a missing number, another
+         * branch's waybill, the caller's own stored event) */
+        if (!gw_api_throttle(sc->call, sc->bidx[0]))
+            return;
         sc->probe = true;
         read_waybill(sc);
         return;

@@ -151,6 +151,53 @@ def test_arrival_not_found_counts_against_the_lookup_throttle(stack):
         assert arrive(w.waybill_no, PICKUP - 60) == missing
 
 
+def test_a_probe_outside_the_scope_counts_against_the_lookup_throttle(stack):
+    """An event other than an arrival, with its own time, at a waybill outside the caller's scope
+    is looked up under every branch's scope (a retry of the caller's own event is still its
+    duplicate): each such look-up is a lookup like an arrival's, counted before its work, so
+    past the limit another branch's waybill and a missing number are refused alike. Before, only
+    arrivals counted, and these probes told existing numbers from missing ones, unthrottled, by
+    their time (a decryption and a group commit against one read). A second gateway: a
+    throttle table of its own."""
+    pb = stack.pb
+    w, _ = unrouted(stack)
+    other, _ = unrouted(stack)
+    with second_gateway_of(stack) as addr:
+        ch = stack.channel("courier_b", addr=addr)
+
+        def depart(number):
+            req = pb.intake.RecordScanRequest(waybill_no=number, event=ev(stack, "DEPARTED"),
+                                              event_time=PICKUP + 60)
+            return refusal(lambda: waygate_proto.unary(ch, RECORD_SCAN, req,
+                                                       pb.intake.RecordScanResponse))
+
+        missing = missing_answer(stack)
+        for i in range(199):  # distinct numbers: all allowed
+            assert refusal(lambda: waygate_proto.unary(
+                ch, GET, pb.query.GetRequest(waybill_no=nonexistent(stack, "a", 2000 + i)),
+                pb.common.WaybillView)) == missing, i
+        assert depart(w.waybill_no) == missing  # the 200th
+        want = (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                "too many distinct waybills or phone numbers looked up (at most 200 in the "
+                "window); an incident was recorded")
+        assert depart(nonexistent(stack, "a", 2500)) == want
+        assert depart(other.waybill_no) == want
+        # a number already looked up in the window is not a new lookup
+        assert depart(w.waybill_no) == missing
+
+
+def test_a_probe_of_an_unreadable_record_is_a_missing_number(stack):
+    """A probe opens nothing: at another branch's record that fails authentication it is answered
+    as a missing number, not DATA_LOSS (which told a caller outside the scope that the number
+    exists); the branch's own read still finds the damage."""
+    w, record = unrouted(stack)
+    stack.psql("UPDATE waybill SET record_mac = set_byte(record_mac, 3, get_byte(record_mac, 3) "
+               "# 1) WHERE id = '%s'" % record)
+    assert refusal(lambda: scan(stack, w.waybill_no, "DEPARTED", PICKUP + 60,
+                                principal="courier_b")) == missing_answer(stack)
+    assert refusal(lambda: get(stack, w.waybill_no, "courier_a"))[0] == grpc.StatusCode.DATA_LOSS
+
+
 def test_transitions(stack):
     w, _ = unrouted(stack)
     n = w.waybill_no
