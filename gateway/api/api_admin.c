@@ -46,7 +46,7 @@ static void created_cb(void *arg, int err, enum gw_acct_create_result r, int64_t
     }
     if (r == GW_ACCT_SEPARATION_OF_DUTIES) {
         /* Art. 34 (三员): an attempt is an incident, not only a refusal. Not reached while
-         * gw_account_role_cli_only covers the three administrator roles (refused before the
+         * gw_account_role_person_only covers the three administrator roles (refused before the
          * hashing, gw_api_admin_create_account); kept for the store's answer should that
          * change. */
         snprintf(detail, sizeof(detail),
@@ -148,7 +148,7 @@ void gw_api_admin_create_account(struct gw_call *call, const uint8_t *req, size_
         gw_admin_finish_fault(a, &f, true);
         return;
     }
-    if (gw_account_role_cli_only(in->role)) {
+    if (gw_account_role_person_only(in->role)) {
         gw_admin_refuse(a, GW_EPERM, "role", GW_RULE_ROLE_CLI_ONLY, 0);
         return;
     }

@@ -47,7 +47,9 @@ void *gw_api_bulk_start(struct gw_call *call, const ProtobufCMessageDescriptor *
 
     /* Art. 37: a second person approves, checked against the requester's account and its
      * person (sql/021's account_related); a certificate names no person, so one person holding
-     * a certificate of a bulk role and an account could approve their own request */
+     * a certificate of a bulk role and an account could approve their own request. Defense in
+     * depth: such a certificate is registered for administration (sql/041), and the policy
+     * refuses it every method but Login and ChangePassword whatever its flag (policy.c) */
     if (p->authn != GW_AUTHN_TOKEN || p->account_id <= 0) {
         gw_call_fail(call, GW_EPERM, "authorization", GW_RULE_BULK_ACCOUNT);
         return NULL;

@@ -1,5 +1,7 @@
 /* ctl_principals.c: `waygatectl principals add|list|disable`: client certificates registered as
- * principals (name, role, branch, admin flag), known by the SHA-256 of the DER certificate.
+ * principals (name, role, branch, admin flag), known by the SHA-256 of the DER certificate. A
+ * certificate of a people's role (gw_account_role_person_only) is registered for administration
+ * or not at all.
  * Every run is recorded in admin_log (Art. 31). Adding the same registration again changes
  * nothing and succeeds, so that a deployment script may run it on every start. */
 #include <getopt.h>
@@ -30,7 +32,9 @@ static void principals_usage(FILE *f)
                "  ROLE: courier, branch_clerk, customer_service (these three need --branch),\n"
                "  compliance_auditor, security_admin, system_admin, lawful_access, backend.\n"
                "  --admin registers the certificate for administration: accounts of the\n"
-               "  administrative roles may log in only over such a certificate.\n"
+               "  administrative roles may log in only over such a certificate, and it acts\n"
+               "  only through their tokens. Required for compliance_auditor, security_admin,\n"
+               "  system_admin and lawful_access (people's roles, Art. 31).\n"
                "  The certificate is known by the SHA-256 of its DER encoding. Adding a principal\n"
                "  exactly as registered already changes nothing (exit 0). CONNINFO defaults to\n"
                "  $WAYGATE_PGURI; WHO to $USER. Exit: 0 done, 1 failed, 2 usage, 3 refused.\n");
@@ -150,6 +154,15 @@ static int principals_add(struct ctl_admin *c, const char *name, const char *cer
         return ctl_admin_refuse_text(c, name, "admin",
                                      "a certificate registered for administration must not be "
                                      "branch-scoped");
+    /* Art. 31, 34: a people's role acts only through an account's token, which names the
+     * person; sql/041's CHECK refuses such a row too, and the policy treats it so anyway */
+    if (!admin && gw_account_role_person_only(role)) {
+        snprintf(err, sizeof(err),
+                 "a certificate of the people's role %s must be registered for administration "
+                 "(--admin): it acts only through an account's token (Art. 31)",
+                 role);
+        return ctl_admin_refuse_text(c, name, "admin", err);
+    }
     if (cert == NULL)
         return ctl_admin_refuse_text(c, name, "cert", "is required (a PEM certificate file)");
     memset(&p, 0, sizeof(p));

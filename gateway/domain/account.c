@@ -24,7 +24,7 @@ bool gw_account_role_admin(const char *role)
            strcmp(role, "compliance_auditor") == 0;
 }
 
-bool gw_account_role_cli_only(const char *role)
+bool gw_account_role_person_only(const char *role)
 {
     return gw_account_role_admin(role) || strcmp(role, "lawful_access") == 0;
 }

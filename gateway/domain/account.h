@@ -21,14 +21,21 @@ bool gw_account_role_branch_bound(const char *role);
  * which one person holds at most one (separation of duties, 三员). */
 bool gw_account_role_admin(const char *role);
 
-/* True for the roles that decide or read what others may not (security_admin: decides lawful
- * access, keys, accounts; compliance_auditor: approves bulk operations; lawful_access: reads in
- * clear), and for the three administrator roles (system_admin too). Such an account is created
- * with the CLI (waygatectl accounts create, by the operator), never over Admin.CreateAccount: a
- * security admin could otherwise make a requester and a decider of invented persons and approve
- * alone, or hold a second administrator role under an invented person, `person` being what the
- * creator typed (separation of duties, 三员, Art. 16, 34, 37). */
-bool gw_account_role_cli_only(const char *role);
+/* True for the people's roles: those that decide or read what others may not (security_admin:
+ * decides lawful access, keys, accounts; compliance_auditor: approves bulk operations;
+ * lawful_access: reads in clear), and the three administrator roles (system_admin too). Only a
+ * person holds them, so every act of such a role names a person (Art. 31, 34):
+ *  - an account of such a role is created with the CLI (waygatectl accounts create, by the
+ *    operator), never over Admin.CreateAccount: a security admin could otherwise make a requester
+ *    and a decider of invented persons and approve alone, or hold a second administrator role
+ *    under an invented person, `person` being what the creator typed (separation of duties, 三员,
+ *    Art. 16, 34, 37);
+ *  - a certificate of such a role is always registered for administration: it is a channel for
+ *    such accounts' tokens and acts only through one (waygatectl principals add refuses it
+ *    without --admin, sql/041's CHECK refuses the row, gw_policy_may_call treats it so whatever
+ *    its flag says).
+ * The one list of these roles. */
+bool gw_account_role_person_only(const char *role);
 
 /* True when a token of an account of role (branch: the account's, NULL or "" for none) may be
  * used over a connection whose certificate principal has cert_branch (NULL or "" for none) and

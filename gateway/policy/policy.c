@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "account.h"
 #include "alloc.h"
 #include "policy_int.h"
 
@@ -158,8 +159,10 @@ int gw_policy_may_call(const struct gw_policy *pol, const char *path, const stru
         return gw_fault_set(f, GW_EPRECOND, NULL, "authorization", GW_RULE_PASSWORD_MUST_CHANGE);
     /* Art. 31, 34: every administrative act names a person. A certificate registered for
      * administration is only a channel for people's accounts: without a token it reaches what
-     * any authenticated caller may (Login, ChangePassword), never what its own role allows. */
-    if (p->authn == GW_AUTHN_CERT && p->cert_admin &&
+     * any authenticated caller may (Login, ChangePassword), never what its own role allows. A
+     * certificate of a people's role is one whatever its flag says (the CLI and sql/041 refuse
+     * it unflagged; this holds should a row escape them). */
+    if (p->authn == GW_AUTHN_CERT && (p->cert_admin || gw_account_role_person_only(p->role)) &&
         (m == NULL || m->access != GW_POLICY_AUTHENTICATED))
         return gw_fault_set(f, GW_EPERM, NULL, "authorization", GW_RULE_ADMIN_CERT_NEEDS_TOKEN);
     if (m != NULL && known_role(p->role)) {

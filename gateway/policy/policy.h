@@ -68,7 +68,11 @@ void gw_policy_free(struct gw_policy *p);
 
 /* May principal p call the method at path? Returns 0, GW_EAUTH (the method needs an
  * authenticated caller) or GW_EPERM (no rule for the method, or p's role is not in it). On
- * refusal *f names the rule (for GW_EPERM the field is "role <role>"). */
+ * refusal *f names the rule (for GW_EPERM the field is "role <role>"). A certificate principal
+ * registered for administration, or of a people's role (gw_account_role_person_only) whatever
+ * its flag, reaches only what any authenticated caller may: otherwise GW_EPERM, field
+ * "authorization", GW_RULE_ADMIN_CERT_NEEDS_TOKEN (Art. 31: every administrative act names a
+ * person). */
 int gw_policy_may_call(const struct gw_policy *pol, const char *path, const struct gw_principal *p,
                        struct gw_fault *f) GW_MUST_CHECK;
 

@@ -480,6 +480,87 @@ def test_admin_certificate_acts_only_through_a_token(stack, admin):
         == ["t"]
 
 
+PEOPLE_CERT_CHECK = "principal_people_admin"
+
+
+def sql_refused(uri, sql):
+    """The error of sql run over uri (it must fail)."""
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                        "ON_ERROR_STOP=1", "-d", uri, "-c", sql],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode != 0, "allowed: %s" % sql
+    return r.stderr
+
+
+def test_admin_certificate_is_what_the_database_keeps_for_a_peoples_role(stack):
+    """Art. 31, 34: a certificate of a people's role is registered for administration or not at
+    all (sql/041's CHECK): a row without `admin` is refused to the owner and to the CLI's role
+    alike, for each of the four roles; the same row with `admin` is taken."""
+    for role in CLI_ONLY:
+        for uri in (stack.pguri_owner, stack.pguri):
+            name = unique("itpeople")
+            err = sql_refused(uri, "INSERT INTO principal (name, fingerprint, role, created_by) "
+                                   "VALUES ('%s', '\\x%s', '%s', 'test')"
+                              % (name, secrets.token_hex(32), role))
+            assert PEOPLE_CERT_CHECK in err, err
+        stack.psql("INSERT INTO principal (name, fingerprint, role, admin, created_by, "
+                   "disabled_at, disabled_by) VALUES ('%s', '\\x%s', '%s', true, 'test', now(), "
+                   "'test')" % (unique("itpeople"), secrets.token_hex(32), role))
+    # a device's role is not bound by it
+    stack.psql("INSERT INTO principal (name, fingerprint, role, created_by, disabled_at, "
+               "disabled_by) VALUES ('%s', '\\x%s', 'backend', 'test', now(), 'test')"
+               % (unique("itpeople"), secrets.token_hex(32)))
+
+
+def test_admin_certificate_flag_set_on_legacy_rows_by_the_upgrade(stack):
+    """The upgrade path of sql/041: a security_admin certificate registered without `admin`
+    before it (the CHECK dropped to write it, as the database held it then) is refused what its
+    role allows even so (the policy treats a people's role's certificate as an administration
+    channel whatever its flag: PERMISSION_DENIED naming the rule); `waygatectl migrate`, the rows
+    of sql/041 and of every later migration deleted from schema_migrations (migrate refuses a
+    missing migration below an applied one; each is rerunnable), sets its flag and puts the CHECK
+    back, and the certificate is still refused CreateAccount without a token."""
+    name = unique("itlegacy")
+    crt, key = issue_cert(stack, name, "/O=Waygate Dev/OU=security_admin/CN=%s" % name)
+    account = unique("it-leg-")
+    req = stack.pb.admin.CreateAccountRequest(account=account, role="branch_clerk", branch="a",
+                                              initial_password=password())
+    ch = waygate_proto.channel(stack.addr, stack.ca, crt, key)
+
+    def create():
+        err = rpc_error(lambda: waygate_proto.unary(ch, CREATE, req,
+                                                    stack.pb.admin.CreateAccountResponse,
+                                                    timeout=30))
+        return err.code(), err.details()
+    check = ("SELECT count(*) FROM pg_constraint WHERE conrelid = 'principal'::regclass AND "
+             "conname = '%s'" % PEOPLE_CERT_CHECK)
+    applied = stack.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM "
+                         "schema_migrations")
+    migrated = False
+    try:
+        stack.psql("ALTER TABLE principal DROP CONSTRAINT %s" % PEOPLE_CERT_CHECK)
+        stack.psql("INSERT INTO principal (name, fingerprint, role, created_by) VALUES "
+                   "('%s', '\\x%s', 'security_admin', 'test')" % (name, fingerprint(crt)))
+        assert create() == (grpc.StatusCode.PERMISSION_DENIED, ADMIN_CERT_REFUSAL)
+        stack.psql("DELETE FROM schema_migrations WHERE version >= 41")
+        r = stack.ctl("migrate", "--db", stack.pguri_owner)
+        assert r.returncode == 0, r.stderr
+        migrated = True
+        assert stack.psql("SELECT admin FROM principal WHERE name = '%s'" % name) == ["t"]
+        assert stack.psql(check) == ["1"]
+        assert stack.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM "
+                          "schema_migrations") == applied
+        assert create() == (grpc.StatusCode.PERMISSION_DENIED, ADMIN_CERT_REFUSAL)
+        assert stack.psql("SELECT count(*) FROM account WHERE name = '%s'" % account) == ["0"]
+    finally:
+        ch.close()
+        if not migrated:  # sql/041 again: the flag set, the CHECK back
+            stack.psql("DELETE FROM schema_migrations WHERE version >= 41")
+            stack.ctl("migrate", "--db", stack.pguri_owner)
+        stack.psql("UPDATE principal SET disabled_at = now(), disabled_by = 'test' WHERE "
+                   "name = '%s'" % name)
+
+
 def issue_cert(stack, name, subject):
     """A fresh client certificate of the dev CA (valid, not revoked, never registered)."""
     certs = os.path.join(stack.dir, "certs")

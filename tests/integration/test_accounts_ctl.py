@@ -201,7 +201,10 @@ def test_principals_add_list_disable(stack, selfsigned):
     (["--role", "courier", "--branch", "a b"], "branch: must be 1 to 31"),
     (["--role", "courier", "--branch", "a", "--admin"], "admin: a certificate registered for "
                                                           "administration must not be"),
-])
+] + [(["--role", role], "admin: a certificate of the people's role %s must be registered for "
+                        "administration (--admin): it acts only through an account's token "
+                        "(Art. 31)" % role)
+     for role in ("security_admin", "system_admin", "compliance_auditor", "lawful_access")])
 def test_principals_add_refusals_name_field_and_rule(stack, selfsigned, args, words):
     crt = selfsigned("it_bad")
     r = ctl(stack, "principals", "add", "it_bad", "--cert", crt, *args)
@@ -209,6 +212,21 @@ def test_principals_add_refusals_name_field_and_rule(stack, selfsigned, args, wo
     assert words in r.stderr
     assert stack.psql("SELECT count(*) FROM principal WHERE name = 'it_bad'") == ["0"]
     assert last_log(stack, "principals.add", "it_bad")[3] == "refused"
+
+
+def test_principals_add_peoples_role_for_administration(stack, selfsigned):
+    """With --admin a people's role's certificate is registered (the refusal above is of its
+    absence alone), and a second run without it is refused, the row unchanged."""
+    crt = selfsigned("it_people")
+    r = ctl(stack, "principals", "add", "it_people", "--cert", crt, "--role", "lawful_access",
+            "--admin")
+    assert r.returncode == 0, r.stderr
+    assert stack.psql("SELECT role, admin FROM principal WHERE name = 'it_people'") == [
+        "lawful_access|t"]
+    r = ctl(stack, "principals", "add", "it_people", "--cert", crt, "--role", "lawful_access")
+    assert r.returncode == 3 and "admin: a certificate of the people's role" in r.stderr
+    assert last_log(stack, "principals.add", "it_people")[3] == "refused"
+    assert ctl(stack, "principals", "disable", "it_people").returncode == 0
 
 
 def test_principals_add_unreadable_certificate(stack, tmp_path):

@@ -1155,45 +1155,45 @@ def test_an_account_the_requester_created_may_not_approve(stack, people, records
     admin.disable(name)
 
 
-NO_PERSON = ("authorization: acts only through a person's account token: a bulk operation names "
-             "the person who requests, approves or runs it (Art. 37)")
-
-
 def test_a_certificate_names_no_person_and_makes_no_bulk_call(stack, people, records):
-    """A certificate of a bulk role registered without --admin names no person, so the second
-    person's check (the approver's account against the requester's, sql/021) could not hold it:
-    one person with such a security_admin certificate approved the export their own compliance
-    auditor account requested, then ran it. Every bulk call now needs an account's token: the
-    certificate's RequestBulk, ApproveBulk and RunBulk are PERMISSION_DENIED naming the rule,
-    nothing stored or decided; the request stays pending for a person to decide."""
-    from test_accounts import fingerprint, issue_cert, unique
+    """A certificate of a bulk role names no person, so the second person's check (the
+    approver's account against the requester's, sql/021) could not hold it: one person with a
+    security_admin certificate approved the export their own compliance auditor account
+    requested, then ran it. Such a certificate is now always registered for administration
+    (sql/041 refuses the row otherwise, `principals add` refuses it without --admin), and so acts
+    only through an account's token: its RequestBulk, ApproveBulk and RunBulk are
+    PERMISSION_DENIED by the policy's rule for such certificates, nothing stored or decided; the
+    request stays pending for a person to decide. The bulk handlers' own check
+    (gw_api_bulk_start: a token's account or GW_RULE_BULK_ACCOUNT) stays behind it as defense in
+    depth; no certificate reaches it while the policy holds."""
+    from test_accounts import ADMIN_CERT_REFUSAL, fingerprint, issue_cert, unique
     pb = stack.pb.compliance
     channels = {}
     for role in ("security_admin", "compliance_auditor"):
         name = unique("itbulkcert")
         crt, key = issue_cert(stack, name, "/O=Waygate Dev/OU=%s/CN=%s" % (role, name))
-        stack.psql("INSERT INTO principal (name, fingerprint, role, created_by) VALUES "
-                   "('%s', '\\x%s', '%s', 'test')" % (name, fingerprint(crt), role))
+        stack.psql("INSERT INTO principal (name, fingerprint, role, admin, created_by) VALUES "
+                   "('%s', '\\x%s', '%s', true, 'test')" % (name, fingerprint(crt), role))
         channels[role] = (name, waygate_proto.channel(stack.addr, stack.ca, crt, key))
+    refused = (grpc.StatusCode.PERMISSION_DENIED, ADMIN_CERT_REFUSAL)
     try:
         pending = request(people, 1, [records[0][1]])
         ch = channels["security_admin"][1]
         assert refusal(lambda: waygate_proto.unary(
             ch, APPROVE, pb.ApproveBulkRequest(request_id=pending.request_id, approve=True,
                                                comment="mine"),
-            pb.ApproveBulkResponse, timeout=30)) == (grpc.StatusCode.PERMISSION_DENIED, NO_PERSON)
+            pb.ApproveBulkResponse, timeout=30)) == refused
         assert stack.psql("SELECT state, approver IS NULL FROM bulk_request WHERE id = '%s'"
                           % pending.request_id) == ["pending|t"]
         assert refusal(lambda: list(waygate_proto.stream(
             ch, RUN, pb.RunBulkRequest(request_id=pending.request_id), pb.RunBulkChunk,
-            timeout=30))) == (grpc.StatusCode.PERMISSION_DENIED, NO_PERSON)
+            timeout=30))) == refused
         name, ch = channels["compliance_auditor"]
         req = pb.RequestBulkRequest(operation=1, purpose="regulator inspection sample",
                                     legal_basis="监管检查 2026-17", destination="workstation 3")
         req.selector.record_ids.append(records[0][1])
         assert refusal(lambda: waygate_proto.unary(ch, REQUEST, req, pb.RequestBulkResponse,
-                                                   timeout=30)) == \
-            (grpc.StatusCode.PERMISSION_DENIED, NO_PERSON)
+                                                   timeout=30)) == refused
         assert stack.psql("SELECT count(*) FROM bulk_request WHERE requester = '%s'" % name) == \
             ["0"]
         # a person decides it

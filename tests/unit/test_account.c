@@ -91,13 +91,16 @@ static void test_role_kinds(void **state)
     assert_true(gw_account_role_branch_bound("branch_clerk"));
     assert_true(gw_account_role_branch_bound("customer_service"));
     assert_false(gw_account_role_branch_bound("security_admin"));
-    /* only the operator's CLI creates the deciding roles and the three administrator roles */
-    assert_true(gw_account_role_cli_only("security_admin"));
-    assert_true(gw_account_role_cli_only("system_admin"));
-    assert_true(gw_account_role_cli_only("compliance_auditor"));
-    assert_true(gw_account_role_cli_only("lawful_access"));
-    assert_false(gw_account_role_cli_only("branch_clerk"));
-    assert_false(gw_account_role_cli_only("customer_service"));
+    /* the people's roles: only the operator's CLI creates their accounts, and their
+     * certificates are registered for administration; no device's or system's role is one */
+    assert_true(gw_account_role_person_only("security_admin"));
+    assert_true(gw_account_role_person_only("system_admin"));
+    assert_true(gw_account_role_person_only("compliance_auditor"));
+    assert_true(gw_account_role_person_only("lawful_access"));
+    assert_false(gw_account_role_person_only("branch_clerk"));
+    assert_false(gw_account_role_person_only("customer_service"));
+    assert_false(gw_account_role_person_only("courier"));
+    assert_false(gw_account_role_person_only("backend"));
 }
 
 /* Which certificates an account's token may be used over (and so its password tried over):
