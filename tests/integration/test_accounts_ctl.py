@@ -14,7 +14,7 @@ import subprocess
 import grpc
 import pytest
 
-from conftest import BUILD, PGBIN, bearer
+from conftest import BUILD, HASHING_DEADLINE, PGBIN, bearer
 
 ACTOR = "it-accounts"
 # every password this module saw, for the final check that none was stored or logged
@@ -285,7 +285,8 @@ def test_bootstrap_once_then_only_change_password(stack):
     SEEN.add(new)
     stack.unary("/waygate.v1.Admin/ChangePassword",
                 pb.admin.ChangePasswordRequest(old_password=otp, new_password=new),
-                pb.admin.ChangePasswordResponse, principal="admin", metadata=md)
+                pb.admin.ChangePasswordResponse, principal="admin", metadata=md,
+                timeout=HASHING_DEADLINE)
     assert not stack.login_response("it_boot", new, "admin").must_change_password
     r = ctl(stack, "accounts", "disable", "it_boot", "--reason", "integration test over")
     assert r.returncode == 0
@@ -474,7 +475,8 @@ def test_disable_stops_a_live_token(stack):
     pb = stack.pb
     stack.unary("/waygate.v1.Admin/ChangePassword",
                 pb.admin.ChangePasswordRequest(old_password=given, new_password=new),
-                pb.admin.ChangePasswordResponse, principal="admin", metadata=bearer(resp.token))
+                pb.admin.ChangePasswordResponse, principal="admin", metadata=bearer(resp.token),
+                timeout=HASHING_DEADLINE)
     md = stack.login("it_law5", new, "admin")
     method = "/waygate.v1.Compliance/RequestLawfulAccess"
     req = pb.compliance.RequestLawfulAccessRequest()
