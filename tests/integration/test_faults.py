@@ -247,6 +247,10 @@ def test_schema_older_than_the_build_is_not_used_until_migrated(stack, behind):
     restart, and says so."""
     newest = int(stack.psql("SELECT max(version) FROM schema_migrations")[0])
     assert newest >= 29
+    # the one before it as applied, not newest - 1: numbers may skip while helpers' migrations
+    # are merged out of order
+    previous = int(stack.psql("SELECT max(version) FROM schema_migrations WHERE version < %d"
+                              % newest)[0])
     maddr = "127.0.0.1:%d" % free_port()
     if behind == "grant":
         stack.psql("REVOKE EXECUTE ON FUNCTION schema_version() FROM waygate_gateway")
@@ -260,8 +264,8 @@ def test_schema_older_than_the_build_is_not_used_until_migrated(stack, behind):
     try:
         if behind == "row":
             said = "the database's schema is at migration %d, this build needs %d: run " \
-                   "`waygatectl migrate`" % (newest - 1, newest)
-            version = newest - 1
+                   "`waygatectl migrate`" % (previous, newest)
+            version = previous
         else:
             said = "the database's schema version cannot be read (SQLSTATE 42501"
             version = -2
