@@ -7,9 +7,10 @@
 -- rotated keys, exported the audit trail, without any account's token (only the bulk and lawful
 -- calls refused it, in their handlers). A certificate registered for administration acts only
 -- through an account's token, which names the person (gw_policy_may_call). Now the rows of those
--- roles are set `admin` here (a NOTICE names them), and the CHECK below refuses any other, whoever
--- writes; `waygatectl principals add` refuses such a role without --admin in the same terms, and
--- the policy treats such a certificate as an administration channel whatever its flag says.
+-- roles are set `admin` here (a WARNING names them, which `waygatectl migrate` prints), and the
+-- CHECK below refuses any other, whoever writes; `waygatectl principals add` refuses such a role
+-- without --admin in the same terms, and the policy treats such a certificate as an
+-- administration channel whatever its flag says.
 -- The roles are those of gw_account_role_person_only (gateway/domain/account.c).
 -- The rows so changed keep their certificate and name: the dev stack and docs/operations.md
 -- registered them with --admin already; a metrics scraper's system_admin certificate is served
@@ -30,7 +31,7 @@ BEGIN
         RETURNING name)
     SELECT count(*), string_agg(name, ', ' ORDER BY name) INTO n, names FROM u;
     IF n > 0 THEN
-        RAISE NOTICE '041: % certificate(s) of a people''s role now registered for administration '
+        RAISE WARNING '041: % certificate(s) of a people''s role now registered for administration '
                      '(they act only through an account''s token): %', n, names;
     END IF;
 END

@@ -5,6 +5,7 @@
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "ctl.h"
 #include "migrate.h"
@@ -17,10 +18,18 @@ static void migrate_usage(FILE *f)
                "                 put the password in a passfile, never in CONNINFO\n");
 }
 
-static void report_cb(void *arg, const struct gw_migration *m)
+static void report_cb(void *arg, const struct gw_migration *m, const char *said)
 {
+    const char *p = said, *nl;
+
     (void)arg;
     printf("applied migration %03d (%s)\n", m->version, m->name);
+    for (; *p != '\0'; p = nl + 1) {
+        nl = strchr(p, '\n');
+        if (nl == NULL)
+            break;
+        printf("  migration %03d says: %.*s\n", m->version, (int)(nl - p), p);
+    }
     fflush(stdout);
 }
 

@@ -38,8 +38,10 @@ int gw_migrate_plan(const struct gw_migration *known, size_t n_known, const int 
                     size_t n_applied, size_t *todo, size_t *n_todo, char *errbuf,
                     size_t errlen) GW_MUST_CHECK;
 
-/* Called by the runner after each migration it applied (committed). */
-typedef void (*gw_migrate_report_fn)(void *arg, const struct gw_migration *m);
+/* Called by the runner after each migration it applied (committed). said: the primary text of
+ * each WARNING the migration raised, for its operator (RAISE WARNING: what it changed that an
+ * operator should know), one per line; "" when none. Its NOTICEs are not passed on. */
+typedef void (*gw_migrate_report_fn)(void *arg, const struct gw_migration *m, const char *said);
 
 /* The runner (blocking libpq; for the CLI only, never the daemon). Connects with conninfo,
  * takes an advisory lock, creates schema_migrations if absent, checks that every applied

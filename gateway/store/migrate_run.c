@@ -6,6 +6,7 @@
 
 #include <libpq-fe.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,10 +25,32 @@ static const char *const create_sql = "CREATE TABLE IF NOT EXISTS schema_migrati
                                       " checksum bytea NOT NULL,"
                                       " applied_at timestamptz NOT NULL DEFAULT now())";
 
-static void quiet_notice_cb(void *arg, const char *message)
+/* What a migration said for its operator: the primary text of each WARNING it raised, one per
+ * line, cut at sizeof(text). NOTICEs (IF NOT EXISTS and the like) are chatter and dropped. */
+struct said {
+    char text[2048];
+    size_t len;
+    bool cut;
+};
+
+static void notice_cb(void *arg, const PGresult *res)
 {
-    (void)arg;
-    (void)message;
+    struct said *s = arg;
+    const char *sev = PQresultErrorField(res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+    size_t n;
+
+    if (sev == NULL || strcmp(sev, "WARNING") != 0 || msg == NULL)
+        return;
+    n = strlen(msg);
+    if (s->len + n + 2 > sizeof(s->text)) {
+        s->cut = true;
+        return;
+    }
+    memcpy(s->text + s->len, msg, n);
+    s->len += n;
+    s->text[s->len++] = '\n';
+    s->text[s->len] = '\0';
 }
 
 /* SHA-256 of the migration's text, as lowercase hex (65 bytes with NUL). */
@@ -114,6 +137,7 @@ int gw_migrate_run(const char *conninfo, const struct gw_migration *known, size_
 {
     PGconn *conn = NULL;
     PGresult *res = NULL;
+    struct said said = {.len = 0};
     int *applied = NULL;
     size_t *todo = NULL;
     size_t n_applied = 0, n_todo = 0, i, j;
@@ -139,7 +163,7 @@ int gw_migrate_run(const char *conninfo, const struct gw_migration *known, size_
         rc = GW_EUNAVAIL;
         goto out;
     }
-    PQsetNoticeProcessor(conn, quiet_notice_cb, NULL);
+    PQsetNoticeReceiver(conn, notice_cb, &said);
 
     rc = exec_cmd(conn, "SELECT pg_advisory_lock(" MIGRATE_LOCK_KEY ")",
                   "taking the migration lock", errbuf, errlen);
@@ -199,12 +223,19 @@ int gw_migrate_run(const char *conninfo, const struct gw_migration *known, size_
 
     for (i = 0; i < n_todo; i++) {
         const struct gw_migration *m = &known[todo[i]];
+        said.len = 0;
+        said.text[0] = '\0';
+        said.cut = false;
         rc = apply_one(conn, m, errbuf, errlen);
         if (rc != 0)
             goto out;
         highest = m->version;
+        if (said.cut && said.len + sizeof("(more warnings cut)\n") <= sizeof(said.text)) {
+            memcpy(said.text + said.len, "(more warnings cut)\n", sizeof("(more warnings cut)\n"));
+            said.len += sizeof("(more warnings cut)\n") - 1;
+        }
         if (report != NULL)
-            report(arg, m);
+            report(arg, m, said.text);
     }
     if (version_out != NULL)
         *version_out = highest;

@@ -546,6 +546,10 @@ def test_admin_certificate_flag_set_on_legacy_rows_by_the_upgrade(stack):
         r = stack.ctl("migrate", "--db", stack.pguri_owner)
         assert r.returncode == 0, r.stderr
         migrated = True
+        # the operator is told which certificates changed (the migration's WARNING)
+        said = [l for l in r.stdout.splitlines() if l.startswith("  migration 041 says: ")]
+        assert len(said) == 1 and name in said[0] and "now registered for administration" in \
+            said[0], r.stdout
         assert stack.psql("SELECT admin FROM principal WHERE name = '%s'" % name) == ["t"]
         assert stack.psql(check) == ["1"]
         assert stack.psql("SELECT string_agg(version::text, ',' ORDER BY version) FROM "
