@@ -104,6 +104,10 @@ def test_lawful_access_is_in_no_series(stack):
         return sorted((n, lb, v) for (n, lb), v in sample.items()
                       if n.startswith("waygate_grpc_call") and ("method", GET) in lb)
     assert gets(after) == gets(before)
+    # nor the count of records opened: it moving while every call series stood still told a
+    # lawful read, and how many records it opened
+    assert value(after, "waygate_waybill_records_opened_total") == \
+        value(before, "waygate_waybill_records_opened_total")
 
 
 def test_incidents_by_kind(stack):
