@@ -9,7 +9,9 @@
  * max_level). An export or copy is requested with the recipient's X25519 public key (required,
  * a usable key; none for a destruction), stored with it (sql/040) and named in the bulk.request
  * and bulk.approve records (rcpt=, the first 8 bytes of its SHA-256): the approver approves the
- * key, and the decision holds only while the stored key is the one its record names. RunBulk is
+ * key, and the decision holds only while the stored key is the one its record and the request's
+ * bulk.request record name (one changed in the database: FAILED_PRECONDITION, a refused record
+ * and a critical bulk_key_changed incident, told from a request no longer pending). RunBulk is
  * in api_bulk_run.c.
  * Invariant: every refusal names the field and the rule; no request text reaches a log. */
 #include <ctype.h>
@@ -25,6 +27,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "api_bulk_int.h"
+#include "api_query.h"
 #include "api_record.h"
 #include "app.h"
 #include "config.h"
@@ -197,6 +200,19 @@ int gw_api_bulk_key_parse(const char *hex, uint8_t *key)
         key[i] = (uint8_t)strtoul(two, NULL, 16);
     }
     return 0;
+}
+
+void gw_api_bulk_key_changed(struct gw_call *call, const char *id, const char *fp, bool run)
+{
+    char detail[200];
+
+    snprintf(detail, sizeof(detail),
+             "bulk request %s: its stored recipient key (read rcpt=%s) is not the one its %s "
+             "names: changed in the database; not %s",
+             id, fp[0] != '\0' ? fp : "none", run ? "approval" : "request",
+             run ? "run" : "decided");
+    GW_LOG(GW_LOG_ERROR, "bulk", gw_call_log_ctx(call), "%s", detail);
+    gw_api_incident(call, "critical", "bulk_key_changed", detail, NULL);
 }
 
 void gw_api_bulk_selector_text(const char *branch, const char *from, const char *to,
@@ -430,7 +446,9 @@ static void counted_cb(void *arg, int err, int64_t count, const char *requested_
     gw_store_bulk_insert(&st, &n);
     gw_api_bulk_selector_text(b->sel.branch, b->sel.from_day, b->sel.to_day, b->sel.ids, b->level,
                               b->selector, sizeof(b->selector));
-    if (b->key_fp[0] != '\0') /* the key the approver approves with the destination (Art. 37) */
+    /* the key the approver approves with the destination (Art. 37); the decision's key
+     * statement reads this record's "kind=OP rcpt=FP " (store_bulk.c) */
+    if (b->key_fp[0] != '\0')
         snprintf(b->detail, sizeof(b->detail), "kind=%s rcpt=%s %s", b->op, b->key_fp, b->selector);
     else
         snprintf(b->detail, sizeof(b->detail), "kind=%s %s", b->op, b->selector);
@@ -511,7 +529,7 @@ struct bdec {
     char id[37];
     char purpose[GW_BULK_TEXT_MAX + 1], legal_basis[GW_BULK_TEXT_MAX + 1];
     char detail[64];
-    char key_hex[65]; /* the request's recipient key as stored (empty: none) */
+    char key_hex[65], key_fp[17]; /* the request's recipient key as read (empty: none) */
 };
 
 static void bdec_cancel_cb(void *arg)
@@ -524,6 +542,21 @@ static void bdec_cancel_cb(void *arg)
     d->areq = NULL;
 }
 
+/* A decision its statements refused: refused, and recorded as such (why: detail), the
+ * decision's own record having gone with its failed transaction. */
+static void refuse_decision(struct bdec *d, const char *detail, int err, enum gw_rule rule)
+{
+    struct gw_audit_rec rec;
+
+    gw_api_bulk_rec(d->call, &rec, d->in->approve ? "bulk.approve" : "bulk.reject", d->id,
+                    "refused");
+    rec.purpose = d->purpose;
+    rec.legal_basis = d->legal_basis;
+    rec.approval = d->id;
+    rec.detail = detail;
+    gw_api_bulk_refuse(d->call, &rec, err, "request_id", rule);
+}
+
 static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     Waygate__V1__ApproveBulkResponse out = WAYGATE__V1__APPROVE_BULK_RESPONSE__INIT;
@@ -534,20 +567,21 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
     gw_call_set_cancel(d->call, NULL, NULL);
     if (err == GW_EINTERNAL && res != NULL && res->sqlstate != NULL &&
         strcmp(res->sqlstate, GW_BULK_RELATED) == 0) {
-        /* the approver created the requester's account or the reverse (sql/021): refused, and
-         * recorded as such (the decision's own record went with its failed transaction) */
-        struct gw_audit_rec rec;
-
-        gw_api_bulk_rec(d->call, &rec, d->in->approve ? "bulk.approve" : "bulk.reject", d->id,
-                        "refused");
-        rec.purpose = d->purpose;
-        rec.legal_basis = d->legal_basis;
-        rec.approval = d->id;
-        rec.detail = "decider not independent";
-        gw_api_bulk_refuse(d->call, &rec, GW_EPERM, "request_id", GW_RULE_DECIDER_RELATED);
+        /* the approver created the requester's account or the reverse (sql/021) */
+        refuse_decision(d, "decider not independent", GW_EPERM, GW_RULE_DECIDER_RELATED);
         return;
     }
-    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 0) {
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 0 && res->sqlstate != NULL &&
+        strcmp(res->sqlstate, GW_BULK_KEY_CHANGED) == 0) {
+        /* the stored key is not the one read and named by the decision's record, or not the
+         * one the request's bulk.request record names (the key statement, gw_store_bulk_key):
+         * changed in the database, which the gateway never does; refused, recorded as such, and
+         * an incident */
+        gw_api_bulk_key_changed(d->call, d->id, d->key_fp, false);
+        refuse_decision(d, "recipient key changed", GW_EPRECOND, GW_RULE_BULK_KEY_CHANGED);
+        return;
+    }
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 1) {
         /* decided meanwhile by someone else, or expired undecided since it was read: the
          * statement found no pending request within approval_ttl_s */
         gw_call_fail(d->call, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_PENDING);
@@ -596,6 +630,9 @@ static bool decided_key(struct bdec *d, const struct gw_bulk_row *row)
         return false;
     }
     copy_text(d->key_hex, sizeof(d->key_hex), hex);
+    copy_text(d->key_fp, sizeof(d->key_fp), fp);
+    /* exactly this text: a run's claim holds only with the key an ok bulk.approve record's
+     * detail names so (store_bulk.c's key statement) */
     snprintf(d->detail, sizeof(d->detail), "kind=%s rcpt=%s", row->operation, fp);
     return true;
 }
@@ -606,7 +643,7 @@ static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row 
     struct gw_call *call = d->call;
     const struct gw_principal *p = gw_call_principal(call);
     struct gw_app *app = gw_call_app(call);
-    struct gw_store_bulk_stmt st;
+    struct gw_store_bulk_stmt st[2];
     struct gw_audit_rec rec;
     const char *action = d->in->approve ? "bulk.approve" : "bulk.reject";
     int rc;
@@ -646,9 +683,15 @@ static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row 
         gw_call_fail(call, GW_EPRECOND, "request_id", GW_RULE_BULK_UNDECIDED_EXPIRED);
         return;
     }
-    gw_store_bulk_decide(&st, d->id, d->in->approve, p->name, p->role, nonempty(d->in->comment),
+    /* the key statement first: its failure says the key changed, the decision's that the
+     * request is no longer pending (decided_cb), in one round trip */
+    gw_store_bulk_key(&st[0], d->id, nonempty(d->key_hex), false);
+    gw_store_bulk_decide(&st[1], d->id, d->in->approve, p->name, p->role, nonempty(d->in->comment),
                          app->cfg->approval_ttl_s, nonempty(d->key_hex));
-    rc = gw_audit_write(app->audit, &st.st, 1, &rec, 1, decided_cb, d, &d->areq);
+    {
+        struct gw_db_stmt s[2] = {st[0].st, st[1].st};
+        rc = gw_audit_write(app->audit, s, 2, &rec, 1, decided_cb, d, &d->areq);
+    }
     if (rc != 0) {
         gw_call_set_cancel(call, NULL, NULL);
         gw_call_fail(call, rc, NULL, GW_RULE_ACCESS_NOT_RECORDED);

@@ -44,6 +44,12 @@ bool gw_api_bulk_uuid(const char *s, char out[37]);
  * Returns 0 or GW_ECRYPTO. */
 int gw_api_bulk_new_id(struct gw_call *call, uint8_t raw[16], char out[37]) GW_MUST_CHECK;
 
+/* The stored recipient key of bulk request id was not, when a decision's (run: a claim's)
+ * statements took the row, the one read (fingerprint fp) or the one its bulk.request (run: its
+ * bulk.approve) record names (gw_store_bulk_key): another transaction wrote it, and the
+ * gateway's role cannot (sql/040). Logs it and records a critical bulk_key_changed incident. */
+void gw_api_bulk_key_changed(struct gw_call *call, const char *id, const char *fp, bool run);
+
 /* A recipient key (raw X25519 public key, GW_XSEAL_PUB_LEN bytes) as 64 lower-case hex digits
  * (how bulk_request stores it, sql/040) into hex, and its fingerprint, the first 8 bytes of its
  * SHA-256 in hex (the rcpt= of the bulk records), into fp. Returns 0 or GW_ECRYPTO. */

@@ -16,7 +16,10 @@
  * followed by its watermark tag (watermark.h), sealed to the recipient's X25519 key (xseal.h) in
  * chunks (the key requested and approved with the request, sql/040: a key the caller gives must
  * be that one, else FAILED_PRECONDITION and a refused bulk.run record; a request stored without
- * one runs no export or copy; the claim holds only with the stored key) and streamed while the
+ * one runs no export or copy; the claim holds only with the stored key, and only while it is the
+ * one the approver's bulk.approve record names: one changed in the database since the approval,
+ * or between the read and the claim, is refused FAILED_PRECONDITION, recorded, with a critical
+ * bulk_key_changed incident, nothing released) and streamed while the
  * client reads. The last message carries the watermark (export) id and the SHA-256 of the whole
  * output.
  *
@@ -565,7 +568,16 @@ static void claimed_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
 
     (void)seq;
     r->areq = NULL;
-    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 0) {
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 0 && res->sqlstate != NULL &&
+        strcmp(res->sqlstate, GW_BULK_KEY_CHANGED) == 0) {
+        /* the stored key is not the one read, checked and sealed to, or not the one the
+         * approver's record names (gw_store_bulk_key): changed in the database since, which the
+         * gateway never does; nothing released */
+        gw_api_bulk_key_changed(r->call, r->id, r->rcpt_fp, true);
+        refuse(r, "recipient key changed", GW_EPRECOND, "request_id", GW_RULE_BULK_KEY_CHANGED);
+        return;
+    }
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 1) {
         fail(r, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_APPROVED); /* run meanwhile */
         return;
     }
@@ -692,7 +704,7 @@ static int keep_selector(struct brun *r, const struct gw_bulk_row *row)
 static void start_export(struct brun *r)
 {
     struct gw_app *app = gw_call_app(r->call);
-    struct gw_store_bulk_stmt st;
+    struct gw_store_bulk_stmt st[2];
     struct gw_audit_rec rec;
     int rc;
 
@@ -711,7 +723,8 @@ static void start_export(struct brun *r)
     }
     /* Art. 37, "where": the key the output is sealed to, the one requested and approved (the
      * claim holds only with it stored), named by the first 8 bytes of its SHA-256 */
-    gw_store_bulk_claim(&st, r->id, r->requester, r->export_id, r->rcpt_hex);
+    gw_store_bulk_key(&st[0], r->id, r->rcpt_hex, true); /* fails: the key changed */
+    gw_store_bulk_claim(&st[1], r->id, r->requester, r->export_id, r->rcpt_hex);
     snprintf(r->detail, sizeof(r->detail), "kind=%s export=%s rcpt=%s %s", r->op, r->export_id,
              r->rcpt_fp, r->selector);
     gw_api_bulk_rec(r->call, &rec, "bulk.run", r->id, "ok");
@@ -721,7 +734,10 @@ static void start_export(struct brun *r)
     rec.legal_basis = r->legal_basis;
     rec.approval = r->id;
     rec.detail = r->detail;
-    rc = gw_audit_write(app->audit, &st.st, 1, &rec, 1, claimed_cb, r, &r->areq);
+    {
+        struct gw_db_stmt s[2] = {st[0].st, st[1].st};
+        rc = gw_audit_write(app->audit, s, 2, &rec, 1, claimed_cb, r, &r->areq);
+    }
     if (rc != 0)
         fail(r, rc, NULL, GW_RULE_ACCESS_NOT_RECORDED);
 }

@@ -220,6 +220,9 @@ static const char *const rule_text[GW_RULE_COUNT] = {
                                      "none was approved; request the export or copy again with "
                                      "its recipient_public_key (Art. 37)",
     [GW_RULE_BULK_DESTROY_KEY] = "must be empty for a destruction: nothing is sealed",
+    [GW_RULE_BULK_KEY_CHANGED] = "the bulk request's recipient key is not the one it was "
+                                 "requested with: it was changed in the database (an incident "
+                                 "is recorded); nothing was decided or released (Art. 37)",
     /* lawful access and the monthly report */
     [GW_RULE_LAWFUL_ACCOUNT] = "acts only through a person's account token (Art. 16)",
     [GW_RULE_LAWFUL_TOO_MANY] = "names too many waybills (at most %)",

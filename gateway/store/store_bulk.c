@@ -424,6 +424,27 @@ void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new
     stmt(b, insert_sql, 16);
 }
 
+/* FOR NO KEY UPDATE, as the decision's or claim's UPDATE locks the row: read committed, a key
+ * written by a transaction this one waited for is the one compared. A key must also be the one
+ * an ok record $3 of the request (bulk.request for a decision, bulk.approve for a claim) names,
+ * as api_bulk.c writes their detail: "kind=OP rcpt=FP", then a space and the selector in a
+ * bulk.request's, FP the first 8 bytes of the key's SHA-256 in hex. */
+static const char key_sql[] =
+    "SELECT 1 / (SELECT count(*) FROM (SELECT 1 FROM bulk_request b WHERE b.id = $1::uuid AND "
+    "b.recipient_key IS NOT DISTINCT FROM decode($2, 'hex') AND (b.recipient_key IS NULL OR "
+    "EXISTS (SELECT 1 FROM audit_record a WHERE a.action = $3 AND a.approval = b.id::text AND "
+    "a.outcome = 'ok' AND starts_with(a.detail || ' ', 'kind=' || b.operation || ' rcpt=' || "
+    "left(encode(sha256(b.recipient_key), 'hex'), 16) || ' '))) FOR NO KEY UPDATE OF b) k)";
+
+void gw_store_bulk_key(struct gw_store_bulk_stmt *b, const char *id, const char *recipient_key,
+                       bool approved)
+{
+    b->vals[0] = id;
+    b->vals[1] = recipient_key;
+    b->vals[2] = approved ? "bulk.approve" : "bulk.request";
+    stmt(b, key_sql, 3);
+}
+
 /* Fails (division by zero) unless exactly one pending request of another person, stored with
  * the recipient key $7 (hex; NULL: none) the decision's record names, was decided. */
 static const char decide_sql[] =

@@ -127,6 +127,17 @@ struct gw_bulk_new {
 };
 /* Inserts a new pending request. */
 void gw_store_bulk_insert(struct gw_store_bulk_stmt *b, const struct gw_bulk_new *n);
+/* A decision's or a claim's first statement: fails (division by zero) unless request id is
+ * stored with recipient_key (64 hex digits, or NULL: none; the key the gateway read and its
+ * record names) and that key, if any, is the one its ok bulk.request record names (rcpt=), or,
+ * if approved (a run's claim), its ok bulk.approve record; holds the request's row until the
+ * transaction ends, so that the statement after it sees that key. A key changed in the database
+ * (the gateway's role cannot write it, sql/040), since it was requested or approved or while the
+ * caller waited on the row, fails here, which tells it from a request no longer pending or
+ * approved (the statement after it failing); any other failure is no such sign. */
+#define GW_BULK_KEY_CHANGED "22012" /* that failure's SQLSTATE: division_by_zero */
+void gw_store_bulk_key(struct gw_store_bulk_stmt *b, const char *id, const char *recipient_key,
+                       bool approved);
 /* Decides pending request id by approver (never its requester): approved for ttl_s seconds, or
  * rejected. Fails unless the request is pending, stored with recipient_key (64 hex digits, or
  * NULL: none; the key the decision's audit record names), requested less than ttl_s seconds ago

@@ -377,6 +377,20 @@ def lock_holder(stack, sql, transaction=True):
             return holder
 
 
+def holder_pid(holder):
+    """The backend pid of a lock_holder session (pg_blocking_pids names it)."""
+    holder.stdin.write("SELECT pg_backend_pid();\n")
+    holder.stdin.flush()
+    return int(holder.stdout.readline())
+
+
+def waiting_on(stack, pid, superuser):
+    """The statements of the sessions waiting for a lock backend pid holds (pg_blocking_pids),
+    read through superuser's URI: another role's statement needs pg_read_all_stats."""
+    return stack.psql("SELECT query FROM pg_stat_activity WHERE %d = ANY(pg_blocking_pids(pid))"
+                      % pid, uri=superuser)
+
+
 def release_holder(holder):
     """Ends a lock_holder session: its transaction rolls back, its locks go with it."""
     if holder.poll() is None:

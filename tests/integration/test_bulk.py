@@ -29,7 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 import audit_lib
-from conftest import wait_for
+from conftest import holder_pid, lock_holder, release_holder, wait_for, waiting_on
 from query_data import GET, PICKUP, get, new_waybill, refusal, submit
 from test_faults import superuser_uri
 import waygate_proto
@@ -487,6 +487,156 @@ def export(stack, people, records):
 def rows_of(plain):
     lines = plain.decode("ascii").splitlines()
     return lines[0], lines[1:]
+
+
+KEY_CHANGED = (grpc.StatusCode.FAILED_PRECONDITION,
+               "request_id: the bulk request's recipient key is not the one it was requested "
+               "with: it was changed in the database (an incident is recorded); nothing was "
+               "decided or released (Art. 37)")
+
+
+def call_across_a_change(stack, request_id, assignment, call):
+    """call() (ApproveBulk or RunBulk of request_id) with the request's row changed by the
+    schema's owner (UPDATE ... SET assignment) after the gateway read it and before its
+    statements wrote: the owner's UPDATE holds the row; the call reads the row as it was (a read
+    does not wait), passes the gateway's own checks of it and sends its statements, which wait
+    on the row (seen in pg_stat_activity: a session blocked by the owner's); then the UPDATE
+    commits. So only the statements' conditions stand between the change and the decision or
+    run. Returns (status, details), or "ok" if it succeeded."""
+    holder = lock_holder(stack, "UPDATE bulk_request SET %s WHERE id = '%s'"
+                         % (assignment, request_id))
+    result = {}
+
+    def go():
+        try:
+            call()
+            result["out"] = "ok"
+        except grpc.RpcError as e:
+            result["out"] = (e.code(), e.details())
+
+    t = threading.Thread(target=go)
+    try:
+        pid = holder_pid(holder)
+        t.start()
+        assert wait_for(lambda: waiting_on(stack, pid, superuser_uri(stack)), 60)
+        holder.stdin.write("COMMIT;\n\\echo committed\n")
+        holder.stdin.flush()
+        assert holder.stdout.readline().strip() == "committed"
+        t.join(timeout=120)
+    finally:
+        release_holder(holder)
+        t.join(timeout=120)
+    return result.get("out")
+
+
+def call_across_a_key_change(stack, request_id, call):
+    """call_across_a_change with the stored recipient key changed to another key."""
+    other = raw_public(X25519PrivateKey.generate()).hex()
+    out = call_across_a_change(stack, request_id, "recipient_key = '\\x%s'" % other, call)
+    assert stack.psql("SELECT encode(recipient_key, 'hex') FROM bulk_request WHERE id = '%s'"
+                      % request_id) == [other]
+    return out
+
+
+def refused_for_a_changed_key(stack, request_id, run, read=RECIPIENT_PUB):
+    """What a decision (run: a run) refused for a changed key leaves: the request as it was
+    (pending and undecided; approved and not run), one refused record saying why, and a critical
+    bulk_key_changed incident naming the request and the key read (read: its public key)."""
+    if run:
+        action, who = "bulk.run", REQUESTER
+        state, expect = "state, export_id IS NULL, run_at IS NULL", "approved|t|t"
+    else:
+        action, who = "bulk.approve", APPROVER
+        state, expect = "state, approver IS NULL, decided_at IS NULL", "pending|t|t"
+    assert stack.psql("SELECT %s FROM bulk_request WHERE id = '%s'" % (state, request_id)) == [
+        expect]
+    assert audit_rows(stack, action, request_id) == [
+        "refused|%s||%s" % (stack.account(who)[0], request_id)]
+    assert record_detail(stack, action, request_id) == ["recipient key changed"]
+    q = ("SELECT severity, detail FROM incident WHERE kind = 'bulk_key_changed' AND detail LIKE "
+         "'bulk request %s:%%'" % request_id)
+    assert wait_for(lambda: stack.psql(q), 30) == [  # written by the incident queue
+        "critical|bulk request %s: its stored recipient key (read rcpt=%s) is not the one its %s "
+        "names: changed in the database; not %s"
+        % (request_id, rcpt_of(read), "approval" if run else "request",
+           "run" if run else "decided")]
+
+
+def test_a_key_changed_before_a_decision_decides_nothing(stack, people, records):
+    """The schema's owner changes a pending request's stored key in SQL, and the approver,
+    whose gateway reads that key and would name it in the bulk.approve record, is refused by the
+    decision's own statement: the stored key is not the one the request's bulk.request record
+    names. FAILED_PRECONDITION naming request_id and the rule,
+    nothing decided, a refused bulk.approve record and a critical bulk_key_changed incident.
+    Red with the record condition taken out of the key statement: approved, for a key nobody
+    requested."""
+    r = request(people, 1, [records[0][1]])
+    other = X25519PrivateKey.generate()
+    stack.psql("UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
+               % (raw_public(other).hex(), r.request_id))
+    assert refusal(lambda: approve(people, r.request_id)) == KEY_CHANGED
+    refused_for_a_changed_key(stack, r.request_id, False, raw_public(other))
+
+
+def test_a_key_changed_after_the_approval_releases_nothing(stack, people, records):
+    """The schema's owner changes an approved request's stored key to a key of their own, and
+    the requester runs it with that key. The gateway's check passes (the key given is the one
+    stored); the claim's statement refuses it, the stored key not being the one the
+    approver's bulk.approve record names. FAILED_PRECONDITION naming request_id and the rule,
+    nothing released (still approved, no export id), a refused bulk.run record and a critical
+    bulk_key_changed incident. Red with the record condition taken out: sealed to the owner's
+    key."""
+    r = request(people, 1, [i for _, i in records])
+    approve(people, r.request_id)
+    mine = raw_public(X25519PrivateKey.generate())
+    stack.psql("UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
+               % (mine.hex(), r.request_id))
+    assert refusal(lambda: run(people, r.request_id, mine)) == KEY_CHANGED
+    refused_for_a_changed_key(stack, r.request_id, True, mine)
+    # the approved key again: it runs, sealed to it
+    stack.psql("UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
+               % (RECIPIENT_PUB.hex(), r.request_id))
+    chunks = run(people, r.request_id)
+    assert chunks[-1].last and chunks[-1].records_done == 3
+    _, plain = open_export(RECIPIENT, b"".join(c.data for c in chunks))
+    assert len(rows_of(plain)[1]) == 3
+
+
+def test_a_key_changed_under_a_decision_decides_nothing(stack, people, records):
+    """The database's own binding of a decision to the key its record names: the stored key
+    changed between the gateway's read and the decision's statement (which the gateway's role
+    cannot do, sql/040) is refused by the statement: FAILED_PRECONDITION naming request_id and
+    the rule (not "not pending": it is), the request still pending and undecided, a refused
+    bulk.approve record and a critical bulk_key_changed incident naming the request. Red with
+    the statements' key and record conditions taken out: approved, for a key its approver never
+    saw; red with the key statement's conditions alone taken out: "not pending"."""
+    r = request(people, 1, [records[0][1]])
+    assert call_across_a_key_change(
+        stack, r.request_id, lambda: approve(people, r.request_id)) == KEY_CHANGED
+    refused_for_a_changed_key(stack, r.request_id, False)
+    # one decided meanwhile, its key unchanged, is still told as no longer pending
+    r = request(people, 1, [records[0][1]])
+    assert call_across_a_change(
+        stack, r.request_id, "state = 'rejected', approver = 'it', decided_at = now()",
+        lambda: approve(people, r.request_id)) == (
+            grpc.StatusCode.FAILED_PRECONDITION,
+            "request_id: the bulk request is not pending: it was already decided, or it expired "
+            "undecided")
+    assert audit_rows(stack, "bulk.approve", r.request_id) == []
+
+
+def test_a_key_changed_under_a_run_releases_nothing(stack, people, records):
+    """The database's own binding of a run to the stored key: the key changed after the
+    gateway read and checked it (the approved key, given by the caller) and before the run's
+    claim is refused by the claim's statement: FAILED_PRECONDITION naming request_id and the
+    rule, nothing released (the request still approved, no export id), a refused bulk.run
+    record and a critical bulk_key_changed incident. Red with the statements' key and record
+    conditions taken out: the run sealed to the key read and marked executed."""
+    r = request(people, 1, [i for _, i in records])
+    approve(people, r.request_id)
+    assert call_across_a_key_change(
+        stack, r.request_id, lambda: run(people, r.request_id, RECIPIENT_PUB)) == KEY_CHANGED
+    refused_for_a_changed_key(stack, r.request_id, True)
 
 
 def test_export_decrypts_with_the_requesters_key(stack, people, records, export):
