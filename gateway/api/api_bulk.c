@@ -17,9 +17,10 @@
 #include <ctype.h>
 #include <inttypes.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
+#include <openssl/err.h>
 #include <openssl/evp.h>
 
 #include "waygate/v1/compliance.pb-c.h"
@@ -189,17 +190,17 @@ int gw_api_bulk_key_text(const uint8_t *key, char hex[65], char fp[17])
 
 int gw_api_bulk_key_parse(const char *hex, uint8_t *key)
 {
-    char two[3] = {0};
+    size_t n = 0;
+    int ok;
 
     if (hex == NULL || strlen(hex) != 2 * GW_XSEAL_PUB_LEN)
         return GW_EINTERNAL;
-    for (size_t i = 0; i < GW_XSEAL_PUB_LEN; i++) {
-        memcpy(two, hex + 2 * i, 2);
-        if (!isxdigit((unsigned char)two[0]) || !isxdigit((unsigned char)two[1]))
-            return GW_EINTERNAL;
-        key[i] = (uint8_t)strtoul(two, NULL, 16);
-    }
-    return 0;
+    /* no separator ('\0'); a digit that is not hex fails it, leaving its error on the thread's
+     * queue, which the mark takes away again */
+    ERR_set_mark();
+    ok = OPENSSL_hexstr2buf_ex(key, GW_XSEAL_PUB_LEN, &n, hex, '\0') == 1 && n == GW_XSEAL_PUB_LEN;
+    ERR_pop_to_mark();
+    return ok ? 0 : GW_EINTERNAL;
 }
 
 void gw_api_bulk_key_changed(struct gw_call *call, const char *id, const char *fp, bool run)
