@@ -20,8 +20,9 @@ import time
 import grpc
 import pytest
 
-from conftest import (HASHING_DEADLINE, PGBIN, ExtraGateway, bearer, lock_holder, release_holder,
-                      wait_for)
+from conftest import (HASHING_DEADLINE, PGBIN, ExtraGateway, bearer, holder_pid, lock_holder,
+                      release_holder, wait_for, waiting_on)
+from test_faults import superuser_uri
 from test_foundation import SecondGateway, rpc_error
 import waygate_proto
 
@@ -374,11 +375,13 @@ def test_a_login_in_flight_across_a_password_change_issues_no_session(stack, adm
 
     t = threading.Thread(target=run)
     try:
+        pid = holder_pid(holder)
         t.start()
-        # the login has read the account, verified the old password and waits on the row
-        assert wait_for(lambda: stack.psql("SELECT count(*) FROM pg_locks WHERE NOT granted "
-                                           "AND locktype = 'transactionid'") != ["0"],
-                        timeout=30)
+        # the login has read the account, verified the old password and its write (store's
+        # login_ok_sql) waits on the row this holder locked, not any other test's lock
+        assert wait_for(lambda: [q for q in waiting_on(stack, pid, superuser_uri(stack))
+                                 if q.startswith("UPDATE account SET failed_count = 0, ")],
+                        timeout=HASHING_DEADLINE)
         holder.stdin.write("UPDATE account SET pw_hash = sha256('%s-new'::bytea), pw_set_at = "
                            "now() WHERE name = '%s';\nDELETE FROM session WHERE account_id = "
                            "(SELECT id FROM account WHERE name = '%s');\nCOMMIT;\n"
