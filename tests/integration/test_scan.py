@@ -467,7 +467,7 @@ def test_a_back_dated_arrival_elsewhere_reveals_nothing(stack):
     """b's courier scanned its waybill in and took it out for delivery; a courier of branch a,
     outside its scope, sends an ARRIVED dated between the two, as a late upload would be. Stored
     (nothing lost), and a's arrival is later than b's, but the parcel out for delivery from b is
-    not at a: a's custody ends at b's OUT_FOR_DELIVERY (sql/043). Before, a became the custodian
+    not at a: a's custody ends at b's OUT_FOR_DELIVERY (sql/042). Before, a became the custodian
     while the latest event stayed b's OUT_FOR_DELIVERY, and a's courier revealed the recipient's
     phone of a waybill it delivers nothing of. The status stays b's event; the database agrees."""
     w = new_waybill(stack, "b", dest="330106")  # branch b's, no route: b and custody only

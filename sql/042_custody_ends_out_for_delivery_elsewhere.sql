@@ -1,4 +1,4 @@
--- 043_custody_ends_out_for_delivery_elsewhere: a branch's custody of a waybill also ends when the
+-- 042_custody_ends_out_for_delivery_elsewhere: a branch's custody of a waybill also ends when the
 -- waybill is later taken out for delivery, or its delivery fails, at another branch (Art. 34:
 -- custody follows the parcel; docs/roles.md).
 --
