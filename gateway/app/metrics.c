@@ -458,6 +458,12 @@ static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
           "deliveries the backend accepted whose delete from the outbox is not done yet "
           "(new calls wait at [forward] fast_max)",
           (double)fs.ack_pending);
+    counter(b, "waygate_forward_pauses_total",
+            "pauses of the outbox claims while the backend failed (each ends with one probe batch)",
+            (double)fs.pauses);
+    gauge(b, "waygate_forward_paused",
+          "1 while the backend fails: claims paused between probes of one batch, fast path closed",
+          (double)fs.paused);
     gw_forward_tls_expiry(m->src.forward, &ex);
     gauge(b, "waygate_forward_cert_expiry_seconds",
           "seconds until the forwarder's client certificate expires (negative: expired)",

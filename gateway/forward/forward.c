@@ -17,7 +17,16 @@
  * owner's lease). An item that waited more than half the lease is dropped from memory: its lease
  * runs out and a claim sends it, so a lease never expires while its item is still queued here.
  * Only deliveries of kind 1 (waybill accepted) go fast: each is its waybill's first row, so the
- * claim's "no earlier row" rule keeps the waybill's scans behind it. */
+ * claim's "no earlier row" rule keeps the waybill's scans behind it.
+ * The pause: while the backend fails (a call failed or was not started, an answer was malformed,
+ * or no delivery of a call was accepted or refused: every one RETRY or without a result), the
+ * forwarder claims nothing until resume_ms: its own backoff ([forward] backoff_min_ms doubled per
+ * pause in a row, capped at backoff_max_ms, jittered), and never before the client's next
+ * connection attempt is due (before it a call fails at once). Then one claim, one batch, probes
+ * the backend; no other claim while that batch lives. Its failure pauses again; any call that
+ * succeeds ends the pause at once (full speed). Without it, every ready row was claimed,
+ * decrypted, sent into an instant failure and put back, back to back, for as long as the backend
+ * failed. The rows' own backoff, leases and order are untouched: paused rows stay in the outbox. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,7 +123,10 @@ struct gw_forward {
     uint32_t nbatches;
     uint64_t fail_streak;    /* consecutive failed calls or claims, for the log's rate */
     char fail_logged[160];   /* "what: why" of the streak's last line */
-    bool backend_failing;    /* the last Deliver call failed: no fast sends until one succeeds */
+    bool backend_failing;    /* the last Deliver call failed: no fast sends until one succeeds,
+                              * one batch at a time (the probe) */
+    int64_t resume_ms;       /* while backend_failing: no claim before (CLOCK_MONOTONIC ms) */
+    int32_t pauses;          /* pauses in a row (the backoff's exponent) */
     struct fast_item *fastq; /* ring of cfg->fwd_fast_max; NULL: no fast path */
     size_t fast_head, fast_n;
     size_t fast_reserved; /* promised to group inserts in flight */
@@ -155,7 +167,34 @@ static void succeeded(struct gw_forward *f)
         GW_LOG(GW_LOG_INFO, "forward", NULL, "backend reachable again after %" PRIu64 " failure(s)",
                f->fail_streak);
     f->fail_streak = 0;
+    if (f->backend_failing && f->resting) { /* the pause's rest: full speed from the next pump */
+        event_del(f->linger_ev);
+        f->resting = false;
+    }
     f->backend_failing = false;
+    f->resume_ms = 0;
+    f->pauses = 0;
+}
+
+/* A Deliver call failed (or answered nothing that settles a delivery): the forwarder pauses its
+ * claims (the file's comment). A failure while a pause runs (a call started before it) is that
+ * pause's: only the probe's, after it, pauses again and longer. */
+static void backend_failed(struct gw_forward *f)
+{
+    int64_t now = (int64_t)gw_clock_ms();
+    uint32_t r = 0, ms, client;
+
+    f->backend_failing = true;
+    if (f->resume_ms > now)
+        return;
+    if (f->pauses < 32)
+        f->pauses++;
+    if (gw_crypto_random(f->app->crypto, (uint8_t *)&r, sizeof(r)) != 0)
+        r = (uint32_t)getpid();
+    ms = gw_fwd_backoff(f->cfg->fwd_backoff_min_ms, f->cfg->fwd_backoff_max_ms, f->pauses, r);
+    client = gw_gclient_retry_in_ms(f->client);
+    f->resume_ms = now + (int64_t)(client > ms ? client : ms);
+    f->stats.pauses++;
 }
 
 /* ---- drain ---- */
@@ -530,6 +569,16 @@ static void settle_unsent(struct batch *b, const char *why)
     settle(b);
 }
 
+/* Deliveries of the batch accepted or refused (by any of its calls). */
+static size_t count_settled(const struct batch *b)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < b->n; i++)
+        n += b->items[i].st == IT_ACK || b->items[i].st == IT_PARK;
+    return n;
+}
+
 static void call_cb(void *arg, const struct gw_gclient_result *res)
 {
     struct batch *b = arg;
@@ -537,13 +586,17 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
 
     b->call = NULL;
     if (res->status == GW_GRPC_OK) {
+        size_t before = count_settled(b);
         const char *bad = apply_results(b, res->response, res->response_len);
 
-        if (bad == NULL) {
+        if (bad == NULL && count_settled(b) > before) {
             succeeded(f);
+        } else if (bad == NULL) { /* a backend that takes nothing: paced as a failing one */
+            failed(f, "Deliver answered", "no delivery accepted or refused (RETRY, no result)");
+            backend_failed(f);
         } else {
             failed(f, "Deliver answered", bad);
-            f->backend_failing = true;
+            backend_failed(f);
         }
     } else if (res->status == GW_GRPC_INVALID_ARGUMENT && count_sent(b) > 1) {
         /* the backend refused the whole call: find the refused one by sending one by one */
@@ -556,7 +609,7 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
         mark_sent(b, IT_PARK, "INVALID_ARGUMENT: ", res->message);
     } else {
         failed(f, "Deliver", gw_grpc_status_name(res->status));
-        f->backend_failing = true;
+        backend_failed(f);
         mark_sent(b, IT_LATER, NULL, gw_grpc_status_name(res->status));
     }
     if (f->draining) /* the drain waits for the calls in flight and starts none */
@@ -604,7 +657,7 @@ static void send_batch(struct batch *b)
     gw_free_wipe(req, len); /* the client keeps its own copy (wiped when the call is freed) */
     if (rc != 0) {
         failed(f, "Deliver not started", gw_err_str(rc));
-        f->backend_failing = true;
+        backend_failed(f);
         mark_sent(b, IT_LATER, NULL, "not sent");
         settle(b);
         return;
@@ -812,10 +865,10 @@ static void pump_fast(struct gw_forward *f)
     }
 }
 
-/* The next claim waits FWD_LINGER_MS (a wake meanwhile only marks the forwarder dirty). */
-static void rest(struct gw_forward *f)
+/* The next claim waits ms (a wake meanwhile only marks the forwarder dirty). */
+static void rest(struct gw_forward *f, int64_t ms)
 {
-    struct timeval tv = {.tv_sec = 0, .tv_usec = FWD_LINGER_MS * 1000};
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
 
     if (event_add(f->linger_ev, &tv) == 0)
         f->resting = true;
@@ -859,7 +912,7 @@ static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
     if (b != NULL)
         send_batch(b);
     if (n < f->cfg->fwd_batch)
-        rest(f);
+        rest(f, FWD_LINGER_MS);
     else
         f->dirty = true; /* a full batch: more may be ready */
     if (f->dirty)
@@ -867,19 +920,24 @@ static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
     check_drained(f);
 }
 
-/* Claims more when a batch slot is free, no claim is in flight and none is resting; then fills the
- * free slots with queued fast items (a due claim goes first, so fast items never starve it). */
+/* Claims more when a batch slot is free, no claim is in flight and none is resting, and, while
+ * the backend fails, once the pause is over and no batch lives (the probe); then fills the free
+ * slots with queued fast items (a due claim goes first, so fast items never starve it). */
 static void pump(struct gw_forward *f)
 {
     const struct gw_config *cfg = f->cfg;
+    int64_t wait;
     int rc;
 
     ack_flush(f); /* one that could not start before (no connection, a full queue) */
     if (f->draining) {
         /* claims nothing more */
     } else if (f->claim != NULL || f->resting || f->nbatches >= cfg->fwd_inflight ||
-               ack_backlog(f) >= ack_max(cfg)) {
+               ack_backlog(f) >= ack_max(cfg) || (f->backend_failing && f->nbatches > 0)) {
         f->dirty = true; /* claimed_cb, linger_cb, batch_done or ack_done_cb pumps again */
+    } else if (f->backend_failing && (wait = f->resume_ms - (int64_t)gw_clock_ms()) > 0) {
+        f->dirty = true; /* paused: linger_cb pumps again when it is over */
+        rest(f, wait);
     } else {
         f->dirty = false;
         f->claim_sent_ms = (int64_t)gw_clock_ms();
@@ -1059,4 +1117,5 @@ void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out)
     out->inflight = f->nbatches;
     out->fast_queued = (uint32_t)f->fast_n;
     out->ack_pending = (uint32_t)ack_backlog(f);
+    out->paused = f->backend_failing;
 }

@@ -70,9 +70,11 @@ struct gw_forward_stats {
     uint64_t fast_sent;    /* of sent: deliveries sent by the fast path (no claim) */
     uint64_t fast_acked;   /* of acked: deliveries the fast path sent and the backend accepted */
     uint64_t fast_dropped; /* fast deliveries left to their lease and a later claim */
+    uint64_t pauses;       /* pauses of the claims while the backend failed (forward.c) */
     uint32_t inflight;     /* Deliver calls open now */
     uint32_t fast_queued;  /* fast deliveries waiting in memory now */
     uint32_t ack_pending;  /* accepted by the backend, their delete from the outbox not done yet */
+    uint32_t paused;       /* 1 while the backend fails: claims paused, one probe batch at a time */
 };
 void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out);
 

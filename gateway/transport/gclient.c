@@ -1208,6 +1208,19 @@ size_t gw_gclient_held(const struct gw_gclient *c)
     return c != NULL ? c->held : 0;
 }
 
+uint32_t gw_gclient_retry_in_ms(const struct gw_gclient *c)
+{
+    struct timeval now, d;
+
+    if (c == NULL || c->state != C_IDLE || c->fails == 0)
+        return 0;
+    now_mono(&now);
+    if (!timercmp(&now, &c->retry_at, <))
+        return 0;
+    timersub(&c->retry_at, &now, &d);
+    return (uint32_t)d.tv_sec * 1000u + ((uint32_t)d.tv_usec + 999u) / 1000u;
+}
+
 size_t gw_gclient_out_peak(const struct gw_gclient *c)
 {
     return c != NULL ? c->out_peak : 0;

@@ -86,6 +86,10 @@ int gw_gclient_call(struct gw_gclient *c, const char *path, const uint8_t *req, 
 /* Cancels a call (its stream is reset when it was sent); the callback never runs. NULL-safe. */
 void gw_gclient_cancel(struct gw_gclient_call *call);
 
+/* How long (ms) until the client tries to connect again after a failed attempt: calls started
+ * before then fail UNAVAILABLE at once. 0 when a call would connect (or is connected) now. */
+uint32_t gw_gclient_retry_in_ms(const struct gw_gclient *c);
+
 /* Calls in flight (for tests and metrics). */
 size_t gw_gclient_inflight(const struct gw_gclient *c);
 
