@@ -16,7 +16,10 @@
  *    mark send_cb refuses frames and reading stops (what a peer sends can make nghttp2 answer:
  *    PING and SETTINGS acknowledgements), until write_cb sees it drained to GW_GCLIENT_OUT_LOW;
  *  - after a failed connection attempt, calls fail UNAVAILABLE at once until the backoff has
- *    passed; after a lost established connection the next call reconnects at once;
+ *    passed; after a lost established connection the next call reconnects at once. Established
+ *    means proved usable: a response (HEADERS) arrived on it. A handshake and SETTINGS are not
+ *    enough: a backend that sends SETTINGS and then GOAWAY or closes, on every connection, is a
+ *    failed attempt each time and meets the backoff, not a fresh TLS handshake per call;
  *  - a host name is resolved on the loop (libevent's evdns: resolv.conf and the hosts file),
  *    never by the C library's blocking resolver, so a silent DNS server costs the calls their
  *    connect deadline, not the gateway its loop. evdns runs a cancelled request's callback
@@ -114,7 +117,7 @@ struct gw_gclient {
     struct event *done_ev;    /* delivers completed calls' callbacks */
     struct event *ping_ev;    /* a PING sent after a deadline must be answered before it */
     bool ping_outstanding;
-    bool settled; /* the server's SETTINGS arrived: the connection counts as established */
+    bool proved; /* a response arrived: the connection counts as established (no backoff) */
     struct gw_h2_calm calm; /* the server's control frames, per connection */
     const char *flood;      /* the budget the server went over (its frame's name), or NULL */
     struct gw_gclient_call *calls, *calls_tail; /* in the order they were started */
@@ -526,8 +529,9 @@ static int on_frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *ar
         c->ping_outstanding = false;
         evtimer_del(c->ping_ev);
     }
-    if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK)) {
-        c->settled = true;
+    if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE &&
+        stream_call(s, f->hd.stream_id) != NULL) { /* the connection serves: backoff over */
+        c->proved = true;
         c->fails = 0;
     }
     return 0;
@@ -580,14 +584,14 @@ static void pump(struct gw_gclient *c)
     if (c->state != C_READY)
         return;
     if (c->held - c->inflight + c->orphans > MAX_STALE) {
-        conn_lost(c, "backend: too many calls ended before their streams closed", c->settled);
+        conn_lost(c, "backend: too many calls ended before their streams closed", c->proved);
         return;
     }
     for (struct gw_gclient_call *k = c->calls; k != NULL && !c->goaway; k = k->next)
         if (k->queued && submit(c, k) != 0)
             complete(c, k, GW_GRPC_UNAVAILABLE, "backend: cannot open a stream");
     if (nghttp2_session_send(c->sess) != 0) {
-        conn_lost(c, "backend: HTTP/2 send failed", c->settled);
+        conn_lost(c, "backend: HTTP/2 send failed", c->proved);
         return;
     }
     if (nghttp2_session_want_read(c->sess) || nghttp2_session_want_write(c->sess))
@@ -597,7 +601,7 @@ static void pump(struct gw_gclient *c)
         conn_lost(c, msg, false);
         return;
     }
-    conn_lost(c, "backend: connection closed (GOAWAY)", c->settled);
+    conn_lost(c, "backend: connection closed (GOAWAY)", c->proved);
 }
 
 static void kick_cb(evutil_socket_t fd, short what, void *arg)
@@ -632,7 +636,7 @@ static void process_input(struct gw_gclient *c)
             len = RECV_SLICE;
         n = nghttp2_session_mem_recv(c->sess, evbuffer_pullup(in, (ev_ssize_t)len), len);
         if (n < 0) {
-            conn_lost(c, "backend: HTTP/2 protocol error", c->settled);
+            conn_lost(c, "backend: HTTP/2 protocol error", c->proved);
             return;
         }
         evbuffer_drain(in, (size_t)n);
@@ -748,7 +752,7 @@ static void event_cb(struct bufferevent *bev, short events, void *arg)
             snprintf(msg, sizeof(msg), "backend: connection failed: %s",
                      soerr != 0 ? strerror(soerr) : "socket error");
         }
-        conn_lost(c, msg, c->settled);
+        conn_lost(c, msg, c->proved);
     }
 }
 
@@ -885,7 +889,7 @@ static void start_connect(struct gw_gclient *c)
     int rc;
 
     c->goaway = false;
-    c->settled = false;
+    c->proved = false;
     c->state = C_CONNECTING;
     set_timer(c->connect_ev, c->connect_timeout_ms);
     snprintf(port, sizeof(port), "%u", (unsigned)c->port);
@@ -954,7 +958,7 @@ static void conn_lost(struct gw_gclient *c, const char *why, bool established)
     }
     c->state = C_IDLE;
     c->goaway = false;
-    c->settled = false;
+    c->proved = false;
     c->orphans = 0; /* they went with the session */
     if (!established) {
         c->fails++;

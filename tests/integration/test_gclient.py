@@ -188,7 +188,8 @@ class Blackhole:
             x.close()
 
 
-H2_DATA, H2_HEADERS, H2_RST_STREAM, H2_SETTINGS, H2_PING, H2_WINDOW_UPDATE = 0, 1, 3, 4, 6, 8
+H2_DATA, H2_HEADERS, H2_RST_STREAM, H2_SETTINGS, H2_PING, H2_GOAWAY, H2_WINDOW_UPDATE = \
+    0, 1, 3, 4, 6, 7, 8
 H2_ACK = H2_END_STREAM = 1
 H2_END_HEADERS = 4
 SETTINGS_MAX_CONCURRENT_STREAMS = 3
@@ -207,7 +208,11 @@ class HostileBackend:
       echo:  a busy but well-behaved backend: for every DATA frame received a connection and a
              stream WINDOW_UPDATE (`window_updates` counts them), for every request a PING
              (`pings`), an OK answer with an empty message and then RST_STREAM NO_ERROR (`resets`:
-             what a server that answers before the request has ended sends).
+             what a server that answers before the request has ended sends);
+      goaway: sends its SETTINGS, waits for the client's acknowledgement (`settings_acked`: the
+             client has read them), then GOAWAY NO_ERROR naming stream 0 (it processed none),
+             and reads until the client closes;
+      close: the same, but closes the connection instead of the GOAWAY.
     `ended` is set when a connection has ended, by either side."""
 
     FLOOD_CAP = 1 << 30
@@ -255,6 +260,8 @@ class HostileBackend:
                 self._wuflood(s)
             elif self.mode == "echo":
                 self._echo(s)
+            elif self.mode in ("goaway", "close"):
+                self._leave(s)
             else:
                 self._mcs0(s)
         except (OSError, EOFError):
@@ -311,6 +318,23 @@ class HostileBackend:
                     self.resets += 1
             if out:
                 s.sendall(out)
+
+    def _leave(self, s):
+        recv_exact(s, 24)  # the client's preface
+        s.sendall(h2_frame(H2_SETTINGS, 0, 0))
+        while True:  # until the client has read the SETTINGS (it acknowledges them)
+            hd = recv_exact(s, 9)
+            recv_exact(s, int.from_bytes(hd[:3], "big"))
+            if hd[3] == H2_SETTINGS and hd[4] & H2_ACK:
+                self.settings_acked.set()
+                break
+        if self.mode == "close":
+            socket.socket.shutdown(s, socket.SHUT_RDWR)
+            s.close()
+            return
+        s.sendall(h2_frame(H2_GOAWAY, 0, 0, struct.pack(">II", 0, 0)))
+        while s.recv(65536):
+            pass
 
     def _mcs0(self, s):
         recv_exact(s, 24)  # the client's preface
@@ -669,6 +693,55 @@ def test_window_update_flood_from_a_backend_is_cut_by_its_budget(env):
               (srv.flood_sent // 13, r["message"]))  # whole blocks only
         r = p.call("wu2", n=1, deadline_ms=5000)  # refused in the backoff, or flooded again
         assert r["status"] == UNAVAILABLE and "flood" in r["message"], r
+        assert p.stats()["inflight"] == 0
+    finally:
+        p.close()
+        srv.close()
+
+
+# gclient.c: the reconnect backoff after a failed attempt (BACKOFF_MIN_MS doubled, BACKOFF_MAX_MS)
+BACKOFF_MIN_S, BACKOFF_MAX_S = 0.1, 5.0
+LEAVING_CONNECTIONS = 6
+
+
+def attempts_within(elapsed):
+    """The most connection attempts the client's backoff allows within elapsed seconds when each
+    one fails: the first at once, each next one at least its backoff after the last failed."""
+    n, t, b = 1, 0.0, BACKOFF_MIN_S
+    while t + b <= elapsed:
+        t, n, b = t + b, n + 1, min(b * 2, BACKOFF_MAX_S)
+    return n
+
+
+@pytest.mark.parametrize("mode", ["goaway", "close"])
+def test_a_backend_that_settles_and_leaves_meets_the_backoff(env, mode):
+    """A backend that answers every connection with its SETTINGS and then GOAWAY (or a close)
+    serves no call: each connection is a failed attempt. Calls made one after another (every
+    10 ms) until the backend has seen LEAVING_CONNECTIONS connections cost no more connections
+    than the reconnect backoff allows in the time they took, not one TLS handshake per call, and
+    the client still comes back after each backoff. Before, the SETTINGS reset the backoff and a
+    GOAWAY or close after them counted as an established connection lost: every call connected
+    again at once."""
+    srv = HostileBackend(env.certdir, mode)
+    p = Probe(env.certdir, srv.addr, connect_timeout_ms=5000)
+    answers = []
+    try:
+        start = time.monotonic()
+        while srv.accepted < LEAVING_CONNECTIONS:
+            assert time.monotonic() < start + BOUND_S, "the client stopped connecting"
+            answers.append(p.call("gone%d" % len(answers), n=1, deadline_ms=BOUND_S * 1000))
+            time.sleep(0.01)  # pacing the calls, not waiting for an outcome
+        elapsed = time.monotonic() - start
+        with srv.lock:
+            accepted = srv.accepted
+        print("%s: %d calls in %.1f s, %d connections (the backoff allows %d): %s" % (
+            mode, len(answers), elapsed, accepted, attempts_within(elapsed),
+            answers[-1]["message"]))
+        assert srv.settings_acked.is_set(), "the client never read the SETTINGS: no premise"
+        assert all(a["status"] == UNAVAILABLE for a in answers), answers
+        assert accepted <= attempts_within(elapsed), \
+            "%d connections for %d calls in %.1f s: the backoff was reset" % (
+                accepted, len(answers), elapsed)
         assert p.stats()["inflight"] == 0
     finally:
         p.close()
