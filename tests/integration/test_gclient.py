@@ -748,6 +748,153 @@ def test_a_backend_that_settles_and_leaves_meets_the_backoff(env, mode):
         srv.close()
 
 
+KEYUPDATE_SERVER_C = r"""
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+/* ca cert key n: a TLS 1.3 server on 127.0.0.1 (port printed on the first line), client
+ * certificate required, ALPN h2. On its one connection it reads the client's preface, sends an
+ * empty SETTINGS frame and then up to n KeyUpdate messages, each asking for one back, reading
+ * (without blocking) what the client sends between them. Prints how many went out before the
+ * connection failed and whether it ended ("open": it did not). */
+static int alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    for (unsigned int i = 0; i + 1 + in[i] <= inlen; i += 1u + in[i])
+        if (in[i] == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
+            *out = in + i + 1;
+            *outlen = 2;
+            return SSL_TLSEXT_ERR_OK;
+        }
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+int main(int argc, char **argv)
+{
+    static const unsigned char settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    static unsigned char buf[65536];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct sockaddr_in sa = {0};
+    socklen_t salen = sizeof(sa);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), fd, one = 1, got = 0, r, pending = 0;
+    const char *ended = "open";
+    long n, i;
+    SSL *ssl;
+
+    if (argc != 5 || ctx == NULL || lfd < 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    n = atol(argv[4]);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (!SSL_CTX_load_verify_locations(ctx, argv[1], NULL) ||
+        !SSL_CTX_use_certificate_chain_file(ctx, argv[2]) ||
+        !SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM))
+        return 2;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn, NULL);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sa.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 4) != 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &salen) != 0)
+        return 2;
+    printf("%d\n", ntohs(sa.sin_port));
+    fflush(stdout);
+    if ((fd = accept(lfd, NULL, NULL)) < 0)
+        return 2;
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) != 1)
+        return 3;
+    while (got < 24 && (r = SSL_read(ssl, buf, 24 - got)) > 0) /* the preface */
+        got += r;
+    if (got < 24 || SSL_write(ssl, settings, sizeof(settings)) <= 0)
+        return 3;
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    for (i = 0; i < n;) {
+        struct pollfd p = {fd, POLLIN | POLLOUT, 0};
+
+        if (!pending && !SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED)) {
+            ended = "error";
+            break;
+        }
+        r = SSL_do_handshake(ssl); /* sends it */
+        pending = r != 1;
+        if (r == 1)
+            i++;
+        else if ((r = SSL_get_error(ssl, r)) != SSL_ERROR_WANT_WRITE && r != SSL_ERROR_WANT_READ) {
+            ended = "closed";
+            break;
+        } else {
+            (void)poll(&p, 1, 1000); /* a full socket: wait for room (or input) */
+        }
+        while ((r = SSL_read(ssl, buf, sizeof(buf))) > 0) /* the client's answers */
+            ;
+        r = SSL_get_error(ssl, r);
+        if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE) {
+            ended = "closed";
+            break;
+        }
+    }
+    printf("%ld %s\n", i, ended);
+    return 0;
+}
+"""
+KEYUPDATE_FLOOD = 1000000
+KEY_UPDATE_BURST = 32  # h2_calm.h, applied to the backend as to the gateway's clients
+
+
+def test_key_update_flood_from_a_backend_is_cut_by_its_budget(env, tmp_path):
+    """A backend sends up to a million TLS 1.3 KeyUpdate messages, each asking for one back (two
+    key derivations, new cipher contexts and a record of the client's each): the client counts
+    them (OpenSSL's message callback, as the gateway's server side does) against the same
+    budget (32 at once, then one a second) and drops the connection past it, the call failing
+    UNAVAILABLE naming the KeyUpdate flood long before its deadline, and the flood ends far
+    short of a million. Without the budget the client answered every one until the call's
+    deadline. Built with the system's gcc and libssl-dev: Python's ssl module cannot send a
+    KeyUpdate."""
+    src, exe = tmp_path / "keyupdate_server.c", tmp_path / "keyupdate_server"
+    src.write_text(KEYUPDATE_SERVER_C)
+    r = subprocess.run(["gcc", "-O1", "-o", str(exe), str(src), "-lssl", "-lcrypto"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, "cannot build the KeyUpdate server: %s" % r.stderr
+    certs = env.certdir
+    srv = subprocess.Popen([str(exe), os.path.join(certs, "ca.crt"),
+                            os.path.join(certs, "sink.crt"), os.path.join(certs, "sink.key"),
+                            str(KEYUPDATE_FLOOD)], stdout=subprocess.PIPE, text=True)
+    p = None
+    try:
+        port = int(srv.stdout.readline())
+        p = Probe(certs, "127.0.0.1:%d" % port, connect_timeout_ms=5000)
+        a = p.call("keyupdate", n=1, deadline_ms=BOUND_S * 1000)
+        out, _ = srv.communicate(timeout=BOUND_S)
+        went, ended = out.split()
+        print("KeyUpdate flood: %s of %d sent before the connection ended (%s): %s"
+              % (went, KEYUPDATE_FLOOD, ended, a["message"]))
+        assert a["status"] == UNAVAILABLE and "TLS KeyUpdate flood" in a["message"], a
+        assert ended == "closed" and int(went) < KEYUPDATE_FLOOD
+        assert int(went) > KEY_UPDATE_BURST  # the budget's burst passed: no premise otherwise
+        assert p.stats()["inflight"] == 0
+    finally:
+        if p is not None:
+            p.close()
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+
+
 # h2_calm.h's bounds, which the client applies to the backend
 WINDOW_UPDATE_BURST, WINDOW_UPDATE_RATE = 1000, 100
 PING_BURST, PING_RATE = 100, 10
