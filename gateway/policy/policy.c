@@ -225,6 +225,79 @@ enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, 
     return (enum gw_view_mode)pol->view[r][col];
 }
 
+/* What personal data each field is (docs/policy.md, "Ceilings"). SPEC section 2: every field of a
+ * waybill is delivery user information, so every field is personal; they differ in how much. */
+enum pii_kind {
+    PII_IDENTITY = 0, /* names a person or reaches one: name, phone, ID number */
+    PII_REGION,       /* province, city, district: what a masked address keeps */
+    PII_OTHER,        /* the rest of an address, company, ID type, gender, number, time, item */
+};
+
+static const unsigned char pii_kind_of[GW_COL_COUNT] = {
+    [GW_COL_WAYBILL_NO] = PII_OTHER,
+    [GW_COL_ITEM_DESCRIPTION] = PII_OTHER,
+    [GW_COL_PICKUP_TIME] = PII_OTHER,
+    [GW_COL_SENDER_NAME] = PII_IDENTITY,
+    [GW_COL_SENDER_PHONE] = PII_IDENTITY,
+    [GW_COL_SENDER_PROVINCE] = PII_REGION,
+    [GW_COL_SENDER_CITY] = PII_REGION,
+    [GW_COL_SENDER_DISTRICT] = PII_REGION,
+    [GW_COL_SENDER_ADDRESS_DETAIL] = PII_OTHER,
+    [GW_COL_SENDER_COMPANY] = PII_OTHER,
+    [GW_COL_SENDER_ID_TYPE] = PII_OTHER,
+    [GW_COL_SENDER_ID_NUMBER] = PII_IDENTITY,
+    [GW_COL_SENDER_GENDER] = PII_OTHER,
+    [GW_COL_RECIPIENT_NAME] = PII_IDENTITY,
+    [GW_COL_RECIPIENT_PHONE] = PII_IDENTITY,
+    [GW_COL_RECIPIENT_PROVINCE] = PII_REGION,
+    [GW_COL_RECIPIENT_CITY] = PII_REGION,
+    [GW_COL_RECIPIENT_DISTRICT] = PII_REGION,
+    [GW_COL_RECIPIENT_ADDRESS_DETAIL] = PII_OTHER,
+    [GW_COL_RECIPIENT_COMPANY] = PII_OTHER,
+    [GW_COL_RECIPIENT_ID_TYPE] = PII_OTHER,
+    [GW_COL_RECIPIENT_ID_NUMBER] = PII_IDENTITY,
+    [GW_COL_RECIPIENT_GENDER] = PII_OTHER,
+};
+
+/* The most a view may grant each role (SPEC section 3): the modes allowed per kind of field, as
+ * bits of enum gw_view_mode, and the rule a refusal names. A role not listed (lawful_access,
+ * served by its own path; backend, configurable) has no ceiling here. */
+#define M(mode) (1u << (mode))
+#define NOT_CLEAR (M(GW_VIEW_OMIT) | M(GW_VIEW_MASK) | M(GW_VIEW_TOKEN))
+#define ANY (NOT_CLEAR | M(GW_VIEW_CLEAR))
+#define BRANCH_RULE "names, phones and ID numbers only mask, token or omit (clear only by Reveal)"
+#define ADMIN_RULE "no personal field clear but province, city and district"
+static const struct {
+    const char *role;
+    unsigned char allowed[3]; /* by enum pii_kind */
+    const char *rule;
+} ceilings[] = {
+    {"courier", {NOT_CLEAR, ANY, ANY}, BRANCH_RULE},
+    {"branch_clerk", {NOT_CLEAR, ANY, ANY}, BRANCH_RULE},
+    {"customer_service", {NOT_CLEAR, ANY, ANY}, BRANCH_RULE},
+    {"compliance_auditor", {NOT_CLEAR, ANY, NOT_CLEAR}, ADMIN_RULE},
+    {"security_admin", {NOT_CLEAR, ANY, NOT_CLEAR}, ADMIN_RULE},
+    {"system_admin",
+     {M(GW_VIEW_OMIT), M(GW_VIEW_OMIT), M(GW_VIEW_OMIT)},
+     "no personal data at all (omit only)"},
+};
+#undef ADMIN_RULE
+#undef BRANCH_RULE
+#undef ANY
+#undef NOT_CLEAR
+#undef M
+
+const char *gw_policy_view_ceiling(const char *role, enum gw_col col, enum gw_view_mode mode)
+{
+    if (role == NULL || (unsigned)col >= GW_COL_COUNT || (unsigned)mode > GW_VIEW_TOKEN)
+        return "unknown role, field or mode";
+    for (size_t i = 0; i < sizeof(ceilings) / sizeof(ceilings[0]); i++)
+        if (strcmp(ceilings[i].role, role) == 0)
+            return (ceilings[i].allowed[pii_kind_of[col]] & (1u << mode)) != 0 ? NULL
+                                                                               : ceilings[i].rule;
+    return NULL;
+}
+
 bool gw_policy_may_reveal(const struct gw_policy *pol, const char *role, enum gw_col col)
 {
     int r = gw_policy_role_index(role);

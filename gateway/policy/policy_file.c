@@ -209,6 +209,7 @@ unknown:
 static int view_key(struct parse *ps, const char *k, size_t kn, const char *v, size_t vn)
 {
     int c = find_field(k, kn), mode = -1;
+    const char *rule;
 
     if (c < 0)
         return refuse(ps, k, kn, "unknown field");
@@ -221,6 +222,14 @@ static int view_key(struct parse *ps, const char *k, size_t kn, const char *v, s
         return refuse(ps, k, kn, "duplicate field");
     if (numeric_field(c) && mode != GW_VIEW_CLEAR && mode != GW_VIEW_OMIT)
         return refuse(ps, k, kn, "a numeric field takes only clear or omit");
+    rule =
+        gw_policy_view_ceiling(gw_policy_roles[ps->role], (enum gw_col)c, (enum gw_view_mode)mode);
+    if (rule != NULL) {
+        char msg[256];
+        snprintf(msg, sizeof(msg), "%s exceeds the ceiling of %s: %s", actions[mode],
+                 gw_policy_roles[ps->role], rule);
+        return refuse(ps, k, kn, msg);
+    }
     ps->set_view[ps->role][c] = true;
     ps->pol->view[ps->role][c] = (unsigned char)mode;
     return 0;

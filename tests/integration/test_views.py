@@ -304,7 +304,7 @@ def test_one_cell_changed_changes_exactly_that_field(stack, tmp_path):
     views = read_views(base)
     w = submitted(stack)
     path = os.path.join(stack.dir, "policy_views.conf")
-    changed = change_cell(base, "courier", "recipient.phone", "clear")
+    changed = change_cell(base, "courier", "sender.address_detail", "clear")
     write_policy(path, changed)
     set_policy_file(stack, path)
     try:
@@ -314,21 +314,35 @@ def test_one_cell_changed_changes_exactly_that_field(stack, tmp_path):
         # the tables differ in that one cell only
         diff = [(r, f) for r in GET_ROLES for f in FIELDS
                 if action(views, r, f) != action(new_views, r, f)]
-        assert diff == [("courier", "recipient.phone")]
+        assert diff == [("courier", "sender.address_detail")]
         seen = check_all(stack, new_views, w)
-        assert seen["courier_a"].waybill.recipient.phone == w.recipient.phone
-        assert "recipient.phone" not in seen["courier_a"].redacted_fields
+        assert seen["courier_a"].waybill.sender.address_detail == w.sender.address_detail
+        assert "sender.address_detail" not in seen["courier_a"].redacted_fields
 
         # a bad file: refused on SIGHUP naming file:line; the running policy (the changed one)
         # stays
         lines = changed.split("\n")
-        bad_line = next(i for i, l in enumerate(lines) if l.startswith("recipient.phone = clear"))
+        bad_line = next(i for i, l in enumerate(lines)
+                        if l.startswith("sender.address_detail = clear"))
         lines[bad_line] = "recipient.phne = mask"
         write_policy(path, "\n".join(lines))
         line = sighup(stack)
         assert "policy not reloaded" in line, line
         assert "%s:%d: [view.courier] recipient.phne: unknown field" % (path, bad_line + 1) \
             in line, line
+        check_all(stack, new_views, w)
+
+        # over the role's ceiling (SPEC section 3: a courier's phones are masked): refused on
+        # SIGHUP naming file:line, role, field and rule; the running policy stays
+        over = change_cell(changed, "courier", "recipient.phone", "clear")
+        bad_line = next(i for i, l in enumerate(over.split("\n"))
+                        if l.startswith("recipient.phone = clear"))
+        write_policy(path, over)
+        line = sighup(stack)
+        assert "policy not reloaded" in line, line
+        assert "%s:%d: [view.courier] recipient.phone: clear exceeds the ceiling of courier: " \
+            "names, phones and ID numbers only mask, token or omit (clear only by Reveal)" \
+            % (path, bad_line + 1) in line, line
         check_all(stack, new_views, w)
     finally:
         set_policy_file(stack, None)

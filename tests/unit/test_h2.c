@@ -1652,7 +1652,7 @@ static void test_policy_swapped_under_running_call(void **state)
     struct harness *h = harness_new(true);
     uint8_t buf[32];
     struct body b = {buf, frame_service(buf, "x"), 0};
-    const char *text = "[view.courier]\nrecipient.phone = clear\n";
+    const char *text = "[view.courier]\nrecipient.phone = token\n";
     struct gw_policy *np = NULL;
     struct gw_call *first, *second;
     struct reply *r1, *r2;
@@ -1678,7 +1678,7 @@ static void test_policy_swapped_under_running_call(void **state)
     assert_ptr_not_equal(first, second);
     assert_ptr_equal(gw_call_policy(second), np);
     assert_int_equal(gw_policy_view(gw_call_policy(second), "courier", GW_COL_RECIPIENT_PHONE),
-                     GW_VIEW_CLEAR);
+                     GW_VIEW_TOKEN);
     gw_call_finish(first, GW_GRPC_OK, NULL); /* frees the old policy with the call */
     gw_call_finish(second, GW_GRPC_OK, NULL);
     pump(h);

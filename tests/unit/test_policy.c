@@ -124,6 +124,67 @@ static void each_refusal_names_file_and_line(void **state)
             "t.conf:2: [view.courier] ??????: unknown field");
 }
 
+/* SPEC section 3: a view grants no role more than its ceiling (docs/policy.md "Ceilings"): branch
+ * roles no clear name, phone or ID number; compliance_auditor and security_admin no clear personal
+ * field but the region; system_admin nothing but omit. Refused naming line, role, field, rule. */
+static void views_stay_under_the_role_ceilings(void **state)
+{
+    static const char *const branch[] = {"courier", "branch_clerk", "customer_service"};
+    static const char *const identity[] = {"sender.name",      "sender.phone",
+                                           "sender.id_number", "recipient.name",
+                                           "recipient.phone",  "recipient.id_number"};
+    char text[256], want[512];
+    struct gw_policy *p;
+
+    (void)state;
+    for (size_t r = 0; r < 3; r++)
+        for (size_t f = 0; f < 6; f++) {
+            snprintf(text, sizeof(text), "[view.%s]\nwaybill_no = clear\n%s = clear\n", branch[r],
+                     identity[f]);
+            snprintf(want, sizeof(want),
+                     "t.conf:3: [view.%s] %s: clear exceeds the ceiling of %s: names, phones "
+                     "and ID numbers only mask, token or omit (clear only by Reveal)",
+                     branch[r], identity[f], branch[r]);
+            refused(text, want);
+        }
+    refused("[levels]\ncompliance_auditor = 3\n[view.compliance_auditor]\n"
+            "sender.id_number = clear\n",
+            "t.conf:4: [view.compliance_auditor] sender.id_number: clear exceeds the ceiling of "
+            "compliance_auditor: no personal field clear but province, city and district");
+    refused("[view.security_admin]\nrecipient.city = clear\nrecipient.address_detail = clear\n",
+            "t.conf:3: [view.security_admin] recipient.address_detail: clear exceeds the ceiling "
+            "of security_admin: no personal field clear but province, city and district");
+    refused("[view.compliance_auditor]\nwaybill_no = clear\n",
+            "t.conf:2: [view.compliance_auditor] waybill_no: clear exceeds the ceiling of "
+            "compliance_auditor: no personal field clear but province, city and district");
+    refused("[view.security_admin]\nsender.gender = clear\n",
+            "t.conf:2: [view.security_admin] sender.gender: clear exceeds the ceiling of "
+            "security_admin: no personal field clear but province, city and district");
+    refused("[view.system_admin]\nsender.province = omit\nsender.phone = token\n",
+            "t.conf:3: [view.system_admin] sender.phone: token exceeds the ceiling of "
+            "system_admin: no personal data at all (omit only)");
+    refused("[view.system_admin]\nrecipient.city = clear\n",
+            "t.conf:2: [view.system_admin] recipient.city: clear exceeds the ceiling of "
+            "system_admin: no personal data at all (omit only)");
+    refused("[view.system_admin]\nsender.name = mask\n",
+            "t.conf:2: [view.system_admin] sender.name: mask exceeds the ceiling of system_admin: "
+            "no personal data at all (omit only)");
+    /* up to the ceiling is accepted: a courier's full address and company, an auditor's masked
+     * name and clear region (what a masked address shows), a backend's clear phone */
+    p = parse_ok("[view.courier]\nrecipient.address_detail = clear\nrecipient.company = clear\n"
+                 "recipient.phone = token\nsender.name = mask\n"
+                 "[view.branch_clerk]\nsender.id_number = mask\nitem_description = clear\n"
+                 "[view.compliance_auditor]\nsender.name = mask\nrecipient.city = clear\n"
+                 "sender.phone = token\n"
+                 "[view.security_admin]\nrecipient.address_detail = mask\n"
+                 "[view.system_admin]\nsender.name = omit\nwaybill_no = omit\n"
+                 "[view.backend]\nrecipient.phone = clear\nsender.id_number = clear\n");
+    assert_int_equal(gw_policy_view(p, "courier", GW_COL_RECIPIENT_ADDRESS_DETAIL), GW_VIEW_CLEAR);
+    assert_int_equal(gw_policy_view(p, "compliance_auditor", GW_COL_RECIPIENT_CITY), GW_VIEW_CLEAR);
+    assert_int_equal(gw_policy_view(p, "backend", GW_COL_RECIPIENT_PHONE), GW_VIEW_CLEAR);
+    gw_policy_free(p);
+}
+
 static void refusal_of_a_file_names_its_path(void **state)
 {
     char path[] = "/tmp/test_policy_XXXXXX";
@@ -184,8 +245,9 @@ static void builtin_equals_deploy_policy_conf(void **state)
 
     (void)state;
     assert_non_null(b);
-    assert_int_equal(
-        gw_policy_parse(text, len, "deploy/policy.conf", NULL, 0, &f, err, sizeof(err)), 0);
+    /* the shipped file loads: its views stay under every role's ceiling */
+    if (gw_policy_parse(text, len, "deploy/policy.conf", NULL, 0, &f, err, sizeof(err)) != 0)
+        fail_msg("deploy/policy.conf refused: %s", err);
     for (const char *const *r = gw_policy_roles; *r; r++) {
         struct gw_policy_limits lb, lf;
         for (int c = 0; c < GW_COL_COUNT; c++) {
@@ -515,10 +577,10 @@ static void reference_outlives_reload(void **state)
     assert_string_equal(err, "new.conf:2: [view.courier] recipient.phone: unknown action "
                              "(expected clear, mask, token or omit)");
     /* a good one replaces it; the holder still reads the old views */
-    nw = parse_ok("[view.courier]\nrecipient.phone = clear\n");
+    nw = parse_ok("[view.courier]\nrecipient.phone = token\n");
     gw_policy_free(old);
     assert_int_equal(gw_policy_view(held, "courier", GW_COL_RECIPIENT_PHONE), GW_VIEW_MASK);
-    assert_int_equal(gw_policy_view(nw, "courier", GW_COL_RECIPIENT_PHONE), GW_VIEW_CLEAR);
+    assert_int_equal(gw_policy_view(nw, "courier", GW_COL_RECIPIENT_PHONE), GW_VIEW_TOKEN);
     gw_policy_unref(held);
     gw_policy_unref(NULL);
     gw_policy_free(nw);
@@ -583,6 +645,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(each_refusal_names_file_and_line),
+        cmocka_unit_test(views_stay_under_the_role_ceilings),
         cmocka_unit_test(refusal_of_a_file_names_its_path),
         cmocka_unit_test(builtin_equals_deploy_policy_conf),
         cmocka_unit_test(defaults),
