@@ -33,6 +33,7 @@
 #include "api_record.h"
 #include "app.h"
 #include "audit.h"
+#include "clock.h"
 #include "config.h"
 #include "continuation.h"
 #include "crypto.h"
@@ -58,6 +59,7 @@ struct search {
     uint32_t threshold; /* more rows than this under one key: bulk, refused */
     const char *field;  /* the key's field name, for refusals */
     struct gw_cont_search cs;
+    int64_t issued; /* when the search's first page was answered (continuation.h) */
     char who[GW_API_WHO_MAX];
     char day[11];
     char number[GW_WAYBILLNO_MAX + 1]; /* GW_STORE_KEY_NUMBER: the number asked for */
@@ -228,9 +230,10 @@ static void found_cb(void *arg, int err, const struct gw_store_row *rows, size_t
         if (rc == 0 && (v->continuation = gw_arena_alloc(a, GW_CONT_TEXT_LEN + 1)) == NULL)
             rc = GW_ENOMEM;
         if (rc == 0)
-            rc = gw_cont_encode(app->crypto, gw_keyring_suite(app->keys),
-                                gw_keyring_token_key(app->keys, gw_keyring_suite(app->keys)),
-                                &s->cs, rows[i].w.accepted_at, rows[i].w.id, v->continuation);
+            rc =
+                gw_cont_encode(app->crypto, gw_keyring_suite(app->keys),
+                               gw_keyring_token_key(app->keys, gw_keyring_suite(app->keys)), &s->cs,
+                               s->issued, rows[i].w.accepted_at, rows[i].w.id, v->continuation);
         if (rc != 0) {
             gw_call_fail(s->call, rc, NULL, GW_RULE_NOT_RENDERED);
             return;
@@ -403,11 +406,21 @@ void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
     s->q.branch = p->branch;
     s->cs.who = gw_api_who(p, s->who);
     s->cs.branch = p->branch;
+    /* a first page's time is the search's: every page after it carries it on, so the walk ends
+     * GW_CONT_MAX_AGE_S after the bulk threshold was checked */
+    s->issued = gw_clock_real_us() / 1000000;
     if (in->continuation[0] != '\0') {
         rc = gw_cont_decode(app->crypto, gw_keyring_suite(app->keys),
                             gw_keyring_token_key(app->keys, gw_keyring_suite(app->keys)), &s->cs,
-                            in->continuation, strlen(in->continuation), &s->q.after_at,
-                            s->q.after_id);
+                            in->continuation, strlen(in->continuation), s->issued, &s->issued,
+                            &s->q.after_at, s->q.after_id);
+        if (rc == GW_EPRECOND) {
+            struct gw_fault f;
+            gw_fault_set(&f, GW_EPRECOND, NULL, "continuation", GW_RULE_CONTINUATION_EXPIRED);
+            f.limit = GW_CONT_MAX_AGE_S;
+            gw_call_finish_fault(call, &f);
+            return;
+        }
         if (rc != 0) {
             gw_call_fail(call, rc == GW_EINVAL ? GW_EINVAL : rc, "continuation",
                          rc == GW_EINVAL ? GW_RULE_CONTINUATION : GW_RULE_NONE);

@@ -166,6 +166,9 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_PICKUP_DAY_FORMAT] = "must be a calendar date YYYY-MM-DD",
     [GW_RULE_BRANCH_OUT_OF_SCOPE] = "is outside the caller's scope",
     [GW_RULE_CONTINUATION] = "is not a continuation of this search",
+    [GW_RULE_CONTINUATION_EXPIRED] = "was issued by a first page more than % seconds ago: "
+                                     "start the search again (its bulk threshold is checked "
+                                     "anew)",
     [GW_RULE_FIELD_UNKNOWN] = "is not a field path of a waybill",
     [GW_RULE_REVEAL_DENIED] = "the caller's role may not reveal this field of this waybill "
                               "(least privilege, Art. 34)",

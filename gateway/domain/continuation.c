@@ -1,22 +1,24 @@
-/* continuation.c: Search continuations (continuation.h): version 1 | accepted_at (8 bytes, big
- * endian) | record id (16) | HMAC (SHA-256 or SM3, by suite) truncated to 16 bytes over a label,
- * the search and the position, all in hex. Invariant: decode accepts only what encode under the
- * same key and search produced. */
+/* continuation.c: Search continuations (continuation.h): version 2 | issue time (8 bytes, big
+ * endian seconds) | accepted_at (8, big endian) | record id (16) | HMAC (SHA-256 or SM3, by
+ * suite) truncated to 16 bytes over a label, the search, the issue time and the position, all in
+ * hex. Invariant: decode accepts only what encode under the same key and search produced, and only
+ * within GW_CONT_MAX_AGE_S of its issue time. */
 #include "continuation.h"
 
 #include <openssl/crypto.h>
 #include <string.h>
 
-#define VERSION 1
+#define VERSION 2 /* 1 had no issue time: refused as malformed */
 #define MAC_LEN 16
-#define RAW_LEN (1 + 8 + GW_CONT_ID_LEN + MAC_LEN)
+#define POS_LEN (1 + 8 + 8 + GW_CONT_ID_LEN) /* version, issue time, accepted_at, id */
+#define RAW_LEN (POS_LEN + MAC_LEN)
 #define LABEL "waygate.v1.search.continuation"
 
 _Static_assert(GW_CONT_TEXT_LEN == 2 * RAW_LEN, "hex of the raw form");
 
-/* The MAC over label, search and position (each variable part length-prefixed). */
+/* The MAC over label, search, issue time and position (each variable part length-prefixed). */
 static int mac(struct gw_crypto *cx, enum gw_suite suite, const uint8_t key[GW_CRYPTO_KEY_LEN],
-               const struct gw_cont_search *s, const uint8_t pos[1 + 8 + GW_CONT_ID_LEN],
+               const struct gw_cont_search *s, const uint8_t pos[POS_LEN],
                uint8_t out[GW_CRYPTO_MAC_LEN])
 {
     uint8_t buf[512];
@@ -25,8 +27,11 @@ static int mac(struct gw_crypto *cx, enum gw_suite suite, const uint8_t key[GW_C
         const void *p;
         size_t n;
     } parts[] = {
-        {LABEL, sizeof(LABEL) - 1},    {s->who, who}, {s->key, s->key_len}, {s->branch, br},
-        {pos, 1 + 8 + GW_CONT_ID_LEN},
+        {LABEL, sizeof(LABEL) - 1},
+        {s->who, who},
+        {s->key, s->key_len},
+        {s->branch, br},
+        {pos, POS_LEN},
     };
     int rc;
 
@@ -45,19 +50,35 @@ static int mac(struct gw_crypto *cx, enum gw_suite suite, const uint8_t key[GW_C
     return rc;
 }
 
-static void pos_encode(int64_t at, const uint8_t id[GW_CONT_ID_LEN], uint8_t pos[])
+static void be64_put(uint8_t *p, int64_t x)
 {
-    uint64_t v = (uint64_t)at;
+    uint64_t v = (uint64_t)x;
 
-    pos[0] = VERSION;
     for (int i = 0; i < 8; i++)
-        pos[1 + i] = (uint8_t)(v >> (56 - 8 * i));
-    memcpy(pos + 9, id, GW_CONT_ID_LEN);
+        p[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static int64_t be64_get(const uint8_t *p)
+{
+    uint64_t v = 0;
+
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return (int64_t)v;
+}
+
+static void pos_encode(int64_t issued, int64_t at, const uint8_t id[GW_CONT_ID_LEN], uint8_t pos[])
+{
+    pos[0] = VERSION;
+    be64_put(pos + 1, issued);
+    be64_put(pos + 9, at);
+    memcpy(pos + 17, id, GW_CONT_ID_LEN);
 }
 
 int gw_cont_encode(struct gw_crypto *cx, enum gw_suite suite,
                    const uint8_t mac_key[GW_CRYPTO_KEY_LEN], const struct gw_cont_search *s,
-                   int64_t at, const uint8_t id[GW_CONT_ID_LEN], char out[GW_CONT_TEXT_LEN + 1])
+                   int64_t issued, int64_t at, const uint8_t id[GW_CONT_ID_LEN],
+                   char out[GW_CONT_TEXT_LEN + 1])
 {
     static const char hex[] = "0123456789abcdef";
     uint8_t raw[RAW_LEN], m[GW_CRYPTO_MAC_LEN];
@@ -65,11 +86,11 @@ int gw_cont_encode(struct gw_crypto *cx, enum gw_suite suite,
 
     if (s == NULL || s->who == NULL || s->branch == NULL || (s->key == NULL && s->key_len > 0))
         return GW_EINVAL;
-    pos_encode(at, id, raw);
+    pos_encode(issued, at, id, raw);
     rc = mac(cx, suite, mac_key, s, raw, m);
     if (rc != 0)
         return rc;
-    memcpy(raw + 1 + 8 + GW_CONT_ID_LEN, m, MAC_LEN);
+    memcpy(raw + POS_LEN, m, MAC_LEN);
     for (size_t i = 0; i < RAW_LEN; i++) {
         out[2 * i] = hex[raw[i] >> 4];
         out[2 * i + 1] = hex[raw[i] & 15];
@@ -89,10 +110,11 @@ static int unhex(char c)
 
 int gw_cont_decode(struct gw_crypto *cx, enum gw_suite suite,
                    const uint8_t mac_key[GW_CRYPTO_KEY_LEN], const struct gw_cont_search *s,
-                   const char *text, size_t n, int64_t *at, uint8_t id[GW_CONT_ID_LEN])
+                   const char *text, size_t n, int64_t now, int64_t *issued, int64_t *at,
+                   uint8_t id[GW_CONT_ID_LEN])
 {
     uint8_t raw[RAW_LEN], m[GW_CRYPTO_MAC_LEN];
-    uint64_t v = 0;
+    int64_t t;
     int rc;
 
     if (s == NULL || s->who == NULL || s->branch == NULL || text == NULL || n != GW_CONT_TEXT_LEN ||
@@ -109,11 +131,16 @@ int gw_cont_decode(struct gw_crypto *cx, enum gw_suite suite,
     rc = mac(cx, suite, mac_key, s, raw, m);
     if (rc != 0)
         return rc;
-    if (CRYPTO_memcmp(m, raw + 1 + 8 + GW_CONT_ID_LEN, MAC_LEN) != 0)
+    if (CRYPTO_memcmp(m, raw + POS_LEN, MAC_LEN) != 0)
         return GW_EINVAL;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | raw[1 + i];
-    *at = (int64_t)v;
-    memcpy(id, raw + 9, GW_CONT_ID_LEN);
+    /* genuine: its age, either way (another gateway's clock may be ahead), bounds its use;
+     * compared without subtracting, so no value of either overflows */
+    t = be64_get(raw + 1);
+    if (t < INT64_MIN + GW_CONT_MAX_AGE_S || t > INT64_MAX - GW_CONT_MAX_AGE_S ||
+        now > t + GW_CONT_MAX_AGE_S || now < t - GW_CONT_MAX_AGE_S)
+        return GW_EPRECOND;
+    *issued = t;
+    *at = be64_get(raw + 9);
+    memcpy(id, raw + 17, GW_CONT_ID_LEN);
     return 0;
 }
