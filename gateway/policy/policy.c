@@ -225,7 +225,7 @@ enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, 
     return (enum gw_view_mode)pol->view[r][col];
 }
 
-/* What personal data each field is (docs/policy.md, "Ceilings"). SPEC section 2: every field of a
+/* What personal data each field is (docs/policy.md, "Ceilings"). Art. 3: every field of a
  * waybill is delivery user information, so every field is personal; they differ in how much. */
 enum pii_kind {
     PII_IDENTITY = 0, /* names a person or reaches one: name, phone, ID number */
@@ -259,7 +259,7 @@ static const unsigned char pii_kind_of[GW_COL_COUNT] = {
     [GW_COL_RECIPIENT_GENDER] = PII_OTHER,
 };
 
-/* The most a view may grant each role (SPEC section 3): the modes allowed per kind of field, as
+/* The most a view may grant each role (Art. 34): the modes allowed per kind of field, as
  * bits of enum gw_view_mode, and the rule a refusal names. A role not listed (lawful_access,
  * served by its own path; backend, configurable) has no ceiling here. */
 #define M(mode) (1u << (mode))

@@ -29,7 +29,7 @@ int gw_policy_role_index(const char *role);
 struct gw_policy *gw_policy_alloc(const struct gw_policy_method *extra, size_t n);
 
 /* NULL when a view may show col to role in mode, else the rule of the role's ceiling it breaks
- * (SPEC section 3, docs/policy.md "Ceilings"); a role without a ceiling may have any mode. */
+ * (Art. 34, docs/policy.md "Ceilings"); a role without a ceiling may have any mode. */
 const char *gw_policy_view_ceiling(const char *role, enum gw_col col, enum gw_view_mode mode);
 
 /* deploy/policy.conf as text, compiled in (cmake/embed_policy.cmake). */

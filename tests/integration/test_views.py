@@ -332,7 +332,7 @@ def test_one_cell_changed_changes_exactly_that_field(stack, tmp_path):
             in line, line
         check_all(stack, new_views, w)
 
-        # over the role's ceiling (SPEC section 3: a courier's phones are masked): refused on
+        # over the role's ceiling (Art. 34: a courier's phones are masked): refused on
         # SIGHUP naming file:line, role, field and rule; the running policy stays
         over = change_cell(changed, "courier", "recipient.phone", "clear")
         bad_line = next(i for i, l in enumerate(over.split("\n"))

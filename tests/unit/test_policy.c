@@ -124,7 +124,7 @@ static void each_refusal_names_file_and_line(void **state)
             "t.conf:2: [view.courier] ??????: unknown field");
 }
 
-/* SPEC section 3: a view grants no role more than its ceiling (docs/policy.md "Ceilings"): branch
+/* Art. 34: a view grants no role more than its ceiling (docs/policy.md "Ceilings"): branch
  * roles no clear name, phone or ID number; compliance_auditor and security_admin no clear personal
  * field but the region; system_admin nothing but omit. Refused naming line, role, field, rule. */
 static void views_stay_under_the_role_ceilings(void **state)
