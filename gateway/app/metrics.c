@@ -5,9 +5,12 @@
  *  - HTTPS with [tls]'s certificate, key, client CA and CRL (tls.h's gw_tls_http_new), on any
  *    address: a scrape is answered only over a verified client certificate that is registered,
  *    enabled and of role system_admin (looked up in the principal table on each scrape; while the
- *    database is unavailable, the last certificate found so is still admitted, as the gRPC
- *    listener does). Any other scrape gets 403 and a warning naming the peer and the reason; a
- *    certificate that does not verify (another CA, revoked) fails the handshake.
+ *    database is unavailable, the certificate of the last answer is still admitted if that
+ *    answer admitted it: every answer replaces it, so one disabled since is not). Any other
+ *    scrape gets 403 and a warning naming the peer and the reason, never the principal or its
+ *    role (Art. 16: a lawful_access one), the warnings rate-limited (REFUSAL_LOG_BURST, then
+ *    REFUSAL_LOG_RATE a second, the next line counting those left out); no certificate, or one
+ *    that does not verify (another CA, revoked), fails the handshake.
  * Each scrape reads the modules' own counters (pull: nothing is counted here): calls by method
  * and status with their latency, connections, the database pool, group commits, scans, the audit
  * chain, incidents by kind, the retention sweep, the outbox and the forwarder, the process's
@@ -16,7 +19,9 @@
  * the sample older, which waits for it at most SAMPLE_WAIT_MS (then the older sample is served,
  * with its age); the loop never blocks on it. Nothing here is PII: method paths, status names,
  * incident kinds, principal names and numbers. Bounded: requests other than GET are refused,
- * headers and bodies are capped, a connection idle for METRICS_TIMEOUT_S is closed, scrapes
+ * headers and bodies are capped, a connection serves one request (every answer closes it), a
+ * connection idle for METRICS_TIMEOUT_S is closed and one not answered DEADLINE_S after its
+ * accept too, however it trickles (deadline_cb: evhttp's timeout restarts at every byte), scrapes
  * waiting at once are at most MAX_WAITING (more get 503), and connections open at once at most
  * MAX_CONNECTIONS: at the cap the listener stops accepting (further clients wait in the kernel's
  * backlog, holding none of the process's descriptors) until one closes. An accept that fails for
@@ -51,6 +56,7 @@
 #include "outbox.h"
 #include "peer.h"
 #include "prom.h"
+#include "ratelimit.h"
 #include "refusals.h"
 #include "retention.h"
 #include "rpc.h"
@@ -66,7 +72,18 @@
 #define SAMPLE_WAIT_MS 2000  /* a scrape waits this long at most for a fresh sample */
 #define MAX_WAITING 64       /* scrapes waiting (role lookup or sample) at once */
 #define MAX_CONNECTIONS 16   /* connections open at once */
+#define DEADLINE_S 10        /* a connection's life, from accept to its one answer */
+#define REFUSAL_LOG_BURST 10 /* refusal warnings written at once, */
+#define REFUSAL_LOG_RATE 1   /* then this many a second */
 #define ADMIN_ROLE "system_admin"
+
+/* One connection: counted from its bufferevent (bev_cb), closed at its deadline. */
+struct mconn {
+    struct gw_metrics *m;
+    struct bufferevent *bev;         /* a reference held until track_cb */
+    struct evhttp_connection *evcon; /* evhttp's, once track_cb saw it */
+    struct event *deadline;          /* DEADLINE_S after accept */
+};
 
 /* One scrape being answered: its role lookup ([metrics] tls), then the outbox sample. */
 struct scrape {
@@ -83,16 +100,17 @@ struct gw_metrics {
     struct gw_metrics_sources src;
     struct evhttp *http;
     struct evhttp_bound_socket *sock;
-    struct gw_acceptpause *pause; /* the listener's answer to EMFILE and its kin */
-    size_t nconns;                /* connections open (counted from their bufferevent) */
-    struct bufferevent *fresh[MAX_CONNECTIONS]; /* made, their close not yet watched: each holds a
-                                                 * reference until track_cb */
+    struct gw_acceptpause *pause;         /* the listener's answer to EMFILE and its kin */
+    size_t nconns;                        /* connections open (counted from their bufferevent) */
+    struct mconn *fresh[MAX_CONNECTIONS]; /* made, their close not yet watched */
     size_t nfresh;
-    struct event *track_ev; /* runs track_cb */
-    bool capped;            /* the listener is disabled at MAX_CONNECTIONS */
-    bool closing;           /* gw_metrics_free: the listener is going */
-    struct gw_tls *tls;     /* [metrics] tls: the listener's context; NULL: plain loopback */
-    struct scrape *waiting; /* scrapes not answered yet */
+    uint64_t deadline_closed;      /* connections closed at their deadline, unanswered */
+    struct gw_lines refusal_lines; /* the budget of refusal warnings */
+    struct event *track_ev;        /* runs track_cb */
+    bool capped;                   /* the listener is disabled at MAX_CONNECTIONS */
+    bool closing;                  /* gw_metrics_free: the listener is going */
+    struct gw_tls *tls;            /* [metrics] tls: the listener's context; NULL: plain loopback */
+    struct scrape *waiting;        /* scrapes not answered yet */
     size_t nwaiting;
     struct gw_outbox_req *sampling; /* the outbox depth query in flight */
     struct event *sample_wait;      /* SAMPLE_WAIT_MS after the query started */
@@ -508,6 +526,10 @@ static void render(struct evbuffer *b, const struct gw_metrics *m)
                    (double)gw_server_accept_paused(m->src.server));
     gw_prom_sample(b, "waygate_accept_paused_total", "listener", "metrics", NULL, NULL,
                    (double)gw_acceptpause_failures(m->pause));
+    counter(b, "waygate_metrics_deadline_closed_total",
+            "metrics connections closed unanswered 10 s after accept (a handshake or request "
+            "trickled, a scrape whose lookup did not finish)",
+            (double)m->deadline_closed);
     write_db(b, app);
     write_workers(b, app);
     write_store(b, app);
@@ -536,9 +558,23 @@ static void unlink_scrape(struct scrape *s)
     gw_free(s);
 }
 
+/* The refusal's warning comes out of the listener's budget of lines (REFUSAL_LOG_BURST, then
+ * REFUSAL_LOG_RATE a second); the next line written says how many were left out before it. */
 static void refuse(struct scrape *s, int code, const char *why)
 {
-    GW_LOG(GW_LOG_WARN, "metrics", NULL, "scrape from %s refused (%d): %s", s->peer, code, why);
+    struct gw_metrics *m = s->m;
+
+    if (GW_LOG_WARN >= gw_log_level && gw_lines_take(&m->refusal_lines, NULL, gw_clock_ms())) {
+        uint64_t left_out = gw_lines_dropped(&m->refusal_lines);
+        if (left_out > 0)
+            GW_LOG(GW_LOG_WARN, "metrics", NULL,
+                   "scrape from %s refused (%d): %s (%llu refusals before it not logged: log "
+                   "rate limit)",
+                   s->peer, code, why, (unsigned long long)left_out);
+        else
+            GW_LOG(GW_LOG_WARN, "metrics", NULL, "scrape from %s refused (%d): %s", s->peer, code,
+                   why);
+    }
     evhttp_send_error(s->req, code, code == 403 ? "Forbidden" : "Service Unavailable");
     unlink_scrape(s);
 }
@@ -555,6 +591,9 @@ static void answer(struct scrape *s)
     render(b, s->m);
     evhttp_add_header(evhttp_request_get_output_headers(s->req), "Content-Type",
                       "text/plain; version=0.0.4; charset=utf-8");
+    /* One request per connection, so that its deadline (deadline_cb) runs from accept to its one
+     * answer: the answer closes it, as evhttp_send_error's (every refusal) do by themselves. */
+    evhttp_add_header(evhttp_request_get_output_headers(s->req), "Connection", "close");
     evhttp_send_reply(s->req, 200, "OK", b);
     evbuffer_free(b);
     unlink_scrape(s);
@@ -624,7 +663,6 @@ static void looked_up_cb(void *arg, int err, const struct gw_acct_cert *cert,
 {
     struct scrape *s = arg;
     struct gw_metrics *m = s->m;
-    char why[160];
 
     (void)sess;
     s->lookup = NULL;
@@ -637,18 +675,21 @@ static void looked_up_cb(void *arg, int err, const struct gw_acct_cert *cert,
         refuse(s, 503, "the client certificate's registration cannot be looked up now");
         return;
     }
+    /* The database answered: its answer replaces the fallback, whatever it says, so a
+     * certificate disabled or moved to another role is not admitted again while the database is
+     * away; only an enabled system_admin sets it. */
+    m->admin_known = cert != NULL && strcmp(cert->role, ADMIN_ROLE) == 0;
+    if (m->admin_known)
+        memcpy(m->admin_fpr, s->fpr, sizeof(s->fpr));
     if (cert == NULL) {
         refuse(s, 403, "the client certificate is not a registered, enabled principal");
         return;
     }
-    if (strcmp(cert->role, ADMIN_ROLE) != 0) {
-        snprintf(why, sizeof(why), "principal %s has role %s, the metrics need %s", cert->name,
-                 cert->role, ADMIN_ROLE);
-        refuse(s, 403, why);
+    if (!m->admin_known) { /* neither the principal nor its role named: a lawful_access one's
+                            * may not be (Art. 16), and the wording is one for every role */
+        refuse(s, 403, "the client certificate's principal is not of role " ADMIN_ROLE);
         return;
     }
-    m->admin_known = true;
-    memcpy(m->admin_fpr, s->fpr, sizeof(s->fpr));
     admitted(s);
 }
 
@@ -709,8 +750,13 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
         admitted(s);
 }
 
-static void conn_gone(struct gw_metrics *m)
+static void conn_gone(struct mconn *c)
 {
+    struct gw_metrics *m = c->m;
+
+    if (c->deadline != NULL)
+        event_free(c->deadline);
+    gw_free(c);
     m->nconns--;
     if (m->capped && !m->closing && m->nconns < MAX_CONNECTIONS) {
         m->capped = false;
@@ -724,6 +770,30 @@ static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
     conn_gone(arg);
 }
 
+/* DEADLINE_S after accept the connection is not answered yet (a handshake or request trickled
+ * a byte at a time, which restarts evhttp's inactivity timeout at every byte; a scrape still
+ * waiting for its lookup): it is closed, its scrape dropped unanswered. */
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct mconn *c = arg;
+    struct gw_metrics *m = c->m;
+    struct scrape *s, *next;
+
+    (void)fd;
+    (void)what;
+    if (c->evcon == NULL) /* (track_cb runs in the loop pass after the accept) */
+        return;
+    for (s = m->waiting; s != NULL; s = next) {
+        next = s->next;
+        if (evhttp_request_get_connection(s->req) == c->evcon)
+            unlink_scrape(s); /* evhttp_connection_free frees its request */
+    }
+    m->deadline_closed++;
+    evhttp_connection_set_closecb(c->evcon, NULL, NULL);
+    evhttp_connection_free(c->evcon);
+    conn_gone(c);
+}
+
 /* From the loop after evhttp made connections of the bufferevents bev_cb made: each one's close
  * is watched from now on; one evhttp already freed (its callbacks cleared) is gone. */
 static void track_cb(evutil_socket_t fd, short what, void *arg)
@@ -733,27 +803,33 @@ static void track_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     while (m->nfresh > 0) {
-        struct bufferevent *bev = m->fresh[--m->nfresh];
+        struct mconn *c = m->fresh[--m->nfresh];
+        struct bufferevent *bev = c->bev;
         bufferevent_event_cb eventcb = NULL;
         void *evcon = NULL;
 
+        c->bev = NULL;
         bufferevent_getcb(bev, NULL, NULL, &eventcb, &evcon);
-        if (eventcb != NULL && evcon != NULL) /* evhttp's: its argument is the connection */
-            evhttp_connection_set_closecb(evcon, conn_closed_cb, m);
-        else
-            conn_gone(m);
+        if (eventcb != NULL && evcon != NULL) { /* evhttp's: its argument is the connection */
+            c->evcon = evcon;
+            evhttp_connection_set_closecb(evcon, conn_closed_cb, c);
+        } else {
+            conn_gone(c);
+        }
         bufferevent_decref(bev);
     }
 }
 
 /* Each new connection's bufferevent: server-side TLS with [metrics] tls (ALPN http/1.1), plain
- * otherwise (and when TLS cannot be set up: its scrape is then refused by authorize()). Counted;
- * at MAX_CONNECTIONS the listener stops accepting. */
+ * otherwise (and when TLS cannot be set up: its scrape is then refused by authorize()). Counted,
+ * with its deadline; at MAX_CONNECTIONS the listener stops accepting. */
 static struct bufferevent *bev_cb(struct event_base *base, void *arg)
 {
+    const struct timeval life = {DEADLINE_S, 0};
     struct gw_metrics *m = arg;
     struct ssl_st *ssl = m->tls != NULL ? gw_tls_http_ssl_new(m->tls) : NULL;
     struct bufferevent *bev = NULL;
+    struct mconn *c;
 
     if (ssl != NULL) {
         bev = bufferevent_openssl_socket_new(base, -1, ssl, BUFFEREVENT_SSL_ACCEPTING,
@@ -763,10 +839,19 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
     }
     if (bev == NULL)
         bev = bufferevent_socket_new(base, -1, BEV_OPT_CLOSE_ON_FREE);
-    if (bev == NULL || m->nfresh >= MAX_CONNECTIONS)
+    if (bev == NULL || m->nfresh >= MAX_CONNECTIONS || (c = gw_calloc(1, sizeof(*c))) == NULL)
         return bev; /* not counted (out of memory; evhttp makes its own when NULL) */
+    c->m = m;
+    c->deadline = evtimer_new(base, deadline_cb, c);
+    if (c->deadline == NULL || evtimer_add(c->deadline, &life) != 0) {
+        if (c->deadline != NULL)
+            event_free(c->deadline);
+        gw_free(c);
+        return bev; /* not counted, no deadline: evhttp's inactivity timeout still closes it */
+    }
     bufferevent_incref(bev);
-    m->fresh[m->nfresh++] = bev;
+    c->bev = bev;
+    m->fresh[m->nfresh++] = c;
     event_active(m->track_ev, EV_TIMEOUT, 0);
     if (++m->nconns >= MAX_CONNECTIONS && !m->capped) {
         m->capped = true;
@@ -794,6 +879,7 @@ struct gw_metrics *gw_metrics_new(struct event_base *base, const struct gw_confi
         return NULL;
     }
     m->src = *src;
+    gw_lines_init(&m->refusal_lines, REFUSAL_LOG_BURST, REFUSAL_LOG_RATE, gw_clock_ms());
     if (gw_config_split_hostport(listen, host, sizeof(host), &port) != 0 ||
         (m->http = evhttp_new(base)) == NULL ||
         (m->sample_wait = evtimer_new(base, sample_wait_cb, m)) == NULL ||
@@ -867,8 +953,11 @@ void gw_metrics_free(struct gw_metrics *m)
         event_free(m->sample_wait);
     m->closing = true; /* closing connections must not enable the listener evhttp_free frees */
     gw_acceptpause_free(m->pause); /* before the listener */
-    while (m->nfresh > 0)
-        bufferevent_decref(m->fresh[--m->nfresh]);
+    while (m->nfresh > 0) {        /* evhttp_free frees their connections, closecb not set yet */
+        struct mconn *c = m->fresh[--m->nfresh];
+        bufferevent_decref(c->bev);
+        conn_gone(c);
+    }
     if (m->track_ev != NULL)
         event_free(m->track_ev);
     if (m->http != NULL)

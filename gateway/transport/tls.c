@@ -542,7 +542,8 @@ struct gw_tls *gw_tls_http_new(const struct gw_config *cfg, char *err, size_t er
         return NULL;
     SSL_CTX_set_alpn_select_cb(t->ctx, http_alpn_select_cb, NULL);
     SSL_CTX_set_client_hello_cb(t->ctx, NULL, NULL);
-    SSL_CTX_set_verify(t->ctx, SSL_VERIFY_PEER, NULL);
+    /* a client certificate is required (gw_tls_new's verify mode, kept): a peer without one
+     * fails the handshake and never reaches a request */
     return t;
 }
 

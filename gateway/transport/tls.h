@@ -109,9 +109,9 @@ void gw_tls_expiry(const struct gw_tls *t, struct gw_tls_expiry *out);
 void gw_tls_swap(struct gw_tls *t, struct gw_tls *fresh);
 
 /* The metrics listener's context (app/metrics.c): gw_tls_new's files, protocol policy and CRL, but
- * ALPN "http/1.1" (or none) instead of h2, and a client certificate requested, not required: a
- * certificate that does not verify still fails the handshake, while a connection without one
- * completes it so that the listener can refuse its request with 403 and a log line. */
+ * ALPN "http/1.1" (or none) instead of h2. A client certificate is required, as there: a peer
+ * without one, or with one that does not verify, fails the handshake (quietly: no request, no log
+ * line), so only a verified certificate's holder gets as far as a request and its refusal. */
 struct gw_tls *gw_tls_http_new(const struct gw_config *cfg, char *err, size_t errlen);
 /* A server-side SSL of that context for one connection of a plain libevent bufferevent (no
  * read-ahead). Ownership as gw_tls_ssl_new. */

@@ -19,20 +19,26 @@ gateway with its bound checked:
 - silent sockets from four addresses, each at its per-address cap, are more than the global
   unauthenticated cap: a new connection closes the oldest unauthenticated one, so a legitimate
   client's handshakes still get through;
-- a TLS 1.3 KeyUpdate flood on one mTLS connection is answered like a PING flood.
+- a TLS 1.3 KeyUpdate flood on one mTLS connection is answered like a PING flood;
+- slow clients trickling a byte a second into a request or a ClientHello on every one of the
+  metrics listener's 16 connections are closed 10 s after their accept, and a scrape gets in.
 
 Frames are written by hand (struct over ssl): the h2 package is not installed. No assertion
 depends on timing: a flood is over budget by a factor of at least ten, and "the gateway went on
 answering" is seen as the answer to a marker PING sent after the flood."""
 
+import http.client
 import json
 import os
+import re
 import resource
+import select
 import socket
 import ssl
 import struct
 import subprocess
 import sys
+import threading
 import time
 
 import grpc
@@ -785,3 +791,78 @@ def test_key_update_flood_is_answered_like_a_ping_flood(stack, tmp_path):
         warned[0]["peer"].startswith("127.0.0.1:")
     assert "ENHANCE_YOUR_CALM" in warned[0]["msg"]
     assert stack.health() == "SERVING"
+
+
+# --- the metrics listener: slow clients ---
+
+TRICKLE = {
+    # a request's headers, never ended
+    "headers": b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200,
+    # a TLS record header announcing a 512-byte ClientHello, then its bytes one at a time
+    "clienthello": b"\x16\x03\x01\x02\x00" + b"\x01" * 200,
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TRICKLE))
+def test_trickling_clients_do_not_hold_the_metrics_listener(stack, kind):
+    """16 sockets, the metrics listener's cap, each sending a byte a second (well inside the 10 s
+    inactivity timeout, which every byte restarts) into a request's headers (plain listener) or a
+    ClientHello ([metrics] tls): each is closed 10 s after its accept all the same, unanswered and
+    counted (waygate_metrics_deadline_closed_total), and a scrape that waited behind them in the
+    backlog is answered. Without the deadline they held the listener as long as they trickled."""
+    from test_metrics import https_response
+    mport = free_port()
+    maddr = "127.0.0.1:%d" % mport
+    tls = kind == "clienthello"
+    g = ExtraGateway(stack, "trickle-" + kind, lambda t: t.replace(
+        "[metrics]\n", "[metrics]\nlisten = %s\n%s" % (maddr, "tls = true\n" if tls else ""), 1))
+    socks, result = [], {}
+
+    def scrape():
+        try:
+            if tls:
+                status, body, _ = https_response(stack, maddr, "sysadmin")
+            else:
+                c = http.client.HTTPConnection("127.0.0.1", mport, timeout=120)
+                c.request("GET", "/metrics")
+                r = c.getresponse()
+                status, body = r.status, r.read().decode()
+                c.close()
+            result["scrape"] = (status, body)
+        except Exception as e:  # reported by the assertion below
+            result["scrape"] = (None, repr(e))
+
+    try:
+        data = TRICKLE[kind]
+        for _ in range(16):
+            s = socket.create_connection(("127.0.0.1", mport), timeout=10)
+            s.sendall(data[:1])
+            socks.append(s)
+        # behind the 16 in the kernel's backlog: accepted once one of them is closed
+        t = threading.Thread(target=scrape, daemon=True)
+        t.start()
+        open_socks, sent, deadline = list(socks), 1, time.monotonic() + 90
+        while open_socks and time.monotonic() < deadline:
+            time.sleep(1)  # the attacker's pace, not a wait for the gateway
+            still = []
+            for s in open_socks:
+                try:
+                    s.sendall(data[sent:sent + 1])
+                    r, _, _ = select.select([s], [], [], 0)
+                    if r and not s.recv(4096, socket.MSG_DONTWAIT):
+                        continue  # closed by the gateway (EOF)
+                except (ConnectionError, BlockingIOError):
+                    continue
+                still.append(s)
+            open_socks, sent = still, sent + 1
+        assert not open_socks, "%d trickling sockets still open after %d bytes each" % (
+            len(open_socks), sent)
+        t.join(120)
+        status, body = result.get("scrape", (None, "no answer"))
+        assert status == 200, (status, body[:200])
+        m = re.search(r"(?m)^waygate_metrics_deadline_closed_total (\S+)$", body)
+        assert m and float(m.group(1)) >= 16, body[:200]
+    finally:
+        for s in socks:
+            s.close()
+        g.close()

@@ -215,20 +215,26 @@ def test_scrape_answers_while_the_database_hangs(stack):
 
 # --- [metrics] tls: over mTLS, for a registered system_admin certificate only ---
 
-def https_fetch(stack, addr, principal):
-    """GET /metrics over TLS as principal (None: no client certificate); (status, body)."""
+def https_response(stack, addr, principal):
+    """GET /metrics over TLS as principal (a dev principal's name, a (cert, key) pair, or None:
+    no client certificate); (status, body, the Connection header)."""
     ctx = ssl.create_default_context(cafile=stack.ca)
     if principal is not None:
-        cert, key = stack.cert(principal)
+        cert, key = stack.cert(principal) if isinstance(principal, str) else principal
         ctx.load_cert_chain(cert, key)
     host, port = addr.rsplit(":", 1)
     c = http.client.HTTPSConnection("localhost", int(port), context=ctx, timeout=30)
     try:
         c.request("GET", "/metrics")
         r = c.getresponse()
-        return r.status, r.read().decode()
+        return r.status, r.read().decode(), r.getheader("Connection")
     finally:
         c.close()
+
+
+def https_fetch(stack, addr, principal):
+    """https_response's (status, body)."""
+    return https_response(stack, addr, principal)[:2]
 
 
 @pytest.fixture(scope="module")
@@ -245,24 +251,41 @@ def tls_metrics(stack):
 
 def test_tls_metrics_answer_system_admin(stack, tls_metrics):
     gw, addr = tls_metrics
-    status, text = https_fetch(stack, addr, "sysadmin")
+    status, text, connection = https_response(stack, addr, "sysadmin")
     assert status == 200, text
+    assert connection == "close", connection  # one request per connection
     assert "waygate_grpc_calls_total" in text and "waygate_outbox_deliveries" in text
     assert "https://%s/metrics" % addr in gw.log()
 
 
+WRONG_ROLE = "the client certificate's principal is not of role system_admin"
+
+
+def refusal_lines(gw):
+    return [ln for ln in gw.log().splitlines() if "scrape from " in ln and " refused (" in ln]
+
+
 def test_tls_metrics_refuse_other_certificates(stack, tls_metrics):
+    """A registered principal of another role is refused 403 with a warning that names neither
+    the principal nor its role (Art. 16: no line names a lawful_access principal, so none names
+    any), and the refusal closes the connection (no second try on it); no client certificate, or
+    one of another CA, fails the handshake."""
     gw, addr = tls_metrics
-    # a registered principal of another role (a courier; the security admin too)
-    for principal, role in (("courier_a", "courier"), ("admin", "security_admin")):
-        status, text = https_fetch(stack, addr, principal)
+    for principal, role in (("courier_a", "courier"), ("admin", "security_admin"),
+                            ("lawful", "lawful_access")):
+        before = len(refusal_lines(gw))
+        status, text, connection = https_response(stack, addr, principal)
         assert status == 403, (principal, status)
         assert "waygate_" not in text
-        assert wait_for(lambda: "principal %s has role %s" % (principal, role) in gw.log(), 10)
-    # no certificate: the handshake completes, the scrape is refused
-    status, text = https_fetch(stack, addr, None)
-    assert status == 403 and "waygate_" not in text
-    assert wait_for(lambda: "no verified client certificate" in gw.log(), 10)
+        assert connection == "close", connection
+        assert wait_for(lambda: len(refusal_lines(gw)) > before, 10)
+        line = refusal_lines(gw)[-1]
+        assert WRONG_ROLE in line, line
+        rest = line.replace(WRONG_ROLE, "")  # ("admin" is in "system_admin")
+        assert principal not in rest and role not in rest, line
+    # no certificate: the handshake fails (it is required), nothing reaches the listener
+    with pytest.raises((ssl.SSLError, ConnectionError)):
+        https_fetch(stack, addr, None)
     # a certificate of another CA: the handshake fails
     with pytest.raises((ssl.SSLError, ConnectionError)):
         https_fetch(stack, addr, "rogue")
@@ -275,3 +298,48 @@ def test_tls_metrics_refuse_other_certificates(stack, tls_metrics):
             c.getresponse().read()
     finally:
         c.close()
+
+
+def test_tls_metrics_refusal_warnings_are_rate_limited(stack, tls_metrics):
+    """60 refused scrapes (courier_a's certificate) write at most the budget's 10 lines and one a
+    second after it; a later line counts the refusals left out before it."""
+    gw, addr = tls_metrics
+    before = len(refusal_lines(gw))
+    start = time.monotonic()
+    for _ in range(60):
+        assert https_fetch(stack, addr, "courier_a")[0] == 403
+    elapsed = time.monotonic() - start
+    assert wait_for(lambda: len(refusal_lines(gw)) > before, 10)
+    written = len(refusal_lines(gw)) - before
+    assert written <= 10 + int(elapsed) + 1, (written, elapsed)
+
+    def counted():
+        assert https_fetch(stack, addr, "courier_a")[0] == 403
+        return any("refusals before it not logged" in ln for ln in refusal_lines(gw)[before:])
+    assert wait_for(counted, 30), "no line counted the refusals left out"
+
+
+def test_tls_metrics_disabled_admin_not_admitted_while_the_database_is_away(stack, tls_metrics):
+    """The last certificate admitted stands in for the database while it is unavailable, but any
+    answer of the database replaces it: a system_admin certificate scraped (200), then disabled
+    (403 while the database answers), is not admitted again once PostgreSQL stops (503)."""
+    from test_accounts import issue_cert
+    gw, addr = tls_metrics
+    name = "it_scraper_%d" % os.getpid()
+    pair = issue_cert(stack, name, "/O=Waygate Dev/OU=system_admin/CN=%s" % name)
+    r = stack.ctl("principals", "add", name, "--cert", pair[0], "--role", "system_admin",
+                  "--admin", "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    assert https_fetch(stack, addr, pair)[0] == 200
+    r = stack.ctl("principals", "disable", name, "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    assert https_fetch(stack, addr, pair)[0] == 403
+    stack.devstack("pg-stop")
+    try:
+        status, text = https_fetch(stack, addr, pair)
+        assert status == 503 and "waygate_" not in text, status
+    finally:
+        stack.devstack("pg-start")
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+    # the enabled system_admin is served again once the database is back
+    assert wait_for(lambda: https_fetch(stack, addr, "sysadmin")[0] == 200, 30)
