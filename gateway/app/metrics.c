@@ -83,6 +83,7 @@ struct mconn {
     struct bufferevent *bev;         /* a reference held until track_cb */
     struct evhttp_connection *evcon; /* evhttp's, once track_cb saw it */
     struct event *deadline;          /* DEADLINE_S after accept */
+    struct mconn *prev, *next;       /* gw_metrics.conns */
 };
 
 /* One scrape being answered: its role lookup ([metrics] tls), then the outbox sample. */
@@ -102,6 +103,7 @@ struct gw_metrics {
     struct evhttp_bound_socket *sock;
     struct gw_acceptpause *pause;         /* the listener's answer to EMFILE and its kin */
     size_t nconns;                        /* connections open (counted from their bufferevent) */
+    struct mconn *conns;                  /* every one counted, until its close */
     struct mconn *fresh[MAX_CONNECTIONS]; /* made, their close not yet watched */
     size_t nfresh;
     uint64_t deadline_closed;      /* connections closed at their deadline, unanswered */
@@ -754,8 +756,13 @@ static void conn_gone(struct mconn *c)
 {
     struct gw_metrics *m = c->m;
 
-    if (c->deadline != NULL)
-        event_free(c->deadline);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        m->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    event_free(c->deadline);
     gw_free(c);
     m->nconns--;
     if (m->capped && !m->closing && m->nconns < MAX_CONNECTIONS) {
@@ -851,6 +858,10 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
     }
     bufferevent_incref(bev);
     c->bev = bev;
+    c->next = m->conns;
+    if (m->conns != NULL)
+        m->conns->prev = c;
+    m->conns = c;
     m->fresh[m->nfresh++] = c;
     event_active(m->track_ev, EV_TIMEOUT, 0);
     if (++m->nconns >= MAX_CONNECTIONS && !m->capped) {
@@ -962,6 +973,8 @@ void gw_metrics_free(struct gw_metrics *m)
         event_free(m->track_ev);
     if (m->http != NULL)
         evhttp_free(m->http);
+    while (m->conns != NULL) /* (evhttp reports each close once: none is left but by mistake) */
+        conn_gone(m->conns);
     gw_tls_free(m->tls);
     gw_free(m);
 }
