@@ -302,7 +302,8 @@ def test_tls_metrics_refuse_other_certificates(stack, tls_metrics):
 
 def test_tls_metrics_refusal_warnings_are_rate_limited(stack, tls_metrics):
     """60 refused scrapes (courier_a's certificate) write at most the budget's 10 lines and one a
-    second after it; a later line counts the refusals left out before it."""
+    second after it; a later line counts the refusals left out before it (scrapes go on, one at a
+    time, until one is written)."""
     gw, addr = tls_metrics
     before = len(refusal_lines(gw))
     start = time.monotonic()
@@ -312,6 +313,8 @@ def test_tls_metrics_refusal_warnings_are_rate_limited(stack, tls_metrics):
     assert wait_for(lambda: len(refusal_lines(gw)) > before, 10)
     written = len(refusal_lines(gw)) - before
     assert written <= 10 + int(elapsed) + 1, (written, elapsed)
+    if written == 60:  # (a machine so slow that the budget refilled as fast: nothing left out)
+        return
 
     def counted():
         assert https_fetch(stack, addr, "courier_a")[0] == 403
