@@ -119,36 +119,46 @@ def test_arrival_outside_scope_refused_like_a_missing_number(stack):
                       % record) == ["0"]
 
 
+THROTTLED = (grpc.StatusCode.RESOURCE_EXHAUSTED,
+             "too many distinct waybills or phone numbers looked up (at most 200 in the window); "
+             "an incident was recorded")
+
+
+def scan_on(stack, ch, number, event, at):
+    """(status, details) of a RecordScan over channel ch that is refused."""
+    req = stack.pb.intake.RecordScanRequest(waybill_no=number, event=ev(stack, event),
+                                            event_time=at)
+    return refusal(lambda: waygate_proto.unary(ch, RECORD_SCAN, req,
+                                               stack.pb.intake.RecordScanResponse))
+
+
+def use_199_lookups(stack, ch, first):
+    """Gets of 199 distinct missing numbers over ch (courier_b's limit is 200 in the window):
+    each allowed, answered as a missing number."""
+    missing = missing_answer(stack)
+    for i in range(199):
+        assert refusal(lambda: waygate_proto.unary(
+            ch, GET, stack.pb.query.GetRequest(waybill_no=nonexistent(stack, "a", first + i)),
+            stack.pb.common.WaybillView)) == missing, i
+
+
 def test_arrival_not_found_counts_against_the_lookup_throttle(stack):
     """Every NOT_FOUND of an arrival is a lookup (the courier's limit: 200 distinct numbers in
     the window), a missing number's as much as a refused arrival's outside the scope: past the
     limit both are refused alike, so the throttle tells them apart no more than NOT_FOUND
     does. A second gateway: a throttle table of its own."""
-    pb = stack.pb
     w, _ = unrouted(stack)
     late, _ = unrouted(stack)
     with second_gateway_of(stack) as addr:
         ch = stack.channel("courier_b", addr=addr)
-
-        def arrive(number, at):
-            req = pb.intake.RecordScanRequest(waybill_no=number, event=ev(stack, "ARRIVED"),
-                                              event_time=at)
-            return refusal(lambda: waygate_proto.unary(ch, RECORD_SCAN, req,
-                                                       pb.intake.RecordScanResponse))
-
         missing = missing_answer(stack)
-        for i in range(199):  # distinct numbers: all allowed
-            assert refusal(lambda: waygate_proto.unary(
-                ch, GET, pb.query.GetRequest(waybill_no=nonexistent(stack, "a", 1000 + i)),
-                pb.common.WaybillView)) == missing, i
-        assert arrive(w.waybill_no, PICKUP - 60) == missing  # the 200th
-        want = (grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "too many distinct waybills or phone numbers looked up (at most 200 in the "
-                "window); an incident was recorded")
-        assert arrive(nonexistent(stack, "a", 1500), PICKUP + 60) == want
-        assert arrive(late.waybill_no, PICKUP - 60) == want
+        use_199_lookups(stack, ch, 1000)
+        assert scan_on(stack, ch, w.waybill_no, "ARRIVED", PICKUP - 60) == missing  # the 200th
+        assert scan_on(stack, ch, nonexistent(stack, "a", 1500), "ARRIVED", PICKUP + 60) == \
+            THROTTLED
+        assert scan_on(stack, ch, late.waybill_no, "ARRIVED", PICKUP - 60) == THROTTLED
         # a number already looked up in the window is not a new lookup
-        assert arrive(w.waybill_no, PICKUP - 60) == missing
+        assert scan_on(stack, ch, w.waybill_no, "ARRIVED", PICKUP - 60) == missing
 
 
 def test_a_probe_outside_the_scope_counts_against_the_lookup_throttle(stack):
@@ -159,31 +169,18 @@ def test_a_probe_outside_the_scope_counts_against_the_lookup_throttle(stack):
     arrivals counted, and these probes told existing numbers from missing ones, unthrottled, by
     their time (a decryption and a group commit against one read). A second gateway: a
     throttle table of its own."""
-    pb = stack.pb
     w, _ = unrouted(stack)
     other, _ = unrouted(stack)
     with second_gateway_of(stack) as addr:
         ch = stack.channel("courier_b", addr=addr)
-
-        def depart(number):
-            req = pb.intake.RecordScanRequest(waybill_no=number, event=ev(stack, "DEPARTED"),
-                                              event_time=PICKUP + 60)
-            return refusal(lambda: waygate_proto.unary(ch, RECORD_SCAN, req,
-                                                       pb.intake.RecordScanResponse))
-
         missing = missing_answer(stack)
-        for i in range(199):  # distinct numbers: all allowed
-            assert refusal(lambda: waygate_proto.unary(
-                ch, GET, pb.query.GetRequest(waybill_no=nonexistent(stack, "a", 2000 + i)),
-                pb.common.WaybillView)) == missing, i
-        assert depart(w.waybill_no) == missing  # the 200th
-        want = (grpc.StatusCode.RESOURCE_EXHAUSTED,
-                "too many distinct waybills or phone numbers looked up (at most 200 in the "
-                "window); an incident was recorded")
-        assert depart(nonexistent(stack, "a", 2500)) == want
-        assert depart(other.waybill_no) == want
+        use_199_lookups(stack, ch, 2000)
+        assert scan_on(stack, ch, w.waybill_no, "DEPARTED", PICKUP + 60) == missing  # the 200th
+        assert scan_on(stack, ch, nonexistent(stack, "a", 2500), "DEPARTED", PICKUP + 60) == \
+            THROTTLED
+        assert scan_on(stack, ch, other.waybill_no, "DEPARTED", PICKUP + 60) == THROTTLED
         # a number already looked up in the window is not a new lookup
-        assert depart(w.waybill_no) == missing
+        assert scan_on(stack, ch, w.waybill_no, "DEPARTED", PICKUP + 60) == missing
 
 
 def test_a_probe_of_an_unreadable_record_is_a_missing_number(stack):
