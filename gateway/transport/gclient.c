@@ -509,11 +509,6 @@ static void flooded(struct gw_gclient *c, enum gw_h2_calm_kind k)
            "(ENHANCE_YOUR_CALM)",
            c->host, (unsigned)c->port, c->flood);
     (void)nghttp2_session_terminate_session(c->sess, NGHTTP2_ENHANCE_YOUR_CALM);
-    /* Nothing more is read, at once: a KeyUpdate flood brings no HTTP/2 input, so process_input's
-     * own stop is never reached, and every record read would be answered while the GOAWAY waits
-     * for room in the output. */
-    if (c->bev != NULL)
-        (void)bufferevent_disable(c->bev, EV_READ);
 }
 
 /* Every frame header from the server, before nghttp2 acts on it: the control-frame budgets. */
