@@ -47,6 +47,14 @@ def missing_answer(stack, principal="courier_b"):
     return refusal(lambda: get(stack, nonexistent(stack, "a", 7), principal))
 
 
+def put_scan(stack, record_id, branch, event, offset):
+    """A scan written as the owner (a branch that exists only in the database), dated offset
+    seconds after the pickup, as a late device queue would send it."""
+    stack.psql("INSERT INTO scan (waybill_id, event, event_time, branch, device) VALUES "
+               "('%s', %d, to_timestamp(%d), '%s', 'dev-%s')"
+               % (record_id, event, PICKUP + offset, branch, branch))
+
+
 def rls_sees(stack, branch, record_id):
     """Does the gateway's database role, in branch's scope, see the waybill row?"""
     out = stack.psql("BEGIN; SELECT set_config('waygate.scope', '%s', true) IS NOT NULL; "
@@ -406,9 +414,7 @@ def test_custody_out_of_order_and_in_turn_agree_in_the_database(stack):
     w, record = unrouted(stack)
 
     def put(branch, event, offset):
-        stack.psql("INSERT INTO scan (waybill_id, event, event_time, branch, device) VALUES "
-                   "('%s', %d, to_timestamp(%d), '%s', 'dev-%s')"
-                   % (record, event, PICKUP + offset, branch, branch))
+        put_scan(stack, record, branch, event, offset)
 
     def custodian():
         facts = stack.psql("SELECT coalesce((waybill_scan_facts('%s')).custodian, '-')" % record)
@@ -495,9 +501,7 @@ def test_custody_ends_at_delivery_from_another_branch(stack):
     w, record = unrouted(stack)
 
     def put(branch, event, offset):
-        stack.psql("INSERT INTO scan (waybill_id, event, event_time, branch, device) VALUES "
-                   "('%s', %d, to_timestamp(%d), '%s', 'dev-%s')"
-                   % (record, event, PICKUP + offset, branch, branch))
+        put_scan(stack, record, branch, event, offset)
 
     def custodian():
         return stack.psql("SELECT coalesce((waybill_scan_facts('%s')).custodian, '-')"
