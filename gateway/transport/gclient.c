@@ -30,7 +30,11 @@
  *    budgets of the gateway's own server side (h2_calm.h), earned back by our requests: over
  *    one the session is terminated with ENHANCE_YOUR_CALM, input is no longer read, and the
  *    connection is dropped like a failed attempt (backoff), its calls UNAVAILABLE naming the
- *    flood, so a hostile backend costs the loop a bounded number of frames per attempt. */
+ *    flood, so a hostile backend costs the loop a bounded number of frames per attempt. The
+ *    server's TLS 1.3 KeyUpdate messages (each two key derivations, new cipher contexts and, when
+ *    it asks, a record back) have the server side's budget too (conn.c): OpenSSL's message
+ *    callback counts them (gw_tls_watch_key_updates) and pump() charges them, the same way.
+ *    Each drop for a flood is logged once, naming the budget. */
 #include "gclient.h"
 
 #include <errno.h>
@@ -118,8 +122,10 @@ struct gw_gclient {
     struct event *ping_ev;    /* a PING sent after a deadline must be answered before it */
     bool ping_outstanding;
     bool proved; /* a response arrived: the connection counts as established (no backoff) */
-    struct gw_h2_calm calm; /* the server's control frames, per connection */
-    const char *flood;      /* the budget the server went over (its frame's name), or NULL */
+    struct gw_h2_calm calm;    /* the server's control frames, per connection */
+    const char *flood;         /* the budget the server went over (its frame's name), or NULL */
+    struct gw_tls_watch watch; /* the server's KeyUpdates, told to key_update_cb */
+    uint32_t key_updates;      /* ... read by OpenSSL and not yet charged to calm */
     struct gw_gclient_call *calls, *calls_tail; /* in the order they were started */
     struct gw_gclient_call *done_head, *done_tail;
     size_t inflight;
@@ -493,17 +499,61 @@ static int on_stream_close_cb(nghttp2_session *s, int32_t stream_id, uint32_t er
     return 0;
 }
 
+/* The server went over kind's budget: the session ends with GOAWAY ENHANCE_YOUR_CALM and the
+ * connection is dropped (pump), logged once. */
+static void flooded(struct gw_gclient *c, enum gw_h2_calm_kind k)
+{
+    c->flood = gw_h2_calm_name(k);
+    GW_LOG(GW_LOG_WARN, "forward", NULL,
+           "backend %s:%u: %s flood: over the connection's budget, connection dropped "
+           "(ENHANCE_YOUR_CALM)",
+           c->host, (unsigned)c->port, c->flood);
+    (void)nghttp2_session_terminate_session(c->sess, NGHTTP2_ENHANCE_YOUR_CALM);
+    /* Nothing more is read, at once: a KeyUpdate flood brings no HTTP/2 input, so process_input's
+     * own stop is never reached, and every record read would be answered while the GOAWAY waits
+     * for room in the output. */
+    if (c->bev != NULL)
+        (void)bufferevent_disable(c->bev, EV_READ);
+}
+
 /* Every frame header from the server, before nghttp2 acts on it: the control-frame budgets. */
 static int on_begin_frame_cb(nghttp2_session *s, const nghttp2_frame_hd *hd, void *arg)
 {
     struct gw_gclient *c = arg;
     enum gw_h2_calm_kind k = gw_h2_calm_kind_of(hd->type, (hd->flags & NGHTTP2_FLAG_ACK) != 0);
 
+    (void)s;
     if (c->flood != NULL || gw_h2_calm_take(&c->calm, k, gw_clock_ms()))
         return 0;
-    c->flood = gw_h2_calm_name(k);
-    (void)nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
+    flooded(c, k);
     return 0;
+}
+
+/* A KeyUpdate read by OpenSSL (from inside the bufferevent's read): counted, and charged by
+ * pump() on the loop's next pass. */
+static void key_update_cb(void *arg)
+{
+    struct gw_gclient *c = arg;
+
+    if (c->key_updates < UINT32_MAX)
+        c->key_updates++;
+    kick(c);
+}
+
+/* Charges the KeyUpdates counted so far to the connection's budget (those before the session
+ * started wait for it). */
+static void charge_key_updates(struct gw_gclient *c)
+{
+    uint64_t now = gw_clock_ms();
+
+    if (c->sess == NULL || c->flood != NULL)
+        return;
+    for (; c->key_updates > 0; c->key_updates--)
+        if (!gw_h2_calm_take(&c->calm, GW_H2_CALM_KEY_UPDATE, now)) {
+            flooded(c, GW_H2_CALM_KEY_UPDATE);
+            c->key_updates = 0;
+            return;
+        }
 }
 
 /* Our requests earn the server's answers to them (window updates, pings) their credit. */
@@ -583,6 +633,7 @@ static void pump(struct gw_gclient *c)
 
     if (c->state != C_READY)
         return;
+    charge_key_updates(c);
     if (c->held - c->inflight + c->orphans > MAX_STALE) {
         conn_lost(c, "backend: too many calls ended before their streams closed", c->proved);
         return;
@@ -787,6 +838,9 @@ static void tcp_cb(evutil_socket_t fd, short what, void *arg)
         conn_lost(c, "backend: cannot create a TLS session", false);
         return;
     }
+    c->key_updates = 0;
+    c->watch = (struct gw_tls_watch){key_update_cb, c}; /* c outlives the SSL (conn_lost) */
+    gw_tls_watch_key_updates(ssl, &c->watch);
     c->bev = bufferevent_openssl_socket_new(c->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);
     if (c->bev == NULL) {

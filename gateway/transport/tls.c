@@ -223,6 +223,18 @@ fail:
     return NULL;
 }
 
+/* One SSL_read handles at most the records already in OpenSSL's buffer (one without read-ahead)
+ * when they hold no application data: a post-handshake message (a KeyUpdate) makes it return
+ * WANT_READ, and the bufferevent waits for the next readable event. With OpenSSL's default
+ * (SSL_MODE_AUTO_RETRY) it went back to the socket for the next record, so a peer that kept the
+ * socket full of KeyUpdates had every one of them read and answered inside one SSL_read, before
+ * the loop could charge any to its budget (gw_tls_watch_key_updates). The bufferevent and
+ * gw_tls_read_buffered already treat WANT_READ as "nothing more for now". */
+static void no_auto_retry(SSL *ssl)
+{
+    SSL_clear_mode(ssl, SSL_MODE_AUTO_RETRY);
+}
+
 struct ssl_st *gw_tls_client_ssl_new(struct gw_tls *t, const char *server_name)
 {
     SSL *ssl = SSL_new(t->ctx);
@@ -242,6 +254,7 @@ struct ssl_st *gw_tls_client_ssl_new(struct gw_tls *t, const char *server_name)
         return NULL;
     }
     SSL_set_mode(ssl, SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    no_auto_retry(ssl);
     return ssl;
 }
 
@@ -268,6 +281,7 @@ struct ssl_st *gw_tls_ssl_new(struct gw_tls *t)
      * each once it is empty and allocates it again for the next record (issue 10: 10 000 idle
      * connections at most 32 KiB each). */
     SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+    no_auto_retry(ssl);
     return ssl;
 }
 

@@ -494,3 +494,32 @@ def cluster_pids(stack):
             except (OSError, IndexError, ValueError):
                 pass
     return pids
+
+
+# C for the KeyUpdate flood tests (test_attack_edge.py, test_gclient.py): Python's ssl module
+# cannot send a KeyUpdate. KEYUPDATE_COUNT_C counts the peer's KeyUpdate messages in `answers`
+# (set as the SSL's message callback).
+KEYUPDATE_COUNT_C = r"""
+static long answers;
+static void count_cb(int write_p, int version, int type, const void *buf, size_t len, SSL *ssl,
+                     void *arg)
+{
+    (void)version;
+    (void)ssl;
+    (void)arg;
+    if (!write_p && type == SSL3_RT_HANDSHAKE && len >= 1 &&
+        ((const unsigned char *)buf)[0] == SSL3_MT_KEY_UPDATE)
+        answers++;
+}
+"""
+
+
+def build_tls_c(tmp_path, name, source):
+    """Builds source (C using libssl) with the system's gcc into tmp_path; returns the program's
+    path."""
+    src, exe = tmp_path / (name + ".c"), tmp_path / name
+    src.write_text(source)
+    r = subprocess.run(["gcc", "-O1", "-o", str(exe), str(src), "-lssl", "-lcrypto"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, "cannot build %s: %s" % (name, r.stderr)
+    return str(exe)

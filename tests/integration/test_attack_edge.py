@@ -47,7 +47,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy"))
 import waygate_proto  # noqa: E402
 
-from conftest import ExtraGateway, free_port, wait_for  # noqa: E402
+from conftest import (KEYUPDATE_COUNT_C, ExtraGateway, build_tls_c, free_port,  # noqa: E402
+                      wait_for)
 from test_foundation import SecondGateway, hostport  # noqa: E402
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 2, 3, 4, 6, 7, 8
@@ -629,6 +630,7 @@ KEYUPDATE_C = r"""
 #include <fcntl.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -636,17 +638,21 @@ KEYUPDATE_C = r"""
 
 #include <openssl/ssl.h>
 
-/* ca cert key port n: a TLS 1.3 mTLS connection (ALPN h2, preface and SETTINGS sent) that sends
- * n KeyUpdate messages, each asking for one back, and reads what the server sends when it comes,
- * or every 256. Prints how many went out before the connection failed, the error code of the
- * GOAWAY the server sent (-1: none read), and how the connection ended: "open" (it did not),
- * "reset" (ECONNRESET or EPIPE), "eof" (close_notify or FIN) or "error". A GOAWAY the client has
- * not read yet when the server's close (RST: it closes with our records unread) arrives is lost
- * with the socket's receive queue, so a reset without one is the same answer seen later. */
+/* ca cert key port n [at-once]: a TLS 1.3 mTLS connection (ALPN h2, preface and SETTINGS sent)
+ * that sends n KeyUpdate messages, each asking for one back, and reads what the server sends when
+ * it comes, or every 256. With "at-once" the n messages are made in memory first and written as
+ * one stream of bytes as fast as the socket takes them, so the server always has the next one
+ * waiting, however slowly it answers. Prints how many went out before the connection failed (with
+ * "at-once": the bytes of the stream written), the error code of the GOAWAY the server sent (-1:
+ * none read), how the connection ended: "open" (it did not), "reset" (ECONNRESET or EPIPE), "eof"
+ * (close_notify or FIN) or "error", and how many KeyUpdates the server sent (its answers). A
+ * GOAWAY the client has not read yet when the server's close (RST: it closes with our records
+ * unread) arrives is lost with the socket's receive queue, so a reset without one is the same
+ * answer seen later. */
 static unsigned char in[1 << 20];
 static size_t inlen;
 static const char *ended = "open";
-
+""" + KEYUPDATE_COUNT_C + r"""
 /* Why the connection failed, from the SSL call that failed with r. */
 static const char *failure(SSL *ssl, int r)
 {
@@ -701,7 +707,7 @@ int main(int argc, char **argv)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     SSL *ssl;
 
-    if (argc != 6 || ctx == NULL || fd < 0)
+    if ((argc != 6 && (argc != 7 || strcmp(argv[6], "at-once") != 0)) || ctx == NULL || fd < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN); /* a write after the gateway closed fails, and is counted */
     n = atol(argv[5]);
@@ -721,6 +727,40 @@ int main(int argc, char **argv)
     SSL_set_fd(ssl, fd);
     if (SSL_connect(ssl) != 1 || SSL_write(ssl, pre, sizeof(pre) - 1) <= 0)
         return 2;
+    SSL_set_msg_callback(ssl, count_cb);
+    if (argc == 7) {
+        BIO *mem = BIO_new(BIO_s_mem());
+        char *stream;
+        long len, off = 0;
+
+        if (mem == NULL)
+            return 2;
+        SSL_set0_wbio(ssl, mem); /* the messages into memory; reading stays on the socket */
+        for (i = 0; i < n; i++)
+            if (!SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) || SSL_do_handshake(ssl) != 1)
+                return 2;
+        len = BIO_get_mem_data(mem, &stream);
+        for (;;) {
+            struct pollfd p = {fd, POLLIN | (off < len ? POLLOUT : 0), 0};
+
+            if (poll(&p, 1, 10000) <= 0)
+                break; /* nothing for 10 s: "open" */
+            if (off < len && (p.revents & POLLOUT)) {
+                ssize_t w = send(fd, stream + off, (size_t)(len - off), MSG_DONTWAIT);
+
+                if (w > 0)
+                    off += w;
+                else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                    ended = errno == ECONNRESET || errno == EPIPE ? "reset" : "error";
+                    break;
+                }
+            }
+            if ((p.revents & (POLLIN | POLLHUP | POLLERR)) && drain(ssl, fd) != 0)
+                break;
+        }
+        printf("%ld %ld %s %ld\n", off, goaway_code(), ended, answers);
+        return 0;
+    }
     for (i = 0; i < n; i++) {
         struct pollfd p = {fd, POLLIN, 0};
         int r;
@@ -738,7 +778,7 @@ int main(int argc, char **argv)
             break;
     }
     (void)drain(ssl, fd); /* what came before the close, if OpenSSL still reads */
-    printf("%ld %ld %s\n", i, goaway_code(), ended);
+    printf("%ld %ld %s %ld\n", i, goaway_code(), ended, answers);
     return 0;
 }
 """
@@ -759,18 +799,14 @@ def test_key_update_flood_is_answered_like_a_ping_flood(stack, tmp_path):
     records unread) arrives before it has read the GOAWAY, which the reset then discards, a reset
     or an end of stream; both are accepted, any other GOAWAY is not. Built with the system's gcc
     and libssl-dev (the build's own dependencies): Python's ssl module cannot send a KeyUpdate."""
-    src, exe = tmp_path / "keyupdate.c", tmp_path / "keyupdate"
-    src.write_text(KEYUPDATE_C)
-    r = subprocess.run(["gcc", "-O1", "-o", str(exe), str(src), "-lssl", "-lcrypto"],
-                       capture_output=True, text=True)
-    assert r.returncode == 0, "cannot build the KeyUpdate client: %s" % r.stderr
+    exe = build_tls_c(tmp_path, "keyupdate", KEYUPDATE_C)
     since = len(stack.log_lines())
     _, port = hostport(stack.addr)
     cert, key = stack.cert("courier_a")
-    r = subprocess.run([str(exe), stack.ca, cert, key, str(port), str(FLOOD)], capture_output=True,
+    r = subprocess.run([exe, stack.ca, cert, key, str(port), str(FLOOD)], capture_output=True,
                        text=True, timeout=300)
     assert r.returncode == 0, "the KeyUpdate client could not connect: %s" % r.stderr
-    went, code, ended = r.stdout.split()
+    went, code, ended, _ = r.stdout.split()
     went, code = int(went), int(code)
     print("KeyUpdate messages written on one connection: %d of %d; GOAWAY %d; ended: %s" % (
         went, FLOOD, code, ended))
@@ -790,6 +826,33 @@ def test_key_update_flood_is_answered_like_a_ping_flood(stack, tmp_path):
     assert warned[0]["level"] == "warn" and warned[0]["principal"] == "courier_a" and \
         warned[0]["peer"].startswith("127.0.0.1:")
     assert "ENHANCE_YOUR_CALM" in warned[0]["msg"]
+    assert stack.health() == "SERVING"
+
+
+KEYUPDATES_AT_ONCE = 8192  # ~230 KB, more than one read of OpenSSL's (read-ahead) buffer
+KEYUPDATES_ANSWERED_MAX = 1024  # far above the budget's burst (32), far below the flood
+
+
+def test_key_update_flood_written_at_once_is_cut_within_a_read(stack, tmp_path):
+    """courier_b writes 8192 TLS 1.3 KeyUpdate messages at once, each asking for one back, so the
+    gateway always has the next one waiting in its socket: it answers at most one read-ahead
+    buffer's worth before the budget (32 at once) is charged and the connection closed, far fewer
+    than the flood (counted as the server's KeyUpdates the client reads). Red with OpenSSL's
+    SSL_MODE_AUTO_RETRY left on: one SSL_read then went back to the socket for the next record and
+    read and answered every message waiting before the loop could charge any."""
+    exe = build_tls_c(tmp_path, "keyupdate", KEYUPDATE_C)
+    _, port = hostport(stack.addr)
+    cert, key = stack.cert("courier_b")
+    r = subprocess.run([exe, stack.ca, cert, key, str(port), str(KEYUPDATES_AT_ONCE),
+                        "at-once"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, "the KeyUpdate client could not connect: %s" % r.stderr
+    written, code, ended, answered = r.stdout.split()
+    print("KeyUpdate flood of %d at once: %s bytes written, %s answered; GOAWAY %s; ended: %s" % (
+        KEYUPDATES_AT_ONCE, written, answered, code, ended))
+    assert ended != "open", "the connection outlived a flood of %d" % KEYUPDATES_AT_ONCE
+    assert int(code) in (-1, ENHANCE_YOUR_CALM), code
+    assert int(answered) <= KEYUPDATES_ANSWERED_MAX, \
+        "the gateway answered %s KeyUpdates before closing" % answered
     assert stack.health() == "SERVING"
 
 

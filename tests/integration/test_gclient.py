@@ -29,7 +29,7 @@ import time
 
 import pytest
 
-from conftest import h2_frame, hpack_literal, recv_exact
+from conftest import KEYUPDATE_COUNT_C, build_tls_c, h2_frame, hpack_literal, recv_exact
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
@@ -746,6 +746,168 @@ def test_a_backend_that_settles_and_leaves_meets_the_backoff(env, mode):
     finally:
         p.close()
         srv.close()
+
+
+KEYUPDATE_SERVER_C = r"""
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <openssl/ssl.h>
+
+/* ca cert key n: a TLS 1.3 server on 127.0.0.1 (port printed on the first line), client
+ * certificate required, ALPN h2. On its one connection it reads the client's preface and sends
+ * an empty SETTINGS frame. Then it makes n KeyUpdate messages, each asking for one back, into
+ * memory and writes them as one stream of bytes, as fast as the socket takes them: the client
+ * always has the next record waiting, however slowly it answers. Meanwhile, and after, it reads
+ * what the client sends and counts the client's KeyUpdates (its answers), until the connection
+ * ends or nothing has come for 10 s. Prints "written answers ended": the bytes of the stream
+ * written, the answers, and whether the connection ended ("closed") or not ("open"). */
+""" + KEYUPDATE_COUNT_C + r"""
+static int alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl;
+    (void)arg;
+    for (unsigned int i = 0; i + 1 + in[i] <= inlen; i += 1u + in[i])
+        if (in[i] == 2 && memcmp(in + i + 1, "h2", 2) == 0) {
+            *out = in + i + 1;
+            *outlen = 2;
+            return SSL_TLSEXT_ERR_OK;
+        }
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+}
+
+int main(int argc, char **argv)
+{
+    static const unsigned char settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    static unsigned char buf[65536];
+    SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+    struct sockaddr_in sa = {0};
+    socklen_t salen = sizeof(sa);
+    int lfd = socket(AF_INET, SOCK_STREAM, 0), fd, one = 1, got = 0, r;
+    const char *ended = "open";
+    char *stream;
+    long n, i, len, off = 0;
+    BIO *mem;
+    SSL *ssl;
+
+    if (argc != 5 || ctx == NULL || lfd < 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    n = atol(argv[4]);
+    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
+    SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    if (!SSL_CTX_load_verify_locations(ctx, argv[1], NULL) ||
+        !SSL_CTX_use_certificate_chain_file(ctx, argv[2]) ||
+        !SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM))
+        return 2;
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, NULL);
+    SSL_CTX_set_alpn_select_cb(ctx, alpn, NULL);
+    setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    sa.sin_family = AF_INET;
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (bind(lfd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || listen(lfd, 4) != 0 ||
+        getsockname(lfd, (struct sockaddr *)&sa, &salen) != 0)
+        return 2;
+    printf("%d\n", ntohs(sa.sin_port));
+    fflush(stdout);
+    if ((fd = accept(lfd, NULL, NULL)) < 0)
+        return 2;
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) != 1)
+        return 3;
+    while (got < 24 && (r = SSL_read(ssl, buf, 24 - got)) > 0) /* the preface */
+        got += r;
+    if (got < 24 || SSL_write(ssl, settings, sizeof(settings)) <= 0)
+        return 3;
+    SSL_set_msg_callback(ssl, count_cb);
+    /* the n messages, into memory (the read side stays on the socket) */
+    if ((mem = BIO_new(BIO_s_mem())) == NULL)
+        return 3;
+    SSL_set0_wbio(ssl, mem);
+    for (i = 0; i < n; i++)
+        if (!SSL_key_update(ssl, SSL_KEY_UPDATE_REQUESTED) || SSL_do_handshake(ssl) != 1)
+            return 3;
+    len = BIO_get_mem_data(mem, &stream);
+    fcntl(fd, F_SETFL, O_NONBLOCK);
+    for (;;) {
+        struct pollfd p = {fd, POLLIN | (off < len ? POLLOUT : 0), 0};
+
+        if (poll(&p, 1, 10000) <= 0)
+            break; /* nothing for 10 s: "open" */
+        if (off < len && (p.revents & POLLOUT)) {
+            ssize_t w = write(fd, stream + off, (size_t)(len - off));
+
+            if (w > 0)
+                off += w;
+            else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                ended = "closed";
+                break;
+            }
+        }
+        if (p.revents & (POLLIN | POLLHUP | POLLERR)) {
+            while ((r = SSL_read(ssl, buf, sizeof(buf))) > 0) /* the client's answers */
+                ;
+            r = SSL_get_error(ssl, r);
+            if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE) {
+                ended = "closed";
+                break;
+            }
+        }
+    }
+    printf("%ld %ld %s\n", off, answers, ended);
+    return 0;
+}
+"""
+KEYUPDATE_FLOOD = 8192  # messages, written at once (~230 KB)
+KEY_UPDATE_ANSWERED_MAX = 1024  # far above the budget's burst (32, h2_calm.h), far below the flood
+
+
+def test_key_update_flood_from_a_backend_is_cut_by_its_budget(env, tmp_path):
+    """A backend writes 8192 TLS 1.3 KeyUpdate messages at once, each asking for one back (two
+    key derivations, new cipher contexts and a record of the client's each), so that the next
+    one is always waiting in the client's socket: the client counts them (OpenSSL's message
+    callback, as the gateway's server side does) against the same budget (32 at once, then one a
+    second) and drops the connection past it, the call failing UNAVAILABLE naming the KeyUpdate
+    flood long before its deadline, having answered far fewer than the flood. Red without the
+    budget (the call ran to its deadline), and red with OpenSSL's SSL_MODE_AUTO_RETRY left on:
+    one SSL_read then read and answered every message waiting before the budget could be
+    charged. Built with the system's gcc and libssl-dev: Python's ssl module cannot send a
+    KeyUpdate."""
+    exe = build_tls_c(tmp_path, "keyupdate_server", KEYUPDATE_SERVER_C)
+    certs = env.certdir
+    srv = subprocess.Popen([exe, os.path.join(certs, "ca.crt"),
+                            os.path.join(certs, "sink.crt"), os.path.join(certs, "sink.key"),
+                            str(KEYUPDATE_FLOOD)], stdout=subprocess.PIPE, text=True)
+    p = None
+    try:
+        port = int(srv.stdout.readline())
+        p = Probe(certs, "127.0.0.1:%d" % port, connect_timeout_ms=5000)
+        a = p.call("keyupdate", n=1, deadline_ms=BOUND_S * 1000)
+        out, _ = srv.communicate(timeout=BOUND_S)
+        written, answered, ended = out.split()
+        print("KeyUpdate flood of %d: %s bytes written, %s answered before the connection ended "
+              "(%s): %s" % (KEYUPDATE_FLOOD, written, answered, ended, a["message"]))
+        assert a["status"] == UNAVAILABLE and "TLS KeyUpdate flood" in a["message"], a
+        assert ended == "closed"
+        # (fewer than the burst may be seen: answers still unread are lost when the client's
+        # reset arrives; the failure's message above shows the budget was reached)
+        assert int(answered) <= KEY_UPDATE_ANSWERED_MAX, answered
+        assert p.stats()["inflight"] == 0
+    finally:
+        if p is not None:
+            p.close()
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
 
 
 # h2_calm.h's bounds, which the client applies to the backend
