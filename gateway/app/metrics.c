@@ -21,7 +21,8 @@
  * incident kinds, principal names and numbers. Bounded: requests other than GET are refused,
  * headers and bodies are capped, a connection serves one request (every answer closes it), a
  * connection idle for METRICS_TIMEOUT_S is closed and one not answered DEADLINE_S after its
- * accept too, however it trickles (deadline_cb: evhttp's timeout restarts at every byte), scrapes
+ * accept too, however it trickles (deadline_cb: evhttp's timeout restarts at every byte), or at
+ * once when its TLS peer sends more than KEY_UPDATES_MAX KeyUpdates (key_update_cb), scrapes
  * waiting at once are at most MAX_WAITING (more get 503), and connections open at once at most
  * MAX_CONNECTIONS: at the cap the listener stops accepting (further clients wait in the kernel's
  * backlog, holding none of the process's descriptors) until one closes. An accept that fails for
@@ -75,6 +76,7 @@
 #define DEADLINE_S 10        /* a connection's life, from accept to its one answer */
 #define REFUSAL_LOG_BURST 10 /* refusal warnings written at once, */
 #define REFUSAL_LOG_RATE 1   /* then this many a second */
+#define KEY_UPDATES_MAX 32   /* TLS KeyUpdates a connection may send in its life (DEADLINE_S) */
 #define ADMIN_ROLE "system_admin"
 
 /* One connection: counted from its bufferevent (bev_cb), closed at its deadline. */
@@ -82,7 +84,11 @@ struct mconn {
     struct gw_metrics *m;
     struct bufferevent *bev;         /* a reference held until track_cb */
     struct evhttp_connection *evcon; /* evhttp's, once track_cb saw it */
-    struct event *deadline;          /* DEADLINE_S after accept */
+    struct event *deadline;          /* DEADLINE_S after accept, or at once for a flood */
+    struct ssl_st *ssl;              /* its TLS session ([metrics] tls), watched until unwatch() */
+    struct gw_tls_watch watch;       /* the peer's KeyUpdates, told to key_update_cb */
+    uint32_t key_updates;            /* ... read by OpenSSL */
+    bool flooded;                    /* more than KEY_UPDATES_MAX: closed by deadline_cb */
     struct mconn *prev, *next;       /* gw_metrics.conns */
 };
 
@@ -107,6 +113,7 @@ struct gw_metrics {
     struct mconn *fresh[MAX_CONNECTIONS]; /* made, their close not yet watched */
     size_t nfresh;
     uint64_t deadline_closed;      /* connections closed at their deadline, unanswered */
+    uint64_t key_update_closed;    /* connections closed for a TLS KeyUpdate flood */
     struct gw_lines refusal_lines; /* the budget of refusal warnings */
     struct event *track_ev;        /* runs track_cb */
     bool capped;                   /* the listener is disabled at MAX_CONNECTIONS */
@@ -532,6 +539,9 @@ static void render(struct evbuffer *b, const struct gw_metrics *m)
             "metrics connections closed unanswered 10 s after accept (a handshake or request "
             "trickled, a scrape whose lookup did not finish)",
             (double)m->deadline_closed);
+    counter(b, "waygate_metrics_key_update_closed_total",
+            "metrics connections closed for sending more than 32 TLS KeyUpdate messages",
+            (double)m->key_update_closed);
     write_db(b, app);
     write_workers(b, app);
     write_store(b, app);
@@ -771,15 +781,55 @@ static void conn_gone(struct mconn *c)
     }
 }
 
+/* The connection's TLS session is no longer watched: called while it still exists, before
+ * evhttp or the deadline frees the bufferevent that owns it (c may be freed first). */
+static void unwatch(struct mconn *c)
+{
+    if (c->ssl != NULL)
+        gw_tls_watch_key_updates(c->ssl, NULL);
+    c->ssl = NULL;
+}
+
 static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
 {
     (void)evcon;
+    unwatch(arg); /* (evhttp calls this before it frees the bufferevent) */
     conn_gone(arg);
+}
+
+/* A KeyUpdate read by OpenSSL, from inside the bufferevent's read (nothing may be freed here):
+ * past KEY_UPDATES_MAX the connection is closed from the loop (deadline_cb), once evhttp has made
+ * it (track_cb). A scraper has no reason to send any within the connection's ten seconds; each
+ * costs two key derivations, new cipher contexts and a record back when asked. */
+static void key_update_cb(void *arg)
+{
+    struct mconn *c = arg;
+
+    if (c->flooded || ++c->key_updates <= KEY_UPDATES_MAX)
+        return;
+    c->flooded = true;
+    if (c->evcon != NULL)
+        event_active(c->deadline, EV_TIMEOUT, 0);
+}
+
+/* The flood's warning, from the refusals' budget of lines, naming the peer. */
+static void log_key_update_flood(struct gw_metrics *m, struct evhttp_connection *evcon)
+{
+    char *host = NULL;
+    ev_uint16_t port = 0;
+
+    if (GW_LOG_WARN < gw_log_level || !gw_lines_take(&m->refusal_lines, NULL, gw_clock_ms()))
+        return;
+    evhttp_connection_get_peer(evcon, &host, &port);
+    GW_LOG(GW_LOG_WARN, "metrics", NULL,
+           "connection from %s:%u closed: TLS KeyUpdate flood (more than %u on one connection)",
+           host != NULL ? host : "?", (unsigned)port, (unsigned)KEY_UPDATES_MAX);
 }
 
 /* DEADLINE_S after accept the connection is not answered yet (a handshake or request trickled
  * a byte at a time, which restarts evhttp's inactivity timeout at every byte; a scrape still
- * waiting for its lookup): it is closed, its scrape dropped unanswered. */
+ * waiting for its lookup), or its peer sent more than KEY_UPDATES_MAX KeyUpdates: it is closed,
+ * its scrape dropped unanswered. */
 static void deadline_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct mconn *c = arg;
@@ -795,7 +845,13 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
         if (evhttp_request_get_connection(s->req) == c->evcon)
             unlink_scrape(s); /* evhttp_connection_free frees its request */
     }
-    m->deadline_closed++;
+    if (c->flooded) {
+        m->key_update_closed++;
+        log_key_update_flood(m, c->evcon);
+    } else {
+        m->deadline_closed++;
+    }
+    unwatch(c);
     evhttp_connection_set_closecb(c->evcon, NULL, NULL);
     evhttp_connection_free(c->evcon);
     conn_gone(c);
@@ -820,7 +876,10 @@ static void track_cb(evutil_socket_t fd, short what, void *arg)
         if (eventcb != NULL && evcon != NULL) { /* evhttp's: its argument is the connection */
             c->evcon = evcon;
             evhttp_connection_set_closecb(evcon, conn_closed_cb, c);
+            if (c->flooded) /* (key_update_cb left it for now) */
+                event_active(c->deadline, EV_TIMEOUT, 0);
         } else {
+            unwatch(c); /* (the reference held keeps the bufferevent, and its session, alive) */
             conn_gone(c);
         }
         bufferevent_decref(bev);
@@ -855,6 +914,11 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
             event_free(c->deadline);
         gw_free(c);
         return bev; /* not counted, no deadline: evhttp's inactivity timeout still closes it */
+    }
+    if (ssl != NULL && bufferevent_openssl_get_ssl(bev) == ssl) {
+        c->ssl = ssl;
+        c->watch = (struct gw_tls_watch){key_update_cb, c};
+        gw_tls_watch_key_updates(ssl, &c->watch);
     }
     bufferevent_incref(bev);
     c->bev = bev;

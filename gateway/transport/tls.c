@@ -567,7 +567,9 @@ struct ssl_st *gw_tls_http_ssl_new(struct gw_tls *t)
 
     /* No read-ahead: a libevent bufferevent alone (no gw_tls_read_buffered) would leave a
      * request that arrived with the handshake's last flight in OpenSSL's buffer unread. */
-    if (ssl != NULL)
+    if (ssl != NULL) {
         SSL_set_mode(ssl, SSL_MODE_RELEASE_BUFFERS);
+        no_auto_retry(ssl); /* the KeyUpdates metrics.c counts, one a read */
+    }
     return ssl;
 }

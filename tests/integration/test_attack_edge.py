@@ -638,11 +638,12 @@ KEYUPDATE_C = r"""
 
 #include <openssl/ssl.h>
 
-/* ca cert key port n [at-once]: a TLS 1.3 mTLS connection (ALPN h2, preface and SETTINGS sent)
- * that sends n KeyUpdate messages, each asking for one back, and reads what the server sends when
- * it comes, or every 256. With "at-once" the n messages are made in memory first and written as
- * one stream of bytes as fast as the socket takes them, so the server always has the next one
- * waiting, however slowly it answers. Prints how many went out before the connection failed (with
+/* ca cert key port n [at-once|at-once-http1]: a TLS 1.3 mTLS connection (ALPN h2, preface and
+ * SETTINGS sent) that sends n KeyUpdate messages, each asking for one back, and reads what the
+ * server sends when it comes, or every 256. With "at-once" the n messages are made in memory
+ * first and written as one stream of bytes as fast as the socket takes them, so the server always
+ * has the next one waiting, however slowly it answers; "at-once-http1" does the same with no ALPN
+ * and nothing sent before the messages (an HTTPS listener's connection waiting for a request). Prints how many went out before the connection failed (with
  * "at-once": the bytes of the stream written), the error code of the GOAWAY the server sent (-1:
  * none read), how the connection ended: "open" (it did not), "reset" (ECONNRESET or EPIPE), "eof"
  * (close_notify or FIN) or "error", and how many KeyUpdates the server sent (its answers). A
@@ -707,7 +708,10 @@ int main(int argc, char **argv)
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     SSL *ssl;
 
-    if ((argc != 6 && (argc != 7 || strcmp(argv[6], "at-once") != 0)) || ctx == NULL || fd < 0)
+    int http1 = argc == 7 && strcmp(argv[6], "at-once-http1") == 0;
+
+    if ((argc != 6 && (argc != 7 || (strcmp(argv[6], "at-once") != 0 && !http1))) ||
+        ctx == NULL || fd < 0)
         return 2;
     signal(SIGPIPE, SIG_IGN); /* a write after the gateway closed fails, and is counted */
     n = atol(argv[5]);
@@ -716,7 +720,7 @@ int main(int argc, char **argv)
     if (!SSL_CTX_load_verify_locations(ctx, argv[1], NULL) ||
         !SSL_CTX_use_certificate_chain_file(ctx, argv[2]) ||
         !SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM) ||
-        SSL_CTX_set_alpn_protos(ctx, h2, sizeof(h2)) != 0)
+        (!http1 && SSL_CTX_set_alpn_protos(ctx, h2, sizeof(h2)) != 0))
         return 2;
     sa.sin_family = AF_INET;
     sa.sin_port = htons((unsigned short)atoi(argv[4]));
@@ -725,7 +729,7 @@ int main(int argc, char **argv)
         return 2;
     ssl = SSL_new(ctx);
     SSL_set_fd(ssl, fd);
-    if (SSL_connect(ssl) != 1 || SSL_write(ssl, pre, sizeof(pre) - 1) <= 0)
+    if (SSL_connect(ssl) != 1 || (!http1 && SSL_write(ssl, pre, sizeof(pre) - 1) <= 0))
         return 2;
     SSL_set_msg_callback(ssl, count_cb);
     if (argc == 7) {
@@ -854,6 +858,43 @@ def test_key_update_flood_written_at_once_is_cut_within_a_read(stack, tmp_path):
     assert int(answered) <= KEYUPDATES_ANSWERED_MAX, \
         "the gateway answered %s KeyUpdates before closing" % answered
     assert stack.health() == "SERVING"
+
+
+def test_key_update_flood_on_the_metrics_listener_closes_the_connection(stack, tmp_path):
+    """courier_b's certificate (any the CA signed completes the handshake; the role is judged on
+    the scrape) writes 8192 TLS 1.3 KeyUpdate messages at once to a [metrics] tls listener, which
+    no scraper sends: past 32 the connection is closed from the loop, counted in
+    waygate_metrics_key_update_closed_total and not as a deadline close, with a warning naming
+    the peer, a few dozen answered. Red without the count (all 8192 answered, the connection held
+    to its 10 s deadline) and with SSL_MODE_AUTO_RETRY left on (all 8192 read in one SSL_read)."""
+    from test_metrics import https_response
+    mport = free_port()
+    maddr = "127.0.0.1:%d" % mport
+    g = ExtraGateway(stack, "metrics-keyupdate", lambda t: t.replace(
+        "[metrics]\n", "[metrics]\nlisten = %s\ntls = true\n" % maddr, 1))
+    try:
+        exe = build_tls_c(tmp_path, "keyupdate", KEYUPDATE_C)
+        cert, key = stack.cert("courier_b")
+        r = subprocess.run([exe, stack.ca, cert, key, str(mport), str(KEYUPDATES_AT_ONCE),
+                            "at-once-http1"], capture_output=True, text=True, timeout=300)
+        assert r.returncode == 0, "the KeyUpdate client could not connect: %s" % r.stderr
+        written, _, ended, answered = r.stdout.split()
+        print("metrics listener, KeyUpdate flood of %d at once: %s bytes written, %s answered; "
+              "ended: %s" % (KEYUPDATES_AT_ONCE, written, answered, ended))
+        assert ended != "open", "the connection outlived a flood of %d" % KEYUPDATES_AT_ONCE
+        assert int(answered) <= 64, "the listener answered %s KeyUpdates" % answered
+        status, body, _ = https_response(stack, maddr, "sysadmin")
+        assert status == 200, (status, body[:200])
+
+        def count(name):
+            m = re.search(r"(?m)^%s (\S+)$" % name, body)
+            assert m, "no %s" % name
+            return float(m.group(1))
+        assert count("waygate_metrics_key_update_closed_total") == 1
+        assert count("waygate_metrics_deadline_closed_total") == 0
+        assert "closed: TLS KeyUpdate flood (more than 32 on one connection)" in g.log()
+    finally:
+        g.close()
 
 
 # --- the metrics listener: slow clients ---
