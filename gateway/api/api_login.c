@@ -64,6 +64,8 @@ static void login_rec(const struct adm *a, bool ok, struct gw_audit_rec *r)
 
     if (!ok) {
         gw_admin_fill_rec(a, r, "login.fail", "refused", LOGIN_FAIL_CLASS);
+        /* a lawful_access account's failed login, token or not, is its officer's attempt */
+        r->confidential = r->confidential || gw_policy_confidential_role(a->role);
         return;
     }
     gw_admin_fill_rec(a, r, "login.ok", "ok", a->must_change ? "password must change" : NULL);
@@ -89,14 +91,15 @@ static void record_raced_login(struct adm *a)
 
 /* Repeated authentication failures (Art. 17): the failure that locks an account is an incident,
  * once per lock, naming the account and the certificate the attempts came over. A confidential
- * call's (a Login sent with a lawful_access account's token, call.h) says only that an account
- * was locked: its caller, certificate and peer, and the account (the officer's own, as often as
- * not), would tell the incidents' readers of lawful access (Art. 16); `waygatectl accounts list`
- * shows which account is locked. */
+ * call's (a Login sent with a lawful_access account's token, call.h), and the lock of a
+ * lawful_access account however its Logins came (an officer mistyping over the administration
+ * certificate), says only that an account was locked: its caller, certificate and peer, and the
+ * account (the officer's own, as often as not), would tell the incidents' readers of lawful
+ * access (Art. 16); `waygatectl accounts list` shows which account is locked. */
 static void record_lockout(struct adm *a)
 {
     const struct gw_principal *p = gw_call_principal(a->call);
-    bool neutral = gw_call_confidential(a->call);
+    bool neutral = gw_call_confidential(a->call) || gw_policy_confidential_role(a->role);
     struct gw_incident inc;
     char detail[256];
 
@@ -379,7 +382,10 @@ static void changed_cb(void *arg, int err, bool changed, int64_t set_at)
         gw_admin_refuse_db(a, err);
         return;
     }
-    if (!changed) { /* changed meanwhile by another call: the old password no longer holds */
+    /* Changed meanwhile by another call (the old password no longer holds), or the account
+     * disabled or locked since its read: answered as a wrong old password, which counts nothing;
+     * the lock's own answer would tell a guesser that this guess was right. */
+    if (!changed) {
         gw_admin_refuse(a, GW_EPERM, "old_password", GW_RULE_PASSWORD_WRONG, 0);
         return;
     }

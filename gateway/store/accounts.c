@@ -102,12 +102,17 @@ static const char *const pw_hist_sql =
     "SELECT pw_hash, pw_salt, pw_params FROM account_password_history WHERE "
     "account_id = $1::bigint ORDER BY retired_at DESC LIMIT 5";
 
+/* The change holds only while the account is neither disabled nor locked: the conditions are on
+ * the updated row itself, so PostgreSQL checks them again on a version committed while the
+ * UPDATE waited (a lock taken by failures written since this call's read: several guesses read
+ * before the lock, one of them right, would otherwise change the password past the lockout). */
 static const char *const pw_change_sql =
     "WITH old AS (SELECT id, pw_hash, pw_salt, pw_params, pw_set_at FROM account WHERE "
     "id = $1::bigint AND pw_hash = $2::bytea AND disabled_at IS NULL), "
     "upd AS (UPDATE account a SET pw_hash = $3::bytea, pw_salt = $4::bytea, pw_params = $5::text, "
     "pw_set_at = now(), must_change = false, failed_count = 0, locked_until = NULL FROM old "
-    "WHERE a.id = old.id AND a.pw_hash = $2::bytea RETURNING a.pw_set_at), "
+    "WHERE a.id = old.id AND a.pw_hash = $2::bytea AND a.disabled_at IS NULL AND "
+    "NOT coalesce(a.locked_until > now(), false) RETURNING a.pw_set_at), "
     "hist AS (INSERT INTO account_password_history (account_id, pw_hash, pw_salt, pw_params, "
     "set_at) SELECT id, pw_hash, pw_salt, pw_params, pw_set_at FROM old WHERE EXISTS "
     "(SELECT 1 FROM upd)) SELECT extract(epoch FROM pw_set_at)::bigint FROM upd";

@@ -355,6 +355,44 @@ def test_wrong_old_passwords_lock_the_account(stack, admin):
     assert login_state(stack, name) == ["0|f"]
 
 
+def test_a_lock_taken_after_a_change_was_read_changes_nothing(stack, admin):
+    """ChangePassword with the right old password, read before the account locked and written
+    after (several guesses sent at once over a stolen token: the failures of the others lock the
+    account while this one is hashed): the lock holds, nothing changes, and the answer is a wrong
+    old password's, so the guesser does not learn that this guess was right. Here the lock is
+    committed by the test while the change's write waits for the account row. Before, the write
+    checked no lock: the password changed and the lock was cleared."""
+    name = unique("it-cplr-")
+    pw, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    before = stack.psql("SELECT pw_set_at FROM account WHERE name = '%s'" % name)
+    holder = lock_holder(stack, "UPDATE account SET locked_until = now() + interval '15 minutes' "
+                         "WHERE name = '%s'" % name)
+    result = {}
+
+    def attempt():
+        try:
+            change(stack, md, "branch_a", pw, password())
+            result["code"] = grpc.StatusCode.OK
+        except grpc.RpcError as e:
+            result["code"], result["details"] = e.code(), e.details()
+    t = threading.Thread(target=attempt)
+    try:
+        t.start()
+        su = superuser_uri(stack)
+        pid = holder_pid(holder)
+        assert wait_for(lambda: any("SET pw_hash" in q for q in waiting_on(stack, pid, su)),
+                        HASHING_DEADLINE), "the change's write never waited for the account row"
+        holder.stdin.write("COMMIT;\n")
+        holder.stdin.flush()
+    finally:
+        release_holder(holder)
+        t.join(HASHING_DEADLINE)
+    assert (result.get("code"), result.get("details")) == (
+        grpc.StatusCode.PERMISSION_DENIED, "old_password: is not the account's current password")
+    assert stack.psql("SELECT pw_set_at FROM account WHERE name = '%s'" % name) == before
+    assert login_state(stack, name)[0].endswith("|t")  # still locked
+
+
 def test_a_login_in_flight_across_a_password_change_issues_no_session(stack, admin):
     """A login verified against the old password, written after the password changed (a
     ChangePassword committed between the login's read and its write, here on another gateway,

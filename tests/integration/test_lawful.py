@@ -847,6 +847,38 @@ def test_incidents_of_lawful_calls_name_no_lawful_access(stack, lawful):
         admin.disable(victim)
 
 
+def test_an_officer_locked_out_without_a_token_is_named_nowhere(stack, lawful):
+    """Art. 16 and 17: an officer mistyping a lawful_access account's password over the
+    administration certificate, no token sent (an ordinary Login, not a confidential call): the
+    account_locked incident says only that an account was locked, naming no account, principal,
+    certificate or peer, and the refused Logins' login.fail records are confidential, as its
+    login.ok records are. Before, the incident named the officer's account and the workstation,
+    and the failures were in the ordinary trail."""
+    admin = Admin(stack)
+    victim = unique("officer")
+    admin.create(victim, "lawful_access")
+    first = int(stack.psql("SELECT coalesce(max(id), 0) + 1 FROM incident")[0])
+    start_us = int(stack.psql("SELECT (extract(epoch FROM now()) * 1000000)::bigint")[0])
+    try:
+        for _ in range(5):  # [auth] lockout_failures
+            code, _ = refusal(lambda: login(stack, victim, "Wrong-pass-9Z", lawful.lawful_via))
+            assert code == grpc.StatusCode.UNAUTHENTICATED
+        kinds = "SELECT kind FROM incident WHERE id >= %d AND kind = 'account_locked'" % first
+        assert wait_for(lambda: stack.psql(kinds) == ["account_locked"], 30), stack.psql(kinds)
+        assert stack.psql("SELECT count(*) FROM incident WHERE id >= %d AND (principal IS NOT "
+                          "NULL OR peer IS NOT NULL OR branch IS NOT NULL OR detail LIKE '%%%s%%')"
+                          % (first, victim)) == ["0"]
+        listing = "\n".join(ctl_incidents_since(stack, first))
+        assert "an account locked for" in listing and victim not in listing, listing
+        fails = ("SELECT DISTINCT confidential FROM audit_record WHERE action = 'login.fail' AND "
+                 "object = '%s' AND at_us >= %d" % (victim, start_us))
+        assert wait_for(lambda: stack.psql(fails) == ["t"], 30), stack.psql(fails)
+    finally:
+        stack.psql("UPDATE account SET failed_count = 0, locked_until = NULL WHERE name = '%s'"
+                   % victim)
+        admin.disable(victim)
+
+
 def superuser_uri(stack):
     return re.sub(r"user=[^&]*", "user=postgres", stack.pguri_owner)
 
