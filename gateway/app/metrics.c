@@ -822,7 +822,8 @@ static void log_key_update_flood(struct gw_metrics *m, struct evhttp_connection 
         return;
     evhttp_connection_get_peer(evcon, &host, &port);
     GW_LOG(GW_LOG_WARN, "metrics", NULL,
-           "connection from %s:%u closed: TLS KeyUpdate flood (more than %u on one connection)",
+           "connection from %s:%u closed: TLS KeyUpdate or renegotiation flood (more than %u on "
+           "one connection)",
            host != NULL ? host : "?", (unsigned)port, (unsigned)KEY_UPDATES_MAX);
 }
 
@@ -917,7 +918,7 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
     }
     if (ssl != NULL && bufferevent_openssl_get_ssl(bev) == ssl) {
         c->ssl = ssl;
-        c->watch = (struct gw_tls_watch){key_update_cb, c};
+        c->watch = (struct gw_tls_watch){.key_update = key_update_cb, .arg = c};
         gw_tls_watch_key_updates(ssl, &c->watch);
     }
     bufferevent_incref(bev);

@@ -570,7 +570,7 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
         ssl = gw_tls_ssl_new(tls);
         if (ssl == NULL)
             goto fail;
-        c->watch = (struct gw_tls_watch){key_update_cb, c};
+        c->watch = (struct gw_tls_watch){.key_update = key_update_cb, .arg = c};
         gw_tls_watch_key_updates(ssl, &c->watch);
         c->bev = bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING, opts);
         if (c->bev == NULL)

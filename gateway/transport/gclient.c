@@ -839,7 +839,8 @@ static void tcp_cb(evutil_socket_t fd, short what, void *arg)
         return;
     }
     c->key_updates = 0;
-    c->watch = (struct gw_tls_watch){key_update_cb, c}; /* c outlives the SSL (conn_lost) */
+    c->watch = (struct gw_tls_watch){.key_update = key_update_cb,
+                                     .arg = c}; /* c outlives the SSL (conn_lost) */
     gw_tls_watch_key_updates(ssl, &c->watch);
     c->bev = bufferevent_openssl_socket_new(c->base, fd, ssl, BUFFEREVENT_SSL_CONNECTING,
                                             BEV_OPT_CLOSE_ON_FREE | BEV_OPT_DEFER_CALLBACKS);

@@ -18,7 +18,7 @@ static const struct bounds kinds[GW_H2_CALM_NKINDS] = {
     [GW_H2_CALM_RST_STREAM] = {GW_H2_CALM_RST_STREAM_BURST, GW_H2_CALM_RST_STREAM_RATE,
                                "RST_STREAM"},
     [GW_H2_CALM_KEY_UPDATE] = {GW_H2_CALM_KEY_UPDATE_BURST, GW_H2_CALM_KEY_UPDATE_RATE,
-                               "TLS KeyUpdate"},
+                               "TLS KeyUpdate or renegotiation"},
 };
 
 void gw_h2_calm_init(struct gw_h2_calm *c, uint64_t now_ms)

@@ -84,7 +84,7 @@ void gw_h2_calm_frame_sent(struct gw_h2_calm *c, uint8_t type);
  * (answering before the request ended: RST_STREAM NO_ERROR) and re-prioritise. */
 void gw_h2_calm_request_sent(struct gw_h2_calm *c);
 
-/* "PING", "SETTINGS", ..., "TLS KeyUpdate" for the log. */
+/* "PING", "SETTINGS", ..., "TLS KeyUpdate or renegotiation" for the log. */
 const char *gw_h2_calm_name(enum gw_h2_calm_kind k);
 
 /* May a per-stream log line be written now? Only when both the connection's budget and gateway

@@ -286,17 +286,31 @@ struct ssl_st *gw_tls_ssl_new(struct gw_tls *t)
 }
 
 /* Sees every protocol message and record header OpenSSL reads or writes; only a received
- * handshake message of type key_update (RFC 8446 4.6.3) is passed on. */
+ * handshake message of the kinds tls.h names is passed on: key_update (RFC 8446 4.6.3),
+ * hello_request, and a client_hello past the first two (RFC 5246 7.4.1). */
 static void watch_msg_cb(int write_p, int version, int content_type, const void *buf, size_t len,
                          SSL *ssl, void *arg)
 {
-    const struct gw_tls_watch *w = arg;
+    struct gw_tls_watch *w = arg;
 
     (void)version;
     (void)ssl;
-    if (!write_p && content_type == SSL3_RT_HANDSHAKE && len >= 1 &&
-        ((const uint8_t *)buf)[0] == SSL3_MT_KEY_UPDATE)
-        w->key_update(w->arg);
+    if (write_p || content_type != SSL3_RT_HANDSHAKE || len < 1)
+        return;
+    switch (((const uint8_t *)buf)[0]) {
+    case SSL3_MT_KEY_UPDATE:
+    case SSL3_MT_HELLO_REQUEST:
+        break;
+    case SSL3_MT_CLIENT_HELLO:
+        if (w->hellos < 2) {
+            w->hellos++;
+            return;
+        }
+        break;
+    default:
+        return;
+    }
+    w->key_update(w->arg);
 }
 
 void gw_tls_watch_key_updates(struct ssl_st *ssl, struct gw_tls_watch *w)

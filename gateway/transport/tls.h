@@ -31,16 +31,22 @@ void gw_tls_free(struct gw_tls *t);
 struct ssl_st *gw_tls_ssl_new(struct gw_tls *t);
 void gw_tls_ssl_free(struct ssl_st *ssl);
 
-/* What the peer's TLS 1.3 KeyUpdate messages are told to (gw_tls_watch_key_updates). */
+/* What the peer's post-handshake messages are told to (gw_tls_watch_key_updates). */
 typedef void (*gw_tls_key_update_cb)(void *arg);
 struct gw_tls_watch {
     gw_tls_key_update_cb key_update;
     void *arg;
+    unsigned hellos; /* ClientHellos seen (set 0 with the rest) */
 };
-/* Calls w->key_update(w->arg) for every KeyUpdate message the peer of ssl sends, once OpenSSL has
- * read it: from inside a read of the bufferevent that owns ssl, so the callback must neither free
- * the connection nor use the bufferevent (it counts, and schedules the rest on the loop). w is
- * borrowed: it must outlive ssl, or be taken back first with w NULL (no more calls). */
+/* Calls w->key_update(w->arg) for every post-handshake message the peer of ssl sends that costs
+ * the connection work and that no well-behaved peer sends unasked, once OpenSSL has read it: a
+ * TLS 1.3 KeyUpdate, and a TLS 1.2 renegotiation attempt (a HelloRequest, or a ClientHello past
+ * the first two: the second answers a HelloRetryRequest), which OpenSSL refuses
+ * (SSL_OP_NO_RENEGOTIATION) with a warning alert each, carrying on, and of which one record holds
+ * thousands. Called from inside a read of the bufferevent that owns ssl, so the callback must
+ * neither free the connection nor use the bufferevent (it counts, and schedules the rest on the
+ * loop). w is borrowed: it must outlive ssl, or be taken back first with w NULL (no more
+ * calls). */
 void gw_tls_watch_key_updates(struct ssl_st *ssl, struct gw_tls_watch *w);
 
 /* Encrypts and sends up to GW_TLS_RECORD_MAX bytes of data directly (one record, one write(2)),

@@ -821,11 +821,11 @@ def test_key_update_flood_is_answered_like_a_ping_flood(stack, tmp_path):
     else:
         assert ended in ("reset", "eof"), "no GOAWAY read, and the connection ended by %s" % ended
     # the gateway's side: its one warning, written before it closed the connection
-    assert wait_for(lambda: any("TLS KeyUpdate flood" in line
+    assert wait_for(lambda: any("TLS KeyUpdate or renegotiation flood" in line
                                 for line in stack.log_lines()[since:]), 30), \
         "no KeyUpdate flood warning"
     warned = [json.loads(line) for line in stack.log_lines()[since:]
-              if "TLS KeyUpdate flood" in line]
+              if "TLS KeyUpdate or renegotiation flood" in line]
     assert len(warned) == 1, "%d KeyUpdate flood warnings for one connection" % len(warned)
     assert warned[0]["level"] == "warn" and warned[0]["principal"] == "courier_a" and \
         warned[0]["peer"].startswith("127.0.0.1:")
@@ -857,6 +857,197 @@ def test_key_update_flood_written_at_once_is_cut_within_a_read(stack, tmp_path):
     assert int(code) in (-1, ENHANCE_YOUR_CALM), code
     assert int(answered) <= KEYUPDATES_ANSWERED_MAX, \
         "the gateway answered %s KeyUpdates before closing" % answered
+    assert stack.health() == "SERVING"
+
+
+RENEGOTIATION_C = r"""
+#include <arpa/inet.h>
+#include <errno.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/kdf.h>
+#include <openssl/ssl.h>
+
+/* ca cert key port records: a TLS 1.2 mTLS connection (ALPN h2, ECDHE-ECDSA-AES128-GCM-SHA256)
+ * that then writes `records` records of its own, each holding PER_RECORD empty ClientHello
+ * messages (4 bytes each, a renegotiation attempt each), sealed with the connection's client
+ * write key (its key block from OpenSSL's TLS1-PRF, the records with OpenSSL's AES-GCM: OpenSSL
+ * has no call that sends a handshake message of one's choosing), and counts the alert records
+ * the server sends back (one warning no_renegotiation per attempt) until the connection ends or
+ * nothing comes for 10 s. Prints "alerts ended" ("open": the connection did not end). */
+#define PER_RECORD 4096
+
+static int key_block(SSL *ssl, unsigned char *out, size_t outlen)
+{
+    static const char label[] = "key expansion";
+    unsigned char master[48], seed[sizeof(label) - 1 + 64];
+    size_t mlen = SSL_SESSION_get_master_key(SSL_get_session(ssl), master, sizeof(master));
+    EVP_KDF *kdf = EVP_KDF_fetch(NULL, "TLS1-PRF", NULL);
+    EVP_KDF_CTX *k = kdf != NULL ? EVP_KDF_CTX_new(kdf) : NULL;
+    OSSL_PARAM p[4];
+    int ok;
+
+    memcpy(seed, label, sizeof(label) - 1);
+    SSL_get_server_random(ssl, seed + sizeof(label) - 1, 32);
+    SSL_get_client_random(ssl, seed + sizeof(label) - 1 + 32, 32);
+    p[0] = OSSL_PARAM_construct_utf8_string(OSSL_KDF_PARAM_DIGEST, (char *)"SHA256", 0);
+    p[1] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SECRET, master, mlen);
+    p[2] = OSSL_PARAM_construct_octet_string(OSSL_KDF_PARAM_SEED, seed, sizeof(seed));
+    p[3] = OSSL_PARAM_construct_end();
+    ok = k != NULL && mlen == 48 && EVP_KDF_derive(k, out, outlen, p) == 1;
+    EVP_KDF_CTX_free(k);
+    EVP_KDF_free(kdf);
+    return ok;
+}
+
+static void be(unsigned char *p, unsigned long long v, int n)
+{
+    for (int i = n - 1; i >= 0; i--, v >>= 8)
+        p[i] = (unsigned char)v;
+}
+
+int main(int argc, char **argv)
+{
+    static const unsigned char h2[] = {2, 'h', '2'};
+    static unsigned char in[65536];
+    unsigned char kb[40], plain[PER_RECORD * 4], *out, *rec;
+    size_t plen = sizeof(plain), reclen = 5 + 8 + plen + 16, len, off = 0, hdr = 0, skip = 0;
+    long records, alerts = 0;
+    const char *ended = "open";
+    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
+    struct sockaddr_in sa = {0};
+    int fd = socket(AF_INET, SOCK_STREAM, 0), n;
+    unsigned char head[5];
+    SSL *ssl;
+
+    if (argc != 6 || ctx == NULL || fd < 0)
+        return 2;
+    signal(SIGPIPE, SIG_IGN);
+    records = atol(argv[5]);
+    SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
+    if (!SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256") ||
+        !SSL_CTX_load_verify_locations(ctx, argv[1], NULL) ||
+        !SSL_CTX_use_certificate_chain_file(ctx, argv[2]) ||
+        !SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM) ||
+        SSL_CTX_set_alpn_protos(ctx, h2, sizeof(h2)) != 0)
+        return 2;
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)atoi(argv[4]));
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
+        return 2;
+    ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, fd);
+    if (SSL_connect(ssl) != 1 || SSL_version(ssl) != TLS1_2_VERSION || !key_block(ssl, kb, 40))
+        return 3;
+    for (size_t i = 0; i < plen; i += 4) { /* client_hello, length 0 */
+        plain[i] = 1;
+        plain[i + 1] = plain[i + 2] = plain[i + 3] = 0;
+    }
+    len = reclen * (size_t)records;
+    if ((out = malloc(len)) == NULL)
+        return 2;
+    for (long r = 0; r < records; r++) { /* the Finished was sequence number 0 */
+        unsigned long long seq = (unsigned long long)r + 1;
+        unsigned char nonce[12], aad[13];
+        EVP_CIPHER_CTX *c = EVP_CIPHER_CTX_new();
+        int outl = 0, fin = 0;
+
+        rec = out + reclen * (size_t)r;
+        memcpy(nonce, kb + 32, 4); /* client_write_IV, then the explicit nonce */
+        be(nonce + 4, seq, 8);
+        be(aad, seq, 8);
+        aad[8] = 22;
+        aad[9] = 3;
+        aad[10] = 3;
+        be(aad + 11, plen, 2);
+        rec[0] = 22;
+        rec[1] = 3;
+        rec[2] = 3;
+        be(rec + 3, 8 + plen + 16, 2);
+        memcpy(rec + 5, nonce + 4, 8);
+        if (c == NULL || EVP_EncryptInit_ex(c, EVP_aes_128_gcm(), NULL, kb, nonce) != 1 ||
+            EVP_EncryptUpdate(c, NULL, &outl, aad, sizeof(aad)) != 1 ||
+            EVP_EncryptUpdate(c, rec + 13, &outl, plain, (int)plen) != 1 ||
+            EVP_EncryptFinal_ex(c, rec + 13 + outl, &fin) != 1 ||
+            EVP_CIPHER_CTX_ctrl(c, EVP_CTRL_GCM_GET_TAG, 16, rec + 13 + plen) != 1)
+            return 2;
+        EVP_CIPHER_CTX_free(c);
+    }
+    for (;;) {
+        struct pollfd p = {fd, POLLIN | (off < len ? POLLOUT : 0), 0};
+
+        if (poll(&p, 1, 10000) <= 0)
+            break; /* nothing for 10 s: "open" */
+        if (off < len && (p.revents & POLLOUT)) {
+            ssize_t w = send(fd, out + off, len - off, MSG_DONTWAIT);
+
+            if (w > 0)
+                off += (size_t)w;
+            else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+                ended = "reset";
+                break;
+            }
+        }
+        if (!(p.revents & (POLLIN | POLLHUP | POLLERR)))
+            continue;
+        n = (int)recv(fd, in, sizeof(in), MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+            ended = n == 0 ? "eof" : "reset";
+            break;
+        }
+        for (int i = 0; i < n; i++) { /* record headers: count the alerts */
+            if (skip > 0) {
+                skip--;
+                continue;
+            }
+            head[hdr++] = in[i];
+            if (hdr == 5) {
+                alerts += head[0] == 21;
+                skip = (size_t)head[3] << 8 | head[4];
+                hdr = 0;
+            }
+        }
+    }
+    printf("%ld %s\n", alerts, ended);
+    return 0;
+}
+"""
+RENEGOTIATION_RECORDS = 16  # of 4096 attempts each
+
+
+def test_renegotiation_flood_is_cut_like_a_key_update_flood(stack, tmp_path):
+    """courier_b negotiates TLS 1.2 and writes 16 records of 4096 ClientHello messages each (4
+    bytes each): every one a renegotiation attempt, which OpenSSL refuses with a warning alert and
+    carries on, each costing the gateway a pass of its handshake state machine and an alert record
+    written. They are charged to the KeyUpdate budget (32 at once, then one a second): the
+    connection closes after at most the two records one SSL_read may take (read-ahead: one full,
+    one partial), with a warning "TLS KeyUpdate or renegotiation flood". Red with the attempts
+    left uncounted: all 65 536 answered and the connection left open."""
+    exe = build_tls_c(tmp_path, "renegotiate", RENEGOTIATION_C)
+    since = len(stack.log_lines())
+    _, port = hostport(stack.addr)
+    cert, key = stack.cert("courier_b")
+    r = subprocess.run([exe, stack.ca, cert, key, str(port), str(RENEGOTIATION_RECORDS)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, "the renegotiating client failed (%d): %s" % (r.returncode,
+                                                                            r.stderr)
+    alerts, ended = r.stdout.split()
+    print("renegotiation attempts: %d written, %s answered; ended: %s" % (
+        RENEGOTIATION_RECORDS * 4096, alerts, ended))
+    assert ended != "open", "the connection outlived %d renegotiation attempts" % (
+        RENEGOTIATION_RECORDS * 4096)
+    assert int(alerts) <= 2 * 4096 + 64, "%s renegotiation attempts answered" % alerts
+    assert wait_for(lambda: any("TLS KeyUpdate or renegotiation flood" in line
+                                for line in stack.log_lines()[since:]), 30), "no flood warning"
     assert stack.health() == "SERVING"
 
 
@@ -892,7 +1083,7 @@ def test_key_update_flood_on_the_metrics_listener_closes_the_connection(stack, t
             return float(m.group(1))
         assert count("waygate_metrics_key_update_closed_total") == 1
         assert count("waygate_metrics_deadline_closed_total") == 0
-        assert "closed: TLS KeyUpdate flood (more than 32 on one connection)" in g.log()
+        assert "closed: TLS KeyUpdate or renegotiation flood (more than 32 on one connection)" in g.log()
     finally:
         g.close()
 

@@ -103,7 +103,7 @@ static void test_kinds(void **state)
     assert_int_equal(gw_h2_calm_kind_of(0x0, false), GW_H2_CALM_NKINDS);
     assert_int_equal(gw_h2_calm_kind_of(0x1, false), GW_H2_CALM_NKINDS);
     assert_string_equal(gw_h2_calm_name(GW_H2_CALM_WINDOW_UPDATE), "WINDOW_UPDATE");
-    assert_string_equal(gw_h2_calm_name(GW_H2_CALM_KEY_UPDATE), "TLS KeyUpdate");
+    assert_string_equal(gw_h2_calm_name(GW_H2_CALM_KEY_UPDATE), "TLS KeyUpdate or renegotiation");
     /* no HTTP/2 frame type is a KeyUpdate */
     for (unsigned t = 0; t < 256; t++) {
         assert_int_not_equal(gw_h2_calm_kind_of((uint8_t)t, false), GW_H2_CALM_KEY_UPDATE);
