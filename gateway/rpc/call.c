@@ -89,7 +89,7 @@ struct gw_call {
     size_t held;                /* request bytes taken from conn_mem, cert_mem and rpc->mem */
     size_t unpack_held;         /* unpacked-message bytes taken likewise */
     bool queued;                /* in rpc's ready queue */
-    struct gw_call *ready_next;
+    struct gw_call *ready_next, *ready_prev; /* doubly linked: any call leaves it in O(1) */
     gw_cancel_fn cancel_fn;
     void *cancel_arg;
     bool in_cancel;
@@ -226,21 +226,23 @@ static void count_start(struct gw_rpc *rpc)
         rpc->turn_start_ms = gw_clock_ms();
 }
 
+/* Takes call out of the ready queue, wherever it is (a peer resetting the newest of many queued
+ * streams first made a walk from the head quadratic). */
 static void unqueue(struct gw_call *call)
 {
     struct gw_rpc *rpc = call->rpc;
-    struct gw_call **pp = &rpc->ready_head, *prev = NULL;
 
     if (!call->queued)
         return;
-    while (*pp != call) {
-        prev = *pp;
-        pp = &(*pp)->ready_next;
-    }
-    *pp = call->ready_next;
-    if (rpc->ready_tail == call)
-        rpc->ready_tail = prev;
-    call->ready_next = NULL;
+    if (call->ready_prev != NULL)
+        call->ready_prev->ready_next = call->ready_next;
+    else
+        rpc->ready_head = call->ready_next;
+    if (call->ready_next != NULL)
+        call->ready_next->ready_prev = call->ready_prev;
+    else
+        rpc->ready_tail = call->ready_prev;
+    call->ready_next = call->ready_prev = NULL;
     call->queued = false;
 }
 
@@ -342,6 +344,7 @@ static void maybe_run(struct gw_call *call)
         return;
     if (rpc->ready_head != NULL || turn_full(rpc)) {
         call->queued = true; /* started by gw_call_run_ready at a later turn */
+        call->ready_prev = rpc->ready_tail;
         if (rpc->ready_tail != NULL)
             rpc->ready_tail->ready_next = call;
         else

@@ -2674,7 +2674,9 @@ static void one_turn(struct harness *h)
 }
 
 /* Requests completed by one read start at most handlers_per_turn handlers; the rest start at the
- * following loop turns, in order, and a queued call whose stream is reset never starts. */
+ * following loop turns, in order, and a queued call whose stream is reset never starts, whether
+ * it is the queue's last (ids[5]) or in its middle (ids[3]: its neighbours are relinked; under
+ * AddressSanitizer a stale link is a use after free). */
 static void test_handlers_yield_loop(void **state)
 {
     struct harness *h;
@@ -2694,20 +2696,21 @@ static void test_handlers_yield_loop(void **state)
     assert_int_equal(hang_started, 2);
     assert_int_equal(
         nghttp2_submit_rst_stream(h->client, NGHTTP2_FLAG_NONE, ids[5], NGHTTP2_CANCEL), 0);
+    assert_int_equal(
+        nghttp2_submit_rst_stream(h->client, NGHTTP2_FLAG_NONE, ids[3], NGHTTP2_CANCEL), 0);
     pump(h);
     assert_int_equal(hang_started, 2);
     one_turn(h);
-    assert_int_equal(hang_started, 4);
-    one_turn(h);
-    assert_int_equal(hang_started, 5); /* the sixth was reset while it waited */
+    assert_int_equal(hang_started, 4); /* the third and the fifth */
     one_turn(h);
     one_turn(h);
-    assert_int_equal(hang_started, 5);
+    assert_int_equal(hang_started, 4); /* the fourth and the sixth were reset while they waited */
     assert_int_equal(cancels, 0);
     for (int i = 0; i < 5; i++)
-        assert_false(reply_for(h, ids[i])->closed);
+        if (i != 3)
+            assert_false(reply_for(h, ids[i])->closed);
     harness_free(h);
-    assert_int_equal(cancels, 5);
+    assert_int_equal(cancels, 4);
 }
 
 /* A 60-byte request held by a running call; n of them fit the budget, the next is refused
