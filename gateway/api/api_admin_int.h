@@ -56,6 +56,7 @@ struct pwjob {
     /* the gateway's alone: never copied back from the worker process (gw_workers_keep) */
     struct adm *a;
     int share;           /* its place in app->pwshare (gw_admin_submit), -1: none */
+    unsigned weight;     /* the places it takes there: the password hashes it runs (1..share) */
     gw_job_done_fn done; /* the handler's, run by gw_admin_submit's own */
     /* the worker's: from here on (GW_PWJOB_KEEP), the copy comes back */
     char pw[GW_PWPOLICY_MAX_BYTES + 1];
@@ -109,16 +110,17 @@ void gw_admin_refuse(struct adm *a, int err, const char *field, enum gw_rule rul
 void gw_admin_db_fault(int err, struct gw_fault *f);
 /* Ends the call with gw_admin_db_fault(err), recorded. */
 void gw_admin_refuse_db(struct adm *a, int err);
-/* Takes a place in the password-hashing queue for a job of certificate cert, among slots[0..n)
- * (app->pwshare, GW_APP_PWSHARE_SLOTS of them): the index of cert's slot, whose count grew by one
- * (a free slot is cert's from now on); or -1 with *f the refusal, RESOURCE_EXHAUSTED
- * GW_RULE_BUSY_CERT (limit GW_API_AUTH_SHARE) when cert holds its share already, GW_RULE_BUSY
+/* Takes weight places (1..GW_API_AUTH_SHARE: the password hashes the job runs) in the
+ * password-hashing queue for a job of certificate cert, among slots[0..n) (app->pwshare,
+ * GW_APP_PWSHARE_SLOTS of them): the index of cert's slot, whose count grew by weight (a free
+ * slot is cert's from now on); or -1 with *f the refusal, RESOURCE_EXHAUSTED GW_RULE_BUSY_CERT
+ * (limit GW_API_AUTH_SHARE) when cert's share has not weight places left, GW_RULE_BUSY
  * (limit GW_API_AUTH_QUEUE) when no slot is free (every one held by another certificate). Pure:
  * touches nothing but slots. */
-int gw_admin_share_take(struct gw_app_pwshare *slots, size_t n, const char *cert,
+int gw_admin_share_take(struct gw_app_pwshare *slots, size_t n, const char *cert, unsigned weight,
                         struct gw_fault *f);
-/* Gives back a place gw_admin_share_take gave (slot < 0: none). */
-void gw_admin_share_give(struct gw_app_pwshare *slots, int slot);
+/* Gives back the weight places gw_admin_share_take gave (slot < 0: none). */
+void gw_admin_share_give(struct gw_app_pwshare *slots, int slot, unsigned weight);
 /* Queues j on the worker pool (work on a thread, done on the loop) and sets the cancel hook;
  * on failure frees j, refuses the call (busy: RESOURCE_EXHAUSTED) and returns false. */
 bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_done_fn done);

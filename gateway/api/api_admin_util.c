@@ -32,6 +32,7 @@ struct pwjob *gw_admin_job_new(struct adm *a)
         j->a = a;
         j->scrypt_n = a->app->cfg->scrypt_n;
         j->share = -1;
+        j->weight = 1;
     }
     return j;
 }
@@ -41,7 +42,7 @@ struct pwjob *gw_admin_job_new(struct adm *a)
 _Static_assert(GW_APP_PWSHARE_SLOTS >= GW_API_AUTH_QUEUE + 64, "a share slot per job in flight");
 
 int gw_admin_share_take(struct gw_app_pwshare *slots, size_t nslots, const char *cert,
-                        struct gw_fault *f)
+                        unsigned weight, struct gw_fault *f)
 {
     size_t free_slot = nslots;
 
@@ -49,12 +50,12 @@ int gw_admin_share_take(struct gw_app_pwshare *slots, size_t nslots, const char 
         struct gw_app_pwshare *s = &slots[i];
 
         if (s->n > 0 && strcmp(s->cert, cert) == 0) {
-            if (s->n >= GW_API_AUTH_SHARE) {
+            if (s->n + weight > GW_API_AUTH_SHARE) {
                 (void)gw_fault_set(f, GW_ETOOBIG, NULL, NULL, GW_RULE_BUSY_CERT);
                 f->limit = GW_API_AUTH_SHARE;
                 return -1;
             }
-            s->n++;
+            s->n += weight;
             return (int)i;
         }
         if (s->n == 0 && free_slot == nslots)
@@ -66,19 +67,19 @@ int gw_admin_share_take(struct gw_app_pwshare *slots, size_t nslots, const char 
         return -1;
     }
     gw_text_copy(slots[free_slot].cert, sizeof(slots[free_slot].cert), cert);
-    slots[free_slot].n = 1;
+    slots[free_slot].n = weight;
     return (int)free_slot;
 }
 
-void gw_admin_share_give(struct gw_app_pwshare *slots, int slot)
+void gw_admin_share_give(struct gw_app_pwshare *slots, int slot, unsigned weight)
 {
-    if (slot >= 0 && slots[slot].n > 0)
-        slots[slot].n--;
+    if (slot >= 0)
+        slots[slot].n -= weight <= slots[slot].n ? weight : slots[slot].n;
 }
 
 static void share_give(struct pwjob *j)
 {
-    gw_admin_share_give(j->a->app->pwshare, j->share);
+    gw_admin_share_give(j->a->app->pwshare, j->share, j->weight);
     j->share = -1;
 }
 
@@ -251,7 +252,9 @@ bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_done
     struct gw_fault f;
     int err;
 
-    j->share = gw_admin_share_take(a->app->pwshare, GW_APP_PWSHARE_SLOTS, p->cert, &f);
+    if (j->weight < 1 || j->weight > GW_API_AUTH_SHARE)
+        j->weight = j->weight < 1 ? 1 : GW_API_AUTH_SHARE;
+    j->share = gw_admin_share_take(a->app->pwshare, GW_APP_PWSHARE_SLOTS, p->cert, j->weight, &f);
     if (j->share < 0) {
         gw_admin_job_free(j);
         gw_admin_finish_fault(a, &f, true);

@@ -528,6 +528,11 @@ static void pw_read_cb(void *arg, int err, const struct gw_acct_pw *cur, bool lo
     memcpy(a->old_hash, cur->hash, sizeof(a->old_hash));
     for (size_t i = 0; i < nhist && i < GW_ACCT_HISTORY; i++)
         j->hist[j->nhist++] = hist[i];
+    /* change_work's hashes at most: the old password, the new one against the current and each
+     * remembered one, the new hash; a certificate's share counts them, not the calls (a new
+     * password equal to the oldest remembered one costs all of them, is refused as reused and
+     * counts no failure, so it could be sent without end) */
+    j->weight = (unsigned)(3 + j->nhist);
     (void)gw_admin_submit(a, j, change_work, change_hashed_cb);
 }
 

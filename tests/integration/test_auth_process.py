@@ -260,6 +260,61 @@ def test_one_certificate_holds_at_most_its_share_of_the_hashing_queue(stack):
     assert login_ok(stack, "clerk_a")
 
 
+def test_a_password_change_takes_a_place_per_hash_of_the_certificates_share(stack):
+    """A ChangePassword runs up to 8 hashes (the old password, the new one against the current
+    and the five remembered, the new hash), so it takes that many of its certificate's 8 places:
+    with the hashing process stopped, one such change over branch_a's certificate leaves no room
+    for a Login over it (refused at once, naming the share), while branch_b's Login is taken; the
+    change is answered once the process goes on. Before, it took one place: eight of them, each
+    with a new password equal to the oldest remembered one (refused as reused, counting no
+    failure, so sent without end), held 64 hashes."""
+    from test_accounts import Admin, change, password, ready, unique
+    admin = Admin(stack)
+    name = unique("it-shw-")
+    pw, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    stack.psql("INSERT INTO account_password_history (account_id, pw_hash, pw_salt, pw_params, "
+               "set_at) SELECT id, pw_hash, pw_salt, pw_params, pw_set_at FROM account, "
+               "generate_series(1, 5) WHERE name = '%s'" % name)
+    pid = hasher(stack)
+    results = {}
+    jobs = lambda: value(scrape(stack)[0], "waygate_auth_jobs")  # noqa: E731
+
+    def changing():
+        try:
+            change(stack, md, "branch_a", pw, password())
+            results["change"] = "ok"
+        except grpc.RpcError as e:
+            results["change"] = (e.code(), e.details())
+
+    def logging_in(principal):
+        try:
+            stack.login_response("clerk_b", principal=principal, timeout=120)
+            return "ok"
+        except grpc.RpcError as e:
+            return (e.code(), e.details())
+    assert wait_for(lambda: jobs() == 0, 30)
+    os.kill(pid, signal.SIGSTOP)
+    threads = []
+    try:
+        t = threading.Thread(target=changing)
+        t.start()
+        threads.append(t)
+        assert wait_for(lambda: jobs() == 1, 30), jobs()
+        assert logging_in("branch_a") == (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                                          "too many password checks in progress over this "
+                                          "certificate (at most 8): retry later")
+        t = threading.Thread(target=lambda: results.update(other=logging_in("branch_b")))
+        t.start()
+        threads.append(t)
+        assert wait_for(lambda: jobs() == 2, 30), jobs()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        for t in threads:
+            t.join(120)
+    assert results == {"change": "ok", "other": "ok"}, results
+    assert wait_for(lambda: jobs() == 0, 30)
+
+
 def keyring_keys(stack):
     """Every key of the stack's keyring file, as bytes."""
     keys = []

@@ -53,7 +53,7 @@ static void a_certificate_holds_at_most_its_share(void **state)
     (void)state;
     memset(&app, 0, sizeof(app));
     for (unsigned i = 0; i < GW_API_AUTH_SHARE; i++) {
-        int s = gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", &f);
+        int s = gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", 1, &f);
 
         assert_true(s >= 0);
         if (i > 0)
@@ -61,16 +61,44 @@ static void a_certificate_holds_at_most_its_share(void **state)
         slot = s;
     }
     assert_int_equal(app.pwshare[slot].n, GW_API_AUTH_SHARE);
-    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", &f), -1);
+    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", 1, &f), -1);
     refused_with(&f, GW_GRPC_RESOURCE_EXHAUSTED, BUSY_CERT_MSG);
     assert_int_equal(app.pwshare[slot].n, GW_API_AUTH_SHARE); /* a refusal takes nothing */
     /* another certificate is not held back by it */
-    assert_true(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_b", &f) >= 0);
+    assert_true(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_b", 1, &f) >= 0);
     /* a place given back is taken again */
-    gw_admin_share_give(app.pwshare, slot);
-    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", &f), slot);
-    gw_admin_share_give(app.pwshare, -1); /* none: nothing changes */
+    gw_admin_share_give(app.pwshare, slot, 1);
+    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", 1, &f),
+                     slot);
+    gw_admin_share_give(app.pwshare, -1, 1); /* none: nothing changes */
     assert_int_equal(app.pwshare[slot].n, GW_API_AUTH_SHARE);
+}
+
+/* A job takes as many places as the password hashes it runs (a ChangePassword up to 8: the old
+ * password, the new one against the current and the five remembered, the new hash): one of 8
+ * fills the certificate's share, a Login beside it is refused, and its places come back
+ * together. */
+static void a_job_takes_a_place_per_hash(void **state)
+{
+    struct gw_fault f;
+    int slot;
+
+    (void)state;
+    memset(&app, 0, sizeof(app));
+    slot =
+        gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", GW_API_AUTH_SHARE, &f);
+    assert_true(slot >= 0);
+    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", 1, &f), -1);
+    refused_with(&f, GW_GRPC_RESOURCE_EXHAUSTED, BUSY_CERT_MSG);
+    gw_admin_share_give(app.pwshare, slot, GW_API_AUTH_SHARE);
+    assert_int_equal(app.pwshare[slot].n, 0); /* all of them back: the slot is free */
+    assert_true(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", 5, &f) >= 0);
+    assert_true(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", 3, &f) >= 0);
+    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", 1, &f), -1);
+    gw_admin_share_give(app.pwshare, slot, 3);
+    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", 4, &f), -1);
+    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, "branch_a", 3, &f),
+                     slot);
 }
 
 /* Every slot of the gateway's table held by another certificate: a new one is refused busy (the
@@ -85,19 +113,20 @@ static void every_slot_taken_is_busy(void **state)
     memset(&app, 0, sizeof(app));
     for (unsigned i = 0; i < GW_APP_PWSHARE_SLOTS; i++) {
         cert_name(name, sizeof(name), i);
-        assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, name, &f), (int)i);
+        assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, name, 1, &f),
+                         (int)i);
     }
     cert_name(name, sizeof(name), GW_APP_PWSHARE_SLOTS);
-    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, name, &f), -1);
+    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, name, 1, &f), -1);
     refused_with(&f, GW_GRPC_RESOURCE_EXHAUSTED, BUSY_MSG);
     for (unsigned i = 0; i < GW_APP_PWSHARE_SLOTS; i++)
         assert_int_equal(app.pwshare[i].n, 1); /* nobody's place was taken over */
     cert_name(name, sizeof(name), 5);
-    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, name, &f), 5);
+    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, name, 1, &f), 5);
     assert_int_equal(app.pwshare[5].n, 2);
-    gw_admin_share_give(app.pwshare, 77);
+    gw_admin_share_give(app.pwshare, 77, 1);
     cert_name(name, sizeof(name), GW_APP_PWSHARE_SLOTS);
-    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, name, &f), 77);
+    assert_int_equal(gw_admin_share_take(app.pwshare, GW_APP_PWSHARE_SLOTS, name, 1, &f), 77);
     assert_string_equal(app.pwshare[77].cert, name);
 }
 
@@ -109,15 +138,15 @@ static void a_small_table(void **state)
 
     (void)state;
     memset(slots, 0, sizeof(slots));
-    assert_int_equal(gw_admin_share_take(slots, 2, "a", &f), 0);
-    assert_int_equal(gw_admin_share_take(slots, 2, "b", &f), 1);
-    assert_int_equal(gw_admin_share_take(slots, 2, "c", &f), -1);
+    assert_int_equal(gw_admin_share_take(slots, 2, "a", 1, &f), 0);
+    assert_int_equal(gw_admin_share_take(slots, 2, "b", 1, &f), 1);
+    assert_int_equal(gw_admin_share_take(slots, 2, "c", 1, &f), -1);
     refused_with(&f, GW_GRPC_RESOURCE_EXHAUSTED, BUSY_MSG);
-    assert_int_equal(gw_admin_share_take(slots, 2, "a", &f), 0);
-    gw_admin_share_give(slots, 1);
-    assert_int_equal(gw_admin_share_take(slots, 2, "c", &f), 1);
+    assert_int_equal(gw_admin_share_take(slots, 2, "a", 1, &f), 0);
+    gw_admin_share_give(slots, 1, 1);
+    assert_int_equal(gw_admin_share_take(slots, 2, "c", 1, &f), 1);
     assert_string_equal(slots[1].cert, "c");
-    assert_int_equal(gw_admin_share_take(slots, 2, "b", &f), -1);
+    assert_int_equal(gw_admin_share_take(slots, 2, "b", 1, &f), -1);
     refused_with(&f, GW_GRPC_RESOURCE_EXHAUSTED, BUSY_MSG);
 }
 
@@ -140,6 +169,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_certificate_holds_at_most_its_share),
+        cmocka_unit_test(a_job_takes_a_place_per_hash),
         cmocka_unit_test(every_slot_taken_is_busy),
         cmocka_unit_test(a_small_table),
         cmocka_unit_test(a_full_queue_is_unavailable),
