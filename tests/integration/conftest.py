@@ -513,6 +513,34 @@ static void count_cb(int write_p, int version, int type, const void *buf, size_t
 }
 """
 
+# MTLS_CONNECT_C: mtls_connect(ctx, argv, h2, &fd), an mTLS connection to 127.0.0.1 with the
+# client certificate of a program's "ca cert key port" arguments (argv[1..4]).
+MTLS_CONNECT_C = r"""
+/* An mTLS connection over ctx (its protocol and ciphers set by the caller) to 127.0.0.1:argv[4],
+ * trusting argv[1], with the certificate argv[2] and key argv[3], ALPN h2 when h2 is not 0; *fd
+ * its socket. NULL when a step fails. */
+static SSL *mtls_connect(SSL_CTX *ctx, char **argv, int h2, int *fd)
+{
+    static const unsigned char alpn[] = {2, 'h', '2'};
+    struct sockaddr_in sa = {0};
+    SSL *ssl;
+
+    if (!SSL_CTX_load_verify_locations(ctx, argv[1], NULL) ||
+        !SSL_CTX_use_certificate_chain_file(ctx, argv[2]) ||
+        !SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM) ||
+        (h2 && SSL_CTX_set_alpn_protos(ctx, alpn, sizeof(alpn)) != 0))
+        return NULL;
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons((unsigned short)atoi(argv[4]));
+    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
+    if ((*fd = socket(AF_INET, SOCK_STREAM, 0)) < 0 ||
+        connect(*fd, (struct sockaddr *)&sa, sizeof(sa)) != 0 || (ssl = SSL_new(ctx)) == NULL)
+        return NULL;
+    SSL_set_fd(ssl, *fd);
+    return SSL_connect(ssl) == 1 ? ssl : NULL;
+}
+"""
+
 
 def build_tls_c(tmp_path, name, source):
     """Builds source (C using libssl) with the system's gcc into tmp_path; returns the program's

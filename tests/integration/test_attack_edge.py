@@ -47,8 +47,8 @@ import pytest
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "deploy"))
 import waygate_proto  # noqa: E402
 
-from conftest import (KEYUPDATE_COUNT_C, ExtraGateway, build_tls_c, free_port,  # noqa: E402
-                      wait_for)
+from conftest import (KEYUPDATE_COUNT_C, MTLS_CONNECT_C, ExtraGateway, build_tls_c,  # noqa: E402
+                      free_port, wait_for)
 from test_foundation import SecondGateway, hostport  # noqa: E402
 
 DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PING, GOAWAY, WINDOW_UPDATE = 0, 1, 2, 3, 4, 6, 7, 8
@@ -643,17 +643,17 @@ KEYUPDATE_C = r"""
  * server sends when it comes, or every 256. With "at-once" the n messages are made in memory
  * first and written as one stream of bytes as fast as the socket takes them, so the server always
  * has the next one waiting, however slowly it answers; "at-once-http1" does the same with no ALPN
- * and nothing sent before the messages (an HTTPS listener's connection waiting for a request). Prints how many went out before the connection failed (with
- * "at-once": the bytes of the stream written), the error code of the GOAWAY the server sent (-1:
- * none read), how the connection ended: "open" (it did not), "reset" (ECONNRESET or EPIPE), "eof"
- * (close_notify or FIN) or "error", and how many KeyUpdates the server sent (its answers). A
- * GOAWAY the client has not read yet when the server's close (RST: it closes with our records
- * unread) arrives is lost with the socket's receive queue, so a reset without one is the same
- * answer seen later. */
+ * and nothing sent before the messages (an HTTPS listener's connection waiting for a request).
+ * Prints how many went out before the connection failed (with "at-once": the bytes of the stream
+ * written), the error code of the GOAWAY the server sent (-1: none read), how the connection
+ * ended: "open" (it did not), "reset" (ECONNRESET or EPIPE), "eof" (close_notify or FIN) or
+ * "error", and how many KeyUpdates the server sent (its answers). A GOAWAY the client has not
+ * read yet when the server's close (RST: it closes with our records unread) arrives is lost with
+ * the socket's receive queue, so a reset without one is the same answer seen later. */
 static unsigned char in[1 << 20];
 static size_t inlen;
 static const char *ended = "open";
-""" + KEYUPDATE_COUNT_C + r"""
+""" + KEYUPDATE_COUNT_C + MTLS_CONNECT_C + r"""
 /* Why the connection failed, from the SSL call that failed with r. */
 static const char *failure(SSL *ssl, int r)
 {
@@ -700,36 +700,21 @@ static int drain(SSL *ssl, int fd)
 
 int main(int argc, char **argv)
 {
-    static const unsigned char h2[] = {2, 'h', '2'};
     static const char pre[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\4\0\0\0\0\0";
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    struct sockaddr_in sa = {0};
+    int http1 = argc == 7 && strcmp(argv[6], "at-once-http1") == 0, fd = -1;
     long n, i;
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
     SSL *ssl;
 
-    int http1 = argc == 7 && strcmp(argv[6], "at-once-http1") == 0;
-
     if ((argc != 6 && (argc != 7 || (strcmp(argv[6], "at-once") != 0 && !http1))) ||
-        ctx == NULL || fd < 0)
+        ctx == NULL)
         return 2;
     signal(SIGPIPE, SIG_IGN); /* a write after the gateway closed fails, and is counted */
     n = atol(argv[5]);
     SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION);
     SSL_CTX_set_options(ctx, SSL_OP_IGNORE_UNEXPECTED_EOF); /* a FIN alone is "eof" too */
-    if (!SSL_CTX_load_verify_locations(ctx, argv[1], NULL) ||
-        !SSL_CTX_use_certificate_chain_file(ctx, argv[2]) ||
-        !SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM) ||
-        (!http1 && SSL_CTX_set_alpn_protos(ctx, h2, sizeof(h2)) != 0))
-        return 2;
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((unsigned short)atoi(argv[4]));
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        return 2;
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    if (SSL_connect(ssl) != 1 || (!http1 && SSL_write(ssl, pre, sizeof(pre) - 1) <= 0))
+    if ((ssl = mtls_connect(ctx, argv, !http1, &fd)) == NULL ||
+        (!http1 && SSL_write(ssl, pre, sizeof(pre) - 1) <= 0))
         return 2;
     SSL_set_msg_callback(ssl, count_cb);
     if (argc == 7) {
@@ -884,7 +869,7 @@ RENEGOTIATION_C = r"""
  * the server sends back (one warning no_renegotiation per attempt) until the connection ends or
  * nothing comes for 10 s. Prints "alerts ended" ("open": the connection did not end). */
 #define PER_RECORD 4096
-
+""" + MTLS_CONNECT_C + r"""
 static int key_block(SSL *ssl, unsigned char *out, size_t outlen)
 {
     static const char label[] = "key expansion";
@@ -916,37 +901,25 @@ static void be(unsigned char *p, unsigned long long v, int n)
 
 int main(int argc, char **argv)
 {
-    static const unsigned char h2[] = {2, 'h', '2'};
     static unsigned char in[65536];
     unsigned char kb[40], plain[PER_RECORD * 4], *out, *rec;
     size_t plen = sizeof(plain), reclen = 5 + 8 + plen + 16, len, off = 0, hdr = 0, skip = 0;
     long records, alerts = 0;
     const char *ended = "open";
     SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    struct sockaddr_in sa = {0};
-    int fd = socket(AF_INET, SOCK_STREAM, 0), n;
+    int fd = -1, n;
     unsigned char head[5];
     SSL *ssl;
 
-    if (argc != 6 || ctx == NULL || fd < 0)
+    if (argc != 6 || ctx == NULL)
         return 2;
     signal(SIGPIPE, SIG_IGN);
     records = atol(argv[5]);
     SSL_CTX_set_max_proto_version(ctx, TLS1_2_VERSION);
     if (!SSL_CTX_set_cipher_list(ctx, "ECDHE-ECDSA-AES128-GCM-SHA256") ||
-        !SSL_CTX_load_verify_locations(ctx, argv[1], NULL) ||
-        !SSL_CTX_use_certificate_chain_file(ctx, argv[2]) ||
-        !SSL_CTX_use_PrivateKey_file(ctx, argv[3], SSL_FILETYPE_PEM) ||
-        SSL_CTX_set_alpn_protos(ctx, h2, sizeof(h2)) != 0)
+        (ssl = mtls_connect(ctx, argv, 1, &fd)) == NULL)
         return 2;
-    sa.sin_family = AF_INET;
-    sa.sin_port = htons((unsigned short)atoi(argv[4]));
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) != 0)
-        return 2;
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    if (SSL_connect(ssl) != 1 || SSL_version(ssl) != TLS1_2_VERSION || !key_block(ssl, kb, 40))
+    if (SSL_version(ssl) != TLS1_2_VERSION || !key_block(ssl, kb, 40))
         return 3;
     for (size_t i = 0; i < plen; i += 4) { /* client_hello, length 0 */
         plain[i] = 1;
@@ -1083,7 +1056,8 @@ def test_key_update_flood_on_the_metrics_listener_closes_the_connection(stack, t
             return float(m.group(1))
         assert count("waygate_metrics_key_update_closed_total") == 1
         assert count("waygate_metrics_deadline_closed_total") == 0
-        assert "closed: TLS KeyUpdate or renegotiation flood (more than 32 on one connection)" in g.log()
+        assert ("closed: TLS KeyUpdate or renegotiation flood (more than 32 on one connection)"
+                in g.log())
     finally:
         g.close()
 
