@@ -252,8 +252,6 @@ bool gw_admin_submit(struct adm *a, struct pwjob *j, gw_job_fn work, gw_job_done
     struct gw_fault f;
     int err;
 
-    if (j->weight < 1 || j->weight > GW_API_AUTH_SHARE)
-        j->weight = j->weight < 1 ? 1 : GW_API_AUTH_SHARE;
     j->share = gw_admin_share_take(a->app->pwshare, GW_APP_PWSHARE_SLOTS, p->cert, j->weight, &f);
     if (j->share < 0) {
         gw_admin_job_free(j);

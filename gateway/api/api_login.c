@@ -532,6 +532,7 @@ static void pw_read_cb(void *arg, int err, const struct gw_acct_pw *cur, bool lo
      * remembered one, the new hash; a certificate's share counts them, not the calls (a new
      * password equal to the oldest remembered one costs all of them, is refused as reused and
      * counts no failure, so it could be sent without end) */
+    _Static_assert(3 + GW_ACCT_HISTORY <= GW_API_AUTH_SHARE, "a change fits in a share");
     j->weight = (unsigned)(3 + j->nhist);
     (void)gw_admin_submit(a, j, change_work, change_hashed_cb);
 }

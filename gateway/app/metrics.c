@@ -87,8 +87,7 @@ struct mconn {
     struct event *deadline;          /* DEADLINE_S after accept, or at once for a flood */
     struct ssl_st *ssl;              /* its TLS session ([metrics] tls), watched until unwatch() */
     struct gw_tls_watch watch;       /* the peer's KeyUpdates, told to key_update_cb */
-    uint32_t key_updates;            /* ... read by OpenSSL */
-    bool flooded;                    /* more than KEY_UPDATES_MAX: closed by deadline_cb */
+    uint32_t key_updates;            /* ... read by OpenSSL (past KEY_UPDATES_MAX: a flood) */
     struct mconn *prev, *next;       /* gw_metrics.conns */
 };
 
@@ -801,14 +800,19 @@ static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
  * past KEY_UPDATES_MAX the connection is closed from the loop (deadline_cb), once evhttp has made
  * it (track_cb). A scraper has no reason to send any within the connection's ten seconds; each
  * costs two key derivations, new cipher contexts and a record back when asked. */
+static bool flooded(const struct mconn *c)
+{
+    return c->key_updates > KEY_UPDATES_MAX;
+}
+
 static void key_update_cb(void *arg)
 {
     struct mconn *c = arg;
 
-    if (c->flooded || ++c->key_updates <= KEY_UPDATES_MAX)
+    if (flooded(c))
         return;
-    c->flooded = true;
-    if (c->evcon != NULL)
+    c->key_updates++;
+    if (flooded(c) && c->evcon != NULL)
         event_active(c->deadline, EV_TIMEOUT, 0);
 }
 
@@ -846,7 +850,7 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
         if (evhttp_request_get_connection(s->req) == c->evcon)
             unlink_scrape(s); /* evhttp_connection_free frees its request */
     }
-    if (c->flooded) {
+    if (flooded(c)) {
         m->key_update_closed++;
         log_key_update_flood(m, c->evcon);
     } else {
@@ -877,7 +881,7 @@ static void track_cb(evutil_socket_t fd, short what, void *arg)
         if (eventcb != NULL && evcon != NULL) { /* evhttp's: its argument is the connection */
             c->evcon = evcon;
             evhttp_connection_set_closecb(evcon, conn_closed_cb, c);
-            if (c->flooded) /* (key_update_cb left it for now) */
+            if (flooded(c)) /* (key_update_cb left it for now) */
                 event_active(c->deadline, EV_TIMEOUT, 0);
         } else {
             unwatch(c); /* (the reference held keeps the bufferevent, and its session, alive) */

@@ -211,6 +211,15 @@ def test_a_login_in_flight_when_the_process_dies_is_unavailable(stack):
     assert value(scrape(stack)[0], "waygate_auth_jobs") == 0
 
 
+def outcome(call):
+    """"ok" when call() returns, else the (code, details) of the gRPC error it raised."""
+    try:
+        call()
+        return "ok"
+    except grpc.RpcError as e:
+        return (e.code(), e.details())
+
+
 def test_one_certificate_holds_at_most_its_share_of_the_hashing_queue(stack):
     """The hashing queue holds 64 jobs; the calls over one certificate hold at most 8 of them
     (GW_API_AUTH_SHARE), so a device or branch certificate that keeps Logins in flight cannot keep
@@ -222,11 +231,7 @@ def test_one_certificate_holds_at_most_its_share_of_the_hashing_queue(stack):
     lock = threading.Lock()
 
     def attempt(key, account, pw, principal):
-        try:
-            stack.login_response(account, pw, principal=principal, timeout=120)
-            out = "ok"
-        except grpc.RpcError as e:
-            out = (e.code(), e.details())
+        out = outcome(lambda: stack.login_response(account, pw, principal=principal, timeout=120))
         with lock:
             results[key] = out
 
@@ -280,18 +285,10 @@ def test_a_password_change_takes_a_place_per_hash_of_the_certificates_share(stac
     jobs = lambda: value(scrape(stack)[0], "waygate_auth_jobs")  # noqa: E731
 
     def changing():
-        try:
-            change(stack, md, "branch_a", pw, password())
-            results["change"] = "ok"
-        except grpc.RpcError as e:
-            results["change"] = (e.code(), e.details())
+        results["change"] = outcome(lambda: change(stack, md, "branch_a", pw, password()))
 
     def logging_in(principal):
-        try:
-            stack.login_response("clerk_b", principal=principal, timeout=120)
-            return "ok"
-        except grpc.RpcError as e:
-            return (e.code(), e.details())
+        return outcome(lambda: stack.login_response("clerk_b", principal=principal, timeout=120))
     assert wait_for(lambda: jobs() == 0, 30)
     os.kill(pid, signal.SIGSTOP)
     threads = []
