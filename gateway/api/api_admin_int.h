@@ -47,6 +47,10 @@ struct adm {
     /* ChangePassword: the hash the old password was verified against; Login: the account's
      * hash as read (a session is issued only while it is still the account's) */
     uint8_t old_hash[GW_PW_HASH_LEN];
+    /* Login: the password hashed again under [auth] scrypt_n, when the account's hash was made
+     * under other parameters and the password verified (rehashed) */
+    struct gw_acct_pw rehash;
+    bool rehashed;
     /* CreateAccount: the new account's; Login: the account's (when found) */
     char role[32], branch[32], person[PERSON_MAX + 1];
 };
@@ -64,7 +68,9 @@ struct pwjob {
     char pw2[GW_PWPOLICY_MAX_BYTES + 1];
     size_t pw2n;
     struct gw_acct_pw cur;
-    bool dummy; /* Login of an unknown account: the hash runs, nothing can match */
+    bool dummy;   /* Login of an unknown account: the hash runs, nothing can match */
+    bool upgrade; /* Login: cur was hashed under other parameters than scrypt_n; once verified,
+                   * the password is hashed again into out */
     struct gw_acct_pw hist[GW_ACCT_HISTORY];
     size_t nhist;
     uint64_t scrypt_n;

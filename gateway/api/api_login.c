@@ -186,8 +186,12 @@ static void login_work(void *arg)
 {
     struct pwjob *j = arg;
 
-    /* One scrypt whatever the account: an unknown name hashes against a dummy salt. */
+    /* One scrypt whatever the account: an unknown name hashes against a dummy salt. A right
+     * password of an account hashed under other parameters is hashed a second time under the
+     * current ones, so that the account costs a Login what an unknown name does from then on. */
     j->verified = gw_admin_verify(j->pw, j->pwn, &j->cur) && !j->dummy;
+    if (j->verified && j->upgrade)
+        j->err = gw_admin_hash_new(j->pw, j->pwn, j->scrypt_n, &j->out);
 }
 
 /* 32 random bytes, base64url without padding. */
@@ -228,14 +232,27 @@ static void login_verified_cb(void *arg, int lost)
     a->job = NULL;
     a->ok =
         a->found && !a->cert_refused && !a->disabled && !a->inactive && !a->locked && j->verified;
+    if (a->ok && j->upgrade) {
+        /* A failed second hash keeps the old one: the login stands, the next one tries again. */
+        a->rehashed = j->err == 0;
+        if (a->rehashed)
+            a->rehash = j->out;
+        else
+            GW_LOG(GW_LOG_WARN, "admin", gw_call_log_ctx(a->call),
+                   "login: hashing the password again under [auth] scrypt_n failed (%s)",
+                   gw_err_str(j->err));
+    }
     why = !a->found         ? "unknown account"
           : a->cert_refused ? "certificate not usable for the account"
           : a->disabled     ? "account disabled"
           : a->inactive     ? "account unused past inactive_disable_days (Art. 38)"
           : a->locked       ? "account locked"
           : !j->verified    ? "wrong password"
-          : a->must_change  ? "password must change"
-                            : NULL;
+          : a->must_change && a->rehashed
+              ? "password must change; hashed again under [auth] scrypt_n"
+          : a->must_change ? "password must change"
+          : a->rehashed    ? "password hashed again under [auth] scrypt_n"
+                           : NULL;
     gw_admin_job_free(j);
     if (make_token(a) != 0) { /* both outcomes draw a token: the same work either way */
         gw_admin_refuse(a, GW_ECRYPTO, NULL, GW_RULE_NONE, 0);
@@ -247,6 +264,7 @@ static void login_verified_cb(void *arg, int lost)
     o.id = a->id;
     o.token_hash = a->token_hash;
     o.pw_hash = a->old_hash; /* the session only while the password is still this one */
+    o.rehash = a->rehashed ? &a->rehash : NULL;
     o.ttl_s = cfg->token_ttl_s;
     o.sessions_max = GW_AUTH_SESSIONS_MAX;
     o.limited = a->must_change;
@@ -281,7 +299,8 @@ static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
 {
     struct adm *a = arg;
     struct pwjob *j;
-    struct gw_pw_params pp;
+    struct gw_pw_params pp, now = gw_pw_params_default(a->app->cfg->scrypt_n);
+    char params[GW_PW_PARAMS_MAX];
     uint8_t d[32];
     unsigned int dn = 0;
     char seed[128];
@@ -314,7 +333,14 @@ static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
         snprintf(j->cur.params, sizeof(j->cur.params), "%s", l->params);
         a->cert_refused = !cert_usable(gw_call_principal(a->call), l);
     }
-    if (!l->found || a->cert_refused || !gw_admin_params_of(&j->cur, &pp)) {
+    if (l->found && !a->cert_refused && gw_admin_params_of(&j->cur, &pp)) {
+        /* Hashed under other parameters (made with waygatectl's --scrypt-n, or before scrypt_n
+         * changed): a Login costs another time than an unknown name's until it is hashed again,
+         * which a right password does (login_work), in a second place of the share. */
+        gw_pw_params_format(&now, params);
+        j->upgrade = strcmp(params, j->cur.params) != 0;
+        j->weight = j->upgrade ? 2 : 1;
+    } else {
         /* A dummy hash under a salt derived from the name: the same cost as a real one. Over a
          * certificate the account could never be used through, the password is not checked:
          * the account's hash is replaced, and the refusal costs what an unknown name's does. */
@@ -323,8 +349,7 @@ static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
             memset(d, 0, sizeof(d));
         memcpy(j->cur.salt, d, sizeof(j->cur.salt));
         memset(j->cur.hash, 0, sizeof(j->cur.hash));
-        pp = gw_pw_params_default(a->app->cfg->scrypt_n);
-        gw_pw_params_format(&pp, j->cur.params);
+        gw_pw_params_format(&now, j->cur.params);
         j->dummy = true;
     }
     (void)gw_admin_submit(a, j, login_work, login_verified_cb);

@@ -58,6 +58,12 @@ static const char *const login_ok_sql =
     "WHERE id = $1::bigint AND pw_hash = $2::bytea AND disabled_at IS NULL AND "
     "NOT coalesce(locked_until > now(), false)";
 
+/* After the session: the same password hashed under other parameters, while the account's hash
+ * is still the one the login verified ($5). */
+static const char *const rehash_sql =
+    "UPDATE account SET pw_hash = $2::bytea, pw_salt = $3::bytea, pw_params = $4::text "
+    "WHERE id = $1::bigint AND pw_hash = $5::bytea";
+
 static const char *const session_insert_sql =
     "INSERT INTO session (token_hash, account_id, expires_at, peer, cert, limited) "
     "SELECT $1::bytea, id, now() + make_interval(secs => $3::int), $4::text, $5::text, "
@@ -487,7 +493,13 @@ int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome
     const char *gv[1] = {(const char *)o->token_hash};
     const char *lv[9];
     const char *fv[3] = {o->name, fails, mins};
-    struct gw_db_stmt st[5];
+    const struct gw_acct_pw *rh = o->ok ? o->rehash : NULL;
+    const char *rv[5] = {id, rh != NULL ? (const char *)rh->hash : NULL,
+                         rh != NULL ? (const char *)rh->salt : NULL, rh != NULL ? rh->params : NULL,
+                         (const char *)o->pw_hash};
+    static const int rlens[5] = {0, GW_ACCT_HASH_LEN, GW_ACCT_SALT_LEN, 0, GW_ACCT_HASH_LEN};
+    static const int rfmts[5] = {0, 1, 1, 0, 1};
+    struct gw_db_stmt st[6];
     struct gw_acct_req *r;
     int n;
 
@@ -520,9 +532,12 @@ int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome
                                     .formats = gfmts};
         st[3] = (struct gw_db_stmt){
             .sql = session_cap_sql, .nparams = 3, .values = cv, .lengths = clens, .formats = cfmts};
-        st[4] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
+        n = 4;
+        if (rh != NULL)
+            st[n++] = (struct gw_db_stmt){
+                .sql = rehash_sql, .nparams = 5, .values = rv, .lengths = rlens, .formats = rfmts};
+        st[n++] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
         r->guard = 2;
-        n = 5;
     } else if (o->uncounted) {
         st[0] = (struct gw_db_stmt){.sql = log_sql, .nparams = 9, .values = lv};
         n = 1;

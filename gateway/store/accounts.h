@@ -108,12 +108,22 @@ int gw_acct_login_read(struct gw_db *db, const char *name, uint32_t max_age_days
  * exists) and lock it for lockout_minutes at lockout_failures consecutive failures (a lock that has
  * run out starts a new count); with uncounted, only the log row and the record are written (a login
  * over a certificate the account could never be used through). */
+/* A stored password hash. */
+struct gw_acct_pw {
+    uint8_t hash[GW_ACCT_HASH_LEN];
+    uint8_t salt[GW_ACCT_SALT_LEN];
+    char params[64];
+};
+
 struct gw_acct_login_outcome {
     bool ok;
     const char *name;
     int64_t id;
     const uint8_t *token_hash; /* ok only */
     const uint8_t *pw_hash;    /* ok only: the stored hash the password was verified against */
+    /* ok only, or NULL: the same password hashed again (other parameters), stored in place of
+     * pw_hash while that is still the account's; the password's age and history are unchanged */
+    const struct gw_acct_pw *rehash;
     uint32_t ttl_s;
     uint32_t sessions_max; /* ok only: live sessions the account keeps, >= 1 (else GW_EINVAL) */
     bool limited;          /* the session was issued while the password must change */
@@ -132,13 +142,6 @@ typedef void (*gw_acct_login_done_cb)(void *arg, int err, bool created, int64_t 
 int gw_acct_login_finish(struct gw_audit *au, const struct gw_acct_login_outcome *o,
                          gw_acct_login_done_cb cb, void *arg,
                          struct gw_acct_req **out) GW_MUST_CHECK;
-
-/* A stored password hash. */
-struct gw_acct_pw {
-    uint8_t hash[GW_ACCT_HASH_LEN];
-    uint8_t salt[GW_ACCT_SALT_LEN];
-    char params[64];
-};
 
 /* cur NULL: no such enabled account. locked: the account is locked (failed password checks,
  * Login's or ChangePassword's). hist: the last GW_ACCT_HISTORY retired ones, newest first. */

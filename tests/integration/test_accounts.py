@@ -436,6 +436,45 @@ def test_a_login_in_flight_across_a_password_change_issues_no_session(stack, adm
         "refused|account disabled, locked or its password changed during the login"]
 
 
+def test_a_login_hashes_again_a_password_hashed_under_other_parameters(stack, admin):
+    """An account whose password was hashed under other scrypt parameters than the gateway's
+    [auth] scrypt_n (made with waygatectl's --scrypt-n, or before scrypt_n was raised) costs a
+    Login another time than an unknown name's dummy hash: its existence showed in the time of a
+    refusal. A right password now hashes it again under the gateway's parameters, in the login's
+    transaction, with the password's age and history unchanged; a wrong one changes nothing."""
+    name, fresh = unique("it-rh-"), unique("it-rh-ref-")
+    admin.create(fresh, "branch_clerk", branch="a")  # hashed by the gateway: its parameters
+    gateway_params = stack.psql("SELECT pw_params FROM account WHERE name = '%s'" % fresh)[0]
+    pw = password()
+    r = stack.ctl("accounts", "create", name, "--role", "branch_clerk", "--branch", "a",
+                  "--person", unique("it-person-"), "--password-stdin", "--scrypt-n", "1024",
+                  "--actor", "secadmin", "--db", stack.pguri, input=pw + "\n")
+    assert r.returncode == 0, r.stderr
+    state = ("SELECT pw_params, encode(pw_hash, 'hex'), encode(pw_salt, 'hex'), pw_set_at, "
+             "(SELECT count(*) FROM account_password_history h WHERE h.account_id = a.id) "
+             "FROM account a WHERE name = '%s'" % name)
+    before = stack.psql(state)[0].split("|")
+    assert before[0] == "scrypt:N=1024,r=8,p=1" != gateway_params
+    e = rpc_error(lambda: login(stack, name, password(), "branch_a"))
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+    assert stack.psql(state)[0].split("|") == before, "a wrong password changed the hash"
+    assert login(stack, name, pw, "branch_a").token
+    after = stack.psql(state)[0].split("|")
+    assert after[0] == gateway_params, after
+    assert after[1] != before[1] and after[2] != before[2], "hashed again under a new salt"
+    assert after[3:] == before[3:], "the password's age and history are unchanged"
+    assert stack.psql("SELECT outcome, detail FROM admin_log WHERE action = 'Login' AND "
+                      "object = '%s' ORDER BY id" % name) == [
+        "refused|wrong password",
+        "ok|password must change; hashed again under [auth] scrypt_n"]
+    # the new hash holds the same password: it logs in again, with nothing left to redo
+    r = login(stack, name, pw, "branch_a")
+    assert r.token and probe(stack, bearer(r.token), "branch_a") == TOKEN_OK
+    assert stack.psql(state)[0].split("|") == after
+    assert stack.psql("SELECT detail FROM admin_log WHERE action = 'Login' AND object = '%s' "
+                      "ORDER BY id DESC LIMIT 1" % name) == ["password must change"]
+
+
 def test_a_login_past_the_inactive_period_is_refused_before_the_sweep(stack, admin):
     """Art. 38: an account unused for more than inactive_disable_days (90) is refused at Login
     in the same words as any refusal, whether or not the sweep (hourly) has disabled it yet, and
