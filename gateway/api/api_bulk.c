@@ -93,11 +93,23 @@ struct refusal {
     struct gw_fault f;
 };
 
+static void unheld_refusal_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    (void)arg;
+    (void)seq;
+    (void)res;
+    if (err != 0)
+        gw_api_log_refusal_unrecorded(err);
+}
+
+/* The caller went away (a reset, its deadline) while its refusal's record was being written:
+ * the record is written all the same, answered to nobody, so that cancelling the call cannot
+ * erase the attempt from the trail. */
 static void refusal_cancel_cb(void *arg)
 {
     struct refusal *r = arg;
 
-    gw_audit_cancel(r->areq);
+    gw_audit_rebind(r->areq, unheld_refusal_cb, NULL);
     r->areq = NULL;
 }
 
@@ -551,8 +563,8 @@ static void refuse_decision(struct bdec *d, const char *detail, int err, enum gw
 
     gw_api_bulk_rec(d->call, &rec, d->in->approve ? "bulk.approve" : "bulk.reject", d->id,
                     "refused");
-    rec.purpose = d->purpose;
-    rec.legal_basis = d->legal_basis;
+    rec.purpose = nonempty(d->purpose);
+    rec.legal_basis = nonempty(d->legal_basis);
     rec.approval = d->id;
     rec.detail = detail;
     gw_api_bulk_refuse(d->call, &rec, err, "request_id", rule);
@@ -585,7 +597,7 @@ static void decided_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
     if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 1) {
         /* decided meanwhile by someone else, or expired undecided since it was read: the
          * statement found no pending request within approval_ttl_s */
-        gw_call_fail(d->call, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_PENDING);
+        refuse_decision(d, "not pending", GW_EPRECOND, GW_RULE_BULK_NOT_PENDING);
         return;
     }
     if (err != 0) {
@@ -650,12 +662,13 @@ static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row 
     int rc;
 
     d->sreq = NULL;
+    if (err == GW_ENOTFOUND) { /* no such id, or one above the caller's level: alike */
+        refuse_decision(d, "no such request", GW_ENOTFOUND, GW_RULE_NONE);
+        return;
+    }
     if (err != 0) {
         gw_call_set_cancel(call, NULL, NULL);
-        if (err == GW_ENOTFOUND)
-            gw_call_fail(call, GW_ENOTFOUND, "request_id", GW_RULE_NONE);
-        else
-            gw_api_read_failed_bulk(call, err);
+        gw_api_read_failed_bulk(call, err);
         return;
     }
     copy_text(d->purpose, sizeof(d->purpose), row->purpose);
@@ -675,13 +688,11 @@ static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row 
         return;
     }
     if (strcmp(row->state, "pending") != 0) {
-        gw_call_set_cancel(call, NULL, NULL);
-        gw_call_fail(call, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_PENDING);
+        refuse_decision(d, "not pending", GW_EPRECOND, GW_RULE_BULK_NOT_PENDING);
         return;
     }
     if (row->expired) { /* undecided past approval_ttl_s, as a lawful-access case (WL004) */
-        gw_call_set_cancel(call, NULL, NULL);
-        gw_call_fail(call, GW_EPRECOND, "request_id", GW_RULE_BULK_UNDECIDED_EXPIRED);
+        refuse_decision(d, "expired undecided", GW_EPRECOND, GW_RULE_BULK_UNDECIDED_EXPIRED);
         return;
     }
     /* the key statement first: its failure says the key changed, the decision's that the

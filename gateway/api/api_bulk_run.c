@@ -577,8 +577,8 @@ static void claimed_cb(void *arg, int err, int64_t seq, const struct gw_db_resul
         refuse(r, "recipient key changed", GW_EPRECOND, "request_id", GW_RULE_BULK_KEY_CHANGED);
         return;
     }
-    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 1) {
-        fail(r, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_APPROVED); /* run meanwhile */
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 1) { /* run meanwhile */
+        refuse(r, "not approved", GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_APPROVED);
         return;
     }
     if (err != 0) {
@@ -613,7 +613,7 @@ static void destroyed_cb(void *arg, int err, int64_t seq, const struct gw_db_res
     (void)seq;
     r->areq = NULL;
     if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 1) {
-        fail(r, GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_APPROVED);
+        refuse(r, "not approved", GW_EPRECOND, "request_id", GW_RULE_BULK_NOT_APPROVED);
         return;
     }
     if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 2 && res->sqlstate != NULL &&
@@ -624,7 +624,7 @@ static void destroyed_cb(void *arg, int err, int64_t seq, const struct gw_db_res
         return;
     }
     if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 2) {
-        fail(r, GW_EPRECOND, "request_id", GW_RULE_BULK_SELECTION_CHANGED);
+        refuse(r, "selection changed", GW_EPRECOND, "request_id", GW_RULE_BULK_SELECTION_CHANGED);
         return;
     }
     if (err != 0) {
@@ -800,8 +800,8 @@ static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
 
     r->sreq = NULL;
     if (err != 0) {
-        if (err == GW_ENOTFOUND)
-            fail(r, GW_ENOTFOUND, "request_id", GW_RULE_NONE);
+        if (err == GW_ENOTFOUND) /* no such id, or one above the caller's level: alike */
+            refuse(r, "no such request", GW_ENOTFOUND, "request_id", GW_RULE_NONE);
         else
             fail(r, err, NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NOT_READ);
         return;

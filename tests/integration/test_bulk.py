@@ -348,7 +348,9 @@ def test_a_request_undecided_past_the_approval_period_expires(stack, people, rec
                       % r.request_id) == ["pending|t"]
     assert refusal(lambda: run(people, r.request_id, pub))[0] == \
         grpc.StatusCode.FAILED_PRECONDITION
-    assert audit_rows(stack, "bulk.approve", r.request_id) == []
+    # each attempt is recorded refused: none decided it
+    assert [row.split("|")[0] for row in audit_rows(stack, "bulk.approve", r.request_id) +
+            audit_rows(stack, "bulk.reject", r.request_id)] == ["refused", "refused"]
     # one just inside the period is still decided
     r = request(people, 1, [records[0][1]])
     stack.psql("UPDATE bulk_request SET requested_at = now() - interval '86300 seconds' "
@@ -367,6 +369,34 @@ def test_only_the_requester_runs(stack, people, records):
     assert details.startswith("recipient_public_key:")
     assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
         "approved"]
+
+
+def test_every_refused_decision_and_run_is_recorded(stack, people, records):
+    """Art. 37 records each refused attempt, not only the ones a rule of the request refuses: a
+    decision or a run of an id that names no request the caller may see, a decision of a
+    request already decided, and a run of one already run are each an audit record (outcome
+    refused, the id as object, why in the detail), written before the answer. Before, these
+    answered with nothing in the trail, so an insider could try other people's requests
+    unseen."""
+    _, pub = keypair()
+    unknown = str(uuid.uuid4())
+    code, _ = refusal(lambda: approve(people, unknown))
+    assert code == grpc.StatusCode.NOT_FOUND
+    code, _ = refusal(lambda: run(people, unknown, pub))
+    assert code == grpc.StatusCode.NOT_FOUND
+    assert stack.psql("SELECT action, outcome, detail FROM audit_record WHERE object = '%s' "
+                      "ORDER BY seq" % unknown) == [
+        "bulk.approve|refused|no such request", "bulk.run|refused|no such request"]
+    r = request(people, 1, [records[0][1]])
+    approve(people, r.request_id)
+    code, _ = refusal(lambda: approve(people, r.request_id, ok=False))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert run(people, r.request_id, pub)  # the one run
+    code, _ = refusal(lambda: run(people, r.request_id, pub))
+    assert code == grpc.StatusCode.FAILED_PRECONDITION
+    assert stack.psql("SELECT action, outcome, coalesce(detail, '') FROM audit_record WHERE "
+                      "object = '%s' AND outcome = 'refused' ORDER BY seq" % r.request_id) == [
+        "bulk.reject|refused|not pending", "bulk.run|refused|not approved"]
 
 
 def rcpt_of(pub):
@@ -622,7 +652,10 @@ def test_a_key_changed_under_a_decision_decides_nothing(stack, people, records):
             grpc.StatusCode.FAILED_PRECONDITION,
             "request_id: the bulk request is not pending: it was already decided, or it expired "
             "undecided")
-    assert audit_rows(stack, "bulk.approve", r.request_id) == []
+    # recorded refused, as the attempt it was (no approval)
+    assert [row.split("|")[0] for row in audit_rows(stack, "bulk.approve", r.request_id)] == [
+        "refused"]
+    assert record_detail(stack, "bulk.approve", r.request_id) == ["not pending"]
 
 
 def test_a_key_changed_under_a_run_releases_nothing(stack, people, records):
