@@ -78,16 +78,22 @@ static void item_resolve(struct gw_store_item *it, int err, enum gw_store_outcom
 
 /* ---- groups ---- */
 
+/* A group inserts its waybills in this order, taking each number's unique-index entry as it
+ * goes: by number first, so that any two groups take the numbers they share in the same order
+ * and never wait for each other both ways (a sender's phone first let two groups of the same
+ * numbers, their phones in opposite orders, deadlock: a device could make other callers'
+ * groups fail). The register's rows (the trigger) are written in phone order by the trigger
+ * itself. */
 static int item_cmp(const void *a, const void *b)
 {
     const struct gw_store_item *x = *(struct gw_store_item *const *)a,
                                *y = *(struct gw_store_item *const *)b;
-    int c = memcmp(x->sort_phone, y->sort_phone, GW_STORE_BIDX_LEN);
+    int c = memcmp(x->wb, y->wb, GW_STORE_BIDX_LEN);
 
     if (c == 0)
-        c = memcmp(x->sort_id, y->sort_id, GW_STORE_BIDX_LEN);
+        c = memcmp(x->sort_phone, y->sort_phone, GW_STORE_BIDX_LEN);
     if (c == 0)
-        c = memcmp(x->wb, y->wb, GW_STORE_BIDX_LEN);
+        c = memcmp(x->sort_id, y->sort_id, GW_STORE_BIDX_LEN);
     return c;
 }
 

@@ -560,6 +560,13 @@ static bool blocked_by(void *arg)
     return strcmp(q1(sql), "0") != 0;
 }
 
+/* True once at least *want backends of the database wait for a lock. */
+static bool backends_blocked(void *arg)
+{
+    return atoi(q1("SELECT count(*) FROM pg_stat_activity WHERE "
+                   "cardinality(pg_blocking_pids(pid)) > 0")) >= *(int *)arg;
+}
+
 /* A concurrent insert of the same number, uncommitted when the store's statement runs: the
  * statement waits for it, its snapshot (taken before the commit) does not see the row, so the
  * waybill gets zero rows and goes again in the next group, which sees the existing row. The
@@ -614,7 +621,8 @@ static bool retried(void *arg)
 }
 
 /* A forced deadlock: another transaction holds the higher phone's register row; the store's
- * group (sorted: the lower phone first) takes the lower one and is seen waiting for the higher;
+ * group (its register rows written by the trigger in phone order: the lower phone first) takes
+ * the lower one and is seen waiting for the higher;
  * then the other transaction asks for the lower one. The other session's deadlock_timeout is an
  * hour, so the store's backend is the one that detects the cycle and is aborted (40P01); the
  * other's insert then completes and commits before the event loop runs again, and the store's
@@ -703,6 +711,73 @@ static void test_deadlock_retried(void **state)
              "WHERE phone_bidx IN ('\\x%s', '\\x%s')",
              plo, phi);
     assert_string_equal(q1(sql_lo), "2,2");
+}
+
+/* Two groups that hold the same two numbers A < B, their senders' phones in opposite orders,
+ * each held up by a number another transaction inserted and has not committed (P1, P2): with
+ * the items in phone order the first takes A and the second B before they wait, and once the
+ * holders roll back each wants the other's (a deadlock, one group aborted and sent again). In
+ * number order both take A first: the second waits for the first, nothing is retried. */
+static void test_groups_take_numbers_in_one_order(void **state)
+{
+    static const uint8_t wb[6] = {0x10, 0x20, 0x40, 0x40, 0x30, 0x10}; /* A P1 B | B P2 A */
+    struct fake f[6];
+    struct sub_out o[6];
+    struct gw_store_stats before, after;
+    PGconn *h[2];
+    char sql[640], hex[33];
+    int i, blocked, stored;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    memset(o, 0, sizeof(o));
+    for (i = 0; i < 6; i++) {
+        make(&f[i], 800 + (unsigned)i, 800 + (unsigned)i, 800 + (unsigned)i, 800 + (unsigned)i,
+             800 + (unsigned)i);
+        f[i].w.wb_bidx[0] = wb[i];
+        f[i].w.sender_phone_bidx[0] = (uint8_t)(1 + i % 3); /* each group: in the order above */
+        f[i].w.dek_wrapped.p = f[i].dek;
+        for (int c = 0; c < GW_COL_COUNT; c++)
+            if (f[i].w.ct[c].p != NULL)
+                f[i].w.ct[c].p = f[i].ct[c];
+    }
+    memcpy(f[3].w.wb_bidx, f[2].w.wb_bidx, 16); /* the same number B */
+    memcpy(f[5].w.wb_bidx, f[0].w.wb_bidx, 16); /* the same number A */
+    for (i = 0; i < 2; i++) {                   /* the holders of P1 and P2 */
+        tohex(f[1 + 3 * i].w.wb_bidx, 16, hex);
+        h[i] = other_open();
+        other_exec(h[i], "SET deadlock_timeout = '1h'");
+        other_exec(h[i], "BEGIN");
+        snprintf(sql, sizeof(sql),
+                 "INSERT INTO waybill (id, wb_bidx, origin_branch, submitted_by, kek_version, "
+                 "dek_version, dek_wrapped, content_mac) VALUES (gen_random_uuid(), '\\x%s', "
+                 "'a', 'x', 1, 1, '\\x00', decode(md5('m') || md5('m'), 'hex'))",
+                 hex);
+        other_exec(h[i], sql);
+    }
+    gw_store_stats(store, &before);
+    for (i = 0; i < 3; i++) /* one loop pass: the first group */
+        assert_int_equal(gw_store_submit(store, &f[i].w, submit_cb, &o[i], NULL), 0);
+    blocked = 1;
+    assert_true(run_until(backends_blocked, &blocked, 30000));
+    for (i = 3; i < 6; i++) /* the second group, on the pool's other connection */
+        assert_int_equal(gw_store_submit(store, &f[i].w, submit_cb, &o[i], NULL), 0);
+    blocked = 2;
+    assert_true(run_until(backends_blocked, &blocked, 30000));
+    for (i = 0; i < 2; i++) {
+        other_exec(h[i], "ROLLBACK");
+        PQfinish(h[i]);
+    }
+    for (i = 0; i < 6; i++)
+        assert_true(run_until(sub_done, &o[i], 30000));
+    for (i = 0, stored = 0; i < 6; i++) { /* A and B stored once, once refused as other content */
+        assert_true(o[i].r.err == 0 || o[i].r.err == GW_EEXIST);
+        stored += o[i].r.err == 0;
+    }
+    assert_int_equal(stored, 4);
+    gw_store_stats(store, &after);
+    assert_int_equal(after.groups_retried - before.groups_retried, 0);
 }
 
 struct batch_out {
@@ -922,12 +997,18 @@ static void test_segments(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_new_same_different), cmocka_unit_test(test_get),
-        cmocka_unit_test(test_group_commit),       cmocka_unit_test(test_concurrent_same_number),
-        cmocka_unit_test(test_deadlock_retried),   cmocka_unit_test(test_batch),
-        cmocka_unit_test(test_suspicious),         cmocka_unit_test(test_cancel),
-        cmocka_unit_test(test_segments),           cmocka_unit_test(test_other_suite_same_number),
+        cmocka_unit_test(test_new_same_different),
+        cmocka_unit_test(test_get),
+        cmocka_unit_test(test_group_commit),
+        cmocka_unit_test(test_concurrent_same_number),
+        cmocka_unit_test(test_deadlock_retried),
+        cmocka_unit_test(test_batch),
+        cmocka_unit_test(test_suspicious),
+        cmocka_unit_test(test_cancel),
+        cmocka_unit_test(test_segments),
+        cmocka_unit_test(test_other_suite_same_number),
         cmocka_unit_test(test_fast_hook),
+        cmocka_unit_test(test_groups_take_numbers_in_one_order),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
