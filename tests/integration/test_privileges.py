@@ -306,6 +306,23 @@ def test_roles_and_ownership(stack):
     assert rows == ["waygate_admin|f|f", "waygate_gateway|f|f"]
 
 
+def test_every_security_definer_function_pins_its_search_path(stack):
+    """Every SECURITY DEFINER function of the schema runs with search_path set to the schema and
+    then pg_temp (other settings may stand beside it: kek_retire's lock_timeout). Without it, it
+    resolves names through the caller's search_path (a login role's temporary table or function
+    would take the place of the owner's). CREATE OR REPLACE resets what it does not name, as
+    sql/042 did to waybill_custodian (pinned again by sql/043): the next redefinition that
+    forgets it fails here."""
+    rows = stack.psql("SELECT p.oid::regprocedure, coalesce(array_to_string(p.proconfig, ';'), "
+                      "'') FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace "
+                      "WHERE n.nspname = current_schema() AND p.prosecdef ORDER BY 1")
+    assert len(rows) > 10, rows
+    loose = [r for r in rows
+             if "search_path=public, pg_temp" not in r.split("|", 1)[1].split(";")]
+    assert loose == [], loose
+    assert "waybill_custodian(uuid)|search_path=public, pg_temp" in rows
+
+
 def test_daemon_runs_on_its_own_role(stack, record):
     """Positive control: the daemon's sessions are waygate_gateway's, and through them a
     waybill is stored (the trigger keeping the register ran too) and read back."""

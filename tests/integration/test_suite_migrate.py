@@ -246,6 +246,122 @@ def test_reseal_function_refuses_what_is_not_a_whole_record_of_another_suite(sta
     assert "permission denied for table waybill" in r.stderr
 
 
+# the 23 ciphertext columns in the order of waybill_reseal's p_ct (enum gw_col, record.h)
+CT_COLS = ["waybill_no", "item_description", "pickup_time", "sender_name", "sender_phone",
+           "sender_province", "sender_city", "sender_district", "sender_address_detail",
+           "sender_company", "sender_id_type", "sender_id_number", "sender_gender",
+           "recipient_name", "recipient_phone", "recipient_province", "recipient_city",
+           "recipient_district", "recipient_address_detail", "recipient_company",
+           "recipient_id_type", "recipient_id_number", "recipient_gender"]
+RESEAL_ARGS = ["wb_bidx", "sender_phone_bidx", "recipient_phone_bidx", "sender_id_bidx",
+               "recipient_id_bidx", "kek_version", "dek_wrapped", "content_mac", "record_mac"]
+
+
+def as_cli(stack, sql):
+    """sql run as the CLI's role (waygate_admin), without the keyring: the CompletedProcess."""
+    return subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                           "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-d", stack.pguri,
+                           "-c", sql], capture_output=True, text=True, timeout=30)
+
+
+def bytea(hexstr):
+    return "'\\x%s'::bytea" % hexstr
+
+
+def taken(stack, rid):
+    """The record as the CLI's role reads it (waybill_reseal_take): {column: SQL literal}."""
+    cols = RESEAL_ARGS + [c + "_ct" for c in CT_COLS]
+    exprs = ["w.kek_version::text" if c == "kek_version" else
+             "coalesce(encode(w.%s, 'hex'), 'NULL')" % c for c in cols]
+    r = as_cli(stack, "SELECT %s FROM waybill_reseal_take(%d, NULL, 1000000) w WHERE w.id = '%s'"
+               % (", ".join(exprs), SM, rid))
+    assert r.returncode == 0 and r.stdout.strip(), r.stderr
+    vals = r.stdout.strip().split("|")
+    return {c: v if c == "kek_version" or v == "NULL" else bytea(v) for c, v in zip(cols, vals)}
+
+
+def reseal(stack, rid, old_dek, row):
+    """waybill_reseal of rid, as the CLI's role, while its dek_wrapped is old_dek, to the values
+    of row (as taken() gives them)."""
+    return as_cli(stack, "SELECT waybill_reseal('%s', %s, %s, ARRAY[%s])" % (
+        rid, old_dek, ", ".join(row[c] for c in RESEAL_ARGS),
+        ", ".join(row[c + "_ct"] for c in CT_COLS)))
+
+
+def made_up(row, wb_bidx):
+    """row moved to made-up values under the sm algorithm byte, at wb_bidx (a SQL literal)."""
+    assert row["dek_wrapped"].startswith("'\\x0101")
+    return dict(row, wb_bidx=wb_bidx, dek_wrapped=row["dek_wrapped"].replace("0101", "0102", 1),
+                **{c + "_ct": bytea("0102" + "00" * 40) for c in CT_COLS})
+
+
+def refused(r):
+    """(SQLSTATE, message) of the refusal r; fails the test if it was not refused."""
+    m = re.search(r"ERROR:  ([0-9A-Z]{5}): ([^\n]*)", r.stderr)
+    assert r.returncode != 0 and m, "not refused: %s%s" % (r.stdout, r.stderr)
+    return m.group(1), m.group(2)
+
+
+def test_reseal_cannot_bring_a_record_under_a_lawful_case(stack):
+    """The CLI's role without the keyring cannot add a waybill X to an approved lawful-access case
+    that names a record A (sql/043): A cannot take X's blind index while X holds it (the unique
+    index); X moved to made-up bytes of the other suite, A cannot take the blind index X gave up
+    (23505 naming X: it stays X's), nor X one the case names that no record holds (WS002, as the
+    other suite's blind index of A's number). X goes back to its own blind index, as a migration
+    there and back does: every row as it was, the case naming A alone."""
+    w_x = query_data.new_waybill(stack, "a", sender_n=PARTY_SENDERS + 97)
+    w_a = query_data.new_waybill(stack, "a", sender_n=PARTY_SENDERS + 98)
+    x, a = query_data.submit(stack, w_x), query_data.submit(stack, w_a)
+    accounts = stack.psql("SELECT id FROM account ORDER BY id LIMIT 2")
+    case = stack.psql("INSERT INTO lawful_case (id, requester_account, requester, agency, "
+                      "officer, case_ref, legal_document_ref, waybills, state, decided_at, "
+                      "decider_account, decider, valid_until) VALUES (gen_random_uuid(), %s, "
+                      "'reseal-attack', 'x', 'x', 'x', 'x', 1, 'approved', now(), %s, 'x', "
+                      "now() + interval '1 day') RETURNING id" % tuple(accounts))[0]
+    unheld = os.urandom(16).hex()
+    stack.psql("INSERT INTO lawful_case_item (case_id, wb_bidx) SELECT '%s'::uuid, wb_bidx FROM "
+               "waybill WHERE id = '%s' UNION ALL SELECT '%s'::uuid, %s"
+               % (case, a, case, bytea(unheld)))
+    items = ("SELECT encode(wb_bidx, 'hex') FROM lawful_case_item WHERE case_id = '%s' ORDER BY 1"
+             % case)
+    rows = "SELECT md5(w::text) FROM waybill w WHERE id IN ('%s', '%s') ORDER BY id" % (x, a)
+    try:
+        before_items, before_rows = stack.psql(items), stack.psql(rows)
+        row_x, row_a = taken(stack, x), taken(stack, a)
+
+        r = reseal(stack, a, row_a["dek_wrapped"], made_up(row_a, row_x["wb_bidx"]))
+        assert refused(r) == ("23505", 'duplicate key value violates unique constraint '
+                                       '"waybill_wb_bidx_key"')
+        # (a) X to made-up bytes at a fresh blind index: allowed (the CLI role cannot tell)
+        fake_x = made_up(row_x, bytea(os.urandom(16).hex()))
+        r = reseal(stack, x, row_x["dek_wrapped"], fake_x)
+        assert (r.returncode, r.stdout.strip()) == (0, "t"), r.stderr
+        # (b) A cannot take the blind index X gave up
+        r = reseal(stack, a, row_a["dek_wrapped"], made_up(row_a, row_x["wb_bidx"]))
+        assert refused(r) == ("23505", "p_wb_bidx: record %s gave up this blind index; it stays "
+                                       "that record's" % x)
+        # nor X a blind index the case names and no record holds
+        r = reseal(stack, x, fake_x["dek_wrapped"], dict(row_x, wb_bidx=bytea(unheld)))
+        assert refused(r) == ("WS002", "p_wb_bidx: record %s would join a lawful-access case "
+                                       "that names none of its blind indexes" % x)
+        # X back to its own blind index and values: allowed; every row and the case as they were
+        r = reseal(stack, x, fake_x["dek_wrapped"], row_x)
+        assert (r.returncode, r.stdout.strip()) == (0, "t"), r.stderr
+        assert stack.psql(rows) == before_rows
+        assert stack.psql(items) == before_items
+        assert stack.psql("SELECT count(*) FROM lawful_case_item i JOIN waybill w ON w.wb_bidx = "
+                          "i.wb_bidx WHERE i.case_id = '%s' AND w.id = '%s'" % (case, x)) == ["0"]
+        # the blind indexes given up are the owner's to write alone
+        for uri in (stack.pguri, stack.pguri_gateway):
+            r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", uri, "-c",
+                                "DELETE FROM waybill_bidx_retired"],
+                               capture_output=True, text=True, timeout=30)
+            assert "permission denied for table waybill_bidx_retired" in r.stderr, r.stderr
+    finally:
+        stack.psql("DELETE FROM lawful_case_item WHERE case_id = '%s'; DELETE FROM lawful_case "
+                   "WHERE id = '%s'" % (case, case))
+
+
 def test_migrate_to_sm_while_serving_interrupted_and_resumed(stack, sm_keys):
     aes_gw = Client(stack, stack.addr)
     senders = []
