@@ -9,8 +9,6 @@
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
-#include <sys/prctl.h>
-#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -35,6 +33,7 @@
 #include "memwipe.h"
 #include "metrics.h"
 #include "migrate.h"
+#include "nodump.h"
 #include "policy.h"
 #include "refusals.h"
 #include "retention.h"
@@ -686,16 +685,6 @@ static int check_files(const struct gw_config *cfg, const char *path, struct gw_
     return rc;
 }
 
-/* Memory holds PII and keys: no core dumps, no ptrace by other users of the same uid. */
-static int harden(void)
-{
-    struct rlimit rl = {0, 0};
-
-    if (setrlimit(RLIMIT_CORE, &rl) != 0 || prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) != 0)
-        return -1;
-    return 0;
-}
-
 static void audit_flushed_cb(void *arg, uint64_t left)
 {
     struct daemon *d = arg;
@@ -825,7 +814,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         usage();
         return 2;
     }
-    if (harden() != 0) {
+    if (gw_nodump() != 0) { /* memory holds PII and keys: nodump.h */
         fprintf(stderr, "waygated: cannot disable core dumps\n");
         return 1;
     }

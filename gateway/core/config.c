@@ -8,7 +8,6 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <libpq-fe.h>
 #include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -19,6 +18,7 @@
 #include <unistd.h>
 
 #include "alloc.h"
+#include "conninfo.h"
 #include "file.h"
 
 #define CONFIG_LINE_MAX 4096          /* bytes of one line, newline excluded */
@@ -651,31 +651,6 @@ static int key_index(const char *section, const char *key)
     return -1;
 }
 
-/* True when conninfo carries a password (keyword, URI user:pass@ or ?password=) or the client
- * key's passphrase (sslpassword). Every other libpq keyword is accepted, among them those of
- * TLS to a remote database (sslmode=verify-full, sslrootcert, sslcert, sslkey, sslcrl) and
- * passfile. */
-static int conninfo_has_password(const char *conninfo, int *invalid)
-{
-    PQconninfoOption *opts, *o;
-    char *err = NULL;
-    int found = 0;
-
-    *invalid = 0;
-    opts = PQconninfoParse(conninfo, &err);
-    if (opts == NULL) {
-        PQfreemem(err);
-        *invalid = 1;
-        return 0;
-    }
-    for (o = opts; o->keyword != NULL; o++)
-        if ((strcmp(o->keyword, "password") == 0 || strcmp(o->keyword, "sslpassword") == 0) &&
-            o->val != NULL)
-            found = 1;
-    PQconninfoFree(opts);
-    return found;
-}
-
 /* [forward]: an endpoint needs its host:port form, the backend's CA and the gateway's own client
  * certificate and key (mTLS both ways), a lease longer than a call's deadline (a delivery in
  * flight is not claimed by a second gateway), and a backoff whose cap is not below its start. */
@@ -755,7 +730,6 @@ static int request_memory_check(struct parse *ps, const struct gw_config *c)
 static int cross_check(struct parse *ps, const struct gw_config *c)
 {
     size_t i;
-    int invalid;
 
     for (i = 0; i < NKEYS; i++) {
         if (keys[i].required && ps->seen[i] == 0) {
@@ -832,13 +806,15 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
         return GW_EINVAL;
     if (c->db_conninfo != NULL) {
         int line = ps->seen[key_index("database", "conninfo")];
-        if (conninfo_has_password(c->db_conninfo, &invalid)) {
+        enum gw_conninfo_verdict v = gw_conninfo_check(c->db_conninfo);
+
+        if (v == GW_CONNINFO_PASSWORD) {
             fail(ps, line,
                  "[database] conninfo: must not contain a password (password, sslpassword): use "
                  "a passfile (passfile=, PGPASSFILE or ~/.pgpass) or an unencrypted client key");
             return GW_EINVAL;
         }
-        if (invalid) {
+        if (v != GW_CONNINFO_OK) {
             fail(ps, line, "[database] conninfo: not a valid libpq connection string or URI");
             return GW_EINVAL;
         }

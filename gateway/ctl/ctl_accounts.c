@@ -5,10 +5,13 @@
  * account must change its password at the first login. Separation of duties (三员) is checked
  * here and again by the database's unique index; a refusal is recorded as an incident. Every
  * run is recorded in admin_log (Art. 31). */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <termios.h>
+#include <unistd.h>
 
 #include <openssl/crypto.h>
 
@@ -50,20 +53,46 @@ static void accounts_usage(FILE *f)
             DEFAULT_SCRYPT_N);
 }
 
-/* Reads the first line of stdin (without its "\n" or "\r\n") into buf (cap bytes, NUL added).
- * Returns its length, or cap when the line does not fit (the caller refuses it as too long). */
+/* One byte of stdin by read(2) (no stdio buffer keeps a copy of the password): the byte, or EOF
+ * at its end or on an error. */
+static int read_byte(void)
+{
+    unsigned char b;
+    ssize_t r;
+
+    do
+        r = read(STDIN_FILENO, &b, 1);
+    while (r < 0 && errno == EINTR);
+    return r == 1 ? b : EOF;
+}
+
+/* Reads the first line of stdin (without its "\n" or "\r\n") into buf (cap bytes, NUL added),
+ * with the terminal's echo off while it does when stdin is one (restored after, whatever the
+ * read gave). Returns its length, or cap when the line does not fit (the caller refuses it as too
+ * long and wipes buf). */
 static size_t read_password(char *buf, size_t cap)
 {
+    struct termios saved, quiet;
+    bool tty = isatty(STDIN_FILENO) == 1 && tcgetattr(STDIN_FILENO, &saved) == 0;
     size_t n = 0;
     int ch = EOF;
 
-    while (n < cap - 1 && (ch = getchar()) != EOF && ch != '\n')
+    if (tty) {
+        quiet = saved;
+        quiet.c_lflag &= ~(tcflag_t)ECHO;
+        quiet.c_lflag |= ECHONL; /* the Enter that ends it still moves to a new line */
+        if (tcsetattr(STDIN_FILENO, TCSAFLUSH, &quiet) != 0)
+            tty = false;
+    }
+    while (n < cap - 1 && (ch = read_byte()) != EOF && ch != '\n')
         buf[n++] = (char)ch;
     buf[n] = '\0';
-    if (n == cap - 1 && ch != '\n' && ch != EOF && (ch = getchar()) != EOF && ch != '\n')
-        return cap;
-    if (n > 0 && buf[n - 1] == '\r')
+    if (n == cap - 1 && ch != '\n' && ch != EOF && (ch = read_byte()) != EOF && ch != '\n')
+        n = cap;
+    else if (n > 0 && buf[n - 1] == '\r')
         buf[--n] = '\0';
+    if (tty)
+        (void)tcsetattr(STDIN_FILENO, TCSAFLUSH, &saved);
     return n;
 }
 
@@ -464,8 +493,9 @@ int gw_ctl_accounts(int argc, char **argv)
                 verb);
         return GW_CTL_USAGE;
     }
-    if (ctl_admin_open(&c, "accounts", verb, actor, db) != 0)
-        return GW_CTL_FAIL;
+    rc = ctl_admin_open(&c, "accounts", verb, actor, db);
+    if (rc != 0)
+        return rc;
     if (strcmp(verb, "bootstrap") == 0)
         rc = accounts_create(&c, name, "security_admin", NULL, person, false, scrypt_n, true);
     else if (strcmp(verb, "create") == 0)

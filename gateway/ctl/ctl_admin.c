@@ -9,6 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conninfo.h"
 #include "ctl.h"
 #include "ctl_record.h"
 
@@ -31,18 +32,47 @@ const char *ctl_admin_actor(const char *opt)
     return ctl_admin_login_name();
 }
 
+int ctl_conninfo_check(const char *cmd, const char *source, const char *conninfo)
+{
+    switch (gw_conninfo_check(conninfo)) {
+    case GW_CONNINFO_OK:
+    case GW_CONNINFO_DBNAME: /* a bare database name: libpq expands it, it holds no password */
+        return 0;
+    case GW_CONNINFO_PASSWORD:
+        fprintf(stderr,
+                "waygatectl %s: %s: must not contain a password (password=, sslpassword=, "
+                "user:password@ or ?password= of a URI): every local user sees it in the process "
+                "list and it stays in the shell's history; put it in a passfile (passfile=, "
+                "PGPASSFILE or ~/.pgpass) or use peer or certificate authentication\n",
+                cmd, source);
+        return GW_CTL_USAGE;
+    case GW_CONNINFO_INVALID:
+    default:
+        fprintf(stderr, "waygatectl %s: %s: not a valid libpq connection string or URI\n", cmd,
+                source);
+        return GW_CTL_USAGE;
+    }
+}
+
 int ctl_admin_db(const char *cmd, const char *conninfo, struct gw_admin **out)
 {
+    const char *source = "--db";
     char err[512];
+    int rc;
 
     *out = NULL;
-    if (conninfo == NULL)
+    if (conninfo == NULL) {
         conninfo = getenv("WAYGATE_PGURI");
+        source = "WAYGATE_PGURI";
+    }
     if (conninfo == NULL || conninfo[0] == '\0') {
         fprintf(stderr, "waygatectl %s: no database: give --db CONNINFO or set WAYGATE_PGURI\n",
                 cmd);
         return GW_CTL_USAGE;
     }
+    rc = ctl_conninfo_check(cmd, source, conninfo);
+    if (rc != 0)
+        return rc;
     if (gw_admin_connect(conninfo, out, err, sizeof(err)) != 0) {
         fprintf(stderr, "waygatectl %s: %s\n", cmd, err);
         return GW_CTL_FAIL;
@@ -52,7 +82,7 @@ int ctl_admin_db(const char *cmd, const char *conninfo, struct gw_admin **out)
 
 int ctl_admin_connect(struct ctl_admin *c, const char *conninfo)
 {
-    return ctl_admin_db(c->cmd, conninfo, &c->a) != 0 ? GW_CTL_FAIL : 0;
+    return ctl_admin_db(c->cmd, conninfo, &c->a);
 }
 
 int ctl_admin_open(struct ctl_admin *c, const char *command, const char *verb, const char *actor,

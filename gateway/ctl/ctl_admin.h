@@ -28,16 +28,24 @@ const char *ctl_admin_login_name(void);
 /* The actor: opt when given, else $USER, else ctl_admin_login_name(). */
 const char *ctl_admin_actor(const char *opt);
 
+/* Refuses the connection string of `waygatectl <cmd>` taken from `source` (the option or the
+ * environment variable: "--db", "WAYGATE_PGURI", ...) when it holds a password (conninfo.h: it
+ * would show in /proc/PID/cmdline and the shell's history) or is not one libpq parses. Returns 0,
+ * or GW_CTL_USAGE after saying why on stderr, naming source and the rule, never the string. */
+int ctl_conninfo_check(const char *cmd, const char *source, const char *conninfo);
+
 /* Connects `waygatectl <cmd>` to conninfo (else $WAYGATE_PGURI) into *out. Returns 0;
- * GW_CTL_USAGE when neither names a database; GW_CTL_FAIL when the connection fails (both after
- * saying why on stderr). For the commands that keep no struct ctl_admin. */
+ * GW_CTL_USAGE when neither names a database or it breaks ctl_conninfo_check; GW_CTL_FAIL when
+ * the connection fails (both after saying why on stderr). For the commands that keep no struct
+ * ctl_admin. */
 int ctl_admin_db(const char *cmd, const char *conninfo, struct gw_admin **out);
 
-/* Connects to conninfo (else $WAYGATE_PGURI). Returns 0, or GW_CTL_FAIL after saying why. */
+/* Connects to conninfo (else $WAYGATE_PGURI). Returns 0, or ctl_admin_db's status after saying
+ * why. */
 int ctl_admin_connect(struct ctl_admin *c, const char *conninfo);
 
 /* Names the run `<command> <verb>` (action `<command>.<verb>`), sets the actor
- * (ctl_admin_actor(actor)) and connects as ctl_admin_connect. */
+ * (ctl_admin_actor(actor)) and connects as ctl_admin_connect (its status). */
 int ctl_admin_open(struct ctl_admin *c, const char *command, const char *verb, const char *actor,
                    const char *conninfo);
 

@@ -227,8 +227,10 @@ static int export_trace(const char *file, const char *keyring, const char *db)
     }
     if ((cx = gw_crypto_new()) == NULL)
         goto out;
-    if (ctl_admin_open(&c, "export", "trace", NULL, db) != 0)
+    rc = ctl_admin_open(&c, "export", "trace", NULL, db);
+    if (rc != 0)
         goto out;
+    rc = GW_CTL_FAIL;
     if (gw_admin_exports(c.a, add_cb, &xs, err, sizeof(err)) != 0) {
         fprintf(stderr, "waygatectl export trace: the database refused: %s\n", err);
         goto out;
@@ -303,6 +305,8 @@ int gw_ctl_export(int argc, char **argv)
         return GW_CTL_USAGE;
     }
     file = argv[optind];
+    if (db != NULL && ctl_conninfo_check("export trace", "--db", db) != 0)
+        return GW_CTL_USAGE;
     if (keyring == NULL || keyring[0] == '\0') {
         fprintf(stderr, "waygatectl export trace: --keyring or $WAYGATE_KEYRING is required\n");
         return GW_CTL_USAGE;

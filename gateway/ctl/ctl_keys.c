@@ -734,12 +734,17 @@ int gw_ctl_keys(int argc, char **argv)
         return GW_CTL_USAGE;
     }
     bool needs_db = strcmp(sub, "rewrap") == 0;
+    const char *db_source = "--db";
     if (!o.db && (needs_db || strcmp(sub, "retire") == 0 || strcmp(sub, "rotate") == 0 ||
                   strcmp(sub, "add-suite") == 0)) {
         const char *env = getenv("WAYGATE_PGURI");
-        if (env && env[0])
+        if (env && env[0]) {
             o.db = env;
+            db_source = "WAYGATE_PGURI";
+        }
     }
+    if (o.db != NULL && o.db[0] != '\0' && ctl_conninfo_check("keys", db_source, o.db) != 0)
+        return GW_CTL_USAGE;
     struct gw_admin *rec = NULL;
     int rc;
     done_detail[0] = '\0';

@@ -1,10 +1,13 @@
 /* ctl_main.c: waygatectl's entry point: the command table and dispatch. Commands live in
  * gateway/ctl_<name>.c (declared in ctl.h); this file only routes argv and returns their status.
- * Invariant: the only place in waygatectl that ends the process (by returning from main). */
+ * Invariant: the only place in waygatectl that ends the process (by returning from main); before
+ * anything else, it turns core dumps off (nodump.h: the keyring and clear records pass through
+ * its memory). */
 #include <stdio.h>
 #include <string.h>
 
 #include "ctl.h"
+#include "nodump.h"
 
 struct ctl_cmd {
     const char *name;
@@ -62,6 +65,10 @@ int main(int argc, char **argv)
 {
     size_t i;
 
+    if (gw_nodump() != 0) {
+        fprintf(stderr, "waygatectl: cannot disable core dumps\n");
+        return GW_CTL_FAIL;
+    }
     if (argc < 2) {
         usage(stderr);
         return GW_CTL_USAGE;

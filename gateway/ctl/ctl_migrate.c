@@ -1,13 +1,15 @@
 /* ctl_migrate.c: `waygatectl migrate`: applies the embedded migrations to the database named by
  * --db, $WAYGATE_PGURI_OWNER or $WAYGATE_PGURI (as the database's owner: the objects it creates
  * are the owner's), printing each one applied. The connection string is never printed
- * (it may name a passfile or a host the operator does not want in logs). */
+ * (it may name a passfile or a host the operator does not want in logs), and one that holds a
+ * password is refused before anything is done (ctl_conninfo_check). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "ctl.h"
+#include "ctl_admin.h"
 #include "migrate.h"
 
 static void migrate_usage(FILE *f)
@@ -40,7 +42,7 @@ int gw_ctl_migrate(int argc, char **argv)
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *conninfo = NULL;
+    const char *conninfo = NULL, *source = "--db";
     char err[1024];
     int c, rc, version = 0;
 
@@ -67,14 +69,20 @@ int gw_ctl_migrate(int argc, char **argv)
     }
     if (conninfo == NULL) {
         conninfo = getenv("WAYGATE_PGURI_OWNER");
-        if (conninfo == NULL || conninfo[0] == '\0')
+        source = "WAYGATE_PGURI_OWNER";
+        if (conninfo == NULL || conninfo[0] == '\0') {
             conninfo = getenv("WAYGATE_PGURI");
+            source = "WAYGATE_PGURI";
+        }
     }
     if (conninfo == NULL || conninfo[0] == '\0') {
         fprintf(stderr, "waygatectl migrate: no database: give --db CONNINFO or set "
                         "WAYGATE_PGURI_OWNER\n");
         return GW_CTL_USAGE;
     }
+    rc = ctl_conninfo_check("migrate", source, conninfo);
+    if (rc != 0)
+        return rc;
 
     rc = gw_migrate_run(conninfo, gw_migrations, gw_migrations_count, report_cb, NULL, &version,
                         err, sizeof(err));

@@ -246,8 +246,10 @@ static int run(const struct opts *o, enum gw_suite to)
     const char *outcome;
     int rc = GW_CTL_FAIL, crc;
 
-    if (ctl_admin_open(&c, "keys", "migrate_suite", NULL, o->db) != 0)
-        return GW_CTL_FAIL;
+    rc = ctl_admin_open(&c, "keys", "migrate_suite", NULL, o->db);
+    if (rc != 0)
+        return rc;
+    rc = GW_CTL_FAIL;
     snprintf(c.cmd, sizeof(c.cmd), "keys migrate-suite");
     if (gw_keyring_file_load(o->keyring, &kr, err, sizeof(err)) != 0) {
         rc = ctl_admin_fail(&c, o->keyring, "keyring", err);
@@ -378,11 +380,16 @@ int gw_ctl_keys_migrate_suite(int argc, char **argv)
         fprintf(stderr, ME ": give --keyring PATH (or set WAYGATE_KEYRING)\n");
         return GW_CTL_USAGE;
     }
-    if (!o.db || !o.db[0])
+    const char *db_source = "--db";
+    if (!o.db || !o.db[0]) {
         o.db = getenv("WAYGATE_PGURI");
+        db_source = "WAYGATE_PGURI";
+    }
     if (!o.db || !o.db[0]) {
         fprintf(stderr, ME ": give --db CONNINFO (or set WAYGATE_PGURI)\n");
         return GW_CTL_USAGE;
     }
+    if (ctl_conninfo_check("keys migrate-suite", db_source, o.db) != 0)
+        return GW_CTL_USAGE;
     return run(&o, to);
 }

@@ -337,8 +337,9 @@ int gw_ctl_principals(int argc, char **argv)
                 verb);
         return GW_CTL_USAGE;
     }
-    if (ctl_admin_open(&c, "principals", verb, actor, db) != 0)
-        return GW_CTL_FAIL;
+    rc = ctl_admin_open(&c, "principals", verb, actor, db);
+    if (rc != 0)
+        return rc;
     if (strcmp(verb, "add") == 0)
         rc = principals_add(&c, name, cert, role, branch, admin);
     else if (strcmp(verb, "disable") == 0)

@@ -120,8 +120,9 @@ int gw_ctl_retention(int argc, char **argv)
     }
     if (by == NULL)
         by = ctl_admin_login_name();
-    if (ctl_admin_db("retention", db, &a) != 0)
-        return GW_CTL_FAIL;
+    rc = ctl_admin_db("retention", db, &a);
+    if (rc != 0)
+        return rc;
     if (nargs == 0) {
         e = gw_admin_floor_get(a, print_floor, NULL, err, sizeof(err));
     } else {

@@ -137,8 +137,9 @@ int gw_ctl_routes(int argc, char **argv)
     }
     if (by == NULL)
         by = ctl_admin_login_name();
-    if (ctl_admin_db("routes", db, &a) != 0)
-        return GW_CTL_FAIL;
+    rc = ctl_admin_db("routes", db, &a);
+    if (rc != 0)
+        return rc;
     if (strcmp(verb, "list") == 0) {
         e = gw_admin_route_list(a, print_route, NULL, err, sizeof(err));
     } else {

@@ -153,8 +153,9 @@ static int segments_issue(const char *conninfo, const char *branch, const char *
                 GW_WAYBILLNO_DIGITS_MAX);
         return GW_CTL_USAGE;
     }
-    if (ctl_admin_db("segments", conninfo, &a) != 0)
-        return GW_CTL_FAIL;
+    rc = ctl_admin_db("segments", conninfo, &a);
+    if (rc != 0)
+        return rc;
     if (by == NULL)
         by = ctl_admin_login_name();
     /* the segment, its admin_log row and its audit record: one transaction */
@@ -214,8 +215,9 @@ static int segments_list(const char *conninfo, const char *branch)
     char err[512];
     int rc;
 
-    if (ctl_admin_db("segments", conninfo, &a) != 0)
-        return GW_CTL_FAIL;
+    rc = ctl_admin_db("segments", conninfo, &a);
+    if (rc != 0)
+        return rc;
     rc = gw_admin_segment_list(a, branch, list_row_cb, &header, err, sizeof(err));
     record(a, "segments.list", ctl_admin_login_name(), branch, rc == 0 ? "ok" : "failed", NULL);
     gw_admin_free(a);

@@ -14,6 +14,7 @@
 #include <openssl/evp.h>
 
 #include "alloc.h"
+#include "conninfo.h"
 #include "pq_msg.h"
 
 /* pg_advisory_lock key of the runner: "Waygate\0" read as a big-endian int64. */
@@ -150,6 +151,12 @@ int gw_migrate_run(const char *conninfo, const struct gw_migration *known, size_
         return rc;
     if (conninfo == NULL) {
         gw_pq_msg(errbuf, errlen, "no database connection string given");
+        return GW_EINVAL;
+    }
+    if (gw_conninfo_check(conninfo) == GW_CONNINFO_PASSWORD) {
+        gw_pq_msg(errbuf, errlen,
+                  "the connection string must not contain a password: use a "
+                  "passfile (passfile=, PGPASSFILE or ~/.pgpass)");
         return GW_EINVAL;
     }
 

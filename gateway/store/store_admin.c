@@ -14,6 +14,7 @@
 #include <openssl/crypto.h>
 
 #include "alloc.h"
+#include "conninfo.h"
 #include "crypto.h"
 #include "db.h"
 #include "kek_check.h"
@@ -44,6 +45,12 @@ int gw_admin_connect(const char *conninfo, struct gw_admin **out, char *errbuf, 
     *out = NULL;
     if (conninfo == NULL || conninfo[0] == '\0') {
         gw_pq_msg(errbuf, errlen, "no database connection string given");
+        return GW_EINVAL;
+    }
+    if (gw_conninfo_check(conninfo) == GW_CONNINFO_PASSWORD) { /* the CLI said which option */
+        gw_pq_msg(errbuf, errlen,
+                  "the connection string must not contain a password: use a "
+                  "passfile (passfile=, PGPASSFILE or ~/.pgpass)");
         return GW_EINVAL;
     }
     a = gw_calloc(1, sizeof(*a));

@@ -7,9 +7,14 @@ gateway's log, the database or its log. Also the dev stack's own principals and 
 
 import hashlib
 import os
+import pwd
+import select
 import ssl
 import stat
 import subprocess
+import termios
+import time
+import urllib.parse
 
 import grpc
 import pytest
@@ -566,6 +571,165 @@ def test_segments_commands_recorded(stack):
     r = stack.ctl("segments", "list", "--branch", "zz", "--db", stack.pguri)
     assert r.returncode == 0
     assert last_log(stack, "segments.list", "zz")[3] == "ok"
+
+
+DB_SECRET = "It-Db-Secret-Pw-77"  # a database password the CLI must refuse to carry
+
+
+def ctl_env(stack, *args, env=None, **kw):
+    """build/waygatectl with args and the environment env (over os.environ, without
+    WAYGATE_PGURI[_OWNER] unless env sets them); returns the CompletedProcess."""
+    e = {k: v for k, v in os.environ.items() if not k.startswith("WAYGATE_PGURI")}
+    e.update(env or {})
+    return subprocess.run([os.path.join(BUILD, "waygatectl")] + [str(a) for a in args],
+                          capture_output=True, text=True, timeout=120, env=e,
+                          stdin=subprocess.DEVNULL, **kw)
+
+
+def conninfo_with_password(stack, form, user="waygate_admin"):
+    """The stack's connection string for user with DB_SECRET in it, in one of libpq's forms."""
+    q = urllib.parse.parse_qs(urllib.parse.urlsplit(stack.pguri).query)
+    host, port = q["host"][0], q["port"][0]
+    return {
+        "uri_userinfo": "postgresql://%s:%s@/waygate?host=%s&port=%s" % (
+            user, DB_SECRET, urllib.parse.quote(host, safe=""), port),
+        "uri_query": "postgresql:///waygate?host=%s&port=%s&user=%s&password=%s" % (
+            urllib.parse.quote(host, safe=""), port, user, DB_SECRET),
+        "keyvalue": "host='%s' port=%s dbname=waygate user=%s password=%s" % (
+            host, port, user, DB_SECRET),
+        "sslpassword": "host='%s' port=%s dbname=waygate user=%s sslpassword=%s" % (
+            host, port, user, DB_SECRET),
+    }[form]
+
+
+@pytest.mark.parametrize("form", ["uri_userinfo", "uri_query", "keyvalue", "sslpassword"])
+@pytest.mark.parametrize("source", ["--db", "WAYGATE_PGURI"])
+def test_ctl_refuses_a_password_in_its_conninfo(stack, form, source):
+    """A database password in --db shows in /proc/PID/cmdline to every local user and in the
+    shell's history: waygatectl refuses it as the daemon refuses one in [database] conninfo
+    (conninfo.h), and from $WAYGATE_PGURI alike, before it connects: exit 2 (usage), the option
+    and the rule named, the password never echoed, nothing done (the stack's database trusts
+    local connections: a password it ignored would not have stopped the command)."""
+    SEEN.add(DB_SECRET)
+    name = "it_pwdb_%s_%s" % (form, "opt" if source == "--db" else "env")
+    uri = conninfo_with_password(stack, form)
+    args = ["accounts", "create", name, "--role", "compliance_auditor", "--actor", ACTOR]
+    if source == "--db":
+        r = ctl_env(stack, *args, "--db", uri)
+    else:
+        r = ctl_env(stack, *args, env={"WAYGATE_PGURI": uri})
+    assert r.returncode == 2, r.stderr
+    assert ("waygatectl accounts create: %s: must not contain a password" % source) in r.stderr
+    assert "passfile" in r.stderr and "PGPASSFILE" in r.stderr
+    assert DB_SECRET not in r.stderr and DB_SECRET not in r.stdout and r.stdout == ""
+    assert account_row(stack, name) is None
+    assert stack.psql("SELECT count(*) FROM admin_log WHERE object = '%s'" % name) == ["0"]
+
+
+@pytest.mark.parametrize("source", ["--db", "WAYGATE_PGURI_OWNER", "WAYGATE_PGURI"])
+def test_migrate_refuses_a_password_in_its_conninfo(stack, source):
+    """The same for `waygatectl migrate`, whose connection string is the schema owner's."""
+    uri = conninfo_with_password(stack, "uri_query", user="waygate")
+    before = stack.psql("SELECT count(*), max(applied_at) FROM schema_migrations")
+    if source == "--db":
+        r = ctl_env(stack, "migrate", "--db", uri)
+    else:
+        r = ctl_env(stack, "migrate", env={source: uri})
+    assert r.returncode == 2, r.stderr
+    assert ("waygatectl migrate: %s: must not contain a password" % source) in r.stderr
+    assert DB_SECRET not in r.stderr and r.stdout == ""
+    assert stack.psql("SELECT count(*), max(applied_at) FROM schema_migrations") == before
+
+
+def test_ctl_refuses_a_malformed_conninfo_without_echoing_it(stack):
+    """A string libpq cannot parse might still hold a password: refused, never echoed."""
+    uri = conninfo_with_password(stack, "uri_userinfo").replace("@", "%zz@", 1)
+    r = ctl_env(stack, "routes", "list", "--db", uri)
+    assert r.returncode == 2, r.stderr
+    assert "routes: --db: not a valid libpq connection string or URI" in r.stderr
+    assert DB_SECRET not in r.stderr and "%zz" not in r.stderr
+
+
+def test_ctl_turns_core_dumps_off(stack):
+    """waygatectl holds the keyring (keys rewrap, keys migrate-suite, audit export) and clear
+    records (migrate-suite): like the daemon (nodump.h) it runs with RLIMIT_CORE 0 and not
+    dumpable, so no core file and no ptrace or /proc/PID/mem by another process of its uid. Seen
+    on a run held at its --password-stdin read: /proc/PID/limits, and /proc/PID owned by root
+    while the process runs as another user (as root, the run is another user's: postgres, who
+    reaches the stack's database over its socket)."""
+    kw = {}
+    if os.geteuid() == 0:
+        try:
+            kw["user"] = pwd.getpwnam("postgres").pw_uid
+        except KeyError:
+            pytest.skip("running as root and no postgres user to run waygatectl as")
+    e = {k: v for k, v in os.environ.items()
+         if not k.startswith("WAYGATE_") and k != "HOME"}
+    # started with core files allowed (as far as the hard limit lets): waygatectl must lower it
+    p = subprocess.Popen(["/bin/sh", "-c", 'ulimit -c "$(ulimit -H -c)"; exec "$@"', "sh",
+                          os.path.join(BUILD, "waygatectl"), "accounts", "create", "it_nodump",
+                          "--role", "compliance_auditor", "--password-stdin", "--actor", ACTOR,
+                          "--db", stack.pguri], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=e, cwd="/", **kw)
+    try:
+        # connected (a socket open: main is well past its first step) and waiting on stdin
+        deadline = time.monotonic() + 60
+        while True:
+            assert p.poll() is None, p.communicate()
+            fds = os.listdir("/proc/%d/fd" % p.pid)
+            if any(os.readlink("/proc/%d/fd/%s" % (p.pid, fd)).startswith("socket:")
+                   for fd in fds if fd not in ("0", "1", "2")):
+                break
+            assert time.monotonic() < deadline, "waygatectl never connected"
+            time.sleep(0.05)
+        with open("/proc/%d/limits" % p.pid) as f:
+            core = [ln.split() for ln in f if ln.startswith("Max core file size")]
+        assert core and core[0][4:6] == ["0", "0"], core
+        with open("/proc/%d/status" % p.pid) as f:
+            uid = [ln.split()[1] for ln in f if ln.startswith("Uid:")][0]
+        assert int(uid) != 0
+        # not dumpable: its /proc entries but the world-readable directory are then root's
+        assert os.stat("/proc/%d/fd" % p.pid).st_uid == 0
+    finally:
+        p.kill()  # held in its read: nothing was begun, nothing is recorded
+        p.communicate()
+    assert account_row(stack, "it_nodump") is None
+
+
+@pytest.mark.parametrize("password,code", [("It-Tty-Password-31", 0), ("It-Short-1", 3)])
+def test_password_stdin_from_a_terminal_is_not_echoed(stack, password, code):
+    """--password-stdin read from a terminal: echo is off while the line is read (nothing of it
+    comes back on the terminal), and on again after, when the account was made and when the
+    password was refused."""
+    SEEN.add(password)
+    name = "it_tty%d" % code
+    master, slave = os.openpty()
+    try:
+        assert termios.tcgetattr(slave)[3] & termios.ECHO
+        p = subprocess.Popen([os.path.join(BUILD, "waygatectl"), "accounts", "create", name,
+                              "--role", "compliance_auditor", "--password-stdin", "--scrypt-n",
+                              "1024", "--actor", ACTOR, "--db", stack.pguri],
+                             stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                             text=True, env=dict(os.environ,
+                                                 WAYGATE_KEYRING=stack.env["WAYGATE_KEYRING"]))
+        deadline = time.monotonic() + 60
+        while termios.tcgetattr(slave)[3] & termios.ECHO:  # it turns echo off to read
+            assert p.poll() is None, p.communicate()
+            assert time.monotonic() < deadline, "waygatectl never turned the echo off"
+            time.sleep(0.05)
+        os.write(master, (password + "\n").encode())
+        out, err = p.communicate(timeout=HASHING_DEADLINE)
+        echoed = b""
+        while select.select([master], [], [], 0.2)[0]:
+            echoed += os.read(master, 4096)
+        assert p.returncode == code, err
+        assert out == "" and password not in err
+        assert password.encode() not in echoed and echoed.strip(b"\r\n") == b""
+        assert termios.tcgetattr(slave)[3] & termios.ECHO  # restored
+    finally:
+        os.close(master)
+        os.close(slave)
+    assert (account_row(stack, name) is not None) == (code == 0)
 
 
 def test_no_password_in_logs_or_tables(stack):
