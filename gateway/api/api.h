@@ -32,11 +32,13 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len);
 
-/* waygate.v1.Compliance bulk operations (Art. 37, 15; api_bulk.c, api_bulk_run.c): RequestBulk,
- * ApproveBulk (a second person), RunBulk (server-streaming: the sealed, watermarked export, or a
+/* waygate.v1.Compliance bulk operations (Art. 37, 15; api_bulk.c, api_bulk_run.c,
+ * api_bulk_view.c): RequestBulk, ApproveBulk (a second person), GetBulk (a request as stored, for
+ * its approver to read), RunBulk (server-streaming: the sealed, watermarked export, or a
  * destruction's progress). */
 void gw_api_compliance_request_bulk(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_compliance_approve_bulk(struct gw_call *call, const uint8_t *req, size_t len);
+void gw_api_compliance_get_bulk(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_compliance_run_bulk(struct gw_call *call, const uint8_t *req, size_t len);
 /* waygate.v1.Compliance/ExportAudit (server-streaming, api_export_audit.c): a sealed audit
  * bundle of a time range (docs/audit-bundle-format.md). */

@@ -1,6 +1,6 @@
 /* api_bulk_int.h: what Compliance's bulk handlers share (api_bulk.c: RequestBulk, ApproveBulk;
- * api_bulk_run.c: RunBulk): the start every handler shares, the audit record about the caller,
- * request ids, the scope of a bulk operation. Not for other modules. */
+ * api_bulk_run.c: RunBulk; api_bulk_view.c: GetBulk): the start every handler shares, the audit
+ * record about the caller, request ids, the scope of a bulk operation. Not for other modules. */
 #ifndef GW_API_BULK_INT_H
 #define GW_API_BULK_INT_H
 

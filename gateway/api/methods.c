@@ -20,6 +20,7 @@ static const struct gw_method methods[] = {
 
     {"/waygate.v1.Compliance/RequestBulk", gw_api_compliance_request_bulk, false, false},
     {"/waygate.v1.Compliance/ApproveBulk", gw_api_compliance_approve_bulk, false, false},
+    {"/waygate.v1.Compliance/GetBulk", gw_api_compliance_get_bulk, false, false},
     {"/waygate.v1.Compliance/RunBulk", gw_api_compliance_run_bulk, true, false},
     {"/waygate.v1.Compliance/ExportAudit", gw_api_compliance_export_audit, true, false},
     {"/waygate.v1.Compliance/Report", gw_api_compliance_report, false, false},

@@ -62,6 +62,7 @@ static const struct gw_policy_method builtin[] = {
 
     ROLES("/waygate.v1.Compliance/RequestBulk", bulk),
     ROLES("/waygate.v1.Compliance/ApproveBulk", bulk),
+    ROLES("/waygate.v1.Compliance/GetBulk", bulk), /* who may request or approve one */
     ROLES("/waygate.v1.Compliance/RunBulk", bulk),
     ROLES("/waygate.v1.Compliance/ExportAudit", auditors),
     ROLES("/waygate.v1.Compliance/Report", auditors),

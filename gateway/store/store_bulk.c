@@ -76,7 +76,10 @@ static const char load_sql[] =
     "purpose, legal_basis, destination, sel_branch, sel_from::text, sel_to::text, "
     "sel_ids::text, record_count, max_level, CASE state WHEN 'approved' THEN expires_at <= now() "
     "WHEN 'pending' THEN requested_at + make_interval(secs => $2::integer) <= now() ELSE false "
-    "END, encode(recipient_key, 'hex') FROM bulk_request WHERE id = $1::uuid";
+    "END, encode(recipient_key, 'hex'), approver_role, floor(extract(epoch FROM requested_at))"
+    "::bigint, floor(extract(epoch FROM CASE state WHEN 'pending' THEN requested_at + "
+    "make_interval(secs => $2::integer) ELSE expires_at END))::bigint, floor(extract(epoch FROM "
+    "decided_at))::bigint FROM bulk_request WHERE id = $1::uuid";
 
 static const char ids_sql[] =
     "SELECT w.id::text FROM waybill w WHERE greatest(w.pickup_day, (w.accepted_at AT TIME ZONE "
@@ -205,6 +208,12 @@ static const char *val(const PGresult *pr, int col)
     return PQgetisnull(pr, 0, col) ? NULL : PQgetvalue(pr, 0, col);
 }
 
+/* A time read as whole seconds since the Unix epoch; 0 when absent. */
+static int64_t seconds(const PGresult *pr, int col)
+{
+    return PQgetisnull(pr, 0, col) ? 0 : strtoll(PQgetvalue(pr, 0, col), NULL, 10);
+}
+
 static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
 {
     struct gw_store_bulk_req *r = arg;
@@ -214,7 +223,7 @@ static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
     r->dbreq = NULL;
     if (err != 0) {
         r->cb.load(r->arg, fail_err(err), NULL);
-    } else if (PQntuples(pr) != 1 || PQnfields(pr) != 18) {
+    } else if (PQntuples(pr) != 1 || PQnfields(pr) != 22) {
         r->cb.load(r->arg, PQntuples(pr) == 0 ? GW_ENOTFOUND : GW_EINTERNAL, NULL);
     } else {
         row = (struct gw_bulk_row){
@@ -236,6 +245,10 @@ static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
             .max_level = (int)strtol(PQgetvalue(pr, 0, 15), NULL, 10),
             .expired = PQgetvalue(pr, 0, 16)[0] == 't',
             .recipient_key = val(pr, 17),
+            .approver_role = val(pr, 18),
+            .requested_at = seconds(pr, 19),
+            .expires_at = seconds(pr, 20),
+            .decided_at = seconds(pr, 21),
         };
         r->cb.load(r->arg, 0, &row);
     }

@@ -50,6 +50,11 @@ struct gw_bulk_row {
     const char *recipient_key; /* an export's or copy's recipient X25519 public key, 64 hex
                                 * digits (sql/040); NULL for a destruction or a request stored
                                 * before sql/040 */
+    const char *approver_role; /* the decider's role; NULL while pending */
+    /* seconds since the Unix epoch, 0 when absent: when it was requested; until when it may be
+     * decided (pending: requested_at + the ttl_s it was loaded with) or its approval runs
+     * (approved, executed; none when rejected); when it was decided */
+    int64_t requested_at, expires_at, decided_at;
 };
 
 typedef void (*gw_store_bulk_count_cb)(void *arg, int err, int64_t count);
@@ -74,7 +79,8 @@ typedef void (*gw_store_bulk_ids_cb)(void *arg, int err, const char *const *ids,
 int gw_store_bulk_count(struct gw_store *s, const char *scope, const struct gw_bulk_sel *sel,
                         int level, gw_store_bulk_request_count_cb cb, void *arg,
                         struct gw_store_bulk_req **out) GW_MUST_CHECK;
-/* Reads request id (UUID text); a pending request older than ttl_s ([compliance]
+/* Reads request id (UUID text) as stored (struct gw_bulk_row: what ApproveBulk and RunBulk
+ * decide by and GetBulk shows); a pending request older than ttl_s ([compliance]
  * approval_ttl_s) reads as expired. */
 int gw_store_bulk_load(struct gw_store *s, const char *id, uint32_t ttl_s, gw_store_bulk_load_cb cb,
                        void *arg, struct gw_store_bulk_req **out) GW_MUST_CHECK;

@@ -37,6 +37,7 @@ import waygate_proto
 REQUEST = "/waygate.v1.Compliance/RequestBulk"
 APPROVE = "/waygate.v1.Compliance/ApproveBulk"
 RUN = "/waygate.v1.Compliance/RunBulk"
+VIEW = "/waygate.v1.Compliance/GetBulk"
 
 REQUESTER = "auditor"   # compliance_auditor
 APPROVER = "secadmin"   # security_admin
@@ -439,6 +440,169 @@ def test_a_request_for_an_export_carries_its_recipient_key(stack, people, record
     assert "permission denied" in gateway_sql_refused(
         stack, "UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
         % ("11" * 32, r.request_id))
+
+
+def view(people, request_id, who=APPROVER):
+    pb = people.stack.pb.compliance
+    return people.unary(who, VIEW, pb.GetBulkRequest(request_id=request_id), pb.BulkRequestView)
+
+
+def epoch(stack, column, request_id):
+    """A time column of a bulk request as whole seconds since the epoch (0: none)."""
+    [v] = stack.psql("SELECT coalesce(floor(extract(epoch FROM %s))::bigint, 0) FROM "
+                     "bulk_request WHERE id = '%s'" % (column, request_id))
+    return int(v)
+
+
+def view_rows(stack, request_id):
+    return stack.psql("SELECT outcome, actor, role, count, approval, detail, purpose, legal_basis "
+                      "FROM audit_record WHERE action = 'bulk.view' AND object = '%s' ORDER BY seq"
+                      % request_id)
+
+
+def test_the_approver_sees_what_was_requested(stack, people, records):
+    """The finding (Art. 37): ApproveBulk takes an id alone and no method showed the approver what
+    it names, so a requester could file a harmless request and a harmful one (a destruction, an
+    export sealed to its own key) and hand over the second's id. GetBulk shows a request as
+    stored, which is what runs (written once: the gateway's role cannot change it): every field
+    the requester gave, the recipient key with the fingerprint its bulk.request record names, the
+    count, the requester, the state and its times; once decided, the decider and the approval's
+    expiry. The requester may look at its own. Each view leaves a bulk.view record naming the
+    request, what it showed (operation, key, state), its purpose and legal basis."""
+    pb = stack.pb.compliance
+    ids = [i for _, i in records]
+    req = pb.RequestBulkRequest(operation=pb.BULK_OPERATION_EXPORT,
+                                purpose="regulator inspection sample",
+                                legal_basis="《邮政法》第三十五条; 监管检查 2026-17",
+                                destination="regulator audit workstation 3",
+                                recipient_public_key=RECIPIENT_PUB)
+    req.selector.branch, req.selector.from_day, req.selector.to_day = "a", "2000-01-01", \
+        "2999-12-31"
+    req.selector.record_ids.extend(ids)
+    r = people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
+    harmful = request(people, 3, ids, purpose="erasure")  # another id: another request shown
+    v = view(people, r.request_id)
+    assert (v.request_id, v.operation, v.selector) == (r.request_id, req.operation, req.selector)
+    assert (v.purpose, v.legal_basis, v.destination, list(v.fields)) == (
+        req.purpose, req.legal_basis, req.destination, [])
+    assert v.recipient_public_key == RECIPIENT_PUB
+    rcpt = rcpt_of(RECIPIENT_PUB)
+    assert v.recipient_key_fingerprint == rcpt
+    [detail] = record_detail(stack, "bulk.request", r.request_id)
+    assert detail.startswith("kind=export rcpt=%s " % v.recipient_key_fingerprint), detail
+    assert (v.record_count, v.max_level, v.state) == (3, 0, pb.APPROVAL_STATE_PENDING)
+    me, them = stack.account(REQUESTER)[0], stack.account(APPROVER)[0]
+    assert (v.requester, v.requester_role, v.requester_branch) == (me, "compliance_auditor", "")
+    assert v.requested_at == epoch(stack, "requested_at", r.request_id) > 0
+    # [compliance] approval_ttl_s, 86400 by default: decided by then or expired
+    assert v.expires_at == epoch(stack, "requested_at + interval '86400 seconds'", r.request_id)
+    assert (v.decider, v.decider_role, v.decided_at) == ("", "", 0)
+    assert view(people, r.request_id, who=REQUESTER) == v
+    h = view(people, harmful.request_id)
+    assert (h.operation, list(h.selector.record_ids), h.purpose) == (
+        pb.BULK_OPERATION_DESTROY, ids, "erasure")
+    assert (h.recipient_public_key, h.recipient_key_fingerprint) == (b"", "")
+    approve(people, r.request_id)
+    a = view(people, r.request_id)
+    assert (a.state, a.decider, a.decider_role) == (pb.APPROVAL_STATE_APPROVED, them,
+                                                    "security_admin")
+    assert a.decided_at == epoch(stack, "decided_at", r.request_id) >= v.requested_at
+    assert a.expires_at == epoch(stack, "expires_at", r.request_id) > a.decided_at
+    for f in ("state", "decider", "decider_role", "decided_at", "expires_at"):
+        setattr(a, f, getattr(v, f))
+    assert a == v  # nothing else changed
+    common = "|3|%s|kind=export rcpt=%s state=%%s|%s|%s" % (r.request_id, rcpt, req.purpose,
+                                                            req.legal_basis)
+    assert view_rows(stack, r.request_id) == [
+        "ok|%s|security_admin" % them + common % "pending",
+        "ok|%s|compliance_auditor" % me + common % "pending",
+        "ok|%s|security_admin" % them + common % "approved"]
+    assert view_rows(stack, harmful.request_id) == [
+        "ok|%s|security_admin|3|%s|kind=destroy state=pending|erasure|%s"
+        % (them, harmful.request_id, "《邮政法》第三十五条; 监管检查 2026-17")]
+
+
+def test_a_view_of_an_unknown_id_is_refused_as_a_decision_is(stack, people):
+    """GetBulk reads a request by the load ApproveBulk and RunBulk decide by: an id that names no
+    request is NOT_FOUND in their words, one that is no UUID INVALID_ARGUMENT in theirs; neither
+    shows anything, so neither leaves a bulk.view record."""
+    unknown = str(uuid.uuid4())
+    got = refusal(lambda: view(people, unknown))
+    assert got[0] == grpc.StatusCode.NOT_FOUND and got[1].startswith("request_id:"), got
+    assert got == refusal(lambda: approve(people, unknown))
+    assert got == refusal(lambda: run(people, unknown))
+    bad = refusal(lambda: view(people, "not-a-uuid"))
+    assert bad[0] == grpc.StatusCode.INVALID_ARGUMENT
+    assert bad == refusal(lambda: approve(people, "not-a-uuid"))
+    assert refusal(lambda: view(people, ""))[1] == "request_id: is required"
+    assert view_rows(stack, unknown) == []
+
+
+def test_a_view_whose_caller_went_away_is_recorded_all_the_same(stack, people, records):
+    """Nothing is shown before the view's bulk.view record committed, and once queued that record
+    is written whether or not its caller stays (gw_audit_rebind, not gw_audit_cancel): with a lock
+    the test keeps on audit_record, one view's record is in flight (its answer waits) and a second
+    view's queued behind it; the second caller cancels, and once the lock goes both are on record
+    (the first answered, the second shown nothing)."""
+    from conftest import scrape_metrics
+    from test_report import waiting_on_audit_record
+    pb = stack.pb.compliance
+    first, second = request(people, 1, [records[0][1]]), request(people, 1, [records[1][1]])
+    md = people.metadata(APPROVER)  # logged in before the lock: a login is recorded too
+    req_id = "it-bulk-view-cancel-%d" % int(time.time() * 1000)
+    call = people.channel(APPROVER).unary_unary(
+        VIEW, request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=pb.BulkRequestView.FromString)
+
+    def queued():
+        return scrape_metrics(stack.env["WAYGATE_METRICS_ADDR"])["waygate_audit_queued"]
+    holder = lock_holder(stack, "LOCK TABLE audit_record IN EXCLUSIVE MODE")
+    try:
+        answered = call.future(pb.GetBulkRequest(request_id=first.request_id), timeout=120,
+                               metadata=md)
+        assert wait_for(lambda: waiting_on_audit_record(stack), 30), "the record never waited"
+        before = queued()
+        gone = call.future(pb.GetBulkRequest(request_id=second.request_id), timeout=120,
+                           metadata=md + [("x-request-id", req_id)])
+        assert wait_for(lambda: queued() > before, 30), "the second view's record never queued"
+        assert not answered.done()  # its record waits: nothing shown yet
+        assert gone.cancel()
+        assert wait_for(lambda: any(req_id in x and "call cancelled: " + VIEW in x
+                                    for x in stack.log_lines()), 60), "no cancel seen"
+    finally:
+        release_holder(holder)
+    assert answered.result().request_id == first.request_id
+    for r in (first, second):
+        assert wait_for(lambda: view_rows(stack, r.request_id), 30), "a view was not recorded"
+        assert view_rows(stack, r.request_id) == [
+            "ok|%s|security_admin|1|%s|kind=export rcpt=%s state=pending|%s|%s"
+            % (stack.account(APPROVER)[0], r.request_id, rcpt_of(RECIPIENT_PUB),
+               "regulator inspection sample", "《邮政法》第三十五条; 监管检查 2026-17")]
+
+
+def test_only_the_roles_that_request_or_approve_view_a_request(stack, people, records):
+    """GetBulk is the bulk roles' (those that may request or approve one: compliance_auditor and
+    security_admin, through a person's account); every other role, an account's or a device's, is
+    PERMISSION_DENIED by its role, and a bulk role's certificate without its account's token is
+    refused as for every bulk call (Art. 31). Nothing is shown, nothing recorded."""
+    from test_permissions import ADMIN_CERT_REFUSAL
+    pb = stack.pb.compliance
+    r = request(people, 1, [records[0][1]])
+    ask = pb.GetBulkRequest(request_id=r.request_id)
+
+    def denied(role):
+        return (grpc.StatusCode.PERMISSION_DENIED,
+                "role %s: may not call this method (least privilege, Art. 34)" % role)
+    for account, role in (("clerk_a", "branch_clerk"), ("cs_a", "customer_service"),
+                          ("sysadmin", "system_admin"), ("lawful", "lawful_access")):
+        assert refusal(lambda: view(people, r.request_id, who=account)) == denied(role), account
+    for principal, role in (("courier_a", "courier"), ("branch_a", "branch_clerk"),
+                            ("backend", "backend")):
+        assert refusal(lambda: stack.unary(VIEW, ask, pb.BulkRequestView,
+                                           principal=principal)) == denied(role), principal
+    assert refusal(lambda: stack.unary(VIEW, ask, pb.BulkRequestView, principal="admin")) == (
+        grpc.StatusCode.PERMISSION_DENIED, ADMIN_CERT_REFUSAL)
+    assert view_rows(stack, r.request_id) == []
 
 
 def test_a_run_with_another_key_than_approved_is_refused(stack, people, records):

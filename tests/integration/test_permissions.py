@@ -40,6 +40,8 @@ ALLOWED = {
     "/waygate.v1.WaybillQuery/Reveal": {"courier", "branch_clerk", "customer_service"},
     "/waygate.v1.Compliance/RequestBulk": {"security_admin", "compliance_auditor"},
     "/waygate.v1.Compliance/ApproveBulk": {"security_admin", "compliance_auditor"},
+    # shows a bulk request to the roles that may request or approve one (Art. 37)
+    "/waygate.v1.Compliance/GetBulk": {"security_admin", "compliance_auditor"},
     "/waygate.v1.Compliance/RunBulk": {"security_admin", "compliance_auditor"},
     "/waygate.v1.Compliance/ExportAudit": {"compliance_auditor"},
     "/waygate.v1.Compliance/Report": {"compliance_auditor"},
@@ -79,6 +81,7 @@ EMPTY_REQUEST_ANSWER = {
                                            "operation: must be EXPORT, COPY or DESTROY"),
     "/waygate.v1.Compliance/ApproveBulk": (grpc.StatusCode.INVALID_ARGUMENT,
                                            "request_id: is required"),
+    "/waygate.v1.Compliance/GetBulk": (grpc.StatusCode.INVALID_ARGUMENT, "request_id: is required"),
     "/waygate.v1.Compliance/RunBulk": (grpc.StatusCode.INVALID_ARGUMENT, "request_id: is required"),
     "/waygate.v1.Compliance/Report": (grpc.StatusCode.INVALID_ARGUMENT, "month: is required"),
     "/waygate.v1.Compliance/RequestLawfulAccess": (grpc.StatusCode.INVALID_ARGUMENT,

@@ -218,6 +218,7 @@ static const ProtobufCMessageDescriptor *const requests[] = {
     &waygate__v1__waybill_view__descriptor,
     &waygate__v1__request_bulk_request__descriptor,
     &waygate__v1__approve_bulk_request__descriptor,
+    &waygate__v1__get_bulk_request__descriptor,
     &waygate__v1__run_bulk_request__descriptor,
     &waygate__v1__export_audit_request__descriptor,
     &waygate__v1__report_request__descriptor,
