@@ -93,7 +93,7 @@ struct refusal {
     struct gw_fault f;
 };
 
-static void unheld_refusal_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+void gw_api_bulk_unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     (void)arg;
     (void)seq;
@@ -109,7 +109,7 @@ static void refusal_cancel_cb(void *arg)
 {
     struct refusal *r = arg;
 
-    gw_audit_rebind(r->areq, unheld_refusal_cb, NULL);
+    gw_audit_rebind(r->areq, gw_api_bulk_unheld_cb, NULL);
     r->areq = NULL;
 }
 

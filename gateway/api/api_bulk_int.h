@@ -26,10 +26,13 @@ void *gw_api_bulk_start(struct gw_call *call, const ProtobufCMessageDescriptor *
 void gw_api_bulk_rec(struct gw_call *call, struct gw_audit_rec *r, const char *action,
                      const char *object, const char *outcome);
 
+/* The done callback of a bulk record whose caller went away (gw_audit_rebind): written all the
+ * same, answered to nobody; a failure is logged. */
+void gw_api_bulk_unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res);
 /* Refuses the call (err, field, rule) after writing rec, the record of the refused attempt
  * (outcome "refused"): the answer waits for the record, so what the caller saw refused is in the
  * trail. A record that cannot be written is logged; the refusal stands. Replaces the call's
- * cancel function. */
+ * cancel function: a caller that goes away leaves the record written all the same. */
 void gw_api_bulk_refuse(struct gw_call *call, const struct gw_audit_rec *rec, int err,
                         const char *field, enum gw_rule rule);
 

@@ -32,24 +32,13 @@ struct bview {
     Waygate__V1__BulkSelector sel;
 };
 
-/* The view's record after its caller went away: written all the same, answered to nobody. */
-static void unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
-{
-    (void)arg;
-    (void)seq;
-    (void)res;
-    if (err != 0)
-        GW_LOG(GW_LOG_ERROR, "bulk", NULL,
-               "the bulk.view record of a caller gone was not written: %s", gw_err_str(err));
-}
-
 static void cancel_cb(void *arg)
 {
     struct bview *v = arg;
 
     gw_store_bulk_cancel(v->sreq); /* nothing read yet: nothing shown, nothing to record */
     v->sreq = NULL;
-    gw_audit_rebind(v->areq, unheld_cb, NULL);
+    gw_audit_rebind(v->areq, gw_api_bulk_unheld_cb, NULL);
     v->areq = NULL;
 }
 
