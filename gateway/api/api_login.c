@@ -336,9 +336,13 @@ static void login_read_cb(void *arg, int err, const struct gw_acct_login *l)
     if (l->found && !a->cert_refused && gw_admin_params_of(&j->cur, &pp)) {
         /* Hashed under other parameters (made with waygatectl's --scrypt-n, or before scrypt_n
          * changed): a Login costs another time than an unknown name's until it is hashed again,
-         * which a right password does (login_work), in a second place of the share. */
+         * which a right password does (login_work), in a second place of the share; only when
+         * the login can succeed: on a locked, disabled or inactive account the second hash would
+         * tell the right password from a wrong one by its time, guesses the lock does not count
+         * included. */
         gw_pw_params_format(&now, params);
-        j->upgrade = strcmp(params, j->cur.params) != 0;
+        j->upgrade =
+            !a->locked && !a->disabled && !a->inactive && strcmp(params, j->cur.params) != 0;
         j->weight = j->upgrade ? 2 : 1;
     } else {
         /* A dummy hash under a salt derived from the name: the same cost as a real one. Over a

@@ -458,6 +458,14 @@ def test_a_login_hashes_again_a_password_hashed_under_other_parameters(stack, ad
     e = rpc_error(lambda: login(stack, name, password(), "branch_a"))
     assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
     assert stack.psql(state)[0].split("|") == before, "a wrong password changed the hash"
+    # nor does the right one while the account is locked: its second hash would have told the
+    # right password from a wrong one by the time of the refusal, the lock counting neither
+    stack.psql("UPDATE account SET locked_until = now() + interval '10 minutes' WHERE name = '%s'"
+               % name)
+    e = rpc_error(lambda: login(stack, name, pw, "branch_a"))
+    assert (e.code(), e.details()) == (grpc.StatusCode.UNAUTHENTICATED, REFUSED)
+    assert stack.psql(state)[0].split("|") == before, "a locked account's hash changed"
+    stack.psql("UPDATE account SET locked_until = NULL, failed_count = 0 WHERE name = '%s'" % name)
     assert login(stack, name, pw, "branch_a").token
     after = stack.psql(state)[0].split("|")
     assert after[0] == gateway_params, after
@@ -465,7 +473,7 @@ def test_a_login_hashes_again_a_password_hashed_under_other_parameters(stack, ad
     assert after[3:] == before[3:], "the password's age and history are unchanged"
     assert stack.psql("SELECT outcome, detail FROM admin_log WHERE action = 'Login' AND "
                       "object = '%s' ORDER BY id" % name) == [
-        "refused|wrong password",
+        "refused|wrong password", "refused|account locked",
         "ok|password must change; hashed again under [auth] scrypt_n"]
     # the new hash holds the same password: it logs in again, with nothing left to redo
     r = login(stack, name, pw, "branch_a")

@@ -312,6 +312,55 @@ def test_a_password_change_takes_a_place_per_hash_of_the_certificates_share(stac
     assert wait_for(lambda: jobs() == 0, 30)
 
 
+def test_a_locked_accounts_login_runs_one_hash_whatever_its_parameters(stack):
+    """A Login of an account hashed under other scrypt parameters hashes a right password again
+    (test_accounts.py::test_a_login_hashes_again_a_password_hashed_under_other_parameters), and so
+    takes two places of its certificate's share; but only when it can succeed: on a locked
+    account that second hash would tell the right password from a wrong one by the time of the
+    refusal, and the lock counts neither. With the hashing process stopped, eight Logins of such
+    a locked account with its right password over branch_a's certificate are all queued, one
+    place each, and all refused alike once the process goes on, the hash unchanged. Before, the
+    fifth was refused at once (two places each)."""
+    from test_accounts import password, unique
+    name, pw = unique("it-lkrh-"), password()
+    r = stack.ctl("accounts", "create", name, "--role", "branch_clerk", "--branch", "a",
+                  "--person", unique("it-person-"), "--password-stdin", "--scrypt-n", "1024",
+                  "--actor", "secadmin", "--db", stack.pguri, input=pw + "\n")
+    assert r.returncode == 0, r.stderr
+    stack.psql("UPDATE account SET locked_until = now() + interval '1 hour' WHERE name = '%s'"
+               % name)
+    hashed = stack.psql("SELECT pw_params, encode(pw_hash, 'hex') FROM account WHERE name = '%s'"
+                        % name)
+    pid = hasher(stack)
+    results = {}
+    lock = threading.Lock()
+    jobs = lambda: value(scrape(stack)[0], "waygate_auth_jobs")  # noqa: E731
+
+    def attempt(i):
+        out = outcome(lambda: stack.login_response(name, pw, principal="branch_a", timeout=120))
+        with lock:
+            results[i] = out
+    assert wait_for(lambda: jobs() == 0, 30)
+    os.kill(pid, signal.SIGSTOP)
+    threads = []
+    try:
+        for i in range(8):
+            t = threading.Thread(target=attempt, args=(i,))
+            t.start()
+            threads.append(t)
+            assert wait_for(lambda: jobs() == i + 1 or i in results, 30), (i, jobs(), results)
+            assert i not in results, (i, results[i])
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        for t in threads:
+            t.join(120)
+    refused = (grpc.StatusCode.UNAUTHENTICATED, "account: login refused")
+    assert all(results[i][0] == refused[0] for i in range(8)), results
+    assert stack.psql("SELECT pw_params, encode(pw_hash, 'hex') FROM account WHERE name = '%s'"
+                      % name) == hashed
+    assert wait_for(lambda: jobs() == 0, 30)
+
+
 def keyring_keys(stack):
     """Every key of the stack's keyring file, as bytes."""
     keys = []
