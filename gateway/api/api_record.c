@@ -42,7 +42,8 @@ void gw_api_log_unrecorded(struct gw_call *call, int err, const char *sqlstate)
 void gw_api_log_refusal_unrecorded(int err)
 {
     GW_LOG(GW_LOG_ERROR, "audit", NULL,
-           "a record nobody waited for (a refused attempt, a stopped run) was not written (%s)",
+           "a record nobody waited for (a refused attempt, a stopped run, a view) was not written "
+           "(%s)",
            gw_err_str(err));
 }
 

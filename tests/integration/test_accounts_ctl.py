@@ -658,11 +658,12 @@ def test_ctl_turns_core_dumps_off(stack):
     while the process runs as another user (as root, the run is another user's: postgres, who
     reaches the stack's database over its socket)."""
     kw = {}
-    if os.geteuid() == 0:
-        try:
-            kw["user"] = pwd.getpwnam("postgres").pw_uid
-        except KeyError:
-            pytest.skip("running as root and no postgres user to run waygatectl as")
+    if os.geteuid() != 0:  # a process of one's own uid that is not dumpable hides /proc/PID/fd
+        pytest.skip("needs root, to run waygatectl as another user and read its /proc entries")
+    try:
+        kw["user"] = pwd.getpwnam("postgres").pw_uid
+    except KeyError:
+        pytest.skip("running as root and no postgres user to run waygatectl as")
     e = {k: v for k, v in os.environ.items()
          if not k.startswith("WAYGATE_") and k != "HOME"}
     # started with core files allowed (as far as the hard limit lets): waygatectl must lower it
