@@ -55,13 +55,15 @@ void gw_api_admin_issue_segment(struct gw_call *call, const uint8_t *req, size_t
 void gw_api_admin_rotate_key(struct gw_call *call, const uint8_t *req, size_t len);
 
 /* waygate.v1.Compliance lawful access (api_lawful.c, Art. 16): RequestLawfulAccess by a
- * lawful_access account, DecideLawfulAccess by a security_admin account of another person; the
+ * lawful_access account, DecideLawfulAccess by a security_admin account of another person,
+ * GetLawfulCase (a case as stored, for its decider to read first, recorded as lawful.view); the
  * reads go through WaybillQuery/Get (api_lawful_read.c). Each writes its audit record in the
  * transaction of its action. Report (api_report.c): the monthly regulator report, its start
  * recorded (report.generate, started), counted in a read-only transaction of its own, then its
  * outcome recorded (report.generate) before it is sent. */
 void gw_api_lawful_request(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len);
+void gw_api_lawful_view(struct gw_call *call, const uint8_t *req, size_t len);
 void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t len);
 
 /* Password-hashing jobs waiting for a worker thread before Login and the other password

@@ -1,8 +1,9 @@
-/* api_lawful.c: Compliance.RequestLawfulAccess and DecideLawfulAccess (Art. 16). A
+/* api_lawful.c: Compliance.RequestLawfulAccess, GetLawfulCase and DecideLawfulAccess (Art. 16). A
  * lawful_access account registers a case (agency, officer, case and legal-document references,
  * the waybills by number, the fields wanted); a security_admin account of another person
  * approves it until a time, or rejects it; the requester then reads exactly those waybills in
- * clear through WaybillQuery.Get (api_lawful_read.c) until that time. Each step and its
+ * clear through WaybillQuery.Get (api_lawful_read.c) until that time; the security admin first
+ * reads the case an id names with GetLawfulCase (lawful.view, below). Each step and its
  * confidential audit record (lawful.request, lawful.approve, lawful.reject; a decision by the
  * requester's own person is recorded as refused) commit in one transaction through the audit
  * writer; the answer is sent only after that commit. A decision is asked first, in a read of its
@@ -10,10 +11,10 @@
  * such case, decided, expired, the requester's person) raises nothing in the database, whose
  * server log keeps every statement that raised; only what changed in between raises. Invariant:
  * waybill numbers leave this file only as blind indexes; nothing of a case reaches a log line, nor
- * anything that tells lawful access: both methods are confidential (methods.c, call.h), and the one
- * line a failure writes is the neutral one every audited read writes (gw_api_log_unrecorded); the
- * free texts (agency, officer, references, comment) are stored only as text.h's gw_text_field
- * allows. */
+ * anything that tells lawful access: the three methods are confidential (methods.c, call.h), and
+ * the one line a failure writes is the neutral one every audited read writes
+ * (gw_api_log_unrecorded); the free texts (agency, officer, references, comment) are stored only as
+ * text.h's gw_text_field allows. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -532,4 +533,221 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
         return;
     }
     gw_call_set_cancel(call, cancel_cb, l);
+}
+
+/* ---- GetLawfulCase ---- */
+
+/* A case shown to a decider (or a requester) before a decision: read as the decision's question
+ * reads it (gw_store_lawful_load, the same scope and expiry), answered only once its confidential
+ * lawful.view record committed; once queued, that record is written whether or not the caller
+ * stays (gw_audit_rebind). Confidential as the other lawful calls (methods.c): the one line a
+ * failure writes is the neutral one. */
+struct lview {
+    struct gw_call *call;
+    struct gw_store_lawful_req *sreq;
+    struct gw_audit_req *areq;
+    char case_id[37];
+    char detail[48];
+    Waygate__V1__LawfulCaseView out;
+};
+
+/* The done callback of a view's record whose caller went away: written all the same, answered
+ * to nobody; a failure is the neutral line of every unwaited record. */
+static void view_unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    (void)arg;
+    (void)seq;
+    (void)res;
+    if (err != 0)
+        gw_api_log_refusal_unrecorded(err);
+}
+
+static void view_cancel_cb(void *arg)
+{
+    struct lview *v = arg;
+
+    gw_store_lawful_cancel(v->sreq); /* nothing read yet: nothing shown, nothing to record */
+    v->sreq = NULL;
+    gw_audit_rebind(v->areq, view_unheld_cb, NULL);
+    v->areq = NULL;
+}
+
+static void viewed_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct lview *v = arg;
+
+    (void)seq;
+    v->areq = NULL;
+    gw_call_set_cancel(v->call, NULL, NULL);
+    if (err != 0) { /* no record, no view */
+        gw_api_log_unrecorded(v->call, err, res != NULL ? res->sqlstate : NULL);
+        gw_call_fail(
+            v->call, gw_err_queue_full_or(err, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL),
+            NULL, err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_ACCESS_NOT_RECORDED);
+        return;
+    }
+    if (gw_call_send(v->call, &v->out.base) != 0) {
+        gw_call_fail(v->call, GW_EINTERNAL, NULL, GW_RULE_NOT_RENDERED);
+        return;
+    }
+    gw_call_finish(v->call, GW_GRPC_OK, NULL);
+}
+
+/* s copied into the call's arena, or NULL when it is full. */
+static char *view_text(struct gw_call *call, const char *s)
+{
+    size_t n = strlen(s);
+    char *d = gw_arena_alloc(gw_call_arena(call), n + 1);
+
+    if (d != NULL)
+        memcpy(d, s, n + 1);
+    return d;
+}
+
+/* The stored fields ("a.b,c.d"; "": every field) into the view. Returns 0 or GW_ENOMEM. */
+static int view_fields(struct lview *v, const char *fields)
+{
+    struct gw_arena *a = gw_call_arena(v->call);
+    char *copy, *p, *comma;
+    size_t n = 1;
+
+    if (fields[0] == '\0')
+        return 0;
+    for (p = (char *)fields; *p != '\0'; p++)
+        n += *p == ',';
+    if ((copy = view_text(v->call, fields)) == NULL ||
+        (v->out.fields = gw_arena_alloc(a, n * sizeof(char *))) == NULL)
+        return GW_ENOMEM;
+    for (p = copy; p != NULL; p = comma) {
+        comma = strchr(p, ',');
+        if (comma != NULL)
+            *comma++ = '\0';
+        v->out.fields[v->out.n_fields++] = p;
+    }
+    return 0;
+}
+
+static Waygate__V1__ApprovalState view_state(const struct gw_store_lawful_row *row)
+{
+    if (row->expired) /* pending past the approval period, or approved past valid_until */
+        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_EXPIRED;
+    if (strcmp(row->state, "pending") == 0)
+        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_PENDING;
+    if (strcmp(row->state, "approved") == 0)
+        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_APPROVED;
+    if (strcmp(row->state, "rejected") == 0)
+        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_REJECTED;
+    return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_UNSPECIFIED;
+}
+
+/* The row into the view (copied into the call's arena). Returns 0, GW_ENOMEM or GW_EINTERNAL. */
+static int view_of(struct lview *v, const struct gw_store_lawful_row *row)
+{
+    Waygate__V1__LawfulCaseView *o = &v->out;
+    struct gw_call *call = v->call;
+
+    o->case_id = v->case_id;
+    o->state = view_state(row);
+    if (o->state == WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_UNSPECIFIED || row->waybills < 0)
+        return GW_EINTERNAL;
+    if ((o->agency = view_text(call, row->agency)) == NULL ||
+        (o->officer = view_text(call, row->officer)) == NULL ||
+        (o->case_ref = view_text(call, row->case_ref)) == NULL ||
+        (o->legal_document_ref = view_text(call, row->legal_document_ref)) == NULL ||
+        (o->requester = view_text(call, row->requester)) == NULL ||
+        (o->decider = view_text(call, row->decider)) == NULL)
+        return GW_ENOMEM;
+    o->waybill_count = (uint32_t)row->waybills;
+    o->requested_at = row->requested_at;
+    o->decided_at = row->decided_at;
+    o->valid_until = row->valid_until;
+    return view_fields(v, row->fields);
+}
+
+static void case_loaded_cb(void *arg, int err, const struct gw_store_lawful_row *row)
+{
+    struct lview *v = arg;
+    struct gw_call *call = v->call;
+    struct gw_audit_rec rec;
+    int rc;
+
+    v->sreq = NULL;
+    /* a lawful_access account sees its own cases only: another officer's is answered as no case */
+    if (err == 0 && strcmp(gw_call_principal(call)->role, "lawful_access") == 0 &&
+        row->requester_account != gw_call_principal(call)->account_id)
+        err = GW_ENOTFOUND;
+    if (err == 0)
+        err = view_of(v, row);
+    if (err != 0) {
+        gw_call_set_cancel(call, NULL, NULL);
+        if (err == GW_ENOTFOUND) /* DecideLawfulAccess's words for an unknown id (refused_by) */
+            gw_call_fail(call, GW_ENOTFOUND, "case_id", GW_RULE_CASE_UNKNOWN);
+        else
+            gw_call_fail(call, err, NULL,
+                         err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
+        return;
+    }
+    /* who saw which case in which state (the case's references, as lawful.request names them) */
+    snprintf(v->detail, sizeof(v->detail), "state=%s", row->expired ? "expired" : row->state);
+    gw_api_compliance_rec(call, &rec, "lawful.view", "ok");
+    rec.object = v->case_id;
+    rec.approval = v->case_id;
+    rec.count = row->waybills;
+    rec.purpose = v->out.case_ref;
+    rec.legal_basis = v->out.legal_document_ref;
+    rec.detail = v->detail;
+    rec.confidential = true;
+    rc = gw_audit_write(gw_call_app(call)->audit, NULL, 0, &rec, 1, viewed_cb, v, &v->areq);
+    if (rc != 0) {
+        gw_call_set_cancel(call, NULL, NULL);
+        gw_api_log_unrecorded(call, rc, NULL);
+        gw_call_fail(call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL,
+                     GW_RULE_ACCESS_NOT_RECORDED);
+    }
+}
+
+void gw_api_lawful_view(struct gw_call *call, const uint8_t *req, size_t len)
+{
+    Waygate__V1__GetLawfulCaseRequest *in;
+    struct gw_app *app = lawful_start(call);
+    struct lview *v;
+    int rc;
+
+    if (app == NULL)
+        return;
+    if (app->store == NULL) {
+        gw_call_fail(call, GW_EUNAVAIL, NULL, GW_RULE_NOT_CONFIGURED);
+        return;
+    }
+    in = (Waygate__V1__GetLawfulCaseRequest *)gw_call_unpack(
+        call, &waygate__v1__get_lawful_case_request__descriptor, req, len);
+    if (in == NULL)
+        return;
+    if (in->case_id[0] == '\0') {
+        gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_REQUIRED);
+        return;
+    }
+    if (!uuid_ok(in->case_id)) {
+        gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_CASE_ID);
+        return;
+    }
+    v = gw_arena_alloc(gw_call_arena(call), sizeof(*v));
+    if (v == NULL) {
+        gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);
+        return;
+    }
+    memset(v, 0, sizeof(*v));
+    v->call = call;
+    waygate__v1__lawful_case_view__init(&v->out);
+    for (size_t i = 0; i < 36; i++) /* canonical lowercase, as the decision's */
+        v->case_id[i] =
+            (char)(in->case_id[i] >= 'A' && in->case_id[i] <= 'F' ? in->case_id[i] - 'A' + 'a'
+                                                                  : in->case_id[i]);
+    rc = gw_store_lawful_load(app->store, v->case_id, (int64_t)app->cfg->approval_ttl_s,
+                              case_loaded_cb, v, &v->sreq);
+    if (rc != 0) {
+        gw_call_fail(call, gw_err_queue_full_or(rc, GW_EUNAVAIL), NULL, GW_RULE_DB_UNAVAILABLE);
+        return;
+    }
+    gw_call_set_cancel(call, view_cancel_cb, v);
 }

@@ -26,6 +26,7 @@ static const struct gw_method methods[] = {
     {"/waygate.v1.Compliance/Report", gw_api_compliance_report, false, false},
     {"/waygate.v1.Compliance/RequestLawfulAccess", gw_api_lawful_request, false, true},
     {"/waygate.v1.Compliance/DecideLawfulAccess", gw_api_lawful_decide, false, true},
+    {"/waygate.v1.Compliance/GetLawfulCase", gw_api_lawful_view, false, true},
 
     {"/waygate.v1.Admin/Login", gw_api_admin_login, false, false},
     {"/waygate.v1.Admin/ChangePassword", gw_api_admin_change_password, false, false},

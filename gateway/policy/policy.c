@@ -40,6 +40,8 @@ static const char *const bulk[] = {"security_admin", "compliance_auditor", NULL}
 static const char *const auditors[] = {"compliance_auditor", NULL};
 static const char *const lawful[] = {"lawful_access", NULL};
 static const char *const secadmin[] = {"security_admin", NULL};
+/* GetLawfulCase: the roles that may request a case or decide one (Art. 16). */
+static const char *const lawful_case[] = {"lawful_access", "security_admin", NULL};
 
 #define ROLES(path, roles)                                                                         \
     {                                                                                              \
@@ -68,6 +70,7 @@ static const struct gw_policy_method builtin[] = {
     ROLES("/waygate.v1.Compliance/Report", auditors),
     ROLES("/waygate.v1.Compliance/RequestLawfulAccess", lawful),
     ROLES("/waygate.v1.Compliance/DecideLawfulAccess", secadmin),
+    ROLES("/waygate.v1.Compliance/GetLawfulCase", lawful_case), /* who may request or decide */
 
     {"/waygate.v1.Admin/Login", GW_POLICY_AUTHENTICATED, NULL},
     {"/waygate.v1.Admin/ChangePassword", GW_POLICY_AUTHENTICATED, NULL},

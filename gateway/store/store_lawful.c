@@ -23,6 +23,15 @@ static const char decide_sql[] =
     "to_timestamp($6::bigint), $7::bigint)";
 static const char decidable_sql[] = "SELECT lawful_case_decidable($1::uuid, $2::bigint, "
                                     "$3::boolean, to_timestamp($4::bigint), $5::bigint)";
+static const char load_sql[] =
+    "SELECT agency, officer, case_ref, legal_document_ref, array_to_string(fields, ','), "
+    "requester, coalesce(decider, ''), state, (state = 'pending' AND requested_at + "
+    "make_interval(secs => $2::bigint) < now()) OR (state = 'approved' AND valid_until <= now()), "
+    "waybills, floor(extract(epoch FROM requested_at))::bigint, "
+    "coalesce(floor(extract(epoch FROM decided_at))::bigint, 0), "
+    "coalesce(floor(extract(epoch FROM valid_until))::bigint, 0), requester_account FROM "
+    "lawful_case "
+    "WHERE id = $1::uuid"; /* whole seconds, as every time a view shows */
 static const char check_sql[] = "SELECT lawful_case_check($1::uuid, $2::bigint)";
 static const char grant_sql[] =
     "SELECT c.id::text, array_to_string(c.fields, ','), c.case_ref, "
@@ -97,6 +106,7 @@ struct gw_store_lawful_req {
     struct gw_db_req *dbreq;
     gw_store_lawful_get_cb cb;            /* a read's */
     gw_store_lawful_decidable_cb decided; /* a decision's question's */
+    gw_store_lawful_load_cb loaded;       /* a case's view's */
     void *arg;
 };
 
@@ -225,6 +235,78 @@ int gw_store_lawful_decidable(struct gw_store *s, const struct gw_store_lawful_d
     r->decided = cb;
     r->arg = arg;
     rc = gw_db_exec(s->db, st, 2, GW_DB_TXN, decidable_done_cb, r, &r->dbreq);
+    if (rc != 0) {
+        gw_free(r);
+        return rc;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
+static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    struct gw_store_lawful_req *r = arg;
+    struct gw_store_lawful_row row;
+    const PGresult *pr;
+
+    r->dbreq = NULL;
+    if (err != 0) {
+        r->loaded(r->arg, err == GW_EUNAVAIL ? GW_EUNAVAIL : GW_EINTERNAL, NULL);
+        goto out;
+    }
+    pr = res->results[1]; /* [0] set the scope */
+    if (PQntuples(pr) == 0) {
+        r->loaded(r->arg, GW_ENOTFOUND, NULL);
+        goto out;
+    }
+    if (PQntuples(pr) != 1 || PQnfields(pr) != 14) {
+        r->loaded(r->arg, GW_EINTERNAL, NULL);
+        goto out;
+    }
+    row.agency = PQgetvalue(pr, 0, 0);
+    row.officer = PQgetvalue(pr, 0, 1);
+    row.case_ref = PQgetvalue(pr, 0, 2);
+    row.legal_document_ref = PQgetvalue(pr, 0, 3);
+    row.fields = PQgetvalue(pr, 0, 4);
+    row.requester = PQgetvalue(pr, 0, 5);
+    row.decider = PQgetvalue(pr, 0, 6);
+    row.state = PQgetvalue(pr, 0, 7);
+    row.expired = strcmp(PQgetvalue(pr, 0, 8), "t") == 0;
+    row.waybills = atoi(PQgetvalue(pr, 0, 9));
+    row.requested_at = strtoll(PQgetvalue(pr, 0, 10), NULL, 10);
+    row.decided_at = strtoll(PQgetvalue(pr, 0, 11), NULL, 10);
+    row.valid_until = strtoll(PQgetvalue(pr, 0, 12), NULL, 10);
+    row.requester_account = strtoll(PQgetvalue(pr, 0, 13), NULL, 10);
+    r->loaded(r->arg, 0, &row);
+out:
+    gw_free(r);
+}
+
+int gw_store_lawful_load(struct gw_store *s, const char *case_id, int64_t ttl_s,
+                         gw_store_lawful_load_cb cb, void *arg, struct gw_store_lawful_req **out)
+{
+    char ttl[24];
+    const char *sv[1], *vals[2];
+    struct gw_db_stmt st[2];
+    struct gw_store_lawful_req *r;
+    int rc;
+
+    if (out != NULL)
+        *out = NULL;
+    if (s == NULL || case_id == NULL || cb == NULL)
+        return GW_EINVAL;
+    snprintf(ttl, sizeof(ttl), "%" PRId64, ttl_s);
+    vals[0] = case_id;
+    vals[1] = ttl;
+    scope(&st[0], sv, ""); /* as the decision's question: cases are visible outside a branch */
+    st[1] = (struct gw_db_stmt){.sql = load_sql, .nparams = 2, .values = vals};
+    r = gw_calloc(1, sizeof(*r));
+    if (r == NULL)
+        return GW_ENOMEM;
+    r->loaded = cb;
+    r->arg = arg;
+    rc = gw_db_exec(s->db, st, 2, GW_DB_TXN, load_done_cb, r, &r->dbreq);
     if (rc != 0) {
         gw_free(r);
         return rc;

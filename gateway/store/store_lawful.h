@@ -82,6 +82,29 @@ int gw_store_lawful_decidable(struct gw_store *s, const struct gw_store_lawful_d
                               gw_store_lawful_decidable_cb cb, void *arg,
                               struct gw_store_lawful_req **out) GW_MUST_CHECK;
 
+/* A case as stored (strings valid during the callback). */
+struct gw_store_lawful_row {
+    const char *agency, *officer, *case_ref, *legal_document_ref;
+    const char *fields;              /* comma-separated field paths; "": every field */
+    const char *requester, *decider; /* decider "" while pending */
+    const char *state;               /* pending, approved, rejected */
+    bool expired;                    /* pending past ttl_s, or approved past valid_until */
+    int waybills; /* how many numbers the request named (stored as blind indexes only) */
+    int64_t requester_account;
+    int64_t requested_at, decided_at, valid_until; /* epoch seconds; 0: none */
+};
+/* err: 0 (row valid during the callback), GW_ENOTFOUND (no such case: what a decision of it
+ * answers, WL001), GW_EUNAVAIL, GW_EINTERNAL. */
+typedef void (*gw_store_lawful_load_cb)(void *arg, int err, const struct gw_store_lawful_row *row);
+/* Loads case_id as stored, read as a decision's question is (gw_store_lawful_decidable: the same
+ * request, the same scope, its expiry by the same ttl_s), so that what GetLawfulCase shows is the
+ * row a decision of that id decides. Returns 0 and a handle in *out (cancel with
+ * gw_store_lawful_cancel; valid until the callback starts), or GW_EINVAL / GW_ENOMEM /
+ * gw_db_exec's errors: then cb will not run. */
+int gw_store_lawful_load(struct gw_store *s, const char *case_id, int64_t ttl_s,
+                         gw_store_lawful_load_cb cb, void *arg,
+                         struct gw_store_lawful_req **out) GW_MUST_CHECK;
+
 /* Statements of a lawful read's last check: the case still approved, unexpired and account's,
  * else the transaction fails with WL005. */
 int gw_store_lawful_check_stmts(const char *case_id, int64_t account, struct gw_db_stmt *st,

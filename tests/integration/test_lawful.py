@@ -13,6 +13,7 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 
 import grpc
 import pytest
@@ -26,6 +27,7 @@ from test_views import default_text, write_policy
 
 REQUEST = "/waygate.v1.Compliance/RequestLawfulAccess"
 DECIDE = "/waygate.v1.Compliance/DecideLawfulAccess"
+VIEW = "/waygate.v1.Compliance/GetLawfulCase"
 REPORT = "/waygate.v1.Compliance/Report"
 
 NOT_GRANTED = ("waybill_no: is not named by an approved, unexpired lawful-access case of the "
@@ -58,6 +60,11 @@ class Lawful:
             valid_until=valid_until)
         return self.stack.unary(DECIDE, req, self.pb.compliance.DecideLawfulAccessResponse,
                                 principal=via or self.sec_via,
+                                metadata=md if md is not None else self.sec_md)
+
+    def view(self, case_id, md=None, via=None):
+        return self.stack.unary(VIEW, self.pb.compliance.GetLawfulCaseRequest(case_id=case_id),
+                                self.pb.compliance.LawfulCaseView, principal=via or self.sec_via,
                                 metadata=md if md is not None else self.sec_md)
 
     def read(self, number):
@@ -450,6 +457,170 @@ def test_request_and_decision_rules(stack, lawful, waybills):
         grpc.StatusCode.PERMISSION_DENIED
 
 
+def case_epoch(stack, column, case_id):
+    """A time column of a case as whole seconds since the epoch (0: none)."""
+    [v] = stack.psql("SELECT coalesce(floor(extract(epoch FROM %s))::bigint, 0) FROM "
+                     "lawful_case WHERE id = '%s'" % (column, case_id))
+    return int(v)
+
+
+def view_rows(stack, case_id):
+    """The lawful.view records of a case: outcome|actor|role|count|detail|purpose|legal_basis|
+    confidential."""
+    return stack.psql("SELECT outcome, actor, role, count, detail, purpose, legal_basis, "
+                      "confidential FROM audit_record WHERE action = 'lawful.view' AND object = "
+                      "'%s' ORDER BY seq" % case_id)
+
+
+def test_the_decider_sees_the_case_requested(stack, lawful, waybills):
+    """The finding (Art. 16): DecideLawfulAccess takes an id alone and no method showed the
+    security admin what it names, so an officer could discuss one case and hand over the id of
+    another. GetLawfulCase shows a case as stored: agency, officer, references, how many waybills
+    it names (their numbers are stored only as blind indexes), the fields asked for, the
+    requester, the state and its times; once decided, the decider and valid_until. The officer
+    may look at it too. Each view leaves a confidential lawful.view record naming the case."""
+    (w1, _), (w2, _), (w3, _), _ = waybills
+    pb = stack.pb.compliance
+    case = lawful.request([w1.waybill_no, w2.waybill_no], fields=["recipient.phone"])
+    other = lawful.request([w3.waybill_no])  # another id: another case shown
+    [(agency, officer, case_ref, doc)] = [tuple(r.split("|")) for r in stack.psql(
+        "SELECT agency, officer, case_ref, legal_document_ref FROM lawful_case WHERE id = '%s'"
+        % case.case_id)]
+    v = lawful.view(case.case_id)
+    assert (v.case_id, v.agency, v.officer, v.case_ref, v.legal_document_ref) == (
+        case.case_id, agency, officer, case_ref, doc)
+    assert (v.waybill_count, list(v.fields), v.state) == (
+        2, ["recipient.phone"], pb.APPROVAL_STATE_PENDING)
+    me, them = stack.account("lawful")[0], stack.account("secadmin")[0]
+    assert v.requester == me
+    assert v.requested_at == case_epoch(stack, "requested_at", case.case_id) > 0
+    assert (v.decider, v.decided_at, v.valid_until) == ("", 0, 0)
+    assert lawful.view(case.case_id, md=lawful.lawful_md, via=lawful.lawful_via) == v
+    o = lawful.view(other.case_id)
+    assert (o.case_id, o.waybill_count, list(o.fields)) == (other.case_id, 1, [])
+    assert o.case_ref != v.case_ref
+    until = int(time.time()) + 3600
+    lawful.decide(case.case_id, valid_until=until)
+    a = lawful.view(case.case_id)
+    assert (a.state, a.decider, a.valid_until) == (pb.APPROVAL_STATE_APPROVED, them, until)
+    assert a.decided_at == case_epoch(stack, "decided_at", case.case_id) >= v.requested_at
+    for f in ("state", "decider", "decided_at", "valid_until"):
+        setattr(a, f, getattr(v, f))
+    assert a == v  # nothing else changed
+    common = "|2|state=%%s|%s|%s|t" % (case_ref, doc)
+    assert view_rows(stack, case.case_id) == [
+        "ok|%s|security_admin" % them + common % "pending",
+        "ok|%s|lawful_access" % me + common % "pending",
+        "ok|%s|security_admin" % them + common % "approved"]
+    assert len(view_rows(stack, other.case_id)) == 1
+
+
+def test_a_view_of_an_unknown_case_is_refused_as_a_decision_is(stack, lawful):
+    """GetLawfulCase reads a case as DecideLawfulAccess's question does: an id that names no case
+    is NOT_FOUND in the decision's words, one that is no UUID INVALID_ARGUMENT in its words;
+    neither shows anything, so neither leaves a lawful.view record."""
+    unknown = str(uuid.uuid4())
+    got = refusal(lambda: lawful.view(unknown))
+    assert got == (grpc.StatusCode.NOT_FOUND, "case_id: no such lawful-access case")
+    assert got == refusal(lambda: lawful.decide(unknown))
+    assert got == refusal(lambda: lawful.view(unknown, md=lawful.lawful_md,
+                                              via=lawful.lawful_via))
+    bad = refusal(lambda: lawful.view("not-a-uuid"))
+    assert bad == (grpc.StatusCode.INVALID_ARGUMENT, "case_id: must be a case id (UUID)")
+    assert bad == refusal(lambda: lawful.decide("not-a-uuid"))
+    assert refusal(lambda: lawful.view("")) == (grpc.StatusCode.INVALID_ARGUMENT,
+                                                "case_id: is required")
+    assert view_rows(stack, unknown) == []
+
+
+def test_an_officer_sees_its_own_cases_only(stack, lawful, waybills):
+    """A lawful_access account may view the cases it requested, not another officer's (another
+    agency's case, its references and officer): another's id is answered as an id that names no
+    case, and nothing is recorded; the security admin sees both."""
+    admin = Admin(stack)
+    name, md = sock_puppet(stack, admin, "lawful_access", lawful.lawful_via)
+    try:
+        theirs = lawful.request([waybills[0][0].waybill_no], md=md)
+        mine = lawful.request([waybills[1][0].waybill_no])
+        assert refusal(lambda: lawful.view(theirs.case_id, md=lawful.lawful_md,
+                                           via=lawful.lawful_via)) == (
+            grpc.StatusCode.NOT_FOUND, "case_id: no such lawful-access case")
+        assert view_rows(stack, theirs.case_id) == []
+        assert lawful.view(theirs.case_id, md=md, via=lawful.lawful_via).requester == name
+        assert lawful.view(mine.case_id, md=lawful.lawful_md, via=lawful.lawful_via).case_id == \
+            mine.case_id
+        assert lawful.view(theirs.case_id).requester == name
+    finally:
+        admin.disable(name)
+
+
+def test_a_view_whose_caller_went_away_is_recorded_all_the_same(stack, lawful, waybills):
+    """Nothing is shown before the view's lawful.view record committed, and once queued that
+    record is written whether or not its caller stays (gw_audit_rebind, not gw_audit_cancel):
+    with a lock the test keeps on audit_record, one view's record is in flight (its answer waits)
+    and a second view's queued behind it; the second caller cancels. A confidential call's cancel
+    is logged nowhere, so the test gives the gateway a moment and sees the entry still queued;
+    once the lock goes both are on record (the first answered, the second shown nothing)."""
+    from conftest import scrape_metrics
+    from test_report import waiting_on_audit_record
+    pb = stack.pb.compliance
+    first = lawful.request([waybills[0][0].waybill_no])
+    second = lawful.request([waybills[1][0].waybill_no])
+    call = stack.channel(lawful.sec_via).unary_unary(
+        VIEW, request_serializer=lambda m: m.SerializeToString(),
+        response_deserializer=pb.LawfulCaseView.FromString)
+
+    def queued():
+        return scrape_metrics(stack.env["WAYGATE_METRICS_ADDR"])["waygate_audit_queued"]
+    holder = lock_holder(stack, "LOCK TABLE audit_record IN EXCLUSIVE MODE")
+    try:
+        answered = call.future(pb.GetLawfulCaseRequest(case_id=first.case_id), timeout=120,
+                               metadata=lawful.sec_md)
+        assert wait_for(lambda: waiting_on_audit_record(stack), 30), "the record never waited"
+        before = queued()
+        gone = call.future(pb.GetLawfulCaseRequest(case_id=second.case_id), timeout=120,
+                           metadata=lawful.sec_md)
+        assert wait_for(lambda: queued() > before, 30), "the second view's record never queued"
+        assert not answered.done()  # its record waits: nothing shown yet
+        assert gone.cancel()
+        time.sleep(3)  # the reset reaches the gateway; gw_audit_cancel would drop the entry
+        assert queued() > before, "the cancelled view's record was dropped"
+    finally:
+        release_holder(holder)
+    assert answered.result().case_id == first.case_id
+    me = stack.account("secadmin")[0]
+    for c in (first, second):
+        assert wait_for(lambda: view_rows(stack, c.case_id), 30), "a view was not recorded"
+        assert [r.split("|")[:5] for r in view_rows(stack, c.case_id)] == [
+            ["ok", me, "security_admin", "1", "state=pending"]]
+
+
+def test_only_the_roles_that_request_or_decide_view_a_case(stack, lawful, waybills):
+    """GetLawfulCase is lawful_access's and security_admin's (the roles that may request or
+    decide a case, through a person's account); every other role, an account's or a device's, is
+    PERMISSION_DENIED by its role, and the administration certificate without an account's token
+    is refused as for every lawful call. Nothing is shown, nothing recorded."""
+    from test_permissions import ADMIN_CERT_REFUSAL
+    pb = stack.pb.compliance
+    case = lawful.request([waybills[0][0].waybill_no])
+    ask = pb.GetLawfulCaseRequest(case_id=case.case_id)
+
+    def denied(role):
+        return (grpc.StatusCode.PERMISSION_DENIED,
+                "role %s: may not call this method (least privilege, Art. 34)" % role)
+    for account, role in (("clerk_a", "branch_clerk"), ("cs_a", "customer_service"),
+                          ("sysadmin", "system_admin"), ("auditor", "compliance_auditor")):
+        assert refusal(lambda: stack.unary_as(account, VIEW, ask, pb.LawfulCaseView)) == \
+            denied(role), account
+    for principal, role in (("courier_a", "courier"), ("branch_a", "branch_clerk"),
+                            ("backend", "backend")):
+        assert refusal(lambda: stack.unary(VIEW, ask, pb.LawfulCaseView,
+                                           principal=principal)) == denied(role), principal
+    assert refusal(lambda: stack.unary(VIEW, ask, pb.LawfulCaseView, principal="admin")) == (
+        grpc.StatusCode.PERMISSION_DENIED, ADMIN_CERT_REFUSAL)
+    assert view_rows(stack, case.case_id) == []
+
+
 def test_case_free_text_refused_with_control_characters_or_blank(stack, lawful, waybills):
     """The case's free texts follow the rule of every free text an Admin or Compliance method
     stores: a control or bidirectional character, or a blank required value, is refused
@@ -682,7 +853,14 @@ def test_lawful_access_leaves_nothing_in_the_log(stack, waybills):
             return call(admin_ch, GET, pb.query.GetRequest(waybill_no=number),
                         pb.common.WaybillView, officer)
 
+        def view(case_id, md=sec):
+            return call(admin_ch, VIEW, pb.compliance.GetLawfulCaseRequest(case_id=case_id),
+                        pb.compliance.LawfulCaseView, md)
+
         approved = request(w1.waybill_no)
+        assert view(approved.case_id).case_ref == texts["case_ref"]
+        assert view(approved.case_id, md=officer).agency == texts["agency"]
+        assert refusal(lambda: view(str(uuid.uuid4())))[0] == grpc.StatusCode.NOT_FOUND
         assert decide(approved.case_id, True, comments[0]).state == \
             pb.compliance.APPROVAL_STATE_APPROVED
         assert read(w1.waybill_no).id == id1
@@ -697,6 +875,8 @@ def test_lawful_access_leaves_nothing_in_the_log(stack, waybills):
             grpc.StatusCode.PERMISSION_DENIED
         assert refusal(lambda: decide(approved.case_id, True, comments[0], md=officer))[0] == \
             grpc.StatusCode.PERMISSION_DENIED
+        assert refusal(lambda: view(approved.case_id, md=()))[0] == \
+            grpc.StatusCode.PERMISSION_DENIED  # the certificate without an account's token
         assert refusal(lambda: call(admin_ch, REPORT, pb.compliance.ReportRequest(month="2026-12"),
                                     pb.compliance.ReportResponse, officer))[0] == \
             grpc.StatusCode.PERMISSION_DENIED

@@ -47,6 +47,8 @@ ALLOWED = {
     "/waygate.v1.Compliance/Report": {"compliance_auditor"},
     "/waygate.v1.Compliance/RequestLawfulAccess": {"lawful_access"},
     "/waygate.v1.Compliance/DecideLawfulAccess": {"security_admin"},
+    # shows a case to the roles that may request or decide one (Art. 16)
+    "/waygate.v1.Compliance/GetLawfulCase": {"lawful_access", "security_admin"},
     "/waygate.v1.Admin/Login": AUTHENTICATED,
     "/waygate.v1.Admin/ChangePassword": AUTHENTICATED,
     "/waygate.v1.Admin/CreateAccount": {"security_admin"},
@@ -88,6 +90,8 @@ EMPTY_REQUEST_ANSWER = {
                                                    "agency: is required"),
     "/waygate.v1.Compliance/DecideLawfulAccess": (grpc.StatusCode.INVALID_ARGUMENT,
                                                   "case_id: is required"),
+    "/waygate.v1.Compliance/GetLawfulCase": (grpc.StatusCode.INVALID_ARGUMENT,
+                                             "case_id: is required"),
     # an empty range asks for everything up to now: a bundle
     "/waygate.v1.Compliance/ExportAudit": (grpc.StatusCode.OK, None),
 }

@@ -224,6 +224,7 @@ static const ProtobufCMessageDescriptor *const requests[] = {
     &waygate__v1__report_request__descriptor,
     &waygate__v1__request_lawful_access_request__descriptor,
     &waygate__v1__decide_lawful_access_request__descriptor,
+    &waygate__v1__get_lawful_case_request__descriptor,
     &waygate__v1__submit_request__descriptor,
     &waygate__v1__submit_batch_request__descriptor,
     &waygate__v1__record_scan_request__descriptor,
