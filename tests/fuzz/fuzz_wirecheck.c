@@ -40,6 +40,8 @@ static const ProtobufCMessageDescriptor *const descs[] = {
     &waygate__v1__disable_account_request__descriptor,
     &waygate__v1__issue_segment_request__descriptor,
     &waygate__v1__rotate_key_request__descriptor,
+    &waygate__v1__get_bulk_request__descriptor,
+    &waygate__v1__get_lawful_case_request__descriptor,
     &waygate__v1__deliver_request__descriptor,
     &waygate__v1__deliver_response__descriptor,
     &waygate__v1__waybill_view__descriptor,
