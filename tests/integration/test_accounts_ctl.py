@@ -672,14 +672,18 @@ def test_ctl_turns_core_dumps_off(stack):
                           "--role", "compliance_auditor", "--password-stdin", "--actor", ACTOR,
                           "--db", stack.pguri], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE, env=e, cwd="/", **kw)
+    def link(fd):  # what fd names, or "" when it was closed since the listing
+        try:
+            return os.readlink("/proc/%d/fd/%s" % (p.pid, fd))
+        except FileNotFoundError:
+            return ""
     try:
         # connected (a socket open: main is well past its first step) and waiting on stdin
         deadline = time.monotonic() + 60
         while True:
             assert p.poll() is None, p.communicate()
             fds = os.listdir("/proc/%d/fd" % p.pid)
-            if any(os.readlink("/proc/%d/fd/%s" % (p.pid, fd)).startswith("socket:")
-                   for fd in fds if fd not in ("0", "1", "2")):
+            if any(link(fd).startswith("socket:") for fd in fds if fd not in ("0", "1", "2")):
                 break
             assert time.monotonic() < deadline, "waygatectl never connected"
             time.sleep(0.05)
