@@ -93,15 +93,6 @@ struct refusal {
     struct gw_fault f;
 };
 
-void gw_api_bulk_unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
-{
-    (void)arg;
-    (void)seq;
-    (void)res;
-    if (err != 0)
-        gw_api_log_refusal_unrecorded(err);
-}
-
 /* The caller went away (a reset, its deadline) while its refusal's record was being written:
  * the record is written all the same, answered to nobody, so that cancelling the call cannot
  * erase the attempt from the trail. */
@@ -109,7 +100,7 @@ static void refusal_cancel_cb(void *arg)
 {
     struct refusal *r = arg;
 
-    gw_audit_rebind(r->areq, gw_api_bulk_unheld_cb, NULL);
+    gw_audit_rebind(r->areq, gw_api_unwaited_cb, NULL);
     r->areq = NULL;
 }
 
@@ -149,6 +140,19 @@ void gw_api_bulk_refuse(struct gw_call *call, const struct gw_audit_rec *rec, in
         return;
     }
     gw_call_set_cancel(call, refusal_cancel_cb, r);
+}
+
+bool gw_api_bulk_request_id(struct gw_call *call, const char *s, char out[37])
+{
+    if (s[0] == '\0') {
+        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_REQUIRED);
+        return false;
+    }
+    if (!gw_api_bulk_uuid(s, out)) {
+        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_BULK_UUID);
+        return false;
+    }
+    return true;
 }
 
 const char *gw_api_bulk_scope(struct gw_call *call)
@@ -722,14 +726,8 @@ void gw_api_compliance_approve_bulk(struct gw_call *call, const uint8_t *req, si
         return;
     d->call = call;
     d->in = (Waygate__V1__ApproveBulkRequest *)msg;
-    if (d->in->request_id[0] == '\0') {
-        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_REQUIRED);
+    if (!gw_api_bulk_request_id(call, d->in->request_id, d->id))
         return;
-    }
-    if (!gw_api_bulk_uuid(d->in->request_id, d->id)) {
-        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_BULK_UUID);
-        return;
-    }
     if (!text_ok(call, "comment", d->in->comment, false, GW_RULE_REQUIRED))
         return;
     rc = gw_store_bulk_load(gw_call_app(call)->store, d->id, gw_call_app(call)->cfg->approval_ttl_s,

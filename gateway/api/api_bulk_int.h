@@ -26,9 +26,6 @@ void *gw_api_bulk_start(struct gw_call *call, const ProtobufCMessageDescriptor *
 void gw_api_bulk_rec(struct gw_call *call, struct gw_audit_rec *r, const char *action,
                      const char *object, const char *outcome);
 
-/* The done callback of a bulk record whose caller went away (gw_audit_rebind): written all the
- * same, answered to nobody; a failure is logged. */
-void gw_api_bulk_unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res);
 /* Refuses the call (err, field, rule) after writing rec, the record of the refused attempt
  * (outcome "refused"): the answer waits for the record, so what the caller saw refused is in the
  * trail. A record that cannot be written is logged; the refusal stands. Replaces the call's
@@ -42,6 +39,10 @@ const char *gw_api_bulk_scope(struct gw_call *call);
 
 /* True when s is a UUID in text form; copies it lower-cased into out. */
 bool gw_api_bulk_uuid(const char *s, char out[37]);
+
+/* The request_id of ApproveBulk, RunBulk and GetBulk: present and a UUID (copied lower-cased into
+ * out); else the call is refused naming request_id and false returned. */
+bool gw_api_bulk_request_id(struct gw_call *call, const char *s, char out[37]);
 
 /* A fresh random (version 4) UUID: 16 bytes into raw (may be NULL) and its text into out.
  * Returns 0 or GW_ECRYPTO. */

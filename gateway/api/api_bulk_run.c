@@ -857,14 +857,8 @@ void gw_api_compliance_run_bulk(struct gw_call *call, const uint8_t *req, size_t
         return;
     in = (Waygate__V1__RunBulkRequest *)msg;
     r->call = call;
-    if (in->request_id[0] == '\0') {
-        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_REQUIRED);
+    if (!gw_api_bulk_request_id(call, in->request_id, r->id))
         return;
-    }
-    if (!gw_api_bulk_uuid(in->request_id, r->id)) {
-        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_BULK_UUID);
-        return;
-    }
     if (in->recipient_public_key.len != 0 && in->recipient_public_key.len != GW_XSEAL_PUB_LEN) {
         gw_call_fail(call, GW_EINVAL, "recipient_public_key", GW_RULE_BULK_RECIPIENT_KEY);
         return;

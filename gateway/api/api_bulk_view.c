@@ -14,6 +14,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "api_bulk_int.h"
+#include "api_pb.h"
 #include "api_record.h"
 #include "app.h"
 #include "audit.h"
@@ -38,7 +39,7 @@ static void cancel_cb(void *arg)
 
     gw_store_bulk_cancel(v->sreq); /* nothing read yet: nothing shown, nothing to record */
     v->sreq = NULL;
-    gw_audit_rebind(v->areq, gw_api_bulk_unheld_cb, NULL);
+    gw_audit_rebind(v->areq, gw_api_unwaited_cb, NULL);
     v->areq = NULL;
 }
 
@@ -63,19 +64,6 @@ static void viewed_cb(void *arg, int err, int64_t seq, const struct gw_db_result
         return;
     }
     gw_call_finish(v->call, GW_GRPC_OK, NULL);
-}
-
-/* s (NULL: "") copied into the call's arena, or NULL when it is full. */
-static char *text(struct gw_call *call, const char *s)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-    char *d = gw_arena_alloc(gw_call_arena(call), n + 1);
-
-    if (d != NULL) {
-        memcpy(d, s != NULL ? s : "", n);
-        d[n] = '\0';
-    }
-    return d;
 }
 
 /* The stored id list (a PostgreSQL array literal of UUIDs, "{a,b}"; NULL: none) into the
@@ -147,21 +135,6 @@ static Waygate__V1__BulkOperation operation_of(const char *op)
     return WAYGATE__V1__BULK_OPERATION__BULK_OPERATION_UNSPECIFIED;
 }
 
-static Waygate__V1__ApprovalState state_of(const struct gw_bulk_row *row)
-{
-    if (row->expired) /* pending past the approval period, or approved past its expiry */
-        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_EXPIRED;
-    if (strcmp(row->state, "pending") == 0)
-        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_PENDING;
-    if (strcmp(row->state, "approved") == 0)
-        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_APPROVED;
-    if (strcmp(row->state, "rejected") == 0)
-        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_REJECTED;
-    if (strcmp(row->state, "executed") == 0)
-        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_EXECUTED;
-    return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_UNSPECIFIED;
-}
-
 /* The row into the view (everything copied into the call's arena). Returns 0, GW_ENOMEM or
  * GW_EINTERNAL (a stored value the view cannot hold). */
 static int view_of(struct bview *v, const struct gw_bulk_row *row)
@@ -172,22 +145,23 @@ static int view_of(struct bview *v, const struct gw_bulk_row *row)
 
     o->request_id = v->id;
     o->operation = operation_of(row->operation);
-    o->state = state_of(row);
+    o->state = gw_api_approval_state(row->state, row->expired);
     if (o->operation == WAYGATE__V1__BULK_OPERATION__BULK_OPERATION_UNSPECIFIED ||
         o->state == WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_UNSPECIFIED)
         return GW_EINTERNAL;
     o->selector = &v->sel;
-    if ((v->sel.branch = text(call, row->sel_branch)) == NULL ||
-        (v->sel.from_day = text(call, row->sel_from)) == NULL ||
-        (v->sel.to_day = text(call, row->sel_to)) == NULL ||
-        (o->purpose = text(call, row->purpose)) == NULL ||
-        (o->legal_basis = text(call, row->legal_basis)) == NULL ||
-        (o->destination = text(call, row->destination)) == NULL ||
-        (o->requester = text(call, row->requester)) == NULL ||
-        (o->requester_role = text(call, row->requester_role)) == NULL ||
-        (o->requester_branch = text(call, row->requester_branch)) == NULL ||
-        (o->decider = text(call, row->approver)) == NULL ||
-        (o->decider_role = text(call, row->approver_role)) == NULL)
+    if ((v->sel.branch = gw_arena_strdup(gw_call_arena(call), row->sel_branch)) == NULL ||
+        (v->sel.from_day = gw_arena_strdup(gw_call_arena(call), row->sel_from)) == NULL ||
+        (v->sel.to_day = gw_arena_strdup(gw_call_arena(call), row->sel_to)) == NULL ||
+        (o->purpose = gw_arena_strdup(gw_call_arena(call), row->purpose)) == NULL ||
+        (o->legal_basis = gw_arena_strdup(gw_call_arena(call), row->legal_basis)) == NULL ||
+        (o->destination = gw_arena_strdup(gw_call_arena(call), row->destination)) == NULL ||
+        (o->requester = gw_arena_strdup(gw_call_arena(call), row->requester)) == NULL ||
+        (o->requester_role = gw_arena_strdup(gw_call_arena(call), row->requester_role)) == NULL ||
+        (o->requester_branch = gw_arena_strdup(gw_call_arena(call), row->requester_branch)) ==
+            NULL ||
+        (o->decider = gw_arena_strdup(gw_call_arena(call), row->approver)) == NULL ||
+        (o->decider_role = gw_arena_strdup(gw_call_arena(call), row->approver_role)) == NULL)
         return GW_ENOMEM;
     if ((rc = ids_of(v, row->sel_ids)) != 0 || (rc = key_of(v, row->recipient_key)) != 0)
         return rc;
@@ -254,14 +228,8 @@ void gw_api_compliance_get_bulk(struct gw_call *call, const uint8_t *req, size_t
     in = (Waygate__V1__GetBulkRequest *)msg;
     waygate__v1__bulk_request_view__init(&v->out);
     waygate__v1__bulk_selector__init(&v->sel);
-    if (in->request_id[0] == '\0') {
-        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_REQUIRED);
+    if (!gw_api_bulk_request_id(call, in->request_id, v->id))
         return;
-    }
-    if (!gw_api_bulk_uuid(in->request_id, v->id)) {
-        gw_call_fail(call, GW_EINVAL, "request_id", GW_RULE_BULK_UUID);
-        return;
-    }
     rc = gw_store_bulk_load(gw_call_app(call)->store, v->id, gw_call_app(call)->cfg->approval_ttl_s,
                             loaded_cb, v, &v->sreq);
     if (rc != 0) {

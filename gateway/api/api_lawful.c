@@ -25,6 +25,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "api_compliance.h"
+#include "api_pb.h"
 #include "api_record.h"
 #include "app.h"
 #include "audit.h"
@@ -301,6 +302,21 @@ static bool uuid_ok(const char *s)
     return true;
 }
 
+/* The case_id of DecideLawfulAccess and GetLawfulCase: present and a UUID; else the call is
+ * refused naming case_id and false returned. */
+static bool case_id_given(struct gw_call *call, const char *s)
+{
+    if (s[0] == '\0') {
+        gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_REQUIRED);
+        return false;
+    }
+    if (!uuid_ok(s)) {
+        gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_CASE_ID);
+        return false;
+    }
+    return true;
+}
+
 static void refusal_recorded_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct lawful *l = arg;
@@ -490,14 +506,8 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
         call, &waygate__v1__decide_lawful_access_request__descriptor, req, len);
     if (in == NULL)
         return;
-    if (in->case_id[0] == '\0') {
-        gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_REQUIRED);
+    if (!case_id_given(call, in->case_id))
         return;
-    }
-    if (!uuid_ok(in->case_id)) {
-        gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_CASE_ID);
-        return;
-    }
     if (!text_ok(call, "comment", in->comment, false, GW_LAWFUL_COMMENT_MAX))
         return;
     if (!valid_until_ok(call, in, now, app->cfg->lawful_max_s))
@@ -551,24 +561,13 @@ struct lview {
     Waygate__V1__LawfulCaseView out;
 };
 
-/* The done callback of a view's record whose caller went away: written all the same, answered
- * to nobody; a failure is the neutral line of every unwaited record. */
-static void view_unheld_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
-{
-    (void)arg;
-    (void)seq;
-    (void)res;
-    if (err != 0)
-        gw_api_log_refusal_unrecorded(err);
-}
-
 static void view_cancel_cb(void *arg)
 {
     struct lview *v = arg;
 
     gw_store_lawful_cancel(v->sreq); /* nothing read yet: nothing shown, nothing to record */
     v->sreq = NULL;
-    gw_audit_rebind(v->areq, view_unheld_cb, NULL);
+    gw_audit_rebind(v->areq, gw_api_unwaited_cb, NULL);
     v->areq = NULL;
 }
 
@@ -593,17 +592,6 @@ static void viewed_cb(void *arg, int err, int64_t seq, const struct gw_db_result
     gw_call_finish(v->call, GW_GRPC_OK, NULL);
 }
 
-/* s copied into the call's arena, or NULL when it is full. */
-static char *view_text(struct gw_call *call, const char *s)
-{
-    size_t n = strlen(s);
-    char *d = gw_arena_alloc(gw_call_arena(call), n + 1);
-
-    if (d != NULL)
-        memcpy(d, s, n + 1);
-    return d;
-}
-
 /* The stored fields ("a.b,c.d"; "": every field) into the view. Returns 0 or GW_ENOMEM. */
 static int view_fields(struct lview *v, const char *fields)
 {
@@ -613,9 +601,9 @@ static int view_fields(struct lview *v, const char *fields)
 
     if (fields[0] == '\0')
         return 0;
-    for (p = (char *)fields; *p != '\0'; p++)
-        n += *p == ',';
-    if ((copy = view_text(v->call, fields)) == NULL ||
+    for (const char *q = fields; *q != '\0'; q++)
+        n += *q == ',';
+    if ((copy = gw_arena_strdup(a, fields)) == NULL ||
         (v->out.fields = gw_arena_alloc(a, n * sizeof(char *))) == NULL)
         return GW_ENOMEM;
     for (p = copy; p != NULL; p = comma) {
@@ -627,19 +615,6 @@ static int view_fields(struct lview *v, const char *fields)
     return 0;
 }
 
-static Waygate__V1__ApprovalState view_state(const struct gw_store_lawful_row *row)
-{
-    if (row->expired) /* pending past the approval period, or approved past valid_until */
-        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_EXPIRED;
-    if (strcmp(row->state, "pending") == 0)
-        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_PENDING;
-    if (strcmp(row->state, "approved") == 0)
-        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_APPROVED;
-    if (strcmp(row->state, "rejected") == 0)
-        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_REJECTED;
-    return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_UNSPECIFIED;
-}
-
 /* The row into the view (copied into the call's arena). Returns 0, GW_ENOMEM or GW_EINTERNAL. */
 static int view_of(struct lview *v, const struct gw_store_lawful_row *row)
 {
@@ -647,15 +622,16 @@ static int view_of(struct lview *v, const struct gw_store_lawful_row *row)
     struct gw_call *call = v->call;
 
     o->case_id = v->case_id;
-    o->state = view_state(row);
+    o->state = gw_api_approval_state(row->state, row->expired);
     if (o->state == WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_UNSPECIFIED || row->waybills < 0)
         return GW_EINTERNAL;
-    if ((o->agency = view_text(call, row->agency)) == NULL ||
-        (o->officer = view_text(call, row->officer)) == NULL ||
-        (o->case_ref = view_text(call, row->case_ref)) == NULL ||
-        (o->legal_document_ref = view_text(call, row->legal_document_ref)) == NULL ||
-        (o->requester = view_text(call, row->requester)) == NULL ||
-        (o->decider = view_text(call, row->decider)) == NULL)
+    if ((o->agency = gw_arena_strdup(gw_call_arena(call), row->agency)) == NULL ||
+        (o->officer = gw_arena_strdup(gw_call_arena(call), row->officer)) == NULL ||
+        (o->case_ref = gw_arena_strdup(gw_call_arena(call), row->case_ref)) == NULL ||
+        (o->legal_document_ref = gw_arena_strdup(gw_call_arena(call), row->legal_document_ref)) ==
+            NULL ||
+        (o->requester = gw_arena_strdup(gw_call_arena(call), row->requester)) == NULL ||
+        (o->decider = gw_arena_strdup(gw_call_arena(call), row->decider)) == NULL)
         return GW_ENOMEM;
     o->waybill_count = (uint32_t)row->waybills;
     o->requested_at = row->requested_at;
@@ -723,14 +699,8 @@ void gw_api_lawful_view(struct gw_call *call, const uint8_t *req, size_t len)
         call, &waygate__v1__get_lawful_case_request__descriptor, req, len);
     if (in == NULL)
         return;
-    if (in->case_id[0] == '\0') {
-        gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_REQUIRED);
+    if (!case_id_given(call, in->case_id))
         return;
-    }
-    if (!uuid_ok(in->case_id)) {
-        gw_call_fail(call, GW_EINVAL, "case_id", GW_RULE_CASE_ID);
-        return;
-    }
     v = gw_arena_alloc(gw_call_arena(call), sizeof(*v));
     if (v == NULL) {
         gw_call_fail(call, GW_ENOMEM, NULL, GW_RULE_NONE);

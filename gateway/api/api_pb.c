@@ -43,3 +43,18 @@ void gw_api_waybill_from_pb(const Waygate__V1__Waybill *w, struct gw_waybill *ou
     out->service_type = view(w->service_type);
     out->security_level = (int)w->security_level;
 }
+
+Waygate__V1__ApprovalState gw_api_approval_state(const char *state, bool expired)
+{
+    if (expired)
+        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_EXPIRED;
+    if (strcmp(state, "pending") == 0)
+        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_PENDING;
+    if (strcmp(state, "approved") == 0)
+        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_APPROVED;
+    if (strcmp(state, "rejected") == 0)
+        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_REJECTED;
+    if (strcmp(state, "executed") == 0)
+        return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_EXECUTED;
+    return WAYGATE__V1__APPROVAL_STATE__APPROVAL_STATE_UNSPECIFIED;
+}

@@ -106,18 +106,6 @@ static void set_number(Waygate__V1__Waybill *w, enum gw_col c, const struct gw_s
     }
 }
 
-static char *arena_str(struct gw_arena *a, const char *s)
-{
-    size_t n = s != NULL ? strlen(s) : 0;
-    char *p = gw_arena_alloc(a, n + 1);
-
-    if (p != NULL) {
-        memcpy(p, s != NULL ? s : "", n);
-        p[n] = '\0';
-    }
-    return p;
-}
-
 int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row,
                        const struct gw_str clear[GW_COL_COUNT], Waygate__V1__WaybillView *view)
 {
@@ -191,9 +179,9 @@ static int render_modes_in(struct gw_app *app, struct gw_arena *a,
     gw_store_id_text(row->id, view->id);
     view->status = "accepted";
     view->accepted_at = row->accepted_at;
-    w->origin_branch = arena_str(a, row->origin_branch);
-    w->dest_region_code = arena_str(a, row->dest_region_code);
-    w->service_type = arena_str(a, row->service_type);
+    w->origin_branch = gw_arena_strdup(a, row->origin_branch);
+    w->dest_region_code = gw_arena_strdup(a, row->dest_region_code);
+    w->service_type = gw_arena_strdup(a, row->service_type);
     if (w->origin_branch == NULL || w->dest_region_code == NULL || w->service_type == NULL)
         return GW_ENOMEM;
     w->weight_grams = row->weight_grams > 0 ? (uint32_t)row->weight_grams : 0;

@@ -47,7 +47,7 @@ void gw_api_log_refusal_unrecorded(int err)
            gw_err_str(err));
 }
 
-static void unwaited_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+void gw_api_unwaited_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     (void)arg;
     (void)seq;
@@ -61,8 +61,9 @@ void gw_api_record_unwaited(struct gw_call *call, const struct gw_audit_rec *r)
     struct gw_app *app = gw_call_app(call);
     int rc;
 
-    rc = app->audit != NULL ? gw_audit_write_kept(app->audit, NULL, 0, r, 1, unwaited_cb, NULL)
-                            : GW_EUNAVAIL;
+    rc = app->audit != NULL
+             ? gw_audit_write_kept(app->audit, NULL, 0, r, 1, gw_api_unwaited_cb, NULL)
+             : GW_EUNAVAIL;
     /* from the connection's budget of per-call lines: a flood of refusals while the queue is
      * full writes a bounded number, and a count of the rest */
     if (rc == 0 || !gw_call_log_ok(call, GW_LOG_ERROR))

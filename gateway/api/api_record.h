@@ -7,6 +7,8 @@
 #include "audit_rec.h"
 #include "call.h"
 
+struct gw_db_result;
+
 /* Fills *r (zeroed first) with the caller's identity and action, outcome "ok", count absent (-1).
  * Every pointer points into the call's principal or into constants: *r is valid while the call
  * is. The caller sets object, count, purpose, detail, outcome as its action needs. */
@@ -30,6 +32,10 @@ void gw_api_log_unrecorded(struct gw_call *call, int err, const char *sqlstate);
  * err): one wording, without context or action, for every such record (gw_api_record_unwaited's,
  * a confidential call's queued one, and the lawful-access refusals'). */
 void gw_api_log_refusal_unrecorded(int err);
+
+/* The done callback of a record nobody waits for (gw_audit_write_kept's here, or one rebound when
+ * its caller went away, gw_audit_rebind): a failure is logged by gw_api_log_refusal_unrecorded. */
+void gw_api_unwaited_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res);
 
 /* Queues r as it is (its own outcome) without holding the call, as gw_api_record_refusal does:
  * for what is recorded while the call ends (a bulk run stopped midway). The record waits out an

@@ -216,6 +216,19 @@ void *gw_arena_alloc(struct gw_arena *a, size_t n)
     return p;
 }
 
+char *gw_arena_strdup(struct gw_arena *a, const char *s)
+{
+    size_t n = s != NULL ? strlen(s) : 0;
+    char *p = gw_arena_alloc(a, n + 1);
+
+    if (p != NULL) {
+        if (n > 0)
+            memcpy(p, s, n);
+        p[n] = '\0';
+    }
+    return p;
+}
+
 size_t gw_arena_used(const struct gw_arena *a)
 {
     return a == NULL ? 0 : a->used;

@@ -41,6 +41,8 @@ void gw_alloc_fail_nth(long n);
 struct gw_arena;
 struct gw_arena *gw_arena_new(size_t cap);
 void *gw_arena_alloc(struct gw_arena *a, size_t n);
+/* s (NULL: "") copied into a, or NULL when a is full. */
+char *gw_arena_strdup(struct gw_arena *a, const char *s);
 size_t gw_arena_used(const struct gw_arena *a);
 /* The arena's cap now; gw_arena_set_cap changes it (raised to what is already used when lower:
  * nothing handed out is taken back). A call bounds its unpack with it: the unpacked message may

@@ -141,6 +141,21 @@ out:
     gw_free(r);
 }
 
+/* Sends r's statements in one transaction; r is freed when they cannot be sent. */
+static int send_req(struct gw_store *s, struct gw_store_lawful_req *r, const struct gw_db_stmt *st,
+                    int n, gw_db_done_cb done, struct gw_store_lawful_req **out)
+{
+    int rc = gw_db_exec(s->db, st, n, GW_DB_TXN, done, r, &r->dbreq);
+
+    if (rc != 0) {
+        gw_free(r);
+        return rc;
+    }
+    if (out != NULL)
+        *out = r;
+    return 0;
+}
+
 int gw_store_lawful_get(struct gw_store *s, int64_t account,
                         const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN],
                         gw_store_lawful_get_cb cb, void *arg, struct gw_store_lawful_req **out)
@@ -152,7 +167,6 @@ int gw_store_lawful_get(struct gw_store *s, int64_t account,
                      gfmts[3] = {1, 0, 1};
     struct gw_db_stmt st[3];
     struct gw_store_lawful_req *r;
-    int rc;
 
     if (out != NULL)
         *out = NULL;
@@ -177,14 +191,7 @@ int gw_store_lawful_get(struct gw_store *s, int64_t account,
         return GW_ENOMEM;
     r->cb = cb;
     r->arg = arg;
-    rc = gw_db_exec(s->db, st, 3, GW_DB_TXN, get_done_cb, r, &r->dbreq);
-    if (rc != 0) {
-        gw_free(r);
-        return rc;
-    }
-    if (out != NULL)
-        *out = r;
-    return 0;
+    return send_req(s, r, st, 3, get_done_cb, out);
 }
 
 static void decidable_done_cb(void *arg, int err, const struct gw_db_result *res)
@@ -213,7 +220,6 @@ int gw_store_lawful_decidable(struct gw_store *s, const struct gw_store_lawful_d
     const char *sv[1], *vals[5];
     struct gw_db_stmt st[2];
     struct gw_store_lawful_req *r;
-    int rc;
 
     if (out != NULL)
         *out = NULL;
@@ -234,14 +240,7 @@ int gw_store_lawful_decidable(struct gw_store *s, const struct gw_store_lawful_d
         return GW_ENOMEM;
     r->decided = cb;
     r->arg = arg;
-    rc = gw_db_exec(s->db, st, 2, GW_DB_TXN, decidable_done_cb, r, &r->dbreq);
-    if (rc != 0) {
-        gw_free(r);
-        return rc;
-    }
-    if (out != NULL)
-        *out = r;
-    return 0;
+    return send_req(s, r, st, 2, decidable_done_cb, out);
 }
 
 static void load_done_cb(void *arg, int err, const struct gw_db_result *res)
@@ -290,7 +289,6 @@ int gw_store_lawful_load(struct gw_store *s, const char *case_id, int64_t ttl_s,
     const char *sv[1], *vals[2];
     struct gw_db_stmt st[2];
     struct gw_store_lawful_req *r;
-    int rc;
 
     if (out != NULL)
         *out = NULL;
@@ -306,14 +304,7 @@ int gw_store_lawful_load(struct gw_store *s, const char *case_id, int64_t ttl_s,
         return GW_ENOMEM;
     r->loaded = cb;
     r->arg = arg;
-    rc = gw_db_exec(s->db, st, 2, GW_DB_TXN, load_done_cb, r, &r->dbreq);
-    if (rc != 0) {
-        gw_free(r);
-        return rc;
-    }
-    if (out != NULL)
-        *out = r;
-    return 0;
+    return send_req(s, r, st, 2, load_done_cb, out);
 }
 
 void gw_store_lawful_cancel(struct gw_store_lawful_req *r)

@@ -143,6 +143,25 @@ static void test_arena_set_cap(void **state)
     gw_arena_free(a);
 }
 
+/* A string copied into an arena: NULL reads as "", a copy is its own memory, a full arena
+ * gives NULL. */
+static void test_arena_strdup(void **state)
+{
+    struct gw_arena *a = gw_arena_new(64);
+    char src[] = "branch-a";
+    char *c;
+
+    (void)state;
+    assert_non_null(a);
+    assert_string_equal(gw_arena_strdup(a, NULL), "");
+    c = gw_arena_strdup(a, src);
+    assert_non_null(c);
+    src[0] = 'X';
+    assert_string_equal(c, "branch-a");
+    assert_null(gw_arena_strdup(a, "a string longer than what is left of the 64-byte cap"));
+    gw_arena_free(a);
+}
+
 static void test_arena_fail_nth(void **state)
 {
     struct gw_arena *a;
@@ -197,7 +216,7 @@ int main(void)
         cmocka_unit_test(test_strndup),           cmocka_unit_test(test_arena_alignment),
         cmocka_unit_test(test_arena_distinct),    cmocka_unit_test(test_arena_cap),
         cmocka_unit_test(test_arena_fail_nth),    cmocka_unit_test(test_arena_set_cap),
-        cmocka_unit_test(test_arena_chunk_reuse),
+        cmocka_unit_test(test_arena_chunk_reuse), cmocka_unit_test(test_arena_strdup),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
