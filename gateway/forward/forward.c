@@ -51,7 +51,6 @@
 #include "outbox.h"
 #include "policy.h"
 #include "store.h"
-#include "wirecheck.h"
 
 #define FWD_PATH "/waygate.v1.CarrierBackend/Deliver"
 #define FWD_REASON_MAX 200 /* outbox.park_reason and last_error: octet_length <= 200 */
@@ -473,34 +472,22 @@ static size_t count_sent(const struct batch *b)
     return n;
 }
 
-#define MORE_RESULTS "malformed DeliverResponse: more results than deliveries"
-
 /* An OK answer: one result per delivery (any order); a delivery without one goes later, and all
- * of them when the answer is malformed (more results than the call had deliveries, broken
- * framing, a string that is not UTF-8 or holds a NUL). Returns NULL, or what was malformed: the
- * backend failed (logged and paced as a failed call). */
+ * of them when the answer is malformed (gw_fwd_response_check). Returns NULL, or what was
+ * malformed: the backend failed (logged and paced as a failed call). */
 static const char *apply_results(struct batch *b, const uint8_t *resp, size_t len)
 {
     Waygate__V1__DeliverResponse *r = NULL;
-    size_t m = count_sent(b), n = 0, results = 0;
+    size_t m = count_sent(b), n = 0;
     const char **ids = NULL;
     struct item **its = NULL;
     const Waygate__V1__DeliveryResult **res = NULL;
-    const char *bad = NULL;
+    const char *bad;
     int rc;
 
-    /* counted before unpacking (stopping past m): a response at the size cap holds ~545 000 empty
-     * results, each an allocation of protobuf-c's */
-    if (gw_wire_count_max(resp, len, 1, m, &results) != 0)
-        bad = "malformed DeliverResponse";
-    else if (results > m)
-        bad = MORE_RESULTS;
-    /* protobuf-c hands strings over NUL-terminated: an id with a NUL in it would match the id
-     * before the NUL, a delivery the backend never acknowledged (wirecheck.h) */
-    else if (gw_wirecheck(&waygate__v1__deliver_response__descriptor, resp, len, NULL) != 0)
-        bad = "malformed DeliverResponse: a string that is not UTF-8 or holds a NUL";
-    else if ((r = waygate__v1__deliver_response__unpack(NULL, len, resp)) == NULL)
-        bad = "malformed DeliverResponse";
+    bad = gw_fwd_response_check(resp, len, m);
+    if (bad == NULL && (r = waygate__v1__deliver_response__unpack(NULL, len, resp)) == NULL)
+        bad = GW_FWD_MALFORMED;
     if (bad != NULL) {
         mark_sent(b, IT_LATER, NULL, bad);
         return bad;
@@ -519,7 +506,7 @@ static const char *apply_results(struct batch *b, const uint8_t *resp, size_t le
         }
     rc = gw_fwd_match_results(r, ids, n, res);
     if (rc == GW_EPROTO) {
-        bad = MORE_RESULTS;
+        bad = GW_FWD_MORE_RESULTS;
         mark_sent(b, IT_LATER, NULL, bad);
         goto out;
     }

@@ -48,6 +48,19 @@ int64_t gw_fwd_call_room_ms(int64_t lease_end_ms, int64_t now_ms, uint32_t deadl
  * (anything else becomes '?'), cut to fit. Returns out. */
 char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason);
 
+/* Whether an OK DeliverResponse, resp[0..len), of a call that sent m deliveries may be unpacked,
+ * judged on its wire bytes (wirecheck.h) before protobuf-c allocates anything: at most m
+ * results (counted first, stopping past m: a response at the size cap holds ~545 000 empty
+ * ones), every string UTF-8 without a NUL (protobuf-c hands strings over NUL-terminated: an id
+ * with a NUL would match the id before it, a delivery never acknowledged), and no more to
+ * unpack than GW_FWD_RESULT_UNPACKED bytes a result above the bytes received (an answer
+ * padded with unknown fields, each a record of protobuf-c's: 2 bytes of wire took 32 of
+ * memory, and the loop's time). Returns NULL, or what is malformed. */
+#define GW_FWD_RESULT_UNPACKED 256u
+#define GW_FWD_MALFORMED "malformed DeliverResponse"
+#define GW_FWD_MORE_RESULTS GW_FWD_MALFORMED ": more results than deliveries"
+const char *gw_fwd_response_check(const uint8_t *resp, size_t len, size_t m);
+
 /* Matches an OK DeliverResponse's results to the n deliveries of the call, ids[i] the
  * delivery_id of the i-th (distinct): res[i] is ids[i]'s result, or NULL when it has none (the
  * delivery goes later); a result naming no delivery of the call, or one already matched, is

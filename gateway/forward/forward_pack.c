@@ -18,6 +18,7 @@
 #include "policy.h"
 #include "scan.h"
 #include "seal.h"
+#include "wirecheck.h"
 
 /* An opened record and its rendering stay far below this. */
 #define FWD_ARENA_CAP (256u * 1024u)
@@ -115,6 +116,26 @@ uint32_t gw_fwd_backoff(uint32_t min_ms, uint32_t max_ms, int32_t attempts, uint
         d = max_ms;
     /* uniform over [d/2, d]: gateways that failed together do not retry together */
     return (uint32_t)(d - d / 2 + (d / 2 > 0 ? r % (d / 2 + 1) : 0));
+}
+
+const char *gw_fwd_response_check(const uint8_t *resp, size_t len, size_t m)
+{
+    struct gw_wire_measure wm;
+    struct gw_fault f;
+    size_t results = 0, bound = len + (m + 1) * GW_FWD_RESULT_UNPACKED;
+
+    if (gw_wire_count_max(resp, len, 1, m, &results) != 0)
+        return GW_FWD_MALFORMED;
+    if (results > m)
+        return GW_FWD_MORE_RESULTS;
+    if (gw_wire_measure_max(&waygate__v1__deliver_response__descriptor, resp, len, bound, &wm,
+                            &f) != 0)
+        return f.rule == GW_RULE_UTF8 || f.rule == GW_RULE_NUL ? GW_FWD_MALFORMED
+                   ": a string that is not UTF-8 or holds a NUL"
+                                                               : GW_FWD_MALFORMED;
+    if (wm.unpacked > bound)
+        return GW_FWD_MALFORMED ": more to unpack than its results hold (unknown fields)";
+    return NULL;
 }
 
 struct result_key {

@@ -215,6 +215,89 @@ static void a_response_of_empty_results_at_the_cap_is_malformed(void **state)
     free(ids);
 }
 
+/* The results of m deliveries, each with a 36-character id and a reason of reason_len bytes,
+ * packed into a buffer with room for pad more bytes after them (*len: the packed part). */
+static uint8_t *pack_results(size_t m, size_t reason_len, size_t pad, size_t *len)
+{
+    Waygate__V1__DeliverResponse r = WAYGATE__V1__DELIVER_RESPONSE__INIT;
+    Waygate__V1__DeliveryResult *rs = calloc(m + 1, sizeof(*rs));
+    Waygate__V1__DeliveryResult **rp = calloc(m + 1, sizeof(*rp));
+    char(*idbuf)[37] = calloc(m + 1, sizeof(*idbuf));
+    char *reason = malloc(reason_len + 1);
+    uint8_t *buf;
+
+    assert_non_null(rs);
+    assert_non_null(rp);
+    assert_non_null(idbuf);
+    assert_non_null(reason);
+    memset(reason, 'r', reason_len);
+    reason[reason_len] = '\0';
+    for (size_t i = 0; i < m; i++) {
+        snprintf(idbuf[i], sizeof(idbuf[i]), "00000000-0000-4000-8000-%012zu", i);
+        rs[i] = result(idbuf[i], REJ);
+        rs[i].reason = reason;
+        rp[i] = &rs[i];
+    }
+    r.n_results = m;
+    r.results = rp;
+    buf = malloc(waygate__v1__deliver_response__get_packed_size(&r) + pad + 1);
+    assert_non_null(buf);
+    *len = waygate__v1__deliver_response__pack(&r, buf);
+    free(rs);
+    free(rp);
+    free(idbuf);
+    free(reason);
+    return buf;
+}
+
+/* Appends n unknown fields (field 4, a varint 0: two bytes each) at buf + *len. */
+static void pad_unknown(uint8_t *buf, size_t *len, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        buf[(*len)++] = 0x20;
+        buf[(*len)++] = 0x00;
+    }
+}
+
+/* A response is judged on its wire bytes before it is unpacked (the review's padded answer: the
+ * size cap of a call of 64 filled with unknown fields, 65 536 records of protobuf-c's, 2.2 MB and
+ * 20 ms of the loop for every answer). A full answer with long reasons passes, and so do a few
+ * unknown fields (a newer backend's); padding beyond what its results could hold, more results
+ * than deliveries, broken framing and a NUL in an id are malformed. */
+static void a_response_is_judged_before_it_is_unpacked(void **state)
+{
+    enum { M = 64, CAP = 65536 + M * 1024 };
+    size_t len;
+    uint8_t *buf;
+
+    (void)state;
+    buf = pack_results(M, 200, CAP, &len);
+    assert_null(gw_fwd_response_check(buf, len, M));
+    pad_unknown(buf, &len, 16);
+    assert_null(gw_fwd_response_check(buf, len, M));
+    free(buf);
+    buf = pack_results(0, 0, CAP, &len);
+    assert_int_equal(len, 0);
+    pad_unknown(buf, &len, CAP / 2);
+    assert_string_equal(gw_fwd_response_check(buf, len, M),
+                        "malformed DeliverResponse: more to unpack than its results hold "
+                        "(unknown fields)");
+    free(buf);
+    buf = pack_results(1, 0, 2 * M * GW_FWD_RESULT_UNPACKED, &len);
+    pad_unknown(buf, &len, M * GW_FWD_RESULT_UNPACKED / 16);
+    /* past the bound: 1024 unknown fields, 32 KiB to unpack */
+    assert_non_null(gw_fwd_response_check(buf, len, M));
+    free(buf);
+    buf = pack_results(M + 1, 0, 0, &len);
+    assert_string_equal(gw_fwd_response_check(buf, len, M),
+                        "malformed DeliverResponse: more results than deliveries");
+    assert_string_equal(gw_fwd_response_check(buf, len - 1, M + 1), "malformed DeliverResponse");
+    buf[4] = '\0'; /* in the first id */
+    assert_string_equal(gw_fwd_response_check(buf, len, M + 1),
+                        "malformed DeliverResponse: a string that is not UTF-8 or holds a NUL");
+    free(buf);
+}
+
 /* A batch's next call ends a second before its lease: after a whole call refused INVALID_ARGUMENT
  * the batch sends its deliveries one call at a time, (1 + n) x deadline_ms in all, which outlived
  * the lease (another gateway then claimed and sent them too). */
@@ -249,6 +332,7 @@ int main(void)
         cmocka_unit_test(results_match_by_id_in_any_order),
         cmocka_unit_test(more_results_than_deliveries_match_none),
         cmocka_unit_test(a_response_of_empty_results_at_the_cap_is_malformed),
+        cmocka_unit_test(a_response_is_judged_before_it_is_unpacked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
