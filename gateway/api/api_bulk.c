@@ -699,6 +699,12 @@ static void loaded_for_decision_cb(void *arg, int err, const struct gw_bulk_row 
         refuse_decision(d, "expired undecided", GW_EPRECOND, GW_RULE_BULK_UNDECIDED_EXPIRED);
         return;
     }
+    /* an approval releases (or destroys) records up to the request's level: its approver is
+     * cleared for them as its requester was; a rejection releases nothing and needs no level */
+    if (d->in->approve && row->max_level > gw_policy_max_level(gw_call_policy(call), p->role)) {
+        refuse_decision(d, "approver level", GW_EPERM, GW_RULE_BULK_APPROVER_LEVEL);
+        return;
+    }
     /* the key statement first: its failure says the key changed, the decision's that the
      * request is no longer pending (decided_cb), in one round trip */
     gw_store_bulk_key(&st[0], d->id, nonempty(d->key_hex), false);

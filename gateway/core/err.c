@@ -226,6 +226,10 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_BULK_KEY_CHANGED] = "the bulk request's recipient key is not the one it was "
                                  "requested with: it was changed in the database (an incident "
                                  "is recorded); nothing was decided or released (Art. 37)",
+    [GW_RULE_BULK_APPROVER_LEVEL] = "the bulk request takes records up to a security level above "
+                                    "the one the approver's role may see ([levels]): it is "
+                                    "approved by a second person cleared for that level, or "
+                                    "rejected (Art. 37)",
     /* lawful access and the monthly report */
     [GW_RULE_LAWFUL_ACCOUNT] = "acts only through a person's account token (Art. 16)",
     [GW_RULE_LAWFUL_TOO_MANY] = "names too many waybills (at most %)",

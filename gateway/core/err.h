@@ -233,6 +233,7 @@ enum gw_rule {
     GW_RULE_BULK_NO_APPROVED_KEY,
     GW_RULE_BULK_DESTROY_KEY,
     GW_RULE_BULK_KEY_CHANGED,
+    GW_RULE_BULK_APPROVER_LEVEL,
     /* lawful access and the monthly report (Art. 16, 17) */
     GW_RULE_LAWFUL_ACCOUNT,
     GW_RULE_LAWFUL_TOO_MANY, /* (bound) */

@@ -1076,10 +1076,8 @@ def test_a_destroy_deletes_only_records_within_the_requesters_levels(stack, peop
     compliance auditor (level 0) asking to destroy a plain and a 秘密 waybill is told 1, destroys
     the plain one only, and its destruction and bulk.run records count 1 with the level in the
     selector; the 秘密 record stays readable to a role cleared for it. A requester cleared for
-    秘密 (a gateway whose policy gives compliance_auditor level 1) destroys it. Before, the
-    level-0 auditor destroyed both."""
-    from conftest import ExtraGateway
-    from test_views import default_text, write_policy
+    秘密 (a gateway whose policy gives compliance_auditor, and security_admin who approves,
+    level 1) destroys it. Before, the level-0 auditor destroyed both."""
     pb = stack.pb
     ids, secret_no = plain_and_secret(stack)
     r = request(people, 3, ids, purpose="erasure of two records", legal_basis="ref 2026-31")
@@ -1094,14 +1092,8 @@ def test_a_destroy_deletes_only_records_within_the_requesters_levels(stack, peop
                       "WHERE request_id = '%s'" % r.request_id) == [
         "branch=* from=- to=- ids=2 level<=0|%s|%s|1" % (me, them)]
     assert audit_rows(stack, "bulk.run", r.request_id) == ["ok|%s|1|%s" % (me, r.request_id)]
-    # a requester cleared for 秘密 destroys it
-    policy = os.path.join(stack.dir, "policy_auditor_level.conf")
-    text = default_text()
-    assert text.count("\ncompliance_auditor = 0\n") == 1
-    write_policy(policy, text.replace("\ncompliance_auditor = 0\n",
-                                      "\ncompliance_auditor = 1\n"))
-    gw = ExtraGateway(stack, "bulklevel",
-                      edit=lambda conf: conf + "\n[policy]\nfile = %s\n" % policy)
+    # a requester cleared for 秘密, approved by an approver cleared for it, destroys it
+    gw = cleared_gateway(stack, "bulklevel", ("compliance_auditor", "security_admin"))
     try:
         ch = stack.channel(stack.account(REQUESTER)[2], addr=gw.addr)
         cpb = pb.compliance
@@ -1113,7 +1105,10 @@ def test_a_destroy_deletes_only_records_within_the_requesters_levels(stack, peop
         assert cleared.record_count == 1
         assert stack.psql("SELECT max_level FROM bulk_request WHERE id = '%s'"
                           % cleared.request_id) == ["1"]
-        approve(people, cleared.request_id)
+        waygate_proto.unary(stack.channel(stack.account(APPROVER)[2], addr=gw.addr), APPROVE,
+                            cpb.ApproveBulkRequest(request_id=cleared.request_id, approve=True,
+                                                   comment="checked"),
+                            cpb.ApproveBulkResponse, metadata=people.metadata(APPROVER))
         chunks = list(waygate_proto.stream(ch, RUN, cpb.RunBulkRequest(
             request_id=cleared.request_id), cpb.RunBulkChunk,
             metadata=people.metadata(REQUESTER), timeout=60))
@@ -1123,6 +1118,76 @@ def test_a_destroy_deletes_only_records_within_the_requesters_levels(stack, peop
     assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % ids[1]) == ["0"]
     assert stack.psql("SELECT selector, count FROM destruction WHERE request_id = '%s'"
                       % cleared.request_id) == ["branch=* from=- to=- ids=1 level<=1|1"]
+
+
+def cleared_gateway(stack, name, roles):
+    """A second gateway on the stack's database whose policy raises each of roles to level 1
+    (秘密) and is otherwise the shipped one."""
+    from conftest import ExtraGateway
+    from test_views import default_text, write_policy
+    policy = os.path.join(stack.dir, "policy_%s.conf" % name)
+    text = default_text()
+    for role in roles:
+        assert text.count("\n%s = 0\n" % role) == 1
+        text = text.replace("\n%s = 0\n" % role, "\n%s = 1\n" % role)
+    write_policy(policy, text)
+    return ExtraGateway(stack, name, edit=lambda conf: conf + "\n[policy]\nfile = %s\n" % policy)
+
+
+def test_an_approver_is_cleared_for_the_levels_a_request_takes(stack, people):
+    """An approval releases (or destroys) the records a request takes, up to the level it was
+    counted at (its max_level), so its approver's role is cleared for that level as its
+    requester's was (parts 1, 2, 4; Art. 37). On a gateway whose policy clears only the
+    compliance auditor for 秘密, the auditor's request takes the 秘密 record (max_level 1); the
+    security admin (level 0 there, and on the stack's own gateway) may not approve it: each try is
+    PERMISSION_DENIED naming request_id and the rule, leaves a refused bulk.approve record, and
+    the request stays pending. Rejecting it releases nothing and needs no level. A request
+    counted at level 0 is approved as always. Before, the level-0 approver approved it."""
+    pb = stack.pb.compliance
+    ids, _ = plain_and_secret(stack)
+    gw = cleared_gateway(stack, "approverlevel", ("compliance_auditor",))
+    try:
+        ch = stack.channel(stack.account(REQUESTER)[2], addr=gw.addr)
+        sec = stack.channel(stack.account(APPROVER)[2], addr=gw.addr)
+
+        def ask(purpose):
+            req = pb.RequestBulkRequest(operation=1, purpose=purpose, legal_basis="ref 2026-44",
+                                        destination="regulator audit workstation 3",
+                                        recipient_public_key=key_for(1))
+            req.selector.record_ids.extend(ids)
+            return waygate_proto.unary(ch, REQUEST, req, pb.RequestBulkResponse,
+                                       metadata=people.metadata(REQUESTER))
+
+        def decide(channel, request_id, ok):
+            return waygate_proto.unary(channel, APPROVE, pb.ApproveBulkRequest(
+                request_id=request_id, approve=ok, comment="checked"), pb.ApproveBulkResponse,
+                metadata=people.metadata(APPROVER))
+        r = ask("export of a classified record")
+        assert r.record_count == 2
+        assert stack.psql("SELECT max_level FROM bulk_request WHERE id = '%s'"
+                          % r.request_id) == ["1"]
+        for channel in (sec, people.channel(APPROVER)):
+            code, details = refusal(lambda: decide(channel, r.request_id, True))
+            assert code == grpc.StatusCode.PERMISSION_DENIED
+            assert details.startswith("request_id: the bulk request takes records up to a "
+                                      "security level above the one the approver's role may "
+                                      "see ([levels])"), details
+        assert stack.psql("SELECT state, approver IS NULL FROM bulk_request WHERE id = '%s'"
+                          % r.request_id) == ["pending|t"]
+        me = stack.account(APPROVER)[0]
+        assert stack.psql("SELECT outcome, actor, detail FROM audit_record WHERE action = "
+                          "'bulk.approve' AND object = '%s' ORDER BY seq" % r.request_id) == [
+            "refused|%s|approver level" % me] * 2
+        decide(sec, r.request_id, False)
+        assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'"
+                          % r.request_id) == ["rejected"]
+    finally:
+        gw.close()
+    plain = request(people, 1, ids)  # the stack's own gateway: counted at level 0
+    assert plain.record_count == 1
+    approve(people, plain.request_id)
+    assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'"
+                      % plain.request_id) == ["approved"]
 
 
 def test_a_large_export_pages_and_chunks(stack, people):
