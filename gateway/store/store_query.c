@@ -27,7 +27,14 @@ _Static_assert(GW_STORE_BIDX_ALTS == 2, "the key conditions name $1 and $7");
 /* $1 the key (and $7 its other suite's blind index), $2 the branch, $3 the limit, $4/$5 the
  * keyset position (NULL: first page), $6 the highest security level. The
  * branch condition repeats what row-level security enforces: the statement asks for the branch
- * the caller named, the database shows only the caller's scope. The level is the policy's
+ * the caller named, the database shows only the caller's scope. It is leakproof and cheap (text
+ * equality against the branch and an array its route lookup makes once, an InitPlan), so
+ * PostgreSQL applies it before the row-level security policy, whose custody term calls
+ * waybill_custodian for every row the other terms leave: another branch's records under the key
+ * are passed over without that call (~20 us each), and the time of an empty page no longer
+ * grows with how many of them there are (review: +5-7 ms for a phone of 300 waybills of branch
+ * a, searched from branch b). With `dest_region_code IN (SELECT ...)`, a subplan, the policy
+ * went first. The level is the policy's
  * (gw_policy_in_scope holds the authenticated record to it again): a record above it is not read,
  * as one that does not exist, and takes no place among the limit's rows. A NULL level is read as
  * 0, as the row's reader does. */
@@ -41,8 +48,8 @@ static int search_sql(enum gw_store_key key, struct gw_store_sql *b)
     gw_store_read_cols(b);
     gw_store_sql_add(b,
                      " FROM waybill w WHERE %s AND (w.origin_branch = $2 OR "
-                     "w.dest_region_code IN (SELECT r.region_code FROM route r WHERE r.branch = "
-                     "$2)) AND COALESCE(w.security_level, 0) BETWEEN 0 AND $6::smallint AND "
+                     "w.dest_region_code = ANY (ARRAY(SELECT r.region_code FROM route r WHERE "
+                     "r.branch = $2))) AND COALESCE(w.security_level, 0) BETWEEN 0 AND $6::smallint AND "
                      "($4::bigint IS NULL OR (w.accepted_at, w.id) < "
                      "(to_timestamp($4::bigint), $5::uuid)) "
                      "ORDER BY w.accepted_at DESC, w.id DESC LIMIT $3::integer",
