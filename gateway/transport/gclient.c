@@ -354,7 +354,9 @@ static void ping_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    conn_lost(c, "backend: connection unresponsive (PING unanswered)", true);
+    /* established only if it ever answered: a backend silent from its handshake on is a failed
+     * attempt, and meets the backoff */
+    conn_lost(c, "backend: connection unresponsive (PING unanswered)", c->proved);
 }
 
 /* ---- nghttp2 callbacks (no user code, no teardown from here) ---- */

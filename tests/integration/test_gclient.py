@@ -212,7 +212,9 @@ class HostileBackend:
       goaway: sends its SETTINGS, waits for the client's acknowledgement (`settings_acked`: the
              client has read them), then GOAWAY NO_ERROR naming stream 0 (it processed none),
              and reads until the client closes;
-      close: the same, but closes the connection instead of the GOAWAY.
+      close: the same, but closes the connection instead of the GOAWAY;
+      silent: completes the TLS handshake, then reads and discards until the client closes,
+             never sending a byte (no SETTINGS, no PING acknowledgement).
     `ended` is set when a connection has ended, by either side."""
 
     FLOOD_CAP = 1 << 30
@@ -251,6 +253,14 @@ class HostileBackend:
                 self.accepted += 1
             threading.Thread(target=self._conn, args=(raw,), daemon=True).start()
 
+    def _silent(self, s):
+        while True:
+            try:
+                if not s.recv(65536):
+                    return
+            except socket.timeout:
+                continue
+
     def _conn(self, raw):
         try:
             s = self.ctx.wrap_socket(raw, server_side=True)
@@ -262,6 +272,8 @@ class HostileBackend:
                 self._echo(s)
             elif self.mode in ("goaway", "close"):
                 self._leave(s)
+            elif self.mode == "silent":
+                self._silent(s)
             else:
                 self._mcs0(s)
         except (OSError, EOFError):
@@ -743,6 +755,39 @@ def test_a_backend_that_settles_and_leaves_meets_the_backoff(env, mode):
             "%d connections for %d calls in %.1f s: the backoff was reset" % (
                 accepted, len(answers), elapsed)
         assert p.stats()["inflight"] == 0
+    finally:
+        p.close()
+        srv.close()
+
+
+def test_a_silent_backend_meets_the_backoff(env):
+    """A backend that completes the TLS handshake and then says nothing (no SETTINGS, no answer
+    to the PING a call's deadline sends) never proved its connection usable: each such connection
+    dropped for its unanswered PING is a failed attempt and meets the reconnect backoff. Calls
+    made one after another until the backend has seen LEAVING_CONNECTIONS connections cost no
+    more connections than the backoff allows in the time they took. Before, the unanswered PING
+    counted the connection as established, and the next call connected again at once (review).
+    The bound holds by construction whatever the machine's speed; a slow machine only weakens
+    the test."""
+    srv = HostileBackend(env.certdir, "silent")
+    p = Probe(env.certdir, srv.addr, connect_timeout_ms=300)
+    answers = []
+    try:
+        start = time.monotonic()
+        while srv.accepted < LEAVING_CONNECTIONS:
+            assert time.monotonic() < start + 4 * BOUND_S, "the client stopped connecting"
+            answers.append(p.call("hush%d" % len(answers), n=1, deadline_ms=200))
+            time.sleep(0.01)  # pacing the calls, not waiting for an outcome
+        elapsed = time.monotonic() - start
+        with srv.lock:
+            accepted = srv.accepted
+        print("silent: %d calls in %.1f s, %d connections (the backoff allows %d): %s" % (
+            len(answers), elapsed, accepted, attempts_within(elapsed),
+            sorted({a["message"] for a in answers})))
+        assert all(a["status"] in (DEADLINE, UNAVAILABLE) for a in answers), answers
+        assert accepted <= attempts_within(elapsed), \
+            "%d connections for %d calls in %.1f s: the backoff was reset" % (
+                accepted, len(answers), elapsed)
     finally:
         p.close()
         srv.close()
