@@ -24,6 +24,7 @@
 #include "api_record.h"
 #include "app.h"
 #include "audit.h"
+#include "policy.h"
 #include "seal.h"
 #include "store.h"
 #include "store_lawful.h"
@@ -266,7 +267,9 @@ void gw_api_lawful_get(struct gw_call *call, const uint8_t *req, size_t len)
     }
     for (size_t i = 0; i < GW_CRYPTO_BIDX_LEN; i++)
         snprintf(r->bidx_hex + 2 * i, 3, "%02x", bidx[0][i]);
-    rc = gw_store_lawful_get(app->store, p->account_id, bidx, got_cb, r, &r->sreq);
+    rc = gw_store_lawful_get(app->store, p->account_id, bidx,
+                             gw_policy_max_level(gw_call_policy(r->call), p->role), got_cb, r,
+                             &r->sreq);
     if (rc != 0) {
         gw_api_read_failed(call, rc);
         return;

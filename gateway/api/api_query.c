@@ -424,7 +424,9 @@ bool gw_api_row_visible(struct gw_call *call, int err, const struct gw_store_row
     }
     /* Authenticate before the scope check: the scope rests on origin_branch and
      * dest_region_code, clear columns that only the record MAC vouches for, and an altered
-     * record deserves its incident whoever reads it. */
+     * record deserves its incident whoever reads it in scope. (A record above the caller's
+     * level was not read: the statement asks the level, gw_store_get; the check below holds the
+     * authenticated level to it again.) */
     rc = gw_api_open_row(call, &row->w, number, number_len, clear);
     if (rc == GW_EDATALOSS || rc == GW_EPRECOND) {
         gw_api_fail_unreadable(call, rc);
@@ -495,7 +497,9 @@ void gw_api_query_get(struct gw_call *call, const uint8_t *req, size_t len)
     }
     if (!gw_api_throttle(call, bidx[0]))
         return;
-    rc = gw_store_get(app->store, gw_call_principal(call)->branch, bidx, got_cb, g, &g->req);
+    rc = gw_store_get(app->store, gw_call_principal(call)->branch, bidx,
+                      gw_policy_max_level(gw_call_policy(call), gw_call_principal(call)->role),
+                      got_cb, g, &g->req);
     if (rc != 0) {
         gw_api_read_failed(call, rc);
         return;

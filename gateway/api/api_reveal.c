@@ -282,7 +282,8 @@ void gw_api_query_reveal(struct gw_call *call, const uint8_t *req, size_t len)
     }
     if (!gw_api_throttle(call, bidx[0]))
         return;
-    rc = gw_store_get(app->store, p->branch, bidx, got_cb, r, &r->req);
+    rc = gw_store_get(app->store, p->branch, bidx,
+                      gw_policy_max_level(gw_call_policy(call), p->role), got_cb, r, &r->req);
     if (rc != 0) {
         gw_api_read_failed(call, rc);
         return;

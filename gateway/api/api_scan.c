@@ -259,7 +259,9 @@ static void read_waybill(struct scan *sc)
     int rc;
 
     sc->reads++;
-    rc = gw_store_get(gw_call_app(sc->call)->store, scope, sc->bidx, got_cb, sc, &sc->getreq);
+    rc = gw_store_get(gw_call_app(sc->call)->store, scope, sc->bidx,
+                      gw_policy_max_level(gw_call_policy(sc->call), p->role), got_cb, sc,
+                      &sc->getreq);
     if (rc != 0) {
         gw_api_read_failed(sc->call, rc);
         return;

@@ -174,10 +174,12 @@ int gw_store_submit_batch(struct gw_store *store, const struct gw_sealed_waybill
 
 /* Reads the sealed row whose waybill-number blind index is any of wb_bidx (one per suite),
  * within scope (a branch code: the database's row-level security shows only that branch's rows,
- * sql/007_scope.sql). */
+ * sql/007_scope.sql) and at most security level max_level (the caller role's,
+ * gw_policy_max_level; below 0: none): a record above it is GW_ENOTFOUND, not read, as a number
+ * that does not exist (neither opened nor timed apart from one). */
 int gw_store_get(struct gw_store *store, const char *scope,
-                 const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN], gw_store_get_cb cb,
-                 void *arg, struct gw_store_req **out) GW_MUST_CHECK;
+                 const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN], int max_level,
+                 gw_store_get_cb cb, void *arg, struct gw_store_req **out) GW_MUST_CHECK;
 
 /* Reads one page of a search (struct gw_store_search, copied). */
 int gw_store_search(struct gw_store *store, const struct gw_store_search *q, gw_store_search_cb cb,

@@ -160,6 +160,14 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g,
 
 /* store_read.c: the text of the read-by-wb_bidx statement (gw_free), NULL on overflow/ENOMEM. */
 char *gw_store_get_sql_new(void);
+/* The get statement's parameters: the two blind indexes (binary) and the highest security level
+ * (text, written into level_text; below 0: none, so no row is read). */
+#define GW_STORE_GET_NPARAMS 3
+#define GW_STORE_LEVEL_TEXT 12
+void gw_store_get_params(const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN],
+                         int max_level, const char *vals[GW_STORE_GET_NPARAMS],
+                         char level_text[GW_STORE_LEVEL_TEXT]);
+extern const int gw_store_get_lens[GW_STORE_GET_NPARAMS], gw_store_get_fmts[GW_STORE_GET_NPARAMS];
 
 /* store_read.c: row `row` of a read's result (every column of the column list, then the
  * destination branch, the custodian, the latest event and its time) into *out (pointers into the

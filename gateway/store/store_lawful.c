@@ -157,14 +157,12 @@ static int send_req(struct gw_store *s, struct gw_store_lawful_req *r, const str
 }
 
 int gw_store_lawful_get(struct gw_store *s, int64_t account,
-                        const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN],
+                        const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN], int max_level,
                         gw_store_lawful_get_cb cb, void *arg, struct gw_store_lawful_req **out)
 {
-    char scope_text[32], acct[24];
-    const char *sv[1], *vals[2], *gv[3];
-    static const int lens[3] = {GW_STORE_BIDX_LEN, GW_STORE_BIDX_LEN, GW_STORE_BIDX_LEN},
-                     glens[3] = {GW_STORE_BIDX_LEN, 0, GW_STORE_BIDX_LEN}, fmts[3] = {1, 1, 1},
-                     gfmts[3] = {1, 0, 1};
+    char scope_text[32], acct[24], level[GW_STORE_LEVEL_TEXT];
+    const char *sv[1], *vals[GW_STORE_GET_NPARAMS], *gv[3];
+    static const int glens[3] = {GW_STORE_BIDX_LEN, 0, GW_STORE_BIDX_LEN}, gfmts[3] = {1, 0, 1};
     struct gw_db_stmt st[3];
     struct gw_store_lawful_req *r;
 
@@ -174,15 +172,16 @@ int gw_store_lawful_get(struct gw_store *s, int64_t account,
         return GW_EINVAL;
     snprintf(scope_text, sizeof(scope_text), "lawful:%" PRId64, account);
     snprintf(acct, sizeof(acct), "%" PRId64, account);
-    vals[0] = gv[0] = (const char *)wb_bidx[0];
-    vals[1] = gv[2] = (const char *)wb_bidx[1];
+    gw_store_get_params(wb_bidx, max_level, vals, level);
+    gv[0] = (const char *)wb_bidx[0];
+    gv[2] = (const char *)wb_bidx[1];
     gv[1] = acct;
     scope(&st[0], sv, scope_text);
     st[1] = (struct gw_db_stmt){.sql = s->get_sql,
-                                .nparams = GW_STORE_BIDX_ALTS,
+                                .nparams = GW_STORE_GET_NPARAMS,
                                 .values = vals,
-                                .lengths = lens,
-                                .formats = fmts,
+                                .lengths = gw_store_get_lens,
+                                .formats = gw_store_get_fmts,
                                 .result_format = 1};
     st[2] = (struct gw_db_stmt){
         .sql = grant_sql, .nparams = 3, .values = gv, .lengths = glens, .formats = gfmts};

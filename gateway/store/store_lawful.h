@@ -124,11 +124,12 @@ typedef void (*gw_store_lawful_get_cb)(void *arg, int err, const struct gw_store
                                        const struct gw_store_lawful_grant *g);
 
 /* Reads the sealed row of any of wb_bidx (one per suite) under the scope 'lawful:<account>'
- * (row-level security shows exactly the rows of that account's approved, unexpired cases) with the
- * case it rests on. Returns 0 and a handle in *out (cancel with gw_store_lawful_cancel; valid until
- * the callback starts), or GW_EINVAL / GW_ENOMEM / gw_db_exec's errors: then cb will not run. */
+ * (row-level security shows exactly the rows of that account's approved, unexpired cases) and at
+ * most security level max_level (as gw_store_get) with the case it rests on. Returns 0 and a handle
+ * in *out (cancel with gw_store_lawful_cancel; valid until the callback starts), or GW_EINVAL /
+ * GW_ENOMEM / gw_db_exec's errors: then cb will not run. */
 int gw_store_lawful_get(struct gw_store *s, int64_t account,
-                        const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN],
+                        const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN], int max_level,
                         gw_store_lawful_get_cb cb, void *arg,
                         struct gw_store_lawful_req **out) GW_MUST_CHECK;
 /* The callback never runs after this. NULL-safe. */

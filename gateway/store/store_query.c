@@ -49,7 +49,8 @@ static int search_sql(enum gw_store_key key, struct gw_store_sql *b)
     gw_store_sql_add(b,
                      " FROM waybill w WHERE %s AND (w.origin_branch = $2 OR "
                      "w.dest_region_code = ANY (ARRAY(SELECT r.region_code FROM route r WHERE "
-                     "r.branch = $2))) AND COALESCE(w.security_level, 0) BETWEEN 0 AND $6::smallint AND "
+                     "r.branch = $2))) AND "
+                     "COALESCE(w.security_level, 0) BETWEEN 0 AND $6::smallint AND "
                      "($4::bigint IS NULL OR (w.accepted_at, w.id) < "
                      "(to_timestamp($4::bigint), $5::uuid)) "
                      "ORDER BY w.accepted_at DESC, w.id DESC LIMIT $3::integer",

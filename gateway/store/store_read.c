@@ -35,7 +35,10 @@ char *gw_store_get_sql_new(void)
 
     gw_store_sql_add(&b, "SELECT ");
     gw_store_read_cols(&b);
-    gw_store_sql_add(&b, " FROM waybill w WHERE w.wb_bidx IN ($1, $2)"); /* GW_STORE_BIDX_ALTS */
+    /* GW_STORE_BIDX_ALTS; $3 the caller's highest security level, as Search asks it
+     * (store_query.c): a record above it is not read, as one that does not exist */
+    gw_store_sql_add(&b, " FROM waybill w WHERE w.wb_bidx IN ($1, $2) AND "
+                         "COALESCE(w.security_level, 0) BETWEEN 0 AND $3::smallint");
     return b.overflow ? NULL : gw_strdup(b.buf);
 }
 
@@ -237,12 +240,25 @@ out:
     gw_store_req_free(r);
 }
 
-int gw_store_get(struct gw_store *s, const char *scope,
-                 const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN], gw_store_get_cb cb,
-                 void *arg, struct gw_store_req **out)
+void gw_store_get_params(const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN],
+                         int max_level, const char *vals[GW_STORE_GET_NPARAMS],
+                         char level_text[GW_STORE_LEVEL_TEXT])
 {
-    const char *vals[GW_STORE_BIDX_ALTS], *sv[1];
-    static const int lens[2] = {GW_STORE_BIDX_LEN, GW_STORE_BIDX_LEN}, fmts[2] = {1, 1};
+    vals[0] = (const char *)wb_bidx[0];
+    vals[1] = (const char *)wb_bidx[1];
+    snprintf(level_text, GW_STORE_LEVEL_TEXT, "%d", max_level < 0 ? -1 : max_level);
+    vals[2] = level_text;
+}
+
+const int gw_store_get_lens[GW_STORE_GET_NPARAMS] = {GW_STORE_BIDX_LEN, GW_STORE_BIDX_LEN, 0};
+const int gw_store_get_fmts[GW_STORE_GET_NPARAMS] = {1, 1, 0};
+
+int gw_store_get(struct gw_store *s, const char *scope,
+                 const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN], int max_level,
+                 gw_store_get_cb cb, void *arg, struct gw_store_req **out)
+{
+    const char *vals[GW_STORE_GET_NPARAMS], *sv[1];
+    char level[GW_STORE_LEVEL_TEXT];
     struct gw_db_stmt st[2];
     struct gw_store_req *r;
 
@@ -250,14 +266,13 @@ int gw_store_get(struct gw_store *s, const char *scope,
         *out = NULL;
     if (s == NULL || scope == NULL || scope[0] == '\0' || wb_bidx == NULL || cb == NULL)
         return GW_EINVAL;
-    vals[0] = (const char *)wb_bidx[0];
-    vals[1] = (const char *)wb_bidx[1];
+    gw_store_get_params(wb_bidx, max_level, vals, level);
     gw_store_scope_stmt(&st[0], sv, scope);
     st[1] = (struct gw_db_stmt){.sql = s->get_sql,
-                                .nparams = GW_STORE_BIDX_ALTS,
+                                .nparams = GW_STORE_GET_NPARAMS,
                                 .values = vals,
-                                .lengths = lens,
-                                .formats = fmts,
+                                .lengths = gw_store_get_lens,
+                                .formats = gw_store_get_fmts,
                                 .result_format = 1};
     r = gw_store_req_new(s, GW_STORE_RK_GET, arg);
     if (r == NULL)

@@ -114,3 +114,32 @@ def test_search_passes_over_other_branches_records_without_asking_custody(stack)
         stack.psql("\n".join(saved))
     assert refusal(lambda: get(stack, ws[0].waybill_no, "branch_b"))[0] == \
         grpc.StatusCode.NOT_FOUND
+
+
+def test_a_record_above_the_callers_level_does_the_work_of_a_missing_number(stack):
+    """A record of the caller's own branch above its role's security level is not read at all:
+    the read statement asks the level, as Search's does, so Get and Reveal of a 机密 waybill by
+    courier_a (level 1 in the shipped policy) read no row, open nothing and answer word for word
+    as for a number nobody used. Before, the row was read and authenticated, then refused: a
+    measurably later NOT_FOUND, and DATA_LOSS or FAILED_PRECONDITION instead of it when the record
+    was altered or its key missing (review). The positive control (no role of the shipped policy
+    is cleared for 机密): a 秘密 record of the same branch, read and opened once."""
+    high = new_waybill(stack, "a", dest="330106")
+    high.security_level = stack.pb.common.SECURITY_LEVEL_HIGHLY_SECRET
+    submit(stack, high)
+    secret = new_waybill(stack, "a", dest="330106")
+    secret.security_level = stack.pb.common.SECURITY_LEVEL_SECRET
+    submit(stack, secret)
+    missing = work(stack, lambda: get(stack, nonexistent(stack, "a", 35), "courier_a"))
+    assert missing[0][0].name == "NOT_FOUND" and missing[1:] == (0, 0)
+    assert work(stack, lambda: get(stack, high.waybill_no, "courier_a")) == missing
+    missing_r = work(stack, lambda: reveal(stack, "branch_a", nonexistent(stack, "a", 36),
+                                           "recipient.phone"))
+    assert missing_r[0][0].name == "NOT_FOUND" and missing_r[1:] == (0, 0)
+    assert work(stack, lambda: reveal(stack, "branch_a", high.waybill_no, "recipient.phone")) \
+        == missing_r
+    before, _ = scrape(stack)
+    assert get(stack, secret.waybill_no, "courier_a").waybill.waybill_no == secret.waybill_no
+    after, _ = scrape(stack)
+    assert (value(after, ROWS) - value(before, ROWS), value(after, OPENED) - value(before, OPENED)) \
+        == (1, 1)

@@ -352,7 +352,7 @@ static void test_get(void **state)
     a.w.service_type = "";
     assert_int_equal(submit_wait(&a).outcome, GW_STORE_NEW);
     memcpy(pair[1], a.w.wb_bidx, 16); /* found by either of the pair (one per suite) */
-    assert_int_equal(gw_store_get(store, "a", pair, get_cb, o, NULL), 0);
+    assert_int_equal(gw_store_get(store, "a", pair, 3, get_cb, o, NULL), 0);
     assert_true(run_until(get_done, o, 10000));
     assert_int_equal(o->err, 0);
     assert_memory_equal(o->seen.w.id, a.w.id, 16);
@@ -383,9 +383,16 @@ static void test_get(void **state)
         assert_memory_equal(o->seen.ct[i], a.ct[i], 24);
     }
     memset(o, 0, sizeof(*o));
-    assert_int_equal(gw_store_get(store, "a", unknown, get_cb, o, NULL), 0);
+    assert_int_equal(gw_store_get(store, "a", unknown, 3, get_cb, o, NULL), 0);
     assert_true(run_until(get_done, o, 10000));
     assert_int_equal(o->err, GW_ENOTFOUND);
+    /* a record above the caller's level (it is 1) is not read, as one that does not exist */
+    for (int level = -1; level <= 1; level++) {
+        memset(o, 0, sizeof(*o));
+        assert_int_equal(gw_store_get(store, "a", pair, level, get_cb, o, NULL), 0);
+        assert_true(run_until(get_done, o, 10000));
+        assert_int_equal(o->err, level < 1 ? GW_ENOTFOUND : 0);
+    }
     free(o);
 }
 
