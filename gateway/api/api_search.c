@@ -278,17 +278,27 @@ static enum gw_policy_search_key policy_key(const Waygate__V1__SearchRequest *in
 }
 
 /* True when the caller's role may search by the request's key (or none is set: key_of refuses
- * that). A key it may not is refused naming it, before the value is looked at: a role's search
- * keys are policy ([search.<role>]), like its view. */
+ * that), and a person's key set to the sides it may be matched on (s->q.sides). A key it may not
+ * search by (not among its [search.<role>] keys, or a person's key whose field its view omits on
+ * both sides) is refused naming it, before the value is looked at: a role's search keys are
+ * policy, like its view. */
 static bool key_allowed(struct search *s, const Waygate__V1__SearchRequest *in)
 {
+    const struct gw_policy *pol = gw_call_policy(s->call);
+    const char *role = gw_call_principal(s->call)->role;
     enum gw_policy_search_key k = policy_key(in);
+    unsigned sides;
 
-    if (k == GW_POLICY_SEARCH_NKEYS ||
-        gw_policy_may_search_by(gw_call_policy(s->call), gw_call_principal(s->call)->role, k))
+    if (k == GW_POLICY_SEARCH_NKEYS)
         return true;
-    gw_call_fail(s->call, GW_EPERM, gw_policy_search_keys[k], GW_RULE_SEARCH_KEY_DENIED);
-    return false;
+    if (!gw_policy_may_search_by(pol, role, k)) {
+        gw_call_fail(s->call, GW_EPERM, gw_policy_search_keys[k], GW_RULE_SEARCH_KEY_DENIED);
+        return false;
+    }
+    sides = gw_policy_search_sides(pol, role, k);
+    s->q.sides = ((sides & GW_POLICY_SIDE_SENDER) != 0 ? GW_STORE_SIDE_SENDER : 0u) |
+                 ((sides & GW_POLICY_SIDE_RECIPIENT) != 0 ? GW_STORE_SIDE_RECIPIENT : 0u);
+    return true;
 }
 
 /* The key's blind indexes into s->q.bidx, one per suite of the keyring, the configured suite's

@@ -316,12 +316,44 @@ const char *const gw_policy_search_keys[GW_POLICY_SEARCH_NKEYS] = {
     [GW_POLICY_SEARCH_PICKUP_DAY] = "pickup_day",
 };
 
-bool gw_policy_may_search_by(const struct gw_policy *pol, const char *role,
-                             enum gw_policy_search_key key)
+static bool in_search_keys(const struct gw_policy *pol, const char *role,
+                           enum gw_policy_search_key key)
 {
     int r = gw_policy_role_index(role);
 
     return r >= 0 && (unsigned)key < GW_POLICY_SEARCH_NKEYS && pol->search[r][key];
+}
+
+bool gw_policy_may_search_by(const struct gw_policy *pol, const char *role,
+                             enum gw_policy_search_key key)
+{
+    if (key == GW_POLICY_SEARCH_PHONE || key == GW_POLICY_SEARCH_ID_NUMBER)
+        return gw_policy_search_sides(pol, role, key) != 0;
+    return in_search_keys(pol, role, key);
+}
+
+unsigned gw_policy_search_sides(const struct gw_policy *pol, const char *role,
+                                enum gw_policy_search_key key)
+{
+    enum gw_col sender, recipient;
+    unsigned sides = 0;
+
+    if (key == GW_POLICY_SEARCH_PHONE) {
+        sender = GW_COL_SENDER_PHONE;
+        recipient = GW_COL_RECIPIENT_PHONE;
+    } else if (key == GW_POLICY_SEARCH_ID_NUMBER) {
+        sender = GW_COL_SENDER_ID_NUMBER;
+        recipient = GW_COL_RECIPIENT_ID_NUMBER;
+    } else {
+        return 0;
+    }
+    if (!in_search_keys(pol, role, key))
+        return 0;
+    if (gw_policy_view(pol, role, sender) != GW_VIEW_OMIT)
+        sides |= GW_POLICY_SIDE_SENDER;
+    if (gw_policy_view(pol, role, recipient) != GW_VIEW_OMIT)
+        sides |= GW_POLICY_SIDE_RECIPIENT;
+    return sides;
 }
 
 int gw_policy_max_level(const struct gw_policy *pol, const char *role)

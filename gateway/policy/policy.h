@@ -140,11 +140,29 @@ enum gw_policy_search_key {
  * "phone", "id_number", "waybill_no", "pickup_day". */
 extern const char *const gw_policy_search_keys[GW_POLICY_SEARCH_NKEYS];
 
-/* May role Search by key ([search.<role>] keys)? Deny by default: a role without the section, an
- * unknown role or key may search by none. The method permission (gw_policy_may_call) is checked
- * before; this decides which of Search's keys the role's duty needs. */
+/* May role Search by key? Deny by default: a role without the section, an unknown role or key may
+ * search by none. True when the key is among its [search.<role>] keys and, for a person's key
+ * (phone, id_number), it may match at least one side (gw_policy_search_sides): a role whose view
+ * omits that field on both sides may not search by it, whatever its keys say. The method
+ * permission (gw_policy_may_call) is checked before; this decides which of Search's keys the
+ * role's duty needs. */
 bool gw_policy_may_search_by(const struct gw_policy *pol, const char *role,
                              enum gw_policy_search_key key);
+
+/* The sides of a waybill a person's key may be matched on. */
+enum gw_policy_side {
+    GW_POLICY_SIDE_SENDER = 1u << 0,
+    GW_POLICY_SIDE_RECIPIENT = 1u << 1,
+};
+
+/* Which sides (a set of enum gw_policy_side) a Search by key may match for role: a person's key
+ * (phone: sender.phone, recipient.phone; id_number: sender.id_number, recipient.id_number) matches
+ * a side only when the key is among the role's [search.<role>] keys and its view ([view.<role>])
+ * does not omit that side's field: a record is never found by a value the role may not see. 0
+ * when it matches none: a role that may not search by the key, an unknown role, or a key that is
+ * not a person's (waybill_no and pickup_day belong to no side). */
+unsigned gw_policy_search_sides(const struct gw_policy *pol, const char *role,
+                                enum gw_policy_search_key key);
 
 /* The highest security level of a record role may see ([levels]), or -1 when it sees none (a
  * role not listed, an unknown role): the bound gw_policy_in_scope holds a record's level to, for

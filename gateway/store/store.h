@@ -78,15 +78,22 @@ typedef void (*gw_store_get_cb)(void *arg, int err, const struct gw_store_row *r
  * delivers) and up to the security level max_level; newest first (accepted_at, then id,
  * descending); after a keyset position when `after` is set; at most limit rows. */
 enum gw_store_key {
-    GW_STORE_KEY_PHONE = 1, /* bidx: a phone's blind index, sender or recipient */
-    GW_STORE_KEY_ID_NUMBER, /* bidx: an ID number's blind index, sender or recipient */
+    GW_STORE_KEY_PHONE = 1, /* bidx: a phone's blind index, on the sides `sides` names */
+    GW_STORE_KEY_ID_NUMBER, /* bidx: an ID number's blind index, on the sides `sides` names */
     GW_STORE_KEY_NUMBER,    /* bidx: the waybill number's blind index */
     GW_STORE_KEY_DAY,       /* day: "YYYY-MM-DD" pickup day */
+};
+/* The sides a person's key (phone, ID number) is matched on: the caller decides them (the
+ * policy's gw_policy_search_sides); the store matches no other. */
+enum gw_store_side {
+    GW_STORE_SIDE_SENDER = 1u << 0,
+    GW_STORE_SIDE_RECIPIENT = 1u << 1,
 };
 struct gw_store_search {
     const char *scope; /* the caller's scope (row-level security): a branch code */
     const char *branch;
     enum gw_store_key key;
+    unsigned sides; /* a person's key: a non-empty set of enum gw_store_side; others: ignored */
     uint8_t bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN]; /* any of them */
     const char *day;
     bool after;
@@ -181,7 +188,8 @@ int gw_store_get(struct gw_store *store, const char *scope,
                  const uint8_t wb_bidx[GW_STORE_BIDX_ALTS][GW_STORE_BIDX_LEN], int max_level,
                  gw_store_get_cb cb, void *arg, struct gw_store_req **out) GW_MUST_CHECK;
 
-/* Reads one page of a search (struct gw_store_search, copied). */
+/* Reads one page of a search (struct gw_store_search, copied). GW_EINVAL for a person's key
+ * without a side. */
 int gw_store_search(struct gw_store *store, const struct gw_store_search *q, gw_store_search_cb cb,
                     void *arg, struct gw_store_req **out) GW_MUST_CHECK;
 

@@ -14,15 +14,44 @@
 
 /* ---- Search ---- */
 
-static const char *const key_cond[] = {
-    [GW_STORE_KEY_PHONE] =
-        "(w.sender_phone_bidx IN ($1, $7) OR w.recipient_phone_bidx IN ($1, $7))",
-    [GW_STORE_KEY_ID_NUMBER] = "(w.sender_id_bidx IN ($1, $7) OR w.recipient_id_bidx IN ($1, $7))",
-    [GW_STORE_KEY_NUMBER] = "w.wb_bidx IN ($1, $7)",
-    [GW_STORE_KEY_DAY] = "w.pickup_day = $1::text::date",
+/* The condition of a key on $1 (and $7, its other suite's blind index). A person's key is matched
+ * only on the sides the caller names: a side left out is never compared, so a record is not found
+ * by a value its reader may not see. */
+static const char *const side_cond[][2] = {
+    [GW_STORE_KEY_PHONE] = {"w.sender_phone_bidx IN ($1, $7)",
+                            "w.recipient_phone_bidx IN ($1, $7)"},
+    [GW_STORE_KEY_ID_NUMBER] = {"w.sender_id_bidx IN ($1, $7)", "w.recipient_id_bidx IN ($1, $7)"},
 };
 
 _Static_assert(GW_STORE_BIDX_ALTS == 2, "the key conditions name $1 and $7");
+
+static int key_cond(struct gw_store_sql *b, enum gw_store_key key, unsigned sides)
+{
+    const unsigned both = GW_STORE_SIDE_SENDER | GW_STORE_SIDE_RECIPIENT;
+
+    switch (key) {
+    case GW_STORE_KEY_NUMBER:
+        gw_store_sql_add(b, "w.wb_bidx IN ($1, $7)");
+        return 0;
+    case GW_STORE_KEY_DAY:
+        gw_store_sql_add(b, "w.pickup_day = $1::text::date");
+        return 0;
+    case GW_STORE_KEY_PHONE:
+    case GW_STORE_KEY_ID_NUMBER:
+        break;
+    default:
+        return GW_EINVAL;
+    }
+    if (sides == both)
+        gw_store_sql_add(b, "(%s OR %s)", side_cond[key][0], side_cond[key][1]);
+    else if (sides == GW_STORE_SIDE_SENDER)
+        gw_store_sql_add(b, "%s", side_cond[key][0]);
+    else if (sides == GW_STORE_SIDE_RECIPIENT)
+        gw_store_sql_add(b, "%s", side_cond[key][1]);
+    else
+        return GW_EINVAL;
+    return 0;
+}
 
 /* $1 the key (and $7 its other suite's blind index), $2 the branch, $3 the limit, $4/$5 the
  * keyset position (NULL: first page), $6 the highest security level. The
@@ -38,23 +67,22 @@ _Static_assert(GW_STORE_BIDX_ALTS == 2, "the key conditions name $1 and $7");
  * (gw_policy_in_scope holds the authenticated record to it again): a record above it is not read,
  * as one that does not exist, and takes no place among the limit's rows. A NULL level is read as
  * 0, as the row's reader does. */
-static int search_sql(enum gw_store_key key, struct gw_store_sql *b)
+static int search_sql(enum gw_store_key key, unsigned sides, struct gw_store_sql *b)
 {
-    if (key < GW_STORE_KEY_PHONE || key > GW_STORE_KEY_DAY)
-        return GW_EINVAL;
     b->len = 0;
     b->overflow = false;
     gw_store_sql_add(b, "SELECT ");
     gw_store_read_cols(b);
-    gw_store_sql_add(b,
-                     " FROM waybill w WHERE %s AND (w.origin_branch = $2 OR "
-                     "w.dest_region_code = ANY (ARRAY(SELECT r.region_code FROM route r WHERE "
-                     "r.branch = $2))) AND "
-                     "COALESCE(w.security_level, 0) BETWEEN 0 AND $6::smallint AND "
-                     "($4::bigint IS NULL OR (w.accepted_at, w.id) < "
-                     "(to_timestamp($4::bigint), $5::uuid)) "
-                     "ORDER BY w.accepted_at DESC, w.id DESC LIMIT $3::integer",
-                     key_cond[key]);
+    gw_store_sql_add(b, " FROM waybill w WHERE ");
+    if (key_cond(b, key, sides) != 0)
+        return GW_EINVAL;
+    gw_store_sql_add(b, " AND (w.origin_branch = $2 OR "
+                        "w.dest_region_code = ANY (ARRAY(SELECT r.region_code FROM route r WHERE "
+                        "r.branch = $2))) AND "
+                        "COALESCE(w.security_level, 0) BETWEEN 0 AND $6::smallint AND "
+                        "($4::bigint IS NULL OR (w.accepted_at, w.id) < "
+                        "(to_timestamp($4::bigint), $5::uuid)) "
+                        "ORDER BY w.accepted_at DESC, w.id DESC LIMIT $3::integer");
     return b->overflow ? GW_ENOMEM : 0;
 }
 
@@ -112,7 +140,7 @@ int gw_store_search(struct gw_store *s, const struct gw_store_search *q, gw_stor
         q->limit > GW_STORE_SEARCH_MAX || q->max_level < 0 || q->max_level > 3 ||
         (q->key == GW_STORE_KEY_DAY && q->day == NULL))
         return GW_EINVAL;
-    rc = search_sql(q->key, &b);
+    rc = search_sql(q->key, q->sides, &b);
     if (rc != 0)
         return rc;
     if (q->key == GW_STORE_KEY_DAY) {

@@ -27,8 +27,9 @@ import grpc
 import pytest
 
 from conftest import BUILD, wait_for
-from query_data import (PICKUP_DAY, get, new_waybill, nonexistent, refusal, reveal, search,
-                        submit, number_in)
+from query_data import (PARTY_BASE, PICKUP_DAY, SEARCH, get, new_waybill, nonexistent, refusal,
+                        reveal, search, submit, number_in)
+from test_intake import person_id
 from test_metrics import scrape, value as metric
 import waygate_proto
 
@@ -134,6 +135,61 @@ def test_customer_service_searches_only_by_phone_or_number(stack, paging, key):
         search(stack, "branch_a", **{key: value})
     except grpc.RpcError as e:
         assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
+
+
+def party_waybill(stack, k):
+    """A waybill of branch a whose recipient, too, carries an ID number (k: unique in this
+    module's parties, from 30_000); (waybill, its id)."""
+    w = new_waybill(stack, "a")
+    w.recipient.id_type = stack.pb.common.ID_TYPE_RESIDENT_CARD
+    w.recipient.id_number = person_id(PARTY_BASE + 2 * k + 1, male=False)
+    return w, submit(stack, w)
+
+
+def test_search_by_a_person_matches_only_the_sides_the_view_shows(stack):
+    """docs/roles.md, docs/policy.md: a Search by phone or ID number matches a waybill's sender or
+    recipient only when the caller's view does not omit that side's field (the policy's
+    gw_policy_search_sides). The branch clerk's view shows sender.id_number masked and omits
+    recipient.id_number: its Search by a waybill's recipient's ID number is an empty page, exactly
+    as for a number never used, and by its sender's finds it. A policy whose clerk view shows
+    recipient.id_number masked (and omits recipient.phone) finds it by the recipient's ID number
+    (and no longer by the recipient's phone, still by the sender's); customer service, given
+    id_number in its keys while its view omits both ID numbers, is refused the key as for one
+    not in its keys, before any row is read."""
+    from conftest import ExtraGateway
+    from test_views import change_cell, default_text, write_policy
+    w, wid = party_waybill(stack, 30_000)
+    never = person_id(PARTY_BASE + 2 * 30_001 + 1, male=False)
+    assert ids(search(stack, "branch_a", id_number=w.sender.id_number)) == [wid]
+    assert search(stack, "branch_a", id_number=w.recipient.id_number) == []
+    assert search(stack, "branch_a", id_number=never) == []
+    assert ids(search(stack, "branch_a", phone=w.recipient.phone)) == [wid]
+    text = change_cell(default_text(), "branch_clerk", "recipient.id_number", "mask")
+    text = change_cell(text, "branch_clerk", "recipient.phone", "omit")
+    assert text.count("\nkeys = phone, waybill_no\n") == 1
+    text = text.replace("\nkeys = phone, waybill_no\n", "\nkeys = phone, id_number, waybill_no\n")
+    policy = os.path.join(stack.dir, "policy_recipient_id.conf")
+    write_policy(policy, text)
+    gw = ExtraGateway(stack, "recipientid",
+                      edit=lambda conf: conf + "\n[policy]\nfile = %s\n" % policy)
+    try:
+        def on(principal, **kw):
+            return list(waygate_proto.stream(stack.channel(principal, addr=gw.addr), SEARCH,
+                                             stack.pb.query.SearchRequest(**kw),
+                                             stack.pb.common.WaybillView))
+        found = on("branch_a", id_number=w.recipient.id_number)
+        assert ids(found) == [wid]
+        shown = found[0].waybill.recipient.id_number
+        assert shown and shown != w.recipient.id_number
+        assert on("branch_a", id_number=never) == []
+        assert on("branch_a", phone=w.recipient.phone) == []
+        assert ids(on("branch_a", phone=w.sender.phone)) == [wid]
+        code, msg = refusal(lambda: on("cs_a", id_number=w.sender.id_number))
+        assert (code, msg) == (grpc.StatusCode.PERMISSION_DENIED,
+                               "id_number: the caller's role may not search by this key (the "
+                               "policy's [search.<role>] keys; least privilege, Art. 34)")
+    finally:
+        gw.close()
 
 
 def test_tampered_or_foreign_continuation_refused(stack, paging):

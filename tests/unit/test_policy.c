@@ -487,6 +487,55 @@ static void file_sets_views_reveals_and_limits(void **state)
     gw_policy_free(p);
 }
 
+/* A Search by a person's key matches a side only when the role's view shows that side's field
+ * (docs/policy.md, "Search keys"): the built-in clerk finds by the sender's ID number alone (its
+ * view omits the recipient's) and by either phone; a view that omits the field on both sides
+ * takes the key away, whatever [search.<role>] says; the number and the day belong to no side. */
+static void search_sides_follow_the_view(void **state)
+{
+    const unsigned both = GW_POLICY_SIDE_SENDER | GW_POLICY_SIDE_RECIPIENT;
+    struct gw_policy *p = gw_policy_new(NULL, 0);
+    struct gw_policy *f;
+
+    (void)state;
+    assert_non_null(p);
+    assert_int_equal(gw_policy_search_sides(p, "branch_clerk", GW_POLICY_SEARCH_ID_NUMBER),
+                     GW_POLICY_SIDE_SENDER);
+    assert_int_equal(gw_policy_search_sides(p, "branch_clerk", GW_POLICY_SEARCH_PHONE), both);
+    assert_int_equal(gw_policy_search_sides(p, "customer_service", GW_POLICY_SEARCH_PHONE), both);
+    /* not among its keys: no side, whatever its view shows */
+    assert_int_equal(gw_policy_search_sides(p, "customer_service", GW_POLICY_SEARCH_ID_NUMBER), 0);
+    assert_int_equal(gw_policy_search_sides(p, "courier", GW_POLICY_SEARCH_PHONE), 0);
+    assert_int_equal(gw_policy_search_sides(p, "nobody", GW_POLICY_SEARCH_PHONE), 0);
+    assert_int_equal(gw_policy_search_sides(p, NULL, GW_POLICY_SEARCH_PHONE), 0);
+    assert_int_equal(gw_policy_search_sides(p, "branch_clerk", GW_POLICY_SEARCH_WAYBILL_NO), 0);
+    assert_int_equal(gw_policy_search_sides(p, "branch_clerk", GW_POLICY_SEARCH_PICKUP_DAY), 0);
+    assert_int_equal(gw_policy_search_sides(p, "branch_clerk", GW_POLICY_SEARCH_NKEYS), 0);
+    gw_policy_free(p);
+
+    f = parse_ok("[view.branch_clerk]\n"
+                 "recipient.id_number = mask\n"
+                 "sender.phone = mask\n"
+                 "[view.customer_service]\n"
+                 "sender.phone = mask\n"
+                 "[search.branch_clerk]\n"
+                 "keys = phone, id_number, waybill_no\n"
+                 "[search.customer_service]\n"
+                 "keys = phone, id_number, pickup_day\n");
+    assert_int_equal(gw_policy_search_sides(f, "branch_clerk", GW_POLICY_SEARCH_ID_NUMBER),
+                     GW_POLICY_SIDE_RECIPIENT);
+    assert_int_equal(gw_policy_search_sides(f, "branch_clerk", GW_POLICY_SEARCH_PHONE),
+                     GW_POLICY_SIDE_SENDER);
+    assert_true(gw_policy_may_search_by(f, "branch_clerk", GW_POLICY_SEARCH_ID_NUMBER));
+    /* its view omits both ID numbers: the key is refused as one not in its keys */
+    assert_int_equal(gw_policy_search_sides(f, "customer_service", GW_POLICY_SEARCH_ID_NUMBER), 0);
+    assert_false(gw_policy_may_search_by(f, "customer_service", GW_POLICY_SEARCH_ID_NUMBER));
+    assert_true(gw_policy_may_search_by(f, "customer_service", GW_POLICY_SEARCH_PHONE));
+    assert_true(gw_policy_may_search_by(f, "customer_service", GW_POLICY_SEARCH_PICKUP_DAY));
+    assert_false(gw_policy_may_search_by(f, "customer_service", GW_POLICY_SEARCH_WAYBILL_NO));
+    gw_policy_free(f);
+}
+
 /* A call's reference keeps the policy it started with while a reload replaces and frees the
  * daemon's; under ASan a use after free here fails. */
 /* Art. 31, 34: a certificate registered for administration reaches, without a token, only what
@@ -653,6 +702,7 @@ int main(void)
         cmocka_unit_test(bulk_scope_central_roles_by_level),
         cmocka_unit_test(lawful_scope_by_level_alone),
         cmocka_unit_test(file_sets_views_reveals_and_limits),
+        cmocka_unit_test(search_sides_follow_the_view),
         cmocka_unit_test(admin_certificate_needs_a_token),
         cmocka_unit_test(reference_outlives_reload),
         cmocka_unit_test(damaged_files_refused_cleanly),
