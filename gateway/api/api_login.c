@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include <openssl/crypto.h>
 #include <openssl/evp.h>
 #include <openssl/rand.h>
 
@@ -483,6 +484,31 @@ static void count_wrong_password(struct adm *a)
     gw_call_set_cancel(a->call, gw_admin_cancel_cb, a);
 }
 
+/* The reused new password's answer, once the database confirms that the old password still held
+ * after its hashes: the same password, and the account neither locked nor disabled meanwhile.
+ * "reused" tells its caller that the old password was right, so a guess read before a lock and
+ * hashed after it (five wrong guesses in flight beside the right one) is answered as a wrong old
+ * password, counting nothing, as changed_cb answers a write the lock overtook (review). */
+static void reuse_reread_cb(void *arg, int err, const struct gw_acct_pw *cur, bool locked,
+                            const struct gw_acct_pw *hist, size_t nhist)
+{
+    struct adm *a = arg;
+
+    (void)hist;
+    (void)nhist;
+    a->req = NULL;
+    gw_call_set_cancel(a->call, NULL, NULL);
+    if (err != 0) {
+        gw_admin_refuse_db(a, err);
+        return;
+    }
+    if (cur == NULL || locked || CRYPTO_memcmp(cur->hash, a->old_hash, sizeof(a->old_hash)) != 0) {
+        gw_admin_refuse(a, GW_EPERM, "old_password", GW_RULE_PASSWORD_WRONG, 0);
+        return;
+    }
+    gw_admin_refuse(a, GW_EINVAL, "new_password", GW_RULE_PASSWORD_REUSED, 0);
+}
+
 static void change_hashed_cb(void *arg, int lost)
 {
     struct pwjob *j = arg;
@@ -502,7 +528,13 @@ static void change_hashed_cb(void *arg, int lost)
     }
     if (j->reused) {
         gw_admin_job_free(j);
-        gw_admin_refuse(a, GW_EINVAL, "new_password", GW_RULE_PASSWORD_REUSED, 0);
+        err = gw_acct_pw_read(a->app->db, gw_call_principal(a->call)->account_id,
+                              reuse_reread_cb, a, &a->req);
+        if (err != 0) {
+            gw_admin_refuse_db(a, err);
+            return;
+        }
+        gw_call_set_cancel(a->call, gw_admin_cancel_cb, a);
         return;
     }
     if (j->err != 0 || gw_auth_token_hash(gw_call_metadata(a->call, "authorization"), keep) != 0) {

@@ -312,6 +312,45 @@ def test_a_password_change_takes_a_place_per_hash_of_the_certificates_share(stac
     assert wait_for(lambda: jobs() == 0, 30)
 
 
+def test_a_right_old_password_locked_out_meanwhile_is_answered_as_a_wrong_one(stack):
+    """ChangePassword with the right old password and that same password as the new one is
+    refused as reused, which tells its caller the old password was right; so that answer waits
+    for the database to confirm that the account is still unlocked and its password unchanged.
+    With the hashing process stopped, the change's read is done and its hashes queued; the
+    account is then locked (as five wrong guesses in flight beside it would lock it) and the
+    process goes on: the answer is the wrong old password's, word for word, and counts nothing.
+    Unlocked, the same call is refused as reused. Before, the reuse was answered from the hashes
+    alone, after the lock: a token thief learnt the password past the lockout (review)."""
+    from test_accounts import Admin, change, password, ready, unique
+    admin = Admin(stack)
+    name = unique("it-rrl-")
+    pw, md = ready(stack, admin, name, "branch_clerk", "branch_a", branch="a")
+    pid = hasher(stack)
+    results = {}
+    jobs = lambda: value(scrape(stack)[0], "waygate_auth_jobs")  # noqa: E731
+    assert wait_for(lambda: jobs() == 0, 30)
+    os.kill(pid, signal.SIGSTOP)
+    t = threading.Thread(target=lambda: results.update(
+        change=outcome(lambda: change(stack, md, "branch_a", pw, pw))))
+    try:
+        t.start()
+        assert wait_for(lambda: jobs() == 1, 30), jobs()  # read, its hashes queued
+        stack.psql("UPDATE account SET locked_until = now() + interval '1 hour' WHERE name = '%s'"
+                   % name)
+    finally:
+        os.kill(pid, signal.SIGCONT)
+        t.join(120)
+    assert results["change"][0] == grpc.StatusCode.PERMISSION_DENIED, results
+    assert stack.psql("SELECT failed_count FROM account WHERE name = '%s'" % name) == ["0"]
+    stack.psql("UPDATE account SET locked_until = NULL WHERE name = '%s'" % name)
+    refused = outcome(lambda: change(stack, md, "branch_a", pw, pw))
+    assert refused[0] == grpc.StatusCode.INVALID_ARGUMENT, refused
+    assert refused[1].startswith("new_password: must differ"), refused
+    wrong = outcome(lambda: change(stack, md, "branch_a", "Wrong-" + pw, password()))
+    assert results["change"] == wrong, (results, wrong)  # a wrong guess's words
+    assert wait_for(lambda: jobs() == 0, 30)
+
+
 def test_a_locked_accounts_login_runs_one_hash_whatever_its_parameters(stack):
     """A Login of an account hashed under other scrypt parameters hashes a right password again
     (test_accounts.py::test_a_login_hashes_again_a_password_hashed_under_other_parameters), and so
