@@ -528,8 +528,8 @@ static void change_hashed_cb(void *arg, int lost)
     }
     if (j->reused) {
         gw_admin_job_free(j);
-        err = gw_acct_pw_read(a->app->db, gw_call_principal(a->call)->account_id,
-                              reuse_reread_cb, a, &a->req);
+        err = gw_acct_pw_read(a->app->db, gw_call_principal(a->call)->account_id, reuse_reread_cb,
+                              a, &a->req);
         if (err != 0) {
             gw_admin_refuse_db(a, err);
             return;

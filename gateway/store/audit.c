@@ -52,9 +52,15 @@ static const char INSERT_SQL[] =
  * insert checkpoints planted it. Nothing is inserted then, the records still commit, and done_cb
  * reports it; a duplicate-key failure here would read the head again and retry the same seq
  * without end. */
+/* A checkpoint over a later stored record is planted too (a login role may insert a checkpoint
+ * only beyond every such one of its chain, sql/045: the insert would fail and take the records
+ * with it): the same. */
 static const char CHECKPOINT_SQL[] =
     "INSERT INTO audit_checkpoint (chain, seq, head_hash, at_us, key_id, signature) "
-    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (chain, seq) DO NOTHING RETURNING seq";
+    "SELECT $1::text, $2::bigint, $3::bytea, $4::bigint, $5::text, $6::bytea WHERE NOT EXISTS "
+    "(SELECT 1 FROM audit_checkpoint k JOIN audit_record p ON p.chain = k.chain AND p.seq = k.seq "
+    "AND p.hash = k.head_hash WHERE k.chain = $1::text AND k.seq >= $2::bigint) "
+    "ON CONFLICT (chain, seq) DO NOTHING RETURNING seq";
 
 /* One record as chained: the caller's strings (copied) and what chaining added. */
 struct crec {

@@ -14,7 +14,7 @@ import subprocess
 
 import pytest
 
-from conftest import PGBIN
+from conftest import PGBIN, wait_for
 from test_intake import accepted, get, new_waybill
 
 
@@ -77,6 +77,21 @@ IN_ORDER = r'^new row violates row-level security policy "audit_record_%s_in_ord
     r'"audit_record"$'
 OVER_A_RECORD = r'^new row violates row-level security policy "audit_checkpoint_%s_over_a_record"' \
     r' for table "audit_checkpoint"$'
+BEYOND_THE_LAST = r'^new row violates row-level security policy ' \
+    r'"audit_checkpoint_%s_beyond_the_last" for table "audit_checkpoint"$'
+
+
+def behind_the_last(where):
+    """A checkpoint with a junk signature over a stored record of the chain `where` picks, with its
+    hash (sql/034 lets that through), at or behind the chain's last checkpoint: one without a
+    checkpoint of its own when there is one (the review planted one over each of seq 1 to 13 under
+    a real checkpoint at 14), else the last checkpoint's own seq."""
+    return ("INSERT INTO audit_checkpoint (chain, seq, head_hash, at_us, key_id, signature) "
+            "SELECT r.chain, r.seq, r.hash, 0, k.key_id, decode(repeat('11', 64), 'hex') "
+            "FROM audit_record r JOIN audit_chain c ON c.id = r.chain, audit_key k WHERE " + where +
+            " AND r.seq <= (SELECT max(x.seq) FROM audit_checkpoint x WHERE x.chain = r.chain) "
+            "ORDER BY EXISTS (SELECT 1 FROM audit_checkpoint x WHERE x.chain = r.chain "
+            "AND x.seq = r.seq), r.seq DESC LIMIT 1")
 
 # (name, SQL, SQLSTATE, message pattern): what the gateway's role must not do.
 GATEWAY_REFUSED = [
@@ -184,7 +199,14 @@ GATEWAY_REFUSED = [
      "at_us, key_id, signature) SELECT c.id, " + NEXT_SEQ + " - 1, " + ZERO32 + ", 0, k.key_id, "
      "decode(repeat('11', 64), 'hex') FROM audit_chain c, audit_key k WHERE c.kind = 'gateway' "
      "AND EXISTS (SELECT 1 FROM audit_record r WHERE r.chain = c.id) LIMIT 1", "42501",
-     OVER_A_RECORD % "gateway"),
+     # the head, once its checkpoint is written, is behind the last too (sql/045), and
+     # PostgreSQL names the first policy the row fails, by name
+     "(%s)|(%s)" % (OVER_A_RECORD % "gateway", BEYOND_THE_LAST % "gateway")),
+    # sql/045: a checkpoint only beyond every checkpoint of its chain. Junk rows over records
+    # already signed made `audit verify` fail for good and the exporters anchor and cover a range
+    # with them instead of the real checkpoint after them
+    ("audit_checkpoint_behind_the_last", behind_the_last("c.kind = 'gateway'"), "42501",
+     BEYOND_THE_LAST % "gateway"),
     # sql/035: a key only under its own id (a key listed twice ended every check at the keys),
     # and an SM2 key only on the curve (a regulator's verifier refused every bundle listing one)
     ("audit_key_under_another_id", "INSERT INTO audit_key (key_id, public_key, algorithm) "
@@ -209,10 +231,21 @@ GATEWAY_REFUSED += [(name, sql, "42501", r"^permission denied for table %s$" % t
                     for name, sql, table in APPEND_ONLY]
 
 
+def checkpoint_premise(stack, name, kind):
+    """behind_the_last needs a checkpoint over a stored record of a chain of that kind: the
+    gateway signs its head within [audit] checkpoint_ms."""
+    if "behind_the_last" in name:
+        assert wait_for(lambda: stack.psql(
+            "SELECT count(*) FROM audit_checkpoint x JOIN audit_chain c ON c.id = x.chain "
+            "JOIN audit_record r ON r.chain = x.chain AND r.seq = x.seq WHERE c.kind = '%s'"
+            % kind) != ["0"], 60), "no checkpoint of a %s chain: no premise" % kind
+
+
 @pytest.mark.parametrize("name,sql,state,pattern", GATEWAY_REFUSED,
                          ids=[c[0] for c in GATEWAY_REFUSED])
 def test_gateway_role_refused(stack, record, name, sql, state, pattern):
     _, rid = record
+    checkpoint_premise(stack, name, "gateway")
     before = snapshot(stack, rid)
     got_state, message = refusal(stack.pguri_gateway, sql.format(rid=rid))
     assert (got_state, bool(re.search(pattern, message))) == (state, True), (name, message)
@@ -266,6 +299,9 @@ CLI_REFUSED = [
      "head_hash, at_us, key_id, signature) SELECT c.id, " + NEXT_SEQ + ", " + ZERO32 + ", 0, "
      "k.key_id, decode(repeat('11', 64), 'hex') FROM audit_chain c, audit_key k "
      "WHERE c.id = 'ctl' LIMIT 1", OVER_A_RECORD % "admin"),
+    # sql/045, on its own chain
+    ("audit_checkpoint_behind_the_last_of_ctl", behind_the_last("c.id = 'ctl'"),
+     BEYOND_THE_LAST % "admin"),
 ]
 
 CLI_REFUSED += [(name, sql, r"^permission denied for table %s$" % table)
@@ -275,6 +311,7 @@ CLI_REFUSED += [(name, sql, r"^permission denied for table %s$" % table)
 @pytest.mark.parametrize("name,sql,pattern", CLI_REFUSED, ids=[c[0] for c in CLI_REFUSED])
 def test_cli_role_refused(stack, record, name, sql, pattern):
     _, rid = record
+    checkpoint_premise(stack, name, "ctl")
     before = snapshot(stack, rid)
     got_state, message = refusal(stack.pguri, sql.format(rid=rid))
     assert (got_state, bool(re.search(pattern, message))) == ("42501", True), (name, message)
