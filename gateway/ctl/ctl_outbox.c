@@ -1,9 +1,10 @@
 /* ctl_outbox.c: `waygatectl outbox status | list-parked | retry ID`: the deliveries to the carrier
  * backend not yet acknowledged (sql/012_outbox.sql): how many, in which state, the age of the
- * oldest; the ones the backend refused for good, with its reason; and making one of those ready
- * again. Every run is recorded in admin_log and the audit chain 'ctl' (ctl_admin_log); a retry is
- * recorded in the same transaction as the change. Nothing printed is PII: ids, counts, times and
- * the backend's reasons. */
+ * oldest; the ones the backend refused for good, with its reason, and those parked behind one of
+ * their waybill (sql/044); and making one refused ready again, with those behind it. Every run is
+ * recorded in admin_log and the audit chain 'ctl' (ctl_admin_log); a retry is recorded in the same
+ * transaction as the change. Nothing printed is PII: ids, counts, times and the backend's reasons.
+ */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,12 +21,15 @@ static void outbox_usage(FILE *f)
                "       waygatectl outbox list-parked [--limit N] [--db CONNINFO] [--actor NAME]\n"
                "       waygatectl outbox retry ID [--db CONNINFO] [--actor NAME]\n"
                "  status: deliveries to the carrier backend not yet acknowledged, by state\n"
-               "  (parked, leased, waiting for a retry, ready), the age of the oldest unparked\n"
-               "  one and the most attempts of one.\n"
-               "  list-parked: the deliveries the backend refused for good, oldest first, with\n"
-               "  its reason (--limit defaults to 100).\n"
+               "  (parked, of which behind an earlier parked one of their waybill; leased,\n"
+               "  waiting for a retry, ready), the age of the oldest unparked one and the most\n"
+               "  attempts of one.\n"
+               "  list-parked: the deliveries the backend refused for good and those parked\n"
+               "  behind one of their waybill, oldest first, with the reason (--limit defaults\n"
+               "  to 100).\n"
                "  retry: makes the parked delivery ID (its outbox id, or its delivery id) ready\n"
-               "  again at once; the waybill's later deliveries follow it.\n"
+               "  again at once, with the waybill's deliveries parked behind it, which follow it\n"
+               "  in order; one parked behind another is retried through that one.\n"
                "  CONNINFO defaults to $WAYGATE_PGURI.\n");
 }
 
@@ -41,6 +45,7 @@ static int outbox_status(struct ctl_admin *c)
     printf("leased         %lld\n", st.leased);
     printf("waiting        %lld\n", st.waiting);
     printf("parked         %lld\n", st.parked);
+    printf("behind         %lld\n", st.behind);
     printf("oldest_age_ms  %lld\n", st.oldest_ms);
     printf("oldest_at      %s\n", st.oldest_at[0] ? st.oldest_at : "-");
     printf("max_attempts   %lld\n", st.max_attempts);
@@ -76,26 +81,39 @@ static int outbox_list_parked(struct ctl_admin *c, long limit)
 
 static int outbox_retry(struct ctl_admin *c, const char *id)
 {
-    char err[512], detail[64];
-    long long oid = 0;
+    char err[512], detail[96];
+    struct gw_admin_outbox_retried r;
     int rc;
 
     if (ctl_admin_begin(c) != 0)
         return GW_CTL_FAIL;
     err[0] = '\0';
-    rc = gw_admin_outbox_retry(c->a, id, &oid, err, sizeof(err));
+    rc = gw_admin_outbox_retry(c->a, id, &r, err, sizeof(err));
     if (rc == GW_EINVAL)
         return ctl_admin_refuse_text(c, NULL, "ID", "must be an outbox id or a delivery id (UUID)");
     if (rc == GW_ENOTFOUND)
         return ctl_admin_refuse_text(c, id, "ID", "no such delivery in the outbox");
+    if (rc == GW_EPRECOND && r.behind != 0) {
+        snprintf(detail, sizeof(detail),
+                 "the delivery waits behind parked delivery %lld: retry that one", r.behind);
+        return ctl_admin_refuse_text(c, id, "ID", detail);
+    }
     if (rc == GW_EPRECOND)
         return ctl_admin_refuse_text(c, id, "ID", "the delivery is not parked");
     if (rc != 0)
         return ctl_admin_fail(c, id, "the database refused", err);
-    snprintf(detail, sizeof(detail), "outbox id %lld ready again", oid);
+    if (r.followers > 0)
+        snprintf(detail, sizeof(detail), "outbox id %lld ready again, %lld behind it", r.id,
+                 r.followers);
+    else
+        snprintf(detail, sizeof(detail), "outbox id %lld ready again", r.id);
     if (ctl_admin_log(c, id, "ok", detail) != 0 || ctl_admin_commit(c) != 0)
         return GW_CTL_FAIL;
-    printf("delivery %lld is ready again: the forwarder sends it next\n", oid);
+    printf("delivery %lld is ready again: the forwarder sends it next", r.id);
+    if (r.followers > 0)
+        printf(", then the %lld delivery(ies) of its waybill parked behind it, in order",
+               r.followers);
+    printf("\n");
     return GW_CTL_OK;
 }
 

@@ -77,8 +77,9 @@ int gw_outbox_later(struct gw_store *store, const char *owner, const int64_t *id
                     struct gw_outbox_req **out) GW_MUST_CHECK;
 
 /* Refused for good by the backend: park it with `reason` (the backend's words, at most 200 bytes,
- * never a value of the record); it stays until `waygatectl outbox retry`. Later deliveries of the
- * same waybill wait behind it. */
+ * never a value of the record); it stays until `waygatectl outbox retry`. The later deliveries of
+ * the same waybill are parked behind it in the same transaction (sql/044's trigger), and so is
+ * one inserted while it is parked; a retry of it brings them back with it. */
 int gw_outbox_park(struct gw_store *store, const char *owner, int64_t id, const char *reason,
                    gw_outbox_done_cb cb, void *arg, struct gw_outbox_req **out) GW_MUST_CHECK;
 

@@ -1,6 +1,7 @@
 /* store_outbox_admin.c: waygatectl's statements on the outbox (store_outbox_admin.h), as the admin
  * role (sql/012_outbox.sql grants it SELECT and the columns a retry changes). Invariant:
- * parameters only; a retry changes only a parked row and says which one. */
+ * parameters only; a retry changes only a row parked on its own (and, through sql/044's trigger,
+ * the rows parked behind it) and says which one. */
 #include "store_outbox_admin.h"
 
 #include <libpq-fe.h>
@@ -26,6 +27,7 @@ int gw_admin_outbox_status(struct gw_admin *a, struct gw_admin_outbox_status *ou
     memset(out, 0, sizeof(*out));
     res = PQexec(a->pg,
                  "SELECT count(*), count(*) FILTER (WHERE parked_at IS NOT NULL), "
+                 "count(*) FILTER (WHERE parked_behind IS NOT NULL), "
                  "count(*) FILTER (WHERE parked_at IS NULL AND lease_until > now()), "
                  "count(*) FILTER (WHERE parked_at IS NULL AND coalesce(lease_until, "
                  "'-infinity') <= now() AND next_at > now()), "
@@ -42,13 +44,14 @@ int gw_admin_outbox_status(struct gw_admin *a, struct gw_admin_outbox_status *ou
     }
     out->depth = num(res, 0, 0);
     out->parked = num(res, 0, 1);
-    out->leased = num(res, 0, 2);
-    out->waiting = num(res, 0, 3);
-    out->ready = num(res, 0, 4);
-    out->oldest_ms = num(res, 0, 5);
+    out->behind = num(res, 0, 2);
+    out->leased = num(res, 0, 3);
+    out->waiting = num(res, 0, 4);
+    out->ready = num(res, 0, 5);
+    out->oldest_ms = num(res, 0, 6);
     snprintf(out->oldest_at, sizeof(out->oldest_at), "%s",
-             PQgetisnull(res, 0, 6) ? "" : PQgetvalue(res, 0, 6));
-    out->max_attempts = num(res, 0, 7);
+             PQgetisnull(res, 0, 7) ? "" : PQgetvalue(res, 0, 7));
+    out->max_attempts = num(res, 0, 8);
 out:
     PQclear(res);
     return rc;
@@ -114,27 +117,31 @@ static int id_form(const char *id, bool *is_uuid)
     return 0;
 }
 
-int gw_admin_outbox_retry(struct gw_admin *a, const char *id, long long *out_id, char *errbuf,
-                          size_t errlen)
+int gw_admin_outbox_retry(struct gw_admin *a, const char *id, struct gw_admin_outbox_retried *out,
+                          char *errbuf, size_t errlen)
 {
     const char *values[2];
     bool is_uuid = false;
     PGresult *res;
     int rc;
 
-    *out_id = 0;
+    memset(out, 0, sizeof(*out));
     if (id == NULL || id_form(id, &is_uuid) != 0)
         return GW_EINVAL;
     values[0] = is_uuid ? NULL : id;
     values[1] = is_uuid ? id : NULL;
-    /* old: the row as it was (parked or not); upd: unparked only if it was parked */
+    /* old: the row as it was (parked or not, behind another or not); upd: unparked only if it
+     * was parked on its own, which unparks the rows parked behind it (sql/044's trigger); the
+     * count of those is read before the update */
     res = PQexecParams(a->pg,
-                       "WITH old AS (SELECT id, parked_at IS NOT NULL AS parked FROM outbox "
-                       "WHERE id = $1::bigint OR delivery_id = $2::uuid FOR UPDATE), "
+                       "WITH old AS (SELECT id, parked_at IS NOT NULL AS parked, parked_behind "
+                       "FROM outbox WHERE id = $1::bigint OR delivery_id = $2::uuid FOR UPDATE), "
                        "upd AS (UPDATE outbox o SET parked_at = NULL, park_reason = NULL, "
                        "next_at = '-infinity', lease_owner = NULL, lease_until = NULL "
-                       "FROM old WHERE o.id = old.id AND old.parked RETURNING o.id) "
-                       "SELECT old.id, old.parked FROM old",
+                       "FROM old WHERE o.id = old.id AND old.parked AND old.parked_behind IS NULL "
+                       "RETURNING o.id) "
+                       "SELECT old.id, old.parked, coalesce(old.parked_behind, 0), "
+                       "(SELECT count(*) FROM outbox b WHERE b.parked_behind = old.id) FROM old",
                        2, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = gw_admin_refused(res, a, errbuf, errlen);
@@ -144,8 +151,10 @@ int gw_admin_outbox_retry(struct gw_admin *a, const char *id, long long *out_id,
         rc = GW_ENOTFOUND;
         goto out;
     }
-    *out_id = num(res, 0, 0);
-    rc = PQgetvalue(res, 0, 1)[0] == 't' ? 0 : GW_EPRECOND;
+    out->id = num(res, 0, 0);
+    out->behind = num(res, 0, 2);
+    out->followers = num(res, 0, 3);
+    rc = PQgetvalue(res, 0, 1)[0] == 't' && out->behind == 0 ? 0 : GW_EPRECOND;
 out:
     PQclear(res);
     return rc;

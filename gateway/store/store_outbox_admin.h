@@ -11,11 +11,12 @@
 
 struct gw_admin;
 
-/* The outbox as a whole: every delivery, then by state (parked; leased now; waiting for a later
+/* The outbox as a whole: every delivery, then by state (parked, of which `behind` are parked
+ * behind an earlier parked delivery of their waybill (sql/044); leased now; waiting for a later
  * retry; ready to be claimed), the age of the oldest unparked one in milliseconds (0 when none)
  * and its enqueue time (UTC, YYYY-MM-DDTHH:MM:SSZ; "" when none), the most attempts of one. */
 struct gw_admin_outbox_status {
-    long long depth, parked, leased, waiting, ready, oldest_ms, max_attempts;
+    long long depth, parked, behind, leased, waiting, ready, oldest_ms, max_attempts;
     char oldest_at[24];
 };
 
@@ -38,11 +39,20 @@ typedef void (*gw_admin_outbox_parked_cb)(void *arg, const struct gw_admin_outbo
 int gw_admin_outbox_parked(struct gw_admin *a, long limit, gw_admin_outbox_parked_cb cb, void *arg,
                            char *errbuf, size_t errlen) GW_MUST_CHECK;
 
+/* What a retry found: the delivery's outbox id; the outbox id of the parked delivery it waits
+ * behind (0 when parked on its own or not parked); the deliveries parked behind it, made ready
+ * with it. */
+struct gw_admin_outbox_retried {
+    long long id, behind, followers;
+};
+
 /* Makes the parked delivery `id` (its outbox id in decimal, or its delivery id, a UUID) ready
- * again at once: unparked, reason cleared, no lease, no wait (attempts are kept). Returns 0 with
- * its outbox id in *out_id; GW_ENOTFOUND (no such delivery), GW_EPRECOND (not parked: nothing
- * changed), GW_EINVAL (id is neither form), GW_EINTERNAL. */
-int gw_admin_outbox_retry(struct gw_admin *a, const char *id, long long *out_id, char *errbuf,
-                          size_t errlen) GW_MUST_CHECK;
+ * again at once: unparked, reason cleared, no lease, no wait (attempts are kept), and with it the
+ * deliveries of its waybill parked behind it (sql/044), which follow it in order. Returns 0 with
+ * *out filled; GW_ENOTFOUND (no such delivery), GW_EPRECOND (not parked, or parked behind the
+ * delivery out->behind, to be retried instead: nothing changed), GW_EINVAL (id is neither form),
+ * GW_EINTERNAL. */
+int gw_admin_outbox_retry(struct gw_admin *a, const char *id, struct gw_admin_outbox_retried *out,
+                          char *errbuf, size_t errlen) GW_MUST_CHECK;
 
 #endif

@@ -405,8 +405,16 @@ def test_per_waybill_order(stack):
 
 
 def parked_rows(stack, rid):
+    """The rows of waybill rid parked on their own (the backend refused them)."""
     return stack.psql("SELECT id, delivery_id, park_reason FROM outbox WHERE waybill_id = '%s' "
-                      "AND parked_at IS NOT NULL" % rid)
+                      "AND parked_at IS NOT NULL AND parked_behind IS NULL" % rid)
+
+
+def behind_rows(stack, rid):
+    """The rows of waybill rid parked behind another (sql/044), in order."""
+    return stack.psql("SELECT id, delivery_id, parked_behind, park_reason FROM outbox "
+                      "WHERE waybill_id = '%s' AND parked_at IS NOT NULL AND parked_behind IS NOT "
+                      "NULL ORDER BY id" % rid)
 
 
 def test_refused_delivery_is_parked_with_incident_the_rest_flow(stack):
@@ -423,9 +431,10 @@ def test_refused_delivery_is_parked_with_incident_the_rest_flow(stack):
     (row,) = parked_rows(stack, bad_id)
     oid, delivery_id, reason = row.split("|")
     assert reason.startswith("REJECTED: ")
-    # the scan behind it was never sent
+    # the scan behind it was never sent, and is parked behind it
     assert received(stack, [bad_id])[bad_id] == []
     assert outbox_rows(stack, [bad_id]) == 2
+    assert [r.split("|")[2] for r in behind_rows(stack, bad_id)] == [oid]
     inc = wait_for(lambda: stack.psql(
         "SELECT severity, principal, detail FROM incident WHERE kind = 'delivery_parked' AND "
         "record_id = '%s'" % bad_id), 60, 0.5)
@@ -449,6 +458,68 @@ def test_refused_delivery_is_parked_with_incident_the_rest_flow(stack):
                                                      "DELIVERY_KIND_SCAN_EVENT"]
     print("\nparking: 1 parked, %d others delivered meanwhile, delivered after retry" %
           len(others))
+
+
+def test_deliveries_behind_a_parked_one_are_parked_behind_it(stack):
+    """A waybill's acceptance refused for good: its scans, recorded before the park and after it,
+    are parked behind it (sql/044: by the park, and on insert; parked_at set, park_reason 'behind parked delivery <id>'), so
+    no claim walks them and the other waybills flow on; `status` counts them parked and behind,
+    `list-parked` shows them; `retry` of one behind is refused naming the head; `retry` of the
+    head brings the head and its followers back, and the sink receives them in order."""
+    bad = new_waybill(stack)
+    sink(stack, "down")  # the first scan is in the outbox before the acceptance is refused
+    bad_id = submit(stack, bad)
+    events = ["PICKED_UP", "ARRIVED", "DEPARTED", "ARRIVED"]
+    scan_ids = [scan(stack, bad, events[0], PICKUP + 60).id]
+    assert stack.psql("SELECT count(*) FROM outbox WHERE waybill_id = '%s' AND parked_at IS NULL"
+                      % bad_id) == ["2"]
+    sink(stack, "refuse", bad.waybill_no)
+    assert wait_for(lambda: parked_rows(stack, bad_id), DELIVERED_BOUND, 0.5)
+    (row,) = parked_rows(stack, bad_id)
+    oid, delivery_id, reason = row.split("|")
+    assert reason.startswith("REJECTED: ")
+    for i, ev in enumerate(events[1:], 2):  # recorded after the park: parked on insert
+        scan_ids.append(scan(stack, bad, ev, PICKUP + 60 * i).id)
+    behind = behind_rows(stack, bad_id)
+    assert len(behind) == len(events), behind
+    for r in behind:
+        _id, _did, head, why = r.split("|")
+        assert head == oid and why == "behind parked delivery %s" % oid
+    # nothing of the waybill is left unparked, hence in no claim's walk; the others flow on
+    assert stack.psql("SELECT count(*) FROM outbox WHERE waybill_id = '%s' AND parked_at IS NULL"
+                      % bad_id) == ["0"]
+    others = submit_many(stack, 4, scans=True)
+    wait_delivered(stack, others)
+    assert received(stack, [bad_id])[bad_id] == []
+    status = stack.ctl("outbox", "status", "--db", stack.pguri)
+    assert status.returncode == 0, status.stderr
+    fields = dict(line.split(None, 1) for line in status.stdout.splitlines() if line.strip())
+    assert int(fields["parked"]) >= 1 + len(events) and int(fields["behind"]) >= len(events)
+    listed = stack.ctl("outbox", "list-parked", "--limit", "100000", "--db", stack.pguri)
+    assert listed.returncode == 0, listed.stderr
+    for r in behind:
+        line = [x for x in listed.stdout.splitlines() if r.split("|")[1] in x]
+        assert len(line) == 1 and line[0].endswith("behind parked delivery %s" % oid), line
+    refused = stack.ctl("outbox", "retry", behind[0].split("|")[0], "--db", stack.pguri)
+    assert refused.returncode != 0
+    assert "waits behind parked delivery %s" % oid in refused.stderr, refused.stderr
+    assert len(behind_rows(stack, bad_id)) == len(events)
+    sink(stack, "up")
+    retried = stack.ctl("outbox", "retry", oid, "--db", stack.pguri)
+    assert retried.returncode == 0, retried.stdout + retried.stderr
+    assert "then the %d" % len(events) in retried.stdout, retried.stdout
+    got = wait_delivered(stack, {bad_id: 1 + len(events)})
+    first = []
+    for rec in got[bad_id]:
+        if rec["delivery_id"] not in [r["delivery_id"] for r in first]:
+            first.append(rec)
+    assert [kind_of(r) for r in first] == (["DELIVERY_KIND_WAYBILL_ACCEPTED"] +
+                                           ["DELIVERY_KIND_SCAN_EVENT"] * len(events))
+    assert first[0]["delivery_id"] == delivery_id
+    assert [r["scan"]["id"] for r in first[1:]] == scan_ids
+    print("\nparked behind: %d scans parked behind their refused acceptance, %d others "
+          "delivered meanwhile, all delivered in order after one retry" % (len(events),
+                                                                           len(others)))
 
 
 def test_whole_call_invalid_argument_parks_only_the_refused_one(stack):

@@ -731,12 +731,17 @@ static void test_later_park_retry(void **state)
     /* later by a minute: not ready */
     later("gw1", &wb, 1, 60000, "deadline");
     assert_string_equal(claim_ids("gw1", 10), "");
-    /* park A's acceptance: its arrival stays behind it, nothing is claimable */
+    /* park A's acceptance: its arrival is parked behind it (sql/044), nothing is claimable */
     park("gw1", wa, "REJECTED: unknown service type");
     assert_string_equal(claim_ids("gw1", 10), "");
+    snprintf(sql, sizeof(sql),
+             "SELECT park_reason || '|' || parked_behind FROM outbox WHERE id = %lld",
+             (long long)sa);
+    snprintf(want, sizeof(want), "behind parked delivery %lld|%lld", (long long)wa, (long long)wa);
+    assert_string_equal(q1(sql), want);
     d = depth();
     assert_int_equal(d.depth, 3);
-    assert_int_equal(d.parked, 1);
+    assert_int_equal(d.parked, 2);
     assert_true(d.oldest_ms >= 0);
     snprintf(sql, sizeof(sql),
              "SELECT park_reason || '|' || (lease_owner IS NULL) FROM outbox WHERE id = %lld",
@@ -761,22 +766,28 @@ static void test_later_park_retry(void **state)
         struct gw_admin_outbox_status st;
         struct parked_seen ps = {0};
         char err[256], uuid[40];
-        long long got = 0;
+        struct gw_admin_outbox_retried got;
 
         admin_open();
         assert_int_equal(gw_admin_outbox_status(adm, &st, err, sizeof(err)), 0);
         assert_int_equal(st.depth, 3);
-        assert_int_equal(st.parked, 1);
+        assert_int_equal(st.parked, 2); /* wa, and sa behind it */
+        assert_int_equal(st.behind, 1);
         assert_int_equal(st.leased, 0);
         assert_int_equal(st.waiting, 1); /* wb, a minute later */
-        assert_int_equal(st.ready, 1);   /* sa, claimable as far as its own row goes */
+        assert_int_equal(st.ready, 0);
         assert_int_equal(st.max_attempts, 3);
         assert_int_equal(strlen(st.oldest_at), 20);
         assert_int_equal(gw_admin_outbox_parked(adm, 100, parked_seen_cb, &ps, err, sizeof(err)),
                          0);
-        assert_int_equal(ps.n, 1);
-        assert_int_equal(ps.id, wa);
-        assert_string_equal(ps.line, "waybill|REJECTED: unknown service type");
+        assert_int_equal(ps.n, 2);
+        assert_int_equal(ps.id, sa); /* the last one seen */
+        snprintf(want, sizeof(want), "scan|behind parked delivery %lld", (long long)wa);
+        assert_string_equal(ps.line, want);
+        /* the one behind is retried through the head: refused, naming it */
+        snprintf(want, sizeof(want), "%lld", (long long)sa);
+        assert_int_equal(gw_admin_outbox_retry(adm, want, &got, err, sizeof(err)), GW_EPRECOND);
+        assert_int_equal(got.behind, wa);
         snprintf(sql, sizeof(sql), "SELECT delivery_id FROM outbox WHERE id = %lld", (long long)wa);
         snprintf(uuid, sizeof(uuid), "%s", q1(sql));
         /* not parked, no such delivery, neither form: refused, nothing changed */
@@ -785,10 +796,15 @@ static void test_later_park_retry(void **state)
         assert_int_equal(gw_admin_outbox_retry(adm, "999999", &got, err, sizeof(err)),
                          GW_ENOTFOUND);
         assert_int_equal(gw_admin_outbox_retry(adm, "12; DROP", &got, err, sizeof(err)), GW_EINVAL);
-        assert_int_equal(count("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL"), 1);
-        /* by its delivery id: ready again, first in line */
+        assert_int_equal(count("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL"), 2);
+        /* by its delivery id: ready again, first in line, its arrival behind it unparked too */
         assert_int_equal(gw_admin_outbox_retry(adm, uuid, &got, err, sizeof(err)), 0);
-        assert_int_equal(got, wa);
+        assert_int_equal(got.id, wa);
+        assert_int_equal(got.behind, 0);
+        assert_int_equal(got.followers, 1);
+        assert_int_equal(count("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL OR "
+                               "parked_behind IS NOT NULL OR park_reason IS NOT NULL"),
+                         0);
         admin_close();
     }
     snprintf(want, sizeof(want), "%lld", (long long)wa);
