@@ -576,9 +576,11 @@ def failed(r):
 
 def test_junk_checkpoints_do_not_hide_later_tampering_live(stack, db, tmp_path, template):
     """What the gateway's database role may do to a gateway chain (its grants and row-level
-    security let it append checkpoints and keys): plant a checkpoint row with a junk signature at seq 15 (as if
-    planted when 15 was the next seq), and one at seq 18 validly signed by a key of its own that
-    it added to audit_key. Later record 22 is altered (as the superuser). The live check names
+    security let it append checkpoints and keys): plant a checkpoint row with a junk signature at
+    seq 15, and one at seq 18 validly signed by a key of its own that it added to audit_key, each
+    as if planted when its seq was the head and not yet signed (since sql/045 the role may plant
+    one only beyond the chain's last checkpoint, which the template's are not: the superuser puts
+    them in). Later record 22 is altered (as the superuser). The live check names
     both junk checkpoints, ignores them and goes on through the chain to the altered record: three
     FAILED lines, three incidents. An export shows the same places to both bundle verifiers with
     the trail's key pinned."""
@@ -594,7 +596,7 @@ def test_junk_checkpoints_do_not_hide_later_tampering_live(stack, db, tmp_path, 
                % (rogue.key_id, rogue.pub.hex(), rogue.algorithm,
                   r15["hash"].hex(), r15["at_us"] + 500, trusted.key_id, (b"\x5a" * 64).hex(),
                   r18["hash"].hex(), r18["at_us"] + 500, rogue.key_id, sig18.hex()),
-               uri=uri(stack, db, TEMPLATE + "_gateway"))
+               uri=su(stack, db))
     tamper(stack, db, "UPDATE audit_record SET actor = 'someone_else' "
                       "WHERE chain = 'gw1' AND seq = 22;")
     places = ["chain gw1: checkpoint at seq 15: the signature does not verify (forged or altered "
