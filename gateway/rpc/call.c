@@ -495,16 +495,23 @@ void gw_call_set_recheck_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg
 
 void gw_call_rechecked(struct gw_call *call, const struct gw_fault *f, const struct gw_principal *p)
 {
+    struct gw_fault denied;
     char msg[256];
 
-    (void)p;
     if (call->state != CALL_RUNNING || !call->rechecking)
         return;
+    /* the caller found again is asked the policy's question again: a password expired (or
+     * marked to change) since the call began refuses every method but ChangePassword, and so
+     * ends the stream as it refuses a new call (review: the check saw only a session gone) */
+    if (f == NULL && p != NULL &&
+        gw_policy_may_call(call->policy, call->method->path, p, &denied) != 0)
+        f = &denied;
     call->rechecking = false;
     call->recheck_cancel_fn = NULL;
     call->checked_ms = gw_clock_ms();
     call->checked_nsent = call->nsent;
-    if (f != NULL && (f->code == GW_EAUTH || f->code == GW_EPERM)) {
+    if (f != NULL &&
+        (f->code == GW_EAUTH || f->code == GW_EPERM || (f == &denied && f->code == GW_EPRECOND))) {
         /* the caller is no longer who the call was allowed for: refused as a new call would be */
         run_cancel(call);
         gw_fault_format(f, msg, sizeof(msg));

@@ -49,7 +49,8 @@ void gw_call_identified(struct gw_call *call, const struct gw_fault *f,
  * again, with the same arguments, while the handler streams. It must end in exactly one
  * gw_call_rechecked(), now or from a later callback; if it waits, it sets its cancel hook with
  * gw_call_set_recheck_cancel() (not gw_call_set_cancel(), which is the handler's), which runs
- * when the call ends first. */
+ * when the call ends first. A caller found again is checked against the policy again, as a new
+ * call would be: a refusal then (a password to change first included) ends the stream. */
 void gw_call_rechecked(struct gw_call *call, const struct gw_fault *f,
                        const struct gw_principal *p);
 void gw_call_set_recheck_cancel(struct gw_call *call, gw_cancel_fn fn, void *arg);

@@ -237,6 +237,32 @@ def test_a_stream_ends_when_a_password_change_ends_its_session(stack, recheck_gw
     assert n < RECHECK_COUNT // 10, n
 
 
+def test_a_stream_ends_when_its_password_must_be_changed(stack, recheck_gw):
+    """A password that expires while a stream runs (here the account marked to change it, as
+    [auth] password_max_age_days or an administrator's reset marks it) refuses every method but
+    ChangePassword to new calls (Art. 35); the stream's next check asks the policy again and ends
+    it in the same words. Before, the check ended a stream only when the session was gone, and
+    the stream ran to its end (review)."""
+    name, _, md = clerk_token(stack)
+    it = flood_as(stack, recheck_gw, md)
+    next(it)
+    stack.psql("UPDATE account SET must_change = true WHERE name = '%s'" % name)
+    n, e = drain_until_error(it)
+    assert e is not None, "the whole stream ran to its end"
+    must = (grpc.StatusCode.FAILED_PRECONDITION,
+            "authorization: the password has expired or is an initial one: call ChangePassword "
+            "first (Art. 35)")
+    assert (e.code(), e.details()) == must
+    assert n < RECHECK_COUNT // 10, n
+    req = stack.pb.health.HealthCheckRequest(service="1:16")
+    try:
+        list(waygate_proto.stream(stack.channel("branch_a", addr=recheck_gw.addr), FLOOD, req,
+                                  stack.pb.common.WaybillView, timeout=60, metadata=md))
+        raise AssertionError("a new stream was served")
+    except grpc.RpcError as new:
+        assert (new.code(), new.details()) == must
+
+
 def session_lock_waiters(stack):
     """How many lock requests on the session table wait (pg_locks: visible to every role)."""
     return stack.psql("SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation "
