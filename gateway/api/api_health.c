@@ -20,6 +20,7 @@
 #include "alloc.h"
 #include "api.h"
 #include "app.h"
+#include "clock.h"
 #include "db.h"
 
 #define WATCH_POLL_MS 250
@@ -194,7 +195,7 @@ static void watch_writable_cb(void *arg)
 static void watch_poll_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct watch *w = arg;
-    const struct timeval tv = {WATCH_POLL_MS / 1000, (WATCH_POLL_MS % 1000) * 1000};
+    const struct timeval tv = gw_clock_tv(WATCH_POLL_MS);
 
     (void)fd;
     (void)what;

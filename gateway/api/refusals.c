@@ -11,6 +11,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "log.h"
 #include "policy.h"
 
@@ -220,7 +221,7 @@ static void rebuild(const struct entry *e, struct gw_acct_log *l, struct gw_audi
 
 static void arm(struct gw_refusals *rf)
 {
-    struct timeval tv = {rf->window_s, 0};
+    struct timeval tv = gw_clock_tv((uint64_t)rf->window_s * 1000u);
 
     if (!rf->flushing && !evtimer_pending(rf->ev_window, NULL) &&
         evtimer_add(rf->ev_window, &tv) != 0)

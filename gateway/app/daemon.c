@@ -285,7 +285,7 @@ static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct daemon *d = arg;
     const uint32_t ms = d->app->cfg->crl_reload_ms;
-    const struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    const struct timeval tv = gw_clock_tv(ms);
 
     (void)fd;
     (void)what;
@@ -515,8 +515,7 @@ static void sweep_cb(evutil_socket_t fd, short what, void *arg)
         ms = 200; /* not connected yet: try again shortly */
     } else
         sweep_start(d);
-    tv.tv_sec = (time_t)(ms / 1000u);
-    tv.tv_usec = (suseconds_t)(ms % 1000u) * 1000;
+    tv = gw_clock_tv(ms);
     if (evtimer_add(d->sweep_ev, &tv) != 0)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "inactive-account sweep timer not set");
 }

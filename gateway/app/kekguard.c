@@ -10,6 +10,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "db.h"
 #include "kek_check.h"
 #include "log.h"
@@ -95,8 +96,7 @@ static void retry_later(struct gw_kekguard *g, const char *why)
     g->backoff_ms = g->backoff_ms == 0 ? 20 : g->backoff_ms * 2;
     if (g->backoff_ms > KEKGUARD_RETRY_MAX_MS)
         g->backoff_ms = KEKGUARD_RETRY_MAX_MS;
-    tv.tv_sec = g->backoff_ms / 1000;
-    tv.tv_usec = (suseconds_t)(g->backoff_ms % 1000) * 1000;
+    tv = gw_clock_tv(g->backoff_ms);
     evtimer_add(g->retry_ev, &tv);
 }
 

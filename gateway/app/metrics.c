@@ -650,7 +650,7 @@ static void sample_wait_cb(evutil_socket_t fd, short what, void *arg)
 static void admitted(struct scrape *s)
 {
     struct gw_metrics *m = s->m;
-    const struct timeval tv = {SAMPLE_WAIT_MS / 1000, (SAMPLE_WAIT_MS % 1000) * 1000};
+    const struct timeval tv = gw_clock_tv(SAMPLE_WAIT_MS);
 
     if (m->sampled && gw_clock_ms() - m->sampled_ms < SAMPLE_FRESH_MS) {
         answer(s);
@@ -896,7 +896,7 @@ static void track_cb(evutil_socket_t fd, short what, void *arg)
  * with its deadline; at MAX_CONNECTIONS the listener stops accepting. */
 static struct bufferevent *bev_cb(struct event_base *base, void *arg)
 {
-    const struct timeval life = {DEADLINE_S, 0};
+    const struct timeval life = gw_clock_tv(DEADLINE_S * 1000u);
     struct gw_metrics *m = arg;
     struct ssl_st *ssl = m->tls != NULL ? gw_tls_http_ssl_new(m->tls) : NULL;
     struct bufferevent *bev = NULL;

@@ -23,17 +23,19 @@ int64_t gw_clock_real_us(void)
 
 struct event_base *gw_clock_loop_new(void)
 {
-    struct event_config *cfg = event_config_new();
-    struct event_base *base;
+    /* not EVENT_BASE_FLAG_PRECISE_TIMER: gw_clock_tv's tick keeps timers from firing early */
+    return event_base_new();
+}
 
-    if (cfg == NULL)
-        return NULL;
-    /* CLOCK_MONOTONIC rather than _COARSE: a timer must not fire before gw_clock_ms says */
-    if (event_config_set_flag(cfg, EVENT_BASE_FLAG_PRECISE_TIMER) != 0) {
-        event_config_free(cfg);
-        return NULL;
-    }
-    base = event_base_new_with_config(cfg);
-    event_config_free(cfg);
-    return base;
+struct timeval gw_clock_tv(uint64_t ms)
+{
+    struct timespec res;
+    uint64_t us = ms * 1000u;
+
+    if (ms == 0)
+        return (struct timeval){0, 0};
+    /* a tick of the clock libevent reads; without it libevent reads CLOCK_MONOTONIC */
+    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
+        us += (uint64_t)res.tv_sec * 1000000u + ((uint64_t)res.tv_nsec + 999u) / 1000u;
+    return (struct timeval){(time_t)(us / 1000000u), (suseconds_t)(us % 1000000u)};
 }

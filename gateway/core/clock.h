@@ -1,15 +1,20 @@
 /* clock.h: the process's clocks, and the event loop that times with the same clock.
  *
  * Deadlines, leases, idle and stall limits are computed in CLOCK_MONOTONIC milliseconds
- * (gw_clock_ms) and handed to libevent as relative timeouts. libevent 2.1 by default reads
- * CLOCK_MONOTONIC_COARSE (a tick of 4 ms on the machines measured): when a tick passes between
- * adding a timer and the loop's next look at the clock (a loaded box), the timer can fire up to a
- * tick before the moment gw_clock_ms names, a deadline answered early. gw_clock_loop_new asks for
- * the precise clock: a timer never fires before its time on the clock its time came from. */
+ * (gw_clock_ms) and handed to libevent as relative timeouts, always through gw_clock_tv. libevent
+ * 2.1 reads CLOCK_MONOTONIC_COARSE (a tick of 4 ms on the machines measured) and adds the timeout
+ * to that reading, which lags the precise clock by up to a tick: a timer of t ms could fire up to
+ * a tick before gw_clock_ms() + t, a deadline answered early. gw_clock_tv adds one tick, so a
+ * timer never fires before its time on the clock its time came from, and may fire up to a tick
+ * late. libevent's precise timer (EVENT_BASE_FLAG_PRECISE_TIMER) would give the same without the
+ * tick, at the cost of a timerfd_settime system call on every turn of the loop (0.15 a waybill
+ * under Submit load, ~5 % of the gateway's CPU: docs/performance.md). */
 #ifndef GW_CLOCK_H
 #define GW_CLOCK_H
 
 #include <stdint.h>
+
+#include <sys/time.h>
 
 struct event_base;
 
@@ -19,8 +24,13 @@ uint64_t gw_clock_ms(void);
 /* CLOCK_REALTIME in microseconds since the epoch: for times stored or shown (audit records). */
 int64_t gw_clock_real_us(void);
 
-/* A new event base timed with CLOCK_MONOTONIC (EVENT_BASE_FLAG_PRECISE_TIMER), or NULL. The
- * daemon's loop and the tests that run its timers use it. */
+/* A new event base for the daemon's loop (libevent's default clock), or NULL. The daemon's loop
+ * and the tests that run its timers use it. */
 struct event_base *gw_clock_loop_new(void);
+
+/* The relative timeout to hand libevent for a timer due ms milliseconds from now: ms and one tick
+ * of libevent's clock (clock_getres of CLOCK_MONOTONIC_COARSE), so that it never fires before
+ * gw_clock_ms() + ms. 0 stays 0: run at the loop's next turn. */
+struct timeval gw_clock_tv(uint64_t ms);
 
 #endif

@@ -941,8 +941,7 @@ static int spawn(struct gw_workers *w)
         return GW_EUNAVAIL;
     r = zygote_await(w, w->base != NULL ? ZYGOTE_WAIT_MS : ZYGOTE_START_MS, &p);
     if (r == Z_NONE) {
-        struct timeval tv = {.tv_sec = (time_t)(w->zpatience_ms / 1000u),
-                             .tv_usec = (suseconds_t)(w->zpatience_ms % 1000u) * 1000};
+        struct timeval tv = gw_clock_tv(w->zpatience_ms);
 
         GW_LOG(GW_LOG_WARN, "workers", NULL,
                "the zygote %ld did not answer within %d ms; logins answer UNAVAILABLE until its "

@@ -31,8 +31,9 @@
  * mapping (a few pages, locked where RLIMIT_MEMLOCK allows) marked MADV_WIPEONFORK: a forked child
  * sees them empty and refills from its own DRBG, so no nonce or data key is ever handed out twice.
  * Without that page there is no pool. */
-#define PUB_POOL 16384 /* bytes of public randomness: nonces, record and request ids */
-#define DEK_POOL 32
+#define PUB_POOL 49152 /* bytes of public randomness: nonces, record and request ids */
+#define DEK_POOL                                                                                   \
+    128 /* data keys; with PUB_POOL the mapping is 64 KiB, RLIMIT_MEMLOCK's old default */
 /* HMAC keys cached per suite: a record's blind indexes (index key) and MACs (content key)
  * alternate between two keys, so two slots key each context once instead of twice a record. */
 #define MAC_SLOTS 2
@@ -47,6 +48,7 @@ struct rand_pool {
     uint8_t pub[PUB_POOL];                     /* from RAND_bytes; each byte handed out once */
     uint8_t dek[DEK_POOL * GW_CRYPTO_DEK_LEN]; /* from RAND_priv_bytes; wiped as consumed */
 };
+_Static_assert(sizeof(struct rand_pool) <= 65536, "the pool's mapping fits a 64 KiB lock limit");
 
 /* Sealing under AES-256-GCM calls the cipher functions of the provider that EVP_CIPHER_fetch
  * chose, directly (OSSL_PROVIDER_query_operation, provider-cipher(7)): the same implementation

@@ -855,7 +855,7 @@ static void pump_fast(struct gw_forward *f)
 /* The next claim waits ms (a wake meanwhile only marks the forwarder dirty). */
 static void rest(struct gw_forward *f, int64_t ms)
 {
-    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    struct timeval tv = gw_clock_tv(ms);
 
     if (event_add(f->linger_ev, &tv) == 0)
         f->resting = true;
@@ -999,8 +999,7 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
         /* one result per delivery: ids, an outcome, a reason of a few hundred bytes */
         .max_response = 65536u + cfg->fwd_batch * 1024u,
     };
-    struct timeval tv = {.tv_sec = (time_t)(cfg->fwd_poll_ms / 1000u),
-                         .tv_usec = (suseconds_t)(cfg->fwd_poll_ms % 1000u) * 1000};
+    struct timeval tv = gw_clock_tv(cfg->fwd_poll_ms);
 
     if (f == NULL) {
         snprintf(err, errlen, "[forward]: out of memory");

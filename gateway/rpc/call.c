@@ -531,7 +531,7 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     struct gw_call *call = NULL;
     size_t cap = (size_t)cfg->max_message_size * ARENA_FACTOR + ARENA_BASE;
     struct gw_fault f;
-    struct timeval tv;
+    struct timeval tv = gw_clock_tv(timeout_ms);
 
     call = gw_calloc(1, sizeof(*call));
     if (call == NULL)
@@ -571,8 +571,6 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     call->pba.alloc = pb_alloc;
     call->pba.free = pb_free;
     call->pba.allocator_data = call;
-    tv.tv_sec = (time_t)(timeout_ms / 1000u);
-    tv.tv_usec = (suseconds_t)(timeout_ms % 1000u) * 1000;
     if (evtimer_add(call->deadline_ev, &tv) != 0)
         goto fail;
     /* Inside the transport's input processing: a synchronous refusal only queues the answer.

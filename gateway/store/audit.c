@@ -559,7 +559,7 @@ static void drained(struct gw_audit *a)
 
 void gw_audit_drain(struct gw_audit *a, uint32_t timeout_ms, gw_audit_drained_cb cb, void *arg)
 {
-    struct timeval tv = {timeout_ms / 1000, (timeout_ms % 1000) * 1000};
+    struct timeval tv = gw_clock_tv(timeout_ms);
 
     a->drain_cb = cb;
     a->drain_arg = arg;
@@ -665,7 +665,8 @@ const char *gw_audit_chain(const struct gw_audit *a)
 
 static void schedule_retry(struct gw_audit *a)
 {
-    struct timeval tv = {0, 250000}; /* audited actions fail UNAVAILABLE meanwhile: keep it short */
+    struct timeval tv =
+        gw_clock_tv(250); /* audited actions fail UNAVAILABLE meanwhile: keep it short */
     if (evtimer_add(a->ev_retry, &tv) != 0)
         GW_LOG(GW_LOG_ERROR, "audit", NULL, "chain %s: recovery timer not set", a->chain);
 }
@@ -889,8 +890,7 @@ static void recover(struct gw_audit *a)
 static void arm_ckpt_timer(struct gw_audit *a)
 {
     if (a->head_seq > a->ckpt_seq && !evtimer_pending(a->ev_ckpt, NULL)) {
-        struct timeval tv = {(time_t)(a->ckpt_ms / 1000u),
-                             (suseconds_t)(a->ckpt_ms % 1000u) * 1000};
+        struct timeval tv = gw_clock_tv(a->ckpt_ms);
         (void)evtimer_add(a->ev_ckpt, &tv);
     }
 }
@@ -1193,7 +1193,7 @@ static void failed_txn(struct gw_audit *a, int err, const struct gw_db_result *r
     ms = 250u << (a->fail_rounds < 3 ? a->fail_rounds : 3);
     a->fail_rounds++;
     a->ready = false; /* nothing is chained before the head is read again */
-    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+    struct timeval tv = gw_clock_tv(ms);
     if (evtimer_add(a->ev_retry, &tv) != 0)
         recover(a);
     finish(&done, err == GW_EINTERNAL ? GW_EINTERNAL : GW_EUNAVAIL, res);

@@ -13,6 +13,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "file.h"
 #include "log.h"
 
@@ -101,7 +102,7 @@ static void feed(struct gw_audit_replay *r)
             continue;
         rc = gw_audit_write_kept(r->a, e->stmts, e->nstmts, e->recs, e->nrecs, written_cb, it);
         if (rc == GW_EQUEUEFULL) {
-            struct timeval tv = {0, RETRY_MS * 1000};
+            struct timeval tv = gw_clock_tv(RETRY_MS);
             if (evtimer_add(r->ev_retry, &tv) != 0)
                 GW_LOG(GW_LOG_ERROR, "audit", NULL, "spool %s: retry timer not set", r->path);
             return;

@@ -12,6 +12,7 @@
 #include <event2/util.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "db.h"
 #include "db_int.h"
 #include "log.h"
@@ -36,12 +37,6 @@ static void quiet_notice(void *arg, const char *message)
     /* Server notices may quote values: never printed. */
     (void)arg;
     (void)message;
-}
-
-static void ms_to_tv(uint32_t ms, struct timeval *tv)
-{
-    tv->tv_sec = ms / 1000;
-    tv->tv_usec = (long)(ms % 1000) * 1000;
 }
 
 /* ---- connection lifecycle ---- */
@@ -72,7 +67,7 @@ static void conn_schedule_reconnect(struct conn *c)
     uint32_t ms = backoff_ms(c);
 
     c->state = CONN_DOWN;
-    ms_to_tv(ms, &tv);
+    tv = gw_clock_tv(ms);
     evtimer_add(c->ev_timer, &tv);
     GW_LOG(GW_LOG_DEBUG, "db", NULL, "connection %u: reconnect in %u ms", c->slot, ms);
 }
@@ -424,7 +419,7 @@ void gw_db_conn_connect(struct conn *c)
     PQsetNoticeProcessor(c->pg, quiet_notice, NULL);
     c->state = CONN_CONNECTING;
     c->poll = PGRES_POLLING_WRITING;
-    ms_to_tv(c->db->connect_timeout_ms ? c->db->connect_timeout_ms : 5000, &tv);
+    tv = gw_clock_tv(c->db->connect_timeout_ms ? c->db->connect_timeout_ms : 5000);
     evtimer_add(c->ev_timer, &tv);
     conn_wait_poll(c);
 }

@@ -14,6 +14,7 @@
 
 #include "alloc.h"
 #include "audit.h"
+#include "clock.h"
 #include "db.h"
 #include "incident.h"
 #include "log.h"
@@ -266,7 +267,7 @@ static void fmt_time(const struct timespec *ts, char *buf, size_t len)
 
 static void schedule_retry(struct gw_incidents *q)
 {
-    struct timeval tv = {.tv_sec = q->retry_ms / 1000, .tv_usec = (q->retry_ms % 1000) * 1000};
+    struct timeval tv = gw_clock_tv(q->retry_ms);
 
     evtimer_add(q->ev_retry, &tv);
     q->retry_ms = q->retry_ms * 2 > q->retry_max_ms ? q->retry_max_ms : q->retry_ms * 2;
@@ -525,7 +526,7 @@ struct gw_incidents *gw_incident_new(struct gw_db *db, struct gw_audit *audit, u
 void gw_incident_drain(struct gw_incidents *q, uint32_t timeout_ms, gw_incident_drained_cb cb,
                        void *arg)
 {
-    struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+    struct timeval tv = gw_clock_tv(timeout_ms);
 
     q->drain_cb = cb;
     q->drain_arg = arg;

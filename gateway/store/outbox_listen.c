@@ -12,6 +12,7 @@
 #include <libpq-fe.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "db.h"
 #include "log.h"
 #include "outbox.h"
@@ -56,7 +57,7 @@ static void quiet_notice(void *arg, const char *message)
 
 static void arm_timer(struct gw_outbox_listener *l, uint32_t ms)
 {
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (long)(ms % 1000) * 1000};
+    struct timeval tv = gw_clock_tv(ms);
 
     evtimer_add(l->ev_timer, &tv);
 }

@@ -11,6 +11,7 @@
 
 #include "alloc.h"
 #include "audit.h"
+#include "clock.h"
 #include "log.h"
 #include "store_bulk.h"
 
@@ -32,7 +33,7 @@ struct gw_retention {
 
 static void arm(struct gw_retention *r, uint32_t ms)
 {
-    struct timeval tv = {.tv_sec = ms / 1000, .tv_usec = (ms % 1000) * 1000};
+    struct timeval tv = gw_clock_tv(ms);
 
     if (evtimer_add(r->ev, &tv) != 0)
         GW_LOG(GW_LOG_ERROR, "retention", NULL, "cannot arm the retention timer");

@@ -45,7 +45,7 @@ static bool lacks_resource(int e)
 
 static void arm(struct gw_acceptpause *p, uint32_t ms)
 {
-    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+    struct timeval tv = gw_clock_tv(ms);
 
     (void)evtimer_add(p->timer, &tv);
 }

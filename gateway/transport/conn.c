@@ -87,7 +87,7 @@ struct gw_conn {
 
 static void set_timer(struct event *ev, uint32_t ms)
 {
-    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+    struct timeval tv = gw_clock_tv(ms);
 
     (void)evtimer_add(ev, &tv);
 }
@@ -593,8 +593,7 @@ struct gw_conn *gw_conn_new(const struct gw_config *cfg, struct event_base *base
     /* A peer that stops reading our output is dropped after stream_write_timeout_ms without
      * progress. */
     {
-        struct timeval wt = {(time_t)(c->cfg->stream_write_timeout_ms / 1000u),
-                             (suseconds_t)(c->cfg->stream_write_timeout_ms % 1000u) * 1000};
+        struct timeval wt = gw_clock_tv(c->cfg->stream_write_timeout_ms);
         (void)bufferevent_set_timeouts(c->bev, NULL, &wt);
     }
     if (bufferevent_enable(c->bev, EV_READ | EV_WRITE) != 0)

@@ -232,7 +232,7 @@ static void done_remove(struct gw_gclient *c, struct gw_gclient_call *k)
 
 static void set_timer(struct event *ev, uint32_t ms)
 {
-    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+    struct timeval tv = gw_clock_tv(ms);
 
     (void)evtimer_add(ev, &tv);
 }

@@ -764,8 +764,7 @@ static int on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame
 {
     struct gw_h2 *h2 = user_data;
     struct gw_h2_stream *st;
-    struct timeval tv = {(time_t)(STREAM_LINGER_MS / 1000u),
-                         (suseconds_t)(STREAM_LINGER_MS % 1000u) * 1000};
+    struct timeval tv = gw_clock_tv(STREAM_LINGER_MS);
 
     gw_h2_calm_frame_sent(&h2->calm, frame->hd.type);
     if (frame->hd.type == NGHTTP2_RST_STREAM) {
@@ -934,7 +933,7 @@ static ssize_t data_read_cb(nghttp2_session *session, int32_t stream_id, uint8_t
 
 static void arm_stall(struct gw_h2_stream *st, uint64_t ms)
 {
-    struct timeval tv = {(time_t)(ms / 1000u), (suseconds_t)(ms % 1000u) * 1000};
+    struct timeval tv = gw_clock_tv(ms);
 
     (void)evtimer_add(st->stall_ev, &tv);
 }

@@ -421,7 +421,7 @@ struct gw_server *gw_server_new(const struct gw_config *cfg, struct event_base *
         goto fail;
     }
     {
-        struct timeval tv = {(time_t)(LINES_REPORT_MS / 1000u), 0};
+        struct timeval tv = gw_clock_tv(LINES_REPORT_MS);
         (void)event_add(s->lines_ev, &tv);
     }
     if (cfg->insecure_listen != NULL && cfg->insecure_listen[0] != '\0') {
@@ -495,8 +495,7 @@ void gw_server_drain(struct gw_server *s, gw_server_drained_cb done, void *arg)
     if (s->plain_lev != NULL)
         evconnlistener_disable(s->plain_lev);
     GW_LOG(GW_LOG_INFO, "server", NULL, "draining %zu connections", s->nconns);
-    tv.tv_sec = (time_t)(s->cfg->drain_timeout_ms / 1000u);
-    tv.tv_usec = (suseconds_t)(s->cfg->drain_timeout_ms % 1000u) * 1000;
+    tv = gw_clock_tv(s->cfg->drain_timeout_ms);
     (void)evtimer_add(s->drain_ev, &tv);
     /* gw_conn_drain may close (and unlink) the connection at once. */
     for (c = s->conns; c != NULL; c = next) {

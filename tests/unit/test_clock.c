@@ -38,17 +38,17 @@ static void fired(evutil_socket_t fd, short what, void *arg)
 
 static void add_timer(struct probe *p)
 {
-    struct timeval tv = {0, TIMEOUT_MS * 1000};
+    struct timeval tv = gw_clock_tv(TIMEOUT_MS);
 
     p->fired_us = 0;
     p->added_us = mono_us();
     assert_int_equal(evtimer_add(p->ev, &tv), 0);
 }
 
-/* A timer added, then the loop run a little later (a loaded box: other work ran in between), but
- * before the timer is due: it must wait for its time. With libevent's default clock
- * (CLOCK_MONOTONIC_COARSE, a tick of 4 ms) a tick passes in that gap ~70 % of the time and the
- * timer then fires at once, up to a tick early. */
+/* A timer added through gw_clock_tv, then the loop run a little later (a loaded box: other work
+ * ran in between), but before the timer is due: it must wait for its time. libevent's clock is
+ * CLOCK_MONOTONIC_COARSE (a tick of 4 ms): a tick passes in that gap ~70 % of the time, and a
+ * timer handed the bare timeout then fires at once, up to a tick early. */
 static void test_timer_never_early(void **state)
 {
     struct event_base *base = gw_clock_loop_new();
@@ -73,6 +73,24 @@ static void test_timer_never_early(void **state)
     event_base_free(base);
 }
 
+/* gw_clock_tv: 0 is the loop's next turn; anything else is at least what was asked, and at most a
+ * tick of the coarse clock more. */
+static void test_tv(void **state)
+{
+    struct timespec res;
+    struct timeval z = gw_clock_tv(0), a = gw_clock_tv(1500), b = gw_clock_tv(UINT64_C(86400000));
+    uint64_t tick_us;
+
+    (void)state;
+    assert_int_equal(clock_getres(CLOCK_MONOTONIC_COARSE, &res), 0);
+    tick_us = (uint64_t)res.tv_sec * 1000000u + ((uint64_t)res.tv_nsec + 999u) / 1000u;
+    assert_true(z.tv_sec == 0 && z.tv_usec == 0);
+    assert_true(a.tv_usec >= 0 && a.tv_usec < 1000000);
+    assert_int_equal((uint64_t)a.tv_sec * 1000000u + (uint64_t)a.tv_usec, 1500000u + tick_us);
+    assert_int_equal((uint64_t)b.tv_sec * 1000000u + (uint64_t)b.tv_usec,
+                     UINT64_C(86400000000) + tick_us);
+}
+
 static void test_clocks(void **state)
 {
     uint64_t a = gw_clock_ms(), b;
@@ -91,6 +109,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timer_never_early),
+        cmocka_unit_test(test_tv),
         cmocka_unit_test(test_clocks),
     };
 
