@@ -384,6 +384,7 @@ static bool key_of(struct search *s, const Waygate__V1__SearchRequest *in)
         return false;
     }
     s->cs.key_kind = (int)s->q.key;
+    s->cs.sides = s->q.sides; /* a policy reload that changes them ends open pagings */
     s->cs.key = s->q.bidx[0]; /* the configured suite's: a suite switch ends open pagings */
     s->cs.key_len = sizeof(s->q.bidx[0]);
     return true;

@@ -24,13 +24,16 @@
 #define GW_CONT_MAX_AGE_S 600
 
 /* The search a continuation belongs to. key: the key's bytes (a blind index, or the day's text);
- * who: the caller's quota identity; branch: the branch searched. */
+ * who: the caller's quota identity; branch: the branch searched; sides: the sides of a waybill a
+ * person's key matches (the policy's, from the caller's view: a policy reloaded since the first
+ * page that changed them makes it another search), 0 for the other keys. */
 struct gw_cont_search {
     const char *who;
     int key_kind;
     const uint8_t *key;
     size_t key_len;
     const char *branch;
+    unsigned sides;
 };
 
 /* Writes the continuation after (at, id) of search s, whose first page was answered at issued

@@ -206,6 +206,41 @@ def test_tampered_or_foreign_continuation_refused(stack, paging):
     assert len(search(stack, "branch_a", phone=phone, limit=1, continuation=cont)) == 1
 
 
+def test_a_continuation_ends_where_the_policy_changed_the_sides_its_key_matches(stack, paging):
+    """A continuation is bound to the sides of a waybill its person's key matches (the policy's,
+    from the caller's view: gw_policy_search_sides), not only to the caller, key and branch: a
+    page after a policy change that narrowed them (here a second gateway on the same database and
+    keys whose clerk view omits recipient.phone, as a reload would) is refused as another search's
+    continuation, instead of going on matching the side the view no longer shows. Its own
+    continuations work on it, and not on the first gateway."""
+    from conftest import ExtraGateway
+    from test_views import change_cell, default_text, write_policy
+    phone = paging[0][0].sender.phone
+    want = (grpc.StatusCode.INVALID_ARGUMENT, "continuation: is not a continuation of this search")
+    first = search(stack, "branch_a", phone=phone, limit=1)
+    assert len(first) == 1 and first[0].continuation
+    policy = os.path.join(stack.dir, "policy_no_recipient_phone.conf")
+    write_policy(policy, change_cell(default_text(), "branch_clerk", "recipient.phone", "omit"))
+    gw = ExtraGateway(stack, "narrowed",
+                      edit=lambda conf: conf + "\n[policy]\nfile = %s\n" % policy)
+    try:
+        def on(**kw):
+            return list(waygate_proto.stream(stack.channel("branch_a", addr=gw.addr), SEARCH,
+                                             stack.pb.query.SearchRequest(**kw),
+                                             stack.pb.common.WaybillView))
+        assert refusal(lambda: on(phone=phone, limit=1, continuation=first[0].continuation)) == want
+        own = on(phone=phone, limit=1)
+        assert len(own) == 1 and own[0].continuation
+        assert len(on(phone=phone, limit=1, continuation=own[0].continuation)) == 1
+        assert refusal(lambda: search(stack, "branch_a", phone=phone, limit=1,
+                                      continuation=own[0].continuation)) == want
+    finally:
+        gw.close()
+    # the first gateway's own continuation is still good there
+    assert len(search(stack, "branch_a", phone=phone, limit=1,
+                      continuation=first[0].continuation)) == 1
+
+
 def test_search_limit_capped_by_policy(stack):
     pb = stack.pb
     batch = [new_waybill(stack, "a") for _ in range(105)]
