@@ -67,7 +67,8 @@ void gw_policy_unref(const struct gw_policy *p);
 void gw_policy_free(struct gw_policy *p);
 
 /* May principal p call the method at path? Returns 0, GW_EAUTH (the method needs an
- * authenticated caller) or GW_EPERM (no rule for the method, or p's role is not in it). On
+ * authenticated caller), GW_EPRECOND (a token whose password must change, for any method but
+ * ChangePassword, Art. 35) or GW_EPERM (no rule for the method, or p's role is not in it). On
  * refusal *f names the rule (for GW_EPERM the field is "role <role>"). A certificate principal
  * registered for administration, or of a people's role (gw_account_role_person_only) whatever
  * its flag, reaches only what any authenticated caller may: otherwise GW_EPERM, field

@@ -510,9 +510,9 @@ void gw_call_rechecked(struct gw_call *call, const struct gw_fault *f, const str
     call->recheck_cancel_fn = NULL;
     call->checked_ms = gw_clock_ms();
     call->checked_nsent = call->nsent;
-    if (f != NULL &&
-        (f->code == GW_EAUTH || f->code == GW_EPERM || (f == &denied && f->code == GW_EPRECOND))) {
-        /* the caller is no longer who the call was allowed for: refused as a new call would be */
+    /* any refusal of the policy, or a fault of identity from the lookup: the caller is no longer
+     * who the call was allowed for, refused as a new call would be */
+    if (f == &denied || (f != NULL && (f->code == GW_EAUTH || f->code == GW_EPERM))) {
         run_cancel(call);
         gw_fault_format(f, msg, sizeof(msg));
         finish(call, gw_fault_status(f), msg); /* may free the call */
