@@ -120,15 +120,11 @@ static struct gw_outbox_req *req_new(enum req_kind kind, void *arg)
 static int req_start(struct gw_store *s, struct gw_outbox_req *r, const struct gw_db_stmt *st,
                      int nst, gw_db_done_cb done, struct gw_outbox_req **out)
 {
-    int err = gw_db_exec(s->db, st, nst, GW_DB_TXN, done, r, &r->dbreq);
+    int err = gw_store_txn_send(s, st, nst, done, r, &r->dbreq);
 
-    if (err != 0) {
-        gw_free(r);
-        return err;
-    }
-    if (out != NULL)
+    if (err == 0 && out != NULL)
         *out = r;
-    return 0;
+    return err;
 }
 
 void gw_outbox_cancel(struct gw_outbox_req *req)

@@ -108,15 +108,11 @@ void gw_store_bulk_cancel(struct gw_store_bulk_req *r)
 static int start(struct gw_store *s, struct gw_store_bulk_req *r, const struct gw_db_stmt *st,
                  int n, gw_db_done_cb done, struct gw_store_bulk_req **out)
 {
-    int rc = gw_db_exec(s->db, st, n, GW_DB_TXN, done, r, &r->dbreq);
+    int rc = gw_store_txn_send(s, st, n, done, r, &r->dbreq);
 
-    if (rc != 0) {
-        gw_free(r);
-        return rc;
-    }
-    if (out != NULL)
+    if (rc == 0 && out != NULL)
         *out = r;
-    return 0;
+    return rc;
 }
 
 static int fail_err(int err)

@@ -142,6 +142,12 @@ void gw_store_sql_expr(struct gw_store_sql *b, const char *expr, const char *arg
 /* store_req.c: a handle on store->reqs / its release (frees items; never calls back). */
 struct gw_store_req *gw_store_req_new(struct gw_store *s, enum gw_store_kind kind, void *arg);
 void gw_store_req_free(struct gw_store_req *r);
+/* store_req.c: sends st[0..n) in one transaction (GW_DB_TXN) with done(req) as the db callback
+ * and the handle in *dbreq. req is a handle of one allocation (gw_calloc) that owns nothing else
+ * (store_bulk.c's, store_lawful.c's, outbox.c's); it is freed (gw_free) when they cannot be
+ * sent. Returns 0 or the gw_db_exec error. */
+int gw_store_txn_send(struct gw_store *s, const struct gw_db_stmt *st, int n, gw_db_done_cb done,
+                      void *req, struct gw_db_req **dbreq) GW_MUST_CHECK;
 
 /* store_group.c: the text of the group insert statement (gw_free), NULL on overflow/ENOMEM. */
 char *gw_store_group_sql_new(void);

@@ -145,15 +145,11 @@ out:
 static int send_req(struct gw_store *s, struct gw_store_lawful_req *r, const struct gw_db_stmt *st,
                     int n, gw_db_done_cb done, struct gw_store_lawful_req **out)
 {
-    int rc = gw_db_exec(s->db, st, n, GW_DB_TXN, done, r, &r->dbreq);
+    int rc = gw_store_txn_send(s, st, n, done, r, &r->dbreq);
 
-    if (rc != 0) {
-        gw_free(r);
-        return rc;
-    }
-    if (out != NULL)
+    if (rc == 0 && out != NULL)
         *out = r;
-    return 0;
+    return rc;
 }
 
 int gw_store_lawful_get(struct gw_store *s, int64_t account,

@@ -1,6 +1,7 @@
 /* store_req.c: the store's request handles: one per operation a caller started (a submit, a batch,
  * a get, a segment load), listed on the store so that freeing the store cancels them. Below
- * store.c, store_group.c's users and store_read.c, so that neither needs the other.
+ * store.c, store_group.c's users and store_read.c, so that neither needs the other. Also the one
+ * send of the handles that are not on the list (store_bulk.c's, store_lawful.c's, outbox.c's).
  * Invariant: a handle is on its store's list from gw_store_req_new to gw_store_req_free. */
 #include "alloc.h"
 #include "store_int.h"
@@ -29,4 +30,14 @@ void gw_store_req_free(struct gw_store_req *r)
     gw_free(r->items);
     gw_free(r->results);
     gw_free(r);
+}
+
+int gw_store_txn_send(struct gw_store *s, const struct gw_db_stmt *st, int n, gw_db_done_cb done,
+                      void *req, struct gw_db_req **dbreq)
+{
+    int err = gw_db_exec(s->db, st, n, GW_DB_TXN, done, req, dbreq);
+
+    if (err != 0)
+        gw_free(req);
+    return err;
 }
