@@ -29,6 +29,7 @@ REQUEST = "/waygate.v1.Compliance/RequestLawfulAccess"
 DECIDE = "/waygate.v1.Compliance/DecideLawfulAccess"
 VIEW = "/waygate.v1.Compliance/GetLawfulCase"
 REPORT = "/waygate.v1.Compliance/Report"
+WATCH = "/grpc.health.v1.Health/Watch"
 
 NOT_GRANTED = ("waybill_no: is not named by an approved, unexpired lawful-access case of the "
                "caller, or is above the security level its role may see (Art. 16)")
@@ -559,19 +560,29 @@ def test_a_view_whose_caller_went_away_is_recorded_all_the_same(stack, lawful, w
     record is written whether or not its caller stays (gw_audit_rebind, not gw_audit_cancel):
     with a lock the test keeps on audit_record, one view's record is in flight (its answer waits)
     and a second view's queued behind it; the second caller cancels. A confidential call's cancel
-    is logged nowhere, so the test gives the gateway a moment and sees the entry still queued;
-    once the lock goes both are on record (the first answered, the second shown nothing)."""
+    is logged and counted nowhere, so a health Watch on the same connection is cancelled right
+    after it: the gateway reads a connection's frames in order, so once the Watch counts
+    CANCELLED the view's reset was processed too (its cancel run, where gw_audit_cancel would
+    drop the entry), and the entry is still queued; once the lock goes both are on record (the
+    first answered, the second shown nothing)."""
     from conftest import scrape_metrics
+    from test_metrics import calls, scrape
     from test_report import waiting_on_audit_record
     pb = stack.pb.compliance
     first = lawful.request([waybills[0][0].waybill_no])
     second = lawful.request([waybills[1][0].waybill_no])
-    call = stack.channel(lawful.sec_via).unary_unary(
-        VIEW, request_serializer=lambda m: m.SerializeToString(),
-        response_deserializer=pb.LawfulCaseView.FromString)
+    ch = stack.channel(lawful.sec_via)  # one connection: the view's reset, then the Watch's
+    call = ch.unary_unary(VIEW, request_serializer=lambda m: m.SerializeToString(),
+                          response_deserializer=pb.LawfulCaseView.FromString)
+    watch = ch.unary_stream(WATCH,
+                            request_serializer=stack.pb.health.HealthCheckRequest.SerializeToString,
+                            response_deserializer=stack.pb.health.HealthCheckResponse.FromString)
 
     def queued():
         return scrape_metrics(stack.env["WAYGATE_METRICS_ADDR"])["waygate_audit_queued"]
+
+    def watches_cancelled():
+        return calls(scrape(stack)[0], WATCH, "CANCELLED")
     holder = lock_holder(stack, "LOCK TABLE audit_record IN EXCLUSIVE MODE")
     try:
         answered = call.future(pb.GetLawfulCaseRequest(case_id=first.case_id), timeout=120,
@@ -582,8 +593,12 @@ def test_a_view_whose_caller_went_away_is_recorded_all_the_same(stack, lawful, w
                            metadata=lawful.sec_md)
         assert wait_for(lambda: queued() > before, 30), "the second view's record never queued"
         assert not answered.done()  # its record waits: nothing shown yet
+        cancelled = watches_cancelled()
+        behind = watch(stack.pb.health.HealthCheckRequest(), timeout=120)
+        next(behind)  # its first status: the gateway runs the Watch
         assert gone.cancel()
-        time.sleep(3)  # the reset reaches the gateway; gw_audit_cancel would drop the entry
+        behind.cancel()  # its reset follows the view's on the connection
+        assert wait_for(lambda: watches_cancelled() > cancelled, 30), "the resets never arrived"
         assert queued() > before, "the cancelled view's record was dropped"
     finally:
         release_holder(holder)
