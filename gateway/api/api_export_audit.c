@@ -43,7 +43,10 @@ struct export
     struct gw_audit_req *rec; /* the audit.export record being written */
     struct gw_audit_scan *scan;
     struct gw_bundle_writer *w;
-    struct gw_sign_key key; /* the keyring's audit key (the keyring outlives the call) */
+    /* a copy of the keyring's audit key: a reload (SIGHUP) frees the keyring while an export
+     * streams, and the key seals the bundle at its end; wiped in release */
+    uint8_t seed[GW_SIGN_SEED_LEN];
+    struct gw_sign_key key; /* alg, and the copy above */
     uint8_t seal_pub[GW_SIGN_PUB_MAX];
     size_t seal_publen;
     uint8_t *buf; /* bundle bytes produced and not yet sent */
@@ -60,6 +63,7 @@ static void release(struct export *e)
     gw_audit_scan_free(e->scan);
     gw_bundle_writer_free(e->w);
     gw_free(e->buf);
+    gw_wipe(e->seed, sizeof(e->seed));
     e->scan = NULL;
     e->w = NULL;
     e->buf = NULL;
@@ -293,8 +297,14 @@ void gw_api_compliance_export_audit(struct gw_call *call, const uint8_t *req, si
     }
     memset(e, 0, sizeof *e);
     e->call = call;
-    if (gw_audit_signer(app->keys, &e->key) != 0 ||
-        gw_sign_public(&e->key, e->seal_pub, &e->seal_publen) != 0) {
+    if (gw_audit_signer(app->keys, &e->key) != 0) {
+        gw_call_fail(call, GW_EPRECOND, NULL, GW_RULE_KEY_UNAVAILABLE);
+        return;
+    }
+    memcpy(e->seed, e->key.seed, sizeof(e->seed));
+    e->key.seed = e->seed;
+    if (gw_sign_public(&e->key, e->seal_pub, &e->seal_publen) != 0) {
+        gw_wipe(e->seed, sizeof(e->seed));
         gw_call_fail(call, GW_EPRECOND, NULL, GW_RULE_KEY_UNAVAILABLE);
         return;
     }

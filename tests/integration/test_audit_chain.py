@@ -956,6 +956,51 @@ def test_export_audit_of_many_batches_and_chunks(stack, grpc_chains, tmp_path):
                      "seq 1234 expected after seq 1233")
 
 
+def test_export_audit_across_a_reload_is_sealed_with_the_key_it_started_with(stack, grpc_chains,
+                                                                            tmp_path):
+    """A SIGHUP while an export streams frees the keyring the export started under (the gateway
+    reads the keyring file again, even unchanged): the export seals the bundle at its end with
+    its own copy of the audit key it took at its start, and the bundle verifies. Before, it kept
+    a pointer into the freed keyring and read freed memory as its private key (a review found it
+    under AddressSanitizer); without the sanitizer the seal's own check failed the export at its
+    end. The export is held mid-way by a lock on audit_checkpoint while the gateway reloads."""
+    import threading
+    from conftest import lock_holder, release_holder
+    frm = T0_GRPC // 1_000_000
+    md = stack.login("auditor")
+    ch = stack.channel(stack.account("auditor")[2])
+
+    def count(text):
+        return sum(text in line for line in stack.log_lines())
+    started, reloaded = count("audit export of ["), count("SIGHUP: policy reloaded")
+    res = {}
+
+    def run():
+        try:
+            res["chunks"] = list(waygate_proto.stream(
+                ch, EXPORT, stack.pb.compliance.ExportAuditRequest(from_time=frm, to_time=frm + 50),
+                stack.pb.compliance.ExportAuditChunk, timeout=150, metadata=md))
+        except grpc.RpcError as e:
+            res["error"] = (e.code(), e.details())
+    holder = lock_holder(stack, "LOCK TABLE audit_checkpoint IN ACCESS EXCLUSIVE MODE")
+    t = threading.Thread(target=run)
+    try:
+        t.start()
+        assert wait_for(lambda: count("audit export of [") > started, 30), "no export started"
+        os.kill(stack.gateway_pid(), signal.SIGHUP)
+        assert wait_for(lambda: count("SIGHUP: policy reloaded") > reloaded, 30), "no reload"
+        assert "chunks" not in res and "error" not in res  # still held by the lock
+    finally:
+        release_holder(holder)
+    t.join(180)
+    assert "error" not in res, res.get("error")
+    path = str(tmp_path / "reload.bundle")
+    with open(path, "wb") as f:
+        f.write(assemble(res["chunks"]))
+    c, p = assert_good(stack, path, "--trust-key", grpc_chains.key_id)
+    assert "1 chains, 27 records, 3 checkpoints" in c.stdout, c.stdout
+
+
 def test_export_audit_is_recorded_before_anything_is_sent(stack, grpc_chains):
     """audit.export on the gateway's chain, with who and the range; with the gateway unable to
     write audit records, the export fails and sends nothing (fail closed)."""
