@@ -29,6 +29,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 import audit_lib
+import register_lib
 from conftest import holder_pid, lock_holder, release_holder, wait_for, waiting_on
 from query_data import GET, PICKUP, get, new_waybill, refusal, submit
 from test_faults import superuser_uri
@@ -1118,6 +1119,30 @@ def test_a_destroy_deletes_only_records_within_the_requesters_levels(stack, peop
     assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % ids[1]) == ["0"]
     assert stack.psql("SELECT selector, count FROM destruction WHERE request_id = '%s'"
                       % cleared.request_id) == ["branch=* from=- to=- ids=1 level<=1|1"]
+
+
+def test_a_destroy_leaves_nothing_of_its_records_in_the_suspicious_register(stack, people):
+    """An approved bulk destroy takes out of the suspicious-customer register what only the
+    destroyed waybills taught it, in its transaction (sql/046; part 12 Art. 7, Art. 37): no row
+    names a destroyed record or holds a phone <-> ID number pair only they held; a phone shared
+    with a surviving waybill keeps the survivor's pair, recounted (one sender: no longer
+    suspicious, the report's count one less); a new waybill with a destroyed customer's phone and
+    another ID number is not flagged against the destroyed one (register_lib). Before, every row
+    stayed: the destroyed record still counted as a second sender."""
+    c = register_lib.customers(stack, submit, submit)
+    f = register_lib.facts(stack, c)
+    past_this_second()
+    flagged = register_lib.reported_suspicious(stack)
+    ids = [c[k][1] for k in ("alone", "shared_victim", "same_victim")]
+    r = request(people, 3, ids, purpose="customer erasure request 2026-90",
+                legal_basis="《个人信息保护法》第四十七条; written request ref 90")
+    assert r.record_count == 3
+    approve(people, r.request_id)
+    chunks = run(people, r.request_id)
+    assert chunks[-1].last and chunks[-1].records_done == 3
+    register_lib.check_forgotten(stack, c, f)
+    assert register_lib.reported_suspicious(stack) == flagged - 1
+    register_lib.check_new_sender(stack, c, f)
 
 
 def cleared_gateway(stack, name, roles):
