@@ -23,8 +23,20 @@ int64_t gw_clock_real_us(void)
 
 struct event_base *gw_clock_loop_new(void)
 {
-    /* not EVENT_BASE_FLAG_PRECISE_TIMER: gw_clock_tv's tick keeps timers from firing early */
-    return event_base_new();
+    struct event_config *cfg = event_config_new();
+    struct event_base *base;
+
+    if (cfg == NULL)
+        return NULL;
+    /* not EVENT_BASE_FLAG_PRECISE_TIMER: gw_clock_tv's tick keeps timers from firing early; and
+     * the clock read when a timer is added, not the one cached when the loop's turn began */
+    if (event_config_set_flag(cfg, EVENT_BASE_FLAG_NO_CACHE_TIME) != 0) {
+        event_config_free(cfg);
+        return NULL;
+    }
+    base = event_base_new_with_config(cfg);
+    event_config_free(cfg);
+    return base;
 }
 
 struct timeval gw_clock_tv(uint64_t ms)

@@ -6,9 +6,12 @@
  * to that reading, which lags the precise clock by up to a tick: a timer of t ms could fire up to
  * a tick before gw_clock_ms() + t, a deadline answered early. gw_clock_tv adds one tick, so a
  * timer never fires before its time on the clock its time came from, and may fire up to a tick
- * late. libevent's precise timer (EVENT_BASE_FLAG_PRECISE_TIMER) would give the same without the
- * tick, at the cost of a timerfd_settime system call on every turn of the loop (0.15 a waybill
- * under Submit load, ~5 % of the gateway's CPU: docs/performance.md). */
+ * late. The loop reads that clock whenever a timer is added (EVENT_BASE_FLAG_NO_CACHE_TIME): by
+ * default libevent reuses the reading taken when the loop's turn began, so a timer added late in
+ * a long turn (a loaded box) counted from a moment already past, and fired that much early.
+ * libevent's precise timer (EVENT_BASE_FLAG_PRECISE_TIMER) would give the same without the tick, at
+ * the cost of a timerfd_settime system call on every turn of the loop (0.15 a waybill under Submit
+ * load, ~5 % of the gateway's CPU: docs/performance.md). */
 #ifndef GW_CLOCK_H
 #define GW_CLOCK_H
 
@@ -24,8 +27,8 @@ uint64_t gw_clock_ms(void);
 /* CLOCK_REALTIME in microseconds since the epoch: for times stored or shown (audit records). */
 int64_t gw_clock_real_us(void);
 
-/* A new event base for the daemon's loop (libevent's default clock), or NULL. The daemon's loop
- * and the tests that run its timers use it. */
+/* A new event base for the daemon's loop (libevent's default clock, read afresh for each timer
+ * added), or NULL. The daemon's loop and the tests that run its timers use it. */
 struct event_base *gw_clock_loop_new(void);
 
 /* The relative timeout to hand libevent for a timer due ms milliseconds from now: ms and one tick

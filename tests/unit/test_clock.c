@@ -73,6 +73,62 @@ static void test_timer_never_early(void **state)
     event_base_free(base);
 }
 
+static struct event *nudge; /* another event due at once: the loop turns again at once */
+
+static void nothing(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    (void)arg;
+}
+
+/* A long turn of the loop (10 ms of work in a callback, a loaded box) that adds a timer at its
+ * end, with other work due at once (a busy gateway's loop turns again at once): the timer counts
+ * from when it was added, not from when the turn began. libevent caches the clock at a turn's
+ * start unless told not to (EVENT_BASE_FLAG_NO_CACHE_TIME): the timer then counted from 10 ms
+ * before it was added, and the next turn found it due, 3 ms early. */
+static void long_turn(evutil_socket_t fd, short what, void *arg)
+{
+    static const struct timeval now = {0, 0};
+    struct probe *p = arg;
+    uint64_t until = mono_us() + 10000;
+
+    (void)fd;
+    (void)what;
+    while (mono_us() < until)
+        ;
+    add_timer(p);
+    assert_int_equal(evtimer_add(nudge, &now), 0);
+}
+
+static void test_timer_added_late_in_a_turn(void **state)
+{
+    struct event_base *base = gw_clock_loop_new();
+    struct probe p;
+    struct event *turn;
+    const struct timeval now = {0, 0};
+
+    (void)state;
+    assert_non_null(base);
+    p.ev = evtimer_new(base, fired, &p);
+    turn = evtimer_new(base, long_turn, &p);
+    nudge = evtimer_new(base, nothing, NULL);
+    assert_non_null(p.ev);
+    assert_non_null(turn);
+    assert_non_null(nudge);
+    for (int i = 0; i < 10; i++) {
+        p.fired_us = 0;
+        assert_int_equal(evtimer_add(turn, &now), 0);
+        assert_int_equal(event_base_dispatch(base), 1);
+        assert_true(p.fired_us != 0);
+        assert_true(p.fired_us >= p.added_us + TIMEOUT_MS * 1000);
+    }
+    event_free(nudge);
+    event_free(turn);
+    event_free(p.ev);
+    event_base_free(base);
+}
+
 /* gw_clock_tv: 0 is the loop's next turn; anything else is at least what was asked, and at most a
  * tick of the coarse clock more. */
 static void test_tv(void **state)
@@ -109,6 +165,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_timer_never_early),
+        cmocka_unit_test(test_timer_added_late_in_a_turn),
         cmocka_unit_test(test_tv),
         cmocka_unit_test(test_clocks),
     };
