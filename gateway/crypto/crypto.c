@@ -31,9 +31,8 @@
  * mapping (a few pages, locked where RLIMIT_MEMLOCK allows) marked MADV_WIPEONFORK: a forked child
  * sees them empty and refills from its own DRBG, so no nonce or data key is ever handed out twice.
  * Without that page there is no pool. */
-#define PUB_POOL 49152 /* bytes of public randomness: nonces, record and request ids */
-#define DEK_POOL                                                                                   \
-    128 /* data keys; with PUB_POOL the mapping is 64 KiB, RLIMIT_MEMLOCK's old default */
+#define PUB_POOL 24576 /* bytes of public randomness: nonces, record and request ids */
+#define DEK_POOL 64    /* data keys; with PUB_POOL the mapping stays 32 KiB (below) */
 /* HMAC keys cached per suite: a record's blind indexes (index key) and MACs (content key)
  * alternate between two keys, so two slots key each context once instead of twice a record. */
 #define MAC_SLOTS 2
@@ -48,7 +47,10 @@ struct rand_pool {
     uint8_t pub[PUB_POOL];                     /* from RAND_bytes; each byte handed out once */
     uint8_t dek[DEK_POOL * GW_CRYPTO_DEK_LEN]; /* from RAND_priv_bytes; wiped as consumed */
 };
-_Static_assert(sizeof(struct rand_pool) <= 65536, "the pool's mapping fits a 64 KiB lock limit");
+/* mlock is all or nothing: the process's locked pages (the keyring's, this pool and the audit
+ * writer's) must fit RLIMIT_MEMLOCK, 64 KiB by the old default, for the data keys to stay out of
+ * swap: the mapping (a power of two of pages) stays 32 KiB */
+_Static_assert(sizeof(struct rand_pool) <= 32768, "the pool's mapping stays 32 KiB");
 
 /* Sealing under AES-256-GCM calls the cipher functions of the provider that EVP_CIPHER_fetch
  * chose, directly (OSSL_PROVIDER_query_operation, provider-cipher(7)): the same implementation
