@@ -417,6 +417,9 @@ void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
     s->q.branch = p->branch;
     s->cs.who = gw_api_who(p, s->who);
     s->cs.branch = p->branch;
+    /* a level raised since the first page counted the selection ends open pagings */
+    s->q.max_level = gw_policy_max_level(gw_call_policy(call), p->role);
+    s->cs.level = s->q.max_level < -128 ? -128 : s->q.max_level > 127 ? 127 : s->q.max_level;
     /* a first page's time is the search's: every page after it carries it on, so the walk ends
      * GW_CONT_MAX_AGE_S after the bulk threshold was checked */
     s->issued = gw_clock_real_us() / 1000000;
@@ -452,7 +455,6 @@ void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
                (unsigned)s->q.limit, s->q.after ? ", continued" : "");
     if (!gw_api_throttle(call, s->q.bidx[0]))
         return;
-    s->q.max_level = gw_policy_max_level(gw_call_policy(call), p->role);
     if (s->q.limit == 0 || s->q.max_level < 0) { /* the role may see nothing: an empty page */
         gw_call_finish(call, GW_GRPC_OK, NULL);
         return;

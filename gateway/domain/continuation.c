@@ -35,10 +35,11 @@ static int mac(struct gw_crypto *cx, enum gw_suite suite, const uint8_t key[GW_C
     };
     int rc;
 
-    if (s->key_kind < 0 || s->key_kind > 255 || s->sides > 255)
+    if (s->key_kind < 0 || s->key_kind > 255 || s->sides > 255 || s->level < -128 || s->level > 127)
         return GW_EINVAL;
     buf[n++] = (uint8_t)s->key_kind;
     buf[n++] = (uint8_t)s->sides;
+    buf[n++] = (uint8_t)(s->level + 128);
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         if (parts[i].n > 255 || n + 1 + parts[i].n > sizeof(buf))
             return GW_EINVAL;

@@ -26,7 +26,9 @@
 /* The search a continuation belongs to. key: the key's bytes (a blind index, or the day's text);
  * who: the caller's quota identity; branch: the branch searched; sides: the sides of a waybill a
  * person's key matches (the policy's, from the caller's view: a policy reloaded since the first
- * page that changed them makes it another search), 0 for the other keys. */
+ * page that changed them makes it another search), 0 for the other keys; level: the highest
+ * security level the caller's role may see (the first page counted only the records up to it
+ * against the bulk threshold, so a level raised since makes it another search). */
 struct gw_cont_search {
     const char *who;
     int key_kind;
@@ -34,6 +36,7 @@ struct gw_cont_search {
     size_t key_len;
     const char *branch;
     unsigned sides;
+    int level;
 };
 
 /* Writes the continuation after (at, id) of search s, whose first page was answered at issued

@@ -206,23 +206,19 @@ def test_tampered_or_foreign_continuation_refused(stack, paging):
     assert len(search(stack, "branch_a", phone=phone, limit=1, continuation=cont)) == 1
 
 
-def test_a_continuation_ends_where_the_policy_changed_the_sides_its_key_matches(stack, paging):
-    """A continuation is bound to the sides of a waybill its person's key matches (the policy's,
-    from the caller's view: gw_policy_search_sides), not only to the caller, key and branch: a
-    page after a policy change that narrowed them (here a second gateway on the same database and
-    keys whose clerk view omits recipient.phone, as a reload would) is refused as another search's
-    continuation, instead of going on matching the side the view no longer shows. Its own
-    continuations work on it, and not on the first gateway."""
+def continuation_refused_across(stack, paging, name, policy_text):
+    """A continuation of the stack's gateway is refused by a second gateway on the same database
+    and keys that runs policy_text, as another search's, and the reverse; each gateway's own
+    continuations work on it."""
     from conftest import ExtraGateway
-    from test_views import change_cell, default_text, write_policy
+    from test_views import write_policy
     phone = paging[0][0].sender.phone
     want = (grpc.StatusCode.INVALID_ARGUMENT, "continuation: is not a continuation of this search")
     first = search(stack, "branch_a", phone=phone, limit=1)
     assert len(first) == 1 and first[0].continuation
-    policy = os.path.join(stack.dir, "policy_no_recipient_phone.conf")
-    write_policy(policy, change_cell(default_text(), "branch_clerk", "recipient.phone", "omit"))
-    gw = ExtraGateway(stack, "narrowed",
-                      edit=lambda conf: conf + "\n[policy]\nfile = %s\n" % policy)
+    policy = os.path.join(stack.dir, "policy_%s.conf" % name)
+    write_policy(policy, policy_text)
+    gw = ExtraGateway(stack, name, edit=lambda conf: conf + "\n[policy]\nfile = %s\n" % policy)
     try:
         def on(**kw):
             return list(waygate_proto.stream(stack.channel("branch_a", addr=gw.addr), SEARCH,
@@ -236,9 +232,32 @@ def test_a_continuation_ends_where_the_policy_changed_the_sides_its_key_matches(
                                       continuation=own[0].continuation)) == want
     finally:
         gw.close()
-    # the first gateway's own continuation is still good there
     assert len(search(stack, "branch_a", phone=phone, limit=1,
                       continuation=first[0].continuation)) == 1
+
+
+def test_a_continuation_ends_where_the_policy_changed_the_sides_its_key_matches(stack, paging):
+    """A continuation is bound to the sides of a waybill its person's key matches (the policy's,
+    from the caller's view: gw_policy_search_sides), not only to the caller, key and branch: a
+    page after a policy change that narrowed them (here a second gateway on the same database and
+    keys whose clerk view omits recipient.phone, as a reload would) is refused as another search's
+    continuation, instead of going on matching the side the view no longer shows."""
+    from test_views import change_cell, default_text
+    continuation_refused_across(stack, paging, "narrowed",
+                                change_cell(default_text(), "branch_clerk", "recipient.phone", "omit"))
+
+
+def test_a_continuation_ends_where_the_policy_raised_the_callers_level(stack, paging):
+    """A continuation is bound to the highest security level the caller's role may see: its
+    first page counted against the bulk threshold only the records up to that level, and later
+    pages are not counted, so after a policy change that raised the level (a second gateway whose
+    [levels] gives the clerk 2, as a reload would) going on would walk records no first page
+    counted (Art. 37). It is refused as another search's continuation."""
+    from test_views import default_text
+    text = default_text()
+    assert text.count("\nbranch_clerk = 1\n") == 1
+    continuation_refused_across(stack, paging, "raised",
+                                text.replace("\nbranch_clerk = 1\n", "\nbranch_clerk = 2\n"))
 
 
 def test_search_limit_capped_by_policy(stack):

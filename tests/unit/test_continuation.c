@@ -121,6 +121,11 @@ static void other_key_search_or_caller_refused(void **state)
     assert_int_equal(
         gw_cont_decode(cx, GW_SUITE_AES, key1, &t, text, GW_CONT_TEXT_LEN, T0, &iss, &at, got),
         GW_EINVAL);
+    t = s;
+    t.level = 1; /* the role's level raised since: records the first page did not count */
+    assert_int_equal(
+        gw_cont_decode(cx, GW_SUITE_AES, key1, &t, text, GW_CONT_TEXT_LEN, T0, &iss, &at, got),
+        GW_EINVAL);
     /* made under the other suite (HMAC-SM3), same key bytes: refused; its own suite accepts it */
     assert_int_equal(
         gw_cont_decode(cx, GW_SUITE_SM, key1, &s, text, GW_CONT_TEXT_LEN, T0, &iss, &at, got),
