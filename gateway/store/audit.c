@@ -363,14 +363,29 @@ static void ckpt_timer_cb(evutil_socket_t fd, short what, void *arg)
 static void finish(struct req_list *l, int err, const struct gw_db_result *res);
 static void requeue(struct gw_audit *a, struct req_list *l, bool kept_only);
 
+/* Tells the failed entries, one at a time, each taken off a->failed only as its callback runs: a
+ * callback may rebind another entry of the batch (gw_audit_rebind, a call cancelled), which must
+ * find it on a->failed (before, the whole list was moved to one on this frame first, and such a
+ * rebind unlinked an entry from the wrong list: a->failed's tail was left pointing into the dead
+ * frame, and the next failed batch's entries were never told). At most the entries there now:
+ * those a callback's own writes fail meanwhile are told at the next turn (fail_batch_later made
+ * this event active again). */
 static void fail_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_audit *a = arg;
-    struct req_list l = TAILQ_HEAD_INITIALIZER(l);
+    struct gw_audit_req *r;
+    size_t n = 0;
     (void)fd;
     (void)what;
-    TAILQ_CONCAT(&l, &a->failed, link);
-    finish(&l, a->failed_err, NULL);
+    TAILQ_FOREACH(r, &a->failed, link)
+    n++;
+    while (n-- > 0 && (r = TAILQ_FIRST(&a->failed)) != NULL) {
+        struct req_list l = TAILQ_HEAD_INITIALIZER(l);
+        TAILQ_REMOVE(&a->failed, r, link);
+        r->failing = false; /* off a->failed: a rebind from its own callback leaves it be */
+        TAILQ_INSERT_TAIL(&l, r, link);
+        finish(&l, a->failed_err, NULL);
+    }
     drained(a);
 }
 
