@@ -56,8 +56,11 @@ static void test_rebind_from_another_entrys_failure(void **state)
     memset(seed, 7, sizeof seed);
     db = gw_db_new(base, &cfg);
     assert_non_null(db);
-    struct gw_audit_config ac = {.chain = "t-rebind", .checkpoint_every = 1000,
-                                 .checkpoint_ms = 100000, .alg = GW_SIGN_ED25519, .seed = seed};
+    struct gw_audit_config ac = {.chain = "t-rebind",
+                                 .checkpoint_every = 1000,
+                                 .checkpoint_ms = 100000,
+                                 .alg = GW_SIGN_ED25519,
+                                 .seed = seed};
     assert_int_equal(gw_audit_new(db, &ac, &a), 0);
     assert_int_equal(gw_audit_start(a), 0);
     /* as after a recovery that succeeded, before the pool lost every connection: A and B queue,
