@@ -419,7 +419,7 @@ void gw_api_query_search(struct gw_call *call, const uint8_t *req, size_t len)
     s->cs.branch = p->branch;
     /* a level raised since the first page counted the selection ends open pagings */
     s->q.max_level = gw_policy_max_level(gw_call_policy(call), p->role);
-    s->cs.level = s->q.max_level < -128 ? -128 : s->q.max_level > 127 ? 127 : s->q.max_level;
+    s->cs.level = s->q.max_level;
     /* a first page's time is the search's: every page after it carries it on, so the walk ends
      * GW_CONT_MAX_AGE_S after the bulk threshold was checked */
     s->issued = gw_clock_real_us() / 1000000;

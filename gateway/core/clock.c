@@ -1,6 +1,7 @@
 /* clock.c: the process's clocks and its event loop (clock.h). */
 #include "clock.h"
 
+#include <stdatomic.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -39,15 +40,29 @@ struct event_base *gw_clock_loop_new(void)
     return base;
 }
 
+/* A tick of the clock libevent reads, in microseconds (rounded up), read once: it does not change
+ * while the process runs. 0 without a coarse clock: libevent then reads CLOCK_MONOTONIC. */
+static uint64_t tick_us(void)
+{
+    static _Atomic int64_t cached = -1;
+    int64_t t = atomic_load_explicit(&cached, memory_order_relaxed);
+    struct timespec res;
+
+    if (t < 0) {
+        t = clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0
+                ? (int64_t)res.tv_sec * 1000000 + (res.tv_nsec + 999) / 1000
+                : 0;
+        atomic_store_explicit(&cached, t, memory_order_relaxed);
+    }
+    return (uint64_t)t;
+}
+
 struct timeval gw_clock_tv(uint64_t ms)
 {
-    struct timespec res;
     uint64_t us = ms * 1000u;
 
     if (ms == 0)
         return (struct timeval){0, 0};
-    /* a tick of the clock libevent reads; without it libevent reads CLOCK_MONOTONIC */
-    if (clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0)
-        us += (uint64_t)res.tv_sec * 1000000u + ((uint64_t)res.tv_nsec + 999u) / 1000u;
+    us += tick_us();
     return (struct timeval){(time_t)(us / 1000000u), (suseconds_t)(us % 1000000u)};
 }
