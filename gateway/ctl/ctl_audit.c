@@ -44,6 +44,7 @@ struct audit_opts {
     bool have_from, have_to;
     enum gw_suite suite; /* --suite: the export's signing suite */
     bool has_suite;
+    bool unpinned; /* --unpinned: verify with no signer pinned, said so (never the default) */
 };
 
 static void audit_usage(FILE *f)
@@ -51,7 +52,7 @@ static void audit_usage(FILE *f)
     fprintf(
         f,
         "usage: waygatectl audit verify [--db CONNINFO] [--keyring PATH] [--trust-key KEYID]...\n"
-        "                               [--since BUNDLE]\n"
+        "                               [--since BUNDLE] [--unpinned]\n"
         "       waygatectl audit verify FILE [--trust-key KEYID]...\n"
         "       waygatectl audit export --from TIME --to TIME --out FILE [--keyring PATH]\n"
         "                               [--suite aes|sm] [--db CONNINFO] [--actor NAME]\n"
@@ -65,8 +66,10 @@ static void audit_usage(FILE *f)
         "  --trust-key KEYID (64 hex digits, may be given up to %d times): every checkpoint\n"
         "  and the seal must be signed by one of these keys. Without it the live check pins\n"
         "  the audit keys of the keyring (--keyring, default $WAYGATE_KEYRING: of each suite\n"
-        "  it holds), and with no keyring either accepts any key of the audit_key table,\n"
-        "  saying the signers are not pinned.\n"
+        "  it holds). With neither the live check is refused (exit 2): the audit_key table\n"
+        "  is the database's word, which whoever can rewrite the trail can add to.\n"
+        "  --unpinned checks it all the same, accepting any key of that table, and says the\n"
+        "  signers are not pinned.\n"
         "  A record of a gateway's chain that no checkpoint covers yet must carry a writer MAC\n"
         "  of the keyring, when one is read (without --trust-key, or with --keyring): one that\n"
         "  carries none, or a MAC of another key, is a bad place. So is a destruction (bulk or\n"
@@ -88,7 +91,8 @@ static void audit_usage(FILE *f)
         "  created new with mode 0600 (refused when anything, a symbolic link included,\n"
         "  is already there), synced, then renamed to FILE.\n"
         "  CONNINFO defaults to $WAYGATE_PGURI. Exit 0: verified or written; 1: a bad place\n"
-        "  found (a signer not pinned included), or a failure; 2: usage.\n",
+        "  found (a checkpoint by a key outside the pins included), or a failure; 2: usage\n"
+        "  (a live check with no pin and no --unpinned included).\n",
         GW_BUNDLE_TRUST_MAX);
 }
 
@@ -259,9 +263,10 @@ static void print_ok(const struct summary *s, bool live, const char *pinned)
     if (pinned)
         printf("signers pinned: %s\n", pinned);
     else
-        printf("note: the signers are not pinned (no --trust-key%s): any key %s was accepted; "
+        printf("note: the signers are not pinned (%s): any key %s was accepted; "
                "compare the key ids above with the ones the operator published\n",
-               live ? ", no keyring" : "", live ? "of the audit_key table" : "the bundle lists");
+               live ? "--unpinned" : "no --trust-key",
+               live ? "of the audit_key table" : "the bundle lists");
 }
 
 /* A --trust-key value: a key id as the bundle format writes it, 64 lowercase hex digits. */
@@ -650,6 +655,15 @@ static int verify_live(const struct audit_opts *o)
         vo.ntrust = nkr;
         snprintf(pinned, sizeof pinned, "the audit key%s of keyring %s", nkr == 1 ? "" : "s",
                  keyring);
+    } else if (!o->unpinned) {
+        /* the audit_key table is the database's word: whoever could rewrite the trail could
+         * add a key to it, so a pass against it proves nothing unless asked for by name */
+        fprintf(stderr, ME " verify: nothing pins the checkpoints' signers: give --keyring PATH "
+                           "(or set WAYGATE_KEYRING) or --trust-key KEYID; --unpinned checks "
+                           "against any key of the audit_key table, which whoever can write "
+                           "the trail can add to\n");
+        writer_macs_free(&macs);
+        return GW_CTL_USAGE;
     }
     if (o->since != NULL) { /* the bundle first, under the same pins */
         struct gw_bundle_verify_opts bo = {.trust_keys = vo.trust_keys, .ntrust = vo.ntrust};
@@ -768,7 +782,13 @@ static int verify_file(const char *path, const struct audit_opts *o)
     struct summary sum;
     char pinned[64];
     struct gw_bundle_verifier *v = NULL;
-    int rc = check_file(path, &vo, &v);
+    int rc;
+    if (o->unpinned) {
+        fprintf(stderr, ME " verify FILE: --unpinned: only for the live check (a bundle's check "
+                           "without --trust-key says its signers are not pinned)\n");
+        return GW_CTL_USAGE;
+    }
+    rc = check_file(path, &vo, &v);
     if (rc == 0) {
         memset(&sum, 0, sizeof sum);
         snprintf(pinned, sizeof pinned, "the %zu key%s given by --trust-key", o->ntrust,
@@ -979,17 +999,12 @@ out:
 static int parse_opts(int argc, char **argv, struct audit_opts *o, const char **file)
 {
     static const struct option opts[] = {
-        {"db", required_argument, NULL, 'd'},
-        {"keyring", required_argument, NULL, 'k'},
-        {"out", required_argument, NULL, 'o'},
-        {"from", required_argument, NULL, 'f'},
-        {"to", required_argument, NULL, 't'},
-        {"trust-key", required_argument, NULL, 'K'},
-        {"actor", required_argument, NULL, 'a'},
-        {"suite", required_argument, NULL, 's'},
-        {"since", required_argument, NULL, 'S'},
-        {"help", no_argument, NULL, 'h'},
-        {NULL, 0, NULL, 0},
+        {"db", required_argument, NULL, 'd'},    {"keyring", required_argument, NULL, 'k'},
+        {"out", required_argument, NULL, 'o'},   {"from", required_argument, NULL, 'f'},
+        {"to", required_argument, NULL, 't'},    {"trust-key", required_argument, NULL, 'K'},
+        {"actor", required_argument, NULL, 'a'}, {"suite", required_argument, NULL, 's'},
+        {"since", required_argument, NULL, 'S'}, {"unpinned", no_argument, NULL, 'U'},
+        {"help", no_argument, NULL, 'h'},        {NULL, 0, NULL, 0},
     };
     int c;
     optind = 2;
@@ -1020,6 +1035,9 @@ static int parse_opts(int argc, char **argv, struct audit_opts *o, const char **
             break;
         case 'S':
             o->since = optarg;
+            break;
+        case 'U':
+            o->unpinned = true;
             break;
         case 's':
             if (gw_suite_parse(optarg, &o->suite) != 0) {
@@ -1075,9 +1093,17 @@ int gw_ctl_audit(int argc, char **argv)
             fprintf(stderr, ME " verify: --suite: only for export (verify checks every suite)\n");
             return GW_CTL_USAGE;
         }
+        if (o.unpinned && o.ntrust > 0) {
+            fprintf(stderr, ME " verify: --unpinned: not with --trust-key (which pins)\n");
+            return GW_CTL_USAGE;
+        }
         return file ? verify_file(file, &o) : verify_live(&o);
     }
     if (strcmp(verb, "export") == 0) {
+        if (o.unpinned) {
+            fprintf(stderr, ME " export: --unpinned: only for verify\n");
+            return GW_CTL_USAGE;
+        }
         if (file || !o.out || !o.have_from || !o.have_to) {
             fprintf(stderr, ME " export: --from, --to and --out are required\n");
             return GW_CTL_USAGE;

@@ -360,7 +360,9 @@ def test_live_verify_pins_the_keyrings_audit_keys(stack, db, template):
     """The checkpoint at 20 re-signed, validly, by a key the attacker added to audit_key (what
     the database's owner can do): the live check pins the keyring's audit keys and names the key;
     with both keys given by --trust-key it verifies and names both signers; with neither a
-    keyring nor --trust-key it accepts the table's keys but says the signers are not pinned."""
+    keyring nor --trust-key it refuses to call the trail verified (exit 2: the table is the
+    database's word, which whoever rewrote the trail could add to); with --unpinned it accepts the
+    table's keys but says the signers are not pinned."""
     kr = stack.env["WAYGATE_KEYRING"]
     trusted = audit_lib.keyring_signer(kr)
     rogue = audit_lib.rogue_signer(kr)
@@ -388,12 +390,22 @@ def test_live_verify_pins_the_keyrings_audit_keys(stack, db, template):
         assert "signed by key %s (%s)\n" % (k.key_id, k.algorithm) in r.stdout, r.stdout
     assert "signers pinned: the 2 keys given by --trust-key" in r.stdout, r.stdout
     env = {k: v for k, v in os.environ.items() if k != "WAYGATE_KEYRING"}
-    r = subprocess.run([os.path.join(BUILD, "waygatectl"), "audit", "verify", "--db",
-                        uri(stack, db, TEMPLATE + "_admin")], env=env, capture_output=True,
-                       text=True, timeout=120, stdin=subprocess.DEVNULL)
+    live = [os.path.join(BUILD, "waygatectl"), "audit", "verify", "--db",
+            uri(stack, db, TEMPLATE + "_admin")]
+    r = subprocess.run(live, env=env, capture_output=True, text=True, timeout=120,
+                       stdin=subprocess.DEVNULL)
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert "verified" not in r.stdout and "nothing pins the checkpoints' signers: give " \
+        "--keyring PATH (or set WAYGATE_KEYRING) or --trust-key KEYID" in r.stderr, r.stderr
+    r = subprocess.run(live + ["--unpinned"], env=env, capture_output=True, text=True,
+                       timeout=120, stdin=subprocess.DEVNULL)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert "note: the signers are not pinned (no --trust-key, no keyring): any key of the " \
-           "audit_key table was accepted" in r.stdout, r.stdout
+    assert "note: the signers are not pinned (--unpinned): any key of the audit_key table was " \
+           "accepted" in r.stdout, r.stdout
+    for bad in (["--unpinned", "--trust-key", trusted.key_id], ["--unpinned", "/dev/null"]):
+        r = subprocess.run(live + bad, env=env, capture_output=True, text=True, timeout=120,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 2 and "--unpinned: " in r.stderr, r.stdout + r.stderr
 
 
 def test_trust_key_must_be_a_key_id(stack):
