@@ -727,6 +727,14 @@ static int request_memory_check(struct parse *ps, const struct gw_config *c)
     return 0;
 }
 
+bool gw_config_chain_id_ok(const char *s)
+{
+    size_t n = s != NULL ? strspn(s, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                     "0123456789._:@-")
+                         : 0;
+    return n >= 1 && n <= 64 && s[n] == '\0';
+}
+
 static int cross_check(struct parse *ps, const struct gw_config *c)
 {
     size_t i;
@@ -778,6 +786,20 @@ static int cross_check(struct parse *ps, const struct gw_config *c)
         }
     } else if (c->metrics_tls) {
         fail(ps, ps->seen[key_index("metrics", "tls")], "[metrics] tls: requires [metrics] listen");
+        return GW_EINVAL;
+    }
+    /* the password hash needs N a power of two (gw_password_*): any other N fails every hash,
+     * the unknown account's stand-in included, so a login would answer an unknown name at once */
+    if ((c->scrypt_n & (c->scrypt_n - 1)) != 0) {
+        fail(ps, ps->seen[key_index("auth", "scrypt_n")],
+             "[auth] scrypt_n: must be a power of two");
+        return GW_EINVAL;
+    }
+    /* the chain id as the database takes it (sql/008): checked here, not cut to fit at start */
+    if (c->audit_chain != NULL &&
+        (!gw_config_chain_id_ok(c->audit_chain) || strcmp(c->audit_chain, "ctl") == 0)) {
+        fail(ps, ps->seen[key_index("audit", "chain")],
+             "[audit] chain: must match ^[A-Za-z0-9._:@-]{1,64}$ and not be \"ctl\" (the CLI's)");
         return GW_EINVAL;
     }
     if (c->log_file != NULL && c->log_file[0] != '/') {

@@ -191,6 +191,9 @@ int gw_config_load(const char *path, struct gw_config *out, char *errbuf,
 /* Frees what gw_config_load allocated; safe on a zeroed struct. */
 void gw_config_clear(struct gw_config *cfg);
 
+/* An audit chain id as the database takes it (sql/008): ^[A-Za-z0-9._:@-]{1,64}$; NULL is not. */
+bool gw_config_chain_id_ok(const char *s);
+
 /* Splits "host:port" or "[v6]:port" into host and port; returns 0 or GW_EINVAL. */
 int gw_config_split_hostport(const char *s, char *host, size_t hostlen,
                              uint16_t *port) GW_MUST_CHECK;

@@ -23,6 +23,7 @@
 #include "audit_read.h"
 #include "audit_signer.h"
 #include "clock.h"
+#include "config.h"
 #include "log.h"
 #include "pq_msg.h"
 
@@ -158,20 +159,6 @@ static void recover(struct gw_audit *a);
 static void drained(struct gw_audit *a);
 static void drain_cb(evutil_socket_t fd, short what, void *arg);
 
-static bool chain_id_ok(const char *s)
-{
-    size_t n = s ? strlen(s) : 0;
-    if (n == 0 || n > 64)
-        return false;
-    for (size_t i = 0; i < n; i++) {
-        char c = s[i];
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '.' || c == '_' || c == ':' || c == '@' || c == '-'))
-            return false;
-    }
-    return true;
-}
-
 /* ---- copying what callers hand in ---- */
 
 static void stmt_free(struct cstmt *c)
@@ -300,8 +287,8 @@ int gw_audit_new(struct gw_db *db, const struct gw_audit_config *cfg, struct gw_
     struct gw_audit *a;
 
     *out = NULL;
-    if (!db || !cfg || !chain_id_ok(cfg->chain) || strcmp(cfg->chain, "ctl") == 0 || !cfg->seed ||
-        cfg->checkpoint_every == 0 || cfg->checkpoint_ms == 0)
+    if (!db || !cfg || !gw_config_chain_id_ok(cfg->chain) || strcmp(cfg->chain, "ctl") == 0 ||
+        !cfg->seed || cfg->checkpoint_every == 0 || cfg->checkpoint_ms == 0)
         return GW_EINVAL;
     a = gw_calloc(1, sizeof *a);
     if (!a)

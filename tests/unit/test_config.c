@@ -246,6 +246,11 @@ static const struct bad bads[] = {
     {"bad_metrics_host.conf", 12, "[metrics] listen", "must be a loopback address"},
     {"bad_metrics_tls.conf", 12, "[metrics] tls", "requires [metrics] listen"},
     {"bad_worker_cgroup.conf", 13, "[auth] worker_cgroup", "must be an absolute path"},
+    /* any N but a power of two fails every hash, the unknown account's stand-in included */
+    {"bad_scrypt_n.conf", 12, "[auth] scrypt_n", "must be a power of two"},
+    /* 72 characters: cut to 64 at start, two instances ending -node-a and -node-b shared one */
+    {"bad_audit_chain.conf", 12, "[audit] chain", "must match ^[A-Za-z0-9._:@-]{1,64}$"},
+    {"bad_audit_chain_ctl.conf", 12, "[audit] chain", "and not be \"ctl\""},
     {"bad_forward_cert.conf", 12, "[forward] cert", "required when endpoint is set"},
     {"bad_forward_lease.conf", 17, "[forward] lease_ms",
      "must exceed deadline_ms by at least 1100 ms"},
