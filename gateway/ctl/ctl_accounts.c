@@ -286,22 +286,23 @@ out:
 }
 
 /* One row per account. The person is free text that reached the table before its rule did, or
- * past it (the owner's role): printed escaped (gw_text_escape), never a control character raw.
- * The other text columns are held by the table's CHECKs to names and codes. */
+ * past it (the owner's role); the other text columns are held by the table's CHECKs to names and
+ * codes. All are printed escaped (ctl_esc), never a control character raw. */
 static void list_cb(void *arg, const struct gw_admin_account *a)
 {
-    char person[4 * PERSON_MAX + 1]; /* the column holds at most PERSON_MAX bytes */
+    struct ctl_esc e = {0};
     size_t *n = arg;
 
-    gw_text_escape(person, sizeof(person), a->person, strlen(a->person));
     if ((*n)++ == 0)
         printf("%-16s %-18s %-8s %-16s %-11s %-6s %-20s %-20s %s\n", "name", "role", "branch",
                "person", "must_change", "failed", "locked_until", "last_used_at", "disabled_at");
-    printf("%-16s %-18s %-8s %-16s %-11s %-6lld %-20s %-20s %s\n", a->name, a->role,
-           a->branch != NULL ? a->branch : "-", person, a->must_change ? "yes" : "no",
-           a->failed_count, a->locked_until != NULL ? a->locked_until : "-",
-           a->last_used_at != NULL ? a->last_used_at : "-",
-           a->disabled_at != NULL ? a->disabled_at : "-");
+    printf("%-16s %-18s %-8s %-16s %-11s %-6lld %-20s %-20s %s\n", ctl_esc(&e, a->name),
+           ctl_esc(&e, a->role), a->branch != NULL ? ctl_esc(&e, a->branch) : "-",
+           ctl_esc(&e, a->person), a->must_change ? "yes" : "no", a->failed_count,
+           a->locked_until != NULL ? ctl_esc(&e, a->locked_until) : "-",
+           a->last_used_at != NULL ? ctl_esc(&e, a->last_used_at) : "-",
+           a->disabled_at != NULL ? ctl_esc(&e, a->disabled_at) : "-");
+    ctl_esc_clear(&e);
 }
 
 static int accounts_list(struct ctl_admin *c, const char *name)

@@ -9,9 +9,42 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "conninfo.h"
 #include "ctl.h"
 #include "ctl_record.h"
+#include "text.h"
+
+struct ctl_esc_str {
+    struct ctl_esc_str *next;
+    char s[];
+};
+
+const char *ctl_esc(struct ctl_esc *e, const char *s)
+{
+    struct ctl_esc_str *x;
+    size_t n, need;
+
+    if (s == NULL)
+        return "";
+    n = strlen(s);
+    need = 4 * n + 1; /* gw_text_escape writes at most 4 n bytes */
+    if (n > (SIZE_MAX - sizeof(*x) - 1) / 4 || (x = gw_malloc(sizeof(*x) + need)) == NULL)
+        return "?";
+    (void)gw_text_escape(x->s, need, s, n);
+    x->next = e->head;
+    e->head = x;
+    return x->s;
+}
+
+void ctl_esc_clear(struct ctl_esc *e)
+{
+    while (e->head != NULL) {
+        struct ctl_esc_str *x = e->head;
+        e->head = x->next;
+        gw_free(x);
+    }
+}
 
 const char *ctl_admin_login_name(void)
 {

@@ -22,6 +22,24 @@ struct ctl_admin {
     bool txn;           /* a transaction is open (ctl_admin_begin) */
 };
 
+/* Escaped copies of text waygatectl did not write itself (a column read from the database, a
+ * field of a file it reads, a keyring's or a bundle's text), for stdout and stderr: each
+ * ctl_esc(e, s) is gw_text_escape (text.h) of s in a buffer of its own that e owns, so a stored
+ * value can neither start a line of its own, nor add a field to a tab-separated line, nor reach
+ * the terminal as an escape sequence (OSC 52, cursor moves), nor reorder the text around it.
+ * The copies stay valid until ctl_esc_clear(e) (a row's callback clears at its end). Start with
+ * struct ctl_esc e = {0}. */
+struct ctl_esc_str;
+struct ctl_esc {
+    struct ctl_esc_str *head;
+};
+
+/* s escaped (s NULL: ""); "?" when out of memory, never s itself. */
+const char *ctl_esc(struct ctl_esc *e, const char *s);
+
+/* Frees every copy of e; e can be used again. */
+void ctl_esc_clear(struct ctl_esc *e);
+
 /* The uid's login name, else "unknown". */
 const char *ctl_admin_login_name(void);
 

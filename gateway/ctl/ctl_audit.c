@@ -156,7 +156,9 @@ static int row_cb(void *arg, const struct gw_audit_row *r)
              r->link.chain, r->link.seq, GW_AUDIT_TEXT_MAX, f->br ? "check" : "bundle");
     f->left_out++;
     if (!f->br) {
-        fprintf(stderr, ME " export: %s\n", why);
+        struct ctl_esc e = {0};
+        fprintf(stderr, ME " export: %s\n", ctl_esc(&e, why)); /* the chain is a stored name */
+        ctl_esc_clear(&e);
         return gw_bundle_write_left_out(f->w, r->link.chain, r->link.seq, r->hash);
     }
     break_cb(f->br, why);
@@ -242,12 +244,13 @@ static void summary_add(struct summary *s, const struct gw_bundle_verifier *v)
 static void print_ok(const struct summary *s, bool live, const char *pinned)
 {
     const struct gw_bundle_verify_stats *st = &s->st;
+    struct ctl_esc e = {0};
     printf("%s verified: %" PRIu64 " chains, %" PRIu64 " records, %" PRIu64 " checkpoints, %" PRIu64
            " keys\n",
            live ? "audit trail" : "bundle", st->chains, st->records, st->checkpoints, st->keys);
     if (st->uncovered)
         printf("note: %" PRIu64 " records not yet covered by a checkpoint (%s)\n", st->uncovered,
-               st->uncovered_note);
+               ctl_esc(&e, st->uncovered_note));
     if (s->mac_held)
         printf("note: %" PRIu64 " of them, in gateway chains, carry a writer MAC of the keyring\n",
                s->mac_held);
@@ -256,7 +259,7 @@ static void print_ok(const struct summary *s, bool live, const char *pinned)
                "(no keyring): nothing but their place shows that a gateway wrote them\n",
                s->mac_unchecked);
     for (size_t i = 0; i < s->nsigners; i++)
-        printf("signed by key %s (%s)\n", s->signer[i], gw_sign_alg_name(s->alg[i]));
+        printf("signed by key %s (%s)\n", ctl_esc(&e, s->signer[i]), gw_sign_alg_name(s->alg[i]));
     if (s->more_signers)
         printf("note: more than %d keys signed; only the first %d are listed\n", SIGNERS_MAX,
                SIGNERS_MAX);
@@ -267,6 +270,7 @@ static void print_ok(const struct summary *s, bool live, const char *pinned)
                "compare the key ids above with the ones the operator published\n",
                live ? "--unpinned" : "no --trust-key",
                live ? "of the audit_key table" : "the bundle lists");
+    ctl_esc_clear(&e);
 }
 
 /* A --trust-key value: a key id as the bundle format writes it, 64 lowercase hex digits. */
@@ -349,11 +353,15 @@ struct breaks {
 /* A bad place of kind (the incident's) found. */
 static void add_place(struct breaks *b, const char *kind, const char *place)
 {
+    struct ctl_esc e = {0};
+    const char *said = ctl_esc(&e, place); /* it names a chain of the trail or the bundle */
+
     if (b->path)
-        fprintf(stderr, ME " verify: FAILED: %s: %s\n", b->path, place);
+        fprintf(stderr, ME " verify: FAILED: %s: %s\n", b->path, said);
     else
-        fprintf(stderr, ME " verify: FAILED: %s\n", place);
-    printf("FAILED: %s\n", place);
+        fprintf(stderr, ME " verify: FAILED: %s\n", said);
+    printf("FAILED: %s\n", said);
+    ctl_esc_clear(&e);
     if (b->n < BREAKS_RECORDED) {
         snprintf(b->why[b->n], sizeof b->why[0], "%s", place);
         b->kind[b->n] = kind;
@@ -372,12 +380,14 @@ static void break_cb(void *arg, const char *place)
 static void print_tallies(const struct gw_bundle_verifier *v, uint64_t *records,
                           uint64_t *not_covered)
 {
+    struct ctl_esc e = {0};
     uint64_t n, u;
     const char *id;
     for (size_t i = 0; (id = gw_bundle_verify_tally(v, i, &n, &u)) != NULL; i++) {
         printf("checked: chain %s: %" PRIu64 " records, %" PRIu64
                " not covered by a valid checkpoint\n",
-               id, n, u);
+               ctl_esc(&e, id), n, u);
+        ctl_esc_clear(&e);
         *records += n;
         *not_covered += u;
     }
@@ -973,10 +983,12 @@ static int export_bundle(const struct audit_opts *o)
     if (gw_bundle_verify_end(s.v) != 0) {
         /* exported as stored: the trail itself has bad places, which the bundle shows */
         struct gw_bundle_verify_stats st;
+        struct ctl_esc e = {0};
+        const char *why = ctl_esc(&e, gw_bundle_verify_error(s.v));
         gw_bundle_verify_stats(s.v, &st);
-        fprintf(stderr, ME " export: WARNING: the exported trail does not verify: %s\n",
-                gw_bundle_verify_error(s.v));
-        printf("WARNING: does not verify: %s\n", gw_bundle_verify_error(s.v));
+        fprintf(stderr, ME " export: WARNING: the exported trail does not verify: %s\n", why);
+        printf("WARNING: does not verify: %s\n", why);
+        ctl_esc_clear(&e);
         if (st.bad > 1)
             printf("WARNING: and %" PRIu64 " more bad place%s (audit verify %s lists them)\n",
                    st.bad - 1, st.bad == 2 ? "" : "s", o->out);

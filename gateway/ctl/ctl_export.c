@@ -4,7 +4,8 @@
  * are recognised by their watermark tags: each tagged line is checked against every export that
  * ran (the tag is keyed by the keyring's watermark key and the export id, watermark.h), so rows
  * cut from a file, reordered or mixed with rows of other exports are each traced, and an altered
- * row matches nothing. Prints ids, names of accounts and times; never a row's content. */
+ * row matches nothing. Prints ids, names of accounts and times; never a row's content. What it
+ * prints of a request (purpose, legal basis, destination, names) is printed escaped (ctl_esc). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -99,14 +100,20 @@ static void exports_free(struct exports *xs)
 
 static void print_export(const struct export *x, const char *how)
 {
-    printf("export %s: %s\n", x->text[0], how);
-    printf("  request %s (%s, %" PRId64 " records selected)\n", x->text[1], x->text[2], x->count);
-    printf("  requested by %s (%s) at %s\n", x->text[3], x->text[4], x->text[5]);
-    printf("  approved by %s (%s) at %s\n", x->text[6], x->text[7], x->text[8]);
-    printf("  run at %s\n", x->text[9]);
-    printf("  purpose: %s\n  legal basis: %s\n", x->text[10], x->text[11]);
+    struct ctl_esc e = {0};
+    const char *t[13];
+
+    for (int i = 0; i < 13; i++)
+        t[i] = ctl_esc(&e, x->text[i]);
+    printf("export %s: %s\n", t[0], how);
+    printf("  request %s (%s, %" PRId64 " records selected)\n", t[1], t[2], x->count);
+    printf("  requested by %s (%s) at %s\n", t[3], t[4], t[5]);
+    printf("  approved by %s (%s) at %s\n", t[6], t[7], t[8]);
+    printf("  run at %s\n", t[9]);
+    printf("  purpose: %s\n  legal basis: %s\n", t[10], t[11]);
     if (x->text[12][0] != '\0')
-        printf("  destination: %s\n", x->text[12]);
+        printf("  destination: %s\n", t[12]);
+    ctl_esc_clear(&e);
 }
 
 static int read_file(const char *path, uint8_t **out, size_t *len)

@@ -2,7 +2,8 @@
  * the CLI recorded (scraping throttles, decryption failures, audit-chain failures, repeated
  * authentication failures, segment violations, separation-of-duties refusals), newest first:
  * time, severity, kind, count, principal, peer, branch, record id and the detail, which never
- * holds PII (incident.h). Read through the owner's function cli_incident_list (sql/010). */
+ * holds PII (incident.h). Read through the owner's function cli_incident_list (sql/010). The
+ * gateway's role writes these rows: every text column is printed escaped (ctl_esc). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -28,14 +29,17 @@ static void incidents_usage(FILE *f)
 static void row_cb(void *arg, const struct gw_admin_incident *i)
 {
     size_t *n = arg;
+    struct ctl_esc e = {0};
 
     if ((*n)++ == 0)
         printf("%-6s %-20s %-8s %-24s %-5s %-16s %-22s %-8s %-36s %s\n", "id", "occurred_at",
                "severity", "kind", "count", "principal", "peer", "branch", "record_id", "detail");
-    printf("%-6lld %-20s %-8s %-24s %-5lld %-16s %-22s %-8s %-36s %s\n", i->id, i->occurred_at,
-           i->severity, i->kind, i->count, i->principal[0] ? i->principal : "-",
-           i->peer[0] ? i->peer : "-", i->branch[0] ? i->branch : "-",
-           i->record_id[0] ? i->record_id : "-", i->detail);
+    printf("%-6lld %-20s %-8s %-24s %-5lld %-16s %-22s %-8s %-36s %s\n", i->id,
+           ctl_esc(&e, i->occurred_at), ctl_esc(&e, i->severity), ctl_esc(&e, i->kind), i->count,
+           i->principal[0] ? ctl_esc(&e, i->principal) : "-",
+           i->peer[0] ? ctl_esc(&e, i->peer) : "-", i->branch[0] ? ctl_esc(&e, i->branch) : "-",
+           i->record_id[0] ? ctl_esc(&e, i->record_id) : "-", ctl_esc(&e, i->detail));
+    ctl_esc_clear(&e);
 }
 
 static int incidents_list(const char *conninfo, int64_t since_us, const char *severity, long limit)

@@ -3,8 +3,8 @@
  * oldest; the ones the backend refused for good, with its reason, and those parked behind one of
  * their waybill (sql/044); and making one refused ready again, with those behind it. Every run is
  * recorded in admin_log and the audit chain 'ctl' (ctl_admin_log); a retry is recorded in the same
- * transaction as the change. Nothing printed is PII: ids, counts, times and the backend's reasons.
- */
+ * transaction as the change. Nothing printed is PII: ids, counts, times and the backend's reasons,
+ * which the gateway's role writes: printed escaped (ctl_esc). */
 #include <getopt.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -36,6 +36,7 @@ static void outbox_usage(FILE *f)
 static int outbox_status(struct ctl_admin *c)
 {
     struct gw_admin_outbox_status st;
+    struct ctl_esc e = {0};
     char err[512], detail[128];
 
     if (gw_admin_outbox_status(c->a, &st, err, sizeof(err)) != 0)
@@ -47,7 +48,8 @@ static int outbox_status(struct ctl_admin *c)
     printf("parked         %lld\n", st.parked);
     printf("behind         %lld\n", st.behind);
     printf("oldest_age_ms  %lld\n", st.oldest_ms);
-    printf("oldest_at      %s\n", st.oldest_at[0] ? st.oldest_at : "-");
+    printf("oldest_at      %s\n", st.oldest_at[0] ? ctl_esc(&e, st.oldest_at) : "-");
+    ctl_esc_clear(&e);
     printf("max_attempts   %lld\n", st.max_attempts);
     snprintf(detail, sizeof(detail), "depth %lld, parked %lld, oldest %lld ms", st.depth, st.parked,
              st.oldest_ms);
@@ -57,13 +59,16 @@ static int outbox_status(struct ctl_admin *c)
 static void parked_cb(void *arg, const struct gw_admin_outbox_parked *p)
 {
     size_t *n = arg;
+    struct ctl_esc e = {0};
 
     if ((*n)++ == 0)
         printf("%-8s %-36s %-7s %-36s %-36s %-8s %-20s %-20s %s\n", "id", "delivery_id", "kind",
                "record_id", "scan_id", "attempts", "enqueued_at", "parked_at", "reason");
-    printf("%-8lld %-36s %-7s %-36s %-36s %-8lld %-20s %-20s %s\n", p->id, p->delivery_id, p->kind,
-           p->record_id, p->scan_id[0] ? p->scan_id : "-", p->attempts, p->enqueued_at,
-           p->parked_at, p->reason);
+    printf("%-8lld %-36s %-7s %-36s %-36s %-8lld %-20s %-20s %s\n", p->id,
+           ctl_esc(&e, p->delivery_id), ctl_esc(&e, p->kind), ctl_esc(&e, p->record_id),
+           p->scan_id[0] ? ctl_esc(&e, p->scan_id) : "-", p->attempts, ctl_esc(&e, p->enqueued_at),
+           ctl_esc(&e, p->parked_at), ctl_esc(&e, p->reason));
+    ctl_esc_clear(&e);
 }
 
 static int outbox_list_parked(struct ctl_admin *c, long limit)

@@ -216,15 +216,18 @@ static int principals_add(struct ctl_admin *c, const char *name, const char *cer
 static void list_cb(void *arg, const struct gw_admin_principal *p)
 {
     char fphex[2 * GW_ADMIN_FP_LEN + 1];
+    struct ctl_esc e = {0};
     size_t *n = arg;
 
     if ((*n)++ == 0)
         printf("%-16s %-18s %-8s %-5s %-20s %-20s %s\n", "name", "role", "branch", "admin",
                "created_at", "disabled_at", "sha256");
     hex(p->fingerprint, GW_ADMIN_FP_LEN, fphex);
-    printf("%-16s %-18s %-8s %-5s %-20s %-20s %s\n", p->name, p->role,
-           p->branch != NULL ? p->branch : "-", p->admin ? "yes" : "no", p->created_at,
-           p->disabled_at != NULL ? p->disabled_at : "-", fphex);
+    printf("%-16s %-18s %-8s %-5s %-20s %-20s %s\n", ctl_esc(&e, p->name), ctl_esc(&e, p->role),
+           p->branch != NULL ? ctl_esc(&e, p->branch) : "-", p->admin ? "yes" : "no",
+           ctl_esc(&e, p->created_at), p->disabled_at != NULL ? ctl_esc(&e, p->disabled_at) : "-",
+           fphex);
+    ctl_esc_clear(&e);
 }
 
 static int principals_list(struct ctl_admin *c)

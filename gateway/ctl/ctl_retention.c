@@ -31,8 +31,11 @@ static void retention_usage(FILE *f)
 
 static void print_floor(void *arg, const struct gw_admin_floor *f)
 {
+    struct ctl_esc e = {0};
+
     (void)arg;
-    printf("%d\t%s\t%s\n", (int)f->min_days, f->set_at, f->set_by);
+    printf("%d\t%s\t%s\n", (int)f->min_days, ctl_esc(&e, f->set_at), ctl_esc(&e, f->set_by));
+    ctl_esc_clear(&e);
 }
 
 /* The floor, its admin_log row and its audit record in one transaction. Returns 0 (committed,

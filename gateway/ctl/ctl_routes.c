@@ -39,8 +39,12 @@ static bool valid_region(const char *s)
 
 static void print_route(void *arg, const struct gw_admin_route *r)
 {
+    struct ctl_esc e = {0};
+
     (void)arg;
-    printf("%s\t%s\t%s\t%s\n", r->region, r->branch, r->created_at, r->created_by);
+    printf("%s\t%s\t%s\t%s\n", ctl_esc(&e, r->region), ctl_esc(&e, r->branch),
+           ctl_esc(&e, r->created_at), ctl_esc(&e, r->created_by));
+    ctl_esc_clear(&e);
 }
 
 /* add or remove: the route, its admin_log row (store_routes.c) and its audit record in one

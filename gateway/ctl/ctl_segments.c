@@ -199,13 +199,15 @@ static void list_header(bool *printed)
 
 static void list_row_cb(void *arg, const struct gw_admin_segment *seg)
 {
+    struct ctl_esc e = {0};
     char text[64];
 
     list_header(arg);
     if (gw_segment_format(seg->prefix, seg->range_from, seg->range_to, text, sizeof(text)) != 0)
         snprintf(text, sizeof(text), "(malformed row)");
-    printf("%-6lld %-12s %-32s %-20s %s\n", seg->id, seg->branch, text, seg->issued_at,
-           seg->issued_by);
+    printf("%-6lld %-12s %-32s %-20s %s\n", seg->id, ctl_esc(&e, seg->branch), ctl_esc(&e, text),
+           ctl_esc(&e, seg->issued_at), ctl_esc(&e, seg->issued_by));
+    ctl_esc_clear(&e);
 }
 
 static int segments_list(const char *conninfo, const char *branch)

@@ -23,12 +23,15 @@ static void suspicious_usage(FILE *f)
 
 static void row_cb(void *arg, const struct gw_admin_suspect *s)
 {
+    struct ctl_esc e = {0};
     size_t *n = arg;
 
     if ((*n)++ == 0)
         printf("%-*s %-7s %-20s %s\n", GW_ADMIN_BIDX_HEX_SHOWN + 3, "phone_bidx", "senders",
                "flagged_at", "records");
-    printf("%s... %-7lld %-20s %s\n", s->phone_bidx, s->senders, s->flagged_at, s->records);
+    printf("%s... %-7lld %-20s %s\n", ctl_esc(&e, s->phone_bidx), s->senders,
+           ctl_esc(&e, s->flagged_at), ctl_esc(&e, s->records));
+    ctl_esc_clear(&e);
 }
 
 static int suspicious_list(const char *conninfo, long limit)

@@ -5,21 +5,27 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "text.h"
+
 void gw_pq_msg(char *errbuf, size_t errlen, const char *fmt, ...)
 {
+    char msg[2048]; /* longer than any errbuf of its callers */
     va_list ap;
     size_t n;
 
     if (errbuf == NULL || errlen == 0)
         return;
     va_start(ap, fmt);
-    vsnprintf(errbuf, errlen, fmt, ap);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
-    for (n = 0; errbuf[n] != '\0'; n++)
-        if (errbuf[n] == '\n' || errbuf[n] == '\t' || errbuf[n] == '\r')
-            errbuf[n] = ' ';
-    while (n > 0 && errbuf[n - 1] == ' ')
-        errbuf[--n] = '\0';
+    for (n = 0; msg[n] != '\0'; n++)
+        if (msg[n] == '\n' || msg[n] == '\t' || msg[n] == '\r')
+            msg[n] = ' ';
+    while (n > 0 && msg[n - 1] == ' ')
+        msg[--n] = '\0';
+    /* the server's message can quote a stored value (a key that exists already, a value a CHECK
+     * refused): escaped, so it reaches the terminal as text */
+    (void)gw_text_escape(errbuf, errlen, msg, n);
 }
 
 static int hexval(char c)

@@ -13,7 +13,9 @@
 #include <libpq-fe.h>
 
 /* Formats into errbuf (errlen bytes, NUL-terminated; nothing when errbuf is NULL or errlen 0),
- * newlines and tabs turned into spaces, trailing spaces cut. */
+ * newlines and tabs turned into spaces, trailing spaces cut, then escaped (gw_text_escape: a
+ * message that quotes a stored value never carries a control character, a bidi control or
+ * broken UTF-8 to the terminal). */
 void gw_pq_msg(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
