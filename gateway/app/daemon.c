@@ -54,6 +54,7 @@ struct daemon {
     struct gw_policy *policy; /* the daemon's reference to the current policy */
     const struct gw_daemon_ext *ext;
     const char *config_path;
+    struct gw_config *cfg; /* the running config (app->cfg): a reload's files go into it */
     bool draining;
     struct event *sweep_ev;    /* the inactivity sweep's timer (Art. 38) */
     struct gw_acct_req *sweep; /* the sweep in flight, if any */
@@ -69,6 +70,7 @@ struct daemon {
     /* a SIGHUP's parts, loaded, while its keyring is checked against the database (reload_cb,
      * reload_end) */
     struct {
+        struct gw_config nc; /* waygated.conf as the SIGHUP read it */
         struct gw_keyring *kr;
         struct gw_policy *np;
         struct gw_tls *nt;
@@ -97,33 +99,25 @@ static int load_policy(const char *file, const struct gw_daemon_ext *ext, struct
     return gw_policy_load(file, rules, nrules, out, err, errsz);
 }
 
-/* SIGHUP, the policy: read waygated.conf again for its [policy] file (the other keys need a
- * restart) and parse that file. Returns the new policy and where it came from in `from`, or NULL
- * with the reason logged and a summary in out (for the audit record). */
-static struct gw_policy *prepare_policy(struct daemon *d, char *out, size_t outsz, char *from,
-                                        size_t fromsz)
+/* SIGHUP, the policy: the new config's [policy] file parsed. Returns the new policy and where it
+ * came from in `from`, or NULL with the reason logged and a summary in out (for the audit
+ * record). */
+static struct gw_policy *prepare_policy(struct daemon *d, const struct gw_config *nc, char *out,
+                                        size_t outsz, char *from, size_t fromsz)
 {
-    struct gw_config nc;
     struct gw_policy *np = NULL;
     char err[512];
 
-    memset(&nc, 0, sizeof(nc));
-    if (gw_config_load(d->config_path, &nc, err, sizeof(err)) != 0) {
-        GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: policy not reloaded, the running one stays: %s",
-               err);
-        snprintf(out, outsz, "policy: refused (configuration)");
-        return NULL;
-    }
-    if (load_policy(nc.policy_file, d->ext, &np, err, sizeof(err)) != 0) {
+    if (load_policy(nc->policy_file, d->ext, &np, err, sizeof(err)) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: policy not reloaded, the running one stays: %s",
                err);
         snprintf(out, outsz, "policy: refused (policy file)");
-        gw_config_clear(&nc);
         return NULL;
     }
-    snprintf(out, outsz, "policy: %s", nc.policy_file != NULL ? "policy file" : "built-in default");
-    snprintf(from, fromsz, "%s", nc.policy_file != NULL ? nc.policy_file : "the built-in default");
-    gw_config_clear(&nc);
+    snprintf(out, outsz, "policy: %s",
+             nc->policy_file != NULL ? "policy file" : "built-in default");
+    snprintf(from, fromsz, "%s",
+             nc->policy_file != NULL ? nc->policy_file : "the built-in default");
     return np;
 }
 
@@ -249,12 +243,12 @@ static void tls_swapped(struct daemon *d, const char *why)
     crl_check(d, &listener_crl, &ex);
 }
 
-/* The TLS files (certificate, key, client CA, CRL) as they are now, or NULL with the reason
- * logged (the context in force stays). */
-static struct gw_tls *prepare_tls(struct daemon *d, const char *why)
+/* The TLS files (certificate, key, client CA, CRL) of cfg (the running config, or a SIGHUP's new
+ * one) as they are now, or NULL with the reason logged (the context in force stays). */
+static struct gw_tls *prepare_tls(const struct gw_config *cfg, const char *why)
 {
     char err[512];
-    struct gw_tls *t = gw_tls_new(d->app->cfg, err, sizeof(err));
+    struct gw_tls *t = gw_tls_new(cfg, err, sizeof(err));
 
     if (t == NULL)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "%s: certificates and CRL refused: %s", why, err);
@@ -290,7 +284,7 @@ static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (d->app->cfg->tls_crl != NULL) { /* each side reads its files again for its own CRL */
-        struct gw_tls *t = prepare_tls(d, "timer");
+        struct gw_tls *t = prepare_tls(d->app->cfg, "timer");
 
         if (t != NULL) {
             gw_tls_swap(d->tls, t);
@@ -302,10 +296,14 @@ static void crl_timer_cb(evutil_socket_t fd, short what, void *arg)
     evtimer_add(d->crl_ev, &tv);
 }
 
-/* SIGHUP: everything a reload covers is loaded first: the keyring (a rotated KEK becomes current, a
- * retired one goes away), the policy (prepare_policy) and the TLS context (certificate, key,
- * client CA, CRL). Only when all of them load are they swapped in, together; otherwise nothing
- * changes, and the log and the config.reload audit record say which part was refused. Handlers
+/* SIGHUP: waygated.conf is read again; a key changed there that nothing applies after the start
+ * (gw_config_restart_keys: listen addresses, pools, [database], [audit] chain, ...) refuses the
+ * whole reload, each such key named. Then everything a reload covers is loaded first, from the
+ * files the new config names: the keyring (a rotated KEK becomes current, a retired one goes
+ * away), the policy (prepare_policy) and the TLS context (certificate, key, client CA, CRL). Only
+ * when all of them load are they swapped in, together, and their paths put into the running
+ * config (for the CRL timer, [metrics] tls and the next reload); otherwise nothing changes, and
+ * the log and the config.reload audit record say which part was refused. Handlers
  * never keep the keyring across callbacks; calls already open keep the policy they started with;
  * established connections keep their TLS context. */
 static void reload_end(struct daemon *d);
@@ -313,13 +311,12 @@ static void reload_end(struct daemon *d);
 /* A KEK version of the keyring is another key than the database's (Art. 36): a critical line
  * and an incident. what: "refusing to start" or "the reload is refused, the running keyring
  * stays". */
-static void kek_mismatch(struct daemon *d, const char *msg, const char *what)
+static void kek_mismatch(struct daemon *d, const char *keyring, const char *msg, const char *what)
 {
     struct gw_incident inc = {
         .severity = "critical", .kind = "kek_mismatch", .principal = "waygated", .detail = msg};
 
-    GW_LOG(GW_LOG_ERROR, "main", NULL, "critical: [keys] keyring %s: %s: %s", d->app->cfg->keyring,
-           msg, what);
+    GW_LOG(GW_LOG_ERROR, "main", NULL, "critical: [keys] keyring %s: %s: %s", keyring, msg, what);
     if (gw_incident_record(d->app->incidents, &inc) != 0)
         GW_LOG(GW_LOG_ERROR, "main", NULL, "could not record the kek_mismatch incident");
 }
@@ -332,7 +329,8 @@ static void reload_checked_cb(void *arg, int outcome, const char *msg)
 
     if (outcome != 0) {
         if (outcome == GW_EEXIST)
-            kek_mismatch(d, msg, "the reload is refused, the running keyring stays");
+            kek_mismatch(d, d->rl.nc.keyring, msg,
+                         "the reload is refused, the running keyring stays");
         else
             GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring refused: %s (%s)", msg,
                    gw_err_str(outcome));
@@ -343,6 +341,53 @@ static void reload_checked_cb(void *arg, int outcome, const char *msg)
         d->rl.kr = NULL;
     }
     reload_end(d);
+}
+
+/* The keys of a SIGHUP's config that changed but need a restart: each logged, and listed for the
+ * audit record. */
+struct restart_keys {
+    char list[300];
+    size_t len;
+};
+
+static void restart_key_cb(void *arg, const char *section, const char *key)
+{
+    struct restart_keys *rk = arg;
+    int n;
+
+    GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: [%s] %s changed, needs a restart", section, key);
+    if (rk->len >= sizeof(rk->list))
+        return;
+    n = snprintf(rk->list + rk->len, sizeof(rk->list) - rk->len, "%s[%s] %s",
+                 rk->len > 0 ? ", " : "", section, key);
+    rk->len = n < 0 ? sizeof(rk->list) : rk->len + (size_t)n;
+}
+
+/* The SIGHUP's config read again and compared with the running one: 0, or -1 with the reload
+ * refused (logged, recorded, nothing changed). */
+static int reload_config(struct daemon *d)
+{
+    struct restart_keys rk = {.len = 0};
+    char err[512], detail[400];
+    size_t n;
+
+    if (gw_config_load(d->config_path, &d->rl.nc, err, sizeof(err)) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL,
+               "SIGHUP: nothing reloaded, the running configuration stays: %s", err);
+        record_reload(d, false, "nothing reloaded: configuration: refused (see the log)");
+        return -1;
+    }
+    n = gw_config_restart_keys(d->cfg, &d->rl.nc, restart_key_cb, &rk);
+    if (n == 0)
+        return 0;
+    GW_LOG(GW_LOG_ERROR, "main", NULL,
+           "SIGHUP: nothing reloaded, the running configuration stays: %zu key(s) changed that "
+           "only a restart applies (%s)",
+           n, rk.list);
+    snprintf(detail, sizeof(detail), "nothing reloaded: changed, needs a restart: %s", rk.list);
+    record_reload(d, false, detail);
+    gw_config_clear(&d->rl.nc);
+    return -1;
 }
 
 static void reload_cb(evutil_socket_t sig, short what, void *arg)
@@ -358,7 +403,9 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
                "database");
         return;
     }
-    if (load_keyring(d->app->cfg, &d->rl.kr, err, sizeof(err)) != 0) {
+    if (reload_config(d) != 0)
+        return;
+    if (load_keyring(&d->rl.nc, &d->rl.kr, err, sizeof(err)) != 0) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "SIGHUP: keyring refused: %s", err);
         snprintf(d->rl.keys, sizeof(d->rl.keys),
                  "keyring: refused (keyring file or [crypto] suite)");
@@ -368,9 +415,9 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
                  gw_keyring_current(d->rl.kr, gw_keyring_suite(d->rl.kr)),
                  gw_suite_name(gw_keyring_suite(d->rl.kr)));
     }
-    d->rl.np =
-        prepare_policy(d, d->rl.policy, sizeof(d->rl.policy), d->rl.from, sizeof(d->rl.from));
-    d->rl.nt = d->tls != NULL ? prepare_tls(d, "SIGHUP") : NULL;
+    d->rl.np = prepare_policy(d, &d->rl.nc, d->rl.policy, sizeof(d->rl.policy), d->rl.from,
+                              sizeof(d->rl.from));
+    d->rl.nt = d->tls != NULL ? prepare_tls(&d->rl.nc, "SIGHUP") : NULL;
     /* Art. 36: a KEK version the running keyring was not vouched for with (a rotation, another
      * key file) is checked against the database before anything is swapped in */
     if (d->rl.kr != NULL && d->rl.np != NULL && (d->tls == NULL || d->rl.nt != NULL) &&
@@ -418,9 +465,14 @@ static void reload_end(struct daemon *d)
         gw_keyring_free(kr);
         gw_policy_free(np);
         gw_tls_free(nt);
+        gw_config_clear(&d->rl.nc);
         record_reload(d, false, detail);
         return;
     }
+    /* the files just loaded are the running config's now: the CRL timer, [metrics] tls and the
+     * next SIGHUP read these (the other keys are the same: reload_config) */
+    gw_config_take_reloaded(d->cfg, &d->rl.nc);
+    gw_config_clear(&d->rl.nc);
     d->app->kek_retired_reported = false; /* a new keyring: a retired version is news again */
     d->app->keys_generation++;
     gw_keyring_free(d->app->keys);
@@ -770,7 +822,7 @@ static void kek_started_cb(void *arg, int outcome, const char *msg)
                "keyring: its KEK versions are the ones the database knows");
         return;
     }
-    kek_mismatch(d, msg, "refusing to start");
+    kek_mismatch(d, d->app->cfg->keyring, msg, "refusing to start");
     d->exit_status = 2;
     if (!d->draining)
         start_drain(d);
@@ -951,6 +1003,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     d.rpc = rpc;
     d.ext = ext;
     d.config_path = path;
+    d.cfg = &cfg;
     if (rpc == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the dispatcher");
         goto out;
@@ -962,7 +1015,8 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
         goto out;
     }
     d.tls = tls;
-    if ((cfg.tls_crl != NULL || cfg.fwd_crl != NULL) && cfg.crl_reload_ms > 0) {
+    /* with no CRL yet too: a SIGHUP may add [tls] crl, which the timer then reads again */
+    if (cfg.crl_reload_ms > 0) {
         d.crl_ev = evtimer_new(d.base, crl_timer_cb, &d);
         if (d.crl_ev == NULL) {
             GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the CRL reload timer");
@@ -1057,6 +1111,7 @@ out:
     gw_keyring_free(d.rl.kr); /* a reload still waiting for its check */
     gw_policy_free(d.rl.np);
     gw_tls_free(d.rl.nt);
+    gw_config_clear(&d.rl.nc);
     gw_db_free(app.db);
     gw_crypto_free(app.crypto);
     gw_keyring_free(app.keys);

@@ -29,6 +29,13 @@
  * and be writable, and what is at the path, if anything, a regular file) */
 enum ktype { T_STRING, T_PATH, T_OUTPATH, T_BOOL, T_U32, T_LEVEL, T_HOSTPORT, T_SUITE };
 
+/* What a SIGHUP does with a key whose value changed in the file (daemon.c's reload): RELOAD, it
+ * is applied (the daemon reads those files again from the new value, then
+ * gw_config_take_reloaded puts the value in the running config); RESTART, nothing reads it after
+ * the start, so the reload is refused, naming the key (gw_config_restart_keys). Each row says
+ * which: a row without it does not compile (-Wmissing-field-initializers, -Werror). */
+enum kreload { RESTART, RELOAD };
+
 struct keydef {
     const char *section;
     const char *key;
@@ -36,105 +43,121 @@ struct keydef {
     size_t off;
     uint32_t min, max;
     int required;
+    enum kreload reload;
 };
 
 #define F(m) offsetof(struct gw_config, m)
 
 static const struct keydef keys[] = {
-    {"server", "listen", T_HOSTPORT, F(listen), 0, 0, 1},
-    {"server", "insecure_loopback_only", T_BOOL, F(insecure_loopback_only), 0, 0, 0},
-    {"server", "insecure_listen", T_HOSTPORT, F(insecure_listen), 0, 0, 0},
-    {"server", "max_connections", T_U32, F(max_connections), 1, 1000000, 0},
-    {"server", "max_concurrent_streams", T_U32, F(max_concurrent_streams), 1, 10000, 0},
-    {"server", "max_header_list_size", T_U32, F(max_header_list_size), 1024, 1048576, 0},
-    {"server", "max_message_size", T_U32, F(max_message_size), 1024, 67108864, 0},
+    {"server", "listen", T_HOSTPORT, F(listen), 0, 0, 1, RESTART},
+    {"server", "insecure_loopback_only", T_BOOL, F(insecure_loopback_only), 0, 0, 0, RESTART},
+    {"server", "insecure_listen", T_HOSTPORT, F(insecure_listen), 0, 0, 0, RESTART},
+    {"server", "max_connections", T_U32, F(max_connections), 1, 1000000, 0, RESTART},
+    {"server", "max_concurrent_streams", T_U32, F(max_concurrent_streams), 1, 10000, 0, RESTART},
+    {"server", "max_header_list_size", T_U32, F(max_header_list_size), 1024, 1048576, 0, RESTART},
+    {"server", "max_message_size", T_U32, F(max_message_size), 1024, 67108864, 0, RESTART},
     {"server", "request_memory_per_connection", T_U32, F(request_memory_per_connection), 65536,
-     4294967295u, 0},
-    {"server", "request_memory", T_U32, F(request_memory), 65536, 4294967295u, 0},
+     4294967295u, 0, RESTART},
+    {"server", "request_memory", T_U32, F(request_memory), 65536, 4294967295u, 0, RESTART},
     {"server", "request_memory_per_certificate", T_U32, F(request_memory_per_certificate), 65536,
-     4294967295u, 0},
+     4294967295u, 0, RESTART},
     {"server", "response_memory_per_connection", T_U32, F(response_memory_per_connection), 65536,
-     4294967295u, 0},
-    {"server", "response_memory", T_U32, F(response_memory), 65536, 4294967295u, 0},
+     4294967295u, 0, RESTART},
+    {"server", "response_memory", T_U32, F(response_memory), 65536, 4294967295u, 0, RESTART},
     {"server", "response_memory_per_certificate", T_U32, F(response_memory_per_certificate), 65536,
-     4294967295u, 0},
-    {"server", "handshake_timeout_ms", T_U32, F(handshake_timeout_ms), 100, 600000, 0},
-    {"server", "preauth_timeout_ms", T_U32, F(preauth_timeout_ms), 100, 600000, 0},
-    {"server", "max_preauth_connections", T_U32, F(max_preauth_connections), 0, 1000000, 0},
-    {"server", "max_preauth_per_address", T_U32, F(max_preauth_per_address), 1, 1000000, 0},
-    {"server", "accept_rate_per_address", T_U32, F(accept_rate_per_address), 1, 1000000, 0},
+     4294967295u, 0, RESTART},
+    {"server", "handshake_timeout_ms", T_U32, F(handshake_timeout_ms), 100, 600000, 0, RESTART},
+    {"server", "preauth_timeout_ms", T_U32, F(preauth_timeout_ms), 100, 600000, 0, RESTART},
+    {"server", "max_preauth_connections", T_U32, F(max_preauth_connections), 0, 1000000, 0,
+     RESTART},
+    {"server", "max_preauth_per_address", T_U32, F(max_preauth_per_address), 1, 1000000, 0,
+     RESTART},
+    {"server", "accept_rate_per_address", T_U32, F(accept_rate_per_address), 1, 1000000, 0,
+     RESTART},
     {"server", "max_connections_per_certificate", T_U32, F(max_connections_per_certificate), 0,
-     1000000, 0},
-    {"server", "idle_timeout_ms", T_U32, F(idle_timeout_ms), 1000, 86400000, 0},
-    {"server", "stream_write_timeout_ms", T_U32, F(stream_write_timeout_ms), 100, 3600000, 0},
-    {"server", "drain_timeout_ms", T_U32, F(drain_timeout_ms), 0, 600000, 0},
-    {"server", "max_deadline_ms", T_U32, F(max_deadline_ms), 100, 3600000, 0},
-    {"server", "segment_refresh_ms", T_U32, F(segment_refresh_ms), 100, 86400000, 0},
-    {"server", "incident_queue_max", T_U32, F(incident_queue_max), 1, 1000000, 0},
-    {"tls", "cert", T_PATH, F(tls_cert), 0, 0, 1},
-    {"tls", "key", T_PATH, F(tls_key), 0, 0, 1},
-    {"tls", "client_ca", T_PATH, F(tls_client_ca), 0, 0, 1},
-    {"tls", "crl", T_PATH, F(tls_crl), 0, 0, 0},
-    {"tls", "crl_reload_ms", T_U32, F(crl_reload_ms), 0, 86400000, 0},
-    {"tls", "crl_warn_s", T_U32, F(crl_warn_s), 0, 31536000, 0},
-    {"database", "conninfo", T_STRING, F(db_conninfo), 0, 0, 1},
-    {"database", "pool_size", T_U32, F(db_pool_size), 1, 256, 0},
-    {"database", "pipeline_depth", T_U32, F(db_pipeline_depth), 1, 1024, 0},
-    {"database", "queue_max", T_U32, F(db_queue_max), 1, 1000000, 0},
-    {"database", "queue_share", T_U32, F(db_queue_share), 0, 1000000, 0},
-    {"database", "connect_timeout_ms", T_U32, F(db_connect_timeout_ms), 100, 600000, 0},
-    {"database", "reconnect_max_ms", T_U32, F(db_reconnect_max_ms), 100, 600000, 0},
-    {"keys", "keyring", T_PATH, F(keyring), 0, 0, 1},
-    {"crypto", "suite", T_SUITE, F(crypto_suite), 0, 0, 0},
-    {"auth", "token_ttl_s", T_U32, F(token_ttl_s), 60, 604800, 0},
-    {"auth", "password_max_age_days", T_U32, F(password_max_age_days), 0, 3650, 0},
-    {"auth", "lockout_failures", T_U32, F(lockout_failures), 1, 100, 0},
-    {"auth", "lockout_minutes", T_U32, F(lockout_minutes), 1, 100000, 0},
-    {"auth", "inactive_disable_days", T_U32, F(inactive_disable_days), 0, 3650, 0},
-    {"auth", "inactive_check_ms", T_U32, F(inactive_check_ms), 1000, 86400000, 0},
-    {"auth", "scrypt_n", T_U32, F(scrypt_n), 1024, 1048576, 0},
-    {"auth", "workers", T_U32, F(auth_workers), 1, 64, 0},
-    {"auth", "worker_cgroup", T_STRING, F(auth_worker_cgroup), 0, 0, 0},
-    {"auth", "worker_filter_required", T_BOOL, F(auth_worker_filter_required), 0, 0, 0},
-    {"auth", "principal_cache_ms", T_U32, F(principal_cache_ms), 0, 600000, 0},
-    {"policy", "file", T_PATH, F(policy_file), 0, 0, 0},
-    {"audit", "chain", T_STRING, F(audit_chain), 0, 0, 0},
-    {"audit", "checkpoint_every", T_U32, F(checkpoint_every), 1, 1000000, 0},
-    {"audit", "checkpoint_ms", T_U32, F(checkpoint_ms), 10, 86400000, 0},
-    {"audit", "refusal_window_s", T_U32, F(refusal_window_s), 1, 86400, 0},
-    {"audit", "queue_max", T_U32, F(audit_queue_max), 1, 1000000, 0},
-    {"audit", "spool", T_OUTPATH, F(audit_spool), 0, 0, 0},
-    {"compliance", "bulk_threshold", T_U32, F(bulk_threshold), 1, 1000000, 0},
-    {"compliance", "approval_ttl_s", T_U32, F(approval_ttl_s), 60, 2592000, 0},
-    {"compliance", "lawful_default_s", T_U32, F(lawful_default_s), 60, 31536000, 0},
+     1000000, 0, RESTART},
+    {"server", "idle_timeout_ms", T_U32, F(idle_timeout_ms), 1000, 86400000, 0, RESTART},
+    {"server", "stream_write_timeout_ms", T_U32, F(stream_write_timeout_ms), 100, 3600000, 0,
+     RESTART},
+    {"server", "drain_timeout_ms", T_U32, F(drain_timeout_ms), 0, 600000, 0, RESTART},
+    {"server", "max_deadline_ms", T_U32, F(max_deadline_ms), 100, 3600000, 0, RESTART},
+    {"server", "segment_refresh_ms", T_U32, F(segment_refresh_ms), 100, 86400000, 0, RESTART},
+    {"server", "incident_queue_max", T_U32, F(incident_queue_max), 1, 1000000, 0, RESTART},
+    {"tls", "cert", T_PATH, F(tls_cert), 0, 0, 1, RELOAD},
+    {"tls", "key", T_PATH, F(tls_key), 0, 0, 1, RELOAD},
+    {"tls", "client_ca", T_PATH, F(tls_client_ca), 0, 0, 1, RELOAD},
+    {"tls", "crl", T_PATH, F(tls_crl), 0, 0, 0, RELOAD},
+    {"tls", "crl_reload_ms", T_U32, F(crl_reload_ms), 0, 86400000, 0, RESTART},
+    {"tls", "crl_warn_s", T_U32, F(crl_warn_s), 0, 31536000, 0, RESTART},
+    {"database", "conninfo", T_STRING, F(db_conninfo), 0, 0, 1, RESTART},
+    {"database", "pool_size", T_U32, F(db_pool_size), 1, 256, 0, RESTART},
+    {"database", "pipeline_depth", T_U32, F(db_pipeline_depth), 1, 1024, 0, RESTART},
+    {"database", "queue_max", T_U32, F(db_queue_max), 1, 1000000, 0, RESTART},
+    {"database", "queue_share", T_U32, F(db_queue_share), 0, 1000000, 0, RESTART},
+    {"database", "connect_timeout_ms", T_U32, F(db_connect_timeout_ms), 100, 600000, 0, RESTART},
+    {"database", "reconnect_max_ms", T_U32, F(db_reconnect_max_ms), 100, 600000, 0, RESTART},
+    {"keys", "keyring", T_PATH, F(keyring), 0, 0, 1, RELOAD},
+    {"crypto", "suite", T_SUITE, F(crypto_suite), 0, 0, 0, RESTART},
+    {"auth", "token_ttl_s", T_U32, F(token_ttl_s), 60, 604800, 0, RESTART},
+    {"auth", "password_max_age_days", T_U32, F(password_max_age_days), 0, 3650, 0, RESTART},
+    {"auth", "lockout_failures", T_U32, F(lockout_failures), 1, 100, 0, RESTART},
+    {"auth", "lockout_minutes", T_U32, F(lockout_minutes), 1, 100000, 0, RESTART},
+    {"auth", "inactive_disable_days", T_U32, F(inactive_disable_days), 0, 3650, 0, RESTART},
+    {"auth", "inactive_check_ms", T_U32, F(inactive_check_ms), 1000, 86400000, 0, RESTART},
+    {"auth", "scrypt_n", T_U32, F(scrypt_n), 1024, 1048576, 0, RESTART},
+    {"auth", "workers", T_U32, F(auth_workers), 1, 64, 0, RESTART},
+    {"auth", "worker_cgroup", T_STRING, F(auth_worker_cgroup), 0, 0, 0, RESTART},
+    {"auth", "worker_filter_required", T_BOOL, F(auth_worker_filter_required), 0, 0, 0, RESTART},
+    {"auth", "principal_cache_ms", T_U32, F(principal_cache_ms), 0, 600000, 0, RESTART},
+    {"policy", "file", T_PATH, F(policy_file), 0, 0, 0, RELOAD},
+    {"audit", "chain", T_STRING, F(audit_chain), 0, 0, 0, RESTART},
+    {"audit", "checkpoint_every", T_U32, F(checkpoint_every), 1, 1000000, 0, RESTART},
+    {"audit", "checkpoint_ms", T_U32, F(checkpoint_ms), 10, 86400000, 0, RESTART},
+    {"audit", "refusal_window_s", T_U32, F(refusal_window_s), 1, 86400, 0, RESTART},
+    {"audit", "queue_max", T_U32, F(audit_queue_max), 1, 1000000, 0, RESTART},
+    {"audit", "spool", T_OUTPATH, F(audit_spool), 0, 0, 0, RESTART},
+    {"compliance", "bulk_threshold", T_U32, F(bulk_threshold), 1, 1000000, 0, RESTART},
+    {"compliance", "approval_ttl_s", T_U32, F(approval_ttl_s), 60, 2592000, 0, RESTART},
+    {"compliance", "lawful_default_s", T_U32, F(lawful_default_s), 60, 31536000, 0, RESTART},
     /* at most 365 days: the database's own bound (sql/032_lawful_longest.sql) */
-    {"compliance", "lawful_max_s", T_U32, F(lawful_max_s), 60, 31536000, 0},
-    {"compliance", "retention_days", T_U32, F(retention_days), 0, 36500, 0},
-    {"compliance", "retention_sweep_ms", T_U32, F(retention_sweep_ms), 100, 86400000, 0},
-    {"compliance", "retention_batch", T_U32, F(retention_batch), 1, 100000, 0},
-    {"compliance", "report_timeout_ms", T_U32, F(report_timeout_ms), 100, 3600000, 0},
-    {"metrics", "listen", T_HOSTPORT, F(metrics_listen), 0, 0, 0},
-    {"metrics", "tls", T_BOOL, F(metrics_tls), 0, 0, 0},
-    {"forward", "endpoint", T_STRING, F(fwd_endpoint), 0, 0, 0},
-    {"forward", "server_name", T_STRING, F(fwd_server_name), 0, 0, 0},
-    {"forward", "ca", T_PATH, F(fwd_ca), 0, 0, 0},
-    {"forward", "cert", T_PATH, F(fwd_cert), 0, 0, 0},
-    {"forward", "key", T_PATH, F(fwd_key), 0, 0, 0},
-    {"forward", "crl", T_PATH, F(fwd_crl), 0, 0, 0},
-    {"forward", "batch", T_U32, F(fwd_batch), 1, 1000, 0},
-    {"forward", "inflight", T_U32, F(fwd_inflight), 1, 64, 0},
-    {"forward", "deadline_ms", T_U32, F(fwd_deadline_ms), 100, 600000, 0},
-    {"forward", "lease_ms", T_U32, F(fwd_lease_ms), 1000, 3600000, 0},
-    {"forward", "poll_ms", T_U32, F(fwd_poll_ms), 10, 600000, 0},
-    {"forward", "backoff_min_ms", T_U32, F(fwd_backoff_min_ms), 10, 600000, 0},
-    {"forward", "backoff_max_ms", T_U32, F(fwd_backoff_max_ms), 10, 3600000, 0},
-    {"forward", "fast", T_BOOL, F(fwd_fast), 0, 0, 0},
-    {"forward", "fast_max", T_U32, F(fwd_fast_max), 1, 1000000, 0},
-    {"log", "level", T_LEVEL, F(log_level), 0, 0, 0},
-    {"log", "file", T_STRING, F(log_file), 0, 0, 0},
+    {"compliance", "lawful_max_s", T_U32, F(lawful_max_s), 60, 31536000, 0, RESTART},
+    {"compliance", "retention_days", T_U32, F(retention_days), 0, 36500, 0, RESTART},
+    {"compliance", "retention_sweep_ms", T_U32, F(retention_sweep_ms), 100, 86400000, 0, RESTART},
+    {"compliance", "retention_batch", T_U32, F(retention_batch), 1, 100000, 0, RESTART},
+    {"compliance", "report_timeout_ms", T_U32, F(report_timeout_ms), 100, 3600000, 0, RESTART},
+    {"metrics", "listen", T_HOSTPORT, F(metrics_listen), 0, 0, 0, RESTART},
+    {"metrics", "tls", T_BOOL, F(metrics_tls), 0, 0, 0, RESTART},
+    {"forward", "endpoint", T_STRING, F(fwd_endpoint), 0, 0, 0, RESTART},
+    {"forward", "server_name", T_STRING, F(fwd_server_name), 0, 0, 0, RESTART},
+    {"forward", "ca", T_PATH, F(fwd_ca), 0, 0, 0, RESTART},
+    {"forward", "cert", T_PATH, F(fwd_cert), 0, 0, 0, RESTART},
+    {"forward", "key", T_PATH, F(fwd_key), 0, 0, 0, RESTART},
+    {"forward", "crl", T_PATH, F(fwd_crl), 0, 0, 0, RESTART},
+    {"forward", "batch", T_U32, F(fwd_batch), 1, 1000, 0, RESTART},
+    {"forward", "inflight", T_U32, F(fwd_inflight), 1, 64, 0, RESTART},
+    {"forward", "deadline_ms", T_U32, F(fwd_deadline_ms), 100, 600000, 0, RESTART},
+    {"forward", "lease_ms", T_U32, F(fwd_lease_ms), 1000, 3600000, 0, RESTART},
+    {"forward", "poll_ms", T_U32, F(fwd_poll_ms), 10, 600000, 0, RESTART},
+    {"forward", "backoff_min_ms", T_U32, F(fwd_backoff_min_ms), 10, 600000, 0, RESTART},
+    {"forward", "backoff_max_ms", T_U32, F(fwd_backoff_max_ms), 10, 3600000, 0, RESTART},
+    {"forward", "fast", T_BOOL, F(fwd_fast), 0, 0, 0, RESTART},
+    {"forward", "fast_max", T_U32, F(fwd_fast_max), 1, 1000000, 0, RESTART},
+    {"log", "level", T_LEVEL, F(log_level), 0, 0, 0, RESTART},
+    {"log", "file", T_STRING, F(log_file), 0, 0, 0, RESTART},
 };
 
 #define NKEYS (sizeof(keys) / sizeof(keys[0]))
+
+/* Every field of struct gw_config is a key of the table above: a reload compares the running
+ * config and the new one over this table only, so a field without a row would be silently
+ * ignored by a SIGHUP. A new field: add its row (with RELOAD only if the daemon applies it on a
+ * SIGHUP), then the size here. */
+#define GW_CONFIG_SIZE_LP64 432
+#if defined(__x86_64__) || defined(__aarch64__)
+_Static_assert(sizeof(struct gw_config) == GW_CONFIG_SIZE_LP64,
+               "struct gw_config changed: add the new field's row to keys[] (config.c), with "
+               "its reload class, then update GW_CONFIG_SIZE_LP64");
+#endif
 
 static const char *const sections[] = {"server",  "tls",     "database", "keys",
                                        "auth",    "policy",  "audit",    "compliance",
@@ -214,6 +237,11 @@ static void set_defaults(struct gw_config *c)
     c->crypto_suite = GW_CONFIG_SUITE_AES;
 }
 
+static bool is_string(enum ktype t)
+{
+    return t == T_STRING || t == T_PATH || t == T_OUTPATH || t == T_HOSTPORT;
+}
+
 void gw_config_clear(struct gw_config *cfg)
 {
     size_t i;
@@ -221,12 +249,68 @@ void gw_config_clear(struct gw_config *cfg)
     if (cfg == NULL)
         return;
     for (i = 0; i < NKEYS; i++) {
-        if (keys[i].type == T_STRING || keys[i].type == T_PATH || keys[i].type == T_OUTPATH ||
-            keys[i].type == T_HOSTPORT) {
+        if (is_string(keys[i].type)) {
             char **p = (char **)((char *)cfg + keys[i].off);
             gw_free(*p);
             *p = NULL;
         }
+    }
+}
+
+/* One key's value in a and in b is the same (strings by content, NULL only equal to NULL). */
+static bool same_value(const struct keydef *k, const struct gw_config *a, const struct gw_config *b)
+{
+    const char *pa = (const char *)a + k->off, *pb = (const char *)b + k->off;
+
+    switch (k->type) {
+    case T_BOOL:
+        return *(const bool *)pa == *(const bool *)pb;
+    case T_U32:
+    case T_SUITE:
+        return *(const uint32_t *)pa == *(const uint32_t *)pb;
+    case T_LEVEL:
+        return *(const enum gw_log_level *)pa == *(const enum gw_log_level *)pb;
+    default: {
+        const char *sa = *(char *const *)pa, *sb = *(char *const *)pb;
+        return sa == sb || (sa != NULL && sb != NULL && strcmp(sa, sb) == 0);
+    }
+    }
+}
+
+size_t gw_config_restart_keys(const struct gw_config *running, const struct gw_config *next,
+                              gw_config_key_cb cb, void *arg)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < NKEYS; i++) {
+        if (keys[i].reload == RELOAD || same_value(&keys[i], running, next))
+            continue;
+        n++;
+        if (cb != NULL)
+            cb(arg, keys[i].section, keys[i].key);
+    }
+    return n;
+}
+
+void gw_config_take_reloaded(struct gw_config *running, struct gw_config *next)
+{
+    for (size_t i = 0; i < NKEYS; i++) {
+        char **a, **b, *t;
+
+        if (keys[i].reload != RELOAD)
+            continue;
+        if (!is_string(keys[i].type)) { /* none today: a number or a flag is copied */
+            size_t sz = keys[i].type == T_BOOL    ? sizeof(bool)
+                        : keys[i].type == T_LEVEL ? sizeof(enum gw_log_level)
+                                                  : sizeof(uint32_t);
+            memcpy((char *)running + keys[i].off, (const char *)next + keys[i].off, sz);
+            continue;
+        }
+        a = (char **)((char *)running + keys[i].off);
+        b = (char **)((char *)next + keys[i].off);
+        t = *a;
+        *a = *b;
+        *b = t;
     }
 }
 

@@ -25,6 +25,9 @@
  * a handful of places, and each session is a row that a token thief can use until it expires. */
 #define GW_AUTH_SESSIONS_MAX 16
 
+/* Every field is a key of config.c's table (keys[]), which also says whether a SIGHUP applies
+ * it or it needs a restart: a new field needs its row there, or a reload would not see it change
+ * (config.c's _Static_assert on this struct's size is there to stop you). */
 struct gw_config {
     /* [server] */
     char *listen;                    /* "host:port" of the mTLS listener (required) */
@@ -193,6 +196,21 @@ void gw_config_clear(struct gw_config *cfg);
 
 /* An audit chain id as the database takes it (sql/008): ^[A-Za-z0-9._:@-]{1,64}$; NULL is not. */
 bool gw_config_chain_id_ok(const char *s);
+
+/* Called with the section and key of a key that differs, e.g. ("database", "pool_size"). */
+typedef void (*gw_config_key_cb)(void *arg, const char *section, const char *key);
+
+/* A reload (SIGHUP) applies [tls] cert, key, client_ca and crl, [keys] keyring and [policy] file;
+ * nothing reads the other keys after the start. Calls cb (if not NULL) for each of those others
+ * whose value in next differs from running, in the file's key order, and returns how many did: a
+ * reload that would ignore them is refused. */
+size_t gw_config_restart_keys(const struct gw_config *running, const struct gw_config *next,
+                              gw_config_key_cb cb, void *arg);
+
+/* The values of the keys a reload applies (above) moved from next into running, and running's
+ * old ones into next, which the caller then clears with gw_config_clear. The other keys are left
+ * as they are in both. */
+void gw_config_take_reloaded(struct gw_config *running, struct gw_config *next);
 
 /* Splits "host:port" or "[v6]:port" into host and port; returns 0 or GW_EINVAL. */
 int gw_config_split_hostport(const char *s, char *host, size_t hostlen,

@@ -305,6 +305,44 @@ def test_config_reload_is_recorded(stack):
     assert rows[0].endswith("; tls: certificates and CRL; forward tls: certificates and CRL"), rows
 
 
+def test_a_reload_that_changes_a_restart_only_key_is_refused(stack):
+    """A reload applies the TLS files, the keyring and the policy file; a key nothing reads after
+    the start ([database] pool_size here) changed in the file refuses the whole reload: the log
+    names it, the config.reload record's outcome is failed, and nothing else of the file is taken
+    either (the CRL dropped with it stays in force). Put back, the next SIGHUP reloads. Red
+    before: the changed pool size was ignored and the record said ok."""
+    from test_crl import refused_at_tls
+    gw = ExtraGateway(stack, "reload_restart_key")
+    where = "action = 'config.reload' AND chain = '%s'" % gw.chain
+    q = "SELECT outcome, detail FROM audit_record WHERE %s ORDER BY seq" % where
+    try:
+        with open(gw.conf) as f:
+            good = f.read()
+        bad = re.sub(r"(?m)^pool_size\s*=.*$", "pool_size = 3", good, count=1)
+        bad = re.sub(r"(?m)^crl\s*=.*\n", "", bad, count=1)
+        assert bad != good and "pool_size = 3" in bad
+        with open(gw.conf, "w") as f:
+            f.write(bad)
+        gw.proc.send_signal(signal.SIGHUP)
+        rows = wait_for(lambda: stack.psql(q), 30)
+        assert rows == ["failed|nothing reloaded: changed, needs a restart: [database] pool_size"], \
+            rows
+        log = gw.log()
+        assert "SIGHUP: [database] pool_size changed, needs a restart" in log, log[-2000:]
+        assert "SIGHUP: nothing reloaded, the running configuration stays" in log
+        assert "[tls] crl changed" not in log  # a reload reads the CRL: not a restart's key
+        assert gw.proc.poll() is None
+        assert stack.health("courier_a", addr=gw.addr) == "SERVING"
+        assert refused_at_tls(gw, *stack.cert("revoked"))  # the running CRL still in force
+        with open(gw.conf, "w") as f:
+            f.write(good)
+        gw.proc.send_signal(signal.SIGHUP)
+        rows = wait_for(lambda: [r for r in stack.psql(q) if r.startswith("ok|")], 30)
+        assert len(rows) == 1 and rows[0].startswith("ok|reloaded: keyring: "), rows
+    finally:
+        gw.close()
+
+
 def test_a_reload_while_the_database_is_down_is_recorded_once_it_is_back(stack):
     """PostgreSQL stopped, a gateway reloads (SIGHUP): nobody waits for its config.reload record,
     so the record waits in the gateway (the writer retries its recovery meanwhile) and is written,

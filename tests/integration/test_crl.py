@@ -131,6 +131,38 @@ def test_bad_crl_on_sighup_keeps_everything_in_force(stack):
         gw.close()
 
 
+def test_sighup_reads_a_crl_added_to_the_config(stack):
+    """A gateway started without [tls] crl; the operator adds one (revoking the dev stack's
+    `revoked` certificate) and reloads: the reload reads the TLS files the new config names, its
+    record says so, and the revoked certificate's handshake is refused from then on. Red before:
+    the SIGHUP read the TLS files of the config the gateway started with (no CRL), and its record
+    said 'tls: certificates and CRL' all the same."""
+    found = {}
+
+    def edit(text):
+        found["crl"] = re.search(r"(?m)^crl\s*=\s*(.*)$", text).group(1).strip()
+        return re.sub(r"(?m)^crl\s*=.*\n", "", text, count=1)
+    gw = ExtraGateway(stack, unique("crl-add"), edit)
+    crt, key = stack.cert("revoked")
+    try:
+        assert not refused_at_tls(gw, crt, key)  # no CRL: its handshake completes
+        with open(gw.conf) as f:
+            text = f.read()
+        assert "crl =" not in text.split("[database]")[0]
+        with open(gw.conf, "w") as f:
+            f.write(re.sub(r"(?m)^\[tls\]$", "[tls]\ncrl = %s" % found["crl"], text, count=1))
+        gw.proc.send_signal(signal.SIGHUP)
+        rows = wait_for(lambda: stack.psql(
+            "SELECT outcome, detail FROM audit_record WHERE chain = '%s' AND "
+            "action = 'config.reload'" % gw.chain), 30)
+        assert len(rows) == 1 and rows[0].startswith("ok|reloaded: keyring: ") and \
+            "; tls: certificates and CRL" in rows[0], rows
+        assert refused_at_tls(gw, crt, key), "the CRL added to the config was not read"
+        assert stack.health("courier_a", addr=gw.addr) == "SERVING"
+    finally:
+        gw.close()
+
+
 def test_crl_near_its_next_update_is_an_incident(stack):
     crt, _ = courier(stack)
     near = os.path.join(stack.dir, unique("crl-near") + ".pem")
