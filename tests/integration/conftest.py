@@ -356,8 +356,8 @@ def bearer(token):
     return [("authorization", "Bearer " + token)]
 
 
-def lock_holder(stack, sql, transaction=True):
-    """A psql session of the schema's owner that ran sql and keeps what it took until
+def lock_holder(stack, sql, transaction=True, uri=None):
+    """A psql session of the schema's owner (or uri's) that ran sql and keeps what it took until
     release_holder: a LOCK in the transaction it leaves open (transaction), or a session's
     advisory lock (not). Returned once sql ran; a failed statement ends the session and the test.
     Before a LOCK TABLE the stack's gateway first has its whole pool: a connection still setting
@@ -366,7 +366,7 @@ def lock_holder(stack, sql, transaction=True):
     if sql.lstrip().upper().startswith("LOCK TABLE"):
         stack.pool_whole()
     holder = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t",
-                               "-v", "ON_ERROR_STOP=1", "-d", stack.pguri_owner],
+                               "-v", "ON_ERROR_STOP=1", "-d", uri or stack.pguri_owner],
                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     holder.stdin.write("%s%s;\n\\echo held\n" % ("BEGIN;\n" if transaction else "", sql))
     holder.stdin.flush()

@@ -176,6 +176,17 @@ def open_export(priv, data):
             return data[8:24], out
 
 
+# What a change of bulk_request that its triggers refuse to every role, the owner included
+# (sql/047), is run after: as a superuser, with row triggers off, as only someone holding the
+# superuser (or the owner, disabling them) could make it.
+TAMPER = "SET session_replication_role = replica; "
+
+
+def tamper(stack, sql):
+    """The output lines of sql run as a superuser with the row triggers off (TAMPER)."""
+    return stack.psql(TAMPER + sql, uri=superuser_uri(stack))
+
+
 def audit_rows(stack, action, obj):
     return stack.psql("SELECT outcome, actor, coalesce(count::text, ''), coalesce(approval, '') "
                       "FROM audit_record WHERE action = '%s' AND object = '%s' ORDER BY seq"
@@ -309,7 +320,7 @@ def test_self_approval_is_permission_denied(stack, people, records):
     assert audit_rows(stack, "bulk.approve", r.request_id) == [
         "refused|%s|3|%s" % (stack.account(REQUESTER)[0], r.request_id)]
     # the database refuses it too, whatever the gateway does
-    out = stack.psql("DO $$ BEGIN UPDATE bulk_request SET approver = requester, state = "
+    out = tamper(stack, "DO $$ BEGIN UPDATE bulk_request SET approver = requester, state = "
                      "'approved', expires_at = now() WHERE id = '%s'; "
                      "EXCEPTION WHEN check_violation THEN RAISE NOTICE 'refused'; END $$; "
                      "SELECT state FROM bulk_request WHERE id = '%s'"
@@ -324,7 +335,7 @@ def test_approval_expires(stack, people, records):
     # [compliance] approval_ttl_s, 86400 by default
     assert stack.psql("SELECT extract(epoch FROM expires_at - decided_at)::int FROM bulk_request "
                       "WHERE id = '%s'" % r.request_id) == ["86400"]
-    stack.psql("UPDATE bulk_request SET expires_at = now() - interval '1 second' WHERE id = '%s'"
+    tamper(stack, "UPDATE bulk_request SET expires_at = now() - interval '1 second' WHERE id = '%s'"
                % r.request_id)
     code, details = refusal(lambda: run(people, r.request_id, pub))
     assert code == grpc.StatusCode.FAILED_PRECONDITION and "expired" in details
@@ -339,7 +350,7 @@ def test_a_request_undecided_past_the_approval_period_expires(stack, people, rec
     approval period to run it.)"""
     _, pub = keypair()
     r = request(people, 1, [records[0][1]])
-    stack.psql("UPDATE bulk_request SET requested_at = requested_at - interval '400 days' "
+    tamper(stack, "UPDATE bulk_request SET requested_at = requested_at - interval '400 days' "
                "WHERE id = '%s'" % r.request_id)
     expired = (grpc.StatusCode.FAILED_PRECONDITION,
                "request_id: the bulk request was not decided in time ([compliance] "
@@ -355,7 +366,7 @@ def test_a_request_undecided_past_the_approval_period_expires(stack, people, rec
             audit_rows(stack, "bulk.reject", r.request_id)] == ["refused", "refused"]
     # one just inside the period is still decided
     r = request(people, 1, [records[0][1]])
-    stack.psql("UPDATE bulk_request SET requested_at = now() - interval '86300 seconds' "
+    tamper(stack, "UPDATE bulk_request SET requested_at = now() - interval '86300 seconds' "
                "WHERE id = '%s'" % r.request_id)
     assert approve(people, r.request_id).state == stack.pb.compliance.APPROVAL_STATE_APPROVED
 
@@ -652,7 +663,7 @@ def test_a_request_stored_without_a_key_runs_no_export(stack, people, records):
     database's claim takes no key for it either."""
     r = request(people, 1, [records[0][1]])
     approve(people, r.request_id)
-    stack.psql("UPDATE bulk_request SET recipient_key = NULL WHERE id = '%s'" % r.request_id)
+    tamper(stack, "UPDATE bulk_request SET recipient_key = NULL WHERE id = '%s'" % r.request_id)
     again = (grpc.StatusCode.FAILED_PRECONDITION,
              "request_id: the bulk request was stored without a recipient key, so none was "
              "approved; request the export or copy again with its recipient_public_key (Art. 37)")
@@ -691,15 +702,16 @@ KEY_CHANGED = (grpc.StatusCode.FAILED_PRECONDITION,
 
 
 def call_across_a_change(stack, request_id, assignment, call):
-    """call() (ApproveBulk or RunBulk of request_id) with the request's row changed by the
-    schema's owner (UPDATE ... SET assignment) after the gateway read it and before its
-    statements wrote: the owner's UPDATE holds the row; the call reads the row as it was (a read
-    does not wait), passes the gateway's own checks of it and sends its statements, which wait
-    on the row (seen in pg_stat_activity: a session blocked by the owner's); then the UPDATE
+    """call() (ApproveBulk or RunBulk of request_id) with the request's row changed in SQL
+    (UPDATE ... SET assignment; TAMPER: sql/047's triggers refuse it to every role) after the
+    gateway read it and before its statements wrote: the UPDATE holds the row; the call reads the
+    row as it was (a read does not wait), passes the gateway's own checks of it and sends its
+    statements, which wait on the row (seen in pg_stat_activity: a session blocked by the
+    UPDATE's); then the UPDATE
     commits. So only the statements' conditions stand between the change and the decision or
     run. Returns (status, details), or "ok" if it succeeded."""
-    holder = lock_holder(stack, "UPDATE bulk_request SET %s WHERE id = '%s'"
-                         % (assignment, request_id))
+    holder = lock_holder(stack, TAMPER + "UPDATE bulk_request SET %s WHERE id = '%s'"
+                         % (assignment, request_id), uri=superuser_uri(stack))
     result = {}
 
     def go():
@@ -758,7 +770,7 @@ def refused_for_a_changed_key(stack, request_id, run, read=RECIPIENT_PUB):
 
 
 def test_a_key_changed_before_a_decision_decides_nothing(stack, people, records):
-    """The schema's owner changes a pending request's stored key in SQL, and the approver,
+    """A pending request's stored key is changed in SQL (TAMPER), and the approver,
     whose gateway reads that key and would name it in the bulk.approve record, is refused by the
     decision's own statement: the stored key is not the one the request's bulk.request record
     names. FAILED_PRECONDITION naming request_id and the rule,
@@ -767,14 +779,14 @@ def test_a_key_changed_before_a_decision_decides_nothing(stack, people, records)
     requested."""
     r = request(people, 1, [records[0][1]])
     other = X25519PrivateKey.generate()
-    stack.psql("UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
+    tamper(stack, "UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
                % (raw_public(other).hex(), r.request_id))
     assert refusal(lambda: approve(people, r.request_id)) == KEY_CHANGED
     refused_for_a_changed_key(stack, r.request_id, False, raw_public(other))
 
 
 def test_a_key_changed_after_the_approval_releases_nothing(stack, people, records):
-    """The schema's owner changes an approved request's stored key to a key of their own, and
+    """An approved request's stored key is changed in SQL (TAMPER) to a key of their own, and
     the requester runs it with that key. The gateway's check passes (the key given is the one
     stored); the claim's statement refuses it, the stored key not being the one the
     approver's bulk.approve record names. FAILED_PRECONDITION naming request_id and the rule,
@@ -784,12 +796,12 @@ def test_a_key_changed_after_the_approval_releases_nothing(stack, people, record
     r = request(people, 1, [i for _, i in records])
     approve(people, r.request_id)
     mine = raw_public(X25519PrivateKey.generate())
-    stack.psql("UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
+    tamper(stack, "UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
                % (mine.hex(), r.request_id))
     assert refusal(lambda: run(people, r.request_id, mine)) == KEY_CHANGED
     refused_for_a_changed_key(stack, r.request_id, True, mine)
     # the approved key again: it runs, sealed to it
-    stack.psql("UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
+    tamper(stack, "UPDATE bulk_request SET recipient_key = '\\x%s' WHERE id = '%s'"
                % (RECIPIENT_PUB.hex(), r.request_id))
     chunks = run(people, r.request_id)
     assert chunks[-1].last and chunks[-1].records_done == 3
@@ -1427,7 +1439,7 @@ def test_the_database_refuses_a_destroy_beyond_its_approval(stack, people):
     req.selector.from_day = req.selector.to_day = cst_day(t)
     r = people.unary(REQUESTER, REQUEST, req, pb.RequestBulkResponse)
     approve(people, r.request_id)
-    stack.psql("UPDATE bulk_request SET state = 'executed' WHERE id = '%s'" % r.request_id)
+    tamper(stack, "UPDATE bulk_request SET state = 'executed' WHERE id = '%s'" % r.request_id)
     assert "the selection grew: 2 records, 1 approved" in gateway_sql_refused(
         stack, "SELECT bulk_destroy('%s', 'x', 2, 0)" % r.request_id)
 
@@ -1443,9 +1455,10 @@ def gateway_sql(stack, sql):
 
 
 def test_a_destroy_not_done_through_the_gateway_is_named_by_audit_verify(stack, people):
-    """Whoever holds the gateway's database role can write a bulk request row of its own, already
-    executed, and call bulk_destroy with it (the database cannot tell the gateway from its role,
-    docs/threat-model.md): the record goes, and a destruction row says so, but no bulk.run record
+    """Whoever holds the gateway's database role can write a bulk request row of its own, move it
+    through a decision and a claim as the gateway's statements do (sql/047's triggers allow those
+    steps: the database cannot tell the gateway from its role, docs/threat-model.md), and call
+    bulk_destroy with it: the record goes, and a destruction row says so, but no bulk.run record
     of a gateway's chain does, for the gateway writes that record in the destruction's
     transaction. `waygatectl audit verify` names that destruction, a critical
     destruction_unrecorded incident; any destruction done through RunBulk before it (this module's) each
@@ -1458,11 +1471,13 @@ def test_a_destroy_not_done_through_the_gateway_is_named_by_audit_verify(stack, 
     forged = str(uuid.uuid4())
     did = gateway_sql(
         stack, "INSERT INTO bulk_request (id, operation, sel_ids, purpose, legal_basis, "
-               "requester, requester_role, record_count, state, approver, approver_role, "
-               "decided_at, expires_at) VALUES ('%s', 'destroy', ARRAY['%s']::uuid[], 'x', 'x', "
-               "'%s', 'compliance_auditor', 1, 'executed', '%s', 'security_admin', now(), "
-               "now() + interval '1 hour'); SELECT bulk_destroy('%s', 'forged', 1, 0)"
-               % (forged, rid, REQUESTER, APPROVER, forged))[0]
+               "requester, requester_role, record_count) VALUES ('%s', 'destroy', "
+               "ARRAY['%s']::uuid[], 'x', 'x', '%s', 'compliance_auditor', 1); "
+               "UPDATE bulk_request SET state = 'approved', approver = '%s', approver_role = "
+               "'security_admin', decided_at = now(), expires_at = now() + interval '1 hour' "
+               "WHERE id = '%s'; UPDATE bulk_request SET state = 'executed', run_at = now() "
+               "WHERE id = '%s'; SELECT bulk_destroy('%s', 'forged', 1, 0)"
+               % (forged, rid, REQUESTER, APPROVER, forged, forged, forged))[0]
     assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["0"]
     place = audit_lib.unrecorded_destruction(stack, did, "bulk", 1, ", request " + forged)
     try:
@@ -1489,7 +1504,7 @@ def test_export_selecting_more_than_approved_is_refused(stack, people):
     assert r.record_count == 2
     approve(people, r.request_id)
     on_day(stack, t, 1)
-    stack.psql("UPDATE bulk_request SET requested_at = now() + interval '1 hour' WHERE id = '%s'"
+    tamper(stack, "UPDATE bulk_request SET requested_at = now() + interval '1 hour' WHERE id = '%s'"
                % r.request_id)
     _, pub = keypair()
     assert refusal(lambda: run(people, r.request_id, pub)) == (
@@ -1526,7 +1541,7 @@ def test_a_waybill_of_the_requests_own_second_is_left_out(stack, people, op, day
     assert r.record_count == 2
     approve(people, r.request_id)
     (late,) = on_day(stack, t, 1)
-    stack.psql("UPDATE bulk_request SET requested_at = (SELECT accepted_at FROM waybill WHERE "
+    tamper(stack, "UPDATE bulk_request SET requested_at = (SELECT accepted_at FROM waybill WHERE "
                "id = '%s') + interval '0.5 second' WHERE id = '%s'" % (late, r.request_id))
     # the later waybill is in the request's own second, and no later than the request
     assert stack.psql("SELECT w.accepted_at = date_trunc('second', b.requested_at), "
@@ -1709,8 +1724,11 @@ class Holder:
 
 def hold_request_row(stack, request_id):
     """An open transaction holding the request's row (FOR UPDATE): the run's claim, an UPDATE of
-    that row, waits for it. Returns (holder, its backend pid)."""
-    h = Holder(stack)
+    that row, waits for it. Returns (holder, its backend pid). The holder is a superuser's session
+    with the row triggers off (TAMPER): a test may change the row in it as the gateway never
+    does."""
+    h = Holder(stack, superuser_uri(stack))
+    h.run(TAMPER.rstrip("; "))
     h.run("BEGIN")
     pid = int(h.run("SELECT pg_backend_pid() FROM bulk_request WHERE id = '%s' FOR UPDATE"
                     % request_id)[0])
@@ -1983,3 +2001,131 @@ def test_a_run_cancelled_during_its_claim_says_so(stack, people, claim, days):
             "refused|%s||%s" % (acct, r.request_id)]
         assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
             "rejected"]
+
+
+# ---- the request's row is written forward only (sql/047), and export trace reads the chain ----
+
+def refused_as(stack, sql, uri):
+    """The error line of sql, refused, run as uri's role (with its SQLSTATE)."""
+    from conftest import PGBIN
+    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
+                        "ON_ERROR_STOP=1", "-v", "VERBOSITY=verbose", "-d", uri, "-c", sql],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0, "allowed: %s" % sql
+    return r.stderr.splitlines()[0]
+
+
+def row_of(stack, request_id):
+    return stack.psql("SELECT row_to_json(b) FROM bulk_request b WHERE id = '%s'" % request_id)
+
+
+def history(column, rule):
+    return "ERROR:  WB002: bulk_request.%s: %s (Art. 37)" % (column, rule)
+
+
+ONCE = "a decision or run, once written, never changes"
+REQUESTED = "what was requested never changes"
+STATE = ("moves only from pending to approved or rejected, or from approved to executed")
+
+# (assignment, column, rule) refused on an executed export to the gateway's role, which holds
+# UPDATE of these columns (sql/009)
+ON_EXECUTED = [
+    ("approver = 'auditor2'", "approver", ONCE),
+    ("approver_role = 'compliance_auditor'", "approver_role", ONCE),
+    ("decision_comment = 'other'", "decision_comment", ONCE),
+    ("decided_at = decided_at - interval '1 day'", "decided_at", ONCE),
+    ("expires_at = expires_at + interval '1 day'", "expires_at", ONCE),
+    ("run_at = run_at - interval '1 day'", "run_at", ONCE),
+    ("export_id = gen_random_uuid()", "export_id", ONCE),
+    ("state = 'approved'", "state", STATE),
+    ("state = 'rejected'", "state", STATE),
+]
+
+ON_PENDING = [
+    ("state = 'executed', run_at = now()", "state", STATE),
+    ("approver = 'secadmin2'", "approver", "written only by the decision of a pending request"),
+    ("expires_at = now() + interval '1 day'", "expires_at",
+     "written only by the decision of a pending request"),
+    ("run_at = now()", "run_at", "written only by the run of an approved request"),
+    ("export_id = gen_random_uuid()", "export_id", "written only by the run of an approved request"),
+    ("state = 'rejected'", "decided_at",
+     "a decision names its approver and their role, and is dated when it is made"),
+    ("state = 'approved', approver = 'secadmin2', approver_role = 'security_admin', decided_at = "
+     "now() - interval '1 day', expires_at = now() + interval '1 day'", "decided_at",
+     "a decision names its approver and their role, and is dated when it is made"),
+]
+
+# refused to the owner too (the gateway's role may not update these columns at all)
+BY_THE_OWNER = [
+    ("requester = 'secadmin2'", "requester", REQUESTED),
+    ("requester_role = 'security_admin'", "requester_role", REQUESTED),
+    ("purpose = 'other'", "purpose", REQUESTED),
+    ("sel_ids = '{}'", "sel_ids", REQUESTED),
+    ("record_count = record_count + 1", "record_count", REQUESTED),
+    ("requested_at = requested_at - interval '1 day'", "requested_at", REQUESTED),
+    ("recipient_key = NULL", "recipient_key", REQUESTED),
+    ("run_count = 3", "run_count", "written only by an executed destruction"),
+]
+
+
+def test_the_gateways_role_rewrites_no_executed_request(stack, people, export):
+    """As the gateway's database role (which holds UPDATE of the decision's and the run's columns),
+    every rewrite of an executed export's decision, run or state is refused by sql/047's trigger,
+    naming the column and the rule (WB002), and the row is unchanged. The finding: UPDATE
+    bulk_request SET approver = ... on an executed request was UPDATE 1. (Red without the
+    approver's check: the first case was allowed.)"""
+    request_id, _, _ = export
+    before = row_of(stack, request_id)
+    for assignment, column, rule in ON_EXECUTED:
+        assert refused_as(stack, "UPDATE bulk_request SET %s WHERE id = '%s'"
+                          % (assignment, request_id), stack.pguri_gateway) == history(column, rule)
+        assert row_of(stack, request_id) == before
+
+
+def test_the_gateways_role_moves_no_pending_request_but_as_the_gateway_does(stack, people,
+                                                                            records):
+    """A pending request, as the gateway's role: no state, decision or run column is written but by
+    a decision as the gateway's statement makes it (refused, WB002, the row unchanged); the
+    gateway's own decision of it still goes through."""
+    r = request(people, 1, [records[0][1]])
+    before = row_of(stack, r.request_id)
+    for assignment, column, rule in ON_PENDING:
+        assert refused_as(stack, "UPDATE bulk_request SET %s WHERE id = '%s'"
+                          % (assignment, r.request_id), stack.pguri_gateway) == \
+            history(column, rule)
+        assert row_of(stack, r.request_id) == before
+    assert approve(people, r.request_id).state == stack.pb.compliance.APPROVAL_STATE_APPROVED
+
+
+def test_what_was_requested_never_changes_not_even_for_the_owner(stack, people, records, export):
+    """The columns of what was requested (the gateway's role may not update them) and run_count
+    are refused to the schema's owner too, on a pending and an executed request alike."""
+    pending = request(people, 1, [records[0][1]]).request_id
+    for request_id in (pending, export[0]):
+        before = row_of(stack, request_id)
+        for assignment, column, rule in BY_THE_OWNER:
+            assert refused_as(stack, "UPDATE bulk_request SET %s WHERE id = '%s'"
+                              % (assignment, request_id), stack.pguri_owner) == \
+                history(column, rule)
+            assert row_of(stack, request_id) == before
+
+
+@pytest.mark.parametrize("columns,values,column,rule", [
+    ("state, approver, approver_role, decided_at, expires_at",
+     "'approved', 'secadmin', 'security_admin', now(), now() + interval '1 hour'",
+     "state", "a new request is pending"),
+    ("approver, approver_role", "'secadmin', 'security_admin'",
+     "approver", "a new request is undecided and has not run"),
+], ids=["approved", "with-approver"])
+def test_the_gateways_role_inserts_only_a_pending_request(stack, people, columns, values, column,
+                                                          rule):
+    """An INSERT of a request already approved (or naming an approver) is refused to the gateway's
+    role (WB002); nothing is stored."""
+    forged = str(uuid.uuid4())
+    assert refused_as(
+        stack, "INSERT INTO bulk_request (id, operation, purpose, legal_basis, requester, "
+               "requester_role, record_count, %s) VALUES ('%s', 'export', 'x', 'x', 'auditor', "
+               "'compliance_auditor', 1, %s)" % (columns, forged, values),
+        stack.pguri_gateway) == history(column, rule)
+    assert stack.psql("SELECT count(*) FROM bulk_request WHERE id = '%s'" % forged) == ["0"]
+

@@ -385,7 +385,8 @@ def test_the_migration_forgets_what_earlier_destructions_left(stack):
         stack.psql("ALTER TABLE waybill ENABLE TRIGGER waybill_phone_register_forget")
     assert stack.psql("SELECT count(*) FROM phone_sender WHERE first_record IN %s"
                       % victims) == ["3"]
-    stack.psql("DELETE FROM schema_migrations WHERE version = 46")
+    # the later migrations with it: migrate applies none over a gap (each applies again unchanged)
+    stack.psql("DELETE FROM schema_migrations WHERE version >= 46")
     r = stack.ctl("migrate", "--db", stack.pguri_owner)
     assert r.returncode == 0, r.stderr
     said = [l for l in r.stdout.splitlines() if l.startswith("  migration 046 says: ")]
