@@ -5,7 +5,10 @@
  * ran (the tag is keyed by the keyring's watermark key and the export id, watermark.h), so rows
  * cut from a file, reordered or mixed with rows of other exports are each traced, and an altered
  * row matches nothing. Prints ids, names of accounts and times; never a row's content. What it
- * prints of a request (purpose, legal basis, destination, names) is printed escaped (ctl_esc). */
+ * prints of a request (purpose, legal basis, destination, names) is printed escaped (ctl_esc).
+ * The names come from bulk_request, which whoever holds a database role might have written: beside
+ * them it prints the audit records the gateway wrote of the request (store_export_admin.h), and
+ * fails when those do not confirm the row's requester, approver and run of this export. */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -42,19 +45,32 @@ struct exports {
 /* What a trace found, for its record. */
 struct found {
     const char *first; /* the first export named (its id text), or NULL */
-    size_t exports, traced, untraced;
+    size_t exports, traced, untraced, unconfirmed;
+    bool failed; /* the audit records could not be read */
+};
+
+/* What the audit chain says of one export's request against its row: an ok record by the person
+ * (and role) the row names (the run's: naming this export), and an ok one naming anyone or
+ * anything else. */
+struct chain_check {
+    const struct export *x;
+    bool request, approval, run;
+    bool other_request, other_approval, other_run;
 };
 
 static void export_usage(FILE *f)
 {
-    fprintf(
-        f, "usage: waygatectl export trace FILE [--keyring PATH] [--db CONNINFO]\n"
-           "  Names the bulk export a file came from: a sealed export file by its header, a\n"
-           "  decrypted file or any fragment of its rows by the rows' watermark tags (each row\n"
-           "  is checked against every export that ran). Prints the export, its request, who\n"
-           "  requested and approved it and when, and how many rows match each export.\n"
-           "  Exit 0: every tagged row was traced; 1: a row matched no export (or nothing was\n"
-           "  traced); 2: usage. PATH defaults to $WAYGATE_KEYRING, CONNINFO to $WAYGATE_PGURI.\n");
+    fprintf(f,
+            "usage: waygatectl export trace FILE [--keyring PATH] [--db CONNINFO]\n"
+            "  Names the bulk export a file came from: a sealed export file by its header, a\n"
+            "  decrypted file or any fragment of its rows by the rows' watermark tags (each row\n"
+            "  is checked against every export that ran). Prints the export, its request, who\n"
+            "  requested and approved it and when, and how many rows match each export; beside\n"
+            "  them, the audit chain's records of the request (chain#seq, actor), saying so when\n"
+            "  they do not confirm the requester, the approver or the run of that export.\n"
+            "  Exit 0: every tagged row was traced and confirmed; 1: a row matched no export,\n"
+            "  nothing was traced, or the chain does not confirm an export named; 2: usage.\n"
+            "  PATH defaults to $WAYGATE_KEYRING, CONNINFO to $WAYGATE_PGURI.\n");
 }
 
 static void add_cb(void *arg, const struct gw_admin_export *e)
@@ -116,6 +132,87 @@ static void print_export(const struct export *x, const char *how)
     ctl_esc_clear(&e);
 }
 
+static bool same(const char *actor, const char *role, const char *name, const char *name_role)
+{
+    return strcmp(actor, name) == 0 && strcmp(role, name_role) == 0;
+}
+
+/* Whether a bulk.run record's detail ("kind=OP export=ID rcpt=..." , api_bulk_run.c) names id. */
+static bool names_export(const char *detail, const char *id)
+{
+    const char *p = strstr(detail, " export=");
+    size_t n = strlen(id);
+
+    if (p == NULL)
+        return false;
+    p += strlen(" export=");
+    return strncmp(p, id, n) == 0 && (p[n] == ' ' || p[n] == '\0');
+}
+
+static void rec_cb(void *arg, const struct gw_admin_bulk_rec *r)
+{
+    struct chain_check *k = arg;
+    const struct export *x = k->x;
+    bool ok = strcmp(r->outcome, "ok") == 0;
+
+    struct ctl_esc e = {0};
+
+    printf("  audit %s#%" PRId64 ": %s %s by %s (%s)\n", ctl_esc(&e, r->chain), r->seq,
+           ctl_esc(&e, r->action), ctl_esc(&e, r->outcome), ctl_esc(&e, r->actor),
+           ctl_esc(&e, r->role));
+    ctl_esc_clear(&e);
+    if (!ok)
+        return;
+    if (strcmp(r->action, "bulk.request") == 0) {
+        if (same(r->actor, r->role, x->text[3], x->text[4]))
+            k->request = true;
+        else
+            k->other_request = true;
+    } else if (strcmp(r->action, "bulk.approve") == 0) {
+        if (same(r->actor, r->role, x->text[6], x->text[7]))
+            k->approval = true;
+        else
+            k->other_approval = true;
+    } else if (strcmp(r->action, "bulk.reject") == 0) {
+        k->other_approval = true;
+    } else if (strcmp(r->action, "bulk.run") == 0) {
+        if (same(r->actor, r->role, x->text[3], x->text[4]) && names_export(r->detail, x->text[0]))
+            k->run = true;
+        else
+            k->other_run = true;
+    }
+}
+
+/* Prints the audit records of x's request and, on a line of its own, each thing of the row they
+ * do not confirm. Returns false if anything is unconfirmed or the records could not be read. */
+static bool confirm_export(struct gw_admin *a, const struct export *x, struct found *fd)
+{
+    struct chain_check k = {.x = x};
+    struct ctl_esc e = {0};
+    const char *t[8];
+    char err[512];
+
+    if (gw_admin_export_records(a, x->text[1], rec_cb, &k, err, sizeof(err)) != 0) {
+        fprintf(stderr, "waygatectl export trace: the database refused: %s\n", err);
+        fd->failed = true;
+        return false;
+    }
+    for (int i = 0; i < 8; i++)
+        t[i] = ctl_esc(&e, x->text[i]);
+    if (!k.request || k.other_request)
+        printf("  the audit chain does not confirm the request by %s (%s)\n", t[3], t[4]);
+    if (!k.approval || k.other_approval)
+        printf("  the audit chain does not confirm the approval by %s (%s)\n", t[6], t[7]);
+    if (!k.run || k.other_run)
+        printf("  the audit chain does not confirm the run of export %s by %s (%s)\n", t[0], t[3],
+               t[4]);
+    ctl_esc_clear(&e);
+    if (k.request && !k.other_request && k.approval && !k.other_approval && k.run && !k.other_run)
+        return true;
+    fd->unconfirmed++;
+    return false;
+}
+
 static int read_file(const char *path, uint8_t **out, size_t *len)
 {
     FILE *f = fopen(path, "rb");
@@ -153,7 +250,8 @@ static int read_file(const char *path, uint8_t **out, size_t *len)
 }
 
 /* A sealed file: the export its header names. */
-static int trace_sealed(struct exports *xs, const uint8_t *buf, size_t len, struct found *fd)
+static int trace_sealed(struct gw_admin *a, struct exports *xs, const uint8_t *buf, size_t len,
+                        struct found *fd)
 {
     if (len < GW_XSEAL_HEADER_LEN) {
         printf("a sealed export header, cut short: no export id\n");
@@ -164,15 +262,15 @@ static int trace_sealed(struct exports *xs, const uint8_t *buf, size_t len, stru
             print_export(&xs->v[i], "named by the sealed file's header");
             fd->first = xs->v[i].text[0];
             fd->exports = 1;
-            return GW_CTL_OK;
+            return confirm_export(a, &xs->v[i], fd) ? GW_CTL_OK : GW_CTL_FAIL;
         }
     printf("a sealed export file whose header names no export that ran here\n");
     return GW_CTL_FAIL;
 }
 
 /* Decrypted rows: each tagged line against every export. */
-static int trace_rows(struct gw_crypto *cx, struct exports *xs, const char *buf, size_t len,
-                      struct found *fd)
+static int trace_rows(struct gw_admin *a, struct gw_crypto *cx, struct exports *xs, const char *buf,
+                      size_t len, struct found *fd)
 {
     size_t tagged = 0, untraced = 0, traced = 0;
     const char *p = buf, *end = buf + len;
@@ -202,13 +300,15 @@ static int trace_rows(struct gw_crypto *cx, struct exports *xs, const char *buf,
             char how[64];
             snprintf(how, sizeof(how), "%zu row%s", xs->v[i].hits, xs->v[i].hits == 1 ? "" : "s");
             print_export(&xs->v[i], how);
+            confirm_export(a, &xs->v[i], fd);
             if (fd->first == NULL)
                 fd->first = xs->v[i].text[0];
             fd->exports++;
         }
     fd->traced = traced;
     fd->untraced = untraced;
-    return traced > 0 && untraced == 0 ? GW_CTL_OK : GW_CTL_FAIL;
+    return traced > 0 && untraced == 0 && fd->unconfirmed == 0 && !fd->failed ? GW_CTL_OK
+                                                                              : GW_CTL_FAIL;
 }
 
 static int export_trace(const char *file, const char *keyring, const char *db)
@@ -251,15 +351,25 @@ static int export_trace(const char *file, const char *keyring, const char *db)
             goto out;
     sealed = len >= 8 && memcmp(buf, GW_XSEAL_MAGIC, 8) == 0;
     if (sealed)
-        rc = trace_sealed(&xs, buf, len, &fd);
+        rc = trace_sealed(c.a, &xs, buf, len, &fd);
     else
-        rc = trace_rows(cx, &xs, (const char *)buf, len, &fd);
+        rc = trace_rows(c.a, cx, &xs, (const char *)buf, len, &fd);
+    if (fd.exports > 0)
+        printf("the audit records are read as stored: `waygatectl audit verify` proves the chain "
+               "itself\n");
     if (sealed)
         snprintf(detail, sizeof(detail), "sealed file: %s", fd.first ? "named" : "not named");
     else
         snprintf(detail, sizeof(detail), "%zu rows traced to %zu exports, %zu matching none",
                  fd.traced, fd.exports, fd.untraced);
-    if (ctl_admin_log(&c, fd.first, rc == GW_CTL_OK ? "ok" : "untraced", detail) != 0)
+    if (fd.unconfirmed > 0)
+        snprintf(detail + strlen(detail), sizeof(detail) - strlen(detail),
+                 "; %zu not confirmed by the audit chain", fd.unconfirmed);
+    if (ctl_admin_log(&c, fd.first,
+                      rc == GW_CTL_OK                   ? "ok"
+                      : fd.unconfirmed > 0 || fd.failed ? "unconfirmed"
+                                                        : "untraced",
+                      detail) != 0)
         rc = GW_CTL_FAIL;
 out:
     exports_free(&xs);

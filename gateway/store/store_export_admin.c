@@ -1,5 +1,5 @@
-/* store_export_admin.c: the CLI's read of the exports that ran (store_export_admin.h). Read-only,
- * one statement. */
+/* store_export_admin.c: the CLI's reads of the exports that ran and of their requests' audit
+ * records (store_export_admin.h). Read-only, one statement each. */
 #include "store_export_admin.h"
 
 #include <stdlib.h>
@@ -33,6 +33,13 @@ static const char exports_sql[] =
                                                          "NULL ORDER "
                                                          "BY run_at, "
                                                          "id";
+
+/* The gateway writes every bulk record with approval = the request id (api_bulk.c,
+ * api_bulk_run.c); read through the action index. */
+static const char records_sql[] =
+    "SELECT chain, seq::text, action, outcome, actor, coalesce(role, ''), coalesce(detail, '') "
+    "FROM audit_record WHERE action IN ('bulk.request', 'bulk.approve', 'bulk.reject', "
+    "'bulk.run') AND approval = $1 ORDER BY at_us, chain, seq";
 
 static int hexval(char c)
 {
@@ -81,6 +88,34 @@ int gw_admin_exports(struct gw_admin *a, gw_admin_export_cb cb, void *arg, char 
         e.destination = PQgetvalue(res, i, 12);
         e.record_count = strtoll(PQgetvalue(res, i, 13), NULL, 10);
         cb(arg, &e);
+    }
+out:
+    PQclear(res);
+    return rc;
+}
+
+int gw_admin_export_records(struct gw_admin *a, const char *request_id, gw_admin_bulk_rec_cb cb,
+                            void *arg, char *errbuf, size_t errlen)
+{
+    struct gw_admin_bulk_rec r;
+    const char *vals[1] = {request_id};
+    PGresult *res = PQexecParams(a->pg, records_sql, 1, NULL, vals, NULL, NULL, 0);
+    int rc = 0;
+
+    if (PQresultStatus(res) != PGRES_TUPLES_OK) {
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+        goto out;
+    }
+    for (int i = 0; i < PQntuples(res); i++) {
+        memset(&r, 0, sizeof(r));
+        r.chain = PQgetvalue(res, i, 0);
+        r.seq = strtoll(PQgetvalue(res, i, 1), NULL, 10);
+        r.action = PQgetvalue(res, i, 2);
+        r.outcome = PQgetvalue(res, i, 3);
+        r.actor = PQgetvalue(res, i, 4);
+        r.role = PQgetvalue(res, i, 5);
+        r.detail = PQgetvalue(res, i, 6);
+        cb(arg, &r);
     }
 out:
     PQclear(res);

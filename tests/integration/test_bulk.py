@@ -2129,3 +2129,58 @@ def test_the_gateways_role_inserts_only_a_pending_request(stack, people, columns
         stack.pguri_gateway) == history(column, rule)
     assert stack.psql("SELECT count(*) FROM bulk_request WHERE id = '%s'" % forged) == ["0"]
 
+
+def chain_rec(stack, action, request_id):
+    """'chain#seq: action ok by actor (role)' of the request's ok record of action."""
+    (row,) = stack.psql("SELECT chain || '#' || seq || ': ' || action || ' ok by ' || actor || "
+                        "' (' || role || ')' FROM audit_record WHERE action = '%s' AND "
+                        "approval = '%s' AND outcome = 'ok'" % (action, request_id))
+    return "  audit " + row
+
+
+def test_export_trace_reads_the_audit_chain_beside_the_table(stack, people, records, tmp_path):
+    """`waygatectl export trace` prints, beside the row's requester and approver, the audit
+    chain's records of the request (chain#seq, actor), and exits 0 when they confirm the row.
+    With the approver rewritten in the table (as a superuser with the triggers off: no login role
+    may, sql/047) it says the chain does not confirm that approval and exits 1; with two exports'
+    export ids swapped it says the chain does not confirm either run. (Red without the
+    cross-check: exit 0 naming the forged approver.)"""
+    request_id, chunks, priv = exported(stack, people, records)
+    request2, chunks2, _ = exported(stack, people, records)
+    eid, eid2 = chunks[-1].watermark_id, chunks2[-1].watermark_id
+    sealed = tmp_path / "export.wgx"
+    sealed.write_bytes(b"".join(c.data for c in chunks))
+    r = trace(stack, str(sealed))
+    assert r.returncode == 0, r.stdout + r.stderr
+    lines = r.stdout.splitlines()
+    for action in ("bulk.request", "bulk.approve", "bulk.run"):
+        assert chain_rec(stack, action, request_id) in lines, r.stdout
+    assert "does not confirm" not in r.stdout
+    assert "`waygatectl audit verify` proves the chain itself" in r.stdout
+
+    tamper(stack, "UPDATE bulk_request SET approver = 'auditor2' WHERE id = '%s'" % request_id)
+    try:
+        r = trace(stack, str(sealed))
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "  approved by auditor2 (security_admin) at " in r.stdout
+        assert [l for l in r.stdout.splitlines() if "does not confirm" in l] == [
+            "  the audit chain does not confirm the approval by auditor2 (security_admin)"]
+        assert chain_rec(stack, "bulk.approve", request_id) in r.stdout.splitlines()
+    finally:
+        tamper(stack, "UPDATE bulk_request SET approver = '%s' WHERE id = '%s'"
+               % (stack.account(APPROVER)[0], request_id))
+
+    swap = ("UPDATE bulk_request SET export_id = gen_random_uuid() WHERE id = '{0}'; "
+            "UPDATE bulk_request SET export_id = '{2}' WHERE id = '{1}'; "
+            "UPDATE bulk_request SET export_id = '{3}' WHERE id = '{0}'")
+    tamper(stack, swap.format(request_id, request2, eid, eid2))
+    try:
+        r = trace(stack, str(sealed))  # the header names eid: now request2's row
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert "  request %s (export, " % request2 in r.stdout
+        assert [l for l in r.stdout.splitlines() if "does not confirm" in l] == [
+            "  the audit chain does not confirm the run of export %s by %s (compliance_auditor)"
+            % (eid, stack.account(REQUESTER)[0])]
+    finally:
+        tamper(stack, swap.format(request2, request_id, eid, eid2))
+    assert trace(stack, str(sealed)).returncode == 0
