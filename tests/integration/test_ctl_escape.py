@@ -97,21 +97,34 @@ def test_export_trace_escapes_a_bulk_requests_text(stack, tmp_path):
     rid, xid = uuid.uuid4(), uuid.uuid4()
     fields = {k: hostile(k[:2]) for k in ("purpose", "legal_basis", "destination", "requester",
                                           "approver")}
+    # as the gateway writes one (sql/047 lets no row in but a pending one, and moves it only
+    # forward): requested, approved, run
     as_gateway(stack, "INSERT INTO bulk_request (id, operation, purpose, legal_basis, destination, "
-               "requester, requester_role, record_count, state, approver, approver_role, "
-               "decided_at, expires_at, run_at, export_id, run_count) VALUES ('%s', 'export', "
-               "%s, %s, %s, %s, 'system_admin', 1, 'executed', %s, 'security_admin', now(), "
-               "now() + interval '1 hour', now(), '%s', 1)"
+               "requester, requester_role, record_count, state) VALUES ('%s', 'export', "
+               "%s, %s, %s, %s, 'system_admin', 1, 'pending')"
                % (rid, fields["purpose"][0], fields["legal_basis"][0], fields["destination"][0],
-                  fields["requester"][0], fields["approver"][0], xid))
+                  fields["requester"][0]))
+    as_gateway(stack, "UPDATE bulk_request SET state = 'approved', approver = %s, "
+               "approver_role = 'security_admin', decided_at = now(), "
+               "expires_at = now() + interval '1 hour' WHERE id = '%s'"
+               % (fields["approver"][0], rid))
+    as_gateway(stack, "UPDATE bulk_request SET state = 'executed', run_at = now(), "
+               "export_id = '%s' WHERE id = '%s'" % (xid, rid))
     sealed = tmp_path / "leaked.wgx"
     sealed.write_bytes(b"WGXSEAL1" + xid.bytes + bytes(48))  # a sealed file's header naming it
     rc, out, err = ctl_bytes(stack, "export", "trace", sealed, "--keyring",
                              stack.env["WAYGATE_KEYRING"])
-    assert rc == 0, err
+    # the gateway's chain holds no record of it: the trace says so and fails (exit 1)
+    assert rc == 1, err
     text = assert_inert(out)
     assert_inert(err)
     for _, shown in fields.values():
         assert shown in text, text
-    # export, request, requested by, approved by, run at, purpose, legal basis, destination
-    assert len(text.splitlines()) == 8, text
+    # export, request, requested by, approved by, run at, purpose, legal basis, destination, the
+    # three things the chain does not confirm (names escaped there too), the note on the chain
+    lines = text.splitlines()
+    assert len(lines) == 12, text
+    assert [l.split(" by ")[0] for l in lines[8:11]] == [
+        "  the audit chain does not confirm the request",
+        "  the audit chain does not confirm the approval",
+        "  the audit chain does not confirm the run of export %s" % xid], text
