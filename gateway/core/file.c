@@ -1,6 +1,6 @@
 /* file.c: gw_file_read, gw_file_create_new, gw_file_write_all, gw_file_sync_dir (file.h).
  * Invariant: a descriptor is closed and, on failure, the buffer freed before return
- * (gw_file_create_new hands its descriptor to the caller only on success). */
+ * (gw_file_create_new hands its descriptor to the caller only on success); no open blocks. */
 #include "file.h"
 
 #include <errno.h>
@@ -22,13 +22,24 @@ int gw_file_read(const char *path, size_t max, bool operator_only, char **buf, s
 
     *buf = NULL;
     *len = 0;
-    fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+    /* O_NONBLOCK: a FIFO (or a device) planted at path opens at once and is refused below,
+     * instead of blocking the start until something writes to it; a regular file ignores it */
+    fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
     if (fd < 0) {
         snprintf(err, errsz, "%s: cannot open: %s", path, strerror(errno));
         return GW_EIO;
     }
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-        snprintf(err, errsz, "%s: not a regular file", path);
+    if (fstat(fd, &st) != 0) {
+        snprintf(err, errsz, "%s: cannot stat: %s", path, strerror(errno));
+        rc = GW_EIO;
+        goto out;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errsz, "%s: not a regular file (a %s)", path,
+                 S_ISFIFO(st.st_mode)   ? "FIFO"
+                 : S_ISDIR(st.st_mode)  ? "directory"
+                 : S_ISSOCK(st.st_mode) ? "socket"
+                                        : "device");
         rc = GW_EIO;
         goto out;
     }

@@ -11,10 +11,12 @@
 #include "err.h"
 
 /* Reads the regular file at path, at most max bytes, into *buf (gw_malloc, NUL-terminated one
- * past *len; the caller frees it with gw_free). With operator_only, a file that group or others
- * may write is refused (GW_EPERM) before it is read. Returns 0, or GW_EIO (cannot open, not a
- * regular file, read failed or short), GW_EPERM, GW_EINVAL (larger than max) or GW_ENOMEM with err
- * holding "<path>: <reason>" and *buf NULL. */
+ * past *len; the caller frees it with gw_free). path is opened without blocking and checked on
+ * its descriptor before anything is read: a FIFO, socket, device or directory there (also
+ * through a symbolic link, which is followed) is refused at once (GW_EIO). With operator_only, a
+ * file that group or others may write is refused (GW_EPERM) before it is read. Returns 0, or GW_EIO
+ * (cannot open, not a regular file, read failed or short), GW_EPERM, GW_EINVAL (larger than max) or
+ * GW_ENOMEM with err holding "<path>: <reason>" and *buf NULL. */
 int gw_file_read(const char *path, size_t max, bool operator_only, char **buf, size_t *len,
                  char *err, size_t errsz) GW_MUST_CHECK;
 

@@ -1,6 +1,7 @@
 /* test_file.c: core/file.c's output helpers: gw_file_create_new makes a new file, mode 0600
  * whatever the umask, and refuses anything already at the path (a symbolic link planted there,
- * whose target stays untouched, or a regular file); gw_file_sync_dir syncs a file's directory. */
+ * whose target stays untouched, or a regular file); gw_file_sync_dir syncs a file's directory;
+ * gw_file_read refuses a FIFO at once (never blocks in open) and follows a symbolic link. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,6 +15,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "alloc.h"
 #include "file.h"
 
 struct fx {
@@ -128,6 +130,34 @@ static void test_missing_directory_is_an_io_error(void **state)
     assert_int_equal(gw_file_sync_dir("relative-name", err, sizeof err), 0);
 }
 
+static void test_read_refuses_a_fifo_at_once(void **state)
+{
+    struct fx *f = *state;
+    char err[256], *buf = (char *)1;
+    size_t len = 7;
+    assert_int_equal(mkfifo(f->path, 0600), 0);
+    /* blocking in open (nothing writes the FIFO) would hang here: SIGALRM ends the test red */
+    alarm(5);
+    assert_int_equal(gw_file_read(f->path, 4096, true, &buf, &len, err, sizeof err), GW_EIO);
+    alarm(0);
+    assert_null(buf);
+    assert_int_equal(len, 0);
+    assert_non_null(strstr(err, "not a regular file (a FIFO)"));
+}
+
+static void test_read_follows_a_symlink_to_a_regular_file(void **state)
+{
+    struct fx *f = *state;
+    char err[256], *buf = NULL;
+    size_t len = 0;
+    put(f->victim, "[server]\n");
+    assert_int_equal(symlink(f->victim, f->path), 0);
+    assert_int_equal(gw_file_read(f->path, 4096, false, &buf, &len, err, sizeof err), 0);
+    assert_int_equal(len, 9);
+    assert_string_equal(buf, "[server]\n");
+    gw_free(buf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -136,6 +166,9 @@ int main(void)
                                         setup, teardown),
         cmocka_unit_test_setup_teardown(test_existing_file_is_refused_and_kept, setup, teardown),
         cmocka_unit_test_setup_teardown(test_missing_directory_is_an_io_error, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_refuses_a_fifo_at_once, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_read_follows_a_symlink_to_a_regular_file, setup,
+                                        teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
