@@ -739,8 +739,9 @@ static int check_files(const struct gw_config *cfg, const char *path, struct gw_
 static void audit_flushed_cb(void *arg, uint64_t left)
 {
     struct daemon *d = arg;
-    uint64_t refusals = gw_refusals_left(d->app->refusals), spooled = 0, lost = 0;
+    uint64_t refusals = gw_refusals_left(d->app->refusals), spooled = 0, kept = 0, lost = 0;
     bool none = left == 0 && d->incidents_left == 0 && refusals == 0;
+    char held[96] = ""; /* what the spool read at start still holds, when not replaced */
 
     if (d->spool == NULL) {
         GW_LOG(none ? GW_LOG_INFO : GW_LOG_ERROR, "main", NULL,
@@ -752,17 +753,19 @@ static void audit_flushed_cb(void *arg, uint64_t left)
         return;
     }
     /* what the database did not take waits in the spool for the next start */
-    gw_spool_stop(d->spool, d->app, &spooled, &lost);
+    gw_spool_stop(d->spool, d->app, &spooled, &kept, &lost);
+    if (kept > 0)
+        snprintf(held, sizeof held, ", %llu kept in it as read at start", (unsigned long long)kept);
     lost += gw_refusals_left(d->app->refusals); /* counted refusals the spool did not take */
-    GW_LOG(lost > 0      ? GW_LOG_ERROR
-           : spooled > 0 ? GW_LOG_WARN
-                         : GW_LOG_INFO,
+    GW_LOG(lost > 0                  ? GW_LOG_ERROR
+           : spooled > 0 || kept > 0 ? GW_LOG_WARN
+                                     : GW_LOG_INFO,
            "main", NULL,
            "drained: exiting, %llu incident(s) not written, %llu audit entr%s not written, "
-           "%llu counted refusal(s) not recorded: %llu entr%s spooled to %s, %llu lost",
+           "%llu counted refusal(s) not recorded: %llu entr%s spooled to %s, %llu lost%s",
            (unsigned long long)d->incidents_left, (unsigned long long)left, left == 1 ? "y" : "ies",
            (unsigned long long)refusals, (unsigned long long)spooled, spooled == 1 ? "y" : "ies",
-           gw_spool_path(d->spool), (unsigned long long)lost);
+           gw_spool_path(d->spool), (unsigned long long)lost, held);
     event_base_loopexit(d->base, NULL);
 }
 

@@ -18,6 +18,7 @@
 #include "audit_signer.h"
 #include "audit_spool.h"
 #include "config.h"
+#include "file.h"
 #include "incident.h"
 #include "log.h"
 #include "refusals.h"
@@ -145,7 +146,8 @@ static int spill_cb(void *arg, const struct gw_audit_left *e)
     return 0;
 }
 
-void gw_spool_stop(struct gw_spool *s, struct gw_app *app, uint64_t *spooled, uint64_t *lost)
+void gw_spool_stop(struct gw_spool *s, struct gw_app *app, uint64_t *spooled, uint64_t *kept,
+                   uint64_t *lost)
 {
     struct spill sl = {NULL, 0};
     struct gw_audit_mac_keys k;
@@ -153,11 +155,12 @@ void gw_spool_stop(struct gw_spool *s, struct gw_app *app, uint64_t *spooled, ui
     char err[4400];
     int rc;
 
-    *spooled = *lost = 0;
+    *spooled = *kept = *lost = 0;
     if (s == NULL)
         return;
     if ((sl.sp = gw_audit_spool_new()) == NULL) {
         GW_LOG(GW_LOG_ERROR, "audit", NULL, "spool %s: out of memory: nothing spooled", s->path);
+        *kept = gw_audit_replay_abandon(s->replay);
         return;
     }
     /* in the order they would have been written: the writer's, the older spool's not handed
@@ -169,12 +172,10 @@ void gw_spool_stop(struct gw_spool *s, struct gw_app *app, uint64_t *spooled, ui
         rc = gw_incident_leftover(app->incidents, spill_cb, &sl, &rows);
     if (rc == 0)
         rc = gw_refusals_leftover(app->refusals, spill_cb, &sl, &n);
-    *lost = sl.refused;
     n = gw_audit_spool_count(sl.sp);
     if (rc != 0) {
         GW_LOG(GW_LOG_ERROR, "audit", NULL, "spool %s: %s: nothing spooled", s->path,
                gw_err_str(rc));
-        *lost += n;
     } else if (n > 0) {
         rc = keys_of(app, &k);
         if (rc == 0)
@@ -183,16 +184,24 @@ void gw_spool_stop(struct gw_spool *s, struct gw_app *app, uint64_t *spooled, ui
         else
             snprintf(err, sizeof err, "%s: the spool keys could not be derived", s->path);
         OPENSSL_cleanse(&k, sizeof k);
-        if (rc != 0) {
-            GW_LOG(GW_LOG_ERROR, "audit", NULL, "spool not written: %s: %" PRIu64 " entries lost",
-                   err, n);
-            *lost += n;
-        } else {
-            *spooled = n;
-            if (rows > 0)
-                gw_incident_spooled(app->incidents);
-        }
+        if (rc != 0)
+            GW_LOG(GW_LOG_ERROR, "audit", NULL, "spool not written: %s", err);
     }
+    if (rc == 0 && n > 0) {
+        /* renamed into place: the entries are spooled, even if a crash of the machine could
+         * still lose the name */
+        *spooled = n;
+        if (gw_file_sync_dir(s->path, err, sizeof err) != 0)
+            GW_LOG(GW_LOG_WARN, "audit", NULL, "spool %s written, but %s", s->path, err);
+        if (rows > 0)
+            gw_incident_spooled(app->incidents);
+    } else {
+        /* the file read at start (if any is left) still holds what it held: kept as it is only
+         * while none of its entries has been written, which it then all owes */
+        *kept = gw_audit_replay_abandon(s->replay);
+        *lost = n > *kept ? n - *kept : 0;
+    }
+    *lost += sl.refused;
     gw_audit_spool_free(sl.sp);
 }
 

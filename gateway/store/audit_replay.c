@@ -33,6 +33,7 @@ struct gw_audit_replay {
     struct item *items;
     size_t n, next, done;
     uint64_t failed;
+    bool gone; /* the file removed (or never there to remove) */
     struct event *ev_retry;
 };
 
@@ -50,6 +51,7 @@ static void finished(struct gw_audit_replay *r)
                r->path, r->n, strerror(errno));
         return;
     }
+    r->gone = true;
     if (gw_file_sync_dir(r->path, err, sizeof err) != 0)
         GW_LOG(GW_LOG_WARN, "audit", NULL, "spool %s removed, but %s", r->path, err);
     GW_LOG(r->failed ? GW_LOG_ERROR : GW_LOG_INFO, "audit", NULL,
@@ -166,6 +168,33 @@ int gw_audit_replay_leftover(const struct gw_audit_replay *r, struct gw_audit_sp
             return rc;
         ++*n;
     }
+    return 0;
+}
+
+uint64_t gw_audit_replay_abandon(struct gw_audit_replay *r)
+{
+    char err[512];
+
+    if (r == NULL || r->gone)
+        return 0;
+    if (r->done == 0) /* the file as read is still exactly what is owed */
+        return r->n;
+    /* some of its entries are written (or failed for good): replayed again they would be
+     * written twice, so the file goes, and those not written are lost with the next spool */
+    if (unlink(r->path) != 0 && errno != ENOENT) {
+        GW_LOG(GW_LOG_ERROR, "audit", NULL,
+               "critical: spool %s: %zu of its %zu entries are answered and it cannot be removed "
+               "(%s): remove it before the next start, or they are written again",
+               r->path, r->done, r->n, strerror(errno));
+        return 0;
+    }
+    r->gone = true;
+    if (gw_file_sync_dir(r->path, err, sizeof err) != 0)
+        GW_LOG(GW_LOG_WARN, "audit", NULL, "spool %s removed, but %s", r->path, err);
+    GW_LOG(GW_LOG_ERROR, "audit", NULL,
+           "spool %s: removed: %zu of its %zu entries were answered and would be written again; "
+           "the %zu others were not spooled anew",
+           r->path, r->done, r->n, r->n - r->done);
     return 0;
 }
 

@@ -9,7 +9,8 @@
  * replaces the file.
  *
  * A stop that never reaches the spool (SIGKILL, a crash) while a replay runs leaves the file as
- * it was read: its entries already committed are written again at the next start. */
+ * it was read: its entries already committed are written again at the next start. A stop whose
+ * spool cannot be written (gw_audit_replay_abandon) never leaves it so. */
 #ifndef GW_STORE_AUDIT_REPLAY_H
 #define GW_STORE_AUDIT_REPLAY_H
 
@@ -30,6 +31,12 @@ struct gw_audit_replay *gw_audit_replay_new(struct event_base *base, struct gw_a
  * Returns 0 or gw_audit_spool_add's error. NULL-safe (nothing added). */
 int gw_audit_replay_leftover(const struct gw_audit_replay *r, struct gw_audit_spool *out,
                              uint64_t *n) GW_MUST_CHECK;
+/* At shutdown, when the next spool did not replace the file (it could not be written): the file
+ * must not be replayed again once any of its entries has answered. Nothing answered yet, the file
+ * stays as read and holds every entry still owed: returns how many (they are not lost). Else it is
+ * removed (its directory fsynced), logged, and 0 is returned: its entries not written are lost
+ * with the spool that failed. 0 too when the file is already gone. NULL-safe (0). */
+uint64_t gw_audit_replay_abandon(struct gw_audit_replay *r);
 /* After gw_audit_free (whose dropped entries then never call back). NULL-safe. */
 void gw_audit_replay_free(struct gw_audit_replay *r);
 

@@ -525,7 +525,6 @@ int gw_audit_spool_save(const struct gw_audit_spool *sp, const char *path, size_
         rc = GW_EIO;
         goto out;
     }
-    rc = gw_file_sync_dir(path, err, errsz);
 out:
     if (fd >= 0) {
         close(fd);

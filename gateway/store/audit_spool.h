@@ -69,9 +69,11 @@ int gw_audit_spool_decode(const uint8_t *buf, size_t len, struct gw_crypto *cx,
                           const struct gw_audit_mac_keys *keys, const char *chain,
                           struct gw_audit_spool **out, const char **why) GW_MUST_CHECK;
 
-/* Writes the spool to path: a file path.tmp made new (mode 0600), written, fsynced, renamed over
- * path, and the directory fsynced. Refuses a file over max bytes (GW_ETOOBIG: the next start
- * would refuse it). Returns 0 or an error with err holding "<path>: <reason>". */
+/* Writes the spool to path: a file path.tmp made new (mode 0600), written, fsynced and renamed
+ * over path; the caller then fsyncs the directory (gw_file_sync_dir), whose failure leaves the
+ * file in place. Refuses a file over max bytes (GW_ETOOBIG: the next start would refuse it).
+ * Returns 0 once path is the new file, or an error with err holding "<path>: <reason>" and path
+ * as it was. */
 int gw_audit_spool_save(const struct gw_audit_spool *sp, const char *path, size_t max,
                         struct gw_crypto *cx, const struct gw_audit_mac_keys *keys,
                         const char *chain, char *err, size_t errsz) GW_MUST_CHECK;

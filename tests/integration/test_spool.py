@@ -57,6 +57,17 @@ def spooled_line(gw):
     return int(m.group(1)), m.group(2), int(m.group(3))
 
 
+def spool_a_reload(stack, gw):
+    """PostgreSQL stopped (the caller starts it again), a SIGHUP (its config.reload record kept)
+    and a SIGTERM: returns how many entries were spooled, none lost."""
+    stack.devstack("pg-stop")
+    reload(gw)
+    stop(gw)
+    n, _, lost = spooled_line(gw)
+    assert n >= 1 and lost == 0, (n, lost)
+    return n
+
+
 def count(stack, sql):
     return int(stack.psql(sql)[0])
 
@@ -140,12 +151,8 @@ def test_a_tampered_spool_is_moved_aside_not_replayed(stack):
         % os.path.basename(gw.spool)
     stopped = False
     try:
-        stack.devstack("pg-stop")
         stopped = True
-        reload(gw)
-        stop(gw)
-        n, _, lost = spooled_line(gw)
-        assert n >= 1 and lost == 0, (n, lost)
+        spool_a_reload(stack, gw)
         with open(gw.spool, "r+b") as f:
             data = bytearray(f.read())
             data[len(data) // 2] ^= 0x01
@@ -176,5 +183,53 @@ def test_a_tampered_spool_is_moved_aside_not_replayed(stack):
     finally:
         if stopped:
             stack.devstack("pg-start")
+        gw.close()
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+
+
+def test_a_spool_that_cannot_be_written_keeps_the_file_read_at_start_and_says_so(stack):
+    """PostgreSQL stopped: a gateway spools a config.reload record; started again (still no
+    database), its replay queues that entry and nothing commits; <spool>.tmp is made a directory,
+    so the new spool cannot be written. The exit line counts the entries of the file read at start
+    as kept in it (not lost), and the file is left as it was. With the database back and the
+    directory gone, the next start writes the record once and removes the file."""
+    gw = spooled_gateway(stack, "spool_unwritable")
+    reload_rec = "chain = '%s' AND action = 'config.reload'" % gw.chain
+    stopped = False
+    try:
+        stopped = True
+        n = spool_a_reload(stack, gw)
+        with open(gw.spool, "rb") as f:
+            data = f.read()
+        mark = len(gw.log())
+        gw.start_again(serving=False)
+        assert wait_for(lambda: "spool %s: %d entr%s verified, written again"
+                        % (gw.spool, n, "y" if n == 1 else "ies") in gw.log()[mark:], 30), \
+            gw.log()[mark:][-2000:]
+        time.sleep(1)  # its signal handlers are set once the start is done
+        os.mkdir(gw.spool + ".tmp")
+        stop(gw)
+        tail = gw.log()[mark:]
+        m = re.search(r"drained: exiting, .*: 0 entries spooled to (\S+), (\d+) lost, (\d+) kept "
+                      r"in it as read at start", tail)
+        assert m and m.group(1) == gw.spool, tail[-2000:]
+        assert int(m.group(3)) == n, m.groups()
+        assert "spool not written: " in tail
+        with open(gw.spool, "rb") as f:
+            assert f.read() == data  # as read, its entry not written by this run
+        os.rmdir(gw.spool + ".tmp")
+        stack.devstack("pg-start")
+        stopped = False
+        mark = len(gw.log())
+        gw.start_again()
+        written = r"spool \S+: %d entr(?:y|ies) written, 0 failed; file removed" % n
+        assert wait_for(lambda: re.search(written, gw.log()[mark:]), 60), gw.log()[-2000:]
+        assert not os.path.exists(gw.spool)
+        assert count(stack, "SELECT count(*) FROM audit_record WHERE " + reload_rec) == 1
+    finally:
+        if stopped:
+            stack.devstack("pg-start")
+        if os.path.isdir(gw.spool + ".tmp"):
+            os.rmdir(gw.spool + ".tmp")
         gw.close()
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
