@@ -3,7 +3,6 @@
  * shutdown to write: the keyring a reload installed), never kept. */
 #include "spool.h"
 
-#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
@@ -52,23 +51,27 @@ static int keys_of(struct gw_app *app, struct gw_audit_mac_keys *k)
     return 0;
 }
 
+/* The files moved aside that are kept, the newest: a file planted before each start cannot fill
+ * the directory. */
+#define REJECTED_KEEP 4
+
 /* Moves a file that failed its check aside, says so, and keeps the incident's detail. */
 static int reject(struct gw_spool *s, const char *why)
 {
-    char aside[4200];
+    char aside[4200], err[4400];
 
-    snprintf(aside, sizeof aside, "%s.rejected.%lld", s->path, (long long)time(NULL));
-    if (rename(s->path, aside) != 0) {
+    if (gw_audit_spool_reject(s->path, (long long)time(NULL), REJECTED_KEEP, aside, sizeof aside,
+                              err, sizeof err) != 0) {
         GW_LOG(GW_LOG_ERROR, "audit", NULL,
-               "critical: spool %s is refused (%s) and cannot be moved aside to %s (%s): not "
+               "critical: spool %s is refused (%s) and cannot be moved aside (%s): not "
                "starting, as the next stop would replace it; move it aside by hand",
-               s->path, why, aside, strerror(errno));
+               s->path, why, err);
         return -1;
     }
     GW_LOG(GW_LOG_ERROR, "audit", NULL,
            "critical: spool refused, not replayed: %s; moved aside to %s (incident "
-           "audit_spool_rejected)",
-           why, aside);
+           "audit_spool_rejected; the newest %d kept)",
+           why, aside, REJECTED_KEEP);
     snprintf(s->rejected, sizeof s->rejected, "the audit spool failed its check; moved aside to %s",
              aside);
     return 0;

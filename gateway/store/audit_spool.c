@@ -5,8 +5,11 @@
  * check yields no entry. */
 #include "audit_spool.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -34,8 +37,8 @@ struct gw_audit_spool {
 
 size_t gw_audit_spool_cap(size_t entries)
 {
-    return MAGIC_LEN + 1 + CHAIN_MAX + 4 + GW_CRYPTO_MAC_LEN +
-           entries * (4 + (size_t)GW_AUDIT_SPOOL_ENTRY_MAX);
+    return MAGIC_LEN + 1 + CHAIN_MAX + 4 + GW_CRYPTO_MAC_LEN + 4 + GW_AUDIT_SPOOL_ENTRY_MAX +
+           entries * (4 + (size_t)GW_AUDIT_SPOOL_ENTRY_BUDGET);
 }
 
 struct gw_audit_spool *gw_audit_spool_new(void)
@@ -557,5 +560,128 @@ int gw_audit_spool_load(const char *path, size_t max, struct gw_crypto *cx,
     if (rc != 0)
         snprintf(err, errsz, "%s: %s", path, why);
     gw_free_wipe(b, n + 1);
+    return rc;
+}
+
+/* ---- a file moved aside ---- */
+
+#define REJECTED ".rejected."
+#define REJECTED_SCAN 64 /* the files so named looked at for removal, at most */
+
+struct aside {
+    long long t, k;
+    char name[256];
+};
+
+/* name is base REJECTED <digits>[.<digits>]: its time and counter (0 without one). */
+static bool aside_of(const char *name, const char *base, struct aside *a)
+{
+    size_t bl = strlen(base), rl = strlen(REJECTED);
+    char *end;
+
+    if (strncmp(name, base, bl) != 0 || strncmp(name + bl, REJECTED, rl) != 0 ||
+        strlen(name) >= sizeof a->name)
+        return false;
+    name += bl + rl;
+    if (*name < '0' || *name > '9')
+        return false;
+    errno = 0;
+    a->t = strtoll(name, &end, 10);
+    a->k = 0;
+    if (*end == '.') {
+        if (end[1] < '0' || end[1] > '9')
+            return false;
+        a->k = strtoll(end + 1, &end, 10);
+    }
+    return *end == '\0' && errno == 0;
+}
+
+static int older_first(const void *x, const void *y)
+{
+    const struct aside *a = x, *b = y;
+
+    return a->t != b->t ? (a->t < b->t ? -1 : 1) : a->k < b->k ? -1 : a->k > b->k;
+}
+
+/* Removes the oldest of the files moved aside beyond the newest keep, never `just` (its name). */
+static void prune(int dfd, const char *base, const char *just, int keep)
+{
+    struct aside *a = gw_calloc(REJECTED_SCAN, sizeof *a);
+    DIR *d;
+    struct dirent *de;
+    size_t n = 0, others = keep > 1 ? (size_t)keep - 1 : 0;
+    int fd;
+
+    if (a == NULL || (fd = dup(dfd)) < 0) {
+        gw_free(a);
+        return;
+    }
+    if ((d = fdopendir(fd)) == NULL) {
+        close(fd);
+        gw_free(a);
+        return;
+    }
+    while ((de = readdir(d)) != NULL && n < REJECTED_SCAN) {
+        if (strcmp(de->d_name, just) != 0 && aside_of(de->d_name, base, &a[n])) {
+            snprintf(a[n].name, sizeof a[n].name, "%s", de->d_name);
+            n++;
+        }
+    }
+    closedir(d);
+    qsort(a, n, sizeof *a, older_first);
+    /* the one just moved counts among the kept */
+    for (size_t i = 0; n > others && i < n - others; i++)
+        (void)unlinkat(dfd, a[i].name, 0);
+    gw_free(a);
+}
+
+int gw_audit_spool_reject(const char *path, long long now, int keep, char *aside, size_t asidesz,
+                          char *err, size_t errsz)
+{
+    const char *slash = strrchr(path, '/');
+    const char *base = slash != NULL ? slash + 1 : path;
+    char dir[4096];
+    int dfd, rc = GW_EIO;
+
+    err[0] = '\0';
+    aside[0] = '\0';
+    if (slash == NULL)
+        snprintf(dir, sizeof dir, ".");
+    else if ((size_t)(slash - path) < sizeof dir)
+        snprintf(dir, sizeof dir, "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    else {
+        snprintf(err, errsz, "%.64s...: directory name too long", path);
+        return GW_EIO;
+    }
+    if ((dfd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)) < 0) {
+        snprintf(err, errsz, "%s: cannot open its directory: %s", path, strerror(errno));
+        return GW_EIO;
+    }
+    for (long long k = 0; k < 1000; k++) {
+        char name[256];
+        if ((size_t)(k == 0 ? snprintf(name, sizeof name, "%s" REJECTED "%lld", base, now)
+                            : snprintf(name, sizeof name, "%s" REJECTED "%lld.%lld", base, now,
+                                       k)) >= sizeof name) {
+            snprintf(err, errsz, "%s: name too long to move aside", path);
+            break;
+        }
+        int r = renameat2(dfd, base, dfd, name, RENAME_NOREPLACE);
+        if (r != 0 && errno == EINVAL) /* a file system without it: a link never replaces */
+            r = linkat(dfd, base, dfd, name, 0) == 0 ? unlinkat(dfd, base, 0) : -1;
+        if (r == 0) {
+            snprintf(aside, asidesz, "%s%s", path, name + strlen(base));
+            prune(dfd, base, name, keep);
+            rc = 0;
+            break;
+        }
+        if (errno != EEXIST) {
+            snprintf(err, errsz, "%s: cannot be moved aside to %s: %s", path, name,
+                     strerror(errno));
+            break;
+        }
+    }
+    if (rc != 0 && err[0] == '\0')
+        snprintf(err, errsz, "%s: no free name to move it aside", path);
+    close(dfd);
     return rc;
 }

@@ -38,8 +38,17 @@
 
 struct gw_audit_spool;
 
-/* The bound of one entry, for a file's cap: gw_audit_spool_cap(n), the most n entries take. */
+/* The bound of one entry (gw_audit_spool_add refuses a larger one). */
 #define GW_AUDIT_SPOOL_ENTRY_MAX 16384
+/* What an entry takes in a file, on average, for a file's cap: the entries the gateway keeps (an
+ * incident's row with its record, a config.reload or refusal's record, an account log row, a bulk
+ * run's claim) take 0.3-1 KiB (it:test_spool.py checks an incident's and a config.reload's under
+ * 1 KiB each), so twice that; and only half of [audit] queue_max is ever kept. A file is read
+ * whole before its MAC is checked: the cap is what a planted file can make a start allocate. */
+#define GW_AUDIT_SPOOL_ENTRY_BUDGET 2048
+/* A file's cap for n entries: n at GW_AUDIT_SPOOL_ENTRY_BUDGET each, and room for one at
+ * GW_AUDIT_SPOOL_ENTRY_MAX, so that any single entry fits. A stop with more left than that
+ * writes no spool (gw_audit_spool_save: GW_ETOOBIG) and counts them as lost. */
 size_t gw_audit_spool_cap(size_t entries);
 
 /* An empty spool. NULL on ENOMEM. */
@@ -83,5 +92,14 @@ int gw_audit_spool_save(const struct gw_audit_spool *sp, const char *path, size_
 int gw_audit_spool_load(const char *path, size_t max, struct gw_crypto *cx,
                         const struct gw_audit_mac_keys *keys, const char *chain,
                         struct gw_audit_spool **out, char *err, size_t errsz) GW_MUST_CHECK;
+
+/* Moves a file that failed its check aside, never over another: to "<path>.rejected.<now>", or
+ * "<path>.rejected.<now>.<k>" (k = 1, 2, ...) when that name is taken (renameat2
+ * RENAME_NOREPLACE); then removes the oldest of the files so named (by their time, then k) beyond
+ * the newest keep, the one just moved never among them. aside gets the new name. Returns 0, or
+ * GW_EIO with err holding "<path>: <reason>" (the file not moved). Removal is best effort: a file
+ * that cannot be removed stays, and only the first 64 so named that the directory lists count. */
+int gw_audit_spool_reject(const char *path, long long now, int keep, char *aside, size_t asidesz,
+                          char *err, size_t errsz) GW_MUST_CHECK;
 
 #endif

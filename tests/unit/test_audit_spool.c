@@ -2,7 +2,8 @@
  * shutdown: its entries come back exactly (SQL, text, binary and NULL parameters, every record
  * field, an entry in doubt); a file with any byte flipped, cut short anywhere, written for another
  * chain or under another keyring's key, or malformed under a valid MAC is refused whole (no entry
- * handed out); a file over the cap is refused before it is read, and not written. */
+ * handed out); a file over the cap is refused before it is read, and not written; a refused
+ * file is moved aside under a new name each time, and only the newest four are kept. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -396,6 +397,8 @@ static void test_oversized_is_refused_and_not_written(void **state)
     /* the cap of n entries takes n of the largest */
     assert_true(gw_audit_spool_cap(3) >= n);
     assert_true(gw_audit_spool_cap(1) >= 4 + GW_AUDIT_SPOOL_ENTRY_MAX);
+    /* the default queues' 9281 entries (4096 + 4096 + 64 + 1024 + 1): under 20 MiB, not 145 */
+    assert_true(gw_audit_spool_cap(9281) < (size_t)20 << 20);
 }
 
 /* An entry over the bound is not taken (it would make a file the next start refuses). */
@@ -421,6 +424,72 @@ static void test_entry_over_the_bound_is_not_added(void **state)
     gw_free(big);
 }
 
+static void put_file(const char *path, const char *text)
+{
+    FILE *w = fopen(path, "w");
+    assert_non_null(w);
+    assert_true(fputs(text, w) >= 0);
+    assert_int_equal(fclose(w), 0);
+}
+
+static bool holds(const char *path, const char *text)
+{
+    char buf[64] = {0};
+    FILE *r = fopen(path, "r");
+    if (r == NULL)
+        return false;
+    size_t n = fread(buf, 1, sizeof buf - 1, r);
+    fclose(r);
+    return n == strlen(text) && strcmp(buf, text) == 0;
+}
+
+/* A rejected file is moved aside under a name never taken (same second: a counter), and only the
+ * newest four such files stay, the one just moved always among them; other names are untouched. */
+static void test_rejected_files_never_overwrite_and_the_newest_four_stay(void **state)
+{
+    struct fx *f = *state;
+    char aside[256], err[512], name[256];
+    static const long long t[] = {1000, 1000, 1001, 1002, 1003, 1004, 5};
+    static const char *const gone[] = {".rejected.1000", ".rejected.1000.1", ".rejected.1001"};
+    static const char *const stay[] = {".rejected.1002", ".rejected.1003", ".rejected.1004",
+                                       ".rejected.5",    ".rejected.x",    ".rejectedness.1"};
+
+    put_file(f->tmp, "not ours");
+    snprintf(name, sizeof name, "%s.rejected.x", f->path);
+    put_file(name, "x");
+    snprintf(name, sizeof name, "%s.rejectedness.1", f->path);
+    put_file(name, "x");
+    for (size_t i = 0; i < sizeof t / sizeof t[0]; i++) {
+        char text[32];
+        snprintf(text, sizeof text, "spool %zu", i);
+        put_file(f->path, text);
+        assert_int_equal(
+            gw_audit_spool_reject(f->path, t[i], 4, aside, sizeof aside, err, sizeof err), 0);
+        assert_int_equal(access(f->path, F_OK), -1);
+        assert_true(holds(aside, text));
+        if (i == 1) { /* the same second as the first: a counter, the first kept as it was */
+            snprintf(name, sizeof name, "%s.rejected.1000.1", f->path);
+            assert_string_equal(aside, name);
+            snprintf(name, sizeof name, "%s.rejected.1000", f->path);
+            assert_true(holds(name, "spool 0"));
+        }
+    }
+    for (size_t i = 0; i < sizeof gone / sizeof gone[0]; i++) {
+        snprintf(name, sizeof name, "%s%s", f->path, gone[i]);
+        assert_int_equal(access(name, F_OK), -1);
+    }
+    for (size_t i = 0; i < sizeof stay / sizeof stay[0]; i++) {
+        snprintf(name, sizeof name, "%s%s", f->path, stay[i]);
+        assert_int_equal(access(name, F_OK), 0);
+        assert_int_equal(unlink(name), 0);
+    }
+    assert_true(holds(f->tmp, "not ours"));
+    /* nothing at path: an error, nothing moved */
+    assert_int_equal(gw_audit_spool_reject(f->path, 7, 4, aside, sizeof aside, err, sizeof err),
+                     GW_EIO);
+    assert_non_null(strstr(err, "cannot be moved aside"));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -435,6 +504,8 @@ int main(void)
                                         teardown),
         cmocka_unit_test_setup_teardown(test_oversized_is_refused_and_not_written, setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_over_the_bound_is_not_added, setup, teardown),
+        cmocka_unit_test_setup_teardown(
+            test_rejected_files_never_overwrite_and_the_newest_four_stay, setup, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
