@@ -25,7 +25,14 @@
  * once when its TLS peer sends more than KEY_UPDATES_MAX KeyUpdates (key_update_cb), scrapes
  * waiting at once are at most MAX_WAITING (more get 503), and connections open at once at most
  * MAX_CONNECTIONS: at the cap the listener stops accepting (further clients wait in the kernel's
- * backlog, holding none of the process's descriptors) until one closes. An accept that fails for
+ * backlog, holding none of the process's descriptors) until one closes. Per client address
+ * (peerlimit.h: IPv4 by address, IPv6 by /64) at most MAX_PER_ADDRESS connections are open and
+ * RATE_PER_ADDRESS accepted a second (burst twice that): one over either is closed as it is
+ * accepted (admit(), from track_cb, before any byte of it is read), counted by the limit, so one
+ * host cannot hold the MAX_CONNECTIONS slots, nor keep the backlog full of connections that are
+ * accepted before a scrape's; and a connection that has sent no request byte FIRST_BYTE_S after
+ * its accept (with TLS: no decrypted byte, so the handshake counts in it) is closed then
+ * (first_byte_cb, deadline_cb), not DEADLINE_S after. An accept that fails for
  * want of descriptors pauses the listener (acceptpause.h) instead of retrying every loop turn.
  * libevent 2.1's evhttp has no cap of its own: each connection's bufferevent is made here
  * (evhttp_set_bevcb) and counted, and its close is seen through evhttp_connection_set_closecb,
@@ -34,6 +41,7 @@
 
 #include <stdio.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
@@ -56,6 +64,7 @@
 #include "log.h"
 #include "outbox.h"
 #include "peer.h"
+#include "peerlimit.h"
 #include "prom.h"
 #include "ratelimit.h"
 #include "refusals.h"
@@ -74,6 +83,10 @@
 #define MAX_WAITING 64       /* scrapes waiting (role lookup or sample) at once */
 #define MAX_CONNECTIONS 16   /* connections open at once */
 #define DEADLINE_S 10        /* a connection's life, from accept to its one answer */
+#define FIRST_BYTE_S 2       /* from accept to the request's first byte (TLS: handshake in it) */
+#define MAX_PER_ADDRESS 4    /* connections open at once from one address (IPv6: one /64) */
+#define RATE_PER_ADDRESS 64  /* connections accepted a second from one address (burst 128) */
+#define PEER_TABLE_MAX 1024  /* addresses the per-address table holds at once */
 #define REFUSAL_LOG_BURST 10 /* refusal warnings written at once, */
 #define REFUSAL_LOG_RATE 1   /* then this many a second */
 #define KEY_UPDATES_MAX 32   /* TLS KeyUpdates a connection may send in its life (DEADLINE_S) */
@@ -82,13 +95,18 @@
 /* One connection: counted from its bufferevent (bev_cb), closed at its deadline. */
 struct mconn {
     struct gw_metrics *m;
-    struct bufferevent *bev;         /* a reference held until track_cb */
-    struct evhttp_connection *evcon; /* evhttp's, once track_cb saw it */
-    struct event *deadline;          /* DEADLINE_S after accept, or at once for a flood */
-    struct ssl_st *ssl;              /* its TLS session ([metrics] tls), watched until unwatch() */
-    struct gw_tls_watch watch;       /* the peer's KeyUpdates, told to key_update_cb */
-    uint32_t key_updates;            /* ... read by OpenSSL (past KEY_UPDATES_MAX: a flood) */
-    struct mconn *prev, *next;       /* gw_metrics.conns */
+    struct bufferevent *bev;              /* a reference held until track_cb */
+    struct evhttp_connection *evcon;      /* evhttp's, once track_cb saw it */
+    struct event *deadline;               /* FIRST_BYTE_S, then DEADLINE_S after accept; at once for
+                                           * a flood */
+    uint64_t accepted_ms;                 /* gw_clock_ms() at accept */
+    struct evbuffer *input;               /* the bufferevent's input, watched for the first byte */
+    struct evbuffer_cb_entry *first_byte; /* first_byte_cb, until the first byte or unwatch() */
+    struct gw_peerlimit_slot *slot;       /* its address's slot (admit()), released at its close */
+    struct ssl_st *ssl;        /* its TLS session ([metrics] tls), watched until unwatch() */
+    struct gw_tls_watch watch; /* the peer's KeyUpdates, told to key_update_cb */
+    uint32_t key_updates;      /* ... read by OpenSSL (past KEY_UPDATES_MAX: a flood) */
+    struct mconn *prev, *next; /* gw_metrics.conns */
 };
 
 /* One scrape being answered: its role lookup ([metrics] tls), then the outbox sample. */
@@ -111,14 +129,17 @@ struct gw_metrics {
     struct mconn *conns;                  /* every one counted, until its close */
     struct mconn *fresh[MAX_CONNECTIONS]; /* made, their close not yet watched */
     size_t nfresh;
-    uint64_t deadline_closed;      /* connections closed at their deadline, unanswered */
-    uint64_t key_update_closed;    /* connections closed for a TLS KeyUpdate flood */
-    struct gw_lines refusal_lines; /* the budget of refusal warnings */
-    struct event *track_ev;        /* runs track_cb */
-    bool capped;                   /* the listener is disabled at MAX_CONNECTIONS */
-    bool closing;                  /* gw_metrics_free: the listener is going */
-    struct gw_tls *tls;            /* [metrics] tls: the listener's context; NULL: plain loopback */
-    struct scrape *waiting;        /* scrapes not answered yet */
+    uint64_t deadline_closed;   /* connections closed at their deadline, unanswered */
+    uint64_t key_update_closed; /* connections closed for a TLS KeyUpdate flood */
+    uint64_t first_byte_closed; /* connections closed FIRST_BYTE_S after accept, silent */
+    uint64_t refused[GW_PEERLIMIT_FULL + 1]; /* closed at accept, by admit()'s verdict */
+    struct gw_peerlimit *pl;                 /* connections and accepts per address */
+    struct gw_lines refusal_lines;           /* the budget of refusal warnings */
+    struct event *track_ev;                  /* runs track_cb */
+    bool capped;                             /* the listener is disabled at MAX_CONNECTIONS */
+    bool closing;                            /* gw_metrics_free: the listener is going */
+    struct gw_tls *tls;     /* [metrics] tls: the listener's context; NULL: plain loopback */
+    struct scrape *waiting; /* scrapes not answered yet */
     size_t nwaiting;
     struct gw_outbox_req *sampling; /* the outbox depth query in flight */
     struct event *sample_wait;      /* SAMPLE_WAIT_MS after the query started */
@@ -538,6 +559,20 @@ static void render(struct evbuffer *b, const struct gw_metrics *m)
             "metrics connections closed unanswered 10 s after accept (a handshake or request "
             "trickled, a scrape whose lookup did not finish)",
             (double)m->deadline_closed);
+    counter(b, "waygate_metrics_first_byte_closed_total",
+            "metrics connections closed 2 s after accept without a byte of request (with TLS: "
+            "after the handshake)",
+            (double)m->first_byte_closed);
+    gw_prom_family(b, "waygate_metrics_connections_refused_total", "counter",
+                   "metrics connections closed as they were accepted, by the per-address limit "
+                   "that refused them (4 open at once, 64 accepts a second; table: 1024 addresses "
+                   "at once)");
+    gw_prom_sample(b, "waygate_metrics_connections_refused_total", "limit", "per_address", NULL,
+                   NULL, (double)m->refused[GW_PEERLIMIT_PREAUTH]);
+    gw_prom_sample(b, "waygate_metrics_connections_refused_total", "limit", "rate", NULL, NULL,
+                   (double)m->refused[GW_PEERLIMIT_RATE]);
+    gw_prom_sample(b, "waygate_metrics_connections_refused_total", "limit", "table", NULL, NULL,
+                   (double)m->refused[GW_PEERLIMIT_FULL]);
     counter(b, "waygate_metrics_key_update_closed_total",
             "metrics connections closed for sending more than 32 TLS KeyUpdate messages",
             (double)m->key_update_closed);
@@ -761,6 +796,8 @@ static void metrics_cb(struct evhttp_request *req, void *arg)
         admitted(s);
 }
 
+static bool flooded(const struct mconn *c);
+
 static void conn_gone(struct mconn *c)
 {
     struct gw_metrics *m = c->m;
@@ -772,6 +809,7 @@ static void conn_gone(struct mconn *c)
     if (c->next != NULL)
         c->next->prev = c->prev;
     event_free(c->deadline);
+    gw_peerlimit_release(m->pl, c->slot);
     gw_free(c);
     m->nconns--;
     if (m->capped && !m->closing && m->nconns < MAX_CONNECTIONS) {
@@ -780,13 +818,33 @@ static void conn_gone(struct mconn *c)
     }
 }
 
-/* The connection's TLS session is no longer watched: called while it still exists, before
- * evhttp or the deadline frees the bufferevent that owns it (c may be freed first). */
+/* The connection's TLS session and input are no longer watched: called while they still exist,
+ * before evhttp or the deadline frees the bufferevent that owns them (c may be freed first). */
 static void unwatch(struct mconn *c)
 {
     if (c->ssl != NULL)
         gw_tls_watch_key_updates(c->ssl, NULL);
     c->ssl = NULL;
+    if (c->first_byte != NULL)
+        (void)evbuffer_remove_cb_entry(c->input, c->first_byte);
+    c->first_byte = NULL;
+}
+
+/* The request's first byte arrived (from inside the bufferevent's read): the deadline moves from
+ * FIRST_BYTE_S to DEADLINE_S after the accept, and the input is no longer watched. */
+static void first_byte_cb(struct evbuffer *buf, const struct evbuffer_cb_info *info, void *arg)
+{
+    struct mconn *c = arg;
+    uint64_t elapsed = gw_clock_ms() - c->accepted_ms;
+    struct timeval left;
+
+    if (info->n_added == 0 || c->first_byte == NULL)
+        return;
+    (void)evbuffer_remove_cb_entry(buf, c->first_byte);
+    c->first_byte = NULL;
+    left = gw_clock_tv(elapsed < DEADLINE_S * 1000u ? DEADLINE_S * 1000u - elapsed : 1u);
+    if (!flooded(c)) /* (a flood's deadline is already active: it runs as it is) */
+        (void)evtimer_add(c->deadline, &left);
 }
 
 static void conn_closed_cb(struct evhttp_connection *evcon, void *arg)
@@ -831,7 +889,8 @@ static void log_key_update_flood(struct gw_metrics *m, struct evhttp_connection 
            host != NULL ? host : "?", (unsigned)port, (unsigned)KEY_UPDATES_MAX);
 }
 
-/* DEADLINE_S after accept the connection is not answered yet (a handshake or request trickled
+/* FIRST_BYTE_S after accept the connection has sent no byte of its request, or DEADLINE_S after
+ * accept it is not answered yet (a handshake or request trickled
  * a byte at a time, which restarts evhttp's inactivity timeout at every byte; a scrape still
  * waiting for its lookup), or its peer sent more than KEY_UPDATES_MAX KeyUpdates: it is closed,
  * its scrape dropped unanswered. */
@@ -853,6 +912,8 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     if (flooded(c)) {
         m->key_update_closed++;
         log_key_update_flood(m, c->evcon);
+    } else if (c->first_byte != NULL) {
+        m->first_byte_closed++;
     } else {
         m->deadline_closed++;
     }
@@ -862,8 +923,39 @@ static void deadline_cb(evutil_socket_t fd, short what, void *arg)
     conn_gone(c);
 }
 
-/* From the loop after evhttp made connections of the bufferevents bev_cb made: each one's close
- * is watched from now on; one evhttp already freed (its callbacks cleared) is gone. */
+/* The per-address limits, for a connection evhttp made (c->evcon): true if admitted (its slot
+ * held in c); otherwise counted, a warning from the refusals' budget, and the caller closes it.
+ * A connection whose address cannot be read is admitted (it still counts in MAX_CONNECTIONS). */
+static bool admit(struct gw_metrics *m, struct mconn *c, struct bufferevent *bev)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    evutil_socket_t fd = bufferevent_getfd(bev);
+    enum gw_peerlimit_verdict v;
+    char *host = NULL;
+    ev_uint16_t port = 0;
+
+    if (fd < 0 || getpeername(fd, (struct sockaddr *)&ss, &len) != 0)
+        return true;
+    v = gw_peerlimit_admit(m->pl, (struct sockaddr *)&ss, gw_clock_ms(), &c->slot);
+    if (v == GW_PEERLIMIT_OK)
+        return true;
+    m->refused[v]++;
+    if (GW_LOG_WARN < gw_log_level || !gw_lines_take(&m->refusal_lines, NULL, gw_clock_ms()))
+        return false;
+    evhttp_connection_get_peer(c->evcon, &host, &port);
+    GW_LOG(GW_LOG_WARN, "metrics", NULL, "connection from %s:%u closed at accept: %s",
+           host != NULL ? host : "?", (unsigned)port,
+           v == GW_PEERLIMIT_PREAUTH ? "its address holds 4 connections already"
+           : v == GW_PEERLIMIT_RATE  ? "its address opens more than 64 connections a second"
+                                     : "the table of addresses is full");
+    return false;
+}
+
+/* From the loop after evhttp made connections of the bufferevents bev_cb made, before any byte of
+ * them is read (their reads are polled in a later pass): each one is admitted by its address or
+ * closed, and an admitted one's close is watched from now on; one evhttp already freed (its
+ * callbacks cleared) is gone. */
 static void track_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct gw_metrics *m = arg;
@@ -880,9 +972,15 @@ static void track_cb(evutil_socket_t fd, short what, void *arg)
         bufferevent_getcb(bev, NULL, NULL, &eventcb, &evcon);
         if (eventcb != NULL && evcon != NULL) { /* evhttp's: its argument is the connection */
             c->evcon = evcon;
-            evhttp_connection_set_closecb(evcon, conn_closed_cb, c);
-            if (flooded(c)) /* (key_update_cb left it for now) */
-                event_active(c->deadline, EV_TIMEOUT, 0);
+            if (!admit(m, c, bev)) {
+                unwatch(c); /* (the reference held keeps the bufferevent alive until below) */
+                evhttp_connection_free(c->evcon);
+                conn_gone(c);
+            } else {
+                evhttp_connection_set_closecb(evcon, conn_closed_cb, c);
+                if (flooded(c)) /* (key_update_cb left it for now) */
+                    event_active(c->deadline, EV_TIMEOUT, 0);
+            }
         } else {
             unwatch(c); /* (the reference held keeps the bufferevent, and its session, alive) */
             conn_gone(c);
@@ -896,7 +994,8 @@ static void track_cb(evutil_socket_t fd, short what, void *arg)
  * with its deadline; at MAX_CONNECTIONS the listener stops accepting. */
 static struct bufferevent *bev_cb(struct event_base *base, void *arg)
 {
-    const struct timeval life = gw_clock_tv(DEADLINE_S * 1000u);
+    const struct timeval life = gw_clock_tv(FIRST_BYTE_S * 1000u);
+    const struct timeval whole = gw_clock_tv(DEADLINE_S * 1000u);
     struct gw_metrics *m = arg;
     struct ssl_st *ssl = m->tls != NULL ? gw_tls_http_ssl_new(m->tls) : NULL;
     struct bufferevent *bev = NULL;
@@ -920,6 +1019,11 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
         gw_free(c);
         return bev; /* not counted, no deadline: evhttp's inactivity timeout still closes it */
     }
+    c->accepted_ms = gw_clock_ms();
+    c->input = bufferevent_get_input(bev);
+    c->first_byte = evbuffer_add_cb(c->input, first_byte_cb, c);
+    if (c->first_byte == NULL) /* (no watch: the deadline is DEADLINE_S after accept) */
+        (void)evtimer_add(c->deadline, &whole);
     if (ssl != NULL && bufferevent_openssl_get_ssl(bev) == ssl) {
         c->ssl = ssl;
         c->watch = (struct gw_tls_watch){.key_update = key_update_cb, .arg = c};
@@ -963,7 +1067,8 @@ struct gw_metrics *gw_metrics_new(struct event_base *base, const struct gw_confi
     if (gw_config_split_hostport(listen, host, sizeof(host), &port) != 0 ||
         (m->http = evhttp_new(base)) == NULL ||
         (m->sample_wait = evtimer_new(base, sample_wait_cb, m)) == NULL ||
-        (m->track_ev = event_new(base, -1, 0, track_cb, m)) == NULL) {
+        (m->track_ev = event_new(base, -1, 0, track_cb, m)) == NULL ||
+        (m->pl = gw_peerlimit_new(RATE_PER_ADDRESS, MAX_PER_ADDRESS, PEER_TABLE_MAX)) == NULL) {
         snprintf(err, errlen, "[metrics] listen: cannot create the listener");
         gw_metrics_free(m);
         return NULL;
@@ -1035,6 +1140,7 @@ void gw_metrics_free(struct gw_metrics *m)
     gw_acceptpause_free(m->pause); /* before the listener */
     while (m->nfresh > 0) {        /* evhttp_free frees their connections, closecb not set yet */
         struct mconn *c = m->fresh[--m->nfresh];
+        unwatch(c);
         bufferevent_decref(c->bev);
         conn_gone(c);
     }
@@ -1045,5 +1151,6 @@ void gw_metrics_free(struct gw_metrics *m)
     while (m->conns != NULL) /* (evhttp reports each close once: none is left but by mistake) */
         conn_gone(m->conns);
     gw_tls_free(m->tls);
+    gw_peerlimit_free(m->pl);
     gw_free(m);
 }

@@ -489,14 +489,17 @@ def test_slot_exhaustion_from_one_address(stack):
 
 # --- out of file descriptors ---
 
-def open_sockets(addr, n):
+def open_sockets(addr, n, sources=None):
     """n TCP connections to addr ("host:port") that send nothing, connected without waiting: a
-    listener that stops accepting leaves them in the kernel's backlog (or its SYN queue)."""
+    listener that stops accepting leaves them in the kernel's backlog (or its SYN queue). With
+    sources (loopback addresses), the i-th is bound to sources[i % len(sources)]."""
     host, port = addr.rsplit(":", 1)
     socks = []
-    for _ in range(n):
+    for i in range(n):
         s = socket.socket()
         s.setblocking(False)
+        if sources:
+            s.bind((sources[i % len(sources)], 0))
         s.connect_ex((host, int(port)))
         socks.append(s)
     return socks
@@ -504,8 +507,9 @@ def open_sockets(addr, n):
 
 def test_out_of_file_descriptors_neither_spins_nor_floods_the_log(stack):
     """A gateway whose file-descriptor limit is 256 (prlimit), with a metrics listener.
-    - 300 connections to the metrics port: it holds at most 16 of them (the rest wait in the
-      kernel), so the process's descriptors grow by at most 16 (and a few of its own).
+    - 300 connections to the metrics port from 100 addresses (3 each, under the listener's 4 per
+      address): it holds at most 16 of them (the rest wait in the kernel), so the process's
+      descriptors grow by at most 16 (and a few of its own).
     - 300 connections to the gRPC port that never start TLS, the caps on unauthenticated
       connections and their timeouts raised past them: accept(2) fails with EMFILE. libevent
       would retry on every loop turn and warn each time (measured: 1.6 million lines in 10 s,
@@ -542,7 +546,7 @@ def test_out_of_file_descriptors_neither_spins_nor_floods_the_log(stack):
         maddr = "127.0.0.1:%d" % mport
         assert "waygate_connections" in scrape_metrics_at(maddr)
         base = nfds()
-        socks += open_sockets(maddr, 300)
+        socks += open_sockets(maddr, 300, ["127.0.1.%d" % i for i in range(1, 101)])
         assert wait_for(lambda: nfds() >= base + 16, 30), "the metrics connections not accepted"
         time.sleep(0.5)  # room for a 17th accept, which must not come
         assert nfds() <= base + 16 + 4, "%d descriptors for 300 metrics connections" % (
@@ -1074,11 +1078,14 @@ TRICKLE = {
 
 @pytest.mark.parametrize("kind", sorted(TRICKLE))
 def test_trickling_clients_do_not_hold_the_metrics_listener(stack, kind):
-    """16 sockets, the metrics listener's cap, each sending a byte a second (well inside the 10 s
-    inactivity timeout, which every byte restarts) into a request's headers (plain listener) or a
-    ClientHello ([metrics] tls): each is closed 10 s after its accept all the same, unanswered and
-    counted (waygate_metrics_deadline_closed_total), and a scrape that waited behind them in the
-    backlog is answered. Without the deadline they held the listener as long as they trickled."""
+    """16 sockets from 16 addresses (the listener's cap; it holds 4 per address), each sending a
+    byte a second (well inside the 10 s inactivity timeout, which every byte restarts) into a
+    request's headers (plain listener) or a ClientHello ([metrics] tls): each is closed all the
+    same, unanswered and counted, and a scrape that waited behind them in the backlog is
+    answered: the headers 10 s after their accept (waygate_metrics_deadline_closed_total), the
+    ClientHello 2 s after, no request byte having come through TLS by then
+    (waygate_metrics_first_byte_closed_total). Without the deadline they held the listener as
+    long as they trickled."""
     from test_metrics import https_response
     mport = free_port()
     maddr = "127.0.0.1:%d" % mport
@@ -1103,8 +1110,9 @@ def test_trickling_clients_do_not_hold_the_metrics_listener(stack, kind):
 
     try:
         data = TRICKLE[kind]
-        for _ in range(16):
-            s = socket.create_connection(("127.0.0.1", mport), timeout=10)
+        for i in range(16):
+            s = socket.create_connection(("127.0.0.1", mport), timeout=10,
+                                         source_address=("127.0.2.%d" % (i + 1), 0))
             s.sendall(data[:1])
             socks.append(s)
         # behind the 16 in the kernel's backlog: accepted once one of them is closed
@@ -1132,7 +1140,8 @@ def test_trickling_clients_do_not_hold_the_metrics_listener(stack, kind):
         # (that scrape may have got in as the first of them closed: the count, once all have)
         scrape()
         status, body = result["scrape"]
-        m = re.search(r"(?m)^waygate_metrics_deadline_closed_total (\S+)$", body)
+        m = re.search(r"(?m)^waygate_metrics_%s_closed_total (\S+)$" % (
+            "first_byte" if tls else "deadline"), body)
         assert status == 200 and m and float(m.group(1)) >= 16, (status, body[:200])
     finally:
         for s in socks:

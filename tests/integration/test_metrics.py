@@ -5,11 +5,13 @@ chain's sequence), nothing but GET /metrics answered, and no personal informatio
 import http.client
 import os
 import re
+import select
 import shlex
 import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 
 import grpc
@@ -346,3 +348,83 @@ def test_tls_metrics_disabled_admin_not_admitted_while_the_database_is_away(stac
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
     # the enabled system_admin is served again once the database is back
     assert wait_for(lambda: https_fetch(stack, addr, "sysadmin")[0] == 200, 30)
+
+
+def test_silent_sockets_from_one_address_leave_room_for_a_scrape(stack):
+    """One address (127.0.0.3) keeps 120 sockets to the metrics listener that send nothing,
+    reopening each as it is closed; scrapes from another address (127.0.0.2) are answered while
+    that flood goes on: the address holds at most 4 of the 16 connections (the others are closed
+    as they are accepted, counted under limit="per_address" or "rate"), so the backlog drains and
+    a scrape is accepted in its turn; the 4 silent ones are closed 2 s after their accept
+    (waygate_metrics_first_byte_closed_total). Without the per-address cap the 120 held the 16
+    connections and the backlog, each reopened one accepted before the waiting scrape, and every
+    scrape timed out."""
+    from conftest import free_port
+    mport = free_port()
+    g = ExtraGateway(stack, "metrics-flood", lambda t: t.replace(
+        "[metrics]\n", "[metrics]\nlisten = 127.0.0.1:%d\n" % mport, 1))
+    stop, flood = threading.Event(), {"reopened": 0, "error": None}
+
+    def opened():
+        s = socket.socket()
+        s.setblocking(False)
+        s.bind(("127.0.0.3", 0))
+        s.connect_ex(("127.0.0.1", mport))
+        return s
+
+    def attacker():
+        socks = []
+        try:
+            socks = [opened() for _ in range(120)]
+            while not stop.is_set():
+                readable, _, _ = select.select(socks, [], [], 0.05)
+                for s in readable:
+                    try:
+                        if s.recv(1, socket.MSG_DONTWAIT):
+                            continue
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        pass
+                    socks[socks.index(s)] = opened()  # closed by the gateway (EOF, reset)
+                    s.close()
+                    flood["reopened"] += 1
+        except Exception as e:  # reported by the assertions below
+            flood["error"] = repr(e)
+        finally:
+            for s in socks:
+                s.close()
+
+    def scrape_from_another_address():
+        c = http.client.HTTPConnection("127.0.0.1", mport, timeout=5,
+                                       source_address=("127.0.0.2", 0))
+        try:
+            c.request("GET", "/metrics")
+            r = c.getresponse()
+            return r.status, r.read().decode()
+        finally:
+            c.close()
+
+    t = threading.Thread(target=attacker, daemon=True)
+    try:
+        t.start()
+        assert wait_for(lambda: flood["reopened"] >= 200, 30), flood
+        for _ in range(3):
+            before = flood["reopened"]
+            time.sleep(0.5)
+            live = flood["reopened"] > before  # still reopening as the scrape connects
+            status, body = scrape_from_another_address()
+            assert status == 200
+            assert live and flood["error"] is None and t.is_alive(), \
+                "the flood was not live at the scrape: %r" % flood
+        refused = re.search(
+            r'(?m)^waygate_metrics_connections_refused_total\{limit="per_address"\} (\S+)$', body)
+        assert refused and float(refused.group(1)) > 0, body[:300]
+        time.sleep(2.5)
+        status, body = scrape_from_another_address()
+        silent = re.search(r"(?m)^waygate_metrics_first_byte_closed_total (\S+)$", body)
+        assert status == 200 and silent and float(silent.group(1)) >= 4, body[:300]
+    finally:
+        stop.set()
+        t.join(10)
+        g.close()
