@@ -361,23 +361,47 @@ bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])
     struct timespec ts;
     char who[GW_API_WHO_MAX], detail[200];
     bool incident = false;
+    enum gw_throttle_verdict v;
+    enum gw_log_level level;
+    enum gw_rule rule;
+    const char *kind;
+    unsigned long limit;
 
     gw_policy_limits(gw_call_policy(call), p->role, &lim);
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    if (gw_throttle_check(app->throttle, gw_api_who(p, who), key, lim.lookups_per_window,
-                          lim.lookup_window_s, (uint64_t)ts.tv_sec, &incident) == GW_THROTTLE_OK)
+    v = gw_throttle_check(app->throttle, gw_api_who(p, who), key, lim.lookups_per_window,
+                          lim.lookup_window_s, (uint64_t)ts.tv_sec, &incident);
+    if (v == GW_THROTTLE_OK)
         return true;
-    if (incident) {
+    if (v == GW_THROTTLE_FULL) { /* the table's capacity, not the caller's doing */
+        struct gw_throttle_stats st;
+
+        gw_throttle_stats(app->throttle, &st);
+        snprintf(detail, sizeof(detail),
+                 "lookup throttle table full on this gateway instance (%zu/%zu principals, "
+                 "%zu/%zu keys): new lookups refused; see [server] lookup_throttle_*",
+                 st.principals, st.max_principals, st.keys, st.max_keys);
+        level = GW_LOG_ERROR;
+        kind = "throttle_full";
+        rule = GW_RULE_LOOKUP_TABLE_FULL;
+        limit = st.max_principals;
+    } else {
         snprintf(detail, sizeof(detail),
                  "more than %" PRIu32
                  " distinct waybills or phone numbers looked up within %" PRIu32
                  " s on this gateway instance; further lookups refused",
                  lim.lookups_per_window, lim.lookup_window_s);
-        GW_LOG(GW_LOG_WARN, "query", lc, "%s", detail);
-        gw_api_incident(call, "high", "bulk_scraping", detail, NULL);
+        level = GW_LOG_WARN;
+        kind = "bulk_scraping";
+        rule = GW_RULE_LOOKUPS_THROTTLED;
+        limit = lim.lookups_per_window;
     }
-    gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, GW_RULE_LOOKUPS_THROTTLED);
-    f.limit = lim.lookups_per_window;
+    if (incident) {
+        GW_LOG(level, "query", lc, "%s", detail);
+        gw_api_incident(call, "high", kind, detail, NULL);
+    }
+    gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, rule);
+    f.limit = limit;
     gw_call_finish_fault(call, &f);
     return false;
 }

@@ -88,8 +88,9 @@ void gw_api_incident(struct gw_call *call, const char *severity, const char *kin
                      const char *detail, const uint8_t *record_id);
 
 /* The scraping throttle: counts key (a blind index) as looked up by the caller. Returns true
- * when allowed; otherwise the call has been failed (RESOURCE_EXHAUSTED, the limit named) and,
- * once per window, a 'bulk_scraping' incident recorded. */
+ * when allowed; otherwise the call has been failed RESOURCE_EXHAUSTED: over the caller's limit
+ * (named), with a 'bulk_scraping' incident once per window per principal; or the throttle's
+ * table full (its capacity named), with a 'throttle_full' incident once per window. */
 bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN]);
 
 #endif

@@ -17,10 +17,6 @@ struct gw_segcache;
 struct gw_store;
 struct gw_throttle;
 
-/* The scraping throttle's bounds (policy/throttle.h): principals tracked at once, and keys (16
- * bytes and a time each) over all of them: about 24 MiB at most. */
-#define GW_APP_THROTTLE_PRINCIPALS 4096
-#define GW_APP_THROTTLE_KEYS (1u << 20)
 struct gw_workers;
 struct gw_audit;
 

@@ -947,7 +947,7 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
     app.segs = app.store != NULL ? gw_segcache_new(app.store, cfg.segment_refresh_ms) : NULL;
     app.incidents =
         gw_incident_new(app.db, app.audit, cfg.incident_queue_max, cfg.db_reconnect_max_ms);
-    app.throttle = gw_throttle_new(GW_APP_THROTTLE_PRINCIPALS, GW_APP_THROTTLE_KEYS);
+    app.throttle = gw_throttle_new(cfg.lookup_throttle_principals, cfg.lookup_throttle_keys);
     app.refusals = gw_refusals_new(d.base, app.audit, NULL, cfg.refusal_window_s);
     if (app.segs == NULL || app.incidents == NULL || app.throttle == NULL || app.refusals == NULL) {
         GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot create the store");

@@ -73,6 +73,7 @@
 #include "server.h"
 #include "store.h"
 #include "store_scan.h"
+#include "throttle.h"
 #include "tls.h"
 #include "workers.h"
 
@@ -285,6 +286,32 @@ static void write_store(struct evbuffer *b, const struct gw_app *app)
     gw_store_scan_stats(app->store, &sc);
     counter(b, "waygate_scan_groups_total", "scan-event insert transactions", (double)sc.groups);
     gauge(b, "waygate_scans_queued", "scan events waiting for a group now", (double)sc.queued);
+}
+
+/* The scraping throttle's table (throttle.h): how full it is, and the lookups it refused for
+ * want of room (not for a principal's limit). */
+static void write_throttle(struct evbuffer *b, const struct gw_app *app)
+{
+    struct gw_throttle_stats st;
+
+    if (app->throttle == NULL)
+        return;
+    gw_throttle_stats(app->throttle, &st);
+    gauge(b, "waygate_lookup_throttle_principals",
+          "principals the lookup throttle tracks now (each until idle a whole lookup window)",
+          (double)st.principals);
+    gauge(b, "waygate_lookup_throttle_principals_limit",
+          "principals the lookup throttle can track ([server] lookup_throttle_principals)",
+          (double)st.max_principals);
+    gauge(b, "waygate_lookup_throttle_keys", "distinct lookups the throttle holds now",
+          (double)st.keys);
+    gauge(b, "waygate_lookup_throttle_keys_limit",
+          "distinct lookups the throttle can hold ([server] lookup_throttle_keys)",
+          (double)st.max_keys);
+    counter(b, "waygate_lookup_throttle_full_total",
+            "Get, Search and Reveal lookups refused RESOURCE_EXHAUSTED because the throttle's "
+            "table was full (not a principal's limit; incident kind throttle_full)",
+            (double)st.full);
 }
 
 /* The password-hashing process (workers.h). */
@@ -579,6 +606,7 @@ static void render(struct evbuffer *b, const struct gw_metrics *m)
     write_db(b, app);
     write_workers(b, app);
     write_store(b, app);
+    write_throttle(b, app);
     write_audit(b, app);
     write_incidents(b, app);
     write_outbox(b, m);

@@ -83,6 +83,10 @@ static const struct keydef keys[] = {
     {"server", "max_deadline_ms", T_U32, F(max_deadline_ms), 100, 3600000, 0, RESTART},
     {"server", "segment_refresh_ms", T_U32, F(segment_refresh_ms), 100, 86400000, 0, RESTART},
     {"server", "incident_queue_max", T_U32, F(incident_queue_max), 1, 1000000, 0, RESTART},
+    {"server", "lookup_throttle_principals", T_U32, F(lookup_throttle_principals), 16, 4194304,
+     0, RESTART},
+    {"server", "lookup_throttle_keys", T_U32, F(lookup_throttle_keys), 1024, 67108864, 0,
+     RESTART},
     {"tls", "cert", T_PATH, F(tls_cert), 0, 0, 1, RELOAD},
     {"tls", "key", T_PATH, F(tls_key), 0, 0, 1, RELOAD},
     {"tls", "client_ca", T_PATH, F(tls_client_ca), 0, 0, 1, RELOAD},
@@ -152,7 +156,7 @@ static const struct keydef keys[] = {
  * config and the new one over this table only, so a field without a row would be silently
  * ignored by a SIGHUP. A new field: add its row (with RELOAD only if the daemon applies it on a
  * SIGHUP), then the size here. */
-#define GW_CONFIG_SIZE_LP64 432
+#define GW_CONFIG_SIZE_LP64 440
 #if defined(__x86_64__) || defined(__aarch64__)
 _Static_assert(sizeof(struct gw_config) == GW_CONFIG_SIZE_LP64,
                "struct gw_config changed: add the new field's row to keys[] (config.c), with "
@@ -195,6 +199,8 @@ static void set_defaults(struct gw_config *c)
     c->max_deadline_ms = 60000;
     c->segment_refresh_ms = 5000;
     c->incident_queue_max = 4096;
+    c->lookup_throttle_principals = 65536;
+    c->lookup_throttle_keys = 1u << 20;
     c->db_pool_size = 4;
     c->db_pipeline_depth = 8;
     c->db_queue_max = 4096;

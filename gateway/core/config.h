@@ -75,6 +75,11 @@ struct gw_config {
         max_deadline_ms; /* cap on a client's grpc-timeout and default deadline, default 60000 */
     uint32_t segment_refresh_ms; /* segment cache: at most one reload per interval, default 5000 */
     uint32_t incident_queue_max; /* incident rows queued before coalescing, default 4096 */
+    /* the scraping throttle's table (policy/throttle.h), read at start: principals tracked at
+     * once, default 65536 (about 9 MiB), and keys over all of them, default 1048576 (at most
+     * 40 MiB) */
+    uint32_t lookup_throttle_principals;
+    uint32_t lookup_throttle_keys;
 
     /* [tls] */
     char *tls_cert;         /* server certificate chain (PEM), required */

@@ -207,6 +207,7 @@ enum gw_rule {
     GW_RULE_REVEAL_DENIED,
     GW_RULE_REVEAL_QUOTA,      /* (bound) */
     GW_RULE_LOOKUPS_THROTTLED, /* (bound) */
+    GW_RULE_LOOKUP_TABLE_FULL, /* (bound) */
     GW_RULE_ACCESS_NOT_RECORDED,
     GW_RULE_ADMIN_CERT_NEEDS_TOKEN,
     /* bulk operations, destruction (Art. 15, 26, 37) */

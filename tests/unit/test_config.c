@@ -123,6 +123,8 @@ static void test_defaults(void **state)
     assert_int_equal(c.max_deadline_ms, 60000);
     assert_int_equal(c.segment_refresh_ms, 5000);
     assert_int_equal(c.incident_queue_max, 4096);
+    assert_int_equal(c.lookup_throttle_principals, 65536);
+    assert_int_equal(c.lookup_throttle_keys, 1u << 20);
     assert_null(c.tls_crl);
     assert_string_equal(c.db_conninfo, "postgresql://waygate@localhost/waygate");
     assert_int_equal(c.db_pool_size, 4);

@@ -1,15 +1,18 @@
 /* test_throttle.c: the scraping throttle's table (policy/throttle.h): distinct keys per principal
  * in a sliding window, a repeat not counted, one incident per window, principals independent,
- * bounded memory (full tables refuse, expired entries make room). */
+ * bounded memory (full tables refuse as full, not as over a limit; expired entries make room),
+ * the table sized from the config's default well above 4096 principals. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 
 #include <cmocka.h>
 
+#include "config.h"
 #include "throttle.h"
 
 static void key(uint8_t k[GW_THROTTLE_KEY_LEN], unsigned n)
@@ -83,22 +86,102 @@ static void bounded_principals_and_keys(void **state)
     (void)state;
     assert_int_equal(look(t, "cert:a", 1, 100, &inc), GW_THROTTLE_OK);
     assert_int_equal(look(t, "cert:b", 1, 100, &inc), GW_THROTTLE_OK);
-    /* both slots hold live keys: a third principal is refused (fail closed) */
-    assert_int_equal(look(t, "cert:c", 1, 100, &inc), GW_THROTTLE_OVER);
+    /* both slots hold live keys: a third principal is refused (fail closed), as the table's
+     * capacity (not its own limit: it made no lookup), with one incident per window */
+    assert_int_equal(look(t, "cert:c", 1, 100, &inc), GW_THROTTLE_FULL);
+    assert_true(inc);
+    assert_int_equal(look(t, "cert:d", 1, 100, &inc), GW_THROTTLE_FULL);
+    assert_false(inc);
     gw_throttle_usage(t, &np, &nk);
     assert_int_equal(np, 2);
     assert_int_equal(nk, 2);
     /* total key budget: 4 */
     assert_int_equal(look(t, "cert:a", 2, 101, &inc), GW_THROTTLE_OK);
     assert_int_equal(look(t, "cert:b", 2, 101, &inc), GW_THROTTLE_OK);
-    assert_int_equal(look(t, "cert:a", 3, 102, &inc), GW_THROTTLE_OVER);
+    assert_int_equal(look(t, "cert:a", 3, 102, &inc), GW_THROTTLE_FULL);
+    assert_false(inc); /* the table's incident of this window was asked for at 100 */
     gw_throttle_usage(t, &np, &nk);
     assert_int_equal(nk, 4);
+    /* a principal's own limit is still OVER, with its own incident */
+    assert_int_equal(
+        gw_throttle_check(t, "cert:b", (uint8_t[GW_THROTTLE_KEY_LEN]){9}, 2, 60, 102, &inc),
+        GW_THROTTLE_OVER);
+    assert_true(inc);
     /* once the window has passed, an idle principal's slot and keys are reused */
     assert_int_equal(look(t, "cert:c", 1, 200, &inc), GW_THROTTLE_OK);
     gw_throttle_usage(t, &np, &nk);
     assert_int_equal(np, 2);
     assert_true(nk <= 4);
+    gw_throttle_free(t);
+}
+
+/* The daemon's table (daemon.c: [server] lookup_throttle_principals and _keys, their defaults
+ * here): with 4096 principals each holding a lookup of the window (the old fixed capacity), a
+ * 4097th is counted, not refused; the table reports what it holds. */
+static void default_table_takes_a_4097th_principal(void **state)
+{
+    struct gw_config c;
+    struct gw_throttle *t;
+    struct gw_throttle_stats st;
+    char err[512], who[32];
+    bool inc;
+
+    (void)state;
+    assert_int_equal(gw_config_load("data/config/minimal.conf", &c, err, sizeof(err)), 0);
+    t = gw_throttle_new(c.lookup_throttle_principals, c.lookup_throttle_keys);
+    assert_non_null(t);
+    for (unsigned i = 0; i < 4096; i++) {
+        snprintf(who, sizeof(who), "cert:device-%u", i);
+        assert_int_equal(gw_throttle_check(t, who, (uint8_t[GW_THROTTLE_KEY_LEN]){1}, 200, 600,
+                                           1000 + i / 100, &inc),
+                         GW_THROTTLE_OK);
+    }
+    assert_int_equal(gw_throttle_check(t, "cert:device-4096", (uint8_t[GW_THROTTLE_KEY_LEN]){1},
+                                       200, 600, 1100, &inc),
+                     GW_THROTTLE_OK);
+    gw_throttle_stats(t, &st);
+    assert_int_equal(st.principals, 4097);
+    assert_true(st.max_principals >= 65536);
+    assert_int_equal(st.keys, 4097);
+    assert_int_equal(st.full, 0);
+    gw_throttle_free(t);
+    gw_config_clear(&c);
+}
+
+/* Many keys of one principal through its index: a repeat is found (not counted again) among
+ * thousands, keys leave the window by when they were last seen, and the freed room is counted
+ * exactly. */
+static void many_keys_repeat_and_expire(void **state)
+{
+    struct gw_throttle *t = gw_throttle_new(4, 100000);
+    uint8_t k[GW_THROTTLE_KEY_LEN];
+    size_t np, nk;
+    bool inc;
+
+    (void)state;
+    for (unsigned i = 0; i < 5000; i++) {
+        key(k, i);
+        assert_int_equal(gw_throttle_check(t, "cert:big", k, 5000, 60, 100, &inc), GW_THROTTLE_OK);
+    }
+    key(k, 5000);
+    assert_int_equal(gw_throttle_check(t, "cert:big", k, 5000, 60, 101, &inc), GW_THROTTLE_OVER);
+    for (unsigned i = 0; i < 5000; i += 2) { /* the even ones seen again at 130 */
+        key(k, i);
+        assert_int_equal(gw_throttle_check(t, "cert:big", k, 5000, 60, 130, &inc), GW_THROTTLE_OK);
+    }
+    gw_throttle_usage(t, &np, &nk);
+    assert_int_equal(nk, 5000);
+    /* at 160 the odd ones (seen at 100) are gone: 2500 new keys fit, the 2501st does not */
+    for (unsigned i = 0; i < 2500; i++) {
+        key(k, 10000 + i);
+        assert_int_equal(gw_throttle_check(t, "cert:big", k, 5000, 60, 160, &inc), GW_THROTTLE_OK);
+    }
+    key(k, 20000);
+    assert_int_equal(gw_throttle_check(t, "cert:big", k, 5000, 60, 160, &inc), GW_THROTTLE_OVER);
+    key(k, 4998); /* an even one, still in the window */
+    assert_int_equal(gw_throttle_check(t, "cert:big", k, 5000, 60, 160, &inc), GW_THROTTLE_OK);
+    gw_throttle_usage(t, &np, &nk);
+    assert_int_equal(nk, 5000);
     gw_throttle_free(t);
 }
 
@@ -108,6 +191,8 @@ int main(void)
         cmocka_unit_test(limit_repeat_and_one_incident_per_window),
         cmocka_unit_test(zero_limit_or_window_allows_nothing),
         cmocka_unit_test(bounded_principals_and_keys),
+        cmocka_unit_test(default_table_takes_a_4097th_principal),
+        cmocka_unit_test(many_keys_repeat_and_expire),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
