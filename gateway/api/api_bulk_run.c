@@ -623,6 +623,14 @@ static void destroyed_cb(void *arg, int err, int64_t seq, const struct gw_db_res
         refuse(r, "lawful hold", GW_EPRECOND, "request_id", GW_RULE_BULK_LAWFUL_HOLD);
         return;
     }
+    if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 2 &&
+        gw_store_bulk_contended(res->sqlstate)) {
+        /* gave way to another transaction's locks (a suite migration's or rewrap's batch, a
+         * retention sweep): not the selection's fault; the claim went with the transaction, so
+         * the request stays approved and runs again */
+        refuse(r, "lock conflict: retry", GW_EUNAVAIL, NULL, GW_RULE_BULK_CONTENDED);
+        return;
+    }
     if (err == GW_EINTERNAL && res != NULL && res->failed_stmt == 2) {
         refuse(r, "selection changed", GW_EPRECOND, "request_id", GW_RULE_BULK_SELECTION_CHANGED);
         return;

@@ -233,6 +233,10 @@ static const char *const rule_text[GW_RULE_COUNT] = {
                                     "the one the approver's role may see ([levels]): it is "
                                     "approved by a second person cleared for that level, or "
                                     "rejected (Art. 37)",
+    [GW_RULE_BULK_CONTENDED] = "a record it selects was locked by another transaction (a "
+                               "maintenance batch, a retention sweep) and the destruction gave "
+                               "way (deadlock or lock timeout); nothing was destroyed and the "
+                               "request stays approved: retry",
     /* lawful access and the monthly report */
     [GW_RULE_LAWFUL_ACCOUNT] = "acts only through a person's account token (Art. 16)",
     [GW_RULE_LAWFUL_TOO_MANY] = "names too many waybills (at most %)",

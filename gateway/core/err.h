@@ -235,6 +235,7 @@ enum gw_rule {
     GW_RULE_BULK_DESTROY_KEY,
     GW_RULE_BULK_KEY_CHANGED,
     GW_RULE_BULK_APPROVER_LEVEL,
+    GW_RULE_BULK_CONTENDED,
     /* lawful access and the monthly report (Art. 16, 17) */
     GW_RULE_LAWFUL_ACCOUNT,
     GW_RULE_LAWFUL_TOO_MANY, /* (bound) */

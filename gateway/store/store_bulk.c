@@ -524,6 +524,12 @@ void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
     stmt(b, destroy_request_sql, 4);
 }
 
+bool gw_store_bulk_contended(const char *sqlstate)
+{
+    return sqlstate != NULL && (strcmp(sqlstate, "40P01") == 0 || strcmp(sqlstate, "40001") == 0 ||
+                                strcmp(sqlstate, "55P03") == 0);
+}
+
 /* sql/009_bulk.sql: every id must be past the retention, or nothing is destroyed. */
 static const char destroy_ids_sql[] = "SELECT retention_destroy($1::uuid[], $2::integer, $3, $4)";
 

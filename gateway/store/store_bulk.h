@@ -174,6 +174,10 @@ void gw_store_bulk_claimed(struct gw_store_bulk_stmt *b, const char *id, const c
  * selected record is held by an approved, unexpired lawful-access case (sql/038's trigger).
  * Result: one row (destruction id). */
 #define GW_BULK_HELD "WR002"
+/* Whether sqlstate (NULL: no) says a statement gave way to another transaction's locks: a
+ * deadlock (40P01), a serialization failure (40001) or a lock timeout (55P03). Nothing of its
+ * transaction committed, and the same statement may succeed once the other has ended. */
+bool gw_store_bulk_contended(const char *sqlstate);
 void gw_store_bulk_destroy_request(struct gw_store_bulk_stmt *b, const char *id,
                                    const char *selector, int64_t expected, int level);
 /* Deletes the waybills ids (array literal), every one older than days, and writes a retention

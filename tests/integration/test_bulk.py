@@ -1083,6 +1083,56 @@ def test_a_destroy_selecting_a_record_a_lawful_case_holds_destroys_nothing(stack
     assert stack.psql("SELECT count(*) FROM waybill WHERE id IN %s" % in_ids) == ["0"]
 
 
+def test_a_destroy_that_loses_a_deadlock_is_unavailable_and_stays_runnable(stack, people):
+    """An approved destroy whose DELETE is chosen as a deadlock's victim (40P01: here against a
+    session that holds a selected record's row and then waits for the request's row, which the
+    run's claim locked, as a suite migration's batch met a destruction on the phone register)
+    is refused UNAVAILABLE with a message saying retry, a refused bulk.run record, nothing
+    destroyed, the request still approved; it then runs. Before, any error of the destroy's
+    statement was "the records selected changed" (FAILED_PRECONDITION), which sends the requester
+    to request it again for nothing. The gateway's DELETE waits first, so its deadlock check
+    (deadlock_timeout after its wait began) runs first and it is the victim: no sleep decides."""
+    ids = [submit(stack, new_waybill(stack, "a")) for _ in range(2)]
+    past_this_second()
+    in_ids = "('%s')" % "','".join(ids)
+    r = request(people, 3, ids, purpose="customer erasure request 2026-93",
+                legal_basis="《个人信息保护法》第四十七条; written request ref 93")
+    approve(people, r.request_id)
+    holder = lock_holder(stack, "SELECT 1 FROM waybill WHERE id = '%s' FOR UPDATE" % ids[1])
+    try:
+        pid = holder_pid(holder)
+        out = {}
+
+        def go():
+            out["r"] = refusal(lambda: run(people, r.request_id))
+        t = threading.Thread(target=go)
+        t.start()
+        su = superuser_uri(stack)
+        assert wait_for(lambda: any("bulk_destroy" in q for q in waiting_on(stack, pid, su)), 60)
+        # the holder now waits for the row the run's claim holds: a cycle
+        holder.stdin.write("SELECT 1 FROM bulk_request WHERE id = '%s' FOR UPDATE;\n\\echo got\n"
+                           % r.request_id)
+        holder.stdin.flush()
+        t.join(120)
+        assert not t.is_alive()
+        while holder.stdout.readline().strip() != "got":  # the holder won: the run gave way
+            pass
+    finally:
+        release_holder(holder)
+    assert out["r"] == (
+        grpc.StatusCode.UNAVAILABLE,
+        "a record it selects was locked by another transaction (a maintenance batch, a retention "
+        "sweep) and the destruction gave way (deadlock or lock timeout); nothing was destroyed "
+        "and the request stays approved: retry")
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN %s" % in_ids) == ["2"]
+    assert stack.psql("SELECT state, run_count IS NULL FROM bulk_request WHERE id = '%s'"
+                      % r.request_id) == ["approved|t"]
+    assert stack.psql("SELECT outcome, detail FROM audit_record WHERE action = 'bulk.run' AND "
+                      "approval = '%s'" % r.request_id) == ["refused|lock conflict: retry"]
+    assert run(people, r.request_id)[-1].records_done == 2
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN %s" % in_ids) == ["0"]
+
+
 def test_a_destroy_deletes_only_records_within_the_requesters_levels(stack, people):
     """A bulk destroy is bounded by its requester's security levels exactly as an export is
     (bulk_within_level: the request's count, the run's count and bulk_destroy, sql/031): the
