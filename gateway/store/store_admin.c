@@ -362,14 +362,18 @@ int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admi
     rc = gw_admin_command(a, "BEGIN", errbuf, errlen);
     if (rc != 0)
         return rc;
+    /* FOR NO KEY UPDATE: the batch changes dek_wrapped and kek_version only, no column of a
+     * unique index, so the foreign-key checks (FOR KEY SHARE) of a RecordScan's event or an
+     * outbox row naming a held record go on while the batch runs; FOR UPDATE held them for the
+     * whole batch */
     res = PQexecParams(a->pg,
                        b->have_cursor
                            ? "SELECT id, kek_version, dek_wrapped FROM waybill WHERE "
                              "kek_version <> $1 AND get_byte(dek_wrapped, 1) = $3 AND id > $4 "
-                             "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED"
+                             "ORDER BY id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED"
                            : "SELECT id, kek_version, dek_wrapped FROM waybill WHERE "
                              "kek_version <> $1 AND get_byte(dek_wrapped, 1) = $3 "
-                             "ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                             "ORDER BY id LIMIT $2 FOR NO KEY UPDATE SKIP LOCKED",
                        b->have_cursor ? 4 : 3, types, params, lens, fmts, 1);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = gw_admin_refused(res, a, errbuf, errlen);

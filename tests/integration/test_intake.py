@@ -792,6 +792,49 @@ def test_keys_rotate_rewrap_retire_all_records_readable(stack):
     assert not unreadable, "records not readable after retire:\n" + "\n".join(unreadable)
 
 
+def test_a_rewrap_batch_does_not_hold_up_a_scan_of_its_records(stack):
+    """`keys rewrap` locks its batch's rows FOR NO KEY UPDATE: it changes dek_wrapped and
+    kek_version only, no column of a unique index, so a RecordScan of a record the batch holds
+    (its event's foreign-key check takes FOR KEY SHARE) completes while the batch runs. The CLI
+    is held mid-batch by a lock the test controls: SHARE on phone_sender, which the waybill
+    UPDATE's statement trigger (sql/013) inserts into, so the first record's UPDATE waits with
+    the whole batch locked. Before, the batch took FOR UPDATE and the scan waited for the
+    batch's commit (here: for ever)."""
+    from test_faults import superuser_uri
+    from test_scan import scan
+    from conftest import BUILD, holder_pid, waiting_on
+    keyring = stack.env["WAYGATE_KEYRING"]
+    m = re.search(r"(?m)^suite %s[^:\n]*: current KEK version: (\d+)$" % SUITE, keys_status(stack))
+    assert m, keys_status(stack)
+    old = int(m.group(1))
+    w = new_waybill(stack, "a")
+    rid = accepted(stack, w)
+    r = stack.ctl("keys", "rotate", "--suite", SUITE, "--keyring", keyring, "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    reload_keys(stack, old + 1)
+    holder = lock_holder(stack, "LOCK TABLE phone_sender IN SHARE MODE")
+    cli = None
+    try:
+        pid = holder_pid(holder)
+        cli = subprocess.Popen([os.path.join(BUILD, "waygatectl"), "keys", "rewrap", "--suite",
+                                SUITE, "--keyring", keyring, "--db", stack.pguri, "--batch",
+                                "100000"], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, text=True,
+                               env=dict(os.environ, WAYGATE_KEYRING=keyring))
+        su = superuser_uri(stack)
+        assert wait_for(lambda: any("UPDATE waybill" in q for q in waiting_on(stack, pid, su)), 60)
+        # the batch holds every record of the old version, rid among them, until it commits
+        assert stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % rid) == [str(old)]
+        assert scan(stack, w.waybill_no, "PICKED_UP", PICKUP + 60).status == "picked_up"
+        assert cli.poll() is None, "the rewrap ended before the scan: it held nothing"
+    finally:
+        release_holder(holder)
+        if cli is not None:
+            out, err = cli.communicate(timeout=120)
+    assert cli.returncode == 0, out + err
+    assert stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % rid) == [str(old + 1)]
+
+
 def test_retire_with_a_gateway_not_reloaded_loses_nothing(stack):
     """A gateway whose keyring was not reloaded after `keys rotate` (its SIGHUP failed, which
     keeps the running keys, or was never sent) goes on sealing under the old KEK version. Once a
