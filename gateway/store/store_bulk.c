@@ -81,10 +81,10 @@ static const char load_sql[] =
     "make_interval(secs => $2::integer) ELSE expires_at END))::bigint, floor(extract(epoch FROM "
     "decided_at))::bigint FROM bulk_request WHERE id = $1::uuid";
 
+/* sql/048: the expired records no lawful case holds, skipping the rows another transaction has
+ * locked (a key batch's): those are destroyed at a later sweep, so the DELETE does not wait. */
 static const char ids_sql[] =
-    "SELECT w.id::text FROM waybill w WHERE greatest(w.pickup_day, (w.accepted_at AT TIME ZONE "
-    "'Asia/Shanghai')::date) < (now() AT TIME ZONE 'Asia/Shanghai')::date - $1::integer "
-    "AND NOT waybill_lawful_hold(w.wb_bidx) ORDER BY w.id LIMIT $2::integer";
+    "SELECT id::text FROM retention_expired_ids($1::integer, $2::integer) AS id";
 
 static struct gw_store_bulk_req *req_new(enum kind k, void *arg)
 {

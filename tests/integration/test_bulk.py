@@ -1133,6 +1133,33 @@ def test_a_destroy_that_loses_a_deadlock_is_unavailable_and_stays_runnable(stack
     assert stack.psql("SELECT count(*) FROM waybill WHERE id IN %s" % in_ids) == ["0"]
 
 
+def test_a_destroy_that_meets_a_held_record_gives_way_within_its_lock_timeout(stack, people):
+    """An approved destroy selecting a record whose row another transaction holds (a key batch's
+    FOR UPDATE, here a psql session's) waits at most bulk_destroy's lock_timeout (2 s, sql/048)
+    instead of until that transaction commits, holding the gateway's audit writer (every audited
+    call) all the while: RunBulk answers UNAVAILABLE saying retry while the lock is still held,
+    nothing is destroyed, the request stays approved and runs once the lock is gone. Before, the
+    run waited for the holder for ever."""
+    ids = [submit(stack, new_waybill(stack, "a")) for _ in range(2)]
+    past_this_second()
+    in_ids = "('%s')" % "','".join(ids)
+    r = request(people, 3, ids, purpose="customer erasure request 2026-94",
+                legal_basis="《个人信息保护法》第四十七条; written request ref 94")
+    approve(people, r.request_id)
+    holder = lock_holder(stack, "SELECT 1 FROM waybill WHERE id = '%s' FOR UPDATE" % ids[0])
+    try:
+        code, msg = refusal(lambda: run(people, r.request_id))
+        assert holder.poll() is None, "the lock holder ended before the run answered"
+    finally:
+        release_holder(holder)
+    assert code == grpc.StatusCode.UNAVAILABLE and msg.endswith("stays approved: retry"), msg
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN %s" % in_ids) == ["2"]
+    assert stack.psql("SELECT state FROM bulk_request WHERE id = '%s'" % r.request_id) == [
+        "approved"]
+    assert run(people, r.request_id)[-1].records_done == 2
+    assert stack.psql("SELECT count(*) FROM waybill WHERE id IN %s" % in_ids) == ["0"]
+
+
 def test_a_destroy_deletes_only_records_within_the_requesters_levels(stack, people):
     """A bulk destroy is bounded by its requester's security levels exactly as an export is
     (bulk_within_level: the request's count, the run's count and bulk_destroy, sql/031): the

@@ -22,7 +22,8 @@ import pytest
 import audit_lib
 import register_lib
 from conftest import BUILD, PGBIN, lock_holder, release_holder, scrape_metrics, wait_for
-from query_data import get, new_waybill, refusal, submit
+from query_data import SEARCH, get, new_waybill, refusal, submit
+import waygate_proto
 
 OLD_PICKUP = 1646100000  # 2022-03-01, more than the default 1095 days before the test runs
 BATCH = 2
@@ -394,3 +395,39 @@ def test_the_migration_forgets_what_earlier_destructions_left(stack):
     register_lib.check_forgotten(stack, c, f)
     assert register_lib.reported_suspicious(stack) == flagged - 1
     register_lib.check_new_sender(stack, c, f)
+
+
+def test_a_sweep_leaves_a_held_record_and_holds_up_no_audited_call(stack):
+    """An expired record whose row another transaction holds (here a psql session's FOR UPDATE,
+    as a `keys migrate-suite` or `keys rewrap` batch holds its rows until it commits) is left out
+    of the sweep (retention_expired_ids skips locked rows, sql/048), so the sweep's DELETE, which
+    runs in the audit writer's transaction, waits for nothing: the other expired records are
+    destroyed and a Search on the sweeping gateway (an audited call) answers while the lock is
+    still held. The held record is destroyed by a sweep after the lock is released. Before, the
+    sweep selected it, its DELETE waited for the holder's commit, and every audited call of that
+    gateway waited with it (a Search took 20 s while a batch's locks were held)."""
+    ids = [submit_old(stack, new_waybill(stack, "a"), OLD_PICKUP) for _ in range(3)]
+    young = new_waybill(stack, "a")
+    young_id = submit(stack, young)
+    # the lowest id: the sweep's first batch (id order, BATCH records) would take it
+    held = min(ids)
+    others = "('%s')" % "','".join(i for i in ids if i != held)
+    holder = lock_holder(stack, "SELECT 1 FROM waybill WHERE id = '%s' FOR UPDATE" % held)
+    proc, log, addr = sweeping_gateway(stack)
+    try:
+        assert wait_for(lambda: stack.psql("SELECT count(*) FROM waybill WHERE id IN %s"
+                                           % others) == ["0"], 60), \
+            "the sweep did not destroy the expired records nobody holds"
+        views = list(waygate_proto.stream(stack.channel("branch_a", addr=addr), SEARCH,
+                                          stack.pb.query.SearchRequest(
+                                              waybill_no=young.waybill_no),
+                                          stack.pb.common.WaybillView, timeout=60))
+        assert [v.id for v in views] == [young_id]
+        assert holder.poll() is None, "the lock holder ended before the Search answered"
+        assert stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'" % held) == ["1"]
+    finally:
+        release_holder(holder)
+        stop(proc, log)
+    sweep_until(stack, lambda: stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'"
+                                          % held) == ["0"],
+                "the record held during the first sweep was not destroyed by the next")
