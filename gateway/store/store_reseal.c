@@ -142,6 +142,64 @@ static int write_one(struct gw_admin *a, const char *sql, const struct gw_bytes 
     return rc;
 }
 
+/* Appends the blind index's hex to the list at *p (one entry, comma-separated). */
+static char *add_phone(char *p, const uint8_t bidx[GW_RECORD_BIDX_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+
+    for (size_t k = 0; k < GW_RECORD_BIDX_LEN; k++) {
+        *p++ = hex[bidx[k] >> 4];
+        *p++ = hex[bidx[k] & 15];
+    }
+    *p++ = ',';
+    return p;
+}
+
+/* Locks the register's rows (phone_owner) of the listed sender phones (hex, comma-separated,
+ * list_len bytes with the last comma) in blind-index order, through phone_register_lock
+ * (sql/049). */
+static int lock_phones(struct gw_admin *a, char *list, size_t list_len, char *errbuf, size_t errlen)
+{
+    const char *vals[1] = {list};
+    PGresult *res;
+    int rc = 0;
+
+    if (list_len == 0)
+        return 0;
+    list[list_len - 1] = '\0'; /* the last comma */
+    res = PQexecParams(a->pg,
+                       "SELECT phone_register_lock(ARRAY(SELECT decode(h, 'hex') FROM "
+                       "unnest(string_to_array($1, ',')) AS h))",
+                       1, NULL, vals, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK)
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+    PQclear(res);
+    return rc;
+}
+
+/* Opens row i of the batch and seals it under the target suite into out (arena: *arena, new).
+ * Returns 0, 1 when fn refused it, or a negative error (said in errbuf). */
+static int open_row(const PGresult *res, int i, gw_admin_reseal_fn fn, void *arg,
+                    struct gw_store_row *row, struct gw_arena **arena,
+                    struct gw_sealed_waybill *out, char *errbuf, size_t errlen)
+{
+    *arena = NULL;
+    if (gw_store_row_get(res, i, row) != 0) {
+        gw_pq_msg(errbuf, errlen, "unexpected column types in table waybill");
+        return GW_EINTERNAL;
+    }
+    if ((*arena = gw_arena_new(ARENA_CAP)) == NULL) {
+        gw_pq_msg(errbuf, errlen, "out of memory");
+        return GW_ENOMEM;
+    }
+    if (fn(arg, &row->w, *arena, out) != 0) {
+        gw_arena_free(*arena);
+        *arena = NULL;
+        return 1;
+    }
+    return 0;
+}
+
 int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admin_reseal_fn fn,
                           void *arg, char *errbuf, size_t errlen)
 {
@@ -149,7 +207,8 @@ int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admi
     const char *params[3] = {as, ls, b->have_cursor ? (const char *)b->cursor : NULL};
     static const int lens[3] = {0, 0, 16}, fmts[3] = {0, 0, 1};
     static const Oid types[3] = {0, 0, OID_UUID};
-    char *sel = NULL, *upd = NULL;
+    char *sel = NULL, *upd = NULL, *phones = NULL, *pp;
+    bool *opened = NULL;
     long updated = 0, failed = 0;
     PGresult *res = NULL;
     int i, n, rc;
@@ -174,26 +233,58 @@ int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admi
         goto fail;
     }
     n = PQntuples(res);
+    /* First every record is opened and sealed once for its sender phone's blind indexes, old and
+     * new, whose register rows are then locked in blind-index order (sql/049) before the first
+     * UPDATE: each UPDATE's trigger (sql/013) takes its new phone's row, in record-id order, and a
+     * destruction takes its records' rows in blind-index order (sql/046), so two phones met in
+     * opposite orders deadlocked. The records are sealed again to be written (fresh keys; the
+     * blind indexes come out the same): the batch keeps no record's clear values meanwhile. */
+    opened = gw_calloc(n > 0 ? (size_t)n : 1, sizeof(*opened));
+    phones = gw_malloc((size_t)n * 2 * (2 * GW_RECORD_BIDX_LEN + 1) + 1);
+    if (opened == NULL || phones == NULL) {
+        gw_pq_msg(errbuf, errlen, "out of memory");
+        rc = GW_ENOMEM;
+        goto fail;
+    }
+    pp = phones;
+    for (i = 0; i < n; i++) {
+        struct gw_store_row row;
+        struct gw_sealed_waybill out;
+        struct gw_arena *arena;
+
+        rc = open_row(res, i, fn, arg, &row, &arena, &out, errbuf, errlen);
+        if (rc < 0)
+            goto fail;
+        memcpy(b->cursor, row.w.id, 16);
+        b->have_cursor = true;
+        if (rc > 0) {
+            rc = 0;
+            failed++;
+            continue;
+        }
+        opened[i] = true;
+        if (row.w.has_sender_phone_bidx)
+            pp = add_phone(pp, row.w.sender_phone_bidx);
+        if (out.has_sender_phone_bidx)
+            pp = add_phone(pp, out.sender_phone_bidx);
+        gw_arena_free(arena);
+    }
+    rc = lock_phones(a, phones, (size_t)(pp - phones), errbuf, errlen);
+    if (rc != 0)
+        goto fail;
     for (i = 0; i < n; i++) {
         struct gw_store_row row;
         struct gw_sealed_waybill out;
         struct gw_arena *arena;
         bool one = false;
 
-        if (gw_store_row_get(res, i, &row) != 0) {
-            gw_pq_msg(errbuf, errlen, "unexpected column types in table waybill");
-            rc = GW_EINTERNAL;
+        if (!opened[i])
+            continue;
+        rc = open_row(res, i, fn, arg, &row, &arena, &out, errbuf, errlen);
+        if (rc < 0)
             goto fail;
-        }
-        memcpy(b->cursor, row.w.id, 16);
-        b->have_cursor = true;
-        if ((arena = gw_arena_new(ARENA_CAP)) == NULL) {
-            gw_pq_msg(errbuf, errlen, "out of memory");
-            rc = GW_ENOMEM;
-            goto fail;
-        }
-        if (fn(arg, &row.w, arena, &out) != 0) {
-            gw_arena_free(arena);
+        if (rc > 0) {
+            rc = 0;
             failed++;
             continue;
         }
@@ -229,6 +320,8 @@ fail:
     res = PQexec(a->pg, "ROLLBACK");
     PQclear(res);
 out:
+    gw_free(opened);
+    gw_free(phones);
     gw_free(sel);
     gw_free(upd);
     return rc;

@@ -474,3 +474,90 @@ def test_migrate_to_sm_while_serving_interrupted_and_resumed(stack, sm_keys):
     assert suite_counts(stack).get(SM, 0) == 0
     for w, rid, _ in records[::OLD_PER_SENDER]:
         assert aes_gw.get(w.waybill_no).id == rid
+
+
+def test_a_migration_batch_and_a_destruction_take_the_register_in_one_order(stack, sm_keys):
+    """A `keys migrate-suite` batch and a destruction whose records share sender phones with it
+    do not deadlock on the suspicious-customer register (phone_owner). The batch's UPDATEs (one
+    per record, in record-id order) each lock the register row of the record's new sender phone
+    (sql/013's trigger); the destruction locks its records' rows in blind-index order (sql/046).
+    Here the batch's first record has the higher phone of two, its later one the lower, and a
+    destruction (a DELETE of two records already under sm, one per phone) holds the lower and
+    wants the higher: before sql/049 the batch held the higher and waited for the lower, and one
+    side died with "deadlock detected ... while locking tuple in phone_owner". Now the batch locks
+    its phones' rows in blind-index order before its first UPDATE, and both finish. The order is
+    made by a lock the test holds (the lower phone's row): the destruction waits for it first,
+    then the batch; released, the destruction takes the lower row first. No sleep."""
+    from conftest import holder_pid, lock_holder, release_holder
+    from test_faults import superuser_uri
+    aes_gw = Client(stack, stack.addr)
+    gw = ExtraGateway(stack, "sm-order", edit=lambda text: with_suite(text, "sm"))
+    su = superuser_uri(stack)
+    base = PARTY_SENDERS + 100
+    holder = dest = p = None
+    try:
+        sm_gw = Client(stack, gw.addr)
+        d = []
+        for k in range(2):
+            w = query_data.new_waybill(stack, "a", sender_n=base + k)
+            d.append((w, sm_gw.submit(w)))
+        bidx = {rid: stack.psql("SELECT encode(sender_phone_bidx, 'hex') FROM waybill WHERE "
+                                "id = '%s'" % rid)[0] for _, rid in d}
+        (lo_w, lo_id), (hi_w, hi_id) = sorted(d, key=lambda x: bidx[x[1]])
+
+        def aes_record(phone, k):
+            """A record under aes with the phone and another sender's ID number."""
+            w = query_data.new_waybill(stack, "a", sender_n=base + 10 + k)
+            w.sender.phone = phone
+            return aes_gw.submit(w)
+        m_hi = aes_record(hi_w.sender.phone, 0)
+        for k in range(1, 40):  # the lower phone's record after the higher's in id order
+            m_lo = aes_record(lo_w.sender.phone, k)
+            if m_lo > m_hi:
+                break
+            stack.psql("DELETE FROM waybill WHERE id = '%s'" % m_lo)
+        assert m_lo > m_hi
+        assert suite_counts(stack, [m_hi, m_lo]) == {AES: 2}
+
+        holder = lock_holder(stack, "SELECT 1 FROM phone_owner WHERE phone_bidx = "
+                             "decode('%s', 'hex') FOR UPDATE" % bidx[lo_id])
+        pid = holder_pid(holder)
+        dest = subprocess.Popen([os.path.join(PGBIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                                 "-d", stack.pguri_owner, "-c",
+                                 "DELETE FROM waybill WHERE id IN ('%s', '%s')" % (lo_id, hi_id)],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        assert wait_for(lambda: any("DELETE FROM waybill" in q
+                                    for q in stack.psql("SELECT query FROM pg_stat_activity "
+                                                        "WHERE %d = ANY(pg_blocking_pids(pid))"
+                                                        % pid, uri=su)), 60)
+        p = subprocess.Popen([os.path.join(BUILD, "waygatectl"), "keys", "migrate-suite", "--to",
+                              "sm", "--batch", "100000"], stdin=subprocess.DEVNULL,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=ctl_env(stack))
+        admin = re.search(r"user=([^&]*)", stack.pguri).group(1)
+        assert wait_for(lambda: stack.psql("SELECT count(*) FROM pg_stat_activity WHERE "
+                                           "usename = '%s' AND wait_event_type = 'Lock'"
+                                           % admin, uri=su) == ["1"], 120), \
+            "the migration never waited for the register's row"
+        release_holder(holder)
+        holder = None
+        out, err = dest.communicate(timeout=120)
+        assert dest.returncode == 0, err
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+        assert stack.psql("SELECT count(*) FROM waybill WHERE id IN ('%s', '%s')"
+                          % (lo_id, hi_id)) == ["0"]
+        assert suite_counts(stack, [m_hi, m_lo]) == {SM: 2}
+    finally:
+        if holder is not None:
+            release_holder(holder)
+        for proc in (dest, p):
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        r = subprocess.run([os.path.join(BUILD, "waygatectl"), "keys", "migrate-suite", "--to",
+                            "aes"], capture_output=True, text=True, timeout=300,
+                           env=ctl_env(stack))
+        gw.close()
+    assert r.returncode == 0, r.stderr
