@@ -76,8 +76,8 @@ struct gw_config {
     uint32_t segment_refresh_ms; /* segment cache: at most one reload per interval, default 5000 */
     uint32_t incident_queue_max; /* incident rows queued before coalescing, default 4096 */
     /* the scraping throttle's table (policy/throttle.h), read at start: principals tracked at
-     * once, default 65536 (about 9 MiB), and keys over all of them, default 1048576 (at most
-     * 40 MiB) */
+     * once, default 65536 (about 9 MiB), and keys over all of them, default 1048576 (about
+     * 50 MiB when all are held) */
     uint32_t lookup_throttle_principals;
     uint32_t lookup_throttle_keys;
 

@@ -4,7 +4,8 @@
  * index over them (keys are blind indexes, HMAC outputs: their first bytes are their hash).
  * Invariants: sum of every principal's entries <= max_keys; a principal's entries are all
  * distinct, at most its limit, each in its index once; a principal's `oldest` is at most the
- * oldest `seen` of its entries; a slot is on its name's chain xor on the free list. */
+ * oldest `seen` of its entries; a slot is on its name's chain xor on the free list; `room` is
+ * the sum of the principals' caps, a cap at most 4 x its entries or 16 after each expiry pass. */
 #include "throttle.h"
 
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include "alloc.h"
 
 #define NONE UINT32_MAX /* end of a chain or of the free list */
+#define GROW_FIRST 16   /* a principal's first arrays, in entries */
 
 struct entry {
     uint8_t key[GW_THROTTLE_KEY_LEN];
@@ -28,12 +30,14 @@ struct who {
     uint64_t last;        /* last lookup, for reuse */
     uint64_t incident_at; /* when the last incident was asked for; 0 = never */
     uint64_t oldest;      /* <= every entry's seen: no pass over them before it expires */
+    uint32_t window;      /* its own window (its role's), which others' lookups expire it by */
 };
 
 struct gw_throttle {
     struct who *w;
     uint32_t *head; /* nbuckets chains */
     size_t nw, nbuckets, used, max_keys, keys;
+    size_t room; /* sum of the principals' array lengths (cap), in entries */
     uint32_t free_list;
     uint64_t seed;
     uint64_t slot_scan_at, key_scan_at; /* when a full table was last searched for room, +1 */
@@ -92,8 +96,9 @@ fail:
     return NULL;
 }
 
-static void wipe_keys(struct who *w)
+static void wipe_keys(struct gw_throttle *t, struct who *w)
 {
+    t->room -= w->cap;
     gw_free_wipe(w->e, w->cap * sizeof(struct entry));
     gw_free_wipe(w->idx, w->icap * sizeof(uint32_t));
     w->e = NULL;
@@ -106,7 +111,7 @@ void gw_throttle_free(struct gw_throttle *t)
     if (t == NULL)
         return;
     for (size_t i = 0; i < t->nw; i++)
-        wipe_keys(&t->w[i]);
+        wipe_keys(t, &t->w[i]);
     gw_free(t->w);
     gw_free(t->head);
     gw_free(t);
@@ -135,6 +140,8 @@ static struct entry *lookup(const struct gw_throttle *t, const struct who *w, co
     return NULL;
 }
 
+static bool resize(struct gw_throttle *t, struct who *w, uint32_t cap);
+
 /* Drops w's entries last seen window_s or longer ago: a pass over them only once the oldest may
  * have expired, after which `oldest` is exact (so at most one pass a second). */
 static void expire(struct gw_throttle *t, struct who *w, uint32_t window_s, uint64_t now)
@@ -154,6 +161,17 @@ static void expire(struct gw_throttle *t, struct who *w, uint32_t window_s, uint
     t->keys -= w->n - j;
     w->n = j;
     w->oldest = oldest;
+    /* arrays a quarter full or less shrink to twice what is kept (never below the first size):
+     * what a principal holds follows what it keeps, or one that filled its arrays once would
+     * hold them for as long as it looks one thing up a window, beyond what the key cap bounds
+     * (it counts entries, not arrays: review) */
+    if (w->cap > GROW_FIRST && j <= w->cap / 4) {
+        uint32_t cap = GROW_FIRST;
+        while (cap < 2 * j)
+            cap *= 2;
+        if (resize(t, w, cap))
+            return;
+    }
     reindex(t, w);
 }
 
@@ -172,7 +190,7 @@ static void release(struct gw_throttle *t, uint32_t i)
         pp = &t->w[*pp].next;
     *pp = w->next;
     t->keys -= w->n;
-    wipe_keys(w);
+    wipe_keys(t, w);
     memset(w, 0, sizeof(*w));
     w->next = t->free_list;
     t->free_list = i;
@@ -182,7 +200,7 @@ static void release(struct gw_throttle *t, uint32_t i)
 /* The slot of who, or a free one (reusing a principal with nothing in its window whose incident
  * window has passed too); NULL when none is free or reusable (then searched again a second
  * later at the earliest). */
-static struct who *find(struct gw_throttle *t, const char *who, uint32_t window_s, uint64_t now)
+static struct who *find(struct gw_throttle *t, const char *who, uint64_t now)
 {
     uint32_t *chain = chain_of(t, who), i;
     struct who *w;
@@ -193,8 +211,8 @@ static struct who *find(struct gw_throttle *t, const char *who, uint32_t window_
     if (t->free_list == NONE && t->slot_scan_at != now + 1) {
         for (i = 0; i < t->nw; i++) {
             w = &t->w[i];
-            if (now - w->last >= window_s &&
-                (w->incident_at == 0 || now - w->incident_at >= window_s)) {
+            if (now - w->last >= w->window &&
+                (w->incident_at == 0 || now - w->incident_at >= w->window)) {
                 release(t, i);
                 break;
             }
@@ -233,15 +251,14 @@ static enum gw_throttle_verdict refuse(struct gw_throttle *t, struct who *w,
     return v;
 }
 
-/* Room for one more entry in w: false when out of memory. */
-static bool grow(const struct gw_throttle *t, struct who *w, uint32_t limit)
+/* w's arrays made cap entries long (cap >= w->n), its index twice that rounded up to a power of
+ * two: false when out of memory (w unchanged). */
+static bool resize(struct gw_throttle *t, struct who *w, uint32_t cap)
 {
-    uint32_t cap = w->cap == 0 ? 16 : w->cap * 2, icap = 1;
+    uint32_t icap = 1;
     struct entry *e;
     uint32_t *idx;
 
-    if (cap > limit)
-        cap = limit;
     while (icap < 2 * cap)
         icap *= 2;
     e = gw_calloc(cap, sizeof(*e));
@@ -255,12 +272,21 @@ static bool grow(const struct gw_throttle *t, struct who *w, uint32_t limit)
         memcpy(e, w->e, w->n * sizeof(*e));
     gw_free_wipe(w->e, w->cap * sizeof(*e));
     gw_free_wipe(w->idx, w->icap * sizeof(*idx));
+    t->room = t->room - w->cap + cap;
     w->e = e;
     w->idx = idx;
     w->cap = cap;
     w->icap = icap;
     reindex(t, w);
     return true;
+}
+
+/* Room for one more entry in w: false when out of memory. */
+static bool grow(struct gw_throttle *t, struct who *w, uint32_t limit)
+{
+    uint32_t cap = w->cap == 0 ? GROW_FIRST : w->cap * 2;
+
+    return resize(t, w, cap > limit ? limit : cap);
 }
 
 enum gw_throttle_verdict gw_throttle_check(struct gw_throttle *t, const char *who,
@@ -276,10 +302,11 @@ enum gw_throttle_verdict gw_throttle_check(struct gw_throttle *t, const char *wh
     if (t == NULL || who == NULL || who[0] == '\0' || strlen(who) >= GW_THROTTLE_WHO_MAX ||
         window_s == 0) /* no window would forget every key at once: nothing is allowed */
         return GW_THROTTLE_OVER;
-    w = find(t, who, window_s, now_s);
+    w = find(t, who, now_s);
     if (w == NULL)
         return refuse(t, NULL, GW_THROTTLE_FULL, window_s, now_s, incident);
     w->last = now_s;
+    w->window = window_s;
     expire(t, w, window_s, now_s);
     e = lookup(t, w, key);
     if (e != NULL) {
@@ -293,9 +320,8 @@ enum gw_throttle_verdict gw_throttle_check(struct gw_throttle *t, const char *wh
         /* make room from the other principals' expired keys (a pass a second at most) */
         for (size_t i = 0; i < t->nw && t->keys >= t->max_keys; i++)
             if (t->w[i].name[0] != '\0')
-                expire(t, &t->w[i], window_s, now_s);
-        if (t->keys >= t->max_keys)
-            t->key_scan_at = now_s + 1;
+                expire(t, &t->w[i], t->w[i].window, now_s);
+        t->key_scan_at = now_s + 1;
     }
     if (t->keys >= t->max_keys || (w->n == w->cap && !grow(t, w, limit)))
         return refuse(t, w, GW_THROTTLE_FULL, window_s, now_s, incident);
@@ -317,6 +343,7 @@ void gw_throttle_stats(const struct gw_throttle *t, struct gw_throttle_stats *st
     st->max_principals = t->nw;
     st->keys = t->keys;
     st->max_keys = t->max_keys;
+    st->room = t->room;
     st->full = t->full;
 }
 

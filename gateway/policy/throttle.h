@@ -48,6 +48,8 @@ enum gw_throttle_verdict gw_throttle_check(struct gw_throttle *t, const char *wh
 struct gw_throttle_stats {
     size_t principals, max_principals; /* held now, capacity */
     size_t keys, max_keys;
+    size_t room;   /* entries the principals' arrays hold room for: at most about 4 x keys, plus
+                    * 16 a principal (arrays shrink as entries expire) */
     uint64_t full; /* lookups refused GW_THROTTLE_FULL since start */
 };
 

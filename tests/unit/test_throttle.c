@@ -185,6 +185,74 @@ static void many_keys_repeat_and_expire(void **state)
     gw_throttle_free(t);
 }
 
+/* A principal that filled its arrays once and then looks one thing up a window keeps arrays the
+ * size of what it keeps, not of what it once held: memory follows the key cap (review: 64 such
+ * principals held 32 MiB for 64 keys). */
+static void arrays_shrink_as_keys_expire(void **state)
+{
+    struct gw_throttle *t = gw_throttle_new(64, 1u << 20);
+    struct gw_throttle_stats st;
+    uint8_t k[GW_THROTTLE_KEY_LEN];
+    char who[32];
+    bool inc;
+
+    (void)state;
+    for (unsigned p = 0; p < 8; p++) {
+        snprintf(who, sizeof(who), "cert:p%u", p);
+        for (unsigned i = 0; i < 16384; i++) {
+            key(k, i);
+            assert_int_equal(gw_throttle_check(t, who, k, 16384, 60, 100, &inc), GW_THROTTLE_OK);
+        }
+    }
+    gw_throttle_stats(t, &st);
+    assert_int_equal(st.keys, 8 * 16384);
+    assert_true(st.room >= 8 * 16384);
+    for (uint64_t now = 200; now < 500; now += 100) /* one lookup a window, each principal */
+        for (unsigned p = 0; p < 8; p++) {
+            snprintf(who, sizeof(who), "cert:p%u", p);
+            key(k, 100000 + (unsigned)now);
+            assert_int_equal(gw_throttle_check(t, who, k, 16384, 60, now, &inc), GW_THROTTLE_OK);
+        }
+    gw_throttle_stats(t, &st);
+    assert_int_equal(st.keys, 8);
+    assert_true(st.room <= 4 * st.keys + 16 * st.principals);
+    /* and the arrays grow again as the keys come back, each still found */
+    for (unsigned i = 0; i < 1000; i++) {
+        key(k, i);
+        assert_int_equal(gw_throttle_check(t, "cert:p0", k, 16384, 60, 400, &inc), GW_THROTTLE_OK);
+    }
+    key(k, 999);
+    assert_int_equal(gw_throttle_check(t, "cert:p0", k, 1001, 60, 401, &inc), GW_THROTTLE_OK);
+    key(k, 5000);
+    assert_int_equal(gw_throttle_check(t, "cert:p0", k, 1001, 60, 401, &inc), GW_THROTTLE_OVER);
+    gw_throttle_free(t);
+}
+
+/* A principal is forgotten by its own window, not by the window of whoever looks up next: a
+ * short-window role's lookup in a full table reset a long-window principal's count (review). */
+static void each_principal_keeps_its_own_window(void **state)
+{
+    struct gw_throttle *t = gw_throttle_new(2, 1000);
+    uint8_t k[GW_THROTTLE_KEY_LEN];
+    bool inc;
+
+    (void)state;
+    for (unsigned i = 0; i < 3; i++) {
+        key(k, i);
+        assert_int_equal(gw_throttle_check(t, "cert:long", k, 3, 600, 100, &inc), GW_THROTTLE_OK);
+    }
+    key(k, 50);
+    assert_int_equal(gw_throttle_check(t, "cert:short", k, 3, 10, 200, &inc), GW_THROTTLE_OK);
+    /* the table is full: a third principal of the short window finds no slot, since the first
+     * one's last lookup is 100 s old and its window is 600 s */
+    assert_int_equal(gw_throttle_check(t, "cert:other", k, 3, 10, 200, &inc), GW_THROTTLE_FULL);
+    key(k, 3);
+    assert_int_equal(gw_throttle_check(t, "cert:long", k, 3, 600, 201, &inc), GW_THROTTLE_OVER);
+    /* the short one's slot, idle past its own window, is taken */
+    assert_int_equal(gw_throttle_check(t, "cert:other", k, 3, 10, 211, &inc), GW_THROTTLE_OK);
+    gw_throttle_free(t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -193,6 +261,8 @@ int main(void)
         cmocka_unit_test(bounded_principals_and_keys),
         cmocka_unit_test(default_table_takes_a_4097th_principal),
         cmocka_unit_test(many_keys_repeat_and_expire),
+        cmocka_unit_test(arrays_shrink_as_keys_expire),
+        cmocka_unit_test(each_principal_keeps_its_own_window),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
