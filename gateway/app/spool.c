@@ -28,12 +28,19 @@ struct gw_spool {
     char rejected[4400]; /* the incident's detail when the file was rejected, else "" */
 };
 
-/* What a file may hold: every entry the writer's queue, the incident queue (and its by-kind
- * rows) and the refusals' kinds can leave. */
+/* Stops' worth of entries a file may carry: a file read at start whose entries the database
+ * did not take is written again at the stop with that run's own, so a gateway stopped and
+ * started during one outage grows it, as does a queue made smaller across a restart (review). */
+#define SPOOL_CARRY 4
+
+/* What a file may hold, read or written (so one written can be read): SPOOL_CARRY times every
+ * entry the writer's queue, the incident queue (and its by-kind rows) and the refusals' kinds can
+ * leave. */
 static size_t cap_of(const struct gw_config *cfg)
 {
-    return gw_audit_spool_cap((size_t)cfg->audit_queue_max + cfg->incident_queue_max +
-                              GW_INCIDENT_KINDS_MAX + GW_REFUSALS_KINDS + 1);
+    return gw_audit_spool_cap(SPOOL_CARRY *
+                              ((size_t)cfg->audit_queue_max + cfg->incident_queue_max +
+                               GW_INCIDENT_KINDS_MAX + GW_REFUSALS_KINDS + 1));
 }
 
 /* The spool keys of the keyring's audit keys: its suite's first (which writes), the other
