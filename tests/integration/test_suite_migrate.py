@@ -545,7 +545,13 @@ def test_a_migration_batch_and_a_destruction_take_the_register_in_one_order(stac
         out, err = dest.communicate(timeout=120)
         assert dest.returncode == 0, err
         out, err = p.communicate(timeout=300)
-        assert p.returncode == 0, err
+        # the stack's other records may include ones other tests altered on purpose, which the
+        # migration names and leaves (exit 1); what matters here is that it went through
+        assert "deadlock" not in err and re.search(r"migrate-suite: \d+ records re-sealed under "
+                                                   r"sm", err), err
+        assert p.returncode == 0 or all(
+            "does not authenticate" in l or "left as it is" in l
+            for l in err.splitlines() if l.startswith("waygatectl keys migrate-suite: record ")), err
         assert stack.psql("SELECT count(*) FROM waybill WHERE id IN ('%s', '%s')"
                           % (lo_id, hi_id)) == ["0"]
         assert suite_counts(stack, [m_hi, m_lo]) == {SM: 2}
