@@ -346,9 +346,3 @@ void gw_throttle_stats(const struct gw_throttle *t, struct gw_throttle_stats *st
     st->room = t->room;
     st->full = t->full;
 }
-
-void gw_throttle_usage(const struct gw_throttle *t, size_t *principals, size_t *keys)
-{
-    *principals = t->used;
-    *keys = t->keys;
-}

@@ -55,7 +55,4 @@ struct gw_throttle_stats {
 
 void gw_throttle_stats(const struct gw_throttle *t, struct gw_throttle_stats *st);
 
-/* Principals and keys held now (tests and metrics). */
-void gw_throttle_usage(const struct gw_throttle *t, size_t *principals, size_t *keys);
-
 #endif

@@ -80,7 +80,7 @@ static void zero_limit_or_window_allows_nothing(void **state)
 static void bounded_principals_and_keys(void **state)
 {
     struct gw_throttle *t = gw_throttle_new(2, 4);
-    size_t np, nk;
+    struct gw_throttle_stats st;
     bool inc;
 
     (void)state;
@@ -92,16 +92,16 @@ static void bounded_principals_and_keys(void **state)
     assert_true(inc);
     assert_int_equal(look(t, "cert:d", 1, 100, &inc), GW_THROTTLE_FULL);
     assert_false(inc);
-    gw_throttle_usage(t, &np, &nk);
-    assert_int_equal(np, 2);
-    assert_int_equal(nk, 2);
+    gw_throttle_stats(t, &st);
+    assert_int_equal(st.principals, 2);
+    assert_int_equal(st.keys, 2);
     /* total key budget: 4 */
     assert_int_equal(look(t, "cert:a", 2, 101, &inc), GW_THROTTLE_OK);
     assert_int_equal(look(t, "cert:b", 2, 101, &inc), GW_THROTTLE_OK);
     assert_int_equal(look(t, "cert:a", 3, 102, &inc), GW_THROTTLE_FULL);
     assert_false(inc); /* the table's incident of this window was asked for at 100 */
-    gw_throttle_usage(t, &np, &nk);
-    assert_int_equal(nk, 4);
+    gw_throttle_stats(t, &st);
+    assert_int_equal(st.keys, 4);
     /* a principal's own limit is still OVER, with its own incident */
     assert_int_equal(
         gw_throttle_check(t, "cert:b", (uint8_t[GW_THROTTLE_KEY_LEN]){9}, 2, 60, 102, &inc),
@@ -109,9 +109,9 @@ static void bounded_principals_and_keys(void **state)
     assert_true(inc);
     /* once the window has passed, an idle principal's slot and keys are reused */
     assert_int_equal(look(t, "cert:c", 1, 200, &inc), GW_THROTTLE_OK);
-    gw_throttle_usage(t, &np, &nk);
-    assert_int_equal(np, 2);
-    assert_true(nk <= 4);
+    gw_throttle_stats(t, &st);
+    assert_int_equal(st.principals, 2);
+    assert_true(st.keys <= 4);
     gw_throttle_free(t);
 }
 
@@ -155,7 +155,7 @@ static void many_keys_repeat_and_expire(void **state)
 {
     struct gw_throttle *t = gw_throttle_new(4, 100000);
     uint8_t k[GW_THROTTLE_KEY_LEN];
-    size_t np, nk;
+    struct gw_throttle_stats st;
     bool inc;
 
     (void)state;
@@ -169,8 +169,8 @@ static void many_keys_repeat_and_expire(void **state)
         key(k, i);
         assert_int_equal(gw_throttle_check(t, "cert:big", k, 5000, 60, 130, &inc), GW_THROTTLE_OK);
     }
-    gw_throttle_usage(t, &np, &nk);
-    assert_int_equal(nk, 5000);
+    gw_throttle_stats(t, &st);
+    assert_int_equal(st.keys, 5000);
     /* at 160 the odd ones (seen at 100) are gone: 2500 new keys fit, the 2501st does not */
     for (unsigned i = 0; i < 2500; i++) {
         key(k, 10000 + i);
@@ -180,8 +180,8 @@ static void many_keys_repeat_and_expire(void **state)
     assert_int_equal(gw_throttle_check(t, "cert:big", k, 5000, 60, 160, &inc), GW_THROTTLE_OVER);
     key(k, 4998); /* an even one, still in the window */
     assert_int_equal(gw_throttle_check(t, "cert:big", k, 5000, 60, 160, &inc), GW_THROTTLE_OK);
-    gw_throttle_usage(t, &np, &nk);
-    assert_int_equal(nk, 5000);
+    gw_throttle_stats(t, &st);
+    assert_int_equal(st.keys, 5000);
     gw_throttle_free(t);
 }
 
