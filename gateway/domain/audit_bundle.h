@@ -125,6 +125,9 @@ struct gw_bundle_verify_stats {
     uint64_t cut_off;
     char uncovered_note[GW_BUNDLE_ERR_MAX]; /* the first chain with such a tail, or "" */
     int64_t from_us, to_us;                 /* the header's range */
+    /* occupied slots of the key index visited, lookups and insertions (rehashes included): the
+     * work keys cost, which stays in proportion to their number */
+    uint64_t key_probes;
 };
 
 /* Returns 0 and *out, GW_EINVAL (more than GW_BUNDLE_TRUST_MAX trusted keys) or GW_ENOMEM. */

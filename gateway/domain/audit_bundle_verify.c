@@ -346,13 +346,15 @@ static size_t key_slot(const struct gw_bundle_verifier *v, const char *id)
     return h & (v->nslots - 1);
 }
 
-static struct key *find_key(const struct gw_bundle_verifier *v, const char *id)
+static struct key *find_key(struct gw_bundle_verifier *v, const char *id)
 {
     if (v->nslots == 0)
         return NULL;
-    for (size_t i = key_slot(v, id); v->slots[i] != 0; i = (i + 1) & (v->nslots - 1))
+    for (size_t i = key_slot(v, id); v->slots[i] != 0; i = (i + 1) & (v->nslots - 1)) {
+        v->st.key_probes++;
         if (strcmp(v->keys[v->slots[i] - 1].id, id) == 0)
             return &v->keys[v->slots[i] - 1];
+    }
     return NULL;
 }
 
@@ -377,15 +379,19 @@ static int add_key(struct gw_bundle_verifier *v, const struct key *k)
         v->nslots = n;
         for (size_t j = 0; j < v->nkeys; j++) {
             size_t i = key_slot(v, v->keys[j].id);
-            while (v->slots[i] != 0)
+            while (v->slots[i] != 0) {
+                v->st.key_probes++;
                 i = (i + 1) & (n - 1);
+            }
             v->slots[i] = (uint32_t)(j + 1);
         }
     }
     v->keys[v->nkeys] = *k;
     size_t i = key_slot(v, k->id);
-    while (v->slots[i] != 0)
+    while (v->slots[i] != 0) {
+        v->st.key_probes++;
         i = (i + 1) & (v->nslots - 1);
+    }
     v->slots[i] = (uint32_t)(++v->nkeys);
     return 0;
 }

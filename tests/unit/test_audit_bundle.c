@@ -302,9 +302,12 @@ static void sm2_key_off_the_curve_is_malformed(void **state)
     free(b.p);
 }
 
-/* A hostile bundle of many keys costs time in proportion to its length: each key is looked up
- * by its id in an index, not against every key before it (200000 keys took 163 s,
- * n^2/2 comparisons: red before; now well under a second, ten allowed for a loaded machine). */
+/* A hostile bundle of many keys costs work in proportion to its length: each key is looked up
+ * by its id in an index, not against every key before it (200000 keys took 163 s, n^2/2
+ * comparisons, before the index). Counted, not timed: the slots the index visited for all the
+ * lookups and insertions (rehashes included) stay within a small multiple of the keys (a linear
+ * probe at half load visits ~2.5 a miss); every key in one slot (red-checked: key_slot returning
+ * 0) visits n^2/2. */
 static void many_keys_cost_linear_time(void **state)
 {
     struct gw_bundle_header h = {"test", 1, 0, 1000000, "tester"};
@@ -312,14 +315,12 @@ static void many_keys_cost_linear_time(void **state)
     struct gw_bundle_verifier *v;
     struct gw_bundle_verify_stats st;
     struct gw_sign_key seal = key_of(SEED);
-    struct timespec t0, t1;
     uint8_t pub[GW_SIGN_PUB_MAX] = {0};
     size_t publen;
-    enum { N = 200000 };
+    enum { N = 20000 };
     (void)state;
     assert_int_equal(gw_bundle_verifier_new(NULL, &v), 0);
     assert_int_equal(gw_bundle_writer_new(gw_bundle_verify_sink, v, &h, &w), 0);
-    clock_gettime(CLOCK_MONOTONIC, &t0);
     for (uint32_t i = 0; i < N; i++) {
         memcpy(pub, &i, sizeof i);
         assert_int_equal(gw_bundle_write_key(w, pub, 32), 0);
@@ -328,11 +329,11 @@ static void many_keys_cost_linear_time(void **state)
     assert_int_equal(gw_bundle_write_key(w, pub, publen), 0);
     assert_int_equal(gw_bundle_finish(w, &seal), 0);
     assert_int_equal(gw_bundle_verify_end(v), 0);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
     gw_bundle_verify_stats(v, &st);
     assert_int_equal(st.keys, N + 1);
-    if (t1.tv_sec - t0.tv_sec > 10)
-        fail_msg("%d keys took %ld s to verify", N, (long)(t1.tv_sec - t0.tv_sec));
+    if (st.key_probes > 8 * (uint64_t)(N + 1))
+        fail_msg("%d keys visited %llu slots of the key index", N,
+                 (unsigned long long)st.key_probes);
     gw_bundle_writer_free(w);
     gw_bundle_verifier_free(v);
 }
