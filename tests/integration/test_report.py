@@ -357,9 +357,22 @@ def test_a_report_past_its_time_limit_is_recorded_as_a_timeout(stack, reports):
             assert attempts(stack, month, gw.where) == [STARTED, ("timeout", TIMEOUT_300, "-")]
         finally:
             release_holder(holder)
-        resp = gw.report(month)
-        assert attempts(stack, month, gw.where) == [STARTED, ("timeout", TIMEOUT_300, "-"),
-                                                    STARTED, ("ok", digest(resp), "-")]
+        # nothing holds the count now, but in CI's one session audit_record holds the whole
+        # run's records: a loaded machine can take longer than 300 ms to count them, which is
+        # this rule at work, not the lock. Each such attempt is recorded as the first was.
+        late = []
+        for _ in range(20):
+            try:
+                resp = gw.report(month)
+                break
+            except grpc.RpcError as e:
+                assert (e.code(), e.details()) == (grpc.StatusCode.DEADLINE_EXCEEDED,
+                                                   TIMEOUT_300)
+                late += [STARTED, ("timeout", TIMEOUT_300, "-")]
+        else:
+            raise AssertionError("20 reports in a row past 300 ms with nothing holding them")
+        assert attempts(stack, month, gw.where) == [STARTED, ("timeout", TIMEOUT_300, "-")] + \
+            late + [STARTED, ("ok", digest(resp), "-")]
     finally:
         gw.close()
     # this gateway's chain verifies (closed: its last checkpoint covers its last record, the
