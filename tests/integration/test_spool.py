@@ -209,7 +209,9 @@ def test_a_spool_that_cannot_be_written_keeps_the_file_read_at_start_and_says_so
         assert wait_for(lambda: "spool %s: %d entr%s verified, written again"
                         % (gw.spool, n, "y" if n == 1 else "ies") in gw.log()[mark:], 30), \
             gw.log()[mark:][-2000:]
-        time.sleep(1)  # its signal handlers are set once the start is done
+        # its signal handlers are set once the start is done, and the line that says it is
+        # listening is written after them (daemon.c)
+        assert wait_for(lambda: "listening: tls" in gw.log()[mark:], 60), gw.log()[mark:][-2000:]
         os.mkdir(gw.spool + ".tmp")
         stop(gw)
         tail = gw.log()[mark:]
