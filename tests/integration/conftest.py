@@ -105,7 +105,7 @@ class Stack:
         return waygate_proto.unary(self.channel(principal), method, request, response_cls,
                                    timeout=timeout, metadata=metadata)
 
-    def health(self, principal="courier_a", timeout=5, addr=None):
+    def health(self, principal="courier_a", timeout=30, addr=None):
         return waygate_proto.health_check(self.channel(principal, addr=addr), timeout=timeout)
 
     def devstack(self, cmd):

@@ -52,7 +52,7 @@ def courier(stack):
 
 def health(ch):
     try:
-        return waygate_proto.health_check(ch, timeout=5)
+        return waygate_proto.health_check(ch, timeout=30)
     except grpc.RpcError as e:
         return e.code().name
 

@@ -93,7 +93,7 @@ def check_data_loss(stack, w, record_id, other=None, principal="courier_a"):
         values += test_intake.pii_values(other) + [mask_name(other.sender.name)]
     for v in values:
         assert v not in (e.details() or "")
-    ok = wait_for(lambda: "decryption_failure" in incidents(stack, record_id), timeout=10)
+    ok = wait_for(lambda: "decryption_failure" in incidents(stack, record_id), timeout=60)
     assert ok, "no decryption_failure incident for record %s" % record_id
 
 
@@ -133,7 +133,7 @@ def test_unknown_kek_version_is_key_unavailable(stack):
     try:
         e = rpc_error(lambda: get(stack, w.waybill_no))
         assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
-        ok = wait_for(lambda: "key_unavailable" in incidents(stack, rec), timeout=10)
+        ok = wait_for(lambda: "key_unavailable" in incidents(stack, rec), timeout=60)
         assert ok, "no key_unavailable incident"
     finally:
         stack.psql("UPDATE waybill SET kek_version = %s WHERE id = '%s'" % (saved, rec))
