@@ -441,8 +441,8 @@ static void test_retire_refuses_late_writers(void **state)
         fflush(NULL);
         _exit(rc);
     }
-    long long waiting = 0;
-    for (int i = 0; i < 90 && waiting == 0; i++) {
+    long long waiting = 0; /* the child's start, under ASan on a loaded machine: 60 s at most */
+    for (int i = 0; i < 1200 && waiting == 0; i++) {
         usleep(50000);
         waiting = scalar("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
                          "'waybill'::regclass");
