@@ -752,6 +752,10 @@ def test_calls_sharing_a_lookup_may_all_go_away(stack):
     shared = stack.metric("waygate_certificate_lookups_shared_total")
     ch = waygate_proto.channel(stack.addr, stack.ca, crt, key)
     try:
+        # connected first (the lookup is per call, not per connection): a handshake slowed by
+        # a loaded machine would otherwise eat the calls' 3 s, and a call that expires before it
+        # is sent joins no lookup
+        grpc.channel_ready_future(ch).result(timeout=60)
         holder = lock_holder(stack, "LOCK TABLE principal IN ACCESS EXCLUSIVE MODE")
         try:
             pb = stack.pb.health
