@@ -51,6 +51,18 @@ def gw(stack):
         g.close()
 
 
+@pytest.fixture(scope="module")
+def patient_gw(stack):
+    """The same test build with the default stall limit (30 s): a reader that keeps reading must
+    never be reset, and a loaded machine can starve a Python reader for longer than STALL_MS."""
+    g = SecondGateway(stack, "streaming-patient", "stream_write_timeout_ms = 30000",
+                      binary="waygated-test")
+    try:
+        yield g
+    finally:
+        g.close()
+
+
 def flood(stack, gw, count, size, timeout=120, channel=None):
     ch = channel or stack.channel(addr=gw.addr)
     req = stack.pb.health.HealthCheckRequest(service="%d:%d" % (count, size))
@@ -61,10 +73,11 @@ def reset_lines(gw):
     return [line for line in gw.log_text().splitlines() if RESET_MSG in line]
 
 
-def test_slow_reader_gets_everything_in_bounded_memory(stack, gw):
+def test_slow_reader_gets_everything_in_bounded_memory(stack, patient_gw):
     """800 messages of 64 KiB (50 MiB) to a client that pauses every 8 messages: every byte
     arrives, the stream is not reset (the client keeps taking bytes), and the gateway's peak
     resident memory grows by less than RSS_GROWTH_BOUND_KIB."""
+    gw = patient_gw
     count, size = 800, 64 * 1024
     pid = gw.proc.pid
     # Warm up the code paths and buffers a stream uses, then take the baseline.
