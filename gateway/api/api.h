@@ -74,11 +74,17 @@ void gw_api_compliance_report(struct gw_call *call, const uint8_t *req, size_t l
 #define GW_API_AUTH_SHARE 8
 /* The shares of the database queue (api_share.c over db.h's): rpc.h's admit and within hooks,
  * share_ctx the struct gw_app. The owner is the connection's certificate (its fingerprint: known
- * before any database work, registered or not); calls without one share one owner. admit
- * refuses a new call whose certificate holds gw_db_share requests queued or in flight
+ * before any database work, registered or not) for the identity step, whose token lookup is
+ * the certificate's, and for callers known by the certificate alone; from the handler's start
+ * on, a call made with an account's token (GW_AUTHN_TOKEN) is its account's over that
+ * certificate: SHA-256 over a label, the fingerprint and the account id, so that accounts
+ * logging in over one certificate each have a share. Calls without a certificate share one
+ * owner. admit refuses a new call whose owner holds gw_db_share requests queued or in flight
  * (RESOURCE_EXHAUSTED naming the share). */
-bool gw_api_share_admit(void *ctx, const struct gw_peer *peer, struct gw_fault *f);
-void gw_api_share_within(void *ctx, const struct gw_peer *peer, gw_rpc_run_fn fn, void *arg);
+bool gw_api_share_admit(void *ctx, const struct gw_peer *peer, const struct gw_principal *p,
+                        struct gw_fault *f);
+void gw_api_share_within(void *ctx, const struct gw_peer *peer, const struct gw_principal *p,
+                         gw_rpc_run_fn fn, void *arg);
 
 /* The largest argument of a password-hashing job (what is copied to the worker process); the
  * Admin handlers check theirs against it at compile time. */

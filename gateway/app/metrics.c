@@ -348,14 +348,14 @@ static void write_db(struct evbuffer *b, const struct gw_app *app)
     gauge(b, "waygate_db_requests_pending", "callers' database requests queued or in flight",
           (double)gw_db_pending(app->db));
     gauge(b, "waygate_db_queue_share",
-          "callers' database requests one certificate may have queued or in flight before its "
-          "new calls are refused ([database] queue_share)",
+          "callers' database requests one principal (a certificate, or an account over one) may "
+          "have queued or in flight before its new calls are refused ([database] queue_share)",
           (double)gw_db_share(app->db));
     gauge(b, "waygate_db_queue_share_peak",
-          "the most callers' database requests one certificate held at once since start",
+          "the most callers' database requests one principal held at once since start",
           (double)gw_db_share_peak(app->db));
     counter(b, "waygate_db_queue_share_refusals_total",
-            "calls refused RESOURCE_EXHAUSTED because their certificate held its share of the "
+            "calls refused RESOURCE_EXHAUSTED because their principal held its share of the "
             "database queue",
             (double)gw_db_share_refusals(app->db));
     gauge(b, "waygate_db_schema_version",

@@ -283,20 +283,23 @@ static void refuse(struct gw_call *call, const struct gw_fault *f)
     finish(call, gw_fault_status(f), msg);
 }
 
-/* False when the caller's principal holds its share of the gateway's work (rpc.h's admit):
- * *f is the refusal. */
-static bool admitted(struct gw_call *call, struct gw_fault *f)
+/* False when the caller holds its share of the gateway's work (rpc.h's admit): *f is the
+ * refusal. p: NULL before the identity step, the call's principal after it. */
+static bool admitted(struct gw_call *call, const struct gw_principal *p, struct gw_fault *f)
 {
     const struct gw_rpc_params *rp = &call->rpc->p;
 
-    return rp->admit == NULL || rp->admit(rp->share_ctx, call->peer_info, f);
+    return rp->admit == NULL || rp->admit(rp->share_ctx, call->peer_info, p, f);
 }
 
-/* fn(arg) with the peer's principal as the owner of the work it submits (rpc.h's within). */
-static void within(struct gw_rpc *rpc, const struct gw_peer *peer, gw_rpc_run_fn fn, void *arg)
+/* fn(arg) with the caller (the peer's certificate, or p once known) as the owner of the work
+ * it submits (rpc.h's within). */
+static void within(struct gw_call *call, const struct gw_principal *p, gw_rpc_run_fn fn, void *arg)
 {
-    if (rpc->p.within != NULL)
-        rpc->p.within(rpc->p.share_ctx, peer, fn, arg);
+    const struct gw_rpc_params *rp = &call->rpc->p;
+
+    if (rp->within != NULL)
+        rp->within(rp->share_ctx, call->peer_info, p, fn, arg);
     else
         fn(arg);
 }
@@ -312,9 +315,10 @@ static void start_handler(struct gw_call *call)
 {
     struct gw_fault f;
 
-    /* Asked again here: calls admitted at their identity step may have waited in the ready
-     * queue meanwhile, and their principal's earlier calls filled its share. */
-    if (!admitted(call, &f)) {
+    /* Asked again here, now of the principal the identity step resolved (an account's own
+     * share, not its certificate's): calls admitted at their identity step may have waited in
+     * the ready queue meanwhile, and their principal's earlier calls filled its share. */
+    if (!admitted(call, &call->principal, &f)) {
         refuse(call, &f);
         return;
     }
@@ -322,7 +326,7 @@ static void start_handler(struct gw_call *call)
      * written here would outlive a handler's learning that its call is confidential (a login to
      * a lawful_access account: only the account's lookup tells). */
     call->state = CALL_RUNNING;
-    within(call->rpc, call->peer_info, run_handler, call);
+    within(call, &call->principal, run_handler, call);
 }
 
 /* Runs the handler once the caller is authorised and the request is complete: now, or from the
@@ -461,7 +465,7 @@ static void recheck_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (call->state != CALL_RUNNING || !call->rechecking)
         return;
-    within(call->rpc, call->peer_info, run_recheck, call);
+    within(call, NULL, run_recheck, call); /* the identity step's: the certificate's */
 }
 
 /* True when the caller is due to be checked again: an authenticated caller, a message sent since
@@ -587,11 +591,11 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
         refuse(call, &f);
         return call;
     }
-    if (!admitted(call, &f)) {
+    if (!admitted(call, NULL, &f)) {
         refuse(call, &f);
         return call;
     }
-    within(rpc, call->peer_info, run_identify, call);
+    within(call, NULL, run_identify, call);
     return call;
 fail:
     call_free(call);
@@ -710,8 +714,8 @@ void gw_call_up_writable(void *obj)
     if (call->state != CALL_RUNNING || fn == NULL || call->rechecking)
         return; /* while the caller is re-checked, fn waits for the answer */
     call->writable_fn = NULL;
-    /* may finish or free the call (within reads the peer before fn runs) */
-    within(call->rpc, call->peer_info, fn, call->writable_arg);
+    /* may finish or free the call (within reads the peer and the principal before fn runs) */
+    within(call, &call->principal, fn, call->writable_arg);
 }
 
 void gw_call_up_close(void *obj)

@@ -60,15 +60,19 @@ void gw_rpc_identify_cert(void *ctx, struct gw_call *call, const struct gw_peer 
                           const char *authorization);
 
 /* The shares of the gateway's work per principal (the database queue's, db.h). admit is asked
- * before a call's identity step and again before its handler starts, with the connection's
- * verified peer: false refuses the new call with f (filled by admit; GW_ETOOBIG, which is
- * RESOURCE_EXHAUSTED) before it does any work, and without the refusal hook (a record would be
- * work done for the caller over its share). within runs fn(arg) with the peer's principal as the
- * owner of the work fn submits: the identity step, the handler's start, a writable function. */
-typedef bool (*gw_rpc_admit_fn)(void *ctx, const struct gw_peer *peer, struct gw_fault *f);
+ * before a call's identity step and again before its handler starts: false refuses the new call
+ * with f (filled by admit; GW_ETOOBIG, which is RESOURCE_EXHAUSTED) before it does any work, and
+ * without the refusal hook (a record would be work done for the caller over its share). within
+ * runs fn(arg) with the caller as the owner of the work fn submits: the identity step (and its
+ * re-check), the handler's start, a writable function. Both get the connection's verified peer
+ * and p, the principal the identity step resolved: NULL for the identity step itself (its
+ * work is the connection's, whatever token it carries), the call's principal from the
+ * handler's start on. */
+typedef bool (*gw_rpc_admit_fn)(void *ctx, const struct gw_peer *peer, const struct gw_principal *p,
+                                struct gw_fault *f);
 typedef void (*gw_rpc_run_fn)(void *arg);
-typedef void (*gw_rpc_within_fn)(void *ctx, const struct gw_peer *peer, gw_rpc_run_fn fn,
-                                 void *arg);
+typedef void (*gw_rpc_within_fn)(void *ctx, const struct gw_peer *peer,
+                                 const struct gw_principal *p, gw_rpc_run_fn fn, void *arg);
 
 struct gw_rpc_params {
     const struct gw_config *cfg;

@@ -62,11 +62,12 @@ typedef void (*gw_db_done_cb)(void *arg, int err, const struct gw_db_result *res
 enum { GW_DB_TXN = 1 << 0, GW_DB_SLOW = 1 << 1, GW_DB_RESERVED = 1 << 2, GW_DB_SHARED = 1 << 3 };
 #define GW_DB_QUEUE_RESERVE 1u
 
-/* Shares (db_owner.c): one certificate principal's calls cannot fill the queue and starve
- * everyone else's database work. The pool counts the callers' requests queued or in flight per
- * owner, a 32-byte key (the connection's certificate fingerprint, gw_db_owner_of): a request is
- * charged to the pool's current owner (gw_db_owner_swap; call.c sets it, through the rpc
- * layer's hooks, around a call's identity step, handler start and writable function) and, while
+/* Shares (db_owner.c): one principal's calls cannot fill the queue and starve everyone else's
+ * database work. The pool counts the callers' requests queued or in flight per owner, a 32-byte
+ * key the caller chooses (the connection's certificate fingerprint, gw_db_owner_of, or a key
+ * derived from it and an account: api_share.c): a request is charged to the pool's current
+ * owner (gw_db_owner_swap; call.c sets it, through the rpc layer's hooks, around a call's
+ * identity step, handler start and writable function) and, while
  * a charged request's callback runs, the current owner is that request's, so that the next step
  * of the same call is charged to the same principal. A request's charge is given back exactly
  * once: just before its callback runs, or when it is freed without one (cancelled while queued,

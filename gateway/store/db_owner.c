@@ -1,8 +1,9 @@
 /* db_owner.c: the pool's shares (db.h): callers' requests queued or in flight, counted per owner
- * (a certificate's fingerprint) in a hash table of DB_OWNER_BUCKETS chains. Invariants: an
- * owner's count is on its chain exactly while it is above 0, and equals the number of requests
- * whose r->owner points at it; a request's charge is taken once, in gw_db_exec, and given back
- * once (gw_db_owner_release clears r->owner). */
+ * (a 32-byte key: a certificate's fingerprint, or a digest naming an account over one) in a
+ * hash table of DB_OWNER_BUCKETS chains. Invariants: an owner's count is on its chain exactly
+ * while it is above 0, and equals the number of requests whose r->owner points at it; a
+ * request's charge is taken once, in gw_db_exec, and given back once (gw_db_owner_release
+ * clears r->owner). */
 #include <string.h>
 
 #include "alloc.h"

@@ -593,6 +593,9 @@ static gw_rpc_identify_fn harness_identify;
 /* The next harness's handlers per loop turn (0: the default) and request-memory budgets (0: no
  * limit), set by a test before harness_new and reset by it. */
 static unsigned harness_per_turn;
+/* The next harness's share hooks (rpc.h's admit and within; NULL: none). */
+static gw_rpc_admit_fn harness_admit;
+static gw_rpc_within_fn harness_within;
 static uint32_t harness_conn_mem, harness_total_mem;
 /* The next harness's certificate budget of request memory (NULL: none), likewise. */
 static struct gw_budget *harness_cert_mem;
@@ -670,6 +673,8 @@ static struct harness *harness_new_window(bool authenticated, uint32_t client_wi
     rp.turn_ms = 600000; /* counts only: a busy machine's pause must not change a test */
     /* a test's waiting identity step, or NULL: the certificate step */
     rp.identify = test_identify != NULL ? test_identify : harness_identify;
+    rp.admit = harness_admit;
+    rp.within = harness_within;
     h->rpc = gw_rpc_new(&rp);
     assert_non_null(h->rpc);
     memset(&params, 0, sizeof(params));
@@ -1316,6 +1321,105 @@ static void test_identity_step_waits(void **state)
     assert_int_equal(r->ndata, 0);
     test_identify = NULL;
     harness_free(h);
+}
+
+/* What the share hooks were asked with: the principal's account (-1: NULL, before the identity
+ * step resolved one), in order; admit refuses an account in share_full. */
+static int64_t share_seen[16];
+static size_t share_nseen;
+static int64_t share_full = -1;
+
+static int64_t share_who(const struct gw_principal *p)
+{
+    return p != NULL ? p->account_id : -1;
+}
+
+static bool recording_admit(void *ctx, const struct gw_peer *peer, const struct gw_principal *p,
+                            struct gw_fault *f)
+{
+    (void)ctx;
+    assert_true(peer->cert);
+    assert_true(share_nseen < sizeof(share_seen) / sizeof(share_seen[0]));
+    share_seen[share_nseen++] = share_who(p);
+    if (p == NULL || p->account_id != share_full)
+        return true;
+    (void)gw_fault_set(f, GW_ETOOBIG, NULL, NULL, GW_RULE_DB_SHARE);
+    f->limit = 1;
+    return false;
+}
+
+static void recording_within(void *ctx, const struct gw_peer *peer, const struct gw_principal *p,
+                             gw_rpc_run_fn fn, void *arg)
+{
+    (void)ctx;
+    assert_true(peer->cert);
+    assert_true(share_nseen < sizeof(share_seen) / sizeof(share_seen[0]));
+    share_seen[share_nseen++] = 1000 + share_who(p);
+    fn(arg);
+}
+
+/* The share hooks get no principal for the identity step (its work is the certificate's, a
+ * token's lookup included) and the one it resolved from the handler's start on: admit then
+ * decides by the account, and a refusal there is RESOURCE_EXHAUSTED before the handler runs. */
+static void test_share_hooks_get_the_resolved_principal(void **state)
+{
+    struct harness *h;
+    uint8_t buf[32];
+    size_t n = frame_service(buf, "mine");
+    struct body b = {buf, n, 0};
+    struct gw_principal p = {.name = "clerk", .role = "courier", .branch = "a"};
+    struct reply *r;
+
+    (void)state;
+    test_identify = waiting_identify;
+    harness_admit = recording_admit;
+    harness_within = recording_within;
+    share_nseen = 0;
+    share_full = 7;
+    h = harness_new(true);
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_non_null(identifying);
+    assert_int_equal(share_nseen, 2); /* admit, then within the identity step: no principal */
+    assert_int_equal(share_seen[0], -1);
+    assert_int_equal(share_seen[1], 1000 - 1);
+    p.authn = GW_AUTHN_TOKEN;
+    p.account_id = 42;
+    gw_call_identified(identifying, NULL, &p);
+    identifying = NULL;
+    pump(h);
+    assert_int_equal(r->grpc_status, GW_GRPC_OK);
+    assert_int_equal(r->ndata, n);
+    assert_true(share_nseen >= 4); /* the handler's start: admit and within by the account */
+    assert_int_equal(share_seen[2], 42);
+    assert_int_equal(share_seen[3], 1000 + 42);
+
+    /* another account over the same certificate whose share is full: refused before its
+     * handler, though its identity step was admitted */
+    share_nseen = 0;
+    b.off = 0;
+    r = reply_for(h, start_call(h, "/t.T/Echo", NULL, &b));
+    assert_non_null(identifying);
+    p.account_id = 7;
+    gw_call_identified(identifying, NULL, &p);
+    identifying = NULL;
+    pump(h);
+    assert_int_equal(r->grpc_status, GW_GRPC_RESOURCE_EXHAUSTED);
+    assert_int_equal(r->ndata, 0);
+    assert_int_equal(share_nseen, 3); /* admitted, identified, refused: no handler */
+    assert_int_equal(share_seen[2], 7);
+    harness_free(h);
+}
+
+/* The hooks off again, whether the test passed or not (a failure must not leave them to the
+ * next tests). */
+static int share_hooks_off(void **state)
+{
+    (void)state;
+    test_identify = NULL;
+    identifying = NULL;
+    harness_admit = NULL;
+    harness_within = NULL;
+    return 0;
 }
 
 /* A client that resets the stream while its identity is being resolved: the step is cancelled
@@ -2885,6 +2989,7 @@ int main(void)
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_client_reset),
         cmocka_unit_test(test_identity_step_waits),
+        cmocka_unit_test_teardown(test_share_hooks_get_the_resolved_principal, share_hooks_off),
         cmocka_unit_test(test_identity_step_cancelled_by_reset),
         cmocka_unit_test(test_session_freed_with_live_call),
         cmocka_unit_test(test_header_list_cap),
