@@ -14,7 +14,6 @@
 #include "report.h"
 #include "store_admin.h"
 #include "store_report.h"
-#include "text.h"
 
 static void report_usage(FILE *f)
 {
@@ -95,9 +94,11 @@ static int report_monthly(const char *conninfo, const char *month, bool csv, con
         return GW_CTL_FAIL;
     }
     if (count(a, &r, err, sizeof(err)) != 0) {
-        /* the server's words, escaped: whole UTF-8 only, as a record's text must be */
-        size_t n = gw_text_copy(why, sizeof(why), "the database refused: ");
-        (void)gw_text_escape(why + n, sizeof(why) - n, err, strlen(err));
+        /* the server's words, escaped once already (gw_admin_refused's gw_pq_msg: whole UTF-8
+         * only, as a record's text must be), and whole: why holds the prefix and all of err */
+        _Static_assert(sizeof(why) >= sizeof("the database refused: ") + sizeof(err),
+                       "why holds the prefix and the whole of err");
+        snprintf(why, sizeof(why), "the database refused: %s", err);
     } else {
         r.generated_at = (int64_t)time(NULL);
         rc = csv ? gw_report_csv(&r, doc, sizeof(doc), &len)

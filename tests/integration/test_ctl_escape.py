@@ -6,7 +6,9 @@ peer, branch and detail, a parked delivery's park_reason and an executed bulk re
 legal basis, destination and names; `incidents list`, `outbox list-parked` and `export trace`
 then print each value escaped (gw_text_escape through ctl_esc: `\\xHH`, `\\uHHHH`, a backslash
 doubled), no control byte but newline and tab, no DEL, no C1 code point, no U+202E, and as many
-lines as the rows give."""
+lines as the rows give. The database's own messages, which can quote a stored value, are escaped
+where they are formatted (gw_pq_msg), and once: `report monthly`'s failure, printed and recorded,
+shows a raw byte as `\\xHH`, never `\\\\xHH`."""
 
 import os
 import subprocess
@@ -128,3 +130,40 @@ def test_export_trace_escapes_a_bulk_requests_text(stack, tmp_path):
         "  the audit chain does not confirm the request",
         "  the audit chain does not confirm the approval",
         "  the audit chain does not confirm the run of export %s" % xid], text
+
+
+def test_report_failure_escapes_the_servers_words_once(stack):
+    """A count that fails with a message quoting hostile text (report_suspicious() set aside for
+    the test and stood in for by one that raises it): `report monthly` prints "the database
+    refused: " and the server's words escaped exactly once (gw_pq_msg escaped them; ctl_report.c
+    escaped them again: ESC came out as `\\\\x1b`), records the same words as the failure's
+    detail, and prints no report."""
+    from test_report import this_month
+    month = this_month()
+    msg_sql = "q\\x1b]52;c;aGk=\\x07\\x1b[2K\\u009bx\\u202ey\\\\z"
+    shown = "q\\x1b]52;c;aGk=\\x07\\x1b[2K\\u009bx\\u202ey\\\\z"
+    [schema] = stack.psql("SELECT pronamespace::regnamespace FROM pg_proc WHERE oid = "
+                          "'report_suspicious()'::regprocedure")
+    stack.psql("ALTER FUNCTION %s.report_suspicious() RENAME TO report_suspicious_it_aside; "
+               "CREATE FUNCTION %s.report_suspicious() RETURNS bigint LANGUAGE plpgsql AS "
+               "$fn$ BEGIN RAISE EXCEPTION '%%', E'%s'; END $fn$; "
+               "GRANT EXECUTE ON FUNCTION %s.report_suspicious() TO PUBLIC"
+               % (schema, schema, msg_sql, schema))
+    try:
+        rc, out, err = ctl_bytes(stack, "report", "monthly", "--month", month, "--actor",
+                                 "it-escape")
+    finally:
+        stack.psql("DROP FUNCTION %s.report_suspicious(); ALTER FUNCTION "
+                   "%s.report_suspicious_it_aside() RENAME TO report_suspicious"
+                   % (schema, schema))
+    assert (rc, out) == (1, b""), err
+    text = assert_inert(err)
+    assert text.startswith("waygatectl report monthly: the database refused: ") and \
+        text.count("\n") == 1, text
+    why = text.strip().split(": ", 1)[1]
+    assert shown in why, why  # once: "\\x1b", a backslash "\\\\"
+    assert "\\\\x" not in why and "\\\\u" not in why, why  # not twice
+    [detail] = stack.psql("SELECT detail FROM audit_record WHERE chain = 'ctl' AND action = "
+                          "'report.generate' AND object = '%s' AND actor = 'it-escape' AND "
+                          "outcome = 'failed' ORDER BY seq DESC LIMIT 1" % month)
+    assert detail == why
