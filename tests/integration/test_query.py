@@ -19,6 +19,7 @@ own (same database), so the session's gateway keeps a fresh table."""
 
 import contextlib
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -492,6 +493,94 @@ def test_throttle_across_two_connections_one_incident(stack, second_gateway):
     # the session's own gateway keeps its own table: courier_a is not throttled there
     assert refusal(lambda: get(stack, nonexistent(stack, "a", 503), "courier_a"))[0] == \
         grpc.StatusCode.NOT_FOUND
+
+
+
+def test_a_full_throttle_table_refuses_new_lookups_with_an_incident_and_a_metric(stack):
+    """The throttle's capacity, not a principal's limit ([server] lookup_throttle_keys at its
+    least, 1024; courier's lookups_per_window raised far past it so that the table fills before
+    the principal's limit, over a day's window so that nothing expires while it fills): 1024
+    distinct Gets fill it, each NOT_FOUND; the next new number, of courier_a or of a principal the
+    table has not seen (courier_b), is RESOURCE_EXHAUSTED naming the table (not the caller's own
+    limit), while a number already counted in the window is still looked up; one throttle_full
+    incident for the table's window (severity high, the table's use in its detail), listed to
+    the CLI's role; waygate_lookup_throttle_full_total counts each refusal. Its recovery as
+    windows expire is unit:test_throttle's (here it would wait on the clock)."""
+    from conftest import ExtraGateway, free_port as any_port
+    from test_views import default_text, write_policy
+    import http.client
+    pb = stack.pb
+    limits = ("[limits.courier]\nreveals_per_hour = 20\nreveals_per_day = 100\n"
+              "lookups_per_window = 200\nlookup_window_s = 600\n")
+    text = default_text()
+    assert text.count(limits) == 1
+    policy = os.path.join(stack.dir, "policy_throttle_full.conf")
+    write_policy(policy, text.replace(limits, limits.replace("= 200", "= 1000000").replace(
+        "= 600", "= 86400")))
+    mport = any_port()
+    gw = ExtraGateway(stack, "throttlefull", lambda t: t.replace(
+        "[server]\n", "[server]\nlookup_throttle_keys = 1024\nlookup_throttle_principals = 16\n",
+        1).replace("[metrics]\n", "[metrics]\nlisten = 127.0.0.1:%d\n" % mport, 1)
+        + "\n[policy]\nfile = %s\n" % policy)
+    incidents = ("SELECT severity || '|' || principal || '|' || detail FROM cli_incident_list("
+                 "NULL, NULL, 100000) WHERE kind = 'throttle_full'")
+    before = stack.psql(incidents, uri=stack.pguri)
+
+    def full_total():
+        c = http.client.HTTPConnection("127.0.0.1", mport, timeout=60)
+        try:
+            c.request("GET", "/metrics")
+            body = c.getresponse().read().decode()
+        finally:
+            c.close()
+        found = re.search(r"(?m)^waygate_lookup_throttle_full_total (\S+)$", body)
+        assert found, body[:300]
+        return float(found.group(1))
+
+    chans = {}
+
+    def get_on(principal, number):
+        if principal not in chans:
+            chans[principal] = stack.channel(principal, addr=gw.addr)
+        return waygate_proto.unary(chans[principal],
+                                   "/waygate.v1.WaybillQuery/Get",
+                                   pb.query.GetRequest(waybill_no=number), pb.common.WaybillView,
+                                   timeout=60)
+
+    full = (grpc.StatusCode.RESOURCE_EXHAUSTED,
+            "this gateway instance's lookup throttle is tracking as many principals or lookups "
+            "as it can (16 principals at most; not the caller's own limit): retry later")
+    try:
+        assert full_total() == 0
+        for i in range(1024):
+            code, _ = refusal(lambda: get_on("courier_a", nonexistent(stack, "a", 100_000 + i)))
+            assert code == grpc.StatusCode.NOT_FOUND, i
+        assert refusal(lambda: get_on("courier_a", nonexistent(stack, "a", 101_024))) == full
+        # a principal not in the table finds no room for its key either
+        assert refusal(lambda: get_on("courier_b", nonexistent(stack, "b", 100_000))) == full
+        # a number counted in the window is no new key: looked up
+        assert refusal(lambda: get_on("courier_a", nonexistent(stack, "a", 100_000)))[0] == \
+            grpc.StatusCode.NOT_FOUND
+        assert full_total() == 2
+        # incidents are written in order: once a later one of this gateway is in the table,
+        # every earlier one is (a number outside courier_a's segments is one)
+        fence = ("SELECT count(*) FROM cli_incident_list(NULL, NULL, 100000) WHERE "
+                 "principal = 'courier_a' AND kind = 'segment_violation'")
+        fenced = int(stack.psql(fence, uri=stack.pguri)[0])
+        w = new_waybill(stack, "b")
+        w.waybill_no = number_in(stack, "b", 900_001)
+        assert refusal(lambda: waygate_proto.unary(
+            chans["courier_a"], "/waygate.v1.WaybillIntake/Submit",
+            pb.intake.SubmitRequest(waybill=w), pb.intake.SubmitResponse))[0] == \
+            grpc.StatusCode.FAILED_PRECONDITION
+        assert wait_for(lambda: int(stack.psql(fence, uri=stack.pguri)[0]) > fenced, 60)
+        after = stack.psql(incidents, uri=stack.pguri)
+        assert len(after) == len(before) + 1, after  # one for the table's window
+        assert [x for x in after if x not in before] == [
+            "high|courier_a|lookup throttle table full on this gateway instance (1/16 "
+            "principals, 1024/1024 keys): new lookups refused; see [server] lookup_throttle_*"]
+    finally:
+        gw.close()
 
 
 # --- people: a branch clerk's account over its branch's certificate -----------------------------
