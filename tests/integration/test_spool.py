@@ -238,3 +238,70 @@ def test_a_spool_that_cannot_be_written_keeps_the_file_read_at_start_and_says_so
             os.rmdir(gw.spool + ".tmp")
         gw.close()
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+
+
+# What a start reads of a spool (gateway/app/spool.c cap_of, store/audit_spool.c
+# gw_audit_spool_cap): SPOOL_CARRY stops' worth of entries, a stop's worth being every entry the
+# writer's queue ([audit] queue_max), the incident queue ([server] incident_queue_max) with its
+# by-kind rows (GW_INCIDENT_KINDS_MAX) and the refusals' kinds (GW_REFUSALS_KINDS) can leave, and
+# one more; GW_AUDIT_SPOOL_ENTRY_BUDGET bytes and a length each, besides the header, the MAC and
+# room for one entry of GW_AUDIT_SPOOL_ENTRY_MAX.
+SPOOL_CARRY, ENTRY_BUDGET, ENTRY_MAX = 4, 2048, 16384
+INCIDENT_KINDS_MAX, REFUSALS_KINDS = 64, 1024
+
+
+def spool_cap(audit_queue_max, incident_queue_max):
+    entries = SPOOL_CARRY * (audit_queue_max + incident_queue_max + INCIDENT_KINDS_MAX +
+                             REFUSALS_KINDS + 1)
+    return 8 + 1 + 64 + 4 + 32 + 4 + ENTRY_MAX + entries * (4 + ENTRY_BUDGET)
+
+
+def test_a_spool_at_its_carry_bound_is_read_and_one_byte_over_is_refused_unread(stack):
+    """A gateway with small queues ([audit] queue_max = 10, [server] incident_queue_max = 10):
+    a file of exactly the bound (SPOOL_CARRY = 4 stops' worth of those queues' entries) is read
+    whole and judged by its MAC; one byte longer is refused before it is read ("larger than
+    <bound> bytes"). Either way the refused file is not replayed, is moved aside as it was found
+    (both kept: the newest 4 are), a critical line names it and the reason, the critical incident
+    audit_spool_rejected records it, and the gateway serves. (The bound's write side, a stop whose
+    entries would not fit writing no spool, is unit:test_audit_spool's; no metric counts it.)"""
+    cap = spool_cap(10, 10)
+    name = "spool_bound-%s" % uuid.uuid4().hex[:8]
+    path = os.path.join(stack.dir, name + ".spool")
+
+    def edit(text):
+        text = re.sub(r"(?m)^(listen\s*=.*)$", r"\1\nincident_queue_max = 10", text, count=1)
+        return text.rstrip("\n") + "\nspool = %s\nqueue_max = 10\n" % path  # in [audit]
+
+    gw = ExtraGateway(stack, name, edit)
+    try:
+        stop(gw)  # the database took everything: no spool
+        assert not os.path.exists(path)
+        for size, reason in ((cap, "its MAC does not verify"),
+                             (cap + 1, "larger than %d bytes" % cap)):
+            planted = b"WGSPOOL1" + os.urandom(size - 8)  # a spool's magic, then noise
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(planted)
+            before = set(glob.glob(path + ".rejected.*"))
+            mark = len(gw.log())
+            gw.start_again()  # serves
+            aside = [p for p in glob.glob(path + ".rejected.*") if p not in before]
+            assert len(aside) == 1 and not os.path.exists(path), aside
+            with open(aside[0], "rb") as f:
+                assert f.read() == planted  # kept as it was found
+            assert re.search(r"critical: spool refused, not replayed: %s: %s[^;]*; moved aside "
+                             r"to %s " % (re.escape(path), re.escape(reason), re.escape(aside[0])),
+                             gw.log()[mark:]), (size, cap, gw.log()[mark:][-2000:])
+            assert "entries verified, written again" not in gw.log()[mark:]
+            rejected = ("kind = 'audit_spool_rejected' AND severity = 'critical' AND detail = "
+                        "'the audit spool failed its check; moved aside to %s'" % aside[0])
+            assert wait_for(lambda: count(stack, "SELECT count(*) FROM incident WHERE " +
+                                          rejected) == 1, 30), size
+            stop(gw)
+            assert not os.path.exists(path)
+        assert len(glob.glob(path + ".rejected.*")) == 2
+    finally:
+        gw.close()
+        for p in glob.glob(path + ".rejected.*"):
+            os.unlink(p)
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
