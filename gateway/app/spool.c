@@ -207,7 +207,8 @@ void gw_spool_stop(struct gw_spool *s, struct gw_app *app, uint64_t *spooled, ui
             gw_incident_spooled(app->incidents);
     } else {
         /* the file read at start (if any is left) still holds what it held: kept as it is only
-         * while none of its entries has been written, which it then all owes */
+         * while none of its entries has been written, nor is in a transaction that may have
+         * committed unanswered, which it then all owes */
         *kept = gw_audit_replay_abandon(s->replay);
         *lost = n > *kept ? n - *kept : 0;
     }

@@ -26,8 +26,8 @@ void gw_spool_incident(struct gw_spool *s, struct gw_app *app);
  * the spool, which replaces the file. *spooled: the entries written (the file renamed into place,
  * even if its directory's fsync then failed: logged); *lost: those the spool could not take, or
  * all when it could not be written (logged), less *kept: those the file read at start still
- * holds, when it could not be replaced and none of its entries had been written (else it is
- * removed: gw_audit_replay_abandon). NULL-safe (all 0). */
+ * holds, when it could not be replaced and none of its entries had been written, nor could have
+ * been (else it is removed: gw_audit_replay_abandon). NULL-safe (all 0). */
 void gw_spool_stop(struct gw_spool *s, struct gw_app *app, uint64_t *spooled, uint64_t *kept,
                    uint64_t *lost);
 /* The spool's path, for the exit line. */

@@ -145,6 +145,7 @@ struct gw_audit {
     struct req_list unsure;
     int64_t unsure_seq;
     uint8_t unsure_hash[GW_AUDIT_HASH_LEN];
+    bool unsure_sent; /* unsure holds a transaction of this run's (not gw_audit_write_in_doubt's) */
     uint32_t fail_rounds; /* transactions failed in a row: the recovery waits longer each time */
     int64_t batch_seq;    /* the head the in-flight transaction chains to, when committed */
     uint8_t batch_hash[GW_AUDIT_HASH_LEN];
@@ -571,6 +572,11 @@ void gw_audit_drain(struct gw_audit *a, uint32_t timeout_ms, gw_audit_drained_cb
     drained(a);
 }
 
+bool gw_audit_sent_in_doubt(const struct gw_audit *a)
+{
+    return a != NULL && (a->inflight != NULL || (a->unsure_sent && !TAILQ_EMPTY(&a->unsure)));
+}
+
 /* Visits the kept entries of l (gw_audit_leftover), in doubt when doubt_seq is set. */
 static int visit_left(const struct req_list *l, const int64_t *doubt_seq, const uint8_t *doubt_hash,
                       gw_audit_left_cb cb, void *arg)
@@ -759,6 +765,7 @@ static void settle(struct gw_audit *a, const PGresult *last, struct req_list *do
         TAILQ_FOREACH(r, &a->unsure, link)
         a->st.written += (uint64_t)r->nrecs;
         TAILQ_CONCAT(done, &a->unsure, link);
+        a->unsure_sent = false;
         a->fail_rounds = 0;
         return;
     }
@@ -768,6 +775,7 @@ static void settle(struct gw_audit *a, const PGresult *last, struct req_list *do
                " in a row): its records of what already happened are sent again",
                a->chain, a->unsure_seq, a->fail_rounds);
     requeue(a, &a->unsure, false);
+    a->unsure_sent = false;
 }
 
 static void setup_cb(void *arg, int err, const struct gw_db_result *res)
@@ -1186,6 +1194,7 @@ static void failed_txn(struct gw_audit *a, int err, const struct gw_db_result *r
             TAILQ_INSERT_TAIL(&a->unsure, r, link);
             a->unsure_seq = a->batch_seq;
             memcpy(a->unsure_hash, a->batch_hash, sizeof a->unsure_hash);
+            a->unsure_sent = true;
         }
     }
     TAILQ_FOREACH(r, &a->batch, link)

@@ -175,26 +175,35 @@ uint64_t gw_audit_replay_abandon(struct gw_audit_replay *r)
 {
     char err[512];
 
+    size_t queued = 0;
+
     if (r == NULL || r->gone)
         return 0;
-    if (r->done == 0) /* the file as read is still exactly what is owed */
+    for (size_t i = 0; i < r->n; i++)
+        queued += r->items[i].state == QUEUED;
+    /* the file as read is still exactly what is owed while none of its entries has answered and
+     * none is the writer's in a transaction that may have committed unanswered (in flight at the
+     * stop, pipelined to its sync: it commits once a lock it waits on is gone, the gateway too) */
+    if (r->done == 0 && (queued == 0 || !gw_audit_sent_in_doubt(r->a)))
         return r->n;
-    /* some of its entries are written (or failed for good): replayed again they would be
-     * written twice, so the file goes, and those not written are lost with the next spool */
+    /* some of its entries are written (or failed for good), or may be: replayed again they would
+     * be written twice, so the file goes, and those not written are lost with the next spool */
     if (unlink(r->path) != 0 && errno != ENOENT) {
         GW_LOG(GW_LOG_ERROR, "audit", NULL,
-               "critical: spool %s: %zu of its %zu entries are answered and it cannot be removed "
-               "(%s): remove it before the next start, or they are written again",
-               r->path, r->done, r->n, strerror(errno));
+               "critical: spool %s: %zu of its %zu entries are answered, %zu with the writer, and "
+               "it cannot be removed (%s): remove it before the next start, or they are written "
+               "again",
+               r->path, r->done, r->n, queued, strerror(errno));
         return 0;
     }
     r->gone = true;
     if (gw_file_sync_dir(r->path, err, sizeof err) != 0)
         GW_LOG(GW_LOG_WARN, "audit", NULL, "spool %s removed, but %s", r->path, err);
     GW_LOG(GW_LOG_ERROR, "audit", NULL,
-           "spool %s: removed: %zu of its %zu entries were answered and would be written again; "
-           "the %zu others were not spooled anew",
-           r->path, r->done, r->n, r->n - r->done);
+           "spool %s: removed: of its %zu entries %zu were answered and %zu are with the writer, "
+           "whose transaction may have committed unanswered: they would be written again; those "
+           "not written were not spooled anew",
+           r->path, r->n, r->done, queued);
     return 0;
 }
 

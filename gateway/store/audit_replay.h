@@ -32,10 +32,12 @@ struct gw_audit_replay *gw_audit_replay_new(struct event_base *base, struct gw_a
 int gw_audit_replay_leftover(const struct gw_audit_replay *r, struct gw_audit_spool *out,
                              uint64_t *n) GW_MUST_CHECK;
 /* At shutdown, when the next spool did not replace the file (it could not be written): the file
- * must not be replayed again once any of its entries has answered. Nothing answered yet, the file
- * stays as read and holds every entry still owed: returns how many (they are not lost). Else it is
- * removed (its directory fsynced), logged, and 0 is returned: its entries not written are lost
- * with the spool that failed. 0 too when the file is already gone. NULL-safe (0). */
+ * must not be replayed again once any of its entries has answered, or may have been written: one
+ * the writer holds in a transaction whose outcome is unknown (gw_audit_sent_in_doubt: in flight at
+ * the stop, it may commit after the exit). Nothing answered yet and none such, the file stays as
+ * read and holds every entry still owed: returns how many (they are not lost). Else it is removed
+ * (its directory fsynced), logged, and 0 is returned: its entries not written are lost with the
+ * spool that failed. 0 too when the file is already gone. NULL-safe (0). */
 uint64_t gw_audit_replay_abandon(struct gw_audit_replay *r);
 /* After gw_audit_free (whose dropped entries then never call back). NULL-safe. */
 void gw_audit_replay_free(struct gw_audit_replay *r);

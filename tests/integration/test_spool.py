@@ -72,6 +72,16 @@ def count(stack, sql):
     return int(stack.psql(sql)[0])
 
 
+def close_unwritable(stack, gw, stopped):
+    """The end of a test that made <spool>.tmp a directory: PostgreSQL started again when the
+    test left it stopped, the directory removed, the gateway stopped."""
+    if stopped:
+        stack.devstack("pg-start")
+    if os.path.isdir(gw.spool + ".tmp"):
+        os.rmdir(gw.spool + ".tmp")
+    gw.close()
+
+
 def test_records_left_at_shutdown_are_spooled_and_written_once_at_the_next_start(stack):
     """PostgreSQL stopped: an out-of-segment submit (its incident queued) and a SIGHUP (its
     config.reload record kept) on a gateway with a spool; SIGTERM exits 0 saying how many entries
@@ -232,11 +242,7 @@ def test_a_spool_that_cannot_be_written_keeps_the_file_read_at_start_and_says_so
         assert not os.path.exists(gw.spool)
         assert count(stack, "SELECT count(*) FROM audit_record WHERE " + reload_rec) == 1
     finally:
-        if stopped:
-            stack.devstack("pg-start")
-        if os.path.isdir(gw.spool + ".tmp"):
-            os.rmdir(gw.spool + ".tmp")
-        gw.close()
+        close_unwritable(stack, gw, stopped)
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
 
 
@@ -304,4 +310,61 @@ def test_a_spool_at_its_carry_bound_is_read_and_one_byte_over_is_refused_unread(
         gw.close()
         for p in glob.glob(path + ".rejected.*"):
             os.unlink(p)
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+
+
+def test_a_replay_in_flight_when_the_next_spool_cannot_be_written_is_not_written_twice(stack):
+    """PostgreSQL stopped: a gateway spools a config.reload record. Started again with the
+    database back but audit_record locked (EXCLUSIVE, by a session the test holds), its replay's
+    entry goes out in the writer's first transaction, which waits on the lock; <spool>.tmp is
+    made a directory (the next spool cannot be written) and the gateway is stopped (SIGTERM).
+    That transaction's outcome is unknown at the exit (pipelined to its sync, it commits once the
+    lock is released, the gateway gone), so the file read at start is no longer exactly what is
+    owed: it is removed, saying why, and the exit line counts its entry as not spooled, none kept;
+    the record is there once, and the next start finds no file to write it again. (Before, the
+    file was kept as read, since none of its entries had answered: the record committed after the
+    exit and the next start wrote it a second time.)"""
+    from conftest import lock_holder, release_holder
+    gw = spooled_gateway(stack, "spool_in_flight")
+    reload_rec = "SELECT count(*) FROM audit_record WHERE chain = '%s' AND action = " \
+        "'config.reload'" % gw.chain
+    waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'audit_record'::regclass AND " \
+        "NOT granted"
+    stopped, holder = False, None
+    try:
+        stopped = True
+        n = spool_a_reload(stack, gw)
+        stack.devstack("pg-start")
+        stopped = False
+        holder = lock_holder(stack, "LOCK TABLE audit_record IN EXCLUSIVE MODE")
+        mark = len(gw.log())
+        gw.start_again(serving=False)
+        assert wait_for(lambda: "spool %s: %d entr%s verified, written again"
+                        % (gw.spool, n, "y" if n == 1 else "ies") in gw.log()[mark:], 60), \
+            gw.log()[mark:][-2000:]
+        # its signal handlers are set before it listens; its first transaction waits on the lock
+        assert wait_for(lambda: "listening: tls" in gw.log()[mark:], 60), gw.log()[mark:][-2000:]
+        assert wait_for(lambda: count(stack, waiting) > 0, 60), "no transaction waited"
+        os.mkdir(gw.spool + ".tmp")
+        stop(gw)
+        tail = gw.log()[mark:]
+        assert "spool not written: " in tail, tail[-2000:]
+        assert "spool %s: removed: of its %d entries 0 were answered and %d are with the writer" \
+            % (gw.spool, n, n) in tail, tail[-2000:]
+        m = re.search(r"drained: exiting, .*: 0 entries spooled to (\S+), (\d+) lost(.*)", tail)
+        assert m and m.group(1) == gw.spool and "kept" not in m.group(3), tail[-2000:]
+        assert not os.path.exists(gw.spool)
+        release_holder(holder)
+        holder = None
+        assert wait_for(lambda: count(stack, waiting) == 0, 60)
+        assert count(stack, reload_rec) == 1  # committed after the exit
+        os.rmdir(gw.spool + ".tmp")
+        mark = len(gw.log())
+        gw.start_again()
+        assert "verified, written again" not in gw.log()[mark:]
+        assert count(stack, reload_rec) == 1
+    finally:
+        if holder is not None:
+            release_holder(holder)
+        close_unwritable(stack, gw, stopped)
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
