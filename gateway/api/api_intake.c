@@ -4,6 +4,7 @@
  * Invariants: every item ends with exactly one status; a refusal names the field path and the
  * rule, never a value; when the call is cancelled every pending segment check and store request
  * is cancelled first, so no callback reaches a dead call. */
+#include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +22,7 @@
 #include "segcache.h"
 #include "store.h"
 #include "wirecheck.h"
+#include "wraplease.h"
 
 #define BATCH_MAX GW_STORE_GROUP_MAX
 #define BATCH_FIELD 1 /* SubmitBatchRequest.waybills */
@@ -54,7 +56,8 @@ struct intake {
     size_t *stored;     /* indexes of the items sent to the store */
     size_t nstored;
     struct gw_store_req *storereq;
-    size_t kek_retired; /* items the database refused for their retired KEK version */
+    size_t kek_retired;  /* items the database refused for their retired KEK version */
+    size_t wrap_limited; /* items refused: their KEK version is at its limit of wraps */
     /* the KEK the items were sealed under: its suite and version, and app->keys_generation then */
     enum gw_suite kek_suite;
     uint32_t kek_version;
@@ -275,6 +278,37 @@ static void record_segment_incident(struct intake *in)
                gw_err_str(rc));
 }
 
+/* Art. 36: the KEK version this gateway seals under has reached its limit of data-key wraps
+ * (sql/050): nothing is sealed until an operator rotates the KEK and reloads the keyring. One
+ * incident per version so refused, whatever the number of refused Submits (a new KEK resets it:
+ * wraplease.h); the log says each call's count. */
+static void wrap_limit_seen(struct intake *in)
+{
+    const struct gw_log_ctx *lc = gw_call_log_ctx(in->call);
+    struct gw_wraplease *l = in->app->wraps;
+    const char *suite = gw_suite_name((enum gw_suite)l->suite);
+    struct gw_incident inc = {
+        .severity = "high", .kind = "kek_wrap_limit", .principal = "waygated"};
+    char detail[200];
+
+    if (in->wrap_limited == 0)
+        return;
+    GW_LOG(GW_LOG_ERROR, "intake", lc,
+           "%zu waybill(s) refused: %s KEK version %u has reached its limit of data-key wraps "
+           "(%" PRIu64 " counted): rotate the KEK and reload the gateway's keyring (SIGHUP)",
+           in->wrap_limited, suite, l->version, l->counted);
+    if (l->reported)
+        return;
+    l->reported = true;
+    snprintf(detail, sizeof(detail),
+             "Submit refused: %s KEK version %u of this gateway's keyring has reached its limit of "
+             "data-key wraps (%" PRIu64 " counted); rotate the KEK",
+             suite, l->version, l->counted);
+    inc.detail = detail;
+    if (gw_incident_record(in->app->incidents, &inc) != 0)
+        GW_LOG(GW_LOG_ERROR, "intake", lc, "could not record the kek_wrap_limit incident");
+}
+
 /* Seals every item still pending and hands them to the store. */
 static void store_stage(struct intake *in)
 {
@@ -303,6 +337,15 @@ static void store_stage(struct intake *in)
             refuse(it, GW_EUNAVAIL, NULL, GW_RULE_KEYS_UNCHECKED);
             continue;
         }
+        /* Art. 36: its data key is wrapped only against a wrap leased from the database
+         * (wraplease.h): none held, UNAVAILABLE; the KEK version at its limit, rotate */
+        rc = gw_wraplease_take(in->app->wraps);
+        if (rc != 0) {
+            refuse(it, rc, NULL,
+                   rc == GW_EPRECOND ? GW_RULE_KEK_WRAP_LIMIT : GW_RULE_NO_WRAP_LEASE);
+            in->wrap_limited += rc == GW_EPRECOND;
+            continue;
+        }
         rc = gw_seal_new_id(in->app->crypto, it->id);
         if (rc == 0)
             rc = gw_seal_waybill(in->app->crypto, in->app->keys, &it->w, &it->norm, it->id, branch,
@@ -320,6 +363,7 @@ static void store_stage(struct intake *in)
         }
         in->stored[in->nstored++] = i;
     }
+    wrap_limit_seen(in);
     if (in->nstored == 0) {
         finish(in);
         return;
@@ -417,6 +461,7 @@ static void intake_start(struct gw_call *call, Waygate__V1__Waybill **waybills, 
     in->n = n;
     in->seg_pending = 0;
     in->seg_refused = 0;
+    in->wrap_limited = 0;
     in->stored = NULL;
     in->nstored = 0;
     in->storereq = NULL;

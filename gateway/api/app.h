@@ -16,6 +16,7 @@ struct gw_keyring;
 struct gw_segcache;
 struct gw_store;
 struct gw_throttle;
+struct gw_wraplease;
 
 struct gw_workers;
 struct gw_audit;
@@ -37,7 +38,10 @@ struct gw_app {
     struct gw_workers *workers;     /* threads for password hashing (scrypt), off the loop */
     struct gw_audit *audit;         /* this instance's audit chain (store/audit.h, Art. 33) */
     struct gw_refusals *refusals;   /* refused Admin calls' records, bounded (refusals.h) */
-    bool draining;                  /* SIGTERM received: health says NOT_SERVING */
+    /* data-key wraps this gateway holds leased under its current KEK (domain/wraplease.h,
+     * sql/050): Submit seals a record only against one; owned by app/wrapguard.c */
+    struct gw_wraplease *wraps;
+    bool draining; /* SIGTERM received: health says NOT_SERVING */
     /* the keyring loaded at start is not yet vouched for by the database (app/kekguard.h, Art.
      * 36): health says NOT_SERVING and Submit seals nothing */
     bool keys_unchecked;

@@ -45,6 +45,7 @@
 #include "throttle.h"
 #include "tls.h"
 #include "workers.h"
+#include "wrapguard.h"
 
 struct daemon {
     struct event_base *base;
@@ -66,6 +67,7 @@ struct daemon {
     uint64_t incidents_left;    /* incidents the drain could not write */
     struct gw_spool *spool;     /* [audit] spool set, or NULL */
     struct gw_kekguard *kek;    /* the keyring vouched for by the database (Art. 36) */
+    struct gw_wrapguard *wraps; /* data-key wraps leased from the database (Art. 36) */
     int exit_status;            /* 0, or 2: the start was refused after the loop began */
     /* a SIGHUP's parts, loaded, while its keyring is checked against the database (reload_cb,
      * reload_end) */
@@ -478,6 +480,10 @@ static void reload_end(struct daemon *d)
     gw_keyring_free(d->app->keys);
     d->app->keys = kr;
     gw_crypto_forget(d->app->crypto); /* its cached copies of the old keys (issue 10, finding 7) */
+    /* a new current KEK: its own wraps, leased anew (the old lease's unused part is wasted) */
+    if (gw_wrapguard_keyring(d->wraps) != 0)
+        GW_LOG(GW_LOG_ERROR, "main", NULL,
+               "SIGHUP: no lease of data-key wraps can be asked: Submit is refused UNAVAILABLE");
     gw_rpc_set_policy(d->rpc, np);
     if (d->forward != NULL)
         gw_forward_set_policy(d->forward, np);
@@ -960,6 +966,12 @@ int gw_daemon_main(int argc, char **argv, const struct gw_daemon_ext *ext)
                "cannot check the keyring's KEK versions against the database");
         goto out;
     }
+    /* Art. 36: no data key is wrapped but against a lease of the database's (wrapguard.h) */
+    d.wraps = gw_wrapguard_new(&app);
+    if (d.wraps == NULL || gw_wrapguard_keyring(d.wraps) != 0) {
+        GW_LOG(GW_LOG_ERROR, "main", NULL, "cannot lease data-key wraps from the database");
+        goto out;
+    }
     gw_spool_incident(d.spool, &app);
     {
         /* the retention sweep (Art. 26): destroys what outlived [compliance] retention_days */
@@ -1111,6 +1123,7 @@ out:
     gw_audit_free(app.audit);
     gw_spool_free(d.spool); /* after the writer: its replay's entries never call back now */
     gw_kekguard_free(d.kek);
+    gw_wrapguard_free(d.wraps);
     gw_keyring_free(d.rl.kr); /* a reload still waiting for its check */
     gw_policy_free(d.rl.np);
     gw_tls_free(d.rl.nt);

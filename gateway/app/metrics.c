@@ -58,6 +58,7 @@
 #include "call.h"
 #include "clock.h"
 #include "config.h"
+#include "crypto.h"
 #include "db.h"
 #include "forward.h"
 #include "incident.h"
@@ -76,6 +77,7 @@
 #include "throttle.h"
 #include "tls.h"
 #include "workers.h"
+#include "wraplease.h"
 
 #define METRICS_TIMEOUT_S 10
 #define METRICS_MAX_HEADERS 8192
@@ -420,6 +422,33 @@ static void write_incidents(struct evbuffer *b, const struct gw_app *app)
             (double)st.lost);
 }
 
+/* The data-key wraps under the current KEK (Art. 36, sql/050): the database's count for the
+ * version at its last answer (every wrapper's leases, this gateway's and others'), this
+ * gateway's wraps made and still held, and whether the version reached its limit. */
+static void write_wraps(struct evbuffer *b, const struct gw_app *app)
+{
+    const struct gw_wraplease *l = app->wraps;
+    char version[16];
+
+    if (l == NULL || l->version == 0)
+        return;
+    snprintf(version, sizeof version, "%u", (unsigned)l->version);
+    gw_prom_family(b, "waygate_kek_wraps_leased", "gauge",
+                   "data-key wraps leased under the current KEK version by every wrapper, as the "
+                   "database counted them at its last lease (a lower bound of none made)");
+    gw_prom_sample(b, "waygate_kek_wraps_leased", "suite", gw_suite_name((enum gw_suite)l->suite),
+                   "version", version, (double)l->counted);
+    counter(b, "waygate_kek_wraps_used_total",
+            "data-key wraps this gateway made under its current KEK version since it was loaded",
+            (double)l->used);
+    gauge(b, "waygate_kek_wraps_held", "data-key wraps leased to this gateway and not yet made",
+          (double)(l->leased - l->used));
+    gauge(b, "waygate_kek_wrap_limit_reached",
+          "1 once the database refused a lease: the current KEK version is at its limit of wraps "
+          "(rotate the KEK)",
+          l->at_limit ? 1.0 : 0.0);
+}
+
 static void write_process(struct evbuffer *b, const struct gw_metrics_sources *src)
 {
     struct gw_tls_expiry ex;
@@ -609,6 +638,7 @@ static void render(struct evbuffer *b, const struct gw_metrics *m)
     write_throttle(b, app);
     write_audit(b, app);
     write_incidents(b, app);
+    write_wraps(b, app);
     write_outbox(b, m);
     write_retention(b, m->src.retention);
     if (m->src.more != NULL)

@@ -100,6 +100,9 @@ static const struct keydef keys[] = {
     {"database", "connect_timeout_ms", T_U32, F(db_connect_timeout_ms), 100, 600000, 0, RESTART},
     {"database", "reconnect_max_ms", T_U32, F(db_reconnect_max_ms), 100, 600000, 0, RESTART},
     {"keys", "keyring", T_PATH, F(keyring), 0, 0, 1, RELOAD},
+    /* read at each lease (app/wrapguard.c), but a SIGHUP does not change it: at most 2^32 - 1
+     * (NIST SP 800-38D's 2^32, less one: the key types are 32-bit) */
+    {"keys", "kek_wrap_limit", T_U32, F(kek_wrap_limit), 1, 4294967295u, 0, RESTART},
     {"crypto", "suite", T_SUITE, F(crypto_suite), 0, 0, 0, RESTART},
     {"auth", "token_ttl_s", T_U32, F(token_ttl_s), 60, 604800, 0, RESTART},
     {"auth", "password_max_age_days", T_U32, F(password_max_age_days), 0, 3650, 0, RESTART},
@@ -200,6 +203,7 @@ static void set_defaults(struct gw_config *c)
     c->incident_queue_max = 4096;
     c->lookup_throttle_principals = 65536;
     c->lookup_throttle_keys = 1u << 20;
+    c->kek_wrap_limit = 1u << 31;
     c->db_pool_size = 4;
     c->db_pipeline_depth = 8;
     c->db_queue_max = 4096;

@@ -103,7 +103,10 @@ struct gw_config {
     uint32_t db_reconnect_max_ms;   /* cap of the reconnect backoff, default 5000 */
 
     /* [keys] */
-    char *keyring; /* path of the keyring file (mode 0600), required */
+    char *keyring;           /* path of the keyring file (mode 0600), required */
+    uint32_t kek_wrap_limit; /* data-key wraps leased under one KEK version at most (its
+                              * random-nonce bound, sql/050), 1 .. 2^32 - 1, default 2^31; the
+                              * database keeps the lowest a wrapper passed for each version */
 
     /* [crypto] */
     uint32_t crypto_suite; /* suite = aes | sm: the cipher suite new records, tokens and audit

@@ -93,6 +93,11 @@ static const char *const rule_text[GW_RULE_COUNT] = {
         "the gateway's key version is retired; an operator must reload the gateway's keyring",
     [GW_RULE_KEYS_UNCHECKED] =
         "the gateway's keyring is not yet checked against the database; retrying is safe",
+    [GW_RULE_NO_WRAP_LEASE] = "the gateway holds no lease of data-key wraps from the database "
+                              "(Art. 36); retrying is safe",
+    [GW_RULE_KEK_WRAP_LIMIT] =
+        "the gateway's KEK version has reached its limit of data-key wraps (Art. 36, NIST SP "
+        "800-38D); an operator must rotate the KEK and reload the gateway's keyring",
     [GW_RULE_NOT_READ] = "the waybill could not be read",
     [GW_RULE_NOT_RENDERED] = "the waybill could not be rendered",
     [GW_RULE_NOT_IN_SCOPE] = "no waybill with this number in the caller's scope",

@@ -17,6 +17,7 @@
 #include "ctl_admin.h"
 #include "ctl_record.h"
 #include "kek_check.h"
+#include "kek_wrap.h"
 #include "keyring.h"
 #include "record.h"
 #include "store.h"
@@ -42,12 +43,13 @@ static void keys_usage(FILE *f)
         "  add-suite  add a complete key set of a suite the file lacks (before [crypto] suite\n"
         "          names it, or before keys migrate-suite)\n"
         "  rotate  add a KEK version; new records use it once the gateway reloads the keys\n"
-        "  rewrap  re-wrap every record's data key under the newest KEK, in batches of N\n"
+        "  rewrap  re-wrap every record's data key under the newest KEK, in batches of N, each\n"
+        "          leasing its wraps first (refused at the version's limit: rotate)\n"
         "          (default %d); field ciphertexts are not touched; safe to interrupt and rerun\n"
         "  retire  erase KEK version N from the key file; refused while records still use it;\n"
         "          the database then refuses any record stored under it\n"
         "  status  KEK versions and states of each suite (never key bytes); with --db, records\n"
-        "          per suite and version\n"
+        "          and data-key wraps leased (of the version's limit) per suite and version\n"
         "  --suite for rotate, retire and rewrap defaults to the suite the file has (aes if "
         "both);\n"
         "  KEK versions are per suite\n"
@@ -328,7 +330,8 @@ static int keys_rotate(const struct keys_opts *o)
 
 /* The KEK lines of one suite for `keys status`. */
 static void status_suite(const struct gw_keyring *kr, enum gw_suite suite, bool use_db,
-                         const struct gw_admin_kek_count *counts, size_t ncounts)
+                         const struct gw_admin_kek_count *counts, size_t ncounts,
+                         const struct gw_admin_wrap_count *wraps, size_t nwraps)
 {
     printf("suite %s%s: current KEK version: %" PRIu32 "\n", gw_suite_name(suite),
            gw_keyring_suite(kr) == suite ? " (default for new records)" : "",
@@ -345,6 +348,11 @@ static void status_suite(const struct gw_keyring *kr, enum gw_suite suite, bool 
                 if (counts[j].suite == (int)suite && counts[j].version == k.version)
                     cnt = counts[j].records;
             n += (size_t)snprintf(line + n, sizeof line - n, "  %lld records", cnt);
+            /* the wraps leased under it (sql/050): never fewer than were made */
+            for (size_t j = 0; j < nwraps; j++)
+                if (wraps[j].suite == (int)suite && wraps[j].version == k.version)
+                    n += (size_t)snprintf(line + n, sizeof line - n, "  %lld of %lld wraps leased",
+                                          wraps[j].leased, wraps[j].limit);
         }
         if (k.version == gw_keyring_current(kr, suite))
             n += (size_t)snprintf(line + n, sizeof line - n, "  (current)");
@@ -361,8 +369,9 @@ static int keys_status(const struct keys_opts *o, bool use_db)
     struct gw_keyring *kr = NULL;
     struct gw_admin *a = NULL;
     struct gw_admin_kek_count *counts = NULL;
-    size_t ncounts = 0;
-    int rc = GW_CTL_FAIL;
+    struct gw_admin_wrap_count *wraps = NULL;
+    size_t ncounts = 0, nwraps = 0;
+    int rc = GW_CTL_FAIL, vrc;
     if (gw_keyring_file_load(o->keyring, &kr, err, sizeof err) != 0) {
         fprintf(stderr, ME ": %s\n", err);
         return GW_CTL_FAIL;
@@ -374,11 +383,17 @@ static int keys_status(const struct keys_opts *o, bool use_db)
             fprintf(stderr, ME ": %s\n", err);
             goto out;
         }
+        /* a database not migrated to sql/050 has no count of wraps: none shown */
+        vrc = gw_admin_wrap_counts(a, &wraps, &nwraps, err, sizeof err);
+        if (vrc != 0 && vrc != GW_EPRECOND) {
+            fprintf(stderr, ME ": %s\n", err);
+            goto out;
+        }
     }
     printf("keyring %s (backend %s)\n", o->keyring, gw_keyring_backend_name(kr));
     for (size_t s = 0; s < GW_SUITE_COUNT; s++) {
         if (gw_keyring_has_suite(kr, suites[s]))
-            status_suite(kr, suites[s], use_db, counts, ncounts);
+            status_suite(kr, suites[s], use_db, counts, ncounts, wraps, nwraps);
         else
             printf("suite %s: no keys\n", gw_suite_name(suites[s]));
     }
@@ -398,7 +413,7 @@ static int keys_status(const struct keys_opts *o, bool use_db)
         struct gw_keyring_check *c = NULL;
         struct gw_kek_check_outcome ko;
         size_t nc = 0;
-        int vrc = kek_checks(kr, &c, &nc) == 0 ? kek_vouch(a, c, nc, NULL, &ko) : -1;
+        vrc = kek_checks(kr, &c, &nc) == 0 ? kek_vouch(a, c, nc, NULL, &ko) : -1;
         gw_free(c);
         if (vrc != 0)
             goto out;
@@ -410,6 +425,7 @@ static int keys_status(const struct keys_opts *o, bool use_db)
     rc = GW_CTL_OK;
 out:
     gw_free(counts);
+    gw_free(wraps);
     gw_admin_free(a);
     gw_keyring_free(kr);
     return rc;

@@ -184,7 +184,10 @@ static double now_s(void)
 static int passes(struct gw_admin *a, struct run *r, uint8_t alg, long batch, long lock_wait,
                   struct totals *t)
 {
-    struct gw_admin_reseal b = {.target = alg, .limit = batch, .conflict = conflict_cb};
+    struct gw_admin_reseal b = {.target = alg,
+                                .kek_version = gw_keyring_current(r->kr, (enum gw_suite)alg),
+                                .limit = batch,
+                                .conflict = conflict_cb};
     const struct timespec pause = {0, LOCK_RETRY_MS * 1000000L};
     double idle_since = 0;
     long long total = 0;

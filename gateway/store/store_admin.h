@@ -107,11 +107,13 @@ struct gw_admin_rewrap {
     long failed;        /* out: records fn refused in the last batch */
 };
 
-/* One batch in one transaction: up to limit records of the suite after the cursor (by id) whose
- * KEK version is not the target, locked (rows locked by another transaction are skipped, for a
- * later pass); each one's key re-wrapped by fn and written back, with the new version, only if its
- * version has not changed meanwhile. Field ciphertexts are not touched. Returns 0, or GW_EINTERNAL
- * (the batch is rolled back and counts nothing). */
+/* One batch in one transaction: first up to limit wraps under the target are leased
+ * (kek_wrap.h: GW_EPRECOND, with the database's words, when the target version has reached its
+ * limit of wraps: nothing done), then up to that many records of the suite after the cursor (by id)
+ * whose KEK version is not the target, locked (rows locked by another transaction are skipped, for
+ * a later pass); each one's key re-wrapped by fn and written back, with the new version, only if
+ * its version has not changed meanwhile. Field ciphertexts are not touched. Returns 0, GW_EPRECOND,
+ * or GW_EINTERNAL (the batch is rolled back and counts nothing; its lease stays counted). */
 int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admin_rewrap_fn fn,
                           void *arg, char *errbuf, size_t errlen) GW_MUST_CHECK;
 

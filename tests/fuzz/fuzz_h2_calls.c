@@ -53,6 +53,7 @@
 #include "store.h"
 #include "throttle.h"
 #include "workers.h"
+#include "wraplease.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerInitialize(int *argc, char ***argv);
@@ -105,6 +106,7 @@ static struct {
 
 /* One input's connection. */
 struct conn {
+    struct gw_wraplease wraps;
     struct gw_app app;
     struct gw_rpc *rpc;
     struct gw_h2 *server;
@@ -323,6 +325,15 @@ static int conn_open(struct conn *c, uint8_t role, uint8_t branch)
     c->app.crypto = g.crypto;
     c->app.throttle = g.throttle;
     c->app.workers = g.workers;
+    /* a lease that never runs out: the sealing is reached (wraplease.h) */
+    gw_wraplease_init(&c->wraps, 65536, NULL, NULL);
+    {
+        enum gw_suite su = gw_keyring_suite(g.keys);
+        uint32_t v = gw_keyring_current(g.keys, su);
+        (void)gw_wraplease_reset(&c->wraps, (int)su, v);
+        gw_wraplease_grant(&c->wraps, (int)su, v, UINT64_MAX / 2, 0);
+    }
+    c->app.wraps = &c->wraps;
     c->app.db = gw_db_new(g.base, &g.cfg); /* never started: every request is UNAVAILABLE */
     if (c->app.db == NULL || gw_audit_new(c->app.db, &ac, &c->app.audit) != 0)
         return -1;

@@ -285,15 +285,20 @@ def free_port():
         return s.getsockname()[1]
 
 
-def scrape_metrics(addr):
-    """The unlabelled samples of GET /metrics at addr ("host:port") as {name: value}."""
+def metrics_text(addr):
+    """The body of GET /metrics at addr ("host:port")."""
     host, port = addr.rsplit(":", 1)
     c = http.client.HTTPConnection(host, int(port), timeout=30)
     try:
         c.request("GET", "/metrics")
-        text = c.getresponse().read().decode()
+        return c.getresponse().read().decode()
     finally:
         c.close()
+
+
+def scrape_metrics(addr):
+    """The unlabelled samples of GET /metrics at addr ("host:port") as {name: value}."""
+    text = metrics_text(addr)
     return {m.group(1): float(m.group(2)) for m in re.finditer(r"(?m)^(\w+) (\S+)$", text)}
 
 

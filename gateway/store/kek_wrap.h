@@ -1,0 +1,53 @@
+/* kek_wrap.h: the data-key wraps leased under each KEK version (sql/050_kek_wrap_lease.sql,
+ * Art. 36; NIST SP 800-38D 8.3), for the gateway (blocks leased ahead on its pool, app/wrapguard.c)
+ * and waygatectl's keys rewrap and migrate-suite (a lease per batch on their blocking
+ * connection) and keys status: the statements, the reading of a lease's row, and the CLI's
+ * blocking calls. */
+#ifndef GW_KEK_WRAP_H
+#define GW_KEK_WRAP_H
+
+#include <libpq-fe.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+
+struct gw_admin;
+
+/* Leases up to $3 wraps under suite $1, version $2, the version's limit at most $4: one row
+ * (granted, count after), or SQLSTATE GW_KEK_WRAP_AT_LIMIT when the version's count has reached
+ * its limit. */
+#define GW_KEK_WRAP_LEASE_SQL                                                                      \
+    "SELECT l_granted, l_count FROM kek_wrap_lease($1::integer, $2::integer, $3::bigint, "         \
+    "$4::bigint)"
+#define GW_KEK_WRAP_AT_LIMIT "WK001"
+/* The limit a wrapper passes unless configured otherwise: 2^31, half the bound */
+#define GW_KEK_WRAP_LIMIT_DEFAULT 2147483648ull
+/* Wraps the gateway leases at once: a crash or restart wastes at most this many */
+#define GW_KEK_WRAP_BLOCK 65536u
+
+/* Reads a lease's row (text format) into *granted (>= 1) and *count. Returns 0 or
+ * GW_EINTERNAL. */
+int gw_kek_wrap_read(const PGresult *res, uint64_t *granted, uint64_t *count) GW_MUST_CHECK;
+
+/* The CLI's lease of up to n wraps under (suite, version), the limit GW_KEK_WRAP_LIMIT_DEFAULT,
+ * in a statement of its own (committed at once outside a transaction: a batch rolled back
+ * leaves its lease counted). Returns 0 with *granted (1 .. n); GW_EPRECOND when the version's
+ * limit is reached (errbuf: the database's words, naming the rotation); GW_EINTERNAL. */
+int gw_admin_wrap_lease(struct gw_admin *a, int suite, uint32_t version, uint64_t n,
+                        uint64_t *granted, char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* Wraps leased under one KEK version and its limit (keys status). */
+struct gw_admin_wrap_count {
+    int suite;
+    uint32_t version;
+    long long leased;
+    long long limit;
+};
+
+/* Every version's row, ascending: *out (freed with gw_free; NULL when none) and *n. Returns 0,
+ * GW_EPRECOND (not migrated that far), GW_ENOMEM or GW_EINTERNAL. */
+int gw_admin_wrap_counts(struct gw_admin *a, struct gw_admin_wrap_count **out, size_t *n,
+                         char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+#endif

@@ -1,0 +1,169 @@
+"""The data-key wraps made under each KEK version are counted and stop before the random-nonce
+bound (sql/050_kek_wrap_lease.sql, Art. 36; NIST SP 800-38D 8.3): the gateway seals a record only
+against a wrap it leased from the database, leases ahead, refuses Submit FAILED_PRECONDITION once
+the version's limit is reached (an incident, a log line, the metric), and works again after
+`keys rotate` and a SIGHUP; the count never goes down, for any role; a restart never reuses a
+lease; `keys rewrap` leases per batch; `keys status` shows the count beside the records."""
+
+import re
+
+import grpc
+import pytest
+
+from conftest import metrics_text, wait_for
+from test_intake import (KEK_LINE, SUITE, SUITE_BYTE, keys_status, new_waybill, reload_keys,
+                         submit)
+
+LIMIT_MSG = ("waybill: the gateway's KEK version has reached its limit of data-key wraps "
+             "(Art. 36, NIST SP 800-38D); an operator must rotate the KEK and reload the "
+             "gateway's keyring")
+BLOCK = 65536
+
+
+def current_version(stack):
+    m = re.search(r"(?m)^suite %s[^:\n]*: current KEK version: (\d+)$" % SUITE, keys_status(stack))
+    assert m
+    return int(m.group(1))
+
+
+def counted(stack, version):
+    rows = stack.psql("SELECT count, wrap_limit FROM kek_wrap WHERE suite = %d AND version = %d"
+                      % (SUITE_BYTE, version))
+    return tuple(int(x) for x in rows[0].split("|")) if rows else (0, 0)
+
+
+def records(stack, version):
+    return int(stack.psql("SELECT count(*) FROM waybill WHERE get_byte(dek_wrapped, 1) = %d AND "
+                          "kek_version = %d" % (SUITE_BYTE, version))[0])
+
+
+def leased_metric(stack, version):
+    """waygate_kek_wraps_leased{suite=SUITE,version=version} on GET /metrics, or None."""
+    m = re.search(r'(?m)^waygate_kek_wraps_leased\{suite="%s",version="%d"\} (\S+)$'
+                  % (SUITE, version), metrics_text(stack.env["WAYGATE_METRICS_ADDR"]))
+    return float(m.group(1)) if m else None
+
+
+def submit_code(stack):
+    """Submits a fresh waybill: (status code name, details)."""
+    try:
+        submit(stack, new_waybill(stack, "a"))
+        return ("OK", "")
+    except grpc.RpcError as e:
+        return (e.code().name, e.details())
+
+
+def psql_error(stack, sql, uri):
+    """The error psql reports for sql run as uri's role (it must fail)."""
+    with pytest.raises(AssertionError) as e:
+        stack.psql(sql, uri=uri)
+    return str(e.value)
+
+
+def test_the_gateway_leases_ahead_and_the_count_covers_its_records(stack):
+    v = current_version(stack)
+    assert wait_for(lambda: counted(stack, v)[0] > 0, 30), "the gateway leased nothing"
+    assert submit_code(stack)[0] == "OK"
+    count, limit = counted(stack, v)
+    assert count >= records(stack, v), (count, records(stack, v))
+    assert limit <= 2 ** 31
+    assert stack.metric("waygate_kek_wraps_used_total") >= 1
+    assert leased_metric(stack, v) >= records(stack, v)
+    assert stack.metric("waygate_kek_wrap_limit_reached") == 0
+    # keys status: the leased wraps beside the records
+    assert re.search(r"(?m)^  %s %d\s+active\s+\d+ records\s+\d+ of \d+ wraps leased"
+                     % (re.escape(KEK_LINE), v), keys_status(stack)), keys_status(stack)
+
+
+def test_no_role_lowers_the_count(stack):
+    """The gateway's and the CLI's roles may only read the table and call kek_wrap_lease; nobody,
+    the owner included, lowers a count, raises a limit or removes a row."""
+    v = current_version(stack)
+    assert wait_for(lambda: counted(stack, v)[0] > 0, 30)
+    before = counted(stack, v)
+    where = " WHERE suite = %d AND version = %d" % (SUITE_BYTE, v)
+    for uri in (stack.pguri_gateway, stack.pguri):
+        for sql in ("UPDATE kek_wrap SET count = 0" + where, "DELETE FROM kek_wrap" + where,
+                    "TRUNCATE kek_wrap",
+                    "INSERT INTO kek_wrap (suite, version) VALUES (%d, 999999)" % SUITE_BYTE):
+            assert "permission denied" in psql_error(stack, sql, uri), (uri, sql)
+        # reading is allowed
+        assert stack.psql("SELECT count FROM kek_wrap" + where, uri=uri)
+    for sql in ("UPDATE kek_wrap SET count = count - 1" + where,
+                "UPDATE kek_wrap SET wrap_limit = 4294967296" + where,
+                "DELETE FROM kek_wrap" + where, "TRUNCATE kek_wrap"):
+        assert "never" in psql_error(stack, sql, stack.pguri_owner), sql
+    # the function refuses what is not a lease
+    for args in ("%d, %d, 0, 10" % (SUITE_BYTE, v), "%d, %d, 1, 4294967297" % (SUITE_BYTE, v),
+                 "3, 1, 1, 10"):
+        assert "kek_wrap_lease" in psql_error(
+            stack, "SELECT * FROM kek_wrap_lease(%s)" % args, stack.pguri_gateway), args
+    assert counted(stack, v) >= before
+
+
+def test_a_restart_does_not_reuse_a_lease(stack):
+    v = current_version(stack)
+    assert wait_for(lambda: counted(stack, v)[0] > 0, 30)
+    before = counted(stack, v)[0]
+    stack.restart_gateway()
+    n = 3
+    assert wait_for(lambda: submit_code(stack)[0] == "OK", 30)
+    for _ in range(n - 1):
+        assert submit_code(stack)[0] == "OK"
+    after = counted(stack, v)[0]
+    # the restarted gateway's wraps come from a lease of its own, counted past the old one's
+    assert after >= before + n, (before, after)
+    assert after >= before + BLOCK, (before, after)
+
+
+def test_rewrap_leases_its_wraps(stack):
+    v = current_version(stack)
+    before = counted(stack, v)[0]
+    r = stack.ctl("keys", "rewrap", "--suite", SUITE, "--keyring", stack.env["WAYGATE_KEYRING"],
+                  "--db", stack.pguri, "--batch", "7")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert counted(stack, v)[0] >= before + 7  # a batch leases before it looks (one at least)
+
+
+def test_at_the_limit_submit_is_refused_until_a_rotation(stack):
+    keyring = stack.env["WAYGATE_KEYRING"]
+    v = current_version(stack)
+    assert wait_for(lambda: counted(stack, v)[0] > 0, 30)
+    # the owner lowers the version's limit to 2 wraps past what is counted (allowed: a limit
+    # only falls), then restarts the gateway: its held lease is gone, its next holds 2 wraps
+    stack.psql("UPDATE kek_wrap SET wrap_limit = count + 2 WHERE suite = %d AND version = %d"
+               % (SUITE_BYTE, v))
+    stack.restart_gateway()
+    incidents = int(stack.psql("SELECT count(*) FROM incident WHERE kind = 'kek_wrap_limit'")[0])
+    since = len(stack.log_lines())
+    seen = []
+
+    def refused():
+        seen.append(submit_code(stack))
+        return seen[-1][0] == "FAILED_PRECONDITION"
+    assert wait_for(refused, 60), seen[-5:]
+    assert [c for c, _ in seen if c == "OK"] == ["OK", "OK"], seen  # exactly the 2 leased
+    assert set(c for c, _ in seen) <= {"OK", "UNAVAILABLE", "FAILED_PRECONDITION"}, seen
+    assert seen[-1][1] == LIMIT_MSG, seen[-1]
+    assert submit_code(stack) == ("FAILED_PRECONDITION", LIMIT_MSG)
+    count, limit = counted(stack, v)
+    assert count == limit, (count, limit)
+    # one incident for the version, a log line, the metric
+    assert wait_for(lambda: int(stack.psql(
+        "SELECT count(*) FROM incident WHERE kind = 'kek_wrap_limit'")[0]) == incidents + 1, 30)
+    assert stack.psql("SELECT severity FROM incident WHERE kind = 'kek_wrap_limit' "
+                      "ORDER BY id DESC LIMIT 1") == ["high"]
+    assert any("has reached its limit of data-key wraps" in line
+               for line in stack.log_lines()[since:])
+    assert stack.metric("waygate_kek_wrap_limit_reached") == 1
+    assert leased_metric(stack, v) == limit
+    # the CLI is refused too: a rewrap under that version leases nothing and says why
+    r = stack.ctl("keys", "rewrap", "--suite", SUITE, "--keyring", keyring, "--db", stack.pguri)
+    assert r.returncode != 0 and "rotate the KEK" in r.stderr, r.stdout + r.stderr
+    # rotate, reload: the new version's wraps, Submit works again
+    r = stack.ctl("keys", "rotate", "--suite", SUITE, "--keyring", keyring, "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    reload_keys(stack, v + 1)
+    assert wait_for(lambda: submit_code(stack)[0] == "OK", 30)
+    assert counted(stack, v + 1)[0] >= 1
+    assert stack.metric("waygate_kek_wrap_limit_reached") == 0
