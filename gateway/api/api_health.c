@@ -1,16 +1,18 @@
 /* api_health.c: grpc.health.v1.Health, as the health checking protocol specifies.
  * Check: SERVING when the database answers SELECT 1 before the deadline, NOT_SERVING otherwise
- * and while the keyring loaded at start is not yet checked against the database (app/kekguard.h);
- * an unknown service name is NOT_FOUND.
+ * and while the keyring loaded at start is not yet checked against the database (app/kekguard.h)
+ * or no data-key wrap is held for Submit to seal with (domain/wraplease.h: at start, until the
+ * first lease; while the database does not answer the next); an unknown service name is
+ * NOT_FOUND.
  * Watch (server streaming, for load balancers): the status at once, then each change. Its status
- * is the pool's (SERVING while at least one database connection is ready, the keyring is checked
- * and the gateway is not draining), looked at every WATCH_POLL_MS; an unknown service gets
- * SERVICE_UNKNOWN and the stream stays open, as the protocol says. A draining gateway sends
- * NOT_SERVING and ends the stream (OK), so a load balancer moves away before the listener closes. A
- * stream lasts until the client ends it or its deadline ([server] max_deadline_ms caps it: a client
- * watches again). A client that does not read gets no queue: only the latest status waits to be
- * sent. Invariant: a pending database request or timer is cancelled when the call is cancelled, so
- * no callback reaches a dead call. */
+ * is the pool's (SERVING while at least one database connection is ready, the keyring is checked,
+ * a data-key wrap is held and the gateway is not draining), looked at every WATCH_POLL_MS; an
+ * unknown service gets SERVICE_UNKNOWN and the stream stays open, as the protocol says. A draining
+ * gateway sends NOT_SERVING and ends the stream (OK), so a load balancer moves away before the
+ * listener closes. A stream lasts until the client ends it or its deadline ([server]
+ * max_deadline_ms caps it: a client watches again). A client that does not read gets no queue: only
+ * the latest status waits to be sent. Invariant: a pending database request or timer is cancelled
+ * when the call is cancelled, so no callback reaches a dead call. */
 #include <string.h>
 
 #include <event2/event.h>
@@ -22,6 +24,7 @@
 #include "app.h"
 #include "clock.h"
 #include "db.h"
+#include "wraplease.h"
 
 #define WATCH_POLL_MS 250
 
@@ -106,7 +109,8 @@ void gw_api_health_check(struct gw_call *call, const uint8_t *req, size_t len)
         gw_call_fail(call, GW_ENOTFOUND, "service", GW_RULE_UNKNOWN_SERVICE);
         return;
     }
-    if (app == NULL || app->db == NULL || app->keys_unchecked) { /* kekguard.h: not yet */
+    /* kekguard.h: not yet vouched; wraplease.h: no data-key wrap held yet, Submit refused */
+    if (app == NULL || app->db == NULL || app->keys_unchecked || gw_wraplease_starved(app->wraps)) {
         reply(call, false);
         return;
     }
@@ -130,7 +134,8 @@ static serving_status watch_status(const struct watch *w)
 {
     if (!w->known)
         return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVICE_UNKNOWN;
-    if (w->app == NULL || w->app->draining || w->app->keys_unchecked || !gw_db_ready(w->app->db))
+    if (w->app == NULL || w->app->draining || w->app->keys_unchecked ||
+        gw_wraplease_starved(w->app->wraps) || !gw_db_ready(w->app->db))
         return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__NOT_SERVING;
     return GRPC__HEALTH__V1__HEALTH_CHECK_RESPONSE__SERVING_STATUS__SERVING;
 }

@@ -323,6 +323,22 @@ static void kek_mismatch(struct daemon *d, const char *keyring, const char *msg,
         GW_LOG(GW_LOG_ERROR, "main", NULL, "could not record the kek_mismatch incident");
 }
 
+static void reload_leased_cb(void *arg)
+{
+    reload_end(arg);
+}
+
+/* The reload's keyring, when it brings another current KEK, leases data-key wraps under it
+ * before the swap (wrapguard.h), so that no Submit after the swap finds none held; then
+ * reload_end (at once when nothing is asked). */
+static void reload_lease(struct daemon *d)
+{
+    if (d->rl.kr != NULL && d->rl.np != NULL && (d->tls == NULL || d->rl.nt != NULL) &&
+        gw_wrapguard_prepare(d->wraps, d->rl.kr, reload_leased_cb, d) == 0)
+        return; /* reload_leased_cb ends it */
+    reload_end(d);
+}
+
 /* The SIGHUP's keyring checked against the database: swapped in with the rest, or the whole
  * reload refused. */
 static void reload_checked_cb(void *arg, int outcome, const char *msg)
@@ -342,7 +358,7 @@ static void reload_checked_cb(void *arg, int outcome, const char *msg)
         gw_keyring_free(d->rl.kr);
         d->rl.kr = NULL;
     }
-    reload_end(d);
+    reload_lease(d);
 }
 
 /* The keys of a SIGHUP's config that changed but need a restart: each logged, and listed for the
@@ -402,7 +418,7 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
     if (d->rl.kr != NULL || d->rl.np != NULL || d->rl.nt != NULL) {
         GW_LOG(GW_LOG_WARN, "main", NULL,
                "SIGHUP ignored: the previous reload's keyring is still being checked against the "
-               "database");
+               "database (or is leasing its data-key wraps)");
         return;
     }
     if (reload_config(d) != 0)
@@ -438,7 +454,7 @@ static void reload_cb(evutil_socket_t sig, short what, void *arg)
         reload_checked_cb(d, rc, "the keyring could not be checked against the database");
         return;
     }
-    reload_end(d);
+    reload_lease(d);
 }
 
 /* The end of a SIGHUP: everything swapped in together, or nothing. */

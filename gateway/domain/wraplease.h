@@ -57,6 +57,14 @@ void gw_wraplease_grant(struct gw_wraplease *l, int suite, uint32_t version, uin
  * KEK. What is held is still used; nothing more is asked for this KEK. */
 void gw_wraplease_refused(struct gw_wraplease *l, int suite, uint32_t version);
 
+/* True while a Submit would find no wrap held though the version is not at its limit (none
+ * granted yet under this KEK, or all used while the next lease is asked): the health check
+ * answers NOT_SERVING meanwhile (api_health.c), as a Submit would be refused UNAVAILABLE. */
+static inline bool gw_wraplease_starved(const struct gw_wraplease *l)
+{
+    return l != NULL && l->version != 0 && !l->at_limit && l->used >= l->leased;
+}
+
 /* The slow path of gw_wraplease_take. */
 int gw_wraplease_take_slow(struct gw_wraplease *l) GW_MUST_CHECK;
 

@@ -5,14 +5,17 @@ the version's limit is reached (an incident, a log line, the metric), and works 
 `keys rotate` and a SIGHUP; the count never goes down, for any role; a restart never reuses a
 lease; `keys rewrap` leases per batch; `keys status` shows the count beside the records."""
 
+import os
 import re
+import signal
 
 import grpc
 import pytest
 
-from conftest import metrics_text, wait_for
-from test_intake import (KEK_LINE, SUITE, SUITE_BYTE, keys_status, new_waybill, reload_keys,
-                         submit)
+from conftest import ExtraGateway, lock_holder, metrics_text, release_holder, wait_for
+from test_intake import (KEK_LINE, SUBMIT, SUITE, SUITE_BYTE, keys_status, new_waybill,
+                         reload_keys, seed, submit)
+import waygate_proto
 
 LIMIT_MSG = ("waybill: the gateway's KEK version has reached its limit of data-key wraps "
              "(Art. 36, NIST SP 800-38D); an operator must rotate the KEK and reload the "
@@ -167,3 +170,89 @@ def test_at_the_limit_submit_is_refused_until_a_rotation(stack):
     assert wait_for(lambda: submit_code(stack)[0] == "OK", 30)
     assert counted(stack, v + 1)[0] >= 1
     assert stack.metric("waygate_kek_wrap_limit_reached") == 0
+
+
+NO_LEASE_MSG = ("waybill: the gateway holds no lease of data-key wraps from the database "
+                "(Art. 36); retrying is safe")
+
+
+def lease_waits(stack):
+    """A lease (kek_wrap_lease) waits on the lock a lock_holder took on kek_wrap."""
+    return int(stack.psql("SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = "
+                          "'kek_wrap'::regclass")[0]) > 0
+
+
+def submit_via(stack, addr):
+    """Submits a fresh waybill through the gateway at addr: (status code name, details)."""
+    w = new_waybill(stack, "a")
+    seed(w)
+    try:
+        waygate_proto.unary(stack.channel("courier_a", addr=addr), SUBMIT,
+                            stack.pb.intake.SubmitRequest(waybill=w),
+                            stack.pb.intake.SubmitResponse, timeout=30)
+        return ("OK", "")
+    except grpc.RpcError as e:
+        return (e.code().name, e.details())
+
+
+def test_health_is_not_serving_until_the_first_lease(stack):
+    """A gateway started while its first lease waits (kek_wrap locked) answers NOT_SERVING for as
+    long as a Submit would be refused for want of a wrap, and SERVING, with Submit working, once
+    the lease is granted: a load balancer (or a test) that waits for SERVING never sends a Submit
+    into that refusal. (Red before: SERVING once the keyring was vouched for, Submit refused.)"""
+    holder = lock_holder(stack, "LOCK TABLE kek_wrap IN EXCLUSIVE MODE")
+    gw = None
+    try:
+        gw = ExtraGateway(stack, "wraps-start", serving=False)
+        seen = []
+
+        def no_lease():  # the keyring vouched for (its refusal comes first), no wrap held
+            seen.append(submit_via(stack, gw.addr))
+            return seen[-1] == ("UNAVAILABLE", NO_LEASE_MSG)
+        assert wait_for(no_lease, 60), seen[-3:]
+        assert lease_waits(stack)
+        assert stack.health(addr=gw.addr) == "NOT_SERVING"
+    finally:
+        release_holder(holder)
+    try:
+        assert wait_for(lambda: stack.health(addr=gw.addr) == "SERVING", 60)
+        assert submit_via(stack, gw.addr) == ("OK", "")
+    finally:
+        gw.close()
+
+
+def reload_keys_logged(stack, since, version):
+    """The keyring reload a SIGHUP sent before log line `since` started has ended, with version."""
+    line = wait_for(lambda: [l for l in stack.log_lines()[since:]
+                             if "keyring" in l and "reload" in l], timeout=60)
+    assert line, "no keyring reload logged after SIGHUP"
+    assert "version %d (suite %s)" % (version, SUITE) in line[-1], line
+    assert "not reloaded" not in line[-1], line
+
+
+def test_a_reload_leases_under_the_new_kek_before_it_swaps(stack):
+    """keys rotate, then SIGHUP while the new version's lease waits (kek_wrap locked): the running
+    keyring goes on sealing under its own lease (Submit OK, the old version), and once the lease
+    is granted the reload ends and the very next Submit is sealed under the new version. (Red
+    before: the keyring was swapped first and every Submit refused UNAVAILABLE until the lease
+    came.)"""
+    keyring = stack.env["WAYGATE_KEYRING"]
+    v = current_version(stack)
+    assert wait_for(lambda: counted(stack, v)[0] > 0, 30)
+    r = stack.ctl("keys", "rotate", "--suite", SUITE, "--keyring", keyring, "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    holder = lock_holder(stack, "LOCK TABLE kek_wrap IN EXCLUSIVE MODE")
+    try:
+        since = len(stack.log_lines())
+        os.kill(stack.gateway_pid(), signal.SIGHUP)
+        assert wait_for(lambda: lease_waits(stack), 60), "the reload asked no lease"
+        w = new_waybill(stack, "a")
+        rid = submit(stack, w).id
+        assert stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % rid) == [str(v)]
+        assert not [l for l in stack.log_lines()[since:] if "keyring" in l and "reload" in l]
+    finally:
+        release_holder(holder)
+    reload_keys_logged(stack, since, v + 1)
+    rid = submit(stack, new_waybill(stack, "a")).id
+    assert stack.psql("SELECT kek_version FROM waybill WHERE id = '%s'" % rid) == [str(v + 1)]
+    assert counted(stack, v + 1)[0] >= 1
