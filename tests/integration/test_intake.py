@@ -703,8 +703,15 @@ def field_digests(stack, mine=True):
 def reload_keys(stack, version):
     since = len(stack.log_lines())
     os.kill(stack.gateway_pid(), signal.SIGHUP)
+    reload_keys_logged(stack, since, version)
+
+
+def reload_keys_logged(stack, since, version):
+    """The keyring reload of a SIGHUP sent after log line `since` has ended, with the current KEK
+    version `version` (a reload checks a new version against the database and leases its wraps
+    before it ends: a loaded machine gets 60 s)."""
     line = wait_for(lambda: [l for l in stack.log_lines()[since:]
-                             if "keyring" in l and "reload" in l], timeout=10)
+                             if "keyring" in l and "reload" in l], timeout=60)
     assert line, "no keyring reload logged after SIGHUP"
     assert "version %d (suite %s)" % (version, SUITE) in line[-1], line
     assert "not reloaded" not in line[-1], line

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import ExtraGateway, lock_holder, metrics_text, release_holder, wait_for
 from test_intake import (KEK_LINE, SUBMIT, SUITE, SUITE_BYTE, keys_status, new_waybill,
-                         reload_keys, seed, submit)
+                         reload_keys, reload_keys_logged, seed, submit)
 import waygate_proto
 
 LIMIT_MSG = ("waybill: the gateway's KEK version has reached its limit of data-key wraps "
@@ -219,15 +219,6 @@ def test_health_is_not_serving_until_the_first_lease(stack):
         assert submit_via(stack, gw.addr) == ("OK", "")
     finally:
         gw.close()
-
-
-def reload_keys_logged(stack, since, version):
-    """The keyring reload a SIGHUP sent before log line `since` started has ended, with version."""
-    line = wait_for(lambda: [l for l in stack.log_lines()[since:]
-                             if "keyring" in l and "reload" in l], timeout=60)
-    assert line, "no keyring reload logged after SIGHUP"
-    assert "version %d (suite %s)" % (version, SUITE) in line[-1], line
-    assert "not reloaded" not in line[-1], line
 
 
 def test_a_reload_leases_under_the_new_kek_before_it_swaps(stack):
