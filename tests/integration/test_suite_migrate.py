@@ -362,6 +362,11 @@ def test_reseal_cannot_bring_a_record_under_a_lawful_case(stack):
                    "WHERE id = '%s'" % (case, case))
 
 
+def aes_wraps(stack):
+    """The data-key wraps leased under every aes KEK version (sql/050's kek_wrap)."""
+    return int(stack.psql("SELECT coalesce(sum(count), 0) FROM kek_wrap WHERE suite = 1")[0])
+
+
 def test_migrate_to_sm_while_serving_interrupted_and_resumed(stack, sm_keys):
     aes_gw = Client(stack, stack.addr)
     senders = []
@@ -463,7 +468,10 @@ def test_migrate_to_sm_while_serving_interrupted_and_resumed(stack, sm_keys):
         assert int(stack.psql("SELECT count(*) FROM waybill WHERE id IN (%s) AND mac_version = 2"
                               % ",".join("'%s'" % i for i in old_ids))[0]) == len(old_ids)
     finally:
-        # back to aes, the suite of the session's other modules
+        # back to aes, the suite of the session's other modules; each record it re-seals takes
+        # two wraps under aes's current KEK, leased first (sql/050)
+        to_aes = suite_counts(stack).get(SM, 0)
+        wraps_before = aes_wraps(stack)
         r = subprocess.run([os.path.join(BUILD, "waygatectl"), "keys", "migrate-suite", "--to",
                             "aes"], capture_output=True, text=True, timeout=300,
                            env=ctl_env(stack))
@@ -472,6 +480,7 @@ def test_migrate_to_sm_while_serving_interrupted_and_resumed(stack, sm_keys):
                    "WHERE id = '%s'" % (case, case))
     assert r.returncode == 0, r.stderr
     assert suite_counts(stack).get(SM, 0) == 0
+    assert aes_wraps(stack) - wraps_before >= 2 * to_aes > 0, (wraps_before, to_aes)
     for w, rid, _ in records[::OLD_PER_SENDER]:
         assert aes_gw.get(w.waybill_no).id == rid
 
