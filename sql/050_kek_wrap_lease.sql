@@ -12,10 +12,11 @@
 -- gateway leases blocks ahead and seals a record only against a wrap it holds; the CLI leases
 -- per batch. A lease is counted whether or not its wraps are made: a crash or a restart wastes
 -- the unused part of a lease (over-counting, the safe direction).
--- The limit: each caller passes its own (the gateway its [keys] kek_wrap_limit; the CLI the
--- same default, 2^31), never above 2^32 (refused), and the row keeps the lowest limit ever
--- passed for the version: the limit the database enforces for a version is the strictest any
--- wrapper was configured with, and only a rotation (a new version) starts afresh.
+-- The limit: the row's (2^31 unless the owner lowered it: it only falls), and for one call the
+-- lower of it and the caller's own (the gateway its [keys] kek_wrap_limit; the CLI 2^31), never
+-- above 2^32 (refused). A caller's limit binds that call only and is never stored: whoever holds
+-- a login role could otherwise set any version's limit to 1, a future version's too, and stop
+-- intake across rotations (review). One lease is at most 2^20 wraps.
 -- Seeded from the records that exist: count of waybill rows per suite (the algorithm byte of
 -- dek_wrapped) and KEK version. A lower bound: records since destroyed, wraps a rewrap or a
 -- migration replaced, and wraps of Submits the database refused are not in it.
@@ -31,7 +32,7 @@ CREATE TABLE IF NOT EXISTS kek_wrap (
     suite      smallint    NOT NULL CHECK (suite IN (1, 2)),
     version    integer     NOT NULL CHECK (version >= 1),
     count      bigint      NOT NULL DEFAULT 0 CHECK (count >= 0),
-    wrap_limit bigint      NOT NULL DEFAULT 4294967296
+    wrap_limit bigint      NOT NULL DEFAULT 2147483648
                            CHECK (wrap_limit >= 1 AND wrap_limit <= 4294967296),
     updated_at timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (suite, version)
@@ -39,7 +40,7 @@ CREATE TABLE IF NOT EXISTS kek_wrap (
 
 COMMENT ON TABLE kek_wrap IS
     'Data-key wraps leased under each KEK version (kek_wrap_lease): never fewer than were made, '
-    'never more than wrap_limit (the lowest limit a wrapper passed). Seeded from the waybill '
+    'never more than wrap_limit (2^31 unless the owner lowered it). Seeded from the waybill '
     'rows at sql/050: a lower bound.';
 
 -- The count only grows and the limit only falls; no row goes away.
@@ -76,35 +77,37 @@ SELECT get_byte(w.dek_wrapped, 1), w.kek_version, count(*)
 ON CONFLICT (suite, version) DO UPDATE SET count = EXCLUDED.count
  WHERE kek_wrap.count < EXCLUDED.count;
 
--- Leases up to p_n more wraps under (p_suite, p_version), the version's limit becoming
--- least(its limit, p_limit): answers (granted, count), granted between 1 and p_n and count the
--- version's count after it. Refuses (WK001) when the count has reached the limit: nothing
--- granted. The row is locked for the statement's transaction: two leases at once add up.
+-- Leases up to p_n (at most 2^20) more wraps under (p_suite, p_version), within least(the
+-- row's limit, p_limit): answers (granted, count), granted between 1 and p_n and count the
+-- version's count after it. Refuses (WK001) when the count has reached that limit: nothing
+-- granted. p_limit is not stored. The row is locked for the statement's transaction: two
+-- leases at once add up.
 CREATE OR REPLACE FUNCTION kek_wrap_lease(p_suite integer, p_version integer, p_n bigint,
                                           p_limit bigint)
 RETURNS TABLE (l_granted bigint, l_count bigint)
 LANGUAGE plpgsql AS $fn$
 DECLARE
-    r kek_wrap%ROWTYPE;
+    r   kek_wrap%ROWTYPE;
+    lim bigint;
 BEGIN
     IF p_suite IS NULL OR p_suite NOT IN (1, 2) OR p_version IS NULL OR p_version < 1
-       OR p_n IS NULL OR p_n < 1 OR p_limit IS NULL OR p_limit < 1 OR p_limit > 4294967296 THEN
-        RAISE EXCEPTION 'kek_wrap_lease: a suite (1, 2), a version >= 1, n >= 1 and a limit '
-                        'between 1 and 2^32 are required'
+       OR p_n IS NULL OR p_n < 1 OR p_n > 1048576 OR p_limit IS NULL OR p_limit < 1
+       OR p_limit > 4294967296 THEN
+        RAISE EXCEPTION 'kek_wrap_lease: a suite (1, 2), a version >= 1, n between 1 and 2^20 '
+                        'and a limit between 1 and 2^32 are required'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
-    INSERT INTO kek_wrap (suite, version, wrap_limit) VALUES (p_suite, p_version, p_limit)
+    INSERT INTO kek_wrap (suite, version) VALUES (p_suite, p_version)
     ON CONFLICT (suite, version) DO NOTHING;
     SELECT * INTO r FROM kek_wrap k WHERE k.suite = p_suite AND k.version = p_version FOR UPDATE;
-    r.wrap_limit := least(r.wrap_limit, p_limit);
-    IF r.count >= r.wrap_limit THEN
+    lim := least(r.wrap_limit, p_limit);
+    IF r.count >= lim THEN
         RAISE EXCEPTION 'KEK version % of suite % has reached its limit of % data-key wraps: '
-                        'rotate the KEK', p_version, p_suite, r.wrap_limit
+                        'rotate the KEK', p_version, p_suite, lim
             USING ERRCODE = 'WK001';
     END IF;
-    l_granted := least(p_n, r.wrap_limit - r.count);
-    UPDATE kek_wrap k SET count = k.count + l_granted, wrap_limit = r.wrap_limit,
-                          updated_at = now()
+    l_granted := least(p_n, lim - r.count);
+    UPDATE kek_wrap k SET count = k.count + l_granted, updated_at = now()
      WHERE k.suite = p_suite AND k.version = p_version
     RETURNING k.count INTO l_count;
     RETURN NEXT;

@@ -106,7 +106,7 @@ static int lease_answer(int err, const struct gw_db_result *res, uint64_t *grant
 }
 
 /* Asks the database for a block of wraps under (suite, version), on the pool (the gateway's own
- * work: charged to no caller). Returns gw_db_exec's. */
+ * work: charged to no caller; in the queue's reserve). Returns gw_db_exec's. */
 static int lease_send(struct gw_wrapguard *g, int suite, uint32_t version, gw_db_done_cb cb,
                       struct gw_db_req **out)
 {
@@ -118,7 +118,8 @@ static int lease_send(struct gw_wrapguard *g, int suite, uint32_t version, gw_db
     snprintf(vs, sizeof vs, "%" PRIu32, version);
     snprintf(ns, sizeof ns, "%" PRIu64, g->lease.block);
     snprintf(ls, sizeof ls, "%" PRIu32, g->app->cfg->kek_wrap_limit);
-    return gw_db_exec(g->app->db, &st, 1, GW_DB_SHARED, cb, g, out);
+    /* the reserve (db.h): callers filling the queue do not starve every Submit of wraps */
+    return gw_db_exec(g->app->db, &st, 1, GW_DB_SHARED | GW_DB_RESERVED, cb, g, out);
 }
 
 static void done_cb(void *arg, int err, const struct gw_db_result *res)

@@ -105,8 +105,8 @@ struct gw_config {
     /* [keys] */
     char *keyring;           /* path of the keyring file (mode 0600), required */
     uint32_t kek_wrap_limit; /* data-key wraps leased under one KEK version at most (its
-                              * random-nonce bound, sql/050), 1 .. 2^32 - 1, default 2^31; the
-                              * database keeps the lowest a wrapper passed for each version */
+                              * random-nonce bound, sql/050), 1 .. 2^32 - 1, default 2^31; each
+                              * lease is held to the lower of it and the version's row */
 
     /* [crypto] */
     uint32_t crypto_suite; /* suite = aes | sm: the cipher suite new records, tokens and audit

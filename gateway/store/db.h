@@ -50,17 +50,19 @@ typedef void (*gw_db_done_cb)(void *arg, int err, const struct gw_db_result *res
  * statements between two pipeline sync points form an implicit transaction, committed at the
  * sync, rolled back when one fails), so db.c sends no BEGIN/COMMIT; the flag documents the
  * caller's intent.
- * GW_DB_RESERVED: the audit writer's (audit.c): besides [database] queue_max requests waiting,
- * the queue keeps GW_DB_QUEUE_RESERVE places that only such requests take, so that when Submits
- * or reads have filled the queue an audit transaction (the record of a refusal among them) is
- * still queued, not failed. The writer has at most one request out at a time (its recovery or
- * its one transaction), which is what the reserve is sized for.
+ * GW_DB_RESERVED: the audit writer's (audit.c) and the data-key wrap leases' (app/wrapguard.c):
+ * besides [database] queue_max requests waiting, the queue keeps GW_DB_QUEUE_RESERVE places that
+ * only such requests take, so that when Submits or reads have filled the queue an audit
+ * transaction (the record of a refusal among them) is still queued, not failed, and a gateway
+ * whose callers fill the queue still leases the wraps its Submits need. The writer has at most
+ * one request out at a time (its recovery or its one transaction), the wrap guard two (the
+ * lease of the current KEK, and a reload's of its new one): what the reserve is sized for.
  * GW_DB_SLOW: the request may run long (a report's counts over a month of audit records): it is
  * sent only to a connection with no caller's request in flight, and nothing is pipelined behind
  * it while it runs, so no other request (the audit writer's among them) waits for it; it waits in
  * the queue, letting later requests pass, until such a connection is free. */
 enum { GW_DB_TXN = 1 << 0, GW_DB_SLOW = 1 << 1, GW_DB_RESERVED = 1 << 2, GW_DB_SHARED = 1 << 3 };
-#define GW_DB_QUEUE_RESERVE 1u
+#define GW_DB_QUEUE_RESERVE 3u
 
 /* Shares (db_owner.c): one principal's calls cannot fill the queue and starve everyone else's
  * database work. The pool counts the callers' requests queued or in flight per owner, a 32-byte

@@ -96,9 +96,18 @@ def test_no_role_lowers_the_count(stack):
                 "UPDATE kek_wrap SET wrap_limit = 4294967296" + where,
                 "DELETE FROM kek_wrap" + where, "TRUNCATE kek_wrap"):
         assert "never" in psql_error(stack, sql, stack.pguri_owner), sql
+    # a caller's limit binds its own call only: the gateway's role asking with a limit of 1,
+    # for the current version and a future one, sets no version's limit (before, the lowest
+    # limit passed was kept, and intake stopped under the current version and every later one)
+    assert "rotate the KEK" in psql_error(
+        stack, "SELECT * FROM kek_wrap_lease(%d, %d, 1, 1)" % (SUITE_BYTE, v), stack.pguri_gateway)
+    stack.psql("SELECT * FROM kek_wrap_lease(%d, %d, 1, 1)" % (SUITE_BYTE, v + 1000),
+               uri=stack.pguri_gateway)
+    assert counted(stack, v)[1] == 2 ** 31 and counted(stack, v + 1000) == (1, 2 ** 31)
+    assert submit_code(stack)[0] == "OK"
     # the function refuses what is not a lease
     for args in ("%d, %d, 0, 10" % (SUITE_BYTE, v), "%d, %d, 1, 4294967297" % (SUITE_BYTE, v),
-                 "3, 1, 1, 10"):
+                 "%d, %d, 1048577, 10" % (SUITE_BYTE, v), "3, 1, 1, 10"):
         assert "kek_wrap_lease" in psql_error(
             stack, "SELECT * FROM kek_wrap_lease(%s)" % args, stack.pguri_gateway), args
     assert counted(stack, v) >= before
