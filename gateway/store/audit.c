@@ -572,9 +572,25 @@ void gw_audit_drain(struct gw_audit *a, uint32_t timeout_ms, gw_audit_drained_cb
     drained(a);
 }
 
-bool gw_audit_sent_in_doubt(const struct gw_audit *a)
+bool gw_audit_sent_in_doubt(const struct gw_audit *a, gw_audit_done_cb cb)
 {
-    return a != NULL && (a->inflight != NULL || (a->unsure_sent && !TAILQ_EMPTY(&a->unsure)));
+    const struct gw_audit_req *r;
+
+    if (a == NULL)
+        return false;
+    if (a->inflight != NULL)
+        TAILQ_FOREACH(r, &a->batch, link)
+        {
+            if (r->cb == cb)
+                return true;
+        }
+    if (a->unsure_sent)
+        TAILQ_FOREACH(r, &a->unsure, link)
+        {
+            if (r->cb == cb)
+                return true;
+        }
+    return false;
 }
 
 /* Visits the kept entries of l (gw_audit_leftover), in doubt when doubt_seq is set. */

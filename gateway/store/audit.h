@@ -140,11 +140,14 @@ typedef int (*gw_audit_left_cb)(void *arg, const struct gw_audit_left *e);
  * are actions not done (their callers were answered) or rows their owner spools itself
  * (incident.h). Returns 0 or the first error cb returned. The writer is unchanged. */
 int gw_audit_leftover(struct gw_audit *a, gw_audit_left_cb cb, void *arg) GW_MUST_CHECK;
-/* True while a transaction this writer sent in this run may have committed unanswered: it is in
- * flight, or its connection was lost and no recovery has settled it yet. The entries it holds
- * are in doubt (gw_audit_leftover marks them so); whoever keeps a copy of one elsewhere (a spool
- * file read at start, audit_replay.h) must not keep it as still owed. NULL-safe (false). */
-bool gw_audit_sent_in_doubt(const struct gw_audit *a);
+/* True while an entry whose callback is cb is in a transaction this writer sent in this run
+ * that may have committed unanswered: in flight, or its connection lost and no recovery has
+ * settled it yet. Such entries are in doubt (gw_audit_leftover marks them so); whoever keeps a
+ * copy of one elsewhere (a spool file read at start, audit_replay.h, whose entries all have its
+ * one callback) must not keep it as still owed. Entries still queued, and transactions holding
+ * none of cb's (a checkpoint alone, other callers' records), do not count (review). NULL-safe
+ * (false). */
+bool gw_audit_sent_in_doubt(const struct gw_audit *a, gw_audit_done_cb cb);
 /* Before gw_audit_start: a kept entry left in doubt by an earlier run (e, its in_doubt fields
  * set; from a spool). The first recovery reads the record at e->doubt_seq: when it holds
  * e->doubt_hash the entry committed then (cb 0), else it is chained anew as gw_audit_write_kept's.

@@ -184,7 +184,7 @@ uint64_t gw_audit_replay_abandon(struct gw_audit_replay *r)
     /* the file as read is still exactly what is owed while none of its entries has answered and
      * none is the writer's in a transaction that may have committed unanswered (in flight at the
      * stop, pipelined to its sync: it commits once a lock it waits on is gone, the gateway too) */
-    if (r->done == 0 && (queued == 0 || !gw_audit_sent_in_doubt(r->a)))
+    if (r->done == 0 && (queued == 0 || !gw_audit_sent_in_doubt(r->a, written_cb)))
         return r->n;
     /* some of its entries are written (or failed for good), or may be: replayed again they would
      * be written twice, so the file goes, and those not written are lost with the next spool */
