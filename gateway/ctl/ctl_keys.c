@@ -606,7 +606,7 @@ static int keys_rewrap(const struct keys_opts *o)
 {
     char err[512];
     struct gw_keyring *kr = NULL;
-    struct gw_admin *a = NULL;
+    struct gw_admin *a = NULL, *lease = NULL;
     struct rewrap rw = {.tty = isatty(STDERR_FILENO) == 1};
     struct gw_admin_rewrap b = {.limit = o->batch};
     int rc = GW_CTL_FAIL;
@@ -622,8 +622,11 @@ static int keys_rewrap(const struct keys_opts *o)
         fprintf(stderr, ME ": cannot set up the cryptographic library\n");
         goto out;
     }
-    if (!(a = connect_db(o->db)) || keyring_vouch(a, kr) != 0)
+    /* the batches' wraps are leased on a second connection, in autocommit (sql/050): committed
+     * whatever the batch in the first one does */
+    if (!(a = connect_db(o->db)) || !(lease = connect_db(o->db)) || keyring_vouch(a, kr) != 0)
         goto out;
+    b.lease = lease;
     total = count_kek(a, rw.suite, rw.newest, false);
     if (total < 0)
         goto out;
@@ -668,6 +671,7 @@ static int keys_rewrap(const struct keys_opts *o)
     done_count = done;
     rc = (failed == 0 && left == 0) ? GW_CTL_OK : GW_CTL_FAIL;
 out:
+    gw_admin_free(lease);
     gw_admin_free(a);
     gw_crypto_free(rw.cx);
     gw_keyring_free(kr);

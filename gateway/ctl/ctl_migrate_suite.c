@@ -180,12 +180,14 @@ static double now_s(void)
  * locked (the gateway, a concurrent rewrap) are skipped by a batch and taken by a later pass: a
  * pass that changes nothing while such rows are left is retried every LOCK_RETRY_MS for up to
  * lock_wait seconds. Ends when nothing is left but failures, that wait runs out, or a stop is
- * requested (between batches). Returns 0 or GW_CTL_FAIL (database; said). */
-static int passes(struct gw_admin *a, struct run *r, uint8_t alg, long batch, long lock_wait,
-                  struct totals *t)
+ * requested (between batches). The batches lease their wraps on lease (a second connection, in
+ * autocommit). Returns 0 or GW_CTL_FAIL (database; said). */
+static int passes(struct gw_admin *a, struct gw_admin *lease, struct run *r, uint8_t alg,
+                  long batch, long lock_wait, struct totals *t)
 {
     struct gw_admin_reseal b = {.target = alg,
                                 .kek_version = gw_keyring_current(r->kr, (enum gw_suite)alg),
+                                .lease = lease,
                                 .limit = batch,
                                 .conflict = conflict_cb};
     const struct timespec pause = {0, LOCK_RETRY_MS * 1000000L};
@@ -240,7 +242,7 @@ static int passes(struct gw_admin *a, struct run *r, uint8_t alg, long batch, lo
 static int run(const struct opts *o, enum gw_suite to)
 {
     struct ctl_admin c = {.a = NULL};
-    struct gw_admin *a = NULL;
+    struct gw_admin *a = NULL, *lease = NULL;
     struct gw_keyring *kr = NULL;
     struct run r = {.tty = isatty(STDERR_FILENO) == 1};
     struct totals t = {0, 0, 0};
@@ -271,7 +273,10 @@ static int run(const struct opts *o, enum gw_suite to)
         goto out;
     }
     r.kr = kr;
-    if (gw_admin_connect(o->db, &a, err, sizeof(err)) != 0) {
+    /* the batches' wraps are leased on a second connection, in autocommit (sql/050): committed
+     * whatever the batch in the first one does */
+    if (gw_admin_connect(o->db, &a, err, sizeof(err)) != 0 ||
+        gw_admin_connect(o->db, &lease, err, sizeof(err)) != 0) {
         rc = ctl_admin_fail(&c, o->keyring, "database", err);
         goto out;
     }
@@ -288,7 +293,7 @@ static int run(const struct opts *o, enum gw_suite to)
     sigemptyset(&sa.sa_mask);
     (void)sigaction(SIGINT, &sa, NULL);
     (void)sigaction(SIGTERM, &sa, NULL);
-    crc = passes(a, &r, (uint8_t)to, o->batch, o->lock_wait, &t);
+    crc = passes(a, lease, &r, (uint8_t)to, o->batch, o->lock_wait, &t);
     outcome = crc != 0                       ? "failed"
               : stop_requested               ? "interrupted"
               : t.failed == 0 && t.left == 0 ? "ok"
@@ -308,6 +313,7 @@ static int run(const struct opts *o, enum gw_suite to)
     }
     rc = strcmp(outcome, "ok") == 0 ? GW_CTL_OK : GW_CTL_FAIL;
 out:
+    gw_admin_free(lease);
     gw_admin_free(a);
     gw_crypto_free(r.cx);
     gw_keyring_free(kr);

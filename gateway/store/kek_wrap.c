@@ -1,7 +1,7 @@
 /* kek_wrap.c: the lease of data-key wraps under a KEK version (kek_wrap.h). Invariants: a lease
  * is read as granted only from a row whose numbers parse and grant at least one wrap; the CLI's
- * lease is its own statement, never inside a batch's transaction, so a rolled-back batch still
- * counts the wraps it may have made. */
+ * lease is its own statement on a connection in autocommit, never inside a batch's transaction,
+ * so a rolled-back batch still counts the wraps it may have made. */
 #include "kek_wrap.h"
 
 #include <inttypes.h>
@@ -77,6 +77,20 @@ int gw_admin_wrap_lease(struct gw_admin *a, int suite, uint32_t version, uint64_
         rc = GW_EINTERNAL;
     }
     PQclear(res);
+    return rc;
+}
+
+int gw_admin_wrap_cover(struct gw_admin *a, int suite, uint32_t version, uint64_t n, char *errbuf,
+                        size_t errlen)
+{
+    uint64_t granted;
+    int rc = 0;
+
+    while (rc == 0 && n > 0) {
+        rc = gw_admin_wrap_lease(a, suite, version, n, &granted, errbuf, errlen);
+        if (rc == 0)
+            n -= granted < n ? granted : n;
+    }
     return rc;
 }
 

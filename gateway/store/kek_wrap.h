@@ -1,8 +1,8 @@
 /* kek_wrap.h: the data-key wraps leased under each KEK version (sql/050_kek_wrap_lease.sql,
  * Art. 36; NIST SP 800-38D 8.3), for the gateway (blocks leased ahead on its pool, app/wrapguard.c)
- * and waygatectl's keys rewrap and migrate-suite (a lease per batch on their blocking
- * connection) and keys status: the statements, the reading of a lease's row, and the CLI's
- * blocking calls. */
+ * and waygatectl's keys rewrap and migrate-suite (a batch leases exactly the wraps of the records
+ * its SELECT returned, on a second blocking connection in autocommit) and keys status: the
+ * statements, the reading of a lease's row, and the CLI's blocking calls. */
 #ifndef GW_KEK_WRAP_H
 #define GW_KEK_WRAP_H
 
@@ -36,6 +36,14 @@ int gw_kek_wrap_read(const PGresult *res, uint64_t *granted, uint64_t *count) GW
  * limit is reached (errbuf: the database's words, naming the rotation); GW_EINTERNAL. */
 int gw_admin_wrap_lease(struct gw_admin *a, int suite, uint32_t version, uint64_t n,
                         uint64_t *granted, char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* A batch's lease of exactly n (>= 1) wraps under (suite, version) on a, a connection in
+ * autocommit that is not the batch's (the lease is committed whatever the batch then does): a
+ * partial grant (the version reaching its limit) is followed by a lease of the rest, which the
+ * database refuses. Returns 0 when all n are granted; GW_EPRECOND at the limit (errbuf: the
+ * database's words; the wraps granted before stay counted, unused); GW_EINTERNAL. */
+int gw_admin_wrap_cover(struct gw_admin *a, int suite, uint32_t version, uint64_t n, char *errbuf,
+                        size_t errlen) GW_MUST_CHECK;
 
 /* Wraps leased under one KEK version and its limit (keys status). */
 struct gw_admin_wrap_count {

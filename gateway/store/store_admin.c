@@ -353,18 +353,12 @@ int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admi
     static const Oid types[4] = {OID_INT4, OID_INT4, OID_INT4, OID_UUID};
     uint8_t wrapped[GW_CRYPTO_WRAPPED_DEK_LEN];
     long updated = 0, failed = 0;
-    uint64_t granted = 0;
     PGresult *res = NULL;
     int i, n, one, rc;
 
     b->seen = b->updated = b->failed = 0;
-    /* the batch's wraps leased first, in a statement of their own (sql/050): counted even if
-     * the batch then rolls back; the batch takes no more records than were granted */
-    rc = gw_admin_wrap_lease(a, b->suite, b->target, (uint64_t)b->limit, &granted, errbuf, errlen);
-    if (rc != 0)
-        return rc;
     snprintf(vs, sizeof(vs), "%" PRIu32, b->target);
-    snprintf(ls, sizeof(ls), "%" PRIu64, granted);
+    snprintf(ls, sizeof(ls), "%ld", b->limit);
     snprintf(ss, sizeof(ss), "%d", b->suite);
     rc = gw_admin_command(a, "BEGIN", errbuf, errlen);
     if (rc != 0)
@@ -387,6 +381,14 @@ int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admi
         goto fail;
     }
     n = PQntuples(res);
+    /* a wrap a record, leased for exactly the records taken, before the first wrap, on the lease
+     * connection (sql/050): committed even if the batch then rolls back; none when nothing was
+     * taken. Short of them (the version's limit): the batch is refused with the database's words */
+    if (n > 0) {
+        rc = gw_admin_wrap_cover(b->lease, b->suite, b->target, (uint64_t)n, errbuf, errlen);
+        if (rc != 0)
+            goto fail;
+    }
     for (i = 0; i < n; i++) {
         const uint8_t *id = (const uint8_t *)PQgetvalue(res, i, 0);
         const uint8_t *vb = (const uint8_t *)PQgetvalue(res, i, 1);

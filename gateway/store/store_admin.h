@@ -97,23 +97,26 @@ typedef int (*gw_admin_rewrap_fn)(void *arg, const uint8_t id[16], uint32_t kek_
                                   const uint8_t *wrapped, size_t wrapped_len, uint8_t *out);
 
 struct gw_admin_rewrap {
-    int suite;          /* in: only records of this suite (their wrapped key's algorithm byte) */
-    uint32_t target;    /* in: the KEK version of suite to re-wrap under */
-    long limit;         /* in: records per batch */
-    uint8_t cursor[16]; /* in/out: the last id seen in this pass */
-    bool have_cursor;   /* in/out: false starts a pass at the lowest id */
-    long seen;          /* out: records taken by the last batch (0: the pass is over) */
-    long updated;       /* out: records re-wrapped by the last batch (counted once committed) */
-    long failed;        /* out: records fn refused in the last batch */
+    int suite;       /* in: only records of this suite (their wrapped key's algorithm byte) */
+    uint32_t target; /* in: the KEK version of suite to re-wrap under */
+    struct gw_admin *lease; /* in: leases the wraps (autocommit, not a) */
+    long limit;             /* in: records per batch */
+    uint8_t cursor[16];     /* in/out: the last id seen in this pass */
+    bool have_cursor;       /* in/out: false starts a pass at the lowest id */
+    long seen;              /* out: records taken by the last batch (0: the pass is over) */
+    long updated;           /* out: records re-wrapped by the last batch (counted once committed) */
+    long failed;            /* out: records fn refused in the last batch */
 };
 
-/* One batch in one transaction: first up to limit wraps under the target are leased
- * (kek_wrap.h: GW_EPRECOND, with the database's words, when the target version has reached its
- * limit of wraps: nothing done), then up to that many records of the suite after the cursor (by id)
- * whose KEK version is not the target, locked (rows locked by another transaction are skipped, for
- * a later pass); each one's key re-wrapped by fn and written back, with the new version, only if
- * its version has not changed meanwhile. Field ciphertexts are not touched. Returns 0, GW_EPRECOND,
- * or GW_EINTERNAL (the batch is rolled back and counts nothing; its lease stays counted). */
+/* One batch in one transaction: up to limit records of the suite after the cursor (by id) whose
+ * KEK version is not the target, locked (rows locked by another transaction are skipped, for a
+ * later pass); then, before any is re-wrapped, one wrap per record taken is leased under the
+ * target on b->lease (kek_wrap.h: committed at once; nothing leased when no record was taken;
+ * GW_EPRECOND, with the database's words, when the target version has reached its limit of
+ * wraps: the batch rolled back, nothing done); each one's key re-wrapped by fn and written back,
+ * with the new version, only if its version has not changed meanwhile. Field ciphertexts are not
+ * touched. Returns 0, GW_EPRECOND, or GW_EINTERNAL (the batch is rolled back and counts nothing;
+ * its lease stays counted). */
 int gw_admin_rewrap_batch(struct gw_admin *a, struct gw_admin_rewrap *b, gw_admin_rewrap_fn fn,
                           void *arg, char *errbuf, size_t errlen) GW_MUST_CHECK;
 

@@ -212,7 +212,6 @@ int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admi
     char *sel = NULL, *upd = NULL, *phones = NULL, *pp;
     bool *opened = NULL;
     long updated = 0, failed = 0;
-    uint64_t granted = 0, more = 0;
     PGresult *res = NULL;
     int i, n, rc;
 
@@ -225,19 +224,8 @@ int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admi
         gw_pq_msg(errbuf, errlen, "out of memory");
         return GW_ENOMEM;
     }
-    /* two wraps a record (each is sealed twice: below), leased first in statements of their
-     * own (sql/050): counted even if the batch then rolls back; no more records are taken than
-     * the wraps granted cover */
-    rc = gw_admin_wrap_lease(a, b->target, b->kek_version, 2 * (uint64_t)b->limit, &granted, errbuf,
-                             errlen);
-    if (rc == 0 && granted == 1) {
-        rc = gw_admin_wrap_lease(a, b->target, b->kek_version, 1, &more, errbuf, errlen);
-        granted += more;
-    }
-    if (rc != 0)
-        goto out;
     snprintf(as, sizeof(as), "%u", (unsigned)b->target);
-    snprintf(ls, sizeof(ls), "%" PRIu64, granted / 2);
+    snprintf(ls, sizeof(ls), "%ld", b->limit);
     rc = gw_admin_command(a, "BEGIN", errbuf, errlen);
     if (rc != 0)
         goto out;
@@ -247,6 +235,16 @@ int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admi
         goto fail;
     }
     n = PQntuples(res);
+    /* two wraps a record (each is sealed twice: below), leased for exactly the records taken,
+     * before the first wrap, on the lease connection (sql/050): committed even if the batch then
+     * rolls back; none when nothing was taken. Short of them (the version's limit): the batch is
+     * refused with the database's words */
+    if (n > 0) {
+        rc = gw_admin_wrap_cover(b->lease, b->target, b->kek_version, 2 * (uint64_t)n, errbuf,
+                                 errlen);
+        if (rc != 0)
+            goto fail;
+    }
     /* First every record is opened and sealed once for its sender phone's blind indexes, old and
      * new, whose register rows are then locked in blind-index order (sql/049) before the first
      * UPDATE: each UPDATE's trigger (sql/013) takes its new phone's row, in record-id order, and a

@@ -40,6 +40,7 @@ typedef void (*gw_admin_reseal_conflict_fn)(void *arg, const uint8_t id[16]);
 struct gw_admin_reseal {
     uint8_t target;                       /* in: the algorithm byte of the target suite */
     uint32_t kek_version;                 /* in: the target suite's current KEK version */
+    struct gw_admin *lease;               /* in: leases the wraps (autocommit, not a) */
     gw_admin_reseal_conflict_fn conflict; /* in: may be NULL; gets fn's arg */
     long limit;                           /* in: records per batch */
     uint8_t cursor[16];                   /* in/out: the last id seen in this pass */
@@ -49,11 +50,12 @@ struct gw_admin_reseal {
     long failed;  /* out: records fn refused in the last batch */
 };
 
-/* One batch in one transaction (see above), after a lease of two wraps per record under the
- * target's KEK version (kek_wrap.h): no more records than the lease covers. Returns 0,
- * GW_EPRECOND (that version has reached its limit of wraps: nothing done; errbuf says so), or
- * GW_EINTERNAL / GW_ENOMEM (the batch is rolled back and counts nothing; its lease stays
- * counted). */
+/* One batch in one transaction (see above): once its records are taken, and before any is
+ * sealed, two wraps per record taken are leased under the target's KEK version on b->lease
+ * (kek_wrap.h: committed at once; nothing leased when no record was taken). Returns 0,
+ * GW_EPRECOND (that version has reached its limit of wraps: the batch rolled back, nothing done;
+ * errbuf says so), or GW_EINTERNAL / GW_ENOMEM (the batch is rolled back and counts nothing; its
+ * lease stays counted). */
 int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admin_reseal_fn fn,
                           void *arg, char *errbuf, size_t errlen) GW_MUST_CHECK;
 

@@ -3,7 +3,8 @@ bound (sql/050_kek_wrap_lease.sql, Art. 36; NIST SP 800-38D 8.3): the gateway se
 against a wrap it leased from the database, leases ahead, refuses Submit FAILED_PRECONDITION once
 the version's limit is reached (an incident, a log line, the metric), and works again after
 `keys rotate` and a SIGHUP; the count never goes down, for any role; a restart never reuses a
-lease; `keys rewrap` leases per batch; `keys status` shows the count beside the records."""
+lease; `keys rewrap` and `keys migrate-suite` lease per batch exactly the wraps of the records
+it took, nothing when it took none; `keys status` shows the count beside the records."""
 
 import os
 import re
@@ -128,13 +129,83 @@ def test_a_restart_does_not_reuse_a_lease(stack):
     assert after >= before + BLOCK, (before, after)
 
 
-def test_rewrap_leases_its_wraps(stack):
-    v = current_version(stack)
-    before = counted(stack, v)[0]
+def others(stack):
+    """The records a `keys migrate-suite --to SUITE` would take: of another suite, or none."""
+    return int(stack.psql("SELECT count(*) FROM waybill w WHERE (CASE WHEN "
+                          "octet_length(w.dek_wrapped) >= 2 THEN get_byte(w.dek_wrapped, 1) END) "
+                          "IS DISTINCT FROM %d" % SUITE_BYTE)[0])
+
+
+def rewrap(stack):
+    """`keys rewrap` of SUITE in batches of 7: (returncode, re-wrapped, failed, stderr)."""
     r = stack.ctl("keys", "rewrap", "--suite", SUITE, "--keyring", stack.env["WAYGATE_KEYRING"],
                   "--db", stack.pguri, "--batch", "7")
-    assert r.returncode == 0, r.stdout + r.stderr
-    assert counted(stack, v)[0] >= before + 7  # a batch leases before it looks (one at least)
+    m = re.search(r"rewrap: (\d+) data keys re-wrapped .*, (\d+) failed", r.stderr)
+    assert m, r.stdout + r.stderr
+    return r.returncode, int(m.group(1)), int(m.group(2)), r.stderr
+
+
+def migrate(stack, *args):
+    """`keys migrate-suite --to SUITE` (waited for): (returncode, re-sealed, stderr)."""
+    r = stack.ctl("keys", "migrate-suite", "--to", SUITE, "--keyring",
+                  stack.env["WAYGATE_KEYRING"], "--db", stack.pguri, *args)
+    m = re.search(r"migrate-suite: (\d+) records re-sealed under", r.stderr)
+    assert m, r.stdout + r.stderr
+    return r.returncode, int(m.group(1)), r.stderr
+
+
+def test_rewrap_leases_its_wraps(stack):
+    """A rewrap's batch leases one wrap per record its SELECT took, after it took them: the
+    records under older versions of the suite at most, those it re-wrapped at least; a second
+    run, with nothing left to re-wrap, leases nothing."""
+    v = current_version(stack)
+    old = int(stack.psql("SELECT count(*) FROM waybill WHERE get_byte(dek_wrapped, 1) = %d AND "
+                         "kek_version <> %d" % (SUITE_BYTE, v))[0])
+    before = counted(stack, v)[0]
+    rc, done, failed, err = rewrap(stack)
+    assert rc == (1 if failed else 0), err
+    after = counted(stack, v)[0]
+    assert done <= after - before <= old, (before, after, done, old)
+    if failed == 0:
+        rc, done, failed, err = rewrap(stack)
+        assert (rc, done, failed) == (0, 0, 0), err
+        assert counted(stack, v)[0] == after  # nothing to do: nothing leased
+
+
+def test_migrate_suite_with_nothing_to_do_leases_nothing(stack):
+    v = current_version(stack)
+    assert others(stack) == 0
+    before = counted(stack, v)[0]
+    rc, done, err = migrate(stack, "--batch", "100000", "--lock-wait", "0")
+    assert (rc, done) == (0, 0), err
+    assert counted(stack, v)[0] == before
+
+
+def test_a_migrate_suite_waiting_on_a_locked_record_leases_only_what_it_reseals(stack):
+    """One record of another suite held FOR UPDATE by another transaction: the run's idle passes
+    (a batch every 100 ms for --lock-wait seconds, each taking nothing) lease nothing; before the
+    fix each leased 2 x --batch wraps."""
+    v = current_version(stack)
+    assert others(stack) == 0
+    assert wait_for(lambda: submit_code(stack)[0] == "OK", 30)  # a record to hold
+    rid = stack.psql("SELECT id FROM waybill WHERE get_byte(dek_wrapped, 1) = %d ORDER BY id "
+                     "LIMIT 1" % SUITE_BYTE)[0]
+    # the record made one of the other suite's (its algorithm byte; the owner may), then held
+    stack.psql("UPDATE waybill SET dek_wrapped = set_byte(dek_wrapped, 1, %d) WHERE id = '%s'"
+               % (3 - SUITE_BYTE, rid))
+    holder = None
+    try:
+        holder = lock_holder(stack, "SELECT 1 FROM waybill WHERE id = '%s' FOR UPDATE" % rid)
+        before = counted(stack, v)[0]
+        rc, done, err = migrate(stack, "--batch", "100000", "--lock-wait", "1")
+        assert rc == 1 and "locked by other transactions" in err, err
+        assert counted(stack, v)[0] - before <= 2 * done, (before, counted(stack, v), done)
+    finally:
+        if holder is not None:
+            release_holder(holder)
+        stack.psql("UPDATE waybill SET dek_wrapped = set_byte(dek_wrapped, 1, %d) WHERE id = '%s'"
+                   % (SUITE_BYTE, rid))
+    assert others(stack) == 0
 
 
 def test_at_the_limit_submit_is_refused_until_a_rotation(stack):
@@ -169,9 +240,20 @@ def test_at_the_limit_submit_is_refused_until_a_rotation(stack):
                for line in stack.log_lines()[since:])
     assert stack.metric("waygate_kek_wrap_limit_reached") == 1
     assert leased_metric(stack, v) == limit
-    # the CLI is refused too: a rewrap under that version leases nothing and says why
+    # the CLI: a run with nothing to do leases nothing, so it is not refused; one that takes a
+    # record (one made of the other suite: migrate-suite takes it) is refused and says why
     r = stack.ctl("keys", "rewrap", "--suite", SUITE, "--keyring", keyring, "--db", stack.pguri)
-    assert r.returncode != 0 and "rotate the KEK" in r.stderr, r.stdout + r.stderr
+    assert r.returncode == 0, r.stdout + r.stderr
+    rid = stack.psql("SELECT id FROM waybill WHERE get_byte(dek_wrapped, 1) = %d ORDER BY id "
+                     "LIMIT 1" % SUITE_BYTE)[0]
+    flip = "UPDATE waybill SET dek_wrapped = set_byte(dek_wrapped, 1, %d) WHERE id = '%s'"
+    stack.psql(flip % (3 - SUITE_BYTE, rid))
+    try:
+        rc, done, err = migrate(stack, "--lock-wait", "0")
+    finally:
+        stack.psql(flip % (SUITE_BYTE, rid))
+    assert rc != 0 and "rotate the KEK" in err, err
+    assert counted(stack, v) == (count, limit)
     # rotate, reload: the new version's wraps, Submit works again
     r = stack.ctl("keys", "rotate", "--suite", SUITE, "--keyring", keyring, "--db", stack.pguri)
     assert r.returncode == 0, r.stderr
