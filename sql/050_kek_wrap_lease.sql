@@ -43,10 +43,18 @@ COMMENT ON TABLE kek_wrap IS
     'never more than wrap_limit (2^31 unless the owner lowered it). Seeded from the waybill '
     'rows at sql/050: a lower bound.';
 
--- The count only grows and the limit only falls; no row goes away.
+-- The count only grows and the limit only falls; no row of a registered KEK version goes away.
+-- A row whose version kek_version does not hold (sql/036) may be deleted (the login roles have
+-- no DELETE: the owner): a version the login roles registered with a made-up check value and
+-- then used up, to stop the next rotation, is cleared by deleting that kek_version row and then
+-- this one (docs/operations.md).
 CREATE OR REPLACE FUNCTION kek_wrap_keep() RETURNS trigger
 LANGUAGE plpgsql AS $fn$
 BEGIN
+    IF TG_OP = 'DELETE' AND NOT EXISTS (SELECT 1 FROM kek_version v
+                                         WHERE v.suite = OLD.suite AND v.version = OLD.version) THEN
+        RETURN OLD;
+    END IF;
     IF TG_OP = 'UPDATE' THEN
         IF NEW.suite <> OLD.suite OR NEW.version <> OLD.version OR NEW.count < OLD.count
            OR NEW.wrap_limit > OLD.wrap_limit THEN
@@ -79,11 +87,15 @@ ON CONFLICT (suite, version) DO UPDATE SET count = EXCLUDED.count
 
 -- Leases up to p_n (at most 2^20) more wraps under (p_suite, p_version), within least(the
 -- row's limit, p_limit): answers (granted, count), granted between 1 and p_n and count the
--- version's count after it. Refuses (WK001) when the count has reached that limit: nothing
--- granted. p_limit is not stored. The row is locked for the statement's transaction: two
--- leases at once add up.
+-- version's count after it; with p_whole, p_n or nothing. Refuses (WK001) when the count has
+-- reached that limit (with p_whole, when p_n would pass it): nothing granted, nothing counted.
+-- Refuses (WK003) a version kek_version does not hold: a keyring registers each of its KEK
+-- versions when it meets the database (sql/036), so no caller leases ahead of a rotation.
+-- p_limit is not stored. The row is locked for the statement's transaction: two leases at once
+-- add up.
+DROP FUNCTION IF EXISTS kek_wrap_lease(integer, integer, bigint, bigint);
 CREATE OR REPLACE FUNCTION kek_wrap_lease(p_suite integer, p_version integer, p_n bigint,
-                                          p_limit bigint)
+                                          p_limit bigint, p_whole boolean DEFAULT false)
 RETURNS TABLE (l_granted bigint, l_count bigint)
 LANGUAGE plpgsql AS $fn$
 DECLARE
@@ -97,13 +109,19 @@ BEGIN
                         'and a limit between 1 and 2^32 are required'
             USING ERRCODE = 'invalid_parameter_value';
     END IF;
+    IF NOT EXISTS (SELECT 1 FROM kek_version v
+                    WHERE v.suite = p_suite AND v.version = p_version) THEN
+        RAISE EXCEPTION 'KEK version % of suite % is not registered in this database: a keyring '
+                        'registers its versions when it meets the database', p_version, p_suite
+            USING ERRCODE = 'WK003';
+    END IF;
     INSERT INTO kek_wrap (suite, version) VALUES (p_suite, p_version)
     ON CONFLICT (suite, version) DO NOTHING;
     SELECT * INTO r FROM kek_wrap k WHERE k.suite = p_suite AND k.version = p_version FOR UPDATE;
     lim := least(r.wrap_limit, p_limit);
-    IF r.count >= lim THEN
-        RAISE EXCEPTION 'KEK version % of suite % has reached its limit of % data-key wraps: '
-                        'rotate the KEK', p_version, p_suite, lim
+    IF r.count >= lim OR (coalesce(p_whole, false) AND r.count + p_n > lim) THEN
+        RAISE EXCEPTION 'KEK version % of suite % is at its limit of % data-key wraps (% '
+                        'counted, % asked): rotate the KEK', p_version, p_suite, lim, r.count, p_n
             USING ERRCODE = 'WK001';
     END IF;
     l_granted := least(p_n, lim - r.count);
@@ -120,7 +138,7 @@ DECLARE
                     WHERE datname = current_database());
     gw    text := current_database() || '_gateway';
     adm   text := current_database() || '_admin';
-    f     text := 'kek_wrap_lease(integer, integer, bigint, bigint)';
+    f     text := 'kek_wrap_lease(integer, integer, bigint, bigint, boolean)';
 BEGIN
     EXECUTE format('ALTER TABLE kek_wrap OWNER TO %I', owner);
     EXECUTE format('REVOKE ALL ON TABLE kek_wrap FROM PUBLIC, %I, %I', gw, adm);

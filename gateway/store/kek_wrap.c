@@ -48,9 +48,10 @@ static bool undefined(const PGresult *res)
     return st != NULL && (strcmp(st, "42883") == 0 || strcmp(st, "42P01") == 0);
 }
 
-int gw_admin_wrap_lease(struct gw_admin *a, int suite, uint32_t version, uint64_t n,
-                        uint64_t *granted, char *errbuf, size_t errlen)
+int gw_admin_wrap_cover(struct gw_admin *a, int suite, uint32_t version, uint64_t n, char *errbuf,
+                        size_t errlen)
 {
+    uint64_t granted = 0;
     char ss[16], vs[16], ns[24], ls[24];
     const char *params[4] = {ss, vs, ns, ls};
     uint64_t count;
@@ -62,7 +63,7 @@ int gw_admin_wrap_lease(struct gw_admin *a, int suite, uint32_t version, uint64_
     snprintf(vs, sizeof vs, "%" PRIu32, version);
     snprintf(ns, sizeof ns, "%" PRIu64, n);
     snprintf(ls, sizeof ls, "%llu", GW_KEK_WRAP_LIMIT_DEFAULT);
-    res = PQexecParams(a->pg, GW_KEK_WRAP_LEASE_SQL, 4, NULL, params, NULL, NULL, 0);
+    res = PQexecParams(a->pg, GW_KEK_WRAP_LEASE_WHOLE_SQL, 4, NULL, params, NULL, NULL, 0);
     st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
         rc = refused(res, a, errbuf, errlen);
@@ -72,25 +73,11 @@ int gw_admin_wrap_lease(struct gw_admin *a, int suite, uint32_t version, uint64_
             gw_pq_msg(errbuf, errlen,
                       "the database has no kek_wrap_lease (sql/050_kek_wrap_lease.sql): run "
                       "'waygatectl migrate' first");
-    } else if (gw_kek_wrap_read(res, granted, &count) != 0) {
+    } else if (gw_kek_wrap_read(res, &granted, &count) != 0 || granted != n) {
         gw_pq_msg(errbuf, errlen, "kek_wrap_lease answered an unexpected row");
         rc = GW_EINTERNAL;
     }
     PQclear(res);
-    return rc;
-}
-
-int gw_admin_wrap_cover(struct gw_admin *a, int suite, uint32_t version, uint64_t n, char *errbuf,
-                        size_t errlen)
-{
-    uint64_t granted;
-    int rc = 0;
-
-    while (rc == 0 && n > 0) {
-        rc = gw_admin_wrap_lease(a, suite, version, n, &granted, errbuf, errlen);
-        if (rc == 0)
-            n -= granted < n ? granted : n;
-    }
     return rc;
 }
 

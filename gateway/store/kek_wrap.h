@@ -20,6 +20,10 @@ struct gw_admin;
 #define GW_KEK_WRAP_LEASE_SQL                                                                      \
     "SELECT l_granted, l_count FROM kek_wrap_lease($1::integer, $2::integer, $3::bigint, "         \
     "$4::bigint)"
+/* The CLI's: all $3 or none (a batch is refused whole at the limit, using up nothing) */
+#define GW_KEK_WRAP_LEASE_WHOLE_SQL                                                                \
+    "SELECT l_granted, l_count FROM kek_wrap_lease($1::integer, $2::integer, $3::bigint, "         \
+    "$4::bigint, true)"
 #define GW_KEK_WRAP_AT_LIMIT "WK001"
 /* The limit a wrapper passes unless configured otherwise: 2^31, half the bound */
 #define GW_KEK_WRAP_LIMIT_DEFAULT 2147483648ull
@@ -30,18 +34,13 @@ struct gw_admin;
  * GW_EINTERNAL. */
 int gw_kek_wrap_read(const PGresult *res, uint64_t *granted, uint64_t *count) GW_MUST_CHECK;
 
-/* The CLI's lease of up to n wraps under (suite, version), the limit GW_KEK_WRAP_LIMIT_DEFAULT,
- * in a statement of its own (committed at once outside a transaction: a batch rolled back
- * leaves its lease counted). Returns 0 with *granted (1 .. n); GW_EPRECOND when the version's
- * limit is reached (errbuf: the database's words, naming the rotation); GW_EINTERNAL. */
-int gw_admin_wrap_lease(struct gw_admin *a, int suite, uint32_t version, uint64_t n,
-                        uint64_t *granted, char *errbuf, size_t errlen) GW_MUST_CHECK;
-
-/* A batch's lease of exactly n (>= 1) wraps under (suite, version) on a, a connection in
- * autocommit that is not the batch's (the lease is committed whatever the batch then does): a
- * partial grant (the version reaching its limit) is followed by a lease of the rest, which the
- * database refuses. Returns 0 when all n are granted; GW_EPRECOND at the limit (errbuf: the
- * database's words; the wraps granted before stay counted, unused); GW_EINTERNAL. */
+/* A batch's lease of exactly n (1 .. 2^20) wraps under (suite, version), the limit
+ * GW_KEK_WRAP_LIMIT_DEFAULT, on a, a connection in autocommit that is not the batch's (the lease
+ * is committed whatever the batch then does): all n or none, so that a batch the limit leaves
+ * short uses up nothing of what the gateways still lease (review: a partial grant followed by a
+ * refused lease of the rest put the version at its limit). Returns 0 when all n are granted;
+ * GW_EPRECOND when n would pass the limit (errbuf: the database's words, naming the rotation;
+ * nothing counted); GW_EINTERNAL. */
 int gw_admin_wrap_cover(struct gw_admin *a, int suite, uint32_t version, uint64_t n, char *errbuf,
                         size_t errlen) GW_MUST_CHECK;
 

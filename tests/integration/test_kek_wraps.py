@@ -80,8 +80,9 @@ def test_the_gateway_leases_ahead_and_the_count_covers_its_records(stack):
 
 
 def test_no_role_lowers_the_count(stack):
-    """The gateway's and the CLI's roles may only read the table and call kek_wrap_lease; nobody,
-    the owner included, lowers a count, raises a limit or removes a row."""
+    """The gateway's and the CLI's roles may only read the table and call kek_wrap_lease, for a
+    registered version, with a limit that binds their own call; nobody, the owner included,
+    lowers a count, raises a limit or removes the row of a registered version."""
     v = current_version(stack)
     assert wait_for(lambda: counted(stack, v)[0] > 0, 30)
     before = counted(stack, v)
@@ -97,15 +98,33 @@ def test_no_role_lowers_the_count(stack):
                 "UPDATE kek_wrap SET wrap_limit = 4294967296" + where,
                 "DELETE FROM kek_wrap" + where, "TRUNCATE kek_wrap"):
         assert "never" in psql_error(stack, sql, stack.pguri_owner), sql
-    # a caller's limit binds its own call only: the gateway's role asking with a limit of 1,
-    # for the current version and a future one, sets no version's limit (before, the lowest
-    # limit passed was kept, and intake stopped under the current version and every later one)
+    # a caller's limit binds its own call only: the gateway's role asking with a limit of 1
+    # sets no limit (before, the lowest limit passed was kept, and intake stopped)
     assert "rotate the KEK" in psql_error(
         stack, "SELECT * FROM kek_wrap_lease(%d, %d, 1, 1)" % (SUITE_BYTE, v), stack.pguri_gateway)
-    stack.psql("SELECT * FROM kek_wrap_lease(%d, %d, 1, 1)" % (SUITE_BYTE, v + 1000),
-               uri=stack.pguri_gateway)
-    assert counted(stack, v)[1] == 2 ** 31 and counted(stack, v + 1000) == (1, 2 ** 31)
+    assert counted(stack, v)[1] == 2 ** 31
     assert submit_code(stack)[0] == "OK"
+    # nor can it lease a version no keyring registered (sql/036), to use up a future version
+    # before its rotation (review: 2048 leases of 2^20 a version)
+    assert "not registered" in psql_error(
+        stack, "SELECT * FROM kek_wrap_lease(%d, %d, 1, 10)" % (SUITE_BYTE, v + 1000),
+        stack.pguri_gateway)
+    assert counted(stack, v + 1000) == (0, 0)
+    # whole (the CLI's batches): all or nothing, so a batch the limit leaves short uses up
+    # nothing (review); the same short lease not whole grants what is left
+    count = counted(stack, v)[0]
+    assert "rotate the KEK" in psql_error(
+        stack, "SELECT * FROM kek_wrap_lease(%d, %d, 2, %d, true)" % (SUITE_BYTE, v, count + 1),
+        stack.pguri)
+    assert counted(stack, v)[0] == count
+    assert stack.psql("SELECT l_granted FROM kek_wrap_lease(%d, %d, 2, %d)"
+                      % (SUITE_BYTE, v, count + 1), uri=stack.pguri) == ["1"]
+    # the owner may delete the row of a version kek_version does not hold (one the login roles
+    # registered with a made-up check value and used up, once that registration is deleted)
+    stack.psql("INSERT INTO kek_wrap (suite, version, count) VALUES (%d, %d, 5)"
+               % (SUITE_BYTE, v + 1000))
+    stack.psql("DELETE FROM kek_wrap WHERE suite = %d AND version = %d" % (SUITE_BYTE, v + 1000))
+    assert counted(stack, v + 1000) == (0, 0)
     # the function refuses what is not a lease
     for args in ("%d, %d, 0, 10" % (SUITE_BYTE, v), "%d, %d, 1, 4294967297" % (SUITE_BYTE, v),
                  "%d, %d, 1048577, 10" % (SUITE_BYTE, v), "3, 1, 1, 10"):
