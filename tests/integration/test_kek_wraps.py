@@ -313,22 +313,23 @@ def test_health_is_not_serving_until_the_first_lease(stack):
     holder = lock_holder(stack, "LOCK TABLE kek_wrap IN EXCLUSIVE MODE")
     gw = None
     try:
-        gw = ExtraGateway(stack, "wraps-start", serving=False)
-        seen = []
+        try:
+            gw = ExtraGateway(stack, "wraps-start", serving=False)
+            seen = []
 
-        def no_lease():  # the keyring vouched for (its refusal comes first), no wrap held
-            seen.append(submit_via(stack, gw.addr))
-            return seen[-1] == ("UNAVAILABLE", NO_LEASE_MSG)
-        assert wait_for(no_lease, 60), seen[-3:]
-        assert lease_waits(stack)
-        assert stack.health(addr=gw.addr) == "NOT_SERVING"
-    finally:
-        release_holder(holder)
-    try:
+            def no_lease():  # the keyring vouched for (its refusal comes first), no wrap held
+                seen.append(submit_via(stack, gw.addr))
+                return seen[-1] == ("UNAVAILABLE", NO_LEASE_MSG)
+            assert wait_for(no_lease, 60), seen[-3:]
+            assert lease_waits(stack)
+            assert stack.health(addr=gw.addr) == "NOT_SERVING"
+        finally:
+            release_holder(holder)
         assert wait_for(lambda: stack.health(addr=gw.addr) == "SERVING", 60)
         assert submit_via(stack, gw.addr) == ("OK", "")
     finally:
-        gw.close()
+        if gw is not None:
+            gw.close()
 
 
 def test_a_reload_leases_under_the_new_kek_before_it_swaps(stack):
