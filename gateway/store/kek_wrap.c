@@ -33,15 +33,6 @@ int gw_kek_wrap_read(const PGresult *res, uint64_t *granted, uint64_t *count)
     return 0;
 }
 
-/* The server's words for a failed statement, one line (store_admin.c's gw_admin_refused, which
- * this module cannot call: store_admin.c calls this one). */
-static int refused(const PGresult *res, const struct gw_admin *a, char *errbuf, size_t errlen)
-{
-    gw_pq_msg(errbuf, errlen, "%s",
-              res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(a->pg));
-    return GW_EINTERNAL;
-}
-
 static bool undefined(const PGresult *res)
 {
     const char *st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -66,7 +57,7 @@ int gw_admin_wrap_cover(struct gw_admin *a, int suite, uint32_t version, uint64_
     res = PQexecParams(a->pg, GW_KEK_WRAP_LEASE_WHOLE_SQL, 4, NULL, params, NULL, NULL, 0);
     st = PQresultErrorField(res, PG_DIAG_SQLSTATE);
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = refused(res, a, errbuf, errlen);
+        rc = gw_pq_refused(a->pg, res, errbuf, errlen);
         if (st != NULL && strcmp(st, GW_KEK_WRAP_AT_LIMIT) == 0)
             rc = GW_EPRECOND;
         else if (undefined(res))
@@ -92,7 +83,7 @@ int gw_admin_wrap_counts(struct gw_admin *a, struct gw_admin_wrap_count **out, s
     *n = 0;
     res = PQexec(a->pg, "SELECT suite, version, count, wrap_limit FROM kek_wrap ORDER BY 1, 2");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = undefined(res) ? GW_EPRECOND : refused(res, a, errbuf, errlen);
+        rc = undefined(res) ? GW_EPRECOND : gw_pq_refused(a->pg, res, errbuf, errlen);
         goto out;
     }
     rows = PQntuples(res);

@@ -5,6 +5,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 
+#include "err.h"
 #include "text.h"
 
 void gw_pq_msg(char *errbuf, size_t errlen, const char *fmt, ...)
@@ -68,4 +69,10 @@ int64_t gw_pq_int(const PGresult *res, int row, int col, int len)
     if (PQgetisnull(res, row, col) || PQgetlength(res, row, col) != len)
         return 0;
     return gw_pq_int_at((const uint8_t *)PQgetvalue(res, row, col), len);
+}
+
+int gw_pq_refused(PGconn *pg, const PGresult *res, char *errbuf, size_t errlen)
+{
+    gw_pq_msg(errbuf, errlen, "%s", res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
+    return GW_EINTERNAL;
 }

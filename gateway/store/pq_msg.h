@@ -19,6 +19,10 @@
 void gw_pq_msg(char *errbuf, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
+/* A failed statement's words (res's message, or pg's when res is NULL) into errbuf as
+ * gw_pq_msg writes them. Returns GW_EINTERNAL, for the caller to return. */
+int gw_pq_refused(PGconn *pg, const PGresult *res, char *errbuf, size_t errlen);
+
 /* Decodes hex (exactly 2 * n hex digits, either case, then NUL) into out[0..n). Returns false,
  * out partly written, when hex is NULL or not that. */
 bool gw_pq_hex(const char *hex, uint8_t *out, size_t n);

@@ -31,9 +31,7 @@
 /* A failed statement: its server message (it may quote a parameter, never a field value). */
 int gw_admin_refused(const PGresult *res, const struct gw_admin *a, char *errbuf, size_t errlen)
 {
-    gw_pq_msg(errbuf, errlen, "%s",
-              res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(a->pg));
-    return GW_EINTERNAL;
+    return gw_pq_refused(a->pg, res, errbuf, errlen);
 }
 
 int gw_admin_connect(const char *conninfo, struct gw_admin **out, char *errbuf, size_t errlen)

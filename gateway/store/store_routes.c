@@ -9,12 +9,6 @@
 #include "pq_msg.h"
 #include "store_admin_int.h"
 
-static int refused(PGconn *pg, const PGresult *res, char *errbuf, size_t errlen)
-{
-    gw_pq_msg(errbuf, errlen, "%s", res != NULL ? PQresultErrorMessage(res) : PQerrorMessage(pg));
-    return GW_EINTERNAL;
-}
-
 int gw_admin_route_set(struct gw_admin *a, const char *region, const char *branch, const char *by,
                        char *errbuf, size_t errlen)
 {
@@ -36,7 +30,7 @@ int gw_admin_route_set(struct gw_admin *a, const char *region, const char *branc
                        "SELECT (SELECT count(*) FROM r), (SELECT count(*) FROM l)",
                        3, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-        rc = refused(pg, res, errbuf, errlen);
+        rc = gw_pq_refused(pg, res, errbuf, errlen);
     PQclear(res);
     return rc;
 }
@@ -58,7 +52,7 @@ int gw_admin_route_remove(struct gw_admin *a, const char *region, const char *by
                        "SELECT (SELECT count(*) FROM d), (SELECT count(*) FROM l)",
                        2, NULL, values, NULL, NULL, 0);
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1)
-        rc = refused(pg, res, errbuf, errlen);
+        rc = gw_pq_refused(pg, res, errbuf, errlen);
     else if (strcmp(PQgetvalue(res, 0, 0), "0") == 0) {
         gw_pq_msg(errbuf, errlen, "no route for this region code");
         rc = GW_ENOTFOUND;
@@ -78,7 +72,7 @@ int gw_admin_route_list(struct gw_admin *a, gw_admin_route_cb cb, void *arg, cha
     res = PQexec(pg, "SELECT region_code, branch, created_by, " UTC_TEXT(
                          "created_at") " FROM route ORDER BY region_code");
     if (PQresultStatus(res) != PGRES_TUPLES_OK) {
-        rc = refused(pg, res, errbuf, errlen);
+        rc = gw_pq_refused(pg, res, errbuf, errlen);
         goto out;
     }
     for (i = 0; i < PQntuples(res); i++) {
