@@ -33,11 +33,16 @@ static const char load_sql[] =
     "lawful_case "
     "WHERE id = $1::uuid"; /* whole seconds, as every time a view shows */
 static const char check_sql[] = "SELECT lawful_case_check($1::uuid, $2::bigint)";
+/* The case a lawful read is recorded under and whose fields it shows: the caller's approved,
+ * unexpired case that covers the record the read found, one requested no earlier than the record
+ * was accepted (sql/051, as the row-level security), the one that lasts longest. */
 static const char grant_sql[] =
     "SELECT c.id::text, array_to_string(c.fields, ','), c.case_ref, "
     "extract(epoch FROM c.valid_until)::bigint FROM lawful_case c "
     "JOIN lawful_case_item i ON i.case_id = c.id WHERE i.wb_bidx IN ($1, $3) "
     "AND c.requester_account = $2::bigint AND c.state = 'approved' AND c.valid_until > now() "
+    "AND EXISTS (SELECT 1 FROM waybill w WHERE w.wb_bidx = i.wb_bidx "
+    "AND w.accepted_at <= c.requested_at) "
     "ORDER BY c.valid_until DESC LIMIT 1";
 
 /* The scope statement of the request (row-level security: '' for registrations and decisions,

@@ -118,13 +118,15 @@ struct gw_store_lawful_grant {
     int64_t valid_until;
 };
 /* err: 0 (row and grant valid during the callback), GW_ENOTFOUND (the number is in no approved,
- * unexpired case of this account: the same answer as no such waybill), GW_EUNAVAIL,
+ * unexpired case of this account requested since its waybill was accepted: the same answer as
+ * no such waybill), GW_EUNAVAIL,
  * GW_EINTERNAL. */
 typedef void (*gw_store_lawful_get_cb)(void *arg, int err, const struct gw_store_row *row,
                                        const struct gw_store_lawful_grant *g);
 
 /* Reads the sealed row of any of wb_bidx (one per suite) under the scope 'lawful:<account>'
- * (row-level security shows exactly the rows of that account's approved, unexpired cases) and at
+ * (row-level security shows exactly the rows of that account's approved, unexpired cases,
+ * each row only to a case requested no earlier than its acceptance: sql/051) and at
  * most security level max_level (as gw_store_get) with the case it rests on. Returns 0 and a handle
  * in *out (cancel with gw_store_lawful_cancel; valid until the callback starts), or GW_EINVAL /
  * GW_ENOMEM / gw_db_exec's errors: then cb will not run. */

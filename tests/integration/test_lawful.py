@@ -190,6 +190,38 @@ def test_no_read_after_expiry(stack, lawful, waybills):
     assert len(records(stack, case.case_id, "lawful.read")) == 1
 
 
+def test_a_case_reaches_no_waybill_accepted_after_its_request(stack, lawful):
+    """A case names numbers, not records: a waybill accepted under a named number after the
+    request (a number no waybill had yet, or one whose waybill was destroyed while the case
+    waited) is not the case's, in the gateway and in the database's row-level security
+    (sql/051). A case requested after the acceptance reaches it, and the read is recorded under
+    that case, with its fields, though the earlier case lasts longer."""
+    later = new_waybill(stack, "a")
+    early = lawful.request([later.waybill_no])
+    lawful.decide(early.case_id, valid_until=int(time.time()) + 7200)
+    # the request an hour ago, as the clock would have it: the acceptance below is after it
+    # whatever second both fall in
+    stack.psql("UPDATE lawful_case SET requested_at = requested_at - interval '1 hour' "
+               "WHERE id = '%s'" % early.case_id)
+    later_id = submit(stack, later)
+
+    refused = refused_reads(stack)
+    assert refusal(lambda: lawful.read(later.waybill_no)) == (grpc.StatusCode.NOT_FOUND,
+                                                               NOT_GRANTED)
+    assert refused_reads(stack) == refused + 1
+    assert rls_visible(stack, early.case_id) == 0
+
+    case = lawful.request([later.waybill_no], fields=["recipient.phone"])
+    lawful.decide(case.case_id, valid_until=int(time.time()) + 3600)
+    assert rls_visible(stack, case.case_id) == 1
+    v = lawful.read(later.waybill_no)
+    assert v.id == later_id
+    assert v.waybill.recipient.phone == later.recipient.phone
+    assert v.waybill.sender.name == "" and "sender.name" in v.redacted_fields
+    assert [r[2] for r in records(stack, case.case_id, "lawful.read")] == [later_id]
+    assert records(stack, early.case_id, "lawful.read") == []
+
+
 def chain_lock_waiters(stack, chain):
     """The sessions waiting for the audit chain's lock (audit.c: CHAIN_LOCK_SQL,
     pg_advisory_xact_lock(1397, hashtext(chain))): (role, wait event, statement, the pids
