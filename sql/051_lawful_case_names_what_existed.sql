@@ -14,9 +14,13 @@
 -- the second of the request (and the two clocks' difference) may fall on either side.
 -- The gateway's grant (the case a read is recorded under, gateway/store/store_lawful.c) applies
 -- the same condition, so a read is recorded under a case that covers the record.
+-- The time of the request is the database's: a trigger sets requested_at to now() on INSERT,
+-- whatever the inserter wrote, so that no holder of the gateway's role (which may INSERT cases)
+-- registers a case dated ahead to reach waybills accepted after it (nor one that never expires
+-- pending, lawful_case_decidable's WL004).
 -- The lawful hold (sql/038) still holds every record whose number a case names: holding more
 -- than the case covers delays a destruction, it never widens a read.
--- DROP POLICY IF EXISTS and CREATE: this migration applies again unchanged. Applied in one
+-- DROP ... IF EXISTS, CREATE OR REPLACE: this migration applies again unchanged. Applied in one
 -- transaction by `waygatectl migrate` as the owner: no transaction control.
 
 DO $lawful$
@@ -33,3 +37,25 @@ BEGIN
                    'AND c.requester_account::text = substr(%s, 8)))', gw, s, s);
 END
 $lawful$;
+
+CREATE OR REPLACE FUNCTION lawful_case_requested_now_trg() RETURNS trigger
+    LANGUAGE plpgsql AS $fn$
+BEGIN
+    NEW.requested_at := now();
+    RETURN NEW;
+END
+$fn$;
+
+DROP TRIGGER IF EXISTS lawful_case_requested_now ON lawful_case;
+CREATE TRIGGER lawful_case_requested_now BEFORE INSERT ON lawful_case
+    FOR EACH ROW EXECUTE FUNCTION lawful_case_requested_now_trg();
+
+DO $requested$
+DECLARE
+    owner name := (SELECT pg_get_userbyid(datdba) FROM pg_database
+                    WHERE datname = current_database());
+BEGIN
+    EXECUTE format('ALTER FUNCTION lawful_case_requested_now_trg() OWNER TO %I', owner);
+    EXECUTE 'REVOKE ALL ON FUNCTION lawful_case_requested_now_trg() FROM PUBLIC';
+END
+$requested$;

@@ -222,6 +222,31 @@ def test_a_case_reaches_no_waybill_accepted_after_its_request(stack, lawful):
     assert records(stack, early.case_id, "lawful.read") == []
 
 
+def test_the_database_dates_a_case_at_its_insert(stack, lawful):
+    """The gateway's role may INSERT cases: the database, not the inserter, dates the request
+    (sql/051), so a case written dated ahead reaches no waybill accepted after its insert."""
+    acct, sec = stack.psql("SELECT l.id || '|' || s.id FROM account l, account s "
+                           "WHERE l.name = 'lawful' AND s.name = 'secadmin'")[0].split("|")
+    out = stack.psql("BEGIN; SELECT set_config('waygate.scope', '', true); "
+                     "INSERT INTO lawful_case (id, requested_at, requester_account, requester, "
+                     "agency, officer, case_ref, legal_document_ref, waybills) VALUES "
+                     "(gen_random_uuid(), now() + interval '1 day', %s, 'lawful', 'x', 'x', "
+                     "'x', 'x', 1) RETURNING id, requested_at = now(); COMMIT;" % acct,
+                     uri=stack.pguri_gateway)
+    case_id, dated_now = out[-1].split("|")
+    assert dated_now == "t"
+    later_id = submit(stack, new_waybill(stack, "a"))
+    stack.psql("INSERT INTO lawful_case_item (case_id, wb_bidx) SELECT '%s', wb_bidx FROM "
+               "waybill WHERE id = '%s'" % (case_id, later_id))
+    # approved, and its request an hour before its insert (ahead of the waybill's acceptance
+    # only had the inserter's date stood)
+    stack.psql("UPDATE lawful_case SET state = 'approved', decided_at = now(), "
+               "decider_account = %s, decider = 'secadmin', valid_until = now() + "
+               "interval '1 hour', requested_at = requested_at - interval '1 hour' "
+               "WHERE id = '%s'" % (sec, case_id))
+    assert rls_visible(stack, case_id) == 0
+
+
 def chain_lock_waiters(stack, chain):
     """The sessions waiting for the audit chain's lock (audit.c: CHAIN_LOCK_SQL,
     pg_advisory_xact_lock(1397, hashtext(chain))): (role, wait event, statement, the pids
