@@ -333,6 +333,9 @@ static struct gw_policy_record policy_record(const struct gw_store_row *row)
     return (struct gw_policy_record){.origin_branch = row->w.origin_branch,
                                      .dest_branch = row->dest_branch,
                                      .custody_branch = row->custody_branch,
+                                     .custodian_delivers =
+                                         row->last_event == GW_SCAN_OUT_FOR_DELIVERY ||
+                                         row->last_event == GW_SCAN_DELIVERY_FAILED,
                                      .security_level = row->w.security_level};
 }
 
@@ -342,6 +345,13 @@ bool gw_api_in_scope(struct gw_call *call, const struct gw_store_row *row)
     struct gw_policy_record rec = policy_record(row);
 
     return gw_policy_in_scope(gw_call_policy(call), gw_call_principal(call), &rec);
+}
+
+bool gw_api_may_reveal_here(struct gw_call *call, const struct gw_store_row *row, enum gw_col col)
+{
+    struct gw_policy_record rec = policy_record(row);
+
+    return gw_policy_may_reveal_here(gw_call_policy(call), gw_call_principal(call), &rec, col);
 }
 
 bool gw_api_in_lawful_scope(struct gw_call *call, const struct gw_store_row *row)

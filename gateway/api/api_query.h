@@ -26,6 +26,10 @@ const char *gw_api_who(const struct gw_principal *p, char buf[GW_API_WHO_MAX]);
  * security level). Every read path asks this, after the row authenticated. */
 bool gw_api_in_scope(struct gw_call *call, const struct gw_store_row *row);
 
+/* Whether the caller may reveal column col of a row in its scope, by where the row is (policy.h:
+ * gw_policy_may_reveal_here: custody alone reveals the recipient's phone while delivering). */
+bool gw_api_may_reveal_here(struct gw_call *call, const struct gw_store_row *row, enum gw_col col);
+
 /* The same for a lawful read (policy.h: gw_policy_in_lawful_scope): the case chose the row; the
  * caller's role's security level still bounds it. Asked after the row authenticated. */
 bool gw_api_in_lawful_scope(struct gw_call *call, const struct gw_store_row *row);

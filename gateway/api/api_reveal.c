@@ -2,7 +2,9 @@
  * reason. Checks, in order: the request (number, field path, reason: text.h's free-text rule),
  * whether the role may reveal that field at all (policy), the scraping throttle, the record within
  * the caller's scope (read and authenticated exactly as Get: outside the scope is NOT_FOUND like a
- * missing number), and for a courier that its branch delivers the waybill. Then two transactions,
+ * missing number), and where the record is (policy.h, gw_policy_may_reveal_here: a branch holding
+ * it only in custody reveals the recipient's phone alone, while delivering; a courier only for a
+ * waybill its branch delivers). Then two transactions,
  * in this order:
  *   1. the quota ledger (store: gw_store_reveal): counts the caller's reveals in the last hour and
  *      the current UTC day and writes the reveal_log row (who, certificate, peer, record, field,
@@ -30,7 +32,6 @@
 #include "incident.h"
 #include "log.h"
 #include "policy.h"
-#include "scan.h"
 #include "seal.h"
 #include "store.h"
 #include "text.h"
@@ -52,17 +53,6 @@ struct reveal {
     char object[37 + 1 + 64]; /* "<record uuid>:<field>" */
     uint32_t remaining;       /* quota left after this reveal */
 };
-
-/* Does branch deliver the waybill: its destination branch, or the branch holding custody of it
- * while it is out for delivery from there (sql/011_scan.sql)? */
-static bool delivers(const struct gw_store_row *row, const char *branch)
-{
-    if (row->dest_branch != NULL && strcmp(row->dest_branch, branch) == 0)
-        return true;
-    return row->custody_branch != NULL && strcmp(row->custody_branch, branch) == 0 &&
-           (row->last_event == GW_SCAN_OUT_FOR_DELIVERY ||
-            row->last_event == GW_SCAN_DELIVERY_FAILED);
-}
 
 static void cancel_cb(void *arg)
 {
@@ -184,8 +174,9 @@ static void got_cb(void *arg, int err, const struct gw_store_row *row)
     gw_call_set_cancel(r->call, NULL, NULL);
     if (!gw_api_row_visible(r->call, err, row, r->number, r->number_len, clear))
         return;
-    /* A courier reveals only for a waybill its branch delivers. */
-    if (strcmp(p->role, "courier") == 0 && !delivers(row, p->branch)) {
+    /* Where the record is decides too: custody alone reveals only the recipient's phone while
+     * delivering, a courier only for a waybill its branch delivers. */
+    if (!gw_api_may_reveal_here(r->call, row, r->col)) {
         gw_call_fail(r->call, GW_EPERM, "field", GW_RULE_REVEAL_DENIED);
         return;
     }

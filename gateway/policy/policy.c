@@ -190,6 +190,11 @@ static bool within_level(const struct gw_policy *pol, const struct gw_principal 
     return r >= 0 && pol->level[r] != GW_POLICY_LEVEL_NONE && level >= 0 && level <= pol->level[r];
 }
 
+static bool branch_is(const struct gw_principal *p, const char *branch)
+{
+    return branch != NULL && strcmp(p->branch, branch) == 0;
+}
+
 bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,
                         const struct gw_policy_record *rec)
 {
@@ -199,11 +204,24 @@ bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *
      * nothing rather than everything. */
     if (p->branch[0] == '\0')
         return false;
-    if (rec->origin_branch != NULL && strcmp(p->branch, rec->origin_branch) == 0)
+    return branch_is(p, rec->origin_branch) || branch_is(p, rec->custody_branch) ||
+           branch_is(p, rec->dest_branch);
+}
+
+bool gw_policy_may_reveal_here(const struct gw_policy *pol, const struct gw_principal *p,
+                               const struct gw_policy_record *rec, enum gw_col col)
+{
+    bool dest = branch_is(p, rec->dest_branch);
+    bool delivering = rec->custodian_delivers && branch_is(p, rec->custody_branch);
+
+    (void)pol;
+    if (p->branch[0] == '\0')
+        return false;
+    if (strcmp(p->role, "courier") == 0)
+        return dest || delivering;
+    if (dest || branch_is(p, rec->origin_branch))
         return true;
-    if (rec->custody_branch != NULL && strcmp(p->branch, rec->custody_branch) == 0)
-        return true;
-    return rec->dest_branch != NULL && strcmp(p->branch, rec->dest_branch) == 0;
+    return delivering && col == GW_COL_RECIPIENT_PHONE;
 }
 
 bool gw_policy_in_bulk_scope(const struct gw_policy *pol, const struct gw_principal *p,

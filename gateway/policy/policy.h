@@ -92,6 +92,8 @@ struct gw_policy_record {
     const char *dest_branch;    /* the branch its destination region routes to; NULL: none */
     const char *custody_branch; /* the branch holding custody of it (scanned in, not yet gone or
                                  * delivered; sql/011_scan.sql); NULL: none */
+    bool custodian_delivers;    /* its latest event is OUT_FOR_DELIVERY or DELIVERY_FAILED (from
+                                 * the custodian's branch, sql/042): the custodian delivers it */
     int security_level;         /* enum Waygate__V1__SecurityLevel value, 0 = unclassified */
 };
 
@@ -104,6 +106,15 @@ struct gw_policy_record {
  * the level by the same check. */
 bool gw_policy_in_scope(const struct gw_policy *pol, const struct gw_principal *p,
                         const struct gw_policy_record *rec);
+
+/* May p reveal column col of a record in its scope (gw_policy_in_scope), once its role may reveal
+ * that field at all ([reveal.<role>])? Where the record is decides (least privilege, Art. 34): a
+ * branch that accepted it (origin) or delivers it (destination) reveals what its role may; a
+ * branch that holds it only in custody reveals the recipient's phone alone, and only while it
+ * delivers it (the call at the door), whatever its role; a courier reveals only for a waybill its
+ * branch delivers (destination, or custody while delivering), never for one it only picked up. */
+bool gw_policy_may_reveal_here(const struct gw_policy *pol, const struct gw_principal *p,
+                               const struct gw_policy_record *rec, enum gw_col col);
 
 /* The scope of an approved bulk operation (Art. 37): as gw_policy_in_scope for a branch-scoped
  * principal; a central principal without a branch (compliance, security administration) covers

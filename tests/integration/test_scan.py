@@ -466,6 +466,28 @@ def test_custody_courier_reveals_only_when_out_for_delivery(stack):
         missing_answer(stack)
 
 
+def test_custody_alone_reveals_only_the_recipients_phone_while_delivering(stack):
+    """A branch that holds a waybill only in custody (it neither accepted nor delivers it) sees it
+    (Get), but its clerk reveals nothing of it until it is out for delivery from there, and then
+    only the recipient's phone (the call at the door), whatever else the clerk's role may reveal
+    of its own branch's waybills; the origin's clerk keeps its reveals."""
+    w, _ = unrouted(stack)
+    n = w.waybill_no
+    scan(stack, n, "ARRIVED", PICKUP + 60, principal="courier_b")
+    assert get(stack, n, "branch_b").waybill.waybill_no.upper() == n.upper()
+    denied = (grpc.StatusCode.PERMISSION_DENIED,
+              "field: the caller's role may not reveal this field of this waybill (least "
+              "privilege, Art. 34)")
+    for field in ("sender.name", "sender.phone", "recipient.name", "recipient.address_detail",
+                  "recipient.phone"):
+        assert refusal(lambda: reveal(stack, "branch_b", n, field)) == denied, field
+    scan(stack, n, "OUT_FOR_DELIVERY", PICKUP + 120, principal="courier_b")
+    assert reveal(stack, "branch_b", n, "recipient.phone").value == w.recipient.phone
+    for field in ("sender.name", "sender.phone", "recipient.name", "recipient.address_detail"):
+        assert refusal(lambda: reveal(stack, "branch_b", n, field)) == denied, field
+    assert reveal(stack, "branch_a", n, "sender.name").value == w.sender.name
+
+
 def test_a_back_dated_arrival_elsewhere_reveals_nothing(stack):
     """b's courier scanned its waybill in and took it out for delivery; a courier of branch a,
     outside its scope, sends an ARRIVED dated between the two, as a late upload would be. Stored

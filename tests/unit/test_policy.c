@@ -384,6 +384,39 @@ static void scope_branches_and_levels(void **state)
     gw_policy_free(p);
 }
 
+/* Reveal by where the record is (Art. 34): origin and destination reveal what the role may;
+ * custody alone only the recipient's phone and only while delivering; a courier only for a
+ * waybill its branch delivers. */
+static void reveal_by_place(void **state)
+{
+    struct gw_policy *p = parse_ok("");
+    struct gw_principal ca = who("courier", "a"), cb = who("courier", "b");
+    struct gw_principal ka = who("branch_clerk", "a"), kb = who("branch_clerk", "b");
+    struct gw_principal kc = who("branch_clerk", "c"), nob = who("branch_clerk", "");
+    struct gw_policy_record r = {.origin_branch = "a", .dest_branch = "b"};
+
+    (void)state;
+    assert_true(gw_policy_may_reveal_here(p, &ka, &r, GW_COL_SENDER_NAME));      /* origin */
+    assert_true(gw_policy_may_reveal_here(p, &kb, &r, GW_COL_SENDER_NAME));      /* destination */
+    assert_false(gw_policy_may_reveal_here(p, &ca, &r, GW_COL_RECIPIENT_PHONE)); /* picked up */
+    assert_true(gw_policy_may_reveal_here(p, &cb, &r, GW_COL_RECIPIENT_PHONE));  /* delivers */
+    assert_false(gw_policy_may_reveal_here(p, &nob, &r, GW_COL_RECIPIENT_PHONE));
+    /* custody at c: nothing until it goes out for delivery from there, then the phone alone */
+    r.custody_branch = "c";
+    assert_false(gw_policy_may_reveal_here(p, &kc, &r, GW_COL_RECIPIENT_PHONE));
+    assert_false(gw_policy_may_reveal_here(p, &kc, &r, GW_COL_SENDER_NAME));
+    r.custodian_delivers = true;
+    assert_true(gw_policy_may_reveal_here(p, &kc, &r, GW_COL_RECIPIENT_PHONE));
+    for (int c = 0; c < GW_COL_COUNT; c++)
+        if (c != GW_COL_RECIPIENT_PHONE)
+            assert_false(gw_policy_may_reveal_here(p, &kc, &r, (enum gw_col)c));
+    /* delivering from c says nothing for the other branches' custody */
+    assert_true(gw_policy_may_reveal_here(p, &ka, &r, GW_COL_SENDER_NAME));
+    r.custody_branch = "b";
+    assert_false(gw_policy_may_reveal_here(p, &kc, &r, GW_COL_RECIPIENT_PHONE));
+    gw_policy_free(p);
+}
+
 /* Bulk scope (Art. 37): a central role without a branch covers every branch, only up to its
  * level; a branch-scoped principal keeps its branch scope; a role without a level sees nothing. */
 static void bulk_scope_central_roles_by_level(void **state)
@@ -699,6 +732,7 @@ int main(void)
         cmocka_unit_test(builtin_equals_deploy_policy_conf),
         cmocka_unit_test(defaults),
         cmocka_unit_test(scope_branches_and_levels),
+        cmocka_unit_test(reveal_by_place),
         cmocka_unit_test(bulk_scope_central_roles_by_level),
         cmocka_unit_test(lawful_scope_by_level_alone),
         cmocka_unit_test(file_sets_views_reveals_and_limits),
