@@ -113,6 +113,11 @@ static void stored_cb(void *arg, const struct gw_store_scan_result *r)
             break;
         gw_call_finish_fault(sc->call, &sc->refusal);
         return;
+    case GW_STORE_SCAN_FULL:
+        if (sc->probe || sc->outside)
+            break;
+        gw_call_fail(sc->call, GW_EPRECOND, "waybill_no", GW_RULE_SCAN_LIMIT);
+        return;
     case GW_STORE_SCAN_STALE:
     default:
         if (sc->probe)

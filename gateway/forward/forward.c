@@ -114,6 +114,7 @@ struct gw_forward {
     struct gw_outbox_listener *listener;
     struct event *poll_ev;
     struct event *linger_ev;     /* ends the rest after a claim that did not fill a batch */
+    struct event *drain_ev;      /* bounds a drain to one call's deadline */
     struct gw_outbox_req *claim; /* the claim in flight */
     int64_t claim_sent_ms;       /* when it was sent: its leases end no earlier than + lease_ms */
     bool dirty;                  /* woken while a claim was in flight or while resting */
@@ -806,6 +807,15 @@ static int64_t fast_max_wait_ms(const struct gw_config *cfg)
     return room < 0 ? 0 : room < half ? room : half;
 }
 
+/* Drops every queued fast item: their leases run out and a claim sends them. */
+static void drop_fast(struct gw_forward *f)
+{
+    while (f->fast_n > 0) {
+        gw_store_sealed_free(fast_pop(f).s.w);
+        f->stats.fast_dropped++;
+    }
+}
+
 /* Sends queued fast items in batches while a batch slot is free; a claim in flight holds a slot
  * of its own (pump starts a due claim first), so the fast path never starves what only a claim
  * sends (scans, retries, rows whose lease ran out). Items that waited longer than
@@ -816,10 +826,13 @@ static void pump_fast(struct gw_forward *f)
     int64_t now = (int64_t)gw_clock_ms(), max_wait = fast_max_wait_ms(cfg);
 
     /* while draining, what is queued goes out only to a backend that answers: a failing one
-     * would hold the drain a deadline per call (the queued rows' leases run out and a claim
-     * sends them) */
-    if (f->draining && f->backend_failing)
+     * would hold the drain a deadline per call, and nothing but a successful call would ever
+     * empty the queue the drain waits for (review: a stop that never ended). Dropped: the
+     * queued rows' leases run out and a claim sends them. */
+    if (f->draining && f->backend_failing) {
+        drop_fast(f);
         return;
+    }
 
     while (f->fast_n > 0 && f->nbatches + (f->claim != NULL) < cfg->fwd_inflight &&
            ack_backlog(f) < ack_max(cfg)) {
@@ -1053,13 +1066,37 @@ void gw_forward_tls_expiry(const struct gw_forward *f, struct gw_tls_expiry *out
     gw_gclient_tls_expiry(f->client, out);
 }
 
+/* The drain's bound: one call's deadline after it began. What is still queued is dropped and
+ * the calls still in flight are left to end on their own; the deliveries of either are sent
+ * again after their leases (at least once: a call that ends meanwhile is settled as usual). */
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_forward *f = arg;
+
+    (void)fd;
+    (void)what;
+    if (f->drained_cb == NULL)
+        return;
+    GW_LOG(GW_LOG_WARN, "forward", NULL,
+           "stopping: the forwarder's drain reached [forward] deadline_ms; %zu queued and the "
+           "deliveries of %" PRIu32 " call(s) in flight are sent again after their leases",
+           f->fast_n, f->nbatches);
+    drop_fast(f);
+    drained_now_cb(-1, 0, f);
+}
+
 void gw_forward_drain(struct gw_forward *f, gw_forward_drained_cb cb, void *arg)
 {
+    struct timeval tv = gw_clock_tv(f->cfg->fwd_deadline_ms);
+
     f->draining = true;
     f->drained_cb = cb;
     f->drained_arg = arg;
     if (f->poll_ev != NULL)
         event_del(f->poll_ev);
+    if ((f->drain_ev = evtimer_new(f->app->base, drain_timeout_cb, f)) == NULL ||
+        evtimer_add(f->drain_ev, &tv) != 0)
+        GW_LOG(GW_LOG_ERROR, "forward", NULL, "the drain's bound was not set");
     ack_flush(f); /* ids kept from a delete that could not start: sent now, or left to leases */
     pump_fast(f);
     check_drained(f);
@@ -1092,6 +1129,8 @@ void gw_forward_free(struct gw_forward *f)
         event_free(f->poll_ev);
     if (f->linger_ev != NULL)
         event_free(f->linger_ev);
+    if (f->drain_ev != NULL)
+        event_free(f->drain_ev);
     gw_gclient_free(f->client);
     gw_policy_unref(f->policy);
     free(f);

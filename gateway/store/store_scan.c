@@ -70,16 +70,17 @@ static const char insert_sql[] =
     "dup AS (SELECT r.ord, s.id FROM req r JOIN scan s ON s.waybill_id = r.wid AND s.event = r.ev "
     "AND s.event_time = to_timestamp(r.at) AND s.device = r.device), "
     "cand AS (SELECT r.*, (waybill_last_event(r.wid) = r.expected AND "
-    "waybill_last_event_at(r.wid) = r.expected_at) AS fresh FROM req r "
+    "waybill_last_event_at(r.wid) = r.expected_at) AS fresh, "
+    "(SELECT count(*) FROM scan s WHERE s.waybill_id = r.wid) < 64 AS room FROM req r "
     "WHERE r.ord NOT IN (SELECT ord FROM dup)), "
     "ins AS (INSERT INTO scan (waybill_id, event, event_time, branch, device) "
     "SELECT wid, ev, to_timestamp(at), branch, device FROM cand "
-    "WHERE allowed AND fresh "
+    "WHERE allowed AND fresh AND room "
     "ON CONFLICT ON CONSTRAINT scan_idempotent DO NOTHING RETURNING id, waybill_id), "
     "ob AS (INSERT INTO outbox (kind, waybill_id, scan_id) SELECT 2, ins.waybill_id, ins.id "
     "FROM ins) "
     "SELECT r.ord, CASE WHEN d.id IS NOT NULL THEN 2 WHEN i.id IS NOT NULL THEN 1 "
-    "WHEN NOT c.fresh THEN 3 WHEN NOT c.allowed THEN 4 ELSE 3 END, "
+    "WHEN NOT c.fresh THEN 3 WHEN NOT c.allowed THEN 4 WHEN NOT c.room THEN 5 ELSE 3 END, "
     "coalesce(d.id, i.id) FROM req r LEFT JOIN dup d ON d.ord = r.ord "
     "LEFT JOIN cand c ON c.ord = r.ord LEFT JOIN ins i ON i.waybill_id = r.wid ORDER BY r.ord";
 static const char lock_sql[] = "SELECT count(pg_advisory_xact_lock(1398, hashtext(x::text))) "
@@ -87,6 +88,7 @@ static const char lock_sql[] = "SELECT count(pg_advisory_xact_lock(1398, hashtex
 static const char latest_sql[] = "SELECT waybill_last_event(x) FROM unnest($1::uuid[]) "
                                  "WITH ORDINALITY AS t(x, o) ORDER BY o";
 _Static_assert(SCAN_LOCK_CLASS == 1398, "lock_sql names the class");
+_Static_assert(GW_STORE_SCAN_MAX == 64 && GW_STORE_SCAN_FULL == 5, "insert_sql names both");
 
 static void group_done_cb(void *arg, int err, const struct gw_db_result *res);
 

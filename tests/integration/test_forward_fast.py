@@ -153,6 +153,38 @@ def test_sigkill_with_fast_deliveries_queued_nothing_lost(stack):
     assert before_kill < want
 
 
+def test_a_stop_while_the_backend_fails_ends_and_loses_nothing(stack):
+    """(3b) The backend answers nothing (slower than the call's deadline), so the forwarder marks
+    it failing with fast deliveries still queued in memory. SIGTERM then ends the gateway: the
+    queued deliveries are dropped to their leases (a claim sends them), where the drain used to
+    wait forever for a queue that only a successful call would empty (review). After the backend
+    is back every one arrives."""
+    sink(stack, "slow", 60000)
+    gw, maddr = extra_gateway(stack, "stopfailing", ["deadline_ms = 1000", "batch = 8",
+                                                      "inflight = 1", "lease_ms = 5000"])
+    try:
+        expected = submit_many(stack, 40, addr=gw.addr)
+        state = wait_for(lambda: (lambda m: m if m.get("waygate_forward_paused") == 1 and
+                                  m.get("waygate_forward_fast_queued", 0) > 0 else None)(
+                                      metrics(maddr)), 60, 0.05)
+        assert state, "the backend was not marked failing with deliveries queued"
+        gw.proc.send_signal(signal.SIGTERM)
+        ended = wait_for(lambda: gw.proc.poll() is not None, 60, 0.1)
+        print("\nstop while failing: %d queued, %d in flight; ended: %s"
+              % (state["waygate_forward_fast_queued"], state["waygate_forward_calls_inflight"],
+                 ended))
+        assert ended, "the gateway did not end after SIGTERM"
+        assert gw.proc.returncode == 0
+        # ended by dropping the queue, not by the drain's bound (the deadline): nothing waited
+        assert "drain reached [forward] deadline_ms" not in gw.log()
+    finally:
+        gw.close()
+        sink(stack, "up")
+    got = wait_delivered(stack, expected)
+    want, distinct, _ = report("stop while the backend fails", expected, got)
+    assert distinct == want
+
+
 def submit_batch(stack, n, addr):
     """One SubmitBatch of n new waybills (one group insert of n); {record id: 1}."""
     ws = [new_waybill(stack) for _ in range(n)]

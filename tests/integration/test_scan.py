@@ -225,6 +225,31 @@ def test_transitions(stack):
     assert get(stack, n, "courier_a").status == "returned"
 
 
+def test_a_waybill_holds_at_most_64_scan_events(stack):
+    """Each scan event is a delivery to the backend queued behind the waybill's earlier ones: a
+    device alternating ARRIVED and DEPARTED queued as many as it liked behind one waybill, each
+    sent one claim after the last (review). The 64th event is stored; the 65th is refused
+    FAILED_PRECONDITION naming the rule, nothing stored; a retry of a stored event is still the
+    duplicate; outside the scope the refusal is a missing number's."""
+    w, record = unrouted(stack)
+    n = w.waybill_no
+    arrived, departed = ev(stack, "ARRIVED"), ev(stack, "DEPARTED")
+    for i in range(63):  # written as the owner: a long history, quickly
+        put_scan(stack, record, "a", departed if i % 2 else arrived, 60 + i)
+    assert scan(stack, n, "DEPARTED", PICKUP + 200).status == "departed"
+    count = "SELECT count(*) FROM scan WHERE waybill_id = '%s'" % record
+    assert stack.psql(count) == ["64"]
+    assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP + 300)) == (
+        grpc.StatusCode.FAILED_PRECONDITION,
+        "waybill_no: the waybill holds the most scan events one waybill may (64): nothing was "
+        "recorded")
+    assert stack.psql(count) == ["64"]
+    assert scan(stack, n, "DEPARTED", PICKUP + 200).duplicate
+    assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP + 300, principal="courier_b")) == \
+        missing_answer(stack)
+    assert stack.psql(count) == ["64"]
+
+
 def test_contention_outside_scope_answers_as_a_missing_number(stack):
     """RecordScan inserts an event only while the latest event it judged against is still the
     latest, and reads and judges again at most three times before it gives up (UNAVAILABLE for a
