@@ -361,7 +361,49 @@ bool gw_api_in_lawful_scope(struct gw_call *call, const struct gw_store_row *row
     return gw_policy_in_lawful_scope(gw_call_policy(call), gw_call_principal(call), &rec);
 }
 
-bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])
+/* What one of the principal's throttled counts is (gw_throttle_check's table, shared): the
+ * distinct keys it counts, its own key space in the table (a prefix of the caller's identity),
+ * its limit in the role's [limits], and how a refusal over that limit is worded and recorded. */
+struct throttled {
+    const char *prefix; /* of the caller's identity: the count's key space */
+    uint32_t (*limit)(const struct gw_policy_limits *lim);
+    const char *counted; /* what the incident's detail says was counted */
+    const char *refused; /* ... and what is refused past the limit */
+    const char *kind;    /* the incident's kind over the limit */
+    const char *field;   /* the field the refusal names (NULL: none) */
+    enum gw_rule rule;   /* the refusal's rule over the limit */
+};
+
+static uint32_t lookups_limit(const struct gw_policy_limits *lim)
+{
+    return lim->lookups_per_window;
+}
+
+static uint32_t arrivals_limit(const struct gw_policy_limits *lim)
+{
+    return lim->arrivals_per_window;
+}
+
+static const struct throttled lookups = {"",
+                                         lookups_limit,
+                                         "distinct waybills or phone numbers looked up",
+                                         "lookups",
+                                         "bulk_scraping",
+                                         NULL,
+                                         GW_RULE_LOOKUPS_THROTTLED};
+/* "arrive:" + "account:<id>" or "cert:<name of at most 63 bytes>" fits GW_THROTTLE_WHO_MAX */
+static const struct throttled arrivals = {"arrive:",
+                                          arrivals_limit,
+                                          "distinct waybills scanned in as ARRIVED",
+                                          "arrivals",
+                                          "arrival_throttle",
+                                          "waybill_no",
+                                          GW_RULE_ARRIVALS_THROTTLED};
+
+/* Counts key under the caller's count t (in the one throttle table, within the role's
+ * lookup_window_s). Returns true when allowed, else false after failing the call. */
+static bool throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN],
+                     const struct throttled *t)
 {
     struct gw_app *app = gw_call_app(call);
     const struct gw_principal *p = gw_call_principal(call);
@@ -369,18 +411,19 @@ bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])
     struct gw_policy_limits lim;
     struct gw_fault f;
     struct timespec ts;
-    char who[GW_API_WHO_MAX], detail[200];
+    char who[GW_API_WHO_MAX], id[GW_API_WHO_MAX], detail[200];
     bool incident = false;
     enum gw_throttle_verdict v;
     enum gw_log_level level;
     enum gw_rule rule;
-    const char *kind;
+    const char *kind, *field = NULL;
     unsigned long limit;
 
     gw_policy_limits(gw_call_policy(call), p->role, &lim);
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    v = gw_throttle_check(app->throttle, gw_api_who(p, who), key, lim.lookups_per_window,
-                          lim.lookup_window_s, (uint64_t)ts.tv_sec, &incident);
+    snprintf(who, sizeof(who), "%s%s", t->prefix, gw_api_who(p, id));
+    v = gw_throttle_check(app->throttle, who, key, t->limit(&lim), lim.lookup_window_s,
+                          (uint64_t)ts.tv_sec, &incident);
     if (v == GW_THROTTLE_OK)
         return true;
     if (v == GW_THROTTLE_FULL) { /* the table's capacity, not the caller's doing */
@@ -397,23 +440,33 @@ bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])
         limit = st.max_principals;
     } else {
         snprintf(detail, sizeof(detail),
-                 "more than %" PRIu32
-                 " distinct waybills or phone numbers looked up within %" PRIu32
-                 " s on this gateway instance; further lookups refused",
-                 lim.lookups_per_window, lim.lookup_window_s);
+                 "more than %" PRIu32 " %s within %" PRIu32
+                 " s on this gateway instance; further %s refused",
+                 t->limit(&lim), t->counted, lim.lookup_window_s, t->refused);
         level = GW_LOG_WARN;
-        kind = "bulk_scraping";
-        rule = GW_RULE_LOOKUPS_THROTTLED;
-        limit = lim.lookups_per_window;
+        kind = t->kind;
+        rule = t->rule;
+        field = t->field;
+        limit = t->limit(&lim);
     }
     if (incident) {
         GW_LOG(level, "query", lc, "%s", detail);
         gw_api_incident(call, "high", kind, detail, NULL);
     }
-    gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, rule);
+    gw_fault_set(&f, GW_ETOOBIG, NULL, field, rule);
     f.limit = limit;
     gw_call_finish_fault(call, &f);
     return false;
+}
+
+bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])
+{
+    return throttle(call, key, &lookups);
+}
+
+bool gw_api_throttle_arrival(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN])
+{
+    return throttle(call, key, &arrivals);
 }
 
 void *gw_api_read_start(struct gw_call *call, const ProtobufCMessageDescriptor *desc,

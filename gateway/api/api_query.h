@@ -97,4 +97,12 @@ void gw_api_incident(struct gw_call *call, const char *severity, const char *kin
  * table full (its capacity named), with a 'throttle_full' incident once per window. */
 bool gw_api_throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN]);
 
+/* The arrivals throttle: counts key (the blind index of a waybill's number) as scanned in
+ * (RecordScan ARRIVED) by the caller, in a count of its own beside its lookups (the same table
+ * and window, the role's arrivals_per_window as its limit). Returns true when allowed; otherwise
+ * the call has been failed as gw_api_throttle fails it: RESOURCE_EXHAUSTED over the caller's
+ * limit (field waybill_no, GW_RULE_ARRIVALS_THROTTLED), with an 'arrival_throttle' incident once
+ * per window per principal; or the table full, as there. */
+bool gw_api_throttle_arrival(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN]);
+
 #endif

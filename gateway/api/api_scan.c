@@ -12,9 +12,12 @@
  * An arrival at a waybill outside the scope is refused only as a missing number is (NOT_FOUND,
  * word for word) whatever the reason (its pickup time, its transition, contention), and every
  * NOT_FOUND of an arrival counts against the caller's lookup throttle, so that guessing is
- * bounded: what an arrival may reveal is the existence its stored event records. A probe (the
- * look-up of a retried event outside the scope) counts against the same throttle before it reads,
- * and opens nothing. A caller outside
+ * bounded: what an arrival may reveal is the existence its stored event records. Every arrival
+ * also counts, before anything is read, against the caller's arrivals throttle (the role's
+ * arrivals_per_window distinct waybills), so that custody is not moved at an unbounded rate by
+ * one certificate; its refusal says nothing about the waybill. A probe (the
+ * look-up of a retried event outside the scope) counts against the lookup throttle before it
+ * reads, and opens nothing. A caller outside
  * the scope when the waybill was read is answered the status of its own event, never the
  * waybill's status now (a retry of an old scan would follow the parcel after it left).
  * Invariant: the record's clear values (opened to authenticate it and to read its pickup time) live
@@ -324,5 +327,11 @@ void gw_api_intake_record_scan(struct gw_call *call, const uint8_t *req, size_t 
         gw_call_fail(call, rc, NULL, GW_RULE_NONE);
         return;
     }
+    /* An arrival takes custody of any branch's waybill: its rate is bounded by a count of its
+     * own, charged before anything is read, so that its refusal is the same for a missing
+     * number, a waybill outside the scope and one within it (a retry: the same key, counted
+     * once). Its NOT_FOUND still counts as a lookup too (fail_not_found). */
+    if (sc->event == GW_SCAN_ARRIVED && !gw_api_throttle_arrival(call, sc->bidx[0]))
+        return;
     read_waybill(sc);
 }

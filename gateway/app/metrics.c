@@ -311,8 +311,9 @@ static void write_throttle(struct evbuffer *b, const struct gw_app *app)
           "distinct lookups the throttle can hold ([server] lookup_throttle_keys)",
           (double)st.max_keys);
     counter(b, "waygate_lookup_throttle_full_total",
-            "Get, Search and Reveal lookups refused RESOURCE_EXHAUSTED because the throttle's "
-            "table was full (not a principal's limit; incident kind throttle_full)",
+            "Get, Search, Reveal and RecordScan lookups and arrivals refused RESOURCE_EXHAUSTED "
+            "because the throttle's table was full (not a principal's limit; incident kind "
+            "throttle_full)",
             (double)st.full);
 }
 

@@ -184,6 +184,9 @@ static const char *const rule_text[GW_RULE_COUNT] = {
     [GW_RULE_LOOKUP_TABLE_FULL] =
         "this gateway instance's lookup throttle is tracking as many principals or lookups as it "
         "can (% principals at most; not the caller's own limit): retry later",
+    [GW_RULE_ARRIVALS_THROTTLED] =
+        "too many distinct waybills scanned in as ARRIVED (at most % in the window); an incident "
+        "was recorded",
     [GW_RULE_ACCESS_NOT_RECORDED] =
         "the access record could not be written, so nothing was released",
     [GW_RULE_ADMIN_CERT_NEEDS_TOKEN] = "a certificate registered for administration acts only "

@@ -207,9 +207,10 @@ enum gw_rule {
     GW_RULE_CONTINUATION_EXPIRED, /* (bound) */
     GW_RULE_FIELD_UNKNOWN,
     GW_RULE_REVEAL_DENIED,
-    GW_RULE_REVEAL_QUOTA,      /* (bound) */
-    GW_RULE_LOOKUPS_THROTTLED, /* (bound) */
-    GW_RULE_LOOKUP_TABLE_FULL, /* (bound) */
+    GW_RULE_REVEAL_QUOTA,       /* (bound) */
+    GW_RULE_LOOKUPS_THROTTLED,  /* (bound) */
+    GW_RULE_LOOKUP_TABLE_FULL,  /* (bound) */
+    GW_RULE_ARRIVALS_THROTTLED, /* (bound) */
     GW_RULE_ACCESS_NOT_RECORDED,
     GW_RULE_ADMIN_CERT_NEEDS_TOKEN,
     /* bulk operations, destruction (Art. 15, 26, 37) */

@@ -186,8 +186,11 @@ struct gw_policy_limits {
     uint32_t reveals_per_hour;   /* Reveal calls per account (or certificate) per hour */
     uint32_t reveals_per_day;    /* ... and per calendar day (UTC) */
     uint32_t lookups_per_window; /* distinct waybills or phones looked up per window */
-    uint32_t lookup_window_s;    /* the window, seconds */
-    uint32_t search_limit_max;   /* most results one Search page returns */
+    uint32_t lookup_window_s;    /* the window, seconds (of lookups and arrivals alike) */
+    /* distinct waybills a principal records ARRIVED for per window (RecordScan: an arrival
+     * takes custody of any branch's waybill, so its rate is bounded on its own) */
+    uint32_t arrivals_per_window;
+    uint32_t search_limit_max; /* most results one Search page returns */
 };
 
 /* The limits of role (an unknown role gets all zeros: nothing allowed). */

@@ -14,6 +14,7 @@
 #define POLICY_LINE_MAX 1024         /* bytes of one line, newline excluded */
 #define NAME_SHOWN_MAX 64            /* bytes of a name quoted back in a message */
 #define NUMBER_MAX 1000000000u       /* largest limit */
+#define NLIMITS 6                    /* keys of a [limits.<role>] section */
 
 enum section_kind { SEC_NONE = 0, SEC_VIEW, SEC_LEVELS, SEC_REVEAL, SEC_SEARCH, SEC_LIMITS };
 
@@ -31,14 +32,14 @@ struct parse {
     bool set_view[GW_POLICY_NROLES][GW_COL_COUNT];
     bool set_level[GW_POLICY_NROLES], set_reveal_fields[GW_POLICY_NROLES];
     bool set_search_keys[GW_POLICY_NROLES];
-    bool set_limit[GW_POLICY_NROLES][5];
+    bool set_limit[GW_POLICY_NROLES][NLIMITS];
     unsigned limits_line[GW_POLICY_NROLES]; /* where [limits.<role>] opened */
     struct gw_policy *pol;
 };
 
-static const char *const limit_keys[5] = {"reveals_per_hour", "reveals_per_day",
-                                          "lookups_per_window", "lookup_window_s",
-                                          "search_limit_max"};
+static const char *const limit_keys[NLIMITS] = {"reveals_per_hour",    "reveals_per_day",
+                                                "lookups_per_window",  "lookup_window_s",
+                                                "arrivals_per_window", "search_limit_max"};
 
 static const char *const actions[] = {
     [GW_VIEW_OMIT] = "omit",
@@ -347,11 +348,12 @@ static int search_key(struct parse *ps, const char *k, size_t kn, const char *v,
 static int limits_key(struct parse *ps, const char *k, size_t kn, const char *v, size_t vn)
 {
     struct gw_policy_limits *l = &ps->pol->limits[ps->role];
-    uint32_t *slot[5] = {&l->reveals_per_hour, &l->reveals_per_day, &l->lookups_per_window,
-                         &l->lookup_window_s, &l->search_limit_max};
+    uint32_t *slot[NLIMITS] = {&l->reveals_per_hour,    &l->reveals_per_day,
+                               &l->lookups_per_window,  &l->lookup_window_s,
+                               &l->arrivals_per_window, &l->search_limit_max};
     uint32_t x;
 
-    for (int i = 0; i < 5; i++) {
+    for (int i = 0; i < NLIMITS; i++) {
         if (!eq(k, kn, limit_keys[i]))
             continue;
         if (parse_number(v, vn, NUMBER_MAX, &x) != 0)
@@ -364,7 +366,8 @@ static int limits_key(struct parse *ps, const char *k, size_t kn, const char *v,
     }
     return refuse(ps, k, kn,
                   "unknown key (expected reveals_per_hour, reveals_per_day, "
-                  "lookups_per_window, lookup_window_s or search_limit_max)");
+                  "lookups_per_window, lookup_window_s, arrivals_per_window or "
+                  "search_limit_max)");
 }
 
 static int key_line(struct parse *ps, const char *s, size_t n)
@@ -443,16 +446,20 @@ int gw_policy_parse(const char *text, size_t len, const char *name,
             continue;
         rc = s[0] == '[' ? section_line(ps, s, ln) : key_line(ps, s, ln);
     }
-    /* a throttle with no window would forget every look-up at once: fail closed at load */
+    /* a throttle with no window would forget every look-up (or arrival) at once: fail closed at
+     * load; the two limits share the one window */
     for (int r = 0; rc == 0 && gw_policy_roles[r] != NULL; r++) {
         const struct gw_policy_limits *l = &ps->pol->limits[r];
+        const char *limit = l->lookups_per_window > 0    ? "lookups_per_window"
+                            : l->arrivals_per_window > 0 ? "arrivals_per_window"
+                                                         : NULL;
 
-        if (l->lookups_per_window > 0 && l->lookup_window_s == 0) {
+        if (limit != NULL && l->lookup_window_s == 0) {
             if (err != NULL && errsz > 0)
                 snprintf(err, errsz,
-                         "%s:%u: [limits.%s] lookup_window_s: must be at least 1 when "
-                         "lookups_per_window is above 0",
-                         ps->name, ps->limits_line[r], gw_policy_roles[r]);
+                         "%s:%u: [limits.%s] lookup_window_s: must be at least 1 when %s is "
+                         "above 0",
+                         ps->name, ps->limits_line[r], gw_policy_roles[r], limit);
             rc = GW_EINVAL;
         }
     }

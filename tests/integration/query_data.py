@@ -95,3 +95,20 @@ def refusal(fn):
     except grpc.RpcError as e:
         return e.code(), e.details()
     raise AssertionError("the call succeeded")
+
+
+def incidents_written(stack, ch, principal, branch, n):
+    """Waits until every incident the gateway behind ch recorded about principal so far is in the
+    table: incidents are written in order, so once a later one is, every earlier one is. The
+    later one: principal's Submit over ch of a number of branch's segment (n: one no test
+    submits), outside principal's own segments (FAILED_PRECONDITION, a segment_violation)."""
+    from conftest import wait_for
+    fence = ("SELECT count(*) FROM cli_incident_list(NULL, NULL, 100000) WHERE "
+             "principal = '%s' AND kind = 'segment_violation'" % principal)
+    fenced = int(stack.psql(fence, uri=stack.pguri)[0])
+    w = new_waybill(stack, branch)
+    w.waybill_no = number_in(stack, branch, n)
+    assert refusal(lambda: waygate_proto.unary(
+        ch, "/waygate.v1.WaybillIntake/Submit", stack.pb.intake.SubmitRequest(waybill=w),
+        stack.pb.intake.SubmitResponse))[0] == grpc.StatusCode.FAILED_PRECONDITION
+    assert wait_for(lambda: int(stack.psql(fence, uri=stack.pguri)[0]) > fenced, 60)

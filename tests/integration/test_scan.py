@@ -13,13 +13,14 @@ security agrees.
 Dev routes (deploy/devstack): 320102 -> b. A waybill of branch a bound for 330106 has no route:
 only a sees it, until b takes custody."""
 
+import os
 import time
 
 import grpc
 import pytest
 
-from query_data import (GET, PICKUP, call, get, new_waybill, nonexistent, refusal, reveal, search,
-                        submit)
+from query_data import (GET, PICKUP, call, get, incidents_written, new_waybill, nonexistent,
+                        refusal, reveal, search, submit)
 from test_query import second_gateway_of
 import waygate_proto
 
@@ -189,6 +190,56 @@ def test_a_probe_outside_the_scope_counts_against_the_lookup_throttle(stack):
         assert scan_on(stack, ch, other.waybill_no, "DEPARTED", PICKUP + 60) == THROTTLED
         # a number already looked up in the window is not a new lookup
         assert scan_on(stack, ch, w.waybill_no, "DEPARTED", PICKUP + 60) == missing
+
+
+def test_arrivals_are_bounded_before_the_read_alike_for_any_number(stack):
+    """An arrival takes custody of any branch's waybill: each principal may scan in at most its
+    role's arrivals_per_window distinct waybills per lookup_window_s (a count of its own beside
+    its lookups), charged before the waybill is read. A gateway whose policy gives couriers 3:
+    courier_b scans in 3 waybills of a (outside its scope: it takes custody); the 4th existing
+    waybill and a missing number are refused alike, RESOURCE_EXHAUSTED word for word (the refusal
+    says nothing of the number); a retry of a counted arrival is the same key and still answers
+    its duplicate; one arrival_throttle incident (high) for the window. Before, a stolen
+    courier's certificate moved the custody of any number it guessed, unbounded."""
+    from conftest import ExtraGateway, wait_for
+    from test_views import default_text, write_policy
+    courier = "\narrivals_per_window = 2000\n"  # the courier's alone (it alone may RecordScan)
+    text = default_text()
+    assert text.count(courier) == 1
+    policy = os.path.join(stack.dir, "policy_arrivals.conf")
+    write_policy(policy, text.replace(courier, "\narrivals_per_window = 3\n"))
+    gw = ExtraGateway(stack, "arrivals", lambda t: t + "\n[policy]\nfile = %s\n" % policy)
+    incidents = ("SELECT severity || '|' || principal || '|' || detail FROM cli_incident_list("
+                 "NULL, NULL, 100000) WHERE kind = 'arrival_throttle' AND principal = 'courier_b'")
+    before = stack.psql(incidents, uri=stack.pguri)
+    throttled = (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                 "waybill_no: too many distinct waybills scanned in as ARRIVED (at most 3 in the "
+                 "window); an incident was recorded")
+    ws = [unrouted(stack) for _ in range(4)]
+    try:
+        ch = stack.channel("courier_b", addr=gw.addr)
+
+        def arrive(number):
+            req = stack.pb.intake.RecordScanRequest(waybill_no=number, event=ev(stack, "ARRIVED"),
+                                                    event_time=PICKUP + 60)
+            return waygate_proto.unary(ch, RECORD_SCAN, req, stack.pb.intake.RecordScanResponse)
+
+        first = [arrive(w.waybill_no) for w, _ in ws[:3]]
+        assert [(r.status, r.duplicate) for r in first] == [("arrived", False)] * 3
+        assert all(rls_sees(stack, "b", record) for _, record in ws[:3])  # b holds custody
+        assert refusal(lambda: arrive(ws[3][0].waybill_no)) == throttled
+        assert refusal(lambda: arrive(nonexistent(stack, "a", 3100))) == throttled
+        assert not rls_sees(stack, "b", ws[3][1])
+        # a retry of a counted arrival is no new waybill: still its duplicate
+        again = arrive(ws[0][0].waybill_no)
+        assert (again.id, again.duplicate, again.status) == (first[0].id, True, "arrived")
+        incidents_written(stack, ch, "courier_b", "a", 900_101)
+        after = stack.psql(incidents, uri=stack.pguri)
+        assert [x for x in after if x not in before] == [
+            "high|courier_b|more than 3 distinct waybills scanned in as ARRIVED within 600 s on "
+            "this gateway instance; further arrivals refused"]
+    finally:
+        gw.close()
 
 
 def test_a_probe_of_an_unreadable_record_is_a_missing_number(stack):

@@ -89,7 +89,8 @@ static void each_refusal_names_file_and_line(void **state)
             "1000000000");
     refused("[limits.courier]\nreveals = 1\n",
             "t.conf:2: [limits.courier] reveals: unknown key (expected reveals_per_hour, "
-            "reveals_per_day, lookups_per_window, lookup_window_s or search_limit_max)");
+            "reveals_per_day, lookups_per_window, lookup_window_s, arrivals_per_window or "
+            "search_limit_max)");
     refused("[limits.courier]\nlookup_window_s = 60\nlookup_window_s = 60\n",
             "t.conf:3: [limits.courier] lookup_window_s: duplicate key");
     /* a throttle without a window would forget every look-up at once (it failed open) */
@@ -100,6 +101,24 @@ static void each_refusal_names_file_and_line(void **state)
             "t.conf:2: [limits.branch_clerk] lookup_window_s: must be at least 1 when "
             "lookups_per_window is above 0");
     gw_policy_free(parse_ok("[limits.courier]\nlookups_per_window = 0\n"));
+    /* arrivals_per_window: the same range and the same window (a count of its own in it) */
+    refused("[limits.courier]\narrivals_per_window = 2000\n",
+            "t.conf:1: [limits.courier] lookup_window_s: must be at least 1 when "
+            "arrivals_per_window is above 0");
+    refused("[limits.courier]\nlookups_per_window = 0\narrivals_per_window = 1\n"
+            "lookup_window_s = 0\n",
+            "t.conf:1: [limits.courier] lookup_window_s: must be at least 1 when "
+            "arrivals_per_window is above 0");
+    refused("[limits.courier]\narrivals_per_window = 1000000001\n",
+            "t.conf:2: [limits.courier] arrivals_per_window: must be a whole number from 0 to "
+            "1000000000");
+    refused("[limits.courier]\narrivals_per_window = -1\n",
+            "t.conf:2: [limits.courier] arrivals_per_window: must be a whole number from 0 to "
+            "1000000000");
+    refused("[limits.courier]\nlookup_window_s = 60\narrivals_per_window = 5\n"
+            "arrivals_per_window = 5\n",
+            "t.conf:4: [limits.courier] arrivals_per_window: duplicate key");
+    gw_policy_free(parse_ok("[limits.courier]\narrivals_per_window = 0\n"));
     refused("[reveal.courier]\nfields = recipient.phone, recipient.fone\n",
             "t.conf:2: [reveal.courier] fields: unknown field recipient.fone");
     refused("[reveal.courier]\nfields = recipient.phone, recipient.phone\n",
@@ -328,10 +347,14 @@ static void defaults(void **state)
     assert_int_equal(l.reveals_per_day, 100);
     assert_int_equal(l.lookups_per_window, 200);
     assert_int_equal(l.lookup_window_s, 600);
+    assert_int_equal(l.arrivals_per_window, 2000);
     assert_int_equal(l.search_limit_max, 100);
+    /* RecordScan is the courier's alone: no other role may scan anything in */
+    gw_policy_limits(p, "branch_clerk", &l);
+    assert_int_equal(l.arrivals_per_window, 0);
     gw_policy_limits(p, "nobody", &l);
     assert_int_equal(l.reveals_per_hour + l.reveals_per_day + l.lookups_per_window +
-                         l.lookup_window_s + l.search_limit_max,
+                         l.lookup_window_s + l.arrivals_per_window + l.search_limit_max,
                      0);
     gw_policy_limits(p, "system_admin", &l);
     assert_int_equal(l.reveals_per_hour, 0);
@@ -489,7 +512,11 @@ static void file_sets_views_reveals_and_limits(void **state)
                                    "keys =\n"
                                    "[limits.backend]\n"
                                    "lookups_per_window = 1000000000\n"
-                                   "lookup_window_s = 1\n");
+                                   "lookup_window_s = 1\n"
+                                   "arrivals_per_window = 1000000000\n"
+                                   "[limits.courier]\n"
+                                   "arrivals_per_window = 7\n"
+                                   "lookup_window_s = 60\n");
     struct gw_policy_limits l;
 
     (void)state;
@@ -514,7 +541,13 @@ static void file_sets_views_reveals_and_limits(void **state)
     gw_policy_limits(p, "backend", &l);
     assert_int_equal(l.lookups_per_window, 1000000000u);
     assert_int_equal(l.lookup_window_s, 1);
+    assert_int_equal(l.arrivals_per_window, 1000000000u);
     assert_int_equal(l.reveals_per_hour, 0);
+    /* arrivals without lookups: each its own key; what is left out is 0 (none allowed) */
+    gw_policy_limits(p, "courier", &l);
+    assert_int_equal(l.arrivals_per_window, 7);
+    assert_int_equal(l.lookup_window_s, 60);
+    assert_int_equal(l.lookups_per_window, 0);
     /* method permissions stay the built-in ones whatever the file */
     assert_non_null(gw_policy_method_rule(p, "/waygate.v1.WaybillQuery/Get"));
     gw_policy_free(p);
