@@ -190,7 +190,8 @@ struct gw_policy_limits {
     /* distinct waybills a principal records ARRIVED for per window (RecordScan: an arrival
      * takes custody of any branch's waybill, so its rate is bounded on its own) */
     uint32_t arrivals_per_window;
-    uint32_t search_limit_max; /* most results one Search page returns */
+#define GW_POLICY_ARRIVALS_DEFAULT 2000u /* a [limits.<role>] section that leaves it out */
+    uint32_t search_limit_max;           /* most results one Search page returns */
 };
 
 /* The limits of role (an unknown role gets all zeros: nothing allowed). */

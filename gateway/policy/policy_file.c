@@ -15,6 +15,7 @@
 #define NAME_SHOWN_MAX 64            /* bytes of a name quoted back in a message */
 #define NUMBER_MAX 1000000000u       /* largest limit */
 #define NLIMITS 6                    /* keys of a [limits.<role>] section */
+#define ARRIVALS_KEY 4               /* limit_keys[ARRIVALS_KEY]: "arrivals_per_window" */
 
 enum section_kind { SEC_NONE = 0, SEC_VIEW, SEC_LEVELS, SEC_REVEAL, SEC_SEARCH, SEC_LIMITS };
 
@@ -447,9 +448,15 @@ int gw_policy_parse(const char *text, size_t len, const char *name,
         rc = s[0] == '[' ? section_line(ps, s, ln) : key_line(ps, s, ln);
     }
     /* a throttle with no window would forget every look-up (or arrival) at once: fail closed at
-     * load; the two limits share the one window */
+     * load; the two limits share the one window. A section with a window that leaves
+     * arrivals_per_window out (a file written before the key) gets GW_POLICY_ARRIVALS_DEFAULT:
+     * its couriers keep scanning in, bounded, where 0 would refuse every arrival after an
+     * upgrade. */
     for (int r = 0; rc == 0 && gw_policy_roles[r] != NULL; r++) {
-        const struct gw_policy_limits *l = &ps->pol->limits[r];
+        struct gw_policy_limits *l = &ps->pol->limits[r];
+
+        if (ps->limits_line[r] != 0 && !ps->set_limit[r][ARRIVALS_KEY] && l->lookup_window_s > 0)
+            l->arrivals_per_window = GW_POLICY_ARRIVALS_DEFAULT;
         const char *limit = l->lookups_per_window > 0    ? "lookups_per_window"
                             : l->arrivals_per_window > 0 ? "arrivals_per_window"
                                                          : NULL;

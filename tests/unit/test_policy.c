@@ -553,6 +553,35 @@ static void file_sets_views_reveals_and_limits(void **state)
     gw_policy_free(p);
 }
 
+/* A file written before arrivals_per_window keeps its couriers scanning in, bounded: a
+ * [limits.<role>] section with a window that leaves the key out gets the default; 0 written
+ * stays 0; a section without a window, or no section, gets nothing. */
+static void arrivals_left_out_get_the_default(void **state)
+{
+    struct gw_policy *p = parse_ok("[limits.courier]\n"
+                                   "lookups_per_window = 5\n"
+                                   "lookup_window_s = 60\n"
+                                   "[limits.branch_clerk]\n"
+                                   "lookups_per_window = 5\n"
+                                   "lookup_window_s = 60\n"
+                                   "arrivals_per_window = 0\n"
+                                   "[limits.customer_service]\n"
+                                   "reveals_per_hour = 3\n");
+    struct gw_policy_limits l;
+
+    (void)state;
+    gw_policy_limits(p, "courier", &l);
+    assert_int_equal(l.arrivals_per_window, GW_POLICY_ARRIVALS_DEFAULT);
+    assert_int_equal(l.lookups_per_window, 5);
+    gw_policy_limits(p, "branch_clerk", &l);
+    assert_int_equal(l.arrivals_per_window, 0);
+    gw_policy_limits(p, "customer_service", &l);
+    assert_int_equal(l.arrivals_per_window, 0);
+    gw_policy_limits(p, "backend", &l);
+    assert_int_equal(l.arrivals_per_window, 0);
+    gw_policy_free(p);
+}
+
 /* A Search by a person's key matches a side only when the role's view shows that side's field
  * (docs/policy.md, "Search keys"): the built-in clerk finds by the sender's ID number alone (its
  * view omits the recipient's) and by either phone; a view that omits the field on both sides
@@ -769,6 +798,7 @@ int main(void)
         cmocka_unit_test(bulk_scope_central_roles_by_level),
         cmocka_unit_test(lawful_scope_by_level_alone),
         cmocka_unit_test(file_sets_views_reveals_and_limits),
+        cmocka_unit_test(arrivals_left_out_get_the_default),
         cmocka_unit_test(search_sides_follow_the_view),
         cmocka_unit_test(admin_certificate_needs_a_token),
         cmocka_unit_test(reference_outlives_reload),
