@@ -6,6 +6,7 @@
 #include "app.h"
 #include "audit.h"
 #include "log.h"
+#include "refusals.h"
 
 void gw_api_record_init(struct gw_call *call, const char *action, struct gw_audit_rec *r)
 {
@@ -75,8 +76,15 @@ void gw_api_record_unwaited(struct gw_call *call, const struct gw_audit_rec *r)
                      r->outcome, r->action, gw_err_str(rc));
 }
 
-void gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r)
+bool gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r)
 {
+    struct gw_app *app = gw_call_app(call);
+
     r->outcome = "refused";
-    gw_api_record_unwaited(call, r);
+    /* bounded as the Admin refusals are: a caller repeating one cannot grow the trail at its own
+     * pace (the record alone: no administrative-record row) */
+    if (app->refusals != NULL)
+        return gw_refusals_record(app->refusals, NULL, r);
+    gw_api_record_unwaited(call, r); /* (an app without the bounded writer: a test harness's) */
+    return true;
 }

@@ -14,10 +14,14 @@ struct gw_db_result;
  * is. The caller sets object, count, purpose, detail, outcome as its action needs. */
 void gw_api_record_init(struct gw_call *call, const char *action, struct gw_audit_rec *r);
 
-/* Queues a refused attempt (outcome "refused", detail: a rule's words, never a value) whose
+/* Records a refused attempt (outcome "refused", detail: a rule's words, never a value) whose
  * outcome nobody waits for: the call is answered at once; a record that cannot be queued or
- * written is logged. r's strings are copied by the writer. */
-void gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r);
+ * written is logged. Bounded as the Admin refusals are (refusals.h, the app's gw_refusals, with
+ * no administrative-record row): per window the first GW_REFUSALS_EACH of a kind on their own,
+ * the rest counted into one record. r's strings are copied. Returns true when r was recorded on
+ * its own, false when it was counted: what a handler raises besides (an incident) it raises only
+ * for the former, so that a flood raises a bounded number and the count is the record's. */
+bool gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r);
 
 /* Logs that a call's access record was not written (error err; sqlstate, or NULL, the database's
  * code when it refused a statement: PostgreSQL's named, the gateway's own W.... left out, since

@@ -64,7 +64,10 @@ static void cancel_cb(void *arg)
     r->areq = NULL;
 }
 
-static void quota_incident(struct reveal *r, const struct gw_store_reveal_result *res)
+/* The quota's log line, and its incident when raised (its refusal recorded on its own: a flood
+ * of them raises at most GW_REFUSALS_EACH per window, their count in the audit record counting
+ * the rest, refusals.h). */
+static void quota_incident(struct reveal *r, const struct gw_store_reveal_result *res, bool raise)
 {
     const struct gw_log_ctx *lc = gw_call_log_ctx(r->call);
     char detail[160];
@@ -74,7 +77,8 @@ static void quota_incident(struct reveal *r, const struct gw_store_reveal_result
              " today (at most %" PRIu32 ")",
              res->used_hour, r->lim.reveals_per_hour, res->used_day, r->lim.reveals_per_day);
     GW_LOG(GW_LOG_WARN, "query", lc, "%s", detail);
-    gw_api_incident(r->call, "medium", "reveal_quota", detail, NULL);
+    if (raise)
+        gw_api_incident(r->call, "medium", "reveal_quota", detail, NULL);
 }
 
 /* The reveal's audit record: who, the record and field, the reason as its purpose. */
@@ -129,11 +133,10 @@ static void logged_cb(void *arg, int err, const struct gw_store_reveal_result *r
     r->req = NULL;
     gw_call_set_cancel(r->call, NULL, NULL);
     if (err == GW_ETOOBIG) {
-        quota_incident(r, res);
         reveal_record(r, &rec);
         rec.count = 0;
         rec.detail = res->hour_hit ? "reveal quota: hour" : "reveal quota: day";
-        gw_api_record_refusal(r->call, &rec);
+        quota_incident(r, res, gw_api_record_refusal(r->call, &rec));
         gw_fault_set(&f, GW_ETOOBIG, NULL, NULL, GW_RULE_REVEAL_QUOTA);
         f.limit = res->hour_hit ? r->lim.reveals_per_hour : r->lim.reveals_per_day;
         gw_call_finish_fault(r->call, &f);

@@ -134,7 +134,7 @@ static void refuse_bulk(struct search *s)
         search_record(s, &rec);
         rec.count = 0;
         rec.detail = "bulk threshold";
-        gw_api_record_refusal(s->call, &rec);
+        (void)gw_api_record_refusal(s->call, &rec); /* (no incident to bound) */
     }
     gw_fault_set(&f, GW_EPRECOND, NULL, s->field, GW_RULE_SEARCH_BULK);
     f.limit = s->threshold;

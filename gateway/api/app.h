@@ -37,7 +37,7 @@ struct gw_app {
     struct gw_throttle *throttle;   /* distinct lookups per principal (scraping throttle) */
     struct gw_workers *workers;     /* threads for password hashing (scrypt), off the loop */
     struct gw_audit *audit;         /* this instance's audit chain (store/audit.h, Art. 33) */
-    struct gw_refusals *refusals;   /* refused Admin calls' records, bounded (refusals.h) */
+    struct gw_refusals *refusals;   /* refused calls' records, bounded (refusals.h) */
     /* data-key wraps this gateway holds leased under its current KEK (domain/wraplease.h,
      * sql/050): Submit seals a record only against one; owned by app/wrapguard.c */
     struct gw_wraplease *wraps;

@@ -1,6 +1,6 @@
-/* refusals.c: the audit records of refused administrative calls, bounded (refusals.h). A window
- * is a timer armed by the first refusal it counts; each kind of refusal is an entry of a fixed
- * table, found by a hash of its fields and compared field by field. */
+/* refusals.c: the audit records of refused calls, bounded (refusals.h). A window is a timer
+ * armed by the first refusal it counts; each kind of refusal is an entry of a fixed table, found
+ * by a hash of its fields and compared field by field. */
 #include "refusals.h"
 
 #include <inttypes.h>
@@ -15,8 +15,9 @@
 #include "log.h"
 #include "policy.h"
 
-/* The text fields of an entry, in one order: l's, then rec's. The peer (both) is the only field
- * not compared: a caller's every connection has its own port. */
+/* The text fields of an entry, in one order: l's (all NULL for an entry with no row), then
+ * rec's. The peer (both) is the only field not compared: a caller's every connection has its own
+ * port. */
 enum {
     F_L_ACTOR,
     F_L_ROLE,
@@ -42,13 +43,22 @@ enum {
     F_COUNT
 };
 
+/* What tells kinds apart: the fields, whether there is an administrative-record row, and
+ * whether the record is confidential (its caller's call: a lawful_access account's, or one a
+ * handler confided, call.h). */
+struct kind {
+    const char *f[F_COUNT];
+    bool row;
+    bool confidential;
+};
+
 struct entry {
     struct gw_refusals *owner;
     bool used;
     uint64_t hash;
     char *block; /* every field's copy */
     size_t block_len;
-    const char *f[F_COUNT];
+    struct kind k;    /* its fields point into block */
     uint32_t alone;   /* recorded on their own in this window */
     bool overflow;    /* counts kinds past a table's or a caller's share: never alone */
     uint64_t pending; /* counted, in no record yet */
@@ -59,6 +69,10 @@ struct entry {
 #define MORE GW_REFUSALS_KINDS
 #define CALLER_MORE "refusals of more kinds than are told apart for one caller"
 #define ALL_MORE "refusals of more kinds than are told apart"
+/* the action of a record counting several kinds: an Admin method's refusals (with a row), or
+ * other calls' (a record alone: Reveal, Search) */
+#define ADMIN_MORE_ACTION "admin.refused"
+#define CALL_MORE_ACTION "call.refused"
 
 struct gw_refusals {
     struct gw_refusals_sink sink;
@@ -73,12 +87,30 @@ struct gw_refusals {
 
 /* ---- the gateway's sink: the audit chain ---- */
 
+static void alone_done_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    (void)arg;
+    (void)seq;
+    (void)res;
+    if (err != 0) /* naming no action: a confidential call's would tell */
+        GW_LOG(GW_LOG_ERROR, "audit", NULL, "a refused call's audit record was not written: %s",
+               gw_err_str(err));
+}
+
+/* l NULL: the record alone, in a transaction of its own (nobody waits for one recorded alone:
+ * it waits out an outage, as gw_acct_log_write's). */
 static int audit_write(void *ctx, const struct gw_acct_log *l, const struct gw_audit_rec *r,
                        gw_audit_done_cb done, void *arg, void **handle)
 {
     struct gw_audit_req *req = NULL;
-    int rc = gw_acct_log_write_cb(ctx, l, r, done, arg, &req);
+    int rc;
 
+    if (l != NULL)
+        rc = gw_acct_log_write_cb(ctx, l, r, done, arg, &req);
+    else if (done == NULL)
+        rc = gw_audit_write_kept(ctx, NULL, 0, r, 1, alone_done_cb, NULL);
+    else
+        rc = gw_audit_write(ctx, NULL, 0, r, 1, done, arg, &req);
     *handle = req;
     return rc;
 }
@@ -99,20 +131,23 @@ static bool audit_room(void *ctx)
 
 /* ---- entries ---- */
 
-static void fields_of(const struct gw_acct_log *l, const struct gw_audit_rec *r,
-                      const char *f[F_COUNT])
+static void kind_of(const struct gw_acct_log *l, const struct gw_audit_rec *r, struct kind *k)
 {
+    static const struct gw_acct_log none;
+    const struct gw_acct_log *o = l != NULL ? l : &none;
     const char *v[F_COUNT] = {
-        [F_L_ACTOR] = l->actor,       [F_L_ROLE] = l->role,       [F_L_CERT] = l->cert,
-        [F_L_PEER] = l->peer,         [F_L_VIA] = l->via,         [F_L_ACTION] = l->action,
-        [F_L_OBJECT] = l->object,     [F_L_OUTCOME] = l->outcome, [F_L_DETAIL] = l->detail,
+        [F_L_ACTOR] = o->actor,       [F_L_ROLE] = o->role,       [F_L_CERT] = o->cert,
+        [F_L_PEER] = o->peer,         [F_L_VIA] = o->via,         [F_L_ACTION] = o->action,
+        [F_L_OBJECT] = o->object,     [F_L_OUTCOME] = o->outcome, [F_L_DETAIL] = o->detail,
         [F_R_ACTOR] = r->actor,       [F_R_ROLE] = r->role,       [F_R_PEER] = r->peer,
         [F_R_CERT] = r->cert,         [F_R_BRANCH] = r->branch,   [F_R_ACTION] = r->action,
         [F_R_OBJECT] = r->object,     [F_R_PURPOSE] = r->purpose, [F_R_LEGAL] = r->legal_basis,
         [F_R_APPROVAL] = r->approval, [F_R_OUTCOME] = r->outcome, [F_R_DETAIL] = r->detail,
     };
 
-    memcpy(f, v, sizeof(v));
+    memcpy(k->f, v, sizeof(v));
+    k->row = l != NULL;
+    k->confidential = r->confidential;
 }
 
 static bool compared(int i)
@@ -120,11 +155,14 @@ static bool compared(int i)
     return i != F_L_PEER && i != F_R_PEER;
 }
 
-/* FNV-1a over the compared fields, each with its presence and its terminator. */
-static uint64_t hash_of(const char *const f[F_COUNT])
+/* FNV-1a over the flags and the compared fields, each with its presence and its terminator. */
+static uint64_t hash_of(const struct kind *k)
 {
+    const char *const *f = k->f;
     uint64_t h = 14695981039346656037u;
 
+    h = (h ^ (k->row ? 1u : 0u)) * 1099511628211u;
+    h = (h ^ (k->confidential ? 1u : 0u)) * 1099511628211u;
     for (int i = 0; i < F_COUNT; i++) {
         const unsigned char *p = (const unsigned char *)(f[i] != NULL ? f[i] : "");
 
@@ -143,19 +181,20 @@ static bool same(const char *a, const char *b)
     return a == NULL || b == NULL ? a == b : strcmp(a, b) == 0;
 }
 
-static bool matches(const struct entry *e, uint64_t h, const char *const f[F_COUNT])
+static bool matches(const struct entry *e, uint64_t h, const struct kind *k)
 {
-    if (!e->used || e->hash != h)
+    if (!e->used || e->hash != h || e->k.row != k->row || e->k.confidential != k->confidential)
         return false;
     for (int i = 0; i < F_COUNT; i++)
-        if (compared(i) && !same(e->f[i], f[i]))
+        if (compared(i) && !same(e->k.f[i], k->f[i]))
             return false;
     return true;
 }
 
-/* Copies f into e (one block). Returns false on ENOMEM. */
-static bool take(struct entry *e, uint64_t h, const char *const f[F_COUNT])
+/* Copies k into e (its fields in one block). Returns false on ENOMEM. */
+static bool take(struct entry *e, uint64_t h, const struct kind *k)
 {
+    const char *const *f = k->f;
     size_t n = 0, o = 0;
 
     for (int i = 0; i < F_COUNT; i++)
@@ -166,9 +205,11 @@ static bool take(struct entry *e, uint64_t h, const char *const f[F_COUNT])
     for (int i = 0; i < F_COUNT; i++) {
         size_t len = f[i] != NULL ? strlen(f[i]) + 1 : 0;
 
-        e->f[i] = f[i] != NULL ? memcpy(e->block + o, f[i], len) : NULL;
+        e->k.f[i] = f[i] != NULL ? memcpy(e->block + o, f[i], len) : NULL;
         o += len;
     }
+    e->k.row = k->row;
+    e->k.confidential = k->confidential;
     e->hash = h;
     e->used = true;
     e->alone = 0;
@@ -186,10 +227,11 @@ static void drop(struct entry *e)
     e->used = false;
 }
 
-/* The entry's row and record, from its fields; count < 0: absent. */
+/* The entry's row (all NULL when it has none) and record, from its fields; count < 0:
+ * absent. */
 static void rebuild(const struct entry *e, struct gw_acct_log *l, struct gw_audit_rec *r)
 {
-    const char *const *f = e->f;
+    const char *const *f = e->k.f;
 
     *l = (struct gw_acct_log){.actor = f[F_L_ACTOR],
                               .role = f[F_L_ROLE],
@@ -213,8 +255,11 @@ static void rebuild(const struct entry *e, struct gw_acct_log *l, struct gw_audi
                                .approval = f[F_R_APPROVAL],
                                .outcome = f[F_R_OUTCOME],
                                .detail = f[F_R_DETAIL]};
-    /* as gw_admin_record_refusal marks it: the role is one of the fields an entry is keyed on */
-    r->confidential = r->role != NULL && gw_policy_confidential_role(r->role);
+    /* as the refusal was marked (gw_admin_record_refusal: from the role; gw_api_record_init:
+     * from the call, which a handler may confide whatever the role), which the entry is keyed
+     * on; and, whatever the mark, a lawful_access role's */
+    r->confidential =
+        e->k.confidential || (r->role != NULL && gw_policy_confidential_role(r->role));
 }
 
 /* ---- the window ---- */
@@ -288,7 +333,7 @@ static void write_summary(struct gw_refusals *rf, struct entry *e)
     summary_of(rf, e, &l, &r, detail, sizeof(detail));
     e->sending = e->pending;
     e->pending = 0;
-    rc = rf->sink.write(rf->sink.ctx, &l, &r, summary_done, e, &e->handle);
+    rc = rf->sink.write(rf->sink.ctx, e->k.row ? &l : NULL, &r, summary_done, e, &e->handle);
     if (rc != 0) {
         e->handle = NULL;
         e->pending = e->sending;
@@ -385,7 +430,7 @@ void gw_refusals_free(struct gw_refusals *rf)
 }
 
 /* Makes entry e of m's kind (h its hash), counted only when overflow. False on ENOMEM. */
-static bool make(struct entry *e, uint64_t h, const char *const m[F_COUNT], bool overflow)
+static bool make(struct entry *e, uint64_t h, const struct kind *m, bool overflow)
 {
     if (!take(e, h, m))
         return false;
@@ -394,74 +439,108 @@ static bool make(struct entry *e, uint64_t h, const char *const m[F_COUNT], bool
     return true;
 }
 
-/* The entry of f's kind, made if new: within the caller's share of the table
- * (GW_REFUSALS_PER_CALLER kinds, then one entry that counts the caller's other kinds under its
- * name), and the shared one past the table's size. NULL on ENOMEM. A known kind costs a pass of
- * hash comparisons; only a new one looks at the caller's share. */
-static struct entry *entry_of(struct gw_refusals *rf, const char *f[F_COUNT])
+/* The caller of a kind: the record's actor and certificate (an Admin refusal's row names the
+ * same, gw_admin_record_refusal). */
+static bool same_caller(const struct kind *a, const struct kind *b)
 {
-    uint64_t h = hash_of(f);
+    return same(a->f[F_R_ACTOR], b->f[F_R_ACTOR]) && same(a->f[F_R_CERT], b->f[F_R_CERT]);
+}
+
+/* The entry of k's kind, made if new: within the caller's share of the table
+ * (GW_REFUSALS_PER_CALLER kinds, then one entry that counts the caller's other kinds under its
+ * name: one with a row for its Admin refusals, one without for the others, each as
+ * confidential as the refusals it counts), and the shared one past the table's size. NULL on
+ * ENOMEM. A known kind costs a pass of hash comparisons; only a new one looks at the caller's
+ * share. */
+static struct entry *entry_of(struct gw_refusals *rf, const struct kind *k)
+{
+    const char *const *f = k->f;
+    uint64_t h = hash_of(k);
     struct entry *free_slot = NULL;
     unsigned mine = 0;
 
     for (int i = 0; i < MORE; i++)
-        if (matches(&rf->kinds[i], h, f))
+        if (matches(&rf->kinds[i], h, k))
             return &rf->kinds[i];
     for (int i = 0; i < MORE; i++) {
         const struct entry *e = &rf->kinds[i];
 
         if (!e->used)
             free_slot = free_slot != NULL ? free_slot : &rf->kinds[i];
-        else if (same(e->f[F_L_ACTOR], f[F_L_ACTOR]) && same(e->f[F_L_CERT], f[F_L_CERT]))
+        else if (same_caller(&e->k, k))
             mine++;
     }
     if (mine >= GW_REFUSALS_PER_CALLER) {
         /* the caller's other kinds, counted under its own name */
-        const char *m[F_COUNT] = {
-            [F_L_ACTOR] = f[F_L_ACTOR],   [F_L_ROLE] = f[F_L_ROLE],
-            [F_L_CERT] = f[F_L_CERT],     [F_L_PEER] = f[F_L_PEER],
-            [F_L_VIA] = f[F_L_VIA],       [F_L_ACTION] = "(several)",
-            [F_L_OUTCOME] = "refused",    [F_L_DETAIL] = CALLER_MORE,
-            [F_R_ACTOR] = f[F_R_ACTOR],   [F_R_ROLE] = f[F_R_ROLE],
-            [F_R_PEER] = f[F_R_PEER],     [F_R_CERT] = f[F_R_CERT],
-            [F_R_BRANCH] = f[F_R_BRANCH], [F_R_ACTION] = "admin.refused",
-            [F_R_OBJECT] = "(several)",   [F_R_OUTCOME] = "refused",
-            [F_R_DETAIL] = CALLER_MORE,
-        };
-        uint64_t mh = hash_of(m);
+        struct kind m = {.row = k->row, .confidential = k->confidential};
+        uint64_t mh;
 
+        if (k->row) {
+            m.f[F_L_ACTOR] = f[F_L_ACTOR];
+            m.f[F_L_ROLE] = f[F_L_ROLE];
+            m.f[F_L_CERT] = f[F_L_CERT];
+            m.f[F_L_PEER] = f[F_L_PEER];
+            m.f[F_L_VIA] = f[F_L_VIA];
+            m.f[F_L_ACTION] = "(several)";
+            m.f[F_L_OUTCOME] = "refused";
+            m.f[F_L_DETAIL] = CALLER_MORE;
+        }
+        m.f[F_R_ACTOR] = f[F_R_ACTOR];
+        m.f[F_R_ROLE] = f[F_R_ROLE];
+        m.f[F_R_PEER] = f[F_R_PEER];
+        m.f[F_R_CERT] = f[F_R_CERT];
+        m.f[F_R_BRANCH] = f[F_R_BRANCH];
+        m.f[F_R_ACTION] = k->row ? ADMIN_MORE_ACTION : CALL_MORE_ACTION;
+        m.f[F_R_OBJECT] = "(several)";
+        m.f[F_R_OUTCOME] = "refused";
+        m.f[F_R_DETAIL] = CALLER_MORE;
+        mh = hash_of(&m);
         for (int i = 0; i < MORE; i++)
-            if (matches(&rf->kinds[i], mh, m))
+            if (matches(&rf->kinds[i], mh, &m))
                 return &rf->kinds[i];
         if (free_slot != NULL)
-            return make(free_slot, mh, m, true) ? free_slot : NULL;
+            return make(free_slot, mh, &m, true) ? free_slot : NULL;
     } else if (free_slot != NULL) {
-        return make(free_slot, h, f, false) ? free_slot : NULL;
+        return make(free_slot, h, k, false) ? free_slot : NULL;
     }
     if (!rf->kinds[MORE].used) {
-        const char *m[F_COUNT] = {
-            [F_L_ACTOR] = "(several)",      [F_L_VIA] = f[F_L_VIA],     [F_L_ACTION] = "(several)",
-            [F_L_OUTCOME] = "refused",      [F_L_DETAIL] = ALL_MORE,    [F_R_ACTOR] = "(several)",
-            [F_R_ACTION] = "admin.refused", [F_R_OBJECT] = "(several)", [F_R_OUTCOME] = "refused",
-            [F_R_DETAIL] = ALL_MORE,
-        };
-        if (!make(&rf->kinds[MORE], hash_of(m), m, true))
+        /* every caller's kinds past the table, with or without a row: one record with the
+         * Admin refusals' row (its action names no caller's); confidential when it counts a
+         * confidential refusal (below, and rebuild) */
+        struct kind m = {.row = true};
+
+        m.f[F_L_ACTOR] = "(several)";
+        m.f[F_L_VIA] = f[F_L_VIA] != NULL ? f[F_L_VIA] : "grpc";
+        m.f[F_L_ACTION] = "(several)";
+        m.f[F_L_OUTCOME] = "refused";
+        m.f[F_L_DETAIL] = ALL_MORE;
+        m.f[F_R_ACTOR] = "(several)";
+        m.f[F_R_ACTION] = ADMIN_MORE_ACTION;
+        m.f[F_R_OBJECT] = "(several)";
+        m.f[F_R_OUTCOME] = "refused";
+        m.f[F_R_DETAIL] = ALL_MORE;
+        if (!make(&rf->kinds[MORE], hash_of(&m), &m, true))
             return NULL;
     }
+    if (k->confidential) /* (keyed on nothing: it is found by its place) */
+        rf->kinds[MORE].k.confidential = true;
     return &rf->kinds[MORE];
 }
 
-void gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
+bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
                         const struct gw_audit_rec *rec)
 {
-    const char *f[F_COUNT];
+    struct kind k;
     struct entry *e;
 
-    fields_of(l, rec, f);
-    if ((e = entry_of(rf, f)) == NULL) {
-        GW_LOG(GW_LOG_ERROR, "admin", NULL, "out of memory: a refused %s was not counted",
-               l->action);
-        return;
+    kind_of(l, rec, &k);
+    if ((e = entry_of(rf, &k)) == NULL) {
+        if (rec->confidential) /* naming no action: a lawful one would tell */
+            GW_LOG(GW_LOG_ERROR, "admin", NULL, "out of memory: a refused call was not counted");
+        else
+            GW_LOG(GW_LOG_ERROR, "admin", NULL, "out of memory: a refused %s was not counted",
+                   l != NULL ? l->action : rec->action);
+        return false;
     }
     arm(rf);
     if (e->alone < GW_REFUSALS_EACH && rf->sink.room(rf->sink.ctx)) {
@@ -471,7 +550,7 @@ void gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
         if (rc == 0) {
             e->alone++;
             rf->st.recorded++;
-            return;
+            return true;
         }
         if (!rf->told_full) { /* (once a window) */
             rf->told_full = true;
@@ -485,6 +564,7 @@ void gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
     rf->st.counted++;
     if (rf->flushing && e->handle == NULL) /* (a call refused while stopping) */
         write_summary(rf, e);
+    return false;
 }
 
 void gw_refusals_flush(struct gw_refusals *rf)
@@ -492,6 +572,15 @@ void gw_refusals_flush(struct gw_refusals *rf)
     evtimer_del(rf->ev_window);
     rf->flushing = true; /* from here on a count is written as soon as nothing of it is */
     end_window(rf, false);
+}
+
+/* The entry gw_audit_write_kept would queue for r alone, handed to cb. */
+static int record_left(const struct gw_audit_rec *r, gw_audit_left_cb cb, void *arg)
+{
+    struct gw_audit_left e = {.nstmts = 0, .nrecs = 1};
+
+    e.recs[0] = *r;
+    return cb(arg, &e);
 }
 
 int gw_refusals_leftover(struct gw_refusals *rf, gw_audit_left_cb cb, void *arg, uint64_t *n)
@@ -507,7 +596,8 @@ int gw_refusals_leftover(struct gw_refusals *rf, gw_audit_left_cb cb, void *arg,
         if (!e->used || e->pending == 0)
             continue;
         summary_of(rf, e, &l, &r, detail, sizeof detail);
-        if ((rc = gw_acct_log_left(&l, &r, cb, arg)) == GW_EINVAL)
+        if ((rc = e->k.row ? gw_acct_log_left(&l, &r, cb, arg) : record_left(&r, cb, arg)) ==
+            GW_EINVAL)
             continue; /* its row refused: left, and said so at exit */
         if (rc != 0)
             return rc;

@@ -1,10 +1,13 @@
-/* refusals.h: the audit records of refused administrative calls, bounded (Art. 33, 34).
+/* refusals.h: the audit records of refused calls, bounded (Art. 33, 34).
  *
- * Every refused Admin call (identity, policy or handler refusal, a failed login) is recorded, but
- * a caller repeating one refusal cannot grow the append-only audit trail, or fill the audit
- * writer's queue, at its own pace: within a window (`[audit] refusal_window_s`) the first
- * GW_REFUSALS_EACH refusals of a kind (same caller: account and certificate; same method,
- * action, object, outcome and message) are recorded on their own, and the rest of that window's
+ * Every refused Admin call (identity, policy or handler refusal, a failed login: an
+ * administrative-record row and its audit record) and every refusal a handler records through
+ * gw_api_record_refusal (a Reveal over its quota, a Search over the bulk threshold: the audit
+ * record alone) is recorded, but a caller repeating one refusal cannot grow the append-only
+ * audit trail, or fill the audit writer's queue, at its own pace: within a window (`[audit]
+ * refusal_window_s`) the first GW_REFUSALS_EACH refusals of a kind (same caller: account and
+ * certificate; same method, action, object, purpose, outcome and message; a row or none; as
+ * confidential) are recorded on their own, and the rest of that window's
  * are counted and recorded as one record (`count` = how many, the message followed by how many
  * and over how long) when the window ends. Refusal records never take more than half of the
  * writer's queue ([audit] queue_max, gw_audit_stats): past that they are counted too, so that a
@@ -12,7 +15,10 @@
  * could not be written is carried into the next window, and gw_refusals_flush writes what is
  * counted at shutdown. At most GW_REFUSALS_KINDS kinds are told apart per window; the refusals of
  * further kinds are counted under one record of their own ("refusals of more kinds than are told
- * apart").
+ * apart", action admin.refused, with a row); a caller's kinds past its share
+ * (GW_REFUSALS_PER_CALLER) under one of the caller's (action admin.refused with a row for Admin
+ * refusals, call.refused without one for the others). A counting record is confidential when a
+ * refusal it counts was.
  *
  * Invariant: an entry's strings live in its own block, wiped when freed (no PII: messages name
  * fields and rules, never values). */
@@ -33,7 +39,8 @@ struct gw_refusals;
 #define GW_REFUSALS_EACH 8        /* refusals of a kind recorded on their own per window */
 #define GW_REFUSALS_PER_CALLER 64 /* kinds of one caller (account and certificate) told apart */
 
-/* How an entry is written: gw_acct_log_write_cb in the gateway; a seam for unit tests. room:
+/* How an entry is written: gw_acct_log_write_cb in the gateway (l NULL: the audit record alone,
+ * gw_audit_write, or gw_audit_write_kept when done is NULL); a seam for unit tests. room:
  * whether refusals may take another place in the writer's queue. */
 struct gw_refusals_sink {
     int (*write)(void *ctx, const struct gw_acct_log *l, const struct gw_audit_rec *r,
@@ -50,9 +57,13 @@ struct gw_refusals *gw_refusals_new(struct event_base *base, struct gw_audit *a,
 /* Cancels what is being written (counted refusals not yet written are lost: flush first). */
 void gw_refusals_free(struct gw_refusals *r);
 
-/* Records one refusal: l is its administrative-record row, rec its audit record (both copied
- * when kept). */
-void gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
+/* Records one refusal: l is its administrative-record row (NULL: none, the audit record alone),
+ * rec its audit record (both copied when kept; rec->confidential is kept with it). Returns true
+ * when it was recorded on its own (its record queued), false when it was counted into a later
+ * record (or, out of memory, not even counted: logged): a caller that raises something more
+ * per refusal (an incident) does so only for those recorded on their own, so that a flood gives
+ * at most GW_REFUSALS_EACH of them per window and kind. */
+bool gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
                         const struct gw_audit_rec *rec);
 
 /* At shutdown, before the audit writer's drain: ends the window now and writes a record for
@@ -60,9 +71,9 @@ void gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
  * written (queue room is not asked for). */
 void gw_refusals_flush(struct gw_refusals *r);
 /* At shutdown, after the audit writer's drain: visits, as the entry gw_acct_log_write would
- * queue, the record of each kind's counted refusals that is not in the writer (its write could
- * not be queued), and takes them out of gw_refusals_left; *n counts the refusals. Returns 0 or
- * the first error cb returned. */
+ * queue (for an entry with no row: gw_audit_write_kept's, the record alone), the record of each
+ * kind's counted refusals that is not in the writer (its write could not be queued), and takes them
+ * out of gw_refusals_left; *n counts the refusals. Returns 0 or the first error cb returned. */
 int gw_refusals_leftover(struct gw_refusals *r, gw_audit_left_cb cb, void *arg,
                          uint64_t *n) GW_MUST_CHECK;
 /* Refusals counted and not (yet) in a committed record: for the exit line; freeing logs them. */

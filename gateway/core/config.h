@@ -144,8 +144,9 @@ struct gw_config {
                                 * "gw-<hostname>-<listen port>" (each instance needs its own) */
     uint32_t checkpoint_every; /* records between signed checkpoints, default 1000 */
     uint32_t checkpoint_ms;    /* a record is covered by a checkpoint within, default 10000 */
-    uint32_t refusal_window_s; /* a refused Admin call's kind is recorded on its own once per
-                                * window, the rest counted into one record, default 60 */
+    uint32_t refusal_window_s; /* a refused call's kind (Admin, Reveal over quota, Search over
+                                * the bulk threshold) is recorded on its own 8 times per window,
+                                * the rest counted into one record, default 60 */
     uint32_t audit_queue_max;  /* audited actions waiting for the writer; more are refused,
                                 * default 4096 */
     char *audit_spool;         /* the file where what the database has not taken at shutdown

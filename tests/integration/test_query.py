@@ -10,7 +10,9 @@ ID number are logged without the value.
 Reveal: one field, a reason required, the role's permission (a courier: the recipient's phone of
 a waybill its branch delivers), a reveal_log row with who/where/why and never the value, written
 before the value is sent; a quota per hour (20 built in) past which RESOURCE_EXHAUSTED and a
-'reveal_quota' incident.
+'reveal_quota' incident. A refused Reveal's record, and a Search's over the bulk threshold, are
+bounded as the Admin refusals are (refusals.h): per window the first 8 of a kind alone (and as
+many reveal_quota incidents at most), the rest counted into one record.
 
 Throttle: distinct waybills or phones looked up per principal in a window (200 per 600 s built
 in), shared by the principal's connections on one gateway: the 201st is RESOURCE_EXHAUSTED and
@@ -23,13 +25,14 @@ import re
 import signal
 import socket
 import subprocess
+import time
 
 import grpc
 import pytest
 
-from conftest import BUILD, wait_for
-from query_data import (PARTY_BASE, PICKUP_DAY, SEARCH, get, new_waybill, nonexistent, refusal,
-                        reveal, search, submit, number_in, incidents_written)
+from conftest import BUILD, ExtraGateway, wait_for
+from query_data import (PARTY_BASE, PICKUP_DAY, REVEAL, SEARCH, get, new_waybill, nonexistent,
+                        refusal, reveal, search, submit, number_in, incidents_written)
 from test_intake import person_id
 from test_metrics import scrape, value as metric
 import waygate_proto
@@ -399,6 +402,97 @@ def test_reveal_quota_exhausted_records_incident(stack, delivered):
     assert stack.psql("SELECT count(*) FROM reveal_log WHERE quota_key = 'cert:courier_b'") == \
         ["20"]
     stack.psql("DELETE FROM reveal_log WHERE quota_key = 'cert:courier_b'")
+
+
+# --- a flood of refusals: bounded records ------------------------------------------------------
+
+EACH = 8  # GW_REFUSALS_EACH
+WINDOW_S = 10  # the refusal window of the gateway below: the floods take well under it
+
+
+@pytest.fixture(scope="module")
+def refusing(stack):
+    """A gateway with a short refusal window and a bulk threshold of 1."""
+    gw = ExtraGateway(stack, "q-refuse", lambda text: text.rstrip("\n") +
+                      "\nrefusal_window_s = %d\n[compliance]\nbulk_threshold = 1\n" % WINDOW_S)
+    yield gw
+    gw.close()
+
+
+def refusal_records(stack, gw, action):
+    """(records alone, records counting others, refusals they count) of action's refusals."""
+    return tuple(int(x) for x in stack.psql(
+        "SELECT count(*) FILTER (WHERE count = 0), count(*) FILTER (WHERE count > 0), "
+        "coalesce(sum(count), 0) FROM audit_record WHERE chain = '%s' AND action = '%s' AND "
+        "outcome = 'refused'" % (gw.chain, action))[0].split("|"))
+
+
+def test_a_flood_of_reveals_over_quota_is_counted_not_chained(stack, delivered, refusing):
+    """A caller repeating a Reveal over its quota cannot grow the audit trail or the incident
+    list at its own pace: within a window the first 8 refusals are recorded alone, each with its
+    reveal_quota incident; the rest are counted into one record when the window ends (its count
+    the rest: the incidents are bounded, the count is the record's). Every call is still refused
+    RESOURCE_EXHAUSTED with the same words."""
+    w, _ = delivered
+    calls = 6 * EACH
+    ch = stack.channel("courier_b", addr=refusing.addr)
+    req = stack.pb.query.RevealRequest(waybill_no=w.waybill_no, field="recipient.phone",
+                                       reason="customer asked for delivery")
+    stack.psql("DELETE FROM reveal_log WHERE quota_key = 'cert:courier_b'")
+    since = stack.psql("SELECT now()")[0]
+    incidents = "SELECT count(*), coalesce(sum(count), 0) FROM incident WHERE kind = " \
+                "'reveal_quota' AND principal = 'courier_b' AND occurred_at >= '%s'" % since
+    try:
+        for _ in range(20):
+            waygate_proto.unary(ch, REVEAL, req, stack.pb.query.RevealResponse)
+        start = time.monotonic()
+        for _ in range(calls):
+            assert refusal(lambda: waygate_proto.unary(ch, REVEAL, req,
+                                                       stack.pb.query.RevealResponse)) == \
+                (grpc.StatusCode.RESOURCE_EXHAUSTED,
+                 "reveal quota used up (20 in the current period); an incident was recorded")
+        assert time.monotonic() - start < WINDOW_S, "the flood outlasted one refusal window"
+        # the window ends: one record counts the rest (polled for, bounded)
+        assert wait_for(lambda: refusal_records(stack, refusing, "reveal")[1] > 0,
+                        WINDOW_S + 60), "no record counting the refusals"
+        assert refusal_records(stack, refusing, "reveal") == (EACH, 1, calls - EACH)
+        last = stack.psql("SELECT count, purpose, detail, confidential FROM audit_record "
+                          "WHERE chain = '%s' AND action = 'reveal' AND outcome = 'refused' AND "
+                          "count > 0" % refusing.chain)
+        assert last == ["%d|customer asked for delivery|reveal quota: hour [%d such refusals "
+                        "within %d s, counted in this record]|f"
+                        % (calls - EACH, calls - EACH, WINDOW_S)], last
+        # the incidents: one per refusal recorded alone, none for the counted ones
+        assert wait_for(lambda: stack.psql(incidents) == ["%d|%d" % (EACH, EACH)], 30), \
+            stack.psql(incidents)
+        assert stack.psql("SELECT count(*) FROM reveal_log WHERE quota_key = 'cert:courier_b'") \
+            == ["20"]
+    finally:
+        stack.psql("DELETE FROM reveal_log WHERE quota_key = 'cert:courier_b'")
+
+
+def test_a_flood_of_searches_over_the_bulk_threshold_is_counted_not_chained(stack, paging,
+                                                                            refusing):
+    """A caller repeating a Search by phone over the bulk threshold (here 1) cannot grow the
+    audit trail at its own pace: the first 8 refused search.phone records alone, the rest counted
+    into one record when the window ends. Every call is still FAILED_PRECONDITION."""
+    calls = 6 * EACH
+    ch = stack.channel("branch_a", addr=refusing.addr)
+    req = stack.pb.query.SearchRequest(phone=paging[0][0].sender.phone)
+    start = time.monotonic()
+    for _ in range(calls):
+        code, msg = refusal(lambda: list(waygate_proto.stream(ch, SEARCH, req,
+                                                              stack.pb.common.WaybillView)))
+        assert code == grpc.StatusCode.FAILED_PRECONDITION and "Compliance.RequestBulk" in msg, \
+            (code, msg)
+    assert time.monotonic() - start < WINDOW_S, "the flood outlasted one refusal window"
+    assert wait_for(lambda: refusal_records(stack, refusing, "search.phone")[1] > 0,
+                    WINDOW_S + 60), "no record counting the refusals"
+    assert refusal_records(stack, refusing, "search.phone") == (EACH, 1, calls - EACH)
+    last = stack.psql("SELECT detail FROM audit_record WHERE chain = '%s' AND action = "
+                      "'search.phone' AND count > 0" % refusing.chain)
+    assert last == ["bulk threshold [%d such refusals within %d s, counted in this record]"
+                    % (calls - EACH, WINDOW_S)], last
 
 
 # --- throttle -----------------------------------------------------------------------------------

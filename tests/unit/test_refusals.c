@@ -6,7 +6,11 @@
  * writer's queue: counted; at shutdown, counts written as soon as nothing of their kind is; a
  * record that fails: carried, and at shutdown reported as left; one caller's kinds past its
  * share counted under its own name; kinds past the table's size counted together; freeing with
- * a record in flight cancels it. */
+ * a record in flight cancels it. The same for a refusal with no administrative-record row (a
+ * Reveal over its quota, a Search over the bulk threshold: the audit record alone): bounded the
+ * same, told apart from a row's kind and by its confidential mark, which its counting record
+ * keeps, spooled at shutdown as a record alone, and a caller's kinds past its share counted under
+ * call.refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -29,6 +33,9 @@ struct fake {
     int n;                  /* writes taken */
     char detail[MAXW][256]; /* their records' details */
     char actor[MAXW][64];
+    char action[MAXW][32];
+    bool row[MAXW];  /* given an administrative-record row */
+    bool conf[MAXW]; /* the record marked confidential */
     int64_t count[MAXW];
     gw_audit_done_cb done[MAXW];
     void *arg[MAXW];
@@ -41,12 +48,16 @@ static int fake_write(void *ctx, const struct gw_acct_log *l, const struct gw_au
                       gw_audit_done_cb done, void *arg, void **handle)
 {
     (void)ctx;
-    assert_string_equal(l->detail, r->detail);
+    if (l != NULL)
+        assert_string_equal(l->detail, r->detail);
     if (fk.write_rc != 0)
         return fk.write_rc;
     assert_true(fk.n < MAXW);
     snprintf(fk.detail[fk.n], sizeof(fk.detail[0]), "%s", r->detail);
     snprintf(fk.actor[fk.n], sizeof(fk.actor[0]), "%s", r->actor);
+    snprintf(fk.action[fk.n], sizeof(fk.action[0]), "%s", r->action);
+    fk.row[fk.n] = l != NULL;
+    fk.conf[fk.n] = r->confidential;
     fk.count[fk.n] = r->count;
     fk.done[fk.n] = done;
     fk.arg[fk.n] = arg;
@@ -331,6 +342,151 @@ static void kinds_past_the_table(void **state)
     gw_refusals_free(rf);
 }
 
+/* The record of a Reveal over its quota, as gw_api_record_refusal is given it: actor's reveal of
+ * object, confidential or not. */
+static struct gw_audit_rec call_rec(const char *actor, const char *object, bool confidential)
+{
+    return (struct gw_audit_rec){.actor = actor,
+                                 .role = "courier",
+                                 .peer = "127.0.0.1:5",
+                                 .cert = actor,
+                                 .branch = "b",
+                                 .action = "reveal",
+                                 .object = object,
+                                 .count = 0,
+                                 .purpose = "customer asked for delivery",
+                                 .outcome = "refused",
+                                 .detail = "reveal quota: hour",
+                                 .confidential = confidential};
+}
+
+/* One such refusal, recorded without a row. Returns gw_refusals_record's answer. */
+static bool refuse_call(struct gw_refusals *rf, const char *actor, const char *object,
+                        bool confidential)
+{
+    struct gw_audit_rec r = call_rec(actor, object, confidential);
+
+    return gw_refusals_record(rf, NULL, &r);
+}
+
+/* Refusals with no row: the first GW_REFUSALS_EACH of a kind on their own (the caller told so:
+ * true), the rest counted (false) into one record at the window's end, with no row; a row's
+ * kind with the same record is another kind, and so is a confidential call's, whose records,
+ * on their own and counted, stay confidential. */
+static void audit_only_refusals_bounded(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 1);
+    struct gw_refusals_stats st;
+    struct gw_acct_log l = {.actor = "courier_b",
+                            .role = "courier",
+                            .cert = "courier_b",
+                            .peer = "127.0.0.1:5",
+                            .via = "grpc",
+                            .action = "Reveal",
+                            .outcome = "refused",
+                            .detail = "reveal quota: hour"};
+    struct gw_audit_rec r = call_rec("courier_b", "w1/recipient.phone", false);
+    int alone = 0, conf_alone = 0;
+
+    (void)state;
+    assert_non_null(rf);
+    for (int i = 0; i < 100; i++)
+        alone += refuse_call(rf, "courier_b", "w1/recipient.phone", false);
+    for (int i = 0; i < 100; i++)
+        conf_alone += refuse_call(rf, "courier_b", "w1/recipient.phone", true);
+    assert_int_equal(alone, GW_REFUSALS_EACH);
+    assert_int_equal(conf_alone, GW_REFUSALS_EACH);
+    assert_true(gw_refusals_record(rf, &l, &r)); /* the same record with a row: its own kind */
+    assert_int_equal(fk.n, 2 * GW_REFUSALS_EACH + 1);
+    for (int i = 0; i < 2 * GW_REFUSALS_EACH; i++) {
+        assert_false(fk.row[i]);
+        assert_int_equal(fk.count[i], 0);
+        assert_string_equal(fk.action[i], "reveal");
+        assert_int_equal(fk.conf[i], i >= GW_REFUSALS_EACH);
+    }
+    assert_true(fk.row[fk.n - 1]);
+    gw_refusals_stats(rf, &st);
+    assert_int_equal(st.kinds, 3);
+    assert_int_equal(st.counted, 2 * (100 - GW_REFUSALS_EACH));
+    window_ends();
+    assert_int_equal(fk.n, 2 * GW_REFUSALS_EACH + 3);
+    for (int i = fk.n - 2; i < fk.n; i++) {
+        assert_false(fk.row[i]);
+        assert_string_equal(fk.action[i], "reveal");
+        assert_int_equal(fk.count[i], 100 - GW_REFUSALS_EACH);
+        assert_string_equal(fk.detail[i], "reveal quota: hour [92 such refusals within 1 s, "
+                                          "counted in this record]");
+    }
+    assert_int_not_equal(fk.conf[fk.n - 2], fk.conf[fk.n - 1]); /* one of each */
+    fk.done[fk.n - 2](fk.arg[fk.n - 2], 0, 1, NULL);
+    fk.done[fk.n - 1](fk.arg[fk.n - 1], 0, 2, NULL);
+    assert_int_equal(gw_refusals_left(rf), 0);
+    /* a new window: on their own again */
+    assert_true(refuse_call(rf, "courier_b", "w1/recipient.phone", false));
+    gw_refusals_free(rf);
+}
+
+/* What the spool is handed at shutdown. */
+struct spooled {
+    int n;
+    int nstmts;
+    int64_t count;
+    bool conf;
+    char action[32];
+};
+
+static int spool_cb(void *arg, const struct gw_audit_left *e)
+{
+    struct spooled *sp = arg;
+
+    sp->n++;
+    sp->nstmts = e->nstmts;
+    assert_int_equal(e->nrecs, 1);
+    sp->count = e->recs[0].count;
+    sp->conf = e->recs[0].confidential;
+    snprintf(sp->action, sizeof(sp->action), "%s", e->recs[0].action);
+    return 0;
+}
+
+/* A row-less kind's count the writer did not take is spooled as its record alone (no
+ * statement), confidential as its refusals were; a caller's row-less kinds past its share are
+ * counted under call.refused, with no row. */
+static void audit_only_spooled_and_shared(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
+    struct spooled sp = {0};
+    uint64_t n = 0;
+    int alone = 0;
+
+    (void)state;
+    fk.room = false;
+    for (int i = 0; i < 5; i++)
+        assert_false(refuse_call(rf, "lawful_1", "w2/recipient.phone", true));
+    assert_int_equal(gw_refusals_leftover(rf, spool_cb, &sp, &n), 0);
+    assert_int_equal(n, 5);
+    assert_int_equal(sp.n, 1);
+    assert_int_equal(sp.nstmts, 0);
+    assert_int_equal(sp.count, 5);
+    assert_true(sp.conf);
+    assert_string_equal(sp.action, "reveal");
+    assert_int_equal(gw_refusals_left(rf), 0);
+    fk.room = true;
+    for (int i = 0; i < GW_REFUSALS_PER_CALLER + 6; i++) {
+        char object[32];
+
+        snprintf(object, sizeof(object), "w%d/recipient.phone", i);
+        alone += refuse_call(rf, "courier_c", object, false);
+    }
+    assert_int_equal(alone, GW_REFUSALS_PER_CALLER);
+    gw_refusals_flush(rf);
+    assert_int_equal(fk.n, GW_REFUSALS_PER_CALLER + 1);
+    assert_string_equal(fk.action[fk.n - 1], "call.refused");
+    assert_string_equal(fk.actor[fk.n - 1], "courier_c");
+    assert_false(fk.row[fk.n - 1]);
+    assert_int_equal(fk.count[fk.n - 1], 6);
+    gw_refusals_free(rf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -340,6 +496,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(failed_record_carried, setup, teardown),
         cmocka_unit_test_setup_teardown(one_caller_has_a_share, setup, teardown),
         cmocka_unit_test_setup_teardown(kinds_past_the_table, setup, teardown),
+        cmocka_unit_test_setup_teardown(audit_only_refusals_bounded, setup, teardown),
+        cmocka_unit_test_setup_teardown(audit_only_spooled_and_shared, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
