@@ -18,9 +18,10 @@ void gw_api_record_init(struct gw_call *call, const char *action, struct gw_audi
  * outcome nobody waits for: the call is answered at once; a record that cannot be queued or
  * written is logged. Bounded as the Admin refusals are (refusals.h, the app's gw_refusals, with
  * no administrative-record row): per window the first GW_REFUSALS_EACH of a kind on their own,
- * the rest counted into one record. r's strings are copied. Returns true when r was recorded on
- * its own, false when it was counted: what a handler raises besides (an incident) it raises only
- * for the former, so that a flood raises a bounded number and the count is the record's. */
+ * the rest counted into one record. r's strings are copied. Returns true for the first
+ * GW_REFUSALS_EACH of its kind in the window (refusals.h), false for the rest: what a handler
+ * raises besides (an incident, a log line) it raises only when true, so that a flood raises a
+ * bounded number and the count is the record's. */
 bool gw_api_record_refusal(struct gw_call *call, struct gw_audit_rec *r);
 
 /* Logs that a call's access record was not written (error err; sqlstate, or NULL, the database's

@@ -64,21 +64,22 @@ static void cancel_cb(void *arg)
     r->areq = NULL;
 }
 
-/* The quota's log line, and its incident when raised (its refusal recorded on its own: a flood
- * of them raises at most GW_REFUSALS_EACH per window, their count in the audit record counting
- * the rest, refusals.h). */
+/* The quota's log line and incident, for the first GW_REFUSALS_EACH refusals of their kind in
+ * the window (refusals.h): a flood raises no more, and the audit record counting the rest says
+ * how many. */
 static void quota_incident(struct reveal *r, const struct gw_store_reveal_result *res, bool raise)
 {
     const struct gw_log_ctx *lc = gw_call_log_ctx(r->call);
     char detail[160];
 
+    if (!raise)
+        return;
     snprintf(detail, sizeof(detail),
              "reveal quota used up: %" PRIu32 " in the last hour (at most %" PRIu32 "), %" PRIu32
              " today (at most %" PRIu32 ")",
              res->used_hour, r->lim.reveals_per_hour, res->used_day, r->lim.reveals_per_day);
     GW_LOG(GW_LOG_WARN, "query", lc, "%s", detail);
-    if (raise)
-        gw_api_incident(r->call, "medium", "reveal_quota", detail, NULL);
+    gw_api_incident(r->call, "medium", "reveal_quota", detail, NULL);
 }
 
 /* The reveal's audit record: who, the record and field, the reason as its purpose. */

@@ -58,9 +58,10 @@ struct entry {
     uint64_t hash;
     char *block; /* every field's copy */
     size_t block_len;
-    struct kind k;    /* its fields point into block */
-    uint32_t alone;   /* recorded on their own in this window */
-    bool overflow;    /* counts kinds past a table's or a caller's share: never alone */
+    struct kind k;  /* its fields point into block */
+    uint32_t alone; /* recorded on their own in this window */
+    uint32_t seen;  /* refused in this window (to GW_REFUSALS_EACH): gw_refusals_record's answer */
+    bool overflow;  /* counts kinds past a table's or a caller's share: never alone */
     uint64_t pending; /* counted, in no record yet */
     uint64_t sending; /* in the record being written */
     void *handle;     /* that write, NULL when none */
@@ -213,6 +214,7 @@ static bool take(struct entry *e, uint64_t h, const struct kind *k)
     e->hash = h;
     e->used = true;
     e->alone = 0;
+    e->seen = 0;
     e->pending = 0;
     e->sending = 0;
     e->handle = NULL;
@@ -369,7 +371,7 @@ static void end_window(struct gw_refusals *rf, bool ask_room)
             continue;
         }
         if (!e->overflow)
-            e->alone = 0; /* a new window */
+            e->alone = e->seen = 0; /* a new window */
     }
     if (left)
         arm(rf);
@@ -435,7 +437,7 @@ static bool make(struct entry *e, uint64_t h, const struct kind *m, bool overflo
     if (!take(e, h, m))
         return false;
     e->overflow = overflow;
-    e->alone = overflow ? GW_REFUSALS_EACH : 0;
+    e->alone = e->seen = overflow ? GW_REFUSALS_EACH : 0;
     return true;
 }
 
@@ -532,6 +534,7 @@ bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
 {
     struct kind k;
     struct entry *e;
+    bool first;
 
     kind_of(l, rec, &k);
     if ((e = entry_of(rf, &k)) == NULL) {
@@ -540,9 +543,12 @@ bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
         else
             GW_LOG(GW_LOG_ERROR, "admin", NULL, "out of memory: a refused %s was not counted",
                    l != NULL ? l->action : rec->action);
-        return false;
+        return true; /* not even counted: what the caller raises besides is all there is */
     }
     arm(rf);
+    /* among the first of its kind this window, whether or not the trail has room for it now */
+    first = e->seen < GW_REFUSALS_EACH;
+    e->seen += first;
     if (e->alone < GW_REFUSALS_EACH && rf->sink.room(rf->sink.ctx)) {
         void *handle = NULL;
         int rc = rf->sink.write(rf->sink.ctx, l, rec, NULL, NULL, &handle);
@@ -550,7 +556,7 @@ bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
         if (rc == 0) {
             e->alone++;
             rf->st.recorded++;
-            return true;
+            return first;
         }
         if (!rf->told_full) { /* (once a window) */
             rf->told_full = true;
@@ -564,7 +570,7 @@ bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
     rf->st.counted++;
     if (rf->flushing && e->handle == NULL) /* (a call refused while stopping) */
         write_summary(rf, e);
-    return false;
+    return first;
 }
 
 void gw_refusals_flush(struct gw_refusals *rf)

@@ -59,10 +59,11 @@ void gw_refusals_free(struct gw_refusals *r);
 
 /* Records one refusal: l is its administrative-record row (NULL: none, the audit record alone),
  * rec its audit record (both copied when kept; rec->confidential is kept with it). Returns true
- * when it was recorded on its own (its record queued), false when it was counted into a later
- * record (or, out of memory, not even counted: logged): a caller that raises something more
- * per refusal (an incident) does so only for those recorded on their own, so that a flood gives
- * at most GW_REFUSALS_EACH of them per window and kind. */
+ * for the first GW_REFUSALS_EACH refusals of its kind in the window, whether recorded on their
+ * own or counted because the trail had no room for them (and when, out of memory, it was not
+ * even counted: logged), false for the rest: a caller that raises something more per refusal (an
+ * incident, a log line) does so only when true, so that a flood raises at most GW_REFUSALS_EACH
+ * per window and kind, and a full audit queue suppresses none of them. */
 bool gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
                         const struct gw_audit_rec *rec);
 

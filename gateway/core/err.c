@@ -290,8 +290,8 @@ static const char *const rule_text[GW_RULE_COUNT] = {
         "a DELIVERED event must not be dated before the waybill's latest event",
     [GW_RULE_SCAN_CONTENDED] =
         "the waybill's events changed concurrently too often: retry (the retry is idempotent)",
-    [GW_RULE_SCAN_LIMIT] = "the waybill holds the most scan events one waybill may (64): nothing "
-                           "was recorded",
+    [GW_RULE_SCAN_LIMIT] = "the branch recorded the most scan events one branch may record for "
+                           "one waybill (32): nothing was recorded",
     [GW_RULE_AUDIT_RANGE] = "must make a range: 0 <= from_time < to_time, in seconds since the "
                             "epoch (to_time 0: now)",
 };

@@ -71,7 +71,8 @@ static const char insert_sql[] =
     "AND s.event_time = to_timestamp(r.at) AND s.device = r.device), "
     "cand AS (SELECT r.*, (waybill_last_event(r.wid) = r.expected AND "
     "waybill_last_event_at(r.wid) = r.expected_at) AS fresh, "
-    "(SELECT count(*) FROM scan s WHERE s.waybill_id = r.wid) < 64 AS room FROM req r "
+    "(SELECT count(*) FROM scan s WHERE s.waybill_id = r.wid AND s.branch = r.branch) < 32 "
+    "AS room FROM req r "
     "WHERE r.ord NOT IN (SELECT ord FROM dup)), "
     "ins AS (INSERT INTO scan (waybill_id, event, event_time, branch, device) "
     "SELECT wid, ev, to_timestamp(at), branch, device FROM cand "
@@ -88,7 +89,7 @@ static const char lock_sql[] = "SELECT count(pg_advisory_xact_lock(1398, hashtex
 static const char latest_sql[] = "SELECT waybill_last_event(x) FROM unnest($1::uuid[]) "
                                  "WITH ORDINALITY AS t(x, o) ORDER BY o";
 _Static_assert(SCAN_LOCK_CLASS == 1398, "lock_sql names the class");
-_Static_assert(GW_STORE_SCAN_MAX == 64 && GW_STORE_SCAN_FULL == 5, "insert_sql names both");
+_Static_assert(GW_STORE_SCAN_MAX == 32 && GW_STORE_SCAN_FULL == 5, "insert_sql names both");
 
 static void group_done_cb(void *arg, int err, const struct gw_db_result *res);
 

@@ -42,14 +42,16 @@ enum gw_store_scan_outcome {
     GW_STORE_SCAN_STALE,     /* the latest event is no longer `expected` at `expected_at`: nothing
                               * stored */
     GW_STORE_SCAN_REFUSED,   /* `allowed` was false and it is no duplicate: nothing stored */
-    GW_STORE_SCAN_FULL,      /* the waybill holds GW_STORE_SCAN_MAX events: nothing stored */
+    GW_STORE_SCAN_FULL,      /* the branch recorded GW_STORE_SCAN_MAX events of the waybill */
 };
 
-/* The most scan events one waybill holds. Each is a delivery to the backend that waits for the
- * waybill's earlier ones, so a device repeating ARRIVED and DEPARTED would otherwise queue behind
- * one waybill as many as it likes, each sent one claim after the last (review). A parcel's life,
- * returns and failed deliveries included, takes far fewer. */
-#define GW_STORE_SCAN_MAX 64
+/* The most scan events one branch records for one waybill. Each is a delivery to the backend
+ * that waits for the waybill's earlier ones, so a device repeating ARRIVED and DEPARTED would
+ * otherwise queue behind one waybill as many as it likes, each sent one claim after the last
+ * (review). Per branch, not per waybill: a cap per waybill let one branch's device fill it and
+ * freeze the waybill, its custody and its status for every other branch (review). A parcel's
+ * passage through one branch, returns and failed deliveries included, takes far fewer. */
+#define GW_STORE_SCAN_MAX 32
 
 /* err: 0 (outcome set; latest is the waybill's latest event after the transaction), GW_EUNAVAIL
  * (database down, or the outcome unknown: a retry is safe), GW_EINTERNAL (refused by the

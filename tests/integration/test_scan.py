@@ -276,29 +276,38 @@ def test_transitions(stack):
     assert get(stack, n, "courier_a").status == "returned"
 
 
-def test_a_waybill_holds_at_most_64_scan_events(stack):
+def test_a_branch_records_at_most_32_scan_events_of_a_waybill(stack):
     """Each scan event is a delivery to the backend queued behind the waybill's earlier ones: a
     device alternating ARRIVED and DEPARTED queued as many as it liked behind one waybill, each
-    sent one claim after the last (review). The 64th event is stored; the 65th is refused
-    FAILED_PRECONDITION naming the rule, nothing stored; a retry of a stored event is still the
-    duplicate; outside the scope the refusal is a missing number's."""
+    sent one claim after the last (review). A branch's 32nd event of a waybill is stored, its
+    33rd refused FAILED_PRECONDITION naming the rule, nothing stored; a retry of a stored event
+    is still the duplicate. The bound is the branch's, not the waybill's: another branch still
+    records its events (a cap per waybill let one device freeze the waybill, its custody and its
+    status for everyone, review), and outside the scope the refusal is a missing number's."""
     w, record = unrouted(stack)
     n = w.waybill_no
     arrived, departed = ev(stack, "ARRIVED"), ev(stack, "DEPARTED")
-    for i in range(63):  # written as the owner: a long history, quickly
+    count = "SELECT count(*) FROM scan WHERE waybill_id = '%s' AND branch = '%%s'" % record
+    for i in range(31):  # written as the owner: a long history at a, quickly
         put_scan(stack, record, "a", departed if i % 2 else arrived, 60 + i)
     assert scan(stack, n, "DEPARTED", PICKUP + 200).status == "departed"
-    count = "SELECT count(*) FROM scan WHERE waybill_id = '%s'" % record
-    assert stack.psql(count) == ["64"]
+    assert stack.psql(count % "a") == ["32"]
     assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP + 300)) == (
         grpc.StatusCode.FAILED_PRECONDITION,
-        "waybill_no: the waybill holds the most scan events one waybill may (64): nothing was "
-        "recorded")
-    assert stack.psql(count) == ["64"]
+        "waybill_no: the branch recorded the most scan events one branch may record for one "
+        "waybill (32): nothing was recorded")
+    assert stack.psql(count % "a") == ["32"]
     assert scan(stack, n, "DEPARTED", PICKUP + 200).duplicate
-    assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP + 300, principal="courier_b")) == \
+    # b is not held back by a's events: it scans the waybill in (and holds custody)
+    assert scan(stack, n, "ARRIVED", PICKUP + 300, principal="courier_b").status == "arrived"
+    assert get(stack, n, "courier_b").status == "arrived"
+    # b's own history fills (as the owner), ending with its departure: b is outside the scope
+    for i in range(31):
+        put_scan(stack, record, "b", arrived if i % 2 else departed, 301 + i)
+    assert stack.psql(count % "b") == ["32"]
+    assert refusal(lambda: scan(stack, n, "ARRIVED", PICKUP + 400, principal="courier_b")) == \
         missing_answer(stack)
-    assert stack.psql(count) == ["64"]
+    assert stack.psql(count % "b") == ["32"]
 
 
 def test_contention_outside_scope_answers_as_a_missing_number(stack):
