@@ -17,7 +17,9 @@
 -- The time of the request is the database's: a trigger sets requested_at to now() on INSERT,
 -- whatever the inserter wrote, so that no holder of the gateway's role (which may INSERT cases)
 -- registers a case dated ahead to reach waybills accepted after it (nor one that never expires
--- pending, lawful_case_decidable's WL004).
+-- pending, lawful_case_decidable's WL004). One route of several: that role may still register a
+-- case after the waybill, approve it through the decision columns it may update, and add items
+-- to an approved case (docs/threat-model.md).
 -- The lawful hold (sql/038) still holds every record whose number a case names: holding more
 -- than the case covers delays a destruction, it never widens a read.
 -- DROP ... IF EXISTS, CREATE OR REPLACE: this migration applies again unchanged. Applied in one

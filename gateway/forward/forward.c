@@ -59,6 +59,8 @@
  * rows per commit, one claim, Deliver call and acknowledgement each (the latency it adds stays
  * far below the backoff of a retry). A full batch is followed by the next claim at once. */
 #define FWD_LINGER_MS 50
+#define FWD_DRAIN_SETTLE_MS 2000 /* a stop waits this long past a call's deadline for its delete   \
+                                  */
 
 enum item_state {
     IT_SEND,  /* to be sent (again) */
@@ -816,6 +818,18 @@ static void drop_fast(struct gw_forward *f)
     }
 }
 
+/* Stopping while the backend fails: what is queued is dropped at once (said once). */
+static void drop_fast_draining(struct gw_forward *f)
+{
+    if (f->fast_n == 0)
+        return;
+    GW_LOG(GW_LOG_WARN, "forward", NULL,
+           "stopping while the backend fails: %zu queued deliveries left to their leases (a claim "
+           "sends them)",
+           f->fast_n);
+    drop_fast(f);
+}
+
 /* Sends queued fast items in batches while a batch slot is free; a claim in flight holds a slot
  * of its own (pump starts a due claim first), so the fast path never starves what only a claim
  * sends (scans, retries, rows whose lease ran out). Items that waited longer than
@@ -830,7 +844,7 @@ static void pump_fast(struct gw_forward *f)
      * empty the queue the drain waits for (review: a stop that never ended). Dropped: the
      * queued rows' leases run out and a claim sends them. */
     if (f->draining && f->backend_failing) {
-        drop_fast(f);
+        drop_fast_draining(f);
         return;
     }
 
@@ -1066,8 +1080,9 @@ void gw_forward_tls_expiry(const struct gw_forward *f, struct gw_tls_expiry *out
     gw_gclient_tls_expiry(f->client, out);
 }
 
-/* The drain's bound: one call's deadline after it began. What is still queued is dropped and
- * the calls still in flight are left to end on their own; the deliveries of either are sent
+/* The drain's bound: one call's deadline after it began, and FWD_DRAIN_SETTLE_MS for the
+ * settlement of a call that began just before it (its delete). What is still queued is dropped
+ * and the calls still in flight are left to end on their own; the deliveries of either are sent
  * again after their leases (at least once: a call that ends meanwhile is settled as usual). */
 static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 {
@@ -1087,7 +1102,7 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 void gw_forward_drain(struct gw_forward *f, gw_forward_drained_cb cb, void *arg)
 {
-    struct timeval tv = gw_clock_tv(f->cfg->fwd_deadline_ms);
+    struct timeval tv = gw_clock_tv((uint64_t)f->cfg->fwd_deadline_ms + FWD_DRAIN_SETTLE_MS);
 
     f->draining = true;
     f->drained_cb = cb;

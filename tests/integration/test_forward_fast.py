@@ -175,8 +175,9 @@ def test_a_stop_while_the_backend_fails_ends_and_loses_nothing(stack):
                  ended))
         assert ended, "the gateway did not end after SIGTERM"
         assert gw.proc.returncode == 0
-        # ended by dropping the queue, not by the drain's bound (the deadline): nothing waited
-        assert "drain reached [forward] deadline_ms" not in gw.log()
+        # ended by dropping the queue at once (the drain's bound, a deadline later, may still
+        # cut a call that began just before the signal: that is not what this test is about)
+        assert "stopping while the backend fails: " in gw.log(), gw.log()[-2000:]
     finally:
         gw.close()
         sink(stack, "up")

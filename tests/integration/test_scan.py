@@ -229,6 +229,9 @@ def test_arrivals_are_bounded_before_the_read_alike_for_any_number(stack):
         assert all(rls_sees(stack, "b", record) for _, record in ws[:3])  # b holds custody
         assert refusal(lambda: arrive(ws[3][0].waybill_no)) == throttled
         assert refusal(lambda: arrive(nonexistent(stack, "a", 3100))) == throttled
+        own = new_waybill(stack, "b", dest="330106")  # b's own waybill, in its scope
+        submit(stack, own, "courier_b")
+        assert refusal(lambda: arrive(own.waybill_no)) == throttled
         assert not rls_sees(stack, "b", ws[3][1])
         # a retry of a counted arrival is no new waybill: still its duplicate
         again = arrive(ws[0][0].waybill_no)
