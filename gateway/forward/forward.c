@@ -59,8 +59,8 @@
  * rows per commit, one claim, Deliver call and acknowledgement each (the latency it adds stays
  * far below the backoff of a retry). A full batch is followed by the next claim at once. */
 #define FWD_LINGER_MS 50
-#define FWD_DRAIN_SETTLE_MS 2000 /* a stop waits this long past a call's deadline for its delete   \
-                                  */
+/* A stop waits this long past a call's deadline for that call's delete. */
+#define FWD_DRAIN_SETTLE_MS 2000
 
 enum item_state {
     IT_SEND,  /* to be sent (again) */
