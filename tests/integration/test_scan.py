@@ -243,6 +243,11 @@ def test_arrivals_are_bounded_before_the_read_alike_for_any_number(stack):
             "this gateway instance; further arrivals refused"]
     finally:
         gw.close()
+        # b's custody of a's waybills ends (the stack is shared: test_scope counts what b sees)
+        for w, record in ws[:3]:
+            if rls_sees(stack, "b", record):
+                scan(stack, w.waybill_no, "DEPARTED", PICKUP + 120, principal="courier_b")
+        assert not any(rls_sees(stack, "b", record) for _, record in ws)
 
 
 def test_a_probe_of_an_unreadable_record_is_a_missing_number(stack):
@@ -574,6 +579,9 @@ def test_custody_alone_reveals_only_the_recipients_phone_while_delivering(stack)
     for field in ("sender.name", "sender.phone", "recipient.name", "recipient.address_detail"):
         assert refusal(lambda: reveal(stack, "branch_b", n, field)) == denied, field
     assert reveal(stack, "branch_a", n, "sender.name").value == w.sender.name
+    # delivered: b's custody ends (the stack is shared: test_scope counts what b sees)
+    scan(stack, n, "DELIVERED", PICKUP + 180, principal="courier_b")
+    assert refusal(lambda: get(stack, n, "courier_b")) == missing_answer(stack)
 
 
 def test_a_back_dated_arrival_elsewhere_reveals_nothing(stack):
