@@ -412,6 +412,7 @@ static bool throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN],
     struct gw_fault f;
     struct timespec ts;
     char who[GW_API_WHO_MAX], id[GW_API_WHO_MAX], detail[200];
+    const char *w;
     bool incident = false;
     enum gw_throttle_verdict v;
     enum gw_log_level level;
@@ -421,8 +422,12 @@ static bool throttle(struct gw_call *call, const uint8_t key[GW_STORE_BIDX_LEN],
 
     gw_policy_limits(gw_call_policy(call), p->role, &lim);
     clock_gettime(CLOCK_MONOTONIC, &ts);
-    snprintf(who, sizeof(who), "%s%s", t->prefix, gw_api_who(p, id));
-    v = gw_throttle_check(app->throttle, who, key, t->limit(&lim), lim.lookup_window_s,
+    w = gw_api_who(p, id);
+    if (t->prefix[0] != '\0') { /* an arrival's key space; a lookup (every read) needs no copy */
+        snprintf(who, sizeof(who), "%s%s", t->prefix, w);
+        w = who;
+    }
+    v = gw_throttle_check(app->throttle, w, key, t->limit(&lim), lim.lookup_window_s,
                           (uint64_t)ts.tv_sec, &incident);
     if (v == GW_THROTTLE_OK)
         return true;

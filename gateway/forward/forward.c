@@ -116,7 +116,7 @@ struct gw_forward {
     struct gw_outbox_listener *listener;
     struct event *poll_ev;
     struct event *linger_ev;     /* ends the rest after a claim that did not fill a batch */
-    struct event *drain_ev;      /* bounds a drain to one call's deadline */
+    struct event *drain_ev;      /* bounds a drain: a call's deadline + FWD_DRAIN_SETTLE_MS */
     struct gw_outbox_req *claim; /* the claim in flight */
     int64_t claim_sent_ms;       /* when it was sent: its leases end no earlier than + lease_ms */
     bool dirty;                  /* woken while a claim was in flight or while resting */
@@ -1009,6 +1009,8 @@ static bool fast_start(struct gw_forward *f)
     return f->fastq != NULL && gw_store_set_fast(f->app->store, &h) == 0;
 }
 
+static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg);
+
 struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *policy,
                                   const char *owner, char *err, size_t errlen)
 {
@@ -1043,13 +1045,14 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
     }
     f->poll_ev = event_new(app->base, -1, EV_PERSIST, poll_cb, f);
     f->linger_ev = evtimer_new(app->base, linger_cb, f);
+    f->drain_ev = evtimer_new(app->base, drain_timeout_cb, f);
     f->listener = gw_outbox_listen(app->store, wake_cb, f);
     if (cfg->fwd_fast && !fast_start(f)) {
         snprintf(err, errlen, "[forward]: cannot start the fast path");
         gw_forward_free(f);
         return NULL;
     }
-    if (f->poll_ev == NULL || f->linger_ev == NULL || f->listener == NULL ||
+    if (f->poll_ev == NULL || f->linger_ev == NULL || f->drain_ev == NULL || f->listener == NULL ||
         event_add(f->poll_ev, &tv) != 0) {
         snprintf(err, errlen, "[forward]: cannot start the outbox listener or poll timer");
         gw_forward_free(f);
@@ -1092,10 +1095,11 @@ static void drain_timeout_cb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (f->drained_cb == NULL)
         return;
-    GW_LOG(GW_LOG_WARN, "forward", NULL,
-           "stopping: the forwarder's drain reached [forward] deadline_ms; %zu queued and the "
-           "deliveries of %" PRIu32 " call(s) in flight are sent again after their leases",
-           f->fast_n, f->nbatches);
+    GW_LOG(
+        GW_LOG_WARN, "forward", NULL,
+        "stopping: the forwarder's drain reached [forward] deadline_ms and 2 s; %zu queued and the "
+        "deliveries of %" PRIu32 " call(s) in flight are sent again after their leases",
+        f->fast_n, f->nbatches);
     drop_fast(f);
     drained_now_cb(-1, 0, f);
 }
@@ -1109,8 +1113,7 @@ void gw_forward_drain(struct gw_forward *f, gw_forward_drained_cb cb, void *arg)
     f->drained_arg = arg;
     if (f->poll_ev != NULL)
         event_del(f->poll_ev);
-    if ((f->drain_ev = evtimer_new(f->app->base, drain_timeout_cb, f)) == NULL ||
-        evtimer_add(f->drain_ev, &tv) != 0)
+    if (evtimer_add(f->drain_ev, &tv) != 0)
         GW_LOG(GW_LOG_ERROR, "forward", NULL, "the drain's bound was not set");
     ack_flush(f); /* ids kept from a delete that could not start: sent now, or left to leases */
     pump_fast(f);

@@ -14,8 +14,17 @@
 #define POLICY_LINE_MAX 1024         /* bytes of one line, newline excluded */
 #define NAME_SHOWN_MAX 64            /* bytes of a name quoted back in a message */
 #define NUMBER_MAX 1000000000u       /* largest limit */
-#define NLIMITS 6                    /* keys of a [limits.<role>] section */
-#define ARRIVALS_KEY 4               /* limit_keys[ARRIVALS_KEY]: "arrivals_per_window" */
+
+/* The keys of a [limits.<role>] section, and their slots in struct gw_policy_limits. */
+enum {
+    LIM_REVEALS_HOUR,
+    LIM_REVEALS_DAY,
+    LIM_LOOKUPS,
+    LIM_WINDOW,
+    LIM_ARRIVALS,
+    LIM_SEARCH_MAX,
+    NLIMITS
+};
 
 enum section_kind { SEC_NONE = 0, SEC_VIEW, SEC_LEVELS, SEC_REVEAL, SEC_SEARCH, SEC_LIMITS };
 
@@ -38,9 +47,10 @@ struct parse {
     struct gw_policy *pol;
 };
 
-static const char *const limit_keys[NLIMITS] = {"reveals_per_hour",    "reveals_per_day",
-                                                "lookups_per_window",  "lookup_window_s",
-                                                "arrivals_per_window", "search_limit_max"};
+static const char *const limit_keys[NLIMITS] = {
+    [LIM_REVEALS_HOUR] = "reveals_per_hour", [LIM_REVEALS_DAY] = "reveals_per_day",
+    [LIM_LOOKUPS] = "lookups_per_window",    [LIM_WINDOW] = "lookup_window_s",
+    [LIM_ARRIVALS] = "arrivals_per_window",  [LIM_SEARCH_MAX] = "search_limit_max"};
 
 static const char *const actions[] = {
     [GW_VIEW_OMIT] = "omit",
@@ -349,9 +359,10 @@ static int search_key(struct parse *ps, const char *k, size_t kn, const char *v,
 static int limits_key(struct parse *ps, const char *k, size_t kn, const char *v, size_t vn)
 {
     struct gw_policy_limits *l = &ps->pol->limits[ps->role];
-    uint32_t *slot[NLIMITS] = {&l->reveals_per_hour,    &l->reveals_per_day,
-                               &l->lookups_per_window,  &l->lookup_window_s,
-                               &l->arrivals_per_window, &l->search_limit_max};
+    uint32_t *slot[NLIMITS] = {
+        [LIM_REVEALS_HOUR] = &l->reveals_per_hour, [LIM_REVEALS_DAY] = &l->reveals_per_day,
+        [LIM_LOOKUPS] = &l->lookups_per_window,    [LIM_WINDOW] = &l->lookup_window_s,
+        [LIM_ARRIVALS] = &l->arrivals_per_window,  [LIM_SEARCH_MAX] = &l->search_limit_max};
     uint32_t x;
 
     for (int i = 0; i < NLIMITS; i++) {
@@ -454,12 +465,13 @@ int gw_policy_parse(const char *text, size_t len, const char *name,
      * upgrade. */
     for (int r = 0; rc == 0 && gw_policy_roles[r] != NULL; r++) {
         struct gw_policy_limits *l = &ps->pol->limits[r];
+        const char *limit;
 
-        if (ps->limits_line[r] != 0 && !ps->set_limit[r][ARRIVALS_KEY] && l->lookup_window_s > 0)
+        if (ps->limits_line[r] != 0 && !ps->set_limit[r][LIM_ARRIVALS] && l->lookup_window_s > 0)
             l->arrivals_per_window = GW_POLICY_ARRIVALS_DEFAULT;
-        const char *limit = l->lookups_per_window > 0    ? "lookups_per_window"
-                            : l->arrivals_per_window > 0 ? "arrivals_per_window"
-                                                         : NULL;
+        limit = l->lookups_per_window > 0    ? limit_keys[LIM_LOOKUPS]
+                : l->arrivals_per_window > 0 ? limit_keys[LIM_ARRIVALS]
+                                             : NULL;
 
         if (limit != NULL && l->lookup_window_s == 0) {
             if (err != NULL && errsz > 0)

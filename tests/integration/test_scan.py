@@ -21,7 +21,9 @@ import pytest
 
 from query_data import (GET, PICKUP, call, get, incidents_written, new_waybill, nonexistent,
                         refusal, reveal, search, submit)
+from conftest import ExtraGateway
 from test_query import second_gateway_of
+from test_views import default_text, write_policy
 import waygate_proto
 
 RECORD_SCAN = "/waygate.v1.WaybillIntake/RecordScan"
@@ -201,8 +203,6 @@ def test_arrivals_are_bounded_before_the_read_alike_for_any_number(stack):
     says nothing of the number); a retry of a counted arrival is the same key and still answers
     its duplicate; one arrival_throttle incident (high) for the window. Before, a stolen
     courier's certificate moved the custody of any number it guessed, unbounded."""
-    from conftest import ExtraGateway, wait_for
-    from test_views import default_text, write_policy
     courier = "\narrivals_per_window = 2000\n"  # the courier's alone (it alone may RecordScan)
     text = default_text()
     assert text.count(courier) == 1
