@@ -35,8 +35,20 @@ static bool holds_slow(const struct conn *c)
     return false;
 }
 
+/* The request at the head of c's pipeline was sent after the one at the head of d's: c is
+ * moving, or has been waiting less long (a connection with nothing in flight counts as newest). */
+static bool head_newer(const struct conn *c, const struct conn *d)
+{
+    const struct gw_db_req *hc = TAILQ_FIRST(&c->inflight), *hd = TAILQ_FIRST(&d->inflight);
+
+    return hd != NULL && (hc == NULL || hc->sent > hd->sent);
+}
+
 /* The least busy connection with room for a request, never one running a slow request; for a
- * slow request, one with no caller's request in flight. NULL when there is none. */
+ * slow request, one with no caller's request in flight. Between two as busy, the one whose
+ * oldest request in flight is the newer: a statement waiting on a lock (an operator's LOCK TABLE,
+ * a row another transaction holds) holds up everything pipelined behind it, so a request goes
+ * behind it only when every other connection is busier. NULL when there is none. */
 static struct conn *pick_conn(struct gw_db *db, bool slow)
 {
     struct conn *best = NULL;
@@ -47,7 +59,8 @@ static struct conn *pick_conn(struct gw_db *db, bool slow)
         if (c->state != CONN_READY || !c->pinned || callers_inflight(c) >= db->depth ||
             (slow && callers_inflight(c) > 0) || holds_slow(c))
             continue;
-        if (best == NULL || callers_inflight(c) < callers_inflight(best))
+        if (best == NULL || callers_inflight(c) < callers_inflight(best) ||
+            (callers_inflight(c) == callers_inflight(best) && head_newer(c, best)))
             best = c;
     }
     return best;

@@ -52,6 +52,7 @@ struct gw_db_req {
     bool cancelled;
     bool internal; /* the connection's own (a prepare, the isolation level): no caller waits */
     bool slow;     /* GW_DB_SLOW: runs alone on its connection */
+    uint64_t sent; /* the pool's count of requests sent when it was sent: its age in the pipeline */
     /* the count it is charged to (db_owner.c), NULL when none or once given back */
     struct db_owner *owner;
     int nstmts;
@@ -109,6 +110,7 @@ struct gw_db {
     unsigned schema_refusals;  /* connections closed because the schema was behind */
     unsigned nqueued;
     struct req_list queue;
+    uint64_t nsent; /* requests sent so far (gw_db_req.sent) */
     /* shares (db_owner.c) */
     unsigned share;
     struct gw_db_owner cur; /* the current owner: charged for what is submitted now */

@@ -712,9 +712,20 @@ def reload_keys_logged(stack, since, version):
     before it ends: a loaded machine gets 60 s)."""
     line = wait_for(lambda: [l for l in stack.log_lines()[since:]
                              if "keyring" in l and "reload" in l], timeout=60)
-    assert line, "no keyring reload logged after SIGHUP"
+    assert line, "no keyring reload logged after SIGHUP; the gateway's log since:\n%s\n" \
+        "its database sessions:\n%s" % ("\n".join(stack.log_lines()[since:][-20:]),
+                                         gateway_sessions(stack))
     assert "version %d (suite %s)" % (version, SUITE) in line[-1], line
     assert "not reloaded" not in line[-1], line
+
+
+def gateway_sessions(stack):
+    """The state, wait event and statement of each database session of the gateway's role (read
+    as the superuser: another role's statement needs pg_read_all_stats), for a failure's message."""
+    su = re.sub(r"user=[^&]*", "user=postgres", stack.pguri_owner)
+    return "\n".join(stack.psql("SELECT pid, state, wait_event_type, wait_event, left(query, 120) "
+                                "FROM pg_stat_activity WHERE usename = current_database() || "
+                                "'_gateway'", uri=su))
 
 
 def keys_status(stack):

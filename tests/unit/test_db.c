@@ -651,6 +651,44 @@ static void test_slow_request_runs_alone(void **state)
     gw_db_free(db);
 }
 
+/* Between two connections as busy, a request goes to the one whose oldest request in flight is
+ * the newer, not behind a statement that has been waiting longer: A waits for a lock on one
+ * connection, B (sent after it) for another lock on the other, C is sent after both; once B's
+ * lock is released, C completes while A still waits. Sent behind A (the first connection, as the
+ * pool picked before), C would wait with it. */
+static void test_request_not_behind_the_older_wait(void **state)
+{
+    struct gw_db_stmt a = {.sql = "SELECT pg_advisory_xact_lock(7004)"};
+    struct gw_db_stmt b = {.sql = "SELECT pg_advisory_xact_lock(7005)"};
+    struct gw_db_stmt q = {.sql = "SELECT 1"};
+    struct ctx ca, cb, cq;
+    struct gw_db *db;
+    PGconn *ha, *hb;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    assert_true(run_until(all_ready, db, 10000)); /* both connections take requests */
+    ha = hold_lock("7004");
+    hb = hold_lock("7005");
+    memset(&ca, 0, sizeof(ca));
+    memset(&cb, 0, sizeof(cb));
+    memset(&cq, 0, sizeof(cq));
+    assert_int_equal(gw_db_exec(db, &a, 1, 0, done_cb, &ca, NULL), 0);
+    assert_int_equal(gw_db_exec(db, &b, 1, 0, done_cb, &cb, NULL), 0);
+    assert_int_equal(gw_db_exec(db, &q, 1, 0, done_cb, &cq, NULL), 0);
+    PQfinish(hb); /* B ends; C, behind it, follows */
+    assert_true(run_until(ctx_done, &cq, 10000));
+    assert_int_equal(cq.err, 0);
+    assert_int_equal(cb.calls, 1);
+    assert_int_equal(ca.calls, 0); /* still waiting for its lock */
+    PQfinish(ha);
+    assert_true(run_until(ctx_done, &ca, 10000));
+    assert_int_equal(ca.err, 0);
+    gw_db_free(db);
+}
+
 /* The report's transaction (store_report.h), opened in a pipeline as the gateway sends it: one
  * REPEATABLE READ, READ ONLY snapshot with its own statement_timeout, which cancels a statement
  * that runs past it (SQLSTATE 57014); nothing of it stays on the pooled connection. */
@@ -993,6 +1031,7 @@ int main(void)
         cmocka_unit_test(test_many_pipelined),
         cmocka_unit_test(test_prepared),
         cmocka_unit_test(test_slow_request_runs_alone),
+        cmocka_unit_test(test_request_not_behind_the_older_wait),
         cmocka_unit_test(test_report_transaction),
         cmocka_unit_test(test_set_up_includes_the_prepares),
         cmocka_unit_test(test_cancel),
