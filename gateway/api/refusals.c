@@ -98,8 +98,8 @@ static void alone_done_cb(void *arg, int err, int64_t seq, const struct gw_db_re
                gw_err_str(err));
 }
 
-/* l NULL: the record alone, in a transaction of its own (nobody waits for one recorded alone:
- * it waits out an outage, as gw_acct_log_write's). */
+/* l NULL: the record alone, in a transaction of its own. handle NULL: kept (it waits out an
+ * outage, and the writer's leftover spools it at shutdown), as gw_acct_log_write's. */
 static int audit_write(void *ctx, const struct gw_acct_log *l, const struct gw_audit_rec *r,
                        gw_audit_done_cb done, void *arg, void **handle)
 {
@@ -107,12 +107,13 @@ static int audit_write(void *ctx, const struct gw_acct_log *l, const struct gw_a
     int rc;
 
     if (l != NULL)
-        rc = gw_acct_log_write_cb(ctx, l, r, done, arg, &req);
-    else if (done == NULL)
-        rc = gw_audit_write_kept(ctx, NULL, 0, r, 1, alone_done_cb, NULL);
+        rc = gw_acct_log_write_cb(ctx, l, r, done, arg, handle != NULL ? &req : NULL);
+    else if (handle == NULL)
+        rc = gw_audit_write_kept(ctx, NULL, 0, r, 1, done != NULL ? done : alone_done_cb, arg);
     else
         rc = gw_audit_write(ctx, NULL, 0, r, 1, done, arg, &req);
-    *handle = req;
+    if (handle != NULL)
+        *handle = req;
     return rc;
 }
 
@@ -550,8 +551,8 @@ bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
     first = e->seen < GW_REFUSALS_EACH;
     e->seen += first;
     if (e->alone < GW_REFUSALS_EACH && rf->sink.room(rf->sink.ctx)) {
-        void *handle = NULL;
-        int rc = rf->sink.write(rf->sink.ctx, l, rec, NULL, NULL, &handle);
+        /* kept: an outage does not fail it, nor does a stop (spooled) */
+        int rc = rf->sink.write(rf->sink.ctx, l, rec, NULL, NULL, NULL);
 
         if (rc == 0) {
             e->alone++;

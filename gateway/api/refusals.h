@@ -11,7 +11,8 @@
  * are counted and recorded as one record (`count` = how many, the message followed by how many
  * and over how long) when the window ends. Refusal records never take more than half of the
  * writer's queue ([audit] queue_max, gw_audit_stats): past that they are counted too, so that a
- * flood of refusals never makes an audited action fail. Nothing is dropped: a count whose record
+ * flood of refusals never makes an audited action fail. Nothing is dropped: a refusal recorded
+ * on its own waits out an outage of the database (and a stop, spooled), a count whose record
  * could not be written is carried into the next window, and gw_refusals_flush writes what is
  * counted at shutdown. At most GW_REFUSALS_KINDS kinds are told apart per window; the refusals of
  * further kinds are counted under one record of their own ("refusals of more kinds than are told
@@ -40,8 +41,10 @@ struct gw_refusals;
 #define GW_REFUSALS_PER_CALLER 64 /* kinds of one caller (account and certificate) told apart */
 
 /* How an entry is written: gw_acct_log_write_cb in the gateway (l NULL: the audit record alone,
- * gw_audit_write, or gw_audit_write_kept when done is NULL); a seam for unit tests. room:
- * whether refusals may take another place in the writer's queue. */
+ * gw_audit_write); a seam for unit tests. handle NULL: kept (gw_audit_write_kept's: it waits out
+ * an outage, and at shutdown the writer's leftover holds it), as is every record of a refusal
+ * on its own; else *handle can be cancelled. room: whether refusals may take another place in
+ * the writer's queue. */
 struct gw_refusals_sink {
     int (*write)(void *ctx, const struct gw_acct_log *l, const struct gw_audit_rec *r,
                  gw_audit_done_cb done, void *arg, void **handle);

@@ -849,8 +849,8 @@ int gw_acct_log_write_cb(struct gw_audit *au, const struct gw_acct_log *log,
     if (au == NULL || !log_ok(log) || rec == NULL)
         return GW_EINVAL;
     log_params(log, lv);
-    if (cb == NULL && out == NULL) /* nobody waits: it waits out an outage */
-        return gw_audit_write_kept(au, &st, 1, rec, 1, log_done_cb, NULL);
+    if (out == NULL) /* nobody can cancel it: it waits out an outage */
+        return gw_audit_write_kept(au, &st, 1, rec, 1, cb != NULL ? cb : log_done_cb, arg);
     return gw_audit_write(au, &st, 1, rec, 1, cb != NULL ? cb : log_done_cb, arg, out);
 }
 

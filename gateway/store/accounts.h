@@ -248,9 +248,9 @@ int gw_acct_sweep_inactive(struct gw_db *db, struct gw_audit *au, uint32_t days,
 /* Writes one administrative-record row and its audit record in a transaction of their own (for
  * refusals, whose action's transaction is not written). Fire and forget: it waits out an outage
  * of the database (gw_audit_write_kept), and a failure is logged. */
-/* The same, telling cb(arg, err, ...) the outcome (gw_audit_write's) unless its handle *out (may
- * be NULL) is cancelled first (gw_audit_cancel); cb NULL: a failure is logged (and with out
- * NULL too, as gw_acct_log_write). */
+/* The same, telling cb(arg, err, ...) the outcome unless its handle *out is cancelled first
+ * (gw_audit_cancel): gw_audit_write's; out NULL: gw_audit_write_kept's (it waits out an outage,
+ * as gw_acct_log_write's). cb NULL: a failure is logged. */
 int gw_acct_log_write_cb(struct gw_audit *au, const struct gw_acct_log *log,
                          const struct gw_audit_rec *rec, gw_audit_done_cb cb, void *arg,
                          struct gw_audit_req **out) GW_MUST_CHECK;

@@ -17,8 +17,11 @@ import uuid
 
 import grpc
 
+import waygate_proto
+
 from audit_lib import verify_places
 from conftest import ExtraGateway, wait_for
+from test_accounts import CREATE, DISABLE, password
 from test_foundation import rpc_error
 from test_incidents import submit_to
 from test_intake import _counter, new_waybill, number_in, pii_values
@@ -367,4 +370,71 @@ def test_a_replay_in_flight_when_the_next_spool_cannot_be_written_is_not_written
         if holder is not None:
             release_holder(holder)
         close_unwritable(stack, gw, stopped)
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+
+
+def refuse(stack, gw, method):
+    """courier_a calls an Admin method (CreateAccount or DisableAccount) on gw with no token: the
+    policy refuses it (PERMISSION_DENIED) without the database, and its refusal is recorded."""
+    ch = stack.channel("courier_a", addr=gw.addr)
+    if method == CREATE:
+        req, resp = stack.pb.admin.CreateAccountRequest(
+            account="x", role="branch_clerk", branch="a",
+            initial_password=password()), stack.pb.admin.CreateAccountResponse
+    else:
+        req, resp = stack.pb.admin.DisableAccountRequest(
+            account="clerk_b", reason="x"), stack.pb.admin.DisableAccountResponse
+    e = rpc_error(lambda: waygate_proto.unary(ch, method, req, resp))
+    assert e.code() == grpc.StatusCode.PERMISSION_DENIED, (e.code(), e.details())
+
+
+def refusals_of(gw, method):
+    """SQL: courier_a's admin.refused records of method on gw's chain, as 'records|refusals|
+    alone' (a counting record counts its refusals; alone: the records with no count)."""
+    return ("SELECT count(*) || '|' || coalesce(sum(coalesce(count, 1)), 0) || '|' || count(*) "
+            "FILTER (WHERE count IS NULL) FROM audit_record WHERE chain = '%s' AND action = "
+            "'admin.refused' AND actor = 'courier_a' AND object = '%s'"
+            % (gw.chain, method.rsplit("/", 1)[1]))
+
+
+def test_an_admin_refusal_recorded_alone_in_an_outage_is_written_when_it_ends_or_spooled(stack):
+    """An Admin refusal recorded on its own (one of the first GW_REFUSALS_EACH of its kind) while
+    PostgreSQL is stopped waits for the database, as every record of what already happened does:
+    PostgreSQL started again, its record (on its own: no count) is written; refused in a second
+    outage and the gateway stopped in it, it is spooled (none lost) and written at the next start,
+    once. (A first refusal with the database up lets the gateway know courier_a's certificate: in
+    an outage a certificate-only call goes on with the last known answer.) (Before, its transaction was one that fails UNAVAILABLE: the first refusal after the
+    database went away was dropped with an error line, and the next ones of the outage, refused a
+    place in the writer's queue, were counted into a record of their own.)"""
+    gw = spooled_gateway(stack, "spool_refused")
+    q = refusals_of(gw, CREATE)
+    stopped = False
+    try:
+        refuse(stack, gw, CREATE)
+        assert wait_for(lambda: stack.psql(q) == ["1|1|1"], 30), stack.psql(q)
+        stack.devstack("pg-stop")
+        stopped = True
+        refuse(stack, gw, CREATE)
+        stack.devstack("pg-start")
+        stopped = False
+        assert wait_for(lambda: stack.psql(q) == ["2|2|2"], 60), (stack.psql(q), gw.log()[-2000:])
+        stack.devstack("pg-stop")
+        stopped = True
+        refuse(stack, gw, DISABLE)
+        stop(gw)
+        n, path, lost = spooled_line(gw)
+        assert path == gw.spool and n >= 1 and lost == 0, (n, path, lost, gw.log()[-2000:])
+        stack.devstack("pg-start")
+        stopped = False
+        mark = len(gw.log())
+        gw.start_again()
+        written = r"spool \S+: %d entr(?:y|ies) written, 0 failed; file removed" % n
+        assert wait_for(lambda: re.search(written, gw.log()[mark:]), 60), gw.log()[-2000:]
+        assert stack.psql(refusals_of(gw, DISABLE)) == ["1|1|1"]
+        assert stack.psql(q) == ["2|2|2"]
+        assert "were not written" not in gw.log()
+    finally:
+        if stopped:
+            stack.devstack("pg-start")
+        gw.close()
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)

@@ -6,11 +6,12 @@
  * writer's queue: counted; at shutdown, counts written as soon as nothing of their kind is; a
  * record that fails: carried, and at shutdown reported as left; one caller's kinds past its
  * share counted under its own name; kinds past the table's size counted together; freeing with
- * a record in flight cancels it. The same for a refusal with no administrative-record row (a
- * Reveal over its quota, a Search over the bulk threshold: the audit record alone): bounded the
- * same, told apart from a row's kind and by its confidential mark, which its counting record
- * keeps, spooled at shutdown as a record alone, and a caller's kinds past its share counted under
- * call.refused. */
+ * a record in flight cancels it; records on their own are kept (they wait out an outage, and a
+ * drain that times out leaves them to the writer's spool). The same for a refusal with no
+ * administrative-record row (a Reveal over its quota, a Search over the bulk threshold: the audit
+ * record alone): bounded the same, told apart from a row's kind and by its confidential mark,
+ * which its counting record keeps, spooled at shutdown as a record alone, and a caller's kinds
+ * past its share counted under call.refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -39,6 +40,7 @@ struct fake {
     int64_t count[MAXW];
     gw_audit_done_cb done[MAXW];
     void *arg[MAXW];
+    bool kept[MAXW]; /* written kept (no handle) */
     int cancelled;
 };
 
@@ -61,7 +63,9 @@ static int fake_write(void *ctx, const struct gw_acct_log *l, const struct gw_au
     fk.count[fk.n] = r->count;
     fk.done[fk.n] = done;
     fk.arg[fk.n] = arg;
-    *handle = &fk.done[fk.n];
+    fk.kept[fk.n] = handle == NULL;
+    if (handle != NULL)
+        *handle = &fk.done[fk.n];
     fk.n++;
     return 0;
 }
@@ -146,8 +150,10 @@ static void each_kind_alone_then_counted(void **state)
     for (int i = 0; i < 3; i++)
         refuse(rf, "courier_a", "127.0.0.1:1", "DisableAccount", "role courier: may not");
     assert_int_equal(fk.n, GW_REFUSALS_EACH + 3);
-    for (int i = 0; i < fk.n; i++)
+    for (int i = 0; i < fk.n; i++) {
         assert_int_equal(fk.count[i], -1);
+        assert_true(fk.kept[i]); /* on their own: they wait out an outage */
+    }
     gw_refusals_stats(rf, &st);
     assert_int_equal(st.recorded, GW_REFUSALS_EACH + 3);
     assert_int_equal(st.counted, 100 - GW_REFUSALS_EACH);
@@ -158,6 +164,7 @@ static void each_kind_alone_then_counted(void **state)
     assert_int_equal(fk.count[fk.n - 1], 100 - GW_REFUSALS_EACH);
     assert_string_equal(fk.detail[fk.n - 1], "role courier: may not call this method [92 such "
                                              "refusals within 1 s, counted in this record]");
+    assert_false(fk.kept[fk.n - 1]); /* a window's: carried to the next if it fails */
     fk.done[fk.n - 1](fk.arg[fk.n - 1], 0, 7, NULL);
     gw_refusals_stats(rf, &st);
     assert_int_equal(st.summaries, 1);
