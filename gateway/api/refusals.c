@@ -63,8 +63,8 @@ struct entry {
     uint32_t seen;  /* refused in this window (to GW_REFUSALS_EACH): gw_refusals_record's answer */
     bool overflow;  /* counts kinds past a table's or a caller's share: never alone */
     uint64_t pending; /* counted, in no record yet */
-    uint64_t sending; /* in the record being written */
-    void *handle;     /* that write, NULL when none */
+    uint64_t sending; /* in the record being written (0: none is) */
+    void *handle;     /* that write, NULL when none or when it is kept (not cancellable) */
 };
 
 #define MORE GW_REFUSALS_KINDS
@@ -121,6 +121,12 @@ static void audit_cancel(void *ctx, void *handle)
 {
     (void)ctx;
     gw_audit_cancel(handle);
+}
+
+static void audit_keep(void *ctx, void *handle, gw_audit_done_cb done, void *arg)
+{
+    (void)ctx;
+    gw_audit_rebind(handle, done, arg);
 }
 
 static bool audit_room(void *ctx)
@@ -325,7 +331,8 @@ static void summary_of(const struct gw_refusals *rf, const struct entry *e, stru
     r->count = (int64_t)e->pending;
 }
 
-/* Writes e's counted refusals as one record. */
+/* Writes e's counted refusals as one record: kept while the gateway stops (no later window
+ * writes it: the writer's leftover spools it if the drain ends first). */
 static void write_summary(struct gw_refusals *rf, struct entry *e)
 {
     struct gw_acct_log l;
@@ -336,7 +343,9 @@ static void write_summary(struct gw_refusals *rf, struct entry *e)
     summary_of(rf, e, &l, &r, detail, sizeof(detail));
     e->sending = e->pending;
     e->pending = 0;
-    rc = rf->sink.write(rf->sink.ctx, e->k.row ? &l : NULL, &r, summary_done, e, &e->handle);
+    e->handle = NULL;
+    rc = rf->sink.write(rf->sink.ctx, e->k.row ? &l : NULL, &r, summary_done, e,
+                        rf->flushing ? NULL : &e->handle);
     if (rc != 0) {
         e->handle = NULL;
         e->pending = e->sending;
@@ -363,11 +372,11 @@ static void end_window(struct gw_refusals *rf, bool ask_room)
 
         if (!e->used)
             continue;
-        if (e->handle == NULL && e->pending > 0 && (!ask_room || rf->sink.room(rf->sink.ctx)))
+        if (e->sending == 0 && e->pending > 0 && (!ask_room || rf->sink.room(rf->sink.ctx)))
             write_summary(rf, e);
         if (e->pending > 0)
             left = true; /* no room, in flight, or not written: the next window */
-        else if (e->handle == NULL) {
+        else if (e->sending == 0) {
             drop(e);
             continue;
         }
@@ -394,11 +403,12 @@ struct gw_refusals *gw_refusals_new(struct event_base *base, struct gw_audit *a,
 
     if (rf == NULL)
         return NULL;
-    rf->sink =
-        sink != NULL
-            ? *sink
-            : (struct gw_refusals_sink){
-                  .write = audit_write, .cancel = audit_cancel, .room = audit_room, .ctx = a};
+    rf->sink = sink != NULL ? *sink
+                            : (struct gw_refusals_sink){.write = audit_write,
+                                                        .cancel = audit_cancel,
+                                                        .room = audit_room,
+                                                        .keep = audit_keep,
+                                                        .ctx = a};
     rf->window_s = window_s > 0 ? window_s : 1;
     for (int i = 0; i <= MORE; i++)
         rf->kinds[i].owner = rf;
@@ -569,7 +579,7 @@ bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
     }
     e->pending++;
     rf->st.counted++;
-    if (rf->flushing && e->handle == NULL) /* (a call refused while stopping) */
+    if (rf->flushing && e->sending == 0) /* (a call refused while stopping) */
         write_summary(rf, e);
     return first;
 }
@@ -578,6 +588,14 @@ void gw_refusals_flush(struct gw_refusals *rf)
 {
     evtimer_del(rf->ev_window);
     rf->flushing = true; /* from here on a count is written as soon as nothing of it is */
+    for (int i = 0; i <= MORE; i++) {
+        struct entry *e = &rf->kinds[i];
+
+        if (e->handle != NULL) { /* a window's record still being written: kept from now on */
+            rf->sink.keep(rf->sink.ctx, e->handle, summary_done, e);
+            e->handle = NULL;
+        }
+    }
     end_window(rf, false);
 }
 
@@ -600,6 +618,8 @@ int gw_refusals_leftover(struct gw_refusals *rf, gw_audit_left_cb cb, void *arg,
         char detail[GW_AUDIT_TEXT_MAX];
         int rc;
 
+        if (e->used && e->sending > 0 && e->handle == NULL)
+            e->sending = 0; /* kept, in the writer: its leftover (gw_audit_leftover) holds it */
         if (!e->used || e->pending == 0)
             continue;
         summary_of(rf, e, &l, &r, detail, sizeof detail);

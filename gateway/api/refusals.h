@@ -43,13 +43,15 @@ struct gw_refusals;
 /* How an entry is written: gw_acct_log_write_cb in the gateway (l NULL: the audit record alone,
  * gw_audit_write); a seam for unit tests. handle NULL: kept (gw_audit_write_kept's: it waits out
  * an outage, and at shutdown the writer's leftover holds it), as is every record of a refusal
- * on its own; else *handle can be cancelled. room: whether refusals may take another place in
- * the writer's queue. */
+ * on its own and every count written while the gateway stops; else *handle can be cancelled.
+ * room: whether refusals may take another place in the writer's queue. keep: a write with a
+ * handle is kept from then on, done(arg) its callback (gw_audit_rebind). */
 struct gw_refusals_sink {
     int (*write)(void *ctx, const struct gw_acct_log *l, const struct gw_audit_rec *r,
                  gw_audit_done_cb done, void *arg, void **handle);
     void (*cancel)(void *ctx, void *handle);
     bool (*room)(void *ctx);
+    void (*keep)(void *ctx, void *handle, gw_audit_done_cb done, void *arg);
     void *ctx;
 };
 
@@ -72,12 +74,15 @@ bool gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
 
 /* At shutdown, before the audit writer's drain: ends the window now and writes a record for
  * every kind counted, and from then on writes each count as soon as nothing of its kind is being
- * written (queue room is not asked for). */
+ * written (queue room is not asked for). Those records, and a window's still being written,
+ * are kept: a drain that times out leaves them to the writer's leftover, which spools them. */
 void gw_refusals_flush(struct gw_refusals *r);
 /* At shutdown, after the audit writer's drain: visits, as the entry gw_acct_log_write would
  * queue (for an entry with no row: gw_audit_write_kept's, the record alone), the record of each
- * kind's counted refusals that is not in the writer (its write could not be queued), and takes them
- * out of gw_refusals_left; *n counts the refusals. Returns 0 or the first error cb returned. */
+ * kind's counted refusals that is not in the writer (its write could not be queued, or failed),
+ * and takes them out of gw_refusals_left; *n counts the refusals. The counts whose kept record is
+ * still in the writer are taken out too (the writer's leftover visits them). Returns 0 or the
+ * first error cb returned. */
 int gw_refusals_leftover(struct gw_refusals *r, gw_audit_left_cb cb, void *arg,
                          uint64_t *n) GW_MUST_CHECK;
 /* Refusals counted and not (yet) in a committed record: for the exit line; freeing logs them. */

@@ -27,15 +27,16 @@ from test_incidents import submit_to
 from test_intake import _counter, new_waybill, number_in, pii_values
 
 
-def spooled_gateway(stack, name):
+def spooled_gateway(stack, name, audit=""):
     """An ExtraGateway (a name, log and chain of this run's) with a segment cache that stays
-    fresh and a spool file of its own."""
+    fresh and a spool file of its own; audit: more lines of its [audit] section."""
     name = "%s-%s" % (name, uuid.uuid4().hex[:8])
     path = os.path.join(stack.dir, name + ".spool")
 
     def edit(text):
         text = re.sub(r"(?m)^(listen\s*=.*)$", r"\1\nsegment_refresh_ms = 600000", text, count=1)
-        return text.rstrip("\n") + "\nspool = %s\n" % path  # ends in ExtraGateway's [audit]
+        # ends in ExtraGateway's [audit]
+        return text.rstrip("\n") + "\nspool = %s\n%s" % (path, audit)
 
     gw = ExtraGateway(stack, name, edit)
     gw.spool = path
@@ -436,5 +437,51 @@ def test_an_admin_refusal_recorded_alone_in_an_outage_is_written_when_it_ends_or
     finally:
         if stopped:
             stack.devstack("pg-start")
+        gw.close()
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+
+
+def test_a_counting_record_still_queued_when_the_drain_times_out_is_spooled(stack):
+    """Refusals past the first GW_REFUSALS_EACH (8) of a kind in a window (an hour here) are
+    counted; at SIGTERM their counting record is queued behind a config.reload transaction that
+    waits on audit_record (locked EXCLUSIVE by a session the test holds), and the drain
+    ([server] drain_timeout_ms) times out with it still queued. It is spooled with the reload's
+    (none lost), and the next start, the lock released, writes it: the records of that kind add
+    up to the calls, in the 8 alone and one counting record. (Before, a counting record queued
+    at shutdown was not an entry the writer spools, nor one the refusals' leftover visits: it
+    was lost.)"""
+    from conftest import lock_holder, release_holder
+    calls, alone = 12, 8
+    gw = spooled_gateway(stack, "spool_counted", "refusal_window_s = 3600\n")
+    q = refusals_of(gw, CREATE)
+    waiting = "SELECT count(*) FROM pg_locks WHERE relation = 'audit_record'::regclass AND " \
+        "NOT granted"
+    holder = None
+    try:
+        for _ in range(calls):
+            refuse(stack, gw, CREATE)
+        assert wait_for(lambda: stack.psql(q) == ["%d|%d|%d" % (alone, alone, alone)], 30), \
+            stack.psql(q)
+        holder = lock_holder(stack, "LOCK TABLE audit_record IN EXCLUSIVE MODE")
+        reload(gw)
+        assert wait_for(lambda: count(stack, waiting) > 0, 60), "no transaction waited"
+        stop(gw)
+        n, path, lost = spooled_line(gw)
+        assert path == gw.spool and n >= 2 and lost == 0, (n, path, lost, gw.log()[-2000:])
+        # the exit line counts them as not recorded (by the database) before it says spooled
+        assert "%d counted refusal(s) not recorded" % (calls - alone) in gw.log(), gw.log()[-2000:]
+        release_holder(holder)
+        holder = None
+        assert wait_for(lambda: count(stack, waiting) == 0, 60)
+        mark = len(gw.log())
+        gw.start_again()
+        written = r"spool \S+: %d entries written, 0 failed; file removed" % n
+        assert wait_for(lambda: re.search(written, gw.log()[mark:]), 60), gw.log()[-2000:]
+        assert stack.psql(q) == ["%d|%d|%d" % (alone + 1, calls, alone)]
+        assert count(stack, "SELECT count(*) FROM audit_record WHERE chain = '%s' AND action = "
+                     "'config.reload'" % gw.chain) == 1
+    finally:
+        if holder is not None:
+            release_holder(holder)
         gw.close()
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)

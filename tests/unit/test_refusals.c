@@ -6,12 +6,13 @@
  * writer's queue: counted; at shutdown, counts written as soon as nothing of their kind is; a
  * record that fails: carried, and at shutdown reported as left; one caller's kinds past its
  * share counted under its own name; kinds past the table's size counted together; freeing with
- * a record in flight cancels it; records on their own are kept (they wait out an outage, and a
- * drain that times out leaves them to the writer's spool). The same for a refusal with no
- * administrative-record row (a Reveal over its quota, a Search over the bulk threshold: the audit
- * record alone): bounded the same, told apart from a row's kind and by its confidential mark,
- * which its counting record keeps, spooled at shutdown as a record alone, and a caller's kinds
- * past its share counted under call.refused. */
+ * a record in flight cancels it; records on their own, and the records written while stopping,
+ * are kept (they wait out an outage, and a drain that times out leaves them to the writer's
+ * spool), and a window's record still in flight at shutdown is kept from then on. The same for a
+ * refusal with no administrative-record row (a Reveal over its quota, a Search over the bulk
+ * threshold: the audit record alone): bounded the same, told apart from a row's kind and by its
+ * confidential mark, which its counting record keeps, spooled at shutdown as a record alone, and
+ * a caller's kinds past its share counted under call.refused. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -40,7 +41,7 @@ struct fake {
     int64_t count[MAXW];
     gw_audit_done_cb done[MAXW];
     void *arg[MAXW];
-    bool kept[MAXW]; /* written kept (no handle) */
+    bool kept[MAXW]; /* written kept (no handle), or kept later (fake_keep) */
     int cancelled;
 };
 
@@ -83,7 +84,19 @@ static bool fake_room(void *ctx)
     return fk.room;
 }
 
-static const struct gw_refusals_sink sink = {fake_write, fake_cancel, fake_room, NULL};
+static void fake_keep(void *ctx, void *handle, gw_audit_done_cb done, void *arg)
+{
+    ptrdiff_t i = (gw_audit_done_cb *)handle - fk.done;
+
+    (void)ctx;
+    assert_true(i >= 0 && i < fk.n);
+    assert_false(fk.kept[i]);
+    fk.kept[i] = true;
+    fk.done[i] = done;
+    fk.arg[i] = arg;
+}
+
+static const struct gw_refusals_sink sink = {fake_write, fake_cancel, fake_room, fake_keep, NULL};
 static struct event_base *base;
 
 static int setup(void **state)
@@ -232,6 +245,7 @@ static void no_room_counts_and_shutdown_writes(void **state)
     gw_refusals_flush(rf);
     assert_int_equal(fk.n, 1);
     assert_int_equal(fk.count[0], 5);
+    assert_true(fk.kept[0]);
     refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
     refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
     assert_int_equal(fk.n, 1); /* its kind's record is being written */
@@ -242,9 +256,10 @@ static void no_room_counts_and_shutdown_writes(void **state)
     refuse(rf, "dev9", "127.0.0.1:1", "CreateAccount", "no"); /* a new kind while stopping */
     assert_int_equal(fk.n, 3);
     assert_int_equal(fk.count[2], 1);
+    assert_true(fk.kept[1] && fk.kept[2]);
     assert_int_equal(gw_refusals_left(rf), 3);
-    gw_refusals_free(rf); /* the records in flight: cancelled, their callbacks never run */
-    assert_int_equal(fk.cancelled, 2);
+    gw_refusals_free(rf); /* the records in flight are kept: the writer's, not cancelled */
+    assert_int_equal(fk.cancelled, 0);
 }
 
 /* A record that fails, or cannot be queued, is carried into the next window: nothing dropped;
@@ -455,6 +470,42 @@ static int spool_cb(void *arg, const struct gw_audit_left *e)
     return 0;
 }
 
+/* At shutdown a window's record still in flight is kept from then on, and so is the record of
+ * what was counted meanwhile, written once it is done; a drain that ends with them still in the
+ * writer leaves them to its leftover (the spool): the refusals' own leftover visits neither and
+ * counts them no longer left. */
+static void shutdown_records_kept_for_the_spool(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 1);
+    struct spooled sp = {0};
+    uint64_t n = 0;
+    int s1;
+
+    (void)state;
+    for (int i = 0; i < GW_REFUSALS_EACH + 2; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    window_ends();
+    s1 = fk.n - 1; /* the record of 2, in flight, not kept */
+    assert_int_equal(fk.count[s1], 2);
+    assert_false(fk.kept[s1]);
+    for (int i = 0; i < GW_REFUSALS_EACH + 3; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    gw_refusals_flush(rf);
+    assert_true(fk.kept[s1]);                          /* kept from now on */
+    assert_int_equal(fk.n, s1 + 1 + GW_REFUSALS_EACH); /* the 3 wait for it */
+    fk.done[s1](fk.arg[s1], 0, 1, NULL);
+    assert_int_equal(fk.n, s1 + 2 + GW_REFUSALS_EACH);
+    assert_int_equal(fk.count[fk.n - 1], 3);
+    assert_true(fk.kept[fk.n - 1]);
+    assert_int_equal(gw_refusals_left(rf), 3);
+    /* the drain timed out with it queued: the writer spools it, not the refusals' leftover */
+    assert_int_equal(gw_refusals_leftover(rf, spool_cb, &sp, &n), 0);
+    assert_int_equal(sp.n, 0);
+    assert_int_equal(gw_refusals_left(rf), 0);
+    gw_refusals_free(rf);
+    assert_int_equal(fk.cancelled, 0);
+}
+
 /* A row-less kind's count the writer did not take is spooled as its record alone (no
  * statement), confidential as its refusals were; refusals counted for want of room are still
  * answered as the first of their kind; a caller's row-less kinds past its share are counted
@@ -507,6 +558,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(kinds_past_the_table, setup, teardown),
         cmocka_unit_test_setup_teardown(audit_only_refusals_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(audit_only_spooled_and_shared, setup, teardown),
+        cmocka_unit_test_setup_teardown(shutdown_records_kept_for_the_spool, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
