@@ -16,8 +16,9 @@
 #include "policy.h"
 
 /* The text fields of an entry, in one order: l's (all NULL for an entry with no row), then
- * rec's. The peer (both) is the only field not compared: a caller's every connection has its own
- * port. */
+ * rec's. Not compared: the peer (both), since a caller's every connection has its own port, and
+ * the purpose and legal basis, the caller's own free text (a Reveal's reason), which would let
+ * a caller make a new kind of every refusal by rewording it. */
 enum {
     F_L_ACTOR,
     F_L_ROLE,
@@ -62,9 +63,11 @@ struct entry {
     uint32_t alone; /* recorded on their own in this window */
     uint32_t seen;  /* refused in this window (to GW_REFUSALS_EACH): gw_refusals_record's answer */
     bool overflow;  /* counts kinds past a table's or a caller's share: never alone */
-    uint64_t pending; /* counted, in no record yet */
-    uint64_t sending; /* in the record being written (0: none is) */
-    void *handle;     /* that write, NULL when none or when it is kept (not cancellable) */
+    bool mixed;         /* one counted in pending gave another purpose or legal basis than k's */
+    bool sending_mixed; /* mixed, for those in sending */
+    uint64_t pending;   /* counted, in no record yet */
+    uint64_t sending;   /* in the record being written (0: none is) */
+    void *handle;       /* that write, NULL when none or when it is kept (not cancellable) */
 };
 
 #define MORE GW_REFUSALS_KINDS
@@ -160,7 +163,7 @@ static void kind_of(const struct gw_acct_log *l, const struct gw_audit_rec *r, s
 
 static bool compared(int i)
 {
-    return i != F_L_PEER && i != F_R_PEER;
+    return i != F_L_PEER && i != F_R_PEER && i != F_R_PURPOSE && i != F_R_LEGAL;
 }
 
 /* FNV-1a over the flags and the compared fields, each with its presence and its terminator. */
@@ -220,6 +223,7 @@ static bool take(struct entry *e, uint64_t h, const struct kind *k)
     e->k.confidential = k->confidential;
     e->hash = h;
     e->used = true;
+    e->mixed = e->sending_mixed = false;
     e->alone = 0;
     e->seen = 0;
     e->pending = 0;
@@ -237,7 +241,8 @@ static void drop(struct entry *e)
 }
 
 /* The entry's row (all NULL when it has none) and record, from its fields; count < 0:
- * absent. */
+ * absent; the purpose and legal basis absent when the refusals it counts did not all give the
+ * kind's. */
 static void rebuild(const struct entry *e, struct gw_acct_log *l, struct gw_audit_rec *r)
 {
     const char *const *f = e->k.f;
@@ -259,8 +264,8 @@ static void rebuild(const struct entry *e, struct gw_acct_log *l, struct gw_audi
                                .action = f[F_R_ACTION],
                                .object = f[F_R_OBJECT],
                                .count = -1,
-                               .purpose = f[F_R_PURPOSE],
-                               .legal_basis = f[F_R_LEGAL],
+                               .purpose = e->mixed ? NULL : f[F_R_PURPOSE],
+                               .legal_basis = e->mixed ? NULL : f[F_R_LEGAL],
                                .approval = f[F_R_APPROVAL],
                                .outcome = f[F_R_OUTCOME],
                                .detail = f[F_R_DETAIL]};
@@ -297,6 +302,7 @@ static void summary_done(void *arg, int err, int64_t seq, const struct gw_db_res
     e->handle = NULL;
     if (err != 0) {
         e->pending += e->sending;
+        e->mixed |= e->sending_mixed;
         rf->st.carried += e->sending;
         e->sending = 0;
         if (rf->flushing) /* no later window: said at exit (gw_refusals_left) */
@@ -343,12 +349,15 @@ static void write_summary(struct gw_refusals *rf, struct entry *e)
     summary_of(rf, e, &l, &r, detail, sizeof(detail));
     e->sending = e->pending;
     e->pending = 0;
+    e->sending_mixed = e->mixed;
+    e->mixed = false;
     e->handle = NULL;
     rc = rf->sink.write(rf->sink.ctx, e->k.row ? &l : NULL, &r, summary_done, e,
                         rf->flushing ? NULL : &e->handle);
     if (rc != 0) {
         e->handle = NULL;
         e->pending = e->sending;
+        e->mixed = e->sending_mixed;
         e->sending = 0;
         rf->st.carried += e->pending;
         if (rf->flushing)
@@ -578,6 +587,10 @@ bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
         }
     }
     e->pending++;
+    /* the purpose and legal basis of the kind's first refusal name its counted ones only while
+     * each gave the same (each recorded on its own carries its own) */
+    if (!same(e->k.f[F_R_PURPOSE], rec->purpose) || !same(e->k.f[F_R_LEGAL], rec->legal_basis))
+        e->mixed = true;
     rf->st.counted++;
     if (rf->flushing && e->sending == 0) /* (a call refused while stopping) */
         write_summary(rf, e);
@@ -630,6 +643,7 @@ int gw_refusals_leftover(struct gw_refusals *rf, gw_audit_left_cb cb, void *arg,
             return rc;
         *n += e->pending;
         e->pending = 0; /* spooled: no longer left */
+        e->mixed = false;
     }
     return 0;
 }

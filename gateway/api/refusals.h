@@ -3,23 +3,25 @@
  * Every refused Admin call (identity, policy or handler refusal, a failed login: an
  * administrative-record row and its audit record) and every refusal a handler records through
  * gw_api_record_refusal (a Reveal over its quota, a Search over the bulk threshold: the audit
- * record alone) is recorded, but a caller repeating one refusal cannot grow the append-only
- * audit trail, or fill the audit writer's queue, at its own pace: within a window (`[audit]
+ * record alone) is recorded, but a caller repeating one refusal cannot grow the append-only audit
+ * trail, or fill the audit writer's queue, at its own pace: within a window (`[audit]
  * refusal_window_s`) the first GW_REFUSALS_EACH refusals of a kind (same caller: account and
- * certificate; same method, action, object, purpose, outcome and message; a row or none; as
- * confidential) are recorded on their own, and the rest of that window's
- * are counted and recorded as one record (`count` = how many, the message followed by how many
- * and over how long) when the window ends. Refusal records never take more than half of the
+ * certificate; same method, action, object, outcome and message; a row or none; as confidential;
+ * not the purpose nor the legal basis, the caller's own free text such as a Reveal's reason, so
+ * that rewording it makes no new kind) are recorded on their own, and the rest of that window's are
+ * counted and recorded as one record (`count` = how many, the message followed by how many and over
+ * how long; the purpose and legal basis of the kind's first refusal, or none when its refusals did
+ * not all give the same) when the window ends. Refusal records never take more than half of the
  * writer's queue ([audit] queue_max, gw_audit_stats): past that they are counted too, so that a
  * flood of refusals never makes an audited action fail. Nothing is dropped: a refusal recorded
  * on its own waits out an outage of the database (and a stop, spooled), a count whose record
  * could not be written is carried into the next window, and gw_refusals_flush writes what is
  * counted at shutdown. At most GW_REFUSALS_KINDS kinds are told apart per window; the refusals of
- * further kinds are counted under one record of their own ("refusals of more kinds than are told
- * apart", action admin.refused, with a row); a caller's kinds past its share
- * (GW_REFUSALS_PER_CALLER) under one of the caller's (action admin.refused with a row for Admin
- * refusals, call.refused without one for the others). A counting record is confidential when a
- * refusal it counts was.
+ * further kinds are counted under one record of their own
+ * ("refusals of more kinds than are told apart", action admin.refused, with a row); a caller's
+ * kinds past its share (GW_REFUSALS_PER_CALLER) under one of the caller's (action admin.refused
+ * with a row for Admin refusals, call.refused without one for the others). A counting record is
+ * confidential when a refusal it counts was.
  *
  * Invariant: an entry's strings live in its own block, wiped when freed (no PII: messages name
  * fields and rules, never values). */

@@ -12,7 +12,8 @@
  * refusal with no administrative-record row (a Reveal over its quota, a Search over the bulk
  * threshold: the audit record alone): bounded the same, told apart from a row's kind and by its
  * confidential mark, which its counting record keeps, spooled at shutdown as a record alone, and
- * a caller's kinds past its share counted under call.refused. */
+ * a caller's kinds past its share counted under call.refused; a reworded reason (the purpose: the
+ * caller's free text) makes no new kind. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -36,8 +37,9 @@ struct fake {
     char detail[MAXW][256]; /* their records' details */
     char actor[MAXW][64];
     char action[MAXW][32];
-    bool row[MAXW];  /* given an administrative-record row */
-    bool conf[MAXW]; /* the record marked confidential */
+    char purpose[MAXW][64]; /* "-": absent */
+    bool row[MAXW];         /* given an administrative-record row */
+    bool conf[MAXW];        /* the record marked confidential */
     int64_t count[MAXW];
     gw_audit_done_cb done[MAXW];
     void *arg[MAXW];
@@ -59,6 +61,7 @@ static int fake_write(void *ctx, const struct gw_acct_log *l, const struct gw_au
     snprintf(fk.detail[fk.n], sizeof(fk.detail[0]), "%s", r->detail);
     snprintf(fk.actor[fk.n], sizeof(fk.actor[0]), "%s", r->actor);
     snprintf(fk.action[fk.n], sizeof(fk.action[0]), "%s", r->action);
+    snprintf(fk.purpose[fk.n], sizeof(fk.purpose[0]), "%s", r->purpose != NULL ? r->purpose : "-");
     fk.row[fk.n] = l != NULL;
     fk.conf[fk.n] = r->confidential;
     fk.count[fk.n] = r->count;
@@ -448,6 +451,53 @@ static void audit_only_refusals_bounded(void **state)
     gw_refusals_free(rf);
 }
 
+/* A Reveal's reason is the caller's free text: rewording it makes no new kind. 100 over-quota
+ * Reveals of one object, each with another reason: the first GW_REFUSALS_EACH on their own (the
+ * caller told so: true), each with its own reason, the rest counted into one record that names
+ * no reason (they differ); with one reason throughout, the counting record names it. */
+static void reworded_reason_same_kind(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 1);
+    struct gw_refusals_stats st;
+    int first = 0;
+
+    (void)state;
+    assert_non_null(rf);
+    for (int i = 0; i < 100; i++) {
+        struct gw_audit_rec r = call_rec("courier_d", "w3/recipient.phone", false);
+        char reason[32];
+
+        snprintf(reason, sizeof(reason), "reason %d", i);
+        r.purpose = reason;
+        first += gw_refusals_record(rf, NULL, &r);
+    }
+    assert_int_equal(first, GW_REFUSALS_EACH);
+    gw_refusals_stats(rf, &st);
+    assert_int_equal(st.kinds, 1);
+    assert_int_equal(st.recorded, GW_REFUSALS_EACH);
+    assert_int_equal(st.counted, 100 - GW_REFUSALS_EACH);
+    assert_int_equal(fk.n, GW_REFUSALS_EACH);
+    assert_string_equal(fk.purpose[0], "reason 0");
+    assert_string_equal(fk.purpose[GW_REFUSALS_EACH - 1], "reason 7");
+    window_ends();
+    assert_int_equal(fk.n, GW_REFUSALS_EACH + 1);
+    assert_int_equal(fk.count[fk.n - 1], 100 - GW_REFUSALS_EACH);
+    assert_string_equal(fk.action[fk.n - 1], "reveal");
+    assert_string_equal(fk.purpose[fk.n - 1], "-");
+    fk.done[fk.n - 1](fk.arg[fk.n - 1], 0, 1, NULL);
+    /* one reason throughout: the counting record names it */
+    for (int i = 0; i < 20; i++)
+        first += refuse_call(rf, "courier_d", "w4/recipient.phone", false);
+    assert_int_equal(first, 2 * GW_REFUSALS_EACH);
+    window_ends();
+    assert_int_equal(fk.n, 2 * GW_REFUSALS_EACH + 2);
+    assert_int_equal(fk.count[fk.n - 1], 20 - GW_REFUSALS_EACH);
+    assert_string_equal(fk.purpose[fk.n - 1], "customer asked for delivery");
+    fk.done[fk.n - 1](fk.arg[fk.n - 1], 0, 2, NULL);
+    assert_int_equal(gw_refusals_left(rf), 0);
+    gw_refusals_free(rf);
+}
+
 /* What the spool is handed at shutdown. */
 struct spooled {
     int n;
@@ -559,6 +609,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(audit_only_refusals_bounded, setup, teardown),
         cmocka_unit_test_setup_teardown(audit_only_spooled_and_shared, setup, teardown),
         cmocka_unit_test_setup_teardown(shutdown_records_kept_for_the_spool, setup, teardown),
+        cmocka_unit_test_setup_teardown(reworded_reason_same_kind, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
