@@ -3,7 +3,9 @@
  * call: gw_api_bulk_start), so that the approver reads what it decides before ApproveBulk. A
  * request is written once (the gateway's role cannot change its selector or key, sql/040), so
  * what is shown is what a run acts on. Read with the load ApproveBulk and RunBulk decide by
- * (gw_store_bulk_load): an id that names no request is the same NOT_FOUND as theirs.
+ * (gw_store_bulk_load): an id that names no request is the same NOT_FOUND as theirs, and the
+ * same refused record ("no such request"), bounded as every refusal a handler records
+ * (gw_api_record_refusal, refusals.h).
  * Invariant: nothing is sent before the view's bulk.view record committed (fail closed); once
  * queued, that record is written whether or not the caller stays (gw_audit_rebind). */
 #include <stdio.h>
@@ -185,10 +187,17 @@ static void loaded_cb(void *arg, int err, const struct gw_bulk_row *row)
         err = view_of(v, row);
     if (err != 0) {
         gw_call_set_cancel(call, NULL, NULL);
-        if (err == GW_ENOTFOUND) /* ApproveBulk's and RunBulk's words for an unknown id */
+        if (err == GW_ENOTFOUND) { /* ApproveBulk's and RunBulk's words for an unknown id */
+            /* and their refused record (the refusals' bound: a caller asking id after id cannot
+             * grow the trail at its pace), written whether or not the caller stays */
+            gw_api_bulk_rec(call, &rec, "bulk.view", v->id, "refused");
+            rec.approval = v->id;
+            rec.detail = "no such request";
+            (void)gw_api_record_refusal(call, &rec); /* (no incident to bound) */
             gw_call_fail(call, GW_ENOTFOUND, "request_id", GW_RULE_NONE);
-        else
+        } else {
             gw_api_read_failed_bulk(call, err);
+        }
         return;
     }
     /* who saw which request in which state: the operation, the key it showed (rcpt=, as the

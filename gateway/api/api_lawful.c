@@ -550,8 +550,11 @@ void gw_api_lawful_decide(struct gw_call *call, const uint8_t *req, size_t len)
 /* A case shown to a decider (or a requester) before a decision: read as the decision's question
  * reads it (gw_store_lawful_load, the same scope and expiry), answered only once its confidential
  * lawful.view record committed; once queued, that record is written whether or not the caller
- * stays (gw_audit_rebind). Confidential as the other lawful calls (methods.c): the one line a
- * failure writes is the neutral one. */
+ * stays (gw_audit_rebind). An id that names no case, or another officer's case asked by a
+ * lawful_access account, is answered NOT_FOUND alike and recorded alike, a confidential refused
+ * lawful.view ("no such case"), bounded as every refusal a handler records (refusals.h).
+ * Confidential as the other lawful calls (methods.c): the one line a failure writes is the
+ * neutral one. */
 struct lview {
     struct gw_call *call;
     struct gw_store_lawful_req *sreq;
@@ -656,11 +659,20 @@ static void case_loaded_cb(void *arg, int err, const struct gw_store_lawful_row 
         err = view_of(v, row);
     if (err != 0) {
         gw_call_set_cancel(call, NULL, NULL);
-        if (err == GW_ENOTFOUND) /* DecideLawfulAccess's words for an unknown id (refused_by) */
+        if (err == GW_ENOTFOUND) { /* DecideLawfulAccess's words for an unknown id (refused_by) */
+            /* a refused lawful.view, the same record for no case and another officer's (nothing
+             * of the row in it), bounded as every refusal a handler records */
+            gw_api_compliance_rec(call, &rec, "lawful.view", "refused");
+            rec.object = v->case_id;
+            rec.approval = v->case_id;
+            rec.detail = "no such case";
+            rec.confidential = true;
+            (void)gw_api_record_refusal(call, &rec); /* (no incident to bound) */
             gw_call_fail(call, GW_ENOTFOUND, "case_id", GW_RULE_CASE_UNKNOWN);
-        else
+        } else {
             gw_call_fail(call, err, NULL,
                          err == GW_EUNAVAIL ? GW_RULE_DB_UNAVAILABLE : GW_RULE_NONE);
+        }
         return;
     }
     /* who saw which case in which state (the case's references, as lawful.request names them) */

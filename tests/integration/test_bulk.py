@@ -536,8 +536,11 @@ def test_the_approver_sees_what_was_requested(stack, people, records):
 
 def test_a_view_of_an_unknown_id_is_refused_as_a_decision_is(stack, people):
     """GetBulk reads a request by the load ApproveBulk and RunBulk decide by: an id that names no
-    request is NOT_FOUND in their words, one that is no UUID INVALID_ARGUMENT in theirs; neither
-    shows anything, so neither leaves a bulk.view record."""
+    request is NOT_FOUND in their words, one that is no UUID INVALID_ARGUMENT in theirs. The
+    unknown id leaves a refused bulk.view record as theirs leave a refused bulk.approve and
+    bulk.run ("no such request", the id as object and approval), so that an insider trying ids
+    with GetBulk is in the trail (an attacker's probe found it was not); the malformed ones
+    reach no request and leave none."""
     unknown = str(uuid.uuid4())
     got = refusal(lambda: view(people, unknown))
     assert got[0] == grpc.StatusCode.NOT_FOUND and got[1].startswith("request_id:"), got
@@ -547,7 +550,16 @@ def test_a_view_of_an_unknown_id_is_refused_as_a_decision_is(stack, people):
     assert bad[0] == grpc.StatusCode.INVALID_ARGUMENT
     assert bad == refusal(lambda: approve(people, "not-a-uuid"))
     assert refusal(lambda: view(people, ""))[1] == "request_id: is required"
-    assert view_rows(stack, unknown) == []
+    # recorded without holding the answer (the refusals' bound, refusals.h): waited for
+    them = stack.account(APPROVER)[0]
+    want = ["refused|%s|security_admin||%s|no such request||" % (them, unknown)]
+    assert wait_for(lambda: view_rows(stack, unknown) == want, 30), view_rows(stack, unknown)
+    assert stack.psql("SELECT action, outcome, detail FROM audit_record WHERE object = '%s' "
+                      "ORDER BY action" % unknown) == [
+        "bulk.approve|refused|no such request", "bulk.run|refused|no such request",
+        "bulk.view|refused|no such request"]
+    assert stack.psql("SELECT count(*) FROM audit_record WHERE action = 'bulk.view' AND "
+                      "object IN ('not-a-uuid', '')") == ["0"]
 
 
 def test_a_view_whose_caller_went_away_is_recorded_all_the_same(stack, people, records):

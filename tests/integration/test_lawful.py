@@ -575,8 +575,11 @@ def test_the_decider_sees_the_case_requested(stack, lawful, waybills):
 
 def test_a_view_of_an_unknown_case_is_refused_as_a_decision_is(stack, lawful):
     """GetLawfulCase reads a case as DecideLawfulAccess's question does: an id that names no case
-    is NOT_FOUND in the decision's words, one that is no UUID INVALID_ARGUMENT in its words;
-    neither shows anything, so neither leaves a lawful.view record."""
+    is NOT_FOUND in the decision's words, one that is no UUID INVALID_ARGUMENT in its words.
+    The unknown id leaves a confidential refused lawful.view record ("no such case", the id as
+    object and approval), as a refused bulk decision or run does, so that ids tried one after
+    another are in the trail (an attacker's probe found they were not); the malformed ones reach
+    no case and leave none."""
     unknown = str(uuid.uuid4())
     got = refusal(lambda: lawful.view(unknown))
     assert got == (grpc.StatusCode.NOT_FOUND, "case_id: no such lawful-access case")
@@ -588,22 +591,47 @@ def test_a_view_of_an_unknown_case_is_refused_as_a_decision_is(stack, lawful):
     assert bad == refusal(lambda: lawful.decide("not-a-uuid"))
     assert refusal(lambda: lawful.view("")) == (grpc.StatusCode.INVALID_ARGUMENT,
                                                 "case_id: is required")
-    assert view_rows(stack, unknown) == []
+    # recorded without holding the answer (the refusals' bound, refusals.h): waited for
+    sec, me = stack.account("secadmin")[0], stack.account("lawful")[0]
+    want = ["refused|%s|security_admin||no such case|||t" % sec,
+            "refused|%s|lawful_access||no such case|||t" % me]
+    assert wait_for(lambda: sorted(view_rows(stack, unknown)) == sorted(want), 30), \
+        view_rows(stack, unknown)
+    assert records(stack, unknown, "lawful.view") == [
+        ("lawful.view", "refused", unknown, "t")] * 2
+    assert stack.psql("SELECT count(*) FROM audit_record WHERE action = 'lawful.view' AND "
+                      "object IN ('not-a-uuid', '')") == ["0"]
 
 
 def test_an_officer_sees_its_own_cases_only(stack, lawful, waybills):
     """A lawful_access account may view the cases it requested, not another officer's (another
     agency's case, its references and officer): another's id is answered as an id that names no
-    case, and nothing is recorded; the security admin sees both."""
+    case, and recorded as one: the same confidential refused lawful.view record ("no such case",
+    nothing of the case in it), so that neither the answer nor the record tells the officer's
+    probe of a real case from one of no case, and the probe is in the trail all the same (an
+    attacker's probe found it was not); the security admin sees both."""
     admin = Admin(stack)
     name, md = sock_puppet(stack, admin, "lawful_access", lawful.lawful_via)
+    me = stack.account("lawful")[0]
+    unknown = str(uuid.uuid4())
     try:
         theirs = lawful.request([waybills[0][0].waybill_no], md=md)
         mine = lawful.request([waybills[1][0].waybill_no])
-        assert refusal(lambda: lawful.view(theirs.case_id, md=lawful.lawful_md,
-                                           via=lawful.lawful_via)) == (
-            grpc.StatusCode.NOT_FOUND, "case_id: no such lawful-access case")
-        assert view_rows(stack, theirs.case_id) == []
+        answer = refusal(lambda: lawful.view(theirs.case_id, md=lawful.lawful_md,
+                                             via=lawful.lawful_via))
+        assert answer == (grpc.StatusCode.NOT_FOUND, "case_id: no such lawful-access case")
+        assert answer == refusal(lambda: lawful.view(unknown, md=lawful.lawful_md,
+                                                     via=lawful.lawful_via))
+        # recorded without holding the answer (the refusals' bound, refusals.h): waited for
+        want = ["refused|%s|lawful_access||no such case|||t" % me]
+        assert wait_for(lambda: view_rows(stack, theirs.case_id) == want, 30), \
+            view_rows(stack, theirs.case_id)
+        assert wait_for(lambda: view_rows(stack, unknown) == want, 30), view_rows(stack, unknown)
+        # the two records alike but for the id each names
+        same = ("SELECT role, count, approval = object, detail, purpose, legal_basis, "
+                "confidential, branch FROM audit_record WHERE action = 'lawful.view' AND "
+                "object = '%s'")
+        assert stack.psql(same % theirs.case_id) == stack.psql(same % unknown)
         assert lawful.view(theirs.case_id, md=md, via=lawful.lawful_via).requester == name
         assert lawful.view(mine.case_id, md=lawful.lawful_md, via=lawful.lawful_via).case_id == \
             mine.case_id
