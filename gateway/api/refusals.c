@@ -63,7 +63,7 @@ struct entry {
     uint32_t alone; /* recorded on their own in this window */
     uint32_t seen;  /* refused in this window (to GW_REFUSALS_EACH): gw_refusals_record's answer */
     bool overflow;  /* counts kinds past a table's or a caller's share: never alone */
-    bool mixed;         /* one counted in pending gave another purpose or legal basis than k's */
+    bool mixed;     /* one counted in pending gave another purpose or legal basis than k's */
     bool sending_mixed; /* mixed, for those in sending */
     uint64_t pending;   /* counted, in no record yet */
     uint64_t sending;   /* in the record being written (0: none is) */
