@@ -678,6 +678,7 @@ void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out)
     out->queued = a->nqueued;
     out->queue_max = a->queue_max;
     out->ready = a->ready;
+    out->down = a->down;
 }
 
 const char *gw_audit_chain(const struct gw_audit *a)
@@ -906,6 +907,11 @@ static void recover(struct gw_audit *a)
     err = gw_db_exec(a->db, st, 9, GW_DB_TXN | GW_DB_RESERVED, setup_cb, a, &a->setup);
     if (err != 0) {
         a->setup = NULL;
+        if (!a->down) /* said once an outage (setup_cb says why a recovery that ran failed) */
+            GW_LOG(GW_LOG_WARN, "audit", NULL,
+                   "chain %s: head not recovered (%s): no database connection; retrying; "
+                   "audited actions fail UNAVAILABLE meanwhile, records of what was done wait",
+                   a->chain, gw_err_str(err));
         a->down = true;
         schedule_retry(a);
     }

@@ -178,6 +178,8 @@ struct gw_audit_stats {
     uint32_t queued;       /* entries waiting now */
     uint32_t queue_max;    /* entries that may wait (gw_audit_config's queue_max) */
     bool ready;            /* head recovered */
+    bool down;             /* its last recovery could not reach the database: only kept entries
+                            * are queued, and they wait for it */
 };
 void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out);
 const char *gw_audit_chain(const struct gw_audit *a);

@@ -441,6 +441,38 @@ def test_an_admin_refusal_recorded_alone_in_an_outage_is_written_when_it_ends_or
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
 
 
+def test_refusals_in_an_outage_the_writer_knows_of_are_counted_not_queued(stack):
+    """Once the audit writer knows PostgreSQL is away (its recovery failed, logged), a refusal
+    takes no place in its queue: it is counted, and its count written when the database is back
+    (here at the stop: the window is an hour). Only the refusal the writer learnt of the outage by
+    waits there on its own. (Before, each of the first GW_REFUSALS_EACH refusals of a kind, and
+    as many more each window, was queued on its own to wait for the database, filling the half of
+    the queue that the records of actions already done need.)"""
+    gw = spooled_gateway(stack, "spool_down", "refusal_window_s = 3600\n")
+    q = refusals_of(gw, CREATE)
+    stopped = False
+    try:
+        refuse(stack, gw, CREATE)  # the database up: the gateway knows courier_a's certificate
+        assert wait_for(lambda: stack.psql(q) == ["1|1|1"], 30), stack.psql(q)
+        stack.devstack("pg-stop")
+        stopped = True
+        refuse(stack, gw, CREATE)  # queued on its own: the writer does not know yet
+        assert wait_for(lambda: "head not recovered" in gw.log(), 60), gw.log()[-2000:]
+        for _ in range(5):
+            refuse(stack, gw, CREATE)
+        stack.devstack("pg-start")
+        stopped = False
+        assert wait_for(lambda: stack.psql(q) == ["2|2|2"], 60), (stack.psql(q), gw.log()[-2000:])
+        stop(gw)
+        assert "0 counted refusal(s) not recorded" in gw.log(), gw.log()[-2000:]
+        assert stack.psql(q) == ["3|7|2"], stack.psql(q)  # 2 alone, 5 in one counting record
+    finally:
+        if stopped:
+            stack.devstack("pg-start")
+        gw.close()
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+
+
 def test_a_counting_record_still_queued_when_the_drain_times_out_is_spooled(stack):
     """Refusals past the first GW_REFUSALS_EACH (8) of a kind in a window (an hour here) are
     counted; at SIGTERM their counting record is queued behind a config.reload transaction that
