@@ -12,6 +12,7 @@
 #include <event2/event.h>
 
 #include "alloc.h"
+#include "clock.h"
 #include "config.h"
 #include "db_int.h"
 #include "log.h"
@@ -35,23 +36,50 @@ static bool holds_slow(const struct conn *c)
     return false;
 }
 
-/* The request at the head of c's pipeline was sent after the one at the head of d's: c is
- * moving, or has been waiting less long (a connection with nothing in flight counts as newest). */
-static bool head_newer(const struct conn *c, const struct conn *d)
-{
-    const struct gw_db_req *hc = TAILQ_FIRST(&c->inflight), *hd = TAILQ_FIRST(&d->inflight);
+/* A request in flight this long at the head of a connection's pipeline is taken to wait (on a
+ * lock: an operator's LOCK TABLE, a row another transaction holds), and the connection to be held
+ * up with it: no statement of the gateway's own runs this long unless the database is overloaded,
+ * when every connection is. */
+#define DB_STALL_MS 1000u
 
-    return hd != NULL && (hc == NULL || hc->sent > hd->sent);
+/* How long c's oldest request has been in flight (0: none is). */
+static uint64_t head_age(const struct conn *c, uint64_t now)
+{
+    const struct gw_db_req *h = TAILQ_FIRST(&c->inflight);
+
+    return h != NULL && now > h->sent_ms ? now - h->sent_ms : 0;
 }
 
-/* The least busy connection with room for a request, never one running a slow request; for a
- * slow request, one with no caller's request in flight. Between two as busy, the one whose
- * oldest request in flight is the newer: a statement waiting on a lock (an operator's LOCK TABLE,
- * a row another transaction holds) holds up everything pipelined behind it, so a request goes
- * behind it only when every other connection is busier. NULL when there is none. */
+/* c's oldest request in flight was sent after best's (a connection with none counts as newest). */
+static bool head_newer(const struct conn *c, const struct conn *best)
+{
+    const struct gw_db_req *hc = TAILQ_FIRST(&c->inflight), *hb = TAILQ_FIRST(&best->inflight);
+
+    return hb != NULL && (hc == NULL || hc->sent > hb->sent);
+}
+
+/* c is a better place than best for the next request: not held up when best is; else the fewer
+ * callers' requests in flight; else, as busy, the newer oldest request (what is pipelined behind
+ * a request waits for it). */
+static bool better(const struct conn *c, const struct conn *best, uint64_t now)
+{
+    bool cs = head_age(c, now) >= DB_STALL_MS, bs = head_age(best, now) >= DB_STALL_MS;
+
+    if (cs != bs)
+        return bs;
+    if (callers_inflight(c) != callers_inflight(best))
+        return callers_inflight(c) < callers_inflight(best);
+    return head_newer(c, best);
+}
+
+/* The best connection with room for a request (better), never one running a slow request; for
+ * a slow request, one with no caller's request in flight. So a request goes behind one that has
+ * waited DB_STALL_MS only when every connection is held up (or full), and behind an older one
+ * only when the others are busier. NULL when there is none. */
 static struct conn *pick_conn(struct gw_db *db, bool slow)
 {
     struct conn *best = NULL;
+    uint64_t now = gw_clock_ms();
     unsigned i;
 
     for (i = 0; i < db->pool_size; i++) {
@@ -59,8 +87,7 @@ static struct conn *pick_conn(struct gw_db *db, bool slow)
         if (c->state != CONN_READY || !c->pinned || callers_inflight(c) >= db->depth ||
             (slow && callers_inflight(c) > 0) || holds_slow(c))
             continue;
-        if (best == NULL || callers_inflight(c) < callers_inflight(best) ||
-            (callers_inflight(c) == callers_inflight(best) && head_newer(c, best)))
+        if (best == NULL || better(c, best, now))
             best = c;
     }
     return best;

@@ -448,6 +448,7 @@ int gw_db_conn_send(struct conn *c, struct gw_db_req *r)
     r->conn = c;
     r->queued = false;
     r->sent = ++c->db->nsent;
+    r->sent_ms = gw_clock_ms();
     TAILQ_INSERT_TAIL(&c->inflight, r, link);
     c->ninflight++;
     c->ninternal += r->internal;

@@ -50,9 +50,10 @@ struct gw_db_req {
     void *arg;
     bool queued;
     bool cancelled;
-    bool internal; /* the connection's own (a prepare, the isolation level): no caller waits */
-    bool slow;     /* GW_DB_SLOW: runs alone on its connection */
-    uint64_t sent; /* the pool's count of requests sent when it was sent: its age in the pipeline */
+    bool internal;    /* the connection's own (a prepare, the isolation level): no caller waits */
+    bool slow;        /* GW_DB_SLOW: runs alone on its connection */
+    uint64_t sent;    /* the pool's count of requests sent when it was sent (its order) */
+    uint64_t sent_ms; /* when it was sent (gw_clock_ms): its age in the pipeline */
     /* the count it is charged to (db_owner.c), NULL when none or once given back */
     struct db_owner *owner;
     int nstmts;

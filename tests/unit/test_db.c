@@ -689,6 +689,52 @@ static void test_request_not_behind_the_older_wait(void **state)
     gw_db_free(db);
 }
 
+static bool never(void *arg)
+{
+    (void)arg;
+    return false;
+}
+
+/* A connection whose oldest request has waited a second (DB_STALL_MS) takes a request only when
+ * every other is held up too, however busier they are: A waits for a lock on one connection for
+ * 1.5 s, then B1 and B2 wait for another lock on the other (both go there), and C, sent after
+ * them, goes behind them, not behind A; once B's lock is released C completes while A still
+ * waits. By the count alone (1 in flight against 2) C would wait with A. */
+static void test_request_not_behind_a_held_up_connection(void **state)
+{
+    struct gw_db_stmt a = {.sql = "SELECT pg_advisory_xact_lock(7006)"};
+    struct gw_db_stmt b = {.sql = "SELECT pg_advisory_xact_lock_shared(7007)"};
+    struct gw_db_stmt q = {.sql = "SELECT 1"};
+    struct ctx ca, cb[2], cq;
+    struct gw_db *db;
+    PGconn *ha, *hb;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    db = new_db();
+    assert_true(run_until(all_ready, db, 10000));
+    ha = hold_lock("7006");
+    hb = hold_lock("7007");
+    memset(&ca, 0, sizeof(ca));
+    memset(cb, 0, sizeof(cb));
+    memset(&cq, 0, sizeof(cq));
+    assert_int_equal(gw_db_exec(db, &a, 1, 0, done_cb, &ca, NULL), 0);
+    assert_false(run_until(never, NULL, 1500)); /* A has waited past DB_STALL_MS */
+    assert_int_equal(gw_db_exec(db, &b, 1, 0, done_cb, &cb[0], NULL), 0);
+    assert_int_equal(gw_db_exec(db, &b, 1, 0, done_cb, &cb[1], NULL), 0);
+    assert_int_equal(gw_db_exec(db, &q, 1, 0, done_cb, &cq, NULL), 0);
+    PQfinish(hb); /* the Bs end; C, behind them, follows */
+    assert_true(run_until(ctx_done, &cq, 10000));
+    assert_int_equal(cq.err, 0);
+    assert_int_equal(cb[0].calls + cb[1].calls, 2);
+    assert_int_equal(ca.calls, 0); /* still waiting for its lock */
+    PQfinish(ha);
+    assert_true(run_until(ctx_done, &ca, 10000));
+    assert_int_equal(ca.err, 0);
+    gw_db_free(db);
+}
+
 /* The report's transaction (store_report.h), opened in a pipeline as the gateway sends it: one
  * REPEATABLE READ, READ ONLY snapshot with its own statement_timeout, which cancels a statement
  * that runs past it (SQLSTATE 57014); nothing of it stays on the pooled connection. */
@@ -1032,6 +1078,7 @@ int main(void)
         cmocka_unit_test(test_prepared),
         cmocka_unit_test(test_slow_request_runs_alone),
         cmocka_unit_test(test_request_not_behind_the_older_wait),
+        cmocka_unit_test(test_request_not_behind_a_held_up_connection),
         cmocka_unit_test(test_report_transaction),
         cmocka_unit_test(test_set_up_includes_the_prepares),
         cmocka_unit_test(test_cancel),
