@@ -76,6 +76,23 @@ def count(stack, sql):
     return int(stack.psql(sql)[0])
 
 
+def replayed_at_start(gw, n):
+    """gw started again: its spool's n entries written at the start, the file removed."""
+    mark = len(gw.log())
+    gw.start_again()
+    written = r"spool \S+: %d entr(?:y|ies) written, 0 failed; file removed" % n
+    assert wait_for(lambda: re.search(written, gw.log()[mark:]), 60), gw.log()[-2000:]
+
+
+def close_after_outage(stack, gw, stopped):
+    """The end of a test that stopped PostgreSQL: started again when the test left it stopped,
+    the gateway stopped, the stack's own gateway serving again."""
+    if stopped:
+        stack.devstack("pg-start")
+    gw.close()
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+
+
 def close_unwritable(stack, gw, stopped):
     """The end of a test that made <spool>.tmp a directory: PostgreSQL started again when the
     test left it stopped, the directory removed, the gateway stopped."""
@@ -198,10 +215,7 @@ def test_a_tampered_spool_is_moved_aside_not_replayed(stack):
                                       "at_us >= %d" % (reload_rec, since_us)) == 1, 30)
         assert count(stack, "SELECT count(*) FROM audit_record WHERE " + reload_rec) == 1
     finally:
-        if stopped:
-            stack.devstack("pg-start")
-        gw.close()
-    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+        close_after_outage(stack, gw, stopped)
 
 
 def test_a_spool_that_cannot_be_written_keeps_the_file_read_at_start_and_says_so(stack):
@@ -239,10 +253,7 @@ def test_a_spool_that_cannot_be_written_keeps_the_file_read_at_start_and_says_so
         os.rmdir(gw.spool + ".tmp")
         stack.devstack("pg-start")
         stopped = False
-        mark = len(gw.log())
-        gw.start_again()
-        written = r"spool \S+: %d entr(?:y|ies) written, 0 failed; file removed" % n
-        assert wait_for(lambda: re.search(written, gw.log()[mark:]), 60), gw.log()[-2000:]
+        replayed_at_start(gw, n)
         assert not os.path.exists(gw.spool)
         assert count(stack, "SELECT count(*) FROM audit_record WHERE " + reload_rec) == 1
     finally:
@@ -427,18 +438,12 @@ def test_an_admin_refusal_recorded_alone_in_an_outage_is_written_when_it_ends_or
         assert path == gw.spool and n >= 1 and lost == 0, (n, path, lost, gw.log()[-2000:])
         stack.devstack("pg-start")
         stopped = False
-        mark = len(gw.log())
-        gw.start_again()
-        written = r"spool \S+: %d entr(?:y|ies) written, 0 failed; file removed" % n
-        assert wait_for(lambda: re.search(written, gw.log()[mark:]), 60), gw.log()[-2000:]
+        replayed_at_start(gw, n)
         assert stack.psql(refusals_of(gw, DISABLE)) == ["1|1|1"]
         assert stack.psql(q) == ["2|2|2"]
         assert "were not written" not in gw.log()
     finally:
-        if stopped:
-            stack.devstack("pg-start")
-        gw.close()
-    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+        close_after_outage(stack, gw, stopped)
 
 
 def test_refusals_in_an_outage_the_writer_knows_of_are_counted_not_queued(stack):
@@ -467,10 +472,7 @@ def test_refusals_in_an_outage_the_writer_knows_of_are_counted_not_queued(stack)
         assert "0 counted refusal(s) not recorded" in gw.log(), gw.log()[-2000:]
         assert stack.psql(q) == ["3|7|2"], stack.psql(q)  # 2 alone, 5 in one counting record
     finally:
-        if stopped:
-            stack.devstack("pg-start")
-        gw.close()
-    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+        close_after_outage(stack, gw, stopped)
 
 
 def test_a_counting_record_still_queued_when_the_drain_times_out_is_spooled(stack):
