@@ -133,10 +133,10 @@ static void audit_keep(void *ctx, void *handle, gw_audit_done_cb done, void *arg
 }
 
 /* Room for a refusal's record in the writer's queue: under half of it, and none while the
- * writer knows the database is away (a record on its own is kept and would wait there: a caller
- * refused again and again through an outage, 8 more each window, would fill the kept entries'
- * half, which the records of actions already done need; counted instead, the count is written
- * when the database is back, or at the stop). */
+ * writer's recovery fails (the database away: a record on its own is kept and would wait there: a
+ * caller refused again and again through an outage, 8 more each window, would fill the kept
+ * entries' half, which the records of actions already done need; counted instead, the count is
+ * written when the database is back, or at the stop). */
 static bool audit_room(void *ctx)
 {
     struct gw_audit_stats st;

@@ -909,8 +909,8 @@ static void recover(struct gw_audit *a)
         a->setup = NULL;
         if (!a->down) /* said once an outage (setup_cb says why a recovery that ran failed) */
             GW_LOG(GW_LOG_WARN, "audit", NULL,
-                   "chain %s: head not recovered (%s): no database connection; retrying; "
-                   "audited actions fail UNAVAILABLE meanwhile, records of what was done wait",
+                   "chain %s: head not recovered (its recovery not sent: %s); retrying; audited "
+                   "actions fail UNAVAILABLE meanwhile, records of what was done wait",
                    a->chain, gw_err_str(err));
         a->down = true;
         schedule_retry(a);

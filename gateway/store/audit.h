@@ -178,8 +178,8 @@ struct gw_audit_stats {
     uint32_t queued;       /* entries waiting now */
     uint32_t queue_max;    /* entries that may wait (gw_audit_config's queue_max) */
     bool ready;            /* head recovered */
-    bool down;             /* its last recovery could not reach the database: only kept entries
-                            * are queued, and they wait for it */
+    bool down;             /* its last recovery failed (the database away, a lock held past the
+                            * recovery's timeout, ...): only kept entries are queued, and wait */
 };
 void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out);
 const char *gw_audit_chain(const struct gw_audit *a);
