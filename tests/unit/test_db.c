@@ -651,88 +651,76 @@ static void test_slow_request_runs_alone(void **state)
     gw_db_free(db);
 }
 
-/* Between two connections as busy, a request goes to the one whose oldest request in flight is
- * the newer, not behind a statement that has been waiting longer: A waits for a lock on one
- * connection, B (sent after it) for another lock on the other, C is sent after both; once B's
- * lock is released, C completes while A still waits. Sent behind A (the first connection, as the
- * pool picked before), C would wait with it. */
-static void test_request_not_behind_the_older_wait(void **state)
-{
-    struct gw_db_stmt a = {.sql = "SELECT pg_advisory_xact_lock(7004)"};
-    struct gw_db_stmt b = {.sql = "SELECT pg_advisory_xact_lock(7005)"};
-    struct gw_db_stmt q = {.sql = "SELECT 1"};
-    struct ctx ca, cb, cq;
-    struct gw_db *db;
-    PGconn *ha, *hb;
-
-    (void)state;
-    if (!pg_ok)
-        skip();
-    db = new_db();
-    assert_true(run_until(all_ready, db, 10000)); /* both connections take requests */
-    ha = hold_lock("7004");
-    hb = hold_lock("7005");
-    memset(&ca, 0, sizeof(ca));
-    memset(&cb, 0, sizeof(cb));
-    memset(&cq, 0, sizeof(cq));
-    assert_int_equal(gw_db_exec(db, &a, 1, 0, done_cb, &ca, NULL), 0);
-    assert_int_equal(gw_db_exec(db, &b, 1, 0, done_cb, &cb, NULL), 0);
-    assert_int_equal(gw_db_exec(db, &q, 1, 0, done_cb, &cq, NULL), 0);
-    PQfinish(hb); /* B ends; C, behind it, follows */
-    assert_true(run_until(ctx_done, &cq, 10000));
-    assert_int_equal(cq.err, 0);
-    assert_int_equal(cb.calls, 1);
-    assert_int_equal(ca.calls, 0); /* still waiting for its lock */
-    PQfinish(ha);
-    assert_true(run_until(ctx_done, &ca, 10000));
-    assert_int_equal(ca.err, 0);
-    gw_db_free(db);
-}
-
 static bool never(void *arg)
 {
     (void)arg;
     return false;
 }
 
-/* A connection whose oldest request has waited a second (DB_STALL_MS) takes a request only when
- * every other is held up too, however busier they are: A waits for a lock on one connection for
- * 1.5 s, then B1 and B2 wait for another lock on the other (both go there), and C, sent after
- * them, goes behind them, not behind A; once B's lock is released C completes while A still
- * waits. By the count alone (1 in flight against 2) C would wait with A. */
-static void test_request_not_behind_a_held_up_connection(void **state)
+/* A waits for a lock (key) on one connection (for held_ms before the rest is sent), then nb
+ * requests B for another (key + 1) go to the other, and C is sent after them: it must go behind
+ * the Bs, not behind A. Once the Bs' lock is released C completes while A still waits. Each test
+ * its own keys: a failed one leaves its holders behind. */
+static void not_behind(int key, long held_ms, int nb)
 {
-    struct gw_db_stmt a = {.sql = "SELECT pg_advisory_xact_lock(7006)"};
-    struct gw_db_stmt b = {.sql = "SELECT pg_advisory_xact_lock_shared(7007)"};
+    char sa[64], sb[64], ka[16], kb[16];
+    struct gw_db_stmt a = {.sql = sa};
+    struct gw_db_stmt b = {.sql = sb};
     struct gw_db_stmt q = {.sql = "SELECT 1"};
     struct ctx ca, cb[2], cq;
     struct gw_db *db;
     PGconn *ha, *hb;
+    int done = 0;
 
-    (void)state;
     if (!pg_ok)
         skip();
+    snprintf(ka, sizeof ka, "%d", key);
+    snprintf(kb, sizeof kb, "%d", key + 1);
+    snprintf(sa, sizeof sa, "SELECT pg_advisory_xact_lock(%s)", ka);
+    snprintf(sb, sizeof sb, "SELECT pg_advisory_xact_lock_shared(%s)", kb);
     db = new_db();
-    assert_true(run_until(all_ready, db, 10000));
-    ha = hold_lock("7006");
-    hb = hold_lock("7007");
+    assert_true(run_until(all_ready, db, 10000)); /* both connections take requests */
+    ha = hold_lock(ka);
+    hb = hold_lock(kb);
     memset(&ca, 0, sizeof(ca));
     memset(cb, 0, sizeof(cb));
     memset(&cq, 0, sizeof(cq));
     assert_int_equal(gw_db_exec(db, &a, 1, 0, done_cb, &ca, NULL), 0);
-    assert_false(run_until(never, NULL, 1500)); /* A has waited past DB_STALL_MS */
-    assert_int_equal(gw_db_exec(db, &b, 1, 0, done_cb, &cb[0], NULL), 0);
-    assert_int_equal(gw_db_exec(db, &b, 1, 0, done_cb, &cb[1], NULL), 0);
+    if (held_ms > 0)
+        assert_false(run_until(never, NULL, held_ms));
+    for (int i = 0; i < nb; i++)
+        assert_int_equal(gw_db_exec(db, &b, 1, 0, done_cb, &cb[i], NULL), 0);
     assert_int_equal(gw_db_exec(db, &q, 1, 0, done_cb, &cq, NULL), 0);
     PQfinish(hb); /* the Bs end; C, behind them, follows */
     assert_true(run_until(ctx_done, &cq, 10000));
     assert_int_equal(cq.err, 0);
-    assert_int_equal(cb[0].calls + cb[1].calls, 2);
+    for (int i = 0; i < nb; i++)
+        done += cb[i].calls;
+    assert_int_equal(done, nb);
     assert_int_equal(ca.calls, 0); /* still waiting for its lock */
     PQfinish(ha);
     assert_true(run_until(ctx_done, &ca, 10000));
     assert_int_equal(ca.err, 0);
     gw_db_free(db);
+}
+
+/* Between two connections as busy, a request goes to the one whose oldest request in flight is
+ * the newer, not behind a statement that has been waiting longer: one B, as busy as A's
+ * connection; sent behind A (the first connection, as the pool picked before), C would wait with
+ * it. */
+static void test_request_not_behind_the_older_wait(void **state)
+{
+    (void)state;
+    not_behind(7004, 0, 1);
+}
+
+/* A connection whose oldest request has waited a second (DB_STALL_MS) takes a request only when
+ * every other is held up too, however busier they are: A has waited 1.5 s, the two Bs go to the
+ * other connection; by the count alone (1 in flight against 2) C would wait with A. */
+static void test_request_not_behind_a_held_up_connection(void **state)
+{
+    (void)state;
+    not_behind(7006, 1500, 2);
 }
 
 /* The report's transaction (store_report.h), opened in a pipeline as the gateway sends it: one
