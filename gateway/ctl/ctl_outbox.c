@@ -1,11 +1,13 @@
-/* ctl_outbox.c: `waygatectl outbox status | list-parked | retry ID`: the deliveries to the carrier
- * backend not yet acknowledged (sql/012_outbox.sql): how many, in which state, the age of the
- * oldest; the ones the backend refused for good, with its reason, and those parked behind one of
- * their waybill (sql/044); and making one refused ready again, with those behind it. Every run is
- * recorded in admin_log and the audit chain 'ctl' (ctl_admin_log); a retry is recorded in the same
- * transaction as the change. Nothing printed is PII: ids, counts, times and the backend's reasons,
- * which the gateway's role writes: printed escaped (ctl_esc). */
+/* ctl_outbox.c: `waygatectl outbox status | list-parked | retry ID | retry --all`: the deliveries
+ * to the carrier backend not yet acknowledged (sql/012_outbox.sql): how many, in which state, the
+ * age of the oldest; the ones the backend refused for good, with its reason, and those parked
+ * behind one of their waybill (sql/044); and making one refused ready again, or many (after a
+ * backend that refused everything is mended), with those behind them. Every run is recorded in
+ * admin_log and the audit chain 'ctl' (ctl_admin_log); a retry is recorded in the same transaction
+ * as the change. Nothing printed is PII: ids, counts, times and the backend's reasons, which the
+ * gateway's role writes: printed escaped (ctl_esc). */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,20 +19,26 @@
 
 static void outbox_usage(FILE *f)
 {
-    fprintf(f, "usage: waygatectl outbox status [--db CONNINFO] [--actor NAME]\n"
-               "       waygatectl outbox list-parked [--limit N] [--db CONNINFO] [--actor NAME]\n"
-               "       waygatectl outbox retry ID [--db CONNINFO] [--actor NAME]\n"
-               "  status: deliveries to the carrier backend not yet acknowledged, by state\n"
-               "  (parked, of which behind an earlier parked one of their waybill; leased,\n"
-               "  waiting for a retry, ready), the age of the oldest unparked one and the most\n"
-               "  attempts of one.\n"
-               "  list-parked: the deliveries the backend refused for good and those parked\n"
-               "  behind one of their waybill, oldest first, with the reason (--limit defaults\n"
-               "  to 100).\n"
-               "  retry: makes the parked delivery ID (its outbox id, or its delivery id) ready\n"
-               "  again at once, with the waybill's deliveries parked behind it, which follow it\n"
-               "  in order; one parked behind another is retried through that one.\n"
-               "  CONNINFO defaults to $WAYGATE_PGURI.\n");
+    fprintf(f,
+            "usage: waygatectl outbox status [--db CONNINFO] [--actor NAME]\n"
+            "       waygatectl outbox list-parked [--limit N] [--db CONNINFO] [--actor NAME]\n"
+            "       waygatectl outbox retry ID [--db CONNINFO] [--actor NAME]\n"
+            "       waygatectl outbox retry --all [--reason PREFIX] [--limit N] [--db CONNINFO]\n"
+            "                                     [--actor NAME]\n"
+            "  status: deliveries to the carrier backend not yet acknowledged, by state\n"
+            "  (parked, of which behind an earlier parked one of their waybill; leased,\n"
+            "  waiting for a retry, ready), the age of the oldest unparked one and the most\n"
+            "  attempts of one.\n"
+            "  list-parked: the deliveries the backend refused for good and those parked\n"
+            "  behind one of their waybill, oldest first, with the reason (--limit defaults\n"
+            "  to 100).\n"
+            "  retry: makes the parked delivery ID (its outbox id, or its delivery id) ready\n"
+            "  again at once, with the waybill's deliveries parked behind it, which follow it\n"
+            "  in order; one parked behind another is retried through that one.\n"
+            "  retry --all: the same for the oldest N (--limit, 1 to 1000, the default 1000)\n"
+            "  parked on their own, only those whose reason starts with PREFIX if given; says\n"
+            "  how many are left for another run.\n"
+            "  CONNINFO defaults to $WAYGATE_PGURI.\n");
 }
 
 static int outbox_status(struct ctl_admin *c)
@@ -122,17 +130,53 @@ static int outbox_retry(struct ctl_admin *c, const char *id)
     return GW_CTL_OK;
 }
 
+static int outbox_retry_all(struct ctl_admin *c, const char *prefix, long limit)
+{
+    char err[512], detail[160];
+    struct gw_admin_outbox_retried_all r;
+
+    if (ctl_admin_begin(c) != 0)
+        return GW_CTL_FAIL;
+    err[0] = '\0';
+    if (gw_admin_outbox_retry_all(c->a, prefix, limit, &r, err, sizeof(err)) != 0)
+        return ctl_admin_fail(c, NULL, "the database refused", err);
+    if (r.retried == 0)
+        snprintf(detail, sizeof(detail), "none parked on its own%s",
+                 prefix != NULL ? " with that reason" : "");
+    else
+        snprintf(detail, sizeof(detail),
+                 "%lld ready again (outbox ids %lld to %lld), %lld behind them, %lld left",
+                 r.retried, r.first, r.last, r.followers, r.left);
+    if (ctl_admin_log(c, NULL, "ok", detail) != 0 || ctl_admin_commit(c) != 0)
+        return GW_CTL_FAIL;
+    if (r.retried == 0) {
+        printf("no delivery parked on its own%s: nothing changed\n",
+               prefix != NULL ? " has a reason starting so" : "");
+        return GW_CTL_OK;
+    }
+    printf("%lld deliver%s ready again (outbox ids %lld to %lld), with the %lld parked behind "
+           "them; the forwarder sends them next\n",
+           r.retried, r.retried == 1 ? "y is" : "ies are", r.first, r.last, r.followers);
+    if (r.left > 0)
+        printf("%lld more parked on their own%s: run it again\n", r.left,
+               prefix != NULL ? " with that reason" : "");
+    return GW_CTL_OK;
+}
+
 int gw_ctl_outbox(int argc, char **argv)
 {
     static const struct option opts[] = {
         {"db", required_argument, NULL, 'd'},
         {"actor", required_argument, NULL, 'a'},
         {"limit", required_argument, NULL, 'l'},
+        {"all", no_argument, NULL, 'A'},
+        {"reason", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
-    const char *db = NULL, *actor = NULL, *limit = NULL, *verb, *id = NULL;
+    const char *db = NULL, *actor = NULL, *limit = NULL, *verb, *id = NULL, *prefix = NULL;
     struct ctl_admin c = {0};
+    bool all = false;
     long limit_n = 100;
     char *end;
     int ch, rc;
@@ -161,6 +205,12 @@ int gw_ctl_outbox(int argc, char **argv)
         case 'l':
             limit = optarg;
             break;
+        case 'A':
+            all = true;
+            break;
+        case 'r':
+            prefix = optarg;
+            break;
         case 'h':
             outbox_usage(stdout);
             return GW_CTL_OK;
@@ -169,22 +219,40 @@ int gw_ctl_outbox(int argc, char **argv)
             return GW_CTL_USAGE;
         }
     }
-    if (strcmp(verb, "retry") == 0 && optind < argc)
+    if (strcmp(verb, "retry") == 0 && !all && optind < argc)
         id = argv[optind++];
     if (optind != argc) {
         fprintf(stderr, "waygatectl outbox %s: unexpected argument '%s'\n", verb, argv[optind]);
         return GW_CTL_USAGE;
     }
-    if (strcmp(verb, "retry") == 0 && id == NULL) {
-        fprintf(stderr, "waygatectl outbox retry: ID is required\n");
+    if ((all || prefix != NULL) && strcmp(verb, "retry") != 0) {
+        fprintf(stderr, "waygatectl outbox: --all and --reason are for retry only\n");
         return GW_CTL_USAGE;
     }
+    if (strcmp(verb, "retry") == 0 && !all && id == NULL) {
+        fprintf(stderr, "waygatectl outbox retry: ID or --all is required\n");
+        return GW_CTL_USAGE;
+    }
+    if (prefix != NULL && !all) {
+        fprintf(stderr, "waygatectl outbox retry: --reason goes with --all\n");
+        return GW_CTL_USAGE;
+    }
+    if (prefix != NULL && (prefix[0] == '\0' || strlen(prefix) > 200)) {
+        fprintf(stderr, "waygatectl outbox retry: --reason must be 1 to 200 bytes\n");
+        return GW_CTL_USAGE;
+    }
+    if (all)
+        limit_n = GW_ADMIN_OUTBOX_RETRY_MAX;
     if (limit != NULL) {
+        long max = all ? GW_ADMIN_OUTBOX_RETRY_MAX : 100000;
+
         limit_n = strtol(limit, &end, 10);
-        if (strcmp(verb, "list-parked") != 0 || *limit == '\0' || *end != '\0' || limit_n < 1 ||
-            limit_n > 100000) {
-            fprintf(stderr, "waygatectl outbox: --limit (list-parked only) must be between 1 and "
-                            "100000\n");
+        if ((strcmp(verb, "list-parked") != 0 && !all) || *limit == '\0' || *end != '\0' ||
+            limit_n < 1 || limit_n > max) {
+            fprintf(stderr,
+                    "waygatectl outbox: --limit (list-parked, retry --all) must be between 1 and "
+                    "%ld\n",
+                    max);
             return GW_CTL_USAGE;
         }
     }
@@ -198,6 +266,8 @@ int gw_ctl_outbox(int argc, char **argv)
         rc = outbox_status(&c);
     else if (strcmp(verb, "list-parked") == 0)
         rc = outbox_list_parked(&c, limit_n);
+    else if (all)
+        rc = outbox_retry_all(&c, prefix, limit_n);
     else
         rc = outbox_retry(&c, id);
     ctl_admin_close(&c);

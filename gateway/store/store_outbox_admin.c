@@ -159,3 +159,45 @@ out:
     PQclear(res);
     return rc;
 }
+
+int gw_admin_outbox_retry_all(struct gw_admin *a, const char *prefix, long limit,
+                              struct gw_admin_outbox_retried_all *out, char *errbuf, size_t errlen)
+{
+    char lim[24];
+    const char *values[2] = {prefix, lim};
+    PGresult *res;
+    int rc = 0;
+
+    memset(out, 0, sizeof(*out));
+    if (limit < 1 || limit > GW_ADMIN_OUTBOX_RETRY_MAX)
+        return GW_EINVAL;
+    snprintf(lim, sizeof(lim), "%ld", limit);
+    /* pick: the oldest parked on their own that match, locked; the statement's snapshot is the
+     * one before the update, so the followers (unparked by sql/044's trigger) and the matching
+     * rows are counted as they were */
+    res = PQexecParams(a->pg,
+                       "WITH m AS (SELECT id FROM outbox WHERE parked_at IS NOT NULL AND "
+                       "parked_behind IS NULL AND ($1::text IS NULL OR left(park_reason, "
+                       "length($1::text)) = $1::text)), "
+                       "pick AS (SELECT id FROM outbox WHERE id IN (SELECT id FROM m) ORDER BY id "
+                       "LIMIT $2::bigint FOR UPDATE), "
+                       "upd AS (UPDATE outbox o SET parked_at = NULL, park_reason = NULL, "
+                       "next_at = '-infinity', lease_owner = NULL, lease_until = NULL FROM pick "
+                       "WHERE o.id = pick.id RETURNING o.id) "
+                       "SELECT (SELECT count(*) FROM upd), (SELECT coalesce(min(id), 0) FROM upd), "
+                       "(SELECT coalesce(max(id), 0) FROM upd), (SELECT count(*) FROM outbox b "
+                       "WHERE b.parked_behind IN (SELECT id FROM upd)), (SELECT count(*) FROM m)",
+                       2, NULL, values, NULL, NULL, 0);
+    if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
+        rc = gw_admin_refused(res, a, errbuf, errlen);
+        goto out;
+    }
+    out->retried = num(res, 0, 0);
+    out->first = num(res, 0, 1);
+    out->last = num(res, 0, 2);
+    out->followers = num(res, 0, 3);
+    out->left = num(res, 0, 4) - out->retried;
+out:
+    PQclear(res);
+    return rc;
+}

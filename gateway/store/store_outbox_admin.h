@@ -1,5 +1,6 @@
 /* store_outbox_admin.h: waygatectl's statements on the outbox (sql/012_outbox.sql) on its blocking
- * admin connection: the depth and its parts, the parked deliveries, and the retry of one. For the
+ * admin connection: the depth and its parts, the parked deliveries, and the retry of one or of
+ * many. For the
  * CLI only, never the daemon. Nothing here is PII: ids, counts, times, the backend's reasons. */
 #ifndef GW_STORE_OUTBOX_ADMIN_H
 #define GW_STORE_OUTBOX_ADMIN_H
@@ -54,5 +55,25 @@ struct gw_admin_outbox_retried {
  * GW_EINTERNAL. */
 int gw_admin_outbox_retry(struct gw_admin *a, const char *id, struct gw_admin_outbox_retried *out,
                           char *errbuf, size_t errlen) GW_MUST_CHECK;
+
+/* What a retry of many found: how many parked on their own were made ready (outbox ids first to
+ * last), how many parked behind them came with them, and how many parked on their own and
+ * matching were left for a later run (past the limit). */
+struct gw_admin_outbox_retried_all {
+    long long retried, first, last, followers, left;
+};
+
+/* The most deliveries parked on their own that one gw_admin_outbox_retry_all takes: each takes a
+ * lock of its waybill (sql/044's trigger) until the commit, in PostgreSQL's shared lock table. */
+#define GW_ADMIN_OUTBOX_RETRY_MAX 1000
+
+/* Makes ready again, as gw_admin_outbox_retry does each, the oldest `limit` (1 to
+ * GW_ADMIN_OUTBOX_RETRY_MAX) deliveries parked on their own whose reason starts with `prefix`
+ * (NULL: any reason), with the deliveries parked behind them, in the caller's transaction.
+ * Returns 0 with *out filled (retried 0 when none matched), GW_EINVAL (limit out of range),
+ * GW_EINTERNAL. */
+int gw_admin_outbox_retry_all(struct gw_admin *a, const char *prefix, long limit,
+                              struct gw_admin_outbox_retried_all *out, char *errbuf,
+                              size_t errlen) GW_MUST_CHECK;
 
 #endif

@@ -6,12 +6,15 @@ chain 'ctl'. Forwarding may be on in the stack (a forwarder then drains the outb
 looks only at rows it makes sure stay put (parked), or counts deliveries enqueued ever
 (outbox rows plus nothing else when no forwarder runs)."""
 
+import itertools
+import os
 import re
 
 from query_data import PICKUP, SUBMIT, call, new_waybill, submit
 from test_scan import scan
 
 PARK_REASON = "REJECTED: test refusal"
+next_tag = itertools.count(int.from_bytes(os.urandom(3), "big")).__next__
 
 
 def admin_log(stack, action, obj=None):
@@ -28,15 +31,15 @@ def audit_actions(stack, action):
                           % action)[0])
 
 
-def parked_row(stack, record_id):
+def parked_row(stack, record_id, reason=PARK_REASON):
     """The outbox id of a parked delivery of record_id: its own row parked as a forwarder would
     park it, or (when a forwarder already delivered it) one inserted parked, as the owner."""
     rows = stack.psql("UPDATE outbox SET parked_at = now(), park_reason = '%s', lease_owner = NULL, "
                       "lease_until = NULL WHERE waybill_id = '%s' RETURNING id"
-                      % (PARK_REASON, record_id))
+                      % (reason, record_id))
     if not rows:
         rows = stack.psql("INSERT INTO outbox (kind, waybill_id, parked_at, park_reason) VALUES "
-                          "(1, '%s', now(), '%s') RETURNING id" % (record_id, PARK_REASON))
+                          "(1, '%s', now(), '%s') RETURNING id" % (record_id, reason))
     return int(rows[0])
 
 
@@ -102,3 +105,61 @@ def test_status_list_parked_retry(stack):
     r = stack.ctl("outbox", "retry", str(oid), "--db", stack.pguri)
     assert r.returncode == 3
     assert ("the delivery is not parked" in r.stderr or "no such delivery" in r.stderr)
+
+
+def test_retry_all_by_reason_in_runs_of_a_limit(stack):
+    """After a backend that refused everything is mended, `outbox retry --all` makes the
+    deliveries it parked ready again without one run per id: the oldest --limit parked on their
+    own whose reason starts with --reason, each with the deliveries of its waybill parked behind
+    it; it says how many are left, leaves other reasons parked, and is recorded once a run."""
+    tag = "REJECTED: schema %d" % next_tag()
+    other = "REJECTED: other %d" % next_tag()
+    heads = []
+    for _ in range(3):
+        w = new_waybill(stack, "a")
+        heads.append((w, parked_row(stack, submit(stack, w), tag)))
+    # a scan of the first waybill enqueued after its acceptance parked: parked behind it
+    scan(stack, heads[0][0].waybill_no, "PICKED_UP", PICKUP + 60)
+    behind = stack.psql("SELECT id FROM outbox WHERE parked_behind = %d" % heads[0][1])
+    assert len(behind) == 1
+    w = new_waybill(stack, "a")
+    kept = parked_row(stack, submit(stack, w), other)
+    ids = [oid for _, oid in heads]
+
+    def parked(oids):
+        return int(stack.psql("SELECT count(*) FROM outbox WHERE parked_at IS NOT NULL AND id IN "
+                              "(%s)" % ", ".join(str(i) for i in oids))[0])
+
+    # refusals: the options' bounds, and --reason only with --all; nothing changes
+    for args, msg in ((("--all", "--limit", "0"), "--limit"), (("--all", "--limit", "1001"),
+                                                                 "--limit"),
+                      (("--all", "--reason", ""), "--reason must be 1 to 200 bytes"),
+                      (("1", "--reason", tag), "--reason goes with --all")):
+        r = stack.ctl("outbox", "retry", *args, "--db", stack.pguri)
+        assert r.returncode == 2 and msg in r.stderr, (args, r.returncode, r.stderr)
+    assert parked(ids + [kept]) == 4
+
+    runs = audit_actions(stack, "outbox.retry")
+    r = stack.ctl("outbox", "retry", "--all", "--reason", tag, "--limit", "2", "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    assert ("2 deliveries are ready again (outbox ids %d to %d), with the 1 parked behind them"
+            % (ids[0], ids[1])) in r.stdout, r.stdout
+    assert "1 more parked on their own with that reason: run it again" in r.stdout, r.stdout
+    assert admin_log(stack, "outbox.retry") == (
+        "ok", "2 ready again (outbox ids %d to %d), 1 behind them, 1 left" % (ids[0], ids[1]))
+    assert audit_actions(stack, "outbox.retry") == runs + 1
+    # the two oldest and the one behind the first: unparked (or, forwarded, gone); the third and
+    # the other reason's still parked
+    assert parked(ids[:2] + [int(behind[0])]) == 0
+    assert parked([ids[2], kept]) == 2
+
+    r = stack.ctl("outbox", "retry", "--all", "--reason", tag, "--db", stack.pguri)
+    assert r.returncode == 0, r.stderr
+    assert "1 delivery is ready again (outbox ids %d to %d)" % (ids[2], ids[2]) in r.stdout
+    assert "more parked" not in r.stdout
+    assert parked([ids[2]]) == 0 and parked([kept]) == 1
+    r = stack.ctl("outbox", "retry", "--all", "--reason", tag, "--db", stack.pguri)
+    assert r.returncode == 0 and "nothing changed" in r.stdout, r.stdout
+    assert admin_log(stack, "outbox.retry") == ("ok", "none parked on its own with that reason")
+    r = stack.ctl("outbox", "retry", str(kept), "--db", stack.pguri)  # leave nothing parked
+    assert r.returncode == 0, r.stderr
