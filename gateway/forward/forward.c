@@ -453,7 +453,8 @@ static void settle(struct batch *b)
 }
 
 /* The deliveries of the call in flight get outcome st (with reason). */
-static void mark_sent(struct batch *b, enum item_state st, const char *prefix, const char *why)
+static void mark_sent(struct batch *b, enum item_state st, const char *prefix, const char *why,
+                      bool backend)
 {
     for (size_t i = 0; i < b->n; i++) {
         struct item *it = &b->items[i];
@@ -462,7 +463,10 @@ static void mark_sent(struct batch *b, enum item_state st, const char *prefix, c
             continue;
         it->sent = false;
         it->st = st;
-        gw_fwd_reason(it->reason, sizeof(it->reason), prefix, why);
+        if (backend) /* the backend's words: values in them redacted */
+            gw_fwd_backend_reason(it->reason, sizeof(it->reason), prefix, why);
+        else
+            gw_fwd_reason(it->reason, sizeof(it->reason), prefix, why);
     }
 }
 
@@ -492,14 +496,14 @@ static const char *apply_results(struct batch *b, const uint8_t *resp, size_t le
     if (bad == NULL && (r = waygate__v1__deliver_response__unpack(NULL, len, resp)) == NULL)
         bad = GW_FWD_MALFORMED;
     if (bad != NULL) {
-        mark_sent(b, IT_LATER, NULL, bad);
+        mark_sent(b, IT_LATER, NULL, bad, false);
         return bad;
     }
     ids = malloc((m > 0 ? m : 1) * sizeof(*ids));
     its = malloc((m > 0 ? m : 1) * sizeof(*its));
     res = malloc((m > 0 ? m : 1) * sizeof(*res));
     if (ids == NULL || its == NULL || res == NULL) {
-        mark_sent(b, IT_LATER, NULL, "out of memory for the DeliverResponse");
+        mark_sent(b, IT_LATER, NULL, "out of memory for the DeliverResponse", false);
         goto out;
     }
     for (size_t i = 0; i < b->n; i++)
@@ -510,11 +514,11 @@ static const char *apply_results(struct batch *b, const uint8_t *resp, size_t le
     rc = gw_fwd_match_results(r, ids, n, res);
     if (rc == GW_EPROTO) {
         bad = GW_FWD_MORE_RESULTS;
-        mark_sent(b, IT_LATER, NULL, bad);
+        mark_sent(b, IT_LATER, NULL, bad, false);
         goto out;
     }
     if (rc != 0) {
-        mark_sent(b, IT_LATER, NULL, "out of memory for the DeliverResponse");
+        mark_sent(b, IT_LATER, NULL, "out of memory for the DeliverResponse", false);
         goto out;
     }
     for (size_t i = 0; i < n; i++) {
@@ -529,8 +533,8 @@ static const char *apply_results(struct batch *b, const uint8_t *resp, size_t le
             break;
         case WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_REJECTED:
             it->st = IT_PARK;
-            gw_fwd_reason(it->reason, sizeof(it->reason),
-                          "REJECTED: ", res[i]->reason[0] ? res[i]->reason : "(no reason given)");
+            gw_fwd_backend_reason(it->reason, sizeof(it->reason), "REJECTED: ",
+                                  res[i]->reason[0] ? res[i]->reason : "(no reason given)");
             break;
         default:
             it->st = IT_LATER;
@@ -538,7 +542,7 @@ static const char *apply_results(struct batch *b, const uint8_t *resp, size_t le
             break;
         }
     }
-    mark_sent(b, IT_LATER, NULL, "no result");
+    mark_sent(b, IT_LATER, NULL, "no result", false);
 out:
     free(ids);
     free(its);
@@ -596,11 +600,11 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
         b->singles = true;
     } else if (res->status == GW_GRPC_INVALID_ARGUMENT) {
         succeeded(f);
-        mark_sent(b, IT_PARK, "INVALID_ARGUMENT: ", res->message);
+        mark_sent(b, IT_PARK, "INVALID_ARGUMENT: ", res->message, true);
     } else {
         failed(f, "Deliver", gw_grpc_status_name(res->status));
         backend_failed(f);
-        mark_sent(b, IT_LATER, NULL, gw_grpc_status_name(res->status));
+        mark_sent(b, IT_LATER, NULL, gw_grpc_status_name(res->status), false);
     }
     if (f->draining) /* the drain waits for the calls in flight and starts none */
         settle_unsent(b, "the gateway is stopping");
@@ -648,7 +652,7 @@ static void send_batch(struct batch *b)
     if (rc != 0) {
         failed(f, "Deliver not started", gw_err_str(rc));
         backend_failed(f);
-        mark_sent(b, IT_LATER, NULL, "not sent");
+        mark_sent(b, IT_LATER, NULL, "not sent", false);
         settle(b);
         return;
     }

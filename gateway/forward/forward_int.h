@@ -48,6 +48,18 @@ int64_t gw_fwd_call_room_ms(int64_t lease_end_ms, int64_t now_ms, uint32_t deadl
  * (anything else becomes '?'), cut to fit. Returns out. */
 char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason);
 
+/* The digits a run of letters and digits in the backend's text may hold before it is redacted. */
+#define GW_FWD_REASON_DIGITS 4
+
+/* gw_fwd_reason for text the backend wrote (a REJECTED result's reason, a whole-call
+ * INVALID_ARGUMENT's message), which is kept in the outbox, an incident and the log: the
+ * backend's contract is "the field and the rule, never a value", but a backend that echoes a
+ * waybill number, a pickup time or any value it was sent would put it there in clear. So every
+ * run of ASCII letters and digits with GW_FWD_REASON_DIGITS digits or more (a waybill number, a
+ * phone number, an ID number, a year) becomes one '#', before the text is cut to fit; what is
+ * not ASCII is already '?'. */
+char *gw_fwd_backend_reason(char *out, size_t outlen, const char *prefix, const char *text);
+
 /* Whether an OK DeliverResponse, resp[0..len), of a call that sent m deliveries may be unpacked,
  * judged on its wire bytes (wirecheck.h) before protobuf-c allocates anything: at most m
  * results (counted first, stopping past m: a response at the size cap holds ~545 000 empty

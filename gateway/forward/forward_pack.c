@@ -4,6 +4,7 @@
  * deliveries the engine uses.
  * Invariant: clear values exist only in this file's arena, which gw_arena_free wipes before
  * gw_fwd_pack returns; what leaves is the packed view (tokens, masked and granted values). */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -196,15 +197,55 @@ int64_t gw_fwd_call_room_ms(int64_t lease_end_ms, int64_t now_ms, uint32_t deadl
     return room < (int64_t)deadline_ms ? room : (int64_t)deadline_ms;
 }
 
-char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason)
+static bool ascii_digit(char c)
 {
+    return c >= '0' && c <= '9';
+}
+
+static bool ascii_alnum(char c)
+{
+    return ascii_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
+}
+
+/* Copies prefix, then reason as printable ASCII, into out; with redact, a run of letters and
+ * digits holding GW_FWD_REASON_DIGITS or more digits becomes one '#'. */
+static char *reason_copy(char *out, size_t outlen, const char *prefix, const char *reason,
+                         bool redact)
+{
+    const char *src = reason;
     size_t o = 0;
 
-    for (const char *src = prefix; src != NULL && *src && o + 1 < outlen; src++)
-        out[o++] = *src;
-    for (const char *src = reason; src != NULL && *src && o + 1 < outlen; src++)
-        out[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+    for (const char *p = prefix; p != NULL && *p && o + 1 < outlen; p++)
+        out[o++] = *p;
+    while (src != NULL && *src && o + 1 < outlen) {
+        const char *end = src;
+        size_t digits = 0;
+
+        if (!redact || !ascii_alnum(*src)) {
+            out[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+            src++;
+            continue;
+        }
+        for (; ascii_alnum(*end); end++)
+            digits += ascii_digit(*end);
+        if (digits >= GW_FWD_REASON_DIGITS)
+            out[o++] = '#';
+        else
+            for (const char *c = src; c < end && o + 1 < outlen; c++)
+                out[o++] = *c;
+        src = end;
+    }
     if (outlen > 0)
         out[o] = '\0';
     return out;
+}
+
+char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason)
+{
+    return reason_copy(out, outlen, prefix, reason, false);
+}
+
+char *gw_fwd_backend_reason(char *out, size_t outlen, const char *prefix, const char *text)
+{
+    return reason_copy(out, outlen, prefix, text, true);
 }

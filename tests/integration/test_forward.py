@@ -430,7 +430,8 @@ def test_refused_delivery_is_parked_with_incident_the_rest_flow(stack):
     assert wait_for(lambda: parked_rows(stack, bad_id), DELIVERED_BOUND, 0.5)
     (row,) = parked_rows(stack, bad_id)
     oid, delivery_id, reason = row.split("|")
-    assert reason.startswith("REJECTED: ")
+    # the sink's reason echoes the waybill's number: kept redacted
+    assert reason == "REJECTED: delivery: refused by the sink's control (refuse), waybill #"
     # the scan behind it was never sent, and is parked behind it
     assert received(stack, [bad_id])[bad_id] == []
     assert outbox_rows(stack, [bad_id]) == 2
@@ -441,8 +442,9 @@ def test_refused_delivery_is_parked_with_incident_the_rest_flow(stack):
     assert inc, "no delivery_parked incident"
     severity, _principal, detail = inc[0].split("|", 2)
     assert severity == "medium" and delivery_id in detail
-    for s in (bad.sender.name, bad.sender.phone, bad.recipient.address_detail):
+    for s in (bad.sender.name, bad.sender.phone, bad.recipient.address_detail, bad.waybill_no):
         assert s not in detail
+    assert not [l for l in stack.log_lines() if bad.waybill_no in l]
     status = stack.ctl("outbox", "status", "--db", stack.pguri)
     assert status.returncode == 0, status.stderr
     assert "parked" in status.stdout
@@ -533,5 +535,8 @@ def test_whole_call_invalid_argument_parks_only_the_refused_one(stack):
     wait_delivered(stack, others)
     assert wait_for(lambda: parked_rows(stack, bad_id), DELIVERED_BOUND, 0.5)
     (row,) = parked_rows(stack, bad_id)
-    assert row.split("|")[2].startswith("INVALID_ARGUMENT: ")
+    # the sink's message echoes the waybill's number: kept redacted
+    assert row.split("|")[2] == ("INVALID_ARGUMENT: deliveries: a delivery the sink is told to "
+                                 "refuse (marker), waybill #")
+    assert not [l for l in stack.log_lines() if bad.waybill_no in l]
     assert received(stack, [bad_id])[bad_id] == []

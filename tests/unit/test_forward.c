@@ -122,6 +122,33 @@ static void reason_is_printable_and_bounded(void **state)
     assert_string_equal(gw_fwd_reason(out, sizeof(out), NULL, NULL), "");
 }
 
+/* What the backend wrote loses every value that could be one a delivery carried: a run of letters
+ * and digits with four digits or more; the gateway's own prefix and words stay. */
+static void backend_reason_values_redacted(void **state)
+{
+    char out[201], longer[600];
+
+    (void)state;
+    assert_string_equal(gw_fwd_backend_reason(out, sizeof(out), "REJECTED: ",
+                                              "duplicate waybill WG1000000001 of 13800138000, "
+                                              "ID 11010519491231002X, at 2026-12-01T08:00:00Z"),
+                        "REJECTED: duplicate waybill # of #, ID #, at #-12-#:00:00Z");
+    /* three digits in a run stay (a field's index, an HTTP-like code), and the prefix is never
+     * redacted */
+    assert_string_equal(gw_fwd_backend_reason(out, sizeof(out), "X1234: ", "item 123 rule 7a"),
+                        "X1234: item 123 rule 7a");
+    assert_string_equal(gw_fwd_backend_reason(out, sizeof(out), NULL, "138-0013-8000\n\xe5"),
+                        "138-#-#??");
+    /* redacted before it is cut: a number at the bound leaves no digit of it */
+    memset(longer, 'r', sizeof(longer) - 1);
+    memcpy(longer + 196, " 13800138000 ", 13); /* its first three digits would fit */
+    longer[sizeof(longer) - 1] = '\0';
+    gw_fwd_backend_reason(out, sizeof(out), NULL, longer);
+    assert_int_equal(strlen(out), 200);
+    assert_null(strpbrk(out, "0123456789"));
+    assert_string_equal(gw_fwd_backend_reason(out, sizeof(out), NULL, NULL), "");
+}
+
 static Waygate__V1__DeliveryResult result(const char *id, int outcome)
 {
     Waygate__V1__DeliveryResult r = WAYGATE__V1__DELIVERY_RESULT__INIT;
@@ -329,6 +356,7 @@ int main(void)
         cmocka_unit_test(request_is_the_concatenation),
         cmocka_unit_test(backoff_doubles_to_the_cap_with_jitter),
         cmocka_unit_test(reason_is_printable_and_bounded),
+        cmocka_unit_test(backend_reason_values_redacted),
         cmocka_unit_test(results_match_by_id_in_any_order),
         cmocka_unit_test(more_results_than_deliveries_match_none),
         cmocka_unit_test(a_response_of_empty_results_at_the_cap_is_malformed),
