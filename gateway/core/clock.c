@@ -1,7 +1,6 @@
 /* clock.c: the process's clocks and its event loop (clock.h). */
 #include "clock.h"
 
-#include <stdatomic.h>
 #include <time.h>
 
 #include <event2/event.h>
@@ -29,7 +28,7 @@ struct event_base *gw_clock_loop_new(void)
 
     if (cfg == NULL)
         return NULL;
-    /* not EVENT_BASE_FLAG_PRECISE_TIMER: gw_clock_tv's tick keeps timers from firing early; and
+    /* not EVENT_BASE_FLAG_PRECISE_TIMER: gw_clock_tv's lag keeps timers from firing early; and
      * the clock read when a timer is added, not the one cached when the loop's turn began */
     if (event_config_set_flag(cfg, EVENT_BASE_FLAG_NO_CACHE_TIME) != 0) {
         event_config_free(cfg);
@@ -40,21 +39,18 @@ struct event_base *gw_clock_loop_new(void)
     return base;
 }
 
-/* A tick of the clock libevent reads, in microseconds (rounded up), read once: it does not change
- * while the process runs. 0 without a coarse clock: libevent then reads CLOCK_MONOTONIC. */
-static uint64_t tick_us(void)
+/* How far the clock libevent reads lags CLOCK_MONOTONIC now, in microseconds rounded up. The
+ * coarse clock is read first: whatever happens between the two reads only makes the lag larger,
+ * the timer later. 0 without a coarse clock: libevent then reads CLOCK_MONOTONIC. */
+static uint64_t lag_us(void)
 {
-    static _Atomic int64_t cached = -1;
-    int64_t t = atomic_load_explicit(&cached, memory_order_relaxed);
-    struct timespec res;
+    struct timespec c, p;
+    int64_t ns;
 
-    if (t < 0) {
-        t = clock_getres(CLOCK_MONOTONIC_COARSE, &res) == 0
-                ? (int64_t)res.tv_sec * 1000000 + (res.tv_nsec + 999) / 1000
-                : 0;
-        atomic_store_explicit(&cached, t, memory_order_relaxed);
-    }
-    return (uint64_t)t;
+    if (clock_gettime(CLOCK_MONOTONIC_COARSE, &c) != 0 || clock_gettime(CLOCK_MONOTONIC, &p) != 0)
+        return 0;
+    ns = ((int64_t)p.tv_sec - (int64_t)c.tv_sec) * 1000000000 + (p.tv_nsec - c.tv_nsec);
+    return ns > 0 ? ((uint64_t)ns + 999u) / 1000u : 0;
 }
 
 struct timeval gw_clock_tv(uint64_t ms)
@@ -63,6 +59,8 @@ struct timeval gw_clock_tv(uint64_t ms)
 
     if (ms == 0)
         return (struct timeval){0, 0};
-    us += tick_us();
+    /* libevent's reading when the timer is added (c2, truncated to microseconds) is at least
+     * this one's (c) less a microsecond, so its deadline is at least c + lag + ms = p + ms */
+    us += lag_us() + 1u;
     return (struct timeval){(time_t)(us / 1000000u), (suseconds_t)(us % 1000000u)};
 }

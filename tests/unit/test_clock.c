@@ -38,17 +38,19 @@ static void fired(evutil_socket_t fd, short what, void *arg)
 
 static void add_timer(struct probe *p)
 {
-    struct timeval tv = gw_clock_tv(TIMEOUT_MS);
+    struct timeval tv;
 
     p->fired_us = 0;
-    p->added_us = mono_us();
+    p->added_us = mono_us(); /* the caller's gw_clock_ms() + ms: read before gw_clock_tv */
+    tv = gw_clock_tv(TIMEOUT_MS);
     assert_int_equal(evtimer_add(p->ev, &tv), 0);
 }
 
 /* A timer added through gw_clock_tv, then the loop run a little later (a loaded box: other work
  * ran in between), but before the timer is due: it must wait for its time. libevent's clock is
  * CLOCK_MONOTONIC_COARSE (a tick of 4 ms): a tick passes in that gap ~70 % of the time, and a
- * timer handed the bare timeout then fires at once, up to a tick early. */
+ * timer handed the bare timeout then fires at once, up to a tick early (and more when the ticks
+ * come late: a timer given one tick more fired early once in CI, on a loaded machine). */
 static void test_timer_never_early(void **state)
 {
     struct event_base *base = gw_clock_loop_new();
@@ -129,22 +131,23 @@ static void test_timer_added_late_in_a_turn(void **state)
     event_base_free(base);
 }
 
-/* gw_clock_tv: 0 is the loop's next turn; anything else is at least what was asked, and at most a
- * tick of the coarse clock more. */
+static uint64_t tv_us(struct timeval tv)
+{
+    return (uint64_t)tv.tv_sec * 1000000u + (uint64_t)tv.tv_usec;
+}
+
+/* gw_clock_tv: 0 is the loop's next turn; anything else is more than what was asked (the coarse
+ * clock's lag, measured, and a microsecond), a well-formed timeval, and not absurdly more (the
+ * lag of a clock that ticks: far less than a second). */
 static void test_tv(void **state)
 {
-    struct timespec res;
     struct timeval z = gw_clock_tv(0), a = gw_clock_tv(1500), b = gw_clock_tv(UINT64_C(86400000));
-    uint64_t tick_us;
 
     (void)state;
-    assert_int_equal(clock_getres(CLOCK_MONOTONIC_COARSE, &res), 0);
-    tick_us = (uint64_t)res.tv_sec * 1000000u + ((uint64_t)res.tv_nsec + 999u) / 1000u;
     assert_true(z.tv_sec == 0 && z.tv_usec == 0);
     assert_true(a.tv_usec >= 0 && a.tv_usec < 1000000);
-    assert_int_equal((uint64_t)a.tv_sec * 1000000u + (uint64_t)a.tv_usec, 1500000u + tick_us);
-    assert_int_equal((uint64_t)b.tv_sec * 1000000u + (uint64_t)b.tv_usec,
-                     UINT64_C(86400000000) + tick_us);
+    assert_true(tv_us(a) > 1500000u && tv_us(a) < 2500000u);
+    assert_true(tv_us(b) > UINT64_C(86400000000) && tv_us(b) < UINT64_C(86401000000));
 }
 
 static void test_clocks(void **state)
