@@ -85,6 +85,7 @@ struct gw_refusals {
     /* the kinds told apart, then (MORE) the one counting the refusals of kinds past them */
     struct entry kinds[GW_REFUSALS_KINDS + 1];
     bool flushing;  /* stopping: no more windows, records written at once */
+    bool halted;    /* gw_refusals_halt: counted only, nothing more written */
     bool told_full; /* this window's log line about records that could not be queued */
     struct gw_refusals_stats st;
 };
@@ -320,7 +321,7 @@ static void summary_done(void *arg, int err, int64_t seq, const struct gw_db_res
     }
     rf->st.summaries++;
     e->sending = 0;
-    if (e->pending > 0) {
+    if (e->pending > 0 && !rf->halted) {
         if (rf->flushing)
             write_summary(rf, e); /* counted while this one was written */
         else
@@ -574,7 +575,7 @@ bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
     /* among the first of its kind this window, whether or not the trail has room for it now */
     first = e->seen < GW_REFUSALS_EACH;
     e->seen += first;
-    if (e->alone < GW_REFUSALS_EACH && rf->sink.room(rf->sink.ctx)) {
+    if (e->alone < GW_REFUSALS_EACH && !rf->halted && rf->sink.room(rf->sink.ctx)) {
         /* kept: an outage does not fail it, nor does a stop (spooled) */
         int rc = rf->sink.write(rf->sink.ctx, l, rec, NULL, NULL, NULL);
 
@@ -597,7 +598,7 @@ bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
     if (!same(e->k.f[F_R_PURPOSE], rec->purpose) || !same(e->k.f[F_R_LEGAL], rec->legal_basis))
         e->mixed = true;
     rf->st.counted++;
-    if (rf->flushing && e->sending == 0) /* (a call refused while stopping) */
+    if (rf->flushing && !rf->halted && e->sending == 0) /* (a call refused while stopping) */
         write_summary(rf, e);
     return first;
 }
@@ -615,6 +616,12 @@ void gw_refusals_flush(struct gw_refusals *rf)
         }
     }
     end_window(rf, false);
+}
+
+void gw_refusals_halt(struct gw_refusals *rf)
+{
+    rf->halted = true;
+    evtimer_del(rf->ev_window);
 }
 
 /* The entry gw_audit_write_kept would queue for r alone, handed to cb. */

@@ -79,6 +79,10 @@ bool gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
  * written (queue room is not asked for). Those records, and a window's still being written,
  * are kept: a drain that times out leaves them to the writer's leftover, which spools them. */
 void gw_refusals_flush(struct gw_refusals *r);
+/* At shutdown, right before gw_refusals_leftover: no record is written from here on (a refusal
+ * counted after it is left, gw_refusals_left), so the counts its leftover visits are written
+ * from the spool alone. */
+void gw_refusals_halt(struct gw_refusals *r);
 /* At shutdown, after the audit writer's drain: visits, as the entry gw_acct_log_write would
  * queue (for an entry with no row: gw_audit_write_kept's, the record alone), the record of each
  * kind's counted refusals that is not in the writer (its write could not be queued, or failed),

@@ -168,6 +168,13 @@ void gw_spool_stop(struct gw_spool *s, struct gw_app *app, uint64_t *spooled, ui
     *spooled = *kept = *lost = 0;
     if (s == NULL)
         return;
+    /* spooled means not sent by this process: until the exit, an answer of the database (the
+     * writer's recovery) or a timer (a retry) would have sent what is taken below, and the next
+     * start would write it again */
+    gw_audit_halt(app->audit);
+    gw_audit_replay_halt(s->replay);
+    gw_incident_halt(app->incidents);
+    gw_refusals_halt(app->refusals);
     if ((sl.sp = gw_audit_spool_new()) == NULL) {
         GW_LOG(GW_LOG_ERROR, "audit", NULL, "spool %s: out of memory: nothing spooled", s->path);
         *kept = gw_audit_replay_abandon(s->replay);

@@ -115,6 +115,7 @@ struct gw_audit {
     struct gw_audit_mac_keys macs;
 
     bool ready;           /* head recovered */
+    bool halted;          /* gw_audit_halt: sends nothing, calls nothing back */
     bool down;            /* the last recovery could not reach the database */
     uint32_t setup_fails; /* recoveries failed in a row (logged at the first, then 1 in 40) */
     bool announced;       /* gateway.start written since this process began */
@@ -455,8 +456,8 @@ static int enqueue(struct gw_audit *a, const struct gw_db_stmt *stmts, int nstmt
     for (int i = 0; i < nrecs; i++)
         if (gw_audit_rec_check(&recs[i]) != 0)
             return GW_EINVAL;
-    if (a->down && !keep)
-        return GW_EUNAVAIL; /* fail fast while the database is away */
+    if ((a->down && !keep) || a->halted)
+        return GW_EUNAVAIL; /* fail fast while the database is away, and once stopped */
     /* kept entries may fill half the queue, the rest is for the actions that wait; the writer's
      * own (gateway.start, audit.break) go first whatever waits */
     if ((flags & ENTRY_OWN) == 0 && a->nqueued >= (keep ? (a->queue_max + 1) / 2 : a->queue_max))
@@ -525,6 +526,25 @@ int gw_audit_write_in_doubt(struct gw_audit *a, const struct gw_audit_left *e, g
 }
 
 /* ---- drain (shutdown) ---- */
+
+void gw_audit_halt(struct gw_audit *a)
+{
+    if (a == NULL)
+        return;
+    a->halted = true;
+    if (a->setup != NULL) { /* reads and idempotent registrations: nothing of an entry's */
+        gw_db_cancel(a->setup);
+        a->setup = NULL;
+    }
+    /* the recovery's retry, the checkpoint's timer, the failed entries' callbacks (their callers
+     * are stopped too) and the drain's deadline */
+    if (a->ev_retry != NULL) {
+        evtimer_del(a->ev_retry);
+        evtimer_del(a->ev_ckpt);
+        event_del(a->ev_fail);
+        evtimer_del(a->ev_drain);
+    }
+}
 
 static uint64_t left_of(const struct gw_audit *a)
 {
@@ -900,7 +920,7 @@ static void recover(struct gw_audit *a)
     };
     int err;
 
-    if (a->setup || a->inflight)
+    if (a->halted || a->setup || a->inflight)
         return;
     a->ready = false;
     snprintf(useq, sizeof useq, "%" PRId64, TAILQ_EMPTY(&a->unsure) ? (int64_t)0 : a->unsure_seq);
@@ -1106,7 +1126,7 @@ static void pump(struct gw_audit *a)
     char ck_seq[24], ck_at[24];
     int n = 0, err;
 
-    if (!a->ready || a->inflight || a->setup)
+    if (a->halted || !a->ready || a->inflight || a->setup)
         return;
     if (TAILQ_EMPTY(&a->queue) && !(a->ckpt_due && a->head_seq > a->ckpt_seq))
         return;
@@ -1239,6 +1259,8 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
     struct gw_audit_req *bad;
 
     a->inflight = NULL;
+    if (a->halted)
+        return; /* its entries stay in doubt as the leftover said, freed by gw_audit_free */
     if (err == 0) {
         int64_t recs = a->batch_seq - a->head_seq;
         a->fail_rounds = 0;

@@ -134,6 +134,13 @@ struct gw_audit_left {
 };
 /* Returns 0 to go on, or an error that stops the visit. */
 typedef int (*gw_audit_left_cb)(void *arg, const struct gw_audit_left *e);
+/* At shutdown, right before gw_audit_leftover: from here on the writer sends nothing (no
+ * recovery, no transaction: its recovery in flight is cancelled, and one that answers, or its
+ * timers, start nothing) and calls nothing back, and gw_audit_write* answer GW_EUNAVAIL; so the
+ * entries its leftover visits are written from the spool alone. A transaction already sent stays
+ * what it was, in doubt (gw_audit_leftover marks its entries so). Only gw_audit_leftover,
+ * gw_audit_sent_in_doubt, gw_audit_stats and gw_audit_free are of use after it. NULL-safe. */
+void gw_audit_halt(struct gw_audit *a);
 /* At shutdown, once the drain has answered: visits each kept entry (gw_audit_write_kept's, the
  * writer's own gateway.start, rebound ones) not known written, oldest first: those whose
  * transaction's outcome is unknown, the in-flight transaction's, then the queued ones. The others

@@ -33,7 +33,8 @@ struct gw_audit_replay {
     struct item *items;
     size_t n, next, done;
     uint64_t failed;
-    bool gone; /* the file removed (or never there to remove) */
+    bool gone;   /* the file removed (or never there to remove) */
+    bool halted; /* gw_audit_replay_halt: nothing more handed over nor removed */
     struct event *ev_retry;
 };
 
@@ -71,7 +72,7 @@ static void answered(struct item *it, int err)
                gw_audit_spool_entry(r->sp, (size_t)(it - r->items))->recs[0].action,
                gw_err_str(err));
     }
-    if (++r->done == r->n)
+    if (++r->done == r->n && !r->halted)
         finished(r);
 }
 
@@ -95,6 +96,8 @@ static void retry_cb(evutil_socket_t fd, short what, void *arg)
 /* Hands the waiting entries to the writer while its queue takes them. */
 static void feed(struct gw_audit_replay *r)
 {
+    if (r->halted)
+        return;
     for (; r->next < r->n; r->next++) {
         struct item *it = &r->items[r->next];
         const struct gw_audit_left *e = gw_audit_spool_entry(r->sp, r->next);
@@ -153,6 +156,14 @@ struct gw_audit_replay *gw_audit_replay_new(struct event_base *base, struct gw_a
         finished(r);
     feed(r);
     return r;
+}
+
+void gw_audit_replay_halt(struct gw_audit_replay *r)
+{
+    if (r == NULL)
+        return;
+    r->halted = true;
+    evtimer_del(r->ev_retry);
 }
 
 int gw_audit_replay_leftover(const struct gw_audit_replay *r, struct gw_audit_spool *out,

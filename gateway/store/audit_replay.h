@@ -27,6 +27,10 @@ struct gw_audit_replay;
  * spool file, removed once every entry has answered. Returns NULL on ENOMEM. */
 struct gw_audit_replay *gw_audit_replay_new(struct event_base *base, struct gw_audit *a,
                                             struct gw_audit_spool *sp, const char *path);
+/* At shutdown, right before gw_audit_replay_leftover: no entry is handed to the writer from
+ * here on (its retry's timer included), and the file is not removed when the last entry answers
+ * (by then it may be the next spool, written over it). NULL-safe. */
+void gw_audit_replay_halt(struct gw_audit_replay *r);
 /* At shutdown: adds to out the entries not handed to the writer yet, and counts them in *n.
  * Returns 0 or gw_audit_spool_add's error. NULL-safe (nothing added). */
 int gw_audit_replay_leftover(const struct gw_audit_replay *r, struct gw_audit_spool *out,

@@ -62,6 +62,7 @@ struct gw_incidents {
     char batch_state[8]; /* its SQLSTATE, "" when none */
     bool failing;        /* the last attempt failed (logged once per outage) */
     bool spooled;        /* the rows left at shutdown are in the spool (gw_incident_spooled) */
+    bool halted;         /* gw_incident_halt: nothing more is sent */
     uint64_t episode_coalesced;
     gw_incident_drained_cb drain_cb;
     void *drain_arg;
@@ -461,7 +462,7 @@ static void flush(struct gw_incidents *q)
     struct entry *e;
     int err = 0;
 
-    if (q->batch_n > 0 || evtimer_pending(q->ev_retry, NULL) || TAILQ_EMPTY(&q->q))
+    if (q->halted || q->batch_n > 0 || evtimer_pending(q->ev_retry, NULL) || TAILQ_EMPTY(&q->q))
         return;
     q->batch_err = 0;
     q->batch_state[0] = '\0';
@@ -568,6 +569,15 @@ void gw_incident_free(struct gw_incidents *q)
     if (q->ev_drain != NULL)
         event_free(q->ev_drain);
     gw_free(q);
+}
+
+void gw_incident_halt(struct gw_incidents *q)
+{
+    if (q == NULL)
+        return;
+    q->halted = true;
+    evtimer_del(q->ev_retry);
+    evtimer_del(q->ev_drain);
 }
 
 void gw_incident_spooled(struct gw_incidents *q)

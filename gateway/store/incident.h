@@ -77,6 +77,11 @@ typedef void (*gw_incident_drained_cb)(void *arg, uint64_t left);
 void gw_incident_drain(struct gw_incidents *q, uint32_t timeout_ms, gw_incident_drained_cb cb,
                        void *arg);
 
+/* At shutdown, right before gw_incident_leftover (and after gw_audit_halt, through which every
+ * row is written): no row is sent from here on, a retry's timer included, so the rows its
+ * leftover visits are written from the spool alone. Incidents recorded after it are counted at
+ * gw_incident_free. NULL-safe. */
+void gw_incident_halt(struct gw_incidents *q);
 /* At shutdown, once the drain has answered: visits each row still queued (in flight ones
  * included: their entries are not kept, so the writer does not spool them) as the entry it is
  * written with, its INSERT keeping when the incident happened. *rows: the rows visited. Returns

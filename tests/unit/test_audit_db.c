@@ -1834,6 +1834,77 @@ static void test_leftover_and_in_doubt(void **state)
                                                     "chain = 't-left'"));
 }
 
+/* A gw_db_done_cb: marks its bool answered. */
+static void probe_cb(void *arg, int err, const struct gw_db_result *res)
+{
+    (void)err;
+    (void)res;
+    *(bool *)arg = true;
+}
+
+static bool is_true(void *arg)
+{
+    return *(bool *)arg;
+}
+
+/* Sends SELECT 1 on p and waits for its answer: on a pool of one connection, everything sent
+ * before it has answered, and what its callbacks sent has been sent. */
+static void behind_all(struct gw_db *p)
+{
+    static const struct gw_db_stmt one = {"SELECT 1", 0, NULL, NULL, NULL, 0};
+    bool answered = false;
+
+    assert_int_equal(gw_db_exec(p, &one, 1, 0, probe_cb, &answered, NULL), 0);
+    assert_true(run_until(is_true, &answered, 20000));
+}
+
+/* The spool's side at a stop: once halted, the writer sends nothing, so what its leftover
+ * visited is written from the spool alone. Its recovery is held on the chain's lock while it is
+ * halted; answered afterwards, it must not send the queued kept entry (nor gateway.start). On a
+ * pool of one connection, two probes in a row show that anything the recovery's answer sent has
+ * answered. */
+static void test_halted_writer_sends_nothing(void **state)
+{
+    struct gw_config one = cfg;
+    struct gw_db *p;
+    struct gw_audit *a;
+    struct gw_audit_config ac = config_of("t-halt", 0);
+    struct gw_audit_rec k = rec("bulk.run", "halt-kept");
+    struct outcome o[2] = {{0}, {.err = 12345}};
+    struct left_seen ls = {0};
+    PGresult *h;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    one.db_pool_size = 1;
+    p = gw_db_new(base, &one);
+    assert_non_null(p);
+    assert_int_equal(gw_db_start(p), 0);
+    assert_true(run_until(db_is_ready, p, 10000));
+    assert_int_equal(gw_audit_new(p, &ac, &a), 0);
+    k.outcome = "stopped";
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[0]), 0);
+    h = PQexec(check, "BEGIN; SELECT pg_advisory_xact_lock(1397, hashtext('t-halt'))");
+    assert_int_equal(PQresultStatus(h), PGRES_TUPLES_OK);
+    PQclear(h);
+    assert_int_equal(gw_audit_start(a), 0);
+    assert_true(run_until(one_backend_waits, "advisory", 20000));
+    gw_audit_halt(a);
+    assert_int_equal(gw_audit_leftover(a, left_cb, &ls), 0);
+    assert_int_equal(ls.n, 1);
+    assert_string_equal(ls.object, "halt-kept");
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &k, 1, done_cb, &o[0]), GW_EUNAVAIL);
+    h = PQexec(check, "ROLLBACK");
+    PQclear(h);
+    behind_all(p); /* the recovery has answered */
+    behind_all(p); /* and what it would have sent */
+    assert_false(o[0].done);
+    assert_int_equal(scalar("SELECT count(*) FROM audit_record WHERE chain = 't-halt'"), 0);
+    gw_audit_free(a);
+    gw_db_free(p);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1868,6 +1939,7 @@ int main(void)
         cmocka_unit_test(test_settling_reads_the_head_after_the_lock),
         cmocka_unit_test(test_kept_entry_failing_alone_spares_the_others),
         cmocka_unit_test(test_leftover_and_in_doubt),
+        cmocka_unit_test(test_halted_writer_sends_nothing),
     };
     if (getenv("TEST_FILTER") != NULL) /* one case, or a pattern: TEST_FILTER='test_kept_*' */
         cmocka_set_test_filter(getenv("TEST_FILTER"));
