@@ -112,6 +112,12 @@ int gw_spool_start(struct gw_app *app, struct gw_spool **out)
     else
         snprintf(err, sizeof err, "the spool keys could not be derived");
     OPENSSL_cleanse(&k, sizeof k);
+    if (rc == 0 && gw_audit_spool_version(sp) == 1)
+        GW_LOG(GW_LOG_WARN, "audit", NULL,
+               "spool %s is of version 1 (written before this build): its entries carry no mark, "
+               "so this replay is not checked against an earlier one of the same file; those "
+               "spooled again at a stop are marked",
+               s->path);
     if (rc == 0 && (s->replay = gw_audit_replay_new(app->base, app->audit, sp, s->path)) == NULL)
         rc = GW_ENOMEM;
     if (rc == GW_ENOMEM || rc == GW_ECRYPTO) {

@@ -33,8 +33,9 @@ struct gw_audit_replay {
     struct item *items;
     size_t n, next, done;
     uint64_t failed;
-    bool gone;   /* the file removed (or never there to remove) */
-    bool halted; /* gw_audit_replay_halt: nothing more handed over nor removed */
+    uint64_t skipped; /* written before: their mark was there (a replay again) */
+    bool gone;        /* the file removed (or never there to remove) */
+    bool halted;      /* gw_audit_replay_halt: nothing more handed over nor removed */
     struct event *ev_retry;
 };
 
@@ -55,9 +56,14 @@ static void finished(struct gw_audit_replay *r)
     r->gone = true;
     if (gw_file_sync_dir(r->path, err, sizeof err) != 0)
         GW_LOG(GW_LOG_WARN, "audit", NULL, "spool %s removed, but %s", r->path, err);
-    GW_LOG(r->failed ? GW_LOG_ERROR : GW_LOG_INFO, "audit", NULL,
-           "spool %s: %zu entr%s written, %" PRIu64 " failed; file removed", r->path,
-           r->n - (size_t)r->failed, r->n - (size_t)r->failed == 1 ? "y" : "ies", r->failed);
+    GW_LOG(r->failed    ? GW_LOG_ERROR
+           : r->skipped ? GW_LOG_WARN
+                        : GW_LOG_INFO,
+           "audit", NULL,
+           "spool %s: %zu entr%s written, %" PRIu64 " failed; file removed; %" PRIu64
+           " written before (by an earlier replay), skipped",
+           r->path, r->n - (size_t)(r->failed + r->skipped),
+           r->n - (size_t)(r->failed + r->skipped) == 1 ? "y" : "ies", r->failed, r->skipped);
 }
 
 static void answered(struct item *it, int err)
@@ -79,9 +85,20 @@ static void answered(struct item *it, int err)
 static void written_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
 {
     struct item *it = arg;
+    struct gw_audit_replay *r = it->r;
+    const struct gw_audit_left *e = gw_audit_spool_entry(r->sp, (size_t)(it - r->items));
 
     (void)seq;
-    (void)res;
+    if (err != 0 && gw_audit_spool_marked(e) && gw_audit_spool_met_mark(res)) {
+        /* this file (or the one it was carried from) was replayed before, up to here at least:
+         * a hard kill during that replay, or a copy put back */
+        if (r->skipped++ == 0)
+            GW_LOG(GW_LOG_WARN, "audit", NULL,
+                   "spool %s: an entry (%s) was written before, by an earlier replay of this "
+                   "spool or of one it was carried from: skipped, as are the others so",
+                   r->path, e->recs[0].action);
+        err = 0;
+    }
     answered(it, err);
     feed(it->r);
 }

@@ -9,8 +9,9 @@
  * replaces the file.
  *
  * A stop that never reaches the spool (SIGKILL, a crash) while a replay runs leaves the file as
- * it was read: its entries already committed are written again at the next start. A stop whose
- * spool cannot be written (gw_audit_replay_abandon) never leaves it so. */
+ * it was read: its entries already committed are replayed again at the next start, and skipped
+ * there, their mark found (audit_spool.h; a v1 file's entries, unmarked, are written again). A
+ * stop whose spool cannot be written (gw_audit_replay_abandon) never leaves it so. */
 #ifndef GW_STORE_AUDIT_REPLAY_H
 #define GW_STORE_AUDIT_REPLAY_H
 

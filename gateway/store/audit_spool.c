@@ -13,10 +13,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <openssl/rand.h>
+
 #include "alloc.h"
 #include "file.h"
 
-#define MAGIC "WGSPOOL1"
+#define MAGIC "WGSPOOL2"
+#define MAGIC_V1 "WGSPOOL1" /* read, never written: its entries carry no mark */
 #define MAGIC_LEN 8
 #define FLAG_DOUBT 1u
 #define REC_TEXTS 12
@@ -32,7 +35,9 @@ struct gw_audit_spool {
     uint8_t *buf; /* written: the entries, encoded */
     size_t len, cap;
     size_t n;
-    struct sentry *ents; /* read: n decoded entries */
+    struct sentry *ents;               /* read: n decoded entries */
+    int version;                       /* read: the file's (1 or 2) */
+    uint8_t id[GW_AUDIT_SPOOL_ID_LEN]; /* written: the mark of the entries added unmarked */
 };
 
 size_t gw_audit_spool_cap(size_t entries)
@@ -43,7 +48,40 @@ size_t gw_audit_spool_cap(size_t entries)
 
 struct gw_audit_spool *gw_audit_spool_new(void)
 {
-    return gw_calloc(1, sizeof(struct gw_audit_spool));
+    struct gw_audit_spool *sp = gw_calloc(1, sizeof(struct gw_audit_spool));
+
+    if (sp != NULL && RAND_bytes(sp->id, sizeof sp->id) != 1) {
+        gw_free(sp);
+        return NULL;
+    }
+    if (sp != NULL)
+        sp->version = 2;
+    return sp;
+}
+
+int gw_audit_spool_version(const struct gw_audit_spool *sp)
+{
+    return sp->version;
+}
+
+bool gw_audit_spool_marked(const struct gw_audit_left *e)
+{
+    const struct gw_db_stmt *s = &e->stmts[0];
+
+    if (e->nstmts < 1 || s->sql == NULL || strcmp(s->sql, GW_AUDIT_SPOOL_MARK_SQL) != 0 ||
+        s->nparams != 2 || s->values == NULL || s->values[0] == NULL || s->values[1] == NULL ||
+        s->formats == NULL || s->formats[0] != 1 || s->formats[1] != 0 || s->lengths == NULL ||
+        s->lengths[0] != GW_AUDIT_SPOOL_ID_LEN)
+        return false;
+    for (const char *d = s->values[1];; d++) /* the index: decimal (an integer column) */
+        if (*d < '0' || *d > '9')
+            return *d == '\0' && d > s->values[1] && d - s->values[1] <= 10;
+}
+
+bool gw_audit_spool_met_mark(const struct gw_db_result *res)
+{
+    return res != NULL && res->failed_stmt == 0 && res->sqlstate != NULL &&
+           strcmp(res->sqlstate, "23505") == 0;
 }
 
 void gw_audit_spool_free(struct gw_audit_spool *sp)
@@ -154,10 +192,39 @@ static size_t measure(const struct gw_audit_left *e)
     return n <= GW_AUDIT_SPOOL_ENTRY_MAX ? n : 0;
 }
 
-int gw_audit_spool_add(struct gw_audit_spool *sp, const struct gw_audit_left *e)
+/* e with its mark first: this spool's id and index idx (as text in txt). */
+static void mark(const struct gw_audit_spool *sp, const struct gw_audit_left *e, size_t idx,
+                 char txt[12], const char *v[2], struct gw_audit_left *out)
 {
-    size_t body = measure(e);
+    static const int lens[2] = {GW_AUDIT_SPOOL_ID_LEN, 0}, fmts[2] = {1, 0};
 
+    snprintf(txt, 12, "%zu", idx);
+    v[0] = (const char *)sp->id;
+    v[1] = txt;
+    *out = *e;
+    out->stmts[0] = (struct gw_db_stmt){GW_AUDIT_SPOOL_MARK_SQL, 2, v, lens, fmts, 0};
+    for (int i = 0; i < e->nstmts; i++)
+        out->stmts[i + 1] = e->stmts[i];
+    out->nstmts = e->nstmts + 1;
+}
+
+int gw_audit_spool_add(struct gw_audit_spool *sp, const struct gw_audit_left *le)
+{
+    struct gw_audit_left m;
+    const struct gw_audit_left *e = le;
+    const char *v[2];
+    char txt[12];
+    size_t body;
+
+    /* an entry carried from an earlier spool keeps its mark: written at most once whichever
+     * file holds it */
+    if (!gw_audit_spool_marked(le)) {
+        if (le->nstmts < 0 || le->nstmts >= GW_AUDIT_STMTS_MAX || sp->n > INT32_MAX)
+            return GW_EINVAL;
+        mark(sp, le, sp->n, txt, v, &m);
+        e = &m;
+    }
+    body = measure(e);
     if (body == 0 || sp->ents != NULL)
         return GW_EINVAL;
     if (!reserve(sp, 4 + body))
@@ -427,9 +494,10 @@ int gw_audit_spool_decode(const uint8_t *buf, size_t len, struct gw_crypto *cx,
 
     *out = NULL;
     *why = "out of memory";
-    if (len < MAGIC_LEN + 1 + 4 + GW_CRYPTO_MAC_LEN || memcmp(buf, MAGIC, MAGIC_LEN) != 0) {
+    if (len < MAGIC_LEN + 1 + 4 + GW_CRYPTO_MAC_LEN ||
+        (memcmp(buf, MAGIC, MAGIC_LEN) != 0 && memcmp(buf, MAGIC_V1, MAGIC_LEN) != 0)) {
         *why = len < MAGIC_LEN + 1 + 4 + GW_CRYPTO_MAC_LEN ? "too short to be a spool"
-                                                           : "not a spool of this version";
+                                                           : "not a spool of a version read";
         return GW_EDATALOSS;
     }
     if (keys == NULL ||
@@ -455,6 +523,7 @@ int gw_audit_spool_decode(const uint8_t *buf, size_t len, struct gw_crypto *cx,
         rc = GW_ENOMEM;
         goto fail;
     }
+    sp->version = memcmp(buf, MAGIC, MAGIC_LEN) == 0 ? 2 : 1;
     for (sp->n = 0; sp->n < n; sp->n++) {
         size_t el = (size_t)get_uint(&r, 4);
         const uint8_t *p = get_bytes(&r, el);
@@ -464,6 +533,12 @@ int gw_audit_spool_decode(const uint8_t *buf, size_t len, struct gw_crypto *cx,
         }
         if ((rc = decode_one(p, el, &sp->ents[sp->n], why)) != 0)
             goto fail;
+        if (sp->version == 2 && !gw_audit_spool_marked(&sp->ents[sp->n].e)) {
+            sp->n++; /* freed with the others */
+            *why = "an entry does not begin with its mark";
+            rc = GW_EDATALOSS;
+            goto fail;
+        }
     }
     if (r.left != 0) {
         *why = "bytes follow its last entry";

@@ -10,8 +10,17 @@
  * included: a spool is replayed only by the keyring and chain that wrote it. Whoever can write
  * the directory can delete or replace the file but not forge or alter an entry.
  *
+ * Each entry is written at most once: its first statement is its mark (GW_AUDIT_SPOOL_MARK_SQL,
+ * sql/052_audit_spool_entry.sql), an INSERT of the random id of the spool it was first added to
+ * and its index there, committed in the entry's own transaction; an entry whose mark is there
+ * already fails on it (SQLSTATE 23505 at its statement 0, gw_audit_spool_met_mark) and writes
+ * nothing: a file replayed again (a hard kill during its replay, or a copy put back later) is
+ * skipped entry by entry. An entry carried into a later spool keeps its mark.
+ *
  * Format (integers big-endian):
- *   "WGSPOOL1"                          magic and version
+ *   "WGSPOOL2"                          magic and version ("WGSPOOL1": the same without the
+ *                                       marks, read so that an upgrade loses nothing, its
+ *                                       entries then written without the at-most-once check)
  *   u8 n, chain[n]                      the writer's chain id
  *   u32 entries
  *   entries, each: u32 length, then
@@ -24,7 +33,8 @@
  *                  u64 count (two's complement, -1: absent); u8 confidential
  *   32-byte MAC
  * A text parameter or field holds no NUL byte. Nothing is read before the MAC verifies; any
- * byte left over, or missing, refuses the whole file. */
+ * byte left over, or missing, or (v2) an entry whose first statement is not its mark, refuses the
+ * whole file. */
 #ifndef GW_STORE_AUDIT_SPOOL_H
 #define GW_STORE_AUDIT_SPOOL_H
 
@@ -37,6 +47,15 @@
 #include "err.h"
 
 struct gw_audit_spool;
+
+/* An entry's mark: the spool's id (GW_AUDIT_SPOOL_ID_LEN bytes, binary) and its index there. */
+#define GW_AUDIT_SPOOL_MARK_SQL                                                                    \
+    "INSERT INTO audit_spool_entry (spool, idx) VALUES ($1, $2::integer)"
+#define GW_AUDIT_SPOOL_ID_LEN 16
+/* Whether e's first statement is a mark (an id of the right length, a decimal index). */
+bool gw_audit_spool_marked(const struct gw_audit_left *e);
+/* Whether a marked entry's write failed on its mark: written already. */
+bool gw_audit_spool_met_mark(const struct gw_db_result *res);
 
 /* The bound of one entry (gw_audit_spool_add refuses a larger one). */
 #define GW_AUDIT_SPOOL_ENTRY_MAX 16384
@@ -51,13 +70,17 @@ struct gw_audit_spool;
  * writes no spool (gw_audit_spool_save: GW_ETOOBIG) and counts them as lost. */
 size_t gw_audit_spool_cap(size_t entries);
 
-/* An empty spool. NULL on ENOMEM. */
+/* An empty spool with an id of its own (random). NULL on ENOMEM or when no random bytes. */
 struct gw_audit_spool *gw_audit_spool_new(void);
+/* The format version of a spool read (1 or 2; 2 for one being written). */
+int gw_audit_spool_version(const struct gw_audit_spool *sp);
 /* Wipes and frees. NULL-safe. */
 void gw_audit_spool_free(struct gw_audit_spool *sp);
 
-/* Adds a copy of e. Returns 0, GW_EINVAL (more statements, records or parameters than an entry
- * holds, a field or parameter too long, an entry over GW_AUDIT_SPOOL_ENTRY_MAX) or GW_ENOMEM. */
+/* Adds a copy of e, marked (this spool's id, its index) unless it is already. Returns 0,
+ * GW_EINVAL (no room for its mark: GW_AUDIT_STMTS_MAX statements already; more statements,
+ * records or parameters than an entry holds, a field or parameter too long, an entry over
+ * GW_AUDIT_SPOOL_ENTRY_MAX) or GW_ENOMEM. */
 int gw_audit_spool_add(struct gw_audit_spool *sp, const struct gw_audit_left *e) GW_MUST_CHECK;
 size_t gw_audit_spool_count(const struct gw_audit_spool *sp);
 /* Entry i (< count) of a spool read by gw_audit_spool_decode or gw_audit_spool_load; valid until

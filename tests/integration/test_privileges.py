@@ -220,12 +220,14 @@ GATEWAY_REFUSED = [
 
 # sql/008: the trail is append-only to both login roles: no UPDATE, DELETE or TRUNCATE privilege
 # on any audit table (the trigger behind it refuses the owner too: unit:test_audit_db). The CLI's
-# UPDATE (kind) of audit_chain serves its row lock: relabel_own_chain, below.
+# UPDATE (kind) of audit_chain serves its row lock: relabel_own_chain, below. sql/052: nor on the
+# marks of the audit spool's entries written (a mark removed, its entry is written again).
 APPEND_ONLY = [("%s_%s" % (sql.split()[0].lower(), table), sql % table, table)
                for table, change in (("audit_record", "actor = 'x'"),
                                      ("audit_checkpoint", "at_us = 0"),
                                      ("audit_key", "created_at = now()"),
-                                     ("audit_chain", "created_at = now()"))
+                                     ("audit_chain", "created_at = now()"),
+                                     ("audit_spool_entry", "written_at = now()"))
                for sql in ("UPDATE %s SET " + change, "DELETE FROM %s", "TRUNCATE %s")]
 GATEWAY_REFUSED += [(name, sql, "42501", r"^permission denied for table %s$" % table)
                     for name, sql, table in APPEND_ONLY]

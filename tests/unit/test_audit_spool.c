@@ -178,31 +178,51 @@ static void assert_same_rec(const struct gw_audit_rec *a, const struct gw_audit_
     assert_int_equal(a->confidential, b->confidential);
 }
 
+/* e begins with its mark: index idx, the spool id *id (taken from it when *id is NULL). */
+static void assert_mark(const struct gw_audit_left *e, int idx, const uint8_t **id)
+{
+    char want[12];
+
+    assert_true(gw_audit_spool_marked(e));
+    assert_string_equal(e->stmts[0].sql, GW_AUDIT_SPOOL_MARK_SQL);
+    snprintf(want, sizeof want, "%d", idx);
+    assert_string_equal(e->stmts[0].values[1], want);
+    if (*id == NULL)
+        *id = (const uint8_t *)e->stmts[0].values[0];
+    else
+        assert_memory_equal(e->stmts[0].values[0], *id, GW_AUDIT_SPOOL_ID_LEN);
+}
+
+/* The sample read back: each entry behind its mark (one spool id, its index), as added. */
 static void assert_sample(const struct gw_audit_spool *got)
 {
     const struct gw_audit_left *e = gw_audit_spool_entry(got, 0);
-    const uint8_t *bin;
+    const struct gw_db_stmt *s = &e->stmts[1];
+    const uint8_t *bin, *id = NULL;
 
+    assert_int_equal(gw_audit_spool_version(got), 2);
     assert_int_equal(gw_audit_spool_count(got), 3);
-    assert_int_equal(e->nstmts, 1);
-    assert_string_equal(e->stmts[0].sql, "INSERT INTO incident VALUES ($1, $2, $3, $4, $5)");
-    assert_int_equal(e->stmts[0].nparams, 5);
-    assert_string_equal(e->stmts[0].values[0], "critical");
-    assert_int_equal(e->stmts[0].formats[0], 0);
-    assert_string_equal(e->stmts[0].values[1], "audit_spool_rejected");
-    assert_null(e->stmts[0].values[2]);
-    bin = (const uint8_t *)e->stmts[0].values[3];
-    assert_int_equal(e->stmts[0].formats[3], 1);
-    assert_int_equal(e->stmts[0].lengths[3], sizeof record_id);
+    assert_int_equal(e->nstmts, 2);
+    assert_mark(e, 0, &id);
+    assert_string_equal(s->sql, "INSERT INTO incident VALUES ($1, $2, $3, $4, $5)");
+    assert_int_equal(s->nparams, 5);
+    assert_string_equal(s->values[0], "critical");
+    assert_int_equal(s->formats[0], 0);
+    assert_string_equal(s->values[1], "audit_spool_rejected");
+    assert_null(s->values[2]);
+    bin = (const uint8_t *)s->values[3];
+    assert_int_equal(s->formats[3], 1);
+    assert_int_equal(s->lengths[3], sizeof record_id);
     assert_memory_equal(bin, record_id, sizeof record_id);
-    assert_string_equal(e->stmts[0].values[4], "2026-12-05 07:00:00.000001+00");
-    assert_int_equal(e->stmts[0].result_format, 0);
+    assert_string_equal(s->values[4], "2026-12-05 07:00:00.000001+00");
+    assert_int_equal(s->result_format, 0);
     assert_int_equal(e->nrecs, 1);
     assert_false(e->in_doubt);
     assert_same_rec(&e->recs[0], &rec0);
 
     e = gw_audit_spool_entry(got, 1);
-    assert_int_equal(e->nstmts, 0);
+    assert_int_equal(e->nstmts, 1);
+    assert_mark(e, 1, &id);
     assert_int_equal(e->nrecs, 2);
     assert_same_rec(&e->recs[0], &rec1);
     assert_same_rec(&e->recs[1], &rec2);
@@ -212,9 +232,10 @@ static void assert_sample(const struct gw_audit_spool *got)
     assert_int_equal(e->doubt_seq, 42);
     for (size_t i = 0; i < sizeof e->doubt_hash; i++)
         assert_int_equal(e->doubt_hash[i], 0xab);
-    assert_string_equal(e->stmts[0].sql, "SELECT 1");
-    assert_int_equal(e->stmts[0].nparams, 0);
-    assert_int_equal(e->stmts[0].result_format, 1);
+    assert_mark(e, 2, &id);
+    assert_string_equal(e->stmts[1].sql, "SELECT 1");
+    assert_int_equal(e->stmts[1].nparams, 0);
+    assert_int_equal(e->stmts[1].result_format, 1);
     assert_same_rec(&e->recs[0], &rec3);
     assert_null(gw_audit_spool_entry(got, 3));
 }
@@ -371,6 +392,91 @@ static void test_malformed_under_a_valid_mac_is_refused(void **state)
     gw_free_wipe(b, n);
 }
 
+/* An entry carried into a new spool (a stop during a replay) keeps its mark, so that it is
+ * written at most once whichever file holds it; a new spool has an id of its own; an entry with
+ * no room for its mark is not added. */
+static void test_a_carried_entry_keeps_its_mark(void **state)
+{
+    struct fx *f = *state;
+    struct gw_audit_spool *got = NULL, *next = gw_audit_spool_new(), *again = NULL;
+    struct gw_audit_left full;
+    const char *why = NULL;
+    const uint8_t *id = NULL;
+    uint8_t *b, *b2;
+    size_t n, n2;
+
+    assert_non_null(next);
+    encode(f, &f->keys, CHAIN, &b, &n);
+    assert_int_equal(gw_audit_spool_decode(b, n, f->cx, &f->keys, CHAIN, &got, &why), 0);
+    assert_int_equal(gw_audit_spool_add(next, gw_audit_spool_entry(got, 2)), 0); /* carried */
+    memset(&full, 0, sizeof full);
+    full.nrecs = 1;
+    full.recs[0] = rec2;
+    assert_int_equal(gw_audit_spool_add(next, &full), 0); /* new: this spool's index 1 */
+    full.nstmts = GW_AUDIT_STMTS_MAX;
+    for (int i = 0; i < GW_AUDIT_STMTS_MAX; i++)
+        full.stmts[i] = (struct gw_db_stmt){"SELECT 1", 0, NULL, NULL, NULL, 0};
+    assert_int_equal(gw_audit_spool_add(next, &full), GW_EINVAL);
+    assert_int_equal(gw_audit_spool_encode(next, f->cx, &f->keys, CHAIN, &b2, &n2), 0);
+    assert_int_equal(gw_audit_spool_decode(b2, n2, f->cx, &f->keys, CHAIN, &again, &why), 0);
+    assert_mark(gw_audit_spool_entry(got, 2), 2, &id);
+    assert_mark(gw_audit_spool_entry(again, 0), 2, &id); /* the first spool's id and index */
+    assert_int_equal(gw_audit_spool_entry(again, 0)->nstmts, 2);
+    id = NULL;
+    assert_mark(gw_audit_spool_entry(again, 1), 1, &id);
+    assert_memory_not_equal(id, gw_audit_spool_entry(got, 2)->stmts[0].values[0],
+                            GW_AUDIT_SPOOL_ID_LEN);
+    gw_audit_spool_free(again);
+    gw_audit_spool_free(next);
+    gw_audit_spool_free(got);
+    gw_free_wipe(b2, n2);
+    gw_free_wipe(b, n);
+}
+
+/* A file of one entry, a record alone with no mark, under magic and a valid MAC. */
+static size_t unmarked_file(struct fx *f, const char *magic, uint8_t *c)
+{
+    size_t k = 0, body;
+
+    memcpy(c, magic, 8);
+    k = 8;
+    c[k++] = (uint8_t)strlen(CHAIN);
+    memcpy(c + k, CHAIN, strlen(CHAIN));
+    k += strlen(CHAIN);
+    memcpy(c + k, "\0\0\0\1", 4); /* one entry */
+    k += 4;
+    body = 1 + 2 + 12 + 8 + 1; /* flags, nstmts and nrecs, 12 absent texts, count, confidential */
+    memcpy(c + k, "\0\0\0", 3);
+    c[k + 3] = (uint8_t)body;
+    k += 4;
+    memset(c + k, 0, body);
+    c[k + 2] = 1;                /* one record */
+    memset(c + k + 15, 0xff, 8); /* count -1 */
+    k += body;
+    assert_int_equal(gw_audit_writer_mac(f->cx, f->keys.alg[0], f->keys.key[0], c, k, c + k), 0);
+    return k + GW_CRYPTO_MAC_LEN;
+}
+
+/* Version 1 (before the marks) is read, its entries unmarked; in version 2 an entry that does
+ * not begin with its mark is refused whole. */
+static void test_version_1_is_read_and_an_unmarked_v2_entry_refused(void **state)
+{
+    struct fx *f = *state;
+    struct gw_audit_spool *got = NULL;
+    const char *why = NULL;
+    uint8_t c[256];
+    size_t n;
+
+    n = unmarked_file(f, "WGSPOOL1", c);
+    assert_int_equal(gw_audit_spool_decode(c, n, f->cx, &f->keys, CHAIN, &got, &why), 0);
+    assert_int_equal(gw_audit_spool_version(got), 1);
+    assert_int_equal(gw_audit_spool_count(got), 1);
+    assert_false(gw_audit_spool_marked(gw_audit_spool_entry(got, 0)));
+    gw_audit_spool_free(got);
+    n = unmarked_file(f, "WGSPOOL2", c);
+    refused(f, c, n, &f->keys, CHAIN);
+}
+
 static void test_oversized_is_refused_and_not_written(void **state)
 {
     struct fx *f = *state;
@@ -503,6 +609,9 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_malformed_under_a_valid_mac_is_refused, setup,
                                         teardown),
         cmocka_unit_test_setup_teardown(test_oversized_is_refused_and_not_written, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_a_carried_entry_keeps_its_mark, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_version_1_is_read_and_an_unmarked_v2_entry_refused,
+                                        setup, teardown),
         cmocka_unit_test_setup_teardown(test_entry_over_the_bound_is_not_added, setup, teardown),
         cmocka_unit_test_setup_teardown(
             test_rejected_files_never_overwrite_and_the_newest_four_stay, setup, teardown),
