@@ -557,7 +557,7 @@ def test_admin_certificate_acts_only_through_a_token(stack, admin):
     assert stack.psql("SELECT disabled_at IS NULL FROM account WHERE name = 'clerk_b'") == ["t"]
     # with a person's token the same certificate carries secadmin's role, and secadmin is recorded
     stack.unary(CREATE, create, pb.admin.CreateAccountResponse, principal="admin",
-                metadata=admin.md)
+                metadata=admin.md, timeout=HASHING_DEADLINE)
     assert stack.psql("SELECT count(*) FROM account WHERE name = '%s'" % name) == ["1"]
     assert stack.psql("SELECT actor, cert, outcome FROM admin_log WHERE action = 'CreateAccount' "
                       "AND object = '%s'" % name) == ["secadmin|admin|ok"]
@@ -1212,7 +1212,9 @@ def test_logins_cancelled_midway_leave_the_gateway_serving(stack, admin):
     name = unique("it-cx-")
     pw = admin.create(name, "branch_clerk", branch="a")
     ch = stack.channel("branch_a")
-    assert waygate_proto.health_check(ch) == "SERVING"  # connected: the calls reach the gateway
+    # connected (a new connection's handshake on a loaded machine: more than health_check's 5 s
+    # default), so that the calls reach the gateway
+    assert waygate_proto.health_check(ch, timeout=60) == "SERVING"
     fn = ch.unary_unary(LOGIN, request_serializer=lambda m: m.SerializeToString(),
                         response_deserializer=stack.pb.admin.LoginResponse.FromString)
     futures = [fn.future(stack.pb.admin.LoginRequest(account=name, password=pw), timeout=0.02)

@@ -1406,9 +1406,7 @@ def test_export_audit_leaves_out_a_row_the_format_cannot_hold(stack, db, dbgw, t
     gw = dbgw("export")
     gw.start()
     ch = stack.channel(via, addr=gw.addr)
-    token = waygate_proto.unary(ch, "/waygate.v1.Admin/Login",
-                                stack.pb.admin.LoginRequest(account=account, password=pw),
-                                stack.pb.admin.LoginResponse).token
+    token = stack.login_response(account, pw, via, addr=gw.addr).token
     chunks = list(waygate_proto.stream(
         ch, EXPORT, stack.pb.compliance.ExportAuditRequest(from_time=0, to_time=int(FAR)),
         stack.pb.compliance.ExportAuditChunk, timeout=120,

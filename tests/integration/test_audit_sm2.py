@@ -29,7 +29,6 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "audit"))
 import sm_verify  # noqa: E402
 
 EXPORT = "/waygate.v1.Compliance/ExportAudit"
-LOGIN = "/waygate.v1.Admin/Login"
 
 
 def sm_keyring(stack, name, add_to_stack_keys=True):
@@ -85,11 +84,8 @@ def smgw(stack):
 
 
 def login_on(stack, gw, name):
-    account, pw, via = stack.account(name)
-    r = waygate_proto.unary(stack.channel(via, addr=gw.addr), LOGIN,
-                            stack.pb.admin.LoginRequest(account=account, password=pw),
-                            stack.pb.admin.LoginResponse, timeout=30)
-    return bearer(r.token), via
+    via = stack.account(name)[2]
+    return bearer(stack.login_response(name, addr=gw.addr).token), via
 
 
 def export_on(stack, gw, frm, to):

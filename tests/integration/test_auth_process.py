@@ -19,7 +19,7 @@ import time
 import grpc
 import pytest
 
-from conftest import wait_for
+from conftest import HASHING_DEADLINE, wait_for
 from test_metrics import scrape, value
 
 SCHED_IDLE = 5
@@ -65,10 +65,10 @@ def worker_cgroup(stack):
 def login_ok(stack, name="clerk_a"):
     """A Login that succeeds, retried only while it answers UNAVAILABLE (a replacement process is
     forked at most once a second); any other refusal fails the test."""
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + HASHING_DEADLINE
     while True:
         try:
-            return stack.login_response(name, timeout=60).token
+            return stack.login_response(name).token
         except grpc.RpcError as e:
             if e.code() != grpc.StatusCode.UNAVAILABLE or time.monotonic() > deadline:
                 raise

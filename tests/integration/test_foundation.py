@@ -9,13 +9,12 @@ import signal
 import socket
 import ssl
 import subprocess
-import time
 import warnings
 
 import grpc
 import pytest
 
-from conftest import BUILD, cluster_pids, wait_for
+from conftest import BUILD, HASHING_DEADLINE, cluster_pids, wait_for
 import waygate_proto
 
 HEALTH = "/grpc.health.v1.Health/Check"
@@ -231,7 +230,8 @@ def test_garbage_request_invalid_argument(stack):
 
 
 class SecondGateway:
-    """Another waygated on a free port, with the dev stack's config plus `extra` [server] lines,
+    """Another waygated on a free port, with the dev stack's config plus `extra` [server] lines
+    (each replacing the dev stack's line of the same key: the config refuses a key set twice),
     logging to DIR/<name>.log: for tests that must not disturb the session's gateway. `binary`
     names the program in the build directory (waygated-test adds test-only methods)."""
 
@@ -240,8 +240,11 @@ class SecondGateway:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        conf = re.sub(r"(?m)^listen\s*=.*$", "listen = 127.0.0.1:%d\n%s" % (port, extra),
-                      stack.config_for(port), count=1)
+        conf = stack.config_for(port)
+        for key in re.findall(r"(?m)^(\w+)\s*=", extra):
+            conf = re.sub(r"(?m)^%s\s*=.*\n" % key, "", conf)
+        conf = re.sub(r"(?m)^listen\s*=.*$", "listen = 127.0.0.1:%d\n%s" % (port, extra), conf,
+                      count=1)
         path = os.path.join(stack.dir, name + ".conf")
         with open(path, "w") as f:
             f.write(conf)
@@ -293,6 +296,16 @@ def test_deadline_exceeded(stack):
             os.kill(pid, signal.SIGCONT)
         gw.close()
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=60)
+
+
+def test_dev_stack_cap_on_a_call_is_above_the_hashing_deadline(stack):
+    """The suite gives a call that hashes a password HASHING_DEADLINE (a loaded machine starves
+    the idle-priority scrypt for over a minute); the gateway ends every call at its [server]
+    max_deadline_ms, 60 s by default, which would cut such a call first and fail the test with
+    DEADLINE_EXCEEDED whatever the client allowed. The dev stack's cap is set above it."""
+    with open(os.path.join(stack.dir, "waygated.conf")) as f:
+        caps = re.findall(r"(?m)^max_deadline_ms\s*=\s*(\d+)\s*$", f.read())
+    assert caps and int(caps[0]) > 1000 * HASHING_DEADLINE, caps
 
 
 # --- the database's health ---

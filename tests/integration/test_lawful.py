@@ -22,7 +22,8 @@ import waygate_proto
 from query_data import GET, get, new_waybill, nonexistent, refusal, submit
 from test_accounts import (QUEUE_FULL, Admin, calls_until_queue_full, change, login, password,
                            unique)
-from conftest import PGBIN, ExtraGateway, bearer, lock_holder, release_holder, wait_for
+from conftest import (HASHING_DEADLINE, PGBIN, ExtraGateway, bearer, lock_holder, release_holder,
+                      wait_for)
 from test_views import default_text, write_policy
 
 REQUEST = "/waygate.v1.Compliance/RequestLawfulAccess"
@@ -906,11 +907,11 @@ def test_lawful_access_leaves_nothing_in_the_log(stack, waybills):
         tag = "%d" % time.time_ns()
         hidden = []  # what the log must not hold, beyond "lawful"
 
-        def call(ch, method, req, resp, md=(), rid=None):
+        def call(ch, method, req, resp, md=(), rid=None, timeout=15):
             if rid is None:  # a lawful call's: none of its lines may carry it
                 rid = "rq-conf-%s-%d" % (tag, len(hidden))
                 hidden.append(rid)
-            return waygate_proto.unary(ch, method, req, resp, timeout=15,
+            return waygate_proto.unary(ch, method, req, resp, timeout=timeout,
                                        metadata=list(md) + [("x-request-id", rid)])
 
         def log_in(name, rid=None):
@@ -918,7 +919,7 @@ def test_lawful_access_leaves_nothing_in_the_log(stack, waybills):
             assert via == "admin"
             return bearer(call(admin_ch, "/waygate.v1.Admin/Login",
                                pb.admin.LoginRequest(account=account, password=pw),
-                               pb.admin.LoginResponse, rid=rid).token)
+                               pb.admin.LoginResponse, rid=rid, timeout=HASHING_DEADLINE).token)
 
         # both over the administration certificate: the security admin's login is logged, the
         # officer's (a lawful_access account's) is not
@@ -927,13 +928,15 @@ def test_lawful_access_leaves_nothing_in_the_log(stack, waybills):
         hidden.append(second)
         new_pw = password()
         r = call(admin_ch, "/waygate.v1.Admin/Login",
-                 pb.admin.LoginRequest(account=second, password=first_pw), pb.admin.LoginResponse)
+                 pb.admin.LoginRequest(account=second, password=first_pw), pb.admin.LoginResponse,
+                 timeout=HASHING_DEADLINE)
         assert r.must_change_password
         call(admin_ch, "/waygate.v1.Admin/ChangePassword", pb.admin.ChangePasswordRequest(
             old_password=first_pw, new_password=new_pw), pb.admin.ChangePasswordResponse,
-            bearer(r.token))
+            bearer(r.token), timeout=HASHING_DEADLINE)
         call(admin_ch, "/waygate.v1.Admin/Login",
-             pb.admin.LoginRequest(account=second, password=new_pw), pb.admin.LoginResponse)
+             pb.admin.LoginRequest(account=second, password=new_pw), pb.admin.LoginResponse,
+             timeout=HASHING_DEADLINE)
         texts = dict(agency="某市公安局刑侦支队%s" % tag, officer="李警官 %s" % tag,
                      case_ref="CASE-LOG-%s" % tag, legal_document_ref="调取证据通知书 %s 号" % tag)
         comments = ("approved-after-review-%s" % tag, "rejected-after-review-%s" % tag)
@@ -1079,7 +1082,8 @@ def test_incidents_of_lawful_calls_name_no_lawful_access(stack, lawful):
         assert refusal(lambda: waygate_proto.unary(
             ch, "/waygate.v1.Admin/Login", stack.pb.admin.LoginRequest(
                 account=victim, password="Wrong-pass-9Z"), stack.pb.admin.LoginResponse,
-            timeout=60, metadata=lawful.lawful_md))[0] == grpc.StatusCode.UNAUTHENTICATED
+            timeout=HASHING_DEADLINE, metadata=lawful.lawful_md))[0] == \
+            grpc.StatusCode.UNAUTHENTICATED
     try:
         kinds = "SELECT kind FROM incident WHERE id >= %d ORDER BY id" % first
         assert wait_for(lambda: sorted(stack.psql(kinds)) == [

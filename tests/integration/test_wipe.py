@@ -39,7 +39,7 @@ import warnings
 
 import pytest
 
-from conftest import BUILD, ExtraGateway, wait_for
+from conftest import BUILD, HASHING_DEADLINE, ExtraGateway, wait_for
 import waygate_proto
 
 SUBMIT = "/waygate.v1.WaybillIntake/Submit"
@@ -251,7 +251,7 @@ def test_no_password_or_token_left_after_login_and_close(stack):
             token = waygate_proto.unary(
                 clerk, "/waygate.v1.Admin/Login",
                 stack.pb.admin.LoginRequest(account=account, password=password),
-                stack.pb.admin.LoginResponse, timeout=30).token
+                stack.pb.admin.LoginResponse, timeout=HASHING_DEADLINE).token
             view = waygate_proto.unary(clerk, GET,
                                        stack.pb.query.GetRequest(waybill_no=w.waybill_no),
                                        stack.pb.common.WaybillView,
