@@ -14,9 +14,10 @@
 -- Append-only like the audit tables (audit_append_only(), sql/008): a row removed would let its
 -- entry be written again. The gateway's role may only INSERT (no SELECT: the primary key decides);
 -- the CLI's role reads it. Applied in one transaction by `waygatectl migrate` as the owner: no
--- transaction control.
+-- transaction control; rerunnable, as every migration is (the table kept, its triggers made
+-- again).
 
-CREATE TABLE audit_spool_entry (
+CREATE TABLE IF NOT EXISTS audit_spool_entry (
     spool      bytea NOT NULL CHECK (octet_length(spool) = 16),
     idx        integer NOT NULL CHECK (idx >= 0),
     written_at timestamptz NOT NULL DEFAULT now(),
@@ -25,8 +26,10 @@ CREATE TABLE audit_spool_entry (
 COMMENT ON TABLE audit_spool_entry IS
     'Audit spool entries written: (spool id, index), inserted by the entry''s own transaction.';
 
+DROP TRIGGER IF EXISTS audit_spool_entry_append_only ON audit_spool_entry;
 CREATE TRIGGER audit_spool_entry_append_only BEFORE UPDATE OR DELETE ON audit_spool_entry
     FOR EACH ROW EXECUTE FUNCTION audit_append_only();
+DROP TRIGGER IF EXISTS audit_spool_entry_no_truncate ON audit_spool_entry;
 CREATE TRIGGER audit_spool_entry_no_truncate BEFORE TRUNCATE ON audit_spool_entry
     FOR EACH STATEMENT EXECUTE FUNCTION audit_append_only();
 
