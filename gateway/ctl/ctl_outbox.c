@@ -130,24 +130,42 @@ static int outbox_retry(struct ctl_admin *c, const char *id)
     return GW_CTL_OK;
 }
 
+/* A --reason: what a parked reason can start with (the forwarder keeps printable ASCII, at most
+ * 200 bytes), so that it is also fit for the record as typed. */
+static bool reason_prefix_ok(const char *p)
+{
+    size_t n = strlen(p);
+
+    if (n == 0 || n > 200)
+        return false;
+    for (size_t i = 0; i < n; i++)
+        if (p[i] < 0x20 || p[i] > 0x7e)
+            return false;
+    return true;
+}
+
 static int outbox_retry_all(struct ctl_admin *c, const char *prefix, long limit)
 {
-    char err[512], detail[160];
+    char err[512], what[256], detail[512];
     struct gw_admin_outbox_retried_all r;
 
     if (ctl_admin_begin(c) != 0)
         return GW_CTL_FAIL;
     err[0] = '\0';
+    /* what was asked, for the record: the reason's prefix is printable ASCII (checked) */
+    if (prefix != NULL)
+        snprintf(what, sizeof(what), "reason \"%s\", limit %ld: ", prefix, limit);
+    else
+        snprintf(what, sizeof(what), "limit %ld: ", limit);
     if (gw_admin_outbox_retry_all(c->a, prefix, limit, &r, err, sizeof(err)) != 0)
-        return ctl_admin_fail(c, NULL, "the database refused", err);
+        return ctl_admin_fail(c, "all", "the database refused", err);
     if (r.retried == 0)
-        snprintf(detail, sizeof(detail), "none parked on its own%s",
-                 prefix != NULL ? " with that reason" : "");
+        snprintf(detail, sizeof(detail), "%snone parked on its own", what);
     else
         snprintf(detail, sizeof(detail),
-                 "%lld ready again (outbox ids %lld to %lld), %lld behind them, %lld left",
+                 "%s%lld ready again (outbox ids %lld to %lld), %lld behind them, %lld left", what,
                  r.retried, r.first, r.last, r.followers, r.left);
-    if (ctl_admin_log(c, NULL, "ok", detail) != 0 || ctl_admin_commit(c) != 0)
+    if (ctl_admin_log(c, "all", "ok", detail) != 0 || ctl_admin_commit(c) != 0)
         return GW_CTL_FAIL;
     if (r.retried == 0) {
         printf("no delivery parked on its own%s: nothing changed\n",
@@ -237,8 +255,9 @@ int gw_ctl_outbox(int argc, char **argv)
         fprintf(stderr, "waygatectl outbox retry: --reason goes with --all\n");
         return GW_CTL_USAGE;
     }
-    if (prefix != NULL && (prefix[0] == '\0' || strlen(prefix) > 200)) {
-        fprintf(stderr, "waygatectl outbox retry: --reason must be 1 to 200 bytes\n");
+    if (prefix != NULL && !reason_prefix_ok(prefix)) {
+        fprintf(stderr, "waygatectl outbox retry: --reason must be 1 to 200 bytes of printable "
+                        "ASCII (a parked reason is nothing else)\n");
         return GW_CTL_USAGE;
     }
     if (all)

@@ -172,18 +172,22 @@ int gw_admin_outbox_retry_all(struct gw_admin *a, const char *prefix, long limit
     if (limit < 1 || limit > GW_ADMIN_OUTBOX_RETRY_MAX)
         return GW_EINVAL;
     snprintf(lim, sizeof(lim), "%ld", limit);
-    /* pick: the oldest parked on their own that match, locked; the statement's snapshot is the
-     * one before the update, so the followers (unparked by sql/044's trigger) and the matching
-     * rows are counted as they were */
+    /* pick: the oldest parked on their own that match, locked. Its own WHERE holds the
+     * conditions, and upd's again: a row another retry unparked (and a forwarder then leased)
+     * while pick waited for its lock is checked again on its newest version and left out, its
+     * lease kept. The statement's snapshot is the one before the update, so the followers
+     * (unparked by sql/044's trigger) and the matching rows (m) are counted as they were. */
     res = PQexecParams(a->pg,
                        "WITH m AS (SELECT id FROM outbox WHERE parked_at IS NOT NULL AND "
                        "parked_behind IS NULL AND ($1::text IS NULL OR left(park_reason, "
                        "length($1::text)) = $1::text)), "
-                       "pick AS (SELECT id FROM outbox WHERE id IN (SELECT id FROM m) ORDER BY id "
-                       "LIMIT $2::bigint FOR UPDATE), "
+                       "pick AS (SELECT id FROM outbox WHERE parked_at IS NOT NULL AND "
+                       "parked_behind IS NULL AND ($1::text IS NULL OR left(park_reason, "
+                       "length($1::text)) = $1::text) ORDER BY id LIMIT $2::bigint FOR UPDATE), "
                        "upd AS (UPDATE outbox o SET parked_at = NULL, park_reason = NULL, "
                        "next_at = '-infinity', lease_owner = NULL, lease_until = NULL FROM pick "
-                       "WHERE o.id = pick.id RETURNING o.id) "
+                       "WHERE o.id = pick.id AND o.parked_at IS NOT NULL AND o.parked_behind IS "
+                       "NULL RETURNING o.id) "
                        "SELECT (SELECT count(*) FROM upd), (SELECT coalesce(min(id), 0) FROM upd), "
                        "(SELECT coalesce(max(id), 0) FROM upd), (SELECT count(*) FROM outbox b "
                        "WHERE b.parked_behind IN (SELECT id FROM upd)), (SELECT count(*) FROM m)",

@@ -112,8 +112,8 @@ def test_retry_all_by_reason_in_runs_of_a_limit(stack):
     deliveries it parked ready again without one run per id: the oldest --limit parked on their
     own whose reason starts with --reason, each with the deliveries of its waybill parked behind
     it; it says how many are left, leaves other reasons parked, and is recorded once a run."""
-    tag = "REJECTED: schema %d" % next_tag()
-    other = "REJECTED: other %d" % next_tag()
+    tag = "REJECTED: schema %d;" % next_tag()  # ';': no other run's tag starts with this one
+    other = "REJECTED: other %d;" % next_tag()
     heads = []
     for _ in range(3):
         w = new_waybill(stack, "a")
@@ -134,6 +134,7 @@ def test_retry_all_by_reason_in_runs_of_a_limit(stack):
     for args, msg in ((("--all", "--limit", "0"), "--limit"), (("--all", "--limit", "1001"),
                                                                  "--limit"),
                       (("--all", "--reason", ""), "--reason must be 1 to 200 bytes"),
+                      (("--all", "--reason", "REJECTED:\tx"), "of printable ASCII"),
                       (("1", "--reason", tag), "--reason goes with --all")):
         r = stack.ctl("outbox", "retry", *args, "--db", stack.pguri)
         assert r.returncode == 2 and msg in r.stderr, (args, r.returncode, r.stderr)
@@ -145,8 +146,9 @@ def test_retry_all_by_reason_in_runs_of_a_limit(stack):
     assert ("2 deliveries are ready again (outbox ids %d to %d), with the 1 parked behind them"
             % (ids[0], ids[1])) in r.stdout, r.stdout
     assert "1 more parked on their own with that reason: run it again" in r.stdout, r.stdout
-    assert admin_log(stack, "outbox.retry") == (
-        "ok", "2 ready again (outbox ids %d to %d), 1 behind them, 1 left" % (ids[0], ids[1]))
+    assert admin_log(stack, "outbox.retry", "all") == (
+        "ok", 'reason "%s", limit 2: 2 ready again (outbox ids %d to %d), 1 behind them, 1 left'
+        % (tag, ids[0], ids[1]))
     assert audit_actions(stack, "outbox.retry") == runs + 1
     # the two oldest and the one behind the first: unparked (or, forwarded, gone); the third and
     # the other reason's still parked
@@ -160,6 +162,7 @@ def test_retry_all_by_reason_in_runs_of_a_limit(stack):
     assert parked([ids[2]]) == 0 and parked([kept]) == 1
     r = stack.ctl("outbox", "retry", "--all", "--reason", tag, "--db", stack.pguri)
     assert r.returncode == 0 and "nothing changed" in r.stdout, r.stdout
-    assert admin_log(stack, "outbox.retry") == ("ok", "none parked on its own with that reason")
+    assert admin_log(stack, "outbox.retry", "all") == (
+        "ok", 'reason "%s", limit 1000: none parked on its own' % tag)
     r = stack.ctl("outbox", "retry", str(kept), "--db", stack.pguri)  # leave nothing parked
     assert r.returncode == 0, r.stderr
