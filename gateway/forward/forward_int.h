@@ -48,16 +48,14 @@ int64_t gw_fwd_call_room_ms(int64_t lease_end_ms, int64_t now_ms, uint32_t deadl
  * (anything else becomes '?'), cut to fit. Returns out. */
 char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *reason);
 
-/* The digits a run of letters and digits in the backend's text may hold before it is redacted. */
-#define GW_FWD_REASON_DIGITS 4
-
 /* gw_fwd_reason for text the backend wrote (a REJECTED result's reason, a whole-call
  * INVALID_ARGUMENT's message), which is kept in the outbox, an incident and the log: the
  * backend's contract is "the field and the rule, never a value", but a backend that echoes a
  * waybill number, a pickup time or any value it was sent would put it there in clear. So every
- * run of ASCII letters and digits with GW_FWD_REASON_DIGITS digits or more (a waybill number, a
- * phone number, an ID number, a year) becomes one '#', before the text is cut to fit; what is
- * not ASCII is already '?'. */
+ * run of digits becomes one '#' (a phone, an ID number, a time, a waybill number's digits, also
+ * when split by spaces or dashes; a field's index too: "deliveries[#]"), before the text is cut
+ * to fit; what is not ASCII is already '?'. Letters stay: a name written in Latin letters would
+ * not be caught. */
 char *gw_fwd_backend_reason(char *out, size_t outlen, const char *prefix, const char *text);
 
 /* Whether an OK DeliverResponse, resp[0..len), of a call that sent m deliveries may be unpacked,

@@ -202,13 +202,8 @@ static bool ascii_digit(char c)
     return c >= '0' && c <= '9';
 }
 
-static bool ascii_alnum(char c)
-{
-    return ascii_digit(c) || (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z');
-}
-
-/* Copies prefix, then reason as printable ASCII, into out; with redact, a run of letters and
- * digits holding GW_FWD_REASON_DIGITS or more digits becomes one '#'. */
+/* Copies prefix, then reason as printable ASCII, into out; with redact, each run of digits
+ * becomes one '#'. */
 static char *reason_copy(char *out, size_t outlen, const char *prefix, const char *reason,
                          bool redact)
 {
@@ -218,22 +213,14 @@ static char *reason_copy(char *out, size_t outlen, const char *prefix, const cha
     for (const char *p = prefix; p != NULL && *p && o + 1 < outlen; p++)
         out[o++] = *p;
     while (src != NULL && *src && o + 1 < outlen) {
-        const char *end = src;
-        size_t digits = 0;
-
-        if (!redact || !ascii_alnum(*src)) {
-            out[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
-            src++;
+        if (redact && ascii_digit(*src)) {
+            out[o++] = '#';
+            while (ascii_digit(*src))
+                src++;
             continue;
         }
-        for (; ascii_alnum(*end); end++)
-            digits += ascii_digit(*end);
-        if (digits >= GW_FWD_REASON_DIGITS)
-            out[o++] = '#';
-        else
-            for (const char *c = src; c < end && o + 1 < outlen; c++)
-                out[o++] = *c;
-        src = end;
+        out[o++] = (*src >= 0x20 && *src < 0x7f) ? *src : '?';
+        src++;
     }
     if (outlen > 0)
         out[o] = '\0';
