@@ -19,6 +19,7 @@
 #include "policy.h"
 #include "scan.h"
 #include "seal.h"
+#include "text.h"
 #include "wirecheck.h"
 
 /* An opened record and its rendering stay far below this. */
@@ -197,11 +198,6 @@ int64_t gw_fwd_call_room_ms(int64_t lease_end_ms, int64_t now_ms, uint32_t deadl
     return room < (int64_t)deadline_ms ? room : (int64_t)deadline_ms;
 }
 
-static bool ascii_digit(char c)
-{
-    return c >= '0' && c <= '9';
-}
-
 /* Copies prefix, then reason as printable ASCII, into out; with redact, each run of digits
  * becomes one '#'. */
 static char *reason_copy(char *out, size_t outlen, const char *prefix, const char *reason,
@@ -213,9 +209,9 @@ static char *reason_copy(char *out, size_t outlen, const char *prefix, const cha
     for (const char *p = prefix; p != NULL && *p && o + 1 < outlen; p++)
         out[o++] = *p;
     while (src != NULL && *src && o + 1 < outlen) {
-        if (redact && ascii_digit(*src)) {
+        if (redact && gw_ascii_digit(*src)) {
             out[o++] = '#';
-            while (ascii_digit(*src))
+            while (gw_ascii_digit(*src))
                 src++;
             continue;
         }

@@ -230,14 +230,7 @@ def test_a_spool_that_cannot_be_written_keeps_the_file_read_at_start_and_says_so
         n = spool_a_reload(stack, gw)
         with open(gw.spool, "rb") as f:
             data = f.read()
-        mark = len(gw.log())
-        gw.start_again(serving=False)
-        assert wait_for(lambda: "spool %s: %d entr%s verified, written again"
-                        % (gw.spool, n, "y" if n == 1 else "ies") in gw.log()[mark:], 30), \
-            gw.log()[mark:][-2000:]
-        # its signal handlers are set once the start is done, and the line that says it is
-        # listening is written after them (daemon.c)
-        assert wait_for(lambda: "listening: tls" in gw.log()[mark:], 60), gw.log()[mark:][-2000:]
+        mark = started_replaying(gw, n)
         os.mkdir(gw.spool + ".tmp")
         stop(gw)
         tail = gw.log()[mark:]
@@ -326,6 +319,19 @@ def test_a_spool_at_its_carry_bound_is_read_and_one_byte_over_is_refused_unread(
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
 
 
+def started_replaying(gw, n):
+    """Starts gw again over its spool of n entries (not waiting for SERVING) until it has
+    verified them and listens: its signal handlers are set once the start is done, and the line
+    that says it listens is written after them (daemon.c). Returns where its log was before."""
+    mark = len(gw.log())
+    gw.start_again(serving=False)
+    assert wait_for(lambda: "spool %s: %d entr%s verified, written again"
+                    % (gw.spool, n, "y" if n == 1 else "ies") in gw.log()[mark:], 60), \
+        gw.log()[mark:][-2000:]
+    assert wait_for(lambda: "listening: tls" in gw.log()[mark:], 60), gw.log()[mark:][-2000:]
+    return mark
+
+
 RELOADS = "SELECT count(*) FROM audit_record WHERE chain = '%s' AND action = 'config.reload'"
 WAITING = "SELECT count(*) FROM pg_locks WHERE relation = 'audit_record'::regclass AND NOT granted"
 
@@ -342,13 +348,8 @@ def replay_waits_on_the_lock(stack, gw, held):
     finally:
         stack.devstack("pg-start")
     held.append(lock_holder(stack, "LOCK TABLE audit_record IN EXCLUSIVE MODE"))
-    mark = len(gw.log())
-    gw.start_again(serving=False)
-    assert wait_for(lambda: "spool %s: %d entr%s verified, written again"
-                    % (gw.spool, n, "y" if n == 1 else "ies") in gw.log()[mark:], 60), \
-        gw.log()[mark:][-2000:]
-    # its signal handlers are set before it listens; its first transaction waits on the lock
-    assert wait_for(lambda: "listening: tls" in gw.log()[mark:], 60), gw.log()[mark:][-2000:]
+    mark = started_replaying(gw, n)
+    # its first transaction waits on the lock
     assert wait_for(lambda: count(stack, WAITING) > 0, 60), "no transaction waited"
     return n, mark
 
