@@ -1053,6 +1053,8 @@ static void track_cb(evutil_socket_t fd, short what, void *arg)
  * with its deadline; at MAX_CONNECTIONS the listener stops accepting. */
 static struct bufferevent *bev_cb(struct event_base *base, void *arg)
 {
+    const uint64_t now =
+        gw_clock_ms(); /* read first: the timers never fire before it + their time */
     const struct timeval life = gw_clock_tv(FIRST_BYTE_S * 1000u);
     const struct timeval whole = gw_clock_tv(DEADLINE_S * 1000u);
     struct gw_metrics *m = arg;
@@ -1078,7 +1080,7 @@ static struct bufferevent *bev_cb(struct event_base *base, void *arg)
         gw_free(c);
         return bev; /* not counted, no deadline: evhttp's inactivity timeout still closes it */
     }
-    c->accepted_ms = gw_clock_ms();
+    c->accepted_ms = now;
     c->input = bufferevent_get_input(bev);
     c->first_byte = evbuffer_add_cb(c->input, first_byte_cb, c);
     if (c->first_byte == NULL) /* (no watch: the deadline is DEADLINE_S after accept) */

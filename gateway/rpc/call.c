@@ -535,6 +535,7 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     struct gw_call *call = NULL;
     size_t cap = (size_t)cfg->max_message_size * ARENA_FACTOR + ARENA_BASE;
     struct gw_fault f;
+    const uint64_t start_ms = gw_clock_ms(); /* read first: the timer never fires before it + ms */
     struct timeval tv = gw_clock_tv(timeout_ms);
 
     call = gw_calloc(1, sizeof(*call));
@@ -545,7 +546,7 @@ struct gw_call *gw_call_open(struct gw_rpc *rpc, struct gw_h2_stream *st, const 
     call->method = m;
     call->policy = gw_policy_ref(rp->policy);
     call->state = CALL_IDENTIFYING;
-    call->start_ms = gw_clock_ms();
+    call->start_ms = start_ms;
     call->deadline_ms = call->start_ms + timeout_ms;
     gw_grpc_decoder_init(&call->dec, cfg->max_message_size);
     if (hdrs->has_request_id)
