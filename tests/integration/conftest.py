@@ -452,9 +452,8 @@ def wait_for(fn, timeout, interval=0.25):
     while True:
         try:
             value = fn()
-        except Exception as e:  # a failed RPC while the stack settles counts as "not yet"
+        except Exception:  # a failed RPC while the stack settles counts as "not yet"
             value = None
-            last = e  # noqa: F841
         if value or time.monotonic() >= deadline:
             return value
         time.sleep(interval)

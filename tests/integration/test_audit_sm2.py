@@ -149,13 +149,13 @@ def sm_bundle(stack, smgw):
     # audited actions on the sm gateway until its chain has SM2 checkpoints (bounded poll)
     for _ in range(3):
         login_on(stack, smgw, "auditor")
-    assert wait_for(lambda: sm2_checkpoints(stack, smgw.chain) >= 2, 30), smgw.log()
+    assert wait_for(lambda: sm2_checkpoints(stack, smgw.chain) >= 2, 120), smgw.log()
     now = int(time.time())
     return export_on(stack, smgw, now - 3600, now + 3600)
 
 
 def test_sm_gateway_signs_checkpoints_with_sm2(stack, smgw):
-    assert wait_for(lambda: sm2_checkpoints(stack, smgw.chain) >= 1, 30), smgw.log()
+    assert wait_for(lambda: sm2_checkpoints(stack, smgw.chain) >= 1, 120), smgw.log()
     # every checkpoint of its chain is SM2 (none under the aes key), its signature DER
     rows = stack.psql("SELECT k.algorithm, get_byte(c.signature, 0), octet_length(c.signature) "
                       "FROM audit_checkpoint c JOIN audit_key k USING (key_id) "

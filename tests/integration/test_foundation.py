@@ -229,6 +229,32 @@ def test_garbage_request_invalid_argument(stack):
     assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, e
 
 
+def _section_keys(text, section):
+    """The (section, key) pairs `text` sets, its first lines in `section`."""
+    keys = set()
+    for line in text.splitlines():
+        m = re.match(r"\s*\[(\w+)\]", line)
+        if m:
+            section = m.group(1)
+        elif (m := re.match(r"\s*(\w+)\s*=", line)):
+            keys.add((section, m.group(1)))
+    return keys
+
+
+def _without_keys(conf, keys):
+    """conf without its lines setting one of `keys` ((section, key) pairs), each in its own
+    section only: another section's key of the same name stays."""
+    out, section = [], None
+    for line in conf.splitlines(keepends=True):
+        m = re.match(r"\s*\[(\w+)\]", line)
+        if m:
+            section = m.group(1)
+        elif (m := re.match(r"\s*(\w+)\s*=", line)) and (section, m.group(1)) in keys:
+            continue
+        out.append(line)
+    return "".join(out)
+
+
 class SecondGateway:
     """Another waygated on a free port, with the dev stack's config plus `extra` [server] lines
     (each replacing the dev stack's line of the same key: the config refuses a key set twice),
@@ -240,9 +266,7 @@ class SecondGateway:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
         s.close()
-        conf = stack.config_for(port)
-        for key in re.findall(r"(?m)^(\w+)\s*=", extra):
-            conf = re.sub(r"(?m)^%s\s*=.*\n" % key, "", conf)
+        conf = _without_keys(stack.config_for(port), _section_keys(extra, "server"))
         conf = re.sub(r"(?m)^listen\s*=.*$", "listen = 127.0.0.1:%d\n%s" % (port, extra), conf,
                       count=1)
         path = os.path.join(stack.dir, name + ".conf")
