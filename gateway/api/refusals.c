@@ -133,6 +133,11 @@ static void audit_keep(void *ctx, void *handle, gw_audit_done_cb done, void *arg
     gw_audit_rebind(handle, done, arg);
 }
 
+static bool audit_held(void *ctx, gw_audit_done_cb done, void *arg)
+{
+    return gw_audit_holds(ctx, done, arg);
+}
+
 /* Room for a refusal's record in the writer's queue: under half of it, and none while the
  * writer's recovery fails (the database away: a record on its own is kept and would wait there: a
  * caller refused again and again through an outage, 8 more each window, would fill the kept
@@ -423,6 +428,7 @@ struct gw_refusals *gw_refusals_new(struct event_base *base, struct gw_audit *a,
                                                         .cancel = audit_cancel,
                                                         .room = audit_room,
                                                         .keep = audit_keep,
+                                                        .held = audit_held,
                                                         .ctx = a};
     rf->window_s = window_s > 0 ? window_s : 1;
     for (int i = 0; i <= MORE; i++)
@@ -643,8 +649,16 @@ int gw_refusals_leftover(struct gw_refusals *rf, gw_audit_left_cb cb, void *arg,
         char detail[GW_AUDIT_TEXT_MAX];
         int rc;
 
-        if (e->used && e->sending > 0 && e->handle == NULL)
-            e->sending = 0; /* kept, in the writer: its leftover (gw_audit_leftover) holds it */
+        if (e->used && e->sending > 0 && e->handle == NULL) {
+            /* kept: the writer's leftover (gw_audit_leftover) holds it, unless it failed and
+             * the halt kept its failure from being told (summary_done): counted again here,
+             * as the failure would have (else neither spooled nor said lost) */
+            if (!rf->sink.held(rf->sink.ctx, summary_done, e)) {
+                e->pending += e->sending;
+                e->mixed |= e->sending_mixed;
+            }
+            e->sending = 0;
+        }
         if (!e->used || e->pending == 0)
             continue;
         summary_of(rf, e, &l, &r, detail, sizeof detail);

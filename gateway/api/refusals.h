@@ -47,13 +47,16 @@ struct gw_refusals;
  * an outage, and at shutdown the writer's leftover holds it), as is every record of a refusal
  * on its own and every count written while the gateway stops; else *handle can be cancelled.
  * room: whether refusals may take another place in the writer's queue. keep: a write with a
- * handle is kept from then on, done(arg) its callback (gw_audit_rebind). */
+ * handle is kept from then on, done(arg) its callback (gw_audit_rebind). held: whether the
+ * writer's leftover holds the kept write whose callback is done(arg) (gw_audit_holds): not when
+ * it failed and the writer halted before telling it. */
 struct gw_refusals_sink {
     int (*write)(void *ctx, const struct gw_acct_log *l, const struct gw_audit_rec *r,
                  gw_audit_done_cb done, void *arg, void **handle);
     void (*cancel)(void *ctx, void *handle);
     bool (*room)(void *ctx);
     void (*keep)(void *ctx, void *handle, gw_audit_done_cb done, void *arg);
+    bool (*held)(void *ctx, gw_audit_done_cb done, void *arg);
     void *ctx;
 };
 
@@ -87,8 +90,9 @@ void gw_refusals_halt(struct gw_refusals *r);
  * queue (for an entry with no row: gw_audit_write_kept's, the record alone), the record of each
  * kind's counted refusals that is not in the writer (its write could not be queued, or failed),
  * and takes them out of gw_refusals_left; *n counts the refusals. The counts whose kept record is
- * still in the writer are taken out too (the writer's leftover visits them). Returns 0 or the
- * first error cb returned. */
+ * still in the writer are taken out too (the writer's leftover visits them); one whose kept
+ * record failed and was not told before the writer halted is visited here as a told failure's
+ * count would be. Returns 0 or the first error cb returned. */
 int gw_refusals_leftover(struct gw_refusals *r, gw_audit_left_cb cb, void *arg,
                          uint64_t *n) GW_MUST_CHECK;
 /* Refusals counted and not (yet) in a committed record: for the exit line; freeing logs them. */

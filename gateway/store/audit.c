@@ -613,6 +613,25 @@ bool gw_audit_sent_in_doubt(const struct gw_audit *a, gw_audit_done_cb cb)
     return false;
 }
 
+static bool list_holds(const struct req_list *l, gw_audit_done_cb cb, const void *arg)
+{
+    const struct gw_audit_req *r;
+
+    TAILQ_FOREACH(r, l, link)
+    {
+        if (!r->cancelled && r->keep && r->cb == cb && r->arg == arg)
+            return true;
+    }
+    return false;
+}
+
+/* The lists gw_audit_leftover visits, with its conditions. */
+bool gw_audit_holds(const struct gw_audit *a, gw_audit_done_cb cb, const void *arg)
+{
+    return a != NULL && (list_holds(&a->unsure, cb, arg) || list_holds(&a->batch, cb, arg) ||
+                         list_holds(&a->queue, cb, arg));
+}
+
 /* Visits the kept entries of l (gw_audit_leftover), in doubt when doubt_seq is set. */
 static int visit_left(const struct req_list *l, const int64_t *doubt_seq, const uint8_t *doubt_hash,
                       gw_audit_left_cb cb, void *arg)

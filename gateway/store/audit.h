@@ -147,6 +147,12 @@ void gw_audit_halt(struct gw_audit *a);
  * are actions not done (their callers were answered) or rows their owner spools itself
  * (incident.h). Returns 0 or the first error cb returned. The writer is unchanged. */
 int gw_audit_leftover(struct gw_audit *a, gw_audit_left_cb cb, void *arg) GW_MUST_CHECK;
+/* Whether gw_audit_leftover visits the kept entry whose callback is cb(arg): queued, in flight or
+ * in doubt, not cancelled. False for one gone, and for one that failed and whose failure is not
+ * told yet (gw_audit_halt stops the telling: it is in no leftover, and its callback never runs),
+ * so that an owner that keeps a count of its kept entries (refusals.h) can spool the count
+ * itself. NULL-safe (false). */
+bool gw_audit_holds(const struct gw_audit *a, gw_audit_done_cb cb, const void *arg);
 /* True while an entry whose callback is cb is in a transaction this writer sent in this run
  * that may have committed unanswered: in flight, or its connection lost and no recovery has
  * settled it yet. Such entries are in doubt (gw_audit_leftover marks them so); whoever keeps a

@@ -1,9 +1,9 @@
 /* test_audit_fail.c: the audit writer's failure paths: audit.c's fail_cb when a failed entry's
  * callback rebinds another entry of its batch (gw_audit_rebind, as a call cancelled meanwhile
  * does), and done_cb when a destruction's own statement gives way to another transaction's
- * locks. White-box: audit.c is compiled into this test, so that a batch of two entries can be
- * made to fail at once; no database (the pool is never started, so every send answers
- * GW_EUNAVAIL, as when every connection is down). */
+ * locks; gw_audit_holds, against what gw_audit_leftover visits. White-box: audit.c is compiled into
+ * this test, so that a batch of two entries can be made to fail at once; no database (the pool is
+ * never started, so every send answers GW_EUNAVAIL, as when every connection is down). */
 #include "audit.c"
 
 #include <setjmp.h>
@@ -174,11 +174,54 @@ static void test_a_destructions_lock_failure_fails_it_alone(void **state)
     event_base_free(base);
 }
 
+static struct told told_k, told_other;
+
+static int count_left(void *arg, const struct gw_audit_left *e)
+{
+    (void)e;
+    ++*(int *)arg;
+    return 0;
+}
+
+/* gw_audit_holds: a kept entry queued or in flight is held (the leftover visits it); one that
+ * failed and whose failure is still to be told when the writer halts is not: the halt stops its
+ * telling and the leftover skips it, so its owner must spool what it stood for (refusals.c). */
+static void test_holds_what_the_leftover_visits(void **state)
+{
+    struct event_base *base = event_base_new();
+    struct gw_audit *a;
+    struct gw_audit_rec r = {.actor = "t", .action = "x.y", .outcome = "ok", .count = -1};
+    struct gw_db *db;
+    int visited = 0;
+
+    (void)state;
+    assert_non_null(base);
+    a = writer(base, &db, "t-holds");
+    a->ready = false; /* queued, not sent */
+    assert_int_equal(gw_audit_write_kept(a, NULL, 0, &r, 1, note, &told_k), 0);
+    assert_true(gw_audit_holds(a, note, &told_k));
+    assert_false(gw_audit_holds(a, note, &told_other));
+    assert_false(gw_audit_holds(NULL, note, &told_k));
+    in_flight(a);
+    assert_true(gw_audit_holds(a, note, &told_k));
+    fail_batch_later(a, GW_EINTERNAL); /* failed for good, its callback to run from the loop */
+    assert_false(gw_audit_holds(a, note, &told_k));
+    gw_audit_halt(a);
+    event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK);
+    assert_int_equal(told_k.n, 0); /* never told */
+    assert_int_equal(gw_audit_leftover(a, count_left, &visited), 0);
+    assert_int_equal(visited, 0); /* nor visited */
+    gw_audit_free(a);
+    gw_db_free(db);
+    event_base_free(base);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rebind_from_another_entrys_failure),
         cmocka_unit_test(test_a_destructions_lock_failure_fails_it_alone),
+        cmocka_unit_test(test_holds_what_the_leftover_visits),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);

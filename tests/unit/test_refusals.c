@@ -13,7 +13,9 @@
  * threshold: the audit record alone): bounded the same, told apart from a row's kind and by its
  * confidential mark, which its counting record keeps, spooled at shutdown as a record alone, and
  * a caller's kinds past its share counted under call.refused; a reworded reason (the purpose: the
- * caller's free text) makes no new kind. */
+ * caller's free text) makes no new kind. A count's kept record that failed at shutdown and was
+ * not told before the writer halted (in no leftover of the writer's) is spooled by the
+ * refusals' own leftover. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -43,7 +45,8 @@ struct fake {
     int64_t count[MAXW];
     gw_audit_done_cb done[MAXW];
     void *arg[MAXW];
-    bool kept[MAXW]; /* written kept (no handle), or kept later (fake_keep) */
+    bool kept[MAXW];    /* written kept (no handle), or kept later (fake_keep) */
+    bool failing[MAXW]; /* failed in the writer, not told (in none of its leftover) */
     int cancelled;
 };
 
@@ -99,7 +102,18 @@ static void fake_keep(void *ctx, void *handle, gw_audit_done_cb done, void *arg)
     fk.arg[i] = arg;
 }
 
-static const struct gw_refusals_sink sink = {fake_write, fake_cancel, fake_room, fake_keep, NULL};
+/* Held: a kept write of done(arg), the latest such, that is not failing. */
+static bool fake_held(void *ctx, gw_audit_done_cb done, void *arg)
+{
+    (void)ctx;
+    for (int i = fk.n - 1; i >= 0; i--)
+        if (fk.kept[i] && fk.done[i] == done && fk.arg[i] == arg)
+            return !fk.failing[i];
+    return false;
+}
+
+static const struct gw_refusals_sink sink = {fake_write, fake_cancel, fake_room,
+                                             fake_keep,  fake_held,   NULL};
 static struct event_base *base;
 
 static int setup(void **state)
@@ -597,6 +611,44 @@ static void audit_only_spooled_and_shared(void **state)
     gw_refusals_free(rf);
 }
 
+/* Two kinds counted (no room), whose counts are written kept at shutdown. */
+static struct gw_refusals *two_counted(uint32_t window_s)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, window_s);
+
+    fk.room = false;
+    for (int i = 0; i < 5; i++)
+        refuse(rf, "courier_a", "127.0.0.1:1", "CreateAccount", "no");
+    for (int i = 0; i < 3; i++)
+        refuse(rf, "courier_b", "127.0.0.1:1", "CreateAccount", "no");
+    return rf;
+}
+
+/* A count's kept record that failed while the gateway stops, its failure not told before the
+ * writer halted (so in none of the writer's leftover): the refusals' leftover spools the count,
+ * as it would a told failure's; the one the writer holds is left to the writer. */
+static void failed_untold_at_shutdown_spooled(void **state)
+{
+    struct gw_refusals *rf = two_counted(60);
+    struct spooled sp = {0};
+    uint64_t n = 0;
+
+    (void)state;
+    gw_refusals_flush(rf);
+    assert_int_equal(fk.n, 2);
+    assert_true(fk.kept[0] && fk.kept[1]);
+    assert_string_equal(fk.actor[0], "courier_a");
+    fk.failing[0] = true; /* its callback still to run when the writer halted */
+    gw_refusals_halt(rf);
+    assert_int_equal(gw_refusals_left(rf), 5 + 3);
+    assert_int_equal(gw_refusals_leftover(rf, spool_cb, &sp, &n), 0);
+    assert_int_equal(sp.n, 1);
+    assert_int_equal(sp.count, 5);
+    assert_int_equal(n, 5);
+    assert_int_equal(gw_refusals_left(rf), 0);
+    gw_refusals_free(rf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -610,6 +662,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(audit_only_spooled_and_shared, setup, teardown),
         cmocka_unit_test_setup_teardown(shutdown_records_kept_for_the_spool, setup, teardown),
         cmocka_unit_test_setup_teardown(reworded_reason_same_kind, setup, teardown),
+        cmocka_unit_test_setup_teardown(failed_untold_at_shutdown_spooled, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
