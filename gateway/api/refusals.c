@@ -67,6 +67,7 @@ struct entry {
     bool sending_mixed; /* mixed, for those in sending */
     uint64_t pending;   /* counted, in no record yet */
     uint64_t sending;   /* in the record being written (0: none is) */
+    bool unqueued;      /* stopping: its record was not queued (tried again, retry_cb) */
     void *handle;       /* that write, NULL when none or when it is kept (not cancellable) */
 };
 
@@ -77,6 +78,9 @@ struct entry {
  * other calls' (a record alone: Reveal, Search) */
 #define ADMIN_MORE_ACTION "admin.refused"
 #define CALL_MORE_ACTION "call.refused"
+/* While the gateway stops, a count whose record the writer's queue did not take (its kept half
+ * full) is tried again this often, until the halt: the drain empties the queue meanwhile. */
+#define RETRY_MS 100u
 
 struct gw_refusals {
     struct gw_refusals_sink sink;
@@ -239,6 +243,7 @@ static bool take(struct entry *e, uint64_t h, const struct kind *k)
     e->seen = 0;
     e->pending = 0;
     e->sending = 0;
+    e->unqueued = false;
     e->handle = NULL;
     return true;
 }
@@ -348,8 +353,21 @@ static void summary_of(const struct gw_refusals *rf, const struct entry *e, stru
     r->count = (int64_t)e->pending;
 }
 
+/* Stopping: e's record is tried again soon (the window's timer is free: no more windows). */
+static void retry_later(struct gw_refusals *rf)
+{
+    struct timeval tv = gw_clock_tv(RETRY_MS);
+
+    if (!evtimer_pending(rf->ev_window, NULL) && evtimer_add(rf->ev_window, &tv) != 0)
+        GW_LOG(GW_LOG_ERROR, "admin", NULL,
+               "the counted refusals' records are not tried again at shutdown: left to the "
+               "spool");
+}
+
 /* Writes e's counted refusals as one record: kept while the gateway stops (no later window
- * writes it: the writer's leftover spools it if the drain ends first). */
+ * writes it: the writer's leftover spools it if the drain ends first); one the writer's queue
+ * does not take then is tried again until the halt, and what is still not taken then is
+ * spooled by gw_refusals_leftover. */
 static void write_summary(struct gw_refusals *rf, struct entry *e)
 {
     struct gw_acct_log l;
@@ -365,18 +383,24 @@ static void write_summary(struct gw_refusals *rf, struct entry *e)
     e->handle = NULL;
     rc = rf->sink.write(rf->sink.ctx, e->k.row ? &l : NULL, &r, summary_done, e,
                         rf->flushing ? NULL : &e->handle);
-    if (rc != 0) {
-        e->handle = NULL;
-        e->pending = e->sending;
-        e->mixed = e->sending_mixed;
-        e->sending = 0;
-        rf->st.carried += e->pending;
-        if (rf->flushing)
-            GW_LOG(GW_LOG_ERROR, "admin", NULL,
-                   "the record of %" PRIu64 " counted refusal(s) could not be queued at "
-                   "shutdown: %s",
-                   e->pending, gw_err_str(rc));
+    if (rc == 0) {
+        e->unqueued = false;
+        return;
     }
+    e->handle = NULL;
+    e->pending = e->sending;
+    e->mixed = e->sending_mixed;
+    e->sending = 0;
+    rf->st.carried += e->pending;
+    if (!rf->flushing)
+        return;
+    if (!e->unqueued) /* (said once, not at every try) */
+        GW_LOG(GW_LOG_ERROR, "admin", NULL,
+               "the record of %" PRIu64 " counted refusal(s) could not be queued at shutdown "
+               "(%s): tried again until the drain ends, then left to the spool",
+               e->pending, gw_err_str(rc));
+    e->unqueued = true;
+    retry_later(rf);
 }
 
 /* The window ends: a record for every kind counted (the kinds whose record is still being
@@ -407,11 +431,27 @@ static void end_window(struct gw_refusals *rf, bool ask_room)
         arm(rf);
 }
 
+/* Stopping: the records the writer's queue did not take, again. */
+static void retry_cb(struct gw_refusals *rf)
+{
+    for (int i = 0; i <= MORE; i++) {
+        struct entry *e = &rf->kinds[i];
+
+        if (e->used && e->unqueued && e->sending == 0 && e->pending > 0)
+            write_summary(rf, e);
+    }
+}
+
 static void window_cb(evutil_socket_t fd, short what, void *arg)
 {
+    struct gw_refusals *rf = arg;
+
     (void)fd;
     (void)what;
-    end_window(arg, true);
+    if (rf->flushing) /* no more windows: the timer is retry_later's */
+        retry_cb(rf);
+    else
+        end_window(rf, true);
 }
 
 /* ---- the interface ---- */

@@ -80,7 +80,9 @@ bool gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
 /* At shutdown, before the audit writer's drain: ends the window now and writes a record for
  * every kind counted, and from then on writes each count as soon as nothing of its kind is being
  * written (queue room is not asked for). Those records, and a window's still being written,
- * are kept: a drain that times out leaves them to the writer's leftover, which spools them. */
+ * are kept: a drain that times out leaves them to the writer's leftover, which spools them. One
+ * the writer's queue does not take (its kept half full) is tried again every 100 ms until
+ * gw_refusals_halt, which leaves it to gw_refusals_leftover. */
 void gw_refusals_flush(struct gw_refusals *r);
 /* At shutdown, right before gw_refusals_leftover: no record is written from here on (a refusal
  * counted after it is left, gw_refusals_left), so the counts its leftover visits are written

@@ -15,7 +15,8 @@
  * a caller's kinds past its share counted under call.refused; a reworded reason (the purpose: the
  * caller's free text) makes no new kind. A count's kept record that failed at shutdown and was
  * not told before the writer halted (in no leftover of the writer's) is spooled by the
- * refusals' own leftover. */
+ * refusals' own leftover; one the writer's queue does not take while stopping is tried again
+ * until the halt, then spooled. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -649,6 +650,40 @@ static void failed_untold_at_shutdown_spooled(void **state)
     gw_refusals_free(rf);
 }
 
+/* A count whose record the writer's queue does not take while the gateway stops (its kept half
+ * full) is tried again, and written once the queue takes it; one still not taken at the halt is
+ * tried no more, and spooled. */
+static void unqueued_at_shutdown_retried_then_spooled(void **state)
+{
+    struct gw_refusals *rf = two_counted(60);
+    struct spooled sp = {0};
+    uint64_t n = 0;
+
+    (void)state;
+    fk.write_rc = GW_EQUEUEFULL;
+    gw_refusals_flush(rf);
+    assert_int_equal(fk.n, 0);
+    event_base_loop(base, EVLOOP_ONCE); /* tried again: still full */
+    assert_int_equal(fk.n, 0);
+    fk.write_rc = 0; /* the drain made room */
+    event_base_loop(base, EVLOOP_ONCE);
+    assert_int_equal(fk.n, 2);
+    assert_int_equal(fk.count[0] + fk.count[1], 5 + 3);
+    assert_true(fk.kept[0] && fk.kept[1]);
+    /* a refusal while stopping, its count not queued, then the halt */
+    fk.write_rc = GW_EQUEUEFULL;
+    refuse(rf, "courier_c", "127.0.0.1:1", "CreateAccount", "no");
+    gw_refusals_halt(rf);
+    fk.write_rc = 0;
+    assert_int_equal(event_base_loop(base, EVLOOP_NONBLOCK), 1); /* no retry pending */
+    assert_int_equal(fk.n, 2);
+    assert_int_equal(gw_refusals_leftover(rf, spool_cb, &sp, &n), 0);
+    assert_int_equal(sp.n, 1);
+    assert_int_equal(sp.count, 1);
+    assert_int_equal(gw_refusals_left(rf), 0);
+    gw_refusals_free(rf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -663,6 +698,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(shutdown_records_kept_for_the_spool, setup, teardown),
         cmocka_unit_test_setup_teardown(reworded_reason_same_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_untold_at_shutdown_spooled, setup, teardown),
+        cmocka_unit_test_setup_teardown(unqueued_at_shutdown_retried_then_spooled, setup, teardown),
     };
 
     return cmocka_run_group_tests(tests, NULL, NULL);
