@@ -53,6 +53,30 @@ struct kind {
     bool confidential;
 };
 
+/* What an entry counting several kinds (overflow) keeps of its counted refusals' objects, so
+ * that its record still says what was probed (a Search's blind index, an unknown bulk or case
+ * id, an Admin method): each action and object once, with how many refusals named it, in at most
+ * OBJS_LEN bytes of the record's detail; the refusals whose object did not fit are counted (cut),
+ * and the record says how many. One for the counted refusals (pending), one for those in the
+ * record being written (sending). */
+#define OBJS_MAX 32
+#define OBJS_LEN 640
+#define OBJ_COUNT_LEN 26 /* ", " and " (n)" around an object in the detail, n up to 20 digits */
+/* the objects' part of a detail: "; objects: ", the list, and the note of those cut (under 128
+ * bytes), so that a counting record's detail stays within GW_AUDIT_TEXT_MAX */
+#define OBJS_TEXT_LEN (OBJS_LEN + 11 + 128)
+/* the rest of such a detail: its message (CALLER_MORE, ALL_MORE) and the count's words */
+_Static_assert(OBJS_TEXT_LEN + 200 <= GW_AUDIT_TEXT_MAX, "a counting record's detail fits");
+
+struct objs {
+    uint32_t n;
+    uint32_t used; /* of OBJS_LEN: the objects' text and OBJ_COUNT_LEN each */
+    uint32_t off[OBJS_MAX];
+    uint64_t count[OBJS_MAX];
+    uint64_t cut;        /* refusals whose object is not among them */
+    char text[OBJS_LEN]; /* each "action object", NUL-terminated, from off[i] */
+};
+
 struct entry {
     struct gw_refusals *owner;
     bool used;
@@ -64,11 +88,12 @@ struct entry {
     uint32_t seen;  /* refused in this window (to GW_REFUSALS_EACH): gw_refusals_record's answer */
     bool overflow;  /* counts kinds past a table's or a caller's share: never alone */
     bool mixed;     /* one counted in pending gave another purpose or legal basis than k's */
-    bool sending_mixed; /* mixed, for those in sending */
-    uint64_t pending;   /* counted, in no record yet */
-    uint64_t sending;   /* in the record being written (0: none is) */
-    bool unqueued;      /* stopping: its record was not queued (tried again, retry_cb) */
-    void *handle;       /* that write, NULL when none or when it is kept (not cancellable) */
+    bool sending_mixed;        /* mixed, for those in sending */
+    uint64_t pending;          /* counted, in no record yet */
+    uint64_t sending;          /* in the record being written (0: none is) */
+    bool unqueued;             /* stopping: its record was not queued (tried again, retry_cb) */
+    void *handle;              /* that write, NULL when none or when it is kept (not cancellable) */
+    struct objs *objs, *sobjs; /* overflow only: pending's objects, sending's */
 };
 
 #define MORE GW_REFUSALS_KINDS
@@ -251,9 +276,92 @@ static bool take(struct entry *e, uint64_t h, const struct kind *k)
 static void drop(struct entry *e)
 {
     gw_free_wipe(e->block, e->block_len);
+    gw_free_wipe(e->objs, sizeof(*e->objs));
+    gw_free_wipe(e->sobjs, sizeof(*e->sobjs));
     e->block = NULL;
     e->block_len = 0;
+    e->objs = e->sobjs = NULL;
     e->used = false;
+}
+
+/* ---- an overflow entry's objects ---- */
+
+static void objs_clear(struct objs *o)
+{
+    o->n = o->used = 0;
+    o->cut = 0;
+}
+
+/* Whether the object at t is a (and b, after a space, when b is not NULL). */
+static bool obj_is(const char *t, const char *a, const char *b)
+{
+    size_t la = strlen(a);
+
+    if (b == NULL)
+        return strcmp(t, a) == 0;
+    return strncmp(t, a, la) == 0 && t[la] == ' ' && strcmp(t + la + 1, b) == 0;
+}
+
+/* n refusals of the object "a b" (b NULL: a alone is the object's text), counted under it, or
+ * among the cut when it is new and does not fit. */
+static void objs_add(struct objs *o, const char *a, const char *b, uint64_t n)
+{
+    size_t len = strlen(a) + (b != NULL ? 1 + strlen(b) : 0);
+
+    for (uint32_t i = 0; i < o->n; i++)
+        if (obj_is(o->text + o->off[i], a, b)) {
+            o->count[i] += n;
+            return;
+        }
+    if (o->n == OBJS_MAX || o->used + len + OBJ_COUNT_LEN > OBJS_LEN) {
+        o->cut += n;
+        return;
+    }
+    o->off[o->n] = o->used;
+    o->count[o->n] = n;
+    snprintf(o->text + o->used, len + 1, "%s%s%s", a, b != NULL ? " " : "", b != NULL ? b : "");
+    o->used += (uint32_t)(len + OBJ_COUNT_LEN);
+    o->n++;
+}
+
+/* from's objects and cut into to, from's emptied. */
+static void objs_merge(struct objs *to, struct objs *from)
+{
+    for (uint32_t i = 0; i < from->n; i++)
+        objs_add(to, from->text + from->off[i], NULL, from->count[i]);
+    to->cut += from->cut;
+    objs_clear(from);
+}
+
+/* The objects as the record's detail names them: "; objects: a b (n), ...", then how many
+ * refusals named one not listed; len is OBJS_TEXT_LEN, which they fit in. */
+static void objs_text(const struct objs *o, char *out, size_t len)
+{
+    size_t k = 0;
+
+    out[0] = '\0';
+    for (uint32_t i = 0; i < o->n && k < len; i++)
+        k += (size_t)snprintf(out + k, len - k, "%s%s (%" PRIu64 ")", i == 0 ? "; objects: " : ", ",
+                              o->text + o->off[i], o->count[i]);
+    if (o->cut > 0 && k < len)
+        snprintf(out + k, len - k,
+                 "; %" PRIu64 " refusal(s) of objects not named (the list holds %d bytes)", o->cut,
+                 OBJS_LEN);
+}
+
+/* A record's refusals (sending) back among the counted (pending): its write failed. */
+static void carry(struct entry *e)
+{
+    e->pending += e->sending;
+    e->mixed |= e->sending_mixed;
+    e->sending = 0;
+    if (e->objs != NULL) { /* the older first */
+        struct objs *o = e->objs;
+
+        objs_merge(e->sobjs, o);
+        e->objs = e->sobjs;
+        e->sobjs = o;
+    }
 }
 
 /* The entry's row (all NULL when it has none) and record, from its fields; count < 0:
@@ -317,10 +425,8 @@ static void summary_done(void *arg, int err, int64_t seq, const struct gw_db_res
     (void)res;
     e->handle = NULL;
     if (err != 0) {
-        e->pending += e->sending;
-        e->mixed |= e->sending_mixed;
         rf->st.carried += e->sending;
-        e->sending = 0;
+        carry(e);
         if (rf->flushing) /* no later window: said at exit (gw_refusals_left) */
             GW_LOG(GW_LOG_ERROR, "admin", NULL,
                    "the record of %" PRIu64 " counted refusal(s) was not written at shutdown: %s",
@@ -331,6 +437,8 @@ static void summary_done(void *arg, int err, int64_t seq, const struct gw_db_res
     }
     rf->st.summaries++;
     e->sending = 0;
+    if (e->sobjs != NULL)
+        objs_clear(e->sobjs);
     if (e->pending > 0 && !rf->halted) {
         if (rf->flushing)
             write_summary(rf, e); /* counted while this one was written */
@@ -344,10 +452,14 @@ static void summary_done(void *arg, int err, int64_t seq, const struct gw_db_res
 static void summary_of(const struct gw_refusals *rf, const struct entry *e, struct gw_acct_log *l,
                        struct gw_audit_rec *r, char *detail, size_t dlen)
 {
+    char objs[OBJS_TEXT_LEN] = "";
+
     rebuild(e, l, r);
+    if (e->objs != NULL)
+        objs_text(e->objs, objs, sizeof(objs));
     snprintf(detail, dlen,
-             "%s [%" PRIu64 " such refusals within %" PRIu32 " s, counted in this record]",
-             r->detail != NULL ? r->detail : "refused", e->pending, rf->window_s);
+             "%s [%" PRIu64 " such refusals within %" PRIu32 " s, counted in this record%s]",
+             r->detail != NULL ? r->detail : "refused", e->pending, rf->window_s, objs);
     l->detail = detail;
     r->detail = detail;
     r->count = (int64_t)e->pending;
@@ -380,6 +492,12 @@ static void write_summary(struct gw_refusals *rf, struct entry *e)
     e->pending = 0;
     e->sending_mixed = e->mixed;
     e->mixed = false;
+    if (e->objs != NULL) { /* (sobjs is empty: nothing was being written) */
+        struct objs *o = e->sobjs;
+
+        e->sobjs = e->objs;
+        e->objs = o;
+    }
     e->handle = NULL;
     rc = rf->sink.write(rf->sink.ctx, e->k.row ? &l : NULL, &r, summary_done, e,
                         rf->flushing ? NULL : &e->handle);
@@ -388,9 +506,7 @@ static void write_summary(struct gw_refusals *rf, struct entry *e)
         return;
     }
     e->handle = NULL;
-    e->pending = e->sending;
-    e->mixed = e->sending_mixed;
-    e->sending = 0;
+    carry(e);
     rf->st.carried += e->pending;
     if (!rf->flushing)
         return;
@@ -508,6 +624,11 @@ static bool make(struct entry *e, uint64_t h, const struct kind *m, bool overflo
 {
     if (!take(e, h, m))
         return false;
+    if (overflow && ((e->objs = gw_calloc(1, sizeof(*e->objs))) == NULL ||
+                     (e->sobjs = gw_calloc(1, sizeof(*e->sobjs))) == NULL)) {
+        drop(e);
+        return false;
+    }
     e->overflow = overflow;
     e->alone = e->seen = overflow ? GW_REFUSALS_EACH : 0;
     return true;
@@ -639,6 +760,9 @@ bool gw_refusals_record(struct gw_refusals *rf, const struct gw_acct_log *l,
         }
     }
     e->pending++;
+    if (e->objs != NULL) /* a kind of several: what its refusal named */
+        objs_add(e->objs, rec->action != NULL ? rec->action : "-",
+                 rec->object != NULL ? rec->object : "-", 1);
     /* the purpose and legal basis of the kind's first refusal name its counted ones only while
      * each gave the same (each recorded on its own carries its own) */
     if (!same(e->k.f[F_R_PURPOSE], rec->purpose) || !same(e->k.f[F_R_LEGAL], rec->legal_basis))
@@ -693,11 +817,11 @@ int gw_refusals_leftover(struct gw_refusals *rf, gw_audit_left_cb cb, void *arg,
             /* kept: the writer's leftover (gw_audit_leftover) holds it, unless it failed and
              * the halt kept its failure from being told (summary_done): counted again here,
              * as the failure would have (else neither spooled nor said lost) */
-            if (!rf->sink.held(rf->sink.ctx, summary_done, e)) {
-                e->pending += e->sending;
-                e->mixed |= e->sending_mixed;
-            }
+            if (!rf->sink.held(rf->sink.ctx, summary_done, e))
+                carry(e);
             e->sending = 0;
+            if (e->sobjs != NULL)
+                objs_clear(e->sobjs);
         }
         if (!e->used || e->pending == 0)
             continue;
@@ -710,6 +834,8 @@ int gw_refusals_leftover(struct gw_refusals *rf, gw_audit_left_cb cb, void *arg,
         *n += e->pending;
         e->pending = 0; /* spooled: no longer left */
         e->mixed = false;
+        if (e->objs != NULL)
+            objs_clear(e->objs);
     }
     return 0;
 }

@@ -21,10 +21,14 @@
  * ("refusals of more kinds than are told apart", action admin.refused, with a row); a caller's
  * kinds past its share (GW_REFUSALS_PER_CALLER) under one of the caller's (action admin.refused
  * with a row for Admin refusals, call.refused without one for the others). A counting record is
- * confidential when a refusal it counts was.
+ * confidential when a refusal it counts was. A record counting several kinds still names what
+ * they were of: each action and object (a Search's blind index, an unknown bulk or case id, an
+ * Admin method) once with how many refusals named it, in a list of at most 640 bytes of its
+ * detail, and how many refusals named an object the list had no room for.
  *
- * Invariant: an entry's strings live in its own block, wiped when freed (no PII: messages name
- * fields and rules, never values). */
+ * Invariant: an entry's strings live in its own block, and such a list in two of its own (the
+ * counted refusals', the record being written's), wiped when freed (no PII: messages name fields
+ * and rules, never values; objects are what the audit records name). */
 #ifndef GW_API_REFUSALS_H
 #define GW_API_REFUSALS_H
 

@@ -15,6 +15,7 @@ import os
 import re
 import signal
 import socket
+import uuid
 
 import grpc
 import pytest
@@ -290,6 +291,42 @@ def test_counted_refusals_not_recorded_at_shutdown_are_said(stack):
     assert ("%d counted refusal(s) not recorded" % (calls - alone)) in log, log[-2000:]
     assert "the record of %d counted refusal(s) was not written at shutdown" % (calls - alone) \
         in log, log[-2000:]
+
+
+def test_probes_past_a_callers_share_of_kinds_are_named_or_counted(stack):
+    """A caller's refusals of more kinds than its share (64 a window, refusals.h) are counted in
+    one call.refused record; that record still names what was probed: here GetBulk of 84 unknown
+    ids, 64 recorded on their own (one kind each), the 20 past the share each named in the
+    counting record with its count, as many as its bounded list holds, and the others counted
+    there in so many words. Red without the list: the record named none of them."""
+    share, past = 64, 20
+    gw = ExtraGateway(stack, unique("rf-objs"),
+                      lambda text: text.rstrip("\n") + "\nrefusal_window_s = 3600\n")
+    pb = stack.pb.compliance
+    ch = stack.channel(stack.account("secadmin")[2], addr=gw.addr)
+    md = stack.login("secadmin")
+    ids = [str(uuid.uuid4()) for _ in range(share + past)]
+    try:
+        for i in ids:
+            e = rpc_error(lambda: waygate_proto.unary(ch, "/waygate.v1.Compliance/GetBulk",
+                                                      pb.GetBulkRequest(request_id=i),
+                                                      pb.BulkRequestView, metadata=md))
+            assert e.code() == grpc.StatusCode.NOT_FOUND, e
+    finally:
+        gw.close()  # the counting record is written at the stop
+    alone = stack.psql("SELECT object FROM audit_record WHERE chain = '%s' AND "
+                       "action = 'bulk.view' AND outcome = 'refused'" % gw.chain)
+    assert sorted(alone) == sorted(ids[:share])
+    [row] = stack.psql("SELECT actor, count, detail FROM audit_record WHERE chain = '%s' AND "
+                       "action = 'call.refused'" % gw.chain)
+    actor, count, detail = row.split("|", 2)
+    assert (actor, count) == ("secadmin", str(past)), row
+    named = [i for i in ids[share:] if "bulk.view %s (1)" % i in detail]
+    assert len(named) >= 5 and named == ids[share:share + len(named)], detail
+    cut = past - len(named)
+    assert detail.endswith("; %d refusal(s) of objects not named (the list holds 640 bytes)]"
+                           % cut), detail
+    assert len(detail.encode()) <= 1024
 
 
 # --- configuration reload ---

@@ -540,7 +540,8 @@ def test_a_view_of_an_unknown_id_is_refused_as_a_decision_is(stack, people):
     unknown id leaves a refused bulk.view record as theirs leave a refused bulk.approve and
     bulk.run ("no such request", the id as object and approval), so that an insider trying ids
     with GetBulk is in the trail (an attacker's probe found it was not; bounded as every
-    refusal a handler records, past 64 kinds a window the ids are counted, not named); the
+    refusal a handler records, past 64 kinds a window the ids are named in one counting record
+    as far as its list holds, the rest counted there); the
     malformed ones reach no request and leave none."""
     unknown = str(uuid.uuid4())
     got = refusal(lambda: view(people, unknown))

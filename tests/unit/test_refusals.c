@@ -16,7 +16,8 @@
  * caller's free text) makes no new kind. A count's kept record that failed at shutdown and was
  * not told before the writer halted (in no leftover of the writer's) is spooled by the
  * refusals' own leftover; one the writer's queue does not take while stopping is tried again
- * until the halt, then spooled. */
+ * until the halt, then spooled. A record counting a caller's kinds past its share names each
+ * object they probed with its count, as far as its bounded list holds, and how many it cut. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -35,9 +36,9 @@
 /* What the fake writer was given, and how it answers. */
 struct fake {
     bool room;
-    int write_rc;           /* gw_acct_log_write_cb's return */
-    int n;                  /* writes taken */
-    char detail[MAXW][256]; /* their records' details */
+    int write_rc;                         /* gw_acct_log_write_cb's return */
+    int n;                                /* writes taken */
+    char detail[MAXW][GW_AUDIT_TEXT_MAX]; /* their records' details */
     char actor[MAXW][64];
     char action[MAXW][32];
     char purpose[MAXW][64]; /* "-": absent */
@@ -319,11 +320,27 @@ static void failed_record_carried(void **state)
 
 /* One caller's kinds past its share are counted under one record that still names it, and do
  * not push other callers' refusals out of the table. */
+/* How many objects "<prefix><first + i> (1)" a detail names, in order from first. */
+static int named_in(const char *detail, const char *prefix, int first)
+{
+    int named = 0;
+
+    for (;;) {
+        char one[96];
+
+        snprintf(one, sizeof(one), "%s%d (1)", prefix, first + named);
+        if (strstr(detail, one) == NULL)
+            return named;
+        named++;
+    }
+}
+
 static void one_caller_has_a_share(void **state)
 {
     struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 60);
     struct gw_refusals_stats st;
-    char want[160];
+    int named;
+    char want[256];
 
     (void)state;
     for (int i = 0; i < GW_REFUSALS_KINDS + 10; i++) {
@@ -342,11 +359,17 @@ static void one_caller_has_a_share(void **state)
     assert_int_equal(fk.n, GW_REFUSALS_PER_CALLER + 2);
     assert_string_equal(fk.actor[fk.n - 1], "sysadmin");
     assert_int_equal(fk.count[fk.n - 1], GW_REFUSALS_KINDS + 10 - GW_REFUSALS_PER_CALLER);
+    /* the methods it counts named, in order, as many as the list holds; the rest counted */
     snprintf(want, sizeof(want),
              "refusals of more kinds than are told apart for one caller [%d such refusals within "
-             "60 s, counted in this record]",
-             GW_REFUSALS_KINDS + 10 - GW_REFUSALS_PER_CALLER);
-    assert_string_equal(fk.detail[fk.n - 1], want);
+             "60 s, counted in this record; objects: admin.refused Method%d (1), ",
+             GW_REFUSALS_KINDS + 10 - GW_REFUSALS_PER_CALLER, GW_REFUSALS_PER_CALLER);
+    assert_memory_equal(fk.detail[fk.n - 1], want, strlen(want));
+    named = named_in(fk.detail[fk.n - 1], "admin.refused Method", GW_REFUSALS_PER_CALLER);
+    assert_true(named > 8);
+    snprintf(want, sizeof(want), "; %d refusal(s) of objects not named (the list holds 640 bytes)]",
+             GW_REFUSALS_KINDS + 10 - GW_REFUSALS_PER_CALLER - named);
+    assert_non_null(strstr(fk.detail[fk.n - 1], want));
     gw_refusals_free(rf);
 }
 
@@ -684,6 +707,62 @@ static void unqueued_at_shutdown_retried_then_spooled(void **state)
     gw_refusals_free(rf);
 }
 
+/* A caller's share of row-less kinds, each refused once: objects bidx0, bidx1, ... */
+static void refuse_share(struct gw_refusals *rf, const char *actor)
+{
+    for (int i = 0; i < GW_REFUSALS_PER_CALLER; i++) {
+        char object[32];
+
+        snprintf(object, sizeof(object), "bidx%d", i);
+        refuse_call(rf, actor, object, false);
+    }
+}
+
+/* A caller's row-less refusals past its share (Searches of blind indexes, unknown ids) are
+ * counted under call.refused, whose record names each object they probed and how often; what a
+ * failed record named goes, with what was counted since, into the next. */
+static void objects_past_the_share_named(void **state)
+{
+    struct gw_refusals *rf = gw_refusals_new(base, NULL, &sink, 1);
+    char want[GW_AUDIT_TEXT_MAX];
+    int s1;
+
+    (void)state;
+    refuse_share(rf, "courier_e");
+    refuse_call(rf, "courier_e", "beyond1", false);
+    refuse_call(rf, "courier_e", "beyond2", false);
+    refuse_call(rf, "courier_e", "beyond1", false);
+    assert_int_equal(fk.n, GW_REFUSALS_PER_CALLER);
+    window_ends();
+    assert_int_equal(fk.n, GW_REFUSALS_PER_CALLER + 1);
+    assert_string_equal(fk.action[fk.n - 1], "call.refused");
+    assert_string_equal(fk.detail[fk.n - 1],
+                        "refusals of more kinds than are told apart for one caller [3 such "
+                        "refusals within 1 s, counted in this record; objects: reveal beyond1 "
+                        "(2), reveal beyond2 (1)]");
+    /* the next window: its kinds again, and two past them while that record is in flight; it
+     * fails: carried, with what was counted since, all named in the next one */
+    s1 = fk.n - 1;
+    refuse_share(rf, "courier_e");
+    refuse_call(rf, "courier_e", "beyond3", false);
+    refuse_call(rf, "courier_e", "beyond1", false);
+    /* (the entry counting its other kinds is one of its share while it lives: bidx63 is one) */
+    assert_int_equal(fk.n, 2 * GW_REFUSALS_PER_CALLER);
+    fk.done[s1](fk.arg[s1], GW_EUNAVAIL, 0, NULL);
+    window_ends();
+    assert_int_equal(fk.n, 2 * GW_REFUSALS_PER_CALLER + 1);
+    snprintf(want, sizeof(want),
+             "refusals of more kinds than are told apart for one caller [6 such refusals within "
+             "1 s, counted in this record; objects: reveal beyond1 (3), reveal beyond2 (1), "
+             "reveal bidx%d (1), reveal beyond3 (1)]",
+             GW_REFUSALS_PER_CALLER - 1);
+    assert_string_equal(fk.detail[fk.n - 1], want);
+    assert_int_equal(fk.count[fk.n - 1], 6);
+    fk.done[fk.n - 1](fk.arg[fk.n - 1], 0, 1, NULL);
+    assert_int_equal(gw_refusals_left(rf), 0);
+    gw_refusals_free(rf);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -698,6 +777,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(shutdown_records_kept_for_the_spool, setup, teardown),
         cmocka_unit_test_setup_teardown(reworded_reason_same_kind, setup, teardown),
         cmocka_unit_test_setup_teardown(failed_untold_at_shutdown_spooled, setup, teardown),
+        cmocka_unit_test_setup_teardown(objects_past_the_share_named, setup, teardown),
         cmocka_unit_test_setup_teardown(unqueued_at_shutdown_retried_then_spooled, setup, teardown),
     };
 
