@@ -625,6 +625,24 @@ static bool list_holds(const struct req_list *l, gw_audit_done_cb cb, const void
     return false;
 }
 
+bool gw_audit_req_in_doubt(const struct gw_audit *a, const struct gw_audit_req *r, int64_t *seq,
+                           uint8_t hash[GW_AUDIT_HASH_LEN])
+{
+    const struct gw_audit_req *b;
+
+    if (a == NULL || r == NULL || a->inflight == NULL)
+        return false;
+    TAILQ_FOREACH(b, &a->batch, link)
+    {
+        if (b == r) {
+            *seq = a->batch_seq;
+            memcpy(hash, a->batch_hash, GW_AUDIT_HASH_LEN);
+            return true;
+        }
+    }
+    return false;
+}
+
 /* The lists gw_audit_leftover visits, with its conditions. */
 bool gw_audit_holds(const struct gw_audit *a, gw_audit_done_cb cb, const void *arg)
 {

@@ -161,6 +161,13 @@ bool gw_audit_holds(const struct gw_audit *a, gw_audit_done_cb cb, const void *a
  * none of cb's (a checkpoint alone, other callers' records), do not count (review). NULL-safe
  * (false). */
 bool gw_audit_sent_in_doubt(const struct gw_audit *a, gw_audit_done_cb cb);
+/* After gw_audit_halt, for an owner that spools its own entries (incident.h): true when r (a
+ * handle of gw_audit_write's) is in the transaction this writer has in flight, sent and not
+ * answered, which may commit after the exit: then *seq and hash are its last record's, as
+ * gw_audit_leftover marks its kept entries of that transaction in doubt. False for an entry still
+ * queued, or one whose send failed (nothing of it sent). NULL-safe (false). */
+bool gw_audit_req_in_doubt(const struct gw_audit *a, const struct gw_audit_req *r, int64_t *seq,
+                           uint8_t hash[GW_AUDIT_HASH_LEN]);
 /* Before gw_audit_start: a kept entry left in doubt by an earlier run (e, its in_doubt fields
  * set; from a spool). The first recovery reads the record at e->doubt_seq: when it holds
  * e->doubt_hash the entry committed then (cb 0), else it is chained anew as gw_audit_write_kept's.

@@ -448,6 +448,10 @@ int gw_incident_leftover(struct gw_incidents *q, gw_audit_left_cb cb, void *arg,
         row_entry(e, &b, &l.stmts[0], &l.recs[0]);
         if (gw_audit_rec_check(&l.recs[0]) != 0)
             kind_only(&l.recs[0]);
+        /* sent: its transaction may commit after the exit, so the replay settles it by that
+         * transaction's last record as the writer's kept entries in it are, not writes it again */
+        if (e->inflight)
+            l.in_doubt = gw_audit_req_in_doubt(q->audit, e->areq, &l.doubt_seq, l.doubt_hash);
         if ((rc = cb(arg, &l)) != 0)
             return rc;
         ++*rows;

@@ -84,9 +84,10 @@ void gw_incident_drain(struct gw_incidents *q, uint32_t timeout_ms, gw_incident_
 void gw_incident_halt(struct gw_incidents *q);
 /* At shutdown, once the drain has answered: visits each row still queued (in flight ones
  * included: their entries are not kept, so the writer does not spool them) as the entry it is
- * written with, its INSERT keeping when the incident happened. *rows: the rows visited. Returns
- * 0 or the first error cb returned. Writes are at least once: a row whose transaction was in
- * flight and commits as the gateway exits is written again from the spool. */
+ * written with, its INSERT keeping when the incident happened. A row whose transaction the writer
+ * has sent is visited in doubt (gw_audit_req_in_doubt): the replay writes it only when that
+ * transaction did not commit, so a row that commits as the gateway exits is not written again
+ * from the spool. *rows: the rows visited. Returns 0 or the first error cb returned. */
 int gw_incident_leftover(struct gw_incidents *q, gw_audit_left_cb cb, void *arg,
                          uint64_t *rows) GW_MUST_CHECK;
 /* The rows visited are in a spool saved: gw_incident_free says so instead of their loss. */

@@ -430,6 +430,112 @@ static void test_drain(void **state)
     assert_true(run_until(db_is_ready, db, 20000));
 }
 
+static bool a_backend_waits_on_a_lock(void *arg)
+{
+    (void)arg;
+    return strcmp(rows("SELECT count(*) FROM pg_stat_activity WHERE pid <> pg_backend_pid() AND "
+                       "wait_event = 'advisory'"),
+                  "1") == 0;
+}
+
+static bool row_committed(void *arg)
+{
+    return strcmp(rows(arg), "1") == 0;
+}
+
+struct handed {
+    struct gw_audit *to;
+    int n, in_doubt;
+    bool done;
+    int err;
+};
+
+static void handed_cb(void *arg, int err, int64_t seq, const struct gw_db_result *res)
+{
+    struct handed *h = arg;
+
+    (void)seq;
+    (void)res;
+    h->done = true;
+    h->err = err;
+}
+
+static bool handed_done(void *arg)
+{
+    return ((struct handed *)arg)->done;
+}
+
+/* A gw_audit_left_cb that hands each entry to an unstarted writer as a spool's replay does
+ * (audit_replay.c): one in doubt to be settled, the others to be written. */
+static int hand_over(void *arg, const struct gw_audit_left *e)
+{
+    struct handed *h = arg;
+
+    h->n++;
+    h->in_doubt += e->in_doubt;
+    if (e->in_doubt)
+        return gw_audit_write_in_doubt(h->to, e, handed_cb, h);
+    return gw_audit_write_kept(h->to, e->stmts, e->nstmts, e->recs, e->nrecs, handed_cb, h);
+}
+
+/* A row whose transaction was sent when the gateway stopped is spooled in doubt: that transaction
+ * (held here on the chain's lock) commits after the halt, and the next start's replay settles the
+ * row by its record instead of writing it a second time (before, it was spooled as an ordinary
+ * entry and the incident was there twice). */
+static void test_row_in_flight_at_a_stop_is_written_once(void **state)
+{
+    static const char count_sql[] = "SELECT count(*) FROM incident WHERE kind = 'doubt_kind'";
+    static const uint8_t seed[GW_SIGN_SEED_LEN] = {9};
+    struct gw_audit_config ac = {.chain = "test-incident-doubt",
+                                 .checkpoint_every = 100,
+                                 .checkpoint_ms = 60000,
+                                 .alg = GW_SIGN_ED25519,
+                                 .seed = seed};
+    struct gw_audit *a, *next;
+    struct gw_incidents *q;
+    struct handed h = {0};
+    struct want w;
+    uint64_t n = 0;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    assert_int_equal(gw_audit_new(db, &ac, &a), 0);
+    assert_int_equal(gw_audit_start(a), 0);
+    q = gw_incident_new(db, a, 8, 200);
+    assert_non_null(q);
+    record(q, "low", "doubt_warmup", "courier_d", NULL); /* the writer has recovered */
+    w = (struct want){q, 1};
+    assert_true(run_until(written_reached, &w, 20000));
+    exec_ok("BEGIN");
+    assert_string_equal(rows("SELECT pg_advisory_xact_lock(1397, hashtext('test-incident-doubt'))"
+                             "::text"),
+                        "");
+    record(q, "high", "doubt_kind", "courier_d", "10.0.0.9:1");
+    assert_true(run_until(a_backend_waits_on_a_lock, NULL, 20000)); /* sent, held */
+
+    gw_audit_halt(a);
+    gw_incident_halt(q);
+    assert_int_equal(gw_audit_new(db, &ac, &next), 0);
+    h.to = next;
+    assert_int_equal(gw_incident_leftover(q, hand_over, &h, &n), 0);
+    assert_int_equal(n, 1);
+    assert_int_equal(h.in_doubt, 1);
+    exec_ok("COMMIT"); /* the transaction sent before the stop commits after it */
+    assert_true(run_until(row_committed, (void *)count_sql, 20000));
+    gw_incident_free(q);
+    gw_audit_free(a);
+
+    assert_int_equal(gw_audit_start(next), 0);
+    assert_true(run_until(handed_done, &h, 20000));
+    assert_int_equal(h.err, 0);
+    assert_string_equal(rows(count_sql), "1");
+    assert_string_equal(rows("SELECT count(*) FROM audit_record WHERE chain = "
+                             "'test-incident-doubt' AND object = 'doubt_kind'"),
+                        "1");
+    gw_audit_free(next);
+}
+
 /* ---- setup ---- */
 
 static int group_setup(void **state)
@@ -488,6 +594,7 @@ int main(void)
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_row_and_record_together),
         cmocka_unit_test(test_drain),
+        cmocka_unit_test(test_row_in_flight_at_a_stop_is_written_once),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
