@@ -392,6 +392,9 @@ static void write_audit(struct evbuffer *b, const struct gw_app *app)
             (double)st.checkpoints);
     counter(b, "waygate_audit_failed_total", "audit entries that failed (their action failed)",
             (double)st.failed);
+    counter(b, "waygate_audit_spool_written_before_total",
+            "audit spool entries skipped: written before, by an earlier replay of their spool",
+            (double)st.written_before);
     gauge(b, "waygate_audit_queued", "audit entries waiting now", (double)st.queued);
     if (app->refusals != NULL) {
         struct gw_refusals_stats rs;

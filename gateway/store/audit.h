@@ -187,19 +187,21 @@ void gw_audit_cancel(struct gw_audit_req *r);
 void gw_audit_rebind(struct gw_audit_req *r, gw_audit_done_cb cb, void *arg);
 
 struct gw_audit_stats {
-    int64_t head_seq;      /* last sequence number known committed (0: empty chain) */
-    uint64_t written;      /* records committed since start */
-    uint64_t transactions; /* audit transactions committed */
-    uint64_t checkpoints;  /* checkpoints committed */
-    uint64_t planted;      /* checkpoints not written: another row held their seq already */
-    uint64_t rejected;     /* heads read from the database that failed their check: not chained
-                            * onto (a new segment started after each, audit.break) */
-    uint64_t failed;       /* entries that failed */
-    uint32_t queued;       /* entries waiting now */
-    uint32_t queue_max;    /* entries that may wait (gw_audit_config's queue_max) */
-    bool ready;            /* head recovered */
-    bool down;             /* its last recovery failed (the database away, a lock held past the
-                            * recovery's timeout, ...): only kept entries are queued, and wait */
+    int64_t head_seq;        /* last sequence number known committed (0: empty chain) */
+    uint64_t written;        /* records committed since start */
+    uint64_t transactions;   /* audit transactions committed */
+    uint64_t checkpoints;    /* checkpoints committed */
+    uint64_t planted;        /* checkpoints not written: another row held their seq already */
+    uint64_t rejected;       /* heads read from the database that failed their check: not chained
+                              * onto (a new segment started after each, audit.break) */
+    uint64_t failed;         /* entries that failed */
+    uint64_t written_before; /* a spool's entries not written: their mark was there, written by
+                              * an earlier replay (audit_spool.h); not failed */
+    uint32_t queued;         /* entries waiting now */
+    uint32_t queue_max;      /* entries that may wait (gw_audit_config's queue_max) */
+    bool ready;              /* head recovered */
+    bool down;               /* its last recovery failed (the database away, a lock held past the
+                              * recovery's timeout, ...): only kept entries are queued, and wait */
 };
 void gw_audit_stats(const struct gw_audit *a, struct gw_audit_stats *out);
 const char *gw_audit_chain(const struct gw_audit *a);
