@@ -1,7 +1,8 @@
 /* audit_replay.c: a spool's entries handed to the audit writer (audit_replay.h). Each entry is
- * WAITING (not handed over), QUEUED (the writer's) or DONE (answered); the file goes once all are
- * DONE. Invariant: entries before next are QUEUED or DONE; entries in doubt are QUEUED from the
- * start. */
+ * WAITING (not handed over), QUEUED (the writer's), DONE (written, or written before) or FAILED
+ * (the writer gave up on it: known not written); the file goes once all are DONE, or FAILED in a
+ * version 1 file. Invariant: entries before next are QUEUED, DONE or FAILED; entries in doubt are
+ * QUEUED from the start. */
 #include "audit_replay.h"
 
 #include <errno.h>
@@ -19,7 +20,7 @@
 
 #define RETRY_MS 250 /* the writer's queue was full: asked again after */
 
-enum state { WAITING, QUEUED, DONE };
+enum state { WAITING, QUEUED, DONE, FAILED };
 
 struct item {
     struct gw_audit_replay *r;
@@ -41,11 +42,29 @@ struct gw_audit_replay {
 
 static void feed(struct gw_audit_replay *r);
 
-/* Every entry has answered: the file is no longer needed. */
+/* Whether the file may be replayed again as it is: its entries are marked (version 2), so one
+ * written already is skipped, not written twice. */
+static bool marked(const struct gw_audit_replay *r)
+{
+    return gw_audit_spool_version(r->sp) >= 2;
+}
+
+/* Every entry has answered: the file is no longer needed, unless some failed and it is marked:
+ * then it stays, the next start writes those and skips the others (a stop carries them into the
+ * next spool all the same, gw_audit_replay_leftover, which replaces it). */
 static void finished(struct gw_audit_replay *r)
 {
     char err[512];
 
+    if (r->failed > 0 && marked(r)) {
+        GW_LOG(GW_LOG_ERROR, "audit", NULL,
+               "spool %s: %zu entr%s written, %" PRIu64 " failed; file kept: the next start "
+               "writes the failed ones and skips the others (their mark); %" PRIu64
+               " written before (by an earlier replay), skipped",
+               r->path, r->n - (size_t)(r->failed + r->skipped),
+               r->n - (size_t)(r->failed + r->skipped) == 1 ? "y" : "ies", r->failed, r->skipped);
+        return;
+    }
     if (unlink(r->path) != 0 && errno != ENOENT) {
         GW_LOG(GW_LOG_ERROR, "audit", NULL,
                "spool %s: its %zu entries answered, but it cannot be removed (%s): remove it "
@@ -72,11 +91,16 @@ static void answered(struct item *it, int err)
 
     it->state = DONE;
     if (err != 0) {
+        /* nothing of it committed (the writer fails an entry only so): owed still */
+        it->state = FAILED;
         r->failed++;
         GW_LOG(GW_LOG_ERROR, "audit", NULL,
-               "spool %s: an entry (%s) was not written: %s; it is not kept", r->path,
-               gw_audit_spool_entry(r->sp, (size_t)(it - r->items))->recs[0].action,
-               gw_err_str(err));
+               "spool %s: an entry (%s) was not written: %s; it is kept for the next start "
+               "(%s)",
+               r->path, gw_audit_spool_entry(r->sp, (size_t)(it - r->items))->recs[0].action,
+               gw_err_str(err),
+               marked(r) ? "in this file, and in the next spool at a stop"
+                         : "in the next spool at a stop");
     }
     if (++r->done == r->n && !r->halted)
         finished(r);
@@ -190,7 +214,7 @@ int gw_audit_replay_leftover(const struct gw_audit_replay *r, struct gw_audit_sp
 
     *n = 0;
     for (size_t i = 0; r != NULL && i < r->n; i++) {
-        if (r->items[i].state != WAITING)
+        if (r->items[i].state != WAITING && r->items[i].state != FAILED)
             continue;
         if ((rc = gw_audit_spool_add(out, gw_audit_spool_entry(r->sp, i))) != 0)
             return rc;
@@ -209,6 +233,19 @@ uint64_t gw_audit_replay_abandon(struct gw_audit_replay *r)
         return 0;
     for (size_t i = 0; i < r->n; i++)
         queued += r->items[i].state == QUEUED;
+    /* marked: replayed again, what was written (or commits after the exit) is skipped, so the file
+     * stays and holds every entry still owed */
+    if (marked(r)) {
+        size_t owed = 0;
+        for (size_t i = 0; i < r->n; i++)
+            owed += r->items[i].state != DONE;
+        GW_LOG(GW_LOG_WARN, "audit", NULL,
+               "spool %s: kept: of its %zu entries %zu are owed (%zu with the writer, whose "
+               "transaction may commit after the exit); the next start writes them and skips "
+               "those written (their mark)",
+               r->path, r->n, owed, queued);
+        return owed;
+    }
     /* the file as read is still exactly what is owed while none of its entries has answered and
      * none is the writer's in a transaction that may have committed unanswered (in flight at the
      * stop, pipelined to its sync: it commits once a lock it waits on is gone, the gateway too) */

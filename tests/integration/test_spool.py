@@ -104,6 +104,17 @@ def close_unwritable(stack, gw, stopped):
     gw.close()
 
 
+def refused_outside_segments(stack, gw):
+    """While PostgreSQL is stopped (its segment cache loaded before): a submit by branch a's clerk
+    of a number in branch b's segment, refused FAILED_PRECONDITION, its incident queued. Returns
+    the waybill."""
+    w = new_waybill(stack, "a")
+    w.waybill_no = number_in(stack, "b", next(_counter))  # branch b's segment
+    e = rpc_error(lambda: submit_to(stack, gw, w))
+    assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
+    return w
+
+
 def test_records_left_at_shutdown_are_spooled_and_written_once_at_the_next_start(stack):
     """PostgreSQL stopped: an out-of-segment submit (its incident queued) and a SIGHUP (its
     config.reload record kept) on a gateway with a spool; SIGTERM exits 0 saying how many entries
@@ -122,10 +133,7 @@ def test_records_left_at_shutdown_are_spooled_and_written_once_at_the_next_start
         submit_to(stack, gw, new_waybill(stack, "a"))  # loads the segment cache
         stack.devstack("pg-stop")
         stopped = True
-        w = new_waybill(stack, "a")
-        w.waybill_no = number_in(stack, "b", next(_counter))  # branch b's segment
-        e = rpc_error(lambda: submit_to(stack, gw, w))
-        assert e.code() == grpc.StatusCode.FAILED_PRECONDITION, (e.code(), e.details())
+        w = refused_outside_segments(stack, gw)
         happened = time.time()
         reload(gw)
         stop(gw)
@@ -360,11 +368,11 @@ def test_a_replay_in_flight_when_the_next_spool_cannot_be_written_is_not_written
     entry goes out in the writer's first transaction, which waits on the lock; <spool>.tmp is
     made a directory (the next spool cannot be written) and the gateway is stopped (SIGTERM).
     That transaction's outcome is unknown at the exit (pipelined to its sync, it commits once the
-    lock is released, the gateway gone), so the file read at start is no longer exactly what is
-    owed: it is removed, saying why, and the exit line counts its entry as not spooled, none kept;
-    the record is there once, and the next start finds no file to write it again. (Before, the
-    file was kept as read, since none of its entries had answered: the record committed after the
-    exit and the next start wrote it a second time.)"""
+    lock is released, the gateway gone); the file read at start is marked (v2), so it is kept as
+    read, saying why, and the exit line counts its entry as kept, none lost; the record commits
+    once, and the next start replays the file and skips it (its mark), not writing it a second
+    time. (Before the marks, the file was kept and the record written twice; then removed, and
+    an entry not written yet was lost with it.)"""
     from conftest import release_holder
     gw = spooled_gateway(stack, "spool_in_flight")
     reload_rec = RELOADS % gw.chain
@@ -375,18 +383,20 @@ def test_a_replay_in_flight_when_the_next_spool_cannot_be_written_is_not_written
         stop(gw)
         tail = gw.log()[mark:]
         assert "spool not written: " in tail, tail[-2000:]
-        assert "spool %s: removed: of its %d entries 0 were answered and %d are with the writer" \
-            % (gw.spool, n, n) in tail, tail[-2000:]
-        m = re.search(r"drained: exiting, .*: 0 entries spooled to (\S+), (\d+) lost(.*)", tail)
-        assert m and m.group(1) == gw.spool and "kept" not in m.group(3), tail[-2000:]
-        assert not os.path.exists(gw.spool)
+        assert "spool %s: kept: of its %d entries %d are owed (%d with the writer" \
+            % (gw.spool, n, n, n) in tail, tail[-2000:]
+        m = re.search(r"drained: exiting, .*: 0 entries spooled to (\S+), (\d+) lost, (\d+) kept "
+                      r"in it as read at start", tail)
+        assert m and m.group(1) == gw.spool and int(m.group(3)) == n, tail[-2000:]
+        assert os.path.exists(gw.spool)
         release_holder(held.pop())
         assert wait_for(lambda: count(stack, WAITING) == 0, 60)
-        assert count(stack, reload_rec) == 1  # committed after the exit
+        assert wait_for(lambda: count(stack, reload_rec) == 1, 60)  # committed after the exit
         os.rmdir(gw.spool + ".tmp")
         mark = len(gw.log())
         gw.start_again()
-        assert "verified, written again" not in gw.log()[mark:]
+        assert replayed_again(gw, mark) == (0, n)
+        assert not os.path.exists(gw.spool)
         assert count(stack, reload_rec) == 1
     finally:
         for holder in held:
@@ -615,5 +625,94 @@ def test_a_counting_record_still_queued_when_the_drain_times_out_is_spooled(stac
     finally:
         if holder is not None:
             release_holder(holder)
+        gw.close()
+    assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
+
+
+def refusing_incident_records(stack, chain):
+    """A trigger that refuses the audit records of incidents of chain (not a passing error: the
+    writer gives their entries up); returns the function that drops it."""
+    name = "refuse_" + re.sub(r"[^a-z0-9]", "_", chain.lower())
+    stack.psql("CREATE FUNCTION %s() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN IF NEW.chain = "
+               "'%s' AND NEW.action = 'incident' THEN RAISE EXCEPTION 'refused by the test'; "
+               "END IF; RETURN NEW; END $$; CREATE TRIGGER %s BEFORE INSERT ON audit_record FOR "
+               "EACH ROW EXECUTE FUNCTION %s()" % (name, chain, name, name))
+
+    def drop():
+        stack.psql("DROP TRIGGER IF EXISTS %s ON audit_record; DROP FUNCTION IF EXISTS %s()"
+                   % (name, name))
+    return drop
+
+
+def test_an_entry_refused_in_a_replay_is_kept_and_written_once_later(stack):
+    """PostgreSQL stopped: a gateway spools an incident (an out-of-segment submit) and a
+    config.reload record. Started again with the database back but the incident's audit record
+    refused (a trigger: not an outage, so the writer gives the entry up), its replay writes the
+    record, fails the incident, and keeps the file (marked): killed (SIGKILL), the next start
+    replays it, skips the record (its mark) and fails the incident again; stopped in a second
+    outage beside another config.reload record, the failed incident is carried into the new spool
+    with it. The trigger dropped, the last start writes both: each record and the incident row
+    exactly once. (Before, the file was removed once every entry had answered, and a failed
+    entry was neither kept nor carried: the incident was lost.)"""
+    gw = spooled_gateway(stack, "spool_refused")
+    kind = "kind = 'segment_violation' AND principal = 'courier_a'"
+    reload_rec = RELOADS % gw.chain
+    incident_rec = "SELECT count(*) FROM audit_record WHERE chain = '%s' AND action = " \
+                   "'incident'" % gw.chain
+    kept = r"spool \S+: (\d+) entr(?:y|ies) written, 1 failed; file kept: the next start " \
+           r"writes the failed ones and skips the others \(their mark\); (\d+) written before"
+    drop = None
+    stopped = False
+    try:
+        before = count(stack, "SELECT coalesce(sum(count), 0) FROM incident WHERE " + kind)
+        submit_to(stack, gw, new_waybill(stack, "a"))  # loads the segment cache
+        stack.devstack("pg-stop")
+        stopped = True
+        refused_outside_segments(stack, gw)
+        reload(gw)
+        stop(gw)
+        n, _, lost = spooled_line(gw)
+        assert n >= 2 and lost == 0, (n, lost)
+        stack.devstack("pg-start")
+        stopped = False
+        drop = refusing_incident_records(stack, gw.chain)
+
+        mark = len(gw.log())
+        gw.start_again()
+        assert wait_for(lambda: re.search(kept, gw.log()[mark:]), 60), gw.log()[mark:][-2000:]
+        assert re.search(kept, gw.log()[mark:]).groups() == (str(n - 1), "0")
+        assert os.path.exists(gw.spool)
+        assert count(stack, reload_rec) == 1 and count(stack, incident_rec) == 0
+        gw.proc.kill()
+        gw.proc.wait(timeout=60)
+
+        mark = len(gw.log())
+        gw.start_again()
+        assert wait_for(lambda: re.search(kept, gw.log()[mark:]), 60), gw.log()[mark:][-2000:]
+        assert re.search(kept, gw.log()[mark:]).groups() == ("0", str(n - 1))
+        assert count(stack, reload_rec) == 1 and count(stack, incident_rec) == 0
+
+        stack.devstack("pg-stop")
+        stopped = True
+        reload(gw)
+        stop(gw)
+        # the new reload's record and the incident carried
+        assert re.search(r"drained: exiting, .*: 2 entries spooled to \S+, 0 lost",
+                         gw.log()[mark:]), gw.log()[mark:][-2000:]
+        stack.devstack("pg-start")
+        stopped = False
+        drop()
+        drop = None
+        replayed_at_start(gw, 2)
+        assert not os.path.exists(gw.spool)
+        assert count(stack, reload_rec) == 2
+        assert count(stack, incident_rec) == 1
+        assert count(stack, "SELECT coalesce(sum(count), 0) FROM incident WHERE " + kind) \
+            == before + 1
+    finally:
+        if stopped:
+            stack.devstack("pg-start")
+        if drop is not None:
+            drop()
         gw.close()
     assert wait_for(lambda: stack.health(timeout=2) == "SERVING", timeout=30)
