@@ -181,8 +181,10 @@ void gw_spool_stop(struct gw_spool *s, struct gw_app *app, uint64_t *spooled, ui
     gw_audit_replay_halt(s->replay);
     gw_incident_halt(app->incidents);
     gw_refusals_halt(app->refusals);
-    if ((sl.sp = gw_audit_spool_new()) == NULL) {
-        GW_LOG(GW_LOG_ERROR, "audit", NULL, "spool %s: out of memory: nothing spooled", s->path);
+    if ((sl.sp = gw_audit_spool_new(&rc)) == NULL) {
+        GW_LOG(GW_LOG_ERROR, "audit", NULL, "spool %s: %s: nothing spooled", s->path,
+               rc == GW_ECRYPTO ? "no random bytes for its id (RAND_bytes failed)"
+                                : "out of memory");
         *kept = gw_audit_replay_abandon(s->replay);
         return;
     }

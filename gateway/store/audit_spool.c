@@ -46,16 +46,20 @@ size_t gw_audit_spool_cap(size_t entries)
            entries * (4 + (size_t)GW_AUDIT_SPOOL_ENTRY_BUDGET);
 }
 
-struct gw_audit_spool *gw_audit_spool_new(void)
+struct gw_audit_spool *gw_audit_spool_new(int *err)
 {
     struct gw_audit_spool *sp = gw_calloc(1, sizeof(struct gw_audit_spool));
+    int rc = sp == NULL ? GW_ENOMEM : 0;
 
     if (sp != NULL && RAND_bytes(sp->id, sizeof sp->id) != 1) {
         gw_free(sp);
-        return NULL;
+        sp = NULL;
+        rc = GW_ECRYPTO;
     }
     if (sp != NULL)
         sp->version = 2;
+    if (err != NULL)
+        *err = rc;
     return sp;
 }
 
@@ -518,9 +522,11 @@ int gw_audit_spool_decode(const uint8_t *buf, size_t len, struct gw_crypto *cx,
         *why = "its entry count is malformed";
         return GW_EDATALOSS;
     }
-    if ((sp = gw_audit_spool_new()) == NULL ||
+    if ((sp = gw_audit_spool_new(&rc)) == NULL ||
         (sp->ents = gw_calloc(n ? n : 1, sizeof *sp->ents)) == NULL) {
-        rc = GW_ENOMEM;
+        rc = rc == GW_ECRYPTO ? GW_ECRYPTO : GW_ENOMEM;
+        *why = rc == GW_ECRYPTO ? "no random bytes for a spool's id (RAND_bytes failed)"
+                                : "out of memory";
         goto fail;
     }
     sp->version = memcmp(buf, MAGIC, MAGIC_LEN) == 0 ? 2 : 1;

@@ -70,8 +70,9 @@ bool gw_audit_spool_met_mark(const struct gw_db_result *res);
  * writes no spool (gw_audit_spool_save: GW_ETOOBIG) and counts them as lost. */
 size_t gw_audit_spool_cap(size_t entries);
 
-/* An empty spool with an id of its own (random). NULL on ENOMEM or when no random bytes. */
-struct gw_audit_spool *gw_audit_spool_new(void);
+/* An empty spool with an id of its own (random). NULL when it cannot be made, with *err (err may
+ * be NULL) GW_ENOMEM, or GW_ECRYPTO when no random bytes for its id (RAND_bytes failed); 0 else. */
+struct gw_audit_spool *gw_audit_spool_new(int *err);
 /* The format version of a spool read (1 or 2; 2 for one being written). */
 int gw_audit_spool_version(const struct gw_audit_spool *sp);
 /* Wipes and frees. NULL-safe. */
@@ -95,7 +96,8 @@ int gw_audit_spool_encode(const struct gw_audit_spool *sp, struct gw_crypto *cx,
                           size_t *len) GW_MUST_CHECK;
 /* Verifies buf (its MAC under one of keys, then its chain: chain) and parses every entry. Returns
  * 0 and *out (the caller frees it), or GW_EDATALOSS (the MAC does not verify, another chain, a
- * malformed file) or GW_ENOMEM, with *why saying which (a constant, never the contents) and
+ * malformed file), GW_ENOMEM or GW_ECRYPTO (no random bytes: gw_audit_spool_new), with *why
+ * saying which (a constant, never the contents) and
  * *out NULL: nothing of a refused file is handed out. */
 int gw_audit_spool_decode(const uint8_t *buf, size_t len, struct gw_crypto *cx,
                           const struct gw_audit_mac_keys *keys, const char *chain,

@@ -73,7 +73,7 @@ static struct gw_audit_spool *sample(void)
                                   "2026-12-05 07:00:00.000001+00"};
     static const int lens[5] = {0, 0, 0, sizeof record_id, 0};
     static const int fmts[5] = {0, 0, 0, 1, 0};
-    struct gw_audit_spool *sp = gw_audit_spool_new();
+    struct gw_audit_spool *sp = gw_audit_spool_new(NULL);
     struct gw_audit_left e;
 
     assert_non_null(sp);
@@ -398,7 +398,7 @@ static void test_malformed_under_a_valid_mac_is_refused(void **state)
 static void test_a_carried_entry_keeps_its_mark(void **state)
 {
     struct fx *f = *state;
-    struct gw_audit_spool *got = NULL, *next = gw_audit_spool_new(), *again = NULL;
+    struct gw_audit_spool *got = NULL, *next = gw_audit_spool_new(NULL), *again = NULL;
     struct gw_audit_left full;
     const char *why = NULL;
     const uint8_t *id = NULL;
