@@ -571,6 +571,16 @@ static void write_outbox(struct evbuffer *b, const struct gw_metrics *m)
     gauge(b, "waygate_forward_paused",
           "1 while the backend fails: claims paused between probes of one batch, fast path closed",
           (double)fs.paused);
+    counter(b, "waygate_forward_breaker_opens_total",
+            "times the breaker opened: [forward] breaker_after refusals in a row, none accepted",
+            (double)fs.breaker_opens);
+    gauge(b, "waygate_forward_breaker_open",
+          "1 while the breaker is open: refused deliveries are sent again later, not parked",
+          (double)fs.breaker_open);
+    gauge(b, "waygate_forward_breaker_refusals",
+          "deliveries the backend refused in a row now, none accepted since (opens at "
+          "[forward] breaker_after)",
+          (double)fs.breaker_refusals);
     gw_forward_tls_expiry(m->src.forward, &ex);
     gauge(b, "waygate_forward_cert_expiry_seconds",
           "seconds until the forwarder's client certificate expires (negative: expired)",

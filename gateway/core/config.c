@@ -148,6 +148,7 @@ static const struct keydef keys[] = {
     {"forward", "backoff_max_ms", T_U32, F(fwd_backoff_max_ms), 10, 3600000, 0, RESTART},
     {"forward", "fast", T_BOOL, F(fwd_fast), 0, 0, 0, RESTART},
     {"forward", "fast_max", T_U32, F(fwd_fast_max), 1, 1000000, 0, RESTART},
+    {"forward", "breaker_after", T_U32, F(fwd_breaker_after), 0, 1000000, 0, RESTART},
     {"log", "level", T_LEVEL, F(log_level), 0, 0, 0, RESTART},
     {"log", "file", T_STRING, F(log_file), 0, 0, 0, RESTART},
 };
@@ -158,7 +159,7 @@ static const struct keydef keys[] = {
  * config and the new one over this table only, so a field without a row would be silently
  * ignored by a SIGHUP. A new field: add its row (with RELOAD only if the daemon applies it on a
  * SIGHUP), then the size here. */
-#define GW_CONFIG_SIZE_LP64 440
+#define GW_CONFIG_SIZE_LP64 448
 #if defined(__x86_64__) || defined(__aarch64__)
 _Static_assert(sizeof(struct gw_config) == GW_CONFIG_SIZE_LP64,
                "struct gw_config changed: add the new field's row to keys[] (config.c), with "
@@ -242,6 +243,7 @@ static void set_defaults(struct gw_config *c)
     c->fwd_backoff_max_ms = 30000;
     c->fwd_fast = true;
     c->fwd_fast_max = 4096;
+    c->fwd_breaker_after = 32;
     c->log_level = GW_LOG_INFO;
     c->crypto_suite = GW_CONFIG_SUITE_AES;
 }

@@ -186,6 +186,9 @@ struct gw_config {
     bool fwd_fast;               /* default true: a waybill this gateway accepted is sent at once
                                     from memory under a lease its insert takes (no claim) */
     uint32_t fwd_fast_max;       /* deliveries the fast path holds in memory, default 4096 */
+    uint32_t fwd_breaker_after;  /* permanent refusals in a row, no acceptance between, after
+                                    which refused deliveries go back instead of being parked
+                                    (forward_int.h: the breaker), default 32; 0: off */
     /* [log] */
     enum gw_log_level log_level; /* default info */
     char *log_file; /* [log] file: append the log lines here instead of stderr (absolute path;

@@ -28,7 +28,8 @@ static void outbox_usage(FILE *f)
             "  status: deliveries to the carrier backend not yet acknowledged, by state\n"
             "  (parked, of which behind an earlier parked one of their waybill; leased,\n"
             "  waiting for a retry, ready), the age of the oldest unparked one and the most\n"
-            "  attempts of one.\n"
+            "  attempts of one; held: unparked ones the backend refused while the\n"
+            "  forwarder's breaker was open (it refused everything: sent again, not parked).\n"
             "  list-parked: the deliveries the backend refused for good and those parked\n"
             "  behind one of their waybill, oldest first, with the reason (--limit defaults\n"
             "  to 100).\n"
@@ -59,6 +60,7 @@ static int outbox_status(struct ctl_admin *c)
     printf("oldest_at      %s\n", st.oldest_at[0] ? ctl_esc(&e, st.oldest_at) : "-");
     ctl_esc_clear(&e);
     printf("max_attempts   %lld\n", st.max_attempts);
+    printf("held           %lld\n", st.held);
     snprintf(detail, sizeof(detail), "depth %lld, parked %lld, oldest %lld ms", st.depth, st.parked,
              st.oldest_ms);
     return ctl_admin_log(c, NULL, "ok", detail) == 0 ? GW_CTL_OK : GW_CTL_FAIL;

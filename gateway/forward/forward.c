@@ -26,7 +26,14 @@
  * the backend; no other claim while that batch lives. Its failure pauses again; any call that
  * succeeds ends the pause at once (full speed). Without it, every ready row was claimed,
  * decrypted, sent into an instant failure and put back, back to back, for as long as the backend
- * failed. The rows' own backoff, leases and order are untouched: paused rows stay in the outbox. */
+ * failed. The rows' own backoff, leases and order are untouched: paused rows stay in the outbox.
+ * The breaker (forward_int.h): after [forward] breaker_after permanent refusals in a row with no
+ * acceptance (counted per answer, at the answer, on the loop: so at most breaker_after - 1 are
+ * parked before it opens), a refused delivery is put back for later instead of parked, an answer
+ * that accepted nothing pauses the forwarder as above, and a batch in singles mode sends no more
+ * singles; one incident and one ERROR line say so. The first answer that accepts a delivery closes
+ * it. Without it, a backend that refused everything had every delivery parked, an incident each,
+ * at the intake's rate. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -123,13 +130,14 @@ struct gw_forward {
     bool resting;                /* linger_ev pending: the next claim waits for it */
     struct batch *batches;       /* live batches */
     uint32_t nbatches;
-    uint64_t fail_streak;    /* consecutive failed calls or claims, for the log's rate */
-    char fail_logged[160];   /* "what: why" of the streak's last line */
-    bool backend_failing;    /* the last Deliver call failed: no fast sends until one succeeds,
-                              * one batch at a time (the probe) */
-    int64_t resume_ms;       /* while backend_failing: no claim before (CLOCK_MONOTONIC ms) */
-    int32_t pauses;          /* pauses in a row (the backoff's exponent) */
-    struct fast_item *fastq; /* ring of cfg->fwd_fast_max; NULL: no fast path */
+    uint64_t fail_streak;  /* consecutive failed calls or claims, for the log's rate */
+    char fail_logged[160]; /* "what: why" of the streak's last line */
+    bool backend_failing;  /* the last Deliver call failed: no fast sends until one succeeds,
+                            * one batch at a time (the probe) */
+    int64_t resume_ms;     /* while backend_failing: no claim before (CLOCK_MONOTONIC ms) */
+    int32_t pauses;        /* pauses in a row (the backoff's exponent) */
+    struct gw_fwd_breaker breaker; /* a backend that refuses everything (forward_int.h) */
+    struct fast_item *fastq;       /* ring of cfg->fwd_fast_max; NULL: no fast path */
     size_t fast_head, fast_n;
     size_t fast_reserved; /* promised to group inserts in flight */
     int64_t *acks;        /* accepted by the backend, their delete not yet sent */
@@ -267,24 +275,85 @@ static void settled_cb(void *arg, int err)
         batch_done(b);
 }
 
-static void incident_parked(struct gw_forward *f, const struct item *it)
+/* Queues an incident of the forwarder's (as the backend role, towards the endpoint): 0, or
+ * what gw_incident_record returned. */
+static int fwd_incident(struct gw_forward *f, const char *severity, const char *kind,
+                        const char *detail, const uint8_t *record_id)
 {
-    char detail[300];
     struct gw_incident inc = {
-        .severity = "medium",
-        .kind = "delivery_parked",
+        .severity = severity,
+        .kind = kind,
         .principal = f->owner,
         .role = GW_FWD_ROLE,
         .peer = f->cfg->fwd_endpoint,
         .detail = detail,
-        .record_id = it->record_id,
+        .record_id = record_id,
     };
+
+    return gw_incident_record(f->app->incidents, &inc);
+}
+
+static void incident_parked(struct gw_forward *f, const struct item *it)
+{
+    char detail[300];
 
     snprintf(detail, sizeof(detail), "delivery %s parked after %d attempt(s): %s", it->delivery_id,
              (int)it->attempts, it->reason);
-    if (gw_incident_record(f->app->incidents, &inc) != 0)
+    if (fwd_incident(f, "medium", "delivery_parked", detail, it->record_id) != 0)
         GW_LOG(GW_LOG_ERROR, "forward", NULL, "delivery %s parked: incident not queued",
                it->delivery_id);
+}
+
+/* ---- the breaker (forward_int.h): a backend that refuses everything parks nothing more ---- */
+
+/* Opened by the refusal of the delivery whose (redacted) reason is why: one ERROR line and one
+ * incident for the whole episode, instead of a park and an incident per delivery. */
+static void breaker_opened(struct gw_forward *f, const char *why)
+{
+    char detail[300];
+
+    f->stats.breaker_opens++;
+    snprintf(detail, sizeof(detail),
+             "%" PRIu32 " deliveries refused in a row, none accepted: refused ones are sent again "
+             "later, not parked, until one is accepted; last: %s",
+             f->breaker.refusals, why);
+    GW_LOG(GW_LOG_ERROR, "forward", NULL,
+           "breaker open: the backend refused %" PRIu32 " deliveries in a row and accepted none "
+           "([forward] breaker_after); no delivery is parked until it accepts one, refused ones "
+           "are sent again at the backoff's pace; last: %s",
+           f->breaker.refusals, why);
+    if (fwd_incident(f, "high", "forward_breaker_open", detail, NULL) != 0)
+        GW_LOG(GW_LOG_ERROR, "forward", NULL, "breaker open: incident not queued");
+}
+
+/* An answer that accepted a delivery: the count starts again, and an open breaker closes. */
+static void breaker_accepted(struct gw_forward *f)
+{
+    uint32_t n = f->breaker.refusals;
+
+    if (gw_fwd_breaker_accepted(&f->breaker))
+        GW_LOG(GW_LOG_INFO, "forward", NULL,
+               "breaker closed: the backend accepted a delivery after %" PRIu32
+               " refused in a row; refusals park again",
+               n);
+}
+
+/* The backend refused it for good (its reason already in it->reason), in an answer that accepted
+ * none: parked while the breaker is closed, else back for later, its reason saying why. */
+static void breaker_refused(struct gw_forward *f, struct item *it)
+{
+    bool was_open = f->breaker.open;
+    char why[FWD_REASON_MAX + 1];
+
+    if (gw_fwd_breaker_refused(&f->breaker)) {
+        it->st = IT_PARK;
+        return;
+    }
+    if (!was_open)
+        breaker_opened(f, it->reason);
+    it->st = IT_LATER;
+    memcpy(why, it->reason, sizeof(why));
+    gw_fwd_reason(it->reason, sizeof(it->reason), "breaker open: ", why);
 }
 
 /* ---- acknowledgements: one delete at a time, carrying every delivery accepted since the last ----
@@ -452,7 +521,8 @@ static void settle(struct batch *b)
         batch_done(b);
 }
 
-/* The deliveries of the call in flight get outcome st (with reason). */
+/* The deliveries of the call in flight get outcome st (with reason); a refusal (IT_PARK) is
+ * counted by the breaker, which may send it back for later instead. */
 static void mark_sent(struct batch *b, enum item_state st, const char *prefix, const char *why,
                       bool backend)
 {
@@ -467,6 +537,8 @@ static void mark_sent(struct batch *b, enum item_state st, const char *prefix, c
             gw_fwd_backend_reason(it->reason, sizeof(it->reason), prefix, why);
         else
             gw_fwd_reason(it->reason, sizeof(it->reason), prefix, why);
+        if (st == IT_PARK)
+            breaker_refused(b->f, it);
     }
 }
 
@@ -490,6 +562,7 @@ static const char *apply_results(struct batch *b, const uint8_t *resp, size_t le
     struct item **its = NULL;
     const Waygate__V1__DeliveryResult **res = NULL;
     const char *bad;
+    bool accepted = false;
     int rc;
 
     bad = gw_fwd_response_check(resp, len, m);
@@ -521,6 +594,14 @@ static const char *apply_results(struct batch *b, const uint8_t *resp, size_t le
         mark_sent(b, IT_LATER, NULL, "out of memory for the DeliverResponse", false);
         goto out;
     }
+    /* an answer that accepted any delivery closes the breaker first: its refusals park */
+    for (size_t i = 0; i < n; i++)
+        if (res[i] != NULL &&
+            res[i]->outcome == WAYGATE__V1__DELIVERY_RESULT__OUTCOME__OUTCOME_ACCEPTED) {
+            breaker_accepted(b->f);
+            accepted = true;
+            break;
+        }
     for (size_t i = 0; i < n; i++) {
         struct item *it = its[i];
 
@@ -535,6 +616,8 @@ static const char *apply_results(struct batch *b, const uint8_t *resp, size_t le
             it->st = IT_PARK;
             gw_fwd_backend_reason(it->reason, sizeof(it->reason), "REJECTED: ",
                                   res[i]->reason[0] ? res[i]->reason : "(no reason given)");
+            if (!accepted)
+                breaker_refused(b->f, it);
             break;
         default:
             it->st = IT_LATER;
@@ -573,6 +656,22 @@ static size_t count_settled(const struct batch *b)
     return n;
 }
 
+/* The breaker is open after an answer that accepted nothing: paced as a failing backend (one
+ * probe batch per pause), so refusals cost the backoff's pace, not the intake's. */
+static void breaker_pause(struct gw_forward *f)
+{
+    failed(f, "Deliver answered", "every delivery refused, breaker open (none parked)");
+    backend_failed(f);
+}
+
+static bool has_unsent(const struct batch *b)
+{
+    for (size_t i = 0; i < b->n; i++)
+        if (b->items[i].st == IT_SEND)
+            return true;
+    return false;
+}
+
 static void call_cb(void *arg, const struct gw_gclient_result *res)
 {
     struct batch *b = arg;
@@ -583,7 +682,9 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
         size_t before = count_settled(b);
         const char *bad = apply_results(b, res->response, res->response_len);
 
-        if (bad == NULL && count_settled(b) > before) {
+        if (bad == NULL && f->breaker.open) {
+            breaker_pause(f); /* it accepted none (an acceptance closes the breaker) */
+        } else if (bad == NULL && count_settled(b) > before) {
             succeeded(f);
         } else if (bad == NULL) { /* a backend that takes nothing: paced as a failing one */
             failed(f, "Deliver answered", "no delivery accepted or refused (RETRY, no result)");
@@ -592,15 +693,19 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
             failed(f, "Deliver answered", bad);
             backend_failed(f);
         }
-    } else if (res->status == GW_GRPC_INVALID_ARGUMENT && count_sent(b) > 1) {
+    } else if (res->status == GW_GRPC_INVALID_ARGUMENT && count_sent(b) > 1 && !f->breaker.open) {
         /* the backend refused the whole call: find the refused one by sending one by one */
         succeeded(f);
         for (size_t i = 0; i < b->n; i++)
             b->items[i].sent = false;
         b->singles = true;
     } else if (res->status == GW_GRPC_INVALID_ARGUMENT) {
-        succeeded(f);
+        /* one delivery refused, or a whole batch while the breaker is open (each goes back) */
         mark_sent(b, IT_PARK, "INVALID_ARGUMENT: ", res->message, true);
+        if (f->breaker.open)
+            breaker_pause(f);
+        else
+            succeeded(f);
     } else {
         failed(f, "Deliver", gw_grpc_status_name(res->status));
         backend_failed(f);
@@ -608,6 +713,8 @@ static void call_cb(void *arg, const struct gw_gclient_result *res)
     }
     if (f->draining) /* the drain waits for the calls in flight and starts none */
         settle_unsent(b, "the gateway is stopping");
+    else if (f->breaker.open && has_unsent(b)) /* singles: no call each at the intake's pace */
+        settle_unsent(b, "breaker open: not sent");
     else
         send_batch(b);
 }
@@ -1041,6 +1148,7 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
     f->app = app;
     f->cfg = cfg;
     f->policy = gw_policy_ref(policy);
+    f->breaker.after = cfg->fwd_breaker_after;
     make_owner(f, owner);
     f->client = gw_gclient_new(&gp, err, errlen);
     if (f->client == NULL) {
@@ -1165,4 +1273,6 @@ void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out)
     out->fast_queued = (uint32_t)f->fast_n;
     out->ack_pending = (uint32_t)ack_backlog(f);
     out->paused = f->backend_failing;
+    out->breaker_open = f->breaker.open;
+    out->breaker_refusals = f->breaker.refusals;
 }

@@ -10,7 +10,11 @@
  *                                      time carries every delivery accepted since the last, and
  *                                      the call's slot is free at the answer, not at the delete);
  *   REJECTED, or INVALID_ARGUMENT   -> parked with the backend's reason, plus an incident
- *   of a call carrying it alone        "delivery_parked"; the others flow on;
+ *   of a call carrying it alone        "delivery_parked"; the others flow on; but after
+ *                                      [forward] breaker_after of them in a row, none accepted
+ *                                      between, the breaker opens (forward_int.h): one incident
+ *                                      "forward_breaker_open", and refused ones are sent again
+ *                                      later, paced as a failing backend, until one is accepted;
  *   RETRY, no result, any other     -> sent again later, after an exponential backoff with jitter
  *   whole-call failure                 ([forward] backoff_min_ms .. backoff_max_ms), forever;
  *   whole-call INVALID_ARGUMENT     -> the batch is sent again one delivery per call.
@@ -62,19 +66,22 @@ void gw_forward_free(struct gw_forward *f);
 
 /* Counters, for logs and tests. */
 struct gw_forward_stats {
-    uint64_t sent;         /* deliveries sent (each attempt) */
-    uint64_t acked;        /* acknowledged by the backend and deleted */
-    uint64_t later;        /* put back for a later attempt */
-    uint64_t parked;       /* refused for good */
-    uint64_t claimed;      /* deliveries claimed from the outbox (each claim of one) */
-    uint64_t fast_sent;    /* of sent: deliveries sent by the fast path (no claim) */
-    uint64_t fast_acked;   /* of acked: deliveries the fast path sent and the backend accepted */
-    uint64_t fast_dropped; /* fast deliveries left to their lease and a later claim */
-    uint64_t pauses;       /* pauses of the claims while the backend failed (forward.c) */
-    uint32_t inflight;     /* Deliver calls open now */
-    uint32_t fast_queued;  /* fast deliveries waiting in memory now */
-    uint32_t ack_pending;  /* accepted by the backend, their delete from the outbox not done yet */
+    uint64_t sent;          /* deliveries sent (each attempt) */
+    uint64_t acked;         /* acknowledged by the backend and deleted */
+    uint64_t later;         /* put back for a later attempt */
+    uint64_t parked;        /* refused for good */
+    uint64_t claimed;       /* deliveries claimed from the outbox (each claim of one) */
+    uint64_t fast_sent;     /* of sent: deliveries sent by the fast path (no claim) */
+    uint64_t fast_acked;    /* of acked: deliveries the fast path sent and the backend accepted */
+    uint64_t fast_dropped;  /* fast deliveries left to their lease and a later claim */
+    uint64_t pauses;        /* pauses of the claims while the backend failed (forward.c) */
+    uint64_t breaker_opens; /* times the breaker opened (forward_int.h: refused everything) */
+    uint32_t inflight;      /* Deliver calls open now */
+    uint32_t fast_queued;   /* fast deliveries waiting in memory now */
+    uint32_t ack_pending;   /* accepted by the backend, their delete from the outbox not done yet */
     uint32_t paused;       /* 1 while the backend fails: claims paused, one probe batch at a time */
+    uint32_t breaker_open; /* 1 while the breaker is open: refused deliveries go back, unparked */
+    uint32_t breaker_refusals; /* permanent refusals in a row now, none accepted since */
 };
 void gw_forward_stats(const struct gw_forward *f, struct gw_forward_stats *out);
 

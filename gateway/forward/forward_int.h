@@ -2,6 +2,7 @@
 #ifndef GW_FORWARD_INT_H
 #define GW_FORWARD_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -79,5 +80,29 @@ const char *gw_fwd_response_check(const uint8_t *resp, size_t len, size_t m);
  * later), GW_ENOMEM (the same). */
 int gw_fwd_match_results(const struct Waygate__V1__DeliverResponse *r, const char *const *ids,
                          size_t n, const struct Waygate__V1__DeliveryResult **res) GW_MUST_CHECK;
+
+/* The breaker for a backend that refuses everything (a schema or version skew after the carrier
+ * deployed): a permanent refusal parks one delivery with an incident, which is right for one bad
+ * delivery but parks every delivery at the intake rate, an incident each, when the backend refuses
+ * them all. So after `after` ([forward] breaker_after; 0: never) permanent refusals in a row, with
+ * no acceptance between them, the breaker opens: that refusal and every later one put their
+ * delivery back for later instead of parking it, and the forwarder is paced as for a failing
+ * backend (its calls are the probes). An answer that accepted any delivery closes it and starts
+ * the count again; the refusals of that answer park as before (a class of records refused while
+ * others pass is not "everything"). */
+struct gw_fwd_breaker {
+    uint32_t after;    /* refusals in a row that open it; 0: off */
+    uint32_t refusals; /* permanent refusals since the last acceptance (saturating) */
+    bool open;
+};
+
+/* An answer accepted a delivery: the count starts again. Returns true when this closed the
+ * breaker (it was open). */
+bool gw_fwd_breaker_accepted(struct gw_fwd_breaker *br);
+
+/* One permanent refusal, of an answer that accepted none: counted. Returns true when its delivery
+ * is parked (the breaker closed, and this is not the after-th refusal in a row), false when it
+ * goes back for later (the breaker open, or opened by this one). */
+bool gw_fwd_breaker_refused(struct gw_fwd_breaker *br);
 
 #endif

@@ -1,7 +1,7 @@
 /* forward_pack.c: one delivery as the backend receives it: the sealed waybill opened, rendered as
  * the policy's backend role sees it (the same code as WaybillQuery/Get, api_render.h), and the
- * Delivery message packed. Also the backoff, the reason sanitiser and the matching of results to
- * deliveries the engine uses.
+ * Delivery message packed. Also the backoff, the reason sanitiser, the matching of results to
+ * deliveries and the breaker's count the engine uses.
  * Invariant: clear values exist only in this file's arena, which gw_arena_free wipes before
  * gw_fwd_pack returns; what leaves is the packed view (tokens, masked and granted values). */
 #include <stdbool.h>
@@ -231,4 +231,22 @@ char *gw_fwd_reason(char *out, size_t outlen, const char *prefix, const char *re
 char *gw_fwd_backend_reason(char *out, size_t outlen, const char *prefix, const char *text)
 {
     return reason_copy(out, outlen, prefix, text, true);
+}
+
+bool gw_fwd_breaker_accepted(struct gw_fwd_breaker *br)
+{
+    bool was = br->open;
+
+    br->refusals = 0;
+    br->open = false;
+    return was;
+}
+
+bool gw_fwd_breaker_refused(struct gw_fwd_breaker *br)
+{
+    if (br->refusals < UINT32_MAX)
+        br->refusals++;
+    if (br->after > 0 && br->refusals >= br->after)
+        br->open = true;
+    return !br->open;
 }

@@ -37,7 +37,11 @@ int gw_admin_outbox_status(struct gw_admin *a, struct gw_admin_outbox_status *ou
                  "IS NULL)) * 1000)::bigint, 0), " UTC_TEXT(
                      "min(enqueued_at) FILTER (WHERE parked_at IS NULL)") ", "
                                                                           "coalesce(max(attempts), "
-                                                                          "0) FROM outbox");
+                                                                          "0), count(*) FILTER "
+                                                                          "(WHERE parked_at IS "
+                                                                          "NULL AND last_error "
+                                                                          "LIKE 'breaker open:%') "
+                                                                          "FROM outbox");
     if (PQresultStatus(res) != PGRES_TUPLES_OK || PQntuples(res) != 1) {
         rc = gw_admin_refused(res, a, errbuf, errlen);
         goto out;
@@ -52,6 +56,7 @@ int gw_admin_outbox_status(struct gw_admin *a, struct gw_admin_outbox_status *ou
     snprintf(out->oldest_at, sizeof(out->oldest_at), "%s",
              PQgetisnull(res, 0, 7) ? "" : PQgetvalue(res, 0, 7));
     out->max_attempts = num(res, 0, 8);
+    out->held = num(res, 0, 9);
 out:
     PQclear(res);
     return rc;

@@ -15,9 +15,12 @@ struct gw_admin;
 /* The outbox as a whole: every delivery, then by state (parked, of which `behind` are parked
  * behind an earlier parked delivery of their waybill (sql/044); leased now; waiting for a later
  * retry; ready to be claimed), the age of the oldest unparked one in milliseconds (0 when none)
- * and its enqueue time (UTC, YYYY-MM-DDTHH:MM:SSZ; "" when none), the most attempts of one. */
+ * and its enqueue time (UTC, YYYY-MM-DDTHH:MM:SSZ; "" when none), the most attempts of one;
+ * `held`: unparked ones whose last attempt was refused while the forwarder's breaker was open
+ * (last_error "breaker open: ...", forward_int.h): sent again, not parked, until one is accepted.
+ */
 struct gw_admin_outbox_status {
-    long long depth, parked, behind, leased, waiting, ready, oldest_ms, max_attempts;
+    long long depth, parked, behind, leased, waiting, ready, oldest_ms, max_attempts, held;
     char oldest_at[24];
 };
 

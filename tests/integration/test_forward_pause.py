@@ -42,32 +42,35 @@ def counters(maddr):
 
 
 @contextlib.contextmanager
-def pause_gateway(stack, name):
-    """From an empty outbox, the sink down: the test's gateway (the module's [forward] lines and
-    a [metrics] listener), the stack's own stopped. Yields (gateway, metrics address); undone on
-    the way out (the stack's gateway goes on, the sink is up)."""
+def own_gateway(stack, name, sink_words, lines, edit=lambda text: text):
+    """From an empty outbox, the sink told sink_words: the test's gateway (these [forward] lines
+    and a [metrics] listener added to the stack's config, after edit), the stack's own stopped
+    (SIGSTOP: only the test's gateway forwards). Yields (gateway, metrics address); undone on the
+    way out (the stack's gateway goes on, the sink is up)."""
     sink(stack, "up")
     assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
-    sink(stack, "down")
+    sink(stack, *sink_words)
     maddr = "127.0.0.1:%d" % free_port()
-    lines = ["fast = false", "batch = %d" % BATCH, "inflight = 4",
-             "backoff_min_ms = %d" % PAUSE_MS]
-
-    def edit(text):
-        text = re.sub(r"(?m)^backoff_max_ms\s*=.*$", "backoff_max_ms = %d" % PAUSE_MS, text)
-        return text + "\n[forward]\n%s\n[metrics]\nlisten = %s\n" % ("\n".join(lines), maddr)
-
     main_gw = stack.gateway_pid()
     gw = None
     os.kill(main_gw, signal.SIGSTOP)
     try:
-        gw = ExtraGateway(stack, name, edit)
+        gw = ExtraGateway(stack, name, lambda text: edit(text) + "\n[forward]\n%s\n[metrics]\n"
+                          "listen = %s\n" % ("\n".join(lines), maddr))
         yield gw, maddr
     finally:
         if gw is not None:
             gw.close()
         os.kill(main_gw, signal.SIGCONT)
         sink(stack, "up")
+
+
+def pause_gateway(stack, name):
+    """own_gateway with the sink down, the module's [forward] lines, every pause PAUSE_MS."""
+    lines = ["fast = false", "batch = %d" % BATCH, "inflight = 4",
+             "backoff_min_ms = %d" % PAUSE_MS]
+    return own_gateway(stack, name, ("down",), lines, lambda text: re.sub(
+        r"(?m)^backoff_max_ms\s*=.*$", "backoff_max_ms = %d" % PAUSE_MS, text))
 
 
 def backlog(stack, gw):

@@ -145,6 +145,7 @@ static void test_defaults(void **state)
     assert_int_equal(c.retention_days, 1095);
     assert_int_equal(c.retention_sweep_ms, 3600000);
     assert_int_equal(c.retention_batch, 500);
+    assert_int_equal(c.fwd_breaker_after, 32);
     gw_config_clear(&c);
 }
 
@@ -256,6 +257,8 @@ static const struct bad bads[] = {
     {"bad_forward_cert.conf", 12, "[forward] cert", "required when endpoint is set"},
     {"bad_forward_lease.conf", 17, "[forward] lease_ms",
      "must exceed deadline_ms by at least 1100 ms"},
+    {"bad_forward_breaker.conf", 16, "[forward] breaker_after",
+     "out of range: must be between 0 and 1000000"},
     {"bad_path.conf", 12, "[tls] crl", "file cannot be read"},
     {"bad_spool_dir.conf", 12, "[audit] spool", "/no-such-dir cannot be used: it does not exist"},
     {"bad_spool_not_file.conf", 12, "[audit] spool", "must name a file, not a directory"},

@@ -2,7 +2,8 @@
  * separately packed deliveries is exactly the packed DeliverRequest; the backoff doubles from
  * the minimum to the cap with its jitter over the upper half; the backend's reason is kept as
  * printable ASCII within the outbox's 200 bytes; results are matched to deliveries by id, and a
- * response with more results than the call had deliveries matches none. */
+ * response with more results than the call had deliveries matches none; the breaker opens at the
+ * k-th refusal in a row and closes at an acceptance. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -349,10 +350,42 @@ static void a_call_never_outlives_the_lease(void **state)
     assert_true(t <= end - 1000);
 }
 
+/* [forward] breaker_after = 4: the first three refusals in a row park, the fourth opens the
+ * breaker and goes back, as every later one; an acceptance closes it and the count starts again;
+ * an acceptance between refusals keeps it closed; 0 never opens it. */
+static void the_breaker_opens_after_k_refusals_in_a_row(void **state)
+{
+    struct gw_fwd_breaker br = {.after = 4};
+
+    (void)state;
+    assert_true(gw_fwd_breaker_refused(&br));
+    assert_true(gw_fwd_breaker_refused(&br));
+    assert_false(gw_fwd_breaker_accepted(&br)); /* closed: nothing to close */
+    for (int i = 0; i < 3; i++)
+        assert_true(gw_fwd_breaker_refused(&br));
+    assert_false(br.open);
+    assert_false(gw_fwd_breaker_refused(&br)); /* the fourth in a row: back, not parked */
+    assert_true(br.open);
+    assert_int_equal(br.refusals, 4);
+    for (int i = 0; i < 100; i++)
+        assert_false(gw_fwd_breaker_refused(&br));
+    assert_true(gw_fwd_breaker_accepted(&br));
+    assert_false(br.open);
+    assert_int_equal(br.refusals, 0);
+    assert_true(gw_fwd_breaker_refused(&br)); /* the count starts again */
+
+    br = (struct gw_fwd_breaker){.after = 0, .refusals = UINT32_MAX - 1};
+    for (int i = 0; i < 3; i++)
+        assert_true(gw_fwd_breaker_refused(&br)); /* off: always parks, the count saturates */
+    assert_int_equal(br.refusals, UINT32_MAX);
+    assert_false(br.open);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(a_call_never_outlives_the_lease),
+        cmocka_unit_test(the_breaker_opens_after_k_refusals_in_a_row),
         cmocka_unit_test(request_is_the_concatenation),
         cmocka_unit_test(backoff_doubles_to_the_cap_with_jitter),
         cmocka_unit_test(reason_is_printable_and_bounded),
