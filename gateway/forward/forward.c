@@ -660,7 +660,7 @@ static size_t count_settled(const struct batch *b)
  * probe batch per pause), so refusals cost the backoff's pace, not the intake's. */
 static void breaker_pause(struct gw_forward *f)
 {
-    failed(f, "Deliver answered", "every delivery refused, breaker open (none parked)");
+    failed(f, "Deliver answered", "no delivery accepted while the breaker is open");
     backend_failed(f);
 }
 
@@ -1066,8 +1066,11 @@ static void pump(struct gw_forward *f)
     } else {
         f->dirty = false;
         f->claim_sent_ms = (int64_t)gw_clock_ms();
-        rc = gw_outbox_claim(f->app->store, f->owner, cfg->fwd_batch, cfg->fwd_lease_ms, claimed_cb,
-                             f, &f->claim);
+        /* while the breaker is open a probe carries one delivery: a refused one goes back
+         * under its own backoff, so the next probe is another (a group refused together for one
+         * bad delivery would be claimed together again and keep the breaker open) */
+        rc = gw_outbox_claim(f->app->store, f->owner, f->breaker.open ? 1u : cfg->fwd_batch,
+                             cfg->fwd_lease_ms, claimed_cb, f, &f->claim);
         if (rc != 0) {
             f->claim = NULL;
             failed(f, "claim not started", gw_err_str(rc));
