@@ -450,17 +450,22 @@ static void summary_done(void *arg, int err, int64_t seq, const struct gw_db_res
 /* The row and record of e's counted refusals (count: how many; the message says so, in
  * detail). */
 static void summary_of(const struct gw_refusals *rf, const struct entry *e, struct gw_acct_log *l,
-                       struct gw_audit_rec *r, char *detail, size_t dlen)
+                       struct gw_audit_rec *r, char *detail, char *row_detail, size_t dlen)
 {
+    static const char fmt[] =
+        "%s [%" PRIu64 " such refusals within %" PRIu32 " s, counted in this record%s]";
     char objs[OBJS_TEXT_LEN] = "";
+    const char *what;
 
     rebuild(e, l, r);
+    what = r->detail != NULL ? r->detail : "refused";
     if (e->objs != NULL)
         objs_text(e->objs, objs, sizeof(objs));
-    snprintf(detail, dlen,
-             "%s [%" PRIu64 " such refusals within %" PRIu32 " s, counted in this record%s]",
-             r->detail != NULL ? r->detail : "refused", e->pending, rf->window_s, objs);
-    l->detail = detail;
+    snprintf(detail, dlen, fmt, what, e->pending, rf->window_s, objs);
+    /* the objects go into the audit record alone, which is confidential when one of them is (a
+     * lawful case's id): the row (admin_log, read by the admin role, no flag) never names one */
+    snprintf(row_detail, dlen, fmt, what, e->pending, rf->window_s, "");
+    l->detail = row_detail;
     r->detail = detail;
     r->count = (int64_t)e->pending;
 }
@@ -484,10 +489,10 @@ static void write_summary(struct gw_refusals *rf, struct entry *e)
 {
     struct gw_acct_log l;
     struct gw_audit_rec r;
-    char detail[GW_AUDIT_TEXT_MAX];
+    char detail[GW_AUDIT_TEXT_MAX], row_detail[GW_AUDIT_TEXT_MAX];
     int rc;
 
-    summary_of(rf, e, &l, &r, detail, sizeof(detail));
+    summary_of(rf, e, &l, &r, detail, row_detail, sizeof(detail));
     e->sending = e->pending;
     e->pending = 0;
     e->sending_mixed = e->mixed;
@@ -507,7 +512,8 @@ static void write_summary(struct gw_refusals *rf, struct entry *e)
     }
     e->handle = NULL;
     carry(e);
-    rf->st.carried += e->pending;
+    if (!e->unqueued) /* (a retry at shutdown carries the same refusals again) */
+        rf->st.carried += e->pending;
     if (!rf->flushing)
         return;
     if (!e->unqueued) /* (said once, not at every try) */
@@ -788,6 +794,24 @@ void gw_refusals_flush(struct gw_refusals *rf)
     end_window(rf, false);
 }
 
+bool gw_refusals_retry_now(struct gw_refusals *rf)
+{
+    bool queued = false;
+
+    if (!rf->flushing || rf->halted)
+        return false;
+    evtimer_del(rf->ev_window); /* (write_summary arms it again for one still not taken) */
+    for (int i = 0; i <= MORE; i++) {
+        struct entry *e = &rf->kinds[i];
+
+        if (e->used && e->unqueued && e->sending == 0 && e->pending > 0) {
+            write_summary(rf, e);
+            queued |= !e->unqueued;
+        }
+    }
+    return queued;
+}
+
 void gw_refusals_halt(struct gw_refusals *rf)
 {
     rf->halted = true;
@@ -810,7 +834,7 @@ int gw_refusals_leftover(struct gw_refusals *rf, gw_audit_left_cb cb, void *arg,
         struct entry *e = &rf->kinds[i];
         struct gw_acct_log l;
         struct gw_audit_rec r;
-        char detail[GW_AUDIT_TEXT_MAX];
+        char detail[GW_AUDIT_TEXT_MAX], row_detail[GW_AUDIT_TEXT_MAX];
         int rc;
 
         if (e->used && e->sending > 0 && e->handle == NULL) {
@@ -825,7 +849,7 @@ int gw_refusals_leftover(struct gw_refusals *rf, gw_audit_left_cb cb, void *arg,
         }
         if (!e->used || e->pending == 0)
             continue;
-        summary_of(rf, e, &l, &r, detail, sizeof detail);
+        summary_of(rf, e, &l, &r, detail, row_detail, sizeof detail);
         if ((rc = e->k.row ? gw_acct_log_left(&l, &r, cb, arg) : record_left(&r, cb, arg)) ==
             GW_EINVAL)
             continue; /* its row refused: left, and said so at exit */

@@ -88,6 +88,10 @@ bool gw_refusals_record(struct gw_refusals *r, const struct gw_acct_log *l,
  * the writer's queue does not take (its kept half full) is tried again every 100 ms until
  * gw_refusals_halt, which leaves it to gw_refusals_leftover. */
 void gw_refusals_flush(struct gw_refusals *r);
+/* At shutdown, when the audit writer's drain found its queue empty: writes now the counts whose
+ * record its queue did not take (instead of at the next 100 ms try, which the drain's end may
+ * come before). Returns whether one was queued (the caller drains again for it). */
+bool gw_refusals_retry_now(struct gw_refusals *r);
 /* At shutdown, right before gw_refusals_leftover: no record is written from here on (a refusal
  * counted after it is left, gw_refusals_left), so the counts its leftover visits are written
  * from the spool alone. */

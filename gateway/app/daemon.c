@@ -65,6 +65,7 @@ struct daemon {
     struct gw_metrics *metrics; /* [metrics] listen set, or NULL */
     int drains;                 /* server and forwarder drains still running */
     uint64_t incidents_left;    /* incidents the drain could not write */
+    bool refusals_redrained;    /* the audit drain ran again for a count queued at its end */
     struct gw_spool *spool;     /* [audit] spool set, or NULL */
     struct gw_kekguard *kek;    /* the keyring vouched for by the database (Art. 36) */
     struct gw_wrapguard *wraps; /* data-key wraps leased from the database (Art. 36) */
@@ -765,6 +766,13 @@ static void audit_flushed_cb(void *arg, uint64_t left)
     bool none = left == 0 && d->incidents_left == 0 && refusals == 0;
     char held[96] = ""; /* what the spool read at start still holds, when not replaced */
 
+    /* the writer is empty, and a count its queue refused waits for its next try: written now,
+     * and drained once more for it (the drain's end does not wait for that try) */
+    if (left == 0 && !d->refusals_redrained && gw_refusals_retry_now(d->app->refusals)) {
+        d->refusals_redrained = true;
+        gw_audit_drain(d->app->audit, d->app->cfg->drain_timeout_ms, audit_flushed_cb, d);
+        return;
+    }
     if (d->spool == NULL) {
         GW_LOG(none ? GW_LOG_INFO : GW_LOG_ERROR, "main", NULL,
                "drained: exiting, %llu incident(s) not written, %llu audit entr%s not written, "
