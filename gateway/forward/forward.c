@@ -310,7 +310,7 @@ static void incident_parked(struct gw_forward *f, const struct item *it)
  * incident for the whole episode, instead of a park and an incident per delivery. */
 static void breaker_opened(struct gw_forward *f, const char *why)
 {
-    char detail[300];
+    char detail[FWD_REASON_MAX + 200]; /* the words below and the reason whole */
 
     f->stats.breaker_opens++;
     snprintf(detail, sizeof(detail),
