@@ -9,21 +9,25 @@ breaker_after is the default 32).
 
 On a gateway of the test's own ([forward] breaker_after K, batch BATCH, its own [metrics]) while
 the stack's gateway is stopped (SIGSTOP: only the test's gateway forwards). Waits poll for
-observable state with generous bounds; nothing waits on a sleep."""
+observable state with generous bounds; nothing waits on a sleep. While it is open, the
+forwarder's counters are read over WINDOW_S (a span observed, as in test_forward_pause.py: only
+upper bounds, relative to the pauses counted in it, are asserted)."""
 
 import re
+import time
 
 import pytest
 
 from conftest import wait_for
 from test_forward import DELIVERED_BOUND, sink, wait_delivered
 from test_forward_fast import metrics, submit_batch
-from test_forward_pause import own_gateway
+from test_forward_pause import counters, own_gateway
 
 K = 8
 BATCH = 10
 GROUPS = 2  # SubmitBatch groups of GROUP waybills: the first goes fast, the second is claimed
 GROUP = 30
+WINDOW_S = 3.0
 # how the sink refuses everything, and the reason a refused delivery is parked with: REJECTED for
 # each delivery; or INVALID_ARGUMENT for every call ("delivery_id" is in every delivery the sink
 # sees), which sends a batch again one delivery per call, each refused alone
@@ -35,10 +39,12 @@ MODES = {
 
 
 def breaker_gateway(stack, name, refuse):
-    """The test's gateway ([forward] breaker_after K), the stack's own stopped, the sink refusing
-    everything (test_forward_pause.own_gateway)."""
+    """The test's gateway ([forward] breaker_after K, pauses of 100-200 ms), the stack's own
+    stopped, the sink refusing everything (test_forward_pause.own_gateway)."""
     return own_gateway(stack, name, refuse, ["breaker_after = %d" % K, "batch = %d" % BATCH,
-                                             "inflight = 4", "backoff_min_ms = 100"])
+                                             "inflight = 4", "backoff_min_ms = 100"],
+                       lambda text: re.sub(r"(?m)^backoff_max_ms\s*=.*$", "backoff_max_ms = 200",
+                                           text))
 
 
 def ids_sql(rids):
@@ -119,6 +125,17 @@ def test_a_backend_refusing_everything_opens_the_breaker(stack, mode):
                                                                                   detail), detail
         opened = [ln for ln in gw.log().splitlines() if "breaker open: the backend refused" in ln]
         assert len(opened) == 1 and '"error"' in opened[0].lower(), opened
+        # paced as a failing backend, one delivery a probe (a probe of a batch refused together
+        # for one bad delivery would come back together and keep it open): at most one row
+        # claimed per pause begun in the window, plus the probe in flight when it opened
+        before, t0 = counters(maddr), time.monotonic()
+        time.sleep(WINDOW_S)  # the span observed, not a wait for an outcome
+        after, elapsed = counters(maddr), time.monotonic() - t0
+        claimed = after["claimed_total"] - before["claimed_total"]
+        pauses = after["pauses_total"] - before["pauses_total"]
+        print("\nbreaker open (%s): %.1f s, %d claimed, %d pause(s)" % (mode, elapsed, claimed,
+                                                                       pauses))
+        assert claimed <= pauses + 1, "%d rows claimed in %d pause(s)" % (claimed, pauses)
 
         sink(stack, "up")
         kept = {rid for rid, _ in parked.values()}
