@@ -554,14 +554,20 @@ static void end_window(struct gw_refusals *rf, bool ask_room)
 }
 
 /* Stopping: the records the writer's queue did not take, again. */
-static void retry_cb(struct gw_refusals *rf)
+/* Returns whether a record was queued. */
+static bool retry_cb(struct gw_refusals *rf)
 {
+    bool queued = false;
+
     for (int i = 0; i <= MORE; i++) {
         struct entry *e = &rf->kinds[i];
 
-        if (e->used && e->unqueued && e->sending == 0 && e->pending > 0)
+        if (e->used && e->unqueued && e->sending == 0 && e->pending > 0) {
             write_summary(rf, e);
+            queued |= !e->unqueued;
+        }
     }
+    return queued;
 }
 
 static void window_cb(evutil_socket_t fd, short what, void *arg)
@@ -571,7 +577,7 @@ static void window_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     if (rf->flushing) /* no more windows: the timer is retry_later's */
-        retry_cb(rf);
+        (void)retry_cb(rf);
     else
         end_window(rf, true);
 }
@@ -796,20 +802,10 @@ void gw_refusals_flush(struct gw_refusals *rf)
 
 bool gw_refusals_retry_now(struct gw_refusals *rf)
 {
-    bool queued = false;
-
     if (!rf->flushing || rf->halted)
         return false;
     evtimer_del(rf->ev_window); /* (write_summary arms it again for one still not taken) */
-    for (int i = 0; i <= MORE; i++) {
-        struct entry *e = &rf->kinds[i];
-
-        if (e->used && e->unqueued && e->sending == 0 && e->pending > 0) {
-            write_summary(rf, e);
-            queued |= !e->unqueued;
-        }
-    }
-    return queued;
+    return retry_cb(rf);
 }
 
 void gw_refusals_halt(struct gw_refusals *rf)
