@@ -57,9 +57,10 @@ const uint8_t gw_col_field_len[GW_COL_COUNT] = {COLS(FIELD_LEN)};
             (int)offsetof(struct gw_sealed_waybill, flag), mac, sizeof(nm) - 1                     \
     }
 
-/* Not covered by the record MAC: kek_version and dek_wrapped change when `keys rewrap` re-wraps
- * the data key, and the wrapped key's own AAD binds it to the record id and KEK version (a moved
- * or altered one fails to unwrap); record_mac is the MAC itself. */
+/* Not covered by the record MAC (version 2) nor by the fields' AAD (version 3): kek_version and
+ * dek_wrapped change when `keys rewrap` re-wraps the data key, and the wrapped key's own AAD binds
+ * it to the record id and KEK version (a moved or altered one fails to unwrap); record_mac is the
+ * MAC itself; fields_ct is what the AAD authenticates with. */
 const struct gw_rec_col gw_rec_cols[GW_REC_NCOLS] = {
     COL("id", GW_REC_UUID, id, true),
     COL("wb_bidx", GW_REC_BIDX, wb_bidx, true),
@@ -76,7 +77,8 @@ const struct gw_rec_col gw_rec_cols[GW_REC_NCOLS] = {
     COL("dek_wrapped", GW_REC_BYTES, dek_wrapped, false),
     COL("content_mac", GW_REC_MAC, content_mac, true),
     COL("mac_version", GW_REC_I16, mac_version, true),
-    COL("record_mac", GW_REC_MAC, record_mac, false),
+    OPT("record_mac", GW_REC_MAC, record_mac, has_record_mac, false),
+    COL("fields_ct", GW_REC_BYTES, fields_ct, false),
     OPT("sender_phone_bidx", GW_REC_BIDX, sender_phone_bidx, has_sender_phone_bidx, true),
     OPT("recipient_phone_bidx", GW_REC_BIDX, recipient_phone_bidx, has_recipient_phone_bidx, true),
     OPT("sender_id_bidx", GW_REC_BIDX, sender_id_bidx, has_sender_id_bidx, true),

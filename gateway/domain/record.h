@@ -59,10 +59,18 @@ extern const uint8_t gw_col_field_len[GW_COL_COUNT]; /* strlen of each */
  *  1: rows written before the record MAC: content_mac covers the fields and origin_branch,
  *     dest_region_code, weight_grams, service_type, security_level; record_mac is NULL.
  *  2: content_mac also covers the version; record_mac covers every clear column marked mac in
- *     gw_rec_cols and every field. */
+ *     gw_rec_cols and every field; each field is sealed on its own in its *_ct column.
+ *  3: the fields are sealed together, as one value in fields_ct (the 23 *_ct columns and
+ *     record_mac are NULL), under the data key with every clear column marked mac in gw_rec_cols
+ *     as its AAD: one seal binds the fields and the clear columns to the record, which version 2
+ *     did with 23 seals and the record MAC. content_mac is version 2's (its version item says 2),
+ *     so a retry of a waybill stored before version 3 is still recognised; version 3's own
+ *     version is bound by the AAD (mac_version is marked mac). New records are written as 3;
+ *     rows of 1 and 2 are read as they were written (seal.h). */
 #define GW_RECORD_MAC_V1 1
 #define GW_RECORD_MAC_V2 2
-#define GW_RECORD_MAC_CURRENT GW_RECORD_MAC_V2
+#define GW_RECORD_MAC_V3 3
+#define GW_RECORD_MAC_CURRENT GW_RECORD_MAC_V3
 
 /* A sealed waybill, as stored. Strings are NUL-terminated; NULL or "" means SQL NULL for the
  * optional ones (dest_region_code, service_type, pickup_day). ct[i].p == NULL means the field is
@@ -96,7 +104,10 @@ struct gw_sealed_waybill {
     uint8_t content_mac[GW_RECORD_MAC_LEN]; /* idempotency digest of the submitted content */
     int16_t mac_version;                    /* GW_RECORD_MAC_V* */
     uint8_t record_mac[GW_RECORD_MAC_LEN];  /* v2: over every clear column and field */
-    /* ciphertexts, indexed by enum gw_col */
+    bool has_record_mac;                    /* false: SQL NULL (versions 1 and 3) */
+    /* version 3: every field sealed as one value (p == NULL: SQL NULL, versions 1 and 2) */
+    struct gw_bytes fields_ct;
+    /* versions 1 and 2: one ciphertext per field, indexed by enum gw_col (NULL in version 3) */
     struct gw_bytes ct[GW_COL_COUNT];
     /* Not stored: the number's blind index and the content_mac under each other suite the
      * keyring holds (n_alt of them, filled by gw_seal_waybill), so that the store's idempotency
@@ -130,7 +141,7 @@ struct gw_rec_col {
 };
 
 /* Every clear column, in the order the store writes and reads them. */
-#define GW_REC_NCOLS 20
+#define GW_REC_NCOLS 21
 extern const struct gw_rec_col gw_rec_cols[GW_REC_NCOLS];
 
 /* Largest canonical text of a numeric column ("-9223372036854775808" + NUL). */
