@@ -256,6 +256,7 @@ static void record_unreadable(struct gw_call *call, const struct gw_sealed_waybi
                        : bad == GW_SEAL_PART_CONTENT ? "content_mac"
                        : bad == GW_SEAL_PART_RECORD  ? "record_mac"
                        : bad == GW_SEAL_PART_NUMBER  ? "wb_bidx (another waybill's number)"
+                       : bad == GW_SEAL_PART_FIELDS  ? "fields_ct (or a clear column it binds)"
                                                      : "record";
     char idtext[37], detail[160];
 

@@ -79,6 +79,8 @@ static const char *part_words(int rc, int bad)
         return "content_mac does not authenticate";
     case GW_SEAL_PART_RECORD:
         return "record_mac does not authenticate (a clear column was altered)";
+    case GW_SEAL_PART_FIELDS:
+        return "fields_ct does not authenticate (it or a clear column was altered)";
     case GW_RESEAL_PART_RULES:
         return "its values no longer pass validation";
     case GW_RESEAL_PART_CLEAR:

@@ -91,7 +91,7 @@ static bool rewritten(const char *name)
     static const char *const cols[] = {
         "wb_bidx",        "kek_version",      "dek_wrapped",       "content_mac",
         "mac_version",    "record_mac",       "sender_phone_bidx", "recipient_phone_bidx",
-        "sender_id_bidx", "recipient_id_bidx"};
+        "sender_id_bidx", "recipient_id_bidx", "fields_ct"};
     for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
         if (strcmp(cols[i], name) == 0)
             return true;

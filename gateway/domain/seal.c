@@ -77,12 +77,13 @@ static size_t field_items(const struct gw_str v[GW_COL_COUNT], struct gw_crypto_
     return GW_COL_COUNT;
 }
 
-/* The fields' items encoded once for both MACs of a new record (they end the record MAC's items
- * and begin the content MAC's); n = 0: not encoded (too long), each MAC encodes them itself.
- * Holds clear values: wiped by the sealer. */
+/* The fields' items encoded once (gw_crypto_items_encode), for the content MAC and then, in a
+ * version 2 record, the record MAC (they end the record MAC's items and begin the content MAC's)
+ * or, in a version 3 record, as the plaintext of fields_ct. Holds clear values: wiped by the
+ * sealer. */
 struct gw_fields_enc {
     size_t n;
-    uint8_t b[4096];
+    uint8_t *b;
 };
 #define MAC_ITEMS_MAX (1 + GW_REC_NCOLS + GW_COL_COUNT)
 
@@ -131,6 +132,13 @@ static int content_digest(struct gw_crypto *cx, const struct gw_keyring *kr, enu
                                      fe->n, GW_COL_COUNT, items + first, n - first, out);
 }
 
+/* The version content_mac's input is written with for a row of MAC version v: version 3 keeps
+ * version 2's digest (record.h), so that the idempotency check meets a row stored before it. */
+static int content_version(int v)
+{
+    return v == GW_RECORD_MAC_V3 ? GW_RECORD_MAC_V2 : v;
+}
+
 /* record_mac (version 2): a purpose item, every clear column of row marked mac in gw_rec_cols
  * (canonical value, absent when SQL NULL), then every field's clear value. */
 static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
@@ -155,6 +163,92 @@ static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw
                                          fe->b, fe->n, GW_COL_COUNT, NULL, 0, out);
     n += field_items(v, items + n);
     return gw_crypto_content_mac(cx, suite, gw_keyring_content_key(kr, suite), items, n, out);
+}
+
+/* The bytes gw_crypto_items_encode writes for items[0..n). */
+static size_t items_size(const struct gw_crypto_item *items, size_t n)
+{
+    size_t size = 0;
+
+    for (size_t i = 0; i < n; i++)
+        size += 4 + items[i].name_len + 1 + (items[i].p != NULL ? 8 + items[i].n : 0);
+    return size;
+}
+
+/* items[0..n) encoded into a block of arena a: *out, *len. Every item's name_len is set.
+ * Returns 0, GW_ENOMEM or GW_EINVAL. */
+static int items_encode(const struct gw_crypto_item *items, size_t n, struct gw_arena *a,
+                        uint8_t **out, size_t *len)
+{
+    size_t size = items_size(items, n);
+
+    *out = gw_arena_alloc(a, size > 0 ? size : 1);
+    if (*out == NULL)
+        return GW_ENOMEM;
+    return gw_crypto_items_encode(items, n, *out, size, len);
+}
+
+/* The AAD of fields_ct (version 3): a purpose item, the table and the column, then every clear
+ * column of row marked mac in gw_rec_cols (canonical value, absent when SQL NULL), as
+ * gw_crypto_items_encode encodes them, into arena a. What the record MAC covered in version 2
+ * besides the fields, which the seal itself now covers. Returns 0, GW_ENOMEM or GW_EINVAL. */
+static int fields_aad(const struct gw_sealed_waybill *row, struct gw_arena *a, uint8_t **out,
+                      size_t *len)
+{
+    struct gw_crypto_item items[3 + GW_REC_NCOLS];
+    char num[GW_REC_NCOLS][GW_REC_NUM_MAX];
+    size_t n = 0;
+
+    item(&items[n++], "aad", "waygate-fields-v3");
+    item(&items[n++], "table", GW_RECORD_TABLE);
+    item(&items[n++], "column", "fields_ct");
+    for (size_t i = 0; i < GW_REC_NCOLS; i++) {
+        if (!gw_rec_cols[i].mac)
+            continue;
+        items[n].name = gw_rec_cols[i].name;
+        items[n].name_len = gw_rec_cols[i].name_len;
+        (void)gw_rec_value(row, &gw_rec_cols[i], num[i], &items[n].p, &items[n].n);
+        n++;
+    }
+    return items_encode(items, n, a, out, len);
+}
+
+/* Opens fields_ct's plaintext, in place: buf[0..len) holds the fields' items in column order
+ * (gw_crypto_items_encode: each a 4-byte name length, the name, a presence byte, an 8-byte value
+ * length, the value). Each value is moved to the front of buf followed by a NUL (an item's
+ * header is longer than one byte, so a value never moves right) and clear[i] points at it; the
+ * rest of buf is wiped. false (clear untouched past what it set) when the items are not exactly
+ * the 23 fields, each present, in order, ending at len. */
+static bool fields_parse(uint8_t *buf, size_t len, struct gw_str clear[GW_COL_COUNT])
+{
+    size_t r = 0, w = 0;
+
+    for (size_t i = 0; i < GW_COL_COUNT; i++) {
+        size_t nl = gw_col_field_len[i];
+        uint64_t vn = 0;
+
+        if (len - r < 4 + nl + 1 + 8)
+            return false;
+        if (buf[r] != 0 || buf[r + 1] != 0 || buf[r + 2] != 0 || buf[r + 3] != nl ||
+            memcmp(buf + r + 4, gw_col_field[i], nl) != 0 || buf[r + 4 + nl] != 1)
+            return false;
+        r += 4 + nl + 1;
+        for (int k = 0; k < 8; k++)
+            vn = vn << 8 | buf[r + (size_t)k];
+        r += 8;
+        if (vn > len - r)
+            return false;
+        memmove(buf + w, buf + r, (size_t)vn);
+        clear[i].p = (const char *)buf + w;
+        clear[i].n = (size_t)vn;
+        w += (size_t)vn;
+        buf[w++] = '\0';
+        r += (size_t)vn;
+    }
+    if (r != len)
+        return false;
+    gw_wipe(buf + w, len - w);
+    return true;
 }
 
 static char *arena_strndup(struct gw_arena *a, const char *s, size_t n)
@@ -238,7 +332,7 @@ static int alternatives(struct gw_crypto *cx, const struct gw_keyring *kr, enum 
         rc = gw_seal_number_bidx(cx, kr, suite, norm->waybill_no, norm->waybill_no_len,
                                  out->alt_wb_bidx[out->n_alt]);
         if (rc == 0)
-            rc = content_digest(cx, kr, suite, v, fe, out, out->mac_version,
+            rc = content_digest(cx, kr, suite, v, fe, out, content_version(out->mac_version),
                                 out->alt_content_mac[out->n_alt]);
         if (rc == 0)
             out->n_alt++;
@@ -255,25 +349,84 @@ static void pickup_day(int64_t t, char out[11])
         (void)gw_text_day(t + 8 * 3600, out);
 }
 
-int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const struct gw_waybill *w,
-                    const struct gw_waybill_norm *norm, const uint8_t id[GW_RECORD_ID_LEN],
-                    const char *origin_branch, const char *submitted_by, int64_t now,
-                    struct gw_arena *a, struct gw_sealed_waybill *out)
+/* The 23 fields sealed one by one under dek into out->ct (version 2). */
+static int seal_each(struct gw_crypto *cx, enum gw_suite suite, const uint8_t *dek,
+                     const uint8_t id[GW_RECORD_ID_LEN], const struct gw_str v[GW_COL_COUNT],
+                     struct gw_arena *a, struct gw_sealed_waybill *out)
+{
+    struct gw_crypto_aad aad, aad0;
+    uint8_t *buf;
+    size_t len;
+    int rc;
+
+    rc = gw_crypto_aad_field_n(&aad0, GW_RECORD_TABLE, sizeof(GW_RECORD_TABLE) - 1, gw_col_sql[0],
+                               gw_col_sql_len[0], id, GW_SEAL_DEK_VERSION);
+    if (rc != 0)
+        return rc;
+    for (size_t i = 0; i < GW_COL_COUNT; i++) {
+        /* the other columns' AADs differ from the first's in the column only */
+        const struct gw_crypto_aad *ad = i == 0 ? &aad0 : &aad;
+        if (i > 0 && (rc = gw_crypto_aad_field_other(&aad0, gw_col_sql_len[0], &aad, gw_col_sql[i],
+                                                     gw_col_sql_len[i])) != 0)
+            return rc;
+        buf = gw_arena_alloc(a, GW_CRYPTO_SEALED_LEN(v[i].n));
+        if (buf == NULL)
+            return GW_ENOMEM;
+        rc = gw_crypto_seal_into(cx, suite, dek, ad->b, ad->n, (const uint8_t *)v[i].p, v[i].n, buf,
+                                 GW_CRYPTO_SEALED_LEN(v[i].n), &len);
+        if (rc != 0)
+            return rc;
+        out->ct[i].p = buf;
+        out->ct[i].n = len;
+    }
+    return 0;
+}
+
+/* The fields' encoding fe sealed as one value under dek into out->fields_ct, out's clear columns
+ * (all set by now) as its AAD (version 3). */
+static int seal_together(struct gw_crypto *cx, enum gw_suite suite, const uint8_t *dek,
+                         const struct gw_fields_enc *fe, struct gw_arena *a,
+                         struct gw_sealed_waybill *out)
+{
+    uint8_t *ad, *buf;
+    size_t adn, len;
+    int rc = fields_aad(out, a, &ad, &adn);
+
+    if (rc != 0)
+        return rc;
+    buf = gw_arena_alloc(a, GW_CRYPTO_SEALED_LEN(fe->n));
+    if (buf == NULL)
+        return GW_ENOMEM;
+    rc = gw_crypto_seal_into(cx, suite, dek, ad, adn, fe->b, fe->n, buf,
+                             GW_CRYPTO_SEALED_LEN(fe->n), &len);
+    if (rc != 0)
+        return rc;
+    out->fields_ct.p = buf;
+    out->fields_ct.n = len;
+    return 0;
+}
+
+int gw_seal_waybill_version(struct gw_crypto *cx, const struct gw_keyring *kr,
+                            const struct gw_waybill *w, const struct gw_waybill_norm *norm,
+                            const uint8_t id[GW_RECORD_ID_LEN], const char *origin_branch,
+                            const char *submitted_by, int64_t now, int version, struct gw_arena *a,
+                            struct gw_sealed_waybill *out)
 {
     const struct gw_party_norm *sn = &norm->sender, *rn = &norm->recipient;
     struct numbufs nb;
     struct gw_str v[GW_COL_COUNT];
-    struct gw_crypto_aad aad, aad0;
-    struct gw_fields_enc fe, *fep = NULL;
+    struct gw_crypto_item items[GW_COL_COUNT];
+    struct gw_fields_enc fe = {0, NULL};
     uint8_t dek[GW_CRYPTO_DEK_LEN];
     uint8_t *buf;
     char *day;
     enum gw_suite suite = gw_keyring_suite(kr);
-    size_t i, len;
     int rc;
 
     memset(out, 0, sizeof(*out));
     memset(dek, 0, sizeof(dek));
+    if (version != GW_RECORD_MAC_V2 && version != GW_RECORD_MAC_V3)
+        return GW_EINVAL;
     waybill_values(w, norm, &nb, v);
     memcpy(out->id, id, GW_RECORD_ID_LEN);
     out->origin_branch = origin_branch;
@@ -281,7 +434,7 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
     out->weight_grams = (int32_t)w->weight_grams;
     out->security_level = (int16_t)w->security_level;
     out->accepted_at = now;
-    out->mac_version = GW_RECORD_MAC_CURRENT;
+    out->mac_version = (int16_t)version;
     out->dek_version = GW_SEAL_DEK_VERSION;
     rc = GW_ENOMEM;
     out->dest_region_code = arena_strndup(a, w->dest_region_code.p, w->dest_region_code.n);
@@ -306,19 +459,17 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
         rc = bidx(cx, kr, suite, GW_BIDX_ID_NUMBER, rn->id_number, rn->id_number_len,
                   out->recipient_id_bidx, &out->has_recipient_id_bidx);
     if (rc == 0) {
-        struct gw_crypto_item items[GW_COL_COUNT];
         (void)field_items(v, items);
-        if (gw_crypto_items_encode(items, GW_COL_COUNT, fe.b, sizeof(fe.b), &fe.n) != 0) {
-            gw_wipe(fe.b, sizeof(fe.b)); /* a part may have been written */
-            fe.n = 0;
-        }
-        fep = fe.n > 0 ? &fe : NULL;
-        rc = content_digest(cx, kr, suite, v, fep, out, out->mac_version, out->content_mac);
+        rc = items_encode(items, GW_COL_COUNT, a, &fe.b, &fe.n);
     }
     if (rc == 0)
-        rc = record_mac(cx, kr, suite, v, fep, out, out->record_mac);
+        rc = content_digest(cx, kr, suite, v, &fe, out, content_version(version), out->content_mac);
+    if (rc == 0 && version == GW_RECORD_MAC_V2) {
+        rc = record_mac(cx, kr, suite, v, &fe, out, out->record_mac);
+        out->has_record_mac = true;
+    }
     if (rc == 0)
-        rc = alternatives(cx, kr, suite, norm, v, fep, out);
+        rc = alternatives(cx, kr, suite, norm, v, &fe, out);
     if (rc == 0)
         rc = gw_crypto_dek_new(cx, dek);
     if (rc != 0)
@@ -333,35 +484,25 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
         goto out;
     out->dek_wrapped.p = buf;
     out->dek_wrapped.n = GW_CRYPTO_WRAPPED_DEK_LEN;
-
-    rc = gw_crypto_aad_field_n(&aad0, GW_RECORD_TABLE, sizeof(GW_RECORD_TABLE) - 1, gw_col_sql[0],
-                               gw_col_sql_len[0], id, GW_SEAL_DEK_VERSION);
-    if (rc != 0)
-        goto out;
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        /* the other columns' AADs differ from the first's in the column only */
-        const struct gw_crypto_aad *ad = i == 0 ? &aad0 : &aad;
-        if (i > 0 && (rc = gw_crypto_aad_field_other(&aad0, gw_col_sql_len[0], &aad, gw_col_sql[i],
-                                                     gw_col_sql_len[i])) != 0)
-            goto out;
-        rc = GW_ENOMEM;
-        buf = gw_arena_alloc(a, GW_CRYPTO_SEALED_LEN(v[i].n));
-        if (buf == NULL)
-            goto out;
-        rc = gw_crypto_seal_into(cx, suite, dek, ad->b, ad->n, (const uint8_t *)v[i].p, v[i].n, buf,
-                                 GW_CRYPTO_SEALED_LEN(v[i].n), &len);
-        if (rc != 0)
-            goto out;
-        out->ct[i].p = buf;
-        out->ct[i].n = len;
-    }
-    rc = 0;
+    if (version == GW_RECORD_MAC_V3)
+        rc = seal_together(cx, suite, dek, &fe, a, out);
+    else
+        rc = seal_each(cx, suite, dek, id, v, a, out);
 out:
     OPENSSL_cleanse(dek, sizeof(dek));
     OPENSSL_cleanse(&nb, sizeof(nb));
-    if (fep != NULL)
+    if (fe.b != NULL)
         gw_wipe(fe.b, fe.n);
     return rc;
+}
+
+int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const struct gw_waybill *w,
+                    const struct gw_waybill_norm *norm, const uint8_t id[GW_RECORD_ID_LEN],
+                    const char *origin_branch, const char *submitted_by, int64_t now,
+                    struct gw_arena *a, struct gw_sealed_waybill *out)
+{
+    return gw_seal_waybill_version(cx, kr, w, norm, id, origin_branch, submitted_by, now,
+                                   GW_RECORD_MAC_CURRENT, a, out);
 }
 
 /* Checks the MACs of row's version over its opened fields v: version 2 the record MAC first
@@ -397,20 +538,110 @@ static int check_macs(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw
     return 0;
 }
 
+/* Opens a version 3 row's fields_ct under dek into clear (pointing into one block of arena a).
+ * A version 3 row has no per-field ciphertext and no record_mac: one of them present is
+ * corruption. Returns 0, GW_EDATALOSS (*bad set), GW_ENOMEM, GW_EINVAL or GW_ECRYPTO. */
+static int open_together(struct gw_crypto *cx, enum gw_suite suite, const uint8_t *dek,
+                         const struct gw_sealed_waybill *row, struct gw_arena *a,
+                         struct gw_str clear[GW_COL_COUNT], int *bad)
+{
+    const struct gw_bytes *ct = &row->fields_ct;
+    uint8_t *ad, *buf;
+    size_t adn, len;
+    int rc;
+
+    for (size_t i = 0; i < GW_COL_COUNT; i++)
+        if (row->ct[i].p != NULL) {
+            *bad = (int)i;
+            return GW_EDATALOSS;
+        }
+    if (row->has_record_mac) {
+        *bad = GW_SEAL_PART_RECORD;
+        return GW_EDATALOSS;
+    }
+    if (ct->p == NULL || ct->n < GW_CRYPTO_OVERHEAD) {
+        *bad = GW_SEAL_PART_FIELDS;
+        return GW_EDATALOSS;
+    }
+    rc = fields_aad(row, a, &ad, &adn);
+    if (rc != 0)
+        return rc;
+    buf = gw_arena_alloc(a, ct->n - GW_CRYPTO_OVERHEAD + 1);
+    if (buf == NULL)
+        return GW_ENOMEM;
+    rc = gw_crypto_open_into(cx, suite, dek, ad, adn, ct->p, ct->n, buf,
+                             ct->n - GW_CRYPTO_OVERHEAD + 1, &len);
+    if (rc == GW_EDATALOSS)
+        *bad = GW_SEAL_PART_FIELDS;
+    if (rc != 0)
+        return rc;
+    if (!fields_parse(buf, len, clear)) { /* authentic but not ours: never written so */
+        gw_wipe(buf, len);
+        memset(clear, 0, sizeof(struct gw_str) * GW_COL_COUNT);
+        *bad = GW_SEAL_PART_FIELDS;
+        return GW_EDATALOSS;
+    }
+    return 0;
+}
+
+/* Opens a version 1 or 2 row's 23 ciphertexts under dek into clear (in arena a), then checks its
+ * MACs. Returns as gw_unseal_waybill. */
+static int open_each(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
+                     const uint8_t *dek, const struct gw_sealed_waybill *row, struct gw_arena *a,
+                     struct gw_str clear[GW_COL_COUNT], int *bad)
+{
+    struct gw_crypto_aad aad;
+    char *buf;
+    size_t len;
+    int rc;
+
+    if (row->fields_ct.p != NULL) { /* only version 3 has it */
+        *bad = GW_SEAL_PART_FIELDS;
+        return GW_EDATALOSS;
+    }
+    for (size_t i = 0; i < GW_COL_COUNT; i++) {
+        if (row->ct[i].p == NULL || row->ct[i].n < GW_CRYPTO_OVERHEAD) {
+            *bad = (int)i;
+            return GW_EDATALOSS;
+        }
+        rc =
+            gw_crypto_aad_field_n(&aad, GW_RECORD_TABLE, sizeof(GW_RECORD_TABLE) - 1, gw_col_sql[i],
+                                  gw_col_sql_len[i], row->id, (uint32_t)row->dek_version);
+        if (rc != 0)
+            return rc;
+        buf = gw_arena_alloc(a, row->ct[i].n - GW_CRYPTO_OVERHEAD + 1);
+        if (buf == NULL)
+            return GW_ENOMEM;
+        rc = gw_crypto_open_into(cx, suite, dek, aad.b, aad.n, row->ct[i].p, row->ct[i].n,
+                                 (uint8_t *)buf, row->ct[i].n - GW_CRYPTO_OVERHEAD + 1, &len);
+        if (rc != 0) {
+            if (rc == GW_EDATALOSS)
+                *bad = (int)i;
+            return rc;
+        }
+        buf[len] = '\0';
+        clear[i].p = buf;
+        clear[i].n = len;
+    }
+    return check_macs(cx, kr, suite, clear, row, bad);
+}
+
 int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
                       const struct gw_sealed_waybill *row, struct gw_arena *a,
                       struct gw_str clear[GW_COL_COUNT], int *bad)
 {
-    struct gw_crypto_aad aad;
     uint8_t dek[GW_CRYPTO_DEK_LEN];
-    char *buf;
-    size_t i, len;
     enum gw_suite suite;
     int rc;
 
     *bad = GW_SEAL_PART_NONE;
     memset(clear, 0, sizeof(struct gw_str) * GW_COL_COUNT);
     memset(dek, 0, sizeof(dek));
+    if (row->mac_version != GW_RECORD_MAC_V1 && row->mac_version != GW_RECORD_MAC_V2 &&
+        row->mac_version != GW_RECORD_MAC_V3) {
+        *bad = GW_SEAL_PART_CONTENT;
+        return GW_EDATALOSS;
+    }
     /* the record's suite is its wrapped data key's algorithm; every other part must be of it */
     if (row->kek_version <= 0 ||
         gw_crypto_sealed_suite(row->dek_wrapped.p, row->dek_wrapped.n, &suite) != 0) {
@@ -422,39 +653,14 @@ int gw_unseal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr,
     if (rc != 0) {
         if (rc == GW_EDATALOSS)
             *bad = GW_SEAL_PART_DEK;
-        goto out;
+    } else if (row->mac_version == GW_RECORD_MAC_V3) {
+        rc = open_together(cx, suite, dek, row, a, clear, bad);
+    } else {
+        rc = open_each(cx, kr, suite, dek, row, a, clear, bad);
     }
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        if (row->ct[i].p == NULL || row->ct[i].n < GW_CRYPTO_OVERHEAD) {
-            *bad = (int)i;
-            rc = GW_EDATALOSS;
-            goto out;
-        }
-        rc =
-            gw_crypto_aad_field_n(&aad, GW_RECORD_TABLE, sizeof(GW_RECORD_TABLE) - 1, gw_col_sql[i],
-                                  gw_col_sql_len[i], row->id, (uint32_t)row->dek_version);
-        if (rc != 0)
-            goto out;
-        rc = GW_ENOMEM;
-        buf = gw_arena_alloc(a, row->ct[i].n - GW_CRYPTO_OVERHEAD + 1);
-        if (buf == NULL)
-            goto out;
-        rc = gw_crypto_open_into(cx, suite, dek, aad.b, aad.n, row->ct[i].p, row->ct[i].n,
-                                 (uint8_t *)buf, row->ct[i].n - GW_CRYPTO_OVERHEAD + 1, &len);
-        if (rc != 0) {
-            if (rc == GW_EDATALOSS)
-                *bad = (int)i;
-            goto out;
-        }
-        buf[len] = '\0';
-        clear[i].p = buf;
-        clear[i].n = len;
-    }
-    rc = check_macs(cx, kr, suite, clear, row, bad);
-out:
     OPENSSL_cleanse(dek, sizeof(dek));
     if (rc != 0) {
-        for (i = 0; i < GW_COL_COUNT; i++)
+        for (size_t i = 0; i < GW_COL_COUNT; i++)
             if (clear[i].p != NULL)
                 OPENSSL_cleanse((void *)clear[i].p, clear[i].n);
         memset(clear, 0, sizeof(struct gw_str) * GW_COL_COUNT);

@@ -5,9 +5,13 @@
  *    suite is the algorithm byte of its wrapped data key, and every part is opened under it (a
  *    field of another algorithm fails as that column; a suite the keyring lacks is GW_EPRECOND);
  *  - a fresh 256-bit data key per record, wrapped by the suite's current KEK;
- *  - every PII column sealed (AES-256-GCM or SM4-CTR + HMAC-SM3) under the data key, AAD =
- *    (table, column, record id, data-key version); an absent field is sealed as the empty
- *    string, so a NULL or missing ciphertext is corruption, never "no value";
+ *  - every PII field sealed under the data key (AES-256-GCM or SM4-CTR + HMAC-SM3): in MAC
+ *    version 3 (what is written) all 23 together as one value, fields_ct, whose plaintext is the
+ *    fields' items (gw_crypto_items_encode, in enum gw_col order) and whose AAD is every clear
+ *    column marked mac in gw_rec_cols (record id, blind indexes, pickup day, submitter,
+ *    acceptance time, ..., content_mac, mac_version); in versions 1 and 2 (read only) each field
+ *    on its own, AAD = (table, column, record id, data-key version). An absent field is sealed as
+ *    the empty string, so a missing field is corruption, never "no value";
  *  - blind indexes over the normalised values validation handed back (struct gw_waybill_norm);
  *    lookups compute them under every suite the keyring holds (gw_seal_lookup_bidx), so a record
  *    is found before, during and after a migration between suites;
@@ -15,13 +19,16 @@
  *    fields, equal for a retried submit of the same waybill (the store's idempotency check);
  *    a new record also carries the number's blind index and its content_mac under each other
  *    suite the keyring holds (alt_*, not stored), so a retry is recognised across a migration;
- *  - record_mac (MAC version 2): a keyed MAC over every clear column of the row that a reader
- *    relies on (gw_rec_cols entries marked mac: record id, every blind index, pickup day,
- *    submitter, acceptance time, origin branch, destination, weight, service type, security
- *    level, data-key version, content_mac, mac_version) and every field's clear value.
- * Opening verifies the MACs of the row's mac_version: version 1 (rows written before record_mac)
- * checks content_mac only; version 2 both. The version cannot be lowered unnoticed: a version 2
- * content_mac includes the version, so checked as version 1 it fails.
+ *  - record_mac (MAC version 2 only): a keyed MAC over every clear column of the row that a
+ *    reader relies on (gw_rec_cols entries marked mac) and every field's clear value; version 3
+ *    has none: fields_ct's seal authenticates the same columns as its AAD.
+ * Opening follows the row's mac_version: version 3 opens fields_ct (the AAD is rebuilt from the
+ * row's clear columns, so an edit of any of them fails the seal: GW_SEAL_PART_FIELDS); version 2
+ * opens each field and checks both MACs; version 1 (rows written before record_mac) checks
+ * content_mac only. The version cannot be lowered unnoticed: a version 2 content_mac includes the
+ * version, so checked as version 1 it fails; a version 3 row relabelled 1 or 2 has no per-field
+ * ciphertexts (and relabelled 2, no record_mac), and a version 1 or 2 row relabelled 3 has no
+ * fields_ct.
  * Pure: no I/O, no logging; memory comes from the caller's arena (wiped when it is freed). */
 #ifndef GW_SEAL_H
 #define GW_SEAL_H
@@ -45,6 +52,7 @@ enum gw_seal_part {
     GW_SEAL_PART_CONTENT = -3, /* content_mac mismatch, or an unknown mac_version */
     GW_SEAL_PART_RECORD = -4,  /* record_mac mismatch: a clear column was altered */
     GW_SEAL_PART_NUMBER = -5,  /* the reader's check: not the waybill number asked for */
+    GW_SEAL_PART_FIELDS = -6,  /* version 3: fields_ct, or a clear column bound to it, altered */
     /* 0..GW_COL_COUNT-1: that column's ciphertext */
 };
 
@@ -57,6 +65,16 @@ int gw_seal_waybill(struct gw_crypto *cx, const struct gw_keyring *kr, const str
                     const struct gw_waybill_norm *norm, const uint8_t id[GW_RECORD_ID_LEN],
                     const char *origin_branch, const char *submitted_by, int64_t now,
                     struct gw_arena *a, struct gw_sealed_waybill *out) GW_MUST_CHECK;
+
+/* As gw_seal_waybill, written as MAC version `version`: GW_RECORD_MAC_V3 (what gw_seal_waybill
+ * writes) or GW_RECORD_MAC_V2 (the 23 fields sealed one by one, and the record MAC: the rows
+ * databases hold from before version 3; kept so that the tests can make them). Additionally
+ * GW_EINVAL for another version. */
+int gw_seal_waybill_version(struct gw_crypto *cx, const struct gw_keyring *kr,
+                            const struct gw_waybill *w, const struct gw_waybill_norm *norm,
+                            const uint8_t id[GW_RECORD_ID_LEN], const char *origin_branch,
+                            const char *submitted_by, int64_t now, int version, struct gw_arena *a,
+                            struct gw_sealed_waybill *out) GW_MUST_CHECK;
 
 /* Opens every ciphertext of row into clear[i] (NUL-terminated, in arena a) and checks the MACs
  * of row->mac_version. Returns 0; GW_EDATALOSS with *bad set to the failing part (enum

@@ -1,10 +1,11 @@
-/* test_reseal.c: a stored record re-sealed under the other suite (reseal.h): every sealed part
- * (wrapped data key, each ciphertext) names the new suite; the id, the clear columns and every
- * field value stay; the blind indexes are the new suite's over the normalised values (a phone
- * search under sm finds it); aes -> sm -> aes gives back the very blind indexes, content_mac and
- * record_mac; a tampered record, one whose values no longer validate, and a version 1 row whose
- * stored pickup day re-sealing would change are refused with the part named and nothing handed
- * back; a version 1 row that is consistent comes out as version 2. */
+/* test_reseal.c: a stored record re-sealed under the other suite (reseal.h): it comes out in the
+ * format written today (MAC version 3) whatever its own, and every sealed part (wrapped data key,
+ * fields_ct) names the new suite; the id, the clear columns and every field value stay; the blind
+ * indexes are the new suite's over the normalised values (a phone search under sm finds it);
+ * aes -> sm -> aes gives back the very blind indexes and content_mac; a tampered record (version
+ * 2 or 3), one whose values no longer validate, and a version 1 row whose stored pickup day
+ * re-sealing would change are refused with the part named and nothing handed back; a version 1
+ * or 2 row that is consistent comes out as version 3. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -34,7 +35,8 @@ struct fx {
     struct gw_arena *a;
     struct gw_waybill w;
     struct gw_waybill_norm norm;
-    struct gw_sealed_waybill row; /* w sealed under aes */
+    struct gw_sealed_waybill row;  /* version 3, as written */
+    struct gw_sealed_waybill row2; /* version 2, as databases still hold */ /* w sealed under aes */
     uint8_t id[GW_RECORD_ID_LEN];
 };
 
@@ -88,7 +90,9 @@ static int setup(void **state)
     if (gw_waybill_validate_norm(&f->w, NOW, "waybill", NULL, &f->norm) != 0 ||
         gw_seal_new_id(NULL, f->id) != 0 ||
         gw_seal_waybill(f->cx, f->kr, &f->w, &f->norm, f->id, "a", "courier_a", NOW, f->a,
-                        &f->row) != 0)
+                        &f->row) != 0 ||
+        gw_seal_waybill_version(f->cx, f->kr, &f->w, &f->norm, f->id, "a", "courier_a", NOW,
+                                GW_RECORD_MAC_V2, f->a, &f->row2) != 0)
         return -1;
     *state = f;
     return 0;
@@ -122,8 +126,11 @@ static void assert_all_under(const struct gw_sealed_waybill *w, enum gw_suite wa
 
     assert_int_equal(gw_reseal_row_suite(w, &s), 0);
     assert_int_equal(s, want);
+    assert_int_equal(w->mac_version, GW_RECORD_MAC_V3);
+    assert_int_equal(suite_of(&w->fields_ct), want);
+    assert_false(w->has_record_mac);
     for (size_t i = 0; i < GW_COL_COUNT; i++)
-        assert_int_equal(suite_of(&w->ct[i]), want);
+        assert_null(w->ct[i].p);
 }
 
 static void assert_same_fields(const struct gw_str *a, const struct gw_str *b)
@@ -143,32 +150,30 @@ static void bidx_of(struct fx *f, enum gw_suite s, enum gw_bidx purpose, const c
                      0);
 }
 
-static void test_aes_to_sm(void **state)
+static void aes_to_sm(struct fx *f, const struct gw_sealed_waybill *row)
 {
-    struct fx *f = *state;
     struct gw_sealed_waybill sm;
     struct gw_str before[GW_COL_COUNT], after[GW_COL_COUNT];
     uint8_t want[GW_CRYPTO_BIDX_LEN];
     int bad = 0;
 
-    assert_int_equal(gw_unseal_waybill(f->cx, f->kr, &f->row, f->a, before, &bad), 0);
+    assert_int_equal(gw_unseal_waybill(f->cx, f->kr, row, f->a, before, &bad), 0);
     assert_int_equal(gw_keyring_set_suite(f->kr, GW_SUITE_SM), 0);
-    assert_int_equal(gw_reseal_waybill(f->cx, f->kr, &f->row, f->a, &sm, &bad), 0);
+    assert_int_equal(gw_reseal_waybill(f->cx, f->kr, row, f->a, &sm, &bad), 0);
     assert_all_under(&sm, GW_SUITE_SM);
-    assert_memory_equal(sm.id, f->row.id, GW_RECORD_ID_LEN);
+    assert_memory_equal(sm.id, row->id, GW_RECORD_ID_LEN);
     assert_string_equal(sm.origin_branch, "a");
     assert_string_equal(sm.submitted_by, "courier_a");
-    assert_string_equal(sm.pickup_day, f->row.pickup_day);
-    assert_int_equal(sm.accepted_at, f->row.accepted_at);
-    assert_int_equal(sm.dek_version, f->row.dek_version);
+    assert_string_equal(sm.pickup_day, row->pickup_day);
+    assert_int_equal(sm.accepted_at, row->accepted_at);
+    assert_int_equal(sm.dek_version, row->dek_version);
     assert_int_equal(sm.kek_version, (int32_t)gw_keyring_current(f->kr, GW_SUITE_SM));
-    assert_int_equal(sm.mac_version, GW_RECORD_MAC_V2);
     assert_int_equal(gw_unseal_waybill(f->cx, f->kr, &sm, f->a, after, &bad), 0);
     assert_same_fields(before, after);
     /* the blind indexes are the sm suite's over the normalised values, not the aes ones */
     bidx_of(f, GW_SUITE_SM, GW_BIDX_WAYBILL_NO, "WG1000000077", want);
     assert_memory_equal(sm.wb_bidx, want, sizeof(want));
-    assert_memory_not_equal(sm.wb_bidx, f->row.wb_bidx, sizeof(want));
+    assert_memory_not_equal(sm.wb_bidx, row->wb_bidx, sizeof(want));
     bidx_of(f, GW_SUITE_SM, GW_BIDX_PHONE, "13900139000", want);
     assert_true(sm.has_sender_phone_bidx);
     assert_memory_equal(sm.sender_phone_bidx, want, sizeof(want));
@@ -177,6 +182,15 @@ static void test_aes_to_sm(void **state)
     bidx_of(f, GW_SUITE_SM, GW_BIDX_ID_NUMBER, "330106199003071236", want);
     assert_memory_equal(sm.sender_id_bidx, want, sizeof(want));
     assert_false(sm.has_recipient_id_bidx);
+}
+
+static void test_aes_to_sm(void **state)
+{
+    struct fx *f = *state;
+
+    aes_to_sm(f, &f->row2); /* a row stored before version 3 */
+    assert_int_equal(gw_keyring_set_suite(f->kr, GW_SUITE_AES), 0);
+    aes_to_sm(f, &f->row);
 }
 
 /* aes -> sm -> aes: the deterministic parts come back byte for byte. */
@@ -195,7 +209,7 @@ static void test_round_trip_restores_digests(void **state)
     assert_memory_equal(aes.sender_phone_bidx, f->row.sender_phone_bidx, GW_RECORD_BIDX_LEN);
     assert_memory_equal(aes.sender_id_bidx, f->row.sender_id_bidx, GW_RECORD_BIDX_LEN);
     assert_memory_equal(aes.content_mac, f->row.content_mac, GW_RECORD_MAC_LEN);
-    assert_memory_equal(aes.record_mac, f->row.record_mac, GW_RECORD_MAC_LEN);
+    assert_memory_equal(aes.content_mac, f->row2.content_mac, GW_RECORD_MAC_LEN);
     /* but a new data key: the wrapped key and the ciphertexts differ */
     assert_memory_not_equal(aes.dek_wrapped.p, f->row.dek_wrapped.p, GW_CRYPTO_WRAPPED_DEK_LEN);
 }
@@ -203,6 +217,7 @@ static void test_round_trip_restores_digests(void **state)
 static void assert_nothing_out(const struct gw_sealed_waybill *out)
 {
     assert_null(out->dek_wrapped.p);
+    assert_null(out->fields_ct.p);
     for (size_t i = 0; i < GW_COL_COUNT; i++)
         assert_null(out->ct[i].p);
 }
@@ -210,8 +225,8 @@ static void assert_nothing_out(const struct gw_sealed_waybill *out)
 static void test_tampered_refused(void **state)
 {
     struct fx *f = *state;
-    struct gw_sealed_waybill row = f->row, out;
-    uint8_t ct[256];
+    struct gw_sealed_waybill row = f->row2, out;
+    uint8_t ct[2048];
     int bad = 0;
 
     assert_true(row.ct[GW_COL_SENDER_PHONE].n <= sizeof(ct));
@@ -222,10 +237,24 @@ static void test_tampered_refused(void **state)
     assert_int_equal(gw_reseal_waybill(f->cx, f->kr, &row, f->a, &out, &bad), GW_EDATALOSS);
     assert_int_equal(bad, GW_COL_SENDER_PHONE);
     assert_nothing_out(&out);
-    row = f->row;
+    row = f->row2;
     row.weight_grams++; /* a clear column altered: the record MAC */
     assert_int_equal(gw_reseal_waybill(f->cx, f->kr, &row, f->a, &out, &bad), GW_EDATALOSS);
     assert_int_equal(bad, GW_SEAL_PART_RECORD);
+    assert_nothing_out(&out);
+    /* version 3: the sealed fields, or a clear column, altered */
+    row = f->row;
+    assert_true(row.fields_ct.n <= sizeof(ct));
+    memcpy(ct, row.fields_ct.p, row.fields_ct.n);
+    ct[40] ^= 1;
+    row.fields_ct.p = ct;
+    assert_int_equal(gw_reseal_waybill(f->cx, f->kr, &row, f->a, &out, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_FIELDS);
+    assert_nothing_out(&out);
+    row = f->row;
+    row.weight_grams++;
+    assert_int_equal(gw_reseal_waybill(f->cx, f->kr, &row, f->a, &out, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_FIELDS);
     assert_nothing_out(&out);
 }
 
@@ -273,23 +302,23 @@ static void v1_mac(struct fx *f, const struct gw_sealed_waybill *row, const stru
                      0);
 }
 
-/* A version 1 row comes out as version 2; one whose stored pickup day (not covered by the
+/* A version 1 row comes out as version 3; one whose stored pickup day (not covered by the
  * version 1 MAC) re-sealing would change is refused, nothing handed back. */
 static void test_v1_rows(void **state)
 {
     struct fx *f = *state;
-    struct gw_sealed_waybill row = f->row, out;
+    struct gw_sealed_waybill row = f->row2, out;
     struct gw_str clear[GW_COL_COUNT];
     int bad = 0;
 
-    assert_int_equal(gw_unseal_waybill(f->cx, f->kr, &f->row, f->a, clear, &bad), 0);
+    assert_int_equal(gw_unseal_waybill(f->cx, f->kr, &f->row2, f->a, clear, &bad), 0);
     row.mac_version = GW_RECORD_MAC_V1;
     memset(row.record_mac, 0, sizeof(row.record_mac));
+    row.has_record_mac = false;
     v1_mac(f, &row, clear, row.content_mac);
     assert_int_equal(gw_keyring_set_suite(f->kr, GW_SUITE_SM), 0);
     assert_int_equal(gw_reseal_waybill(f->cx, f->kr, &row, f->a, &out, &bad), 0);
-    assert_int_equal(out.mac_version, GW_RECORD_MAC_V2);
-    assert_all_under(&out, GW_SUITE_SM);
+    assert_all_under(&out, GW_SUITE_SM); /* and version 3 */
 
     row.pickup_day = "2001-01-01";
     assert_int_equal(gw_reseal_waybill(f->cx, f->kr, &row, f->a, &out, &bad), GW_EINTERNAL);

@@ -1,8 +1,11 @@
-/* test_seal.c: envelope sealing of a waybill record (seal.h): round trip; a ciphertext moved to
- * another column or record fails; flipping any one clear column (every entry of gw_rec_cols)
- * fails to open; a version 1 row (before the record MAC) still opens and cannot be forged into by
- * relabelling a version 2 row; a retired KEK answers GW_EPRECOND with nothing opened; validation
- * hands back the normalised values sealing uses. */
+/* test_seal.c: envelope sealing of a waybill record (seal.h), in the format written (MAC version
+ * 3: the fields sealed together in fields_ct, the clear columns as its AAD) and in the one
+ * databases still hold (version 2: a ciphertext per field and the record MAC): round trip; a
+ * ciphertext moved to another column or record fails; flipping any one clear column (every entry
+ * of gw_rec_cols) fails to open, each caught by the record MAC (2) or the fields' seal (3); a
+ * retry keeps its content_mac across the versions; a version 1 row (before the record MAC) still
+ * opens and no version can be relabelled into another; a retired KEK answers GW_EPRECOND with
+ * nothing opened; validation hands back the normalised values sealing uses. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -31,7 +34,8 @@ struct fx {
     struct gw_arena *a;
     struct gw_waybill w;
     struct gw_waybill_norm norm;
-    struct gw_sealed_waybill row;
+    struct gw_sealed_waybill row;  /* as written: version 3 */
+    struct gw_sealed_waybill row2; /* the same waybill as version 2 rows were written */
     uint8_t id[GW_RECORD_ID_LEN];
 };
 
@@ -83,7 +87,9 @@ static int setup(void **state)
     if (gw_waybill_validate_norm(&f->w, NOW, "waybill", NULL, &f->norm) != 0 ||
         gw_seal_new_id(NULL, f->id) != 0 ||
         gw_seal_waybill(f->cx, f->kr, &f->w, &f->norm, f->id, "a", "courier_a", NOW, f->a,
-                        &f->row) != 0)
+                        &f->row) != 0 ||
+        gw_seal_waybill_version(f->cx, f->kr, &f->w, &f->norm, f->id, "a", "courier_a", NOW,
+                                GW_RECORD_MAC_V2, f->a, &f->row2) != 0)
         return -1;
     *state = f;
     return 0;
@@ -124,13 +130,21 @@ static void assert_nothing_opened(const struct gw_str clear[GW_COL_COUNT])
     }
 }
 
-static void test_round_trip(void **state)
+/* No clear value of the waybill appears in a sealed value. */
+static void assert_no_clear(const struct gw_bytes *b)
 {
-    struct fx *f = *state;
+    static const char *const clear[] = {"WG1000000042", "测试甲", "138 0013 8000", "330106199003071236",
+                                        "样例街8号", "书籍"};
+    for (size_t i = 0; i < sizeof(clear) / sizeof(clear[0]); i++)
+        assert_null(memmem(b->p, b->n, clear[i], strlen(clear[i])));
+}
+
+static void round_trip(struct fx *f, const struct gw_sealed_waybill *row)
+{
     struct gw_str clear[GW_COL_COUNT];
     int bad;
 
-    assert_int_equal(open_row(f, &f->row, clear, &bad), 0);
+    assert_int_equal(open_row(f, row, clear, &bad), 0);
     assert_int_equal(bad, GW_SEAL_PART_NONE);
     assert_field(&clear[GW_COL_WAYBILL_NO], "WG1000000042"); /* the normalised number */
     assert_field(&clear[GW_COL_SENDER_NAME], "测试甲");
@@ -142,28 +156,58 @@ static void test_round_trip(void **state)
     assert_field(&clear[GW_COL_RECIPIENT_COMPANY], "");
     assert_field(&clear[GW_COL_ITEM_DESCRIPTION], "书籍 2 本");
     assert_field(&clear[GW_COL_PICKUP_TIME], "1795766340");
+    for (size_t i = 0; i < GW_COL_COUNT; i++) /* each NUL-terminated */
+        assert_int_equal(clear[i].p[clear[i].n], '\0');
     /* the clear columns */
-    assert_memory_equal(f->row.id, f->id, GW_RECORD_ID_LEN);
-    assert_int_equal(f->row.accepted_at, NOW);
-    assert_string_equal(f->row.pickup_day, "2026-11-27");
-    assert_string_equal(f->row.origin_branch, "a");
-    assert_string_equal(f->row.submitted_by, "courier_a");
+    assert_memory_equal(row->id, f->id, GW_RECORD_ID_LEN);
+    assert_int_equal(row->accepted_at, NOW);
+    assert_string_equal(row->pickup_day, "2026-11-27");
+    assert_string_equal(row->origin_branch, "a");
+    assert_string_equal(row->submitted_by, "courier_a");
+    assert_int_equal(row->kek_version, 1);
+    assert_true(row->has_sender_phone_bidx && row->has_recipient_phone_bidx);
+    assert_true(row->has_sender_id_bidx);
+    assert_false(row->has_recipient_id_bidx);
+}
+
+static void test_round_trip(void **state)
+{
+    struct fx *f = *state;
+
+    round_trip(f, &f->row);
     assert_int_equal(f->row.mac_version, GW_RECORD_MAC_CURRENT);
-    assert_int_equal(f->row.kek_version, 1);
-    assert_true(f->row.has_sender_phone_bidx && f->row.has_recipient_phone_bidx);
-    assert_true(f->row.has_sender_id_bidx);
-    assert_false(f->row.has_recipient_id_bidx);
-    /* no clear value in any ciphertext */
+    assert_int_equal(GW_RECORD_MAC_CURRENT, GW_RECORD_MAC_V3);
+    /* version 3: one sealed value, no per-field ciphertext, no record MAC */
+    assert_non_null(f->row.fields_ct.p);
+    assert_true(f->row.fields_ct.n > GW_CRYPTO_OVERHEAD + 23 * 13);
+    assert_no_clear(&f->row.fields_ct);
+    assert_false(f->row.has_record_mac);
     for (size_t i = 0; i < GW_COL_COUNT; i++)
-        assert_true(f->row.ct[i].n >= GW_CRYPTO_OVERHEAD);
+        assert_null(f->row.ct[i].p);
+
+    round_trip(f, &f->row2);
+    assert_int_equal(f->row2.mac_version, GW_RECORD_MAC_V2);
+    assert_null(f->row2.fields_ct.p);
+    assert_true(f->row2.has_record_mac);
+    for (size_t i = 0; i < GW_COL_COUNT; i++) {
+        assert_true(f->row2.ct[i].n >= GW_CRYPTO_OVERHEAD);
+        assert_no_clear(&f->row2.ct[i]);
+    }
+    /* the same clear columns and digests either way */
+    assert_memory_equal(f->row.wb_bidx, f->row2.wb_bidx, GW_RECORD_BIDX_LEN);
+    assert_memory_equal(f->row.content_mac, f->row2.content_mac, GW_RECORD_MAC_LEN);
+    assert_int_equal(gw_seal_waybill_version(f->cx, f->kr, &f->w, &f->norm, f->id, "a", "c", NOW,
+                                             GW_RECORD_MAC_V1, f->a, &f->row2),
+                     GW_EINVAL);
 }
 
 /* A retried submit (another id, another acceptance time) has the same content_mac (the store's
- * idempotency check) but its own record_mac. */
+ * idempotency check), in either version: a retry after the upgrade to version 3 of a waybill
+ * stored as version 2 is still the same waybill. Version 2's record_mac is its own. */
 static void test_retry_same_content_mac(void **state)
 {
     struct fx *f = *state;
-    struct gw_sealed_waybill again;
+    struct gw_sealed_waybill again, again2;
     uint8_t id[GW_RECORD_ID_LEN];
 
     assert_int_equal(gw_seal_new_id(NULL, id), 0);
@@ -171,8 +215,12 @@ static void test_retry_same_content_mac(void **state)
         gw_seal_waybill(f->cx, f->kr, &f->w, &f->norm, id, "a", "courier_a", NOW + 5, f->a, &again),
         0);
     assert_memory_equal(again.content_mac, f->row.content_mac, GW_RECORD_MAC_LEN);
+    assert_memory_equal(again.content_mac, f->row2.content_mac, GW_RECORD_MAC_LEN);
     assert_memory_equal(again.wb_bidx, f->row.wb_bidx, GW_RECORD_BIDX_LEN);
-    assert_memory_not_equal(again.record_mac, f->row.record_mac, GW_RECORD_MAC_LEN);
+    assert_int_equal(gw_seal_waybill_version(f->cx, f->kr, &f->w, &f->norm, id, "a", "courier_a",
+                                             NOW + 5, GW_RECORD_MAC_V2, f->a, &again2),
+                     0);
+    assert_memory_not_equal(again2.record_mac, f->row2.record_mac, GW_RECORD_MAC_LEN);
 }
 
 /* Other spellings of the same number, phones and ID number: validation hands back one
@@ -210,30 +258,54 @@ static void test_normalised_spellings_share_blind_indexes(void **state)
 static void test_moved_ciphertext_fails(void **state)
 {
     struct fx *f = *state;
-    struct gw_sealed_waybill row = f->row, other;
+    struct gw_sealed_waybill row = f->row2, other, other3;
     struct gw_str clear[GW_COL_COUNT];
     uint8_t id[GW_RECORD_ID_LEN];
     int bad;
 
-    row.ct[GW_COL_SENDER_NAME] = f->row.ct[GW_COL_RECIPIENT_NAME];
-    row.ct[GW_COL_RECIPIENT_NAME] = f->row.ct[GW_COL_SENDER_NAME];
+    row.ct[GW_COL_SENDER_NAME] = f->row2.ct[GW_COL_RECIPIENT_NAME];
+    row.ct[GW_COL_RECIPIENT_NAME] = f->row2.ct[GW_COL_SENDER_NAME];
     assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
     assert_int_equal(bad, GW_COL_SENDER_NAME);
     assert_nothing_opened(clear);
 
     assert_int_equal(gw_seal_new_id(NULL, id), 0);
-    assert_int_equal(
-        gw_seal_waybill(f->cx, f->kr, &f->w, &f->norm, id, "a", "courier_a", NOW, f->a, &other), 0);
-    row = f->row;
+    assert_int_equal(gw_seal_waybill_version(f->cx, f->kr, &f->w, &f->norm, id, "a", "courier_a",
+                                             NOW, GW_RECORD_MAC_V2, f->a, &other),
+                     0);
+    row = f->row2;
     row.ct[GW_COL_SENDER_PHONE] = other.ct[GW_COL_SENDER_PHONE];
     assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
     assert_int_equal(bad, GW_COL_SENDER_PHONE);
     assert_nothing_opened(clear);
 
-    row = f->row; /* the other record's wrapped data key */
+    row = f->row2; /* the other record's wrapped data key */
     row.dek_wrapped = other.dek_wrapped;
     assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
     assert_int_equal(bad, GW_SEAL_PART_DEK);
+
+    /* version 3: another record's fields_ct (same waybill, its own data key and id) */
+    assert_int_equal(
+        gw_seal_waybill(f->cx, f->kr, &f->w, &f->norm, id, "a", "courier_a", NOW, f->a, &other3), 0);
+    row = f->row;
+    row.fields_ct = other3.fields_ct;
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_FIELDS);
+    assert_nothing_opened(clear);
+    /* ... also with its data key: the id in the AAD and in the key's own AAD differ */
+    row.dek_wrapped = other3.dek_wrapped;
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_nothing_opened(clear);
+    /* a version 3 row given a per-field ciphertext besides, or a record MAC, is refused */
+    row = f->row;
+    row.ct[GW_COL_SENDER_PHONE] = f->row2.ct[GW_COL_SENDER_PHONE];
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_COL_SENDER_PHONE);
+    row = f->row;
+    row.has_record_mac = true;
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_RECORD);
+    assert_nothing_opened(clear);
 }
 
 /* Changes clear column c of row to another value (into storage that outlives the call). */
@@ -258,8 +330,13 @@ static void flip(struct gw_sealed_waybill *row, const struct gw_rec_col *c, uint
         break;
     case GW_REC_BYTES:
         memcpy(&b, p, sizeof(b));
-        memcpy(scratch, b.p, b.n);
-        scratch[b.n - 1] ^= 0x01;
+        if (b.p == NULL) { /* absent made present */
+            memset(scratch, 1, 64);
+            b.n = 64;
+        } else {
+            memcpy(scratch, b.p, b.n);
+            scratch[b.n - 1] ^= 0x01;
+        }
         b.p = scratch;
         memcpy(p, &b, sizeof(b));
         break;
@@ -292,57 +369,75 @@ static void flip(struct gw_sealed_waybill *row, const struct gw_rec_col *c, uint
 
 /* Every clear column of the table, changed alone, makes the record fail to open: DATA_LOSS, or
  * for kek_version (a version this keyring does not know) GW_EPRECOND. Nothing is opened. */
-static void test_each_clear_column_flipped_fails(void **state)
+static void each_clear_column_flipped_fails(struct fx *f, const struct gw_sealed_waybill *orig)
 {
-    struct fx *f = *state;
     struct gw_str clear[GW_COL_COUNT];
-    uint8_t scratch[256];
+    uint8_t scratch[1024];
     size_t k;
     int bad, rc;
 
     for (k = 0; k < GW_REC_NCOLS; k++) {
         const struct gw_rec_col *c = &gw_rec_cols[k];
-        struct gw_sealed_waybill row = f->row;
+        struct gw_sealed_waybill row = *orig;
 
         flip(&row, c, scratch);
         rc = open_row(f, &row, clear, &bad);
         if (strcmp(c->name, "kek_version") == 0) {
             assert_int_equal(rc, GW_EPRECOND);
         } else if (rc != GW_EDATALOSS) {
-            fail_msg("column %s changed: rc=%d, expected GW_EDATALOSS", c->name, rc);
+            fail_msg("version %d, column %s changed: rc=%d, expected GW_EDATALOSS",
+                     orig->mac_version, c->name, rc);
         }
         if (c->mac)
             assert_true(bad != GW_SEAL_PART_NONE);
         assert_nothing_opened(clear);
     }
     /* and the untouched record still opens */
-    assert_int_equal(open_row(f, &f->row, clear, &bad), 0);
+    assert_int_equal(open_row(f, orig, clear, &bad), 0);
 }
 
-/* Each clear column the record MAC covers is caught by the record MAC itself (not only by a
- * ciphertext or the wrapped key that happen to depend on it). */
+static void test_each_clear_column_flipped_fails(void **state)
+{
+    struct fx *f = *state;
+
+    each_clear_column_flipped_fails(f, &f->row);
+    each_clear_column_flipped_fails(f, &f->row2);
+}
+
+/* Each clear column the record MAC covers is caught by the record MAC itself (version 2), or by
+ * the fields' seal, whose AAD it is in (version 3): not only by a ciphertext or the wrapped key
+ * that happen to depend on it. */
 static void test_record_mac_covers_each_column(void **state)
 {
     struct fx *f = *state;
     struct gw_str clear[GW_COL_COUNT];
-    uint8_t scratch[256];
-    size_t k, covered = 0;
+    uint8_t scratch[1024];
+    size_t k, covered = 0, covered3 = 0;
     int bad;
 
     for (k = 0; k < GW_REC_NCOLS; k++) {
         const struct gw_rec_col *c = &gw_rec_cols[k];
-        struct gw_sealed_waybill row = f->row;
+        struct gw_sealed_waybill row = f->row2;
 
-        if (!c->mac || strcmp(c->name, "id") == 0 || strcmp(c->name, "dek_version") == 0 ||
-            strcmp(c->name, "mac_version") == 0)
-            continue; /* caught earlier: the AADs bind id and dek_version; an unknown
+        if (!c->mac || strcmp(c->name, "id") == 0 || strcmp(c->name, "mac_version") == 0)
+            continue; /* caught earlier: the wrapped key's AAD binds id; an unknown or another
                        * mac_version is refused before any MAC */
+        row = f->row;
+        flip(&row, c, scratch);
+        if (open_row(f, &row, clear, &bad) != GW_EDATALOSS || bad != GW_SEAL_PART_FIELDS)
+            fail_msg("version 3, column %s changed: bad=%d, expected the fields' seal", c->name,
+                     bad);
+        covered3++;
+        if (strcmp(c->name, "dek_version") == 0)
+            continue; /* version 2: the field AADs bind it, first */
+        row = f->row2;
         flip(&row, c, scratch);
         if (open_row(f, &row, clear, &bad) != GW_EDATALOSS || bad != GW_SEAL_PART_RECORD)
-            fail_msg("column %s changed: bad=%d, expected the record MAC", c->name, bad);
+            fail_msg("version 2, column %s changed: bad=%d, expected the record MAC", c->name, bad);
         covered++;
     }
     assert_int_equal(covered, 14);
+    assert_int_equal(covered3, 15);
 }
 
 /* The v1 content MAC exactly as rows before the record MAC were written (an independent
@@ -384,13 +479,14 @@ static void v1_content_mac(struct fx *f, const struct gw_sealed_waybill *row,
 static void test_v1_row_still_opens(void **state)
 {
     struct fx *f = *state;
-    struct gw_sealed_waybill row = f->row;
+    struct gw_sealed_waybill row = f->row2;
     struct gw_str clear[GW_COL_COUNT];
     int bad;
 
-    assert_int_equal(open_row(f, &f->row, clear, &bad), 0);
+    assert_int_equal(open_row(f, &f->row2, clear, &bad), 0);
     row.mac_version = GW_RECORD_MAC_V1;
     memset(row.record_mac, 0, sizeof(row.record_mac));
+    row.has_record_mac = false;
     v1_content_mac(f, &row, clear, row.content_mac);
     assert_int_equal(open_row(f, &row, clear, &bad), 0);
     assert_field(&clear[GW_COL_WAYBILL_NO], "WG1000000042");
@@ -401,19 +497,39 @@ static void test_v1_row_still_opens(void **state)
 }
 
 /* A version 2 row relabelled as version 1 (record_mac dropped) fails: its content_mac includes
- * the version. */
+ * the version. A version 3 row relabelled 1 or 2 has no per-field ciphertext; a version 2 row
+ * relabelled 3 has no fields_ct; and a version 3 row whose own version is changed in the AAD's
+ * place fails its seal (test_record_mac_covers_each_column covers the rest). */
 static void test_downgrade_to_v1_fails(void **state)
 {
     struct fx *f = *state;
-    struct gw_sealed_waybill row = f->row;
+    struct gw_sealed_waybill row = f->row2;
     struct gw_str clear[GW_COL_COUNT];
     int bad;
 
     row.mac_version = GW_RECORD_MAC_V1;
     memset(row.record_mac, 0, sizeof(row.record_mac));
+    row.has_record_mac = false;
     assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
     assert_int_equal(bad, GW_SEAL_PART_CONTENT);
     assert_nothing_opened(clear);
+
+    for (int v = GW_RECORD_MAC_V1; v <= GW_RECORD_MAC_V2; v++) {
+        row = f->row;
+        row.mac_version = (int16_t)v;
+        assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+        assert_int_equal(bad, GW_SEAL_PART_FIELDS); /* it has fields_ct */
+        assert_nothing_opened(clear);
+    }
+    row = f->row2;
+    row.mac_version = GW_RECORD_MAC_V3;
+    row.has_record_mac = false;
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_COL_WAYBILL_NO); /* a per-field ciphertext in a version 3 row */
+    assert_nothing_opened(clear);
+    row.mac_version = 4;
+    assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_CONTENT);
 }
 
 /* A record under a KEK version that was since retired: GW_EPRECOND (not DATA_LOSS: the record is
@@ -458,7 +574,7 @@ static void test_suites(void **state)
     struct gw_sealed_waybill sm, mixed;
     struct gw_str clear[GW_COL_COUNT];
     uint8_t id[GW_RECORD_ID_LEN], look[GW_SEAL_LOOKUP_N][GW_CRYPTO_BIDX_LEN];
-    uint8_t flipped[256];
+    uint8_t flipped[2048];
     char err[256];
     int bad;
 
@@ -474,8 +590,7 @@ static void test_suites(void **state)
     assert_int_equal(
         gw_seal_waybill(f->cx, both, &f->w, &f->norm, id, "a", "courier_a", NOW, f->a, &sm), 0);
     assert_int_equal(sm.dek_wrapped.p[1], GW_SUITE_SM);
-    for (size_t i = 0; i < GW_COL_COUNT; i++)
-        assert_int_equal(sm.ct[i].p[1], GW_SUITE_SM);
+    assert_int_equal(sm.fields_ct.p[1], GW_SUITE_SM);
     assert_int_equal(sm.kek_version, 1); /* the sm suite's own version 1 */
     assert_memory_not_equal(sm.wb_bidx, f->row.wb_bidx, GW_RECORD_BIDX_LEN);
     assert_memory_not_equal(sm.sender_phone_bidx, f->row.sender_phone_bidx, GW_RECORD_BIDX_LEN);
@@ -505,20 +620,21 @@ static void test_suites(void **state)
     assert_int_not_equal(bad, GW_SEAL_PART_DEK);
     assert_nothing_opened(clear);
 
-    /* one field's algorithm byte switched to aes: that column fails, nothing is released */
+    /* the fields' algorithm byte switched to aes: they fail, nothing is released */
     mixed = sm;
-    assert_true(sm.ct[GW_COL_SENDER_PHONE].n <= sizeof(flipped));
-    memcpy(flipped, sm.ct[GW_COL_SENDER_PHONE].p, sm.ct[GW_COL_SENDER_PHONE].n);
+    assert_true(sm.fields_ct.n <= sizeof(flipped));
+    memcpy(flipped, sm.fields_ct.p, sm.fields_ct.n);
     flipped[1] = GW_SUITE_AES;
-    mixed.ct[GW_COL_SENDER_PHONE].p = flipped;
+    mixed.fields_ct.p = flipped;
     assert_int_equal(gw_unseal_waybill(f->cx, both, &mixed, f->a, clear, &bad), GW_EDATALOSS);
-    assert_int_equal(bad, GW_COL_SENDER_PHONE);
+    assert_int_equal(bad, GW_SEAL_PART_FIELDS);
     assert_nothing_opened(clear);
-    /* the aes record's field in the sm record (same column): refused at that column */
+    /* the aes record's fields in the sm record: refused */
     mixed = sm;
-    mixed.ct[GW_COL_SENDER_NAME] = f->row.ct[GW_COL_SENDER_NAME];
+    mixed.fields_ct = f->row.fields_ct;
     assert_int_equal(gw_unseal_waybill(f->cx, both, &mixed, f->a, clear, &bad), GW_EDATALOSS);
-    assert_int_equal(bad, GW_COL_SENDER_NAME);
+    assert_int_equal(bad, GW_SEAL_PART_FIELDS);
+    assert_nothing_opened(clear);
     gw_keyring_free(both);
 }
 
