@@ -42,7 +42,7 @@ struct gw_outbox_claim {
 };
 
 /* The claim's result: the read columns (store_read.c, from alias w) at 0, then these from X =
- * GW_STORE_NCOLS + GW_STORE_READ_EXTRA on. Binary format. */
+ * GW_STORE_READ_COLS + GW_STORE_READ_EXTRA on. Binary format. */
 enum {
     C_ID,       /* bigint */
     C_DELIVERY, /* text */
@@ -192,7 +192,7 @@ static int item_get(struct gw_outbox_claim *c, int i)
 {
     const PGresult *res = c->res;
     struct gw_outbox_item *it = &c->items[i];
-    int x = GW_STORE_NCOLS + GW_STORE_READ_EXTRA;
+    int x = GW_STORE_READ_COLS + GW_STORE_READ_EXTRA;
 
     if (gw_store_row_get_at(res, i, 0, &c->rows[i]) != 0 || PQgetisnull(res, i, x + C_ID) ||
         PQgetlength(res, i, x + C_ID) != 8 || PQgetlength(res, i, x + C_KIND) != 2)
@@ -234,7 +234,7 @@ static int claim_new(const PGresult *res, struct gw_outbox_claim **out)
     int n = PQntuples(res), i, err = GW_ENOMEM;
 
     *out = NULL;
-    if (PQnfields(res) != GW_STORE_NCOLS + GW_STORE_READ_EXTRA + C_COUNT)
+    if (PQnfields(res) != GW_STORE_READ_COLS + GW_STORE_READ_EXTRA + C_COUNT)
         return GW_EINTERNAL;
     c = gw_calloc(1, sizeof(*c));
     if (c == NULL)

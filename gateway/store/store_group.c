@@ -1,8 +1,9 @@
 /* store_group.c: the group statement: a sealed waybill copied into a self-contained item, the SQL
  * text that stores a whole group at once, and its parameters as binary PostgreSQL arrays (one
- * element per item), all built from one column list (store_int.h: the record's clear columns, then
- * its ciphertexts, then the number's blind index under each other suite). Invariants: parameter k
- * of every item is column k of the statement (k < GW_STORE_NCOLS); items
+ * element per item), all built from one column list (store_int.h: the record's clear columns with
+ * fields_ct, then the number's blind index under each other suite). Invariants: parameter k of
+ * every item is column k of the statement (k < GW_STORE_WRITE_COLS); only version 3 is written
+ * (gw_store_item_new: fields_ct, no *_ct, no record MAC); items
  * and a send's arrays carry ciphertext and blind indexes and are freed with gw_free_wipe; when the
  * keyring holds more than one suite, a group takes its numbers' locks (number_lock_key) in one
  * statement before the insert, in ascending key order, so two such groups never deadlock on them.
@@ -21,7 +22,7 @@
 #include "store.h"
 #include "store_int.h"
 
-#define NCOLS GW_STORE_NCOLS
+#define NCOLS GW_STORE_WRITE_COLS
 #define NPARAMS GW_STORE_NPARAMS
 
 /* pg_type OIDs of the parameter arrays' elements. */
@@ -77,15 +78,11 @@ static const struct gw_store_sqltype *param_type(size_t k)
 static bool col_value(const struct gw_sealed_waybill *w, size_t k, char num[GW_REC_NUM_MAX],
                       const uint8_t **p, size_t *n)
 {
-    if (k < GW_REC_NCOLS)
+    _Static_assert(NCOLS == GW_REC_NCOLS, "the written columns are the clear ones");
+    if (k < NCOLS)
         return gw_rec_value(w, &gw_rec_cols[k], num, p, n);
-    if (k >= NCOLS) {
-        *p = k - NCOLS < w->n_alt ? w->alt_wb_bidx[k - NCOLS] : NULL;
-        *n = *p != NULL ? GW_STORE_BIDX_LEN : 0;
-        return *p != NULL;
-    }
-    *p = w->ct[k - GW_REC_NCOLS].p;
-    *n = *p != NULL ? w->ct[k - GW_REC_NCOLS].n : 0;
+    *p = k - NCOLS < w->n_alt ? w->alt_wb_bidx[k - NCOLS] : NULL;
+    *n = *p != NULL ? GW_STORE_BIDX_LEN : 0;
     return *p != NULL;
 }
 
@@ -119,8 +116,8 @@ void gw_store_sql_expr(struct gw_store_sql *b, const char *expr, const char *arg
     gw_store_sql_add(b, "%.*s%s%s", (int)(at - expr), expr, arg, at + 2);
 }
 
-/* The column names in parameter order; with prefix "v." and casts, the expressions that turn
- * the parameter arrays' elements into the columns' types. */
+/* The written column names in parameter order; with prefix "v." and casts, the expressions that
+ * turn the parameter arrays' elements into the columns' types. */
 static void add_cols(struct gw_store_sql *b, const char *prefix, bool casts)
 {
     char expr[96];
@@ -294,7 +291,8 @@ struct gw_sealed_waybill *gw_store_sealed_dup(const struct gw_sealed_waybill *w)
 {
     size_t size = sizeof(struct sealed_copy) + str_size(w->origin_branch) +
                   str_size(w->submitted_by) + str_size(w->dest_region_code) +
-                  str_size(w->service_type) + str_size(w->pickup_day) + w->dek_wrapped.n;
+                  str_size(w->service_type) + str_size(w->pickup_day) + w->dek_wrapped.n +
+                  (w->fields_ct.p != NULL ? w->fields_ct.n : 0);
     struct sealed_copy *c;
     char *at;
 
@@ -313,6 +311,8 @@ struct gw_sealed_waybill *gw_store_sealed_dup(const struct gw_sealed_waybill *w)
     c->w.pickup_day = copy_str(&at, w->pickup_day);
     if (w->dek_wrapped.p != NULL)
         c->w.dek_wrapped.p = copy_bytes(&at, w->dek_wrapped.p, w->dek_wrapped.n);
+    if (w->fields_ct.p != NULL)
+        c->w.fields_ct.p = copy_bytes(&at, w->fields_ct.p, w->fields_ct.n);
     for (size_t k = 0; k < GW_COL_COUNT; k++)
         if (w->ct[k].p != NULL)
             c->w.ct[k].p = copy_bytes(&at, w->ct[k].p, w->ct[k].n);
@@ -334,9 +334,23 @@ static bool opt_present(const char *s)
     return s != NULL && s[0] != '\0';
 }
 
+/* Whether w is a record of the version the store writes: version 3, its fields in fields_ct, no
+ * field's ciphertext of its own and no record MAC (sql/053's CHECK refuses anything else, and
+ * with it the whole group the record would share a statement with). */
+static bool writable_version(const struct gw_sealed_waybill *w)
+{
+    if (w->mac_version != GW_RECORD_MAC_V3 || w->has_record_mac || w->fields_ct.p == NULL ||
+        w->fields_ct.n == 0)
+        return false;
+    for (size_t k = 0; k < GW_COL_COUNT; k++)
+        if (w->ct[k].p != NULL || w->ct[k].n != 0)
+            return false;
+    return true;
+}
+
 /* Copies one sealed waybill into a self-contained item with its parameter values ready: every
- * column's value (gw_rec_value: binary bytes, or text for the text-typed columns) is copied into
- * the item's trailing buffer. */
+ * written column's value (gw_rec_value: binary bytes, or text for the text-typed columns) is
+ * copied into the item's trailing buffer. */
 int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **out)
 {
     size_t size = sizeof(struct gw_store_item), k, n;
@@ -347,11 +361,8 @@ int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **
 
     *out = NULL;
     if (!opt_present(w->origin_branch) || !opt_present(w->submitted_by) ||
-        w->dek_wrapped.p == NULL || w->dek_wrapped.n == 0)
+        w->dek_wrapped.p == NULL || w->dek_wrapped.n == 0 || !writable_version(w))
         return GW_EINVAL;
-    for (k = 0; k < GW_COL_COUNT; k++)
-        if (w->ct[k].p == NULL && w->ct[k].n != 0)
-            return GW_EINVAL;
     for (k = 0; k < NPARAMS; k++) {
         if (!col_value(w, k, num, &v, &n))
             continue;

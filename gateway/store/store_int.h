@@ -12,19 +12,23 @@
 #include "db.h"
 #include "store.h"
 
-/* The columns of the waybill statements: the record's clear columns (gw_rec_cols, in order), then
- * one per ciphertext (enum gw_col). Column k is parameter k + 1 of the group insert and result
- * column k of the read; nothing is numbered by hand. */
-#define GW_STORE_NCOLS (GW_REC_NCOLS + GW_COL_COUNT)
+/* The columns of the waybill statements: the record's clear columns (gw_rec_cols, in order, with
+ * fields_ct), then one per ciphertext of versions 1 and 2 (enum gw_col). The group insert writes
+ * the first GW_STORE_WRITE_COLS (a new record is version 3: its fields are in fields_ct, every
+ * *_ct NULL); the reads read all GW_STORE_READ_COLS (rows of versions 1 and 2 stay and are read).
+ * Column k is parameter k + 1 of the group insert (k < GW_STORE_WRITE_COLS) and result column k
+ * of the read; nothing is numbered by hand. */
+#define GW_STORE_WRITE_COLS GW_REC_NCOLS
+#define GW_STORE_READ_COLS (GW_REC_NCOLS + GW_COL_COUNT)
 /* After the columns, every read (gw_store_read_cols) has the destination branch (text) and
  * waybill_scan_facts (sql/017: a record of custodian, last event and its time). */
 #define GW_STORE_READ_EXTRA 2
 #define GW_PG_INT8_OID 20u
 #define GW_PG_INT2_OID 21u
 #define GW_PG_TEXT_OID 25u
-/* The group insert's parameters: the columns, then the number's blind index under each other
- * suite (record.h: alt_wb_bidx; NULL when the keyring holds no such suite). */
-#define GW_STORE_NPARAMS (GW_STORE_NCOLS + GW_RECORD_ALTS)
+/* The group insert's parameters: the written columns, then the number's blind index under each
+ * other suite (record.h: alt_wb_bidx; NULL when the keyring holds no such suite). */
+#define GW_STORE_NPARAMS (GW_STORE_WRITE_COLS + GW_RECORD_ALTS)
 
 /* How a kind of column travels: the element type of its parameter array, whether its values are
  * sent as text (else binary), the expression that turns the text into the column's type (%s is
@@ -37,7 +41,7 @@ struct gw_store_sqltype {
     const char *select;
 };
 
-/* store_group.c: column k's name, kind and SQL type. */
+/* store_group.c: column k's name, kind and SQL type (k < GW_STORE_READ_COLS). */
 const char *gw_store_col_name(size_t k);
 enum gw_rec_kind gw_store_col_kind(size_t k);
 const struct gw_store_sqltype *gw_store_col_type(size_t k);
@@ -152,7 +156,9 @@ int gw_store_txn_send(struct gw_store *s, const struct gw_db_stmt *st, int n, gw
 /* store_group.c: the text of the group insert statement (gw_free), NULL on overflow/ENOMEM. */
 char *gw_store_group_sql_new(void);
 /* store_group.c: copies one sealed waybill into a self-contained item with its parameters ready;
- * 0 or a negative gw_err (*out is then NULL). The item is freed (wiped) with gw_store_item_free. */
+ * 0 or a negative gw_err (*out is then NULL): GW_EINVAL for a waybill that is not version 3 (a
+ * ct[k], a record MAC, no fields_ct, another mac_version: the store writes version 3 only). The
+ * item is freed (wiped) with gw_store_item_free. */
 int gw_store_item_new(const struct gw_sealed_waybill *w, struct gw_store_item **out) GW_MUST_CHECK;
 void gw_store_item_free(struct gw_store_item *it);
 /* store_group.c: the group statement's result columns: the first four (ordinal, created, id,

@@ -1,5 +1,6 @@
 /* store_read.c: the store's simple operations: read a sealed waybill by its number's blind index
- * within a scope (every column of store_int.h's column list, decoded by kind, the branch its
+ * within a scope (every read column of store_int.h's list: the clear ones with fields_ct, and
+ * the *_ct of versions 1 and 2; decoded by kind), the branch its
  * destination routes to, its custodian and its latest scan event), load the segments. Invariant: a
  * handle is freed exactly once, after its callback or at cancel (then the db request is cancelled
  * first). */
@@ -20,7 +21,7 @@ void gw_store_read_cols(struct gw_store_sql *b)
     char col[96];
     size_t k;
 
-    for (k = 0; k < GW_STORE_NCOLS; k++) {
+    for (k = 0; k < GW_STORE_READ_COLS; k++) {
         snprintf(col, sizeof(col), "w.%s", gw_store_col_name(k));
         gw_store_sql_add(b, "%s", k > 0 ? ", " : "");
         gw_store_sql_expr(b, gw_store_col_type(k)->select, col);
@@ -106,7 +107,7 @@ static void get_col(const PGresult *res, int row, int col0, size_t k, struct gw_
 
 int gw_store_row_get(const PGresult *res, int row, struct gw_store_row *out)
 {
-    if (PQnfields(res) != GW_STORE_NCOLS + GW_STORE_READ_EXTRA) {
+    if (PQnfields(res) != GW_STORE_READ_COLS + GW_STORE_READ_EXTRA) {
         memset(out, 0, sizeof(*out));
         return GW_EINTERNAL;
     }
@@ -174,14 +175,14 @@ static bool scan_facts_get(const PGresult *res, int row, int col, struct gw_stor
 
 int gw_store_row_get_at(const PGresult *res, int row, int col0, struct gw_store_row *out)
 {
-    int x = col0 + GW_STORE_NCOLS;
+    int x = col0 + GW_STORE_READ_COLS;
     size_t k;
 
     memset(out, 0, sizeof(*out));
     if (col0 < 0 || PQnfields(res) < x + GW_STORE_READ_EXTRA || row >= PQntuples(res) ||
         PQgetlength(res, row, col0) != GW_STORE_ID_LEN)
         return GW_EINTERNAL;
-    for (k = 0; k < GW_STORE_NCOLS; k++)
+    for (k = 0; k < GW_STORE_READ_COLS; k++)
         get_col(res, row, col0, k, &out->w);
     out->dest_branch = PQgetisnull(res, row, x) ? NULL : PQgetvalue(res, row, x);
     if (!scan_facts_get(res, row, x + 1, out)) {

@@ -58,7 +58,7 @@ static char *select_sql(void)
     char col[96];
 
     gw_store_sql_add(&b, "SELECT ");
-    for (size_t k = 0; k < GW_STORE_NCOLS; k++) {
+    for (size_t k = 0; k < GW_STORE_READ_COLS; k++) {
         snprintf(col, sizeof(col), "w.%s", gw_store_col_name(k));
         gw_store_sql_add(&b, "%s", k > 0 ? ", " : "");
         gw_store_sql_expr(&b, gw_store_col_type(k)->select, col);
