@@ -1,8 +1,9 @@
 /* store_reseal.c: the batches of `keys migrate-suite` (see store_reseal.h). The row is read with
  * the store's own column list (store_int.h, decoded by gw_store_row_get like every read), so a
- * column added to record.h is read here too; it is written through waybill_reseal with its
- * ciphertexts in enum gw_col order. Invariants: every statement is parameterised; a batch commits
- * whole or not at all; each record's arena (clear values, new ciphertexts) is wiped when freed. */
+ * column added to record.h is read here too, and so are the *_ct columns of a row of version 1
+ * or 2; it is written through waybill_reseal (sql/053) as version 3, its fields sealed as one
+ * value (fields_ct). Invariants: every statement is parameterised; a batch commits whole or not
+ * at all; each record's arena (clear values, new ciphertext) is wiped when freed. */
 #include "store_reseal.h"
 
 #include <arpa/inet.h>
@@ -68,19 +69,12 @@ static char *select_sql(void)
     return b.overflow ? NULL : gw_strdup(b.buf);
 }
 
-#define NPARAM (11 + GW_COL_COUNT)
+#define NPARAM 11
 
-static char *reseal_sql(void)
-{
-    struct gw_store_sql b = {.len = 0};
-
-    gw_store_sql_add(&b, "SELECT waybill_reseal($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, "
-                         "ARRAY[");
-    for (int i = 0; i < GW_COL_COUNT; i++)
-        gw_store_sql_add(&b, "%s$%d::bytea", i > 0 ? ", " : "", 12 + i);
-    gw_store_sql_add(&b, "])");
-    return b.overflow ? NULL : gw_strdup(b.buf);
-}
+/* waybill_reseal (sql/053): the record's id, the wrapped key it was opened with, its new blind
+ * indexes, KEK version, wrapped key, content MAC and fields (version 3). */
+static const char reseal_sql[] =
+    "SELECT waybill_reseal($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 /* A blind index parameter: NULL when the record has none. */
 static void bidx(const char **v, int *l, const uint8_t *p, bool has)
@@ -89,8 +83,8 @@ static void bidx(const char **v, int *l, const uint8_t *p, bool has)
     *l = has ? GW_RECORD_BIDX_LEN : 0;
 }
 
-/* Writes the re-sealed record w over the row whose wrapped key was old. *updated: the row
- * changed (false: it changed meanwhile, left as it is). */
+/* Writes the re-sealed record w (version 3: its fields_ct) over the row whose wrapped key was
+ * old. *updated: the row changed (false: it changed meanwhile, left as it is). */
 static int write_one(struct gw_admin *a, const char *sql, const struct gw_bytes *old,
                      const struct gw_sealed_waybill *w, bool *updated, char *errbuf, size_t errlen)
 {
@@ -123,12 +117,8 @@ static int write_one(struct gw_admin *a, const char *sql, const struct gw_bytes 
     l[8] = (int)w->dek_wrapped.n;
     v[9] = (const char *)w->content_mac;
     l[9] = GW_RECORD_MAC_LEN;
-    v[10] = (const char *)w->record_mac;
-    l[10] = GW_RECORD_MAC_LEN;
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        v[11 + i] = (const char *)w->ct[i].p;
-        l[11 + i] = (int)w->ct[i].n;
-    }
+    v[10] = (const char *)w->fields_ct.p; /* NULL: refused by waybill_reseal (WS001) */
+    l[10] = (int)w->fields_ct.n;
     res = PQexecParams(a->pg, sql, NPARAM, t, v, l, f, 1);
     if (PQresultStatus(res) == PGRES_FATAL_ERROR) {
         const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
@@ -209,7 +199,7 @@ int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admi
     const char *params[3] = {as, ls, b->have_cursor ? (const char *)b->cursor : NULL};
     static const int lens[3] = {0, 0, 16}, fmts[3] = {0, 0, 1};
     static const Oid types[3] = {0, 0, OID_UUID};
-    char *sel = NULL, *upd = NULL, *phones = NULL, *pp;
+    char *sel = NULL, *phones = NULL, *pp;
     bool *opened = NULL;
     long updated = 0, failed = 0;
     PGresult *res = NULL;
@@ -217,10 +207,7 @@ int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admi
 
     b->seen = b->updated = b->failed = 0;
     sel = select_sql();
-    upd = reseal_sql();
-    if (sel == NULL || upd == NULL) {
-        gw_free(sel);
-        gw_free(upd);
+    if (sel == NULL) {
         gw_pq_msg(errbuf, errlen, "out of memory");
         return GW_ENOMEM;
     }
@@ -303,7 +290,7 @@ int gw_admin_reseal_batch(struct gw_admin *a, struct gw_admin_reseal *b, gw_admi
         /* a savepoint per record: a unique violation fails that record, not the batch */
         rc = gw_admin_command(a, "SAVEPOINT reseal", errbuf, errlen);
         if (rc == 0)
-            rc = write_one(a, upd, &row.w.dek_wrapped, &out, &one, errbuf, errlen);
+            rc = write_one(a, reseal_sql, &row.w.dek_wrapped, &out, &one, errbuf, errlen);
         gw_arena_free(arena);
         if (rc == GW_EEXIST) {
             rc = gw_admin_command(a, "ROLLBACK TO SAVEPOINT reseal", errbuf, errlen);
@@ -335,6 +322,5 @@ out:
     gw_free(opened);
     gw_free(phones);
     gw_free(sel);
-    gw_free(upd);
     return rc;
 }
