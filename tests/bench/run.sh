@@ -15,7 +15,8 @@
 # What runs, all against the same PostgreSQL:
 #   (a1) pgbench, 16 clients, one row per transaction, into bench_baseline: a table created
 #        LIKE the gateway's `waybill` table (same columns, same indexes) with pre-encrypted bytes
-#        (random bytea of the sizes the gateway's sealed fields have: plaintext + 30 bytes);
+#        as the gateway writes them (stored format version 3: one random bytea fields_ct of the
+#        size of the gateway's sealed fields, the *_ct columns and record_mac NULL);
 #   (a2) pgbench, 8 clients, 50 rows per transaction sent in one pipeline (\startpipeline);
 #   (b)  wgload (tests/bench/wgload.c) through the real mTLS listener as courier_a: Submit at 16,
 #        64 and 128 concurrent streams and SubmitBatch of 100, ~10 s each after a 1 s warm-up;
@@ -178,8 +179,11 @@ checkpoint() { # flush dirty pages between figures so one figure's writes do not
 }
 
 # ---------------------------------------------------------------- the baseline table
-# Column sizes of the plaintexts our synthetic waybills have (UTF-8 bytes); a sealed field is
-# plaintext + 30 bytes (version, algorithm, nonce, tag: gateway/crypto.h).
+# Sizes of the plaintexts of our synthetic waybills' fields (UTF-8 bytes), by their version 1/2
+# column. The gateway writes version 3 (sql/053): every field sealed together in fields_ct, whose
+# plaintext is the fields' items, each 4 + name length + 1 + 8 + value length bytes (the field's
+# name as in gateway/domain/record.c: sender_phone_ct holds "sender.phone"), sealed as one value
+# of plaintext + 30 bytes (version, algorithm, nonce, tag: gateway/crypto.h).
 declare -A PT=(
     [waybill_no_ct]=12 [item_description_ct]=15 [pickup_time_ct]=10
     [sender_name_ct]=8 [sender_phone_ct]=11 [sender_province_ct]=9 [sender_city_ct]=9
@@ -190,6 +194,18 @@ declare -A PT=(
     [recipient_company_ct]=0 [recipient_id_type_ct]=1 [recipient_id_number_ct]=0
     [recipient_gender_ct]=1
 )
+field_name() { # COLUMN (e.g. sender_phone_ct) -> prints its field's name (sender.phone)
+    local f=${1%_ct}
+    case "$f" in
+    sender_* | recipient_*) echo "${f%%_*}.${f#*_}" ;;
+    *) echo "$f" ;;
+    esac
+}
+FIELDS_CT_LEN=30
+for c in "${!PT[@]}"; do
+    f=$(field_name "$c")
+    FIELDS_CT_LEN=$((FIELDS_CT_LEN + 4 + ${#f} + 1 + 8 + ${PT[$c]}))
+done
 HEXPOOL=$(openssl rand -hex 8192)
 HEXOFF=0
 randhex() { # N: N random bytes as hex, into HEX (no subshell: the pool offset must advance)
@@ -198,7 +214,8 @@ randhex() { # N: N random bytes as hex, into HEX (no subshell: the pool offset m
 }
 
 # The fallback when the database has no `waybill` table (e.g. --baseline-only on a bare
-# PostgreSQL): the shape of sql/002_waybills.sql as the issue describes it.
+# PostgreSQL): the shape of sql/002_waybills.sql as the issue describes it, with the columns of
+# sql/003 (mac_version, record_mac) and sql/053 (fields_ct).
 FALLBACK_DDL="
 CREATE TABLE bench_baseline (
   id uuid PRIMARY KEY, wb_bidx bytea NOT NULL UNIQUE,
@@ -209,6 +226,7 @@ CREATE TABLE bench_baseline (
   dek_wrapped bytea NOT NULL, content_mac bytea NOT NULL,
   sender_phone_bidx bytea NOT NULL, recipient_phone_bidx bytea NOT NULL,
   sender_id_bidx bytea, recipient_id_bidx bytea,
+  mac_version smallint NOT NULL DEFAULT 1, record_mac bytea, fields_ct bytea,
   $(for c in "${!PT[@]}"; do printf '%s bytea, ' "$c"; done | sed 's/, $//'));
 CREATE INDEX ON bench_baseline (sender_phone_bidx);
 CREATE INDEX ON bench_baseline (recipient_phone_bidx);
@@ -216,8 +234,9 @@ CREATE INDEX ON bench_baseline (sender_id_bidx);
 CREATE INDEX ON bench_baseline (recipient_id_bidx);"
 
 # One value expression per column, from its name and type: random 16-byte blind indexes and
-# uuids (unique per row), pre-encrypted constants for the sealed fields, plain constants for the
-# operational columns. Columns with a default are left to it.
+# uuids (unique per row), pre-encrypted constants for the sealed fields and the wrapped key,
+# plain constants for the operational columns. Columns with a default are left to it (but
+# mac_version, 3, as the gateway writes it).
 value_for() { # NAME TYPE UDT -> prints the expression
     local name=$1 type=$2 udt=$3
     case "$type" in
@@ -225,9 +244,11 @@ value_for() { # NAME TYPE UDT -> prints the expression
     bytea)
         case "$name" in
         *bidx*) echo "uuid_send(gen_random_uuid())" ;;
+        record_mac) echo "NULL" ;; # version 3 has none
         *) echo "'\\x$HEX'::bytea" ;; # HEX: set by the caller (randhex)
         esac ;;
-    smallint | integer | bigint | numeric | real | "double precision") echo 1 ;;
+    smallint | integer | bigint | numeric | real | "double precision")
+        [[ $name == mac_version ]] && echo 3 || echo 1 ;;
     boolean) echo false ;;
     date) echo current_date ;;
     timestamp*) echo "now()" ;;
@@ -257,15 +278,19 @@ make_baseline() {
         BASELINE_SHAPE="created LIKE the gateway's \`waybill\` table (columns, CHECK constraints, indexes; not its triggers)"
         "${PSQL[@]}" -c 'CREATE TABLE bench_baseline (LIKE waybill INCLUDING DEFAULTS INCLUDING CONSTRAINTS INCLUDING INDEXES INCLUDING IDENTITY INCLUDING GENERATED)'
     else
-        BASELINE_SHAPE="no \`waybill\` table in this database: the built-in shape (23 sealed columns, 5 blind-index indexes)"
+        BASELINE_SHAPE="no \`waybill\` table in this database: the built-in shape (fields_ct beside the 23 sealed columns of versions 1 and 2, 5 blind-index indexes)"
         "${PSQL[@]}" -c "$FALLBACK_DDL"
     fi
     while IFS='|' read -r name type udt def; do
-        [[ $def == t ]] && continue
+        [[ $def == t && $name != mac_version ]] && continue
+        # version 3: the gateway's insert names no *_ct column (NULL)
+        [[ $name == *_ct && $name != fields_ct ]] && continue
         cols+=("$name")
+        # fields_ct and dek_wrapped: format version 1 and algorithm 1 (aes), as sql/053's CHECK
+        # wants them (the same algorithm byte), then random bytes
         case "$name" in
-        *_ct) randhex $((${PT[$name]:-10} + 30)) ;;
-        dek_wrapped*) randhex 62 ;;
+        fields_ct) randhex $((FIELDS_CT_LEN - 2)) && HEX=0101$HEX ;;
+        dek_wrapped*) randhex 60 && HEX=0101$HEX ;;
         *) randhex 32 ;;
         esac
         vals+=("$(value_for "$name" "$type" "$udt")")
@@ -1221,7 +1246,9 @@ $(if [[ -s $TARGETS8 ]]; then cat "$TARGETS8"; else echo "- not measured in this
 ## What is measured
 
 - **a1, a2 (baselines)**: pgbench against the same PostgreSQL, into \`bench_baseline\`, $BASELINE_SHAPE; $NINDEX indexes.
-  Sealed columns hold random bytes of the sizes the gateway writes (plaintext + 30 bytes), the
+  As the gateway writes a record (stored format version 3), the fields are one sealed value,
+  \`fields_ct\`, of random bytes of the size the gateway writes for these waybills
+  (${FIELDS_CT_LEN} bytes: the fields' items plus 30), the \`*_ct\` columns and \`record_mac\` NULL; the
   wrapped data key 62 bytes, the content MAC 32; blind indexes and ids are random per row, so
   the index inserts land where the gateway's land. \`-M prepared\`; the table is emptied before
   each baseline. a2 sends BEGIN, ${A2_ROWS} INSERTs and COMMIT in one pipeline

@@ -21,8 +21,9 @@ waybills it accepted in that window (waygate_waybills_accepted_total before and 
 perf, utime+stime from /proc over the same window).
 
 After each s64 the rows it stored are counted by the algorithm byte of their data key
-(get_byte(dek_wrapped, 1): 1 aes, 2 sm) and of one field (sender_name_ct): every row must be of
-the suite that gateway was configured with, else the run stops. Prints every round, the medians
+(get_byte(dek_wrapped, 1): 1 aes, 2 sm) and of its fields (fields_ct, stored format version 3;
+sender_name_ct in a row of version 1 or 2): every row must be of the suite that gateway was
+configured with, else the run stops. Prints every round, the medians
 (a ratio's median is the median of the per-round ratios), the load average before and after
 each figure, and whether sm's s64/a1 median reaches the issue's 1.2x.
 
@@ -191,8 +192,10 @@ class Bench:
         run([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", self.admin, "-c", "CHECKPOINT"], check=False)
 
     def rows_by_suite(self):
-        """{(dek algorithm byte, field algorithm byte): rows} of the waybill table."""
-        out = self.psql(self.owner, "SELECT get_byte(dek_wrapped, 1), get_byte(sender_name_ct, 1), count(*) "
+        """{(dek algorithm byte, fields' algorithm byte): rows} of the waybill table (the fields:
+        fields_ct, or sender_name_ct in a row of version 1 or 2)."""
+        out = self.psql(self.owner, "SELECT get_byte(dek_wrapped, 1), "
+                                    "get_byte(coalesce(fields_ct, sender_name_ct), 1), count(*) "
                                     "FROM waybill GROUP BY 1, 2")
         res = {}
         for line in out.splitlines():
@@ -348,7 +351,7 @@ def main():
         print()
         print("load average at the start: %s; at the end: %s" % (load_start, load()))
         print("rows checked after every s64: each gateway stored only rows of its suite (algorithm byte "
-              "of dek_wrapped and sender_name_ct: aes 1, sm 2)")
+              "of dek_wrapped and fields_ct: aes 1, sm 2)")
         rsm = med(res["rsm"])
         print("target (issue 11: Submit under sm >= 1.2x a1): sm s64/a1 median %.2fx (per round %s): %s in this run"
               % (rsm, " ".join("%.2f" % x for x in res["rsm"]), "met" if rsm >= 1.2 else "NOT met"))
