@@ -106,6 +106,9 @@ GATEWAY_REFUSED = [
      "42501", r"^permission denied for table waybill$"),
     ("delete_waybill", "DELETE FROM waybill WHERE id = '{rid}'",
      "42501", r"^permission denied for table waybill$"),
+    # sql/053: the fields of a version 3 record, inserted and read, never rewritten
+    ("update_fields", "UPDATE waybill SET fields_ct = NULL WHERE id = '{rid}'",
+     "42501", r"^permission denied for table waybill$"),
     ("alter_table", "ALTER TABLE waybill ADD COLUMN note text",
      "42501", r"^must be owner of table waybill$"),
     ("drop_trigger", "DROP TRIGGER waybill_phone_owner ON waybill",
@@ -262,6 +265,12 @@ CLI_REFUSED = [
      r"^permission denied for table waybill$"),
     ("update_ciphertext", "UPDATE waybill SET sender_name_ct = NULL WHERE id = '{rid}'",
      r"^permission denied for table waybill$"),
+    # sql/053: a version 3 record's fields are rewritten through waybill_reseal alone, and read
+    # through waybill_reseal_take alone
+    ("update_fields", "UPDATE waybill SET fields_ct = NULL WHERE id = '{rid}'",
+     r"^permission denied for table waybill$"),
+    ("read_fields", "SELECT fields_ct FROM waybill WHERE id = '{rid}'",
+     r"^permission denied for table waybill$"),
     ("delete_segment", "DELETE FROM segment", r"^permission denied for table segment$"),
     # sql/033: the CLI retires a KEK through kek_retire only, and never undoes a retirement
     ("drop_kek_retired_constraint", "ALTER TABLE waybill DROP CONSTRAINT IF EXISTS "
@@ -380,17 +389,38 @@ def column_privileges(stack):
 
 
 def test_roles_migration_reruns_unchanged(stack):
-    """sql/005_roles.sql run again by the owner succeeds and leaves every grant as it was."""
+    """sql/005_roles.sql run again by the owner, then sql/053 (the one later migration with
+    column grants on a table whose grants 005 revokes and gives again from its own list:
+    waybill.fields_ct), succeed and leave every grant as it was."""
     before = column_privileges(stack)
     assert ("waygate_gateway|incident|severity|INSERT" in before
-            and "waygate_admin|waybill|dek_wrapped|UPDATE" in before), before
-    path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
-        os.path.abspath(__file__)))), "sql", "005_roles.sql")
-    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                        "-d", stack.pguri_owner, "-f", path],
-                       capture_output=True, text=True, timeout=60)
-    assert r.returncode == 0, r.stderr
+            and "waygate_admin|waybill|dek_wrapped|UPDATE" in before
+            and "waygate_gateway|waybill|fields_ct|INSERT" in before), before
+    for name in ("005_roles.sql", "053_fields_sealed_together.sql"):
+        path = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(
+            os.path.abspath(__file__)))), "sql", name)
+        r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                            "-d", stack.pguri_owner, "-1", "-f", path],
+                           capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
     assert column_privileges(stack) == before
+
+
+def test_fields_granted_as_the_field_ciphertexts(stack):
+    """waybill.fields_ct (sql/053, stored format version 3) has the grants every *_ct column has
+    (sql/005): the gateway's role inserts and reads it, the CLI's role has none (it reads and
+    rewrites records through waybill_reseal_take and waybill_reseal alone)."""
+    rows = stack.psql("SELECT column_name, grantee, privilege_type "
+                      "FROM information_schema.column_privileges WHERE table_name = 'waybill' "
+                      "AND column_name LIKE '%\\_ct' "
+                      "AND grantee IN ('waygate_gateway', 'waygate_admin')")
+    grants = {}
+    for row in rows:
+        col, who, what = row.split("|")
+        grants.setdefault(col, set()).add((who, what))
+    assert len(grants) == 24, sorted(grants)  # the 23 fields' columns and fields_ct
+    want = {("waygate_gateway", "INSERT"), ("waygate_gateway", "SELECT")}
+    assert {col: g for col, g in grants.items() if g != want} == {}
 
 
 def superuser_uri(stack, dbname):

@@ -211,50 +211,44 @@ def test_refused_without_the_target_suites_keys(stack, tmp_path):
 
 
 def test_reseal_function_refuses_what_is_not_a_whole_record_of_another_suite(stack, sm_keys):
-    """waybill_reseal (sql/013) is the CLI role's only way to rewrite sealed columns: a missing
-    ciphertext, a ciphertext of another algorithm than the data key's, and a record already under
-    the target suite are refused or left alone; the role still cannot UPDATE a ciphertext."""
+    """waybill_reseal (sql/013, sql/053) is the CLI role's only way to rewrite sealed columns: a
+    missing fields value, one of another algorithm than the data key's, of another format or too
+    short to be sealed, and a record already under the target suite are refused or left alone;
+    the role still cannot UPDATE a ciphertext."""
     w = query_data.new_waybill(stack, "a", sender_n=PARTY_SENDERS + 99)
     rid = query_data.submit(stack, w)
     row = stack.psql("SELECT encode(dek_wrapped, 'hex'), encode(wb_bidx, 'hex'), "
                      "encode(content_mac, 'hex') FROM waybill WHERE id = '%s'" % rid)[0].split("|")
     dek, wb, mac = row
     sm_dek = dek[:2] + "02" + dek[4:]  # a wrapped key claiming sm
-    ct_sm = "'\\x0102%s'::bytea" % ("00" * 40)
-    ct_aes = "'\\x0101%s'::bytea" % ("00" * 40)
+    fields_aes = "'\\x0101%s'::bytea" % ("00" * 40)
 
-    def call(dek_new, cts):
+    def call(dek_new, fields):
         sql = ("SELECT waybill_reseal('%s', '\\x%s', '\\x%s', NULL, NULL, NULL, NULL, 1, '\\x%s', "
-               "'\\x%s', '\\x%s', ARRAY[%s])" % (rid, dek, wb, dek_new, mac, mac, ", ".join(cts)))
+               "'\\x%s', %s)" % (rid, dek, wb, dek_new, mac, fields))
         return subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v",
                                "ON_ERROR_STOP=1", "-d", stack.pguri, "-c", sql],
                               capture_output=True, text=True, timeout=30)
 
     before = stack.psql("SELECT md5(w::text) FROM waybill w WHERE id = '%s'" % rid)
-    r = call(sm_dek, [ct_sm] * 22 + ["NULL"])
-    assert r.returncode != 0 and "p_ct[23]: must be a sealed value" in r.stderr, r.stderr
-    r = call(sm_dek, [ct_sm] * 5 + [ct_aes] + [ct_sm] * 17)
-    assert r.returncode != 0 and "p_ct[6]: must be a sealed value" in r.stderr, r.stderr
-    r = call(sm_dek, [ct_sm] * 22)
-    assert r.returncode != 0 and "p_ct: must hold the 23 ciphertexts" in r.stderr, r.stderr
-    r = call(dek, [ct_aes] * 23)  # already under aes: the target suite
+    for fields in ("NULL", fields_aes, "'\\x0202%s'::bytea" % ("00" * 40),
+                   "'\\x0102%s'::bytea" % ("00" * 27)):  # none, aes, format 2, 29 bytes
+        r = call(sm_dek, fields)
+        assert r.returncode != 0 and "p_fields: must be a sealed value" in r.stderr, r.stderr
+    r = call(dek, fields_aes)  # already under aes: the target suite
     assert r.returncode == 0 and r.stdout.strip() == "f", r.stderr
     assert stack.psql("SELECT md5(w::text) FROM waybill w WHERE id = '%s'" % rid) == before
-    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", stack.pguri, "-c",
-                        "UPDATE waybill SET sender_name_ct = NULL WHERE id = '%s'" % rid],
-                       capture_output=True, text=True, timeout=30)
-    assert "permission denied for table waybill" in r.stderr
+    for col in ("sender_name_ct", "fields_ct"):
+        r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-d", stack.pguri, "-c",
+                            "UPDATE waybill SET %s = NULL WHERE id = '%s'" % (col, rid)],
+                           capture_output=True, text=True, timeout=30)
+        assert "permission denied for table waybill" in r.stderr
 
 
-# the 23 ciphertext columns in the order of waybill_reseal's p_ct (enum gw_col, record.h)
-CT_COLS = ["waybill_no", "item_description", "pickup_time", "sender_name", "sender_phone",
-           "sender_province", "sender_city", "sender_district", "sender_address_detail",
-           "sender_company", "sender_id_type", "sender_id_number", "sender_gender",
-           "recipient_name", "recipient_phone", "recipient_province", "recipient_city",
-           "recipient_district", "recipient_address_detail", "recipient_company",
-           "recipient_id_type", "recipient_id_number", "recipient_gender"]
+# waybill_reseal's parameters after the record id and the old wrapped key (sql/053): the fields
+# as one sealed value (fields_ct) last
 RESEAL_ARGS = ["wb_bidx", "sender_phone_bidx", "recipient_phone_bidx", "sender_id_bidx",
-               "recipient_id_bidx", "kek_version", "dek_wrapped", "content_mac", "record_mac"]
+               "recipient_id_bidx", "kek_version", "dek_wrapped", "content_mac", "fields_ct"]
 
 
 def as_cli(stack, sql):
@@ -270,7 +264,7 @@ def bytea(hexstr):
 
 def taken(stack, rid):
     """The record as the CLI's role reads it (waybill_reseal_take): {column: SQL literal}."""
-    cols = RESEAL_ARGS + [c + "_ct" for c in CT_COLS]
+    cols = RESEAL_ARGS
     exprs = ["w.kek_version::text" if c == "kek_version" else
              "coalesce(encode(w.%s, 'hex'), 'NULL')" % c for c in cols]
     r = as_cli(stack, "SELECT %s FROM waybill_reseal_take(%d, NULL, 1000000) w WHERE w.id = '%s'"
@@ -283,16 +277,15 @@ def taken(stack, rid):
 def reseal(stack, rid, old_dek, row):
     """waybill_reseal of rid, as the CLI's role, while its dek_wrapped is old_dek, to the values
     of row (as taken() gives them)."""
-    return as_cli(stack, "SELECT waybill_reseal('%s', %s, %s, ARRAY[%s])" % (
-        rid, old_dek, ", ".join(row[c] for c in RESEAL_ARGS),
-        ", ".join(row[c + "_ct"] for c in CT_COLS)))
+    return as_cli(stack, "SELECT waybill_reseal('%s', %s, %s)" % (
+        rid, old_dek, ", ".join(row[c] for c in RESEAL_ARGS)))
 
 
 def made_up(row, wb_bidx):
     """row moved to made-up values under the sm algorithm byte, at wb_bidx (a SQL literal)."""
     assert row["dek_wrapped"].startswith("'\\x0101")
     return dict(row, wb_bidx=wb_bidx, dek_wrapped=row["dek_wrapped"].replace("0101", "0102", 1),
-                **{c + "_ct": bytea("0102" + "00" * 40) for c in CT_COLS})
+                fields_ct=bytea("0102" + "00" * 40))
 
 
 def refused(r):
@@ -464,8 +457,8 @@ def test_migrate_to_sm_while_serving_interrupted_and_resumed(stack, sm_keys):
         assert stack.psql(names_record) == ["1"]
         assert stack.psql("SELECT count(*) FROM lawful_case_item WHERE case_id = '%s'"
                           % case) == ["2"]
-        # the old records were re-sealed as MAC version 2
-        assert int(stack.psql("SELECT count(*) FROM waybill WHERE id IN (%s) AND mac_version = 2"
+        # the old records were re-sealed as stored format version 3 (waybill_reseal, sql/053)
+        assert int(stack.psql("SELECT count(*) FROM waybill WHERE id IN (%s) AND mac_version = 3"
                               % ",".join("'%s'" % i for i in old_ids))[0]) == len(old_ids)
     finally:
         # back to aes, the suite of the session's other modules; each record it re-seals takes

@@ -1,6 +1,8 @@
 /* test_store.c: the waybill store against a throwaway PostgreSQL with the real migrations:
  * idempotent submit outcomes, group commit, concurrent same-number inserts, batches, a refused
- * row failing alone, the suspicious-phone register, reads, segments, cancellation.
+ * row failing alone, the suspicious-phone register, reads (of stored format version 3 as written,
+ * and of a version 2 row), segments, cancellation, the refusal of a record not of version 3, the
+ * fast path's deep copy.
  * Skipped when the PostgreSQL binaries are missing. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -89,10 +91,14 @@ static void tohex(const uint8_t *p, size_t n, char *out)
 
 /* ---- a sealed waybill with deterministic fake contents ---- */
 
+/* Version 3, as the store writes it: the fields as one sealed value (fields, in fields_ct), no
+ * per-field ciphertext, no record MAC. dek and fields begin as sql/053's CHECK wants: format
+ * version 1, algorithm 1 (the same in both). */
+#define FAKE_FIELDS_LEN 80
 struct fake {
     struct gw_sealed_waybill w;
     uint8_t dek[40];
-    uint8_t ct[GW_COL_COUNT][24];
+    uint8_t fields[FAKE_FIELDS_LEN];
 };
 
 static void fill(uint8_t *p, size_t n, unsigned seed)
@@ -104,13 +110,18 @@ static void fill(uint8_t *p, size_t n, unsigned seed)
     }
 }
 
+/* Points f's byte strings at its own buffers (after make, or a copy of the struct). */
+static void repoint(struct fake *f)
+{
+    f->w.dek_wrapped.p = f->dek;
+    f->w.fields_ct.p = f->fields;
+}
+
 /* wb: the waybill "number"; content: varies content_mac; phone/idn: sender phone and id (0 = none)
  */
 static void make(struct fake *f, unsigned id, unsigned wb, unsigned content, unsigned phone,
                  unsigned idn)
 {
-    size_t i;
-
     memset(f, 0, sizeof(*f));
     fill(f->w.id, 16, id * 7 + 1);
     f->w.id[6] = (uint8_t)((f->w.id[6] & 0x0f) | 0x40); /* a v4 UUID shape */
@@ -123,8 +134,8 @@ static void make(struct fake *f, unsigned id, unsigned wb, unsigned content, uns
     f->w.security_level = 1;
     f->w.pickup_day = "2026-11-27";
     f->w.accepted_at = 1795766400 + (int64_t)id;
-    f->w.mac_version = 2;
-    fill(f->w.record_mac, 32, id * 29 + 1);
+    f->w.mac_version = GW_RECORD_MAC_V3;
+    f->w.has_record_mac = false;
     fill(f->w.wb_bidx, 16, wb * 13 + 3);
     if (phone) {
         fill(f->w.sender_phone_bidx, 16, phone * 17 + 5);
@@ -139,16 +150,13 @@ static void make(struct fake *f, unsigned id, unsigned wb, unsigned content, uns
     f->w.kek_version = 1;
     f->w.dek_version = 1;
     fill(f->dek, sizeof(f->dek), id + 11);
-    f->w.dek_wrapped.p = f->dek;
-    f->w.dek_wrapped.n = sizeof(f->dek);
+    f->dek[0] = f->dek[1] = 1;
     fill(f->w.content_mac, 32, content * 23 + 9);
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        if (i == GW_COL_SENDER_COMPANY)
-            continue; /* an absent field */
-        fill(f->ct[i], sizeof(f->ct[i]), (unsigned)(id * 31 + i));
-        f->w.ct[i].p = f->ct[i];
-        f->w.ct[i].n = sizeof(f->ct[i]);
-    }
+    fill(f->fields, sizeof(f->fields), id * 31 + 2);
+    f->fields[0] = f->fields[1] = 1;
+    f->w.fields_ct.n = sizeof(f->fields);
+    f->w.dek_wrapped.n = sizeof(f->dek);
+    repoint(f);
 }
 
 struct sub_out {
@@ -300,6 +308,8 @@ struct get_out {
     int calls, err;
     struct fake seen;
     char branch[32], day[16], region[16], service[32];
+    size_t fields_n;                           /* fields_ct's length (0: NULL) */
+    uint8_t ct[GW_COL_COUNT][FAKE_FIELDS_LEN]; /* a version 2 row's ciphertexts */
     size_t ctn[GW_COL_COUNT];
     bool ctnull[GW_COL_COUNT];
     bool dest_null;
@@ -324,11 +334,14 @@ static void get_cb(void *arg, int err, const struct gw_store_row *row)
     snprintf(o->service, sizeof(o->service), "%s", w->service_type ? w->service_type : "");
     assert_int_equal(w->dek_wrapped.n, 40);
     memcpy(o->seen.dek, w->dek_wrapped.p, 40);
+    o->fields_n = w->fields_ct.p != NULL ? w->fields_ct.n : 0;
+    if (o->fields_n > 0 && o->fields_n <= FAKE_FIELDS_LEN)
+        memcpy(o->seen.fields, w->fields_ct.p, o->fields_n);
     for (i = 0; i < GW_COL_COUNT; i++) {
         o->ctnull[i] = w->ct[i].p == NULL;
         o->ctn[i] = w->ct[i].n;
-        if (w->ct[i].p != NULL && w->ct[i].n == 24)
-            memcpy(o->seen.ct[i], w->ct[i].p, 24);
+        if (w->ct[i].p != NULL && w->ct[i].n <= FAKE_FIELDS_LEN)
+            memcpy(o->ct[i], w->ct[i].p, w->ct[i].n);
     }
 }
 
@@ -371,17 +384,13 @@ static void test_get(void **state)
     assert_false(o->seen.w.has_recipient_id_bidx);
     assert_memory_equal(o->seen.w.content_mac, a.w.content_mac, 32);
     assert_int_equal(o->seen.w.accepted_at, 1795766400 + 40); /* stored as given */
-    assert_int_equal(o->seen.w.mac_version, 2);
-    assert_memory_equal(o->seen.w.record_mac, a.w.record_mac, 32);
+    assert_int_equal(o->seen.w.mac_version, GW_RECORD_MAC_V3);
+    assert_false(o->seen.w.has_record_mac); /* NULL */
     assert_memory_equal(o->seen.dek, a.dek, 40);
-    for (i = 0; i < GW_COL_COUNT; i++) {
-        if (i == GW_COL_SENDER_COMPANY) {
-            assert_true(o->ctnull[i]);
-            continue;
-        }
-        assert_int_equal(o->ctn[i], 24);
-        assert_memory_equal(o->seen.ct[i], a.ct[i], 24);
-    }
+    assert_int_equal(o->fields_n, FAKE_FIELDS_LEN); /* byte for byte */
+    assert_memory_equal(o->seen.fields, a.fields, FAKE_FIELDS_LEN);
+    for (i = 0; i < GW_COL_COUNT; i++) /* every *_ct NULL */
+        assert_true(o->ctnull[i]);
     memset(o, 0, sizeof(*o));
     assert_int_equal(gw_store_get(store, "a", unknown, 3, get_cb, o, NULL), 0);
     assert_true(run_until(get_done, o, 10000));
@@ -392,6 +401,74 @@ static void test_get(void **state)
         assert_int_equal(gw_store_get(store, "a", pair, level, get_cb, o, NULL), 0);
         assert_true(run_until(get_done, o, 10000));
         assert_int_equal(o->err, level < 1 ? GW_ENOTFOUND : 0);
+    }
+    free(o);
+}
+
+/* sql/053's CHECK refuses sql's UPDATE of row id (text) to what set says (23514). */
+static void refused_by_check(const char *set, const char *id)
+{
+    char sql[512];
+    PGresult *r;
+
+    snprintf(sql, sizeof(sql), "UPDATE waybill SET %s WHERE id = '%s'", set, id);
+    r = PQexec(check, sql);
+    assert_int_equal(PQresultStatus(r), PGRES_FATAL_ERROR);
+    assert_string_equal(PQresultErrorField(r, PG_DIAG_SQLSTATE), "23514");
+    assert_non_null(strstr(PQresultErrorMessage(r), "waybill_fields_sealed_together"));
+    PQclear(r);
+}
+
+/* A row of version 2 (written before sql/053: a ciphertext per field, a record MAC, no
+ * fields_ct) is read as it is stored: the read still has every *_ct column. Made here from a
+ * stored version 3 row in SQL, as the owner, once sql/053's CHECK has refused the mixtures of
+ * the two versions. */
+static void test_get_version2_row(void **state)
+{
+    struct fake a;
+    struct get_out *o = calloc(1, sizeof(*o));
+    uint8_t pair[GW_STORE_BIDX_ALTS][16] = {{0}}, ct[40], mac[32];
+    char sql[512], idt[37], cthex[81], machex[65];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    make(&a, 41, 41, 41, 0, 0);
+    assert_int_equal(submit_wait(&a).outcome, GW_STORE_NEW);
+    fill(ct, sizeof(ct), 4141);
+    ct[0] = ct[1] = 1;
+    fill(mac, sizeof(mac), 4142);
+    tohex(ct, sizeof(ct), cthex);
+    tohex(mac, sizeof(mac), machex);
+    gw_store_id_text(a.w.id, idt);
+    refused_by_check("sender_name_ct = fields_ct", idt);
+    refused_by_check("record_mac = content_mac", idt);
+    refused_by_check("fields_ct = NULL", idt);
+    refused_by_check("fields_ct = substr(fields_ct, 1, 29)", idt);
+    refused_by_check("fields_ct = '\\x02' || substr(fields_ct, 2)", idt);
+    refused_by_check("fields_ct = '\\x0102' || substr(fields_ct, 3)", idt);
+    refused_by_check("mac_version = 2", idt);
+    snprintf(sql, sizeof(sql),
+             "UPDATE waybill SET mac_version = 2, fields_ct = NULL, record_mac = '\\x%s', "
+             "sender_name_ct = '\\x%s' WHERE id = '%s'",
+             machex, cthex, idt);
+    exec_ok(sql);
+    memcpy(pair[0], a.w.wb_bidx, 16);
+    assert_int_equal(gw_store_get(store, "a", pair, 3, get_cb, o, NULL), 0);
+    assert_true(run_until(get_done, o, 10000));
+    assert_int_equal(o->err, 0);
+    assert_int_equal(o->seen.w.mac_version, GW_RECORD_MAC_V2);
+    assert_true(o->seen.w.has_record_mac);
+    assert_memory_equal(o->seen.w.record_mac, mac, 32);
+    assert_int_equal(o->fields_n, 0); /* NULL */
+    for (size_t i = 0; i < GW_COL_COUNT; i++) {
+        if (i != GW_COL_SENDER_NAME) {
+            assert_true(o->ctnull[i]);
+            continue;
+        }
+        assert_false(o->ctnull[i]);
+        assert_int_equal(o->ctn[i], sizeof(ct));
+        assert_memory_equal(o->ct[i], ct, sizeof(ct));
     }
     free(o);
 }
@@ -498,11 +575,13 @@ static void test_fast_hook(void **state)
     assert_string_equal(o.items[0].w->origin_branch, "a");
     assert_string_equal(o.items[0].w->pickup_day, "2026-11-27");
     assert_int_equal(o.items[0].w->accepted_at, a.w.accepted_at);
-    assert_memory_equal(o.items[0].w->record_mac, a.w.record_mac, 32);
+    assert_false(o.items[0].w->has_record_mac);
     assert_memory_equal(o.items[0].w->dek_wrapped.p, a.dek, sizeof(a.dek));
-    assert_null(o.items[0].w->ct[GW_COL_SENDER_COMPANY].p);
-    assert_memory_equal(o.items[0].w->ct[GW_COL_RECIPIENT_NAME].p, a.ct[GW_COL_RECIPIENT_NAME], 24);
-    assert_true(o.items[0].w->ct[GW_COL_RECIPIENT_NAME].p != a.ct[GW_COL_RECIPIENT_NAME]);
+    assert_int_equal(o.items[0].w->fields_ct.n, sizeof(a.fields));
+    assert_memory_equal(o.items[0].w->fields_ct.p, a.fields, sizeof(a.fields));
+    assert_true(o.items[0].w->fields_ct.p != a.fields); /* a copy */
+    for (size_t i = 0; i < GW_COL_COUNT; i++)
+        assert_null(o.items[0].w->ct[i].p);
     /* the row: this owner's live lease, the same delivery_id and enqueued_at */
     gw_store_id_text(a.w.id, idt);
     snprintf(sql, sizeof(sql),
@@ -538,6 +617,104 @@ static void test_fast_hook(void **state)
              idt);
     assert_string_equal(q1(sql), "1");
     assert_int_equal(gw_store_set_fast(store, NULL), 0);
+}
+
+/* The fast path's copy owns every byte string: with the original's buffers freed (and written
+ * over) it still holds fields_ct and the wrapped key (under ASan a copy pointing into the
+ * original is a heap-use-after-free). Needs no database. */
+static void test_sealed_dup_owns_fields(void **state)
+{
+    struct fake a;
+    uint8_t *fields = malloc(FAKE_FIELDS_LEN), *dek = malloc(sizeof(a.dek));
+    struct gw_sealed_waybill *copy;
+
+    (void)state;
+    assert_non_null(fields);
+    assert_non_null(dek);
+    make(&a, 9200, 9200, 9200, 0, 0);
+    memcpy(fields, a.fields, FAKE_FIELDS_LEN);
+    memcpy(dek, a.dek, sizeof(a.dek));
+    a.w.fields_ct.p = fields;
+    a.w.dek_wrapped.p = dek;
+    copy = gw_store_sealed_dup(&a.w);
+    assert_non_null(copy);
+    memset(fields, 0xee, FAKE_FIELDS_LEN);
+    memset(dek, 0xee, sizeof(a.dek));
+    free(fields);
+    free(dek);
+    assert_int_equal(copy->fields_ct.n, FAKE_FIELDS_LEN);
+    /* memcmp here, not in cmocka (not instrumented): ASan sees the reads */
+    assert_int_equal(memcmp(copy->fields_ct.p, a.fields, FAKE_FIELDS_LEN), 0);
+    assert_int_equal(memcmp(copy->dek_wrapped.p, a.dek, sizeof(a.dek)), 0);
+    assert_false(copy->has_record_mac);
+    for (size_t i = 0; i < GW_COL_COUNT; i++)
+        assert_null(copy->ct[i].p);
+    gw_store_sealed_free(copy);
+}
+
+static void refused_batch_cb(void *arg, const struct gw_store_result *r, size_t n)
+{
+    (void)r;
+    (void)n;
+    ((struct sub_out *)arg)->calls++;
+}
+
+/* The store writes version 3 only: a record with a field's own ciphertext, a record MAC, no
+ * fields_ct or another version is refused before anything is queued (GW_EINVAL, no callback,
+ * no row), alone or in a batch beside a good one; the same record as version 3 is then stored. */
+static void test_refuses_other_versions(void **state)
+{
+    static const uint8_t ct[32] = {1, 1};
+    struct sub_out o = {0};
+    struct fake a, b;
+    struct gw_sealed_waybill items[2];
+    char sql[128], idt[37];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    for (int how = 0; how < 5; how++) {
+        make(&a, 9300, 9300, 9300, 0, 0);
+        switch (how) {
+        case 0: /* a per-field ciphertext beside fields_ct */
+            a.w.ct[GW_COL_SENDER_NAME] = (struct gw_bytes){(uint8_t *)ct, sizeof(ct)};
+            break;
+        case 1: /* version 2's shape: per-field ciphertexts and a record MAC, no fields_ct */
+            for (size_t i = 0; i < GW_COL_COUNT; i++)
+                a.w.ct[i] = (struct gw_bytes){(uint8_t *)ct, sizeof(ct)};
+            a.w.has_record_mac = true;
+            a.w.mac_version = GW_RECORD_MAC_V2;
+            a.w.fields_ct = (struct gw_bytes){NULL, 0};
+            break;
+        case 2: /* no fields_ct */
+            a.w.fields_ct = (struct gw_bytes){NULL, 0};
+            break;
+        case 3: /* a record MAC */
+            a.w.has_record_mac = true;
+            break;
+        default: /* another version */
+            a.w.mac_version = GW_RECORD_MAC_V2;
+            break;
+        }
+        assert_int_equal(gw_store_submit(store, &a.w, submit_cb, &o, NULL), GW_EINVAL);
+        make(&b, 9301, 9301, 9301, 0, 0);
+        items[0] = b.w;
+        items[1] = a.w;
+        assert_int_equal(gw_store_submit_batch(store, items, 2, refused_batch_cb, &o, NULL),
+                         GW_EINVAL);
+    }
+    assert_int_equal(o.calls, 0);
+    gw_store_id_text(a.w.id, idt);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM waybill WHERE id = '%s'", idt);
+    assert_string_equal(q1(sql), "0");
+    gw_store_id_text(b.w.id, idt);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM waybill WHERE id = '%s'", idt);
+    assert_string_equal(q1(sql), "0");
+    make(&a, 9300, 9300, 9300, 0, 0);
+    gw_store_id_text(a.w.id, idt);
+    snprintf(sql, sizeof(sql), "SELECT count(*) FROM waybill WHERE id = '%s'", idt);
+    assert_int_equal(submit_wait(&a).outcome, GW_STORE_NEW);
+    assert_string_equal(q1(sql), "1");
 }
 
 /* ---- a second client, holding locks in a fixed order ---- */
@@ -643,7 +820,7 @@ static void test_deadlock_retried(void **state)
     unsigned long long retried0;
     PGconn *other;
     PGresult *r;
-    int i, other_pid;
+    int other_pid;
 
     (void)state;
     if (!pg_ok)
@@ -654,14 +831,8 @@ static void test_deadlock_retried(void **state)
         struct fake t = lo;
         lo = hi;
         hi = t;
-        lo.w.dek_wrapped.p = lo.dek;
-        hi.w.dek_wrapped.p = hi.dek;
-        for (i = 0; i < GW_COL_COUNT; i++) {
-            if (lo.w.ct[i].p != NULL)
-                lo.w.ct[i].p = lo.ct[i];
-            if (hi.w.ct[i].p != NULL)
-                hi.w.ct[i].p = hi.ct[i];
-        }
+        repoint(&lo);
+        repoint(&hi);
     }
     tohex(lo.w.sender_phone_bidx, 16, plo);
     tohex(hi.w.sender_phone_bidx, 16, phi);
@@ -744,10 +915,7 @@ static void test_groups_take_numbers_in_one_order(void **state)
              800 + (unsigned)i);
         f[i].w.wb_bidx[0] = wb[i];
         f[i].w.sender_phone_bidx[0] = (uint8_t)(1 + i % 3); /* each group: in the order above */
-        f[i].w.dek_wrapped.p = f[i].dek;
-        for (int c = 0; c < GW_COL_COUNT; c++)
-            if (f[i].w.ct[c].p != NULL)
-                f[i].w.ct[c].p = f[i].ct[c];
+        repoint(&f[i]);
     }
     memcpy(f[3].w.wb_bidx, f[2].w.wb_bidx, 16); /* the same number B */
     memcpy(f[5].w.wb_bidx, f[0].w.wb_bidx, 16); /* the same number A */
@@ -1016,6 +1184,9 @@ int main(void)
         cmocka_unit_test(test_other_suite_same_number),
         cmocka_unit_test(test_fast_hook),
         cmocka_unit_test(test_groups_take_numbers_in_one_order),
+        cmocka_unit_test(test_sealed_dup_owns_fields),
+        cmocka_unit_test(test_refuses_other_versions),
+        cmocka_unit_test(test_get_version2_row),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
