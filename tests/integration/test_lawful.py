@@ -1027,7 +1027,7 @@ def test_lawful_access_leaves_nothing_in_the_log(stack, waybills):
 
 # --- no trace outside the places built for lawful access: incidents, the server log ---
 
-FLIP_MAC = "record_mac = set_byte(record_mac, 3, get_byte(record_mac, 3) # 1)"
+FLIP_MAC = "content_mac = set_byte(content_mac, 3, get_byte(content_mac, 3) # 1)"
 
 
 def ctl_incidents_since(stack, first_id):
@@ -1091,7 +1091,7 @@ def test_incidents_of_lawful_calls_name_no_lawful_access(stack, lawful):
         rows = ctl_incidents_since(stack, first)
         assert len(rows) == 3, rows
         listing = "\n".join(rows)
-        assert "stored record failed authentication at record_mac" in listing
+        assert "stored record failed authentication at fields_ct" in listing
         assert "key-encryption key version" in listing
         assert "an account locked for" in listing
         for needle in ("lawful", "Lawful", officer, victim, case.case_id, rec, "Get",

@@ -255,8 +255,8 @@ def test_a_probe_of_an_unreadable_record_is_a_missing_number(stack):
     as a missing number, not DATA_LOSS (which told a caller outside the scope that the number
     exists); the branch's own read still finds the damage."""
     w, record = unrouted(stack)
-    stack.psql("UPDATE waybill SET record_mac = set_byte(record_mac, 3, get_byte(record_mac, 3) "
-               "# 1) WHERE id = '%s'" % record)
+    stack.psql("UPDATE waybill SET content_mac = set_byte(content_mac, 3, "
+               "get_byte(content_mac, 3) # 1) WHERE id = '%s'" % record)
     assert refusal(lambda: scan(stack, w.waybill_no, "DEPARTED", PICKUP + 60,
                                 principal="courier_b")) == missing_answer(stack)
     assert refusal(lambda: get(stack, w.waybill_no, "courier_a"))[0] == grpc.StatusCode.DATA_LOSS

@@ -53,8 +53,7 @@ STACK = os.environ.get("WAYGATE_SUITE", "aes")
 OTHER = "sm" if STACK == "aes" else "aes"
 ALG = {"aes": 1, "sm": 2}
 SENDER = 1101  # this module's sender (query_data: phone and ID number of its own)
-SEALED = ("dek_wrapped", "waybill_no_ct", "sender_name_ct", "sender_phone_ct",
-          "sender_id_number_ct", "recipient_address_detail_ct")
+SEALED = ("dek_wrapped", "fields_ct")  # a record's sealed parts (stored format version 3)
 
 
 def configured(suite, keyring=None):

@@ -1,8 +1,11 @@
 """Tampering with a stored waybill in SQL (Art. 36): every clear column of a waybill row that a
-reader relies on is covered by the record MAC (or, for the wrapped data key, by its wrapping AAD),
-so altering any one of them in the database, as the schema's owner (WAYGATE_PGURI), makes
-WaybillQuery.Get answer DATA_LOSS and records a decryption_failure incident naming the record;
-the status message quotes no value. Swapping the waybill number's blind index between two rows
+reader relies on is bound to the sealed fields (the AAD of fields_ct, stored format version 3;
+the wrapped data key by its wrapping AAD), so altering any one of them in the database, or the
+sealed fields themselves, as the schema's owner (WAYGATE_PGURI), makes WaybillQuery.Get answer
+DATA_LOSS and records a decryption_failure incident naming the record; the status message quotes
+no value. The format's own columns (mac_version, record_mac, the per-field *_ct of older rows)
+cannot be changed on a version 3 row at all: the schema's CHECK refuses it (the reader's refusal
+of a relabelled row is unit:test_seal's). Swapping the waybill number's blind index between two rows
 never serves one number's Get with the other waybill's data.
 
 origin_branch is the one column the database's row-level security decides on (sql/007_scope.sql):
@@ -53,8 +56,8 @@ def literal(v):
 
 FLIP = "set_byte({c}, 3, get_byte({c}, 3) # 1)"  # one bit of a bytea
 
-# column -> SQL expression of its altered value; each alters one clear column (mac_version: the
-# downgrade to version 1, which also drops record_mac as a version 1 row would have it).
+# column -> SQL expression of its altered value; each alters one clear column, or the sealed
+# fields.
 TAMPER = {
     "submitted_by": "'courier_b'",
     "origin_branch": "'b'",
@@ -72,17 +75,45 @@ TAMPER = {
     "dek_version": "dek_version + 1",
     "dek_wrapped": FLIP.format(c="dek_wrapped"),
     "content_mac": FLIP.format(c="content_mac"),
-    "record_mac": FLIP.format(c="record_mac"),
-    "mac_version": "1, record_mac = NULL",
+    "fields_ct": FLIP.format(c="fields_ct"),
+}
+
+# What the schema refuses on a version 3 row (sql/053's CHECK waybill_fields_sealed_together):
+# a relabelling to version 1 or 2, a record MAC, a per-field ciphertext beside fields_ct.
+REFUSED = {
+    "mac_version": ["mac_version = 1", "mac_version = 2",
+                    "mac_version = 2, record_mac = content_mac"],
+    "record_mac": ["record_mac = content_mac"],
+    "sender_name_ct": ["sender_name_ct = fields_ct"],
 }
 
 
 def test_tamper_list_matches_schema(stack):
-    """Every clear column of the table is tampered with below, or tested on its own (wb_bidx:
-    the swap; kek_version: the unavailable key)."""
+    """Every clear column of the table, and fields_ct, is tampered with below, refused by the
+    schema, or tested on its own (wb_bidx: the swap; kek_version: the unavailable key)."""
     cols = set(stack.psql("SELECT column_name FROM information_schema.columns "
-                          "WHERE table_name = 'waybill' AND column_name NOT LIKE '%\\_ct'"))
-    assert cols == set(TAMPER) | {"wb_bidx", "kek_version"}, sorted(cols)
+                          "WHERE table_name = 'waybill' AND (column_name NOT LIKE '%\\_ct' "
+                          "OR column_name = 'fields_ct')"))
+    assert cols == set(TAMPER) | set(REFUSED) - {"sender_name_ct"} | {"wb_bidx", "kek_version"}, \
+        sorted(cols)
+
+
+def test_format_columns_refused_by_the_schema(stack):
+    """A version 3 row cannot be relabelled, given a record MAC or a per-field ciphertext: each
+    UPDATE fails on the CHECK (SQLSTATE 23514), the row is unchanged and still opens."""
+    w = tamper_waybill(stack)
+    rec = accepted(stack, w)
+    before = stack.psql("SELECT mac_version, md5(fields_ct), record_mac IS NULL FROM waybill "
+                        "WHERE id = '%s'" % rec)
+    assert before and before[0].split("|")[0] == "3", before
+    for column, sets in sorted(REFUSED.items()):
+        for change in sets:
+            with pytest.raises(AssertionError) as e:
+                stack.psql("UPDATE waybill SET %s WHERE id = '%s'" % (change, rec))
+            assert "waybill_fields_sealed_together" in str(e.value), (column, change, e.value)
+    assert stack.psql("SELECT mac_version, md5(fields_ct), record_mac IS NULL FROM waybill "
+                      "WHERE id = '%s'" % rec) == before
+    check_courier_view(get(stack, w.waybill_no), w, rec)
 
 
 def check_data_loss(stack, w, record_id, other=None, principal="courier_a"):
@@ -102,8 +133,7 @@ def test_altered_clear_column_is_data_loss(stack, column):
     w = tamper_waybill(stack)
     rec = accepted(stack, w)
     check_courier_view(get(stack, w.waybill_no), w, rec)
-    touched = ["mac_version", "record_mac"] if column == "mac_version" else [column]
-    saved = {c: column_text(stack, rec, c) for c in touched}
+    saved = {column: column_text(stack, rec, column)}
     if column == "id":  # the outbox's foreign key would refuse a new id: the writer drops its row
         stack.psql("DELETE FROM outbox WHERE waybill_id = '%s'" % rec)
     rows = stack.psql("UPDATE waybill SET %s = %s WHERE id = '%s' RETURNING id"
