@@ -10,12 +10,14 @@
 --  - fields_ct: the sealed value's format (gw_crypto_seal_into): byte 0 the format version, 1;
 --    byte 1 the algorithm, the one of the row's data key (byte 1 of dek_wrapped); at least 30
 --    bytes (header, nonce and tag).
---  - waybill_fields_sealed_together: a CHECK, for every role, that a version 3 row has a
---    well-formed fields_ct and neither a record_mac nor any *_ct, and that a row of any other
---    version (1 and 2) has no fields_ct. Added valid: the rows stored before (versions 1 and 2,
+--  - waybill_fields_sealed_together: a CHECK, for every role, that mac_version is 1, 2 or 3, that
+--    a version 3 row has a well-formed fields_ct (at most 64 KiB of fields, GW_SEAL_FIELDS_MAX,
+--    and 30 bytes of header, nonce and tag) and neither a record_mac nor any *_ct, and that a row
+--    of version 1 or 2 has no fields_ct. Added valid: the rows stored before (versions 1 and 2,
 --    fields_ct NULL as the column is new) are checked when it is added.
---  - the gateway's role inserts and reads fields_ct as it does the *_ct columns (sql/005, the
---    only migration granting those columns: no other role has any grant on them).
+--  - the gateway's role inserts and reads fields_ct; it keeps reading the *_ct columns (rows of
+--    versions 1 and 2) but no longer inserts them (sql/005 granted both; it is the only migration
+--    granting those columns: no other role has any grant on them).
 --  - waybill_reseal (sql/013), the one way `keys migrate-suite` rewrites a record's sealed
 --    columns, now writes version 3: it takes the fields as one sealed value (p_fields) in place
 --    of record_mac and the 23 ciphertexts (the old signature is dropped), validates it as the
@@ -44,8 +46,9 @@ COMMENT ON TABLE waybill IS
 -- makes an unknown (NULL) answer a refusal, never a pass.
 ALTER TABLE waybill DROP CONSTRAINT IF EXISTS waybill_fields_sealed_together;
 ALTER TABLE waybill ADD CONSTRAINT waybill_fields_sealed_together CHECK (coalesce(
+    mac_version IN (1, 2, 3) AND
     CASE WHEN mac_version = 3 THEN
-        CASE WHEN octet_length(fields_ct) >= 30 AND octet_length(dek_wrapped) >= 2
+        CASE WHEN octet_length(fields_ct) BETWEEN 30 AND 65566 AND octet_length(dek_wrapped) >= 2
              THEN get_byte(fields_ct, 0) = 1
                   AND get_byte(fields_ct, 1) = get_byte(dek_wrapped, 1)
              ELSE false END
@@ -60,8 +63,9 @@ ALTER TABLE waybill ADD CONSTRAINT waybill_fields_sealed_together CHECK (coalesc
                          recipient_gender_ct) = 0
     ELSE fields_ct IS NULL END, false));
 COMMENT ON CONSTRAINT waybill_fields_sealed_together ON waybill IS
-    'Version 3: fields_ct a sealed value (>= 30 bytes, format 1, the data key''s algorithm), '
-    'record_mac and every *_ct NULL; versions 1 and 2: fields_ct NULL (sql/053).';
+    'mac_version 1, 2 or 3. Version 3: fields_ct a sealed value (30 to 65566 bytes, format 1, '
+    'the data key''s algorithm), record_mac and every *_ct NULL; versions 1 and 2: fields_ct '
+    'NULL (sql/053).';
 
 -- The old signature (p_record_mac bytea, p_ct bytea[]) wrote version 2: gone, so no caller
 -- writes a version 2 row any more (the CHECK would refuse one with a fields_ct anyway).
@@ -155,6 +159,17 @@ BEGIN
     EXECUTE format('REVOKE INSERT (fields_ct), SELECT (fields_ct) ON waybill FROM PUBLIC, %I, %I',
                    gw, adm);
     EXECUTE format('GRANT INSERT (fields_ct), SELECT (fields_ct) ON waybill TO %I', gw);
+    -- ... and no longer writes a *_ct column (a version 3 row has none): sql/005's INSERT on them
+    -- is taken back, its SELECT kept for the rows of versions 1 and 2 (record_mac keeps its
+    -- INSERT: the group insert names it, NULL, as it names every clear column of gw_rec_cols)
+    EXECUTE format('REVOKE INSERT (waybill_no_ct, item_description_ct, '
+                   'pickup_time_ct, sender_name_ct, sender_phone_ct, sender_province_ct, '
+                   'sender_city_ct, sender_district_ct, sender_address_detail_ct, '
+                   'sender_company_ct, sender_id_type_ct, sender_id_number_ct, sender_gender_ct, '
+                   'recipient_name_ct, recipient_phone_ct, recipient_province_ct, '
+                   'recipient_city_ct, recipient_district_ct, recipient_address_detail_ct, '
+                   'recipient_company_ct, recipient_id_type_ct, recipient_id_number_ct, '
+                   'recipient_gender_ct) ON waybill FROM %I', gw);
 
     -- waygatectl keys migrate-suite: as sql/013 set the old signature.
     EXECUTE format('ALTER FUNCTION %s OWNER TO %I', f, owner);

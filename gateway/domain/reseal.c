@@ -89,8 +89,8 @@ static int rebuild(const struct gw_sealed_waybill *row, const struct gw_str clea
 static bool rewritten(const char *name)
 {
     static const char *const cols[] = {
-        "wb_bidx",        "kek_version",      "dek_wrapped",       "content_mac",
-        "mac_version",    "record_mac",       "sender_phone_bidx", "recipient_phone_bidx",
+        "wb_bidx",        "kek_version",       "dek_wrapped",       "content_mac",
+        "mac_version",    "record_mac",        "sender_phone_bidx", "recipient_phone_bidx",
         "sender_id_bidx", "recipient_id_bidx", "fields_ct"};
     for (size_t i = 0; i < sizeof(cols) / sizeof(cols[0]); i++)
         if (strcmp(cols[i], name) == 0)

@@ -3,8 +3,9 @@
  * dek_wrapped, seal.h), its clear values are validated again to recover the normalised forms the
  * blind indexes are computed over, and it is sealed anew by seal.c itself (gw_seal_waybill: no
  * second copy of the sealing scheme) under the keyring's current suite (gw_keyring_suite): a
- * fresh data key wrapped under that suite's current KEK, every field, every blind index,
- * content_mac and record_mac (MAC version 2). What does not change is checked: the record id,
+ * fresh data key wrapped under that suite's current KEK, the fields (sealed together, MAC
+ * version 3, whatever the stored row's version was), every blind index and content_mac. What
+ * does not change is checked: the record id,
  * every clear operational column (origin branch, submitter, destination, weight, service type,
  * security level, pickup day, acceptance time) and dek_version come out equal to the stored
  * ones, and the result is opened again and must give back exactly the same field values, before

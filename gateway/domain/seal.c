@@ -84,7 +84,18 @@ static size_t field_items(const struct gw_str v[GW_COL_COUNT], struct gw_crypto_
 struct gw_fields_enc {
     size_t n;
     uint8_t *b;
+    size_t cap; /* b's size: wiped whole (a failed encoding may have written a part) */
 };
+
+/* The longest fields a valid waybill has, encoded: each party's texts at validation's limits,
+ * the numbers' and codes' canonical text (at most 24 bytes each), and each item's name and
+ * header (at most 45 bytes: 4 + a name under 32 + 1 + 8). */
+#define PARTY_BYTES_MAX                                                                            \
+    (GW_LIMIT_NAME + GW_LIMIT_PHONE + 3 * GW_LIMIT_DIVISION + GW_LIMIT_ADDRESS_DETAIL +            \
+     GW_LIMIT_COMPANY + GW_LIMIT_ID_NUMBER + 2 * 24)
+_Static_assert(2 * PARTY_BYTES_MAX + GW_LIMIT_ITEM_DESCRIPTION + 2 * 24 + GW_COL_COUNT * 45 <
+                   GW_SEAL_FIELDS_MAX / 8,
+               "a valid waybill's fields stay far below GW_SEAL_FIELDS_MAX");
 #define MAC_ITEMS_MAX (1 + GW_REC_NCOLS + GW_COL_COUNT)
 
 static void item_n(struct gw_crypto_item *it, const char *name, size_t name_len, const char *s)
@@ -178,13 +189,15 @@ static size_t items_size(const struct gw_crypto_item *items, size_t n)
 /* items[0..n) encoded into a block of arena a: *out, *len. Every item's name_len is set.
  * Returns 0, GW_ENOMEM or GW_EINVAL. */
 static int items_encode(const struct gw_crypto_item *items, size_t n, struct gw_arena *a,
-                        uint8_t **out, size_t *len)
+                        uint8_t **out, size_t *cap, size_t *len)
 {
     size_t size = items_size(items, n);
 
+    *cap = 0;
     *out = gw_arena_alloc(a, size > 0 ? size : 1);
     if (*out == NULL)
         return GW_ENOMEM;
+    *cap = size;
     return gw_crypto_items_encode(items, n, *out, size, len);
 }
 
@@ -197,7 +210,7 @@ static int fields_aad(const struct gw_sealed_waybill *row, struct gw_arena *a, u
 {
     struct gw_crypto_item items[3 + GW_REC_NCOLS];
     char num[GW_REC_NCOLS][GW_REC_NUM_MAX];
-    size_t n = 0;
+    size_t n = 0, cap;
 
     item(&items[n++], "aad", "waygate-fields-v3");
     item(&items[n++], "table", GW_RECORD_TABLE);
@@ -210,7 +223,7 @@ static int fields_aad(const struct gw_sealed_waybill *row, struct gw_arena *a, u
         (void)gw_rec_value(row, &gw_rec_cols[i], num[i], &items[n].p, &items[n].n);
         n++;
     }
-    return items_encode(items, n, a, out, len);
+    return items_encode(items, n, a, out, &cap, len);
 }
 
 /* Opens fields_ct's plaintext, in place: buf[0..len) holds the fields' items in column order
@@ -416,7 +429,7 @@ int gw_seal_waybill_version(struct gw_crypto *cx, const struct gw_keyring *kr,
     struct numbufs nb;
     struct gw_str v[GW_COL_COUNT];
     struct gw_crypto_item items[GW_COL_COUNT];
-    struct gw_fields_enc fe = {0, NULL};
+    struct gw_fields_enc fe = {0, NULL, 0};
     uint8_t dek[GW_CRYPTO_DEK_LEN];
     uint8_t *buf;
     char *day;
@@ -460,8 +473,10 @@ int gw_seal_waybill_version(struct gw_crypto *cx, const struct gw_keyring *kr,
                   out->recipient_id_bidx, &out->has_recipient_id_bidx);
     if (rc == 0) {
         (void)field_items(v, items);
-        rc = items_encode(items, GW_COL_COUNT, a, &fe.b, &fe.n);
+        rc = items_encode(items, GW_COL_COUNT, a, &fe.b, &fe.cap, &fe.n);
     }
+    if (rc == 0 && fe.n > GW_SEAL_FIELDS_MAX) /* never for a valid waybill (the assertion) */
+        rc = GW_ETOOBIG;
     if (rc == 0)
         rc = content_digest(cx, kr, suite, v, &fe, out, content_version(version), out->content_mac);
     if (rc == 0 && version == GW_RECORD_MAC_V2) {
@@ -492,7 +507,7 @@ out:
     OPENSSL_cleanse(dek, sizeof(dek));
     OPENSSL_cleanse(&nb, sizeof(nb));
     if (fe.b != NULL)
-        gw_wipe(fe.b, fe.n);
+        gw_wipe(fe.b, fe.cap);
     return rc;
 }
 
@@ -559,7 +574,8 @@ static int open_together(struct gw_crypto *cx, enum gw_suite suite, const uint8_
         *bad = GW_SEAL_PART_RECORD;
         return GW_EDATALOSS;
     }
-    if (ct->p == NULL || ct->n < GW_CRYPTO_OVERHEAD) {
+    if (ct->p == NULL || ct->n < GW_CRYPTO_OVERHEAD ||
+        ct->n - GW_CRYPTO_OVERHEAD > GW_SEAL_FIELDS_MAX) { /* nothing allocated for it */
         *bad = GW_SEAL_PART_FIELDS;
         return GW_EDATALOSS;
     }

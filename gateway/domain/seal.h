@@ -44,6 +44,11 @@
 struct gw_arena;
 
 #define GW_SEAL_DEK_VERSION 1 /* data keys are never re-keyed in place yet */
+/* The most a version 3 record's fields may take, encoded (fields_ct's plaintext): a valid
+ * waybill's take less than 4 KiB (seal.c checks the bound against validation's limits at compile
+ * time); a longer fields_ct is refused before anything is allocated for it (DATA_LOSS), as
+ * sql/053's CHECK refuses it. */
+#define GW_SEAL_FIELDS_MAX (64u * 1024)
 
 /* Which part of a record failed to open. */
 enum gw_seal_part {

@@ -95,6 +95,13 @@ static int write_one(struct gw_admin *a, const char *sql, const struct gw_bytes 
     PGresult *res;
     int i, rc = 0;
 
+    /* waybill_reseal writes mac_version 3: a record sealed as another version would be stored
+     * under a version its AAD does not name, and never open again */
+    if (w->mac_version != GW_RECORD_MAC_V3) {
+        snprintf(errbuf, errlen, "record re-sealed as MAC version %d, waybill_reseal writes 3",
+                 (int)w->mac_version);
+        return GW_EINTERNAL;
+    }
     for (i = 0; i < NPARAM; i++) {
         f[i] = 1;
         t[i] = OID_BYTEA;

@@ -35,7 +35,7 @@ struct fx {
     struct gw_arena *a;
     struct gw_waybill w;
     struct gw_waybill_norm norm;
-    struct gw_sealed_waybill row;  /* version 3, as written */
+    struct gw_sealed_waybill row; /* version 3, as written */
     struct gw_sealed_waybill row2; /* version 2, as databases still hold */ /* w sealed under aes */
     uint8_t id[GW_RECORD_ID_LEN];
 };

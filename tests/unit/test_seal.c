@@ -133,8 +133,8 @@ static void assert_nothing_opened(const struct gw_str clear[GW_COL_COUNT])
 /* No clear value of the waybill appears in a sealed value. */
 static void assert_no_clear(const struct gw_bytes *b)
 {
-    static const char *const clear[] = {"WG1000000042", "测试甲", "138 0013 8000", "330106199003071236",
-                                        "样例街8号", "书籍"};
+    static const char *const clear[] = {"WG1000000042",       "测试甲",    "138 0013 8000",
+                                        "330106199003071236", "样例街8号", "书籍"};
     for (size_t i = 0; i < sizeof(clear) / sizeof(clear[0]); i++)
         assert_null(memmem(b->p, b->n, clear[i], strlen(clear[i])));
 }
@@ -286,7 +286,8 @@ static void test_moved_ciphertext_fails(void **state)
 
     /* version 3: another record's fields_ct (same waybill, its own data key and id) */
     assert_int_equal(
-        gw_seal_waybill(f->cx, f->kr, &f->w, &f->norm, id, "a", "courier_a", NOW, f->a, &other3), 0);
+        gw_seal_waybill(f->cx, f->kr, &f->w, &f->norm, id, "a", "courier_a", NOW, f->a, &other3),
+        0);
     row = f->row;
     row.fields_ct = other3.fields_ct;
     assert_int_equal(open_row(f, &row, clear, &bad), GW_EDATALOSS);
@@ -532,6 +533,35 @@ static void test_downgrade_to_v1_fails(void **state)
     assert_int_equal(bad, GW_SEAL_PART_CONTENT);
 }
 
+/* A version 3 row whose fields_ct is longer than any waybill's fields can be (a database writer's
+ * 70 KiB) is refused as corrupt before anything is allocated for it: the reader's arena of
+ * 16 KiB would have failed GW_ENOMEM on the allocation. */
+static void test_oversized_fields_refused_before_allocation(void **state)
+{
+    struct fx *f = *state;
+    struct gw_sealed_waybill row = f->row;
+    struct gw_arena *small = gw_arena_new(16 * 1024);
+    struct gw_str clear[GW_COL_COUNT];
+    size_t n = 70 * 1024;
+    uint8_t *big = calloc(1, n);
+    int bad;
+
+    assert_non_null(small);
+    assert_non_null(big);
+    memcpy(big, f->row.fields_ct.p, f->row.fields_ct.n); /* its header: format, algorithm */
+    row.fields_ct.p = big;
+    row.fields_ct.n = n;
+    assert_int_equal(gw_unseal_waybill(f->cx, f->kr, &row, small, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_FIELDS);
+    assert_nothing_opened(clear);
+    /* the bound itself: the largest fields_ct allowed is still opened (and fails its tag) */
+    row.fields_ct.n = GW_CRYPTO_SEALED_LEN(GW_SEAL_FIELDS_MAX);
+    assert_int_equal(gw_unseal_waybill(f->cx, f->kr, &row, f->a, clear, &bad), GW_EDATALOSS);
+    assert_int_equal(bad, GW_SEAL_PART_FIELDS);
+    free(big);
+    gw_arena_free(small);
+}
+
 /* A record under a KEK version that was since retired: GW_EPRECOND (not DATA_LOSS: the record is
  * whole, the key is gone), nothing opened; the current KEK's records still open. */
 static void test_retired_kek_fails_cleanly(void **state)
@@ -686,6 +716,8 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_record_mac_covers_each_column, setup, teardown),
         cmocka_unit_test_setup_teardown(test_v1_row_still_opens, setup, teardown),
         cmocka_unit_test_setup_teardown(test_downgrade_to_v1_fails, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_oversized_fields_refused_before_allocation, setup,
+                                        teardown),
         cmocka_unit_test_setup_teardown(test_retired_kek_fails_cleanly, setup, teardown),
         cmocka_unit_test_setup_teardown(test_suites, setup, teardown),
     };
