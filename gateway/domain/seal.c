@@ -150,6 +150,25 @@ static int content_version(int v)
     return v == GW_RECORD_MAC_V3 ? GW_RECORD_MAC_V2 : v;
 }
 
+/* The items of every clear column of row marked mac in gw_rec_cols, in their order (canonical
+ * value, p NULL when SQL NULL; numbers' text in num), into items: what the record MAC (version 2)
+ * and the fields' AAD (version 3) cover of the row. Returns how many. */
+static size_t clear_items(const struct gw_sealed_waybill *row, char num[][GW_REC_NUM_MAX],
+                          struct gw_crypto_item *items)
+{
+    size_t n = 0;
+
+    for (size_t i = 0; i < GW_REC_NCOLS; i++) {
+        if (!gw_rec_cols[i].mac)
+            continue;
+        items[n].name = gw_rec_cols[i].name;
+        items[n].name_len = gw_rec_cols[i].name_len;
+        (void)gw_rec_value(row, &gw_rec_cols[i], num[i], &items[n].p, &items[n].n);
+        n++;
+    }
+    return n;
+}
+
 /* record_mac (version 2): a purpose item, every clear column of row marked mac in gw_rec_cols
  * (canonical value, absent when SQL NULL), then every field's clear value. */
 static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw_suite suite,
@@ -158,17 +177,10 @@ static int record_mac(struct gw_crypto *cx, const struct gw_keyring *kr, enum gw
 {
     struct gw_crypto_item items[MAC_ITEMS_MAX];
     char num[GW_REC_NCOLS][GW_REC_NUM_MAX];
-    size_t i, n = 0;
+    size_t n = 0;
 
     item(&items[n++], "mac", "waygate-record-v2");
-    for (i = 0; i < GW_REC_NCOLS; i++) {
-        if (!gw_rec_cols[i].mac)
-            continue;
-        items[n].name = gw_rec_cols[i].name;
-        items[n].name_len = gw_rec_cols[i].name_len;
-        (void)gw_rec_value(row, &gw_rec_cols[i], num[i], &items[n].p, &items[n].n);
-        n++;
-    }
+    n += clear_items(row, num, items + n);
     if (fe != NULL)
         return gw_crypto_content_mac_enc(cx, suite, gw_keyring_content_key(kr, suite), items, n,
                                          fe->b, fe->n, GW_COL_COUNT, NULL, 0, out);
@@ -215,14 +227,7 @@ static int fields_aad(const struct gw_sealed_waybill *row, struct gw_arena *a, u
     item(&items[n++], "aad", "waygate-fields-v3");
     item(&items[n++], "table", GW_RECORD_TABLE);
     item(&items[n++], "column", "fields_ct");
-    for (size_t i = 0; i < GW_REC_NCOLS; i++) {
-        if (!gw_rec_cols[i].mac)
-            continue;
-        items[n].name = gw_rec_cols[i].name;
-        items[n].name_len = gw_rec_cols[i].name_len;
-        (void)gw_rec_value(row, &gw_rec_cols[i], num[i], &items[n].p, &items[n].n);
-        n++;
-    }
+    n += clear_items(row, num, items + n);
     return items_encode(items, n, a, out, &cap, len);
 }
 

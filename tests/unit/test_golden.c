@@ -562,6 +562,15 @@ static int mark_test_keys(const char *path)
     return fclose(f) == 0 ? 0 : -1;
 }
 
+/* A fixture's record id: 0x1f... as a version-4 UUID, its last byte `last`. */
+static void golden_id(uint8_t id[GW_RECORD_ID_LEN], uint8_t last)
+{
+    memset(id, 0x1f, GW_RECORD_ID_LEN);
+    id[6] = (uint8_t)((id[6] & 0x0f) | 0x40);
+    id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
+    id[15] = last;
+}
+
 /* `test_golden --write DIR ORIGIN`: a new keyring of both suites in DIR and a record sealed under
  * each (record id 0x1f..., accepted at NOW). Only for a new fixture set; see the top. */
 static int write_fixtures(const char *dir, const char *origin)
@@ -593,10 +602,7 @@ static int write_fixtures(const char *dir, const char *origin)
         struct gw_str clear[GW_COL_COUNT];
         int bad;
 
-        memset(id, 0x1f, sizeof(id));
-        id[6] = (uint8_t)((id[6] & 0x0f) | 0x40);
-        id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
-        id[15] = (uint8_t)i;
+        golden_id(id, (uint8_t)i);
         if (gw_keyring_set_suite(kr, suites[i]) != 0 ||
             gw_waybill_validate_norm(&w, NOW, "waybill", NULL, &norm) != 0 ||
             gw_seal_waybill(cx, kr, &w, &norm, id, "a", "courier_a", NOW, a, &row) != 0 ||
@@ -638,10 +644,7 @@ static int write_v3(const char *dir, const char *origin)
         struct gw_str clear[GW_COL_COUNT];
         int bad;
 
-        memset(id, 0x1f, sizeof(id));
-        id[6] = (uint8_t)((id[6] & 0x0f) | 0x40);
-        id[8] = (uint8_t)((id[8] & 0x3f) | 0x80);
-        id[15] = (uint8_t)(0x10 + i);
+        golden_id(id, (uint8_t)(0x10 + i));
         if (gw_keyring_set_suite(f->kr, suites[i]) != 0 ||
             gw_waybill_validate_norm(&w, NOW, "waybill", NULL, &norm) != 0 ||
             gw_seal_waybill_version(f->cx, f->kr, &w, &norm, id, "a", "courier_a", NOW,
