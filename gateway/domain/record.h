@@ -73,9 +73,10 @@ extern const uint8_t gw_col_field_len[GW_COL_COUNT]; /* strlen of each */
 #define GW_RECORD_MAC_CURRENT GW_RECORD_MAC_V3
 
 /* A sealed waybill, as stored. Strings are NUL-terminated; NULL or "" means SQL NULL for the
- * optional ones (dest_region_code, service_type, pickup_day). ct[i].p == NULL means the field is
- * absent (SQL NULL). For a row read by the store the pointers point into the result and are
- * valid only during the callback. */
+ * optional ones (dest_region_code, service_type, pickup_day). In versions 1 and 2, ct[i].p == NULL
+ * means the field is absent (SQL NULL); in version 3 every ct[i].p is NULL and fields_ct carries
+ * all the fields, an absent one as an empty value. For a row read by the store the pointers point
+ * into the result and are valid only during the callback. */
 struct gw_sealed_waybill {
     uint8_t id[GW_RECORD_ID_LEN];
     /* clear operational fields (not PII) */

@@ -764,7 +764,7 @@ static int on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame
 {
     struct gw_h2 *h2 = user_data;
     struct gw_h2_stream *st;
-    struct timeval tv = gw_clock_tv(STREAM_LINGER_MS);
+    struct timeval tv;
 
     gw_h2_calm_frame_sent(&h2->calm, frame->hd.type);
     if (frame->hd.type == NGHTTP2_RST_STREAM) {
@@ -784,6 +784,7 @@ static int on_frame_send_cb(nghttp2_session *session, const nghttp2_frame *frame
         return 0; /* nghttp2 closes the stream now */
     if (st->linger_ev == NULL)
         st->linger_ev = evtimer_new(h2->base, linger_cb, st);
+    tv = gw_clock_tv(STREAM_LINGER_MS); /* read only here: most frames need no timer */
     if (st->linger_ev == NULL || evtimer_add(st->linger_ev, &tv) != 0)
         (void)nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
     return 0;
