@@ -207,6 +207,8 @@ static void store_outcome(struct item *it, const struct gw_store_result *r)
  * refusal says so). */
 static void kek_retired_seen(struct intake *in)
 {
+    if (in->kek_retired == 0)
+        return; /* every call but a stale gateway's: nothing more to read */
     const struct gw_log_ctx *lc = gw_call_log_ctx(in->call);
     struct gw_app *app = in->app;
     const char *suite = gw_suite_name(in->kek_suite);
@@ -214,8 +216,6 @@ static void kek_retired_seen(struct intake *in)
     bool replaced = in->keys_generation != app->keys_generation;
     char detail[160];
 
-    if (in->kek_retired == 0)
-        return;
     GW_LOG(GW_LOG_ERROR, "intake", lc,
            "%zu waybill(s) refused: the database has retired %s KEK version %u, which %s: reload "
            "the gateway's keyring (SIGHUP)",
