@@ -14,15 +14,12 @@ them, times the gateway's CPU per waybill, are that part's microseconds per wayb
 samples are shown apart in the same row (system calls made by that part, and what the kernel
 does on the other side of a loopback socket inside them). perf's own sampling costs the
 gateway a few per cent, which the total includes. A tool, not a test. Needs perf and a build
-(WAYGATE_BUILD, default ./build: tests/bench/wgload)."""
+(WAYGATE_BUILD, default ./build: tests/bench/wgload, as submit64.py says)."""
 import collections, os, re, subprocess, sys, tempfile, time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.join(ROOT, "deploy"))
-from waygate_proto import read_env  # noqa: E402
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import submit64  # noqa: E402
 
-BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
-WGLOAD = os.environ.get("WGLOAD", os.path.join(BUILD, "tests", "bench", "wgload"))
 FREQ = os.environ.get("FREQ", "1999")
 
 # (part, pattern over a frame's symbol): the first part whose pattern matches a frame, walking
@@ -92,12 +89,7 @@ def main():
         sys.exit(__doc__)
     d = sys.argv[1]
     secs = sys.argv[2] if len(sys.argv) > 2 else "10"
-    env = read_env(os.path.join(d, "env"))
-    pid = int(open(os.path.join(d, "waygated.pid")).read().strip())
-    m = re.fullmatch(r"([A-Z]*):(\d+)-(\d+)", env["WAYGATE_SEGMENT_A"])
-    lo, hi = int(m.group(2)), int(m.group(3))
-    nf = os.path.join(d, "stack-ab-next")  # shared with stack_ab.py: numbers not used before
-    nxt = int(open(nf).read()) if os.path.exists(nf) else lo + (hi - lo) * 3 // 4
+    pid = submit64.gateway_pid(d)
     tmp = tempfile.mkdtemp(prefix="cpu-breakdown-")
     data = os.path.join(tmp, "perf.data")
     rec = subprocess.Popen(["perf", "record", "-F", FREQ, "--call-graph", "dwarf,8192", "-p",
@@ -106,21 +98,10 @@ def main():
     time.sleep(1.0)  # perf attached before the first call
     hz = os.sysconf("SC_CLK_TCK")
     t0 = cpu_ticks(pid)
-    out = subprocess.run([WGLOAD, "--addr", env["WAYGATE_ADDR"], "--ca", env["WAYGATE_CA"],
-                          "--cert", env["WAYGATE_P_courier_a_CERT"],
-                          "--key", env["WAYGATE_P_courier_a_KEY"],
-                          "--segment", env["WAYGATE_SEGMENT_A"], "-c", "4", "-s", "16",
-                          "-d", secs, "-w", "0", "--first", str(nxt)],
-                         capture_output=True, text=True).stdout
-    time.sleep(0.3)  # the last answers written
+    kv = submit64.run(d, secs)
     t1 = cpu_ticks(pid)
     rec.send_signal(2)
     rec.wait()
-    res = [l for l in out.splitlines() if l.startswith("RESULT ")]
-    if not res:
-        sys.exit("cpu_breakdown: wgload gave no result: " + out[-800:])
-    kv = dict(p.split("=", 1) for p in res[-1].split()[1:])
-    open(nf, "w").write(kv["next"])
     n = max(1, int(kv["ok_all"]))
     us_wb = (t1 - t0) / hz * 1e6 / n
     script = subprocess.run(["perf", "script", "-i", data], capture_output=True, text=True).stdout

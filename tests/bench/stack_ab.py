@@ -13,19 +13,9 @@ wgload binary (WGLOAD, default WAYGATE_BUILD/tests/bench/wgload) drives every st
 from the middle of segment A, above what tests use, kept per stack in DIR/stack-ab-next. A tool,
 not a test. Needs perf."""
 import os, re, signal, statistics, subprocess, sys, time
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
-WGLOAD = os.environ.get("WGLOAD", os.path.join(BUILD, "tests", "bench", "wgload"))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import submit64  # noqa: E402
 DUR = os.environ.get("DUR", "8")
-
-
-def read_env(d):
-    env = {}
-    for line in open(os.path.join(d, "env")):
-        m = re.match(r"export (\w+)=(.*)", line.strip())
-        if m:
-            env[m.group(1)] = re.sub(r"\\(.)", r"\1", m.group(2))
-    return env
 
 
 def forwards(d):
@@ -40,29 +30,12 @@ def forwards(d):
 
 
 def run(d):
-    env = read_env(d)
-    pid = open(os.path.join(d, "waygated.pid")).read().strip()
-    m = re.fullmatch(r"([A-Z]*):(\d+)-(\d+)", env["WAYGATE_SEGMENT_A"])
-    lo, hi = int(m.group(2)), int(m.group(3))
-    nf = os.path.join(d, "stack-ab-next")
-    nxt = int(open(nf).read()) if os.path.exists(nf) else lo + (hi - lo) * 3 // 4
-    ps = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "task-clock", "-p", pid],
-                          stderr=subprocess.PIPE, text=True)
+    ps = subprocess.Popen(["perf", "stat", "-x", ",", "-e", "task-clock", "-p",
+                           str(submit64.gateway_pid(d))], stderr=subprocess.PIPE, text=True)
     time.sleep(0.3)  # perf attached before the first call
-    out = subprocess.run([WGLOAD, "--addr", env["WAYGATE_ADDR"], "--ca", env["WAYGATE_CA"],
-                          "--cert", env["WAYGATE_P_courier_a_CERT"],
-                          "--key", env["WAYGATE_P_courier_a_KEY"],
-                          "--segment", env["WAYGATE_SEGMENT_A"], "-c", "4", "-s", "16",
-                          "-d", DUR, "-w", "0", "--first", str(nxt)],
-                         capture_output=True, text=True).stdout
-    time.sleep(0.3)  # the last answers written
+    kv = submit64.run(d, DUR)
     ps.send_signal(signal.SIGINT)
     err = ps.communicate()[1]
-    res = [l for l in out.splitlines() if l.startswith("RESULT ")]
-    if not res:
-        sys.exit("stack_ab: wgload gave no result for %s: %s" % (d, out[-800:]))
-    kv = dict(p.split("=", 1) for p in res[-1].split()[1:])
-    open(nf, "w").write(kv["next"])
     msec = float([l for l in err.splitlines() if "task-clock" in l][0].split(",")[0])
     return msec * 1000 / max(1, int(kv["ok_all"])), kv
 
