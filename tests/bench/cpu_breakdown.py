@@ -19,6 +19,7 @@ import collections, os, re, subprocess, sys, tempfile, time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import submit64  # noqa: E402
+from forward_bench import cpu_ticks  # noqa: E402
 
 FREQ = os.environ.get("FREQ", "1999")
 
@@ -75,21 +76,13 @@ def part_of(frames):
     return "other"
 
 
-def cpu_ticks(pid):
-    total = 0
-    for tid in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-            fields = f.read().rsplit(")", 1)[1].split()
-        total += int(fields[11]) + int(fields[12])
-    return total
-
-
 def main():
     if len(sys.argv) < 2:
         sys.exit(__doc__)
     d = sys.argv[1]
     secs = sys.argv[2] if len(sys.argv) > 2 else "10"
     pid = submit64.gateway_pid(d)
+    pidfile = os.path.join(d, "waygated.pid")
     tmp = tempfile.mkdtemp(prefix="cpu-breakdown-")
     data = os.path.join(tmp, "perf.data")
     rec = subprocess.Popen(["perf", "record", "-F", FREQ, "--call-graph", "dwarf,8192", "-p",
@@ -97,9 +90,9 @@ def main():
                            stderr=subprocess.DEVNULL)
     time.sleep(1.0)  # perf attached before the first call
     hz = os.sysconf("SC_CLK_TCK")
-    t0 = cpu_ticks(pid)
+    t0 = cpu_ticks(pidfile)
     kv = submit64.run(d, secs)
-    t1 = cpu_ticks(pid)
+    t1 = cpu_ticks(pidfile)
     rec.send_signal(2)
     rec.wait()
     n = max(1, int(kv["ok_all"]))

@@ -5,17 +5,11 @@ successive runs never repeat one. WGLOAD (default WAYGATE_BUILD/tests/bench/wglo
 import os, re, subprocess, sys, time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "deploy"))
+from waygate_proto import read_env  # noqa: E402
+
 BUILD = os.path.abspath(os.environ.get("WAYGATE_BUILD", os.path.join(ROOT, "build")))
 WGLOAD = os.environ.get("WGLOAD", os.path.join(BUILD, "tests", "bench", "wgload"))
-
-
-def read_env(d):
-    env = {}
-    for line in open(os.path.join(d, "env")):
-        m = re.match(r"export (\w+)=(.*)", line.strip())
-        if m:
-            env[m.group(1)] = re.sub(r"\\(.)", r"\1", m.group(2))
-    return env
 
 
 def gateway_pid(d):
@@ -26,7 +20,7 @@ def run(d, secs, settle=0.3):
     """Runs wgload for secs seconds against stack d; returns its RESULT line as a dict. The
     caller starts what it measures before and stops it after; settle seconds pass after the
     run (the last answers written) before this returns."""
-    env = read_env(d)
+    env = read_env(os.path.join(d, "env"))
     m = re.fullmatch(r"([A-Z]*):(\d+)-(\d+)", env["WAYGATE_SEGMENT_A"])
     lo, hi = int(m.group(2)), int(m.group(3))
     nf = os.path.join(d, "stack-ab-next")
