@@ -1162,6 +1162,8 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
     f->linger_ev = evtimer_new(app->base, linger_cb, f);
     f->drain_ev = evtimer_new(app->base, drain_timeout_cb, f);
     f->listener = gw_outbox_listen(app->store, wake_cb, f);
+    if (gw_outbox_prepare(app->store) != 0)
+        GW_LOG(GW_LOG_WARN, "forward", NULL, "outbox statements not prepared");
     if (cfg->fwd_fast && !fast_start(f)) {
         snprintf(err, errlen, "[forward]: cannot start the fast path");
         gw_forward_free(f);

@@ -277,6 +277,31 @@ static void claim_done_cb(void *arg, int err, const struct gw_db_result *res)
     gw_free(r);
 }
 
+/* The claim's text (the same for every claim, so that it runs as a prepared statement). */
+static bool claim_text(struct gw_store_sql *b)
+{
+    gw_store_sql_add(b, "%s", claim_head);
+    gw_store_read_cols(b);
+    gw_store_sql_add(b, "%s", claim_tail);
+    return !b->overflow;
+}
+
+int gw_outbox_prepare(struct gw_store *store)
+{
+    struct gw_store_sql b = {.len = 0};
+    int rc;
+
+    if (store == NULL)
+        return GW_EINVAL;
+    if (!claim_text(&b))
+        return GW_EINTERNAL;
+    if ((rc = gw_db_prepare(store->db, async_sql)) != 0 ||
+        (rc = gw_db_prepare(store->db, ack_sql)) != 0 ||
+        (rc = gw_db_prepare(store->db, b.buf)) != 0)
+        return rc;
+    return 0;
+}
+
 int gw_outbox_claim(struct gw_store *store, const char *owner, uint32_t max, uint32_t lease_ms,
                     gw_outbox_claim_cb cb, void *arg, struct gw_outbox_req **out)
 {
@@ -290,10 +315,7 @@ int gw_outbox_claim(struct gw_store *store, const char *owner, uint32_t max, uin
         *out = NULL;
     if (store == NULL || !owner_ok(owner) || max == 0 || max > 10000 || lease_ms == 0 || cb == NULL)
         return GW_EINVAL;
-    gw_store_sql_add(&b, "%s", claim_head);
-    gw_store_read_cols(&b);
-    gw_store_sql_add(&b, "%s", claim_tail);
-    if (b.overflow)
+    if (!claim_text(&b))
         return GW_EINTERNAL;
     snprintf(nmax, sizeof(nmax), "%" PRIu32, max);
     snprintf(nlease, sizeof(nlease), "%" PRIu32, lease_ms);

@@ -48,6 +48,12 @@ struct gw_outbox_req;
  * `claim` and frees it with gw_outbox_claim_free (also when it holds no item). */
 typedef void (*gw_outbox_claim_cb)(void *arg, int err, struct gw_outbox_claim *claim);
 
+/* Registers the forwarder's frequent statements (the claim, the acknowledgement's delete and the
+ * asynchronous commit before them) with the pool's prepared statements (gw_db_prepare): each
+ * connection then parses and plans them once, not at every call. Once, before the first claim;
+ * a failure costs only speed. Returns 0 or gw_db_prepare's error. */
+int gw_outbox_prepare(struct gw_store *store) GW_MUST_CHECK;
+
 /* Claims at most `max` ready deliveries, oldest first: not parked, next_at passed, no live lease,
  * and no earlier delivery of the same waybill still in the outbox; sets lease_owner = owner and
  * lease_until = now + lease_ms and counts an attempt; skips rows another transaction holds. Reads

@@ -6,8 +6,8 @@
  * holds is skipped, two owners never claim the same row, an expired lease is claimed again and
  * the old owner can no longer ack it, later / park / retry, depth, what `waygatectl outbox` reads
  * and changes (as the admin role), and the LISTEN connection's
- * wake-ups (after connecting, on a commit, after losing its connection). Skipped without
- * PostgreSQL. */
+ * wake-ups (after connecting, on a commit, after losing its connection), and which inserts
+ * notify (sql/054: only those with a row no lease holds). Skipped without PostgreSQL. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -905,6 +905,66 @@ static void test_listener(void **state)
     assert_false(pgh_loop_until(base, woken, &want, 300));
 }
 
+/* The payloads of the waygate_outbox notifications `check` received so far, in order, each in
+ * brackets ("[][mark]": an insert's, then the test's marker). */
+static const char *notified(void)
+{
+    static char buf[256];
+    PGnotify *n;
+
+    buf[0] = '\0';
+    assert_int_equal(PQconsumeInput(check), 1);
+    while ((n = PQnotifies(check)) != NULL) {
+        size_t len = strlen(buf);
+        if (strcmp(n->relname, "waygate_outbox") == 0)
+            snprintf(buf + len, sizeof(buf) - len, "[%s]", n->extra);
+        PQfreemem(n);
+    }
+    return buf;
+}
+
+/* sql/054: an insert into the outbox wakes the forwarders only when one of its rows may be
+ * claimed now (inserted without a lease): a delivery the fast path leased at its insert is the
+ * inserting gateway's until its lease runs out, so nobody is woken for it. The notifications of a
+ * session's own transactions arrive, in commit order, before each statement's answer: a marker
+ * sent after an insert shows whether the insert notified. */
+static void test_notify_only_when_claimable(void **state)
+{
+    struct fake a;
+    char sql[400];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    empty_outbox();
+    exec_ok("LISTEN waygate_outbox");
+    (void)notified();
+    /* the store's insert without the fast path: its row has no lease */
+    make(&a, 500);
+    assert_int_equal(submit(&a).outcome, GW_STORE_NEW);
+    assert_int_equal(count("SELECT count(*) FROM outbox WHERE lease_until IS NULL"), 1);
+    exec_ok("NOTIFY waygate_outbox, 'mark'");
+    assert_string_equal(notified(), "[][mark]");
+    /* a leased row, as the fast path inserts it: no notification */
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO outbox (kind, waybill_id, lease_owner, lease_until) "
+             "VALUES (1, '%s', 'fast-owner', now() + interval '1 minute')",
+             a.id);
+    exec_ok(sql);
+    exec_ok("NOTIFY waygate_outbox, 'mark'");
+    assert_string_equal(notified(), "[mark]");
+    /* one statement with a leased row and one without: one notification */
+    snprintf(sql, sizeof(sql),
+             "INSERT INTO outbox (kind, waybill_id, lease_owner, lease_until) "
+             "VALUES (1, '%s', 'fast-owner', now() + interval '1 minute'), (1, '%s', NULL, NULL)",
+             a.id, a.id);
+    exec_ok(sql);
+    exec_ok("NOTIFY waygate_outbox, 'mark'");
+    assert_string_equal(notified(), "[][mark]");
+    exec_ok("UNLISTEN waygate_outbox");
+    empty_outbox();
+}
+
 /* A claim leaves each row on its page (sql/016: fillfactor), even when it takes every row of
  * the pages at once under the longest lease owner the gateway makes (forward.c: a host name of
  * up to 48 bytes, the pid, 8 hex digits); so the claim's update adds no index entry (HOT). */
@@ -953,6 +1013,7 @@ int main(void)
         cmocka_unit_test(test_later_park_retry),
         cmocka_unit_test(test_refusals_and_cancel),
         cmocka_unit_test(test_listener),
+        cmocka_unit_test(test_notify_only_when_claimable),
         cmocka_unit_test(test_claim_keeps_rows_on_their_page),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
