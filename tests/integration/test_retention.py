@@ -22,7 +22,7 @@ import pytest
 import audit_lib
 import register_lib
 from conftest import BUILD, PGBIN, lock_holder, release_holder, scrape_metrics, wait_for
-from query_data import SEARCH, get, new_waybill, refusal, submit
+from query_data import SEARCH, SUBMIT_BATCH, call, get, new_waybill, refusal, submit
 import waygate_proto
 
 OLD_PICKUP = 1646100000  # 2022-03-01, more than the default 1095 days before the test runs
@@ -431,3 +431,59 @@ def test_a_sweep_leaves_a_held_record_and_holds_up_no_audited_call(stack):
     sweep_until(stack, lambda: stack.psql("SELECT count(*) FROM waybill WHERE id = '%s'"
                                           % held) == ["0"],
                 "the record held during the first sweep was not destroyed by the next")
+
+
+RANGE_PAGES = 32  # waybill_accepted_brin's pages_per_range (sql/055)
+
+
+def selection_reads(stack, days=1095, limit=500):
+    """(ids retention_expired_ids(days, limit) returns, heap blocks of the waybill table it read,
+    the table's blocks): one statement, the function run first (a MATERIALIZED CTE), then this
+    transaction's block count of the table (pg_stat_get_xact_blocks_fetched: hits and reads)."""
+    row = stack.psql(
+        "WITH s AS MATERIALIZED (SELECT array_agg(id::text) AS ids "
+        "FROM retention_expired_ids(%d, %d) AS id) "
+        "SELECT coalesce(array_to_string(ids, ','), ''), "
+        "pg_stat_get_xact_blocks_fetched('waybill'::regclass), "
+        "pg_relation_size('waybill') / current_setting('block_size')::int FROM s"
+        % (days, limit))[0].split("|")
+    return set(filter(None, row[0].split(","))), int(row[1]), int(row[2])
+
+
+def test_the_selection_reads_the_old_ranges_not_the_whole_table(stack):
+    """The sweep's selection (retention_expired_ids, sql/055) reads the block ranges where
+    expired records can be (waybill_accepted_brin, a BRIN index on accepted_at), not every
+    waybill: with the table at least 32 ranges long, its ranges summarised and its statistics
+    current, one call finds the three expired records made here (and any another test left), and
+    reads fewer heap blocks than a quarter of the table. sql/048's selection walked the primary key and read a
+    block per waybill, more blocks than the table has, at every hourly sweep. The three are then
+    destroyed by a sweep, as the other tests' are."""
+    old = []
+    for _ in range(3):
+        w = new_waybill(stack, "a")
+        old.append(submit_old(stack, w, OLD_PICKUP))
+    need = 32 * RANGE_PAGES
+    for _ in range(100):  # 100 x 100 waybills at most, about 1 700 pages
+        pages = int(stack.psql("SELECT pg_relation_size('waybill') / "
+                               "current_setting('block_size')::int")[0])
+        if pages >= need:
+            break
+        ws = [new_waybill(stack, "a") for _ in range(100)]
+        r = call(stack, SUBMIT_BATCH, stack.pb.intake.SubmitBatchRequest(waybills=ws),
+                 stack.pb.intake.SubmitBatchResponse, "courier_a", timeout=60)
+        assert [x.code for x in r.results] == [0] * len(ws)
+    stack.psql("SELECT brin_summarize_new_values('waybill_accepted_brin')")
+    stack.psql("ANALYZE waybill")
+    try:
+        ids, read, blocks = selection_reads(stack)
+        print("retention selection: %d expired found, %d heap blocks read of the table's %d"
+              % (len(ids), read, blocks))
+        assert blocks >= need, "the table did not grow to %d pages: %d" % (need, blocks)
+        assert set(old) <= ids, "the selection found %s, not the three expired records" % ids
+        assert read < blocks // 4, \
+            "the selection read %d of the table's %d blocks: it walks the whole table" % (
+                read, blocks)
+    finally:
+        left = "SELECT count(*) FROM waybill WHERE id IN (%s)" % ",".join("'%s'" % r for r in old)
+        sweep_until(stack, lambda: stack.psql(left) == ["0"],
+                    "the three expired records were not destroyed")
