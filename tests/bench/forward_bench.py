@@ -159,9 +159,13 @@ def restore_python_sink(d):
         raise RuntimeError("devstack up failed:\n%s%s" % (r.stdout, r.stderr))
 
 
+def psql_argv(uri):
+    """psql on uri: no psqlrc, quiet, unaligned, tuples only."""
+    return [os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-d", uri]
+
+
 def psql(uri, sql):
-    r = subprocess.run([os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-d", uri, "-c", sql],
-                       capture_output=True, text=True, timeout=30)
+    r = subprocess.run(psql_argv(uri) + ["-c", sql], capture_output=True, text=True, timeout=30)
     if r.returncode != 0:
         raise RuntimeError(r.stderr)
     return r.stdout.strip()
@@ -183,9 +187,8 @@ class Sampler(threading.Thread):
     def sample(self):
         if self.proc is None or self.proc.poll() is not None:
             self.proc = subprocess.Popen(
-                [os.path.join(PGBIN, "psql"), "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                 "-d", self.uri], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                stderr=subprocess.DEVNULL, text=True, bufsize=1)
+                psql_argv(self.uri) + ["-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.proc.stdin.write(self.QUERY)
         depth, age = self.proc.stdout.readline().strip().split("|")  # "" once psql stopped
         return int(depth), int(float(age))

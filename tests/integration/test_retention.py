@@ -434,20 +434,20 @@ def test_a_sweep_leaves_a_held_record_and_holds_up_no_audited_call(stack):
 
 
 RANGE_PAGES = 32  # waybill_accepted_brin's pages_per_range (sql/055)
+TABLE_BLOCKS = "pg_relation_size('waybill') / current_setting('block_size')::int"
 
 
-def selection_reads(stack, days=1095, limit=500):
-    """(ids retention_expired_ids(days, limit) returns, heap blocks of the waybill table it read,
+def selection_reads(stack):
+    """(ids retention_expired_ids(1095, 500) returns, heap blocks of the waybill table it read,
     the table's blocks): one statement, the function run first (a MATERIALIZED CTE), then this
     transaction's block count of the table (pg_stat_get_xact_blocks_fetched: hits and reads)."""
     row = stack.psql(
         "WITH s AS MATERIALIZED (SELECT array_agg(id::text) AS ids "
-        "FROM retention_expired_ids(%d, %d) AS id) "
+        "FROM retention_expired_ids(1095, 500) AS id) "
         "SELECT coalesce(array_to_string(ids, ','), ''), "
-        "pg_stat_get_xact_blocks_fetched('waybill'::regclass), "
-        "pg_relation_size('waybill') / current_setting('block_size')::int FROM s"
-        % (days, limit))[0].split("|")
-    return set(filter(None, row[0].split(","))), int(row[1]), int(row[2])
+        "pg_stat_get_xact_blocks_fetched('waybill'::regclass), %s FROM s" % TABLE_BLOCKS)[0]
+    ids, read, blocks = row.split("|")
+    return set(filter(None, ids.split(","))), int(read), int(blocks)
 
 
 def test_the_selection_reads_the_old_ranges_not_the_whole_table(stack):
@@ -464,9 +464,7 @@ def test_the_selection_reads_the_old_ranges_not_the_whole_table(stack):
         old.append(submit_old(stack, w, OLD_PICKUP))
     need = 32 * RANGE_PAGES
     for _ in range(100):  # 100 x 100 waybills at most, about 1 700 pages
-        pages = int(stack.psql("SELECT pg_relation_size('waybill') / "
-                               "current_setting('block_size')::int")[0])
-        if pages >= need:
+        if int(stack.psql("SELECT " + TABLE_BLOCKS)[0]) >= need:
             break
         ws = [new_waybill(stack, "a") for _ in range(100)]
         r = call(stack, SUBMIT_BATCH, stack.pb.intake.SubmitBatchRequest(waybills=ws),

@@ -923,6 +923,21 @@ static const char *notified(void)
     return buf;
 }
 
+/* Inserts into the outbox, for waybill id, a row leased as the fast path leases it, and with
+ * plain_too a row without a lease in the same statement. */
+static void insert_leased(const char *id, bool plain_too)
+{
+    char sql[400];
+    int n = snprintf(sql, sizeof(sql),
+                     "INSERT INTO outbox (kind, waybill_id, lease_owner, lease_until) "
+                     "VALUES (1, '%s', 'fast-owner', now() + interval '1 minute')",
+                     id);
+
+    if (plain_too)
+        snprintf(sql + n, sizeof(sql) - (size_t)n, ", (1, '%s', NULL, NULL)", id);
+    exec_ok(sql);
+}
+
 /* sql/054: an insert into the outbox wakes the forwarders only when one of its rows may be
  * claimed now (inserted without a lease): a delivery the fast path leased at its insert is the
  * inserting gateway's until its lease runs out, so nobody is woken for it. The notifications of a
@@ -931,7 +946,6 @@ static const char *notified(void)
 static void test_notify_only_when_claimable(void **state)
 {
     struct fake a;
-    char sql[400];
 
     (void)state;
     if (!pg_ok)
@@ -946,19 +960,11 @@ static void test_notify_only_when_claimable(void **state)
     exec_ok("NOTIFY waygate_outbox, 'mark'");
     assert_string_equal(notified(), "[][mark]");
     /* a leased row, as the fast path inserts it: no notification */
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO outbox (kind, waybill_id, lease_owner, lease_until) "
-             "VALUES (1, '%s', 'fast-owner', now() + interval '1 minute')",
-             a.id);
-    exec_ok(sql);
+    insert_leased(a.id, false);
     exec_ok("NOTIFY waygate_outbox, 'mark'");
     assert_string_equal(notified(), "[mark]");
     /* one statement with a leased row and one without: one notification */
-    snprintf(sql, sizeof(sql),
-             "INSERT INTO outbox (kind, waybill_id, lease_owner, lease_until) "
-             "VALUES (1, '%s', 'fast-owner', now() + interval '1 minute'), (1, '%s', NULL, NULL)",
-             a.id, a.id);
-    exec_ok(sql);
+    insert_leased(a.id, true);
     exec_ok("NOTIFY waygate_outbox, 'mark'");
     assert_string_equal(notified(), "[][mark]");
     exec_ok("UNLISTEN waygate_outbox");
