@@ -112,14 +112,6 @@ int gw_api_render_view(struct gw_call *call, const struct gw_sealed_waybill *row
     return gw_api_render_view_in(call, gw_call_arena(call), row, clear, view);
 }
 
-/* The role's mode of each column. */
-static void role_modes(const struct gw_policy *pol, const char *role,
-                       enum gw_view_mode modes[GW_COL_COUNT])
-{
-    for (size_t c = 0; c < GW_COL_COUNT; c++)
-        modes[c] = gw_policy_view(pol, role, (enum gw_col)c);
-}
-
 static int render_modes_in(struct gw_app *app, struct gw_arena *a,
                            const struct gw_sealed_waybill *row,
                            const struct gw_str clear[GW_COL_COUNT],
@@ -140,7 +132,7 @@ int gw_api_render_role_in(struct gw_app *app, const struct gw_policy *pol, const
 {
     enum gw_view_mode modes[GW_COL_COUNT];
 
-    role_modes(pol, role, modes);
+    gw_policy_view_modes(pol, role, modes);
     return render_modes_in(app, a, row, clear, modes, view);
 }
 

@@ -247,6 +247,15 @@ enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, 
     return (enum gw_view_mode)pol->view[r][col];
 }
 
+void gw_policy_view_modes(const struct gw_policy *pol, const char *role,
+                          enum gw_view_mode modes[GW_COL_COUNT])
+{
+    int r = gw_policy_role_index(role);
+
+    for (size_t c = 0; c < GW_COL_COUNT; c++)
+        modes[c] = r < 0 ? GW_VIEW_OMIT : (enum gw_view_mode)pol->view[r][c];
+}
+
 /* What personal data each field is (docs/policy.md, "Ceilings"). Art. 3: every field of a
  * waybill is delivery user information, so every field is personal; they differ in how much. */
 enum pii_kind {

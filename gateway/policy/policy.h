@@ -136,6 +136,11 @@ bool gw_policy_in_lawful_scope(const struct gw_policy *pol, const struct gw_prin
 /* How role sees field col (deny by default: GW_VIEW_OMIT for anything not granted). */
 enum gw_view_mode gw_policy_view(const struct gw_policy *pol, const char *role, enum gw_col col);
 
+/* Every field's gw_policy_view for role at once (the role looked up once: a view rendered per
+ * delivery or per search result asks for all of them). */
+void gw_policy_view_modes(const struct gw_policy *pol, const char *role,
+                          enum gw_view_mode modes[GW_COL_COUNT]);
+
 /* May role reveal field col at all (Reveal)? Deny by default. Whether the record allows it (a
  * courier: only a waybill its branch delivers) is the caller's further check. */
 bool gw_policy_may_reveal(const struct gw_policy *pol, const char *role, enum gw_col col);

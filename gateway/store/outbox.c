@@ -5,8 +5,9 @@
  * or at cancel (its db request cancelled first); a claim owns a copy of its result, so its items
  * stay valid after the callback until gw_outbox_claim_free; every update and delete of a claimed
  * row requires lease_owner = the caller's owner; the claim, ack, later and park commit without
- * waiting for the WAL flush (async_sql: a crash can only undo a lease or an outcome, never a
- * delivery, whose row the synchronous waybill and scan inserts write). */
+ * waiting for the WAL flush (prologue_sql: a crash can only undo a lease or an outcome, never a
+ * delivery, whose row the synchronous waybill and scan inserts write) and read the outbox by its
+ * indexes only, never whole (prologue_sql). */
 #include "outbox.h"
 
 #include <inttypes.h>
@@ -82,13 +83,21 @@ static const char claim_tail[] =
     "FROM u JOIN waybill w ON w.id = u.waybill_id LEFT JOIN scan s ON s.id = u.scan_id "
     "ORDER BY u.id";
 
-/* Sent first in every claim, ack, later and park: their commit does not wait for the WAL flush
- * (synchronous_commit off for this transaction only). What a crash can lose is then the last
- * fraction of a second of these transactions: a lost claim is a lease never taken (the rows stay
- * ready), a lost ack a delivery sent again (at least once: the backend deduplicates by
- * delivery_id), a lost later or park a delivery claimed again after its lease. None loses a
- * delivery: the rows are written by the waybill and scan inserts, which stay synchronous. */
-static const char async_sql[] = "SELECT set_config('synchronous_commit', 'off', true)";
+/* Sent first in every claim, ack, later and park, for this transaction only:
+ *  - its commit does not wait for the WAL flush (synchronous_commit off). What a crash can lose
+ *    is then the last fraction of a second of these transactions: a lost claim is a lease never
+ *    taken (the rows stay ready), a lost ack a delivery sent again (at least once: the backend
+ *    deduplicates by delivery_id), a lost later or park a delivery claimed again after its lease.
+ *    None loses a delivery: the rows are written by the waybill and scan inserts, which stay
+ *    synchronous;
+ *  - no sequential scan (enable_seqscan off): each statement finds its rows by the outbox's
+ *    indexes (the primary key, outbox_ready_idx, outbox_waybill_idx) whatever the statistics say.
+ *    A queue's statistics mislead: VACUUM of a drained outbox records it as empty, every plan
+ *    made while its file is small then reads it whole, and a connection keeps that plan for its
+ *    prepared ack and claim while the outbox grows again (measured: 600-900 pages read by one
+ *    delete of 20-30 rows; docs/performance.md). */
+static const char prologue_sql[] = "SELECT set_config('synchronous_commit', 'off', true), "
+                                   "set_config('enable_seqscan', 'off', true)";
 
 static const char ack_sql[] =
     "DELETE FROM outbox WHERE lease_owner = $1 AND id = ANY($2::bigint[])";
@@ -295,7 +304,7 @@ int gw_outbox_prepare(struct gw_store *store)
         return GW_EINVAL;
     if (!claim_text(&b))
         return GW_EINTERNAL;
-    if ((rc = gw_db_prepare(store->db, async_sql)) != 0 ||
+    if ((rc = gw_db_prepare(store->db, prologue_sql)) != 0 ||
         (rc = gw_db_prepare(store->db, ack_sql)) != 0 ||
         (rc = gw_db_prepare(store->db, b.buf)) != 0)
         return rc;
@@ -321,7 +330,7 @@ int gw_outbox_claim(struct gw_store *store, const char *owner, uint32_t max, uin
     snprintf(nlease, sizeof(nlease), "%" PRIu32, lease_ms);
     /* The waybills and scans are read as intake reads them: every branch's. */
     gw_store_scope_stmt(&st[0], sv, GW_STORE_SCOPE_ALL);
-    st[1] = (struct gw_db_stmt){.sql = async_sql};
+    st[1] = (struct gw_db_stmt){.sql = prologue_sql};
     st[2] = (struct gw_db_stmt){.sql = b.buf, .nparams = 3, .values = vals, .result_format = 1};
     r = req_new(RK_CLAIM, arg);
     if (r == NULL)
@@ -353,11 +362,11 @@ static void done_cb(void *arg, int err, const struct gw_db_result *res)
 }
 
 /* Sends one statement whose $1 is the owner (already checked) and $2.. are vals[1..], after
- * async_sql in the same transaction. */
+ * prologue_sql in the same transaction. */
 static int done_start(struct gw_store *store, const char *sql, const char *const *vals, int nparams,
                       gw_outbox_done_cb cb, void *arg, struct gw_outbox_req **out)
 {
-    struct gw_db_stmt st[2] = {{.sql = async_sql},
+    struct gw_db_stmt st[2] = {{.sql = prologue_sql},
                                {.sql = sql, .nparams = nparams, .values = vals}};
     struct gw_outbox_req *r = req_new(RK_DONE, arg);
 

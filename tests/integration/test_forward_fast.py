@@ -426,3 +426,70 @@ def test_a_delete_lost_with_its_connection_is_sent_again(stack):
         assert distinct == want
         assert dup == 0, "%d deliveries were sent twice: the lost delete's ids were dropped" % dup
         assert total == want, "%d rows deleted, not %d once each" % (total, want)
+
+
+# ---- (8) the forwarder's statements and the outbox's statistics ----
+
+PLAN = re.compile(r"Query Text: (.*?)\n(.*?)(?=\n\S|\Z)", re.S)
+FORWARDER_SQL = ("DELETE FROM outbox", "UPDATE outbox SET lease_owner = NULL",
+                 "WITH c AS (SELECT o.id FROM outbox o")
+
+
+def forwarder_plans(text):
+    """[(statement, plan)] of the forwarder's claims, acknowledgements, later and park in the
+    PostgreSQL log text that auto_explain wrote."""
+    return [(q, p) for q, p in PLAN.findall(text) if q.startswith(FORWARDER_SQL)]
+
+
+def test_the_forwarders_statements_use_the_outbox_indexes_whatever_its_statistics(stack):
+    """(8) A queue's statistics mislead the planner: VACUUM of a drained outbox records it as
+    empty, and every plan then made while its file is small reads it whole (a sequential scan),
+    including the generic plan a connection keeps for its prepared acknowledgement and claim while
+    the outbox grows again; measured, one such delete read 600-900 pages to remove 20-30 rows, and
+    Submit at 64 streams lost up to a third of PostgreSQL's time per waybill to them. So the
+    forwarder's transactions rule sequential scans out (enable_seqscan off in each). Shown from
+    the plans themselves: auto_explain logs every statement of the gateway's database role while a
+    gateway, started after VACUUM of the drained outbox, forwards waybills by its fast path
+    (acknowledgement deletes), through a backend that is down for a moment (later) and scans (by
+    claim): none of those plans reads the outbox by a sequential scan, and each kind ran."""
+    su = superuser_uri(stack)
+    pglog = os.path.join(stack.dir, "pg", "postgres.log")
+    assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
+    stack.psql("ALTER TABLE outbox SET (autovacuum_enabled = off)")
+    stack.psql("ALTER ROLE waygate_gateway SET session_preload_libraries = 'auto_explain'", uri=su)
+    stack.psql("ALTER ROLE waygate_gateway SET auto_explain.log_min_duration = 0", uri=su)
+    gw = None
+    try:
+        stack.psql("VACUUM outbox", uri=su)
+        print("outbox after VACUUM: %s (pages|tuples)" % stack.psql(
+            "SELECT relpages || '|' || reltuples FROM pg_class WHERE oid = 'outbox'::regclass"))
+        start = os.path.getsize(pglog)
+        gw, maddr = extra_gateway(stack, "plans", [])
+        expected = submit_many(stack, 40, addr=gw.addr)
+        sink(stack, "down")
+        expected.update(submit_many(stack, 3, addr=gw.addr))
+        assert wait_for(lambda: metrics(maddr).get("waygate_forward_retried_total", 0) > 0,
+                        DELIVERED_BOUND), "no delivery was put back while the backend was down"
+        sink(stack, "up")
+        expected.update(submit_many(stack, 10, addr=gw.addr, scans=True))
+        wait_delivered(stack, expected)
+        assert wait_for(lambda: outbox_rows(stack, expected) == 0, DELIVERED_BOUND), \
+            "the delivered rows were not deleted"
+        gw.close()
+        gw = None
+        with open(pglog, errors="replace") as f:
+            f.seek(start)
+            plans = forwarder_plans(f.read())
+    finally:
+        if gw is not None:
+            gw.close()
+        stack.psql("ALTER ROLE waygate_gateway RESET session_preload_libraries", uri=su)
+        stack.psql("ALTER ROLE waygate_gateway RESET auto_explain.log_min_duration", uri=su)
+        stack.psql("ALTER TABLE outbox RESET (autovacuum_enabled)")
+        stack.psql("ANALYZE outbox", uri=su)
+    kinds = {k: sum(1 for q, _ in plans if q.startswith(k)) for k in FORWARDER_SQL}
+    seq = [(q[:60], p) for q, p in plans if "Seq Scan on outbox" in p]
+    print("forwarder plans logged: %s; reading the outbox whole: %d" % (kinds, len(seq)))
+    assert all(kinds.values()), "a kind of forwarder statement never ran: %s" % kinds
+    assert not seq, "%d of %d plans read the outbox whole, e.g. %s...:\n%s" % (
+        len(seq), len(plans), seq[0][0], "\n".join(seq[0][1].splitlines()[:12]))

@@ -204,6 +204,41 @@ static void views_stay_under_the_role_ceilings(void **state)
     gw_policy_free(p);
 }
 
+/* gw_policy_view_modes (a rendered view's modes, the role looked up once) answers for every
+ * field what gw_policy_view answers for it: every role, under the default policy and under a
+ * file that moves fields to every mode; an unknown or absent role sees nothing. */
+static void view_modes_are_the_fields_views(void **state)
+{
+    struct gw_policy *files[2] = {
+        parse_ok(""),
+        parse_ok("[view.courier]\nrecipient.address_detail = clear\nrecipient.phone = token\n"
+                 "sender.name = mask\n[view.backend]\nrecipient.phone = clear\n"
+                 "sender.id_number = omit\n[view.compliance_auditor]\nsender.phone = token\n")};
+    const char *odd[] = {"no_such_role", "", NULL};
+    enum gw_view_mode modes[GW_COL_COUNT];
+    size_t seen[GW_VIEW_TOKEN + 1] = {0};
+
+    (void)state;
+    for (size_t f = 0; f < 2; f++) {
+        for (size_t r = 0; gw_policy_roles[r] != NULL; r++) {
+            gw_policy_view_modes(files[f], gw_policy_roles[r], modes);
+            for (size_t c = 0; c < GW_COL_COUNT; c++) {
+                assert_int_equal(modes[c],
+                                 gw_policy_view(files[f], gw_policy_roles[r], (enum gw_col)c));
+                seen[modes[c]]++;
+            }
+        }
+        for (size_t r = 0; r < sizeof(odd) / sizeof(odd[0]); r++) {
+            gw_policy_view_modes(files[f], odd[r], modes);
+            for (size_t c = 0; c < GW_COL_COUNT; c++)
+                assert_int_equal(modes[c], GW_VIEW_OMIT);
+        }
+        gw_policy_free(files[f]);
+    }
+    for (size_t m = 0; m <= GW_VIEW_TOKEN; m++)
+        assert_true(seen[m] > 0); /* every mode was compared at least once */
+}
+
 static void refusal_of_a_file_names_its_path(void **state)
 {
     char path[] = "/tmp/test_policy_XXXXXX";
@@ -798,6 +833,7 @@ int main(void)
         cmocka_unit_test(bulk_scope_central_roles_by_level),
         cmocka_unit_test(lawful_scope_by_level_alone),
         cmocka_unit_test(file_sets_views_reveals_and_limits),
+        cmocka_unit_test(view_modes_are_the_fields_views),
         cmocka_unit_test(arrivals_left_out_get_the_default),
         cmocka_unit_test(search_sides_follow_the_view),
         cmocka_unit_test(admin_certificate_needs_a_token),
