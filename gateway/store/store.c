@@ -425,7 +425,8 @@ struct gw_store *gw_store_new(struct gw_db *db)
     /* Prepared once per connection: the insert is parsed and planned once, not per waybill.
      * A failure only costs speed: db.c then sends the text. */
     if (gw_db_prepare(db, s->group_sql) != 0 || gw_db_prepare(db, s->get_sql) != 0 ||
-        gw_db_prepare(db, GW_STORE_SCOPE_SQL) != 0)
+        gw_db_prepare(db, GW_STORE_SCOPE_SQL) != 0 ||
+        gw_db_prepare(db, GW_STORE_SCOPE_INDEXED_SQL) != 0)
         GW_LOG(GW_LOG_WARN, "store", NULL, "statements not prepared");
     return s;
 }

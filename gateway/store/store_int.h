@@ -211,4 +211,14 @@ static inline void gw_store_scope_stmt(struct gw_db_stmt *st, const char **vals,
     *st = (struct gw_db_stmt){.sql = GW_STORE_SCOPE_SQL, .nparams = 1, .values = vals};
 }
 
+/* The group insert's first statement (store_group.c): the scope as above, and no sequential scan
+ * in its transaction (enable_seqscan off). Its probes of the waybill table (the number's
+ * duplicate check under every suite, the stored row's read) are index lookups by design, but a
+ * plan made while the table is small (emptied, then analysed) reads it whole, and a connection
+ * keeps that plan for its prepared insert as the table grows: measured, Submit fell to a third
+ * (docs/performance.md, issue 9's eleventh round). The reads keep GW_STORE_SCOPE_SQL: for some
+ * of them a sequential scan is the right plan. */
+#define GW_STORE_SCOPE_INDEXED_SQL                                                                 \
+    "SELECT set_config('waygate.scope', $1, true), set_config('enable_seqscan', 'off', true)"
+
 #endif

@@ -423,6 +423,78 @@ static void refused_by_check(const char *set, const char *id)
  * fields_ct) is read as it is stored: the read still has every *_ct column. Made here from a
  * stored version 3 row in SQL, as the owner, once sql/053's CHECK has refused the mixtures of
  * the two versions. */
+/* The group insert reads the waybill table by its indexes whatever the statistics say
+ * (GW_STORE_SCOPE_INDEXED_SQL). The table emptied and analysed while empty, a new store's
+ * connections (auto_explain loaded for them: every plan in the server's log) store waybills one
+ * group at a time while the table grows: none of the group insert's plans reads the waybill
+ * table by a sequential scan (before the rule every one did, and the prepared statement kept
+ * that plan as the table grew). Runs last: it empties the table. */
+static void test_group_insert_reads_waybills_by_index_after_empty_analyze(void **state)
+{
+    static const char group_text[] = "Query Text: WITH v AS (SELECT * FROM unnest(";
+    struct gw_store *mine = NULL, *saved = store;
+    struct gw_db *db2;
+    struct fake f;
+    char path[300], *text, *p;
+    long start, size;
+    size_t plans = 0, seq = 0;
+    FILE *log;
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    snprintf(path, sizeof(path), "%s/server.log", pg.dir);
+    log = fopen(path, "r");
+    assert_non_null(log);
+    assert_int_equal(fseek(log, 0, SEEK_END), 0);
+    start = ftell(log);
+    exec_ok("TRUNCATE waybill, phone_owner, phone_sender CASCADE");
+    exec_ok("ANALYZE waybill");
+    exec_ok("ALTER ROLE postgres SET session_preload_libraries = 'auto_explain'");
+    exec_ok("ALTER ROLE postgres SET auto_explain.log_min_duration = 0");
+    db2 = gw_db_new(base, &cfg);
+    assert_non_null(db2);
+    mine = gw_store_new(db2);
+    assert_non_null(mine);
+    assert_int_equal(gw_db_start(db2), 0);
+    assert_true(run_until(db_is_ready, db2, 10000));
+    store = mine;
+    for (unsigned i = 0; i < 60; i++) {
+        struct gw_store_result r;
+
+        make(&f, 7000 + i, 7000 + i, 7000 + i, 7000 + i, 7000 + i);
+        r = submit_wait(&f);
+        assert_int_equal(r.err, 0);
+        assert_int_equal(r.outcome, GW_STORE_NEW);
+    }
+    store = saved;
+    gw_store_free(mine);
+    gw_db_free(db2);
+    exec_ok("ALTER ROLE postgres RESET session_preload_libraries");
+    exec_ok("ALTER ROLE postgres RESET auto_explain.log_min_duration");
+    assert_int_equal(fseek(log, 0, SEEK_END), 0);
+    size = ftell(log) - start;
+    assert_true(size > 0);
+    text = calloc(1, (size_t)size + 1);
+    assert_non_null(text);
+    assert_int_equal(fseek(log, start, SEEK_SET), 0);
+    assert_int_equal(fread(text, 1, (size_t)size, log), (size_t)size);
+    fclose(log);
+    /* each group insert's plan: from its query text to the next statement's */
+    for (p = strstr(text, group_text); p != NULL;) {
+        char *next = strstr(p + 1, "Query Text: "), *seq_at = strstr(p, "Seq Scan on waybill ");
+
+        plans++;
+        if (seq_at != NULL && (next == NULL || seq_at < next))
+            seq++;
+        p = next != NULL ? strstr(next, group_text) : NULL;
+    }
+    free(text);
+    print_message("group insert plans logged: %zu, reading waybill whole: %zu\n", plans, seq);
+    assert_int_equal(plans, 60);
+    assert_int_equal(seq, 0);
+}
+
 static void test_get_version2_row(void **state)
 {
     struct fake a;
@@ -1187,6 +1259,7 @@ int main(void)
         cmocka_unit_test(test_sealed_dup_owns_fields),
         cmocka_unit_test(test_refuses_other_versions),
         cmocka_unit_test(test_get_version2_row),
+        cmocka_unit_test(test_group_insert_reads_waybills_by_index_after_empty_analyze),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
