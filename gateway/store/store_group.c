@@ -497,8 +497,7 @@ int gw_store_group_send(struct gw_store *s, struct gw_store_group *g, gw_db_done
     /* Every row: ON CONFLICT reads the row already stored under a number, of whatever branch
      * (idempotency); the waybill table by its indexes only (GW_STORE_SCOPE_INDEXED_SQL).
      * Pipelined with the insert: no extra round trip. */
-    scope[0] = GW_STORE_SCOPE_ALL;
-    st[0] = (struct gw_db_stmt){.sql = GW_STORE_SCOPE_INDEXED_SQL, .nparams = 1, .values = scope};
+    gw_store_scope_indexed_stmt(&st[0], scope, GW_STORE_SCOPE_ALL);
     /* The numbers' locks, in a statement of their own: the insert's NOT EXISTS then reads a
      * snapshot taken once they are held (READ COMMITTED: one per statement), so it sees a row
      * that a gateway of another suite committed while this one waited. Without them two such

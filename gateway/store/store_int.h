@@ -203,22 +203,30 @@ void gw_store_read_cols(struct gw_store_sql *b);
 #define GW_STORE_SCOPE_SQL "SELECT set_config('waygate.scope', $1, true)"
 #define GW_STORE_SCOPE_ALL "*"
 /* Fills *st with the scope statement for scope (NUL-terminated; must outlive the gw_db_exec
- * call, which copies it). vals must hold one pointer. Inline: the group insert and the reads
- * both use it, and neither file may need the other. */
+ * call, which copies it). vals must hold one pointer. Inline: the reads and the outbox's claim
+ * use it, in files that do not depend on one another. */
 static inline void gw_store_scope_stmt(struct gw_db_stmt *st, const char **vals, const char *scope)
 {
     vals[0] = scope;
     *st = (struct gw_db_stmt){.sql = GW_STORE_SCOPE_SQL, .nparams = 1, .values = vals};
 }
 
-/* The group insert's first statement (store_group.c): the scope as above, and no sequential scan
- * in its transaction (enable_seqscan off). Its probes of the waybill table (the number's
- * duplicate check under every suite, the stored row's read) are index lookups by design, but a
- * plan made while the table is small (emptied, then analysed) reads it whole, and a connection
- * keeps that plan for its prepared insert as the table grows: measured, Submit fell to a third
+/* The first statement of the two group inserts (store_group.c, store_scan.c): the scope as
+ * above, and no sequential scan in their transaction (enable_seqscan off). Their reads of the
+ * waybill table (the number's duplicate check under every suite, the stored row's read, the
+ * waybill's lookup by number, the foreign keys' checks of the outbox and scan rows) are index
+ * lookups by design, but a plan made while the table is small (emptied, then analysed) reads it
+ * whole, and a connection keeps that plan for its prepared insert, and for its foreign-key check
+ * whichever transaction made it, as the table grows: measured, Submit fell to a third
  * (docs/performance.md, issue 9's eleventh round). The reads keep GW_STORE_SCOPE_SQL: for some
  * of them a sequential scan is the right plan. */
 #define GW_STORE_SCOPE_INDEXED_SQL                                                                 \
     "SELECT set_config('waygate.scope', $1, true), set_config('enable_seqscan', 'off', true)"
+static inline void gw_store_scope_indexed_stmt(struct gw_db_stmt *st, const char **vals,
+                                               const char *scope)
+{
+    vals[0] = scope;
+    *st = (struct gw_db_stmt){.sql = GW_STORE_SCOPE_INDEXED_SQL, .nparams = 1, .values = vals};
+}
 
 #endif

@@ -194,7 +194,7 @@ static int group_send(struct gw_store_scanq *q, struct scan_group *g)
             goto out;
         vals[k] = arr[k];
     }
-    gw_store_scope_stmt(&st[0], scope, GW_STORE_SCOPE_ALL);
+    gw_store_scope_indexed_stmt(&st[0], scope, GW_STORE_SCOPE_ALL); /* and by index only */
     st[1] = (struct gw_db_stmt){.sql = lock_sql, .nparams = 1, .values = vals};
     st[2] = (struct gw_db_stmt){.sql = insert_sql, .nparams = NARR, .values = vals};
     st[3] = (struct gw_db_stmt){.sql = latest_sql, .nparams = 1, .values = vals};

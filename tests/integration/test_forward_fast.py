@@ -433,12 +433,16 @@ def test_a_delete_lost_with_its_connection_is_sent_again(stack):
 PLAN = re.compile(r"Query Text: (.*?)\n(.*?)(?=\n\S|\Z)", re.S)
 FORWARDER_SQL = ("DELETE FROM outbox", "UPDATE outbox SET lease_owner = NULL",
                  "WITH c AS (SELECT o.id FROM outbox o")
+# the statements that write outbox rows, and the foreign-key checks they run (nested)
+INSERT_SQL = ("WITH v AS (SELECT * FROM unnest(", 'SELECT 1 FROM ONLY "public"."waybill"')
+WHOLE = re.compile(r"Seq Scan on (outbox|waybill) ")
 
 
-def forwarder_plans(text):
-    """[(statement, plan)] of the forwarder's claims, acknowledgements, later and park in the
-    PostgreSQL log text that auto_explain wrote."""
-    return [(q, p) for q, p in PLAN.findall(text) if q.startswith(FORWARDER_SQL)]
+def logged_plans(text):
+    """[(statement, plan)] of the forwarder's claims, acknowledgements, later and park, and of
+    the group inserts with their foreign-key checks, in the PostgreSQL log text that auto_explain
+    wrote."""
+    return [(q, p) for q, p in PLAN.findall(text) if q.startswith(FORWARDER_SQL + INSERT_SQL)]
 
 
 def test_the_forwarders_statements_use_the_outbox_indexes_whatever_its_statistics(stack):
@@ -447,19 +451,25 @@ def test_the_forwarders_statements_use_the_outbox_indexes_whatever_its_statistic
     including the generic plan a connection keeps for its prepared acknowledgement and claim while
     the outbox grows again; measured, one such delete read 600-900 pages to remove 20-30 rows, and
     Submit at 64 streams lost up to a third of PostgreSQL's time per waybill to them. So the
-    forwarder's transactions rule sequential scans out (enable_seqscan off in each). Shown from
-    the plans themselves: auto_explain logs every statement of the gateway's database role while a
-    gateway, started after VACUUM of the drained outbox, forwards waybills by its fast path
-    (acknowledgement deletes), through a backend that is down for a moment (later) and scans (by
-    claim): none of those plans reads the outbox by a sequential scan, and each kind ran."""
+    forwarder's transactions rule sequential scans out (enable_seqscan off in each), as the group
+    inserts' do. Shown from the plans themselves: auto_explain logs every statement of the
+    gateway's database role (nested ones too) while a gateway, started after VACUUM of the drained
+    outbox, forwards waybills by its fast path (acknowledgement deletes), through a backend that
+    is down for a moment (later) and scans (by claim): none of the forwarder's plans, nor of the
+    inserts that wrote the rows and their foreign-key checks, reads the outbox or the waybill table
+    by a sequential scan, and each kind ran. Afterwards no session of the role keeps auto_explain
+    (those opened meanwhile are ended: the gateway opens new ones)."""
     su = superuser_uri(stack)
     pglog = os.path.join(stack.dir, "pg", "postgres.log")
     assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
-    stack.psql("ALTER TABLE outbox SET (autovacuum_enabled = off)")
-    stack.psql("ALTER ROLE waygate_gateway SET session_preload_libraries = 'auto_explain'", uri=su)
-    stack.psql("ALTER ROLE waygate_gateway SET auto_explain.log_min_duration = 0", uri=su)
+    since = stack.psql("SELECT now()", uri=su)[0]
     gw = None
     try:
+        stack.psql("ALTER TABLE outbox SET (autovacuum_enabled = off)")
+        for setting in ("session_preload_libraries = 'auto_explain'",
+                        "auto_explain.log_min_duration = 0",
+                        "auto_explain.log_nested_statements = on"):
+            stack.psql("ALTER ROLE waygate_gateway SET " + setting, uri=su)
         stack.psql("VACUUM outbox", uri=su)
         print("outbox after VACUUM: %s (pages|tuples)" % stack.psql(
             "SELECT relpages || '|' || reltuples FROM pg_class WHERE oid = 'outbox'::regclass"))
@@ -479,17 +489,18 @@ def test_the_forwarders_statements_use_the_outbox_indexes_whatever_its_statistic
         gw = None
         with open(pglog, errors="replace") as f:
             f.seek(start)
-            plans = forwarder_plans(f.read())
+            plans = logged_plans(f.read())
     finally:
         if gw is not None:
             gw.close()
-        stack.psql("ALTER ROLE waygate_gateway RESET session_preload_libraries", uri=su)
-        stack.psql("ALTER ROLE waygate_gateway RESET auto_explain.log_min_duration", uri=su)
+        stack.psql("ALTER ROLE waygate_gateway RESET ALL", uri=su)
+        stack.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE "
+                   "usename = 'waygate_gateway' AND backend_start >= '%s'" % since, uri=su)
         stack.psql("ALTER TABLE outbox RESET (autovacuum_enabled)")
         stack.psql("ANALYZE outbox", uri=su)
-    kinds = {k: sum(1 for q, _ in plans if q.startswith(k)) for k in FORWARDER_SQL}
-    seq = [(q[:60], p) for q, p in plans if "Seq Scan on outbox" in p]
-    print("forwarder plans logged: %s; reading the outbox whole: %d" % (kinds, len(seq)))
-    assert all(kinds.values()), "a kind of forwarder statement never ran: %s" % kinds
-    assert not seq, "%d of %d plans read the outbox whole, e.g. %s...:\n%s" % (
-        len(seq), len(plans), seq[0][0], "\n".join(seq[0][1].splitlines()[:12]))
+    kinds = {k: sum(1 for q, _ in plans if q.startswith(k)) for k in FORWARDER_SQL + INSERT_SQL}
+    whole = [(q[:60], p) for q, p in plans if WHOLE.search(p)]
+    print("plans logged: %s; reading a table whole: %d" % (kinds, len(whole)))
+    assert all(kinds.values()), "a kind of statement never ran: %s" % kinds
+    assert not whole, "%d of %d plans read a table whole, e.g. %s...:\n%s" % (
+        len(whole), len(plans), whole[0][0], "\n".join(whole[0][1].splitlines()[:12]))
