@@ -21,7 +21,7 @@ import grpc
 import pytest
 
 from conftest import (HASHING_DEADLINE, PGBIN, ExtraGateway, bearer, holder_pid, lock_holder,
-                      release_holder, wait_for, waiting_on)
+                      metrics_text, release_holder, wait_for, waiting_on)
 from test_faults import superuser_uri
 from test_foundation import SecondGateway, rpc_error
 import waygate_proto
@@ -740,10 +740,24 @@ def test_calls_that_miss_the_certificate_cache_share_one_lookup(stack):
     assert stack.metric("waygate_certificate_lookups_shared_total") - shared == 19
 
 
+HEALTH = "/grpc.health.v1.Health/Check"
+
+
+def health_calls_ended(stack):
+    """Health checks the gateway has ended, whatever their status (GET /metrics)."""
+    prefix = 'waygate_grpc_calls_total{method="%s",' % HEALTH
+    return sum(float(line.rsplit(" ", 1)[1])
+               for line in metrics_text(stack.env["WAYGATE_METRICS_ADDR"]).splitlines()
+               if line.startswith(prefix))
+
+
 def test_calls_sharing_a_lookup_may_all_go_away(stack):
     """5 calls of a newly registered certificate wait for one held-up lookup and all reach their
     deadline: each leaves the flight as it is reset, the last one cancels the lookup, and once
-    the lock goes the next call starts a lookup of its own and is served (2 lookups, 4 shared)."""
+    the lock goes the next call starts a lookup of its own and is served (2 lookups, 4 shared).
+    The lock goes only once the gateway has ended the five calls (its call counter): the client
+    gives up at its own deadline, and a gateway slower to end them than the lock to go would let
+    the lookup complete first (a CI run saw 1 lookup)."""
     name = unique("itflight")
     crt, key = issue_cert(stack, name, "/O=Waygate Dev/OU=courier/L=a/CN=%s" % name)
     stack.psql("INSERT INTO principal (name, fingerprint, role, branch, created_by) VALUES "
@@ -763,9 +777,12 @@ def test_calls_sharing_a_lookup_may_all_go_away(stack):
             fn = ch.unary_unary("/grpc.health.v1.Health/Check",
                                 request_serializer=lambda m: m.SerializeToString(),
                                 response_deserializer=pb.HealthCheckResponse.FromString)
+            ended = health_calls_ended(stack)
             futures = [fn.future(pb.HealthCheckRequest(), timeout=10) for _ in range(5)]
             codes = [f.exception().code() if f.exception() else "OK" for f in futures]
             assert codes == [grpc.StatusCode.DEADLINE_EXCEEDED] * 5, codes
+            assert wait_for(lambda: health_calls_ended(stack) - ended >= 5, 60), \
+                "the gateway did not end the five calls"
         finally:
             release_holder(holder)
         assert waygate_proto.health_check(ch, timeout=30) == "SERVING"
