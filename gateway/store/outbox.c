@@ -96,8 +96,8 @@ static const char claim_tail[] =
  *    made while its file is small then reads it whole, and a connection keeps that plan for its
  *    prepared ack and claim while the outbox grows again (measured: 600-900 pages read by one
  *    delete of 20-30 rows; docs/performance.md). */
-static const char prologue_sql[] = "SELECT set_config('synchronous_commit', 'off', true), "
-                                   "set_config('enable_seqscan', 'off', true)";
+static const char prologue_sql[] =
+    "SELECT set_config('synchronous_commit', 'off', true), " GW_STORE_NO_SEQSCAN;
 
 static const char ack_sql[] =
     "DELETE FROM outbox WHERE lease_owner = $1 AND id = ANY($2::bigint[])";

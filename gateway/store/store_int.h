@@ -220,13 +220,14 @@ static inline void gw_store_scope_stmt(struct gw_db_stmt *st, const char **vals,
  * whichever transaction made it, as the table grows: measured, Submit fell to a third
  * (docs/performance.md, issue 9's eleventh round). The reads keep GW_STORE_SCOPE_SQL: for some
  * of them a sequential scan is the right plan. */
+#define GW_STORE_NO_SEQSCAN "set_config('enable_seqscan', 'off', true)" /* also outbox.c's */
 #define GW_STORE_SCOPE_INDEXED_SQL                                                                 \
-    "SELECT set_config('waygate.scope', $1, true), set_config('enable_seqscan', 'off', true)"
+    "SELECT set_config('waygate.scope', $1, true), " GW_STORE_NO_SEQSCAN
 static inline void gw_store_scope_indexed_stmt(struct gw_db_stmt *st, const char **vals,
                                                const char *scope)
 {
-    vals[0] = scope;
-    *st = (struct gw_db_stmt){.sql = GW_STORE_SCOPE_INDEXED_SQL, .nparams = 1, .values = vals};
+    gw_store_scope_stmt(st, vals, scope);
+    st->sql = GW_STORE_SCOPE_INDEXED_SQL;
 }
 
 #endif

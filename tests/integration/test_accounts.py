@@ -21,9 +21,10 @@ import grpc
 import pytest
 
 from conftest import (HASHING_DEADLINE, PGBIN, ExtraGateway, bearer, holder_pid, lock_holder,
-                      metrics_text, release_holder, wait_for, waiting_on)
+                      release_holder, wait_for, waiting_on)
 from test_faults import superuser_uri
 from test_foundation import SecondGateway, rpc_error
+from test_metrics import scrape
 import waygate_proto
 
 LOGIN = "/waygate.v1.Admin/Login"
@@ -745,10 +746,9 @@ HEALTH = "/grpc.health.v1.Health/Check"
 
 def health_calls_ended(stack):
     """Health checks the gateway has ended, whatever their status (GET /metrics)."""
-    prefix = 'waygate_grpc_calls_total{method="%s",' % HEALTH
-    return sum(float(line.rsplit(" ", 1)[1])
-               for line in metrics_text(stack.env["WAYGATE_METRICS_ADDR"]).splitlines()
-               if line.startswith(prefix))
+    sample, _ = scrape(stack)
+    return sum(v for (n, lb), v in sample.items()
+               if n == "waygate_grpc_calls_total" and ("method", HEALTH) in lb)
 
 
 def test_calls_sharing_a_lookup_may_all_go_away(stack):
