@@ -1,0 +1,24 @@
+-- 056_retention_selection_pinned: retention's selection (retention_expired_ids, sql/055) reads
+-- the waybill table through its BRIN index on accepted_at whatever the column's statistics say.
+--
+-- sql/055 left the choice to the planner, which prices a BRIN scan by the column's correlation
+-- with the rows' physical order: the ranges it expects to read are the ranges the old rows fill,
+-- divided by that correlation. Rows are appended in the order they are accepted, but every
+-- destruction frees space that later inserts fill, so the correlation of a table that has lived
+-- through destructions falls towards zero (0.099 on a test stack). Near zero the planner expects
+-- every range to be read, prices the bitmap above a sequential scan, and reads the whole table
+-- at each sweep: a full CI run of the integration suite saw it (8 162 blocks read of 8 159), and
+-- a correlation statistic of 0.001 gives that plan on any stack. What the index makes the
+-- selection read does not depend on the correlation: it reads the ranges whose summary holds an
+-- accepted_at older than the period, and never more than the table.
+--
+-- The function now plans its statement with sequential scans off, for its own call only (a
+-- function's SET). What is left to the planner is the bitmap scan of the BRIN index, which reads
+-- at most the table once, and the walk along the primary key, which it prices by how early it
+-- expects the batch to be found. Without the index (dropped by an operator), the planner still
+-- falls back to a sequential scan.
+-- ALTER FUNCTION keeps SECURITY DEFINER and search_path (sql/055) and sets only this one: its row
+-- deleted, this migration applies again unchanged. Applied in one transaction by
+-- `waygatectl migrate` as the owner: no transaction control.
+
+ALTER FUNCTION retention_expired_ids(integer, integer) SET enable_seqscan = off;
