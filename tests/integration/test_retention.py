@@ -641,3 +641,28 @@ def test_the_selection_goes_on_when_ranges_cannot_be_summarised(stack):
         sweep_until(stack, lambda: stack.psql(
             "SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["0"],
             "the expired record was not destroyed")
+
+
+def test_two_selections_noting_one_range_do_not_wait_on_each_other(stack):
+    """Two gateways' sweeps may select at once, and their records may share a range: each notes
+    it (sql/057). The notes are insert only, so the second selection neither waits for the
+    first's transaction nor fails: with the range of the expired record made here noted in a
+    transaction held open (as a selection running beside it notes it; the range's earlier notes
+    deleted first), a selection by the gateway's role returns the record at once. Red with the
+    notes keyed by range (a unique index: the insert waits for the open transaction's note, then
+    times out, lock_timeout). The record is then destroyed."""
+    rid = submit_old(stack, new_waybill(stack, "a"), OLD_PICKUP)
+    settle(stack)
+    start = stack.psql("SELECT %s FROM waybill WHERE id = '%s'" % (RANGE_OF, rid))[0]
+    stack.psql("DELETE FROM retention_stale_range WHERE range_start = %s" % start)
+    holder = lock_holder(stack, "INSERT INTO retention_stale_range (range_start) VALUES (%s)"
+                         % start)
+    try:
+        rc, out, err = as_gateway(stack, "SELECT id FROM retention_expired_ids(1095, 500) AS id")
+        assert rc == 0, "the selection beside the open note failed: %s" % err
+        assert rid in out.split(), "the selection found %s, not the expired record" % out
+    finally:
+        release_holder(holder)
+        sweep_until(stack, lambda: stack.psql(
+            "SELECT count(*) FROM waybill WHERE id = '%s'" % rid) == ["0"],
+            "the expired record was not destroyed")
