@@ -148,6 +148,7 @@ static const struct keydef keys[] = {
     {"forward", "backoff_max_ms", T_U32, F(fwd_backoff_max_ms), 10, 3600000, 0, RESTART},
     {"forward", "fast", T_BOOL, F(fwd_fast), 0, 0, 0, RESTART},
     {"forward", "fast_max", T_U32, F(fwd_fast_max), 1, 1000000, 0, RESTART},
+    {"forward", "linger_ms", T_U32, F(fwd_linger_ms), 0, 600000, 0, RESTART},
     {"forward", "breaker_after", T_U32, F(fwd_breaker_after), 0, 1000000, 0, RESTART},
     {"log", "level", T_LEVEL, F(log_level), 0, 0, 0, RESTART},
     {"log", "file", T_STRING, F(log_file), 0, 0, 0, RESTART},
@@ -243,6 +244,7 @@ static void set_defaults(struct gw_config *c)
     c->fwd_backoff_max_ms = 30000;
     c->fwd_fast = true;
     c->fwd_fast_max = 4096;
+    c->fwd_linger_ms = 10;
     c->fwd_breaker_after = 32;
     c->log_level = GW_LOG_INFO;
     c->crypto_suite = GW_CONFIG_SUITE_AES;
@@ -776,12 +778,28 @@ static int forward_check(struct parse *ps, const struct gw_config *c)
              GW_FWD_LEASE_MARGIN_MS + GW_FWD_CALL_MIN_MS, GW_FWD_LEASE_MARGIN_MS);
         return GW_EINVAL;
     }
+    if (c->fwd_fast && (int64_t)c->fwd_linger_ms >= gw_config_fwd_fast_wait_ms(c)) {
+        fail(ps, ps->seen[key_index("forward", "linger_ms")],
+             "[forward] linger_ms: must be below %lld ms with this lease_ms and "
+             "deadline_ms (half of lease_ms, and lease_ms - deadline_ms - %d: how long a "
+             "delivery may wait in memory)",
+             (long long)gw_config_fwd_fast_wait_ms(c), GW_FWD_LEASE_MARGIN_MS);
+        return GW_EINVAL;
+    }
     if (c->fwd_backoff_max_ms < c->fwd_backoff_min_ms) {
         fail(ps, ps->seen[key_index("forward", "backoff_max_ms")],
              "[forward] backoff_max_ms: must not be below backoff_min_ms");
         return GW_EINVAL;
     }
     return 0;
+}
+
+int64_t gw_config_fwd_fast_wait_ms(const struct gw_config *c)
+{
+    int64_t half = (int64_t)c->fwd_lease_ms / 2;
+    int64_t room = (int64_t)c->fwd_lease_ms - (int64_t)c->fwd_deadline_ms - GW_FWD_LEASE_MARGIN_MS;
+
+    return room < 0 ? 0 : room < half ? room : half;
 }
 
 /* A connection must be able to hold one message of the largest size while it arrives and

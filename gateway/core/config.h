@@ -186,6 +186,8 @@ struct gw_config {
     bool fwd_fast;               /* default true: a waybill this gateway accepted is sent at once
                                     from memory under a lease its insert takes (no claim) */
     uint32_t fwd_fast_max;       /* deliveries the fast path holds in memory, default 4096 */
+    uint32_t fwd_linger_ms;      /* the fast path holds a batch that is not full this long for
+                                    more, default 10; 0: it goes as soon as a call slot is free */
     uint32_t fwd_breaker_after;  /* permanent refusals in a row, no acceptance between, after
                                     which refused deliveries go back instead of being parked
                                     (forward_int.h: the breaker), default 32; 0: off */
@@ -223,6 +225,12 @@ size_t gw_config_restart_keys(const struct gw_config *running, const struct gw_c
  * old ones into next, which the caller then clears with gw_config_clear. The other keys are left
  * as they are in both. */
 void gw_config_take_reloaded(struct gw_config *running, struct gw_config *next);
+
+/* How long a delivery of the fast path may wait in the forwarder's memory before it is left to
+ * its lease (forward.c): half of [forward] lease_ms, and never so long that its call (up to
+ * deadline_ms) could outlive the lease its insert took (GW_FWD_LEASE_MARGIN_MS for the time
+ * between the insert's clock_timestamp() and the handover). linger_ms must stay below it. */
+int64_t gw_config_fwd_fast_wait_ms(const struct gw_config *c);
 
 /* Splits "host:port" or "[v6]:port" into host and port; returns 0 or GW_EINVAL. */
 int gw_config_split_hostport(const char *s, char *host, size_t hostlen,

@@ -12,9 +12,10 @@
  * store asks fast_reserve for room before each group insert (all or nothing); with room, the
  * insert takes the lease of the new outbox rows itself (store.h: gw_store_fast_hook) and after
  * the commit fast_done queues each created waybill's outbox row and sealed copy here, bounded by
- * [forward] fast_max (reserved + queued). Queued items go out in batches like claimed ones,
- * packed by the same code from the same kind of row; settlement is the same (the rows carry this
- * owner's lease). An item that waited more than half the lease is dropped from memory: its lease
+ * [forward] fast_max (reserved + queued). Queued items go out in batches like claimed ones
+ * (a batch that is not full waits up to [forward] linger_ms for more: fast_lingers), packed by
+ * the same code from the same kind of row; settlement is the same (the rows carry this owner's
+ * lease). An item that waited more than half the lease is dropped from memory: its lease
  * runs out and a claim sends it, so a lease never expires while its item is still queued here.
  * Only deliveries of kind 1 (waybill accepted) go fast: each is its waybill's first row, so the
  * claim's "no earlier row" rule keeps the waybill's scans behind it.
@@ -112,6 +113,7 @@ struct batch {
 struct fast_item {
     struct gw_store_fast_item s; /* s.w: the sealed copy, owned */
     int64_t sent_ms;             /* its insert was sent then (CLOCK_MONOTONIC ms) */
+    int64_t queued_ms;           /* handed over then (CLOCK_MONOTONIC ms): [forward] linger_ms */
 };
 
 struct gw_forward {
@@ -124,6 +126,8 @@ struct gw_forward {
     struct event *poll_ev;
     struct event *linger_ev;     /* ends the rest after a claim that did not fill a batch */
     struct event *drain_ev;      /* bounds a drain: a call's deadline + FWD_DRAIN_SETTLE_MS */
+    struct event *fast_ev;       /* ends the linger of a fast batch that is not full */
+    bool fast_lingering;         /* fast_ev pending */
     struct gw_outbox_req *claim; /* the claim in flight */
     int64_t claim_sent_ms;       /* when it was sent: its leases end no earlier than + lease_ms */
     bool dirty;                  /* woken while a claim was in flight or while resting */
@@ -860,6 +864,7 @@ static void fast_done(void *arg, size_t reserved, struct gw_store_fast_item *ite
 {
     struct gw_forward *f = arg;
     size_t cap = f->cfg->fwd_fast_max;
+    int64_t now = (int64_t)gw_clock_ms();
 
     f->fast_reserved -= reserved < f->fast_reserved ? reserved : f->fast_reserved;
     for (size_t i = 0; i < n; i++) {
@@ -869,7 +874,7 @@ static void fast_done(void *arg, size_t reserved, struct gw_store_fast_item *ite
             continue;
         }
         f->fastq[(f->fast_head + f->fast_n) % cap] =
-            (struct fast_item){.s = items[i], .sent_ms = sent_ms};
+            (struct fast_item){.s = items[i], .sent_ms = sent_ms, .queued_ms = now};
         f->fast_n++;
     }
     if (n > 0)
@@ -909,17 +914,6 @@ static void take_fast(struct gw_forward *f, struct item *it, const struct fast_i
     gw_wipe(&row, sizeof(row)); /* its blind indexes and MACs, as the heap copy's free does */
 }
 
-/* How long a fast item may wait in the queue: half the lease, and never so long that its call
- * (up to deadline_ms) could outlive the lease the insert took (a second's margin for the time
- * between the insert's clock_timestamp() and the handover). */
-static int64_t fast_max_wait_ms(const struct gw_config *cfg)
-{
-    int64_t half = (int64_t)cfg->fwd_lease_ms / 2;
-    int64_t room = (int64_t)cfg->fwd_lease_ms - (int64_t)cfg->fwd_deadline_ms - 1000;
-
-    return room < 0 ? 0 : room < half ? room : half;
-}
-
 /* Drops every queued fast item: their leases run out and a claim sends them. */
 static void drop_fast(struct gw_forward *f)
 {
@@ -941,14 +935,46 @@ static void drop_fast_draining(struct gw_forward *f)
     drop_fast(f);
 }
 
-/* Sends queued fast items in batches while a batch slot is free; a claim in flight holds a slot
- * of its own (pump starts a due claim first), so the fast path never starves what only a claim
- * sends (scans, retries, rows whose lease ran out). Items that waited longer than
- * fast_max_wait_ms are dropped (a claim sends them once their lease ran out). */
+static void fast_linger_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct gw_forward *f = arg;
+
+    (void)fd;
+    (void)what;
+    f->fast_lingering = false;
+    pump(f);
+}
+
+/* Whether the queue, not a full batch, waits for more ([forward] linger_ms): until its oldest
+ * item has been queued that long, counted from its handover (the group commit's time is not
+ * the backend's). Fewer, fuller Deliver calls under load (a call, its acknowledgement's delete
+ * and the wake-ups on both sides cost as much as twenty deliveries' packing), at most linger_ms
+ * more on the way when idle. A stop sends at once. Arms the timer that ends the wait. */
+static bool fast_lingers(struct gw_forward *f, int64_t now)
+{
+    int64_t age = now - f->fastq[f->fast_head].queued_ms;
+    struct timeval tv;
+
+    if (f->draining || f->fast_n >= f->cfg->fwd_batch || age >= (int64_t)f->cfg->fwd_linger_ms)
+        return false;
+    if (!f->fast_lingering) {
+        tv = gw_clock_tv((uint64_t)((int64_t)f->cfg->fwd_linger_ms - age));
+        if (event_add(f->fast_ev, &tv) != 0)
+            return false; /* no timer: sent now rather than left waiting */
+        f->fast_lingering = true;
+    }
+    return true;
+}
+
+/* Sends queued fast items in batches while a batch slot is free and the queue does not linger
+ * (fast_lingers); a claim in flight holds a slot of its own (pump starts a due claim first), so
+ * the fast path never starves what only a claim sends (scans, retries, rows whose lease ran
+ * out). Items that waited longer than gw_config_fwd_fast_wait_ms are dropped (a claim sends
+ * them once their lease ran out). */
 static void pump_fast(struct gw_forward *f)
 {
     const struct gw_config *cfg = f->cfg;
-    int64_t now = (int64_t)gw_clock_ms(), max_wait = fast_max_wait_ms(cfg);
+    int64_t now = (int64_t)gw_clock_ms(), max_wait = gw_config_fwd_fast_wait_ms(cfg);
 
     /* while draining, what is queued goes out only to a backend that answers: a failing one
      * would hold the drain a deadline per call, and nothing but a successful call would ever
@@ -960,12 +986,12 @@ static void pump_fast(struct gw_forward *f)
     }
 
     while (f->fast_n > 0 && f->nbatches + (f->claim != NULL) < cfg->fwd_inflight &&
-           ack_backlog(f) < ack_max(cfg)) {
+           ack_backlog(f) < ack_max(cfg) && !fast_lingers(f, now)) {
         size_t n = f->fast_n < cfg->fwd_batch ? f->fast_n : cfg->fwd_batch, k = 0;
         struct batch *b = batch_alloc(f, n);
 
         if (b == NULL)
-            return; /* tried again at the next pump; past fast_max_wait_ms, dropped */
+            return; /* tried again at the next pump; past the fast wait, dropped */
         while (k < n && f->fast_n > 0) {
             struct fast_item q = fast_pop(f);
 
@@ -1161,6 +1187,7 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
     f->poll_ev = event_new(app->base, -1, EV_PERSIST, poll_cb, f);
     f->linger_ev = evtimer_new(app->base, linger_cb, f);
     f->drain_ev = evtimer_new(app->base, drain_timeout_cb, f);
+    f->fast_ev = evtimer_new(app->base, fast_linger_cb, f);
     f->listener = gw_outbox_listen(app->store, wake_cb, f);
     if (gw_outbox_prepare(app->store) != 0)
         GW_LOG(GW_LOG_WARN, "forward", NULL, "outbox statements not prepared");
@@ -1169,16 +1196,17 @@ struct gw_forward *gw_forward_new(struct gw_app *app, const struct gw_policy *po
         gw_forward_free(f);
         return NULL;
     }
-    if (f->poll_ev == NULL || f->linger_ev == NULL || f->drain_ev == NULL || f->listener == NULL ||
-        event_add(f->poll_ev, &tv) != 0) {
+    if (f->poll_ev == NULL || f->linger_ev == NULL || f->drain_ev == NULL || f->fast_ev == NULL ||
+        f->listener == NULL || event_add(f->poll_ev, &tv) != 0) {
         snprintf(err, errlen, "[forward]: cannot start the outbox listener or poll timer");
         gw_forward_free(f);
         return NULL;
     }
     GW_LOG(GW_LOG_INFO, "forward", NULL,
-           "forwarding the outbox to %s (lease owner %s, batch %u, inflight %u, fast path %s)",
+           "forwarding the outbox to %s (lease owner %s, batch %u, inflight %u, fast path %s, "
+           "linger %u ms)",
            cfg->fwd_endpoint, f->owner, cfg->fwd_batch, cfg->fwd_inflight,
-           cfg->fwd_fast ? "on" : "off");
+           cfg->fwd_fast ? "on" : "off", cfg->fwd_fast ? cfg->fwd_linger_ms : 0u);
     return f;
 }
 
@@ -1264,6 +1292,8 @@ void gw_forward_free(struct gw_forward *f)
         event_free(f->poll_ev);
     if (f->linger_ev != NULL)
         event_free(f->linger_ev);
+    if (f->fast_ev != NULL)
+        event_free(f->fast_ev);
     if (f->drain_ev != NULL)
         event_free(f->drain_ev);
     gw_gclient_free(f->client);

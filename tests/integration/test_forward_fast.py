@@ -11,7 +11,8 @@ backend is slow, none lost, the rest by claim; and [forward] fast = false turns 
 slot is free at the backend's answer, not at its delete: while the outbox's deletes are held in
 PostgreSQL the calls go on, up to the bound ([forward] fast_max) of accepted deliveries whose
 delete is pending, and what accumulated meanwhile leaves in one delete; (7) a delete lost with
-its database connection is sent again, not left to the leases.
+its database connection is sent again, not left to the leases; (8) a batch that is not full
+lingers ([forward] linger_ms) until it fills or the linger ends, and a stop sends it at once.
 
 Waits poll with a bound (never a sleep for an outcome); bounds are wide (a lease of 30 s, a
 loaded 2-core machine)."""
@@ -270,6 +271,61 @@ def test_fast_queue_never_starves_the_claim(stack):
         if stopped:
             os.kill(main_gw, signal.SIGCONT)
         sink(stack, "up")
+        gw.close()
+
+
+def test_a_batch_that_is_not_full_lingers_then_goes_whole(stack):
+    """(8) [forward] linger_ms: the fast path holds a batch that is not full for more. A gateway
+    with batch = 4 and a linger of 300 s: a SubmitBatch of 3 leaves them queued, none sent (read
+    from the metrics after the answer: the handover and the send happen before it); the 4th fills
+    the batch and the four leave at once, in one Deliver call (one receive stamp at the sink).
+    Two more are queued, and a stop (SIGTERM) sends them at once rather than waiting out the
+    linger: their leases (an hour) keep any claim from sending them. Then a gateway with a linger
+    of 100 ms that polls the outbox every ten minutes (nothing else would wake its forwarder: a
+    row the fast path leased sends no notification) delivers a lone waybill by the fast path:
+    the linger ends by itself (red with its timer never armed)."""
+    sink(stack, "up")
+    assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
+    gw, maddr = extra_gateway(stack, "lingers", ["batch = 4", "linger_ms = 300000",
+                                                  "lease_ms = 3600000"])
+    stopping = {}
+    try:
+        before = fwd(maddr)
+        three = submit_batch(stack, 3, gw.addr)
+        held = fwd(maddr)
+        assert held["fast_queued"] == 3 and held["fast_sent_total"] == before["fast_sent_total"], \
+            "a batch of 3 of 4 did not linger: %r" % held
+        fourth = submit_batch(stack, 1, gw.addr)
+        full = fwd(maddr)
+        assert full["fast_sent_total"] - before["fast_sent_total"] == 4 and \
+            full["fast_queued"] == 0, "the full batch did not leave at once: %r" % full
+        batch = dict(three, **fourth)
+        got = wait_delivered(stack, batch)
+        stamps = {r["received_at_us"] for v in got.values() for r in v}
+        assert len(stamps) == 1, "the four came in %d calls" % len(stamps)
+        stopping = submit_batch(stack, 2, gw.addr)
+        assert fwd(maddr)["fast_queued"] == 2
+        gw.proc.send_signal(signal.SIGTERM)
+        assert wait_for(lambda: gw.proc.poll() is not None, 60, 0.1), "the gateway did not stop"
+        assert gw.proc.returncode == 0
+        got = received(stack, stopping)
+        want, distinct, dup = report("linger: 3 held, 4 in one call, 2 sent by the stop",
+                                     stopping, got)
+        assert distinct == want, "the stop left %d lingering deliveries unsent" % (want - distinct)
+    finally:
+        gw.close()
+        if stopping:  # whatever is left goes to a claim now, not in an hour
+            stack.psql("UPDATE outbox SET lease_until = now() WHERE waybill_id = ANY "
+                       "(ARRAY[%s]::uuid[])" % ",".join("'%s'" % r for r in stopping))
+    gw, maddr = extra_gateway(stack, "lingerends", ["linger_ms = 100", "poll_ms = 600000"])
+    try:
+        before = fwd(maddr)
+        lone = submit_many(stack, 1, addr=gw.addr)
+        wait_delivered(stack, lone)
+        after = fwd(maddr)
+        assert after["fast_delivered_total"] - before["fast_delivered_total"] == 1
+        assert after["claimed_total"] == before["claimed_total"]
+    finally:
         gw.close()
 
 

@@ -146,7 +146,63 @@ static void test_defaults(void **state)
     assert_int_equal(c.retention_sweep_ms, 3600000);
     assert_int_equal(c.retention_batch, 500);
     assert_int_equal(c.fwd_breaker_after, 32);
+    assert_int_equal(c.fwd_linger_ms, 10);
+    assert_int_equal(gw_config_fwd_fast_wait_ms(&c), 15000); /* half of lease_ms 30000 */
     gw_config_clear(&c);
+}
+
+/* Loads a [forward] section (the data directory's certificate files) with `extra` lines. */
+static int load_forward(const char *extra, struct gw_config *c, char *err, size_t errlen)
+{
+    char dir[] = "/tmp/gw-config-XXXXXX", path[256], ca[8192], cert[8192], key[8192];
+    FILE *f;
+    int rc;
+
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof(path), "%s/fwd.conf", dir);
+    snprintf(ca, sizeof(ca), "%s", data("files/ca.pem"));
+    snprintf(cert, sizeof(cert), "%s", data("files/cert.pem"));
+    snprintf(key, sizeof(key), "%s", data("files/key.pem"));
+    f = fopen(path, "w");
+    assert_non_null(f);
+    fprintf(f,
+            "[server]\nlisten = 127.0.0.1:8443\n[tls]\ncert = %s\nkey = %s\nclient_ca = %s\n"
+            "[database]\nconninfo = dbname=waygate\n[keys]\nkeyring = %s\n"
+            "[forward]\nendpoint = backend.example:9443\nca = %s\ncert = %s\nkey = %s\n%s",
+            cert, key, ca, data("files/keyring"), ca, cert, key, extra);
+    fclose(f);
+    rc = gw_config_load(path, c, err, errlen);
+    unlink(path);
+    rmdir(dir);
+    return rc;
+}
+
+/* [forward] linger_ms stays below how long a fast delivery may wait in memory (it would be
+ * dropped to its lease before its batch left): with lease_ms 7000 and deadline_ms 5000 that is
+ * lease_ms - deadline_ms - 1000 = 1000 ms (bad_forward_linger.conf refuses 1000); 999 is
+ * taken, and any value without the fast path. */
+static void test_forward_linger(void **state)
+{
+    struct gw_config c;
+    char err[512];
+
+    (void)state;
+    assert_int_equal(load_forward("deadline_ms = 5000\nlease_ms = 7000\nlinger_ms = 999\n", &c, err,
+                                  sizeof(err)),
+                     0);
+    assert_int_equal(c.fwd_linger_ms, 999);
+    assert_int_equal(gw_config_fwd_fast_wait_ms(&c), 1000);
+    gw_config_clear(&c);
+    assert_int_equal(load_forward("deadline_ms = 5000\nlease_ms = 7000\nlinger_ms = 5000\n"
+                                  "fast = false\n",
+                                  &c, err, sizeof(err)),
+                     0);
+    gw_config_clear(&c);
+    assert_int_equal(load_forward("linger_ms = 0\n", &c, err, sizeof(err)), 0);
+    assert_int_equal(c.fwd_linger_ms, 0);
+    gw_config_clear(&c);
+    assert_int_not_equal(load_forward("linger_ms = 600001\n", &c, err, sizeof(err)), 0);
+    assert_non_null(strstr(err, "[forward] linger_ms: out of range: must be between 0 and 600000"));
 }
 
 /* [server] request_memory_per_certificate, unset: an eighth of request_memory, and at least
@@ -257,6 +313,8 @@ static const struct bad bads[] = {
     {"bad_forward_cert.conf", 12, "[forward] cert", "required when endpoint is set"},
     {"bad_forward_lease.conf", 17, "[forward] lease_ms",
      "must exceed deadline_ms by at least 1100 ms"},
+    {"bad_forward_linger.conf", 18, "[forward] linger_ms",
+     "must be below 1000 ms with this lease_ms and deadline_ms"},
     {"bad_forward_breaker.conf", 16, "[forward] breaker_after",
      "out of range: must be between 0 and 1000000"},
     {"bad_path.conf", 12, "[tls] crl", "file cannot be read"},
@@ -486,6 +544,7 @@ int main(void)
         cmocka_unit_test(test_response_memory_per_certificate_default),
         cmocka_unit_test(test_remote_tls_conninfo),
         cmocka_unit_test(test_metrics_tls),
+        cmocka_unit_test(test_forward_linger),
         cmocka_unit_test(test_bad_files),
         cmocka_unit_test(test_long_line),
         cmocka_unit_test(test_no_file),
