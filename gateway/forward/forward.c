@@ -128,6 +128,7 @@ struct gw_forward {
     struct event *drain_ev;      /* bounds a drain: a call's deadline + FWD_DRAIN_SETTLE_MS */
     struct event *fast_ev;       /* ends the linger of a fast batch that is not full */
     bool fast_lingering;         /* fast_ev pending */
+    int64_t fast_linger_end;     /* ... at this time (CLOCK_MONOTONIC ms) */
     struct gw_outbox_req *claim; /* the claim in flight */
     int64_t claim_sent_ms;       /* when it was sent: its leases end no earlier than + lease_ms */
     bool dirty;                  /* woken while a claim was in flight or while resting */
@@ -947,21 +948,35 @@ static void fast_linger_cb(evutil_socket_t fd, short what, void *arg)
 
 /* Whether the queue, not a full batch, waits for more ([forward] linger_ms): until its oldest
  * item has been queued that long, counted from its handover (the group commit's time is not
- * the backend's). Fewer, fuller Deliver calls under load (a call, its acknowledgement's delete
- * and the wake-ups on both sides cost as much as twenty deliveries' packing), at most linger_ms
- * more on the way when idle. A stop sends at once. Arms the timer that ends the wait. */
+ * the backend's), and never past half the time an item may wait in memory counted from its
+ * insert's sending (pump_fast drops it past the whole, counted so: a linger near its bound, or
+ * a slow commit, would otherwise have the batch dropped when it leaves). Fewer, fuller Deliver
+ * calls under load (a call, its acknowledgement's delete and the wake-ups on both sides cost as
+ * much as twenty deliveries' packing), at most linger_ms more on the way when idle. A stop sends
+ * at once. Arms (or brings forward) the timer that ends the wait. The queue holds fewer than
+ * batch items here, so the walk over it is short. */
 static bool fast_lingers(struct gw_forward *f, int64_t now)
 {
-    int64_t age = now - f->fastq[f->fast_head].queued_ms;
+    const struct gw_config *cfg = f->cfg;
+    int64_t end = f->fastq[f->fast_head].queued_ms + (int64_t)cfg->fwd_linger_ms;
+    int64_t half = gw_config_fwd_fast_wait_ms(cfg) / 2;
     struct timeval tv;
 
-    if (f->draining || f->fast_n >= f->cfg->fwd_batch || age >= (int64_t)f->cfg->fwd_linger_ms)
+    if (f->draining || f->fast_n >= cfg->fwd_batch || now >= end)
         return false;
-    if (!f->fast_lingering) {
-        tv = gw_clock_tv((uint64_t)((int64_t)f->cfg->fwd_linger_ms - age));
+    for (size_t i = 0; i < f->fast_n; i++) {
+        int64_t cut = f->fastq[(f->fast_head + i) % cfg->fwd_fast_max].sent_ms + half;
+        if (cut < end)
+            end = cut;
+    }
+    if (now >= end)
+        return false;
+    if (!f->fast_lingering || end < f->fast_linger_end) {
+        tv = gw_clock_tv((uint64_t)(end - now));
         if (event_add(f->fast_ev, &tv) != 0)
             return false; /* no timer: sent now rather than left waiting */
         f->fast_lingering = true;
+        f->fast_linger_end = end;
     }
     return true;
 }
@@ -1045,6 +1060,7 @@ static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
     f->claim = NULL;
     if (err != 0) {
         failed(f, "claim", gw_err_str(err)); /* the poll timer tries again */
+        pump_fast(f);                        /* the slot it held */
         check_drained(f);
         return;
     }
@@ -1068,6 +1084,9 @@ static void claimed_cb(void *arg, int err, struct gw_outbox_claim *claim)
         f->dirty = true; /* a full batch: more may be ready */
     if (f->dirty)
         pump(f);
+    else
+        pump_fast(f); /* fast items the claim's slot kept waiting (inflight = 1): now, not at the
+                       * next poll, which could come after they were dropped to their leases */
     check_drained(f);
 }
 

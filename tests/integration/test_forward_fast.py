@@ -12,7 +12,9 @@ slot is free at the backend's answer, not at its delete: while the outbox's dele
 PostgreSQL the calls go on, up to the bound ([forward] fast_max) of accepted deliveries whose
 delete is pending, and what accumulated meanwhile leaves in one delete; (7) a delete lost with
 its database connection is sent again, not left to the leases; (8) a batch that is not full
-lingers ([forward] linger_ms) until it fills or the linger ends, and a stop sends it at once.
+lingers ([forward] linger_ms) until it fills or the linger ends, and a stop sends it at once;
+(9) a linger near its bound never has the delivery dropped to its lease; (10) a claim that held
+the only call slot hands it to the queue when it ends.
 
 Waits poll with a bound (never a sleep for an outcome); bounds are wide (a lease of 30 s, a
 loaded 2-core machine)."""
@@ -288,14 +290,16 @@ def test_a_batch_that_is_not_full_lingers_then_goes_whole(stack):
     assert wait_for(lambda: outbox_empty(stack), DELIVERED_BOUND), "the outbox did not empty"
     gw, maddr = extra_gateway(stack, "lingers", ["batch = 4", "linger_ms = 300000",
                                                   "lease_ms = 3600000"])
-    stopping = {}
+    stopping, every = {}, {}
     try:
         before = fwd(maddr)
         three = submit_batch(stack, 3, gw.addr)
+        every.update(three)
         held = fwd(maddr)
         assert held["fast_queued"] == 3 and held["fast_sent_total"] == before["fast_sent_total"], \
             "a batch of 3 of 4 did not linger: %r" % held
         fourth = submit_batch(stack, 1, gw.addr)
+        every.update(fourth)
         full = fwd(maddr)
         assert full["fast_sent_total"] - before["fast_sent_total"] == 4 and \
             full["fast_queued"] == 0, "the full batch did not leave at once: %r" % full
@@ -304,6 +308,7 @@ def test_a_batch_that_is_not_full_lingers_then_goes_whole(stack):
         stamps = {r["received_at_us"] for v in got.values() for r in v}
         assert len(stamps) == 1, "the four came in %d calls" % len(stamps)
         stopping = submit_batch(stack, 2, gw.addr)
+        every.update(stopping)
         assert fwd(maddr)["fast_queued"] == 2
         gw.proc.send_signal(signal.SIGTERM)
         assert wait_for(lambda: gw.proc.poll() is not None, 60, 0.1), "the gateway did not stop"
@@ -314,9 +319,9 @@ def test_a_batch_that_is_not_full_lingers_then_goes_whole(stack):
         assert distinct == want, "the stop left %d lingering deliveries unsent" % (want - distinct)
     finally:
         gw.close()
-        if stopping:  # whatever is left goes to a claim now, not in an hour
+        if every:  # whatever is left (a failed assertion) goes to a claim now, not in an hour
             stack.psql("UPDATE outbox SET lease_until = now() WHERE waybill_id = ANY "
-                       "(ARRAY[%s]::uuid[])" % ",".join("'%s'" % r for r in stopping))
+                       "(ARRAY[%s]::uuid[])" % ",".join("'%s'" % r for r in every))
     gw, maddr = extra_gateway(stack, "lingerends", ["linger_ms = 100", "poll_ms = 600000"])
     try:
         before = fwd(maddr)
@@ -327,6 +332,48 @@ def test_a_batch_that_is_not_full_lingers_then_goes_whole(stack):
         assert after["claimed_total"] == before["claimed_total"]
     finally:
         gw.close()
+
+
+def lone_fast_delivery(stack, name, forward_lines):
+    """A gateway with these [forward] lines and a poll ten minutes away (nothing but its own
+    events wakes its forwarder: a row the fast path leased sends no notification) submits one
+    waybill; (fast deliveries, dropped to their leases, claimed) by it meanwhile."""
+    sink(stack, "up")
+    gw, maddr = extra_gateway(stack, name, forward_lines + ["poll_ms = 600000"])
+    try:
+        before = fwd(maddr)
+        lone = submit_many(stack, 1, addr=gw.addr)
+        wait_delivered(stack, lone)  # by this gateway, or after its lease by a claim
+        after = fwd(maddr)
+    finally:
+        gw.close()
+    return tuple(after[k] - before[k] for k in
+                 ("fast_delivered_total", "fast_dropped_total", "claimed_total"))
+
+
+def test_a_linger_near_its_bound_never_has_the_delivery_dropped(stack):
+    """(9) The linger counts from the handover; a queued delivery is dropped to its lease past
+    the fast wait counted from its insert's sending (lease_ms 9000, deadline_ms 5000: 3 s). A
+    linger of 2 999 ms (accepted: below 3 s) is cut at half the fast wait from the sending, so
+    the lone delivery leaves in time, by the fast path, none dropped. Red with the linger
+    counted from the handover alone: the commit's milliseconds put it past the 3 s and it was
+    dropped, to reach the backend through a claim after its lease."""
+    fast, dropped, claimed = lone_fast_delivery(
+        stack, "lingerbound", ["deadline_ms = 5000", "lease_ms = 9000", "linger_ms = 2999"])
+    print("linger near its bound: %d fast, %d dropped, %d claimed" % (fast, dropped, claimed))
+    assert (fast, dropped) == (1, 0)
+
+
+def test_a_claim_that_held_the_only_slot_hands_it_to_the_queue(stack):
+    """(10) One call slot ([forward] inflight = 1), no linger: the delivery's handover starts a
+    claim (none in flight), which takes the slot, so the queue waits; the claim finds nothing and
+    the forwarder rests. The delivery leaves when the claim ends, by the fast path. Red before:
+    nothing woke the queue until the next poll (here ten minutes), and the delivery reached the
+    backend through a claim after its lease."""
+    fast, dropped, claimed = lone_fast_delivery(
+        stack, "oneslot", ["inflight = 1", "batch = 4", "linger_ms = 0"])
+    print("one slot: %d fast, %d dropped, %d claimed" % (fast, dropped, claimed))
+    assert (fast, dropped) == (1, 0)
 
 
 HOLD_KEY = 90909  # the advisory lock the deletes' trigger waits for

@@ -177,10 +177,11 @@ static int load_forward(const char *extra, struct gw_config *c, char *err, size_
     return rc;
 }
 
-/* [forward] linger_ms stays below how long a fast delivery may wait in memory (it would be
- * dropped to its lease before its batch left): with lease_ms 7000 and deadline_ms 5000 that is
- * lease_ms - deadline_ms - 1000 = 1000 ms (bad_forward_linger.conf refuses 1000); 999 is
- * taken, and any value without the fast path. */
+/* [forward] linger_ms stays below how long a fast delivery may wait in memory (a linger at or
+ * past it could never run its course: the forwarder cuts it at half that wait, counted from the
+ * insert's sending): with lease_ms 7000 and deadline_ms 5000 that is lease_ms - deadline_ms -
+ * 1000 = 1000 ms (bad_forward_linger.conf refuses 1000); 999 is taken, and any value without
+ * the fast path. */
 static void test_forward_linger(void **state)
 {
     struct gw_config c;
