@@ -127,8 +127,6 @@ struct gw_forward {
     struct event *linger_ev;     /* ends the rest after a claim that did not fill a batch */
     struct event *drain_ev;      /* bounds a drain: a call's deadline + FWD_DRAIN_SETTLE_MS */
     struct event *fast_ev;       /* ends the linger of a fast batch that is not full */
-    bool fast_lingering;         /* fast_ev pending */
-    int64_t fast_linger_end;     /* ... at this time (CLOCK_MONOTONIC ms) */
     struct gw_outbox_req *claim; /* the claim in flight */
     int64_t claim_sent_ms;       /* when it was sent: its leases end no earlier than + lease_ms */
     bool dirty;                  /* woken while a claim was in flight or while resting */
@@ -942,7 +940,6 @@ static void fast_linger_cb(evutil_socket_t fd, short what, void *arg)
 
     (void)fd;
     (void)what;
-    f->fast_lingering = false;
     pump(f);
 }
 
@@ -953,8 +950,8 @@ static void fast_linger_cb(evutil_socket_t fd, short what, void *arg)
  * a slow commit, would otherwise have the batch dropped when it leaves). Fewer, fuller Deliver
  * calls under load (a call, its acknowledgement's delete and the wake-ups on both sides cost as
  * much as twenty deliveries' packing), at most linger_ms more on the way when idle. A stop sends
- * at once. Arms (or brings forward) the timer that ends the wait. The queue holds fewer than
- * batch items here, so the walk over it is short. */
+ * at once. Sets the timer that ends the wait to the queue's end as it is now (event_add moves a
+ * pending one). The queue holds fewer than batch items here, so the walk over it is short. */
 static bool fast_lingers(struct gw_forward *f, int64_t now)
 {
     const struct gw_config *cfg = f->cfg;
@@ -971,14 +968,8 @@ static bool fast_lingers(struct gw_forward *f, int64_t now)
     }
     if (now >= end)
         return false;
-    if (!f->fast_lingering || end < f->fast_linger_end) {
-        tv = gw_clock_tv((uint64_t)(end - now));
-        if (event_add(f->fast_ev, &tv) != 0)
-            return false; /* no timer: sent now rather than left waiting */
-        f->fast_lingering = true;
-        f->fast_linger_end = end;
-    }
-    return true;
+    tv = gw_clock_tv((uint64_t)(end - now));
+    return event_add(f->fast_ev, &tv) == 0; /* no timer: sent now rather than left waiting */
 }
 
 /* Sends queued fast items in batches while a batch slot is free and the queue does not linger
