@@ -1,8 +1,8 @@
 #!/usr/bin/python3
 """forward_bench.py: Submit with forwarding on (issue 9), beside its baseline in the same run.
 
-  tests/bench/forward_bench.py [--sink c|python] [DIR]     ~1 minute; prints the figures and a
-                                                          RESULT line
+  tests/bench/forward_bench.py [--sink c|python] [DIR]     ~2 minutes (~5 with BENCH_REPEAT=3);
+                                                          prints the figures and a RESULT line
 
 DIR is a dev stack whose waygated.conf has [forward] (deploy/devstack writes it: the gateway
 forwards to deploy/backend-sink); without DIR a throw-away stack is started (WAYGATE_BUILD, default
@@ -26,7 +26,10 @@ restarted without forwarding; the outbox keeps filling and is delivered once it 
 what forwarding itself costs.
 Targets: f64 >= 1.2x a1, outbox depth bounded (the maximum stays below a few seconds' worth of
 Submits and returns to 0), ack-to-sink p99 < 1 s. Exit status 1 when a target is not met.
-Environment: BENCH_DURATION (s, default 10), WAYGATE_BUILD, WAYGATE_PGBIN."""
+Environment: BENCH_DURATION (s, default 10), BENCH_REPEAT (run.sh's rounds in each of f64 and o64,
+default 1: with 3, each figure is the median of three rounds and each ratio the median of three
+per-round ratios, every s64 over the a1 of its own round; the per-round ratios are printed too),
+WAYGATE_BUILD, WAYGATE_PGBIN."""
 
 import argparse
 import json
@@ -178,7 +181,8 @@ class Sampler(threading.Thread):
     again at the next sample."""
 
     QUERY = ("SELECT count(*) || '|' || coalesce(round(extract(epoch FROM clock_timestamp() - "
-             "min(enqueued_at)) * 1000), 0) FROM outbox WHERE parked_at IS NULL;\n")
+             "min(enqueued_at)) * 1000), 0) || '|' || pg_relation_size('outbox') FROM outbox "
+             "WHERE parked_at IS NULL;\n")
 
     def __init__(self, uri):
         super().__init__(daemon=True)
@@ -190,15 +194,15 @@ class Sampler(threading.Thread):
                 psql_argv(self.uri) + ["-v", "ON_ERROR_STOP=1"], stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1)
         self.proc.stdin.write(self.QUERY)
-        depth, age = self.proc.stdout.readline().strip().split("|")  # "" once psql stopped
-        return int(depth), int(float(age))
+        depth, age, size = self.proc.stdout.readline().strip().split("|")  # "" once psql stopped
+        return int(depth), int(float(age)), int(size)
 
     def run(self):
         try:
             while not self.stop.wait(0.25):
                 try:
-                    depth, age = self.sample()
-                    self.samples.append((time.time(), depth, age))
+                    depth, age, size = self.sample()
+                    self.samples.append((time.time(), depth, age, size))
                 except (OSError, ValueError):
                     pass  # a sample missed under load
         finally:
@@ -349,7 +353,9 @@ def rss_kib(pid):
 
 
 def run_submit(d):
-    """run.sh's a1 and s64 on stack d: (a1 rows/s, s64 waybills/s, ratio, s64 p99 ms, output)."""
+    """run.sh's a1 and s64 on stack d, BENCH_REPEAT rounds (default 1): (a1 rows/s, s64 waybills/s,
+    ratio, s64 p99 ms, per-round ratios, output). With more than one round the figures are run.sh's
+    medians and the ratio the median of the per-round ratios (each s64 over its own round's a1)."""
     r = subprocess.run([os.path.join(ROOT, "tests", "bench", "run.sh"), d], capture_output=True,
                        text=True, env=dict(os.environ, WAYGATE_BUILD=BUILD, BENCH_FIGURES="submit",
                                            BENCH_CONF="s64:4:16:0"))
@@ -358,10 +364,18 @@ def run_submit(d):
         print(out)
         sys.exit("forward_bench: run.sh failed")
     m = re.search(r"Submit at 64 streams >= 1\.2x .*?: ([0-9.]+)x, p99 ([0-9.]+) ms", out)
-    a1 = re.search(r"a1 one row/txn:\s+([0-9.]+) rows/s", out)
-    s64 = re.search(r"s64: ([0-9.]+) waybills/s", out)
-    return (float(a1.group(1)) if a1 else 0.0, float(s64.group(1)) if s64 else 0.0,
-            float(m.group(1)) if m else 0.0, float(m.group(2)) if m else 0.0, out)
+    a1 = [float(v) for v in re.findall(r"a1 one row/txn:\s+([0-9.]+) rows/s", out)]
+    s64 = [float(v) for v in re.findall(r"s64: ([0-9.]+) waybills/s", out)]
+    rounds = re.search(r"\(per round: ratio ([0-9., ]+);", out)
+    per_round = rounds.group(1) if rounds else (m.group(1) if m else "")
+    return (median(a1), median(s64), float(m.group(1)) if m else 0.0,
+            float(m.group(2)) if m else 0.0, per_round, out)
+
+
+def median(values):
+    """run.sh's median: the middle value, the lower one of an even count; 0.0 for none."""
+    v = sorted(values)
+    return v[(len(v) - 1) // 2] if v else 0.0
 
 
 def set_forwarding(d, on):
@@ -463,7 +477,7 @@ def measure(d, env, csink):
     t_gw, t_sink = cpu_ticks(os.path.join(d, "waygated.pid")), cpu_ticks(sink_pidfile)
     t_pg = postgres_ticks(d)
     rss0 = rss_kib(csink.pid()) if csink is not None else 0
-    a1_rate, s64_rate, ratio, p99_submit, out = run_submit(d)
+    a1_rate, s64_rate, ratio, p99_submit, rounds, out = run_submit(d)
     end_us = int(time.time() * 1e6)
     t_gw = cpu_ticks(os.path.join(d, "waygated.pid")) - t_gw
     t_sink = cpu_ticks(sink_pidfile) - t_sink
@@ -497,7 +511,7 @@ def measure(d, env, csink):
             if env.get("WAYGATE_METRICS_ADDR") else None
         if osampler is not None:
             osampler.start()
-        off_a1, off_s64, off_ratio, off_p99, _ = run_submit(d)
+        off_a1, off_s64, off_ratio, off_p99, off_rounds, _ = run_submit(d)
         if osampler is not None:
             osampler.stop.set()
             osampler.join()
@@ -516,12 +530,13 @@ def measure(d, env, csink):
     during = [s for s in sampler.samples if s[0] * 1e6 <= end_us]
     max_depth = max((s[1] for s in during), default=0)
     max_age = max((s[2] for s in during), default=0)
+    max_size = max((s[3] for s in during), default=0)
     hz = os.sysconf("SC_CLK_TCK")
     print("o64 Submit 64 streams, forwarding off: %.0f waybills/s, p99 %.1f ms: %.2fx its a1 "
-          "(%.0f rows/s)" % (off_s64, off_p99, off_ratio, off_a1))
+          "(%.0f rows/s; per round %s)" % (off_s64, off_p99, off_ratio, off_a1, off_rounds))
     print("f64 Submit 64 streams, forwarding on: %.0f waybills/s, p99 %.1f ms: %.2fx its a1 "
-          "(%.0f rows/s); %.2fx o64" % (s64_rate, p99_submit, ratio, a1_rate,
-                                         s64_rate / off_s64 if off_s64 else 0.0))
+          "(%.0f rows/s; per round %s); %.2fx o64" % (s64_rate, p99_submit, ratio, a1_rate, rounds,
+                                                      s64_rate / off_s64 if off_s64 else 0.0))
     print("CPU during f64 (run.sh's whole call, a1 included): gateway %.1f s, sink %.1f s (%s), "
           "PostgreSQL %.1f s (every postgres process)"
           % (t_gw / hz, t_sink / hz, sink_desc, t_pg / hz))
@@ -529,9 +544,10 @@ def measure(d, env, csink):
           % (o_gw / hz, o_pg / hz))
     if csink is not None:
         print("bench_sink VmRSS: %d KiB before f64, %d KiB after" % (rss0, rss1))
-    print("outbox while submitting: max depth %d rows, oldest row at most %d ms old; %s"
-          % (max_depth, max_age, "drained %.1f s after the run" % (drained_at - end_us / 1e6)
-             if drained_at else "NOT drained within %d s" % DRAIN_BOUND_S))
+    print("outbox while submitting: max depth %d rows, oldest row at most %d ms old, table at "
+          "most %.1f MiB; %s" % (max_depth, max_age, max_size / 1048576.0,
+                                 "drained %.1f s after the run" % (drained_at - end_us / 1e6)
+                                 if drained_at else "NOT drained within %d s" % DRAIN_BOUND_S))
     print("ack-to-sink over %d deliveries: p50 %.0f ms, p99 %.0f ms, max %.0f ms"
           % (len(lat), pct(lat, 0.5), pct(lat, 0.99), max(lat, default=0)))
     # both sinks stamp one receive time per Deliver call: distinct stamps ~ calls
@@ -546,10 +562,11 @@ def measure(d, env, csink):
             print("CPU per waybill in %s's Submit window (%.0f waybills/s): gateway %.1f us, "
                   "PostgreSQL %.1f us, sink %.1f us" % (name, c[0], c[1], c[2], c[3]))
     ok = ratio >= 1.2 and drained_at is not None and pct(lat, 0.99) < 1000 and lat
-    print("RESULT sink=%s ratio=%.2f off_ratio=%.2f max_depth=%d drained=%s p99_ack_to_sink_ms=%.0f "
-          "deliveries=%d %s" % ("c" if csink is not None else "python", ratio, off_ratio, max_depth,
-                                "yes" if drained_at else "no", pct(lat, 0.99), len(lat),
-                                "met" if ok else "NOT met"))
+    print("RESULT sink=%s ratio=%.2f rounds=%s off_ratio=%.2f max_depth=%d drained=%s "
+          "p99_ack_to_sink_ms=%.0f deliveries=%d %s"
+          % ("c" if csink is not None else "python", ratio, rounds.replace(" ", ""), off_ratio,
+             max_depth, "yes" if drained_at else "no", pct(lat, 0.99), len(lat),
+             "met" if ok else "NOT met"))
     return 0 if ok else 1
 
 

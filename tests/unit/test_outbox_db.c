@@ -1008,6 +1008,32 @@ static void test_claim_keeps_rows_on_their_page(void **state)
     empty_outbox();
 }
 
+/* Autovacuum clears the outbox after 5000 dead rows whatever its size (sql/058): a row lives a
+ * fraction of a second, so the share of live rows PostgreSQL waits for by default says nothing
+ * about the pages the deletes left. The trigger as autovacuum computes it (threshold + scale
+ * factor x rows), for an outbox of a million rows, and its pass unthrottled. */
+static void test_outbox_vacuumed_by_count(void **state)
+{
+    static const char opt[] =
+        "(SELECT split_part(o, '=', 2)::float8 FROM pg_class, unnest(reloptions) o "
+        "WHERE oid = 'outbox'::regclass AND split_part(o, '=', 1) = '%s')";
+    char sql[768], t[256], f[256], d[256];
+
+    (void)state;
+    if (!pg_ok)
+        skip();
+    snprintf(t, sizeof(t), opt, "autovacuum_vacuum_threshold");
+    snprintf(f, sizeof(f), opt, "autovacuum_vacuum_scale_factor");
+    snprintf(d, sizeof(d), opt, "autovacuum_vacuum_cost_delay");
+    snprintf(sql, sizeof(sql),
+             "SELECT coalesce(%s, current_setting('autovacuum_vacuum_threshold')::float8) + "
+             "1e6 * coalesce(%s, current_setting('autovacuum_vacuum_scale_factor')::float8)",
+             t, f);
+    assert_int_equal(count(sql), 5000);
+    snprintf(sql, sizeof(sql), "SELECT coalesce(%s, -1)", d);
+    assert_int_equal(count(sql), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1021,6 +1047,7 @@ int main(void)
         cmocka_unit_test(test_listener),
         cmocka_unit_test(test_notify_only_when_claimable),
         cmocka_unit_test(test_claim_keeps_rows_on_their_page),
+        cmocka_unit_test(test_outbox_vacuumed_by_count),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
