@@ -364,18 +364,12 @@ def run_submit(d):
         print(out)
         sys.exit("forward_bench: run.sh failed")
     m = re.search(r"Submit at 64 streams >= 1\.2x .*?: ([0-9.]+)x, p99 ([0-9.]+) ms", out)
-    a1 = [float(v) for v in re.findall(r"a1 one row/txn:\s+([0-9.]+) rows/s", out)]
-    s64 = [float(v) for v in re.findall(r"s64: ([0-9.]+) waybills/s", out)]
+    a1 = re.search(r"^\| a1 \| [^|]* \| ([0-9.]+) \|", out, re.M)  # run.sh's table: medians
+    s64 = re.search(r"^\| s64 \| [^|]* \| ([0-9.]+) \|", out, re.M)
     rounds = re.search(r"\(per round: ratio ([0-9., ]+);", out)
     per_round = rounds.group(1) if rounds else (m.group(1) if m else "")
-    return (median(a1), median(s64), float(m.group(1)) if m else 0.0,
-            float(m.group(2)) if m else 0.0, per_round, out)
-
-
-def median(values):
-    """run.sh's median: the middle value, the lower one of an even count; 0.0 for none."""
-    v = sorted(values)
-    return v[(len(v) - 1) // 2] if v else 0.0
+    return (float(a1.group(1)) if a1 else 0.0, float(s64.group(1)) if s64 else 0.0,
+            float(m.group(1)) if m else 0.0, float(m.group(2)) if m else 0.0, per_round, out)
 
 
 def set_forwarding(d, on):
